@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/channels.proto.
  */
 export const file_chat_v1_channels: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRR2V0Q2hhbm5lbFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChJHZXRDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI4ChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUwoUTGlzdENoYW5uZWxzUmVzcG9uc2USIgoIY2hhbm5lbHMYASADKAsyEC5jaGF0LnYxLkNoYW5uZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIigKEkxpc3RNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjcKE0xpc3RNZW1iZXJzUmVzcG9uc2USIAoHbWVtYmVycxgBIAMoCzIPLmNoYXQudjEuTWVtYmVyIjkKEUFkZE1lbWJlcnNSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSEAoIdXNlcl9pZHMYAiADKAQiNwoSQWRkTWVtYmVyc1Jlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOgoTUmVtb3ZlTWVtYmVyUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQiFgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2UiXgoUU2V0TWVtYmVyUm9sZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEEiEKBHJvbGUYAyABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIjcKElVwZGF0ZUdyb3VwUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEg0KBXRpdGxlGAIgASgJIjgKE1VwZGF0ZUdyb3VwUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCInChFMZWF2ZUdyb3VwUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIhQKEkxlYXZlR3JvdXBSZXNwb25zZTL0BQoOQ2hhbm5lbFNlcnZpY2USRQoKT3BlbkRpcmVjdBIaLmNoYXQudjEuT3BlbkRpcmVjdFJlcXVlc3QaGy5jaGF0LnYxLk9wZW5EaXJlY3RSZXNwb25zZRJICgtDcmVhdGVHcm91cBIbLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5DcmVhdGVHcm91cFJlc3BvbnNlEkUKCkdldENoYW5uZWwSGi5jaGF0LnYxLkdldENoYW5uZWxSZXF1ZXN0GhsuY2hhdC52MS5HZXRDaGFubmVsUmVzcG9uc2USSwoMTGlzdENoYW5uZWxzEhwuY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkUKCkFkZE1lbWJlcnMSGi5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0GhsuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJOCg1TZXRNZW1iZXJSb2xlEh0uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoeLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEhsuY2hhdC52MS5VcGRhdGVHcm91cFJlcXVlc3QaHC5jaGF0LnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USRQoKTGVhdmVHcm91cBIaLmNoYXQudjEuTGVhdmVHcm91cFJlcXVlc3QaGy5jaGF0LnYxLkxlYXZlR3JvdXBSZXNwb25zZWIGcHJvdG8z", [file_chat_v1_types]);
+  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOAoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UygwYKDkNoYW5uZWxTZXJ2aWNlEkUKCk9wZW5EaXJlY3QSGi5jaGF0LnYxLk9wZW5EaXJlY3RSZXF1ZXN0GhsuY2hhdC52MS5PcGVuRGlyZWN0UmVzcG9uc2USSAoLQ3JlYXRlR3JvdXASGy5jaGF0LnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBocLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJUCg9EZXNjcmliZUNoYW5uZWwSHy5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlcXVlc3QaIC5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEksKDExpc3RDaGFubmVscxIcLmNoYXQudjEuTGlzdENoYW5uZWxzUmVxdWVzdBodLmNoYXQudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USSAoLTGlzdE1lbWJlcnMSGy5jaGF0LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBocLmNoYXQudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJFCgpBZGRNZW1iZXJzEhouY2hhdC52MS5BZGRNZW1iZXJzUmVxdWVzdBobLmNoYXQudjEuQWRkTWVtYmVyc1Jlc3BvbnNlEksKDFJlbW92ZU1lbWJlchIcLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBodLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USTgoNU2V0TWVtYmVyUm9sZRIdLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlcXVlc3QaHi5jaGF0LnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJICgtVcGRhdGVHcm91cBIbLmNoYXQudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5VcGRhdGVHcm91cFJlc3BvbnNlEkUKCkxlYXZlR3JvdXASGi5jaGF0LnYxLkxlYXZlR3JvdXBSZXF1ZXN0GhsuY2hhdC52MS5MZWF2ZUdyb3VwUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types]);
 
 /**
  * @generated from message chat.v1.OpenDirectRequest
@@ -92,9 +92,9 @@ export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__P
   messageDesc(file_chat_v1_channels, 3);
 
 /**
- * @generated from message chat.v1.GetChannelRequest
+ * @generated from message chat.v1.DescribeChannelRequest
  */
-export type GetChannelRequest = Message<"chat.v1.GetChannelRequest"> & {
+export type DescribeChannelRequest = Message<"chat.v1.DescribeChannelRequest"> & {
   /**
    * @generated from field: uint64 channel_id = 1;
    */
@@ -102,16 +102,16 @@ export type GetChannelRequest = Message<"chat.v1.GetChannelRequest"> & {
 };
 
 /**
- * Describes the message chat.v1.GetChannelRequest.
- * Use `create(GetChannelRequestSchema)` to create a new message.
+ * Describes the message chat.v1.DescribeChannelRequest.
+ * Use `create(DescribeChannelRequestSchema)` to create a new message.
  */
-export const GetChannelRequestSchema: GenMessage<GetChannelRequest> = /*@__PURE__*/
+export const DescribeChannelRequestSchema: GenMessage<DescribeChannelRequest> = /*@__PURE__*/
   messageDesc(file_chat_v1_channels, 4);
 
 /**
- * @generated from message chat.v1.GetChannelResponse
+ * @generated from message chat.v1.DescribeChannelResponse
  */
-export type GetChannelResponse = Message<"chat.v1.GetChannelResponse"> & {
+export type DescribeChannelResponse = Message<"chat.v1.DescribeChannelResponse"> & {
   /**
    * @generated from field: chat.v1.Channel channel = 1;
    */
@@ -119,10 +119,10 @@ export type GetChannelResponse = Message<"chat.v1.GetChannelResponse"> & {
 };
 
 /**
- * Describes the message chat.v1.GetChannelResponse.
- * Use `create(GetChannelResponseSchema)` to create a new message.
+ * Describes the message chat.v1.DescribeChannelResponse.
+ * Use `create(DescribeChannelResponseSchema)` to create a new message.
  */
-export const GetChannelResponseSchema: GenMessage<GetChannelResponse> = /*@__PURE__*/
+export const DescribeChannelResponseSchema: GenMessage<DescribeChannelResponse> = /*@__PURE__*/
   messageDesc(file_chat_v1_channels, 5);
 
 /**
@@ -419,12 +419,14 @@ export const ChannelService: GenService<{
     output: typeof CreateGroupResponseSchema;
   },
   /**
-   * @generated from rpc chat.v1.ChannelService.GetChannel
+   * Named so that it does not shadow grpc-js Client.getChannel in generated clients.
+   *
+   * @generated from rpc chat.v1.ChannelService.DescribeChannel
    */
-  getChannel: {
+  describeChannel: {
     methodKind: "unary";
-    input: typeof GetChannelRequestSchema;
-    output: typeof GetChannelResponseSchema;
+    input: typeof DescribeChannelRequestSchema;
+    output: typeof DescribeChannelResponseSchema;
   },
   /**
    * Lists the caller's channels, most recent activity first, with their last

@@ -43,11 +43,11 @@ export interface CreateGroupResponse {
   channel?: Channel | undefined;
 }
 
-export interface GetChannelRequest {
+export interface DescribeChannelRequest {
   channelId: bigint;
 }
 
-export interface GetChannelResponse {
+export interface DescribeChannelResponse {
   channel?: Channel | undefined;
 }
 
@@ -431,12 +431,12 @@ export const CreateGroupResponse: MessageFns<CreateGroupResponse> = {
   },
 };
 
-function createBaseGetChannelRequest(): GetChannelRequest {
+function createBaseDescribeChannelRequest(): DescribeChannelRequest {
   return { channelId: 0n };
 }
 
-export const GetChannelRequest: MessageFns<GetChannelRequest> = {
-  encode(message: GetChannelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DescribeChannelRequest: MessageFns<DescribeChannelRequest> = {
+  encode(message: DescribeChannelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.channelId !== 0n) {
       if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
         throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
@@ -446,7 +446,7 @@ export const GetChannelRequest: MessageFns<GetChannelRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetChannelRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): DescribeChannelRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -455,7 +455,7 @@ export const GetChannelRequest: MessageFns<GetChannelRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetChannelRequest();
+      const message = createBaseDescribeChannelRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -479,7 +479,7 @@ export const GetChannelRequest: MessageFns<GetChannelRequest> = {
     }
   },
 
-  fromJSON(object: any): GetChannelRequest {
+  fromJSON(object: any): DescribeChannelRequest {
     return {
       channelId: isSet(object.channelId)
         ? BigInt(object.channelId)
@@ -489,7 +489,7 @@ export const GetChannelRequest: MessageFns<GetChannelRequest> = {
     };
   },
 
-  toJSON(message: GetChannelRequest): unknown {
+  toJSON(message: DescribeChannelRequest): unknown {
     const obj: any = {};
     if (message.channelId !== 0n) {
       obj.channelId = message.channelId.toString();
@@ -497,29 +497,29 @@ export const GetChannelRequest: MessageFns<GetChannelRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<GetChannelRequest>, I>>(base?: I): GetChannelRequest {
-    return GetChannelRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DescribeChannelRequest>, I>>(base?: I): DescribeChannelRequest {
+    return DescribeChannelRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetChannelRequest>, I>>(object: I): GetChannelRequest {
-    const message = createBaseGetChannelRequest();
+  fromPartial<I extends Exact<DeepPartial<DescribeChannelRequest>, I>>(object: I): DescribeChannelRequest {
+    const message = createBaseDescribeChannelRequest();
     message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
     return message;
   },
 };
 
-function createBaseGetChannelResponse(): GetChannelResponse {
+function createBaseDescribeChannelResponse(): DescribeChannelResponse {
   return { channel: undefined };
 }
 
-export const GetChannelResponse: MessageFns<GetChannelResponse> = {
-  encode(message: GetChannelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DescribeChannelResponse: MessageFns<DescribeChannelResponse> = {
+  encode(message: DescribeChannelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.channel !== undefined) {
       Channel.encode(message.channel, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetChannelResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): DescribeChannelResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -528,7 +528,7 @@ export const GetChannelResponse: MessageFns<GetChannelResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetChannelResponse();
+      const message = createBaseDescribeChannelResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -552,11 +552,11 @@ export const GetChannelResponse: MessageFns<GetChannelResponse> = {
     }
   },
 
-  fromJSON(object: any): GetChannelResponse {
+  fromJSON(object: any): DescribeChannelResponse {
     return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
   },
 
-  toJSON(message: GetChannelResponse): unknown {
+  toJSON(message: DescribeChannelResponse): unknown {
     const obj: any = {};
     if (message.channel !== undefined) {
       obj.channel = Channel.toJSON(message.channel);
@@ -564,11 +564,11 @@ export const GetChannelResponse: MessageFns<GetChannelResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<GetChannelResponse>, I>>(base?: I): GetChannelResponse {
-    return GetChannelResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DescribeChannelResponse>, I>>(base?: I): DescribeChannelResponse {
+    return DescribeChannelResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetChannelResponse>, I>>(object: I): GetChannelResponse {
-    const message = createBaseGetChannelResponse();
+  fromPartial<I extends Exact<DeepPartial<DescribeChannelResponse>, I>>(object: I): DescribeChannelResponse {
+    const message = createBaseDescribeChannelResponse();
     message.channel = (object.channel !== undefined && object.channel !== null)
       ? Channel.fromPartial(object.channel)
       : undefined;
@@ -1702,14 +1702,17 @@ export const ChannelServiceService = {
     responseSerialize: (value: CreateGroupResponse): Buffer => Buffer.from(CreateGroupResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateGroupResponse => CreateGroupResponse.decode(value),
   },
-  getChannel: {
-    path: "/chat.v1.ChannelService/GetChannel" as const,
+  /** Named so that it does not shadow grpc-js Client.getChannel in generated clients. */
+  describeChannel: {
+    path: "/chat.v1.ChannelService/DescribeChannel" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetChannelRequest): Buffer => Buffer.from(GetChannelRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetChannelRequest => GetChannelRequest.decode(value),
-    responseSerialize: (value: GetChannelResponse): Buffer => Buffer.from(GetChannelResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetChannelResponse => GetChannelResponse.decode(value),
+    requestSerialize: (value: DescribeChannelRequest): Buffer =>
+      Buffer.from(DescribeChannelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DescribeChannelRequest => DescribeChannelRequest.decode(value),
+    responseSerialize: (value: DescribeChannelResponse): Buffer =>
+      Buffer.from(DescribeChannelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DescribeChannelResponse => DescribeChannelResponse.decode(value),
   },
   /**
    * Lists the caller's channels, most recent activity first, with their last
@@ -1797,7 +1800,8 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
   /** Finds or creates the direct channel between the caller and another user. */
   openDirect: handleUnaryCall<OpenDirectRequest, OpenDirectResponse>;
   createGroup: handleUnaryCall<CreateGroupRequest, CreateGroupResponse>;
-  getChannel: handleUnaryCall<GetChannelRequest, GetChannelResponse>;
+  /** Named so that it does not shadow grpc-js Client.getChannel in generated clients. */
+  describeChannel: handleUnaryCall<DescribeChannelRequest, DescribeChannelResponse>;
   /**
    * Lists the caller's channels, most recent activity first, with their last
    * message and unread count.
@@ -1853,20 +1857,21 @@ export interface ChannelServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateGroupResponse) => void,
   ): ClientUnaryCall;
-  getChannel(
-    request: GetChannelRequest,
-    callback: (error: ServiceError | null, response: GetChannelResponse) => void,
+  /** Named so that it does not shadow grpc-js Client.getChannel in generated clients. */
+  describeChannel(
+    request: DescribeChannelRequest,
+    callback: (error: ServiceError | null, response: DescribeChannelResponse) => void,
   ): ClientUnaryCall;
-  getChannel(
-    request: GetChannelRequest,
+  describeChannel(
+    request: DescribeChannelRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetChannelResponse) => void,
+    callback: (error: ServiceError | null, response: DescribeChannelResponse) => void,
   ): ClientUnaryCall;
-  getChannel(
-    request: GetChannelRequest,
+  describeChannel(
+    request: DescribeChannelRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetChannelResponse) => void,
+    callback: (error: ServiceError | null, response: DescribeChannelResponse) => void,
   ): ClientUnaryCall;
   /**
    * Lists the caller's channels, most recent activity first, with their last
