@@ -1,0 +1,41 @@
+import type { DeviceRecord, Id, RefreshTokenRecord, UserRecord } from "../model/types.js";
+
+/**
+ * AccountStore keeps users, their devices, refresh tokens and the friend
+ * graph. Adapters: sqlite (embedded), cassandra (distributed).
+ */
+export interface AccountStore {
+  /** Throws ChatError("already_exists") when the lower-cased username is taken. */
+  createUser(user: UserRecord): Promise<void>;
+  findUserByUsername(username: string): Promise<UserRecord | undefined>;
+  getUser(userId: Id): Promise<UserRecord | undefined>;
+  /** Unknown ids are left out; order follows the input. */
+  getUsers(userIds: readonly Id[]): Promise<UserRecord[]>;
+  /** Usernames starting with the lower-cased prefix, alphabetical. */
+  searchUsers(prefix: string, limit: number): Promise<UserRecord[]>;
+  updateDisplayName(userId: Id, displayName: string): Promise<void>;
+
+  createDevice(device: DeviceRecord): Promise<void>;
+  getDevice(userId: Id, deviceId: Id): Promise<DeviceRecord | undefined>;
+  listDevices(userId: Id): Promise<DeviceRecord[]>;
+  touchDevice(userId: Id, deviceId: Id, atMs: number): Promise<void>;
+  /** Marks the device revoked and deletes its refresh tokens. */
+  revokeDevice(userId: Id, deviceId: Id): Promise<void>;
+
+  /** Tokens are stored by a hash, never in clear. */
+  putRefreshToken(tokenHash: string, record: RefreshTokenRecord): Promise<void>;
+  /** Deletes and returns: a refresh token is single-use. Undefined when absent. */
+  takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
+
+  /** A pending request from one user to another (directed). */
+  putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void>;
+  deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void>;
+  hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean>;
+  /** Both directions: { fromUserId, toUserId } with userId on one side. */
+  listFriendRequests(userId: Id): Promise<{ fromUserId: Id; toUserId: Id; atMs: number }[]>;
+  /** Symmetric; also deletes pending requests between the two. */
+  addFriendship(a: Id, b: Id, atMs: number): Promise<void>;
+  removeFriendship(a: Id, b: Id): Promise<void>;
+  areFriends(a: Id, b: Id): Promise<boolean>;
+  listFriends(userId: Id): Promise<Id[]>;
+}

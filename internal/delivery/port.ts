@@ -1,0 +1,16 @@
+import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { Id } from "../model/types.js";
+
+/**
+ * SessionDirectory reaches the live sessions of users wherever they are
+ * connected: in chatd the one local chat server, in the distributed mode the
+ * chat servers that the routing table (Redis) names.
+ */
+export interface SessionDirectory {
+  /** Pushes a frame to every open session of the given users (best effort). */
+  pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void>;
+  /** Closes the sessions of one device (logout, revocation). */
+  closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void>;
+  /** Users among the given ones with at least one open session. */
+  onlineUsers(userIds: readonly Id[]): Promise<Set<Id>>;
+}

@@ -1,0 +1,25 @@
+import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+
+/**
+ * Inbox is one per user: a copy of every message of every channel the user is
+ * in, with the user's own gap-free sequence (the seed's cur_max_message_id).
+ * Every device of the user keeps one cursor into it. Exactly one writer
+ * appends to a given user's inbox at a time (the pipeline partition that owns
+ * the user). Adapters: sqlite (embedded), cassandra (distributed).
+ */
+export interface Inbox {
+  /**
+   * Appends with the user's next inbox seq (from 1). A message already in the
+   * inbox (same messageId) is not added again: its entry comes back with
+   * duplicate = true.
+   */
+  append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }>;
+  /** Entries with inboxSeq > afterSeq, ascending, at most limit. */
+  readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]>;
+  /** The highest inbox seq, 0n when empty. */
+  head(userId: Id): Promise<bigint>;
+  /** The device's cursor, 0n when never set. */
+  getCursor(userId: Id, deviceId: Id): Promise<bigint>;
+  /** Moves the cursor forward only; returns the cursor after the call. */
+  advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint>;
+}

@@ -1,0 +1,28 @@
+import type { Id, NewMessage, StoredMessage } from "../model/types.js";
+
+export interface PageQuery {
+  /** Exclusive bound; 0n with "backward" means from the newest. */
+  anchorSeq: bigint;
+  direction: "backward" | "forward";
+  limit: number;
+}
+
+/**
+ * MessageLog is every channel's history, kept forever. Exactly one writer
+ * appends to a given channel at a time (the pipeline partition that owns
+ * it), so the adapter may compute the next seq without a compare-and-set.
+ * Adapters: sqlite (embedded), cassandra (distributed).
+ */
+export interface MessageLog {
+  /**
+   * Stores the message with the channel's next seq (gap-free, from 1). A
+   * message whose (channelId, senderUserId, clientMsgId) is already stored is
+   * not stored again: the stored one comes back with duplicate = true.
+   */
+  append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }>;
+  findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;
+  /** Backward: newest first, seq < anchor. Forward: oldest first, seq > anchor. */
+  page(channelId: Id, query: PageQuery): Promise<StoredMessage[]>;
+  /** The newest message of each channel that has any. */
+  latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>>;
+}

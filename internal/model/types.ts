@@ -1,0 +1,80 @@
+/**
+ * The domain's own types. Generated protobuf types stay at the edges (api,
+ * gateway, chatserver frames); storage adapters and the pipeline speak these.
+ * Ids are snowflakes as bigint; times are epoch milliseconds.
+ */
+export type Id = bigint;
+
+export const MAX_TEXT_CODE_POINTS = 100_000; // a text must have fewer than this
+export const MAX_GROUP_MEMBERS = 100;
+export const MAX_CLIENT_MSG_ID_LENGTH = 64;
+
+export interface UserRecord {
+  userId: Id;
+  /** As typed at sign-up; uniqueness is on the lower-cased form. */
+  username: string;
+  displayName: string;
+  passwordHash: string;
+  createdAtMs: number;
+}
+
+export type Platform = "unspecified" | "web" | "ios" | "android" | "desktop" | "cli";
+
+export interface DeviceRecord {
+  userId: Id;
+  deviceId: Id;
+  name: string;
+  platform: Platform;
+  createdAtMs: number;
+  lastSeenAtMs: number;
+  /** Revoked devices keep their row (for audit) but can no longer refresh. */
+  revoked: boolean;
+}
+
+export interface RefreshTokenRecord {
+  userId: Id;
+  deviceId: Id;
+  expiresAtMs: number;
+}
+
+export type ChannelKind = "direct" | "group";
+export type MemberRole = "member" | "admin" | "owner";
+
+export interface ChannelRecord {
+  channelId: Id;
+  kind: ChannelKind;
+  title: string;
+  createdAtMs: number;
+  createdBy: Id;
+}
+
+export interface MemberRecord {
+  channelId: Id;
+  userId: Id;
+  role: MemberRole;
+  joinedAtMs: number;
+  /** Seq of the last message this member has read. */
+  readSeq: bigint;
+}
+
+export interface NewMessage {
+  messageId: Id;
+  channelId: Id;
+  senderUserId: Id;
+  senderDeviceId: Id;
+  clientMsgId: string;
+  text: string;
+  sentAtMs: number;
+}
+
+export interface StoredMessage extends NewMessage {
+  /** Gap-free position in the channel, from 1. */
+  seq: bigint;
+}
+
+export interface InboxEntry {
+  inboxSeq: bigint;
+  message: StoredMessage;
+}
+
+export type FriendState = "none" | "request_sent" | "request_received" | "friends";

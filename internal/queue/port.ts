@@ -1,0 +1,64 @@
+/**
+ * MessageQueue is the message-sync queue: topics split into partitions by
+ * key, each partition an ordered log. Adapters: sqlite (the embedded,
+ * in-process, durable log of chatd) and kafka (distributed mode). One
+ * contract suite (internal/queue/contract.ts) runs against both.
+ */
+export interface QueueRecord {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  key: string;
+  value: Uint8Array;
+}
+
+export interface OutgoingRecord {
+  /** Records with the same key land in the same partition, in publish order. */
+  key: string;
+  value: Uint8Array;
+}
+
+/**
+ * Receives records of one partition, in offset order. Resolving commits the
+ * batch; rejecting leaves it uncommitted, so it comes again (at least once).
+ */
+export type BatchHandler = (records: QueueRecord[]) => Promise<void>;
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+}
+
+export interface SubscribeOptions {
+  /** Largest batch handed to the handler at once. */
+  maxBatch?: number;
+}
+
+export interface Subscription {
+  /** Finishes the batch in hand, commits it, and stops. */
+  stop(): Promise<void>;
+}
+
+export interface MessageQueue {
+  /** Creates missing topics; existing ones are left as they are. */
+  ensureTopics(topics: readonly TopicSpec[]): Promise<void>;
+  /** Resolves once every record is durable: the moment a sender may be acked. */
+  publish(topic: string, records: readonly OutgoingRecord[]): Promise<void>;
+  /**
+   * Consumes a topic as a member of a consumer group. Within a group each
+   * partition has one consumer at a time; every group sees every record.
+   * A new group starts from the beginning of what the queue still holds.
+   */
+  subscribe(group: string, topic: string, handler: BatchHandler, options?: SubscribeOptions): Promise<Subscription>;
+  close(): Promise<void>;
+}
+
+/** Stable key-to-partition mapping (FNV-1a), the same in every adapter that needs its own. */
+export function partitionFor(key: string, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % partitions;
+}

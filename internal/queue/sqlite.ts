@@ -1,0 +1,313 @@
+import Database from "better-sqlite3";
+import type { Logger } from "pino";
+import {
+  partitionFor,
+  type BatchHandler,
+  type MessageQueue,
+  type OutgoingRecord,
+  type QueueRecord,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicSpec,
+} from "./port.js";
+
+export interface SqliteQueueOptions {
+  /** File path, or ":memory:" for a queue that dies with the process. */
+  path: string;
+  /** "full" survives power loss; "normal" (default) survives a process crash. */
+  synchronous?: "normal" | "full";
+  /** Records every group has consumed are trimmed this often. */
+  trimIntervalMs?: number;
+  logger?: Logger;
+}
+
+interface PendingPublish {
+  topic: string;
+  partitions: number[];
+  records: readonly OutgoingRecord[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The embedded message-sync queue: a keyed, partitioned, durable log in its
+ * own SQLite file, consumed in-process. Publishes made in the same turn of
+ * the event loop share one transaction (group commit), which is what keeps
+ * it fast with many concurrent senders.
+ */
+export class SqliteQueue implements MessageQueue {
+  private readonly db: Database.Database;
+  private readonly partitionsOf = new Map<string, number>();
+  private readonly nextOffset = new Map<string, bigint>(); // "topic/partition" -> offset
+  private readonly wakers = new Map<string, Set<() => void>>(); // "topic/partition" -> waiting consumers
+  private readonly groups = new Map<string, GroupConsumer>(); // "group/topic" -> active member
+  private pending: PendingPublish[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private readonly trimTimer: NodeJS.Timeout;
+  private readonly stmt;
+
+  constructor(private readonly options: SqliteQueueOptions) {
+    this.db = new Database(options.path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    this.db.pragma("busy_timeout = 5000");
+    this.db.defaultSafeIntegers(true);
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS records (
+        topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,
+        key TEXT NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (topic, part, off)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS group_offsets (
+        grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_off INTEGER NOT NULL,
+        PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+    `);
+    this.stmt = {
+      insertTopic: this.db.prepare("INSERT OR IGNORE INTO topics (topic, partitions) VALUES (?, ?)"),
+      topics: this.db.prepare("SELECT topic, partitions FROM topics"),
+      maxOffsets: this.db.prepare("SELECT topic, part, MAX(off) AS max FROM records GROUP BY topic, part"),
+      insertRecord: this.db.prepare("INSERT INTO records (topic, part, off, key, value) VALUES (?, ?, ?, ?, ?)"),
+      readRecords: this.db.prepare(
+        "SELECT off, key, value FROM records WHERE topic = ? AND part = ? AND off >= ? ORDER BY off LIMIT ?",
+      ),
+      groupOffset: this.db.prepare("SELECT next_off FROM group_offsets WHERE grp = ? AND topic = ? AND part = ?"),
+      commit: this.db.prepare(
+        `INSERT INTO group_offsets (grp, topic, part, next_off) VALUES (?, ?, ?, ?)
+         ON CONFLICT (grp, topic, part) DO UPDATE SET next_off = excluded.next_off`,
+      ),
+      minCommitted: this.db.prepare(
+        "SELECT topic, part, MIN(next_off) AS min FROM group_offsets GROUP BY topic, part",
+      ),
+      trim: this.db.prepare("DELETE FROM records WHERE topic = ? AND part = ? AND off < ?"),
+      firstOffset: this.db.prepare("SELECT MIN(off) AS min FROM records WHERE topic = ? AND part = ?"),
+    };
+    for (const row of this.stmt.topics.all() as { topic: string; partitions: bigint }[]) {
+      this.partitionsOf.set(row.topic, Number(row.partitions));
+    }
+    for (const row of this.stmt.maxOffsets.all() as { topic: string; part: bigint; max: bigint }[]) {
+      this.nextOffset.set(`${row.topic}/${row.part}`, row.max + 1n);
+    }
+    this.trimTimer = setInterval(() => this.trim(), options.trimIntervalMs ?? 30_000);
+    this.trimTimer.unref();
+  }
+
+  async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
+    for (const t of topics) {
+      if (!Number.isInteger(t.partitions) || t.partitions < 1) {
+        throw new RangeError(`topic ${t.topic}: partitions must be a positive integer`);
+      }
+      this.stmt.insertTopic.run(t.topic, t.partitions);
+      if (!this.partitionsOf.has(t.topic)) this.partitionsOf.set(t.topic, t.partitions);
+    }
+  }
+
+  publish(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("queue is closed"));
+    const partitions = this.partitionsOf.get(topic);
+    if (partitions === undefined) return Promise.reject(new Error(`unknown topic ${topic}: call ensureTopics first`));
+    if (records.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.pending.push({
+        topic,
+        partitions: records.map((r) => partitionFor(r.key, partitions)),
+        records,
+        resolve,
+        reject,
+      });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const touched = new Set<string>();
+    const assigned = new Map<string, bigint>();
+    try {
+      this.db.transaction(() => {
+        for (const p of batch) {
+          p.records.forEach((r, i) => {
+            const tp = `${p.topic}/${p.partitions[i]}`;
+            const off = assigned.get(tp) ?? this.nextOffset.get(tp) ?? 0n;
+            this.stmt.insertRecord.run(p.topic, p.partitions[i], off, r.key, r.value);
+            assigned.set(tp, off + 1n);
+            touched.add(tp);
+          });
+        }
+      })();
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (const [tp, off] of assigned) this.nextOffset.set(tp, off);
+    for (const p of batch) p.resolve();
+    for (const tp of touched) {
+      const waiting = this.wakers.get(tp);
+      if (waiting) for (const wake of [...waiting]) wake();
+    }
+  }
+
+  async subscribe(
+    group: string,
+    topic: string,
+    handler: BatchHandler,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    const partitions = this.partitionsOf.get(topic);
+    if (partitions === undefined) throw new Error(`unknown topic ${topic}: call ensureTopics first`);
+    const member = new GroupConsumer(this, group, topic, partitions, handler, options.maxBatch ?? 256);
+    const key = `${group}/${topic}`;
+    // One process holds every partition of a group; a second member of the
+    // same group waits as a standby and takes over when the first stops.
+    const active = this.groups.get(key);
+    if (!active) {
+      this.groups.set(key, member);
+      member.start();
+    } else {
+      active.standbys.push(member);
+    }
+    return {
+      stop: async () => {
+        await member.stop();
+        if (this.groups.get(key) === member) {
+          const next = member.standbys.shift();
+          if (next) {
+            next.standbys = member.standbys;
+            this.groups.set(key, next);
+            next.start();
+          } else {
+            this.groups.delete(key);
+          }
+        } else {
+          const a = this.groups.get(key);
+          if (a) a.standbys = a.standbys.filter((s) => s !== member);
+        }
+      },
+    };
+  }
+
+  /** @internal used by GroupConsumer */
+  read(group: string, topic: string, partition: number, max: number): { records: QueueRecord[]; from: bigint } {
+    const committed = this.stmt.groupOffset.get(group, topic, partition) as { next_off: bigint } | undefined;
+    let from = committed?.next_off;
+    if (from === undefined) {
+      const first = this.stmt.firstOffset.get(topic, partition) as { min: bigint | null };
+      from = first.min ?? 0n;
+    }
+    const rows = this.stmt.readRecords.all(topic, partition, from, max) as { off: bigint; key: string; value: Buffer }[];
+    return {
+      from,
+      records: rows.map((r) => ({ topic, partition, offset: r.off, key: r.key, value: new Uint8Array(r.value) })),
+    };
+  }
+
+  /** @internal */
+  commit(group: string, topic: string, partition: number, nextOffset: bigint): void {
+    this.stmt.commit.run(group, topic, partition, nextOffset);
+  }
+
+  /** @internal resolves when the partition gets a record, or at once if closed. */
+  waitFor(topic: string, partition: number, signal: { cancel?: () => void }): Promise<void> {
+    const tp = `${topic}/${partition}`;
+    return new Promise((resolve) => {
+      let set = this.wakers.get(tp);
+      if (!set) this.wakers.set(tp, (set = new Set()));
+      const wake = () => {
+        set!.delete(wake);
+        resolve();
+      };
+      set.add(wake);
+      signal.cancel = wake;
+    });
+  }
+
+  /** @internal */
+  get logger(): Logger | undefined {
+    return this.options.logger;
+  }
+
+  private trim(): void {
+    if (this.closed) return;
+    for (const row of this.stmt.minCommitted.all() as { topic: string; part: bigint; min: bigint }[]) {
+      this.stmt.trim.run(row.topic, row.part, row.min);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    clearInterval(this.trimTimer);
+    const members = [...this.groups.values()];
+    this.groups.clear();
+    await Promise.all(members.map((m) => m.stop()));
+    this.db.close();
+  }
+}
+
+/** One group's consumption of a topic: a loop per partition. */
+class GroupConsumer {
+  standbys: GroupConsumer[] = [];
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private readonly cancels: { cancel?: () => void }[] = [];
+
+  constructor(
+    private readonly queue: SqliteQueue,
+    private readonly group: string,
+    private readonly topic: string,
+    private readonly partitions: number,
+    private readonly handler: BatchHandler,
+    private readonly maxBatch: number,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    for (let p = 0; p < this.partitions; p++) {
+      const signal: { cancel?: () => void } = {};
+      this.cancels.push(signal);
+      this.loops.push(this.loop(p, signal));
+    }
+  }
+
+  private async loop(partition: number, signal: { cancel?: () => void }): Promise<void> {
+    let backoffMs = 10;
+    while (this.running) {
+      const { records } = this.queue.read(this.group, this.topic, partition, this.maxBatch);
+      if (records.length === 0) {
+        await this.queue.waitFor(this.topic, partition, signal);
+        continue;
+      }
+      try {
+        await this.handler(records);
+        this.queue.commit(this.group, this.topic, partition, records[records.length - 1]!.offset + 1n);
+        backoffMs = 10;
+      } catch (err) {
+        // Never skip a record: retry the same batch with backoff until the
+        // handler succeeds (or the consumer stops, leaving it uncommitted).
+        this.queue.logger?.warn({ err, group: this.group, topic: this.topic, partition }, "batch failed; retrying");
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, backoffMs);
+          signal.cancel = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        backoffMs = Math.min(backoffMs * 2, 2000);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const s of this.cancels) s.cancel?.();
+    await Promise.all(this.loops);
+  }
+}
