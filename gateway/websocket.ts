@@ -1,0 +1,144 @@
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Logger } from "pino";
+import { WebSocketServer, type WebSocket } from "ws";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { FrameEncoding, SessionHost } from "../internal/chatserver/port.js";
+import { CloseCode } from "../internal/model/close-codes.js";
+import { isChatError } from "../internal/model/errors.js";
+import type { AccessTokenVerifier } from "./auth.js";
+
+export const PROTO_SUBPROTOCOL = "chat.v1.proto";
+export const JSON_SUBPROTOCOL = "chat.v1.json";
+/** Browsers cannot set headers on a WebSocket: the token may ride as a sub-protocol "bearer.<token>". */
+const BEARER_PREFIX = "bearer.";
+
+export interface WebSocketGatewayOptions {
+  path: string;
+  verifier: AccessTokenVerifier;
+  /** The chat server side: a local ChatServer in chatd, a gRPC stream otherwise. */
+  host: SessionHost;
+  maxFrameBytes: number;
+  /** Browser origins allowed to connect; empty allows any (tokens are not cookies, so CSRF does not apply). */
+  allowedOrigins?: readonly string[];
+  logger?: Logger;
+  registry?: Registry;
+}
+
+/**
+ * The edge: terminates device WebSockets, authenticates them at the
+ * handshake without a round trip, and attaches each to a chat server session.
+ * Frames pass through as they are; the gateway never decodes them.
+ */
+export class WebSocketGateway {
+  private readonly wss: WebSocketServer;
+  private readonly sockets = new Set<WebSocket>();
+  private readonly metrics?: { connections: Gauge; rejected: Counter };
+
+  constructor(private readonly options: WebSocketGatewayOptions) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrameBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (protocols) => {
+        if (protocols.has(JSON_SUBPROTOCOL)) return JSON_SUBPROTOCOL;
+        if (protocols.has(PROTO_SUBPROTOCOL)) return PROTO_SUBPROTOCOL;
+        return false;
+      },
+    });
+    if (options.registry) {
+      this.metrics = {
+        connections: new Gauge({ name: "gateway_connections", help: "Open device WebSockets", registers: [options.registry] }),
+        rejected: new Counter({
+          name: "gateway_handshakes_rejected_total",
+          help: "WebSocket handshakes refused",
+          labelNames: ["reason"],
+          registers: [options.registry],
+        }),
+      };
+    }
+  }
+
+  /** Takes over upgrade requests for the gateway path on an HTTP server. */
+  attach(server: Server): void {
+    server.on("upgrade", (req, socket, head) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (url.pathname !== this.options.path) {
+        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      this.upgrade(req, socket, head, url);
+    });
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+    const origin = req.headers.origin;
+    const allowed = this.options.allowedOrigins ?? [];
+    if (origin && allowed.length > 0 && !allowed.includes(origin)) {
+      this.metrics?.rejected.inc({ reason: "origin" });
+      socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+    const token = offered.find((p) => p.startsWith(BEARER_PREFIX))?.slice(BEARER_PREFIX.length) ?? url.searchParams.get("access_token") ?? "";
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // The socket is upgraded even when the token is bad, so that browsers,
+      // which cannot read a refused handshake, see why in the close code.
+      let claims;
+      try {
+        if (!token) throw Object.assign(new Error("missing access token"), { code: "unauthenticated" });
+        claims = this.options.verifier.verify(token);
+      } catch (err) {
+        const expired = isChatError(err, "token_expired");
+        this.metrics?.rejected.inc({ reason: expired ? "expired" : "token" });
+        ws.close(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : "invalid access token");
+        return;
+      }
+      const encoding: FrameEncoding = ws.protocol === JSON_SUBPROTOCOL ? "json" : "proto";
+      this.accept(ws, req, { ...claims, encoding });
+    });
+  }
+
+  private accept(
+    ws: WebSocket,
+    req: IncomingMessage,
+    who: { userId: bigint; deviceId: bigint; expiresAtMs: number; encoding: FrameEncoding },
+  ): void {
+    this.sockets.add(ws);
+    this.metrics?.connections.inc();
+    const handle = this.options.host.open(
+      { userId: who.userId, deviceId: who.deviceId, tokenExpiresAtMs: who.expiresAtMs, encoding: who.encoding },
+      {
+        send: (frame) => ws.send(frame),
+        bufferedBytes: () => ws.bufferedAmount,
+        close: (code, reason) => ws.close(code, reason),
+      },
+    );
+    // ws has no drain event of its own; the TCP socket underneath does.
+    req.socket.on("drain", () => handle.drained());
+    ws.on("message", (data, isBinary) => {
+      const bytes = data as Buffer;
+      handle.receive(isBinary ? bytes : bytes.toString("utf8"));
+    });
+    ws.on("error", (err) => this.options.logger?.debug({ err }, "websocket error"));
+    ws.on("close", () => {
+      this.sockets.delete(ws);
+      this.metrics?.connections.dec();
+      handle.closed();
+    });
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Closes every socket with 1001 (clients reconnect) and stops accepting. */
+  async close(): Promise<void> {
+    for (const ws of this.sockets) ws.close(CloseCode.goingAway, "gateway shutting down");
+    const deadline = Date.now() + 2000;
+    while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const ws of this.sockets) ws.terminate();
+    this.wss.close();
+  }
+}

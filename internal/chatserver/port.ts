@@ -1,0 +1,40 @@
+import type { Id } from "../model/types.js";
+
+/**
+ * How a transport (the gateway's WebSocket, the native gRPC stream, or the
+ * internal gateway-to-chat-server stream) attaches a device's session to a
+ * chat server. Frames cross this boundary encoded, as the device sent them,
+ * so a gateway never decodes and re-encodes them.
+ */
+export type FrameEncoding = "proto" | "json";
+
+export interface SessionIdentity {
+  userId: Id;
+  deviceId: Id;
+  /** When the access token used at the handshake expires: the session ends then. */
+  tokenExpiresAtMs: number;
+  encoding: FrameEncoding;
+}
+
+/** What the transport offers the session. */
+export interface SessionSink {
+  /** Encoded ServerFrame: bytes for "proto", a string for "json". */
+  send(frame: Uint8Array | string): void;
+  /** Bytes queued towards the device and not yet written to the network. */
+  bufferedBytes(): number;
+  close(code: number, reason: string): void;
+}
+
+/** What the session offers the transport. */
+export interface SessionHandle {
+  /** One encoded ClientFrame. */
+  receive(frame: Uint8Array | string): void;
+  /** The sink's buffer went back under its low-water mark. */
+  drained(): void;
+  /** The transport is gone (the device disconnected or the sink was closed). */
+  closed(): void;
+}
+
+export interface SessionHost {
+  open(identity: SessionIdentity, sink: SessionSink): SessionHandle;
+}

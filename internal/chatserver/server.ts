@@ -1,0 +1,176 @@
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { ChannelStore } from "../channels/store.js";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { MessageSubmitter } from "../messages/submit.js";
+import { ChatError } from "../model/errors.js";
+import { CloseCode } from "../model/close-codes.js";
+import type { Id } from "../model/types.js";
+import { messageFromProto } from "../pipeline/records.js";
+import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
+import { Session } from "./session.js";
+import type { ChatServerMetrics } from "./metrics.js";
+
+export interface SessionLimits {
+  /** Frames a session may send per second, sustained. */
+  framesPerSecond: number;
+  frameBurst: number;
+  maxFrameBytes: number;
+  heartbeatIntervalMs: number;
+  /** Live pushes stop above this many buffered bytes; the session catches up once drained. */
+  highWaterBytes: number;
+  /** A session whose buffer passes this is closed as too slow. */
+  maxBufferedBytes: number;
+}
+
+export const defaultLimits: SessionLimits = {
+  framesPerSecond: 50,
+  frameBurst: 100,
+  maxFrameBytes: 512 * 1024,
+  heartbeatIntervalMs: 25_000,
+  highWaterBytes: 1024 * 1024,
+  maxBufferedBytes: 8 * 1024 * 1024,
+};
+
+export interface PresenceHooks {
+  deviceConnected(userId: Id, deviceId: Id): void;
+  deviceAlive(userId: Id, deviceId: Id): void;
+  deviceDisconnected(userId: Id, deviceId: Id): void;
+}
+
+export interface ChatServerDeps {
+  serverId: string;
+  inbox: Inbox;
+  channels: ChannelStore;
+  submitter: MessageSubmitter;
+  /** Where events for other users go: this server in chatd, the routing table when distributed. */
+  directory?: SessionDirectory;
+  presence?: PresenceHooks;
+  limits?: Partial<SessionLimits>;
+  logger?: Logger;
+  metrics?: ChatServerMetrics;
+}
+
+/**
+ * The chat server holds live sessions: it validates and submits what devices
+ * send, and hands them what the pipeline delivers. It is the SessionHost the
+ * gateway attaches devices to, and the local SessionDirectory.
+ */
+export class ChatServer implements SessionHost, SessionDirectory {
+  readonly serverId: string;
+  readonly inbox: Inbox;
+  readonly submitter: MessageSubmitter;
+  readonly limits: SessionLimits;
+  readonly logger?: Logger;
+  private readonly byUser = new Map<Id, Set<Session>>();
+  private readonly idleSweep: NodeJS.Timeout;
+  private count = 0;
+
+  constructor(private readonly deps: ChatServerDeps) {
+    this.serverId = deps.serverId;
+    this.inbox = deps.inbox;
+    this.submitter = deps.submitter;
+    this.limits = { ...defaultLimits, ...deps.limits };
+    this.logger = deps.logger;
+    // A session that sent nothing for three heartbeat intervals is gone
+    // (a half-open TCP connection): close it so its device shows offline.
+    this.idleSweep = setInterval(() => this.closeIdle(), this.limits.heartbeatIntervalMs);
+    this.idleSweep.unref();
+  }
+
+  get sessionCount(): number {
+    return this.count;
+  }
+
+  open(identity: SessionIdentity, sink: SessionSink): SessionHandle {
+    const session = new Session(this, identity, sink);
+    let set = this.byUser.get(identity.userId);
+    if (!set) this.byUser.set(identity.userId, (set = new Set()));
+    set.add(session);
+    this.count++;
+    this.deps.metrics?.sessions.inc();
+    this.deps.presence?.deviceConnected(identity.userId, identity.deviceId);
+    session.start().catch((err) => {
+      this.logger?.error({ err }, "session start failed");
+      session.close(CloseCode.internal, "could not start the session");
+    });
+    return session;
+  }
+
+  /** @internal called by Session when it ends. */
+  detach(session: Session): void {
+    const set = this.byUser.get(session.userId);
+    if (!set?.delete(session)) return;
+    if (set.size === 0) this.byUser.delete(session.userId);
+    this.count--;
+    this.deps.metrics?.sessions.dec();
+    const stillThere = [...(set ?? [])].some((s) => s.deviceId === session.deviceId);
+    if (!stillThere) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
+  }
+
+  /** @internal */
+  heartbeat(session: Session): void {
+    this.deps.presence?.deviceAlive(session.userId, session.deviceId);
+  }
+
+  // SessionDirectory, for the sessions on this server.
+
+  async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
+    if (frame.kind.case === "message") {
+      const e = frame.kind.value.entry;
+      if (!e?.message) return;
+      const entry = { inboxSeq: e.inboxSeq, message: messageFromProto(e.message) };
+      for (const u of userIds) for (const s of this.byUser.get(u) ?? []) s.deliverLive(entry);
+      return;
+    }
+    for (const u of userIds) for (const s of this.byUser.get(u) ?? []) s.send(frame);
+  }
+
+  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
+    for (const s of [...(this.byUser.get(userId) ?? [])]) if (s.deviceId === deviceId) s.close(code, reason);
+  }
+
+  async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {
+    return new Set(userIds.filter((u) => this.byUser.has(u)));
+  }
+
+  // Events that fan out to a channel's members.
+
+  /** @internal */
+  async markRead(userId: Id, channelId: Id, seq: bigint): Promise<void> {
+    const channels = this.deps.channels;
+    if (!(await channels.getMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
+    const readSeq = await channels.advanceReadSeq(channelId, userId, seq);
+    const members = await channels.listMembers(channelId);
+    await (this.deps.directory ?? this).pushToUsers(
+      members.map((m) => m.userId),
+      create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }),
+    );
+  }
+
+  /** @internal */
+  async typing(userId: Id, channelId: Id): Promise<void> {
+    const channels = this.deps.channels;
+    if (!(await channels.getMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
+    const others = (await channels.listMembers(channelId)).map((m) => m.userId).filter((u) => u !== userId);
+    await (this.deps.directory ?? this).pushToUsers(
+      others,
+      create(ServerFrameSchema, { kind: { case: "typing", value: { channelId, userId } } }),
+    );
+  }
+
+  private closeIdle(): void {
+    const cutoff = Date.now() - 3 * this.limits.heartbeatIntervalMs;
+    for (const set of this.byUser.values()) {
+      for (const s of [...set]) if (s.idleSinceMs < cutoff) s.close(CloseCode.goingAway, "no heartbeat");
+    }
+  }
+
+  /** Closes every session with 1001 so devices reconnect elsewhere. */
+  drain(reason = "server shutting down"): void {
+    clearInterval(this.idleSweep);
+    for (const set of [...this.byUser.values()]) for (const s of [...set]) s.close(CloseCode.goingAway, reason);
+  }
+}

@@ -1,0 +1,302 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { InboxEntrySchema } from "../../gen/es/chat/v1/types_pb.js";
+import { ChatError, isChatError } from "../model/errors.js";
+import { CloseCode } from "../model/close-codes.js";
+import { MAX_TEXT_CODE_POINTS, type InboxEntry } from "../model/types.js";
+import { messageToProto } from "../pipeline/records.js";
+import { decodeClientFrame, encodeServerFrame } from "./codec.js";
+import { errorCodeOf } from "./errors.js";
+import type { SessionHandle, SessionIdentity, SessionSink } from "./port.js";
+import { TokenBucket } from "./rate-limit.js";
+import type { ChatServer } from "./server.js";
+
+const SYNC_PAGE = 200;
+const MAX_SYNC_PAGE = 1000;
+const BAD_FRAMES_BEFORE_CLOSE = 10;
+/** Rate-limited frames in a row after which the session is closed as a flood. */
+const FLOOD_FRAMES_BEFORE_CLOSE = 200;
+
+/**
+ * One device's live session on this chat server. It keeps `sentUpTo`, the
+ * highest inbox seq this device has been sent, and never sends out of order:
+ * a live entry that is not the next one (the device is still catching up, or
+ * its socket was too full to take more) wakes the pump, which reads what is
+ * missing from the inbox. So every device sees every entry once, in order,
+ * whatever the timing of live pushes and catch-up.
+ */
+export class Session implements SessionHandle {
+  sentUpTo = 0n;
+  private ready = false;
+  private open = true;
+  private pumping = false;
+  private pumpAgain = false;
+  private stalled = false;
+  private badFrames = 0;
+  private limitedFrames = 0;
+  private lastFrameAtMs: number;
+  private readonly frames: TokenBucket;
+  private expiryTimer?: NodeJS.Timeout;
+  /** Frames that arrive before the welcome is out wait here (bounded by the rate limit). */
+  private early: (Uint8Array | string)[] | undefined = [];
+
+  constructor(
+    private readonly server: ChatServer,
+    readonly identity: SessionIdentity,
+    private readonly sink: SessionSink,
+  ) {
+    const limits = server.limits;
+    this.frames = new TokenBucket(limits.framesPerSecond, limits.frameBurst);
+    this.lastFrameAtMs = Date.now();
+  }
+
+  get userId() {
+    return this.identity.userId;
+  }
+
+  get deviceId() {
+    return this.identity.deviceId;
+  }
+
+  get idleSinceMs() {
+    return this.lastFrameAtMs;
+  }
+
+  /** Sends the welcome, then catches the device up from its cursor. */
+  async start(): Promise<void> {
+    const { inbox, limits } = this.server;
+    const delay = this.identity.tokenExpiresAtMs - Date.now();
+    if (delay <= 0) return this.close(CloseCode.tokenExpired, "access token expired");
+    this.expiryTimer = setTimeout(() => this.close(CloseCode.tokenExpired, "access token expired"), Math.min(delay, 2 ** 31 - 1));
+    this.expiryTimer.unref();
+    const [cursor, head] = await Promise.all([
+      inbox.getCursor(this.userId, this.deviceId),
+      inbox.head(this.userId),
+    ]);
+    if (!this.open) return;
+    this.sentUpTo = cursor;
+    this.send(
+      create(ServerFrameSchema, {
+        kind: {
+          case: "welcome",
+          value: {
+            userId: this.userId,
+            deviceId: this.deviceId,
+            sessionId: `${this.server.serverId}:${this.userId}:${this.deviceId}:${Date.now()}`,
+            serverTime: timestampNow(),
+            heartbeatIntervalMs: limits.heartbeatIntervalMs,
+            headInboxSeq: head,
+            deviceCursor: cursor,
+            maxFrameBytes: limits.maxFrameBytes,
+            maxTextCodePoints: MAX_TEXT_CODE_POINTS - 1,
+          },
+        },
+      }),
+    );
+    this.ready = true;
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const f of early) this.receive(f);
+    if (head > cursor) this.pump(0n);
+  }
+
+  receive(data: Uint8Array | string): void {
+    if (!this.open) return;
+    if (this.early) {
+      if (this.early.length < this.server.limits.frameBurst) this.early.push(data);
+      return;
+    }
+    this.lastFrameAtMs = Date.now();
+    const retryAfterMs = this.frames.take();
+    if (retryAfterMs > 0) {
+      if (++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
+        return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      }
+      // Only the first refusal of a burst gets an answer, so a flood cannot
+      // make us write as fast as it reads.
+      if (this.limitedFrames === 1) this.sendError(0n, new ChatError("rate_limited", "too many frames", retryAfterMs));
+      return;
+    }
+    this.limitedFrames = 0;
+    let frame: ClientFrame;
+    try {
+      frame = decodeClientFrame(data, this.identity.encoding);
+    } catch (err) {
+      if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
+      return this.sendError(0n, err);
+    }
+    this.badFrames = 0;
+    this.handle(frame).catch((err) => this.sendError(frame.ref, err, frame.kind.case === "send" ? frame.kind.value.clientMsgId : ""));
+  }
+
+  private async handle(frame: ClientFrame): Promise<void> {
+    const { kind, ref } = frame;
+    switch (kind.case) {
+      case "send": {
+        const { clientMsgId, channelId, text } = kind.value;
+        const result = await this.server.submitter.submit(
+          { userId: this.userId, deviceId: this.deviceId },
+          { clientMsgId, channelId, text },
+        );
+        this.send(
+          create(ServerFrameSchema, {
+            ref,
+            kind: { case: "sendAck", value: { clientMsgId, channelId, messageId: result.messageId, duplicate: result.duplicate } },
+          }),
+        );
+        return;
+      }
+      case "sync": {
+        const limit = Math.min(kind.value.limit || SYNC_PAGE, MAX_SYNC_PAGE);
+        // The device says what it has; it may have less than we thought
+        // (a reinstall) or more (acks we have not seen).
+        this.sentUpTo = kind.value.afterInboxSeq;
+        this.pump(ref, limit);
+        return;
+      }
+      case "deliveryAck": {
+        // A device can only acknowledge what it has been sent.
+        const seq = kind.value.inboxSeq < this.sentUpTo ? kind.value.inboxSeq : this.sentUpTo;
+        await this.server.inbox.advanceCursor(this.userId, this.deviceId, seq);
+        return;
+      }
+      case "read": {
+        await this.server.markRead(this.userId, kind.value.channelId, kind.value.seq);
+        return;
+      }
+      case "heartbeat": {
+        this.server.heartbeat(this);
+        this.send(create(ServerFrameSchema, { ref, kind: { case: "heartbeatAck", value: { serverTime: timestampNow() } } }));
+        return;
+      }
+      case "typing": {
+        await this.server.typing(this.userId, kind.value.channelId);
+        return;
+      }
+      default:
+        throw new ChatError("invalid_frame", "frame has no known kind");
+    }
+  }
+
+  /** A new inbox entry for this user, pushed live by the pipeline. */
+  deliverLive(entry: InboxEntry): void {
+    if (!this.ready || !this.open) return;
+    if (entry.inboxSeq <= this.sentUpTo) return;
+    if (this.pumping || this.stalled || entry.inboxSeq !== this.sentUpTo + 1n) {
+      this.pump(0n);
+      return;
+    }
+    this.sentUpTo = entry.inboxSeq;
+    this.send(
+      create(ServerFrameSchema, {
+        kind: {
+          case: "message",
+          value: { entry: create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message: messageToProto(entry.message) }) },
+        },
+      }),
+    );
+  }
+
+  /** Sends everything after sentUpTo as SyncBatch frames until caught up. */
+  private pump(ref: bigint, limit = SYNC_PAGE): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pumpLoop(ref, limit)
+      .catch((err) => this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed"))
+      .finally(() => {
+        this.pumping = false;
+        if (this.pumpAgain && this.open && !this.stalled) {
+          this.pumpAgain = false;
+          this.pump(0n);
+        }
+      });
+  }
+
+  private async pumpLoop(ref: bigint, limit: number): Promise<void> {
+    const { inbox } = this.server;
+    for (;;) {
+      this.pumpAgain = false;
+      if (!this.open) return;
+      if (this.isBackedUp()) {
+        this.stalled = true;
+        return;
+      }
+      const from = this.sentUpTo;
+      const entries = await inbox.readAfter(this.userId, from, limit);
+      if (!this.open) return;
+      // sentUpTo may have moved while we read (a SyncRequest): read again.
+      if (this.sentUpTo !== from) continue;
+      // Nothing new and nobody asked: stay quiet.
+      if (entries.length === 0 && ref === 0n && !this.pumpAgain) return;
+      const hasMore = entries.length === limit;
+      const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
+      this.sentUpTo = last;
+      this.send(
+        create(ServerFrameSchema, {
+          ref,
+          kind: {
+            case: "syncBatch",
+            value: {
+              entries: entries.map((e) => create(InboxEntrySchema, { inboxSeq: e.inboxSeq, message: messageToProto(e.message) })),
+              headInboxSeq: last,
+              hasMore: hasMore || this.pumpAgain,
+            },
+          },
+        }),
+      );
+      if (!hasMore && !this.pumpAgain) return;
+    }
+  }
+
+  private isBackedUp(): boolean {
+    return this.sink.bufferedBytes() > this.server.limits.highWaterBytes;
+  }
+
+  drained(): void {
+    if (this.stalled) {
+      this.stalled = false;
+      this.pump(0n);
+    }
+  }
+
+  send(frame: ServerFrame): void {
+    if (!this.open) return;
+    if (this.sink.bufferedBytes() > this.server.limits.maxBufferedBytes) {
+      return this.close(CloseCode.tooSlow, "client is not reading its socket");
+    }
+    this.sink.send(encodeServerFrame(frame, this.identity.encoding));
+  }
+
+  sendError(ref: bigint, err: unknown, clientMsgId = ""): void {
+    const e = isChatError(err) ? err : new ChatError("internal", "internal error");
+    if (!isChatError(err)) this.server.logger?.error({ err, userId: String(this.userId) }, "session frame failed");
+    this.send(
+      create(ServerFrameSchema, {
+        ref,
+        kind: {
+          case: "error",
+          value: { code: errorCodeOf[e.code], message: e.message, clientMsgId, retryAfterMs: e.retryAfterMs ?? 0 },
+        },
+      }),
+    );
+  }
+
+  close(code: number, reason: string): void {
+    if (!this.open) return;
+    this.open = false;
+    clearTimeout(this.expiryTimer);
+    this.server.detach(this);
+    this.sink.close(code, reason);
+  }
+
+  closed(): void {
+    if (!this.open) return;
+    this.open = false;
+    clearTimeout(this.expiryTimer);
+    this.server.detach(this);
+  }
+}

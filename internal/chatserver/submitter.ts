@@ -1,0 +1,94 @@
+import type { ChannelStore } from "../channels/store.js";
+import type { IdGenerator } from "../ids/snowflake.js";
+import type { MessageLog } from "../messages/log.js";
+import type { MessageSubmitter, SendCommand, Sender, SubmitResult } from "../messages/submit.js";
+import { ChatError } from "../model/errors.js";
+import { encodeSubmitted } from "../pipeline/records.js";
+import { Topics } from "../pipeline/topics.js";
+import type { MessageQueue } from "../queue/port.js";
+import { validateSend } from "./validate.js";
+
+export interface QueueSubmitterDeps {
+  queue: MessageQueue;
+  channels: ChannelStore;
+  log: MessageLog;
+  ids: IdGenerator;
+  now?: () => number;
+  /** How many recent sends to remember for idempotency before they are sequenced. */
+  recentCapacity?: number;
+}
+
+/**
+ * Accepts a send into the message-sync queue. The ack the caller gets after
+ * `submit` resolves is the promise that the message will never be lost.
+ */
+export class QueueSubmitter implements MessageSubmitter {
+  // Sends accepted but maybe not yet sequenced: a resend that arrives before
+  // the first copy reaches the MessageLog gets the same message id. The
+  // sequencer's own dedup is what guarantees one message; this keeps the id.
+  // The promise settles once the first copy is durable (or refused), so a
+  // concurrent copy is never acked before the first one is.
+  private readonly recent = new Map<string, Promise<bigint>>();
+  private readonly capacity: number;
+
+  constructor(private readonly deps: QueueSubmitterDeps) {
+    this.capacity = deps.recentCapacity ?? 100_000;
+  }
+
+  async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
+    validateSend(cmd);
+    const { channels, log, queue, ids } = this.deps;
+    // Reserve the key before any await, so two copies of one send racing
+    // each other get one message id.
+    const recentKey = `${sender.userId}/${cmd.channelId}/${cmd.clientMsgId}`;
+    const known = this.recent.get(recentKey);
+    if (known !== undefined) return { messageId: await known, duplicate: true };
+    const messageId = ids.next();
+    let settle!: (id: bigint | Error) => void;
+    const accepted = new Promise<bigint>((resolve, reject) => {
+      settle = (v) => (typeof v === "bigint" ? resolve(v) : reject(v));
+    });
+    accepted.catch(() => {}); // only concurrent copies observe a refusal
+    this.remember(recentKey, accepted);
+    try {
+      const member = await channels.getMember(cmd.channelId, sender.userId);
+      if (!member) throw new ChatError("not_a_member", "not a member of this channel");
+      const stored = await log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId);
+      if (stored) {
+        settle(stored.messageId);
+        return { messageId: stored.messageId, duplicate: true };
+      }
+      await queue.publish(Topics.submitted, [
+        {
+          key: cmd.channelId.toString(),
+          value: encodeSubmitted({
+            messageId,
+            channelId: cmd.channelId,
+            senderUserId: sender.userId,
+            senderDeviceId: sender.deviceId,
+            clientMsgId: cmd.clientMsgId,
+            text: cmd.text,
+            sentAtMs: (this.deps.now ?? Date.now)(),
+          }),
+        },
+      ]);
+    } catch (err) {
+      this.recent.delete(recentKey);
+      const refusal =
+        err instanceof ChatError ? err : new ChatError("unavailable", "the message was not accepted; send it again");
+      settle(refusal);
+      throw refusal;
+    }
+    settle(messageId);
+    return { messageId, duplicate: false };
+  }
+
+  private remember(key: string, id: Promise<bigint>): void {
+    if (this.recent.size >= this.capacity) {
+      // Maps iterate in insertion order: drop the oldest.
+      const oldest = this.recent.keys().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
+    this.recent.set(key, id);
+  }
+}

@@ -1,0 +1,71 @@
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { InboxEntrySchema, } from "../../gen/es/chat/v1/types_pb.js";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { Id, InboxEntry } from "../model/types.js";
+import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
+import type { PipelineMetrics } from "./metrics.js";
+import { decodeInboxAppend, messageToProto } from "./records.js";
+import { ConsumerGroups, Topics } from "./topics.js";
+
+export interface InboxWriterDeps {
+  queue: MessageQueue;
+  inbox: Inbox;
+  sessions: SessionDirectory;
+  /** Called for entries of users with no session online (push notifications). */
+  onOffline?: (userId: Id, entry: InboxEntry) => Promise<void>;
+  logger?: Logger;
+  metrics?: PipelineMetrics;
+}
+
+/**
+ * The InboxWriter is the single writer of each user's inbox it owns (its
+ * partitions of `inbox`): it appends the entry with the user's next inbox
+ * seq and hands it to the user's live sessions. Delivery is best effort:
+ * the entry is already stored, and a session that misses it catches up
+ * from its cursor.
+ */
+export class InboxWriter {
+  private sub?: Subscription;
+
+  constructor(private readonly deps: InboxWriterDeps) {}
+
+  async start(): Promise<void> {
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.handle(rs));
+  }
+
+  async stop(): Promise<void> {
+    await this.sub?.stop();
+  }
+
+  private async handle(records: QueueRecord[]): Promise<void> {
+    const fresh: { userId: Id; entry: InboxEntry }[] = [];
+    for (const record of records) {
+      const { userId, message } = decodeInboxAppend(record.value);
+      const { entry, duplicate } = await this.deps.inbox.append(userId, message);
+      if (!duplicate) fresh.push({ userId, entry });
+    }
+    this.deps.metrics?.inboxAppends.inc(fresh.length);
+    const now = Date.now();
+    try {
+      for (const { userId, entry } of fresh) {
+        const frame = create(ServerFrameSchema, {
+          kind: {
+            case: "message",
+            value: { entry: create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message: messageToProto(entry.message) }) },
+          },
+        });
+        await this.deps.sessions.pushToUsers([userId], frame);
+        this.deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
+      }
+      if (this.deps.onOffline && fresh.length > 0) {
+        const online = await this.deps.sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]);
+        for (const f of fresh) if (!online.has(f.userId)) await this.deps.onOffline(f.userId, f.entry);
+      }
+    } catch (err) {
+      this.deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { InboxAppendSchema, MessageSubmittedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
+import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { Id, NewMessage, StoredMessage } from "../model/types.js";
+
+/** Domain <-> wire mapping for the pipeline's queue records. */
+
+export function encodeSubmitted(m: NewMessage): Uint8Array {
+  return toBinary(
+    MessageSubmittedSchema,
+    create(MessageSubmittedSchema, {
+      messageId: m.messageId,
+      clientMsgId: m.clientMsgId,
+      channelId: m.channelId,
+      senderUserId: m.senderUserId,
+      senderDeviceId: m.senderDeviceId,
+      text: m.text,
+      submittedAt: timestampFromMs(m.sentAtMs),
+    }),
+  );
+}
+
+export function decodeSubmitted(bytes: Uint8Array): NewMessage {
+  const r = fromBinary(MessageSubmittedSchema, bytes);
+  return {
+    messageId: r.messageId,
+    clientMsgId: r.clientMsgId,
+    channelId: r.channelId,
+    senderUserId: r.senderUserId,
+    senderDeviceId: r.senderDeviceId,
+    text: r.text,
+    sentAtMs: r.submittedAt ? timestampDate(r.submittedAt).getTime() : 0,
+  };
+}
+
+export function messageToProto(m: StoredMessage): Message {
+  return create(MessageSchema, {
+    messageId: m.messageId,
+    channelId: m.channelId,
+    seq: m.seq,
+    senderUserId: m.senderUserId,
+    senderDeviceId: m.senderDeviceId,
+    clientMsgId: m.clientMsgId,
+    text: m.text,
+    sentAt: timestampFromMs(m.sentAtMs),
+  });
+}
+
+export function messageFromProto(m: Message): StoredMessage {
+  return {
+    messageId: m.messageId,
+    channelId: m.channelId,
+    seq: m.seq,
+    senderUserId: m.senderUserId,
+    senderDeviceId: m.senderDeviceId,
+    clientMsgId: m.clientMsgId,
+    text: m.text,
+    sentAtMs: m.sentAt ? timestampDate(m.sentAt).getTime() : 0,
+  };
+}
+
+export function encodeInboxAppend(userId: Id, m: StoredMessage): Uint8Array {
+  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m) }));
+}
+
+export function decodeInboxAppend(bytes: Uint8Array): { userId: Id; message: StoredMessage } {
+  const r = fromBinary(InboxAppendSchema, bytes);
+  if (!r.message) throw new Error("InboxAppend without a message");
+  return { userId: r.userId, message: messageFromProto(r.message) };
+}

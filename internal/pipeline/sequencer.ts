@@ -1,0 +1,53 @@
+import type { Logger } from "pino";
+import type { ChannelStore } from "../channels/store.js";
+import type { MessageLog } from "../messages/log.js";
+import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
+import { decodeSubmitted, encodeInboxAppend } from "./records.js";
+import { ConsumerGroups, Topics } from "./topics.js";
+import type { PipelineMetrics } from "./metrics.js";
+
+export interface SequencerDeps {
+  queue: MessageQueue;
+  log: MessageLog;
+  channels: ChannelStore;
+  logger?: Logger;
+  metrics?: PipelineMetrics;
+}
+
+/**
+ * The Sequencer is the single writer of each channel it owns (its partitions
+ * of `submitted`): it gives every accepted message the channel's next seq,
+ * stores it, and copies it towards the inbox of every member. Each step is
+ * idempotent, so a batch that fails half-way is simply done again.
+ */
+export class Sequencer {
+  private sub?: Subscription;
+
+  constructor(private readonly deps: SequencerDeps) {}
+
+  async start(): Promise<void> {
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.handle(rs));
+  }
+
+  async stop(): Promise<void> {
+    await this.sub?.stop();
+  }
+
+  private async handle(records: QueueRecord[]): Promise<void> {
+    const { log, channels, queue } = this.deps;
+    const out: OutgoingRecord[] = [];
+    for (const record of records) {
+      const submitted = decodeSubmitted(record.value);
+      const { message, duplicate } = await log.append(submitted);
+      // A duplicate with another message id is a client's resend that raced
+      // the first copy through the queue: the first copy did the fan-out.
+      // With the same id it is this very record again (a retried batch), whose
+      // fan-out may not have happened, so do it again; inboxes drop repeats.
+      if (duplicate && message.messageId !== submitted.messageId) continue;
+      const members = await channels.listMembers(message.channelId);
+      for (const m of members) out.push({ key: m.userId.toString(), value: encodeInboxAppend(m.userId, message) });
+      this.deps.metrics?.sequenced.inc();
+    }
+    await queue.publish(Topics.inbox, out);
+  }
+}
