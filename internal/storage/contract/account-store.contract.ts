@@ -1,0 +1,259 @@
+import assert from "node:assert/strict";
+import type { AccountStore } from "../../accounts/store.js";
+import type { DeviceRecord, UserRecord } from "../../model/types.js";
+import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
+
+/** Declares the AccountStore contract; every adapter runs it unchanged. */
+export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
+  describe("AccountStore contract", function () {
+    let h: StoreHandle<AccountStore>;
+    let s: AccountStore;
+    before(async () => {
+      h = await makeStore();
+      s = h.store;
+    });
+    after(async () => h?.close());
+
+    const newUser = async (username = uniqueName("User_")): Promise<UserRecord> => {
+      const u: UserRecord = {
+        userId: uniqueId(),
+        username,
+        displayName: `Display ${username} 😀`,
+        passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$abc$def",
+        createdAtMs: 1_767_225_600_123,
+      };
+      await s.createUser(u);
+      return u;
+    };
+    const newDevice = async (userId: bigint, name = "phone"): Promise<DeviceRecord> => {
+      const d: DeviceRecord = {
+        userId,
+        deviceId: uniqueId(),
+        name,
+        platform: "ios",
+        createdAtMs: 1_767_225_600_000,
+        lastSeenAtMs: 1_767_225_600_000,
+        revoked: false,
+      };
+      await s.createDevice(d);
+      return d;
+    };
+
+    describe("users", () => {
+      it("stores a user and returns it by id, all fields intact, username as typed", async () => {
+        const u = await newUser(uniqueName("MiXeD_"));
+        assert.deepStrictEqual(await s.getUser(u.userId), u);
+      });
+
+      it("returns undefined for an unknown id or username", async () => {
+        assert.equal(await s.getUser(uniqueId()), undefined);
+        assert.equal(await s.findUserByUsername(uniqueName("nobody_")), undefined);
+      });
+
+      it("finds a user by username case-insensitively", async () => {
+        const u = await newUser(uniqueName("Alice_"));
+        assert.deepStrictEqual(await s.findUserByUsername(u.username.toUpperCase()), u);
+        assert.deepStrictEqual(await s.findUserByUsername(u.username.toLowerCase()), u);
+      });
+
+      it("refuses a username taken in another case with already_exists, keeping the first", async () => {
+        const u = await newUser(uniqueName("Bob_"));
+        const clash: UserRecord = { ...u, userId: uniqueId(), username: u.username.toUpperCase(), displayName: "other" };
+        await rejectsWith(s.createUser(clash), "already_exists");
+        assert.equal(await s.getUser(clash.userId), undefined);
+        assert.deepStrictEqual(await s.findUserByUsername(u.username), u);
+      });
+
+      it("getUsers follows the input order and leaves out unknown ids", async () => {
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()];
+        const got = await s.getUsers([c.userId, uniqueId(), a.userId, b.userId]);
+        assert.deepStrictEqual(got, [c, a, b]);
+        assert.deepStrictEqual(await s.getUsers([]), []);
+      });
+
+      it("searchUsers matches the lower-cased prefix, alphabetically, up to limit", async () => {
+        const p = uniqueName("srch_");
+        const zed = await newUser(`${p}Zed`);
+        const amy = await newUser(`${p}amy`);
+        const bob = await newUser(`${p}BOB`);
+        await newUser(uniqueName("other_"));
+        assert.deepStrictEqual(await s.searchUsers(p.toUpperCase(), 10), [amy, bob, zed]);
+        assert.deepStrictEqual(await s.searchUsers(p, 2), [amy, bob]);
+        assert.deepStrictEqual(await s.searchUsers(`${p}b`, 10), [bob]);
+        assert.deepStrictEqual(await s.searchUsers(`${p}q`, 10), []);
+      });
+
+      it("updateDisplayName changes only the display name", async () => {
+        const u = await newUser();
+        await s.updateDisplayName(u.userId, "New name 🎉");
+        assert.deepStrictEqual(await s.getUser(u.userId), { ...u, displayName: "New name 🎉" });
+      });
+
+      it("updateDisplayName of an unknown user creates nothing", async () => {
+        const id = uniqueId();
+        await s.updateDisplayName(id, "ghost");
+        assert.equal(await s.getUser(id), undefined);
+      });
+    });
+
+    describe("devices", () => {
+      it("stores a device and returns it", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), d);
+        assert.equal(await s.getDevice(u.userId, uniqueId()), undefined);
+      });
+
+      it("lists only the user's own devices", async () => {
+        const [u, v] = [await newUser(), await newUser()];
+        const d1 = await newDevice(u.userId, "phone");
+        const d2 = await newDevice(u.userId, "laptop");
+        await newDevice(v.userId, "other");
+        const got = (await s.listDevices(u.userId)).sort((x, y) => (x.deviceId < y.deviceId ? -1 : 1));
+        assert.deepStrictEqual(got, [d1, d2]);
+        assert.deepStrictEqual(await s.listDevices(uniqueId()), []);
+      });
+
+      it("touchDevice sets lastSeenAtMs and nothing else", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        await s.touchDevice(u.userId, d.deviceId, 1_800_000_000_000);
+        assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, lastSeenAtMs: 1_800_000_000_000 });
+      });
+
+      it("revokeDevice keeps the row, marks it revoked and deletes only its refresh tokens", async () => {
+        const u = await newUser();
+        const [d, other] = [await newDevice(u.userId), await newDevice(u.userId)];
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [t1, t2, t3] = [uniqueName("tok_"), uniqueName("tok_"), uniqueName("tok_")];
+        await s.putRefreshToken(t1, rec);
+        await s.putRefreshToken(t2, rec);
+        await s.putRefreshToken(t3, { ...rec, deviceId: other.deviceId });
+        await s.revokeDevice(u.userId, d.deviceId);
+        assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, revoked: true });
+        assert.equal(await s.takeRefreshToken(t1), undefined);
+        assert.equal(await s.takeRefreshToken(t2), undefined);
+        assert.deepStrictEqual(await s.takeRefreshToken(t3), { ...rec, deviceId: other.deviceId });
+        assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
+      });
+    });
+
+    describe("refresh tokens", () => {
+      it("takeRefreshToken returns the record once: a token is single-use", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const t = uniqueName("tok_");
+        await s.putRefreshToken(t, rec);
+        assert.deepStrictEqual(await s.takeRefreshToken(t), rec);
+        assert.equal(await s.takeRefreshToken(t), undefined);
+      });
+
+      it("two racing takes of one token: exactly one gets it", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const t = uniqueName("tok_");
+        await s.putRefreshToken(t, { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1 });
+        const got = await Promise.all([s.takeRefreshToken(t), s.takeRefreshToken(t), s.takeRefreshToken(t)]);
+        assert.equal(got.filter((r) => r !== undefined).length, 1);
+      });
+
+      it("an unknown token is undefined", async () => {
+        assert.equal(await s.takeRefreshToken(uniqueName("tok_")), undefined);
+      });
+    });
+
+    describe("friend requests", () => {
+      it("a request is directed", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        assert.equal(await s.hasFriendRequest(a.userId, b.userId), true);
+        assert.equal(await s.hasFriendRequest(b.userId, a.userId), false);
+      });
+
+      it("listFriendRequests shows requests in both directions, to both sides", async () => {
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()];
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        await s.putFriendRequest(c.userId, a.userId, 2000);
+        const key = (r: { fromUserId: bigint; toUserId: bigint }) => `${r.fromUserId}>${r.toUserId}`;
+        const sorted = <T extends { fromUserId: bigint; toUserId: bigint }>(rs: T[]) =>
+          [...rs].sort((x, y) => key(x).localeCompare(key(y)));
+        assert.deepStrictEqual(
+          sorted(await s.listFriendRequests(a.userId)),
+          sorted([
+            { fromUserId: a.userId, toUserId: b.userId, atMs: 1000 },
+            { fromUserId: c.userId, toUserId: a.userId, atMs: 2000 },
+          ]),
+        );
+        assert.deepStrictEqual(await s.listFriendRequests(b.userId), [
+          { fromUserId: a.userId, toUserId: b.userId, atMs: 1000 },
+        ]);
+        assert.deepStrictEqual(await s.listFriendRequests(uniqueId()), []);
+      });
+
+      it("requests both ways between one pair are two requests", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        await s.putFriendRequest(b.userId, a.userId, 2000);
+        assert.equal((await s.listFriendRequests(a.userId)).length, 2);
+        await s.deleteFriendRequest(a.userId, b.userId);
+        assert.equal(await s.hasFriendRequest(a.userId, b.userId), false);
+        assert.equal(await s.hasFriendRequest(b.userId, a.userId), true);
+        assert.deepStrictEqual(await s.listFriendRequests(a.userId), [
+          { fromUserId: b.userId, toUserId: a.userId, atMs: 2000 },
+        ]);
+      });
+
+      it("putting the same request twice keeps one request", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        assert.equal((await s.listFriendRequests(b.userId)).length, 1);
+      });
+    });
+
+    describe("friendships", () => {
+      it("addFriendship is symmetric and deletes pending requests both ways", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putFriendRequest(a.userId, b.userId, 1000);
+        await s.putFriendRequest(b.userId, a.userId, 1001);
+        await s.addFriendship(a.userId, b.userId, 2000);
+        assert.equal(await s.areFriends(a.userId, b.userId), true);
+        assert.equal(await s.areFriends(b.userId, a.userId), true);
+        assert.deepStrictEqual(await s.listFriends(a.userId), [b.userId]);
+        assert.deepStrictEqual(await s.listFriends(b.userId), [a.userId]);
+        assert.equal(await s.hasFriendRequest(a.userId, b.userId), false);
+        assert.equal(await s.hasFriendRequest(b.userId, a.userId), false);
+        assert.deepStrictEqual(await s.listFriendRequests(a.userId), []);
+      });
+
+      it("adding twice keeps one friendship; strangers are not friends", async () => {
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()];
+        await s.addFriendship(a.userId, b.userId, 2000);
+        await s.addFriendship(b.userId, a.userId, 3000);
+        assert.deepStrictEqual(await s.listFriends(a.userId), [b.userId]);
+        assert.equal(await s.areFriends(a.userId, c.userId), false);
+        assert.deepStrictEqual(await s.listFriends(c.userId), []);
+      });
+
+      it("listFriends lists every friend", async () => {
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()];
+        await s.addFriendship(a.userId, b.userId, 1);
+        await s.addFriendship(c.userId, a.userId, 2);
+        const got = (await s.listFriends(a.userId)).sort((x, y) => (x < y ? -1 : 1));
+        assert.deepStrictEqual(got, [b.userId, c.userId]);
+      });
+
+      it("removeFriendship removes both directions, from either side", async () => {
+        const [a, b, c] = [await newUser(), await newUser(), await newUser()];
+        await s.addFriendship(a.userId, b.userId, 1);
+        await s.addFriendship(a.userId, c.userId, 1);
+        await s.removeFriendship(b.userId, a.userId);
+        assert.equal(await s.areFriends(a.userId, b.userId), false);
+        assert.equal(await s.areFriends(b.userId, a.userId), false);
+        assert.deepStrictEqual(await s.listFriends(a.userId), [c.userId]);
+        assert.deepStrictEqual(await s.listFriends(b.userId), []);
+      });
+    });
+  });
+}

@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import type { ChannelStore } from "../../channels/store.js";
+import type { ChannelRecord, MemberRecord, MemberRole } from "../../model/types.js";
+import { rejectsWith, uniqueId, type MakeStore, type StoreHandle } from "./helpers.js";
+
+/** Declares the ChannelStore contract; every adapter runs it unchanged. */
+export function channelStoreContract(makeStore: MakeStore<ChannelStore>): void {
+  describe("ChannelStore contract", function () {
+    let h: StoreHandle<ChannelStore>;
+    let s: ChannelStore;
+    before(async () => {
+      h = await makeStore();
+      s = h.store;
+    });
+    after(async () => h?.close());
+
+    const channel = (kind: ChannelRecord["kind"], createdBy = uniqueId()): ChannelRecord => ({
+      channelId: uniqueId(),
+      kind,
+      title: kind === "group" ? "Team 🚀" : "",
+      createdAtMs: 1_767_225_600_000,
+      createdBy,
+    });
+    const member = (c: ChannelRecord, role: MemberRole = "member", joinedAtMs = c.createdAtMs): MemberRecord => ({
+      channelId: c.channelId,
+      userId: uniqueId(),
+      role,
+      joinedAtMs,
+      readSeq: 0n,
+    });
+    /** A group of the creator (owner) plus `others` members, joined in order. */
+    const newGroup = async (others = 2) => {
+      const c = channel("group");
+      const members = [{ ...member(c, "owner"), userId: c.createdBy }];
+      for (let i = 1; i <= others; i++) members.push(member(c, "member", c.createdAtMs + i));
+      await s.createGroup(c, members);
+      return { c, members };
+    };
+    const byUser = (x: MemberRecord, y: MemberRecord) => (x.userId < y.userId ? -1 : 1);
+
+    describe("direct channels", () => {
+      it("creates the pair's channel with both users as members", async () => {
+        const [a, b] = [uniqueId(), uniqueId()];
+        const cand = channel("direct", a);
+        const got = await s.getOrCreateDirect(cand, a, b);
+        assert.deepStrictEqual(got, cand);
+        assert.deepStrictEqual(await s.getChannel(cand.channelId), cand);
+        const members = await s.listMembers(cand.channelId);
+        assert.deepStrictEqual(
+          members.sort(byUser),
+          [a, b].sort((x, y) => (x < y ? -1 : 1)).map((userId) => ({
+            channelId: cand.channelId,
+            userId,
+            role: "member",
+            joinedAtMs: cand.createdAtMs,
+            readSeq: 0n,
+          })),
+        );
+        assert.equal(await s.memberCount(cand.channelId), 2);
+      });
+
+      it("returns the existing channel for the pair, in either order", async () => {
+        const [a, b] = [uniqueId(), uniqueId()];
+        const first = await s.getOrCreateDirect(channel("direct", a), a, b);
+        const later = channel("direct", b);
+        assert.deepStrictEqual(await s.getOrCreateDirect(later, b, a), first);
+        assert.deepStrictEqual(await s.getOrCreateDirect(channel("direct", a), a, b), first);
+        assert.equal(await s.getChannel(later.channelId), undefined);
+        assert.equal(await s.memberCount(first.channelId), 2);
+      });
+
+      it("concurrent first calls meet in one channel", async () => {
+        const [a, b] = [uniqueId(), uniqueId()];
+        const got = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            i % 2 ? s.getOrCreateDirect(channel("direct", a), a, b) : s.getOrCreateDirect(channel("direct", b), b, a),
+          ),
+        );
+        const ids = new Set(got.map((c) => c.channelId));
+        assert.equal(ids.size, 1);
+        assert.equal(await s.memberCount(got[0]!.channelId), 2);
+      });
+
+      it("different pairs get different channels", async () => {
+        const [a, b, c] = [uniqueId(), uniqueId(), uniqueId()];
+        const ab = await s.getOrCreateDirect(channel("direct", a), a, b);
+        const ac = await s.getOrCreateDirect(channel("direct", a), a, c);
+        assert.notEqual(ab.channelId, ac.channelId);
+      });
+    });
+
+    describe("groups", () => {
+      it("createGroup stores the channel and its first members in join order", async () => {
+        const { c, members } = await newGroup(3);
+        assert.deepStrictEqual(await s.getChannel(c.channelId), c);
+        assert.deepStrictEqual(await s.listMembers(c.channelId), members);
+        assert.equal(await s.memberCount(c.channelId), 4);
+        assert.deepStrictEqual(await s.getMember(c.channelId, c.createdBy), members[0]);
+      });
+
+      it("unknown channels and members are undefined / empty", async () => {
+        const { c } = await newGroup();
+        assert.equal(await s.getChannel(uniqueId()), undefined);
+        assert.equal(await s.getMember(c.channelId, uniqueId()), undefined);
+        assert.deepStrictEqual(await s.listMembers(uniqueId()), []);
+        assert.equal(await s.memberCount(uniqueId()), 0);
+      });
+
+      it("updateTitle changes only the title; an unknown channel is not created", async () => {
+        const { c } = await newGroup();
+        await s.updateTitle(c.channelId, "Renamed ✨");
+        assert.deepStrictEqual(await s.getChannel(c.channelId), { ...c, title: "Renamed ✨" });
+        const ghost = uniqueId();
+        await s.updateTitle(ghost, "ghost");
+        assert.equal(await s.getChannel(ghost), undefined);
+      });
+    });
+
+    describe("addMembers", () => {
+      it("adds new members after the existing ones and returns who was added", async () => {
+        const { c, members } = await newGroup(1);
+        const fresh = [member(c, "member", c.createdAtMs + 10), member(c, "admin", c.createdAtMs + 11)];
+        const added = await s.addMembers(c.channelId, fresh, 100);
+        assert.deepStrictEqual(added, fresh.map((m) => m.userId));
+        assert.deepStrictEqual(await s.listMembers(c.channelId), [...members, ...fresh]);
+      });
+
+      it("skips users already in, leaving their record untouched", async () => {
+        const { c, members } = await newGroup(1);
+        const again = { ...members[1]!, role: "admin" as const, joinedAtMs: c.createdAtMs + 50 };
+        const fresh = member(c, "member", c.createdAtMs + 60);
+        const added = await s.addMembers(c.channelId, [again, fresh], 100);
+        assert.deepStrictEqual(added, [fresh.userId]);
+        assert.deepStrictEqual(await s.getMember(c.channelId, again.userId), members[1]);
+        assert.equal(await s.memberCount(c.channelId), 3);
+      });
+
+      it("fills the group exactly up to maxMembers", async () => {
+        const { c } = await newGroup(2);
+        const fresh = [member(c), member(c)];
+        assert.equal((await s.addMembers(c.channelId, fresh, 5)).length, 2);
+        assert.equal(await s.memberCount(c.channelId), 5);
+      });
+
+      it("refuses with group_full naming the limit, adding nobody", async () => {
+        const { c, members } = await newGroup(2);
+        const fresh = [member(c), member(c), member(c)];
+        await rejectsWith(s.addMembers(c.channelId, fresh, 5), "group_full", "5");
+        assert.equal(await s.memberCount(c.channelId), 3);
+        assert.deepStrictEqual(await s.listMembers(c.channelId), members);
+        for (const m of fresh) assert.equal(await s.getMember(c.channelId, m.userId), undefined);
+      });
+
+      it("racing adds for the last free seat: exactly one wins", async () => {
+        const { c } = await newGroup(2);
+        const racers = Array.from({ length: 5 }, () => member(c));
+        const results = await Promise.allSettled(racers.map((m) => s.addMembers(c.channelId, [m], 4)));
+        const won = results.filter((r) => r.status === "fulfilled");
+        assert.equal(won.length, 1);
+        for (const r of results) {
+          if (r.status === "rejected") assert.equal((r.reason as { code?: string }).code, "group_full");
+        }
+        assert.equal(await s.memberCount(c.channelId), 4);
+      });
+    });
+
+    describe("membership changes", () => {
+      it("removeMember returns whether the user was a member", async () => {
+        const { c, members } = await newGroup(2);
+        assert.equal(await s.removeMember(c.channelId, members[1]!.userId), true);
+        assert.equal(await s.removeMember(c.channelId, members[1]!.userId), false);
+        assert.equal(await s.removeMember(c.channelId, uniqueId()), false);
+        assert.equal(await s.getMember(c.channelId, members[1]!.userId), undefined);
+        assert.deepStrictEqual(await s.listMembers(c.channelId), [members[0], members[2]]);
+        assert.equal(await s.memberCount(c.channelId), 2);
+      });
+
+      it("a removed member can be added again", async () => {
+        const { c, members } = await newGroup(1);
+        await s.removeMember(c.channelId, members[1]!.userId);
+        const back = { ...members[1]!, joinedAtMs: c.createdAtMs + 100 };
+        assert.deepStrictEqual(await s.addMembers(c.channelId, [back], 100), [back.userId]);
+        assert.deepStrictEqual(await s.getMember(c.channelId, back.userId), back);
+      });
+
+      it("setRole changes only the role", async () => {
+        const { c, members } = await newGroup(1);
+        await s.setRole(c.channelId, members[1]!.userId, "admin");
+        assert.deepStrictEqual(await s.getMember(c.channelId, members[1]!.userId), { ...members[1]!, role: "admin" });
+        const stranger = uniqueId();
+        await s.setRole(c.channelId, stranger, "admin");
+        assert.equal(await s.getMember(c.channelId, stranger), undefined);
+      });
+
+      it("advanceReadSeq only moves forward and returns the position", async () => {
+        const { c, members } = await newGroup(1);
+        const u = members[1]!.userId;
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 5n);
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 3n), 5n);
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 5n);
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 9n), 9n);
+        assert.equal((await s.getMember(c.channelId, u))?.readSeq, 9n);
+        assert.equal((await s.getMember(c.channelId, members[0]!.userId))?.readSeq, 0n);
+      });
+
+      it("advanceReadSeq of a non-member fails with not_a_member", async () => {
+        const { c } = await newGroup(1);
+        await rejectsWith(s.advanceReadSeq(c.channelId, uniqueId(), 1n), "not_a_member");
+      });
+
+      it("listMemberships has one row per channel the user is in", async () => {
+        const u = uniqueId();
+        const g1 = channel("group", u);
+        const g2 = channel("group", u);
+        const own1: MemberRecord = { channelId: g1.channelId, userId: u, role: "owner", joinedAtMs: 1, readSeq: 0n };
+        const own2: MemberRecord = { channelId: g2.channelId, userId: u, role: "owner", joinedAtMs: 2, readSeq: 0n };
+        await s.createGroup(g1, [own1, member(g1)]);
+        await s.createGroup(g2, [own2, member(g2)]);
+        const other = uniqueId();
+        const d = await s.getOrCreateDirect(channel("direct", u), u, other);
+        const rows = await s.listMemberships(u);
+        assert.deepStrictEqual(
+          new Set(rows.map((r) => r.channelId)),
+          new Set([g1.channelId, g2.channelId, d.channelId]),
+        );
+        assert.deepStrictEqual(
+          rows.find((r) => r.channelId === g1.channelId),
+          own1,
+        );
+        await s.removeMember(g1.channelId, u);
+        assert.equal((await s.listMemberships(u)).length, 2);
+        assert.deepStrictEqual(await s.listMemberships(uniqueId()), []);
+      });
+    });
+  });
+}

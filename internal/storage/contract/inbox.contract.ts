@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import type { Inbox } from "../../messages/inbox.js";
+import type { StoredMessage } from "../../model/types.js";
+import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
+
+/** Declares the Inbox contract; every adapter runs it unchanged. */
+export function inboxContract(makeStore: MakeStore<Inbox>): void {
+  describe("Inbox contract", function () {
+    let h: StoreHandle<Inbox>;
+    let inbox: Inbox;
+    before(async () => {
+      h = await makeStore();
+      inbox = h.store;
+    });
+    after(async () => h?.close());
+
+    let channelSeq = 0n;
+    const message = (over: Partial<StoredMessage> = {}): StoredMessage => ({
+      messageId: uniqueId(),
+      channelId: uniqueId(),
+      senderUserId: uniqueId(),
+      senderDeviceId: uniqueId(),
+      clientMsgId: uniqueName("c-"),
+      text: "hi there",
+      sentAtMs: 1_767_225_600_000,
+      seq: ++channelSeq,
+      ...over,
+    });
+    const fill = async (userId: bigint, n: number): Promise<StoredMessage[]> => {
+      const ms: StoredMessage[] = [];
+      for (let i = 0; i < n; i++) {
+        const m = message({ text: `m${i + 1}` });
+        await inbox.append(userId, m);
+        ms.push(m);
+      }
+      return ms;
+    };
+
+    describe("append", () => {
+      it("gives a new user's first message inboxSeq 1 and stores a full copy", async () => {
+        const u = uniqueId();
+        const m = message();
+        assert.deepStrictEqual(await inbox.append(u, m), { entry: { inboxSeq: 1n, message: m }, duplicate: false });
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [{ inboxSeq: 1n, message: m }]);
+      });
+
+      it("numbers many appends gap-free from 1, per user", async () => {
+        const [u, v] = [uniqueId(), uniqueId()];
+        const got: bigint[] = [];
+        for (let i = 0; i < 300; i++) {
+          const m = message();
+          got.push((await inbox.append(u, m)).entry.inboxSeq);
+          if (i % 2 === 0) await inbox.append(v, m);
+        }
+        assert.deepStrictEqual(got, Array.from({ length: 300 }, (_, i) => BigInt(i + 1)));
+        assert.equal(await inbox.head(u), 300n);
+        assert.equal(await inbox.head(v), 150n);
+      });
+
+      it("a message already in the inbox comes back with duplicate = true and no new seq", async () => {
+        const u = uniqueId();
+        const m = message();
+        await inbox.append(u, message());
+        await inbox.append(u, m);
+        assert.deepStrictEqual(await inbox.append(u, { ...m, text: "changed" }), {
+          entry: { inboxSeq: 2n, message: m },
+          duplicate: true,
+        });
+        assert.equal(await inbox.head(u), 2n);
+        assert.equal((await inbox.append(u, message())).entry.inboxSeq, 3n);
+      });
+
+      it("one message goes into many inboxes, each with its own seq", async () => {
+        const [u, v] = [uniqueId(), uniqueId()];
+        await fill(u, 2);
+        const m = message();
+        assert.equal((await inbox.append(u, m)).entry.inboxSeq, 3n);
+        assert.deepStrictEqual(await inbox.append(v, m), { entry: { inboxSeq: 1n, message: m }, duplicate: false });
+      });
+
+      it("texts come back identical, up to the maximum length", async () => {
+        const u = uniqueId();
+        const texts = [...AWKWARD_SHORT_TEXTS, longAwkwardText()];
+        for (const text of texts) await inbox.append(u, message({ text }));
+        const got = await inbox.readAfter(u, 0n, 100);
+        assert.equal(got.length, texts.length);
+        got.forEach((e, i) => {
+          assert.ok(Buffer.from(e.message.text, "utf8").equals(Buffer.from(texts[i]!, "utf8")));
+          assert.equal(e.message.text, texts[i]);
+        });
+      });
+    });
+
+    describe("readAfter", () => {
+      it("returns entries after the seq, ascending, at most limit", async () => {
+        const u = uniqueId();
+        const ms = await fill(u, 10);
+        const entry = (i: number) => ({ inboxSeq: BigInt(i + 1), message: ms[i]! });
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 3), [entry(0), entry(1), entry(2)]);
+        assert.deepStrictEqual(await inbox.readAfter(u, 7n, 10), [entry(7), entry(8), entry(9)]);
+        assert.deepStrictEqual(await inbox.readAfter(u, 10n, 10), []);
+        assert.deepStrictEqual(await inbox.readAfter(u, 50n, 10), []);
+      });
+
+      it("reading page by page visits every entry once", async () => {
+        const u = uniqueId();
+        const ms = await fill(u, 17);
+        const seen: StoredMessage[] = [];
+        let after = 0n;
+        for (;;) {
+          const page = await inbox.readAfter(u, after, 4);
+          if (page.length === 0) break;
+          seen.push(...page.map((e) => e.message));
+          after = page[page.length - 1]!.inboxSeq;
+        }
+        assert.deepStrictEqual(seen, ms);
+      });
+
+      it("only reads the user's own inbox", async () => {
+        const [u, v] = [uniqueId(), uniqueId()];
+        await fill(u, 3);
+        assert.deepStrictEqual(await inbox.readAfter(v, 0n, 10), []);
+      });
+    });
+
+    describe("head", () => {
+      it("is 0n for an empty inbox and the highest seq after appends", async () => {
+        const u = uniqueId();
+        assert.equal(await inbox.head(u), 0n);
+        await fill(u, 4);
+        assert.equal(await inbox.head(u), 4n);
+      });
+    });
+
+    describe("device cursors", () => {
+      it("start at 0n", async () => {
+        assert.equal(await inbox.getCursor(uniqueId(), uniqueId()), 0n);
+      });
+
+      it("move forward only and return the cursor after the call", async () => {
+        const [u, d] = [uniqueId(), uniqueId()];
+        assert.equal(await inbox.advanceCursor(u, d, 3n), 3n);
+        assert.equal(await inbox.advanceCursor(u, d, 2n), 3n);
+        assert.equal(await inbox.advanceCursor(u, d, 3n), 3n);
+        assert.equal(await inbox.advanceCursor(u, d, 8n), 8n);
+        assert.equal(await inbox.advanceCursor(u, d, 0n), 8n);
+        assert.equal(await inbox.getCursor(u, d), 8n);
+      });
+
+      it("are independent per device and per user", async () => {
+        const [u, v, d1, d2] = [uniqueId(), uniqueId(), uniqueId(), uniqueId()];
+        await inbox.advanceCursor(u, d1, 5n);
+        await inbox.advanceCursor(u, d2, 2n);
+        await inbox.advanceCursor(v, d1, 9n);
+        assert.deepStrictEqual(
+          [await inbox.getCursor(u, d1), await inbox.getCursor(u, d2), await inbox.getCursor(v, d1), await inbox.getCursor(v, d2)],
+          [5n, 2n, 9n, 0n],
+        );
+      });
+    });
+  });
+}

@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import type { MessageLog } from "../../messages/log.js";
+import type { NewMessage, StoredMessage } from "../../model/types.js";
+import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
+
+/** Declares the MessageLog contract; every adapter runs it unchanged. */
+export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
+  describe("MessageLog contract", function () {
+    let h: StoreHandle<MessageLog>;
+    let log: MessageLog;
+    before(async () => {
+      h = await makeStore();
+      log = h.store;
+    });
+    after(async () => h?.close());
+
+    const msg = (channelId: bigint, over: Partial<NewMessage> = {}): NewMessage => ({
+      messageId: uniqueId(),
+      channelId,
+      senderUserId: uniqueId(),
+      senderDeviceId: uniqueId(),
+      clientMsgId: uniqueName("c-"),
+      text: "hello",
+      sentAtMs: 1_767_225_600_000,
+      ...over,
+    });
+    /** Appends n messages to a fresh channel; returns them as stored. */
+    const fill = async (n: number): Promise<{ channelId: bigint; stored: StoredMessage[] }> => {
+      const channelId = uniqueId();
+      const stored: StoredMessage[] = [];
+      for (let i = 0; i < n; i++) stored.push((await log.append(msg(channelId, { text: `m${i + 1}` }))).message);
+      return { channelId, stored };
+    };
+    const seqs = (ms: StoredMessage[]) => ms.map((m) => m.seq);
+    const range = (from: number, to: number, step = 1) => {
+      const out: bigint[] = [];
+      for (let i = from; step > 0 ? i <= to : i >= to; i += step) out.push(BigInt(i));
+      return out;
+    };
+
+    describe("append", () => {
+      it("stores the message with seq 1 in a new channel, fields intact", async () => {
+        const m = msg(uniqueId());
+        const r = await log.append(m);
+        assert.deepStrictEqual(r, { message: { ...m, seq: 1n }, duplicate: false });
+        assert.deepStrictEqual(await log.page(m.channelId, { anchorSeq: 0n, direction: "forward", limit: 10 }), [
+          { ...m, seq: 1n },
+        ]);
+      });
+
+      it("numbers many appends gap-free from 1, per channel", async () => {
+        const [c1, c2] = [uniqueId(), uniqueId()];
+        const got1: bigint[] = [];
+        const got2: bigint[] = [];
+        for (let i = 0; i < 300; i++) {
+          got1.push((await log.append(msg(c1))).message.seq);
+          if (i % 3 === 0) got2.push((await log.append(msg(c2))).message.seq);
+        }
+        assert.deepStrictEqual(got1, range(1, 300));
+        assert.deepStrictEqual(got2, range(1, 100));
+        const all = await log.page(c1, { anchorSeq: 0n, direction: "forward", limit: 1000 });
+        assert.deepStrictEqual(seqs(all), range(1, 300));
+      });
+
+      it("a repeated (channel, sender, clientMsgId) returns the stored one with duplicate = true", async () => {
+        const channelId = uniqueId();
+        const first = msg(channelId);
+        const stored = (await log.append(first)).message;
+        const retry = { ...first, messageId: uniqueId(), text: "different", sentAtMs: first.sentAtMs + 5 };
+        assert.deepStrictEqual(await log.append(retry), { message: stored, duplicate: true });
+        const next = await log.append(msg(channelId));
+        assert.equal(next.message.seq, 2n, "a duplicate must not use up a seq");
+        assert.deepStrictEqual(seqs(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 })), [
+          1n,
+          2n,
+        ]);
+      });
+
+      it("the same clientMsgId from another sender or in another channel is a new message", async () => {
+        const channelId = uniqueId();
+        const first = msg(channelId);
+        await log.append(first);
+        const otherSender = await log.append({ ...first, messageId: uniqueId(), senderUserId: uniqueId() });
+        assert.deepStrictEqual([otherSender.duplicate, otherSender.message.seq], [false, 2n]);
+        const otherChannel = await log.append({ ...first, messageId: uniqueId(), channelId: uniqueId() });
+        assert.deepStrictEqual([otherChannel.duplicate, otherChannel.message.seq], [false, 1n]);
+      });
+
+      it("texts come back identical: emoji, astral, combining, RTL, NUL, empty", async () => {
+        const channelId = uniqueId();
+        for (const text of AWKWARD_SHORT_TEXTS) {
+          const m = msg(channelId, { text });
+          const stored = (await log.append(m)).message;
+          assert.equal((await log.findByClientMsgId(channelId, m.senderUserId, m.clientMsgId))?.text, text);
+          assert.equal(stored.text, text);
+        }
+      });
+
+      it("a text of the maximum length comes back byte-identical", async () => {
+        const text = longAwkwardText();
+        const m = msg(uniqueId(), { text });
+        await log.append(m);
+        const [got] = await log.page(m.channelId, { anchorSeq: 0n, direction: "backward", limit: 1 });
+        assert.ok(got);
+        assert.equal(got.text.length, text.length);
+        assert.ok(Buffer.from(got.text, "utf8").equals(Buffer.from(text, "utf8")));
+        assert.equal(got.text, text);
+      });
+    });
+
+    describe("findByClientMsgId", () => {
+      it("finds by the triple and nothing else", async () => {
+        const m = msg(uniqueId());
+        const stored = (await log.append(m)).message;
+        assert.deepStrictEqual(await log.findByClientMsgId(m.channelId, m.senderUserId, m.clientMsgId), stored);
+        assert.equal(await log.findByClientMsgId(m.channelId, uniqueId(), m.clientMsgId), undefined);
+        assert.equal(await log.findByClientMsgId(uniqueId(), m.senderUserId, m.clientMsgId), undefined);
+        assert.equal(await log.findByClientMsgId(m.channelId, m.senderUserId, uniqueName("c-")), undefined);
+      });
+    });
+
+    describe("page", () => {
+      it("backward from 0n starts at the newest, newest first", async () => {
+        const { channelId, stored } = await fill(10);
+        const got = await log.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 4 });
+        assert.deepStrictEqual(got, stored.slice(6).reverse());
+      });
+
+      it("backward is exclusive of the anchor and stops at seq 1", async () => {
+        const { channelId, stored } = await fill(10);
+        assert.deepStrictEqual(
+          seqs(await log.page(channelId, { anchorSeq: 7n, direction: "backward", limit: 3 })),
+          range(6, 4, -1),
+        );
+        assert.deepStrictEqual(
+          await log.page(channelId, { anchorSeq: 3n, direction: "backward", limit: 10 }),
+          stored.slice(0, 2).reverse(),
+        );
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 1n, direction: "backward", limit: 10 }), []);
+        assert.deepStrictEqual(
+          seqs(await log.page(channelId, { anchorSeq: 100n, direction: "backward", limit: 2 })),
+          [10n, 9n],
+        );
+      });
+
+      it("forward is exclusive of the anchor, oldest first", async () => {
+        const { channelId, stored } = await fill(10);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 3 }), stored.slice(0, 3));
+        assert.deepStrictEqual(
+          seqs(await log.page(channelId, { anchorSeq: 7n, direction: "forward", limit: 10 })),
+          range(8, 10),
+        );
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 10n, direction: "forward", limit: 10 }), []);
+      });
+
+      it("walking backward page by page visits every message once", async () => {
+        const { channelId, stored } = await fill(23);
+        const seen: StoredMessage[] = [];
+        let anchor = 0n;
+        for (;;) {
+          const p = await log.page(channelId, { anchorSeq: anchor, direction: "backward", limit: 5 });
+          if (p.length === 0) break;
+          seen.push(...p);
+          anchor = p[p.length - 1]!.seq;
+        }
+        assert.deepStrictEqual(seen, [...stored].reverse());
+      });
+
+      it("an unknown channel has no pages", async () => {
+        for (const direction of ["backward", "forward"] as const) {
+          assert.deepStrictEqual(await log.page(uniqueId(), { anchorSeq: 0n, direction, limit: 10 }), []);
+        }
+      });
+    });
+
+    describe("latest", () => {
+      it("returns the newest message of each channel that has any", async () => {
+        const a = await fill(3);
+        const b = await fill(1);
+        const empty = uniqueId();
+        const got = await log.latest([a.channelId, empty, b.channelId]);
+        assert.equal(got.size, 2);
+        assert.deepStrictEqual(got.get(a.channelId), a.stored[2]);
+        assert.deepStrictEqual(got.get(b.channelId), b.stored[0]);
+        assert.equal(got.has(empty), false);
+        assert.equal((await log.latest([])).size, 0);
+      });
+
+      it("handles many channels at once", async () => {
+        const chans = [];
+        for (let i = 0; i < 50; i++) chans.push(await fill(1 + (i % 3)));
+        const got = await log.latest(chans.map((c) => c.channelId));
+        assert.equal(got.size, 50);
+        for (const c of chans) assert.deepStrictEqual(got.get(c.channelId), c.stored[c.stored.length - 1]);
+      });
+    });
+  });
+}

@@ -1,0 +1,196 @@
+import type { AccountStore } from "../../accounts/store.js";
+import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
+import { prepare, translateError, type SqliteDatabase } from "./database.js";
+
+type Row = Record<string, unknown>;
+
+const toUser = (r: Row): UserRecord => ({
+  userId: r.user_id as bigint,
+  username: r.username as string,
+  displayName: r.display_name as string,
+  passwordHash: r.password_hash as string,
+  createdAtMs: Number(r.created_at_ms),
+});
+
+const toDevice = (r: Row): DeviceRecord => ({
+  userId: r.user_id as bigint,
+  deviceId: r.device_id as bigint,
+  name: r.name as string,
+  platform: r.platform as Platform,
+  createdAtMs: Number(r.created_at_ms),
+  lastSeenAtMs: Number(r.last_seen_at_ms),
+  revoked: r.revoked === 1n,
+});
+
+// Above every code point, so [prefix, prefix + this) spans the prefix's range.
+const PREFIX_END = "\u{10FFFF}";
+
+function build(db: SqliteDatabase) {
+  const p = (sql: string) => prepare(db, sql);
+  const s = {
+    insertUser: p(`INSERT INTO users (user_id, username, username_lower, display_name, password_hash, created_at_ms)
+                   VALUES (?, ?, ?, ?, ?, ?)`),
+    userByName: p("SELECT * FROM users WHERE username_lower = ?"),
+    userById: p("SELECT * FROM users WHERE user_id = ?"),
+    searchUsers: p(`SELECT * FROM users WHERE username_lower >= ? AND username_lower < ?
+                    ORDER BY username_lower LIMIT ?`),
+    updateDisplayName: p("UPDATE users SET display_name = ? WHERE user_id = ?"),
+
+    insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    device: p("SELECT * FROM devices WHERE user_id = ? AND device_id = ?"),
+    devices: p("SELECT * FROM devices WHERE user_id = ? ORDER BY device_id"),
+    touchDevice: p("UPDATE devices SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ?"),
+    revokeDevice: p("UPDATE devices SET revoked = 1 WHERE user_id = ? AND device_id = ?"),
+    deleteDeviceTokens: p("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?"),
+
+    putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
+                 VALUES (?, ?, ?, ?)`),
+    takeToken: p("DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING user_id, device_id, expires_at_ms"),
+
+    putRequest: p(`INSERT INTO friend_requests (from_user_id, to_user_id, at_ms) VALUES (?, ?, ?)
+                   ON CONFLICT (from_user_id, to_user_id) DO UPDATE SET at_ms = excluded.at_ms`),
+    deleteRequest: p("DELETE FROM friend_requests WHERE from_user_id = ? AND to_user_id = ?"),
+    hasRequest: p("SELECT 1 FROM friend_requests WHERE from_user_id = ? AND to_user_id = ?"),
+    listRequests: p(`SELECT from_user_id, to_user_id, at_ms FROM friend_requests WHERE from_user_id = ?
+                     UNION ALL
+                     SELECT from_user_id, to_user_id, at_ms FROM friend_requests WHERE to_user_id = ? AND from_user_id <> ?
+                     ORDER BY at_ms, from_user_id, to_user_id`),
+    insertFriend: p("INSERT OR IGNORE INTO friendships (user_id, friend_user_id, since_ms) VALUES (?, ?, ?)"),
+    deleteFriend: p("DELETE FROM friendships WHERE user_id = ? AND friend_user_id = ?"),
+    areFriends: p("SELECT 1 FROM friendships WHERE user_id = ? AND friend_user_id = ?"),
+    friends: p("SELECT friend_user_id FROM friendships WHERE user_id = ? ORDER BY friend_user_id"),
+  };
+  const revokeTx = db.transaction((userId: Id, deviceId: Id) => {
+    s.revokeDevice.run(userId, deviceId);
+    s.deleteDeviceTokens.run(userId, deviceId);
+  });
+  const addFriendshipTx = db.transaction((a: Id, b: Id, atMs: number) => {
+    s.insertFriend.run(a, b, atMs);
+    s.insertFriend.run(b, a, atMs);
+    s.deleteRequest.run(a, b);
+    s.deleteRequest.run(b, a);
+  });
+  const removeFriendshipTx = db.transaction((a: Id, b: Id) => {
+    s.deleteFriend.run(a, b);
+    s.deleteFriend.run(b, a);
+  });
+  return { ...s, revokeTx, addFriendshipTx, removeFriendshipTx };
+}
+
+export class SqliteAccountStore implements AccountStore {
+  private readonly s: ReturnType<typeof build>;
+
+  /** Prepares every statement once; share one Database between all stores. */
+  constructor(db: SqliteDatabase) {
+    this.s = build(db);
+  }
+
+  async createUser(u: UserRecord): Promise<void> {
+    try {
+      this.s.insertUser.run(u.userId, u.username, u.username.toLowerCase(), u.displayName, u.passwordHash, u.createdAtMs);
+    } catch (e) {
+      translateError(e, `user ${u.username}`);
+    }
+  }
+
+  async findUserByUsername(username: string): Promise<UserRecord | undefined> {
+    const r = this.s.userByName.get(username.toLowerCase()) as Row | undefined;
+    return r && toUser(r);
+  }
+
+  async getUser(userId: Id): Promise<UserRecord | undefined> {
+    const r = this.s.userById.get(userId) as Row | undefined;
+    return r && toUser(r);
+  }
+
+  async getUsers(userIds: readonly Id[]): Promise<UserRecord[]> {
+    const out: UserRecord[] = [];
+    for (const id of userIds) {
+      const r = this.s.userById.get(id) as Row | undefined;
+      if (r) out.push(toUser(r));
+    }
+    return out;
+  }
+
+  async searchUsers(prefix: string, limit: number): Promise<UserRecord[]> {
+    if (limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
+    const lo = prefix.toLowerCase();
+    return (this.s.searchUsers.all(lo, lo + PREFIX_END, limit) as Row[]).map(toUser);
+  }
+
+  async updateDisplayName(userId: Id, displayName: string): Promise<void> {
+    this.s.updateDisplayName.run(displayName, userId);
+  }
+
+  async createDevice(d: DeviceRecord): Promise<void> {
+    try {
+      this.s.insertDevice.run(d.userId, d.deviceId, d.name, d.platform, d.createdAtMs, d.lastSeenAtMs, d.revoked ? 1 : 0);
+    } catch (e) {
+      translateError(e, `device ${d.deviceId}`);
+    }
+  }
+
+  async getDevice(userId: Id, deviceId: Id): Promise<DeviceRecord | undefined> {
+    const r = this.s.device.get(userId, deviceId) as Row | undefined;
+    return r && toDevice(r);
+  }
+
+  async listDevices(userId: Id): Promise<DeviceRecord[]> {
+    return (this.s.devices.all(userId) as Row[]).map(toDevice);
+  }
+
+  async touchDevice(userId: Id, deviceId: Id, atMs: number): Promise<void> {
+    this.s.touchDevice.run(atMs, userId, deviceId);
+  }
+
+  async revokeDevice(userId: Id, deviceId: Id): Promise<void> {
+    this.s.revokeTx.immediate(userId, deviceId);
+  }
+
+  async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {
+    this.s.putToken.run(tokenHash, r.userId, r.deviceId, r.expiresAtMs);
+  }
+
+  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
+    // One statement: two racing refreshes cannot both get the token.
+    const r = this.s.takeToken.get(tokenHash) as Row | undefined;
+    return r && { userId: r.user_id as bigint, deviceId: r.device_id as bigint, expiresAtMs: Number(r.expires_at_ms) };
+  }
+
+  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
+    this.s.putRequest.run(fromUserId, toUserId, atMs);
+  }
+
+  async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
+    this.s.deleteRequest.run(fromUserId, toUserId);
+  }
+
+  async hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean> {
+    return this.s.hasRequest.get(fromUserId, toUserId) !== undefined;
+  }
+
+  async listFriendRequests(userId: Id): Promise<{ fromUserId: Id; toUserId: Id; atMs: number }[]> {
+    return (this.s.listRequests.all(userId, userId, userId) as Row[]).map((r) => ({
+      fromUserId: r.from_user_id as bigint,
+      toUserId: r.to_user_id as bigint,
+      atMs: Number(r.at_ms),
+    }));
+  }
+
+  async addFriendship(a: Id, b: Id, atMs: number): Promise<void> {
+    this.s.addFriendshipTx.immediate(a, b, atMs);
+  }
+
+  async removeFriendship(a: Id, b: Id): Promise<void> {
+    this.s.removeFriendshipTx.immediate(a, b);
+  }
+
+  async areFriends(a: Id, b: Id): Promise<boolean> {
+    return this.s.areFriends.get(a, b) !== undefined;
+  }
+
+  async listFriends(userId: Id): Promise<Id[]> {
+    return (this.s.friends.all(userId) as Row[]).map((r) => r.friend_user_id as bigint);
+  }
+}

@@ -1,0 +1,180 @@
+import Database from "better-sqlite3";
+import { ChatError } from "../../model/errors.js";
+
+export type SqliteDatabase = Database.Database;
+
+export interface OpenOptions {
+  /**
+   * "normal" (default): with WAL, a commit survives a crash of the process
+   * but the last commits may be lost on power loss. "full": fsync on every
+   * commit, survives power loss, slower.
+   */
+  synchronous?: "normal" | "full";
+  /** How long a writer waits for another connection's lock. */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * Opens (creating if needed) and migrates the database. One Database is meant
+ * to be shared by all four stores of a process; the caller closes it.
+ */
+export function openDatabase(path: string, options: OpenOptions = {}): SqliteDatabase {
+  const db = new Database(path);
+  try {
+    db.defaultSafeIntegers(true);
+    db.pragma("journal_mode = WAL"); // ":memory:" stays in "memory" mode, harmless
+    db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+    db.pragma("foreign_keys = ON");
+    migrate(db);
+    return db;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+/** Ids must never pass through a JS number, whoever opened the database. */
+export function prepare(db: SqliteDatabase, sql: string): Database.Statement {
+  return db.prepare(sql).safeIntegers(true);
+}
+
+/** Maps constraint violations to domain errors; anything else is rethrown. */
+export function translateError(e: unknown, what: string): never {
+  const code = (e as { code?: unknown }).code;
+  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+    throw new ChatError("already_exists", `${what} already exists`);
+  }
+  if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") throw new ChatError("not_found", `${what}: parent row not found`);
+  throw e;
+}
+
+/** Larger than any seq, for "from the newest". */
+export const MAX_INT64 = (1n << 63n) - 1n;
+
+// Index i upgrades the schema from user_version i to i + 1. Append only.
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE users (
+    user_id        INTEGER PRIMARY KEY,
+    username       TEXT NOT NULL,
+    username_lower TEXT NOT NULL UNIQUE,
+    display_name   TEXT NOT NULL,
+    password_hash  TEXT NOT NULL,
+    created_at_ms  INTEGER NOT NULL
+  );
+  CREATE TABLE devices (
+    user_id         INTEGER NOT NULL REFERENCES users (user_id),
+    device_id       INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    platform        TEXT NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    last_seen_at_ms INTEGER NOT NULL,
+    revoked         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE refresh_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    user_id       INTEGER NOT NULL,
+    device_id     INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX refresh_tokens_by_device ON refresh_tokens (user_id, device_id);
+  CREATE TABLE friend_requests (
+    from_user_id INTEGER NOT NULL,
+    to_user_id   INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (from_user_id, to_user_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX friend_requests_by_to ON friend_requests (to_user_id);
+  -- Both directions are stored so listing one user's friends is one range.
+  CREATE TABLE friendships (
+    user_id        INTEGER NOT NULL,
+    friend_user_id INTEGER NOT NULL,
+    since_ms       INTEGER NOT NULL,
+    PRIMARY KEY (user_id, friend_user_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE channels (
+    channel_id    INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    title         TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    created_by    INTEGER NOT NULL
+  );
+  -- The pair (lo, hi) is the key that makes two first messages meet.
+  CREATE TABLE direct_channels (
+    user_lo    INTEGER NOT NULL,
+    user_hi    INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL REFERENCES channels (channel_id),
+    PRIMARY KEY (user_lo, user_hi)
+  ) WITHOUT ROWID;
+  -- The rowid breaks ties of joined_at_ms in insertion order.
+  CREATE TABLE channel_members (
+    channel_id   INTEGER NOT NULL REFERENCES channels (channel_id),
+    user_id      INTEGER NOT NULL,
+    role         TEXT NOT NULL,
+    joined_at_ms INTEGER NOT NULL,
+    read_seq     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (channel_id, user_id)
+  );
+  CREATE INDEX channel_members_by_join ON channel_members (channel_id, joined_at_ms);
+  CREATE INDEX channel_members_by_user ON channel_members (user_id);
+
+  -- Rowid tables: rows carry texts up to ~400 KB, too big for WITHOUT ROWID.
+  CREATE TABLE messages (
+    message_id       INTEGER PRIMARY KEY,
+    channel_id       INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,
+    sender_user_id   INTEGER NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    client_msg_id    TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    sent_at_ms       INTEGER NOT NULL,
+    UNIQUE (channel_id, seq),
+    UNIQUE (channel_id, sender_user_id, client_msg_id)
+  );
+  CREATE TABLE channel_seqs (
+    channel_id INTEGER PRIMARY KEY,
+    last_seq   INTEGER NOT NULL
+  );
+  CREATE TABLE inbox (
+    user_id          INTEGER NOT NULL,
+    inbox_seq        INTEGER NOT NULL,
+    message_id       INTEGER NOT NULL,
+    channel_id       INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,
+    sender_user_id   INTEGER NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    client_msg_id    TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    sent_at_ms       INTEGER NOT NULL,
+    UNIQUE (user_id, inbox_seq),
+    UNIQUE (user_id, message_id)
+  );
+  CREATE TABLE inbox_heads (
+    user_id  INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+  );
+  CREATE TABLE inbox_cursors (
+    user_id   INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+  ) WITHOUT ROWID;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+function migrate(db: SqliteDatabase): void {
+  // Immediate: two processes opening a fresh file must not both migrate.
+  db.transaction(() => {
+    const version = Number(db.pragma("user_version", { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${version} is newer than this build (${SCHEMA_VERSION})`);
+    }
+    for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}

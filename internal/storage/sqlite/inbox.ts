@@ -1,0 +1,71 @@
+import type { Inbox } from "../../messages/inbox.js";
+import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
+import { prepare, translateError, type SqliteDatabase } from "./database.js";
+import { toMessage } from "./message-log.js";
+
+type Row = Record<string, unknown>;
+
+const toEntry = (r: Row): InboxEntry => ({ inboxSeq: r.inbox_seq as bigint, message: toMessage(r) });
+
+function build(db: SqliteDatabase) {
+  const p = (sql: string) => prepare(db, sql);
+  const s = {
+    byMessageId: p("SELECT * FROM inbox WHERE user_id = ? AND message_id = ?"),
+    nextSeq: p(`INSERT INTO inbox_heads (user_id, last_seq) VALUES (?, 1)
+                ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`),
+    insert: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
+                                  sender_device_id, client_msg_id, text, sent_at_ms)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    after: p("SELECT * FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?"),
+    head: p("SELECT last_seq FROM inbox_heads WHERE user_id = ?"),
+    cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
+    advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
+                      ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)
+                      RETURNING seq`),
+  };
+  const appendTx = db.transaction((userId: Id, m: StoredMessage): { entry: InboxEntry; duplicate: boolean } => {
+    const existing = s.byMessageId.get(userId, m.messageId) as Row | undefined;
+    if (existing) return { entry: toEntry(existing), duplicate: true };
+    const inboxSeq = (s.nextSeq.get(userId) as Row).last_seq as bigint;
+    s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
+      m.clientMsgId, m.text, m.sentAtMs);
+    return { entry: { inboxSeq, message: { ...m } }, duplicate: false };
+  });
+  return { ...s, appendTx };
+}
+
+export class SqliteInbox implements Inbox {
+  private readonly s: ReturnType<typeof build>;
+
+  /** Prepares every statement once; share one Database between all stores. */
+  constructor(db: SqliteDatabase) {
+    this.s = build(db);
+  }
+
+  async append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }> {
+    try {
+      return this.s.appendTx.immediate(userId, message);
+    } catch (e) {
+      translateError(e, `inbox entry ${userId}/${message.messageId}`);
+    }
+  }
+
+  async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
+    if (limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
+    return (this.s.after.all(userId, afterSeq, limit) as Row[]).map(toEntry);
+  }
+
+  async head(userId: Id): Promise<bigint> {
+    const r = this.s.head.get(userId) as Row | undefined;
+    return r ? (r.last_seq as bigint) : 0n;
+  }
+
+  async getCursor(userId: Id, deviceId: Id): Promise<bigint> {
+    const r = this.s.cursor.get(userId, deviceId) as Row | undefined;
+    return r ? (r.seq as bigint) : 0n;
+  }
+
+  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint> {
+    return (this.s.advanceCursor.get(userId, deviceId, seq) as Row).seq as bigint;
+  }
+}

@@ -1,0 +1,86 @@
+import type { MessageLog, PageQuery } from "../../messages/log.js";
+import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
+import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
+
+type Row = Record<string, unknown>;
+
+/** Also reads inbox rows, which carry the same columns. */
+export const toMessage = (r: Row): StoredMessage => ({
+  messageId: r.message_id as bigint,
+  channelId: r.channel_id as bigint,
+  senderUserId: r.sender_user_id as bigint,
+  senderDeviceId: r.sender_device_id as bigint,
+  clientMsgId: r.client_msg_id as string,
+  text: r.text as string,
+  sentAtMs: Number(r.sent_at_ms),
+  seq: r.seq as bigint,
+});
+
+function build(db: SqliteDatabase) {
+  const p = (sql: string) => prepare(db, sql);
+  const s = {
+    byClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?"),
+    nextSeq: p(`INSERT INTO channel_seqs (channel_id, last_seq) VALUES (?, 1)
+                ON CONFLICT (channel_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`),
+    insert: p(`INSERT INTO messages
+                 (message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    backward: p("SELECT * FROM messages WHERE channel_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"),
+    forward: p("SELECT * FROM messages WHERE channel_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?"),
+    newest: p("SELECT * FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
+  };
+  const appendTx = db.transaction((m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
+    const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.clientMsgId) as Row | undefined;
+    if (existing) return { message: toMessage(existing), duplicate: true };
+    // The counter row rolls back with the insert, so a failed append leaves no gap.
+    const seq = (s.nextSeq.get(m.channelId) as Row).last_seq as bigint;
+    s.insert.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs);
+    return { message: { ...m, seq }, duplicate: false };
+  });
+  const latestTx = db.transaction((channelIds: readonly Id[]) => {
+    const out = new Map<Id, StoredMessage>();
+    for (const id of channelIds) {
+      const r = s.newest.get(id) as Row | undefined;
+      if (r) out.set(id, toMessage(r));
+    }
+    return out;
+  });
+  return { ...s, appendTx, latestTx };
+}
+
+export class SqliteMessageLog implements MessageLog {
+  private readonly s: ReturnType<typeof build>;
+
+  /** Prepares every statement once; share one Database between all stores. */
+  constructor(db: SqliteDatabase) {
+    this.s = build(db);
+  }
+
+  async append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }> {
+    try {
+      return this.s.appendTx.immediate(message);
+    } catch (e) {
+      translateError(e, `message ${message.messageId}`);
+    }
+  }
+
+  async findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
+    const r = this.s.byClientMsgId.get(channelId, senderUserId, clientMsgId) as Row | undefined;
+    return r && toMessage(r);
+  }
+
+  async page(channelId: Id, q: PageQuery): Promise<StoredMessage[]> {
+    if (q.limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
+    const rows =
+      q.direction === "backward"
+        ? this.s.backward.all(channelId, q.anchorSeq === 0n ? MAX_INT64 : q.anchorSeq, q.limit)
+        : this.s.forward.all(channelId, q.anchorSeq, q.limit);
+    return (rows as Row[]).map(toMessage);
+  }
+
+  async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {
+    // One index probe per channel inside one read transaction: no re-prepare
+    // for a variable IN list, and a consistent snapshot.
+    return this.s.latestTx(channelIds);
+  }
+}

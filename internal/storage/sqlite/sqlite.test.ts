@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  accountStoreContract,
+  channelStoreContract,
+  inboxContract,
+  messageLogContract,
+  type MakeStore,
+} from "../contract/index.js";
+import { MAX_INT64, SCHEMA_VERSION } from "./database.js";
+import {
+  openDatabase,
+  openSqliteStorage,
+  SqliteAccountStore,
+  SqliteChannelStore,
+  SqliteInbox,
+  SqliteMessageLog,
+  type SqliteDatabase,
+} from "./index.js";
+
+/** A fresh database file in its own temp dir, removed (with -wal/-shm) on close. */
+function tempStore<S>(make: (db: SqliteDatabase) => S): MakeStore<S> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chatd-sqlite-"));
+    const db = openDatabase(join(dir, "chat.db"));
+    return {
+      store: make(db),
+      close: async () => {
+        db.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+describe("sqlite storage", () => {
+  accountStoreContract(tempStore((db) => new SqliteAccountStore(db)));
+  channelStoreContract(tempStore((db) => new SqliteChannelStore(db)));
+  messageLogContract(tempStore((db) => new SqliteMessageLog(db)));
+  inboxContract(tempStore((db) => new SqliteInbox(db)));
+
+  describe("engine specifics", () => {
+    let dir: string;
+    beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "chatd-sqlite-"))));
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("opens in WAL mode with NORMAL sync by default, FULL on request", () => {
+      const path = join(dir, "chat.db");
+      const db = openDatabase(path);
+      assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
+      assert.equal(db.pragma("synchronous", { simple: true }), 1n);
+      assert.equal(db.pragma("foreign_keys", { simple: true }), 1n);
+      assert.equal(db.pragma("user_version", { simple: true }), BigInt(SCHEMA_VERSION));
+      db.close();
+      const full = openDatabase(path, { synchronous: "full" });
+      assert.equal(full.pragma("synchronous", { simple: true }), 2n);
+      full.close();
+    });
+
+    it("accepts :memory:", async () => {
+      const s = openSqliteStorage(":memory:");
+      await s.inbox.advanceCursor(1n, 2n, 3n);
+      assert.equal(await s.inbox.getCursor(1n, 2n), 3n);
+      s.close();
+    });
+
+    it("refuses a database from a newer build", () => {
+      const path = join(dir, "chat.db");
+      const db = openDatabase(path);
+      db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+      db.close();
+      assert.throws(() => openDatabase(path), /newer than this build/);
+    });
+
+    it("keeps everything across close and reopen", async () => {
+      const path = join(dir, "chat.db");
+      const user = { userId: 11n, username: "Persist", displayName: "P", passwordHash: "h", createdAtMs: 5 };
+      const channel = { channelId: 21n, kind: "group" as const, title: "t", createdAtMs: 6, createdBy: 11n };
+      const member = { channelId: 21n, userId: 11n, role: "owner" as const, joinedAtMs: 6, readSeq: 0n };
+      const m = {
+        messageId: 31n, channelId: 21n, senderUserId: 11n, senderDeviceId: 41n,
+        clientMsgId: "c1", text: "still here 😀", sentAtMs: 7,
+      };
+
+      let s = openSqliteStorage(path);
+      await s.accounts.createUser(user);
+      await s.channels.createGroup(channel, [member]);
+      const stored = (await s.messages.append(m)).message;
+      await s.inbox.append(11n, stored);
+      await s.inbox.advanceCursor(11n, 41n, 1n);
+      s.close();
+
+      s = openSqliteStorage(path);
+      assert.deepStrictEqual(await s.accounts.findUserByUsername("persist"), user);
+      assert.deepStrictEqual(await s.channels.listMembers(21n), [member]);
+      assert.deepStrictEqual(await s.messages.page(21n, { anchorSeq: 0n, direction: "backward", limit: 5 }), [stored]);
+      assert.equal((await s.messages.append({ ...m, messageId: 32n, clientMsgId: "c2" })).message.seq, 2n);
+      assert.deepStrictEqual(await s.inbox.readAfter(11n, 0n, 5), [{ inboxSeq: 1n, message: stored }]);
+      assert.equal(await s.inbox.getCursor(11n, 41n), 1n);
+      s.close();
+    });
+
+    it("round-trips 64-bit ids above 2^53 exactly", async () => {
+      const s = openSqliteStorage(join(dir, "chat.db"));
+      const big = [2n ** 53n + 1n, 2n ** 62n + 12345n, MAX_INT64];
+      const [u, c, d] = big;
+      await s.accounts.createUser({ userId: u!, username: "big", displayName: "B", passwordHash: "h", createdAtMs: 1 });
+      assert.equal((await s.accounts.findUserByUsername("big"))?.userId, u);
+      await s.accounts.createDevice({
+        userId: u!, deviceId: d!, name: "n", platform: "cli", createdAtMs: 1, lastSeenAtMs: 1, revoked: false,
+      });
+      assert.equal((await s.accounts.listDevices(u!))[0]?.deviceId, d);
+      await s.accounts.addFriendship(u!, d!, 1);
+      assert.deepStrictEqual(await s.accounts.listFriends(u!), [d]);
+
+      const direct = await s.channels.getOrCreateDirect(
+        { channelId: c!, kind: "direct", title: "", createdAtMs: 1, createdBy: u! }, u!, d!);
+      assert.equal(direct.channelId, c);
+      assert.deepStrictEqual((await s.channels.listMemberships(d!)).map((r) => r.channelId), [c]);
+
+      const m = { messageId: d!, channelId: c!, senderUserId: u!, senderDeviceId: d!, clientMsgId: "x", text: "t", sentAtMs: 1 };
+      const stored = (await s.messages.append(m)).message;
+      assert.deepStrictEqual(stored, { ...m, seq: 1n });
+      assert.deepStrictEqual((await s.messages.latest([c!])).get(c!), stored);
+      await s.inbox.append(u!, stored);
+      assert.deepStrictEqual((await s.inbox.readAfter(u!, 0n, 1))[0]?.message, stored);
+      assert.equal(await s.inbox.advanceCursor(u!, d!, MAX_INT64 - 1n), MAX_INT64 - 1n);
+      s.close();
+    });
+
+    it("maps a clash of message ids to already_exists and leaves no seq gap", async () => {
+      const s = openSqliteStorage(":memory:");
+      const m = { messageId: 1n, channelId: 2n, senderUserId: 3n, senderDeviceId: 4n, clientMsgId: "a", text: "t", sentAtMs: 1 };
+      await s.messages.append(m);
+      await assert.rejects(s.messages.append({ ...m, clientMsgId: "b" }), { code: "already_exists" });
+      assert.equal((await s.messages.append({ ...m, messageId: 5n, clientMsgId: "c" })).message.seq, 2n);
+      s.close();
+    });
+  });
+});
