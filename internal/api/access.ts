@@ -1,0 +1,74 @@
+import { create } from "@bufbuild/protobuf";
+import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ChatError } from "../model/errors.js";
+import type { ChannelRecord, Id, MemberRecord, StoredMessage } from "../model/types.js";
+import { channelToProto, type ChannelView } from "./convert.js";
+import type { ApiDeps } from "./deps.js";
+
+/**
+ * The caller's membership of a channel. A missing channel and a channel the
+ * caller is not in look the same, so channel ids cannot be probed.
+ */
+export async function requireMember(
+  deps: ApiDeps,
+  channelId: Id,
+  userId: Id,
+): Promise<{ channel: ChannelRecord; member: MemberRecord }> {
+  const [channel, member] = await Promise.all([
+    deps.channels.getChannel(channelId),
+    deps.channels.getMember(channelId, userId),
+  ]);
+  if (!channel || !member) throw new ChatError("not_a_member", "not a member of this channel");
+  return { channel, member };
+}
+
+/** Everything channelToProto needs, looked up for one channel. */
+export async function channelView(
+  deps: ApiDeps,
+  channel: ChannelRecord,
+  me?: MemberRecord,
+  latest?: Map<Id, StoredMessage>,
+): Promise<ChannelView> {
+  const direct = channel.kind === "direct";
+  const [last, memberCount, members] = await Promise.all([
+    latest ? latest.get(channel.channelId) : deps.log.latest([channel.channelId]).then((l) => l.get(channel.channelId)),
+    direct ? Promise.resolve(2) : deps.channels.memberCount(channel.channelId),
+    direct && me ? deps.channels.listMembers(channel.channelId) : Promise.resolve([]),
+  ]);
+  return {
+    channel,
+    memberCount,
+    last,
+    me,
+    peerUserId: members.find((m) => m.userId !== me?.userId)?.userId,
+  };
+}
+
+/**
+ * Tells users that a channel or its membership changed. One frame goes to
+ * everyone, so its channel carries only the shared fields (no my_role,
+ * read_seq or unread_count); clients that need them call DescribeChannel.
+ */
+export async function pushChannelEvent(
+  deps: ApiDeps,
+  to: readonly Id[],
+  kind: ChannelEventKind,
+  view: ChannelView,
+  userId: Id = 0n,
+): Promise<void> {
+  if (to.length === 0) return;
+  const frame = create(ServerFrameSchema, {
+    kind: {
+      case: "channel",
+      value: create(ChannelEventSchema, { kind, userId, channel: channelToProto({ ...view, me: undefined, peerUserId: undefined }) }),
+    },
+  });
+  try {
+    await deps.sessions.pushToUsers(to, frame);
+  } catch (e) {
+    // Best effort: the change is stored; clients also learn of it on their next list.
+    deps.logger?.warn({ err: e }, "channel event push failed");
+  }
+}
+
+export { ChannelEventKind };

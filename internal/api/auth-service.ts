@@ -1,0 +1,117 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { AuthService, CredentialsSchema, type Credentials, type DeviceInfo } from "../../gen/es/chat/v1/auth_pb.js";
+import { PasswordHasher } from "../auth/passwords.js";
+import { RefreshTokens } from "../auth/refresh.js";
+import { CloseCode } from "../model/close-codes.js";
+import { ChatError } from "../model/errors.js";
+import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
+import { caller } from "./context.js";
+import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
+import type { ApiDeps } from "./deps.js";
+import * as v from "./validate.js";
+
+/**
+ * Logout and revocation close the device's sessions with CloseCode.loggedOut
+ * (4003, internal/model/close-codes.ts): "do not reconnect this device". Not
+ * 4001, which there means "unauthenticated, get a new token first", and a
+ * signed-out device cannot get one.
+ */
+export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
+
+export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthService>> {
+  const now = deps.now ?? Date.now;
+  const passwords = deps.passwords ?? new PasswordHasher();
+  const refresh = new RefreshTokens(deps.accounts, { now, ttlMs: deps.refreshTtlMs });
+
+  async function credentials(userId: Id, deviceId: Id, refreshToken?: string): Promise<Credentials> {
+    const access = deps.signer.sign({ userId, deviceId });
+    return create(CredentialsSchema, {
+      accessToken: access.token,
+      accessTokenExpiresAt: timestampFromMs(access.claims.expiresAtMs),
+      refreshToken: refreshToken ?? (await refresh.issue(userId, deviceId)).token,
+      userId,
+      deviceId,
+    });
+  }
+
+  async function newDevice(user: UserRecord, info: DeviceInfo | undefined): Promise<DeviceRecord> {
+    const t = now();
+    const platform = platformFromProto(info?.platform ?? 0);
+    const name = info?.name.trim() ? v.text("device.name", info.name, 64) : platform === "unspecified" ? "device" : platform;
+    const device: DeviceRecord = {
+      userId: user.userId,
+      deviceId: deps.ids.next(),
+      name,
+      platform,
+      createdAtMs: t,
+      lastSeenAtMs: t,
+      revoked: false,
+    };
+    await deps.accounts.createDevice(device);
+    return device;
+  }
+
+  return {
+    async signUp(req) {
+      const username = v.username(req.username);
+      v.password(req.password);
+      // An empty display name falls back to the username rather than failing sign-up.
+      const displayName = req.displayName.trim() ? v.displayName(req.displayName) : username;
+      if (await deps.accounts.findUserByUsername(username)) {
+        throw new ChatError("already_exists", "username is taken");
+      }
+      const user: UserRecord = {
+        userId: deps.ids.next(),
+        username,
+        displayName,
+        passwordHash: await passwords.hash(req.password),
+        createdAtMs: now(),
+      };
+      await deps.accounts.createUser(user); // still refuses a concurrent sign-up of the same name
+      const device = await newDevice(user, req.device);
+      return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
+    },
+
+    async login(req) {
+      const fail = new ChatError("unauthenticated", "wrong username or password");
+      if (req.username.length > 32 || req.password.length > 1024) throw fail;
+      const user = await deps.accounts.findUserByUsername(req.username);
+      const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
+      if (!user || !ok) throw fail;
+      const device = await newDevice(user, req.device);
+      return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
+    },
+
+    async refresh(req) {
+      const next = await refresh.rotate(req.refreshToken);
+      await deps.accounts.touchDevice(next.record.userId, next.record.deviceId, now());
+      return { credentials: await credentials(next.record.userId, next.record.deviceId, next.token) };
+    },
+
+    async logout(_req, ctx) {
+      const me = caller(ctx);
+      // A signed-out device is done for good: the next login makes a new one.
+      await deps.accounts.revokeDevice(me.userId, me.deviceId);
+      await deps.sessions.closeDevice(me.userId, me.deviceId, CLOSE_LOGGED_OUT, "logged out");
+      return {};
+    },
+
+    async listDevices(_req, ctx) {
+      const me = caller(ctx);
+      const devices = await deps.accounts.listDevices(me.userId);
+      return { devices: devices.filter((d) => !d.revoked).map((d) => deviceToProto(d, me.deviceId)) };
+    },
+
+    async revokeDevice(req, ctx) {
+      const me = caller(ctx);
+      const deviceId = v.id("device_id", req.deviceId);
+      const device = await deps.accounts.getDevice(me.userId, deviceId);
+      if (!device || device.revoked) throw new ChatError("not_found", "no such device on this account");
+      await deps.accounts.revokeDevice(me.userId, deviceId);
+      await deps.sessions.closeDevice(me.userId, deviceId, CLOSE_LOGGED_OUT, deviceId === me.deviceId ? "logged out" : "device revoked");
+      return {};
+    },
+  };
+}

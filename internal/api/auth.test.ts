@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
+import { CloseCode } from "../model/close-codes.js";
+import { rpcError, TestApi } from "./testkit.js";
+
+describe("api: AuthService", () => {
+  let api: TestApi;
+  beforeEach(async () => (api = await TestApi.start()));
+  afterEach(async () => api.close());
+
+  it("signs up, logs in with the name in any case, and answers GetMe", async () => {
+    const signUp = await api.anon.auth.signUp({
+      username: "Alice.B",
+      password: "hunter2hunter2",
+      displayName: " Alice ",
+      device: { name: "laptop", platform: DevicePlatform.DESKTOP },
+    });
+    assert.equal(signUp.user?.username, "Alice.B");
+    assert.equal(signUp.user?.displayName, "Alice");
+    const creds = signUp.credentials!;
+    assert.ok(creds.accessToken && creds.refreshToken);
+    assert.equal(Number(creds.accessTokenExpiresAt!.seconds) * 1000, api.clock.ms + 15 * 60_000);
+
+    const login = await api.anon.auth.login({ username: "alice.b", password: "hunter2hunter2" });
+    assert.equal(login.credentials?.userId, creds.userId);
+    assert.notEqual(login.credentials?.deviceId, creds.deviceId, "every login is a new device");
+
+    const me = await api.clients(login.credentials!.accessToken).users.getMe({});
+    assert.equal(me.user?.userId, creds.userId);
+
+    const devices = await api.clients(creds.accessToken).auth.listDevices({});
+    assert.equal(devices.devices.length, 2);
+    const current = devices.devices.find((d) => d.current)!;
+    assert.equal(current.deviceId, creds.deviceId);
+    assert.equal(current.name, "laptop");
+    assert.equal(current.platform, DevicePlatform.DESKTOP);
+  });
+
+  it("refuses a wrong password and an unknown user alike", async () => {
+    await api.signUp("bob", "right password");
+    for (const [username, password] of [["bob", "wrong password"], ["nobody", "right password"]]) {
+      const err = await rpcError(() => api.anon.auth.login({ username, password }));
+      assert.equal(err.code, Code.Unauthenticated);
+      assert.match(err.rawMessage, /wrong username or password/);
+      assert.equal(err.chatCode, "ERROR_CODE_UNAUTHENTICATED");
+    }
+  });
+
+  it("refuses a duplicate username, case-insensitively", async () => {
+    await api.signUp("carol");
+    const err = await rpcError(() => api.anon.auth.signUp({ username: "CAROL", password: "whatever123" }));
+    assert.equal(err.code, Code.AlreadyExists);
+    assert.equal(err.chatCode, "ERROR_CODE_ALREADY_EXISTS");
+  });
+
+  it("validates sign-up fields with clear messages", async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ username: "ab", password: "longenough" }, /username must be 3 to 32/],
+      [{ username: "has space", password: "longenough" }, /username/],
+      [{ username: "x".repeat(33), password: "longenough" }, /username/],
+      [{ username: "dave", password: "short" }, /at least 8/],
+      [{ username: "dave", password: "x".repeat(1025) }, /at most 1024/],
+      [{ username: "dave", password: "longenough", displayName: "x".repeat(65) }, /display_name must be 1 to 64/],
+    ];
+    for (const [req, message] of cases) {
+      const err = await rpcError(() => api.anon.auth.signUp(req));
+      assert.equal(err.code, Code.InvalidArgument, JSON.stringify(req));
+      assert.match(err.rawMessage, message);
+      assert.equal(err.chatCode, "ERROR_CODE_INVALID_ARGUMENT");
+    }
+  });
+
+  it("rotates refresh tokens: the old one is refused after use", async () => {
+    const u = await api.signUp();
+    const first = await api.anon.auth.refresh({ refreshToken: u.refreshToken });
+    const creds = first.credentials!;
+    assert.equal(creds.userId, u.userId);
+    assert.equal(creds.deviceId, u.deviceId);
+    assert.notEqual(creds.refreshToken, u.refreshToken);
+    await api.clients(creds.accessToken).users.getMe({});
+
+    const reused = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    assert.equal(reused.code, Code.Unauthenticated);
+    assert.match(reused.rawMessage, /already used/);
+
+    await api.anon.auth.refresh({ refreshToken: creds.refreshToken }); // the new one works once
+  });
+
+  it("refuses an expired refresh token", async () => {
+    const u = await api.signUp();
+    api.clock.ms += 31 * 24 * 3_600_000;
+    const err = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    assert.equal(err.code, Code.Unauthenticated);
+    assert.match(err.rawMessage, /expired/);
+  });
+
+  it("says when an access token has expired, and when it is missing or forged", async () => {
+    const u = await api.signUp();
+    api.clock.ms += 15 * 60_000 + 1;
+    const expired = await rpcError(() => u.c.users.getMe({}));
+    assert.equal(expired.code, Code.Unauthenticated);
+    assert.match(expired.rawMessage, /expired/);
+    assert.equal(expired.chatCode, "ERROR_CODE_TOKEN_EXPIRED");
+
+    const missing = await rpcError(() => api.anon.users.getMe({}));
+    assert.equal(missing.code, Code.Unauthenticated);
+    assert.match(missing.rawMessage, /authorization/);
+
+    const [body, sig] = u.accessToken.split(".");
+    const forged = await rpcError(() => api.clients(`${body}x.${sig}`).users.getMe({}));
+    assert.equal(forged.code, Code.Unauthenticated);
+    assert.equal(forged.chatCode, "ERROR_CODE_UNAUTHENTICATED");
+  });
+
+  it("logout revokes the device's refresh token and closes its sessions", async () => {
+    const u = await api.signUp();
+    await u.c.auth.logout({});
+    assert.deepEqual(api.sessions.closed, [
+      { userId: u.userId, deviceId: u.deviceId, code: CloseCode.loggedOut, reason: "logged out" },
+    ]);
+    const err = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    assert.equal(err.code, Code.Unauthenticated);
+  });
+
+  it("revokes another device of the same account only", async () => {
+    const a = await api.signUp("erin", "password123");
+    const other = (await api.anon.auth.login({ username: "erin", password: "password123" })).credentials!;
+    const stranger = await api.signUp();
+
+    const notMine = await rpcError(() => stranger.c.auth.revokeDevice({ deviceId: other.deviceId }));
+    assert.equal(notMine.code, Code.NotFound);
+
+    await a.c.auth.revokeDevice({ deviceId: other.deviceId });
+    assert.deepEqual(api.sessions.closed.map((c) => [c.deviceId, c.code]), [[other.deviceId, CloseCode.loggedOut]]);
+    assert.equal((await a.c.auth.listDevices({})).devices.length, 1);
+    assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: other.refreshToken }))).code, Code.Unauthenticated);
+    assert.equal((await rpcError(() => a.c.auth.revokeDevice({ deviceId: 0n }))).code, Code.InvalidArgument);
+  });
+
+  it("answers PushService with Unimplemented", async () => {
+    const u = await api.signUp();
+    const err = await rpcError(() => u.c.push.getVapidPublicKey({}));
+    assert.equal(err.code, Code.Unimplemented);
+    assert.match(err.rawMessage, /not available/);
+  });
+});

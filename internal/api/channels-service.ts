@@ -1,0 +1,210 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { ChatError } from "../model/errors.js";
+import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
+import { ChannelEventKind, channelView, pushChannelEvent, requireMember } from "./access.js";
+import { caller } from "./context.js";
+import { channelToProto, memberToProto } from "./convert.js";
+import type { ApiDeps } from "./deps.js";
+import * as v from "./validate.js";
+
+export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof ChannelService>> {
+  const { channels, accounts } = deps;
+  const now = deps.now ?? Date.now;
+
+  async function requireUsers(userIds: readonly Id[]): Promise<void> {
+    const found = new Set((await accounts.getUsers(userIds)).map((u) => u.userId));
+    const missing = userIds.filter((id) => !found.has(id));
+    if (missing.length > 0) throw new ChatError("not_found", `no such user: ${missing.join(", ")}`);
+  }
+
+  /** A group the caller is in, with the caller's membership. */
+  async function requireGroup(channelId: Id, userId: Id) {
+    const m = await requireMember(deps, v.id("channel_id", channelId), userId);
+    if (m.channel.kind !== "group") throw new ChatError("invalid_argument", "direct channels have a fixed pair of members");
+    return m;
+  }
+
+  function requireManager(member: MemberRecord): void {
+    if (member.role === "member") throw new ChatError("permission_denied", "only the owner and admins can do this");
+  }
+
+  const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
+
+  return {
+    async openDirect(req, ctx) {
+      const me = caller(ctx).userId;
+      const peer = v.id("user_id", req.userId);
+      if (peer === me) throw new ChatError("invalid_argument", "cannot open a direct channel with yourself");
+      await requireUsers([peer]);
+      const candidate: ChannelRecord = { channelId: deps.ids.next(), kind: "direct", title: "", createdAtMs: now(), createdBy: me };
+      const channel = await channels.getOrCreateDirect(candidate, me, peer);
+      const member = await channels.getMember(channel.channelId, me);
+      const view = await channelView(deps, channel, member);
+      if (channel.channelId === candidate.channelId) {
+        await pushChannelEvent(deps, [me, peer], ChannelEventKind.JOINED, view, peer);
+      }
+      return { channel: channelToProto(view) };
+    },
+
+    async createGroup(req, ctx) {
+      const me = caller(ctx).userId;
+      const title = v.groupTitle(req.title);
+      for (const id of req.memberUserIds) v.id("member_user_ids", id);
+      const others = [...new Set(req.memberUserIds)].filter((id) => id !== me);
+      if (others.length + 1 > MAX_GROUP_MEMBERS) {
+        throw new ChatError("group_full", `a group has at most ${MAX_GROUP_MEMBERS} members including the owner`);
+      }
+      await requireUsers(others);
+      const t = now();
+      const channel: ChannelRecord = { channelId: deps.ids.next(), kind: "group", title, createdAtMs: t, createdBy: me };
+      const owner: MemberRecord = { channelId: channel.channelId, userId: me, role: "owner", joinedAtMs: t, readSeq: 0n };
+      const members = [owner, ...others.map((userId): MemberRecord => ({ ...owner, userId, role: "member" }))];
+      await channels.createGroup(channel, members);
+      const view = { channel, memberCount: members.length, me: owner };
+      await pushChannelEvent(deps, [me, ...others], ChannelEventKind.JOINED, view);
+      return { channel: channelToProto(view) };
+    },
+
+    async describeChannel(req, ctx) {
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      return { channel: channelToProto(await channelView(deps, channel, member)) };
+    },
+
+    async listChannels(req, ctx) {
+      const me = caller(ctx).userId;
+      const limit = v.limit(req.limit, 50, 200);
+      const memberships = await channels.listMemberships(me);
+      const latest = await deps.log.latest(memberships.map((m) => m.channelId));
+      // Activity is the last message, or joining for a channel without newer messages.
+      const rows = memberships
+        .map((m) => ({ m, at: Math.max(latest.get(m.channelId)?.sentAtMs ?? 0, m.joinedAtMs) }))
+        .sort((a, b) => b.at - a.at || (b.m.channelId > a.m.channelId ? 1 : b.m.channelId < a.m.channelId ? -1 : 0));
+
+      let start = 0;
+      if (req.pageToken) {
+        const after = decodePageToken(req.pageToken);
+        start = rows.findIndex((r) => r.at < after.at || (r.at === after.at && r.m.channelId < after.channelId));
+        if (start < 0) start = rows.length;
+      }
+      const page = rows.slice(start, start + limit);
+      const more = start + limit < rows.length;
+
+      const views = await Promise.all(
+        page.map(async ({ m }) => {
+          const channel = await channels.getChannel(m.channelId);
+          return channel ? channelView(deps, channel, m, latest) : undefined;
+        }),
+      );
+      const lastRow = page[page.length - 1];
+      return {
+        channels: views.flatMap((view) => (view ? [channelToProto(view)] : [])),
+        nextPageToken: more && lastRow ? encodePageToken(lastRow.at, lastRow.m.channelId) : "",
+      };
+    },
+
+    async listMembers(req, ctx) {
+      const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      return { members: (await channels.listMembers(channel.channelId)).map(memberToProto) };
+    },
+
+    async addMembers(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      requireManager(member);
+      const wanted = v.ids("user_ids", req.userIds, MAX_GROUP_MEMBERS);
+      if (wanted.length === 0) throw new ChatError("invalid_argument", "user_ids is required");
+      await requireUsers(wanted);
+      const t = now();
+      const added = await channels.addMembers(
+        channel.channelId,
+        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n })),
+        MAX_GROUP_MEMBERS,
+      );
+      const view = await channelView(deps, channel, member);
+      if (added.length > 0) {
+        const everyone = await memberIds(channel.channelId);
+        for (const userId of added) await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, userId);
+      }
+      return { channel: channelToProto(view) };
+    },
+
+    async removeMember(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      const target = v.id("user_id", req.userId);
+      if (target === me) throw new ChatError("invalid_argument", "use LeaveGroup to leave a group");
+      requireManager(member);
+      const theirs = await channels.getMember(channel.channelId, target);
+      if (!theirs) throw new ChatError("not_found", "user is not a member of this channel");
+      if (member.role === "admin" && theirs.role !== "member") {
+        throw new ChatError("permission_denied", "admins can remove members only, not the owner or other admins");
+      }
+      if (await channels.removeMember(channel.channelId, target)) {
+        const everyone = await memberIds(channel.channelId);
+        await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
+      }
+      return {};
+    },
+
+    async setMemberRole(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      const target = v.id("user_id", req.userId);
+      if (req.role !== PbMemberRole.MEMBER && req.role !== PbMemberRole.ADMIN) {
+        throw new ChatError("invalid_argument", "role must be MEMBER or ADMIN; ownership moves only by leaving");
+      }
+      if (member.role !== "owner") throw new ChatError("permission_denied", "only the owner can change roles");
+      if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
+      const theirs = await channels.getMember(channel.channelId, target);
+      if (!theirs) throw new ChatError("not_found", "user is not a member of this channel");
+      const role = req.role === PbMemberRole.ADMIN ? "admin" : "member";
+      if (theirs.role !== role) {
+        await channels.setRole(channel.channelId, target, role);
+        await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, await channelView(deps, channel), target);
+      }
+      return {};
+    },
+
+    async updateGroup(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      requireManager(member);
+      const title = v.groupTitle(req.title);
+      await channels.updateTitle(channel.channelId, title);
+      const view = await channelView(deps, { ...channel, title }, member);
+      await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
+      return { channel: channelToProto(view) };
+    },
+
+    async leaveGroup(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      const others = (await channels.listMembers(channel.channelId)).filter((m) => m.userId !== me);
+      let heir: MemberRecord | undefined;
+      if (member.role === "owner") {
+        // listMembers is in join order: the first admin, else the first member, has stood longest.
+        heir = others.find((m) => m.role === "admin") ?? others[0];
+        // Hand over before leaving: a crash in between leaves two owners, never none.
+        if (heir) await channels.setRole(channel.channelId, heir.userId, "owner");
+      }
+      await channels.removeMember(channel.channelId, me);
+      const view = await channelView(deps, channel);
+      const remaining = others.map((m) => m.userId);
+      await pushChannelEvent(deps, [...remaining, me], ChannelEventKind.LEFT, view, me);
+      if (heir) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, heir.userId);
+      return {};
+    },
+  };
+}
+
+function encodePageToken(at: number, channelId: Id): string {
+  return Buffer.from(`${at}:${channelId}`).toString("base64url");
+}
+
+function decodePageToken(token: string): { at: number; channelId: Id } {
+  const m = /^(\d{1,16}):(\d{1,20})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
+  if (!m) throw new ChatError("invalid_argument", "page_token is not one this server issued");
+  return { at: Number(m[1]), channelId: BigInt(m[2]!) };
+}

@@ -1,0 +1,119 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  ChannelKind as PbChannelKind,
+  ChannelSchema,
+  DevicePlatform,
+  DeviceSchema,
+  InboxEntrySchema,
+  MemberRole as PbMemberRole,
+  MemberSchema,
+  MessageSchema,
+  UserSchema,
+  type Channel,
+  type Device,
+  type InboxEntry as PbInboxEntry,
+  type Member,
+  type Message,
+  type User,
+} from "../../gen/es/chat/v1/types_pb.js";
+import type {
+  ChannelRecord,
+  DeviceRecord,
+  Id,
+  InboxEntry,
+  MemberRecord,
+  MemberRole,
+  Platform,
+  StoredMessage,
+  UserRecord,
+} from "../model/types.js";
+
+const PLATFORMS: [Platform, DevicePlatform][] = [
+  ["unspecified", DevicePlatform.UNSPECIFIED],
+  ["web", DevicePlatform.WEB],
+  ["ios", DevicePlatform.IOS],
+  ["android", DevicePlatform.ANDROID],
+  ["desktop", DevicePlatform.DESKTOP],
+  ["cli", DevicePlatform.CLI],
+];
+
+export function platformFromProto(p: DevicePlatform): Platform {
+  return PLATFORMS.find(([, v]) => v === p)?.[0] ?? "unspecified";
+}
+
+export function platformToProto(p: Platform): DevicePlatform {
+  return PLATFORMS.find(([k]) => k === p)?.[1] ?? DevicePlatform.UNSPECIFIED;
+}
+
+export function roleToProto(r: MemberRole): PbMemberRole {
+  return r === "owner" ? PbMemberRole.OWNER : r === "admin" ? PbMemberRole.ADMIN : PbMemberRole.MEMBER;
+}
+
+export function userToProto(u: UserRecord): User {
+  return create(UserSchema, {
+    userId: u.userId,
+    username: u.username,
+    displayName: u.displayName,
+    createdAt: timestampFromMs(u.createdAtMs),
+  });
+}
+
+export function deviceToProto(d: DeviceRecord, currentDeviceId: Id): Device {
+  return create(DeviceSchema, {
+    deviceId: d.deviceId,
+    name: d.name,
+    platform: platformToProto(d.platform),
+    createdAt: timestampFromMs(d.createdAtMs),
+    lastSeenAt: timestampFromMs(d.lastSeenAtMs),
+    current: d.deviceId === currentDeviceId,
+  });
+}
+
+export function messageToProto(m: StoredMessage): Message {
+  return create(MessageSchema, {
+    messageId: m.messageId,
+    channelId: m.channelId,
+    seq: m.seq,
+    senderUserId: m.senderUserId,
+    senderDeviceId: m.senderDeviceId,
+    clientMsgId: m.clientMsgId,
+    text: m.text,
+    sentAt: timestampFromMs(m.sentAtMs),
+  });
+}
+
+export function inboxEntryToProto(e: InboxEntry): PbInboxEntry {
+  return create(InboxEntrySchema, { inboxSeq: e.inboxSeq, message: messageToProto(e.message) });
+}
+
+export function memberToProto(m: MemberRecord): Member {
+  return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs) });
+}
+
+export interface ChannelView {
+  channel: ChannelRecord;
+  memberCount: number;
+  last?: StoredMessage;
+  /** The caller's membership; absent in events pushed to many users at once. */
+  me?: MemberRecord;
+  peerUserId?: Id;
+}
+
+export function channelToProto(v: ChannelView): Channel {
+  const lastSeq = v.last?.seq ?? 0n;
+  const readSeq = v.me?.readSeq ?? 0n;
+  return create(ChannelSchema, {
+    channelId: v.channel.channelId,
+    kind: v.channel.kind === "direct" ? PbChannelKind.DIRECT : PbChannelKind.GROUP,
+    title: v.channel.title,
+    memberCount: v.memberCount,
+    createdAt: timestampFromMs(v.channel.createdAtMs),
+    lastSeq,
+    lastMessage: v.last ? messageToProto(v.last) : undefined,
+    unreadCount: v.me && lastSeq > readSeq ? lastSeq - readSeq : 0n,
+    readSeq,
+    myRole: v.me ? roleToProto(v.me.role) : PbMemberRole.UNSPECIFIED,
+    peerUserId: v.peerUserId ?? 0n,
+  });
+}

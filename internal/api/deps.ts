@@ -1,0 +1,35 @@
+import type { Logger } from "pino";
+import type { AccountStore } from "../accounts/store.js";
+import type { PasswordHasher } from "../auth/passwords.js";
+import type { TokenSigner, TokenVerifier } from "../auth/tokens.js";
+import type { ChannelStore } from "../channels/store.js";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { IdGenerator } from "../ids/snowflake.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { MessageLog } from "../messages/log.js";
+import type { MessageSubmitter } from "../messages/submit.js";
+import type { Id } from "../model/types.js";
+
+export interface PresenceSource {
+  getPresence(userIds: Id[]): Promise<{ userId: Id; online: boolean; lastSeenAtMs?: number }[]>;
+}
+
+export interface ApiDeps {
+  accounts: AccountStore;
+  channels: ChannelStore;
+  log: MessageLog;
+  inbox: Inbox;
+  submitter: MessageSubmitter;
+  sessions: SessionDirectory;
+  ids: IdGenerator;
+  signer: TokenSigner;
+  verifier: TokenVerifier;
+  /** Without it every user reads as offline. */
+  presence?: PresenceSource;
+  now?: () => number;
+  logger?: Logger;
+  /** Defaults to argon2id at the OWASP baseline; tests pass lighter parameters. */
+  passwords?: PasswordHasher;
+  /** Refresh token lifetime, default 30 days. */
+  refreshTtlMs?: number;
+}

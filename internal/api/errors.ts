@@ -1,0 +1,77 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors.js";
+
+/**
+ * Every RPC error carries the chat.v1.ErrorCode as the "chat-error-code"
+ * header (a trailer on gRPC), valued with the proto enum name, for example
+ * "ERROR_CODE_GROUP_FULL", so clients branch on it rather than on messages.
+ * Rate-limited errors also carry "chat-retry-after-ms".
+ */
+export const ERROR_CODE_HEADER = "chat-error-code";
+export const RETRY_AFTER_HEADER = "chat-retry-after-ms";
+
+const STATUS: Record<ErrorCodeName, Code> = {
+  invalid_frame: Code.InvalidArgument,
+  frame_too_large: Code.InvalidArgument,
+  text_too_long: Code.InvalidArgument,
+  text_empty: Code.InvalidArgument,
+  invalid_argument: Code.InvalidArgument,
+  not_a_member: Code.PermissionDenied,
+  permission_denied: Code.PermissionDenied,
+  group_full: Code.FailedPrecondition,
+  rate_limited: Code.ResourceExhausted,
+  unauthenticated: Code.Unauthenticated,
+  token_expired: Code.Unauthenticated,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+  session_closed: Code.Internal,
+};
+
+export function errorCodeName(code: ErrorCodeName): string {
+  const name = code.toUpperCase();
+  return name in ErrorCode ? `ERROR_CODE_${name}` : "ERROR_CODE_INTERNAL";
+}
+
+export function chatToConnectError(e: ChatError): ConnectError {
+  const metadata: Record<string, string> = { [ERROR_CODE_HEADER]: errorCodeName(e.code) };
+  if (e.retryAfterMs !== undefined) metadata[RETRY_AFTER_HEADER] = String(Math.ceil(e.retryAfterMs));
+  // One message for "no such channel" and "not in it", so channel ids cannot be probed.
+  const message = e.code === "not_a_member" ? "not a member of this channel" : e.message;
+  return new ConnectError(message, STATUS[e.code] ?? Code.Internal, metadata);
+}
+
+/**
+ * The one place where errors leave the api: ChatErrors become their status,
+ * ConnectErrors pass through, anything else is a bug and is logged, not shown.
+ */
+export function toConnectError(e: unknown, logger?: Logger): ConnectError {
+  if (isChatError(e)) {
+    if (e.code === "internal") logger?.error({ err: e }, "internal error in rpc");
+    return chatToConnectError(e);
+  }
+  if (e instanceof ConnectError) {
+    if (!e.metadata.has(ERROR_CODE_HEADER)) e.metadata.set(ERROR_CODE_HEADER, connectCodeName(e.code));
+    return e;
+  }
+  logger?.error({ err: e }, "unexpected error in rpc");
+  return new ConnectError("internal error", Code.Internal, { [ERROR_CODE_HEADER]: "ERROR_CODE_INTERNAL" });
+}
+
+function connectCodeName(code: Code): string {
+  switch (code) {
+    case Code.InvalidArgument: return "ERROR_CODE_INVALID_ARGUMENT";
+    case Code.Unauthenticated: return "ERROR_CODE_UNAUTHENTICATED";
+    case Code.PermissionDenied: return "ERROR_CODE_PERMISSION_DENIED";
+    case Code.NotFound: return "ERROR_CODE_NOT_FOUND";
+    case Code.AlreadyExists: return "ERROR_CODE_ALREADY_EXISTS";
+    case Code.ResourceExhausted: return "ERROR_CODE_RATE_LIMITED";
+    case Code.Unavailable: return "ERROR_CODE_UNAVAILABLE";
+    case Code.Internal: return "ERROR_CODE_INTERNAL";
+    default: return "ERROR_CODE_UNSPECIFIED"; // e.g. Unimplemented: no chat code fits
+
+  }
+}

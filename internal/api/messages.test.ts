@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import type { ReceiptEvent } from "../../gen/es/chat/v1/session_pb.js";
+import { rpcError, TestApi, type TestUser } from "./testkit.js";
+
+describe("api: MessageService", () => {
+  let api: TestApi;
+  let a: TestUser;
+  let b: TestUser;
+  let channelId: bigint;
+  beforeEach(async () => {
+    api = await TestApi.start();
+    a = await api.signUp();
+    b = await api.signUp();
+    channelId = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+  });
+  afterEach(async () => api.close());
+
+  async function sendMany(n: number) {
+    for (let i = 1; i <= n; i++) {
+      await (i % 2 ? a : b).c.messages.sendMessage({ channelId, clientMsgId: `m${i}`, text: `text ${i}` });
+    }
+  }
+
+  it("sends idempotently by client_msg_id", async () => {
+    const first = await a.c.messages.sendMessage({ channelId, clientMsgId: "k1", text: "hi" });
+    const again = await a.c.messages.sendMessage({ channelId, clientMsgId: "k1", text: "hi" });
+    assert.equal(first.duplicate, false);
+    assert.equal(again.duplicate, true);
+    assert.equal(again.messageId, first.messageId);
+    const empty = await rpcError(() => a.c.messages.sendMessage({ channelId, clientMsgId: "k2", text: "  " }));
+    assert.equal(empty.code, Code.InvalidArgument);
+    assert.equal(empty.chatCode, "ERROR_CODE_TEXT_EMPTY");
+  });
+
+  it("pages history backward from the newest and forward from an anchor", async () => {
+    await sendMany(7);
+    const seqs = (ms: { seq: bigint }[]) => ms.map((m) => Number(m.seq));
+
+    const newest = await a.c.messages.listMessages({ channelId, limit: 3 });
+    assert.deepEqual(seqs(newest.messages), [7, 6, 5]);
+    assert.equal(newest.hasMore, true);
+    assert.equal(newest.messages[0]!.text, "text 7");
+    assert.equal(newest.messages[0]!.senderUserId, a.userId);
+    const older = await a.c.messages.listMessages({ channelId, anchorSeq: 5n, limit: 3, direction: PageDirection.BACKWARD });
+    assert.deepEqual(seqs(older.messages), [4, 3, 2]);
+    const oldest = await a.c.messages.listMessages({ channelId, anchorSeq: 2n, limit: 3 });
+    assert.deepEqual(seqs(oldest.messages), [1]);
+    assert.equal(oldest.hasMore, false);
+
+    const fwd = await b.c.messages.listMessages({ channelId, anchorSeq: 3n, limit: 2, direction: PageDirection.FORWARD });
+    assert.deepEqual(seqs(fwd.messages), [4, 5]);
+    assert.equal(fwd.hasMore, true);
+    const rest = await b.c.messages.listMessages({ channelId, anchorSeq: 5n, direction: PageDirection.FORWARD });
+    assert.deepEqual(seqs(rest.messages), [6, 7]);
+    assert.equal(rest.hasMore, false);
+
+    const all = await a.c.messages.listMessages({ channelId, limit: 10_000 });
+    assert.equal(all.messages.length, 7, "limit is clamped, not refused");
+  });
+
+  it("syncs the inbox after a cursor, with head and has_more", async () => {
+    await sendMany(5);
+    const s1 = await b.c.messages.syncInbox({ limit: 2 });
+    assert.deepEqual(s1.entries.map((e) => e.inboxSeq), [1n, 2n]);
+    assert.equal(s1.headInboxSeq, 5n);
+    assert.equal(s1.hasMore, true);
+    assert.equal(s1.entries[0]!.message?.text, "text 1");
+    const s2 = await b.c.messages.syncInbox({ afterInboxSeq: 2n });
+    assert.deepEqual(s2.entries.map((e) => e.inboxSeq), [3n, 4n, 5n]);
+    assert.equal(s2.hasMore, false);
+    const none = await b.c.messages.syncInbox({ afterInboxSeq: 5n });
+    assert.deepEqual(none.entries, []);
+    assert.equal(none.headInboxSeq, 5n);
+  });
+
+  it("marks read forward only, capped at the newest message, and pushes receipts", async () => {
+    await sendMany(4);
+    api.sessions.pushes = [];
+    assert.equal((await b.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);
+    assert.equal((await b.c.messages.markRead({ channelId, seq: 1n })).readSeq, 3n, "never backward");
+    assert.equal((await b.c.messages.markRead({ channelId, seq: 99n })).readSeq, 4n, "never past the newest");
+
+    const receipts = api.sessions.framesOf("receipt");
+    assert.equal(receipts.length, 2, "no receipt when nothing moved");
+    assert.deepEqual(new Set(receipts[0]!.userIds), new Set([a.userId, b.userId]));
+    const ev = receipts[1]!.frame.kind.value as ReceiptEvent;
+    assert.deepEqual([ev.channelId, ev.userId, ev.seq], [channelId, b.userId, 4n]);
+
+    const ch = (await b.c.channels.describeChannel({ channelId })).channel!;
+    assert.equal(ch.readSeq, 4n);
+    assert.equal(ch.unreadCount, 0n);
+
+    const outsider = await api.signUp();
+    assert.equal((await rpcError(() => outsider.c.messages.markRead({ channelId, seq: 1n }))).code, Code.PermissionDenied);
+  });
+});

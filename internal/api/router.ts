@@ -1,0 +1,35 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { authService } from "./auth-service.js";
+import { channelService } from "./channels-service.js";
+import { apiInterceptor } from "./context.js";
+import type { ApiDeps } from "./deps.js";
+import { messageService } from "./messages-service.js";
+import { presenceService } from "./presence-service.js";
+import { pushService } from "./push-service.js";
+import { userService } from "./users-service.js";
+
+export type { ApiDeps, PresenceSource } from "./deps.js";
+export { CLOSE_LOGGED_OUT } from "./auth-service.js";
+export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
+
+/**
+ * Registers the public chat.v1 request/response services (SessionService, the
+ * realtime stream, lives elsewhere). Serve the router with connectNodeAdapter
+ * (Connect, gRPC and gRPC-web protocols).
+ */
+export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
+  const options = { interceptors: [apiInterceptor(deps.verifier, deps.logger)] };
+  return router
+    .service(AuthService, authService(deps), options)
+    .service(UserService, userService(deps), options)
+    .service(ChannelService, channelService(deps), options)
+    .service(MessageService, messageService(deps), options)
+    .service(PresenceService, presenceService(deps), options)
+    .service(PushService, pushService(deps), options);
+}

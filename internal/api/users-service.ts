@@ -1,0 +1,117 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { ChatError } from "../model/errors.js";
+import type { Id, UserRecord } from "../model/types.js";
+import { caller } from "./context.js";
+import { userToProto } from "./convert.js";
+import type { ApiDeps } from "./deps.js";
+import * as v from "./validate.js";
+
+export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserService>> {
+  const { accounts } = deps;
+  const now = deps.now ?? Date.now;
+
+  async function mustGetUser(userId: Id): Promise<UserRecord> {
+    const user = await accounts.getUser(userId);
+    if (!user) throw new ChatError("not_found", "no such user");
+    return user;
+  }
+
+  /** The other user of a friend operation: given, existing, and not the caller. */
+  async function other(me: Id, userId: Id): Promise<Id> {
+    v.id("user_id", userId);
+    if (userId === me) throw new ChatError("invalid_argument", "user_id must be another user");
+    await mustGetUser(userId);
+    return userId;
+  }
+
+  return {
+    async getMe(_req, ctx) {
+      return { user: userToProto(await mustGetUser(caller(ctx).userId)) };
+    },
+
+    async updateProfile(req, ctx) {
+      const me = caller(ctx);
+      await accounts.updateDisplayName(me.userId, v.displayName(req.displayName));
+      return { user: userToProto(await mustGetUser(me.userId)) };
+    },
+
+    async getUsers(req, ctx) {
+      caller(ctx);
+      const users = await accounts.getUsers(v.ids("user_ids", req.userIds, 100));
+      return { users: users.map(userToProto) };
+    },
+
+    async searchUsers(req, ctx) {
+      caller(ctx);
+      const query = req.query.trim().replace(/^@/, "");
+      if (query.length === 0) throw new ChatError("invalid_argument", "query is required");
+      // Nothing can match characters a username cannot have.
+      if (!/^[a-z0-9_.]{1,32}$/i.test(query)) return { users: [] };
+      // Prefix search returns an exact match first: it sorts before its extensions.
+      const users = await accounts.searchUsers(query.toLowerCase(), v.limit(req.limit, 20, 100));
+      return { users: users.map(userToProto) };
+    },
+
+    async sendFriendRequest(req, ctx) {
+      const me = caller(ctx).userId;
+      const them = await other(me, req.userId);
+      if (await accounts.areFriends(me, them)) return { state: FriendshipState.FRIENDS };
+      // Asking someone who already asked you is accepting.
+      if (await accounts.hasFriendRequest(them, me)) {
+        await accounts.addFriendship(me, them, now());
+        return { state: FriendshipState.FRIENDS };
+      }
+      await accounts.putFriendRequest(me, them, now());
+      return { state: FriendshipState.REQUEST_SENT };
+    },
+
+    async respondFriendRequest(req, ctx) {
+      const me = caller(ctx).userId;
+      const them = await other(me, req.userId);
+      if (await accounts.areFriends(me, them)) {
+        if (req.accept) return { state: FriendshipState.FRIENDS };
+        throw new ChatError("not_found", "no pending friend request from this user (already friends)");
+      }
+      if (!(await accounts.hasFriendRequest(them, me))) {
+        throw new ChatError("not_found", "no pending friend request from this user");
+      }
+      if (req.accept) {
+        await accounts.addFriendship(me, them, now());
+        return { state: FriendshipState.FRIENDS };
+      }
+      await accounts.deleteFriendRequest(them, me);
+      return { state: FriendshipState.NONE };
+    },
+
+    async listFriendRequests(_req, ctx) {
+      const me = caller(ctx).userId;
+      const requests = await accounts.listFriendRequests(me);
+      const users = new Map(
+        (await accounts.getUsers(requests.map((r) => (r.fromUserId === me ? r.toUserId : r.fromUserId)))).map((u) => [u.userId, u]),
+      );
+      return {
+        requests: requests.flatMap((r) => {
+          const outgoing = r.fromUserId === me;
+          const user = users.get(outgoing ? r.toUserId : r.fromUserId);
+          return user ? [{ user: userToProto(user), outgoing }] : [];
+        }),
+      };
+    },
+
+    async listFriends(_req, ctx) {
+      const friends = await accounts.getUsers(await accounts.listFriends(caller(ctx).userId));
+      return { friends: friends.map(userToProto) };
+    },
+
+    async removeFriend(req, ctx) {
+      const me = caller(ctx).userId;
+      const them = v.id("user_id", req.userId);
+      // Also withdraws a request either way, so "remove" works at every stage.
+      await accounts.removeFriendship(me, them);
+      await accounts.deleteFriendRequest(me, them);
+      await accounts.deleteFriendRequest(them, me);
+      return {};
+    },
+  };
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { rpcError, TestApi } from "./testkit.js";
+
+describe("api: UserService and PresenceService", () => {
+  let api: TestApi;
+  afterEach(async () => api.close());
+
+  describe("profiles and friends", () => {
+    beforeEach(async () => (api = await TestApi.start()));
+
+    it("updates the profile, gets users and searches by prefix", async () => {
+      const a = await api.signUp("anna");
+      const b = await api.signUp("annabel");
+      await api.signUp("bert");
+      const updated = await a.c.users.updateProfile({ displayName: "  Anna K " });
+      assert.equal(updated.user?.displayName, "Anna K");
+      assert.equal((await rpcError(() => a.c.users.updateProfile({ displayName: " " }))).code, Code.InvalidArgument);
+
+      const got = await a.c.users.getUsers({ userIds: [b.userId, 999n, a.userId] });
+      assert.deepEqual(got.users.map((u) => u.username), ["annabel", "anna"]);
+      const tooMany = await rpcError(() => a.c.users.getUsers({ userIds: Array.from({ length: 101 }, (_, i) => BigInt(i + 1)) }));
+      assert.equal(tooMany.code, Code.InvalidArgument);
+
+      assert.deepEqual((await a.c.users.searchUsers({ query: "ANNA" })).users.map((u) => u.username), ["anna", "annabel"]);
+      assert.deepEqual((await a.c.users.searchUsers({ query: "@anna", limit: 1 })).users.map((u) => u.username), ["anna"]);
+      assert.deepEqual((await a.c.users.searchUsers({ query: "a b" })).users, []);
+    });
+
+    it("runs the friend flow: request, accept, decline, cross-request, remove", async () => {
+      const a = await api.signUp();
+      const b = await api.signUp();
+      const c = await api.signUp();
+
+      assert.equal((await a.c.users.sendFriendRequest({ userId: b.userId })).state, FriendshipState.REQUEST_SENT);
+      const aReqs = await a.c.users.listFriendRequests({});
+      assert.deepEqual(aReqs.requests.map((r) => [r.user?.userId, r.outgoing]), [[b.userId, true]]);
+      const bReqs = await b.c.users.listFriendRequests({});
+      assert.deepEqual(bReqs.requests.map((r) => [r.user?.userId, r.outgoing]), [[a.userId, false]]);
+
+      // Only the receiver can answer.
+      assert.equal((await rpcError(() => a.c.users.respondFriendRequest({ userId: b.userId, accept: true }))).code, Code.NotFound);
+      assert.equal((await b.c.users.respondFriendRequest({ userId: a.userId, accept: true })).state, FriendshipState.FRIENDS);
+      assert.deepEqual((await a.c.users.listFriends({})).friends.map((u) => u.userId), [b.userId]);
+      assert.deepEqual((await b.c.users.listFriends({})).friends.map((u) => u.userId), [a.userId]);
+      assert.equal((await a.c.users.listFriendRequests({})).requests.length, 0);
+      assert.equal((await a.c.users.sendFriendRequest({ userId: b.userId })).state, FriendshipState.FRIENDS);
+
+      // Declined.
+      await a.c.users.sendFriendRequest({ userId: c.userId });
+      assert.equal((await c.c.users.respondFriendRequest({ userId: a.userId, accept: false })).state, FriendshipState.NONE);
+      assert.equal((await c.c.users.listFriendRequests({})).requests.length, 0);
+
+      // A request to someone who already asked you makes you friends.
+      await c.c.users.sendFriendRequest({ userId: b.userId });
+      assert.equal((await b.c.users.sendFriendRequest({ userId: c.userId })).state, FriendshipState.FRIENDS);
+      assert.equal((await b.c.users.listFriends({})).friends.length, 2);
+
+      await b.c.users.removeFriend({ userId: a.userId });
+      assert.deepEqual((await a.c.users.listFriends({})).friends, []);
+      assert.deepEqual((await b.c.users.listFriends({})).friends.map((u) => u.userId), [c.userId]);
+
+      assert.equal((await rpcError(() => a.c.users.sendFriendRequest({ userId: a.userId }))).code, Code.InvalidArgument);
+      assert.equal((await rpcError(() => a.c.users.sendFriendRequest({ userId: 12345n }))).code, Code.NotFound);
+    });
+
+    it("reports everyone offline without a presence source", async () => {
+      const a = await api.signUp();
+      const b = await api.signUp();
+      const res = await a.c.presence.getPresence({ userIds: [b.userId, a.userId] });
+      assert.deepEqual(res.presences.map((p) => [p.userId, p.status]), [
+        [b.userId, PresenceStatus.OFFLINE],
+        [a.userId, PresenceStatus.OFFLINE],
+      ]);
+      const tooMany = await rpcError(() => a.c.presence.getPresence({ userIds: Array.from({ length: 501 }, (_, i) => BigInt(i + 1)) }));
+      assert.equal(tooMany.code, Code.InvalidArgument);
+    });
+  });
+
+  it("shows presence of friends and channel co-members only", async () => {
+    api = await TestApi.start({
+      presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) },
+    });
+    const me = await api.signUp();
+    const friend = await api.signUp();
+    const peer = await api.signUp();
+    const stranger = await api.signUp();
+    await me.c.users.sendFriendRequest({ userId: friend.userId });
+    await friend.c.users.sendFriendRequest({ userId: me.userId });
+    await me.c.channels.openDirect({ userId: peer.userId });
+
+    const res = await me.c.presence.getPresence({ userIds: [friend.userId, peer.userId, stranger.userId] });
+    assert.deepEqual(res.presences.map((p) => p.status), [PresenceStatus.ONLINE, PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+  });
+});

@@ -1,0 +1,50 @@
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+
+/** Request checks with messages meant for the client developer. */
+
+function invalid(message: string): never {
+  throw new ChatError("invalid_argument", message);
+}
+
+const USERNAME = /^[a-z0-9_.]{3,32}$/i;
+
+export function username(s: string): string {
+  if (!USERNAME.test(s)) invalid("username must be 3 to 32 characters of a-z, 0-9, '_' and '.'");
+  return s;
+}
+
+export function password(s: string): string {
+  if (s.length < 8) invalid("password must be at least 8 characters");
+  if (s.length > 1024) invalid("password must be at most 1024 characters");
+  return s;
+}
+
+/** Trimmed, 1..max code points, no control characters. */
+export function text(field: string, s: string, max: number): string {
+  const t = s.trim();
+  const len = [...t].length;
+  if (len < 1 || len > max) invalid(`${field} must be 1 to ${max} characters`);
+  if (/\p{Cc}/u.test(t)) invalid(`${field} must not contain control characters`);
+  return t;
+}
+
+export const displayName = (s: string) => text("display_name", s, 64);
+export const groupTitle = (s: string) => text("title", s, 128);
+
+export function id(field: string, v: Id): Id {
+  if (v === 0n) invalid(`${field} is required`);
+  return v;
+}
+
+/** Non-zero, de-duplicated, at most max. */
+export function ids(field: string, vs: readonly Id[], max: number): Id[] {
+  if (vs.length > max) invalid(`${field} may hold at most ${max} ids`);
+  for (const v of vs) if (v === 0n) invalid(`${field} must not contain 0`);
+  return [...new Set(vs)];
+}
+
+/** 0 means the default; larger than max is clamped. */
+export function limit(v: number, dflt: number, max: number): number {
+  return v === 0 ? dflt : Math.min(v, max);
+}

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isChatError } from "../model/errors.js";
+import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "./passwords.js";
+import {
+  generateKeys,
+  keysFromPem,
+  loadOrCreateKeys,
+  PRIVATE_KEY_FILE,
+  PUBLIC_KEY_FILE,
+  publicKeyFromPem,
+  TokenSigner,
+  TokenVerifier,
+} from "./tokens.js";
+
+describe("auth: access tokens", () => {
+  const clock = { ms: 1_800_000_000_000 };
+  const now = () => clock.ms;
+  const keys = generateKeys();
+  const signer = new TokenSigner(keys, { now });
+  const verifier = new TokenVerifier(keys.publicKey, { now });
+
+  const fails = (token: string, code: string, message: RegExp) =>
+    assert.throws(() => verifier.verify(token), (e) => isChatError(e) && e.code === code && message.test(e.message));
+
+  it("round-trips the claims", () => {
+    const { token, claims } = signer.sign({ userId: 2n ** 63n + 5n, deviceId: 7n });
+    assert.match(token, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    assert.deepEqual(verifier.verify(token), claims);
+    assert.equal(claims.userId, 2n ** 63n + 5n);
+    assert.equal(claims.expiresAtMs - claims.issuedAtMs, 15 * 60_000);
+    assert.equal(claims.keyId, keys.keyId);
+  });
+
+  it("expires", () => {
+    const { token } = signer.sign({ userId: 1n, deviceId: 2n });
+    clock.ms += 15 * 60_000 - 1;
+    verifier.verify(token);
+    clock.ms += 1;
+    fails(token, "token_expired", /expired/);
+  });
+
+  it("refuses tampered, foreign and malformed tokens", () => {
+    const { token } = signer.sign({ userId: 1n, deviceId: 2n });
+    const [body, sig] = token.split(".") as [string, string];
+    const payload = JSON.parse(Buffer.from(body, "base64url").toString()) as Record<string, unknown>;
+    const evil = Buffer.from(JSON.stringify({ ...payload, sub: "99" })).toString("base64url");
+    fails(`${evil}.${sig}`, "unauthenticated", /signature/);
+
+    const other = generateKeys();
+    const foreign = new TokenSigner({ privateKey: other.privateKey, keyId: keys.keyId }, { now }).sign({ userId: 1n, deviceId: 2n });
+    fails(foreign.token, "unauthenticated", /signature/);
+    fails(new TokenSigner(other, { now }).sign({ userId: 1n, deviceId: 2n }).token, "unauthenticated", /unknown key/);
+
+    for (const t of ["", "abc", "a.b.c", `${body}.`, `.${sig}`, "e30.AAAA"]) fails(t, "unauthenticated", /./);
+  });
+
+  it("verifies with several keys during a rotation", () => {
+    const next = generateKeys();
+    const both = new TokenVerifier([keys.publicKey, next.publicKey], { now });
+    both.verify(signer.sign({ userId: 1n, deviceId: 1n }).token);
+    both.verify(new TokenSigner(next, { now }).sign({ userId: 1n, deviceId: 1n }).token);
+  });
+});
+
+describe("auth: key files", () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "chat-keys-"))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("creates a key pair once and loads the same one afterwards", async () => {
+    const created = await loadOrCreateKeys(join(dir, "nested"));
+    const loaded = await loadOrCreateKeys(join(dir, "nested"));
+    assert.equal(loaded.keyId, created.keyId);
+    assert.equal(statSync(join(dir, "nested", PRIVATE_KEY_FILE)).mode & 0o777, 0o600);
+
+    // A verifier-only process needs nothing but the public PEM.
+    const verifier = new TokenVerifier(publicKeyFromPem(readFileSync(join(dir, "nested", PUBLIC_KEY_FILE))));
+    verifier.verify(new TokenSigner(loaded).sign({ userId: 1n, deviceId: 2n }).token);
+    assert.equal(keysFromPem(readFileSync(join(dir, "nested", PRIVATE_KEY_FILE))).keyId, created.keyId);
+  });
+
+  it("agrees on one key when two starts race", async () => {
+    const [x, y] = await Promise.all([loadOrCreateKeys(dir), loadOrCreateKeys(dir)]);
+    assert.equal(x.keyId, y.keyId);
+  });
+});
+
+describe("auth: passwords", () => {
+  it("hashes with argon2id and verifies", async () => {
+    const hasher = new PasswordHasher(LIGHT_PASSWORD_PARAMS);
+    const hash = await hasher.hash("correct horse");
+    assert.match(hash, /^\$argon2id\$/);
+    assert.equal(await hasher.verify(hash, "correct horse"), true);
+    assert.equal(await hasher.verify(hash, "wrong horse"), false);
+    assert.equal(await hasher.verify("not a hash", "correct horse"), false);
+    assert.equal(await hasher.verifyNothing("x"), false);
+  });
+
+  it("uses the OWASP baseline by default", async () => {
+    assert.match(await new PasswordHasher().hash("correct horse"), /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+  });
+});

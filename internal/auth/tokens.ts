@@ -1,0 +1,195 @@
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  verify,
+  type KeyObject,
+} from "node:crypto";
+import { mkdir, readFile, rm, writeFile, link } from "node:fs/promises";
+import { join } from "node:path";
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+
+/**
+ * Access tokens are Ed25519-signed and self-contained, so the gateway checks
+ * them on the WebSocket handshake with the public key alone, no store round
+ * trip. The price is that a revoked device keeps a working access token until
+ * it expires (15 minutes by default); revocation also closes its live
+ * sessions and refuses its next refresh.
+ *
+ * Format: base64url(JSON payload) "." base64url(signature over the first part).
+ * Payload: { kid, sub: user id, dev: device id, iat, exp } with ids as decimal
+ * strings and times in epoch milliseconds.
+ */
+export const ACCESS_TOKEN_TTL_MS = 15 * 60_000;
+
+export interface AccessClaims {
+  userId: Id;
+  deviceId: Id;
+  issuedAtMs: number;
+  expiresAtMs: number;
+  keyId: string;
+}
+
+export interface TokenKeys {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  keyId: string;
+}
+
+interface Payload {
+  kid: string;
+  sub: string;
+  dev: string;
+  iat: number;
+  exp: number;
+}
+
+/** A short stable name of a public key: lets verifiers hold several keys during a rotation. */
+export function keyIdOf(publicKey: KeyObject): string {
+  const der = publicKey.export({ format: "der", type: "spki" });
+  return createHash("sha256").update(der).digest("base64url").slice(0, 11);
+}
+
+export class TokenSigner {
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly keys: Pick<TokenKeys, "privateKey" | "keyId">,
+    options: { ttlMs?: number; now?: () => number } = {},
+  ) {
+    if (keys.privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("token signing key must be Ed25519");
+    this.ttlMs = options.ttlMs ?? ACCESS_TOKEN_TTL_MS;
+    this.now = options.now ?? Date.now;
+  }
+
+  sign(subject: { userId: Id; deviceId: Id }): { token: string; claims: AccessClaims } {
+    const iat = this.now();
+    const payload: Payload = {
+      kid: this.keys.keyId,
+      sub: subject.userId.toString(),
+      dev: subject.deviceId.toString(),
+      iat,
+      exp: iat + this.ttlMs,
+    };
+    const body = Buffer.from(JSON.stringify(payload)).toString("base64url");
+    const sig = sign(null, Buffer.from(body), this.keys.privateKey).toString("base64url");
+    return {
+      token: `${body}.${sig}`,
+      claims: { userId: subject.userId, deviceId: subject.deviceId, issuedAtMs: iat, expiresAtMs: payload.exp, keyId: payload.kid },
+    };
+  }
+}
+
+export class TokenVerifier {
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly now: () => number;
+
+  /** Accepts tokens signed by any of the given public keys. */
+  constructor(publicKeys: KeyObject | readonly KeyObject[], options: { now?: () => number } = {}) {
+    for (const key of Array.isArray(publicKeys) ? publicKeys : [publicKeys as KeyObject]) {
+      if (key.asymmetricKeyType !== "ed25519") throw new TypeError("token verification key must be Ed25519");
+      // A private key works too: verification only needs its public half.
+      const pub = key.type === "private" ? createPublicKey(key) : key;
+      this.keys.set(keyIdOf(pub), pub);
+    }
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Throws ChatError "unauthenticated" (malformed, forged, unknown key) or "token_expired". */
+  verify(token: string): AccessClaims {
+    const dot = token.indexOf(".");
+    if (dot <= 0 || dot !== token.lastIndexOf(".") || token.length > 1024) {
+      throw new ChatError("unauthenticated", "malformed access token");
+    }
+    const body = token.slice(0, dot);
+    let payload: Payload;
+    try {
+      payload = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as Payload;
+    } catch {
+      throw new ChatError("unauthenticated", "malformed access token");
+    }
+    if (
+      typeof payload !== "object" || payload === null ||
+      typeof payload.kid !== "string" || typeof payload.sub !== "string" || typeof payload.dev !== "string" ||
+      !Number.isFinite(payload.iat) || !Number.isFinite(payload.exp) ||
+      !/^[1-9][0-9]{0,19}$/.test(payload.sub) || !/^[1-9][0-9]{0,19}$/.test(payload.dev)
+    ) {
+      throw new ChatError("unauthenticated", "malformed access token");
+    }
+    const key = this.keys.get(payload.kid);
+    if (!key) throw new ChatError("unauthenticated", "access token signed by an unknown key");
+    if (!verify(null, Buffer.from(body), key, Buffer.from(token.slice(dot + 1), "base64url"))) {
+      throw new ChatError("unauthenticated", "access token has a bad signature");
+    }
+    // Checked after the signature so that a forged token never learns more than "bad".
+    if (payload.exp <= this.now()) {
+      throw new ChatError("token_expired", "access token expired; refresh it and retry");
+    }
+    return {
+      userId: BigInt(payload.sub),
+      deviceId: BigInt(payload.dev),
+      issuedAtMs: payload.iat,
+      expiresAtMs: payload.exp,
+      keyId: payload.kid,
+    };
+  }
+}
+
+export function generateKeys(): TokenKeys {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  return { privateKey, publicKey, keyId: keyIdOf(publicKey) };
+}
+
+/** From a PKCS#8 private key PEM (the public key is derived from it). */
+export function keysFromPem(privatePem: string | Buffer): TokenKeys {
+  const privateKey = createPrivateKey(privatePem);
+  if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("token signing key must be Ed25519");
+  const publicKey = createPublicKey(privateKey);
+  return { privateKey, publicKey, keyId: keyIdOf(publicKey) };
+}
+
+/** From an SPKI public key PEM: what a process that only verifies needs. */
+export function publicKeyFromPem(publicPem: string | Buffer): KeyObject {
+  const key = createPublicKey(publicPem);
+  if (key.asymmetricKeyType !== "ed25519") throw new TypeError("token verification key must be Ed25519");
+  return key;
+}
+
+export const PRIVATE_KEY_FILE = "token-ed25519.key.pem";
+export const PUBLIC_KEY_FILE = "token-ed25519.pub.pem";
+
+/**
+ * Loads the signing key from dir/token-ed25519.key.pem, creating it (mode
+ * 0600, plus the public half in token-ed25519.pub.pem for verifier-only
+ * processes) on first start. Creation is create-if-absent via link(2), so two
+ * processes starting together end up with the same key.
+ */
+export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
+  const privatePath = join(dir, PRIVATE_KEY_FILE);
+  const existing = await readFile(privatePath).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw e;
+  });
+  if (existing) return keysFromPem(existing);
+
+  await mkdir(dir, { recursive: true });
+  const keys = generateKeys();
+  const tmp = `${privatePath}.${randomBytes(6).toString("hex")}.tmp`;
+  await writeFile(tmp, keys.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+  try {
+    await link(tmp, privatePath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    // Another process won the race: use its key.
+    return keysFromPem(await readFile(privatePath));
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  await writeFile(join(dir, PUBLIC_KEY_FILE), keys.publicKey.export({ format: "pem", type: "spki" }));
+  return keys;
+}
