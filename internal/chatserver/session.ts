@@ -109,22 +109,22 @@ export class Session implements SessionHandle {
     }
     this.lastFrameAtMs = Date.now();
     const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0) {
-      if (++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
-        return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-      }
-      // Only the first refusal of a burst gets an answer, so a flood cannot
-      // make us write as fast as it reads.
-      if (this.limitedFrames === 1) this.sendError(0n, new ChatError("rate_limited", "too many frames", retryAfterMs));
-      return;
+    if (retryAfterMs > 0 && ++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
+      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     }
-    this.limitedFrames = 0;
+    if (retryAfterMs === 0) this.limitedFrames = 0;
     let frame: ClientFrame;
     try {
       frame = decodeClientFrame(data, this.identity.encoding);
     } catch (err) {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
       return this.sendError(0n, err);
+    }
+    if (retryAfterMs > 0) {
+      // Answered with its ref, so a client knows which send to retry; a flood
+      // gets at most FLOOD_FRAMES_BEFORE_CLOSE answers before it is closed.
+      const clientMsgId = frame.kind.case === "send" ? frame.kind.value.clientMsgId : "";
+      return this.sendError(frame.ref, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs), clientMsgId);
     }
     this.badFrames = 0;
     this.handle(frame).catch((err) => this.sendError(frame.ref, err, frame.kind.case === "send" ? frame.kind.value.clientMsgId : ""));

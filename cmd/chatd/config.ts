@@ -1,0 +1,44 @@
+import { resolve } from "node:path";
+import { EnvReader } from "../../internal/config/env.js";
+
+export interface ChatdConfig {
+  dataDir: string;
+  host: string;
+  /** Browsers: Connect, gRPC-Web and the WebSocket over HTTP/1.1. 0 picks a free port. */
+  httpPort: number;
+  /** Native apps and grpcurl: gRPC over plaintext HTTP/2 (h2c). 0 picks a free port. */
+  grpcPort: number;
+  logLevel: string;
+  queuePartitions: number;
+  workerId: number;
+  accessTokenTtlMs: number;
+  sqliteSync: "normal" | "full";
+  framesPerSecond: number;
+  frameBurst: number;
+  maxFrameBytes: number;
+  heartbeatIntervalMs: number;
+  corsOrigins: string[];
+}
+
+/** Reads CHAT_* variables (documented in README.md) and fails naming every bad one. */
+export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConfig {
+  const r = new EnvReader(env);
+  const config: ChatdConfig = {
+    dataDir: resolve(r.string("CHAT_DATA_DIR", ".data")),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
+    grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
+    logLevel: r.oneOf("CHAT_LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    queuePartitions: r.int("CHAT_QUEUE_PARTITIONS", 8, 1, 1024),
+    workerId: r.int("CHAT_WORKER_ID", 0, 0, 1023),
+    accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
+    sqliteSync: r.oneOf("CHAT_SQLITE_SYNC", "normal", ["normal", "full"] as const),
+    framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
+    frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
+    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
+    corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+  };
+  r.done();
+  return config;
+}

@@ -1,0 +1,27 @@
+import type { IncomingMessage } from "node:http";
+
+const ALLOWED_HEADERS = [
+  "content-type",
+  "connect-protocol-version",
+  "connect-timeout-ms",
+  "authorization",
+  "grpc-timeout",
+  "x-grpc-web",
+  "x-user-agent",
+].join(", ");
+const EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "chat-error-code", "retry-after"].join(", ");
+
+/** CORS for Connect and gRPC-Web from browsers. No allowed origins configured means any origin. */
+export function corsHeaders(req: IncomingMessage, allowedOrigins: readonly string[]): Record<string, string> {
+  const origin = req.headers.origin;
+  if (!origin) return {};
+  if (allowedOrigins.length > 0 && !allowedOrigins.includes(origin)) return {};
+  return {
+    "access-control-allow-origin": origin,
+    vary: "origin",
+    "access-control-allow-methods": "POST, GET, OPTIONS",
+    "access-control-allow-headers": ALLOWED_HEADERS,
+    "access-control-expose-headers": EXPOSED_HEADERS,
+    "access-control-max-age": "7200",
+  };
+}

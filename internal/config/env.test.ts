@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { ConfigError, EnvReader } from "./env.js";
+
+describe("EnvReader", () => {
+  it("uses fallbacks for unset variables", () => {
+    const r = new EnvReader({});
+    assert.equal(r.int("CHAT_X", 5, 0, 10), 5);
+    assert.equal(r.oneOf("CHAT_Y", "a", ["a", "b"]), "a");
+    r.done();
+  });
+
+  it("names every bad variable and what it expected", () => {
+    const r = new EnvReader({ CHAT_PORT: "http", CHAT_MODE: "fast" });
+    r.int("CHAT_PORT", 1, 0, 65535);
+    r.oneOf("CHAT_MODE", "a", ["a", "b"]);
+    assert.throws(
+      () => r.done(),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        /CHAT_PORT="http": expected an integer from 0 to 65535/.test(e.message) &&
+        /CHAT_MODE="fast": expected one of a, b/.test(e.message),
+    );
+  });
+});

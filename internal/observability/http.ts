@@ -1,0 +1,50 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Registry } from "prom-client";
+
+export interface HealthCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+/**
+ * /metrics (Prometheus text) and /healthz (200 when every check passes, else
+ * 503 naming the failing ones). Returns false when the path is not ours.
+ */
+export function serveOps(
+  registry: Registry,
+  checks: readonly HealthCheck[],
+  req: IncomingMessage,
+  res: ServerResponse,
+): boolean {
+  const path = (req.url ?? "").split("?")[0];
+  if (path === "/metrics") {
+    registry
+      .metrics()
+      .then((body) => {
+        res.writeHead(200, { "content-type": registry.contentType });
+        res.end(body);
+      })
+      .catch(() => {
+        res.writeHead(500).end();
+      });
+    return true;
+  }
+  if (path === "/healthz") {
+    Promise.all(
+      checks.map(async (c) => {
+        try {
+          await c.check();
+          return [c.name, "ok"] as const;
+        } catch (err) {
+          return [c.name, (err as Error).message] as const;
+        }
+      }),
+    ).then((results) => {
+      const ok = results.every(([, r]) => r === "ok");
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", checks: Object.fromEntries(results) }));
+    });
+    return true;
+  }
+  return false;
+}

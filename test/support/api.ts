@@ -1,0 +1,62 @@
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+
+export interface ApiClients {
+  auth: Client<typeof AuthService>;
+  users: Client<typeof UserService>;
+  channels: Client<typeof ChannelService>;
+  messages: Client<typeof MessageService>;
+}
+
+/** Connect clients over HTTP/1.1, as a browser would use them, with an optional access token. */
+export function apiClients(baseUrl: string, token?: string): ApiClients {
+  const auth: Interceptor = (next) => (req) => {
+    if (token) req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] });
+  return {
+    auth: createClient(AuthService, transport),
+    users: createClient(UserService, transport),
+    channels: createClient(ChannelService, transport),
+    messages: createClient(MessageService, transport),
+  };
+}
+
+export interface TestUser {
+  userId: bigint;
+  username: string;
+  password: string;
+  /** One access token per signed-in device, the first from sign-up. */
+  devices: { deviceId: bigint; token: string; refreshToken: string }[];
+  api: ApiClients;
+}
+
+let counter = 0;
+
+/** Signs a fresh user up (unique name per run) and returns its first device's credentials. */
+export async function signUp(baseUrl: string, prefix = "u"): Promise<TestUser> {
+  const username = `${prefix}${process.pid.toString(36)}_${(counter++).toString(36)}_${Math.random().toString(36).slice(2, 6)}`.slice(0, 32);
+  const password = "correct horse battery";
+  const res = await apiClients(baseUrl).auth.signUp({ username, password, displayName: username, device: { name: "test" } });
+  const c = res.credentials!;
+  return {
+    userId: c.userId,
+    username,
+    password,
+    devices: [{ deviceId: c.deviceId, token: c.accessToken, refreshToken: c.refreshToken }],
+    api: apiClients(baseUrl, c.accessToken),
+  };
+}
+
+/** Signs an existing user in on another device. */
+export async function addDevice(baseUrl: string, user: TestUser): Promise<{ deviceId: bigint; token: string }> {
+  const res = await apiClients(baseUrl).auth.login({ username: user.username, password: user.password, device: { name: "second" } });
+  const d = { deviceId: res.credentials!.deviceId, token: res.credentials!.accessToken, refreshToken: res.credentials!.refreshToken };
+  user.devices.push(d);
+  return d;
+}

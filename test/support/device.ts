@@ -1,0 +1,138 @@
+import { create, fromBinary, fromJsonString, toBinary, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
+import WebSocket from "ws";
+import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode, type InboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { waitFor } from "./wait.js";
+
+/**
+ * A test device: one WebSocket session that behaves like a real client. It
+ * keeps its inbox entries by seq (dropping repeats, as clients must), acks
+ * what it stored, remembers its cursor across reconnects, and records every
+ * frame so tests can check what was seen and in what order.
+ */
+export class TestDevice {
+  ws?: WebSocket;
+  frames: ServerFrame[] = [];
+  /** Inbox entries in the order they arrived, after dropping repeats. */
+  readonly entries: InboxEntry[] = [];
+  /** Every inbox seq received, repeats included: repeats across sessions are allowed, within one session they are a bug. */
+  readonly received: bigint[] = [];
+  cursor = 0n;
+  closeCode?: number;
+  closeReason?: string;
+  private nextRef = 1n;
+  private ackTimer?: NodeJS.Timeout;
+
+  constructor(
+    readonly wsUrl: string,
+    public token: string,
+    readonly options: { json?: boolean; autoAck?: boolean } = {},
+  ) {}
+
+  /** Opens the session and waits for the Welcome frame (or the close that refuses it). */
+  async connect(): Promise<this> {
+    this.frames = [];
+    this.closeCode = undefined;
+    const protocols = [this.options.json ? "chat.v1.json" : "chat.v1.proto", `bearer.${this.token}`];
+    const ws = new WebSocket(this.wsUrl, protocols);
+    this.ws = ws;
+    ws.on("message", (data, isBinary) => {
+      const frame = isBinary
+        ? fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))
+        : fromJsonString(ServerFrameSchema, String(data));
+      this.onFrame(frame);
+    });
+    ws.on("close", (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = String(reason);
+    });
+    ws.on("error", () => {});
+    await waitFor(() => this.welcome() || this.closeCode !== undefined, "welcome or close");
+    return this;
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    this.frames.push(frame);
+    const got: InboxEntry[] = [];
+    if (frame.kind.case === "message" && frame.kind.value.entry) got.push(frame.kind.value.entry);
+    if (frame.kind.case === "syncBatch") got.push(...frame.kind.value.entries);
+    for (const e of got) {
+      this.received.push(e.inboxSeq);
+      if (e.inboxSeq <= this.cursor) continue;
+      this.entries.push(e);
+      this.cursor = e.inboxSeq;
+    }
+    // Acks are coalesced, as a real client does, so they do not eat the frame rate.
+    if (got.length > 0 && this.options.autoAck !== false && !this.ackTimer) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = undefined;
+        this.sendFrame({ kind: { case: "deliveryAck", value: { inboxSeq: this.cursor } } });
+      }, 50);
+    }
+  }
+
+  welcome() {
+    const f = this.frames.find((x) => x.kind.case === "welcome");
+    return f?.kind.case === "welcome" ? f.kind.value : undefined;
+  }
+
+  sendFrame(init: MessageInitShape<typeof ClientFrameSchema>): bigint {
+    const ref = this.nextRef++;
+    const frame = create(ClientFrameSchema, { ref, ...init });
+    this.sendRaw(this.options.json ? toJsonString(ClientFrameSchema, frame) : toBinary(ClientFrameSchema, frame));
+    return ref;
+  }
+
+  sendRaw(data: Uint8Array | string): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(data);
+  }
+
+  /**
+   * Sends a text and resolves with the ack or error frame answering it. Like a
+   * real client it waits out RATE_LIMITED and sends again with the same key.
+   */
+  async send(channelId: bigint, text: string, clientMsgId = `c-${Math.random().toString(36).slice(2)}`): Promise<ServerFrame> {
+    for (;;) {
+      const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId } } });
+      const reply = await this.reply(ref);
+      if (reply.kind.case === "error" && reply.kind.value.code === ErrorCode.RATE_LIMITED) {
+        const wait = reply.kind.value.retryAfterMs;
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
+      return reply;
+    }
+  }
+
+  async reply(ref: bigint, timeoutMs = 30_000): Promise<ServerFrame> {
+    return waitFor(() => this.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")), `reply to ref ${ref}`, timeoutMs);
+  }
+
+  messages(): Message[] {
+    return this.entries.map((e) => e.message!).filter(Boolean);
+  }
+
+  messagesIn(channelId: bigint): Message[] {
+    return this.messages().filter((m) => m.channelId === channelId);
+  }
+
+  errors() {
+    return this.frames.flatMap((f) => (f.kind.case === "error" ? [f.kind.value] : []));
+  }
+
+  async waitForMessages(count: number, what = `${count} messages`, timeoutMs = 30_000): Promise<void> {
+    await waitFor(() => this.entries.length >= count, what, timeoutMs);
+  }
+
+  async waitClosed(timeoutMs = 30_000): Promise<number> {
+    return waitFor(() => this.closeCode, "the socket to close", timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    clearTimeout(this.ackTimer);
+    ws.close(1000);
+    await waitFor(() => ws.readyState === WebSocket.CLOSED, "close");
+  }
+}

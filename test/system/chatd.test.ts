@@ -1,0 +1,253 @@
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { addDevice, signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { waitFor } from "../support/wait.js";
+
+/** Every device saw exactly these message ids in this order. */
+function assertSameOrder(devices: TestDevice[], channelId: bigint, expectedCount: number): void {
+  const reference = devices[0]!.messagesIn(channelId).map((m) => m.messageId);
+  assert.equal(reference.length, expectedCount, "reference device count");
+  assert.equal(new Set(reference).size, reference.length, "a device saw a message twice");
+  const seqs = devices[0]!.messagesIn(channelId).map((m) => m.seq);
+  assert.deepEqual(seqs, seqs.map((_, i) => BigInt(i + 1)), "channel seqs are gap-free from 1");
+  for (const d of devices) {
+    assert.deepEqual(d.messagesIn(channelId).map((m) => m.messageId), reference, "devices disagree on order");
+  }
+}
+
+describe("chatd system (real WebSocket clients against a running chatd)", function () {
+  this.timeout(180_000);
+  let chatd: ChatdProcess;
+  const devices: TestDevice[] = [];
+  const device = async (wsUrl: string, token: string, options?: ConstructorParameters<typeof TestDevice>[2]) => {
+    const d = new TestDevice(wsUrl, token, options);
+    devices.push(d);
+    return d.connect();
+  };
+
+  before(async () => {
+    chatd = await startChatd();
+  });
+  afterEach(async () => {
+    await Promise.all(devices.splice(0).map((d) => d.close()));
+  });
+  after(async () => {
+    await chatd.stop();
+    removeDataDir(chatd.dataDir);
+  });
+
+  it("delivers 1:1 messages to every device of both users", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    await addDevice(chatd.httpUrl, alice);
+    await addDevice(chatd.httpUrl, bob);
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const all = await Promise.all([...alice.devices, ...bob.devices].map((d) => device(chatd.wsUrl, d.token)));
+    const [a1, , b1] = all;
+    for (let i = 0; i < 5; i++) {
+      const ack = await (i % 2 ? b1! : a1!).send(channel!.channelId, `hello ${i}`);
+      assert.equal(ack.kind.case, "sendAck");
+    }
+    await Promise.all(all.map((d) => d.waitForMessages(5)));
+    assertSameOrder(all, channel!.channelId, 5);
+    assert.deepEqual(all[3]!.messages().map((m) => m.text), [0, 1, 2, 3, 4].map((i) => `hello ${i}`));
+  });
+
+  it("gives every device of a 100-member group every message once, in one order, with concurrent senders", async () => {
+    const users: TestUser[] = [];
+    for (let i = 0; i < 100; i++) users.push(await signUp(chatd.httpUrl, "g"));
+    await addDevice(chatd.httpUrl, users[1]!);
+    await addDevice(chatd.httpUrl, users[2]!);
+    const owner = users[0]!;
+    const { channel } = await owner.api.channels.createGroup({
+      title: "hundred",
+      memberUserIds: users.slice(1).map((u) => u.userId),
+    });
+    assert.equal(channel!.memberCount, 100);
+    const all = await Promise.all(users.flatMap((u) => u.devices.map((d) => device(chatd.wsUrl, d.token))));
+    assert.equal(all.length, 102);
+    const senders = all.slice(0, 5);
+    const perSender = 8;
+    await Promise.all(
+      senders.map(async (s, i) => {
+        for (let n = 0; n < perSender; n++) {
+          const ack = await s.send(channel!.channelId, `sender ${i} #${n}`);
+          assert.equal(ack.kind.case, "sendAck", ack.kind.case === "error" ? ack.kind.value.message : "");
+        }
+      }),
+    );
+    const total = senders.length * perSender;
+    await Promise.all(all.map((d) => d.waitForMessages(total, "all group messages", 60_000)));
+    assertSameOrder(all, channel!.channelId, total);
+    // Each sender's own messages keep the order it sent them in.
+    for (let i = 0; i < senders.length; i++) {
+      const mine = all[0]!.messages().filter((m) => m.text.startsWith(`sender ${i} `)).map((m) => m.text);
+      assert.deepEqual(mine, [...Array(perSender).keys()].map((n) => `sender ${i} #${n}`));
+    }
+  });
+
+  it("brings an offline device up to date, in order, on reconnect", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+    await a.send(channel!.channelId, "before");
+    await b.waitForMessages(1);
+    await b.close();
+    for (let i = 0; i < 450; i++) {
+      const ack = await a.send(channel!.channelId, `missed ${i}`);
+      assert.equal(ack.kind.case, "sendAck");
+    }
+    await b.connect();
+    await b.waitForMessages(451);
+    assert.deepEqual(
+      b.messages().map((m) => m.text),
+      ["before", ...[...Array(450).keys()].map((i) => `missed ${i}`)],
+    );
+    // Catch-up came in pages (bounded round trips), not one frame per message.
+    const batches = b.frames.filter((f) => f.kind.case === "syncBatch").length;
+    assert.ok(batches <= 4, `catch-up took ${batches} batches`);
+  });
+
+  it("never turns a resend into a second message", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+    // Two copies at once (a retry racing the original), then one more later.
+    const [first, second] = await Promise.all([a.send(channel!.channelId, "once", "same-id"), a.send(channel!.channelId, "once", "same-id")]);
+    await b.waitForMessages(1);
+    const third = await a.send(channel!.channelId, "once", "same-id");
+    await a.send(channel!.channelId, "marker");
+    await b.waitForMessages(2);
+    const ids = [first, second, third].map((f) => (f.kind.case === "sendAck" ? f.kind.value.messageId : -1n));
+    assert.equal(new Set(ids).size, 1, "every copy is acked with the one message id");
+    assert.deepEqual(b.messages().map((m) => m.text), ["once", "marker"]);
+    const history = await bob.api.messages.listMessages({ channelId: channel!.channelId });
+    assert.equal(history.messages.length, 2);
+  });
+
+  it("speaks the JSON sub-protocol for debugging", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token, { json: true });
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token, { json: true });
+    assert.equal(a.ws!.protocol, "chat.v1.json");
+    const ack = await a.send(channel!.channelId, "json works");
+    assert.equal(ack.kind.case, "sendAck");
+    await b.waitForMessages(1);
+    assert.equal(b.messages()[0]!.text, "json works");
+  });
+
+  describe("limits and bad input", () => {
+    let alice: TestUser;
+    let bob: TestUser;
+    let channelId: bigint;
+    before(async () => {
+      alice = await signUp(chatd.httpUrl, "alice");
+      bob = await signUp(chatd.httpUrl, "bob");
+      channelId = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    });
+
+    it("refuses a text of 100,000 code points and accepts 99,999, and the session carries on", async () => {
+      const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+      const tooLong = await a.send(channelId, "😀".repeat(100_000));
+      assert.equal(tooLong.kind.case, "error");
+      assert.equal(tooLong.kind.value.code, ErrorCode.TEXT_TOO_LONG);
+      const fits = await a.send(channelId, "😀".repeat(99_999));
+      assert.equal(fits.kind.case, "sendAck");
+      const empty = await a.send(channelId, "   ");
+      assert.equal(empty.kind.case === "error" && empty.kind.value.code, ErrorCode.TEXT_EMPTY);
+      assert.equal(a.closeCode, undefined);
+    });
+
+    it("refuses a non-member and tells nothing about the channel", async () => {
+      const eve = await signUp(chatd.httpUrl, "eve");
+      const e = await device(chatd.wsUrl, eve.devices[0]!.token);
+      const r = await e.send(channelId, "let me in");
+      assert.equal(r.kind.case, "error");
+      assert.equal(r.kind.value.code, ErrorCode.NOT_A_MEMBER);
+      const missing = await e.send(987654321n, "nowhere");
+      assert.equal(missing.kind.case === "error" && missing.kind.value.code, ErrorCode.NOT_A_MEMBER);
+      assert.equal(e.entries.length, 0);
+    });
+
+    it("answers a malformed frame with INVALID_FRAME and closes after many in a row", async () => {
+      const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+      a.sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]));
+      await waitFor(() => a.errors().find((e) => e.code === ErrorCode.INVALID_FRAME), "INVALID_FRAME");
+      const ok = await a.send(channelId, "still here");
+      assert.equal(ok.kind.case, "sendAck");
+      for (let i = 0; i < 10; i++) a.sendRaw("not protobuf");
+      assert.equal(await a.waitClosed(), 4400);
+    });
+
+    it("closes with 1009 on a frame over the size limit", async () => {
+      const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+      a.sendRaw(new Uint8Array(600 * 1024));
+      assert.equal(await a.waitClosed(), 1009);
+    });
+
+    it("rate-limits a flood with RATE_LIMITED, then closes it with 4008, and others carry on", async () => {
+      const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+      const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+      for (let i = 0; i < 400; i++) a.sendFrame({ kind: { case: "heartbeat", value: {} } });
+      await waitFor(() => a.errors().find((e) => e.code === ErrorCode.RATE_LIMITED && e.retryAfterMs > 0), "RATE_LIMITED");
+      assert.equal(await a.waitClosed(), 4008);
+      const ack = await b.send(channelId, "unaffected");
+      assert.equal(ack.kind.case, "sendAck");
+    });
+
+    it("closes a handshake with a bad token with 4001", async () => {
+      const d = new TestDevice(chatd.wsUrl, "not-a-token");
+      devices.push(d);
+      await d.connect();
+      assert.equal(await d.waitClosed(), 4001);
+      const none = new WebSocket(chatd.wsUrl, ["chat.v1.proto"]);
+      const code = await new Promise<number>((r) => none.on("close", (c) => r(c)));
+      assert.equal(code, 4001);
+    });
+  });
+
+  it("loses nothing that was acked when chatd is killed and restarted", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+    const acked = new Set<bigint>();
+    let sending = true;
+    const sender = (async () => {
+      for (let i = 0; sending; i++) {
+        const ref = a.sendFrame({ kind: { case: "send", value: { channelId: channel!.channelId, text: `m${i}`, clientMsgId: `k${i}` } } });
+        try {
+          const r = await a.reply(ref, 5_000);
+          if (r.kind.case === "sendAck") acked.add(r.kind.value.messageId);
+        } catch {
+          return; // the server is gone
+        }
+      }
+    })();
+    await waitFor(() => acked.size >= 50, "50 acks before the kill");
+    await chatd.kill();
+    sending = false;
+    await sender;
+    const ackedBefore = new Set(acked);
+
+    chatd = await startChatd({ dataDir: chatd.dataDir });
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+    await waitFor(() => {
+      const got = new Set(b.messages().map((m) => m.messageId));
+      return [...ackedBefore].every((id) => got.has(id));
+    }, "every acked message after the restart");
+    const seen = b.messages().map((m) => m.messageId);
+    assert.equal(new Set(seen).size, seen.length, "no duplicates after the restart");
+    const seqs = b.messages().map((m) => m.seq);
+    assert.deepEqual(seqs, seqs.map((_, i) => BigInt(i + 1)));
+  });
+});
