@@ -16,8 +16,9 @@ try {
 const logger = createLogger("chatd", config.logLevel);
 const chatd = await startChatd(config, logger);
 logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");
-if (process.stdout.isTTY) {
-  process.stdout.write(
+// For the person who ran `npm start`; stdout carries the JSON logs.
+{
+  process.stderr.write(
     `\nchatd is running, data in ${config.dataDir}\n` +
       `  API (Connect, gRPC-Web): ${chatd.httpUrl}\n` +
       `  API (gRPC, h2c):         ${chatd.grpcUrl}\n` +
