@@ -1,0 +1,44 @@
+/**
+ * ServerRegistry is how chat servers are found: each registers itself under
+ * a short lease with its address and load; gateways watch the set and pick
+ * the least-loaded live server. Adapters: etcd (distributed), memory (chatd
+ * and tests).
+ */
+export interface ServerInfo {
+  serverId: string;
+  /** host:port of the server's internal gRPC listener. */
+  address: string;
+  /** Open sessions, or any number where lower means "send me more". */
+  load: number;
+}
+
+export interface Registration {
+  /** Publishes a new load figure (cheap; may be coalesced). */
+  setLoad(load: number): Promise<void>;
+  /**
+   * Called when the registration was lost (lease expired, or the registry
+   * cannot be reached for longer than the TTL). The adapter keeps trying to
+   * re-register; `regained` is called when it succeeds.
+   */
+  onLost(listener: () => void): void;
+  onRegained(listener: () => void): void;
+  /** True while the adapter believes its lease is live. A server stops taking sessions while false. */
+  readonly live: boolean;
+  /** Deletes the entry and revokes the lease (graceful shutdown). */
+  close(): Promise<void>;
+}
+
+export interface ServerWatch {
+  /** The live servers now. */
+  servers(): ServerInfo[];
+  /** Called after every change of the set (join, leave, load change). */
+  onChange(listener: (servers: ServerInfo[]) => void): void;
+  close(): Promise<void>;
+}
+
+export interface ServerRegistry {
+  register(server: ServerInfo, options?: { ttlSeconds?: number }): Promise<Registration>;
+  /** Resolves once the initial set is loaded. */
+  watch(): Promise<ServerWatch>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,19 @@
+import type { Id } from "../model/types.js";
+
+/**
+ * SessionRoutes records which chat servers hold sessions of which users, so
+ * that the pipeline and the api can reach a user's devices. Entries are soft
+ * state: each chat server refreshes its own, and entries of a server that
+ * died expire on their own. Adapters: redis (distributed), memory (chatd).
+ */
+export interface SessionRoutes {
+  /** The user has at least one session on this server. */
+  add(userId: Id, serverId: string): Promise<void>;
+  /** The user's last session on this server ended. */
+  remove(userId: Id, serverId: string): Promise<void>;
+  /** Re-asserts every user this server holds (after a registry restart, and periodically). */
+  refresh(serverId: string, userIds: readonly Id[]): Promise<void>;
+  /** Server ids per user; users with no live entry are absent. */
+  lookup(userIds: readonly Id[]): Promise<Map<Id, string[]>>;
+  close(): Promise<void>;
+}
