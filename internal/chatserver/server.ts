@@ -12,6 +12,7 @@ import { messageFromProto } from "../pipeline/records.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
+import type { SessionRoutes } from "../routing/port.js";
 
 export interface SessionLimits {
   /** Frames a session may send per second, sustained. */
@@ -45,6 +46,10 @@ export interface ChatServerDeps {
   inbox: Inbox;
   channels: ChannelStore;
   submitter: MessageSubmitter;
+  /** Records which users have sessions here (distributed mode); chatd needs none. */
+  routes?: SessionRoutes;
+  /** How often this server re-asserts its routes (they expire if it dies). */
+  routesRefreshMs?: number;
   /** Where events for other users go: this server in chatd, the routing table when distributed. */
   directory?: SessionDirectory;
   presence?: PresenceHooks;
@@ -66,7 +71,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly logger?: Logger;
   private readonly byUser = new Map<Id, Set<Session>>();
   private readonly idleSweep: NodeJS.Timeout;
+  private readonly routesRefresh?: NodeJS.Timeout;
   private count = 0;
+  /** False while this server must not take new sessions (lost its registration, or draining). */
+  accepting = true;
 
   constructor(private readonly deps: ChatServerDeps) {
     this.serverId = deps.serverId;
@@ -78,6 +86,19 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // (a half-open TCP connection): close it so its device shows offline.
     this.idleSweep = setInterval(() => this.closeIdle(), this.limits.heartbeatIntervalMs);
     this.idleSweep.unref();
+    if (deps.routes) {
+      this.routesRefresh = setInterval(() => void this.refreshRoutes(), deps.routesRefreshMs ?? 20_000);
+      this.routesRefresh.unref();
+    }
+  }
+
+  /** Re-asserts the route of every user held here (also after the routing store lost its state). */
+  async refreshRoutes(): Promise<void> {
+    try {
+      await this.deps.routes?.refresh(this.serverId, [...this.byUser.keys()]);
+    } catch (err) {
+      this.logger?.warn({ err }, "could not refresh session routes");
+    }
   }
 
   get sessionCount(): number {
@@ -87,12 +108,16 @@ export class ChatServer implements SessionHost, SessionDirectory {
   open(identity: SessionIdentity, sink: SessionSink): SessionHandle {
     const session = new Session(this, identity, sink);
     let set = this.byUser.get(identity.userId);
+    const firstHere = !set;
     if (!set) this.byUser.set(identity.userId, (set = new Set()));
     set.add(session);
     this.count++;
     this.deps.metrics?.sessions.inc();
     this.deps.presence?.deviceConnected(identity.userId, identity.deviceId);
-    session.start().catch((err) => {
+    // The route must be visible before the session reads its inbox: an entry
+    // written after that read is then pushed live, one written before is read.
+    const routed = firstHere && this.deps.routes ? this.deps.routes.add(identity.userId, this.serverId) : Promise.resolve();
+    routed.then(() => session.start()).catch((err) => {
       this.logger?.error({ err }, "session start failed");
       session.close(CloseCode.internal, "could not start the session");
     });
@@ -103,7 +128,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
   detach(session: Session): void {
     const set = this.byUser.get(session.userId);
     if (!set?.delete(session)) return;
-    if (set.size === 0) this.byUser.delete(session.userId);
+    if (set.size === 0) {
+      this.byUser.delete(session.userId);
+      this.deps.routes?.remove(session.userId, this.serverId).catch((err) => this.logger?.warn({ err }, "could not remove a route"));
+    }
     this.count--;
     this.deps.metrics?.sessions.dec();
     const stillThere = [...(set ?? [])].some((s) => s.deviceId === session.deviceId);
@@ -118,14 +146,22 @@ export class ChatServer implements SessionHost, SessionDirectory {
   // SessionDirectory, for the sessions on this server.
 
   async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
+    for (const u of userIds) this.deliverLocal(u, [], frame);
+  }
+
+  /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */
+  deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): number {
+    const sessions = [...(this.byUser.get(userId) ?? [])].filter((s) => deviceIds.length === 0 || deviceIds.includes(s.deviceId));
+    if (sessions.length === 0) return 0;
     if (frame.kind.case === "message") {
       const e = frame.kind.value.entry;
-      if (!e?.message) return;
+      if (!e?.message) return 0;
       const entry = { inboxSeq: e.inboxSeq, message: messageFromProto(e.message) };
-      for (const u of userIds) for (const s of this.byUser.get(u) ?? []) s.deliverLive(entry);
-      return;
+      for (const s of sessions) s.deliverLive(entry);
+    } else {
+      for (const s of sessions) s.send(frame);
     }
-    for (const u of userIds) for (const s of this.byUser.get(u) ?? []) s.send(frame);
+    return sessions.length;
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
@@ -170,7 +206,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** Closes every session with 1001 so devices reconnect elsewhere. */
   drain(reason = "server shutting down"): void {
+    this.accepting = false;
     clearInterval(this.idleSweep);
+    clearInterval(this.routesRefresh);
     for (const set of [...this.byUser.values()]) for (const s of [...set]) s.close(CloseCode.goingAway, reason);
   }
 }

@@ -9,6 +9,8 @@ import type { Id } from "../model/types.js";
 export interface SessionDirectory {
   /** Pushes a frame to every open session of the given users (best effort). */
   pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void>;
+  /** Many (user, frame) pairs at once, so a remote directory can batch them per server. */
+  pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void>;
   /** Closes the sessions of one device (logout, revocation). */
   closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void>;
   /** Users among the given ones with at least one open session. */

@@ -48,16 +48,21 @@ export class InboxWriter {
       if (!duplicate) fresh.push({ userId, entry });
     }
     this.deps.metrics?.inboxAppends.inc(fresh.length);
-    const now = Date.now();
     try {
-      for (const { userId, entry } of fresh) {
-        const frame = create(ServerFrameSchema, {
+      const items = fresh.map(({ userId, entry }) => ({
+        userId,
+        frame: create(ServerFrameSchema, {
           kind: {
             case: "message",
             value: { entry: create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message: messageToProto(entry.message) }) },
           },
-        });
-        await this.deps.sessions.pushToUsers([userId], frame);
+        }),
+      }));
+      const { sessions } = this.deps;
+      if (sessions.pushMany) await sessions.pushMany(items);
+      else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
+      const now = Date.now();
+      for (const { entry } of fresh) {
         this.deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
       }
       if (this.deps.onOffline && fresh.length > 0) {

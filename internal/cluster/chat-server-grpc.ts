@@ -1,0 +1,143 @@
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import {
+  ChatServerServiceService,
+  type ChatServerServiceServer,
+  type SessionRequest,
+  type SessionResponse,
+} from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import type { FrameEncoding, SessionHandle } from "../chatserver/port.js";
+import type { ChatServer } from "../chatserver/server.js";
+import { fromTsProto } from "./frames.js";
+
+export { ChatServerServiceService };
+
+/** Paused sessions report this many buffered bytes, which is over any high-water mark. */
+const PAUSED = Number.MAX_SAFE_INTEGER / 2;
+
+/**
+ * The chat server's side of the internal contract. A gateway multiplexes its
+ * sessions over one Session stream; every session keeps its own state in the
+ * ChatServer, and the stream only carries frames. When the stream breaks,
+ * the sessions on it end here, and the gateway opens them again elsewhere.
+ */
+export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
+  const streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
+  return {
+    session(call) {
+      streams.add(call);
+      const sessions = new Map<bigint, { handle: SessionHandle; paused: boolean; encoding: FrameEncoding }>();
+      const drainAll = () => {
+        for (const s of sessions.values()) if (!s.paused) s.handle.drained();
+      };
+      call.on("drain", drainAll);
+      const write = (res: SessionResponse) => {
+        // grpc-js buffers past the high-water mark; sessions see the backlog
+        // through bufferedBytes and stall their live pushes until 'drain'.
+        if (!call.writableEnded && !call.destroyed) call.write(res);
+      };
+      call.on("data", (req: SessionRequest) => {
+        const id = req.sessionId;
+        const kind = req.kind;
+        if (!kind) return;
+        switch (kind.$case) {
+          case "open": {
+            if (sessions.has(id)) return;
+            if (!chat.accepting) {
+              write({ sessionId: id, kind: { $case: "closed", value: { code: 1013, reason: "server is not taking sessions" } } });
+              return;
+            }
+            const o = kind.value;
+            const encoding: FrameEncoding = o.encoding === "json" ? "json" : "proto";
+            const entry = { handle: undefined as unknown as SessionHandle, paused: false, encoding };
+            sessions.set(id, entry);
+            entry.handle = chat.open(
+              {
+                userId: o.userId,
+                deviceId: o.deviceId,
+                tokenExpiresAtMs: o.tokenExpiresAt ? o.tokenExpiresAt.getTime() : 0,
+                encoding,
+              },
+              {
+                send: (frame) =>
+                  write({
+                    sessionId: id,
+                    kind: { $case: "serverFrame", value: typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength) },
+                  }),
+                bufferedBytes: () => (entry.paused ? PAUSED : call.writableLength),
+                close: (code, reason) => {
+                  sessions.delete(id);
+                  write({ sessionId: id, kind: { $case: "closed", value: { code, reason } } });
+                },
+              },
+            );
+            return;
+          }
+          case "clientFrame": {
+            const s = sessions.get(id);
+            if (s) s.handle.receive(s.encoding === "json" ? kind.value.toString("utf8") : kind.value);
+            return;
+          }
+          case "flow": {
+            const s = sessions.get(id);
+            if (!s) return;
+            s.paused = kind.value.paused;
+            if (!s.paused) s.handle.drained();
+            return;
+          }
+          case "close": {
+            const s = sessions.get(id);
+            sessions.delete(id);
+            s?.handle.closed();
+            return;
+          }
+        }
+      });
+      const endAllSessions = () => {
+        streams.delete(call);
+        for (const s of sessions.values()) s.handle.closed();
+        sessions.clear();
+      };
+      call.on("end", () => {
+        endAllSessions();
+        call.end();
+      });
+      call.on("error", (err) => {
+        logger?.debug({ err }, "gateway stream failed");
+        endAllSessions();
+      });
+      call.on("cancelled", endAllSessions);
+    },
+
+    deliver(call, callback) {
+      let sessions = 0;
+      const work = call.request.deliveries.map(async (d) => {
+        if (!d.frame) return;
+        const frame = fromTsProto(d.frame);
+        sessions += chat.deliverLocal(d.userId, d.deviceIds, frame);
+      });
+      Promise.all(work).then(
+        () => callback(null, { sessions }),
+        (err) => callback({ code: status.INTERNAL, details: String(err) }),
+      );
+    },
+
+    closeDeviceSessions(call, callback) {
+      const { userId, deviceId, code, reason } = call.request;
+      chat.closeDevice(userId, deviceId, code, reason).then(
+        () => callback(null, { sessions: 0 }),
+        (err) => callback({ code: status.INTERNAL, details: String(err) }),
+      );
+    },
+
+    /** Ends every gateway stream with UNAVAILABLE, so gateways move the sessions elsewhere. */
+    endAll() {
+      for (const call of [...streams]) {
+        streams.delete(call);
+        // grpc-js turns an emitted error into the stream's final status.
+        call.emit("error", { code: status.UNAVAILABLE, details: "chat server stopped serving" });
+      }
+    },
+  };
+}

@@ -1,0 +1,318 @@
+import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import {
+  ChatServerServiceClient,
+  type SessionRequest,
+  type SessionResponse,
+} from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "../chatserver/port.js";
+import { CloseCode } from "../model/close-codes.js";
+import type { ServerInfo, ServerWatch } from "../registry/port.js";
+
+export interface RemoteSessionHostOptions {
+  gatewayId: string;
+  watch: ServerWatch;
+  logger?: Logger;
+  /** A device's WebSocket buffer above this pauses its live pushes on the chat server. */
+  highWaterBytes?: number;
+  /** A device whose WebSocket buffer passes this is closed as too slow. */
+  maxBufferedBytes?: number;
+  /** Frames a session may queue while it has no chat server (during a move). */
+  maxPendingFrames?: number;
+  /** A session with no chat server for this long is closed with 1013 (try again later). */
+  homelessTimeoutMs?: number;
+  /** A server whose stream broke is not picked again for this long (unless it is the only one). */
+  cooldownMs?: number;
+}
+
+/** Chat servers say 1013 when they are not taking sessions: the gateway tries another. */
+const TRY_ELSEWHERE = 1013;
+
+/**
+ * The gateway's SessionHost in the distributed mode: it places each device
+ * session on the least-loaded live chat server (from the etcd watch), carries
+ * its frames over one multiplexed gRPC stream per chat server, and when that
+ * server dies, its lease vanishes or it stops serving, moves the session to
+ * another server without closing the device's socket. The moved session
+ * resumes from the device's cursor; a send that was in flight gets no ack and
+ * the device sends it again under the same client_msg_id.
+ */
+export class RemoteSessionHost implements SessionHost {
+  private readonly links = new Map<string, ServerLink>();
+  private readonly homeless = new Set<RemoteSession>();
+  private readonly brokeAt = new Map<string, number>();
+  private readonly placedSince = new Map<string, number>();
+  private nextId = 1n;
+  private retryTimer?: NodeJS.Timeout;
+  private closed = false;
+  readonly options: Required<Omit<RemoteSessionHostOptions, "logger">> & { logger?: Logger };
+
+  constructor(options: RemoteSessionHostOptions) {
+    this.options = {
+      highWaterBytes: 1024 * 1024,
+      maxBufferedBytes: 8 * 1024 * 1024,
+      maxPendingFrames: 64,
+      homelessTimeoutMs: 30_000,
+      cooldownMs: 5_000,
+      ...options,
+    };
+    options.watch.onChange((servers) => this.onServers(servers));
+  }
+
+  open(identity: SessionIdentity, sink: SessionSink): SessionHandle {
+    const session = new RemoteSession(this, this.nextId++, identity, sink);
+    this.place(session, false);
+    return session;
+  }
+
+  get sessionCount(): number {
+    let n = this.homeless.size;
+    for (const l of this.links.values()) n += l.sessions.size;
+    return n;
+  }
+
+  /** Puts a session on the best live server, or parks it until one shows up. */
+  place(session: RemoteSession, resumed: boolean): void {
+    if (this.closed) return session.sink.close(CloseCode.goingAway, "gateway shutting down");
+    const server = this.pick();
+    if (!server) {
+      session.homelessSince ??= Date.now();
+      this.homeless.add(session);
+      this.scheduleRetry();
+      return;
+    }
+    this.homeless.delete(session);
+    session.homelessSince = undefined;
+    this.placedSince.set(server.serverId, (this.placedSince.get(server.serverId) ?? 0) + 1);
+    this.linkFor(server).attach(session, resumed);
+  }
+
+  private pick(): ServerInfo | undefined {
+    const now = Date.now();
+    const all = this.options.watch.servers();
+    const fresh = all.filter((s) => now - (this.brokeAt.get(s.serverId) ?? 0) > this.options.cooldownMs);
+    const candidates = fresh.length > 0 ? fresh : all;
+    let best: ServerInfo | undefined;
+    let bestLoad = Infinity;
+    for (const s of candidates) {
+      // The registry's figure lags; count what we placed since it was published.
+      const load = s.load + (this.placedSince.get(s.serverId) ?? 0);
+      if (load < bestLoad) {
+        best = s;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  private linkFor(server: ServerInfo): ServerLink {
+    let link = this.links.get(server.serverId);
+    if (!link || link.address !== server.address) {
+      link?.fail("server moved to a new address");
+      link = new ServerLink(this, server.serverId, server.address);
+      this.links.set(server.serverId, link);
+    }
+    return link;
+  }
+
+  /** @internal the link to a server broke: move its sessions. */
+  linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string): void {
+    if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
+    this.brokeAt.set(link.serverId, Date.now());
+    if (sessions.length > 0) {
+      this.options.logger?.warn({ serverId: link.serverId, sessions: sessions.length, reason }, "chat server link lost; moving sessions");
+    }
+    for (const s of sessions) this.place(s, true);
+  }
+
+  private onServers(servers: ServerInfo[]): void {
+    const live = new Map(servers.map((s) => [s.serverId, s]));
+    for (const s of servers) this.placedSince.set(s.serverId, 0);
+    // A server whose lease vanished is treated as dead even if its socket
+    // still answers: it may be partitioned from etcd and about to stop.
+    for (const link of [...this.links.values()]) {
+      const info = live.get(link.serverId);
+      if (!info || info.address !== link.address) link.fail("server left the registry");
+    }
+    if (this.homeless.size > 0) this.retryHomeless();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryHomeless();
+    }, 250);
+    this.retryTimer.unref();
+  }
+
+  private retryHomeless(): void {
+    const now = Date.now();
+    for (const s of [...this.homeless]) {
+      if (now - (s.homelessSince ?? now) > this.options.homelessTimeoutMs) {
+        this.homeless.delete(s);
+        s.sink.close(TRY_ELSEWHERE, "no chat server available");
+        continue;
+      }
+      this.place(s, true);
+    }
+    if (this.homeless.size > 0) this.scheduleRetry();
+  }
+
+  /** @internal */
+  forget(session: RemoteSession): void {
+    this.homeless.delete(session);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    for (const link of this.links.values()) link.shutdown();
+    this.links.clear();
+  }
+}
+
+/** One gRPC Session stream to one chat server, multiplexing many device sessions. */
+class ServerLink {
+  readonly sessions = new Map<bigint, RemoteSession>();
+  private readonly client: ChatServerServiceClient;
+  private readonly stream: ClientDuplexStream<SessionRequest, SessionResponse>;
+  private failed = false;
+
+  constructor(
+    private readonly host: RemoteSessionHost,
+    readonly serverId: string,
+    readonly address: string,
+  ) {
+    this.client = new ChatServerServiceClient(address, credentials.createInsecure(), {
+      // Find a silently dead server (no RST) in seconds, not minutes.
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5_000,
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    this.stream = this.client.session();
+    this.stream.on("data", (res: SessionResponse) => this.onResponse(res));
+    this.stream.on("error", (err) => this.fail(err.message));
+    this.stream.on("end", () => this.fail("stream ended"));
+  }
+
+  attach(session: RemoteSession, resumed: boolean): void {
+    session.link = this;
+    this.sessions.set(session.id, session);
+    const { identity } = session;
+    this.write({
+      sessionId: session.id,
+      kind: {
+        $case: "open",
+        value: {
+          userId: identity.userId,
+          deviceId: identity.deviceId,
+          tokenExpiresAt: new Date(identity.tokenExpiresAtMs),
+          resumed,
+          encoding: identity.encoding,
+          gatewayId: this.host.options.gatewayId,
+        },
+      },
+    });
+    session.flushPending();
+  }
+
+  write(req: SessionRequest): void {
+    if (!this.failed) this.stream.write(req);
+  }
+
+  private onResponse(res: SessionResponse): void {
+    const session = this.sessions.get(res.sessionId);
+    if (!session || !res.kind) return;
+    if (res.kind.$case === "serverFrame") {
+      session.deliver(res.kind.value);
+      return;
+    }
+    this.sessions.delete(res.sessionId);
+    session.link = undefined;
+    const { code, reason } = res.kind.value;
+    if (code === TRY_ELSEWHERE) this.host.linkFailed(this, [session], reason);
+    else session.sink.close(code, reason);
+  }
+
+  detach(session: RemoteSession): void {
+    if (this.sessions.delete(session.id)) this.write({ sessionId: session.id, kind: { $case: "close", value: { code: 1000 } } });
+  }
+
+  fail(reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    const moved = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of moved) s.link = undefined;
+    this.stream.cancel();
+    this.client.close();
+    this.host.linkFailed(this, moved, reason);
+  }
+
+  shutdown(): void {
+    this.failed = true;
+    this.stream.end();
+    this.client.close();
+  }
+}
+
+class RemoteSession implements SessionHandle {
+  link?: ServerLink;
+  homelessSince?: number;
+  private pending: (Uint8Array | string)[] = [];
+  private pausedSent = false;
+  private ended = false;
+
+  constructor(
+    private readonly host: RemoteSessionHost,
+    readonly id: bigint,
+    readonly identity: SessionIdentity,
+    readonly sink: SessionSink,
+  ) {}
+
+  receive(frame: Uint8Array | string): void {
+    if (this.ended) return;
+    if (!this.link) {
+      if (this.pending.length >= this.host.options.maxPendingFrames) {
+        return this.sink.close(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
+      }
+      this.pending.push(frame);
+      return;
+    }
+    const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    this.link.write({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } });
+  }
+
+  flushPending(): void {
+    const frames = this.pending;
+    this.pending = [];
+    for (const f of frames) this.receive(f);
+  }
+
+  /** A frame from the chat server for the device. */
+  deliver(frame: Buffer): void {
+    if (this.sink.bufferedBytes() > this.host.options.maxBufferedBytes) {
+      return this.sink.close(CloseCode.tooSlow, "client is not reading its socket");
+    }
+    this.sink.send(this.identity.encoding === "json" ? frame.toString("utf8") : frame);
+    if (!this.pausedSent && this.sink.bufferedBytes() > this.host.options.highWaterBytes) {
+      this.pausedSent = true;
+      this.link?.write({ sessionId: this.id, kind: { $case: "flow", value: { paused: true } } });
+    }
+  }
+
+  drained(): void {
+    if (!this.pausedSent) return;
+    this.pausedSent = false;
+    this.link?.write({ sessionId: this.id, kind: { $case: "flow", value: { paused: false } } });
+  }
+
+  closed(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.link?.detach(this);
+    this.link = undefined;
+    this.host.forget(this);
+  }
+}

@@ -1,0 +1,77 @@
+import { Metadata } from "@grpc/grpc-js";
+import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { UserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import type { Logger } from "pino";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Id } from "../model/types.js";
+import type { SessionRoutes } from "../routing/port.js";
+import type { ChatServerClients } from "./client-pool.js";
+import { toTsProto } from "./frames.js";
+
+const DELIVER_DEADLINE_MS = 2_000;
+
+/**
+ * The SessionDirectory of processes that hold no sessions (the pipeline and
+ * the api): it looks users up in the routing table and calls Deliver on the
+ * chat servers that hold them. Delivery is best effort by design: whatever is
+ * not pushed live is read from the inbox when the device catches up.
+ */
+export class RoutedSessionDirectory implements SessionDirectory {
+  constructor(
+    private readonly routes: SessionRoutes,
+    private readonly clients: ChatServerClients,
+    private readonly logger?: Logger,
+  ) {}
+
+  async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
+    await this.pushMany(userIds.map((userId) => ({ userId, frame })));
+  }
+
+  /** Many (user, frame) pairs in one Deliver call per chat server. */
+  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void> {
+    if (items.length === 0) return;
+    const routes = await this.routes.lookup([...new Set(items.map((i) => i.userId))]);
+    const perServer = new Map<string, UserDelivery[]>();
+    for (const { userId, frame } of items) {
+      const servers = routes.get(userId);
+      if (!servers) continue;
+      const ts = toTsProto(frame);
+      for (const serverId of servers) {
+        let list = perServer.get(serverId);
+        if (!list) perServer.set(serverId, (list = []));
+        list.push({ userId, deviceIds: [], frame: ts });
+      }
+    }
+    await Promise.all(
+      [...perServer].map(([serverId, deliveries]) => {
+        const client = this.clients.get(serverId);
+        if (!client) return undefined;
+        return new Promise<void>((resolve) => {
+          client.deliver({ deliveries }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
+            if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+            resolve();
+          });
+        });
+      }),
+    );
+  }
+
+  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
+    const servers = (await this.routes.lookup([userId])).get(userId) ?? [];
+    await Promise.all(
+      servers.map(
+        (serverId) =>
+          new Promise<void>((resolve) => {
+            const client = this.clients.get(serverId);
+            if (!client) return resolve();
+            client.closeDeviceSessions({ userId, deviceId, code, reason }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, () => resolve());
+          }),
+      ),
+    );
+  }
+
+  async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {
+    const routes = await this.routes.lookup(userIds);
+    return new Set([...routes.keys()]);
+  }
+}
