@@ -35,6 +35,7 @@ export class Session implements SessionHandle {
   private stalled = false;
   private badFrames = 0;
   private limitedFrames = 0;
+  private lastLimitedAtMs = 0;
   private lastFrameAtMs: number;
   private readonly frames: TokenBucket;
   private expiryTimer?: NodeJS.Timeout;
@@ -109,10 +110,15 @@ export class Session implements SessionHandle {
     }
     this.lastFrameAtMs = Date.now();
     const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0 && ++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
-      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+    if (retryAfterMs > 0) {
+      // A flood is counted until a quiet second passes, not until the next
+      // allowed frame: a steady flood earns a token now and then too.
+      if (this.lastFrameAtMs - this.lastLimitedAtMs > 1000) this.limitedFrames = 0;
+      this.lastLimitedAtMs = this.lastFrameAtMs;
+      if (++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
+        return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      }
     }
-    if (retryAfterMs === 0) this.limitedFrames = 0;
     let frame: ClientFrame;
     try {
       frame = decodeClientFrame(data, this.identity.encoding);

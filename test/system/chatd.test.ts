@@ -197,7 +197,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     it("rate-limits a flood with RATE_LIMITED, then closes it with 4008, and others carry on", async () => {
       const a = await device(chatd.wsUrl, alice.devices[0]!.token);
       const b = await device(chatd.wsUrl, bob.devices[0]!.token);
-      for (let i = 0; i < 400; i++) a.sendFrame({ kind: { case: "heartbeat", value: {} } });
+      for (let i = 0; i < 1000; i++) a.sendFrame({ kind: { case: "heartbeat", value: {} } });
       await waitFor(() => a.errors().find((e) => e.code === ErrorCode.RATE_LIMITED && e.retryAfterMs > 0), "RATE_LIMITED");
       assert.equal(await a.waitClosed(), 4008);
       const ack = await b.send(channelId, "unaffected");
