@@ -3,7 +3,8 @@
 #
 #   scripts/engines.sh up     [engine...]   start (idempotent) and wait until each really answers
 #   scripts/engines.sh down   [engine...]   stop what this script started, wait until gone
-#   scripts/engines.sh status [engine...]   engine, pid, port, state, RSS, version
+#   scripts/engines.sh status [engine...]   engine, pid, port, state, RSS, version;
+#                                           exit 0 only when every engine named is up
 #   engines: etcd redis kafka cassandra (default: all)
 #
 # Everything lives under .engines/ in the repo root (CHAT_ENGINES_DIR overrides):
@@ -462,7 +463,7 @@ cmd_down() {
 rss_mb() { ps -o rss= -p "$1" 2>/dev/null | awk '{ printf "%d", $1 / 1024 }'; }
 
 cmd_status() {
-  local e pid port state rss
+  local e pid port state rss rc=0
   printf '%-10s %-8s %-6s %-24s %-8s %s\n' ENGINE PID PORT STATE RSS_MB VERSION
   for e in "$@"; do
     port=$(main_port "$e")
@@ -474,12 +475,15 @@ cmd_status() {
       pid=-
       if port_open "$port"; then state="down (port used by other)"; else state=down; fi
     fi
+    [[ $state == up ]] || rc=1
     printf '%-10s %-8s %-6s %-24s %-8s %s\n' "$e" "$pid" "$port" "$state" "$rss" "$("${e}_version" 2>/dev/null || true)"
   done
+  # Scripts use the exit code (scripts/test.sh starts the engines when this fails).
+  return "$rc"
 }
 
 usage() {
-  sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
