@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2 from "node:http2";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -11,6 +12,7 @@ import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { registerPublicApi } from "../../internal/api/router.js";
+import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
@@ -23,6 +25,7 @@ import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { topicSpecs } from "../../internal/pipeline/topics.js";
 import { SqliteQueue } from "../../internal/queue/sqlite.js";
 import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
+import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
 import { corsHeaders } from "./cors.js";
 
@@ -88,11 +91,24 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     router.service(SessionService, sessionService(chat, verifier));
   };
   const connect = connectNodeAdapter({ routes });
+  // gRPC listener: the same routes plus server reflection (grpcurl with no
+  // proto files) and grpc.health.v1.Health, marked NOT_SERVING on close.
+  const health = new HealthStatus();
+  const grpcConnect = connectNodeAdapter({
+    routes: (router) => {
+      routes(router);
+      registerReflectionAndHealth(router, { health });
+    },
+  });
+  // TLS on every listener when CHAT_TLS_CERT and CHAT_TLS_KEY are set.
+  const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
   const checks = [{ name: "storage", check: async () => void storage.db.prepare("SELECT 1").get() }];
 
   // Browsers: HTTP/1.1 for Connect and gRPC-Web, and the WebSocket upgrade.
-  const httpServer = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handleHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (serveOps(registry, checks, req, res)) return;
+    // The web client (web/dist) at "/"; the API paths never match.
+    if (isWebClientRequest(req)) return void serveWebClient(req, res);
     const cors = corsHeaders(req, config.corsOrigins);
     for (const [k, v] of Object.entries(cors)) res.setHeader(k, v);
     if (req.method === "OPTIONS") {
@@ -100,7 +116,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       return;
     }
     connect(req, res);
-  });
+  };
+  const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
   const gateway = new WebSocketGateway({
     path: "/ws",
     verifier,
@@ -112,8 +129,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   });
   gateway.attach(httpServer);
   // Native apps and grpcurl: h2c, which browsers never speak and which
-  // cannot share a plaintext listener with HTTP/1.1.
-  const grpcServer = http2.createServer(connect);
+  // cannot share a plaintext listener with HTTP/1.1 (with TLS: HTTP/2 over TLS, ALPN h2).
+  const grpcServer = tls ? http2.createSecureServer(tls, grpcConnect) : http2.createServer(grpcConnect);
 
   await listen(httpServer, config.host, config.httpPort);
   await listen(grpcServer, config.host, config.grpcPort);
@@ -122,11 +139,12 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
 
   let closing: Promise<void> | undefined;
   return {
-    httpUrl: `http://${config.host}:${httpPort}`,
-    grpcUrl: `http://${config.host}:${grpcPort}`,
-    wsUrl: `ws://${config.host}:${httpPort}/ws`,
+    httpUrl: `${tls ? "https" : "http"}://${config.host}:${httpPort}`,
+    grpcUrl: `${tls ? "https" : "http"}://${config.host}:${grpcPort}`,
+    wsUrl: `${tls ? "wss" : "ws"}://${config.host}:${httpPort}/ws`,
     close: () =>
       (closing ??= (async () => {
+        health.shutdown();
         chat.drain();
         await gateway.close();
         httpServer.closeAllConnections();
@@ -139,7 +157,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   };
 }
 
-function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<void> {
+function listen(server: http.Server | http2.Http2Server | http2.Http2SecureServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -153,7 +171,7 @@ function closeServer(server: http.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function closeHttp2(server: http2.Http2Server): Promise<void> {
+function closeHttp2(server: http2.Http2Server | http2.Http2SecureServer): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     // Open HTTP/2 sessions keep close() waiting; there is no closeAllConnections.

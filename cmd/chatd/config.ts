@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { createSecureContext } from "node:tls";
 import { EnvReader } from "../../internal/config/env.js";
 
 export interface ChatdConfig {
@@ -18,6 +20,17 @@ export interface ChatdConfig {
   maxFrameBytes: number;
   heartbeatIntervalMs: number;
   corsOrigins: string[];
+  /** TLS on every listener (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
+  tls?: TlsFiles;
+}
+
+export interface TlsFiles {
+  certPath: string;
+  keyPath: string;
+  /** PEM: the certificate chain, leaf first. */
+  cert: Buffer;
+  /** PEM: the private key. */
+  key: Buffer;
 }
 
 /** Reads CHAT_* variables (documented in README.md) and fails naming every bad one. */
@@ -38,7 +51,37 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),
   };
   r.done();
   return config;
+}
+
+/** CHAT_TLS_CERT and CHAT_TLS_KEY: both or neither, readable PEM files that belong together. */
+function readTls(certPath: string, keyPath: string, problems: string[]): TlsFiles | undefined {
+  if (!certPath && !keyPath) return undefined;
+  if (!certPath || !keyPath) {
+    problems.push(`${certPath ? "CHAT_TLS_KEY" : "CHAT_TLS_CERT"} is not set: TLS needs both CHAT_TLS_CERT and CHAT_TLS_KEY`);
+    return undefined;
+  }
+  const read = (name: string, path: string): Buffer | undefined => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      problems.push(`${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      return undefined;
+    }
+  };
+  const cert = read("CHAT_TLS_CERT", certPath);
+  const key = read("CHAT_TLS_KEY", keyPath);
+  if (!cert || !key) return undefined;
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    problems.push(
+      `CHAT_TLS_CERT=${JSON.stringify(certPath)}, CHAT_TLS_KEY=${JSON.stringify(keyPath)}: not a usable PEM certificate and matching key (${(err as Error).message})`,
+    );
+    return undefined;
+  }
+  return { certPath: resolve(certPath), keyPath: resolve(keyPath), cert, key };
 }

@@ -193,3 +193,22 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   await writeFile(join(dir, PUBLIC_KEY_FILE), keys.publicKey.export({ format: "pem", type: "spki" }));
   return keys;
 }
+
+/**
+ * Loads the verification key that the api wrote to dir/token-ed25519.pub.pem.
+ * Gateways only verify, so they never need the private key; a gateway that
+ * starts before any api waits for the file (up to `waitMs`).
+ */
+export async function loadPublicKeys(dir: string, waitMs = 60_000): Promise<KeyObject[]> {
+  const path = join(dir, PUBLIC_KEY_FILE);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const pem = await readFile(path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return undefined;
+      throw e;
+    });
+    if (pem) return [publicKeyFromPem(pem)];
+    if (Date.now() > deadline) throw new Error(`no token verification key at ${path} (start an api process first, or set CHAT_KEYS_DIR)`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

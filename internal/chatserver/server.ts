@@ -39,6 +39,8 @@ export interface PresenceHooks {
   deviceConnected(userId: Id, deviceId: Id): void;
   deviceAlive(userId: Id, deviceId: Id): void;
   deviceDisconnected(userId: Id, deviceId: Id): void;
+  /** Logout or revocation (close code 4003): offline at once, no grace period. */
+  deviceLoggedOut?(userId: Id, deviceId: Id): void;
 }
 
 export interface ChatServerDeps {
@@ -116,7 +118,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.deps.presence?.deviceConnected(identity.userId, identity.deviceId);
     // The route must be visible before the session reads its inbox: an entry
     // written after that read is then pushed live, one written before is read.
-    const routed = firstHere && this.deps.routes ? this.deps.routes.add(identity.userId, this.serverId) : Promise.resolve();
+    // Without a route the session still works: it catches up on its own, and
+    // the periodic refresh restores the route.
+    const routed =
+      firstHere && this.deps.routes
+        ? this.deps.routes.add(identity.userId, this.serverId).catch((err) => this.logger?.warn({ err }, "could not add a route"))
+        : Promise.resolve();
     routed.then(() => session.start()).catch((err) => {
       this.logger?.error({ err }, "session start failed");
       session.close(CloseCode.internal, "could not start the session");
@@ -125,7 +132,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   }
 
   /** @internal called by Session when it ends. */
-  detach(session: Session): void {
+  detach(session: Session, code?: number): void {
     const set = this.byUser.get(session.userId);
     if (!set?.delete(session)) return;
     if (set.size === 0) {
@@ -135,7 +142,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.count--;
     this.deps.metrics?.sessions.dec();
     const stillThere = [...(set ?? [])].some((s) => s.deviceId === session.deviceId);
-    if (!stillThere) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
+    // A logout is reported by closeDevice, at once rather than after the grace period.
+    if (!stillThere && code !== CloseCode.loggedOut) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
   }
 
   /** @internal */
@@ -166,6 +174,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
     for (const s of [...(this.byUser.get(userId) ?? [])]) if (s.deviceId === deviceId) s.close(code, reason);
+    if (code === CloseCode.loggedOut) {
+      const presence = this.deps.presence;
+      if (presence?.deviceLoggedOut) presence.deviceLoggedOut(userId, deviceId);
+      else presence?.deviceDisconnected(userId, deviceId);
+    }
   }
 
   async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {

@@ -1,0 +1,102 @@
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { registerPublicApi } from "../../internal/api/router.js";
+import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
+import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
+import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
+import { Snowflake } from "../../internal/ids/snowflake.js";
+import { serveOps } from "../../internal/observability/http.js";
+import { stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { corsHeaders } from "../chatd/cors.js";
+import { exitOnConfigError } from "../shared.js";
+
+const config = exitOnConfigError("api", () => {
+  const r = new EnvReader();
+  const c = {
+    engines: readEngineEndpoints(r),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
+    grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
+    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
+    accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
+    corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+  };
+  r.done();
+  return c;
+});
+const logger = createLogger("api", config.logLevel);
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const e = config.engines;
+const storage = await openStorage(e, logger);
+const queue = await openQueue(e, `api-${process.pid}`, logger);
+const routes = openRoutes(e, logger);
+const servers = openRegistry(e, logger);
+const watch = await servers.watch();
+const clients = new ChatServerClients(watch);
+const lease = await openWorkerIds(e, logger).acquire();
+lease.onLost(() => {
+  logger.error("worker id lease lost: stopping so no id is minted twice");
+  process.kill(process.pid, "SIGTERM");
+});
+const ids = new Snowflake(lease.workerId);
+const keys = await loadOrCreateKeys(config.keysDir);
+const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
+const verifier = new TokenVerifier(keys.publicKey);
+const sessions = new RoutedSessionDirectory(routes, clients, logger);
+
+const routesFn = (router: ConnectRouter) => {
+  registerPublicApi(router, {
+    accounts: storage.accounts,
+    channels: storage.channels,
+    log: storage.messages,
+    inbox: storage.inbox,
+    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids }),
+    sessions,
+    ids,
+    signer,
+    verifier,
+    logger,
+  });
+  registerReflectionAndHealth(router);
+};
+const connect = connectNodeAdapter({ routes: routesFn });
+const httpServer = http.createServer((req, res) => {
+  if (serveOps(registry, [], req, res)) return;
+  for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
+  if (req.method === "OPTIONS") return void res.writeHead(204).end();
+  connect(req, res);
+});
+const grpcServer = http2.createServer(connect);
+await new Promise<void>((resolve) => httpServer.listen(config.httpPort, config.host, resolve));
+await new Promise<void>((resolve) => grpcServer.listen(config.grpcPort, config.host, resolve));
+logger.info(
+  {
+    http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}`,
+    grpc: `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
+    workerId: lease.workerId,
+  },
+  "api listening",
+);
+
+stopOnSignals(logger, async () => {
+  httpServer.closeAllConnections();
+  await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  grpcServer.close();
+  clients.close();
+  await Promise.allSettled([queue.close(), routes.close(), watch.close(), lease.release()]);
+  await servers.close();
+  await storage.close();
+});

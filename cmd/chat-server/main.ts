@@ -1,0 +1,114 @@
+import { hostname } from "node:os";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
+import { ChatServer } from "../../internal/chatserver/server.js";
+import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
+import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
+import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { addReflectionAndHealth } from "../../internal/grpc/index.js";
+import { Snowflake } from "../../internal/ids/snowflake.js";
+import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { exitOnConfigError } from "../shared.js";
+
+const config = exitOnConfigError("chat-server", () => {
+  const r = new EnvReader();
+  const c = {
+    engines: readEngineEndpoints(r),
+    serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}`),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    grpcPort: r.int("CHAT_GRPC_PORT", 9100, 0, 65535),
+    advertiseHost: r.string("CHAT_ADVERTISE_HOST", ""),
+    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
+    leaseTtlSeconds: r.int("CHAT_LEASE_TTL_S", 5, 2, 60),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
+    frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
+    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
+  };
+  r.done();
+  return c;
+});
+const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const e = config.engines;
+const storage = await openStorage(e, logger);
+const queue = await openQueue(e, `chat-server-${config.serverId}`, logger);
+const routes = openRoutes(e, logger);
+const servers = openRegistry(e, logger);
+const workerIds = openWorkerIds(e, logger);
+const lease = await workerIds.acquire();
+const ids = new Snowflake(lease.workerId);
+const watch = await servers.watch();
+const clients = new ChatServerClients(watch);
+const directory = new RoutedSessionDirectory(routes, clients, logger);
+
+const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids });
+const chat = new ChatServer({
+  serverId: config.serverId,
+  inbox: storage.inbox,
+  channels: storage.channels,
+  submitter,
+  routes,
+  directory,
+  limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
+  logger,
+  metrics: chatServerMetrics(registry),
+});
+const service = chatServerService(chat, logger);
+const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1 });
+grpcServer.addService(ChatServerServiceService, service);
+const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
+const port = await new Promise<number>((resolve, reject) =>
+  grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+);
+const address = `${config.advertiseHost || config.host}:${port}`;
+
+const registration = await servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds });
+// Without a live lease gateways may already be moving our sessions: stop
+// taking new ones and end the streams, so every session moves at once
+// rather than living on in two places.
+registration.onLost(() => {
+  logger.warn("registration lost: no longer serving");
+  chat.accepting = false;
+  health.shutdown();
+  service.endAll();
+});
+registration.onRegained(() => {
+  logger.info("registration regained: serving again");
+  chat.accepting = true;
+  health.resume?.();
+  void chat.refreshRoutes();
+});
+lease.onLost(() => {
+  logger.error("worker id lease lost: stopping so no id is minted twice");
+  process.kill(process.pid, "SIGTERM");
+});
+const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
+loadTimer.unref();
+
+const ops = await startOpsServer(registry, [{ name: "registration", check: async () => void (registration.live || Promise.reject(new Error("lease lost"))) }], config.host, config.opsPort);
+logger.info({ grpc: address, ops: ops.port, workerId: lease.workerId }, "chat-server listening");
+
+stopOnSignals(logger, async () => {
+  // Drain: leave the registry first so no gateway picks us, then end the
+  // streams so the gateways move every session elsewhere, socket untouched.
+  clearInterval(loadTimer);
+  chat.accepting = false;
+  health.shutdown();
+  await registration.close().catch(() => {});
+  service.endAll();
+  await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+  chat.drain();
+  await Promise.allSettled([queue.close(), routes.close(), watch.close(), lease.release(), ops.close()]);
+  clients.close();
+  await servers.close();
+  await storage.close();
+});

@@ -1,0 +1,83 @@
+import { hostname } from "node:os";
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
+import { sessionService } from "../../gateway/grpc-session.js";
+import { WebSocketGateway } from "../../gateway/websocket.js";
+import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
+import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
+import { openRegistry } from "../../internal/cluster/engines.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
+import { serveOps } from "../../internal/observability/http.js";
+import { stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { exitOnConfigError } from "../shared.js";
+
+const config = exitOnConfigError("gateway", () => {
+  const r = new EnvReader();
+  const c = {
+    engines: readEngineEndpoints(r),
+    gatewayId: r.string("CHAT_GATEWAY_ID", `${hostname()}-${process.pid}`),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    httpPort: r.int("CHAT_HTTP_PORT", 8090, 0, 65535),
+    grpcPort: r.int("CHAT_GRPC_PORT", 8091, 0, 65535),
+    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
+    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+  };
+  r.done();
+  return c;
+});
+const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir));
+const servers = openRegistry(config.engines, logger);
+const watch = await servers.watch();
+const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });
+const checks = [{ name: "chat-servers", check: async () => void (watch.servers().length > 0 || Promise.reject(new Error("no chat server registered"))) }];
+
+const httpServer = http.createServer((req, res) => {
+  if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
+});
+const gateway = new WebSocketGateway({
+  path: "/ws",
+  verifier,
+  host,
+  maxFrameBytes: config.maxFrameBytes,
+  allowedOrigins: config.corsOrigins,
+  logger,
+  registry,
+});
+gateway.attach(httpServer);
+// Native apps: the same session as a gRPC bidi stream (h2c).
+const grpcServer = http2.createServer(
+  connectNodeAdapter({
+    routes: (router) => {
+      router.service(SessionService, sessionService(host, verifier));
+      registerReflectionAndHealth(router);
+    },
+  }),
+);
+await new Promise<void>((resolve) => httpServer.listen(config.httpPort, config.host, resolve));
+await new Promise<void>((resolve) => grpcServer.listen(config.grpcPort, config.host, resolve));
+const ws = `ws://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
+const grpc = `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
+logger.info({ ws, grpc, http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
+
+stopOnSignals(logger, async () => {
+  await gateway.close();
+  await host.close();
+  httpServer.closeAllConnections();
+  await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  grpcServer.close();
+  await watch.close();
+  await servers.close();
+});

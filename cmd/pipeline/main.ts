@@ -1,0 +1,67 @@
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openQueue, openRegistry, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
+import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
+import { Sequencer } from "../../internal/pipeline/sequencer.js";
+import { exitOnConfigError } from "../shared.js";
+
+const STAGES = ["sequencer", "inbox-writer"] as const;
+
+const config = exitOnConfigError("pipeline", () => {
+  const r = new EnvReader();
+  const stages = r.list("CHAT_PIPELINE_STAGES", [...STAGES]);
+  for (const s of stages) {
+    if (!(STAGES as readonly string[]).includes(s)) r.problems.push(`CHAT_PIPELINE_STAGES: unknown stage ${JSON.stringify(s)} (expected ${STAGES.join(", ")})`);
+  }
+  const c = {
+    engines: readEngineEndpoints(r),
+    stages,
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+  };
+  r.done();
+  return c;
+});
+const logger = createLogger("pipeline", config.logLevel);
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+const metrics = pipelineMetrics(registry);
+
+const e = config.engines;
+const storage = await openStorage(e, logger);
+const queue = await openQueue(e, `pipeline-${process.pid}`, logger);
+const routes = openRoutes(e, logger);
+const servers = openRegistry(e, logger);
+const watch = await servers.watch();
+const clients = new ChatServerClients(watch);
+const sessions = new RoutedSessionDirectory(routes, clients, logger);
+
+const workers: { stop(): Promise<void> }[] = [];
+if (config.stages.includes("sequencer")) {
+  const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
+  await s.start();
+  workers.push(s);
+}
+if (config.stages.includes("inbox-writer")) {
+  const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics });
+  await w.start();
+  workers.push(w);
+}
+const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
+
+stopOnSignals(logger, async () => {
+  // Finish and commit the batches in hand, so the next owner starts after them.
+  await Promise.all(workers.map((w) => w.stop()));
+  clients.close();
+  await Promise.allSettled([queue.close(), routes.close(), watch.close(), ops.close()]);
+  await servers.close();
+  await storage.close();
+});

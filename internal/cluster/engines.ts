@@ -1,0 +1,40 @@
+import type { Logger } from "pino";
+import type { EngineEndpoints } from "../config/engines.js";
+import { EtcdWorkerIds } from "../ids/etcd-lease.js";
+import { KafkaQueue } from "../queue/kafka.js";
+import { topicSpecs } from "../pipeline/topics.js";
+import { EtcdServerRegistry } from "../registry/etcd.js";
+import { RedisSessionRoutes } from "../routing/redis.js";
+import { openCassandraStorage } from "../storage/cassandra/index.js";
+
+/**
+ * Opening the real engines, the same way in every process of the
+ * distributed mode. Each call opens only what its caller needs.
+ */
+export async function openStorage(e: EngineEndpoints, logger: Logger) {
+  return openCassandraStorage({
+    contactPoints: e.cassandraContactPoints,
+    localDataCenter: e.cassandraDc,
+    keyspace: e.cassandraKeyspace,
+    replicationFactor: e.cassandraReplication,
+    logger,
+  });
+}
+
+export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
+  const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, logger });
+  await queue.ensureTopics(topicSpecs(e.kafkaPartitions));
+  return queue;
+}
+
+export function openRoutes(e: EngineEndpoints, logger: Logger) {
+  return new RedisSessionRoutes({ url: e.redisUrl, logger });
+}
+
+export function openRegistry(e: EngineEndpoints, logger: Logger) {
+  return new EtcdServerRegistry({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
+}
+
+export function openWorkerIds(e: EngineEndpoints, logger: Logger) {
+  return new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
+}

@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+export interface RoleProcess {
+  role: string;
+  /** The fields of the role's "<role> listening" log line (its URLs and ports). */
+  info: Record<string, unknown>;
+  child: ChildProcess;
+  /** Log lines so far (JSON strings), for diagnosing a failure. */
+  output: string[];
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts `cmd/<role>/main.ts` as its own process and resolves when it logs
+ * "<role> listening". Every process a test starts is stopped by `stopAll`.
+ */
+export async function startRole(role: string, env: Record<string, string>, timeoutMs = 90_000): Promise<RoleProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+    cwd: ROOT,
+    env: { ...process.env, CHAT_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.add(child);
+  const output: string[] = [];
+  child.stderr!.on("data", (d) => output.push(String(d)));
+  const exited = new Promise<void>((r) =>
+    child.once("exit", () => {
+      running.delete(child);
+      r();
+    }),
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const info = await new Promise<Record<string, unknown>>((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${role} did not start in time:\n${output.slice(-20).join("\n")}`)), timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${role} exited with ${code} before listening:\n${output.slice(-20).join("\n")}`));
+    });
+    lines.on("line", (line) => {
+      output.push(line);
+      if (output.length > 500) output.shift();
+      try {
+        const rec = JSON.parse(line);
+        if (rec.msg === `${role} listening`) {
+          clearTimeout(timer);
+          resolvePromise(rec);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+  });
+  return {
+    role,
+    info,
+    child,
+    output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kills whatever a test left running (after a failure), so nothing outlives the suite. */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...running].map(
+      (child) =>
+        new Promise<void>((r) => {
+          child.once("exit", () => r());
+          child.kill("SIGKILL");
+        }),
+    ),
+  );
+}
