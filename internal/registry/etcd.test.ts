@@ -1,0 +1,173 @@
+// EtcdServerRegistry against the real etcd of scripts/engines.sh: the contract suite, then
+// what only a real etcd can show — a killed process's entry vanishing within its TTL, and a
+// process cut off from etcd fencing itself before its entry vanishes, then coming back.
+// Fails (never skips) when etcd is unreachable.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Etcd3 } from "etcd3";
+import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
+import { TcpProxy } from "../../test/support/tcp-proxy.js";
+import { waitFor } from "../../test/support/wait.js";
+import { createEtcdClient } from "../etcd/client.js";
+import { serverRegistryContract } from "./contract.js";
+import { EtcdServerRegistry } from "./etcd.js";
+import type { ServerWatch } from "./port.js";
+
+const TTL = 2; // etcd's smallest lease TTL with default election settings
+
+async function probe(client: Etcd3): Promise<void> {
+  const endpoints = engineConfig().etcdEndpoints.join(",");
+  await withTimeout(client.maintenance.status(), 5_000, `etcd at ${endpoints} (start it: bash scripts/engines.sh up etcd)`);
+}
+
+serverRegistryContract("etcd", async () => {
+  const endpoints = engineConfig().etcdEndpoints;
+  const prefix = uniqueName("test/registry");
+  const admin = createEtcdClient({ endpoints });
+  await probe(admin);
+  const registry = new EtcdServerRegistry({ endpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 50 });
+  const observer = new EtcdServerRegistry({ endpoints, prefix });
+  return {
+    registry,
+    observer,
+    regainWithinMs: 5_000,
+    async expire(serverId) {
+      // Revoke the entry's lease from outside, as etcd does when a lease runs out.
+      const res = await admin.get(registry.keyOf(serverId)).exec();
+      const lease = res.kvs[0]?.lease;
+      assert.ok(lease && lease !== "0", "entry has a lease");
+      await admin.leaseClient.leaseRevoke({ ID: lease });
+    },
+    async dispose() {
+      await registry.close();
+      await observer.close();
+      await admin.delete().prefix(registry.dir).exec();
+      admin.close();
+    },
+  };
+});
+
+describe("EtcdServerRegistry on a real etcd", function () {
+  this.timeout(60_000);
+  let admin: Etcd3;
+  let observer: EtcdServerRegistry;
+  let watch: ServerWatch;
+  let prefix: string;
+  const cleanups: Array<() => Promise<void> | void> = [];
+
+  beforeEach(async () => {
+    const endpoints = engineConfig().etcdEndpoints;
+    prefix = uniqueName("test/registry");
+    admin = createEtcdClient({ endpoints });
+    await probe(admin);
+    observer = new EtcdServerRegistry({ endpoints, prefix });
+    watch = await observer.watch();
+  });
+
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    await observer.close();
+    await admin.delete().prefix(`/${prefix}/`).exec();
+    admin.close();
+  });
+
+  /** Resolves with the time the server left the watch. */
+  const vanished = (serverId: string) =>
+    new Promise<number>((resolve) =>
+      watch.onChange((servers) => {
+        if (!servers.some((s) => s.serverId === serverId)) resolve(Date.now());
+      }),
+    );
+
+  it("drops a killed server within its TTL plus a little", async () => {
+    const serverId = uniqueName("killed");
+    const here = dirname(fileURLToPath(import.meta.url));
+    const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(here, "testdata", "register-child.ts")], {
+      env: {
+        ...process.env,
+        ETCD_ENDPOINTS: engineConfig().etcdEndpoints.join(","),
+        REGISTRY_PREFIX: prefix,
+        SERVER_ID: serverId,
+        TTL_SECONDS: String(TTL),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    cleanups.push(() => void child.kill("SIGKILL"));
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        child.stdout!.on("data", (d: Buffer) => d.toString().includes("registered") && resolve());
+        child.once("exit", (code) => reject(new Error(`child exited early (${code})`)));
+      }),
+      30_000,
+      "child to register",
+    );
+    await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "child in the watch");
+    const gone = vanished(serverId);
+    // Its last keepalive went out at most TTL/3 ago; the entry must vanish TTL after it at the latest.
+    const killedAt = Date.now();
+    child.kill("SIGKILL");
+    const goneAt = await withTimeout(gone, TTL * 1000 + 3_000, "the killed server to vanish");
+    const ms = goneAt - killedAt;
+    console.log(`      killed server vanished from the watch ${ms} ms after SIGKILL (lease TTL ${TTL} s)`);
+    assert.ok(ms <= TTL * 1000 + 1_000, `vanished after ${ms} ms`);
+  });
+
+  for (const mode of ["blackhole", "reset"] as const) {
+    it(`fences a server cut off from etcd (${mode}) before its entry vanishes, then regains it`, async () => {
+      const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);
+      cleanups.push(() => proxy.close());
+      const client = createEtcdClient({ endpoints: [proxy.address] });
+      cleanups.push(() => client.close());
+      const registry = new EtcdServerRegistry({ client, prefix, ttlSeconds: TTL, loadIntervalMs: 50 });
+      cleanups.push(() => registry.close());
+      const serverId = uniqueName("cut");
+      const reg = await registry.register({ serverId, address: "127.0.0.1:7010", load: 1 });
+      await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "registered");
+      let lostAt = 0;
+      let regainedAt = 0;
+      reg.onLost(() => (lostAt = Date.now()));
+      reg.onRegained(() => (regainedAt = Date.now()));
+
+      const gone = vanished(serverId);
+      const cutAt = Date.now();
+      proxy.cut(mode);
+      const goneAt = await withTimeout(gone, TTL * 1000 + 3_000, "the cut-off server to vanish");
+      await waitFor(() => lostAt > 0, "onLost", 5_000);
+      console.log(
+        `      ${mode}: live=false ${lostAt - cutAt} ms after the cut, entry gone from the watch ${goneAt - cutAt} ms after it`,
+      );
+      assert.equal(reg.live, false);
+      assert.ok(lostAt <= goneAt, `the server stopped believing in its lease (${lostAt - cutAt} ms) before etcd dropped it (${goneAt - cutAt} ms)`);
+      assert.ok(lostAt - cutAt <= TTL * 1000, `lost within the TTL (${lostAt - cutAt} ms)`);
+
+      await reg.setLoad(7);
+      const restoredAt = Date.now();
+      proxy.restore();
+      await waitFor(() => regainedAt > 0, "onRegained", 15_000);
+      await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.load === 7, "entry back with load 7", 5_000);
+      console.log(`      ${mode}: regained ${regainedAt - restoredAt} ms after etcd was reachable again`);
+      assert.equal(reg.live, true);
+    });
+  }
+
+  it("a revoked lease vanishes at once and the registration is back within a keepalive interval", async () => {
+    const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("revoked");
+    const reg = await registry.register({ serverId, address: "127.0.0.1:7011", load: 0 });
+    await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "registered");
+    let regainedAt = 0;
+    reg.onRegained(() => (regainedAt = Date.now()));
+    const gone = vanished(serverId);
+    const lease = (await admin.get(registry.keyOf(serverId)).exec()).kvs[0]!.lease;
+    const revokedAt = Date.now();
+    await admin.leaseClient.leaseRevoke({ ID: lease });
+    const goneAt = await withTimeout(gone, 2_000, "revoked entry to vanish");
+    await waitFor(() => regainedAt > 0, "regained", TTL * 1000 + 2_000);
+    await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "back in the watch");
+    console.log(`      revoked: gone from the watch after ${goneAt - revokedAt} ms, regained after ${regainedAt - revokedAt} ms`);
+    assert.ok(regainedAt - revokedAt <= TTL * 1000, `regained within the TTL (${regainedAt - revokedAt} ms)`);
+  });
+});

@@ -1,0 +1,426 @@
+import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type IWatchResponse, type Watcher } from "etcd3";
+import type { Logger } from "pino";
+import { createEtcdClient, deadline, normalizePrefix } from "../etcd/client.js";
+import { KeptLease } from "../etcd/lease-keeper.js";
+import { validateServer } from "./memory.js";
+import type { Registration, ServerInfo, ServerRegistry, ServerWatch } from "./port.js";
+
+export interface EtcdServerRegistryOptions {
+  /** A client to use (not closed by close()); or give `endpoints` and the registry makes its own. */
+  client?: Etcd3;
+  /** etcd endpoints "host:port", used when no client is given. */
+  endpoints?: readonly string[];
+  /** Keys live under /<prefix>/servers/<serverId> (default "chat"). */
+  prefix?: string;
+  /** Lease TTL in seconds when register() is not given one (default 5). */
+  ttlSeconds?: number;
+  /** Load updates are written at most this often per server (default 500 ms); the latest value wins. */
+  loadIntervalMs?: number;
+  /** Timeout of one etcd request (default 3000 ms). */
+  requestTimeoutMs?: number;
+  logger?: Logger;
+}
+
+interface StoredValue {
+  address: string;
+  load: number;
+}
+
+/**
+ * Discovery over etcd. Each server's entry is /<prefix>/servers/<id> with
+ * the JSON value {address, load}, bound to a lease with a short TTL that
+ * this process keeps alive (internal/etcd/lease-keeper.ts): if the process
+ * dies or is cut off from etcd, the entry disappears within the TTL.
+ *
+ * The lease is a fence: `live` is true only while a keepalive answered
+ * recently enough that the lease is surely alive on the server. When that is
+ * no longer sure (or etcd says the lease is gone) the registration reports
+ * lost, then keeps trying to re-register with a new lease and reports
+ * regained once the entry is back.
+ */
+export class EtcdServerRegistry implements ServerRegistry {
+  private readonly client: Etcd3;
+  private readonly ownsClient: boolean;
+  /** "/<prefix>/servers/" */
+  readonly dir: string;
+  private readonly registrations = new Set<EtcdRegistration>();
+  private readonly watches = new Set<EtcdServerWatch>();
+  private closed = false;
+
+  constructor(private readonly options: EtcdServerRegistryOptions) {
+    if (options.client) {
+      this.client = options.client;
+      this.ownsClient = false;
+    } else {
+      if (!options.endpoints?.length) throw new Error("EtcdServerRegistry needs a client or endpoints");
+      this.client = createEtcdClient({ endpoints: options.endpoints });
+      this.ownsClient = true;
+    }
+    this.dir = `${normalizePrefix(options.prefix ?? "chat")}servers/`;
+  }
+
+  /** The etcd key of a server's entry. */
+  keyOf(serverId: string): string {
+    return this.dir + serverId;
+  }
+
+  async register(server: ServerInfo, options: { ttlSeconds?: number } = {}): Promise<Registration> {
+    if (this.closed) throw new Error("registry is closed");
+    validateServer(server);
+    const reg = new EtcdRegistration(
+      this.client,
+      this.keyOf(server.serverId),
+      { ...server },
+      options.ttlSeconds ?? this.options.ttlSeconds ?? 5,
+      this.options.loadIntervalMs ?? 500,
+      this.options.requestTimeoutMs ?? 3_000,
+      this.options.logger,
+      () => this.registrations.delete(reg),
+    );
+    await reg.start();
+    this.registrations.add(reg);
+    return reg;
+  }
+
+  async watch(): Promise<ServerWatch> {
+    if (this.closed) throw new Error("registry is closed");
+    const w = new EtcdServerWatch(this.client, this.dir, this.options.requestTimeoutMs ?? 3_000, this.options.logger, () =>
+      this.watches.delete(w),
+    );
+    await w.start();
+    this.watches.add(w);
+    return w;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.registrations].map((r) => r.close()));
+    await Promise.all([...this.watches].map((w) => w.close()));
+    if (this.ownsClient) this.client.close();
+  }
+}
+
+type RegState = "live" | "lost" | "closed";
+
+class EtcdRegistration implements Registration {
+  private state: RegState = "live";
+  private lease: KeptLease | undefined;
+  private readonly lostListeners: Array<() => void> = [];
+  private readonly regainedListeners: Array<() => void> = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  private loadVersion = 0;
+  private writtenVersion = 0;
+  private loadWaiters: Array<{ version: number; resolve: () => void }> = [];
+  private loadTimer: NodeJS.Timeout | undefined;
+  private lastLoadWrite = 0;
+  private regainTimer: NodeJS.Timeout | undefined;
+  private wakeRegain: (() => void) | undefined;
+  private regaining: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly key: string,
+    private readonly info: ServerInfo,
+    private readonly ttlSeconds: number,
+    private readonly loadIntervalMs: number,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger | undefined,
+    private readonly onClosed: () => void,
+  ) {}
+
+  get live(): boolean {
+    return this.state === "live" && this.lease !== undefined && this.lease.live;
+  }
+
+  /** Grants the first lease and writes the entry; rejects if etcd cannot be reached. */
+  async start(): Promise<void> {
+    this.lease = await this.acquire();
+  }
+
+  onLost(listener: () => void): void {
+    this.lostListeners.push(listener);
+  }
+
+  onRegained(listener: () => void): void {
+    this.regainedListeners.push(listener);
+  }
+
+  async setLoad(load: number): Promise<void> {
+    if (typeof load !== "number" || !Number.isFinite(load)) throw new RangeError(`load must be a finite number, got ${load}`);
+    if (this.state === "closed") return;
+    this.info.load = load;
+    const version = ++this.loadVersion;
+    // While lost, the latest load is written when the entry comes back.
+    if (this.state !== "live") return;
+    const done = new Promise<void>((resolve) => this.loadWaiters.push({ version, resolve }));
+    if (!this.loadTimer) {
+      const wait = Math.max(0, this.lastLoadWrite + this.loadIntervalMs - Date.now());
+      this.loadTimer = setTimeout(() => void this.flushLoad(), wait);
+      this.loadTimer.unref();
+    }
+    return done;
+  }
+
+  private async flushLoad(): Promise<void> {
+    this.loadTimer = undefined;
+    const version = this.loadVersion;
+    this.lastLoadWrite = Date.now();
+    const lease = this.lease;
+    if (this.state === "live" && lease) {
+      try {
+        await this.serialized(() => this.write(lease));
+      } catch (err) {
+        this.logger?.warn({ err, key: this.key }, "registry load update failed");
+      }
+    }
+    this.settleLoad(version);
+  }
+
+  private settleLoad(version: number): void {
+    this.writtenVersion = Math.max(this.writtenVersion, version);
+    const ready = this.loadWaiters.filter((w) => w.version <= this.writtenVersion);
+    this.loadWaiters = this.loadWaiters.filter((w) => w.version > this.writtenVersion);
+    for (const w of ready) w.resolve();
+  }
+
+  /** Runs etcd writes one at a time, so an old load never overwrites a newer one. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  /** Writes the entry bound to `lease`. */
+  private async write(lease: KeptLease): Promise<void> {
+    const value: StoredValue = { address: this.info.address, load: this.info.load };
+    try {
+      await deadline(
+        this.client.put(this.key).value(JSON.stringify(value)).lease(lease.id).exec(),
+        this.timeoutMs,
+        `writing ${this.key}`,
+      );
+    } catch (err) {
+      if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(String(err))) {
+        lease.markLost("etcd refused a write: the lease is gone");
+      }
+      throw err;
+    }
+  }
+
+  /** A new lease and the entry written under it. */
+  private async acquire(): Promise<KeptLease> {
+    const lease = await KeptLease.grant({
+      client: this.client,
+      ttlSeconds: this.ttlSeconds,
+      name: this.key,
+      logger: this.logger,
+    });
+    try {
+      await this.serialized(() => this.write(lease));
+    } catch (err) {
+      await lease.revoke();
+      throw err;
+    }
+    lease.onLost(() => this.handleLost(lease));
+    return lease;
+  }
+
+  private handleLost(lease: KeptLease): void {
+    if (this.state !== "live" || lease !== this.lease) return;
+    this.state = "lost";
+    this.logger?.warn({ key: this.key }, "registration lost; re-registering");
+    fire(this.lostListeners, this.logger);
+    // Pending load updates are done: the latest load goes out with the new entry.
+    this.settleLoad(this.loadVersion);
+    this.regaining = this.regain(lease);
+  }
+
+  private async regain(old: KeptLease): Promise<void> {
+    let backoff = 100;
+    while (this.state === "lost") {
+      try {
+        const lease = await this.acquire();
+        if (this.state !== "lost") {
+          await lease.revoke();
+          return;
+        }
+        this.lease = lease;
+        this.state = "live";
+        void old.revoke(); // it may still be alive on the server if we were only cut off
+        this.logger?.info({ key: this.key, lease: lease.id }, "registration regained");
+        this.settleLoad(this.loadVersion);
+        fire(this.regainedListeners, this.logger);
+        return;
+      } catch (err) {
+        this.logger?.debug({ err, key: this.key }, "re-registering failed; retrying");
+      }
+      await new Promise<void>((resolve) => {
+        this.wakeRegain = resolve;
+        this.regainTimer = setTimeout(resolve, backoff);
+        this.regainTimer.unref();
+      });
+      backoff = Math.min(backoff * 2, 2_000);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    clearTimeout(this.loadTimer);
+    clearTimeout(this.regainTimer);
+    this.wakeRegain?.();
+    this.settleLoad(this.loadVersion);
+    await this.regaining;
+    await this.chain;
+    // Revoking deletes the entry; a key someone else wrote since is not ours to delete.
+    await this.lease?.revoke();
+    this.onClosed();
+  }
+}
+
+class EtcdServerWatch implements ServerWatch {
+  private readonly entries = new Map<string, ServerInfo>();
+  private readonly listeners: Array<(servers: ServerInfo[]) => void> = [];
+  private watcher: Watcher | undefined;
+  private closed = false;
+  private reopening: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly dir: string,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger | undefined,
+    private readonly onClosed: () => void,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.open();
+  }
+
+  /** Loads the prefix, then follows it with a watcher from the revision it was read at. */
+  private async open(): Promise<void> {
+    const revision = await this.load();
+    const watcher = this.client.watch().prefix(this.dir).startRevision(String(revision + 1n)).watcher();
+    this.watcher = watcher;
+    watcher.on("data", (res: IWatchResponse) => {
+      if (watcher === this.watcher) this.apply(res);
+    });
+    watcher.on("disconnected", (err) => {
+      // etcd3 reconnects and resumes from the last revision it saw.
+      this.logger?.warn({ err, dir: this.dir }, "registry watch disconnected; reconnecting");
+    });
+    watcher.on("error", (err) => {
+      // Cancelled by etcd (for example its revision was compacted while we were away): start over.
+      this.logger?.warn({ err, dir: this.dir }, "registry watch cancelled by etcd; reloading");
+      if (watcher === this.watcher) void this.reopen();
+    });
+    try {
+      await deadline(
+        new Promise<void>((resolve, reject) => {
+          if (watcher.id !== null) return resolve();
+          watcher.once("connected", () => resolve());
+          watcher.once("error", reject);
+        }),
+        this.timeoutMs,
+        "creating the registry watch",
+      );
+    } catch (err) {
+      this.watcher = undefined;
+      await watcher.cancel().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async reopen(): Promise<void> {
+    if (this.reopening || this.closed) return;
+    this.reopening = (async () => {
+      let backoff = 100;
+      while (!this.closed) {
+        const before = JSON.stringify(this.servers());
+        const old = this.watcher;
+        this.watcher = undefined;
+        await old?.cancel().catch(() => {});
+        try {
+          await this.open();
+          if (JSON.stringify(this.servers()) !== before) this.notify();
+          return;
+        } catch (err) {
+          this.logger?.warn({ err, dir: this.dir }, "registry watch reopen failed; retrying");
+        }
+        await new Promise((r) => setTimeout(r, backoff).unref());
+        backoff = Math.min(backoff * 2, 2_000);
+      }
+    })().finally(() => (this.reopening = undefined));
+  }
+
+  /** Loads every entry under the prefix; returns the revision it was read at. */
+  private async load(): Promise<bigint> {
+    const res = await deadline(this.client.getAll().prefix(this.dir).exec(), this.timeoutMs, "reading the registry");
+    this.entries.clear();
+    for (const kv of res.kvs) this.put(kv);
+    return BigInt(res.header.revision);
+  }
+
+  private apply(res: IWatchResponse): void {
+    if (this.closed) return;
+    let changed = false;
+    for (const ev of res.events) {
+      if (ev.type === "Put") changed = this.put(ev.kv) || changed;
+      else changed = this.entries.delete(ev.kv.key.toString().slice(this.dir.length)) || changed;
+    }
+    if (changed) this.notify();
+  }
+
+  private put(kv: IKeyValue): boolean {
+    const serverId = kv.key.toString().slice(this.dir.length);
+    try {
+      const v = JSON.parse(kv.value.toString()) as Partial<StoredValue>;
+      if (typeof v.address !== "string" || typeof v.load !== "number") throw new Error("missing address or load");
+      this.entries.set(serverId, { serverId, address: v.address, load: v.load });
+      return true;
+    } catch (err) {
+      this.logger?.warn({ err, key: kv.key.toString() }, "ignoring a malformed registry entry");
+      return this.entries.delete(serverId);
+    }
+  }
+
+  private notify(): void {
+    const list = this.servers();
+    for (const l of this.listeners) {
+      try {
+        l(list.map((s) => ({ ...s })));
+      } catch (err) {
+        this.logger?.error({ err }, "registry watch listener threw");
+      }
+    }
+  }
+
+  servers(): ServerInfo[] {
+    return [...this.entries.values()]
+      .map((s) => ({ ...s }))
+      .sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+  }
+
+  onChange(listener: (servers: ServerInfo[]) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.reopening;
+    await this.watcher?.cancel().catch(() => {});
+    this.onClosed();
+  }
+}
+
+function fire(listeners: Array<() => void>, logger: Logger | undefined): void {
+  for (const l of listeners) {
+    try {
+      l();
+    } catch (err) {
+      logger?.error({ err }, "registration listener threw");
+    }
+  }
+}

@@ -1,0 +1,15 @@
+import { sessionRoutesContract } from "./contract.js";
+import { MemorySessionRoutes } from "./memory.js";
+
+sessionRoutesContract("memory", async (ttlMs) => {
+  const routes = new MemorySessionRoutes({ ttlMs });
+  return {
+    routes,
+    async wipe() {
+      routes.clear();
+    },
+    async dispose() {
+      await routes.close();
+    },
+  };
+});

@@ -1,0 +1,161 @@
+import { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { Id } from "../model/types.js";
+import { validateRoute } from "./memory.js";
+import type { SessionRoutes } from "./port.js";
+
+export interface RedisSessionRoutesOptions {
+  /** A client to use (not closed by close()); or give `url` and the adapter makes its own. */
+  redis?: Redis;
+  /** redis://host:port, used when no client is given. */
+  url?: string;
+  /** Every key starts with this (default "chat:"). */
+  keyPrefix?: string;
+  /** An entry lives this long after its last add/refresh (default 60 s; refresh at most every third of it). */
+  ttlMs?: number;
+  /** Users per pipeline in refresh and lookup (default 1000). */
+  chunkSize?: number;
+  logger?: Logger;
+}
+
+/**
+ * Add or re-assert one server's entry in a user's hash, with Redis's own
+ * clock: field = server id, value = expiry in ms. Fields of servers that
+ * stopped refreshing are dropped on the way, and the key itself expires with
+ * the last live field, so a user whose servers all died leaves nothing behind.
+ */
+const TOUCH = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], expiry)
+local all = redis.call('HGETALL', KEYS[1])
+local latest = expiry
+for i = 1, #all, 2 do
+  local e = tonumber(all[i + 1])
+  if e == nil or e <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif e > latest then
+    latest = e
+  end
+end
+redis.call('PEXPIREAT', KEYS[1], latest)
+return 1
+`;
+
+type TouchClient = Redis & { routeTouch(key: string, serverId: string, ttlMs: number): Promise<number> };
+
+/**
+ * Session routes in Redis: one hash per user, `<prefix>route:<userId>`, whose
+ * fields are the ids of the chat servers holding a session of that user and
+ * whose values are the entries' expiry times (ms, Redis clock). Each entry
+ * expires `ttlMs` after its server last added or refreshed it, independently
+ * of the other servers' entries of the same user; lookups ignore expired
+ * fields and run as one pipeline (TIME + HGETALL per user) per chunk.
+ *
+ * Every operation touches a single key, so the layout also works on Redis
+ * Cluster (where the per-user commands of a pipeline would be split by slot).
+ */
+export class RedisSessionRoutes implements SessionRoutes {
+  readonly ttlMs: number;
+  private readonly redis: TouchClient;
+  private readonly ownsClient: boolean;
+  private readonly prefix: string;
+  private readonly chunk: number;
+  private lastError: Error | undefined;
+
+  constructor(private readonly options: RedisSessionRoutesOptions) {
+    let client: Redis;
+    if (options.redis) {
+      client = options.redis;
+      this.ownsClient = false;
+    } else {
+      if (!options.url) throw new Error("RedisSessionRoutes needs a client or a url");
+      client = new Redis(options.url, {
+        lazyConnect: true,
+        enableAutoPipelining: true,
+        maxRetriesPerRequest: 3,
+        connectTimeout: 3_000,
+        retryStrategy: (times) => Math.min(times * 100, 2_000),
+      });
+      client.on("error", (err: Error) => {
+        this.lastError = err;
+        options.logger?.warn({ err }, "redis (session routes) connection error");
+      });
+      this.ownsClient = true;
+    }
+    if (!(client as unknown as Partial<TouchClient>).routeTouch) client.defineCommand("routeTouch", { numberOfKeys: 1, lua: TOUCH });
+    this.redis = client as TouchClient;
+    this.prefix = options.keyPrefix ?? "chat:";
+    this.ttlMs = options.ttlMs ?? 60_000;
+    if (!Number.isInteger(this.ttlMs) || this.ttlMs < 1) throw new RangeError(`ttlMs must be a positive integer, got ${this.ttlMs}`);
+    this.chunk = options.chunkSize ?? 1000;
+  }
+
+  /** Connects an own client (lazy); rejects if Redis cannot be reached. Optional: commands connect on demand. */
+  async connect(): Promise<void> {
+    if (this.redis.status !== "wait") return;
+    try {
+      await this.redis.connect();
+    } catch (err) {
+      const why = this.lastError?.message ?? (err as Error).message;
+      throw new Error(`cannot connect to Redis at ${this.options.url}: ${why}`);
+    }
+  }
+
+  /** The Redis key of a user's routes. */
+  keyOf(userId: Id): string {
+    return `${this.prefix}route:${userId.toString()}`;
+  }
+
+  async add(userId: Id, serverId: string): Promise<void> {
+    validateRoute(userId, serverId);
+    await this.redis.routeTouch(this.keyOf(userId), serverId, this.ttlMs);
+  }
+
+  async remove(userId: Id, serverId: string): Promise<void> {
+    validateRoute(userId, serverId);
+    await this.redis.hdel(this.keyOf(userId), serverId);
+  }
+
+  async refresh(serverId: string, userIds: readonly Id[]): Promise<void> {
+    for (const u of userIds) validateRoute(u, serverId);
+    for (let i = 0; i < userIds.length; i += this.chunk) {
+      const pipe = this.redis.pipeline() as ReturnType<Redis["pipeline"]> & {
+        routeTouch(key: string, serverId: string, ttlMs: number): unknown;
+      };
+      for (const u of userIds.slice(i, i + this.chunk)) pipe.routeTouch(this.keyOf(u), serverId, this.ttlMs);
+      throwFirst(await pipe.exec());
+    }
+  }
+
+  async lookup(userIds: readonly Id[]): Promise<Map<Id, string[]>> {
+    const out = new Map<Id, string[]>();
+    const unique = [...new Set(userIds)];
+    for (let i = 0; i < unique.length; i += this.chunk) {
+      const users = unique.slice(i, i + this.chunk);
+      const pipe = this.redis.pipeline().time();
+      for (const u of users) pipe.hgetall(this.keyOf(u));
+      const results = throwFirst(await pipe.exec());
+      const [sec, usec] = results[0] as [string, string];
+      const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      users.forEach((u, j) => {
+        const fields = results[j + 1] as Record<string, string>;
+        const live = Object.keys(fields).filter((s) => Number(fields[s]) > now);
+        if (live.length > 0) out.set(u, live.sort());
+      });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (!this.ownsClient) return;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+function throwFirst(results: [Error | null, unknown][] | null): unknown[] {
+  if (!results) throw new Error("redis pipeline was discarded");
+  for (const [err] of results) if (err) throw err;
+  return results.map(([, v]) => v);
+}

@@ -1,0 +1,98 @@
+// A loopback TCP proxy that a test can cut, to put a real client "on the other side of a
+// network partition" from a real engine without touching the engine itself.
+import net from "node:net";
+
+export type CutMode =
+  /** Connections are reset and new ones refused at once (a crashed host, a closed port). */
+  | "reset"
+  /** Connections stay open but nothing gets through (a partition: requests hang). */
+  | "blackhole";
+
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket | undefined;
+}
+
+export class TcpProxy {
+  private readonly pairs = new Set<Pair>();
+  private mode: CutMode | undefined;
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly target: { host: string; port: number },
+  ) {}
+
+  /** Starts a proxy on 127.0.0.1 (a free port) forwarding to `target` ("host:port"). */
+  static async start(target: string): Promise<TcpProxy> {
+    const [host, port] = splitHostPort(target);
+    let proxy: TcpProxy | undefined;
+    const server = net.createServer((socket) => proxy!.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve());
+    });
+    proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port, { host, port });
+    return proxy;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** Cuts every connection (and every new one) until restore(). */
+  cut(mode: CutMode): void {
+    this.mode = mode;
+    if (mode === "reset") for (const p of [...this.pairs]) this.drop(p);
+  }
+
+  /** Lets traffic through again; connections made while cut are closed so clients reconnect cleanly. */
+  restore(): void {
+    this.mode = undefined;
+    for (const p of [...this.pairs]) if (!p.upstream || p.client.destroyed) this.drop(p);
+    // Blackholed connections lost bytes mid-stream: they are unusable.
+    for (const p of [...this.pairs]) if ((p as Pair & { holed?: boolean }).holed) this.drop(p);
+  }
+
+  async close(): Promise<void> {
+    for (const p of [...this.pairs]) this.drop(p);
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(client: net.Socket): void {
+    const pair: Pair & { holed?: boolean } = { client, upstream: undefined };
+    this.pairs.add(pair);
+    client.on("error", () => this.drop(pair));
+    client.on("close", () => this.drop(pair));
+    if (this.mode === "reset") return this.drop(pair);
+    if (this.mode === "blackhole") {
+      pair.holed = true;
+      client.on("data", () => {});
+      return;
+    }
+    const upstream = net.connect(this.target.port, this.target.host);
+    pair.upstream = upstream;
+    upstream.on("error", () => this.drop(pair));
+    upstream.on("close", () => this.drop(pair));
+    client.on("data", (chunk) => {
+      if (this.mode === "blackhole") pair.holed = true;
+      else upstream.write(chunk);
+    });
+    upstream.on("data", (chunk) => {
+      if (this.mode === "blackhole") pair.holed = true;
+      else client.write(chunk);
+    });
+  }
+
+  private drop(pair: Pair): void {
+    if (!this.pairs.delete(pair)) return;
+    pair.client.destroy();
+    pair.upstream?.destroy();
+  }
+}
+
+function splitHostPort(s: string): [string, number] {
+  const cleaned = s.replace(/^[a-z]+:\/\//, "");
+  const i = cleaned.lastIndexOf(":");
+  return [cleaned.slice(0, i), Number(cleaned.slice(i + 1))];
+}
