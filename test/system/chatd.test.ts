@@ -5,6 +5,8 @@ import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
+import { join } from "node:path";
+import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 
 /** Every device saw exactly these message ids in this order. */
 function assertSameOrder(devices: TestDevice[], channelId: bigint, expectedCount: number): void {
@@ -202,6 +204,29 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.equal(await a.waitClosed(), 4008);
       const ack = await b.send(channelId, "unaffected");
       assert.equal(ack.kind.case, "sendAck");
+    });
+
+    it("closes a handshake with an expired token with 4002", async () => {
+      const keys = await loadOrCreateKeys(join(chatd.dataDir, "keys"));
+      const past = Date.now() - 3_600_000;
+      const { token } = new TokenSigner(keys, { now: () => past }).sign({ userId: alice.userId, deviceId: alice.devices[0]!.deviceId });
+      const d = new TestDevice(chatd.wsUrl, token);
+      devices.push(d);
+      await d.connect();
+      assert.equal(await d.waitClosed(), 4002);
+      assert.match(d.closeReason ?? "", /expired/);
+    });
+
+    it("closes a device's sockets with 4003 when it logs out, and only that device's", async () => {
+      const carol = await signUp(chatd.httpUrl, "carol");
+      const second = await addDevice(chatd.httpUrl, carol);
+      const d1 = await device(chatd.wsUrl, carol.devices[0]!.token);
+      const d2 = await device(chatd.wsUrl, second.token);
+      await carol.api.auth.logout({});
+      assert.equal(await d1.waitClosed(), 4003);
+      const ack = await d2.sendFrame({ kind: { case: "heartbeat", value: {} } });
+      await waitFor(() => d2.frames.find((f) => f.ref === ack && f.kind.case === "heartbeatAck"), "the other device still served");
+      assert.equal(d2.closeCode, undefined);
     });
 
     it("closes a handshake with a bad token with 4001", async () => {
