@@ -1,0 +1,153 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AuthService, type Credentials } from "../../gen/es/chat/v1/auth_pb.js";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { ChannelKind, type Channel, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import type { LoginStore, SavedLogin } from "./store.js";
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export interface Api {
+  auth: Client<typeof AuthService>;
+  users: Client<typeof UserService>;
+  channels: Client<typeof ChannelService>;
+  messages: Client<typeof MessageService>;
+  presence: Client<typeof PresenceService>;
+}
+
+const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
+
+function clients(baseUrl: string, interceptors: Interceptor[] = []): Api {
+  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+  return {
+    auth: createClient(AuthService, transport),
+    users: createClient(UserService, transport),
+    channels: createClient(ChannelService, transport),
+    messages: createClient(MessageService, transport),
+    presence: createClient(PresenceService, transport),
+  };
+}
+
+/** Unauthenticated clients, for sign-up and login. */
+export function publicApi(server: string): Api {
+  return clients(server);
+}
+
+export function toSavedLogin(server: string, username: string, c: Credentials): SavedLogin {
+  return {
+    server,
+    username,
+    userId: c.userId.toString(),
+    deviceId: c.deviceId.toString(),
+    accessToken: c.accessToken,
+    accessExpiresAtMs: c.accessTokenExpiresAt ? timestampMs(c.accessTokenExpiresAt) : Date.now() + 60_000,
+    refreshToken: c.refreshToken,
+  };
+}
+
+/**
+ * A signed-in CLI device: Connect clients that always carry a valid access
+ * token, refreshing it (under the store's lock, so parallel chat-cli
+ * processes never spend the same refresh token twice) when it is about to
+ * expire or the server says it has.
+ */
+export class Session {
+  readonly api: Api;
+  private readonly users = new Map<string, User>();
+
+  constructor(
+    private readonly store: LoginStore,
+    public login: SavedLogin,
+  ) {
+    const bearer: Interceptor = (next) => async (req) => {
+      if (PUBLIC.has(req.method.name)) return next(req);
+      req.header.set("authorization", `Bearer ${await this.accessToken()}`);
+      try {
+        return await next(req);
+      } catch (err) {
+        if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated || err.metadata.get("chat-error-code") !== "ERROR_CODE_TOKEN_EXPIRED") throw err;
+        req.header.set("authorization", `Bearer ${await this.refresh(true)}`);
+        return next(req);
+      }
+    };
+    this.api = clients(login.server, [bearer]);
+  }
+
+  get userId(): bigint {
+    return BigInt(this.login.userId);
+  }
+
+  async accessToken(): Promise<string> {
+    if (this.login.accessExpiresAtMs - Date.now() > 30_000) return this.login.accessToken;
+    return this.refresh(false);
+  }
+
+  /** A fresh access token; `force` when the server refused the current one. */
+  async refresh(force: boolean): Promise<string> {
+    const used = this.login.accessToken;
+    return this.store.locked(async () => {
+      // Another chat-cli may have refreshed while we waited.
+      const onDisk = this.store.read();
+      if (onDisk && onDisk.deviceId === this.login.deviceId) this.login = onDisk;
+      const fresh = this.login.accessExpiresAtMs - Date.now() > 30_000;
+      if (fresh && (!force || this.login.accessToken !== used)) return this.login.accessToken;
+      try {
+        const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken });
+        this.login = toSavedLogin(this.login.server, this.login.username, res.credentials!);
+        this.store.write(this.login);
+        return this.login.accessToken;
+      } catch (err) {
+        if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
+          throw new CliError(`this device was signed out (${err.rawMessage}); run: chat-cli login ${this.login.username}`, 3);
+        }
+        throw err;
+      }
+    });
+  }
+
+  /** Users by id, fetched once. */
+  async usersById(ids: bigint[]): Promise<Map<string, User>> {
+    const missing = [...new Set(ids.map(String))].filter((id) => id !== "0" && !this.users.has(id));
+    for (let i = 0; i < missing.length; i += 100) {
+      const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) });
+      for (const u of res.users) this.users.set(u.userId.toString(), u);
+    }
+    return this.users;
+  }
+
+  async username(id: bigint): Promise<string> {
+    const u = (await this.usersById([id])).get(id.toString());
+    return u ? u.username : `user:${id}`;
+  }
+
+  /** "@alice" (the direct chat with alice, opened if new) or a channel id. */
+  async resolveChannel(ref: string): Promise<Channel> {
+    if (ref.startsWith("@")) {
+      const name = ref.slice(1).toLowerCase();
+      const res = await this.api.users.searchUsers({ query: name, limit: 20 });
+      const user = res.users.find((u) => u.username.toLowerCase() === name);
+      if (!user) throw new CliError(`no user is called @${name}`);
+      if (user.userId === this.userId) throw new CliError("that is you; pick someone else");
+      this.users.set(user.userId.toString(), user);
+      return (await this.api.channels.openDirect({ userId: user.userId })).channel!;
+    }
+    if (!/^\d+$/.test(ref)) throw new CliError(`"${ref}" is neither a channel id (see: chat-cli chats) nor @username`, 2);
+    return (await this.api.channels.describeChannel({ channelId: BigInt(ref) })).channel!;
+  }
+
+  async channelName(c: Channel): Promise<string> {
+    if (c.kind === ChannelKind.GROUP) return c.title || `group ${c.channelId}`;
+    return `@${await this.username(c.peerUserId)}`;
+  }
+}

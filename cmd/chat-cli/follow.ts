@@ -1,0 +1,138 @@
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import WebSocket from "ws";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { Message } from "../../gen/es/chat/v1/types_pb.js";
+import { CliError, type Session } from "./client.js";
+
+// internal/model/close-codes.ts
+const CLOSE_UNAUTHENTICATED = 4001;
+const CLOSE_TOKEN_EXPIRED = 4002;
+const CLOSE_LOGGED_OUT = 4003;
+
+export interface FollowOptions {
+  channelId: bigint;
+  /** Messages with seq above this are printed (the history already shown ends here). */
+  afterSeq: bigint;
+  print(m: Message): Promise<void>;
+  status(line: string): void;
+  signal: AbortSignal;
+}
+
+export function wsUrl(server: string): string {
+  const u = new URL("/ws", server);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}
+
+/**
+ * Prints a channel's new messages as they arrive over the realtime
+ * WebSocket, until the signal aborts. Reconnects with backoff (refreshing
+ * the token when the server says it expired), prints each message once and
+ * in channel order, and fills any gap (messages sent while it was
+ * reconnecting) from the history API.
+ */
+export async function follow(session: Session, opts: FollowOptions): Promise<void> {
+  let lastSeq = opts.afterSeq;
+  let chain = Promise.resolve();
+  let attempts = 0;
+
+  // Everything printed goes through one chain, so order holds even when a gap is being filled.
+  const take = (messages: Message[]) => {
+    const mine = messages.filter((m) => m.channelId === opts.channelId).sort((a, b) => (a.seq < b.seq ? -1 : 1));
+    if (mine.length === 0) return;
+    chain = chain.then(async () => {
+      for (const m of mine) {
+        if (m.seq <= lastSeq) continue;
+        if (m.seq > lastSeq + 1n) await fill(m.seq);
+        if (m.seq <= lastSeq) continue;
+        await opts.print(m);
+        lastSeq = m.seq;
+      }
+    });
+  };
+  const fill = async (upTo: bigint) => {
+    while (lastSeq + 1n < upTo) {
+      const res = await session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: lastSeq, direction: PageDirection.FORWARD, limit: 200 });
+      if (res.messages.length === 0) return;
+      for (const m of res.messages) {
+        if (m.seq >= upTo) return;
+        if (m.seq <= lastSeq) continue;
+        await opts.print(m);
+        lastSeq = m.seq;
+      }
+      if (!res.hasMore) return;
+    }
+  };
+
+  while (!opts.signal.aborted) {
+    const token = await session.accessToken();
+    const code = await connectOnce(wsUrl(session.login.server), token, take, () => (attempts = 0), opts);
+    if (opts.signal.aborted) break;
+    if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
+    if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
+      await session.refresh(true);
+      continue;
+    }
+    const wait = Math.min(15_000, 500 * 2 ** attempts++);
+    opts.status(`connection lost (code ${code}); reconnecting in ${Math.round(wait / 100) / 10}s`);
+    await sleep(wait, opts.signal);
+  }
+  await chain;
+}
+
+/** One WebSocket session; resolves with its close code. */
+function connectOnce(url: string, token: string, take: (m: Message[]) => void, welcomed: () => void, opts: FollowOptions): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`]);
+    let ref = 1n;
+    let cursor = 0n;
+    let heartbeat: NodeJS.Timeout | undefined;
+    let ackTimer: NodeJS.Timeout | undefined;
+    const send = (init: MessageInitShape<typeof ClientFrameSchema>) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ...init, ref: ref++ })));
+    };
+    const onAbort = () => ws.close(1000, "bye");
+    opts.signal.addEventListener("abort", onAbort, { once: true });
+
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) return;
+      const frame = fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer));
+      const k = frame.kind;
+      if (k.case === "welcome") {
+        welcomed();
+        cursor = k.value.deviceCursor;
+        heartbeat = setInterval(() => send({ kind: { case: "heartbeat", value: {} } }), Math.max(1000, k.value.heartbeatIntervalMs || 25_000));
+        opts.status("connected");
+        return;
+      }
+      const entries = k.case === "message" ? (k.value.entry ? [k.value.entry] : []) : k.case === "syncBatch" ? k.value.entries : [];
+      if (entries.length === 0) {
+        if (k.case === "error") opts.status(`server: ${k.value.message}`);
+        return;
+      }
+      const fresh = entries.filter((e) => e.inboxSeq > cursor);
+      if (fresh.length === 0) return;
+      cursor = fresh[fresh.length - 1]!.inboxSeq;
+      take(fresh.map((e) => e.message!).filter(Boolean));
+      ackTimer ??= setTimeout(() => {
+        ackTimer = undefined;
+        send({ kind: { case: "deliveryAck", value: { inboxSeq: cursor } } });
+      }, 100);
+    });
+    ws.on("error", (err) => opts.status(`websocket: ${err.message}`));
+    ws.on("close", (code) => {
+      clearInterval(heartbeat);
+      clearTimeout(ackTimer);
+      opts.signal.removeEventListener("abort", onAbort);
+      resolve(code);
+    });
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

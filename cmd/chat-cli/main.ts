@@ -1,0 +1,406 @@
+#!/usr/bin/env -S node --import tsx
+import { randomUUID } from "node:crypto";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ChannelKind, DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import type { Channel, Message } from "../../gen/es/chat/v1/types_pb.js";
+import { CliError, Session, publicApi, toSavedLogin } from "./client.js";
+import { follow } from "./follow.js";
+import { LoginStore } from "./store.js";
+
+const USAGE = `chat-cli: a command-line client for chatd
+
+Usage: npm run --silent chat -- <command> [arguments] [options]
+   or: npx tsx cmd/chat-cli/main.ts <command> [arguments] [options]
+
+Commands:
+  signup <username>              create an account and sign this device in
+  login <username>               sign this device in
+  logout                         sign this device out (revokes its tokens)
+  whoami                         who is signed in, on which server
+  chats                          list your chats: id, name, unread, last message
+  send <chat> <text...>          send a message ("-" as the text reads stdin)
+  history <chat>                 print a chat's messages, oldest first
+  follow <chat>                  print a chat's new messages live until Ctrl+C
+  group <title> <@user...>       create a group with these members
+
+  <chat> is a channel id (from "chats") or @username for the 1:1 chat with
+  that person (opened if you have none yet).
+
+Options:
+  --server URL        chatd's HTTP address (signup/login; default $CHAT_SERVER,
+                      else http://127.0.0.1:8080); later commands use the saved one
+  --password-stdin    read the password from stdin (else $CHAT_PASSWORD, else a prompt)
+  --display-name N    display name for signup
+  --limit N           history: how many messages (default 50, at most 200)
+  --before SEQ        history: only messages before this seq (paging back)
+  --last N            follow: messages of history to print first (default 10)
+  --json              one JSON object per line, for scripts
+  -h, --help          this help
+
+Credentials live in $CHAT_CLI_HOME (default ~/.config/chat-cli), mode 0600.
+Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
+
+const OPTIONS = {
+  server: { type: "string" },
+  "password-stdin": { type: "boolean" },
+  "display-name": { type: "string" },
+  limit: { type: "string" },
+  before: { type: "string" },
+  last: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Values = ReturnType<typeof parse>["values"];
+
+function parse(argv: string[]) {
+  return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+}
+
+const store = new LoginStore();
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}; see: chat-cli --help`, 2);
+  }
+  const { values, positionals } = parsed;
+  const [command, ...args] = positionals;
+  if (values.help || !command || command === "help") {
+    out(USAGE);
+    return;
+  }
+  switch (command) {
+    case "signup":
+    case "login":
+      return signIn(command, args, values);
+    case "logout":
+      return logout();
+    case "whoami":
+      return whoami(values);
+    case "chats":
+      return chats(values);
+    case "send":
+      return send(args, values);
+    case "history":
+      return history(args, values);
+    case "follow":
+      return followCommand(args, values);
+    case "group":
+      return group(args, values);
+    default:
+      throw new CliError(`unknown command "${command}"; see: chat-cli --help`, 2);
+  }
+}
+
+// ------------------------------------------------------------------ commands
+
+async function signIn(command: "signup" | "login", args: string[], values: Values): Promise<void> {
+  const [username, extra] = args;
+  if (!username || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <username>`, 2);
+  const server = normalizeServer(values.server ?? process.env.CHAT_SERVER ?? "http://127.0.0.1:8080");
+  const password = await readPassword(values, command === "signup");
+  const api = publicApi(server);
+  const device = { name: `chat-cli on ${process.env.HOSTNAME || "a terminal"}`.slice(0, 64), platform: DevicePlatform.CLI };
+  const res =
+    command === "signup"
+      ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
+      : await api.auth.login({ username, password, device });
+  const user = res.user!;
+  store.write(toSavedLogin(server, user.username, res.credentials!));
+  if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
+  out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
+}
+
+async function logout(): Promise<void> {
+  const login = store.read();
+  if (!login) return out("Not logged in.");
+  try {
+    await new Session(store, login).api.auth.logout({});
+  } catch (err) {
+    // The server may be gone or the device already revoked: forget it locally all the same.
+    warn(`server did not confirm the logout (${describe(err)}); credentials removed anyway`);
+  }
+  store.remove();
+  out(`Logged out @${login.username}.`);
+}
+
+async function whoami(values: Values): Promise<void> {
+  const s = session();
+  const me = (await s.api.users.getMe({})).user!;
+  if (values.json) return json({ userId: me.userId, username: me.username, displayName: me.displayName, deviceId: s.login.deviceId, server: s.login.server });
+  out(`@${me.username} (${me.displayName}) on ${s.login.server}, device ${s.login.deviceId}`);
+}
+
+async function chats(values: Values): Promise<void> {
+  const s = session();
+  const all: Channel[] = [];
+  let pageToken = "";
+  do {
+    const res = await s.api.channels.listChannels({ limit: 200, pageToken });
+    all.push(...res.channels);
+    pageToken = res.nextPageToken;
+  } while (pageToken);
+  await s.usersById(all.flatMap((c) => [c.peerUserId, c.lastMessage?.senderUserId ?? 0n]));
+  if (values.json) {
+    for (const c of all) {
+      json({
+        channelId: c.channelId,
+        kind: c.kind === ChannelKind.GROUP ? "group" : "direct",
+        name: await s.channelName(c),
+        members: c.memberCount,
+        unread: c.unreadCount,
+        lastMessage: c.lastMessage ? await messageJson(s, c.lastMessage) : null,
+      });
+    }
+    return;
+  }
+  if (all.length === 0) return out('No chats yet. Start one with: chat-cli send @username "hello"');
+  const rows = await Promise.all(
+    all.map(async (c) => {
+      const last = c.lastMessage ? `${await s.username(c.lastMessage.senderUserId)}: ${oneLine(c.lastMessage.text, 50)}` : "(no messages)";
+      return [c.channelId.toString(), await s.channelName(c), c.unreadCount > 0n ? `${c.unreadCount} unread` : "", last];
+    }),
+  );
+  out(table([["CHANNEL", "NAME", "UNREAD", "LAST MESSAGE"], ...rows]));
+}
+
+async function send(args: string[], values: Values): Promise<void> {
+  const [ref, ...words] = args;
+  if (!ref || words.length === 0) throw new CliError('usage: chat-cli send <channel-id|@username> <text...>   ("-" reads stdin)', 2);
+  let text = words.join(" ");
+  if (text === "-") text = (await readStdin()).replace(/\n$/, "");
+  if (!text.trim()) throw new CliError("the message is empty", 2);
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  // One key for every try: a retry after a lost answer is never a second message.
+  const clientMsgId = `cli-${randomUUID()}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await s.api.messages.sendMessage({ clientMsgId, channelId: channel.channelId, text });
+      if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate });
+      out(`sent to ${await s.channelName(channel)} (channel ${channel.channelId}, message ${res.messageId})`);
+      return;
+    } catch (err) {
+      const retryable = err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.ResourceExhausted);
+      if (!retryable || attempt >= 5) throw err;
+      const hinted = Number((err as ConnectError).metadata.get("chat-retry-after-ms") ?? 0);
+      await new Promise((r) => setTimeout(r, Math.max(hinted, 200 * 2 ** attempt)));
+    }
+  }
+}
+
+async function history(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError("usage: chat-cli history <channel-id|@username> [--limit N] [--before SEQ]", 2);
+  const limit = intOption(values.limit, "--limit", 50, 1, 200);
+  const before = values.before === undefined ? 0n : BigInt(intOption(values.before, "--before", 0, 1, Number.MAX_SAFE_INTEGER));
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: before, direction: PageDirection.BACKWARD, limit });
+  const messages = [...res.messages].reverse();
+  await s.usersById(messages.map((m) => m.senderUserId));
+  for (const m of messages) await printMessage(s, m, values);
+  if (!values.json) {
+    if (messages.length === 0) warn("(no messages)");
+    else if (res.hasMore) warn(`(older messages: chat-cli history ${ref} --before ${messages[0]!.seq})`);
+  }
+}
+
+async function followCommand(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError("usage: chat-cli follow <channel-id|@username> [--last N]", 2);
+  const last = intOption(values.last, "--last", 10, 0, 200);
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  // The last few messages first; then everything after them, live.
+  let afterSeq = channel.lastSeq;
+  if (last > 0) {
+    const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: last });
+    const messages = [...res.messages].reverse();
+    await s.usersById(messages.map((m) => m.senderUserId));
+    for (const m of messages) await printMessage(s, m, values);
+    afterSeq = messages.at(-1)?.seq ?? 0n;
+  }
+
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let announced = false;
+  try {
+    await follow(s, {
+      channelId: channel.channelId,
+      afterSeq,
+      signal: stop.signal,
+      print: (m) => printMessage(s, m, values),
+      status: (line) => {
+        if (line === "connected") {
+          if (!announced) warn(`following ${oneLine(channelLabel(channel), 60)}; Ctrl+C to stop`);
+          else warn("reconnected");
+          announced = true;
+        } else {
+          warn(line);
+        }
+      },
+    });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+async function group(args: string[], values: Values): Promise<void> {
+  const [title, ...members] = args;
+  if (!title || members.some((m) => !m.startsWith("@"))) throw new CliError("usage: chat-cli group <title> <@user...>", 2);
+  const s = session();
+  const ids: bigint[] = [];
+  for (const m of members) {
+    const name = m.slice(1).toLowerCase();
+    const user = (await s.api.users.searchUsers({ query: name, limit: 20 })).users.find((u) => u.username.toLowerCase() === name);
+    if (!user) throw new CliError(`no user is called @${name}`);
+    ids.push(user.userId);
+  }
+  const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
+  if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
+  out(`created group "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+}
+
+// ------------------------------------------------------------------ helpers
+
+function session(): Session {
+  const login = store.read();
+  if (!login) throw new CliError("not logged in; run: chat-cli login <username> (or signup)", 3);
+  return new Session(store, login);
+}
+
+function channelLabel(c: Channel): string {
+  return c.title ? `"${c.title}" (channel ${c.channelId})` : `channel ${c.channelId}`;
+}
+
+async function messageJson(s: Session, m: Message) {
+  return {
+    channelId: m.channelId,
+    seq: m.seq,
+    messageId: m.messageId,
+    senderId: m.senderUserId,
+    sender: await s.username(m.senderUserId),
+    text: m.text,
+    sentAt: m.sentAt ? new Date(timestampMs(m.sentAt)).toISOString() : null,
+  };
+}
+
+async function printMessage(s: Session, m: Message, values: Values): Promise<void> {
+  if (values.json) return json(await messageJson(s, m));
+  const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
+  const when = at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
+  const lines = m.text.split("\n");
+  out(`[${when}] ${await s.username(m.senderUserId)}: ${lines[0]}${lines.slice(1).map((l) => `\n    ${l}`).join("")}`);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => [...(r[i] ?? "")].length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
+}
+
+function oneLine(text: string, max: number): string {
+  const t = [...text.replace(/\s+/g, " ").trim()];
+  return t.length > max ? `${t.slice(0, max - 1).join("")}…` : t.join("");
+}
+
+function intOption(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`${name} must be an integer from ${min} to ${max}`, 2);
+  return n;
+}
+
+function normalizeServer(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw.includes("://") ? raw : `http://${raw}`);
+  } catch {
+    throw new CliError(`--server: "${raw}" is not a URL`, 2);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError("--server must be an http:// or https:// URL", 2);
+  return u.origin;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function readPassword(values: Values, confirm: boolean): Promise<string> {
+  if (values["password-stdin"]) return (await readStdin()).replace(/\r?\n$/, "");
+  if (process.env.CHAT_PASSWORD) return process.env.CHAT_PASSWORD;
+  if (!process.stdin.isTTY) throw new CliError("no password: use --password-stdin, set CHAT_PASSWORD, or run in a terminal", 2);
+  const first = await promptHidden("Password: ");
+  if (confirm && (await promptHidden("Password again: ")) !== first) throw new CliError("the passwords differ", 2);
+  return first;
+}
+
+/** Asks on the terminal without echoing what is typed. */
+function promptHidden(question: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    const mutable = rl as unknown as { _writeToOutput?: (s: string) => void };
+    process.stderr.write(question);
+    mutable._writeToOutput = () => {};
+    rl.question("", (answer) => {
+      rl.close();
+      process.stderr.write("\n");
+      resolve(answer);
+    });
+    rl.on("SIGINT", () => {
+      rl.close();
+      reject(new CliError("cancelled", 130));
+    });
+  });
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function warn(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function json(value: unknown): void {
+  out(JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return "cannot reach the server";
+    return err.rawMessage;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+// A reader that went away (`chat-cli history 1 | head`) is not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+});
+
+main(process.argv.slice(2)).then(
+  () => finish(0),
+  (err) => {
+    warn(`chat-cli: ${describe(err)}`);
+    finish(err instanceof CliError ? err.exitCode : 1);
+  },
+);
+
+/** Lets stdout drain, and does not wait long for idle keep-alive sockets. */
+function finish(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 500).unref();
+}

@@ -1,0 +1,92 @@
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+/** One signed-in device of the CLI, as kept on disk. */
+export interface SavedLogin {
+  server: string;
+  username: string;
+  userId: string;
+  deviceId: string;
+  accessToken: string;
+  accessExpiresAtMs: number;
+  refreshToken: string;
+}
+
+/**
+ * The CLI's state directory: $CHAT_CLI_HOME, else $XDG_CONFIG_HOME/chat-cli,
+ * else ~/.config/chat-cli. The credentials file is written atomically with
+ * mode 0600; a lock file serialises refreshes between CLI processes, since
+ * a refresh token is single-use.
+ */
+export class LoginStore {
+  readonly dir: string;
+
+  constructor(env: NodeJS.ProcessEnv = process.env) {
+    this.dir = env.CHAT_CLI_HOME || join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "chat-cli");
+  }
+
+  get file(): string {
+    return join(this.dir, "credentials.json");
+  }
+
+  read(): SavedLogin | undefined {
+    let raw: string;
+    try {
+      raw = readFileSync(this.file, "utf8");
+    } catch {
+      return undefined;
+    }
+    try {
+      return JSON.parse(raw) as SavedLogin;
+    } catch {
+      throw new Error(`${this.file} is not valid JSON; remove it and log in again`);
+    }
+  }
+
+  write(login: SavedLogin): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(login, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, this.file);
+  }
+
+  remove(): void {
+    try {
+      unlinkSync(this.file);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Runs `fn` holding the refresh lock (a lock older than 30 s is taken as left behind by a dead process). */
+  async locked<T>(fn: () => Promise<T>): Promise<T> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const lock = join(this.dir, "refresh.lock");
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        closeSync(openSync(lock, "wx", 0o600));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        try {
+          if (Date.now() - statSync(lock).mtimeMs > 30_000) unlinkSync(lock);
+        } catch {
+          // someone else removed it
+        }
+        if (Date.now() > deadline) throw new Error(`could not take ${lock}; remove it if no other chat-cli is running`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // gone already
+      }
+    }
+  }
+}

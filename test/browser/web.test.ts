@@ -1,0 +1,246 @@
+import assert from "node:assert/strict";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import {
+  buildWebClient,
+  launchChromium,
+  logInInPage,
+  shownMessages,
+  signUpInPage,
+  storedCredentials,
+  unique,
+  waitConnected,
+  watchPage,
+} from "./support.js";
+
+/**
+ * The web client (web/) as a person uses it: headless Chromium from Debian's
+ * package, driven by playwright-core, against a real chatd that serves the
+ * freshly built client itself.
+ */
+describe("web client in headless Chromium", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+  const problems: string[] = [];
+
+  before(async function () {
+    // A fresh machine installs chromium through apt-get first.
+    this.timeout(900_000);
+    await buildWebClient();
+    browser = await launchChromium();
+    chatd = await startChatd();
+  });
+
+  after(async () => {
+    for (const c of contexts) await c.close().catch(() => undefined);
+    await browser?.close();
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+  });
+
+  afterEach(() => {
+    const seen = problems.splice(0);
+    // The one console error a browser prints by itself for a failed login in the "bad password" step is a 401; nothing else is expected.
+    assert.deepEqual(
+      seen.filter((p) => !/status of 401/.test(p)),
+      [],
+      "the pages logged errors",
+    );
+  });
+
+  async function newPage(name: string): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    contexts.push(context);
+    const page = watchPage(await context.newPage(), name, problems);
+    return { context, page };
+  }
+
+  describe("two people", () => {
+    const password = "correct horse battery";
+    const aliceName = unique("alice");
+    let bob: TestUser;
+    let alice: { context: BrowserContext; page: Page };
+    let bobPage: { context: BrowserContext; page: Page };
+
+    it("serves the client at / and signs up, logs in, and keeps the session across a reload", async () => {
+      const res = await fetch(`${chatd.httpUrl}/`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /text\/html/);
+
+      alice = await newPage("alice");
+      await signUpInPage(alice.page, chatd.httpUrl, aliceName, password, "Alice Liddell");
+      assert.equal(await alice.page.getByTestId("me").textContent(), "Alice Liddell");
+      const creds = await storedCredentials(alice.page);
+      assert.ok(creds?.accessToken && creds.refreshToken, "tokens are kept in localStorage");
+
+      // Bob exists already (signed up elsewhere) and logs in here; a wrong password first.
+      bob = await signUp(chatd.httpUrl, "bob");
+      bobPage = await newPage("bob");
+      await bobPage.page.goto(chatd.httpUrl);
+      await bobPage.page.locator("input[name=username]").fill(bob.username);
+      await bobPage.page.locator("input[name=password]").fill("not the password");
+      await bobPage.page.getByTestId("auth-submit").click();
+      await bobPage.page.getByTestId("auth-error").filter({ hasText: /wrong username or password/ }).waitFor();
+      await logInInPage(bobPage.page, chatd.httpUrl, bob.username, bob.password);
+      await bobPage.page.getByTestId("no-chats").waitFor();
+
+      await alice.page.reload();
+      await waitConnected(alice.page);
+      assert.equal(await alice.page.getByTestId("me").textContent(), "Alice Liddell");
+    });
+
+    it("opens a 1:1 chat by username and exchanges messages in real time", async () => {
+      const a = alice.page;
+      const b = bobPage.page;
+      await a.getByTestId("search").fill(bob.username);
+      await a.locator(`[data-testid=search-result][data-username="${bob.username}"]`).click();
+      await a.getByTestId("chat-title").filter({ hasText: bob.username }).waitFor();
+      await a.getByText("No messages yet. Say hello!").waitFor();
+
+      // Alice writes; Bob, with nothing open, sees the chat appear with an unread badge.
+      await a.getByTestId("composer").fill("Hello Bob, this is Alice");
+      await a.getByTestId("composer").press("Enter");
+      await a.locator("[data-testid=message].mine", { hasText: "Hello Bob, this is Alice" }).waitFor({ timeout: 10_000 });
+      const bobsChat = b.locator(`[data-testid=channel][data-name="Alice Liddell"]`);
+      await bobsChat.waitFor({ timeout: 10_000 });
+      assert.equal(await bobsChat.getByTestId("unread").textContent(), "1");
+      assert.match((await bobsChat.getByTestId("channel-last").textContent()) ?? "", /Hello Bob, this is Alice/);
+
+      await bobsChat.click();
+      await b.locator("[data-testid=message].theirs", { hasText: "Hello Bob, this is Alice" }).waitFor();
+      await bobsChat.getByTestId("unread").waitFor({ state: "detached" });
+
+      // Bob answers with the send button; Alice's open chat shows it without a reload.
+      await b.getByTestId("composer").fill("Hi Alice! Bob here.");
+      await b.getByTestId("send").click();
+      await a.locator("[data-testid=message].theirs", { hasText: "Hi Alice! Bob here." }).waitFor({ timeout: 10_000 });
+
+      // A few more each way, fast: both sides show the same conversation in the same order.
+      for (let i = 1; i <= 3; i++) {
+        await a.getByTestId("composer").fill(`a${i}`);
+        await a.getByTestId("composer").press("Enter");
+        await b.getByTestId("composer").fill(`b${i}`);
+        await b.getByTestId("composer").press("Enter");
+      }
+      const expected = ["Hello Bob, this is Alice", "Hi Alice! Bob here.", "a1", "b1", "a2", "b2", "a3", "b3"];
+      for (const p of [a, b]) {
+        await p.locator("[data-testid=message]").nth(expected.length - 1).waitFor({ timeout: 10_000 });
+        await p.locator("[data-testid=pending-message]").first().waitFor({ state: "detached" });
+      }
+      const [seenByA, seenByB] = [await shownMessages(a), await shownMessages(b)];
+      assert.deepEqual(seenByA, seenByB, "both sides show one order");
+      assert.deepEqual([...seenByA].sort(), [...expected].sort());
+      // Each side's own messages stay in the order they were typed.
+      assert.deepEqual(seenByA.filter((t) => /^a\d$/.test(t)), ["a1", "a2", "a3"]);
+      assert.deepEqual(seenByA.filter((t) => /^b\d$/.test(t)), ["b1", "b2", "b3"]);
+    });
+
+    it("shows the peer's presence: online, then offline with last seen once their page closes", async () => {
+      const status = alice.page.getByTestId("chat-status");
+      await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
+      assert.match((await status.textContent()) ?? "", /online/);
+
+      await bobPage.context.close();
+      // Heartbeat-based presence may hold "online" for a grace period before it flips.
+      await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 60_000 });
+      assert.match((await status.textContent()) ?? "", /last seen/);
+    });
+  });
+
+  it("pages back through a long history, oldest first, each message once", async () => {
+    const carol = await signUp(chatd.httpUrl, "carol");
+    const dave = await signUp(chatd.httpUrl, "dave");
+    const channel = (await carol.api.channels.openDirect({ userId: dave.userId })).channel!;
+    const total = 130;
+    for (let i = 1; i <= total; i++) {
+      await sendWithRetry(carol, channel.channelId, `history ${i}`);
+    }
+    const { page } = await newPage("dave");
+    await logInInPage(page, chatd.httpUrl, dave.username, dave.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+    await page.locator("[data-testid=message]", { hasText: `history ${total}` }).waitFor();
+    // One page first, not the whole history.
+    assert.ok((await page.locator("[data-testid=message]").count()) < total);
+
+    // Scroll to the top until the beginning of the chat shows; each scroll loads one older page.
+    for (let i = 0; i < 20 && (await page.getByTestId("history-start").count()) === 0; i++) {
+      const shownBefore = await page.locator("[data-testid=message]").count();
+      await page.evaluate("document.querySelector('.scroller').scrollTop = 0");
+      const deadline = Date.now() + 10_000;
+      while ((await page.locator("[data-testid=message]").count()) === shownBefore && (await page.getByTestId("history-start").count()) === 0) {
+        assert.ok(Date.now() < deadline, "scrolling to the top loaded no older messages");
+        await page.waitForTimeout(50);
+      }
+    }
+    await page.getByTestId("history-start").waitFor();
+    const shown = await shownMessages(page);
+    assert.deepEqual(
+      shown,
+      Array.from({ length: total }, (_, i) => `history ${i + 1}`),
+    );
+    const seqs = await Promise.all((await page.locator("[data-testid=message]").all()).map(async (m) => Number(await m.getAttribute("data-seq"))));
+    assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1));
+  });
+
+  describe("with short-lived access tokens", () => {
+    let shortChatd: ChatdProcess;
+    before(async () => {
+      shortChatd = await startChatd({ env: { CHAT_ACCESS_TOKEN_TTL_S: "10" } });
+    });
+    after(async () => {
+      await shortChatd?.stop();
+      if (shortChatd) removeDataDir(shortChatd.dataDir);
+    });
+
+    it("refreshes the token before it runs out, reconnects, and keeps receiving", async () => {
+      const peer = await signUp(shortChatd.httpUrl, "peer");
+      const { page } = await newPage("refresher");
+      const name = unique("erin");
+      await signUpInPage(page, shortChatd.httpUrl, name, "correct horse battery", "Erin");
+      const first = (await storedCredentials(page))!;
+      const channel = (await peer.api.channels.openDirect({ userId: BigInt(first.userId) })).channel!;
+      await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+
+      // Past the first token's lifetime: the client has refreshed (the
+      // refresh token rotates), and its socket, which the server closes when
+      // the token it was opened with expires, is back.
+      await page.locator("[data-testid=connection][data-state=open]:not([data-sessions='1'])").waitFor({ timeout: 30_000 });
+      const now = (await storedCredentials(page))!;
+      assert.notEqual(now.accessToken, first.accessToken, "the access token was refreshed");
+      assert.notEqual(now.refreshToken, first.refreshToken, "the refresh token rotated");
+
+      // The peer's first token has run out too: it signs in anew.
+      const device = await new TestDevice(shortChatd.wsUrl, (await addDevice(shortChatd.httpUrl, peer)).token).connect();
+      try {
+        const ack = await device.send(channel.channelId, "still there after the refresh?");
+        assert.equal(ack.kind.case, "sendAck");
+      } finally {
+        await device.close();
+      }
+      await page.locator("[data-testid=message].theirs", { hasText: "still there after the refresh?" }).waitFor({ timeout: 10_000 });
+      // And the page can still call the API with its current token.
+      await page.getByTestId("composer").fill("yes");
+      await page.getByTestId("composer").press("Enter");
+      await page.locator("[data-testid=message].mine", { hasText: "yes" }).waitFor({ timeout: 10_000 });
+      const res = await apiClients(shortChatd.httpUrl, (await storedCredentials(page))!.accessToken).users.getMe({});
+      assert.equal(res.user?.username, name);
+    });
+  });
+});
+
+async function sendWithRetry(user: TestUser, channelId: bigint, text: string): Promise<void> {
+  const clientMsgId = `h-${Math.random().toString(36).slice(2)}`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await user.api.messages.sendMessage({ clientMsgId, channelId, text });
+      return;
+    } catch (err) {
+      if (attempt > 50 || !/resource_exhausted|too many/i.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}

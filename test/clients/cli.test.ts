@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { waitFor } from "../support/wait.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "cmd/chat-cli/main.ts");
+const PASSWORD = "correct horse battery";
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The CLI as a script would run it: its own process, its own credentials directory. */
+class CliUser {
+  readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-"));
+  constructor(
+    readonly username: string,
+    private readonly server: string,
+  ) {}
+
+  spawn(args: string[], input?: string): ChildProcess {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    child.stdin!.end(input ?? "");
+    return child;
+  }
+
+  run(...args: string[]): Promise<Run> {
+    return this.runWithInput(undefined, ...args);
+  }
+
+  runWithInput(input: string | undefined, ...args: string[]): Promise<Run> {
+    const child = this.spawn(args, input);
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    return new Promise((resolvePromise) => child.on("close", (code) => resolvePromise({ code, stdout, stderr })));
+  }
+
+  async ok(...args: string[]): Promise<string> {
+    const r = await this.run(...args);
+    assert.equal(r.code, 0, `chat-cli ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  cleanup(): void {
+    rmSync(this.home, { recursive: true, force: true });
+  }
+}
+
+describe("chat-cli against chatd", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess;
+  let alice: CliUser;
+  let bob: CliUser;
+  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+  before(async () => {
+    chatd = await startChatd();
+    alice = new CliUser(`alice_${suffix}`, chatd.httpUrl);
+    bob = new CliUser(`bob_${suffix}`, chatd.httpUrl);
+  });
+
+  after(async () => {
+    alice?.cleanup();
+    bob?.cleanup();
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+  });
+
+  it("refuses commands before login, with exit code 3 and a hint", async () => {
+    const r = await alice.run("chats");
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /not logged in; run: chat-cli login/);
+    assert.equal(r.stdout, "");
+  });
+
+  it("signs up, keeps its credentials private, and logs in again", async () => {
+    assert.match(await alice.ok("signup", alice.username, "--display-name", "Alice"), new RegExp(`Signed up and logged in as @${alice.username}`));
+    const mode = statSync(join(alice.home, "credentials.json")).mode & 0o777;
+    assert.equal(mode, 0o600);
+    // The password may come on stdin instead of the environment.
+    const r = await bob.runWithInput(`${PASSWORD}\n`, "signup", bob.username, "--password-stdin", "--json");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).username, bob.username);
+
+    const bad = await new CliUser(alice.username, chatd.httpUrl).runWithInput("wrong password\n", "login", alice.username, "--password-stdin");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /wrong username or password/);
+    assert.match(await alice.ok("login", alice.username), /Logged in as/);
+    assert.match(await alice.ok("whoami"), new RegExp(`@${alice.username} \\(Alice\\)`));
+  });
+
+  it("sends to @user, lists chats, and prints history", async () => {
+    assert.match(await alice.ok("send", `@${bob.username}`, "hello", "bob"), new RegExp(`sent to @${bob.username} \\(channel \\d+, message \\d+\\)`));
+    // "-" reads the text from stdin, newlines and all.
+    const piped = await alice.runWithInput("line one\nline two\n", "send", `@${bob.username}`, "-");
+    assert.equal(piped.code, 0, piped.stderr);
+
+    const chats = (await bob.ok("chats", "--json")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(chats.length, 1);
+    assert.equal(chats[0].name, `@${alice.username}`);
+    assert.equal(chats[0].unread, "2");
+    assert.equal(chats[0].lastMessage.text, "line one\nline two");
+    assert.match(await bob.ok("chats"), new RegExp(`${chats[0].channelId}\\s+@${alice.username}\\s+2 unread`));
+
+    const history = await bob.ok("history", chats[0].channelId);
+    assert.match(history, new RegExp(`^\\[[\\d-]+ [\\d:]+\\] ${alice.username}: hello bob\\n\\[[\\d-]+ [\\d:]+\\] ${alice.username}: line one\\n    line two\\n$`));
+    const lines = (await bob.ok("history", `@${alice.username}`, "--json", "--limit", "1")).trim().split("\n");
+    assert.equal(lines.length, 1);
+    assert.deepEqual(
+      (({ seq, sender, text }) => ({ seq, sender, text }))(JSON.parse(lines[0]!)),
+      { seq: "2", sender: alice.username, text: "line one\nline two" },
+    );
+    const older = await bob.run("history", `@${alice.username}`, "--limit", "1");
+    assert.match(older.stderr, /older messages: chat-cli history @\S+ --before 2/);
+    assert.match(await bob.ok("history", `@${alice.username}`, "--before", "2"), /hello bob/);
+
+    const bad = await bob.run("history", "not-a-channel");
+    assert.equal(bad.code, 2);
+    const stranger = await bob.run("history", "12345");
+    assert.equal(stranger.code, 1);
+    assert.match(stranger.stderr, /not a member/);
+  });
+
+  it("follows a chat live, printing what is sent meanwhile once each, and stops on Ctrl+C", async () => {
+    const child = bob.spawn(["follow", `@${alice.username}`, "--last", "1"]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    try {
+      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
+      assert.match(stdout, /line one/, "the last message of history comes first");
+      assert.doesNotMatch(stdout, /hello bob/, "--last 1 shows one message");
+
+      await alice.ok("send", `@${bob.username}`, "sent while bob follows");
+      await alice.ok("send", `@${bob.username}`, "and another");
+      await waitFor(() => /and another/.test(stdout), "the live messages on stdout", 30_000);
+      assert.match(stdout, new RegExp(`${alice.username}: sent while bob follows\\n\\[[^\\]]+\\] ${alice.username}: and another\\n$`));
+      assert.equal(stdout.match(/sent while bob follows/g)?.length, 1);
+    } finally {
+      child.kill("SIGINT");
+    }
+    assert.equal(await exited, 0, stderr);
+  });
+
+  it("logs out: the server forgets the device and the CLI its credentials", async () => {
+    const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
+    assert.match(await bob.ok("logout"), /Logged out/);
+    assert.equal((await bob.run("chats")).code, 3);
+    // The revoked refresh token no longer works.
+    const res = await fetch(`${chatd.httpUrl}/chat.v1.AuthService/Refresh`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refreshToken: login.refreshToken }),
+    });
+    assert.equal(res.status, 401);
+  });
+});

@@ -1,0 +1,60 @@
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import type { Auth } from "./auth.js";
+
+export interface Api {
+  auth: Client<typeof AuthService>;
+  users: Client<typeof UserService>;
+  channels: Client<typeof ChannelService>;
+  messages: Client<typeof MessageService>;
+  presence: Client<typeof PresenceService>;
+}
+
+const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
+
+/**
+ * Connect clients on the page's own origin (chatd serves this page). Every
+ * authenticated call carries a fresh access token; a call refused because
+ * the token expired in flight is refreshed and sent once more.
+ */
+export function createApi(auth: Auth, baseUrl = location.origin): Api {
+  const bearer: Interceptor = (next) => async (req) => {
+    if (PUBLIC.has(req.method.name)) return next(req);
+    req.header.set("authorization", `Bearer ${await auth.accessToken()}`);
+    try {
+      return await next(req);
+    } catch (err) {
+      if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated || errorCode(err) !== "ERROR_CODE_TOKEN_EXPIRED") throw err;
+      req.header.set("authorization", `Bearer ${(await auth.refresh(true)).accessToken}`);
+      return next(req);
+    }
+  };
+  const transport = createConnectTransport({ baseUrl, interceptors: [bearer] });
+  return {
+    auth: createClient(AuthService, transport),
+    users: createClient(UserService, transport),
+    channels: createClient(ChannelService, transport),
+    messages: createClient(MessageService, transport),
+    presence: createClient(PresenceService, transport),
+  };
+}
+
+/** The stable chat.v1.ErrorCode name the server puts on every error. */
+export function errorCode(err: ConnectError): string | undefined {
+  return err.metadata.get("chat-error-code") ?? undefined;
+}
+
+/** A sentence for a person, from whatever a call threw. */
+export function describeError(err: unknown): string {
+  if (err instanceof ConnectError) {
+    const network = err.code === Code.Unavailable || (err.code === Code.Unknown && /fetch|network/i.test(err.rawMessage));
+    if (network) return "The server cannot be reached. Check your connection and try again.";
+    return err.rawMessage || err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

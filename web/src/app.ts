@@ -1,0 +1,833 @@
+import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { ChannelKind, PresenceStatus, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { describeError, type Api } from "./api.js";
+import type { Auth } from "./auth.js";
+import { avatar, h, replaceChildren } from "./dom.js";
+import { codePoints, lastSeen, tsMs } from "./format.js";
+import { RealtimeSession, type ConnectionState } from "./session.js";
+import { openGroupDialog } from "./views/group-dialog.js";
+import { messageList, type PendingView } from "./views/messages.js";
+import { renderShell, type Shell } from "./views/shell.js";
+import { channelItem, sidebarNote, userItem } from "./views/sidebar.js";
+
+export interface AppHooks {
+  /** The device is signed out; show the sign-in screen with this note. */
+  signedOut(message: string): void;
+}
+
+interface Pending extends PendingView {
+  channelId: bigint;
+}
+
+interface OpenChat {
+  id: bigint;
+  messages: Message[];
+  hasOlder: boolean;
+  loadingOlder: boolean;
+  loaded: boolean;
+  members: bigint[];
+  readByOthers: bigint;
+}
+
+const PAGE = 50;
+const TYPING_SEND_EVERY_MS = 3000;
+const TYPING_SHOW_MS = 6000;
+const PRESENCE_POLL_MS = 30_000;
+
+const key = (id: bigint) => id.toString();
+
+/**
+ * The signed-in client: state (chats, users, presence, the open
+ * conversation, unacked sends) and the wiring between the Connect API, the
+ * realtime session and the DOM.
+ */
+export class ChatApp {
+  private readonly channels = new Map<string, Channel>();
+  private readonly users = new Map<string, User>();
+  private readonly presence = new Map<string, Presence>();
+  private readonly pending = new Map<string, Pending>();
+  /** channel -> user -> shown until (ms). */
+  private readonly typing = new Map<string, Map<string, number>>();
+  private readonly describing = new Set<string>();
+  /** Unsent composer text per chat. */
+  private readonly drafts = new Map<string, string>();
+  private readonly session: RealtimeSession;
+  private readonly ui: Shell;
+  private readonly me: bigint;
+  private readonly cleanups: (() => void)[] = [];
+  private open?: OpenChat;
+  private channelsLoaded = false;
+  private searchSeq = 0;
+  private searchTimer?: number;
+  private lastTypingSent = 0;
+  private maxTextCodePoints = 99_999;
+  private destroyed = false;
+
+  constructor(
+    root: HTMLElement,
+    private readonly auth: Auth,
+    private readonly api: Api,
+    private readonly hooks: AppHooks,
+  ) {
+    this.me = auth.userId;
+    this.ui = renderShell(root);
+    this.session = new RealtimeSession(auth, {
+      state: (s, detail) => this.onConnection(s, detail),
+      welcome: (w) => {
+        if (w.maxTextCodePoints) this.maxTextCodePoints = w.maxTextCodePoints;
+        void this.refreshPresence();
+      },
+      entries: (entries) => this.onMessages(entries.map((e) => e.message!).filter(Boolean)),
+      caughtUp: () => void this.reconcile(),
+      sent: (id) => this.onSent(id),
+      failed: (id, err) => this.onFailed(id, err.message),
+      presence: (p) => this.setPresence([p]),
+      channel: (ev) => {
+        const c = ev.channel;
+        if (!c) return;
+        if (ev.kind === ChannelEventKind.LEFT && ev.userId === this.me) return this.removeChannel(c.channelId);
+        void this.describe(c.channelId);
+      },
+      typing: (ev) => this.onTyping(ev.channelId, ev.userId),
+      receipt: (ev) => this.onReceipt(ev.channelId, ev.userId, ev.seq),
+      signedOut: () => this.signOut("You were signed out on this device. Please log in again."),
+    });
+    this.bindUi();
+  }
+
+  async start(): Promise<void> {
+    const c = this.auth.current!;
+    this.renderMe(c.displayName || c.username, c.username);
+    this.session.start();
+    try {
+      const me = (await this.api.users.getMe({})).user;
+      if (me) {
+        this.users.set(key(me.userId), me);
+        this.auth.updateProfile(me);
+        this.renderMe(me.displayName || me.username, me.username);
+      }
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+    await this.loadChannels();
+    this.openFromHash();
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.session.stop();
+    for (const c of this.cleanups) c();
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  private bindUi(): void {
+    const ui = this.ui;
+    const listen = <K extends keyof WindowEventMap>(type: K, fn: (ev: WindowEventMap[K]) => void) => {
+      window.addEventListener(type, fn);
+      this.cleanups.push(() => window.removeEventListener(type, fn));
+    };
+    const every = (ms: number, fn: () => void) => {
+      const t = window.setInterval(fn, ms);
+      this.cleanups.push(() => clearInterval(t));
+    };
+
+    ui.logout.addEventListener("click", () => void this.logout());
+    ui.search.addEventListener("input", () => this.onSearchInput());
+    ui.search.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") {
+        ui.search.value = "";
+        this.renderSidebar();
+      }
+    });
+    ui.newGroup.addEventListener("click", () => this.newGroup());
+    ui.back.addEventListener("click", () => {
+      location.hash = "";
+    });
+    ui.composer.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.sendFromComposer();
+    });
+    ui.input.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.sendFromComposer();
+      }
+    });
+    ui.input.addEventListener("input", () => {
+      this.autosize();
+      this.renderCounter();
+      if (this.open && ui.input.value.trim() && Date.now() - this.lastTypingSent > TYPING_SEND_EVERY_MS) {
+        this.lastTypingSent = Date.now();
+        this.session.typing(this.open.id);
+      }
+    });
+    ui.scroller.addEventListener("scroll", () => {
+      if (ui.scroller.scrollTop < 120) void this.loadOlder();
+      if (this.nearBottom()) this.markRead();
+    });
+    listen("hashchange", () => this.openFromHash());
+    listen("focus", () => this.markRead());
+    const onVisible = () => document.visibilityState === "visible" && this.markRead();
+    document.addEventListener("visibilitychange", onVisible);
+    this.cleanups.push(() => document.removeEventListener("visibilitychange", onVisible));
+    // Relative times ("last seen 3 minutes ago") and a presence check for
+    // the open chat, in case a pushed change was missed while reconnecting.
+    every(PRESENCE_POLL_MS, () => {
+      if (this.open) void this.fetchPresence(this.presenceTargets(this.open.id));
+      this.renderHeader();
+    });
+    every(1000, () => this.expireTyping());
+  }
+
+  // ---------------------------------------------------------------- data
+
+  private async loadChannels(): Promise<void> {
+    try {
+      const all: Channel[] = [];
+      let pageToken = "";
+      for (let page = 0; page < 10; page++) {
+        const res = await this.api.channels.listChannels({ limit: 200, pageToken });
+        all.push(...res.channels);
+        pageToken = res.nextPageToken;
+        if (!pageToken) break;
+      }
+      if (this.destroyed) return;
+      this.channels.clear();
+      for (const c of all) this.channels.set(key(c.channelId), c);
+      this.channelsLoaded = true;
+      const peers = all.filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
+      const senders = all.flatMap((c) => (c.lastMessage ? [c.lastMessage.senderUserId] : []));
+      await this.ensureUsers([...peers, ...senders]);
+      this.renderSidebar();
+      await this.fetchPresence(peers);
+    } catch (err) {
+      this.toast(describeError(err));
+      this.renderSidebar();
+    }
+  }
+
+  /** One channel, as the caller sees it (unread, role, peer). */
+  private async describe(channelId: bigint): Promise<Channel | undefined> {
+    const k = key(channelId);
+    if (this.describing.has(k)) return undefined;
+    this.describing.add(k);
+    try {
+      const c = (await this.api.channels.describeChannel({ channelId })).channel;
+      if (!c) return undefined;
+      this.upsertChannel(c);
+      if (c.kind === ChannelKind.DIRECT) {
+        await this.ensureUsers([c.peerUserId]);
+        await this.fetchPresence([c.peerUserId]);
+      }
+      this.renderSidebar();
+      if (this.open?.id === channelId) this.renderHeader();
+      return c;
+    } catch {
+      return undefined;
+    } finally {
+      this.describing.delete(k);
+    }
+  }
+
+  private upsertChannel(c: Channel): void {
+    const prev = this.channels.get(key(c.channelId));
+    // Keep what live deliveries taught us if the answer is older.
+    if (prev && prev.lastSeq > c.lastSeq) {
+      c.lastSeq = prev.lastSeq;
+      c.lastMessage = prev.lastMessage;
+      c.unreadCount = prev.unreadCount;
+    }
+    this.channels.set(key(c.channelId), c);
+  }
+
+  private removeChannel(channelId: bigint): void {
+    this.channels.delete(key(channelId));
+    if (this.open?.id === channelId) location.hash = "";
+    this.renderSidebar();
+  }
+
+  private async ensureUsers(ids: bigint[]): Promise<void> {
+    const missing = [...new Set(ids.filter((id) => id !== 0n && !this.users.has(key(id))).map(key))].map((s) => BigInt(s));
+    for (let i = 0; i < missing.length; i += 100) {
+      try {
+        const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100) });
+        for (const u of res.users) this.users.set(key(u.userId), u);
+      } catch {
+        // names fall back to "…" until the next try
+      }
+    }
+  }
+
+  private async fetchPresence(ids: bigint[]): Promise<void> {
+    const wanted = [...new Set(ids.filter((id) => id !== 0n && id !== this.me).map(key))].map((s) => BigInt(s));
+    if (wanted.length === 0) return;
+    try {
+      for (let i = 0; i < wanted.length; i += 500) {
+        const res = await this.api.presence.getPresence({ userIds: wanted.slice(i, i + 500) });
+        this.setPresence(res.presences);
+      }
+    } catch {
+      // presence is a nicety: keep what we had
+    }
+  }
+
+  private refreshPresence(): Promise<void> {
+    const peers = [...this.channels.values()].filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
+    return this.fetchPresence([...peers, ...(this.open?.members ?? [])]);
+  }
+
+  private setPresence(list: Presence[]): void {
+    for (const p of list) this.presence.set(key(p.userId), p);
+    this.renderSidebar();
+    this.renderHeader();
+  }
+
+  private presenceTargets(channelId: bigint): bigint[] {
+    const c = this.channels.get(key(channelId));
+    if (!c) return [];
+    return c.kind === ChannelKind.DIRECT ? [c.peerUserId] : (this.open?.members ?? []);
+  }
+
+  /** After (re)connecting and catching up: the server's view wins over ours. */
+  private async reconcile(): Promise<void> {
+    if (!this.channelsLoaded) return;
+    await this.loadChannels();
+    const open = this.open;
+    if (open?.loaded) {
+      const newest = open.messages.at(-1)?.seq ?? 0n;
+      try {
+        const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: newest, direction: PageDirection.FORWARD, limit: 200 });
+        if (this.open === open) this.mergeMessages(open, res.messages);
+      } catch {
+        // the next reconnect tries again
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- realtime
+
+  private onMessages(messages: Message[]): void {
+    const unknown = new Set<bigint>();
+    const senders: bigint[] = [];
+    for (const m of messages) {
+      const c = this.channels.get(key(m.channelId));
+      const mine = m.senderUserId === this.me;
+      if (mine && m.senderDeviceId === this.auth.deviceId) this.pending.delete(m.clientMsgId);
+      this.typing.get(key(m.channelId))?.delete(key(m.senderUserId));
+      senders.push(m.senderUserId);
+      if (!c) {
+        unknown.add(m.channelId);
+        continue;
+      }
+      if (m.seq > c.lastSeq) {
+        c.lastSeq = m.seq;
+        c.lastMessage = m;
+        const seen = mine || (this.open?.id === m.channelId && this.isVisible());
+        if (mine) {
+          c.readSeq = m.seq;
+          c.unreadCount = 0n;
+        } else if (!seen && m.seq > c.readSeq) {
+          c.unreadCount += 1n;
+        }
+      }
+    }
+    const open = this.open;
+    if (open?.loaded) {
+      const here = messages.filter((m) => m.channelId === open.id);
+      if (here.length > 0) this.mergeMessages(open, here);
+    }
+    this.renderTyping();
+    for (const id of unknown) void this.describe(id);
+    void this.ensureUsers(senders).then(() => this.renderSidebar());
+    this.renderSidebar();
+    this.markRead();
+  }
+
+  private onSent(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    p.state = "sent";
+    if (this.open?.id === p.channelId) this.renderMessages();
+  }
+
+  private onFailed(clientMsgId: string, error: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    p.state = "failed";
+    p.error = error;
+    if (this.open?.id === p.channelId) this.renderMessages();
+  }
+
+  private onTyping(channelId: bigint, userId: bigint): void {
+    if (userId === this.me) return;
+    const k = key(channelId);
+    const m = this.typing.get(k) ?? new Map<string, number>();
+    m.set(key(userId), Date.now() + TYPING_SHOW_MS);
+    this.typing.set(k, m);
+    void this.ensureUsers([userId]).then(() => this.renderTyping());
+    this.renderSidebar();
+  }
+
+  private expireTyping(): void {
+    const now = Date.now();
+    let changed = false;
+    for (const [k, m] of this.typing) {
+      for (const [u, until] of m) {
+        if (until >= now) continue;
+        m.delete(u);
+        changed = true;
+      }
+      if (m.size === 0) this.typing.delete(k);
+    }
+    if (changed) {
+      this.renderTyping();
+      this.renderSidebar();
+    }
+  }
+
+  private onReceipt(channelId: bigint, userId: bigint, seq: bigint): void {
+    const c = this.channels.get(key(channelId));
+    if (userId === this.me) {
+      // Read on another of my devices.
+      if (c && seq > c.readSeq) {
+        c.readSeq = seq;
+        c.unreadCount = c.lastSeq > seq ? c.lastSeq - seq : 0n;
+        this.renderSidebar();
+      }
+      return;
+    }
+    if (this.open?.id === channelId && seq > this.open.readByOthers) {
+      this.open.readByOthers = seq;
+      this.renderMessages();
+    }
+  }
+
+  private onConnection(state: ConnectionState, detail?: string): void {
+    const el = this.ui.connection;
+    el.dataset.state = state;
+    el.dataset.sessions = String(this.session?.sessions ?? 0);
+    el.textContent = state === "open" ? "Online" : state === "connecting" ? "Connecting…" : "Offline";
+    el.title = detail ?? "";
+    // Sends wait in the outbox while the socket is down.
+    let changed = false;
+    for (const p of this.pending.values()) {
+      const next = state === "open" ? (p.state === "queued" ? "sending" : p.state) : p.state === "sending" ? "queued" : p.state;
+      if (next === p.state) continue;
+      p.state = next;
+      changed = true;
+    }
+    if (changed) this.renderMessages();
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  private openFromHash(): void {
+    const m = /^#\/c\/(\d+)$/.exec(location.hash);
+    if (!m) {
+      this.closeChat();
+      return;
+    }
+    const id = BigInt(m[1]!);
+    if (this.open?.id !== id) void this.openChannel(id);
+  }
+
+  private go(channelId: bigint): void {
+    const hash = `#/c/${channelId}`;
+    if (location.hash === hash) void this.openChannel(channelId);
+    else location.hash = hash;
+  }
+
+  private closeChat(): void {
+    this.open = undefined;
+    this.ui.layout.dataset.view = "list";
+    this.ui.chat.hidden = true;
+    this.ui.empty.hidden = false;
+    this.renderSidebar();
+  }
+
+  private async openChannel(channelId: bigint): Promise<void> {
+    let c = this.channels.get(key(channelId));
+    if (!c) c = await this.describe(channelId);
+    if (!c) {
+      this.toast("That chat does not exist or you are not in it.");
+      location.hash = "";
+      return;
+    }
+    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
+    this.open = open;
+    this.ui.layout.dataset.view = "chat";
+    this.ui.empty.hidden = true;
+    this.ui.chat.hidden = false;
+    this.ui.input.value = this.drafts.get(key(channelId)) ?? "";
+    this.autosize();
+    this.renderCounter();
+    this.renderSidebar();
+    this.renderHeader();
+    this.renderMessages();
+    this.renderTyping();
+    this.ui.input.focus();
+
+    const members =
+      c.kind === ChannelKind.GROUP
+        ? this.api.channels.listMembers({ channelId }).then(async (r) => {
+            open.members = r.members.map((m) => m.userId);
+            await this.ensureUsers(open.members);
+            await this.fetchPresence(open.members);
+            if (this.open === open) this.renderHeader();
+          })
+        : this.fetchPresence([c.peerUserId]);
+    try {
+      const res = await this.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE });
+      if (this.open !== open) return;
+      await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      open.loaded = true;
+      open.hasOlder = res.hasMore;
+      this.mergeMessages(open, res.messages, "bottom");
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+    await members.catch(() => undefined);
+  }
+
+  private async loadOlder(): Promise<void> {
+    const open = this.open;
+    if (!open || !open.loaded || !open.hasOlder || open.loadingOlder) return;
+    open.loadingOlder = true;
+    this.renderOlder();
+    try {
+      const oldest = open.messages[0]?.seq ?? 0n;
+      if (oldest === 1n) {
+        open.hasOlder = false;
+        return;
+      }
+      const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit: PAGE });
+      if (this.open !== open) return;
+      await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      open.hasOlder = res.hasMore;
+      this.mergeMessages(open, res.messages, "keep");
+    } catch (err) {
+      this.toast(describeError(err));
+    } finally {
+      open.loadingOlder = false;
+      if (this.open === open) this.renderOlder();
+    }
+  }
+
+  /** Adds messages to the open chat in seq order, each once, and keeps the scroll where the reader expects it. */
+  private mergeMessages(open: OpenChat, incoming: Message[], scroll: "auto" | "bottom" | "keep" = "auto"): void {
+    const bySeq = new Map(open.messages.map((m) => [key(m.seq), m]));
+    let added = false;
+    let mineAdded = false;
+    for (const m of incoming) {
+      if (m.channelId !== open.id || bySeq.has(key(m.seq))) continue;
+      bySeq.set(key(m.seq), m);
+      added = true;
+      if (m.senderUserId === this.me) {
+        mineAdded = true;
+        this.pending.delete(m.clientMsgId);
+      }
+    }
+    if (!added && open.loaded && scroll !== "bottom") return;
+    open.messages = [...bySeq.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+    const sc = this.ui.scroller;
+    const fromBottom = sc.scrollHeight - sc.scrollTop;
+    const stick = scroll === "bottom" || (scroll === "auto" && (this.nearBottom() || mineAdded));
+    this.renderMessages();
+    if (stick) sc.scrollTop = sc.scrollHeight;
+    else sc.scrollTop = sc.scrollHeight - fromBottom;
+    this.markRead();
+    // A short first page may not fill the screen: fetch more until it does.
+    if (open.hasOlder && sc.scrollHeight <= sc.clientHeight) void this.loadOlder();
+  }
+
+  private sendFromComposer(): void {
+    const open = this.open;
+    const text = this.ui.input.value;
+    if (!open || !text.trim()) return;
+    if (codePoints(text) > this.maxTextCodePoints) {
+      this.toast(`A message can have at most ${this.maxTextCodePoints.toLocaleString()} characters.`);
+      return;
+    }
+    const clientMsgId = newClientMsgId();
+    this.pending.set(clientMsgId, {
+      clientMsgId,
+      channelId: open.id,
+      text,
+      state: this.session.state === "open" ? "sending" : "queued",
+      at: Date.now(),
+    });
+    this.session.send(open.id, text, clientMsgId);
+    this.ui.input.value = "";
+    this.drafts.delete(key(open.id));
+    this.autosize();
+    this.renderCounter();
+    this.renderMessages();
+    this.ui.scroller.scrollTop = this.ui.scroller.scrollHeight;
+  }
+
+  private retry(clientMsgId: string): void {
+    const p = this.pending.get(clientMsgId);
+    if (!p) return;
+    p.state = this.session.state === "open" ? "sending" : "queued";
+    p.error = undefined;
+    this.session.send(p.channelId, p.text, clientMsgId);
+    this.renderMessages();
+  }
+
+  private discard(clientMsgId: string): void {
+    this.pending.delete(clientMsgId);
+    this.session.discard(clientMsgId);
+    this.renderMessages();
+  }
+
+  private markRead(): void {
+    const open = this.open;
+    if (!open || !this.isVisible() || !this.nearBottom()) return;
+    const c = this.channels.get(key(open.id));
+    if (!c || c.lastSeq <= c.readSeq) return;
+    c.readSeq = c.lastSeq;
+    c.unreadCount = 0n;
+    if (!this.session.read(open.id, c.lastSeq)) {
+      void this.api.messages.markRead({ channelId: open.id, seq: c.lastSeq }).catch(() => undefined);
+    }
+    this.renderSidebar();
+  }
+
+  private onSearchInput(): void {
+    clearTimeout(this.searchTimer);
+    const q = this.ui.search.value.trim();
+    if (!q) return this.renderSidebar();
+    this.searchTimer = window.setTimeout(() => void this.search(q), 200);
+  }
+
+  private async searchUsers(query: string): Promise<User[]> {
+    const res = await this.api.users.searchUsers({ query: query.replace(/^@/, ""), limit: 20 });
+    for (const u of res.users) this.users.set(key(u.userId), u);
+    return res.users.filter((u) => u.userId !== this.me);
+  }
+
+  private async search(q: string): Promise<void> {
+    const mine = ++this.searchSeq;
+    try {
+      const users = await this.searchUsers(q);
+      if (mine !== this.searchSeq || this.ui.search.value.trim() !== q) return;
+      replaceChildren(
+        this.ui.sidebarBody,
+        h("div", { class: "section-title" }, "People"),
+        users.length === 0
+          ? sidebarNote(`No one goes by “${q}”.`, "search-empty")
+          : h("ul", { class: "list", "data-testid": "search-results" }, users.map((u) => userItem(u, (x) => void this.startDirect(x)))),
+      );
+    } catch (err) {
+      if (mine === this.searchSeq) replaceChildren(this.ui.sidebarBody, sidebarNote(describeError(err)));
+    }
+  }
+
+  private async startDirect(user: User): Promise<void> {
+    try {
+      const c = (await this.api.channels.openDirect({ userId: user.userId })).channel!;
+      this.users.set(key(user.userId), user);
+      this.upsertChannel(c);
+      this.ui.search.value = "";
+      this.renderSidebar();
+      this.go(c.channelId);
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+  }
+
+  private newGroup(): void {
+    openGroupDialog({
+      search: (q) => this.searchUsers(q),
+      create: async (title, members) => {
+        try {
+          const c = (await this.api.channels.createGroup({ title, memberUserIds: members.map((m) => m.userId) })).channel!;
+          this.upsertChannel(c);
+          this.renderSidebar();
+          this.go(c.channelId);
+        } catch (err) {
+          throw new Error(describeError(err));
+        }
+      },
+    });
+  }
+
+  private async logout(): Promise<void> {
+    try {
+      await this.api.auth.logout({});
+    } catch {
+      // signed out locally all the same
+    }
+    this.signOut("");
+  }
+
+  private signOut(message: string): void {
+    this.session.stop();
+    this.auth.clear();
+    this.hooks.signedOut(message);
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  private name(userId: bigint): string {
+    if (userId === this.me) return "You";
+    const u = this.users.get(key(userId));
+    return u ? u.displayName || u.username : "…";
+  }
+
+  private channelName(c: Channel): string {
+    if (c.kind === ChannelKind.GROUP) return c.title || "Group";
+    return c.peerUserId === 0n ? "Direct chat" : this.name(c.peerUserId);
+  }
+
+  private renderMe(name: string, username: string): void {
+    replaceChildren(this.ui.meName, name);
+    replaceChildren(this.ui.meHandle, `@${username}`);
+    const pic = avatar(name, this.me.toString());
+    this.ui.meAvatar.replaceWith(pic);
+    this.ui.meAvatar = pic;
+  }
+
+  private renderSidebar(): void {
+    if (this.destroyed || this.ui.search.value.trim()) return;
+    const sorted = [...this.channels.values()].sort((a, b) => activity(b) - activity(a));
+    const total = sorted.reduce((n, c) => n + Number(c.unreadCount), 0);
+    document.title = total > 0 ? `(${total}) Chat` : "Chat";
+    if (!this.channelsLoaded) {
+      replaceChildren(this.ui.sidebarBody, sidebarNote("Loading chats…"));
+      return;
+    }
+    if (sorted.length === 0) {
+      replaceChildren(this.ui.sidebarBody, sidebarNote("No chats yet. Find someone by username above, or start a group.", "no-chats"));
+      return;
+    }
+    replaceChildren(
+      this.ui.sidebarBody,
+      h(
+        "ul",
+        { class: "list", "data-testid": "channels" },
+        sorted.map((c) =>
+          channelItem(
+            {
+              channel: c,
+              name: this.channelName(c),
+              presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
+              senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
+              mine: c.lastMessage?.senderUserId === this.me,
+              active: this.open?.id === c.channelId,
+              typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
+            },
+            (id) => this.go(id),
+          ),
+        ),
+      ),
+    );
+  }
+
+  private renderHeader(): void {
+    const open = this.open;
+    if (!open) return;
+    const c = this.channels.get(key(open.id));
+    if (!c) return;
+    const name = this.channelName(c);
+    replaceChildren(this.ui.chatTitle, name);
+    const pic = avatar(name, c.kind === ChannelKind.DIRECT ? c.peerUserId.toString() : c.channelId.toString(), c.kind === ChannelKind.GROUP ? "group" : "");
+    this.ui.chatAvatar.replaceWith(pic);
+    this.ui.chatAvatar = pic;
+    const status = this.ui.chatStatus;
+    if (c.kind === ChannelKind.DIRECT) {
+      const p = this.presence.get(key(c.peerUserId));
+      const online = p?.status === PresenceStatus.ONLINE;
+      status.dataset.presence = online ? "online" : "offline";
+      const u = this.users.get(key(c.peerUserId));
+      replaceChildren(status, h("span", { class: `dot ${online ? "on" : ""}` }), online ? "online" : lastSeen(tsMs(p?.lastSeenAt)), u ? h("span", { class: "muted" }, ` · @${u.username}`) : null);
+    } else {
+      const online = open.members.filter((id) => id !== this.me && this.presence.get(key(id))?.status === PresenceStatus.ONLINE).length;
+      delete status.dataset.presence;
+      replaceChildren(status, `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}${online > 0 ? `, ${online} online` : ""}`);
+      status.title = open.members.map((id) => this.name(id)).join(", ");
+    }
+  }
+
+  private renderOlder(): void {
+    const open = this.open;
+    const el = this.ui.older;
+    if (!open || !open.loaded) return replaceChildren(el, h("span", { class: "spinner" }, "Loading messages…"));
+    if (open.loadingOlder) return replaceChildren(el, h("span", { class: "spinner" }, "Loading older messages…"));
+    if (open.hasOlder) return replaceChildren(el, h("button", { type: "button", class: "link", "data-testid": "load-older", onclick: () => void this.loadOlder() }, "Load older messages"));
+    replaceChildren(el, open.messages.length > 0 || this.pendingFor(open.id).length > 0 ? h("span", { class: "muted", "data-testid": "history-start" }, "This is the beginning of the chat.") : null);
+  }
+
+  private pendingFor(channelId: bigint): Pending[] {
+    return [...this.pending.values()].filter((p) => p.channelId === channelId);
+  }
+
+  private renderMessages(): void {
+    const open = this.open;
+    if (!open) return;
+    const c = this.channels.get(key(open.id));
+    const items = messageList({
+      messages: open.messages,
+      pending: this.pendingFor(open.id),
+      me: this.me,
+      group: c?.kind === ChannelKind.GROUP,
+      readByOthers: open.readByOthers,
+      name: (id) => this.name(id),
+      retry: (id) => this.retry(id),
+      discard: (id) => this.discard(id),
+    });
+    if (open.loaded && items.length === 0) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
+    replaceChildren(this.ui.messages, items);
+    this.renderOlder();
+  }
+
+  private renderTyping(): void {
+    const open = this.open;
+    const who = open ? [...(this.typing.get(key(open.id))?.keys() ?? [])].map((u) => this.name(BigInt(u))) : [];
+    this.ui.typing.textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.slice(0, -1).join(", ")} and ${who.at(-1)} are typing…`;
+  }
+
+  private renderCounter(): void {
+    const open = this.open;
+    if (open) this.drafts.set(key(open.id), this.ui.input.value);
+    const n = codePoints(this.ui.input.value);
+    const left = this.maxTextCodePoints - n;
+    this.ui.counter.textContent = left < 1000 ? left.toLocaleString() : "";
+    this.ui.counter.classList.toggle("over", left < 0);
+    this.ui.send.disabled = !this.ui.input.value.trim() || left < 0;
+  }
+
+  private autosize(): void {
+    const el = this.ui.input;
+    el.style.height = "auto";
+    el.style.height = `${Math.min(el.scrollHeight, 200)}px`;
+  }
+
+  private toast(text: string): void {
+    const el = this.ui.toast;
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(Number(el.dataset.timer));
+    el.dataset.timer = String(window.setTimeout(() => (el.hidden = true), 5000));
+  }
+
+  private nearBottom(): boolean {
+    const sc = this.ui.scroller;
+    return sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80;
+  }
+
+  private isVisible(): boolean {
+    return document.visibilityState === "visible";
+  }
+}
+
+function activity(c: Channel): number {
+  return tsMs(c.lastMessage?.sentAt) ?? tsMs(c.createdAt) ?? 0;
+}
+
+function newClientMsgId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}

@@ -1,0 +1,151 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { AuthService, type Credentials } from "../../gen/es/chat/v1/auth_pb.js";
+import type { User } from "../../gen/es/chat/v1/types_pb.js";
+import { tsMs } from "./format.js";
+
+/** What survives a reload: kept in localStorage, shared by the tabs of this browser. */
+export interface StoredCredentials {
+  accessToken: string;
+  accessExpiresAtMs: number;
+  accessIssuedAtMs: number;
+  refreshToken: string;
+  userId: string;
+  deviceId: string;
+  username: string;
+  displayName: string;
+}
+
+const KEY = "chat.credentials";
+/**
+ * Refresh this long before the access token runs out, so no call races its
+ * expiry: a minute, or a quarter of the token's life if that is shorter.
+ */
+function needsRefresh(c: StoredCredentials, now = Date.now()): boolean {
+  const margin = Math.min(60_000, (c.accessExpiresAtMs - (c.accessIssuedAtMs ?? 0)) / 4);
+  return c.accessExpiresAtMs - now <= margin;
+}
+
+/**
+ * The signed-in device's tokens. Access tokens are short-lived; the refresh
+ * token is single-use and rotates on every refresh, so two tabs must never
+ * spend the same one: refreshes are serialised across tabs with a Web Lock,
+ * and a tab that waited re-reads what the other tab stored.
+ */
+export class Auth {
+  private refreshing?: Promise<StoredCredentials>;
+  private readonly lostListeners = new Set<() => void>();
+  private readonly client = createClient(AuthService, createConnectTransport({ baseUrl: location.origin }));
+
+  constructor() {
+    // Another tab signed out (or in as someone else): follow it.
+    window.addEventListener("storage", (e) => {
+      if (e.key !== KEY) return;
+      const next = this.read();
+      if (!next) this.emitLost();
+    });
+  }
+
+  get current(): StoredCredentials | undefined {
+    return this.read();
+  }
+
+  get userId(): bigint {
+    return BigInt(this.required().userId);
+  }
+
+  get deviceId(): bigint {
+    return BigInt(this.required().deviceId);
+  }
+
+  onLost(listener: () => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  store(c: Credentials, user?: User): StoredCredentials {
+    const prev = this.read();
+    const stored: StoredCredentials = {
+      accessToken: c.accessToken,
+      accessExpiresAtMs: tsMs(c.accessTokenExpiresAt) ?? Date.now() + 5 * 60_000,
+      accessIssuedAtMs: Date.now(),
+      refreshToken: c.refreshToken,
+      userId: c.userId.toString(),
+      deviceId: c.deviceId.toString(),
+      username: user?.username ?? prev?.username ?? "",
+      displayName: user?.displayName ?? prev?.displayName ?? "",
+    };
+    localStorage.setItem(KEY, JSON.stringify(stored));
+    return stored;
+  }
+
+  updateProfile(user: User): void {
+    const c = this.read();
+    if (!c) return;
+    localStorage.setItem(KEY, JSON.stringify({ ...c, username: user.username, displayName: user.displayName }));
+  }
+
+  clear(): void {
+    localStorage.removeItem(KEY);
+  }
+
+  /** A valid access token, refreshed first when it is about to run out. */
+  async accessToken(): Promise<string> {
+    const c = this.required();
+    if (!needsRefresh(c)) return c.accessToken;
+    return (await this.refresh()).accessToken;
+  }
+
+  /**
+   * Exchanges the refresh token for new credentials. `force` refreshes even a
+   * token that looks fresh (the server said it is not). A refused refresh
+   * token means the device was signed out: listeners of onLost hear it.
+   */
+  refresh(force = false): Promise<StoredCredentials> {
+    const seen = this.read()?.accessToken;
+    this.refreshing ??= this.withLock(async () => {
+      const c = this.required();
+      // Another tab may have refreshed while we waited for the lock.
+      const fresh = !needsRefresh(c);
+      if (fresh && (!force || c.accessToken !== seen)) return c;
+      try {
+        const res = await this.client.refresh({ refreshToken: c.refreshToken });
+        return this.store(res.credentials!);
+      } catch (err) {
+        if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
+          this.clear();
+          this.emitLost();
+        }
+        throw err;
+      }
+    }).finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+    // request() resolves with what the callback's promise resolves to.
+    return locks ? (locks.request("chat.refresh", fn) as unknown as Promise<T>) : fn();
+  }
+
+  private required(): StoredCredentials {
+    const c = this.read();
+    if (!c) throw new ConnectError("not signed in", Code.Unauthenticated);
+    return c;
+  }
+
+  private read(): StoredCredentials | undefined {
+    try {
+      const raw = localStorage.getItem(KEY);
+      return raw ? (JSON.parse(raw) as StoredCredentials) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private emitLost(): void {
+    for (const l of [...this.lostListeners]) l();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * A tiny element builder. Text always goes in as text nodes, never as HTML,
+ * so nothing a user typed can become markup.
+ */
+type Child = Node | string | number | false | null | undefined | Child[];
+type Attrs = Record<string, string | number | boolean | EventListener | null | undefined>;
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2).toLowerCase(), value);
+    } else if (key === "class") {
+      el.className = String(value);
+    } else if (value === true) {
+      el.setAttribute(key, "");
+    } else if (key === "value" && (el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement)) {
+      el.value = String(value);
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el: Node, children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+}
+
+export function clear(el: Element): void {
+  while (el.firstChild) el.removeChild(el.firstChild);
+}
+
+export function replaceChildren(el: Element, ...children: Child[]): void {
+  clear(el);
+  append(el, children);
+}
+
+/** A stable hue for a user or channel id, for avatars. */
+function hue(seed: string): number {
+  let x = 0;
+  for (let i = 0; i < seed.length; i++) x = (x * 31 + seed.charCodeAt(i)) >>> 0;
+  return x % 360;
+}
+
+export function avatar(name: string, seed: string, extraClass = ""): HTMLElement {
+  const letters = name
+    .split(/[\s._-]+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((w) => [...w][0]!.toUpperCase())
+    .join("");
+  const el = h("span", { class: `avatar ${extraClass}`.trim(), "aria-hidden": "true" }, letters || "?");
+  el.style.setProperty("--avatar-hue", String(hue(seed)));
+  return el;
+}

@@ -1,0 +1,68 @@
+import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+
+export function tsMs(ts: Timestamp | undefined): number | undefined {
+  return ts ? timestampMs(ts) : undefined;
+}
+
+const time = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const day = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+const date = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+const fullDate = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+
+function startOfDay(ms: number): number {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** For the chat list: a time today, a weekday this week, a date before. */
+export function shortWhen(ms: number | undefined, now = Date.now()): string {
+  if (ms === undefined) return "";
+  const days = Math.round((startOfDay(now) - startOfDay(ms)) / 86_400_000);
+  if (days <= 0) return time.format(ms);
+  if (days < 7) return day.format(ms);
+  return date.format(ms);
+}
+
+export function clock(ms: number | undefined): string {
+  return ms === undefined ? "" : time.format(ms);
+}
+
+export function dayLabel(ms: number, now = Date.now()): string {
+  const days = Math.round((startOfDay(now) - startOfDay(ms)) / 86_400_000);
+  if (days === 0) return "Today";
+  if (days === 1) return "Yesterday";
+  return fullDate.format(ms);
+}
+
+export function sameDay(a: number, b: number): boolean {
+  return startOfDay(a) === startOfDay(b);
+}
+
+/** "last seen 5 minutes ago", "last seen yesterday at 18:02". */
+export function lastSeen(ms: number | undefined, now = Date.now()): string {
+  if (ms === undefined) return "offline";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return "last seen just now";
+  const m = Math.round(s / 60);
+  if (m < 60) return `last seen ${m} minute${m === 1 ? "" : "s"} ago`;
+  const hrs = Math.round(m / 60);
+  if (hrs < 12 && sameDay(ms, now)) return `last seen ${hrs} hour${hrs === 1 ? "" : "s"} ago`;
+  const days = Math.round((startOfDay(now) - startOfDay(ms)) / 86_400_000);
+  if (days === 0) return `last seen today at ${time.format(ms)}`;
+  if (days === 1) return `last seen yesterday at ${time.format(ms)}`;
+  return `last seen ${date.format(ms)}`;
+}
+
+/** Unicode code points, the unit of the server's text limit. */
+export function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+export function preview(text: string, max = 80): string {
+  const oneLine = text.replace(/\s+/g, " ").trim();
+  const cps = [...oneLine];
+  return cps.length > max ? `${cps.slice(0, max - 1).join("")}…` : oneLine;
+}

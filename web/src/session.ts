@@ -1,0 +1,296 @@
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  ClientFrameSchema,
+  ServerFrameSchema,
+  type ChannelEvent,
+  type ReceiptEvent,
+  type SendAck,
+  type ServerFrame,
+  type TypingEvent,
+  type Welcome,
+  type Error as ErrorFrame,
+} from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode, type InboxEntry, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import type { Auth } from "./auth.js";
+
+// Close codes the server uses (internal/model/close-codes.ts).
+const CLOSE_UNAUTHENTICATED = 4001;
+const CLOSE_TOKEN_EXPIRED = 4002;
+const CLOSE_LOGGED_OUT = 4003;
+
+export type ConnectionState = "connecting" | "open" | "offline";
+
+export interface SessionHandlers {
+  state(state: ConnectionState, detail?: string): void;
+  welcome(w: Welcome): void;
+  /** New inbox entries, in inbox order, repeats already dropped. `live` is false during catch-up. */
+  entries(entries: InboxEntry[], live: boolean): void;
+  /** Catch-up after (re)connecting is complete. */
+  caughtUp(): void;
+  sent(clientMsgId: string, ack: SendAck): void;
+  failed(clientMsgId: string, error: ErrorFrame): void;
+  presence(p: Presence): void;
+  channel(ev: ChannelEvent): void;
+  typing(ev: TypingEvent): void;
+  receipt(ev: ReceiptEvent): void;
+  /** The device was signed out (logout elsewhere, revoked, refresh refused). */
+  signedOut(): void;
+}
+
+interface Outgoing {
+  channelId: bigint;
+  text: string;
+  /** The ref of the frame that carried it last, to match errors without a client_msg_id. */
+  ref?: bigint;
+}
+
+/**
+ * The realtime session over a WebSocket with binary protobuf frames
+ * (sub-protocol "chat.v1.proto"; the access token rides as "bearer.<token>",
+ * since browsers cannot set headers on a WebSocket).
+ *
+ * It reconnects with backoff, resumes from the device cursor (the server
+ * replays what the device missed as SyncBatch frames), drops repeats by
+ * inbox_seq, acknowledges what it has taken, heartbeats, and keeps unacked
+ * sends in an outbox that it sends again, with the same client_msg_id, after
+ * a reconnect (the server drops a resend it already has).
+ */
+export class RealtimeSession {
+  private ws?: WebSocket;
+  private cursor = 0n;
+  private acked = 0n;
+  private nextRef = 1n;
+  private readonly outbox = new Map<string, Outgoing>();
+  private heartbeatTimer?: number;
+  private reconnectTimer?: number;
+  private ackTimer?: number;
+  private attempts = 0;
+  private stopped = true;
+  private catchingUp = false;
+  /** The access token the current socket was opened with. */
+  private usedToken = "";
+  /** Sessions welcomed so far (1 after the first connect). */
+  sessions = 0;
+  state: ConnectionState = "offline";
+  welcomeFrame?: Welcome;
+
+  constructor(
+    private readonly auth: Auth,
+    private readonly handlers: SessionHandlers,
+    private readonly url = defaultUrl(),
+  ) {
+    window.addEventListener("online", () => this.reconnectSoon(0));
+    window.addEventListener("offline", () => this.ws?.close());
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.cursor = BigInt(localStorage.getItem(this.cursorKey()) ?? "0");
+    void this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeatTimer);
+    this.flushAck();
+    this.ws?.close(1000, "bye");
+    this.ws = undefined;
+    this.setState("offline");
+  }
+
+  /** Queues a text; it is sent now if the socket is open and again after every reconnect until acked. */
+  send(channelId: bigint, text: string, clientMsgId: string): void {
+    const out: Outgoing = { channelId, text };
+    this.outbox.set(clientMsgId, out);
+    this.transmit(clientMsgId, out);
+  }
+
+  /** Forgets a queued text (the user gave up on a failed send). */
+  discard(clientMsgId: string): void {
+    this.outbox.delete(clientMsgId);
+  }
+
+  typing(channelId: bigint): void {
+    this.frame({ kind: { case: "typing", value: { channelId } } });
+  }
+
+  /** Moves the read position (and tells the other members); false when the socket is not open. */
+  read(channelId: bigint, seq: bigint): boolean {
+    return this.frame({ kind: { case: "read", value: { channelId, seq } } }) !== undefined;
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    this.setState("connecting");
+    let token: string;
+    try {
+      token = await this.auth.accessToken();
+    } catch {
+      if (!this.auth.current) return this.handlers.signedOut();
+      return this.reconnectSoon();
+    }
+    if (this.stopped) return;
+    this.usedToken = token;
+    const ws = new WebSocket(this.url, ["chat.v1.proto", `bearer.${token}`]);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws || !(ev.data instanceof ArrayBuffer)) return;
+      let frame: ServerFrame;
+      try {
+        frame = fromBinary(ServerFrameSchema, new Uint8Array(ev.data));
+      } catch {
+        return; // a newer server's frame we cannot read: skip it
+      }
+      this.onFrame(frame);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      clearInterval(this.heartbeatTimer);
+      void this.onClose(ev.code, ev.reason);
+    };
+  }
+
+  private async onClose(code: number, reason: string): Promise<void> {
+    if (this.stopped) return;
+    if (code === CLOSE_LOGGED_OUT) {
+      this.stopped = true;
+      this.setState("offline", "signed out");
+      return this.handlers.signedOut();
+    }
+    this.setState("offline", reason || undefined);
+    // Refused or expired token: refresh it, unless that already happened
+    // while this socket was open (the server closes it at the old token's expiry).
+    if ((code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) && this.auth.current?.accessToken === this.usedToken) {
+      try {
+        await this.auth.refresh(true);
+      } catch {
+        if (!this.auth.current) return this.handlers.signedOut();
+      }
+      if (this.attempts === 0) return this.reconnectSoon(0);
+    }
+    this.reconnectSoon();
+  }
+
+  private reconnectSoon(delayMs?: number): void {
+    if (this.stopped || this.ws) return;
+    clearTimeout(this.reconnectTimer);
+    const backoff = Math.min(15_000, 500 * 2 ** this.attempts++);
+    const wait = delayMs ?? backoff / 2 + Math.random() * (backoff / 2);
+    this.reconnectTimer = window.setTimeout(() => void this.connect(), wait);
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    const k = frame.kind;
+    switch (k.case) {
+      case "welcome": {
+        this.attempts = 0;
+        this.sessions++;
+        this.welcomeFrame = k.value;
+        // The server replays from its copy of our cursor; never go below what we already took.
+        if (k.value.deviceCursor > this.cursor) this.cursor = k.value.deviceCursor;
+        this.acked = k.value.deviceCursor;
+        this.catchingUp = k.value.headInboxSeq > k.value.deviceCursor;
+        this.setState("open");
+        clearInterval(this.heartbeatTimer);
+        const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
+        this.heartbeatTimer = window.setInterval(() => this.frame({ kind: { case: "heartbeat", value: {} } }), every);
+        this.handlers.welcome(k.value);
+        for (const [id, out] of this.outbox) this.transmit(id, out);
+        if (this.cursor > this.acked) this.flushAck();
+        if (!this.catchingUp) this.handlers.caughtUp();
+        return;
+      }
+      case "syncBatch":
+        this.take(k.value.entries, !this.catchingUp);
+        if (!k.value.hasMore && this.catchingUp) {
+          this.catchingUp = false;
+          this.handlers.caughtUp();
+        }
+        return;
+      case "message":
+        if (k.value.entry) this.take([k.value.entry], true);
+        return;
+      case "sendAck":
+        this.outbox.delete(k.value.clientMsgId);
+        this.handlers.sent(k.value.clientMsgId, k.value);
+        return;
+      case "error":
+        return this.onError(frame.ref, k.value);
+      case "presence":
+        if (k.value.presence) this.handlers.presence(k.value.presence);
+        return;
+      case "channel":
+        return this.handlers.channel(k.value);
+      case "typing":
+        return this.handlers.typing(k.value);
+      case "receipt":
+        return this.handlers.receipt(k.value);
+      default:
+        return;
+    }
+  }
+
+  private onError(ref: bigint, err: ErrorFrame): void {
+    let id = err.clientMsgId;
+    if (!id && ref !== 0n) id = [...this.outbox].find(([, o]) => o.ref === ref)?.[0] ?? "";
+    const out = id ? this.outbox.get(id) : undefined;
+    if (!out) return;
+    if (err.code === ErrorCode.RATE_LIMITED || err.code === ErrorCode.UNAVAILABLE) {
+      // Same key again after the hint: the server keeps it exactly once.
+      window.setTimeout(() => this.outbox.has(id) && this.transmit(id, out), Math.max(200, err.retryAfterMs));
+      return;
+    }
+    this.outbox.delete(id);
+    this.handlers.failed(id, err);
+  }
+
+  private take(entries: InboxEntry[], live: boolean): void {
+    const fresh = entries.filter((e) => e.inboxSeq > this.cursor);
+    if (fresh.length === 0) return;
+    this.cursor = fresh[fresh.length - 1]!.inboxSeq;
+    this.handlers.entries(fresh, live);
+    // Acks are coalesced so a burst does not eat the frame rate.
+    if (this.ackTimer === undefined) this.ackTimer = window.setTimeout(() => this.flushAck(), 100);
+  }
+
+  private flushAck(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    if (this.cursor <= this.acked) return;
+    localStorage.setItem(this.cursorKey(), this.cursor.toString());
+    if (this.frame({ kind: { case: "deliveryAck", value: { inboxSeq: this.cursor } } }) !== undefined) this.acked = this.cursor;
+  }
+
+  private transmit(clientMsgId: string, out: Outgoing): void {
+    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId: out.channelId, text: out.text } } });
+  }
+
+  private frame(init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.welcomeFrame) return undefined;
+    const ref = this.nextRef++;
+    ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ...init, ref })));
+    return ref;
+  }
+
+  private setState(state: ConnectionState, detail?: string): void {
+    // Frames go out only on a welcomed socket.
+    if (state !== "open") this.welcomeFrame = undefined;
+    this.state = state;
+    this.handlers.state(state, detail);
+  }
+
+  private cursorKey(): string {
+    return `chat.cursor.${this.auth.current?.deviceId ?? "none"}`;
+  }
+}
+
+function defaultUrl(): string {
+  const u = new URL("/ws", location.href);
+  u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}

@@ -1,0 +1,103 @@
+import { h, replaceChildren } from "../dom.js";
+
+/** The signed-in layout: the chat list on the left, the open conversation on the right. */
+export interface Shell {
+  layout: HTMLElement;
+  meAvatar: HTMLElement;
+  meName: HTMLElement;
+  meHandle: HTMLElement;
+  connection: HTMLElement;
+  logout: HTMLButtonElement;
+  search: HTMLInputElement;
+  newGroup: HTMLButtonElement;
+  sidebarBody: HTMLElement;
+  conversation: HTMLElement;
+  empty: HTMLElement;
+  chat: HTMLElement;
+  back: HTMLButtonElement;
+  chatAvatar: HTMLElement;
+  chatTitle: HTMLElement;
+  chatStatus: HTMLElement;
+  scroller: HTMLElement;
+  older: HTMLElement;
+  messages: HTMLElement;
+  typing: HTMLElement;
+  composer: HTMLFormElement;
+  input: HTMLTextAreaElement;
+  counter: HTMLElement;
+  send: HTMLButtonElement;
+  toast: HTMLElement;
+}
+
+export function renderShell(root: HTMLElement): Shell {
+  const s = {
+    meAvatar: h("span", { class: "avatar" }),
+    meName: h("div", { class: "me-name", "data-testid": "me" }),
+    meHandle: h("div", { class: "me-handle" }),
+    connection: h("span", { class: "connection", "data-testid": "connection", "data-state": "connecting", role: "status" }, "Connecting…"),
+    logout: h("button", { type: "button", class: "ghost small", title: "Log out of this device", "data-testid": "logout" }, "Log out"),
+    search: h("input", {
+      type: "search",
+      class: "search",
+      placeholder: "Find people…",
+      "aria-label": "Find people by username",
+      autocomplete: "off",
+      autocapitalize: "none",
+      spellcheck: "false",
+      "data-testid": "search",
+    }),
+    newGroup: h("button", { type: "button", class: "ghost", title: "New group", "data-testid": "new-group" }, "New group"),
+    sidebarBody: h("div", { class: "sidebar-body" }),
+    back: h("button", { type: "button", class: "ghost icon back", "aria-label": "Back to chats" }, "‹"),
+    chatAvatar: h("span", { class: "avatar" }),
+    chatTitle: h("div", { class: "chat-title", "data-testid": "chat-title" }),
+    chatStatus: h("div", { class: "chat-status", "data-testid": "chat-status" }),
+    older: h("div", { class: "older", "data-testid": "older" }),
+    messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
+    typing: h("div", { class: "typing", "data-testid": "typing" }),
+    input: h("textarea", { rows: 1, placeholder: "Write a message…", "aria-label": "Message", "data-testid": "composer", maxlength: 100_000 }),
+    counter: h("span", { class: "counter" }),
+    send: h("button", { type: "submit", class: "primary send", "data-testid": "send", "aria-label": "Send" }, "Send"),
+    toast: h("div", { class: "toast", role: "alert", "data-testid": "toast", hidden: true }),
+  };
+  const scroller = h("div", { class: "scroller" }, s.older, s.messages);
+  const composer = h("form", { class: "composer" }, s.input, s.counter, s.send);
+  const chat = h(
+    "div",
+    { class: "chat", hidden: true },
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus)),
+    scroller,
+    s.typing,
+    composer,
+  );
+  const empty = h(
+    "div",
+    { class: "empty" },
+    h("div", { class: "empty-mark", "aria-hidden": "true" }),
+    h("h2", {}, "No chat open"),
+    h("p", {}, "Pick a chat on the left, or find someone by username to start one."),
+  );
+  const conversation = h("section", { class: "conversation" }, empty, chat);
+  const layout = h(
+    "div",
+    { class: "layout", "data-view": "list" },
+    h(
+      "aside",
+      { class: "sidebar" },
+      h(
+        "header",
+        { class: "me" },
+        s.meAvatar,
+        h("div", { class: "me-text" }, s.meName, s.meHandle),
+        s.connection,
+        s.logout,
+      ),
+      h("div", { class: "sidebar-tools" }, s.search, s.newGroup),
+      s.sidebarBody,
+    ),
+    conversation,
+    s.toast,
+  );
+  replaceChildren(root, layout);
+  return { ...s, layout, conversation, empty, chat, scroller, composer };
+}

@@ -1,0 +1,78 @@
+import { ChannelKind, PresenceStatus, type Channel, type Presence, type User } from "../../../gen/es/chat/v1/types_pb.js";
+import { avatar, h } from "../dom.js";
+import { preview, shortWhen, tsMs } from "../format.js";
+
+export interface ChannelRow {
+  channel: Channel;
+  name: string;
+  /** For direct chats: the peer's presence, when known. */
+  presence?: Presence;
+  senderName?: string;
+  mine: boolean;
+  active: boolean;
+  typing: boolean;
+}
+
+export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLElement {
+  const c = row.channel;
+  const last = c.lastMessage;
+  const online = row.presence?.status === PresenceStatus.ONLINE;
+  const pic = avatar(row.name, c.kind === ChannelKind.DIRECT ? c.peerUserId.toString() : c.channelId.toString(), c.kind === ChannelKind.GROUP ? "group" : "");
+  if (c.kind === ChannelKind.DIRECT) pic.append(h("span", { class: `dot ${online ? "on" : ""}`, "data-testid": "channel-presence", "data-presence": online ? "online" : "offline" }));
+  let text: string;
+  if (row.typing) text = "typing…";
+  else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${preview(last.text)}`;
+  else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
+  const unread = Number(c.unreadCount);
+  return h(
+    "li",
+    {},
+    h(
+      "button",
+      {
+        type: "button",
+        class: `channel ${row.active ? "active" : ""} ${unread > 0 ? "has-unread" : ""}`,
+        "data-testid": "channel",
+        "data-channel-id": c.channelId.toString(),
+        "data-name": row.name,
+        "aria-current": row.active ? "true" : null,
+        onclick: () => open(c.channelId),
+      },
+      pic,
+      h(
+        "span",
+        { class: "channel-main" },
+        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.createdAt)))),
+        h(
+          "span",
+          { class: "channel-bottom" },
+          h("span", { class: `channel-last ${row.typing ? "is-typing" : ""}`, "data-testid": "channel-last" }, text),
+          unread > 0 ? h("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+export function userItem(user: User, pick: (u: User) => void, extra?: string): HTMLElement {
+  const name = user.displayName || user.username;
+  return h(
+    "li",
+    {},
+    h(
+      "button",
+      { type: "button", class: "channel", "data-testid": "search-result", "data-username": user.username, onclick: () => pick(user) },
+      avatar(name, user.userId.toString()),
+      h(
+        "span",
+        { class: "channel-main" },
+        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, name)),
+        h("span", { class: "channel-bottom" }, h("span", { class: "channel-last" }, `@${user.username}${extra ? ` · ${extra}` : ""}`)),
+      ),
+    ),
+  );
+}
+
+export function sidebarNote(text: string, testid = "sidebar-note"): HTMLElement {
+  return h("p", { class: "sidebar-note", "data-testid": testid }, text);
+}
