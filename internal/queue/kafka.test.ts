@@ -1,0 +1,215 @@
+// KafkaQueue against the real Kafka of scripts/engines.sh: the MessageQueue contract suite,
+// unchanged, then what only a real broker shows (latency, merged publishes, a failing
+// partition not holding up the others, handing partitions over in a group). Fails (never
+// skips) when Kafka is unreachable. Topics and groups made here are deleted afterwards.
+import assert from "node:assert/strict";
+import kafkajs from "kafkajs";
+import { engineConfig, uniqueName } from "../../test/support/engines.js";
+import { waitFor } from "../../test/support/wait.js";
+import { messageQueueContract } from "./contract.js";
+import { KafkaQueue, type KafkaQueueOptions } from "./kafka.js";
+import type { BatchHandler, QueueRecord, SubscribeOptions, Subscription, TopicSpec } from "./port.js";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Remembers the topics and groups a test used, so they can be deleted from the shared broker. */
+const made = { topics: new Set<string>(), groups: new Set<string>() };
+
+class TrackedKafkaQueue extends KafkaQueue {
+  override async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
+    for (const t of topics) made.topics.add(t.topic);
+    return super.ensureTopics(topics);
+  }
+  override async subscribe(group: string, topic: string, handler: BatchHandler, options?: SubscribeOptions): Promise<Subscription> {
+    made.groups.add(group);
+    return super.subscribe(group, topic, handler, options);
+  }
+}
+
+function openQueue(extra: Partial<KafkaQueueOptions> = {}): KafkaQueue {
+  return new TrackedKafkaQueue({ brokers: engineConfig().kafkaBrokers, clientId: "chat-test", ...extra });
+}
+
+async function deleteWhatWasMade(): Promise<void> {
+  const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const groups = [...made.groups];
+    const topics = [...made.topics];
+    made.groups.clear();
+    made.topics.clear();
+    if (groups.length) await admin.deleteGroups(groups).catch(() => {});
+    if (topics.length) await admin.deleteTopics({ topics }).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+
+describe("KafkaQueue", function () {
+  this.timeout(90_000);
+  after(deleteWhatWasMade);
+
+  messageQueueContract("kafka", async () => {
+    let queue = openQueue();
+    await queue.connect(); // fails here, with the broker address, if Kafka is down
+    return {
+      queue,
+      async reopen() {
+        await queue.close();
+        queue = openQueue();
+        return queue;
+      },
+      async dispose() {
+        await queue.close();
+      },
+    };
+  });
+
+  describe("on a real broker", () => {
+    let queue: KafkaQueue;
+    const subs: Subscription[] = [];
+    beforeEach(async () => {
+      queue = openQueue();
+      await queue.connect();
+    });
+    afterEach(async () => {
+      await Promise.all(subs.splice(0).map((s) => s.stop()));
+      await queue.close();
+    });
+
+    it("publishes and delivers with low latency (p50 publish ack and publish-to-handler)", async () => {
+      const topic = uniqueName("lat");
+      await queue.ensureTopics([{ topic, partitions: 4 }]);
+      const sentAt = new Map<string, number>();
+      const e2e: number[] = [];
+      let warm = false;
+      subs.push(
+        await queue.subscribe(uniqueName("g"), topic, async (rs) => {
+          const now = performance.now();
+          for (const r of rs) {
+            if (dec(r.value) === "warm") warm = true;
+            const t = sentAt.get(dec(r.value));
+            if (t !== undefined) e2e.push(now - t);
+          }
+        }),
+      );
+      // Warm up: the group has joined and the producer knows the partition leaders.
+      await queue.publish(topic, [{ key: "warm", value: enc("warm") }]);
+      await waitFor(() => warm, "the warm-up message");
+      const acks: number[] = [];
+      const n = 300;
+      for (let i = 0; i < n; i++) {
+        const v = `m${i}`;
+        const t0 = performance.now();
+        sentAt.set(v, t0);
+        await queue.publish(topic, [{ key: `u${i % 16}`, value: enc(v) }]);
+        acks.push(performance.now() - t0);
+        // One message at a time, as a 1:1 chat does: wait until it arrived before the next.
+        await waitFor(() => e2e.length === i + 1, `message ${i} delivered`, 10_000);
+      }
+      const report = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms`;
+      console.log(`      publish->ack ${report(acks)}; publish->handler ${report(e2e)} (${n} messages, acks=-1)`);
+      assert.ok(pct(acks, 0.5) < 25, `publish p50 ${pct(acks, 0.5)} ms`);
+      assert.ok(pct(e2e, 0.5) < 40, `end-to-end p50 ${pct(e2e, 0.5)} ms`);
+    });
+
+    it("merges concurrent publishes into few requests and keeps each key's order", async () => {
+      const topic = uniqueName("merge");
+      await queue.ensureTopics([{ topic, partitions: 4 }]);
+      const keys = 20;
+      const per = 100;
+      const t0 = performance.now();
+      const publishes: Promise<void>[] = [];
+      for (let i = 0; i < per; i++) {
+        for (let k = 0; k < keys; k++) publishes.push(queue.publish(topic, [{ key: `k${k}`, value: enc(`k${k}:${i}`) }]));
+      }
+      await Promise.all(publishes);
+      const ms = performance.now() - t0;
+      console.log(`      ${keys * per} concurrent single-record publishes acked in ${ms.toFixed(0)} ms (${Math.round((keys * per) / (ms / 1000))}/s)`);
+      const seen = new Map<string, number[]>();
+      let total = 0;
+      subs.push(
+        await queue.subscribe(uniqueName("g"), topic, async (rs) => {
+          for (const r of rs) {
+            const [k, i] = dec(r.value).split(":");
+            const list = seen.get(k!) ?? [];
+            list.push(Number(i));
+            seen.set(k!, list);
+            total++;
+          }
+        }),
+      );
+      await waitFor(() => total >= keys * per, "every record");
+      for (const [k, list] of seen) assert.deepEqual(list, [...Array(per).keys()], `order of ${k}`);
+      assert.equal(total, keys * per, "no duplicates");
+    });
+
+    it("keeps delivering other partitions while one partition's batch keeps failing", async () => {
+      const topic = uniqueName("fail");
+      await queue.ensureTopics([{ topic, partitions: 2 }]);
+      let healed = false;
+      const got: QueueRecord[] = [];
+      let failures = 0;
+      subs.push(
+        await queue.subscribe(uniqueName("g"), topic, async (rs) => {
+          if (rs[0]!.partition === 0 && !healed) {
+            failures++;
+            throw new Error("partition 0 is failing");
+          }
+          got.push(...rs);
+        }),
+      );
+      const keys = [...Array(10).keys()].map((i) => `key${i}`);
+      for (let n = 0; n < 5; n++) await queue.publish(topic, keys.map((k) => ({ key: k, value: enc(`${k}:${n}`) })));
+      const onP1 = () => got.filter((r) => r.partition === 1).length;
+      await waitFor(() => onP1() > 0 && failures >= 2, "partition 1 delivered while partition 0 fails");
+      assert.equal(got.filter((r) => r.partition === 0).length, 0);
+      healed = true;
+      await waitFor(() => got.length >= 50, "everything after healing", 20_000);
+      for (const k of keys) {
+        const mine = got.filter((r) => r.key === k).map((r) => Number(dec(r.value).split(":")[1]));
+        assert.deepEqual(mine, [0, 1, 2, 3, 4], `key ${k}: in order, nothing skipped`);
+      }
+    });
+
+    it("hands partitions over between members of a group without losing records", async () => {
+      const topic = uniqueName("group");
+      const group = uniqueName("g");
+      await queue.ensureTopics([{ topic, partitions: 4 }]);
+      const seenBy = [new Map<string, number>(), new Map<string, number>()];
+      const handler = (i: number) => async (rs: QueueRecord[]) => {
+        for (const r of rs) seenBy[i]!.set(dec(r.value), (seenBy[i]!.get(dec(r.value)) ?? 0) + 1);
+      };
+      const seen = () => new Set([...seenBy[0]!.keys(), ...seenBy[1]!.keys()]);
+      const publish = async (from: number, to: number) => {
+        for (let i = from; i < to; i++) await queue.publish(topic, [{ key: `u${i % 13}`, value: enc(String(i)) }]);
+      };
+      const first = await queue.subscribe(group, topic, handler(0));
+      await publish(0, 100);
+      await waitFor(() => seen().size === 100, "100 by the first member");
+
+      const second = await queue.subscribe(group, topic, handler(1));
+      subs.push(second);
+      await publish(100, 200);
+      await waitFor(() => seen().size === 200, "200 by the two members");
+
+      await first.stop();
+      const before = seenBy[1]!.size;
+      await publish(200, 300);
+      await waitFor(() => seen().size === 300, "300 after the first member left");
+      assert.ok(seenBy[1]!.size - before >= 100, "the second member took every partition over");
+      const dup = [...seenBy[0]!.values(), ...seenBy[1]!.values()].reduce((n, c) => n + c, 0) - 300;
+      console.log(`      group hand-over: ${seenBy[0]!.size} + ${seenBy[1]!.size} records by the two members, ${dup} delivered twice`);
+    });
+
+    it("fails clearly when no broker answers", async () => {
+      const dead = openQueue({ brokers: ["127.0.0.1:1"], retry: { retries: 1, initialRetryTime: 50 } });
+      await assert.rejects(dead.connect(), /cannot connect to Kafka at 127\.0\.0\.1:1/);
+      await dead.close();
+    });
+  });
+});

@@ -1,0 +1,409 @@
+import kafkajs from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, LogEntry, Message, Producer } from "kafkajs";
+import type { Logger } from "pino";
+import type {
+  BatchHandler,
+  MessageQueue,
+  OutgoingRecord,
+  QueueRecord,
+  SubscribeOptions,
+  Subscription,
+  TopicSpec,
+} from "./port.js";
+
+const { Kafka, Partitioners, logLevel: KafkaLogLevel } = kafkajs;
+
+export interface KafkaQueueOptions {
+  /** Bootstrap brokers, "host:port". */
+  brokers: readonly string[];
+  /** Client id in broker logs and quotas (default "chat"). */
+  clientId?: string;
+  /** kafkajs logs go here (as child logger {component: "kafkajs"}); without one kafkajs is silent. */
+  logger?: Logger;
+  /** Lowest kafkajs level passed on to the logger (default "warn"). */
+  kafkaLogLevel?: "error" | "warn" | "info" | "debug";
+  /** Replication factor of topics that ensureTopics creates (default: the broker's default.replication.factor). */
+  replicationFactor?: number;
+  /** Longest a publish waits for Kafka's ack before it is rejected (default 30 s). */
+  publishTimeoutMs?: number;
+  /** Publishes waiting while a produce request is in flight are merged into requests of at most this size (default 900 kB). */
+  maxRequestBytes?: number;
+  /** Consumer fetch long-poll: the broker answers as soon as there is data, or after this (default 20 ms). */
+  maxWaitTimeInMs?: number;
+  /** A consumer that stops heartbeating loses its partitions after this (default 10 s). */
+  sessionTimeoutMs?: number;
+  /** Consumer heartbeat period (default 1 s). */
+  heartbeatIntervalMs?: number;
+  /** Partitions of one subscription handled at the same time (default 4; each partition stays in order). */
+  partitionsConsumedConcurrently?: number;
+  /** Backoff before a failed batch is delivered again: doubles from `initial` up to `max` (default 50 ms .. 5 s). */
+  retryBackoffMs?: { initial: number; max: number };
+  /** TCP connect timeout (default 3 s). */
+  connectionTimeoutMs?: number;
+  /** Retries of admin and consumer requests, connecting included (default 8 retries, 100 ms doubling up to 5 s). */
+  retry?: { retries?: number; initialRetryTime?: number; maxRetryTime?: number };
+}
+
+interface PendingPublish {
+  topic: string;
+  messages: Message[];
+  bytes: number;
+  settled: boolean;
+  timer: NodeJS.Timeout | undefined;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The message-sync queue on Kafka (distributed mode).
+ *
+ * Producing: one idempotent producer (acks from all in-sync replicas, one
+ * request in flight). publish() resolves only once Kafka acked every record
+ * of it. Publishes that arrive while a request is in flight wait and go out
+ * together in the next request (no linger: an idle queue sends at once), so
+ * order is kept and throughput does not hinge on one round trip per publish.
+ * Keys go to partitions with Kafka's default (murmur2) partitioner, so Java
+ * and other clients agree on where a key lives.
+ *
+ * Consuming: one kafkajs consumer per subscription, eachBatch with manual
+ * commits. A batch's offsets are committed after the handler resolves; a
+ * handler that rejects leaves its batch unresolved and uncommitted, the
+ * partition is paused for a backoff, and the next fetch starts again at the
+ * batch's first offset (never skipped). A batch whose partition was
+ * reassigned meanwhile is not committed (the new owner re-reads it).
+ */
+export class KafkaQueue implements MessageQueue {
+  private readonly kafka: InstanceType<typeof Kafka>;
+  private readonly admin: Admin;
+  private readonly producer: Producer;
+  private connecting: Promise<void> | undefined;
+  private readonly partitions = new Map<string, number>();
+  private pending: PendingPublish[] = [];
+  private pumping: Promise<void> | undefined;
+  private readonly subscriptions = new Set<KafkaSubscription>();
+  private closed = false;
+
+  constructor(private readonly options: KafkaQueueOptions) {
+    const logger = options.logger;
+    this.kafka = new Kafka({
+      clientId: options.clientId ?? "chat",
+      brokers: [...options.brokers],
+      connectionTimeout: options.connectionTimeoutMs ?? 3_000,
+      requestTimeout: 30_000,
+      retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...options.retry },
+      logLevel: logger ? kafkaLevel(options.kafkaLogLevel ?? "warn") : KafkaLogLevel.NOTHING,
+      logCreator: logger ? pinoLogCreator(logger.child({ component: "kafkajs" })) : () => () => {},
+    });
+    this.admin = this.kafka.admin();
+    this.producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      // Idempotence needs unlimited retries (kafkajs' default for it); publishTimeoutMs bounds the caller's wait.
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 50, maxRetryTime: 2_000 },
+    });
+  }
+
+  /** Connects the admin client and the producer (done on first use; call it to fail fast at start-up). */
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("queue is closed"));
+    if (!this.connecting) {
+      this.connecting = Promise.all([this.admin.connect(), this.producer.connect()]).then(
+        () => undefined,
+        (err) => {
+          this.connecting = undefined;
+          throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        },
+      );
+    }
+    return this.connecting;
+  }
+
+  async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
+    for (const t of topics) {
+      if (!Number.isInteger(t.partitions) || t.partitions < 1) {
+        throw new RangeError(`topic ${t.topic}: partitions must be a positive integer`);
+      }
+    }
+    await this.connect();
+    const existing = new Set(await this.admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t.topic));
+    if (missing.length > 0) {
+      try {
+        await this.admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((t) => ({
+            topic: t.topic,
+            numPartitions: t.partitions,
+            replicationFactor: this.options.replicationFactor ?? -1,
+          })),
+        });
+      } catch (err) {
+        // Another process may have created some of them at the same moment: fine if all exist now.
+        const now = new Set(await this.admin.listTopics());
+        if (!missing.every((t) => now.has(t.topic))) throw err;
+      }
+      this.options.logger?.info({ topics: missing.map((t) => t.topic) }, "kafka topics created");
+    }
+    const meta = await this.admin.fetchTopicMetadata({ topics: topics.map((t) => t.topic) });
+    for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
+  }
+
+  /** Partition count of a topic, from the cache or the cluster; rejects for a topic that does not exist. */
+  private async partitionsOf(topic: string): Promise<number> {
+    const known = this.partitions.get(topic);
+    if (known !== undefined) return known;
+    await this.connect();
+    if (!(await this.admin.listTopics()).includes(topic)) {
+      throw new Error(`unknown topic ${topic}: call ensureTopics first`);
+    }
+    const meta = await this.admin.fetchTopicMetadata({ topics: [topic] });
+    const n = meta.topics[0]!.partitions.length;
+    this.partitions.set(topic, n);
+    return n;
+  }
+
+  async publish(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+    if (this.closed) throw new Error("queue is closed");
+    await this.partitionsOf(topic);
+    if (records.length === 0) return;
+    const messages = records.map((r) => ({ key: r.key, value: toBuffer(r.value) }));
+    const bytes = messages.reduce((n, m) => n + m.value.length + Buffer.byteLength(m.key) + 70, 0);
+    await new Promise<void>((resolve, reject) => {
+      const p: PendingPublish = { topic, messages, bytes, settled: false, timer: undefined, resolve, reject };
+      const timeout = this.options.publishTimeoutMs ?? 30_000;
+      p.timer = setTimeout(() => {
+        const i = this.pending.indexOf(p);
+        if (i >= 0) this.pending.splice(i, 1); // never sent: nothing of it reaches Kafka
+        settle(p, new Error(`publish to ${topic}: no ack from Kafka within ${timeout} ms`));
+      }, timeout);
+      p.timer.unref();
+      this.pending.push(p);
+      this.pump();
+    });
+  }
+
+  /** Sends pending publishes one request at a time, merging those that waited. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = (async () => {
+      try {
+        while (this.pending.length > 0) {
+          const max = this.options.maxRequestBytes ?? 900_000;
+          let size = 0;
+          let n = 0;
+          while (n < this.pending.length && (n === 0 || size + this.pending[n]!.bytes <= max)) size += this.pending[n++]!.bytes;
+          const batch = this.pending.splice(0, n);
+          const byTopic = new Map<string, Message[]>();
+          for (const p of batch) {
+            let list = byTopic.get(p.topic);
+            if (!list) byTopic.set(p.topic, (list = []));
+            list.push(...p.messages);
+          }
+          try {
+            await this.connect();
+            await this.producer.sendBatch({
+              acks: -1,
+              timeout: 30_000,
+              topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+            });
+            for (const p of batch) settle(p);
+          } catch (err) {
+            this.options.logger?.warn({ err, records: batch.length }, "kafka publish failed");
+            for (const p of batch) settle(p, err);
+          }
+        }
+      } finally {
+        this.pumping = undefined;
+      }
+    })();
+  }
+
+  async subscribe(group: string, topic: string, handler: BatchHandler, options: SubscribeOptions = {}): Promise<Subscription> {
+    if (this.closed) throw new Error("queue is closed");
+    await this.partitionsOf(topic);
+    const consumer = this.kafka.consumer({
+      groupId: group,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 20,
+      minBytes: 1,
+      sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: this.options.heartbeatIntervalMs ?? 1_000,
+      retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
+    });
+    const sub = new KafkaSubscription(consumer, group, topic, handler, options.maxBatch ?? 256, this.options, () =>
+      this.subscriptions.delete(sub),
+    );
+    this.subscriptions.add(sub);
+    try {
+      await sub.start();
+    } catch (err) {
+      await sub.stop().catch(() => {});
+      throw err;
+    }
+    return sub;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    await this.pumping;
+    if (this.connecting) {
+      await this.connecting.catch(() => {});
+      await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
+    }
+  }
+}
+
+class KafkaSubscription implements Subscription {
+  /** Counts group joins, to notice a rebalance that happened while a batch was in hand. */
+  private joins = 0;
+  private assigned = new Set<number>();
+  private readonly backoff = new Map<number, number>();
+  private readonly resumeTimers = new Set<NodeJS.Timeout>();
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly group: string,
+    private readonly topic: string,
+    private readonly handler: BatchHandler,
+    private readonly maxBatch: number,
+    private readonly options: KafkaQueueOptions,
+    private readonly onStopped: () => void,
+  ) {}
+
+  async start(): Promise<void> {
+    const log = this.options.logger;
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      this.joins++;
+      this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
+      log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
+    });
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      log?.error(
+        { err: e.payload.error, group: this.group, topic: this.topic, restart: e.payload.restart },
+        e.payload.restart ? "kafka consumer crashed; restarting" : "kafka consumer crashed and stopped",
+      );
+    });
+    try {
+      await this.consumer.connect();
+    } catch (err) {
+      throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, { cause: err });
+    }
+    // A new group starts from the beginning of what Kafka still holds; a known one from its commits.
+    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 4,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+  }
+
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, commitOffsetsIfNecessary, heartbeat, isRunning, isStale, pause } = payload;
+    const { topic, partition } = batch;
+    const joinsAtStart = this.joins;
+    const records: QueueRecord[] = batch.messages.map((m) => ({
+      topic,
+      partition,
+      offset: BigInt(m.offset),
+      key: m.key?.toString() ?? "",
+      value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : new Uint8Array(0),
+    }));
+    for (let i = 0; i < records.length; i += this.maxBatch) {
+      // Stopping, or the partition moved: leave the rest unresolved, it is fetched again (here or by the new owner).
+      if (!isRunning() || isStale() || this.stopping) return;
+      const chunk = records.slice(i, i + this.maxBatch);
+      try {
+        await this.handler(chunk);
+      } catch (err) {
+        // Never skip: this chunk stays unresolved and uncommitted. Pause the partition for a
+        // backoff; the next fetch after resume starts again at the chunk's first offset.
+        const wait = this.nextBackoff(partition);
+        this.options.logger?.warn(
+          { err, group: this.group, topic, partition, offset: chunk[0]!.offset.toString(), retryInMs: wait },
+          "batch handler failed; will deliver the batch again",
+        );
+        if (!this.stopping) {
+          const resume = pause();
+          const t = setTimeout(() => {
+            this.resumeTimers.delete(t);
+            resume();
+          }, wait);
+          this.resumeTimers.add(t);
+        }
+        return;
+      }
+      this.backoff.delete(partition);
+      const last = chunk[chunk.length - 1]!.offset;
+      resolveOffset(last.toString());
+      if (this.joins !== joinsAtStart || !this.assigned.has(partition)) {
+        // Rebalanced while the handler ran: the partition may be someone else's now. Do not
+        // commit for them; whoever owns it re-reads from the last commit (at least once).
+        this.options.logger?.info({ group: this.group, topic, partition }, "partition reassigned mid-batch; not committing");
+        return;
+      }
+      await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: (last + 1n).toString() }] }] });
+      await heartbeat();
+    }
+  }
+
+  private nextBackoff(partition: number): number {
+    const { initial, max } = this.options.retryBackoffMs ?? { initial: 50, max: 5_000 };
+    const prev = this.backoff.get(partition);
+    const next = prev === undefined ? initial : Math.min(max, prev * 2);
+    this.backoff.set(partition, next);
+    return next;
+  }
+
+  /** Finishes (and commits) the batch in hand, leaves the group, disconnects. */
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        for (const t of this.resumeTimers) clearTimeout(t);
+        this.resumeTimers.clear();
+        try {
+          await this.consumer.disconnect();
+        } finally {
+          this.onStopped();
+        }
+      })();
+    }
+    return this.stopping;
+  }
+}
+
+function settle(p: PendingPublish, err?: unknown): void {
+  if (p.settled) return;
+  p.settled = true;
+  clearTimeout(p.timer);
+  if (err === undefined) p.resolve();
+  else p.reject(err);
+}
+
+function toBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function kafkaLevel(level: "error" | "warn" | "info" | "debug"): number {
+  return { error: KafkaLogLevel.ERROR, warn: KafkaLogLevel.WARN, info: KafkaLogLevel.INFO, debug: KafkaLogLevel.DEBUG }[level];
+}
+
+/** kafkajs logCreator writing to pino: the kafkajs namespace and extra fields become log fields. */
+function pinoLogCreator(logger: Logger) {
+  return () =>
+    ({ namespace, level, log }: LogEntry) => {
+      const { message, timestamp: _t, logger: _l, ...extra } = log as LogEntry["log"] & { logger?: string };
+      const fields = { kafka: namespace, ...extra };
+      if (level <= KafkaLogLevel.ERROR) logger.error(fields, message);
+      else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
+      else if (level === KafkaLogLevel.INFO) logger.info(fields, message);
+      else logger.debug(fields, message);
+    };
+}
