@@ -32,7 +32,8 @@ describe("web client in headless Chromium", function () {
     this.timeout(900_000);
     await buildWebClient();
     browser = await launchChromium();
-    chatd = await startChatd();
+    // Short heartbeats and presence grace, so "offline" shows within seconds of a page closing.
+    chatd = await startChatd({ env: { CHAT_HEARTBEAT_INTERVAL_MS: "1000", CHAT_PRESENCE_GRACE_MS: "3000" } });
   });
 
   after(async () => {
@@ -145,8 +146,8 @@ describe("web client in headless Chromium", function () {
       assert.match((await status.textContent()) ?? "", /online/);
 
       await bobPage.context.close();
-      // Heartbeat-based presence may hold "online" for a grace period before it flips.
-      await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 60_000 });
+      // Presence holds "online" for its grace period (3 s here) before it flips.
+      await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 30_000 });
       assert.match((await status.textContent()) ?? "", /last seen/);
     });
   });
