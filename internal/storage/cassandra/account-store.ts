@@ -1,0 +1,252 @@
+import type { AccountStore } from "../../accounts/store.js";
+import { ChatError } from "../../model/errors.js";
+import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
+import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
+import { UserSearch } from "./user-search.js";
+
+const toUser = (r: Row): UserRecord => ({
+  userId: big(r.get("user_id")),
+  username: r.get("username") as string,
+  displayName: r.get("display_name") as string,
+  passwordHash: r.get("password_hash") as string,
+  createdAtMs: ms(r.get("created_at_ms")),
+});
+
+const toDevice = (r: Row): DeviceRecord => ({
+  userId: big(r.get("user_id")),
+  deviceId: big(r.get("device_id")),
+  name: r.get("name") as string,
+  platform: r.get("platform") as Platform,
+  createdAtMs: ms(r.get("created_at_ms")),
+  lastSeenAtMs: ms(r.get("last_seen_at_ms")),
+  revoked: r.get("revoked") === true,
+});
+
+/** A claim older than this without its user row was left by a creator that died. */
+const STALE_CLAIM_MS = 60_000;
+/** Refresh tokens outlive their expiry by this much (the auth layer checks expiry itself). */
+const TOKEN_GRACE_S = 86_400;
+const MAX_TTL_S = 10 * 365 * 86_400;
+
+/**
+ * AccountStore on Cassandra. Username uniqueness is an LWT claim in
+ * `usernames`; refresh tokens are single-use through an LWT delete; friend
+ * requests and friendships are stored once per side so each user's view is
+ * one partition, both sides written in one logged batch.
+ */
+export class CassandraAccountStore implements AccountStore {
+  private readonly q;
+  private readonly search: UserSearch;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {
+    const t = (n: string) => db.t(n);
+    this.search = new UserSearch(db);
+    this.q = {
+      claim: `INSERT INTO ${t("usernames")} (username_lower, user_id, reserved_at_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
+      takeOver: `UPDATE ${t("usernames")} SET user_id = ?, reserved_at_ms = ? WHERE username_lower = ? IF user_id = ?`,
+      release: `DELETE FROM ${t("usernames")} WHERE username_lower = ? IF user_id = ?`,
+      byName: `SELECT user_id FROM ${t("usernames")} WHERE username_lower = ?`,
+      insertUser: `INSERT INTO ${t("users")} (user_id, username, display_name, password_hash, created_at_ms)
+                   VALUES (?, ?, ?, ?, ?)`,
+      user: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id = ?`,
+      displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF EXISTS`,
+
+      insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
+                     VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      device: `SELECT * FROM ${t("devices")} WHERE user_id = ? AND device_id = ?`,
+      devices: `SELECT * FROM ${t("devices")} WHERE user_id = ?`,
+      touch: `UPDATE ${t("devices")} SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ? IF EXISTS`,
+      revoke: `UPDATE ${t("devices")} SET revoked = true WHERE user_id = ? AND device_id = ? IF EXISTS`,
+
+      putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
+                 USING TTL ?`,
+      putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash) VALUES (?, ?, ?)
+                      USING TTL ?`,
+      token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
+      takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
+      deleteToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
+      deviceTokens: `SELECT token_hash FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
+      unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
+      unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
+
+      putRequest: `INSERT INTO ${t("friend_requests")} (user_id, other_user_id, outgoing, at_ms) VALUES (?, ?, ?, ?)`,
+      deleteRequest: `DELETE FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = ?`,
+      request: `SELECT at_ms FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = true`,
+      requests: `SELECT other_user_id, outgoing, at_ms FROM ${t("friend_requests")} WHERE user_id = ?`,
+      putFriend: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
+      putFriendPlain: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?)`,
+      deleteFriend: `DELETE FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
+      friend: `SELECT since_ms FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
+      friends: `SELECT friend_user_id FROM ${t("friendships")} WHERE user_id = ?`,
+    };
+  }
+
+  async createUser(u: UserRecord): Promise<void> {
+    const lower = u.username.toLowerCase();
+    await this.claimUsername(lower, u.userId);
+    try {
+      // Logged: the user row and its search rows land together or not at all.
+      await this.db.batch([
+        { query: this.q.insertUser, params: [u.userId, u.username, u.displayName, u.passwordHash, msCell(u.createdAtMs)] },
+        ...this.search.statements(lower, u.userId),
+      ], { logged: true });
+    } catch (e) {
+      // Best effort; a claim left behind is taken over once stale.
+      await this.db.lwt(this.q.release, [lower, u.userId]).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async findUserByUsername(username: string): Promise<UserRecord | undefined> {
+    const r = await this.db.one(this.q.byName, [username.toLowerCase()]);
+    return r ? this.getUser(big(r.get("user_id"))) : undefined;
+  }
+
+  async getUser(userId: Id): Promise<UserRecord | undefined> {
+    const r = await this.db.one(this.q.user, [userId]);
+    return r ? toUser(r) : undefined;
+  }
+
+  async getUsers(userIds: readonly Id[]): Promise<UserRecord[]> {
+    const got = await mapLimit(userIds, FANOUT, (id) => this.getUser(id));
+    return got.filter((u): u is UserRecord => u !== undefined);
+  }
+
+  async searchUsers(prefix: string, limit: number): Promise<UserRecord[]> {
+    if (limit <= 0) return [];
+    return this.getUsers(await this.search.find(prefix.toLowerCase(), limit));
+  }
+
+  async updateDisplayName(userId: Id, displayName: string): Promise<void> {
+    await this.db.lwt(this.q.displayName, [displayName, userId]);
+  }
+
+  async createDevice(d: DeviceRecord): Promise<void> {
+    const r = await this.db.lwt(this.q.insertDevice, [
+      d.userId, d.deviceId, d.name, d.platform, msCell(d.createdAtMs), msCell(d.lastSeenAtMs), d.revoked,
+    ]);
+    if (!r.applied) throw new ChatError("already_exists", `device ${d.deviceId} already exists`);
+  }
+
+  async getDevice(userId: Id, deviceId: Id): Promise<DeviceRecord | undefined> {
+    const r = await this.db.one(this.q.device, [userId, deviceId]);
+    return r ? toDevice(r) : undefined;
+  }
+
+  async listDevices(userId: Id): Promise<DeviceRecord[]> {
+    return (await this.db.rows(this.q.devices, [userId])).map(toDevice);
+  }
+
+  async touchDevice(userId: Id, deviceId: Id, atMs: number): Promise<void> {
+    await this.db.lwt(this.q.touch, [msCell(atMs), userId, deviceId]);
+  }
+
+  async revokeDevice(userId: Id, deviceId: Id): Promise<void> {
+    // Revoked first: a refresh racing this finds the device revoked even if
+    // it took a token this loop has not reached yet.
+    await this.db.lwt(this.q.revoke, [userId, deviceId]);
+    const hashes = (await this.db.rows(this.q.deviceTokens, [userId, deviceId])).map((r) => r.get("token_hash") as string);
+    await mapLimit(hashes, FANOUT, (h) => this.db.write(this.q.deleteToken, [h]));
+    await this.db.write(this.q.unindexDevice, [userId, deviceId]);
+  }
+
+  async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {
+    const ttl = Math.min(MAX_TTL_S, Math.max(0, Math.ceil((r.expiresAtMs - this.now()) / 1000)) + TOKEN_GRACE_S);
+    // Logged: a token that exists is always reachable from its device (for revocation).
+    await this.db.batch([
+      { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
+      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, ttl] },
+    ], { logged: true });
+  }
+
+  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
+    const row = await this.db.one(this.q.token, [tokenHash]);
+    if (!row) return undefined;
+    // Of racing takes, only one LWT delete applies: the token is single-use.
+    if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return undefined;
+    const rec = { userId: big(row.get("user_id")), deviceId: big(row.get("device_id")), expiresAtMs: ms(row.get("expires_at_ms")) };
+    await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, tokenHash]);
+    return rec;
+  }
+
+  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
+    const at = msCell(atMs);
+    await this.db.batch([
+      { query: this.q.putRequest, params: [fromUserId, toUserId, true, at] },
+      { query: this.q.putRequest, params: [toUserId, fromUserId, false, at] },
+    ], { logged: true });
+  }
+
+  async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
+    await this.db.batch([
+      { query: this.q.deleteRequest, params: [fromUserId, toUserId, true] },
+      { query: this.q.deleteRequest, params: [toUserId, fromUserId, false] },
+    ], { logged: true });
+  }
+
+  async hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean> {
+    return (await this.db.one(this.q.request, [fromUserId, toUserId])) !== undefined;
+  }
+
+  async listFriendRequests(userId: Id): Promise<{ fromUserId: Id; toUserId: Id; atMs: number }[]> {
+    const out = (await this.db.rows(this.q.requests, [userId])).map((r) => {
+      const other = big(r.get("other_user_id"));
+      const outgoing = r.get("outgoing") === true;
+      return { fromUserId: outgoing ? userId : other, toUserId: outgoing ? other : userId, atMs: ms(r.get("at_ms")) };
+    });
+    // The SQLite adapter's order, so callers see one behaviour.
+    return out.sort((x, y) => x.atMs - y.atMs || cmp(x.fromUserId, y.fromUserId) || cmp(x.toUserId, y.toUserId));
+  }
+
+  async addFriendship(a: Id, b: Id, atMs: number): Promise<void> {
+    // Keep the first friendship's date, as the SQLite adapter does; the LWT
+    // tells whether there was one.
+    const first = await this.db.lwt(this.q.putFriend, [a, b, msCell(atMs)]);
+    const since = first.applied ? msCell(atMs) : big(first.row.get("since_ms"));
+    await this.db.batch([
+      { query: this.q.putFriendPlain, params: [a, b, since] },
+      { query: this.q.putFriendPlain, params: [b, a, since] },
+      { query: this.q.deleteRequest, params: [a, b, true] },
+      { query: this.q.deleteRequest, params: [b, a, false] },
+      { query: this.q.deleteRequest, params: [b, a, true] },
+      { query: this.q.deleteRequest, params: [a, b, false] },
+    ], { logged: true });
+  }
+
+  async removeFriendship(a: Id, b: Id): Promise<void> {
+    await this.db.batch([
+      { query: this.q.deleteFriend, params: [a, b] },
+      { query: this.q.deleteFriend, params: [b, a] },
+    ], { logged: true });
+  }
+
+  async areFriends(a: Id, b: Id): Promise<boolean> {
+    return (await this.db.one(this.q.friend, [a, b])) !== undefined;
+  }
+
+  async listFriends(userId: Id): Promise<Id[]> {
+    return (await this.db.rows(this.q.friends, [userId])).map((r) => big(r.get("friend_user_id")));
+  }
+
+  /** Claims the lower-cased name for userId or throws already_exists. */
+  private async claimUsername(lower: string, userId: Id): Promise<void> {
+    const now = this.now();
+    const claim = await this.db.lwt(this.q.claim, [lower, userId, msCell(now)]);
+    if (claim.applied) return;
+    const holder = big(claim.row.get("user_id"));
+    if (holder === userId) return; // our own earlier attempt (a retried request)
+    const reservedAt = ms(claim.row.get("reserved_at_ms"));
+    // A claim whose user row never appeared was left by a creator that died
+    // between the claim and the batch; after a while it may be taken over.
+    if (now - reservedAt > STALE_CLAIM_MS && !(await this.getUser(holder))) {
+      const r = await this.db.lwt(this.q.takeOver, [userId, msCell(now), lower, holder]);
+      if (r.applied) return;
+    }
+    throw new ChatError("already_exists", `username ${lower} is taken`);
+  }
+}
+
+const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);

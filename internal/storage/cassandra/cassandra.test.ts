@@ -1,0 +1,343 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { engineConfig } from "../../../test/support/engines.js";
+import type { NewMessage, StoredMessage } from "../../model/types.js";
+import {
+  accountStoreContract,
+  channelStoreContract,
+  inboxContract,
+  messageLogContract,
+  type MakeStore,
+} from "../contract/index.js";
+import { uniqueId, uniqueName } from "../contract/helpers.js";
+import {
+  applySchema,
+  CassandraAccountStore,
+  CassandraChannelStore,
+  CassandraInbox,
+  CassandraMessageLog,
+  createClient,
+  openCassandraStorage,
+  type CassandraStorage,
+} from "./index.js";
+import { tableId, TABLE_NAMES } from "./schema.js";
+
+// Small buckets so the contract suites cross bucket boundaries all the time.
+const BUCKET = 8;
+const MAX_INT64 = (1n << 63n) - 1n;
+
+function connection() {
+  // Throws (fails the run) when the engines are not up: never a skip.
+  const cfg = engineConfig();
+  return { contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc };
+}
+
+const newKeyspace = () => `chat_test_${randomBytes(5).toString("hex")}`;
+
+describe("cassandra storage", function () {
+  this.timeout(120_000);
+  const keyspace = newKeyspace();
+  let storage: CassandraStorage | undefined;
+  const s = (): CassandraStorage => {
+    if (!storage) throw new Error("cassandra storage did not open");
+    return storage;
+  };
+
+  before(async () => {
+    storage = await openCassandraStorage({ ...connection(), keyspace, bucketSize: BUCKET });
+  });
+  after(async () => {
+    if (!storage) return;
+    await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+    await storage.close();
+  });
+
+  // Fresh adapter objects per suite (cold caches), one shared keyspace.
+  const make = <S>(build: (st: CassandraStorage) => S): MakeStore<S> => async () => ({
+    store: build(s()),
+    close: async () => undefined,
+  });
+  accountStoreContract(make((st) => new CassandraAccountStore(st.db)));
+  channelStoreContract(make((st) => new CassandraChannelStore(st.db)));
+  messageLogContract(make((st) => new CassandraMessageLog(st.db, st.schema.bucketSize)));
+  inboxContract(make((st) => new CassandraInbox(st.db, st.schema.bucketSize)));
+
+  describe("engine specifics", () => {
+    const msg = (channelId: bigint, over: Partial<NewMessage> = {}): NewMessage => ({
+      messageId: uniqueId(),
+      channelId,
+      senderUserId: uniqueId(),
+      senderDeviceId: uniqueId(),
+      clientMsgId: uniqueName("c-"),
+      text: "hello",
+      sentAtMs: 1_767_225_600_000,
+      ...over,
+    });
+    const seqs = (ms: { seq: bigint }[]) => ms.map((m) => m.seq);
+    const range = (from: number, to: number) =>
+      Array.from({ length: Math.abs(to - from) + 1 }, (_, i) => BigInt(from < to ? from + i : from - i));
+
+    it("stores history in buckets of bucketSize seqs and pages across them both ways", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      const n = BUCKET * 3 + 3;
+      const stored: StoredMessage[] = [];
+      for (let i = 0; i < n; i++) stored.push((await log.append(msg(channelId, { text: `m${i + 1}` }))).message);
+
+      const placed = await s().client.execute(
+        `SELECT bucket, seq FROM ${keyspace}.messages WHERE channel_id = ? AND bucket IN (0, 1, 2, 3)`, [channelId], { prepare: true });
+      for (const r of placed.rows) assert.equal(r.get("bucket"), (r.get("seq") as bigint) / BigInt(BUCKET));
+      assert.equal(placed.rowLength, n);
+
+      for (const limit of [1, 3, BUCKET, BUCKET + 1, 100]) {
+        const back: StoredMessage[] = [];
+        for (let anchor = 0n; ; ) {
+          const p = await log.page(channelId, { anchorSeq: anchor, direction: "backward", limit });
+          if (p.length === 0) break;
+          back.push(...p);
+          anchor = p[p.length - 1]!.seq;
+        }
+        assert.deepStrictEqual(back, [...stored].reverse(), `backward, limit ${limit}`);
+        const fwd: StoredMessage[] = [];
+        for (let anchor = 0n; ; ) {
+          const p = await log.page(channelId, { anchorSeq: anchor, direction: "forward", limit });
+          if (p.length === 0) break;
+          fwd.push(...p);
+          anchor = p[p.length - 1]!.seq;
+        }
+        assert.deepStrictEqual(fwd, stored, `forward, limit ${limit}`);
+      }
+      // Pages that start or end exactly on a bucket edge.
+      const edge = BigInt(BUCKET * 2);
+      assert.deepStrictEqual(seqs(await log.page(channelId, { anchorSeq: edge, direction: "backward", limit: BUCKET })),
+        range(BUCKET * 2 - 1, BUCKET));
+      assert.deepStrictEqual(seqs(await log.page(channelId, { anchorSeq: edge - 1n, direction: "forward", limit: 2 })),
+        range(BUCKET * 2, BUCKET * 2 + 1));
+      assert.deepStrictEqual((await log.latest([channelId])).get(channelId), stored[n - 1]);
+    });
+
+    it("reads an inbox across buckets", async () => {
+      const inbox = new CassandraInbox(s().db, BUCKET);
+      const u = uniqueId();
+      const ms: StoredMessage[] = [];
+      for (let i = 0; i < BUCKET * 2 + 5; i++) {
+        const m = { ...msg(uniqueId()), seq: BigInt(i + 1) };
+        ms.push(m);
+        await inbox.append(u, m);
+      }
+      for (const limit of [1, 5, BUCKET, 1000]) {
+        const seen: StoredMessage[] = [];
+        for (let after = 0n; ; ) {
+          const page = await inbox.readAfter(u, after, limit);
+          if (page.length === 0) break;
+          seen.push(...page.map((e) => e.message));
+          after = page[page.length - 1]!.inboxSeq;
+        }
+        assert.deepStrictEqual(seen, ms, `limit ${limit}`);
+      }
+      assert.deepStrictEqual((await inbox.readAfter(u, BigInt(BUCKET - 1), 2)).map((e) => e.inboxSeq), range(BUCKET, BUCKET + 1));
+    });
+
+    it("round-trips 64-bit ids above 2^53 exactly", async () => {
+      const st = s();
+      const big = [2n ** 53n + 1n, 2n ** 62n + 12345n, MAX_INT64 - 7n];
+      const [u, c, d] = big as [bigint, bigint, bigint];
+      const name = uniqueName("big_");
+      await st.accounts.createUser({ userId: u, username: name, displayName: "B", passwordHash: "h", createdAtMs: 1 });
+      assert.equal((await st.accounts.findUserByUsername(name))?.userId, u);
+      await st.accounts.createDevice({
+        userId: u, deviceId: d, name: "n", platform: "cli", createdAtMs: 1, lastSeenAtMs: 1, revoked: false,
+      });
+      assert.equal((await st.accounts.listDevices(u))[0]?.deviceId, d);
+      await st.accounts.addFriendship(u, d, 1);
+      assert.deepStrictEqual(await st.accounts.listFriends(u), [d]);
+      await st.accounts.putRefreshToken("t-" + name, { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
+      assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name), { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
+
+      const direct = await st.channels.getOrCreateDirect(
+        { channelId: c, kind: "direct", title: "", createdAtMs: 1, createdBy: u }, u, d);
+      assert.equal(direct.channelId, c);
+      assert.deepStrictEqual((await st.channels.listMemberships(d)).map((r) => r.channelId), [c]);
+      assert.equal(await st.channels.advanceReadSeq(c, u, MAX_INT64 - 1n), MAX_INT64 - 1n);
+
+      const m = { messageId: d, channelId: c, senderUserId: u, senderDeviceId: d, clientMsgId: "x", text: "t", sentAtMs: 1 };
+      const stored = (await st.messages.append(m)).message;
+      assert.deepStrictEqual(stored, { ...m, seq: 1n });
+      assert.deepStrictEqual((await st.messages.latest([c])).get(c), stored);
+      assert.deepStrictEqual(await st.messages.findByClientMsgId(c, u, "x"), stored);
+      await st.inbox.append(u, stored);
+      assert.deepStrictEqual((await st.inbox.readAfter(u, 0n, 1))[0]?.message, stored);
+      assert.equal(await st.inbox.advanceCursor(u, d, MAX_INT64 - 1n), MAX_INT64 - 1n);
+      assert.equal(await st.inbox.getCursor(u, d), MAX_INT64 - 1n);
+    });
+
+    it("applySchema again is harmless: data and the keyspace's bucket size stay", async () => {
+      const st = s();
+      const channelId = uniqueId();
+      const first = (await st.messages.append(msg(channelId))).message;
+      const again = await applySchema(st.client, { keyspace, bucketSize: 1000 });
+      assert.equal(again.bucketSize, BUCKET, "an existing keyspace keeps its layout");
+      await applySchema(st.client, { keyspace });
+      assert.deepStrictEqual(await st.messages.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 5 }), [first]);
+    });
+
+    it("two processes applying the schema to a new keyspace at once agree", async () => {
+      const ks = newKeyspace();
+      const [a, b] = [createClient(connection()), createClient(connection())];
+      try {
+        const infos = await Promise.all([
+          applySchema(a, { keyspace: ks, bucketSize: 16 }),
+          applySchema(b, { keyspace: ks, bucketSize: 32 }),
+        ]);
+        assert.equal(infos[0].bucketSize, infos[1].bucketSize, "one bucket size wins for both");
+        const ids = await a.execute("SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = ?", [ks], { prepare: true });
+        assert.equal(ids.rowLength, TABLE_NAMES.length);
+        for (const r of ids.rows) assert.equal(String(r.get("id")), tableId(ks, r.get("table_name") as string));
+      } finally {
+        await a.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+        await Promise.all([a.shutdown(), b.shutdown()]);
+      }
+    });
+
+    it("overlapping log writers (a rebalance) keep seqs gap-free and store each message once", async () => {
+      // Two adapter objects with their own head caches stand for two processes.
+      const [w1, w2] = [new CassandraMessageLog(s().db, BUCKET), new CassandraMessageLog(s().db, BUCKET)];
+      const channelId = uniqueId();
+      const records = Array.from({ length: 40 }, (_, i) => msg(channelId, { text: `r${i}` }));
+      // Both consume the same records, w2 lagging and overlapping w1.
+      const run = async (w: CassandraMessageLog, from: number) => {
+        for (const r of records.slice(from)) await w.append(r);
+      };
+      await Promise.all([run(w1, 0), run(w2, 5), run(w2, 20)]);
+      const all = await w1.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 1000 });
+      assert.deepStrictEqual(seqs(all), range(1, records.length));
+      assert.deepStrictEqual(new Set(all.map((m) => m.clientMsgId)), new Set(records.map((r) => r.clientMsgId)));
+      assert.ok(w1.stats.casLost + w2.stats.casLost > 0, "the writers never actually raced");
+      for (const r of records) {
+        const again = await w2.append(r);
+        assert.equal(again.duplicate, true);
+      }
+    });
+
+    it("overlapping inbox writers keep inbox seqs gap-free and each message once", async () => {
+      const [w1, w2] = [new CassandraInbox(s().db, BUCKET), new CassandraInbox(s().db, BUCKET)];
+      const u = uniqueId();
+      const ms = Array.from({ length: 30 }, (_, i) => ({ ...msg(uniqueId()), seq: BigInt(i + 1) }));
+      await Promise.all([
+        (async () => { for (const m of ms) await w1.append(u, m); })(),
+        (async () => { for (const m of ms) await w2.append(u, m); })(),
+      ]);
+      const entries = await w1.readAfter(u, 0n, 1000);
+      assert.deepStrictEqual(entries.map((e) => e.inboxSeq), range(1, ms.length));
+      assert.equal(new Set(entries.map((e) => e.message.messageId)).size, ms.length);
+      assert.equal(await w2.head(u), BigInt(ms.length));
+      assert.ok(w1.stats.casLost + w2.stats.casLost > 0, "the writers never actually raced");
+    });
+
+    it("finishes an append whose writer died after winning the seq", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      for (let i = 0; i < BUCKET - 1; i++) await log.append(msg(channelId));
+      // A writer won seq BUCKET (the head CAS) and died before writing the rows.
+      const dead = { ...msg(channelId, { text: "orphan" }), seq: BigInt(BUCKET) };
+      await s().client.execute(
+        `UPDATE ${keyspace}.channel_heads SET last_seq = ?, message_id = ?, sender_user_id = ?, sender_device_id = ?,
+           client_msg_id = ?, text = ?, sent_at_ms = ? WHERE channel_id = ?`,
+        [dead.seq, dead.messageId, dead.senderUserId, dead.senderDeviceId, dead.clientMsgId, dead.text, BigInt(dead.sentAtMs), channelId],
+        { prepare: true });
+      const reader = new CassandraMessageLog(s().db, BUCKET);
+      assert.deepStrictEqual((await reader.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 1 }))[0], dead);
+      // The Kafka record is redelivered to a new owner: it is found, not stored twice.
+      const heir = new CassandraMessageLog(s().db, BUCKET);
+      const { seq: _seq, ...record } = dead;
+      const redo = await heir.append(record);
+      assert.deepStrictEqual(redo, { message: dead, duplicate: true });
+      assert.equal(heir.stats.helped, 1, "the heir writes the dead writer's rows from the head");
+      const next = await heir.append(msg(channelId));
+      assert.equal(next.message.seq, BigInt(BUCKET + 1));
+      assert.deepStrictEqual(await reader.findByClientMsgId(channelId, dead.senderUserId, dead.clientMsgId), dead);
+      const all = await reader.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 100 });
+      assert.deepStrictEqual(seqs(all), range(1, BUCKET + 1));
+    });
+
+    it("device cursors under concurrent advances end at the largest", async () => {
+      const [u, d] = [uniqueId(), uniqueId()];
+      const values = Array.from({ length: 60 }, () => BigInt(1 + Math.floor(Math.random() * 10_000)));
+      const got = await Promise.all(values.map((v) => s().inbox.advanceCursor(u, d, v)));
+      values.forEach((v, i) => assert.ok(got[i]! >= v));
+      const max = values.reduce((a, b) => (a > b ? a : b));
+      assert.equal(await s().inbox.getCursor(u, d), max);
+    });
+
+    it("a username claim left by a creator that died is taken over once stale, not before", async () => {
+      const st = s();
+      const [stale, fresh] = [uniqueName("stale_"), uniqueName("fresh_")];
+      const claim = `INSERT INTO ${keyspace}.usernames (username_lower, user_id, reserved_at_ms) VALUES (?, ?, ?)`;
+      await st.client.execute(claim, [stale, uniqueId(), BigInt(Date.now() - 3_600_000)], { prepare: true });
+      await st.client.execute(claim, [fresh, uniqueId(), BigInt(Date.now())], { prepare: true });
+      const user = (username: string) => ({ userId: uniqueId(), username, displayName: "d", passwordHash: "h", createdAtMs: 1 });
+      const u = user(stale);
+      await st.accounts.createUser(u);
+      assert.deepStrictEqual(await st.accounts.findUserByUsername(stale), u);
+      await assert.rejects(st.accounts.createUser(user(fresh)), { code: "already_exists" });
+    });
+
+    it("searchUsers walks partitions in order for prefixes shorter than a partition key", async () => {
+      // A keyspace of its own: short prefixes span every name in it.
+      const ks = newKeyspace();
+      const own = await openCassandraStorage({ ...connection(), keyspace: ks });
+      try {
+        const names = ["bob", "b.x", "ab", "abz", "abc", "abcd", "a", "b0b", "zed", "Bo", "b"];
+        for (const username of names) {
+          await own.accounts.createUser({ userId: uniqueId(), username, displayName: "", passwordHash: "h", createdAtMs: 1 });
+        }
+        const find = async (p: string, limit = 100) => (await own.accounts.searchUsers(p, limit)).map((x) => x.username);
+        const sorted = (xs: string[]) => [...xs].sort((x, y) => (x.toLowerCase() < y.toLowerCase() ? -1 : 1));
+        assert.deepStrictEqual(await find(""), sorted(names));
+        assert.deepStrictEqual(await find("B"), sorted(["bob", "b.x", "b0b", "Bo", "b"]));
+        assert.deepStrictEqual(await find("b", 3), ["b", "b.x", "b0b"]);
+        assert.deepStrictEqual(await find("ab"), ["ab", "abc", "abcd", "abz"]);
+        assert.deepStrictEqual(await find("abc"), ["abc", "abcd"]);
+        assert.deepStrictEqual(await find("q"), []);
+        assert.equal((await own.accounts.getUser((await own.accounts.findUserByUsername("BO"))!.userId))?.displayName, "");
+      } finally {
+        await own.client.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+        await own.close();
+      }
+    });
+
+    it("opening fails (does not hang or skip) when no node answers", async () => {
+      await assert.rejects(
+        openCassandraStorage({ contactPoints: ["127.0.0.1:1"], localDataCenter: "datacenter1", keyspace: "nowhere" }),
+        /All host\(s\) tried|unreachable|ECONNREFUSED/,
+      );
+    });
+
+    it("measures append latency (MessageLog, Inbox)", async () => {
+      const st = s();
+      const n = 300;
+      const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+      const time = async (f: () => Promise<unknown>) => {
+        const t0 = process.hrtime.bigint();
+        await f();
+        return Number(process.hrtime.bigint() - t0) / 1e6;
+      };
+      const channelId = uniqueId();
+      const user = uniqueId();
+      await st.messages.append(msg(channelId)); // warm: prepare statements, load the head
+      await st.inbox.append(user, { ...msg(channelId), seq: 1n });
+      const logMs: number[] = [];
+      const inboxMs: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const m = msg(channelId, { text: "a typical short chat message, about this long 😀" });
+        let stored: StoredMessage | undefined;
+        logMs.push(await time(async () => (stored = (await st.messages.append(m)).message)));
+        inboxMs.push(await time(() => st.inbox.append(user, stored!)));
+      }
+      const report = (name: string, xs: number[]) =>
+        `${name}: p50 ${pct(xs, 0.5).toFixed(2)} ms, p90 ${pct(xs, 0.9).toFixed(2)} ms, p99 ${pct(xs, 0.99).toFixed(2)} ms`;
+      console.log(`      ${report("MessageLog.append", logMs)}\n      ${report("Inbox.append", inboxMs)}`);
+      assert.ok(pct(logMs, 0.5) < 100 && pct(inboxMs, 0.5) < 100, "appends take far longer than expected");
+    });
+  });
+});

@@ -1,0 +1,239 @@
+import type { ChannelStore } from "../../channels/store.js";
+import { ChatError } from "../../model/errors.js";
+import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row, type Statement } from "./session.js";
+
+const toChannel = (r: Row, channelId: Id): ChannelRecord => ({
+  channelId,
+  kind: r.get("kind") as ChannelKind,
+  title: r.get("title") as string,
+  createdAtMs: ms(r.get("created_at_ms")),
+  createdBy: big(r.get("created_by")),
+});
+
+const toMember = (r: Row, channelId: Id): MemberRecord => ({
+  channelId,
+  userId: big(r.get("user_id")),
+  role: r.get("role") as MemberRole,
+  joinedAtMs: ms(r.get("joined_at_ms")),
+  readSeq: big(r.get("read_seq")),
+});
+
+// join_order = version << 20 | position in the call: keeps insertion order
+// among members with the same joined_at_ms.
+const JOIN_SHIFT = 20n;
+const MAX_ATTEMPTS = 32;
+
+/**
+ * ChannelStore on Cassandra. A channel is one partition of `channels`:
+ * metadata and counters as static columns, one row per member. Every
+ * membership change is a conditional batch on that partition that moves the
+ * static `version` from v to v+1 (the fence), so seat counting and the
+ * "exactly one winner for the last seat" rule hold across processes.
+ * `user_channels` (a user's channels) is written with the version as the
+ * write timestamp, so the newest membership change wins there whatever order
+ * the writes arrive in; a row in it whose member row is gone is ignored.
+ */
+export class CassandraChannelStore implements ChannelStore {
+  private readonly q;
+
+  constructor(private readonly db: Db) {
+    const t = (n: string) => db.t(n);
+    const ch = t("channels");
+    this.q = {
+      channel: `SELECT kind, title, created_at_ms, created_by FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      insertMeta: `INSERT INTO ${ch} (channel_id, kind, title, created_at_ms, created_by, member_count, version)
+                   VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      insertMetaPlain: `INSERT INTO ${ch} (channel_id, kind, title, created_at_ms, created_by, member_count, version)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      insertMember: `INSERT INTO ${ch} (channel_id, user_id, role, joined_at_ms, read_seq, join_order)
+                     VALUES (?, ?, ?, ?, ?, ?)`,
+      bump: `UPDATE ${ch} SET version = ?, member_count = ? WHERE channel_id = ? IF version = ?`,
+      deleteMember: `DELETE FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
+      deleteChannel: `DELETE FROM ${ch} WHERE channel_id = ?`,
+      updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ? IF EXISTS`,
+      member: `SELECT user_id, role, joined_at_ms, read_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
+      members: `SELECT user_id, role, joined_at_ms, read_seq, join_order FROM ${ch} WHERE channel_id = ?`,
+      state: `SELECT user_id, kind, version, member_count FROM ${ch} WHERE channel_id = ?`,
+      count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ? IF EXISTS`,
+      advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
+      directOf: `SELECT channel_id FROM ${t("direct_channels")} WHERE user_lo = ? AND user_hi = ?`,
+      claimDirect: `INSERT INTO ${t("direct_channels")} (user_lo, user_hi, channel_id) VALUES (?, ?, ?) IF NOT EXISTS`,
+      index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
+      unindex: `DELETE FROM ${t("user_channels")} USING TIMESTAMP ? WHERE user_id = ? AND channel_id = ?`,
+      memberships: `SELECT channel_id FROM ${t("user_channels")} WHERE user_id = ?`,
+    };
+  }
+
+  async getOrCreateDirect(candidate: ChannelRecord, a: Id, b: Id): Promise<ChannelRecord> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    const existing = await this.db.one(this.q.directOf, [lo, hi]);
+    if (existing) return this.existingDirect(big(existing.get("channel_id")), lo, hi);
+
+    // The candidate is written before the pair is claimed, so whoever loses
+    // the claim finds the winner's channel complete; a loser removes its own.
+    const c: ChannelRecord = { ...candidate, kind: "direct" };
+    const users = lo === hi ? [lo] : [lo, hi];
+    await this.db.batch(this.createStatements(c, users.map((userId, i) => ({
+      channelId: c.channelId, userId, role: "member", joinedAtMs: c.createdAtMs, readSeq: 0n, order: BigInt(i),
+    }))), { logged: false });
+    const claim = await this.db.lwt(this.q.claimDirect, [lo, hi, c.channelId]);
+    const winner = claim.applied ? c.channelId : big(claim.row.get("channel_id"));
+    // The same candidate can win twice: a retry after a claim that timed out but was applied.
+    if (winner !== c.channelId) {
+      await this.db.write(this.q.deleteChannel, [c.channelId]);
+      return this.existingDirect(winner, lo, hi);
+    }
+    await this.index(users, c.channelId, 1n);
+    return c;
+  }
+
+  async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
+    const unique = new Map<Id, MemberRecord>();
+    for (const m of members) if (!unique.has(m.userId)) unique.set(m.userId, m);
+    const rows = [...unique.values()].map((m, i) => ({ ...m, channelId: channel.channelId, order: BigInt(i) }));
+    // Indexed first: a crash before the channel leaves only rows that readers ignore.
+    await this.index([...unique.keys()], channel.channelId, 1n);
+    const r = await this.db.batch(this.createStatements(channel, rows, true), { logged: false, conditional: true });
+    if (!r.applied) throw new ChatError("already_exists", `channel ${channel.channelId} already exists`);
+  }
+
+  async getChannel(channelId: Id): Promise<ChannelRecord | undefined> {
+    const r = await this.db.one(this.q.channel, [channelId]);
+    return r && r.get("kind") !== null ? toChannel(r, channelId) : undefined;
+  }
+
+  async updateTitle(channelId: Id, title: string): Promise<void> {
+    await this.db.lwt(this.q.updateTitle, [title, channelId]);
+  }
+
+  async getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined> {
+    const r = await this.db.one(this.q.member, [channelId, userId]);
+    return r ? toMember(r, channelId) : undefined;
+  }
+
+  async listMembers(channelId: Id): Promise<MemberRecord[]> {
+    const rows = (await this.db.rows(this.q.members, [channelId])).filter((r) => r.get("user_id") !== null);
+    const order = new Map(rows.map((r) => [big(r.get("user_id")), big(r.get("join_order"))]));
+    return rows
+      .map((r) => toMember(r, channelId))
+      .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(order.get(x.userId)!, order.get(y.userId)!));
+  }
+
+  async memberCount(channelId: Id): Promise<number> {
+    const r = await this.db.one(this.q.count, [channelId]);
+    return (r?.get("member_count") as number | null) ?? 0;
+  }
+
+  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt >= 3) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
+      const s = await this.state(channelId);
+      if (!s) throw new ChatError("not_found", `channel ${channelId} not found`);
+      const fresh = new Map<Id, MemberRecord>();
+      for (const m of members) if (!s.members.has(m.userId) && !fresh.has(m.userId)) fresh.set(m.userId, m);
+      if (s.count + fresh.size > maxMembers) {
+        throw new ChatError("group_full", `a group has at most ${maxMembers} members (${s.count} now, ${fresh.size} to add)`);
+      }
+      if (fresh.size === 0) return [];
+      const next = s.version + 1n;
+      // Before the batch: if it loses, these stay as ignored strays (or are
+      // overwritten by whichever change wins this version).
+      await this.index([...fresh.keys()], channelId, next);
+      const r = await this.db.batch([
+        { query: this.q.bump, params: [next, s.count + fresh.size, channelId, s.version] },
+        ...[...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) })),
+      ], { logged: false, conditional: true });
+      if (r.applied) return [...fresh.keys()];
+    }
+    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+  }
+
+  async removeMember(channelId: Id, userId: Id): Promise<boolean> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt >= 3) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
+      const s = await this.state(channelId);
+      if (!s || !s.members.has(userId)) return false;
+      const next = s.version + 1n;
+      const r = await this.db.batch([
+        { query: this.q.bump, params: [next, s.count - 1, channelId, s.version] },
+        { query: this.q.deleteMember, params: [channelId, userId] },
+      ], { logged: false, conditional: true });
+      if (!r.applied) continue;
+      // After the batch: a crash in between leaves an index row readers ignore.
+      await this.db.write(this.q.unindex, [next, userId, channelId]);
+      return true;
+    }
+    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+  }
+
+  async setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void> {
+    await this.db.lwt(this.q.setRole, [role, channelId, userId]);
+  }
+
+  async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+    // One LWT: moves forward only, creates no row for a non-member, and when
+    // not applied returns the current position.
+    const r = await this.db.lwt(this.q.advanceRead, [seq, channelId, userId, seq]);
+    if (r.applied) return seq;
+    const now = r.row.get("read_seq") as bigint | null | undefined;
+    if (now === null || now === undefined) {
+      throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
+    }
+    return now;
+  }
+
+  async listMemberships(userId: Id): Promise<MemberRecord[]> {
+    const ids = (await this.db.rows(this.q.memberships, [userId])).map((r) => big(r.get("channel_id")));
+    const found = await mapLimit(ids, FANOUT, (channelId) => this.getMember(channelId, userId));
+    return found
+      .filter((m): m is MemberRecord => m !== undefined)
+      .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(x.channelId, y.channelId));
+  }
+
+  private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {
+    // Re-indexing at version 1 repairs a creator that died before indexing;
+    // any later membership change has a higher version and still wins.
+    const [c] = await Promise.all([this.getChannel(channelId), this.index(lo === hi ? [lo] : [lo, hi], channelId, 1n)]);
+    if (!c) throw new ChatError("internal", `direct channel ${channelId} of ${lo}/${hi} is missing`);
+    return c;
+  }
+
+  /**
+   * A plain LOCAL_QUORUM read is enough: the batch CAS re-checks the version,
+   * and a lost CAS leaves the winner committed, so the retry's read sees it.
+   */
+  private async state(channelId: Id) {
+    const rows = await this.db.rows(this.q.state, [channelId]);
+    const first = rows[0];
+    if (!first || first.get("kind") === null) return undefined;
+    return {
+      version: big(first.get("version")),
+      count: (first.get("member_count") as number | null) ?? 0,
+      members: new Set(rows.filter((r) => r.get("user_id") !== null).map((r) => big(r.get("user_id")))),
+    };
+  }
+
+  private createStatements(c: ChannelRecord, rows: (MemberRecord & { order: bigint })[], conditional = false): Statement[] {
+    const meta = [c.channelId, c.kind, c.title, msCell(c.createdAtMs), c.createdBy, rows.length, 1n];
+    return [
+      { query: conditional ? this.q.insertMeta : this.q.insertMetaPlain, params: meta },
+      ...rows.map((m) => this.memberStatement({ ...m, order: (1n << JOIN_SHIFT) | m.order })),
+    ];
+  }
+
+  private memberStatement(m: MemberRecord & { order: bigint }): Statement {
+    return { query: this.q.insertMember, params: [m.channelId, m.userId, m.role, msCell(m.joinedAtMs), m.readSeq, m.order] };
+  }
+
+  private async index(users: Id[], channelId: Id, version: bigint): Promise<void> {
+    await Promise.all(users.map((u) => this.db.write(this.q.index, [u, channelId, version])));
+  }
+}
+
+const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

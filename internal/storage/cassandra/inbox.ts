@@ -1,0 +1,145 @@
+import type { Inbox } from "../../messages/inbox.js";
+import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
+import { bucketOf, readRange } from "./buckets.js";
+import { toMessage } from "./message-log.js";
+import { SequencedAppender, type SequenceOps } from "./sequenced.js";
+import { big, msCell, type Db, type Row } from "./session.js";
+
+const COLS = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+
+const toEntry = (r: Row, inboxSeq: bigint): InboxEntry => ({
+  inboxSeq,
+  message: toMessage(r, big(r.get("channel_id")), big(r.get("seq"))),
+});
+
+const entryValues = ({ message: m }: InboxEntry) => [
+  m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, msCell(m.sentAtMs),
+];
+
+/**
+ * Inbox on Cassandra: entries partitioned by (user_id, bucket of inbox_seq),
+ * inbox seqs handed out through the inbox_heads fence (see
+ * SequencedAppender), repeats caught by inbox_dedup keyed by (user,
+ * message_id). Device cursors only move forward without a read or a Paxos
+ * round: the cursor value is also the cell's write timestamp, so the largest
+ * one always wins.
+ */
+export class CassandraInbox implements Inbox {
+  private readonly appender: SequencedAppender<StoredMessage, InboxEntry>;
+  private readonly q;
+
+  constructor(
+    private readonly db: Db,
+    private readonly bucketSize: number,
+    headCacheSize?: number,
+  ) {
+    const t = (n: string) => db.t(n);
+    this.q = {
+      head: `SELECT last_seq, ${COLS} FROM ${t("inbox_heads")} WHERE user_id = ?`,
+      headSeq: `SELECT last_seq FROM ${t("inbox_heads")} WHERE user_id = ?`,
+      firstHead: `INSERT INTO ${t("inbox_heads")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  IF NOT EXISTS`,
+      nextHead: `UPDATE ${t("inbox_heads")} SET last_seq = ?, message_id = ?, channel_id = ?, seq = ?,
+                   sender_user_id = ?, sender_device_id = ?, client_msg_id = ?, text = ?, sent_at_ms = ?
+                 WHERE user_id = ? IF last_seq = ?`,
+      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+      range: `SELECT inbox_seq, ${COLS} FROM ${t("inbox")}
+              WHERE user_id = ? AND bucket = ? AND inbox_seq >= ? AND inbox_seq <= ?`,
+      dedup: `SELECT inbox_seq FROM ${t("inbox_dedup")} WHERE user_id = ? AND message_id = ?`,
+      putDedup: `INSERT INTO ${t("inbox_dedup")} (user_id, message_id, inbox_seq) VALUES (?, ?, ?)`,
+      cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
+      putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
+    };
+    this.appender = new SequencedAppender(this.ops(), headCacheSize);
+  }
+
+  /** Lost head CASes (another writer appended) and heads finished for a dead writer. */
+  get stats(): { casLost: number; helped: number } {
+    return this.appender.stats;
+  }
+
+  append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }> {
+    return this.appender.append(userId, message);
+  }
+
+  async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
+    if (limit <= 0) return [];
+    const head = await this.head(userId);
+    const lo = (afterSeq < 0n ? 0n : afterSeq) + 1n;
+    const hi = lo + BigInt(limit) - 1n < head ? lo + BigInt(limit) - 1n : head;
+    if (hi < lo) return [];
+    const entries = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
+      this.db.rows(this.q.range, [userId, b, from, to]).then((rs) => rs.map((r) => toEntry(r, big(r.get("inbox_seq"))))),
+    );
+    // The head's own row may not be written yet (its writer died after the
+    // CAS); its copy in the head row stands in until the next append helps.
+    if (hi === head && !entries.some((e) => e.inboxSeq === head)) {
+      const h = await this.readHead(userId, false);
+      if (h && h.seq === head) entries.push(h.entry);
+    }
+    return entries.sort((a, b) => (a.inboxSeq < b.inboxSeq ? -1 : a.inboxSeq > b.inboxSeq ? 1 : 0));
+  }
+
+  async head(userId: Id): Promise<bigint> {
+    const r = await this.db.one(this.q.headSeq, [userId]);
+    return r ? big(r.get("last_seq")) : 0n;
+  }
+
+  async getCursor(userId: Id, deviceId: Id): Promise<bigint> {
+    const r = await this.db.one(this.q.cursor, [userId, deviceId]);
+    return r ? big(r.get("seq")) : 0n;
+  }
+
+  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint> {
+    if (seq <= 0n) return this.getCursor(userId, deviceId);
+    // Write and read at once: the write leaves the cursor >= seq, the read
+    // shows a value the cursor had; the larger of the two is where it is now
+    // as far as this call can tell. One round trip, no Paxos.
+    const [, now] = await Promise.all([
+      this.db.write(this.q.putCursor, [userId, deviceId, seq, seq]),
+      this.getCursor(userId, deviceId),
+    ]);
+    return now > seq ? now : seq;
+  }
+
+  private async readHead(userId: Id, serial: boolean): Promise<{ seq: bigint; entry: InboxEntry } | undefined> {
+    const r = serial ? await this.db.serialOne(this.q.head, [userId]) : await this.db.one(this.q.head, [userId]);
+    if (!r) return undefined;
+    const seq = big(r.get("last_seq"));
+    return { seq, entry: toEntry(r, seq) };
+  }
+
+  private async bySeq(userId: Id, inboxSeq: bigint): Promise<InboxEntry | undefined> {
+    const r = await this.db.one(this.q.one, [userId, bucketOf(inboxSeq, this.bucketSize), inboxSeq]);
+    if (r) return toEntry(r, inboxSeq);
+    const h = await this.readHead(userId, false);
+    return h && h.seq === inboxSeq ? h.entry : undefined;
+  }
+
+  private ops(): SequenceOps<StoredMessage, InboxEntry> {
+    const { db, q } = this;
+    return {
+      readHead: (userId, serial) => this.readHead(userId, serial),
+      casHead: async (userId, expected, e) => {
+        const r = expected === 0n
+          ? await db.lwt(q.firstHead, [userId, e.inboxSeq, ...entryValues(e)])
+          : await db.lwt(q.nextHead, [e.inboxSeq, ...entryValues(e), userId, expected]);
+        return r.applied;
+      },
+      materialize: async (userId, e) => {
+        await Promise.all([
+          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e)]),
+          db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq]),
+        ]);
+      },
+      findStored: async (userId, m) => {
+        const d = await db.one(q.dedup, [userId, m.messageId]);
+        return d ? this.bySeq(userId, big(d.get("inbox_seq"))) : undefined;
+      },
+      sameKey: (e, m) => e.message.messageId === m.messageId,
+      withSeq: (m, inboxSeq) => ({ inboxSeq, message: { ...m } }),
+      seqOf: (e) => e.inboxSeq,
+    };
+  }
+}

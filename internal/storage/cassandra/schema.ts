@@ -1,0 +1,172 @@
+import { createHash } from "node:crypto";
+import { assertKeyspaceName, type Client } from "./session.js";
+
+/** Bumped when a table changes; stored in the keyspace's meta table. */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * Messages per history bucket (and entries per inbox bucket) in a new
+ * keyspace. Typical texts are ~100-200 bytes, so a bucket is ~200 KB; the
+ * worst case (1000 texts of 100,000 code points) is ~400 MB, which is why it
+ * is not larger. Fixed per keyspace once chosen: the stored value wins.
+ */
+export const DEFAULT_BUCKET_SIZE = 1000;
+
+export interface SchemaOptions {
+  keyspace: string;
+  /**
+   * Replication map of the keyspace, used only when it is created. Default
+   * { class: "SimpleStrategy", replication_factor: 1 } (one local node);
+   * production: { class: "NetworkTopologyStrategy", <dc>: 3 }.
+   */
+  replication?: Record<string, string | number>;
+  /** Bucket size for a new keyspace; an existing keyspace keeps its own. */
+  bucketSize?: number;
+  /** How long to wait for all nodes to agree on the schema. */
+  agreementTimeoutMs?: number;
+}
+
+export interface SchemaInfo {
+  keyspace: string;
+  /** The keyspace's bucket size (as stored, whatever was asked for). */
+  bucketSize: number;
+}
+
+// Partition and clustering keys are the design; see docs/architecture.md.
+const TABLES: Record<string, string> = {
+  meta: `(key text PRIMARY KEY, value text)`,
+
+  users: `(user_id bigint PRIMARY KEY, username text, display_name text, password_hash text, created_at_ms bigint)`,
+  // The uniqueness claim (LWT). reserved_at_ms lets a claim whose creator died
+  // before writing the user row be taken over later.
+  usernames: `(username_lower text PRIMARY KEY, user_id bigint, reserved_at_ms bigint)`,
+  // Prefix search: one partition per first SEARCH_PREFIX code points of the
+  // lower-cased name, sorted by name inside.
+  user_search: `(prefix text, username_lower text, user_id bigint, PRIMARY KEY ((prefix), username_lower))`,
+  // Which search partitions exist, for queries shorter than a partition prefix.
+  user_search_dir: `(parent text, child text, PRIMARY KEY ((parent), child))`,
+  devices: `(user_id bigint, device_id bigint, name text, platform text, created_at_ms bigint,
+             last_seen_at_ms bigint, revoked boolean, PRIMARY KEY ((user_id), device_id))`,
+  refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
+  refresh_tokens_by_device: `(user_id bigint, device_id bigint, token_hash text,
+             PRIMARY KEY ((user_id, device_id), token_hash))`,
+  // Each request is stored in both users' partitions (outgoing = from the partition owner).
+  friend_requests: `(user_id bigint, other_user_id bigint, outgoing boolean, at_ms bigint,
+             PRIMARY KEY ((user_id), other_user_id, outgoing))`,
+  friendships: `(user_id bigint, friend_user_id bigint, since_ms bigint, PRIMARY KEY ((user_id), friend_user_id))`,
+
+  // One partition per channel: its metadata (static) and its members (at most
+  // a group's limit, 2 for a direct channel). version is the fence every
+  // membership change compares-and-sets, in the same partition as the rows.
+  channels: `(channel_id bigint, user_id bigint,
+             kind text static, title text static, created_at_ms bigint static, created_by bigint static,
+             member_count int static, version bigint static,
+             role text, joined_at_ms bigint, read_seq bigint, join_order bigint,
+             PRIMARY KEY ((channel_id), user_id))`,
+  direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
+  // A user's channels; written with the channel's membership version as the
+  // write timestamp, so the last membership change wins whatever the order.
+  user_channels: `(user_id bigint, channel_id bigint, PRIMARY KEY ((user_id), channel_id))`,
+
+  // The seq fence of a channel (compare-and-set on last_seq) carrying a full
+  // copy of the newest message: latest() reads it, and a writer finishing a
+  // crashed append materialises the message from it.
+  channel_heads: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+  messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
+  message_dedup: `(channel_id bigint, sender_user_id bigint, client_msg_id text, seq bigint, message_id bigint,
+             PRIMARY KEY ((channel_id, sender_user_id, client_msg_id)))`,
+
+  inbox_heads: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+  inbox: `(user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC)`,
+  inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id)))`,
+  // Written with the cursor as the write timestamp: the highest cursor wins
+  // without a read or a Paxos round.
+  inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
+};
+
+export const TABLE_NAMES = Object.keys(TABLES);
+
+/**
+ * Creates the keyspace and tables unless they exist, waits for schema
+ * agreement, and returns the keyspace's layout. Idempotent, and safe when
+ * several processes start at once: each table is created with an id derived
+ * from its name, so two concurrent CREATE TABLE IF NOT EXISTS on different
+ * coordinators describe the very same table instead of two that clash.
+ */
+export async function applySchema(client: Client, o: SchemaOptions): Promise<SchemaInfo> {
+  const ks = o.keyspace;
+  assertKeyspaceName(ks);
+  const wait = o.agreementTimeoutMs ?? 60_000;
+  const replication = o.replication ?? { class: "SimpleStrategy", replication_factor: 1 };
+  await ddl(client, `CREATE KEYSPACE IF NOT EXISTS ${ks} WITH replication = ${cqlMap(replication)}`, wait);
+  for (const [name, body] of Object.entries(TABLES)) {
+    const withId = body.includes(" WITH ") ? " AND" : " WITH";
+    await ddl(client, `CREATE TABLE IF NOT EXISTS ${ks}.${name} ${body}${withId} ID = ${tableId(ks, name)}`, wait);
+  }
+
+  const wanted = o.bucketSize ?? DEFAULT_BUCKET_SIZE;
+  if (!Number.isSafeInteger(wanted) || wanted < 1) throw new Error(`bucketSize must be a positive integer, got ${wanted}`);
+  const bucketSize = Number(await claimMeta(client, ks, "bucket_size", String(wanted)));
+  const version = Number(await claimMeta(client, ks, "schema_version", String(SCHEMA_VERSION)));
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`keyspace ${ks} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
+  }
+  return { keyspace: ks, bucketSize };
+}
+
+/** Reads the layout of a keyspace made by applySchema (for processes that do not apply it). */
+export async function readSchemaInfo(client: Client, keyspace: string): Promise<SchemaInfo> {
+  assertKeyspaceName(keyspace);
+  const r = await client.execute(`SELECT value FROM ${keyspace}.meta WHERE key = 'bucket_size'`, [], { prepare: true });
+  const v = r.first()?.get("value");
+  if (typeof v !== "string") throw new Error(`keyspace ${keyspace} has no layout: run applySchema first`);
+  return { keyspace, bucketSize: Number(v) };
+}
+
+// The first writer's value wins (LWT), so concurrent starters agree.
+async function claimMeta(client: Client, ks: string, key: string, value: string): Promise<string> {
+  const r = await client.execute(`INSERT INTO ${ks}.meta (key, value) VALUES (?, ?) IF NOT EXISTS`, [key, value], {
+    prepare: true,
+  });
+  const row = r.first();
+  return row.get("[applied]") === true ? value : (row.get("value") as string);
+}
+
+async function ddl(client: Client, cql: string, timeoutMs: number): Promise<void> {
+  // DDL is not prepared; the driver waits for agreement itself up to
+  // maxSchemaAgreementWaitSeconds, and this keeps waiting if it gave up.
+  const rs = await client.execute(cql);
+  // Both exist at runtime (driver 4.x) but are missing from its typings.
+  if ((rs.info as { isSchemaInAgreement?: boolean }).isSchemaInAgreement) return;
+  const metadata = client.metadata as unknown as { checkSchemaAgreement(): Promise<boolean> };
+  const deadline = Date.now() + timeoutMs;
+  while (!(await metadata.checkSchemaAgreement())) {
+    if (Date.now() > deadline) throw new Error(`no schema agreement within ${timeoutMs} ms after: ${cql.slice(0, 80)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A name-based (version 3) UUID of keyspace.table. */
+export function tableId(keyspace: string, table: string): string {
+  const h = createHash("md5").update(`chatd:${keyspace}.${table}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x30;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.toString("hex");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function cqlMap(m: Record<string, string | number>): string {
+  const entries = Object.entries(m).map(([k, v]) => {
+    if (!/^[A-Za-z0-9_.-]+$/.test(k) || !/^[A-Za-z0-9_.-]+$/.test(String(v))) {
+      throw new Error(`replication option ${k}=${v}: only letters, digits, '_', '.', '-'`);
+    }
+    return `'${k}': '${v}'`;
+  });
+  return `{${entries.join(", ")}}`;
+}

@@ -1,0 +1,215 @@
+import cassandra from "cassandra-driver";
+import { ChatError } from "../../model/errors.js";
+
+const { types, errors } = cassandra;
+
+export type Client = cassandra.Client;
+export type Row = cassandra.types.Row;
+export type Params = unknown[];
+
+/** Which serial consistency the lightweight transactions use. */
+export type SerialLevel = "localSerial" | "serial";
+
+export interface ConnectOptions {
+  /** Native-protocol contact points, "host" or "host:port". */
+  contactPoints: string[];
+  /** The data centre this process runs in (the driver routes to it). */
+  localDataCenter: string;
+  credentials?: { username: string; password: string };
+  /**
+   * LOCAL_SERIAL (default) keeps the Paxos round inside the local data centre:
+   * enough for one data centre, or when each partition is only ever written
+   * from one of them. SERIAL makes usernames, direct pairs and seats unique
+   * across data centres at the price of a cross-DC round trip per LWT.
+   */
+  serialConsistency?: SerialLevel;
+  /** Client-side timeout of one request. */
+  readTimeoutMs?: number;
+}
+
+/**
+ * A client set up the way the adapters need it: 64-bit integers as bigint
+ * (ids exceed 2^53, so a Long or number anywhere is a bug waiting), and
+ * LOCAL_QUORUM by default so a read sees every acknowledged write of its DC.
+ */
+export function createClient(o: ConnectOptions): Client {
+  return new cassandra.Client({
+    contactPoints: o.contactPoints,
+    localDataCenter: o.localDataCenter,
+    credentials: o.credentials,
+    encoding: { useBigIntAsLong: true, useBigIntAsVarint: true },
+    queryOptions: {
+      consistency: types.consistencies.localQuorum,
+      serialConsistency: serialLevel(o.serialConsistency),
+      prepare: true,
+    },
+    socketOptions: { readTimeout: o.readTimeoutMs ?? 12_000, tcpNoDelay: true },
+  });
+}
+
+function serialLevel(s: SerialLevel | undefined): number {
+  return s === "serial" ? types.consistencies.serial : types.consistencies.localSerial;
+}
+
+/** The failure of a request to Cassandra, as the domain sees it. */
+export class StorageUnavailable extends ChatError {
+  constructor(
+    message: string,
+    /** A write that timed out may still be applied later (CAS included). */
+    readonly unknownOutcome: boolean,
+    override readonly cause: unknown,
+  ) {
+    super("unavailable", message);
+  }
+}
+
+function translate(e: unknown, query: string): never {
+  if (e instanceof errors.ResponseError) {
+    const c = types.responseErrorCodes;
+    if (e.code === c.writeTimeout) throw new StorageUnavailable(`cassandra write timeout: ${e.message}`, true, e);
+    if (e.code === c.readTimeout || e.code === c.unavailableException || e.code === c.overloaded ||
+      e.code === c.isBootstrapping || e.code === c.truncateError) {
+      throw new StorageUnavailable(`cassandra unavailable: ${e.message}`, false, e);
+    }
+    throw e; // syntax, invalid query, config: a bug, not an outage
+  }
+  if (e instanceof errors.OperationTimedOutError) {
+    throw new StorageUnavailable(`cassandra request timed out (${query.slice(0, 60)})`, true, e);
+  }
+  if (e instanceof errors.NoHostAvailableError || e instanceof errors.BusyConnectionError) {
+    throw new StorageUnavailable(`cassandra unreachable: ${e.message}`, false, e);
+  }
+  throw e;
+}
+
+export interface Statement {
+  query: string;
+  params: Params;
+}
+
+/**
+ * The keyspace-bound handle the adapters share: every statement is prepared
+ * (the driver caches the preparation per query string), and driver errors
+ * become ChatError("unavailable") so the edges answer with a retryable status.
+ */
+export class Db {
+  private readonly serial: number;
+
+  constructor(
+    readonly client: Client,
+    readonly keyspace: string,
+    serial: SerialLevel = "localSerial",
+  ) {
+    assertKeyspaceName(keyspace);
+    const enc = (client as unknown as { options: { encoding?: { useBigIntAsLong?: boolean } } }).options.encoding;
+    if (!enc?.useBigIntAsLong) {
+      throw new Error("the Cassandra client must be created with encoding.useBigIntAsLong (use createClient)");
+    }
+    this.serial = serialLevel(serial);
+  }
+
+  /** Qualified table name. */
+  t(table: string): string {
+    return `${this.keyspace}.${table}`;
+  }
+
+  async rows(query: string, params: Params): Promise<Row[]> {
+    return (await this.run(query, params)).rows ?? [];
+  }
+
+  async one(query: string, params: Params): Promise<Row | undefined> {
+    return (await this.run(query, params)).first() ?? undefined;
+  }
+
+  /** A linearizable read: it sees (and finishes) any Paxos round in flight. */
+  async serialOne(query: string, params: Params): Promise<Row | undefined> {
+    return (await this.run(query, params, { consistency: this.serial })).first() ?? undefined;
+  }
+
+  /** A plain write: idempotent, so the driver may retry it on another node. */
+  async write(query: string, params: Params): Promise<void> {
+    await this.run(query, params, { isIdempotent: true });
+  }
+
+  /** A lightweight transaction; `row` carries the current values when not applied. */
+  async lwt(query: string, params: Params): Promise<{ applied: boolean; row: Row }> {
+    const rs = await this.run(query, params, { serialConsistency: this.serial });
+    const row = rs.first();
+    return { applied: row.get("[applied]") === true, row };
+  }
+
+  /**
+   * A batch. Logged: atomic across partitions (through the batch log), used
+   * only where a half-done write would break an invariant. Unlogged within one
+   * partition: applied atomically and in isolation anyway. A batch with a
+   * condition must stay within one partition.
+   */
+  async batch(
+    statements: Statement[],
+    o: { logged: boolean; conditional?: boolean },
+  ): Promise<{ applied: boolean; row: Row | undefined }> {
+    try {
+      const rs = await this.client.batch(statements, {
+        prepare: true,
+        logged: o.logged,
+        serialConsistency: this.serial,
+        // A plain batch only sets values; a conditional one must not be replayed blindly.
+        isIdempotent: !o.conditional,
+      });
+      const row = rs.first() ?? undefined;
+      const applied = row?.get("[applied]");
+      return { applied: applied === undefined || applied === true, row };
+    } catch (e) {
+      translate(e, statements[0]?.query ?? "batch");
+    }
+  }
+
+  private async run(query: string, params: Params, o: cassandra.QueryOptions = {}): Promise<cassandra.types.ResultSet> {
+    try {
+      return await this.client.execute(query, params as unknown[], { prepare: true, ...o });
+    } catch (e) {
+      translate(e, query);
+    }
+  }
+}
+
+export function assertKeyspaceName(name: string): void {
+  // Interpolated into CQL, so only plain unquoted identifiers.
+  if (!/^[a-z][a-z0-9_]{0,47}$/.test(name)) {
+    throw new Error(`keyspace name ${JSON.stringify(name)}: use 1-48 of a-z, 0-9, _ starting with a letter`);
+  }
+}
+
+// Row decoding. Missing cells come back as null.
+
+export function big(v: unknown): bigint {
+  if (typeof v === "bigint") return v;
+  if (v === null || v === undefined) return 0n;
+  throw new TypeError(`expected a bigint cell, got ${typeof v}`);
+}
+
+export function ms(v: unknown): number {
+  return Number(big(v));
+}
+
+/** Epoch milliseconds (a JS number) to a bigint cell. */
+export function msCell(n: number): bigint {
+  return BigInt(Math.trunc(n));
+}
+
+/** Runs fn over items with at most `limit` in flight, results in input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** How many single-partition requests one call keeps in flight. */
+export const FANOUT = 32;
