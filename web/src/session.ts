@@ -78,20 +78,24 @@ export class RealtimeSession {
     private readonly auth: Auth,
     private readonly handlers: SessionHandlers,
     private readonly url = defaultUrl(),
-  ) {
-    window.addEventListener("online", () => this.reconnectSoon(0));
-    window.addEventListener("offline", () => this.ws?.close());
-  }
+  ) {}
+
+  private readonly onOnline = () => this.reconnectSoon(0);
+  private readonly onOffline = () => this.ws?.close();
 
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     this.cursor = BigInt(localStorage.getItem(this.cursorKey()) ?? "0");
     void this.connect();
   }
 
   stop(): void {
     this.stopped = true;
+    window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     this.flushAck();
@@ -161,17 +165,21 @@ export class RealtimeSession {
       this.setState("offline", "signed out");
       return this.handlers.signedOut();
     }
-    this.setState("offline", reason || undefined);
-    // Refused or expired token: refresh it, unless that already happened
-    // while this socket was open (the server closes it at the old token's expiry).
-    if ((code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) && this.auth.current?.accessToken === this.usedToken) {
-      try {
-        await this.auth.refresh(true);
-      } catch {
-        if (!this.auth.current) return this.handlers.signedOut();
+    if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
+      // The server closes a socket when the token it was opened with
+      // expires: reconnect at once with a fresh token (refreshing it here
+      // unless that already happened while the socket was open).
+      this.setState("connecting", reason || undefined);
+      if (this.auth.current?.accessToken === this.usedToken) {
+        try {
+          await this.auth.refresh(true);
+        } catch {
+          if (!this.auth.current) return this.handlers.signedOut();
+        }
       }
-      if (this.attempts === 0) return this.reconnectSoon(0);
+      return this.reconnectSoon(this.attempts === 0 ? 0 : undefined);
     }
+    this.setState("offline", reason || undefined);
     this.reconnectSoon();
   }
 
