@@ -91,6 +91,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (deps.routes) {
       this.routesRefresh = setInterval(() => void this.refreshRoutes(), deps.routesRefreshMs ?? 20_000);
       this.routesRefresh.unref();
+      deps.routes.onReset?.(() => {
+        this.logger?.info("session routes were reset: re-asserting them and catching sessions up");
+        void this.refreshRoutes().then(() => {
+          for (const set of this.byUser.values()) for (const s of set) s.catchUp();
+        });
+      });
     }
   }
 

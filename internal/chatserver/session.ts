@@ -204,6 +204,11 @@ export class Session implements SessionHandle {
     );
   }
 
+  /** Re-reads the inbox after sentUpTo: for entries whose live push may have been lost. */
+  catchUp(): void {
+    if (this.ready && this.open) this.pump(0n);
+  }
+
   /** Sends everything after sentUpTo as SyncBatch frames until caught up. */
   private pump(ref: bigint, limit = SYNC_PAGE): void {
     if (this.pumping) {
@@ -295,7 +300,7 @@ export class Session implements SessionHandle {
     if (!this.open) return;
     this.open = false;
     clearTimeout(this.expiryTimer);
-    this.server.detach(this);
+    this.server.detach(this, code);
     this.sink.close(code, reason);
   }
 

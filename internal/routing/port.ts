@@ -15,5 +15,11 @@ export interface SessionRoutes {
   refresh(serverId: string, userIds: readonly Id[]): Promise<void>;
   /** Server ids per user; users with no live entry are absent. */
   lookup(userIds: readonly Id[]): Promise<Map<Id, string[]>>;
+  /**
+   * Called when the store may have lost entries (Redis reconnected, perhaps
+   * after a restart): holders re-assert their routes, and sessions re-check
+   * their inboxes for entries whose live push found no route meanwhile.
+   */
+  onReset?(listener: () => void): void;
   close(): Promise<void>;
 }

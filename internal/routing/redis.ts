@@ -63,6 +63,8 @@ export class RedisSessionRoutes implements SessionRoutes {
   private readonly prefix: string;
   private readonly chunk: number;
   private lastError: Error | undefined;
+  private readonly resetListeners: (() => void)[] = [];
+  private readies = 0;
 
   constructor(private readonly options: RedisSessionRoutesOptions) {
     let client: Redis;
@@ -84,6 +86,12 @@ export class RedisSessionRoutes implements SessionRoutes {
       });
       this.ownsClient = true;
     }
+    // Every "ready" after the first is a reconnect: the server may have
+    // restarted empty, since routes are soft state.
+    client.on("ready", () => {
+      if (this.readies++ === 0) return;
+      for (const l of this.resetListeners) l();
+    });
     if (!(client as unknown as Partial<TouchClient>).routeTouch) client.defineCommand("routeTouch", { numberOfKeys: 1, lua: TOUCH });
     this.redis = client as TouchClient;
     this.prefix = options.keyPrefix ?? "chat:";
@@ -101,6 +109,10 @@ export class RedisSessionRoutes implements SessionRoutes {
       const why = this.lastError?.message ?? (err as Error).message;
       throw new Error(`cannot connect to Redis at ${this.options.url}: ${why}`);
     }
+  }
+
+  onReset(listener: () => void): void {
+    this.resetListeners.push(listener);
   }
 
   /** The Redis key of a user's routes. */

@@ -121,19 +121,30 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.match(await res.text(), /chat_sessions [1-9]/);
   });
 
-  async function underLoad(disrupt: () => Promise<void>, label: string): Promise<void> {
+  async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000): Promise<void> {
     const users: TestUser[] = [];
     for (let i = 0; i < 4; i++) users.push(await signUp(apiUrl(), "fo"));
     const group = (await users[0]!.api.channels.createGroup({ title: label, memberUserIds: users.slice(1).map((u) => u.userId) })).channel!.channelId;
     const devs = await Promise.all(users.map((u, i) => connect(i, u.devices[0]!.token)));
     const acked = new Set<bigint>();
+    const ackedBy = [0, 0];
     let sending = true;
     const senders = devs.slice(0, 2).map(async (d, i) => {
-      for (let n = 0; sending; n++) acked.add(await sendReliably(d, group, `${label} ${i}.${n}`, `${label}-${run}-${i}-${n}`));
+      for (let n = 0; sending; n++) {
+        acked.add(await sendReliably(d, group, `${label} ${i}.${n}`, `${label}-${run}-${i}-${n}`));
+        ackedBy[i]!++;
+      }
     });
     await waitFor(() => acked.size >= 20, "traffic before the disruption", 60_000);
+    const disruptedAt = Date.now();
     await disrupt();
     const before = acked.size;
+    // Every sender is served again (its session moved, if it had to) within the bound.
+    const counts = () => [ackedBy[0]!, ackedBy[1]!];
+    const base = counts();
+    await waitFor(() => counts().every((c, i) => c > base[i]!), `${label}: both senders acked again`, maxResumeMs);
+    const resumedMs = Date.now() - disruptedAt;
+    assert.ok(resumedMs <= maxResumeMs, `${label}: resumed after ${resumedMs} ms`);
     await waitFor(() => acked.size >= before + 20, "traffic after the disruption", 120_000);
     sending = false;
     await Promise.all(senders);
@@ -147,10 +158,10 @@ describe("distributed mode on the real engines (separate processes)", function (
       const victim = chatServers.shift()!;
       const t0 = Date.now();
       await victim.kill();
-      // A replacement joins later, as an orchestrator would start one.
-      chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
       void t0;
-    }, "chat-server-kill");
+    }, "chat-server-kill", (LEASE_TTL_S + 5) * 1000);
+    // A replacement joins, as an orchestrator would start one.
+    chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
   });
 
   it("survives a pipeline worker killed mid-stream (Kafka rebalance)", async () => {
