@@ -36,6 +36,7 @@ export class Session implements SessionHandle {
   private badFrames = 0;
   private limitedFrames = 0;
   private lastLimitedAtMs = 0;
+  private retryAtMs = 0;
   private lastFrameAtMs: number;
   private readonly frames: TokenBucket;
   private expiryTimer?: NodeJS.Timeout;
@@ -111,13 +112,17 @@ export class Session implements SessionHandle {
     this.lastFrameAtMs = Date.now();
     const retryAfterMs = this.frames.take();
     if (retryAfterMs > 0) {
-      // A flood is counted until a quiet second passes, not until the next
-      // allowed frame: a steady flood earns a token now and then too.
-      if (this.lastFrameAtMs - this.lastLimitedAtMs > 1000) this.limitedFrames = 0;
-      this.lastLimitedAtMs = this.lastFrameAtMs;
-      if (++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
+      // A flood is a frame that comes before the retry time we advised: a
+      // client that waits as told is never closed, however busy it is. The
+      // count lasts until a quiet second, so an occasional allowed frame in a
+      // steady flood does not reset it.
+      const now = this.lastFrameAtMs;
+      if (now - this.lastLimitedAtMs > 1000) this.limitedFrames = 0;
+      this.lastLimitedAtMs = now;
+      if (now < this.retryAtMs && ++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
         return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       }
+      this.retryAtMs = now + retryAfterMs;
     }
     let frame: ClientFrame;
     try {

@@ -7,6 +7,7 @@ import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import type { PipelineMetrics } from "./metrics.js";
+import { forEachByKey } from "./by-key.js";
 import { decodeInboxAppend, messageToProto } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
@@ -41,12 +42,12 @@ export class InboxWriter {
   }
 
   private async handle(records: QueueRecord[]): Promise<void> {
+    const appends = records.map((r) => decodeInboxAppend(r.value));
+    const results = await forEachByKey(appends, (a) => a.userId, (a) => this.deps.inbox.append(a.userId, a.message));
     const fresh: { userId: Id; entry: InboxEntry }[] = [];
-    for (const record of records) {
-      const { userId, message } = decodeInboxAppend(record.value);
-      const { entry, duplicate } = await this.deps.inbox.append(userId, message);
-      if (!duplicate) fresh.push({ userId, entry });
-    }
+    results.forEach(({ entry, duplicate }, i) => {
+      if (!duplicate) fresh.push({ userId: appends[i]!.userId, entry });
+    });
     this.deps.metrics?.inboxAppends.inc(fresh.length);
     try {
       const items = fresh.map(({ userId, entry }) => ({

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
+import { forEachByKey } from "./by-key.js";
 import { decodeSubmitted, encodeInboxAppend } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
@@ -35,19 +36,21 @@ export class Sequencer {
 
   private async handle(records: QueueRecord[]): Promise<void> {
     const { log, channels, queue } = this.deps;
-    const out: OutgoingRecord[] = [];
-    for (const record of records) {
-      const submitted = decodeSubmitted(record.value);
-      const { message, duplicate } = await log.append(submitted);
+    const submitted = records.map((r) => decodeSubmitted(r.value));
+    // Channels of one batch are sequenced side by side; within a channel in order.
+    const fanouts = await forEachByKey(submitted, (m) => m.channelId, async (m) => {
+      const { message, duplicate } = await log.append(m);
       // A duplicate with another message id is a client's resend that raced
       // the first copy through the queue: the first copy did the fan-out.
       // With the same id it is this very record again (a retried batch), whose
       // fan-out may not have happened, so do it again; inboxes drop repeats.
-      if (duplicate && message.messageId !== submitted.messageId) continue;
-      const members = await channels.listMembers(message.channelId);
-      for (const m of members) out.push({ key: m.userId.toString(), value: encodeInboxAppend(m.userId, message) });
+      if (duplicate && message.messageId !== m.messageId) return [];
       this.deps.metrics?.sequenced.inc();
-    }
+      const members = await channels.listMembers(message.channelId);
+      return members.map((mb) => ({ key: mb.userId.toString(), value: encodeInboxAppend(mb.userId, message) }));
+    });
+    // Published in batch order, so each user's inbox copies keep channel order.
+    const out: OutgoingRecord[] = fanouts.flat();
     await queue.publish(Topics.inbox, out);
   }
 }
