@@ -25,6 +25,16 @@ import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { topicSpecs } from "../../internal/pipeline/topics.js";
 import { SqliteQueue } from "../../internal/queue/sqlite.js";
 import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
+import type { PushApiDeps } from "../../internal/api/push-service.js";
+import { storeAudience } from "../../internal/presence/audience.js";
+import { MemoryPresenceStore } from "../../internal/presence/memory.js";
+import { RedisPresenceStore } from "../../internal/presence/redis.js";
+import { PresenceTracker } from "../../internal/presence/tracker.js";
+import { Notifier } from "../../internal/push/notifier.js";
+import type { PushKind } from "../../internal/push/port.js";
+import { createPushProviders } from "../../internal/push/providers.js";
+import { publishOfflineNotifications } from "../../internal/push/records.js";
+import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
 import { corsHeaders } from "./cors.js";
@@ -55,11 +65,23 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const verifier = new TokenVerifier(keys.publicKey);
 
   const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids });
+  // Presence: soft state in memory (or Redis), changes pushed to friends and small-channel co-members.
+  const presenceStore =
+    config.presence.store === "redis" ? new RedisPresenceStore({ redis: config.presence.redisUrl }) : new MemoryPresenceStore();
+  const presence: PresenceTracker = new PresenceTracker({
+    store: presenceStore,
+    audience: storeAudience({ accounts: storage.accounts, channels: storage.channels }),
+    directory: { pushToUsers: (userIds, frame): Promise<void> => chat.pushToUsers(userIds, frame) },
+    graceMs: config.presence.graceMs,
+    sweepIntervalMs: config.presence.sweepIntervalMs,
+    logger: logger.child({ component: "presence" }),
+  });
   const chat = new ChatServer({
     serverId: `chatd-${config.workerId}`,
     inbox: storage.inbox,
     channels: storage.channels,
     submitter,
+    presence,
     limits: {
       framesPerSecond: config.framesPerSecond,
       frameBurst: config.frameBurst,
@@ -71,7 +93,40 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   });
   const metrics = pipelineMetrics(registry);
   const sequencer = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
-  const inboxWriter = new InboxWriter({ queue, inbox: storage.inbox, sessions: chat, logger, metrics });
+  const inboxWriter = new InboxWriter({
+    queue,
+    inbox: storage.inbox,
+    sessions: chat,
+    logger,
+    metrics,
+    onOffline: publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels }),
+  });
+  // Push: the notifier consumes chat.notifications.v1, as cmd/notifier does on Kafka.
+  const pushEndpoints = new SqlitePushEndpointStore(storage.db);
+  const push = createPushProviders({ vapidKeyFile: join(config.dataDir, "vapid.json"), ...config.push });
+  const notifier = new Notifier({
+    queue,
+    endpoints: pushEndpoints,
+    providers: push.providers,
+    isOnline: async (userId) => (await chat.onlineUsers([userId])).has(userId),
+    isDeviceActive: async (userId, deviceId) => {
+      const device = await storage.accounts.getDevice(userId, deviceId);
+      return device !== undefined && !device.revoked;
+    },
+    options: config.push.notifier,
+    logger: logger.child({ component: "notifier" }),
+  });
+  const pushApi: PushApiDeps = {
+    push: {
+      endpoints: pushEndpoints,
+      enabled: new Set(Object.keys(push.providers) as PushKind[]),
+      vapidPublicKey: push.vapid.publicKey,
+      allowHttpEndpoints: config.push.allowHttpEndpoints,
+      defaultApnsTopic: config.push.apns?.topic,
+    },
+  };
+  presence.start();
+  await notifier.start();
   await sequencer.start();
   await inboxWriter.start();
 
@@ -83,6 +138,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       inbox: storage.inbox,
       submitter,
       sessions: chat,
+      presence,
+      ...pushApi,
       ids,
       signer,
       verifier,
@@ -151,6 +208,10 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         await Promise.all([closeServer(httpServer), closeHttp2(grpcServer)]);
         await sequencer.stop();
         await inboxWriter.stop();
+        await notifier.stop();
+        await push.close();
+        await presence.stop();
+        await presenceStore.close();
         await queue.close();
         storage.close();
       })()),

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { EnvReader } from "../../internal/config/env.js";
+import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
+import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
 
 export interface ChatdConfig {
   dataDir: string;
@@ -20,6 +22,10 @@ export interface ChatdConfig {
   maxFrameBytes: number;
   heartbeatIntervalMs: number;
   corsOrigins: string[];
+  /** CHAT_PRESENCE_* (internal/presence/config.ts). */
+  presence: PresenceConfig;
+  /** CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_*, CHAT_FCM_* (internal/push/config.ts). */
+  push: PushConfig;
   /** TLS on every listener (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
   tls?: TlsFiles;
 }
@@ -51,8 +57,11 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    presence: readPresenceConfig(r),
+    push: readPushConfig(r),
     tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),
   };
+  checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
   r.done();
   return config;
 }

@@ -163,6 +163,23 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (user_id, device_id)
   ) WITHOUT ROWID;
   `,
+  // 2: push endpoints (internal/push), one per device; an address belongs to one device.
+  `
+  CREATE TABLE push_endpoints (
+    user_id       INTEGER NOT NULL,
+    device_id     INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    address       TEXT NOT NULL,
+    p256dh        TEXT NOT NULL DEFAULT '',
+    auth          TEXT NOT NULL DEFAULT '',
+    apns_topic    TEXT NOT NULL DEFAULT '',
+    hide_preview  INTEGER NOT NULL DEFAULT 0,
+    muted         INTEGER NOT NULL DEFAULT 0,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX push_endpoints_by_address ON push_endpoints (kind, address);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,0 +1,37 @@
+import type { EnvReader } from "../config/env.js";
+
+export interface PresenceConfig {
+  /** Where presence lives: process memory (chatd) or Redis (shared by processes). */
+  store: "memory" | "redis";
+  /** Used when store = "redis". */
+  redisUrl: string;
+  /** A device counts as online this long after its last heartbeat or after its session ended. */
+  graceMs: number;
+  /** How often users past the grace period are looked for. */
+  sweepIntervalMs: number;
+}
+
+/**
+ * CHAT_PRESENCE_STORE (memory | redis, default memory), CHAT_REDIS_URL
+ * (default redis://127.0.0.1:6379), CHAT_PRESENCE_GRACE_MS (default: the
+ * larger of 60 s and two heartbeat intervals plus 10 s), CHAT_PRESENCE_SWEEP_MS
+ * (default 1000). Call checkPresenceConfig once the heartbeat interval is known.
+ */
+export function readPresenceConfig(r: EnvReader): PresenceConfig {
+  return {
+    store: r.oneOf("CHAT_PRESENCE_STORE", "memory", ["memory", "redis"] as const),
+    redisUrl: r.string("CHAT_REDIS_URL", "redis://127.0.0.1:6379"),
+    graceMs: r.int("CHAT_PRESENCE_GRACE_MS", 0, 50, 3_600_000),
+    sweepIntervalMs: r.int("CHAT_PRESENCE_SWEEP_MS", 1_000, 10, 60_000),
+  };
+}
+
+/** Fills in the default grace period and refuses one that is not longer than a heartbeat interval. */
+export function checkPresenceConfig(r: EnvReader, config: PresenceConfig, heartbeatIntervalMs: number): void {
+  if (config.graceMs === 0) config.graceMs = Math.max(60_000, 2 * heartbeatIntervalMs + 10_000);
+  if (config.graceMs <= heartbeatIntervalMs) {
+    r.problems.push(
+      `CHAT_PRESENCE_GRACE_MS=${config.graceMs}: must be more than the heartbeat interval (${heartbeatIntervalMs} ms), or devices flap offline between heartbeats`,
+    );
+  }
+}

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import type { PresenceStore } from "./port.js";
+
+export interface PresenceStoreHandle {
+  store: PresenceStore;
+  dispose(): Promise<void>;
+}
+
+/**
+ * The PresenceStore contract, run unchanged against every adapter. Ids are
+ * random per test so a shared real Redis can be used.
+ */
+export function presenceStoreContract(name: string, make: () => Promise<PresenceStoreHandle>): void {
+  describe(`PresenceStore contract: ${name}`, function () {
+    this.timeout(20_000);
+    let h: PresenceStoreHandle;
+    let store: PresenceStore;
+    beforeEach(async () => {
+      h = await make();
+      store = h.store;
+    });
+    afterEach(async () => {
+      await h.dispose();
+    });
+    // Random 63-bit ids, including some above 2^53 (they must never pass through a number).
+    const id = () => (BigInt(Math.floor(Math.random() * 2 ** 31)) << 32n) | BigInt(Math.floor(Math.random() * 2 ** 32));
+    const T = 1_700_000_000_000;
+
+    it("reports the flip to online once, for the first live device", async () => {
+      const u = id();
+      assert.equal(await store.touch(u, 1n, T, T + 1000), true);
+      assert.equal(await store.touch(u, 1n, T + 10, T + 1010), false, "a heartbeat is not a flip");
+      assert.equal(await store.touch(u, 2n, T + 20, T + 1020), false, "a second device is not a flip");
+      assert.deepEqual(await store.get([u], T + 30), [{ userId: u, online: true }]);
+    });
+
+    it("reads unknown users as offline without last seen, in input order", async () => {
+      const [a, b] = [id(), id()];
+      await store.touch(b, 1n, T, T + 1000);
+      assert.deepEqual(await store.get([a, b], T + 1), [
+        { userId: a, online: false },
+        { userId: b, online: true },
+      ]);
+      assert.deepEqual(await store.get([], T), []);
+    });
+
+    it("keeps a user online while any device is, and expires them once, with last seen = last alive", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 1000);
+      await store.touch(u, 2n, T + 500, T + 1500);
+      // Device 1 expired, device 2 still alive: online, no flip.
+      assert.deepEqual(await store.get([u], T + 1200), [{ userId: u, online: true }]);
+      assert.deepEqual((await store.expire(T + 1200, 1000)).filter((f) => f.userId === u), []);
+      // Device 2 heartbeats once more, then both are gone.
+      await store.touch(u, 2n, T + 1400, T + 2400);
+      assert.deepEqual(await store.get([u], T + 2400), [{ userId: u, online: false, lastSeenAtMs: T + 1400 }]);
+      const flips = (await store.expire(T + 2400, 1000)).filter((f) => f.userId === u);
+      assert.deepEqual(flips, [{ userId: u, lastSeenAtMs: T + 1400 }]);
+      assert.deepEqual((await store.expire(T + 2500, 1000)).filter((f) => f.userId === u), [], "a flip is reported once");
+      assert.deepEqual(await store.get([u], T + 9999), [{ userId: u, online: false, lastSeenAtMs: T + 1400 }]);
+      // Back again: a new flip.
+      assert.equal(await store.touch(u, 1n, T + 5000, T + 6000), true);
+      assert.deepEqual(await store.get([u], T + 5001), [{ userId: u, online: true }]);
+    });
+
+    it("drops a logged-out device at once; the last one flips the user offline", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 60_000);
+      await store.touch(u, 2n, T, T + 60_000);
+      assert.equal(await store.drop(u, 1n, T + 100), undefined, "device 2 is still online");
+      assert.deepEqual(await store.get([u], T + 100), [{ userId: u, online: true }]);
+      assert.equal(await store.drop(u, 2n, T + 200), T + 200);
+      assert.deepEqual(await store.get([u], T + 201), [{ userId: u, online: false, lastSeenAtMs: T + 200 }]);
+      assert.equal(await store.drop(u, 2n, T + 300), undefined, "dropping again is no flip");
+      assert.deepEqual((await store.expire(T + 120_000, 1000)).filter((f) => f.userId === u), [], "nothing left to expire");
+      assert.equal(await store.drop(id(), 1n, T), undefined, "unknown user");
+    });
+
+    it("with ifAlive, extends a live device but never revives an expired one", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 1000);
+      assert.equal(await store.touch(u, 1n, T + 900, T + 1900, { ifAlive: true }), false);
+      assert.deepEqual(await store.get([u], T + 1500), [{ userId: u, online: true }], "extended");
+      assert.equal(await store.touch(u, 1n, T + 2000, T + 3000, { ifAlive: true }), false);
+      assert.deepEqual(await store.get([u], T + 2000), [{ userId: u, online: false, lastSeenAtMs: T + 900 }], "not revived");
+      assert.equal(await store.touch(id(), 1n, T, T + 1000, { ifAlive: true }), false, "unknown device");
+    });
+
+    it("reports each offline flip to one caller only when callers race", async () => {
+      const users = [id(), id(), id(), id(), id()];
+      for (const u of users) await store.touch(u, 7n, T, T + 100);
+      const results = await Promise.all([store.expire(T + 200, 1000), store.expire(T + 200, 1000), store.expire(T + 200, 1000)]);
+      const mine = results.flat().filter((f) => users.includes(f.userId));
+      assert.equal(mine.length, users.length);
+      assert.equal(new Set(mine.map((f) => f.userId)).size, users.length);
+    });
+
+    it("returns at most limit flips per call", async () => {
+      const users = [id(), id(), id()];
+      // Far in the past relative to other tests' times, so only these are due.
+      for (const u of users) await store.touch(u, 1n, 1000, 2000);
+      const first = await store.expire(2000, 2);
+      assert.ok(first.length <= 2);
+      const rest = await store.expire(2000, 1000);
+      const mine = [...first, ...rest].filter((f) => users.includes(f.userId));
+      assert.equal(mine.length, 3);
+    });
+  });
+}

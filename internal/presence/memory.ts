@@ -1,0 +1,91 @@
+import type { Id } from "../model/types.js";
+import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
+
+interface DeviceState {
+  lastAliveMs: number;
+  expiresAtMs: number;
+}
+
+interface UserState {
+  devices: Map<Id, DeviceState>;
+  online: boolean;
+  lastSeenMs?: number;
+}
+
+/** The embedded PresenceStore of chatd: process memory (presence is soft state). */
+export class MemoryPresenceStore implements PresenceStore {
+  private readonly users = new Map<Id, UserState>();
+  /** Users whose aggregate is online: the only ones expire() has to look at. */
+  private readonly online = new Set<Id>();
+
+  async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
+    let u = this.users.get(userId);
+    if (options.ifAlive) {
+      const d = u?.devices.get(deviceId);
+      if (!d || d.expiresAtMs <= nowMs) return false;
+    }
+    if (!u) this.users.set(userId, (u = { devices: new Map(), online: false }));
+    u.devices.set(deviceId, { lastAliveMs: nowMs, expiresAtMs });
+    prune(u, nowMs);
+    if (u.online) return false;
+    u.online = true;
+    this.online.add(userId);
+    return true;
+  }
+
+  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined> {
+    const u = this.users.get(userId);
+    if (!u) return undefined;
+    u.devices.delete(deviceId);
+    prune(u, nowMs);
+    if (u.devices.size > 0 || !u.online) return undefined;
+    u.online = false;
+    u.lastSeenMs = nowMs;
+    this.online.delete(userId);
+    return nowMs;
+  }
+
+  async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
+    const flips: PresenceFlip[] = [];
+    for (const userId of this.online) {
+      if (flips.length >= limit) break;
+      const u = this.users.get(userId)!;
+      const lastAlive = prune(u, nowMs);
+      if (u.devices.size > 0) continue;
+      u.online = false;
+      u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);
+      this.online.delete(userId);
+      flips.push({ userId, lastSeenAtMs: u.lastSeenMs });
+    }
+    return flips;
+  }
+
+  async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
+    return userIds.map((userId) => {
+      const u = this.users.get(userId);
+      if (!u) return { userId, online: false };
+      let lastSeen = u.lastSeenMs ?? 0;
+      let online = false;
+      for (const d of u.devices.values()) {
+        if (d.expiresAtMs > nowMs) online = true;
+        else lastSeen = Math.max(lastSeen, d.lastAliveMs);
+      }
+      if (online) return { userId, online: true };
+      return lastSeen > 0 ? { userId, online: false, lastSeenAtMs: lastSeen } : { userId, online: false };
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Drops expired devices; returns the latest lastAlive among the dropped ones (0 if none). */
+function prune(u: UserState, nowMs: number): number {
+  let lastAlive = 0;
+  for (const [id, d] of u.devices) {
+    if (d.expiresAtMs <= nowMs) {
+      lastAlive = Math.max(lastAlive, d.lastAliveMs);
+      u.devices.delete(id);
+    }
+  }
+  return lastAlive;
+}

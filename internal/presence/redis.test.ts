@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { engineConfig, uniqueName, waitFor } from "../../test/support/engines.js";
+import { presenceStoreContract } from "./contract.js";
+import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
+import { PresenceTracker } from "./tracker.js";
+
+async function connected(url: string): Promise<Redis> {
+  const redis = new Redis(url, { ...defaultRedisOptions(), lazyConnect: true });
+  redis.on("error", () => {});
+  await redis.connect();
+  return redis;
+}
+
+async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== "0");
+}
+
+// The shared local Redis (scripts/engines.sh up redis), one key prefix per test.
+presenceStoreContract("redis", async () => {
+  const redis = await connected(engineConfig().redisUrl);
+  const prefix = `${uniqueName("test:presence")}:`;
+  const store = new RedisPresenceStore({ redis, prefix, shards: 4 });
+  return {
+    store,
+    async dispose() {
+      await deleteByPrefix(redis, prefix);
+      await store.close();
+      await redis.quit();
+    },
+  };
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A Redis of this test's own (never the shared one), so it can be killed and restarted. */
+class OwnRedis {
+  child?: ChildProcess;
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir], {
+      stdio: "ignore",
+    });
+    this.child = child;
+    await waitFor("own redis to answer", async () => {
+      const probe = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on("error", () => {});
+      try {
+        await probe.connect();
+        return (await probe.ping()) === "PONG";
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    });
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+describe("RedisPresenceStore: recovery after a Redis restart", function () {
+  this.timeout(60_000);
+  let own: OwnRedis;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "presence-redis-"));
+    own = new OwnRedis(await freePort(), dir);
+    await own.start();
+  });
+  after(async () => {
+    await own.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("rebuilds presence from heartbeats within two intervals, surviving the outage", async () => {
+    const HEARTBEAT = 200;
+    const redis = new Redis({ port: own.port, host: "127.0.0.1", ...defaultRedisOptions() });
+    redis.on("error", () => {});
+    const store = new RedisPresenceStore({ redis, prefix: "p:", shards: 2 });
+    const changes: boolean[] = [];
+    const tracker = new PresenceTracker({
+      store,
+      audience: async () => [],
+      directory: { pushToUsers: async () => {} },
+      graceMs: 3 * HEARTBEAT,
+      sweepIntervalMs: 50,
+      onChange: (c) => changes.push(c.online),
+    });
+    tracker.start();
+    // A device heartbeating at its interval, as a client does.
+    const beat = setInterval(() => tracker.deviceAlive(42n, 1n), HEARTBEAT);
+    try {
+      tracker.deviceConnected(42n, 1n);
+      await waitFor("online", async () => (await tracker.getPresence([42n]))[0]!.online);
+
+      await own.kill(); // state gone, connection broken
+      await assert.rejects(tracker.getPresence([42n]), "queries fail while Redis is away");
+      await new Promise((r) => setTimeout(r, 2 * HEARTBEAT)); // heartbeats keep failing, nothing crashes
+      await own.start(); // an empty Redis on the same address
+      await waitFor("the client to reconnect", () => redis.status === "ready", 10_000);
+      const reconnectedAt = Date.now();
+      await waitFor("presence rebuilt from heartbeats", async () => (await tracker.getPresence([42n]).catch(() => []))[0]?.online === true, 10_000);
+      const took = Date.now() - reconnectedAt;
+      assert.ok(took <= 2 * HEARTBEAT + 100, `rebuilt ${took} ms after Redis was back (two intervals: ${2 * HEARTBEAT} ms)`);
+      assert.equal(changes[0], true);
+    } finally {
+      clearInterval(beat);
+      await tracker.stop();
+      redis.disconnect();
+    }
+  });
+});

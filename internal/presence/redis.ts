@@ -1,0 +1,233 @@
+import { Redis, type Cluster, type RedisOptions } from "ioredis";
+import type { Id } from "../model/types.js";
+import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
+
+/**
+ * PresenceStore on Redis (distributed mode). State is soft: losing it (a
+ * Redis restart without persistence) costs at most the heartbeats it takes
+ * to rebuild it, and every key lives in one hash slot per shard so the
+ * scripts also run on Redis Cluster.
+ *
+ * Keys (S = user id mod `shards`, in braces as the cluster hash tag):
+ *   <prefix>{S}:u:<userId>  hash
+ *       d:<deviceId> = "<lastAliveMs>:<expiresAtMs>"  one field per device
+ *       on           = "1" while the user's aggregate is online
+ *       seen         = last-seen ms, written when the user goes offline
+ *     No TTL while online; PEXPIRE lastSeenTtlMs once offline.
+ *   <prefix>{S}:exp         sorted set: member userId, score = the latest
+ *                           expiry among the user's devices (the sweep index)
+ */
+export interface RedisPresenceOptions {
+  /** A connected client (shared), or a URL to open one of its own. */
+  redis: Redis | Cluster | string;
+  prefix?: string;
+  /** Number of expiry indexes; fixed for the life of the data. Default 16. */
+  shards?: number;
+  /** How long an offline user's last-seen time is kept. Default 90 days. */
+  lastSeenTtlMs?: number;
+}
+
+// Shared Lua: parse a device value and prune expired devices; sets maxe
+// (latest live expiry) and lasta (latest lastAlive among pruned devices).
+const PRUNE = `
+local function prune(h, now)
+  local all = redis.call('HGETALL', h)
+  local maxe, lasta = 0, 0
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, 2) == 'd:' then
+      local a, e = string.match(all[i + 1], '^(%d+):(%d+)$')
+      a, e = tonumber(a), tonumber(e)
+      if e <= now then
+        redis.call('HDEL', h, f)
+        if a > lasta then lasta = a end
+      elseif e > maxe then
+        maxe = e
+      end
+    end
+  end
+  return maxe, lasta
+end
+`;
+
+// KEYS: hash, zset. ARGV: deviceField, now, expiresAt, ifAlive, userId.
+const TOUCH =
+  PRUNE +
+  `
+local h, z = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[2])
+if ARGV[4] == '1' then
+  local cur = redis.call('HGET', h, ARGV[1])
+  if not cur then return 0 end
+  local e = tonumber(string.match(cur, ':(%d+)$'))
+  if e <= now then return 0 end
+end
+redis.call('HSET', h, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+local maxe = prune(h, now)
+redis.call('ZADD', z, maxe, ARGV[5])
+redis.call('PERSIST', h)
+if redis.call('HGET', h, 'on') then return 0 end
+redis.call('HSET', h, 'on', '1')
+return 1
+`;
+
+// KEYS: hash, zset. ARGV: deviceField, now, userId, ttlMs. Returns last seen or -1.
+const DROP =
+  PRUNE +
+  `
+local h, z = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[2])
+redis.call('HDEL', h, ARGV[1])
+local maxe = prune(h, now)
+if maxe > 0 then
+  redis.call('ZADD', z, maxe, ARGV[3])
+  return -1
+end
+redis.call('ZREM', z, ARGV[3])
+if not redis.call('HGET', h, 'on') then return -1 end
+redis.call('HDEL', h, 'on')
+redis.call('HSET', h, 'seen', ARGV[2])
+redis.call('PEXPIRE', h, ARGV[4])
+return now
+`;
+
+// KEYS: hash, zset. ARGV: now, userId, ttlMs. Returns last seen or -1.
+const EXPIRE =
+  PRUNE +
+  `
+local h, z = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[1])
+local maxe, lasta = prune(h, now)
+if maxe > 0 then
+  redis.call('ZADD', z, maxe, ARGV[2])
+  return -1
+end
+redis.call('ZREM', z, ARGV[2])
+if not redis.call('HGET', h, 'on') then return -1 end
+redis.call('HDEL', h, 'on')
+local seen = tonumber(redis.call('HGET', h, 'seen') or '0')
+if lasta > seen then seen = lasta end
+if seen == 0 then seen = now end
+redis.call('HSET', h, 'seen', seen)
+redis.call('PEXPIRE', h, ARGV[3])
+return seen
+`;
+
+type ScriptClient = {
+  chatPresenceTouch(h: string, z: string, field: string, now: number, exp: number, ifAlive: string, user: string): Promise<number>;
+  chatPresenceDrop(h: string, z: string, field: string, now: number, user: string, ttl: number): Promise<number>;
+  chatPresenceExpire(h: string, z: string, now: number, user: string, ttl: number): Promise<number>;
+};
+
+export class RedisPresenceStore implements PresenceStore {
+  private readonly redis: Redis | Cluster;
+  private readonly owned: boolean;
+  private readonly prefix: string;
+  private readonly shards: number;
+  private readonly ttlMs: number;
+
+  constructor(options: RedisPresenceOptions) {
+    this.owned = typeof options.redis === "string";
+    this.redis = typeof options.redis === "string" ? new Redis(options.redis, defaultRedisOptions()) : options.redis;
+    if (this.owned) this.redis.on("error", () => {}); // failures surface on the commands
+    this.prefix = options.prefix ?? "chat:presence:";
+    this.shards = options.shards ?? 16;
+    this.ttlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
+    this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 2 });
+    this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 2 });
+    this.redis.defineCommand("chatPresenceExpire", { lua: EXPIRE, numberOfKeys: 2 });
+  }
+
+  private get scripts(): ScriptClient {
+    return this.redis as unknown as ScriptClient;
+  }
+
+  private shardOf(userId: Id): number {
+    return Number(userId % BigInt(this.shards));
+  }
+
+  private userKey(userId: Id): string {
+    return `${this.prefix}{${this.shardOf(userId)}}:u:${userId}`;
+  }
+
+  private indexKey(shard: number): string {
+    return `${this.prefix}{${shard}}:exp`;
+  }
+
+  async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
+    const r = await this.scripts.chatPresenceTouch(
+      this.userKey(userId),
+      this.indexKey(this.shardOf(userId)),
+      `d:${deviceId}`,
+      Math.floor(nowMs),
+      Math.floor(expiresAtMs),
+      options.ifAlive ? "1" : "0",
+      String(userId),
+    );
+    return Number(r) === 1;
+  }
+
+  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined> {
+    const r = Number(
+      await this.scripts.chatPresenceDrop(
+        this.userKey(userId),
+        this.indexKey(this.shardOf(userId)),
+        `d:${deviceId}`,
+        Math.floor(nowMs),
+        String(userId),
+        this.ttlMs,
+      ),
+    );
+    return r >= 0 ? r : undefined;
+  }
+
+  async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
+    const flips: PresenceFlip[] = [];
+    for (let shard = 0; shard < this.shards && flips.length < limit; shard++) {
+      const index = this.indexKey(shard);
+      const due = await this.redis.zrangebyscore(index, "-inf", Math.floor(nowMs), "LIMIT", 0, limit - flips.length);
+      for (const member of due) {
+        const userId = BigInt(member);
+        const seen = Number(await this.scripts.chatPresenceExpire(this.userKey(userId), index, Math.floor(nowMs), member, this.ttlMs));
+        if (seen >= 0) flips.push({ userId, lastSeenAtMs: seen });
+      }
+    }
+    return flips;
+  }
+
+  async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
+    if (userIds.length === 0) return [];
+    const hashes = await Promise.all(userIds.map((id) => this.redis.hgetall(this.userKey(id))));
+    return userIds.map((userId, i) => {
+      const h = hashes[i] ?? {};
+      let online = false;
+      let lastSeen = Number(h.seen ?? 0);
+      for (const [f, v] of Object.entries(h)) {
+        if (!f.startsWith("d:")) continue;
+        const [a, e] = v.split(":").map(Number) as [number, number];
+        if (e > nowMs) online = true;
+        else lastSeen = Math.max(lastSeen, a);
+      }
+      if (online) return { userId, online: true };
+      return lastSeen > 0 ? { userId, online: false, lastSeenAtMs: lastSeen } : { userId, online: false };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!this.owned) return;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/**
+ * Client options for soft state: commands fail fast while Redis is away
+ * (the caller logs and goes on) and the client reconnects forever, so the
+ * state rebuilds from heartbeats once Redis is back.
+ */
+export function defaultRedisOptions(): RedisOptions {
+  return {
+    maxRetriesPerRequest: 1,
+    connectTimeout: 3_000,
+    retryStrategy: (times) => Math.min(100 * times, 2_000),
+  };
+}

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import type { PushEndpoint, PushEndpointStore } from "./port.js";
+
+export interface PushEndpointStoreHandle {
+  store: PushEndpointStore;
+  dispose(): Promise<void>;
+}
+
+/** The PushEndpointStore contract, run unchanged against every adapter (ids random per test). */
+export function pushEndpointStoreContract(name: string, make: () => Promise<PushEndpointStoreHandle>): void {
+  describe(`PushEndpointStore contract: ${name}`, function () {
+    this.timeout(20_000);
+    let h: PushEndpointStoreHandle;
+    let store: PushEndpointStore;
+    beforeEach(async () => {
+      h = await make();
+      store = h.store;
+    });
+    afterEach(async () => {
+      await h.dispose();
+    });
+    const id = () => (BigInt(Math.floor(Math.random() * 2 ** 31)) << 32n) | BigInt(Math.floor(Math.random() * 2 ** 32));
+    const web = (userId: bigint, deviceId: bigint, address = `https://push.example/${id()}`): PushEndpoint => ({
+      userId,
+      deviceId,
+      kind: "web_push",
+      address,
+      p256dh: "BPk",
+      auth: "AUTH",
+      apnsTopic: "",
+      hidePreview: false,
+      muted: false,
+      updatedAtMs: 1000,
+    });
+
+    it("keeps one endpoint per device and lists a user's endpoints by device", async () => {
+      const u = id();
+      const a = web(u, 2n);
+      const b: PushEndpoint = { ...web(u, 1n), kind: "apns", address: "ab".repeat(32), p256dh: "", auth: "", apnsTopic: "com.example.chat" };
+      await store.put(a);
+      await store.put(b);
+      assert.deepEqual(await store.get(u, 2n), a);
+      assert.deepEqual(await store.listForUser(u), [b, a]);
+      const replaced = { ...a, address: `https://push.example/${id()}`, hidePreview: true, updatedAtMs: 2000 };
+      await store.put(replaced);
+      assert.deepEqual(await store.listForUser(u), [b, replaced]);
+      assert.equal(await store.get(u, 9n), undefined);
+      assert.deepEqual(await store.listForUser(id()), []);
+    });
+
+    it("moves an address to the device that registered it last", async () => {
+      const [u1, u2] = [id(), id()];
+      const shared = `https://push.example/${id()}`;
+      await store.put(web(u1, 1n, shared));
+      await store.put(web(u2, 5n, shared));
+      assert.equal(await store.get(u1, 1n), undefined, "the old account no longer gets it");
+      assert.equal((await store.get(u2, 5n))?.address, shared);
+    });
+
+    it("removes endpoints, and removeIfAddress only while the address is current", async () => {
+      const u = id();
+      const e = web(u, 1n);
+      await store.put(e);
+      assert.equal(await store.removeIfAddress(u, 1n, "https://push.example/old"), false);
+      assert.ok(await store.get(u, 1n));
+      assert.equal(await store.removeIfAddress(u, 1n, e.address), true);
+      assert.equal(await store.get(u, 1n), undefined);
+      await store.put(e);
+      assert.equal(await store.remove(u, 1n), true);
+      assert.equal(await store.remove(u, 1n), false);
+    });
+
+    it("updates settings of a registered device only", async () => {
+      const u = id();
+      await store.put(web(u, 1n));
+      assert.equal(await store.updateSettings(u, 1n, { hidePreview: true, muted: true }, 5000), true);
+      const got = await store.get(u, 1n);
+      assert.equal(got?.hidePreview, true);
+      assert.equal(got?.muted, true);
+      assert.equal(got?.updatedAtMs, 5000);
+      assert.equal(await store.updateSettings(u, 2n, { hidePreview: true, muted: false }, 5000), false);
+    });
+
+    it("keeps 64-bit ids exact", async () => {
+      const u = (1n << 63n) - 5n;
+      await store.put(web(u, (1n << 62n) + 1n));
+      assert.deepEqual((await store.listForUser(u)).map((e) => e.deviceId), [(1n << 62n) + 1n]);
+      await store.remove(u, (1n << 62n) + 1n);
+    });
+  });
+}

@@ -1,0 +1,88 @@
+import { readFileSync } from "node:fs";
+import { signJwt } from "./jwt.js";
+import { networkFailure, outcomeOfStatus, type PushEndpoint, type PushNotification, type PushProvider, type SendOutcome } from "./port.js";
+
+/** The fields of a Google service-account key file that FCM needs. */
+export interface ServiceAccount {
+  project_id: string;
+  client_email: string;
+  private_key: string;
+  token_uri?: string;
+}
+
+export interface FcmOptions {
+  account: ServiceAccount;
+  /** https://fcm.googleapis.com */
+  url: string;
+}
+
+export function fcmOptionsFromFile(c: { serviceAccountFile: string; url: string }): FcmOptions {
+  const account = JSON.parse(readFileSync(c.serviceAccountFile, "utf8")) as ServiceAccount;
+  if (!account.project_id || !account.client_email || !account.private_key) {
+    throw new Error(`${c.serviceAccountFile}: not a service account key (project_id, client_email, private_key)`);
+  }
+  return { account, url: c.url };
+}
+
+const SCOPE = "https://www.googleapis.com/auth/firebase.messaging";
+
+/**
+ * FCM HTTP v1 (projects/<id>/messages:send) with an OAuth2 access token from
+ * a service account (JWT bearer grant, RS256), cached until shortly before it
+ * expires. UNREGISTERED (404) tokens are reported gone.
+ */
+export class FcmProvider implements PushProvider {
+  readonly kind = "fcm" as const;
+  private access?: { token: string; expiresAtMs: number };
+
+  constructor(private readonly options: FcmOptions) {}
+
+  private async accessToken(timeoutMs: number): Promise<string> {
+    if (this.access && this.access.expiresAtMs - 60_000 > Date.now()) return this.access.token;
+    const a = this.options.account;
+    const tokenUri = a.token_uri ?? "https://oauth2.googleapis.com/token";
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = signJwt("RS256", a.private_key, {}, { iss: a.client_email, scope: SCOPE, aud: tokenUri, iat: now, exp: now + 3600 });
+    const res = await fetch(tokenUri, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion }).toString(),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (!res.ok) throw new Error(`OAuth token endpoint answered ${res.status}`);
+    const body = (await res.json()) as { access_token: string; expires_in: number };
+    this.access = { token: body.access_token, expiresAtMs: Date.now() + body.expires_in * 1000 };
+    return body.access_token;
+  }
+
+  async send(endpoint: PushEndpoint, n: PushNotification, timeoutMs: number): Promise<SendOutcome> {
+    try {
+      const token = await this.accessToken(timeoutMs);
+      const message = {
+        message: {
+          token: endpoint.address,
+          notification: { title: n.title, body: n.body },
+          data: n.data,
+          android: { collapse_key: n.collapseKey, priority: "HIGH", ttl: `${n.ttlSeconds}s`, notification: { tag: n.collapseKey } },
+          apns: { headers: { "apns-collapse-id": n.collapseKey } },
+          webpush: { headers: { Topic: n.collapseKey, TTL: String(n.ttlSeconds) } },
+        },
+      };
+      const res = await fetch(`${this.options.url}/v1/projects/${encodeURIComponent(this.options.account.project_id)}/messages:send`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(message),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.text().catch(() => "");
+      if (res.status === 401) this.access = undefined;
+      if (res.ok) return { ok: true };
+      const reason = `FCM answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+      if (res.status === 404 || text.includes("UNREGISTERED")) return { ok: false, gone: true, retryable: false, status: res.status, reason };
+      if (res.status === 401) return { ok: false, gone: false, retryable: true, status: 401, reason };
+      return outcomeOfStatus(res.status, reason, res.headers.get("retry-after"));
+    } catch (err) {
+      return networkFailure(err);
+    }
+  }
+}

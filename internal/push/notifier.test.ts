@@ -1,0 +1,257 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PushReceiver, type TestSubscription } from "../../test/support/push-receiver.js";
+import { waitFor } from "../../test/support/wait.js";
+import type { Id } from "../model/types.js";
+import { topicSpecs, Topics } from "../pipeline/topics.js";
+import { SqliteQueue } from "../queue/sqlite.js";
+import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
+import { Notifier, type NotifierOptions, type SendResult } from "./notifier.js";
+import type { PushEndpoint } from "./port.js";
+import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
+import { SqlitePushEndpointStore } from "./sqlite.js";
+import { loadOrCreateVapidKeys } from "./vapid.js";
+import { WebPushProvider } from "./webpush.js";
+
+describe("Notifier with Web Push against a loopback push service", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let db: SqliteDatabase;
+  let queue: SqliteQueue;
+  let endpoints: SqlitePushEndpointStore;
+  let receiver: PushReceiver;
+  let notifier: Notifier | undefined;
+  let results: SendResult[];
+  let online: Set<Id>;
+  const vapidSubject = "mailto:ops@chat.test";
+  let provider: WebPushProvider;
+  let seq = 0n;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "notifier-"));
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    queue = new SqliteQueue({ path: join(dir, "queue.db") });
+    await queue.ensureTopics(topicSpecs(2));
+    receiver = await new PushReceiver().start();
+    provider = new WebPushProvider({ vapid: loadOrCreateVapidKeys(join(dir, "vapid.json")), subject: vapidSubject });
+    results = [];
+    online = new Set();
+  });
+  afterEach(async () => {
+    await notifier?.stop();
+    notifier = undefined;
+    await receiver.stop();
+    await queue.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function startNotifier(options: Partial<NotifierOptions> = {}): Promise<Notifier> {
+    notifier = new Notifier({
+      queue,
+      endpoints,
+      providers: { web_push: provider },
+      isOnline: async (u) => online.has(u),
+      options: { collapseWindowMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, timeoutMs: 2_000, ...options },
+      onResult: (r) => results.push(r),
+    });
+    await notifier.start();
+    return notifier;
+  }
+
+  async function register(userId: Id, deviceId: Id, sub: TestSubscription, settings: Partial<PushEndpoint> = {}): Promise<void> {
+    await endpoints.put({
+      userId,
+      deviceId,
+      kind: "web_push",
+      address: sub.endpoint,
+      p256dh: sub.p256dh,
+      auth: sub.auth,
+      apnsTopic: "",
+      hidePreview: false,
+      muted: false,
+      updatedAtMs: Date.now(),
+      ...settings,
+    });
+  }
+
+  async function notify(userId: Id, channelId: Id, text: string, extra: Partial<NotificationRequest> = {}): Promise<void> {
+    seq++;
+    const req: NotificationRequest = {
+      userId,
+      senderName: "Bob",
+      channelTitle: "",
+      ...extra,
+      message: {
+        messageId: 1000n + seq,
+        channelId,
+        seq,
+        senderUserId: 77n,
+        senderDeviceId: 1n,
+        clientMsgId: `c${seq}`,
+        text,
+        sentAtMs: Date.now(),
+      },
+    };
+    await queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRequested(req) }]);
+  }
+
+  it("sends an encrypted, VAPID-signed Web Push that the subscription's key decrypts", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await startNotifier();
+    await notify(1n, 500n, "hello there, are we still on for lunch?", { senderName: "Bob", channelTitle: "Lunch club" });
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "one push");
+    const push = receiver.deliveredTo(sub)[0]!;
+    assert.equal(push.vapidOk, true, push.error);
+    assert.equal(push.vapidPublicKey, provider.publicKey);
+    assert.equal(push.vapidSubject, vapidSubject);
+    assert.equal(push.error, undefined);
+    assert.equal(push.topic, "c500");
+    assert.ok(push.ttl && push.ttl > 0);
+    assert.deepEqual(push.json, {
+      title: "Bob in Lunch club",
+      body: "hello there, are we still on for lunch?",
+      tag: "c500",
+      type: "message",
+      channelId: "500",
+      messageId: String(1000n + seq),
+      seq: String(seq),
+      senderUserId: "77",
+      senderName: "Bob",
+      channelTitle: "Lunch club",
+      count: "1",
+    });
+  });
+
+  it("hides the text for a device that asked for no preview, and sends nothing to a muted device", async () => {
+    const hidden = receiver.subscribe();
+    const muted = receiver.subscribe();
+    await register(1n, 10n, hidden, { hidePreview: true });
+    await register(1n, 11n, muted, { muted: true });
+    await startNotifier();
+    await notify(1n, 500n, "the secret plan");
+    await waitFor(() => receiver.deliveredTo(hidden).length === 1, "push to the no-preview device");
+    const json = receiver.deliveredTo(hidden)[0]!.json!;
+    assert.equal(json.body, "New message");
+    assert.equal(json.title, "Bob");
+    assert.ok(!JSON.stringify(json).includes("secret"), "no text anywhere in the payload");
+    await notifier!.idle();
+    assert.equal(receiver.pushesTo(muted).length, 0);
+  });
+
+  it("collapses several messages of a channel in a short window into one notification per channel", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await startNotifier({ collapseWindowMs: 400 });
+    for (let i = 1; i <= 5; i++) await notify(1n, 500n, `message ${i}`);
+    await notify(1n, 600n, "other channel");
+    await waitFor(() => receiver.deliveredTo(sub).length >= 2, "pushes");
+    await notifier!.idle();
+    const pushes = receiver.deliveredTo(sub);
+    assert.equal(pushes.length, 2, "one per channel");
+    const c500 = pushes.find((p) => p.topic === "c500")!;
+    assert.equal(c500.json!.count, "5");
+    assert.equal(c500.json!.body, "5 new messages, the latest: message 5");
+    assert.equal(pushes.find((p) => p.topic === "c600")!.json!.count, "1");
+    // A message after the window is a new notification (same topic: it replaces the old one if undelivered).
+    await notify(1n, 500n, "later");
+    await waitFor(() => receiver.deliveredTo(sub).length === 3, "third push");
+    assert.equal(receiver.deliveredTo(sub)[2]!.topic, "c500");
+  });
+
+  it("retries a failing push service with backoff until it accepts", async () => {
+    const sub = receiver.subscribe({ kind: "failFirst", times: 2, status: 503 });
+    await register(1n, 10n, sub);
+    await startNotifier({ backoffBaseMs: 100 });
+    await notify(1n, 500n, "eventually");
+    await waitFor(() => results.length === 3, "delivery after retries");
+    const tries = receiver.pushesTo(sub);
+    assert.deepEqual(tries.map((p) => p.status), [503, 503, 201]);
+    assert.deepEqual(results.map((r) => [r.attempt, r.action]), [[1, "retry"], [2, "retry"], [3, "delivered"]]);
+    // Backoff: the gaps grow (base 100 ms, doubled, with jitter between half and all of it).
+    const gap1 = tries[1]!.at - tries[0]!.at;
+    const gap2 = tries[2]!.at - tries[1]!.at;
+    assert.ok(gap1 >= 45, `first retry after ${gap1} ms`);
+    assert.ok(gap2 >= 95, `second retry after ${gap2} ms`);
+    assert.ok(await endpoints.get(1n, 10n), "a failing endpoint is kept");
+  });
+
+  it("honours Retry-After and gives up after maxAttempts", async () => {
+    const sub = receiver.subscribe({ kind: "status", status: 500 });
+    const slow = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });
+    await register(1n, 10n, sub);
+    await register(2n, 20n, slow);
+    await startNotifier({ maxAttempts: 3, backoffBaseMs: 20, backoffMaxMs: 5_000 });
+    await notify(1n, 500n, "never");
+    await notify(2n, 500n, "rate limited");
+    await waitFor(() => receiver.deliveredTo(slow).length === 1, "delivery after Retry-After", 10_000);
+    const [first, second] = receiver.pushesTo(slow);
+    assert.ok(second!.at - first!.at >= 950, `retried ${second!.at - first!.at} ms later, Retry-After was 1 s`);
+    await notifier!.idle();
+    assert.equal(receiver.pushesTo(sub).length, 3);
+    assert.equal(results.filter((r) => r.endpoint.userId === 1n).at(-1)?.action, "dropped");
+  });
+
+  for (const status of [404, 410]) {
+    it(`removes an endpoint that answers ${status}, without retrying`, async () => {
+      const dead = receiver.subscribe({ kind: "status", status });
+      const alive = receiver.subscribe();
+      await register(1n, 10n, dead);
+      await register(1n, 11n, alive);
+      await startNotifier();
+      await notify(1n, 500n, "hello");
+      await waitFor(() => results.length === 2, "both sends");
+      await notifier!.idle();
+      assert.equal(await endpoints.get(1n, 10n), undefined, "dead endpoint removed");
+      assert.ok(await endpoints.get(1n, 11n), "the other device keeps its endpoint");
+      assert.equal(receiver.pushesTo(dead).length, 1, "no retry");
+      await notify(1n, 500n, "again");
+      await waitFor(() => receiver.deliveredTo(alive).length === 2, "second push");
+      assert.equal(receiver.pushesTo(dead).length, 1, "the dead endpoint is not tried again");
+    });
+  }
+
+  it("keeps going when a push service never answers (timeouts, bounded concurrency)", async () => {
+    const hung = receiver.subscribe({ kind: "hang" });
+    await register(1n, 10n, hung);
+    const good: TestSubscription[] = [];
+    for (let u = 2n; u < 6n; u++) {
+      const s = receiver.subscribe();
+      good.push(s);
+      await register(u, 10n, s);
+    }
+    await startNotifier({ timeoutMs: 300, maxAttempts: 2, perHostConcurrency: 64, concurrency: 4 });
+    // Many notifications for the hanging endpoint first, then for the others.
+    for (let c = 1n; c <= 10n; c++) await notify(1n, 900n + c, "into the void");
+    for (let u = 2n; u < 6n; u++) await notify(u, 500n, `hi ${u}`);
+    const started = Date.now();
+    await waitFor(() => good.every((s) => receiver.deliveredTo(s).length === 1), "every good endpoint served", 10_000);
+    const took = Date.now() - started;
+    // Ten hung sends at concurrency 4 with a 300 ms timeout cost at most a few timeouts, never a stall.
+    assert.ok(took < 5_000, `took ${took} ms`);
+    await notifier!.idle();
+    const hungResults = results.filter((r) => r.endpoint.userId === 1n);
+    assert.equal(hungResults.length, 20, "each hung notification tried twice");
+    assert.ok(hungResults.every((r) => !r.outcome.ok && r.outcome.reason === "timed out"));
+    assert.ok(await endpoints.get(1n, 10n), "a slow push service does not lose the endpoint");
+    // Still consuming afterwards.
+    await notify(2n, 501n, "still alive");
+    await waitFor(() => receiver.deliveredTo(good[0]!).length === 2, "a later push");
+  });
+
+  it("sends nothing to a user who is online by the time the notification is due", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    online.add(1n);
+    await startNotifier();
+    await notify(1n, 500n, "you are here anyway");
+    await waitFor(() => notifier!.pending === 0 && results.length === 0, "handled");
+    await new Promise((r) => setTimeout(r, 200));
+    await notifier!.idle();
+    assert.equal(receiver.pushesTo(sub).length, 0);
+  });
+});

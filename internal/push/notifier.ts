@@ -1,0 +1,305 @@
+import type { Logger } from "pino";
+import type { Id } from "../model/types.js";
+import { ConsumerGroups, Topics } from "../pipeline/topics.js";
+import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
+import type { PushEndpoint, PushEndpointStore, PushKind, PushNotification, PushProvider, SendOutcome } from "./port.js";
+import { decodeNotificationRequested, type NotificationRequest } from "./records.js";
+
+export interface NotifierOptions {
+  /** Messages of one channel within this window become one notification. Default 2000 ms. */
+  collapseWindowMs: number;
+  /** A push service that has not answered by then counts as failed (and is retried). Default 10 s. */
+  timeoutMs: number;
+  /** Requests in flight at once, over all push services. Default 64. */
+  concurrency: number;
+  /** Requests in flight to one push service host, so a dead one cannot take every slot. Default 16. */
+  perHostConcurrency: number;
+  /** Tries per notification and endpoint, the first included. Default 5. */
+  maxAttempts: number;
+  /** First retry delay, doubled each time (with jitter), capped at backoffMaxMs. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Notifications held in memory (collapsing, queued, retrying, in flight) before consuming pauses. */
+  maxPending: number;
+  /** How long a push service may hold a notification for an offline device. Default 1 day. */
+  ttlSeconds: number;
+}
+
+export const defaultNotifierOptions: NotifierOptions = {
+  collapseWindowMs: 2_000,
+  timeoutMs: 10_000,
+  concurrency: 64,
+  perHostConcurrency: 16,
+  maxAttempts: 5,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 60_000,
+  maxPending: 10_000,
+  ttlSeconds: 24 * 3600,
+};
+
+export interface NotifierDeps {
+  queue: MessageQueue;
+  endpoints: PushEndpointStore;
+  /** Configured providers; endpoints of other kinds are skipped. */
+  providers: Partial<Record<PushKind, PushProvider>>;
+  /** Checked when a notification is due: a user who came back online gets none. */
+  isOnline?: (userId: Id) => Promise<boolean>;
+  /** False for a revoked (logged-out) device: its endpoint is removed instead of used. */
+  isDeviceActive?: (userId: Id, deviceId: Id) => Promise<boolean>;
+  options?: Partial<NotifierOptions>;
+  logger?: Logger;
+  /** Reports what happened to each send (metrics, tests). */
+  onResult?: (result: SendResult) => void;
+}
+
+export interface SendResult {
+  endpoint: PushEndpoint;
+  notification: PushNotification;
+  attempt: number;
+  outcome: SendOutcome;
+  /** What the notifier did about it. */
+  action: "delivered" | "retry" | "removed" | "dropped";
+}
+
+interface Collapsing {
+  latest: NotificationRequest;
+  count: number;
+  timer: NodeJS.Timeout;
+}
+
+interface Job {
+  endpoint: PushEndpoint;
+  notification: PushNotification;
+  attempt: number;
+  host: string;
+}
+
+const PREVIEW_CODE_POINTS = 120;
+
+/**
+ * The notifier consumes NotificationRequested (topic chat.notifications.v1,
+ * group chat-notifier) and sends push notifications: in chatd on the
+ * embedded queue, as `cmd/notifier` on Kafka.
+ *
+ * - Collapse: the first message of a (user, channel) opens a window; what
+ *   arrives within it becomes one notification (the newest message, with a
+ *   count), and the collapse key (Web Push Topic, apns-collapse-id, FCM
+ *   collapse_key) makes the push service replace an undelivered older one.
+ * - Delivery never blocks consuming: sends run with a timeout, bounded
+ *   concurrency overall and per push-service host, and retries with
+ *   exponential backoff and jitter (honouring Retry-After). Endpoints that
+ *   answer 404/410 (or otherwise say they are gone) are removed.
+ * - Push is best effort: what is in memory when the process stops is lost.
+ *   Consuming pauses only while maxPending notifications are in memory.
+ */
+export class Notifier {
+  private readonly o: NotifierOptions;
+  private sub?: Subscription;
+  private readonly collapsing = new Map<string, Collapsing>();
+  private readonly ready: Job[] = [];
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  private readonly inflightByHost = new Map<string, number>();
+  private readonly inflightJobs = new Set<Promise<void>>();
+  private readonly flushing = new Set<Promise<void>>();
+  private inflight = 0;
+  private roomWaiters: (() => void)[] = [];
+  private stopped = false;
+
+  constructor(private readonly deps: NotifierDeps) {
+    this.o = { ...defaultNotifierOptions, ...deps.options };
+  }
+
+  async start(): Promise<void> {
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.notifier, Topics.notifications, (records) => this.handle(records));
+  }
+
+  /** Stops consuming, drops what is waiting, and waits for requests in flight (bounded by the timeout). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.sub?.stop();
+    for (const c of this.collapsing.values()) clearTimeout(c.timer);
+    this.collapsing.clear();
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
+    this.ready.length = 0;
+    this.wakeWaiters();
+    await Promise.all([...this.flushing, ...this.inflightJobs]);
+  }
+
+  /** Notifications in memory: collapsing, queued, waiting to retry or in flight. */
+  get pending(): number {
+    return this.collapsing.size + this.flushing.size + this.ready.length + this.retryTimers.size + this.inflight;
+  }
+
+  /** Resolves once nothing is pending (tests). */
+  async idle(): Promise<void> {
+    while (this.pending > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  private async handle(records: QueueRecord[]): Promise<void> {
+    for (const record of records) {
+      let req: NotificationRequest;
+      try {
+        req = decodeNotificationRequested(record.value);
+      } catch (err) {
+        this.deps.logger?.warn({ err, offset: String(record.offset) }, "skipping an undecodable notification record");
+        continue;
+      }
+      while (this.pending >= this.o.maxPending && !this.stopped) await new Promise<void>((r) => this.roomWaiters.push(r));
+      if (this.stopped) throw new Error("notifier stopping"); // leaves the batch uncommitted
+      this.accept(req);
+    }
+  }
+
+  /** Takes one request into its (user, channel) collapse window. */
+  accept(req: NotificationRequest): void {
+    if (req.message.senderUserId === req.userId) return;
+    const key = `${req.userId}:${req.message.channelId}`;
+    const c = this.collapsing.get(key);
+    if (c) {
+      c.count++;
+      if (req.message.seq >= c.latest.message.seq) c.latest = req;
+      return;
+    }
+    const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
+    this.collapsing.set(key, { latest: req, count: 1, timer });
+  }
+
+  private flush(key: string): void {
+    const c = this.collapsing.get(key);
+    if (!c) return;
+    const p = this.fanOut(c.latest, c.count)
+      .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
+      .finally(() => {
+        this.flushing.delete(p);
+        this.wakeWaiters();
+      });
+    this.flushing.add(p);
+    this.collapsing.delete(key);
+  }
+
+  private async fanOut(req: NotificationRequest, count: number): Promise<void> {
+    if (this.stopped) return;
+    if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return;
+    for (const endpoint of await this.deps.endpoints.listForUser(req.userId)) {
+      if (endpoint.muted || !this.deps.providers[endpoint.kind]) continue;
+      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(endpoint.userId, endpoint.deviceId))) {
+        await this.deps.endpoints.removeIfAddress(endpoint.userId, endpoint.deviceId, endpoint.address);
+        continue;
+      }
+      const notification = buildNotification(req, count, endpoint.hidePreview, this.o.ttlSeconds);
+      this.ready.push({ endpoint, notification, attempt: 1, host: hostOf(endpoint) });
+    }
+    this.pump();
+  }
+
+  /** Starts ready jobs while there are free slots, overall and for their host. */
+  private pump(): void {
+    for (let i = 0; i < this.ready.length && this.inflight < this.o.concurrency && !this.stopped; ) {
+      const job = this.ready[i]!;
+      const hostLoad = this.inflightByHost.get(job.host) ?? 0;
+      if (hostLoad >= this.o.perHostConcurrency) {
+        i++;
+        continue;
+      }
+      this.ready.splice(i, 1);
+      this.inflight++;
+      this.inflightByHost.set(job.host, hostLoad + 1);
+      const p = this.run(job).finally(() => {
+        this.inflight--;
+        const n = (this.inflightByHost.get(job.host) ?? 1) - 1;
+        if (n > 0) this.inflightByHost.set(job.host, n);
+        else this.inflightByHost.delete(job.host);
+        this.inflightJobs.delete(p);
+        this.wakeWaiters();
+        this.pump();
+      });
+      this.inflightJobs.add(p);
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const provider = this.deps.providers[job.endpoint.kind]!;
+    let outcome: SendOutcome;
+    try {
+      outcome = await provider.send(job.endpoint, job.notification, this.o.timeoutMs);
+    } catch (err) {
+      outcome = { ok: false, gone: false, retryable: true, reason: String(err) };
+    }
+    let action: SendResult["action"];
+    if (outcome.ok) action = "delivered";
+    else if (outcome.gone) {
+      action = "removed";
+      const { userId, deviceId, address } = job.endpoint;
+      await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
+    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.stopped) {
+      action = "retry";
+      const delay = this.backoff(job.attempt, outcome.retryAfterMs);
+      const t = setTimeout(() => {
+        this.retryTimers.delete(t);
+        this.ready.push({ ...job, attempt: job.attempt + 1 });
+        this.pump();
+      }, delay);
+      this.retryTimers.add(t);
+    } else action = "dropped";
+    if (!outcome.ok) {
+      this.deps.logger?.[action === "retry" ? "debug" : "info"](
+        { userId: String(job.endpoint.userId), deviceId: String(job.endpoint.deviceId), kind: job.endpoint.kind, attempt: job.attempt, reason: outcome.reason, action },
+        "push not delivered",
+      );
+    }
+    this.deps.onResult?.({ endpoint: job.endpoint, notification: job.notification, attempt: job.attempt, outcome, action });
+  }
+
+  private backoff(attempt: number, retryAfterMs?: number): number {
+    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempt - 1));
+    const jittered = exp / 2 + Math.random() * (exp / 2);
+    return Math.min(this.o.backoffMaxMs, Math.max(jittered, retryAfterMs ?? 0));
+  }
+
+  private wakeWaiters(): void {
+    if (this.pending >= this.o.maxPending && !this.stopped) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function hostOf(e: PushEndpoint): string {
+  if (e.kind !== "web_push") return e.kind;
+  try {
+    return `web_push:${new URL(e.address).host}`;
+  } catch {
+    return "web_push:?";
+  }
+}
+
+/** What the user sees: sender (and group), the newest text unless previews are hidden. */
+export function buildNotification(req: NotificationRequest, count: number, hidePreview: boolean, ttlSeconds: number): PushNotification {
+  const m = req.message;
+  const title = req.channelTitle ? `${req.senderName} in ${req.channelTitle}` : req.senderName;
+  let body: string;
+  if (hidePreview) body = count > 1 ? `${count} new messages` : "New message";
+  else body = count > 1 ? `${count} new messages, the latest: ${preview(m.text)}` : preview(m.text);
+  return {
+    collapseKey: `c${m.channelId}`,
+    title,
+    body,
+    ttlSeconds,
+    data: {
+      type: "message",
+      channelId: String(m.channelId),
+      messageId: String(m.messageId),
+      seq: String(m.seq),
+      senderUserId: String(m.senderUserId),
+      senderName: req.senderName,
+      channelTitle: req.channelTitle,
+      count: String(count),
+    },
+  };
+}
+
+function preview(text: string): string {
+  const cps = [...text.replace(/\s+/g, " ").trim()];
+  return cps.length <= PREVIEW_CODE_POINTS ? cps.join("") : `${cps.slice(0, PREVIEW_CODE_POINTS - 1).join("")}…`;
+}

@@ -1,0 +1,110 @@
+import type { Id } from "../model/types.js";
+
+/** Which push service an endpoint belongs to. */
+export type PushKind = "web_push" | "apns" | "fcm";
+
+export interface PushSettings {
+  /** Notifications say who wrote in which channel, not the text. */
+  hidePreview: boolean;
+  /** No push at all for this device. */
+  muted: boolean;
+}
+
+/** Where one device receives push notifications (one endpoint per device). */
+export interface PushEndpoint extends PushSettings {
+  userId: Id;
+  deviceId: Id;
+  kind: PushKind;
+  /** Web Push: the subscription's endpoint URL; APNs: the device token; FCM: the registration token. */
+  address: string;
+  /** Web Push only: the browser's P-256 public key and auth secret (base64url). */
+  p256dh: string;
+  auth: string;
+  /** APNs only: the app's bundle id (apns-topic); empty = the server's default. */
+  apnsTopic: string;
+  updatedAtMs: number;
+}
+
+/**
+ * PushEndpointStore keeps devices' push endpoints. Adapters: sqlite
+ * (embedded, internal/push/sqlite.ts); a Cassandra one follows the same
+ * contract (internal/push/contract.ts).
+ */
+export interface PushEndpointStore {
+  /**
+   * Registers (or replaces) the device's endpoint. An address is unique per
+   * kind: registering it for one device removes it from any other (a browser
+   * that moved to another account must not get the old account's pushes).
+   */
+  put(endpoint: PushEndpoint): Promise<void>;
+  get(userId: Id, deviceId: Id): Promise<PushEndpoint | undefined>;
+  /** The user's endpoints, by device id. */
+  listForUser(userId: Id): Promise<PushEndpoint[]>;
+  /** Returns false when the device had none. */
+  remove(userId: Id, deviceId: Id): Promise<boolean>;
+  /**
+   * Removes the device's endpoint only while it still has this address: a
+   * push service saying "gone" about an old address never deletes a newer
+   * registration.
+   */
+  removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean>;
+  /** Returns false when the device has no endpoint. */
+  updateSettings(userId: Id, deviceId: Id, settings: PushSettings, atMs: number): Promise<boolean>;
+}
+
+/** What a provider is asked to deliver: one (possibly collapsed) notification. */
+export interface PushNotification {
+  /** Notifications with the same key replace each other (Web Push Topic, apns-collapse-id, FCM collapse_key). */
+  collapseKey: string;
+  title: string;
+  body: string;
+  /** Seconds the push service may hold it for an offline device. */
+  ttlSeconds: number;
+  /** Small, string-valued app data (ids as decimal strings). */
+  data: Record<string, string>;
+}
+
+export type SendOutcome =
+  | { ok: true }
+  | {
+      ok: false;
+      /** The endpoint is dead (404/410, unregistered token): remove it. */
+      gone: boolean;
+      /** Worth trying again later (timeouts, 429, 5xx). */
+      retryable: boolean;
+      retryAfterMs?: number;
+      status?: number;
+      reason: string;
+    };
+
+/** One push service (Web Push, APNs, FCM) behind the same interface. */
+export interface PushProvider {
+  readonly kind: PushKind;
+  /** Never throws: every failure is an outcome. Gives up after timeoutMs. */
+  send(endpoint: PushEndpoint, notification: PushNotification, timeoutMs: number): Promise<SendOutcome>;
+  close?(): Promise<void>;
+}
+
+/** Maps an HTTP status of a push service to an outcome. */
+export function outcomeOfStatus(status: number, reason: string, retryAfter?: string | null): SendOutcome {
+  if (status >= 200 && status < 300) return { ok: true };
+  const retryAfterMs = parseRetryAfter(retryAfter);
+  if (status === 404 || status === 410) return { ok: false, gone: true, retryable: false, status, reason };
+  if (status === 429 || status === 408 || status >= 500) return { ok: false, gone: false, retryable: true, status, reason, retryAfterMs };
+  return { ok: false, gone: false, retryable: false, status, reason };
+}
+
+function parseRetryAfter(v: string | null | undefined): number | undefined {
+  if (!v) return undefined;
+  const s = Number(v);
+  if (Number.isFinite(s)) return Math.max(0, s * 1000);
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/** A failure that never reached an answer (connection refused, timeout): worth retrying. */
+export function networkFailure(err: unknown): SendOutcome {
+  const e = err as { name?: string; message?: string; cause?: { code?: string } };
+  const reason = e?.name === "TimeoutError" || e?.name === "AbortError" ? "timed out" : (e?.cause?.code ?? e?.message ?? String(err));
+  return { ok: false, gone: false, retryable: true, reason };
+}

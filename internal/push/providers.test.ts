@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { generateKeyPairSync, verify, type KeyObject } from "node:crypto";
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { ApnsProvider } from "./apns.js";
+import { FcmProvider } from "./fcm.js";
+import type { PushEndpoint, PushNotification } from "./port.js";
+
+const notification: PushNotification = {
+  collapseKey: "c42",
+  title: "Bob",
+  body: "hi",
+  ttlSeconds: 60,
+  data: { type: "message", channelId: "42" },
+};
+
+const endpoint = (kind: PushEndpoint["kind"], address: string): PushEndpoint => ({
+  userId: 1n,
+  deviceId: 2n,
+  kind,
+  address,
+  p256dh: "",
+  auth: "",
+  apnsTopic: "",
+  hidePreview: false,
+  muted: false,
+  updatedAtMs: 0,
+});
+
+function verifyJwt(jwt: string, key: KeyObject, alg: "ES256" | "RS256") {
+  const [h, p, s] = jwt.split(".");
+  const ok = verify("sha256", Buffer.from(`${h}.${p}`), alg === "ES256" ? { key, dsaEncoding: "ieee-p1363" } : key, Buffer.from(s!, "base64url"));
+  assert.ok(ok, "JWT signature verifies");
+  return { header: JSON.parse(Buffer.from(h!, "base64url").toString()), claims: JSON.parse(Buffer.from(p!, "base64url").toString()) };
+}
+
+describe("push providers against local stand-ins of their services", () => {
+  describe("APNs (HTTP/2, ES256 provider token)", () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    let server: http2.Http2Server;
+    let answer: { status: number; reason?: string } = { status: 200 };
+    const seen: { headers: http2.IncomingHttpHeaders; body: string }[] = [];
+    let provider: ApnsProvider;
+
+    before(async () => {
+      server = http2.createServer();
+      server.on("stream", (stream, headers) => {
+        let body = "";
+        stream.on("data", (c) => (body += c));
+        stream.on("end", () => {
+          seen.push({ headers, body });
+          stream.respond({ ":status": answer.status, "content-type": "application/json" });
+          stream.end(answer.reason ? JSON.stringify({ reason: answer.reason }) : "");
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      provider = new ApnsProvider({
+        key: privateKey,
+        keyId: "KEY123",
+        teamId: "TEAM456",
+        topic: "com.example.chat",
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      });
+    });
+    after(async () => {
+      await provider.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+    it("sends an alert with the token, topic, collapse id and a verifiable provider token", async () => {
+      answer = { status: 200 };
+      assert.deepEqual(await provider.send(endpoint("apns", "ab".repeat(32)), notification, 2000), { ok: true });
+      const { headers, body } = seen.at(-1)!;
+      assert.equal(headers[":path"], `/3/device/${"ab".repeat(32)}`);
+      assert.equal(headers["apns-topic"], "com.example.chat");
+      assert.equal(headers["apns-collapse-id"], "c42");
+      assert.equal(headers["apns-push-type"], "alert");
+      const { header, claims } = verifyJwt(String(headers.authorization).replace(/^bearer /, ""), publicKey, "ES256");
+      assert.equal(header.kid, "KEY123");
+      assert.equal(claims.iss, "TEAM456");
+      assert.deepEqual(JSON.parse(body).aps.alert, { title: "Bob", body: "hi" });
+    });
+
+    it("reports dead tokens as gone and 5xx as retryable", async () => {
+      answer = { status: 410, reason: "Unregistered" };
+      assert.equal((await provider.send(endpoint("apns", "cd".repeat(32)), notification, 2000) as { gone: boolean }).gone, true);
+      answer = { status: 400, reason: "BadDeviceToken" };
+      assert.equal((await provider.send(endpoint("apns", "cd".repeat(32)), notification, 2000) as { gone: boolean }).gone, true);
+      answer = { status: 503, reason: "ServiceUnavailable" };
+      const r = await provider.send(endpoint("apns", "cd".repeat(32)), notification, 2000);
+      assert.ok(!r.ok && r.retryable && !r.gone);
+    });
+  });
+
+  describe("FCM HTTP v1 (service-account OAuth)", () => {
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    let server: http.Server;
+    let base = "";
+    let sendStatus = 200;
+    let tokensIssued = 0;
+    const sends: { auth: string; body: { message: Record<string, unknown> } }[] = [];
+    let provider: FcmProvider;
+
+    before(async () => {
+      server = http.createServer((req, res) => {
+        let body = "";
+        req.on("data", (c) => (body += c));
+        req.on("end", () => {
+          if (req.url === "/token") {
+            const assertion = new URLSearchParams(body).get("assertion")!;
+            const { claims } = verifyJwt(assertion, publicKey, "RS256");
+            assert.equal(claims.iss, "svc@example.iam");
+            assert.equal(claims.scope, "https://www.googleapis.com/auth/firebase.messaging");
+            tokensIssued++;
+            res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ access_token: `tok${tokensIssued}`, expires_in: 3600 }));
+            return;
+          }
+          if (req.url === "/v1/projects/proj-1/messages:send") {
+            sends.push({ auth: String(req.headers.authorization), body: JSON.parse(body) });
+            if (sendStatus === 404) res.writeHead(404).end(JSON.stringify({ error: { status: "NOT_FOUND", details: [{ errorCode: "UNREGISTERED" }] } }));
+            else res.writeHead(sendStatus).end("{}");
+            return;
+          }
+          res.writeHead(404).end();
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      provider = new FcmProvider({
+        account: {
+          project_id: "proj-1",
+          client_email: "svc@example.iam",
+          private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+          token_uri: `${base}/token`,
+        },
+        url: base,
+      });
+    });
+    after(async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+    it("sends with a cached access token, the collapse key and the data", async () => {
+      sendStatus = 200;
+      assert.deepEqual(await provider.send(endpoint("fcm", "reg-token"), notification, 2000), { ok: true });
+      assert.deepEqual(await provider.send(endpoint("fcm", "reg-token"), notification, 2000), { ok: true });
+      assert.equal(tokensIssued, 1, "the access token is reused");
+      const m = sends.at(-1)!;
+      assert.equal(m.auth, "Bearer tok1");
+      assert.equal(m.body.message.token, "reg-token");
+      assert.deepEqual(m.body.message.notification, { title: "Bob", body: "hi" });
+      assert.equal((m.body.message.android as { collapse_key: string }).collapse_key, "c42");
+      assert.deepEqual(m.body.message.data, notification.data);
+    });
+
+    it("reports UNREGISTERED as gone and renews the token after a 401", async () => {
+      sendStatus = 404;
+      const gone = await provider.send(endpoint("fcm", "old"), notification, 2000);
+      assert.ok(!gone.ok && gone.gone);
+      sendStatus = 401;
+      const r = await provider.send(endpoint("fcm", "x"), notification, 2000);
+      assert.ok(!r.ok && r.retryable);
+      sendStatus = 200;
+      await provider.send(endpoint("fcm", "x"), notification, 2000);
+      assert.equal(sends.at(-1)!.auth, "Bearer tok2");
+    });
+  });
+});

@@ -1,0 +1,28 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import webpush from "web-push";
+
+export interface VapidKeys {
+  /** Base64url, uncompressed P-256 point: what browsers pass to PushManager.subscribe. */
+  publicKey: string;
+  privateKey: string;
+}
+
+/**
+ * Loads the VAPID key pair from `path`, generating and saving it (mode 0600)
+ * the first time. The keys must never change once browsers subscribed with
+ * them: a new public key silently invalidates every subscription.
+ */
+export function loadOrCreateVapidKeys(path: string): VapidKeys {
+  if (existsSync(path)) {
+    const keys = JSON.parse(readFileSync(path, "utf8")) as VapidKeys;
+    if (typeof keys.publicKey !== "string" || typeof keys.privateKey !== "string") throw new Error(`${path}: not a VAPID key file`);
+    return { publicKey: keys.publicKey, privateKey: keys.privateKey };
+  }
+  const keys = webpush.generateVAPIDKeys();
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ publicKey: keys.publicKey, privateKey: keys.privateKey }, null, 2), { mode: 0o600 });
+  renameSync(tmp, path);
+  return { publicKey: keys.publicKey, privateKey: keys.privateKey };
+}

@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { waitFor } from "../support/wait.js";
+
+const HEARTBEAT_MS = 1_000;
+const GRACE_MS = 2_500;
+
+function presenceClient(baseUrl: string, token: string) {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createClient(PresenceService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] }));
+}
+
+/** A device that heartbeats like a real client, and collects the presence events it is sent. */
+class Watcher {
+  private timer?: NodeJS.Timeout;
+  constructor(readonly device: TestDevice) {}
+
+  static async open(wsUrl: string, token: string): Promise<Watcher> {
+    const w = new Watcher(await new TestDevice(wsUrl, token).connect());
+    w.timer = setInterval(() => w.device.sendFrame({ kind: { case: "heartbeat", value: {} } }), HEARTBEAT_MS / 2);
+    return w;
+  }
+
+  events(of?: bigint): Presence[] {
+    return this.device.frames
+      .flatMap((f) => (f.kind.case === "presence" && f.kind.value.presence ? [f.kind.value.presence] : []))
+      .filter((p) => of === undefined || p.userId === of);
+  }
+
+  statuses(of: bigint): PresenceStatus[] {
+    return this.events(of).map((p) => p.status);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.device.close();
+  }
+}
+
+async function befriend(a: TestUser, b: TestUser): Promise<void> {
+  await a.api.users.sendFriendRequest({ userId: b.userId });
+  await b.api.users.respondFriendRequest({ userId: a.userId, accept: true });
+}
+
+describe("chatd system: presence", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess;
+  const watchers: Watcher[] = [];
+  const open = async (token: string) => {
+    const w = await Watcher.open(chatd.wsUrl, token);
+    watchers.push(w);
+    return w;
+  };
+
+  before(async () => {
+    chatd = await startChatd({
+      env: {
+        CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+        CHAT_PRESENCE_GRACE_MS: String(GRACE_MS),
+        CHAT_PRESENCE_SWEEP_MS: "50",
+      },
+    });
+  });
+  afterEach(async () => {
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+  });
+  after(async () => {
+    await chatd.stop();
+    removeDataDir(chatd.dataDir);
+  });
+
+  it("tells a friend and a group member (not a stranger) when a user comes and goes, with the grace period and last seen", async () => {
+    const [alice, bob, carol, dave] = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice, bob!);
+    await alice!.api.channels.createGroup({ title: "team", memberUserIds: [carol!.userId] });
+    const [b, c, d] = await Promise.all([bob!, carol!, dave!].map((u) => open(u.devices[0]!.token)));
+
+    // Alice comes online on two devices: one ONLINE event each for bob and carol.
+    const second = await addDevice(chatd.httpUrl, alice!);
+    const a1 = await open(alice!.devices[0]!.token);
+    const a2 = await open(second.token);
+    await waitFor(() => b.statuses(alice!.userId).length === 1 && c.statuses(alice!.userId).length === 1, "online events");
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE]);
+    assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE]);
+
+    const bobView = presenceClient(chatd.httpUrl, bob!.devices[0]!.token);
+    const daveView = presenceClient(chatd.httpUrl, dave!.devices[0]!.token);
+    assert.equal((await bobView.getPresence({ userIds: [alice!.userId] })).presences[0]!.status, PresenceStatus.ONLINE);
+    assert.equal((await daveView.getPresence({ userIds: [alice!.userId] })).presences[0]!.status, PresenceStatus.OFFLINE, "a stranger cannot see it");
+
+    // One device goes away: alice is still online.
+    await a1.close();
+    // Then the other: nothing during the grace period, OFFLINE with last seen after it.
+    await new Promise((r) => setTimeout(r, 500));
+    const closedAt = Date.now();
+    await a2.close();
+    await new Promise((r) => setTimeout(r, GRACE_MS - 800));
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE], "still online inside the grace period");
+    await waitFor(() => b.statuses(alice!.userId).length === 2 && c.statuses(alice!.userId).length === 2, "offline events", 10_000);
+    const offline = b.events(alice!.userId)[1]!;
+    assert.equal(offline.status, PresenceStatus.OFFLINE);
+    const lastSeen = timestampMs(offline.lastSeenAt!);
+    assert.ok(Math.abs(lastSeen - closedAt) < 1_000, `last seen ${lastSeen - closedAt} ms from the close`);
+    const queried = (await bobView.getPresence({ userIds: [alice!.userId] })).presences[0]!;
+    assert.equal(queried.status, PresenceStatus.OFFLINE);
+    assert.equal(timestampMs(queried.lastSeenAt!), lastSeen);
+
+    // The stranger heard nothing about alice, ever.
+    assert.deepEqual(d.events(alice!.userId), []);
+  });
+
+  it("does not flap when a device reconnects within the grace period", async () => {
+    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice!, bob!);
+    const b = await open(bob!.devices[0]!.token);
+    const a = await open(alice!.devices[0]!.token);
+    await waitFor(() => b.statuses(alice!.userId).length === 1, "online");
+    await a.close();
+    await new Promise((r) => setTimeout(r, GRACE_MS / 3));
+    await open(alice!.devices[0]!.token);
+    await new Promise((r) => setTimeout(r, GRACE_MS + 500));
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE]);
+  });
+
+  it("takes a user offline at once on logout", async () => {
+    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice!, bob!);
+    const b = await open(bob!.devices[0]!.token);
+    const a = await open(alice!.devices[0]!.token);
+    await waitFor(() => b.statuses(alice!.userId).length === 1, "online");
+    const started = Date.now();
+    await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
+    assert.equal(await a.device.waitClosed(), 4003);
+    await waitFor(() => b.statuses(alice!.userId).length === 2, "offline after logout", GRACE_MS);
+    assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after logout`);
+    assert.equal(b.events(alice!.userId)[1]!.status, PresenceStatus.OFFLINE);
+  });
+
+  it("follows friendship and membership changes", async () => {
+    const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
+    const { channel } = await alice!.api.channels.createGroup({ title: "g", memberUserIds: [carol!.userId] });
+    const b = await open(bob!.devices[0]!.token);
+    const c = await open(carol!.devices[0]!.token);
+    const a = await open(alice!.devices[0]!.token);
+    await waitFor(() => c.statuses(alice!.userId).length === 1, "carol hears alice");
+    assert.deepEqual(b.statuses(alice!.userId), [], "bob is nobody to alice yet");
+
+    // Bob becomes a friend, carol leaves the group: the next change reaches bob, not carol.
+    await befriend(alice!, bob!);
+    await alice!.api.channels.removeMember({ channelId: channel!.channelId, userId: carol!.userId });
+    await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
+    await a.device.waitClosed();
+    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob hears alice go");
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.OFFLINE]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE], "carol no longer hears alice");
+  });
+});
