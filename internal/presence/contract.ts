@@ -20,7 +20,7 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       store = h.store;
     });
     afterEach(async () => {
-      await h.dispose();
+      await h?.dispose();
     });
     // Random 63-bit ids, including some above 2^53 (they must never pass through a number).
     const id = () => (BigInt(Math.floor(Math.random() * 2 ** 31)) << 32n) | BigInt(Math.floor(Math.random() * 2 ** 32));

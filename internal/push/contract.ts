@@ -17,7 +17,7 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       store = h.store;
     });
     afterEach(async () => {
-      await h.dispose();
+      await h?.dispose();
     });
     const id = () => (BigInt(Math.floor(Math.random() * 2 ** 31)) << 32n) | BigInt(Math.floor(Math.random() * 2 ** 32));
     const web = (userId: bigint, deviceId: bigint, address = `https://push.example/${id()}`): PushEndpoint => ({
