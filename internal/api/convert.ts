@@ -5,14 +5,11 @@ import {
   ChannelSchema,
   DevicePlatform,
   DeviceSchema,
-  InboxEntrySchema,
   MemberRole as PbMemberRole,
   MemberSchema,
-  MessageSchema,
   UserSchema,
   type Channel,
   type Device,
-  type InboxEntry as PbInboxEntry,
   type Member,
   type Message,
   type User,
@@ -21,13 +18,13 @@ import type {
   ChannelRecord,
   DeviceRecord,
   Id,
-  InboxEntry,
   MemberRecord,
   MemberRole,
   Platform,
   StoredMessage,
   UserRecord,
 } from "../model/types.js";
+import { messageToProto } from "../wire/messages.js";
 
 const PLATFORMS: [Platform, DevicePlatform][] = [
   ["unspecified", DevicePlatform.UNSPECIFIED],
@@ -70,22 +67,7 @@ export function deviceToProto(d: DeviceRecord, currentDeviceId: Id): Device {
   });
 }
 
-export function messageToProto(m: StoredMessage): Message {
-  return create(MessageSchema, {
-    messageId: m.messageId,
-    channelId: m.channelId,
-    seq: m.seq,
-    senderUserId: m.senderUserId,
-    senderDeviceId: m.senderDeviceId,
-    clientMsgId: m.clientMsgId,
-    text: m.text,
-    sentAt: timestampFromMs(m.sentAtMs),
-  });
-}
-
-export function inboxEntryToProto(e: InboxEntry): PbInboxEntry {
-  return create(InboxEntrySchema, { inboxSeq: e.inboxSeq, message: messageToProto(e.message) });
-}
+export { inboxEntryToProto, messageToProto } from "../wire/messages.js";
 
 export function memberToProto(m: MemberRecord): Member {
   return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs) });

@@ -8,7 +8,7 @@ import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
-import { messageFromProto } from "../pipeline/records.js";
+import { messageFromProto } from "../wire/messages.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";

@@ -1,11 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { InboxEntrySchema } from "../../gen/es/chat/v1/types_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { MAX_TEXT_CODE_POINTS, type InboxEntry } from "../model/types.js";
-import { messageToProto } from "../pipeline/records.js";
+import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import type { SessionHandle, SessionIdentity, SessionSink } from "./port.js";
@@ -203,7 +202,7 @@ export class Session implements SessionHandle {
       create(ServerFrameSchema, {
         kind: {
           case: "message",
-          value: { entry: create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message: messageToProto(entry.message) }) },
+          value: { entry: inboxEntryToProto(entry) },
         },
       }),
     );
@@ -257,7 +256,7 @@ export class Session implements SessionHandle {
           kind: {
             case: "syncBatch",
             value: {
-              entries: entries.map((e) => create(InboxEntrySchema, { inboxSeq: e.inboxSeq, message: messageToProto(e.message) })),
+              entries: entries.map(inboxEntryToProto),
               headInboxSeq: last,
               hasMore: hasMore || this.pumpAgain,
             },

@@ -1,6 +1,5 @@
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { InboxEntrySchema, } from "../../gen/es/chat/v1/types_pb.js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Inbox } from "../messages/inbox.js";
@@ -8,7 +7,8 @@ import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import type { PipelineMetrics } from "./metrics.js";
 import { forEachByKey } from "./by-key.js";
-import { decodeInboxAppend, messageToProto } from "./records.js";
+import { decodeInboxAppend } from "./records.js";
+import { inboxEntryToProto } from "../wire/messages.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
 export interface InboxWriterDeps {
@@ -55,7 +55,7 @@ export class InboxWriter {
         frame: create(ServerFrameSchema, {
           kind: {
             case: "message",
-            value: { entry: create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message: messageToProto(entry.message) }) },
+            value: { entry: inboxEntryToProto(entry) },
           },
         }),
       }));
@@ -68,7 +68,9 @@ export class InboxWriter {
       }
       if (this.deps.onOffline && fresh.length > 0) {
         const online = await this.deps.sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]);
-        for (const f of fresh) if (!online.has(f.userId)) await this.deps.onOffline(f.userId, f.entry);
+        // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
+        const onOffline = this.deps.onOffline;
+        await Promise.all(fresh.filter((f) => !online.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
       }
     } catch (err) {
       this.deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");

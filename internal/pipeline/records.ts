@@ -1,8 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InboxAppendSchema, MessageSubmittedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
-import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { Id, NewMessage, StoredMessage } from "../model/types.js";
+import { messageFromProto, messageToProto } from "../wire/messages.js";
 
 /** Domain <-> wire mapping for the pipeline's queue records. */
 
@@ -31,32 +31,6 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
     senderDeviceId: r.senderDeviceId,
     text: r.text,
     sentAtMs: r.submittedAt ? timestampDate(r.submittedAt).getTime() : 0,
-  };
-}
-
-export function messageToProto(m: StoredMessage): Message {
-  return create(MessageSchema, {
-    messageId: m.messageId,
-    channelId: m.channelId,
-    seq: m.seq,
-    senderUserId: m.senderUserId,
-    senderDeviceId: m.senderDeviceId,
-    clientMsgId: m.clientMsgId,
-    text: m.text,
-    sentAt: timestampFromMs(m.sentAtMs),
-  });
-}
-
-export function messageFromProto(m: Message): StoredMessage {
-  return {
-    messageId: m.messageId,
-    channelId: m.channelId,
-    seq: m.seq,
-    senderUserId: m.senderUserId,
-    senderDeviceId: m.senderDeviceId,
-    clientMsgId: m.clientMsgId,
-    text: m.text,
-    sentAtMs: m.sentAt ? timestampDate(m.sentAt).getTime() : 0,
   };
 }
 

@@ -3,7 +3,7 @@ import { NotificationRequestedSchema } from "../../gen/es/chat/internal/v1/pipel
 import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
-import { messageFromProto, messageToProto } from "../pipeline/records.js";
+import { messageFromProto, messageToProto } from "../wire/messages.js";
 import { Topics } from "../pipeline/topics.js";
 import type { MessageQueue } from "../queue/port.js";
 
