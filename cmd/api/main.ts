@@ -1,14 +1,17 @@
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { registerPublicApi } from "../../internal/api/router.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
@@ -17,6 +20,10 @@ import { Snowflake } from "../../internal/ids/snowflake.js";
 import { serveOps } from "../../internal/observability/http.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
+import { readPushConfig } from "../../internal/push/config.js";
+import type { PushKind } from "../../internal/push/port.js";
+import { createPushProviders } from "../../internal/push/providers.js";
+import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
 import { exitOnConfigError } from "../shared.js";
 
@@ -31,6 +38,8 @@ const config = exitOnConfigError("api", () => {
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
     logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    push: readPushConfig(r),
+    presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
   };
   r.done();
   return c;
@@ -55,7 +64,31 @@ const ids = new Snowflake(lease.workerId);
 const keys = await loadOrCreateKeys(config.keysDir);
 const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
 const verifier = new TokenVerifier(keys.publicKey);
-const sessions = new RoutedSessionDirectory(routes, clients, logger);
+const routed = new RoutedSessionDirectory(routes, clients, logger);
+// Presence: GetPresence reads the Redis store the chat servers write; logout
+// and revocation take the device offline at once (this process does not sweep).
+const presence = openClusterPresence({
+  redisUrl: e.redisUrl,
+  keyPrefix: presenceKeyPrefix(e.etcdPrefix),
+  storage,
+  directory: routed,
+  config: { graceMs: 1, sweepIntervalMs: 0, batchWindowMs: config.presenceBatchMs },
+  logger,
+  registry,
+});
+const sessions = withLogoutPresence(routed, presence.tracker);
+// Push registration on the Cassandra store that cmd/notifier reads. The VAPID
+// key pair comes from CHAT_VAPID_* or is shared through CHAT_KEYS_DIR/vapid.json.
+const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
+const pushApi: PushApiDeps = {
+  push: {
+    endpoints: new CassandraPushEndpointStore(storage.db),
+    enabled: new Set(Object.keys(push.providers) as PushKind[]),
+    vapidPublicKey: push.vapid.publicKey,
+    allowHttpEndpoints: config.push.allowHttpEndpoints,
+    defaultApnsTopic: config.push.apns?.topic,
+  },
+};
 
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
@@ -65,6 +98,8 @@ const routesFn = (router: ConnectRouter) => {
     inbox: storage.inbox,
     submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids }),
     sessions,
+    presence: presence.tracker,
+    ...pushApi,
     ids,
     signer,
     verifier,
@@ -96,7 +131,7 @@ stopOnSignals(logger, async () => {
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   grpcServer.close();
   clients.close();
-  await Promise.allSettled([queue.close(), routes.close(), watch.close(), lease.release()]);
+  await Promise.allSettled([presence.close(), push.close(), queue.close(), routes.close(), watch.close(), lease.release()]);
   await servers.close();
   await storage.close();
 });

@@ -6,6 +6,7 @@ import { ChatServer } from "../../internal/chatserver/server.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -31,8 +32,9 @@ const config = exitOnConfigError("chat-server", () => {
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
   };
+  const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
-  return c;
+  return { ...c, presence };
 });
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
 const registry = new Registry();
@@ -51,6 +53,9 @@ const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 
 const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids });
+// Presence: this server's devices (connects, heartbeats, disconnects, logouts)
+// go straight to the Redis store; flips fan out through the routing table.
+const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 const chat = new ChatServer({
   serverId: config.serverId,
   inbox: storage.inbox,
@@ -58,6 +63,7 @@ const chat = new ChatServer({
   submitter,
   routes,
   directory,
+  presence: presence.tracker,
   limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
   logger,
   metrics: chatServerMetrics(registry),
@@ -107,6 +113,7 @@ stopOnSignals(logger, async () => {
   service.endAll();
   await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
   chat.drain();
+  await presence.close().catch(() => {});
   await Promise.allSettled([queue.close(), routes.close(), watch.close(), lease.release(), ops.close()]);
   clients.close();
   await servers.close();

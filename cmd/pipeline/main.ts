@@ -9,6 +9,7 @@ import { createLogger } from "../../internal/observability/logger.js";
 import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
+import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { exitOnConfigError } from "../shared.js";
 
 const STAGES = ["sequencer", "inbox-writer"] as const;
@@ -50,7 +51,10 @@ if (config.stages.includes("sequencer")) {
   workers.push(s);
 }
 if (config.stages.includes("inbox-writer")) {
-  const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics });
+  // Users with no session on any chat server get a NotificationRequested on
+  // chat.notifications.v1 (keyed by user), which cmd/notifier consumes.
+  const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
+  const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics, onOffline });
   await w.start();
   workers.push(w);
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import webpush from "web-push";
 
@@ -23,6 +23,15 @@ export function loadOrCreateVapidKeys(path: string): VapidKeys {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify({ publicKey: keys.publicKey, privateKey: keys.privateKey }, null, 2), { mode: 0o600 });
-  renameSync(tmp, path);
+  // link, not rename: when several processes (api, notifier) start on one
+  // keys directory at once, the first file wins and the others read it.
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    return loadOrCreateVapidKeys(path);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
   return { publicKey: keys.publicKey, privateKey: keys.privateKey };
 }

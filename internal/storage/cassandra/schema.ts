@@ -88,6 +88,13 @@ const TABLES: Record<string, string> = {
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
+
+  // Push endpoints (push-endpoint-store.ts), added to existing keyspaces by
+  // the IF NOT EXISTS on start-up. One per device; a user's in one partition.
+  push_endpoints: `(user_id bigint, device_id bigint, kind text, address text, p256dh text, auth text, apns_topic text,
+             hide_preview boolean, muted boolean, updated_at_ms bigint, PRIMARY KEY ((user_id), device_id))`,
+  // Which device owns an address (compare-and-set), so an address reaches one device only.
+  push_addresses: `(kind text, address text, user_id bigint, device_id bigint, PRIMARY KEY ((kind, address)))`,
 };
 
 export const TABLE_NAMES = Object.keys(TABLES);

@@ -1,0 +1,90 @@
+import { join } from "node:path";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { openQueue, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { readPushConfig } from "../../internal/push/config.js";
+import { Notifier } from "../../internal/push/notifier.js";
+import { createPushProviders } from "../../internal/push/providers.js";
+import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
+import { exitOnConfigError } from "../shared.js";
+
+/**
+ * The notifier: consumes NotificationRequested from chat.notifications.v1
+ * (Kafka, group chat-notifier, keyed by user so one process collapses a
+ * user's burst) and sends Web Push / APNs / FCM to the user's endpoints in
+ * Cassandra. Scale it out by running more: Kafka splits the partitions.
+ */
+const config = exitOnConfigError("notifier", () => {
+  const r = new EnvReader();
+  const c = {
+    engines: readEngineEndpoints(r),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
+    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    push: readPushConfig(r),
+  };
+  r.done();
+  return c;
+});
+const logger = createLogger("notifier", config.logLevel);
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+const sends = new Counter({
+  name: "chat_push_sends_total",
+  help: "Push requests by provider and what the notifier did about the answer",
+  labelNames: ["kind", "action"],
+  registers: [registry],
+});
+
+const e = config.engines;
+const storage = await openStorage(e, logger);
+const queue = await openQueue(e, `notifier-${process.pid}`, logger);
+// The routing table the chat servers keep: a user with a session on any chat
+// server is online (the same check as RoutedSessionDirectory.onlineUsers).
+const routes = openRoutes(e, logger);
+// The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
+const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
+const notifier = new Notifier({
+  queue,
+  endpoints: new CassandraPushEndpointStore(storage.db),
+  providers: push.providers,
+  // Redis away: notify anyway (a push too many beats a message nobody hears about).
+  isOnline: (userId) =>
+    routes.lookup([userId]).then(
+      (found) => found.has(userId),
+      (err) => {
+        logger.warn({ err }, "routing table unreachable: treating the user as offline");
+        return false;
+      },
+    ),
+  isDeviceActive: async (userId, deviceId) => {
+    const device = await storage.accounts.getDevice(userId, deviceId);
+    return device !== undefined && !device.revoked;
+  },
+  options: config.push.notifier,
+  logger: logger.child({ component: "notifier" }),
+  onResult: (r) => sends.inc({ kind: r.endpoint.kind, action: r.action }),
+});
+new Gauge({
+  name: "chat_push_pending",
+  help: "Notifications in memory: collapsing, queued, retrying or in flight",
+  registers: [registry],
+  collect() {
+    this.set(notifier.pending);
+  },
+});
+await notifier.start();
+
+const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
+
+stopOnSignals(logger, async () => {
+  // Stop consuming first: what is collapsing or retrying in memory is dropped (push is best effort).
+  await notifier.stop();
+  await Promise.allSettled([push.close(), queue.close(), routes.close(), ops.close()]);
+  await storage.close();
+});

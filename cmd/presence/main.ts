@@ -1,0 +1,58 @@
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openRegistry, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { createLogger } from "../../internal/observability/logger.js";
+import { exitOnConfigError } from "../shared.js";
+
+/**
+ * The presence sweeper (optional; see "Presence and push" in
+ * docs/architecture.md). Chat servers write device liveness to the Redis
+ * store themselves and sweep it by default; this process sweeps it too, or
+ * alone when the chat servers run with CHAT_PRESENCE_SWEEP_MS=0: it finds
+ * users whose every device went quiet past the grace period (including the
+ * devices of a chat server that died without a word) and tells their
+ * friends and co-members through the routing table. Any number may run: the
+ * store's scripts report each flip to exactly one sweeper.
+ */
+const config = exitOnConfigError("presence", () => {
+  const r = new EnvReader();
+  const c = {
+    engines: readEngineEndpoints(r),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
+    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
+  };
+  const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
+  if (presence.sweepIntervalMs === 0) r.problems.push("CHAT_PRESENCE_SWEEP_MS=0: the presence process does nothing but sweep");
+  r.done();
+  return { ...c, presence };
+});
+const logger = createLogger("presence", config.logLevel);
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const e = config.engines;
+const storage = await openStorage(e, logger);
+const routes = openRoutes(e, logger);
+const servers = openRegistry(e, logger);
+const watch = await servers.watch();
+const clients = new ChatServerClients(watch);
+const directory = new RoutedSessionDirectory(routes, clients, logger);
+const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
+
+const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+logger.info({ ops: ops.port, sweepIntervalMs: config.presence.sweepIntervalMs }, "presence listening");
+
+stopOnSignals(logger, async () => {
+  await presence.close();
+  clients.close();
+  await Promise.allSettled([routes.close(), watch.close(), ops.close()]);
+  await servers.close();
+  await storage.close();
+});

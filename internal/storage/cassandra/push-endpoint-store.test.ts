@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { engineConfig } from "../../../test/support/engines.js";
+import { pushEndpointStoreContract } from "../../push/contract.js";
+import { openCassandraStorage, type CassandraStorage } from "./index.js";
+import type { PushEndpoint } from "../../push/port.js";
+import { CassandraPushEndpointStore } from "./push-endpoint-store.js";
+
+// The PushEndpointStore contract, unchanged, against the local Cassandra node
+// (scripts/engines.sh up cassandra): one fresh keyspace, random ids per test.
+describe("cassandra push endpoint store", function () {
+  this.timeout(120_000);
+  const keyspace = `chat_test_push_${randomBytes(4).toString("hex")}`;
+  let storage: CassandraStorage | undefined;
+
+  before(async () => {
+    const cfg = engineConfig(); // throws when the engines are not up: never a skip
+    storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
+  });
+  after(async () => {
+    if (!storage) return;
+    await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+    await storage.close();
+  });
+
+  pushEndpointStoreContract("cassandra", async () => {
+    if (!storage) throw new Error("cassandra storage did not open");
+    return { store: new CassandraPushEndpointStore(storage.db), dispose: async () => undefined };
+  });
+
+  it("leaves a raced address on exactly one device when two register it at once (two stores, as two api processes)", async () => {
+    const a = new CassandraPushEndpointStore(storage!.db);
+    const b = new CassandraPushEndpointStore(storage!.db);
+    const id = () => BigInt(`0x${randomBytes(7).toString("hex")}`);
+    for (let round = 0; round < 10; round++) {
+      const address = `https://push.example/race-${id()}`;
+      const ep = (userId: bigint, deviceId: bigint): PushEndpoint => ({
+        userId,
+        deviceId,
+        kind: "web_push",
+        address,
+        p256dh: "BPk",
+        auth: "AUTH",
+        apnsTopic: "",
+        hidePreview: false,
+        muted: false,
+        updatedAtMs: 1,
+      });
+      const [u1, u2] = [id(), id()];
+      await Promise.all([a.put(ep(u1, 1n)), b.put(ep(u2, 2n))]);
+      const holders = [await a.get(u1, 1n), await a.get(u2, 2n)].filter((e) => e?.address === address);
+      assert.equal(holders.length, 1, `round ${round}: ${holders.length} devices hold the address`);
+    }
+  });
+});

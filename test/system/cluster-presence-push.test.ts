@@ -1,0 +1,338 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Redis } from "ioredis";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
+import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import { apiClients, signUp, type TestUser } from "../support/api.js";
+import { TestDevice } from "../support/device.js";
+import { engineConfig } from "../support/engines.js";
+import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
+import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { waitFor } from "../support/wait.js";
+
+const HEARTBEAT_MS = 1_000;
+const GRACE_MS = 2_500;
+const COLLAPSE_MS = 300;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function authed(baseUrl: string, token: string) {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] });
+}
+
+/** A device that heartbeats like a real client and collects the presence events it is sent. */
+class Watcher {
+  private timer?: NodeJS.Timeout;
+  constructor(readonly device: TestDevice) {}
+
+  static async open(wsUrl: string, token: string): Promise<Watcher> {
+    const w = new Watcher(await new TestDevice(wsUrl, token).connect());
+    w.timer = setInterval(() => w.device.sendFrame({ kind: { case: "heartbeat", value: {} } }), HEARTBEAT_MS / 2);
+    return w;
+  }
+
+  events(of: bigint): Presence[] {
+    return this.device.frames
+      .flatMap((f) => (f.kind.case === "presence" && f.kind.value.presence ? [f.kind.value.presence] : []))
+      .filter((p) => p.userId === of);
+  }
+
+  statuses(of: bigint): PresenceStatus[] {
+    return this.events(of).map((p) => p.status);
+  }
+
+  /** Stops heartbeating without closing (the device's process froze or its network died). */
+  silence(): void {
+    clearInterval(this.timer);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.device.close();
+  }
+}
+
+async function befriend(a: TestUser, b: TestUser): Promise<void> {
+  await a.api.users.sendFriendRequest({ userId: b.userId });
+  await b.api.users.respondFriendRequest({ userId: a.userId, accept: true });
+}
+
+/**
+ * Presence and push in the distributed mode, every role its own process on
+ * the real engines: two gateways, two chat servers (each sweeping presence),
+ * the pipeline, the api, a presence sweeper and the notifier on Kafka.
+ */
+describe("distributed mode: presence and push across processes", function () {
+  this.timeout(600_000);
+  const engines = engineConfig();
+  const run = Math.random().toString(36).slice(2, 8);
+  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
+  const common = {
+    CHAT_ETCD_ENDPOINTS: engines.etcdEndpoints.join(","),
+    CHAT_ETCD_PREFIX: `chat-pp-${run}`,
+    CHAT_REDIS_URL: engines.redisUrl,
+    CHAT_KAFKA_BROKERS: engines.kafkaBrokers.join(","),
+    CHAT_KAFKA_PARTITIONS: "4",
+    CHAT_CASSANDRA_CONTACT_POINTS: engines.cassandraContactPoints.join(","),
+    CHAT_CASSANDRA_DC: engines.cassandraDc,
+    CHAT_CASSANDRA_KEYSPACE: `chat_pp_${run}`,
+    CHAT_KEYS_DIR: keysDir,
+    CHAT_HTTP_PORT: "0",
+    CHAT_GRPC_PORT: "0",
+    CHAT_OPS_PORT: "0",
+    CHAT_LEASE_TTL_S: "3",
+    CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+    CHAT_PRESENCE_GRACE_MS: String(GRACE_MS),
+    CHAT_PRESENCE_SWEEP_MS: "100",
+    CHAT_PUSH_ALLOW_HTTP: "true",
+    CHAT_PUSH_COLLAPSE_MS: String(COLLAPSE_MS),
+    CHAT_PUSH_BACKOFF_MS: "100",
+    CHAT_PUSH_TIMEOUT_MS: "1000",
+    CHAT_VAPID_SUBJECT: "mailto:ops@chat.test",
+  };
+  let api: RoleProcess;
+  const chatServers: RoleProcess[] = [];
+  const gateways: RoleProcess[] = [];
+  const others: RoleProcess[] = [];
+  const watchers: Watcher[] = [];
+  let redis: Redis;
+  let receiver: PushReceiver;
+  const apiUrl = () => String(api.info.http);
+  const ws = (gateway: RoleProcess) => String(gateway.info.ws);
+  const open = async (gateway: RoleProcess, token: string) => {
+    const w = await Watcher.open(ws(gateway), token);
+    watchers.push(w);
+    return w;
+  };
+  /** The chat servers holding a session of the user (the routing table in Redis). */
+  const serversOf = async (userId: bigint): Promise<string[]> => {
+    const h = await redis.hgetall(`chat:route:${userId}`);
+    return Object.entries(h)
+      .filter(([, expiry]) => Number(expiry) > Date.now())
+      .map(([serverId]) => serverId);
+  };
+  /** Opens a session through `gateway`, again until it lands on a chat server other than `avoid`. */
+  const openAvoiding = async (gateway: RoleProcess, user: TestUser, avoid: string): Promise<{ w: Watcher; server: string }> => {
+    for (let attempt = 0; attempt < 15; attempt++) {
+      const w = await open(gateway, user.devices[0]!.token);
+      const [server] = await serversOf(user.userId);
+      if (server && server !== avoid) return { w, server };
+      await w.close();
+      await sleep(1_200); // let the registry's load figures catch up
+    }
+    throw new Error("could not place a session on the other chat server");
+  };
+
+  before(async () => {
+    redis = new Redis(engines.redisUrl);
+    receiver = await new PushReceiver().start();
+    // The api creates the keyspace, the token signing key and the VAPID keys; the rest start after it.
+    api = await startRole("api", common);
+    chatServers.push(...(await Promise.all([1, 2].map((i) => startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs${i}-${run}` })))));
+    const [pipeline, presence, notifier] = await Promise.all([startRole("pipeline", common), startRole("presence", common), startRole("notifier", common)]);
+    others.push(pipeline!, presence!, notifier!);
+    gateways.push(...(await Promise.all([1, 2].map((i) => startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw${i}-${run}` })))));
+  });
+  afterEach(async () => {
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+  });
+  after(async () => {
+    await Promise.all([...gateways, ...others, ...chatServers].map((p) => p.stop()));
+    await api?.stop();
+    await stopAll();
+    await receiver?.stop();
+    redis?.disconnect();
+    rmSync(keysDir, { recursive: true, force: true });
+  });
+
+  /** Alice with a friend (bob) and a group member (carol) on different gateways and chat servers, and a stranger (dave). */
+  async function circle() {
+    const [alice, bob, carol, dave] = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => signUp(apiUrl(), n)));
+    await befriend(alice!, bob!);
+    await alice!.api.channels.createGroup({ title: "team", memberUserIds: [carol!.userId] });
+    const b = await open(gateways[0]!, bob!.devices[0]!.token);
+    const [bobServer] = await serversOf(bob!.userId);
+    const { w: c, server: carolServer } = await openAvoiding(gateways[1]!, carol!, bobServer!);
+    const d = await open(gateways[0]!, dave!.devices[0]!.token);
+    return { alice: alice!, bob: bob!, carol: carol!, dave: dave!, b, c, d, bobServer: bobServer!, carolServer };
+  }
+
+  it("tells a friend and a group member on other gateways and chat servers when a user comes and goes (after the grace period), never a stranger", async () => {
+    const { alice, bob, dave, b, c, d, bobServer, carolServer } = await circle();
+    assert.notEqual(bobServer, carolServer, "the friend and the group member sit on different chat servers");
+
+    const a = await open(gateways[1]!, alice.devices[0]!.token);
+    await waitFor(() => b.statuses(alice.userId).length === 1 && c.statuses(alice.userId).length === 1, "online events", 10_000);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE]);
+    assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE]);
+
+    // GetPresence on the api reads the same Redis store.
+    const bobView = createClient(PresenceService, authed(apiUrl(), bob.devices[0]!.token));
+    const daveView = createClient(PresenceService, authed(apiUrl(), dave.devices[0]!.token));
+    assert.equal((await bobView.getPresence({ userIds: [alice.userId] })).presences[0]!.status, PresenceStatus.ONLINE);
+    assert.equal((await daveView.getPresence({ userIds: [alice.userId] })).presences[0]!.status, PresenceStatus.OFFLINE, "a stranger cannot see it");
+
+    // Heartbeats keep her online well past the grace period.
+    await sleep(GRACE_MS + 500);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE], "no flapping while heartbeating");
+
+    const closedAt = Date.now();
+    await a.close();
+    await sleep(GRACE_MS - 800);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE], "still online inside the grace period");
+    await waitFor(() => b.statuses(alice.userId).length === 2 && c.statuses(alice.userId).length === 2, "offline events", 10_000);
+    const offline = b.events(alice.userId)[1]!;
+    assert.equal(offline.status, PresenceStatus.OFFLINE);
+    const lastSeen = timestampMs(offline.lastSeenAt!);
+    assert.ok(Math.abs(lastSeen - closedAt) < 1_000, `last seen ${lastSeen - closedAt} ms from the close`);
+    assert.ok(Date.now() - closedAt >= GRACE_MS - 100, "not before the grace period ran out");
+    // Three processes sweep (both chat servers and cmd/presence): still one event each.
+    await sleep(1_000);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+    assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+    const queried = (await bobView.getPresence({ userIds: [alice.userId] })).presences[0]!;
+    assert.equal(queried.status, PresenceStatus.OFFLINE);
+    assert.equal(timestampMs(queried.lastSeenAt!), lastSeen);
+    assert.deepEqual(d.events(alice.userId), [], "the stranger heard nothing");
+  });
+
+  it("takes a user offline at once on logout, also when her socket closed just before", async () => {
+    const { alice, b, c, d } = await circle();
+    const a = await open(gateways[1]!, alice.devices[0]!.token);
+    await waitFor(() => b.statuses(alice.userId).length === 1 && c.statuses(alice.userId).length === 1, "online events", 10_000);
+    const started = Date.now();
+    await apiClients(apiUrl(), alice.devices[0]!.token).auth.logout({});
+    assert.equal(await a.device.waitClosed(), 4003);
+    await waitFor(() => b.statuses(alice.userId).length === 2 && c.statuses(alice.userId).length === 2, "offline after logout", GRACE_MS);
+    assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after logout`);
+    assert.equal(b.events(alice.userId)[1]!.status, PresenceStatus.OFFLINE);
+
+    // A second device closes its socket first (no chat server holds it any
+    // more, its grace period runs), then logs out: offline at once all the same.
+    const login = await apiClients(apiUrl()).auth.login({ username: alice.username, password: alice.password, device: { name: "laptop" } });
+    const token = login.credentials!.accessToken;
+    const laptop = await open(gateways[0]!, token);
+    await waitFor(() => b.statuses(alice.userId).length === 3, "online again", 10_000);
+    await laptop.close();
+    const loggedOutAt = Date.now();
+    await apiClients(apiUrl(), token).auth.logout({});
+    await waitFor(() => b.statuses(alice.userId).length === 4 && c.statuses(alice.userId).length === 4, "offline after the logout", GRACE_MS);
+    assert.ok(Date.now() - loggedOutAt < GRACE_MS / 2, `offline ${Date.now() - loggedOutAt} ms after logout`);
+    await sleep(GRACE_MS + 500);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "no second offline when the grace period would have run out");
+    assert.deepEqual(d.events(alice.userId), []);
+  });
+
+  it("takes offline, after the grace period, the users of a chat server that died without a word", async () => {
+    const { alice, b, c } = await circle();
+    const gw3 = await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw3-${run}` });
+    others.push(gw3);
+    const a = await open(gw3, alice.devices[0]!.token);
+    await waitFor(() => b.statuses(alice.userId).length === 1 && c.statuses(alice.userId).length === 1, "online events", 10_000);
+    const [aliceServer] = await serversOf(alice.userId);
+    const victim = chatServers.find((p) => p.info.serverId === aliceServer);
+    assert.ok(victim, `the process of ${aliceServer}`);
+
+    // Freeze alice's gateway (it can neither move her session nor report it
+    // closed), kill her chat server outright, then the gateway: no process
+    // ever says she left. Her last heartbeat was the last sign of life.
+    gw3.child.kill("SIGSTOP");
+    const silentAt = Date.now();
+    a.silence();
+    await victim.kill();
+    await gw3.kill();
+    chatServers.splice(chatServers.indexOf(victim), 1);
+    // A replacement joins, as an orchestrator would start one.
+    chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
+
+    await waitFor(() => b.statuses(alice.userId).length === 2 && c.statuses(alice.userId).length === 2, "offline events from a sweeper", 20_000);
+    const offlineAfter = Date.now() - silentAt;
+    assert.ok(offlineAfter >= GRACE_MS - HEARTBEAT_MS, `offline ${offlineAfter} ms after the crash: not before the grace period`);
+    const lastSeen = timestampMs(b.events(alice.userId)[1]!.lastSeenAt!);
+    assert.ok(lastSeen <= silentAt && lastSeen > silentAt - 2 * HEARTBEAT_MS, `last seen ${silentAt - lastSeen} ms before the crash`);
+    await sleep(1_000);
+    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
+    assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
+  });
+
+  async function register(token: string, sub: TestSubscription): Promise<void> {
+    await createClient(PushService, authed(apiUrl(), token)).registerPushEndpoint({
+      endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
+      settings: { hidePreview: false, muted: false },
+    });
+  }
+
+  /** Alice (online, sending) and Bob (no device online, a Web Push endpoint at `on`) in a direct chat. */
+  async function pair(on: PushReceiver, behaviour?: Parameters<PushReceiver["subscribe"]>[0]) {
+    const alice = await signUp(apiUrl(), "alice");
+    const bob = await signUp(apiUrl(), "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const sub = on.subscribe(behaviour);
+    await register(bob.devices[0]!.token, sub);
+    const a = await open(gateways[0]!, alice.devices[0]!.token);
+    return { alice, bob, channelId: channel!.channelId, sub, a };
+  }
+
+  it("pushes a new message to a user with no device online through cmd/notifier on Kafka (Web Push, VAPID, RFC 8291), and none while a device is online", async () => {
+    const { alice, bob, channelId, sub, a } = await pair(receiver);
+    const vapidKey = (await createClient(PushService, authed(apiUrl(), alice.devices[0]!.token)).getVapidPublicKey({})).publicKey;
+    const ack = await a.device.send(channelId, "are you coming tonight?");
+    assert.equal(ack.kind.case, "sendAck");
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the push", 30_000);
+    const push = receiver.deliveredTo(sub)[0]!;
+    assert.equal(push.error, undefined, "decrypted with the subscription's keys");
+    assert.equal(push.vapidOk, true);
+    assert.equal(push.vapidPublicKey, vapidKey, "the notifier signs with the key the api hands to browsers");
+    assert.equal(push.vapidSubject, "mailto:ops@chat.test");
+    assert.equal(push.topic, `c${channelId}`);
+    assert.equal(push.json!.title, alice.username);
+    assert.equal(push.json!.body, "are you coming tonight?");
+    assert.equal(push.json!.messageId, ack.kind.case === "sendAck" ? String(ack.kind.value.messageId) : "");
+
+    // Bob comes online (on the other gateway): no push while he is.
+    const b = await open(gateways[1]!, bob.devices[0]!.token);
+    await a.device.send(channelId, "you are online");
+    await b.device.waitForMessages(2);
+    await sleep(COLLAPSE_MS + 1_500);
+    assert.equal(receiver.pushesTo(sub).length, 1, "no push to a user with a device online");
+    await b.close();
+    await a.device.send(channelId, "now you are not");
+    await waitFor(() => receiver.deliveredTo(sub).length === 2, "the push after bob left", 30_000);
+    assert.equal(receiver.deliveredTo(sub)[1]!.json!.body, "now you are not");
+  });
+
+  it("keeps notifying while a push service hangs", async () => {
+    const hung = await new PushReceiver().start();
+    try {
+      // A group of 20 whose endpoints all sit on a push service that never answers
+      // (more than the notifier sends to one host at once), and an ordinary pair.
+      const owner = await signUp(apiUrl(), "owner");
+      const members = await Promise.all(Array.from({ length: 20 }, () => signUp(apiUrl(), "hung")));
+      const subs = members.map(() => hung.subscribe({ kind: "hang" }));
+      await Promise.all(members.map((m, i) => register(m.devices[0]!.token, subs[i]!)));
+      const { channel } = await owner.api.channels.createGroup({ title: "void", memberUserIds: members.map((m) => m.userId) });
+      const o = await open(gateways[1]!, owner.devices[0]!.token);
+      const fine = await pair(receiver);
+
+      await o.device.send(channel!.channelId, "into the void");
+      await waitFor(() => hung.received.length >= 10, "pushes hanging at the dead service", 30_000);
+      await fine.a.device.send(fine.channelId, "hello");
+      await waitFor(() => receiver.deliveredTo(fine.sub).length === 1, "the other user's push", 10_000);
+      await waitFor(() => subs.some((s) => hung.pushesTo(s).length >= 2), "a hung push retried after its timeout", 15_000);
+      await fine.a.device.send(fine.channelId, "still working");
+      await waitFor(() => receiver.deliveredTo(fine.sub).length === 2, "a later push", 10_000);
+      assert.equal(receiver.deliveredTo(fine.sub)[1]!.json!.body, "still working");
+    } finally {
+      await hung.stop();
+    }
+  });
+});
