@@ -91,7 +91,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     logger: logger.child({ component: "chat-server" }),
     metrics: chatServerMetrics(registry),
   });
-  const metrics = pipelineMetrics(registry);
+  const metrics = pipelineMetrics(registry, queue);
   const sequencer = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
   const inboxWriter = new InboxWriter({
     queue,

@@ -33,11 +33,10 @@ const config = exitOnConfigError("pipeline", () => {
 const logger = createLogger("pipeline", config.logLevel);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
-const metrics = pipelineMetrics(registry);
-
 const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `pipeline-${process.pid}`, logger);
+const metrics = pipelineMetrics(registry, queue);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
 const watch = await servers.watch();

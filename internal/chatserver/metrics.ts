@@ -1,11 +1,25 @@
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 
 export interface ChatServerMetrics {
   sessions: Gauge;
+  /** Sends accepted (acked) from devices. */
+  messagesIn: Counter;
+  /** Inbox entries sent to devices, live or by catch-up. */
+  entriesOut: Counter;
+  /** Frames refused: malformed, rate-limited, or refused sends, by error code. */
+  refused: Counter<"code">;
 }
 
 export function chatServerMetrics(registry: Registry): ChatServerMetrics {
   return {
     sessions: new Gauge({ name: "chat_sessions", help: "Open device sessions on this chat server", registers: [registry] }),
+    messagesIn: new Counter({ name: "chat_messages_in_total", help: "Messages accepted from devices", registers: [registry] }),
+    entriesOut: new Counter({ name: "chat_entries_out_total", help: "Inbox entries sent to devices", registers: [registry] }),
+    refused: new Counter({
+      name: "chat_frames_refused_total",
+      help: "Frames answered with an error, by code",
+      labelNames: ["code"],
+      registers: [registry],
+    }),
   };
 }

@@ -71,6 +71,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly submitter: MessageSubmitter;
   readonly limits: SessionLimits;
   readonly logger?: Logger;
+  readonly metrics?: ChatServerMetrics;
   private readonly byUser = new Map<Id, Set<Session>>();
   private readonly idleSweep: NodeJS.Timeout;
   private readonly routesRefresh?: NodeJS.Timeout;
@@ -84,6 +85,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.submitter = deps.submitter;
     this.limits = { ...defaultLimits, ...deps.limits };
     this.logger = deps.logger;
+    this.metrics = deps.metrics;
     // A session that sent nothing for three heartbeat intervals is gone
     // (a half-open TCP connection): close it so its device shows offline.
     this.idleSweep = setInterval(() => this.closeIdle(), this.limits.heartbeatIntervalMs);

@@ -149,6 +149,7 @@ export class Session implements SessionHandle {
           { userId: this.userId, deviceId: this.deviceId },
           { clientMsgId, channelId, text },
         );
+        this.server.metrics?.messagesIn.inc();
         this.send(
           create(ServerFrameSchema, {
             ref,
@@ -198,6 +199,7 @@ export class Session implements SessionHandle {
       return;
     }
     this.sentUpTo = entry.inboxSeq;
+    this.server.metrics?.entriesOut.inc();
     this.send(
       create(ServerFrameSchema, {
         kind: {
@@ -250,6 +252,7 @@ export class Session implements SessionHandle {
       const hasMore = entries.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
       this.sentUpTo = last;
+      this.server.metrics?.entriesOut.inc(entries.length);
       this.send(
         create(ServerFrameSchema, {
           ref,
@@ -288,6 +291,7 @@ export class Session implements SessionHandle {
 
   sendError(ref: bigint, err: unknown, clientMsgId = ""): void {
     const e = isChatError(err) ? err : new ChatError("internal", "internal error");
+    this.server.metrics?.refused.inc({ code: e.code });
     if (!isChatError(err)) this.server.logger?.error({ err, userId: String(this.userId) }, "session frame failed");
     this.send(
       create(ServerFrameSchema, {

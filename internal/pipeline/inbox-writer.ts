@@ -73,6 +73,7 @@ export class InboxWriter {
         await Promise.all(fresh.filter((f) => !online.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
       }
     } catch (err) {
+      this.deps.metrics?.engineErrors.inc({ op: "deliver" });
       this.deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
     }
   }

@@ -1,13 +1,50 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { MessageQueue } from "../queue/port.js";
+import { ConsumerGroups, Topics } from "./topics.js";
 
 export interface PipelineMetrics {
   sequenced: Counter;
   inboxAppends: Counter;
   deliveryLatency: Histogram;
+  /** Failures of an engine the pipeline calls (live delivery, notification publishing). */
+  engineErrors: Counter<"op">;
 }
 
-export function pipelineMetrics(registry: Registry): PipelineMetrics {
+/** The pipeline's consumer groups and what they read, for the lag gauge. */
+const GROUPS: [string, string][] = [
+  [ConsumerGroups.sequencer, Topics.submitted],
+  [ConsumerGroups.inboxWriter, Topics.inbox],
+];
+
+export function pipelineMetrics(registry: Registry, queue?: MessageQueue): PipelineMetrics {
+  if (queue?.consumerLag) {
+    const lagOf = queue.consumerLag.bind(queue);
+    new Gauge({
+      name: "chat_queue_consumer_lag",
+      help: "Records the consumer group has not committed yet",
+      labelNames: ["group", "topic"],
+      registers: [registry],
+      async collect() {
+        // Read at scrape time; a failed read leaves the last value.
+        await Promise.all(
+          GROUPS.map(async ([group, topic]) => {
+            try {
+              this.set({ group, topic }, await lagOf(group, topic));
+            } catch {
+              // the engine is away; chat_engine_errors_total says so elsewhere
+            }
+          }),
+        );
+      },
+    });
+  }
   return {
+    engineErrors: new Counter({
+      name: "chat_pipeline_engine_errors_total",
+      help: "Failed calls to an engine by the pipeline, by operation",
+      labelNames: ["op"],
+      registers: [registry],
+    }),
     sequenced: new Counter({ name: "chat_messages_sequenced_total", help: "Messages given a channel seq", registers: [registry] }),
     inboxAppends: new Counter({ name: "chat_inbox_appends_total", help: "Inbox entries written", registers: [registry] }),
     deliveryLatency: new Histogram({

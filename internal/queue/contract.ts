@@ -124,6 +124,20 @@ export function messageQueueContract(name: string, makeFixture: () => Promise<Qu
       assert.deepEqual(got.map((r) => Number(dec(r.value))).sort((a, b) => a - b), [...Array(30).keys()]);
     });
 
+    it("reports what a group has not committed as its lag", async () => {
+      assert.ok(queue.consumerLag, "the adapter reports consumer lag");
+      const topic = unique("t");
+      const group = unique("g");
+      await queue.ensureTopics([{ topic, partitions: 2 }]);
+      await queue.publish(topic, [...Array(5).keys()].map((i) => ({ key: `k${i}`, value: enc(String(i)) })));
+      assert.equal(await queue.consumerLag!(group, topic), 5);
+      let got = 0;
+      const sub = await queue.subscribe(group, topic, async (rs) => void (got += rs.length));
+      await until(() => got === 5, "the five records");
+      await sub.stop();
+      assert.equal(await queue.consumerLag!(group, topic), 0);
+    });
+
     it("refuses a topic it does not know", async () => {
       await assert.rejects(queue.publish(unique("missing"), [{ key: "k", value: enc("x") }]), /topic/);
     });

@@ -152,6 +152,22 @@ export class KafkaQueue implements MessageQueue {
     for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
   }
 
+  async consumerLag(group: string, topic: string): Promise<number> {
+    await this.connect();
+    const [ends, committed] = await Promise.all([
+      this.admin.fetchTopicOffsets(topic),
+      this.admin.fetchOffsets({ groupId: group, topics: [topic] }),
+    ]);
+    const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+    let lag = 0n;
+    for (const p of ends) {
+      const c = done.get(p.partition) ?? -1n;
+      // -1: the group has committed nothing there yet, so all it holds is lag.
+      lag += BigInt(p.high) - (c < 0n ? BigInt(p.low) : c);
+    }
+    return Number(lag);
+  }
+
   /** Partition count of a topic, from the cache or the cluster; rejects for a topic that does not exist. */
   private async partitionsOf(topic: string): Promise<number> {
     const known = this.partitions.get(topic);

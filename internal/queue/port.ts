@@ -50,6 +50,8 @@ export interface MessageQueue {
    * A new group starts from the beginning of what the queue still holds.
    */
   subscribe(group: string, topic: string, handler: BatchHandler, options?: SubscribeOptions): Promise<Subscription>;
+  /** Records of the topic the group has not committed yet (for the consumer-lag metric). */
+  consumerLag?(group: string, topic: string): Promise<number>;
   close(): Promise<void>;
 }
 

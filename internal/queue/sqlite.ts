@@ -192,6 +192,17 @@ export class SqliteQueue implements MessageQueue {
     };
   }
 
+  async consumerLag(group: string, topic: string): Promise<number> {
+    const partitions = this.partitionsOf.get(topic) ?? 0;
+    let lag = 0n;
+    for (let p = 0; p < partitions; p++) {
+      const end = this.nextOffset.get(`${topic}/${p}`) ?? 0n;
+      const committed = (this.stmt.groupOffset.get(group, topic, p) as { next_off: bigint } | undefined)?.next_off ?? 0n;
+      if (end > committed) lag += end - committed;
+    }
+    return Number(lag);
+  }
+
   /** @internal used by GroupConsumer */
   read(group: string, topic: string, partition: number, max: number): { records: QueueRecord[]; from: bigint } {
     const committed = this.stmt.groupOffset.get(group, topic, partition) as { next_off: bigint } | undefined;

@@ -134,6 +134,25 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.equal(history.messages.length, 2);
   });
 
+  it("exposes Prometheus metrics for sessions, messages in and out, delivery latency and consumer lag", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+    await a.send(channel!.channelId, "counted");
+    await b.waitForMessages(1);
+    const text = await (await fetch(`${chatd.httpUrl}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    assert.ok(value("chat_sessions") >= 2, "sessions");
+    assert.ok(value("chat_messages_in_total") >= 1, "messages in");
+    assert.ok(value("chat_entries_out_total") >= 2, "entries out");
+    assert.ok(value("chat_delivery_latency_seconds_count") >= 2, "delivery latency");
+    assert.match(text, /^chat_queue_consumer_lag\{group="chat-sequencer",topic="chat.messages.submitted.v1"\} \d+$/m);
+    const health = await fetch(`${chatd.httpUrl}/healthz`);
+    assert.equal(health.status, 200);
+  });
+
   it("speaks the JSON sub-protocol for debugging", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");
