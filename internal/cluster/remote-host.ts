@@ -42,6 +42,7 @@ export class RemoteSessionHost implements SessionHost {
   private readonly homeless = new Set<RemoteSession>();
   private readonly brokeAt = new Map<string, number>();
   private readonly placedSince = new Map<string, number>();
+  private readonly publishedLoad = new Map<string, number>();
   private nextId = 1n;
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
@@ -92,17 +93,21 @@ export class RemoteSessionHost implements SessionHost {
     const all = this.options.watch.servers();
     const fresh = all.filter((s) => now - (this.brokeAt.get(s.serverId) ?? 0) > this.options.cooldownMs);
     const candidates = fresh.length > 0 ? fresh : all;
-    let best: ServerInfo | undefined;
+    let best: ServerInfo[] = [];
     let bestLoad = Infinity;
     for (const s of candidates) {
       // The registry's figure lags; count what we placed since it was published.
       const load = s.load + (this.placedSince.get(s.serverId) ?? 0);
       if (load < bestLoad) {
-        best = s;
+        best = [s];
         bestLoad = load;
+      } else if (load === bestLoad) {
+        best.push(s);
       }
     }
-    return best;
+    // Ties are broken at random, so gateways that see the same figures do
+    // not all pick the same server.
+    return best[Math.floor(Math.random() * best.length)];
   }
 
   private linkFor(server: ServerInfo): ServerLink {
@@ -127,7 +132,14 @@ export class RemoteSessionHost implements SessionHost {
 
   private onServers(servers: ServerInfo[]): void {
     const live = new Map(servers.map((s) => [s.serverId, s]));
-    for (const s of servers) this.placedSince.set(s.serverId, 0);
+    // Only a server that published a new figure has taken our placements
+    // into account (as far as it knows); the others keep their estimates.
+    for (const s of servers) {
+      if (this.publishedLoad.get(s.serverId) !== s.load) {
+        this.publishedLoad.set(s.serverId, s.load);
+        this.placedSince.set(s.serverId, 0);
+      }
+    }
     // A server whose lease vanished is treated as dead even if its socket
     // still answers: it may be partitioned from etcd and about to stop.
     for (const link of [...this.links.values()]) {

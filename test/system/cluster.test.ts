@@ -121,6 +121,19 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.match(await res.text(), /chat_sessions [1-9]/);
   });
 
+  async function sessionsOn(server: RoleProcess): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${server.info.ops}/metrics`)).text();
+    return Number(/^chat_sessions (\d+)/m.exec(text)?.[1] ?? 0);
+  }
+
+  /** Removes from the list, and returns, the chat server holding the most sessions (at least one). */
+  async function takeBusiest(): Promise<RoleProcess> {
+    const counts = await Promise.all(chatServers.map(sessionsOn));
+    const i = counts.indexOf(Math.max(...counts));
+    assert.ok(counts[i]! > 0, "some chat server holds the sessions");
+    return chatServers.splice(i, 1)[0]!;
+  }
+
   async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000): Promise<void> {
     const users: TestUser[] = [];
     for (let i = 0; i < 4; i++) users.push(await signUp(apiUrl(), "fo"));
@@ -155,13 +168,21 @@ describe("distributed mode on the real engines (separate processes)", function (
 
   it("moves sessions off a chat server killed with SIGKILL, losing nothing acked", async () => {
     await underLoad(async () => {
-      const victim = chatServers.shift()!;
+      const victim = await takeBusiest();
       const t0 = Date.now();
       await victim.kill();
       void t0;
     }, "chat-server-kill", (LEASE_TTL_S + 5) * 1000);
     // A replacement joins, as an orchestrator would start one.
     chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
+  });
+
+  it("drains a chat server on SIGTERM: its devices move without losing their sockets or a message", async () => {
+    await underLoad(async () => {
+      const victim = await takeBusiest();
+      await victim.stop();
+    }, "chat-server-drain", 10_000);
+    chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs4-${run}` }));
   });
 
   it("survives a pipeline worker killed mid-stream (Kafka rebalance)", async () => {
