@@ -9,6 +9,7 @@ import { TestDevice } from "../support/device.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
+import { Etcd3 } from "etcd3";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LEASE_TTL_S = 3;
@@ -183,6 +184,32 @@ describe("distributed mode on the real engines (separate processes)", function (
       await victim.stop();
     }, "chat-server-drain", 10_000);
     chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs4-${run}` }));
+  });
+
+  it("stops serving on a chat server whose lease is lost, moves its sessions, and re-registers it", async () => {
+    const etcd = new Etcd3({ hosts: engines.etcdEndpoints.map((h) => `http://${h}`) });
+    try {
+      let victim: RoleProcess | undefined;
+      await underLoad(async () => {
+        victim = await takeBusiest();
+        chatServers.push(victim);
+        const key = `/chat-it-${run}/servers/${String(victim.info.serverId ?? "")}`;
+        const kv = (await etcd.get(key).exec()).kvs[0];
+        assert.ok(kv, `the victim is registered at ${key}`);
+        // As if etcd expired the lease (a partition, a long GC pause).
+        await etcd.leaseClient.leaseRevoke({ ID: kv.lease });
+      }, "lease-lost", (LEASE_TTL_S + 5) * 1000);
+      // Its sessions left it, and it came back: registered again, taking sessions.
+      const key = `/chat-it-${run}/servers/${String(victim!.info.serverId ?? "")}`;
+      const deadline = Date.now() + 30_000;
+      while (!(await etcd.get(key).exec()).kvs.length) {
+        assert.ok(Date.now() < deadline, "the chat server re-registered");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(victim!.output.some((l) => l.includes("registration lost")), "it noticed the loss");
+    } finally {
+      etcd.close();
+    }
   });
 
   it("survives a pipeline worker killed mid-stream (Kafka rebalance)", async () => {
