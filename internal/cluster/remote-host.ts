@@ -41,6 +41,7 @@ export class RemoteSessionHost implements SessionHost {
   private readonly links = new Map<string, ServerLink>();
   private readonly homeless = new Set<RemoteSession>();
   private readonly brokeAt = new Map<string, number>();
+  private readonly absent = new Set<string>();
   private readonly placedSince = new Map<string, number>();
   private readonly publishedLoad = new Map<string, number>();
   private nextId = 1n;
@@ -54,7 +55,7 @@ export class RemoteSessionHost implements SessionHost {
       maxBufferedBytes: 8 * 1024 * 1024,
       maxPendingFrames: 64,
       homelessTimeoutMs: 30_000,
-      cooldownMs: 5_000,
+      cooldownMs: 2_000,
       ...options,
     };
     options.watch.onChange((servers) => this.onServers(servers));
@@ -90,9 +91,12 @@ export class RemoteSessionHost implements SessionHost {
 
   private pick(): ServerInfo | undefined {
     const now = Date.now();
-    const all = this.options.watch.servers();
-    const fresh = all.filter((s) => now - (this.brokeAt.get(s.serverId) ?? 0) > this.options.cooldownMs);
-    const candidates = fresh.length > 0 ? fresh : all;
+    // A server whose stream just broke or that refused a session is left
+    // alone for a while; if every server is in that state the session waits
+    // (homeless) instead of bouncing between them at network speed.
+    const candidates = this.options.watch
+      .servers()
+      .filter((s) => now - (this.brokeAt.get(s.serverId) ?? 0) > this.options.cooldownMs);
     let best: ServerInfo[] = [];
     let bestLoad = Infinity;
     for (const s of candidates) {
@@ -132,6 +136,14 @@ export class RemoteSessionHost implements SessionHost {
 
   private onServers(servers: ServerInfo[]): void {
     const live = new Map(servers.map((s) => [s.serverId, s]));
+    // A server that left and registered again (a new lease) gets a fresh start.
+    for (const id of this.brokeAt.keys()) if (!live.has(id)) this.absent.add(id);
+    for (const id of [...this.absent]) {
+      if (live.has(id)) {
+        this.absent.delete(id);
+        this.brokeAt.delete(id);
+      }
+    }
     // Only a server that published a new figure has taken our placements
     // into account (as far as it knows); the others keep their estimates.
     for (const s of servers) {

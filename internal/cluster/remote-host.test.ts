@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { Server, ServerCredentials, type ServerDuplexStream, status } from "@grpc/grpc-js";
+import {
+  ChatServerServiceService,
+  type SessionRequest,
+  type SessionResponse,
+} from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import { MemoryServerRegistry } from "../registry/memory.js";
+import type { Registration } from "../registry/port.js";
+import { waitFor } from "../../test/support/wait.js";
+import { RemoteSessionHost } from "./remote-host.js";
+
+/**
+ * A stand-in chat server on loopback: it records what the gateway sends and
+ * answers every client frame by echoing it back, so the tests can see which
+ * server a session is on and what reached it.
+ */
+class FakeChatServer {
+  readonly opens: { sessionId: bigint; resumed: boolean }[] = [];
+  readonly frames: string[] = [];
+  readonly streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
+  private server = new Server();
+  address = "";
+  refuseOpens = false;
+
+  constructor(readonly id: string) {
+    this.server.addService(ChatServerServiceService, {
+      session: (call: ServerDuplexStream<SessionRequest, SessionResponse>) => {
+        this.streams.add(call);
+        call.on("data", (req: SessionRequest) => {
+          const k = req.kind;
+          if (k?.$case === "open") {
+            this.opens.push({ sessionId: req.sessionId, resumed: k.value.resumed });
+            if (this.refuseOpens) call.write({ sessionId: req.sessionId, kind: { $case: "closed", value: { code: 1013, reason: "draining" } } });
+          }
+          if (k?.$case === "clientFrame") {
+            this.frames.push(k.value.toString());
+            call.write({ sessionId: req.sessionId, kind: { $case: "serverFrame", value: Buffer.from(`${this.id}:${k.value}`) } });
+          }
+        });
+        call.on("error", () => {});
+        call.on("end", () => call.end());
+      },
+      deliver: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+      closeDeviceSessions: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+    });
+  }
+
+  async start(): Promise<void> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  /** Ends every gateway stream with UNAVAILABLE, as a chat server that stops serving does. */
+  breakStreams(): void {
+    for (const s of this.streams) s.emit("error", { code: status.UNAVAILABLE, details: "gone" });
+    this.streams.clear();
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+function fakeSink() {
+  const sink = {
+    sent: [] as string[],
+    closed: undefined as { code: number; reason: string } | undefined,
+    send: (f: Uint8Array | string) => void sink.sent.push(Buffer.from(f as Uint8Array).toString()),
+    bufferedBytes: () => 0,
+    close: (code: number, reason: string) => void (sink.closed = { code, reason }),
+  };
+  return sink;
+}
+
+const identity = (n: number) => ({ userId: BigInt(n), deviceId: BigInt(100 + n), tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" as const });
+
+describe("RemoteSessionHost (the gateway's side of the session stream)", function () {
+  this.timeout(20_000);
+  let registry: MemoryServerRegistry;
+  let servers: FakeChatServer[];
+  let regs: Registration[];
+  let host: RemoteSessionHost;
+
+  beforeEach(async () => {
+    registry = new MemoryServerRegistry();
+    servers = [new FakeChatServer("a"), new FakeChatServer("b")];
+    await Promise.all(servers.map((s) => s.start()));
+    regs = await Promise.all(servers.map((s) => registry.register({ serverId: s.id, address: s.address, load: 0 })));
+    host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), homelessTimeoutMs: 1500, cooldownMs: 60_000 });
+  });
+  afterEach(async () => {
+    await host.close();
+    for (const s of servers) s.stop();
+    await registry.close();
+  });
+
+  it("spreads sessions over the least-loaded servers and carries frames both ways", async () => {
+    const sinks = [fakeSink(), fakeSink(), fakeSink(), fakeSink()];
+    const handles = sinks.map((sink, i) => host.open(identity(i), sink));
+    await waitFor(() => servers[0]!.opens.length + servers[1]!.opens.length === 4, "four opens");
+    assert.equal(servers[0]!.opens.length, 2);
+    assert.equal(servers[1]!.opens.length, 2);
+    handles[0]!.receive(new TextEncoder().encode("hello"));
+    await waitFor(() => sinks[0]!.sent.length === 1, "the echo");
+    assert.match(sinks[0]!.sent[0]!, /^[ab]:hello$/);
+  });
+
+  it("moves a session to another server when its stream breaks, without closing the device", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const first = servers.findIndex((s) => s.opens.length === 1);
+    const other = servers[1 - first]!;
+    servers[first]!.breakStreams();
+    await waitFor(() => other.opens.length === 1, "reopened on the other server");
+    assert.equal(other.opens[0]!.resumed, true);
+    handle.receive(new TextEncoder().encode("after"));
+    await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
+    assert.equal(sink.closed, undefined);
+  });
+
+  it("moves sessions when a server's lease vanishes, even though its socket still answers", async () => {
+    const sink = fakeSink();
+    host.open(identity(2), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const first = servers.findIndex((s) => s.opens.length === 1);
+    await regs[first]!.close(); // leaves the registry
+    await waitFor(() => servers[1 - first]!.opens.length === 1, "moved");
+    assert.equal(sink.closed, undefined);
+  });
+
+  it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
+    await Promise.all(regs.map((r) => r.close()));
+    const sink = fakeSink();
+    const handle = host.open(identity(3), sink);
+    handle.receive(new TextEncoder().encode("one"));
+    handle.receive(new TextEncoder().encode("two"));
+    await registry.register({ serverId: servers[0]!.id, address: servers[0]!.address, load: 0 });
+    await waitFor(() => servers[0]!.frames.length === 2, "the queued frames");
+    assert.deepEqual(servers[0]!.frames, ["one", "two"]);
+  });
+
+  it("closes a session with 1013 when no server shows up in time", async () => {
+    await Promise.all(regs.map((r) => r.close()));
+    const sink = fakeSink();
+    host.open(identity(4), sink);
+    await waitFor(() => sink.closed, "the close", 10_000);
+    assert.equal(sink.closed!.code, 1013);
+  });
+
+  it("tries another server when one refuses the session, and waits rather than bouncing when all do", async () => {
+    servers[0]!.refuseOpens = true;
+    const sink = fakeSink();
+    const handle = host.open(identity(5), sink);
+    await waitFor(() => servers[1]!.opens.length === 1, "placed on the server that takes sessions");
+    handle.receive(new TextEncoder().encode("x"));
+    await waitFor(() => servers[1]!.frames.includes("x"), "served by the server that takes sessions");
+    assert.equal(sink.closed, undefined);
+
+    servers[1]!.refuseOpens = true;
+    const lonely = fakeSink();
+    host.open(identity(6), lonely);
+    await waitFor(() => lonely.closed, "given up after the homeless timeout", 10_000);
+    assert.equal(lonely.closed!.code, 1013);
+    const tries = servers.reduce((n, s) => n + s.opens.filter((o) => o.sessionId !== servers[1]!.opens[0]!.sessionId).length, 0);
+    assert.ok(tries <= 3, `tried ${tries} times in the cooldown: it bounced`);
+  });
+});
