@@ -88,7 +88,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.metrics = deps.metrics;
     // A session that sent nothing for three heartbeat intervals is gone
     // (a half-open TCP connection): close it so its device shows offline.
-    this.idleSweep = setInterval(() => this.closeIdle(), this.limits.heartbeatIntervalMs);
+    // The same sweep ends sessions whose access token expired.
+    this.idleSweep = setInterval(() => this.sweep(), 1000);
     this.idleSweep.unref();
     if (deps.routes) {
       this.routesRefresh = setInterval(() => void this.refreshRoutes(), deps.routesRefreshMs ?? 20_000);
@@ -218,10 +219,15 @@ export class ChatServer implements SessionHost, SessionDirectory {
     );
   }
 
-  private closeIdle(): void {
-    const cutoff = Date.now() - 3 * this.limits.heartbeatIntervalMs;
-    for (const set of this.byUser.values()) {
-      for (const s of [...set]) if (s.idleSinceMs < cutoff) s.close(CloseCode.goingAway, "no heartbeat");
+  /** Once a second: sessions whose token expired, and sessions silent for three heartbeat intervals. */
+  private sweep(): void {
+    const now = Date.now();
+    const idleCutoff = now - 3 * this.limits.heartbeatIntervalMs;
+    for (const set of [...this.byUser.values()]) {
+      for (const s of [...set]) {
+        if (s.identity.tokenExpiresAtMs <= now) s.close(CloseCode.tokenExpired, "access token expired");
+        else if (s.idleSinceMs < idleCutoff) s.close(CloseCode.goingAway, "no heartbeat");
+      }
     }
   }
 

@@ -38,7 +38,6 @@ export class Session implements SessionHandle {
   private retryAtMs = 0;
   private lastFrameAtMs: number;
   private readonly frames: TokenBucket;
-  private expiryTimer?: NodeJS.Timeout;
   /** Frames that arrive before the welcome is out wait here (bounded by the rate limit). */
   private early: (Uint8Array | string)[] | undefined = [];
 
@@ -67,10 +66,9 @@ export class Session implements SessionHandle {
   /** Sends the welcome, then catches the device up from its cursor. */
   async start(): Promise<void> {
     const { inbox, limits } = this.server;
-    const delay = this.identity.tokenExpiresAtMs - Date.now();
-    if (delay <= 0) return this.close(CloseCode.tokenExpired, "access token expired");
-    this.expiryTimer = setTimeout(() => this.close(CloseCode.tokenExpired, "access token expired"), Math.min(delay, 2 ** 31 - 1));
-    this.expiryTimer.unref();
+    // Later expiry is the server's once-a-second sweep: one timer per
+    // session would cost more memory than the rest of an idle session.
+    if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
     const [cursor, head] = await Promise.all([
       inbox.getCursor(this.userId, this.deviceId),
       inbox.head(this.userId),
@@ -307,7 +305,6 @@ export class Session implements SessionHandle {
   close(code: number, reason: string): void {
     if (!this.open) return;
     this.open = false;
-    clearTimeout(this.expiryTimer);
     this.server.detach(this, code);
     this.sink.close(code, reason);
   }
@@ -315,7 +312,6 @@ export class Session implements SessionHandle {
   closed(): void {
     if (!this.open) return;
     this.open = false;
-    clearTimeout(this.expiryTimer);
     this.server.detach(this);
   }
 }

@@ -236,6 +236,16 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.match(d.closeReason ?? "", /expired/);
     });
 
+    it("ends a session with 4002 when its access token expires mid-session", async () => {
+      const keys = await loadOrCreateKeys(join(chatd.dataDir, "keys"));
+      const ttlMs = 60_000;
+      const issuedAt = Date.now() - ttlMs + 1500; // expires 1.5 s from now
+      const { token } = new TokenSigner(keys, { ttlMs, now: () => issuedAt }).sign({ userId: alice.userId, deviceId: alice.devices[0]!.deviceId });
+      const d = await device(chatd.wsUrl, token);
+      assert.ok(d.welcome(), "welcomed while the token was good");
+      assert.equal(await d.waitClosed(), 4002);
+    });
+
     it("closes a device's sockets with 4003 when it logs out, and only that device's", async () => {
       const carol = await signUp(chatd.httpUrl, "carol");
       const second = await addDevice(chatd.httpUrl, carol);
