@@ -8,8 +8,8 @@ import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
-import { messageFromProto } from "../wire/messages.js";
-import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
+import { encodeServerFrame } from "./codec.js";
+import type { FrameEncoding, SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
@@ -173,8 +173,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (frame.kind.case === "message") {
       const e = frame.kind.value.entry;
       if (!e?.message) return 0;
-      const entry = { inboxSeq: e.inboxSeq, message: messageFromProto(e.message) };
-      for (const s of sessions) s.deliverLive(entry);
+      // Encoded at most once per encoding and shared by the user's sessions.
+      const encoded = new Map<FrameEncoding, Uint8Array | string>();
+      const bytes = (encoding: FrameEncoding) => {
+        let b = encoded.get(encoding);
+        if (b === undefined) encoded.set(encoding, (b = encodeServerFrame(frame, encoding)));
+        return b;
+      };
+      for (const s of sessions) s.deliverLive(e.inboxSeq, bytes);
     } else {
       for (const s of sessions) s.send(frame);
     }

@@ -3,11 +3,11 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_TEXT_CODE_POINTS, type InboxEntry } from "../model/types.js";
+import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
-import type { SessionHandle, SessionIdentity, SessionSink } from "./port.js";
+import type { FrameEncoding, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "./rate-limit.js";
 import type { ChatServer } from "./server.js";
 
@@ -188,24 +188,21 @@ export class Session implements SessionHandle {
     }
   }
 
-  /** A new inbox entry for this user, pushed live by the pipeline. */
-  deliverLive(entry: InboxEntry): void {
+  /**
+   * A new inbox entry for this user, pushed live by the pipeline. The frame
+   * comes encoded (`encoded` encodes it at most once per encoding, shared by
+   * the user's sessions); it is sent only if it is the very next entry.
+   */
+  deliverLive(inboxSeq: bigint, encoded: (encoding: FrameEncoding) => Uint8Array | string): void {
     if (!this.ready || !this.open) return;
-    if (entry.inboxSeq <= this.sentUpTo) return;
-    if (this.pumping || this.stalled || entry.inboxSeq !== this.sentUpTo + 1n) {
+    if (inboxSeq <= this.sentUpTo) return;
+    if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n) {
       this.pump(0n);
       return;
     }
-    this.sentUpTo = entry.inboxSeq;
+    this.sentUpTo = inboxSeq;
     this.server.metrics?.entriesOut.inc();
-    this.send(
-      create(ServerFrameSchema, {
-        kind: {
-          case: "message",
-          value: { entry: inboxEntryToProto(entry) },
-        },
-      }),
-    );
+    this.sendEncoded(encoded(this.identity.encoding));
   }
 
   /** Re-reads the inbox after sentUpTo: for entries whose live push may have been lost. */
@@ -281,10 +278,15 @@ export class Session implements SessionHandle {
 
   send(frame: ServerFrame): void {
     if (!this.open) return;
+    this.sendEncoded(encodeServerFrame(frame, this.identity.encoding));
+  }
+
+  private sendEncoded(bytes: Uint8Array | string): void {
+    if (!this.open) return;
     if (this.sink.bufferedBytes() > this.server.limits.maxBufferedBytes) {
       return this.close(CloseCode.tooSlow, "client is not reading its socket");
     }
-    this.sink.send(encodeServerFrame(frame, this.identity.encoding));
+    this.sink.send(bytes);
   }
 
   sendError(ref: bigint, err: unknown, clientMsgId = ""): void {

@@ -3,7 +3,7 @@ import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
 import { forEachByKey } from "./by-key.js";
-import { decodeSubmitted, encodeInboxAppend } from "./records.js";
+import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
 
@@ -47,7 +47,8 @@ export class Sequencer {
       if (duplicate && message.messageId !== m.messageId) return [];
       this.deps.metrics?.sequenced.inc();
       const members = await channels.listMembers(message.channelId);
-      return members.map((mb) => ({ key: mb.userId.toString(), value: encodeInboxAppend(mb.userId, message) }));
+      const values = encodeInboxAppends(members.map((mb) => mb.userId), message);
+      return members.map((mb, i) => ({ key: mb.userId.toString(), value: values[i]! }));
     });
     // Published in batch order, so each user's inbox copies keep channel order.
     const out: OutgoingRecord[] = fanouts.flat();

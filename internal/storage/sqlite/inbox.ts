@@ -1,6 +1,7 @@
 import type { Inbox } from "../../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
+import { groupCommitOf, type GroupCommit } from "./group-commit.js";
 import { toMessage } from "./message-log.js";
 
 type Row = Record<string, unknown>;
@@ -36,15 +37,18 @@ function build(db: SqliteDatabase) {
 
 export class SqliteInbox implements Inbox {
   private readonly s: ReturnType<typeof build>;
+  private readonly commits: GroupCommit;
 
   /** Prepares every statement once; share one Database between all stores. */
   constructor(db: SqliteDatabase) {
     this.s = build(db);
+    this.commits = groupCommitOf(db);
   }
 
+  /** Appends of one event-loop turn (a pipeline batch fans out to many users) share one commit. */
   async append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }> {
     try {
-      return this.s.appendTx.immediate(userId, message);
+      return await this.commits.run(() => this.s.appendTx(userId, message));
     } catch (e) {
       translateError(e, `inbox entry ${userId}/${message.messageId}`);
     }
@@ -66,6 +70,7 @@ export class SqliteInbox implements Inbox {
   }
 
   async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint> {
-    return (this.s.advanceCursor.get(userId, deviceId, seq) as Row).seq as bigint;
+    // Every device acks what it stored: these share a commit with the turn's other writes.
+    return this.commits.run(() => (this.s.advanceCursor.get(userId, deviceId, seq) as Row).seq as bigint);
   }
 }

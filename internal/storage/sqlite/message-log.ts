@@ -1,6 +1,7 @@
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
+import { groupCommitOf, type GroupCommit } from "./group-commit.js";
 
 type Row = Record<string, unknown>;
 
@@ -50,15 +51,18 @@ function build(db: SqliteDatabase) {
 
 export class SqliteMessageLog implements MessageLog {
   private readonly s: ReturnType<typeof build>;
+  private readonly commits: GroupCommit;
 
   /** Prepares every statement once; share one Database between all stores. */
   constructor(db: SqliteDatabase) {
     this.s = build(db);
+    this.commits = groupCommitOf(db);
   }
 
+  /** Appends of one event-loop turn (the channels of a sequencer batch) share one commit. */
   async append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }> {
     try {
-      return this.s.appendTx.immediate(message);
+      return await this.commits.run(() => this.s.appendTx(message));
     } catch (e) {
       translateError(e, `message ${message.messageId}`);
     }

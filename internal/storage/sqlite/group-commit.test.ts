@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { openDatabase, SqliteInbox, type SqliteDatabase } from "./index.js";
+import { GroupCommit } from "./group-commit.js";
+import type { StoredMessage } from "../../model/types.js";
+
+const message = (id: bigint): StoredMessage => ({
+  messageId: id,
+  channelId: 7n,
+  seq: id,
+  senderUserId: 1n,
+  senderDeviceId: 1n,
+  clientMsgId: `c${id}`,
+  text: "hi",
+  sentAtMs: 1,
+});
+
+describe("sqlite group commit", () => {
+  let db: SqliteDatabase;
+  beforeEach(() => {
+    db = openDatabase(":memory:");
+    db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+  });
+  afterEach(() => db.close());
+  const count = () => (db.prepare("SELECT count(*) AS n FROM t").safeIntegers(true).get() as { n: bigint }).n;
+
+  it("runs the writes of one turn in one transaction and resolves after the commit", async () => {
+    const g = new GroupCommit(db);
+    const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");
+    const seen: boolean[] = [];
+    const done = [1, 2, 3].map((k) =>
+      g.run(() => {
+        seen.push(db.inTransaction);
+        return insert.run(k, "x").changes;
+      }),
+    );
+    assert.equal(count(), 0n, "nothing written before the turn ends");
+    assert.deepEqual(await Promise.all(done), [1, 1, 1]);
+    assert.deepEqual(seen, [true, true, true]);
+    assert.equal(count(), 3n);
+  });
+
+  it("rolls back and rejects only the piece of work that failed", async () => {
+    const g = new GroupCommit(db);
+    const put = db.transaction((k: number, v: string, fail: boolean) => {
+      db.prepare("INSERT INTO t (k, v) VALUES (?, ?)").run(k, v);
+      if (fail) throw new Error("boom");
+    });
+    const results = await Promise.allSettled([g.run(() => put(1, "a", false)), g.run(() => put(2, "b", true)), g.run(() => put(3, "c", false))]);
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "fulfilled"]);
+    assert.deepEqual(db.prepare("SELECT k FROM t ORDER BY k").all().map((r) => (r as { k: bigint }).k), [1n, 3n]);
+  });
+
+  it("rejects every piece when the transaction itself cannot run", async () => {
+    const g = new GroupCommit(db);
+    const pending = [g.run(() => 1), g.run(() => 2)];
+    db.close();
+    const results = await Promise.allSettled(pending);
+    assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected"]);
+    db = openDatabase(":memory:");
+  });
+
+  it("keeps each user's inbox gap-free when many appends share a commit", async () => {
+    const inbox = new SqliteInbox(db);
+    const out = await Promise.all([1n, 2n, 3n, 4n].flatMap((id) => [inbox.append(10n, message(id)), inbox.append(11n, message(id))]));
+    assert.deepEqual(out.filter((_, i) => i % 2 === 0).map((r) => r.entry.inboxSeq), [1n, 2n, 3n, 4n]);
+    const again = await Promise.all([inbox.append(10n, message(2n)), inbox.append(10n, message(5n))]);
+    assert.deepEqual(again.map((r) => [r.entry.inboxSeq, r.duplicate]), [[2n, true], [5n, false]]);
+    assert.equal(await inbox.head(11n), 4n);
+  });
+});
