@@ -57,6 +57,7 @@ const { values: opt } = parseArgs({
     "signup-concurrency": { type: "string", default: "16" },
     profile: { type: "boolean", default: false },
     "keep-going": { type: "boolean", default: false },
+    "warmup-s": { type: "string", default: "5" },
     // cluster shape (targets=cluster)
     gateways: { type: "string", default: "2" },
     "chat-servers": { type: "string", default: "2" },
@@ -164,6 +165,8 @@ const diffCpu = (a: Record<string, number>, b: Record<string, number>) =>
 
 // ---------------------------------------------------------------- scenario 1: idle sessions
 
+const SESSION_ROLES = new Set(["chatd", "relay", "gateway", "chat-server"]);
+
 async function idleScenario(t: Target) {
   const n = int("idle-sessions");
   log(`${t.name}: idle: creating ${n} accounts (${opt["idle-accounts"]})`);
@@ -220,9 +223,9 @@ async function idleScenario(t: Target) {
       rssMarginalKiB: round((a.rssBytes - middle[i]!.rssBytes) / 1024 / secondHalf),
       heapMarginalKiB: round((a.heapUsedBytes - middle[i]!.heapUsedBytes) / 1024 / secondHalf),
     }));
-    // Session-holding roles only: the api and the pipeline hold no sessions.
+    // Session-holding roles only: the api, the pipeline and the engines hold no sessions.
     const sum = (k: "rssPerSessionKiB" | "heapPerSessionKiB" | "rssMarginalKiB" | "heapMarginalKiB") =>
-      round(perProcess.filter((p) => p.role !== "api" && p.role !== "pipeline").reduce((a, p) => a + p[k], 0));
+      round(perProcess.filter((p) => SESSION_ROLES.has(p.role)).reduce((a, p) => a + (Number.isFinite(p[k]) ? p[k] : 0), 0));
     return {
       target: t.name,
       sessions: n,
@@ -449,6 +452,13 @@ function saturation(r: PhaseResult): string | undefined {
 
 async function trafficScenario(prepared: Prepared[], scenario: "latency" | "fanout", rates: number[]): Promise<PhaseResult[]> {
   const out: PhaseResult[] = [];
+  // Warm-up, not reported: connections to engines, JIT, prepared statements, caches.
+  if (int("warmup-s") > 0) {
+    for (const p of prepared) {
+      log(`${p.t.name}: ${scenario} warm-up, ${rates[0]} msgs/s for ${int("warmup-s")} s`);
+      await phase(p, scenario, rates[0]!, -1, int("warmup-s") * 1000);
+    }
+  }
   for (const rate of rates) {
     for (let r = 0; r < repeats; r++) {
       // Targets alternate within each step, so both see the same machine load.

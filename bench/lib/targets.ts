@@ -1,6 +1,6 @@
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -295,11 +295,11 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
     CHAT_OPS_PORT: "0",
     ...o.env,
   };
-  const started: Spawned[] = [];
+  const started: (Spawned & { role: string })[] = [];
   const procs: ServerProcess[] = [];
   const start = async (role: string, env: Record<string, string> = {}) => {
     const p = await spawnListening(`cmd/${role}/main.ts`, `${role} listening`, { ...common, ...env }, o.nodeOptions);
-    started.push(p);
+    started.push(Object.assign(p, { role }));
     const ops = p.info.ops !== undefined ? `http://127.0.0.1:${p.info.ops}/metrics` : p.info.http ? `${p.info.http}/metrics` : undefined;
     procs.push({ role, pid: p.child.pid!, metricsUrl: ops, child: p.child });
     return p;
@@ -310,6 +310,8 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
     await Promise.all(Array.from({ length: o.shape.pipelines }, () => start("pipeline")));
     const gateways = await Promise.all(Array.from({ length: o.shape.gateways }, (_, i) => start("gateway", { CHAT_GATEWAY_ID: `bgw${i}-${run}` })));
     void servers;
+    // The engines too, for their CPU per message (scripts/engines.sh status: ENGINE PID PORT STATE ...).
+    for (const e of engineProcesses()) procs.push(e);
     const apiUrl = String(api.info.http);
     return {
       name: "cluster",
@@ -321,13 +323,28 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
       async stop() {
         // Gateways first (devices go), then the rest.
         for (const role of ["gateway", "pipeline", "chat-server", "api"]) {
-          await Promise.all(started.filter((_, i) => procs[i]!.role === role).map((p) => p.stop()));
+          await Promise.all(started.filter((p) => p.role === role).map((p) => p.stop()));
         }
       },
     };
   } catch (err) {
     await Promise.all(started.map((p) => p.stop()));
     throw err;
+  }
+}
+
+/** The local engines' processes (from `scripts/engines.sh status`), watched for CPU and memory as "engine:<name>". */
+export function engineProcesses(): ServerProcess[] {
+  try {
+    const out = execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "status"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    return out
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length >= 4 && /^\d+$/.test(f[1]!) && f[3] === "up")
+      .map((f) => ({ role: `engine:${f[0]}`, pid: Number(f[1]) }));
+  } catch {
+    return [];
   }
 }
 
