@@ -132,8 +132,17 @@ export function renderMarkdown(res: Any): string {
       ),
     );
     const best = new Map<string, number>();
-    for (const r of fan) if (!r.saturated) best.set(r.target, Math.max(best.get(r.target) ?? 0, r.deliveriesPerSec));
-    out.push("", `Highest unsaturated step: ${[...best].map(([t, v]) => `${t} ${fmt(v)} deliveries/s`).join(", ")}.`);
+    const peak = new Map<string, number>();
+    for (const r of fan) {
+      if (!r.saturated) best.set(r.target, Math.max(best.get(r.target) ?? 0, r.deliveriesPerSec));
+      peak.set(r.target, Math.max(peak.get(r.target) ?? 0, r.deliveriesPerSec));
+    }
+    out.push(
+      "",
+      `Highest unsaturated step: ${[...best].map(([t, v]) => `${t} ${fmt(v)} deliveries/s`).join(", ")}. ` +
+        `Most deliveries/s in any step (median of its repeats, saturated or not): ${[...peak].map(([t, v]) => `${t} ${fmt(v)}`).join(", ")}` +
+        (peak.has("relay") ? `; ratio to the relay ${[...peak].filter(([t]) => t !== "relay").map(([t, v]) => `${t} ${ratio(v, peak.get("relay")!)}`).join(", ")}.` : "."),
+    );
   }
 
   const storm: Any[] = res.results?.storm ?? [];

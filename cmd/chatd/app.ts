@@ -16,13 +16,11 @@ import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/i
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
-import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { serveOps } from "../../internal/observability/http.js";
-import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
+import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
-import { Sequencer } from "../../internal/pipeline/sequencer.js";
-import { topicSpecs } from "../../internal/pipeline/topics.js";
+import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { SqliteQueue } from "../../internal/queue/sqlite.js";
 import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
@@ -47,8 +45,9 @@ export interface RunningChatd {
 }
 
 /**
- * The whole product in one process on embedded engines: SQLite for storage,
- * the SQLite-backed in-process queue for the pipeline, this process's chat
+ * The whole product in one process on embedded engines: SQLite for storage
+ * (a send is written to the log and the inboxes in one transaction), the
+ * SQLite-backed in-process queue for push notifications, this process's chat
  * server as the session directory.
  */
 export async function startChatd(config: ChatdConfig, logger: Logger): Promise<RunningChatd> {
@@ -58,13 +57,13 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
 
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), { synchronous: config.sqliteSync });
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });
-  await queue.ensureTopics(topicSpecs(config.queuePartitions));
+  // Only the notifier's topic: messages go through DirectSubmitter, not the queue.
+  await queue.ensureTopics([{ topic: Topics.notifications, partitions: config.queuePartitions }]);
   const ids = new Snowflake(config.workerId);
   const keys = await loadOrCreateKeys(join(config.dataDir, "keys"));
   const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
   const verifier = new TokenVerifier(keys.publicKey);
 
-  const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids });
   // Presence: soft state in memory (or Redis), changes pushed to friends and small-channel co-members.
   const presenceStore =
     config.presence.store === "redis" ? new RedisPresenceStore({ redis: config.presence.redisUrl }) : new MemoryPresenceStore();
@@ -76,7 +75,22 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     sweepIntervalMs: config.presence.sweepIntervalMs,
     logger: logger.child({ component: "presence" }),
   });
-  const chat = new ChatServer({
+  // One process owns every channel and inbox: a send is stored in the log and
+  // in its members' inboxes by one transaction (internal/pipeline/direct-submitter.ts).
+  const submitter = new DirectSubmitter({
+    channels: storage.channels,
+    writer: storage.writer,
+    ids,
+    sessions: {
+      pushToUsers: (userIds, frame) => chat.pushToUsers(userIds, frame),
+      closeDevice: (userId, deviceId, code, reason) => chat.closeDevice(userId, deviceId, code, reason),
+      onlineUsers: (userIds) => chat.onlineUsers(userIds),
+    },
+    onOffline: publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels }),
+    logger: logger.child({ component: "pipeline" }),
+    metrics: pipelineMetrics(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]),
+  });
+  const chat: ChatServer = new ChatServer({
     serverId: `chatd-${config.workerId}`,
     inbox: storage.inbox,
     channels: storage.channels,
@@ -90,16 +104,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     },
     logger: logger.child({ component: "chat-server" }),
     metrics: chatServerMetrics(registry),
-  });
-  const metrics = pipelineMetrics(registry, queue);
-  const sequencer = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
-  const inboxWriter = new InboxWriter({
-    queue,
-    inbox: storage.inbox,
-    sessions: chat,
-    logger,
-    metrics,
-    onOffline: publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels }),
   });
   // Push: the notifier consumes chat.notifications.v1, as cmd/notifier does on Kafka.
   const pushEndpoints = new SqlitePushEndpointStore(storage.db);
@@ -127,8 +131,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   };
   presence.start();
   await notifier.start();
-  await sequencer.start();
-  await inboxWriter.start();
 
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, {
@@ -206,8 +208,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         await gateway.close();
         httpServer.closeAllConnections();
         await Promise.all([closeServer(httpServer), closeHttp2(grpcServer)]);
-        await sequencer.stop();
-        await inboxWriter.stop();
         await notifier.stop();
         await push.close();
         await presence.stop();

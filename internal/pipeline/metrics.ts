@@ -11,12 +11,13 @@ export interface PipelineMetrics {
 }
 
 /** The pipeline's consumer groups and what they read, for the lag gauge. */
-const GROUPS: [string, string][] = [
+export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = [
   [ConsumerGroups.sequencer, Topics.submitted],
   [ConsumerGroups.inboxWriter, Topics.inbox],
 ];
 
-export function pipelineMetrics(registry: Registry, queue?: MessageQueue): PipelineMetrics {
+/** With a queue, also a lag gauge of `groups` (by default the Sequencer's and the InboxWriter's). */
+export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups = PIPELINE_GROUPS): PipelineMetrics {
   if (queue?.consumerLag) {
     const lagOf = queue.consumerLag.bind(queue);
     new Gauge({
@@ -27,7 +28,7 @@ export function pipelineMetrics(registry: Registry, queue?: MessageQueue): Pipel
       async collect() {
         // Read at scrape time; a failed read leaves the last value.
         await Promise.all(
-          GROUPS.map(async ([group, topic]) => {
+          groups.map(async ([group, topic]) => {
             try {
               this.set({ group, topic }, await lagOf(group, topic));
             } catch {

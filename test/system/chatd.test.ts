@@ -148,7 +148,9 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.ok(value("chat_messages_in_total") >= 1, "messages in");
     assert.ok(value("chat_entries_out_total") >= 2, "entries out");
     assert.ok(value("chat_delivery_latency_seconds_count") >= 2, "delivery latency");
-    assert.match(text, /^chat_queue_consumer_lag\{group="chat-sequencer",topic="chat.messages.submitted.v1"\} \d+$/m);
+    assert.ok(value("chat_messages_sequenced_total") >= 1, "sequenced");
+    assert.ok(value("chat_inbox_appends_total") >= 2, "inbox appends");
+    assert.match(text, /^chat_queue_consumer_lag\{group="chat-notifier",topic="chat.notifications.v1"\} \d+$/m);
     const health = await fetch(`${chatd.httpUrl}/healthz`);
     assert.equal(health.status, 200);
   });

@@ -54,6 +54,11 @@ export class SqliteInbox implements Inbox {
     }
   }
 
+  /** The append itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
+  appendInTransaction(userId: Id, message: StoredMessage): { entry: InboxEntry; duplicate: boolean } {
+    return this.s.appendTx(userId, message);
+  }
+
   async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
     if (limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
     return (this.s.after.all(userId, afterSeq, limit) as Row[]).map(toEntry);

@@ -3,8 +3,9 @@ import { SqliteChannelStore } from "./channel-store.js";
 import { openDatabase, type OpenOptions, type SqliteDatabase } from "./database.js";
 import { SqliteInbox } from "./inbox.js";
 import { SqliteMessageLog } from "./message-log.js";
+import { SqliteMessageWriter } from "./message-writer.js";
 
-export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, openDatabase };
+export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, SqliteMessageWriter, openDatabase };
 export type { OpenOptions, SqliteDatabase };
 
 export interface SqliteStorage {
@@ -13,18 +14,22 @@ export interface SqliteStorage {
   channels: SqliteChannelStore;
   messages: SqliteMessageLog;
   inbox: SqliteInbox;
+  writer: SqliteMessageWriter;
   close(): void;
 }
 
-/** One Database (one connection) shared by the four stores. */
+/** One Database (one connection) shared by every store, so their writes of one turn share a commit. */
 export function openSqliteStorage(path: string, options?: OpenOptions): SqliteStorage {
   const db = openDatabase(path, options);
+  const messages = new SqliteMessageLog(db);
+  const inbox = new SqliteInbox(db);
   return {
     db,
     accounts: new SqliteAccountStore(db),
     channels: new SqliteChannelStore(db),
-    messages: new SqliteMessageLog(db),
-    inbox: new SqliteInbox(db),
+    messages,
+    inbox,
+    writer: new SqliteMessageWriter(db, messages, inbox),
     close: () => db.close(),
   };
 }

@@ -68,6 +68,11 @@ export class SqliteMessageLog implements MessageLog {
     }
   }
 
+  /** The append itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
+  appendInTransaction(message: NewMessage): { message: StoredMessage; duplicate: boolean } {
+    return this.s.appendTx(message);
+  }
+
   async findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
     const r = this.s.byClientMsgId.get(channelId, senderUserId, clientMsgId) as Row | undefined;
     return r && toMessage(r);

@@ -1,0 +1,45 @@
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Id, InboxEntry } from "../model/types.js";
+import { inboxEntryToProto } from "../wire/messages.js";
+import type { PipelineMetrics } from "./metrics.js";
+
+export interface LiveDeliveryDeps {
+  sessions: SessionDirectory;
+  /** Called for entries of users with no session online (push notifications). */
+  onOffline?: (userId: Id, entry: InboxEntry) => Promise<void>;
+  logger?: Logger;
+  metrics?: PipelineMetrics;
+}
+
+/**
+ * Hands freshly appended inbox entries to their users' live sessions, and
+ * those of users with no session to `onOffline`. Best effort, never throws:
+ * the entries are already stored, and a session that misses one catches up
+ * from its cursor.
+ */
+export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { userId: Id; entry: InboxEntry }[]): Promise<void> {
+  if (fresh.length === 0) return;
+  try {
+    const items = fresh.map(({ userId, entry }) => ({
+      userId,
+      frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto(entry) } } }),
+    }));
+    const { sessions } = deps;
+    if (sessions.pushMany) await sessions.pushMany(items);
+    else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
+    const now = Date.now();
+    for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
+    if (deps.onOffline) {
+      const online = await sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]);
+      // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
+      const onOffline = deps.onOffline;
+      await Promise.all(fresh.filter((f) => !online.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
+    }
+  } catch (err) {
+    deps.metrics?.engineErrors.inc({ op: "deliver" });
+    deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
+  }
+}
