@@ -21,11 +21,8 @@ export class SqliteMessageWriter implements MessageWriter {
       const stored = log.appendInTransaction(message);
       // Stored before: its inbox copies were written in that same transaction.
       if (stored.duplicate) return { ...stored, entries: [] };
-      const entries = [];
-      for (const userId of memberIds) {
-        const { entry, duplicate } = inbox.appendInTransaction(userId, stored.message);
-        if (!duplicate) entries.push({ userId, entry });
-      }
+      // A message the log did not have is in no inbox either (they are written together).
+      const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored.message) }));
       return { ...stored, entries };
     });
   }
