@@ -1,3 +1,4 @@
+import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
@@ -30,14 +31,16 @@ export class QueueSubmitter implements MessageSubmitter {
   // concurrent copy is never acked before the first one is.
   private readonly recent = new Map<string, Promise<bigint>>();
   private readonly capacity: number;
+  private readonly members: ChannelMembers;
 
   constructor(private readonly deps: QueueSubmitterDeps) {
     this.capacity = deps.recentCapacity ?? 100_000;
+    this.members = new ChannelMembers(deps.channels);
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
-    const { channels, log, queue, ids } = this.deps;
+    const { log, queue, ids } = this.deps;
     // Reserve the key before any await, so two copies of one send racing
     // each other get one message id.
     const recentKey = `${sender.userId}/${cmd.channelId}/${cmd.clientMsgId}`;
@@ -51,8 +54,7 @@ export class QueueSubmitter implements MessageSubmitter {
     accepted.catch(() => {}); // only concurrent copies observe a refusal
     this.remember(recentKey, accepted);
     try {
-      const member = await channels.getMember(cmd.channelId, sender.userId);
-      if (!member) throw new ChatError("not_a_member", "not a member of this channel");
+      if (!(await this.members.isMember(cmd.channelId, sender.userId))) throw new ChatError("not_a_member", "not a member of this channel");
       const stored = await log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId);
       if (stored) {
         settle(stored.messageId);

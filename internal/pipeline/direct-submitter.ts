@@ -1,3 +1,4 @@
+import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
@@ -26,13 +27,17 @@ export interface DirectSubmitterDeps extends LiveDeliveryDeps {
  * stored send gets the stored message id back.
  */
 export class DirectSubmitter implements MessageSubmitter {
-  constructor(private readonly deps: DirectSubmitterDeps) {}
+  private readonly members: ChannelMembers;
+
+  constructor(private readonly deps: DirectSubmitterDeps) {
+    this.members = new ChannelMembers(deps.channels);
+  }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
-    const { channels, writer, ids, metrics } = this.deps;
-    const members = await channels.listMembers(cmd.channelId);
-    if (!members.some((m) => m.userId === sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
+    const { writer, ids, metrics } = this.deps;
+    const memberIds = await this.members.memberIds(cmd.channelId);
+    if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     let written;
     try {
       written = await writer.write(
@@ -45,7 +50,7 @@ export class DirectSubmitter implements MessageSubmitter {
           text: cmd.text,
           sentAtMs: (this.deps.now ?? Date.now)(),
         },
-        members.map((m) => m.userId),
+        memberIds,
       );
     } catch (err) {
       if (err instanceof ChatError) throw err;

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
@@ -23,8 +24,11 @@ export interface SequencerDeps {
  */
 export class Sequencer {
   private sub?: Subscription;
+  private readonly members: ChannelMembers;
 
-  constructor(private readonly deps: SequencerDeps) {}
+  constructor(private readonly deps: SequencerDeps) {
+    this.members = new ChannelMembers(deps.channels);
+  }
 
   async start(): Promise<void> {
     this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.handle(rs));
@@ -35,7 +39,7 @@ export class Sequencer {
   }
 
   private async handle(records: QueueRecord[]): Promise<void> {
-    const { log, channels, queue } = this.deps;
+    const { log, queue } = this.deps;
     const submitted = records.map((r) => decodeSubmitted(r.value));
     // Channels of one batch are sequenced side by side; within a channel in order.
     const fanouts = await forEachByKey(submitted, (m) => m.channelId, async (m) => {
@@ -46,9 +50,9 @@ export class Sequencer {
       // fan-out may not have happened, so do it again; inboxes drop repeats.
       if (duplicate && message.messageId !== m.messageId) return [];
       this.deps.metrics?.sequenced.inc();
-      const members = await channels.listMembers(message.channelId);
-      const values = encodeInboxAppends(members.map((mb) => mb.userId), message);
-      return members.map((mb, i) => ({ key: mb.userId.toString(), value: values[i]! }));
+      const memberIds = await this.members.memberIds(message.channelId);
+      const values = encodeInboxAppends(memberIds, message);
+      return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
     });
     // Published in batch order, so each user's inbox copies keep channel order.
     const out: OutgoingRecord[] = fanouts.flat();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { withTimeout } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import type { ServerInfo, ServerRegistry, ServerWatch } from "./port.js";
 
@@ -21,7 +22,8 @@ export interface RegistryFixture {
  */
 export function serverRegistryContract(name: string, makeFixture: () => Promise<RegistryFixture>): void {
   describe(`ServerRegistry contract: ${name}`, function () {
-    this.timeout(30_000);
+    // Above the sum of one test's waits, so a stuck step fails with its own name.
+    this.timeout(90_000);
     let fx: RegistryFixture;
     const watches: ServerWatch[] = [];
     beforeEach(async () => {
@@ -109,18 +111,18 @@ export function serverRegistryContract(name: string, makeFixture: () => Promise<
         sequence.push("regained");
       });
 
-      await fx.expire(serverId);
-      await waitFor(() => lost === 1, "onLost");
+      await withTimeout(fx.expire(serverId), 10_000, "expiring the entry's lease");
+      await waitFor(() => lost >= 1, "onLost", 15_000);
       assert.equal(liveWhenLost, false, "not live while lost");
       await reg.setLoad(9); // while lost it is written when the entry comes back; else as usual
       await waitFor(() => regained === 1, "onRegained", fx.regainWithinMs + 10_000);
       assert.equal(reg.live, true, "live again");
-      await waitFor(() => find(w, serverId)?.load === 9, "entry back with the latest load");
+      await waitFor(() => find(w, serverId)?.load === 9, `entry back with the latest load (${sequence})`, 15_000);
       assert.ok(sequence.indexOf("absent") >= 0, `the watch saw it vanish: ${sequence}`);
       assert.ok(sequence.indexOf("lost") < sequence.indexOf("regained"), `lost before regained: ${sequence}`);
-      assert.equal(lost, 1);
+      assert.equal(lost, 1, `lost once: ${sequence}`);
       await reg.close();
-      await waitFor(() => !find(w, serverId), "gone after close");
+      await waitFor(() => !find(w, serverId), "gone after close", 15_000);
     });
 
     it("closing the registry removes its servers", async () => {

@@ -1,0 +1,68 @@
+import type { Id } from "../model/types.js";
+import type { ChannelStore } from "./store.js";
+
+/** What the message path remembers of a channel: its kind, and a direct channel's pair. */
+type Known = { kind: "group" } | { kind: "direct"; memberIds: readonly Id[] };
+
+/**
+ * The two membership questions every message asks (may this user send here,
+ * who receives it), answered without a read where the answer cannot change.
+ * A direct channel's pair is fixed when it is created (the store writes the
+ * channel and both member rows before the pair is claimed), so it is read once
+ * and kept; a group's roster changes through other processes (the api role),
+ * so it is read on every message, as before. A channel's kind never changes,
+ * so knowing it costs a group nothing after its first message.
+ *
+ * On a 1:1 message this removes the membership reads: one SQLite query in
+ * chatd, and in the cluster a Cassandra read on the chat server and another
+ * in the sequencer.
+ */
+export class ChannelMembers {
+  private readonly known = new Map<Id, Known>();
+
+  constructor(
+    private readonly channels: ChannelStore,
+    /** Channels remembered at most, least recently used dropped first (~100 bytes each). */
+    private readonly capacity = 100_000,
+  ) {}
+
+  /** The member user ids in join order; empty for a channel that does not exist. */
+  async memberIds(channelId: Id): Promise<readonly Id[]> {
+    const known = this.recall(channelId);
+    if (known?.kind === "direct") return known.memberIds;
+    if (known?.kind === "group") return (await this.channels.listMembers(channelId)).map((m) => m.userId);
+    const [channel, members] = await Promise.all([
+      this.channels.getChannel(channelId),
+      this.channels.listMembers(channelId),
+    ]);
+    const memberIds = members.map((m) => m.userId);
+    if (channel?.kind === "group") this.remember(channelId, { kind: "group" });
+    // An empty roster is a channel not (yet) readable here: ask again next time.
+    if (channel?.kind === "direct" && memberIds.length > 0) this.remember(channelId, { kind: "direct", memberIds });
+    return memberIds;
+  }
+
+  async isMember(channelId: Id, userId: Id): Promise<boolean> {
+    const known = this.recall(channelId);
+    if (known?.kind === "group") return (await this.channels.getMember(channelId, userId)) !== undefined;
+    return (await this.memberIds(channelId)).includes(userId);
+  }
+
+  private recall(channelId: Id): Known | undefined {
+    const known = this.known.get(channelId);
+    if (known !== undefined) {
+      // Maps iterate in insertion order: moving a hit to the end makes eviction LRU.
+      this.known.delete(channelId);
+      this.known.set(channelId, known);
+    }
+    return known;
+  }
+
+  private remember(channelId: Id, known: Known): void {
+    if (this.known.size >= this.capacity) {
+      const oldest = this.known.keys().next().value;
+      if (oldest !== undefined) this.known.delete(oldest);
+    }
+    this.known.set(channelId, known);
+  }
+}
