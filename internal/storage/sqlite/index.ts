@@ -4,6 +4,7 @@ import { openDatabase, type OpenOptions, type SqliteDatabase } from "./database.
 import { SqliteInbox } from "./inbox.js";
 import { SqliteMessageLog } from "./message-log.js";
 import { SqliteMessageWriter } from "./message-writer.js";
+import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./wal-checkpointer.js";
 
 export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, SqliteMessageWriter, openDatabase };
 export type { OpenOptions, SqliteDatabase };
@@ -15,12 +16,22 @@ export interface SqliteStorage {
   messages: SqliteMessageLog;
   inbox: SqliteInbox;
   writer: SqliteMessageWriter;
+  /** Absent for ":memory:", which has no WAL. */
+  checkpointer?: WalCheckpointer;
   close(): void;
 }
 
-/** One Database (one connection) shared by every store, so their writes of one turn share a commit. */
+/**
+ * One Database (one connection) shared by every store, so their writes of one
+ * turn share a commit; the WAL is copied back by a worker thread.
+ */
 export function openSqliteStorage(path: string, options?: OpenOptions): SqliteStorage {
   const db = openDatabase(path, options);
+  let checkpointer: WalCheckpointer | undefined;
+  if (path !== ":memory:") {
+    checkpointer = new WalCheckpointer(path);
+    db.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+  }
   const messages = new SqliteMessageLog(db);
   const inbox = new SqliteInbox(db);
   return {
@@ -30,6 +41,10 @@ export function openSqliteStorage(path: string, options?: OpenOptions): SqliteSt
     messages,
     inbox,
     writer: new SqliteMessageWriter(db, messages, inbox),
-    close: () => db.close(),
+    checkpointer,
+    close: () => {
+      checkpointer?.stop();
+      db.close();
+    },
   };
 }

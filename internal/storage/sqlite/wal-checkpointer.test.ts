@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { waitFor } from "../../../test/support/wait.js";
+import { openSqliteStorage, type SqliteStorage } from "./index.js";
+
+describe("WalCheckpointer", () => {
+  let dir: string;
+  let storage: SqliteStorage | undefined;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "chatd-wal-"));
+  });
+  afterEach(() => {
+    storage?.close();
+    storage = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("copies committed pages into the database file while the writer never checkpoints", async () => {
+    const path = join(dir, "chat.db");
+    storage = openSqliteStorage(path);
+    const { db } = storage;
+    const before = statSync(path).size;
+    // About 1.5 MB: far below the writer's own checkpoint at 10,000 pages (40 MB),
+    // so only the worker can have put these pages into the main file.
+    db.exec("CREATE TABLE filler (b BLOB)");
+    const insert = db.prepare("INSERT INTO filler VALUES (randomblob(3000))");
+    db.transaction(() => {
+      for (let i = 0; i < 500; i++) insert.run();
+    })();
+    assert.ok(statSync(`${path}-wal`).size > 1_400_000, "the commit went to the WAL");
+    await waitFor(() => statSync(path).size >= before + 1_400_000, "the main file to hold the committed pages", 10_000);
+  });
+
+  it("closing the storage ends the worker thread", async () => {
+    storage = openSqliteStorage(join(dir, "chat.db"));
+    const checkpointer = storage.checkpointer!;
+    storage.close();
+    storage = undefined;
+    await checkpointer.exited();
+  });
+
+  it("is not started for an in-memory database", () => {
+    storage = openSqliteStorage(":memory:");
+    assert.equal(storage.checkpointer, undefined);
+  });
+});
