@@ -39,7 +39,7 @@ export class WalCheckpointer {
   private readonly worker: Worker;
   private readonly exit: Promise<void>;
 
-  constructor(path: string, intervalMs = 200) {
+  constructor(path: string, intervalMs = 10) {
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, path, intervalMs } });
     // The writer's backstop covers a worker that failed; never keep the process alive for it.
