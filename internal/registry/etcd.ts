@@ -240,6 +240,9 @@ class EtcdRegistration implements Registration {
     let backoff = 100;
     while (this.state === "lost") {
       try {
+        // A load set while the entry is being written again may have missed
+        // that write (it does not write while lost): written once live.
+        const version = this.loadVersion;
         const lease = await this.acquire();
         if (this.state !== "lost") {
           await lease.revoke();
@@ -249,7 +252,8 @@ class EtcdRegistration implements Registration {
         this.state = "live";
         void old.revoke(); // it may still be alive on the server if we were only cut off
         this.logger?.info({ key: this.key, lease: lease.id }, "registration regained");
-        this.settleLoad(this.loadVersion);
+        if (this.loadVersion !== version) void this.flushLoad();
+        else this.settleLoad(this.loadVersion);
         fire(this.regainedListeners, this.logger);
         return;
       } catch (err) {
