@@ -1,3 +1,4 @@
+import { LruMap } from "../cache/lru-map.js";
 import type { Id } from "../model/types.js";
 import type { ChannelStore } from "./store.js";
 
@@ -18,17 +19,19 @@ type Known = { kind: "group" } | { kind: "direct"; memberIds: readonly Id[] };
  * in the sequencer.
  */
 export class ChannelMembers {
-  private readonly known = new Map<Id, Known>();
+  private readonly known: LruMap<Id, Known>;
 
   constructor(
     private readonly channels: ChannelStore,
     /** Channels remembered at most, least recently used dropped first (~100 bytes each). */
-    private readonly capacity = 100_000,
-  ) {}
+    capacity = 100_000,
+  ) {
+    this.known = new LruMap(capacity);
+  }
 
   /** The member user ids in join order; empty for a channel that does not exist. */
   async memberIds(channelId: Id): Promise<readonly Id[]> {
-    const known = this.recall(channelId);
+    const known = this.known.get(channelId);
     if (known?.kind === "direct") return known.memberIds;
     if (known?.kind === "group") return (await this.channels.listMembers(channelId)).map((m) => m.userId);
     const [channel, members] = await Promise.all([
@@ -36,33 +39,15 @@ export class ChannelMembers {
       this.channels.listMembers(channelId),
     ]);
     const memberIds = members.map((m) => m.userId);
-    if (channel?.kind === "group") this.remember(channelId, { kind: "group" });
+    if (channel?.kind === "group") this.known.set(channelId, { kind: "group" });
     // An empty roster is a channel not (yet) readable here: ask again next time.
-    if (channel?.kind === "direct" && memberIds.length > 0) this.remember(channelId, { kind: "direct", memberIds });
+    if (channel?.kind === "direct" && memberIds.length > 0) this.known.set(channelId, { kind: "direct", memberIds });
     return memberIds;
   }
 
   async isMember(channelId: Id, userId: Id): Promise<boolean> {
-    const known = this.recall(channelId);
+    const known = this.known.get(channelId);
     if (known?.kind === "group") return (await this.channels.getMember(channelId, userId)) !== undefined;
     return (await this.memberIds(channelId)).includes(userId);
-  }
-
-  private recall(channelId: Id): Known | undefined {
-    const known = this.known.get(channelId);
-    if (known !== undefined) {
-      // Maps iterate in insertion order: moving a hit to the end makes eviction LRU.
-      this.known.delete(channelId);
-      this.known.set(channelId, known);
-    }
-    return known;
-  }
-
-  private remember(channelId: Id, known: Known): void {
-    if (this.known.size >= this.capacity) {
-      const oldest = this.known.keys().next().value;
-      if (oldest !== undefined) this.known.delete(oldest);
-    }
-    this.known.set(channelId, known);
   }
 }

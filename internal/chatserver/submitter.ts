@@ -1,3 +1,4 @@
+import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
@@ -29,12 +30,11 @@ export class QueueSubmitter implements MessageSubmitter {
   // sequencer's own dedup is what guarantees one message; this keeps the id.
   // The promise settles once the first copy is durable (or refused), so a
   // concurrent copy is never acked before the first one is.
-  private readonly recent = new Map<string, Promise<bigint>>();
-  private readonly capacity: number;
+  private readonly recent: LruMap<string, Promise<bigint>>;
   private readonly members: ChannelMembers;
 
   constructor(private readonly deps: QueueSubmitterDeps) {
-    this.capacity = deps.recentCapacity ?? 100_000;
+    this.recent = new LruMap(deps.recentCapacity ?? 100_000);
     this.members = new ChannelMembers(deps.channels);
   }
 
@@ -44,7 +44,7 @@ export class QueueSubmitter implements MessageSubmitter {
     // Reserve the key before any await, so two copies of one send racing
     // each other get one message id.
     const recentKey = `${sender.userId}/${cmd.channelId}/${cmd.clientMsgId}`;
-    const known = this.recent.get(recentKey);
+    const known = this.recent.peek(recentKey);
     if (known !== undefined) return { messageId: await known, duplicate: true };
     const messageId = ids.next();
     let settle!: (id: bigint | Error) => void;
@@ -52,7 +52,7 @@ export class QueueSubmitter implements MessageSubmitter {
       settle = (v) => (typeof v === "bigint" ? resolve(v) : reject(v));
     });
     accepted.catch(() => {}); // only concurrent copies observe a refusal
-    this.remember(recentKey, accepted);
+    this.recent.set(recentKey, accepted);
     try {
       if (!(await this.members.isMember(cmd.channelId, sender.userId))) throw new ChatError("not_a_member", "not a member of this channel");
       const stored = await log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId);
@@ -83,14 +83,5 @@ export class QueueSubmitter implements MessageSubmitter {
     }
     settle(messageId);
     return { messageId, duplicate: false };
-  }
-
-  private remember(key: string, id: Promise<bigint>): void {
-    if (this.recent.size >= this.capacity) {
-      // Maps iterate in insertion order: drop the oldest.
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
-    this.recent.set(key, id);
   }
 }

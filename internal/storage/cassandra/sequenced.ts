@@ -1,3 +1,4 @@
+import { LruMap } from "../../cache/lru-map.js";
 import { ChatError } from "../../model/errors.js";
 import { StorageUnavailable } from "./session.js";
 
@@ -56,13 +57,15 @@ const MAX_ATTEMPTS = 64;
 export class SequencedAppender<C, E> {
   /** For metrics and tests: lost CASes (another writer moved the head) and helped heads. */
   readonly stats = { casLost: 0, helped: 0 };
-  private readonly heads = new Map<bigint, Head<E>>();
+  private readonly heads: LruMap<bigint, Head<E>>;
   private readonly locks = new Map<bigint, Promise<unknown>>();
 
   constructor(
     private readonly ops: SequenceOps<C, E>,
-    private readonly cacheSize = 100_000,
-  ) {}
+    cacheSize = 100_000,
+  ) {
+    this.heads = new LruMap(cacheSize);
+  }
 
   append(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
     return this.serialised(key, () => this.appendLocked(key, candidate));
@@ -73,7 +76,7 @@ export class SequencedAppender<C, E> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt >= 4) await sleep(Math.min(50, 2 ** (attempt - 4)) * Math.random());
       // After a lost CAS read serially: a plain read may still miss the winner.
-      const head = this.heads.get(key) ?? (await this.load(key, attempt > 0));
+      const head = this.heads.peek(key) ?? (await this.load(key, attempt > 0));
       if (head.entry !== undefined && !head.materialized) {
         await ops.materialize(key, head.entry);
         head.materialized = true;
@@ -119,9 +122,7 @@ export class SequencedAppender<C, E> {
   }
 
   private remember(key: bigint, head: Head<E>): void {
-    this.heads.delete(key); // re-insert: Map order is the LRU order
     this.heads.set(key, head);
-    if (this.heads.size > this.cacheSize) this.heads.delete(this.heads.keys().next().value!);
   }
 
   private serialised<T>(key: bigint, fn: () => Promise<T>): Promise<T> {
