@@ -53,7 +53,7 @@ export function translateError(e: unknown, what: string): never {
 export const MAX_INT64 = (1n << 63n) - 1n;
 
 // Index i upgrades the schema from user_version i to i + 1. Append only.
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE users (
     user_id        INTEGER PRIMARY KEY,
@@ -179,6 +179,36 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (user_id, device_id)
   ) WITHOUT ROWID;
   CREATE UNIQUE INDEX push_endpoints_by_address ON push_endpoints (kind, address);
+  `,
+  // 3: fewer pages per message. A group message's hundred inbox copies dirtied
+  // three pages per member (the inbox's two indexes, keyed by user, and the
+  // heads), each written whole to the WAL and copied back by the checkpoint:
+  // - the dedup index is keyed (message_id, user_id), so one message's copies
+  //   share its right-most page (the lookup is an equality on both);
+  // - a log's head is its newest row (max(seq) on the unique index the insert
+  //   touches anyway), so channel_seqs and inbox_heads go. History is never
+  //   deleted; an inbox retention must keep each user's newest row.
+  `
+  CREATE TABLE inbox_v3 (
+    user_id          INTEGER NOT NULL,
+    inbox_seq        INTEGER NOT NULL,
+    message_id       INTEGER NOT NULL,
+    channel_id       INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,
+    sender_user_id   INTEGER NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    client_msg_id    TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    sent_at_ms       INTEGER NOT NULL,
+    UNIQUE (user_id, inbox_seq)
+  );
+  INSERT INTO inbox_v3 SELECT user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
+    sender_device_id, client_msg_id, text, sent_at_ms FROM inbox ORDER BY rowid;
+  DROP TABLE inbox;
+  ALTER TABLE inbox_v3 RENAME TO inbox;
+  CREATE UNIQUE INDEX inbox_by_message ON inbox (message_id, user_id);
+  DROP TABLE inbox_heads;
+  DROP TABLE channel_seqs;
   `,
 ];
 

@@ -21,8 +21,8 @@ function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
   const s = {
     byClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?"),
-    nextSeq: p(`INSERT INTO channel_seqs (channel_id, last_seq) VALUES (?, 1)
-                ON CONFLICT (channel_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`),
+    // The head is the newest row (schema version 3).
+    nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?"),
     insert: p(`INSERT INTO messages
                  (message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -33,8 +33,8 @@ function build(db: SqliteDatabase) {
   const appendTx = db.transaction((m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.clientMsgId) as Row | undefined;
     if (existing) return { message: toMessage(existing), duplicate: true };
-    // The counter row rolls back with the insert, so a failed append leaves no gap.
-    const seq = (s.nextSeq.get(m.channelId) as Row).last_seq as bigint;
+    // The next seq follows the newest row, so a failed insert leaves no gap.
+    const seq = (s.nextSeq.get(m.channelId) as Row).next_seq as bigint;
     s.insert.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs);
     return { message: { ...m, seq }, duplicate: false };
   });

@@ -9,7 +9,8 @@ import {
   messageLogContract,
   type MakeStore,
 } from "../contract/index.js";
-import { MAX_INT64, SCHEMA_VERSION } from "./database.js";
+import Database from "better-sqlite3";
+import { MAX_INT64, MIGRATIONS, SCHEMA_VERSION } from "./database.js";
 import {
   openDatabase,
   openSqliteStorage,
@@ -100,6 +101,39 @@ describe("sqlite storage", () => {
       assert.deepStrictEqual(await s.inbox.readAfter(11n, 0n, 5), [{ inboxSeq: 1n, message: stored }]);
       assert.equal(await s.inbox.getCursor(11n, 41n), 1n);
       s.close();
+    });
+
+    it("upgrades a version 2 database: logs and inboxes go on from their newest rows, one page of dedup index per message", async () => {
+      const path = join(dir, "chat.db");
+      const v2 = new Database(path);
+      v2.exec(MIGRATIONS[0]! + MIGRATIONS[1]!);
+      v2.pragma("user_version = 2");
+      const cols = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+      for (const seq of [1, 2]) {
+        v2.prepare(`INSERT INTO messages (${cols}) VALUES (?, 5, ?, 7, 8, ?, 'old', 1)`).run(100 + seq, seq, `c${seq}`);
+        v2.prepare(`INSERT INTO inbox (user_id, inbox_seq, ${cols}) VALUES (7, ?, ?, 5, ?, 7, 8, ?, 'old', 1)`)
+          .run(seq, 100 + seq, seq, `c${seq}`);
+      }
+      v2.exec("INSERT INTO channel_seqs VALUES (5, 2); INSERT INTO inbox_heads VALUES (7, 2);");
+      v2.close();
+
+      const s = openSqliteStorage(path);
+      const m = { messageId: 103n, channelId: 5n, senderUserId: 7n, senderDeviceId: 8n, clientMsgId: "c3", text: "new", sentAtMs: 2 };
+      const stored = (await s.messages.append(m)).message;
+      assert.equal(stored.seq, 3n);
+      assert.equal((await s.inbox.append(7n, stored)).entry.inboxSeq, 3n);
+      assert.equal(await s.inbox.head(7n), 3n);
+      const again = await s.inbox.append(7n, { ...stored, messageId: 101n, seq: 1n, clientMsgId: "c1", text: "old" });
+      assert.deepStrictEqual([again.duplicate, again.entry.inboxSeq], [true, 1n]);
+      assert.deepStrictEqual((await s.inbox.readAfter(7n, 0n, 10)).map((e) => e.message.text), ["old", "old", "new"]);
+      s.close();
+
+      const db = new Database(path, { readonly: true });
+      const indexColumns = (db.pragma("index_info(inbox_by_message)") as { name: string }[]).map((c) => c.name);
+      assert.deepStrictEqual(indexColumns, ["message_id", "user_id"]);
+      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name);
+      assert.ok(!tables.includes("inbox_heads") && !tables.includes("channel_seqs"), tables.join());
+      db.close();
     });
 
     it("round-trips 64-bit ids above 2^53 exactly", async () => {
