@@ -2,8 +2,9 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
-import type { Id, InboxEntry } from "../model/types.js";
-import { inboxEntryToProto } from "../wire/messages.js";
+import { InboxEntrySchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { messageToProto } from "../wire/messages.js";
 import type { PipelineMetrics } from "./metrics.js";
 
 export interface LiveDeliveryDeps {
@@ -23,10 +24,14 @@ export interface LiveDeliveryDeps {
 export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { userId: Id; entry: InboxEntry }[]): Promise<void> {
   if (fresh.length === 0) return;
   try {
-    const items = fresh.map(({ userId, entry }) => ({
-      userId,
-      frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto(entry) } } }),
-    }));
+    // The members' entries of one message share its Message, which the codec then encodes once.
+    const protos = new Map<StoredMessage, Message>();
+    const items = fresh.map(({ userId, entry }) => {
+      let message = protos.get(entry.message);
+      if (message === undefined) protos.set(entry.message, (message = messageToProto(entry.message)));
+      const pb = create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message });
+      return { userId, frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: pb } } }) };
+    });
     const { sessions } = deps;
     if (sessions.pushMany) await sessions.pushMany(items);
     else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { Id } from "../model/types.js";
+import { deliverLive } from "../pipeline/live-delivery.js";
+import { messageToProto } from "../wire/messages.js";
+import { encodeServerFrame } from "./codec.js";
+
+describe("session codec", () => {
+  const message = {
+    messageId: 1234567890123456789n,
+    channelId: 9_000_000_000_000_000_001n,
+    seq: 42n,
+    senderUserId: 18_000_000_000_000_000_000n,
+    senderDeviceId: 7n,
+    clientMsgId: "c-1",
+    text: "héllo 👋 ".repeat(20),
+    sentAtMs: 1_764_000_000_123,
+  };
+
+  /** The frames deliverLive hands to the sessions for one message and these members. */
+  async function deliveryFrames(members: { userId: Id; inboxSeq: bigint }[]): Promise<ServerFrame[]> {
+    const frames: ServerFrame[] = [];
+    await deliverLive(
+      {
+        sessions: {
+          pushToUsers: async (_users, frame) => void frames.push(frame),
+          closeDevice: async () => undefined,
+          onlineUsers: async (users) => new Set(users),
+        },
+      },
+      members.map(({ userId, inboxSeq }) => ({ userId, entry: { inboxSeq, message } })),
+    );
+    return frames;
+  }
+
+  it("encodes a group message's deliveries once per message, byte for byte what toBinary writes for each", async () => {
+    const seqs = [0n, 1n, 300n, 2n ** 63n + 5n, 18_446_744_073_709_551_615n];
+    const frames = await deliveryFrames(seqs.map((inboxSeq, i) => ({ userId: BigInt(i + 1), inboxSeq })));
+    assert.equal(frames.length, seqs.length);
+    const shared = frames.map((f) => (f.kind.case === "message" ? f.kind.value.entry?.message : undefined));
+    assert.ok(shared[0] && shared.every((m) => m === shared[0]), "the members' frames share one Message");
+    for (const f of frames) assert.deepEqual(encodeServerFrame(f, "proto"), toBinary(ServerFrameSchema, f));
+  });
+
+  it("encodes other frames, and deliveries with a ref, unknown fields or no message, as toBinary does", () => {
+    const entry = { inboxSeq: 3n, message: messageToProto(message) };
+    const frames = [
+      create(ServerFrameSchema, { ref: 9n, kind: { case: "message", value: { entry } } }),
+      create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 3n } } } }),
+      create(ServerFrameSchema, { kind: { case: "message", value: {} } }),
+      create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId: 1n, userId: 2n, seq: 3n } } }),
+      create(ServerFrameSchema, { kind: { case: "message", value: { entry, $unknown: [{ no: 99, wireType: 0, data: new Uint8Array([1]) }] } } }),
+    ];
+    for (const f of frames) assert.deepEqual(encodeServerFrame(f, "proto"), toBinary(ServerFrameSchema, f));
+    assert.equal(typeof encodeServerFrame(frames[0]!, "json"), "string");
+  });
+});
