@@ -23,7 +23,7 @@
 #   CHAT_KAFKA_PORT=19092  CHAT_KAFKA_CONTROLLER_PORT=19093
 #   CHAT_CASSANDRA_PORT=19042  CHAT_CASSANDRA_STORAGE_PORT=17000  CHAT_CASSANDRA_JMX_PORT=17199
 # Other knobs: CHAT_ENGINES_TIMEOUT (s per engine, default 180), CHAT_KAFKA_HEAP (512m),
-#   CHAT_CASSANDRA_HEAP (1G).
+#   CHAT_CASSANDRA_HEAP (1G), CHAT_ENGINES_TIMER_SLACK_US (1000; 0 keeps the kernel's 50 µs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +42,11 @@ CASSANDRA_JMX_PORT=${CHAT_CASSANDRA_JMX_PORT:-17199}
 # SimpleSnitch always names the local data centre "datacenter1".
 CASSANDRA_DC=datacenter1
 TIMEOUT=${CHAT_ENGINES_TIMEOUT:-180}
+TIMER_SLACK_US=${CHAT_ENGINES_TIMER_SLACK_US:-1000}
+if [[ ! $TIMER_SLACK_US =~ ^[0-9]+$ ]]; then
+  echo "engines: CHAT_ENGINES_TIMER_SLACK_US must be a whole number of microseconds, got '$TIMER_SLACK_US'" >&2
+  exit 2
+fi
 KAFKA_HEAP=${CHAT_KAFKA_HEAP:-512m}
 CASSANDRA_HEAP=${CHAT_CASSANDRA_HEAP:-1G}
 HOST=127.0.0.1
@@ -111,13 +116,25 @@ running_pid() {
 # Starts "$@" detached (own session, so it outlives this script and a Ctrl-C here), with
 # stdin closed and output appended to the engine's stdout.log; the pid is the engine's own
 # (bash execs it). fd 9 (the script's lock) is closed so the engine does not hold it.
+#
+# The engine gets a timer slack of CHAT_ENGINES_TIMER_SLACK_US (inherited by every thread
+# it starts). Cassandra's request pools keep a worker spinning between requests, parked
+# for 10 µs at a time; with the kernel's 50 µs slack that is tens of thousands of wake-ups
+# a second, which made a lightly loaded node cost 1 to 3 ms of CPU per request
+# (bench/cassandra-cost.ts) and took most of a core on this 2-core machine. A waiting
+# worker is woken at once when work arrives, so the slack delays no request.
 start_detached() {
   local engine=$1 pf
   shift
   pf=$(pid_file "$engine")
   rm -f "$pf"
   # shellcheck disable=SC2016
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pf" "$@" </dev/null >>"$(out_file "$engine")" 2>&1 9>&- &
+  SLACK_NS=$((TIMER_SLACK_US * 1000)) setsid bash -c '
+    echo $$ >"$0"
+    # Needs CAP_SYS_NICE for another process, never for itself; an old kernel lacks the file.
+    if ((SLACK_NS > 0)); then echo "$SLACK_NS" >"/proc/$$/timerslack_ns" 2>/dev/null || true; fi
+    unset SLACK_NS
+    exec "$@"' "$pf" "$@" </dev/null >>"$(out_file "$engine")" 2>&1 9>&- &
   local i
   for i in $(seq 50); do [[ -s $pf ]] && return 0; sleep 0.1; done
   die "$engine: could not start (no pid file)"
