@@ -121,8 +121,9 @@ running_pid() {
 # it starts). Cassandra's request pools keep a worker spinning between requests, parked
 # for 10 µs at a time; with the kernel's 50 µs slack that is tens of thousands of wake-ups
 # a second, which made a lightly loaded node cost 1 to 3 ms of CPU per request
-# (bench/cassandra-cost.ts) and took most of a core on this 2-core machine. A waiting
-# worker is woken at once when work arrives, so the slack delays no request.
+# (bench/cassandra-cost.ts) and took most of a core on this 2-core machine. With 1 ms a
+# request costs about a third of that; the price is about a third of a node's flat-out
+# throughput, which nothing on one machine comes near (figures in docs/capacity.md).
 start_detached() {
   local engine=$1 pf
   shift

@@ -4,19 +4,11 @@ import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/sessio
 import type { Id } from "../model/types.js";
 import { deliverLive } from "../pipeline/live-delivery.js";
 import { messageToProto } from "../wire/messages.js";
+import { awkwardMessage } from "../wire/testdata.js";
 import { encodeServerFrame } from "./codec.js";
 
 describe("session codec", () => {
-  const message = {
-    messageId: 1234567890123456789n,
-    channelId: 9_000_000_000_000_000_001n,
-    seq: 42n,
-    senderUserId: 18_000_000_000_000_000_000n,
-    senderDeviceId: 7n,
-    clientMsgId: "c-1",
-    text: "héllo 👋 ".repeat(20),
-    sentAtMs: 1_764_000_000_123,
-  };
+  const message = awkwardMessage;
 
   /** The frames deliverLive hands to the sessions for one message and these members. */
   async function deliveryFrames(members: { userId: Id; inboxSeq: bigint }[]): Promise<ServerFrame[]> {

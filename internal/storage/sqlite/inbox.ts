@@ -12,12 +12,11 @@ function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
   const s = {
     byMessageId: p("SELECT * FROM inbox WHERE user_id = ? AND message_id = ?"),
-    // The head is the newest row (schema version 3).
-    nextSeq: p("SELECT coalesce(max(inbox_seq), 0) + 1 AS next_seq FROM inbox WHERE user_id = ?"),
     insert: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
                                   sender_device_id, client_msg_id, text, sent_at_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     after: p("SELECT * FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?"),
+    // The head is the newest row (schema version 3); the next entry takes head + 1.
     head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
     cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
     advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
@@ -27,7 +26,7 @@ function build(db: SqliteDatabase) {
   const appendTx = db.transaction((userId: Id, m: StoredMessage): { entry: InboxEntry; duplicate: boolean } => {
     const existing = s.byMessageId.get(userId, m.messageId) as Row | undefined;
     if (existing) return { entry: toEntry(existing), duplicate: true };
-    const inboxSeq = (s.nextSeq.get(userId) as Row).next_seq as bigint;
+    const inboxSeq = ((s.head.get(userId) as Row).last_seq as bigint) + 1n;
     s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
       m.clientMsgId, m.text, m.sentAtMs);
     return { entry: { inboxSeq, message: { ...m } }, duplicate: false };
@@ -61,7 +60,7 @@ export class SqliteInbox implements Inbox {
    * were half the cost of a group message's hundred appends.
    */
   appendNewInTransaction(userId: Id, m: StoredMessage): InboxEntry {
-    const inboxSeq = (this.s.nextSeq.get(userId) as Row).next_seq as bigint;
+    const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
     this.s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
       m.clientMsgId, m.text, m.sentAtMs);
     return { inboxSeq, message: m };
@@ -73,8 +72,7 @@ export class SqliteInbox implements Inbox {
   }
 
   async head(userId: Id): Promise<bigint> {
-    const r = this.s.head.get(userId) as Row | undefined;
-    return r ? (r.last_seq as bigint) : 0n;
+    return (this.s.head.get(userId) as Row).last_seq as bigint;
   }
 
   async getCursor(userId: Id, deviceId: Id): Promise<bigint> {
