@@ -1,9 +1,12 @@
 /**
  * Summarises a V8 .cpuprofile (from `node --cpu-prof`, which `npm run bench --
  * --profile` puts on the server processes): self time by function, by module,
- * and inclusive time of the project's own functions.
+ * and inclusive time of the project's own functions. A .heapprofile (from
+ * `npm run bench -- --alloc`) gets the same tables in bytes allocated.
  *
- *   npx tsx bench/profile.ts <file.cpuprofile> [--top 40]
+ *   npx tsx bench/profile.ts <file.cpuprofile|file.heapprofile> [--top 40] [--per N]
+ *
+ * `--per N` divides the bytes by N (the messages of the step) in a last column.
  */
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
@@ -84,9 +87,66 @@ export function summarizeProfile(file: string, top = 40) {
   };
 }
 
+interface HeapNode {
+  callFrame: Node["callFrame"];
+  selfSize: number;
+  children: HeapNode[];
+}
+
+function heapNodes(file: string): HeapNode[] {
+  const out: HeapNode[] = [];
+  const stack = [(JSON.parse(readFileSync(file, "utf8")) as { head: HeapNode }).head];
+  for (let n = stack.pop(); n; n = stack.pop()) {
+    out.push(n);
+    stack.push(...n.children);
+  }
+  return out;
+}
+
+/** Bytes allocated while the sampler ran (the sampled sizes are already scaled to estimates of the whole). */
+export function heapProfileBytes(file: string): number {
+  return heapNodes(file).reduce((a, n) => a + n.selfSize, 0);
+}
+
+export function summarizeHeapProfile(file: string, top = 40) {
+  const nodes = heapNodes(file);
+  const total = nodes.reduce((a, n) => a + n.selfSize, 0);
+  const fnSelf = new Map<string, number>();
+  const modSelf = new Map<string, number>();
+  for (const n of nodes) {
+    if (!n.selfSize) continue;
+    const fn = `${n.callFrame.functionName || "(anonymous)"} ${where(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+    fnSelf.set(fn, (fnSelf.get(fn) ?? 0) + n.selfSize);
+    const mod = n.callFrame.url ? where(n.callFrame.url) : n.callFrame.functionName;
+    modSelf.set(mod, (modSelf.get(mod) ?? 0) + n.selfSize);
+  }
+  const sorted = (m: Map<string, number>) =>
+    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([what, bytes]) => ({ what, bytes, pct: Math.round((1000 * bytes) / total) / 10 }));
+  return { file, totalBytes: total, selfByModule: sorted(modSelf), selfByFunction: sorted(fnSelf) };
+}
+
+function printHeapProfile(file: string, top: number, per: number) {
+  const s = summarizeHeapProfile(file, top);
+  process.stdout.write(`\n# ${s.file}\nallocated ${(s.totalBytes / 1e6).toFixed(1)} MB${per > 1 ? `, ${Math.round(s.totalBytes / per)} bytes / ${per}` : ""}\n`);
+  for (const [title, rows] of [
+    ["bytes allocated by module", s.selfByModule],
+    ["bytes allocated by function", s.selfByFunction],
+  ] as const) {
+    process.stdout.write(`\n## ${title}\n| % | MB | bytes / N | what |\n| --- | --- | --- | --- |\n`);
+    for (const r of rows) process.stdout.write(`| ${r.pct} | ${(r.bytes / 1e6).toFixed(1)} | ${Math.round(r.bytes / per)} | ${r.what} |\n`);
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string", default: "40" } } });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { top: { type: "string", default: "40" }, per: { type: "string", default: "1" } },
+  });
   for (const f of positionals) {
+    if (f.endsWith(".heapprofile")) {
+      printHeapProfile(f, Number(values.top), Number(values.per));
+      continue;
+    }
     const s = summarizeProfile(f, Number(values.top));
     process.stdout.write(`\n# ${s.file}\nwall ${s.wallS} s, busy (not idle) ${s.busyS} s\n`);
     for (const [title, rows] of [

@@ -9,10 +9,11 @@
  *
  * See bench/README.md for every option and what each figure means.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KEY_SPAN } from "./loadgen.js";
+import { heapProfileBytes } from "./profile.js";
 import type { PhaseReport, StormReport } from "./lib/ipc.js";
 import { renderMarkdown } from "./lib/report.js";
 import { now, type SessionSpec } from "./lib/session.js";
@@ -56,6 +57,7 @@ const { values: opt } = parseArgs({
     "ack-delay-ms": { type: "string", default: "250" },
     "signup-concurrency": { type: "string", default: "16" },
     profile: { type: "boolean", default: false },
+    alloc: { type: "boolean", default: false },
     "keep-going": { type: "boolean", default: false },
     "warmup-s": { type: "string", default: "5" },
     // cluster shape (targets=cluster)
@@ -87,14 +89,24 @@ const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOStri
 
 // ---------------------------------------------------------------- targets
 
+// --alloc: every server process this run starts loads the sampler, which the
+// phases switch on and off by signal (bench/lib/alloc-sampler.mjs).
+const allocDir = join(tmpDir, "alloc");
+const ALLOC_SAMPLER = join(import.meta.dirname, "lib/alloc-sampler.mjs");
+if (opt.alloc) process.env.CHAT_BENCH_ALLOC_DIR = allocDir;
+
 async function startTarget(name: string): Promise<Target> {
-  const nodeOptions = opt.profile && name !== "relay" ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, name.split("=")[0]!)}`] : [];
+  const profiling = (dir: string) => [
+    ...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, dir)}`] : []),
+    ...(opt.alloc ? ["--import", ALLOC_SAMPLER] : []),
+  ];
+  const nodeOptions = profiling(name.split("=")[0]!);
   const dataDir = join(tmpDir, name);
   if (name === "chatd") return startChatdTarget({ dataDir, nodeOptions });
   // "chatd-<label>=<dir>": chatd from another checkout, e.g. the commit before a fix.
   const other = /^(chatd-[\w.-]+)=(.+)$/.exec(name);
   if (other) return startChatdTarget({ dataDir: join(tmpDir, other[1]!), nodeOptions, root: other[2]!, name: other[1]! });
-  if (name === "relay") return startRelayTarget({ dataDir, nodeOptions: opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, name)}`] : [] });
+  if (name === "relay") return startRelayTarget({ dataDir, nodeOptions });
   if (name === "cluster") {
     return startClusterTarget({
       dataDir,
@@ -326,6 +338,8 @@ interface PhaseResult {
   serverCpuSeconds: Record<string, number>;
   /** Server CPU milliseconds per acked message (all server processes). */
   serverCpuMsPerMessage: number;
+  /** With --alloc: kilobytes the server processes allocated per acked message (freed or not). */
+  serverAllocKBPerMessage?: number;
   machineBusyCores: number;
   unexpectedCloses: number;
   storm?: Record<string, unknown>;
@@ -351,6 +365,7 @@ async function phase(
   const membersOf = new Map<number, number[]>();
   for (const s of senders) membersOf.set(s.g, p.membersOfChannel.get(s.channelId)!);
   const load = loadavg();
+  const sampled = opt.alloc && repeat >= 0 ? startAllocSampling(p.t.processes) : undefined;
   const cpu0 = cpuOf(p.t.processes);
   const m0 = machineCpu();
   const start = now();
@@ -389,6 +404,7 @@ async function phase(
   }
   const cpu1 = cpuOf(p.t.processes);
   const m1 = machineCpu();
+  const allocBytes = sampled ? await sampled.stop() : undefined;
   const reports = (await p.set.all<"phase-report">({ type: "phase-report" })).map((r) => r.report);
   const received = new Map<number, Set<number>>();
   for (const r of reports) for (const [g, keys] of r.received) received.set(g, new Set(keys));
@@ -435,11 +451,45 @@ async function phase(
     drainMs: round(Math.max(0, lastDeliveryAt - start - 20 - durationMs), 0),
     serverCpuSeconds: serverCpu,
     serverCpuMsPerMessage: round((serverCpuTotal * 1000) / Math.max(1, acked), 3),
+    serverAllocKBPerMessage: allocBytes === undefined ? undefined : round(allocBytes / 1000 / Math.max(1, acked), 1),
     machineBusyCores: round((m1.busy - m0.busy) / Math.max(0.001, wall), 2),
     unexpectedCloses: Math.max(...reports.map((r) => r.unexpectedCloses)),
     storm: extra,
   };
   return result;
+}
+
+/**
+ * Switches the allocation sampler of the processes this run started on; `stop`
+ * switches it off and sums what they allocated in between (bytes).
+ */
+function startAllocSampling(processes: ServerProcess[]): { stop(): Promise<number> } {
+  const ours = processes.filter((p) => p.child);
+  const next = new Map(ours.map((p) => [p.pid, nextAllocFile(p.pid)]));
+  for (const p of ours) process.kill(p.pid, "SIGUSR2");
+  return {
+    async stop() {
+      for (const p of ours) process.kill(p.pid, "SIGUSR2");
+      let total = 0;
+      for (const p of ours) {
+        const file = next.get(p.pid)!;
+        const deadline = now() + 30_000;
+        while (!existsSync(file)) {
+          if (now() > deadline) throw new Error(`${p.role} (pid ${p.pid}) wrote no allocation profile ${file}`);
+          await sleep(50);
+        }
+        total += heapProfileBytes(file);
+      }
+      return total;
+    },
+  };
+}
+
+const allocFiles = new Map<number, number>();
+function nextAllocFile(pid: number): string {
+  const n = (allocFiles.get(pid) ?? 0) + 1;
+  allocFiles.set(pid, n);
+  return join(allocDir, `${pid}-${n}.heapprofile`);
 }
 
 /** Saturated when the server no longer keeps up with the offered rate. */
@@ -559,8 +609,8 @@ async function main() {
   writeFileSync(`${base}.json`, JSON.stringify(result, null, 1));
   writeFileSync(`${base}.md`, renderMarkdown(result));
   log(`wrote ${base}.json and .md`);
-  if (!opt.profile) rmSync(tmpDir, { recursive: true, force: true });
-  else log(`profiles kept in ${profileDir}`);
+  if (!opt.profile && !opt.alloc) rmSync(tmpDir, { recursive: true, force: true });
+  else log(`profiles kept in ${tmpDir}`);
   process.stdout.write(renderMarkdown(result));
   if (result.error) process.exitCode = 1;
 }

@@ -46,6 +46,8 @@ export function aggregate(rows: Any[]): Any[] {
       deliveriesPerSec: m((r) => r.deliveriesPerSec),
       ackedPerSec: m((r) => r.ackedMsgsPerSec),
       cpuMsPerMsg: m((r) => r.serverCpuMsPerMessage),
+      // Only with --alloc.
+      allocKBPerMsg: g.some((r) => r.serverAllocKBPerMessage !== undefined) ? m((r) => r.serverAllocKBPerMessage) : undefined,
       busyCores: m((r) => r.machineBusyCores),
       load1: m((r) => r.loadavgAtStart[0]),
       lost: g.reduce((a, r) => a + r.lostMessages, 0),
@@ -54,6 +56,14 @@ export function aggregate(rows: Any[]): Any[] {
       saturated: g.filter((r) => r.saturated).length,
     };
   });
+}
+
+/** A table with the "server alloc KB/msg" column after the CPU one, when the run sampled allocations. */
+function withAlloc(rows: Any[], header: string[], cells: (r: Any) => unknown[]): string {
+  const at = header.indexOf("server CPU ms/msg") + 1;
+  if (!rows.some((r) => r.allocKBPerMsg !== undefined)) return table(header, rows.map(cells));
+  const splice = <T,>(a: T[], v: T) => [...a.slice(0, at), v, ...a.slice(at)];
+  return table(splice(header, "server alloc KB/msg"), rows.map((r) => splice(cells(r), r.allocKBPerMsg ?? "")));
 }
 
 export function renderMarkdown(res: Any): string {
@@ -109,12 +119,13 @@ export function renderMarkdown(res: Any): string {
   if (lat.length) {
     out.push("", "## 2. 1:1 latency (open loop), milliseconds", "");
     out.push(
-      table(
+      withAlloc(
+        lat,
         ["msgs/s", "target", "ack p50", "ack p99", "ack p99.9", "ack max", "deliv p50", "deliv p99", "deliv p99.9", "deliv max", "deliveries/s", "lost", "unacked", "server CPU ms/msg", "p99 ÷ relay", "saturated", "load"],
-        lat.map((r) => {
+        (r) => {
           const relay = lat.find((x) => x.target === "relay" && x.rate === r.rate);
           return [r.rate, r.target, r.ackP50, r.ackP99, r.ackP999, r.ackMax, r.p50, r.p99, r.p999, r.max, r.deliveriesPerSec, r.lost, r.unacked, r.cpuMsPerMsg, relay && r !== relay ? ratio(r.p99, relay.p99) : "", r.saturated ? `${r.saturated}/${r.repeats}` : "no", r.load1];
-        }),
+        },
       ),
     );
   }
@@ -123,12 +134,13 @@ export function renderMarkdown(res: Any): string {
   if (fan.length) {
     out.push("", `## 3. Group fan-out (groups of ${s["group-size"]}, ${s["group-senders"]} senders per group, ${s.groups} groups), milliseconds`, "");
     out.push(
-      table(
+      withAlloc(
+        fan,
         ["msgs/s", "target", "deliveries/s", "deliv p50", "deliv p99", "deliv p99.9", "deliv max", "ack p99", "lost", "server CPU ms/msg", "deliveries/s ÷ relay", "p99 ÷ relay", "saturated", "load"],
-        fan.map((r) => {
+        (r) => {
           const relay = fan.find((x) => x.target === "relay" && x.rate === r.rate);
           return [r.rate, r.target, r.deliveriesPerSec, r.p50, r.p99, r.p999, r.max, r.ackP99, r.lost, r.cpuMsPerMsg, relay && r !== relay ? ratio(r.deliveriesPerSec, relay.deliveriesPerSec) : "", relay && r !== relay ? ratio(r.p99, relay.p99) : "", r.saturated ? `${r.saturated}/${r.repeats}` : "no", r.load1];
-        }),
+        },
       ),
     );
     const best = new Map<string, number>();

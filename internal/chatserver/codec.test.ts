@@ -5,7 +5,7 @@ import type { Id } from "../model/types.js";
 import { deliverLive } from "../pipeline/live-delivery.js";
 import { messageToProto } from "../wire/messages.js";
 import { awkwardMessage } from "../wire/testdata.js";
-import { encodeServerFrame } from "./codec.js";
+import { EncodedFrame, encodeServerFrame } from "./codec.js";
 
 describe("session codec", () => {
   const message = awkwardMessage;
@@ -33,6 +33,35 @@ describe("session codec", () => {
     const shared = frames.map((f) => (f.kind.case === "message" ? f.kind.value.entry?.message : undefined));
     assert.ok(shared[0] && shared.every((m) => m === shared[0]), "the members' frames share one Message");
     for (const f of frames) assert.deepEqual(encodeServerFrame(f, "proto"), toBinary(ServerFrameSchema, f));
+  });
+
+  it("gives every entry its own message when the entries of several messages interleave", async () => {
+    const other = { ...message, messageId: message.messageId + 1n, text: "another" };
+    const frames: ServerFrame[] = [];
+    const entries = [message, other, message].map((m, i) => ({ userId: BigInt(i + 1), entry: { inboxSeq: BigInt(i + 1), message: m } }));
+    await deliverLive(
+      {
+        sessions: {
+          pushToUsers: async (_users, frame) => void frames.push(frame),
+          closeDevice: async () => undefined,
+          onlineUsers: async (users) => new Set(users),
+        },
+      },
+      entries,
+    );
+    const ids = frames.map((f) => (f.kind.case === "message" ? f.kind.value.entry?.message?.messageId : undefined));
+    assert.deepEqual(ids, [message.messageId, other.messageId, message.messageId]);
+  });
+
+  it("encodes a frame once per encoding however many of a user's sessions take it", () => {
+    const frame = create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 4n, message: messageToProto(message) } } } });
+    const encoded = new EncodedFrame(frame);
+    const proto = encoded.bytes("proto");
+    assert.equal(encoded.bytes("proto"), proto, "the same bytes, not a second encoding");
+    assert.deepEqual(proto, toBinary(ServerFrameSchema, frame));
+    const json = encoded.bytes("json");
+    assert.equal(typeof json, "string");
+    assert.equal(encoded.bytes("json"), json);
   });
 
   it("encodes other frames, and deliveries with a ref, unknown fields or no message, as toBinary does", () => {

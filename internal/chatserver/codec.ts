@@ -23,6 +23,19 @@ export function encodeServerFrame(frame: ServerFrame, encoding: FrameEncoding): 
   return encodeDelivery(frame) ?? toBinary(ServerFrameSchema, frame);
 }
 
+/** A frame's bytes in each encoding, each encoded at most once: shared by one user's sessions. */
+export class EncodedFrame {
+  private proto?: Uint8Array;
+  private json?: string;
+
+  constructor(readonly frame: ServerFrame) {}
+
+  bytes(encoding: FrameEncoding): Uint8Array | string {
+    if (encoding === "json") return (this.json ??= encodeServerFrame(this.frame, "json") as string);
+    return (this.proto ??= encodeServerFrame(this.frame, "proto") as Uint8Array);
+  }
+}
+
 /** The encoded chat.v1.Message of delivery frames that share one Message object. */
 const messageBytes = new WeakMap<Message, Uint8Array>();
 

@@ -8,11 +8,13 @@ import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
-import { encodeServerFrame } from "./codec.js";
-import type { FrameEncoding, SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
+import { EncodedFrame } from "./codec.js";
+import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
+
+const ALL_DEVICES: readonly Id[] = [];
 
 export interface SessionLimits {
   /** Frames a session may send per second, sustained. */
@@ -163,28 +165,39 @@ export class ChatServer implements SessionHost, SessionDirectory {
   // SessionDirectory, for the sessions on this server.
 
   async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
-    for (const u of userIds) this.deliverLocal(u, [], frame);
+    for (const u of userIds) this.deliverLocal(u, ALL_DEVICES, frame);
+  }
+
+  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void> {
+    for (const { userId, frame } of items) this.deliverLocal(userId, ALL_DEVICES, frame);
   }
 
   /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */
   deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): number {
-    const sessions = [...(this.byUser.get(userId) ?? [])].filter((s) => deviceIds.length === 0 || deviceIds.includes(s.deviceId));
-    if (sessions.length === 0) return 0;
+    const sessions = this.byUser.get(userId);
+    if (sessions === undefined) return 0;
+    // Once per delivery of every message: no copies of the set, and the
+    // frame encoded at most once per encoding for all of the user's sessions.
+    // A session that closes while we go is taken out of the set, which a Set's
+    // iteration allows.
+    let n = 0;
     if (frame.kind.case === "message") {
       const e = frame.kind.value.entry;
       if (!e?.message) return 0;
-      // Encoded at most once per encoding and shared by the user's sessions.
-      const encoded = new Map<FrameEncoding, Uint8Array | string>();
-      const bytes = (encoding: FrameEncoding) => {
-        let b = encoded.get(encoding);
-        if (b === undefined) encoded.set(encoding, (b = encodeServerFrame(frame, encoding)));
-        return b;
-      };
-      for (const s of sessions) s.deliverLive(e.inboxSeq, bytes);
+      const encoded = new EncodedFrame(frame);
+      for (const s of sessions) {
+        if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
+        s.deliverLive(e.inboxSeq, encoded);
+        n++;
+      }
     } else {
-      for (const s of sessions) s.send(frame);
+      for (const s of sessions) {
+        if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
+        s.send(frame);
+        n++;
+      }
     }
-    return sessions.length;
+    return n;
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {

@@ -5,7 +5,7 @@ import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { inboxEntryToProto } from "../wire/messages.js";
-import { decodeClientFrame, encodeServerFrame } from "./codec.js";
+import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import type { FrameEncoding, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "./rate-limit.js";
@@ -190,10 +190,10 @@ export class Session implements SessionHandle {
 
   /**
    * A new inbox entry for this user, pushed live by the pipeline. The frame
-   * comes encoded (`encoded` encodes it at most once per encoding, shared by
-   * the user's sessions); it is sent only if it is the very next entry.
+   * comes encoded (at most once per encoding, shared by the user's sessions);
+   * it is sent only if it is the very next entry.
    */
-  deliverLive(inboxSeq: bigint, encoded: (encoding: FrameEncoding) => Uint8Array | string): void {
+  deliverLive(inboxSeq: bigint, encoded: EncodedFrame): void {
     if (!this.ready || !this.open) return;
     if (inboxSeq <= this.sentUpTo) return;
     if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n) {
@@ -202,7 +202,7 @@ export class Session implements SessionHandle {
     }
     this.sentUpTo = inboxSeq;
     this.server.metrics?.entriesOut.inc();
-    this.sendEncoded(encoded(this.identity.encoding));
+    this.sendEncoded(encoded.bytes(this.identity.encoding));
   }
 
   /** Re-reads the inbox after sentUpTo: for entries whose live push may have been lost. */

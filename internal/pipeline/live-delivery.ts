@@ -24,11 +24,12 @@ export interface LiveDeliveryDeps {
 export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { userId: Id; entry: InboxEntry }[]): Promise<void> {
   if (fresh.length === 0) return;
   try {
-    // The members' entries of one message share its Message, which the codec then encodes once.
-    const protos = new Map<StoredMessage, Message>();
+    // The members' entries of one message share its Message, which the codec
+    // then encodes once. They come together, so the last one is the one to reuse.
+    let stored: StoredMessage | undefined;
+    let message: Message | undefined;
     const items = fresh.map(({ userId, entry }) => {
-      let message = protos.get(entry.message);
-      if (message === undefined) protos.set(entry.message, (message = messageToProto(entry.message)));
+      if (entry.message !== stored) message = messageToProto((stored = entry.message));
       const pb = create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message });
       return { userId, frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: pb } } }) };
     });
