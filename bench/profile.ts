@@ -41,6 +41,11 @@ export function where(url: string): string {
   return path;
 }
 
+/** A function as the tables name it: name, module or file, line. */
+function frameKey(f: Node["callFrame"]): string {
+  return `${f.functionName || "(anonymous)"} ${where(f.url)}:${f.lineNumber + 1}`;
+}
+
 export function summarizeProfile(file: string, top = 40) {
   const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -53,7 +58,7 @@ export function summarizeProfile(file: string, top = 40) {
   const idleUs = [...self].filter(([id]) => byId.get(id)!.callFrame.functionName === "(idle)").reduce((a, [, v]) => a + v, 0);
   const busyUs = totalUs - idleUs;
 
-  const fnKey = (n: Node) => `${n.callFrame.functionName || "(anonymous)"} ${where(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+  const fnKey = (n: Node) => frameKey(n.callFrame);
   const fnSelf = new Map<string, number>();
   const modSelf = new Map<string, number>();
   const fnIncl = new Map<string, number>();
@@ -103,19 +108,21 @@ function heapNodes(file: string): HeapNode[] {
   return out;
 }
 
+const allocated = (nodes: HeapNode[]) => nodes.reduce((a, n) => a + n.selfSize, 0);
+
 /** Bytes allocated while the sampler ran (the sampled sizes are already scaled to estimates of the whole). */
 export function heapProfileBytes(file: string): number {
-  return heapNodes(file).reduce((a, n) => a + n.selfSize, 0);
+  return allocated(heapNodes(file));
 }
 
 export function summarizeHeapProfile(file: string, top = 40) {
   const nodes = heapNodes(file);
-  const total = nodes.reduce((a, n) => a + n.selfSize, 0);
+  const total = allocated(nodes);
   const fnSelf = new Map<string, number>();
   const modSelf = new Map<string, number>();
   for (const n of nodes) {
     if (!n.selfSize) continue;
-    const fn = `${n.callFrame.functionName || "(anonymous)"} ${where(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+    const fn = frameKey(n.callFrame);
     fnSelf.set(fn, (fnSelf.get(fn) ?? 0) + n.selfSize);
     const mod = n.callFrame.url ? where(n.callFrame.url) : n.callFrame.functionName;
     modSelf.set(mod, (modSelf.get(mod) ?? 0) + n.selfSize);

@@ -96,11 +96,10 @@ const ALLOC_SAMPLER = join(import.meta.dirname, "lib/alloc-sampler.mjs");
 if (opt.alloc) process.env.CHAT_BENCH_ALLOC_DIR = allocDir;
 
 async function startTarget(name: string): Promise<Target> {
-  const profiling = (dir: string) => [
-    ...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, dir)}`] : []),
+  const nodeOptions = [
+    ...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, name.split("=")[0]!)}`] : []),
     ...(opt.alloc ? ["--import", ALLOC_SAMPLER] : []),
   ];
-  const nodeOptions = profiling(name.split("=")[0]!);
   const dataDir = join(tmpDir, name);
   if (name === "chatd") return startChatdTarget({ dataDir, nodeOptions });
   // "chatd-<label>=<dir>": chatd from another checkout, e.g. the commit before a fix.

@@ -83,6 +83,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     ids,
     sessions: {
       pushToUsers: (userIds, frame) => chat.pushToUsers(userIds, frame),
+      pushMany: (items) => chat.pushMany(items),
       closeDevice: (userId, deviceId, code, reason) => chat.closeDevice(userId, deviceId, code, reason),
       onlineUsers: (userIds) => chat.onlineUsers(userIds),
     },

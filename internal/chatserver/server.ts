@@ -180,22 +180,15 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // frame encoded at most once per encoding for all of the user's sessions.
     // A session that closes while we go is taken out of the set, which a Set's
     // iteration allows.
+    const entry = frame.kind.case === "message" ? frame.kind.value.entry : undefined;
+    if (frame.kind.case === "message" && !entry?.message) return 0;
+    const encoded = entry ? new EncodedFrame(frame) : undefined;
     let n = 0;
-    if (frame.kind.case === "message") {
-      const e = frame.kind.value.entry;
-      if (!e?.message) return 0;
-      const encoded = new EncodedFrame(frame);
-      for (const s of sessions) {
-        if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
-        s.deliverLive(e.inboxSeq, encoded);
-        n++;
-      }
-    } else {
-      for (const s of sessions) {
-        if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
-        s.send(frame);
-        n++;
-      }
+    for (const s of sessions) {
+      if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
+      if (entry && encoded) s.deliverLive(entry.inboxSeq, encoded);
+      else s.send(frame);
+      n++;
     }
     return n;
   }
