@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KEY_SPAN } from "./loadgen.js";
 import { heapProfileBytes } from "./profile.js";
+import { tally } from "./heap-diff.js";
 import type { PhaseReport, StormReport } from "./lib/ipc.js";
 import { renderMarkdown } from "./lib/report.js";
 import { now, type SessionSpec } from "./lib/session.js";
@@ -58,6 +59,7 @@ const { values: opt } = parseArgs({
     "signup-concurrency": { type: "string", default: "16" },
     profile: { type: "boolean", default: false },
     alloc: { type: "boolean", default: false },
+    "heap-snapshots": { type: "boolean", default: false },
     "keep-going": { type: "boolean", default: false },
     "warmup-s": { type: "string", default: "5" },
     // cluster shape (targets=cluster)
@@ -95,10 +97,19 @@ const allocDir = join(tmpDir, "alloc");
 const ALLOC_SAMPLER = join(import.meta.dirname, "lib/alloc-sampler.mjs");
 if (opt.alloc) process.env.CHAT_BENCH_ALLOC_DIR = allocDir;
 
+// --heap-snapshots: the idle scenario has every session-holding process write
+// a heap snapshot at half and at the end (bench/lib/heap-snapshot.mjs), and
+// reports the live bytes a session adds, which no collector timing moves.
+const snapshotDir = join(tmpDir, "heap");
+const HEAP_SNAPSHOT = join(import.meta.dirname, "lib/heap-snapshot.mjs");
+if (opt["heap-snapshots"]) process.env.CHAT_BENCH_SNAPSHOT_DIR = snapshotDir;
+if (opt.alloc && opt["heap-snapshots"]) throw new Error("--alloc and --heap-snapshots both answer SIGUSR2: run them one at a time");
+
 async function startTarget(name: string): Promise<Target> {
   const nodeOptions = [
     ...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, name.split("=")[0]!)}`] : []),
     ...(opt.alloc ? ["--import", ALLOC_SAMPLER] : []),
+    ...(opt["heap-snapshots"] ? ["--import", HEAP_SNAPSHOT] : []),
   ];
   const dataDir = join(tmpDir, name);
   if (name === "chatd") return startChatdTarget({ dataDir, nodeOptions });
@@ -106,10 +117,14 @@ async function startTarget(name: string): Promise<Target> {
   const other = /^(chatd-[\w.-]+)=(.+)$/.exec(name);
   if (other) return startChatdTarget({ dataDir: join(tmpDir, other[1]!), nodeOptions, root: other[2]!, name: other[1]! });
   if (name === "relay") return startRelayTarget({ dataDir, nodeOptions });
-  if (name === "cluster") {
+  // "cluster" runs this tree; "cluster-<label>=<dir>" another checkout.
+  const cluster = /^cluster(?:-([\w.-]+)=(.+))?$/.exec(name);
+  if (cluster) {
     return startClusterTarget({
-      dataDir,
+      dataDir: join(tmpDir, name.split("=")[0]!),
       nodeOptions,
+      root: cluster[2],
+      name: name.split("=")[0]!,
       partitions: int("partitions"),
       shape: { gateways: int("gateways"), chatServers: int("chat-servers"), pipelines: int("pipelines") },
     });
@@ -204,6 +219,10 @@ async function idleScenario(t: Target) {
     const firstMs = now() - t0;
     await sleep(2000);
     const middle = await sampleMemory(t.processes);
+    // Taken after the RSS sample but before the second half: the RSS after it
+    // includes what writing the snapshot left behind (tens of MiB), so a run
+    // with --heap-snapshots is for the live heap, and RSS comes from another.
+    const liveMiddle = opt["heap-snapshots"] ? await liveHeaps(t.processes) : undefined;
     const openMiddle = first.reduce((a, r) => a + r.report.connected, 0);
     log(`${t.name}: idle: ${openMiddle} open; second half`);
     const t1 = now();
@@ -220,6 +239,7 @@ async function idleScenario(t: Target) {
     const status = await set.all<"status">({ type: "status" });
     const open = status.reduce((a, s) => a + s.open, 0);
     const secondHalf = Math.max(1, open - openMiddle);
+    const liveAfter = liveMiddle ? await liveHeaps(t.processes) : undefined;
     const perProcess = after.map((a, i) => ({
       role: a.role,
       pid: a.pid,
@@ -233,6 +253,7 @@ async function idleScenario(t: Target) {
       heapPerSessionKiB: round((a.heapUsedBytes - before[i]!.heapUsedBytes) / 1024 / Math.max(1, open)),
       rssMarginalKiB: round((a.rssBytes - middle[i]!.rssBytes) / 1024 / secondHalf),
       heapMarginalKiB: round((a.heapUsedBytes - middle[i]!.heapUsedBytes) / 1024 / secondHalf),
+      ...liveGrowth(liveMiddle?.get(a.pid), liveAfter?.get(a.pid), secondHalf),
     }));
     // Session-holding roles only: the api, the pipeline and the engines hold no sessions.
     const sum = (k: "rssPerSessionKiB" | "heapPerSessionKiB" | "rssMarginalKiB" | "heapMarginalKiB") =>
@@ -258,11 +279,52 @@ async function idleScenario(t: Target) {
       heapPerSessionKiB: sum("heapPerSessionKiB"),
       rssMarginalKiB: sum("rssMarginalKiB"),
       heapMarginalKiB: sum("heapMarginalKiB"),
+      liveHeapMarginalBytes: liveMiddle ? Math.round(perProcess.reduce((a, p) => a + (p.liveHeapMarginalBytes ?? 0), 0)) : undefined,
     };
   } finally {
     await set.close();
     await sleep(3000);
   }
+}
+
+type Tally = ReturnType<typeof tally>;
+
+/** Has each session-holding process this run started write a heap snapshot; returns what each holds, by kind. */
+async function liveHeaps(processes: ServerProcess[]): Promise<Map<number, Tally>> {
+  const out = new Map<number, Tally>();
+  for (const p of processes.filter((p) => p.child && SESSION_ROLES.has(p.role))) {
+    const n = (snapshotFiles.get(p.pid) ?? 0) + 1;
+    snapshotFiles.set(p.pid, n);
+    const file = join(snapshotDir, `${p.pid}-${n}.heapsnapshot`);
+    process.kill(p.pid, "SIGUSR2");
+    const deadline = now() + 180_000;
+    while (!existsSync(file)) {
+      if (now() > deadline) throw new Error(`${p.role} (pid ${p.pid}) wrote no heap snapshot ${file}`);
+      await sleep(100);
+    }
+    out.set(p.pid, tally(file));
+  }
+  return out;
+}
+const snapshotFiles = new Map<number, number>();
+
+interface LiveGrowth {
+  liveHeapMarginalBytes?: number;
+  liveHeapTopKinds?: { kind: string; bytes: number; objects: number }[];
+}
+
+/** Live bytes per session added between two snapshots of one process, and the kinds of object that grew most. */
+function liveGrowth(before: Tally | undefined, after: Tally | undefined, sessions: number): LiveGrowth {
+  if (!before || !after) return {};
+  const rows = [...after].map(([kind, a]) => {
+    const b = before.get(kind) ?? { size: 0, count: 0 };
+    return { kind, bytes: Math.round((a.size - b.size) / sessions), objects: round((a.count - b.count) / sessions, 2) };
+  });
+  rows.sort((x, y) => y.bytes - x.bytes);
+  return {
+    liveHeapMarginalBytes: rows.reduce((acc, r) => acc + r.bytes, 0),
+    liveHeapTopKinds: rows.slice(0, 12),
+  };
 }
 
 // ---------------------------------------------------------------- scenarios 2-4: traffic
@@ -608,7 +670,7 @@ async function main() {
   writeFileSync(`${base}.json`, JSON.stringify(result, null, 1));
   writeFileSync(`${base}.md`, renderMarkdown(result));
   log(`wrote ${base}.json and .md`);
-  if (!opt.profile && !opt.alloc) rmSync(tmpDir, { recursive: true, force: true });
+  if (!opt.profile && !opt.alloc && !opt["heap-snapshots"]) rmSync(tmpDir, { recursive: true, force: true });
   else log(`profiles kept in ${tmpDir}`);
   process.stdout.write(renderMarkdown(result));
   if (result.error) process.exitCode = 1;

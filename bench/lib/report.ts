@@ -89,9 +89,13 @@ export function renderMarkdown(res: Any): string {
   const idle: Any[] = res.results?.idle ?? [];
   if (idle.length) {
     const relay = idle.find((r) => r.target === "relay");
+    // --heap-snapshots: the live bytes a session adds (second half, from snapshots).
+    const live = idle.some((r) => r.liveHeapMarginalBytes !== undefined);
+    const withLive = (head: string[], rows: unknown[][], of: Any[]) =>
+      live ? table([...head, "live heap / session (B)"], rows.map((row, i) => [...row, of[i].liveHeapMarginalBytes ?? ""])) : table(head, rows);
     out.push("", "## 1. Idle sessions", "");
     out.push(
-      table(
+      withLive(
         ["target", "sessions open after hold", "failed", "connect all (s)", "connects/s", "RSS / session (KiB)", "heap / session (KiB)", "marginal RSS / heap (KiB)", "RSS ÷ relay", "accounts", "load (1 min)"],
         idle.map((r) => [
           r.target,
@@ -106,12 +110,25 @@ export function renderMarkdown(res: Any): string {
           r.accounts,
           r.loadavgAtStart?.[0],
         ]),
+        idle,
       ),
     );
-    const multi = idle;
-    for (const r of multi) {
+    if (live) {
+      out.push(
+        "",
+        "Live heap: from V8 heap snapshots (each after a full collection) at half and at the end, per session of the second half (`--heap-snapshots`). " +
+          "RSS in this run includes what writing the first snapshot left behind: take RSS from a run without snapshots.",
+      );
+    }
+    for (const r of idle) {
       out.push("", `Per process (${r.target}):`, "");
-      out.push(table(["role", "pid", "RSS before→half→after (MiB)", "heap before→half→after (MiB)", "RSS / session (KiB)", "heap / session (KiB)", "marginal RSS / heap (KiB)"], r.perProcess.map((p: Any) => [p.role, p.pid, `${p.rssBeforeMiB}→${p.rssMiddleMiB}→${p.rssAfterMiB}`, `${p.heapBeforeMiB}→${p.heapMiddleMiB}→${p.heapAfterMiB}`, p.rssPerSessionKiB, p.heapPerSessionKiB, `${fmt(p.rssMarginalKiB)} / ${fmt(p.heapMarginalKiB)}`])));
+      out.push(
+        withLive(
+          ["role", "pid", "RSS before→half→after (MiB)", "heap before→half→after (MiB)", "RSS / session (KiB)", "heap / session (KiB)", "marginal RSS / heap (KiB)"],
+          r.perProcess.map((p: Any) => [p.role, p.pid, `${p.rssBeforeMiB}→${p.rssMiddleMiB}→${p.rssAfterMiB}`, `${p.heapBeforeMiB}→${p.heapMiddleMiB}→${p.heapAfterMiB}`, p.rssPerSessionKiB, p.heapPerSessionKiB, `${fmt(p.rssMarginalKiB)} / ${fmt(p.heapMarginalKiB)}`]),
+          r.perProcess,
+        ),
+      );
     }
   }
 

@@ -298,7 +298,7 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
   const started: (Spawned & { role: string })[] = [];
   const procs: ServerProcess[] = [];
   const start = async (role: string, env: Record<string, string> = {}) => {
-    const p = await spawnListening(`cmd/${role}/main.ts`, `${role} listening`, { ...common, ...env }, o.nodeOptions);
+    const p = await spawnListening(`cmd/${role}/main.ts`, `${role} listening`, { ...common, ...env }, o.nodeOptions, o.root);
     started.push(Object.assign(p, { role }));
     const ops = p.info.ops !== undefined ? `http://127.0.0.1:${p.info.ops}/metrics` : p.info.http ? `${p.info.http}/metrics` : undefined;
     procs.push({ role, pid: p.child.pid!, metricsUrl: ops, child: p.child });
@@ -314,7 +314,7 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
     for (const e of engineProcesses()) procs.push(e);
     const apiUrl = String(api.info.http);
     return {
-      name: "cluster",
+      name: o.name ?? "cluster",
       persistent: true,
       wsUrls: gateways.map((g) => String(g.info.ws)),
       processes: procs,

@@ -74,7 +74,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly limits: SessionLimits;
   readonly logger?: Logger;
   readonly metrics?: ChatServerMetrics;
-  private readonly byUser = new Map<Id, Set<Session>>();
+  /**
+   * The sessions of each user held here, copy-on-write: a session opening or
+   * closing replaces its user's list, so whoever iterates a list (a delivery,
+   * the sweep) needs no copy of it. Most users have one session on a server,
+   * and a list of one costs a fraction of a Set.
+   */
+  private readonly byUser = new Map<Id, readonly Session[]>();
   private readonly idleSweep: NodeJS.Timeout;
   private readonly routesRefresh?: NodeJS.Timeout;
   private count = 0;
@@ -99,7 +105,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       deps.routes.onReset?.(() => {
         this.logger?.info("session routes were reset: re-asserting them and catching sessions up");
         void this.refreshRoutes().then(() => {
-          for (const set of this.byUser.values()) for (const s of set) s.catchUp();
+          for (const list of this.byUser.values()) for (const s of list) s.catchUp();
         });
       });
     }
@@ -120,10 +126,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   open(identity: SessionIdentity, sink: SessionSink): SessionHandle {
     const session = new Session(this, identity, sink);
-    let set = this.byUser.get(identity.userId);
-    const firstHere = !set;
-    if (!set) this.byUser.set(identity.userId, (set = new Set()));
-    set.add(session);
+    const list = this.byUser.get(identity.userId);
+    const firstHere = list === undefined;
+    this.byUser.set(identity.userId, list ? [...list, session] : [session]);
     this.count++;
     this.deps.metrics?.sessions.inc();
     this.deps.presence?.deviceConnected(identity.userId, identity.deviceId);
@@ -144,15 +149,18 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** @internal called by Session when it ends. */
   detach(session: Session, code?: number): void {
-    const set = this.byUser.get(session.userId);
-    if (!set?.delete(session)) return;
-    if (set.size === 0) {
+    const list = this.byUser.get(session.userId);
+    if (!list?.includes(session)) return;
+    const rest = list.filter((s) => s !== session);
+    if (rest.length > 0) {
+      this.byUser.set(session.userId, rest);
+    } else {
       this.byUser.delete(session.userId);
       this.deps.routes?.remove(session.userId, this.serverId).catch((err) => this.logger?.warn({ err }, "could not remove a route"));
     }
     this.count--;
     this.deps.metrics?.sessions.dec();
-    const stillThere = [...(set ?? [])].some((s) => s.deviceId === session.deviceId);
+    const stillThere = rest.some((s) => s.deviceId === session.deviceId);
     // A logout is reported by closeDevice, at once rather than after the grace period.
     if (!stillThere && code !== CloseCode.loggedOut) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
   }
@@ -176,10 +184,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
   deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): number {
     const sessions = this.byUser.get(userId);
     if (sessions === undefined) return 0;
-    // Once per delivery of every message: no copies of the set, and the
-    // frame encoded at most once per encoding for all of the user's sessions.
-    // A session that closes while we go is taken out of the set, which a Set's
-    // iteration allows.
+    // Once per delivery of every message: the frame is encoded at most once
+    // per encoding for all of the user's sessions.
     const entry = frame.kind.case === "message" ? frame.kind.value.entry : undefined;
     if (frame.kind.case === "message" && !entry?.message) return 0;
     const encoded = entry ? new EncodedFrame(frame) : undefined;
@@ -194,7 +200,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
-    for (const s of [...(this.byUser.get(userId) ?? [])]) if (s.deviceId === deviceId) s.close(code, reason);
+    for (const s of this.byUser.get(userId) ?? []) if (s.deviceId === deviceId) s.close(code, reason);
     if (code === CloseCode.loggedOut) {
       const presence = this.deps.presence;
       if (presence?.deviceLoggedOut) presence.deviceLoggedOut(userId, deviceId);
@@ -235,8 +241,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private sweep(): void {
     const now = Date.now();
     const idleCutoff = now - 3 * this.limits.heartbeatIntervalMs;
-    for (const set of [...this.byUser.values()]) {
-      for (const s of [...set]) {
+    // No copies: closing a session replaces or deletes its user's entry,
+    // which a Map's iteration allows, and leaves the list being read alone.
+    for (const list of this.byUser.values()) {
+      for (const s of list) {
         if (s.identity.tokenExpiresAtMs <= now) s.close(CloseCode.tokenExpired, "access token expired");
         else if (s.idleSinceMs < idleCutoff) s.close(CloseCode.goingAway, "no heartbeat");
       }
@@ -248,6 +256,6 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.accepting = false;
     clearInterval(this.idleSweep);
     clearInterval(this.routesRefresh);
-    for (const set of [...this.byUser.values()]) for (const s of [...set]) s.close(CloseCode.goingAway, reason);
+    for (const list of this.byUser.values()) for (const s of list) s.close(CloseCode.goingAway, reason);
   }
 }

@@ -7,7 +7,7 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
-import type { FrameEncoding, SessionHandle } from "../chatserver/port.js";
+import type { FrameEncoding, SessionHandle, SessionSink } from "../chatserver/port.js";
 import type { ChatServer } from "../chatserver/server.js";
 import { fromTsProto } from "./frames.js";
 
@@ -22,21 +22,57 @@ const PAUSED = Number.MAX_SAFE_INTEGER / 2;
  * ChatServer, and the stream only carries frames. When the stream breaks,
  * the sessions on it end here, and the gateway opens them again elsewhere.
  */
+type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
+
+function writeTo(call: GatewayStream, res: SessionResponse): void {
+  // grpc-js buffers past the high-water mark; sessions see the backlog
+  // through bufferedBytes and stall their live pushes until 'drain'.
+  if (!call.writableEnded && !call.destroyed) call.write(res);
+}
+
+/**
+ * One device session carried on a gateway's stream: the sink its Session
+ * writes to. A class rather than closures, because a chat server holds tens
+ * of thousands of these and one small object each is what an idle session
+ * should cost here.
+ */
+class StreamedSession implements SessionSink {
+  handle!: SessionHandle;
+  /** The gateway's buffer towards the device is full (FlowControl). */
+  paused = false;
+
+  constructor(
+    private readonly call: GatewayStream,
+    private readonly sessions: Map<bigint, StreamedSession>,
+    readonly id: bigint,
+    readonly encoding: FrameEncoding,
+  ) {}
+
+  send(frame: Uint8Array | string): void {
+    const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    writeTo(this.call, { sessionId: this.id, kind: { $case: "serverFrame", value: bytes } });
+  }
+
+  bufferedBytes(): number {
+    return this.paused ? PAUSED : this.call.writableLength;
+  }
+
+  close(code: number, reason: string): void {
+    this.sessions.delete(this.id);
+    writeTo(this.call, { sessionId: this.id, kind: { $case: "closed", value: { code, reason } } });
+  }
+}
+
 export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
-  const streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
+  const streams = new Set<GatewayStream>();
   return {
     session(call) {
       streams.add(call);
-      const sessions = new Map<bigint, { handle: SessionHandle; paused: boolean; encoding: FrameEncoding }>();
+      const sessions = new Map<bigint, StreamedSession>();
       const drainAll = () => {
         for (const s of sessions.values()) if (!s.paused) s.handle.drained();
       };
       call.on("drain", drainAll);
-      const write = (res: SessionResponse) => {
-        // grpc-js buffers past the high-water mark; sessions see the backlog
-        // through bufferedBytes and stall their live pushes until 'drain'.
-        if (!call.writableEnded && !call.destroyed) call.write(res);
-      };
       call.on("data", (req: SessionRequest) => {
         const id = req.sessionId;
         const kind = req.kind;
@@ -45,32 +81,20 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
           case "open": {
             if (sessions.has(id)) return;
             if (!chat.accepting) {
-              write({ sessionId: id, kind: { $case: "closed", value: { code: 1013, reason: "server is not taking sessions" } } });
+              writeTo(call, { sessionId: id, kind: { $case: "closed", value: { code: 1013, reason: "server is not taking sessions" } } });
               return;
             }
             const o = kind.value;
-            const encoding: FrameEncoding = o.encoding === "json" ? "json" : "proto";
-            const entry = { handle: undefined as unknown as SessionHandle, paused: false, encoding };
-            sessions.set(id, entry);
-            entry.handle = chat.open(
+            const session = new StreamedSession(call, sessions, id, o.encoding === "json" ? "json" : "proto");
+            sessions.set(id, session);
+            session.handle = chat.open(
               {
                 userId: o.userId,
                 deviceId: o.deviceId,
                 tokenExpiresAtMs: o.tokenExpiresAt ? o.tokenExpiresAt.getTime() : 0,
-                encoding,
+                encoding: session.encoding,
               },
-              {
-                send: (frame) =>
-                  write({
-                    sessionId: id,
-                    kind: { $case: "serverFrame", value: typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength) },
-                  }),
-                bufferedBytes: () => (entry.paused ? PAUSED : call.writableLength),
-                close: (code, reason) => {
-                  sessions.delete(id);
-                  write({ sessionId: id, kind: { $case: "closed", value: { code, reason } } });
-                },
-              },
+              session,
             );
             return;
           }

@@ -2,12 +2,14 @@ import type { Id } from "../model/types.js";
 import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
 
 interface DeviceState {
+  deviceId: Id;
   lastAliveMs: number;
   expiresAtMs: number;
 }
 
 interface UserState {
-  devices: Map<Id, DeviceState>;
+  /** A list, not a Map: a user has a few devices, and chatd holds one of these per user online. */
+  devices: DeviceState[];
   online: boolean;
   lastSeenMs?: number;
 }
@@ -21,11 +23,18 @@ export class MemoryPresenceStore implements PresenceStore {
   async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
     let u = this.users.get(userId);
     if (options.ifAlive) {
-      const d = u?.devices.get(deviceId);
+      const d = u?.devices.find((x) => x.deviceId === deviceId);
       if (!d || d.expiresAtMs <= nowMs) return false;
     }
-    if (!u) this.users.set(userId, (u = { devices: new Map(), online: false }));
-    u.devices.set(deviceId, { lastAliveMs: nowMs, expiresAtMs });
+    if (!u) this.users.set(userId, (u = { devices: [], online: false }));
+    const d = u.devices.find((x) => x.deviceId === deviceId);
+    if (d) {
+      d.lastAliveMs = nowMs;
+      d.expiresAtMs = expiresAtMs;
+    } else {
+      // Not push(): growing an array from empty reserves room for 16 more.
+      u.devices = [...u.devices, { deviceId, lastAliveMs: nowMs, expiresAtMs }];
+    }
     prune(u, nowMs);
     if (u.online) return false;
     u.online = true;
@@ -36,9 +45,9 @@ export class MemoryPresenceStore implements PresenceStore {
   async drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined> {
     const u = this.users.get(userId);
     if (!u) return undefined;
-    u.devices.delete(deviceId);
+    u.devices = u.devices.filter((d) => d.deviceId !== deviceId);
     prune(u, nowMs);
-    if (u.devices.size > 0 || !u.online) return undefined;
+    if (u.devices.length > 0 || !u.online) return undefined;
     u.online = false;
     u.lastSeenMs = nowMs;
     this.online.delete(userId);
@@ -51,7 +60,7 @@ export class MemoryPresenceStore implements PresenceStore {
       if (flips.length >= limit) break;
       const u = this.users.get(userId)!;
       const lastAlive = prune(u, nowMs);
-      if (u.devices.size > 0) continue;
+      if (u.devices.length > 0) continue;
       u.online = false;
       u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);
       this.online.delete(userId);
@@ -66,7 +75,7 @@ export class MemoryPresenceStore implements PresenceStore {
       if (!u) return { userId, online: false };
       let lastSeen = u.lastSeenMs ?? 0;
       let online = false;
-      for (const d of u.devices.values()) {
+      for (const d of u.devices) {
         if (d.expiresAtMs > nowMs) online = true;
         else lastSeen = Math.max(lastSeen, d.lastAliveMs);
       }
@@ -81,11 +90,13 @@ export class MemoryPresenceStore implements PresenceStore {
 /** Drops expired devices; returns the latest lastAlive among the dropped ones (0 if none). */
 function prune(u: UserState, nowMs: number): number {
   let lastAlive = 0;
-  for (const [id, d] of u.devices) {
+  let expired = false;
+  for (const d of u.devices) {
     if (d.expiresAtMs <= nowMs) {
+      expired = true;
       lastAlive = Math.max(lastAlive, d.lastAliveMs);
-      u.devices.delete(id);
     }
   }
+  if (expired) u.devices = u.devices.filter((d) => d.expiresAtMs > nowMs);
   return lastAlive;
 }
