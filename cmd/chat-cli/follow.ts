@@ -106,6 +106,9 @@ function connectOnce(url: string, token: string, take: (m: Message[]) => void, w
         opts.status("connected");
         return;
       }
+      if (k.case === "syncBatch" && k.value.expiredThrough > 0n) {
+        opts.status(`some messages are past the inbox retention window; \`chat-cli history\` shows them`);
+      }
       const entries = k.case === "message" ? (k.value.entry ? [k.value.entry] : []) : k.case === "syncBatch" ? k.value.entries : [];
       if (entries.length === 0) {
         if (k.case === "error") opts.status(`server: ${k.value.message}`);

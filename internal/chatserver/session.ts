@@ -246,6 +246,10 @@ export class Session implements SessionHandle {
       if (entries.length === 0 && ref === 0n && !this.pumpAgain) return;
       const hasMore = entries.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
+      // Entries right after the cursor that the inbox no longer keeps: the
+      // device fills them from channel history.
+      const first = entries[0]?.inboxSeq;
+      const expiredThrough = first !== undefined && first > from + 1n ? first - 1n : 0n;
       this.sentUpTo = last;
       this.server.metrics?.entriesOut.inc(entries.length);
       this.send(
@@ -257,6 +261,7 @@ export class Session implements SessionHandle {
               entries: entries.map(inboxEntryToProto),
               headInboxSeq: last,
               hasMore: hasMore || this.pumpAgain,
+              expiredThrough,
             },
           },
         }),

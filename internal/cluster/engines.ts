@@ -17,6 +17,7 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
     localDataCenter: e.cassandraDc,
     keyspace: e.cassandraKeyspace,
     replicationFactor: e.cassandraReplication,
+    inboxRetentionSeconds: e.inboxRetentionSeconds,
     logger,
   });
 }

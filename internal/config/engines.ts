@@ -14,6 +14,8 @@ export interface EngineEndpoints {
   cassandraKeyspace: string;
   /** Replication factor of the keyspace the project creates (1 for one node). */
   cassandraReplication: number;
+  /** Seconds an inbox entry is kept (history is kept forever); 0 keeps entries forever. */
+  inboxRetentionSeconds: number;
 }
 
 export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
@@ -27,6 +29,8 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
     cassandraDc: r.string("CHAT_CASSANDRA_DC", "datacenter1"),
     cassandraKeyspace: r.string("CHAT_CASSANDRA_KEYSPACE", "chat"),
     cassandraReplication: r.int("CHAT_CASSANDRA_REPLICATION", 1, 1, 9),
+    // 30 days; Cassandra's TTL cannot exceed 20 years.
+    inboxRetentionSeconds: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000),
   };
   if (!/^[a-z][a-z0-9_]{0,47}$/.test(e.cassandraKeyspace)) {
     r.problems.push(`CHAT_CASSANDRA_KEYSPACE=${JSON.stringify(e.cassandraKeyspace)}: expected a lower-case CQL name`);

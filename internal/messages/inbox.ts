@@ -6,6 +6,12 @@ import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
  * Every device of the user keeps one cursor into it. Exactly one writer
  * appends to a given user's inbox at a time (the pipeline partition that owns
  * the user). Adapters: sqlite (embedded), cassandra (distributed).
+ *
+ * An adapter may keep entries only for a retention window (Cassandra, by
+ * CHAT_INBOX_RETENTION_S; SQLite keeps them forever): the inbox is the sync
+ * queue, history stays in the MessageLog. Expired entries are the oldest
+ * ones; the newest entry and the seqs are never lost, so appends and head()
+ * are unaffected.
  */
 export interface Inbox {
   /**
@@ -14,7 +20,12 @@ export interface Inbox {
    * duplicate = true.
    */
   append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }>;
-  /** Entries with inboxSeq > afterSeq, ascending, at most limit. */
+  /**
+   * Entries with inboxSeq > afterSeq, ascending, at most limit. Entries past
+   * the retention window are skipped: the first entry returned may then be
+   * above afterSeq + 1, and the result is empty only when nothing kept is
+   * above afterSeq.
+   */
   readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]>;
   /** The highest inbox seq, 0n when empty. */
   head(userId: Id): Promise<bigint>;

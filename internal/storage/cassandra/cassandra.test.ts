@@ -138,6 +138,35 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual((await inbox.readAfter(u, BigInt(BUCKET - 1), 2)).map((e) => e.inboxSeq), range(BUCKET, BUCKET + 1));
     });
 
+    it("keeps inbox entries for its retention window: reads skip what expired, the newest entry and the seqs stay", async () => {
+      const u = uniqueId();
+      // Entries that live one second, spread over three buckets.
+      const shortLived = new CassandraInbox(s().db, BUCKET, undefined, 1);
+      const n = BUCKET * 2 + 3;
+      for (let i = 0; i < n; i++) await shortLived.append(u, { ...msg(uniqueId()), seq: 1n });
+      const reader = new CassandraInbox(s().db, BUCKET);
+      const deadline = Date.now() + 30_000;
+      // Until every row has expired, only the head's own copy (its row in inbox_heads has no TTL) is left.
+      while ((await reader.readAfter(u, 0n, 1000)).length > 1) {
+        if (Date.now() > deadline) assert.fail("inbox rows with a one-second TTL did not expire in 30 s");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepStrictEqual((await reader.readAfter(u, 0n, 3)).map((e) => e.inboxSeq), [BigInt(n)]);
+      // Later entries take the next seqs, and reads from any cursor below them
+      // skip the expired pages. The old head's row is written again by the
+      // next append (a writer finishes a head it has not seen written), so the
+      // newest entry before the silence stays too.
+      const kept = new CassandraInbox(s().db, BUCKET, undefined, 3600);
+      const a = await kept.append(u, { ...msg(uniqueId()), seq: 1n });
+      const b = await kept.append(u, { ...msg(uniqueId()), seq: 2n });
+      assert.deepStrictEqual([a.entry.inboxSeq, b.entry.inboxSeq], [BigInt(n + 1), BigInt(n + 2)]);
+      for (const [after, limit] of [[0n, 1], [0n, 2], [0n, 1000], [3n, 1], [BigInt(BUCKET), 5], [BigInt(n), 1000]] as const) {
+        const want = [n, n + 1, n + 2].map(BigInt).filter((q) => q > after).slice(0, limit);
+        assert.deepStrictEqual((await reader.readAfter(u, after, limit)).map((e) => e.inboxSeq), want, `after ${after}, limit ${limit}`);
+      }
+      assert.equal(await reader.head(u), BigInt(n + 2));
+    });
+
     it("round-trips 64-bit ids above 2^53 exactly", async () => {
       const st = s();
       const big = [2n ** 53n + 1n, 2n ** 62n + 12345n, MAX_INT64 - 7n];

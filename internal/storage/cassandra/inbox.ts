@@ -23,6 +23,11 @@ const entryValues = ({ message: m }: InboxEntry) => [
  * message_id). Device cursors only move forward without a read or a Paxos
  * round: the cursor value is also the cell's write timestamp, so the largest
  * one always wins.
+ *
+ * With a retention window, entry and dedup rows are written with that TTL:
+ * the inbox copies (several per message) are most of the cluster's storage,
+ * and history stays forever in the message log. The head row has no TTL, so
+ * the newest entry and the seq survive any silence.
  */
 export class CassandraInbox implements Inbox {
   private readonly appender: SequencedAppender<StoredMessage, InboxEntry>;
@@ -32,6 +37,8 @@ export class CassandraInbox implements Inbox {
     private readonly db: Db,
     private readonly bucketSize: number,
     headCacheSize?: number,
+    /** Seconds an entry is kept; 0 keeps entries forever. */
+    private readonly retentionSeconds = 0,
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
@@ -42,12 +49,14 @@ export class CassandraInbox implements Inbox {
       nextHead: `UPDATE ${t("inbox_heads")} SET last_seq = ?, message_id = ?, channel_id = ?, seq = ?,
                    sender_user_id = ?, sender_device_id = ?, client_msg_id = ?, text = ?, sent_at_ms = ?
                  WHERE user_id = ? IF last_seq = ?`,
-      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               USING TTL ?`,
       one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
       range: `SELECT inbox_seq, ${COLS} FROM ${t("inbox")}
               WHERE user_id = ? AND bucket = ? AND inbox_seq >= ? AND inbox_seq <= ?`,
+      firstKept: `SELECT inbox_seq FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq > ? LIMIT 1`,
       dedup: `SELECT inbox_seq FROM ${t("inbox_dedup")} WHERE user_id = ? AND message_id = ?`,
-      putDedup: `INSERT INTO ${t("inbox_dedup")} (user_id, message_id, inbox_seq) VALUES (?, ?, ?)`,
+      putDedup: `INSERT INTO ${t("inbox_dedup")} (user_id, message_id, inbox_seq) VALUES (?, ?, ?) USING TTL ?`,
       cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
     };
@@ -66,9 +75,20 @@ export class CassandraInbox implements Inbox {
   async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
     if (limit <= 0) return [];
     const head = await this.head(userId);
-    const lo = (afterSeq < 0n ? 0n : afterSeq) + 1n;
-    const hi = lo + BigInt(limit) - 1n < head ? lo + BigInt(limit) - 1n : head;
-    if (hi < lo) return [];
+    let lo = (afterSeq < 0n ? 0n : afterSeq) + 1n;
+    for (;;) {
+      const hi = lo + BigInt(limit) - 1n < head ? lo + BigInt(limit) - 1n : head;
+      if (hi < lo) return [];
+      const entries = await this.readKept(userId, lo, hi, head);
+      if (entries.length > 0 || hi === head) return entries;
+      // The whole page is past retention (rows expire oldest first): go on
+      // from the first entry still kept instead of answering "nothing".
+      lo = await this.firstKeptAfter(userId, hi, head);
+    }
+  }
+
+  /** The range [lo, hi] as stored, sorted; the head's copy stands in for a head row not written yet. */
+  private async readKept(userId: Id, lo: bigint, hi: bigint, head: bigint): Promise<InboxEntry[]> {
     const entries = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
       this.db.rows(this.q.range, [userId, b, from, to]).then((rs) => rs.map((r) => toEntry(r, big(r.get("inbox_seq"))))),
     );
@@ -79,6 +99,15 @@ export class CassandraInbox implements Inbox {
       if (h && h.seq === head) entries.push(h.entry);
     }
     return entries.sort((a, b) => (a.inboxSeq < b.inboxSeq ? -1 : a.inboxSeq > b.inboxSeq ? 1 : 0));
+  }
+
+  /** The lowest seq above `after` that still has a row, bucket by bucket; the head (kept in its own row) when none has. */
+  private async firstKeptAfter(userId: Id, after: bigint, head: bigint): Promise<bigint> {
+    for (let b = bucketOf(after + 1n, this.bucketSize); b <= bucketOf(head, this.bucketSize); b++) {
+      const r = await this.db.one(this.q.firstKept, [userId, b, after]);
+      if (r) return big(r.get("inbox_seq"));
+    }
+    return head;
   }
 
   async head(userId: Id): Promise<bigint> {
@@ -129,8 +158,8 @@ export class CassandraInbox implements Inbox {
       },
       materialize: async (userId, e) => {
         await Promise.all([
-          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e)]),
-          db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq]),
+          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e), this.retentionSeconds]),
+          db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds]),
         ]);
       },
       findStored: async (userId, m) => {

@@ -36,6 +36,8 @@ export interface CassandraStorageOptions extends ConnectOptions, Omit<SchemaOpti
   replicationFactor?: number;
   /** Heads (last seq per channel / inbox) each writer keeps in memory. */
   headCacheSize?: number;
+  /** Seconds an inbox entry is kept (default 0: forever); history is kept forever either way. */
+  inboxRetentionSeconds?: number;
   logger?: Logger;
 }
 
@@ -72,7 +74,7 @@ export async function openCassandraStorage(options: CassandraStorageOptions): Pr
       accounts: new CassandraAccountStore(db),
       channels: new CassandraChannelStore(db),
       messages: new CassandraMessageLog(db, schema.bucketSize, options.headCacheSize),
-      inbox: new CassandraInbox(db, schema.bucketSize, options.headCacheSize),
+      inbox: new CassandraInbox(db, schema.bucketSize, options.headCacheSize, options.inboxRetentionSeconds),
       close: () => client.shutdown(),
     };
   } catch (e) {

@@ -193,6 +193,13 @@ export interface SyncBatch {
   entries: InboxEntry[];
   headInboxSeq: bigint;
   hasMore: boolean;
+  /**
+   * Non-zero when the entries after the requested cursor up to and including
+   * this inbox seq are no longer kept: the inbox keeps entries for a
+   * retention window (history is kept forever). The device missed them in
+   * sync and should page the history of its channels instead.
+   */
+  expiredThrough: bigint;
 }
 
 export interface ReceiptEvent {
@@ -1836,7 +1843,7 @@ export const MessageDelivery: MessageFns<MessageDelivery> = {
 };
 
 function createBaseSyncBatch(): SyncBatch {
-  return { entries: [], headInboxSeq: 0n, hasMore: false };
+  return { entries: [], headInboxSeq: 0n, hasMore: false, expiredThrough: 0n };
 }
 
 export const SyncBatch: MessageFns<SyncBatch> = {
@@ -1852,6 +1859,12 @@ export const SyncBatch: MessageFns<SyncBatch> = {
     }
     if (message.hasMore !== false) {
       writer.uint32(24).bool(message.hasMore);
+    }
+    if (message.expiredThrough !== 0n) {
+      if (BigInt.asUintN(64, message.expiredThrough) !== message.expiredThrough) {
+        throw new globalThis.Error("value provided for field message.expiredThrough of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.expiredThrough);
     }
     return writer;
   },
@@ -1893,6 +1906,14 @@ export const SyncBatch: MessageFns<SyncBatch> = {
             message.hasMore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiredThrough = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1918,6 +1939,11 @@ export const SyncBatch: MessageFns<SyncBatch> = {
         : isSet(object.has_more)
         ? globalThis.Boolean(object.has_more)
         : false,
+      expiredThrough: isSet(object.expiredThrough)
+        ? BigInt(object.expiredThrough)
+        : isSet(object.expired_through)
+        ? BigInt(object.expired_through)
+        : 0n,
     };
   },
 
@@ -1932,6 +1958,9 @@ export const SyncBatch: MessageFns<SyncBatch> = {
     if (message.hasMore !== false) {
       obj.hasMore = message.hasMore;
     }
+    if (message.expiredThrough !== 0n) {
+      obj.expiredThrough = message.expiredThrough.toString();
+    }
     return obj;
   },
 
@@ -1945,6 +1974,9 @@ export const SyncBatch: MessageFns<SyncBatch> = {
       ? BigInt(object.headInboxSeq)
       : 0n;
     message.hasMore = object.hasMore ?? false;
+    message.expiredThrough = (object.expiredThrough !== undefined && object.expiredThrough !== null)
+      ? BigInt(object.expiredThrough)
+      : 0n;
     return message;
   },
 };
