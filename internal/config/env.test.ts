@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readEngineEndpoints } from "./engines.js";
 import { ConfigError, EnvReader } from "./env.js";
 
 describe("EnvReader", () => {
@@ -20,5 +21,15 @@ describe("EnvReader", () => {
         /CHAT_PORT="http": expected an integer from 0 to 65535/.test(e.message) &&
         /CHAT_MODE="fast": expected one of a, b/.test(e.message),
     );
+  });
+});
+
+describe("engine settings", () => {
+  it("keeps inbox entries 30 days unless told otherwise, and refuses a retention Cassandra cannot store", () => {
+    assert.equal(readEngineEndpoints(new EnvReader({})).inboxRetentionSeconds, 30 * 86_400);
+    assert.equal(readEngineEndpoints(new EnvReader({ CHAT_INBOX_RETENTION_S: "0" })).inboxRetentionSeconds, 0);
+    const r = new EnvReader({ CHAT_INBOX_RETENTION_S: "-1" });
+    readEngineEndpoints(r);
+    assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S="-1"/.test(e.message));
   });
 });
