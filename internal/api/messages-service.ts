@@ -7,6 +7,7 @@ import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
+import { expiredThrough } from "../messages/inbox.js";
 
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
   return {
@@ -36,7 +37,12 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         deps.inbox.readAfter(me, req.afterInboxSeq, limit + 1),
         deps.inbox.head(me),
       ]);
-      return { entries: rows.slice(0, limit).map(inboxEntryToProto), headInboxSeq: head, hasMore: rows.length > limit };
+      return {
+        entries: rows.slice(0, limit).map(inboxEntryToProto),
+        headInboxSeq: head,
+        hasMore: rows.length > limit,
+        expiredThrough: expiredThrough(req.afterInboxSeq, rows),
+      };
     },
 
     async markRead(req, ctx) {

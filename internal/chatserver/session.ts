@@ -4,6 +4,7 @@ import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { expiredThrough } from "../messages/inbox.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
@@ -246,10 +247,6 @@ export class Session implements SessionHandle {
       if (entries.length === 0 && ref === 0n && !this.pumpAgain) return;
       const hasMore = entries.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
-      // Entries right after the cursor that the inbox no longer keeps: the
-      // device fills them from channel history.
-      const first = entries[0]?.inboxSeq;
-      const expiredThrough = first !== undefined && first > from + 1n ? first - 1n : 0n;
       this.sentUpTo = last;
       this.server.metrics?.entriesOut.inc(entries.length);
       this.send(
@@ -261,7 +258,9 @@ export class Session implements SessionHandle {
               entries: entries.map(inboxEntryToProto),
               headInboxSeq: last,
               hasMore: hasMore || this.pumpAgain,
-              expiredThrough,
+              // Entries right after the cursor that the inbox no longer keeps:
+              // the device fills them from channel history.
+              expiredThrough: expiredThrough(from, entries),
             },
           },
         }),

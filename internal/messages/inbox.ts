@@ -34,3 +34,14 @@ export interface Inbox {
   /** Moves the cursor forward only; returns the cursor after the call. */
   advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint>;
 }
+
+/**
+ * The last inbox seq a read from `afterSeq` skipped because the inbox no
+ * longer keeps it (0n when it skipped nothing): what a device must fill from
+ * channel history. `entries` is the read's result, ascending.
+ */
+export function expiredThrough(afterSeq: bigint, entries: readonly InboxEntry[]): bigint {
+  const first = entries[0]?.inboxSeq;
+  const from = afterSeq < 0n ? 0n : afterSeq;
+  return first !== undefined && first > from + 1n ? first - 1n : 0n;
+}

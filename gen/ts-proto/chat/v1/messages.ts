@@ -105,6 +105,12 @@ export interface SyncInboxResponse {
   /** The highest inbox_seq of the user at the time of the call. */
   headInboxSeq: bigint;
   hasMore: boolean;
+  /**
+   * As in chat.v1.SyncBatch: non-zero when the entries after
+   * after_inbox_seq up to and including this seq are past the inbox's
+   * retention window; page channel history for them.
+   */
+  expiredThrough: bigint;
 }
 
 export interface MarkReadRequest {
@@ -635,7 +641,7 @@ export const SyncInboxRequest: MessageFns<SyncInboxRequest> = {
 };
 
 function createBaseSyncInboxResponse(): SyncInboxResponse {
-  return { entries: [], headInboxSeq: 0n, hasMore: false };
+  return { entries: [], headInboxSeq: 0n, hasMore: false, expiredThrough: 0n };
 }
 
 export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
@@ -651,6 +657,12 @@ export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
     }
     if (message.hasMore !== false) {
       writer.uint32(24).bool(message.hasMore);
+    }
+    if (message.expiredThrough !== 0n) {
+      if (BigInt.asUintN(64, message.expiredThrough) !== message.expiredThrough) {
+        throw new globalThis.Error("value provided for field message.expiredThrough of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.expiredThrough);
     }
     return writer;
   },
@@ -692,6 +704,14 @@ export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
             message.hasMore = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiredThrough = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -717,6 +737,11 @@ export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
         : isSet(object.has_more)
         ? globalThis.Boolean(object.has_more)
         : false,
+      expiredThrough: isSet(object.expiredThrough)
+        ? BigInt(object.expiredThrough)
+        : isSet(object.expired_through)
+        ? BigInt(object.expired_through)
+        : 0n,
     };
   },
 
@@ -731,6 +756,9 @@ export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
     if (message.hasMore !== false) {
       obj.hasMore = message.hasMore;
     }
+    if (message.expiredThrough !== 0n) {
+      obj.expiredThrough = message.expiredThrough.toString();
+    }
     return obj;
   },
 
@@ -744,6 +772,9 @@ export const SyncInboxResponse: MessageFns<SyncInboxResponse> = {
       ? BigInt(object.headInboxSeq)
       : 0n;
     message.hasMore = object.hasMore ?? false;
+    message.expiredThrough = (object.expiredThrough !== undefined && object.expiredThrough !== null)
+      ? BigInt(object.expiredThrough)
+      : 0n;
     return message;
   },
 };
