@@ -109,7 +109,7 @@ export class WebSocketGateway {
     this.metrics?.connections.inc();
     const handle = this.options.host.open(
       { userId: who.userId, deviceId: who.deviceId, tokenExpiresAtMs: who.expiresAtMs, encoding: who.encoding },
-      new WebSocketSink(ws),
+      new WebSocketSink(ws, req.socket),
     );
     // ws has no drain event of its own; the TCP socket underneath does.
     req.socket.on("drain", () => handle.drained());
@@ -146,7 +146,10 @@ export class WebSocketGateway {
  * property store, about 0.9 KB per session in all.
  */
 class WebSocketSink implements SessionSink {
-  constructor(private readonly ws: WebSocket) {}
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+  ) {}
 
   send(frame: Uint8Array | string): void {
     this.ws.send(frame);
@@ -159,4 +162,21 @@ class WebSocketSink implements SessionSink {
   close(code: number, reason: string): void {
     this.ws.close(code, reason);
   }
+
+  holdWrites(): void {
+    if (held.has(this.socket)) return;
+    // Writes to a corked socket queue up and leave in one writev on uncork;
+    // a system call per frame is the largest single cost of a delivery.
+    this.socket.cork();
+    held.add(this.socket);
+    if (held.size === 1) setImmediate(releaseHeld);
+  }
+}
+
+/** Sockets corked by holdWrites, all uncorked by one immediate queued after the deliveries they wait for. */
+const held = new Set<Duplex>();
+
+function releaseHeld(): void {
+  for (const socket of held) socket.uncork();
+  held.clear();
 }

@@ -23,6 +23,12 @@ export interface SessionSink {
   /** Bytes queued towards the device and not yet written to the network. */
   bufferedBytes(): number;
   close(code: number, reason: string): void;
+  /**
+   * Optional: holds this session's writes until the immediates queued so far
+   * have run, so that frames sent close together (a send's ack, then its
+   * own inbox copy, pushed one immediate later) leave in one write call.
+   */
+  holdWrites?(): void;
 }
 
 /** What the session offers the transport. */

@@ -149,6 +149,9 @@ export class Session implements SessionHandle {
           { clientMsgId, channelId, text },
         );
         this.server.metrics?.messagesIn.inc();
+        // The message's own inbox copy follows in the next immediate
+        // (live delivery): both frames then cost one write.
+        if (!result.duplicate) this.sink.holdWrites?.();
         this.send(
           create(ServerFrameSchema, {
             ref,

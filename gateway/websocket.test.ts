@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import WebSocket from "ws";
+import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
+import { PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
+
+/** A gateway on loopback whose host hands each session's sink to the test. */
+async function gatewayWithSinks(): Promise<{ server: Server; url: string; sinks: SessionSink[]; gateway: WebSocketGateway }> {
+  const sinks: SessionSink[] = [];
+  const handle: SessionHandle = { receive: () => undefined, drained: () => undefined, closed: () => undefined };
+  const gateway = new WebSocketGateway({
+    path: "/ws",
+    verifier: { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) },
+    host: {
+      open: (_identity, sink) => {
+        sinks.push(sink);
+        return handle;
+      },
+    },
+    maxFrameBytes: 64 * 1024,
+  });
+  const server = createServer();
+  gateway.attach(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`, sinks, gateway };
+}
+
+/** Counts the write calls that reach the socket's handle (one per system call). */
+function countWrites(socket: Duplex): { calls: number } {
+  const count = { calls: 0 };
+  const s = socket as Duplex & { _writev?: (...a: unknown[]) => void; _write: (...a: unknown[]) => void };
+  for (const name of ["_write", "_writev"] as const) {
+    const original = s[name];
+    if (!original) continue;
+    s[name] = function (this: unknown, ...args: unknown[]) {
+      count.calls++;
+      return original.apply(this, args);
+    };
+  }
+  return count;
+}
+
+describe("websocket gateway", () => {
+  it("sends a held session's frames of one turn and the deliveries queued before the hold in one write", async () => {
+    const { server, url, sinks, gateway } = await gatewayWithSinks();
+    const client = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+    const received: Buffer[] = [];
+    const all = new Promise<void>((resolve) =>
+      client.on("message", (data: Buffer) => {
+        received.push(data);
+        if (received.length === 4) resolve();
+      }),
+    );
+    await new Promise((r) => client.once("open", r));
+    const sink = sinks[0]!;
+    const writes = countWrites((sink as unknown as { socket: Duplex }).socket);
+
+    // Held: the ack now and the delivery one immediate later leave together.
+    setImmediate(() => sink.send(new Uint8Array([2])));
+    sink.holdWrites!();
+    sink.send(new Uint8Array([1]));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(writes.calls, 1);
+
+    // Not held: a write call per frame.
+    setImmediate(() => sink.send(new Uint8Array([4])));
+    sink.send(new Uint8Array([3]));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(writes.calls, 3);
+
+    await all;
+    assert.deepStrictEqual(received.map((b) => b[0]), [1, 2, 3, 4]);
+    client.close();
+    await gateway.close();
+    await new Promise((r) => server.close(r));
+  });
+});
