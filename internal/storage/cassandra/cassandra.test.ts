@@ -140,9 +140,9 @@ describe("cassandra storage", function () {
 
     it("keeps inbox entries for its retention window: reads skip what expired, the newest entry and the seqs stay", async () => {
       const u = uniqueId();
-      // Entries that live one second, spread over three buckets.
+      // Entries that live one second, spread over six buckets.
       const shortLived = new CassandraInbox(s().db, BUCKET, undefined, 1);
-      const n = BUCKET * 2 + 3;
+      const n = BUCKET * 5 + 3;
       for (let i = 0; i < n; i++) await shortLived.append(u, { ...msg(uniqueId()), seq: 1n });
       const reader = new CassandraInbox(s().db, BUCKET);
       const deadline = Date.now() + 30_000;
@@ -160,7 +160,7 @@ describe("cassandra storage", function () {
       const a = await kept.append(u, { ...msg(uniqueId()), seq: 1n });
       const b = await kept.append(u, { ...msg(uniqueId()), seq: 2n });
       assert.deepStrictEqual([a.entry.inboxSeq, b.entry.inboxSeq], [BigInt(n + 1), BigInt(n + 2)]);
-      for (const [after, limit] of [[0n, 1], [0n, 2], [0n, 1000], [3n, 1], [BigInt(BUCKET), 5], [BigInt(n), 1000]] as const) {
+      for (const [after, limit] of [[0n, 1], [0n, 2], [0n, 1000], [3n, 1], [BigInt(BUCKET), 5], [BigInt(BUCKET * 3 + 1), 2], [BigInt(n), 1000]] as const) {
         const want = [n, n + 1, n + 2].map(BigInt).filter((q) => q > after).slice(0, limit);
         assert.deepStrictEqual((await reader.readAfter(u, after, limit)).map((e) => e.inboxSeq), want, `after ${after}, limit ${limit}`);
       }

@@ -101,13 +101,28 @@ export class CassandraInbox implements Inbox {
     return entries.sort((a, b) => (a.inboxSeq < b.inboxSeq ? -1 : a.inboxSeq > b.inboxSeq ? 1 : 0));
   }
 
-  /** The lowest seq above `after` that still has a row, bucket by bucket; the head (kept in its own row) when none has. */
+  /**
+   * The lowest seq above `after` that still has a row; the head (kept in its
+   * own row) when none has. Rows expire oldest first, so the buckets without
+   * one are a prefix: a binary search finds the first bucket that has one in
+   * a few reads, even for a new device (cursor 0) of a user with millions of
+   * entries.
+   */
   private async firstKeptAfter(userId: Id, after: bigint, head: bigint): Promise<bigint> {
-    for (let b = bucketOf(after + 1n, this.bucketSize); b <= bucketOf(head, this.bucketSize); b++) {
-      const r = await this.db.one(this.q.firstKept, [userId, b, after]);
-      if (r) return big(r.get("inbox_seq"));
+    let lo = bucketOf(after + 1n, this.bucketSize);
+    let hi = bucketOf(head, this.bucketSize);
+    let found: bigint | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) / 2n;
+      const r = await this.db.one(this.q.firstKept, [userId, mid, after]);
+      if (r) {
+        found = big(r.get("inbox_seq"));
+        hi = mid - 1n;
+      } else {
+        lo = mid + 1n;
+      }
     }
-    return head;
+    return found ?? head;
   }
 
   async head(userId: Id): Promise<bigint> {
