@@ -200,6 +200,19 @@ describe("cassandra storage", function () {
       assert.equal(await st.inbox.getCursor(u, d), MAX_INT64 - 1n);
     });
 
+    it("creates the inbox tables to expire by day: time-window compaction, a day of grace", async () => {
+      for (const table of ["inbox", "inbox_dedup"]) {
+        const r = await s().client.execute(
+          "SELECT compaction, gc_grace_seconds FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+          [keyspace, table],
+          { prepare: true },
+        );
+        const row = r.first();
+        assert.match(String(row?.get("compaction")?.class), /TimeWindowCompactionStrategy$/, table);
+        assert.equal(row?.get("gc_grace_seconds"), 86_400, table);
+      }
+    });
+
     it("applySchema again is harmless: data and the keyspace's bucket size stay", async () => {
       const st = s();
       const channelId = uniqueId();

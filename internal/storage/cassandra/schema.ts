@@ -32,6 +32,9 @@ export interface SchemaInfo {
   bucketSize: number;
 }
 
+const EXPIRING = `compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}
+             AND gc_grace_seconds = 86400`;
+
 // Partition and clustering keys are the design; see docs/architecture.md.
 const TABLES: Record<string, string> = {
   meta: `(key text PRIMARY KEY, value text)`,
@@ -81,10 +84,14 @@ const TABLES: Record<string, string> = {
 
   inbox_heads: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+  // Inbox rows carry the retention TTL (CHAT_INBOX_RETENTION_S) and are
+  // written once, oldest first: SSTables by day then expire whole and are
+  // dropped without a merge, and with no deletes to spread, a day of grace
+  // is enough. (Options of a new keyspace; an older one keeps its own.)
   inbox: `(user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
-             PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC)`,
-  inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id)))`,
+             PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC) AND ${EXPIRING}`,
+  inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id))) WITH ${EXPIRING}`,
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
