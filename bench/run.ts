@@ -79,12 +79,6 @@ const int = (k: keyof typeof opt) => Number(opt[k] as string);
 const list = (k: keyof typeof opt) => String(opt[k]).split(",").map((s) => s.trim()).filter(Boolean);
 const scenarios = new Set(list("scenarios"));
 const targetNames = list("targets");
-// Clusters of one run share the engines, and Kafka's topics and consumer
-// groups have fixed names: two clusters' pipelines would join the same groups
-// and take each other's messages. Idle sessions never reach Kafka.
-if (targetNames.filter((t) => /^cluster(-|$)/.test(t)).length > 1 && [...scenarios].some((s) => s !== "idle")) {
-  throw new Error("two cluster targets share Kafka's topics and consumer groups: run them together only with --scenarios idle");
-}
 const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 const label = String(opt.label || targetNames.map((t) => t.split("=")[0]).join("-"));
 const tmpDir = join(ROOT, "bench/results/tmp", `${stamp}-${label}`);

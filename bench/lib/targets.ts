@@ -286,6 +286,9 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
     CHAT_REDIS_URL: engines.CHAT_REDIS_URL!,
     CHAT_KAFKA_BROKERS: engines.CHAT_KAFKA_BROKERS!,
     CHAT_KAFKA_PARTITIONS: String(o.partitions),
+    // Its own topics and consumer groups, so clusters of one run do not take
+    // each other's messages (a checkout from before namespaces ignores it).
+    CHAT_KAFKA_NAMESPACE: `bench-${run}`,
     CHAT_CASSANDRA_CONTACT_POINTS: engines.CHAT_CASSANDRA_CONTACT_POINTS!,
     CHAT_CASSANDRA_DC: engines.CHAT_CASSANDRA_DC!,
     CHAT_CASSANDRA_KEYSPACE: `chat_bench_${run}`,

@@ -9,6 +9,8 @@ export interface EngineEndpoints {
   kafkaBrokers: string[];
   /** Partitions of each pipeline topic: the most workers one stage can use. */
   kafkaPartitions: number;
+  /** Prefix of the Kafka topics and consumer groups, for deployments sharing one Kafka ("" = none). */
+  kafkaNamespace: string;
   cassandraContactPoints: string[];
   cassandraDc: string;
   cassandraKeyspace: string;
@@ -25,6 +27,7 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
     redisUrl: r.string("CHAT_REDIS_URL", "redis://127.0.0.1:6379"),
     kafkaBrokers: r.list("CHAT_KAFKA_BROKERS", ["127.0.0.1:9092"]),
     kafkaPartitions: r.int("CHAT_KAFKA_PARTITIONS", 12, 1, 10_000),
+    kafkaNamespace: r.string("CHAT_KAFKA_NAMESPACE", ""),
     cassandraContactPoints: r.list("CHAT_CASSANDRA_CONTACT_POINTS", ["127.0.0.1:9042"]),
     cassandraDc: r.string("CHAT_CASSANDRA_DC", "datacenter1"),
     cassandraKeyspace: r.string("CHAT_CASSANDRA_KEYSPACE", "chat"),
@@ -37,6 +40,9 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
   }
   if (!/^[A-Za-z0-9_.-]+$/.test(e.etcdPrefix)) {
     r.problems.push(`CHAT_ETCD_PREFIX=${JSON.stringify(e.etcdPrefix)}: expected letters, digits, '_', '-', '.'`);
+  }
+  if (!/^[A-Za-z0-9_-]*$/.test(e.kafkaNamespace)) {
+    r.problems.push(`CHAT_KAFKA_NAMESPACE=${JSON.stringify(e.kafkaNamespace)}: expected letters, digits, '_' or '-'`);
   }
   if (!/^rediss?:\/\//.test(e.redisUrl)) r.problems.push(`CHAT_REDIS_URL=${JSON.stringify(e.redisUrl)}: expected redis://host:port`);
   return e;

@@ -32,4 +32,12 @@ describe("engine settings", () => {
     readEngineEndpoints(r);
     assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S="-1"/.test(e.message));
   });
+
+  it("takes a Kafka namespace of letters, digits, '_' and '-' only", () => {
+    assert.equal(readEngineEndpoints(new EnvReader({})).kafkaNamespace, "");
+    assert.equal(readEngineEndpoints(new EnvReader({ CHAT_KAFKA_NAMESPACE: "eu-1" })).kafkaNamespace, "eu-1");
+    const r = new EnvReader({ CHAT_KAFKA_NAMESPACE: "a.b" });
+    readEngineEndpoints(r);
+    assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_KAFKA_NAMESPACE="a.b"/.test(e.message));
+  });
 });

@@ -206,6 +206,33 @@ describe("KafkaQueue", function () {
       console.log(`      group hand-over: ${seenBy[0]!.size} + ${seenBy[1]!.size} records by the two members, ${dup} delivered twice`);
     });
 
+    it("keeps deployments with different namespaces apart on one broker: own topics, own groups", async () => {
+      const [topic, group] = [uniqueName("ns"), uniqueName("g")];
+      const spaces = [uniqueName("a"), uniqueName("b")];
+      const queues = spaces.map((namespace) => openQueue({ namespace }));
+      try {
+        for (const ns of spaces) {
+          made.topics.add(`${ns}.${topic}`);
+          made.groups.add(`${ns}.${group}`);
+        }
+        const got: QueueRecord[][] = [[], []];
+        for (const [i, q] of queues.entries()) {
+          await q.ensureTopics([{ topic, partitions: 2 }]);
+          // Same plain topic and group names on both sides.
+          subs.push(await q.subscribe(group, topic, async (rs) => void got[i]!.push(...rs)));
+        }
+        await queues[0]!.publish(topic, [{ key: "k", value: enc("for a") }]);
+        await queues[1]!.publish(topic, [{ key: "k", value: enc("for b") }]);
+        await waitFor(() => got[0]!.length > 0 && got[1]!.length > 0, "each namespace's record");
+        assert.deepStrictEqual(got.map((rs) => rs.map((r) => dec(r.value))), [["for a"], ["for b"]]);
+        // Handlers see the plain topic name.
+        assert.equal(got[0]![0]!.topic, topic);
+      } finally {
+        await Promise.all(subs.splice(0).map((s) => s.stop()));
+        await Promise.all(queues.map((q) => q.close()));
+      }
+    });
+
     it("fails clearly when no broker answers", async () => {
       const dead = openQueue({ brokers: ["127.0.0.1:1"], retry: { retries: 1, initialRetryTime: 50 } });
       await assert.rejects(dead.connect(), /cannot connect to Kafka at 127\.0\.0\.1:1/);

@@ -18,6 +18,12 @@ export interface KafkaQueueOptions {
   brokers: readonly string[];
   /** Client id in broker logs and quotas (default "chat"). */
   clientId?: string;
+  /**
+   * Prefix of every topic and consumer group ("<namespace>.<name>"), so that
+   * several deployments can share one Kafka (default none: the names as
+   * they are). Callers keep using the plain names.
+   */
+  namespace?: string;
   /** kafkajs logs go here (as child logger {component: "kafkajs"}); without one kafkajs is silent. */
   logger?: Logger;
   /** Lowest kafkajs level passed on to the logger (default "warn"). */
@@ -122,7 +128,13 @@ export class KafkaQueue implements MessageQueue {
     return this.connecting;
   }
 
-  async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
+  /** The Kafka name of a topic or consumer group. */
+  private named(name: string): string {
+    return this.options.namespace ? `${this.options.namespace}.${name}` : name;
+  }
+
+  async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
+    const topics = specs.map((t) => ({ ...t, topic: this.named(t.topic) }));
     for (const t of topics) {
       if (!Number.isInteger(t.partitions) || t.partitions < 1) {
         throw new RangeError(`topic ${t.topic}: partitions must be a positive integer`);
@@ -152,7 +164,8 @@ export class KafkaQueue implements MessageQueue {
     for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
   }
 
-  async consumerLag(group: string, topic: string): Promise<number> {
+  async consumerLag(groupName: string, topicName: string): Promise<number> {
+    const [group, topic] = [this.named(groupName), this.named(topicName)];
     await this.connect();
     const [ends, committed] = await Promise.all([
       this.admin.fetchTopicOffsets(topic),
@@ -182,7 +195,8 @@ export class KafkaQueue implements MessageQueue {
     return n;
   }
 
-  async publish(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+  async publish(topicName: string, records: readonly OutgoingRecord[]): Promise<void> {
+    const topic = this.named(topicName);
     if (this.closed) throw new Error("queue is closed");
     await this.partitionsOf(topic);
     if (records.length === 0) return;
@@ -238,8 +252,9 @@ export class KafkaQueue implements MessageQueue {
     })();
   }
 
-  async subscribe(group: string, topic: string, handler: BatchHandler, options: SubscribeOptions = {}): Promise<Subscription> {
+  async subscribe(groupName: string, topicName: string, handler: BatchHandler, options: SubscribeOptions = {}): Promise<Subscription> {
     if (this.closed) throw new Error("queue is closed");
+    const [group, topic] = [this.named(groupName), this.named(topicName)];
     await this.partitionsOf(topic);
     const consumer = this.kafka.consumer({
       groupId: group,
@@ -250,7 +265,7 @@ export class KafkaQueue implements MessageQueue {
       heartbeatInterval: this.options.heartbeatIntervalMs ?? 1_000,
       retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
     });
-    const sub = new KafkaSubscription(consumer, group, topic, handler, options.maxBatch ?? 256, this.options, () =>
+    const sub = new KafkaSubscription(consumer, group, topic, topicName, handler, options.maxBatch ?? 256, this.options, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -287,6 +302,8 @@ class KafkaSubscription implements Subscription {
     private readonly consumer: Consumer,
     private readonly group: string,
     private readonly topic: string,
+    /** The topic as the caller named it (without the namespace), for the records. */
+    private readonly recordTopic: string,
     private readonly handler: BatchHandler,
     private readonly maxBatch: number,
     private readonly options: KafkaQueueOptions,
@@ -326,7 +343,7 @@ class KafkaSubscription implements Subscription {
     const { topic, partition } = batch;
     const joinsAtStart = this.joins;
     const records: QueueRecord[] = batch.messages.map((m) => ({
-      topic,
+      topic: this.recordTopic,
       partition,
       offset: BigInt(m.offset),
       key: m.key?.toString() ?? "",
