@@ -39,19 +39,24 @@ export function tally(file: string): Map<string, { size: number; count: number }
   return out;
 }
 
+type Tally = ReturnType<typeof tally>;
+
+/** What grew from one tally to the next, per unit of `n` (a session), by kind, most bytes first. */
+export function growthPer(before: Tally, after: Tally, n: number): { kind: string; bytes: number; objects: number }[] {
+  const rows = [...new Set([...before.keys(), ...after.keys()])].map((kind) => {
+    const x = before.get(kind) ?? { size: 0, count: 0 };
+    const y = after.get(kind) ?? { size: 0, count: 0 };
+    return { kind, bytes: (y.size - x.size) / n, objects: (y.count - x.count) / n };
+  });
+  return rows.sort((p, q) => q.bytes - p.bytes);
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string", default: "30" } } });
   const [before, after, nArg] = positionals;
   const n = Number(nArg);
-  const a = tally(before!);
-  const b = tally(after!);
-  const rows = [...new Set([...a.keys(), ...b.keys()])].map((k) => {
-    const x = a.get(k) ?? { size: 0, count: 0 };
-    const y = b.get(k) ?? { size: 0, count: 0 };
-    return { k, bytes: (y.size - x.size) / n, objects: (y.count - x.count) / n };
-  });
-  rows.sort((p, q) => q.bytes - p.bytes);
+  const rows = growthPer(tally(before!), tally(after!), n);
   const total = rows.reduce((acc, r) => acc + r.bytes, 0);
   process.stdout.write(`heap growth per session: ${total.toFixed(0)} bytes over ${n} sessions\n\n| bytes / session | objects / session | type:name |\n| --- | --- | --- |\n`);
-  for (const r of rows.slice(0, Number(values.top))) process.stdout.write(`| ${r.bytes.toFixed(0)} | ${r.objects.toFixed(2)} | ${r.k} |\n`);
+  for (const r of rows.slice(0, Number(values.top))) process.stdout.write(`| ${r.bytes.toFixed(0)} | ${r.objects.toFixed(2)} | ${r.kind} |\n`);
 }

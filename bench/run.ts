@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KEY_SPAN } from "./loadgen.js";
 import { heapProfileBytes } from "./profile.js";
-import { tally } from "./heap-diff.js";
+import { growthPer, tally } from "./heap-diff.js";
 import type { PhaseReport, StormReport } from "./lib/ipc.js";
 import { renderMarkdown } from "./lib/report.js";
 import { now, type SessionSpec } from "./lib/session.js";
@@ -293,20 +293,13 @@ type Tally = ReturnType<typeof tally>;
 async function liveHeaps(processes: ServerProcess[]): Promise<Map<number, Tally>> {
   const out = new Map<number, Tally>();
   for (const p of processes.filter((p) => p.child && SESSION_ROLES.has(p.role))) {
-    const n = (snapshotFiles.get(p.pid) ?? 0) + 1;
-    snapshotFiles.set(p.pid, n);
-    const file = join(snapshotDir, `${p.pid}-${n}.heapsnapshot`);
+    const file = nextSignalledFile(snapshotDir, p.pid, "heapsnapshot");
     process.kill(p.pid, "SIGUSR2");
-    const deadline = now() + 180_000;
-    while (!existsSync(file)) {
-      if (now() > deadline) throw new Error(`${p.role} (pid ${p.pid}) wrote no heap snapshot ${file}`);
-      await sleep(100);
-    }
+    await signalledFileWritten(file, p, "heap snapshot", 180_000);
     out.set(p.pid, tally(file));
   }
   return out;
 }
-const snapshotFiles = new Map<number, number>();
 
 interface LiveGrowth {
   liveHeapMarginalBytes?: number;
@@ -316,14 +309,10 @@ interface LiveGrowth {
 /** Live bytes per session added between two snapshots of one process, and the kinds of object that grew most. */
 function liveGrowth(before: Tally | undefined, after: Tally | undefined, sessions: number): LiveGrowth {
   if (!before || !after) return {};
-  const rows = [...after].map(([kind, a]) => {
-    const b = before.get(kind) ?? { size: 0, count: 0 };
-    return { kind, bytes: Math.round((a.size - b.size) / sessions), objects: round((a.count - b.count) / sessions, 2) };
-  });
-  rows.sort((x, y) => y.bytes - x.bytes);
+  const rows = growthPer(before, after, sessions);
   return {
-    liveHeapMarginalBytes: rows.reduce((acc, r) => acc + r.bytes, 0),
-    liveHeapTopKinds: rows.slice(0, 12),
+    liveHeapMarginalBytes: Math.round(rows.reduce((acc, r) => acc + r.bytes, 0)),
+    liveHeapTopKinds: rows.slice(0, 12).map((r) => ({ kind: r.kind, bytes: Math.round(r.bytes), objects: round(r.objects, 2) })),
   };
 }
 
@@ -526,7 +515,7 @@ async function phase(
  */
 function startAllocSampling(processes: ServerProcess[]): { stop(): Promise<number> } {
   const ours = processes.filter((p) => p.child);
-  const next = new Map(ours.map((p) => [p.pid, nextAllocFile(p.pid)]));
+  const next = new Map(ours.map((p) => [p.pid, nextSignalledFile(allocDir, p.pid, "heapprofile")]));
   for (const p of ours) process.kill(p.pid, "SIGUSR2");
   return {
     async stop() {
@@ -534,11 +523,7 @@ function startAllocSampling(processes: ServerProcess[]): { stop(): Promise<numbe
       let total = 0;
       for (const p of ours) {
         const file = next.get(p.pid)!;
-        const deadline = now() + 30_000;
-        while (!existsSync(file)) {
-          if (now() > deadline) throw new Error(`${p.role} (pid ${p.pid}) wrote no allocation profile ${file}`);
-          await sleep(50);
-        }
+        await signalledFileWritten(file, p, "allocation profile", 30_000);
         total += heapProfileBytes(file);
       }
       return total;
@@ -546,11 +531,26 @@ function startAllocSampling(processes: ServerProcess[]): { stop(): Promise<numbe
   };
 }
 
-const allocFiles = new Map<number, number>();
-function nextAllocFile(pid: number): string {
-  const n = (allocFiles.get(pid) ?? 0) + 1;
-  allocFiles.set(pid, n);
-  return join(allocDir, `${pid}-${n}.heapprofile`);
+/**
+ * The file the preloaded module (alloc-sampler.mjs, heap-snapshot.mjs) of a
+ * server process writes next on SIGUSR2: <dir>/<pid>-<n>.<ext>, n counting
+ * from 1 in each process, as the module counts.
+ */
+function nextSignalledFile(dir: string, pid: number, ext: string): string {
+  const key = `${ext}:${pid}`;
+  const n = (signalledFiles.get(key) ?? 0) + 1;
+  signalledFiles.set(key, n);
+  return join(dir, `${pid}-${n}.${ext}`);
+}
+const signalledFiles = new Map<string, number>();
+
+/** Waits until the process has renamed its file into place (so it is whole). */
+async function signalledFileWritten(file: string, p: ServerProcess, what: string, timeoutMs: number): Promise<void> {
+  const deadline = now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (now() > deadline) throw new Error(`${p.role} (pid ${p.pid}) wrote no ${what} ${file}`);
+    await sleep(50);
+  }
 }
 
 /** Saturated when the server no longer keeps up with the offered rate. */

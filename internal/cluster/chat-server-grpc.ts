@@ -16,12 +16,6 @@ export { ChatServerServiceService };
 /** Paused sessions report this many buffered bytes, which is over any high-water mark. */
 const PAUSED = Number.MAX_SAFE_INTEGER / 2;
 
-/**
- * The chat server's side of the internal contract. A gateway multiplexes its
- * sessions over one Session stream; every session keeps its own state in the
- * ChatServer, and the stream only carries frames. When the stream breaks,
- * the sessions on it end here, and the gateway opens them again elsewhere.
- */
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 
 function writeTo(call: GatewayStream, res: SessionResponse): void {
@@ -63,6 +57,12 @@ class StreamedSession implements SessionSink {
   }
 }
 
+/**
+ * The chat server's side of the internal contract. A gateway multiplexes its
+ * sessions over one Session stream; every session keeps its own state in the
+ * ChatServer, and the stream only carries frames. When the stream breaks,
+ * the sessions on it end here, and the gateway opens them again elsewhere.
+ */
 export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
   const streams = new Set<GatewayStream>();
   return {

@@ -23,7 +23,7 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
 }
 
 export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
-  const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace || undefined, logger });
+  const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
   await queue.ensureTopics(topicSpecs(e.kafkaPartitions));
   return queue;
 }

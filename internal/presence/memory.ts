@@ -22,12 +22,9 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
     let u = this.users.get(userId);
-    if (options.ifAlive) {
-      const d = u?.devices.find((x) => x.deviceId === deviceId);
-      if (!d || d.expiresAtMs <= nowMs) return false;
-    }
+    const d = u?.devices.find((x) => x.deviceId === deviceId);
+    if (options.ifAlive && (!d || d.expiresAtMs <= nowMs)) return false;
     if (!u) this.users.set(userId, (u = { devices: [], online: false }));
-    const d = u.devices.find((x) => x.deviceId === deviceId);
     if (d) {
       d.lastAliveMs = nowMs;
       d.expiresAtMs = expiresAtMs;
