@@ -7,6 +7,8 @@ import { createInterface } from "node:readline";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
+import { engineScope } from "../../test/support/engine-scope.js";
+import { engineConfig } from "../../test/support/engines.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -275,23 +277,17 @@ export interface ClusterShape {
 
 /** api, chat servers, pipeline workers and gateways as separate processes, on etcd, Redis, Kafka and Cassandra. */
 export async function startClusterTarget(o: StartOptions & { shape: ClusterShape; partitions: number }): Promise<Target> {
-  const engines = readEnginesEnv();
   const run = Math.random().toString(36).slice(2, 8);
+  // Its own keyspace, etcd prefix, topics and consumer groups, so clusters of
+  // one run do not take each other's messages (a checkout from before Kafka
+  // namespaces ignores CHAT_KAFKA_NAMESPACE), dropped when it stops.
+  const scope = engineScope(engineConfig(), "bench", run);
   const keysDir = join(o.dataDir, "keys");
   mkdirSync(keysDir, { recursive: true });
   const common: Record<string, string> = {
     ...BENCH_SERVER_ENV,
-    CHAT_ETCD_ENDPOINTS: engines.CHAT_ETCD_ENDPOINTS!,
-    CHAT_ETCD_PREFIX: `chat-bench-${run}`,
-    CHAT_REDIS_URL: engines.CHAT_REDIS_URL!,
-    CHAT_KAFKA_BROKERS: engines.CHAT_KAFKA_BROKERS!,
+    ...scope.env,
     CHAT_KAFKA_PARTITIONS: String(o.partitions),
-    // Its own topics and consumer groups, so clusters of one run do not take
-    // each other's messages (a checkout from before namespaces ignores it).
-    CHAT_KAFKA_NAMESPACE: `bench-${run}`,
-    CHAT_CASSANDRA_CONTACT_POINTS: engines.CHAT_CASSANDRA_CONTACT_POINTS!,
-    CHAT_CASSANDRA_DC: engines.CHAT_CASSANDRA_DC!,
-    CHAT_CASSANDRA_KEYSPACE: `chat_bench_${run}`,
     CHAT_KEYS_DIR: keysDir,
     CHAT_HTTP_PORT: "0",
     CHAT_GRPC_PORT: "0",
@@ -328,10 +324,12 @@ export async function startClusterTarget(o: StartOptions & { shape: ClusterShape
         for (const role of ["gateway", "pipeline", "chat-server", "api"]) {
           await Promise.all(started.filter((p) => p.role === role).map((p) => p.stop()));
         }
+        await scope.drop();
       },
     };
   } catch (err) {
     await Promise.all(started.map((p) => p.stop()));
+    await scope.drop().catch(() => {});
     throw err;
   }
 }

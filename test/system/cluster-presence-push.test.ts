@@ -11,6 +11,7 @@ import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
 import { apiClients, signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
+import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
@@ -76,15 +77,11 @@ describe("distributed mode: presence and push across processes", function () {
   const engines = engineConfig();
   const run = Math.random().toString(36).slice(2, 8);
   const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
+  // Its own keyspace, Kafka namespace and etcd prefix, dropped at the end.
+  const scope = engineScope(engines, "pp", run);
   const common = {
-    CHAT_ETCD_ENDPOINTS: engines.etcdEndpoints.join(","),
-    CHAT_ETCD_PREFIX: `chat-pp-${run}`,
-    CHAT_REDIS_URL: engines.redisUrl,
-    CHAT_KAFKA_BROKERS: engines.kafkaBrokers.join(","),
+    ...scope.env,
     CHAT_KAFKA_PARTITIONS: "4",
-    CHAT_CASSANDRA_CONTACT_POINTS: engines.cassandraContactPoints.join(","),
-    CHAT_CASSANDRA_DC: engines.cassandraDc,
-    CHAT_CASSANDRA_KEYSPACE: `chat_pp_${run}`,
     CHAT_KEYS_DIR: keysDir,
     CHAT_HTTP_PORT: "0",
     CHAT_GRPC_PORT: "0",
@@ -149,6 +146,7 @@ describe("distributed mode: presence and push across processes", function () {
     await Promise.all([...gateways, ...others, ...chatServers].map((p) => p.stop()));
     await api?.stop();
     await stopAll();
+    await scope.drop();
     await receiver?.stop();
     redis?.disconnect();
     rmSync(keysDir, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
+import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
@@ -49,15 +50,11 @@ describe("distributed mode on the real engines (separate processes)", function (
   const engines = engineConfig();
   const run = Math.random().toString(36).slice(2, 8);
   const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
+  // Its own keyspace, Kafka namespace and etcd prefix, dropped at the end.
+  const scope = engineScope(engines, "it", run);
   const common = {
-    CHAT_ETCD_ENDPOINTS: engines.etcdEndpoints.join(","),
-    CHAT_ETCD_PREFIX: `chat-it-${run}`,
-    CHAT_REDIS_URL: engines.redisUrl,
-    CHAT_KAFKA_BROKERS: engines.kafkaBrokers.join(","),
+    ...scope.env,
     CHAT_KAFKA_PARTITIONS: "6",
-    CHAT_CASSANDRA_CONTACT_POINTS: engines.cassandraContactPoints.join(","),
-    CHAT_CASSANDRA_DC: engines.cassandraDc,
-    CHAT_CASSANDRA_KEYSPACE: `chat_it_${run}`,
     CHAT_KEYS_DIR: keysDir,
     CHAT_HTTP_PORT: "0",
     CHAT_GRPC_PORT: "0",
@@ -91,6 +88,7 @@ describe("distributed mode on the real engines (separate processes)", function (
     await Promise.all([...gateways, ...pipelines, ...chatServers].map((p) => p.stop()));
     await api?.stop();
     await stopAll();
+    await scope.drop();
     rmSync(keysDir, { recursive: true, force: true });
   });
 
@@ -193,14 +191,14 @@ describe("distributed mode on the real engines (separate processes)", function (
       await underLoad(async () => {
         victim = await takeBusiest();
         chatServers.push(victim);
-        const key = `/chat-it-${run}/servers/${String(victim.info.serverId ?? "")}`;
+        const key = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(victim.info.serverId ?? "")}`;
         const kv = (await etcd.get(key).exec()).kvs[0];
         assert.ok(kv, `the victim is registered at ${key}`);
         // As if etcd expired the lease (a partition, a long GC pause).
         await etcd.leaseClient.leaseRevoke({ ID: kv.lease });
       }, "lease-lost", (LEASE_TTL_S + 5) * 1000);
       // Its sessions left it, and it came back: registered again, taking sessions.
-      const key = `/chat-it-${run}/servers/${String(victim!.info.serverId ?? "")}`;
+      const key = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(victim!.info.serverId ?? "")}`;
       const deadline = Date.now() + 30_000;
       while (!(await etcd.get(key).exec()).kvs.length) {
         assert.ok(Date.now() < deadline, "the chat server re-registered");
