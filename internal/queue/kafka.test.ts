@@ -4,6 +4,7 @@
 // skips) when Kafka is unreachable. Topics and groups made here are deleted afterwards.
 import assert from "node:assert/strict";
 import kafkajs from "kafkajs";
+import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
@@ -115,6 +116,26 @@ describe("KafkaQueue", function () {
       console.log(`      publish->ack ${report(acks)}; publish->handler ${report(e2e)} (${n} messages, acks=-1)`);
       assert.ok(pct(acks, 0.5) < 25, `publish p50 ${pct(acks, 0.5)} ms`);
       assert.ok(pct(e2e, 0.5) < 40, `end-to-end p50 ${pct(e2e, 0.5)} ms`);
+    });
+
+    it("long-polls while idle: a subscription with nothing to read asks twice a second, not fifty times", async () => {
+      // kafkajs logs every request it sends at debug level: count the fetches.
+      const fetchesAt: number[] = [];
+      const logger = pino({ level: "debug" }, { write: (line: string) => void (line.includes("Request Fetch(") && fetchesAt.push(performance.now())) });
+      const own = openQueue({ logger, kafkaLogLevel: "debug" });
+      try {
+        await own.connect();
+        const topic = uniqueName("idle");
+        await own.ensureTopics([{ topic, partitions: 2 }]);
+        const sub = await own.subscribe(uniqueName("g"), topic, async () => {});
+        await waitFor(() => fetchesAt.length >= 5, "five fetches of an idle subscription", 30_000);
+        await sub.stop();
+        // The first fetch may end early (the fetch session starts); the next ones wait for data.
+        const gaps = fetchesAt.slice(2, 5).map((t, i) => t - fetchesAt[i + 1]!);
+        assert.ok(Math.min(...gaps) >= 400, `idle fetches ${gaps.map((g) => g.toFixed(0)).join(", ")} ms apart`);
+      } finally {
+        await own.close();
+      }
     });
 
     it("merges concurrent publishes into few requests and keeps each key's order", async () => {
