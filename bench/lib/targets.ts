@@ -8,7 +8,7 @@ import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { engineScope } from "../../test/support/engine-scope.js";
-import { engineConfig } from "../../test/support/engines.js";
+import { engineConfig, enginesEnvFile, parseEnvFile } from "../../test/support/engines.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -257,16 +257,9 @@ export async function startRelayTarget(o: StartOptions): Promise<Target> {
 // ---------------------------------------------------------------- the distributed mode on the real engines
 
 export function readEnginesEnv(): Record<string, string> {
-  const file = join(process.env.CHAT_ENGINES_DIR ?? join(ROOT, ".engines"), "engines.env");
+  const file = enginesEnvFile();
   if (!existsSync(file)) throw new Error(`${file} is missing: start the engines with \`bash scripts/engines.sh up\``);
-  const out: Record<string, string> = {};
-  for (const raw of readFileSync(file, "utf8").split(/\r?\n/)) {
-    const line = raw.trim();
-    const eq = line.indexOf("=");
-    if (!line || line.startsWith("#") || eq <= 0) continue;
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim().replace(/^(["'])(.*)\1$/, "$2");
-  }
-  return out;
+  return parseEnvFile(readFileSync(file, "utf8"));
 }
 
 export interface ClusterShape {
