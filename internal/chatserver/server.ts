@@ -176,8 +176,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
     for (const u of userIds) this.deliverLocal(u, ALL_DEVICES, frame);
   }
 
-  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void> {
-    for (const { userId, frame } of items) this.deliverLocal(userId, ALL_DEVICES, frame);
+  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
+    const reached = new Set<Id>();
+    for (const { userId, frame } of items) if (this.deliverLocal(userId, ALL_DEVICES, frame) > 0) reached.add(userId);
+    return reached;
   }
 
   /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */

@@ -29,7 +29,7 @@ export class BatchingDirectory implements Pick<SessionDirectory, "pushToUsers"> 
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
-    private readonly target: { pushMany(items: readonly Item[]): Promise<void> },
+    private readonly target: { pushMany(items: readonly Item[]): Promise<unknown> },
     options: BatchingOptions = {},
   ) {
     this.windowMs = options.windowMs ?? 10;

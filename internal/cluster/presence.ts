@@ -52,7 +52,7 @@ export interface ClusterPresenceDeps {
   /** Where friends and channel co-members are read (the audience of a change). */
   storage: { accounts: AccountStore; channels: ChannelStore };
   /** Reaches sessions on every chat server: the RoutedSessionDirectory. */
-  directory: { pushMany(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<void> };
+  directory: { pushMany(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<unknown> };
   config: ClusterPresenceConfig;
   logger: Logger;
   registry?: Registry;

@@ -28,8 +28,8 @@ export class RoutedSessionDirectory implements SessionDirectory {
   }
 
   /** Many (user, frame) pairs in one Deliver call per chat server. */
-  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void> {
-    if (items.length === 0) return;
+  async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
+    if (items.length === 0) return new Set();
     const routes = await this.routes.lookup([...new Set(items.map((i) => i.userId))]);
     const perServer = new Map<string, UserDelivery[]>();
     for (const { userId, frame } of items) {
@@ -54,6 +54,7 @@ export class RoutedSessionDirectory implements SessionDirectory {
         });
       }),
     );
+    return new Set(routes.keys());
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {

@@ -9,8 +9,12 @@ import type { Id } from "../model/types.js";
 export interface SessionDirectory {
   /** Pushes a frame to every open session of the given users (best effort). */
   pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void>;
-  /** Many (user, frame) pairs at once, so a remote directory can batch them per server. */
-  pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<void>;
+  /**
+   * Many (user, frame) pairs at once, so a remote directory can batch them per
+   * server. Resolves to the users it found an open session for, so that
+   * telling who is offline takes no second lookup.
+   */
+  pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>>;
   /** Closes the sessions of one device (logout, revocation). */
   closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void>;
   /** Users among the given ones with at least one open session. */

@@ -34,15 +34,17 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { user
       return { userId, frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: pb } } }) };
     });
     const { sessions } = deps;
-    if (sessions.pushMany) await sessions.pushMany(items);
+    let online: ReadonlySet<Id> | undefined;
+    if (sessions.pushMany) online = await sessions.pushMany(items);
     else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
     const now = Date.now();
     for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
     if (deps.onOffline) {
-      const online = await sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]);
+      // The push's own lookup says who is online (in the distributed mode one Redis round trip, not two).
+      const reached = online ?? (await sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]));
       // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
       const onOffline = deps.onOffline;
-      await Promise.all(fresh.filter((f) => !online.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
+      await Promise.all(fresh.filter((f) => !reached.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
     }
   } catch (err) {
     deps.metrics?.engineErrors.inc({ op: "deliver" });

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { deliverLive } from "./live-delivery.js";
+
+const message: StoredMessage = {
+  messageId: 900n,
+  channelId: 7n,
+  seq: 3n,
+  senderUserId: 1n,
+  senderDeviceId: 11n,
+  clientMsgId: "c1",
+  text: "hello",
+  sentAtMs: 1_000,
+};
+const entry = (inboxSeq: bigint): InboxEntry => ({ inboxSeq, message });
+
+/** A directory whose sessions are those of `online`, counting its lookups. */
+function directory(online: Id[], withPushMany: boolean) {
+  const pushed: { userId: Id; frame: ServerFrame }[] = [];
+  const calls = { onlineUsers: 0 };
+  const dir: SessionDirectory = {
+    async pushToUsers(userIds, frame) {
+      for (const userId of userIds) if (online.includes(userId)) pushed.push({ userId, frame });
+    },
+    async closeDevice() {},
+    async onlineUsers(userIds) {
+      calls.onlineUsers++;
+      return new Set(userIds.filter((u) => online.includes(u)));
+    },
+  };
+  if (withPushMany) {
+    dir.pushMany = async (items) => {
+      const reached = new Set<Id>();
+      for (const i of items) if (online.includes(i.userId)) (pushed.push(i), reached.add(i.userId));
+      return reached;
+    };
+  }
+  return { dir, pushed, calls };
+}
+
+describe("deliverLive", () => {
+  const fresh = [
+    { userId: 1n, entry: entry(5n) },
+    { userId: 2n, entry: entry(8n) },
+    { userId: 3n, entry: entry(2n) },
+  ];
+
+  it("pushes to the users online and notifies the others, telling them apart from the push's own lookup", async () => {
+    const { dir, pushed, calls } = directory([1n, 3n], true);
+    const offline: Id[] = [];
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
+    assert.deepEqual(pushed.map((p) => p.userId), [1n, 3n]);
+    assert.deepEqual(pushed.map((p) => (p.frame.kind.case === "message" ? p.frame.kind.value.entry?.inboxSeq : undefined)), [5n, 2n]);
+    assert.deepEqual(offline, [2n]);
+    assert.equal(calls.onlineUsers, 0, "no second lookup of who is online");
+  });
+
+  it("asks who is online when the directory can only push one frame at a time", async () => {
+    const { dir, calls } = directory([2n], false);
+    const offline: Id[] = [];
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
+    assert.deepEqual(offline, [1n, 3n]);
+    assert.equal(calls.onlineUsers, 1);
+  });
+});
