@@ -12,16 +12,17 @@
 import { parseArgs } from "node:util";
 import cassandra from "cassandra-driver";
 import { cpuSeconds } from "./lib/sysinfo.js";
-import { engineProcesses, readEnginesEnv } from "./lib/targets.js";
+import { engineConfig } from "../test/support/engines.js";
+import { engineProcesses } from "./lib/targets.js";
 
 const { values } = parseArgs({ options: { ops: { type: "string", default: "20000" }, rates: { type: "string", default: "200,1000,3000" } } });
 const ops = Number(values.ops);
 const engine = engineProcesses().find((p) => p.role === "engine:cassandra");
 if (!engine) throw new Error("Cassandra is not running: bash scripts/engines.sh up");
-const env = readEnginesEnv();
+const engines = engineConfig();
 const client = new cassandra.Client({
-  contactPoints: env.CHAT_CASSANDRA_CONTACT_POINTS!.split(","),
-  localDataCenter: env.CHAT_CASSANDRA_DC ?? "datacenter1",
+  contactPoints: engines.cassandraContactPoints,
+  localDataCenter: engines.cassandraDc,
   encoding: { useBigIntAsLong: true },
   queryOptions: {
     prepare: true,

@@ -39,7 +39,7 @@ export function tally(file: string): Map<string, { size: number; count: number }
   return out;
 }
 
-type Tally = ReturnType<typeof tally>;
+export type Tally = ReturnType<typeof tally>;
 
 /** What grew from one tally to the next, per unit of `n` (a session), by kind, most bytes first. */
 export function growthPer(before: Tally, after: Tally, n: number): { kind: string; bytes: number; objects: number }[] {

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KEY_SPAN } from "./loadgen.js";
 import { heapProfileBytes } from "./profile.js";
-import { growthPer, tally } from "./heap-diff.js";
+import { growthPer, tally, type Tally } from "./heap-diff.js";
 import type { PhaseReport, StormReport } from "./lib/ipc.js";
 import { renderMarkdown } from "./lib/report.js";
 import { now, type SessionSpec } from "./lib/session.js";
@@ -286,8 +286,6 @@ async function idleScenario(t: Target) {
     await sleep(3000);
   }
 }
-
-type Tally = ReturnType<typeof tally>;
 
 /** Has each session-holding process this run started write a heap snapshot; returns what each holds, by kind. */
 async function liveHeaps(processes: ServerProcess[]): Promise<Map<number, Tally>> {

@@ -1,14 +1,14 @@
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { engineScope } from "../../test/support/engine-scope.js";
-import { engineConfig, enginesEnvFile, parseEnvFile } from "../../test/support/engines.js";
+import { engineConfig } from "../../test/support/engines.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -255,12 +255,6 @@ export async function startRelayTarget(o: StartOptions): Promise<Target> {
 }
 
 // ---------------------------------------------------------------- the distributed mode on the real engines
-
-export function readEnginesEnv(): Record<string, string> {
-  const file = enginesEnvFile();
-  if (!existsSync(file)) throw new Error(`${file} is missing: start the engines with \`bash scripts/engines.sh up\``);
-  return parseEnvFile(readFileSync(file, "utf8"));
-}
 
 export interface ClusterShape {
   gateways: number;
