@@ -3,9 +3,10 @@ import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
 /**
  * Inbox is one per user: a copy of every message of every channel the user is
  * in, with the user's own gap-free sequence (the seed's cur_max_message_id).
- * Every device of the user keeps one cursor into it. Exactly one writer
- * appends to a given user's inbox at a time (the pipeline partition that owns
- * the user). Adapters: sqlite (embedded), cassandra (distributed).
+ * Every device of the user keeps one cursor into it. One writer appends to a
+ * given user's inbox (the pipeline partition that owns the user); while two
+ * overlap (a rebalance), each replays the user's records in the same order.
+ * Adapters: sqlite (embedded), cassandra (distributed).
  *
  * An adapter may keep entries only for a retention window (Cassandra, by
  * CHAT_INBOX_RETENTION_S; SQLite keeps them forever): the inbox is the sync

@@ -8,9 +8,10 @@ export interface PageQuery {
 }
 
 /**
- * MessageLog is every channel's history, kept forever. Exactly one writer
- * appends to a given channel at a time (the pipeline partition that owns
- * it), so the adapter may compute the next seq without a compare-and-set.
+ * MessageLog is every channel's history, kept forever. One writer appends
+ * to a given channel (the pipeline partition that owns it), so the adapter
+ * may compute the next seq without a compare-and-set; while two overlap (a
+ * rebalance), each replays the channel's records in the same order.
  * Adapters: sqlite (embedded), cassandra (distributed).
  */
 export interface MessageLog {

@@ -20,7 +20,9 @@ import {
   openCassandraStorage,
   type CassandraStorage,
 } from "./index.js";
-import { tableId, TABLE_NAMES } from "./schema.js";
+import { bucketOf } from "./buckets.js";
+import { SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
+import type { Db } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
 const BUCKET = 8;
@@ -153,15 +155,15 @@ describe("cassandra storage", function () {
       }
       assert.deepStrictEqual((await reader.readAfter(u, 0n, 3)).map((e) => e.inboxSeq), [BigInt(n)]);
       // Later entries take the next seqs, and reads from any cursor below them
-      // skip the expired pages. The old head's row is written again by the
-      // next append (a writer finishes a head it has not seen written), so the
-      // newest entry before the silence stays too.
+      // skip the expired pages, the newest entry before the silence too once
+      // it is no longer the newest (a device below it fills the gap from
+      // history, told by expiredThrough).
       const kept = new CassandraInbox(s().db, BUCKET, undefined, 3600);
       const a = await kept.append(u, { ...msg(uniqueId()), seq: 1n });
       const b = await kept.append(u, { ...msg(uniqueId()), seq: 2n });
       assert.deepStrictEqual([a.entry.inboxSeq, b.entry.inboxSeq], [BigInt(n + 1), BigInt(n + 2)]);
       for (const [after, limit] of [[0n, 1], [0n, 2], [0n, 1000], [3n, 1], [BigInt(BUCKET), 5], [BigInt(BUCKET * 3 + 1), 2], [BigInt(n), 1000]] as const) {
-        const want = [n, n + 1, n + 2].map(BigInt).filter((q) => q > after).slice(0, limit);
+        const want = [n + 1, n + 2].map(BigInt).filter((q) => q > after).slice(0, limit);
         assert.deepStrictEqual((await reader.readAfter(u, after, limit)).map((e) => e.inboxSeq), want, `after ${after}, limit ${limit}`);
       }
       assert.equal(await reader.head(u), BigInt(n + 2));
@@ -223,6 +225,20 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await st.messages.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 5 }), [first]);
     });
 
+    it("upgrades a keyspace of schema 1 in place and refuses one newer than the build", async () => {
+      const st = s();
+      const meta = (v: string) =>
+        st.client.execute(`UPDATE ${keyspace}.meta SET value = ? WHERE key = 'schema_version'`, [v], { prepare: true });
+      const stored = async () =>
+        (await st.client.execute(`SELECT value FROM ${keyspace}.meta WHERE key = 'schema_version'`)).first()?.get("value");
+      await meta("1");
+      await applySchema(st.client, { keyspace });
+      assert.equal(await stored(), String(SCHEMA_VERSION));
+      await meta(String(SCHEMA_VERSION + 1));
+      await assert.rejects(applySchema(st.client, { keyspace }), /newer than this build/);
+      await meta(String(SCHEMA_VERSION));
+    });
+
     it("two processes applying the schema to a new keyspace at once agree", async () => {
       const ks = newKeyspace();
       const [a, b] = [createClient(connection()), createClient(connection())];
@@ -241,27 +257,56 @@ describe("cassandra storage", function () {
       }
     });
 
-    it("overlapping log writers (a rebalance) keep seqs gap-free and store each message once", async () => {
-      // Two adapter objects with their own head caches stand for two processes.
-      const [w1, w2] = [new CassandraMessageLog(s().db, BUCKET), new CassandraMessageLog(s().db, BUCKET)];
+    it("overlapping log writers (a rebalance) give every record its place in the stream, once", async () => {
+      // Adapter objects with their own head caches stand for processes. Each
+      // consumes the channel's records in stream order from where the group
+      // had committed; two replay the same records at the same moment, and a
+      // third lags one record behind them.
+      const [w1, w2, w3] = [1, 2, 3].map(() => new CassandraMessageLog(s().db, BUCKET));
       const channelId = uniqueId();
-      const records = Array.from({ length: 40 }, (_, i) => msg(channelId, { text: `r${i}` }));
-      // Both consume the same records, w2 lagging and overlapping w1.
-      const run = async (w: CassandraMessageLog, from: number) => {
-        for (const r of records.slice(from)) await w.append(r);
-      };
-      await Promise.all([run(w1, 0), run(w2, 5), run(w2, 20)]);
-      const all = await w1.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 1000 });
-      assert.deepStrictEqual(seqs(all), range(1, records.length));
-      assert.deepStrictEqual(new Set(all.map((m) => m.clientMsgId)), new Set(records.map((r) => r.clientMsgId)));
-      assert.ok(w1.stats.casLost + w2.stats.casLost > 0, "the writers never actually raced");
-      for (const r of records) {
-        const again = await w2.append(r);
-        assert.equal(again.duplicate, true);
+      const records = Array.from({ length: 3 * BUCKET + 3 }, (_, i) => msg(channelId, { text: `r${i}` }));
+      for (const r of records.slice(0, 3)) await w1!.append(r);
+      for (let i = 3; i <= records.length; i++) {
+        await Promise.all([
+          i < records.length ? w1!.append(records[i]!) : undefined,
+          i < records.length ? w2!.append(records[i]!) : undefined,
+          w3!.append(records[i - 1]!),
+        ]);
       }
+      const all = await w3!.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 1000 });
+      assert.deepStrictEqual(all, records.map((r, i) => ({ ...r, seq: BigInt(i + 1) })));
+      for (const r of records) assert.equal((await w2!.append(r)).duplicate, true);
     });
 
-    it("overlapping inbox writers keep inbox seqs gap-free and each message once", async () => {
+    it("a writer whose channel was appended to elsewhere (its partition moved away and back) goes on after it", async () => {
+      const [a, b] = [new CassandraMessageLog(s().db, BUCKET), new CassandraMessageLog(s().db, BUCKET)];
+      const channelId = uniqueId();
+      for (let i = 0; i < 3; i++) await a.append(msg(channelId));
+      for (let i = 0; i < 4; i++) await b.append(msg(channelId));
+      // a's cache still says 3: the stored head (7) is what counts.
+      assert.equal((await a.append(msg(channelId))).message.seq, 8n);
+      assert.equal(a.stats.overtaken, 1);
+      const u = uniqueId();
+      const [ia, ib] = [new CassandraInbox(s().db, BUCKET), new CassandraInbox(s().db, BUCKET)];
+      await ia.append(u, { ...msg(uniqueId()), seq: 1n });
+      await ib.append(u, { ...msg(uniqueId()), seq: 1n });
+      assert.equal((await ia.append(u, { ...msg(uniqueId()), seq: 1n })).entry.inboxSeq, 3n);
+    });
+
+    it("appends with plain writes only: no lightweight transaction, no serial read", async () => {
+      const noPaxos = Object.create(s().db) as Db;
+      noPaxos.lwt = () => assert.fail("an append used a lightweight transaction");
+      noPaxos.serialOne = () => assert.fail("an append used a serial read");
+      const log = new CassandraMessageLog(noPaxos, BUCKET);
+      const inbox = new CassandraInbox(noPaxos, BUCKET);
+      const channelId = uniqueId();
+      const first = await log.append(msg(channelId));
+      await log.append(msg(channelId));
+      assert.deepStrictEqual(await log.append(first.message), { message: first.message, duplicate: true });
+      await inbox.append(uniqueId(), first.message);
+    });
+
+    it("overlapping inbox writers keep inbox seqs gap-free, in stream order, each message once", async () => {
       const [w1, w2] = [new CassandraInbox(s().db, BUCKET), new CassandraInbox(s().db, BUCKET)];
       const u = uniqueId();
       const ms = Array.from({ length: 30 }, (_, i) => ({ ...msg(uniqueId()), seq: BigInt(i + 1) }));
@@ -270,17 +315,62 @@ describe("cassandra storage", function () {
         (async () => { for (const m of ms) await w2.append(u, m); })(),
       ]);
       const entries = await w1.readAfter(u, 0n, 1000);
-      assert.deepStrictEqual(entries.map((e) => e.inboxSeq), range(1, ms.length));
-      assert.equal(new Set(entries.map((e) => e.message.messageId)).size, ms.length);
+      assert.deepStrictEqual(entries, ms.map((message, i) => ({ inboxSeq: BigInt(i + 1), message })));
       assert.equal(await w2.head(u), BigInt(ms.length));
-      assert.ok(w1.stats.casLost + w2.stats.casLost > 0, "the writers never actually raced");
     });
 
-    it("finishes an append whose writer died after winning the seq", async () => {
+    it("finishes an append whose writer died between its rows and the head", async () => {
       const log = new CassandraMessageLog(s().db, BUCKET);
       const channelId = uniqueId();
       for (let i = 0; i < BUCKET - 1; i++) await log.append(msg(channelId));
-      // A writer won seq BUCKET (the head CAS) and died before writing the rows.
+      // The writer of seq BUCKET wrote the row and the dedup row, then died.
+      const dead = { ...msg(channelId, { text: "orphan" }), seq: BigInt(BUCKET) };
+      await s().client.execute(
+        `INSERT INTO ${keyspace}.messages (channel_id, bucket, seq, message_id, sender_user_id, sender_device_id,
+           client_msg_id, text, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [channelId, bucketOf(dead.seq, BUCKET), dead.seq, dead.messageId, dead.senderUserId, dead.senderDeviceId, dead.clientMsgId, dead.text,
+          BigInt(dead.sentAtMs)],
+        { prepare: true });
+      await s().client.execute(
+        `INSERT INTO ${keyspace}.message_dedup (channel_id, sender_user_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?)`,
+        [channelId, dead.senderUserId, dead.clientMsgId, dead.seq, dead.messageId],
+        { prepare: true });
+      // A client's resend of it, ahead of the redelivered record, is not
+      // taken for a new message (its head was not written, its seq is taken).
+      const heir = new CassandraMessageLog(s().db, BUCKET);
+      const { seq: _seq, ...record } = dead;
+      assert.deepStrictEqual(await heir.append({ ...record, messageId: uniqueId() }), { message: dead, duplicate: true });
+      assert.deepStrictEqual(await heir.append(record), { message: dead, duplicate: true });
+      assert.equal((await heir.append(msg(channelId))).message.seq, BigInt(BUCKET + 1));
+      assert.deepStrictEqual(seqs(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 100 })), range(1, BUCKET + 1));
+    });
+
+    it("a resend whose first copy's rows are not written yet is refused for a retry, not stored again", async () => {
+      const channelId = uniqueId();
+      const first = { ...msg(channelId), seq: 1n };
+      // The first copy's writer has written only the dedup row so far.
+      await s().client.execute(
+        `INSERT INTO ${keyspace}.message_dedup (channel_id, sender_user_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?)`,
+        [channelId, first.senderUserId, first.clientMsgId, 1n, first.messageId],
+        { prepare: true });
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const { seq: _seq, ...record } = first;
+      await assert.rejects(log.append({ ...record, messageId: uniqueId() }), (e: Error & { code?: string }) => e.code === "unavailable");
+      // The first copy itself (redelivered) writes its rows and the head.
+      assert.deepStrictEqual(await log.append(record), { message: first, duplicate: true });
+      assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 5 }), [first]);
+    });
+
+    it("carries over a head from before schema 2 whose writer died after winning the seq", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      for (let i = 0; i < BUCKET - 1; i++) await log.append(msg(channelId));
+      // As a keyspace of schema 1 left it: rows and dedup rows, the head only
+      // in channel_heads (the newest-entry row taken away at its own stamp, so
+      // later heads still win), where a writer won seq BUCKET by the head CAS
+      // and died before writing the rows.
+      await s().client.execute(`DELETE FROM ${keyspace}.channel_newest USING TIMESTAMP ? WHERE channel_id = ?`,
+        [BigInt(BUCKET - 1), channelId], { prepare: true });
       const dead = { ...msg(channelId, { text: "orphan" }), seq: BigInt(BUCKET) };
       await s().client.execute(
         `UPDATE ${keyspace}.channel_heads SET last_seq = ?, message_id = ?, sender_user_id = ?, sender_device_id = ?,

@@ -18,15 +18,15 @@ const entryValues = ({ message: m }: InboxEntry) => [
 
 /**
  * Inbox on Cassandra: entries partitioned by (user_id, bucket of inbox_seq),
- * inbox seqs handed out through the inbox_heads fence (see
- * SequencedAppender), repeats caught by inbox_dedup keyed by (user,
+ * inbox seqs handed out by SequencedAppender with plain writes (the newest
+ * entry in inbox_newest), repeats caught by inbox_dedup keyed by (user,
  * message_id). Device cursors only move forward without a read or a Paxos
  * round: the cursor value is also the cell's write timestamp, so the largest
  * one always wins.
  *
  * With a retention window, entry and dedup rows are written with that TTL:
  * the inbox copies (several per message) are most of the cluster's storage,
- * and history stays forever in the message log. The head row has no TTL, so
+ * and history stays forever in the message log. The newest-entry row has no TTL, so
  * the newest entry and the seq survive any silence.
  */
 export class CassandraInbox implements Inbox {
@@ -42,13 +42,12 @@ export class CassandraInbox implements Inbox {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      head: `SELECT last_seq, ${COLS} FROM ${t("inbox_heads")} WHERE user_id = ?`,
-      headSeq: `SELECT last_seq FROM ${t("inbox_heads")} WHERE user_id = ?`,
-      firstHead: `INSERT INTO ${t("inbox_heads")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                  IF NOT EXISTS`,
-      nextHead: `UPDATE ${t("inbox_heads")} SET last_seq = ?, message_id = ?, channel_id = ?, seq = ?,
-                   sender_user_id = ?, sender_device_id = ?, client_msg_id = ?, text = ?, sent_at_ms = ?
-                 WHERE user_id = ? IF last_seq = ?`,
+      head: `SELECT last_seq, ${COLS} FROM ${t("inbox_newest")} WHERE user_id = ?`,
+      headSeq: `SELECT last_seq FROM ${t("inbox_newest")} WHERE user_id = ?`,
+      legacyHead: `SELECT last_seq, ${COLS} FROM ${t("inbox_heads")} WHERE user_id = ?`,
+      legacyHeadSeq: `SELECT last_seq FROM ${t("inbox_heads")} WHERE user_id = ?`,
+      putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                USING TIMESTAMP ?`,
       insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TTL ?`,
       one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
@@ -63,8 +62,8 @@ export class CassandraInbox implements Inbox {
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
-  /** Lost head CASes (another writer appended) and heads finished for a dead writer. */
-  get stats(): { casLost: number; helped: number } {
+  /** Heads found ahead of this writer's cache, and rows written for another writer. */
+  get stats(): { overtaken: number; helped: number } {
     return this.appender.stats;
   }
 
@@ -87,15 +86,16 @@ export class CassandraInbox implements Inbox {
     }
   }
 
-  /** The range [lo, hi] as stored, sorted; the head's copy stands in for a head row not written yet. */
+  /** The range [lo, hi] as stored, sorted; the head's copy stands in for the newest row when it is missing. */
   private async readKept(userId: Id, lo: bigint, hi: bigint, head: bigint): Promise<InboxEntry[]> {
     const entries = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
       this.db.rows(this.q.range, [userId, b, from, to]).then((rs) => rs.map((r) => toEntry(r, big(r.get("inbox_seq"))))),
     );
-    // The head's own row may not be written yet (its writer died after the
-    // CAS); its copy in the head row stands in until the next append helps.
+    // The newest entry's row may have expired (the newest-entry row has no
+    // TTL) or, for a head from before schema 2, not be written yet (its
+    // writer died after the compare-and-set): the head's copy stands in.
     if (hi === head && !entries.some((e) => e.inboxSeq === head)) {
-      const h = await this.readHead(userId, false);
+      const h = await this.readHead(userId);
       if (h && h.seq === head) entries.push(h.entry);
     }
     return entries.sort((a, b) => (a.inboxSeq < b.inboxSeq ? -1 : a.inboxSeq > b.inboxSeq ? 1 : 0));
@@ -126,7 +126,7 @@ export class CassandraInbox implements Inbox {
   }
 
   async head(userId: Id): Promise<bigint> {
-    const r = await this.db.one(this.q.headSeq, [userId]);
+    const r = (await this.db.one(this.q.headSeq, [userId])) ?? (await this.db.one(this.q.legacyHeadSeq, [userId]));
     return r ? big(r.get("last_seq")) : 0n;
   }
 
@@ -147,40 +147,41 @@ export class CassandraInbox implements Inbox {
     return now > seq ? now : seq;
   }
 
-  private async readHead(userId: Id, serial: boolean): Promise<{ seq: bigint; entry: InboxEntry } | undefined> {
-    const r = serial ? await this.db.serialOne(this.q.head, [userId]) : await this.db.one(this.q.head, [userId]);
+  private async readHead(userId: Id): Promise<{ seq: bigint; entry: InboxEntry; legacy: boolean } | undefined> {
+    let legacy = false;
+    let r = await this.db.one(this.q.head, [userId]);
+    if (!r) {
+      r = await this.db.one(this.q.legacyHead, [userId]);
+      legacy = true;
+    }
     if (!r) return undefined;
     const seq = big(r.get("last_seq"));
-    return { seq, entry: toEntry(r, seq) };
+    return { seq, entry: toEntry(r, seq), legacy };
   }
 
-  private async bySeq(userId: Id, inboxSeq: bigint): Promise<InboxEntry | undefined> {
+  private async row(userId: Id, inboxSeq: bigint): Promise<InboxEntry | undefined> {
     const r = await this.db.one(this.q.one, [userId, bucketOf(inboxSeq, this.bucketSize), inboxSeq]);
-    if (r) return toEntry(r, inboxSeq);
-    const h = await this.readHead(userId, false);
-    return h && h.seq === inboxSeq ? h.entry : undefined;
+    return r ? toEntry(r, inboxSeq) : undefined;
   }
 
   private ops(): SequenceOps<StoredMessage, InboxEntry> {
     const { db, q } = this;
     return {
-      readHead: (userId, serial) => this.readHead(userId, serial),
-      casHead: async (userId, expected, e) => {
-        const r = expected === 0n
-          ? await db.lwt(q.firstHead, [userId, e.inboxSeq, ...entryValues(e)])
-          : await db.lwt(q.nextHead, [e.inboxSeq, ...entryValues(e), userId, expected]);
-        return r.applied;
+      readHead: (userId) => this.readHead(userId),
+      readHeadSeq: (userId) => this.head(userId),
+      // The dedup key is the message id: a repeat is always the same message.
+      findSeq: async (userId, m) => {
+        const d = await db.one(q.dedup, [userId, m.messageId]);
+        return d ? { seq: big(d.get("inbox_seq")), sameRecord: true } : undefined;
       },
-      materialize: async (userId, e) => {
+      readEntry: (userId, inboxSeq) => this.row(userId, inboxSeq),
+      writeEntry: async (userId, e) => {
         await Promise.all([
           db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e), this.retentionSeconds]),
           db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds]),
         ]);
       },
-      findStored: async (userId, m) => {
-        const d = await db.one(q.dedup, [userId, m.messageId]);
-        return d ? this.bySeq(userId, big(d.get("inbox_seq"))) : undefined;
-      },
+      writeHead: (userId, e) => db.write(q.putHead, [userId, e.inboxSeq, ...entryValues(e), e.inboxSeq]),
       sameKey: (e, m) => e.message.messageId === m.messageId,
       withSeq: (m, inboxSeq) => ({ inboxSeq, message: { ...m } }),
       seqOf: (e) => e.inboxSeq,

@@ -24,8 +24,9 @@ const messageValues = (m: StoredMessage) => [
 
 /**
  * MessageLog on Cassandra: messages partitioned by (channel_id, bucket),
- * seqs handed out through the channel_heads fence (see SequencedAppender),
- * resends caught by message_dedup keyed by (channel, sender, client_msg_id).
+ * seqs handed out by SequencedAppender with plain writes (the channel's
+ * newest message in channel_newest), resends caught by message_dedup keyed
+ * by (channel, sender, client_msg_id).
  */
 export class CassandraMessageLog implements MessageLog {
   private readonly appender: SequencedAppender<NewMessage, StoredMessage>;
@@ -38,25 +39,24 @@ export class CassandraMessageLog implements MessageLog {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      head: `SELECT last_seq, ${COLS} FROM ${t("channel_heads")} WHERE channel_id = ?`,
-      headSeq: `SELECT last_seq FROM ${t("channel_heads")} WHERE channel_id = ?`,
-      firstHead: `INSERT INTO ${t("channel_heads")} (channel_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                  IF NOT EXISTS`,
-      nextHead: `UPDATE ${t("channel_heads")} SET last_seq = ?, message_id = ?, sender_user_id = ?,
-                   sender_device_id = ?, client_msg_id = ?, text = ?, sent_at_ms = ?
-                 WHERE channel_id = ? IF last_seq = ?`,
+      head: `SELECT last_seq, ${COLS} FROM ${t("channel_newest")} WHERE channel_id = ?`,
+      headSeq: `SELECT last_seq FROM ${t("channel_newest")} WHERE channel_id = ?`,
+      legacyHead: `SELECT last_seq, ${COLS} FROM ${t("channel_heads")} WHERE channel_id = ?`,
+      legacyHeadSeq: `SELECT last_seq FROM ${t("channel_heads")} WHERE channel_id = ?`,
+      putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                USING TIMESTAMP ?`,
       insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       one: `SELECT ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       range: `SELECT seq, ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
-      dedup: `SELECT seq FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
+      dedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
       putDedup: `INSERT INTO ${t("message_dedup")} (channel_id, sender_user_id, client_msg_id, seq, message_id)
                  VALUES (?, ?, ?, ?, ?)`,
     };
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
-  /** Lost head CASes (another writer appended) and heads finished for a dead writer. */
-  get stats(): { casLost: number; helped: number } {
+  /** Heads found ahead of this writer's cache, and rows written for another writer. */
+  get stats(): { overtaken: number; helped: number } {
     return this.appender.stats;
   }
 
@@ -87,10 +87,10 @@ export class CassandraMessageLog implements MessageLog {
     const rows = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
       this.db.rows(this.q.range, [channelId, b, from, to]).then((rs) => rs.map((r) => toMessage(r, channelId, big(r.get("seq"))))),
     );
-    // The head's own row may not be written yet (its writer died after the
-    // CAS); its copy in the head row stands in until the next append helps.
+    // A head from before schema 2 may have no row yet (its writer died after
+    // the compare-and-set); its copy stands in until the next append writes it.
     if (hi === head && !rows.some((m) => m.seq === head)) {
-      const h = await this.readHead(channelId, false);
+      const h = await this.readHead(channelId);
       if (h && h.seq === head) rows.push(h.entry);
     }
     rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
@@ -98,7 +98,7 @@ export class CassandraMessageLog implements MessageLog {
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {
-    const heads = await mapLimit(channelIds, FANOUT, (id) => this.readHead(id, false));
+    const heads = await mapLimit(channelIds, FANOUT, (id) => this.readHead(id));
     const out = new Map<Id, StoredMessage>();
     channelIds.forEach((id, i) => {
       const h = heads[i];
@@ -108,43 +108,51 @@ export class CassandraMessageLog implements MessageLog {
   }
 
   private async headSeq(channelId: Id): Promise<bigint> {
-    const r = await this.db.one(this.q.headSeq, [channelId]);
+    const r = (await this.db.one(this.q.headSeq, [channelId])) ?? (await this.db.one(this.q.legacyHeadSeq, [channelId]));
     return r ? big(r.get("last_seq")) : 0n;
   }
 
-  private async readHead(channelId: Id, serial: boolean): Promise<{ seq: bigint; entry: StoredMessage } | undefined> {
-    const r = serial
-      ? await this.db.serialOne(this.q.head, [channelId])
-      : await this.db.one(this.q.head, [channelId]);
+  private async readHead(channelId: Id): Promise<{ seq: bigint; entry: StoredMessage; legacy: boolean } | undefined> {
+    let legacy = false;
+    let r = await this.db.one(this.q.head, [channelId]);
+    if (!r) {
+      r = await this.db.one(this.q.legacyHead, [channelId]);
+      legacy = true;
+    }
     if (!r) return undefined;
     const seq = big(r.get("last_seq"));
-    return { seq, entry: toMessage(r, channelId, seq) };
+    return { seq, entry: toMessage(r, channelId, seq), legacy };
+  }
+
+  private async row(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
+    const r = await this.db.one(this.q.one, [channelId, bucketOf(seq, this.bucketSize), seq]);
+    return r ? toMessage(r, channelId, seq) : undefined;
   }
 
   private async bySeq(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
-    const r = await this.db.one(this.q.one, [channelId, bucketOf(seq, this.bucketSize), seq]);
-    if (r) return toMessage(r, channelId, seq);
-    const h = await this.readHead(channelId, false);
+    const m = await this.row(channelId, seq);
+    if (m) return m;
+    const h = await this.readHead(channelId);
     return h && h.seq === seq ? h.entry : undefined;
   }
 
   private ops(): SequenceOps<NewMessage, StoredMessage> {
     const { db, q } = this;
     return {
-      readHead: (channelId, serial) => this.readHead(channelId, serial),
-      casHead: async (channelId, expected, m) => {
-        const r = expected === 0n
-          ? await db.lwt(q.firstHead, [channelId, m.seq, ...messageValues(m)])
-          : await db.lwt(q.nextHead, [m.seq, ...messageValues(m), channelId, expected]);
-        return r.applied;
+      readHead: (channelId) => this.readHead(channelId),
+      readHeadSeq: (channelId) => this.headSeq(channelId),
+      findSeq: async (channelId, m) => {
+        const d = await db.one(q.dedup, [channelId, m.senderUserId, m.clientMsgId]);
+        return d ? { seq: big(d.get("seq")), sameRecord: big(d.get("message_id")) === m.messageId } : undefined;
       },
-      materialize: async (channelId, m) => {
+      readEntry: (channelId, seq) => this.row(channelId, seq),
+      writeEntry: async (channelId, m) => {
         await Promise.all([
           db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m)]),
           db.write(q.putDedup, [channelId, m.senderUserId, m.clientMsgId, m.seq, m.messageId]),
         ]);
       },
-      findStored: async (channelId, m) => this.findByClientMsgId(channelId, m.senderUserId, m.clientMsgId),
+      writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), m.seq]),
       sameKey: (s, m) => s.senderUserId === m.senderUserId && s.clientMsgId === m.clientMsgId,
       withSeq: (m, seq) => ({ ...m, seq }),
       seqOf: (m) => m.seq,

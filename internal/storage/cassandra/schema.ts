@@ -1,8 +1,13 @@
 import { createHash } from "node:crypto";
 import { assertKeyspaceName, type Client } from "./session.js";
 
-/** Bumped when a table changes; stored in the keyspace's meta table. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped when a table changes; stored in the keyspace's meta table, and a
+ * build refuses a keyspace newer than itself. 2: appends write the
+ * *_newest tables with plain writes instead of compare-and-setting the
+ * *_heads tables, so a build of version 1 must not append beside it.
+ */
+export const SCHEMA_VERSION = 2;
 
 /**
  * Messages per history bucket (and entries per inbox bucket) in a new
@@ -71,9 +76,9 @@ const TABLES: Record<string, string> = {
   // write timestamp, so the last membership change wins whatever the order.
   user_channels: `(user_id bigint, channel_id bigint, PRIMARY KEY ((user_id), channel_id))`,
 
-  // The seq fence of a channel (compare-and-set on last_seq) carrying a full
-  // copy of the newest message: latest() reads it, and a writer finishing a
-  // crashed append materialises the message from it.
+  // Before schema 2, the seq fence of a channel (compare-and-set on
+  // last_seq) with a copy of the newest message; now only read, for a channel
+  // not appended to since (see SequencedAppender), and never written.
   channel_heads: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
   messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
@@ -81,7 +86,13 @@ const TABLES: Record<string, string> = {
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
   message_dedup: `(channel_id bigint, sender_user_id bigint, client_msg_id text, seq bigint, message_id bigint,
              PRIMARY KEY ((channel_id, sender_user_id, client_msg_id)))`,
+  // The newest message of a channel, written after its rows with its seq as
+  // the write timestamp: a late write from an overlapping writer never moves
+  // it back. Its seq bounds history reads; latest() reads the message.
+  channel_newest: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
 
+  // Before schema 2 (as channel_heads): only read, never written.
   inbox_heads: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
   // Inbox rows carry the retention TTL (CHAT_INBOX_RETENTION_S) and are
@@ -92,6 +103,10 @@ const TABLES: Record<string, string> = {
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
              PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC) AND ${EXPIRING}`,
   inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id))) WITH ${EXPIRING}`,
+  // The newest entry of an inbox (as channel_newest), with no TTL: the seq
+  // and the newest entry outlive the retention window.
+  inbox_newest: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
@@ -130,6 +145,11 @@ export async function applySchema(client: Client, o: SchemaOptions): Promise<Sch
   const version = Number(await claimMeta(client, ks, "schema_version", String(SCHEMA_VERSION)));
   if (version > SCHEMA_VERSION) {
     throw new Error(`keyspace ${ks} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
+  }
+  // An older keyspace is upgraded in place (its new tables exist now); older
+  // builds then refuse it rather than append beside this one.
+  if (version < SCHEMA_VERSION) {
+    await client.execute(`UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version'`, [String(SCHEMA_VERSION)], { prepare: true });
   }
   return { keyspace: ks, bucketSize };
 }

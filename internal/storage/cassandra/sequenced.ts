@@ -1,63 +1,67 @@
 import { LruMap } from "../../cache/lru-map.js";
 import { ChatError } from "../../model/errors.js";
-import { StorageUnavailable } from "./session.js";
 
 /** What the owner of a sequence (a channel, or a user's inbox) stores per entry. */
 export interface SequenceOps<C, E> {
-  /** The head row: the last seq and a full copy of its entry; undefined when empty. */
-  readHead(key: bigint, serial: boolean): Promise<{ seq: bigint; entry: E } | undefined>;
-  /** Compare-and-set of the head from `expected` (0n: no head yet) to `entry`. */
-  casHead(key: bigint, expected: bigint, entry: E): Promise<boolean>;
-  /** Writes the entry's row and its dedup row (idempotent: same values every time). */
-  materialize(key: bigint, entry: E): Promise<void>;
-  /** The stored entry for the candidate's dedup key, if any. */
-  findStored(key: bigint, candidate: C): Promise<E | undefined>;
+  /**
+   * The newest entry; `legacy` when it comes from a head written by
+   * compare-and-set before schema 2 (whose rows a crash may have left
+   * unwritten). Undefined when the sequence is empty.
+   */
+  readHead(key: bigint): Promise<{ seq: bigint; entry: E; legacy: boolean } | undefined>;
+  /** The newest seq, 0n when empty. */
+  readHeadSeq(key: bigint): Promise<bigint>;
+  /**
+   * The seq stored under the candidate's dedup key, if any, and whether it
+   * was stored from this very record (so its rows may be written from it).
+   */
+  findSeq(key: bigint, candidate: C): Promise<{ seq: bigint; sameRecord: boolean } | undefined>;
+  readEntry(key: bigint, seq: bigint): Promise<E | undefined>;
+  /** The entry's row and its dedup row (idempotent: same values every time). */
+  writeEntry(key: bigint, entry: E): Promise<void>;
+  /** The newest-entry row, with the seq as the write timestamp: a lower seq never replaces it. */
+  writeHead(key: bigint, entry: E): Promise<void>;
   /** Whether a stored entry has the candidate's dedup key. */
   sameKey(stored: E, candidate: C): boolean;
   withSeq(candidate: C, seq: bigint): E;
   seqOf(entry: E): bigint;
 }
 
-interface Head<E> {
-  seq: bigint;
-  entry: E | undefined;
-  /** Whether this process knows the entry's row and dedup row are written. */
-  materialized: boolean;
-}
-
-const MAX_ATTEMPTS = 64;
-
 /**
- * Gap-free sequence numbers on Cassandra for a log with one intended writer
- * per key (the pipeline partition owner) that must stay correct while two
- * writers overlap during a consumer-group rebalance.
+ * Gap-free sequence numbers on Cassandra with plain writes only, for a log
+ * fed by one ordered stream of records (a pipeline partition) that may be
+ * replayed by two writers at once while a consumer group rebalances.
  *
- * The head row is the fence: an append wins seq n+1 only by a compare-and-set
- * of the head from n to n+1 that also stores the entry itself. So two writers
- * can never both get n+1, and a writer that dies after winning leaves the
- * entry in the head, from which the next writer (any process) writes the
- * entry's row and dedup row before it takes n+2 ("helping"). Hence every seq
- * below the head has its row and dedup row, which makes the dedup check
- * sound: a writer checks the head's entry, then the dedup table (rows of
- * every older seq), and only then CASes; if the CAS succeeds the head was
- * still what it checked, so the candidate is nowhere in the log.
+ * Every writer of a key consumes the same records in the same order, so the
+ * n-th distinct record always gets seq n: two writers that overlap compute
+ * the same entries and write the same values, and no fence is needed to keep
+ * them apart. What must hold is that a writer's view of the log is never
+ * behind the records it has consumed:
  *
- * Cost per append with a warm cache (the steady state of a partition owner):
- * three round trips from the client, in sequence: the dedup read
- * (LOCAL_QUORUM), the head CAS (one Paxos round: prepare, read, propose,
- * commit on a quorum of replicas, about four replica round trips), and the
- * row + dedup writes in parallel. The text travels three times (Paxos
- * proposal, head row, entry row). A cache miss or a lost CAS costs one more
- * read of the head and one helping write. Within a process appends to one key
- * are serialised, so only a second process ever makes a CAS fail; appends to
- * different keys may run concurrently. Measured on a single local node (2
- * shared cores): p50 ~1.8 ms, p99 ~6-9 ms per append; one node served ~4,600
- * single-partition CASes/s at 50 in flight, which bounds appends per node.
+ * - An append writes the entry's row and dedup row, and only then the head
+ *   (with the seq as the write timestamp, so the head never moves back). So
+ *   a head at n means every seq up to n has its rows and dedup rows.
+ * - A writer without a cached head reads the head, then the dedup row: a
+ *   record stored by another writer has its dedup row visible by the time its
+ *   seq shows in the head.
+ * - A writer with a cached head reads the dedup row and the head at once; a
+ *   head above the cache means another writer got ahead (a rebalance moved
+ *   the partition away and back, or an overlap), and the dedup row is read
+ *   again before the record is taken as new.
+ * - A record whose dedup row exists has its rows written again from the
+ *   record when they are missing (its writer died between the two writes).
+ *
+ * Cost per append with a warm cache: the dedup and head reads together, the
+ * row and dedup writes together, then the head write; five requests in three
+ * round trips, none of them a Paxos round. (Before schema 2 the head was a
+ * compare-and-set; a head left from then is finished and carried over the
+ * first time its key is appended to.)
  */
 export class SequencedAppender<C, E> {
-  /** For metrics and tests: lost CASes (another writer moved the head) and helped heads. */
-  readonly stats = { casLost: 0, helped: 0 };
-  private readonly heads: LruMap<bigint, Head<E>>;
+  /** For metrics and tests: heads found ahead of the cache, and rows written for another writer. */
+  readonly stats = { overtaken: 0, helped: 0 };
+  /** The highest seq whose rows, dedup row and head this process knows are written. */
+  private readonly heads: LruMap<bigint, bigint>;
   private readonly locks = new Map<bigint, Promise<unknown>>();
 
   constructor(
@@ -68,61 +72,76 @@ export class SequencedAppender<C, E> {
   }
 
   append(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
-    return this.serialised(key, () => this.appendLocked(key, candidate));
+    return this.serialised(key, async () => {
+      try {
+        return await this.appendLocked(key, candidate);
+      } catch (e) {
+        // Some writes may have landed: start again from what is stored.
+        this.heads.delete(key);
+        throw e;
+      }
+    });
   }
 
   private async appendLocked(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
     const ops = this.ops;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt >= 4) await sleep(Math.min(50, 2 ** (attempt - 4)) * Math.random());
-      // After a lost CAS read serially: a plain read may still miss the winner.
-      const head = this.heads.peek(key) ?? (await this.load(key, attempt > 0));
-      if (head.entry !== undefined && !head.materialized) {
-        await ops.materialize(key, head.entry);
-        head.materialized = true;
+    const cached = this.heads.peek(key);
+    let head: bigint;
+    let found: { seq: bigint; sameRecord: boolean } | undefined;
+    if (cached === undefined) {
+      const h = await ops.readHead(key);
+      if (h?.legacy) {
+        await ops.writeEntry(key, h.entry);
+        await ops.writeHead(key, h.entry);
         this.stats.helped++;
       }
-      if (head.entry !== undefined && ops.sameKey(head.entry, candidate)) return { entry: head.entry, duplicate: true };
-      // An empty log has no dedup rows: only a won CAS ever writes one.
-      const stored = head.seq === 0n ? undefined : await ops.findStored(key, candidate);
-      if (stored !== undefined) return { entry: stored, duplicate: true };
-
-      const entry = ops.withSeq(candidate, head.seq + 1n);
-      let won: boolean;
-      try {
-        won = await ops.casHead(key, head.seq, entry);
-      } catch (e) {
-        if (!(e instanceof StorageUnavailable && e.unknownOutcome)) throw e;
-        // The proposal may still be committed: a serial read settles it.
-        this.heads.delete(key);
-        const now = await ops.readHead(key, true);
-        won = now !== undefined && now.seq === ops.seqOf(entry) && ops.sameKey(now.entry, candidate);
-        if (!won) continue;
+      head = h?.seq ?? 0n;
+      if (h !== undefined && ops.sameKey(h.entry, candidate)) {
+        this.heads.set(key, head);
+        return { entry: h.entry, duplicate: true };
       }
-      if (!won) {
-        this.stats.casLost++;
-        this.heads.delete(key);
-        continue;
+      found = await ops.findSeq(key, candidate);
+    } else {
+      const [f, stored] = await Promise.all([ops.findSeq(key, candidate), ops.readHeadSeq(key)]);
+      found = f;
+      head = stored > cached ? stored : cached;
+      if (found === undefined && stored > cached) {
+        this.stats.overtaken++;
+        found = await ops.findSeq(key, candidate);
       }
-      const next: Head<E> = { seq: ops.seqOf(entry), entry, materialized: false };
-      this.remember(key, next);
-      await ops.materialize(key, entry);
-      next.materialized = true;
-      return { entry, duplicate: false };
     }
-    throw new ChatError("unavailable", `could not append to ${key}: the sequence stayed contended`);
+    if (found !== undefined) return this.repeat(key, candidate, found, head);
+
+    const entry = ops.withSeq(candidate, head + 1n);
+    await ops.writeEntry(key, entry);
+    await ops.writeHead(key, entry);
+    this.heads.set(key, ops.seqOf(entry));
+    return { entry, duplicate: false };
   }
 
-  private async load(key: bigint, serial: boolean): Promise<Head<E>> {
-    const h = await this.ops.readHead(key, serial);
-    // Whether the head's rows were written is unknown: help (idempotently).
-    const head: Head<E> = h ? { seq: h.seq, entry: h.entry, materialized: false } : { seq: 0n, entry: undefined, materialized: true };
-    this.remember(key, head);
-    return head;
-  }
-
-  private remember(key: bigint, head: Head<E>): void {
+  /** The candidate is stored already: its entry, with rows and head made whole. */
+  private async repeat(
+    key: bigint,
+    candidate: C,
+    found: { seq: bigint; sameRecord: boolean },
+    head: bigint,
+  ): Promise<{ entry: E; duplicate: boolean }> {
+    const ops = this.ops;
+    let entry: E | undefined = await ops.readEntry(key, found.seq);
+    if (entry === undefined) {
+      // Only the first record of a dedup key may write its rows; a later one
+      // (a client's resend) finds them once that record's writer has retried.
+      if (!found.sameRecord) throw new ChatError("unavailable", `entry ${found.seq} of ${key} is not written yet`);
+      entry = ops.withSeq(candidate, found.seq);
+      await ops.writeEntry(key, entry);
+      this.stats.helped++;
+    }
+    if (found.seq > head) {
+      await ops.writeHead(key, entry);
+      head = found.seq;
+    }
     this.heads.set(key, head);
+    return { entry, duplicate: true };
   }
 
   private serialised<T>(key: bigint, fn: () => Promise<T>): Promise<T> {
@@ -135,8 +154,4 @@ export class SequencedAppender<C, E> {
     });
     return run;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
