@@ -71,16 +71,9 @@ export class SequencedAppender<C, E> {
     this.heads = new LruMap(cacheSize);
   }
 
+  /** A failed append leaves the cache as it was: it only ever holds what was written. */
   append(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
-    return this.serialised(key, async () => {
-      try {
-        return await this.appendLocked(key, candidate);
-      } catch (e) {
-        // Some writes may have landed: start again from what is stored.
-        this.heads.delete(key);
-        throw e;
-      }
-    });
+    return this.serialised(key, () => this.appendLocked(key, candidate));
   }
 
   private async appendLocked(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
