@@ -18,7 +18,8 @@ export interface Inbox {
   /**
    * Appends with the user's next inbox seq (from 1). A message already in the
    * inbox (same messageId) is not added again: its entry comes back with
-   * duplicate = true.
+   * duplicate = true. Appends to one inbox take their seqs in call order, so
+   * a caller may have several in flight (an adapter may store them together).
    */
   append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }>;
   /**

@@ -1,7 +1,6 @@
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
-import { forEachByKey } from "./by-key.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
@@ -33,7 +32,9 @@ export class InboxWriter {
 
   private async handle(records: QueueRecord[]): Promise<void> {
     const appends = records.map((r) => decodeInboxAppend(r.value));
-    const results = await forEachByKey(appends, (a) => a.userId, (a) => this.deps.inbox.append(a.userId, a.message));
+    // All at once, in batch order: each inbox keeps call order, and the
+    // Cassandra adapter stores a user's appends of the batch as one group.
+    const results = await Promise.all(appends.map((a) => this.deps.inbox.append(a.userId, a.message)));
     const fresh: { userId: Id; entry: InboxEntry }[] = [];
     results.forEach(({ entry, duplicate }, i) => {
       if (!duplicate) fresh.push({ userId: appends[i]!.userId, entry });

@@ -182,7 +182,7 @@ export class CassandraInbox implements Inbox {
         ]);
       },
       writeHead: (userId, e) => db.write(q.putHead, [userId, e.inboxSeq, ...entryValues(e), e.inboxSeq]),
-      sameKey: (e, m) => e.message.messageId === m.messageId,
+      dedupKey: (m) => m.messageId.toString(),
       withSeq: (m, inboxSeq) => ({ inboxSeq, message: { ...m } }),
       seqOf: (e) => e.inboxSeq,
     };

@@ -153,7 +153,7 @@ export class CassandraMessageLog implements MessageLog {
         ]);
       },
       writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), m.seq]),
-      sameKey: (s, m) => s.senderUserId === m.senderUserId && s.clientMsgId === m.clientMsgId,
+      dedupKey: (m) => `${m.senderUserId}/${m.clientMsgId}`,
       withSeq: (m, seq) => ({ ...m, seq }),
       seqOf: (m) => m.seq,
     };

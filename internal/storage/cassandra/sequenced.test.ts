@@ -79,7 +79,7 @@ class Store {
         this.request(() => {
           if (!this.head || e.seq >= this.head.seq) this.head = e;
         }),
-      sameKey: (s, c) => s.rec.key === c.key,
+      dedupKey: (c) => c.key,
       withSeq: (c, seq) => ({ rec: c, seq }),
       seqOf: (e) => e.seq,
     };
@@ -97,19 +97,19 @@ async function scenario(seed: number): Promise<void> {
   }
   let done = 0; // the longest prefix some writer finished: where a new owner resumes
   const processes = Array.from({ length: 3 }, () => new SequencedAppender(store.ops()));
-  // A failed append is retried (its batch is fetched again), unless the
-  // writer dies of it, leaving whatever it wrote half-done.
+  // Records come in batches of 1 to 4, appended without waiting for each
+  // other; a failed batch is fetched again, unless the writer dies of it,
+  // leaving whatever it wrote half-done.
   const run = async (p: SequencedAppender<Rec, Entry>, from: number, until: number) => {
-    for (let i = from; i < until; i++) {
+    for (let i = from; i < until; ) {
+      const batch = stream.slice(i, Math.min(until, i + 1 + Math.floor(random() * 4)));
       for (;;) {
-        try {
-          await p.append(0n, stream[i]!);
-          break;
-        } catch {
-          if (random() < 0.2) return;
-        }
+        const outcomes = await Promise.allSettled(batch.map((r) => p.append(0n, r)));
+        if (outcomes.every((o) => o.status === "fulfilled")) break;
+        if (random() < 0.2) return;
       }
-      if (i + 1 > done) done = i + 1;
+      i += batch.length;
+      if (i > done) done = i;
     }
   };
   const runs: Promise<void>[] = [];

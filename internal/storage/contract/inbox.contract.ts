@@ -3,6 +3,8 @@ import type { Inbox } from "../../messages/inbox.js";
 import type { StoredMessage } from "../../model/types.js";
 import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => BigInt(from + i));
+
 /** Declares the Inbox contract; every adapter runs it unchanged. */
 export function inboxContract(makeStore: MakeStore<Inbox>): void {
   describe("Inbox contract", function () {
@@ -55,6 +57,16 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.deepStrictEqual(got, Array.from({ length: 300 }, (_, i) => BigInt(i + 1)));
         assert.equal(await inbox.head(u), 300n);
         assert.equal(await inbox.head(v), 150n);
+      });
+
+      it("appends in flight together take seqs in call order; a repeat among them is the first copy", async () => {
+        const u = uniqueId();
+        const ms = Array.from({ length: 20 }, () => message());
+        const calls = [...ms.slice(0, 10), ms[3]!, ...ms.slice(10)];
+        const results = await Promise.all(calls.map((m) => inbox.append(u, m)));
+        assert.deepStrictEqual(results.map((r) => r.entry.inboxSeq), [...range(1, 10), 4n, ...range(11, 20)]);
+        assert.deepStrictEqual(results.map((r) => r.duplicate), calls.map((_, i) => i === 10));
+        assert.deepStrictEqual((await inbox.readAfter(u, 0n, 100)).map((e) => e.message), ms);
       });
 
       it("a message already in the inbox comes back with duplicate = true and no new seq", async () => {
