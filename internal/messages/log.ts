@@ -19,6 +19,8 @@ export interface MessageLog {
    * Stores the message with the channel's next seq (gap-free, from 1). A
    * message whose (channelId, senderUserId, clientMsgId) is already stored is
    * not stored again: the stored one comes back with duplicate = true.
+   * Appends to one channel take their seqs in call order, so a caller may
+   * have several in flight (an adapter may store them together).
    */
   append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }>;
   findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;

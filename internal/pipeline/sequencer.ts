@@ -3,7 +3,6 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
-import { forEachByKey } from "./by-key.js";
 import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
@@ -41,8 +40,9 @@ export class Sequencer {
   private async handle(records: QueueRecord[]): Promise<void> {
     const { log, queue } = this.deps;
     const submitted = records.map((r) => decodeSubmitted(r.value));
-    // Channels of one batch are sequenced side by side; within a channel in order.
-    const fanouts = await forEachByKey(submitted, (m) => m.channelId, async (m) => {
+    // All at once, in batch order: each channel's log keeps call order, and
+    // the Cassandra adapter stores a channel's appends of the batch as one group.
+    const fanouts = await Promise.all(submitted.map(async (m) => {
       const { message, duplicate } = await log.append(m);
       // A duplicate with another message id is a client's resend that raced
       // the first copy through the queue: the first copy did the fan-out.
@@ -53,7 +53,7 @@ export class Sequencer {
       const memberIds = await this.members.memberIds(message.channelId);
       const values = encodeInboxAppends(memberIds, message);
       return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
-    });
+    }));
     // Published in batch order, so each user's inbox copies keep channel order.
     const out: OutgoingRecord[] = fanouts.flat();
     await queue.publish(Topics.inbox, out);

@@ -62,6 +62,18 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.deepStrictEqual(seqs(all), range(1, 300));
       });
 
+      it("appends in flight together take seqs in call order; a resend among them gets the first copy", async () => {
+        const channelId = uniqueId();
+        const ms = Array.from({ length: 12 }, (_, i) => msg(channelId, { text: `m${i + 1}` }));
+        const resend = { ...ms[2]!, messageId: uniqueId(), text: "again" };
+        const calls = [...ms.slice(0, 6), resend, ...ms.slice(6)];
+        const results = await Promise.all(calls.map((m) => log.append(m)));
+        assert.deepStrictEqual(results.map((r) => r.message.seq), [...range(1, 6), 3n, ...range(7, 12)]);
+        assert.deepStrictEqual(results[6], { message: { ...ms[2]!, seq: 3n }, duplicate: true });
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 100 }),
+          ms.map((m, i) => ({ ...m, seq: BigInt(i + 1) })));
+      });
+
       it("a repeated (channel, sender, clientMsgId) returns the stored one with duplicate = true", async () => {
         const channelId = uniqueId();
         const first = msg(channelId);
