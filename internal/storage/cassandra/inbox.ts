@@ -2,6 +2,7 @@ import type { Inbox } from "../../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { toMessage } from "./message-log.js";
+import type { AppendStats } from "./metrics.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, msCell, type Db, type Row } from "./session.js";
 
@@ -62,8 +63,8 @@ export class CassandraInbox implements Inbox {
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
-  /** Heads found ahead of this writer's cache, and rows written for another writer. */
-  get stats(): { overtaken: number; helped: number } {
+  /** Heads found ahead of this writer's cache, rows written for another writer, groups stored. */
+  get stats(): AppendStats {
     return this.appender.stats;
   }
 

@@ -1,6 +1,7 @@
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
+import type { AppendStats } from "./metrics.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
 
@@ -55,8 +56,8 @@ export class CassandraMessageLog implements MessageLog {
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
-  /** Heads found ahead of this writer's cache, and rows written for another writer. */
-  get stats(): { overtaken: number; helped: number } {
+  /** Heads found ahead of this writer's cache, rows written for another writer, groups stored. */
+  get stats(): AppendStats {
     return this.appender.stats;
   }
 
