@@ -138,6 +138,36 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("commits the offsets of many batches together, and what it handled when it stops", async () => {
+      // kafkajs logs every request it sends at debug level: count the commits.
+      let commits = 0;
+      const logger = pino({ level: "debug" }, { write: (line: string) => void (line.includes("Request OffsetCommit(") && commits++) });
+      const own = openQueue({ logger, kafkaLogLevel: "debug", commitIntervalMs: 60_000 });
+      try {
+        await own.connect();
+        const topic = uniqueName("commits");
+        const group = uniqueName("g");
+        await own.ensureTopics([{ topic, partitions: 3 }]);
+        const n = 30;
+        await Promise.all(Array.from({ length: n }, (_, i) => own.publish(topic, [{ key: `k${i}`, value: enc(`v${i}`) }])));
+        let handled = 0;
+        // One record per batch: thirty batches, each of which used to be a commit.
+        const sub = await own.subscribe(group, topic, async (rs) => void (handled += rs.length), { maxBatch: 1 });
+        await waitFor(() => handled === n, `${n} records handled`, 30_000);
+        assert.equal(commits, 0, "committed before the interval was up");
+        await sub.stop();
+        assert.equal(commits, 1, "one commit for all of it on stop");
+        let again = 0;
+        const next = await own.subscribe(group, topic, async (rs) => void (again += rs.length));
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => again >= 1, "the record published after the stop", 30_000);
+        await next.stop();
+        assert.equal(again, 1, "records committed on stop came again");
+      } finally {
+        await own.close();
+      }
+    });
+
     it("merges concurrent publishes into few requests and keeps each key's order", async () => {
       const topic = uniqueName("merge");
       await queue.ensureTopics([{ topic, partitions: 4 }]);

@@ -46,6 +46,14 @@ export interface KafkaQueueOptions {
   sessionTimeoutMs?: number;
   /** Consumer heartbeat period (default 1 s). */
   heartbeatIntervalMs?: number;
+  /**
+   * Handled offsets are committed together at most this often (default
+   * 100 ms; 0 commits after every batch). A commit is a request and a write
+   * to `__consumer_offsets`: after every batch it was the pipeline's most
+   * frequent Kafka request. Every step after a commit is idempotent, so the
+   * price of a longer interval is only more records done again after a crash.
+   */
+  commitIntervalMs?: number;
   /** Partitions of one subscription handled at the same time (default 4; each partition stays in order). */
   partitionsConsumedConcurrently?: number;
   /** Backoff before a failed batch is delivered again: doubles from `initial` up to `max` (default 50 ms .. 5 s). */
@@ -78,7 +86,8 @@ interface PendingPublish {
  * and other clients agree on where a key lives.
  *
  * Consuming: one kafkajs consumer per subscription, eachBatch with manual
- * commits. A batch's offsets are committed after the handler resolves; a
+ * commits. A batch's offsets are committed after the handler resolves (those
+ * of all partitions together, every `commitIntervalMs`, and on stop); a
  * handler that rejects leaves its batch unresolved and uncommitted, the
  * partition is paused for a backoff, and the next fetch starts again at the
  * batch's first offset (never skipped). A batch whose partition was
@@ -303,6 +312,11 @@ class KafkaSubscription implements Subscription {
   private readonly backoff = new Map<number, number>();
   private readonly resumeTimers = new Set<NodeJS.Timeout>();
   private stopping: Promise<void> | undefined;
+  /** Handled, not yet committed: the next offset of each partition, and the join it was handled in. */
+  private readonly uncommitted = new Map<number, { offset: string; joins: number }>();
+  private commitTimer: NodeJS.Timeout | undefined;
+  private commits: Promise<void> = Promise.resolve();
+  private batchesInHand = 0;
 
   constructor(
     private readonly consumer: Consumer,
@@ -345,7 +359,18 @@ class KafkaSubscription implements Subscription {
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, commitOffsetsIfNecessary, heartbeat, isRunning, isStale, pause } = payload;
+    this.batchesInHand++;
+    try {
+      await this.handleBatch(payload);
+    } finally {
+      this.batchesInHand--;
+      // Stopping: the group is left once the batches in hand are done, so commit now.
+      if (this.stopping) await this.commit();
+    }
+  }
+
+  private async handleBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
     const joinsAtStart = this.joins;
     const records: QueueRecord[] = batch.messages.map((m) => ({
@@ -388,9 +413,36 @@ class KafkaSubscription implements Subscription {
         this.options.logger?.info({ group: this.group, topic, partition }, "partition reassigned mid-batch; not committing");
         return;
       }
-      await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: (last + 1n).toString() }] }] });
+      this.uncommitted.set(partition, { offset: (last + 1n).toString(), joins: this.joins });
+      const interval = this.options.commitIntervalMs ?? 100;
+      if (interval <= 0) await this.commit();
+      else {
+        this.commitTimer ??= setTimeout(() => {
+          this.commitTimer = undefined;
+          void this.commit();
+        }, interval);
+      }
       await heartbeat();
     }
+  }
+
+  /**
+   * Commits what was handled since the last commit, in one request. Offsets
+   * handled before the latest rebalance, or of partitions this member no
+   * longer owns, are dropped: their owner re-reads from the last commit.
+   */
+  private commit(): Promise<void> {
+    this.commits = this.commits.then(async () => {
+      const due = [...this.uncommitted].filter(([p, c]) => c.joins === this.joins && this.assigned.has(p));
+      this.uncommitted.clear();
+      if (due.length === 0) return;
+      try {
+        await this.consumer.commitOffsets(due.map(([partition, c]) => ({ topic: this.topic, partition, offset: c.offset })));
+      } catch (err) {
+        this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; the records are done again");
+      }
+    });
+    return this.commits;
   }
 
   private nextBackoff(partition: number): number {
@@ -407,6 +459,9 @@ class KafkaSubscription implements Subscription {
       this.stopping = (async () => {
         for (const t of this.resumeTimers) clearTimeout(t);
         this.resumeTimers.clear();
+        clearTimeout(this.commitTimer);
+        // With a batch in hand, it commits when it is done (eachBatch).
+        if (this.batchesInHand === 0) await this.commit();
         try {
           await this.consumer.disconnect();
         } finally {
