@@ -55,25 +55,32 @@ export class QueueSubmitter implements MessageSubmitter {
     this.recent.set(recentKey, accepted);
     try {
       if (!(await this.members.isMember(cmd.channelId, sender.userId))) throw new ChatError("not_a_member", "not a member of this channel");
-      const stored = await log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId);
-      if (stored) {
-        settle(stored.messageId);
-        return { messageId: stored.messageId, duplicate: true };
-      }
-      await queue.publish(Topics.submitted, [
-        {
-          key: cmd.channelId.toString(),
-          value: encodeSubmitted({
-            messageId,
-            channelId: cmd.channelId,
-            senderUserId: sender.userId,
-            senderDeviceId: sender.deviceId,
-            clientMsgId: cmd.clientMsgId,
-            text: cmd.text,
-            sentAtMs: (this.deps.now ?? Date.now)(),
-          }),
-        },
+      // The dedup read and the publish go out together, so the ack waits for
+      // one round trip, not two. A resend of a message already stored is then
+      // one more record, which the sequencer drops as a duplicate; a failed
+      // read only costs that resend its stored id (it gets this one).
+      const [stored, published] = await Promise.allSettled([
+        log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId),
+        queue.publish(Topics.submitted, [
+          {
+            key: cmd.channelId.toString(),
+            value: encodeSubmitted({
+              messageId,
+              channelId: cmd.channelId,
+              senderUserId: sender.userId,
+              senderDeviceId: sender.deviceId,
+              clientMsgId: cmd.clientMsgId,
+              text: cmd.text,
+              sentAtMs: (this.deps.now ?? Date.now)(),
+            }),
+          },
+        ]),
       ]);
+      if (stored.status === "fulfilled" && stored.value) {
+        settle(stored.value.messageId);
+        return { messageId: stored.value.messageId, duplicate: true };
+      }
+      if (published.status === "rejected") throw published.reason;
     } catch (err) {
       this.recent.delete(recentKey);
       const refusal =
