@@ -33,8 +33,12 @@ export interface Inbox {
   head(userId: Id): Promise<bigint>;
   /** The device's cursor, 0n when never set. */
   getCursor(userId: Id, deviceId: Id): Promise<bigint>;
-  /** Moves the cursor forward only; returns the cursor after the call. */
-  advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint>;
+  /**
+   * Moves the cursor forward only (to seq, or where it is if that is
+   * further). Nothing is returned: every ack of every device lands here, and
+   * on Cassandra an answer would be a read more per ack.
+   */
+  advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void>;
 }
 
 /**

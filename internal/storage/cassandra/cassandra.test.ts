@@ -198,7 +198,7 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await st.messages.findByClientMsgId(c, u, "x"), stored);
       await st.inbox.append(u, stored);
       assert.deepStrictEqual((await st.inbox.readAfter(u, 0n, 1))[0]?.message, stored);
-      assert.equal(await st.inbox.advanceCursor(u, d, MAX_INT64 - 1n), MAX_INT64 - 1n);
+      await st.inbox.advanceCursor(u, d, MAX_INT64 - 1n);
       assert.equal(await st.inbox.getCursor(u, d), MAX_INT64 - 1n);
     });
 
@@ -299,6 +299,11 @@ describe("cassandra storage", function () {
       noPaxos.serialOne = () => assert.fail("an append used a serial read");
       const log = new CassandraMessageLog(noPaxos, BUCKET);
       const inbox = new CassandraInbox(noPaxos, BUCKET);
+      const [u, d] = [uniqueId(), uniqueId()];
+      noPaxos.one = () => assert.fail("a cursor advance read something");
+      await inbox.advanceCursor(u, d, 5n);
+      delete (noPaxos as { one?: unknown }).one;
+      assert.equal(await inbox.getCursor(u, d), 5n);
       const channelId = uniqueId();
       const first = await log.append(msg(channelId));
       await log.append(msg(channelId));
@@ -395,8 +400,7 @@ describe("cassandra storage", function () {
     it("device cursors under concurrent advances end at the largest", async () => {
       const [u, d] = [uniqueId(), uniqueId()];
       const values = Array.from({ length: 60 }, () => BigInt(1 + Math.floor(Math.random() * 10_000)));
-      const got = await Promise.all(values.map((v) => s().inbox.advanceCursor(u, d, v)));
-      values.forEach((v, i) => assert.ok(got[i]! >= v));
+      await Promise.all(values.map((v) => s().inbox.advanceCursor(u, d, v)));
       const max = values.reduce((a, b) => (a > b ? a : b));
       assert.equal(await s().inbox.getCursor(u, d), max);
     });

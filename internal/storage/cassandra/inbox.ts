@@ -136,17 +136,11 @@ export class CassandraInbox implements Inbox {
     return r ? big(r.get("seq")) : 0n;
   }
 
-  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint> {
-    if (seq <= 0n) return this.getCursor(userId, deviceId);
-    // Write and read at once: the write leaves the cursor >= seq, the read
-    // shows a value the cursor had; the larger of the two is where it is now
-    // as far as this call can tell. One round trip, no Paxos.
-    const [, now] = await Promise.all([
-      this.db.write(this.q.putCursor, [userId, deviceId, seq, seq]),
-      this.getCursor(userId, deviceId),
-    ]);
-    return now > seq ? now : seq;
+  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
+    // The cursor value is the write timestamp: the largest wins, with no read and no Paxos.
+    if (seq > 0n) await this.db.write(this.q.putCursor, [userId, deviceId, seq, seq]);
   }
+
 
   private async readHead(userId: Id): Promise<{ seq: bigint; entry: InboxEntry; legacy: boolean } | undefined> {
     let legacy = false;

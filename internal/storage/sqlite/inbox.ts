@@ -20,8 +20,7 @@ function build(db: SqliteDatabase) {
     head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
     cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
     advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
-                      ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)
-                      RETURNING seq`),
+                      ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)`),
   };
   const appendTx = db.transaction((userId: Id, m: StoredMessage): { entry: InboxEntry; duplicate: boolean } => {
     const existing = s.byMessageId.get(userId, m.messageId) as Row | undefined;
@@ -80,8 +79,8 @@ export class SqliteInbox implements Inbox {
     return r ? (r.seq as bigint) : 0n;
   }
 
-  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<bigint> {
+  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
     // Every device acks what it stored: these share a commit with the turn's other writes.
-    return this.commits.run(() => (this.s.advanceCursor.get(userId, deviceId, seq) as Row).seq as bigint);
+    await this.commits.run(() => this.s.advanceCursor.run(userId, deviceId, seq));
   }
 }
