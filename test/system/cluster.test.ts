@@ -7,10 +7,12 @@ import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
+import { engineConfig, waitFor as waitUntil } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { Etcd3 } from "etcd3";
+import kafkajs from "kafkajs";
+import { ConsumerGroups } from "../../internal/pipeline/topics.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LEASE_TTL_S = 3;
@@ -214,6 +216,34 @@ describe("distributed mode on the real engines (separate processes)", function (
     await underLoad(async () => {
       await pipelines.shift()!.kill();
     }, "pipeline-kill");
+  });
+
+  it("survives a pipeline worker that stalls past its session and comes back: two writers of a partition at once", async () => {
+    // What the appends without a fence are built for: a worker frozen (a
+    // long pause, a stopped VM) loses its partitions, wakes up with a batch
+    // and a head cache from before, and writes beside their new owner, then
+    // may get partitions back. Every device's view must stay whole.
+    if (pipelines.length < 2) pipelines.push(await startRole("pipeline", common));
+    const live = pipelines.length;
+    const kafka = new kafkajs.Kafka({ brokers: engines.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    const groups = [ConsumerGroups.sequencer, ConsumerGroups.inboxWriter].map((g) => `${scope.env.CHAT_KAFKA_NAMESPACE}.${g}`);
+    const members = async () => (await admin.describeGroups(groups)).groups.map((g) => (g.state === "Stable" ? g.members.length : -1));
+    try {
+      await waitUntil("every pipeline worker in both groups", async () => (await members()).every((n) => n === live), 60_000, 250);
+      await underLoad(async () => {
+        const stalled = pipelines[0]!;
+        stalled.child.kill("SIGSTOP");
+        try {
+          await waitUntil("the stalled worker's partitions given away", async () => (await members()).every((n) => n === live - 1), 60_000, 250);
+        } finally {
+          stalled.child.kill("SIGCONT");
+        }
+      }, "pipeline-stall");
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   it("survives a Redis restart", async () => {
