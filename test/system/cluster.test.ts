@@ -7,7 +7,7 @@ import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
-import { engineConfig, waitFor as waitUntil } from "../support/engines.js";
+import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { Etcd3 } from "etcd3";
@@ -231,12 +231,12 @@ describe("distributed mode on the real engines (separate processes)", function (
     const groups = [ConsumerGroups.sequencer, ConsumerGroups.inboxWriter].map((g) => `${scope.env.CHAT_KAFKA_NAMESPACE}.${g}`);
     const members = async () => (await admin.describeGroups(groups)).groups.map((g) => (g.state === "Stable" ? g.members.length : -1));
     try {
-      await waitUntil("every pipeline worker in both groups", async () => (await members()).every((n) => n === live), 60_000, 250);
+      await waitFor(async () => (await members()).every((n) => n === live), "every pipeline worker in both groups", 60_000, 250);
       await underLoad(async () => {
         const stalled = pipelines[0]!;
         stalled.child.kill("SIGSTOP");
         try {
-          await waitUntil("the stalled worker's partitions given away", async () => (await members()).every((n) => n === live - 1), 60_000, 250);
+          await waitFor(async () => (await members()).every((n) => n === live - 1), "the stalled worker's partitions given away", 60_000, 250);
         } finally {
           stalled.child.kill("SIGCONT");
         }
