@@ -3,7 +3,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
-import type { MessageSubmitter, SendCommand, Sender, SubmitResult } from "../messages/submit.js";
+import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { encodeSubmitted } from "../pipeline/records.js";
 import { Topics } from "../pipeline/topics.js";
@@ -62,18 +62,7 @@ export class QueueSubmitter implements MessageSubmitter {
       const [stored, published] = await Promise.allSettled([
         log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId),
         queue.publish(Topics.submitted, [
-          {
-            key: cmd.channelId.toString(),
-            value: encodeSubmitted({
-              messageId,
-              channelId: cmd.channelId,
-              senderUserId: sender.userId,
-              senderDeviceId: sender.deviceId,
-              clientMsgId: cmd.clientMsgId,
-              text: cmd.text,
-              sentAtMs: (this.deps.now ?? Date.now)(),
-            }),
-          },
+          { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) },
         ]),
       ]);
       if (stored.status === "fulfilled" && stored.value) {

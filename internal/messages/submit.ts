@@ -1,4 +1,4 @@
-import type { Id } from "../model/types.js";
+import type { Id, NewMessage } from "../model/types.js";
 
 export interface SendCommand {
   clientMsgId: string;
@@ -15,6 +15,19 @@ export interface SubmitResult {
   messageId: Id;
   /** True when this clientMsgId had already been accepted. */
   duplicate: boolean;
+}
+
+/** The message a send becomes once accepted: its id, who sent it, when. */
+export function newMessage(messageId: Id, sender: Sender, cmd: SendCommand, sentAtMs: number): NewMessage {
+  return {
+    messageId,
+    channelId: cmd.channelId,
+    senderUserId: sender.userId,
+    senderDeviceId: sender.deviceId,
+    clientMsgId: cmd.clientMsgId,
+    text: cmd.text,
+    sentAtMs,
+  };
 }
 
 /**

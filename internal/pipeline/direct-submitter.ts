@@ -2,7 +2,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import type { MessageSubmitter, SendCommand, Sender, SubmitResult } from "../messages/submit.js";
+import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
@@ -40,18 +40,7 @@ export class DirectSubmitter implements MessageSubmitter {
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     let written;
     try {
-      written = await writer.write(
-        {
-          messageId: ids.next(),
-          channelId: cmd.channelId,
-          senderUserId: sender.userId,
-          senderDeviceId: sender.deviceId,
-          clientMsgId: cmd.clientMsgId,
-          text: cmd.text,
-          sentAtMs: (this.deps.now ?? Date.now)(),
-        },
-        memberIds,
-      );
+      written = await writer.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
     } catch (err) {
       if (err instanceof ChatError) throw err;
       this.deps.logger?.warn({ err }, "message write failed");

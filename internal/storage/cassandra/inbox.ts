@@ -3,6 +3,7 @@ import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { toMessage } from "./message-log.js";
 import type { AppendStats } from "./metrics.js";
+import { NewestEntries } from "./newest.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, msCell, type Db, type Row } from "./session.js";
 
@@ -32,6 +33,7 @@ const entryValues = ({ message: m }: InboxEntry) => [
  */
 export class CassandraInbox implements Inbox {
   private readonly appender: SequencedAppender<StoredMessage, InboxEntry>;
+  private readonly newest: NewestEntries;
   private readonly q;
 
   constructor(
@@ -43,10 +45,6 @@ export class CassandraInbox implements Inbox {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      head: `SELECT last_seq, ${COLS} FROM ${t("inbox_newest")} WHERE user_id = ?`,
-      headSeq: `SELECT last_seq FROM ${t("inbox_newest")} WHERE user_id = ?`,
-      legacyHead: `SELECT last_seq, ${COLS} FROM ${t("inbox_heads")} WHERE user_id = ?`,
-      legacyHeadSeq: `SELECT last_seq FROM ${t("inbox_heads")} WHERE user_id = ?`,
       putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
       insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -60,6 +58,7 @@ export class CassandraInbox implements Inbox {
       cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
     };
+    this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
@@ -126,9 +125,8 @@ export class CassandraInbox implements Inbox {
     return found ?? head;
   }
 
-  async head(userId: Id): Promise<bigint> {
-    const r = (await this.db.one(this.q.headSeq, [userId])) ?? (await this.db.one(this.q.legacyHeadSeq, [userId]));
-    return r ? big(r.get("last_seq")) : 0n;
+  head(userId: Id): Promise<bigint> {
+    return this.newest.seq(userId);
   }
 
   async getCursor(userId: Id, deviceId: Id): Promise<bigint> {
@@ -143,15 +141,8 @@ export class CassandraInbox implements Inbox {
 
 
   private async readHead(userId: Id): Promise<{ seq: bigint; entry: InboxEntry; legacy: boolean } | undefined> {
-    let legacy = false;
-    let r = await this.db.one(this.q.head, [userId]);
-    if (!r) {
-      r = await this.db.one(this.q.legacyHead, [userId]);
-      legacy = true;
-    }
-    if (!r) return undefined;
-    const seq = big(r.get("last_seq"));
-    return { seq, entry: toEntry(r, seq), legacy };
+    const h = await this.newest.row(userId);
+    return h && { seq: h.seq, entry: toEntry(h.row, h.seq), legacy: h.legacy };
   }
 
   private async row(userId: Id, inboxSeq: bigint): Promise<InboxEntry | undefined> {

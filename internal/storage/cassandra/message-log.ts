@@ -2,6 +2,7 @@ import type { MessageLog, PageQuery } from "../../messages/log.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import type { AppendStats } from "./metrics.js";
+import { NewestEntries } from "./newest.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
 
@@ -31,6 +32,7 @@ const messageValues = (m: StoredMessage) => [
  */
 export class CassandraMessageLog implements MessageLog {
   private readonly appender: SequencedAppender<NewMessage, StoredMessage>;
+  private readonly newest: NewestEntries;
   private readonly q;
 
   constructor(
@@ -40,10 +42,6 @@ export class CassandraMessageLog implements MessageLog {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      head: `SELECT last_seq, ${COLS} FROM ${t("channel_newest")} WHERE channel_id = ?`,
-      headSeq: `SELECT last_seq FROM ${t("channel_newest")} WHERE channel_id = ?`,
-      legacyHead: `SELECT last_seq, ${COLS} FROM ${t("channel_heads")} WHERE channel_id = ?`,
-      legacyHeadSeq: `SELECT last_seq FROM ${t("channel_heads")} WHERE channel_id = ?`,
       putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
       insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -53,6 +51,7 @@ export class CassandraMessageLog implements MessageLog {
       putDedup: `INSERT INTO ${t("message_dedup")} (channel_id, sender_user_id, client_msg_id, seq, message_id)
                  VALUES (?, ?, ?, ?, ?)`,
     };
+    this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
@@ -108,21 +107,13 @@ export class CassandraMessageLog implements MessageLog {
     return out;
   }
 
-  private async headSeq(channelId: Id): Promise<bigint> {
-    const r = (await this.db.one(this.q.headSeq, [channelId])) ?? (await this.db.one(this.q.legacyHeadSeq, [channelId]));
-    return r ? big(r.get("last_seq")) : 0n;
+  private headSeq(channelId: Id): Promise<bigint> {
+    return this.newest.seq(channelId);
   }
 
   private async readHead(channelId: Id): Promise<{ seq: bigint; entry: StoredMessage; legacy: boolean } | undefined> {
-    let legacy = false;
-    let r = await this.db.one(this.q.head, [channelId]);
-    if (!r) {
-      r = await this.db.one(this.q.legacyHead, [channelId]);
-      legacy = true;
-    }
-    if (!r) return undefined;
-    const seq = big(r.get("last_seq"));
-    return { seq, entry: toMessage(r, channelId, seq), legacy };
+    const h = await this.newest.row(channelId);
+    return h && { seq: h.seq, entry: toMessage(h.row, channelId, h.seq), legacy: h.legacy };
   }
 
   private async row(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {

@@ -1,0 +1,39 @@
+import { big, type Db, type Row } from "./session.js";
+
+/**
+ * Reads of a sequence's newest entry (a channel's, an inbox's): from the
+ * schema-2 table, else from schema 1's head, which is read only for a key
+ * not appended to since the upgrade (SequencedAppender carries it over).
+ */
+export class NewestEntries {
+  private readonly q;
+
+  constructor(
+    private readonly db: Db,
+    tables: { newest: string; legacy: string },
+    keyColumn: string,
+    columns: string,
+  ) {
+    const select = (table: string, cols: string) => `SELECT ${cols} FROM ${db.t(table)} WHERE ${keyColumn} = ?`;
+    this.q = {
+      row: select(tables.newest, `last_seq, ${columns}`),
+      legacyRow: select(tables.legacy, `last_seq, ${columns}`),
+      seq: select(tables.newest, "last_seq"),
+      legacySeq: select(tables.legacy, "last_seq"),
+    };
+  }
+
+  /** The newest entry's row (with last_seq), and whether it is schema 1's. */
+  async row(key: bigint): Promise<{ row: Row; seq: bigint; legacy: boolean } | undefined> {
+    const r = await this.db.one(this.q.row, [key]);
+    if (r) return { row: r, seq: big(r.get("last_seq")), legacy: false };
+    const l = await this.db.one(this.q.legacyRow, [key]);
+    return l ? { row: l, seq: big(l.get("last_seq")), legacy: true } : undefined;
+  }
+
+  /** The newest seq, 0n when the sequence is empty. */
+  async seq(key: bigint): Promise<bigint> {
+    const r = (await this.db.one(this.q.seq, [key])) ?? (await this.db.one(this.q.legacySeq, [key]));
+    return r ? big(r.get("last_seq")) : 0n;
+  }
+}
