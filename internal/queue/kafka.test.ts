@@ -1,5 +1,5 @@
 // KafkaQueue against the real Kafka of scripts/engines.sh: the MessageQueue contract suite,
-// unchanged, then what only a real broker shows (latency, merged publishes, a failing
+// unchanged, then what only a real broker shows (long polls, merged publishes, a failing
 // partition not holding up the others, handing partitions over in a group). Fails (never
 // skips) when Kafka is unreachable. Topics and groups made here are deleted afterwards.
 import assert from "node:assert/strict";
@@ -82,40 +82,45 @@ describe("KafkaQueue", function () {
       await queue.close();
     });
 
-    it("publishes and delivers with low latency (p50 publish ack and publish-to-handler)", async () => {
-      const topic = uniqueName("lat");
-      await queue.ensureTopics([{ topic, partitions: 4 }]);
-      const sentAt = new Map<string, number>();
-      const e2e: number[] = [];
-      let warm = false;
-      subs.push(
-        await queue.subscribe(uniqueName("g"), topic, async (rs) => {
+    it("hands a record to its subscriber when it arrives, not when the long poll ends", async () => {
+      // A long poll of 5 s: a fetch that waited it out would put each record seconds late.
+      // Speed itself is the benchmark's to measure (bench/), not a test's.
+      const longPollMs = 5_000;
+      const own = openQueue({ maxWaitTimeInMs: longPollMs });
+      try {
+        await own.connect();
+        const topic = uniqueName("arrive");
+        await own.ensureTopics([{ topic, partitions: 4 }]);
+        const sentAt = new Map<string, number>();
+        const e2e: number[] = [];
+        let warm = false;
+        const sub = await own.subscribe(uniqueName("g"), topic, async (rs) => {
           const now = performance.now();
           for (const r of rs) {
             if (dec(r.value) === "warm") warm = true;
             const t = sentAt.get(dec(r.value));
             if (t !== undefined) e2e.push(now - t);
           }
-        }),
-      );
-      // Warm up: the group has joined and the producer knows the partition leaders.
-      await queue.publish(topic, [{ key: "warm", value: enc("warm") }]);
-      await waitFor(() => warm, "the warm-up message");
-      const acks: number[] = [];
-      const n = 300;
-      for (let i = 0; i < n; i++) {
-        const v = `m${i}`;
-        const t0 = performance.now();
-        sentAt.set(v, t0);
-        await queue.publish(topic, [{ key: `u${i % 16}`, value: enc(v) }]);
-        acks.push(performance.now() - t0);
-        // One message at a time, as a 1:1 chat does: wait until it arrived before the next.
-        await waitFor(() => e2e.length === i + 1, `message ${i} delivered`, 10_000);
+        });
+        try {
+          // Warm up: the group has joined and the producer knows the partition leaders.
+          await own.publish(topic, [{ key: "warm", value: enc("warm") }]);
+          await waitFor(() => warm, "the warm-up message");
+          const n = 20;
+          for (let i = 0; i < n; i++) {
+            const v = `m${i}`;
+            sentAt.set(v, performance.now());
+            await own.publish(topic, [{ key: `u${i % 16}`, value: enc(v) }]);
+            // One message at a time, as a 1:1 chat does: each finds the fetch already waiting.
+            await waitFor(() => e2e.length === i + 1, `message ${i} delivered`, 3 * longPollMs);
+          }
+          assert.ok(pct(e2e, 0.5) < longPollMs / 5, `publish-to-handler p50 ${pct(e2e, 0.5).toFixed(0)} ms with a ${longPollMs} ms long poll`);
+        } finally {
+          await sub.stop();
+        }
+      } finally {
+        await own.close();
       }
-      const report = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms`;
-      console.log(`      publish->ack ${report(acks)}; publish->handler ${report(e2e)} (${n} messages, acks=-1)`);
-      assert.ok(pct(acks, 0.5) < 25, `publish p50 ${pct(acks, 0.5)} ms`);
-      assert.ok(pct(e2e, 0.5) < 40, `end-to-end p50 ${pct(e2e, 0.5)} ms`);
     });
 
     it("long-polls while idle: a subscription with nothing to read asks twice a second, not fifty times", async () => {

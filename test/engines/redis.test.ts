@@ -2,7 +2,8 @@
 // when Redis is unreachable.
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { engineConfig, uniqueName, waitFor, withTimeout } from '../support/engines.js';
+import { engineConfig, uniqueName, withTimeout } from '../support/engines.js';
+import { waitFor } from '../support/wait.js';
 
 describe('engines: redis (ioredis)', function () {
   this.timeout(30_000);
@@ -43,7 +44,7 @@ describe('engines: redis (ioredis)', function () {
     assert.ok(ttl > 0 && ttl <= 60, `ttl ${ttl}`);
     // A short expiry really removes the key (polled with a deadline, no fixed sleep).
     assert.equal(await redis.pexpire(key, 100), 1);
-    await waitFor('key to expire', async () => (await redis.exists(key)) === 0, 5_000);
+    await waitFor(async () => (await redis.exists(key)) === 0, 'key to expire', 5_000);
     assert.equal(await redis.get(key), null);
   });
 
