@@ -1,8 +1,8 @@
 import { fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { Message } from "../../gen/es/chat/v1/types_pb.js";
 import { ChatError } from "../model/errors.js";
+import { encodeDeliveryFrame, encodeMessage } from "../wire/message-bytes.js";
 import type { FrameEncoding } from "./port.js";
 
 export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEncoding): ClientFrame {
@@ -53,11 +53,6 @@ function encodeDelivery(frame: ServerFrame): Uint8Array | undefined {
   const message = entry?.message;
   if (!entry || !message || frame.$unknown || delivery.$unknown || entry.$unknown) return undefined;
   let bytes = messageBytes.get(message);
-  if (bytes === undefined) messageBytes.set(message, (bytes = toBinary(MessageSchema, message)));
-  const w = new BinaryWriter();
-  w.tag(4, WireType.LengthDelimited).fork(); // ServerFrame.message
-  w.tag(1, WireType.LengthDelimited).fork(); // MessageDelivery.entry
-  if (entry.inboxSeq !== 0n) w.tag(1, WireType.Varint).uint64(entry.inboxSeq);
-  w.tag(2, WireType.LengthDelimited).bytes(bytes);
-  return w.join().join().finish();
+  if (bytes === undefined) messageBytes.set(message, (bytes = encodeMessage(message)));
+  return encodeDeliveryFrame(entry.inboxSeq, bytes);
 }

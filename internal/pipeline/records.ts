@@ -2,8 +2,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InboxAppendSchema, MessageSubmittedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
-import { MessageSchema } from "../../gen/es/chat/v1/types_pb.js";
 import type { Id, NewMessage, StoredMessage } from "../model/types.js";
+import { encodeMessage } from "../wire/message-bytes.js";
 import { messageFromProto, messageToProto } from "../wire/messages.js";
 
 /** Domain <-> wire mapping for the pipeline's queue records. */
@@ -48,7 +48,7 @@ export function encodeInboxAppend(userId: Id, m: StoredMessage): Uint8Array {
  * a visible share of the fan-out's CPU in the benchmark's profile.
  */
 export function encodeInboxAppends(userIds: readonly Id[], m: StoredMessage): Uint8Array[] {
-  const message = toBinary(MessageSchema, messageToProto(m));
+  const message = encodeMessage(messageToProto(m));
   return userIds.map((userId) => {
     const w = new BinaryWriter();
     if (userId !== 0n) w.tag(1, WireType.Varint).uint64(userId);

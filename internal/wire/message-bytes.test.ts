@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { encodeDeliveryFrame, encodeMessage } from "./message-bytes.js";
+import { messageToProto } from "./messages.js";
+import { awkwardMessage } from "./testdata.js";
+
+const U64_MAX = 2n ** 64n - 1n;
+const plain = (b: Uint8Array) => new Uint8Array(b);
+
+/** A small deterministic generator (mulberry32), so a failure names a seed that repeats it. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const EDGE_U64 = [0n, 1n, 127n, 128n, 16_383n, 16_384n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n, 2n ** 53n + 1n, 2n ** 56n, 2n ** 63n, U64_MAX];
+const PIECES = ["", "a", "é", "€", "👋", "\ud800", "\udc00x", "日本語", "\u0000", "x".repeat(200), "é".repeat(70_000)];
+
+function randomU64(r: () => number): bigint {
+  if (r() < 0.5) return EDGE_U64[Math.floor(r() * EDGE_U64.length)]!;
+  return BigInt.asUintN(64, (BigInt(Math.floor(r() * 2 ** 32)) << 32n) | BigInt(Math.floor(r() * 2 ** 32))) >> BigInt(Math.floor(r() * 64));
+}
+
+function randomText(r: () => number): string {
+  let s = "";
+  const n = Math.floor(r() * 4);
+  for (let i = 0; i < n; i++) s += PIECES[Math.floor(r() * (r() < 0.98 ? PIECES.length - 1 : PIECES.length))]!;
+  return s;
+}
+
+function randomMessage(r: () => number): Message {
+  const withTime = r() < 0.9;
+  return create(MessageSchema, {
+    messageId: randomU64(r),
+    channelId: randomU64(r),
+    seq: randomU64(r),
+    senderUserId: randomU64(r),
+    senderDeviceId: randomU64(r),
+    clientMsgId: randomText(r),
+    text: randomText(r),
+    sentAt: withTime ? { seconds: r() < 0.2 ? 0n : BigInt(Math.floor(r() * 2 ** 40)), nanos: r() < 0.3 ? 0 : Math.floor(r() * 1e9) } : undefined,
+  });
+}
+
+describe("message bytes (the delivery path's encoder)", () => {
+  it("writes what toBinary writes, for 2,000 random messages and their delivery frames", () => {
+    for (let seed = 1; seed <= 2_000; seed++) {
+      const r = rng(seed);
+      const m = randomMessage(r);
+      const bytes = encodeMessage(m);
+      assert.deepEqual(plain(bytes), toBinary(MessageSchema, m), `message of seed ${seed}`);
+      const inboxSeq = randomU64(r);
+      const frame = create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq, message: m } } } });
+      assert.deepEqual(plain(encodeDeliveryFrame(inboxSeq, bytes)!), toBinary(ServerFrameSchema, frame), `frame of seed ${seed}`);
+    }
+  });
+
+  it("writes what toBinary writes for the awkward message, an empty one and a time of zero", () => {
+    const cases = [messageToProto(awkwardMessage), create(MessageSchema), create(MessageSchema, { sentAt: { seconds: 0n, nanos: 0 } })];
+    for (const m of cases) assert.deepEqual(plain(encodeMessage(m)), toBinary(MessageSchema, m));
+  });
+
+  it("leaves to toBinary what it does not expect: unknown fields, times before 1970, invalid ids", () => {
+    const cases = [
+      create(MessageSchema, { text: "x", $unknown: [{ no: 99, wireType: 0, data: new Uint8Array([1]) }] }),
+      create(MessageSchema, { sentAt: { seconds: -5n, nanos: 0 } }),
+      create(MessageSchema, { sentAt: { seconds: 1n, nanos: -1 } }),
+    ];
+    for (const m of cases) assert.deepEqual(plain(encodeMessage(m)), toBinary(MessageSchema, m));
+    assert.throws(() => encodeMessage(create(MessageSchema, { messageId: -1n })), /invalid uint64/, "refused as toBinary refuses it");
+    assert.equal(encodeDeliveryFrame(-1n, new Uint8Array()), undefined, "a negative inbox seq is toBinary's to write");
+  });
+});
