@@ -91,6 +91,27 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     }
   });
 
+  it("follows a group's roster: one removed gets nothing after and cannot send, one added gets what follows", async () => {
+    const [owner, x, y] = [await signUp(chatd.httpUrl, "own"), await signUp(chatd.httpUrl, "x"), await signUp(chatd.httpUrl, "y")];
+    const { channel } = await owner.api.channels.createGroup({ title: "moving", memberUserIds: [x.userId] });
+    const channelId = channel!.channelId;
+    const [o, dx, dy] = await Promise.all([owner, x, y].map((u) => device(chatd.wsUrl, u.devices[0]!.token)));
+    await o!.send(channelId, "first");
+    await dx!.waitForMessages(1);
+    await owner.api.channels.removeMember({ channelId, userId: x.userId });
+    await o!.send(channelId, "after x left");
+    const refused = await dx!.send(channelId, "still here?");
+    assert.equal(refused.kind.case === "error" && refused.kind.value.code, ErrorCode.NOT_A_MEMBER);
+    await owner.api.channels.addMembers({ channelId, userIds: [y.userId] });
+    await o!.send(channelId, "y joined");
+    await dy!.waitForMessages(1);
+    await o!.waitForMessages(3);
+    assert.deepEqual(o!.messagesIn(channelId).map((m) => m.text), ["first", "after x left", "y joined"]);
+    assert.deepEqual(dy!.messagesIn(channelId).map((m) => m.text), ["y joined"]);
+    // y's copy was written after x's removal was: x would have one by now.
+    assert.deepEqual(dx!.messagesIn(channelId).map((m) => m.text), ["first"]);
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

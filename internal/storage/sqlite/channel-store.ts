@@ -1,4 +1,4 @@
-import type { ChannelStore } from "../../channels/store.js";
+import type { ChannelStore, RosterChanges } from "../../channels/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
@@ -76,7 +76,9 @@ function build(db: SqliteDatabase) {
   return { ...s, directTx, groupTx, addMembersTx };
 }
 
-export class SqliteChannelStore implements ChannelStore {
+export class SqliteChannelStore implements ChannelStore, RosterChanges {
+  private readonly rosterListeners = new Set<(channelId: Id) => void>();
+
   private readonly s: ReturnType<typeof build>;
 
   /** Prepares every statement once; share one Database between all stores. */
@@ -88,7 +90,9 @@ export class SqliteChannelStore implements ChannelStore {
     // Immediate takes the write lock before the lookup, so another process
     // cannot slip in between lookup and insert.
     try {
-      return this.s.directTx.immediate(candidate, a, b);
+      const c = this.s.directTx.immediate(candidate, a, b);
+      if (c.channelId === candidate.channelId) this.rosterChanged(c.channelId);
+      return c;
     } catch (e) {
       translateError(e, `channel ${candidate.channelId}`);
     }
@@ -97,6 +101,7 @@ export class SqliteChannelStore implements ChannelStore {
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     try {
       this.s.groupTx.immediate(channel, members);
+      this.rosterChanged(channel.channelId);
     } catch (e) {
       translateError(e, `channel ${channel.channelId}`);
     }
@@ -125,11 +130,15 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]> {
-    return this.s.addMembersTx.immediate(channelId, members, maxMembers);
+    const added = this.s.addMembersTx.immediate(channelId, members, maxMembers);
+    if (added.length > 0) this.rosterChanged(channelId);
+    return added;
   }
 
   async removeMember(channelId: Id, userId: Id): Promise<boolean> {
-    return this.s.removeMember.run(channelId, userId).changes > 0;
+    const removed = this.s.removeMember.run(channelId, userId).changes > 0;
+    if (removed) this.rosterChanged(channelId);
+    return removed;
   }
 
   async setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void> {
@@ -144,5 +153,14 @@ export class SqliteChannelStore implements ChannelStore {
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
     return (this.s.memberships.all(userId) as Row[]).map(toMember);
+  }
+
+  onRosterChanged(listener: (channelId: Id) => void): () => void {
+    this.rosterListeners.add(listener);
+    return () => this.rosterListeners.delete(listener);
+  }
+
+  private rosterChanged(channelId: Id): void {
+    for (const l of this.rosterListeners) l(channelId);
   }
 }
