@@ -79,7 +79,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // in its members' inboxes by one transaction (internal/pipeline/direct-submitter.ts).
   const submitter = new DirectSubmitter({
     channels: storage.channels,
-    rosterChanges: storage.channels,
     writer: storage.writer,
     ids,
     sessions: {

@@ -64,51 +64,6 @@ describe("ChannelMembers", () => {
     assert.equal(reads.getMember, 2);
   });
 
-  it("keeps a group's roster while the store says it has not changed, and reads it again when it has", async () => {
-    const [owner, x, y] = [id(), id(), id()];
-    const g = channel("group", owner);
-    await store.createGroup(g, [{ ...member(g.channelId, owner), role: "owner" }, member(g.channelId, x)]);
-    const { wrapped, reads } = counted(store);
-    const members = new ChannelMembers(wrapped, { rosterChanges: store });
-    for (let i = 0; i < 5; i++) {
-      assert.deepStrictEqual(await members.memberIds(g.channelId), [owner, x]);
-      assert.equal(await members.isMember(g.channelId, x), true);
-    }
-    assert.equal(reads.listMembers, 1, "read once for five messages");
-    await store.addMembers(g.channelId, [member(g.channelId, y)], 100);
-    assert.deepStrictEqual(await members.memberIds(g.channelId), [owner, x, y]);
-    await store.removeMember(g.channelId, x);
-    assert.equal(await members.isMember(g.channelId, x), false);
-    assert.deepStrictEqual(await members.memberIds(g.channelId), [owner, y]);
-    assert.equal(reads.listMembers, 3, "read again after each change only");
-    assert.equal(reads.getMember, 0);
-  });
-
-  it("does not keep a roster read that a change overtook", async () => {
-    const [owner, x] = [id(), id()];
-    const g = channel("group", owner);
-    await store.createGroup(g, [{ ...member(g.channelId, owner), role: "owner" }, member(g.channelId, x)]);
-    // A store whose roster reads can be held after they have read.
-    const slow: ChannelStore = Object.create(store);
-    let gate: Promise<void> | undefined;
-    slow.listMembers = async (c) => {
-      const rows = await store.listMembers(c);
-      await gate;
-      return rows;
-    };
-    const members = new ChannelMembers(slow, { rosterChanges: store });
-    assert.deepStrictEqual(await members.memberIds(g.channelId), [owner, x]);
-    await store.removeMember(g.channelId, owner); // forgets what it kept
-    let release!: () => void;
-    gate = new Promise<void>((r) => (release = r));
-    const pending = members.memberIds(g.channelId); // reads [x], then waits at the gate...
-    await store.addMembers(g.channelId, [member(g.channelId, owner)], 100); // ...while the owner comes back
-    release();
-    assert.deepStrictEqual(await pending, [x], "the read answers what it read");
-    gate = undefined;
-    assert.deepStrictEqual(await members.memberIds(g.channelId), [x, owner], "but it was not kept");
-  });
-
   it("keeps asking about a channel it could not find", async () => {
     const { wrapped, reads } = counted(store);
     const members = new ChannelMembers(wrapped);
@@ -124,7 +79,7 @@ describe("ChannelMembers", () => {
       return (await store.getOrCreateDirect(channel("direct", a), a, b)).channelId;
     }));
     const { wrapped, reads } = counted(store);
-    const members = new ChannelMembers(wrapped, { capacity: 2 });
+    const members = new ChannelMembers(wrapped, 2);
     await members.memberIds(pairs[0]!);
     await members.memberIds(pairs[1]!);
     await members.memberIds(pairs[0]!); // now the most recent

@@ -35,14 +35,3 @@ export interface ChannelStore {
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;
 }
-
-/**
- * Tells readers in the same process, synchronously, when a channel's roster
- * changed. Only a store that makes every membership write itself can offer it:
- * the embedded SQLite store, which one process owns. In the cluster the api
- * role changes rosters, so chat servers and the pipeline read them per message.
- */
-export interface RosterChanges {
-  /** `listener` runs after each write that added or removed members; returns the unsubscribe. */
-  onRosterChanged(listener: (channelId: Id) => void): () => void;
-}

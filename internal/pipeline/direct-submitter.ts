@@ -1,5 +1,5 @@
 import { ChannelMembers } from "../channels/members.js";
-import type { ChannelStore, RosterChanges } from "../channels/store.js";
+import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -9,8 +9,6 @@ import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 
 export interface DirectSubmitterDeps extends LiveDeliveryDeps {
   channels: ChannelStore;
-  /** The store's own word when a roster changes, so that group rosters are not read per message. */
-  rosterChanges?: RosterChanges;
   writer: MessageWriter;
   ids: IdGenerator;
   now?: () => number;
@@ -32,7 +30,7 @@ export class DirectSubmitter implements MessageSubmitter {
   private readonly members: ChannelMembers;
 
   constructor(private readonly deps: DirectSubmitterDeps) {
-    this.members = new ChannelMembers(deps.channels, { rosterChanges: deps.rosterChanges });
+    this.members = new ChannelMembers(deps.channels);
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {

@@ -1,4 +1,4 @@
-import type { ChannelStore, RosterChanges } from "../../channels/store.js";
+import type { ChannelStore } from "../../channels/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
@@ -76,9 +76,7 @@ function build(db: SqliteDatabase) {
   return { ...s, directTx, groupTx, addMembersTx };
 }
 
-export class SqliteChannelStore implements ChannelStore, RosterChanges {
-  private readonly rosterListeners = new Set<(channelId: Id) => void>();
-
+export class SqliteChannelStore implements ChannelStore {
   private readonly s: ReturnType<typeof build>;
 
   /** Prepares every statement once; share one Database between all stores. */
@@ -90,9 +88,7 @@ export class SqliteChannelStore implements ChannelStore, RosterChanges {
     // Immediate takes the write lock before the lookup, so another process
     // cannot slip in between lookup and insert.
     try {
-      const c = this.s.directTx.immediate(candidate, a, b);
-      if (c.channelId === candidate.channelId) this.rosterChanged(c.channelId);
-      return c;
+      return this.s.directTx.immediate(candidate, a, b);
     } catch (e) {
       translateError(e, `channel ${candidate.channelId}`);
     }
@@ -101,7 +97,6 @@ export class SqliteChannelStore implements ChannelStore, RosterChanges {
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     try {
       this.s.groupTx.immediate(channel, members);
-      this.rosterChanged(channel.channelId);
     } catch (e) {
       translateError(e, `channel ${channel.channelId}`);
     }
@@ -130,15 +125,11 @@ export class SqliteChannelStore implements ChannelStore, RosterChanges {
   }
 
   async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]> {
-    const added = this.s.addMembersTx.immediate(channelId, members, maxMembers);
-    if (added.length > 0) this.rosterChanged(channelId);
-    return added;
+    return this.s.addMembersTx.immediate(channelId, members, maxMembers);
   }
 
   async removeMember(channelId: Id, userId: Id): Promise<boolean> {
-    const removed = this.s.removeMember.run(channelId, userId).changes > 0;
-    if (removed) this.rosterChanged(channelId);
-    return removed;
+    return this.s.removeMember.run(channelId, userId).changes > 0;
   }
 
   async setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void> {
@@ -153,14 +144,5 @@ export class SqliteChannelStore implements ChannelStore, RosterChanges {
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
     return (this.s.memberships.all(userId) as Row[]).map(toMember);
-  }
-
-  onRosterChanged(listener: (channelId: Id) => void): () => void {
-    this.rosterListeners.add(listener);
-    return () => this.rosterListeners.delete(listener);
-  }
-
-  private rosterChanged(channelId: Id): void {
-    for (const l of this.rosterListeners) l(channelId);
   }
 }

@@ -60,29 +60,6 @@ describe("sqlite storage", () => {
       full.close();
     });
 
-    it("tells its roster listeners about every write that added or removed members, and only those", async () => {
-      const db = openDatabase(":memory:");
-      const store = new SqliteChannelStore(db);
-      const told: bigint[] = [];
-      const stop = store.onRosterChanged((c) => told.push(c));
-      const member = (channelId: bigint, userId: bigint) => ({ channelId, userId, role: "member" as const, joinedAtMs: 1, readSeq: 0n });
-      const group = { channelId: 10n, kind: "group" as const, title: "g", createdAtMs: 1, createdBy: 1n };
-      await store.createGroup(group, [{ ...member(10n, 1n), role: "owner" }]);
-      await store.addMembers(10n, [member(10n, 2n)], 100);
-      await store.addMembers(10n, [member(10n, 2n)], 100); // already in: no change
-      await store.setRole(10n, 2n, "admin"); // the roster is the same
-      await store.removeMember(10n, 2n);
-      await store.removeMember(10n, 2n); // not a member: no change
-      const direct = { channelId: 20n, kind: "direct" as const, title: "", createdAtMs: 1, createdBy: 1n };
-      await store.getOrCreateDirect(direct, 1n, 3n);
-      await store.getOrCreateDirect({ ...direct, channelId: 21n }, 3n, 1n); // the pair's channel exists
-      assert.deepEqual(told, [10n, 10n, 10n, 20n]);
-      stop();
-      await store.addMembers(10n, [member(10n, 4n)], 100);
-      assert.equal(told.length, 4, "nothing after unsubscribing");
-      db.close();
-    });
-
     it("accepts :memory:", async () => {
       const s = openSqliteStorage(":memory:");
       await s.inbox.advanceCursor(1n, 2n, 3n);
