@@ -31,6 +31,7 @@ import { PresenceTracker } from "../../internal/presence/tracker.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
+import { pushMetrics } from "../../internal/push/metrics.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
@@ -109,7 +110,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Push: the notifier consumes chat.notifications.v1, as cmd/notifier does on Kafka.
   const pushEndpoints = new SqlitePushEndpointStore(storage.db);
   const push = createPushProviders({ vapidKeyFile: join(config.dataDir, "vapid.json"), ...config.push });
-  const notifier = new Notifier({
+  const notifier: Notifier = new Notifier({
     queue,
     endpoints: pushEndpoints,
     providers: push.providers,
@@ -120,6 +121,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     },
     options: config.push.notifier,
     logger: logger.child({ component: "notifier" }),
+    ...pushMetrics(registry, () => notifier.pending),
   });
   const pushApi: PushApiDeps = {
     push: {

@@ -1,11 +1,12 @@
 import { join } from "node:path";
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Registry, collectDefaultMetrics } from "prom-client";
 import { openQueue, openRoutes, openStorage } from "../../internal/cluster/engines.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { readPushConfig } from "../../internal/push/config.js";
+import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
@@ -33,12 +34,8 @@ const config = exitOnConfigError("notifier", () => {
 const logger = createLogger("notifier", config.logLevel);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
-const sends = new Counter({
-  name: "chat_push_sends_total",
-  help: "Push requests by provider and what the notifier did about the answer",
-  labelNames: ["kind", "action"],
-  registers: [registry],
-});
+// Read at each scrape, once the notifier below exists.
+const metrics = pushMetrics(registry, () => notifier.pending);
 
 const e = config.engines;
 const storage = await openStorage(e, logger);
@@ -48,7 +45,7 @@ const queue = await openQueue(e, `notifier-${process.pid}`, logger);
 const routes = openRoutes(e, logger);
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
 const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
-const notifier = new Notifier({
+const notifier: Notifier = new Notifier({
   queue,
   endpoints: new CassandraPushEndpointStore(storage.db),
   providers: push.providers,
@@ -67,15 +64,7 @@ const notifier = new Notifier({
   },
   options: config.push.notifier,
   logger: logger.child({ component: "notifier" }),
-  onResult: (r) => sends.inc({ kind: r.endpoint.kind, action: r.action }),
-});
-new Gauge({
-  name: "chat_push_pending",
-  help: "Notifications in memory: collapsing, queued, retrying or in flight",
-  registers: [registry],
-  collect() {
-    this.set(notifier.pending);
-  },
+  ...metrics,
 });
 await notifier.start();
 

@@ -8,7 +8,7 @@ import type { Id } from "../model/types.js";
 import { topicSpecs, Topics } from "../pipeline/topics.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
-import { Notifier, type NotifierOptions, type SendResult } from "./notifier.js";
+import { Notifier, type NotifierOptions, type SendResult, type SkipReason } from "./notifier.js";
 import type { PushEndpoint } from "./port.js";
 import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
 import { SqlitePushEndpointStore } from "./sqlite.js";
@@ -25,6 +25,9 @@ describe("Notifier with Web Push against a loopback push service", function () {
   let notifier: Notifier | undefined;
   let results: SendResult[];
   let online: Set<Id>;
+  /** The users the notifier asked about when their notification was due. */
+  let askedOnline: Id[];
+  let skips: SkipReason[];
   const vapidSubject = "mailto:ops@chat.test";
   let provider: WebPushProvider;
   let seq = 0n;
@@ -39,6 +42,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
     provider = new WebPushProvider({ vapid: loadOrCreateVapidKeys(join(dir, "vapid.json")), subject: vapidSubject });
     results = [];
     online = new Set();
+    askedOnline = [];
+    skips = [];
   });
   afterEach(async () => {
     await notifier?.stop();
@@ -49,12 +54,17 @@ describe("Notifier with Web Push against a loopback push service", function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A device id the tests treat as logged out. */
+  const REVOKED = 13n;
+
   async function startNotifier(options: Partial<NotifierOptions> = {}): Promise<Notifier> {
     notifier = new Notifier({
       queue,
       endpoints,
       providers: { web_push: provider },
-      isOnline: async (u) => online.has(u),
+      isOnline: async (u) => (askedOnline.push(u), online.has(u)),
+      isDeviceActive: async (_u, d) => d !== REVOKED,
+      onSkipped: (reason) => skips.push(reason),
       options: { collapseWindowMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, timeoutMs: 2_000, ...options },
       onResult: (r) => results.push(r),
     });
@@ -243,15 +253,29 @@ describe("Notifier with Web Push against a loopback push service", function () {
     await waitFor(() => receiver.deliveredTo(good[0]!).length === 2, "a later push");
   });
 
+  it("reports each notification it does not send, and why", async () => {
+    online.add(1n);
+    await register(3n, 10n, receiver.subscribe(), { muted: true });
+    await register(4n, 11n, receiver.subscribe(), { kind: "apns", apnsTopic: "chat.app" }); // no APNs configured here
+    await register(5n, REVOKED, receiver.subscribe());
+    await startNotifier();
+    for (const u of [1n, 2n, 3n, 4n, 5n]) await notify(u, 500n, "unsent");
+    await waitFor(() => skips.length === 5, "five skips");
+    await notifier!.idle();
+    assert.deepEqual([...skips].sort(), ["muted", "no_endpoint", "no_provider", "online", "revoked_device"]);
+    assert.equal(results.length, 0, "nothing was sent");
+    assert.equal(await endpoints.get(5n, REVOKED), undefined, "a logged-out device's endpoint is removed");
+  });
+
   it("sends nothing to a user who is online by the time the notification is due", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);
     online.add(1n);
     await startNotifier();
     await notify(1n, 500n, "you are here anyway");
-    await waitFor(() => notifier!.pending === 0 && results.length === 0, "handled");
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => askedOnline.includes(1n), "the notification to fall due");
     await notifier!.idle();
+    assert.equal(results.length, 0, "nothing was sent");
     assert.equal(receiver.pushesTo(sub).length, 0);
   });
 });

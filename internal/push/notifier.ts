@@ -50,7 +50,16 @@ export interface NotifierDeps {
   logger?: Logger;
   /** Reports what happened to each send (metrics, tests). */
   onResult?: (result: SendResult) => void;
+  /** Reports each notification, or each endpoint of one, that is due and not sent, and why (metrics, tests). */
+  onSkipped?: (reason: SkipReason) => void;
 }
+
+/**
+ * Why a due notification is not sent: its user is online again, has no
+ * endpoint, or the endpoint is muted, of a push service not configured here,
+ * or of a logged-out device (then also removed).
+ */
+export type SkipReason = "online" | "no_endpoint" | "muted" | "no_provider" | "revoked_device";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -180,11 +189,22 @@ export class Notifier {
 
   private async fanOut(req: NotificationRequest, count: number): Promise<void> {
     if (this.stopped) return;
-    if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return;
-    for (const endpoint of await this.deps.endpoints.listForUser(req.userId)) {
-      if (endpoint.muted || !this.deps.providers[endpoint.kind]) continue;
+    const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
+    if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
+    const endpoints = await this.deps.endpoints.listForUser(req.userId);
+    if (endpoints.length === 0) skipped("no_endpoint");
+    for (const endpoint of endpoints) {
+      if (endpoint.muted) {
+        skipped("muted");
+        continue;
+      }
+      if (!this.deps.providers[endpoint.kind]) {
+        skipped("no_provider");
+        continue;
+      }
       if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(endpoint.userId, endpoint.deviceId))) {
         await this.deps.endpoints.removeIfAddress(endpoint.userId, endpoint.deviceId, endpoint.address);
+        skipped("revoked_device");
         continue;
       }
       const notification = buildNotification(req, count, endpoint.hidePreview, this.o.ttlSeconds);

@@ -158,12 +158,13 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     assert.equal(again.kind?.$case, "sendAck");
     assert.equal(again.kind.value.duplicate, true);
     assert.equal(again.kind.value.messageId, reply.kind.value.messageId);
-    await waitFor(() => a.deliveries().some((e) => e.message?.text === "hi alice"), "alice receives bob's reply");
-    // A short quiet window: a second copy of either message would show up here.
-    await new Promise((r) => setTimeout(r, 200));
+    // A marker after them: a second copy of either message would be an inbox entry before it.
+    const marker = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-2", channelId: channel.channelId, text: "marker" } }));
+    assert.equal(marker.kind?.$case, "sendAck");
+    await waitFor(() => a.deliveries().some((e) => e.message?.text === "marker"), "alice receives the marker");
     assert.deepEqual(
       a.deliveries().map((e) => e.message?.text),
-      ["hello from grpc-js", "hi alice"],
+      ["hello from grpc-js", "hi alice", "marker"],
       "alice saw each message once, in channel order",
     );
 

@@ -185,13 +185,12 @@ describe("distributed mode: presence and push across processes", function () {
 
     const closedAt = Date.now();
     await a.close();
-    await sleep(GRACE_MS - 800);
-    assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE], "still online inside the grace period");
     await waitFor(() => b.statuses(alice.userId).length === 2 && c.statuses(alice.userId).length === 2, "offline events", 10_000);
     const offline = b.events(alice.userId)[1]!;
     assert.equal(offline.status, PresenceStatus.OFFLINE);
     const lastSeen = timestampMs(offline.lastSeenAt!);
     assert.ok(Math.abs(lastSeen - closedAt) < 1_000, `last seen ${lastSeen - closedAt} ms from the close`);
+    // A lower bound only (a slow machine makes the event later, never earlier): nothing inside the grace period.
     assert.ok(Date.now() - closedAt >= GRACE_MS - 100, "not before the grace period ran out");
     // Three processes sweep (both chat servers and cmd/presence): still one event each.
     await sleep(1_000);

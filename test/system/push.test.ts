@@ -27,7 +27,12 @@ async function rpcError(f: () => Promise<unknown>): Promise<ConnectError> {
   throw new Error("expected the call to fail");
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A sample of chatd's /metrics: the first series of `name` whose labels contain `labels`. */
+async function metric(baseUrl: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
 
 describe("chatd system: push notifications (Web Push to a loopback push service)", function () {
   this.timeout(120_000);
@@ -55,6 +60,20 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     await receiver.stop();
     removeDataDir(chatd.dataDir);
   });
+
+  /**
+   * The notifier has consumed every request and holds none (nothing collapsing,
+   * queued or in flight): a push not sent by now is not coming.
+   */
+  const notifierSettled = () =>
+    waitFor(
+      async () =>
+        (await metric(chatd.httpUrl, "chat_queue_consumer_lag", 'group="chat-notifier"')) === 0 &&
+        (await metric(chatd.httpUrl, "chat_push_pending")) === 0,
+      "the notifier to have nothing left to do",
+      10_000,
+      50,
+    );
 
   const connect = async (token: string) => {
     const d = new TestDevice(chatd.wsUrl, token);
@@ -124,7 +143,7 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     const b = await connect(bob.devices[1]!.token); // bob's other device is online
     await a.send(channelId, "you are online");
     await b.waitForMessages(1);
-    await sleep(COLLAPSE_MS + 700);
+    await notifierSettled();
     assert.equal(receiver.pushesTo(sub).length, 0, "bob is online: no push");
     assert.equal(receiver.pushesTo(aliceSub).length, 0, "alice sent it: no push");
     // Once bob's device is gone, the next message is pushed.
@@ -145,8 +164,10 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     assert.ok(!JSON.stringify(json).includes("secret"), "the text appears nowhere in the payload");
 
     await bobPush.updatePushSettings({ settings: { hidePreview: false, muted: true } });
+    const mutedBefore = await metric(chatd.httpUrl, "chat_push_skipped_total", 'reason="muted"');
     await a.send(channelId, "shh");
-    await sleep(COLLAPSE_MS + 700);
+    await waitFor(async () => (await metric(chatd.httpUrl, "chat_push_skipped_total", 'reason="muted"')) > mutedBefore, "the muted device skipped");
+    await notifierSettled();
     assert.equal(receiver.pushesTo(sub).length, 1, "a muted device gets nothing");
   });
 
@@ -154,7 +175,7 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     const { channelId, sub, a } = await pair();
     for (let i = 1; i <= 4; i++) await a.send(channelId, `burst ${i}`);
     await waitFor(() => receiver.deliveredTo(sub).length >= 1, "the push");
-    await sleep(COLLAPSE_MS + 500);
+    await notifierSettled();
     const pushes = receiver.deliveredTo(sub);
     assert.equal(pushes.length, 1, `${pushes.length} pushes for one burst`);
     assert.equal(pushes[0]!.json!.count, "4");
@@ -182,7 +203,7 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     const hung = await pair({ kind: "hang" });
     const fine = await pair();
     await hung.a.send(hung.channelId, "into the void");
-    await sleep(50);
+    await waitFor(() => receiver.pushesTo(hung.sub).length >= 1, "the hung push under way");
     await fine.a.send(fine.channelId, "hello");
     await waitFor(() => receiver.deliveredTo(fine.sub).length === 1, "the other user's push", 5_000);
     await waitFor(() => receiver.pushesTo(hung.sub).length >= 2, "the hung push retried after its timeout", 10_000);
