@@ -201,11 +201,7 @@ describe("distributed mode on the real engines (separate processes)", function (
       }, "lease-lost", (LEASE_TTL_S + 5) * 1000);
       // Its sessions left it, and it came back: registered again, taking sessions.
       const key = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(victim!.info.serverId ?? "")}`;
-      const deadline = Date.now() + 30_000;
-      while (!(await etcd.get(key).exec()).kvs.length) {
-        assert.ok(Date.now() < deadline, "the chat server re-registered");
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitFor(async () => (await etcd.get(key).exec()).kvs.length > 0, "the chat server to register again", 30_000, 100);
       assert.ok(victim!.output.some((l) => l.includes("registration lost")), "it noticed the loss");
     } finally {
       etcd.close();
