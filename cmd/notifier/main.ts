@@ -4,7 +4,9 @@ import { openQueue, openRoutes, openStorage } from "../../internal/cluster/engin
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { consumerLagGauge } from "../../internal/queue/metrics.js";
 import { createLogger } from "../../internal/observability/logger.js";
+import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { readPushConfig } from "../../internal/push/config.js";
 import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
@@ -40,6 +42,7 @@ const metrics = pushMetrics(registry, () => notifier.pending);
 const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `notifier-${process.pid}`, logger);
+consumerLagGauge(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]);
 // The routing table the chat servers keep: a user with a session on any chat
 // server is online (the same check as RoutedSessionDirectory.onlineUsers).
 const routes = openRoutes(e, logger);

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { consumerLagGauge } from "../queue/metrics.js";
 import type { MessageQueue } from "../queue/port.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
@@ -18,27 +19,7 @@ export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = [
 
 /** With a queue, also a lag gauge of `groups` (by default the Sequencer's and the InboxWriter's). */
 export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups = PIPELINE_GROUPS): PipelineMetrics {
-  if (queue?.consumerLag) {
-    const lagOf = queue.consumerLag.bind(queue);
-    new Gauge({
-      name: "chat_queue_consumer_lag",
-      help: "Records the consumer group has not committed yet",
-      labelNames: ["group", "topic"],
-      registers: [registry],
-      async collect() {
-        // Read at scrape time; a failed read leaves the last value.
-        await Promise.all(
-          groups.map(async ([group, topic]) => {
-            try {
-              this.set({ group, topic }, await lagOf(group, topic));
-            } catch {
-              // the engine is away; chat_engine_errors_total says so elsewhere
-            }
-          }),
-        );
-      },
-    });
-  }
+  if (queue) consumerLagGauge(registry, queue, groups);
   return {
     engineErrors: new Counter({
       name: "chat_pipeline_engine_errors_total",
