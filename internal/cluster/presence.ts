@@ -83,6 +83,9 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
   const changes = deps.registry
     ? new Counter({ name: "chat_presence_changes_total", help: "Presence flips this process announced", labelNames: ["status"], registers: [deps.registry] })
     : undefined;
+  const sweeps = deps.registry
+    ? new Counter({ name: "chat_presence_sweeps_total", help: "Sweeps for users whose grace period ran out, finished by this process", registers: [deps.registry] })
+    : undefined;
   const tracker = new PresenceTracker({
     store,
     audience: storeAudience(deps.storage),
@@ -91,6 +94,7 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
     sweepIntervalMs: deps.config.sweepIntervalMs,
     logger: deps.logger.child({ component: "presence" }),
     onChange: (c) => changes?.inc({ status: c.online ? "online" : "offline" }),
+    onSwept: () => sweeps?.inc(),
   });
   tracker.start();
   return {

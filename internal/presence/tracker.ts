@@ -34,6 +34,8 @@ export interface PresenceTrackerDeps {
   logger?: Logger;
   /** Also told about every change (a PresenceChanged topic, metrics, tests). */
   onChange?: (change: PresenceChange) => void;
+  /** Called after each sweep has announced its flips (metrics, tests). */
+  onSwept?: () => void;
 }
 
 export function presenceFrame(change: PresenceChange): ServerFrame {
@@ -142,6 +144,7 @@ export class PresenceTracker {
     await run;
     this.sweeping = undefined;
     await this.idle();
+    this.deps.onSwept?.();
     return count;
   }
 

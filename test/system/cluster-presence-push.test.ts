@@ -98,6 +98,7 @@ describe("distributed mode: presence and push across processes", function () {
   };
   let api: RoleProcess;
   let notifier: RoleProcess;
+  let sweeper: RoleProcess;
   const chatServers: RoleProcess[] = [];
   const gateways: RoleProcess[] = [];
   const others: RoleProcess[] = [];
@@ -130,6 +131,24 @@ describe("distributed mode: presence and push across processes", function () {
     throw new Error("could not place a session on the other chat server");
   };
 
+  /** A sample of a role's /metrics on its ops port: the first series of `name` whose labels contain `labels`. */
+  const sample = async (role: RoleProcess, name: string, labels = ""): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${String(role.info.ops)}/metrics`)).text();
+    const line = text.split("\n").find((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels));
+    return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
+  };
+  /** Every process that sweeps (the chat servers and cmd/presence) has finished two more sweeps. */
+  const sweptTwiceMore = async (): Promise<void> => {
+    const sweepers = [...chatServers, sweeper];
+    const before = await Promise.all(sweepers.map((p) => sample(p, "chat_presence_sweeps_total")));
+    await waitFor(
+      async () => (await Promise.all(sweepers.map((p) => sample(p, "chat_presence_sweeps_total")))).every((n, i) => n >= before[i]! + 2),
+      "every sweeper to sweep twice more",
+      10_000,
+      50,
+    );
+  };
+
   before(async () => {
     redis = new Redis(engines.redisUrl);
     receiver = await new PushReceiver().start();
@@ -138,7 +157,8 @@ describe("distributed mode: presence and push across processes", function () {
     chatServers.push(...(await Promise.all([1, 2].map((i) => startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs${i}-${run}` })))));
     const [pipeline, presence, notifierRole] = await Promise.all([startRole("pipeline", common), startRole("presence", common), startRole("notifier", common)]);
     notifier = notifierRole!;
-    others.push(pipeline!, presence!, notifier);
+    sweeper = presence!;
+    others.push(pipeline!, sweeper, notifier);
     gateways.push(...(await Promise.all([1, 2].map((i) => startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw${i}-${run}` })))));
   });
   afterEach(async () => {
@@ -195,7 +215,7 @@ describe("distributed mode: presence and push across processes", function () {
     // A lower bound only (a slow machine makes the event later, never earlier): nothing inside the grace period.
     assert.ok(Date.now() - closedAt >= GRACE_MS - 100, "not before the grace period ran out");
     // Three processes sweep (both chat servers and cmd/presence): still one event each.
-    await sleep(1_000);
+    await sweptTwiceMore();
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
     assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
     const queried = (await bobView.getPresence({ userIds: [alice.userId] })).presences[0]!;
@@ -258,7 +278,7 @@ describe("distributed mode: presence and push across processes", function () {
     assert.ok(offlineAfter >= GRACE_MS - HEARTBEAT_MS, `offline ${offlineAfter} ms after the crash: not before the grace period`);
     const lastSeen = timestampMs(b.events(alice.userId)[1]!.lastSeenAt!);
     assert.ok(lastSeen <= silentAt && lastSeen > silentAt - 2 * HEARTBEAT_MS, `last seen ${silentAt - lastSeen} ms before the crash`);
-    await sleep(1_000);
+    await sweptTwiceMore();
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
     assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
   });
@@ -283,13 +303,8 @@ describe("distributed mode: presence and push across processes", function () {
 
   /** cmd/notifier has committed every request and holds none: a push not sent by now is not coming. */
   async function notifierSettled(): Promise<void> {
-    const sample = async (name: string, labels = "") => {
-      const text = await (await fetch(`http://127.0.0.1:${String(notifier.info.ops)}/metrics`)).text();
-      const line = text.split("\n").find((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels));
-      return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
-    };
     await waitFor(
-      async () => (await sample("chat_queue_consumer_lag", 'group="chat-notifier"')) === 0 && (await sample("chat_push_pending")) === 0,
+      async () => (await sample(notifier, "chat_queue_consumer_lag", 'group="chat-notifier"')) === 0 && (await sample(notifier, "chat_push_pending")) === 0,
       "the notifier to have nothing left to do",
       30_000,
       100,
