@@ -5,21 +5,10 @@ import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { encodeDeliveryFrame, encodeMessage } from "./message-bytes.js";
 import { messageToProto } from "./messages.js";
 import { awkwardMessage } from "./testdata.js";
+import { seededRandom } from "../../test/support/random.js";
 
 const U64_MAX = 2n ** 64n - 1n;
 const plain = (b: Uint8Array) => new Uint8Array(b);
-
-/** A small deterministic generator (mulberry32), so a failure names a seed that repeats it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const EDGE_U64 = [0n, 1n, 127n, 128n, 16_383n, 16_384n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n, 2n ** 53n + 1n, 2n ** 56n, 2n ** 63n, U64_MAX];
 const PIECES = ["", "a", "é", "€", "👋", "\ud800", "\udc00x", "日本語", "\u0000", "x".repeat(200), "é".repeat(70_000)];
@@ -53,7 +42,7 @@ function randomMessage(r: () => number): Message {
 describe("message bytes (the delivery path's encoder)", () => {
   it("writes what toBinary writes, for 2,000 random messages and their delivery frames", () => {
     for (let seed = 1; seed <= 2_000; seed++) {
-      const r = rng(seed);
+      const r = seededRandom(seed);
       const m = randomMessage(r);
       const bytes = encodeMessage(m);
       assert.deepEqual(plain(bytes), toBinary(MessageSchema, m), `message of seed ${seed}`);

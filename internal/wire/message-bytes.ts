@@ -13,6 +13,8 @@ import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
  */
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+const I64_MAX = 0x7fff_ffff_ffff_ffffn;
+const isU64 = (v: bigint) => v >= 0n && v <= U64_MAX;
 
 /** The bytes of a chat.v1.Message. */
 export function encodeMessage(m: Message): Uint8Array {
@@ -25,7 +27,7 @@ export function encodeMessage(m: Message): Uint8Array {
  * members of a group share one encoding of it.
  */
 export function encodeDeliveryFrame(inboxSeq: bigint, message: Uint8Array): Uint8Array | undefined {
-  if (inboxSeq < 0n || inboxSeq > U64_MAX) return undefined;
+  if (!isU64(inboxSeq)) return undefined;
   const seqSize = inboxSeq === 0n ? 0 : 1 + bigVarintSize(inboxSeq);
   const entrySize = seqSize + 1 + varintSize(message.length) + message.length;
   const deliverySize = 1 + varintSize(entrySize) + entrySize;
@@ -50,13 +52,13 @@ const ID_FIELDS = ["messageId", "channelId", "seq", "senderUserId", "senderDevic
 function fastMessage(m: Message): Uint8Array | undefined {
   if (m.$unknown !== undefined && m.$unknown.length > 0) return undefined;
   const ts = m.sentAt;
-  if (ts !== undefined && ((ts.$unknown !== undefined && ts.$unknown.length > 0) || ts.seconds < 0n || ts.nanos < 0 || ts.seconds > U64_MAX)) {
+  if (ts !== undefined && ((ts.$unknown !== undefined && ts.$unknown.length > 0) || ts.seconds < 0n || ts.nanos < 0 || ts.seconds > I64_MAX)) {
     return undefined;
   }
   let size = 0;
   for (let f = 0; f < ID_FIELDS.length; f++) {
     const v = m[ID_FIELDS[f]!];
-    if (v < 0n || v > U64_MAX) return undefined;
+    if (!isU64(v)) return undefined;
     if (v !== 0n) size += 1 + bigVarintSize(v);
   }
   const clientMsgIdBytes = Buffer.byteLength(m.clientMsgId);

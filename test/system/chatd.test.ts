@@ -4,6 +4,7 @@ import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
+import { metricIn } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 import { join } from "node:path";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -164,7 +165,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     await a.send(channel!.channelId, "counted");
     await b.waitForMessages(1);
     const text = await (await fetch(`${chatd.httpUrl}/metrics`)).text();
-    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    const value = (name: string) => metricIn(text, name) ?? NaN;
     assert.ok(value("chat_sessions") >= 2, "sessions");
     assert.ok(value("chat_messages_in_total") >= 1, "messages in");
     assert.ok(value("chat_entries_out_total") >= 2, "entries out");

@@ -15,6 +15,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { notifierSettled, scrapeMetric } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
 const HEARTBEAT_MS = 1_000;
@@ -131,18 +132,14 @@ describe("distributed mode: presence and push across processes", function () {
     throw new Error("could not place a session on the other chat server");
   };
 
-  /** A sample of a role's /metrics on its ops port: the first series of `name` whose labels contain `labels`. */
-  const sample = async (role: RoleProcess, name: string, labels = ""): Promise<number> => {
-    const text = await (await fetch(`http://127.0.0.1:${String(role.info.ops)}/metrics`)).text();
-    const line = text.split("\n").find((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels));
-    return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
-  };
+  const metricsOf = (role: RoleProcess) => `http://127.0.0.1:${String(role.info.ops)}/metrics`;
+  const sweeps = async (role: RoleProcess) => (await scrapeMetric(metricsOf(role), "chat_presence_sweeps_total")) ?? NaN;
   /** Every process that sweeps (the chat servers and cmd/presence) has finished two more sweeps. */
   const sweptTwiceMore = async (): Promise<void> => {
     const sweepers = [...chatServers, sweeper];
-    const before = await Promise.all(sweepers.map((p) => sample(p, "chat_presence_sweeps_total")));
+    const before = await Promise.all(sweepers.map(sweeps));
     await waitFor(
-      async () => (await Promise.all(sweepers.map((p) => sample(p, "chat_presence_sweeps_total")))).every((n, i) => n >= before[i]! + 2),
+      async () => (await Promise.all(sweepers.map(sweeps))).every((n, i) => n >= before[i]! + 2),
       "every sweeper to sweep twice more",
       10_000,
       50,
@@ -301,16 +298,6 @@ describe("distributed mode: presence and push across processes", function () {
     return { alice, bob, channelId: channel!.channelId, sub, a };
   }
 
-  /** cmd/notifier has committed every request and holds none: a push not sent by now is not coming. */
-  async function notifierSettled(): Promise<void> {
-    await waitFor(
-      async () => (await sample(notifier, "chat_queue_consumer_lag", 'group="chat-notifier"')) === 0 && (await sample(notifier, "chat_push_pending")) === 0,
-      "the notifier to have nothing left to do",
-      30_000,
-      100,
-    );
-  }
-
   it("pushes a new message to a user with no device online through cmd/notifier on Kafka (Web Push, VAPID, RFC 8291), and none while a device is online", async () => {
     const { alice, bob, channelId, sub, a } = await pair(receiver);
     const vapidKey = (await createClient(PushService, authed(apiUrl(), alice.devices[0]!.token)).getVapidPublicKey({})).publicKey;
@@ -338,7 +325,7 @@ describe("distributed mode: presence and push across processes", function () {
     await b.close();
     await a.device.send(channelId, "now you are not");
     await waitFor(() => receiver.deliveredTo(sub).length >= 2, "the push after bob left", 30_000);
-    await notifierSettled();
+    await notifierSettled(metricsOf(notifier), 30_000, 100);
     assert.deepEqual(receiver.deliveredTo(sub).map((p) => p.json!.body), ["are you coming tonight?", "now you are not"], "no push while bob was online");
     assert.equal(receiver.pushesTo(sub).length, 2);
   });

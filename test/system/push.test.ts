@@ -6,6 +6,7 @@ import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { notifierSettled, scrapeMetric } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
 const COLLAPSE_MS = 300;
@@ -25,13 +26,6 @@ async function rpcError(f: () => Promise<unknown>): Promise<ConnectError> {
     return ConnectError.from(e);
   }
   throw new Error("expected the call to fail");
-}
-
-/** A sample of chatd's /metrics: the first series of `name` whose labels contain `labels`. */
-async function metric(baseUrl: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
 describe("chatd system: push notifications (Web Push to a loopback push service)", function () {
@@ -61,19 +55,8 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     removeDataDir(chatd.dataDir);
   });
 
-  /**
-   * The notifier has consumed every request and holds none (nothing collapsing,
-   * queued or in flight): a push not sent by now is not coming.
-   */
-  const notifierSettled = () =>
-    waitFor(
-      async () =>
-        (await metric(chatd.httpUrl, "chat_queue_consumer_lag", 'group="chat-notifier"')) === 0 &&
-        (await metric(chatd.httpUrl, "chat_push_pending")) === 0,
-      "the notifier to have nothing left to do",
-      10_000,
-      50,
-    );
+  const metric = (name: string, labels = "") => scrapeMetric(`${chatd.httpUrl}/metrics`, name, labels);
+  const settled = () => notifierSettled(`${chatd.httpUrl}/metrics`, 10_000, 50);
 
   const connect = async (token: string) => {
     const d = new TestDevice(chatd.wsUrl, token);
@@ -143,7 +126,7 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     const b = await connect(bob.devices[1]!.token); // bob's other device is online
     await a.send(channelId, "you are online");
     await b.waitForMessages(1);
-    await notifierSettled();
+    await settled();
     assert.equal(receiver.pushesTo(sub).length, 0, "bob is online: no push");
     assert.equal(receiver.pushesTo(aliceSub).length, 0, "alice sent it: no push");
     // Once bob's device is gone, the next message is pushed.
@@ -164,10 +147,10 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     assert.ok(!JSON.stringify(json).includes("secret"), "the text appears nowhere in the payload");
 
     await bobPush.updatePushSettings({ settings: { hidePreview: false, muted: true } });
-    const mutedBefore = await metric(chatd.httpUrl, "chat_push_skipped_total", 'reason="muted"');
+    const mutedBefore = (await metric("chat_push_skipped_total", 'reason="muted"')) ?? 0;
     await a.send(channelId, "shh");
-    await waitFor(async () => (await metric(chatd.httpUrl, "chat_push_skipped_total", 'reason="muted"')) > mutedBefore, "the muted device skipped");
-    await notifierSettled();
+    await waitFor(async () => ((await metric("chat_push_skipped_total", 'reason="muted"')) ?? 0) > mutedBefore, "the muted device skipped");
+    await settled();
     assert.equal(receiver.pushesTo(sub).length, 1, "a muted device gets nothing");
   });
 
@@ -175,7 +158,7 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     const { channelId, sub, a } = await pair();
     for (let i = 1; i <= 4; i++) await a.send(channelId, `burst ${i}`);
     await waitFor(() => receiver.deliveredTo(sub).length >= 1, "the push");
-    await notifierSettled();
+    await settled();
     const pushes = receiver.deliveredTo(sub);
     assert.equal(pushes.length, 1, `${pushes.length} pushes for one burst`);
     assert.equal(pushes[0]!.json!.count, "4");

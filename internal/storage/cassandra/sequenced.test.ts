@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
+import { seededRandom } from "../../../test/support/random.js";
 
 // The appender's reasoning, checked against every interleaving a seeded
 // scheduler comes up with: writers replay one stream, start from the prefix
@@ -15,17 +16,6 @@ interface Rec {
 interface Entry {
   rec: Rec;
   seq: bigint;
-}
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 class Store {
@@ -87,7 +77,7 @@ class Store {
 }
 
 async function scenario(seed: number): Promise<void> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const store = new Store(random);
   // A stream with resends: a record repeats an earlier key with a new id now and then.
   const stream: Rec[] = [];
