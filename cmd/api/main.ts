@@ -37,6 +37,7 @@ const config = exitOnConfigError("api", () => {
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     logLevel: r.string("CHAT_LOG_LEVEL", "info"),
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
@@ -107,7 +108,8 @@ const routesFn = (router: ConnectRouter) => {
   });
   registerReflectionAndHealth(router);
 };
-const connect = connectNodeAdapter({ routes: routesFn });
+// A request body past the limit is refused before it is read whole.
+const connect = connectNodeAdapter({ routes: routesFn, readMaxBytes: config.maxFrameBytes });
 const httpServer = http.createServer((req, res) => {
   if (serveOps(registry, [], req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);

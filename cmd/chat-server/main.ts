@@ -11,6 +11,7 @@ import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from 
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
+import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
@@ -69,7 +70,7 @@ const chat = new ChatServer({
   metrics: chatServerMetrics(registry),
 });
 const service = chatServerService(chat, logger);
-const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1 });
+const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1, ...INTERNAL_MESSAGE_LIMITS });
 grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
 const port = await new Promise<number>((resolve, reject) =>

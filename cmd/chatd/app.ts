@@ -152,11 +152,14 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     });
     router.service(SessionService, sessionService(chat, verifier));
   };
-  const connect = connectNodeAdapter({ routes });
+  // A request body past the frame limit is refused before it is read whole.
+  const readMaxBytes = config.maxFrameBytes;
+  const connect = connectNodeAdapter({ routes, readMaxBytes });
   // gRPC listener: the same routes plus server reflection (grpcurl with no
   // proto files) and grpc.health.v1.Health, marked NOT_SERVING on close.
   const health = new HealthStatus();
   const grpcConnect = connectNodeAdapter({
+    readMaxBytes,
     routes: (router) => {
       routes(router);
       registerReflectionAndHealth(router, { health });

@@ -60,6 +60,7 @@ gateway.attach(httpServer);
 // Native apps: the same session as a gRPC bidi stream (h2c).
 const grpcServer = http2.createServer(
   connectNodeAdapter({
+    readMaxBytes: config.maxFrameBytes,
     routes: (router) => {
       router.service(SessionService, sessionService(host, verifier));
       registerReflectionAndHealth(router);

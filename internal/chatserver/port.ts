@@ -24,6 +24,12 @@ export interface SessionSink {
   bufferedBytes(): number;
   close(code: number, reason: string): void;
   /**
+   * Optional: the device's own buffer further down (the gateway's socket) is
+   * full. Live pushes wait until drained(); it is not a reason to close, as
+   * the holder of that buffer enforces its cap itself.
+   */
+  paused?(): boolean;
+  /**
    * Optional: holds this session's writes until the immediates queued so far
    * have run, so that frames sent close together (a send's ack, then its
    * own inbox copy, pushed one immediate later) leave in one write call.

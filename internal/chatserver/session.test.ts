@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer } from "./server.js";
 import type { SessionSink } from "./port.js";
+import { waitFor } from "../../test/support/wait.js";
 
 /** An inbox that keeps only entries `kept` of a longer sequence, as one past its retention window does. */
 function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
@@ -42,7 +44,7 @@ function openSession(inbox: Inbox) {
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { server, handle, next };
+  return { server, handle, next, frames };
 }
 
 describe("session sync", () => {
@@ -70,6 +72,144 @@ describe("session sync", () => {
     if (batch.kind.case !== "syncBatch") return assert.fail("no sync batch");
     assert.deepStrictEqual(batch.kind.value.entries.map((e) => e.inboxSeq), [2n, 3n]);
     assert.equal(batch.kind.value.expiredThrough, 0n);
+    server.drain();
+  });
+});
+
+/** An inbox of `count` entries whose reads wait for `gate` when one is set, and that records cursor moves. */
+function controlledInbox(count: number, text = "hi") {
+  const entry = (inboxSeq: bigint): InboxEntry => ({
+    inboxSeq,
+    message: { messageId: 1000n + inboxSeq, channelId: 7n, seq: inboxSeq, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: `m${inboxSeq}`, text, sentAtMs: 0 },
+  });
+  const state = {
+    count,
+    gate: undefined as Promise<void> | undefined,
+    cursors: [] as bigint[],
+  };
+  const inbox: Inbox = {
+    append: () => Promise.reject(new Error("not in this test")),
+    readAfter: async (_u: Id, after: bigint, limit: number) => {
+      await state.gate;
+      const out: InboxEntry[] = [];
+      for (let s = after + 1n; s <= BigInt(state.count) && out.length < limit; s++) out.push(entry(s));
+      return out;
+    },
+    head: async () => BigInt(state.count),
+    getCursor: async () => {
+      await state.gate;
+      return 0n;
+    },
+    advanceCursor: async (_u: Id, _d: Id, seq: bigint) => void state.cursors.push(seq),
+  };
+  return { inbox, state, entry };
+}
+
+const frame = (f: Parameters<typeof create<typeof ClientFrameSchema>>[1]) => toBinary(ClientFrameSchema, create(ClientFrameSchema, f));
+
+describe("session sync requests", () => {
+  it("answers a SyncRequest that arrives while the session is still catching up", async () => {
+    const { inbox, state } = controlledInbox(3);
+    let open!: () => void;
+    const { server, handle, next } = openSession(inbox);
+    await next("welcome");
+    // The catch-up after the welcome is reading; a SyncRequest comes meanwhile.
+    await next("syncBatch");
+    state.gate = new Promise<void>((r) => (open = r));
+    handle.receive(frame({ ref: 5n, kind: { case: "sync", value: { afterInboxSeq: 1n } } }));
+    handle.receive(frame({ ref: 77n, kind: { case: "sync", value: { afterInboxSeq: 3n } } }));
+    open();
+    const refs: bigint[] = [];
+    for (;;) {
+      const b = await next("syncBatch");
+      refs.push(b.ref);
+      if (b.ref === 77n) break;
+    }
+    assert.ok(refs.includes(77n));
+    server.drain();
+  });
+
+  it("never lets a SyncRequest move the device's cursor past the inbox's head", async () => {
+    const { inbox, state } = controlledInbox(5);
+    const { server, handle, next } = openSession(inbox);
+    await next("welcome");
+    await next("syncBatch");
+    handle.receive(frame({ ref: 6n, kind: { case: "sync", value: { afterInboxSeq: 1n << 62n } } }));
+    const b = await next("syncBatch");
+    if (b.kind.case !== "syncBatch") return assert.fail("no sync batch");
+    assert.equal(b.kind.value.headInboxSeq, 5n);
+    handle.receive(frame({ ref: 7n, kind: { case: "deliveryAck", value: { inboxSeq: 1n << 62n } } }));
+    handle.receive(frame({ ref: 8n, kind: { case: "heartbeat", value: {} } }));
+    await next("heartbeatAck");
+    assert.deepStrictEqual(state.cursors, [5n]);
+    server.drain();
+  });
+
+  it("splits a catch-up of long texts into pages of about a megabyte", async () => {
+    const { inbox } = controlledInbox(30, "x".repeat(99_999));
+    const { server, next } = openSession(inbox);
+    await next("welcome");
+    const seen: bigint[] = [];
+    let pages = 0;
+    while (seen.length < 30) {
+      const b = await next("syncBatch");
+      if (b.kind.case !== "syncBatch") return assert.fail("no sync batch");
+      pages++;
+      assert.ok(toBinary(ServerFrameSchema, b).byteLength <= 1.5 * 1024 * 1024, "a page stays near the budget");
+      seen.push(...b.kind.value.entries.map((e) => e.inboxSeq));
+    }
+    assert.deepStrictEqual(seen, Array.from({ length: 30 }, (_, i) => BigInt(i + 1)));
+    assert.ok(pages >= 8, `${pages} pages`);
+    server.drain();
+  });
+});
+
+describe("session back-pressure and early frames", () => {
+  it("holds live pushes while the transport is paused, without closing, and catches up when it drains", async () => {
+    const { inbox, state } = controlledInbox(0);
+    const frames: ServerFrame[] = [];
+    let paused = false;
+    let closed: number | undefined;
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
+    const sink: SessionSink = {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+      bufferedBytes: () => 0,
+      paused: () => paused,
+      close: (code) => void (closed = code),
+    };
+    const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
+    await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "welcome");
+    paused = true;
+    const live = (seq: bigint) =>
+      create(ServerFrameSchema, {
+        kind: { case: "message", value: { entry: { inboxSeq: seq, message: { messageId: seq, channelId: 7n, seq, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: "c", text: "t" } } } },
+      });
+    state.count = 1;
+    server.deliverLocal(1n, [], live(1n));
+    handle.receive(frame({ ref: 3n, kind: { case: "heartbeat", value: {} } }));
+    await waitFor(() => frames.some((f) => f.kind.case === "heartbeatAck"), "heartbeat ack");
+    assert.equal(closed, undefined, "a paused session is not closed as too slow");
+    assert.ok(!frames.some((f) => f.kind.case === "message" || f.kind.case === "syncBatch"), "nothing pushed while paused");
+    paused = false;
+    handle.drained();
+    await waitFor(() => frames.some((f) => f.kind.case === "syncBatch" && f.kind.value.entries.length === 1), "the held entry, once drained");
+    server.drain();
+  });
+
+  it("answers frames past the early buffer with RATE_LIMITED once the welcome is out", async () => {
+    const { inbox, state } = controlledInbox(0);
+    let open!: () => void;
+    state.gate = new Promise<void>((r) => (open = r));
+    const { server, handle, next, frames } = openSession(inbox);
+    for (let i = 1; i <= 150; i++) handle.receive(frame({ ref: BigInt(i), kind: { case: "heartbeat", value: {} } }));
+    open();
+    await next("welcome");
+    const answered = () => frames.filter((f) => f.kind.case === "heartbeatAck" || f.kind.case === "error");
+    await waitFor(() => answered().length >= 150, "an answer to every frame");
+    const acks = answered().filter((f) => f.kind.case === "heartbeatAck");
+    const limited = answered().filter((f) => f.kind.case === "error" && f.kind.value.code === ErrorCode.RATE_LIMITED);
+    assert.equal(acks.length, 100);
+    assert.equal(limited.length, 50);
     server.drain();
   });
 });

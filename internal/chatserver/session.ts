@@ -3,7 +3,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { MAX_TEXT_CODE_POINTS, type InboxEntry } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
@@ -14,6 +14,13 @@ import type { ChatServer } from "./server.js";
 
 const SYNC_PAGE = 200;
 const MAX_SYNC_PAGE = 1000;
+/**
+ * A sync page stops at about this many bytes of text (counted as 3 bytes per
+ * UTF-16 unit, UTF-8's most), whatever the page size asked: a page of long
+ * texts would otherwise be hundreds of megabytes in one frame, past what a
+ * device or the gateway's stream takes. A page always has at least one entry.
+ */
+const SYNC_PAGE_TEXT_BYTES = 1024 * 1024;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
 /** Rate-limited frames in a row after which the session is closed as a flood. */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
@@ -39,8 +46,18 @@ export class Session implements SessionHandle {
   private retryAtMs = 0;
   private lastFrameAtMs: number;
   private readonly frames: TokenBucket;
-  /** Frames that arrive before the welcome is out wait here (bounded by the rate limit). */
+  /**
+   * Frames that arrive before the welcome is out wait here, up to the rate
+   * limit's burst and two largest frames of bytes; those past it are
+   * answered RATE_LIMITED once the welcome is out, as they would have been
+   * after it.
+   */
   private early: (Uint8Array | string)[] | undefined = [];
+  private earlyBytes = 0;
+  private earlyRefused: { ref: bigint; clientMsgId: string }[] = [];
+  /** A SyncRequest that came while the pump was running: its ref is answered by the next page. */
+  private syncRef = 0n;
+  private syncLimit = SYNC_PAGE;
 
   constructor(
     private readonly server: ChatServer,
@@ -98,15 +115,17 @@ export class Session implements SessionHandle {
     const early = this.early ?? [];
     this.early = undefined;
     for (const f of early) this.receive(f);
+    const retryAfterMs = Math.ceil(1000 / limits.framesPerSecond);
+    for (const { ref, clientMsgId } of this.earlyRefused) {
+      this.sendError(ref, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs), clientMsgId);
+    }
+    this.earlyRefused = [];
     if (head > cursor) this.pump(0n);
   }
 
   receive(data: Uint8Array | string): void {
     if (!this.open) return;
-    if (this.early) {
-      if (this.early.length < this.server.limits.frameBurst) this.early.push(data);
-      return;
-    }
+    if (this.early) return this.receiveEarly(data);
     this.lastFrameAtMs = Date.now();
     const retryAfterMs = this.frames.take();
     if (retryAfterMs > 0) {
@@ -139,6 +158,25 @@ export class Session implements SessionHandle {
     this.handle(frame).catch((err) => this.sendError(frame.ref, err, frame.kind.case === "send" ? frame.kind.value.clientMsgId : ""));
   }
 
+  private receiveEarly(data: Uint8Array | string): void {
+    const { frameBurst, maxFrameBytes } = this.server.limits;
+    const bytes = typeof data === "string" ? data.length : data.byteLength;
+    if (this.early!.length < frameBurst && this.earlyBytes + bytes <= 2 * maxFrameBytes) {
+      this.early!.push(data);
+      this.earlyBytes += bytes;
+      return;
+    }
+    if (this.earlyRefused.length >= FLOOD_FRAMES_BEFORE_CLOSE) {
+      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+    }
+    try {
+      const frame = decodeClientFrame(data, this.identity.encoding);
+      this.earlyRefused.push({ ref: frame.ref, clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "" });
+    } catch {
+      if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) this.close(CloseCode.badFrames, "too many malformed frames");
+    }
+  }
+
   private async handle(frame: ClientFrame): Promise<void> {
     const { kind, ref } = frame;
     switch (kind.case) {
@@ -163,8 +201,12 @@ export class Session implements SessionHandle {
       case "sync": {
         const limit = Math.min(kind.value.limit || SYNC_PAGE, MAX_SYNC_PAGE);
         // The device says what it has; it may have less than we thought
-        // (a reinstall) or more (acks we have not seen).
-        this.sentUpTo = kind.value.afterInboxSeq;
+        // (a reinstall) or more (acks we have not seen), but never more than
+        // the inbox holds: its delivery acks are bounded by this.
+        const head = await this.server.inbox.head(this.userId);
+        if (!this.open) return;
+        const after = kind.value.afterInboxSeq;
+        this.sentUpTo = after < head ? after : head;
         this.pump(ref, limit);
         return;
       }
@@ -200,7 +242,7 @@ export class Session implements SessionHandle {
   deliverLive(inboxSeq: bigint, encoded: EncodedFrame): void {
     if (!this.ready || !this.open) return;
     if (inboxSeq <= this.sentUpTo) return;
-    if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n) {
+    if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n || this.isBackedUp()) {
       this.pump(0n);
       return;
     }
@@ -216,12 +258,16 @@ export class Session implements SessionHandle {
 
   /** Sends everything after sentUpTo as SyncBatch frames until caught up. */
   private pump(ref: bigint, limit = SYNC_PAGE): void {
+    if (ref !== 0n) {
+      this.syncRef = ref;
+      this.syncLimit = limit;
+    }
     if (this.pumping) {
       this.pumpAgain = true;
       return;
     }
     this.pumping = true;
-    void this.pumpLoop(ref, limit)
+    void this.pumpLoop()
       .catch((err) => this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed"))
       .finally(() => {
         this.pumping = false;
@@ -232,8 +278,10 @@ export class Session implements SessionHandle {
       });
   }
 
-  private async pumpLoop(ref: bigint, limit: number): Promise<void> {
+  private async pumpLoop(): Promise<void> {
     const { inbox } = this.server;
+    let ref = 0n;
+    let limit = SYNC_PAGE;
     for (;;) {
       this.pumpAgain = false;
       if (!this.open) return;
@@ -241,14 +289,21 @@ export class Session implements SessionHandle {
         this.stalled = true;
         return;
       }
+      // The pages that follow a SyncRequest carry its ref.
+      if (this.syncRef !== 0n) {
+        ref = this.syncRef;
+        limit = this.syncLimit;
+        this.syncRef = 0n;
+      }
       const from = this.sentUpTo;
-      const entries = await inbox.readAfter(this.userId, from, limit);
+      const read = await inbox.readAfter(this.userId, from, limit);
       if (!this.open) return;
       // sentUpTo may have moved while we read (a SyncRequest): read again.
       if (this.sentUpTo !== from) continue;
       // Nothing new and nobody asked: stay quiet.
-      if (entries.length === 0 && ref === 0n && !this.pumpAgain) return;
-      const hasMore = entries.length === limit;
+      if (read.length === 0 && ref === 0n && !this.pumpAgain) return;
+      const entries = withinTextBytes(read, SYNC_PAGE_TEXT_BYTES);
+      const hasMore = entries.length < read.length || read.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
       this.sentUpTo = last;
       this.server.metrics?.entriesOut.inc(entries.length);
@@ -273,7 +328,7 @@ export class Session implements SessionHandle {
   }
 
   private isBackedUp(): boolean {
-    return this.sink.bufferedBytes() > this.server.limits.highWaterBytes;
+    return this.sink.paused?.() === true || this.sink.bufferedBytes() > this.server.limits.highWaterBytes;
   }
 
   drained(): void {
@@ -323,4 +378,14 @@ export class Session implements SessionHandle {
     this.open = false;
     this.server.detach(this);
   }
+}
+
+/** The longest prefix of entries (at least one) whose texts fit in budget bytes. */
+function withinTextBytes(entries: InboxEntry[], budget: number): InboxEntry[] {
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    bytes += entries[i]!.message.text.length * 3;
+    if (bytes > budget && i > 0) return entries.slice(0, i);
+  }
+  return entries;
 }

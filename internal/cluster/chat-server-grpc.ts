@@ -13,15 +13,26 @@ import { fromTsProto } from "./frames.js";
 
 export { ChatServerServiceService };
 
-/** Paused sessions report this many buffered bytes, which is over any high-water mark. */
-const PAUSED = Number.MAX_SAFE_INTEGER / 2;
-
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 
-function writeTo(call: GatewayStream, res: SessionResponse): void {
-  // grpc-js buffers past the high-water mark; sessions see the backlog
-  // through bufferedBytes and stall their live pushes until 'drain'.
-  if (!call.writableEnded && !call.destroyed) call.write(res);
+/**
+ * A gateway's stream and the bytes written to it that grpc-js has not yet
+ * handed to HTTP/2. Counted here because the stream is in object mode: its
+ * own writableLength counts messages, which says nothing about memory.
+ */
+class GatewayLink {
+  queuedBytes = 0;
+
+  constructor(readonly call: GatewayStream) {}
+
+  write(res: SessionResponse, bytes: number): void {
+    const { call } = this;
+    if (call.writableEnded || call.destroyed) return;
+    // grpc-js buffers past the high-water mark; sessions see the backlog
+    // through bufferedBytes and stall their live pushes until 'drain'.
+    this.queuedBytes += bytes;
+    call.write(res, () => (this.queuedBytes -= bytes));
+  }
 }
 
 /**
@@ -33,10 +44,10 @@ function writeTo(call: GatewayStream, res: SessionResponse): void {
 class StreamedSession implements SessionSink {
   handle!: SessionHandle;
   /** The gateway's buffer towards the device is full (FlowControl). */
-  paused = false;
+  holding = false;
 
   constructor(
-    private readonly call: GatewayStream,
+    private readonly link: GatewayLink,
     private readonly sessions: Map<bigint, StreamedSession>,
     readonly id: bigint,
     readonly encoding: FrameEncoding,
@@ -44,16 +55,22 @@ class StreamedSession implements SessionSink {
 
   send(frame: Uint8Array | string): void {
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    writeTo(this.call, { sessionId: this.id, kind: { $case: "serverFrame", value: bytes } });
+    this.link.write({ sessionId: this.id, kind: { $case: "serverFrame", value: bytes } }, bytes.byteLength);
   }
 
+  /** The whole stream's backlog: every session on it waits behind it. */
   bufferedBytes(): number {
-    return this.paused ? PAUSED : this.call.writableLength;
+    return this.link.queuedBytes;
+  }
+
+  /** The gateway holds the device's own backlog and closes it when too slow; here it only stalls live pushes. */
+  paused(): boolean {
+    return this.holding;
   }
 
   close(code: number, reason: string): void {
     this.sessions.delete(this.id);
-    writeTo(this.call, { sessionId: this.id, kind: { $case: "closed", value: { code, reason } } });
+    this.link.write({ sessionId: this.id, kind: { $case: "closed", value: { code, reason } } }, reason.length + 16);
   }
 }
 
@@ -68,9 +85,10 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
   return {
     session(call) {
       streams.add(call);
+      const link = new GatewayLink(call);
       const sessions = new Map<bigint, StreamedSession>();
       const drainAll = () => {
-        for (const s of sessions.values()) if (!s.paused) s.handle.drained();
+        for (const s of sessions.values()) if (!s.holding) s.handle.drained();
       };
       call.on("drain", drainAll);
       call.on("data", (req: SessionRequest) => {
@@ -81,11 +99,11 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
           case "open": {
             if (sessions.has(id)) return;
             if (!chat.accepting) {
-              writeTo(call, { sessionId: id, kind: { $case: "closed", value: { code: 1013, reason: "server is not taking sessions" } } });
+              link.write({ sessionId: id, kind: { $case: "closed", value: { code: 1013, reason: "server is not taking sessions" } } }, 48);
               return;
             }
             const o = kind.value;
-            const session = new StreamedSession(call, sessions, id, o.encoding === "json" ? "json" : "proto");
+            const session = new StreamedSession(link, sessions, id, o.encoding === "json" ? "json" : "proto");
             sessions.set(id, session);
             session.handle = chat.open(
               {
@@ -106,8 +124,8 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
           case "flow": {
             const s = sessions.get(id);
             if (!s) return;
-            s.paused = kind.value.paused;
-            if (!s.paused) s.handle.drained();
+            s.holding = kind.value.paused;
+            if (!s.holding) s.handle.drained();
             return;
           }
           case "close": {

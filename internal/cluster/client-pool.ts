@@ -1,6 +1,7 @@
 import { credentials } from "@grpc/grpc-js";
 import { ChatServerServiceClient } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
+import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 
 /** One grpc-js client per live chat server, dropped when the server leaves the registry. */
 export class ChatServerClients {
@@ -16,7 +17,7 @@ export class ChatServerClients {
     const known = this.clients.get(serverId);
     if (known && known.address === info.address) return known.client;
     known?.client.close();
-    const client = new ChatServerServiceClient(info.address, credentials.createInsecure());
+    const client = new ChatServerServiceClient(info.address, credentials.createInsecure(), INTERNAL_MESSAGE_LIMITS);
     this.clients.set(serverId, { address: info.address, client });
     return client;
   }

@@ -8,6 +8,7 @@ import {
 import { MemoryServerRegistry } from "../registry/memory.js";
 import type { Registration } from "../registry/port.js";
 import { waitFor } from "../../test/support/wait.js";
+import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import { RemoteSessionHost } from "./remote-host.js";
 
 /**
@@ -19,7 +20,8 @@ class FakeChatServer {
   readonly opens: { sessionId: bigint; resumed: boolean }[] = [];
   readonly frames: string[] = [];
   readonly streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
-  private server = new Server();
+  // The limits a real chat server runs with (cmd/chat-server).
+  private server = new Server(INTERNAL_MESSAGE_LIMITS);
   address = "";
   refuseOpens = false;
 
@@ -119,6 +121,18 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.equal(other.opens[0]!.resumed, true);
     handle.receive(new TextEncoder().encode("after"));
     await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
+    assert.equal(sink.closed, undefined);
+  });
+
+  it("carries a frame over grpc's 4 MiB default both ways without moving the session", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const big = "x".repeat(6 * 1024 * 1024);
+    handle.receive(new TextEncoder().encode(big));
+    await waitFor(() => sink.sent.length === 1, "the echo of the large frame");
+    assert.equal(sink.sent[0]!.length, big.length + 2);
+    assert.equal(servers[0]!.opens.length + servers[1]!.opens.length, 1, "never moved");
     assert.equal(sink.closed, undefined);
   });
 

@@ -7,6 +7,7 @@ import {
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "../chatserver/port.js";
 import { CloseCode } from "../model/close-codes.js";
+import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
 
 export interface RemoteSessionHostOptions {
@@ -209,6 +210,7 @@ class ServerLink {
     readonly address: string,
   ) {
     this.client = new ChatServerServiceClient(address, credentials.createInsecure(), {
+      ...INTERNAL_MESSAGE_LIMITS,
       // Find a silently dead server (no RST) in seconds, not minutes.
       "grpc.keepalive_time_ms": 10_000,
       "grpc.keepalive_timeout_ms": 5_000,
@@ -238,6 +240,8 @@ class ServerLink {
         },
       },
     });
+    // A device still paused on its old server stays paused on the new one.
+    if (session.pausedSent) this.write({ sessionId: session.id, kind: { $case: "flow", value: { paused: true } } });
     session.flushPending();
   }
 
@@ -285,7 +289,8 @@ class RemoteSession implements SessionHandle {
   link?: ServerLink;
   homelessSince?: number;
   private pending: (Uint8Array | string)[] = [];
-  private pausedSent = false;
+  /** This gateway asked the chat server to hold live pushes (the device's socket is backed up). */
+  pausedSent = false;
   private ended = false;
 
   constructor(

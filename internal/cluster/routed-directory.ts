@@ -7,6 +7,7 @@ import type { Id } from "../model/types.js";
 import type { SessionRoutes } from "../routing/port.js";
 import type { ChatServerClients } from "./client-pool.js";
 import { toTsProto } from "./frames.js";
+import { DELIVER_CHUNK_BYTES } from "./message-limits.js";
 
 const DELIVER_DEADLINE_MS = 2_000;
 
@@ -43,15 +44,17 @@ export class RoutedSessionDirectory implements SessionDirectory {
       }
     }
     await Promise.all(
-      [...perServer].map(([serverId, deliveries]) => {
+      [...perServer].map(async ([serverId, deliveries]) => {
         const client = this.clients.get(serverId);
-        if (!client) return undefined;
-        return new Promise<void>((resolve) => {
-          client.deliver({ deliveries }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
-            if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
-            resolve();
+        if (!client) return;
+        for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES)) {
+          await new Promise<void>((resolve) => {
+            client.deliver({ deliveries: chunk }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
+              if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+              resolve();
+            });
           });
-        });
+        }
       }),
     );
     return new Set(routes.keys());
@@ -75,4 +78,28 @@ export class RoutedSessionDirectory implements SessionDirectory {
     const routes = await this.routes.lookup(userIds);
     return new Set([...routes.keys()]);
   }
+}
+
+/** Consecutive runs of deliveries whose texts stay within budget bytes (each run has at least one). */
+export function chunksOf(deliveries: UserDelivery[], budget: number): UserDelivery[][] {
+  const chunks: UserDelivery[][] = [];
+  let chunk: UserDelivery[] = [];
+  let bytes = 0;
+  for (const d of deliveries) {
+    const size = textUnits(d) * 3 + 64;
+    if (chunk.length > 0 && bytes + size > budget) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(d);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+function textUnits(d: UserDelivery): number {
+  const kind = d.frame?.kind;
+  return kind?.$case === "message" ? (kind.value.entry?.message?.text.length ?? 0) : 0;
 }

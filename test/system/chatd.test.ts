@@ -239,6 +239,20 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.equal(await a.waitClosed(), 1009);
     });
 
+    it("refuses an API request body over the size limit before reading it, signed in or not", async () => {
+      const body = new Uint8Array(8 * 1024 * 1024);
+      const res = await fetch(`${chatd.httpUrl}/chat.v1.AuthService/Login`, {
+        method: "POST",
+        headers: { "content-type": "application/proto", "content-length": String(body.byteLength) },
+        body,
+      });
+      const answer = (await res.json()) as { code: string; message: string };
+      assert.equal(answer.code, "resource_exhausted");
+      assert.match(answer.message, /exceed|max|limit|large/i);
+      const ack = await (await device(chatd.wsUrl, alice.devices[0]!.token)).send(channelId, "still serving");
+      assert.equal(ack.kind.case, "sendAck");
+    });
+
     it("rate-limits a flood with RATE_LIMITED, then closes it with 4008, and others carry on", async () => {
       const a = await device(chatd.wsUrl, alice.devices[0]!.token);
       const b = await device(chatd.wsUrl, bob.devices[0]!.token);
