@@ -43,6 +43,21 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 7n, duplicate: true });
   });
 
+  it("keeps the same clientMsgId from two devices of one user apart: both published, each looked up by its device", async () => {
+    const looked: bigint[] = [];
+    let published = 0;
+    const s = submitter(
+      { findByClientMsgId: async (_c, _u, deviceId) => void looked.push(deviceId) },
+      async () => void published++,
+    );
+    const web = { userId: ALICE.userId, deviceId: 12n };
+    const [phone, fromWeb] = await Promise.all([s.submit(ALICE, send), s.submit(web, send)]);
+    assert.deepStrictEqual([phone, fromWeb], [{ messageId: 101n, duplicate: false }, { messageId: 102n, duplicate: false }]);
+    assert.equal(published, 2);
+    assert.deepStrictEqual(looked, [11n, 12n]);
+    assert.deepStrictEqual(await s.submit(web, send), { messageId: 102n, duplicate: true }, "the web's own resend");
+  });
+
   it("acks a published send when only the dedup read failed, and refuses one whose publish failed", async () => {
     const readFails = submitter({ findByClientMsgId: async () => assert.fail("storage away") }, async () => {});
     assert.deepStrictEqual(await readFails.submit(ALICE, send), { messageId: 101n, duplicate: false });

@@ -43,7 +43,8 @@ export class QueueSubmitter implements MessageSubmitter {
     const { log, queue, ids } = this.deps;
     // Reserve the key before any await, so two copies of one send racing
     // each other get one message id.
-    const recentKey = `${sender.userId}/${cmd.channelId}/${cmd.clientMsgId}`;
+    // clientMsgId is unique per device, so the device is part of the key.
+    const recentKey = `${sender.userId}/${sender.deviceId}/${cmd.channelId}/${cmd.clientMsgId}`;
     const known = this.recent.peek(recentKey);
     if (known !== undefined) return { messageId: await known, duplicate: true };
     const messageId = ids.next();
@@ -60,7 +61,7 @@ export class QueueSubmitter implements MessageSubmitter {
       // one more record, which the sequencer drops as a duplicate; a failed
       // read only costs that resend its stored id (it gets this one).
       const [stored, published] = await Promise.allSettled([
-        log.findByClientMsgId(cmd.channelId, sender.userId, cmd.clientMsgId),
+        log.findByClientMsgId(cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId),
         queue.publish(Topics.submitted, [
           { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) },
         ]),

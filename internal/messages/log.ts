@@ -17,13 +17,17 @@ export interface PageQuery {
 export interface MessageLog {
   /**
    * Stores the message with the channel's next seq (gap-free, from 1). A
-   * message whose (channelId, senderUserId, clientMsgId) is already stored is
-   * not stored again: the stored one comes back with duplicate = true.
+   * message whose (channelId, senderUserId, senderDeviceId, clientMsgId) is
+   * already stored is not stored again: the stored one comes back with
+   * duplicate = true. The device is part of the key because clientMsgId is
+   * unique per sending device (session.proto): a user's phone and web client
+   * may both send "1" to one channel, and both are messages.
    * Appends to one channel take their seqs in call order, so a caller may
    * have several in flight (an adapter may store them together).
    */
   append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }>;
-  findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;
+  /** The stored message of that append key, if any. */
+  findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;
   /** Backward: newest first, seq < anchor. Forward: oldest first, seq > anchor. */
   page(channelId: Id, query: PageQuery): Promise<StoredMessage[]>;
   /** The newest message of each channel that has any. */

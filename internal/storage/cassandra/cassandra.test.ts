@@ -21,7 +21,7 @@ import {
   type CassandraStorage,
 } from "./index.js";
 import { bucketOf } from "./buckets.js";
-import { SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
+import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
 import type { Db } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
@@ -195,7 +195,7 @@ describe("cassandra storage", function () {
       const stored = (await st.messages.append(m)).message;
       assert.deepStrictEqual(stored, { ...m, seq: 1n });
       assert.deepStrictEqual((await st.messages.latest([c])).get(c), stored);
-      assert.deepStrictEqual(await st.messages.findByClientMsgId(c, u, "x"), stored);
+      assert.deepStrictEqual(await st.messages.findByClientMsgId(c, u, d, "x"), stored);
       await st.inbox.append(u, stored);
       assert.deepStrictEqual((await st.inbox.readAfter(u, 0n, 1))[0]?.message, stored);
       await st.inbox.advanceCursor(u, d, MAX_INT64 - 1n);
@@ -239,6 +239,53 @@ describe("cassandra storage", function () {
       await meta(String(SCHEMA_VERSION));
     });
 
+    it("upgrades a keyspace of schema 2 to per-device dedup: for a day, a send from before is still caught, by its own device only", async () => {
+      const st = s();
+      const cql = (q: string, params: unknown[] = []) => st.client.execute(q, params, { prepare: true });
+      const marker = async () =>
+        (await cql(`SELECT value FROM ${keyspace}.meta WHERE key = ?`, [DEVICE_DEDUP_SINCE])).first()?.get("value") as string | undefined;
+      await cql(`DELETE FROM ${keyspace}.meta WHERE key = ?`, [DEVICE_DEDUP_SINCE]);
+      await cql(`UPDATE ${keyspace}.meta SET value = '2' WHERE key = 'schema_version'`);
+      const before = Date.now();
+      await applySchema(st.client, { keyspace });
+      const since = Number(await marker());
+      assert.ok(since >= before && since <= Date.now(), `upgrade moment ${since}`);
+      await applySchema(st.client, { keyspace });
+      assert.equal(Number(await marker()), since, "a later start keeps the moment of the upgrade");
+
+      // Two sends of user's phone, as a build of schema 2 stored them: their
+      // dedup rows only in message_dedup, keyed without the device.
+      const [channelId, user, phone, web] = [uniqueId(), uniqueId(), uniqueId(), uniqueId()];
+      const writer = new CassandraMessageLog(st.db, BUCKET);
+      const old = [];
+      for (const id of ["1", "2"]) {
+        const { message } = await writer.append(msg(channelId, { senderUserId: user, senderDeviceId: phone, clientMsgId: id }));
+        old.push(message);
+        await cql(`DELETE FROM ${keyspace}.message_dedup_by_device WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
+          [channelId, user, phone, id]);
+        await cql(`INSERT INTO ${keyspace}.message_dedup (channel_id, sender_user_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?)`,
+          [channelId, user, id, message.seq, message.messageId]);
+      }
+      const [first, second] = old as [StoredMessage, StoredMessage];
+
+      const log = new CassandraMessageLog(st.db, BUCKET);
+      assert.deepStrictEqual(await log.append({ ...first, messageId: uniqueId(), text: "again" }), { message: first, duplicate: true });
+      assert.deepStrictEqual(await log.findByClientMsgId(channelId, user, phone, "2"), second);
+      assert.equal(await log.findByClientMsgId(channelId, user, web, "2"), undefined, "another device's send under the old key");
+      const fromWeb = msg(channelId, { senderUserId: user, senderDeviceId: web, clientMsgId: "1", text: "from the web" });
+      assert.deepStrictEqual(await log.append(fromWeb), { message: { ...fromWeb, seq: 3n }, duplicate: false });
+      assert.deepStrictEqual(await log.append({ ...fromWeb, messageId: uniqueId() }), { message: { ...fromWeb, seq: 3n }, duplicate: true });
+      assert.deepStrictEqual(await new CassandraMessageLog(st.db, BUCKET).append({ ...second, messageId: uniqueId() }),
+        { message: second, duplicate: true }, "a cold writer");
+
+      // A day later the old table is no longer read.
+      await cql(`UPDATE ${keyspace}.meta SET value = ? WHERE key = ?`, [String(since - LEGACY_DEDUP_WINDOW_MS - 1000), DEVICE_DEDUP_SINCE]);
+      const late = new CassandraMessageLog(st.db, BUCKET);
+      assert.equal(await late.findByClientMsgId(channelId, user, phone, "2"), undefined);
+      assert.deepStrictEqual(await late.findByClientMsgId(channelId, user, web, "1"), { ...fromWeb, seq: 3n });
+      assert.deepStrictEqual(seqs(await late.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 })), range(1, 3));
+    });
+
     it("two processes applying the schema to a new keyspace at once agree", async () => {
       const ks = newKeyspace();
       const [a, b] = [createClient(connection()), createClient(connection())];
@@ -251,6 +298,8 @@ describe("cassandra storage", function () {
         const ids = await a.execute("SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = ?", [ks], { prepare: true });
         assert.equal(ids.rowLength, TABLE_NAMES.length);
         for (const r of ids.rows) assert.equal(String(r.get("id")), tableId(ks, r.get("table_name") as string));
+        const upgraded = await a.execute(`SELECT value FROM ${ks}.meta WHERE key = ?`, [DEVICE_DEDUP_SINCE], { prepare: true });
+        assert.equal(upgraded.rowLength, 0, "a keyspace created at schema 3 never reads message_dedup");
       } finally {
         await a.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
         await Promise.all([a.shutdown(), b.shutdown()]);
@@ -337,8 +386,9 @@ describe("cassandra storage", function () {
           BigInt(dead.sentAtMs)],
         { prepare: true });
       await s().client.execute(
-        `INSERT INTO ${keyspace}.message_dedup (channel_id, sender_user_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?)`,
-        [channelId, dead.senderUserId, dead.clientMsgId, dead.seq, dead.messageId],
+        `INSERT INTO ${keyspace}.message_dedup_by_device (channel_id, sender_user_id, sender_device_id, client_msg_id, seq, message_id)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        [channelId, dead.senderUserId, dead.senderDeviceId, dead.clientMsgId, dead.seq, dead.messageId],
         { prepare: true });
       // A client's resend of it, ahead of the redelivered record, is not
       // taken for a new message (its head was not written, its seq is taken).
@@ -355,8 +405,9 @@ describe("cassandra storage", function () {
       const first = { ...msg(channelId), seq: 1n };
       // The first copy's writer has written only the dedup row so far.
       await s().client.execute(
-        `INSERT INTO ${keyspace}.message_dedup (channel_id, sender_user_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?)`,
-        [channelId, first.senderUserId, first.clientMsgId, 1n, first.messageId],
+        `INSERT INTO ${keyspace}.message_dedup_by_device (channel_id, sender_user_id, sender_device_id, client_msg_id, seq, message_id)
+           VALUES (?, ?, ?, ?, ?, ?)`,
+        [channelId, first.senderUserId, first.senderDeviceId, first.clientMsgId, 1n, first.messageId],
         { prepare: true });
       const log = new CassandraMessageLog(s().db, BUCKET);
       const { seq: _seq, ...record } = first;
@@ -392,7 +443,7 @@ describe("cassandra storage", function () {
       assert.equal(heir.stats.helped, 1, "the heir writes the dead writer's rows from the head");
       const next = await heir.append(msg(channelId));
       assert.equal(next.message.seq, BigInt(BUCKET + 1));
-      assert.deepStrictEqual(await reader.findByClientMsgId(channelId, dead.senderUserId, dead.clientMsgId), dead);
+      assert.deepStrictEqual(await reader.findByClientMsgId(channelId, dead.senderUserId, dead.senderDeviceId, dead.clientMsgId), dead);
       const all = await reader.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 100 });
       assert.deepStrictEqual(seqs(all), range(1, BUCKET + 1));
     });

@@ -3,6 +3,7 @@ import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
+import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
 
@@ -27,13 +28,24 @@ const messageValues = (m: StoredMessage) => [
 /**
  * MessageLog on Cassandra: messages partitioned by (channel_id, bucket),
  * seqs handed out by SequencedAppender with plain writes (the channel's
- * newest message in channel_newest), resends caught by message_dedup keyed
- * by (channel, sender, client_msg_id).
+ * newest message in channel_newest), resends caught by
+ * message_dedup_by_device keyed by (channel, sender, device, client_msg_id).
+ *
+ * A keyspace upgraded from schema 2 has the sends accepted before the
+ * upgrade only in message_dedup, keyed without the device. For a day after
+ * the upgrade (DEVICE_DEDUP_SINCE in meta) a send missing from the new table
+ * is also looked up there, beside it, and is a resend only if the message
+ * stored under that key came from the same device: a device retrying across
+ * the upgrade is still caught, another device's same client_msg_id is not
+ * swallowed. After the day (or in a keyspace created at 3) only the new
+ * table is read.
  */
 export class CassandraMessageLog implements MessageLog {
   private readonly appender: SequencedAppender<NewMessage, StoredMessage>;
   private readonly newest: NewestEntries;
   private readonly q;
+  /** Until when (epoch ms) message_dedup is read too; 0 when never. Read once. */
+  private legacyUntil: Promise<number> | undefined;
 
   constructor(
     private readonly db: Db,
@@ -47,9 +59,12 @@ export class CassandraMessageLog implements MessageLog {
       insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       one: `SELECT ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       range: `SELECT seq, ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
-      dedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
-      putDedup: `INSERT INTO ${t("message_dedup")} (channel_id, sender_user_id, client_msg_id, seq, message_id)
-                 VALUES (?, ?, ?, ?, ?)`,
+      dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
+              WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
+      putDedup: `INSERT INTO ${t("message_dedup_by_device")}
+                   (channel_id, sender_user_id, sender_device_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)`,
+      legacyDedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
+      upgradedAt: `SELECT value FROM ${t("meta")} WHERE key = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
@@ -64,9 +79,12 @@ export class CassandraMessageLog implements MessageLog {
     return this.appender.append(message.channelId, message).then((r) => ({ message: r.entry, duplicate: r.duplicate }));
   }
 
-  async findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
-    const d = await this.db.one(this.q.dedup, [channelId, senderUserId, clientMsgId]);
-    return d ? this.bySeq(channelId, big(d.get("seq"))) : undefined;
+  async findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
+    const d = await this.findDedup(channelId, { senderUserId, senderDeviceId, clientMsgId });
+    if (!d) return undefined;
+    const m = await this.bySeq(channelId, d.seq);
+    // Under the old key, the message may be another device's.
+    return m && (!d.legacy || m.senderDeviceId === senderDeviceId) ? m : undefined;
   }
 
   async page(channelId: Id, q: PageQuery): Promise<StoredMessage[]> {
@@ -116,6 +134,36 @@ export class CassandraMessageLog implements MessageLog {
     return h && { seq: h.seq, entry: toMessage(h.row, channelId, h.seq), legacy: h.legacy };
   }
 
+  /** The seq stored under the send's dedup key; while the upgrade window is open, in message_dedup too. */
+  private async findDedup(
+    channelId: Id,
+    m: Pick<NewMessage, "senderUserId" | "senderDeviceId" | "clientMsgId">,
+  ): Promise<{ seq: bigint; messageId: Id; legacy: boolean } | undefined> {
+    const legacy = (await this.legacyWindowOpen())
+      ? this.db.one(this.q.legacyDedup, [channelId, m.senderUserId, m.clientMsgId])
+      : undefined;
+    legacy?.catch(() => undefined); // not awaited when the new table answers
+    const d = await this.db.one(this.q.dedup, [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId]);
+    if (d) return { seq: big(d.get("seq")), messageId: big(d.get("message_id")), legacy: false };
+    const old = await legacy;
+    return old && { seq: big(old.get("seq")), messageId: big(old.get("message_id")), legacy: true };
+  }
+
+  private async legacyWindowOpen(): Promise<boolean> {
+    // The marker never changes once claimed, so one read per process; a
+    // failed read is not kept (the append fails and is retried).
+    this.legacyUntil ??= this.db.one(this.q.upgradedAt, [DEVICE_DEDUP_SINCE]).then((r) => {
+      const since = r?.get("value");
+      return typeof since === "string" ? Number(since) + LEGACY_DEDUP_WINDOW_MS : 0;
+    });
+    try {
+      return (await this.legacyUntil) > Date.now();
+    } catch (e) {
+      this.legacyUntil = undefined;
+      throw e;
+    }
+  }
+
   private async row(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
     const r = await this.db.one(this.q.one, [channelId, bucketOf(seq, this.bucketSize), seq]);
     return r ? toMessage(r, channelId, seq) : undefined;
@@ -134,18 +182,28 @@ export class CassandraMessageLog implements MessageLog {
       readHead: (channelId) => this.readHead(channelId),
       readHeadSeq: (channelId) => this.headSeq(channelId),
       findSeq: async (channelId, m) => {
-        const d = await db.one(q.dedup, [channelId, m.senderUserId, m.clientMsgId]);
-        return d ? { seq: big(d.get("seq")), sameRecord: big(d.get("message_id")) === m.messageId } : undefined;
+        const d = await this.findDedup(channelId, m);
+        if (!d) return undefined;
+        const sameRecord = d.messageId === m.messageId;
+        if (d.legacy && !sameRecord) {
+          // Under the old key, another device's message may hold this
+          // client_msg_id: then this one is new. A row not written yet (its
+          // writer died) cannot tell; as any resend of such a row, this one
+          // is refused for a retry until the first copy writes it.
+          const stored = await this.row(channelId, d.seq);
+          if (stored && stored.senderDeviceId !== m.senderDeviceId) return undefined;
+        }
+        return { seq: d.seq, sameRecord };
       },
       readEntry: (channelId, seq) => this.row(channelId, seq),
       writeEntry: async (channelId, m) => {
         await Promise.all([
           db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m)]),
-          db.write(q.putDedup, [channelId, m.senderUserId, m.clientMsgId, m.seq, m.messageId]),
+          db.write(q.putDedup, [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.seq, m.messageId]),
         ]);
       },
       writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), m.seq]),
-      dedupKey: (m) => `${m.senderUserId}/${m.clientMsgId}`,
+      dedupKey: (m) => `${m.senderUserId}/${m.senderDeviceId}/${m.clientMsgId}`,
       withSeq: (m, seq) => ({ ...m, seq }),
       seqOf: (m) => m.seq,
     };

@@ -6,8 +6,22 @@ import { assertKeyspaceName, type Client } from "./session.js";
  * build refuses a keyspace newer than itself. 2: appends write the
  * *_newest tables with plain writes instead of compare-and-setting the
  * *_heads tables, so a build of version 1 must not append beside it.
+ * 3: resends are deduplicated per sending device (client_msg_id is unique
+ * per device, session.proto) in message_dedup_by_device; message_dedup,
+ * keyed without the device, is only read for a day after the upgrade
+ * (DEVICE_DEDUP_SINCE).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+
+/**
+ * Meta key: when (epoch ms) an existing keyspace moved to schema 3. Messages
+ * accepted before it are only in message_dedup, so for
+ * LEGACY_DEDUP_WINDOW_MS after it a resend missing from the new table is
+ * also looked up there. A keyspace created at 3 has no such key.
+ */
+export const DEVICE_DEDUP_SINCE = "device_dedup_since_ms";
+/** Devices resend within seconds to minutes; a day covers clients that were offline over the upgrade. */
+export const LEGACY_DEDUP_WINDOW_MS = 86_400_000;
 
 /**
  * Messages per history bucket (and entries per inbox bucket) in a new
@@ -84,8 +98,14 @@ const TABLES: Record<string, string> = {
   messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
+  // Before schema 3: the dedup key without the device (which swallowed a
+  // second device's message with the same client_msg_id). Now only read, for
+  // a day after an upgrade (DEVICE_DEDUP_SINCE), never written.
   message_dedup: `(channel_id bigint, sender_user_id bigint, client_msg_id text, seq bigint, message_id bigint,
              PRIMARY KEY ((channel_id, sender_user_id, client_msg_id)))`,
+  message_dedup_by_device: `(channel_id bigint, sender_user_id bigint, sender_device_id bigint, client_msg_id text,
+             seq bigint, message_id bigint,
+             PRIMARY KEY ((channel_id, sender_user_id, sender_device_id, client_msg_id)))`,
   // The newest message of a channel, written after its rows with its seq as
   // the write timestamp: a late write from an overlapping writer never moves
   // it back. Its seq bounds history reads; latest() reads the message.
@@ -147,8 +167,11 @@ export async function applySchema(client: Client, o: SchemaOptions): Promise<Sch
     throw new Error(`keyspace ${ks} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
   }
   // An older keyspace is upgraded in place (its new tables exist now); older
-  // builds then refuse it rather than append beside this one.
+  // builds then refuse it rather than append beside this one. The moment of
+  // the move to 3 is claimed before the version, so a starter that dies in
+  // between leaves it for the next one (whose claim finds the first value).
   if (version < SCHEMA_VERSION) {
+    if (version < 3) await claimMeta(client, ks, DEVICE_DEDUP_SINCE, String(Date.now()));
     await client.execute(`UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version'`, [String(SCHEMA_VERSION)], { prepare: true });
   }
   return { keyspace: ks, bucketSize };

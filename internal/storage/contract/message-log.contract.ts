@@ -74,7 +74,7 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
           ms.map((m, i) => ({ ...m, seq: BigInt(i + 1) })));
       });
 
-      it("a repeated (channel, sender, clientMsgId) returns the stored one with duplicate = true", async () => {
+      it("a repeated (channel, sender, device, clientMsgId) returns the stored one with duplicate = true", async () => {
         const channelId = uniqueId();
         const first = msg(channelId);
         const stored = (await log.append(first)).message;
@@ -98,12 +98,40 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.deepStrictEqual([otherChannel.duplicate, otherChannel.message.seq], [false, 1n]);
       });
 
+      it("the same clientMsgId from two devices of one sender is two messages; each device's resend is its own duplicate", async () => {
+        // client_msg_id is unique per sending device (session.proto): a phone
+        // and a web client both counting from "1" must not swallow each other.
+        const channelId = uniqueId();
+        const phone = msg(channelId, { clientMsgId: "1", text: "from the phone" });
+        const web = { ...phone, messageId: uniqueId(), senderDeviceId: uniqueId(), text: "from the web" };
+        const a = await log.append(phone);
+        const b = await log.append(web);
+        assert.deepStrictEqual(b, { message: { ...web, seq: 2n }, duplicate: false });
+        assert.deepStrictEqual(await log.append({ ...web, messageId: uniqueId(), text: "web again" }), { message: b.message, duplicate: true });
+        assert.deepStrictEqual(await log.append({ ...phone, messageId: uniqueId() }), { message: a.message, duplicate: true });
+        assert.deepStrictEqual(await log.findByClientMsgId(channelId, phone.senderUserId, phone.senderDeviceId, "1"), a.message);
+        assert.deepStrictEqual(await log.findByClientMsgId(channelId, phone.senderUserId, web.senderDeviceId, "1"), b.message);
+        assert.equal(await log.findByClientMsgId(channelId, phone.senderUserId, uniqueId(), "1"), undefined);
+        assert.deepStrictEqual((await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 })).map((m) => m.text),
+          ["from the phone", "from the web"]);
+      });
+
+      it("two devices' same clientMsgId in flight together take two seqs; a resend among them gets its own device's", async () => {
+        const channelId = uniqueId();
+        const phone = msg(channelId, { clientMsgId: "1" });
+        const web = { ...phone, messageId: uniqueId(), senderDeviceId: uniqueId(), text: "web" };
+        const results = await Promise.all([phone, web, { ...phone, messageId: uniqueId() }, { ...web, messageId: uniqueId() }]
+          .map((m) => log.append(m)));
+        assert.deepStrictEqual(results.map((r) => [r.message.seq, r.duplicate]), [[1n, false], [2n, false], [1n, true], [2n, true]]);
+        assert.deepStrictEqual(results.map((r) => r.message.messageId), [phone.messageId, web.messageId, phone.messageId, web.messageId]);
+      });
+
       it("texts come back identical: emoji, astral, combining, RTL, NUL, empty", async () => {
         const channelId = uniqueId();
         for (const text of AWKWARD_SHORT_TEXTS) {
           const m = msg(channelId, { text });
           const stored = (await log.append(m)).message;
-          assert.equal((await log.findByClientMsgId(channelId, m.senderUserId, m.clientMsgId))?.text, text);
+          assert.equal((await log.findByClientMsgId(channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId))?.text, text);
           assert.equal(stored.text, text);
         }
       });
@@ -121,13 +149,14 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
     });
 
     describe("findByClientMsgId", () => {
-      it("finds by the triple and nothing else", async () => {
+      it("finds by (channel, sender, device, clientMsgId) and nothing else", async () => {
         const m = msg(uniqueId());
         const stored = (await log.append(m)).message;
-        assert.deepStrictEqual(await log.findByClientMsgId(m.channelId, m.senderUserId, m.clientMsgId), stored);
-        assert.equal(await log.findByClientMsgId(m.channelId, uniqueId(), m.clientMsgId), undefined);
-        assert.equal(await log.findByClientMsgId(uniqueId(), m.senderUserId, m.clientMsgId), undefined);
-        assert.equal(await log.findByClientMsgId(m.channelId, m.senderUserId, uniqueName("c-")), undefined);
+        assert.deepStrictEqual(await log.findByClientMsgId(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId), stored);
+        assert.equal(await log.findByClientMsgId(m.channelId, uniqueId(), m.senderDeviceId, m.clientMsgId), undefined);
+        assert.equal(await log.findByClientMsgId(m.channelId, m.senderUserId, uniqueId(), m.clientMsgId), undefined);
+        assert.equal(await log.findByClientMsgId(uniqueId(), m.senderUserId, m.senderDeviceId, m.clientMsgId), undefined);
+        assert.equal(await log.findByClientMsgId(m.channelId, m.senderUserId, m.senderDeviceId, uniqueName("c-")), undefined);
       });
     });
 

@@ -210,6 +210,31 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE inbox_heads;
   DROP TABLE channel_seqs;
   `,
+  // 4: resends are deduplicated per sending device. client_msg_id is unique
+  // per device (session.proto), so a user's phone and web client may both
+  // send "1" to one channel; the old key (channel, sender, client_msg_id)
+  // acked the second as a duplicate and lost its text. SQLite cannot change a
+  // table's constraint in place, so the table is rebuilt (inside migrate()'s
+  // transaction). No table, index, trigger or view refers to messages, so the
+  // drop checks no foreign key. Rows keep their message_id (the rowid).
+  `
+  CREATE TABLE messages_v4 (
+    message_id       INTEGER PRIMARY KEY,
+    channel_id       INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,
+    sender_user_id   INTEGER NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    client_msg_id    TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    sent_at_ms       INTEGER NOT NULL,
+    UNIQUE (channel_id, seq),
+    UNIQUE (channel_id, sender_user_id, sender_device_id, client_msg_id)
+  );
+  INSERT INTO messages_v4 SELECT message_id, channel_id, seq, sender_user_id, sender_device_id,
+    client_msg_id, text, sent_at_ms FROM messages ORDER BY message_id;
+  DROP TABLE messages;
+  ALTER TABLE messages_v4 RENAME TO messages;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -20,7 +20,9 @@ export const toMessage = (r: Row): StoredMessage => ({
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
   const s = {
-    byClientMsgId: p("SELECT * FROM messages WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?"),
+    // On the unique (channel, sender, device, client_msg_id) index (schema version 4).
+    byClientMsgId: p(`SELECT * FROM messages
+                      WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
     // The head is the newest row (schema version 3).
     nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?"),
     insert: p(`INSERT INTO messages
@@ -31,7 +33,7 @@ function build(db: SqliteDatabase) {
     newest: p("SELECT * FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
   };
   const appendTx = db.transaction((m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
-    const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.clientMsgId) as Row | undefined;
+    const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
     if (existing) return { message: toMessage(existing), duplicate: true };
     // The next seq follows the newest row, so a failed insert leaves no gap.
     const seq = (s.nextSeq.get(m.channelId) as Row).next_seq as bigint;
@@ -73,8 +75,8 @@ export class SqliteMessageLog implements MessageLog {
     return this.s.appendTx(message);
   }
 
-  async findByClientMsgId(channelId: Id, senderUserId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
-    const r = this.s.byClientMsgId.get(channelId, senderUserId, clientMsgId) as Row | undefined;
+  async findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
+    const r = this.s.byClientMsgId.get(channelId, senderUserId, senderDeviceId, clientMsgId) as Row | undefined;
     return r && toMessage(r);
   }
 
