@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
-import { KafkaQueue, type KafkaQueueOptions } from "./kafka.js";
+import { KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
 import type { BatchHandler, QueueRecord, SubscribeOptions, Subscription, TopicSpec } from "./port.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -168,6 +168,87 @@ describe("KafkaQueue", function () {
         await waitFor(() => again >= 1, "the record published after the stop", 30_000);
         await next.stop();
         assert.equal(again, 1, "records committed on stop came again");
+      } finally {
+        await own.close();
+      }
+    });
+
+    it("splits a publish of several MB so no partition's batch exceeds what Kafka takes, keeping each key's order", async () => {
+      // A 99,999-emoji text is ~400 kB; fanned out to a group it is one publish of
+      // megabytes. Sent as one request, each partition's record batch was over the
+      // topic's max.message.bytes: MESSAGE_TOO_LARGE, refused forever. Two partitions,
+      // so each one's share (~6 MB) is over even the topic limit ensureTopics sets.
+      const topic = uniqueName("big");
+      await queue.ensureTopics([{ topic, partitions: 2 }]);
+      const keys = 10;
+      const per = 3;
+      const text = "x".repeat(400_000);
+      const records = [];
+      for (let i = 0; i < per; i++) for (let k = 0; k < keys; k++) records.push({ key: `u${k}`, value: enc(`u${k}:${i}:${text}`) });
+      // A publish made while the big one is going out, in parts, comes after all of it.
+      await Promise.all([queue.publish(topic, records), queue.publish(topic, [{ key: "u0", value: enc(`u0:${per}:`) }])]);
+      const seen = new Map<string, number[]>();
+      const sizes: number[] = [];
+      subs.push(
+        await queue.subscribe(uniqueName("g"), topic, async (rs) => {
+          for (const r of rs) {
+            const [k, i] = dec(r.value.subarray(0, 16)).split(":");
+            seen.set(`${r.key}/${k}`, [...(seen.get(`${r.key}/${k}`) ?? []), Number(i)]);
+            sizes.push(r.value.length);
+          }
+        }),
+      );
+      await waitFor(() => sizes.length >= keys * per + 1, "every record", 60_000);
+      assert.equal(sizes.length, keys * per + 1, "no duplicates");
+      assert.equal(sizes.filter((n) => n > text.length).length, keys * per, "the large records whole");
+      for (let k = 0; k < keys; k++) {
+        assert.deepEqual(seen.get(`u${k}/u${k}`), [...Array(k === 0 ? per + 1 : per).keys()], `order of u${k}`);
+      }
+    });
+
+    it("creates topics that take record batches larger than the broker's default, as a backstop", async () => {
+      const topic = uniqueName("limits");
+      await queue.ensureTopics([{ topic, partitions: 1 }]);
+      const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const { resources } = await admin.describeConfigs({
+          includeSynonyms: false,
+          resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: ["max.message.bytes"] }],
+        });
+        assert.equal(resources[0]!.configEntries[0]!.configValue, String(TOPIC_MAX_MESSAGE_BYTES));
+      } finally {
+        await admin.disconnect();
+      }
+    });
+
+    it("commits a batch that was in hand when stop was called", async () => {
+      const own = openQueue({ commitIntervalMs: 60_000 });
+      try {
+        await own.connect();
+        const topic = uniqueName("stopinhand");
+        const group = uniqueName("g");
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        await own.publish(topic, [{ key: "k", value: enc("first") }, { key: "k", value: enc("second") }]);
+        let release!: () => void;
+        const released = new Promise<void>((r) => (release = r));
+        let entered = false;
+        const sub = await own.subscribe(group, topic, async () => {
+          entered = true;
+          await released;
+        });
+        await waitFor(() => entered, "the batch in hand", 30_000);
+        const stopped = sub.stop();
+        await new Promise((r) => setTimeout(r, 200)); // stop is under way: the runner no longer runs
+        release();
+        await stopped;
+        const again: string[] = [];
+        const next = await own.subscribe(group, topic, async (rs) => void again.push(...rs.map((r) => dec(r.value))));
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => again.includes("after"), "the record published after the stop", 30_000);
+        await next.stop();
+        assert.deepEqual(again, ["after"], "the batch handled during stop came again");
       } finally {
         await own.close();
       }

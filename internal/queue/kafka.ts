@@ -13,6 +13,21 @@ import type {
 
 const { Kafka, Partitioners, logLevel: KafkaLogLevel } = kafkajs;
 
+/**
+ * max.message.bytes of the topics ensureTopics creates: the largest record
+ * batch (one partition's share of a produce request) Kafka takes. publish()
+ * already keeps requests under maxRequestBytes, so this is a backstop for an
+ * estimate that falls short, well above the largest record (a 99,999-emoji
+ * text is ~400 kB). The broker's default (message.max.bytes, 1,048,588) is
+ * only a default for topics without their own; followers (replica.fetch.max.bytes)
+ * and consumers fetch a batch larger than their fetch size whole (KIP-74),
+ * so the broker needs no setting of its own for it.
+ */
+export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** A record's share of a produce request besides key and value: record and batch framing, generously. */
+const RECORD_OVERHEAD_BYTES = 70;
+
 export interface KafkaQueueOptions {
   /** Bootstrap brokers, "host:port". */
   brokers: readonly string[];
@@ -32,7 +47,13 @@ export interface KafkaQueueOptions {
   replicationFactor?: number;
   /** Longest a publish waits for Kafka's ack before it is rejected (default 30 s). */
   publishTimeoutMs?: number;
-  /** Publishes waiting while a produce request is in flight are merged into requests of at most this size (default 900 kB). */
+  /**
+   * Largest produce request (default 900 kB): publishes waiting while one is
+   * in flight are merged up to it, and a larger publish is split into several.
+   * Each partition's share of a request is one record batch, which Kafka
+   * refuses whole above the topic's max.message.bytes (by default 1,048,588)
+   * with an error no retry mends; a record larger than this goes alone.
+   */
   maxRequestBytes?: number;
   /**
    * Consumer fetch long-poll: the broker answers as soon as there is data, or
@@ -67,7 +88,10 @@ export interface KafkaQueueOptions {
 interface PendingPublish {
   topic: string;
   messages: Message[];
-  bytes: number;
+  /** Each message's estimated share of a request. */
+  sizes: number[];
+  /** Messages Kafka acked already (a publish larger than a request goes in parts). */
+  sent: number;
   settled: boolean;
   timer: NodeJS.Timeout | undefined;
   resolve: () => void;
@@ -82,6 +106,10 @@ interface PendingPublish {
  * of it. Publishes that arrive while a request is in flight wait and go out
  * together in the next request (no linger: an idle queue sends at once), so
  * order is kept and throughput does not hinge on one round trip per publish.
+ * A request takes the waiting records in order up to maxRequestBytes, so a
+ * large publish (a long text fanned out to a group) goes in consecutive
+ * requests; a part that fails ends its publish there, so a key's later
+ * records never land before earlier ones the caller will publish again.
  * Keys go to partitions with Kafka's default (murmur2) partitioner, so Java
  * and other clients agree on where a key lives.
  *
@@ -166,6 +194,7 @@ export class KafkaQueue implements MessageQueue {
             topic: t.topic,
             numPartitions: t.partitions,
             replicationFactor: this.options.replicationFactor ?? -1,
+            configEntries: [{ name: "max.message.bytes", value: String(TOPIC_MAX_MESSAGE_BYTES) }],
           })),
         });
       } catch (err) {
@@ -216,13 +245,13 @@ export class KafkaQueue implements MessageQueue {
     await this.partitionsOf(topic);
     if (records.length === 0) return;
     const messages = records.map((r) => ({ key: r.key, value: toBuffer(r.value) }));
-    const bytes = messages.reduce((n, m) => n + m.value.length + Buffer.byteLength(m.key) + 70, 0);
+    const sizes = messages.map((m) => m.value.length + Buffer.byteLength(m.key) + RECORD_OVERHEAD_BYTES);
     await new Promise<void>((resolve, reject) => {
-      const p: PendingPublish = { topic, messages, bytes, settled: false, timer: undefined, resolve, reject };
+      const p: PendingPublish = { topic, messages, sizes, sent: 0, settled: false, timer: undefined, resolve, reject };
       const timeout = this.options.publishTimeoutMs ?? 30_000;
       p.timer = setTimeout(() => {
-        const i = this.pending.indexOf(p);
-        if (i >= 0) this.pending.splice(i, 1); // never sent: nothing of it reaches Kafka
+        // What was not sent yet never is; a part in flight may still land (the caller publishes again).
+        this.dequeue(p);
         settle(p, new Error(`publish to ${topic}: no ack from Kafka within ${timeout} ms`));
       }, timeout);
       p.timer.unref();
@@ -231,22 +260,31 @@ export class KafkaQueue implements MessageQueue {
     });
   }
 
-  /** Sends pending publishes one request at a time, merging those that waited. */
+  /**
+   * Sends pending publishes one request at a time, in order: each request
+   * takes the waiting records from the front up to maxRequestBytes (at least
+   * one), merging small publishes and splitting a large one. A partition's
+   * records in a request are a part of it, so no record batch is larger.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = (async () => {
       try {
         while (this.pending.length > 0) {
           const max = this.options.maxRequestBytes ?? 900_000;
+          const parts: { p: PendingPublish; end: number }[] = [];
           let size = 0;
-          let n = 0;
-          while (n < this.pending.length && (n === 0 || size + this.pending[n]!.bytes <= max)) size += this.pending[n++]!.bytes;
-          const batch = this.pending.splice(0, n);
+          for (const p of this.pending) {
+            let end = p.sent;
+            while (end < p.messages.length && (size === 0 || size + p.sizes[end]! <= max)) size += p.sizes[end++]!;
+            if (end > p.sent) parts.push({ p, end });
+            if (end < p.messages.length) break; // a prefix only: a key's records stay in order
+          }
           const byTopic = new Map<string, Message[]>();
-          for (const p of batch) {
+          for (const { p, end } of parts) {
             let list = byTopic.get(p.topic);
             if (!list) byTopic.set(p.topic, (list = []));
-            list.push(...p.messages);
+            for (let i = p.sent; i < end; i++) list.push(p.messages[i]!);
           }
           try {
             await this.connect();
@@ -255,16 +293,31 @@ export class KafkaQueue implements MessageQueue {
               timeout: 30_000,
               topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
             });
-            for (const p of batch) settle(p);
+            for (const { p, end } of parts) {
+              p.sent = end;
+              if (end === p.messages.length) {
+                this.dequeue(p);
+                settle(p);
+              }
+            }
           } catch (err) {
-            this.options.logger?.warn({ err, records: batch.length }, "kafka publish failed");
-            for (const p of batch) settle(p, err);
+            this.options.logger?.warn({ err, publishes: parts.length }, "kafka publish failed");
+            // The rest of a publish cut short is not sent: its caller publishes all of it again.
+            for (const { p } of parts) {
+              this.dequeue(p);
+              settle(p, err);
+            }
           }
         }
       } finally {
         this.pumping = undefined;
       }
     })();
+  }
+
+  private dequeue(p: PendingPublish): void {
+    const i = this.pending.indexOf(p);
+    if (i >= 0) this.pending.splice(i, 1);
   }
 
   async subscribe(groupName: string, topicName: string, handler: BatchHandler, options: SubscribeOptions = {}): Promise<Subscription> {
@@ -364,8 +417,10 @@ class KafkaSubscription implements Subscription {
       await this.handleBatch(payload);
     } finally {
       this.batchesInHand--;
-      // Stopping: the group is left once the batches in hand are done, so commit now.
-      if (this.stopping) await this.commit();
+      // Stopping: the group is left once the batches in hand are done, so commit now,
+      // through the batch's own commit: consumer.commitOffsets does nothing once the
+      // runner stopped (and stop() stops it while this batch is still in hand).
+      if (this.stopping) await this.commit(payload.commitOffsetsIfNecessary);
     }
   }
 
@@ -416,7 +471,8 @@ class KafkaSubscription implements Subscription {
       this.uncommitted.set(partition, { offset: (last + 1n).toString(), joins: this.joins });
       const interval = this.options.commitIntervalMs ?? 100;
       if (interval <= 0) await this.commit();
-      else {
+      else if (!this.stopping) {
+        // (Stopping, eachBatch commits when the batch is done.)
         this.commitTimer ??= setTimeout(() => {
           this.commitTimer = undefined;
           void this.commit();
@@ -431,13 +487,14 @@ class KafkaSubscription implements Subscription {
    * handled before the latest rebalance, or of partitions this member no
    * longer owns, are dropped: their owner re-reads from the last commit.
    */
-  private commit(): Promise<void> {
+  private commit(viaBatch?: EachBatchPayload["commitOffsetsIfNecessary"]): Promise<void> {
     this.commits = this.commits.then(async () => {
       const due = [...this.uncommitted].filter(([p, c]) => c.joins === this.joins && this.assigned.has(p));
       this.uncommitted.clear();
       if (due.length === 0) return;
       try {
-        await this.consumer.commitOffsets(due.map(([partition, c]) => ({ topic: this.topic, partition, offset: c.offset })));
+        if (viaBatch) await viaBatch({ topics: [{ topic: this.topic, partitions: due.map(([partition, c]) => ({ partition, offset: c.offset })) }] });
+        else await this.consumer.commitOffsets(due.map(([partition, c]) => ({ topic: this.topic, partition, offset: c.offset })));
       } catch (err) {
         this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; the records are done again");
       }
