@@ -74,6 +74,7 @@ export class SqliteQueue implements MessageQueue {
       insertTopic: this.db.prepare("INSERT OR IGNORE INTO topics (topic, partitions) VALUES (?, ?)"),
       topics: this.db.prepare("SELECT topic, partitions FROM topics"),
       maxOffsets: this.db.prepare("SELECT topic, part, MAX(off) AS max FROM records GROUP BY topic, part"),
+      maxCommitted: this.db.prepare("SELECT topic, part, MAX(next_off) AS max FROM group_offsets GROUP BY topic, part"),
       insertRecord: this.db.prepare("INSERT INTO records (topic, part, off, key, value) VALUES (?, ?, ?, ?, ?)"),
       readRecords: this.db.prepare(
         "SELECT off, key, value FROM records WHERE topic = ? AND part = ? AND off >= ? ORDER BY off LIMIT ?",
@@ -94,6 +95,13 @@ export class SqliteQueue implements MessageQueue {
     }
     for (const row of this.stmt.maxOffsets.all() as { topic: string; part: bigint; max: bigint }[]) {
       this.nextOffset.set(`${row.topic}/${row.part}`, row.max + 1n);
+    }
+    // A trim deletes what every group consumed, up to all of a partition: the
+    // groups' commits then remember how far it went. Restarting below them,
+    // new records would sit under a group's position, never read.
+    for (const row of this.stmt.maxCommitted.all() as { topic: string; part: bigint; max: bigint }[]) {
+      const tp = `${row.topic}/${row.part}`;
+      if (row.max > (this.nextOffset.get(tp) ?? 0n)) this.nextOffset.set(tp, row.max);
     }
     this.trimTimer = setInterval(() => this.trim(), options.trimIntervalMs ?? 30_000);
     this.trimTimer.unref();
