@@ -35,11 +35,14 @@ export class InboxWriter {
     // All at once, in batch order: each inbox keeps call order, and the
     // Cassandra adapter stores a user's appends of the batch as one group.
     const results = await Promise.all(appends.map((a) => this.deps.inbox.append(a.userId, a.message)));
-    const fresh: { userId: Id; entry: InboxEntry }[] = [];
-    results.forEach(({ entry, duplicate }, i) => {
-      if (!duplicate) fresh.push({ userId: appends[i]!.userId, entry });
-    });
-    this.deps.metrics?.inboxAppends.inc(fresh.length);
-    await deliverLive(this.deps, fresh);
+    // Duplicates are handed on too. A batch that failed after some of its appends
+    // comes again, and those come back duplicate: skipping them left their users
+    // without the live push and the notification (an idle device saw the message
+    // only at its next one). A session drops an inbox seq it already sent, so a
+    // repeat costs nothing there; a repeated push notification after a redelivery
+    // beats none, and the notifier collapses a user's per channel.
+    const entries: { userId: Id; entry: InboxEntry }[] = results.map(({ entry }, i) => ({ userId: appends[i]!.userId, entry }));
+    this.deps.metrics?.inboxAppends.inc(results.filter((r) => !r.duplicate).length);
+    await deliverLive(this.deps, entries);
   }
 }

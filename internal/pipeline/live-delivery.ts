@@ -16,10 +16,11 @@ export interface LiveDeliveryDeps {
 }
 
 /**
- * Hands freshly appended inbox entries to their users' live sessions, and
- * those of users with no session to `onOffline`. Best effort, never throws:
- * the entries are already stored, and a session that misses one catches up
- * from its cursor.
+ * Hands stored inbox entries to their users' live sessions, and those of
+ * users with no session to `onOffline`. Best effort, never throws: the
+ * entries are already stored, and a session that misses one catches up from
+ * its cursor. An entry may come again (a redelivered batch): a session drops
+ * an inbox seq it already sent.
  */
 export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { userId: Id; entry: InboxEntry }[]): Promise<void> {
   if (fresh.length === 0) return;

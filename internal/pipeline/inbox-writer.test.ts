@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { until } from "../queue/contract.js";
+import { SqliteQueue } from "../queue/sqlite.js";
+import { InboxWriter } from "./inbox-writer.js";
+import { encodeInboxAppends } from "./records.js";
+import { Topics } from "./topics.js";
+
+const message: StoredMessage = {
+  messageId: 900n,
+  channelId: 7n,
+  seq: 1n,
+  senderUserId: 1n,
+  senderDeviceId: 11n,
+  clientMsgId: "c1",
+  text: "hello",
+  sentAtMs: Date.now(),
+};
+
+/** An inbox in memory whose append for `failFor` throws the first time, after the others were stored. */
+function flakyInbox(failFor: Id): Inbox {
+  const entries = new Map<Id, InboxEntry[]>();
+  let failed = false;
+  return {
+    async append(userId, m) {
+      if (userId === failFor && !failed) {
+        failed = true;
+        throw new Error("storage hiccup");
+      }
+      const list = entries.get(userId) ?? [];
+      entries.set(userId, list);
+      const stored = list.find((e) => e.message.messageId === m.messageId);
+      if (stored) return { entry: stored, duplicate: true };
+      const entry = { inboxSeq: BigInt(list.length + 1), message: m };
+      list.push(entry);
+      return { entry, duplicate: false };
+    },
+    async readAfter(userId, afterSeq, limit) {
+      return (entries.get(userId) ?? []).filter((e) => e.inboxSeq > afterSeq).slice(0, limit);
+    },
+    async head(userId) {
+      return BigInt(entries.get(userId)?.length ?? 0);
+    },
+    async getCursor() {
+      return 0n;
+    },
+    async advanceCursor() {},
+  };
+}
+
+describe("InboxWriter", () => {
+  it("delivers every member's entry when a batch that failed half-way is done again", async () => {
+    // Users 1, 2 and 3 are stored before 4's append fails; on the retry theirs come back
+    // as duplicates, and used to be neither pushed live nor notified.
+    const online: Id[] = [1n, 2n, 4n];
+    const pushed: Id[] = [];
+    const sessions: SessionDirectory = {
+      async pushToUsers(userIds) {
+        for (const u of userIds) if (online.includes(u)) pushed.push(u);
+      },
+      async closeDevice() {},
+      async onlineUsers(userIds) {
+        return new Set(userIds.filter((u) => online.includes(u)));
+      },
+    };
+    const notified: Id[] = [];
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const writer = new InboxWriter({ queue, inbox: flakyInbox(4n), sessions, onOffline: async (u) => void notified.push(u) });
+    try {
+      await writer.start();
+      const members = [1n, 2n, 3n, 4n];
+      const values = encodeInboxAppends(members, message);
+      await queue.publish(Topics.inbox, members.map((u, i) => ({ key: String(u), value: values[i]! })));
+      await until(() => online.every((u) => pushed.includes(u)) && notified.includes(3n), "every member's entry", 5_000);
+      assert.deepEqual([...new Set(pushed)].sort(), [1n, 2n, 4n]);
+      assert.deepEqual([...new Set(notified)], [3n]);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+});
