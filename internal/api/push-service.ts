@@ -2,6 +2,7 @@ import { createPublicKey } from "node:crypto";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { PushService, type RegisterPushEndpointRequest } from "../../gen/es/chat/v1/push_pb.js";
 import { ChatError } from "../model/errors.js";
+import { webPushEndpointProblem } from "../push/endpoint-rule.js";
 import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "../push/port.js";
 import { caller } from "./context.js";
 import type { ApiDeps } from "./deps.js";
@@ -13,7 +14,7 @@ export interface PushApi {
   enabled: ReadonlySet<PushKind>;
   /** For GetVapidPublicKey (Web Push). */
   vapidPublicKey?: string;
-  /** Accept http:// Web Push endpoints (tests and local setups only). */
+  /** Accept http://, loopback and private Web Push endpoints (CHAT_PUSH_ALLOW_HTTP: tests and local setups only). */
   allowHttpEndpoints?: boolean;
   /** apns-topic used when a token is registered without one. */
   defaultApnsTopic?: string;
@@ -101,9 +102,9 @@ function validateEndpoint(req: RegisterPushEndpointRequest, push: PushApi): Endp
       } catch {
         invalid("web_push.endpoint must be an absolute URL");
       }
-      const okProtocol = url.protocol === "https:" || (push.allowHttpEndpoints === true && url.protocol === "http:");
-      if (!okProtocol) invalid("web_push.endpoint must be an https:// URL");
-      if (url.username || url.password) invalid("web_push.endpoint must not carry credentials");
+      // The notifier POSTs to this URL from inside our network: only public push services pass.
+      const problem = webPushEndpointProblem(url, push.allowHttpEndpoints === true);
+      if (problem) invalid(`web_push.endpoint ${problem}`);
       const key = base64url("web_push.p256dh", p256dh);
       if (key.length !== 65 || key[0] !== 0x04) invalid("web_push.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)");
       try {

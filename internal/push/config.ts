@@ -9,7 +9,12 @@ export interface PushConfig {
   vapidPrivateKey: string;
   /** Where generated VAPID keys are kept; chatd uses <data dir>/vapid.json. */
   vapidKeyFile?: string;
-  /** Accept http:// Web Push endpoints (local testing only; real push services are https). */
+  /**
+   * CHAT_PUSH_ALLOW_HTTP: accept and send to insecure local Web Push
+   * endpoints (http://, loopback and private addresses, any port), for
+   * local testing only. Off, endpoints must be public https services on
+   * 443, checked at registration and again after DNS when sending.
+   */
   allowHttpEndpoints: boolean;
   apns?: { keyFile: string; keyId: string; teamId: string; topic: string; url: string };
   fcm?: { serviceAccountFile: string; url: string };

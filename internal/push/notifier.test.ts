@@ -39,7 +39,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
     queue = new SqliteQueue({ path: join(dir, "queue.db") });
     await queue.ensureTopics(topicSpecs(2));
     receiver = await new PushReceiver().start();
-    provider = new WebPushProvider({ vapid: loadOrCreateVapidKeys(join(dir, "vapid.json")), subject: vapidSubject });
+    // The receiver is on loopback: local endpoints allowed, as CHAT_PUSH_ALLOW_HTTP does.
+    provider = new WebPushProvider({ vapid: loadOrCreateVapidKeys(join(dir, "vapid.json")), subject: vapidSubject, allowLocalEndpoints: true });
     results = [];
     online = new Set();
     askedOnline = [];
@@ -48,6 +49,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
   afterEach(async () => {
     await notifier?.stop();
     notifier = undefined;
+    await provider.close();
     await receiver.stop();
     await queue.close();
     db.close();

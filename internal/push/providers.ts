@@ -22,7 +22,8 @@ export function createPushProviders(config: PushConfig): PushProviders {
       ? { publicKey: config.vapidPublicKey, privateKey: config.vapidPrivateKey }
       : loadOrCreateVapidKeys(config.vapidKeyFile ?? "vapid.json");
   const providers: Partial<Record<PushKind, PushProvider>> = {
-    web_push: new WebPushProvider({ vapid, subject: config.vapidSubject }),
+    // chatd, cmd/notifier and cmd/api all build their sender here: one rule for where pushes may go.
+    web_push: new WebPushProvider({ vapid, subject: config.vapidSubject, allowLocalEndpoints: config.allowHttpEndpoints }),
   };
   if (config.apns) providers.apns = new ApnsProvider(apnsOptionsFromFiles(config.apns));
   if (config.fcm) providers.fcm = new FcmProvider(fcmOptionsFromFile(config.fcm));

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { createECDH, randomBytes } from "node:crypto";
+import { Code } from "@connectrpc/connect";
+import { SqlitePushEndpointStore } from "../push/sqlite.js";
+import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
+import type { ApiDeps } from "./deps.js";
+import type { PushApiDeps } from "./push-service.js";
+import { rpcError, TestApi, type TestUser } from "./testkit.js";
+
+/** A browser-like subscription's keys for an endpoint URL. */
+function webPush(endpoint: string) {
+  const ecdh = createECDH("prime256v1");
+  ecdh.generateKeys();
+  const value = { endpoint, p256dh: ecdh.getPublicKey().toString("base64url"), auth: randomBytes(16).toString("base64url") };
+  return { endpoint: { case: "webPush" as const, value } };
+}
+
+describe("api: PushService refuses Web Push endpoints that reach into private networks", () => {
+  let api: TestApi;
+  let db: SqliteDatabase;
+  let endpoints: SqlitePushEndpointStore;
+  let user: TestUser;
+
+  async function start(allowHttpEndpoints: boolean) {
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k", allowHttpEndpoints } };
+    api = await TestApi.start(deps);
+    user = await api.signUp();
+  }
+  afterEach(async () => {
+    await api.close();
+    db.close();
+  });
+
+  const refusals: [string, string, RegExp][] = [
+    ["http", "http://push.example.com/x", /must be an https:\/\/ URL/],
+    ["credentials", "https://user:secret@push.example.com/x", /must not carry credentials/],
+    ["a non-default port", "https://push.example.com:2379/x", /default https port/],
+    ["localhost", "https://localhost/x", /public host name/],
+    ["a *.localhost name", "https://metadata.localhost/x", /public host name/],
+    ["localhost with a trailing dot", "https://LOCALHOST./x", /public host name/],
+    ["a single-label name", "https://etcd/x", /public host name/],
+    ["a .internal name", "https://metadata.google.internal/computeMetadata/v1/", /public host name/],
+    ["IPv4 loopback", "https://127.0.0.1/x", /non-public address \(127\.0\.0\.1\)/],
+    ["IPv4 loopback written as a number", "https://2130706433/x", /non-public address \(127\.0\.0\.1\)/],
+    ["cloud metadata (link-local)", "https://169.254.169.254/latest/meta-data/", /non-public address/],
+    ["RFC 1918 10/8", "https://10.1.2.3/x", /non-public address/],
+    ["RFC 1918 172.16/12", "https://172.20.0.1/x", /non-public address/],
+    ["RFC 1918 192.168/16", "https://192.168.0.10/x", /non-public address/],
+    ["CGNAT", "https://100.64.1.1/x", /non-public address/],
+    ["unspecified", "https://0.0.0.0/x", /non-public address/],
+    ["multicast", "https://224.0.0.251/x", /non-public address/],
+    ["IPv6 loopback", "https://[::1]/x", /non-public address \(::1\)/],
+    ["IPv6 unique local", "https://[fd00::1]/x", /non-public address/],
+    ["IPv6 link-local", "https://[fe80::1]/x", /non-public address/],
+    ["IPv4-mapped IPv6 loopback", "https://[::ffff:127.0.0.1]/x", /non-public address/],
+    ["IPv4-mapped IPv6 metadata", "https://[::ffff:169.254.169.254]/x", /non-public address/],
+  ];
+  for (const [what, url, message] of refusals) {
+    it(`refuses ${what}: ${url}`, async () => {
+      await start(false);
+      const err = await rpcError(() => user.c.push.registerPushEndpoint(webPush(url)));
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.match(err.rawMessage, /^web_push\.endpoint /);
+      assert.match(err.rawMessage, message);
+      assert.equal(await endpoints.get(user.userId, user.deviceId), undefined, "nothing stored");
+    });
+  }
+
+  it("accepts a public https endpoint on the default port (443 written out or not)", async () => {
+    await start(false);
+    await user.c.push.registerPushEndpoint(webPush("https://fcm.googleapis.com/fcm/send/abc"));
+    assert.equal((await endpoints.get(user.userId, user.deviceId))?.address, "https://fcm.googleapis.com/fcm/send/abc");
+    await user.c.push.registerPushEndpoint(webPush("https://[2a00:1450:4001:82a::200a]:443/x"));
+    assert.equal((await endpoints.get(user.userId, user.deviceId))?.address, "https://[2a00:1450:4001:82a::200a]/x");
+  });
+
+  it("accepts loopback http endpoints on any port when CHAT_PUSH_ALLOW_HTTP is on (local tests), still without credentials", async () => {
+    await start(true);
+    for (const url of ["http://127.0.0.1:8080/push/1", "https://localhost:9443/push/2", "http://[::1]:8080/push/3"]) {
+      await user.c.push.registerPushEndpoint(webPush(url));
+      assert.equal((await endpoints.get(user.userId, user.deviceId))?.address, url);
+    }
+    const err = await rpcError(() => user.c.push.registerPushEndpoint(webPush("http://u:p@127.0.0.1:8080/x")));
+    assert.match(err.rawMessage, /must not carry credentials/);
+    assert.match((await rpcError(() => user.c.push.registerPushEndpoint(webPush("ftp://127.0.0.1/x")))).rawMessage, /https:\/\//);
+  });
+});
