@@ -23,7 +23,7 @@ export interface PushConfig {
 
 const bool = (r: EnvReader, name: string) => r.oneOf(name, "false", ["true", "false", "1", "0"] as const) as string;
 
-/** Reads the CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_* and CHAT_FCM_* variables (see docs/push.md). */
+/** Reads the CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_* and CHAT_FCM_* variables (documented in the README). */
 export function readPushConfig(r: EnvReader): PushConfig {
   const apnsKeyFile = r.string("CHAT_APNS_KEY_FILE", "");
   const apns = {
