@@ -1,6 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
 import { ChannelEventKind, channelView, pushChannelEvent, requireMember } from "./access.js";
@@ -28,6 +29,26 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
   function requireManager(member: MemberRecord): void {
     if (member.role === "member") throw new ChatError("permission_denied", "only the owner and admins can do this");
+  }
+
+  /**
+   * Role checks go to the store, which runs them on the members its write
+   * is made on: a role read earlier could be gone by then (an admin demoted,
+   * an owner who has left).
+   */
+  const managerCheck = (me: Id): MembershipCheck => (members) => requireManager(callerIn(members, me));
+
+  /** The caller's membership among `members`, as a check of the store sees them. */
+  function callerIn(members: readonly MemberRecord[], me: Id): MemberRecord {
+    const mine = members.find((m) => m.userId === me);
+    if (!mine) throw new ChatError("not_a_member", "not a member of this channel");
+    return mine;
+  }
+
+  function targetIn(members: readonly MemberRecord[], target: Id): MemberRecord {
+    const theirs = members.find((m) => m.userId === target);
+    if (!theirs) throw new ChatError("not_found", "user is not a member of this channel");
+    return theirs;
   }
 
   const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
@@ -112,15 +133,19 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async addMembers(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireGroup(req.channelId, me);
-      requireManager(member);
+      requireManager(member); // Early and cheap; the store checks again as it writes.
       const wanted = v.ids("user_ids", req.userIds, MAX_GROUP_MEMBERS);
       if (wanted.length === 0) throw new ChatError("invalid_argument", "user_ids is required");
       await requireUsers(wanted);
       const t = now();
+      // Joiners start with the history before them read: it was never theirs
+      // to catch up on (a message sent while they are being added may still count).
+      const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
       const added = await channels.addMembers(
         channel.channelId,
-        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n })),
+        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq })),
         MAX_GROUP_MEMBERS,
+        managerCheck(me),
       );
       const view = await channelView(deps, channel, member);
       if (added.length > 0) {
@@ -132,16 +157,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
     async removeMember(req, ctx) {
       const me = caller(ctx).userId;
-      const { channel, member } = await requireGroup(req.channelId, me);
+      const { channel } = await requireGroup(req.channelId, me);
       const target = v.id("user_id", req.userId);
       if (target === me) throw new ChatError("invalid_argument", "use LeaveGroup to leave a group");
-      requireManager(member);
-      const theirs = await channels.getMember(channel.channelId, target);
-      if (!theirs) throw new ChatError("not_found", "user is not a member of this channel");
-      if (member.role === "admin" && theirs.role !== "member") {
-        throw new ChatError("permission_denied", "admins can remove members only, not the owner or other admins");
-      }
-      if (await channels.removeMember(channel.channelId, target)) {
+      const check: MembershipCheck = (members) => {
+        const mine = callerIn(members, me);
+        requireManager(mine);
+        const theirs = targetIn(members, target);
+        if (mine.role === "admin" && theirs.role !== "member") {
+          throw new ChatError("permission_denied", "admins can remove members only, not the owner or other admins");
+        }
+      };
+      if ((await channels.removeMember(channel.channelId, target, check)).removed) {
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
       }
@@ -150,18 +177,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
     async setMemberRole(req, ctx) {
       const me = caller(ctx).userId;
-      const { channel, member } = await requireGroup(req.channelId, me);
+      const { channel } = await requireGroup(req.channelId, me);
       const target = v.id("user_id", req.userId);
       if (req.role !== PbMemberRole.MEMBER && req.role !== PbMemberRole.ADMIN) {
         throw new ChatError("invalid_argument", "role must be MEMBER or ADMIN; ownership moves only by leaving");
       }
-      if (member.role !== "owner") throw new ChatError("permission_denied", "only the owner can change roles");
-      if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
-      const theirs = await channels.getMember(channel.channelId, target);
-      if (!theirs) throw new ChatError("not_found", "user is not a member of this channel");
       const role = req.role === PbMemberRole.ADMIN ? "admin" : "member";
-      if (theirs.role !== role) {
-        await channels.setRole(channel.channelId, target, role);
+      const check: MembershipCheck = (members) => {
+        if (callerIn(members, me).role !== "owner") throw new ChatError("permission_denied", "only the owner can change roles");
+        if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
+        targetIn(members, target);
+      };
+      if (await channels.setRole(channel.channelId, target, role, check)) {
         await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, await channelView(deps, channel), target);
       }
       return {};
@@ -170,9 +197,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async updateGroup(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireGroup(req.channelId, me);
-      requireManager(member);
+      requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
-      await channels.updateTitle(channel.channelId, title);
+      await channels.updateTitle(channel.channelId, title, managerCheck(me));
       const view = await channelView(deps, { ...channel, title }, member);
       await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
       return { channel: channelToProto(view) };
@@ -180,20 +207,15 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
     async leaveGroup(req, ctx) {
       const me = caller(ctx).userId;
-      const { channel, member } = await requireGroup(req.channelId, me);
-      const others = (await channels.listMembers(channel.channelId)).filter((m) => m.userId !== me);
-      let heir: MemberRecord | undefined;
-      if (member.role === "owner") {
-        // listMembers is in join order: the first admin, else the first member, has stood longest.
-        heir = others.find((m) => m.role === "admin") ?? others[0];
-        // Hand over before leaving: a crash in between leaves two owners, never none.
-        if (heir) await channels.setRole(channel.channelId, heir.userId, "owner");
-      }
-      await channels.removeMember(channel.channelId, me);
+      const { channel } = await requireGroup(req.channelId, me);
+      // The store passes ownership on in the same step, to an heir among the
+      // members at that moment (one chosen from an earlier read may be leaving too).
+      const { removed, newOwner } = await channels.removeMember(channel.channelId, me);
+      if (!removed) return {}; // A concurrent call of ours (or a removal) got there first.
       const view = await channelView(deps, channel);
-      const remaining = others.map((m) => m.userId);
+      const remaining = await memberIds(channel.channelId);
       await pushChannelEvent(deps, [...remaining, me], ChannelEventKind.LEFT, view, me);
-      if (heir) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, heir.userId);
+      if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
       return {};
     },
   };

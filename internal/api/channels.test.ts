@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import type { ChannelStore } from "../channels/store.js";
 import type { Id } from "../model/types.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
 
@@ -141,6 +142,108 @@ describe("api: ChannelService", () => {
     assert.deepEqual((await m2!.c.channels.listChannels({})).channels, []);
   });
 
+  /**
+   * Restarts the api on a channel store that waits a moment before each call,
+   * as a remote engine does, so concurrent requests interleave; `beforeWrite`
+   * runs once, just before the next change reaches the store.
+   */
+  async function restartOnHookedStore() {
+    await api.close();
+    const hooks: { beforeWrite?: () => Promise<unknown> } = {};
+    let real!: ChannelStore;
+    const channels = new Proxy({} as ChannelStore, {
+      get(_, key: keyof ChannelStore) {
+        const f = (real[key] as (...a: unknown[]) => Promise<unknown>).bind(real);
+        return async (...args: unknown[]) => {
+          await new Promise((r) => setTimeout(r, Math.random() * 2));
+          if (["removeMember", "setRole", "addMembers", "updateTitle"].includes(key)) {
+            const hook = hooks.beforeWrite;
+            hooks.beforeWrite = undefined;
+            await hook?.();
+          }
+          return f(...args);
+        };
+      },
+    });
+    api = await TestApi.start({ channels });
+    real = api.storage.channels;
+    return { real, hooks };
+  }
+
+  it("the owner and the heir leaving at once leave exactly one owner among those who stay", async () => {
+    await restartOnHookedStore();
+    const [owner, heir, m1, m2] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    for (let round = 0; round < 20; round++) {
+      const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [m1!.userId, m2!.userId, heir!.userId] })).channel!.channelId;
+      await owner!.c.channels.setMemberRole({ channelId, userId: heir!.userId, role: MemberRole.ADMIN });
+      await Promise.all([owner!.c.channels.leaveGroup({ channelId }), heir!.c.channels.leaveGroup({ channelId })]);
+      const members = (await m1!.c.channels.listMembers({ channelId })).members;
+      assert.deepEqual(members.map((m) => m.userId), [m1!.userId, m2!.userId], `round ${round}`);
+      assert.deepEqual(members.filter((m) => m.role === MemberRole.OWNER).map((m) => m.userId), [m1!.userId], `round ${round}`);
+    }
+  });
+
+  it("checks the caller's role as it is when the change is made, not as an earlier read saw it", async () => {
+    const { real, hooks } = await restartOnHookedStore();
+    const [owner, admin, m1, m2] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [admin!.userId, m1!.userId] })).channel!.channelId;
+    await owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+    const roles = async () => (await m1!.c.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.role]);
+
+    // The owner demotes the admin while the admin's removal of m1 is under way.
+    hooks.beforeWrite = () => real.setRole(channelId, admin!.userId, "member");
+    const removal = await rpcError(() => admin!.c.channels.removeMember({ channelId, userId: m1!.userId }));
+    assert.equal(removal.chatCode, "ERROR_CODE_PERMISSION_DENIED");
+    assert.deepEqual(await roles(), [[owner!.userId, MemberRole.OWNER], [admin!.userId, MemberRole.MEMBER], [m1!.userId, MemberRole.MEMBER]]);
+
+    // The same for adding members and renaming, each with a fresh demotion.
+    for (const call of [
+      () => admin!.c.channels.addMembers({ channelId, userIds: [m2!.userId] }),
+      () => admin!.c.channels.updateGroup({ channelId, title: "renamed" }),
+    ]) {
+      await owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+      hooks.beforeWrite = () => real.setRole(channelId, admin!.userId, "member");
+      assert.equal((await rpcError(call)).chatCode, "ERROR_CODE_PERMISSION_DENIED");
+    }
+    const g = (await m1!.c.channels.describeChannel({ channelId })).channel!;
+    assert.deepEqual([g.title, g.memberCount], ["g", 3]);
+
+    // The owner leaves (ownership passes on) while its role change is under way.
+    hooks.beforeWrite = () => real.removeMember(channelId, owner!.userId);
+    const change = await rpcError(() => owner!.c.channels.setMemberRole({ channelId, userId: m1!.userId, role: MemberRole.ADMIN }));
+    assert.equal(change.code, Code.PermissionDenied);
+    assert.deepEqual(await roles(), [[admin!.userId, MemberRole.OWNER], [m1!.userId, MemberRole.MEMBER]]);
+  });
+
+  it("does not count the user's own messages as unread", async () => {
+    const [a, b] = await Promise.all([1, 2].map(() => api.signUp()));
+    const group = (await a!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+    await send(a!, group, "one");
+    api.clock.ms += 1;
+    await send(a!, group, "two");
+    const unread = async (u: TestUser) => {
+      const ch = (await u.c.channels.describeChannel({ channelId: group })).channel!;
+      return [ch.unreadCount, ch.readSeq];
+    };
+    assert.deepEqual(await unread(a!), [0n, 2n]);
+    assert.deepEqual(await unread(b!), [2n, 0n]);
+    assert.deepEqual((await a!.c.channels.listChannels({})).channels.map((ch) => ch.unreadCount), [0n]);
+  });
+
+  it("a member added to a group starts with its earlier history read", async () => {
+    const [owner, b, late] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+    for (const text of ["one", "two", "three"]) {
+      await send(b!, channelId, text);
+      api.clock.ms += 1;
+    }
+    await owner!.c.channels.addMembers({ channelId, userIds: [late!.userId] });
+    const view = async () => (await late!.c.channels.describeChannel({ channelId })).channel!;
+    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [0n, 3n]);
+    await send(b!, channelId, "four");
+    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [1n, 3n]);
+  });
+
   it("lists channels by last activity with unread counts, in pages", async () => {
     const me = await api.signUp();
     const [b, c, d] = await Promise.all([1, 2, 3].map(() => api.signUp()));
@@ -161,7 +264,7 @@ describe("api: ChannelService", () => {
 
     const all = await me.c.channels.listChannels({});
     assert.deepEqual(all.channels.map((ch) => ch.channelId), [dmC, dmB, group]);
-    assert.deepEqual(all.channels.map((ch) => ch.unreadCount), [1n, 3n, 0n]);
+    assert.deepEqual(all.channels.map((ch) => ch.unreadCount), [0n, 3n, 0n], "my own message is not unread");
     assert.equal(all.channels[1]!.lastMessage?.text, "three");
     assert.equal(all.channels[1]!.lastSeq, 3n);
     assert.equal(all.channels[1]!.peerUserId, b!.userId);
@@ -170,7 +273,7 @@ describe("api: ChannelService", () => {
     await me.c.messages.markRead({ channelId: dmB, seq: 2n });
     const p1 = await me.c.channels.listChannels({ limit: 2 });
     assert.deepEqual(p1.channels.map((ch) => [ch.channelId, ch.unreadCount, ch.readSeq]), [
-      [dmC, 1n, 0n],
+      [dmC, 0n, 1n],
       [dmB, 1n, 2n],
     ]);
     assert.notEqual(p1.nextPageToken, "");

@@ -84,7 +84,14 @@ export interface ChannelView {
 
 export function channelToProto(v: ChannelView): Channel {
   const lastSeq = v.last?.seq ?? 0n;
-  const readSeq = v.me?.readSeq ?? 0n;
+  // Whoever sent the newest message has read the channel up to it. Decided
+  // here, from the newest message every view reads anyway, it costs nothing,
+  // where moving the sender's stored position on every send would cost a
+  // storage write per message on the hot path. Its limit: once someone else
+  // writes after me, my own messages since my last receipt count again.
+  const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId;
+  const stored = v.me?.readSeq ?? 0n;
+  const readSeq = sentLast && lastSeq > stored ? lastSeq : stored;
   return create(ChannelSchema, {
     channelId: v.channel.channelId,
     kind: v.channel.kind === "direct" ? PbChannelKind.DIRECT : PbChannelKind.GROUP,

@@ -48,10 +48,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
     async markRead(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      // Never past the newest message, or unread counts of later messages would be lost.
-      const lastSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
-      const seq = req.seq < lastSeq ? req.seq : lastSeq;
-      const readSeq = await deps.channels.advanceReadSeq(channel.channelId, me, seq);
+      // The store stops it at the newest message, as for the realtime ReadReceipt.
+      const readSeq = await deps.channels.advanceReadSeq(channel.channelId, me, req.seq);
       if (readSeq > member.readSeq) {
         const members = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
         const frame = create(ServerFrameSchema, {

@@ -1,6 +1,32 @@
 import type { ChannelRecord, Id, MemberRecord, MemberRole } from "../model/types.js";
 
 /**
+ * A rule a membership change must pass, run on the channel's members (in join
+ * order) as the change finds them: inside its transaction, or on the state its
+ * conditional write depends on. A role checked on an earlier read could have
+ * changed by the time of the write (a just-demoted admin removing someone).
+ * Throws (a ChatError) to refuse; then nothing changes. Must be synchronous
+ * and may run more than once (a conditional write that lost a race retries).
+ */
+export type MembershipCheck = (members: readonly MemberRecord[]) => void;
+
+export interface Removal {
+  /** False when the user was not a member; nothing changed then. */
+  removed: boolean;
+  /** Set when the removed user owned the group and others stay: who owns it now. */
+  newOwner?: Id;
+}
+
+/**
+ * Who inherits a group when its owner goes: the longest-standing admin, else
+ * the longest-standing member (members in join order).
+ */
+export function heirOf(members: readonly MemberRecord[], leaving: Id): MemberRecord | undefined {
+  const others = members.filter((m) => m.userId !== leaving);
+  return others.find((m) => m.role === "admin") ?? others[0];
+}
+
+/**
  * ChannelStore keeps channels and their membership. Adapters: sqlite
  * (embedded), cassandra (distributed).
  */
@@ -14,22 +40,38 @@ export interface ChannelStore {
   /** Creates a group with its first members (the creator as owner among them). */
   createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void>;
   getChannel(channelId: Id): Promise<ChannelRecord | undefined>;
-  updateTitle(channelId: Id, title: string): Promise<void>;
+  /** Changes the title of an existing channel, after `check` passes. */
+  updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void>;
 
   getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined>;
   /** In join order. */
   listMembers(channelId: Id): Promise<MemberRecord[]>;
   memberCount(channelId: Id): Promise<number>;
   /**
-   * Adds members not already in; atomically refuses with
-   * ChatError("group_full") when the channel would exceed maxMembers.
+   * Adds members not already in, after `check` passes; atomically refuses
+   * with ChatError("group_full") when the channel would exceed maxMembers.
    * Returns the users actually added.
    */
-  addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]>;
-  /** Returns false when the user was not a member. */
-  removeMember(channelId: Id, userId: Id): Promise<boolean>;
-  setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void>;
-  /** Moves the read position forward only; returns the position after the call. */
+  addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]>;
+  /**
+   * Removes a member, after `check` passes. Removing the owner passes
+   * ownership to heirOf(the members the removal is made on) in the same
+   * atomic step, so a group with members always has exactly one owner, even
+   * when the owner and the heir leave at the same time.
+   */
+  removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal>;
+  /**
+   * Makes a member an admin or a plain member, after `check` passes; returns
+   * whether the role changed (false for a non-member). Refuses with
+   * ChatError("invalid_argument") to make or unmake the owner: ownership
+   * passes only by removeMember.
+   */
+  setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean>;
+  /**
+   * Moves the read position forward only, and never past the channel's
+   * newest message: a position beyond it would hide every later message from
+   * the unread count. Returns the position after the call.
+   */
   advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
 
   /** The user's memberships (one row per channel). */

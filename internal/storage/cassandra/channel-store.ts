@@ -1,4 +1,5 @@
-import type { ChannelStore } from "../../channels/store.js";
+import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row, type Statement } from "./session.js";
@@ -24,12 +25,33 @@ const toMember = (r: Row, channelId: Id): MemberRecord => ({
 const JOIN_SHIFT = 20n;
 const MAX_ATTEMPTS = 32;
 
+/** A channel partition as one read saw it: the version fence and the members in join order. */
+interface State {
+  version: bigint;
+  count: number;
+  members: MemberRecord[];
+}
+
+/**
+ * What a membership change does at the state it was planned on: nothing
+ * (writes absent), or these writes conditional on that state's version, with
+ * the member count after them (unchanged when absent).
+ */
+interface Plan<T> {
+  result: T;
+  writes?: Statement[];
+  count?: number;
+}
+
 /**
  * ChannelStore on Cassandra. A channel is one partition of `channels`:
  * metadata and counters as static columns, one row per member. Every
- * membership change is a conditional batch on that partition that moves the
- * static `version` from v to v+1 (the fence), so seat counting and the
- * "exactly one winner for the last seat" rule hold across processes.
+ * membership or role change is a conditional batch on that partition that
+ * moves the static `version` from v to v+1 (the fence), planned on the
+ * members read at v: so seat counting, the "exactly one winner for the last
+ * seat" rule, the heir of a leaving owner and a caller's role checks all hold
+ * for the membership the write lands on, across processes. A batch that lost
+ * a race re-reads and plans again.
  * `user_channels` (a user's channels) is written with the version as the
  * write timestamp, so the newest membership change wins there whatever order
  * the writes arrive in; a row in it whose member row is gone is ignored.
@@ -37,7 +59,11 @@ const MAX_ATTEMPTS = 32;
 export class CassandraChannelStore implements ChannelStore {
   private readonly q;
 
-  constructor(private readonly db: Db) {
+  /** `log` is the channels' message log, whose newest message bounds read positions. */
+  constructor(
+    private readonly db: Db,
+    private readonly log: Pick<MessageLog, "latest">,
+  ) {
     const t = (n: string) => db.t(n);
     const ch = t("channels");
     this.q = {
@@ -51,12 +77,13 @@ export class CassandraChannelStore implements ChannelStore {
       bump: `UPDATE ${ch} SET version = ?, member_count = ? WHERE channel_id = ? IF version = ?`,
       deleteMember: `DELETE FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       deleteChannel: `DELETE FROM ${ch} WHERE channel_id = ?`,
-      updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ? IF EXISTS`,
+      updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ?`,
       member: `SELECT user_id, role, joined_at_ms, read_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       members: `SELECT user_id, role, joined_at_ms, read_seq, join_order FROM ${ch} WHERE channel_id = ?`,
-      state: `SELECT user_id, kind, version, member_count FROM ${ch} WHERE channel_id = ?`,
+      state: `SELECT user_id, kind, version, member_count, role, joined_at_ms, read_seq, join_order
+              FROM ${ch} WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
-      setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ? IF EXISTS`,
+      setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ?`,
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
       directOf: `SELECT channel_id FROM ${t("direct_channels")} WHERE user_lo = ? AND user_hi = ?`,
       claimDirect: `INSERT INTO ${t("direct_channels")} (user_lo, user_hi, channel_id) VALUES (?, ?, ?) IF NOT EXISTS`,
@@ -104,8 +131,12 @@ export class CassandraChannelStore implements ChannelStore {
     return r && r.get("kind") !== null ? toChannel(r, channelId) : undefined;
   }
 
-  async updateTitle(channelId: Id, title: string): Promise<void> {
-    await this.db.lwt(this.q.updateTitle, [title, channelId]);
+  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void> {
+    // Through the fence, so the check sees the roles as they are when it lands.
+    await this.fenced(channelId, (s): Plan<void> => {
+      check?.(s?.members ?? []);
+      return { result: undefined, writes: s && [{ query: this.q.updateTitle, params: [title, channelId] }] };
+    });
   }
 
   async getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined> {
@@ -114,11 +145,7 @@ export class CassandraChannelStore implements ChannelStore {
   }
 
   async listMembers(channelId: Id): Promise<MemberRecord[]> {
-    const rows = (await this.db.rows(this.q.members, [channelId])).filter((r) => r.get("user_id") !== null);
-    const order = new Map(rows.map((r) => [big(r.get("user_id")), big(r.get("join_order"))]));
-    return rows
-      .map((r) => toMember(r, channelId))
-      .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(order.get(x.userId)!, order.get(y.userId)!));
+    return inJoinOrder(await this.db.rows(this.q.members, [channelId]), channelId);
   }
 
   async memberCount(channelId: Id): Promise<number> {
@@ -126,57 +153,70 @@ export class CassandraChannelStore implements ChannelStore {
     return (r?.get("member_count") as number | null) ?? 0;
   }
 
-  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt >= 3) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
-      const s = await this.state(channelId);
+  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]> {
+    return this.fenced(channelId, async (s, next): Promise<Plan<Id[]>> => {
       if (!s) throw new ChatError("not_found", `channel ${channelId} not found`);
+      check?.(s.members);
+      const current = new Set(s.members.map((m) => m.userId));
       const fresh = new Map<Id, MemberRecord>();
-      for (const m of members) if (!s.members.has(m.userId) && !fresh.has(m.userId)) fresh.set(m.userId, m);
+      for (const m of members) if (!current.has(m.userId) && !fresh.has(m.userId)) fresh.set(m.userId, m);
       if (s.count + fresh.size > maxMembers) {
         throw new ChatError("group_full", `a group has at most ${maxMembers} members (${s.count} now, ${fresh.size} to add)`);
       }
-      if (fresh.size === 0) return [];
-      const next = s.version + 1n;
+      if (fresh.size === 0) return { result: [] };
       // Before the batch: if it loses, these stay as ignored strays (or are
       // overwritten by whichever change wins this version).
       await this.index([...fresh.keys()], channelId, next);
-      const r = await this.db.batch([
-        { query: this.q.bump, params: [next, s.count + fresh.size, channelId, s.version] },
-        ...[...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) })),
-      ], { logged: false, conditional: true });
-      if (r.applied) return [...fresh.keys()];
-    }
-    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+      return {
+        result: [...fresh.keys()],
+        count: s.count + fresh.size,
+        writes: [...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) })),
+      };
+    });
   }
 
-  async removeMember(channelId: Id, userId: Id): Promise<boolean> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt >= 3) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
-      const s = await this.state(channelId);
-      if (!s || !s.members.has(userId)) return false;
-      const next = s.version + 1n;
-      const r = await this.db.batch([
-        { query: this.q.bump, params: [next, s.count - 1, channelId, s.version] },
-        { query: this.q.deleteMember, params: [channelId, userId] },
-      ], { logged: false, conditional: true });
-      if (!r.applied) continue;
-      // After the batch: a crash in between leaves an index row readers ignore.
-      await this.db.write(this.q.unindex, [next, userId, channelId]);
-      return true;
-    }
-    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal> {
+    const { removal, version } = await this.fenced(channelId, (s, next): Plan<{ removal: Removal; version: bigint }> => {
+      const members = s?.members ?? [];
+      check?.(members);
+      const leaving = members.find((m) => m.userId === userId);
+      if (!s || !leaving) return { result: { removal: { removed: false }, version: next } };
+      // The heir comes from the members this batch is conditional on: an heir
+      // who left meanwhile moved the version, so the batch loses and replans.
+      const heir = leaving.role === "owner" ? heirOf(members, userId) : undefined;
+      const writes: Statement[] = [{ query: this.q.deleteMember, params: [channelId, userId] }];
+      if (heir) writes.push({ query: this.q.setRole, params: ["owner", channelId, heir.userId] });
+      const removal: Removal = heir ? { removed: true, newOwner: heir.userId } : { removed: true };
+      return { result: { removal, version: next }, count: s.count - 1, writes };
+    });
+    // After the batch: a crash in between leaves an index row readers ignore.
+    if (removal.removed) await this.db.write(this.q.unindex, [version, userId, channelId]);
+    return removal;
   }
 
-  async setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void> {
-    await this.db.lwt(this.q.setRole, [role, channelId, userId]);
+  async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {
+    if ((role as MemberRole) === "owner") throw ownerRoleFixed();
+    // Through the fence as well, so that a removal checked against this
+    // member's old role and this change cannot both land.
+    return this.fenced(channelId, (s): Plan<boolean> => {
+      const members = s?.members ?? [];
+      check?.(members);
+      const target = members.find((m) => m.userId === userId);
+      if (!s || !target) return { result: false };
+      if (target.role === "owner") throw ownerRoleFixed();
+      if (target.role === role) return { result: false };
+      return { result: true, writes: [{ query: this.q.setRole, params: [role, channelId, userId] }] };
+    });
   }
 
   async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+    // The newest seq only grows, so capping at one read a moment ago is safe.
+    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
+    const to = seq < newest ? seq : newest;
     // One LWT: moves forward only, creates no row for a non-member, and when
     // not applied returns the current position.
-    const r = await this.db.lwt(this.q.advanceRead, [seq, channelId, userId, seq]);
-    if (r.applied) return seq;
+    const r = await this.db.lwt(this.q.advanceRead, [to, channelId, userId, to]);
+    if (r.applied) return to;
     const now = r.row.get("read_seq") as bigint | null | undefined;
     if (now === null || now === undefined) {
       throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
@@ -201,17 +241,39 @@ export class CassandraChannelStore implements ChannelStore {
   }
 
   /**
-   * A plain LOCAL_QUORUM read is enough: the batch CAS re-checks the version,
-   * and a lost CAS leaves the winner committed, so the retry's read sees it.
+   * Plans a change on the channel's current state and writes it as one batch
+   * conditional on that state's version (moving it to version + 1); a batch
+   * that lost to another change re-reads and plans again. `plan` gets
+   * undefined for a missing channel, and the version the batch would write.
    */
-  private async state(channelId: Id) {
+  private async fenced<T>(channelId: Id, plan: (s: State | undefined, next: bigint) => Plan<T> | Promise<Plan<T>>): Promise<T> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt >= 3) await sleep(Math.random() * Math.min(100, 5 * 2 ** attempt));
+      const s = await this.state(channelId);
+      const p = await plan(s, (s?.version ?? 0n) + 1n);
+      if (!s || !p.writes) return p.result;
+      const r = await this.db.batch([
+        { query: this.q.bump, params: [s.version + 1n, p.count ?? s.count, channelId, s.version] },
+        ...p.writes,
+      ], { logged: false, conditional: true });
+      if (r.applied) return p.result;
+    }
+    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+  }
+
+  /**
+   * A plain LOCAL_QUORUM read is enough: the batch CAS re-checks the version
+   * (every change to members and roles moves it), and a lost CAS leaves the
+   * winner committed, so the retry's read sees it.
+   */
+  private async state(channelId: Id): Promise<State | undefined> {
     const rows = await this.db.rows(this.q.state, [channelId]);
     const first = rows[0];
     if (!first || first.get("kind") === null) return undefined;
     return {
       version: big(first.get("version")),
       count: (first.get("member_count") as number | null) ?? 0,
-      members: new Set(rows.filter((r) => r.get("user_id") !== null).map((r) => big(r.get("user_id")))),
+      members: inJoinOrder(rows, channelId),
     };
   }
 
@@ -233,6 +295,18 @@ export class CassandraChannelStore implements ChannelStore {
 }
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The member rows of a channel partition (a static-only row has no user_id), in join order. */
+function inJoinOrder(rows: Row[], channelId: Id): MemberRecord[] {
+  const present = rows.filter((r) => r.get("user_id") !== null);
+  const order = new Map(present.map((r) => [big(r.get("user_id")), big(r.get("join_order"))]));
+  return present
+    .map((r) => toMember(r, channelId))
+    .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(order.get(x.userId)!, order.get(y.userId)!));
+}
+
+const ownerRoleFixed = () =>
+  new ChatError("invalid_argument", "ownership is neither given nor taken by a role change; it passes when the owner leaves");
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

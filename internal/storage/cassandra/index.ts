@@ -67,13 +67,14 @@ export async function openCassandraStorage(options: CassandraStorageOptions): Pr
       : await applySchema(client, { ...options, keyspace, replication });
     options.logger?.info({ keyspace, bucketSize: schema.bucketSize }, "cassandra storage open");
     const db = new Db(client, keyspace, options.serialConsistency);
+    const messages = new CassandraMessageLog(db, schema.bucketSize, options.headCacheSize);
     return {
       client,
       db,
       schema,
       accounts: new CassandraAccountStore(db),
-      channels: new CassandraChannelStore(db),
-      messages: new CassandraMessageLog(db, schema.bucketSize, options.headCacheSize),
+      channels: new CassandraChannelStore(db, messages),
+      messages,
       inbox: new CassandraInbox(db, schema.bucketSize, options.headCacheSize, options.inboxRetentionSeconds),
       close: () => client.shutdown(),
     };

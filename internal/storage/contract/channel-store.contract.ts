@@ -1,16 +1,26 @@
 import assert from "node:assert/strict";
-import type { ChannelStore } from "../../channels/store.js";
-import type { ChannelRecord, MemberRecord, MemberRole } from "../../model/types.js";
-import { rejectsWith, uniqueId, type MakeStore, type StoreHandle } from "./helpers.js";
+import type { ChannelStore, MembershipCheck } from "../../channels/store.js";
+import type { MessageLog } from "../../messages/log.js";
+import { ChatError } from "../../model/errors.js";
+import type { ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
+
+/** A channel store and the message log of the same engine, whose newest message bounds read positions. */
+export interface ChannelStoreUnderTest {
+  channels: ChannelStore;
+  log: MessageLog;
+}
 
 /** Declares the ChannelStore contract; every adapter runs it unchanged. */
-export function channelStoreContract(makeStore: MakeStore<ChannelStore>): void {
+export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>): void {
   describe("ChannelStore contract", function () {
-    let h: StoreHandle<ChannelStore>;
+    let h: StoreHandle<ChannelStoreUnderTest>;
     let s: ChannelStore;
+    let log: MessageLog;
     before(async () => {
       h = await makeStore();
-      s = h.store;
+      s = h.store.channels;
+      log = h.store.log;
     });
     after(async () => h?.close());
 
@@ -37,6 +47,17 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStore>): void {
       return { c, members };
     };
     const byUser = (x: MemberRecord, y: MemberRecord) => (x.userId < y.userId ? -1 : 1);
+    /** Appends n messages to the channel's log. */
+    const post = async (channelId: Id, n: number) => {
+      for (let i = 0; i < n; i++) {
+        await log.append({
+          messageId: uniqueId(), channelId, senderUserId: uniqueId(), senderDeviceId: uniqueId(),
+          clientMsgId: uniqueName("c-"), text: "hi", sentAtMs: 1_767_225_600_000,
+        });
+      }
+    };
+    const owners = async (channelId: Id) =>
+      (await s.listMembers(channelId)).filter((m) => m.role === "owner").map((m) => m.userId);
 
     describe("direct channels", () => {
       it("creates the pair's channel with both users as members", async () => {
@@ -167,9 +188,9 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStore>): void {
     describe("membership changes", () => {
       it("removeMember returns whether the user was a member", async () => {
         const { c, members } = await newGroup(2);
-        assert.equal(await s.removeMember(c.channelId, members[1]!.userId), true);
-        assert.equal(await s.removeMember(c.channelId, members[1]!.userId), false);
-        assert.equal(await s.removeMember(c.channelId, uniqueId()), false);
+        assert.deepStrictEqual(await s.removeMember(c.channelId, members[1]!.userId), { removed: true });
+        assert.deepStrictEqual(await s.removeMember(c.channelId, members[1]!.userId), { removed: false });
+        assert.deepStrictEqual(await s.removeMember(c.channelId, uniqueId()), { removed: false });
         assert.equal(await s.getMember(c.channelId, members[1]!.userId), undefined);
         assert.deepStrictEqual(await s.listMembers(c.channelId), [members[0], members[2]]);
         assert.equal(await s.memberCount(c.channelId), 2);
@@ -183,17 +204,102 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStore>): void {
         assert.deepStrictEqual(await s.getMember(c.channelId, back.userId), back);
       });
 
-      it("setRole changes only the role", async () => {
+      it("setRole changes only the role and says whether it changed it", async () => {
         const { c, members } = await newGroup(1);
-        await s.setRole(c.channelId, members[1]!.userId, "admin");
+        assert.equal(await s.setRole(c.channelId, members[1]!.userId, "admin"), true);
         assert.deepStrictEqual(await s.getMember(c.channelId, members[1]!.userId), { ...members[1]!, role: "admin" });
+        assert.equal(await s.setRole(c.channelId, members[1]!.userId, "admin"), false);
         const stranger = uniqueId();
-        await s.setRole(c.channelId, stranger, "admin");
+        assert.equal(await s.setRole(c.channelId, stranger, "admin"), false);
         assert.equal(await s.getMember(c.channelId, stranger), undefined);
+      });
+
+      it("setRole neither makes nor unmakes the owner: ownership passes only when the owner leaves", async () => {
+        const { c, members } = await newGroup(1);
+        await rejectsWith(s.setRole(c.channelId, members[1]!.userId, "owner" as never), "invalid_argument");
+        await rejectsWith(s.setRole(c.channelId, members[0]!.userId, "admin"), "invalid_argument");
+        assert.deepStrictEqual(await s.listMembers(c.channelId), members);
+      });
+
+      it("removing the owner passes ownership on in the same step: the longest-standing admin, else member", async () => {
+        const { c, members } = await newGroup(2);
+        const admin = member(c, "admin", c.createdAtMs + 10);
+        await s.addMembers(c.channelId, [admin], 100);
+        const [owner, m1, m2] = members.map((m) => m.userId) as [Id, Id, Id];
+        assert.deepStrictEqual(await s.removeMember(c.channelId, owner), { removed: true, newOwner: admin.userId });
+        assert.deepStrictEqual(await owners(c.channelId), [admin.userId]);
+        assert.deepStrictEqual(await s.removeMember(c.channelId, admin.userId), { removed: true, newOwner: m1 });
+        assert.deepStrictEqual(await s.removeMember(c.channelId, m2), { removed: true });
+        assert.deepStrictEqual(await owners(c.channelId), [m1]);
+        assert.deepStrictEqual(await s.removeMember(c.channelId, m1), { removed: true });
+        assert.deepStrictEqual(await s.listMembers(c.channelId), []);
+      });
+
+      it("the owner and every admin leaving at once leave exactly one owner, among those who stay", async () => {
+        for (let round = 0; round < 5; round++) {
+          const { c, members } = await newGroup(2);
+          const admins = [member(c, "admin", c.createdAtMs + 10), member(c, "admin", c.createdAtMs + 11)];
+          await s.addMembers(c.channelId, admins, 100);
+          const leaving = [members[0]!.userId, ...admins.map((a) => a.userId)];
+          const results = await Promise.all(leaving.map((u) => s.removeMember(c.channelId, u)));
+          assert.ok(results.every((r) => r.removed));
+          assert.deepStrictEqual(await owners(c.channelId), [members[1]!.userId], `round ${round}`);
+          assert.equal(await s.memberCount(c.channelId), 2);
+        }
+      });
+
+      it("a check sees the members as the change finds them, and refuses it by throwing", async () => {
+        const { c, members } = await newGroup(2);
+        const [owner, m1, m2] = members.map((m) => m.userId) as [Id, Id, Id];
+        const adminOnly = (by: Id): MembershipCheck => (ms) => {
+          if (ms.find((m) => m.userId === by)?.role !== "admin") throw new ChatError("permission_denied", "not an admin");
+        };
+        await s.setRole(c.channelId, m1, "admin");
+        assert.equal(await s.setRole(c.channelId, m1, "member", (ms) => assert.equal(ms.find((m) => m.userId === m1)?.role, "admin")), true);
+        // m1 was demoted since: its removal of m2 and its role change are refused, and change nothing.
+        await rejectsWith(s.removeMember(c.channelId, m2, adminOnly(m1)), "permission_denied");
+        await rejectsWith(s.setRole(c.channelId, m2, "admin", adminOnly(m1)), "permission_denied");
+        await rejectsWith(s.addMembers(c.channelId, [member(c)], 100, adminOnly(m1)), "permission_denied");
+        await rejectsWith(s.updateTitle(c.channelId, "mine", adminOnly(m1)), "permission_denied");
+        assert.deepStrictEqual((await s.listMembers(c.channelId)).map((m) => [m.userId, m.role]), [
+          [owner, "owner"], [m1, "member"], [m2, "member"],
+        ]);
+        assert.equal((await s.getChannel(c.channelId))?.title, c.title);
+        await s.updateTitle(c.channelId, "theirs", (ms) => assert.equal(ms.length, 3));
+        assert.equal((await s.getChannel(c.channelId))?.title, "theirs");
+        assert.deepStrictEqual(await s.removeMember(c.channelId, m2, (ms) => assert.equal(ms.length, 3)), { removed: true });
+      });
+
+      it("concurrent changes are each checked against the membership they are made on", async () => {
+        // Six members; each of five removals is allowed only while four or more
+        // remain. Checked on an earlier read, all five would pass.
+        const { c, members } = await newGroup(5);
+        const atLeastFour: MembershipCheck = (ms) => {
+          if (ms.length < 4) throw new ChatError("permission_denied", "too few left");
+        };
+        const results = await Promise.allSettled(members.slice(1).map((m) => s.removeMember(c.channelId, m.userId, atLeastFour)));
+        assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
+        for (const r of results) {
+          if (r.status === "rejected") assert.equal((r.reason as { code?: string }).code, "permission_denied");
+        }
+        assert.equal(await s.memberCount(c.channelId), 3);
+        assert.equal((await s.listMembers(c.channelId)).length, 3);
+      });
+
+      it("advanceReadSeq never moves past the channel's newest message", async () => {
+        const { c, members } = await newGroup(1);
+        const u = members[1]!.userId;
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 0n, "no messages yet");
+        await post(c.channelId, 3);
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 1_000_000_000n), 3n);
+        await post(c.channelId, 2);
+        assert.equal(await s.advanceReadSeq(c.channelId, u, 4n), 4n);
+        assert.equal((await s.getMember(c.channelId, u))?.readSeq, 4n);
       });
 
       it("advanceReadSeq only moves forward and returns the position", async () => {
         const { c, members } = await newGroup(1);
+        await post(c.channelId, 9);
         const u = members[1]!.userId;
         assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 5n);
         assert.equal(await s.advanceReadSeq(c.channelId, u, 3n), 5n);

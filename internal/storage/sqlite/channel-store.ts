@@ -1,7 +1,9 @@
-import type { ChannelStore } from "../../channels/store.js";
+import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
+import { SqliteMessageLog } from "./message-log.js";
 
 type Row = Record<string, unknown>;
 
@@ -60,8 +62,13 @@ function build(db: SqliteDatabase) {
     s.insertChannel.run(c.channelId, c.kind, c.title, c.createdAtMs, c.createdBy);
     for (const m of members) addMember({ ...m, channelId: c.channelId });
   });
-  const addMembersTx = db.transaction((channelId: Id, members: readonly MemberRecord[], max: number): Id[] => {
+  // Changes that take a check read the members, check and write in one
+  // transaction, so the check (and a leaving owner's heir) see exactly the
+  // membership the write changes.
+  const roster = (channelId: Id) => (s.members.all(channelId) as Row[]).map(toMember);
+  const addMembersTx = db.transaction((channelId: Id, members: readonly MemberRecord[], max: number, check?: MembershipCheck): Id[] => {
     if (!s.channel.get(channelId)) throw new ChatError("not_found", `channel ${channelId} not found`);
+    check?.(roster(channelId));
     const fresh = new Map<Id, MemberRecord>();
     for (const m of members) {
       if (!fresh.has(m.userId) && !s.member.get(channelId, m.userId)) fresh.set(m.userId, m);
@@ -73,14 +80,48 @@ function build(db: SqliteDatabase) {
     for (const m of fresh.values()) addMember({ ...m, channelId });
     return [...fresh.keys()];
   });
-  return { ...s, directTx, groupTx, addMembersTx };
+  const titleTx = db.transaction((channelId: Id, title: string, check?: MembershipCheck) => {
+    check?.(roster(channelId));
+    s.updateTitle.run(title, channelId);
+  });
+  const removeTx = db.transaction((channelId: Id, userId: Id, check?: MembershipCheck): Removal => {
+    const members = roster(channelId);
+    check?.(members);
+    const leaving = members.find((m) => m.userId === userId);
+    if (!leaving) return { removed: false };
+    const heir = leaving.role === "owner" ? heirOf(members, userId) : undefined;
+    s.removeMember.run(channelId, userId);
+    if (!heir) return { removed: true };
+    s.setRole.run("owner", channelId, heir.userId);
+    return { removed: true, newOwner: heir.userId };
+  });
+  const setRoleTx = db.transaction((channelId: Id, userId: Id, role: MemberRole, check?: MembershipCheck): boolean => {
+    const members = roster(channelId);
+    check?.(members);
+    const target = members.find((m) => m.userId === userId);
+    if (!target) return false;
+    if (target.role === "owner") throw ownerRoleFixed();
+    if (target.role === role) return false;
+    s.setRole.run(role, channelId, userId);
+    return true;
+  });
+  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx };
 }
+
+const ownerRoleFixed = () =>
+  new ChatError("invalid_argument", "ownership is neither given nor taken by a role change; it passes when the owner leaves");
 
 export class SqliteChannelStore implements ChannelStore {
   private readonly s: ReturnType<typeof build>;
 
-  /** Prepares every statement once; share one Database between all stores. */
-  constructor(db: SqliteDatabase) {
+  /**
+   * Prepares every statement once; share one Database between all stores.
+   * `log` (by default the log on the same database) bounds read positions.
+   */
+  constructor(
+    db: SqliteDatabase,
+    private readonly log: Pick<MessageLog, "latest"> = new SqliteMessageLog(db),
+  ) {
     this.s = build(db);
   }
 
@@ -107,8 +148,8 @@ export class SqliteChannelStore implements ChannelStore {
     return r && toChannel(r);
   }
 
-  async updateTitle(channelId: Id, title: string): Promise<void> {
-    this.s.updateTitle.run(title, channelId);
+  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void> {
+    this.s.titleTx.immediate(channelId, title, check);
   }
 
   async getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined> {
@@ -124,20 +165,24 @@ export class SqliteChannelStore implements ChannelStore {
     return Number((this.s.count.get(channelId) as Row).n);
   }
 
-  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number): Promise<Id[]> {
-    return this.s.addMembersTx.immediate(channelId, members, maxMembers);
+  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]> {
+    return this.s.addMembersTx.immediate(channelId, members, maxMembers, check);
   }
 
-  async removeMember(channelId: Id, userId: Id): Promise<boolean> {
-    return this.s.removeMember.run(channelId, userId).changes > 0;
+  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal> {
+    // Immediate: another process's change cannot slip in between read and write.
+    return this.s.removeTx.immediate(channelId, userId, check);
   }
 
-  async setRole(channelId: Id, userId: Id, role: MemberRole): Promise<void> {
-    this.s.setRole.run(role, channelId, userId);
+  async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {
+    if ((role as MemberRole) === "owner") throw ownerRoleFixed();
+    return this.s.setRoleTx.immediate(channelId, userId, role, check);
   }
 
   async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
-    const r = this.s.advanceRead.get(seq, channelId, userId) as Row | undefined;
+    // The newest seq only grows, so capping at one read a moment ago is safe.
+    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
+    const r = this.s.advanceRead.get(seq < newest ? seq : newest, channelId, userId) as Row | undefined;
     if (!r) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
     return r.read_seq as bigint;
   }

@@ -38,7 +38,10 @@ function tempStore<S>(make: (db: SqliteDatabase) => S): MakeStore<S> {
 
 describe("sqlite storage", () => {
   accountStoreContract(tempStore((db) => new SqliteAccountStore(db)));
-  channelStoreContract(tempStore((db) => new SqliteChannelStore(db)));
+  channelStoreContract(tempStore((db) => {
+    const log = new SqliteMessageLog(db);
+    return { channels: new SqliteChannelStore(db, log), log };
+  }));
   messageLogContract(tempStore((db) => new SqliteMessageLog(db)));
   inboxContract(tempStore((db) => new SqliteInbox(db)));
 
