@@ -3,7 +3,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_TEXT_CODE_POINTS, type InboxEntry } from "../model/types.js";
+import { MAX_TEXT_CODE_POINTS, utf8BytesAtMost, type InboxEntry } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
@@ -15,10 +15,10 @@ import type { ChatServer } from "./server.js";
 const SYNC_PAGE = 200;
 const MAX_SYNC_PAGE = 1000;
 /**
- * A sync page stops at about this many bytes of text (counted as 3 bytes per
- * UTF-16 unit, UTF-8's most), whatever the page size asked: a page of long
- * texts would otherwise be hundreds of megabytes in one frame, past what a
- * device or the gateway's stream takes. A page always has at least one entry.
+ * A sync page stops at about this many bytes of text (utf8BytesAtMost),
+ * whatever the page size asked: a page of long texts would otherwise be
+ * hundreds of megabytes in one frame, past what a device or the gateway's
+ * stream takes. A page always has at least one entry.
  */
 const SYNC_PAGE_TEXT_BYTES = 1024 * 1024;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
@@ -384,7 +384,7 @@ export class Session implements SessionHandle {
 function withinTextBytes(entries: InboxEntry[], budget: number): InboxEntry[] {
   let bytes = 0;
   for (let i = 0; i < entries.length; i++) {
-    bytes += entries[i]!.message.text.length * 3;
+    bytes += utf8BytesAtMost(entries[i]!.message.text);
     if (bytes > budget && i > 0) return entries.slice(0, i);
   }
   return entries;

@@ -15,8 +15,8 @@ export const INTERNAL_MESSAGE_LIMITS = {
 } as const;
 
 /**
- * A Deliver call carries about this many bytes of text at most (counted as 3
- * bytes per UTF-16 unit); more go out as further calls. A group message of
+ * A Deliver call carries about this many bytes of text at most
+ * (utf8BytesAtMost); more go out as further calls. A group message of
  * 100,000 characters to 100 members on one server is ~30 MB of copies.
  */
 export const DELIVER_CHUNK_BYTES = 2 * 1024 * 1024;

@@ -3,7 +3,7 @@ import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { UserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import type { Logger } from "pino";
 import type { SessionDirectory } from "../delivery/port.js";
-import type { Id } from "../model/types.js";
+import { utf8BytesAtMost, type Id } from "../model/types.js";
 import type { SessionRoutes } from "../routing/port.js";
 import type { ChatServerClients } from "./client-pool.js";
 import { toTsProto } from "./frames.js";
@@ -86,7 +86,7 @@ export function chunksOf(deliveries: UserDelivery[], budget: number): UserDelive
   let chunk: UserDelivery[] = [];
   let bytes = 0;
   for (const d of deliveries) {
-    const size = textUnits(d) * 3 + 64;
+    const size = utf8BytesAtMost(textOf(d)) + 64;
     if (chunk.length > 0 && bytes + size > budget) {
       chunks.push(chunk);
       chunk = [];
@@ -99,7 +99,7 @@ export function chunksOf(deliveries: UserDelivery[], budget: number): UserDelive
   return chunks;
 }
 
-function textUnits(d: UserDelivery): number {
+function textOf(d: UserDelivery): string {
   const kind = d.frame?.kind;
-  return kind?.$case === "message" ? (kind.value.entry?.message?.text.length ?? 0) : 0;
+  return kind?.$case === "message" ? (kind.value.entry?.message?.text ?? "") : "";
 }

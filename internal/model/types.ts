@@ -6,6 +6,12 @@
 export type Id = bigint;
 
 export const MAX_TEXT_CODE_POINTS = 100_000; // a text must have fewer than this
+
+/**
+ * An upper bound of a text's UTF-8 size without encoding it: a UTF-16 unit
+ * is at most 3 bytes (a surrogate pair, 2 units, is 4). For sizing frames.
+ */
+export const utf8BytesAtMost = (text: string): number => text.length * 3;
 export const MAX_GROUP_MEMBERS = 100;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;
 
