@@ -6,11 +6,11 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
-import { registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openLoginAttempts, openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -23,6 +23,7 @@ import { createLogger } from "../../internal/observability/logger.js";
 import { readPushConfig } from "../../internal/push/config.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
+import { readApiLimits } from "../../internal/throttle/config.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
 import { exitOnConfigError } from "../shared.js";
@@ -38,6 +39,7 @@ const config = exitOnConfigError("api", () => {
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    apiLimits: readApiLimits(r),
     logLevel: r.string("CHAT_LOG_LEVEL", "info"),
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
@@ -91,6 +93,10 @@ const pushApi: PushApiDeps = {
   },
 };
 
+// Request rates per process; failed logins counted in Redis, across processes.
+const loginAttempts = openLoginAttempts(e, config.apiLimits.loginWindowMs);
+const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger });
+
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
     accounts: storage.accounts,
@@ -104,12 +110,17 @@ const routesFn = (router: ConnectRouter) => {
     ids,
     signer,
     verifier,
+    limits,
     logger,
   });
   registerReflectionAndHealth(router);
 };
 // A request body past the limit is refused before it is read whole.
-const connect = connectNodeAdapter({ routes: routesFn, readMaxBytes: config.maxFrameBytes });
+const connect = connectNodeAdapter({
+  routes: routesFn,
+  readMaxBytes: config.maxFrameBytes,
+  contextValues: clientAddressValues(config.apiLimits.clientIpHeader),
+});
 const httpServer = http.createServer((req, res) => {
   if (serveOps(registry, [], req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
@@ -133,7 +144,7 @@ stopOnSignals(logger, async () => {
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   grpcServer.close();
   clients.close();
-  await Promise.allSettled([presence.close(), push.close(), queue.close(), routes.close(), watch.close(), lease.release()]);
+  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), watch.close(), lease.release()]);
   await servers.close();
   await storage.close();
 });

@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
-import { registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
@@ -34,6 +34,7 @@ import { createPushProviders } from "../../internal/push/providers.js";
 import { pushMetrics } from "../../internal/push/metrics.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
+import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
 import { corsHeaders } from "./cors.js";
@@ -135,6 +136,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   presence.start();
   await notifier.start();
 
+  const apiLogger = logger.child({ component: "api" });
+  const loginAttempts = new MemoryLoginAttempts(config.apiLimits.loginWindowMs);
+  const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger: apiLogger });
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, {
       accounts: storage.accounts,
@@ -148,18 +152,21 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       ids,
       signer,
       verifier,
-      logger: logger.child({ component: "api" }),
+      limits,
+      logger: apiLogger,
     });
     router.service(SessionService, sessionService(chat, verifier));
   };
   // A request body past the frame limit is refused before it is read whole.
   const readMaxBytes = config.maxFrameBytes;
-  const connect = connectNodeAdapter({ routes, readMaxBytes });
+  const contextValues = clientAddressValues(config.apiLimits.clientIpHeader);
+  const connect = connectNodeAdapter({ routes, readMaxBytes, contextValues });
   // gRPC listener: the same routes plus server reflection (grpcurl with no
   // proto files) and grpc.health.v1.Health, marked NOT_SERVING on close.
   const health = new HealthStatus();
   const grpcConnect = connectNodeAdapter({
     readMaxBytes,
+    contextValues,
     routes: (router) => {
       routes(router);
       registerReflectionAndHealth(router, { health });

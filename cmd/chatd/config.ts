@@ -4,6 +4,7 @@ import { createSecureContext } from "node:tls";
 import { EnvReader } from "../../internal/config/env.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
+import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
 
 export interface ChatdConfig {
   dataDir: string;
@@ -22,6 +23,8 @@ export interface ChatdConfig {
   maxFrameBytes: number;
   heartbeatIntervalMs: number;
   corsOrigins: string[];
+  /** CHAT_API_*, CHAT_LOGIN_*, CHAT_CLIENT_IP_HEADER (internal/throttle/config.ts). */
+  apiLimits: ApiLimitsConfig;
   /** CHAT_PRESENCE_* (internal/presence/config.ts). */
   presence: PresenceConfig;
   /** CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_*, CHAT_FCM_* (internal/push/config.ts). */
@@ -57,6 +60,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
+    apiLimits: readApiLimits(r),
     presence: readPresenceConfig(r),
     push: readPushConfig(r),
     tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),

@@ -7,7 +7,7 @@ import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { ChatError } from "../model/errors.js";
 import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
-import { caller } from "./context.js";
+import { caller, clientAddress } from "./context.js";
 import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
@@ -74,12 +74,19 @@ export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthServi
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
-    async login(req) {
+    async login(req, ctx) {
       const fail = new ChatError("unauthenticated", "wrong username or password");
       if (req.username.length > 32 || req.password.length > 1024) throw fail;
+      const address = clientAddress(ctx);
+      await deps.limits?.checkLogin(req.username, address);
       const user = await deps.accounts.findUserByUsername(req.username);
       const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
-      if (!user || !ok) throw fail;
+      // Unknown names count as failures too, or the counter would tell which names exist.
+      if (!user || !ok) {
+        await deps.limits?.loginFailed(req.username, address);
+        throw fail;
+      }
+      await deps.limits?.loginSucceeded(req.username, address);
       const device = await newDevice(user, req.device);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },

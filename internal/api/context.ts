@@ -1,9 +1,13 @@
-import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { createContextKey, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { TokenVerifier } from "../auth/tokens.js";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
+import { addressKey, lastForwarded } from "../throttle/address.js";
 import { toConnectError } from "./errors.js";
+import type { ApiLimiter } from "./limits.js";
 
 export interface Caller {
   userId: Id;
@@ -11,20 +15,41 @@ export interface Caller {
 }
 
 const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
+const clientAddressKey = createContextKey<string>("unknown", { description: "client address, as a rate-limit key" });
+
+/**
+ * connectNodeAdapter's `contextValues`: puts the client's address where the
+ * limits find it, from the socket or, behind a proxy, from `clientIpHeader`.
+ */
+export function clientAddressValues(clientIpHeader?: string): (req: IncomingMessage | Http2ServerRequest) => ContextValues {
+  return (req) => {
+    const forwarded = clientIpHeader ? lastForwarded(req.headers[clientIpHeader]) : undefined;
+    return createContextValues().set(clientAddressKey, addressKey(forwarded ?? req.socket?.remoteAddress));
+  };
+}
+
+export function clientAddress(ctx: HandlerContext): string {
+  return ctx.values.get(clientAddressKey);
+}
 
 /** Methods reachable without an access token, as "service/Method". */
 const PUBLIC_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthService/Login", "chat.v1.AuthService/Refresh"]);
 
 /**
- * Checks "authorization: Bearer <token>" on every non-public method and maps
- * whatever a handler throws to a ConnectError (see errors.ts), so handlers
- * just throw ChatError.
+ * Checks "authorization: Bearer <token>" on every non-public method, applies
+ * the request rates (per address before a token, per account after), and
+ * maps whatever a handler throws to a ConnectError (see errors.ts), so
+ * handlers just throw ChatError.
  */
-export function apiInterceptor(verifier: TokenVerifier, logger?: Logger): Interceptor {
+export function apiInterceptor(verifier: TokenVerifier, limits?: ApiLimiter, logger?: Logger): Interceptor {
   return (next) => async (req) => {
     try {
-      if (!PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) {
-        req.contextValues.set(callerKey, authenticate(verifier, req.header.get("authorization")));
+      if (PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) {
+        limits?.takeAuth(req.contextValues.get(clientAddressKey));
+      } else {
+        const c = authenticate(verifier, req.header.get("authorization"));
+        limits?.takeCall(c.userId);
+        req.contextValues.set(callerKey, c);
       }
       return await next(req);
     } catch (e) {

@@ -8,6 +8,7 @@ import type { IdGenerator } from "../ids/snowflake.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageSubmitter } from "../messages/submit.js";
+import type { ApiLimiter } from "./limits.js";
 import type { Id } from "../model/types.js";
 
 export interface PresenceSource {
@@ -30,6 +31,12 @@ export interface ApiDeps {
   logger?: Logger;
   /** Defaults to argon2id at the OWASP baseline; tests pass lighter parameters. */
   passwords?: PasswordHasher;
+  /**
+   * Request rates and failed-login throttling; without it nothing is limited.
+   * The client address it keys on comes from `clientAddressValues` given to
+   * connectNodeAdapter as `contextValues`.
+   */
+  limits?: ApiLimiter;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;
 }

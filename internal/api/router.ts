@@ -16,6 +16,8 @@ import { userService } from "./users-service.js";
 
 export type { ApiDeps, PresenceSource } from "./deps.js";
 export { CLOSE_LOGGED_OUT } from "./auth-service.js";
+export { clientAddressValues } from "./context.js";
+export { ApiLimiter } from "./limits.js";
 export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
 /**
@@ -24,7 +26,7 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
  * (Connect, gRPC and gRPC-web protocols).
  */
 export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
-  const options = { interceptors: [apiInterceptor(deps.verifier, deps.logger)] };
+  const options = { interceptors: [apiInterceptor(deps.verifier, deps.limits, deps.logger)] };
   return router
     .service(AuthService, authService(deps), options)
     .service(UserService, userService(deps), options)

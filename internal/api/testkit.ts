@@ -28,7 +28,10 @@ import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { ERROR_CODE_HEADER } from "./errors.js";
-import { registerPublicApi, type ApiDeps } from "./router.js";
+import { clientAddressValues, registerPublicApi, type ApiDeps } from "./router.js";
+
+/** The testkit's api trusts this header for the client address, so tests can be many clients. */
+export const TEST_CLIENT_IP_HEADER = "x-forwarded-for";
 
 export class RecordingSessions implements SessionDirectory {
   pushes: { userIds: Id[]; frame: ServerFrame }[] = [];
@@ -132,15 +135,18 @@ export class TestApi {
 
   static async start(overrides: Partial<ApiDeps> = {}): Promise<TestApi> {
     const api = new TestApi(overrides);
-    api.server = createServer(connectNodeAdapter({ routes: (r: ConnectRouter) => registerPublicApi(r, api.deps) }));
+    const routes = (r: ConnectRouter) => registerPublicApi(r, api.deps);
+    api.server = createServer(connectNodeAdapter({ routes, contextValues: clientAddressValues(TEST_CLIENT_IP_HEADER) }));
     await new Promise<void>((resolve) => api.server.listen(0, "127.0.0.1", resolve));
     api.url = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
     return api;
   }
 
-  clients(accessToken?: string): Clients {
+  /** `clientIp` poses as that client address (through TEST_CLIENT_IP_HEADER). */
+  clients(accessToken?: string, clientIp?: string): Clients {
     const auth: Interceptor = (next) => (req) => {
       if (accessToken) req.header.set("authorization", `Bearer ${accessToken}`);
+      if (clientIp) req.header.set(TEST_CLIENT_IP_HEADER, clientIp);
       return next(req);
     };
     const transport = createConnectTransport({ baseUrl: this.url, httpVersion: "1.1", interceptors: [auth] });

@@ -9,7 +9,7 @@ import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import type { FrameEncoding, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
-import { TokenBucket } from "./rate-limit.js";
+import { TokenBucket } from "../throttle/token-bucket.js";
 import type { ChatServer } from "./server.js";
 
 const SYNC_PAGE = 200;

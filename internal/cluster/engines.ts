@@ -6,6 +6,7 @@ import { topicSpecs } from "../pipeline/topics.js";
 import { EtcdServerRegistry } from "../registry/etcd.js";
 import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
+import { RedisLoginAttempts } from "../throttle/redis.js";
 
 /**
  * Opening the real engines, the same way in every process of the
@@ -30,6 +31,11 @@ export async function openQueue(e: EngineEndpoints, clientId: string, logger: Lo
 
 export function openRoutes(e: EngineEndpoints, logger: Logger) {
   return new RedisSessionRoutes({ url: e.redisUrl, logger });
+}
+
+/** Failed-login counters shared by every api process, beside the cluster's other keys. */
+export function openLoginAttempts(e: EngineEndpoints, windowMs: number) {
+  return new RedisLoginAttempts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, windowMs });
 }
 
 export function openRegistry(e: EngineEndpoints, logger: Logger) {

@@ -22,7 +22,9 @@ export interface RoleProcess {
 export async function startRole(role: string, env: Record<string, string>, timeoutMs = 90_000): Promise<RoleProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
     cwd: ROOT,
-    env: { ...process.env, CHAT_LOG_LEVEL: "info", ...env },
+    // One test client signs up many users from one address: no per-address
+    // sign-in rate, unless a test sets one to pin it.
+    env: { ...process.env, CHAT_LOG_LEVEL: "info", CHAT_API_AUTH_PER_SEC: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(child);

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { addressKey, lastForwarded } from "../throttle/address.js";
+import type { ApiLimitsConfig } from "../throttle/config.js";
+import { MemoryLoginAttempts } from "../throttle/memory.js";
+import type { LoginAttempts } from "../throttle/port.js";
+import { RETRY_AFTER_HEADER } from "./errors.js";
+import { ApiLimiter } from "./limits.js";
+import { rpcError, TestApi } from "./testkit.js";
+
+const OFF: ApiLimitsConfig = { authPerSec: 0, authBurst: 1, callsPerSec: 0, callBurst: 1, loginMaxFailures: 0, loginWindowMs: 60_000 };
+
+describe("api: limits", () => {
+  let api: TestApi;
+  // The limiter's own clock, moved by the tests.
+  const clock = { ms: 0 };
+  const now = () => clock.ms;
+  async function start(config: Partial<ApiLimitsConfig>, attempts?: LoginAttempts): Promise<void> {
+    const c = { ...OFF, ...config };
+    api = await TestApi.start({ limits: new ApiLimiter(c, attempts ?? new MemoryLoginAttempts(c.loginWindowMs, { now }), { now }) });
+  }
+  beforeEach(() => (clock.ms = Date.UTC(2026, 5, 1)));
+  afterEach(async () => api.close());
+
+  const login = (username: string, password: string, ip: string) => api.clients(undefined, ip).auth.login({ username, password });
+  const signUp = (username: string, ip: string) => api.clients(undefined, ip).auth.signUp({ username, password: "correct horse" });
+
+  describe("sign-in requests per client address", () => {
+    it("refuses past the burst with RATE_LIMITED and a retry time, other addresses unaffected, and refills", async () => {
+      await start({ authPerSec: 1, authBurst: 3 });
+      for (const name of ["ann1", "ann2", "ann3"]) await signUp(name, "10.0.0.1");
+      const err = await rpcError(() => login("ann1", "correct horse", "10.0.0.1"));
+      assert.equal(err.code, Code.ResourceExhausted);
+      assert.equal(err.chatCode, "ERROR_CODE_RATE_LIMITED");
+      assert.match(err.rawMessage, /too many sign-in requests from this address/);
+      assert.equal(err.metadata.get(RETRY_AFTER_HEADER), "1000");
+      // Refused before it ran: the name is still free.
+      const refused = await rpcError(() => signUp("ann4", "10.0.0.1"));
+      assert.equal(refused.code, Code.ResourceExhausted);
+      await signUp("ann4", "10.0.0.2");
+      clock.ms += 1_000;
+      await login("ann1", "correct horse", "10.0.0.1");
+    });
+
+    it("counts an IPv6 client by its /64", async () => {
+      await start({ authPerSec: 1, authBurst: 1 });
+      await signUp("v6a", "2001:db8:1:2::1");
+      const err = await rpcError(() => signUp("v6b", "2001:db8:1:2:ffff::9"));
+      assert.equal(err.code, Code.ResourceExhausted);
+      await signUp("v6b", "2001:db8:1:3::1");
+    });
+  });
+
+  describe("requests per account", () => {
+    it("refuses past the burst, per account, and refills", async () => {
+      await start({ callsPerSec: 2, callBurst: 3 });
+      const [alice, bob] = [await api.signUp("alice"), await api.signUp("bob")];
+      for (let i = 0; i < 3; i++) await alice.c.users.getMe({});
+      const err = await rpcError(() => alice.c.users.getMe({}));
+      assert.equal(err.code, Code.ResourceExhausted);
+      assert.match(err.rawMessage, /too many requests for this account/);
+      assert.equal(err.metadata.get(RETRY_AFTER_HEADER), "500");
+      await bob.c.users.getMe({});
+      clock.ms += 500;
+      await alice.c.users.getMe({});
+    });
+
+    it("checks the token first: a call without one is UNAUTHENTICATED, not counted", async () => {
+      await start({ callsPerSec: 1, callBurst: 1 });
+      const alice = await api.signUp("alice");
+      for (let i = 0; i < 3; i++) assert.equal((await rpcError(() => api.anon.users.getMe({}))).code, Code.Unauthenticated);
+      await alice.c.users.getMe({});
+    });
+  });
+
+  describe("failed logins", () => {
+    it("refuses an account's logins from an address after its failures, even with the right password, until the window ends", async () => {
+      await start({ loginMaxFailures: 3, loginWindowMs: 60_000 });
+      await api.signUp("carol", "right password");
+      for (let i = 0; i < 3; i++) assert.equal((await rpcError(() => login("carol", "wrong password", "10.0.0.1"))).code, Code.Unauthenticated);
+      const err = await rpcError(() => login("CAROL", "right password", "10.0.0.1"));
+      assert.equal(err.code, Code.ResourceExhausted);
+      assert.match(err.rawMessage, /too many failed logins for this account/);
+      assert.equal(err.metadata.get(RETRY_AFTER_HEADER), "60000");
+      // The owner elsewhere still gets in; so does another account from the same address.
+      await login("carol", "right password", "10.0.0.2");
+      await api.signUp("dave", "right password");
+      await login("dave", "right password", "10.0.0.1");
+      clock.ms += 60_000;
+      await login("carol", "right password", "10.0.0.1");
+    });
+
+    it("forgets the failures after a successful login", async () => {
+      await start({ loginMaxFailures: 3 });
+      await api.signUp("erin", "right password");
+      for (let i = 0; i < 2; i++) await rpcError(() => login("erin", "wrong password", "10.0.0.1"));
+      await login("erin", "right password", "10.0.0.1");
+      for (let i = 0; i < 2; i++) await rpcError(() => login("erin", "wrong password", "10.0.0.1"));
+      await login("erin", "right password", "10.0.0.1");
+    });
+
+    it("counts unknown names like known ones, so refusals do not reveal which exist", async () => {
+      await start({ loginMaxFailures: 2 });
+      for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => login("nobody", "any password", "10.0.0.1"))).code, Code.Unauthenticated);
+      assert.equal((await rpcError(() => login("nobody", "any password", "10.0.0.1"))).code, Code.ResourceExhausted);
+    });
+
+    it("refuses an account's logins from every address after ten times the failures spread over many", async () => {
+      await start({ loginMaxFailures: 2 });
+      await api.signUp("frank", "right password");
+      for (let a = 1; a <= 10; a++) {
+        for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => login("frank", "wrong", `10.0.1.${a}`))).code, Code.Unauthenticated);
+      }
+      assert.equal((await rpcError(() => login("frank", "right password", "10.0.2.1"))).code, Code.ResourceExhausted);
+    });
+
+    it("lets logins through when the counter store fails", async () => {
+      const broken: LoginAttempts = {
+        get: () => Promise.reject(new Error("down")),
+        fail: () => Promise.reject(new Error("down")),
+        clear: () => Promise.reject(new Error("down")),
+        close: async () => {},
+      };
+      await start({ loginMaxFailures: 1 }, broken);
+      await api.signUp("gina", "right password");
+      await rpcError(() => login("gina", "wrong", "10.0.0.1"));
+      await rpcError(() => login("gina", "wrong", "10.0.0.1"));
+      await login("gina", "right password", "10.0.0.1");
+    });
+  });
+});
+
+describe("throttle: client address keys", () => {
+  it("keys IPv4, IPv4-mapped IPv6 and IPv6 by /64", () => {
+    assert.equal(addressKey("192.0.2.7"), "192.0.2.7");
+    assert.equal(addressKey("::ffff:192.0.2.7"), "192.0.2.7");
+    assert.equal(addressKey("2001:db8::1"), "2001:db8:0:0::/64");
+    assert.equal(addressKey("2001:0db8:0000:0000:1::"), "2001:db8:0:0::/64");
+    assert.equal(addressKey("::1"), "0:0:0:0::/64");
+    assert.equal(addressKey(undefined), "unknown");
+  });
+
+  it("takes the last entry of a forwarding header", () => {
+    assert.equal(lastForwarded("203.0.113.9, 10.0.0.1"), "10.0.0.1");
+    assert.equal(lastForwarded(["203.0.113.9", "198.51.100.2 "]), "198.51.100.2");
+    assert.equal(lastForwarded(""), undefined);
+    assert.equal(lastForwarded(undefined), undefined);
+  });
+});

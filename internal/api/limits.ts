@@ -1,0 +1,97 @@
+import type { Logger } from "pino";
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+import type { ApiLimitsConfig } from "../throttle/config.js";
+import { KeyedBuckets } from "../throttle/keyed-buckets.js";
+import type { FailureCount, LoginAttempts } from "../throttle/port.js";
+
+/** Failures of one account from all addresses together before its logins are refused: a spread-out guesser. */
+const ACCOUNT_WIDE_FACTOR = 10;
+const NONE: FailureCount = { failures: 0, resetInMs: 0 };
+
+/**
+ * The public api's limits: a request rate per client address on the methods
+ * that need no token (each costs an argon2id hash), a request rate per
+ * account on the rest, and failed logins per account. The two rates are per
+ * process; failed logins are counted in `attempts` (Redis in the cluster), so
+ * a guesser gains nothing by spreading over api processes.
+ *
+ * Failed logins are counted per account and address, and per account from
+ * every address with ten times the allowance: a guesser on one address is
+ * stopped early while the owner elsewhere still gets in, and one spread over
+ * many addresses is stopped too. While refused, a login is answered
+ * RATE_LIMITED without checking the password, right or wrong, so refusals
+ * tell a guesser nothing.
+ */
+export class ApiLimiter {
+  private readonly auth?: KeyedBuckets;
+  private readonly calls?: KeyedBuckets;
+
+  constructor(
+    private readonly config: ApiLimitsConfig,
+    private readonly attempts: LoginAttempts,
+    options: { now?: () => number; logger?: Logger } = {},
+  ) {
+    const now = options.now ?? Date.now;
+    if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
+    if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
+    this.logger = options.logger;
+  }
+
+  private readonly logger?: Logger;
+
+  /** SignUp, Login, Refresh: per client address. */
+  takeAuth(address: string): void {
+    const wait = this.auth?.take(address) ?? 0;
+    if (wait > 0) throw new ChatError("rate_limited", `too many sign-in requests from this address; retry in ${seconds(wait)}`, wait);
+  }
+
+  /** Every method that runs as an account. */
+  takeCall(userId: Id): void {
+    const wait = this.calls?.take(String(userId)) ?? 0;
+    if (wait > 0) throw new ChatError("rate_limited", `too many requests for this account; retry in ${seconds(wait)}`, wait);
+  }
+
+  /** Throws RATE_LIMITED while logins of `username` from `address` are refused. */
+  async checkLogin(username: string, address: string): Promise<void> {
+    if (this.config.loginMaxFailures <= 0) return;
+    const [pair, account] = await this.guarded(() => Promise.all([this.attempts.get(pairKey(username, address)), this.attempts.get(accountKey(username))]), [NONE, NONE]);
+    const blocked = [
+      pair.failures >= this.config.loginMaxFailures ? pair.resetInMs : 0,
+      account.failures >= this.config.loginMaxFailures * ACCOUNT_WIDE_FACTOR ? account.resetInMs : 0,
+    ];
+    const wait = Math.max(...blocked);
+    if (wait > 0) throw new ChatError("rate_limited", `too many failed logins for this account; retry in ${seconds(wait)}`, wait);
+  }
+
+  async loginFailed(username: string, address: string): Promise<void> {
+    if (this.config.loginMaxFailures <= 0) return;
+    await this.guarded(() => Promise.all([this.attempts.fail(pairKey(username, address)), this.attempts.fail(accountKey(username))]), [NONE, NONE]);
+  }
+
+  async loginSucceeded(username: string, address: string): Promise<void> {
+    if (this.config.loginMaxFailures <= 0) return;
+    await this.guarded(() => Promise.all([this.attempts.clear(pairKey(username, address)), this.attempts.clear(accountKey(username))]), [undefined, undefined]);
+  }
+
+  /**
+   * Fails open: with the counter store down, logins go on unthrottled (still
+   * rate-limited per address) rather than nobody being able to sign in.
+   */
+  private async guarded<T>(op: () => Promise<T>, fallback: T): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      this.logger?.warn({ err }, "login attempt counter unavailable; login not throttled");
+      return fallback;
+    }
+  }
+}
+
+// Usernames are case-insensitive at sign-in, so the keys are too.
+const accountKey = (username: string) => username.toLowerCase();
+const pairKey = (username: string, address: string) => `${username.toLowerCase()}|${address}`;
+
+function seconds(ms: number): string {
+  return `${Math.ceil(ms / 1000)} s`;
+}

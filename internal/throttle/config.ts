@@ -1,0 +1,34 @@
+import type { EnvReader } from "../config/env.js";
+
+/** Rate limits of the public api (README: "Configuration"). A rate of 0 turns that limit off. */
+export interface ApiLimitsConfig {
+  /** SignUp, Login and Refresh per client address: argon2id costs tens of milliseconds of CPU each. */
+  authPerSec: number;
+  authBurst: number;
+  /** Every other method, per account. */
+  callsPerSec: number;
+  callBurst: number;
+  /** Failed logins of one account from one address before its logins are refused for the rest of the window. */
+  loginMaxFailures: number;
+  loginWindowMs: number;
+  /**
+   * A header set by a reverse proxy in front of the api that carries the
+   * client's address (the last entry, the one the proxy appended); without
+   * it the socket's peer address is the client's.
+   */
+  clientIpHeader?: string;
+}
+
+export function readApiLimits(r: EnvReader): ApiLimitsConfig {
+  const header = r.string("CHAT_CLIENT_IP_HEADER", "").trim().toLowerCase();
+  if (header && !/^[a-z0-9-]+$/.test(header)) r.problems.push(`CHAT_CLIENT_IP_HEADER=${JSON.stringify(header)}: expected a header name`);
+  return {
+    authPerSec: r.int("CHAT_API_AUTH_PER_SEC", 5, 0, 100_000),
+    authBurst: r.int("CHAT_API_AUTH_BURST", 20, 1, 100_000),
+    callsPerSec: r.int("CHAT_API_CALLS_PER_SEC", 50, 0, 100_000),
+    callBurst: r.int("CHAT_API_CALL_BURST", 200, 1, 100_000),
+    loginMaxFailures: r.int("CHAT_LOGIN_MAX_FAILURES", 10, 0, 100_000),
+    loginWindowMs: r.int("CHAT_LOGIN_FAILURE_WINDOW_S", 900, 1, 86_400) * 1000,
+    clientIpHeader: header || undefined,
+  };
+}

@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import type { LoginAttempts } from "./port.js";
+
+export interface AttemptsFixture {
+  attempts: LoginAttempts;
+  dispose(): Promise<void>;
+}
+
+/**
+ * The LoginAttempts contract. Every adapter runs it unchanged; keys are random
+ * per test, so a shared real Redis can be used. `makeFixture(windowMs)` must
+ * honour the window it is given.
+ */
+export function loginAttemptsContract(name: string, makeFixture: (windowMs: number) => Promise<AttemptsFixture>): void {
+  describe(`LoginAttempts contract: ${name}`, function () {
+    this.timeout(20_000);
+    const fixtures: AttemptsFixture[] = [];
+    const open = async (windowMs = 60_000) => {
+      const fx = await makeFixture(windowMs);
+      fixtures.push(fx);
+      return fx.attempts;
+    };
+    afterEach(async () => {
+      await Promise.all(fixtures.splice(0).map((f) => f.dispose()));
+    });
+    const key = () => `k-${randomUUID()}`;
+
+    it("counts failures per key inside the window", async () => {
+      const a = await open(60_000);
+      const [k1, k2] = [key(), key()];
+      assert.deepEqual(await a.get(k1), { failures: 0, resetInMs: 0 });
+      assert.equal((await a.fail(k1)).failures, 1);
+      assert.equal((await a.fail(k1)).failures, 2);
+      const third = await a.fail(k1);
+      assert.equal(third.failures, 3);
+      assert.ok(third.resetInMs > 50_000 && third.resetInMs <= 60_000, `resetInMs ${third.resetInMs}`);
+      assert.equal((await a.get(k1)).failures, 3);
+      assert.equal((await a.get(k2)).failures, 0);
+    });
+
+    it("forgets a key's failures on clear", async () => {
+      const a = await open();
+      const k = key();
+      await a.fail(k);
+      await a.fail(k);
+      await a.clear(k);
+      assert.deepEqual(await a.get(k), { failures: 0, resetInMs: 0 });
+      assert.equal((await a.fail(k)).failures, 1);
+    });
+
+    it("starts over when the window closes, and later failures do not stretch it", async () => {
+      const windowMs = 1_000;
+      const a = await open(windowMs);
+      const k = key();
+      const opened = Date.now();
+      await a.fail(k);
+      // Failures after the first must not push the end of the window out.
+      let last = await a.fail(k);
+      while (Date.now() - opened < 600) last = await a.fail(k);
+      assert.ok(last.resetInMs <= windowMs - (Date.now() - opened) + 150, `window stretched: ${last.resetInMs} ms left`);
+      const deadline = Date.now() + 10_000;
+      while ((await a.get(k)).failures > 0) {
+        assert.ok(Date.now() < deadline, "the window never closed");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.equal((await a.fail(k)).failures, 1);
+    });
+  });
+}

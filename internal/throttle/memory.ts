@@ -1,0 +1,49 @@
+import { LruMap } from "../cache/lru-map.js";
+import type { FailureCount, LoginAttempts } from "./port.js";
+
+interface Window {
+  failures: number;
+  endsAtMs: number;
+}
+
+/**
+ * LoginAttempts in process memory, for chatd. Bounded: past `capacity` keys
+ * the least recently failed is forgotten, so a flood of made-up names costs
+ * memory up to the bound and no more.
+ */
+export class MemoryLoginAttempts implements LoginAttempts {
+  private readonly windows: LruMap<string, Window>;
+
+  constructor(
+    private readonly windowMs: number,
+    options: { capacity?: number; now?: () => number } = {},
+  ) {
+    this.windows = new LruMap(options.capacity ?? 100_000);
+    this.now = options.now ?? Date.now;
+  }
+
+  private readonly now: () => number;
+
+  async get(key: string): Promise<FailureCount> {
+    return this.read(this.windows.peek(key));
+  }
+
+  async fail(key: string): Promise<FailureCount> {
+    let w = this.windows.peek(key);
+    if (!w || w.endsAtMs <= this.now()) w = { failures: 0, endsAtMs: this.now() + this.windowMs };
+    w.failures += 1;
+    this.windows.set(key, w);
+    return this.read(w);
+  }
+
+  async clear(key: string): Promise<void> {
+    this.windows.delete(key);
+  }
+
+  async close(): Promise<void> {}
+
+  private read(w: Window | undefined): FailureCount {
+    const left = w ? w.endsAtMs - this.now() : 0;
+    return left > 0 ? { failures: w!.failures, resetInMs: left } : { failures: 0, resetInMs: 0 };
+  }
+}

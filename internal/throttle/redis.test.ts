@@ -1,0 +1,46 @@
+// RedisLoginAttempts against the real Redis of scripts/engines.sh: the contract
+// suite plus the key layout. Fails (never skips) when Redis is unreachable.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
+import { loginAttemptsContract } from "./contract.js";
+import { RedisLoginAttempts } from "./redis.js";
+
+async function connect(): Promise<Redis> {
+  const url = engineConfig().redisUrl;
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 3_000 });
+  redis.on("error", () => {});
+  await withTimeout(redis.connect(), 5_000, `Redis at ${url} (start it: bash scripts/engines.sh up redis)`);
+  return redis;
+}
+
+loginAttemptsContract("redis", async (windowMs) => {
+  const redis = await connect();
+  const attempts = new RedisLoginAttempts({ redis, keyPrefix: `${uniqueName("test:login")}:`, windowMs });
+  return {
+    attempts,
+    async dispose() {
+      await attempts.close();
+      redis.disconnect();
+    },
+  };
+});
+
+describe("RedisLoginAttempts", () => {
+  it("keeps one expiring counter per key under the prefix", async () => {
+    const redis = await connect();
+    try {
+      const keyPrefix = `${uniqueName("test:login")}:`;
+      const attempts = new RedisLoginAttempts({ redis, keyPrefix, windowMs: 60_000 });
+      await attempts.fail("alice|127.0.0.1");
+      const k = `${keyPrefix}login-fail:alice|127.0.0.1`;
+      assert.equal(await redis.get(k), "1");
+      const ttl = await redis.pttl(k);
+      assert.ok(ttl > 50_000 && ttl <= 60_000, `pttl ${ttl}`);
+      await attempts.clear("alice|127.0.0.1");
+      assert.equal(await redis.exists(k), 0);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
