@@ -4,14 +4,34 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { serveOps, type HealthCheck } from "./http.js";
 
-/** Runs `stop` once on SIGINT or SIGTERM, then exits (1 if stopping failed). */
-export function stopOnSignals(logger: Logger, stop: () => Promise<void>): void {
+/**
+ * Under Kubernetes' default 30 s grace before SIGKILL, so a stop that hangs
+ * (an engine that stopped answering mid-close) ends with our own log line.
+ */
+export const DEFAULT_STOP_TIMEOUT_MS = 25_000;
+
+/**
+ * Runs `stop` once on SIGINT or SIGTERM, then exits (1 if stopping failed).
+ * Stopping is bounded: past `timeoutMs`, or on a second signal, the process
+ * exits 1 at once. Whatever it did not finish is what a crash leaves, which
+ * every role recovers from (unacked sends are resent, uncommitted records
+ * redone).
+ */
+export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options: { timeoutMs?: number } = {}): void {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
-      if (stopping) return;
+      if (stopping) {
+        logger.warn({ signal }, "second signal while stopping: exiting now");
+        process.exit(1);
+      }
       stopping = true;
       logger.info({ signal }, "stopping");
+      setTimeout(() => {
+        logger.error({ timeoutMs }, `did not stop within ${timeoutMs} ms: exiting`);
+        process.exit(1);
+      }, timeoutMs).unref();
       stop().then(
         () => process.exit(0),
         (err) => {

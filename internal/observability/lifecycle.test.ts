@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
+
+/** Starts a process whose stop hangs; resolves once it has its signal handlers. */
+async function stuckProcess(timeoutMs: number) {
+  const child = spawn(process.execPath, ["--import", "tsx", STUCK, String(timeoutMs)], { stdio: ["ignore", "pipe", "inherit"] });
+  const lines: string[] = [];
+  const rl = createInterface({ input: child.stdout! });
+  const ready = new Promise<void>((resolve) => rl.on("line", (l) => (lines.push(l), l === "ready" && resolve())));
+  const exited = once(child, "exit") as Promise<[number | null, string | null]>;
+  await ready;
+  return { child, lines, exited };
+}
+
+describe("stopOnSignals", function () {
+  this.timeout(30_000);
+
+  it("exits 1 with a log line when stopping takes longer than its timeout", async () => {
+    const p = await stuckProcess(300);
+    p.child.kill("SIGTERM");
+    const [code] = await p.exited;
+    assert.equal(code, 1);
+    assert.ok(p.lines.some((l) => l.includes('"msg":"stopping"')), p.lines.join("\n"));
+    assert.ok(p.lines.some((l) => l.includes("did not stop within 300 ms")), p.lines.join("\n"));
+  });
+
+  it("exits at once on a second signal", async () => {
+    const p = await stuckProcess(600_000);
+    p.child.kill("SIGTERM");
+    await new Promise<void>((resolve) => p.child.stdout!.on("data", (d) => String(d).includes('"msg":"stopping"') && resolve()));
+    p.child.kill("SIGINT");
+    const [code] = await p.exited;
+    assert.equal(code, 1);
+    assert.ok(p.lines.some((l) => l.includes("second signal while stopping")), p.lines.join("\n"));
+  });
+});
