@@ -18,6 +18,7 @@ import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { serveOps } from "../../internal/observability/http.js";
+import { closableHttp2 } from "../../internal/observability/lifecycle.js";
 import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
@@ -203,6 +204,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Native apps and grpcurl: h2c, which browsers never speak and which
   // cannot share a plaintext listener with HTTP/1.1 (with TLS: HTTP/2 over TLS, ALPN h2).
   const grpcServer = tls ? http2.createSecureServer(tls, grpcConnect) : http2.createServer(grpcConnect);
+  const grpcListener = closableHttp2(grpcServer);
 
   await listen(httpServer, config.host, config.httpPort);
   await listen(grpcServer, config.host, config.grpcPort);
@@ -220,7 +222,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         chat.drain();
         await gateway.close();
         httpServer.closeAllConnections();
-        await Promise.all([closeServer(httpServer), closeHttp2(grpcServer)]);
+        await Promise.all([closeServer(httpServer), grpcListener.close()]);
         await notifier.stop();
         await push.close();
         await presence.stop();
@@ -245,10 +247,3 @@ function closeServer(server: http.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function closeHttp2(server: http2.Http2Server | http2.Http2SecureServer): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    // Open HTTP/2 sessions keep close() waiting; there is no closeAllConnections.
-    setTimeout(resolve, 1000).unref();
-  });
-}

@@ -14,7 +14,7 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { serveOps } from "../../internal/observability/http.js";
-import { stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError } from "../shared.js";
 
@@ -67,6 +67,7 @@ const grpcServer = http2.createServer(
     },
   }),
 );
+const grpcListener = closableHttp2(grpcServer);
 await new Promise<void>((resolve) => httpServer.listen(config.httpPort, config.host, resolve));
 await new Promise<void>((resolve) => grpcServer.listen(config.grpcPort, config.host, resolve));
 const ws = `ws://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
@@ -74,11 +75,13 @@ const grpc = `http://${config.host}:${(grpcServer.address() as AddressInfo).port
 logger.info({ ws, grpc, http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
 
 stopOnSignals(logger, async () => {
+  // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
+  // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
   await gateway.close();
   await host.close();
   httpServer.closeAllConnections();
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-  grpcServer.close();
+  await grpcListener.close();
   await watch.close();
   await servers.close();
 });

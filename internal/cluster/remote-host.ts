@@ -189,9 +189,18 @@ export class RemoteSessionHost implements SessionHost {
     this.homeless.delete(session);
   }
 
+  /**
+   * Ends every session this gateway holds with 1001 (the edge ends a socket or
+   * a native gRPC stream with it, and the device reconnects elsewhere), then
+   * the streams to the chat servers.
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    const sessions = [...this.homeless];
+    for (const link of this.links.values()) sessions.push(...link.sessions.values());
+    this.homeless.clear();
+    for (const s of sessions) s.sink.close(CloseCode.goingAway, "gateway shutting down");
     for (const link of this.links.values()) link.shutdown();
     this.links.clear();
   }

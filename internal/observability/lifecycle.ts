@@ -1,4 +1,5 @@
 import http from "node:http";
+import type http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -60,5 +61,35 @@ export async function startOpsServer(
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * Stopping an HTTP/2 listener: http2 servers have no closeAllConnections and
+ * close() waits for every client to hang up, so the sessions are tracked from
+ * the start. `close` refuses new connections, sends every open one a GOAWAY
+ * (streams in flight finish, their statuses reach the client), and after
+ * `graceMs` cuts what is left.
+ */
+export function closableHttp2(server: http2.Http2Server | http2.Http2SecureServer): { close(graceMs?: number): Promise<void> } {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  return {
+    close: (graceMs = 2_000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          resolve();
+        }, graceMs);
+        timer.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        for (const session of sessions) session.close();
+      }),
   };
 }

@@ -3,7 +3,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
@@ -166,6 +168,42 @@ describe("distributed mode on the real engines (separate processes)", function (
     for (const [i, d] of devs.entries()) checkView(d, group, acked, `${label} device ${i}`);
     for (const d of devs) assert.equal(d.closeCode, undefined, `${label}: a device socket was closed`);
   }
+
+  it("a gateway on SIGTERM ends its WebSocket sessions with 1001 and its native gRPC streams with UNAVAILABLE, then exits 0", async () => {
+    const gw = await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw-term-${run}` });
+    const user = await signUp(apiUrl(), "term");
+    const ws = new TestDevice(String(gw.info.ws), user.devices[0]!.token);
+    devices.push(ws);
+    await ws.connect();
+
+    const native = createClient(SessionService, createGrpcTransport({ baseUrl: String(gw.info.grpc) }));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    async function* noFrames() {
+      await held; // keeps our half of the stream open
+    }
+    const frames: ServerFrame[] = [];
+    const ended = (async () => {
+      try {
+        for await (const res of native.connect(noFrames(), { headers: { authorization: `Bearer ${user.devices[0]!.token}` } })) frames.push(res.frame!);
+        return undefined;
+      } catch (e) {
+        return ConnectError.from(e);
+      }
+    })();
+    try {
+      await waitFor(() => frames[0]?.kind.case === "welcome", "the welcome over gRPC");
+      await gw.stop();
+      assert.equal(gw.child.exitCode, 0, gw.output.slice(-5).join("\n"));
+      assert.equal(await ws.waitClosed(), 1001);
+      const err = await ended;
+      assert.ok(err, "the gRPC stream ended without a status");
+      assert.equal(err.code, Code.Unavailable);
+      assert.match(err.rawMessage, /^close 1001: gateway shutting down/);
+    } finally {
+      release();
+    }
+  });
 
   it("moves sessions off a chat server killed with SIGKILL, losing nothing acked", async () => {
     await underLoad(async () => {
