@@ -1,5 +1,11 @@
 import type { DeviceRecord, Id, RefreshTokenRecord, UserRecord } from "../model/types.js";
 
+export interface RefreshTokenTake {
+  record: RefreshTokenRecord;
+  /** The token had been taken before: it is being used a second time. */
+  reused: boolean;
+}
+
 /**
  * AccountStore keeps users, their devices, refresh tokens and the friend
  * graph. Adapters: sqlite (embedded), cassandra (distributed).
@@ -24,8 +30,15 @@ export interface AccountStore {
 
   /** Tokens are stored by a hash, never in clear. */
   putRefreshToken(tokenHash: string, record: RefreshTokenRecord): Promise<void>;
-  /** Deletes and returns: a refresh token is single-use. Undefined when absent. */
-  takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
+  /**
+   * Takes a refresh token out: it is single-use. The first take gets the
+   * record with `reused: false`; the token is then remembered as used until
+   * it would have expired, and every later take (racing ones included) gets
+   * the record with `reused: true`, so the caller can sign the device out:
+   * one of two holders of the token is a thief. Undefined for a token never
+   * issued, or deleted unused (its device revoked).
+   */
+  takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined>;
 
   /** A pending request from one user to another (directed). */
   putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void>;

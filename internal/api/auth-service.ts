@@ -23,7 +23,19 @@ export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
-  const refresh = new RefreshTokens(deps.accounts, { now, ttlMs: deps.refreshTtlMs });
+  async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
+    // A signed-out device is done for good: the next login makes a new one.
+    await deps.accounts.revokeDevice(userId, deviceId);
+    await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
+  }
+  const refresh = new RefreshTokens(deps.accounts, {
+    now,
+    ttlMs: deps.refreshTtlMs,
+    onReuse: async ({ userId, deviceId }) => {
+      deps.logger?.warn({ userId: String(userId), deviceId: String(deviceId) }, "refresh token used twice: device signed out");
+      await signOut(userId, deviceId, "signed out: its refresh token was used twice");
+    },
+  });
 
   async function credentials(userId: Id, deviceId: Id, refreshToken?: string): Promise<Credentials> {
     const access = deps.signer.sign({ userId, deviceId });
@@ -99,9 +111,7 @@ export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthServi
 
     async logout(_req, ctx) {
       const me = caller(ctx);
-      // A signed-out device is done for good: the next login makes a new one.
-      await deps.accounts.revokeDevice(me.userId, me.deviceId);
-      await deps.sessions.closeDevice(me.userId, me.deviceId, CLOSE_LOGGED_OUT, "logged out");
+      await signOut(me.userId, me.deviceId, "logged out");
       return {};
     },
 
@@ -116,8 +126,7 @@ export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthServi
       const deviceId = v.id("device_id", req.deviceId);
       const device = await deps.accounts.getDevice(me.userId, deviceId);
       if (!device || device.revoked) throw new ChatError("not_found", "no such device on this account");
-      await deps.accounts.revokeDevice(me.userId, deviceId);
-      await deps.sessions.closeDevice(me.userId, deviceId, CLOSE_LOGGED_OUT, deviceId === me.deviceId ? "logged out" : "device revoked");
+      await signOut(me.userId, deviceId, deviceId === me.deviceId ? "logged out" : "device revoked");
       return {};
     },
   };

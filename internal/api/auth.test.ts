@@ -80,11 +80,35 @@ describe("api: AuthService", () => {
     assert.notEqual(creds.refreshToken, u.refreshToken);
     await api.clients(creds.accessToken).users.getMe({});
 
-    const reused = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
-    assert.equal(reused.code, Code.Unauthenticated);
-    assert.match(reused.rawMessage, /already used/);
+    const second = await api.anon.auth.refresh({ refreshToken: creds.refreshToken }); // the new one works once
+    assert.equal(second.credentials?.deviceId, u.deviceId);
+  });
 
-    await api.anon.auth.refresh({ refreshToken: creds.refreshToken }); // the new one works once
+  it("signs a device out when one of its refresh tokens is used twice: one holder is a thief", async () => {
+    const u = await api.signUp();
+    const other = await api.anon.auth.login({ username: "user1", password: "correct horse" });
+    const owner = (await api.anon.auth.refresh({ refreshToken: u.refreshToken })).credentials!;
+
+    const stolen = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    assert.equal(stolen.code, Code.Unauthenticated);
+    assert.match(stolen.rawMessage, /already used: the device is signed out/);
+    assert.deepEqual(api.sessions.closed.map((c) => [c.userId, c.deviceId, c.code]), [[u.userId, u.deviceId, CloseCode.loggedOut]]);
+    assert.match(api.sessions.closed[0]!.reason, /refresh token was used twice/);
+
+    // The successor the owner (or the thief) got is dead too; the account's other device is not.
+    assert.match((await rpcError(() => api.anon.auth.refresh({ refreshToken: owner.refreshToken }))).rawMessage, /unknown or already used/);
+    const devices = await api.clients(other.credentials!.accessToken).auth.listDevices({});
+    assert.deepEqual(devices.devices.map((d) => d.deviceId), [other.credentials!.deviceId]);
+    await api.anon.auth.refresh({ refreshToken: other.credentials!.refreshToken });
+  });
+
+  it("forgets a used refresh token once it would have expired", async () => {
+    const u = await api.signUp();
+    await api.anon.auth.refresh({ refreshToken: u.refreshToken });
+    api.clock.ms += 31 * 24 * 3_600_000;
+    const err = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    assert.match(err.rawMessage, /unknown or already used/);
+    assert.equal(api.sessions.closed.length, 0, "an expired token proves nothing: no sign-out");
   });
 
   it("refuses an expired refresh token", async () => {

@@ -106,8 +106,8 @@ export class TestApi {
 
   private constructor(overrides: Partial<ApiDeps>) {
     this.dir = mkdtempSync(join(tmpdir(), "chat-api-test-"));
-    this.storage = openSqliteStorage(join(this.dir, "chat.db"));
     const now = () => this.clock.ms;
+    this.storage = openSqliteStorage(join(this.dir, "chat.db"), { now });
     const keys = generateKeys();
     const ids = new Snowflake(1);
     this.deps = {

@@ -12,18 +12,23 @@ export function hashRefreshToken(token: string): string {
 
 /**
  * Refresh tokens are 32 random bytes (base64url), single-use: every refresh
- * takes the old one out of the store and issues a new one.
+ * takes the old one out of the store and issues a new one. A token used a
+ * second time means two holders, one of them a thief (OAuth 2.0 Security BCP,
+ * refresh token rotation): the device is signed out through `onReuse`, which
+ * also ends the thief's session, and the owner signs in again.
  */
 export class RefreshTokens {
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly onReuse?: (record: RefreshTokenRecord) => Promise<void>;
 
   constructor(
     private readonly accounts: AccountStore,
-    options: { ttlMs?: number; now?: () => number } = {},
+    options: { ttlMs?: number; now?: () => number; onReuse?: (record: RefreshTokenRecord) => Promise<void> } = {},
   ) {
     this.ttlMs = options.ttlMs ?? REFRESH_TOKEN_TTL_MS;
     this.now = options.now ?? Date.now;
+    this.onReuse = options.onReuse;
   }
 
   async issue(userId: Id, deviceId: Id): Promise<{ token: string; expiresAtMs: number }> {
@@ -36,9 +41,14 @@ export class RefreshTokens {
   /** Consumes the token and issues its successor for the same device. */
   async rotate(token: string): Promise<{ record: RefreshTokenRecord; token: string; expiresAtMs: number }> {
     if (token.length === 0 || token.length > 256) throw new ChatError("unauthenticated", "invalid refresh token");
-    const record = await this.accounts.takeRefreshToken(hashRefreshToken(token));
-    if (!record) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
+    const taken = await this.accounts.takeRefreshToken(hashRefreshToken(token));
+    if (!taken) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
+    const { record } = taken;
     if (record.expiresAtMs <= this.now()) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
+    if (taken.reused) {
+      await this.onReuse?.(record);
+      throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
+    }
     const device = await this.accounts.getDevice(record.userId, record.deviceId);
     if (!device || device.revoked) throw new ChatError("unauthenticated", "device was signed out; sign in again");
     const next = await this.issue(record.userId, record.deviceId);

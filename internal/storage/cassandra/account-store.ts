@@ -1,4 +1,4 @@
-import type { AccountStore } from "../../accounts/store.js";
+import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
@@ -10,6 +10,12 @@ const toUser = (r: Row): UserRecord => ({
   displayName: r.get("display_name") as string,
   passwordHash: r.get("password_hash") as string,
   createdAtMs: ms(r.get("created_at_ms")),
+});
+
+const toTokenRecord = (r: Row): RefreshTokenRecord => ({
+  userId: big(r.get("user_id")),
+  deviceId: big(r.get("device_id")),
+  expiresAtMs: ms(r.get("expires_at_ms")),
 });
 
 const toDevice = (r: Row): DeviceRecord => ({
@@ -68,6 +74,9 @@ export class CassandraAccountStore implements AccountStore {
       token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
       takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
       deleteToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
+      markUsed: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
+                 USING TTL ?`,
+      usedToken: `SELECT user_id, device_id, expires_at_ms FROM ${t("used_refresh_tokens")} WHERE token_hash = ?`,
       deviceTokens: `SELECT token_hash FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
       unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
       unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
@@ -154,7 +163,7 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {
-    const ttl = Math.min(MAX_TTL_S, Math.max(0, Math.ceil((r.expiresAtMs - this.now()) / 1000)) + TOKEN_GRACE_S);
+    const ttl = this.tokenTtlS(r.expiresAtMs);
     // Logged: a token that exists is always reachable from its device (for revocation).
     await this.db.batch([
       { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
@@ -162,14 +171,23 @@ export class CassandraAccountStore implements AccountStore {
     ], { logged: true });
   }
 
-  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
+  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined> {
     const row = await this.db.one(this.q.token, [tokenHash]);
-    if (!row) return undefined;
-    // Of racing takes, only one LWT delete applies: the token is single-use.
-    if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return undefined;
-    const rec = { userId: big(row.get("user_id")), deviceId: big(row.get("device_id")), expiresAtMs: ms(row.get("expires_at_ms")) };
+    if (!row) {
+      const used = await this.db.one(this.q.usedToken, [tokenHash]);
+      return used && { record: toTokenRecord(used), reused: true };
+    }
+    const rec = toTokenRecord(row);
+    // The mark goes first: a racing take that finds the token gone finds the
+    // mark, and of racing takes only one LWT delete applies.
+    await this.db.write(this.q.markUsed, [tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), this.tokenTtlS(rec.expiresAtMs)]);
+    if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return { record: rec, reused: true };
     await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, tokenHash]);
-    return rec;
+    return { record: rec, reused: false };
+  }
+
+  private tokenTtlS(expiresAtMs: number): number {
+    return Math.min(MAX_TTL_S, Math.max(0, Math.ceil((expiresAtMs - this.now()) / 1000)) + TOKEN_GRACE_S);
   }
 
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {

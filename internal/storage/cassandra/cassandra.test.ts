@@ -186,7 +186,7 @@ describe("cassandra storage", function () {
       await st.accounts.addFriendship(u, d, 1);
       assert.deepStrictEqual(await st.accounts.listFriends(u), [d]);
       await st.accounts.putRefreshToken("t-" + name, { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
-      assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name), { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
+      assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name), { record: { userId: u, deviceId: d, expiresAtMs: 2 ** 52 }, reused: false });
 
       const direct = await st.channels.getOrCreateDirect(
         { channelId: c, kind: "direct", title: "", createdAtMs: 1, createdBy: u }, u, d);

@@ -72,6 +72,8 @@ const TABLES: Record<string, string> = {
   refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
   refresh_tokens_by_device: `(user_id bigint, device_id bigint, token_hash text,
              PRIMARY KEY ((user_id, device_id), token_hash))`,
+  // Tokens taken once, kept (TTL) until they would have expired: a second use is a stolen copy.
+  used_refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
   // Each request is stored in both users' partitions (outgoing = from the partition owner).
   friend_requests: `(user_id bigint, other_user_id bigint, outgoing boolean, at_ms bigint,
              PRIMARY KEY ((user_id), other_user_id, outgoing))`,

@@ -133,29 +133,31 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, revoked: true });
         assert.equal(await s.takeRefreshToken(t1), undefined);
         assert.equal(await s.takeRefreshToken(t2), undefined);
-        assert.deepStrictEqual(await s.takeRefreshToken(t3), { ...rec, deviceId: other.deviceId });
+        assert.deepStrictEqual(await s.takeRefreshToken(t3), { record: { ...rec, deviceId: other.deviceId }, reused: false });
         assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
       });
     });
 
     describe("refresh tokens", () => {
-      it("takeRefreshToken returns the record once: a token is single-use", async () => {
+      it("takeRefreshToken returns the record once, and every later take says the token was reused", async () => {
         const u = await newUser();
         const d = await newDevice(u.userId);
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, rec);
-        assert.deepStrictEqual(await s.takeRefreshToken(t), rec);
-        assert.equal(await s.takeRefreshToken(t), undefined);
+        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: false });
+        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: true });
+        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: true });
       });
 
-      it("two racing takes of one token: exactly one gets it", async () => {
+      it("racing takes of one token: exactly one gets it fresh, the others see it reused", async () => {
         const u = await newUser();
         const d = await newDevice(u.userId);
         const t = uniqueName("tok_");
-        await s.putRefreshToken(t, { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1 });
+        await s.putRefreshToken(t, { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 });
         const got = await Promise.all([s.takeRefreshToken(t), s.takeRefreshToken(t), s.takeRefreshToken(t)]);
-        assert.equal(got.filter((r) => r !== undefined).length, 1);
+        assert.equal(got.filter((r) => r?.reused === false).length, 1);
+        assert.equal(got.filter((r) => r?.reused === true).length, 2);
       });
 
       it("an unknown token is undefined", async () => {

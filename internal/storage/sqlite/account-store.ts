@@ -1,4 +1,4 @@
-import type { AccountStore } from "../../accounts/store.js";
+import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
 import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 
@@ -47,6 +47,10 @@ function build(db: SqliteDatabase) {
     putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
                  VALUES (?, ?, ?, ?)`),
     takeToken: p("DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING user_id, device_id, expires_at_ms"),
+    markUsed: p(`INSERT OR REPLACE INTO used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
+                 VALUES (?, ?, ?, ?)`),
+    usedToken: p("SELECT user_id, device_id, expires_at_ms FROM used_refresh_tokens WHERE token_hash = ?"),
+    forgetUsed: p("DELETE FROM used_refresh_tokens WHERE expires_at_ms < ?"),
 
     putRequest: p(`INSERT INTO friend_requests (from_user_id, to_user_id, at_ms) VALUES (?, ?, ?)
                    ON CONFLICT (from_user_id, to_user_id) DO UPDATE SET at_ms = excluded.at_ms`),
@@ -61,6 +65,15 @@ function build(db: SqliteDatabase) {
     areFriends: p("SELECT 1 FROM friendships WHERE user_id = ? AND friend_user_id = ?"),
     friends: p("SELECT friend_user_id FROM friendships WHERE user_id = ? ORDER BY friend_user_id"),
   };
+  // One transaction: of racing takes, one deletes the token and marks it
+  // used before any other can look, so every other one sees the mark.
+  const takeTokenTx = db.transaction((tokenHash: string, nowMs: number): RefreshTokenTake | undefined => {
+    s.forgetUsed.run(nowMs);
+    const fresh = s.takeToken.get(tokenHash) as Row | undefined;
+    if (fresh) s.markUsed.run(tokenHash, fresh.user_id, fresh.device_id, fresh.expires_at_ms);
+    const r = fresh ?? (s.usedToken.get(tokenHash) as Row | undefined);
+    return r && { record: { userId: r.user_id as bigint, deviceId: r.device_id as bigint, expiresAtMs: Number(r.expires_at_ms) }, reused: !fresh };
+  });
   const revokeTx = db.transaction((userId: Id, deviceId: Id) => {
     s.revokeDevice.run(userId, deviceId);
     s.deleteDeviceTokens.run(userId, deviceId);
@@ -75,14 +88,17 @@ function build(db: SqliteDatabase) {
     s.deleteFriend.run(a, b);
     s.deleteFriend.run(b, a);
   });
-  return { ...s, revokeTx, addFriendshipTx, removeFriendshipTx };
+  return { ...s, takeTokenTx, revokeTx, addFriendshipTx, removeFriendshipTx };
 }
 
 export class SqliteAccountStore implements AccountStore {
   private readonly s: ReturnType<typeof build>;
 
   /** Prepares every statement once; share one Database between all stores. */
-  constructor(db: SqliteDatabase) {
+  constructor(
+    db: SqliteDatabase,
+    private readonly now: () => number = Date.now,
+  ) {
     this.s = build(db);
   }
 
@@ -152,10 +168,8 @@ export class SqliteAccountStore implements AccountStore {
     this.s.putToken.run(tokenHash, r.userId, r.deviceId, r.expiresAtMs);
   }
 
-  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
-    // One statement: two racing refreshes cannot both get the token.
-    const r = this.s.takeToken.get(tokenHash) as Row | undefined;
-    return r && { userId: r.user_id as bigint, deviceId: r.device_id as bigint, expiresAtMs: Number(r.expires_at_ms) };
+  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined> {
+    return this.s.takeTokenTx.immediate(tokenHash, this.now());
   }
 
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {

@@ -235,6 +235,17 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE messages;
   ALTER TABLE messages_v4 RENAME TO messages;
   `,
+  // 5: refresh tokens taken once are remembered until they would have
+  // expired, so a second use (a stolen copy) is recognised.
+  `
+  CREATE TABLE used_refresh_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    user_id       INTEGER NOT NULL,
+    device_id     INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX used_refresh_tokens_by_expiry ON used_refresh_tokens (expires_at_ms);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -25,7 +25,8 @@ export interface SqliteStorage {
  * One Database (one connection) shared by every store, so their writes of one
  * turn share a commit; the WAL is copied back by a worker thread.
  */
-export function openSqliteStorage(path: string, options?: OpenOptions): SqliteStorage {
+/** `now`: the clock that decides when a used refresh token may be forgotten (tests move it). */
+export function openSqliteStorage(path: string, options?: OpenOptions & { now?: () => number }): SqliteStorage {
   const db = openDatabase(path, options);
   let checkpointer: WalCheckpointer | undefined;
   if (path !== ":memory:") {
@@ -36,7 +37,7 @@ export function openSqliteStorage(path: string, options?: OpenOptions): SqliteSt
   const inbox = new SqliteInbox(db);
   return {
     db,
-    accounts: new SqliteAccountStore(db),
+    accounts: new SqliteAccountStore(db, options?.now),
     channels: new SqliteChannelStore(db),
     messages,
     inbox,

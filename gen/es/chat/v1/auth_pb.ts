@@ -337,7 +337,9 @@ export const AuthService: GenService<{
   },
   /**
    * Exchanges a refresh token for a new access token (and rotates the refresh
-   * token). Does not need an access token.
+   * token). Does not need an access token. A refresh token is single-use:
+   * presented a second time, it signs its device out (one of its holders is a
+   * thief), so a client must never spend one twice.
    *
    * @generated from rpc chat.v1.AuthService.Refresh
    */

@@ -1262,7 +1262,9 @@ export const AuthServiceService = {
   },
   /**
    * Exchanges a refresh token for a new access token (and rotates the refresh
-   * token). Does not need an access token.
+   * token). Does not need an access token. A refresh token is single-use:
+   * presented a second time, it signs its device out (one of its holders is a
+   * thief), so a client must never spend one twice.
    */
   refresh: {
     path: "/chat.v1.AuthService/Refresh" as const,
@@ -1310,7 +1312,9 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
   login: handleUnaryCall<LoginRequest, LoginResponse>;
   /**
    * Exchanges a refresh token for a new access token (and rotates the refresh
-   * token). Does not need an access token.
+   * token). Does not need an access token. A refresh token is single-use:
+   * presented a second time, it signs its device out (one of its holders is a
+   * thief), so a client must never spend one twice.
    */
   refresh: handleUnaryCall<RefreshRequest, RefreshResponse>;
   /** Revokes the calling device's refresh token and closes its sessions. */
@@ -1353,7 +1357,9 @@ export interface AuthServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Exchanges a refresh token for a new access token (and rotates the refresh
-   * token). Does not need an access token.
+   * token). Does not need an access token. A refresh token is single-use:
+   * presented a second time, it signs its device out (one of its holders is a
+   * thief), so a client must never spend one twice.
    */
   refresh(
     request: RefreshRequest,
