@@ -111,6 +111,7 @@ const routesFn = (router: ConnectRouter) => {
     signer,
     verifier,
     limits,
+    maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
     logger,
   });
   registerReflectionAndHealth(router);

@@ -154,6 +154,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       signer,
       verifier,
       limits,
+      maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
       logger: apiLogger,
     });
     router.service(SessionService, sessionService(chat, verifier));

@@ -20,6 +20,8 @@ import * as v from "./validate.js";
  */
 export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 
+const DEFAULT_MAX_DEVICES = 100;
+
 export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
@@ -27,6 +29,15 @@ export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthServi
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
     await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
+  }
+  /** Past the account's device limit, signs out the devices seen least recently (never `keep`, the one just made). */
+  async function signOutBeyondLimit(userId: Id, keep: Id): Promise<void> {
+    const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES;
+    const active = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
+    const excess = active.length + 1 - max;
+    if (excess <= 0) return;
+    const oldest = active.sort((a, b) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : 1)).slice(0, excess);
+    for (const d of oldest) await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);
   }
   const refresh = new RefreshTokens(deps.accounts, {
     now,
@@ -100,6 +111,7 @@ export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthServi
       }
       await deps.limits?.loginSucceeded(req.username, address);
       const device = await newDevice(user, req.device);
+      await signOutBeyondLimit(user.userId, device.deviceId);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 

@@ -111,6 +111,29 @@ describe("api: AuthService", () => {
     assert.equal(api.sessions.closed.length, 0, "an expired token proves nothing: no sign-out");
   });
 
+  it("keeps at most maxDevicesPerAccount devices: a login past it signs out the least recently seen", async () => {
+    await api.close();
+    api = await TestApi.start({ maxDevicesPerAccount: 3 });
+    const first = await api.signUp("dana", "correct horse");
+    const login = async () => {
+      api.clock.ms += 1_000;
+      return (await api.anon.auth.login({ username: "dana", password: "correct horse" })).credentials!;
+    };
+    const second = await login();
+    const third = await login();
+    // The first device refreshes: now it is the second that was seen least recently.
+    api.clock.ms += 1_000;
+    const firstAgain = (await api.anon.auth.refresh({ refreshToken: first.refreshToken })).credentials!;
+    const fourth = await login();
+
+    assert.deepEqual(api.sessions.closed.map((c) => [c.deviceId, c.code]), [[second.deviceId, CloseCode.loggedOut]]);
+    assert.match(api.sessions.closed[0]!.reason, /more than 3 devices/);
+    const devices = await api.clients(fourth.accessToken).auth.listDevices({});
+    assert.deepEqual(devices.devices.map((d) => d.deviceId).sort(), [first.deviceId, third.deviceId, fourth.deviceId].sort());
+    assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: second.refreshToken }))).code, Code.Unauthenticated);
+    await api.anon.auth.refresh({ refreshToken: firstAgain.refreshToken });
+  });
+
   it("refuses an expired refresh token", async () => {
     const u = await api.signUp();
     api.clock.ms += 31 * 24 * 3_600_000;

@@ -37,6 +37,8 @@ export interface ApiDeps {
    * connectNodeAdapter as `contextValues`.
    */
   limits?: ApiLimiter;
+  /** Signed-in devices per account (default 100); a login past it signs out the least recently seen. */
+  maxDevicesPerAccount?: number;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;
 }

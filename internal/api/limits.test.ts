@@ -8,7 +8,7 @@ import { RETRY_AFTER_HEADER } from "./errors.js";
 import { ApiLimiter } from "./limits.js";
 import { rpcError, TestApi } from "./testkit.js";
 
-const OFF: ApiLimitsConfig = { authPerSec: 0, authBurst: 1, callsPerSec: 0, callBurst: 1, loginMaxFailures: 0, loginWindowMs: 60_000 };
+const OFF: ApiLimitsConfig = { authPerSec: 0, authBurst: 1, callsPerSec: 0, callBurst: 1, loginMaxFailures: 0, loginWindowMs: 60_000, maxDevicesPerAccount: 100 };
 
 describe("api: limits", () => {
   let api: TestApi;

@@ -12,6 +12,12 @@ export interface ApiLimitsConfig {
   loginMaxFailures: number;
   loginWindowMs: number;
   /**
+   * Signed-in devices an account keeps: a login past it signs out the devices
+   * seen least recently, so scripts that log in on every run cannot grow an
+   * account's devices (and their tokens and cursors) without end.
+   */
+  maxDevicesPerAccount: number;
+  /**
    * A header set by a reverse proxy in front of the api that carries the
    * client's address (the last entry, the one the proxy appended); without
    * it the socket's peer address is the client's.
@@ -29,6 +35,7 @@ export function readApiLimits(r: EnvReader): ApiLimitsConfig {
     callBurst: r.int("CHAT_API_CALL_BURST", 200, 1, 100_000),
     loginMaxFailures: r.int("CHAT_LOGIN_MAX_FAILURES", 10, 0, 100_000),
     loginWindowMs: r.int("CHAT_LOGIN_FAILURE_WINDOW_S", 900, 1, 86_400) * 1000,
+    maxDevicesPerAccount: r.int("CHAT_MAX_DEVICES_PER_ACCOUNT", 100, 1, 100_000),
     clientIpHeader: header || undefined,
   };
 }
