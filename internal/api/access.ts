@@ -22,6 +22,12 @@ export async function requireMember(
   return { channel, member };
 }
 
+/**
+ * How far back a view looks for the caller's own newest message among the
+ * unread ones: past it the count is large anyway, and clients show "99+".
+ */
+const OWN_MESSAGE_WINDOW = 100n;
+
 /** Everything channelToProto needs, looked up for one channel. */
 export async function channelView(
   deps: ApiDeps,
@@ -41,7 +47,21 @@ export async function channelView(
     last,
     me,
     peerUserId: members.find((m) => m.userId !== me?.userId)?.userId,
+    ownNewestUnreadSeq: me && last ? await ownNewestAfter(deps, channel.channelId, me, last) : undefined,
   };
+}
+
+/**
+ * The caller's own newest message after their read position, if the newest
+ * message is someone else's: whoever sends has read the channel up to there,
+ * so only what came after it is unread. Asked of the log only when there is
+ * something unread, at most OWN_MESSAGE_WINDOW seqs back.
+ */
+async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, last: StoredMessage): Promise<bigint | undefined> {
+  if (last.senderUserId === me.userId || last.seq <= me.readSeq + 1n) return undefined;
+  const windowStart = last.seq - OWN_MESSAGE_WINDOW;
+  const from = me.readSeq + 1n > windowStart ? me.readSeq + 1n : windowStart;
+  return deps.log.lastSentBy(channelId, me.userId, from, last.seq - 1n);
 }
 
 /**

@@ -228,6 +228,19 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await unread(a!), [0n, 2n]);
     assert.deepEqual(await unread(b!), [2n, 0n]);
     assert.deepEqual((await a!.c.channels.listChannels({})).channels.map((ch) => ch.unreadCount), [0n]);
+
+    // b replies: a's own two stay read, only the reply is unread.
+    await send(b!, group, "three");
+    assert.deepEqual(await unread(a!), [1n, 2n]);
+    // a writes between b's messages: only what came after a's newest counts.
+    await send(b!, group, "four");
+    await send(a!, group, "five");
+    await send(b!, group, "six");
+    await send(b!, group, "seven");
+    assert.deepEqual(await unread(a!), [2n, 5n]);
+    assert.deepEqual((await a!.c.channels.listChannels({})).channels.map((ch) => [ch.unreadCount, ch.readSeq]), [[2n, 5n]]);
+    // b sent the newest: nothing unread for b.
+    assert.deepEqual(await unread(b!), [0n, 7n]);
   });
 
   it("a member added to a group starts with its earlier history read", async () => {

@@ -80,18 +80,21 @@ export interface ChannelView {
   /** The caller's membership; absent in events pushed to many users at once. */
   me?: MemberRecord;
   peerUserId?: Id;
+  /** The caller's own newest message after their read position (see access.ts). */
+  ownNewestUnreadSeq?: bigint;
 }
 
 export function channelToProto(v: ChannelView): Channel {
   const lastSeq = v.last?.seq ?? 0n;
-  // Whoever sent the newest message has read the channel up to it. Decided
-  // here, from the newest message every view reads anyway, it costs nothing,
-  // where moving the sender's stored position on every send would cost a
-  // storage write per message on the hot path. Its limit: once someone else
-  // writes after me, my own messages since my last receipt count again.
+  // Whoever sends has read the channel up to their message. Decided here, from
+  // the newest message every view reads anyway (and, when that is someone
+  // else's, the caller's own newest after their read position), where moving
+  // the sender's stored position on every send would cost a storage write per
+  // message on the hot path.
   const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId;
-  const stored = v.me?.readSeq ?? 0n;
-  const readSeq = sentLast && lastSeq > stored ? lastSeq : stored;
+  let readSeq = v.me?.readSeq ?? 0n;
+  if (sentLast && lastSeq > readSeq) readSeq = lastSeq;
+  if (v.me && v.ownNewestUnreadSeq !== undefined && v.ownNewestUnreadSeq > readSeq) readSeq = v.ownNewestUnreadSeq;
   return create(ChannelSchema, {
     channelId: v.channel.channelId,
     kind: v.channel.kind === "direct" ? PbChannelKind.DIRECT : PbChannelKind.GROUP,

@@ -30,6 +30,12 @@ export interface MessageLog {
   findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;
   /** Backward: newest first, seq < anchor. Forward: oldest first, seq > anchor. */
   page(channelId: Id, query: PageQuery): Promise<StoredMessage[]>;
+  /**
+   * The seq of the newest message `senderUserId` sent to the channel with a
+   * seq from `fromSeq` to `toSeq` (a window the caller keeps small: the
+   * adapter may read every seq in it), or undefined.
+   */
+  lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined>;
   /** The newest message of each channel that has any. */
   latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>>;
 }

@@ -59,6 +59,7 @@ export class CassandraMessageLog implements MessageLog {
       insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       one: `SELECT ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       range: `SELECT seq, ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
       putDedup: `INSERT INTO ${t("message_dedup_by_device")}
@@ -113,6 +114,17 @@ export class CassandraMessageLog implements MessageLog {
     }
     rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
     return q.direction === "backward" ? rows.reverse() : rows;
+  }
+
+  async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
+    const lo = fromSeq < 1n ? 1n : fromSeq;
+    // Two columns of every row in the window, filtered here: no index on the sender.
+    const seqs = await readRange(lo, toSeq, this.bucketSize, (b, from, to) =>
+      this.db.rows(this.q.senders, [channelId, b, from, to]).then((rs) =>
+        rs.filter((r) => big(r.get("sender_user_id")) === senderUserId).map((r) => big(r.get("seq"))),
+      ),
+    );
+    return seqs.reduce<bigint | undefined>((max, s) => (max === undefined || s > max ? s : max), undefined);
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {

@@ -214,6 +214,25 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("lastSentBy", () => {
+      it("finds the newest seq a sender sent within the window, and nothing outside it", async () => {
+        const channelId = uniqueId();
+        const [me, other] = [uniqueId(), uniqueId()];
+        // me at 1..3, 150 and 152; other everywhere else up to 160 (past a bucket boundary).
+        for (let i = 1; i <= 160; i++) {
+          const mine = i <= 3 || i === 150 || i === 152;
+          await log.append(msg(channelId, { senderUserId: mine ? me : other }));
+        }
+        assert.equal(await log.lastSentBy(channelId, me, 1n, 160n), 152n);
+        assert.equal(await log.lastSentBy(channelId, me, 1n, 151n), 150n);
+        assert.equal(await log.lastSentBy(channelId, me, 100n, 149n), undefined);
+        assert.equal(await log.lastSentBy(channelId, me, 0n, 2n), 2n);
+        assert.equal(await log.lastSentBy(channelId, other, 1n, 160n), 160n);
+        assert.equal(await log.lastSentBy(channelId, uniqueId(), 1n, 160n), undefined);
+        assert.equal(await log.lastSentBy(uniqueId(), me, 1n, 160n), undefined);
+      });
+    });
+
     describe("latest", () => {
       it("returns the newest message of each channel that has any", async () => {
         const a = await fill(3);

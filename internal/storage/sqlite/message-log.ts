@@ -31,6 +31,8 @@ function build(db: SqliteDatabase) {
     backward: p("SELECT * FROM messages WHERE channel_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"),
     forward: p("SELECT * FROM messages WHERE channel_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?"),
     newest: p("SELECT * FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
+    lastSentBy: p(`SELECT max(seq) AS seq FROM messages
+                   WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
   };
   const appendTx = db.transaction((m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
@@ -87,6 +89,11 @@ export class SqliteMessageLog implements MessageLog {
         ? this.s.backward.all(channelId, q.anchorSeq === 0n ? MAX_INT64 : q.anchorSeq, q.limit)
         : this.s.forward.all(channelId, q.anchorSeq, q.limit);
     return (rows as Row[]).map(toMessage);
+  }
+
+  async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
+    const r = this.s.lastSentBy.get(channelId, fromSeq, toSeq, senderUserId) as Row | undefined;
+    return (r?.seq as bigint | null | undefined) ?? undefined;
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {

@@ -184,7 +184,10 @@ export type Channel = Message$1<"chat.v1.Channel"> & {
   unreadCount: bigint;
 
   /**
-   * The caller's read position (seq of the last message read).
+   * The caller's read position (seq of the last message read). Sending counts
+   * as reading: it is at least the seq of the caller's own newest message
+   * (looked for among the newest 100, so past 100 unread the count is an
+   * upper bound).
    *
    * @generated from field: uint64 read_seq = 9;
    */

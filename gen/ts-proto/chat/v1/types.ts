@@ -399,7 +399,12 @@ export interface Channel {
     | undefined;
   /** Messages after the caller's read position. */
   unreadCount: bigint;
-  /** The caller's read position (seq of the last message read). */
+  /**
+   * The caller's read position (seq of the last message read). Sending counts
+   * as reading: it is at least the seq of the caller's own newest message
+   * (looked for among the newest 100, so past 100 unread the count is an
+   * upper bound).
+   */
   readSeq: bigint;
   myRole: MemberRole;
   /** For direct channels: the other member. */
