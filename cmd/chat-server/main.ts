@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
@@ -65,6 +66,7 @@ const chat = new ChatServer({
   routes,
   directory,
   presence: presence.tracker,
+  revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
   limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
   logger,
   metrics: chatServerMetrics(registry),

@@ -14,6 +14,7 @@ import { WebSocketGateway } from "../../gateway/websocket.js";
 import { ApiLimiter, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
+import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
@@ -100,6 +101,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     channels: storage.channels,
     submitter,
     presence,
+    revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
     limits: {
       framesPerSecond: config.framesPerSecond,
       frameBurst: config.frameBurst,

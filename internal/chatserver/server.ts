@@ -57,6 +57,13 @@ export interface ChatServerDeps {
   /** Where events for other users go: this server in chatd, the routing table when distributed. */
   directory?: SessionDirectory;
   presence?: PresenceHooks;
+  /**
+   * Whether a device was signed out. An access token outlives its device's
+   * logout by up to its lifetime; asked as a session opens (beside its other
+   * reads), so such a token opens nothing. Without it, every token that
+   * verifies is let in.
+   */
+  revoked?: (userId: Id, deviceId: Id) => Promise<boolean>;
   limits?: Partial<SessionLimits>;
   logger?: Logger;
   metrics?: ChatServerMetrics;
@@ -74,6 +81,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly limits: SessionLimits;
   readonly logger?: Logger;
   readonly metrics?: ChatServerMetrics;
+  readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean>;
   /**
    * The sessions of each user held here, copy-on-write: a session opening or
    * closing replaces its user's list, so whoever iterates a list (a delivery,
@@ -94,6 +102,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.limits = { ...defaultLimits, ...deps.limits };
     this.logger = deps.logger;
     this.metrics = deps.metrics;
+    this.revoked = deps.revoked;
     // A session that sent nothing for three heartbeat intervals is gone
     // (a half-open TCP connection): close it so its device shows offline.
     // The same sweep ends sessions whose access token expired.
@@ -131,7 +140,6 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.byUser.set(identity.userId, list ? [...list, session] : [session]);
     this.count++;
     this.deps.metrics?.sessions.inc();
-    this.deps.presence?.deviceConnected(identity.userId, identity.deviceId);
     // The route must be visible before the session reads its inbox: an entry
     // written after that read is then pushed live, one written before is read.
     // Without a route the session still works: it catches up on its own, and
@@ -161,8 +169,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.count--;
     this.deps.metrics?.sessions.dec();
     const stillThere = rest.some((s) => s.deviceId === session.deviceId);
-    // A logout is reported by closeDevice, at once rather than after the grace period.
-    if (!stillThere && code !== CloseCode.loggedOut) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
+    // A logout is reported by closeDevice, at once rather than after the grace
+    // period; a session that never started never said its device was online.
+    if (!stillThere && session.started && code !== CloseCode.loggedOut) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
+  }
+
+  /** @internal the session passed its checks and is welcomed: its device is online. */
+  sessionStarted(session: Session): void {
+    this.deps.presence?.deviceConnected(session.userId, session.deviceId);
   }
 
   /** @internal */

@@ -36,6 +36,7 @@ const FLOOD_FRAMES_BEFORE_CLOSE = 200;
 export class Session implements SessionHandle {
   sentUpTo = 0n;
   private ready = false;
+  private announced = false;
   private open = true;
   private pumping = false;
   private pumpAgain = false;
@@ -77,21 +78,30 @@ export class Session implements SessionHandle {
     return this.identity.deviceId;
   }
 
+  /** Welcomed: it passed its checks (a session closed before never said its device was online). */
+  get started(): boolean {
+    return this.announced;
+  }
+
   get idleSinceMs() {
     return this.lastFrameAtMs;
   }
 
   /** Sends the welcome, then catches the device up from its cursor. */
   async start(): Promise<void> {
-    const { inbox, limits } = this.server;
+    const { inbox, limits, revoked } = this.server;
     // Later expiry is the server's once-a-second sweep: one timer per
     // session would cost more memory than the rest of an idle session.
     if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
-    const [cursor, head] = await Promise.all([
+    const [cursor, head, signedOut] = await Promise.all([
       inbox.getCursor(this.userId, this.deviceId),
       inbox.head(this.userId),
+      revoked?.(this.userId, this.deviceId) ?? false,
     ]);
     if (!this.open) return;
+    if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
+    this.announced = true;
+    this.server.sessionStarted(this);
     this.sentUpTo = cursor;
     this.send(
       create(ServerFrameSchema, {

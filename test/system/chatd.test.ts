@@ -294,6 +294,14 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       const ack = await d2.sendFrame({ kind: { case: "heartbeat", value: {} } });
       await waitFor(() => d2.frames.find((f) => f.ref === ack && f.kind.case === "heartbeatAck"), "the other device still served");
       assert.equal(d2.closeCode, undefined);
+
+      // Its access token is still within its lifetime, but opens nothing any more.
+      const again = new TestDevice(chatd.wsUrl, carol.devices[0]!.token);
+      devices.push(again);
+      await again.connect();
+      assert.equal(await again.waitClosed(), 4003);
+      assert.match(again.closeReason ?? "", /signed out/);
+      assert.equal(again.welcome(), undefined, "no welcome, so nothing of the inbox was sent");
     });
 
     it("closes a handshake with a bad token with 4001", async () => {
