@@ -14,7 +14,13 @@ import { PresenceTracker } from "./tracker.js";
 async function connected(url: string): Promise<Redis> {
   const redis = new Redis(url, { ...defaultRedisOptions(), lazyConnect: true });
   redis.on("error", () => {});
-  await redis.connect();
+  try {
+    await redis.connect();
+  } catch (err) {
+    // A client left retrying would keep mocha from ever exiting.
+    redis.disconnect();
+    throw new Error(`Redis at ${url} does not answer (start it: bash scripts/engines.sh up redis)`, { cause: err });
+  }
   return redis;
 }
 
