@@ -232,6 +232,14 @@ describe("distributed mode: presence and push across processes", function () {
     assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after logout`);
     assert.equal(b.events(alice.userId)[1]!.status, PresenceStatus.OFFLINE);
 
+    // Her access token has most of its life left, but opens nothing any more
+    // on any chat server, and nobody hears her come online for it.
+    for (const gw of gateways) {
+      const again = await open(gw, alice.devices[0]!.token);
+      assert.equal(await again.device.waitClosed(), 4003);
+      assert.equal(again.device.welcome(), undefined);
+    }
+
     // A second device closes its socket first (no chat server holds it any
     // more, its grace period runs), then logs out: offline at once all the same.
     const login = await apiClients(apiUrl()).auth.login({ username: alice.username, password: alice.password, device: { name: "laptop" } });
