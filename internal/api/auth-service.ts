@@ -9,6 +9,7 @@ import { ChatError } from "../model/errors.js";
 import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
 import { caller, clientAddress } from "./context.js";
 import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
+import type { DeviceGate } from "./device-gate.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
@@ -22,12 +23,13 @@ export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 
 const DEFAULT_MAX_DEVICES = 100;
 
-export function authService(deps: ApiDeps): Partial<ServiceImpl<typeof AuthService>> {
+export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
   async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
+    devices?.forget(userId, deviceId);
     await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
   }
   /** Past the account's device limit, signs out the devices seen least recently (never `keep`, the one just made). */

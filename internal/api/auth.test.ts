@@ -134,6 +134,23 @@ describe("api: AuthService", () => {
     await api.anon.auth.refresh({ refreshToken: firstAgain.refreshToken });
   });
 
+  it("shuts a signed-out device's access token out: at once after a logout here, within 10 s of one elsewhere", async () => {
+    const u = await api.signUp();
+    const other = await api.signUp();
+    await u.c.users.getMe({});
+    await u.c.auth.logout({});
+    const err = await rpcError(() => u.c.users.getMe({}));
+    assert.equal(err.code, Code.Unauthenticated);
+    assert.match(err.rawMessage, /this device is signed out/);
+
+    // Another api process signs `other` out: this one trusted the device a moment ago.
+    await other.c.users.getMe({});
+    await api.storage.accounts.revokeDevice(other.userId, other.deviceId);
+    await other.c.users.getMe({});
+    api.clock.ms += 10_000;
+    assert.equal((await rpcError(() => other.c.users.getMe({}))).code, Code.Unauthenticated);
+  });
+
   it("refuses an expired refresh token", async () => {
     const u = await api.signUp();
     api.clock.ms += 31 * 24 * 3_600_000;

@@ -7,6 +7,7 @@ import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { addressKey, lastForwarded } from "../throttle/address.js";
 import { toConnectError } from "./errors.js";
+import type { DeviceGate } from "./device-gate.js";
 import type { ApiLimiter } from "./limits.js";
 
 export interface Caller {
@@ -36,12 +37,14 @@ export function clientAddress(ctx: HandlerContext): string {
 const PUBLIC_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthService/Login", "chat.v1.AuthService/Refresh"]);
 
 /**
- * Checks "authorization: Bearer <token>" on every non-public method, applies
- * the request rates (per address before a token, per account after), and
+ * Checks "authorization: Bearer <token>" on every non-public method (and that
+ * its device is still signed in), applies the request rates (per address
+ * before a token, per account after), and
  * maps whatever a handler throws to a ConnectError (see errors.ts), so
  * handlers just throw ChatError.
  */
-export function apiInterceptor(verifier: TokenVerifier, limits?: ApiLimiter, logger?: Logger): Interceptor {
+export function apiInterceptor(o: { verifier: TokenVerifier; devices: DeviceGate; limits?: ApiLimiter; logger?: Logger }): Interceptor {
+  const { verifier, devices, limits, logger } = o;
   return (next) => async (req) => {
     try {
       if (PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) {
@@ -49,6 +52,7 @@ export function apiInterceptor(verifier: TokenVerifier, limits?: ApiLimiter, log
       } else {
         const c = authenticate(verifier, req.header.get("authorization"));
         limits?.takeCall(c.userId);
+        await devices.check(c.userId, c.deviceId);
         req.contextValues.set(callerKey, c);
       }
       return await next(req);

@@ -8,6 +8,7 @@ import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { authService } from "./auth-service.js";
 import { channelService } from "./channels-service.js";
 import { apiInterceptor } from "./context.js";
+import { DeviceGate } from "./device-gate.js";
 import type { ApiDeps } from "./deps.js";
 import { messageService } from "./messages-service.js";
 import { presenceService } from "./presence-service.js";
@@ -26,9 +27,10 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
  * (Connect, gRPC and gRPC-web protocols).
  */
 export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
-  const options = { interceptors: [apiInterceptor(deps.verifier, deps.limits, deps.logger)] };
+  const devices = new DeviceGate(deps.accounts, { now: deps.now });
+  const options = { interceptors: [apiInterceptor({ verifier: deps.verifier, devices, limits: deps.limits, logger: deps.logger })] };
   return router
-    .service(AuthService, authService(deps), options)
+    .service(AuthService, authService(deps, devices), options)
     .service(UserService, userService(deps), options)
     .service(ChannelService, channelService(deps), options)
     .service(MessageService, messageService(deps), options)

@@ -1,0 +1,39 @@
+import { isRevoked, type AccountStore } from "../accounts/store.js";
+import { LruMap } from "../cache/lru-map.js";
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+
+/**
+ * Refuses calls whose device was signed out. An access token is verified by
+ * its signature alone and outlives a sign-out by up to its lifetime; this
+ * asks the account store instead, at most once per device every `recheckMs`
+ * (a device seen signed in is trusted that long), so a sign-out on any api
+ * process shuts a token out here within `recheckMs`, and at once on this one.
+ */
+export class DeviceGate {
+  private readonly checkedAt: LruMap<string, number>;
+
+  constructor(
+    private readonly accounts: AccountStore,
+    private readonly options: { recheckMs?: number; capacity?: number; now?: () => number } = {},
+  ) {
+    this.checkedAt = new LruMap(options.capacity ?? 100_000);
+  }
+
+  async check(userId: Id, deviceId: Id): Promise<void> {
+    const key = `${userId}:${deviceId}`;
+    const now = (this.options.now ?? Date.now)();
+    const at = this.checkedAt.get(key);
+    if (at !== undefined && now - at < (this.options.recheckMs ?? 10_000)) return;
+    if (await isRevoked(this.accounts, userId, deviceId)) {
+      this.checkedAt.delete(key);
+      throw new ChatError("unauthenticated", "this device is signed out; sign in again");
+    }
+    this.checkedAt.set(key, now);
+  }
+
+  /** This process signed the device out: refuse its token from now on. */
+  forget(userId: Id, deviceId: Id): void {
+    this.checkedAt.delete(`${userId}:${deviceId}`);
+  }
+}
