@@ -6,7 +6,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
-import { ApiLimiter, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
@@ -97,6 +97,8 @@ const pushApi: PushApiDeps = {
 const loginAttempts = openLoginAttempts(e, config.apiLimits.loginWindowMs);
 const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger });
 
+const apiCalls = apiMetrics(registry);
+
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
     accounts: storage.accounts,
@@ -112,6 +114,7 @@ const routesFn = (router: ConnectRouter) => {
     verifier,
     limits,
     maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+    metrics: apiCalls,
     logger,
   });
   registerReflectionAndHealth(router);

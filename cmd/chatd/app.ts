@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
-import { ApiLimiter, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isRevoked } from "../../internal/accounts/store.js";
@@ -142,6 +142,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const apiLogger = logger.child({ component: "api" });
   const loginAttempts = new MemoryLoginAttempts(config.apiLimits.loginWindowMs);
   const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger: apiLogger });
+  // Made once: both listeners register the routes, and a metric registers once.
+  const apiCalls = apiMetrics(registry);
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, {
       accounts: storage.accounts,
@@ -157,6 +159,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       verifier,
       limits,
       maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+      metrics: apiCalls,
       logger: apiLogger,
     });
     router.service(SessionService, sessionService(chat, verifier));

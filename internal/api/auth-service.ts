@@ -10,6 +10,7 @@ import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
 import { caller, clientAddress } from "./context.js";
 import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { DeviceGate } from "./device-gate.js";
+import type { AuthEvent } from "./metrics.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
@@ -26,6 +27,7 @@ const DEFAULT_MAX_DEVICES = 100;
 export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
+  const count = (event: AuthEvent) => deps.metrics?.auth.inc({ event });
   async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
@@ -39,12 +41,16 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
     const excess = active.length + 1 - max;
     if (excess <= 0) return;
     const oldest = active.sort((a, b) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : 1)).slice(0, excess);
-    for (const d of oldest) await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);
+    for (const d of oldest) {
+      count("device_pruned");
+      await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);
+    }
   }
   const refresh = new RefreshTokens(deps.accounts, {
     now,
     ttlMs: deps.refreshTtlMs,
     onReuse: async ({ userId, deviceId }) => {
+      count("refresh_reused");
       deps.logger?.warn({ userId: String(userId), deviceId: String(deviceId) }, "refresh token used twice: device signed out");
       await signOut(userId, deviceId, "signed out: its refresh token was used twice");
     },
@@ -103,11 +109,15 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       const fail = new ChatError("unauthenticated", "wrong username or password");
       if (req.username.length > 32 || req.password.length > 1024) throw fail;
       const address = clientAddress(ctx);
-      await deps.limits?.checkLogin(req.username, address);
+      await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {
+        count("login_throttled");
+        throw e;
+      });
       const user = await deps.accounts.findUserByUsername(req.username);
       const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
       // Unknown names count as failures too, or the counter would tell which names exist.
       if (!user || !ok) {
+        count("login_failed");
         await deps.limits?.loginFailed(req.username, address);
         throw fail;
       }

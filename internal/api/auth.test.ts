@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
+import { Registry } from "prom-client";
 import { DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
 import { CloseCode } from "../model/close-codes.js";
+import { apiMetrics } from "./metrics.js";
 import { rpcError, TestApi } from "./testkit.js";
+
+async function authEvents(registry: Registry): Promise<Record<string, number>> {
+  const metric = await registry.getSingleMetric("chat_auth_events_total")!.get();
+  return Object.fromEntries(metric.values.map((v) => [String(v.labels.event), v.value]));
+}
 
 describe("api: AuthService", () => {
   let api: TestApi;
@@ -85,6 +92,9 @@ describe("api: AuthService", () => {
   });
 
   it("signs a device out when one of its refresh tokens is used twice: one holder is a thief", async () => {
+    const registry = new Registry();
+    await api.close();
+    api = await TestApi.start({ metrics: apiMetrics(registry) });
     const u = await api.signUp();
     const other = await api.anon.auth.login({ username: "user1", password: "correct horse" });
     const owner = (await api.anon.auth.refresh({ refreshToken: u.refreshToken })).credentials!;
@@ -100,6 +110,7 @@ describe("api: AuthService", () => {
     const devices = await api.clients(other.credentials!.accessToken).auth.listDevices({});
     assert.deepEqual(devices.devices.map((d) => d.deviceId), [other.credentials!.deviceId]);
     await api.anon.auth.refresh({ refreshToken: other.credentials!.refreshToken });
+    assert.deepEqual(await authEvents(registry), { refresh_reused: 1 });
   });
 
   it("forgets a used refresh token once it would have expired", async () => {
@@ -112,8 +123,9 @@ describe("api: AuthService", () => {
   });
 
   it("keeps at most maxDevicesPerAccount devices: a login past it signs out the least recently seen", async () => {
+    const registry = new Registry();
     await api.close();
-    api = await TestApi.start({ maxDevicesPerAccount: 3 });
+    api = await TestApi.start({ maxDevicesPerAccount: 3, metrics: apiMetrics(registry) });
     const first = await api.signUp("dana", "correct horse");
     const login = async () => {
       api.clock.ms += 1_000;
@@ -132,6 +144,7 @@ describe("api: AuthService", () => {
     assert.deepEqual(devices.devices.map((d) => d.deviceId).sort(), [first.deviceId, third.deviceId, fourth.deviceId].sort());
     assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: second.refreshToken }))).code, Code.Unauthenticated);
     await api.anon.auth.refresh({ refreshToken: firstAgain.refreshToken });
+    assert.deepEqual(await authEvents(registry), { device_pruned: 1 });
   });
 
   it("shuts a signed-out device's access token out: at once after a logout here, within 10 s of one elsewhere", async () => {

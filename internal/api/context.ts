@@ -1,6 +1,14 @@
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { createContextKey, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  createContextKey,
+  createContextValues,
+  type ConnectError,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { TokenVerifier } from "../auth/tokens.js";
 import { ChatError } from "../model/errors.js";
@@ -9,6 +17,7 @@ import { addressKey, lastForwarded } from "../throttle/address.js";
 import { toConnectError } from "./errors.js";
 import type { DeviceGate } from "./device-gate.js";
 import type { ApiLimiter } from "./limits.js";
+import type { ApiMetrics } from "./metrics.js";
 
 export interface Caller {
   userId: Id;
@@ -43,9 +52,31 @@ const PUBLIC_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthServi
  * maps whatever a handler throws to a ConnectError (see errors.ts), so
  * handlers just throw ChatError.
  */
-export function apiInterceptor(o: { verifier: TokenVerifier; devices: DeviceGate; limits?: ApiLimiter; logger?: Logger }): Interceptor {
-  const { verifier, devices, limits, logger } = o;
+export function apiInterceptor(o: {
+  verifier: TokenVerifier;
+  devices: DeviceGate;
+  limits?: ApiLimiter;
+  metrics?: ApiMetrics;
+  logger?: Logger;
+}): Interceptor {
+  const { verifier, devices, limits, metrics, logger } = o;
   return (next) => async (req) => {
+    if (!metrics) return handle(next, req);
+    const method = `${req.service.name}/${req.method.name}`;
+    const stop = metrics.seconds.startTimer({ method });
+    try {
+      const res = await handle(next, req);
+      metrics.requests.inc({ method, code: "ok" });
+      return res;
+    } catch (e) {
+      metrics.requests.inc({ method, code: statusName((e as ConnectError).code) });
+      throw e;
+    } finally {
+      stop();
+    }
+  };
+
+  async function handle(next: Parameters<Interceptor>[0], req: Parameters<ReturnType<Interceptor>>[0]) {
     try {
       if (PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) {
         limits?.takeAuth(req.contextValues.get(clientAddressKey));
@@ -59,7 +90,12 @@ export function apiInterceptor(o: { verifier: TokenVerifier; devices: DeviceGate
     } catch (e) {
       throw toConnectError(e, logger);
     }
-  };
+  }
+}
+
+/** "resource_exhausted" for Code.ResourceExhausted: the status as the gRPC and Connect protocols spell it. */
+function statusName(code: Code): string {
+  return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i > 0 ? "_" : "") + c.toLowerCase());
 }
 
 function authenticate(verifier: TokenVerifier, header: string | null): Caller {

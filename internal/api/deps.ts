@@ -9,6 +9,7 @@ import type { Inbox } from "../messages/inbox.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageSubmitter } from "../messages/submit.js";
 import type { ApiLimiter } from "./limits.js";
+import type { ApiMetrics } from "./metrics.js";
 import type { Id } from "../model/types.js";
 
 export interface PresenceSource {
@@ -37,6 +38,8 @@ export interface ApiDeps {
    * connectNodeAdapter as `contextValues`.
    */
   limits?: ApiLimiter;
+  /** Calls by method and outcome, and the sign-in path's security events (Prometheus). */
+  metrics?: ApiMetrics;
   /** Signed-in devices per account (default 100); a login past it signs out the least recently seen. */
   maxDevicesPerAccount?: number;
   /** Refresh token lifetime, default 30 days. */

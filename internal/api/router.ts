@@ -19,6 +19,7 @@ export type { ApiDeps, PresenceSource } from "./deps.js";
 export { CLOSE_LOGGED_OUT } from "./auth-service.js";
 export { clientAddressValues } from "./context.js";
 export { ApiLimiter } from "./limits.js";
+export { apiMetrics } from "./metrics.js";
 export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
 /**
@@ -28,7 +29,7 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
  */
 export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
   const devices = new DeviceGate(deps.accounts, { now: deps.now });
-  const options = { interceptors: [apiInterceptor({ verifier: deps.verifier, devices, limits: deps.limits, logger: deps.logger })] };
+  const options = { interceptors: [apiInterceptor({ verifier: deps.verifier, devices, limits: deps.limits, metrics: deps.metrics, logger: deps.logger })] };
   return router
     .service(AuthService, authService(deps, devices), options)
     .service(UserService, userService(deps), options)

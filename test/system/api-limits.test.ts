@@ -4,6 +4,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { apiClients } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { metricIn } from "../support/metrics.js";
 
 async function refusal(fn: () => Promise<unknown>): Promise<ConnectError> {
   try {
@@ -61,5 +62,15 @@ describe("chatd system: api limits", function () {
       assert.equal(e.code, Code.ResourceExhausted);
       assert.match(e.rawMessage, /too many requests for this account/);
     }
+
+    // What happened shows in /metrics.
+    const page = await (await fetch(`${chatd.httpUrl}/metrics`)).text();
+    assert.equal(metricIn(page, "chat_api_requests_total", 'method="AuthService/Login",code="unauthenticated"'), 2);
+    assert.equal(metricIn(page, "chat_api_requests_total", 'method="AuthService/Login",code="resource_exhausted"'), 1);
+    assert.equal(metricIn(page, "chat_api_requests_total", 'method="AuthService/SignUp",code="ok"'), 1 + volley.length - refused.length);
+    assert.equal(metricIn(page, "chat_api_requests_total", 'method="UserService/GetMe",code="resource_exhausted"'), busy.length);
+    assert.equal(metricIn(page, "chat_auth_events_total", 'event="login_failed"'), 2);
+    assert.equal(metricIn(page, "chat_auth_events_total", 'event="login_throttled"'), 1);
+    assert.ok((metricIn(page, "chat_api_request_seconds_count", 'method="UserService/GetMe"') ?? 0) >= 10);
   });
 });

@@ -1,0 +1,41 @@
+import { Counter, Histogram, type Registry } from "prom-client";
+
+export interface ApiMetrics {
+  /** Every public api call by method ("AuthService/Login") and outcome ("ok" or the status, "resource_exhausted"). */
+  requests: Counter<"method" | "code">;
+  seconds: Histogram<"method">;
+  /** What the sign-in path did about its security: see authEvents. */
+  auth: Counter<"event">;
+}
+
+/**
+ * login_failed (a wrong password or unknown name), login_throttled (refused
+ * for too many failures), refresh_reused (a refresh token used twice: its
+ * device signed out), device_pruned (signed out by a login past the device
+ * limit). A surge of any of them is worth a look.
+ */
+export type AuthEvent = "login_failed" | "login_throttled" | "refresh_reused" | "device_pruned";
+
+export function apiMetrics(registry: Registry): ApiMetrics {
+  return {
+    requests: new Counter({
+      name: "chat_api_requests_total",
+      help: "Public api calls by method and outcome",
+      labelNames: ["method", "code"],
+      registers: [registry],
+    }),
+    seconds: new Histogram({
+      name: "chat_api_request_seconds",
+      help: "Time to answer a public api call, by method",
+      labelNames: ["method"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    auth: new Counter({
+      name: "chat_auth_events_total",
+      help: "Security events of the sign-in path: login_failed, login_throttled, refresh_reused, device_pruned",
+      labelNames: ["event"],
+      registers: [registry],
+    }),
+  };
+}
