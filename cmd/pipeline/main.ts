@@ -45,7 +45,7 @@ const watch = await servers.watch();
 const clients = new ChatServerClients(watch);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
-const workers: { stop(): Promise<void> }[] = [];
+const workers: { stop(): Promise<void>; health: { stage: string; check(): Promise<void> } }[] = [];
 if (config.stages.includes("sequencer")) {
   const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
   await s.start();
@@ -59,7 +59,9 @@ if (config.stages.includes("inbox-writer")) {
   await w.start();
   workers.push(w);
 }
-const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+// /healthz fails while a stage's every batch keeps failing (an engine down).
+const checks = workers.map((w) => ({ name: w.health.stage, check: w.health.check }));
+const ops = await startOpsServer(registry, checks, config.host, config.opsPort);
 logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
 
 stopOnSignals(logger, async () => {

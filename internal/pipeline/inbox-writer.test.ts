@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { waitFor } from "../../test/support/wait.js";
 import { until } from "../queue/contract.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { InboxWriter } from "./inbox-writer.js";
@@ -77,6 +78,33 @@ describe("InboxWriter", () => {
       await until(() => online.every((u) => pushed.includes(u)) && notified.includes(3n), "every member's entry", 5_000);
       assert.deepEqual([...new Set(pushed)].sort(), [1n, 2n, 4n]);
       assert.deepEqual([...new Set(notified)], [3n]);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("reports itself stalled while every batch fails, and healthy once they go through", async () => {
+    let down = true;
+    const inbox = flakyInbox(0n);
+    const failing: Inbox = { ...inbox, append: (u, m) => (down ? Promise.reject(new Error("storage down")) : inbox.append(u, m)) };
+    const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 200 });
+    try {
+      await writer.start();
+      await writer.health.check();
+      const values = encodeInboxAppends([1n], message);
+      await queue.publish(Topics.inbox, [{ key: "1", value: values[0]! }]);
+      await waitFor(
+        () => writer.health.check().then(() => false, (e: Error) => /inbox-writer: every batch has failed .*storage down/.test(e.message)),
+        "the stage to report a stall",
+        10_000,
+      );
+      down = false;
+      await waitFor(() => writer.health.check().then(() => true, () => false), "the stage healthy again", 10_000);
+      assert.equal(await inbox.head(1n), 1n);
     } finally {
       await writer.stop();
       await queue.close();

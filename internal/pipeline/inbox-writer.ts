@@ -3,11 +3,14 @@ import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
+import { StageHealth } from "./stage-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
 export interface InboxWriterDeps extends LiveDeliveryDeps {
   queue: MessageQueue;
   inbox: Inbox;
+  /** Failing batches for this long make the stage's health check fail (default 30 s). */
+  stallMs?: number;
 }
 
 /**
@@ -18,12 +21,15 @@ export interface InboxWriterDeps extends LiveDeliveryDeps {
  * from its cursor.
  */
 export class InboxWriter {
+  readonly health: StageHealth;
   private sub?: Subscription;
 
-  constructor(private readonly deps: InboxWriterDeps) {}
+  constructor(private readonly deps: InboxWriterDeps) {
+    this.health = new StageHealth("inbox-writer", deps.stallMs);
+  }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.handle(rs));
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.run(() => this.handle(rs)));
   }
 
   async stop(): Promise<void> {

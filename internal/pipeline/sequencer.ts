@@ -6,6 +6,7 @@ import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "..
 import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
+import { StageHealth } from "./stage-health.js";
 
 export interface SequencerDeps {
   queue: MessageQueue;
@@ -13,6 +14,8 @@ export interface SequencerDeps {
   channels: ChannelStore;
   logger?: Logger;
   metrics?: PipelineMetrics;
+  /** Failing batches for this long make the stage's health check fail (default 30 s). */
+  stallMs?: number;
 }
 
 /**
@@ -22,15 +25,17 @@ export interface SequencerDeps {
  * idempotent, so a batch that fails half-way is simply done again.
  */
 export class Sequencer {
+  readonly health: StageHealth;
   private sub?: Subscription;
   private readonly members: ChannelMembers;
 
   constructor(private readonly deps: SequencerDeps) {
     this.members = new ChannelMembers(deps.channels);
+    this.health = new StageHealth("sequencer", deps.stallMs);
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.handle(rs));
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.run(() => this.handle(rs)));
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,23 @@
+import assert from "node:assert/strict";
+import { StageHealth } from "./stage-health.js";
+
+describe("StageHealth", () => {
+  it("fails its check once batches have failed for stallMs with none succeeding, and recovers at the next success", async () => {
+    const clock = { ms: 1_000 };
+    const h = new StageHealth("sequencer", 30_000, () => clock.ms);
+    const fail = () => h.run(() => Promise.reject(new Error("cassandra unreachable")));
+    await h.check();
+    await assert.rejects(fail());
+    clock.ms += 29_999;
+    await assert.rejects(fail());
+    await h.check(); // not yet: a batch or two failing is a retry, not a stall
+    clock.ms += 1;
+    await assert.rejects(h.check(), /sequencer: every batch has failed for 30 s \(last: cassandra unreachable\)/);
+    assert.equal(await h.run(async () => 7), 7);
+    await h.check();
+    // A new run of failures starts its own clock.
+    await assert.rejects(fail());
+    clock.ms += 29_000;
+    await h.check();
+  });
+});
