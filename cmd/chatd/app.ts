@@ -181,7 +181,10 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   });
   // TLS on every listener when CHAT_TLS_CERT and CHAT_TLS_KEY are set.
   const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
-  const checks = [{ name: "storage", check: async () => void storage.db.prepare("SELECT 1").get() }];
+  const checks = [
+    { name: "storage", check: async () => void storage.db.prepare("SELECT 1").get() },
+    { name: notifier.health.stage, check: notifier.health.check },
+  ];
 
   // Browsers: HTTP/1.1 for Connect and gRPC-Web, and the WebSocket upgrade.
   const handleHttp = (req: IncomingMessage, res: ServerResponse) => {

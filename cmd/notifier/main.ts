@@ -71,7 +71,7 @@ const notifier: Notifier = new Notifier({
 });
 await notifier.start();
 
-const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+const ops = await startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort);
 logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
 
 stopOnSignals(logger, async () => {

@@ -3,7 +3,7 @@ import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
-import { StageHealth } from "./stage-health.js";
+import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
 export interface InboxWriterDeps extends LiveDeliveryDeps {

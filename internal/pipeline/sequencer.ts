@@ -6,7 +6,7 @@ import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "..
 import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
-import { StageHealth } from "./stage-health.js";
+import { StageHealth } from "../observability/stage-health.js";
 
 export interface SequencerDeps {
   queue: MessageQueue;

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
+import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "../pipeline/topics.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import type { PushEndpoint, PushEndpointStore, PushKind, PushNotification, PushProvider, SendOutcome } from "./port.js";
@@ -114,12 +115,17 @@ export class Notifier {
   private roomWaiters: (() => void)[] = [];
   private stopped = false;
 
+  /** Fails while every batch of notification requests fails (the endpoint store down). */
+  readonly health = new StageHealth("notifier");
+
   constructor(private readonly deps: NotifierDeps) {
     this.o = { ...defaultNotifierOptions, ...deps.options };
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.notifier, Topics.notifications, (records) => this.handle(records));
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.notifier, Topics.notifications, (records) =>
+      this.health.run(() => this.handle(records)),
+    );
   }
 
   /** Stops consuming, drops what is waiting, and waits for requests in flight (bounded by the timeout). */
