@@ -40,7 +40,7 @@ export class ApiLimiter {
 
   private readonly logger?: Logger;
 
-  /** SignUp, Login, Refresh: per client address. */
+  /** SignUp and Login: per client address. */
   takeAuth(address: string): void {
     const wait = this.auth?.take(address) ?? 0;
     if (wait > 0) throw new ChatError("rate_limited", `too many sign-in requests from this address; retry in ${seconds(wait)}`, wait);

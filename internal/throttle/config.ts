@@ -2,7 +2,7 @@ import type { EnvReader } from "../config/env.js";
 
 /** Rate limits of the public api (README: "Configuration"). A rate of 0 turns that limit off. */
 export interface ApiLimitsConfig {
-  /** SignUp, Login and Refresh per client address: argon2id costs tens of milliseconds of CPU each. */
+  /** SignUp and Login per client address: argon2id costs tens of milliseconds of CPU each. */
   authPerSec: number;
   authBurst: number;
   /** Every other method, per account. */
