@@ -54,8 +54,8 @@ const HASHING_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthServ
 /**
  * Checks "authorization: Bearer <token>" on every non-public method (and that
  * its device is still signed in), applies the request rates (per address
- * before a token, per account after), and
- * maps whatever a handler throws to a ConnectError (see errors.ts), so
+ * before a token, per account after), counts calls by method and outcome,
+ * and maps whatever a handler throws to a ConnectError (see errors.ts), so
  * handlers just throw ChatError.
  */
 export function apiInterceptor(o: {
