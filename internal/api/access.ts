@@ -36,10 +36,13 @@ export async function channelView(
   latest?: Map<Id, StoredMessage>,
 ): Promise<ChannelView> {
   const direct = channel.kind === "direct";
-  const [last, memberCount, members] = await Promise.all([
-    latest ? latest.get(channel.channelId) : deps.log.latest([channel.channelId]).then((l) => l.get(channel.channelId)),
+  const lastRead = latest ? Promise.resolve(latest.get(channel.channelId)) : deps.log.latest([channel.channelId]).then((l) => l.get(channel.channelId));
+  const [last, memberCount, members, ownNewestUnreadSeq] = await Promise.all([
+    lastRead,
     direct ? Promise.resolve(2) : deps.channels.memberCount(channel.channelId),
     direct && me ? deps.channels.listMembers(channel.channelId) : Promise.resolve([]),
+    // Beside the other reads, not after them: it needs only the newest message.
+    lastRead.then((l) => (me && l ? ownNewestAfter(deps, channel.channelId, me, l) : undefined)),
   ]);
   return {
     channel,
@@ -47,7 +50,7 @@ export async function channelView(
     last,
     me,
     peerUserId: members.find((m) => m.userId !== me?.userId)?.userId,
-    ownNewestUnreadSeq: me && last ? await ownNewestAfter(deps, channel.channelId, me, last) : undefined,
+    ownNewestUnreadSeq,
   };
 }
 

@@ -7,6 +7,7 @@ import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { ChatError } from "../model/errors.js";
 import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
+import { DEFAULT_MAX_DEVICES_PER_ACCOUNT } from "../throttle/config.js";
 import { caller, clientAddress } from "./context.js";
 import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { DeviceGate } from "./device-gate.js";
@@ -22,8 +23,6 @@ import * as v from "./validate.js";
  */
 export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 
-const DEFAULT_MAX_DEVICES = 100;
-
 export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
@@ -36,7 +35,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
   }
   /** Past the account's device limit, signs out the devices seen least recently (never `keep`, the one just made). */
   async function signOutBeyondLimit(userId: Id, keep: Id): Promise<void> {
-    const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES;
+    const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
     const active = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
     const excess = active.length + 1 - max;
     if (excess <= 0) return;
@@ -109,7 +108,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       const fail = new ChatError("unauthenticated", "wrong username or password");
       if (req.username.length > 32 || req.password.length > 1024) throw fail;
       const address = clientAddress(ctx);
-      await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {
+      const counted = await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {
         count("login_throttled");
         throw e;
       });
@@ -121,7 +120,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
         await deps.limits?.loginFailed(req.username, address);
         throw fail;
       }
-      await deps.limits?.loginSucceeded(req.username, address);
+      if (counted?.failures) await deps.limits?.loginSucceeded(req.username, address);
       const device = await newDevice(user, req.device);
       await signOutBeyondLimit(user.userId, device.deviceId);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };

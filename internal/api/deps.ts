@@ -40,7 +40,7 @@ export interface ApiDeps {
   limits?: ApiLimiter;
   /** Calls by method and outcome, and the sign-in path's security events (Prometheus). */
   metrics?: ApiMetrics;
-  /** Signed-in devices per account (default 100); a login past it signs out the least recently seen. */
+  /** Signed-in devices per account (default DEFAULT_MAX_DEVICES_PER_ACCOUNT, 100); a login past it signs out the least recently seen. */
   maxDevicesPerAccount?: number;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;

@@ -26,6 +26,7 @@ const NONE: FailureCount = { failures: 0, resetInMs: 0 };
 export class ApiLimiter {
   private readonly auth?: KeyedBuckets;
   private readonly calls?: KeyedBuckets;
+  private readonly logger?: Logger;
 
   constructor(
     private readonly config: ApiLimitsConfig,
@@ -37,8 +38,6 @@ export class ApiLimiter {
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
     this.logger = options.logger;
   }
-
-  private readonly logger?: Logger;
 
   /** SignUp and Login: per client address. */
   takeAuth(address: string): void {
@@ -52,9 +51,13 @@ export class ApiLimiter {
     if (wait > 0) throw new ChatError("rate_limited", `too many requests for this account; retry in ${seconds(wait)}`, wait);
   }
 
-  /** Throws RATE_LIMITED while logins of `username` from `address` are refused. */
-  async checkLogin(username: string, address: string): Promise<void> {
-    if (this.config.loginMaxFailures <= 0) return;
+  /**
+   * Throws RATE_LIMITED while logins of `username` from `address` are refused;
+   * otherwise says whether any failures are counted (only then has a
+   * successful login anything to clear).
+   */
+  async checkLogin(username: string, address: string): Promise<{ failures: boolean }> {
+    if (this.config.loginMaxFailures <= 0) return { failures: false };
     const [pair, account] = await this.guarded(() => Promise.all([this.attempts.get(pairKey(username, address)), this.attempts.get(accountKey(username))]), [NONE, NONE]);
     const blocked = [
       pair.failures >= this.config.loginMaxFailures ? pair.resetInMs : 0,
@@ -62,6 +65,7 @@ export class ApiLimiter {
     ];
     const wait = Math.max(...blocked);
     if (wait > 0) throw new ChatError("rate_limited", `too many failed logins for this account; retry in ${seconds(wait)}`, wait);
+    return { failures: pair.failures + account.failures > 0 };
   }
 
   async loginFailed(username: string, address: string): Promise<void> {

@@ -5,24 +5,11 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { engineConfig, uniqueName } from "../../test/support/engines.js";
+import { connectRedis, uniqueName } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { presenceStoreContract } from "./contract.js";
 import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
 import { PresenceTracker } from "./tracker.js";
-
-async function connected(url: string): Promise<Redis> {
-  const redis = new Redis(url, { ...defaultRedisOptions(), lazyConnect: true });
-  redis.on("error", () => {});
-  try {
-    await redis.connect();
-  } catch (err) {
-    // A client left retrying would keep mocha from ever exiting.
-    redis.disconnect();
-    throw new Error(`Redis at ${url} does not answer (start it: bash scripts/engines.sh up redis)`, { cause: err });
-  }
-  return redis;
-}
 
 async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = "0";
@@ -35,7 +22,7 @@ async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
 
 // The shared local Redis (scripts/engines.sh up redis), one key prefix per test.
 presenceStoreContract("redis", async () => {
-  const redis = await connected(engineConfig().redisUrl);
+  const redis = await connectRedis();
   const prefix = `${uniqueName("test:presence")}:`;
   const store = new RedisPresenceStore({ redis, prefix, shards: 4 });
   return {

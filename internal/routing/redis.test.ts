@@ -3,17 +3,9 @@
 // would), plus the key layout. Fails (never skips) when Redis is unreachable.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
+import { connectRedis, engineConfig, uniqueName } from "../../test/support/engines.js";
 import { sessionRoutesContract } from "./contract.js";
 import { RedisSessionRoutes } from "./redis.js";
-
-async function connect(): Promise<Redis> {
-  const url = engineConfig().redisUrl;
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 3_000 });
-  redis.on("error", () => {});
-  await withTimeout(redis.connect(), 5_000, `Redis at ${url} (start it: bash scripts/engines.sh up redis)`);
-  return redis;
-}
 
 /** Deletes every key under `prefix` (SCAN, never FLUSHDB: the Redis is shared). */
 async function wipe(redis: Redis, prefix: string): Promise<void> {
@@ -26,7 +18,7 @@ async function wipe(redis: Redis, prefix: string): Promise<void> {
 }
 
 sessionRoutesContract("redis", async (ttlMs) => {
-  const admin = await connect();
+  const admin = await connectRedis();
   const keyPrefix = `${uniqueName("test:routes")}:`;
   const routes = new RedisSessionRoutes({ url: engineConfig().redisUrl, keyPrefix, ttlMs });
   await routes.connect();
@@ -45,7 +37,7 @@ describe("RedisSessionRoutes on a real Redis", function () {
   this.timeout(30_000);
 
   it("keeps one hash per user, server -> expiry, that expires with its last live entry", async () => {
-    const admin = await connect();
+    const admin = await connectRedis();
     const keyPrefix = `${uniqueName("test:routes")}:`;
     const routes = new RedisSessionRoutes({ redis: admin, keyPrefix, ttlMs: 5_000 });
     try {

@@ -25,6 +25,8 @@ export interface ApiLimitsConfig {
   clientIpHeader?: string;
 }
 
+export const DEFAULT_MAX_DEVICES_PER_ACCOUNT = 100;
+
 export function readApiLimits(r: EnvReader): ApiLimitsConfig {
   const header = r.string("CHAT_CLIENT_IP_HEADER", "").trim().toLowerCase();
   if (header && !/^[a-z0-9-]+$/.test(header)) r.problems.push(`CHAT_CLIENT_IP_HEADER=${JSON.stringify(header)}: expected a header name`);
@@ -35,7 +37,7 @@ export function readApiLimits(r: EnvReader): ApiLimitsConfig {
     callBurst: r.int("CHAT_API_CALL_BURST", 200, 1, 100_000),
     loginMaxFailures: r.int("CHAT_LOGIN_MAX_FAILURES", 10, 0, 100_000),
     loginWindowMs: r.int("CHAT_LOGIN_FAILURE_WINDOW_S", 900, 1, 86_400) * 1000,
-    maxDevicesPerAccount: r.int("CHAT_MAX_DEVICES_PER_ACCOUNT", 100, 1, 100_000),
+    maxDevicesPerAccount: r.int("CHAT_MAX_DEVICES_PER_ACCOUNT", DEFAULT_MAX_DEVICES_PER_ACCOUNT, 1, 100_000),
     clientIpHeader: header || undefined,
   };
 }

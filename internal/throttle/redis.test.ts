@@ -1,21 +1,12 @@
 // RedisLoginAttempts against the real Redis of scripts/engines.sh: the contract
 // suite plus the key layout. Fails (never skips) when Redis is unreachable.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
-import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
+import { connectRedis, uniqueName } from "../../test/support/engines.js";
 import { loginAttemptsContract } from "./contract.js";
 import { RedisLoginAttempts } from "./redis.js";
 
-async function connect(): Promise<Redis> {
-  const url = engineConfig().redisUrl;
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 3_000 });
-  redis.on("error", () => {});
-  await withTimeout(redis.connect(), 5_000, `Redis at ${url} (start it: bash scripts/engines.sh up redis)`);
-  return redis;
-}
-
 loginAttemptsContract("redis", async (windowMs) => {
-  const redis = await connect();
+  const redis = await connectRedis();
   const attempts = new RedisLoginAttempts({ redis, keyPrefix: `${uniqueName("test:login")}:`, windowMs });
   return {
     attempts,
@@ -28,7 +19,7 @@ loginAttemptsContract("redis", async (windowMs) => {
 
 describe("RedisLoginAttempts", () => {
   it("keeps one expiring counter per key under the prefix", async () => {
-    const redis = await connect();
+    const redis = await connectRedis();
     try {
       const keyPrefix = `${uniqueName("test:login")}:`;
       const attempts = new RedisLoginAttempts({ redis, keyPrefix, windowMs: 60_000 });

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 
 export interface EngineConfig {
   /** etcd client endpoints, "host:port" (etcd3 accepts them as hosts). */
@@ -93,4 +94,17 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
     timer.unref();
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A client of the engines' Redis for a test's own use. It never retries: when
+ * Redis does not answer, the test fails with a hint, and no client is left
+ * reconnecting to keep mocha from exiting.
+ */
+export async function connectRedis(): Promise<Redis> {
+  const url = engineConfig().redisUrl;
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 3_000 });
+  redis.on('error', () => {});
+  await withTimeout(redis.connect(), 5_000, `Redis at ${url} (start it: bash scripts/engines.sh up redis)`);
+  return redis;
 }
