@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
-import { ApiLimiter, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isRevoked } from "../../internal/accounts/store.js";
@@ -142,8 +142,10 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const apiLogger = logger.child({ component: "api" });
   const loginAttempts = new MemoryLoginAttempts(config.apiLimits.loginWindowMs);
   const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger: apiLogger });
-  // Made once: both listeners register the routes, and a metric registers once.
+  // Made once: both listeners register the routes; a metric registers once,
+  // and a sign-out through one listener must shut its token out of both.
   const apiCalls = apiMetrics(registry);
+  const devices = new DeviceGate(storage.accounts);
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, {
       accounts: storage.accounts,
@@ -160,6 +162,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       limits,
       maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
       metrics: apiCalls,
+      devices,
       logger: apiLogger,
     });
     router.service(SessionService, sessionService(chat, verifier));

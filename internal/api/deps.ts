@@ -8,6 +8,7 @@ import type { IdGenerator } from "../ids/snowflake.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MessageSubmitter } from "../messages/submit.js";
+import type { DeviceGate } from "./device-gate.js";
 import type { ApiLimiter } from "./limits.js";
 import type { ApiMetrics } from "./metrics.js";
 import type { Id } from "../model/types.js";
@@ -38,6 +39,13 @@ export interface ApiDeps {
    * connectNodeAdapter as `contextValues`.
    */
   limits?: ApiLimiter;
+  /**
+   * The sign-out check of access tokens. Give the same one to every router of
+   * a process (chatd registers the api on two listeners), so that a sign-out
+   * through one shuts the token out of all at once; without it each router
+   * makes its own.
+   */
+  devices?: DeviceGate;
   /** Calls by method and outcome, and the sign-in path's security events (Prometheus). */
   metrics?: ApiMetrics;
   /** Signed-in devices per account (default DEFAULT_MAX_DEVICES_PER_ACCOUNT, 100); a login past it signs out the least recently seen. */

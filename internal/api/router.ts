@@ -20,6 +20,7 @@ export { CLOSE_LOGGED_OUT } from "./auth-service.js";
 export { clientAddressValues } from "./context.js";
 export { ApiLimiter } from "./limits.js";
 export { apiMetrics } from "./metrics.js";
+export { DeviceGate } from "./device-gate.js";
 export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
 /**
@@ -28,7 +29,7 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
  * (Connect, gRPC and gRPC-web protocols).
  */
 export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
-  const devices = new DeviceGate(deps.accounts, { now: deps.now });
+  const devices = deps.devices ?? new DeviceGate(deps.accounts, { now: deps.now });
   const options = { interceptors: [apiInterceptor({ verifier: deps.verifier, devices, limits: deps.limits, metrics: deps.metrics, logger: deps.logger })] };
   return router
     .service(AuthService, authService(deps, devices), options)

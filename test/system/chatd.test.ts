@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import WebSocket from "ws";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
@@ -289,7 +292,15 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       const second = await addDevice(chatd.httpUrl, carol);
       const d1 = await device(chatd.wsUrl, carol.devices[0]!.token);
       const d2 = await device(chatd.wsUrl, second.token);
+      // The gRPC listener has just seen the device signed in...
+      const native = createClient(UserService, createGrpcTransport({
+        baseUrl: chatd.grpcUrl,
+        interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${carol.devices[0]!.token}`), next(req))],
+      }));
+      await native.getMe({});
       await carol.api.auth.logout({});
+      // ...and refuses it at once after a logout through the other listener.
+      await assert.rejects(native.getMe({}), (e: ConnectError) => e.code === Code.Unauthenticated && /signed out/.test(e.rawMessage));
       assert.equal(await d1.waitClosed(), 4003);
       const ack = await d2.sendFrame({ kind: { case: "heartbeat", value: {} } });
       await waitFor(() => d2.frames.find((f) => f.ref === ack && f.kind.case === "heartbeatAck"), "the other device still served");
