@@ -74,9 +74,11 @@ await notifier.start();
 const ops = await startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort);
 logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
 
-stopOnSignals(logger, async () => {
+const stopper = stopOnSignals(logger, async () => {
   // Stop consuming first: what is collapsing or retrying in memory is dropped (push is best effort).
   await notifier.stop();
   await Promise.allSettled([push.close(), queue.close(), routes.close(), ops.close()]);
   await storage.close();
 });
+// A consumer Kafka stopped for good consumes nothing until the process starts afresh.
+void notifier.health.stopped.then(stopper.fail);

@@ -6,6 +6,7 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
+import type { StageHealth } from "../../internal/observability/stage-health.js";
 import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
@@ -45,7 +46,7 @@ const watch = await servers.watch();
 const clients = new ChatServerClients(watch);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
-const workers: { stop(): Promise<void>; health: { stage: string; check(): Promise<void> } }[] = [];
+const workers: { stop(): Promise<void>; health: StageHealth }[] = [];
 if (config.stages.includes("sequencer")) {
   const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
   await s.start();
@@ -64,7 +65,7 @@ const checks = workers.map((w) => ({ name: w.health.stage, check: w.health.check
 const ops = await startOpsServer(registry, checks, config.host, config.opsPort);
 logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
 
-stopOnSignals(logger, async () => {
+const stopper = stopOnSignals(logger, async () => {
   // Finish and commit the batches in hand, so the next owner starts after them.
   await Promise.all(workers.map((w) => w.stop()));
   clients.close();
@@ -72,3 +73,5 @@ stopOnSignals(logger, async () => {
   await servers.close();
   await storage.close();
 });
+// A consumer Kafka stopped for good consumes nothing until the process starts afresh.
+void Promise.race(workers.map((w) => w.health.stopped)).then(stopper.fail);

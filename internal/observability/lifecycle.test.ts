@@ -5,6 +5,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
+const FAILS = fileURLToPath(new URL("./testdata/fails.ts", import.meta.url));
 
 /** Starts a process whose stop hangs; resolves once it has its signal handlers. */
 async function stuckProcess(timeoutMs: number) {
@@ -37,5 +38,15 @@ describe("stopOnSignals", function () {
     const [code] = await p.exited;
     assert.equal(code, 1);
     assert.ok(p.lines.some((l) => l.includes("second signal while stopping")), p.lines.join("\n"));
+  });
+
+  it("on fail(), stops as on a signal and then exits 1, saying why", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", FAILS], { stdio: ["ignore", "pipe", "inherit"] });
+    const lines: string[] = [];
+    createInterface({ input: child.stdout! }).on("line", (l) => lines.push(l));
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 1, lines.join("\n"));
+    assert.ok(lines.includes("stopped"), lines.join("\n"));
+    assert.ok(lines.some((l) => l.includes("cannot go on") && l.includes("the consumer stopped for good")), lines.join("\n"));
   });
 });

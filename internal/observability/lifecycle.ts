@@ -11,6 +11,12 @@ import { serveOps, type HealthCheck } from "./http.js";
  */
 export const DEFAULT_STOP_TIMEOUT_MS = 25_000;
 
+/** How a process ends on its own, besides signals. */
+export interface ProcessStopper {
+  /** Something the process cannot recover from in place: stop as on SIGTERM, then exit 1 so a supervisor restarts it. */
+  fail(err: Error): void;
+}
+
 /**
  * Runs `stop` once on SIGINT or SIGTERM, then exits (1 if stopping failed).
  * Stopping is bounded: past `timeoutMs`, or on a second signal, the process
@@ -18,30 +24,40 @@ export const DEFAULT_STOP_TIMEOUT_MS = 25_000;
  * every role recovers from (unacked sends are resent, uncommitted records
  * redone).
  */
-export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options: { timeoutMs?: number } = {}): void {
+export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options: { timeoutMs?: number } = {}): ProcessStopper {
   const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   let stopping = false;
+  const begin = (exitCode: 0 | 1) => {
+    stopping = true;
+    setTimeout(() => {
+      logger.error({ timeoutMs }, `did not stop within ${timeoutMs} ms: exiting`);
+      process.exit(1);
+    }, timeoutMs).unref();
+    stop().then(
+      () => process.exit(exitCode),
+      (err) => {
+        logger.error({ err }, "did not stop cleanly");
+        process.exit(1);
+      },
+    );
+  };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
       if (stopping) {
         logger.warn({ signal }, "second signal while stopping: exiting now");
         process.exit(1);
       }
-      stopping = true;
       logger.info({ signal }, "stopping");
-      setTimeout(() => {
-        logger.error({ timeoutMs }, `did not stop within ${timeoutMs} ms: exiting`);
-        process.exit(1);
-      }, timeoutMs).unref();
-      stop().then(
-        () => process.exit(0),
-        (err) => {
-          logger.error({ err }, "did not stop cleanly");
-          process.exit(1);
-        },
-      );
+      begin(0);
     });
   }
+  return {
+    fail(err) {
+      if (stopping) return;
+      logger.fatal({ err }, "cannot go on: stopping, to be restarted");
+      begin(1);
+    },
+  };
 }
 
 /** A small HTTP listener for /metrics and /healthz, for processes with no HTTP listener of their own. */

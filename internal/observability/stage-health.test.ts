@@ -20,4 +20,15 @@ describe("StageHealth", () => {
     clock.ms += 29_000;
     await h.check();
   });
+
+  it("fails its check for good once the consumer stopped, and settles stopped", async () => {
+    const h = new StageHealth("notifier");
+    let stopped: Error | undefined;
+    void h.stopped.then((err) => (stopped = err));
+    h.consumerStopped(new Error("group taken over"));
+    await h.stopped;
+    assert.equal(stopped?.message, "group taken over");
+    await h.run(async () => {}); // a batch finishing afterwards changes nothing
+    await assert.rejects(h.check(), /notifier: consumer stopped \(group taken over\)/);
+  });
 });

@@ -3,11 +3,17 @@
  * delivered again and again (an engine down, a record it cannot store) while
  * the process looks alive and consumes nothing; this turns that into a
  * failing health check once batches have failed for `stallMs` with none
- * succeeding, and a healthy one at the next success.
+ * succeeding, and a healthy one at the next success. A consumer the queue
+ * gave up on (`consumerStopped`) fails the check for good and settles
+ * `stopped`, on which the process exits to be started afresh.
  */
 export class StageHealth {
   private failingSince?: number;
   private lastError?: unknown;
+  private stoppedBy?: Error;
+  private settleStopped!: (err: Error) => void;
+  /** Settles once the stage's consumer stopped for good; never otherwise. */
+  readonly stopped = new Promise<Error>((resolve) => (this.settleStopped = resolve));
 
   constructor(
     readonly stage: string,
@@ -29,8 +35,15 @@ export class StageHealth {
     }
   }
 
+  /** The queue stopped consuming for this stage and will not resume by itself. */
+  readonly consumerStopped = (err: Error): void => {
+    this.stoppedBy ??= err;
+    this.settleStopped(err);
+  };
+
   /** A health check (`/healthz`): throws while the stage is stalled. */
   readonly check = async (): Promise<void> => {
+    if (this.stoppedBy) throw new Error(`${this.stage}: consumer stopped (${this.stoppedBy.message})`);
     if (this.failingSince === undefined) return;
     const ms = this.now() - this.failingSince;
     if (ms < this.stallMs) return;

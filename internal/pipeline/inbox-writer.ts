@@ -29,7 +29,9 @@ export class InboxWriter {
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.run(() => this.handle(rs)));
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.run(() => this.handle(rs)), {
+      onGiveUp: this.health.consumerStopped,
+    });
   }
 
   async stop(): Promise<void> {

@@ -35,7 +35,9 @@ export class Sequencer {
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.run(() => this.handle(rs)));
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.run(() => this.handle(rs)), {
+      onGiveUp: this.health.consumerStopped,
+    });
   }
 
   async stop(): Promise<void> {

@@ -123,8 +123,11 @@ export class Notifier {
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.notifier, Topics.notifications, (records) =>
-      this.health.run(() => this.handle(records)),
+    this.sub = await this.deps.queue.subscribe(
+      ConsumerGroups.notifier,
+      Topics.notifications,
+      (records) => this.health.run(() => this.handle(records)),
+      { onGiveUp: this.health.consumerStopped },
     );
   }
 

@@ -50,6 +50,29 @@ async function deleteWhatWasMade(): Promise<void> {
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
+/** kafkajs's round-robin assigner under another name: a group member no KafkaQueue member can share a group with. */
+const foreignAssigner: kafkajs.PartitionAssigner = (config) => ({ ...kafkajs.PartitionAssigners.roundRobin(config), name: "ForeignAssigner" });
+
+/**
+ * A member of another protocol tries to join the group: resolves with it once
+ * it holds the group, or undefined when the broker refused it (the group has
+ * live members of our protocol).
+ */
+async function joinForeign(group: string, topic: string): Promise<kafkajs.Consumer | undefined> {
+  const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: group, partitionAssigners: [foreignAssigner], retry: { retries: 0 } });
+  let outcome: "joined" | "refused" | undefined;
+  consumer.on(consumer.events.GROUP_JOIN, () => (outcome = "joined"));
+  consumer.on(consumer.events.CRASH, (e) => void (e.payload.restart || (outcome = "refused")));
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic] });
+  await consumer.run({ eachBatch: async () => {} });
+  await waitFor(() => outcome, "the foreign member's join");
+  if (outcome === "joined") return consumer;
+  await consumer.disconnect();
+  return undefined;
+}
+
 describe("KafkaQueue", function () {
   this.timeout(90_000);
   after(deleteWhatWasMade);
@@ -367,6 +390,59 @@ describe("KafkaQueue", function () {
       } finally {
         await Promise.all(subs.splice(0).map((s) => s.stop()));
         await Promise.all(queues.map((q) => q.close()));
+      }
+    });
+
+    it("refuses to subscribe, saying why, when Kafka will not let the consumer into its group", async () => {
+      const [topic, group] = [uniqueName("foreign"), uniqueName("g")];
+      await queue.ensureTopics([{ topic, partitions: 1 }]);
+      made.groups.add(group);
+      const foreign = await joinForeign(group, topic);
+      assert.ok(foreign, "the foreign member took the empty group");
+      try {
+        await assert.rejects(
+          queue.subscribe(group, topic, async () => {}),
+          (e: Error) => /stopped for good/.test(e.message) && /protocol/i.test(e.message),
+        );
+      } finally {
+        await foreign.disconnect();
+      }
+    });
+
+    it("tells the subscriber when the consumer stops for good while running, instead of going quiet", async () => {
+      // The member's session expires while its handler holds a batch (kafkajs sends no
+      // heartbeat meanwhile), a member of another protocol takes the emptied group, and
+      // the rejoin is refused for good: no retry mends that.
+      const [topic, group] = [uniqueName("giveup"), uniqueName("g")];
+      const own = openQueue({ sessionTimeoutMs: 6_000 });
+      let foreign: kafkajs.Consumer | undefined;
+      try {
+        await own.connect();
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        let inHand = false;
+        let gaveUp: Error | undefined;
+        const sub = await own.subscribe(
+          group,
+          topic,
+          async () => {
+            inHand = true;
+            await held;
+          },
+          { onGiveUp: (err) => (gaveUp = err) },
+        );
+        subs.push(sub);
+        await own.publish(topic, [{ key: "k", value: enc("held") }]);
+        await waitFor(() => inHand, "the batch in hand");
+        foreign = await waitFor(() => joinForeign(group, topic), "the session to expire and the foreign member to take the group", 60_000, 500);
+        release();
+        await waitFor(() => gaveUp, "onGiveUp", 60_000);
+        assert.match(gaveUp!.message, new RegExp(`group ${group} on ${topic} stopped for good`));
+      } finally {
+        await foreign?.disconnect();
+        await Promise.all(subs.splice(0).map((s) => s.stop()));
+        await own.close();
       }
     });
 

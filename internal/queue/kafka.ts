@@ -333,7 +333,7 @@ export class KafkaQueue implements MessageQueue {
       heartbeatInterval: this.options.heartbeatIntervalMs ?? 1_000,
       retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
     });
-    const sub = new KafkaSubscription(consumer, group, topic, topicName, handler, options.maxBatch ?? 256, this.options, () =>
+    const sub = new KafkaSubscription(consumer, group, topic, topicName, handler, options, this.options, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -370,6 +370,10 @@ class KafkaSubscription implements Subscription {
   private commitTimer: NodeJS.Timeout | undefined;
   private commits: Promise<void> = Promise.resolve();
   private batchesInHand = 0;
+  private running = false;
+  /** Why kafkajs stopped this consumer for good while it was starting. */
+  private failedToStart: Error | undefined;
+  private readonly maxBatch: number;
 
   constructor(
     private readonly consumer: Consumer,
@@ -378,10 +382,12 @@ class KafkaSubscription implements Subscription {
     /** The topic as the caller named it (without the namespace), for the records. */
     private readonly recordTopic: string,
     private readonly handler: BatchHandler,
-    private readonly maxBatch: number,
+    private readonly subscribeOptions: SubscribeOptions,
     private readonly options: KafkaQueueOptions,
     private readonly onStopped: () => void,
-  ) {}
+  ) {
+    this.maxBatch = subscribeOptions.maxBatch ?? 256;
+  }
 
   async start(): Promise<void> {
     const log = this.options.logger;
@@ -391,10 +397,17 @@ class KafkaSubscription implements Subscription {
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
     });
     this.consumer.on(this.consumer.events.CRASH, (e) => {
+      const { error, restart } = e.payload;
       log?.error(
-        { err: e.payload.error, group: this.group, topic: this.topic, restart: e.payload.restart },
-        e.payload.restart ? "kafka consumer crashed; restarting" : "kafka consumer crashed and stopped",
+        { err: error, group: this.group, topic: this.topic, restart },
+        restart ? "kafka consumer crashed; restarting" : "kafka consumer crashed and stopped",
       );
+      // kafkajs restarts after retriable errors; after any other it has left the
+      // group and disconnected, and this member consumes nothing from then on.
+      if (restart || this.stopping) return;
+      const err = new Error(`Kafka consumer of group ${this.group} on ${this.topic} stopped for good: ${error.message}`, { cause: error });
+      if (this.running) this.subscribeOptions.onGiveUp?.(err);
+      else this.failedToStart = err;
     });
     try {
       await this.consumer.connect();
@@ -409,6 +422,9 @@ class KafkaSubscription implements Subscription {
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 4,
       eachBatch: (payload) => this.eachBatch(payload),
     });
+    // kafkajs reports a failed start only through the CRASH event, before run() resolves.
+    if (this.failedToStart) throw this.failedToStart;
+    this.running = true;
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
