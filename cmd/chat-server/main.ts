@@ -8,14 +8,14 @@ import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
-import { openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
-import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError } from "../shared.js";
 
@@ -33,6 +33,7 @@ const config = exitOnConfigError("chat-server", () => {
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
+    sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
   };
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
@@ -54,7 +55,11 @@ const watch = await servers.watch();
 const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 
-const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids });
+const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);
+// Without Redis now, claims fail (each send keeps its own id) until it answers.
+await claims.connect().catch((err) => logger.warn({ err }, "send claims unavailable"));
+const metrics = chatServerMetrics(registry);
+const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, claimOutcomes: metrics.sendClaims });
 // Presence: this server's devices (connects, heartbeats, disconnects, logouts)
 // go straight to the Redis store; flips fan out through the routing table.
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
@@ -69,7 +74,7 @@ const chat = new ChatServer({
   revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
   limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
   logger,
-  metrics: chatServerMetrics(registry),
+  metrics,
 });
 const service = chatServerService(chat, logger);
 const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1, ...INTERNAL_MESSAGE_LIMITS });
@@ -114,10 +119,10 @@ stopOnSignals(logger, async () => {
   health.shutdown();
   await registration.close().catch(() => {});
   service.endAll();
-  await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+  await stopGrpcServer(grpcServer);
   chat.drain();
   await presence.close().catch(() => {});
-  await Promise.allSettled([queue.close(), routes.close(), watch.close(), lease.release(), ops.close()]);
+  await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), lease.release(), ops.close()]);
   clients.close();
   await servers.close();
   await storage.close();

@@ -8,6 +8,8 @@ export interface ChatServerMetrics {
   entriesOut: Counter;
   /** Frames refused: malformed, rate-limited, or refused sends, by error code. */
   refused: Counter<"code">;
+  /** Cross-server send claims by outcome (distributed mode only). */
+  sendClaims: Counter<"outcome">;
 }
 
 export function chatServerMetrics(registry: Registry): ChatServerMetrics {
@@ -19,6 +21,12 @@ export function chatServerMetrics(registry: Registry): ChatServerMetrics {
       name: "chat_frames_refused_total",
       help: "Frames answered with an error, by code",
       labelNames: ["code"],
+      registers: [registry],
+    }),
+    sendClaims: new Counter({
+      name: "chat_send_claims_total",
+      help: "Sends claimed across chat servers: new, held (a resend another server took first), failed (Redis away; the send kept its own id)",
+      labelNames: ["outcome"],
       registers: [registry],
     }),
   };

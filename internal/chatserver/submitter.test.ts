@@ -3,21 +3,24 @@ import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
 import type { StoredMessage } from "../model/types.js";
-import type { MessageQueue } from "../queue/port.js";
+import { decodeSubmitted } from "../pipeline/records.js";
+import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
+import { MemorySendClaims } from "../sendclaims/memory.js";
+import type { SendClaims } from "../sendclaims/port.js";
 import { QueueSubmitter } from "./submitter.js";
 
 const CHANNEL = 10n;
 const ALICE = { userId: 1n, deviceId: 11n };
 
 /** A direct channel of Alice and Bob; the log and the queue as the test drives them. */
-function submitter(log: Pick<MessageLog, "findByClientMsgId">, publish: MessageQueue["publish"]) {
+function submitter(log: Pick<MessageLog, "findByClientMsgId">, publish: MessageQueue["publish"], claims?: SendClaims, firstId = 100n) {
   const channels = {
     getChannel: async () => ({ channelId: CHANNEL, kind: "direct", title: "", createdAtMs: 1, createdBy: 1n }),
     listMembers: async () => [{ userId: 1n }, { userId: 2n }],
   } as unknown as ChannelStore;
-  let id = 100n;
+  let id = firstId;
   const ids = { next: () => ++id } as unknown as IdGenerator;
-  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: log as MessageLog, ids });
+  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: log as MessageLog, ids, claims });
 }
 
 const send = { channelId: CHANNEL, clientMsgId: "c1", text: "hi" };
@@ -63,5 +66,43 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await readFails.submit(ALICE, send), { messageId: 101n, duplicate: false });
     const publishFails = submitter({ findByClientMsgId: async () => undefined }, async () => assert.fail("kafka away"));
     await assert.rejects(publishFails.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "unavailable");
+  });
+
+  describe("with claims shared by the chat servers", () => {
+    const notStored = { findByClientMsgId: async () => undefined };
+    /** What a server published, as the Sequencer would read it. */
+    const recorder = (into: bigint[]) => async (_topic: string, records: readonly OutgoingRecord[]) =>
+      void into.push(...records.map((r) => decodeSubmitted(r.value).messageId));
+
+    it("gives a resend through another chat server, before the first copy is stored, the first copy's id", async () => {
+      const claims = new MemorySendClaims(60_000);
+      const [onA, onB]: bigint[][] = [[], []];
+      const a = submitter(notStored, recorder(onA), claims, 100n);
+      const b = submitter(notStored, recorder(onB), claims, 500n);
+      assert.deepStrictEqual(await a.submit(ALICE, send), { messageId: 101n, duplicate: false });
+      // The device lost A (its ack, or A itself) and resends through B.
+      assert.deepStrictEqual(await b.submit(ALICE, send), { messageId: 101n, duplicate: true });
+      // B's copy goes out under A's id, so the Sequencer stores one message by that id whichever copy comes first.
+      assert.deepStrictEqual([onA, onB], [[101n], [101n]]);
+      assert.deepStrictEqual(await b.submit(ALICE, { ...send, clientMsgId: "c2" }), { messageId: 502n, duplicate: false });
+    });
+
+    it("publishes under the claimed id even when the first server's copy never became durable", async () => {
+      const claims = new MemorySendClaims(60_000);
+      const onB: bigint[] = [];
+      const a = submitter(notStored, async () => assert.fail("kafka away from A"), claims, 100n);
+      await assert.rejects(a.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "unavailable");
+      const b = submitter(notStored, recorder(onB), claims, 500n);
+      assert.deepStrictEqual(await b.submit(ALICE, send), { messageId: 101n, duplicate: true });
+      assert.deepStrictEqual(onB, [101n]);
+    });
+
+    it("keeps its own id when the claims cannot be reached: the send is not held up", async () => {
+      const away: SendClaims = { claim: async () => assert.fail("redis away"), close: async () => {} };
+      const published: bigint[] = [];
+      const s = submitter(notStored, recorder(published), away);
+      assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 101n, duplicate: false });
+      assert.deepStrictEqual(published, [101n]);
+    });
   });
 });

@@ -1,3 +1,4 @@
+import type { Counter } from "prom-client";
 import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
@@ -8,6 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { encodeSubmitted } from "../pipeline/records.js";
 import { Topics } from "../pipeline/topics.js";
 import type { MessageQueue } from "../queue/port.js";
+import { sendKey, type SendClaims } from "../sendclaims/port.js";
 import { validateSend } from "./validate.js";
 
 export interface QueueSubmitterDeps {
@@ -18,6 +20,10 @@ export interface QueueSubmitterDeps {
   now?: () => number;
   /** How many recent sends to remember for idempotency before they are sequenced. */
   recentCapacity?: number;
+  /** Which id a send gets across chat servers; without it, only this server's memory and the MessageLog answer a resend. */
+  claims?: SendClaims;
+  /** Claims by outcome: `new`, `held` (a resend another server took first), `failed` (the send keeps its own id). */
+  claimOutcomes?: Counter<"outcome">;
 }
 
 /**
@@ -43,11 +49,10 @@ export class QueueSubmitter implements MessageSubmitter {
     const { log, queue, ids } = this.deps;
     // Reserve the key before any await, so two copies of one send racing
     // each other get one message id.
-    // clientMsgId is unique per device, so the device is part of the key.
-    const recentKey = `${sender.userId}/${sender.deviceId}/${cmd.channelId}/${cmd.clientMsgId}`;
+    const recentKey = sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId);
     const known = this.recent.peek(recentKey);
     if (known !== undefined) return { messageId: await known, duplicate: true };
-    const messageId = ids.next();
+    const minted = ids.next();
     let settle!: (id: bigint | Error) => void;
     const accepted = new Promise<bigint>((resolve, reject) => {
       settle = (v) => (typeof v === "bigint" ? resolve(v) : reject(v));
@@ -55,7 +60,12 @@ export class QueueSubmitter implements MessageSubmitter {
     accepted.catch(() => {}); // only concurrent copies observe a refusal
     this.recent.set(recentKey, accepted);
     try {
-      if (!(await this.members.isMember(cmd.channelId, sender.userId))) throw new ChatError("not_a_member", "not a member of this channel");
+      // A claim made for a send then refused is harmless: a resend is published under that id.
+      const [member, messageId] = await Promise.all([
+        this.members.isMember(cmd.channelId, sender.userId),
+        this.claim(recentKey, minted),
+      ]);
+      if (!member) throw new ChatError("not_a_member", "not a member of this channel");
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then
       // one more record, which the sequencer drops as a duplicate; a failed
@@ -71,6 +81,8 @@ export class QueueSubmitter implements MessageSubmitter {
         return { messageId: stored.value.messageId, duplicate: true };
       }
       if (published.status === "rejected") throw published.reason;
+      settle(messageId);
+      return { messageId, duplicate: messageId !== minted };
     } catch (err) {
       this.recent.delete(recentKey);
       const refusal =
@@ -78,7 +90,24 @@ export class QueueSubmitter implements MessageSubmitter {
       settle(refusal);
       throw refusal;
     }
-    settle(messageId);
-    return { messageId, duplicate: false };
+  }
+
+  /**
+   * The id this send goes by: `minted`, unless another chat server claimed the
+   * send first (a resend that moved servers while the first copy is still in
+   * the pipeline). Without claims (Redis away) the send keeps its own id, as
+   * the Sequencer still stores it once.
+   */
+  private async claim(key: string, minted: bigint): Promise<bigint> {
+    const { claims, claimOutcomes } = this.deps;
+    if (!claims) return minted;
+    try {
+      const holder = await claims.claim(key, minted);
+      claimOutcomes?.inc({ outcome: holder === minted ? "new" : "held" });
+      return holder;
+    } catch {
+      claimOutcomes?.inc({ outcome: "failed" });
+      return minted;
+    }
   }
 }

@@ -6,6 +6,7 @@ import { topicSpecs } from "../pipeline/topics.js";
 import { EtcdServerRegistry } from "../registry/etcd.js";
 import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
+import { RedisSendClaims } from "../sendclaims/redis.js";
 import { RedisLoginAttempts } from "../throttle/redis.js";
 
 /**
@@ -36,6 +37,11 @@ export function openRoutes(e: EngineEndpoints, logger: Logger) {
 /** Failed-login counters shared by every api process, beside the cluster's other keys. */
 export function openLoginAttempts(e: EngineEndpoints, windowMs: number) {
   return new RedisLoginAttempts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, windowMs });
+}
+
+/** Which chat server took a send first, shared by all of them. */
+export function openSendClaims(e: EngineEndpoints, ttlMs: number) {
+  return new RedisSendClaims({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, ttlMs });
 }
 
 export function openRegistry(e: EngineEndpoints, logger: Logger) {

@@ -3,6 +3,8 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { stopGrpcServer } from "./lifecycle.js";
 
 const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
 const FAILS = fileURLToPath(new URL("./testdata/fails.ts", import.meta.url));
@@ -48,5 +50,30 @@ describe("stopOnSignals", function () {
     assert.equal(code, 1, lines.join("\n"));
     assert.ok(lines.includes("stopped"), lines.join("\n"));
     assert.ok(lines.some((l) => l.includes("cannot go on") && l.includes("the consumer stopped for good")), lines.join("\n"));
+  });
+});
+
+describe("stopGrpcServer", () => {
+  it("cuts the calls still open after the grace, instead of waiting for their peers for ever", async () => {
+    const raw = (b: Buffer) => b;
+    const server = new grpc.Server();
+    // A server stream that never ends, as a gateway's session stream or a health Watch.
+    server.addService(
+      { hang: { path: "/test.Hang/Hang", requestStream: false, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
+      { hang: (call: grpc.ServerWritableStream<Buffer, Buffer>) => void call.write(Buffer.from("open")) },
+    );
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+    );
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const call = client.makeServerStreamRequest("/test.Hang/Hang", raw, raw, Buffer.alloc(0));
+      const ended = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+      await new Promise((r) => call.once("data", r));
+      await stopGrpcServer(server, 200);
+      assert.equal((await ended).code, grpc.status.CANCELLED);
+    } finally {
+      client.close();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import http from "node:http";
 import type http2 from "node:http2";
+import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -108,4 +109,24 @@ export function closableHttp2(server: http2.Http2Server | http2.Http2SecureServe
         for (const session of sessions) session.close();
       }),
   };
+}
+
+/**
+ * Stops a grpc-js server: no new calls, and `graceMs` for the calls in flight
+ * to finish before every connection is cut. `tryShutdown` alone waits until
+ * every peer has closed its connection, which a frozen peer (a stopped VM, a
+ * process in SIGSTOP) never does.
+ */
+export function stopGrpcServer(server: GrpcServer, graceMs = 2_000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -9,7 +9,7 @@ import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_p
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
+import { connectRedis, engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { Etcd3 } from "etcd3";
@@ -208,7 +208,6 @@ describe("distributed mode on the real engines (separate processes)", function (
   it("moves sessions off a chat server killed with SIGKILL, losing nothing acked", async () => {
     await underLoad(async () => {
       const victim = await takeBusiest();
-      const t0 = Date.now();
       await victim.kill();
       void t0;
     }, "chat-server-kill", (LEASE_TTL_S + 5) * 1000);
@@ -285,5 +284,44 @@ describe("distributed mode on the real engines (separate processes)", function (
       execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "down", "redis"], { stdio: "pipe" });
       execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "up", "redis"], { stdio: "pipe" });
     }, "redis-restart");
+  });
+
+  it("acks a resend that moved to another chat server before the first copy was stored with the first copy's id", async () => {
+    const [a, b] = [await signUp(apiUrl(), "rs"), await signUp(apiUrl(), "rs")];
+    const direct = (await a.api.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    const [da, db] = await Promise.all([connect(0, a.devices[0]!.token), connect(1, b.devices[0]!.token)]);
+    const key = `moved-${run}`;
+    const ackOf = async (reply: Promise<ServerFrame>) => {
+      const f = await reply;
+      assert.equal(f.kind.case, "sendAck", JSON.stringify(f.kind.value, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+      return f.kind.value as { messageId: bigint; duplicate: boolean };
+    };
+    const redis = await connectRedis();
+    // Nothing reaches the MessageLog while the pipeline is frozen, so only the claim knows the first id.
+    for (const p of pipelines) p.child.kill("SIGSTOP");
+    try {
+      const first = await ackOf(da.reply(da.sendFrame({ kind: { case: "send", value: { channelId: direct, text: "once", clientMsgId: key } } })));
+      // The device loses that ack and its chat server (drained), and its session moves to the other one.
+      const holderId = (await redis.hkeys(`chat:route:${a.userId}`))[0];
+      const i = chatServers.findIndex((c) => c.info.serverId === holderId);
+      assert.ok(i >= 0, `the chat server holding the sender (${holderId}) is one of ours`);
+      const holder = chatServers.splice(i, 1)[0]!;
+      await holder.stop();
+      const again = await waitFor(
+        async () => ackOf(da.reply(da.sendFrame({ kind: { case: "send", value: { channelId: direct, text: "once", clientMsgId: key } } }), 3_000)).catch(() => undefined),
+        "the resend acked by the other chat server",
+        30_000,
+      );
+      assert.deepStrictEqual(again, { ...first, duplicate: true }, "the resend's ack names the first copy's message");
+    } finally {
+      for (const p of pipelines) p.child.kill("SIGCONT");
+      await redis.quit();
+    }
+    // Stored and delivered once, under that id.
+    await waitFor(() => db.messagesIn(direct).length > 0, "the message at the peer", 60_000);
+    await waitFor(() => da.messagesIn(direct).length > 0, "the message at the sender", 60_000);
+    for (const d of [da, db]) assert.deepStrictEqual(d.messagesIn(direct).map((m) => [m.clientMsgId, m.seq]), [[key, 1n]]);
+    assert.equal(db.messagesIn(direct)[0]!.messageId, da.messagesIn(direct)[0]!.messageId);
+    chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs5-${run}` }));
   });
 });

@@ -1,0 +1,65 @@
+import { Redis } from "ioredis";
+import type { SendClaims } from "./port.js";
+
+export interface RedisSendClaimsOptions {
+  /** redis://host:port */
+  url: string;
+  /** Every key starts with this (default "chat:"). */
+  keyPrefix?: string;
+  ttlMs: number;
+  /** A claim Redis has not answered in this long fails (default 250 ms). */
+  commandTimeoutMs?: number;
+}
+
+/**
+ * Claims in Redis, `<prefix>send:<key>` = message id, set only if absent and
+ * expiring with the claim; one MULTI (SET NX PX, GET) answers who holds it,
+ * on any Redis version and on Redis Cluster (one key). The client fails
+ * fast rather than queueing while Redis is away (no offline queue, a short
+ * command timeout): the caller then keeps its own id, as before claims, and
+ * the send is not held up.
+ */
+export class RedisSendClaims implements SendClaims {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(private readonly options: RedisSendClaimsOptions) {
+    if (!Number.isInteger(options.ttlMs) || options.ttlMs < 1) throw new RangeError(`ttlMs must be a positive integer, got ${options.ttlMs}`);
+    this.redis = new Redis(options.url, {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs ?? 250,
+      connectTimeout: 3_000,
+      retryStrategy: (times) => Math.min(times * 100, 2_000),
+    });
+    this.redis.on("error", () => {}); // failures surface on the claims, where the caller counts them
+    this.prefix = `${options.keyPrefix ?? "chat:"}send:`;
+  }
+
+  /**
+   * Connects, and keeps reconnecting after a loss; rejects, naming the address,
+   * if Redis cannot be reached now (claims fail until it can).
+   */
+  async connect(): Promise<void> {
+    if (this.redis.status !== "wait") return;
+    try {
+      await this.redis.connect();
+    } catch (err) {
+      throw new Error(`cannot connect to Redis at ${this.options.url} (send claims): ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async claim(key: string, messageId: bigint): Promise<bigint> {
+    const k = this.prefix + key;
+    const replies = await this.redis.multi().set(k, messageId.toString(), "PX", this.options.ttlMs, "NX").get(k).exec();
+    const held = replies?.[1];
+    if (!held || held[0]) throw held?.[0] ?? new Error("redis transaction aborted");
+    return BigInt(held[1] as string);
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
