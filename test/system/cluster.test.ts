@@ -209,7 +209,6 @@ describe("distributed mode on the real engines (separate processes)", function (
     await underLoad(async () => {
       const victim = await takeBusiest();
       await victim.kill();
-      void t0;
     }, "chat-server-kill", (LEASE_TTL_S + 5) * 1000);
     // A replacement joins, as an orchestrator would start one.
     chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
