@@ -29,6 +29,7 @@ import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { storeAudience } from "../../internal/presence/audience.js";
 import { MemoryPresenceStore } from "../../internal/presence/memory.js";
 import { RedisPresenceStore } from "../../internal/presence/redis.js";
+import { presenceMetrics } from "../../internal/presence/metrics.js";
 import { PresenceTracker } from "../../internal/presence/tracker.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
@@ -78,6 +79,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     graceMs: config.presence.graceMs,
     sweepIntervalMs: config.presence.sweepIntervalMs,
     logger: logger.child({ component: "presence" }),
+    ...presenceMetrics(registry),
   });
   // One process owns every channel and inbox: a send is stored in the log and
   // in its members' inboxes by one transaction (internal/pipeline/direct-submitter.ts).

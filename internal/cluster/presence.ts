@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import { Counter, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { presenceMetrics } from "../presence/metrics.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { EnvReader } from "../config/env.js";
@@ -80,12 +81,6 @@ export const presenceKeyPrefix = (etcdPrefix: string): string => `${etcdPrefix}:
 export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence {
   const store = new RedisPresenceStore({ redis: deps.redisUrl, prefix: deps.keyPrefix });
   const batching = new BatchingDirectory(deps.directory, { windowMs: deps.config.batchWindowMs });
-  const changes = deps.registry
-    ? new Counter({ name: "chat_presence_changes_total", help: "Presence flips this process announced", labelNames: ["status"], registers: [deps.registry] })
-    : undefined;
-  const sweeps = deps.registry
-    ? new Counter({ name: "chat_presence_sweeps_total", help: "Sweeps for users whose grace period ran out, finished by this process", registers: [deps.registry] })
-    : undefined;
   const tracker = new PresenceTracker({
     store,
     audience: storeAudience(deps.storage),
@@ -93,8 +88,7 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
     graceMs: deps.config.graceMs,
     sweepIntervalMs: deps.config.sweepIntervalMs,
     logger: deps.logger.child({ component: "presence" }),
-    onChange: (c) => changes?.inc({ status: c.online ? "online" : "offline" }),
-    onSwept: () => sweeps?.inc(),
+    ...(deps.registry && presenceMetrics(deps.registry)),
   });
   tracker.start();
   return {

@@ -26,3 +26,27 @@ export async function notifierSettled(metricsUrl: string, timeoutMs: number, int
     intervalMs,
   );
 }
+
+const sweepsOf = async (metricsUrl: string) => (await scrapeMetric(metricsUrl, "chat_presence_sweeps_total")) ?? NaN;
+
+/** Each process serving `metricsUrls` has finished two more presence sweeps: a flip that was due is announced. */
+export async function sweptTwiceMore(metricsUrls: readonly string[]): Promise<void> {
+  const before = await Promise.all(metricsUrls.map(sweepsOf));
+  await waitFor(
+    async () => (await Promise.all(metricsUrls.map(sweepsOf))).every((n, i) => n >= before[i]! + 2),
+    "every sweeper to sweep twice more",
+    10_000,
+    50,
+  );
+}
+
+/**
+ * The grace period of anything that went quiet before this call has run out,
+ * and every sweeper has looked since: an offline event that was going to
+ * come has come. What a test needs before asserting that one did not.
+ */
+export async function graceRanOut(metricsUrls: readonly string[], graceMs: number): Promise<void> {
+  const due = Date.now() + graceMs;
+  await waitFor(() => Date.now() >= due, "the grace period to run out", graceMs + 10_000, 50);
+  await sweptTwiceMore(metricsUrls);
+}

@@ -15,7 +15,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
-import { notifierSettled, scrapeMetric } from "../support/metrics.js";
+import { graceRanOut, notifierSettled, sweptTwiceMore } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
 const HEARTBEAT_MS = 1_000;
@@ -133,18 +133,8 @@ describe("distributed mode: presence and push across processes", function () {
   };
 
   const metricsOf = (role: RoleProcess) => `http://127.0.0.1:${String(role.info.ops)}/metrics`;
-  const sweeps = async (role: RoleProcess) => (await scrapeMetric(metricsOf(role), "chat_presence_sweeps_total")) ?? NaN;
-  /** Every process that sweeps (the chat servers and cmd/presence) has finished two more sweeps. */
-  const sweptTwiceMore = async (): Promise<void> => {
-    const sweepers = [...chatServers, sweeper];
-    const before = await Promise.all(sweepers.map(sweeps));
-    await waitFor(
-      async () => (await Promise.all(sweepers.map(sweeps))).every((n, i) => n >= before[i]! + 2),
-      "every sweeper to sweep twice more",
-      10_000,
-      50,
-    );
-  };
+  /** Every process that sweeps: the chat servers and cmd/presence. */
+  const sweepers = () => [...chatServers, sweeper].map(metricsOf);
 
   before(async () => {
     redis = new Redis(engines.redisUrl);
@@ -199,7 +189,7 @@ describe("distributed mode: presence and push across processes", function () {
     assert.equal((await daveView.getPresence({ userIds: [alice.userId] })).presences[0]!.status, PresenceStatus.OFFLINE, "a stranger cannot see it");
 
     // Heartbeats keep her online well past the grace period.
-    await sleep(GRACE_MS + 500);
+    await graceRanOut(sweepers(), GRACE_MS);
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE], "no flapping while heartbeating");
 
     const closedAt = Date.now();
@@ -212,7 +202,7 @@ describe("distributed mode: presence and push across processes", function () {
     // A lower bound only (a slow machine makes the event later, never earlier): nothing inside the grace period.
     assert.ok(Date.now() - closedAt >= GRACE_MS - 100, "not before the grace period ran out");
     // Three processes sweep (both chat servers and cmd/presence): still one event each.
-    await sweptTwiceMore();
+    await sweptTwiceMore(sweepers());
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
     assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
     const queried = (await bobView.getPresence({ userIds: [alice.userId] })).presences[0]!;
@@ -251,7 +241,7 @@ describe("distributed mode: presence and push across processes", function () {
     await apiClients(apiUrl(), token).auth.logout({});
     await waitFor(() => b.statuses(alice.userId).length === 4 && c.statuses(alice.userId).length === 4, "offline after the logout", GRACE_MS);
     assert.ok(Date.now() - loggedOutAt < GRACE_MS / 2, `offline ${Date.now() - loggedOutAt} ms after logout`);
-    await sleep(GRACE_MS + 500);
+    await graceRanOut(sweepers(), GRACE_MS);
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "no second offline when the grace period would have run out");
     assert.deepEqual(d.events(alice.userId), []);
   });
@@ -283,7 +273,7 @@ describe("distributed mode: presence and push across processes", function () {
     assert.ok(offlineAfter >= GRACE_MS - HEARTBEAT_MS, `offline ${offlineAfter} ms after the crash: not before the grace period`);
     const lastSeen = timestampMs(b.events(alice.userId)[1]!.lastSeenAt!);
     assert.ok(lastSeen <= silentAt && lastSeen > silentAt - 2 * HEARTBEAT_MS, `last seen ${silentAt - lastSeen} ms before the crash`);
-    await sweptTwiceMore();
+    await sweptTwiceMore(sweepers());
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
     assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
   });
