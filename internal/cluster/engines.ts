@@ -30,8 +30,9 @@ export async function openQueue(e: EngineEndpoints, clientId: string, logger: Lo
   return queue;
 }
 
+/** Under the cluster's prefix, as every Redis key of the cluster, so clusters sharing a Redis never mix. */
 export function openRoutes(e: EngineEndpoints, logger: Logger) {
-  return new RedisSessionRoutes({ url: e.redisUrl, logger });
+  return new RedisSessionRoutes({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, logger });
 }
 
 /** Failed-login counters shared by every api process, beside the cluster's other keys. */

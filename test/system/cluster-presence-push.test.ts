@@ -115,7 +115,7 @@ describe("distributed mode: presence and push across processes", function () {
   };
   /** The chat servers holding a session of the user (the routing table in Redis). */
   const serversOf = async (userId: bigint): Promise<string[]> => {
-    const h = await redis.hgetall(`chat:route:${userId}`);
+    const h = await redis.hgetall(`${scope.env.CHAT_ETCD_PREFIX}:route:${userId}`);
     return Object.entries(h)
       .filter(([, expiry]) => Number(expiry) > Date.now())
       .map(([serverId]) => serverId);

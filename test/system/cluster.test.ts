@@ -301,7 +301,7 @@ describe("distributed mode on the real engines (separate processes)", function (
     try {
       const first = await ackOf(da.reply(da.sendFrame({ kind: { case: "send", value: { channelId: direct, text: "once", clientMsgId: key } } })));
       // The device loses that ack and its chat server (drained), and its session moves to the other one.
-      const holderId = (await redis.hkeys(`chat:route:${a.userId}`))[0];
+      const holderId = (await redis.hkeys(`${scope.env.CHAT_ETCD_PREFIX}:route:${a.userId}`))[0];
       const i = chatServers.findIndex((c) => c.info.serverId === holderId);
       assert.ok(i >= 0, `the chat server holding the sender (${holderId}) is one of ours`);
       const holder = chatServers.splice(i, 1)[0]!;
