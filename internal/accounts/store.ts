@@ -27,6 +27,12 @@ export interface AccountStore {
   touchDevice(userId: Id, deviceId: Id, atMs: number): Promise<void>;
   /** Marks the device revoked and deletes its refresh tokens. */
   revokeDevice(userId: Id, deviceId: Id): Promise<void>;
+  /**
+   * Deletes a revoked device's row (a device not revoked is left alone). Only
+   * for a device none of whose access tokens can still be valid: with no row,
+   * a device reads as never signed out.
+   */
+  forgetDevice(userId: Id, deviceId: Id): Promise<void>;
 
   /** Tokens are stored by a hash, never in clear. */
   putRefreshToken(tokenHash: string, record: RefreshTokenRecord): Promise<void>;

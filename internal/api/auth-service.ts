@@ -23,6 +23,9 @@ import * as v from "./validate.js";
  */
 export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 
+/** How far apart the clocks of the api processes may be, beside a token's lifetime. */
+const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60_000;
+
 export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
@@ -33,10 +36,24 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
     devices?.forget(userId, deviceId);
     await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
   }
-  /** Past the account's device limit, signs out the devices seen least recently (never `keep`, the one just made). */
-  async function signOutBeyondLimit(userId: Id, keep: Id): Promise<void> {
+  /**
+   * At a login: forgets the devices signed out long enough ago that none of
+   * their access tokens can still be valid (an account that signs in and out
+   * every day would otherwise pile up rows), and past the account's device
+   * limit signs out the devices seen least recently (never `keep`, the one
+   * just made).
+   */
+  async function tidyDevices(userId: Id, keep: Id): Promise<void> {
     const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
-    const active = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
+    const devices = await deps.accounts.listDevices(userId);
+    // A device's newest access token was signed when it was last seen (its login or last refresh).
+    const tokensExpiredBefore = now() - deps.signer.ttlMs - CLOCK_SKEW_ALLOWANCE_MS;
+    for (const d of devices) {
+      if (!d.revoked || d.lastSeenAtMs >= tokensExpiredBefore) continue;
+      await deps.accounts.forgetDevice(userId, d.deviceId);
+      await deps.inbox.dropCursor(userId, d.deviceId);
+    }
+    const active = devices.filter((d) => !d.revoked && d.deviceId !== keep);
     const excess = active.length + 1 - max;
     if (excess <= 0) return;
     const oldest = active.sort((a, b) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : 1)).slice(0, excess);
@@ -122,7 +139,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       }
       if (counted?.failures) await deps.limits?.loginSucceeded(req.username, address);
       const device = await newDevice(user, req.device);
-      await signOutBeyondLimit(user.userId, device.deviceId);
+      await tidyDevices(user.userId, device.deviceId);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 

@@ -147,6 +147,26 @@ describe("api: AuthService", () => {
     assert.deepEqual(await authEvents(registry), { device_pruned: 1 });
   });
 
+  it("forgets, at a later login, a device signed out so long ago that none of its access tokens is still valid", async () => {
+    const first = await api.signUp("erin", "correct horse");
+    const login = async () => (await api.anon.auth.login({ username: "erin", password: "correct horse" })).credentials!;
+    const gone = await login();
+    await api.storage.inbox.advanceCursor(gone.userId, gone.deviceId, 3n);
+    await api.clients(gone.accessToken).auth.logout({});
+    const { accounts, inbox } = api.storage;
+
+    // Its last token expires 15 min after it was issued; the clocks of other api processes may be minutes apart.
+    api.clock.ms += 15 * 60_000 + 60_000;
+    await login();
+    assert.equal((await accounts.getDevice(gone.userId, gone.deviceId))?.revoked, true, "forgotten while a token might still be valid");
+
+    api.clock.ms += 5 * 60_000;
+    await login();
+    assert.equal(await accounts.getDevice(gone.userId, gone.deviceId), undefined);
+    assert.equal(await inbox.getCursor(gone.userId, gone.deviceId), 0n);
+    assert.equal((await accounts.listDevices(first.userId)).length, 3, "the devices still signed in are all kept, however long unseen");
+  });
+
   it("shuts a signed-out device's access token out: at once after a logout here, within 10 s of one elsewhere", async () => {
     const u = await api.signUp();
     const other = await api.signUp();

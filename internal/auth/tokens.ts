@@ -55,7 +55,8 @@ export function keyIdOf(publicKey: KeyObject): string {
 }
 
 export class TokenSigner {
-  private readonly ttlMs: number;
+  /** How long an access token it signs is valid. */
+  readonly ttlMs: number;
   private readonly now: () => number;
 
   constructor(

@@ -20,6 +20,7 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
     head: async () => kept[kept.length - 1] ?? 0n,
     getCursor: async () => cursor,
     advanceCursor: async () => {},
+    dropCursor: async () => {},
   };
 }
 
@@ -101,6 +102,7 @@ function controlledInbox(count: number, text = "hi") {
       return 0n;
     },
     advanceCursor: async (_u: Id, _d: Id, seq: bigint) => void state.cursors.push(seq),
+    dropCursor: () => Promise.reject(new Error("not in this test")),
   };
   return { inbox, state, entry };
 }

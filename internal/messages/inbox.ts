@@ -39,6 +39,8 @@ export interface Inbox {
    * on Cassandra an answer would be a read more per ack.
    */
   advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void>;
+  /** Deletes the cursor of a device gone for good; it is never advanced again (on Cassandra it could not be). */
+  dropCursor(userId: Id, deviceId: Id): Promise<void>;
 }
 
 /**

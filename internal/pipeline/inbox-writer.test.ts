@@ -48,6 +48,7 @@ function flakyInbox(failFor: Id): Inbox {
       return 0n;
     },
     async advanceCursor() {},
+    async dropCursor() {},
   };
 }
 

@@ -66,6 +66,7 @@ export class CassandraAccountStore implements AccountStore {
       devices: `SELECT * FROM ${t("devices")} WHERE user_id = ?`,
       touch: `UPDATE ${t("devices")} SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ? IF EXISTS`,
       revoke: `UPDATE ${t("devices")} SET revoked = true WHERE user_id = ? AND device_id = ? IF EXISTS`,
+      forget: `DELETE FROM ${t("devices")} WHERE user_id = ? AND device_id = ? IF revoked = true`,
 
       putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
                  USING TTL ?`,
@@ -160,6 +161,11 @@ export class CassandraAccountStore implements AccountStore {
     const hashes = (await this.db.rows(this.q.deviceTokens, [userId, deviceId])).map((r) => r.get("token_hash") as string);
     await mapLimit(hashes, FANOUT, (h) => this.db.write(this.q.deleteToken, [h]));
     await this.db.write(this.q.unindexDevice, [userId, deviceId]);
+  }
+
+  async forgetDevice(userId: Id, deviceId: Id): Promise<void> {
+    // Conditional, so that only a revoked row goes; touchDevice writes IF EXISTS, so nothing brings it back.
+    await this.db.lwt(this.q.forget, [userId, deviceId]);
   }
 
   async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {

@@ -57,6 +57,7 @@ export class CassandraInbox implements Inbox {
       putDedup: `INSERT INTO ${t("inbox_dedup")} (user_id, message_id, inbox_seq) VALUES (?, ?, ?) USING TTL ?`,
       cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
+      dropCursor: `DELETE FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
@@ -137,6 +138,11 @@ export class CassandraInbox implements Inbox {
   async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
     // The cursor value is the write timestamp: the largest wins, with no read and no Paxos.
     if (seq > 0n) await this.db.write(this.q.putCursor, [userId, deviceId, seq, seq]);
+  }
+
+  async dropCursor(userId: Id, deviceId: Id): Promise<void> {
+    // At the clock's timestamp, far above every cursor's (its seq): it also shadows any later advance.
+    await this.db.write(this.q.dropCursor, [userId, deviceId]);
   }
 
 

@@ -136,6 +136,17 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.takeRefreshToken(t3), { record: { ...rec, deviceId: other.deviceId }, reused: false });
         assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
       });
+
+      it("forgetDevice deletes a revoked device's row, and leaves a device still signed in alone", async () => {
+        const u = await newUser();
+        const [gone, kept] = [await newDevice(u.userId, "old"), await newDevice(u.userId, "new")];
+        await s.revokeDevice(u.userId, gone.deviceId);
+        await s.forgetDevice(u.userId, gone.deviceId);
+        await s.forgetDevice(u.userId, kept.deviceId);
+        assert.equal(await s.getDevice(u.userId, gone.deviceId), undefined);
+        assert.deepStrictEqual(await s.listDevices(u.userId), [kept]);
+        await s.forgetDevice(u.userId, uniqueId()); // an unknown device: nothing to do
+      });
     });
 
     describe("refresh tokens", () => {

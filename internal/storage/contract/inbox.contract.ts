@@ -163,6 +163,15 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.equal(await inbox.getCursor(u, d), 8n);
       });
 
+      it("are dropped one device at a time", async () => {
+        const [u, d1, d2] = [uniqueId(), uniqueId(), uniqueId()];
+        await inbox.advanceCursor(u, d1, 5n);
+        await inbox.advanceCursor(u, d2, 2n);
+        await inbox.dropCursor(u, d1);
+        assert.deepStrictEqual([await inbox.getCursor(u, d1), await inbox.getCursor(u, d2)], [0n, 2n]);
+        await inbox.dropCursor(u, uniqueId()); // a device with no cursor: nothing to do
+      });
+
       it("are independent per device and per user", async () => {
         const [u, v, d1, d2] = [uniqueId(), uniqueId(), uniqueId(), uniqueId()];
         await inbox.advanceCursor(u, d1, 5n);

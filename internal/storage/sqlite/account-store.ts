@@ -42,6 +42,7 @@ function build(db: SqliteDatabase) {
     devices: p("SELECT * FROM devices WHERE user_id = ? ORDER BY device_id"),
     touchDevice: p("UPDATE devices SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ?"),
     revokeDevice: p("UPDATE devices SET revoked = 1 WHERE user_id = ? AND device_id = ?"),
+    forgetDevice: p("DELETE FROM devices WHERE user_id = ? AND device_id = ? AND revoked = 1"),
     deleteDeviceTokens: p("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?"),
 
     putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
@@ -162,6 +163,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async revokeDevice(userId: Id, deviceId: Id): Promise<void> {
     this.s.revokeTx.immediate(userId, deviceId);
+  }
+
+  async forgetDevice(userId: Id, deviceId: Id): Promise<void> {
+    this.s.forgetDevice.run(userId, deviceId);
   }
 
   async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {

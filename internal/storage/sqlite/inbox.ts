@@ -19,6 +19,7 @@ function build(db: SqliteDatabase) {
     // The head is the newest row (schema version 3); the next entry takes head + 1.
     head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
     cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
+    dropCursor: p("DELETE FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
     advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
                       ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)`),
   };
@@ -82,5 +83,9 @@ export class SqliteInbox implements Inbox {
   async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
     // Every device acks what it stored: these share a commit with the turn's other writes.
     await this.commits.run(() => this.s.advanceCursor.run(userId, deviceId, seq));
+  }
+
+  async dropCursor(userId: Id, deviceId: Id): Promise<void> {
+    await this.commits.run(() => this.s.dropCursor.run(userId, deviceId));
   }
 }
