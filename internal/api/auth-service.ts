@@ -101,7 +101,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
   }
 
   return {
-    async signUp(req) {
+    async signUp(req, ctx) {
       const username = v.username(req.username);
       v.password(req.password);
       // An empty display name falls back to the username rather than failing sign-up.
@@ -118,6 +118,8 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       };
       await deps.accounts.createUser(user); // still refuses a concurrent sign-up of the same name
       const device = await newDevice(user, req.device);
+      // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
+      await deps.limits?.signedIn(username, clientAddress(ctx));
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
@@ -137,7 +139,7 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
         await deps.limits?.loginFailed(req.username, address);
         throw fail;
       }
-      if (counted?.failures) await deps.limits?.loginSucceeded(req.username, address);
+      await deps.limits?.signedIn(req.username, address, counted?.failures);
       const device = await newDevice(user, req.device);
       await tidyDevices(user.userId, device.deviceId);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };

@@ -117,11 +117,31 @@ describe("api: limits", () => {
       assert.equal((await rpcError(() => login("frank", "right password", "10.0.2.1"))).code, Code.ResourceExhausted);
     });
 
+    it("lets the owner in from an address the account signed in from before, while a guesser spread over many has it refused elsewhere", async () => {
+      await start({ loginMaxFailures: 2 });
+      await signUp("hana", "10.0.9.1"); // made at home
+      await login("hana", "correct horse", "10.0.9.2"); // and signed in at work
+      for (let a = 1; a <= 10; a++) {
+        for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => login("hana", "wrong", `10.0.1.${a}`))).code, Code.Unauthenticated);
+      }
+      assert.equal((await rpcError(() => login("hana", "correct horse", "10.0.2.1"))).code, Code.ResourceExhausted);
+      // A new device at home or at work gets in, and the failures of everyone else are forgotten.
+      await login("hana", "correct horse", "10.0.9.1");
+      await login("hana", "correct horse", "10.0.2.1");
+      // Known for 30 days, not for ever.
+      for (let a = 1; a <= 10; a++) for (let i = 0; i < 2; i++) await rpcError(() => login("hana", "wrong", `10.0.3.${a}`));
+      clock.ms += 30 * 24 * 3_600_000;
+      for (let a = 1; a <= 10; a++) for (let i = 0; i < 2; i++) await rpcError(() => login("hana", "wrong", `10.0.4.${a}`));
+      assert.equal((await rpcError(() => login("hana", "correct horse", "10.0.9.2"))).code, Code.ResourceExhausted);
+    });
+
     it("lets logins through when the counter store fails", async () => {
       const broken: LoginAttempts = {
         get: () => Promise.reject(new Error("down")),
         fail: () => Promise.reject(new Error("down")),
         clear: () => Promise.reject(new Error("down")),
+        rememberSuccess: () => Promise.reject(new Error("down")),
+        succeededBefore: () => Promise.reject(new Error("down")),
         close: async () => {},
       };
       await start({ loginMaxFailures: 1 }, broken);

@@ -7,6 +7,8 @@ import type { FailureCount, LoginAttempts } from "../throttle/port.js";
 
 /** Failures of one account from all addresses together before its logins are refused: a spread-out guesser. */
 const ACCOUNT_WIDE_FACTOR = 10;
+/** How long an address the account signed in from stays exempt from the account-wide refusal. */
+export const KNOWN_ADDRESS_MS = 30 * 24 * 3_600_000;
 const NONE: FailureCount = { failures: 0, resetInMs: 0 };
 
 /**
@@ -19,9 +21,11 @@ const NONE: FailureCount = { failures: 0, resetInMs: 0 };
  * Failed logins are counted per account and address, and per account from
  * every address with ten times the allowance: a guesser on one address is
  * stopped early while the owner elsewhere still gets in, and one spread over
- * many addresses is stopped too. While refused, a login is answered
- * RATE_LIMITED without checking the password, right or wrong, so refusals
- * tell a guesser nothing.
+ * many addresses is stopped too, except on the addresses the account signed
+ * up or in from within KNOWN_ADDRESS_MS, so that a guesser spread over many
+ * cannot lock the owner out of a new device at home. While refused, a login
+ * is answered RATE_LIMITED without checking the password, right or wrong, so
+ * refusals tell a guesser nothing.
  */
 export class ApiLimiter {
   private readonly auth?: KeyedBuckets;
@@ -58,10 +62,14 @@ export class ApiLimiter {
    */
   async checkLogin(username: string, address: string): Promise<{ failures: boolean }> {
     if (this.config.loginMaxFailures <= 0) return { failures: false };
-    const [pair, account] = await this.guarded(() => Promise.all([this.attempts.get(pairKey(username, address)), this.attempts.get(accountKey(username))]), [NONE, NONE]);
+    const key = pairKey(username, address);
+    const [pair, account, known] = await this.guarded(
+      () => Promise.all([this.attempts.get(key), this.attempts.get(accountKey(username)), this.attempts.succeededBefore(key)]),
+      [NONE, NONE, false] as const,
+    );
     const blocked = [
       pair.failures >= this.config.loginMaxFailures ? pair.resetInMs : 0,
-      account.failures >= this.config.loginMaxFailures * ACCOUNT_WIDE_FACTOR ? account.resetInMs : 0,
+      !known && account.failures >= this.config.loginMaxFailures * ACCOUNT_WIDE_FACTOR ? account.resetInMs : 0,
     ];
     const wait = Math.max(...blocked);
     if (wait > 0) throw new ChatError("rate_limited", `too many failed logins for this account; retry in ${seconds(wait)}`, wait);
@@ -73,9 +81,22 @@ export class ApiLimiter {
     await this.guarded(() => Promise.all([this.attempts.fail(pairKey(username, address)), this.attempts.fail(accountKey(username))]), [NONE, NONE]);
   }
 
-  async loginSucceeded(username: string, address: string): Promise<void> {
+  /**
+   * A sign-up or a login succeeded: the address is remembered as the
+   * account's, and the failures, when `checkLogin` said there were any, forgotten.
+   */
+  async signedIn(username: string, address: string, hadFailures = false): Promise<void> {
     if (this.config.loginMaxFailures <= 0) return;
-    await this.guarded(() => Promise.all([this.attempts.clear(pairKey(username, address)), this.attempts.clear(accountKey(username))]), [undefined, undefined]);
+    const key = pairKey(username, address);
+    await this.guarded(
+      () =>
+        Promise.all([
+          this.attempts.rememberSuccess(key, KNOWN_ADDRESS_MS),
+          hadFailures && this.attempts.clear(key),
+          hadFailures && this.attempts.clear(accountKey(username)),
+        ]),
+      undefined,
+    );
   }
 
   /**

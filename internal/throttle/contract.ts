@@ -49,6 +49,22 @@ export function loginAttemptsContract(name: string, makeFixture: (windowMs: numb
       assert.equal((await a.fail(k)).failures, 1);
     });
 
+    it("remembers a key's successful sign-in for the time given, apart from its failures", async () => {
+      const a = await open();
+      const [k, other] = [key(), key()];
+      assert.equal(await a.succeededBefore(k), false);
+      await a.rememberSuccess(k, 300);
+      assert.equal(await a.succeededBefore(k), true);
+      assert.equal(await a.succeededBefore(other), false);
+      await a.clear(k); // forgetting failures keeps the success
+      assert.equal(await a.succeededBefore(k), true);
+      const deadline = Date.now() + 10_000;
+      while (await a.succeededBefore(k)) {
+        assert.ok(Date.now() < deadline, "the success was never forgotten");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    });
+
     it("starts over when the window closes, and later failures do not stretch it", async () => {
       const windowMs = 1_000;
       const a = await open(windowMs);

@@ -13,12 +13,15 @@ interface Window {
  */
 export class MemoryLoginAttempts implements LoginAttempts {
   private readonly windows: LruMap<string, Window>;
+  /** Successful sign-ins: key -> until when they are remembered. */
+  private readonly successes: LruMap<string, number>;
 
   constructor(
     private readonly windowMs: number,
     options: { capacity?: number; now?: () => number } = {},
   ) {
     this.windows = new LruMap(options.capacity ?? 100_000);
+    this.successes = new LruMap(options.capacity ?? 100_000);
     this.now = options.now ?? Date.now;
   }
 
@@ -38,6 +41,14 @@ export class MemoryLoginAttempts implements LoginAttempts {
 
   async clear(key: string): Promise<void> {
     this.windows.delete(key);
+  }
+
+  async rememberSuccess(key: string, ms: number): Promise<void> {
+    this.successes.set(key, this.now() + ms);
+  }
+
+  async succeededBefore(key: string): Promise<boolean> {
+    return (this.successes.peek(key) ?? 0) > this.now();
   }
 
   async close(): Promise<void> {}

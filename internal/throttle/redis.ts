@@ -13,19 +13,22 @@ export interface RedisLoginAttemptsOptions {
 /**
  * One counter per key, `<prefix>login-fail:<key>`, that expires with its
  * window: INCR, and PEXPIRE NX sets the expiry only on the failure that
- * opened the window, so later failures never stretch it. Single-key
- * commands, so it works on Redis Cluster too.
+ * opened the window, so later failures never stretch it. A success is a key
+ * `<prefix>login-ok:<key>` that expires when it is no longer remembered.
+ * Single-key commands, so it works on Redis Cluster too.
  */
 export class RedisLoginAttempts implements LoginAttempts {
   private readonly redis: Redis;
   private readonly owned: boolean;
   private readonly prefix: string;
+  private readonly successPrefix: string;
 
   constructor(private readonly options: RedisLoginAttemptsOptions) {
     this.owned = !options.redis;
     this.redis = options.redis ?? new Redis(options.url ?? "redis://127.0.0.1:6379", { lazyConnect: true, maxRetriesPerRequest: 2 });
     if (this.owned) this.redis.on("error", () => {}); // failures surface on the commands, where the limiter logs them
     this.prefix = `${options.keyPrefix ?? "chat:"}login-fail:`;
+    this.successPrefix = `${options.keyPrefix ?? "chat:"}login-ok:`;
   }
 
   async get(key: string): Promise<FailureCount> {
@@ -42,6 +45,14 @@ export class RedisLoginAttempts implements LoginAttempts {
 
   async clear(key: string): Promise<void> {
     await this.redis.del(this.prefix + key);
+  }
+
+  async rememberSuccess(key: string, ms: number): Promise<void> {
+    await this.redis.set(this.successPrefix + key, "1", "PX", ms);
+  }
+
+  async succeededBefore(key: string): Promise<boolean> {
+    return (await this.redis.exists(this.successPrefix + key)) === 1;
   }
 
   async close(): Promise<void> {
