@@ -1,4 +1,4 @@
-import type { DeviceRecord, Id, RefreshTokenRecord, UserRecord } from "../model/types.js";
+import type { DeviceRecord, Id, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../model/types.js";
 
 export interface RefreshTokenTake {
   record: RefreshTokenRecord;
@@ -20,6 +20,9 @@ export interface AccountStore {
   /** Usernames starting with the lower-cased prefix, alphabetical. */
   searchUsers(prefix: string, limit: number): Promise<UserRecord[]>;
   updateDisplayName(userId: Id, displayName: string): Promise<void>;
+  /** Each user's presence setting; users who never chose one are left out (they have the default). */
+  getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>>;
+  setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void>;
 
   createDevice(device: DeviceRecord): Promise<void>;
   getDevice(userId: Id, deviceId: Id): Promise<DeviceRecord | undefined>;

@@ -1,22 +1,60 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
-import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
-import type { Id } from "../model/types.js";
+import { PresenceService, PresenceSettingsSchema } from "../../gen/es/chat/v1/presence_pb.js";
+import { PresenceSchema, PresenceStatus, PresenceVisibility as PbVisibility } from "../../gen/es/chat/v1/types_pb.js";
+import { ChatError } from "../model/errors.js";
+import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
+import { storeAudience } from "../presence/audience.js";
+import { presenceFrame } from "../presence/tracker.js";
 import { caller } from "./context.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
+const VISIBILITIES: [PresenceVisibility, PbVisibility][] = [
+  ["chats", PbVisibility.CHATS],
+  ["friends", PbVisibility.FRIENDS],
+  ["nobody", PbVisibility.NOBODY],
+];
+
+function visibilityFromProto(p: PbVisibility | undefined): PresenceVisibility {
+  const found = VISIBILITIES.find(([, pb]) => pb === p);
+  if (!found) throw new ChatError("invalid_argument", "settings.visibility: one of CHATS, FRIENDS, NOBODY");
+  return found[0];
+}
+
+const settingsToProto = (visibility: PresenceVisibility) =>
+  create(PresenceSettingsSchema, { visibility: VISIBILITIES.find(([k]) => k === visibility)![1] });
+
 export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof PresenceService>> {
-  /** Who may see the caller's presence and vice versa: friends and anyone sharing a channel. */
+  const audience = storeAudience(deps);
+
+  /**
+   * Whose presence the caller may see among `wanted`: their own; a friend's
+   * unless the friend chose nobody; a co-member's (any channel size: large
+   * rosters read presence here, on demand) if the co-member left the default.
+   */
   async function visibleTo(me: Id, wanted: readonly Id[]): Promise<Set<Id>> {
-    const visible = new Set<Id>([me, ...(await deps.accounts.listFriends(me))]);
-    if (wanted.every((id) => visible.has(id))) return visible;
-    const memberships = await deps.channels.listMemberships(me);
-    const rosters = await Promise.all(memberships.map((m) => deps.channels.listMembers(m.channelId)));
-    for (const roster of rosters) for (const m of roster) visible.add(m.userId);
+    const others = wanted.filter((id) => id !== me);
+    const [friends, settings] = await Promise.all([
+      deps.accounts.listFriends(me).then((ids) => new Set(ids)),
+      deps.accounts.getPresenceVisibility(others),
+    ]);
+    const setting = (id: Id) => settings.get(id) ?? DEFAULT_PRESENCE_VISIBILITY;
+    const visible = new Set<Id>([me]);
+    for (const id of others) if (friends.has(id) && setting(id) !== "nobody") visible.add(id);
+    const byChannel = others.filter((id) => !visible.has(id) && setting(id) === "chats");
+    if (byChannel.length > 0) {
+      const memberships = await deps.channels.listMemberships(me);
+      const rosters = await Promise.all(memberships.map((m) => deps.channels.listMembers(m.channelId)));
+      const coMembers = new Set(rosters.flatMap((r) => r.map((m) => m.userId)));
+      for (const id of byChannel) if (coMembers.has(id)) visible.add(id);
+    }
     return visible;
+  }
+
+  async function visibilityOf(userId: Id): Promise<PresenceVisibility> {
+    return (await deps.accounts.getPresenceVisibility([userId])).get(userId) ?? DEFAULT_PRESENCE_VISIBILITY;
   }
 
   return {
@@ -39,6 +77,26 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
           });
         }),
       };
+    },
+
+    async getPresenceSettings(_req, ctx) {
+      return { settings: settingsToProto(await visibilityOf(caller(ctx).userId)) };
+    },
+
+    async updatePresenceSettings(req, ctx) {
+      const me = caller(ctx).userId;
+      const visibility = visibilityFromProto(req.settings?.visibility);
+      const before = await audience(me);
+      await deps.accounts.setPresenceVisibility(me, visibility);
+      const after = new Set(await audience(me));
+      // Those who may no longer see the caller keep no stale "online": they are told offline, with no last seen.
+      const dropped = before.filter((id) => !after.has(id));
+      if (dropped.length > 0) await deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false }));
+      const had = new Set(before);
+      const added = [...after].filter((id) => !had.has(id));
+      const [now] = added.length > 0 && deps.presence ? await deps.presence.getPresence([me]) : [];
+      if (now) await deps.sessions.pushToUsers(added, presenceFrame({ userId: me, online: now.online, lastSeenAtMs: now.lastSeenAtMs }));
+      return { settings: settingsToProto(visibility) };
     },
   };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
-import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { PresenceStatus, PresenceVisibility } from "../../gen/es/chat/v1/types_pb.js";
 import { rpcError, TestApi } from "./testkit.js";
 
 describe("api: UserService and PresenceService", () => {
@@ -93,5 +93,60 @@ describe("api: UserService and PresenceService", () => {
 
     const res = await me.c.presence.getPresence({ userIds: [friend.userId, peer.userId, stranger.userId] });
     assert.deepEqual(res.presences.map((p) => p.status), [PresenceStatus.ONLINE, PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+  });
+
+  describe("presence settings", () => {
+    const statuses = async (viewer: { c: { presence: { getPresence(r: { userIds: bigint[] }): Promise<{ presences: { status: PresenceStatus }[] }> } } }, ids: bigint[]) =>
+      (await viewer.c.presence.getPresence({ userIds: ids })).presences.map((p) => p.status);
+    const { ONLINE, OFFLINE } = PresenceStatus;
+
+    it("shows a user's presence only as far as they chose: chats, friends, nobody", async () => {
+      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) } });
+      const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await me.c.users.sendFriendRequest({ userId: friend.userId });
+      await friend.c.users.sendFriendRequest({ userId: me.userId });
+      await peer.c.channels.openDirect({ userId: me.userId }); // a stranger who wrote to me first
+      const ids = [friend.userId, peer.userId];
+      assert.equal((await me.c.presence.getPresenceSettings({})).settings?.visibility, PresenceVisibility.CHATS, "the default");
+      assert.deepEqual(await statuses(me, ids), [ONLINE, ONLINE]);
+
+      await peer.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+      await friend.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+      assert.deepEqual(await statuses(me, ids), [ONLINE, OFFLINE]);
+      await friend.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.NOBODY } });
+      assert.deepEqual(await statuses(me, ids), [OFFLINE, OFFLINE]);
+      assert.equal((await friend.c.presence.getPresenceSettings({})).settings?.visibility, PresenceVisibility.NOBODY);
+      assert.deepEqual(await statuses(friend, [friend.userId]), [ONLINE], "everyone sees themselves");
+
+      const bad = await rpcError(() => me.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.UNSPECIFIED } }));
+      assert.equal(bad.code, Code.InvalidArgument);
+      assert.match(bad.rawMessage, /settings\.visibility/);
+    });
+
+    it("tells those who may no longer see the user offline at once, and those who now may the current presence", async () => {
+      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) } });
+      const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await me.c.users.sendFriendRequest({ userId: friend.userId });
+      await friend.c.users.sendFriendRequest({ userId: me.userId });
+      await me.c.channels.openDirect({ userId: peer.userId });
+      const presenceTo = () =>
+        api.sessions.framesOf("presence").map((p) => {
+          const e = p.frame.kind.case === "presence" ? p.frame.kind.value.presence! : undefined;
+          return [p.userIds, e?.userId, e?.status, e?.lastSeenAt];
+        });
+
+      api.sessions.pushes = [];
+      await me.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+      assert.deepEqual(presenceTo(), [[[peer.userId], me.userId, OFFLINE, undefined]]);
+
+      api.sessions.pushes = [];
+      await me.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.NOBODY } });
+      assert.deepEqual(presenceTo(), [[[friend.userId], me.userId, OFFLINE, undefined]]);
+
+      api.sessions.pushes = [];
+      await me.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.CHATS } });
+      const [[to, who, status]] = presenceTo() as [bigint[], bigint, PresenceStatus][];
+      assert.deepEqual([[...to].sort(), who, status], [[friend.userId, peer.userId].sort(), me.userId, ONLINE]);
+    });
   });
 });

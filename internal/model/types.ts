@@ -15,6 +15,13 @@ export const utf8BytesAtMost = (text: string): number => text.length * 3;
 export const MAX_GROUP_MEMBERS = 100;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;
 
+/**
+ * Who may see a user's presence: friends and the members of their channels
+ * (the default), friends only, or nobody.
+ */
+export type PresenceVisibility = "chats" | "friends" | "nobody";
+export const DEFAULT_PRESENCE_VISIBILITY: PresenceVisibility = "chats";
+
 export interface UserRecord {
   userId: Id;
   /** As typed at sign-up; uniqueness is on the lower-cased form. */

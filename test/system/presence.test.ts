@@ -3,7 +3,7 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
-import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import { PresenceStatus, PresenceVisibility, type Presence } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -170,5 +170,30 @@ describe("chatd system: presence", function () {
     const ref = c.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
     await waitFor(() => c.device.frames.some((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "carol's heartbeat answered");
     assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE], "carol no longer hears alice");
+  });
+
+  it("keeps a user's presence from those her setting leaves out, on their open sessions too", async () => {
+    const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice!, bob!);
+    await alice!.api.channels.createGroup({ title: "g", memberUserIds: [carol!.userId] });
+    const settings = presenceClient(chatd.httpUrl, alice!.devices[0]!.token);
+    await settings.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+    const [b, c] = await Promise.all([bob!, carol!].map((u) => open(u.devices[0]!.token)));
+    const a = await open(alice!.devices[0]!.token);
+    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob, a friend, hears alice");
+
+    // Nobody: bob is told at once that she is offline, with no last-seen time.
+    await settings.updatePresenceSettings({ settings: { visibility: PresenceVisibility.NOBODY } });
+    await waitFor(() => b.statuses(alice!.userId).length === 2, "bob told alice is offline");
+    assert.equal(b.events(alice!.userId)[1]!.lastSeenAt, undefined);
+    await a.close();
+    await graceRanOut([`${chatd.httpUrl}/metrics`], GRACE_MS);
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "nothing about her going");
+    const queried = (await presenceClient(chatd.httpUrl, bob!.devices[0]!.token).getPresence({ userIds: [alice!.userId] })).presences[0]!;
+    assert.deepEqual([queried.status, queried.lastSeenAt], [PresenceStatus.OFFLINE, undefined]);
+    // Carol, a group member, heard nothing at all (her heartbeat's answer comes after anything queued before it).
+    const ref = c.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
+    await waitFor(() => c.device.frames.some((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "carol's heartbeat answered");
+    assert.deepEqual(c.statuses(alice!.userId), []);
   });
 });

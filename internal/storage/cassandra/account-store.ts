@@ -1,6 +1,6 @@
 import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
-import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
+import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
 import { UserSearch } from "./user-search.js";
 
@@ -89,6 +89,8 @@ export class CassandraAccountStore implements AccountStore {
       putFriend: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
       putFriendPlain: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?)`,
       deleteFriend: `DELETE FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
+      visibility: `SELECT visibility FROM ${t("presence_settings")} WHERE user_id = ?`,
+      setVisibility: `INSERT INTO ${t("presence_settings")} (user_id, visibility) VALUES (?, ?)`,
       friend: `SELECT since_ms FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
       friends: `SELECT friend_user_id FROM ${t("friendships")} WHERE user_id = ?`,
     };
@@ -249,6 +251,15 @@ export class CassandraAccountStore implements AccountStore {
 
   async areFriends(a: Id, b: Id): Promise<boolean> {
     return (await this.db.one(this.q.friend, [a, b])) !== undefined;
+  }
+
+  async getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>> {
+    const rows = await mapLimit(userIds, FANOUT, async (id) => [id, await this.db.one(this.q.visibility, [id])] as const);
+    return new Map(rows.flatMap(([id, r]) => (r ? [[id, r.get("visibility") as PresenceVisibility]] : [])));
+  }
+
+  async setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void> {
+    await this.db.write(this.q.setVisibility, [userId, visibility]);
   }
 
   async listFriends(userId: Id): Promise<Id[]> {

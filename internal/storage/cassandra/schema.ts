@@ -78,6 +78,8 @@ const TABLES: Record<string, string> = {
   friend_requests: `(user_id bigint, other_user_id bigint, outgoing boolean, at_ms bigint,
              PRIMARY KEY ((user_id), other_user_id, outgoing))`,
   friendships: `(user_id bigint, friend_user_id bigint, since_ms bigint, PRIMARY KEY ((user_id), friend_user_id))`,
+  // Who may see a user's presence, for users who chose (a table of its own, so no column is added to users).
+  presence_settings: `(user_id bigint PRIMARY KEY, visibility text)`,
 
   // One partition per channel: its metadata (static) and its members (at most
   // a group's limit, 2 for a direct channel). version is the fence every

@@ -149,6 +149,18 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
       });
     });
 
+    describe("presence settings", () => {
+      it("keeps each user's presence visibility, the last one set, and nothing for users who never chose", async () => {
+        const [u, v, never] = [await newUser(), await newUser(), await newUser()];
+        await s.setPresenceVisibility(u.userId, "nobody");
+        await s.setPresenceVisibility(v.userId, "nobody");
+        await s.setPresenceVisibility(v.userId, "friends");
+        const got = await s.getPresenceVisibility([u.userId, v.userId, never.userId]);
+        assert.deepStrictEqual(got, new Map([[u.userId, "nobody"], [v.userId, "friends"]]));
+        assert.deepStrictEqual(await s.getPresenceVisibility([]), new Map());
+      });
+    });
+
     describe("refresh tokens", () => {
       it("takeRefreshToken returns the record once, and every later take says the token was reused", async () => {
         const u = await newUser();

@@ -1,5 +1,5 @@
 import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
-import type { DeviceRecord, Id, Platform, RefreshTokenRecord, UserRecord } from "../../model/types.js";
+import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 
 type Row = Record<string, unknown>;
@@ -43,6 +43,9 @@ function build(db: SqliteDatabase) {
     touchDevice: p("UPDATE devices SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ?"),
     revokeDevice: p("UPDATE devices SET revoked = 1 WHERE user_id = ? AND device_id = ?"),
     forgetDevice: p("DELETE FROM devices WHERE user_id = ? AND device_id = ? AND revoked = 1"),
+    visibility: p("SELECT visibility FROM presence_settings WHERE user_id = ?"),
+    setVisibility: p(`INSERT INTO presence_settings (user_id, visibility) VALUES (?, ?)
+                      ON CONFLICT (user_id) DO UPDATE SET visibility = excluded.visibility`),
     deleteDeviceTokens: p("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?"),
 
     putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
@@ -207,6 +210,19 @@ export class SqliteAccountStore implements AccountStore {
 
   async areFriends(a: Id, b: Id): Promise<boolean> {
     return this.s.areFriends.get(a, b) !== undefined;
+  }
+
+  async getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>> {
+    const out = new Map<Id, PresenceVisibility>();
+    for (const id of userIds) {
+      const r = this.s.visibility.get(id) as Row | undefined;
+      if (r) out.set(id, r.visibility as PresenceVisibility);
+    }
+    return out;
+  }
+
+  async setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void> {
+    this.s.setVisibility.run(userId, visibility);
   }
 
   async listFriends(userId: Id): Promise<Id[]> {

@@ -246,6 +246,13 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX used_refresh_tokens_by_expiry ON used_refresh_tokens (expires_at_ms);
   `,
+  // 6: who may see a user's presence, for users who chose (the rest have the default).
+  `
+  CREATE TABLE presence_settings (
+    user_id    INTEGER PRIMARY KEY,
+    visibility TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Presence } from "./types_pb.js";
+import type { Presence, PresenceVisibility } from "./types_pb.js";
 import { file_chat_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,90 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/presence.proto.
  */
 export const file_chat_v1_presence: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL3ByZXNlbmNlLnByb3RvEgdjaGF0LnYxIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoBCI7ChNHZXRQcmVzZW5jZVJlc3BvbnNlEiQKCXByZXNlbmNlcxgBIAMoCzIRLmNoYXQudjEuUHJlc2VuY2UyWwoPUHJlc2VuY2VTZXJ2aWNlEkgKC0dldFByZXNlbmNlEhsuY2hhdC52MS5HZXRQcmVzZW5jZVJlcXVlc3QaHC5jaGF0LnYxLkdldFByZXNlbmNlUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types]);
+  fileDesc("ChZjaGF0L3YxL3ByZXNlbmNlLnByb3RvEgdjaGF0LnYxIkMKEFByZXNlbmNlU2V0dGluZ3MSLwoKdmlzaWJpbGl0eRgBIAEoDjIbLmNoYXQudjEuUHJlc2VuY2VWaXNpYmlsaXR5IhwKGkdldFByZXNlbmNlU2V0dGluZ3NSZXF1ZXN0IkoKG0dldFByZXNlbmNlU2V0dGluZ3NSZXNwb25zZRIrCghzZXR0aW5ncxgBIAEoCzIZLmNoYXQudjEuUHJlc2VuY2VTZXR0aW5ncyJMCh1VcGRhdGVQcmVzZW5jZVNldHRpbmdzUmVxdWVzdBIrCghzZXR0aW5ncxgBIAEoCzIZLmNoYXQudjEuUHJlc2VuY2VTZXR0aW5ncyJNCh5VcGRhdGVQcmVzZW5jZVNldHRpbmdzUmVzcG9uc2USKwoIc2V0dGluZ3MYASABKAsyGS5jaGF0LnYxLlByZXNlbmNlU2V0dGluZ3MiJgoSR2V0UHJlc2VuY2VSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygEIjsKE0dldFByZXNlbmNlUmVzcG9uc2USJAoJcHJlc2VuY2VzGAEgAygLMhEuY2hhdC52MS5QcmVzZW5jZTKoAgoPUHJlc2VuY2VTZXJ2aWNlEkgKC0dldFByZXNlbmNlEhsuY2hhdC52MS5HZXRQcmVzZW5jZVJlcXVlc3QaHC5jaGF0LnYxLkdldFByZXNlbmNlUmVzcG9uc2USYAoTR2V0UHJlc2VuY2VTZXR0aW5ncxIjLmNoYXQudjEuR2V0UHJlc2VuY2VTZXR0aW5nc1JlcXVlc3QaJC5jaGF0LnYxLkdldFByZXNlbmNlU2V0dGluZ3NSZXNwb25zZRJpChZVcGRhdGVQcmVzZW5jZVNldHRpbmdzEiYuY2hhdC52MS5VcGRhdGVQcmVzZW5jZVNldHRpbmdzUmVxdWVzdBonLmNoYXQudjEuVXBkYXRlUHJlc2VuY2VTZXR0aW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types]);
+
+/**
+ * @generated from message chat.v1.PresenceSettings
+ */
+export type PresenceSettings = Message<"chat.v1.PresenceSettings"> & {
+  /**
+   * @generated from field: chat.v1.PresenceVisibility visibility = 1;
+   */
+  visibility: PresenceVisibility;
+};
+
+/**
+ * Describes the message chat.v1.PresenceSettings.
+ * Use `create(PresenceSettingsSchema)` to create a new message.
+ */
+export const PresenceSettingsSchema: GenMessage<PresenceSettings> = /*@__PURE__*/
+  messageDesc(file_chat_v1_presence, 0);
+
+/**
+ * @generated from message chat.v1.GetPresenceSettingsRequest
+ */
+export type GetPresenceSettingsRequest = Message<"chat.v1.GetPresenceSettingsRequest"> & {
+};
+
+/**
+ * Describes the message chat.v1.GetPresenceSettingsRequest.
+ * Use `create(GetPresenceSettingsRequestSchema)` to create a new message.
+ */
+export const GetPresenceSettingsRequestSchema: GenMessage<GetPresenceSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_presence, 1);
+
+/**
+ * @generated from message chat.v1.GetPresenceSettingsResponse
+ */
+export type GetPresenceSettingsResponse = Message<"chat.v1.GetPresenceSettingsResponse"> & {
+  /**
+   * @generated from field: chat.v1.PresenceSettings settings = 1;
+   */
+  settings?: PresenceSettings | undefined;
+};
+
+/**
+ * Describes the message chat.v1.GetPresenceSettingsResponse.
+ * Use `create(GetPresenceSettingsResponseSchema)` to create a new message.
+ */
+export const GetPresenceSettingsResponseSchema: GenMessage<GetPresenceSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_presence, 2);
+
+/**
+ * @generated from message chat.v1.UpdatePresenceSettingsRequest
+ */
+export type UpdatePresenceSettingsRequest = Message<"chat.v1.UpdatePresenceSettingsRequest"> & {
+  /**
+   * UNSPECIFIED is refused (INVALID_ARGUMENT).
+   *
+   * @generated from field: chat.v1.PresenceSettings settings = 1;
+   */
+  settings?: PresenceSettings | undefined;
+};
+
+/**
+ * Describes the message chat.v1.UpdatePresenceSettingsRequest.
+ * Use `create(UpdatePresenceSettingsRequestSchema)` to create a new message.
+ */
+export const UpdatePresenceSettingsRequestSchema: GenMessage<UpdatePresenceSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_presence, 3);
+
+/**
+ * @generated from message chat.v1.UpdatePresenceSettingsResponse
+ */
+export type UpdatePresenceSettingsResponse = Message<"chat.v1.UpdatePresenceSettingsResponse"> & {
+  /**
+   * @generated from field: chat.v1.PresenceSettings settings = 1;
+   */
+  settings?: PresenceSettings | undefined;
+};
+
+/**
+ * Describes the message chat.v1.UpdatePresenceSettingsResponse.
+ * Use `create(UpdatePresenceSettingsResponseSchema)` to create a new message.
+ */
+export const UpdatePresenceSettingsResponseSchema: GenMessage<UpdatePresenceSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_presence, 4);
 
 /**
  * @generated from message chat.v1.GetPresenceRequest
@@ -29,7 +112,7 @@ export type GetPresenceRequest = Message<"chat.v1.GetPresenceRequest"> & {
  * Use `create(GetPresenceRequestSchema)` to create a new message.
  */
 export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_presence, 0);
+  messageDesc(file_chat_v1_presence, 5);
 
 /**
  * @generated from message chat.v1.GetPresenceResponse
@@ -46,11 +129,13 @@ export type GetPresenceResponse = Message<"chat.v1.GetPresenceResponse"> & {
  * Use `create(GetPresenceResponseSchema)` to create a new message.
  */
 export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_presence, 1);
+  messageDesc(file_chat_v1_presence, 6);
 
 /**
- * PresenceService answers presence queries. Changes for friends and small
- * groups are also pushed on the realtime session as PresenceEvent frames.
+ * PresenceService answers presence queries and keeps each user's presence
+ * settings. Changes for friends and small groups are also pushed on the
+ * realtime session as PresenceEvent frames, within what each user's
+ * PresenceVisibility allows.
  *
  * @generated from service chat.v1.PresenceService
  */
@@ -65,6 +150,28 @@ export const PresenceService: GenService<{
     methodKind: "unary";
     input: typeof GetPresenceRequestSchema;
     output: typeof GetPresenceResponseSchema;
+  },
+  /**
+   * The caller's own presence settings.
+   *
+   * @generated from rpc chat.v1.PresenceService.GetPresenceSettings
+   */
+  getPresenceSettings: {
+    methodKind: "unary";
+    input: typeof GetPresenceSettingsRequestSchema;
+    output: typeof GetPresenceSettingsResponseSchema;
+  },
+  /**
+   * Takes effect at once: users who may no longer see the caller are sent an
+   * OFFLINE event without a last-seen time, users who now may are sent the
+   * caller's current presence.
+   *
+   * @generated from rpc chat.v1.PresenceService.UpdatePresenceSettings
+   */
+  updatePresenceSettings: {
+    methodKind: "unary";
+    input: typeof UpdatePresenceSettingsRequestSchema;
+    output: typeof UpdatePresenceSettingsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_presence, 0);

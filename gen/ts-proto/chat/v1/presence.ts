@@ -18,11 +18,31 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Presence } from "./types.js";
+import { Presence, PresenceVisibility, presenceVisibilityFromJSON, presenceVisibilityToJSON } from "./types.js";
 
 export const protobufPackage = "chat.v1";
 
 export const protobufFileName = "chat/v1/presence.proto";
+
+export interface PresenceSettings {
+  visibility: PresenceVisibility;
+}
+
+export interface GetPresenceSettingsRequest {
+}
+
+export interface GetPresenceSettingsResponse {
+  settings?: PresenceSettings | undefined;
+}
+
+export interface UpdatePresenceSettingsRequest {
+  /** UNSPECIFIED is refused (INVALID_ARGUMENT). */
+  settings?: PresenceSettings | undefined;
+}
+
+export interface UpdatePresenceSettingsResponse {
+  settings?: PresenceSettings | undefined;
+}
 
 export interface GetPresenceRequest {
   userIds: bigint[];
@@ -31,6 +51,336 @@ export interface GetPresenceRequest {
 export interface GetPresenceResponse {
   presences: Presence[];
 }
+
+function createBasePresenceSettings(): PresenceSettings {
+  return { visibility: 0 };
+}
+
+export const PresenceSettings: MessageFns<PresenceSettings> = {
+  encode(message: PresenceSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.visibility !== 0) {
+      writer.uint32(8).int32(message.visibility);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PresenceSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePresenceSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.visibility = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PresenceSettings {
+    return { visibility: isSet(object.visibility) ? presenceVisibilityFromJSON(object.visibility) : 0 };
+  },
+
+  toJSON(message: PresenceSettings): unknown {
+    const obj: any = {};
+    if (message.visibility !== 0) {
+      obj.visibility = presenceVisibilityToJSON(message.visibility);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PresenceSettings>, I>>(base?: I): PresenceSettings {
+    return PresenceSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PresenceSettings>, I>>(object: I): PresenceSettings {
+    const message = createBasePresenceSettings();
+    message.visibility = object.visibility ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetPresenceSettingsRequest(): GetPresenceSettingsRequest {
+  return {};
+}
+
+export const GetPresenceSettingsRequest: MessageFns<GetPresenceSettingsRequest> = {
+  encode(_: GetPresenceSettingsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPresenceSettingsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPresenceSettingsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetPresenceSettingsRequest {
+    return {};
+  },
+
+  toJSON(_: GetPresenceSettingsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPresenceSettingsRequest>, I>>(base?: I): GetPresenceSettingsRequest {
+    return GetPresenceSettingsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPresenceSettingsRequest>, I>>(_: I): GetPresenceSettingsRequest {
+    const message = createBaseGetPresenceSettingsRequest();
+    return message;
+  },
+};
+
+function createBaseGetPresenceSettingsResponse(): GetPresenceSettingsResponse {
+  return { settings: undefined };
+}
+
+export const GetPresenceSettingsResponse: MessageFns<GetPresenceSettingsResponse> = {
+  encode(message: GetPresenceSettingsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.settings !== undefined) {
+      PresenceSettings.encode(message.settings, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPresenceSettingsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPresenceSettingsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.settings = PresenceSettings.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPresenceSettingsResponse {
+    return { settings: isSet(object.settings) ? PresenceSettings.fromJSON(object.settings) : undefined };
+  },
+
+  toJSON(message: GetPresenceSettingsResponse): unknown {
+    const obj: any = {};
+    if (message.settings !== undefined) {
+      obj.settings = PresenceSettings.toJSON(message.settings);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPresenceSettingsResponse>, I>>(base?: I): GetPresenceSettingsResponse {
+    return GetPresenceSettingsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPresenceSettingsResponse>, I>>(object: I): GetPresenceSettingsResponse {
+    const message = createBaseGetPresenceSettingsResponse();
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? PresenceSettings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdatePresenceSettingsRequest(): UpdatePresenceSettingsRequest {
+  return { settings: undefined };
+}
+
+export const UpdatePresenceSettingsRequest: MessageFns<UpdatePresenceSettingsRequest> = {
+  encode(message: UpdatePresenceSettingsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.settings !== undefined) {
+      PresenceSettings.encode(message.settings, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdatePresenceSettingsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdatePresenceSettingsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.settings = PresenceSettings.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdatePresenceSettingsRequest {
+    return { settings: isSet(object.settings) ? PresenceSettings.fromJSON(object.settings) : undefined };
+  },
+
+  toJSON(message: UpdatePresenceSettingsRequest): unknown {
+    const obj: any = {};
+    if (message.settings !== undefined) {
+      obj.settings = PresenceSettings.toJSON(message.settings);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdatePresenceSettingsRequest>, I>>(base?: I): UpdatePresenceSettingsRequest {
+    return UpdatePresenceSettingsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdatePresenceSettingsRequest>, I>>(
+    object: I,
+  ): UpdatePresenceSettingsRequest {
+    const message = createBaseUpdatePresenceSettingsRequest();
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? PresenceSettings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdatePresenceSettingsResponse(): UpdatePresenceSettingsResponse {
+  return { settings: undefined };
+}
+
+export const UpdatePresenceSettingsResponse: MessageFns<UpdatePresenceSettingsResponse> = {
+  encode(message: UpdatePresenceSettingsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.settings !== undefined) {
+      PresenceSettings.encode(message.settings, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdatePresenceSettingsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdatePresenceSettingsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.settings = PresenceSettings.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdatePresenceSettingsResponse {
+    return { settings: isSet(object.settings) ? PresenceSettings.fromJSON(object.settings) : undefined };
+  },
+
+  toJSON(message: UpdatePresenceSettingsResponse): unknown {
+    const obj: any = {};
+    if (message.settings !== undefined) {
+      obj.settings = PresenceSettings.toJSON(message.settings);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdatePresenceSettingsResponse>, I>>(base?: I): UpdatePresenceSettingsResponse {
+    return UpdatePresenceSettingsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdatePresenceSettingsResponse>, I>>(
+    object: I,
+  ): UpdatePresenceSettingsResponse {
+    const message = createBaseUpdatePresenceSettingsResponse();
+    message.settings = (object.settings !== undefined && object.settings !== null)
+      ? PresenceSettings.fromPartial(object.settings)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseGetPresenceRequest(): GetPresenceRequest {
   return { userIds: [] };
@@ -194,8 +544,10 @@ export const GetPresenceResponse: MessageFns<GetPresenceResponse> = {
 };
 
 /**
- * PresenceService answers presence queries. Changes for friends and small
- * groups are also pushed on the realtime session as PresenceEvent frames.
+ * PresenceService answers presence queries and keeps each user's presence
+ * settings. Changes for friends and small groups are also pushed on the
+ * realtime session as PresenceEvent frames, within what each user's
+ * PresenceVisibility allows.
  */
 export type PresenceServiceService = typeof PresenceServiceService;
 export const PresenceServiceService = {
@@ -212,6 +564,35 @@ export const PresenceServiceService = {
     responseSerialize: (value: GetPresenceResponse): Buffer => Buffer.from(GetPresenceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetPresenceResponse => GetPresenceResponse.decode(value),
   },
+  /** The caller's own presence settings. */
+  getPresenceSettings: {
+    path: "/chat.v1.PresenceService/GetPresenceSettings" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPresenceSettingsRequest): Buffer =>
+      Buffer.from(GetPresenceSettingsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPresenceSettingsRequest => GetPresenceSettingsRequest.decode(value),
+    responseSerialize: (value: GetPresenceSettingsResponse): Buffer =>
+      Buffer.from(GetPresenceSettingsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPresenceSettingsResponse => GetPresenceSettingsResponse.decode(value),
+  },
+  /**
+   * Takes effect at once: users who may no longer see the caller are sent an
+   * OFFLINE event without a last-seen time, users who now may are sent the
+   * caller's current presence.
+   */
+  updatePresenceSettings: {
+    path: "/chat.v1.PresenceService/UpdatePresenceSettings" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdatePresenceSettingsRequest): Buffer =>
+      Buffer.from(UpdatePresenceSettingsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdatePresenceSettingsRequest => UpdatePresenceSettingsRequest.decode(value),
+    responseSerialize: (value: UpdatePresenceSettingsResponse): Buffer =>
+      Buffer.from(UpdatePresenceSettingsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdatePresenceSettingsResponse =>
+      UpdatePresenceSettingsResponse.decode(value),
+  },
 } as const;
 
 export interface PresenceServiceServer extends UntypedServiceImplementation {
@@ -220,6 +601,14 @@ export interface PresenceServiceServer extends UntypedServiceImplementation {
    * without a last-seen time.
    */
   getPresence: handleUnaryCall<GetPresenceRequest, GetPresenceResponse>;
+  /** The caller's own presence settings. */
+  getPresenceSettings: handleUnaryCall<GetPresenceSettingsRequest, GetPresenceSettingsResponse>;
+  /**
+   * Takes effect at once: users who may no longer see the caller are sent an
+   * OFFLINE event without a last-seen time, users who now may are sent the
+   * caller's current presence.
+   */
+  updatePresenceSettings: handleUnaryCall<UpdatePresenceSettingsRequest, UpdatePresenceSettingsResponse>;
 }
 
 export interface PresenceServiceClient extends Client {
@@ -241,6 +630,42 @@ export interface PresenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetPresenceResponse) => void,
+  ): ClientUnaryCall;
+  /** The caller's own presence settings. */
+  getPresenceSettings(
+    request: GetPresenceSettingsRequest,
+    callback: (error: ServiceError | null, response: GetPresenceSettingsResponse) => void,
+  ): ClientUnaryCall;
+  getPresenceSettings(
+    request: GetPresenceSettingsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPresenceSettingsResponse) => void,
+  ): ClientUnaryCall;
+  getPresenceSettings(
+    request: GetPresenceSettingsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPresenceSettingsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Takes effect at once: users who may no longer see the caller are sent an
+   * OFFLINE event without a last-seen time, users who now may are sent the
+   * caller's current presence.
+   */
+  updatePresenceSettings(
+    request: UpdatePresenceSettingsRequest,
+    callback: (error: ServiceError | null, response: UpdatePresenceSettingsResponse) => void,
+  ): ClientUnaryCall;
+  updatePresenceSettings(
+    request: UpdatePresenceSettingsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdatePresenceSettingsResponse) => void,
+  ): ClientUnaryCall;
+  updatePresenceSettings(
+    request: UpdatePresenceSettingsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdatePresenceSettingsResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -265,6 +690,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isSet(value: any): boolean {
+  return value !== null && value !== undefined;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -344,6 +344,56 @@ export function presenceStatusToJSON(object: PresenceStatus): string {
   }
 }
 
+/** Who may see a user's presence (online, last seen), pushed or queried. */
+export enum PresenceVisibility {
+  /** PRESENCE_VISIBILITY_UNSPECIFIED - Read as CHATS: the setting of a user who never chose. */
+  PRESENCE_VISIBILITY_UNSPECIFIED = 0,
+  /** PRESENCE_VISIBILITY_CHATS - Friends, and the members of the user's channels (direct chats and groups). */
+  PRESENCE_VISIBILITY_CHATS = 1,
+  /** PRESENCE_VISIBILITY_FRIENDS - Friends only. */
+  PRESENCE_VISIBILITY_FRIENDS = 2,
+  /** PRESENCE_VISIBILITY_NOBODY - Nobody: everyone sees the user offline, with no last-seen time. */
+  PRESENCE_VISIBILITY_NOBODY = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function presenceVisibilityFromJSON(object: any): PresenceVisibility {
+  switch (object) {
+    case 0:
+    case "PRESENCE_VISIBILITY_UNSPECIFIED":
+      return PresenceVisibility.PRESENCE_VISIBILITY_UNSPECIFIED;
+    case 1:
+    case "PRESENCE_VISIBILITY_CHATS":
+      return PresenceVisibility.PRESENCE_VISIBILITY_CHATS;
+    case 2:
+    case "PRESENCE_VISIBILITY_FRIENDS":
+      return PresenceVisibility.PRESENCE_VISIBILITY_FRIENDS;
+    case 3:
+    case "PRESENCE_VISIBILITY_NOBODY":
+      return PresenceVisibility.PRESENCE_VISIBILITY_NOBODY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PresenceVisibility.UNRECOGNIZED;
+  }
+}
+
+export function presenceVisibilityToJSON(object: PresenceVisibility): string {
+  switch (object) {
+    case PresenceVisibility.PRESENCE_VISIBILITY_UNSPECIFIED:
+      return "PRESENCE_VISIBILITY_UNSPECIFIED";
+    case PresenceVisibility.PRESENCE_VISIBILITY_CHATS:
+      return "PRESENCE_VISIBILITY_CHATS";
+    case PresenceVisibility.PRESENCE_VISIBILITY_FRIENDS:
+      return "PRESENCE_VISIBILITY_FRIENDS";
+    case PresenceVisibility.PRESENCE_VISIBILITY_NOBODY:
+      return "PRESENCE_VISIBILITY_NOBODY";
+    case PresenceVisibility.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Message is one text message as stored in a channel's history. */
 export interface Message {
   /** Snowflake id assigned when the message is accepted (before it is acked). */
