@@ -140,6 +140,19 @@ describe("web client in headless Chromium", function () {
       assert.deepEqual(seenByA.filter((t) => /^b\d$/.test(t)), ["b1", "b2", "b3"]);
     });
 
+    it("lets a person hide their presence: the peer sees them offline with no last seen, then online again", async () => {
+      await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
+      await bobPage.page.getByTestId("presence-visibility").selectOption("3");
+      await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 10_000 });
+      assert.match((await alice.page.getByTestId("chat-status").textContent()) ?? "", /^offline/);
+      await bobPage.page.reload();
+      // The setting is the account's: the page reads it back.
+      await bobPage.page.locator("[data-testid=presence-visibility][data-loaded]").waitFor({ timeout: 10_000 });
+      assert.equal(await bobPage.page.getByTestId("presence-visibility").inputValue(), "3");
+      await bobPage.page.getByTestId("presence-visibility").selectOption("1");
+      await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 10_000 });
+    });
+
     it("shows the peer's presence: online, then offline with last seen once their page closes", async () => {
       const status = alice.page.getByTestId("chat-status");
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });

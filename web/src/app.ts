@@ -1,6 +1,6 @@
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, PresenceStatus, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { avatar, h, replaceChildren } from "./dom.js";
@@ -110,8 +110,23 @@ export class ChatApp {
     } catch (err) {
       this.toast(describeError(err));
     }
+    void this.api.presence.getPresenceSettings({}).then(
+      (r) => {
+        this.ui.visibility.value = String(r.settings?.visibility || PresenceVisibility.CHATS);
+        this.ui.visibility.dataset.loaded = "";
+      },
+      () => {},
+    );
     await this.loadChannels();
     this.openFromHash();
+  }
+
+  private async setVisibility(visibility: PresenceVisibility): Promise<void> {
+    try {
+      await this.api.presence.updatePresenceSettings({ settings: { visibility } });
+    } catch (err) {
+      this.toast(describeError(err));
+    }
   }
 
   destroy(): void {
@@ -134,6 +149,7 @@ export class ChatApp {
     };
 
     ui.logout.addEventListener("click", () => void this.logout());
+    ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.search.addEventListener("input", () => this.onSearchInput());
     ui.search.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") {

@@ -8,6 +8,8 @@ export interface Shell {
   meHandle: HTMLElement;
   connection: HTMLElement;
   logout: HTMLButtonElement;
+  /** Who sees when I am online: a PresenceVisibility value. */
+  visibility: HTMLSelectElement;
   search: HTMLInputElement;
   newGroup: HTMLButtonElement;
   sidebarBody: HTMLElement;
@@ -36,6 +38,13 @@ export function renderShell(root: HTMLElement): Shell {
     meHandle: h("div", { class: "me-handle" }),
     connection: h("span", { class: "connection", "data-testid": "connection", "data-state": "connecting", role: "status" }, "Connecting…"),
     logout: h("button", { type: "button", class: "ghost small", title: "Log out of this device", "data-testid": "logout" }, "Log out"),
+    visibility: h(
+      "select",
+      { class: "visibility", "aria-label": "Who sees when you are online", "data-testid": "presence-visibility" },
+      h("option", { value: "1" }, "Online shown to people I chat with"),
+      h("option", { value: "2" }, "Online shown to friends only"),
+      h("option", { value: "3" }, "Online shown to nobody"),
+    ),
     search: h("input", {
       type: "search",
       class: "search",
@@ -93,6 +102,7 @@ export function renderShell(root: HTMLElement): Shell {
         s.logout,
       ),
       h("div", { class: "sidebar-tools" }, s.search, s.newGroup),
+      h("div", { class: "sidebar-settings" }, s.visibility),
       s.sidebarBody,
     ),
     conversation,
