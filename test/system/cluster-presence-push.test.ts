@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Etcd3 } from "etcd3";
 import { Redis } from "ioredis";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
@@ -15,13 +16,12 @@ import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
-import { graceRanOut, notifierSettled, sweptTwiceMore } from "../support/metrics.js";
+import { graceRanOut, notifierSettled, scrapeMetric, sweptTwiceMore } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
 const HEARTBEAT_MS = 1_000;
 const GRACE_MS = 2_500;
 const COLLAPSE_MS = 300;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function authed(baseUrl: string, token: string) {
   const auth: Interceptor = (next) => (req) => {
@@ -120,6 +120,27 @@ describe("distributed mode: presence and push across processes", function () {
       .filter(([, expiry]) => Number(expiry) > Date.now())
       .map(([serverId]) => serverId);
   };
+  /** Every chat server's registered load is the number of sessions it holds. */
+  const registryCaughtUp = async (): Promise<void> => {
+    const etcd = new Etcd3({ hosts: engines.etcdEndpoints.map((h) => `http://${h}`) });
+    try {
+      await waitFor(
+        async () => {
+          for (const cs of chatServers) {
+            const value = await etcd.get(`/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(cs.info.serverId)}`).string();
+            const sessions = await scrapeMetric(metricsOf(cs), "chat_sessions");
+            if (value === null || (JSON.parse(value) as { load: number }).load !== sessions) return false;
+          }
+          return true;
+        },
+        "the registry's load figures to catch up",
+        10_000,
+        50,
+      );
+    } finally {
+      etcd.close();
+    }
+  };
   /** Opens a session through `gateway`, again until it lands on a chat server other than `avoid`. */
   const openAvoiding = async (gateway: RoleProcess, user: TestUser, avoid: string): Promise<{ w: Watcher; server: string }> => {
     for (let attempt = 0; attempt < 15; attempt++) {
@@ -127,7 +148,8 @@ describe("distributed mode: presence and push across processes", function () {
       const [server] = await serversOf(user.userId);
       if (server && server !== avoid) return { w, server };
       await w.close();
-      await sleep(1_200); // let the registry's load figures catch up
+      // Gateways place by the load each server reports (once a second): retry once the registry shows this session gone.
+      await registryCaughtUp();
     }
     throw new Error("could not place a session on the other chat server");
   };
