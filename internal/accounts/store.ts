@@ -1,4 +1,4 @@
-import type { DeviceRecord, Id, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../model/types.js";
+import { DEFAULT_PRESENCE_VISIBILITY, type DeviceRecord, type Id, type PresenceVisibility, type RefreshTokenRecord, type UserRecord } from "../model/types.js";
 
 export interface RefreshTokenTake {
   record: RefreshTokenRecord;
@@ -69,4 +69,9 @@ export interface AccountStore {
  */
 export async function isRevoked(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean> {
   return (await accounts.getDevice(userId, deviceId))?.revoked === true;
+}
+
+/** Who may see the user's presence: their setting, or the default when they never chose. */
+export async function presenceVisibility(accounts: AccountStore, userId: Id): Promise<PresenceVisibility> {
+  return (await accounts.getPresenceVisibility([userId])).get(userId) ?? DEFAULT_PRESENCE_VISIBILITY;
 }

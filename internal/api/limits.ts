@@ -88,15 +88,10 @@ export class ApiLimiter {
   async signedIn(username: string, address: string, hadFailures = false): Promise<void> {
     if (this.config.loginMaxFailures <= 0) return;
     const key = pairKey(username, address);
-    await this.guarded(
-      () =>
-        Promise.all([
-          this.attempts.rememberSuccess(key, KNOWN_ADDRESS_MS),
-          hadFailures && this.attempts.clear(key),
-          hadFailures && this.attempts.clear(accountKey(username)),
-        ]),
-      undefined,
-    );
+    await this.guarded(async () => {
+      const forget = hadFailures ? [this.attempts.clear(key), this.attempts.clear(accountKey(username))] : [];
+      await Promise.all([this.attempts.rememberSuccess(key, KNOWN_ADDRESS_MS), ...forget]);
+    }, undefined);
   }
 
   /**

@@ -3,9 +3,10 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { PresenceService, PresenceSettingsSchema } from "../../gen/es/chat/v1/presence_pb.js";
 import { PresenceSchema, PresenceStatus, PresenceVisibility as PbVisibility } from "../../gen/es/chat/v1/types_pb.js";
+import { presenceVisibility } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
-import { storeAudience } from "../presence/audience.js";
+import { audienceFor, readReach } from "../presence/audience.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { caller } from "./context.js";
 import type { ApiDeps } from "./deps.js";
@@ -27,8 +28,6 @@ const settingsToProto = (visibility: PresenceVisibility) =>
   create(PresenceSettingsSchema, { visibility: VISIBILITIES.find(([k]) => k === visibility)![1] });
 
 export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof PresenceService>> {
-  const audience = storeAudience(deps);
-
   /**
    * Whose presence the caller may see among `wanted`: their own; a friend's
    * unless the friend chose nobody; a co-member's (any channel size: large
@@ -51,10 +50,6 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       for (const id of byChannel) if (coMembers.has(id)) visible.add(id);
     }
     return visible;
-  }
-
-  async function visibilityOf(userId: Id): Promise<PresenceVisibility> {
-    return (await deps.accounts.getPresenceVisibility([userId])).get(userId) ?? DEFAULT_PRESENCE_VISIBILITY;
   }
 
   return {
@@ -80,15 +75,18 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
     },
 
     async getPresenceSettings(_req, ctx) {
-      return { settings: settingsToProto(await visibilityOf(caller(ctx).userId)) };
+      return { settings: settingsToProto(await presenceVisibility(deps.accounts, caller(ctx).userId)) };
     },
 
     async updatePresenceSettings(req, ctx) {
       const me = caller(ctx).userId;
       const visibility = visibilityFromProto(req.settings?.visibility);
-      const before = await audience(me);
+      const previous = await presenceVisibility(deps.accounts, me);
+      // One read of whom the caller can reach serves both settings.
+      const reach = await readReach(deps, me, previous === "chats" || visibility === "chats");
       await deps.accounts.setPresenceVisibility(me, visibility);
-      const after = new Set(await audience(me));
+      const before = audienceFor(previous, reach);
+      const after = new Set(audienceFor(visibility, reach));
       // Those who may no longer see the caller keep no stale "online": they are told offline, with no last seen.
       const dropped = before.filter((id) => !after.has(id));
       if (dropped.length > 0) await deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false }));

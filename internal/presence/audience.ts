@@ -1,35 +1,52 @@
-import type { AccountStore } from "../accounts/store.js";
+import { presenceVisibility, type AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
-import { DEFAULT_PRESENCE_VISIBILITY, MAX_GROUP_MEMBERS, type Id } from "../model/types.js";
+import { MAX_GROUP_MEMBERS, type Id, type PresenceVisibility } from "../model/types.js";
 
 /** Who is told, on their open sessions, when a user's presence changes. */
 export type PresenceAudience = (userId: Id) => Promise<Id[]>;
 
+export interface AudienceDeps {
+  accounts: AccountStore;
+  channels: ChannelStore;
+  maxChannelMembers?: number;
+}
+
+/** Whom a user's presence can reach before their setting narrows it. */
+export interface PresenceReach {
+  friends: readonly Id[];
+  /** Members of the user's channels of at most `maxChannelMembers` members; empty unless read. */
+  coMembers: readonly Id[];
+}
+
 /**
- * Friends, and the members of every channel of the user with at most
- * `maxChannelMembers` members (direct chats and small groups), as far as the
- * user's PresenceVisibility allows: friends only, or nobody. Larger member
- * lists read presence on demand through GetPresence instead. Computed from
- * the stores at change time, so it follows friendship, membership and
- * setting changes without subscriptions to maintain.
+ * Reads a user's friends, and with `channels` the members of their direct
+ * chats and small groups (larger member lists read presence on demand
+ * through GetPresence instead). Read at change time, so it follows
+ * friendship and membership changes without subscriptions to maintain.
  */
-export function storeAudience(deps: { accounts: AccountStore; channels: ChannelStore; maxChannelMembers?: number }): PresenceAudience {
+export async function readReach(deps: AudienceDeps, userId: Id, channels: boolean): Promise<PresenceReach> {
   const max = deps.maxChannelMembers ?? MAX_GROUP_MEMBERS;
+  const [friends, memberships] = await Promise.all([deps.accounts.listFriends(userId), channels ? deps.channels.listMemberships(userId) : []]);
+  const rosters = await Promise.all(
+    memberships.map(async (m) => ((await deps.channels.memberCount(m.channelId)) > max ? [] : deps.channels.listMembers(m.channelId))),
+  );
+  const coMembers = new Set(rosters.flatMap((roster) => roster.map((m) => m.userId)));
+  coMembers.delete(userId);
+  return { friends, coMembers: [...coMembers] };
+}
+
+/** The audience a setting leaves of a reach: everyone in it, friends only, or nobody. */
+export function audienceFor(visibility: PresenceVisibility, reach: PresenceReach): Id[] {
+  if (visibility === "nobody") return [];
+  if (visibility === "friends") return [...reach.friends];
+  return [...new Set([...reach.friends, ...reach.coMembers])];
+}
+
+/** Friends and small-channel co-members, as far as the user's PresenceVisibility allows. */
+export function storeAudience(deps: AudienceDeps): PresenceAudience {
   return async (userId) => {
-    const [settings, friends, memberships] = await Promise.all([
-      deps.accounts.getPresenceVisibility([userId]),
-      deps.accounts.listFriends(userId),
-      deps.channels.listMemberships(userId),
-    ]);
-    const visibility = settings.get(userId) ?? DEFAULT_PRESENCE_VISIBILITY;
+    const visibility = await presenceVisibility(deps.accounts, userId);
     if (visibility === "nobody") return [];
-    if (visibility === "friends") return friends.filter((id) => id !== userId);
-    const out = new Set<Id>(friends);
-    const rosters = await Promise.all(
-      memberships.map(async (m) => ((await deps.channels.memberCount(m.channelId)) > max ? [] : deps.channels.listMembers(m.channelId))),
-    );
-    for (const roster of rosters) for (const m of roster) out.add(m.userId);
-    out.delete(userId);
-    return [...out];
+    return audienceFor(visibility, await readReach(deps, userId, visibility === "chats"));
   };
 }
