@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { ApiLimiter, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -43,6 +44,7 @@ const config = exitOnConfigError("api", () => {
     logLevel: r.string("CHAT_LOG_LEVEL", "info"),
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
+    blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
   };
   r.done();
   return c;
@@ -98,6 +100,8 @@ const loginAttempts = openLoginAttempts(e, config.apiLimits.loginWindowMs);
 const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger });
 
 const apiCalls = apiMetrics(registry);
+// Shared by the api's own sends and its BlockUser, which forgets the pair here at once.
+const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSeconds * 1000 });
 
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
@@ -105,7 +109,8 @@ const routesFn = (router: ConnectRouter) => {
     channels: storage.channels,
     log: storage.messages,
     inbox: storage.inbox,
-    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids }),
+    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, blocks }),
+    blocks,
     sessions,
     presence: presence.tracker,
     ...pushApi,

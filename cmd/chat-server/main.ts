@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { BlockCache } from "../../internal/accounts/blocks.js";
 import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
@@ -34,6 +35,7 @@ const config = exitOnConfigError("chat-server", () => {
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
+    blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
   };
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
@@ -59,7 +61,9 @@ const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);
 // Without Redis now, claims fail (each send keeps its own id) until it answers.
 await claims.connect().catch((err) => logger.warn({ err }, "send claims unavailable"));
 const metrics = chatServerMetrics(registry);
-const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, claimOutcomes: metrics.sendClaims });
+// A block made through the api reaches this server's sends within the cache's TTL.
+const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSeconds * 1000 });
+const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, claimOutcomes: metrics.sendClaims, blocks });
 // Presence: this server's devices (connects, heartbeats, disconnects, logouts)
 // go straight to the Redis store; flips fan out through the routing table.
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });

@@ -11,6 +11,7 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
+import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -83,8 +84,11 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   });
   // One process owns every channel and inbox: a send is stored in the log and
   // in its members' inboxes by one transaction (internal/pipeline/direct-submitter.ts).
+  // One process: a block made through the api holds for the next send at once.
+  const blocks = new BlockCache(storage.accounts);
   const submitter = new DirectSubmitter({
     channels: storage.channels,
+    blocks,
     writer: storage.writer,
     ids,
     sessions: {
@@ -155,6 +159,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       log: storage.messages,
       inbox: storage.inbox,
       submitter,
+      blocks,
       sessions: chat,
       presence,
       ...pushApi,

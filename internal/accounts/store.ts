@@ -60,6 +60,20 @@ export interface AccountStore {
   removeFriendship(a: Id, b: Id): Promise<void>;
   areFriends(a: Id, b: Id): Promise<boolean>;
   listFriends(userId: Id): Promise<Id[]>;
+
+  /**
+   * `userId` blocks `blockedUserId` (directed; blocking again keeps one block
+   * and its first time). The store keeps only the block: what a block undoes
+   * (a friendship, pending requests) is the caller's to remove.
+   */
+  putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void>;
+  deleteBlock(userId: Id, blockedUserId: Id): Promise<void>;
+  /** Whom the user blocked, with when, newest first (ties by user id). */
+  listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]>;
+  /** Who blocked the user, by user id. */
+  listBlockers(userId: Id): Promise<Id[]>;
+  /** Which of the pair blocked the other: none, one or both of them. */
+  blockersBetween(a: Id, b: Id): Promise<Id[]>;
 }
 
 /**

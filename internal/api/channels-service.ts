@@ -1,6 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { refuseIfBlocked } from "../accounts/blocks.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
@@ -51,6 +52,17 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     return theirs;
   }
 
+  /**
+   * Refuses adding users who blocked the caller. A user the caller blocked
+   * may be added: the caller chose to share the group with them, and a block
+   * does not split groups.
+   */
+  async function refuseBlockers(me: Id, userIds: readonly Id[]): Promise<void> {
+    const blockers = new Set(await accounts.listBlockers(me));
+    const refusing = userIds.filter((id) => blockers.has(id));
+    if (refusing.length > 0) throw new ChatError("blocked", `these users blocked you: you cannot add them: ${refusing.join(", ")}`);
+  }
+
   const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
 
   return {
@@ -59,6 +71,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const peer = v.id("user_id", req.userId);
       if (peer === me) throw new ChatError("invalid_argument", "cannot open a direct channel with yourself");
       await requireUsers([peer]);
+      // The blocker may still open the chat (its history stays theirs); sends are refused either way.
+      const blockers = await accounts.blockersBetween(me, peer);
+      if (blockers.includes(peer)) refuseIfBlocked(blockers, me, peer, "open a chat with");
       const candidate: ChannelRecord = { channelId: deps.ids.next(), kind: "direct", title: "", createdAtMs: now(), createdBy: me };
       const channel = await channels.getOrCreateDirect(candidate, me, peer);
       const member = await channels.getMember(channel.channelId, me);
@@ -78,6 +93,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         throw new ChatError("group_full", `a group has at most ${MAX_GROUP_MEMBERS} members including the owner`);
       }
       await requireUsers(others);
+      await refuseBlockers(me, others);
       const t = now();
       const channel: ChannelRecord = { channelId: deps.ids.next(), kind: "group", title, createdAtMs: t, createdBy: me };
       const owner: MemberRecord = { channelId: channel.channelId, userId: me, role: "owner", joinedAtMs: t, readSeq: 0n };
@@ -137,6 +153,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const wanted = v.ids("user_ids", req.userIds, MAX_GROUP_MEMBERS);
       if (wanted.length === 0) throw new ChatError("invalid_argument", "user_ids is required");
       await requireUsers(wanted);
+      await refuseBlockers(me, wanted);
       const t = now();
       // Joiners start with the history before them read: it was never theirs
       // to catch up on (a message sent while they are being added may still count).

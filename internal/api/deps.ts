@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { BlockCache } from "../accounts/blocks.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { PasswordHasher } from "../auth/passwords.js";
 import type { TokenSigner, TokenVerifier } from "../auth/tokens.js";
@@ -23,6 +24,8 @@ export interface ApiDeps {
   log: MessageLog;
   inbox: Inbox;
   submitter: MessageSubmitter;
+  /** The block answers this process's sends rely on, forgotten when a block changes here. */
+  blocks?: Pick<BlockCache, "forget">;
   sessions: SessionDirectory;
   ids: IdGenerator;
   signer: TokenSigner;

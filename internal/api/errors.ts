@@ -29,6 +29,7 @@ const STATUS: Record<ErrorCodeName, Code> = {
   unavailable: Code.Unavailable,
   internal: Code.Internal,
   session_closed: Code.Internal,
+  blocked: Code.PermissionDenied,
 };
 
 export function errorCodeName(code: ErrorCodeName): string {

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { PresenceService, PresenceSettingsSchema } from "../../gen/es/chat/v1/presence_pb.js";
 import { PresenceSchema, PresenceStatus, PresenceVisibility as PbVisibility } from "../../gen/es/chat/v1/types_pb.js";
+import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
@@ -31,14 +32,16 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
   /**
    * Whose presence the caller may see among `wanted`: their own; a friend's
    * unless the friend chose nobody; a co-member's (any channel size: large
-   * rosters read presence here, on demand) if the co-member left the default.
+   * rosters read presence here, on demand) if the co-member left the
+   * default; never of a user blocked either way.
    */
   async function visibleTo(me: Id, wanted: readonly Id[]): Promise<Set<Id>> {
-    const others = wanted.filter((id) => id !== me);
-    const [friends, settings] = await Promise.all([
+    const [blocked, friends, settings] = await Promise.all([
+      blockedEitherWay(deps.accounts, me),
       deps.accounts.listFriends(me).then((ids) => new Set(ids)),
-      deps.accounts.getPresenceVisibility(others),
+      deps.accounts.getPresenceVisibility(wanted.filter((id) => id !== me)),
     ]);
+    const others = wanted.filter((id) => id !== me && !blocked.has(id));
     const setting = (id: Id) => settings.get(id) ?? DEFAULT_PRESENCE_VISIBILITY;
     const visible = new Set<Id>([me]);
     for (const id of others) if (friends.has(id) && setting(id) !== "nobody") visible.add(id);

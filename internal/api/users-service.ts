@@ -1,6 +1,10 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { refuseIfBlocked } from "../accounts/blocks.js";
 import { ChatError } from "../model/errors.js";
+import { presenceFrame } from "../presence/tracker.js";
+import { reaches } from "../presence/audience.js";
 import type { Id, UserRecord } from "../model/types.js";
 import { caller } from "./context.js";
 import { userToProto } from "./convert.js";
@@ -56,6 +60,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     async sendFriendRequest(req, ctx) {
       const me = caller(ctx).userId;
       const them = await other(me, req.userId);
+      refuseIfBlocked(await accounts.blockersBetween(me, them), me, them, "send a friend request to");
       if (await accounts.areFriends(me, them)) return { state: FriendshipState.FRIENDS };
       // Asking someone who already asked you is accepting.
       if (await accounts.hasFriendRequest(them, me)) {
@@ -113,5 +118,50 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       await accounts.deleteFriendRequest(them, me);
       return {};
     },
+
+    async blockUser(req, ctx) {
+      const me = caller(ctx).userId;
+      const them = await other(me, req.userId);
+      await accounts.putBlock(me, them, now());
+      await accounts.removeFriendship(me, them);
+      await accounts.deleteFriendRequest(me, them);
+      await accounts.deleteFriendRequest(them, me);
+      deps.blocks?.forget(me, them);
+      // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
+      await Promise.all([
+        deps.sessions.pushToUsers([them], presenceFrame({ userId: me, online: false })),
+        deps.sessions.pushToUsers([me], presenceFrame({ userId: them, online: false })),
+      ]);
+      return {};
+    },
+
+    async unblockUser(req, ctx) {
+      const me = caller(ctx).userId;
+      const them = v.id("user_id", req.userId);
+      if (them === me) throw new ChatError("invalid_argument", "user_id must be another user");
+      await accounts.deleteBlock(me, them);
+      deps.blocks?.forget(me, them);
+      // Presence hidden by the block comes back where a shared chat and the settings allow it.
+      await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
+      return {};
+    },
+
+    async listBlockedUsers(_req, ctx) {
+      const blocks = await accounts.listBlocks(caller(ctx).userId);
+      const users = new Map((await accounts.getUsers(blocks.map((b) => b.userId))).map((u) => [u.userId, u]));
+      return {
+        blockedUsers: blocks.flatMap((b) => {
+          const user = users.get(b.userId);
+          return user ? [{ user: userToProto(user), blockedAt: timestampFromMs(b.atMs) }] : [];
+        }),
+      };
+    },
   };
+
+  /** Pushes `userId`'s current presence to `to` when `to` may see it. */
+  async function tellPresence(userId: Id, to: Id): Promise<void> {
+    if (!deps.presence || !(await reaches(deps, userId, to))) return;
+    const [p] = await deps.presence.getPresence([userId]);
+    if (p) await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: p.online, lastSeenAtMs: p.lastSeenAtMs }));
+  }
 }

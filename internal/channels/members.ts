@@ -1,3 +1,4 @@
+import { refuseIfBlocked, type BlockCache } from "../accounts/blocks.js";
 import { LruMap } from "../cache/lru-map.js";
 import type { Id } from "../model/types.js";
 import type { ChannelStore } from "./store.js";
@@ -25,6 +26,8 @@ export class ChannelMembers {
     private readonly channels: ChannelStore,
     /** Channels remembered at most, least recently used dropped first (~100 bytes each). */
     capacity = 100_000,
+    /** Without it, blocks between a direct chat's pair are not checked. */
+    private readonly blocks?: BlockCache,
   ) {
     this.known = new LruMap(capacity);
   }
@@ -49,5 +52,18 @@ export class ChannelMembers {
     const known = this.known.get(channelId);
     if (known?.kind === "group") return (await this.channels.getMember(channelId, userId)) !== undefined;
     return (await this.memberIds(channelId)).includes(userId);
+  }
+
+  /**
+   * Refuses a sender in a direct chat where either of the pair blocked the
+   * other. Ask it after isMember or memberIds said the sender is in: those
+   * learn the pair. Groups are never refused: a block does not split a group.
+   */
+  async refuseIfBlocked(channelId: Id, senderId: Id): Promise<void> {
+    const known = this.known.peek(channelId);
+    if (!this.blocks || known?.kind !== "direct") return;
+    const other = known.memberIds.find((id) => id !== senderId);
+    if (other === undefined) return;
+    refuseIfBlocked(await this.blocks.blockersBetween(senderId, other), senderId, other);
   }
 }

@@ -19,4 +19,5 @@ export const errorCodeOf: Record<ErrorCodeName, ErrorCode> = {
   unavailable: ErrorCode.UNAVAILABLE,
   internal: ErrorCode.INTERNAL,
   session_closed: ErrorCode.SESSION_CLOSED,
+  blocked: ErrorCode.BLOCKED,
 };

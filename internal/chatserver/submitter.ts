@@ -1,4 +1,5 @@
 import type { Counter } from "prom-client";
+import type { BlockCache } from "../accounts/blocks.js";
 import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
@@ -24,6 +25,8 @@ export interface QueueSubmitterDeps {
   claims?: SendClaims;
   /** Claims by outcome: `new`, `held` (a resend another server took first), `failed` (the send keeps its own id). */
   claimOutcomes?: Counter<"outcome">;
+  /** Blocks between a direct chat's pair; without it they are not checked. */
+  blocks?: BlockCache;
 }
 
 /**
@@ -41,7 +44,7 @@ export class QueueSubmitter implements MessageSubmitter {
 
   constructor(private readonly deps: QueueSubmitterDeps) {
     this.recent = new LruMap(deps.recentCapacity ?? 100_000);
-    this.members = new ChannelMembers(deps.channels);
+    this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
@@ -66,6 +69,7 @@ export class QueueSubmitter implements MessageSubmitter {
         this.claim(recentKey, minted),
       ]);
       if (!member) throw new ChatError("not_a_member", "not a member of this channel");
+      await this.members.refuseIfBlocked(cmd.channelId, sender.userId);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then
       // one more record, which the sequencer drops as a duplicate; a failed

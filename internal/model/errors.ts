@@ -19,7 +19,8 @@ export type ErrorCodeName =
   | "invalid_argument"
   | "unavailable"
   | "internal"
-  | "session_closed";
+  | "session_closed"
+  | "blocked";
 
 export class ChatError extends Error {
   constructor(

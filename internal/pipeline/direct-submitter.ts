@@ -1,3 +1,4 @@
+import type { BlockCache } from "../accounts/blocks.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
@@ -12,6 +13,8 @@ export interface DirectSubmitterDeps extends LiveDeliveryDeps {
   writer: MessageWriter;
   ids: IdGenerator;
   now?: () => number;
+  /** Blocks between a direct chat's pair; without it they are not checked. */
+  blocks?: BlockCache;
 }
 
 /**
@@ -30,7 +33,7 @@ export class DirectSubmitter implements MessageSubmitter {
   private readonly members: ChannelMembers;
 
   constructor(private readonly deps: DirectSubmitterDeps) {
-    this.members = new ChannelMembers(deps.channels);
+    this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
@@ -38,6 +41,7 @@ export class DirectSubmitter implements MessageSubmitter {
     const { writer, ids, metrics } = this.deps;
     const memberIds = await this.members.memberIds(cmd.channelId);
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
+    await this.members.refuseIfBlocked(cmd.channelId, sender.userId);
     let written;
     try {
       written = await writer.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);

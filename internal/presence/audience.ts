@@ -1,3 +1,4 @@
+import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility, type AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
 import { MAX_GROUP_MEMBERS, type Id, type PresenceVisibility } from "../model/types.js";
@@ -22,17 +23,23 @@ export interface PresenceReach {
  * Reads a user's friends, and with `channels` the members of their direct
  * chats and small groups (larger member lists read presence on demand
  * through GetPresence instead). Read at change time, so it follows
- * friendship and membership changes without subscriptions to maintain.
+ * friendship, membership and block changes without subscriptions to
+ * maintain. Users blocked either way are left out.
  */
 export async function readReach(deps: AudienceDeps, userId: Id, channels: boolean): Promise<PresenceReach> {
   const max = deps.maxChannelMembers ?? MAX_GROUP_MEMBERS;
-  const [friends, memberships] = await Promise.all([deps.accounts.listFriends(userId), channels ? deps.channels.listMemberships(userId) : []]);
+  const [friends, memberships, blocked] = await Promise.all([
+    deps.accounts.listFriends(userId),
+    channels ? deps.channels.listMemberships(userId) : [],
+    blockedEitherWay(deps.accounts, userId),
+  ]);
   const rosters = await Promise.all(
     memberships.map(async (m) => ((await deps.channels.memberCount(m.channelId)) > max ? [] : deps.channels.listMembers(m.channelId))),
   );
   const coMembers = new Set(rosters.flatMap((roster) => roster.map((m) => m.userId)));
   coMembers.delete(userId);
-  return { friends, coMembers: [...coMembers] };
+  for (const id of blocked) coMembers.delete(id);
+  return { friends: friends.filter((id) => !blocked.has(id)), coMembers: [...coMembers] };
 }
 
 /** The audience a setting leaves of a reach: everyone in it, friends only, or nobody. */
@@ -40,6 +47,11 @@ export function audienceFor(visibility: PresenceVisibility, reach: PresenceReach
   if (visibility === "nobody") return [];
   if (visibility === "friends") return [...reach.friends];
   return [...new Set([...reach.friends, ...reach.coMembers])];
+}
+
+/** Whether `to` is in `userId`'s presence audience now. */
+export async function reaches(deps: AudienceDeps, userId: Id, to: Id): Promise<boolean> {
+  return (await storeAudience(deps)(userId)).includes(to);
 }
 
 /** Friends and small-channel co-members, as far as the user's PresenceVisibility allows. */

@@ -37,8 +37,8 @@ const MAX_TTL_S = 10 * 365 * 86_400;
 /**
  * AccountStore on Cassandra. Username uniqueness is an LWT claim in
  * `usernames`; refresh tokens are single-use through an LWT delete; friend
- * requests and friendships are stored once per side so each user's view is
- * one partition, both sides written in one logged batch.
+ * requests, friendships and blocks are stored once per side so each user's
+ * view is one partition, both sides written in one logged batch.
  */
 export class CassandraAccountStore implements AccountStore {
   private readonly q;
@@ -93,6 +93,14 @@ export class CassandraAccountStore implements AccountStore {
       setVisibility: `INSERT INTO ${t("presence_settings")} (user_id, visibility) VALUES (?, ?)`,
       friend: `SELECT since_ms FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
       friends: `SELECT friend_user_id FROM ${t("friendships")} WHERE user_id = ?`,
+
+      putBlock: `INSERT INTO ${t("blocks")} (user_id, blocked_user_id, at_ms) VALUES (?, ?, ?)`,
+      putBlocker: `INSERT INTO ${t("blockers")} (user_id, blocker_user_id) VALUES (?, ?)`,
+      deleteBlock: `DELETE FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
+      deleteBlocker: `DELETE FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id = ?`,
+      block: `SELECT at_ms FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
+      blocks: `SELECT blocked_user_id, at_ms FROM ${t("blocks")} WHERE user_id = ?`,
+      blockers: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ?`,
     };
   }
 
@@ -264,6 +272,47 @@ export class CassandraAccountStore implements AccountStore {
 
   async listFriends(userId: Id): Promise<Id[]> {
     return (await this.db.rows(this.q.friends, [userId])).map((r) => big(r.get("friend_user_id")));
+  }
+
+  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void> {
+    // Keeps the first block's time with a read rather than a Paxos round:
+    // only the blocker blocks, so two first blocks racing each other are one
+    // user's double tap, and either's time (a moment apart) will do. Both
+    // rows are written even when the block exists, so a block racing an
+    // unblock ends as the later of the two, as in SQLite.
+    const first = await this.db.one(this.q.block, [userId, blockedUserId]);
+    const at = first ? big(first.get("at_ms")) : msCell(atMs);
+    await this.db.batch([
+      { query: this.q.putBlock, params: [userId, blockedUserId, at] },
+      { query: this.q.putBlocker, params: [blockedUserId, userId] },
+    ], { logged: true });
+  }
+
+  async deleteBlock(userId: Id, blockedUserId: Id): Promise<void> {
+    await this.db.batch([
+      { query: this.q.deleteBlock, params: [userId, blockedUserId] },
+      { query: this.q.deleteBlocker, params: [blockedUserId, userId] },
+    ], { logged: true });
+  }
+
+  async listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]> {
+    const out = (await this.db.rows(this.q.blocks, [userId])).map((r) => ({
+      userId: big(r.get("blocked_user_id")),
+      atMs: ms(r.get("at_ms")),
+    }));
+    // The partition is clustered by user id, not time.
+    return out.sort((x, y) => y.atMs - x.atMs || cmp(x.userId, y.userId));
+  }
+
+  async listBlockers(userId: Id): Promise<Id[]> {
+    return (await this.db.rows(this.q.blockers, [userId])).map((r) => big(r.get("blocker_user_id")));
+  }
+
+  async blockersBetween(a: Id, b: Id): Promise<Id[]> {
+    const pairs: [Id, Id][] = a === b ? [[a, a]] : [[a, b], [b, a]];
+    const found = await Promise.all(pairs.map(async ([x, y]) => ((await this.db.one(this.q.block, [x, y])) ? [x] : [])));
+    // By user id, as the SQLite adapter returns them.
+    return found.flat().sort(cmp);
   }
 
   /** Claims the lower-cased name for userId or throws already_exists. */

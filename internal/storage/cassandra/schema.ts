@@ -78,6 +78,10 @@ const TABLES: Record<string, string> = {
   friend_requests: `(user_id bigint, other_user_id bigint, outgoing boolean, at_ms bigint,
              PRIMARY KEY ((user_id), other_user_id, outgoing))`,
   friendships: `(user_id bigint, friend_user_id bigint, since_ms bigint, PRIMARY KEY ((user_id), friend_user_id))`,
+  // A block is stored once per side, as a friendship: whom a user blocked in
+  // their partition of blocks, who blocked them in theirs of blockers.
+  blocks: `(user_id bigint, blocked_user_id bigint, at_ms bigint, PRIMARY KEY ((user_id), blocked_user_id))`,
+  blockers: `(user_id bigint, blocker_user_id bigint, PRIMARY KEY ((user_id), blocker_user_id))`,
   // Who may see a user's presence, for users who chose (a table of its own, so no column is added to users).
   presence_settings: `(user_id bigint PRIMARY KEY, visibility text)`,
 

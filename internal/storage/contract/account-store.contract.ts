@@ -280,5 +280,89 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.listFriends(b.userId), []);
       });
     });
+
+    describe("blocks", () => {
+      // blockersBetween promises no order.
+      const sortedIds = (ids: bigint[]) => [...ids].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+
+      it("a block is directed", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), [a.userId]);
+        assert.deepStrictEqual(await s.blockersBetween(b.userId, a.userId), [a.userId]);
+        assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
+        assert.deepStrictEqual(await s.listBlocks(b.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId), []);
+      });
+
+      it("blocking twice keeps one block and its first time", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        await s.putBlock(a.userId, b.userId, 2000);
+        assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
+      });
+
+      it("blocks both ways between one pair are two blocks", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        await s.putBlock(b.userId, a.userId, 2000);
+        assert.deepStrictEqual(sortedIds(await s.blockersBetween(a.userId, b.userId)), sortedIds([a.userId, b.userId]));
+        assert.deepStrictEqual(sortedIds(await s.blockersBetween(b.userId, a.userId)), sortedIds([a.userId, b.userId]));
+        assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
+        assert.deepStrictEqual(await s.listBlocks(b.userId), [{ userId: a.userId, atMs: 2000 }]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId), [b.userId]);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
+      });
+
+      it("deleteBlock removes only that direction", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        await s.putBlock(b.userId, a.userId, 2000);
+        await s.deleteBlock(a.userId, b.userId);
+        assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), [b.userId]);
+        assert.deepStrictEqual(await s.listBlocks(a.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), []);
+        assert.deepStrictEqual(await s.listBlocks(b.userId), [{ userId: a.userId, atMs: 2000 }]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId), [b.userId]);
+        await s.deleteBlock(a.userId, b.userId); // already gone: nothing to do
+      });
+
+      it("blocking again after an unblock is a new block, with the new time", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        await s.deleteBlock(a.userId, b.userId);
+        await s.putBlock(a.userId, b.userId, 3000);
+        assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 3000 }]);
+        assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), [a.userId]);
+      });
+
+      it("listBlocks is newest first, ties by user id; listBlockers lists every blocker by user id", async () => {
+        const [a, b, c, d] = [await newUser(), await newUser(), await newUser(), await newUser()];
+        await s.putBlock(a.userId, b.userId, 1000);
+        await s.putBlock(a.userId, d.userId, 3000);
+        await s.putBlock(a.userId, c.userId, 3000);
+        const [lo, hi] = sortedIds([c.userId, d.userId]);
+        assert.deepStrictEqual(await s.listBlocks(a.userId), [
+          { userId: lo, atMs: 3000 },
+          { userId: hi, atMs: 3000 },
+          { userId: b.userId, atMs: 1000 },
+        ]);
+        await s.putBlock(d.userId, b.userId, 4000);
+        await s.putBlock(c.userId, b.userId, 5000);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), sortedIds([a.userId, c.userId, d.userId]));
+      });
+
+      it("strangers: no blocks either way", async () => {
+        const [a, b] = [await newUser(), await newUser()];
+        await s.putBlock(a.userId, (await newUser()).userId, 1000); // a block elsewhere changes nothing here
+        assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), []);
+        assert.deepStrictEqual(await s.listBlocks(b.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId), []);
+        assert.deepStrictEqual(await s.listBlocks(uniqueId()), []);
+        assert.deepStrictEqual(await s.listBlockers(uniqueId()), []);
+      });
+    });
   });
 }

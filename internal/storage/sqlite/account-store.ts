@@ -68,6 +68,15 @@ function build(db: SqliteDatabase) {
     deleteFriend: p("DELETE FROM friendships WHERE user_id = ? AND friend_user_id = ?"),
     areFriends: p("SELECT 1 FROM friendships WHERE user_id = ? AND friend_user_id = ?"),
     friends: p("SELECT friend_user_id FROM friendships WHERE user_id = ? ORDER BY friend_user_id"),
+
+    // OR IGNORE: blocking again keeps the first block's time.
+    putBlock: p("INSERT OR IGNORE INTO blocks (user_id, blocked_user_id, at_ms) VALUES (?, ?, ?)"),
+    deleteBlock: p("DELETE FROM blocks WHERE user_id = ? AND blocked_user_id = ?"),
+    blocks: p("SELECT blocked_user_id, at_ms FROM blocks WHERE user_id = ? ORDER BY at_ms DESC, blocked_user_id"),
+    blockers: p("SELECT user_id FROM blocks WHERE blocked_user_id = ? ORDER BY user_id"),
+    blockersBetween: p(`SELECT user_id FROM blocks
+                        WHERE (user_id = ? AND blocked_user_id = ?) OR (user_id = ? AND blocked_user_id = ?)
+                        ORDER BY user_id`),
   };
   // One transaction: of racing takes, one deletes the token and marks it
   // used before any other can look, so every other one sees the mark.
@@ -227,5 +236,25 @@ export class SqliteAccountStore implements AccountStore {
 
   async listFriends(userId: Id): Promise<Id[]> {
     return (this.s.friends.all(userId) as Row[]).map((r) => r.friend_user_id as bigint);
+  }
+
+  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void> {
+    this.s.putBlock.run(userId, blockedUserId, atMs);
+  }
+
+  async deleteBlock(userId: Id, blockedUserId: Id): Promise<void> {
+    this.s.deleteBlock.run(userId, blockedUserId);
+  }
+
+  async listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]> {
+    return (this.s.blocks.all(userId) as Row[]).map((r) => ({ userId: r.blocked_user_id as bigint, atMs: Number(r.at_ms) }));
+  }
+
+  async listBlockers(userId: Id): Promise<Id[]> {
+    return (this.s.blockers.all(userId) as Row[]).map((r) => r.user_id as bigint);
+  }
+
+  async blockersBetween(a: Id, b: Id): Promise<Id[]> {
+    return (this.s.blockersBetween.all(a, b, b, a) as Row[]).map((r) => r.user_id as bigint);
   }
 }

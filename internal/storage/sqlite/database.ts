@@ -253,6 +253,17 @@ export const MIGRATIONS: readonly string[] = [
     visibility TEXT NOT NULL
   );
   `,
+  // 7: blocks, directed (user_id blocked blocked_user_id). The index makes
+  // "who blocked this user" one range, as the primary key does "whom they blocked".
+  `
+  CREATE TABLE blocks (
+    user_id         INTEGER NOT NULL,
+    blocked_user_id INTEGER NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    PRIMARY KEY (user_id, blocked_user_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX blocks_by_blocked ON blocks (blocked_user_id, user_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { User } from "./types_pb.js";
 import { file_chat_v1_types } from "./types_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file chat/v1/users.proto.
  */
 export const file_chat_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL3VzZXJzLnByb3RvEgdjaGF0LnYxIg4KDEdldE1lUmVxdWVzdCIsCg1HZXRNZVJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXIiLAoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSFAoMZGlzcGxheV9uYW1lGAEgASgJIjQKFVVwZGF0ZVByb2ZpbGVSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyIiMKD0dldFVzZXJzUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoBCIwChBHZXRVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIjIKElNlYXJjaFVzZXJzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRINCgVsaW1pdBgCIAEoDSIzChNTZWFyY2hVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIisKGFNlbmRGcmllbmRSZXF1ZXN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEIkQKGVNlbmRGcmllbmRSZXF1ZXN0UmVzcG9uc2USJwoFc3RhdGUYASABKA4yGC5jaGF0LnYxLkZyaWVuZHNoaXBTdGF0ZSI+ChtSZXNwb25kRnJpZW5kUmVxdWVzdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIOCgZhY2NlcHQYAiABKAgiRwocUmVzcG9uZEZyaWVuZFJlcXVlc3RSZXNwb25zZRInCgVzdGF0ZRgBIAEoDjIYLmNoYXQudjEuRnJpZW5kc2hpcFN0YXRlIj4KDUZyaWVuZFJlcXVlc3QSGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIQCghvdXRnb2luZxgCIAEoCCIbChlMaXN0RnJpZW5kUmVxdWVzdHNSZXF1ZXN0IkYKGkxpc3RGcmllbmRSZXF1ZXN0c1Jlc3BvbnNlEigKCHJlcXVlc3RzGAEgAygLMhYuY2hhdC52MS5GcmllbmRSZXF1ZXN0IhQKEkxpc3RGcmllbmRzUmVxdWVzdCI1ChNMaXN0RnJpZW5kc1Jlc3BvbnNlEh4KB2ZyaWVuZHMYASADKAsyDS5jaGF0LnYxLlVzZXIiJgoTUmVtb3ZlRnJpZW5kUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEIhYKFFJlbW92ZUZyaWVuZFJlc3BvbnNlKrYBCg9GcmllbmRzaGlwU3RhdGUSIAocRlJJRU5EU0hJUF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUZSSUVORFNISVBfU1RBVEVfTk9ORRABEiEKHUZSSUVORFNISVBfU1RBVEVfUkVRVUVTVF9TRU5UEAISJQohRlJJRU5EU0hJUF9TVEFURV9SRVFVRVNUX1JFQ0VJVkVEEAMSHAoYRlJJRU5EU0hJUF9TVEFURV9GUklFTkRTEAQy1wUKC1VzZXJTZXJ2aWNlEjYKBUdldE1lEhUuY2hhdC52MS5HZXRNZVJlcXVlc3QaFi5jaGF0LnYxLkdldE1lUmVzcG9uc2USTgoNVXBkYXRlUHJvZmlsZRIdLmNoYXQudjEuVXBkYXRlUHJvZmlsZVJlcXVlc3QaHi5jaGF0LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZRI/CghHZXRVc2VycxIYLmNoYXQudjEuR2V0VXNlcnNSZXF1ZXN0GhkuY2hhdC52MS5HZXRVc2Vyc1Jlc3BvbnNlEkgKC1NlYXJjaFVzZXJzEhsuY2hhdC52MS5TZWFyY2hVc2Vyc1JlcXVlc3QaHC5jaGF0LnYxLlNlYXJjaFVzZXJzUmVzcG9uc2USWgoRU2VuZEZyaWVuZFJlcXVlc3QSIS5jaGF0LnYxLlNlbmRGcmllbmRSZXF1ZXN0UmVxdWVzdBoiLmNoYXQudjEuU2VuZEZyaWVuZFJlcXVlc3RSZXNwb25zZRJjChRSZXNwb25kRnJpZW5kUmVxdWVzdBIkLmNoYXQudjEuUmVzcG9uZEZyaWVuZFJlcXVlc3RSZXF1ZXN0GiUuY2hhdC52MS5SZXNwb25kRnJpZW5kUmVxdWVzdFJlc3BvbnNlEl0KEkxpc3RGcmllbmRSZXF1ZXN0cxIiLmNoYXQudjEuTGlzdEZyaWVuZFJlcXVlc3RzUmVxdWVzdBojLmNoYXQudjEuTGlzdEZyaWVuZFJlcXVlc3RzUmVzcG9uc2USSAoLTGlzdEZyaWVuZHMSGy5jaGF0LnYxLkxpc3RGcmllbmRzUmVxdWVzdBocLmNoYXQudjEuTGlzdEZyaWVuZHNSZXNwb25zZRJLCgxSZW1vdmVGcmllbmQSHC5jaGF0LnYxLlJlbW92ZUZyaWVuZFJlcXVlc3QaHS5jaGF0LnYxLlJlbW92ZUZyaWVuZFJlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types]);
+  fileDesc("ChNjaGF0L3YxL3VzZXJzLnByb3RvEgdjaGF0LnYxIg4KDEdldE1lUmVxdWVzdCIsCg1HZXRNZVJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXIiLAoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSFAoMZGlzcGxheV9uYW1lGAEgASgJIjQKFVVwZGF0ZVByb2ZpbGVSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uY2hhdC52MS5Vc2VyIiMKD0dldFVzZXJzUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoBCIwChBHZXRVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIjIKElNlYXJjaFVzZXJzUmVxdWVzdBINCgVxdWVyeRgBIAEoCRINCgVsaW1pdBgCIAEoDSIzChNTZWFyY2hVc2Vyc1Jlc3BvbnNlEhwKBXVzZXJzGAEgAygLMg0uY2hhdC52MS5Vc2VyIisKGFNlbmRGcmllbmRSZXF1ZXN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEIkQKGVNlbmRGcmllbmRSZXF1ZXN0UmVzcG9uc2USJwoFc3RhdGUYASABKA4yGC5jaGF0LnYxLkZyaWVuZHNoaXBTdGF0ZSI+ChtSZXNwb25kRnJpZW5kUmVxdWVzdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIOCgZhY2NlcHQYAiABKAgiRwocUmVzcG9uZEZyaWVuZFJlcXVlc3RSZXNwb25zZRInCgVzdGF0ZRgBIAEoDjIYLmNoYXQudjEuRnJpZW5kc2hpcFN0YXRlIj4KDUZyaWVuZFJlcXVlc3QSGwoEdXNlchgBIAEoCzINLmNoYXQudjEuVXNlchIQCghvdXRnb2luZxgCIAEoCCIbChlMaXN0RnJpZW5kUmVxdWVzdHNSZXF1ZXN0IkYKGkxpc3RGcmllbmRSZXF1ZXN0c1Jlc3BvbnNlEigKCHJlcXVlc3RzGAEgAygLMhYuY2hhdC52MS5GcmllbmRSZXF1ZXN0IhQKEkxpc3RGcmllbmRzUmVxdWVzdCI1ChNMaXN0RnJpZW5kc1Jlc3BvbnNlEh4KB2ZyaWVuZHMYASADKAsyDS5jaGF0LnYxLlVzZXIiJgoTUmVtb3ZlRnJpZW5kUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEIhYKFFJlbW92ZUZyaWVuZFJlc3BvbnNlIiMKEEJsb2NrVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBCITChFCbG9ja1VzZXJSZXNwb25zZSIlChJVbmJsb2NrVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBCIVChNVbmJsb2NrVXNlclJlc3BvbnNlIhkKF0xpc3RCbG9ja2VkVXNlcnNSZXF1ZXN0IloKC0Jsb2NrZWRVc2VyEhsKBHVzZXIYASABKAsyDS5jaGF0LnYxLlVzZXISLgoKYmxvY2tlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoYTGlzdEJsb2NrZWRVc2Vyc1Jlc3BvbnNlEisKDWJsb2NrZWRfdXNlcnMYASADKAsyFC5jaGF0LnYxLkJsb2NrZWRVc2VyKrYBCg9GcmllbmRzaGlwU3RhdGUSIAocRlJJRU5EU0hJUF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUZSSUVORFNISVBfU1RBVEVfTk9ORRABEiEKHUZSSUVORFNISVBfU1RBVEVfUkVRVUVTVF9TRU5UEAISJQohRlJJRU5EU0hJUF9TVEFURV9SRVFVRVNUX1JFQ0VJVkVEEAMSHAoYRlJJRU5EU0hJUF9TVEFURV9GUklFTkRTEAQyvgcKC1VzZXJTZXJ2aWNlEjYKBUdldE1lEhUuY2hhdC52MS5HZXRNZVJlcXVlc3QaFi5jaGF0LnYxLkdldE1lUmVzcG9uc2USTgoNVXBkYXRlUHJvZmlsZRIdLmNoYXQudjEuVXBkYXRlUHJvZmlsZVJlcXVlc3QaHi5jaGF0LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZRI/CghHZXRVc2VycxIYLmNoYXQudjEuR2V0VXNlcnNSZXF1ZXN0GhkuY2hhdC52MS5HZXRVc2Vyc1Jlc3BvbnNlEkgKC1NlYXJjaFVzZXJzEhsuY2hhdC52MS5TZWFyY2hVc2Vyc1JlcXVlc3QaHC5jaGF0LnYxLlNlYXJjaFVzZXJzUmVzcG9uc2USWgoRU2VuZEZyaWVuZFJlcXVlc3QSIS5jaGF0LnYxLlNlbmRGcmllbmRSZXF1ZXN0UmVxdWVzdBoiLmNoYXQudjEuU2VuZEZyaWVuZFJlcXVlc3RSZXNwb25zZRJjChRSZXNwb25kRnJpZW5kUmVxdWVzdBIkLmNoYXQudjEuUmVzcG9uZEZyaWVuZFJlcXVlc3RSZXF1ZXN0GiUuY2hhdC52MS5SZXNwb25kRnJpZW5kUmVxdWVzdFJlc3BvbnNlEl0KEkxpc3RGcmllbmRSZXF1ZXN0cxIiLmNoYXQudjEuTGlzdEZyaWVuZFJlcXVlc3RzUmVxdWVzdBojLmNoYXQudjEuTGlzdEZyaWVuZFJlcXVlc3RzUmVzcG9uc2USSAoLTGlzdEZyaWVuZHMSGy5jaGF0LnYxLkxpc3RGcmllbmRzUmVxdWVzdBocLmNoYXQudjEuTGlzdEZyaWVuZHNSZXNwb25zZRJLCgxSZW1vdmVGcmllbmQSHC5jaGF0LnYxLlJlbW92ZUZyaWVuZFJlcXVlc3QaHS5jaGF0LnYxLlJlbW92ZUZyaWVuZFJlc3BvbnNlEkIKCUJsb2NrVXNlchIZLmNoYXQudjEuQmxvY2tVc2VyUmVxdWVzdBoaLmNoYXQudjEuQmxvY2tVc2VyUmVzcG9uc2USSAoLVW5ibG9ja1VzZXISGy5jaGF0LnYxLlVuYmxvY2tVc2VyUmVxdWVzdBocLmNoYXQudjEuVW5ibG9ja1VzZXJSZXNwb25zZRJXChBMaXN0QmxvY2tlZFVzZXJzEiAuY2hhdC52MS5MaXN0QmxvY2tlZFVzZXJzUmVxdWVzdBohLmNoYXQudjEuTGlzdEJsb2NrZWRVc2Vyc1Jlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.GetMeRequest
@@ -345,6 +347,118 @@ export const RemoveFriendResponseSchema: GenMessage<RemoveFriendResponse> = /*@_
   messageDesc(file_chat_v1_users, 18);
 
 /**
+ * @generated from message chat.v1.BlockUserRequest
+ */
+export type BlockUserRequest = Message<"chat.v1.BlockUserRequest"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.BlockUserRequest.
+ * Use `create(BlockUserRequestSchema)` to create a new message.
+ */
+export const BlockUserRequestSchema: GenMessage<BlockUserRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 19);
+
+/**
+ * @generated from message chat.v1.BlockUserResponse
+ */
+export type BlockUserResponse = Message<"chat.v1.BlockUserResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.BlockUserResponse.
+ * Use `create(BlockUserResponseSchema)` to create a new message.
+ */
+export const BlockUserResponseSchema: GenMessage<BlockUserResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 20);
+
+/**
+ * @generated from message chat.v1.UnblockUserRequest
+ */
+export type UnblockUserRequest = Message<"chat.v1.UnblockUserRequest"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+};
+
+/**
+ * Describes the message chat.v1.UnblockUserRequest.
+ * Use `create(UnblockUserRequestSchema)` to create a new message.
+ */
+export const UnblockUserRequestSchema: GenMessage<UnblockUserRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 21);
+
+/**
+ * @generated from message chat.v1.UnblockUserResponse
+ */
+export type UnblockUserResponse = Message<"chat.v1.UnblockUserResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.UnblockUserResponse.
+ * Use `create(UnblockUserResponseSchema)` to create a new message.
+ */
+export const UnblockUserResponseSchema: GenMessage<UnblockUserResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 22);
+
+/**
+ * @generated from message chat.v1.ListBlockedUsersRequest
+ */
+export type ListBlockedUsersRequest = Message<"chat.v1.ListBlockedUsersRequest"> & {
+};
+
+/**
+ * Describes the message chat.v1.ListBlockedUsersRequest.
+ * Use `create(ListBlockedUsersRequestSchema)` to create a new message.
+ */
+export const ListBlockedUsersRequestSchema: GenMessage<ListBlockedUsersRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 23);
+
+/**
+ * @generated from message chat.v1.BlockedUser
+ */
+export type BlockedUser = Message<"chat.v1.BlockedUser"> & {
+  /**
+   * @generated from field: chat.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp blocked_at = 2;
+   */
+  blockedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.v1.BlockedUser.
+ * Use `create(BlockedUserSchema)` to create a new message.
+ */
+export const BlockedUserSchema: GenMessage<BlockedUser> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 24);
+
+/**
+ * @generated from message chat.v1.ListBlockedUsersResponse
+ */
+export type ListBlockedUsersResponse = Message<"chat.v1.ListBlockedUsersResponse"> & {
+  /**
+   * @generated from field: repeated chat.v1.BlockedUser blocked_users = 1;
+   */
+  blockedUsers: BlockedUser[];
+};
+
+/**
+ * Describes the message chat.v1.ListBlockedUsersResponse.
+ * Use `create(ListBlockedUsersResponseSchema)` to create a new message.
+ */
+export const ListBlockedUsersResponseSchema: GenMessage<ListBlockedUsersResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_users, 25);
+
+/**
  * @generated from enum chat.v1.FriendshipState
  */
 export enum FriendshipState {
@@ -461,6 +575,41 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof RemoveFriendRequestSchema;
     output: typeof RemoveFriendResponseSchema;
+  },
+  /**
+   * Blocks a user: they can no longer message the caller in their direct
+   * chat (nor the caller them, until unblocked), send the caller friend
+   * requests or add the caller to groups, and neither sees the other's
+   * presence. Ends a friendship and pending requests between the two. Shared
+   * groups stay as they are. Blocking a user already blocked succeeds.
+   *
+   * @generated from rpc chat.v1.UserService.BlockUser
+   */
+  blockUser: {
+    methodKind: "unary";
+    input: typeof BlockUserRequestSchema;
+    output: typeof BlockUserResponseSchema;
+  },
+  /**
+   * Lifts the caller's block; friendship is not restored. Succeeds when there
+   * was no block.
+   *
+   * @generated from rpc chat.v1.UserService.UnblockUser
+   */
+  unblockUser: {
+    methodKind: "unary";
+    input: typeof UnblockUserRequestSchema;
+    output: typeof UnblockUserResponseSchema;
+  },
+  /**
+   * The users the caller blocked, most recent first.
+   *
+   * @generated from rpc chat.v1.UserService.ListBlockedUsers
+   */
+  listBlockedUsers: {
+    methodKind: "unary";
+    input: typeof ListBlockedUsersRequestSchema;
+    output: typeof ListBlockedUsersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_users, 0);

@@ -57,6 +57,13 @@ export enum ErrorCode {
    * drain); reconnect unless the reason says otherwise.
    */
   ERROR_CODE_SESSION_CLOSED = 16,
+  /**
+   * ERROR_CODE_BLOCKED - One of the two users blocked the other: no messages in their direct
+   * chat, no friend requests, and no adding the blocker to groups. The
+   * message says which way (a sender learns they were blocked, as on
+   * Messenger, rather than watching messages vanish).
+   */
+  ERROR_CODE_BLOCKED = 17,
   UNRECOGNIZED = -1,
 }
 
@@ -113,6 +120,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 16:
     case "ERROR_CODE_SESSION_CLOSED":
       return ErrorCode.ERROR_CODE_SESSION_CLOSED;
+    case 17:
+    case "ERROR_CODE_BLOCKED":
+      return ErrorCode.ERROR_CODE_BLOCKED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -156,6 +166,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_INTERNAL";
     case ErrorCode.ERROR_CODE_SESSION_CLOSED:
       return "ERROR_CODE_SESSION_CLOSED";
+    case ErrorCode.ERROR_CODE_BLOCKED:
+      return "ERROR_CODE_BLOCKED";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { User } from "./types.js";
 
 export const protobufPackage = "chat.v1";
@@ -154,6 +155,32 @@ export interface RemoveFriendRequest {
 }
 
 export interface RemoveFriendResponse {
+}
+
+export interface BlockUserRequest {
+  userId: bigint;
+}
+
+export interface BlockUserResponse {
+}
+
+export interface UnblockUserRequest {
+  userId: bigint;
+}
+
+export interface UnblockUserResponse {
+}
+
+export interface ListBlockedUsersRequest {
+}
+
+export interface BlockedUser {
+  user?: User | undefined;
+  blockedAt?: Date | undefined;
+}
+
+export interface ListBlockedUsersResponse {
+  blockedUsers: BlockedUser[];
 }
 
 function createBaseGetMeRequest(): GetMeRequest {
@@ -1471,6 +1498,468 @@ export const RemoveFriendResponse: MessageFns<RemoveFriendResponse> = {
   },
 };
 
+function createBaseBlockUserRequest(): BlockUserRequest {
+  return { userId: 0n };
+}
+
+export const BlockUserRequest: MessageFns<BlockUserRequest> = {
+  encode(message: BlockUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0n) {
+      if (BigInt.asUintN(64, message.userId) !== message.userId) {
+        throw new globalThis.Error("value provided for field message.userId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlockUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlockUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlockUserRequest {
+    return {
+      userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
+    };
+  },
+
+  toJSON(message: BlockUserRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== 0n) {
+      obj.userId = message.userId.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlockUserRequest>, I>>(base?: I): BlockUserRequest {
+    return BlockUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlockUserRequest>, I>>(object: I): BlockUserRequest {
+    const message = createBaseBlockUserRequest();
+    message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    return message;
+  },
+};
+
+function createBaseBlockUserResponse(): BlockUserResponse {
+  return {};
+}
+
+export const BlockUserResponse: MessageFns<BlockUserResponse> = {
+  encode(_: BlockUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlockUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlockUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): BlockUserResponse {
+    return {};
+  },
+
+  toJSON(_: BlockUserResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlockUserResponse>, I>>(base?: I): BlockUserResponse {
+    return BlockUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlockUserResponse>, I>>(_: I): BlockUserResponse {
+    const message = createBaseBlockUserResponse();
+    return message;
+  },
+};
+
+function createBaseUnblockUserRequest(): UnblockUserRequest {
+  return { userId: 0n };
+}
+
+export const UnblockUserRequest: MessageFns<UnblockUserRequest> = {
+  encode(message: UnblockUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0n) {
+      if (BigInt.asUintN(64, message.userId) !== message.userId) {
+        throw new globalThis.Error("value provided for field message.userId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnblockUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnblockUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnblockUserRequest {
+    return {
+      userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
+    };
+  },
+
+  toJSON(message: UnblockUserRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== 0n) {
+      obj.userId = message.userId.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnblockUserRequest>, I>>(base?: I): UnblockUserRequest {
+    return UnblockUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnblockUserRequest>, I>>(object: I): UnblockUserRequest {
+    const message = createBaseUnblockUserRequest();
+    message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    return message;
+  },
+};
+
+function createBaseUnblockUserResponse(): UnblockUserResponse {
+  return {};
+}
+
+export const UnblockUserResponse: MessageFns<UnblockUserResponse> = {
+  encode(_: UnblockUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnblockUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnblockUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnblockUserResponse {
+    return {};
+  },
+
+  toJSON(_: UnblockUserResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnblockUserResponse>, I>>(base?: I): UnblockUserResponse {
+    return UnblockUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnblockUserResponse>, I>>(_: I): UnblockUserResponse {
+    const message = createBaseUnblockUserResponse();
+    return message;
+  },
+};
+
+function createBaseListBlockedUsersRequest(): ListBlockedUsersRequest {
+  return {};
+}
+
+export const ListBlockedUsersRequest: MessageFns<ListBlockedUsersRequest> = {
+  encode(_: ListBlockedUsersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListBlockedUsersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListBlockedUsersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListBlockedUsersRequest {
+    return {};
+  },
+
+  toJSON(_: ListBlockedUsersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListBlockedUsersRequest>, I>>(base?: I): ListBlockedUsersRequest {
+    return ListBlockedUsersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListBlockedUsersRequest>, I>>(_: I): ListBlockedUsersRequest {
+    const message = createBaseListBlockedUsersRequest();
+    return message;
+  },
+};
+
+function createBaseBlockedUser(): BlockedUser {
+  return { user: undefined, blockedAt: undefined };
+}
+
+export const BlockedUser: MessageFns<BlockedUser> = {
+  encode(message: BlockedUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.user !== undefined) {
+      User.encode(message.user, writer.uint32(10).fork()).join();
+    }
+    if (message.blockedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.blockedAt), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlockedUser {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlockedUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.user = User.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.blockedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlockedUser {
+    return {
+      user: isSet(object.user) ? User.fromJSON(object.user) : undefined,
+      blockedAt: isSet(object.blockedAt)
+        ? fromJsonTimestamp(object.blockedAt)
+        : isSet(object.blocked_at)
+        ? fromJsonTimestamp(object.blocked_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: BlockedUser): unknown {
+    const obj: any = {};
+    if (message.user !== undefined) {
+      obj.user = User.toJSON(message.user);
+    }
+    if (message.blockedAt !== undefined) {
+      obj.blockedAt = message.blockedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlockedUser>, I>>(base?: I): BlockedUser {
+    return BlockedUser.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlockedUser>, I>>(object: I): BlockedUser {
+    const message = createBaseBlockedUser();
+    message.user = (object.user !== undefined && object.user !== null) ? User.fromPartial(object.user) : undefined;
+    message.blockedAt = object.blockedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListBlockedUsersResponse(): ListBlockedUsersResponse {
+  return { blockedUsers: [] };
+}
+
+export const ListBlockedUsersResponse: MessageFns<ListBlockedUsersResponse> = {
+  encode(message: ListBlockedUsersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.blockedUsers) {
+      BlockedUser.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListBlockedUsersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListBlockedUsersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blockedUsers.push(BlockedUser.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListBlockedUsersResponse {
+    return {
+      blockedUsers: globalThis.Array.isArray(object?.blockedUsers)
+        ? object.blockedUsers.map((e: any) => BlockedUser.fromJSON(e))
+        : globalThis.Array.isArray(object?.blocked_users)
+        ? object.blocked_users.map((e: any) => BlockedUser.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListBlockedUsersResponse): unknown {
+    const obj: any = {};
+    if (message.blockedUsers?.length) {
+      obj.blockedUsers = message.blockedUsers.map((e) => BlockedUser.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListBlockedUsersResponse>, I>>(base?: I): ListBlockedUsersResponse {
+    return ListBlockedUsersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListBlockedUsersResponse>, I>>(object: I): ListBlockedUsersResponse {
+    const message = createBaseListBlockedUsersResponse();
+    message.blockedUsers = object.blockedUsers?.map((e) => BlockedUser.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * UserService covers profiles and the friend list. Friendship is mutual: a
  * request becomes a friendship when the other user accepts it (or sends one
@@ -1568,6 +2057,47 @@ export const UserServiceService = {
       Buffer.from(RemoveFriendResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveFriendResponse => RemoveFriendResponse.decode(value),
   },
+  /**
+   * Blocks a user: they can no longer message the caller in their direct
+   * chat (nor the caller them, until unblocked), send the caller friend
+   * requests or add the caller to groups, and neither sees the other's
+   * presence. Ends a friendship and pending requests between the two. Shared
+   * groups stay as they are. Blocking a user already blocked succeeds.
+   */
+  blockUser: {
+    path: "/chat.v1.UserService/BlockUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BlockUserRequest): Buffer => Buffer.from(BlockUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BlockUserRequest => BlockUserRequest.decode(value),
+    responseSerialize: (value: BlockUserResponse): Buffer => Buffer.from(BlockUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BlockUserResponse => BlockUserResponse.decode(value),
+  },
+  /**
+   * Lifts the caller's block; friendship is not restored. Succeeds when there
+   * was no block.
+   */
+  unblockUser: {
+    path: "/chat.v1.UserService/UnblockUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnblockUserRequest): Buffer => Buffer.from(UnblockUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnblockUserRequest => UnblockUserRequest.decode(value),
+    responseSerialize: (value: UnblockUserResponse): Buffer => Buffer.from(UnblockUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnblockUserResponse => UnblockUserResponse.decode(value),
+  },
+  /** The users the caller blocked, most recent first. */
+  listBlockedUsers: {
+    path: "/chat.v1.UserService/ListBlockedUsers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListBlockedUsersRequest): Buffer =>
+      Buffer.from(ListBlockedUsersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListBlockedUsersRequest => ListBlockedUsersRequest.decode(value),
+    responseSerialize: (value: ListBlockedUsersResponse): Buffer =>
+      Buffer.from(ListBlockedUsersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListBlockedUsersResponse => ListBlockedUsersResponse.decode(value),
+  },
 } as const;
 
 export interface UserServiceServer extends UntypedServiceImplementation {
@@ -1581,6 +2111,21 @@ export interface UserServiceServer extends UntypedServiceImplementation {
   listFriendRequests: handleUnaryCall<ListFriendRequestsRequest, ListFriendRequestsResponse>;
   listFriends: handleUnaryCall<ListFriendsRequest, ListFriendsResponse>;
   removeFriend: handleUnaryCall<RemoveFriendRequest, RemoveFriendResponse>;
+  /**
+   * Blocks a user: they can no longer message the caller in their direct
+   * chat (nor the caller them, until unblocked), send the caller friend
+   * requests or add the caller to groups, and neither sees the other's
+   * presence. Ends a friendship and pending requests between the two. Shared
+   * groups stay as they are. Blocking a user already blocked succeeds.
+   */
+  blockUser: handleUnaryCall<BlockUserRequest, BlockUserResponse>;
+  /**
+   * Lifts the caller's block; friendship is not restored. Succeeds when there
+   * was no block.
+   */
+  unblockUser: handleUnaryCall<UnblockUserRequest, UnblockUserResponse>;
+  /** The users the caller blocked, most recent first. */
+  listBlockedUsers: handleUnaryCall<ListBlockedUsersRequest, ListBlockedUsersResponse>;
 }
 
 export interface UserServiceClient extends Client {
@@ -1720,6 +2265,63 @@ export interface UserServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveFriendResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Blocks a user: they can no longer message the caller in their direct
+   * chat (nor the caller them, until unblocked), send the caller friend
+   * requests or add the caller to groups, and neither sees the other's
+   * presence. Ends a friendship and pending requests between the two. Shared
+   * groups stay as they are. Blocking a user already blocked succeeds.
+   */
+  blockUser(
+    request: BlockUserRequest,
+    callback: (error: ServiceError | null, response: BlockUserResponse) => void,
+  ): ClientUnaryCall;
+  blockUser(
+    request: BlockUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BlockUserResponse) => void,
+  ): ClientUnaryCall;
+  blockUser(
+    request: BlockUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BlockUserResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lifts the caller's block; friendship is not restored. Succeeds when there
+   * was no block.
+   */
+  unblockUser(
+    request: UnblockUserRequest,
+    callback: (error: ServiceError | null, response: UnblockUserResponse) => void,
+  ): ClientUnaryCall;
+  unblockUser(
+    request: UnblockUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnblockUserResponse) => void,
+  ): ClientUnaryCall;
+  unblockUser(
+    request: UnblockUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnblockUserResponse) => void,
+  ): ClientUnaryCall;
+  /** The users the caller blocked, most recent first. */
+  listBlockedUsers(
+    request: ListBlockedUsersRequest,
+    callback: (error: ServiceError | null, response: ListBlockedUsersResponse) => void,
+  ): ClientUnaryCall;
+  listBlockedUsers(
+    request: ListBlockedUsersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListBlockedUsersResponse) => void,
+  ): ClientUnaryCall;
+  listBlockedUsers(
+    request: ListBlockedUsersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListBlockedUsersResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const UserServiceClient = makeGenericClientConstructor(UserServiceService, "chat.v1.UserService") as unknown as {
@@ -1740,6 +2342,28 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

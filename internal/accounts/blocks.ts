@@ -1,0 +1,66 @@
+import { LruMap } from "../cache/lru-map.js";
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+import type { AccountStore } from "./store.js";
+
+export interface BlockCacheOptions {
+  /** How long an answer is trusted (default 5 s): a block made through another process takes effect here within it. */
+  ttlMs?: number;
+  /** Pairs remembered at most, least recently used dropped first (~150 bytes each). */
+  capacity?: number;
+  now?: () => number;
+}
+
+const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
+
+/**
+ * Which of a pair blocked the other, as the send path asks it on every
+ * direct message. Blocks are rare and a message is not, so answers are kept
+ * for a short while rather than read per message (two Cassandra reads in the
+ * cluster). The process where a block is made calls `forget`, so there it
+ * holds at once (in chatd, everywhere); chat servers elsewhere see it within
+ * the TTL.
+ */
+export class BlockCache {
+  private readonly pairs: LruMap<string, { blockers: readonly Id[]; until: number }>;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly accounts: Pick<AccountStore, "blockersBetween">,
+    options: BlockCacheOptions = {},
+  ) {
+    this.pairs = new LruMap(options.capacity ?? 100_000);
+    this.ttlMs = options.ttlMs ?? 5_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  async blockersBetween(a: Id, b: Id): Promise<readonly Id[]> {
+    const key = pairKey(a, b);
+    const cached = this.pairs.get(key);
+    if (cached && cached.until > this.now()) return cached.blockers;
+    const blockers = await this.accounts.blockersBetween(a, b);
+    this.pairs.set(key, { blockers, until: this.now() + this.ttlMs });
+    return blockers;
+  }
+
+  forget(a: Id, b: Id): void {
+    this.pairs.delete(pairKey(a, b));
+  }
+}
+
+/**
+ * Refuses what `me` wants to do towards `other` when either blocked the
+ * other. The message says which way: the blocked learn they are blocked
+ * rather than watching messages vanish, and the blocker is reminded why.
+ */
+export function refuseIfBlocked(blockers: readonly Id[], me: Id, other: Id, what = "message"): void {
+  if (blockers.includes(other)) throw new ChatError("blocked", `this user blocked you: you cannot ${what} them`);
+  if (blockers.includes(me)) throw new ChatError("blocked", `you blocked this user: unblock them to ${what} them`);
+}
+
+/** Everyone the user blocked or was blocked by: each side is hidden from the other. */
+export async function blockedEitherWay(accounts: AccountStore, userId: Id): Promise<Set<Id>> {
+  const [blocked, blockers] = await Promise.all([accounts.listBlocks(userId), accounts.listBlockers(userId)]);
+  return new Set([...blocked.map((b) => b.userId), ...blockers]);
+}

@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { BlockCache } from "../accounts/blocks.js";
+import type { Id } from "../model/types.js";
+import { rpcError, TestApi, type TestUser } from "./testkit.js";
+
+const everyoneOnline = { getPresence: async (ids: Id[]) => ids.map((userId) => ({ userId, online: true })) };
+const BLOCKED = "ERROR_CODE_BLOCKED";
+
+describe("api: blocking users", () => {
+  let api: TestApi;
+  afterEach(async () => api.close());
+
+  const friends = async (a: TestUser, b: TestUser) => {
+    await a.c.users.sendFriendRequest({ userId: b.userId });
+    await b.c.users.sendFriendRequest({ userId: a.userId });
+  };
+  const statuses = async (viewer: TestUser, ids: Id[]) =>
+    (await viewer.c.presence.getPresence({ userIds: ids })).presences.map((p) => p.status);
+
+  it("lists whom the caller blocked, newest first; blocking twice and unblocking a stranger succeed", async () => {
+    api = await TestApi.start();
+    const [me, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    await me.c.users.blockUser({ userId: b.userId });
+    api.clock.ms += 1_000;
+    await me.c.users.blockUser({ userId: c.userId });
+    await me.c.users.blockUser({ userId: b.userId });
+    const listed = (await me.c.users.listBlockedUsers({})).blockedUsers;
+    assert.deepEqual(listed.map((x) => x.user?.userId), [c.userId, b.userId]);
+    assert.equal(Number(listed[1]!.blockedAt!.seconds) * 1000, api.clock.ms - 1_000, "the first block's time is kept");
+    assert.deepEqual((await b.c.users.listBlockedUsers({})).blockedUsers, [], "a block is the blocker's alone");
+
+    await me.c.users.unblockUser({ userId: c.userId });
+    await me.c.users.unblockUser({ userId: c.userId });
+    assert.deepEqual((await me.c.users.listBlockedUsers({})).blockedUsers.map((x) => x.user?.userId), [b.userId]);
+
+    assert.equal((await rpcError(() => me.c.users.blockUser({ userId: me.userId }))).code, Code.InvalidArgument);
+    assert.equal((await rpcError(() => me.c.users.blockUser({ userId: 4242n }))).code, Code.NotFound);
+    assert.equal((await rpcError(() => me.c.users.unblockUser({ userId: 0n }))).code, Code.InvalidArgument);
+  });
+
+  it("ends a friendship and pending requests, and refuses friend requests either way until unblocked", async () => {
+    api = await TestApi.start();
+    const [me, friend, asker] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    await friends(me, friend);
+    await asker.c.users.sendFriendRequest({ userId: me.userId });
+    await me.c.users.blockUser({ userId: friend.userId });
+    await me.c.users.blockUser({ userId: asker.userId });
+    assert.deepEqual((await me.c.users.listFriends({})).friends, []);
+    assert.deepEqual((await friend.c.users.listFriends({})).friends, []);
+    assert.deepEqual((await me.c.users.listFriendRequests({})).requests, []);
+
+    const theirs = await rpcError(() => friend.c.users.sendFriendRequest({ userId: me.userId }));
+    assert.deepEqual([theirs.code, theirs.chatCode], [Code.PermissionDenied, BLOCKED]);
+    assert.match(theirs.rawMessage, /this user blocked you/);
+    const mine = await rpcError(() => me.c.users.sendFriendRequest({ userId: friend.userId }));
+    assert.match(mine.rawMessage, /you blocked this user: unblock them/);
+
+    await me.c.users.unblockUser({ userId: friend.userId });
+    assert.deepEqual((await me.c.users.listFriends({})).friends, [], "unblocking does not restore the friendship");
+    await friend.c.users.sendFriendRequest({ userId: me.userId });
+    assert.equal((await me.c.users.listFriendRequests({})).requests.length, 1);
+  });
+
+  it("keeps the blocked from opening a direct chat with, or adding to groups, the user who blocked them", async () => {
+    api = await TestApi.start();
+    const [me, pest, other] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    await me.c.users.blockUser({ userId: pest.userId });
+
+    const open = await rpcError(() => pest.c.channels.openDirect({ userId: me.userId }));
+    assert.deepEqual([open.code, open.chatCode], [Code.PermissionDenied, BLOCKED]);
+    assert.ok((await me.c.channels.openDirect({ userId: pest.userId })).channel, "the blocker may open the chat (its history is theirs)");
+
+    const create = await rpcError(() => pest.c.channels.createGroup({ title: "g", memberUserIds: [other.userId, me.userId] }));
+    assert.equal(create.chatCode, BLOCKED);
+    assert.match(create.rawMessage, new RegExp(String(me.userId)));
+    const group = (await pest.c.channels.createGroup({ title: "g", memberUserIds: [other.userId] })).channel!;
+    const add = await rpcError(() => pest.c.channels.addMembers({ channelId: group.channelId, userIds: [me.userId] }));
+    assert.equal(add.chatCode, BLOCKED);
+    assert.equal((await pest.c.channels.listMembers({ channelId: group.channelId })).members.length, 2, "nobody was added");
+
+    // The blocker chose to share a group: a block does not split groups.
+    const mine = (await me.c.channels.createGroup({ title: "mine", memberUserIds: [pest.userId] })).channel!;
+    assert.equal(mine.memberCount, 2);
+  });
+
+  it("hides each side's presence from the other, both ways, and pushes offline without last seen at once", async () => {
+    api = await TestApi.start({ presence: everyoneOnline });
+    const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    await friends(me, friend);
+    await peer.c.channels.openDirect({ userId: me.userId });
+    assert.deepEqual(await statuses(me, [friend.userId, peer.userId]), [PresenceStatus.ONLINE, PresenceStatus.ONLINE]);
+
+    api.sessions.pushes = [];
+    await me.c.users.blockUser({ userId: peer.userId });
+    const pushed = api.sessions.framesOf("presence").map((p) => {
+      const e = p.frame.kind.case === "presence" ? p.frame.kind.value.presence! : undefined;
+      return [p.userIds, e?.userId, e?.status, e?.lastSeenAt];
+    });
+    assert.deepEqual(
+      pushed.sort((x, y) => ((x[0] as Id[])[0]! < (y[0] as Id[])[0]! ? -1 : 1)),
+      [
+        [[me.userId], peer.userId, PresenceStatus.OFFLINE, undefined],
+        [[peer.userId], me.userId, PresenceStatus.OFFLINE, undefined],
+      ].sort((x, y) => ((x[0] as Id[])[0]! < (y[0] as Id[])[0]! ? -1 : 1)),
+    );
+    assert.deepEqual(await statuses(me, [friend.userId, peer.userId]), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+    assert.deepEqual(await statuses(peer, [me.userId]), [PresenceStatus.OFFLINE], "the blocked cannot see the blocker either");
+
+    // Unblocking: they share a direct chat, so each sees the other again, and is told so.
+    api.sessions.pushes = [];
+    await me.c.users.unblockUser({ userId: peer.userId });
+    assert.deepEqual(await statuses(peer, [me.userId]), [PresenceStatus.ONLINE]);
+    const told = api.sessions.framesOf("presence").map((p) => [p.userIds[0], p.frame.kind.case === "presence" ? p.frame.kind.value.presence?.status : undefined]);
+    assert.equal(told.length, 2);
+    assert.ok(told.every(([, status]) => status === PresenceStatus.ONLINE));
+  });
+
+  it("forgets the pair in the process's block cache, so its next send is checked afresh", async () => {
+    const forgotten: [Id, Id][] = [];
+    api = await TestApi.start({ blocks: { forget: (a, b) => void forgotten.push([a, b]) } });
+    const [me, b] = [await api.signUp(), await api.signUp()];
+    await me.c.users.blockUser({ userId: b.userId });
+    await me.c.users.unblockUser({ userId: b.userId });
+    assert.deepEqual(forgotten, [
+      [me.userId, b.userId],
+      [me.userId, b.userId],
+    ]);
+  });
+});
+
+describe("BlockCache", () => {
+  it("answers from memory within the TTL, reads again after it or after forget, for either order of the pair", async () => {
+    let clock = 0;
+    let reads = 0;
+    let blockers: Id[] = [];
+    const cache = new BlockCache(
+      {
+        blockersBetween: async () => {
+          reads++;
+          return blockers;
+        },
+      },
+      { ttlMs: 100, now: () => clock },
+    );
+    assert.deepEqual(await cache.blockersBetween(1n, 2n), []);
+    blockers = [1n];
+    assert.deepEqual(await cache.blockersBetween(2n, 1n), [], "within the TTL, the same pair either way");
+    assert.equal(reads, 1);
+    clock = 100;
+    assert.deepEqual(await cache.blockersBetween(1n, 2n), [1n]);
+    blockers = [];
+    cache.forget(2n, 1n);
+    assert.deepEqual(await cache.blockersBetween(1n, 2n), []);
+    assert.equal(reads, 3);
+  });
+});
