@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BlockCache } from "../accounts/blocks.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
@@ -13,14 +14,14 @@ const CHANNEL = 10n;
 const ALICE = { userId: 1n, deviceId: 11n };
 
 /** A direct channel of Alice and Bob; the log and the queue as the test drives them. */
-function submitter(log: Pick<MessageLog, "findByClientMsgId">, publish: MessageQueue["publish"], claims?: SendClaims, firstId = 100n) {
+function submitter(log: Pick<MessageLog, "findByClientMsgId">, publish: MessageQueue["publish"], claims?: SendClaims, firstId = 100n, blocks?: BlockCache) {
   const channels = {
     getChannel: async () => ({ channelId: CHANNEL, kind: "direct", title: "", createdAtMs: 1, createdBy: 1n }),
     listMembers: async () => [{ userId: 1n }, { userId: 2n }],
   } as unknown as ChannelStore;
   let id = firstId;
   const ids = { next: () => ++id } as unknown as IdGenerator;
-  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: log as MessageLog, ids, claims });
+  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: log as MessageLog, ids, claims, blocks });
 }
 
 const send = { channelId: CHANNEL, clientMsgId: "c1", text: "hi" };
@@ -66,6 +67,20 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await readFails.submit(ALICE, send), { messageId: 101n, duplicate: false });
     const publishFails = submitter({ findByClientMsgId: async () => undefined }, async () => assert.fail("kafka away"));
     await assert.rejects(publishFails.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "unavailable");
+  });
+
+  it("refuses a send in a direct chat where either blocked the other, publishing nothing and minting the resend afresh", async () => {
+    let blockers: bigint[] = [2n];
+    let published = 0;
+    const blocks = new BlockCache({ blockersBetween: async () => blockers }, { ttlMs: 0 });
+    const s = submitter({ findByClientMsgId: async () => undefined }, async () => void published++, undefined, 100n, blocks);
+    await assert.rejects(s.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "blocked" && /this user blocked you/.test(e.message));
+    blockers = [1n];
+    await assert.rejects(s.submit(ALICE, send), (e: Error) => /you blocked this user/.test(e.message));
+    assert.equal(published, 0);
+    blockers = [];
+    assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 103n, duplicate: false }, "the refusal was not remembered as the send's outcome");
+    assert.equal(published, 1);
   });
 
   describe("with claims shared by the chat servers", () => {

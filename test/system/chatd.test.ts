@@ -116,6 +116,38 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.deepEqual(dx!.messagesIn(channelId).map((m) => m.text), ["first"]);
   });
 
+  it("refuses sends both ways in a direct chat once either blocks the other, keeps their group, and lets them talk after unblocking", async () => {
+    const [alice, bob] = [await signUp(chatd.httpUrl, "blocker"), await signUp(chatd.httpUrl, "blocked")];
+    const dm = (await bob.api.channels.openDirect({ userId: alice.userId })).channel!.channelId;
+    const group = (await bob.api.channels.createGroup({ title: "both", memberUserIds: [alice.userId] })).channel!.channelId;
+    const [a, b] = await Promise.all([alice, bob].map((u) => device(chatd.wsUrl, u.devices[0]!.token)));
+    assert.equal((await b!.send(dm, "hi")).kind.case, "sendAck", "cached: no block between them");
+    await a!.waitForMessages(1);
+
+    await alice.api.users.blockUser({ userId: bob.userId });
+    const theirs = await b!.send(dm, "hello?");
+    assert.ok(theirs.kind.case === "error", "the blocked send is refused at once, the cached answer forgotten");
+    assert.equal(theirs.kind.value.code, ErrorCode.BLOCKED);
+    assert.match(theirs.kind.value.message, /this user blocked you/);
+    const mine = await a!.send(dm, "go away");
+    assert.ok(mine.kind.case === "error" && mine.kind.value.code === ErrorCode.BLOCKED);
+    assert.match(mine.kind.value.message, /you blocked this user/);
+    assert.equal((await b!.send(group, "in the group")).kind.case, "sendAck", "a block does not split a group");
+    await a!.waitForMessages(2);
+    assert.equal(b!.closeCode, undefined, "the session carries on");
+
+    await alice.api.users.unblockUser({ userId: bob.userId });
+    assert.equal((await b!.send(dm, "friends again?")).kind.case, "sendAck");
+    await a!.waitForMessages(3);
+    assert.deepEqual(a!.messagesIn(dm).map((m) => m.text), ["hi", "friends again?"], "nothing refused was stored");
+    const history = await alice.api.messages.listMessages({ channelId: dm, limit: 10 });
+    assert.deepEqual(history.messages.map((m) => m.text).sort(), ["friends again?", "hi"]);
+    // The api's SendMessage asks the same submitter.
+    await alice.api.users.blockUser({ userId: bob.userId });
+    const viaApi = await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-1", text: "and here?" }).catch((e: unknown) => e);
+    assert.ok(viaApi instanceof ConnectError && viaApi.code === Code.PermissionDenied, String(viaApi));
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
@@ -122,6 +123,27 @@ describe("distributed mode on the real engines (separate processes)", function (
     // Both chat servers took sessions (least-loaded placement spreads them).
     const res = await fetch(`http://127.0.0.1:${chatServers[0]!.info.ops}/metrics`);
     assert.match(await res.text(), /chat_sessions [1-9]/);
+  });
+
+  it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {
+    const [a, b] = [await signUp(apiUrl(), "bl"), await signUp(apiUrl(), "bl")];
+    const dm = (await b.api.channels.openDirect({ userId: a.userId })).channel!.channelId;
+    const db = await connect(1, b.devices[0]!.token);
+    assert.equal((await db.send(dm, "before")).kind.case, "sendAck", "the chat server now holds 'no block' for the pair");
+    await a.api.users.blockUser({ userId: b.userId });
+    // The default TTL is 5 s; the bound leaves room for a loaded machine.
+    const refused = await waitFor(
+      async () => {
+        const r = await db.send(dm, "still there?");
+        return r.kind.case === "error" ? r.kind.value : undefined;
+      },
+      "the block to reach the chat server",
+      20_000,
+      250,
+    );
+    assert.equal(refused.code, ErrorCode.BLOCKED);
+    await a.api.users.unblockUser({ userId: b.userId });
+    await waitFor(async () => (await db.send(dm, "again")).kind.case === "sendAck", "the unblock to reach the chat server", 20_000, 250);
   });
 
   async function sessionsOn(server: RoleProcess): Promise<number> {
