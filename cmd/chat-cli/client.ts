@@ -131,15 +131,21 @@ export class Session {
     return u ? u.username : `user:${id}`;
   }
 
+  /** The user called "@alice" (case-insensitive), or a CliError naming who is missing. */
+  async findUser(ref: string): Promise<User> {
+    const name = ref.replace(/^@/, "").toLowerCase();
+    const res = await this.api.users.searchUsers({ query: name, limit: 20 });
+    const user = res.users.find((u) => u.username.toLowerCase() === name);
+    if (!user) throw new CliError(`no user is called @${name}`);
+    this.users.set(user.userId.toString(), user);
+    return user;
+  }
+
   /** "@alice" (the direct chat with alice, opened if new) or a channel id. */
   async resolveChannel(ref: string): Promise<Channel> {
     if (ref.startsWith("@")) {
-      const name = ref.slice(1).toLowerCase();
-      const res = await this.api.users.searchUsers({ query: name, limit: 20 });
-      const user = res.users.find((u) => u.username.toLowerCase() === name);
-      if (!user) throw new CliError(`no user is called @${name}`);
+      const user = await this.findUser(ref);
       if (user.userId === this.userId) throw new CliError("that is you; pick someone else");
-      this.users.set(user.userId.toString(), user);
       return (await this.api.channels.openDirect({ userId: user.userId })).channel!;
     }
     if (!/^\d+$/.test(ref)) throw new CliError(`"${ref}" is neither a channel id (see: chat-cli chats) nor @username`, 2);

@@ -26,6 +26,10 @@ Commands:
   history <chat>                 print a chat's messages, oldest first
   follow <chat>                  print a chat's new messages live until Ctrl+C
   group <title> <@user...>       create a group with these members
+  block <@user>                  block a user: no messages either way in your
+                                 1:1 chat, no friend requests or group adds from them
+  unblock <@user>                lift your block
+  blocked                        list the users you blocked
 
   <chat> is a channel id (from "chats") or @username for the 1:1 chat with
   that person (opened if you have none yet).
@@ -94,6 +98,11 @@ async function main(argv: string[]): Promise<void> {
       return followCommand(args, values);
     case "group":
       return group(args, values);
+    case "block":
+    case "unblock":
+      return blockCommand(command, args);
+    case "blocked":
+      return blocked(values);
     default:
       throw new CliError(`unknown command "${command}"; see: chat-cli --help`, 2);
   }
@@ -261,15 +270,29 @@ async function group(args: string[], values: Values): Promise<void> {
   if (!title || members.some((m) => !m.startsWith("@"))) throw new CliError("usage: chat-cli group <title> <@user...>", 2);
   const s = session();
   const ids: bigint[] = [];
-  for (const m of members) {
-    const name = m.slice(1).toLowerCase();
-    const user = (await s.api.users.searchUsers({ query: name, limit: 20 })).users.find((u) => u.username.toLowerCase() === name);
-    if (!user) throw new CliError(`no user is called @${name}`);
-    ids.push(user.userId);
-  }
+  for (const m of members) ids.push((await s.findUser(m)).userId);
   const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
   out(`created group "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+}
+
+async function blockCommand(command: "block" | "unblock", args: string[]): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref?.startsWith("@") || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <@user>`, 2);
+  const s = session();
+  const user = await s.findUser(ref);
+  if (command === "block") await s.api.users.blockUser({ userId: user.userId });
+  else await s.api.users.unblockUser({ userId: user.userId });
+  out(`${command}ed @${user.username}`);
+}
+
+async function blocked(values: Values): Promise<void> {
+  const s = session();
+  for (const b of (await s.api.users.listBlockedUsers({})).blockedUsers) {
+    const at = b.blockedAt ? new Date(timestampMs(b.blockedAt)).toISOString() : null;
+    if (values.json) json({ userId: b.user!.userId, username: b.user!.username, blockedAt: at });
+    else out(`@${b.user!.username}  blocked ${at ?? ""}`.trimEnd());
+  }
 }
 
 // ------------------------------------------------------------------ helpers

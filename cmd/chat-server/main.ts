@@ -76,6 +76,7 @@ const chat = new ChatServer({
   directory,
   presence: presence.tracker,
   revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
+  blocks,
   limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
   logger,
   metrics,

@@ -108,6 +108,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     submitter,
     presence,
     revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
+    blocks,
     limits: {
       framesPerSecond: config.framesPerSecond,
       frameBurst: config.frameBurst,

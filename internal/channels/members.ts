@@ -60,10 +60,20 @@ export class ChannelMembers {
    * learn the pair. Groups are never refused: a block does not split a group.
    */
   async refuseIfBlocked(channelId: Id, senderId: Id): Promise<void> {
+    const pair = await this.pairBlockers(channelId, senderId);
+    if (pair) refuseIfBlocked(pair.blockers, senderId, pair.other);
+  }
+
+  /** Whether either of a direct chat's pair blocked the other (asked as refuseIfBlocked is). */
+  async isBlocked(channelId: Id, userId: Id): Promise<boolean> {
+    return ((await this.pairBlockers(channelId, userId))?.blockers.length ?? 0) > 0;
+  }
+
+  private async pairBlockers(channelId: Id, userId: Id): Promise<{ other: Id; blockers: readonly Id[] } | undefined> {
     const known = this.known.peek(channelId);
-    if (!this.blocks || known?.kind !== "direct") return;
-    const other = known.memberIds.find((id) => id !== senderId);
-    if (other === undefined) return;
-    refuseIfBlocked(await this.blocks.blockersBetween(senderId, other), senderId, other);
+    if (!this.blocks || known?.kind !== "direct") return undefined;
+    const other = known.memberIds.find((id) => id !== userId);
+    if (other === undefined) return undefined;
+    return { other, blockers: await this.blocks.blockersBetween(userId, other) };
   }
 }

@@ -1,6 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import type { BlockCache } from "../accounts/blocks.js";
+import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Inbox } from "../messages/inbox.js";
@@ -64,6 +66,8 @@ export interface ChatServerDeps {
    * verifies is let in.
    */
   revoked?: (userId: Id, deviceId: Id) => Promise<boolean>;
+  /** Blocks between a direct chat's pair: typing there goes nowhere. Without it they are not checked. */
+  blocks?: BlockCache;
   limits?: Partial<SessionLimits>;
   logger?: Logger;
   metrics?: ChatServerMetrics;
@@ -89,6 +93,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * and a list of one costs a fraction of a Set.
    */
   private readonly byUser = new Map<Id, readonly Session[]>();
+  private readonly members: ChannelMembers;
   private readonly idleSweep: NodeJS.Timeout;
   private readonly routesRefresh?: NodeJS.Timeout;
   private count = 0;
@@ -103,6 +108,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
+    this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
     // A session that sent nothing for three heartbeat intervals is gone
     // (a half-open TCP connection): close it so its device shows offline.
     // The same sweep ends sessions whose access token expired.
@@ -244,9 +250,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** @internal */
   async typing(userId: Id, channelId: Id): Promise<void> {
-    const channels = this.deps.channels;
-    if (!(await channels.getMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
-    const others = (await channels.listMembers(channelId)).map((m) => m.userId).filter((u) => u !== userId);
+    if (!(await this.members.isMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
+    // Typing is a hint with no answer: into a blocked chat it is dropped, not refused.
+    if (await this.members.isBlocked(channelId, userId)) return;
+    const others = (await this.members.memberIds(channelId)).filter((u) => u !== userId);
     await (this.deps.directory ?? this).pushToUsers(
       others,
       create(ServerFrameSchema, { kind: { case: "typing", value: { channelId, userId } } }),

@@ -153,6 +153,26 @@ describe("web client in headless Chromium", function () {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 10_000 });
     });
 
+    it("lets a person block the other: the blocked one's sends fail with the reason until unblocked", async () => {
+      const [a, b] = [alice.page, bobPage.page];
+      a.once("dialog", (d) => void d.accept());
+      await a.getByTestId("block").click();
+      await a.locator('[data-testid=block][data-blocked="true"]').waitFor({ timeout: 10_000 });
+      await b.getByTestId("composer").fill("are you there?");
+      await b.getByTestId("composer").press("Enter");
+      const failed = b.locator('[data-testid=pending-message][data-state="failed"]', { hasText: /blocked you/ });
+      await failed.waitFor({ timeout: 10_000 });
+
+      // The block is the account's: a reload reads it back.
+      await a.reload();
+      await waitConnected(a);
+      await a.locator('[data-testid=block][data-blocked="true"]').waitFor({ timeout: 10_000 });
+      await a.getByTestId("block").click();
+      await a.locator('[data-testid=block][data-blocked="false"]').waitFor({ timeout: 10_000 });
+      await failed.getByRole("button", { name: "Retry" }).click();
+      await a.locator("[data-testid=message].theirs", { hasText: "are you there?" }).waitFor({ timeout: 10_000 });
+    });
+
     it("shows the peer's presence: online, then offline with last seen once their page closes", async () => {
       const status = alice.page.getByTestId("chat-status");
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });

@@ -156,6 +156,19 @@ describe("chat-cli against chatd", function () {
     assert.equal(await exited, 0, stderr);
   });
 
+  it("blocks and unblocks @user: the blocked one's send fails with the reason, and lists whom it blocked", async () => {
+    assert.match(await bob.ok("block", `@${alice.username}`), new RegExp(`blocked @${alice.username}`));
+    const listed = (await bob.ok("blocked", "--json")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(listed.map((b) => b.username), [alice.username]);
+    const refused = await alice.run("send", `@${bob.username}`, "let me talk");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /blocked you/);
+    assert.match(await bob.ok("unblock", `@${alice.username}`), /unblocked/);
+    assert.equal(await bob.ok("blocked"), "");
+    assert.equal((await alice.run("send", `@${bob.username}`, "thanks")).code, 0);
+    assert.equal((await bob.run("block", "nobody_here_at_all")).code, 2, "a user is named with @");
+  });
+
   it("logs out: the server forgets the device and the CLI its credentials", async () => {
     const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
     assert.match(await bob.ok("logout"), /Logged out/);

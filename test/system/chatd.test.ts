@@ -123,6 +123,9 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     const [a, b] = await Promise.all([alice, bob].map((u) => device(chatd.wsUrl, u.devices[0]!.token)));
     assert.equal((await b!.send(dm, "hi")).kind.case, "sendAck", "cached: no block between them");
     await a!.waitForMessages(1);
+    const typingIn = (channelId: bigint) => a!.frames.filter((f) => f.kind.case === "typing" && f.kind.value.channelId === channelId).length;
+    b!.sendFrame({ kind: { case: "typing", value: { channelId: dm } } });
+    await waitFor(() => typingIn(dm) === 1, "bob typing, before the block");
 
     await alice.api.users.blockUser({ userId: bob.userId });
     const theirs = await b!.send(dm, "hello?");
@@ -132,8 +135,11 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     const mine = await a!.send(dm, "go away");
     assert.ok(mine.kind.case === "error" && mine.kind.value.code === ErrorCode.BLOCKED);
     assert.match(mine.kind.value.message, /you blocked this user/);
+    // Typing into the blocked chat goes nowhere; the group message sent after it arrives (so would the typing have).
+    b!.sendFrame({ kind: { case: "typing", value: { channelId: dm } } });
     assert.equal((await b!.send(group, "in the group")).kind.case, "sendAck", "a block does not split a group");
     await a!.waitForMessages(2);
+    assert.equal(typingIn(dm), 1, "no typing from the blocked chat");
     assert.equal(b!.closeCode, undefined, "the session carries on");
 
     await alice.api.users.unblockUser({ userId: bob.userId });

@@ -46,6 +46,8 @@ export class ChatApp {
   private readonly channels = new Map<string, Channel>();
   private readonly users = new Map<string, User>();
   private readonly presence = new Map<string, Presence>();
+  /** Users this account blocked; undefined until read. */
+  private blocked?: Set<string>;
   private readonly pending = new Map<string, Pending>();
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
@@ -117,8 +119,33 @@ export class ChatApp {
       },
       () => {},
     );
+    void this.api.users.listBlockedUsers({}).then(
+      (r) => {
+        this.blocked = new Set(r.blockedUsers.map((b) => key(b.user!.userId)));
+        this.renderHeader();
+      },
+      () => {},
+    );
     await this.loadChannels();
     this.openFromHash();
+  }
+
+  /** Blocks or unblocks the peer of the open direct chat. */
+  private async toggleBlock(): Promise<void> {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (!c || c.kind !== ChannelKind.DIRECT || !this.blocked) return;
+    const peer = c.peerUserId;
+    const blocking = !this.blocked.has(key(peer));
+    if (blocking && !window.confirm(`Block ${this.name(peer)}? Neither of you can message the other here, and they stop seeing when you are online.`)) return;
+    try {
+      if (blocking) await this.api.users.blockUser({ userId: peer });
+      else await this.api.users.unblockUser({ userId: peer });
+      if (blocking) this.blocked.add(key(peer));
+      else this.blocked.delete(key(peer));
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+    this.renderHeader();
   }
 
   private async setVisibility(visibility: PresenceVisibility): Promise<void> {
@@ -150,6 +177,7 @@ export class ChatApp {
 
     ui.logout.addEventListener("click", () => void this.logout());
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
+    ui.block.addEventListener("click", () => void this.toggleBlock());
     ui.search.addEventListener("input", () => this.onSearchInput());
     ui.search.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") {
@@ -753,6 +781,13 @@ export class ChatApp {
     this.ui.chatAvatar.replaceWith(pic);
     this.ui.chatAvatar = pic;
     const status = this.ui.chatStatus;
+    const block = this.ui.block;
+    block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;
+    if (c.kind === ChannelKind.DIRECT && this.blocked) {
+      const isBlocked = this.blocked.has(key(c.peerUserId));
+      block.textContent = isBlocked ? "Unblock" : "Block";
+      block.dataset.blocked = String(isBlocked);
+    }
     if (c.kind === ChannelKind.DIRECT) {
       const p = this.presence.get(key(c.peerUserId));
       const online = p?.status === PresenceStatus.ONLINE;
