@@ -20,6 +20,8 @@ export interface AccountStore {
   /** Usernames starting with the lower-cased prefix, alphabetical. */
   searchUsers(prefix: string, limit: number): Promise<UserRecord[]>;
   updateDisplayName(userId: Id, displayName: string): Promise<void>;
+  /** Replaces the password hash of an existing user (an unknown user is not created). */
+  updatePasswordHash(userId: Id, passwordHash: string): Promise<void>;
   /** Each user's presence setting; users who never chose one are left out (they have the default). */
   getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>>;
   setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void>;

@@ -171,5 +171,38 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       await signOut(me.userId, deviceId, deviceId === me.deviceId ? "logged out" : "device revoked");
       return {};
     },
+
+    async changePassword(req, ctx) {
+      const me = caller(ctx);
+      // Checked first: a new password that would be refused costs no hash and counts no failure.
+      v.password(req.newPassword);
+      const user = await deps.accounts.getUser(me.userId);
+      if (!user) throw new ChatError("not_found", "no such user");
+      // A stolen access token must not become a way to guess the password:
+      // a wrong current password counts, and is throttled, as a failed login.
+      const address = clientAddress(ctx);
+      const counted = await deps.limits?.checkLogin(user.username, address).catch((e: unknown) => {
+        count("login_throttled");
+        throw e;
+      });
+      const ok = req.currentPassword.length <= 1024 && (await passwords.verify(user.passwordHash, req.currentPassword));
+      if (!ok) {
+        count("login_failed");
+        await deps.limits?.loginFailed(user.username, address);
+        throw new ChatError("permission_denied", "current_password is wrong");
+      }
+      await deps.accounts.updatePasswordHash(user.userId, await passwords.hash(req.newPassword));
+      await deps.limits?.signedIn(user.username, address, counted?.failures);
+      let devicesSignedOut = 0;
+      if (!req.keepOtherDevices) {
+        for (const d of await deps.accounts.listDevices(user.userId)) {
+          if (d.revoked || d.deviceId === me.deviceId) continue;
+          await signOut(user.userId, d.deviceId, "signed out: the account's password was changed");
+          devicesSignedOut++;
+        }
+      }
+      count("password_changed");
+      return { devicesSignedOut };
+    },
   };
 }

@@ -235,6 +235,40 @@ describe("api: AuthService", () => {
     assert.equal((await rpcError(() => a.c.auth.revokeDevice({ deviceId: 0n }))).code, Code.InvalidArgument);
   });
 
+  describe("changing the password", () => {
+    it("takes the new password, refuses the old one, and signs out every other device unless asked to keep them", async () => {
+      const me = await api.signUp("frank", "old password");
+      const phone = (await api.anon.auth.login({ username: "frank", password: "old password" })).credentials!;
+      const tablet = (await api.anon.auth.login({ username: "frank", password: "old password" })).credentials!;
+      const res = await me.c.auth.changePassword({ currentPassword: "old password", newPassword: "new password" });
+      assert.equal(res.devicesSignedOut, 2);
+      assert.deepEqual(
+        api.sessions.closed.map((c) => [c.deviceId, c.code, c.reason]).sort(),
+        [phone.deviceId, tablet.deviceId].map((d) => [d, CloseCode.loggedOut, "signed out: the account's password was changed"]).sort(),
+      );
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: phone.refreshToken }))).code, Code.Unauthenticated);
+      assert.ok((await api.anon.auth.refresh({ refreshToken: me.refreshToken })).credentials, "the caller's device stays signed in");
+      assert.equal((await rpcError(() => api.anon.auth.login({ username: "frank", password: "old password" }))).code, Code.Unauthenticated);
+      const again = (await api.anon.auth.login({ username: "frank", password: "new password" })).credentials!;
+
+      api.sessions.closed = [];
+      const kept = await api.clients(again.accessToken).auth.changePassword({ currentPassword: "new password", newPassword: "newer password", keepOtherDevices: true });
+      assert.equal(kept.devicesSignedOut, 0);
+      assert.deepEqual(api.sessions.closed, []);
+      assert.equal((await me.c.auth.listDevices({})).devices.length, 2);
+    });
+
+    it("refuses a wrong current password and a new one too short, with clear messages, changing nothing", async () => {
+      const me = await api.signUp("gina", "right password");
+      const wrong = await rpcError(() => me.c.auth.changePassword({ currentPassword: "wrong password", newPassword: "new password" }));
+      assert.deepEqual([wrong.code, wrong.rawMessage], [Code.PermissionDenied, "current_password is wrong"]);
+      const short = await rpcError(() => me.c.auth.changePassword({ currentPassword: "right password", newPassword: "short" }));
+      assert.deepEqual([short.code, short.rawMessage], [Code.InvalidArgument, "password must be at least 8 characters"]);
+      assert.equal((await rpcError(() => api.anon.auth.changePassword({ currentPassword: "right password", newPassword: "new password" }))).code, Code.Unauthenticated);
+      await api.anon.auth.login({ username: "gina", password: "right password" });
+    });
+  });
+
   it("answers PushService with Unimplemented", async () => {
     const u = await api.signUp();
     const err = await rpcError(() => u.c.push.getVapidPublicKey({}));

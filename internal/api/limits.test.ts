@@ -93,6 +93,15 @@ describe("api: limits", () => {
       await login("carol", "right password", "10.0.0.1");
     });
 
+    it("counts a wrong current password of ChangePassword as a failed login: a stolen token cannot guess the password", async () => {
+      await start({ loginMaxFailures: 3 });
+      const me = await api.signUp("hank", "right password");
+      const change = (current: string) => api.clients(me.accessToken, "10.0.0.9").auth.changePassword({ currentPassword: current, newPassword: "new password" });
+      for (let i = 0; i < 3; i++) assert.equal((await rpcError(() => change(`guess ${i}`))).code, Code.PermissionDenied);
+      assert.equal((await rpcError(() => change("right password"))).code, Code.ResourceExhausted, "refused even with the right one");
+      assert.equal((await rpcError(() => login("hank", "right password", "10.0.0.9"))).code, Code.ResourceExhausted, "as its logins from there are");
+    });
+
     it("forgets the failures after a successful login", async () => {
       await start({ loginMaxFailures: 3 });
       await api.signUp("erin", "right password");

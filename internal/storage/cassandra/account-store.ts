@@ -59,6 +59,7 @@ export class CassandraAccountStore implements AccountStore {
                    VALUES (?, ?, ?, ?, ?)`,
       user: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id = ?`,
       displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF EXISTS`,
+      passwordHash: `UPDATE ${t("users")} SET password_hash = ? WHERE user_id = ? IF EXISTS`,
 
       insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
@@ -142,6 +143,10 @@ export class CassandraAccountStore implements AccountStore {
 
   async updateDisplayName(userId: Id, displayName: string): Promise<void> {
     await this.db.lwt(this.q.displayName, [displayName, userId]);
+  }
+
+  async updatePasswordHash(userId: Id, passwordHash: string): Promise<void> {
+    await this.db.lwt(this.q.passwordHash, [passwordHash, userId]);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

@@ -89,6 +89,16 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.getUser(u.userId), { ...u, displayName: "New name 🎉" });
       });
 
+      it("updatePasswordHash changes only the password hash, and creates no unknown user", async () => {
+        const u = await newUser();
+        await s.updatePasswordHash(u.userId, "$argon2id$new");
+        assert.deepStrictEqual(await s.getUser(u.userId), { ...u, passwordHash: "$argon2id$new" });
+        assert.equal((await s.findUserByUsername(u.username))?.passwordHash, "$argon2id$new");
+        const id = uniqueId();
+        await s.updatePasswordHash(id, "$argon2id$ghost");
+        assert.equal(await s.getUser(id), undefined);
+      });
+
       it("updateDisplayName of an unknown user creates nothing", async () => {
         const id = uniqueId();
         await s.updateDisplayName(id, "ghost");

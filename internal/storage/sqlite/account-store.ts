@@ -35,6 +35,7 @@ function build(db: SqliteDatabase) {
     searchUsers: p(`SELECT * FROM users WHERE username_lower >= ? AND username_lower < ?
                     ORDER BY username_lower LIMIT ?`),
     updateDisplayName: p("UPDATE users SET display_name = ? WHERE user_id = ?"),
+    updatePasswordHash: p("UPDATE users SET password_hash = ? WHERE user_id = ?"),
 
     insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?)`),
@@ -150,6 +151,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async updateDisplayName(userId: Id, displayName: string): Promise<void> {
     this.s.updateDisplayName.run(displayName, userId);
+  }
+
+  async updatePasswordHash(userId: Id, passwordHash: string): Promise<void> {
+    this.s.updatePasswordHash.run(passwordHash, userId);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

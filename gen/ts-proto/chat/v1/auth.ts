@@ -101,6 +101,18 @@ export interface RevokeDeviceRequest {
 export interface RevokeDeviceResponse {
 }
 
+export interface ChangePasswordRequest {
+  currentPassword: string;
+  /** At least 8 characters. */
+  newPassword: string;
+  keepOtherDevices: boolean;
+}
+
+export interface ChangePasswordResponse {
+  /** How many other devices were signed out. */
+  devicesSignedOut: number;
+}
+
 function createBaseDeviceInfo(): DeviceInfo {
   return { name: "", platform: 0 };
 }
@@ -1236,6 +1248,192 @@ export const RevokeDeviceResponse: MessageFns<RevokeDeviceResponse> = {
   },
 };
 
+function createBaseChangePasswordRequest(): ChangePasswordRequest {
+  return { currentPassword: "", newPassword: "", keepOtherDevices: false };
+}
+
+export const ChangePasswordRequest: MessageFns<ChangePasswordRequest> = {
+  encode(message: ChangePasswordRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currentPassword !== "") {
+      writer.uint32(10).string(message.currentPassword);
+    }
+    if (message.newPassword !== "") {
+      writer.uint32(18).string(message.newPassword);
+    }
+    if (message.keepOtherDevices !== false) {
+      writer.uint32(24).bool(message.keepOtherDevices);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePasswordRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePasswordRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currentPassword = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newPassword = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keepOtherDevices = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePasswordRequest {
+    return {
+      currentPassword: isSet(object.currentPassword)
+        ? globalThis.String(object.currentPassword)
+        : isSet(object.current_password)
+        ? globalThis.String(object.current_password)
+        : "",
+      newPassword: isSet(object.newPassword)
+        ? globalThis.String(object.newPassword)
+        : isSet(object.new_password)
+        ? globalThis.String(object.new_password)
+        : "",
+      keepOtherDevices: isSet(object.keepOtherDevices)
+        ? globalThis.Boolean(object.keepOtherDevices)
+        : isSet(object.keep_other_devices)
+        ? globalThis.Boolean(object.keep_other_devices)
+        : false,
+    };
+  },
+
+  toJSON(message: ChangePasswordRequest): unknown {
+    const obj: any = {};
+    if (message.currentPassword !== "") {
+      obj.currentPassword = message.currentPassword;
+    }
+    if (message.newPassword !== "") {
+      obj.newPassword = message.newPassword;
+    }
+    if (message.keepOtherDevices !== false) {
+      obj.keepOtherDevices = message.keepOtherDevices;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChangePasswordRequest>, I>>(base?: I): ChangePasswordRequest {
+    return ChangePasswordRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChangePasswordRequest>, I>>(object: I): ChangePasswordRequest {
+    const message = createBaseChangePasswordRequest();
+    message.currentPassword = object.currentPassword ?? "";
+    message.newPassword = object.newPassword ?? "";
+    message.keepOtherDevices = object.keepOtherDevices ?? false;
+    return message;
+  },
+};
+
+function createBaseChangePasswordResponse(): ChangePasswordResponse {
+  return { devicesSignedOut: 0 };
+}
+
+export const ChangePasswordResponse: MessageFns<ChangePasswordResponse> = {
+  encode(message: ChangePasswordResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.devicesSignedOut !== 0) {
+      writer.uint32(8).uint32(message.devicesSignedOut);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePasswordResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePasswordResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.devicesSignedOut = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePasswordResponse {
+    return {
+      devicesSignedOut: isSet(object.devicesSignedOut)
+        ? globalThis.Number(object.devicesSignedOut)
+        : isSet(object.devices_signed_out)
+        ? globalThis.Number(object.devices_signed_out)
+        : 0,
+    };
+  },
+
+  toJSON(message: ChangePasswordResponse): unknown {
+    const obj: any = {};
+    if (message.devicesSignedOut !== 0) {
+      obj.devicesSignedOut = Math.round(message.devicesSignedOut);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChangePasswordResponse>, I>>(base?: I): ChangePasswordResponse {
+    return ChangePasswordResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChangePasswordResponse>, I>>(object: I): ChangePasswordResponse {
+    const message = createBaseChangePasswordResponse();
+    message.devicesSignedOut = object.devicesSignedOut ?? 0;
+    return message;
+  },
+};
+
 /**
  * AuthService signs users up and in. Every sign-in creates a device; each
  * device has its own refresh token and its own inbox cursor.
@@ -1305,6 +1503,24 @@ export const AuthServiceService = {
       Buffer.from(RevokeDeviceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RevokeDeviceResponse => RevokeDeviceResponse.decode(value),
   },
+  /**
+   * Changes the account's password, given the current one. Signs out every
+   * other device of the account (their sessions close with 4003, their refresh
+   * tokens die) unless keep_other_devices is set: a changed password is most
+   * often a reaction to someone else having it. A wrong current password
+   * counts as a failed login of the account (and is throttled like one).
+   */
+  changePassword: {
+    path: "/chat.v1.AuthService/ChangePassword" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangePasswordRequest): Buffer =>
+      Buffer.from(ChangePasswordRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangePasswordRequest => ChangePasswordRequest.decode(value),
+    responseSerialize: (value: ChangePasswordResponse): Buffer =>
+      Buffer.from(ChangePasswordResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChangePasswordResponse => ChangePasswordResponse.decode(value),
+  },
 } as const;
 
 export interface AuthServiceServer extends UntypedServiceImplementation {
@@ -1322,6 +1538,14 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
   listDevices: handleUnaryCall<ListDevicesRequest, ListDevicesResponse>;
   /** Revokes another device of the same account and closes its sessions. */
   revokeDevice: handleUnaryCall<RevokeDeviceRequest, RevokeDeviceResponse>;
+  /**
+   * Changes the account's password, given the current one. Signs out every
+   * other device of the account (their sessions close with 4003, their refresh
+   * tokens die) unless keep_other_devices is set: a changed password is most
+   * often a reaction to someone else having it. A wrong current password
+   * counts as a failed login of the account (and is throttled like one).
+   */
+  changePassword: handleUnaryCall<ChangePasswordRequest, ChangePasswordResponse>;
 }
 
 export interface AuthServiceClient extends Client {
@@ -1422,6 +1646,28 @@ export interface AuthServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RevokeDeviceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes the account's password, given the current one. Signs out every
+   * other device of the account (their sessions close with 4003, their refresh
+   * tokens die) unless keep_other_devices is set: a changed password is most
+   * often a reaction to someone else having it. A wrong current password
+   * counts as a failed login of the account (and is throttled like one).
+   */
+  changePassword(
+    request: ChangePasswordRequest,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
+  ): ClientUnaryCall;
+  changePassword(
+    request: ChangePasswordRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
+  ): ClientUnaryCall;
+  changePassword(
+    request: ChangePasswordRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ChangePasswordResponse) => void,
   ): ClientUnaryCall;
 }
 
