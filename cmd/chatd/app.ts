@@ -36,7 +36,7 @@ import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { pushMetrics } from "../../internal/push/metrics.js";
-import { publishOfflineNotifications } from "../../internal/push/records.js";
+import { channelMutes, publishOfflineNotifications } from "../../internal/push/records.js";
 import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
@@ -130,6 +130,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       const device = await storage.accounts.getDevice(userId, deviceId);
       return device !== undefined && !device.revoked;
     },
+    channelMutedUntil: channelMutes(storage.channels),
     options: config.push.notifier,
     logger: logger.child({ component: "notifier" }),
     ...pushMetrics(registry, () => notifier.pending),

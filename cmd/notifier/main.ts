@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { channelMutes } from "../../internal/push/records.js";
 import { openQueue, openRoutes, openStorage } from "../../internal/cluster/engines.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
@@ -65,6 +66,7 @@ const notifier: Notifier = new Notifier({
     const device = await storage.accounts.getDevice(userId, deviceId);
     return device !== undefined && !device.revoked;
   },
+  channelMutedUntil: channelMutes(storage.channels),
   options: config.push.notifier,
   logger: logger.child({ component: "notifier" }),
   ...metrics,

@@ -1,3 +1,4 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
@@ -10,6 +11,9 @@ import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
+
+/** The end of 9999-12-31, UTC: "muted for good" without risking the 64-bit columns. */
+const LATEST_MUTE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof ChannelService>> {
   const { channels, accounts } = deps;
@@ -63,6 +67,12 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     if (refusing.length > 0) throw new ChatError("blocked", `these users blocked you: you cannot add them: ${refusing.join(", ")}`);
   }
 
+  /** The caller's mute of the channel, while it lasts. */
+  const activeMute = (mutes: ReadonlyMap<Id, number>, channelId: Id) => {
+    const until = mutes.get(channelId);
+    return until !== undefined && until > now() ? until : undefined;
+  };
+
   const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
 
   return {
@@ -105,14 +115,26 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     },
 
     async describeChannel(req, ctx) {
-      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
-      return { channel: channelToProto(await channelView(deps, channel, member)) };
+      const me = caller(ctx).userId;
+      const [{ channel, member }, mutes] = await Promise.all([requireMember(deps, v.id("channel_id", req.channelId), me), channels.listMutes(me)]);
+      const view = await channelView(deps, channel, member);
+      return { channel: channelToProto({ ...view, mutedUntilMs: activeMute(mutes, channel.channelId) }) };
+    },
+
+    async muteChannel(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      const until = req.mutedUntil ? timestampMs(req.mutedUntil) : undefined;
+      if (until !== undefined && !(until <= LATEST_MUTE_MS)) throw new ChatError("invalid_argument", "muted_until must be before the year 10000");
+      const mutedUntilMs = until !== undefined && until > now() ? until : undefined;
+      await channels.setMute(me, channel.channelId, mutedUntilMs);
+      return { channel: channelToProto({ ...(await channelView(deps, channel, member)), mutedUntilMs }) };
     },
 
     async listChannels(req, ctx) {
       const me = caller(ctx).userId;
       const limit = v.limit(req.limit, 50, 200);
-      const memberships = await channels.listMemberships(me);
+      const [memberships, mutes] = await Promise.all([channels.listMemberships(me), channels.listMutes(me)]);
       const latest = await deps.log.latest(memberships.map((m) => m.channelId));
       // Activity is the last message, or joining for a channel without newer messages.
       const rows = memberships
@@ -131,7 +153,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const views = await Promise.all(
         page.map(async ({ m }) => {
           const channel = await channels.getChannel(m.channelId);
-          return channel ? channelView(deps, channel, m, latest) : undefined;
+          return channel ? { ...(await channelView(deps, channel, m, latest)), mutedUntilMs: activeMute(mutes, m.channelId) } : undefined;
         }),
       );
       const lastRow = page[page.length - 1];
@@ -186,6 +208,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }
       };
       if ((await channels.removeMember(channel.channelId, target, check)).removed) {
+        await channels.setMute(target, channel.channelId, undefined);
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
       }
@@ -229,6 +252,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // members at that moment (one chosen from an earlier read may be leaving too).
       const { removed, newOwner } = await channels.removeMember(channel.channelId, me);
       if (!removed) return {}; // A concurrent call of ours (or a removal) got there first.
+      await channels.setMute(me, channel.channelId, undefined);
       const view = await channelView(deps, channel);
       const remaining = await memberIds(channel.channelId);
       await pushChannelEvent(deps, [...remaining, me], ChannelEventKind.LEFT, view, me);

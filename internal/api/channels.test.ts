@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
@@ -296,5 +297,33 @@ describe("api: ChannelService", () => {
 
     const bad = await rpcError(() => me.c.channels.listChannels({ pageToken: "garbage" }));
     assert.equal(bad.code, Code.InvalidArgument);
+  });
+
+  it("mutes a channel for the caller alone until a time, shows it, unmutes, and forgets it when the caller leaves", async () => {
+    const [me, other] = [await api.signUp(), await api.signUp()];
+    const group = (await me.c.channels.createGroup({ title: "busy", memberUserIds: [other.userId] })).channel!.channelId;
+    // Ten minutes: the clock moves past it within the access token's lifetime.
+    const until = timestampFromMs(api.clock.ms + 600_000);
+    const muted = await me.c.channels.muteChannel({ channelId: group, mutedUntil: until });
+    assert.deepEqual(muted.channel?.mutedUntil, until);
+    assert.deepEqual((await me.c.channels.describeChannel({ channelId: group })).channel?.mutedUntil, until);
+    assert.deepEqual((await me.c.channels.listChannels({})).channels[0]?.mutedUntil, until);
+    assert.equal((await other.c.channels.describeChannel({ channelId: group })).channel?.mutedUntil, undefined, "the caller's alone");
+    assert.equal((await api.storage.channels.listMutes(me.userId)).get(group), api.clock.ms + 600_000);
+
+    api.clock.ms += 600_000;
+    assert.equal((await me.c.channels.describeChannel({ channelId: group })).channel?.mutedUntil, undefined, "a mute that ended shows no more");
+    await me.c.channels.muteChannel({ channelId: group, mutedUntil: timestampFromMs(api.clock.ms + 60_000) });
+    assert.equal((await me.c.channels.muteChannel({ channelId: group })).channel?.mutedUntil, undefined, "no time unmutes");
+    assert.equal((await api.storage.channels.listMutes(me.userId)).size, 0);
+
+    await me.c.channels.muteChannel({ channelId: group, mutedUntil: timestampFromMs(Date.UTC(9999, 0, 1)) });
+    await me.c.channels.leaveGroup({ channelId: group });
+    assert.equal((await api.storage.channels.listMutes(me.userId)).size, 0, "leaving forgets the mute");
+
+    const stranger = await rpcError(() => me.c.channels.muteChannel({ channelId: group, mutedUntil: until }));
+    assert.equal(stranger.code, Code.PermissionDenied);
+    const farOff = await rpcError(() => other.c.channels.muteChannel({ channelId: group, mutedUntil: { seconds: 1n << 50n, nanos: 0 } }));
+    assert.deepEqual([farOff.code, farOff.rawMessage], [Code.InvalidArgument, "muted_until must be before the year 10000"]);
   });
 });

@@ -82,6 +82,8 @@ export interface ChannelView {
   peerUserId?: Id;
   /** The caller's own newest message after their read position (see access.ts). */
   ownNewestUnreadSeq?: bigint;
+  /** Until when the caller muted the channel's pushes, while that is ahead. */
+  mutedUntilMs?: number;
 }
 
 export function channelToProto(v: ChannelView): Channel {
@@ -107,5 +109,6 @@ export function channelToProto(v: ChannelView): Channel {
     readSeq,
     myRole: v.me ? roleToProto(v.me.role) : PbMemberRole.UNSPECIFIED,
     peerUserId: v.peerUserId ?? 0n,
+    mutedUntil: v.mutedUntilMs !== undefined ? timestampFromMs(v.mutedUntilMs) : undefined,
   });
 }

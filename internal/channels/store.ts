@@ -76,4 +76,13 @@ export interface ChannelStore {
 
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;
+
+  /**
+   * Mutes the user's notifications of a channel until `untilMs`, or unmutes
+   * it (undefined). Kept apart from membership: a mute is the user's alone,
+   * and is read where notifications are sent, by user.
+   */
+  setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void>;
+  /** The user's mutes by channel id, expired ones included (the caller compares with its clock). */
+  listMutes(userId: Id): Promise<Map<Id, number>>;
 }

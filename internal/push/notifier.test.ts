@@ -28,6 +28,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
   /** The users the notifier asked about when their notification was due. */
   let askedOnline: Id[];
   let skips: SkipReason[];
+  /** Channel mutes by `${userId}:${channelId}`, as the ChannelStore would answer. */
+  let mutes: Map<string, number>;
   const vapidSubject = "mailto:ops@chat.test";
   let provider: WebPushProvider;
   let seq = 0n;
@@ -45,6 +47,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
     online = new Set();
     askedOnline = [];
     skips = [];
+    mutes = new Map();
   });
   afterEach(async () => {
     await notifier?.stop();
@@ -58,6 +61,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
 
   /** A device id the tests treat as logged out. */
   const REVOKED = 13n;
+  /** A channel whose mutes cannot be read. */
+  const UNREADABLE = 666n;
 
   async function startNotifier(options: Partial<NotifierOptions> = {}): Promise<Notifier> {
     notifier = new Notifier({
@@ -66,6 +71,10 @@ describe("Notifier with Web Push against a loopback push service", function () {
       providers: { web_push: provider },
       isOnline: async (u) => (askedOnline.push(u), online.has(u)),
       isDeviceActive: async (_u, d) => d !== REVOKED,
+      channelMutedUntil: async (u, c) => {
+        if (c === UNREADABLE) throw new Error("storage away");
+        return mutes.get(`${u}:${c}`);
+      },
       onSkipped: (reason) => skips.push(reason),
       options: { collapseWindowMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, timeoutMs: 2_000, ...options },
       onResult: (r) => results.push(r),
@@ -267,6 +276,21 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual([...skips].sort(), ["muted", "no_endpoint", "no_provider", "online", "revoked_device"]);
     assert.equal(results.length, 0, "nothing was sent");
     assert.equal(await endpoints.get(5n, REVOKED), undefined, "a logged-out device's endpoint is removed");
+  });
+
+  it("sends nothing for a channel the user muted while the mute lasts, and notifies when its mutes cannot be read", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    mutes.set("1:500", Date.now() + 3_600_000);
+    mutes.set("1:501", Date.now() - 1);
+    await startNotifier();
+    await notify(1n, 500n, "muted chatter");
+    await notify(1n, 501n, "a mute that ended");
+    await notify(1n, UNREADABLE, "fails open");
+    await waitFor(() => receiver.deliveredTo(sub).length === 2, "pushes for the unmuted channels");
+    await notifier!.idle();
+    assert.deepEqual(receiver.deliveredTo(sub).map((p) => p.json?.body).sort(), ["a mute that ended", "fails open"]);
+    assert.deepEqual(skips, ["channel_muted"]);
   });
 
   it("sends nothing to a user who is online by the time the notification is due", async () => {

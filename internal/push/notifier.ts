@@ -47,6 +47,9 @@ export interface NotifierDeps {
   isOnline?: (userId: Id) => Promise<boolean>;
   /** False for a revoked (logged-out) device: its endpoint is removed instead of used. */
   isDeviceActive?: (userId: Id, deviceId: Id) => Promise<boolean>;
+  /** Until when the user muted the channel's pushes (ChannelService/MuteChannel); checked when a notification is due. */
+  channelMutedUntil?: (userId: Id, channelId: Id) => Promise<number | undefined>;
+  now?: () => number;
   options?: Partial<NotifierOptions>;
   logger?: Logger;
   /** Reports what happened to each send (metrics, tests). */
@@ -56,11 +59,11 @@ export interface NotifierDeps {
 }
 
 /**
- * Why a due notification is not sent: its user is online again, has no
- * endpoint, or the endpoint is muted, of a push service not configured here,
- * or of a logged-out device (then also removed).
+ * Why a due notification is not sent: its user is online again, muted its
+ * channel, has no endpoint, or the endpoint is muted, of a push service not
+ * configured here, or of a logged-out device (then also removed).
  */
-export type SkipReason = "online" | "no_endpoint" | "muted" | "no_provider" | "revoked_device";
+export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -200,6 +203,7 @@ export class Notifier {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
+    if (await this.channelMuted(req)) return skipped("channel_muted");
     const endpoints = await this.deps.endpoints.listForUser(req.userId);
     if (endpoints.length === 0) skipped("no_endpoint");
     for (const endpoint of endpoints) {
@@ -220,6 +224,18 @@ export class Notifier {
       this.ready.push({ endpoint, notification, attempt: 1, host: hostOf(endpoint) });
     }
     this.pump();
+  }
+
+  /** Fails open: a mute that cannot be read costs a push too many, not a message nobody hears about. */
+  private async channelMuted(req: NotificationRequest): Promise<boolean> {
+    if (!this.deps.channelMutedUntil) return false;
+    try {
+      const until = await this.deps.channelMutedUntil(req.userId, req.message.channelId);
+      return until !== undefined && until > (this.deps.now ?? Date.now)();
+    } catch (err) {
+      this.deps.logger?.warn({ err }, "channel mutes unreadable: notifying anyway");
+      return false;
+    }
   }
 
   /** Starts ready jobs while there are free slots, overall and for their host. */

@@ -58,3 +58,8 @@ export function publishOfflineNotifications(deps: {
     await deps.queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRequested(request) }]);
   };
 }
+
+/** The Notifier's channelMutedUntil, read from the ChannelStore (one partition of the user). */
+export function channelMutes(channels: Pick<ChannelStore, "listMutes">): (userId: Id, channelId: Id) => Promise<number | undefined> {
+  return async (userId, channelId) => (await channels.listMutes(userId)).get(channelId);
+}

@@ -154,6 +154,20 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     assert.equal(receiver.pushesTo(sub).length, 1, "a muted device gets nothing");
   });
 
+  it("sends nothing for a chat the user muted through MuteChannel, and pushes again once it is unmuted", async () => {
+    const { bob, channelId, sub, a } = await pair();
+    await bob.api.channels.muteChannel({ channelId, mutedUntil: { seconds: BigInt(Math.floor(Date.now() / 1000) + 3600), nanos: 0 } });
+    const before = (await metric("chat_push_skipped_total", 'reason="channel_muted"')) ?? 0;
+    await a.send(channelId, "muted chatter");
+    await waitFor(async () => ((await metric("chat_push_skipped_total", 'reason="channel_muted"')) ?? 0) > before, "the muted chat skipped");
+    await settled();
+    assert.equal(receiver.pushesTo(sub).length, 0, "a muted chat pushes nothing");
+    await bob.api.channels.muteChannel({ channelId });
+    await a.send(channelId, "heard again");
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the push after unmuting");
+    assert.equal(receiver.deliveredTo(sub)[0]!.json!.body, "heard again");
+  });
+
   it("collapses a burst of messages into one notification per channel", async () => {
     const { channelId, sub, a } = await pair();
     for (let i = 1; i <= 4; i++) await a.send(channelId, `burst ${i}`);

@@ -90,6 +90,9 @@ export class CassandraChannelStore implements ChannelStore {
       index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
       unindex: `DELETE FROM ${t("user_channels")} USING TIMESTAMP ? WHERE user_id = ? AND channel_id = ?`,
       memberships: `SELECT channel_id FROM ${t("user_channels")} WHERE user_id = ?`,
+      putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
+      deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
+      mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
     };
   }
 
@@ -230,6 +233,17 @@ export class CassandraChannelStore implements ChannelStore {
     return found
       .filter((m): m is MemberRecord => m !== undefined)
       .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(x.channelId, y.channelId));
+  }
+
+  async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
+    // Plain writes: only the user mutes their own channels, so the last write wins.
+    if (untilMs === undefined) await this.db.write(this.q.deleteMute, [userId, channelId]);
+    else await this.db.write(this.q.putMute, [userId, channelId, msCell(untilMs)]);
+  }
+
+  async listMutes(userId: Id): Promise<Map<Id, number>> {
+    const rows = await this.db.rows(this.q.mutes, [userId]);
+    return new Map(rows.map((r) => [big(r.get("channel_id")), ms(r.get("until_ms"))]));
   }
 
   private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {

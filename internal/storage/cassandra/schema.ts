@@ -97,6 +97,9 @@ const TABLES: Record<string, string> = {
   // A user's channels; written with the channel's membership version as the
   // write timestamp, so the last membership change wins whatever the order.
   user_channels: `(user_id bigint, channel_id bigint, PRIMARY KEY ((user_id), channel_id))`,
+  // A user's channel mutes, apart from the channel partition: notifications
+  // read a user's mutes in one partition, and a mute never moves the fence.
+  channel_mutes: `(user_id bigint, channel_id bigint, until_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
 
   // Before schema 2, the seq fence of a channel (compare-and-set on
   // last_seq) with a copy of the newest message; now only read, for a channel

@@ -338,5 +338,53 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.listMemberships(uniqueId()), []);
       });
     });
+
+    describe("mutes", () => {
+      const until = 1_767_229_200_000;
+
+      it("keeps a mute per user and channel, with its time", async () => {
+        const [u, c1, c2] = [uniqueId(), uniqueId(), uniqueId()];
+        await s.setMute(u, c1, until);
+        await s.setMute(u, c2, until + 1);
+        assert.deepStrictEqual(await s.listMutes(u), new Map([[c1, until], [c2, until + 1]]));
+      });
+
+      it("setting a mute again replaces its time", async () => {
+        const [u, c] = [uniqueId(), uniqueId()];
+        await s.setMute(u, c, until);
+        await s.setMute(u, c, until - 3_600_000);
+        assert.deepStrictEqual(await s.listMutes(u), new Map([[c, until - 3_600_000]]));
+      });
+
+      it("undefined removes only that channel's mute", async () => {
+        const [u, c1, c2] = [uniqueId(), uniqueId(), uniqueId()];
+        await s.setMute(u, c1, until);
+        await s.setMute(u, c2, until);
+        await s.setMute(u, c1, undefined);
+        assert.deepStrictEqual(await s.listMutes(u), new Map([[c2, until]]));
+        await s.setMute(u, uniqueId(), undefined);
+        assert.deepStrictEqual(await s.listMutes(u), new Map([[c2, until]]), "unmuting an unmuted channel changes nothing");
+      });
+
+      it("keeps each user's mutes apart, even of one channel", async () => {
+        const [a, b, c] = [uniqueId(), uniqueId(), uniqueId()];
+        await s.setMute(a, c, until);
+        await s.setMute(b, c, until + 5);
+        await s.setMute(b, c, undefined);
+        assert.deepStrictEqual(await s.listMutes(a), new Map([[c, until]]));
+        assert.deepStrictEqual(await s.listMutes(b), new Map());
+      });
+
+      it("keeps a mute past its time: the caller compares with its clock", async () => {
+        const [u, c] = [uniqueId(), uniqueId()];
+        const past = Date.now() - 60_000;
+        await s.setMute(u, c, past);
+        assert.deepStrictEqual(await s.listMutes(u), new Map([[c, past]]));
+      });
+
+      it("a user with no mutes gets an empty map", async () => {
+        assert.deepStrictEqual(await s.listMutes(uniqueId()), new Map());
+      });
+    });
   });
 }

@@ -42,6 +42,10 @@ function build(db: SqliteDatabase) {
     advanceRead: p(`UPDATE channel_members SET read_seq = max(read_seq, ?)
                     WHERE channel_id = ? AND user_id = ? RETURNING read_seq`),
     memberships: p("SELECT * FROM channel_members WHERE user_id = ? ORDER BY joined_at_ms, rowid"),
+    putMute: p(`INSERT INTO channel_mutes (user_id, channel_id, until_ms) VALUES (?, ?, ?)
+                ON CONFLICT (user_id, channel_id) DO UPDATE SET until_ms = excluded.until_ms`),
+    deleteMute: p("DELETE FROM channel_mutes WHERE user_id = ? AND channel_id = ?"),
+    mutes: p("SELECT channel_id, until_ms FROM channel_mutes WHERE user_id = ?"),
   };
   const addMember = (m: MemberRecord): boolean =>
     s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq).changes > 0;
@@ -189,5 +193,18 @@ export class SqliteChannelStore implements ChannelStore {
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
     return (this.s.memberships.all(userId) as Row[]).map(toMember);
+  }
+
+  async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
+    if (untilMs === undefined) {
+      this.s.deleteMute.run(userId, channelId);
+      return;
+    }
+    // Whole milliseconds, as Cassandra's bigint keeps them: a fraction would be stored as a REAL.
+    this.s.putMute.run(userId, channelId, Math.trunc(untilMs));
+  }
+
+  async listMutes(userId: Id): Promise<Map<Id, number>> {
+    return new Map((this.s.mutes.all(userId) as Row[]).map((r) => [r.channel_id as bigint, Number(r.until_ms)]));
   }
 }

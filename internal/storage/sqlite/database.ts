@@ -264,6 +264,16 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX blocks_by_blocked ON blocks (blocked_user_id, user_id);
   `,
+  // 8: a user's channel mutes, keyed by user: notifications read them by
+  // user, and a table apart from channel_members leaves membership untouched.
+  `
+  CREATE TABLE channel_mutes (
+    user_id    INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    until_ms   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

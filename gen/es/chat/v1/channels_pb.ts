@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Channel, Member, MemberRole } from "./types_pb.js";
 import { file_chat_v1_types } from "./types_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file chat/v1/channels.proto.
  */
 export const file_chat_v1_channels: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOAoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UygwYKDkNoYW5uZWxTZXJ2aWNlEkUKCk9wZW5EaXJlY3QSGi5jaGF0LnYxLk9wZW5EaXJlY3RSZXF1ZXN0GhsuY2hhdC52MS5PcGVuRGlyZWN0UmVzcG9uc2USSAoLQ3JlYXRlR3JvdXASGy5jaGF0LnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBocLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJUCg9EZXNjcmliZUNoYW5uZWwSHy5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlcXVlc3QaIC5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEksKDExpc3RDaGFubmVscxIcLmNoYXQudjEuTGlzdENoYW5uZWxzUmVxdWVzdBodLmNoYXQudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USSAoLTGlzdE1lbWJlcnMSGy5jaGF0LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBocLmNoYXQudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJFCgpBZGRNZW1iZXJzEhouY2hhdC52MS5BZGRNZW1iZXJzUmVxdWVzdBobLmNoYXQudjEuQWRkTWVtYmVyc1Jlc3BvbnNlEksKDFJlbW92ZU1lbWJlchIcLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBodLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USTgoNU2V0TWVtYmVyUm9sZRIdLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlcXVlc3QaHi5jaGF0LnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJICgtVcGRhdGVHcm91cBIbLmNoYXQudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5VcGRhdGVHcm91cFJlc3BvbnNlEkUKCkxlYXZlR3JvdXASGi5jaGF0LnYxLkxlYXZlR3JvdXBSZXF1ZXN0GhsuY2hhdC52MS5MZWF2ZUdyb3VwUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types]);
+  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOAoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiWQoSTXV0ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKE011dGVDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbDLNBgoOQ2hhbm5lbFNlcnZpY2USRQoKT3BlbkRpcmVjdBIaLmNoYXQudjEuT3BlbkRpcmVjdFJlcXVlc3QaGy5jaGF0LnYxLk9wZW5EaXJlY3RSZXNwb25zZRJICgtDcmVhdGVHcm91cBIbLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5DcmVhdGVHcm91cFJlc3BvbnNlElQKD0Rlc2NyaWJlQ2hhbm5lbBIfLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVxdWVzdBogLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVzcG9uc2USSwoMTGlzdENoYW5uZWxzEhwuY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkUKCkFkZE1lbWJlcnMSGi5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0GhsuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJOCg1TZXRNZW1iZXJSb2xlEh0uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoeLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEhsuY2hhdC52MS5VcGRhdGVHcm91cFJlcXVlc3QaHC5jaGF0LnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USRQoKTGVhdmVHcm91cBIaLmNoYXQudjEuTGVhdmVHcm91cFJlcXVlc3QaGy5jaGF0LnYxLkxlYXZlR3JvdXBSZXNwb25zZRJICgtNdXRlQ2hhbm5lbBIbLmNoYXQudjEuTXV0ZUNoYW5uZWxSZXF1ZXN0GhwuY2hhdC52MS5NdXRlQ2hhbm5lbFJlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.OpenDirectRequest
@@ -395,6 +397,48 @@ export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PUR
   messageDesc(file_chat_v1_channels, 19);
 
 /**
+ * @generated from message chat.v1.MuteChannelRequest
+ */
+export type MuteChannelRequest = Message<"chat.v1.MuteChannelRequest"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * Muted until this time (for good: a time far ahead, such as year 9999).
+   * Unset, or a time already past, unmutes.
+   *
+   * @generated from field: google.protobuf.Timestamp muted_until = 2;
+   */
+  mutedUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.v1.MuteChannelRequest.
+ * Use `create(MuteChannelRequestSchema)` to create a new message.
+ */
+export const MuteChannelRequestSchema: GenMessage<MuteChannelRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 20);
+
+/**
+ * @generated from message chat.v1.MuteChannelResponse
+ */
+export type MuteChannelResponse = Message<"chat.v1.MuteChannelResponse"> & {
+  /**
+   * @generated from field: chat.v1.Channel channel = 1;
+   */
+  channel?: Channel | undefined;
+};
+
+/**
+ * Describes the message chat.v1.MuteChannelResponse.
+ * Use `create(MuteChannelResponseSchema)` to create a new message.
+ */
+export const MuteChannelResponseSchema: GenMessage<MuteChannelResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 21);
+
+/**
  * ChannelService manages direct and group channels and their membership.
  *
  * @generated from service chat.v1.ChannelService
@@ -496,6 +540,19 @@ export const ChannelService: GenService<{
     methodKind: "unary";
     input: typeof LeaveGroupRequestSchema;
     output: typeof LeaveGroupResponseSchema;
+  },
+  /**
+   * Mutes the caller's push notifications of a channel until a time, or
+   * unmutes it. Messages still arrive on open sessions and count as unread;
+   * only pushes to devices with no session stop. The caller's own setting:
+   * other members see nothing of it.
+   *
+   * @generated from rpc chat.v1.ChannelService.MuteChannel
+   */
+  muteChannel: {
+    methodKind: "unary";
+    input: typeof MuteChannelRequestSchema;
+    output: typeof MuteChannelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_channels, 0);

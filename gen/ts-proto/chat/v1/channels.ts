@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Channel, Member, MemberRole, memberRoleFromJSON, memberRoleToJSON } from "./types.js";
 
 export const protobufPackage = "chat.v1";
@@ -113,6 +114,19 @@ export interface LeaveGroupRequest {
 }
 
 export interface LeaveGroupResponse {
+}
+
+export interface MuteChannelRequest {
+  channelId: bigint;
+  /**
+   * Muted until this time (for good: a time far ahead, such as year 9999).
+   * Unset, or a time already past, unmutes.
+   */
+  mutedUntil?: Date | undefined;
+}
+
+export interface MuteChannelResponse {
+  channel?: Channel | undefined;
 }
 
 function createBaseOpenDirectRequest(): OpenDirectRequest {
@@ -1680,6 +1694,171 @@ export const LeaveGroupResponse: MessageFns<LeaveGroupResponse> = {
   },
 };
 
+function createBaseMuteChannelRequest(): MuteChannelRequest {
+  return { channelId: 0n, mutedUntil: undefined };
+}
+
+export const MuteChannelRequest: MessageFns<MuteChannelRequest> = {
+  encode(message: MuteChannelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.mutedUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.mutedUntil), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MuteChannelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMuteChannelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mutedUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MuteChannelRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      mutedUntil: isSet(object.mutedUntil)
+        ? fromJsonTimestamp(object.mutedUntil)
+        : isSet(object.muted_until)
+        ? fromJsonTimestamp(object.muted_until)
+        : undefined,
+    };
+  },
+
+  toJSON(message: MuteChannelRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.mutedUntil !== undefined) {
+      obj.mutedUntil = message.mutedUntil.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MuteChannelRequest>, I>>(base?: I): MuteChannelRequest {
+    return MuteChannelRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MuteChannelRequest>, I>>(object: I): MuteChannelRequest {
+    const message = createBaseMuteChannelRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.mutedUntil = object.mutedUntil ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMuteChannelResponse(): MuteChannelResponse {
+  return { channel: undefined };
+}
+
+export const MuteChannelResponse: MessageFns<MuteChannelResponse> = {
+  encode(message: MuteChannelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MuteChannelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMuteChannelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MuteChannelResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: MuteChannelResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MuteChannelResponse>, I>>(base?: I): MuteChannelResponse {
+    return MuteChannelResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MuteChannelResponse>, I>>(object: I): MuteChannelResponse {
+    const message = createBaseMuteChannelResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
 /** ChannelService manages direct and group channels and their membership. */
 export type ChannelServiceService = typeof ChannelServiceService;
 export const ChannelServiceService = {
@@ -1794,6 +1973,21 @@ export const ChannelServiceService = {
     responseSerialize: (value: LeaveGroupResponse): Buffer => Buffer.from(LeaveGroupResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LeaveGroupResponse => LeaveGroupResponse.decode(value),
   },
+  /**
+   * Mutes the caller's push notifications of a channel until a time, or
+   * unmutes it. Messages still arrive on open sessions and count as unread;
+   * only pushes to devices with no session stop. The caller's own setting:
+   * other members see nothing of it.
+   */
+  muteChannel: {
+    path: "/chat.v1.ChannelService/MuteChannel" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MuteChannelRequest): Buffer => Buffer.from(MuteChannelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MuteChannelRequest => MuteChannelRequest.decode(value),
+    responseSerialize: (value: MuteChannelResponse): Buffer => Buffer.from(MuteChannelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MuteChannelResponse => MuteChannelResponse.decode(value),
+  },
 } as const;
 
 export interface ChannelServiceServer extends UntypedServiceImplementation {
@@ -1823,6 +2017,13 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    * admin, else member.
    */
   leaveGroup: handleUnaryCall<LeaveGroupRequest, LeaveGroupResponse>;
+  /**
+   * Mutes the caller's push notifications of a channel until a time, or
+   * unmutes it. Messages still arrive on open sessions and count as unread;
+   * only pushes to devices with no session stop. The caller's own setting:
+   * other members see nothing of it.
+   */
+  muteChannel: handleUnaryCall<MuteChannelRequest, MuteChannelResponse>;
 }
 
 export interface ChannelServiceClient extends Client {
@@ -1992,6 +2193,27 @@ export interface ChannelServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LeaveGroupResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Mutes the caller's push notifications of a channel until a time, or
+   * unmutes it. Messages still arrive on open sessions and count as unread;
+   * only pushes to devices with no session stop. The caller's own setting:
+   * other members see nothing of it.
+   */
+  muteChannel(
+    request: MuteChannelRequest,
+    callback: (error: ServiceError | null, response: MuteChannelResponse) => void,
+  ): ClientUnaryCall;
+  muteChannel(
+    request: MuteChannelRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MuteChannelResponse) => void,
+  ): ClientUnaryCall;
+  muteChannel(
+    request: MuteChannelRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MuteChannelResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ChannelServiceClient = makeGenericClientConstructor(
@@ -2015,6 +2237,28 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = BigInt(Math.trunc(date.getTime() / 1_000));
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds.toString()) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

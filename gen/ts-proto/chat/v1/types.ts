@@ -471,6 +471,8 @@ export interface Channel {
   myRole: MemberRole;
   /** For direct channels: the other member. */
   peerUserId: bigint;
+  /** Set while the caller muted the channel's push notifications (MuteChannel). */
+  mutedUntil?: Date | undefined;
 }
 
 export interface User {
@@ -947,6 +949,7 @@ function createBaseChannel(): Channel {
     readSeq: 0n,
     myRole: 0,
     peerUserId: 0n,
+    mutedUntil: undefined,
   };
 }
 
@@ -999,6 +1002,9 @@ export const Channel: MessageFns<Channel> = {
         throw new globalThis.Error("value provided for field message.peerUserId of type uint64 too large");
       }
       writer.uint32(88).uint64(message.peerUserId);
+    }
+    if (message.mutedUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.mutedUntil), writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1104,6 +1110,14 @@ export const Channel: MessageFns<Channel> = {
             message.peerUserId = reader.uint64() as bigint;
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.mutedUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1157,6 +1171,11 @@ export const Channel: MessageFns<Channel> = {
         : isSet(object.peer_user_id)
         ? BigInt(object.peer_user_id)
         : 0n,
+      mutedUntil: isSet(object.mutedUntil)
+        ? fromJsonTimestamp(object.mutedUntil)
+        : isSet(object.muted_until)
+        ? fromJsonTimestamp(object.muted_until)
+        : undefined,
     };
   },
 
@@ -1195,6 +1214,9 @@ export const Channel: MessageFns<Channel> = {
     if (message.peerUserId !== 0n) {
       obj.peerUserId = message.peerUserId.toString();
     }
+    if (message.mutedUntil !== undefined) {
+      obj.mutedUntil = message.mutedUntil.toISOString();
+    }
     return obj;
   },
 
@@ -1220,6 +1242,7 @@ export const Channel: MessageFns<Channel> = {
     message.peerUserId = (object.peerUserId !== undefined && object.peerUserId !== null)
       ? BigInt(object.peerUserId)
       : 0n;
+    message.mutedUntil = object.mutedUntil ?? undefined;
     return message;
   },
 };
