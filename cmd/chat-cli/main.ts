@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ChannelKind, DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
@@ -30,6 +30,8 @@ Commands:
                                  1:1 chat, no friend requests or group adds from them
   unblock <@user>                lift your block
   blocked                        list the users you blocked
+  mute <chat>                    no push notifications of a chat (until unmuted)
+  unmute <chat>                  push notifications of a chat again
 
   <chat> is a channel id (from "chats") or @username for the 1:1 chat with
   that person (opened if you have none yet).
@@ -103,6 +105,9 @@ async function main(argv: string[]): Promise<void> {
       return blockCommand(command, args);
     case "blocked":
       return blocked(values);
+    case "mute":
+    case "unmute":
+      return muteCommand(command, args);
     default:
       throw new CliError(`unknown command "${command}"; see: chat-cli --help`, 2);
   }
@@ -165,6 +170,7 @@ async function chats(values: Values): Promise<void> {
         name: await s.channelName(c),
         members: c.memberCount,
         unread: c.unreadCount,
+        muted: c.mutedUntil !== undefined,
         lastMessage: c.lastMessage ? await messageJson(s, c.lastMessage) : null,
       });
     }
@@ -174,7 +180,8 @@ async function chats(values: Values): Promise<void> {
   const rows = await Promise.all(
     all.map(async (c) => {
       const last = c.lastMessage ? `${await s.username(c.lastMessage.senderUserId)}: ${oneLine(c.lastMessage.text, 50)}` : "(no messages)";
-      return [c.channelId.toString(), await s.channelName(c), c.unreadCount > 0n ? `${c.unreadCount} unread` : "", last];
+      const unread = [c.unreadCount > 0n ? `${c.unreadCount} unread` : "", c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
+      return [c.channelId.toString(), await s.channelName(c), unread, last];
     }),
   );
   out(table([["CHANNEL", "NAME", "UNREAD", "LAST MESSAGE"], ...rows]));
@@ -284,6 +291,17 @@ async function blockCommand(command: "block" | "unblock", args: string[]): Promi
   if (command === "block") await s.api.users.blockUser({ userId: user.userId });
   else await s.api.users.unblockUser({ userId: user.userId });
   out(`${command}ed @${user.username}`);
+}
+
+async function muteCommand(command: "mute" | "unmute", args: string[]): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <channel-id|@username>`, 2);
+  const s = session();
+  const c = await s.resolveChannel(ref);
+  // "Until unmuted" is the latest time the server takes.
+  const mutedUntil = command === "mute" ? timestampFromMs(Date.UTC(9999, 11, 31)) : undefined;
+  await s.api.channels.muteChannel({ channelId: c.channelId, mutedUntil });
+  out(`${command}d ${await s.channelName(c)}`);
 }
 
 async function blocked(values: Values): Promise<void> {

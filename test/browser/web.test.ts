@@ -173,6 +173,17 @@ describe("web client in headless Chromium", function () {
       await a.locator("[data-testid=message].theirs", { hasText: "are you there?" }).waitFor({ timeout: 10_000 });
     });
 
+    it("mutes a chat's notifications and unmutes it, the setting read back after a reload", async () => {
+      const a = alice.page;
+      await a.locator('[data-testid=mute][data-muted="false"]').click();
+      await a.locator('[data-testid=mute][data-muted="true"]', { hasText: "Unmute" }).waitFor({ timeout: 10_000 });
+      await a.reload();
+      await waitConnected(a);
+      await a.locator('[data-testid=mute][data-muted="true"]').waitFor({ timeout: 10_000 });
+      await a.getByTestId("mute").click();
+      await a.locator('[data-testid=mute][data-muted="false"]', { hasText: "Mute" }).waitFor({ timeout: 10_000 });
+    });
+
     it("shows the peer's presence: online, then offline with last seen once their page closes", async () => {
       const status = alice.page.getByTestId("chat-status");
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });

@@ -169,6 +169,14 @@ describe("chat-cli against chatd", function () {
     assert.equal((await bob.run("block", "nobody_here_at_all")).code, 2, "a user is named with @");
   });
 
+  it("mutes and unmutes a chat, and shows it muted in the list", async () => {
+    assert.match(await bob.ok("mute", `@${alice.username}`), new RegExp(`muted @${alice.username}`));
+    assert.match(await bob.ok("chats"), /muted/);
+    assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, true);
+    assert.match(await bob.ok("unmute", `@${alice.username}`), /unmuted/);
+    assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
+  });
+
   it("logs out: the server forgets the device and the CLI its credentials", async () => {
     const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
     assert.match(await bob.ok("logout"), /Logged out/);

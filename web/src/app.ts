@@ -1,3 +1,4 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
@@ -10,6 +11,11 @@ import { openGroupDialog } from "./views/group-dialog.js";
 import { messageList, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
 import { channelItem, sidebarNote, userItem } from "./views/sidebar.js";
+
+/** "Muted until further notice": the latest time MuteChannel takes. */
+const MUTED_FOR_GOOD = timestampFromMs(Date.UTC(9999, 11, 31));
+
+const isMuted = (c: Channel) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > Date.now();
 
 export interface AppHooks {
   /** The device is signed out; show the sign-in screen with this note. */
@@ -130,6 +136,19 @@ export class ChatApp {
     this.openFromHash();
   }
 
+  /** Mutes the open chat's notifications for good, or unmutes it. */
+  private async toggleMute(): Promise<void> {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (!c) return;
+    try {
+      const res = await this.api.channels.muteChannel({ channelId: c.channelId, mutedUntil: isMuted(c) ? undefined : MUTED_FOR_GOOD });
+      if (res.channel) this.upsertChannel(res.channel);
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+    this.renderHeader();
+  }
+
   /** Blocks or unblocks the peer of the open direct chat. */
   private async toggleBlock(): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
@@ -178,6 +197,7 @@ export class ChatApp {
     ui.logout.addEventListener("click", () => void this.logout());
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.block.addEventListener("click", () => void this.toggleBlock());
+    ui.mute.addEventListener("click", () => void this.toggleMute());
     ui.search.addEventListener("input", () => this.onSearchInput());
     ui.search.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") {
@@ -781,6 +801,10 @@ export class ChatApp {
     this.ui.chatAvatar.replaceWith(pic);
     this.ui.chatAvatar = pic;
     const status = this.ui.chatStatus;
+    const muted = isMuted(c);
+    this.ui.mute.textContent = muted ? "Unmute" : "Mute";
+    this.ui.mute.title = muted ? "Notifications of this chat are off" : "Turn off notifications of this chat";
+    this.ui.mute.dataset.muted = String(muted);
     const block = this.ui.block;
     block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;
     if (c.kind === ChannelKind.DIRECT && this.blocked) {

@@ -20,6 +20,7 @@ export interface Shell {
   chatAvatar: HTMLElement;
   chatTitle: HTMLElement;
   chatStatus: HTMLElement;
+  mute: HTMLButtonElement;
   block: HTMLButtonElement;
   scroller: HTMLElement;
   older: HTMLElement;
@@ -62,6 +63,7 @@ export function renderShell(root: HTMLElement): Shell {
     chatAvatar: h("span", { class: "avatar" }),
     chatTitle: h("div", { class: "chat-title", "data-testid": "chat-title" }),
     chatStatus: h("div", { class: "chat-status", "data-testid": "chat-status" }),
+    mute: h("button", { type: "button", class: "ghost small", "data-testid": "mute" }, "Mute"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
@@ -76,7 +78,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), s.block),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.mute, s.block)),
     scroller,
     s.typing,
     composer,
