@@ -128,6 +128,7 @@ export class Session {
 
   async username(id: bigint): Promise<string> {
     const u = (await this.usersById([id])).get(id.toString());
+    if (u?.deleted) return "(deleted account)";
     return u ? u.username : `user:${id}`;
   }
 

@@ -22,6 +22,15 @@ export interface AccountStore {
   updateDisplayName(userId: Id, displayName: string): Promise<void>;
   /** Replaces the password hash of an existing user (an unknown user is not created). */
   updatePasswordHash(userId: Id, passwordHash: string): Promise<void>;
+  /**
+   * Deletes an account's identity but keeps its row, so the messages it sent
+   * keep a sender: the username is released (another user may sign up with
+   * it, findUserByUsername no longer finds this one) and leaves search;
+   * username, display name and password hash become empty (isDeletedUser).
+   * Devices, friends, memberships and the rest are the caller's to remove.
+   * Deleting again, or an unknown user, does nothing.
+   */
+  deleteUser(userId: Id): Promise<void>;
   /** Each user's presence setting; users who never chose one are left out (they have the default). */
   getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>>;
   setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void>;
@@ -85,6 +94,11 @@ export interface AccountStore {
  */
 export async function isRevoked(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean> {
   return (await accounts.getDevice(userId, deviceId))?.revoked === true;
+}
+
+/** An account deleted with deleteUser: a row kept only as the sender of old messages. */
+export function isDeletedUser(user: UserRecord): boolean {
+  return user.username === "";
 }
 
 /** Who may see the user's presence: their setting, or the default when they never chose. */

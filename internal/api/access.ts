@@ -94,4 +94,22 @@ export async function pushChannelEvent(
   }
 }
 
+/**
+ * Takes a user out of a group, as LeaveGroup does: the store passes
+ * ownership on in the same step, to an heir among the members at that moment
+ * (one chosen from an earlier read may be leaving too), the user's mute of
+ * the group goes, and the members are told. False when the user was not in
+ * it (a concurrent call, or a removal, got there first).
+ */
+export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, userId: Id): Promise<boolean> {
+  const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
+  if (!removed) return false;
+  await deps.channels.setMute(userId, channel.channelId, undefined);
+  const view = await channelView(deps, channel);
+  const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+  await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
+  if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
+  return true;
+}
+
 export { ChannelEventKind };

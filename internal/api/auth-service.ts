@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AuthService, CredentialsSchema, type Credentials, type DeviceInfo } from "../../gen/es/chat/v1/auth_pb.js";
+import { isDeletedUser } from "../accounts/store.js";
 import { PasswordHasher } from "../auth/passwords.js";
 import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
@@ -13,6 +14,8 @@ import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { DeviceGate } from "./device-gate.js";
 import type { AuthEvent } from "./metrics.js";
 import type { ApiDeps } from "./deps.js";
+import { leaveGroup } from "./access.js";
+import type { PushApiDeps } from "./push-service.js";
 import * as v from "./validate.js";
 
 /**
@@ -26,7 +29,7 @@ export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 /** How far apart the clocks of the api processes may be, beside a token's lifetime. */
 const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60_000;
 
-export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
+export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
   const now = deps.now ?? Date.now;
   const passwords = deps.passwords ?? new PasswordHasher();
   const count = (event: AuthEvent) => deps.metrics?.auth.inc({ event });
@@ -71,6 +74,28 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       await signOut(userId, deviceId, "signed out: its refresh token was used twice");
     },
   });
+
+  /**
+   * The account's password, confirmed before a change to the account. A
+   * stolen access token must not become a way to guess it: a wrong password
+   * counts, and is throttled, as a failed login of the account.
+   */
+  async function confirmPassword(userId: Id, field: string, password: string, address: string): Promise<UserRecord> {
+    const user = await deps.accounts.getUser(userId);
+    if (!user || isDeletedUser(user)) throw new ChatError("not_found", "no such user");
+    const counted = await deps.limits?.checkLogin(user.username, address).catch((e: unknown) => {
+      count("login_throttled");
+      throw e;
+    });
+    const ok = password.length <= 1024 && (await passwords.verify(user.passwordHash, password));
+    if (!ok) {
+      count("login_failed");
+      await deps.limits?.loginFailed(user.username, address);
+      throw new ChatError("permission_denied", `${field} is wrong`);
+    }
+    await deps.limits?.signedIn(user.username, address, counted?.failures);
+    return user;
+  }
 
   async function credentials(userId: Id, deviceId: Id, refreshToken?: string): Promise<Credentials> {
     const access = deps.signer.sign({ userId, deviceId });
@@ -176,23 +201,8 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       const me = caller(ctx);
       // Checked first: a new password that would be refused costs no hash and counts no failure.
       v.password(req.newPassword);
-      const user = await deps.accounts.getUser(me.userId);
-      if (!user) throw new ChatError("not_found", "no such user");
-      // A stolen access token must not become a way to guess the password:
-      // a wrong current password counts, and is throttled, as a failed login.
-      const address = clientAddress(ctx);
-      const counted = await deps.limits?.checkLogin(user.username, address).catch((e: unknown) => {
-        count("login_throttled");
-        throw e;
-      });
-      const ok = req.currentPassword.length <= 1024 && (await passwords.verify(user.passwordHash, req.currentPassword));
-      if (!ok) {
-        count("login_failed");
-        await deps.limits?.loginFailed(user.username, address);
-        throw new ChatError("permission_denied", "current_password is wrong");
-      }
+      const user = await confirmPassword(me.userId, "current_password", req.currentPassword, clientAddress(ctx));
       await deps.accounts.updatePasswordHash(user.userId, await passwords.hash(req.newPassword));
-      await deps.limits?.signedIn(user.username, address, counted?.failures);
       let devicesSignedOut = 0;
       if (!req.keepOtherDevices) {
         for (const d of await deps.accounts.listDevices(user.userId)) {
@@ -203,6 +213,33 @@ export function authService(deps: ApiDeps, devices?: DeviceGate): Partial<Servic
       }
       count("password_changed");
       return { devicesSignedOut };
+    },
+
+    async deleteAccount(req, ctx) {
+      const me = caller(ctx).userId;
+      await confirmPassword(me, "password", req.password, clientAddress(ctx));
+      // Signed out first, so that nothing the account does races its deletion.
+      // Every step below can be run again: a deletion cut short is finished
+      // by signing in (the password still works until the last step) and
+      // asking again.
+      const devices = await deps.accounts.listDevices(me);
+      for (const d of devices) {
+        if (!d.revoked) await signOut(me, d.deviceId, "signed out: the account was deleted");
+        await deps.push?.endpoints.remove(me, d.deviceId);
+      }
+      for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
+      for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
+      const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
+      for (const { userId } of blocked) await deps.accounts.deleteBlock(me, userId);
+      for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
+      for (const m of await deps.channels.listMemberships(me)) {
+        const channel = await deps.channels.getChannel(m.channelId);
+        // Direct chats stay: their history is the other member's too.
+        if (channel?.kind === "group") await leaveGroup(deps, channel, me);
+      }
+      await deps.accounts.deleteUser(me);
+      count("account_deleted");
+      return {};
     },
   };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { Registry } from "prom-client";
-import { DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
+import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { CloseCode } from "../model/close-codes.js";
 import { apiMetrics } from "./metrics.js";
 import { rpcError, TestApi } from "./testkit.js";
@@ -266,6 +266,52 @@ describe("api: AuthService", () => {
       assert.deepEqual([short.code, short.rawMessage], [Code.InvalidArgument, "password must be at least 8 characters"]);
       assert.equal((await rpcError(() => api.anon.auth.changePassword({ currentPassword: "right password", newPassword: "new password" }))).code, Code.Unauthenticated);
       await api.anon.auth.login({ username: "gina", password: "right password" });
+    });
+  });
+
+  describe("deleting the account", () => {
+    it("signs out every device, leaves groups, drops friends and blocks, releases the name, and keeps the messages sent", async () => {
+      const me = await api.signUp("ivan", "my password");
+      const phone = (await api.anon.auth.login({ username: "ivan", password: "my password" })).credentials!;
+      const [friend, peer, member] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await me.c.users.sendFriendRequest({ userId: friend.userId });
+      await friend.c.users.respondFriendRequest({ userId: me.userId, accept: true });
+      await me.c.users.sendFriendRequest({ userId: member.userId });
+      await me.c.users.blockUser({ userId: peer.userId });
+      await me.c.users.unblockUser({ userId: peer.userId });
+      await peer.c.users.blockUser({ userId: me.userId });
+      const dm = (await me.c.channels.openDirect({ userId: friend.userId })).channel!.channelId;
+      await me.c.messages.sendMessage({ channelId: dm, clientMsgId: "last words", text: "bye for now" });
+      const group = (await me.c.channels.createGroup({ title: "mine", memberUserIds: [member.userId] })).channel!.channelId;
+
+      const wrong = await rpcError(() => me.c.auth.deleteAccount({ password: "not my password" }));
+      assert.deepEqual([wrong.code, wrong.rawMessage], [Code.PermissionDenied, "password is wrong"]);
+      await me.c.auth.deleteAccount({ password: "my password" });
+
+      assert.deepEqual(
+        api.sessions.closed.map((c) => [c.deviceId, c.code]).sort(),
+        [me.deviceId, phone.deviceId].map((d) => [d, CloseCode.loggedOut]).sort(),
+      );
+      assert.equal((await rpcError(() => me.c.users.getMe({}))).code, Code.Unauthenticated, "its tokens are dead");
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: phone.refreshToken }))).code, Code.Unauthenticated);
+      assert.equal((await rpcError(() => api.anon.auth.login({ username: "ivan", password: "my password" }))).code, Code.Unauthenticated);
+
+      assert.deepEqual((await friend.c.users.listFriends({})).friends, []);
+      assert.deepEqual((await member.c.users.listFriendRequests({})).requests, []);
+      assert.deepEqual((await peer.c.users.listBlockedUsers({})).blockedUsers, []);
+      const left = (await member.c.channels.describeChannel({ channelId: group })).channel!;
+      assert.deepEqual([left.memberCount, left.myRole], [1, MemberRole.OWNER], "the group passed to the one who stays");
+
+      const [shown] = (await friend.c.users.getUsers({ userIds: [me.userId] })).users;
+      assert.deepEqual([shown?.deleted, shown?.username, shown?.displayName], [true, "", ""]);
+      const history = await friend.c.messages.listMessages({ channelId: dm });
+      assert.deepEqual(history.messages.map((m) => [m.text, m.senderUserId]), [["bye for now", me.userId]], "what it sent stays");
+      assert.deepEqual((await friend.c.users.searchUsers({ query: "ivan" })).users, []);
+      assert.equal((await rpcError(() => friend.c.channels.openDirect({ userId: me.userId }))).code, Code.NotFound);
+      assert.equal((await rpcError(() => friend.c.users.sendFriendRequest({ userId: me.userId }))).code, Code.NotFound);
+
+      const again = await api.signUp("Ivan", "another password");
+      assert.notEqual(again.userId, me.userId, "the name is free for a new account");
     });
   });
 

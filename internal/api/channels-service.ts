@@ -3,10 +3,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
+import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
-import { ChannelEventKind, channelView, pushChannelEvent, requireMember } from "./access.js";
+import { ChannelEventKind, channelView, leaveGroup, pushChannelEvent, requireMember } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -20,7 +21,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   const now = deps.now ?? Date.now;
 
   async function requireUsers(userIds: readonly Id[]): Promise<void> {
-    const found = new Set((await accounts.getUsers(userIds)).map((u) => u.userId));
+    const found = new Set((await accounts.getUsers(userIds)).filter((u) => !isDeletedUser(u)).map((u) => u.userId));
     const missing = userIds.filter((id) => !found.has(id));
     if (missing.length > 0) throw new ChatError("not_found", `no such user: ${missing.join(", ")}`);
   }
@@ -248,15 +249,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async leaveGroup(req, ctx) {
       const me = caller(ctx).userId;
       const { channel } = await requireGroup(req.channelId, me);
-      // The store passes ownership on in the same step, to an heir among the
-      // members at that moment (one chosen from an earlier read may be leaving too).
-      const { removed, newOwner } = await channels.removeMember(channel.channelId, me);
-      if (!removed) return {}; // A concurrent call of ours (or a removal) got there first.
-      await channels.setMute(me, channel.channelId, undefined);
-      const view = await channelView(deps, channel);
-      const remaining = await memberIds(channel.channelId);
-      await pushChannelEvent(deps, [...remaining, me], ChannelEventKind.LEFT, view, me);
-      if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
+      await leaveGroup(deps, channel, me);
       return {};
     },
   };

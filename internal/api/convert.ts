@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { isDeletedUser } from "../accounts/store.js";
 import {
   ChannelKind as PbChannelKind,
   ChannelSchema,
@@ -53,6 +54,7 @@ export function userToProto(u: UserRecord): User {
     username: u.username,
     displayName: u.displayName,
     createdAt: timestampFromMs(u.createdAtMs),
+    deleted: isDeletedUser(u),
   });
 }
 

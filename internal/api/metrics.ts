@@ -14,7 +14,7 @@ export interface ApiMetrics {
  * device signed out), device_pruned (signed out by a login past the device
  * limit). A surge of any of them is worth a look.
  */
-export type AuthEvent = "login_failed" | "login_throttled" | "refresh_reused" | "device_pruned" | "password_changed";
+export type AuthEvent = "login_failed" | "login_throttled" | "refresh_reused" | "device_pruned" | "password_changed" | "account_deleted";
 
 export function apiMetrics(registry: Registry): ApiMetrics {
   return {

@@ -2,6 +2,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
+import { isDeletedUser } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { reaches } from "../presence/audience.js";
@@ -17,7 +18,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
   async function mustGetUser(userId: Id): Promise<UserRecord> {
     const user = await accounts.getUser(userId);
-    if (!user) throw new ChatError("not_found", "no such user");
+    if (!user || isDeletedUser(user)) throw new ChatError("not_found", "no such user");
     return user;
   }
 

@@ -738,6 +738,7 @@ export class ChatApp {
   private name(userId: bigint): string {
     if (userId === this.me) return "You";
     const u = this.users.get(key(userId));
+    if (u?.deleted) return "Deleted account";
     return u ? u.displayName || u.username : "…";
   }
 

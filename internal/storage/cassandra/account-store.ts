@@ -1,4 +1,4 @@
-import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
+import { isDeletedUser, type AccountStore, type RefreshTokenTake } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
@@ -60,6 +60,7 @@ export class CassandraAccountStore implements AccountStore {
       user: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id = ?`,
       displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF EXISTS`,
       passwordHash: `UPDATE ${t("users")} SET password_hash = ? WHERE user_id = ? IF EXISTS`,
+      deleteUser: `UPDATE ${t("users")} SET username = '', display_name = '', password_hash = '' WHERE user_id = ?`,
 
       insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
@@ -123,7 +124,9 @@ export class CassandraAccountStore implements AccountStore {
 
   async findUserByUsername(username: string): Promise<UserRecord | undefined> {
     const r = await this.db.one(this.q.byName, [username.toLowerCase()]);
-    return r ? this.getUser(big(r.get("user_id"))) : undefined;
+    const u = r && (await this.getUser(big(r.get("user_id"))));
+    // A deleteUser that stopped before releasing the name leaves its claim.
+    return u && !isDeletedUser(u) ? u : undefined;
   }
 
   async getUser(userId: Id): Promise<UserRecord | undefined> {
@@ -138,7 +141,10 @@ export class CassandraAccountStore implements AccountStore {
 
   async searchUsers(prefix: string, limit: number): Promise<UserRecord[]> {
     if (limit <= 0) return [];
-    return this.getUsers(await this.search.find(prefix.toLowerCase(), limit));
+    const users = await this.getUsers(await this.search.find(prefix.toLowerCase(), limit));
+    // A deleted user's search row goes in the batch that empties its row, but
+    // a stale one must not bring a deleted account back.
+    return users.filter((u) => !isDeletedUser(u));
   }
 
   async updateDisplayName(userId: Id, displayName: string): Promise<void> {
@@ -147,6 +153,20 @@ export class CassandraAccountStore implements AccountStore {
 
   async updatePasswordHash(userId: Id, passwordHash: string): Promise<void> {
     await this.db.lwt(this.q.passwordHash, [passwordHash, userId]);
+  }
+
+  async deleteUser(userId: Id): Promise<void> {
+    const u = await this.getUser(userId);
+    if (!u || isDeletedUser(u)) return;
+    const lower = u.username.toLowerCase();
+    // Logged: the row loses its name and leaves search together.
+    await this.db.batch([
+      { query: this.q.deleteUser, params: [userId] },
+      this.search.deleteStatement(lower),
+    ], { logged: true });
+    // Last, so the name is never free while the row still carries it; if this
+    // never runs, claimUsername takes the claim over from the deleted holder.
+    await this.db.lwt(this.q.release, [lower, userId]);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {
@@ -329,8 +349,11 @@ export class CassandraAccountStore implements AccountStore {
     if (holder === userId) return; // our own earlier attempt (a retried request)
     const reservedAt = ms(claim.row.get("reserved_at_ms"));
     // A claim whose user row never appeared was left by a creator that died
-    // between the claim and the batch; after a while it may be taken over.
-    if (now - reservedAt > STALE_CLAIM_MS && !(await this.getUser(holder))) {
+    // between the claim and the batch; after a while it may be taken over. A
+    // deleted holder's row no longer carries the name (its deleteUser stopped
+    // before releasing it): its claim may be taken over at once.
+    const held = await this.getUser(holder);
+    if (held ? isDeletedUser(held) : now - reservedAt > STALE_CLAIM_MS) {
       const r = await this.db.lwt(this.q.takeOver, [userId, msCell(now), lower, holder]);
       if (r.applied) return;
     }

@@ -31,6 +31,7 @@ export class UserSearch {
   constructor(private readonly db: Db) {
     this.q = {
       put: `INSERT INTO ${db.t("user_search")} (prefix, username_lower, user_id) VALUES (?, ?, ?)`,
+      delete: `DELETE FROM ${db.t("user_search")} WHERE prefix = ? AND username_lower = ?`,
       putDir: `INSERT INTO ${db.t("user_search_dir")} (parent, child) VALUES (?, ?)`,
       find: `SELECT user_id FROM ${db.t("user_search")}
              WHERE prefix = ? AND username_lower >= ? AND username_lower < ? LIMIT ?`,
@@ -47,6 +48,14 @@ export class UserSearch {
       { query: this.q.putDir, params: [ROOT, head] },
       { query: this.q.putDir, params: [ROOT + head, part] },
     ];
+  }
+
+  /**
+   * The delete that takes a name out of search (for the deleting batch). Its
+   * directory entries stay: a partition listed with no names costs a read.
+   */
+  deleteStatement(lower: string): Statement {
+    return { query: this.q.delete, params: [searchPartition(lower), lower] };
   }
 
   async find(lower: string, limit: number): Promise<Id[]> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { AccountStore } from "../../accounts/store.js";
+import { isDeletedUser, type AccountStore } from "../../accounts/store.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -102,6 +102,68 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
       it("updateDisplayName of an unknown user creates nothing", async () => {
         const id = uniqueId();
         await s.updateDisplayName(id, "ghost");
+        assert.equal(await s.getUser(id), undefined);
+      });
+
+      const deleted = (u: UserRecord): UserRecord => ({ ...u, username: "", displayName: "", passwordHash: "" });
+
+      it("deleteUser keeps the row, its id and creation time, with username, display name and password hash empty", async () => {
+        const u = await newUser();
+        await s.deleteUser(u.userId);
+        const got = await s.getUser(u.userId);
+        assert.deepStrictEqual(got, deleted(u));
+        assert.ok(isDeletedUser(got!));
+        assert.deepStrictEqual(await s.getUsers([u.userId]), [got]);
+      });
+
+      it("a deleted user is found by no username, in any case, nor by any search", async () => {
+        const p = uniqueName("gone_");
+        const u = await newUser(`${p}Name`);
+        const kept = await newUser(`${p}kept`);
+        await s.deleteUser(u.userId);
+        for (const name of [u.username, u.username.toLowerCase(), u.username.toUpperCase()]) {
+          assert.equal(await s.findUserByUsername(name), undefined, name);
+        }
+        assert.deepStrictEqual(await s.searchUsers(p, 10), [kept]);
+        assert.deepStrictEqual(await s.searchUsers(u.username, 10), []);
+        // Prefixes no username has: whatever stands in for a deleted name must not show.
+        for (const prefix of ["", "#", " "]) {
+          const found = await s.searchUsers(prefix, 100);
+          assert.ok(!found.some((f) => f.userId === u.userId || isDeletedUser(f)), `prefix "${prefix}"`);
+        }
+        assert.deepStrictEqual(await s.findUserByUsername(kept.username), kept);
+      });
+
+      it("a deleted user's name is free: another user may take it, in another case or the same", async () => {
+        const u = await newUser(uniqueName("Reuse_"));
+        await s.deleteUser(u.userId);
+        const second: UserRecord = { ...u, userId: uniqueId(), username: u.username.toUpperCase(), displayName: "second" };
+        await s.createUser(second);
+        assert.deepStrictEqual(await s.findUserByUsername(u.username), second);
+        assert.deepStrictEqual(await s.searchUsers(u.username, 10), [second]);
+        assert.deepStrictEqual(await s.getUser(u.userId), deleted(u));
+
+        await s.deleteUser(second.userId);
+        const third: UserRecord = { ...u, userId: uniqueId(), displayName: "third" };
+        await s.createUser(third);
+        assert.deepStrictEqual(await s.findUserByUsername(u.username.toUpperCase()), third);
+        assert.deepStrictEqual(await s.searchUsers(u.username, 10), [third]);
+        assert.deepStrictEqual(await s.getUsers([u.userId, second.userId, third.userId]), [deleted(u), deleted(second), third]);
+      });
+
+      it("deleting again, or an unknown user, does nothing, even once the name is taken again", async () => {
+        const u = await newUser();
+        await s.deleteUser(u.userId);
+        const next: UserRecord = { ...u, userId: uniqueId() };
+        await s.createUser(next);
+        await s.deleteUser(u.userId);
+        assert.deepStrictEqual(await s.getUser(u.userId), deleted(u));
+        assert.deepStrictEqual(await s.findUserByUsername(u.username), next);
+        assert.deepStrictEqual(await s.searchUsers(u.username, 10), [next]);
+        await rejectsWith(s.createUser({ ...u, userId: uniqueId() }), "already_exists");
+
+        const id = uniqueId();
+        await s.deleteUser(id);
         assert.equal(await s.getUser(id), undefined);
       });
     });

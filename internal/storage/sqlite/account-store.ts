@@ -30,12 +30,18 @@ function build(db: SqliteDatabase) {
   const s = {
     insertUser: p(`INSERT INTO users (user_id, username, username_lower, display_name, password_hash, created_at_ms)
                    VALUES (?, ?, ?, ?, ?, ?)`),
-    userByName: p("SELECT * FROM users WHERE username_lower = ?"),
+    // username <> '': a deleted user's placeholder name (below) is no name to find.
+    userByName: p("SELECT * FROM users WHERE username_lower = ? AND username <> ''"),
     userById: p("SELECT * FROM users WHERE user_id = ?"),
-    searchUsers: p(`SELECT * FROM users WHERE username_lower >= ? AND username_lower < ?
+    searchUsers: p(`SELECT * FROM users WHERE username_lower >= ? AND username_lower < ? AND username <> ''
                     ORDER BY username_lower LIMIT ?`),
     updateDisplayName: p("UPDATE users SET display_name = ? WHERE user_id = ?"),
     updatePasswordHash: p("UPDATE users SET password_hash = ? WHERE user_id = ?"),
+    // username_lower is UNIQUE and NOT NULL: freeing the name takes a placeholder
+    // unique per user, and '#' is outside a username's alphabet, so it clashes
+    // with no real name.
+    deleteUser: p(`UPDATE users SET username = '', username_lower = '#deleted:' || user_id,
+                   display_name = '', password_hash = '' WHERE user_id = ?`),
 
     insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?)`),
@@ -155,6 +161,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async updatePasswordHash(userId: Id, passwordHash: string): Promise<void> {
     this.s.updatePasswordHash.run(passwordHash, userId);
+  }
+
+  async deleteUser(userId: Id): Promise<void> {
+    this.s.deleteUser.run(userId);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

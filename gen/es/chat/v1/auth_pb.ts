@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/auth.proto.
  */
 export const file_chat_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJjaGF0L3YxL2F1dGgucHJvdG8SB2NoYXQudjEiRQoKRGV2aWNlSW5mbxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgOMhcuY2hhdC52MS5EZXZpY2VQbGF0Zm9ybSKbAQoLQ3JlZGVudGlhbHMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEg8KB3VzZXJfaWQYBCABKAQSEQoJZGV2aWNlX2lkGAUgASgEIm4KDVNpZ25VcFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEiMKBmRldmljZRgEIAEoCzITLmNoYXQudjEuRGV2aWNlSW5mbyJYCg5TaWduVXBSZXNwb25zZRIpCgtjcmVkZW50aWFscxgBIAEoCzIULmNoYXQudjEuQ3JlZGVudGlhbHMSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlciJXCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSIwoGZGV2aWNlGAMgASgLMhMuY2hhdC52MS5EZXZpY2VJbmZvIlcKDUxvZ2luUmVzcG9uc2USKQoLY3JlZGVudGlhbHMYASABKAsyFC5jaGF0LnYxLkNyZWRlbnRpYWxzEhsKBHVzZXIYAiABKAsyDS5jaGF0LnYxLlVzZXIiJwoOUmVmcmVzaFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSI8Cg9SZWZyZXNoUmVzcG9uc2USKQoLY3JlZGVudGlhbHMYASABKAsyFC5jaGF0LnYxLkNyZWRlbnRpYWxzIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiFAoSTGlzdERldmljZXNSZXF1ZXN0IjcKE0xpc3REZXZpY2VzUmVzcG9uc2USIAoHZGV2aWNlcxgBIAMoCzIPLmNoYXQudjEuRGV2aWNlIigKE1Jldm9rZURldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgEIhYKFFJldm9rZURldmljZVJlc3BvbnNlImMKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCRIaChJrZWVwX290aGVyX2RldmljZXMYAyABKAgiNAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIaChJkZXZpY2VzX3NpZ25lZF9vdXQYASABKA0y4wMKC0F1dGhTZXJ2aWNlEjkKBlNpZ25VcBIWLmNoYXQudjEuU2lnblVwUmVxdWVzdBoXLmNoYXQudjEuU2lnblVwUmVzcG9uc2USNgoFTG9naW4SFS5jaGF0LnYxLkxvZ2luUmVxdWVzdBoWLmNoYXQudjEuTG9naW5SZXNwb25zZRI8CgdSZWZyZXNoEhcuY2hhdC52MS5SZWZyZXNoUmVxdWVzdBoYLmNoYXQudjEuUmVmcmVzaFJlc3BvbnNlEjkKBkxvZ291dBIWLmNoYXQudjEuTG9nb3V0UmVxdWVzdBoXLmNoYXQudjEuTG9nb3V0UmVzcG9uc2USSAoLTGlzdERldmljZXMSGy5jaGF0LnYxLkxpc3REZXZpY2VzUmVxdWVzdBocLmNoYXQudjEuTGlzdERldmljZXNSZXNwb25zZRJLCgxSZXZva2VEZXZpY2USHC5jaGF0LnYxLlJldm9rZURldmljZVJlcXVlc3QaHS5jaGF0LnYxLlJldm9rZURldmljZVJlc3BvbnNlElEKDkNoYW5nZVBhc3N3b3JkEh4uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaHy5jaGF0LnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("ChJjaGF0L3YxL2F1dGgucHJvdG8SB2NoYXQudjEiRQoKRGV2aWNlSW5mbxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgOMhcuY2hhdC52MS5EZXZpY2VQbGF0Zm9ybSKbAQoLQ3JlZGVudGlhbHMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEjsKF2FjY2Vzc190b2tlbl9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEg8KB3VzZXJfaWQYBCABKAQSEQoJZGV2aWNlX2lkGAUgASgEIm4KDVNpZ25VcFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEiMKBmRldmljZRgEIAEoCzITLmNoYXQudjEuRGV2aWNlSW5mbyJYCg5TaWduVXBSZXNwb25zZRIpCgtjcmVkZW50aWFscxgBIAEoCzIULmNoYXQudjEuQ3JlZGVudGlhbHMSGwoEdXNlchgCIAEoCzINLmNoYXQudjEuVXNlciJXCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSIwoGZGV2aWNlGAMgASgLMhMuY2hhdC52MS5EZXZpY2VJbmZvIlcKDUxvZ2luUmVzcG9uc2USKQoLY3JlZGVudGlhbHMYASABKAsyFC5jaGF0LnYxLkNyZWRlbnRpYWxzEhsKBHVzZXIYAiABKAsyDS5jaGF0LnYxLlVzZXIiJwoOUmVmcmVzaFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSI8Cg9SZWZyZXNoUmVzcG9uc2USKQoLY3JlZGVudGlhbHMYASABKAsyFC5jaGF0LnYxLkNyZWRlbnRpYWxzIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiFAoSTGlzdERldmljZXNSZXF1ZXN0IjcKE0xpc3REZXZpY2VzUmVzcG9uc2USIAoHZGV2aWNlcxgBIAMoCzIPLmNoYXQudjEuRGV2aWNlIigKE1Jldm9rZURldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgEIhYKFFJldm9rZURldmljZVJlc3BvbnNlImMKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCRIaChJrZWVwX290aGVyX2RldmljZXMYAyABKAgiNAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIaChJkZXZpY2VzX3NpZ25lZF9vdXQYASABKA0iKAoURGVsZXRlQWNjb3VudFJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlMrMECgtBdXRoU2VydmljZRI5CgZTaWduVXASFi5jaGF0LnYxLlNpZ25VcFJlcXVlc3QaFy5jaGF0LnYxLlNpZ25VcFJlc3BvbnNlEjYKBUxvZ2luEhUuY2hhdC52MS5Mb2dpblJlcXVlc3QaFi5jaGF0LnYxLkxvZ2luUmVzcG9uc2USPAoHUmVmcmVzaBIXLmNoYXQudjEuUmVmcmVzaFJlcXVlc3QaGC5jaGF0LnYxLlJlZnJlc2hSZXNwb25zZRI5CgZMb2dvdXQSFi5jaGF0LnYxLkxvZ291dFJlcXVlc3QaFy5jaGF0LnYxLkxvZ291dFJlc3BvbnNlEkgKC0xpc3REZXZpY2VzEhsuY2hhdC52MS5MaXN0RGV2aWNlc1JlcXVlc3QaHC5jaGF0LnYxLkxpc3REZXZpY2VzUmVzcG9uc2USSwoMUmV2b2tlRGV2aWNlEhwuY2hhdC52MS5SZXZva2VEZXZpY2VSZXF1ZXN0Gh0uY2hhdC52MS5SZXZva2VEZXZpY2VSZXNwb25zZRJRCg5DaGFuZ2VQYXNzd29yZBIeLmNoYXQudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0Gh8uY2hhdC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlEk4KDURlbGV0ZUFjY291bnQSHS5jaGF0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0Gh4uY2hhdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * DeviceInfo names the device being signed in.
@@ -361,6 +361,36 @@ export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = 
   messageDesc(file_chat_v1_auth, 15);
 
 /**
+ * @generated from message chat.v1.DeleteAccountRequest
+ */
+export type DeleteAccountRequest = Message<"chat.v1.DeleteAccountRequest"> & {
+  /**
+   * @generated from field: string password = 1;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message chat.v1.DeleteAccountRequest.
+ * Use `create(DeleteAccountRequestSchema)` to create a new message.
+ */
+export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_auth, 16);
+
+/**
+ * @generated from message chat.v1.DeleteAccountResponse
+ */
+export type DeleteAccountResponse = Message<"chat.v1.DeleteAccountResponse"> & {
+};
+
+/**
+ * Describes the message chat.v1.DeleteAccountResponse.
+ * Use `create(DeleteAccountResponseSchema)` to create a new message.
+ */
+export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_auth, 17);
+
+/**
  * AuthService signs users up and in. Every sign-in creates a device; each
  * device has its own refresh token and its own inbox cursor.
  *
@@ -437,6 +467,21 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ChangePasswordRequestSchema;
     output: typeof ChangePasswordResponseSchema;
+  },
+  /**
+   * Deletes the caller's account, given its password (checked and throttled
+   * like a login): every device is signed out, the account leaves its groups
+   * (ownership passes on as when leaving), its friends, friend requests,
+   * blocks and push endpoints go, and its username is released. The messages
+   * it sent stay in their chats (history is kept forever), their sender shown
+   * as a deleted user (User.deleted).
+   *
+   * @generated from rpc chat.v1.AuthService.DeleteAccount
+   */
+  deleteAccount: {
+    methodKind: "unary";
+    input: typeof DeleteAccountRequestSchema;
+    output: typeof DeleteAccountResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_auth, 0);

@@ -477,9 +477,18 @@ export interface Channel {
 
 export interface User {
   userId: bigint;
+  /** Empty for a deleted account. */
   username: string;
+  /** Empty for a deleted account. */
   displayName: string;
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /**
+   * The account was deleted (AuthService/DeleteAccount): the user is kept only
+   * as the sender of old messages.
+   */
+  deleted: boolean;
 }
 
 export interface Device {
@@ -1248,7 +1257,7 @@ export const Channel: MessageFns<Channel> = {
 };
 
 function createBaseUser(): User {
-  return { userId: 0n, username: "", displayName: "", createdAt: undefined };
+  return { userId: 0n, username: "", displayName: "", createdAt: undefined, deleted: false };
 }
 
 export const User: MessageFns<User> = {
@@ -1267,6 +1276,9 @@ export const User: MessageFns<User> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(34).fork()).join();
+    }
+    if (message.deleted !== false) {
+      writer.uint32(40).bool(message.deleted);
     }
     return writer;
   },
@@ -1316,6 +1328,14 @@ export const User: MessageFns<User> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1342,6 +1362,7 @@ export const User: MessageFns<User> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
     };
   },
 
@@ -1359,6 +1380,9 @@ export const User: MessageFns<User> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
     return obj;
   },
 
@@ -1371,6 +1395,7 @@ export const User: MessageFns<User> = {
     message.username = object.username ?? "";
     message.displayName = object.displayName ?? "";
     message.createdAt = object.createdAt ?? undefined;
+    message.deleted = object.deleted ?? false;
     return message;
   },
 };
