@@ -25,6 +25,7 @@ Commands:
   send <chat> <text...>          send a message ("-" as the text reads stdin)
   history <chat>                 print a chat's messages, oldest first
   follow <chat>                  print a chat's new messages live until Ctrl+C
+  search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
   block <@user>                  block a user: no messages either way in your
                                  1:1 chat, no friend requests or group adds from them
@@ -42,7 +43,7 @@ Options:
   --password-stdin    read the password from stdin (else $CHAT_PASSWORD, else a prompt)
   --display-name N    display name for signup
   --limit N           history: how many messages (default 50, at most 200)
-  --before SEQ        history: only messages before this seq (paging back)
+  --before SEQ        history, search: only messages before this seq (paging back)
   --last N            follow: messages of history to print first (default 10)
   --json              one JSON object per line, for scripts
   -h, --help          this help
@@ -96,6 +97,8 @@ async function main(argv: string[]): Promise<void> {
       return send(args, values);
     case "history":
       return history(args, values);
+    case "search":
+      return search(args, values);
     case "follow":
       return followCommand(args, values);
     case "group":
@@ -226,6 +229,22 @@ async function history(args: string[], values: Values): Promise<void> {
   if (!values.json) {
     if (messages.length === 0) warn("(no messages)");
     else if (res.hasMore) warn(`(older messages: chat-cli history ${ref} --before ${messages[0]!.seq})`);
+  }
+}
+
+async function search(args: string[], values: Values): Promise<void> {
+  const [ref, ...words] = args;
+  if (!ref || words.length === 0) throw new CliError("usage: chat-cli search <channel-id|@username> <words...> [--limit N] [--before SEQ]", 2);
+  const limit = intOption(values.limit, "--limit", 20, 1, 100);
+  const beforeSeq = values.before === undefined ? 0n : BigInt(intOption(values.before, "--before", 0, 1, Number.MAX_SAFE_INTEGER));
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  const res = await s.api.messages.searchMessages({ channelId: channel.channelId, query: words.join(" "), beforeSeq, limit });
+  await s.usersById(res.messages.map((m) => m.senderUserId));
+  for (const m of res.messages) await printMessage(s, m, values);
+  if (!values.json) {
+    if (res.messages.length === 0) warn("(no matches)");
+    if (res.nextBeforeSeq > 0n) warn(`(search older messages: chat-cli search ${ref} ${words.join(" ")} --before ${res.nextBeforeSeq})`);
   }
 }
 

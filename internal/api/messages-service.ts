@@ -8,6 +8,22 @@ import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
+import { ChatError } from "../model/errors.js";
+import type { StoredMessage } from "../model/types.js";
+
+/** Messages one SearchMessages call reads at most: a bound on what a call costs the store. */
+const SEARCH_SCAN_BUDGET = 2_000;
+const SEARCH_PAGE = 200;
+
+/** Case and compatibility forms folded away, so "Cafe" finds "cafe" and "ﬁle" finds "file". */
+const fold = (s: string) => s.normalize("NFKC").toLowerCase();
+
+function searchWords(query: string): string[] {
+  if ([...query].length > 256) throw new ChatError("invalid_argument", "query must be at most 256 characters");
+  const words = fold(query).split(/\s+/u).filter((w) => w.length > 0);
+  if (words.length === 0) throw new ChatError("invalid_argument", "query must have at least one word");
+  return words;
+}
 
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
   return {
@@ -18,6 +34,27 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // One extra row answers has_more without a count query.
       const rows = await deps.log.page(channel.channelId, { anchorSeq: req.anchorSeq, direction, limit: limit + 1 });
       return { messages: rows.slice(0, limit).map(messageToProto), hasMore: rows.length > limit };
+    },
+
+    async searchMessages(req, ctx) {
+      const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      const words = searchWords(req.query);
+      const limit = v.limit(req.limit, 20, 100);
+      const found: StoredMessage[] = [];
+      let before = req.beforeSeq;
+      for (let scanned = 0; scanned < SEARCH_SCAN_BUDGET; ) {
+        const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE });
+        for (const m of rows) {
+          before = m.seq;
+          scanned++;
+          const text = fold(m.text);
+          if (words.every((w) => text.includes(w)) && found.push(m) >= limit) {
+            return { messages: found.map(messageToProto), nextBeforeSeq: before > 1n ? before : 0n };
+          }
+        }
+        if (rows.length < SEARCH_PAGE || before <= 1n) return { messages: found.map(messageToProto), nextBeforeSeq: 0n };
+      }
+      return { messages: found.map(messageToProto), nextBeforeSeq: before };
     },
 
     async sendMessage(req, ctx) {

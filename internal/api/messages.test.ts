@@ -60,6 +60,54 @@ describe("api: MessageService", () => {
     assert.equal(all.messages.length, 7, "limit is clamped, not refused");
   });
 
+  describe("searching a channel", () => {
+    /** Appends straight to the log: history long enough to pass the scan budget, quickly. */
+    async function history(texts: (i: number) => string, n: number) {
+      for (let i = 1; i <= n; i++) {
+        await api.storage.messages.append({
+          messageId: BigInt(1_000_000 + i),
+          channelId,
+          senderUserId: a.userId,
+          senderDeviceId: a.deviceId,
+          clientMsgId: `h${i}`,
+          text: texts(i),
+          sentAtMs: i,
+        });
+      }
+    }
+    const seqs = (ms: { seq: bigint }[]) => ms.map((m) => Number(m.seq));
+
+    it("finds the messages with every word, in any case, newest first, in pages", async () => {
+      await history((i) => (i % 3 === 0 ? `Lunch at the CAFÉ #${i}` : i % 3 === 1 ? `lunch #${i}` : `dinner #${i}`), 9);
+      const first = await b.c.messages.searchMessages({ channelId, query: "  café   LUNCH ", limit: 2 });
+      assert.deepEqual(seqs(first.messages), [9, 6]);
+      assert.equal(first.nextBeforeSeq, 6n);
+      const rest = await b.c.messages.searchMessages({ channelId, query: "café lunch", beforeSeq: first.nextBeforeSeq });
+      assert.deepEqual(seqs(rest.messages), [3]);
+      assert.equal(rest.nextBeforeSeq, 0n, "the scan reached the first message");
+      assert.deepEqual(seqs((await b.c.messages.searchMessages({ channelId, query: "ﬁsh" })).messages), [], "nothing matches: an empty page");
+    });
+
+    it("scans at most 2,000 messages a call and says where to go on", async () => {
+      await history((i) => (i === 5 ? "the needle" : `hay ${i}`), 2_300);
+      const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
+      assert.deepEqual(first.messages, []);
+      assert.equal(first.nextBeforeSeq, 301n, "2,000 scanned back from 2,300");
+      const next = await a.c.messages.searchMessages({ channelId, query: "needle", beforeSeq: first.nextBeforeSeq });
+      assert.deepEqual(seqs(next.messages), [5]);
+      assert.equal(next.nextBeforeSeq, 0n);
+    });
+
+    it("refuses non-members and empty or overlong queries", async () => {
+      const stranger = await api.signUp();
+      assert.equal((await rpcError(() => stranger.c.messages.searchMessages({ channelId, query: "x" }))).code, Code.PermissionDenied);
+      const empty = await rpcError(() => a.c.messages.searchMessages({ channelId, query: "   " }));
+      assert.deepEqual([empty.code, empty.rawMessage], [Code.InvalidArgument, "query must have at least one word"]);
+      const long = await rpcError(() => a.c.messages.searchMessages({ channelId, query: "a".repeat(257) }));
+      assert.equal(long.code, Code.InvalidArgument);
+    });
+  });
+
   it("syncs the inbox after a cursor, with head and has_more", async () => {
     await sendMany(5);
     const s1 = await b.c.messages.syncInbox({ limit: 2 });

@@ -133,6 +133,15 @@ describe("chat-cli against chatd", function () {
     assert.match(stranger.stderr, /not a member/);
   });
 
+  it("searches a chat for messages with every word", async () => {
+    const found = await bob.ok("search", `@${alice.username}`, "LINE", "two");
+    assert.match(found, /line one\n    line two/);
+    assert.doesNotMatch(found, /hello bob/);
+    const none = await bob.run("search", `@${alice.username}`, "nothing-like-this");
+    assert.equal(none.code, 0);
+    assert.match(none.stderr, /no matches/);
+  });
+
   it("follows a chat live, printing what is sent meanwhile once each, and stops on Ctrl+C", async () => {
     const child = bob.spawn(["follow", `@${alice.username}`, "--last", "1"]);
     let stdout = "";

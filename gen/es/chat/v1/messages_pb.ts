@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/messages.proto.
  */
 export const file_chat_v1_messages: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL21lc3NhZ2VzLnByb3RvEgdjaGF0LnYxIncKE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBISCgphbmNob3Jfc2VxGAIgASgEEikKCWRpcmVjdGlvbhgDIAEoDjIWLmNoYXQudjEuUGFnZURpcmVjdGlvbhINCgVsaW1pdBgEIAEoDSJMChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJNChJTZW5kTWVzc2FnZVJlcXVlc3QSFQoNY2xpZW50X21zZ19pZBgBIAEoCRISCgpjaGFubmVsX2lkGAIgASgEEgwKBHRleHQYAyABKAkiPAoTU2VuZE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgEEhEKCWR1cGxpY2F0ZRgCIAEoCCI6ChBTeW5jSW5ib3hSZXF1ZXN0EhcKD2FmdGVyX2luYm94X3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSJ8ChFTeW5jSW5ib3hSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuY2hhdC52MS5JbmJveEVudHJ5EhYKDmhlYWRfaW5ib3hfc2VxGAIgASgEEhAKCGhhc19tb3JlGAMgASgIEhcKD2V4cGlyZWRfdGhyb3VnaBgEIAEoBCIyCg9NYXJrUmVhZFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCpoCg1QYWdlRGlyZWN0aW9uEh4KGlBBR0VfRElSRUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXUEFHRV9ESVJFQ1RJT05fQkFDS1dBUkQQARIaChZQQUdFX0RJUkVDVElPTl9GT1JXQVJEEAIyrAIKDk1lc3NhZ2VTZXJ2aWNlEksKDExpc3RNZXNzYWdlcxIcLmNoYXQudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBodLmNoYXQudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USSAoLU2VuZE1lc3NhZ2USGy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBocLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJCCglTeW5jSW5ib3gSGS5jaGF0LnYxLlN5bmNJbmJveFJlcXVlc3QaGi5jaGF0LnYxLlN5bmNJbmJveFJlc3BvbnNlEj8KCE1hcmtSZWFkEhguY2hhdC52MS5NYXJrUmVhZFJlcXVlc3QaGS5jaGF0LnYxLk1hcmtSZWFkUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types]);
+  fileDesc("ChZjaGF0L3YxL21lc3NhZ2VzLnByb3RvEgdjaGF0LnYxIncKE0xpc3RNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBISCgphbmNob3Jfc2VxGAIgASgEEikKCWRpcmVjdGlvbhgDIAEoDjIWLmNoYXQudjEuUGFnZURpcmVjdGlvbhINCgVsaW1pdBgEIAEoDSJMChRMaXN0TWVzc2FnZXNSZXNwb25zZRIiCghtZXNzYWdlcxgBIAMoCzIQLmNoYXQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJNChJTZW5kTWVzc2FnZVJlcXVlc3QSFQoNY2xpZW50X21zZ19pZBgBIAEoCRISCgpjaGFubmVsX2lkGAIgASgEEgwKBHRleHQYAyABKAkiPAoTU2VuZE1lc3NhZ2VSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgEEhEKCWR1cGxpY2F0ZRgCIAEoCCI6ChBTeW5jSW5ib3hSZXF1ZXN0EhcKD2FmdGVyX2luYm94X3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSJ8ChFTeW5jSW5ib3hSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuY2hhdC52MS5JbmJveEVudHJ5EhYKDmhlYWRfaW5ib3hfc2VxGAIgASgEEhAKCGhhc19tb3JlGAMgASgIEhcKD2V4cGlyZWRfdGhyb3VnaBgEIAEoBCIyCg9NYXJrUmVhZFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCJdChVTZWFyY2hNZXNzYWdlc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVxdWVyeRgCIAEoCRISCgpiZWZvcmVfc2VxGAMgASgEEg0KBWxpbWl0GAQgASgNIlUKFlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2USIgoIbWVzc2FnZXMYASADKAsyEC5jaGF0LnYxLk1lc3NhZ2USFwoPbmV4dF9iZWZvcmVfc2VxGAIgASgEKmgKDVBhZ2VEaXJlY3Rpb24SHgoaUEFHRV9ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIbChdQQUdFX0RJUkVDVElPTl9CQUNLV0FSRBABEhoKFlBBR0VfRElSRUNUSU9OX0ZPUldBUkQQAjL/AgoOTWVzc2FnZVNlcnZpY2USSwoMTGlzdE1lc3NhZ2VzEhwuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJICgtTZW5kTWVzc2FnZRIbLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GhwuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkIKCVN5bmNJbmJveBIZLmNoYXQudjEuU3luY0luYm94UmVxdWVzdBoaLmNoYXQudjEuU3luY0luYm94UmVzcG9uc2USPwoITWFya1JlYWQSGC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdBoZLmNoYXQudjEuTWFya1JlYWRSZXNwb25zZRJRCg5TZWFyY2hNZXNzYWdlcxIeLmNoYXQudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0Gh8uY2hhdC52MS5TZWFyY2hNZXNzYWdlc1Jlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types]);
 
 /**
  * @generated from message chat.v1.ListMessagesRequest
@@ -231,6 +231,71 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
   messageDesc(file_chat_v1_messages, 7);
 
 /**
+ * @generated from message chat.v1.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message<"chat.v1.SearchMessagesRequest"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * 1 to 256 characters; every word (split at spaces) must appear in a match.
+   *
+   * @generated from field: string query = 2;
+   */
+  query: string;
+
+  /**
+   * Exclusive: only messages with a lower seq. 0 searches from the newest.
+   *
+   * @generated from field: uint64 before_seq = 3;
+   */
+  beforeSeq: bigint;
+
+  /**
+   * Default 20, at most 100.
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message chat.v1.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_messages, 8);
+
+/**
+ * @generated from message chat.v1.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message<"chat.v1.SearchMessagesResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated chat.v1.Message messages = 1;
+   */
+  messages: Message$1[];
+
+  /**
+   * Pass as before_seq to search on; 0 when the scan reached the channel's
+   * first message (nothing older is left).
+   *
+   * @generated from field: uint64 next_before_seq = 2;
+   */
+  nextBeforeSeq: bigint;
+};
+
+/**
+ * Describes the message chat.v1.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_messages, 9);
+
+/**
  * @generated from enum chat.v1.PageDirection
  */
 export enum PageDirection {
@@ -308,6 +373,19 @@ export const MessageService: GenService<{
     methodKind: "unary";
     input: typeof MarkReadRequestSchema;
     output: typeof MarkReadResponseSchema;
+  },
+  /**
+   * Finds a channel's messages that contain every word of the query
+   * (case-insensitive), newest first. History has no search index: a call
+   * scans at most 2,000 messages back from before_seq, and next_before_seq
+   * says where to go on.
+   *
+   * @generated from rpc chat.v1.MessageService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_messages, 0);

@@ -122,6 +122,26 @@ export interface MarkReadResponse {
   readSeq: bigint;
 }
 
+export interface SearchMessagesRequest {
+  channelId: bigint;
+  /** 1 to 256 characters; every word (split at spaces) must appear in a match. */
+  query: string;
+  /** Exclusive: only messages with a lower seq. 0 searches from the newest. */
+  beforeSeq: bigint;
+  /** Default 20, at most 100. */
+  limit: number;
+}
+
+export interface SearchMessagesResponse {
+  /** Newest first. */
+  messages: Message[];
+  /**
+   * Pass as before_seq to search on; 0 when the scan reached the channel's
+   * first message (nothing older is left).
+   */
+  nextBeforeSeq: bigint;
+}
+
 function createBaseListMessagesRequest(): ListMessagesRequest {
   return { channelId: 0n, anchorSeq: 0n, direction: 0, limit: 0 };
 }
@@ -946,6 +966,231 @@ export const MarkReadResponse: MessageFns<MarkReadResponse> = {
   },
 };
 
+function createBaseSearchMessagesRequest(): SearchMessagesRequest {
+  return { channelId: 0n, query: "", beforeSeq: 0n, limit: 0 };
+}
+
+export const SearchMessagesRequest: MessageFns<SearchMessagesRequest> = {
+  encode(message: SearchMessagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.query !== "") {
+      writer.uint32(18).string(message.query);
+    }
+    if (message.beforeSeq !== 0n) {
+      if (BigInt.asUintN(64, message.beforeSeq) !== message.beforeSeq) {
+        throw new globalThis.Error("value provided for field message.beforeSeq of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.beforeSeq);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(32).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchMessagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchMessagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.query = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.beforeSeq = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchMessagesRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      query: isSet(object.query) ? globalThis.String(object.query) : "",
+      beforeSeq: isSet(object.beforeSeq)
+        ? BigInt(object.beforeSeq)
+        : isSet(object.before_seq)
+        ? BigInt(object.before_seq)
+        : 0n,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: SearchMessagesRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.query !== "") {
+      obj.query = message.query;
+    }
+    if (message.beforeSeq !== 0n) {
+      obj.beforeSeq = message.beforeSeq.toString();
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchMessagesRequest>, I>>(base?: I): SearchMessagesRequest {
+    return SearchMessagesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchMessagesRequest>, I>>(object: I): SearchMessagesRequest {
+    const message = createBaseSearchMessagesRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.query = object.query ?? "";
+    message.beforeSeq = (object.beforeSeq !== undefined && object.beforeSeq !== null) ? BigInt(object.beforeSeq) : 0n;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchMessagesResponse(): SearchMessagesResponse {
+  return { messages: [], nextBeforeSeq: 0n };
+}
+
+export const SearchMessagesResponse: MessageFns<SearchMessagesResponse> = {
+  encode(message: SearchMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      Message.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextBeforeSeq !== 0n) {
+      if (BigInt.asUintN(64, message.nextBeforeSeq) !== message.nextBeforeSeq) {
+        throw new globalThis.Error("value provided for field message.nextBeforeSeq of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.nextBeforeSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchMessagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchMessagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(Message.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextBeforeSeq = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchMessagesResponse {
+    return {
+      messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Message.fromJSON(e)) : [],
+      nextBeforeSeq: isSet(object.nextBeforeSeq)
+        ? BigInt(object.nextBeforeSeq)
+        : isSet(object.next_before_seq)
+        ? BigInt(object.next_before_seq)
+        : 0n,
+    };
+  },
+
+  toJSON(message: SearchMessagesResponse): unknown {
+    const obj: any = {};
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => Message.toJSON(e));
+    }
+    if (message.nextBeforeSeq !== 0n) {
+      obj.nextBeforeSeq = message.nextBeforeSeq.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchMessagesResponse>, I>>(base?: I): SearchMessagesResponse {
+    return SearchMessagesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchMessagesResponse>, I>>(object: I): SearchMessagesResponse {
+    const message = createBaseSearchMessagesResponse();
+    message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    message.nextBeforeSeq = (object.nextBeforeSeq !== undefined && object.nextBeforeSeq !== null)
+      ? BigInt(object.nextBeforeSeq)
+      : 0n;
+    return message;
+  },
+};
+
 /**
  * MessageService is the request/response side of messaging: history paging,
  * inbox sync without a socket, sending from scripts, and read positions. The
@@ -997,6 +1242,23 @@ export const MessageServiceService = {
     responseSerialize: (value: MarkReadResponse): Buffer => Buffer.from(MarkReadResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MarkReadResponse => MarkReadResponse.decode(value),
   },
+  /**
+   * Finds a channel's messages that contain every word of the query
+   * (case-insensitive), newest first. History has no search index: a call
+   * scans at most 2,000 messages back from before_seq, and next_before_seq
+   * says where to go on.
+   */
+  searchMessages: {
+    path: "/chat.v1.MessageService/SearchMessages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SearchMessagesRequest): Buffer =>
+      Buffer.from(SearchMessagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SearchMessagesRequest => SearchMessagesRequest.decode(value),
+    responseSerialize: (value: SearchMessagesResponse): Buffer =>
+      Buffer.from(SearchMessagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SearchMessagesResponse => SearchMessagesResponse.decode(value),
+  },
 } as const;
 
 export interface MessageServiceServer extends UntypedServiceImplementation {
@@ -1011,6 +1273,13 @@ export interface MessageServiceServer extends UntypedServiceImplementation {
   syncInbox: handleUnaryCall<SyncInboxRequest, SyncInboxResponse>;
   /** Moves the caller's read position in a channel forward. */
   markRead: handleUnaryCall<MarkReadRequest, MarkReadResponse>;
+  /**
+   * Finds a channel's messages that contain every word of the query
+   * (case-insensitive), newest first. History has no search index: a call
+   * scans at most 2,000 messages back from before_seq, and next_before_seq
+   * says where to go on.
+   */
+  searchMessages: handleUnaryCall<SearchMessagesRequest, SearchMessagesResponse>;
 }
 
 export interface MessageServiceClient extends Client {
@@ -1080,6 +1349,27 @@ export interface MessageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MarkReadResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Finds a channel's messages that contain every word of the query
+   * (case-insensitive), newest first. History has no search index: a call
+   * scans at most 2,000 messages back from before_seq, and next_before_seq
+   * says where to go on.
+   */
+  searchMessages(
+    request: SearchMessagesRequest,
+    callback: (error: ServiceError | null, response: SearchMessagesResponse) => void,
+  ): ClientUnaryCall;
+  searchMessages(
+    request: SearchMessagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SearchMessagesResponse) => void,
+  ): ClientUnaryCall;
+  searchMessages(
+    request: SearchMessagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SearchMessagesResponse) => void,
   ): ClientUnaryCall;
 }
 
