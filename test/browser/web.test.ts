@@ -140,6 +140,19 @@ describe("web client in headless Chromium", function () {
       assert.deepEqual(seenByA.filter((t) => /^b\d$/.test(t)), ["b1", "b2", "b3"]);
     });
 
+    it("searches the open chat for messages with every word", async () => {
+      const a = alice.page;
+      await a.getByTestId("find").fill("BOB here");
+      await a.getByTestId("find").press("Enter");
+      await a.getByTestId("find-hit").filter({ hasText: "Hi Alice! Bob here." }).waitFor({ timeout: 10_000 });
+      assert.equal(await a.getByTestId("find-hit").count(), 1);
+      await a.getByTestId("find").fill("no such words");
+      await a.getByTestId("find").press("Enter");
+      await a.getByTestId("find-none").waitFor({ timeout: 10_000 });
+      await a.getByTestId("find").press("Escape");
+      await a.getByTestId("find-hits").waitFor({ state: "hidden" });
+    });
+
     it("lets a person hide their presence: the peer sees them offline with no last seen, then online again", async () => {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
       await bobPage.page.getByTestId("presence-visibility").selectOption("3");

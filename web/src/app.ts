@@ -136,6 +136,38 @@ export class ChatApp {
     this.openFromHash();
   }
 
+  /** Searches the open chat for the words typed, older than `before` (0: from the newest); adds to the hits shown. */
+  private async find(before: bigint): Promise<void> {
+    const open = this.open;
+    const query = this.ui.find.value.trim();
+    if (!open || !query) return this.clearFind();
+    const hits = this.ui.findHits;
+    try {
+      const res = await this.api.messages.searchMessages({ channelId: open.id, query, beforeSeq: before });
+      if (this.open !== open) return;
+      await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      if (before === 0n) replaceChildren(hits);
+      hits.querySelector("[data-testid=find-more]")?.remove();
+      for (const m of res.messages) {
+        hits.append(h("div", { class: "find-hit", "data-testid": "find-hit" }, h("span", { class: "muted" }, `${this.name(m.senderUserId)} ·`), m.text));
+      }
+      if (res.nextBeforeSeq > 0n) {
+        hits.append(h("button", { type: "button", class: "link", "data-testid": "find-more", onclick: () => void this.find(res.nextBeforeSeq) }, "Search older messages"));
+      } else if (hits.childElementCount === 0) {
+        hits.append(h("span", { class: "muted", "data-testid": "find-none" }, "No messages found."));
+      }
+      hits.hidden = false;
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+  }
+
+  private clearFind(): void {
+    this.ui.find.value = "";
+    this.ui.findHits.hidden = true;
+    replaceChildren(this.ui.findHits);
+  }
+
   /** Mutes the open chat's notifications for good, or unmutes it. */
   private async toggleMute(): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
@@ -198,6 +230,11 @@ export class ChatApp {
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.block.addEventListener("click", () => void this.toggleBlock());
     ui.mute.addEventListener("click", () => void this.toggleMute());
+    ui.find.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") void this.find(0n);
+      if (ev.key === "Escape") this.clearFind();
+    });
+    ui.find.addEventListener("search", () => ui.find.value === "" && this.clearFind());
     ui.search.addEventListener("input", () => this.onSearchInput());
     ui.search.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") {
@@ -521,6 +558,7 @@ export class ChatApp {
     }
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
     this.open = open;
+    this.clearFind();
     this.ui.layout.dataset.view = "chat";
     this.ui.empty.hidden = true;
     this.ui.chat.hidden = false;

@@ -20,6 +20,8 @@ export interface Shell {
   chatAvatar: HTMLElement;
   chatTitle: HTMLElement;
   chatStatus: HTMLElement;
+  find: HTMLInputElement;
+  findHits: HTMLElement;
   mute: HTMLButtonElement;
   block: HTMLButtonElement;
   scroller: HTMLElement;
@@ -63,6 +65,8 @@ export function renderShell(root: HTMLElement): Shell {
     chatAvatar: h("span", { class: "avatar" }),
     chatTitle: h("div", { class: "chat-title", "data-testid": "chat-title" }),
     chatStatus: h("div", { class: "chat-status", "data-testid": "chat-status" }),
+    find: h("input", { type: "search", class: "find", placeholder: "Search this chat…", "aria-label": "Search this chat", "data-testid": "find" }),
+    findHits: h("div", { class: "find-hits", "data-testid": "find-hits", hidden: true }),
     mute: h("button", { type: "button", class: "ghost small", "data-testid": "mute" }, "Mute"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
     older: h("div", { class: "older", "data-testid": "older" }),
@@ -78,7 +82,8 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.mute, s.block)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.mute, s.block)),
+    s.findHits,
     scroller,
     s.typing,
     composer,
