@@ -209,6 +209,34 @@ describe("web client in headless Chromium", function () {
     });
   });
 
+  it("changes the password, signing out the other device, then deletes the account", async () => {
+    const name = unique("frank");
+    const { page } = await newPage("frank");
+    await signUpInPage(page, chatd.httpUrl, name, "first password", "Frank");
+    await waitConnected(page);
+    const other = await newPage("frank-phone");
+    await logInInPage(other.page, chatd.httpUrl, name, "first password");
+
+    await page.getByTestId("account").click();
+    await page.getByTestId("current-password").fill("first password");
+    await page.getByTestId("new-password").fill("second password");
+    await page.getByTestId("change-password").click();
+    await page.locator("[data-testid=password-note][data-ok]", { hasText: "1 other device signed out" }).waitFor({ timeout: 10_000 });
+    await other.page.getByTestId("auth-form").waitFor({ timeout: 10_000 });
+
+    other.page.once("dialog", (d) => void d.accept());
+    await logInInPage(other.page, chatd.httpUrl, name, "second password");
+    await other.page.getByTestId("account").click();
+    await other.page.getByTestId("delete-password").fill("second password");
+    await other.page.getByTestId("delete-account").click();
+    await other.page.getByTestId("auth-error").filter({ hasText: "Your account was deleted." }).waitFor({ timeout: 10_000 });
+    await page.getByTestId("auth-form").waitFor({ timeout: 10_000 });
+    const gone = await apiClients(chatd.httpUrl)
+      .auth.login({ username: name, password: "second password" })
+      .then(() => "logged in", (e: Error) => e.message);
+    assert.match(gone, /wrong username or password/);
+  });
+
   it("pages back through a long history, oldest first, each message once", async () => {
     const carol = await signUp(chatd.httpUrl, "carol");
     const dave = await signUp(chatd.httpUrl, "dave");

@@ -7,6 +7,7 @@ import type { Auth } from "./auth.js";
 import { avatar, h, replaceChildren } from "./dom.js";
 import { codePoints, lastSeen, tsMs } from "./format.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
+import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
 import { messageList, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
@@ -227,6 +228,16 @@ export class ChatApp {
     };
 
     ui.logout.addEventListener("click", () => void this.logout());
+    ui.account.addEventListener("click", () =>
+      openAccountDialog({
+        changePassword: async (currentPassword, newPassword) =>
+          (await this.api.auth.changePassword({ currentPassword, newPassword })).devicesSignedOut,
+        deleteAccount: async (password) => {
+          await this.api.auth.deleteAccount({ password });
+          this.signOut("Your account was deleted.");
+        },
+      }),
+    );
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.block.addEventListener("click", () => void this.toggleBlock());
     ui.mute.addEventListener("click", () => void this.toggleMute());

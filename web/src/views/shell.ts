@@ -8,6 +8,7 @@ export interface Shell {
   meHandle: HTMLElement;
   connection: HTMLElement;
   logout: HTMLButtonElement;
+  account: HTMLButtonElement;
   /** Who sees when I am online: a PresenceVisibility value. */
   visibility: HTMLSelectElement;
   search: HTMLInputElement;
@@ -42,6 +43,7 @@ export function renderShell(root: HTMLElement): Shell {
     meHandle: h("div", { class: "me-handle" }),
     connection: h("span", { class: "connection", "data-testid": "connection", "data-state": "connecting", role: "status" }, "Connecting…"),
     logout: h("button", { type: "button", class: "ghost small", title: "Log out of this device", "data-testid": "logout" }, "Log out"),
+    account: h("button", { type: "button", class: "ghost small", title: "Password and account", "data-testid": "account" }, "Account"),
     visibility: h(
       "select",
       { class: "visibility", "aria-label": "Who sees when you are online", "data-testid": "presence-visibility" },
@@ -108,6 +110,7 @@ export function renderShell(root: HTMLElement): Shell {
         s.meAvatar,
         h("div", { class: "me-text" }, s.meName, s.meHandle),
         s.connection,
+        s.account,
         s.logout,
       ),
       h("div", { class: "sidebar-tools" }, s.search, s.newGroup),

@@ -1,0 +1,75 @@
+import { describeError } from "../api.js";
+import { h } from "../dom.js";
+
+export interface AccountDialogActions {
+  /** Resolves to how many other devices were signed out. */
+  changePassword(current: string, next: string): Promise<number>;
+  deleteAccount(password: string): Promise<void>;
+}
+
+/** A modal for what changes the account itself: its password, or its end. */
+export function openAccountDialog(actions: AccountDialogActions): void {
+  const current = h("input", { type: "password", autocomplete: "current-password", required: true, "data-testid": "current-password" });
+  const next = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8, "data-testid": "new-password" });
+  const changeNote = h("p", { class: "form-error", role: "alert", "data-testid": "password-note" });
+  const change = h("button", { type: "submit", class: "primary", "data-testid": "change-password" }, "Change password");
+  const passwordForm = h(
+    "form",
+    { class: "dialog-body" },
+    h("h2", {}, "Change password"),
+    h("label", { class: "field" }, h("span", {}, "Current password"), current),
+    h("label", { class: "field" }, h("span", {}, "New password (at least 8 characters)"), next),
+    h("p", { class: "hint" }, "Your other devices will be signed out."),
+    changeNote,
+    h("div", { class: "dialog-actions" }, change),
+  );
+
+  const confirmPassword = h("input", { type: "password", autocomplete: "current-password", required: true, "data-testid": "delete-password" });
+  const deleteNote = h("p", { class: "form-error", role: "alert", "data-testid": "delete-note" });
+  const remove = h("button", { type: "submit", class: "danger", "data-testid": "delete-account" }, "Delete my account");
+  const deleteForm = h(
+    "form",
+    { class: "dialog-body" },
+    h("h2", {}, "Delete account"),
+    h("p", { class: "hint" }, "Every device is signed out, you leave your groups and your username is freed. What you sent stays in its chats."),
+    h("label", { class: "field" }, h("span", {}, "Password"), confirmPassword),
+    deleteNote,
+    h("div", { class: "dialog-actions" }, remove),
+  );
+
+  const close = h("button", { type: "button", class: "ghost" }, "Close");
+  const dialog = h("dialog", { class: "dialog", "data-testid": "account-dialog" }, passwordForm, deleteForm, h("div", { class: "dialog-actions" }, close));
+
+  passwordForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    change.disabled = true;
+    try {
+      const others = await actions.changePassword(current.value, next.value);
+      changeNote.textContent = `Password changed${others > 0 ? `; ${others} other device${others === 1 ? "" : "s"} signed out` : ""}.`;
+      changeNote.dataset.ok = "";
+      current.value = next.value = "";
+    } catch (err) {
+      changeNote.textContent = describeError(err);
+      delete changeNote.dataset.ok;
+    } finally {
+      change.disabled = false;
+    }
+  });
+  deleteForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!window.confirm("Delete your account for good? This cannot be undone.")) return;
+    remove.disabled = true;
+    try {
+      await actions.deleteAccount(confirmPassword.value);
+      dialog.close();
+    } catch (err) {
+      deleteNote.textContent = describeError(err);
+      remove.disabled = false;
+    }
+  });
+  close.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  current.focus();
+}
