@@ -348,6 +348,12 @@ describe("distributed mode: presence and push across processes", function () {
     await notifierSettled(metricsOf(notifier), 30_000, 100);
     assert.deepEqual(receiver.deliveredTo(sub).map((p) => p.json!.body), ["are you coming tonight?", "now you are not"], "no push while bob was online");
     assert.equal(receiver.pushesTo(sub).length, 2);
+
+    // Bob mutes the chat: the notifier reads the mute from Cassandra and sends nothing more.
+    await bob.api.channels.muteChannel({ channelId, mutedUntil: { seconds: BigInt(Math.floor(Date.now() / 1000) + 3600), nanos: 0 } });
+    await a.device.send(channelId, "muted now");
+    await waitFor(async () => ((await scrapeMetric(metricsOf(notifier), "chat_push_skipped_total", 'reason="channel_muted"')) ?? 0) >= 1, "the muted chat skipped", 30_000);
+    assert.equal(receiver.pushesTo(sub).length, 2, "a muted chat pushes nothing");
   });
 
   it("keeps notifying while a push service hangs", async () => {
