@@ -190,11 +190,13 @@ describe("web client in headless Chromium", function () {
       const a = alice.page;
       await a.locator('[data-testid=mute][data-muted="false"]').click();
       await a.locator('[data-testid=mute][data-muted="true"]', { hasText: "Unmute" }).waitFor({ timeout: 10_000 });
+      await a.locator("[data-testid=channel].active [data-testid=channel-muted]").waitFor({ timeout: 10_000 });
       await a.reload();
       await waitConnected(a);
       await a.locator('[data-testid=mute][data-muted="true"]').waitFor({ timeout: 10_000 });
       await a.getByTestId("mute").click();
       await a.locator('[data-testid=mute][data-muted="false"]', { hasText: "Mute" }).waitFor({ timeout: 10_000 });
+      await a.locator("[data-testid=channel].active [data-testid=channel-muted]").waitFor({ state: "detached", timeout: 10_000 });
     });
 
     it("shows the peer's presence: online, then offline with last seen once their page closes", async () => {

@@ -180,6 +180,7 @@ export class ChatApp {
       this.toast(describeError(err));
     }
     this.renderHeader();
+    this.renderSidebar();
   }
 
   /** Blocks or unblocks the peer of the open direct chat. */
@@ -832,6 +833,7 @@ export class ChatApp {
               mine: c.lastMessage?.senderUserId === this.me,
               active: this.open?.id === c.channelId,
               typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
+              muted: isMuted(c),
             },
             (id) => this.go(id),
           ),

@@ -11,6 +11,8 @@ export interface ChannelRow {
   mine: boolean;
   active: boolean;
   typing: boolean;
+  /** The chat's pushes are muted: its unread badge is shown quieter. */
+  muted: boolean;
 }
 
 export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLElement {
@@ -47,7 +49,8 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
           "span",
           { class: "channel-bottom" },
           h("span", { class: `channel-last ${row.typing ? "is-typing" : ""}`, "data-testid": "channel-last" }, text),
-          unread > 0 ? h("span", { class: "badge", "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
+          row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
+          unread > 0 ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
         ),
       ),
     ),
