@@ -1,7 +1,7 @@
 import { LruMap } from "../cache/lru-map.js";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
-import type { AccountStore } from "./store.js";
+import { isDeletedUser, type AccountStore } from "./store.js";
 
 export interface BlockCacheOptions {
   /** How long an answer is trusted (default 5 s): a block made through another process takes effect here within it. */
@@ -27,7 +27,7 @@ export class BlockCache {
   private readonly now: () => number;
 
   constructor(
-    private readonly accounts: Pick<AccountStore, "blockersBetween">,
+    private readonly accounts: Pick<AccountStore, "blockersBetween" | "getUser">,
     options: BlockCacheOptions = {},
   ) {
     this.pairs = new LruMap(options.capacity ?? 100_000);
@@ -46,6 +46,21 @@ export class BlockCache {
 
   forget(a: Id, b: Id): void {
     this.pairs.delete(pairKey(a, b));
+  }
+
+  /**
+   * Refuses what `me` wants to do towards `other` when either blocked the
+   * other. A deleted account blocks the peers of its direct chats (its last
+   * act), so their sends are refused too, and told why: only then, rarely, is
+   * the account read.
+   */
+  async refuse(me: Id, other: Id, what = "message"): Promise<void> {
+    const blockers = await this.blockersBetween(me, other);
+    if (blockers.includes(other)) {
+      const user = await this.accounts.getUser(other);
+      if (!user || isDeletedUser(user)) throw new ChatError("not_found", "this account was deleted");
+    }
+    refuseIfBlocked(blockers, me, other, what);
   }
 }
 

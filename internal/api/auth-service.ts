@@ -234,8 +234,16 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
       for (const m of await deps.channels.listMemberships(me)) {
         const channel = await deps.channels.getChannel(m.channelId);
-        // Direct chats stay: their history is the other member's too.
         if (channel?.kind === "group") await leaveGroup(deps, channel, me);
+        if (channel?.kind !== "direct") continue;
+        // Direct chats stay, their history being the other member's too; the
+        // account blocks the peer, so that sends to it are refused (and told
+        // it is gone) rather than stored for nobody.
+        for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
+          if (userId === me) continue;
+          await deps.accounts.putBlock(me, userId, now());
+          deps.blocks?.forget(me, userId);
+        }
       }
       await deps.accounts.deleteUser(me);
       count("account_deleted");

@@ -141,6 +141,7 @@ describe("BlockCache", () => {
           reads++;
           return blockers;
         },
+        getUser: async () => undefined,
       },
       { ttlMs: 100, now: () => clock },
     );

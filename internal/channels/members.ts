@@ -1,4 +1,4 @@
-import { refuseIfBlocked, type BlockCache } from "../accounts/blocks.js";
+import type { BlockCache } from "../accounts/blocks.js";
 import { LruMap } from "../cache/lru-map.js";
 import type { Id } from "../model/types.js";
 import type { ChannelStore } from "./store.js";
@@ -60,20 +60,20 @@ export class ChannelMembers {
    * learn the pair. Groups are never refused: a block does not split a group.
    */
   async refuseIfBlocked(channelId: Id, senderId: Id): Promise<void> {
-    const pair = await this.pairBlockers(channelId, senderId);
-    if (pair) refuseIfBlocked(pair.blockers, senderId, pair.other);
+    const other = this.peerOf(channelId, senderId);
+    if (other !== undefined) await this.blocks!.refuse(senderId, other);
   }
 
   /** Whether either of a direct chat's pair blocked the other (asked as refuseIfBlocked is). */
   async isBlocked(channelId: Id, userId: Id): Promise<boolean> {
-    return ((await this.pairBlockers(channelId, userId))?.blockers.length ?? 0) > 0;
+    const other = this.peerOf(channelId, userId);
+    return other !== undefined && (await this.blocks!.blockersBetween(userId, other)).length > 0;
   }
 
-  private async pairBlockers(channelId: Id, userId: Id): Promise<{ other: Id; blockers: readonly Id[] } | undefined> {
+  /** The other of a direct chat's pair, when blocks are checked and the pair is known. */
+  private peerOf(channelId: Id, userId: Id): Id | undefined {
     const known = this.known.peek(channelId);
     if (!this.blocks || known?.kind !== "direct") return undefined;
-    const other = known.memberIds.find((id) => id !== userId);
-    if (other === undefined) return undefined;
-    return { other, blockers: await this.blocks.blockersBetween(userId, other) };
+    return known.memberIds.find((id) => id !== userId);
   }
 }

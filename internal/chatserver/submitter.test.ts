@@ -71,15 +71,21 @@ describe("QueueSubmitter", () => {
 
   it("refuses a send in a direct chat where either blocked the other, publishing nothing and minting the resend afresh", async () => {
     let blockers: bigint[] = [2n];
+    let bobDeleted = false;
     let published = 0;
-    const blocks = new BlockCache({ blockersBetween: async () => blockers }, { ttlMs: 0 });
+    const user = (userId: bigint) => ({ userId, username: bobDeleted ? "" : "bob", displayName: "", passwordHash: "", createdAtMs: 1 });
+    const blocks = new BlockCache({ blockersBetween: async () => blockers, getUser: async (id) => user(id) }, { ttlMs: 0 });
     const s = submitter({ findByClientMsgId: async () => undefined }, async () => void published++, undefined, 100n, blocks);
     await assert.rejects(s.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "blocked" && /this user blocked you/.test(e.message));
     blockers = [1n];
     await assert.rejects(s.submit(ALICE, send), (e: Error) => /you blocked this user/.test(e.message));
+    // A deleted account blocks the peers of its direct chats: they are told it is gone.
+    [blockers, bobDeleted] = [[2n], true];
+    await assert.rejects(s.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "not_found" && e.message === "this account was deleted");
     assert.equal(published, 0);
+    bobDeleted = false;
     blockers = [];
-    assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 103n, duplicate: false }, "the refusal was not remembered as the send's outcome");
+    assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 104n, duplicate: false }, "the refusals were not remembered as the send's outcome");
     assert.equal(published, 1);
   });
 

@@ -154,6 +154,19 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.ok(viaApi instanceof ConnectError && viaApi.code === Code.PermissionDenied, String(viaApi));
   });
 
+  it("refuses sends to a deleted account's direct chat, saying it is gone, and keeps the chat's history", async () => {
+    const [alice, bob] = [await signUp(chatd.httpUrl, "stays"), await signUp(chatd.httpUrl, "leaves")];
+    const dm = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+    assert.equal((await a.send(dm, "before")).kind.case, "sendAck");
+    await bob.api.auth.deleteAccount({ password: bob.password });
+    const refused = await a.send(dm, "after");
+    assert.ok(refused.kind.case === "error", "refused");
+    assert.deepEqual([refused.kind.value.code, refused.kind.value.message], [ErrorCode.NOT_FOUND, "this account was deleted"]);
+    const history = await alice.api.messages.listMessages({ channelId: dm });
+    assert.deepEqual(history.messages.map((m) => m.text), ["before"]);
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");
