@@ -474,7 +474,8 @@ export const AuthService: GenService<{
    * (ownership passes on as when leaving), its friends, friend requests,
    * blocks and push endpoints go, and its username is released. The messages
    * it sent stay in their chats (history is kept forever), their sender shown
-   * as a deleted user (User.deleted).
+   * as a deleted user (User.deleted); sends to its direct chats are refused
+   * with ERROR_CODE_NOT_FOUND.
    *
    * @generated from rpc chat.v1.AuthService.DeleteAccount
    */

@@ -1653,7 +1653,8 @@ export const AuthServiceService = {
    * (ownership passes on as when leaving), its friends, friend requests,
    * blocks and push endpoints go, and its username is released. The messages
    * it sent stay in their chats (history is kept forever), their sender shown
-   * as a deleted user (User.deleted).
+   * as a deleted user (User.deleted); sends to its direct chats are refused
+   * with ERROR_CODE_NOT_FOUND.
    */
   deleteAccount: {
     path: "/chat.v1.AuthService/DeleteAccount" as const,
@@ -1696,7 +1697,8 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
    * (ownership passes on as when leaving), its friends, friend requests,
    * blocks and push endpoints go, and its username is released. The messages
    * it sent stay in their chats (history is kept forever), their sender shown
-   * as a deleted user (User.deleted).
+   * as a deleted user (User.deleted); sends to its direct chats are refused
+   * with ERROR_CODE_NOT_FOUND.
    */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
 }
@@ -1828,7 +1830,8 @@ export interface AuthServiceClient extends Client {
    * (ownership passes on as when leaving), its friends, friend requests,
    * blocks and push endpoints go, and its username is released. The messages
    * it sent stay in their chats (history is kept forever), their sender shown
-   * as a deleted user (User.deleted).
+   * as a deleted user (User.deleted); sends to its direct chats are refused
+   * with ERROR_CODE_NOT_FOUND.
    */
   deleteAccount(
     request: DeleteAccountRequest,
