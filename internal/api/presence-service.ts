@@ -7,7 +7,7 @@ import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
-import { audienceFor, readReach } from "../presence/audience.js";
+import { audienceFor, coMembersOf, readReach } from "../presence/audience.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { caller } from "./context.js";
 import type { ApiDeps } from "./deps.js";
@@ -47,9 +47,7 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
     for (const id of others) if (friends.has(id) && setting(id) !== "nobody") visible.add(id);
     const byChannel = others.filter((id) => !visible.has(id) && setting(id) === "chats");
     if (byChannel.length > 0) {
-      const memberships = await deps.channels.listMemberships(me);
-      const rosters = await Promise.all(memberships.map((m) => deps.channels.listMembers(m.channelId)));
-      const coMembers = new Set(rosters.flatMap((r) => r.map((m) => m.userId)));
+      const coMembers = await coMembersOf(deps.channels, me);
       for (const id of byChannel) if (coMembers.has(id)) visible.add(id);
     }
     return visible;

@@ -1,5 +1,6 @@
 import type { BlockCache } from "../accounts/blocks.js";
 import { LruMap } from "../cache/lru-map.js";
+import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import type { ChannelStore } from "./store.js";
 
@@ -52,6 +53,16 @@ export class ChannelMembers {
     const known = this.known.get(channelId);
     if (known?.kind === "group") return (await this.channels.getMember(channelId, userId)) !== undefined;
     return (await this.memberIds(channelId)).includes(userId);
+  }
+
+  /**
+   * Refuses a sender who may not post: not a member (`not_a_member`), or in a
+   * direct chat where either of the pair blocked the other. One call, so a
+   * caller can run both checks beside its other round trips.
+   */
+  async requireSender(channelId: Id, senderId: Id): Promise<void> {
+    if (!(await this.isMember(channelId, senderId))) throw new ChatError("not_a_member", "not a member of this channel");
+    await this.refuseIfBlocked(channelId, senderId);
   }
 
   /**

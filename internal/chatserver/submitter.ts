@@ -64,12 +64,7 @@ export class QueueSubmitter implements MessageSubmitter {
     this.recent.set(recentKey, accepted);
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
-      const [member, messageId] = await Promise.all([
-        this.members.isMember(cmd.channelId, sender.userId),
-        this.claim(recentKey, minted),
-      ]);
-      if (!member) throw new ChatError("not_a_member", "not a member of this channel");
-      await this.members.refuseIfBlocked(cmd.channelId, sender.userId);
+      const [, messageId] = await Promise.all([this.members.requireSender(cmd.channelId, sender.userId), this.claim(recentKey, minted)]);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then
       // one more record, which the sequencer drops as a duplicate; a failed

@@ -27,19 +27,26 @@ export interface PresenceReach {
  * maintain. Users blocked either way are left out.
  */
 export async function readReach(deps: AudienceDeps, userId: Id, channels: boolean): Promise<PresenceReach> {
-  const max = deps.maxChannelMembers ?? MAX_GROUP_MEMBERS;
-  const [friends, memberships, blocked] = await Promise.all([
+  const [friends, coMembers, blocked] = await Promise.all([
     deps.accounts.listFriends(userId),
-    channels ? deps.channels.listMemberships(userId) : [],
+    channels ? coMembersOf(deps.channels, userId, deps.maxChannelMembers ?? MAX_GROUP_MEMBERS) : new Set<Id>(),
     blockedEitherWay(deps.accounts, userId),
   ]);
-  const rosters = await Promise.all(
-    memberships.map(async (m) => ((await deps.channels.memberCount(m.channelId)) > max ? [] : deps.channels.listMembers(m.channelId))),
-  );
-  const coMembers = new Set(rosters.flatMap((roster) => roster.map((m) => m.userId)));
-  coMembers.delete(userId);
   for (const id of blocked) coMembers.delete(id);
   return { friends: friends.filter((id) => !blocked.has(id)), coMembers: [...coMembers] };
+}
+
+/** The members of the user's channels, but the user; with `maxMembers`, of channels no larger (one count read each). */
+export async function coMembersOf(channels: ChannelStore, userId: Id, maxMembers?: number): Promise<Set<Id>> {
+  const memberships = await channels.listMemberships(userId);
+  const rosters = await Promise.all(
+    memberships.map(async (m) =>
+      maxMembers !== undefined && (await channels.memberCount(m.channelId)) > maxMembers ? [] : channels.listMembers(m.channelId),
+    ),
+  );
+  const out = new Set(rosters.flatMap((roster) => roster.map((m) => m.userId)));
+  out.delete(userId);
+  return out;
 }
 
 /** The audience a setting leaves of a reach: everyone in it, friends only, or nobody. */
