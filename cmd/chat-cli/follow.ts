@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
@@ -14,7 +15,11 @@ export interface FollowOptions {
   channelId: bigint;
   /** Messages with seq above this are printed (the history already shown ends here). */
   afterSeq: bigint;
+  /** The messages of that history, as printed: a change they already show is not news. */
+  shown?: Message[];
   print(m: Message): Promise<void>;
+  /** An edit or delete (target_seq set) of a message, printed once, only when it is news. */
+  printChange(change: Message): Promise<void>;
   status(line: string): void;
   signal: AbortSignal;
 }
@@ -30,23 +35,56 @@ export function wsUrl(server: string): string {
  * WebSocket, until the signal aborts. Reconnects with backoff (refreshing
  * the token when the server says it expired), prints each message once and
  * in channel order, and fills any gap (messages sent while it was
- * reconnecting) from the history API.
+ * reconnecting) from the history API. Edits and deletes are printed as
+ * they happen; the ones replayed from before (the device's cursor may lag
+ * far behind) are not, as the history printed shows messages as they are.
  */
 export async function follow(session: Session, opts: FollowOptions): Promise<void> {
   let lastSeq = opts.afterSeq;
   let chain = Promise.resolve();
   let attempts = 0;
+  /** The server's clock when following began (the first Welcome). */
+  let startedMs: number | undefined;
+  /** Each printed message as printed, so that a replayed change it already showed is not printed again. */
+  const printed = new Map<bigint, { deleted: boolean; editedMs: number }>();
+  const remember = (m: Message) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0 });
+  for (const m of opts.shown ?? []) remember(m);
+  const print = async (m: Message) => {
+    await opts.print(m);
+    remember(m);
+  };
 
-  // Everything printed goes through one chain, so order holds even when a gap is being filled.
-  const take = (messages: Message[]) => {
-    const mine = messages.filter((m) => m.channelId === opts.channelId).sort((a, b) => (a.seq < b.seq ? -1 : 1));
-    if (mine.length === 0) return;
+  const isNews = (ch: Message): boolean => {
+    const at = ch.sentAt ? timestampMs(ch.sentAt) : 0;
+    const was = printed.get(ch.targetSeq);
+    // A message printed unchanged cannot have had this change yet; an
+    // edited one had every edit up to its edited_at (the edit's sent_at).
+    if (was) return !was.deleted && (ch.deleted || at > was.editedMs);
+    // Older than the history shown: only the server's clock tells news from
+    // a replay. One not printed yet will be printed as it now is.
+    return ch.targetSeq <= lastSeq && startedMs !== undefined && at >= startedMs;
+  };
+
+  // Everything printed goes through one chain, so order holds even when a
+  // gap is being filled. Entries stay in inbox order, which keeps a
+  // channel's messages in seq order and each change after its message.
+  const take = (entries: Message[]) => {
+    const here = entries.filter((m) => m.channelId === opts.channelId);
+    if (here.length === 0) return;
     chain = chain.then(async () => {
-      for (const m of mine) {
+      for (const m of here) {
+        if (m.targetSeq !== 0n) {
+          if (!isNews(m)) continue;
+          await opts.printChange(m);
+          const at = m.sentAt ? timestampMs(m.sentAt) : 0;
+          const was = printed.get(m.targetSeq);
+          printed.set(m.targetSeq, { deleted: m.deleted || !!was?.deleted, editedMs: m.deleted ? (was?.editedMs ?? 0) : at });
+          continue;
+        }
         if (m.seq <= lastSeq) continue;
         if (m.seq > lastSeq + 1n) await fill(m.seq);
         if (m.seq <= lastSeq) continue;
-        await opts.print(m);
+        await print(m);
         lastSeq = m.seq;
       }
     });
@@ -58,7 +96,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       for (const m of res.messages) {
         if (m.seq >= upTo) return;
         if (m.seq <= lastSeq) continue;
-        await opts.print(m);
+        await print(m);
         lastSeq = m.seq;
       }
       if (!res.hasMore) return;
@@ -67,7 +105,11 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
 
   while (!opts.signal.aborted) {
     const token = await session.accessToken();
-    const code = await connectOnce(wsUrl(session.login.server), token, take, () => (attempts = 0), opts);
+    const welcomed = (serverTimeMs: number) => {
+      attempts = 0;
+      startedMs ??= serverTimeMs;
+    };
+    const code = await connectOnce(wsUrl(session.login.server), token, take, welcomed, opts);
     if (opts.signal.aborted) break;
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
@@ -82,7 +124,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
 }
 
 /** One WebSocket session; resolves with its close code. */
-function connectOnce(url: string, token: string, take: (m: Message[]) => void, welcomed: () => void, opts: FollowOptions): Promise<number> {
+function connectOnce(url: string, token: string, take: (m: Message[]) => void, welcomed: (serverTimeMs: number) => void, opts: FollowOptions): Promise<number> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`]);
     let ref = 1n;
@@ -100,7 +142,7 @@ function connectOnce(url: string, token: string, take: (m: Message[]) => void, w
       const frame = fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer));
       const k = frame.kind;
       if (k.case === "welcome") {
-        welcomed();
+        welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : Date.now());
         cursor = k.value.deviceCursor;
         heartbeat = setInterval(() => send({ kind: { case: "heartbeat", value: {} } }), Math.max(1000, k.value.heartbeatIntervalMs || 25_000));
         opts.status("connected");

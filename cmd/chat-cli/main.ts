@@ -23,8 +23,13 @@ Commands:
   whoami                         who is signed in, on which server
   chats                          list your chats: id, name, unread, last message
   send <chat> <text...>          send a message ("-" as the text reads stdin)
-  history <chat>                 print a chat's messages, oldest first
-  follow <chat>                  print a chat's new messages live until Ctrl+C
+  edit <chat> <seq> <text...>    change the text of your message #seq ("-" reads stdin)
+  delete <chat> <seq>            delete message #seq for everyone: your own, or any
+                                 message of a group you are an admin or owner of
+  history <chat>                 print a chat's messages, oldest first, each with its
+                                 #seq; "(edited)" and "[deleted]" mark changed ones
+  follow <chat>                  print a chat's new messages, edits (✎) and deletes (✗)
+                                 live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
   block <@user>                  block a user: no messages either way in your
@@ -95,6 +100,9 @@ async function main(argv: string[]): Promise<void> {
       return chats(values);
     case "send":
       return send(args, values);
+    case "edit":
+    case "delete":
+      return changeCommand(command, args, values);
     case "history":
       return history(args, values);
     case "search":
@@ -182,7 +190,8 @@ async function chats(values: Values): Promise<void> {
   if (all.length === 0) return out('No chats yet. Start one with: chat-cli send @username "hello"');
   const rows = await Promise.all(
     all.map(async (c) => {
-      const last = c.lastMessage ? `${await s.username(c.lastMessage.senderUserId)}: ${oneLine(c.lastMessage.text, 50)}` : "(no messages)";
+      const m = c.lastMessage;
+      const last = m ? `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}` : "(no messages)";
       const unread = [c.unreadCount > 0n ? `${c.unreadCount} unread` : "", c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
       return [c.channelId.toString(), await s.channelName(c), unread, last];
     }),
@@ -198,14 +207,38 @@ async function send(args: string[], values: Values): Promise<void> {
   if (!text.trim()) throw new CliError("the message is empty", 2);
   const s = session();
   const channel = await s.resolveChannel(ref);
+  const res = await submit(s, { channelId: channel.channelId, text });
+  if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate });
+  out(`sent to ${await s.channelName(channel)} (channel ${channel.channelId}, message ${res.messageId})`);
+}
+
+async function changeCommand(command: "edit" | "delete", args: string[], values: Values): Promise<void> {
+  const [ref, seqArg, ...words] = args;
+  const usage =
+    command === "edit" ? 'usage: chat-cli edit <channel-id|@username> <seq> <text...>   ("-" reads stdin)' : "usage: chat-cli delete <channel-id|@username> <seq>";
+  if (!ref || !seqArg || (command === "edit" ? words.length === 0 : words.length > 0)) throw new CliError(usage, 2);
+  if (!/^\d+$/.test(seqArg) || BigInt(seqArg) === 0n) throw new CliError(`"${seqArg}" is not a message's seq (the #number that history shows)`, 2);
+  const seq = BigInt(seqArg);
+  let text = "";
+  if (command === "edit") {
+    text = words.join(" ");
+    if (text === "-") text = (await readStdin()).replace(/\n$/, "");
+    if (!text.trim()) throw new CliError("the new text is empty (to remove the message: chat-cli delete)", 2);
+  }
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  const res = await submit(s, { channelId: channel.channelId, text, ...(command === "edit" ? { editSeq: seq } : { deleteSeq: seq }) });
+  if (values.json) return json({ channelId: channel.channelId, seq, messageId: res.messageId, duplicate: res.duplicate });
+  out(`${command === "edit" ? "edited" : "deleted"} message #${seq} in ${await s.channelName(channel)}`);
+}
+
+/** MessageService/SendMessage: a message, or an edit or delete of one. */
+async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint }) {
   // One key for every try: a retry after a lost answer is never a second message.
   const clientMsgId = `cli-${randomUUID()}`;
   for (let attempt = 1; ; attempt++) {
     try {
-      const res = await s.api.messages.sendMessage({ clientMsgId, channelId: channel.channelId, text });
-      if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate });
-      out(`sent to ${await s.channelName(channel)} (channel ${channel.channelId}, message ${res.messageId})`);
-      return;
+      return await s.api.messages.sendMessage({ clientMsgId, ...req });
     } catch (err) {
       const retryable = err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.ResourceExhausted);
       if (!retryable || attempt >= 5) throw err;
@@ -256,12 +289,13 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   const channel = await s.resolveChannel(ref);
   // The last few messages first; then everything after them, live.
   let afterSeq = channel.lastSeq;
+  let shown: Message[] = [];
   if (last > 0) {
     const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: last });
-    const messages = [...res.messages].reverse();
-    await s.usersById(messages.map((m) => m.senderUserId));
-    for (const m of messages) await printMessage(s, m, values);
-    afterSeq = messages.at(-1)?.seq ?? 0n;
+    shown = [...res.messages].reverse();
+    await s.usersById(shown.map((m) => m.senderUserId));
+    for (const m of shown) await printMessage(s, m, values);
+    afterSeq = shown.at(-1)?.seq ?? 0n;
   }
 
   const stop = new AbortController();
@@ -273,8 +307,10 @@ async function followCommand(args: string[], values: Values): Promise<void> {
     await follow(s, {
       channelId: channel.channelId,
       afterSeq,
+      shown,
       signal: stop.signal,
       print: (m) => printMessage(s, m, values),
+      printChange: (ch) => printChange(s, ch, values),
       status: (line) => {
         if (line === "connected") {
           if (!announced) warn(`following ${oneLine(channelLabel(channel), 60)}; Ctrl+C to stop`);
@@ -352,7 +388,9 @@ async function messageJson(s: Session, m: Message) {
     senderId: m.senderUserId,
     sender: await s.username(m.senderUserId),
     text: m.text,
-    sentAt: m.sentAt ? new Date(timestampMs(m.sentAt)).toISOString() : null,
+    sentAt: iso(m.sentAt),
+    editedAt: iso(m.editedAt),
+    deleted: m.deleted,
   };
 }
 
@@ -360,8 +398,34 @@ async function printMessage(s: Session, m: Message, values: Values): Promise<voi
   if (values.json) return json(await messageJson(s, m));
   const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
   const when = at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
-  const lines = m.text.split("\n");
-  out(`[${when}] ${await s.username(m.senderUserId)}: ${lines[0]}${lines.slice(1).map((l) => `\n    ${l}`).join("")}`);
+  const text = m.deleted ? "[deleted]" : m.editedAt ? `${m.text} (edited)` : m.text;
+  out(`[${when}] #${m.seq} ${await s.username(m.senderUserId)}: ${indented(text)}`);
+}
+
+/** A change (target_seq set) to a message printed earlier, or to an older one. */
+async function printChange(s: Session, ch: Message, values: Values): Promise<void> {
+  if (values.json) {
+    return json({
+      channelId: ch.channelId,
+      targetSeq: ch.targetSeq,
+      change: ch.deleted ? "delete" : "edit",
+      senderId: ch.senderUserId,
+      sender: await s.username(ch.senderUserId),
+      text: ch.text,
+      at: iso(ch.sentAt),
+    });
+  }
+  out(ch.deleted ? `✗ #${ch.targetSeq} deleted` : `✎ #${ch.targetSeq} edited: ${indented(ch.text)}`);
+}
+
+/** Later lines of a text indented under the first. */
+function indented(text: string): string {
+  const lines = text.split("\n");
+  return `${lines[0]}${lines.slice(1).map((l) => `\n    ${l}`).join("")}`;
+}
+
+function iso(ts: Message["sentAt"]): string | null {
+  return ts ? new Date(timestampMs(ts)).toISOString() : null;
 }
 
 function table(rows: string[][]): string {

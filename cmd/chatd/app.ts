@@ -90,6 +90,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     channels: storage.channels,
     blocks,
     writer: storage.writer,
+    log: storage.messages,
     ids,
     sessions: {
       pushToUsers: (userIds, frame) => chat.pushToUsers(userIds, frame),

@@ -63,6 +63,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         clientMsgId: req.clientMsgId,
         channelId: req.channelId,
         text: req.text,
+        editSeq: req.editSeq,
+        deleteSeq: req.deleteSeq,
       });
       return { messageId: result.messageId, duplicate: result.duplicate };
     },

@@ -3,7 +3,7 @@ import { BlockCache } from "../accounts/blocks.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
-import type { StoredMessage } from "../model/types.js";
+import type { MemberRole, StoredMessage } from "../model/types.js";
 import { decodeSubmitted } from "../pipeline/records.js";
 import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
 import { MemorySendClaims } from "../sendclaims/memory.js";
@@ -14,10 +14,19 @@ const CHANNEL = 10n;
 const ALICE = { userId: 1n, deviceId: 11n };
 
 /** A direct channel of Alice and Bob; the log and the queue as the test drives them. */
-function submitter(log: Pick<MessageLog, "findByClientMsgId">, publish: MessageQueue["publish"], claims?: SendClaims, firstId = 100n, blocks?: BlockCache) {
+function submitter(
+  log: Partial<MessageLog>,
+  publish: MessageQueue["publish"],
+  claims?: SendClaims,
+  firstId = 100n,
+  blocks?: BlockCache,
+  kind: "direct" | "group" = "direct",
+  role: MemberRole = "member",
+) {
   const channels = {
-    getChannel: async () => ({ channelId: CHANNEL, kind: "direct", title: "", createdAtMs: 1, createdBy: 1n }),
+    getChannel: async () => ({ channelId: CHANNEL, kind, title: "", createdAtMs: 1, createdBy: 1n }),
     listMembers: async () => [{ userId: 1n }, { userId: 2n }],
+    getMember: async (_c: bigint, userId: bigint) => ({ channelId: CHANNEL, userId, role, joinedAtMs: 1, readSeq: 0n }),
   } as unknown as ChannelStore;
   let id = firstId;
   const ids = { next: () => ++id } as unknown as IdGenerator;
@@ -87,6 +96,56 @@ describe("QueueSubmitter", () => {
     blockers = [];
     assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 104n, duplicate: false }, "the refusals were not remembered as the send's outcome");
     assert.equal(published, 1);
+  });
+
+  describe("edits and deletes", () => {
+    const stored = (senderUserId: bigint, over: Partial<StoredMessage> = {}): StoredMessage => ({
+      messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId, senderDeviceId: 21n, clientMsgId: "x", text: "old", sentAtMs: 1, ...over,
+    });
+    const records = (into: ReturnType<typeof decodeSubmitted>[]) => async (_topic: string, rs: readonly OutgoingRecord[]) =>
+      void into.push(...rs.map((r) => decodeSubmitted(r.value)));
+
+    it("publishes an edit of the sender's own message as a change of its seq, without the dedup read", async () => {
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      const s = submitter({ get: async () => stored(ALICE.userId), findByClientMsgId: async () => assert.fail("not looked up") }, records(out));
+      assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "new", editSeq: 4n }), { messageId: 101n, duplicate: false });
+      assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.deleted, m.text]), [[4n, undefined, "new"]]);
+    });
+
+    it("refuses an edit of another's message, of a deleted one or of none, publishing nothing", async () => {
+      let published = 0;
+      const cases: [StoredMessage | undefined, string, RegExp][] = [
+        [stored(2n), "permission_denied", /only its sender can edit/],
+        [stored(ALICE.userId, { deleted: true, text: "" }), "not_found", /was deleted/],
+        [undefined, "not_found", /no message with seq 4/],
+      ];
+      for (const [target, code, message] of cases) {
+        const s = submitter({ get: async () => target }, async () => void published++);
+        await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n }), (e: Error & { code?: string }) => e.code === code && message.test(e.message));
+      }
+      assert.equal(published, 0);
+    });
+
+    it("lets a group's admin or owner delete anyone's message; a member, or anyone in a direct chat, only their own", async () => {
+      const del = { ...send, text: "", deleteSeq: 4n };
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      for (const role of ["admin", "owner"] as const) {
+        const s = submitter({ get: async () => stored(2n) }, records(out), undefined, 100n, undefined, "group", role);
+        await s.submit(ALICE, { ...del, clientMsgId: role });
+      }
+      assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.deleted, m.text]), [[4n, true, ""], [4n, true, ""]]);
+      const member = submitter({ get: async () => stored(2n) }, records(out), undefined, 100n, undefined, "group", "member");
+      await assert.rejects(member.submit(ALICE, del), (e: Error & { code?: string }) => e.code === "permission_denied");
+      const own = submitter({ get: async () => stored(ALICE.userId) }, records(out));
+      await own.submit(ALICE, del);
+      assert.equal(out.length, 3);
+    });
+
+    it("refuses a delete with text, and an edit and a delete at once, before any read", async () => {
+      const s = submitter({ get: async () => assert.fail("not read") }, async () => assert.fail("not published"));
+      await assert.rejects(s.submit(ALICE, { ...send, deleteSeq: 4n }), /text must be empty/);
+      await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, deleteSeq: 4n }), /at most one of edit_seq and delete_seq/);
+    });
   });
 
   describe("with claims shared by the chat servers", () => {

@@ -4,6 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
+import { authorizeChange } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
@@ -64,13 +65,20 @@ export class QueueSubmitter implements MessageSubmitter {
     this.recent.set(recentKey, accepted);
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
-      const [, messageId] = await Promise.all([this.members.requireSender(cmd.channelId, sender.userId), this.claim(recentKey, minted)]);
+      const [, messageId] = await Promise.all([
+        this.members.requireSender(cmd.channelId, sender.userId),
+        this.claim(recentKey, minted),
+        authorizeChange(log, this.deps.channels, sender, cmd),
+      ]);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then
       // one more record, which the sequencer drops as a duplicate; a failed
-      // read only costs that resend its stored id (it gets this one).
+      // read only costs that resend its stored id (it gets this one). A
+      // change is not in the log under its key: applying one twice does what
+      // once does.
+      const change = Boolean(cmd.editSeq || cmd.deleteSeq);
       const [stored, published] = await Promise.allSettled([
-        log.findByClientMsgId(cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId),
+        change ? undefined : log.findByClientMsgId(cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId),
         queue.publish(Topics.submitted, [
           { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) },
         ]),

@@ -23,6 +23,11 @@ export function validateSend(cmd: SendCommand): void {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
+  if (cmd.editSeq && cmd.deleteSeq) throw new ChatError("invalid_argument", "set at most one of edit_seq and delete_seq");
+  if (cmd.deleteSeq) {
+    if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
+    return;
+  }
   if (cmd.text.trim().length === 0) throw new ChatError("text_empty", "text is empty");
   if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
     throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);

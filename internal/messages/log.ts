@@ -26,6 +26,27 @@ export interface MessageLog {
    * have several in flight (an adapter may store them together).
    */
   append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }>;
+  /**
+   * Applies a change (`change.targetSeq` set: an edit, or with `deleted` a
+   * delete) to the message it targets and returns that message as it now
+   * is. An edit sets its text and `editedAtMs` (the change's `sentAtMs`); a
+   * delete empties its text and sets `deleted`. Changes to one channel
+   * apply one at a time, in call order.
+   *
+   * Undefined when the change does not apply: the target is not stored, is
+   * deleted already, or the change is an edit and a later change of it is
+   * stored (edits are ordered by `messageId`; snowflakes grow with time, so
+   * an edit replayed after a newer one never undoes it). A delete applies to
+   * any message not deleted yet, whatever edits came first: it was acked as
+   * deleted for everyone, and an edit minted after it on another chat server
+   * may have reached the log first. The same change applied again (a retried
+   * record, same `messageId`) returns the target as that change left it,
+   * and writes nothing new. The adapter keeps what `latest` returns in step.
+   * Permissions are the caller's: this only orders changes.
+   */
+  amend(change: NewMessage): Promise<StoredMessage | undefined>;
+  /** The message with that seq as it now is (edited or deleted), if stored. */
+  get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined>;
   /** The stored message of that append key, if any. */
   findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;
   /** Backward: newest first, seq < anchor. Forward: oldest first, seq > anchor. */

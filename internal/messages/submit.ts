@@ -4,6 +4,10 @@ export interface SendCommand {
   clientMsgId: string;
   channelId: Id;
   text: string;
+  /** Edit the sender's own message with this seq instead of sending one (0n or absent: not an edit). */
+  editSeq?: bigint;
+  /** Delete the message with this seq for everyone; text must be empty (0n or absent: not a delete). */
+  deleteSeq?: bigint;
 }
 
 export interface Sender {
@@ -27,6 +31,7 @@ export function newMessage(messageId: Id, sender: Sender, cmd: SendCommand, sent
     clientMsgId: cmd.clientMsgId,
     text: cmd.text,
     sentAtMs,
+    ...(cmd.editSeq ? { targetSeq: cmd.editSeq } : cmd.deleteSeq ? { targetSeq: cmd.deleteSeq, deleted: true } : {}),
   };
 }
 

@@ -18,5 +18,15 @@ export interface WrittenMessage {
  * inbox as soon as it is acked. Adapter: sqlite.
  */
 export interface MessageWriter {
+  /**
+   * A change (`message.targetSeq` set) is applied to its target as
+   * `MessageLog.amend` does and copied to every member's inbox, as one unit;
+   * it takes no seq (0n in the result). A change that does not apply (target
+   * missing or deleted, or, for an edit, changed later) is refused with ChatError `not_found`
+   * and nothing is written. A change is deduplicated as a message is, by
+   * (channel, sender, device, client_msg_id): a resend returns the stored
+   * change with duplicate = true. A delete also empties the text of the
+   * target's copies in the members' inboxes.
+   */
   write(message: NewMessage, memberIds: readonly Id[]): Promise<WrittenMessage>;
 }

@@ -78,12 +78,27 @@ export interface NewMessage {
   clientMsgId: string;
   text: string;
   sentAtMs: number;
+  /**
+   * Set (non-zero) on a change to an earlier message rather than a message:
+   * the seq of the message it changes. An edit carries the new text; with
+   * `deleted` it is a delete. A change takes no seq of its own (0n once
+   * stored) and only travels to inboxes; the MessageLog applies it to its
+   * target (`amend`).
+   */
+  targetSeq?: bigint;
+  /** On a message: deleted for everyone, text empty. On a change: the change is a delete. */
+  deleted?: boolean;
+  /** On a message: when its text was last edited; absent if never. */
+  editedAtMs?: number;
 }
 
 export interface StoredMessage extends NewMessage {
-  /** Gap-free position in the channel, from 1. */
+  /** Gap-free position in the channel, from 1; 0n for a change (targetSeq set). */
   seq: bigint;
 }
+
+/** Whether a message record is a change to an earlier message (an edit or a delete). */
+export const isChange = (m: NewMessage): boolean => m.targetSeq !== undefined && m.targetSeq !== 0n;
 
 export interface InboxEntry {
   inboxSeq: bigint;

@@ -3,6 +3,8 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
+import { authorizeChange } from "../messages/changes.js";
+import type { MessageLog } from "../messages/log.js";
 import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
@@ -11,6 +13,8 @@ import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 export interface DirectSubmitterDeps extends LiveDeliveryDeps {
   channels: ChannelStore;
   writer: MessageWriter;
+  /** Read for the target of an edit or a delete. */
+  log: MessageLog;
   ids: IdGenerator;
   now?: () => number;
   /** Blocks between a direct chat's pair; without it they are not checked. */
@@ -41,7 +45,10 @@ export class DirectSubmitter implements MessageSubmitter {
     const { writer, ids, metrics } = this.deps;
     const memberIds = await this.members.memberIds(cmd.channelId);
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
-    await this.members.refuseIfBlocked(cmd.channelId, sender.userId);
+    await Promise.all([
+      this.members.refuseIfBlocked(cmd.channelId, sender.userId),
+      authorizeChange(this.deps.log, this.deps.channels, sender, cmd),
+    ]);
     let written;
     try {
       written = await writer.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);

@@ -64,4 +64,13 @@ describe("deliverLive", () => {
     assert.deepEqual(offline, [1n, 3n]);
     assert.equal(calls.onlineUsers, 1);
   });
+
+  it("pushes an edit or a delete to live sessions but never notifies it", async () => {
+    const { dir, pushed } = directory([1n], true);
+    const offline: Id[] = [];
+    const edit: InboxEntry = { inboxSeq: 9n, message: { ...message, messageId: 901n, seq: 0n, targetSeq: 3n, text: "edited" } };
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, [{ userId: 1n, entry: edit }, { userId: 2n, entry: edit }]);
+    assert.deepEqual(pushed.map((p) => p.userId), [1n]);
+    assert.deepEqual(offline, [], "no notification for a change");
+  });
 });

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { InboxEntrySchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { isChange, type Id, type InboxEntry, type StoredMessage } from "../model/types.js";
 import { messageToProto } from "../wire/messages.js";
 import type { PipelineMetrics } from "./metrics.js";
 
@@ -45,7 +45,8 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { user
       const reached = online ?? (await sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]));
       // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
       const onOffline = deps.onOffline;
-      await Promise.all(fresh.filter((f) => !reached.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
+      // An edit or a delete is no news to push: the device learns it at its next sync.
+      await Promise.all(fresh.filter((f) => !reached.has(f.userId) && !isChange(f.entry.message)).map((f) => onOffline(f.userId, f.entry)));
     }
   } catch (err) {
     deps.metrics?.engineErrors.inc({ op: "deliver" });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeInboxAppend, encodeInboxAppend, encodeInboxAppends } from "./records.js";
+import { decodeInboxAppend, decodeSubmitted, encodeInboxAppend, encodeInboxAppends, encodeSubmitted } from "./records.js";
 import { awkwardMessage } from "../wire/testdata.js";
 
 describe("pipeline records", () => {
@@ -12,5 +12,16 @@ describe("pipeline records", () => {
       assert.deepEqual(many[i], encodeInboxAppend(u, m));
       assert.deepEqual(decodeInboxAppend(many[i]!), { userId: u, message: m });
     });
+  });
+
+  it("carries a message, an edit and a delete through the submitted topic and the inbox's, optional fields only when set", () => {
+    const { seq: _, ...plain } = m;
+    const edit = { ...plain, targetSeq: 12n };
+    const del = { ...plain, text: "", targetSeq: 12n, deleted: true };
+    for (const sent of [plain, edit, del]) assert.deepStrictEqual(decodeSubmitted(encodeSubmitted(sent)), sent);
+    for (const stored of [{ ...edit, seq: 0n }, { ...del, seq: 0n }, { ...m, editedAtMs: 1_767_225_660_123 }, { ...m, text: "", deleted: true }]) {
+      assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppend(5n, stored)), { userId: 5n, message: stored });
+      assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppends([5n], stored)[0]!), { userId: 5n, message: stored });
+    }
   });
 });

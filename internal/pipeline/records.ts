@@ -19,6 +19,8 @@ export function encodeSubmitted(m: NewMessage): Uint8Array {
       senderDeviceId: m.senderDeviceId,
       text: m.text,
       submittedAt: timestampFromMs(m.sentAtMs),
+      targetSeq: m.targetSeq ?? 0n,
+      deleted: m.deleted ?? false,
     }),
   );
 }
@@ -33,6 +35,7 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
     senderDeviceId: r.senderDeviceId,
     text: r.text,
     sentAtMs: r.submittedAt ? timestampDate(r.submittedAt).getTime() : 0,
+    ...(r.targetSeq !== 0n ? { targetSeq: r.targetSeq, ...(r.deleted ? { deleted: true } : {}) } : {}),
   };
 }
 

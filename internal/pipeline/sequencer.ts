@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
+import { isChange, type NewMessage } from "../model/types.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
 import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
@@ -50,6 +51,7 @@ export class Sequencer {
     // All at once, in batch order: each channel's log keeps call order, and
     // the Cassandra adapter stores a channel's appends of the batch as one group.
     const fanouts = await Promise.all(submitted.map(async (m) => {
+      if (isChange(m)) return this.amend(m);
       const { message, duplicate } = await log.append(m);
       // A duplicate with another message id is a client's resend that raced
       // the first copy through the queue: the first copy did the fan-out.
@@ -64,5 +66,20 @@ export class Sequencer {
     // Published in batch order, so each user's inbox copies keep channel order.
     const out: OutgoingRecord[] = fanouts.flat();
     await queue.publish(Topics.inbox, out);
+  }
+
+  /**
+   * An edit or a delete: applied to its target, then copied to every member's
+   * inbox as an entry of its own (no seq), so devices learn it in order with
+   * the channel's messages. One that no longer applies (its target deleted,
+   * or changed later) goes nowhere; the log says so by returning nothing.
+   */
+  private async amend(change: NewMessage): Promise<OutgoingRecord[]> {
+    const target = await this.deps.log.amend(change);
+    if (!target) return [];
+    this.deps.metrics?.sequenced.inc();
+    const memberIds = await this.members.memberIds(change.channelId);
+    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n });
+    return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
   }
 }

@@ -36,6 +36,10 @@ function randomMessage(r: () => number): Message {
     clientMsgId: randomText(r),
     text: randomText(r),
     sentAt: withTime ? { seconds: r() < 0.2 ? 0n : BigInt(Math.floor(r() * 2 ** 40)), nanos: r() < 0.3 ? 0 : Math.floor(r() * 1e9) } : undefined,
+    // A few edited, deleted or change entries, which go to the generic encoder.
+    editedAt: r() < 0.05 ? { seconds: BigInt(Math.floor(r() * 2 ** 40)), nanos: 0 } : undefined,
+    deleted: r() < 0.05,
+    targetSeq: r() < 0.05 ? randomU64(r) : 0n,
   });
 }
 

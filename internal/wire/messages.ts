@@ -18,6 +18,9 @@ export function messageToProto(m: StoredMessage): Message {
     clientMsgId: m.clientMsgId,
     text: m.text,
     sentAt: timestampFromMs(m.sentAtMs),
+    editedAt: m.editedAtMs !== undefined ? timestampFromMs(m.editedAtMs) : undefined,
+    deleted: m.deleted ?? false,
+    targetSeq: m.targetSeq ?? 0n,
   });
 }
 
@@ -31,7 +34,17 @@ export function messageFromProto(m: Message): StoredMessage {
     clientMsgId: m.clientMsgId,
     text: m.text,
     sentAtMs: m.sentAt ? timestampDate(m.sentAt).getTime() : 0,
+    ...messageChangeFields(m),
   };
+}
+
+/** The optional fields of an edited, deleted or change message, present only when set. */
+function messageChangeFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs"> {
+  const out: Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs"> = {};
+  if (m.targetSeq !== 0n) out.targetSeq = m.targetSeq;
+  if (m.deleted) out.deleted = true;
+  if (m.editedAt) out.editedAtMs = timestampDate(m.editedAt).getTime();
+  return out;
 }
 
 export function inboxEntryToProto(e: InboxEntry): PbInboxEntry {

@@ -153,6 +153,82 @@ describe("web client in headless Chromium", function () {
       await a.getByTestId("find-hits").waitFor({ state: "hidden" });
     });
 
+    it("edits and deletes a message for everyone: the other side sees the edit, then the placeholder, live", async () => {
+      const [a, b] = [alice.page, bobPage.page];
+      await a.getByTestId("composer").fill("Lunch at noon?");
+      await a.getByTestId("composer").press("Enter");
+      const sent = a.locator("[data-testid=message].mine", { hasText: "Lunch at noon?" });
+      await sent.waitFor({ timeout: 10_000 });
+      const seq = (await sent.getAttribute("data-seq"))!;
+      const mineA = a.locator(`[data-testid=message][data-seq="${seq}"]`);
+      const theirsB = b.locator(`[data-testid=message][data-seq="${seq}"]`);
+      await theirsB.filter({ hasText: "Lunch at noon?" }).waitFor({ timeout: 10_000 });
+      const countB = await b.locator("[data-testid=message]").count();
+      // Bob may neither edit nor delete Alice's message in their 1:1 chat.
+      assert.equal(await theirsB.locator("[data-testid=edit-message], [data-testid=delete-message]").count(), 0);
+
+      // Editing takes the composer; cancelling gives back what was being typed.
+      await a.getByTestId("composer").fill("half-typed");
+      await mineA.hover();
+      await mineA.getByTestId("edit-message").click();
+      await a.getByTestId("edit-bar").waitFor();
+      assert.equal(await a.getByTestId("composer").inputValue(), "Lunch at noon?");
+      await a.getByTestId("edit-cancel").click();
+      await a.getByTestId("edit-bar").waitFor({ state: "hidden" });
+      assert.equal(await a.getByTestId("composer").inputValue(), "half-typed");
+
+      await mineA.hover();
+      await mineA.getByTestId("edit-message").click();
+      await a.getByTestId("composer").fill("Lunch at one?");
+      await a.getByTestId("composer").press("Enter");
+      await a.getByTestId("edit-bar").waitFor({ state: "hidden" });
+      assert.equal(await a.getByTestId("composer").inputValue(), "half-typed", "the draft is back after saving the edit");
+      await a.getByTestId("composer").fill("");
+      await mineA.filter({ hasText: "Lunch at one?" }).getByTestId("message-edited").waitFor({ timeout: 10_000 });
+      await theirsB.filter({ hasText: "Lunch at one?" }).getByTestId("message-edited").waitFor({ timeout: 10_000 });
+      const bobsChat = b.locator(`[data-testid=channel][data-name="Alice Liddell"]`);
+      await bobsChat.getByTestId("channel-last").filter({ hasText: "Lunch at one?" }).waitFor({ timeout: 10_000 });
+
+      // With the chat closed, a change moves only the chat list's preview: no unread, no new message.
+      await b.evaluate("location.hash = ''");
+      await b.getByTestId("chat-title").waitFor({ state: "hidden" });
+      await mineA.hover();
+      await mineA.getByTestId("edit-message").click();
+      await a.getByTestId("composer").fill("Lunch at 1:30?");
+      await a.getByTestId("send").click();
+      await bobsChat.getByTestId("channel-last").filter({ hasText: "Lunch at 1:30?" }).waitFor({ timeout: 10_000 });
+      assert.equal(await bobsChat.getByTestId("unread").count(), 0, "a change is not unread");
+      await bobsChat.click();
+      await theirsB.filter({ hasText: "Lunch at 1:30?" }).getByTestId("message-edited").waitFor({ timeout: 10_000 });
+      assert.equal(await b.locator("[data-testid=message]").count(), countB, "a change is never shown as a message");
+
+      // Delete asks first; saying no keeps the message.
+      a.once("dialog", (d) => void d.dismiss());
+      await mineA.hover();
+      await mineA.getByTestId("delete-message").click();
+      assert.equal(await mineA.getAttribute("data-deleted"), null);
+      let asked = "";
+      a.once("dialog", (d) => {
+        asked = d.message();
+        void d.accept();
+      });
+      await mineA.getByTestId("delete-message").click();
+      await a.locator(`[data-testid=message][data-seq="${seq}"][data-deleted=true]`, { hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      await b.locator(`[data-testid=message][data-seq="${seq}"][data-deleted=true]`, { hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      assert.match(asked, /for everyone/);
+      assert.equal(await theirsB.getByTestId("message-edited").count(), 0);
+      assert.equal(await mineA.locator("[data-testid=edit-message], [data-testid=delete-message]").count(), 0, "a deleted message cannot be changed");
+      await bobsChat.getByTestId("channel-last").filter({ hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      assert.equal(await b.locator("[data-testid=message]").count(), countB);
+      assert.equal(await bobsChat.getByTestId("unread").count(), 0);
+
+      // History shows it the same way after a reload.
+      await b.reload();
+      await waitConnected(b);
+      await b.locator(`[data-testid=message][data-seq="${seq}"][data-deleted=true]`, { hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      assert.doesNotMatch((await shownMessages(b)).join("\n"), /Lunch at/);
+    });
+
     it("lets a person hide their presence: the peer sees them offline with no last seen, then online again", async () => {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
       await bobPage.page.getByTestId("presence-visibility").selectOption("3");

@@ -115,7 +115,8 @@ describe("chat-cli against chatd", function () {
     assert.match(await bob.ok("chats"), new RegExp(`${chats[0].channelId}\\s+@${alice.username}\\s+2 unread`));
 
     const history = await bob.ok("history", chats[0].channelId);
-    assert.match(history, new RegExp(`^\\[[\\d-]+ [\\d:]+\\] ${alice.username}: hello bob\\n\\[[\\d-]+ [\\d:]+\\] ${alice.username}: line one\\n    line two\\n$`));
+    // Each message with its seq, which edit and delete take.
+    assert.match(history, new RegExp(`^\\[[\\d-]+ [\\d:]+\\] #1 ${alice.username}: hello bob\\n\\[[\\d-]+ [\\d:]+\\] #2 ${alice.username}: line one\\n    line two\\n$`));
     const lines = (await bob.ok("history", `@${alice.username}`, "--json", "--limit", "1")).trim().split("\n");
     assert.equal(lines.length, 1);
     assert.deepEqual(
@@ -157,12 +158,107 @@ describe("chat-cli against chatd", function () {
       await alice.ok("send", `@${bob.username}`, "sent while bob follows");
       await alice.ok("send", `@${bob.username}`, "and another");
       await waitFor(() => /and another/.test(stdout), "the live messages on stdout", 30_000);
-      assert.match(stdout, new RegExp(`${alice.username}: sent while bob follows\\n\\[[^\\]]+\\] ${alice.username}: and another\\n$`));
+      assert.match(stdout, new RegExp(`${alice.username}: sent while bob follows\\n\\[[^\\]]+\\] #\\d+ ${alice.username}: and another\\n$`));
       assert.equal(stdout.match(/sent while bob follows/g)?.length, 1);
     } finally {
       child.kill("SIGINT");
     }
     assert.equal(await exited, 0, stderr);
+  });
+
+  it("edits and deletes messages: history marks them, and a follower sees each change once, live", async () => {
+    const bobChat = `@${bob.username}`;
+    const seqOf = async (text: string) => {
+      const lines = (await alice.ok("history", bobChat, "--json", "--limit", "10")).trim().split("\n").map((l) => JSON.parse(l));
+      const m = lines.find((l) => l.text === text);
+      assert.ok(m, `"${text}" in history`);
+      return m.seq as string;
+    };
+    await alice.ok("send", bobChat, "see you at 5");
+    await alice.ok("send", bobChat, "wrong chat, sorry");
+    const [fixSeq, oopsSeq] = [await seqOf("see you at 5"), await seqOf("wrong chat, sorry")];
+
+    const child = bob.spawn(["follow", `@${alice.username}`, "--last", "2"]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    try {
+      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
+      assert.match(await alice.ok("edit", bobChat, fixSeq, "see you at 6"), new RegExp(`edited message #${fixSeq} in @${bob.username}`));
+      await waitFor(() => stdout.includes(`✎ #${fixSeq} edited: see you at 6\n`), `the edit on stdout (got: ${stdout})`, 30_000);
+      assert.match(await alice.ok("delete", bobChat, oopsSeq), new RegExp(`deleted message #${oopsSeq} in @${bob.username}`));
+      await waitFor(() => stdout.includes(`✗ #${oopsSeq} deleted\n`), `the delete on stdout (got: ${stdout})`, 30_000);
+      assert.equal(stdout.match(/✎/g)?.length, 1, stdout);
+      assert.equal(stdout.match(/✗/g)?.length, 1, stdout);
+      // Changes are not messages: nothing else was printed.
+      assert.equal(stdout.trim().split("\n").length, 4, stdout);
+    } finally {
+      child.kill("SIGINT");
+    }
+    assert.equal(await exited, 0, stderr);
+
+    const history = await bob.ok("history", `@${alice.username}`, "--limit", "2");
+    assert.match(history, new RegExp(`#${fixSeq} ${alice.username}: see you at 6 \\(edited\\)\\n`));
+    assert.match(history, new RegExp(`#${oopsSeq} ${alice.username}: \\[deleted\\]\\n$`));
+    assert.doesNotMatch(history, /wrong chat/);
+    const json = (await bob.ok("history", `@${alice.username}`, "--json", "--limit", "2")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(
+      json.map(({ seq, text, deleted }) => ({ seq, text, deleted })),
+      [
+        { seq: fixSeq, text: "see you at 6", deleted: false },
+        { seq: oopsSeq, text: "", deleted: true },
+      ],
+    );
+    assert.ok(json[0].editedAt, "an edited message has its edit time");
+    assert.equal(json[1].editedAt, null);
+
+    // An edit while nobody follows: the next follow gets it replayed (the
+    // device's cursor is behind it), but its history shows it already.
+    await alice.ok("edit", bobChat, fixSeq, "see you at 7");
+    const again = bob.spawn(["follow", `@${alice.username}`, "--last", "2"]);
+    let out2 = "";
+    let err2 = "";
+    again.stdout!.on("data", (d) => (out2 += d));
+    again.stderr!.on("data", (d) => (err2 += d));
+    const exited2 = new Promise<number | null>((r) => again.on("close", (code) => r(code)));
+    try {
+      await waitFor(() => /following/.test(err2), `"following" on stderr (got: ${err2})`, 30_000);
+      await alice.ok("send", bobChat, "after the changes");
+      await waitFor(() => /after the changes/.test(out2), "the new message on stdout", 30_000);
+      assert.match(out2, new RegExp(`#${fixSeq} ${alice.username}: see you at 7 \\(edited\\)\\n`));
+      assert.doesNotMatch(out2, /[✎✗]/, out2);
+    } finally {
+      again.kill("SIGINT");
+    }
+    assert.equal(await exited2, 0, err2);
+  });
+
+  it("refuses changes the caller may not make, with the server's reason", async () => {
+    const bobChat = `@${bob.username}`;
+    const last = JSON.parse((await bob.ok("history", `@${alice.username}`, "--json", "--limit", "1")).trim());
+    assert.equal(last.sender, alice.username);
+    // Bob may neither edit nor delete Alice's message in their 1:1 chat.
+    const edit = await bob.run("edit", `@${alice.username}`, last.seq, "not mine");
+    assert.equal(edit.code, 1);
+    assert.match(edit.stderr, /only its sender/);
+    const del = await bob.run("delete", `@${alice.username}`, last.seq);
+    assert.equal(del.code, 1);
+    assert.match(del.stderr, /only its sender/);
+    // No such message, and one already deleted.
+    const missing = await alice.run("edit", bobChat, "99999", "nothing there");
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no message with seq 99999/);
+    await alice.ok("delete", bobChat, last.seq);
+    const twice = await alice.run("delete", bobChat, last.seq);
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /was deleted/);
+    // Usage mistakes exit 2 before reaching the server.
+    for (const args of [["edit", bobChat, "3"], ["edit", bobChat, "x", "text"], ["delete", bobChat], ["delete", bobChat, "3", "extra"], ["edit", bobChat, "0", "text"]]) {
+      assert.equal((await alice.run(...args)).code, 2, args.join(" "));
+    }
+    assert.match(await alice.ok("--help"), /edit <chat> <seq> <text\.\.\.>[\s\S]*delete <chat> <seq>/);
   });
 
   it("blocks and unblocks @user: the blocked one's send fails with the reason, and lists whom it blocked", async () => {
@@ -184,6 +280,28 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, true);
     assert.match(await bob.ok("unmute", `@${alice.username}`), /unmuted/);
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
+  });
+
+  it("lets a group's owner delete anyone's message, but a member only their own", async () => {
+    const created = JSON.parse(await alice.ok("group", "Edit crew", `@${bob.username}`, "--json"));
+    const group = String(created.channelId);
+    await alice.ok("send", group, "from the owner");
+    await bob.ok("send", group, "from a member");
+    const seqs = Object.fromEntries(
+      (await bob.ok("history", group, "--json"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .map((m) => [m.text, m.seq as string]),
+    );
+    const refused = await bob.run("delete", group, seqs["from the owner"]!);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /admin/);
+    assert.equal((await alice.run("edit", group, seqs["from a member"]!, "put words in their mouth")).code, 1, "nobody edits another's message");
+    assert.match(await alice.ok("delete", group, seqs["from a member"]!), /deleted message/);
+    const history = await bob.ok("history", group);
+    assert.match(history, new RegExp(`#${seqs["from a member"]} ${bob.username}: \\[deleted\\]`));
+    assert.match(history, /from the owner/);
   });
 
   it("logs out: the server forgets the device and the CLI its credentials", async () => {

@@ -133,7 +133,7 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const hb = await a.reply(a.send({ $case: "heartbeat", value: {} }));
     assert.equal(hb.kind?.$case, "heartbeatAck");
 
-    const ref = a.send({ $case: "send", value: { clientMsgId: "native-1", channelId: channel.channelId, text: "hello from grpc-js" } });
+    const ref = a.send({ $case: "send", value: { clientMsgId: "native-1", channelId: channel.channelId, text: "hello from grpc-js", editSeq: 0n, deleteSeq: 0n } });
     const ack = await a.reply(ref);
     assert.equal(ack.kind?.$case, "sendAck", JSON.stringify(ack.kind, (_, v) => (typeof v === "bigint" ? String(v) : v)));
     assert.equal(ack.kind.value.clientMsgId, "native-1");
@@ -152,14 +152,14 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
 
     // Bob answers on the same stream; a resend of the same client_msg_id is a duplicate, not a second message.
     b.send({ $case: "deliveryAck", value: { inboxSeq: toBob!.inboxSeq } });
-    const reply = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice" } }));
+    const reply = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice", editSeq: 0n, deleteSeq: 0n } }));
     assert.equal(reply.kind?.$case, "sendAck");
-    const again = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice" } }));
+    const again = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice", editSeq: 0n, deleteSeq: 0n } }));
     assert.equal(again.kind?.$case, "sendAck");
     assert.equal(again.kind.value.duplicate, true);
     assert.equal(again.kind.value.messageId, reply.kind.value.messageId);
     // A marker after them: a second copy of either message would be an inbox entry before it.
-    const marker = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-2", channelId: channel.channelId, text: "marker" } }));
+    const marker = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-2", channelId: channel.channelId, text: "marker", editSeq: 0n, deleteSeq: 0n } }));
     assert.equal(marker.kind?.$case, "sendAck");
     await waitFor(() => a.deliveries().some((e) => e.message?.text === "marker"), "alice receives the marker");
     assert.deepEqual(
@@ -193,7 +193,7 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const s = session(carol.accessToken);
     await s.welcome();
     // Not a member of channel 1: an Error frame answers the frame, the session goes on.
-    const err = await s.reply(s.send({ $case: "send", value: { clientMsgId: "x", channelId: 1n, text: "nope" } }));
+    const err = await s.reply(s.send({ $case: "send", value: { clientMsgId: "x", channelId: 1n, text: "nope", editSeq: 0n, deleteSeq: 0n } }));
     assert.equal(err.kind?.$case, "error");
     const hb = await s.reply(s.send({ $case: "heartbeat", value: {} }));
     assert.equal(hb.kind?.$case, "heartbeatAck");

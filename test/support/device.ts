@@ -91,9 +91,14 @@ export class TestDevice {
    * Sends a text and resolves with the ack or error frame answering it. Like a
    * real client it waits out RATE_LIMITED and sends again with the same key.
    */
-  async send(channelId: bigint, text: string, clientMsgId = `c-${Math.random().toString(36).slice(2)}`): Promise<ServerFrame> {
+  async send(
+    channelId: bigint,
+    text: string,
+    clientMsgId = `c-${Math.random().toString(36).slice(2)}`,
+    change: { editSeq?: bigint; deleteSeq?: bigint } = {},
+  ): Promise<ServerFrame> {
     for (;;) {
-      const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId } } });
+      const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId, ...change } } });
       const reply = await this.reply(ref);
       if (reply.kind.case === "error" && reply.kind.value.code === ErrorCode.RATE_LIMITED) {
         const wait = reply.kind.value.retryAfterMs;
@@ -108,8 +113,35 @@ export class TestDevice {
     return waitFor(() => this.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")), `reply to ref ${ref}`, timeoutMs);
   }
 
+  /** Edits the sender's message with that seq; resolves with the ack or error frame. */
+  edit(channelId: bigint, seq: bigint, text: string, clientMsgId?: string): Promise<ServerFrame> {
+    return this.send(channelId, text, clientMsgId, { editSeq: seq });
+  }
+
+  /** Deletes the message with that seq for everyone; resolves with the ack or error frame. */
+  deleteMessage(channelId: bigint, seq: bigint, clientMsgId?: string): Promise<ServerFrame> {
+    return this.send(channelId, "", clientMsgId, { deleteSeq: seq });
+  }
+
+  /** Every inbox entry's message, changes (edits, deletes) included. */
   messages(): Message[] {
     return this.entries.map((e) => e.message!).filter(Boolean);
+  }
+
+  /** The channel's messages as a client shows them: changes applied to their targets, not listed. */
+  shown(channelId: bigint): { seq: bigint; text: string; edited: boolean; deleted: boolean }[] {
+    const out = new Map<bigint, { seq: bigint; text: string; edited: boolean; deleted: boolean }>();
+    for (const m of this.messagesIn(channelId)) {
+      if (m.targetSeq === 0n) {
+        out.set(m.seq, { seq: m.seq, text: m.text, edited: m.editedAt !== undefined, deleted: m.deleted });
+        continue;
+      }
+      const target = out.get(m.targetSeq);
+      if (!target) continue;
+      if (m.deleted) Object.assign(target, { text: "", deleted: true });
+      else Object.assign(target, { text: m.text, edited: true });
+    }
+    return [...out.values()];
   }
 
   messagesIn(channelId: bigint): Message[] {

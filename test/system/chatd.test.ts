@@ -167,6 +167,84 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.deepEqual(history.messages.map((m) => m.text), ["before"]);
   });
 
+  it("edits and deletes reach every device of every member in order, history shows them, and only those allowed may make them", async () => {
+    const [owner, bob, carol] = [await signUp(chatd.httpUrl, "owner"), await signUp(chatd.httpUrl, "writer"), await signUp(chatd.httpUrl, "reader")];
+    await addDevice(chatd.httpUrl, owner);
+    const group = (await owner.api.channels.createGroup({ title: "edits", memberUserIds: [bob.userId, carol.userId] })).channel!.channelId;
+    const all = await Promise.all([...owner.devices, bob.devices[0]!, carol.devices[0]!].map((d) => device(chatd.wsUrl, d.token)));
+    const [o1, , b, c] = all as [TestDevice, TestDevice, TestDevice, TestDevice];
+    // Carol's second device is offline through the changes and catches up after.
+    const offline = await addDevice(chatd.httpUrl, carol);
+
+    for (const text of ["first", "second", "third"]) assert.equal((await b.send(group, text)).kind.case, "sendAck");
+    const edit = await b.edit(group, 1n, "first, better", "edit-1");
+    assert.ok(edit.kind.case === "sendAck", "the sender edits their own message");
+    const again = await b.edit(group, 1n, "first, better", "edit-1");
+    assert.ok(again.kind.case === "sendAck" && again.kind.value.duplicate, "a resend of the edit is the same edit");
+    assert.equal(again.kind.value.messageId, edit.kind.value.messageId);
+    assert.equal((await o1.deleteMessage(group, 2n)).kind.case, "sendAck", "the group's owner deletes another's message");
+
+    const expected = [
+      { seq: 1n, text: "first, better", edited: true, deleted: false },
+      { seq: 2n, text: "", edited: false, deleted: true },
+      { seq: 3n, text: "third", edited: false, deleted: false },
+    ];
+    await Promise.all(all.map((d) => d.waitForMessages(5, "3 messages and 2 changes")));
+    for (const d of all) assert.deepEqual(d.shown(group), expected);
+    const changes = c.messagesIn(group).filter((m) => m.targetSeq !== 0n);
+    assert.deepEqual(changes.map((m) => [m.targetSeq, m.seq, m.deleted, m.text]), [[1n, 0n, false, "first, better"], [2n, 0n, true, ""]]);
+    assert.deepEqual(changes.map((m) => m.senderUserId), [bob.userId, owner.userId], "a change names who made it");
+
+    // Refused: nothing is stored or delivered for these.
+    const refusals: [Promise<unknown>, ErrorCode, RegExp][] = [
+      [c.edit(group, 1n, "not mine"), ErrorCode.PERMISSION_DENIED, /only its sender can edit/],
+      [c.deleteMessage(group, 1n), ErrorCode.PERMISSION_DENIED, /only its sender, or an admin/],
+      [b.edit(group, 2n, "undelete"), ErrorCode.NOT_FOUND, /was deleted/],
+      [b.deleteMessage(group, 2n), ErrorCode.NOT_FOUND, /was deleted/],
+      [b.edit(group, 99n, "nothing there"), ErrorCode.NOT_FOUND, /no message with seq 99/],
+      [b.send(group, "with text", undefined, { deleteSeq: 3n }), ErrorCode.INVALID_ARGUMENT, /text must be empty/],
+      [b.send(group, "both", undefined, { editSeq: 3n, deleteSeq: 3n }), ErrorCode.INVALID_ARGUMENT, /at most one/],
+      [b.edit(group, 3n, "   "), ErrorCode.TEXT_EMPTY, /empty/],
+    ];
+    for (const [reply, code, message] of refusals) {
+      const r = (await reply) as Awaited<ReturnType<TestDevice["send"]>>;
+      assert.ok(r.kind.case === "error", `refused: ${message}`);
+      assert.equal(r.kind.value.code, code, r.kind.value.message);
+      assert.match(r.kind.value.message, message);
+    }
+    assert.equal((await b.send(group, "marker")).kind.case, "sendAck");
+    await c.waitForMessages(6);
+    assert.equal(c.messagesIn(group).length, 6, "no refused change reached anyone");
+
+    // History is the messages as they now are; changes take no seq and are not unread.
+    const history = await carol.api.messages.listMessages({ channelId: group, limit: 10 });
+    assert.deepEqual(history.messages.map((m) => [m.seq, m.text, m.editedAt !== undefined, m.deleted]), [
+      [4n, "marker", false, false], [3n, "third", false, false], [2n, "", false, true], [1n, "first, better", true, false],
+    ]);
+    const listed = (await carol.api.channels.listChannels({})).channels.find((ch) => ch.channelId === group)!;
+    assert.equal(listed.unreadCount, 4n, "four messages, the changes not counted");
+    const found = await carol.api.messages.searchMessages({ channelId: group, query: "second" });
+    assert.equal(found.messages.length, 0, "a deleted text is not found");
+
+    // The device that was away gets the changes in order from its cursor.
+    const late = await device(chatd.wsUrl, offline.token);
+    await late.waitForMessages(6);
+    assert.deepEqual(late.shown(group), [...expected, { seq: 4n, text: "marker", edited: false, deleted: false }]);
+
+    // In a direct chat nobody administers: only the sender deletes.
+    const dm = (await bob.api.channels.openDirect({ userId: owner.userId })).channel!.channelId;
+    assert.equal((await b.send(dm, "private")).kind.case, "sendAck");
+    const notYours = await o1.deleteMessage(dm, 1n);
+    assert.ok(notYours.kind.case === "error" && notYours.kind.value.code === ErrorCode.PERMISSION_DENIED);
+    // The api's SendMessage edits too, and the newest message's preview follows.
+    await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-edit", text: "private, edited", editSeq: 1n });
+    const preview = (await owner.api.channels.listChannels({})).channels.find((ch) => ch.channelId === dm)!;
+    assert.deepEqual([preview.lastMessage?.text, preview.lastMessage?.editedAt !== undefined], ["private, edited", true]);
+    await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-delete", text: "", deleteSeq: 1n });
+    const gone = (await owner.api.channels.listChannels({})).channels.find((ch) => ch.channelId === dm)!;
+    assert.deepEqual([gone.lastMessage?.text, gone.lastMessage?.deleted], ["", true]);
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

@@ -125,6 +125,45 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.match(await res.text(), /chat_sessions [1-9]/);
   });
 
+  it("carries edits and deletes through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
+    const users: TestUser[] = [];
+    for (let i = 0; i < 3; i++) users.push(await signUp(apiUrl(), "ed"));
+    const [owner, writer] = users as [TestUser, TestUser, TestUser];
+    const group = (await owner.api.channels.createGroup({ title: "edits", memberUserIds: users.slice(1).map((u) => u.userId) })).channel!.channelId;
+    const devs = await Promise.all(users.map((u, i) => connect(i, u.devices[0]!.token)));
+    const [o, w] = devs as [TestDevice, TestDevice, TestDevice];
+    for (let n = 1; n <= 3; n++) await sendReliably(w, group, `m${n}`, `ed-${run}-${n}`);
+    // A device learns a message's seq from its delivery (the ack comes once Kafka holds it, before the Sequencer).
+    await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).length >= 3, "the 3 messages")));
+    // Sent back to back: the Sequencer gets them in one batch or a few, and must keep their order.
+    const replies = await Promise.all([
+      w.edit(group, 1n, "m1, edited", `ed-${run}-e1`),
+      w.edit(group, 3n, "m3, edited", `ed-${run}-e3`),
+      o.deleteMessage(group, 2n, `ed-${run}-d2`),
+      w.edit(group, 1n, "m1, edited twice", `ed-${run}-e1b`),
+    ]);
+    for (const r of replies) assert.equal(r.kind.case, "sendAck", r.kind.case === "error" ? r.kind.value.message : "");
+    const expected = [
+      { seq: 1n, text: "m1, edited twice", edited: true, deleted: false },
+      { seq: 2n, text: "", edited: false, deleted: true },
+      { seq: 3n, text: "m3, edited", edited: true, deleted: false },
+    ];
+    // The two edits of m1 may reach the Sequencer in either order; the later-minted one wins either way
+    // (the other, if it comes second, is dropped), so a device sees 3 or 4 changes but one end state.
+    const same = (d: TestDevice) => JSON.stringify(d.shown(group), (_k, v) => (typeof v === "bigint" ? String(v) : v));
+    const want = JSON.stringify(expected, (_k, v) => (typeof v === "bigint" ? String(v) : v));
+    await Promise.all(devs.map((d) => waitFor(() => same(d) === want, "every change applied", 60_000)));
+    // An edit after the delete is refused by the chat server that reads it deleted.
+    const late = await w.edit(group, 2n, "back?");
+    assert.ok(late.kind.case === "error" && late.kind.value.code === ErrorCode.NOT_FOUND, "editing a deleted message");
+    const history = await users[2]!.api.messages.listMessages({ channelId: group, limit: 10 });
+    assert.deepEqual(history.messages.map((m) => [m.seq, m.text, m.editedAt !== undefined, m.deleted]), [
+      [3n, "m3, edited", true, false], [2n, "", false, true], [1n, "m1, edited twice", true, false],
+    ]);
+    const listed = (await users[2]!.api.channels.listChannels({})).channels.find((c) => c.channelId === group)!;
+    assert.deepEqual([listed.lastMessage?.text, listed.unreadCount], ["m3, edited", 3n], "the preview follows the edit; changes are not unread");
+  });
+
   it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {
     const [a, b] = [await signUp(apiUrl(), "bl"), await signUp(apiUrl(), "bl")];
     const dm = (await b.api.channels.openDirect({ userId: a.userId })).channel!.channelId;

@@ -1,11 +1,12 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
+import { applyChange, isChange, moreCurrent } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
-import { codePoints, lastSeen, tsMs } from "./format.js";
+import { codePoints, lastSeen, preview, tsMs } from "./format.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
@@ -25,6 +26,27 @@ export interface AppHooks {
 
 interface Pending extends PendingView {
   channelId: bigint;
+}
+
+/** An edit or delete of one of the open chat's messages, shown at once and until its inbox entry comes back. */
+interface PendingChange {
+  clientMsgId: string;
+  channelId: bigint;
+  seq: bigint;
+  /** The new text; empty for a delete. */
+  text: string;
+  deleted: boolean;
+  state: "queued" | "sending" | "sent";
+  at: number;
+}
+
+interface Editing {
+  channelId: bigint;
+  seq: bigint;
+  /** The text as it was when the edit began: saving it unchanged sends nothing. */
+  original: string;
+  /** What the composer held before, given back when the edit ends. */
+  draft: string;
 }
 
 interface OpenChat {
@@ -56,6 +78,8 @@ export class ChatApp {
   /** Users this account blocked; undefined until read. */
   private blocked?: Set<string>;
   private readonly pending = new Map<string, Pending>();
+  private readonly changes = new Map<string, PendingChange>();
+  private editing?: Editing;
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
   private readonly describing = new Set<string>();
@@ -263,15 +287,30 @@ export class ChatApp {
       this.sendFromComposer();
     });
     ui.input.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      if (ev.isComposing) return;
+      if (ev.key === "Enter" && !ev.shiftKey) {
         ev.preventDefault();
         this.sendFromComposer();
+      } else if (ev.key === "Escape" && this.editing) {
+        ev.preventDefault();
+        this.endEdit();
+      } else if (ev.key === "ArrowUp" && !this.editing && ui.input.value === "") {
+        // As in most chat apps: up in an empty composer edits your last message.
+        const last = this.open && lastWhere(this.shownMessages(this.open).messages, (m) => m.senderUserId === this.me && !m.deleted);
+        if (last) {
+          ev.preventDefault();
+          this.startEdit(last);
+        }
       }
+    });
+    ui.editCancel.addEventListener("click", () => {
+      this.endEdit();
+      ui.input.focus();
     });
     ui.input.addEventListener("input", () => {
       this.autosize();
       this.renderCounter();
-      if (this.open && ui.input.value.trim() && Date.now() - this.lastTypingSent > TYPING_SEND_EVERY_MS) {
+      if (this.open && !this.editing && ui.input.value.trim() && Date.now() - this.lastTypingSent > TYPING_SEND_EVERY_MS) {
         this.lastTypingSent = Date.now();
         this.session.typing(this.open.id);
       }
@@ -421,7 +460,9 @@ export class ChatApp {
 
   // ---------------------------------------------------------------- realtime
 
-  private onMessages(messages: Message[]): void {
+  private onMessages(entries: Message[]): void {
+    const changes = entries.filter(isChange);
+    const messages = changes.length === 0 ? entries : entries.filter((m) => !isChange(m));
     const unknown = new Set<bigint>();
     const senders: bigint[] = [];
     for (const m of messages) {
@@ -451,6 +492,8 @@ export class ChatApp {
       const here = messages.filter((m) => m.channelId === open.id);
       if (here.length > 0) this.mergeMessages(open, here);
     }
+    // After the messages: a change always comes after the message it changes.
+    if (changes.length > 0) this.applyChanges(changes);
     this.renderTyping();
     for (const id of unknown) void this.describe(id);
     void this.ensureUsers(senders).then(() => this.renderSidebar());
@@ -458,7 +501,44 @@ export class ChatApp {
     this.markRead();
   }
 
+  /**
+   * Edits and deletes, in inbox order: applied to the open chat's messages
+   * and to the chat list's last message. A change to a message not loaded
+   * needs nothing: history shows messages as they now are.
+   */
+  private applyChanges(changes: Message[]): void {
+    const open = this.open?.loaded ? this.open : undefined;
+    let openChanged = false;
+    for (const ch of changes) {
+      if (ch.senderUserId === this.me && ch.senderDeviceId === this.auth.deviceId && this.changes.delete(ch.clientMsgId)) {
+        openChanged ||= open?.id === ch.channelId;
+      }
+      const c = this.channels.get(key(ch.channelId));
+      if (c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
+      if (open?.id === ch.channelId) {
+        const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
+        if (i >= 0) {
+          open.messages[i] = applyChange(open.messages[i]!, ch);
+          openChanged = true;
+        }
+      }
+      const e = this.editing;
+      if (ch.deleted && e && e.channelId === ch.channelId && e.seq === ch.targetSeq) {
+        this.endEdit();
+        this.toast("The message you were editing was deleted.");
+      }
+    }
+    if (openChanged) this.rerenderMessages();
+  }
+
   private onSent(clientMsgId: string): void {
+    const change = this.changes.get(clientMsgId);
+    if (change) {
+      // Still shown as changed until its entry arrives, so the bubble does not flicker back.
+      change.state = "sent";
+      if (this.open?.id === change.channelId) this.rerenderMessages();
+      return;
+    }
     const p = this.pending.get(clientMsgId);
     if (!p) return;
     p.state = "sent";
@@ -466,6 +546,13 @@ export class ChatApp {
   }
 
   private onFailed(clientMsgId: string, error: string): void {
+    const change = this.changes.get(clientMsgId);
+    if (change) {
+      this.changes.delete(clientMsgId);
+      this.toast(`${change.deleted ? "Could not delete the message" : "Could not edit the message"}: ${error}`);
+      if (this.open?.id === change.channelId) this.rerenderMessages();
+      return;
+    }
     const p = this.pending.get(clientMsgId);
     if (!p) return;
     p.state = "failed";
@@ -525,7 +612,7 @@ export class ChatApp {
     el.title = detail ?? "";
     // Sends wait in the outbox while the socket is down.
     let changed = false;
-    for (const p of this.pending.values()) {
+    for (const p of [...this.pending.values(), ...this.changes.values()]) {
       const next = state === "open" ? (p.state === "queued" ? "sending" : p.state) : p.state === "sending" ? "queued" : p.state;
       if (next === p.state) continue;
       p.state = next;
@@ -553,6 +640,7 @@ export class ChatApp {
   }
 
   private closeChat(): void {
+    this.endEdit();
     this.open = undefined;
     this.ui.layout.dataset.view = "list";
     this.ui.chat.hidden = true;
@@ -569,6 +657,8 @@ export class ChatApp {
       return;
     }
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
+    // While this.open is still the chat left, so its draft is kept.
+    this.endEdit();
     this.open = open;
     this.clearFind();
     this.ui.layout.dataset.view = "chat";
@@ -635,7 +725,16 @@ export class ChatApp {
     let added = false;
     let mineAdded = false;
     for (const m of incoming) {
-      if (m.channelId !== open.id || bySeq.has(key(m.seq))) continue;
+      if (m.channelId !== open.id || isChange(m)) continue;
+      const have = bySeq.get(key(m.seq));
+      if (have) {
+        // A page fetched around a live edit or delete: keep whichever copy saw more.
+        if (moreCurrent(have, m) !== have) {
+          bySeq.set(key(m.seq), m);
+          added = true;
+        }
+        continue;
+      }
       bySeq.set(key(m.seq), m);
       added = true;
       if (m.senderUserId === this.me) {
@@ -664,6 +763,7 @@ export class ChatApp {
       this.toast(`A message can have at most ${this.maxTextCodePoints.toLocaleString()} characters.`);
       return;
     }
+    if (this.editing) return this.saveEdit(text);
     const clientMsgId = newClientMsgId();
     this.pending.set(clientMsgId, {
       clientMsgId,
@@ -679,6 +779,68 @@ export class ChatApp {
     this.renderCounter();
     this.renderMessages();
     this.ui.scroller.scrollTop = this.ui.scroller.scrollHeight;
+  }
+
+  /** Puts one of my messages in the composer to edit; the draft there comes back when the edit ends. */
+  private startEdit(m: Message): void {
+    const open = this.open;
+    if (!open || m.senderUserId !== this.me || m.deleted) return;
+    const draft = this.editing ? this.editing.draft : this.ui.input.value;
+    this.editing = { channelId: open.id, seq: m.seq, original: m.text, draft };
+    const ui = this.ui;
+    replaceChildren(ui.editPreview, preview(m.text));
+    ui.editBar.hidden = false;
+    ui.send.textContent = "Save";
+    ui.send.setAttribute("aria-label", "Save the edit");
+    ui.input.value = m.text;
+    this.autosize();
+    this.renderCounter();
+    this.rerenderMessages();
+    ui.input.focus();
+    ui.input.setSelectionRange(ui.input.value.length, ui.input.value.length);
+  }
+
+  private endEdit(): void {
+    const e = this.editing;
+    if (!e) return;
+    this.editing = undefined;
+    const ui = this.ui;
+    ui.editBar.hidden = true;
+    ui.send.textContent = "Send";
+    ui.send.setAttribute("aria-label", "Send");
+    if (this.open?.id === e.channelId) {
+      ui.input.value = e.draft;
+      this.autosize();
+      this.renderCounter();
+      this.rerenderMessages();
+    } else {
+      this.drafts.set(key(e.channelId), e.draft);
+    }
+  }
+
+  private saveEdit(text: string): void {
+    const e = this.editing!;
+    this.endEdit();
+    if (text !== e.original) this.change(e.channelId, e.seq, text, false);
+  }
+
+  private confirmDelete(m: Message): void {
+    const open = this.open;
+    if (!open || m.deleted) return;
+    const whose = m.senderUserId === this.me ? "this message" : `${this.name(m.senderUserId)}’s message`;
+    if (!window.confirm(`Delete ${whose} for everyone? This cannot be undone.`)) return;
+    const e = this.editing;
+    if (e && e.channelId === open.id && e.seq === m.seq) this.endEdit();
+    this.change(open.id, m.seq, "", true);
+  }
+
+  /** Sends an edit (text) or a delete of a message; it shows at once and waits in the outbox like a send. */
+  private change(channelId: bigint, seq: bigint, text: string, deleted: boolean): void {
+    const clientMsgId = newClientMsgId();
+    const state = this.session.state === "open" ? "sending" : "queued";
+    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, deleted, state, at: Date.now() });
+    this.session.send(channelId, text, clientMsgId, deleted ? { deleteSeq: seq } : { editSeq: seq });
+    if (this.open?.id === channelId) this.rerenderMessages();
   }
 
   private retry(clientMsgId: string): void {
@@ -891,19 +1053,50 @@ export class ChatApp {
     return [...this.pending.values()].filter((p) => p.channelId === channelId);
   }
 
+  /** The open chat's messages with my unconfirmed edits and deletes applied, and which of them are unconfirmed. */
+  private shownMessages(open: OpenChat): { messages: Message[]; saving: Map<string, "queued" | "sending"> } {
+    const saving = new Map<string, "queued" | "sending">();
+    const mine = [...this.changes.values()].filter((p) => p.channelId === open.id);
+    if (mine.length === 0) return { messages: open.messages, saving };
+    const index = new Map(open.messages.map((m, i) => [key(m.seq), i]));
+    const messages = [...open.messages];
+    for (const p of mine) {
+      const i = index.get(key(p.seq));
+      if (i === undefined) continue;
+      messages[i] = applyChange(messages[i]!, { text: p.text, deleted: p.deleted, sentAt: timestampFromMs(p.at) });
+      if (p.state !== "sent") saving.set(key(p.seq), p.state);
+    }
+    return { messages, saving };
+  }
+
+  /** Renders the messages again in place: the reader stays where they were, or at the bottom if there. */
+  private rerenderMessages(): void {
+    const sc = this.ui.scroller;
+    const stick = this.nearBottom();
+    const top = sc.scrollTop;
+    this.renderMessages();
+    sc.scrollTop = stick ? sc.scrollHeight : top;
+  }
+
   private renderMessages(): void {
     const open = this.open;
     if (!open) return;
     const c = this.channels.get(key(open.id));
+    const { messages, saving } = this.shownMessages(open);
     const items = messageList({
-      messages: open.messages,
+      messages,
       pending: this.pendingFor(open.id),
       me: this.me,
       group: c?.kind === ChannelKind.GROUP,
+      moderator: c?.kind === ChannelKind.GROUP && (c.myRole === MemberRole.ADMIN || c.myRole === MemberRole.OWNER),
+      editing: this.editing?.channelId === open.id ? this.editing.seq : 0n,
+      saving,
       readByOthers: open.readByOthers,
       name: (id) => this.name(id),
       retry: (id) => this.retry(id),
       discard: (id) => this.discard(id),
+      edit: (m) => this.startEdit(m),
+      remove: (m) => this.confirmDelete(m),
     });
     if (open.loaded && items.length === 0) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
     replaceChildren(this.ui.messages, items);
@@ -918,7 +1111,8 @@ export class ChatApp {
 
   private renderCounter(): void {
     const open = this.open;
-    if (open) this.drafts.set(key(open.id), this.ui.input.value);
+    // The composer holds an edit, not the draft, while editing.
+    if (open && !this.editing) this.drafts.set(key(open.id), this.ui.input.value);
     const n = codePoints(this.ui.input.value);
     const left = this.maxTextCodePoints - n;
     this.ui.counter.textContent = left < 1000 ? left.toLocaleString() : "";
@@ -948,6 +1142,11 @@ export class ChatApp {
   private isVisible(): boolean {
     return document.visibilityState === "visible";
   }
+}
+
+function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
+  for (let i = list.length - 1; i >= 0; i--) if (pred(list[i]!)) return list[i];
+  return undefined;
 }
 
 function activity(c: Channel): number {

@@ -37,7 +37,13 @@ export interface SessionHandlers {
   signedOut(): void;
 }
 
-interface Outgoing {
+/** What an outgoing send changes instead of adding a message: at most one is set. */
+export interface ChangeTarget {
+  editSeq?: bigint;
+  deleteSeq?: bigint;
+}
+
+interface Outgoing extends ChangeTarget {
   channelId: bigint;
   text: string;
   /** The ref of the frame that carried it last, to match errors without a client_msg_id. */
@@ -104,9 +110,13 @@ export class RealtimeSession {
     this.setState("offline");
   }
 
-  /** Queues a text; it is sent now if the socket is open and again after every reconnect until acked. */
-  send(channelId: bigint, text: string, clientMsgId: string): void {
-    const out: Outgoing = { channelId, text };
+  /**
+   * Queues a text, or with `change` an edit or delete of an earlier message;
+   * it is sent now if the socket is open and again after every reconnect
+   * until acked.
+   */
+  send(channelId: bigint, text: string, clientMsgId: string, change: ChangeTarget = {}): void {
+    const out: Outgoing = { channelId, text, editSeq: change.editSeq, deleteSeq: change.deleteSeq };
     this.outbox.set(clientMsgId, out);
     this.transmit(clientMsgId, out);
   }
@@ -274,7 +284,8 @@ export class RealtimeSession {
   }
 
   private transmit(clientMsgId: string, out: Outgoing): void {
-    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId: out.channelId, text: out.text } } });
+    const { channelId, text, editSeq = 0n, deleteSeq = 0n } = out;
+    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq } } });
   }
 
   private frame(init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined {

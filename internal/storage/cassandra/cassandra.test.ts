@@ -21,8 +21,9 @@ import {
   type CassandraStorage,
 } from "./index.js";
 import { bucketOf } from "./buckets.js";
-import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
-import type { Db } from "./session.js";
+import { encodeChange } from "./change-cell.js";
+import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
+import { Db } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
 const BUCKET = 8;
@@ -293,6 +294,169 @@ describe("cassandra storage", function () {
       assert.equal(await late.findByClientMsgId(channelId, user, phone, "2"), undefined);
       assert.deepStrictEqual(await late.findByClientMsgId(channelId, user, web, "1"), { ...fromWeb, seq: 3n });
       assert.deepStrictEqual(seqs(await late.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 })), range(1, 3));
+    });
+
+    it("adds the columns of schema 4 to a keyspace of schema 3 (two processes at once); again is harmless; old rows take changes", async () => {
+      const ks = newKeyspace();
+      const [a, b] = [createClient(connection()), createClient(connection())];
+      const cql = (q: string, params: unknown[] = []) => a.execute(q, params, { prepare: true });
+      try {
+        // The tables a build of schema 3 made, before edits and deletes.
+        await a.execute(`CREATE KEYSPACE ${ks} WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`);
+        for (const ddl of [
+          `meta (key text PRIMARY KEY, value text)`,
+          `messages (channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
+          `channel_newest (channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+          `inbox (user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             PRIMARY KEY ((user_id, bucket), inbox_seq))`,
+          `inbox_newest (user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+        ]) await a.execute(`CREATE TABLE ${ks}.${ddl}`);
+        await cql(`INSERT INTO ${ks}.meta (key, value) VALUES ('bucket_size', '8')`);
+        await cql(`INSERT INTO ${ks}.meta (key, value) VALUES ('schema_version', '3')`);
+        // A message as that build stored it: its row at the clock's timestamp, the head at its seq.
+        const old = { ...msg(uniqueId(), { text: "said before the upgrade" }), seq: 1n };
+        const cols = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+        const values = [old.messageId, old.senderUserId, old.senderDeviceId, old.clientMsgId, old.text, BigInt(old.sentAtMs)];
+        await cql(`INSERT INTO ${ks}.messages (channel_id, bucket, seq, ${cols}) VALUES (?, 0, 1, ?, ?, ?, ?, ?, ?)`, [old.channelId, ...values]);
+        await cql(`INSERT INTO ${ks}.channel_newest (channel_id, last_seq, ${cols}) VALUES (?, 1, ?, ?, ?, ?, ?, ?) USING TIMESTAMP 1`,
+          [old.channelId, ...values]);
+
+        const columns = async () => {
+          const r = await cql("SELECT table_name, column_name, type FROM system_schema.columns WHERE keyspace_name = ?", [ks]);
+          return new Set(r.rows.map((row) => `${row.get("table_name")}.${row.get("column_name")} ${row.get("type")}`));
+        };
+        const wanted = Object.entries(ADDED_COLUMNS).flatMap(([t, cs]) => Object.entries(cs).map(([c, type]) => `${t}.${c} ${type}`));
+        assert.equal([...await columns()].filter((c) => wanted.includes(c)).length, 0);
+        await Promise.all([applySchema(a, { keyspace: ks }), applySchema(b, { keyspace: ks })]);
+        const after = await columns();
+        for (const c of wanted) assert.ok(after.has(c), `${c} added`);
+        await applySchema(a, { keyspace: ks });
+        assert.deepStrictEqual(await columns(), after);
+        assert.equal((await cql(`SELECT value FROM ${ks}.meta WHERE key = 'schema_version'`)).first()?.get("value"), String(SCHEMA_VERSION));
+
+        const db = new Db(a, ks);
+        const log = new CassandraMessageLog(db, 8);
+        assert.deepStrictEqual(await log.get(old.channelId, 1n), old);
+        const del = msg(old.channelId, { text: "", deleted: true, targetSeq: 1n });
+        const deleted = { ...old, text: "", deleted: true };
+        assert.deepStrictEqual(await log.amend(del), deleted);
+        assert.deepStrictEqual((await log.latest([old.channelId])).get(old.channelId), deleted);
+        const texts = await Promise.all([`messages WHERE channel_id = ? AND bucket = 0 AND seq = 1`, `channel_newest WHERE channel_id = ?`]
+          .map(async (where) => (await cql(`SELECT text FROM ${ks}.${where}`, [old.channelId])).first()?.get("text")));
+        assert.deepStrictEqual(texts, [null, null], "a row written at the clock's timestamp loses its text too");
+        // Copies of changes in an inbox that was there before.
+        const inbox = new CassandraInbox(db, 8);
+        const u = uniqueId();
+        const change = { ...del, seq: 0n };
+        await inbox.append(u, old);
+        await inbox.append(u, change);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [{ inboxSeq: 1n, message: old }, { inboxSeq: 2n, message: change }]);
+      } finally {
+        await a.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+        await Promise.all([a.shutdown(), b.shutdown()]);
+      }
+    });
+
+    it("changes: the latest wins whatever order the writes land in, and a head or row written again cannot undo one", async () => {
+      const cql = (q: string, params: unknown[]) => s().client.execute(q, params, { prepare: true });
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      const stored = (await log.append(msg(channelId, { text: "original" }))).message;
+      const change = (over: Partial<NewMessage>) => msg(channelId, { text: "edited", targetSeq: 1n, ...over });
+      const first = change({ text: "first" });
+      const second = change({ text: "second", sentAtMs: first.sentAtMs + 1 });
+      const edited = { ...stored, text: "second", editedAtMs: second.sentAtMs };
+      assert.deepStrictEqual(await log.amend(second), edited);
+      // A writer that decided to apply `first` before `second` landed (it
+      // stalled in between) writes its cells last, as amend would have.
+      const late = encodeChange({ seq: 1n, changedBy: first.messageId, deleted: false, editedAtMs: first.sentAtMs, text: first.text });
+      await cql(`UPDATE ${keyspace}.messages USING TIMESTAMP 1 SET change = ? WHERE channel_id = ? AND bucket = 0 AND seq = 1`, [late, channelId]);
+      await cql(`UPDATE ${keyspace}.channel_newest USING TIMESTAMP 1 SET change = ?, text = null WHERE channel_id = ?`, [late, channelId]);
+      // A writer that fell behind (its reads made before the message was
+      // stored, its writes landing now) writes the row and the head again.
+      const stale = Object.create(s().db) as Db;
+      stale.one = async () => undefined;
+      const behind = new CassandraMessageLog(stale, BUCKET);
+      const { seq: _seq, ...record } = stored;
+      assert.deepStrictEqual(await behind.append(record), { message: stored, duplicate: false }, "taken for new: its rows are written again");
+      for (const reader of [log, new CassandraMessageLog(s().db, BUCKET)]) {
+        assert.deepStrictEqual(await reader.get(channelId, 1n), edited);
+        assert.deepStrictEqual((await reader.latest([channelId])).get(channelId), edited);
+        assert.deepStrictEqual(await reader.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 5 }), [edited]);
+      }
+      assert.equal(await log.amend(first), undefined);
+      // The delete's text is gone from storage, not only from reads.
+      const del = change({ text: "", deleted: true });
+      assert.deepStrictEqual(await log.amend(del), { ...stored, text: "", deleted: true });
+      await new CassandraMessageLog(stale, BUCKET).append(record);
+      const texts = await Promise.all([`messages WHERE channel_id = ? AND bucket = 0 AND seq = 1`, `channel_newest WHERE channel_id = ?`]
+        .map(async (where) => (await cql(`SELECT text FROM ${keyspace}.${where}`, [channelId])).first()?.get("text")));
+      assert.deepStrictEqual(texts, [null, null]);
+    });
+
+    it("changes: a head written without a change cell (an older build) does not take the previous newest's change", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      const m1 = (await log.append(msg(channelId))).message;
+      await log.amend(msg(channelId, { text: "", deleted: true, targetSeq: 1n }));
+      const m2 = { ...msg(channelId, { text: "from an old build" }), seq: 2n };
+      await s().client.execute(
+        `INSERT INTO ${keyspace}.channel_newest (channel_id, last_seq, message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms)
+           VALUES (?, 2, ?, ?, ?, ?, ?, ?) USING TIMESTAMP 2`,
+        [channelId, m2.messageId, m2.senderUserId, m2.senderDeviceId, m2.clientMsgId, m2.text, BigInt(m2.sentAtMs)], { prepare: true });
+      assert.deepStrictEqual((await log.latest([channelId])).get(channelId), m2);
+      assert.deepStrictEqual(await log.get(channelId, 1n), { ...m1, text: "", deleted: true });
+    });
+
+    it("changes: a head from before schema 2 whose row was never written is carried over and changed", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      // As in the carry-over test above: the head only in channel_heads, no row.
+      const dead = { ...msg(channelId, { text: "orphan" }), seq: 1n };
+      await s().client.execute(
+        `UPDATE ${keyspace}.channel_heads SET last_seq = ?, message_id = ?, sender_user_id = ?, sender_device_id = ?,
+           client_msg_id = ?, text = ?, sent_at_ms = ? WHERE channel_id = ?`,
+        [dead.seq, dead.messageId, dead.senderUserId, dead.senderDeviceId, dead.clientMsgId, dead.text, BigInt(dead.sentAtMs), channelId],
+        { prepare: true });
+      assert.deepStrictEqual(await log.get(channelId, 1n), dead);
+      const edit = msg(channelId, { text: "kept", targetSeq: 1n });
+      const edited = { ...dead, text: "kept", editedAtMs: edit.sentAtMs };
+      assert.deepStrictEqual(await log.amend(edit), edited);
+      const reader = new CassandraMessageLog(s().db, BUCKET);
+      assert.deepStrictEqual(await reader.get(channelId, 1n), edited);
+      assert.deepStrictEqual((await reader.latest([channelId])).get(channelId), edited);
+      assert.equal((await reader.append(msg(channelId))).message.seq, 2n);
+    });
+
+    it("changes: one that fails fails those queued behind it on its channel, so none overtakes it", async () => {
+      const flaky = Object.create(s().db) as Db;
+      const log = new CassandraMessageLog(flaky, BUCKET);
+      const [c1, c2] = [uniqueId(), uniqueId()];
+      const [m1, m2] = [(await log.append(msg(c1))).message, (await log.append(msg(c2))).message];
+      let failures = 1;
+      const [write, batch] = [flaky.write.bind(flaky), flaky.batch.bind(flaky)];
+      // The first write for c1 fails; c2's go through whenever they land.
+      const fail = (params: unknown[]) => {
+        if (params.includes(c1) && failures-- > 0) throw new Error("cassandra went away");
+      };
+      flaky.write = async (q, p) => (fail(p), write(q, p));
+      flaky.batch = async (st, o) => (fail(st.flatMap((x) => x.params)), batch(st, o));
+      const del = msg(c1, { text: "", deleted: true, targetSeq: 1n });
+      const edit = msg(c1, { text: "after the delete", targetSeq: 1n });
+      const other = msg(c2, { text: "elsewhere", targetSeq: 1n });
+      const tries = [log.amend(del), log.amend(edit), log.amend(other)];
+      const results = await Promise.allSettled(tries);
+      assert.deepStrictEqual(results.map((r) => r.status), ["rejected", "rejected", "fulfilled"]);
+      assert.deepStrictEqual(await log.get(c1, 1n), m1);
+      // Retried in order, as the pipeline retries its batch.
+      assert.deepStrictEqual(await log.amend(del), { ...m1, text: "", deleted: true });
+      assert.equal(await log.amend(edit), undefined);
+      assert.deepStrictEqual(await log.amend(other), { ...m2, text: "elsewhere", editedAtMs: other.sentAtMs });
     });
 
     it("two processes applying the schema to a new keyspace at once agree", async () => {

@@ -1,3 +1,4 @@
+import cassandra from "cassandra-driver";
 import type { Inbox } from "../../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
@@ -7,15 +8,24 @@ import { NewestEntries } from "./newest.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, msCell, type Db, type Row } from "./session.js";
 
-const COLS = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+const BASE = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+/** Set on a change's entry (target_seq) or an edited or deleted copy; schema 1's inbox_heads lacks them. */
+const CHANGE_COLS = "target_seq, edited_at_ms, deleted";
+const COLS = `${BASE}, ${CHANGE_COLS}`;
 
 const toEntry = (r: Row, inboxSeq: bigint): InboxEntry => ({
   inboxSeq,
   message: toMessage(r, big(r.get("channel_id")), big(r.get("seq"))),
 });
 
-const entryValues = ({ message: m }: InboxEntry) => [
+/**
+ * `absent` is what an unset optional field is written as: unset in an
+ * entry row, written once (no tombstone among rows that are meant to expire
+ * whole); null in the newest-entry row, to clear the previous entry's.
+ */
+const entryValues = ({ message: m }: InboxEntry, absent: unknown) => [
   m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, msCell(m.sentAtMs),
+  m.targetSeq ?? absent, m.editedAtMs === undefined ? absent : msCell(m.editedAtMs), m.deleted ?? absent,
 ];
 
 /**
@@ -45,9 +55,9 @@ export class CassandraInbox implements Inbox {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
-      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TTL ?`,
       one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
       range: `SELECT inbox_seq, ${COLS} FROM ${t("inbox")}
@@ -59,7 +69,7 @@ export class CassandraInbox implements Inbox {
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
       dropCursor: `DELETE FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
     };
-    this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", COLS);
+    this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", BASE, CHANGE_COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
@@ -169,11 +179,11 @@ export class CassandraInbox implements Inbox {
       readEntry: (userId, inboxSeq) => this.row(userId, inboxSeq),
       writeEntry: async (userId, e) => {
         await Promise.all([
-          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e), this.retentionSeconds]),
+          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e, cassandra.types.unset), this.retentionSeconds]),
           db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds]),
         ]);
       },
-      writeHead: (userId, e) => db.write(q.putHead, [userId, e.inboxSeq, ...entryValues(e), e.inboxSeq]),
+      writeHead: (userId, e) => db.write(q.putHead, [userId, e.inboxSeq, ...entryValues(e, null), e.inboxSeq]),
       dedupKey: (m) => m.messageId.toString(),
       withSeq: (m, inboxSeq) => ({ inboxSeq, message: { ...m } }),
       seqOf: (e) => e.inboxSeq,

@@ -1,6 +1,7 @@
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
+import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
 import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
@@ -9,17 +10,42 @@ import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.
 
 const COLS = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 
-/** Also reads inbox rows, which carry the same message columns. */
-export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => ({
-  messageId: big(r.get("message_id")),
-  channelId,
-  senderUserId: big(r.get("sender_user_id")),
-  senderDeviceId: big(r.get("sender_device_id")),
-  clientMsgId: r.get("client_msg_id") as string,
-  text: r.get("text") as string,
-  sentAtMs: ms(r.get("sent_at_ms")),
-  seq,
-});
+/**
+ * The message columns of a row; also reads inbox rows, which carry a
+ * change's fields (or a changed copy's) in columns of their own. Those
+ * come back only when set (null cells, and columns not selected, are
+ * absent keys), so a plain message has none of them.
+ */
+export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => {
+  const m: StoredMessage = {
+    messageId: big(r.get("message_id")),
+    channelId,
+    senderUserId: big(r.get("sender_user_id")),
+    senderDeviceId: big(r.get("sender_device_id")),
+    clientMsgId: r.get("client_msg_id") as string,
+    // Null once a change cleared it: the change cell holds the text then.
+    text: (r.get("text") as string | null) ?? "",
+    sentAtMs: ms(r.get("sent_at_ms")),
+    seq,
+  };
+  const targetSeq = r.get("target_seq") as bigint | null | undefined;
+  if (targetSeq != null) m.targetSeq = targetSeq;
+  const editedAtMs = r.get("edited_at_ms") as bigint | null | undefined;
+  if (editedAtMs != null) m.editedAtMs = ms(editedAtMs);
+  const deleted = r.get("deleted") as boolean | null | undefined;
+  if (deleted != null) m.deleted = deleted;
+  return m;
+};
+
+/**
+ * A row of messages or channel_newest as its last change left it. A change
+ * cell counts only for the seq it was written for: a head row written by an
+ * older build keeps the previous newest message's change beside it.
+ */
+const fromLogRow = (r: Row, channelId: Id, seq: bigint): StoredMessage => {
+  const c = decodeChange(r.get("change"));
+  return applyChange(toMessage(r, channelId, seq), c?.seq === seq ? c : undefined);
+};
 
 const messageValues = (m: StoredMessage) => [
   m.messageId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, msCell(m.sentAtMs),
@@ -30,6 +56,15 @@ const messageValues = (m: StoredMessage) => [
  * seqs handed out by SequencedAppender with plain writes (the channel's
  * newest message in channel_newest), resends caught by
  * message_dedup_by_device keyed by (channel, sender, device, client_msg_id).
+ *
+ * Edits and deletes (amend) are kept in one `change` cell per message
+ * (change-cell.ts), in its row and, while it is the newest, in
+ * channel_newest, each written with the message's seq as the write
+ * timestamp: the latest change wins on every replica whatever order the
+ * writes land in, and a later head (a higher timestamp) drops it. The text
+ * column is cleared (a tombstone at the text's own timestamp, which wins the
+ * tie) so a deleted text is not kept, and so a message row or head written
+ * again by a writer that fell behind cannot bring it back.
  *
  * A keyspace upgraded from schema 2 has the sends accepted before the
  * upgrade only in message_dedup, keyed without the device. For a day after
@@ -46,6 +81,9 @@ export class CassandraMessageLog implements MessageLog {
   private readonly q;
   /** Until when (epoch ms) message_dedup is read too; 0 when never. Read once. */
   private legacyUntil: Promise<number> | undefined;
+  private readonly seqOps: SequenceOps<NewMessage, StoredMessage>;
+  /** The last amend called per channel, while one is in flight: the next one starts after it. */
+  private readonly amending = new Map<Id, Promise<StoredMessage | undefined>>();
 
   constructor(
     private readonly db: Db,
@@ -54,11 +92,22 @@ export class CassandraMessageLog implements MessageLog {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      // The empty change, not null: a null (a tombstone) would win the tie
+      // with a change of this very message written at the same timestamp.
+      putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
-      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      one: `SELECT ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
-      range: `SELECT seq, ${COLS} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      // At the seq, not the clock: a change's clearing of the text (at the
+      // text's timestamp) then also wins over the row written again later
+      // by a writer that fell behind.
+      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               USING TIMESTAMP ?`,
+      one: `SELECT ${COLS}, change FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      target: `SELECT ${COLS}, change, WRITETIME(text) AS text_ts FROM ${t("messages")}
+               WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      changeRow: `UPDATE ${t("messages")} USING TIMESTAMP ? SET change = ? WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      clearRowText: `UPDATE ${t("messages")} USING TIMESTAMP ? SET text = null WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      changeHead: `UPDATE ${t("channel_newest")} USING TIMESTAMP ? SET change = ?, text = null WHERE channel_id = ?`,
+      range: `SELECT seq, ${COLS}, change FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
@@ -67,8 +116,9 @@ export class CassandraMessageLog implements MessageLog {
       legacyDedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
       upgradedAt: `SELECT value FROM ${t("meta")} WHERE key = ?`,
     };
-    this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS);
-    this.appender = new SequencedAppender(this.ops(), headCacheSize);
+    this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS, "change");
+    this.seqOps = this.ops();
+    this.appender = new SequencedAppender(this.seqOps, headCacheSize);
   }
 
   /** Heads found ahead of this writer's cache, rows written for another writer, groups stored. */
@@ -78,6 +128,25 @@ export class CassandraMessageLog implements MessageLog {
 
   append(message: NewMessage): Promise<{ message: StoredMessage; duplicate: boolean }> {
     return this.appender.append(message.channelId, message).then((r) => ({ message: r.entry, duplicate: r.duplicate }));
+  }
+
+  amend(change: NewMessage): Promise<StoredMessage | undefined> {
+    const key = change.channelId;
+    const before = this.amending.get(key);
+    // Each decision reads what the one before wrote. One that fails fails
+    // those queued behind it, as a failed append group does: the caller
+    // retries them together, and none overtakes a change still to be made.
+    const run = before ? before.then(() => this.applyChange(change)) : this.applyChange(change);
+    this.amending.set(key, run);
+    const forget = () => {
+      if (this.amending.get(key) === run) this.amending.delete(key);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
+    return this.bySeq(channelId, seq);
   }
 
   async findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
@@ -104,7 +173,7 @@ export class CassandraMessageLog implements MessageLog {
     if (lo < 1n) lo = 1n;
     if (hi < lo) return [];
     const rows = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
-      this.db.rows(this.q.range, [channelId, b, from, to]).then((rs) => rs.map((r) => toMessage(r, channelId, big(r.get("seq"))))),
+      this.db.rows(this.q.range, [channelId, b, from, to]).then((rs) => rs.map((r) => fromLogRow(r, channelId, big(r.get("seq"))))),
     );
     // A head from before schema 2 may have no row yet (its writer died after
     // the compare-and-set); its copy stands in until the next append writes it.
@@ -137,13 +206,66 @@ export class CassandraMessageLog implements MessageLog {
     return out;
   }
 
+  private async applyChange(change: NewMessage): Promise<StoredMessage | undefined> {
+    const { channelId, targetSeq: seq } = change;
+    if (seq === undefined || seq < 1n) return undefined;
+    const bucket = bucketOf(seq, this.bucketSize);
+    const [r, head] = await Promise.all([this.db.one(this.q.target, [channelId, bucket, seq]), this.newest.head(channelId)]);
+    let target = r && {
+      message: toMessage(r, channelId, seq),
+      current: decodeChange(r.get("change")),
+      textTs: r.get("text_ts") as bigint | null,
+    };
+    if (head.legacy && head.seq === seq) {
+      // A head from before schema 2 (only read, and its row perhaps never
+      // written): carried over as the next append would, so that the change
+      // has a newest-entry row to be kept in step with.
+      const h = await this.readHead(channelId);
+      if (h?.legacy && h.seq === seq) {
+        if (!target) {
+          await this.seqOps.writeEntry(channelId, h.entry);
+          target = { message: h.entry, current: undefined, textTs: seq };
+        }
+        await this.seqOps.writeHead(channelId, h.entry);
+      }
+    }
+    if (!target) return undefined;
+    const { message, current } = target;
+    const newest = head.seq === seq;
+    if (current?.changedBy === change.messageId) {
+      // This change again (a retried record). The head's copy is written
+      // again (same cell, same timestamp) in case the first try stopped
+      // between the row and the head.
+      if (newest) await this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]);
+      return applyChange(message, current);
+    }
+    // A delete wins over any edit, even one minted after it: it was acked as
+    // "deleted for everyone". Edits are ordered by their ids.
+    if (current && (current.deleted || (!change.deleted && current.changedBy > change.messageId))) return undefined;
+    const next: ChangeCell = change.deleted
+      ? { seq, changedBy: change.messageId, deleted: true, text: "" }
+      : { seq, changedBy: change.messageId, deleted: false, editedAtMs: change.sentAtMs, text: change.text };
+    const cell = encodeChange(next);
+    const setRow = { query: this.q.changeRow, params: [seq, cell, channelId, bucket, seq] };
+    await Promise.all([
+      // One partition: the cell and the cleared text land together, never a
+      // text emptied with no change to say why.
+      target.textTs === null
+        ? this.db.write(setRow.query, setRow.params)
+        : this.db.batch([setRow, { query: this.q.clearRowText, params: [target.textTs, channelId, bucket, seq] }], { logged: false }),
+      // A head that moved on since has a higher timestamp: this loses to it.
+      newest ? this.db.write(this.q.changeHead, [seq, cell, channelId]) : undefined,
+    ]);
+    return applyChange(message, next);
+  }
+
   private headSeq(channelId: Id): Promise<bigint> {
     return this.newest.seq(channelId);
   }
 
   private async readHead(channelId: Id): Promise<{ seq: bigint; entry: StoredMessage; legacy: boolean } | undefined> {
     const h = await this.newest.row(channelId);
-    return h && { seq: h.seq, entry: toMessage(h.row, channelId, h.seq), legacy: h.legacy };
+    return h && { seq: h.seq, entry: fromLogRow(h.row, channelId, h.seq), legacy: h.legacy };
   }
 
   /** The seq stored under the send's dedup key; while the upgrade window is open, in message_dedup too. */
@@ -178,7 +300,7 @@ export class CassandraMessageLog implements MessageLog {
 
   private async row(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
     const r = await this.db.one(this.q.one, [channelId, bucketOf(seq, this.bucketSize), seq]);
-    return r ? toMessage(r, channelId, seq) : undefined;
+    return r ? fromLogRow(r, channelId, seq) : undefined;
   }
 
   private async bySeq(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
@@ -210,11 +332,13 @@ export class CassandraMessageLog implements MessageLog {
       readEntry: (channelId, seq) => this.row(channelId, seq),
       writeEntry: async (channelId, m) => {
         await Promise.all([
-          db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m)]),
+          db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m), m.seq]),
           db.write(q.putDedup, [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.seq, m.messageId]),
         ]);
       },
-      writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), m.seq]),
+      // An entry read back may carry a change: the change's own head write
+      // (same timestamp, greater cell, text cleared) wins over this one.
+      writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), NO_CHANGE, m.seq]),
       dedupKey: (m) => `${m.senderUserId}/${m.senderDeviceId}/${m.clientMsgId}`,
       withSeq: (m, seq) => ({ ...m, seq }),
       seqOf: (m) => m.seq,

@@ -13,10 +13,12 @@ export class NewestEntries {
     tables: { newest: string; legacy: string },
     keyColumn: string,
     columns: string,
+    /** Columns only the schema-2 table has (schema 1's heads were never extended). */
+    newestOnly?: string,
   ) {
     const select = (table: string, cols: string) => `SELECT ${cols} FROM ${db.t(table)} WHERE ${keyColumn} = ?`;
     this.q = {
-      row: select(tables.newest, `last_seq, ${columns}`),
+      row: select(tables.newest, `last_seq, ${columns}${newestOnly ? `, ${newestOnly}` : ""}`),
       legacyRow: select(tables.legacy, `last_seq, ${columns}`),
       seq: select(tables.newest, "last_seq"),
       legacySeq: select(tables.legacy, "last_seq"),
@@ -33,7 +35,14 @@ export class NewestEntries {
 
   /** The newest seq, 0n when the sequence is empty. */
   async seq(key: bigint): Promise<bigint> {
-    const r = (await this.db.one(this.q.seq, [key])) ?? (await this.db.one(this.q.legacySeq, [key]));
-    return r ? big(r.get("last_seq")) : 0n;
+    return (await this.head(key)).seq;
+  }
+
+  /** The newest seq (0n when the sequence is empty), and whether it is schema 1's head. */
+  async head(key: bigint): Promise<{ seq: bigint; legacy: boolean }> {
+    const r = await this.db.one(this.q.seq, [key]);
+    if (r) return { seq: big(r.get("last_seq")), legacy: false };
+    const l = await this.db.one(this.q.legacySeq, [key]);
+    return { seq: l ? big(l.get("last_seq")) : 0n, legacy: l !== undefined };
   }
 }

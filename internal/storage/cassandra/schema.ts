@@ -10,8 +10,12 @@ import { assertKeyspaceName, type Client } from "./session.js";
  * per device, session.proto) in message_dedup_by_device; message_dedup,
  * keyed without the device, is only read for a day after the upgrade
  * (DEVICE_DEDUP_SINCE).
+ * 4: edits and deletes (ADDED_COLUMNS). A changed message's text lives in
+ * its `change` cell and the text column is cleared, so an older build would
+ * read it as null; and its head writes would not clear the change of the
+ * message they replace in channel_newest.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Meta key: when (epoch ms) an existing keyspace moved to schema 3. Messages
@@ -106,8 +110,10 @@ const TABLES: Record<string, string> = {
   // not appended to since (see SequencedAppender), and never written.
   channel_heads: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+  // change: the last edit or delete applied (change-cell.ts); text is
+  // cleared then, so a deleted text is not kept.
   messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
-             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob,
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
   // Before schema 3: the dedup key without the device (which swallowed a
   // second device's message with the same client_msg_id). Now only read, for
@@ -119,9 +125,10 @@ const TABLES: Record<string, string> = {
              PRIMARY KEY ((channel_id, sender_user_id, sender_device_id, client_msg_id)))`,
   // The newest message of a channel, written after its rows with its seq as
   // the write timestamp: a late write from an overlapping writer never moves
-  // it back. Its seq bounds history reads; latest() reads the message.
+  // it back. Its seq bounds history reads; latest() reads the message, with
+  // its change, kept in step by the log (CassandraMessageLog.amend).
   channel_newest: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
-             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob)`,
 
   // Before schema 2 (as channel_heads): only read, never written.
   inbox_heads: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
@@ -132,12 +139,14 @@ const TABLES: Record<string, string> = {
   // is enough. (Options of a new keyspace; an older one keeps its own.)
   inbox: `(user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             target_seq bigint, edited_at_ms bigint, deleted boolean,
              PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC) AND ${EXPIRING}`,
   inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id))) WITH ${EXPIRING}`,
   // The newest entry of an inbox (as channel_newest), with no TTL: the seq
   // and the newest entry outlive the retention window.
   inbox_newest: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
-             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+             sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
+             target_seq bigint, edited_at_ms bigint, deleted boolean)`,
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
@@ -151,6 +160,19 @@ const TABLES: Record<string, string> = {
 };
 
 export const TABLE_NAMES = Object.keys(TABLES);
+
+/**
+ * Columns added to tables after they were first created, with their types
+ * (also in TABLES, for new keyspaces). CREATE TABLE IF NOT EXISTS leaves an
+ * existing table as it is, so applySchema adds these where missing.
+ */
+export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
+  // Schema 4: edits and deletes.
+  messages: { change: "blob" },
+  channel_newest: { change: "blob" },
+  inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean" },
+  inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean" },
+};
 
 /**
  * Creates the keyspace and tables unless they exist, waits for schema
@@ -169,6 +191,8 @@ export async function applySchema(client: Client, o: SchemaOptions): Promise<Sch
     const withId = body.includes(" WITH ") ? " AND" : " WITH";
     await ddl(client, `CREATE TABLE IF NOT EXISTS ${ks}.${name} ${body}${withId} ID = ${tableId(ks, name)}`, wait);
   }
+  // Before the version is written: a process that finds version 4 may rely on them.
+  for (const [table, columns] of Object.entries(ADDED_COLUMNS)) await addMissingColumns(client, ks, table, columns, wait);
 
   const wanted = o.bucketSize ?? DEFAULT_BUCKET_SIZE;
   if (!Number.isSafeInteger(wanted) || wanted < 1) throw new Error(`bucketSize must be a positive integer, got ${wanted}`);
@@ -197,6 +221,42 @@ export async function readSchemaInfo(client: Client, keyspace: string): Promise<
   return { keyspace, bucketSize: Number(v) };
 }
 
+/**
+ * ALTER TABLE ADD for each column the table lacks. (ADD IF NOT EXISTS needs
+ * Cassandra 4.1.) Two processes starting at once may both find a column
+ * missing: the second ADD is refused as a duplicate, and that is success.
+ */
+async function addMissingColumns(
+  client: Client, ks: string, table: string, columns: Record<string, string>, wait: number,
+): Promise<void> {
+  const have = await client.execute(
+    "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
+    [ks, table],
+    { prepare: true },
+  );
+  const types = new Map(have.rows.map((r) => [r.get("column_name") as string, r.get("type") as string]));
+  for (const [column, type] of Object.entries(columns)) {
+    const existing = types.get(column);
+    if (existing !== undefined) {
+      // Another type would be read wrongly everywhere: refuse to start.
+      if (existing !== type) throw new Error(`${ks}.${table}.${column} is ${existing}, expected ${type}`);
+      continue;
+    }
+    try {
+      await ddl(client, `ALTER TABLE ${ks}.${table} ADD ${column} ${type}`, wait);
+    } catch (e) {
+      if (!isDuplicateColumn(e)) throw e;
+      // Added by another process: this one's statements need it too.
+      await awaitAgreement(client, wait, `ALTER TABLE ${ks}.${table} ADD ${column}`);
+    }
+  }
+}
+
+function isDuplicateColumn(e: unknown): boolean {
+  // Cassandra 4 and 5: "Invalid column name x because it conflicts with an existing column".
+  return e instanceof Error && /conflicts with an existing column|already exists/i.test(e.message);
+}
+
 // The first writer's value wins (LWT), so concurrent starters agree.
 async function claimMeta(client: Client, ks: string, key: string, value: string): Promise<string> {
   const r = await client.execute(`INSERT INTO ${ks}.meta (key, value) VALUES (?, ?) IF NOT EXISTS`, [key, value], {
@@ -210,8 +270,12 @@ async function ddl(client: Client, cql: string, timeoutMs: number): Promise<void
   // DDL is not prepared; the driver waits for agreement itself up to
   // maxSchemaAgreementWaitSeconds, and this keeps waiting if it gave up.
   const rs = await client.execute(cql);
-  // Both exist at runtime (driver 4.x) but are missing from its typings.
+  // isSchemaInAgreement and checkSchemaAgreement exist at runtime (driver 4.x) but not in its typings.
   if ((rs.info as { isSchemaInAgreement?: boolean }).isSchemaInAgreement) return;
+  await awaitAgreement(client, timeoutMs, cql);
+}
+
+async function awaitAgreement(client: Client, timeoutMs: number, cql: string): Promise<void> {
   const metadata = client.metadata as unknown as { checkSchemaAgreement(): Promise<boolean> };
   const deadline = Date.now() + timeoutMs;
   while (!(await metadata.checkSchemaAgreement())) {

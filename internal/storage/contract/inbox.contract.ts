@@ -82,6 +82,18 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.equal((await inbox.append(u, message())).entry.inboxSeq, 3n);
       });
 
+      it("keeps a change entry (an edit or a delete: targetSeq, no seq) and an edited or deleted copy whole", async () => {
+        const u = uniqueId();
+        const edit = message({ seq: 0n, targetSeq: 41n, text: "new text" });
+        const del = message({ seq: 0n, targetSeq: 42n, text: "", deleted: true });
+        const edited = message({ text: "was edited", editedAtMs: 1_767_225_660_000 });
+        const gone = message({ text: "", deleted: true });
+        for (const m of [edit, del, edited, gone]) await inbox.append(u, m);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [edit, del, edited, gone].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
+        // The newest entry (kept apart on Cassandra) is whole too.
+        assert.deepStrictEqual(await inbox.readAfter(u, 3n, 10), [{ inboxSeq: 4n, message: gone }]);
+      });
+
       it("one message goes into many inboxes, each with its own seq", async () => {
         const [u, v] = [uniqueId(), uniqueId()];
         await fill(u, 2);

@@ -233,6 +233,116 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("changes (amend, get)", () => {
+      const change = (target: StoredMessage, over: Partial<NewMessage> = {}): NewMessage =>
+        msg(target.channelId, { senderUserId: target.senderUserId, text: "edited", sentAtMs: target.sentAtMs + 60_000, targetSeq: target.seq, ...over });
+
+      it("get returns a stored message by seq, and nothing for a missing seq or channel", async () => {
+        const { channelId, stored } = await fill(3);
+        assert.deepStrictEqual(await log.get(channelId, 2n), stored[1]);
+        assert.equal(await log.get(channelId, 4n), undefined);
+        assert.equal(await log.get(uniqueId(), 1n), undefined);
+      });
+
+      it("an edit sets the text and editedAtMs; history, get and latest show it; the seq and the rest stay", async () => {
+        const { channelId, stored } = await fill(3);
+        const edit = change(stored[2]!, { text: "new text 😀" });
+        const edited = { ...stored[2]!, text: "new text 😀", editedAtMs: edit.sentAtMs };
+        assert.deepStrictEqual(await log.amend(edit), edited);
+        assert.deepStrictEqual(await log.get(channelId, 3n), edited);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 }), [stored[0], stored[1], edited]);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), edited);
+        // An edit of an older message leaves the newest alone.
+        const older = change(stored[0]!, { text: "first, edited" });
+        assert.deepStrictEqual(await log.amend(older), { ...stored[0]!, text: "first, edited", editedAtMs: older.sentAtMs });
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), edited);
+      });
+
+      it("a delete empties the text and sets deleted, everywhere the message is read", async () => {
+        const { channelId, stored } = await fill(2);
+        const del = change(stored[1]!, { text: "", deleted: true });
+        const deleted = { ...stored[1]!, text: "", deleted: true };
+        assert.deepStrictEqual(await log.amend(del), deleted);
+        assert.deepStrictEqual(await log.get(channelId, 2n), deleted);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 10 }), [deleted, stored[0]]);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), deleted);
+      });
+
+      it("a deleted message takes no further change: an edit or another delete does not apply", async () => {
+        const { channelId, stored } = await fill(1);
+        const deleted = await log.amend(change(stored[0]!, { text: "", deleted: true }));
+        assert.equal(await log.amend(change(stored[0]!, { text: "back from the dead" })), undefined);
+        assert.equal(await log.amend(change(stored[0]!, { text: "", deleted: true })), undefined);
+        assert.deepStrictEqual(await log.get(channelId, 1n), deleted);
+      });
+
+      it("the same change applied again returns the same result; an older change after a newer one does not apply", async () => {
+        const { channelId, stored } = await fill(1);
+        const first = change(stored[0]!, { text: "one" });
+        const second = change(stored[0]!, { text: "two", sentAtMs: first.sentAtMs + 1_000 });
+        assert.ok(second.messageId > first.messageId);
+        const one = await log.amend(first);
+        assert.deepStrictEqual(await log.amend(first), one);
+        const two = { ...stored[0]!, text: "two", editedAtMs: second.sentAtMs };
+        assert.deepStrictEqual(await log.amend(second), two);
+        assert.equal(await log.amend(first), undefined);
+        assert.deepStrictEqual(await log.amend(second), two);
+        assert.deepStrictEqual(await log.get(channelId, 1n), two);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), two);
+      });
+
+      it("a delete applies after an edit minted later (acked as deleted for everyone, it wins), and ends the message's changes", async () => {
+        const { channelId, stored } = await fill(1);
+        const del = change(stored[0]!, { text: "", deleted: true });
+        const laterEdit = change(stored[0]!, { text: "edited on another server" });
+        assert.ok(laterEdit.messageId > del.messageId);
+        await log.amend(laterEdit);
+        const deleted = { ...stored[0]!, text: "", deleted: true };
+        assert.deepStrictEqual(await log.amend(del), deleted);
+        assert.equal(await log.amend(laterEdit), undefined, "the edit replayed after the delete");
+        assert.deepStrictEqual(await log.amend(del), deleted, "the delete replayed");
+        assert.deepStrictEqual(await log.get(channelId, 1n), deleted);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), deleted);
+      });
+
+      it("changes to a missing seq or channel do not apply", async () => {
+        const { stored } = await fill(1);
+        assert.equal(await log.amend(change({ ...stored[0]!, seq: 2n })), undefined);
+        assert.equal(await log.amend(change({ ...stored[0]!, channelId: uniqueId() })), undefined);
+      });
+
+      it("changes in flight together apply in call order: an edit after a delete is dropped, whatever the timing", async () => {
+        const { channelId, stored } = await fill(2);
+        const results = await Promise.all([
+          log.amend(change(stored[0]!, { text: "edit a" })),
+          log.amend(change(stored[0]!, { text: "", deleted: true })),
+          log.amend(change(stored[0]!, { text: "edit b" })),
+          log.amend(change(stored[1]!, { text: "edit c" })),
+        ]);
+        assert.equal(results[0]?.text, "edit a");
+        assert.equal(results[1]?.deleted, true);
+        assert.equal(results[2], undefined);
+        assert.equal(results[3]?.text, "edit c");
+        assert.deepStrictEqual(await log.get(channelId, 1n), { ...stored[0]!, text: "", deleted: true });
+      });
+
+      it("an edited message keeps a maximum-length text byte-identical", async () => {
+        const { channelId, stored } = await fill(1);
+        const text = longAwkwardText().slice(0, -2);
+        await log.amend(change(stored[0]!, { text }));
+        assert.equal((await log.get(channelId, 1n))?.text, text);
+      });
+
+      it("appends after a change carry no trace of it; the newest is the new message", async () => {
+        const { channelId, stored } = await fill(1);
+        await log.amend(change(stored[0]!, { text: "", deleted: true }));
+        const next = (await log.append(msg(channelId, { text: "after" }))).message;
+        assert.deepStrictEqual(next.deleted, undefined);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), next);
+        assert.deepStrictEqual(await log.get(channelId, 2n), next);
+      });
+    });
+
     describe("latest", () => {
       it("returns the newest message of each channel that has any", async () => {
         const a = await fill(3);

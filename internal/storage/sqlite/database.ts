@@ -274,6 +274,37 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (user_id, channel_id)
   ) WITHOUT ROWID;
   `,
+  // 9: edits and deletes ("delete for everyone"). A change rewrites its target
+  // in place: the log keeps one row per message, so history, latest and dedup
+  // go on reading one row. changed_by is the message id of the last change
+  // applied; snowflakes grow with time, so an edit replayed after a newer
+  // change (smaller id) is refused instead of undoing it. An inbox entry of a
+  // change has seq 0 and its target in target_seq. ADD COLUMN with a constant
+  // default rewrites no row: old rows read the defaults (never edited, not
+  // deleted, not a change). message_changes dedups a change's resend as
+  // messages' unique index does a message's, and finds a target's edits when
+  // it is deleted (their inbox copies are emptied with it); it keeps no text,
+  // so nothing of a deleted message's text survives in it.
+  `
+  ALTER TABLE messages ADD COLUMN edited_at_ms INTEGER;
+  ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE messages ADD COLUMN changed_by INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE inbox ADD COLUMN target_seq INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE inbox ADD COLUMN edited_at_ms INTEGER;
+  ALTER TABLE inbox ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE message_changes (
+    change_id        INTEGER PRIMARY KEY,
+    channel_id       INTEGER NOT NULL,
+    target_seq       INTEGER NOT NULL,
+    sender_user_id   INTEGER NOT NULL,
+    sender_device_id INTEGER NOT NULL,
+    client_msg_id    TEXT NOT NULL,
+    deleted          INTEGER NOT NULL,
+    changed_at_ms    INTEGER NOT NULL,
+    UNIQUE (channel_id, sender_user_id, sender_device_id, client_msg_id)
+  );
+  CREATE INDEX message_changes_by_target ON message_changes (channel_id, target_seq);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

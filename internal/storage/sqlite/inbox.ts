@@ -2,20 +2,35 @@ import type { Inbox } from "../../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
-import { toMessage } from "./message-log.js";
+import { MESSAGE_COLUMNS, toMessage } from "./message-log.js";
 
 type Row = Record<string, unknown>;
 
 const toEntry = (r: Row): InboxEntry => ({ inboxSeq: r.inbox_seq as bigint, message: toMessage(r) });
 
+/** What toEntry reads; see MESSAGE_COLUMNS. */
+const COLUMNS = `inbox_seq, ${MESSAGE_COLUMNS}, nullif(target_seq, 0) AS target_seq`;
+
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
   const s = {
-    byMessageId: p("SELECT * FROM inbox WHERE user_id = ? AND message_id = ?"),
+    byMessageId: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND message_id = ?`),
     insert: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
                                   sender_device_id, client_msg_id, text, sent_at_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    after: p("SELECT * FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?"),
+    // Apart from insert, so that a plain message (nearly every entry) binds no more than it did.
+    insertChanged: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
+                                         sender_device_id, client_msg_id, text, sent_at_ms,
+                                         target_seq, edited_at_ms, deleted)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    // Every copy, members' and former members': a message deleted for everyone keeps no text anywhere.
+    // On inbox_by_message (message_id, user_id).
+    emptyDeleted: p("UPDATE inbox SET text = '', deleted = 1 WHERE message_id = ?"),
+    // A deleted message's edits carried its text too; they stay (devices apply them in order) but empty.
+    // message_changes is SqliteMessageWriter's record of the changes it stored (schema version 9).
+    emptyEditsOf: p(`UPDATE inbox SET text = '' WHERE message_id IN
+                       (SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0)`),
+    after: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?`),
     // The head is the newest row (schema version 3); the next entry takes head + 1.
     head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
     cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
@@ -23,15 +38,23 @@ function build(db: SqliteDatabase) {
     advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
                       ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)`),
   };
+  const insertEntry = (userId: Id, inboxSeq: bigint, m: StoredMessage): void => {
+    if (m.targetSeq || m.deleted || m.editedAtMs !== undefined) {
+      s.insertChanged.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
+        m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0);
+    } else {
+      s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
+        m.clientMsgId, m.text, m.sentAtMs);
+    }
+  };
   const appendTx = db.transaction((userId: Id, m: StoredMessage): { entry: InboxEntry; duplicate: boolean } => {
     const existing = s.byMessageId.get(userId, m.messageId) as Row | undefined;
     if (existing) return { entry: toEntry(existing), duplicate: true };
     const inboxSeq = ((s.head.get(userId) as Row).last_seq as bigint) + 1n;
-    s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
-      m.clientMsgId, m.text, m.sentAtMs);
+    insertEntry(userId, inboxSeq, m);
     return { entry: { inboxSeq, message: { ...m } }, duplicate: false };
   });
-  return { ...s, appendTx };
+  return { ...s, insertEntry, appendTx };
 }
 
 export class SqliteInbox implements Inbox {
@@ -64,6 +87,25 @@ export class SqliteInbox implements Inbox {
     this.s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
       m.clientMsgId, m.text, m.sentAtMs);
     return { inboxSeq, message: m };
+  }
+
+  /** appendNewInTransaction for a change (an edit or a delete), whose extra columns a plain message leaves to their defaults. */
+  appendNewChangeInTransaction(userId: Id, change: StoredMessage): InboxEntry {
+    const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
+    this.s.insertEntry(userId, inboxSeq, change);
+    return { inboxSeq, message: change };
+  }
+
+  /**
+   * Empties every inbox copy of a message deleted for everyone (`messageId`,
+   * seq `seq` in the channel), and the text of the inbox entries of its
+   * edits, known by their rows in message_changes; for a caller inside a
+   * transaction (SqliteMessageWriter). The entries stay: inbox seqs never
+   * move, and a device syncing later applies the edits, then the delete.
+   */
+  emptyDeletedInTransaction(channelId: Id, seq: bigint, messageId: Id): void {
+    this.s.emptyDeleted.run(messageId);
+    this.s.emptyEditsOf.run(channelId, seq);
   }
 
   async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {

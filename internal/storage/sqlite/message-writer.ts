@@ -1,19 +1,27 @@
 import type { MessageWriter, WrittenMessage } from "../../messages/writer.js";
-import type { Id, NewMessage } from "../../model/types.js";
-import { translateError, type SqliteDatabase } from "./database.js";
+import { ChatError } from "../../model/errors.js";
+import { isChange, type Id, type NewMessage, type StoredMessage } from "../../model/types.js";
+import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
 import type { SqliteInbox } from "./inbox.js";
 import type { SqliteMessageLog } from "./message-log.js";
+
+type Row = Record<string, unknown>;
 
 /**
  * The log append and every inbox append of one message in one savepoint of
  * the turn's group commit: all of it is durable, or none of it (a failure
  * rolls back this message alone). Sends of one event-loop turn share the
  * COMMIT, so a busy turn costs one WAL commit however many messages it holds.
+ *
+ * A change (an edit or a delete) goes the same way: applied to its target in
+ * the log, recorded in message_changes (its dedup key, no text) and copied to
+ * every member's inbox, in one savepoint.
  */
 export class SqliteMessageWriter implements MessageWriter {
   private readonly commits: GroupCommit;
   private readonly writeTx: (message: NewMessage, memberIds: readonly Id[]) => WrittenMessage;
+  private readonly changeTx: (change: NewMessage, memberIds: readonly Id[]) => WrittenMessage;
 
   constructor(db: SqliteDatabase, log: SqliteMessageLog, inbox: SqliteInbox) {
     this.commits = groupCommitOf(db);
@@ -25,13 +33,60 @@ export class SqliteMessageWriter implements MessageWriter {
       const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored.message) }));
       return { ...stored, entries };
     });
+
+    const change = {
+      byKey: prepare(db, `SELECT * FROM message_changes
+                          WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
+      insert: prepare(db, `INSERT INTO message_changes (change_id, channel_id, target_seq, sender_user_id,
+                                                        sender_device_id, client_msg_id, deleted, changed_at_ms)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    };
+    this.changeTx = db.transaction((m: NewMessage, memberIds: readonly Id[]): WrittenMessage => {
+      // Before the log is asked: a resend of a delete finds its target deleted, and must still be a duplicate.
+      const seen = change.byKey.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
+      if (seen) return { message: storedChange(seen, m), duplicate: true, entries: [] };
+      const target = log.amendInTransaction(m);
+      if (!target) {
+        throw new ChatError("not_found", `message ${m.targetSeq} is not in this channel, is deleted, or was changed later`);
+      }
+      change.insert.run(m.messageId, m.channelId, m.targetSeq, m.senderUserId, m.senderDeviceId, m.clientMsgId,
+        m.deleted ? 1 : 0, m.sentAtMs);
+      if (m.deleted) inbox.emptyDeletedInTransaction(m.channelId, target.seq, target.messageId);
+      const stored: StoredMessage = { ...m, seq: 0n };
+      // A change has its own message id, so it is in no inbox yet (the dedup key caught a resend above).
+      const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewChangeInTransaction(userId, stored) }));
+      return { message: stored, duplicate: false, entries };
+    });
   }
 
   async write(message: NewMessage, memberIds: readonly Id[]): Promise<WrittenMessage> {
+    const tx = isChange(message) ? this.changeTx : this.writeTx;
     try {
-      return await this.commits.run(() => this.writeTx(message, memberIds));
+      return await this.commits.run(() => tx(message, memberIds));
     } catch (e) {
       translateError(e, `message ${message.messageId}`);
     }
   }
+}
+
+/**
+ * A stored change as the answer to its resend. message_changes keeps no text
+ * (an edit's text is the message's text, and a deleted message's text must
+ * survive nowhere), so an edit answers with the resend's own text: the text
+ * stored, unless the device reused the client_msg_id for another text.
+ */
+function storedChange(r: Row, resend: NewMessage): StoredMessage {
+  const deleted = Boolean(r.deleted);
+  return {
+    messageId: r.change_id as bigint,
+    channelId: r.channel_id as bigint,
+    senderUserId: r.sender_user_id as bigint,
+    senderDeviceId: r.sender_device_id as bigint,
+    clientMsgId: r.client_msg_id as string,
+    text: deleted ? "" : resend.text,
+    sentAtMs: Number(r.changed_at_ms),
+    targetSeq: r.target_seq as bigint,
+    ...(deleted ? { deleted: true } : {}),
+    seq: 0n,
+  };
 }

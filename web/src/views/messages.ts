@@ -17,9 +17,17 @@ export interface MessageListInput {
   group: boolean;
   /** The highest seq another member is known to have read (live receipts). */
   readByOthers: bigint;
+  /** The user may delete other members' messages too (a group's admin or owner). */
+  moderator: boolean;
+  /** The seq of the message being edited in the composer, 0n when none. */
+  editing: bigint;
+  /** Edits and deletes of these messages (by seq) are not confirmed yet. */
+  saving: Map<string, "queued" | "sending">;
   name(userId: bigint): string;
   retry(clientMsgId: string): void;
   discard(clientMsgId: string): void;
+  edit(m: Message): void;
+  remove(m: Message): void;
 }
 
 /** Consecutive messages of one sender within this window share one header. */
@@ -38,23 +46,37 @@ export function messageList(input: MessageListInput): Node[] {
     const continued = !!prev && prev.sender === m.senderUserId && at - prev.at < GROUP_WINDOW_MS;
     const showSender = input.group && !mine && !continued;
     const ticks = mine ? (m.seq <= input.readByOthers ? "✓✓" : "✓") : "";
+    const saving = input.saving.get(m.seq.toString());
+    const editedMs = m.deleted ? undefined : tsMs(m.editedAt);
     out.push(
       h(
         "div",
         {
-          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""}`,
+          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""} ${m.deleted ? "deleted" : ""} ${m.seq === input.editing ? "editing" : ""}`,
           "data-testid": "message",
           "data-seq": m.seq.toString(),
           "data-sender": m.senderUserId.toString(),
+          "data-edited": editedMs !== undefined ? "true" : null,
+          "data-deleted": m.deleted ? "true" : null,
         },
         input.group && !mine ? (showSender ? avatar(input.name(m.senderUserId), m.senderUserId.toString(), "small") : h("span", { class: "avatar-gap" })) : null,
         h(
           "div",
           { class: "bubble" },
           showSender ? h("div", { class: "sender" }, input.name(m.senderUserId)) : null,
-          h("div", { class: "text", "data-testid": "message-text" }, ...linkify(m.text)),
-          h("div", { class: "meta" }, h("time", { datetime: new Date(at).toISOString(), title: new Date(at).toLocaleString() }, clock(at)), ticks ? h("span", { class: `ticks ${ticks.length > 1 ? "read" : ""}` }, ticks) : null),
+          m.deleted
+            ? h("div", { class: "text deleted-note", "data-testid": "message-text" }, "This message was deleted")
+            : h("div", { class: "text", "data-testid": "message-text" }, ...linkify(m.text)),
+          h(
+            "div",
+            { class: "meta" },
+            saving ? h("span", { "data-testid": "message-saving" }, saving === "queued" ? "waiting for connection…" : "saving…") : null,
+            editedMs !== undefined ? h("span", { class: "edited", "data-testid": "message-edited", title: `Edited ${new Date(editedMs).toLocaleString()}` }, "edited") : null,
+            h("time", { datetime: new Date(at).toISOString(), title: new Date(at).toLocaleString() }, clock(at)),
+            ticks ? h("span", { class: `ticks ${ticks.length > 1 ? "read" : ""}` }, ticks) : null,
+          ),
         ),
+        messageActions(m, mine, input),
       ),
     );
     prev = { sender: m.senderUserId, at };
@@ -80,6 +102,22 @@ export function messageList(input: MessageListInput): Node[] {
     );
   }
   return out;
+}
+
+/** Edit (own messages) and Delete (own, or anyone's for a moderator); shown on hover or keyboard focus. */
+function messageActions(m: Message, mine: boolean, input: MessageListInput): HTMLElement | null {
+  if (m.deleted) return null;
+  const canEdit = mine;
+  const canDelete = mine || input.moderator;
+  if (!canEdit && !canDelete) return null;
+  return h(
+    "div",
+    { class: "msg-actions" },
+    canEdit ? h("button", { type: "button", class: "ghost small", "data-testid": "edit-message", title: "Edit this message", onclick: () => input.edit(m) }, "Edit") : null,
+    canDelete
+      ? h("button", { type: "button", class: "ghost small danger-text", "data-testid": "delete-message", title: "Delete this message for everyone", onclick: () => input.remove(m) }, "Delete")
+      : null,
+  );
 }
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;

@@ -29,6 +29,10 @@ export interface Shell {
   older: HTMLElement;
   messages: HTMLElement;
   typing: HTMLElement;
+  /** Shown above the composer while it holds an edit of an earlier message. */
+  editBar: HTMLElement;
+  editPreview: HTMLElement;
+  editCancel: HTMLButtonElement;
   composer: HTMLFormElement;
   input: HTMLTextAreaElement;
   counter: HTMLElement;
@@ -74,6 +78,8 @@ export function renderShell(root: HTMLElement): Shell {
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
     typing: h("div", { class: "typing", "data-testid": "typing" }),
+    editPreview: h("span", { class: "edit-preview" }),
+    editCancel: h("button", { type: "button", class: "ghost small", "data-testid": "edit-cancel", title: "Stop editing (Esc)" }, "Cancel"),
     input: h("textarea", { rows: 1, placeholder: "Write a message…", "aria-label": "Message", "data-testid": "composer", maxlength: 100_000 }),
     counter: h("span", { class: "counter" }),
     send: h("button", { type: "submit", class: "primary send", "data-testid": "send", "aria-label": "Send" }, "Send"),
@@ -81,6 +87,7 @@ export function renderShell(root: HTMLElement): Shell {
   };
   const scroller = h("div", { class: "scroller" }, s.older, s.messages);
   const composer = h("form", { class: "composer" }, s.input, s.counter, s.send);
+  const editBar = h("div", { class: "edit-bar", "data-testid": "edit-bar", hidden: true }, h("span", { class: "edit-label" }, "Editing"), s.editPreview, s.editCancel);
   const chat = h(
     "div",
     { class: "chat", hidden: true },
@@ -88,6 +95,7 @@ export function renderShell(root: HTMLElement): Shell {
     s.findHits,
     scroller,
     s.typing,
+    editBar,
     composer,
   );
   const empty = h(
@@ -121,5 +129,5 @@ export function renderShell(root: HTMLElement): Shell {
     s.toast,
   );
   replaceChildren(root, layout);
-  return { ...s, layout, conversation, empty, chat, scroller, composer };
+  return { ...s, layout, conversation, empty, chat, scroller, editBar, composer };
 }

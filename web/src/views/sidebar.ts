@@ -23,7 +23,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   if (c.kind === ChannelKind.DIRECT) pic.append(h("span", { class: `dot ${online ? "on" : ""}`, "data-testid": "channel-presence", "data-presence": online ? "online" : "offline" }));
   let text: string;
   if (row.typing) text = "typing…";
-  else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${preview(last.text)}`;
+  else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${last.deleted ? "This message was deleted" : preview(last.text)}`;
   else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
   const unread = Number(c.unreadCount);
   return h(
@@ -48,7 +48,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
         h(
           "span",
           { class: "channel-bottom" },
-          h("span", { class: `channel-last ${row.typing ? "is-typing" : ""}`, "data-testid": "channel-last" }, text),
+          h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : ""}`, "data-testid": "channel-last" }, text),
           row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
           unread > 0 ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
         ),

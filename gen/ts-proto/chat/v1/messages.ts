@@ -84,7 +84,15 @@ export interface SendMessageRequest {
   /** Idempotency key chosen by the client, 1 to 64 characters. */
   clientMsgId: string;
   channelId: bigint;
+  /** The text; for an edit, the new text; empty for a delete. */
   text: string;
+  /** As chat.v1.SendMessage.edit_seq: edit the caller's message with this seq. */
+  editSeq: bigint;
+  /**
+   * As chat.v1.SendMessage.delete_seq: delete the message with this seq for
+   * everyone.
+   */
+  deleteSeq: bigint;
 }
 
 export interface SendMessageResponse {
@@ -363,7 +371,7 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
 };
 
 function createBaseSendMessageRequest(): SendMessageRequest {
-  return { clientMsgId: "", channelId: 0n, text: "" };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n };
 }
 
 export const SendMessageRequest: MessageFns<SendMessageRequest> = {
@@ -379,6 +387,18 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     }
     if (message.text !== "") {
       writer.uint32(26).string(message.text);
+    }
+    if (message.editSeq !== 0n) {
+      if (BigInt.asUintN(64, message.editSeq) !== message.editSeq) {
+        throw new globalThis.Error("value provided for field message.editSeq of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.editSeq);
+    }
+    if (message.deleteSeq !== 0n) {
+      if (BigInt.asUintN(64, message.deleteSeq) !== message.deleteSeq) {
+        throw new globalThis.Error("value provided for field message.deleteSeq of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.deleteSeq);
     }
     return writer;
   },
@@ -420,6 +440,22 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
             message.text = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.editSeq = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deleteSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -445,6 +481,12 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
         ? BigInt(object.channel_id)
         : 0n,
       text: isSet(object.text) ? globalThis.String(object.text) : "",
+      editSeq: isSet(object.editSeq) ? BigInt(object.editSeq) : isSet(object.edit_seq) ? BigInt(object.edit_seq) : 0n,
+      deleteSeq: isSet(object.deleteSeq)
+        ? BigInt(object.deleteSeq)
+        : isSet(object.delete_seq)
+        ? BigInt(object.delete_seq)
+        : 0n,
     };
   },
 
@@ -459,6 +501,12 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     if (message.text !== "") {
       obj.text = message.text;
     }
+    if (message.editSeq !== 0n) {
+      obj.editSeq = message.editSeq.toString();
+    }
+    if (message.deleteSeq !== 0n) {
+      obj.deleteSeq = message.deleteSeq.toString();
+    }
     return obj;
   },
 
@@ -470,6 +518,8 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     message.clientMsgId = object.clientMsgId ?? "";
     message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
     message.text = object.text ?? "";
+    message.editSeq = (object.editSeq !== undefined && object.editSeq !== null) ? BigInt(object.editSeq) : 0n;
+    message.deleteSeq = (object.deleteSeq !== undefined && object.deleteSeq !== null) ? BigInt(object.deleteSeq) : 0n;
     return message;
   },
 };

@@ -95,7 +95,20 @@ export interface SendMessage {
   /** Idempotency key, 1 to 64 characters, unique per sending device. */
   clientMsgId: string;
   channelId: bigint;
+  /** The text; for an edit, the new text; empty for a delete. */
   text: string;
+  /**
+   * Non-zero to edit the sender's own message with this seq in the channel
+   * instead of sending one: its text becomes `text`. Every member's devices
+   * get the change as an entry with target_seq set (chat.v1.Message).
+   */
+  editSeq: bigint;
+  /**
+   * Non-zero to delete the message with this seq for everyone: the
+   * sender's own, or any message of a group the sender administers. `text`
+   * must be empty. At most one of edit_seq and delete_seq is set.
+   */
+  deleteSeq: bigint;
 }
 
 /**
@@ -585,7 +598,7 @@ export const ClientFrame: MessageFns<ClientFrame> = {
 };
 
 function createBaseSendMessage(): SendMessage {
-  return { clientMsgId: "", channelId: 0n, text: "" };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n };
 }
 
 export const SendMessage: MessageFns<SendMessage> = {
@@ -601,6 +614,18 @@ export const SendMessage: MessageFns<SendMessage> = {
     }
     if (message.text !== "") {
       writer.uint32(26).string(message.text);
+    }
+    if (message.editSeq !== 0n) {
+      if (BigInt.asUintN(64, message.editSeq) !== message.editSeq) {
+        throw new globalThis.Error("value provided for field message.editSeq of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.editSeq);
+    }
+    if (message.deleteSeq !== 0n) {
+      if (BigInt.asUintN(64, message.deleteSeq) !== message.deleteSeq) {
+        throw new globalThis.Error("value provided for field message.deleteSeq of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.deleteSeq);
     }
     return writer;
   },
@@ -642,6 +667,22 @@ export const SendMessage: MessageFns<SendMessage> = {
             message.text = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.editSeq = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deleteSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -667,6 +708,12 @@ export const SendMessage: MessageFns<SendMessage> = {
         ? BigInt(object.channel_id)
         : 0n,
       text: isSet(object.text) ? globalThis.String(object.text) : "",
+      editSeq: isSet(object.editSeq) ? BigInt(object.editSeq) : isSet(object.edit_seq) ? BigInt(object.edit_seq) : 0n,
+      deleteSeq: isSet(object.deleteSeq)
+        ? BigInt(object.deleteSeq)
+        : isSet(object.delete_seq)
+        ? BigInt(object.delete_seq)
+        : 0n,
     };
   },
 
@@ -681,6 +728,12 @@ export const SendMessage: MessageFns<SendMessage> = {
     if (message.text !== "") {
       obj.text = message.text;
     }
+    if (message.editSeq !== 0n) {
+      obj.editSeq = message.editSeq.toString();
+    }
+    if (message.deleteSeq !== 0n) {
+      obj.deleteSeq = message.deleteSeq.toString();
+    }
     return obj;
   },
 
@@ -692,6 +745,8 @@ export const SendMessage: MessageFns<SendMessage> = {
     message.clientMsgId = object.clientMsgId ?? "";
     message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
     message.text = object.text ?? "";
+    message.editSeq = (object.editSeq !== undefined && object.editSeq !== null) ? BigInt(object.editSeq) : 0n;
+    message.deleteSeq = (object.deleteSeq !== undefined && object.deleteSeq !== null) ? BigInt(object.deleteSeq) : 0n;
     return message;
   },
 };

@@ -425,7 +425,29 @@ export interface Message {
   clientMsgId: string;
   /** At most 99,999 Unicode code points. */
   text: string;
-  sentAt?: Date | undefined;
+  sentAt?:
+    | Date
+    | undefined;
+  /** When the text was last edited by its sender; unset if never. */
+  editedAt?:
+    | Date
+    | undefined;
+  /**
+   * Deleted for everyone (by its sender, or by a group's admin or owner):
+   * text is empty and the message cannot be changed again.
+   */
+  deleted: boolean;
+  /**
+   * Zero on a message. Non-zero on a change to an earlier message, which
+   * reaches devices as an inbox entry of its own, in order with the
+   * channel's messages: the seq of the message it changes. A change takes
+   * no seq of its own (seq is 0), never shows in history (which shows the
+   * message as changed, with edited_at or deleted) and does not count as
+   * unread. Its text is the new text and sent_at the time of the edit, or,
+   * with deleted set, it deletes the message; message_id, client_msg_id and
+   * the sender are the change's own.
+   */
+  targetSeq: bigint;
 }
 
 /**
@@ -520,6 +542,9 @@ function createBaseMessage(): Message {
     clientMsgId: "",
     text: "",
     sentAt: undefined,
+    editedAt: undefined,
+    deleted: false,
+    targetSeq: 0n,
   };
 }
 
@@ -563,6 +588,18 @@ export const Message: MessageFns<Message> = {
     }
     if (message.sentAt !== undefined) {
       Timestamp.encode(toTimestamp(message.sentAt), writer.uint32(66).fork()).join();
+    }
+    if (message.editedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.editedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.deleted !== false) {
+      writer.uint32(80).bool(message.deleted);
+    }
+    if (message.targetSeq !== 0n) {
+      if (BigInt.asUintN(64, message.targetSeq) !== message.targetSeq) {
+        throw new globalThis.Error("value provided for field message.targetSeq of type uint64 too large");
+      }
+      writer.uint32(88).uint64(message.targetSeq);
     }
     return writer;
   },
@@ -644,6 +681,30 @@ export const Message: MessageFns<Message> = {
             message.sentAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.editedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.targetSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -690,6 +751,17 @@ export const Message: MessageFns<Message> = {
         : isSet(object.sent_at)
         ? fromJsonTimestamp(object.sent_at)
         : undefined,
+      editedAt: isSet(object.editedAt)
+        ? fromJsonTimestamp(object.editedAt)
+        : isSet(object.edited_at)
+        ? fromJsonTimestamp(object.edited_at)
+        : undefined,
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      targetSeq: isSet(object.targetSeq)
+        ? BigInt(object.targetSeq)
+        : isSet(object.target_seq)
+        ? BigInt(object.target_seq)
+        : 0n,
     };
   },
 
@@ -719,6 +791,15 @@ export const Message: MessageFns<Message> = {
     if (message.sentAt !== undefined) {
       obj.sentAt = message.sentAt.toISOString();
     }
+    if (message.editedAt !== undefined) {
+      obj.editedAt = message.editedAt.toISOString();
+    }
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    if (message.targetSeq !== 0n) {
+      obj.targetSeq = message.targetSeq.toString();
+    }
     return obj;
   },
 
@@ -739,6 +820,9 @@ export const Message: MessageFns<Message> = {
     message.clientMsgId = object.clientMsgId ?? "";
     message.text = object.text ?? "";
     message.sentAt = object.sentAt ?? undefined;
+    message.editedAt = object.editedAt ?? undefined;
+    message.deleted = object.deleted ?? false;
+    message.targetSeq = (object.targetSeq !== undefined && object.targetSeq !== null) ? BigInt(object.targetSeq) : 0n;
     return message;
   },
 };

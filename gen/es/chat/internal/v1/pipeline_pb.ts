@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIsMBChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkEKC0luYm94QXBwZW5kEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZSJ3ChVOb3RpZmljYXRpb25SZXF1ZXN0ZWQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhMKC3NlbmRlcl9uYW1lGAMgASgJEhUKDWNoYW5uZWxfdGl0bGUYBCABKAkiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIugBChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCCJBCgtJbmJveEFwcGVuZBIPCgd1c2VyX2lkGAEgASgEEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UidwoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -58,6 +58,19 @@ export type MessageSubmitted = Message<"chat.internal.v1.MessageSubmitted"> & {
    * @generated from field: google.protobuf.Timestamp submitted_at = 7;
    */
   submittedAt?: Timestamp | undefined;
+
+  /**
+   * Non-zero for a change to the message with this seq (chat.v1.Message
+   * target_seq): an edit, or with deleted a delete.
+   *
+   * @generated from field: uint64 target_seq = 8;
+   */
+  targetSeq: bigint;
+
+  /**
+   * @generated from field: bool deleted = 9;
+   */
+  deleted: boolean;
 };
 
 /**

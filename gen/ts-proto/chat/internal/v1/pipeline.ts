@@ -25,7 +25,15 @@ export interface MessageSubmitted {
   senderUserId: bigint;
   senderDeviceId: bigint;
   text: string;
-  submittedAt?: Date | undefined;
+  submittedAt?:
+    | Date
+    | undefined;
+  /**
+   * Non-zero for a change to the message with this seq (chat.v1.Message
+   * target_seq): an edit, or with deleted a delete.
+   */
+  targetSeq: bigint;
+  deleted: boolean;
 }
 
 /**
@@ -62,6 +70,8 @@ function createBaseMessageSubmitted(): MessageSubmitted {
     senderDeviceId: 0n,
     text: "",
     submittedAt: undefined,
+    targetSeq: 0n,
+    deleted: false,
   };
 }
 
@@ -99,6 +109,15 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     }
     if (message.submittedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.submittedAt), writer.uint32(58).fork()).join();
+    }
+    if (message.targetSeq !== 0n) {
+      if (BigInt.asUintN(64, message.targetSeq) !== message.targetSeq) {
+        throw new globalThis.Error("value provided for field message.targetSeq of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.targetSeq);
+    }
+    if (message.deleted !== false) {
+      writer.uint32(72).bool(message.deleted);
     }
     return writer;
   },
@@ -172,6 +191,22 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
             message.submittedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.targetSeq = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -217,6 +252,12 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
         : isSet(object.submitted_at)
         ? fromJsonTimestamp(object.submitted_at)
         : undefined,
+      targetSeq: isSet(object.targetSeq)
+        ? BigInt(object.targetSeq)
+        : isSet(object.target_seq)
+        ? BigInt(object.target_seq)
+        : 0n,
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
     };
   },
 
@@ -243,6 +284,12 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     if (message.submittedAt !== undefined) {
       obj.submittedAt = message.submittedAt.toISOString();
     }
+    if (message.targetSeq !== 0n) {
+      obj.targetSeq = message.targetSeq.toString();
+    }
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
     return obj;
   },
 
@@ -262,6 +309,8 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
       : 0n;
     message.text = object.text ?? "";
     message.submittedAt = object.submittedAt ?? undefined;
+    message.targetSeq = (object.targetSeq !== undefined && object.targetSeq !== null) ? BigInt(object.targetSeq) : 0n;
+    message.deleted = object.deleted ?? false;
     return message;
   },
 };
