@@ -21,6 +21,7 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
     getCursor: async () => cursor,
     advanceCursor: async () => {},
     dropCursor: async () => {},
+    emptyTexts: async () => {},
   };
 }
 
@@ -90,6 +91,7 @@ function controlledInbox(count: number, text = "hi") {
   };
   const inbox: Inbox = {
     append: () => Promise.reject(new Error("not in this test")),
+    emptyTexts: async () => {},
     readAfter: async (_u: Id, after: bigint, limit: number) => {
       await state.gate;
       const out: InboxEntry[] = [];

@@ -29,6 +29,14 @@ export interface Inbox {
    * above afterSeq.
    */
   readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]>;
+  /**
+   * Empties the text of the user's entries of these messages (a message
+   * deleted for everyone and its edits), where the inbox still keeps them;
+   * ids it does not hold are skipped. Idempotent. The entries keep their
+   * seqs and every other field: a device syncing past them still gets them
+   * in order, and the delete after them.
+   */
+  emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void>;
   /** The highest inbox seq, 0n when empty. */
   head(userId: Id): Promise<bigint>;
   /** The device's cursor, 0n when never set. */

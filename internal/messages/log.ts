@@ -45,6 +45,12 @@ export interface MessageLog {
    * Permissions are the caller's: this only orders changes.
    */
   amend(change: NewMessage): Promise<StoredMessage | undefined>;
+  /**
+   * The ids of the edits applied to the message with that seq, oldest first
+   * (a delete is not among them): what a delete must empty besides the
+   * message's own copies.
+   */
+  editsOf(channelId: Id, seq: bigint): Promise<Id[]>;
   /** The message with that seq as it now is (edited or deleted), if stored. */
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined>;
   /** The stored message of that append key, if any. */

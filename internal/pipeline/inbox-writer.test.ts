@@ -49,6 +49,9 @@ function flakyInbox(failFor: Id): Inbox {
     },
     async advanceCursor() {},
     async dropCursor() {},
+    async emptyTexts(userId, ids) {
+      for (const e of entries.get(userId) ?? []) if (ids.includes(e.message.messageId)) e.message = { ...e.message, text: "" };
+    },
   };
 }
 
@@ -79,6 +82,36 @@ describe("InboxWriter", () => {
       await until(() => online.every((u) => pushed.includes(u)) && notified.includes(3n), "every member's entry", 5_000);
       assert.deepEqual([...new Set(pushed)].sort(), [1n, 2n, 4n]);
       assert.deepEqual([...new Set(notified)], [3n]);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("empties the copies a delete names before its devices hear of the delete", async () => {
+    const inbox = flakyInbox(0n);
+    const textWhenPushed: string[] = [];
+    const sessions: SessionDirectory = {
+      async pushToUsers(userIds, frame) {
+        const m = frame.kind.case === "message" ? frame.kind.value.entry?.message : undefined;
+        if (m?.deleted) textWhenPushed.push((await inbox.readAfter(userIds[0]!, 0n, 10))[0]!.message.text);
+      },
+      async closeDevice() {},
+      onlineUsers: async (userIds) => new Set(userIds),
+    };
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const writer = new InboxWriter({ queue, inbox, sessions });
+    try {
+      await writer.start();
+      const del: StoredMessage = { ...message, messageId: 901n, seq: 0n, targetSeq: 1n, deleted: true, text: "" };
+      await queue.publish(Topics.inbox, [
+        { key: "1", value: encodeInboxAppends([1n], message)[0]! },
+        { key: "1", value: encodeInboxAppends([1n], del, [message.messageId, 12345n])[0]! },
+      ]);
+      await until(() => textWhenPushed.length > 0, "the delete pushed", 5_000);
+      assert.deepEqual(textWhenPushed, [""]);
+      assert.deepEqual((await inbox.readAfter(1n, 0n, 10)).map((e) => [e.message.messageId, e.message.text]), [[900n, ""], [901n, ""]]);
     } finally {
       await writer.stop();
       await queue.close();

@@ -50,6 +50,10 @@ export class InboxWriter {
     // repeat costs nothing there; a repeated push notification after a redelivery
     // beats none, and the notifier collapses a user's per channel.
     const entries: { userId: Id; entry: InboxEntry }[] = results.map(({ entry }, i) => ({ userId: appends[i]!.userId, entry }));
+    // A delete's copies are emptied once the delete is in the inbox, and
+    // before its devices hear of it: by then the text is gone from the sync
+    // queue too. Done again with a retried batch; emptying is idempotent.
+    await Promise.all(appends.map((a) => (a.emptyMessageIds ? this.deps.inbox.emptyTexts(a.userId, a.emptyMessageIds) : undefined)));
     this.deps.metrics?.inboxAppends.inc(results.filter((r) => !r.duplicate).length);
     await deliverLive(this.deps, entries);
   }

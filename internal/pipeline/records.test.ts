@@ -23,5 +23,10 @@ describe("pipeline records", () => {
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppend(5n, stored)), { userId: 5n, message: stored });
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppends([5n], stored)[0]!), { userId: 5n, message: stored });
     }
+    // A delete's entry names the copies to empty, written as toBinary packs them.
+    const ids = [1n, 300n, 2n ** 64n - 1n];
+    const withEmpties = encodeInboxAppends([5n, 6n], { ...del, seq: 0n }, ids);
+    assert.deepEqual(withEmpties[1], encodeInboxAppend(6n, { ...del, seq: 0n }, ids));
+    assert.deepStrictEqual(decodeInboxAppend(withEmpties[0]!), { userId: 5n, message: { ...del, seq: 0n }, emptyMessageIds: ids });
   });
 });

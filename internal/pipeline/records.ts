@@ -39,8 +39,8 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
   };
 }
 
-export function encodeInboxAppend(userId: Id, m: StoredMessage): Uint8Array {
-  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m) }));
+export function encodeInboxAppend(userId: Id, m: StoredMessage, emptyMessageIds: readonly Id[] = []): Uint8Array {
+  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m), emptyMessageIds: [...emptyMessageIds] }));
 }
 
 /**
@@ -50,17 +50,33 @@ export function encodeInboxAppend(userId: Id, m: StoredMessage): Uint8Array {
  * A group message has up to 100 members; encoding the message 100 times was
  * a visible share of the fan-out's CPU in the benchmark's profile.
  */
-export function encodeInboxAppends(userIds: readonly Id[], m: StoredMessage): Uint8Array[] {
+export function encodeInboxAppends(userIds: readonly Id[], m: StoredMessage, emptyMessageIds: readonly Id[] = []): Uint8Array[] {
   const message = encodeMessage(messageToProto(m));
   return userIds.map((userId) => {
     const w = new BinaryWriter();
     if (userId !== 0n) w.tag(1, WireType.Varint).uint64(userId);
-    return w.tag(2, WireType.LengthDelimited).bytes(message).finish();
+    w.tag(2, WireType.LengthDelimited).bytes(message);
+    if (emptyMessageIds.length > 0) {
+      // Packed, as proto3 writes a repeated scalar.
+      w.tag(3, WireType.LengthDelimited).fork();
+      for (const id of emptyMessageIds) w.uint64(id);
+      w.join();
+    }
+    return w.finish();
   });
 }
 
-export function decodeInboxAppend(bytes: Uint8Array): { userId: Id; message: StoredMessage } {
+export interface DecodedInboxAppend {
+  userId: Id;
+  message: StoredMessage;
+  /** Present on a delete's entry: the messages whose copies in this inbox lose their text. */
+  emptyMessageIds?: Id[];
+}
+
+export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
   const r = fromBinary(InboxAppendSchema, bytes);
   if (!r.message) throw new Error("InboxAppend without a message");
-  return { userId: r.userId, message: messageFromProto(r.message) };
+  const out: DecodedInboxAppend = { userId: r.userId, message: messageFromProto(r.message) };
+  if (r.emptyMessageIds.length > 0) out.emptyMessageIds = r.emptyMessageIds;
+  return out;
 }

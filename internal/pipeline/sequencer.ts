@@ -75,11 +75,18 @@ export class Sequencer {
    * or changed later) goes nowhere; the log says so by returning nothing.
    */
   private async amend(change: NewMessage): Promise<OutgoingRecord[]> {
-    const target = await this.deps.log.amend(change);
+    const { log } = this.deps;
+    const target = await log.amend(change);
     if (!target) return [];
     this.deps.metrics?.sequenced.inc();
-    const memberIds = await this.members.memberIds(change.channelId);
-    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n });
+    // A delete also takes the text out of the inbox copies of the message and
+    // of its edits: the inbox writers empty them as they append the delete.
+    const [memberIds, edits] = await Promise.all([
+      this.members.memberIds(change.channelId),
+      change.deleted ? log.editsOf(change.channelId, target.seq) : [],
+    ]);
+    const empties = change.deleted ? [target.messageId, ...edits] : [];
+    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties);
     return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
   }
 }

@@ -138,7 +138,7 @@ export class TestDevice {
       }
       const target = out.get(m.targetSeq);
       if (!target) continue;
-      if (m.deleted) Object.assign(target, { text: "", deleted: true });
+      if (m.deleted) Object.assign(target, { text: "", deleted: true, edited: false });
       else Object.assign(target, { text: m.text, edited: true });
     }
     return [...out.values()];

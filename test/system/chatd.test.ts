@@ -225,6 +225,9 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.equal(listed.unreadCount, 4n, "four messages, the changes not counted");
     const found = await carol.api.messages.searchMessages({ channelId: group, query: "second" });
     assert.equal(found.messages.length, 0, "a deleted text is not found");
+    const synced = await carol.api.messages.syncInbox({ afterInboxSeq: 0n, limit: 100 });
+    assert.deepEqual(synced.entries.map((e) => e.message!.text), ["first", "", "third", "first, better", "", "marker"],
+      "the sync queue keeps every entry, but not the deleted text");
 
     // The device that was away gets the changes in order from its cursor.
     const late = await device(chatd.wsUrl, offline.token);

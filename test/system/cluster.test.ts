@@ -135,6 +135,9 @@ describe("distributed mode on the real engines (separate processes)", function (
     for (let n = 1; n <= 3; n++) await sendReliably(w, group, `m${n}`, `ed-${run}-${n}`);
     // A device learns a message's seq from its delivery (the ack comes once Kafka holds it, before the Sequencer).
     await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).length >= 3, "the 3 messages")));
+    // m2 is edited before it is deleted: the delete must take that text out of the inboxes too.
+    assert.equal((await w.edit(group, 2n, "m2, edited", `ed-${run}-e2`)).kind.case, "sendAck");
+    await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).length >= 4, "the edit of m2")));
     // Sent back to back: the Sequencer gets them in one batch or a few, and must keep their order.
     const replies = await Promise.all([
       w.edit(group, 1n, "m1, edited", `ed-${run}-e1`),
@@ -162,6 +165,13 @@ describe("distributed mode on the real engines (separate processes)", function (
     ]);
     const listed = (await users[2]!.api.channels.listChannels({})).channels.find((c) => c.channelId === group)!;
     assert.deepEqual([listed.lastMessage?.text, listed.unreadCount], ["m3, edited", 3n], "the preview follows the edit; changes are not unread");
+    // The sync queue keeps the entries, in order, but not the deleted text.
+    for (const u of users) {
+      const synced = await u.api.messages.syncInbox({ afterInboxSeq: 0n, limit: 100 });
+      const texts = synced.entries.map((e) => e.message!.text);
+      assert.ok(texts.length >= 7, `${u.username}: every entry is still there`);
+      assert.ok(!texts.some((t) => t.startsWith("m2")), `${u.username}: the deleted text is gone from the inbox (${texts.join(" | ")})`);
+    }
   });
 
   it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {

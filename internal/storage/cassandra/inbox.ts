@@ -68,6 +68,9 @@ export class CassandraInbox implements Inbox {
       cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
       dropCursor: `DELETE FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
+      // A tombstone, not '': a live cell without the row's TTL would outlive
+      // the rest of the row and leave a husk of an entry behind.
+      emptyText: `DELETE text FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", BASE, CHANGE_COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
@@ -80,6 +83,17 @@ export class CassandraInbox implements Inbox {
 
   append(userId: Id, message: StoredMessage): Promise<{ entry: InboxEntry; duplicate: boolean }> {
     return this.appender.append(userId, message);
+  }
+
+  async emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void> {
+    await Promise.all(
+      messageIds.map(async (id) => {
+        const d = await this.db.one(this.q.dedup, [userId, id]);
+        if (!d) return; // never in this inbox, or expired with its entry
+        const seq = big(d.get("inbox_seq"));
+        await this.db.write(this.q.emptyText, [userId, bucketOf(seq, this.bucketSize), seq]);
+      }),
+    );
   }
 
   async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {

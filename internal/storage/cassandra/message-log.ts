@@ -107,6 +107,8 @@ export class CassandraMessageLog implements MessageLog {
       changeRow: `UPDATE ${t("messages")} USING TIMESTAMP ? SET change = ? WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       clearRowText: `UPDATE ${t("messages")} USING TIMESTAMP ? SET text = null WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       changeHead: `UPDATE ${t("channel_newest")} USING TIMESTAMP ? SET change = ?, text = null WHERE channel_id = ?`,
+      putEdit: `INSERT INTO ${t("message_edits")} (channel_id, seq, change_id) VALUES (?, ?, ?)`,
+      edits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ?`,
       range: `SELECT seq, ${COLS}, change FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
@@ -143,6 +145,10 @@ export class CassandraMessageLog implements MessageLog {
     };
     run.then(forget, forget);
     return run;
+  }
+
+  async editsOf(channelId: Id, seq: bigint): Promise<Id[]> {
+    return (await this.db.rows(this.q.edits, [channelId, seq])).map((r) => big(r.get("change_id")));
   }
 
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
@@ -236,7 +242,11 @@ export class CassandraMessageLog implements MessageLog {
       // This change again (a retried record). The head's copy is written
       // again (same cell, same timestamp) in case the first try stopped
       // between the row and the head.
-      if (newest) await this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]);
+      // So is its record among the message's edits, for the same reason.
+      await Promise.all([
+        newest ? this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]) : undefined,
+        change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
+      ]);
       return applyChange(message, current);
     }
     // A delete wins over any edit, even one minted after it: it was acked as
@@ -255,6 +265,7 @@ export class CassandraMessageLog implements MessageLog {
         : this.db.batch([setRow, { query: this.q.clearRowText, params: [target.textTs, channelId, bucket, seq] }], { logged: false }),
       // A head that moved on since has a higher timestamp: this loses to it.
       newest ? this.db.write(this.q.changeHead, [seq, cell, channelId]) : undefined,
+      change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
     ]);
     return applyChange(message, next);
   }

@@ -120,6 +120,10 @@ const TABLES: Record<string, string> = {
   // a day after an upgrade (DEVICE_DEDUP_SINCE), never written.
   message_dedup: `(channel_id bigint, sender_user_id bigint, client_msg_id text, seq bigint, message_id bigint,
              PRIMARY KEY ((channel_id, sender_user_id, client_msg_id)))`,
+  // The edits of a message (not its delete), by id: what a delete must empty
+  // in the inboxes besides the message's own copies. A new table, created by
+  // the IF NOT EXISTS on start-up in a keyspace of schema 4.
+  message_edits: `(channel_id bigint, seq bigint, change_id bigint, PRIMARY KEY ((channel_id, seq), change_id))`,
   message_dedup_by_device: `(channel_id bigint, sender_user_id bigint, sender_device_id bigint, client_msg_id text,
              seq bigint, message_id bigint,
              PRIMARY KEY ((channel_id, sender_user_id, sender_device_id, client_msg_id)))`,

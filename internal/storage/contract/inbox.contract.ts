@@ -94,6 +94,27 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.deepStrictEqual(await inbox.readAfter(u, 3n, 10), [{ inboxSeq: 4n, message: gone }]);
       });
 
+      it("empties the text of the named entries of one user's inbox only, keeping every other field; idempotent", async () => {
+        const [u, other] = [uniqueId(), uniqueId()];
+        const target = message({ text: "secret" });
+        const edit = message({ seq: 0n, targetSeq: target.seq, text: "secret, edited" });
+        const kept = message({ text: "stays" });
+        for (const m of [target, edit, kept]) {
+          await inbox.append(u, m);
+          await inbox.append(other, m);
+        }
+        await inbox.emptyTexts(u, [target.messageId, edit.messageId, uniqueId()]);
+        await inbox.emptyTexts(u, [target.messageId]);
+        await inbox.emptyTexts(u, []);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [
+          { inboxSeq: 1n, message: { ...target, text: "" } },
+          { inboxSeq: 2n, message: { ...edit, text: "" } },
+          { inboxSeq: 3n, message: kept },
+        ]);
+        assert.deepStrictEqual((await inbox.readAfter(other, 0n, 10)).map((e) => e.message.text), ["secret", "secret, edited", "stays"]);
+        assert.equal(await inbox.head(u), 3n);
+      });
+
       it("one message goes into many inboxes, each with its own seq", async () => {
         const [u, v] = [uniqueId(), uniqueId()];
         await fill(u, 2);

@@ -305,6 +305,24 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.deepStrictEqual((await log.latest([channelId])).get(channelId), deleted);
       });
 
+      it("lists a message's edits oldest first, without deletes or edits that did not apply, and none of other messages", async () => {
+        const { channelId, stored } = await fill(2);
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n), []);
+        const e1 = change(stored[0]!, { text: "one" });
+        const e2 = change(stored[0]!, { text: "two" });
+        await log.amend(e2);
+        await log.amend(e1); // older than e2: does not apply
+        const e3 = change(stored[0]!, { text: "three" });
+        await log.amend(e3);
+        await log.amend(e3); // replayed
+        await log.amend(change(stored[1]!, { text: "other" }));
+        const del = change(stored[0]!, { text: "", deleted: true });
+        await log.amend(del);
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n), [e2.messageId, e3.messageId]);
+        assert.equal((await log.editsOf(channelId, 2n)).length, 1);
+        assert.deepStrictEqual(await log.editsOf(uniqueId(), 1n), []);
+      });
+
       it("changes to a missing seq or channel do not apply", async () => {
         const { stored } = await fill(1);
         assert.equal(await log.amend(change({ ...stored[0]!, seq: 2n })), undefined);

@@ -30,6 +30,8 @@ function build(db: SqliteDatabase) {
     // message_changes is SqliteMessageWriter's record of the changes it stored (schema version 9).
     emptyEditsOf: p(`UPDATE inbox SET text = '' WHERE message_id IN
                        (SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0)`),
+    // On inbox_by_message (message_id, user_id).
+    emptyText: p("UPDATE inbox SET text = '' WHERE message_id = ? AND user_id = ?"),
     after: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?`),
     // The head is the newest row (schema version 3); the next entry takes head + 1.
     head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
@@ -106,6 +108,13 @@ export class SqliteInbox implements Inbox {
   emptyDeletedInTransaction(channelId: Id, seq: bigint, messageId: Id): void {
     this.s.emptyDeleted.run(messageId);
     this.s.emptyEditsOf.run(channelId, seq);
+  }
+
+  async emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void> {
+    if (messageIds.length === 0) return;
+    await this.commits.run(() => {
+      for (const id of messageIds) this.s.emptyText.run(id, userId);
+    });
   }
 
   async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {

@@ -44,6 +44,14 @@ function build(db: SqliteDatabase) {
     // On the unique (channel, sender, device, client_msg_id) index (schema version 4).
     byClientMsgId: p(`SELECT ${MESSAGE_COLUMNS} FROM messages
                       WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
+    // Every change applied, by its idempotency key (SqliteMessageWriter's dedup) and its target
+    // (editsOf). OR IGNORE: through the queue a client's resend of a change is another record
+    // with the same key, and applying it again is harmless.
+    recordChange: p(`INSERT OR IGNORE INTO message_changes (change_id, channel_id, target_seq, sender_user_id,
+                                                            sender_device_id, client_msg_id, deleted, changed_at_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    // On message_changes_by_target (channel_id, target_seq).
+    editsOf: p("SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0 ORDER BY change_id"),
     // The head is the newest row (schema version 3).
     nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?"),
     insert: p(`INSERT INTO messages
@@ -78,6 +86,8 @@ function build(db: SqliteDatabase) {
     // "deleted for everyone". Edits are ordered by their ids.
     if (r.deleted || (!change.deleted && change.messageId < changedBy)) return undefined;
     const { editedAtMs: _edited, deleted: _deleted, ...target } = toMessage(r);
+    s.recordChange.run(change.messageId, change.channelId, change.targetSeq, change.senderUserId, change.senderDeviceId,
+      change.clientMsgId, change.deleted ? 1 : 0, change.sentAtMs);
     if (change.deleted) {
       s.markDeleted.run(change.messageId, target.messageId);
       return { ...target, text: "", deleted: true };
@@ -132,6 +142,10 @@ export class SqliteMessageLog implements MessageLog {
   /** The amend itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
   amendInTransaction(change: NewMessage): StoredMessage | undefined {
     return this.s.amendTx(change);
+  }
+
+  async editsOf(channelId: Id, seq: bigint): Promise<Id[]> {
+    return (this.s.editsOf.all(channelId, seq) as Row[]).map((r) => r.change_id as bigint);
   }
 
   async get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {

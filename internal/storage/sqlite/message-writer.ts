@@ -15,7 +15,7 @@ type Row = Record<string, unknown>;
  * COMMIT, so a busy turn costs one WAL commit however many messages it holds.
  *
  * A change (an edit or a delete) goes the same way: applied to its target in
- * the log, recorded in message_changes (its dedup key, no text) and copied to
+ * the log (which records it in message_changes: its dedup key, no text), copied to
  * every member's inbox, in one savepoint.
  */
 export class SqliteMessageWriter implements MessageWriter {
@@ -37,9 +37,6 @@ export class SqliteMessageWriter implements MessageWriter {
     const change = {
       byKey: prepare(db, `SELECT * FROM message_changes
                           WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
-      insert: prepare(db, `INSERT INTO message_changes (change_id, channel_id, target_seq, sender_user_id,
-                                                        sender_device_id, client_msg_id, deleted, changed_at_ms)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     };
     this.changeTx = db.transaction((m: NewMessage, memberIds: readonly Id[]): WrittenMessage => {
       // Before the log is asked: a resend of a delete finds its target deleted, and must still be a duplicate.
@@ -49,8 +46,6 @@ export class SqliteMessageWriter implements MessageWriter {
       if (!target) {
         throw new ChatError("not_found", `message ${m.targetSeq} is not in this channel, is deleted, or was changed later`);
       }
-      change.insert.run(m.messageId, m.channelId, m.targetSeq, m.senderUserId, m.senderDeviceId, m.clientMsgId,
-        m.deleted ? 1 : 0, m.sentAtMs);
       if (m.deleted) inbox.emptyDeletedInTransaction(m.channelId, target.seq, target.messageId);
       const stored: StoredMessage = { ...m, seq: 0n };
       // A change has its own message id, so it is in no inbox yet (the dedup key caught a resend above).

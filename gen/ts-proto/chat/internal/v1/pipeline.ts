@@ -42,7 +42,15 @@ export interface MessageSubmitted {
  */
 export interface InboxAppend {
   userId: bigint;
-  message?: Message | undefined;
+  message?:
+    | Message
+    | undefined;
+  /**
+   * On a delete's entry: the messages whose copies in this inbox lose their
+   * text (the deleted message and its edits), so the deleted text is kept
+   * nowhere, not even in the sync queue until its retention ends.
+   */
+  emptyMessageIds: bigint[];
 }
 
 /**
@@ -316,7 +324,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
 };
 
 function createBaseInboxAppend(): InboxAppend {
-  return { userId: 0n, message: undefined };
+  return { userId: 0n, message: undefined, emptyMessageIds: [] };
 }
 
 export const InboxAppend: MessageFns<InboxAppend> = {
@@ -329,6 +337,16 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     }
     if (message.message !== undefined) {
       Message.encode(message.message, writer.uint32(18).fork()).join();
+    }
+    if (message.emptyMessageIds.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.emptyMessageIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field emptyMessageIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -362,6 +380,24 @@ export const InboxAppend: MessageFns<InboxAppend> = {
             message.message = Message.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag === 24) {
+              message.emptyMessageIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.emptyMessageIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -378,6 +414,11 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     return {
       userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
       message: isSet(object.message) ? Message.fromJSON(object.message) : undefined,
+      emptyMessageIds: globalThis.Array.isArray(object?.emptyMessageIds)
+        ? object.emptyMessageIds.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.empty_message_ids)
+        ? object.empty_message_ids.map((e: any) => BigInt(e))
+        : [],
     };
   },
 
@@ -388,6 +429,9 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     }
     if (message.message !== undefined) {
       obj.message = Message.toJSON(message.message);
+    }
+    if (message.emptyMessageIds?.length) {
+      obj.emptyMessageIds = message.emptyMessageIds.map((e) => e.toString());
     }
     return obj;
   },
@@ -401,6 +445,7 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? Message.fromPartial(object.message)
       : undefined;
+    message.emptyMessageIds = object.emptyMessageIds?.map((e) => BigInt(e)) || [];
     return message;
   },
 };
