@@ -22,12 +22,14 @@ Commands:
   logout                         sign this device out (revokes its tokens)
   whoami                         who is signed in, on which server
   chats                          list your chats: id, name, unread, last message
-  send <chat> <text...>          send a message ("-" as the text reads stdin)
+  send <chat> <text...>          send a message ("-" as the text reads stdin); with
+                                 --reply SEQ, as a reply to message #SEQ
   edit <chat> <seq> <text...>    change the text of your message #seq ("-" reads stdin)
   delete <chat> <seq>            delete message #seq for everyone: your own, or any
                                  message of a group you are an admin or owner of
   history <chat>                 print a chat's messages, oldest first, each with its
-                                 #seq; "(edited)" and "[deleted]" mark changed ones
+                                 #seq; "(edited)" and "[deleted]" mark changed ones,
+                                 "↪ #SEQ" a reply to message #SEQ
   follow <chat>                  print a chat's new messages, edits (✎) and deletes (✗)
                                  live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
@@ -50,6 +52,7 @@ Options:
   --limit N           history: how many messages (default 50, at most 200)
   --before SEQ        history, search: only messages before this seq (paging back)
   --last N            follow: messages of history to print first (default 10)
+  --reply SEQ         send: reply to message #SEQ of the chat
   --json              one JSON object per line, for scripts
   -h, --help          this help
 
@@ -63,6 +66,7 @@ const OPTIONS = {
   limit: { type: "string" },
   before: { type: "string" },
   last: { type: "string" },
+  reply: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -88,6 +92,8 @@ async function main(argv: string[]): Promise<void> {
     out(USAGE);
     return;
   }
+  // Silently sending a plain message (or editing) instead of the reply asked for would be worse than refusing.
+  if (values.reply !== undefined && command !== "send") throw new CliError(`--reply goes with send, not ${command}; see: chat-cli --help`, 2);
   switch (command) {
     case "signup":
     case "login":
@@ -201,15 +207,17 @@ async function chats(values: Values): Promise<void> {
 
 async function send(args: string[], values: Values): Promise<void> {
   const [ref, ...words] = args;
-  if (!ref || words.length === 0) throw new CliError('usage: chat-cli send <channel-id|@username> <text...>   ("-" reads stdin)', 2);
+  if (!ref || words.length === 0) throw new CliError('usage: chat-cli send <channel-id|@username> [--reply SEQ] <text...>   ("-" reads stdin)', 2);
+  const replyToSeq = values.reply === undefined ? 0n : seqArgument(values.reply, "--reply");
   let text = words.join(" ");
   if (text === "-") text = (await readStdin()).replace(/\n$/, "");
   if (!text.trim()) throw new CliError("the message is empty", 2);
   const s = session();
   const channel = await s.resolveChannel(ref);
-  const res = await submit(s, { channelId: channel.channelId, text });
-  if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate });
-  out(`sent to ${await s.channelName(channel)} (channel ${channel.channelId}, message ${res.messageId})`);
+  const res = await submit(s, { channelId: channel.channelId, text, replyToSeq });
+  if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate, replyToSeq: replyToSeq === 0n ? null : replyToSeq });
+  const reply = replyToSeq === 0n ? "" : ` as a reply to #${replyToSeq}`;
+  out(`sent to ${await s.channelName(channel)}${reply} (channel ${channel.channelId}, message ${res.messageId})`);
 }
 
 async function changeCommand(command: "edit" | "delete", args: string[], values: Values): Promise<void> {
@@ -217,8 +225,7 @@ async function changeCommand(command: "edit" | "delete", args: string[], values:
   const usage =
     command === "edit" ? 'usage: chat-cli edit <channel-id|@username> <seq> <text...>   ("-" reads stdin)' : "usage: chat-cli delete <channel-id|@username> <seq>";
   if (!ref || !seqArg || (command === "edit" ? words.length === 0 : words.length > 0)) throw new CliError(usage, 2);
-  if (!/^\d+$/.test(seqArg) || BigInt(seqArg) === 0n) throw new CliError(`"${seqArg}" is not a message's seq (the #number that history shows)`, 2);
-  const seq = BigInt(seqArg);
+  const seq = seqArgument(seqArg);
   let text = "";
   if (command === "edit") {
     text = words.join(" ");
@@ -232,8 +239,14 @@ async function changeCommand(command: "edit" | "delete", args: string[], values:
   out(`${command === "edit" ? "edited" : "deleted"} message #${seq} in ${await s.channelName(channel)}`);
 }
 
-/** MessageService/SendMessage: a message, or an edit or delete of one. */
-async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint }) {
+/** A message's seq as typed: the #number that history shows. */
+function seqArgument(raw: string, option?: string): bigint {
+  if (!/^\d+$/.test(raw) || BigInt(raw) === 0n) throw new CliError(`${option ? `${option}: ` : ""}"${raw}" is not a message's seq (the #number that history shows)`, 2);
+  return BigInt(raw);
+}
+
+/** MessageService/SendMessage: a message (or a reply), or an edit or delete of one. */
+async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint }) {
   // One key for every try: a retry after a lost answer is never a second message.
   const clientMsgId = `cli-${randomUUID()}`;
   for (let attempt = 1; ; attempt++) {
@@ -391,6 +404,7 @@ async function messageJson(s: Session, m: Message) {
     sentAt: iso(m.sentAt),
     editedAt: iso(m.editedAt),
     deleted: m.deleted,
+    replyToSeq: m.replyToSeq === 0n ? null : m.replyToSeq,
   };
 }
 
@@ -399,7 +413,8 @@ async function printMessage(s: Session, m: Message, values: Values): Promise<voi
   const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
   const when = at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
   const text = m.deleted ? "[deleted]" : m.editedAt ? `${m.text} (edited)` : m.text;
-  out(`[${when}] #${m.seq} ${await s.username(m.senderUserId)}: ${indented(text)}`);
+  const reply = m.replyToSeq === 0n ? "" : `↪ #${m.replyToSeq} `;
+  out(`[${when}] #${m.seq} ${await s.username(m.senderUserId)}: ${reply}${indented(text)}`);
 }
 
 /** A change (target_seq set) to a message printed earlier, or to an older one. */

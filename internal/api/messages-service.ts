@@ -65,6 +65,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         text: req.text,
         editSeq: req.editSeq,
         deleteSeq: req.deleteSeq,
+        replyToSeq: req.replyToSeq,
       });
       return { messageId: result.messageId, duplicate: result.duplicate };
     },

@@ -191,10 +191,10 @@ export class Session implements SessionHandle {
     const { kind, ref } = frame;
     switch (kind.case) {
       case "send": {
-        const { clientMsgId, channelId, text, editSeq, deleteSeq } = kind.value;
+        const { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq } = kind.value;
         const result = await this.server.submitter.submit(
           { userId: this.userId, deviceId: this.deviceId },
-          { clientMsgId, channelId, text, editSeq, deleteSeq },
+          { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq },
         );
         this.server.metrics?.messagesIn.inc();
         // The message's own inbox copy follows in the next immediate

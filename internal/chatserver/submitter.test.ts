@@ -141,10 +141,22 @@ describe("QueueSubmitter", () => {
       assert.equal(out.length, 3);
     });
 
+    it("publishes a reply with the seq it answers once that message is read, and refuses one to a missing or deleted message", async () => {
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      const s = submitter({ get: async () => stored(2n), findByClientMsgId: async () => undefined }, records(out));
+      assert.deepStrictEqual(await s.submit(ALICE, { ...send, replyToSeq: 4n }), { messageId: 101n, duplicate: false });
+      assert.deepStrictEqual(out.map((m) => [m.replyToSeq, m.targetSeq, m.text]), [[4n, undefined, "hi"]]);
+      for (const [target, message] of [[undefined, /no message with seq 4/], [stored(2n, { deleted: true, text: "" }), /was deleted/]] as const) {
+        const refused = submitter({ get: async () => target }, async () => assert.fail("not published"));
+        await assert.rejects(refused.submit(ALICE, { ...send, replyToSeq: 4n }), (e: Error & { code?: string }) => e.code === "not_found" && message.test(e.message));
+      }
+    });
+
     it("refuses a delete with text, and an edit and a delete at once, before any read", async () => {
       const s = submitter({ get: async () => assert.fail("not read") }, async () => assert.fail("not published"));
       await assert.rejects(s.submit(ALICE, { ...send, deleteSeq: 4n }), /text must be empty/);
       await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, deleteSeq: 4n }), /at most one of edit_seq and delete_seq/);
+      await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, replyToSeq: 3n }), /reply_to_seq is for a new message/);
     });
   });
 

@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { authorizeChange } from "../messages/changes.js";
+import { checkNamedMessage } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
@@ -68,7 +68,7 @@ export class QueueSubmitter implements MessageSubmitter {
       const [, messageId] = await Promise.all([
         this.members.requireSender(cmd.channelId, sender.userId),
         this.claim(recentKey, minted),
-        authorizeChange(log, this.deps.channels, sender, cmd),
+        checkNamedMessage(log, this.deps.channels, sender, cmd),
       ]);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then

@@ -24,6 +24,9 @@ export function validateSend(cmd: SendCommand): void {
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
   if (cmd.editSeq && cmd.deleteSeq) throw new ChatError("invalid_argument", "set at most one of edit_seq and delete_seq");
+  if (cmd.replyToSeq && (cmd.editSeq || cmd.deleteSeq)) {
+    throw new ChatError("invalid_argument", "reply_to_seq is for a new message, not an edit or a delete");
+  }
   if (cmd.deleteSeq) {
     if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
     return;

@@ -8,6 +8,8 @@ export interface SendCommand {
   editSeq?: bigint;
   /** Delete the message with this seq for everyone; text must be empty (0n or absent: not a delete). */
   deleteSeq?: bigint;
+  /** Send the message as a reply to the message with this seq (0n or absent: not a reply). */
+  replyToSeq?: bigint;
 }
 
 export interface Sender {
@@ -32,6 +34,7 @@ export function newMessage(messageId: Id, sender: Sender, cmd: SendCommand, sent
     text: cmd.text,
     sentAtMs,
     ...(cmd.editSeq ? { targetSeq: cmd.editSeq } : cmd.deleteSeq ? { targetSeq: cmd.deleteSeq, deleted: true } : {}),
+    ...(cmd.replyToSeq ? { replyToSeq: cmd.replyToSeq } : {}),
   };
 }
 

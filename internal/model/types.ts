@@ -90,6 +90,8 @@ export interface NewMessage {
   deleted?: boolean;
   /** On a message: when its text was last edited; absent if never. */
   editedAtMs?: number;
+  /** On a reply: the seq of the earlier message of the channel it answers. */
+  replyToSeq?: bigint;
 }
 
 export interface StoredMessage extends NewMessage {

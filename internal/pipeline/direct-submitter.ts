@@ -3,7 +3,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { authorizeChange } from "../messages/changes.js";
+import { checkNamedMessage } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
@@ -47,7 +47,7 @@ export class DirectSubmitter implements MessageSubmitter {
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     await Promise.all([
       this.members.refuseIfBlocked(cmd.channelId, sender.userId),
-      authorizeChange(this.deps.log, this.deps.channels, sender, cmd),
+      checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd),
     ]);
     let written;
     try {

@@ -18,8 +18,9 @@ describe("pipeline records", () => {
     const { seq: _, ...plain } = m;
     const edit = { ...plain, targetSeq: 12n };
     const del = { ...plain, text: "", targetSeq: 12n, deleted: true };
-    for (const sent of [plain, edit, del]) assert.deepStrictEqual(decodeSubmitted(encodeSubmitted(sent)), sent);
-    for (const stored of [{ ...edit, seq: 0n }, { ...del, seq: 0n }, { ...m, editedAtMs: 1_767_225_660_123 }, { ...m, text: "", deleted: true }]) {
+    const reply = { ...plain, replyToSeq: 9n };
+    for (const sent of [plain, edit, del, reply]) assert.deepStrictEqual(decodeSubmitted(encodeSubmitted(sent)), sent);
+    for (const stored of [{ ...edit, seq: 0n }, { ...del, seq: 0n }, { ...m, editedAtMs: 1_767_225_660_123 }, { ...m, text: "", deleted: true }, { ...m, replyToSeq: 9n }]) {
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppend(5n, stored)), { userId: 5n, message: stored });
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppends([5n], stored)[0]!), { userId: 5n, message: stored });
     }

@@ -21,6 +21,7 @@ export function encodeSubmitted(m: NewMessage): Uint8Array {
       submittedAt: timestampFromMs(m.sentAtMs),
       targetSeq: m.targetSeq ?? 0n,
       deleted: m.deleted ?? false,
+      replyToSeq: m.replyToSeq ?? 0n,
     }),
   );
 }
@@ -36,6 +37,7 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
     text: r.text,
     sentAtMs: r.submittedAt ? timestampDate(r.submittedAt).getTime() : 0,
     ...(r.targetSeq !== 0n ? { targetSeq: r.targetSeq, ...(r.deleted ? { deleted: true } : {}) } : {}),
+    ...(r.replyToSeq !== 0n ? { replyToSeq: r.replyToSeq } : {}),
   };
 }
 

@@ -40,6 +40,7 @@ function randomMessage(r: () => number): Message {
     editedAt: r() < 0.05 ? { seconds: BigInt(Math.floor(r() * 2 ** 40)), nanos: 0 } : undefined,
     deleted: r() < 0.05,
     targetSeq: r() < 0.05 ? randomU64(r) : 0n,
+    replyToSeq: r() < 0.3 ? randomU64(r) : 0n,
   });
 }
 

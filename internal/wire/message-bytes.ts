@@ -73,6 +73,9 @@ function fastMessage(m: Message): Uint8Array | undefined {
     if (ts.nanos !== 0) tsSize += 1 + varintSize(ts.nanos);
     size += 1 + varintSize(tsSize) + tsSize;
   }
+  const replyTo = m.replyToSeq;
+  if (!isU64(replyTo)) return undefined;
+  if (replyTo !== 0n) size += 1 + bigVarintSize(replyTo);
 
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
@@ -103,6 +106,11 @@ function fastMessage(m: Message): Uint8Array | undefined {
       buf[pos++] = 0x10;
       pos = writeVarint(buf, pos, ts.nanos);
     }
+  }
+  // Replies are common enough to stay on this path.
+  if (replyTo !== 0n) {
+    buf[pos++] = 0x60; // reply_to_seq = 12, varint
+    pos = writeBigVarint(buf, pos, replyTo);
   }
   return buf;
 }

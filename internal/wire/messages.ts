@@ -21,6 +21,7 @@ export function messageToProto(m: StoredMessage): Message {
     editedAt: m.editedAtMs !== undefined ? timestampFromMs(m.editedAtMs) : undefined,
     deleted: m.deleted ?? false,
     targetSeq: m.targetSeq ?? 0n,
+    replyToSeq: m.replyToSeq ?? 0n,
   });
 }
 
@@ -38,9 +39,10 @@ export function messageFromProto(m: Message): StoredMessage {
   };
 }
 
-/** The optional fields of an edited, deleted or change message, present only when set. */
-function messageChangeFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs"> {
-  const out: Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs"> = {};
+/** The optional fields (an edited, deleted or change message, a reply), present only when set. */
+function messageChangeFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> {
+  const out: Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> = {};
+  if (m.replyToSeq !== 0n) out.replyToSeq = m.replyToSeq;
   if (m.targetSeq !== 0n) out.targetSeq = m.targetSeq;
   if (m.deleted) out.deleted = true;
   if (m.editedAt) out.editedAtMs = timestampDate(m.editedAt).getTime();

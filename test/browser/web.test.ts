@@ -229,6 +229,90 @@ describe("web client in headless Chromium", function () {
       assert.doesNotMatch((await shownMessages(b)).join("\n"), /Lunch at/);
     });
 
+    it("replies to a message: the other side sees the quote live, and the quote follows an edit of the answered message", async () => {
+      const [a, b] = [alice.page, bobPage.page];
+      await a.getByTestId("composer").fill("Which train do you take?");
+      await a.getByTestId("composer").press("Enter");
+      const sent = a.locator("[data-testid=message].mine", { hasText: "Which train do you take?" });
+      await sent.waitFor({ timeout: 10_000 });
+      const seq = (await sent.getAttribute("data-seq"))!;
+      const askedA = a.locator(`[data-testid=message][data-seq="${seq}"]`);
+      const askedB = b.locator(`[data-testid=message][data-seq="${seq}"]`);
+      await askedB.filter({ hasText: "Which train do you take?" }).waitFor({ timeout: 10_000 });
+
+      // Reply on anyone's message; the composer says to what, and Esc gives up on it.
+      await askedB.hover();
+      await askedB.getByTestId("reply-message").click();
+      const bar = b.getByTestId("reply-bar");
+      await bar.waitFor();
+      assert.equal(await b.getByTestId("reply-name").textContent(), "Replying to Alice Liddell:");
+      assert.equal(await b.getByTestId("reply-preview").textContent(), "Which train do you take?");
+      await b.getByTestId("composer").press("Escape");
+      await bar.waitFor({ state: "hidden" });
+      await askedB.hover();
+      await askedB.getByTestId("reply-message").click();
+      await b.getByTestId("composer").fill("The 8:15, as always");
+      await b.getByTestId("composer").press("Enter");
+      await bar.waitFor({ state: "hidden" });
+
+      const replyA = a.locator(`[data-testid=message].theirs[data-reply-to="${seq}"]`, { hasText: "The 8:15, as always" });
+      await replyA.waitFor({ timeout: 10_000 });
+      assert.equal(await replyA.getByTestId("quote-sender").textContent(), "You");
+      assert.equal(await replyA.getByTestId("quote-text").textContent(), "Which train do you take?");
+      assert.equal(await replyA.getByTestId("message-text").textContent(), "The 8:15, as always", "the quote is not part of the text");
+      const replyB = b.locator(`[data-testid=message].mine[data-reply-to="${seq}"]`, { hasText: "The 8:15, as always" });
+      await replyB.waitFor({ timeout: 10_000 });
+      assert.equal(await replyB.getByTestId("quote-sender").textContent(), "Alice Liddell");
+      // The next message is not a reply any more.
+      await b.getByTestId("composer").fill("See you there");
+      await b.getByTestId("composer").press("Enter");
+      const plain = a.locator("[data-testid=message].theirs", { hasText: "See you there" });
+      await plain.waitFor({ timeout: 10_000 });
+      assert.equal(await plain.getAttribute("data-reply-to"), null);
+      assert.equal(await plain.getByTestId("message-quote").count(), 0);
+
+      // Alice edits the answered message: both quotes follow, live.
+      await askedA.hover();
+      await askedA.getByTestId("edit-message").click();
+      await a.getByTestId("composer").fill("Which train do you take tomorrow?");
+      await a.getByTestId("composer").press("Enter");
+      await replyA.getByTestId("quote-text").filter({ hasText: "Which train do you take tomorrow?" }).waitFor({ timeout: 10_000 });
+      await replyB.getByTestId("quote-text").filter({ hasText: "Which train do you take tomorrow?" }).waitFor({ timeout: 10_000 });
+
+      // A click on the quote shows the answered message.
+      await replyA.getByTestId("message-quote").click();
+      await a.locator(`[data-testid=message].flash[data-seq="${seq}"]`).waitFor({ timeout: 5_000 });
+
+      // Reply and edit take the composer in turn: starting one ends the other.
+      const replySeq = (await replyA.getAttribute("data-seq"))!;
+      const replyOnA = a.locator(`[data-testid=message][data-seq="${replySeq}"]`);
+      await replyOnA.hover();
+      await replyOnA.getByTestId("reply-message").click();
+      await a.getByTestId("reply-bar").waitFor();
+      assert.equal(await a.getByTestId("reply-name").textContent(), `Replying to ${bob.username}:`);
+      await a.getByTestId("composer").fill("half a reply");
+      await askedA.hover();
+      await askedA.getByTestId("edit-message").click();
+      await a.getByTestId("edit-bar").waitFor();
+      await a.getByTestId("reply-bar").waitFor({ state: "hidden" });
+      await replyOnA.hover();
+      await replyOnA.getByTestId("reply-message").click();
+      await a.getByTestId("edit-bar").waitFor({ state: "hidden" });
+      await a.getByTestId("reply-bar").waitFor();
+      assert.equal(await a.getByTestId("composer").inputValue(), "half a reply", "the draft is back when the edit gives way");
+      await a.getByTestId("reply-cancel").click();
+      await a.getByTestId("reply-bar").waitFor({ state: "hidden" });
+      await a.getByTestId("composer").fill("");
+
+      // Deleting the answered message: the quote says so.
+      a.once("dialog", (d) => void d.accept());
+      await askedA.hover();
+      await askedA.getByTestId("delete-message").click();
+      await replyB.getByTestId("quote-text").filter({ hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      await replyA.getByTestId("quote-text").filter({ hasText: "This message was deleted" }).waitFor({ timeout: 10_000 });
+      assert.equal(await replyA.getByTestId("quote-sender").textContent(), "You");
+    });
+
     it("lets a person hide their presence: the peer sees them offline with no last seen, then online again", async () => {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
       await bobPage.page.getByTestId("presence-visibility").selectOption("3");
@@ -350,6 +434,34 @@ describe("web client in headless Chromium", function () {
     assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1));
   });
 
+  it("quotes an answered message that is not loaded from history, follows its edit, and loads it when the quote is clicked", async () => {
+    const gina = await signUp(chatd.httpUrl, "gina");
+    const hal = await signUp(chatd.httpUrl, "hal");
+    const channel = (await gina.api.channels.openDirect({ userId: hal.userId })).channel!;
+    await sendWithRetry(gina, channel.channelId, "the first question");
+    await sendWithRetry(gina, channel.channelId, "the question answered much later");
+    for (let i = 1; i <= 60; i++) await sendWithRetry(gina, channel.channelId, `filler ${i}`);
+    await sendWithRetry(hal, channel.channelId, "finally, an answer", { replyToSeq: 2n });
+
+    const { page } = await newPage("hal");
+    await logInInPage(page, chatd.httpUrl, hal.username, hal.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+    const reply = page.locator('[data-testid=message][data-reply-to="2"]', { hasText: "finally, an answer" });
+    await reply.waitFor({ timeout: 10_000 });
+    // The first page does not reach seq 2: the quote is read on its own.
+    assert.equal(await page.locator('[data-testid=message][data-seq="2"]').count(), 0);
+    await reply.getByTestId("quote-text").filter({ hasText: "the question answered much later" }).waitFor({ timeout: 10_000 });
+    assert.equal(await reply.getByTestId("quote-sender").textContent(), gina.username);
+
+    await sendWithRetry(gina, channel.channelId, "the question, reworded", { editSeq: 2n });
+    await reply.getByTestId("quote-text").filter({ hasText: "the question, reworded" }).waitFor({ timeout: 10_000 });
+
+    await reply.getByTestId("message-quote").click();
+    const answered = page.locator('[data-testid=message][data-seq="2"]', { hasText: "the question, reworded" });
+    await answered.waitFor({ timeout: 10_000 });
+    await answered.getByTestId("message-edited").waitFor();
+  });
+
   describe("with short-lived access tokens", () => {
     let shortChatd: ChatdProcess;
     before(async () => {
@@ -396,11 +508,11 @@ describe("web client in headless Chromium", function () {
   });
 });
 
-async function sendWithRetry(user: TestUser, channelId: bigint, text: string): Promise<void> {
+async function sendWithRetry(user: TestUser, channelId: bigint, text: string, target: { replyToSeq?: bigint; editSeq?: bigint } = {}): Promise<void> {
   const clientMsgId = `h-${Math.random().toString(36).slice(2)}`;
   for (let attempt = 0; ; attempt++) {
     try {
-      await user.api.messages.sendMessage({ clientMsgId, channelId, text });
+      await user.api.messages.sendMessage({ clientMsgId, channelId, text, ...target });
       return;
     } catch (err) {
       if (attempt > 50 || !/resource_exhausted|too many/i.test(String(err))) throw err;

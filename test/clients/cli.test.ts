@@ -261,6 +261,56 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("--help"), /edit <chat> <seq> <text\.\.\.>[\s\S]*delete <chat> <seq>/);
   });
 
+  it("sends a reply with --reply: history prints it with the seq it answers, and --json gives replyToSeq", async () => {
+    const aliceChat = `@${alice.username}`;
+    await alice.ok("send", `@${bob.username}`, "what time is the meeting?");
+    const before = (await bob.ok("history", aliceChat, "--json", "--limit", "10")).trim().split("\n").map((l) => JSON.parse(l));
+    const asked = before.at(-1);
+    assert.equal(asked.text, "what time is the meeting?");
+    assert.equal(asked.replyToSeq, null, "a message that answers nothing has no replyToSeq");
+
+    assert.match(
+      await bob.ok("send", aliceChat, "--reply", asked.seq, "at", "10"),
+      new RegExp(`sent to @${alice.username} as a reply to #${asked.seq} \\(channel \\d+, message \\d+\\)`),
+    );
+    const sent = JSON.parse(await bob.ok("send", aliceChat, "ten sharp", "--reply", asked.seq, "--json"));
+    assert.equal(sent.replyToSeq, asked.seq);
+
+    const history = await alice.ok("history", `@${bob.username}`, "--limit", "3");
+    assert.match(
+      history,
+      new RegExp(
+        `#${asked.seq} ${alice.username}: what time is the meeting\\?\\n` +
+          `\\[[^\\]]+\\] #\\d+ ${bob.username}: ↪ #${asked.seq} at 10\\n` +
+          `\\[[^\\]]+\\] #\\d+ ${bob.username}: ↪ #${asked.seq} ten sharp\\n$`,
+      ),
+    );
+    const json = (await alice.ok("history", `@${bob.username}`, "--json", "--limit", "3")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(
+      json.map(({ sender, text, replyToSeq }) => ({ sender, text, replyToSeq })),
+      [
+        { sender: alice.username, text: "what time is the meeting?", replyToSeq: null },
+        { sender: bob.username, text: "at 10", replyToSeq: asked.seq },
+        { sender: bob.username, text: "ten sharp", replyToSeq: asked.seq },
+      ],
+    );
+
+    // The server refuses a reply to a deleted message or to none.
+    const deleted = before.find((m) => m.deleted);
+    assert.ok(deleted, "the chat has a deleted message (deleted above)");
+    const toDeleted = await bob.run("send", aliceChat, "--reply", deleted.seq, "too late");
+    assert.equal(toDeleted.code, 1);
+    assert.match(toDeleted.stderr, /was deleted/);
+    const toNone = await bob.run("send", aliceChat, "--reply", "99999", "to nothing");
+    assert.equal(toNone.code, 1);
+    assert.match(toNone.stderr, /no message with seq 99999/);
+    // Usage mistakes exit 2 before reaching the server.
+    for (const args of [["send", aliceChat, "--reply", "x", "text"], ["send", aliceChat, "--reply", "0", "text"], ["send", aliceChat, "--reply", asked.seq], ["edit", aliceChat, asked.seq, "text", "--reply", asked.seq]]) {
+      assert.equal((await bob.run(...args)).code, 2, args.join(" "));
+    }
+    assert.match(await bob.ok("--help"), /--reply SEQ/);
+  });
+
   it("blocks and unblocks @user: the blocked one's send fails with the reason, and lists whom it blocked", async () => {
     assert.match(await bob.ok("block", `@${alice.username}`), new RegExp(`blocked @${alice.username}`));
     const listed = (await bob.ok("blocked", "--json")).trim().split("\n").map((l) => JSON.parse(l));

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthServiceClient, type Credentials, type SignUpResponse } from "../../gen/ts-proto/chat/v1/auth.js";
 import { ChannelServiceClient, type OpenDirectResponse } from "../../gen/ts-proto/chat/v1/channels.js";
 import { DevicePlatform } from "../../gen/ts-proto/chat/v1/types.js";
-import { SessionServiceClient, type ClientFrame, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
+import { SendMessage, SessionServiceClient, type ClientFrame, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
 
@@ -133,7 +133,7 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const hb = await a.reply(a.send({ $case: "heartbeat", value: {} }));
     assert.equal(hb.kind?.$case, "heartbeatAck");
 
-    const ref = a.send({ $case: "send", value: { clientMsgId: "native-1", channelId: channel.channelId, text: "hello from grpc-js", editSeq: 0n, deleteSeq: 0n } });
+    const ref = a.send({ $case: "send", value: SendMessage.fromPartial({ clientMsgId: "native-1", channelId: channel.channelId, text: "hello from grpc-js" }) });
     const ack = await a.reply(ref);
     assert.equal(ack.kind?.$case, "sendAck", JSON.stringify(ack.kind, (_, v) => (typeof v === "bigint" ? String(v) : v)));
     assert.equal(ack.kind.value.clientMsgId, "native-1");
@@ -152,14 +152,14 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
 
     // Bob answers on the same stream; a resend of the same client_msg_id is a duplicate, not a second message.
     b.send({ $case: "deliveryAck", value: { inboxSeq: toBob!.inboxSeq } });
-    const reply = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice", editSeq: 0n, deleteSeq: 0n } }));
+    const reply = await b.reply(b.send({ $case: "send", value: SendMessage.fromPartial({ clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice" }) }));
     assert.equal(reply.kind?.$case, "sendAck");
-    const again = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice", editSeq: 0n, deleteSeq: 0n } }));
+    const again = await b.reply(b.send({ $case: "send", value: SendMessage.fromPartial({ clientMsgId: "b-1", channelId: channel.channelId, text: "hi alice" }) }));
     assert.equal(again.kind?.$case, "sendAck");
     assert.equal(again.kind.value.duplicate, true);
     assert.equal(again.kind.value.messageId, reply.kind.value.messageId);
     // A marker after them: a second copy of either message would be an inbox entry before it.
-    const marker = await b.reply(b.send({ $case: "send", value: { clientMsgId: "b-2", channelId: channel.channelId, text: "marker", editSeq: 0n, deleteSeq: 0n } }));
+    const marker = await b.reply(b.send({ $case: "send", value: SendMessage.fromPartial({ clientMsgId: "b-2", channelId: channel.channelId, text: "marker" }) }));
     assert.equal(marker.kind?.$case, "sendAck");
     await waitFor(() => a.deliveries().some((e) => e.message?.text === "marker"), "alice receives the marker");
     assert.deepEqual(
@@ -193,7 +193,7 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const s = session(carol.accessToken);
     await s.welcome();
     // Not a member of channel 1: an Error frame answers the frame, the session goes on.
-    const err = await s.reply(s.send({ $case: "send", value: { clientMsgId: "x", channelId: 1n, text: "nope", editSeq: 0n, deleteSeq: 0n } }));
+    const err = await s.reply(s.send({ $case: "send", value: SendMessage.fromPartial({ clientMsgId: "x", channelId: 1n, text: "nope" }) }));
     assert.equal(err.kind?.$case, "error");
     const hb = await s.reply(s.send({ $case: "heartbeat", value: {} }));
     assert.equal(hb.kind?.$case, "heartbeatAck");

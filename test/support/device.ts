@@ -95,7 +95,7 @@ export class TestDevice {
     channelId: bigint,
     text: string,
     clientMsgId = `c-${Math.random().toString(36).slice(2)}`,
-    change: { editSeq?: bigint; deleteSeq?: bigint } = {},
+    change: { editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint } = {},
   ): Promise<ServerFrame> {
     for (;;) {
       const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId, ...change } } });

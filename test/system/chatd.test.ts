@@ -4,6 +4,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import WebSocket from "ws";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -246,6 +247,35 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-delete", text: "", deleteSeq: 1n });
     const gone = (await owner.api.channels.listChannels({})).channels.find((ch) => ch.channelId === dm)!;
     assert.deepEqual([gone.lastMessage?.text, gone.lastMessage?.deleted], ["", true]);
+  });
+
+  it("delivers a reply with the seq it answers, and refuses one to a missing or deleted message", async () => {
+    const [alice, bob] = [await signUp(chatd.httpUrl, "asks"), await signUp(chatd.httpUrl, "answers")];
+    const dm = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    const [a, b] = await Promise.all([alice, bob].map((u) => device(chatd.wsUrl, u.devices[0]!.token)));
+    assert.equal((await a!.send(dm, "lunch?")).kind.case, "sendAck");
+    assert.equal((await a!.send(dm, "or dinner?")).kind.case, "sendAck");
+    await b!.waitForMessages(2);
+    assert.equal((await b!.send(dm, "lunch!", undefined, { replyToSeq: 1n })).kind.case, "sendAck");
+    await a!.waitForMessages(3);
+    assert.deepEqual(a!.messagesIn(dm).map((m) => [m.seq, m.replyToSeq, m.text]), [[1n, 0n, "lunch?"], [2n, 0n, "or dinner?"], [3n, 1n, "lunch!"]]);
+    const history = await alice.api.messages.listMessages({ channelId: dm, limit: 10 });
+    assert.deepEqual(history.messages.map((m) => m.replyToSeq), [1n, 0n, 0n]);
+    await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-reply", text: "or both", replyToSeq: 2n });
+    assert.equal((await alice.api.messages.listMessages({ channelId: dm, limit: 1 })).messages[0]!.replyToSeq, 2n, "the api's SendMessage replies too");
+
+    assert.equal((await a!.deleteMessage(dm, 2n)).kind.case, "sendAck");
+    const refusals: [Promise<ServerFrame>, ErrorCode, RegExp][] = [
+      [b!.send(dm, "to nothing", undefined, { replyToSeq: 99n }), ErrorCode.NOT_FOUND, /no message with seq 99/],
+      [b!.send(dm, "to a deleted one", undefined, { replyToSeq: 2n }), ErrorCode.NOT_FOUND, /was deleted/],
+      [b!.send(dm, "edit and reply", undefined, { replyToSeq: 1n, editSeq: 3n }), ErrorCode.INVALID_ARGUMENT, /reply_to_seq is for a new message/],
+    ];
+    for (const [reply, code, message] of refusals) {
+      const r = await reply;
+      assert.ok(r.kind.case === "error", `refused: ${message}`);
+      assert.equal(r.kind.value.code, code, r.kind.value.message);
+      assert.match(r.kind.value.message, message);
+    }
   });
 
   it("brings an offline device up to date, in order, on reconnect", async () => {

@@ -125,7 +125,7 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.match(await res.text(), /chat_sessions [1-9]/);
   });
 
-  it("carries edits and deletes through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
+  it("carries edits, deletes and replies through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
     const users: TestUser[] = [];
     for (let i = 0; i < 3; i++) users.push(await signUp(apiUrl(), "ed"));
     const [owner, writer] = users as [TestUser, TestUser, TestUser];
@@ -172,6 +172,11 @@ describe("distributed mode on the real engines (separate processes)", function (
       assert.ok(texts.length >= 7, `${u.username}: every entry is still there`);
       assert.ok(!texts.some((t) => t.startsWith("m2")), `${u.username}: the deleted text is gone from the inbox (${texts.join(" | ")})`);
     }
+    // A reply names what it answers, through Kafka and Cassandra alike.
+    assert.equal((await o.send(group, "re m1", `ed-${run}-r1`, { replyToSeq: 1n })).kind.case, "sendAck");
+    await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).some((m) => m.replyToSeq === 1n && m.seq === 4n), "the reply")));
+    const top = (await users[1]!.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
+    assert.deepEqual([top.seq, top.replyToSeq, top.text], [4n, 1n, "re m1"]);
   });
 
   it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {

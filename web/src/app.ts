@@ -10,7 +10,7 @@ import { codePoints, lastSeen, preview, tsMs } from "./format.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
-import { messageList, type PendingView } from "./views/messages.js";
+import { messageList, quoteExcerpt, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
 import { channelItem, sidebarNote, userItem } from "./views/sidebar.js";
 
@@ -63,8 +63,11 @@ const PAGE = 50;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_SHOW_MS = 6000;
 const PRESENCE_POLL_MS = 30_000;
+/** As long as the .flash animation in style.css. */
+const FLASH_MS = 1600;
 
 const key = (id: bigint) => id.toString();
+const quoteKey = (channelId: bigint, seq: bigint) => `${channelId}:${seq}`;
 
 /**
  * The signed-in client: state (chats, users, presence, the open
@@ -80,6 +83,18 @@ export class ChatApp {
   private readonly pending = new Map<string, Pending>();
   private readonly changes = new Map<string, PendingChange>();
   private editing?: Editing;
+  /** Per chat: the message the composer's text replies to, as it was when the reply began. */
+  private readonly replies = new Map<string, Message>();
+  /**
+   * Answered messages fetched from history because the open chat had not
+   * loaded them (by quoteKey; null when there is no such message, or it
+   * could not be read), kept current by the changes that arrive.
+   */
+  private readonly quotes = new Map<string, Message | null>();
+  /** Quotes being fetched, with the changes to their messages that arrived meanwhile. */
+  private readonly quoteLoads = new Map<string, Message[]>();
+  /** The message a clicked quote led to, highlighted until `until` (ms). */
+  private flash?: { channelId: bigint; seq: bigint; until: number };
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
   private readonly describing = new Set<string>();
@@ -294,7 +309,10 @@ export class ChatApp {
       } else if (ev.key === "Escape" && this.editing) {
         ev.preventDefault();
         this.endEdit();
-      } else if (ev.key === "ArrowUp" && !this.editing && ui.input.value === "") {
+      } else if (ev.key === "Escape" && this.open && this.replies.has(key(this.open.id))) {
+        ev.preventDefault();
+        this.endReply(this.open.id);
+      } else if (ev.key === "ArrowUp" && !this.editing && ui.input.value === "" && !(this.open && this.replies.has(key(this.open.id)))) {
         // As in most chat apps: up in an empty composer edits your last message.
         const last = this.open && lastWhere(this.shownMessages(this.open).messages, (m) => m.senderUserId === this.me && !m.deleted);
         if (last) {
@@ -305,6 +323,10 @@ export class ChatApp {
     });
     ui.editCancel.addEventListener("click", () => {
       this.endEdit();
+      ui.input.focus();
+    });
+    ui.replyCancel.addEventListener("click", () => {
+      if (this.open) this.endReply(this.open.id);
       ui.input.focus();
     });
     ui.input.addEventListener("input", () => {
@@ -515,6 +537,13 @@ export class ChatApp {
       }
       const c = this.channels.get(key(ch.channelId));
       if (c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
+      const qk = quoteKey(ch.channelId, ch.targetSeq);
+      const quoted = this.quotes.get(qk);
+      if (quoted) {
+        this.quotes.set(qk, applyChange(quoted, ch));
+        openChanged ||= open?.id === ch.channelId;
+      }
+      this.quoteLoads.get(qk)?.push(ch);
       if (open?.id === ch.channelId) {
         const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
         if (i >= 0) {
@@ -527,8 +556,14 @@ export class ChatApp {
         this.endEdit();
         this.toast("The message you were editing was deleted.");
       }
+      // The server would refuse the reply; better to say so before it is written.
+      if (ch.deleted && this.replies.get(key(ch.channelId))?.seq === ch.targetSeq) {
+        this.endReply(ch.channelId);
+        if (this.open?.id === ch.channelId) this.toast("The message you were replying to was deleted.");
+      }
     }
     if (openChanged) this.rerenderMessages();
+    this.renderReplyBar();
   }
 
   private onSent(clientMsgId: string): void {
@@ -665,6 +700,9 @@ export class ChatApp {
     this.ui.empty.hidden = true;
     this.ui.chat.hidden = false;
     this.ui.input.value = this.drafts.get(key(channelId)) ?? "";
+    // Read again as they now are: changes may have been missed while offline.
+    for (const k of this.quotes.keys()) if (k.startsWith(`${channelId}:`)) this.quotes.delete(k);
+    this.renderReplyBar();
     this.autosize();
     this.renderCounter();
     this.renderSidebar();
@@ -765,14 +803,18 @@ export class ChatApp {
     }
     if (this.editing) return this.saveEdit(text);
     const clientMsgId = newClientMsgId();
+    const replyToSeq = this.replies.get(key(open.id))?.seq ?? 0n;
     this.pending.set(clientMsgId, {
       clientMsgId,
       channelId: open.id,
       text,
       state: this.session.state === "open" ? "sending" : "queued",
       at: Date.now(),
+      replyToSeq,
     });
-    this.session.send(open.id, text, clientMsgId);
+    this.session.send(open.id, text, clientMsgId, replyToSeq !== 0n ? { replyToSeq } : {});
+    this.replies.delete(key(open.id));
+    this.renderReplyBar();
     this.ui.input.value = "";
     this.drafts.delete(key(open.id));
     this.autosize();
@@ -785,6 +827,7 @@ export class ChatApp {
   private startEdit(m: Message): void {
     const open = this.open;
     if (!open || m.senderUserId !== this.me || m.deleted) return;
+    this.endReply(open.id);
     const draft = this.editing ? this.editing.draft : this.ui.input.value;
     this.editing = { channelId: open.id, seq: m.seq, original: m.text, draft };
     const ui = this.ui;
@@ -818,6 +861,24 @@ export class ChatApp {
     }
   }
 
+  /** The composer's next message will answer `m`; an edit in progress ends (its draft comes back to be the reply). */
+  private startReply(m: Message): void {
+    const open = this.open;
+    if (!open || m.deleted || m.channelId !== open.id) return;
+    this.endEdit();
+    this.replies.set(key(open.id), m);
+    this.renderReplyBar();
+    this.rerenderMessages();
+    this.ui.input.focus();
+  }
+
+  private endReply(channelId: bigint): void {
+    if (!this.replies.delete(key(channelId))) return;
+    if (this.open?.id !== channelId) return;
+    this.renderReplyBar();
+    this.rerenderMessages();
+  }
+
   private saveEdit(text: string): void {
     const e = this.editing!;
     this.endEdit();
@@ -848,7 +909,7 @@ export class ChatApp {
     if (!p) return;
     p.state = this.session.state === "open" ? "sending" : "queued";
     p.error = undefined;
-    this.session.send(p.channelId, p.text, clientMsgId);
+    this.session.send(p.channelId, p.text, clientMsgId, p.replyToSeq !== 0n ? { replyToSeq: p.replyToSeq } : {});
     this.renderMessages();
   }
 
@@ -1083,6 +1144,7 @@ export class ChatApp {
     if (!open) return;
     const c = this.channels.get(key(open.id));
     const { messages, saving } = this.shownMessages(open);
+    const bySeq = new Map(messages.map((m) => [key(m.seq), m]));
     const items = messageList({
       messages,
       pending: this.pendingFor(open.id),
@@ -1090,6 +1152,8 @@ export class ChatApp {
       group: c?.kind === ChannelKind.GROUP,
       moderator: c?.kind === ChannelKind.GROUP && (c.myRole === MemberRole.ADMIN || c.myRole === MemberRole.OWNER),
       editing: this.editing?.channelId === open.id ? this.editing.seq : 0n,
+      replying: this.replies.get(key(open.id))?.seq ?? 0n,
+      flash: this.flash && this.flash.channelId === open.id && this.flash.until > Date.now() ? this.flash.seq : 0n,
       saving,
       readByOthers: open.readByOthers,
       name: (id) => this.name(id),
@@ -1097,10 +1161,94 @@ export class ChatApp {
       discard: (id) => this.discard(id),
       edit: (m) => this.startEdit(m),
       remove: (m) => this.confirmDelete(m),
+      reply: (m) => this.startReply(m),
+      quoted: (seq) => bySeq.get(key(seq)) ?? this.fetchedQuote(open.id, seq),
+      jump: (seq) => void this.jumpTo(seq),
     });
     if (open.loaded && items.length === 0) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
     replaceChildren(this.ui.messages, items);
     this.renderOlder();
+  }
+
+  /** "Replying to …" above the composer, with the answered message as it now is. */
+  private renderReplyBar(): void {
+    const open = this.open;
+    const started = open && this.replies.get(key(open.id));
+    this.ui.replyBar.hidden = !started;
+    if (!open || !started) return;
+    const m = this.shownMessages(open).messages.find((x) => x.seq === started.seq) ?? this.quotes.get(quoteKey(open.id, started.seq)) ?? started;
+    replaceChildren(this.ui.replyName, `Replying to ${m.senderUserId === this.me ? "yourself" : this.name(m.senderUserId)}:`);
+    replaceChildren(this.ui.replyPreview, quoteExcerpt(m));
+  }
+
+  /** An answered message the open chat has not loaded, from history; undefined while it is being read, or if it cannot be. */
+  private fetchedQuote(channelId: bigint, seq: bigint): Message | undefined {
+    const k = quoteKey(channelId, seq);
+    const have = this.quotes.get(k);
+    if (have !== undefined) return have ?? undefined;
+    if (!this.quoteLoads.has(k)) void this.loadQuote(channelId, seq);
+    return undefined;
+  }
+
+  private async loadQuote(channelId: bigint, seq: bigint): Promise<void> {
+    const k = quoteKey(channelId, seq);
+    const meanwhile: Message[] = [];
+    this.quoteLoads.set(k, meanwhile);
+    let got: Message | null = null;
+    try {
+      // FORWARD pages start after the anchor: this reads exactly `seq`.
+      const res = await this.api.messages.listMessages({ channelId, anchorSeq: seq - 1n, direction: PageDirection.FORWARD, limit: 1 });
+      const m = res.messages[0];
+      if (m && m.seq === seq) {
+        await this.ensureUsers([m.senderUserId]);
+        got = m;
+      }
+    } catch {
+      // the placeholder stays until the chat is opened again
+    } finally {
+      this.quoteLoads.delete(k);
+    }
+    // A change that arrived while the page was read may or may not be in it.
+    for (const ch of meanwhile) if (got) got = moreCurrent(got, applyChange(got, ch));
+    this.quotes.set(k, got);
+    if (this.open?.id === channelId && !this.destroyed) {
+      this.rerenderMessages();
+      this.renderReplyBar();
+    }
+  }
+
+  /** Scrolls to the message with this seq (a quote was clicked), reading older history up to it when that is not far. */
+  private async jumpTo(seq: bigint): Promise<void> {
+    const open = this.open;
+    if (!open) return;
+    const find = () => this.ui.messages.querySelector<HTMLElement>(`[data-testid=message][data-seq="${seq}"]`);
+    let el = find();
+    const oldest = open.messages[0]?.seq;
+    if (!el && open.loaded && open.hasOlder && !open.loadingOlder && oldest !== undefined && oldest > seq) {
+      if (oldest - seq > 200n) return this.toast("That message is far back in the chat: scroll up to load it.");
+      open.loadingOlder = true;
+      this.renderOlder();
+      try {
+        // A few more than needed, so the answered message is not the very first shown.
+        const limit = Math.min(200, Number(oldest - seq) + 5);
+        const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit });
+        if (this.open !== open) return;
+        await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+        open.hasOlder = res.hasMore;
+        this.mergeMessages(open, res.messages, "keep");
+      } catch (err) {
+        return this.toast(describeError(err));
+      } finally {
+        open.loadingOlder = false;
+        if (this.open === open) this.renderOlder();
+      }
+      el = find();
+    }
+    if (!el) return this.toast("That message is not available.");
+    // Kept as state, not as a class on the element: a receipt or an ack renders the list anew meanwhile.
+    this.flash = { channelId: open.id, seq, until: Date.now() + FLASH_MS };
+    this.rerenderMessages();
+    find()?.scrollIntoView({ block: "center", behavior: "smooth" });
   }
 
   private renderTyping(): void {

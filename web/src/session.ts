@@ -37,13 +37,18 @@ export interface SessionHandlers {
   signedOut(): void;
 }
 
-/** What an outgoing send changes instead of adding a message: at most one is set. */
-export interface ChangeTarget {
+/**
+ * What an outgoing send refers to: an edit or delete of an earlier message
+ * (which then adds no message), or the message a new one replies to. At most
+ * one is set.
+ */
+export interface SendTarget {
   editSeq?: bigint;
   deleteSeq?: bigint;
+  replyToSeq?: bigint;
 }
 
-interface Outgoing extends ChangeTarget {
+interface Outgoing extends SendTarget {
   channelId: bigint;
   text: string;
   /** The ref of the frame that carried it last, to match errors without a client_msg_id. */
@@ -111,12 +116,12 @@ export class RealtimeSession {
   }
 
   /**
-   * Queues a text, or with `change` an edit or delete of an earlier message;
-   * it is sent now if the socket is open and again after every reconnect
-   * until acked.
+   * Queues a text (with `target`, a reply, or an edit or delete of an
+   * earlier message); it is sent now if the socket is open and again after
+   * every reconnect until acked.
    */
-  send(channelId: bigint, text: string, clientMsgId: string, change: ChangeTarget = {}): void {
-    const out: Outgoing = { channelId, text, editSeq: change.editSeq, deleteSeq: change.deleteSeq };
+  send(channelId: bigint, text: string, clientMsgId: string, target: SendTarget = {}): void {
+    const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq };
     this.outbox.set(clientMsgId, out);
     this.transmit(clientMsgId, out);
   }
@@ -284,8 +289,8 @@ export class RealtimeSession {
   }
 
   private transmit(clientMsgId: string, out: Outgoing): void {
-    const { channelId, text, editSeq = 0n, deleteSeq = 0n } = out;
-    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq } } });
+    const { channelId, text, editSeq = 0n, deleteSeq = 0n, replyToSeq = 0n } = out;
+    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq } } });
   }
 
   private frame(init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined {

@@ -1,3 +1,4 @@
+import cassandra from "cassandra-driver";
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
@@ -9,6 +10,8 @@ import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
 
 const COLS = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
+/** Columns of messages and channel_newest that schema 1's channel_heads never had. */
+const LOG_ONLY = "reply_to_seq";
 
 /**
  * The message columns of a row; also reads inbox rows, which carry a
@@ -34,6 +37,8 @@ export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => 
   if (editedAtMs != null) m.editedAtMs = ms(editedAtMs);
   const deleted = r.get("deleted") as boolean | null | undefined;
   if (deleted != null) m.deleted = deleted;
+  const replyToSeq = r.get("reply_to_seq") as bigint | null | undefined;
+  if (replyToSeq != null) m.replyToSeq = big(replyToSeq);
   return m;
 };
 
@@ -50,6 +55,12 @@ const fromLogRow = (r: Row, channelId: Id, seq: bigint): StoredMessage => {
 const messageValues = (m: StoredMessage) => [
   m.messageId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, msCell(m.sentAtMs),
 ];
+/**
+ * LOG_ONLY's values. `absent` is what an unset field is written as: unset in
+ * a message row (written once, no tombstone); null in the newest-message
+ * row, to clear the previous message's.
+ */
+const logOnlyValues = (m: StoredMessage, absent: unknown) => [m.replyToSeq ?? absent];
 
 /**
  * MessageLog on Cassandra: messages partitioned by (channel_id, bucket),
@@ -94,22 +105,22 @@ export class CassandraMessageLog implements MessageLog {
     this.q = {
       // The empty change, not null: a null (a tombstone) would win the tie
       // with a change of this very message written at the same timestamp.
-      putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                USING TIMESTAMP ?`,
+      putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}, change, ${LOG_ONLY})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
       // At the seq, not the clock: a change's clearing of the text (at the
       // text's timestamp) then also wins over the row written again later
       // by a writer that fell behind.
-      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}, ${LOG_ONLY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TIMESTAMP ?`,
-      one: `SELECT ${COLS}, change FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
-      target: `SELECT ${COLS}, change, WRITETIME(text) AS text_ts FROM ${t("messages")}
+      one: `SELECT ${COLS}, change, ${LOG_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      target: `SELECT ${COLS}, change, ${LOG_ONLY}, WRITETIME(text) AS text_ts FROM ${t("messages")}
                WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       changeRow: `UPDATE ${t("messages")} USING TIMESTAMP ? SET change = ? WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       clearRowText: `UPDATE ${t("messages")} USING TIMESTAMP ? SET text = null WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       changeHead: `UPDATE ${t("channel_newest")} USING TIMESTAMP ? SET change = ?, text = null WHERE channel_id = ?`,
       putEdit: `INSERT INTO ${t("message_edits")} (channel_id, seq, change_id) VALUES (?, ?, ?)`,
       edits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ?`,
-      range: `SELECT seq, ${COLS}, change FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      range: `SELECT seq, ${COLS}, change, ${LOG_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
@@ -118,7 +129,7 @@ export class CassandraMessageLog implements MessageLog {
       legacyDedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
       upgradedAt: `SELECT value FROM ${t("meta")} WHERE key = ?`,
     };
-    this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS, "change");
+    this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS, `change, ${LOG_ONLY}`);
     this.seqOps = this.ops();
     this.appender = new SequencedAppender(this.seqOps, headCacheSize);
   }
@@ -343,13 +354,13 @@ export class CassandraMessageLog implements MessageLog {
       readEntry: (channelId, seq) => this.row(channelId, seq),
       writeEntry: async (channelId, m) => {
         await Promise.all([
-          db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m), m.seq]),
+          db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m), ...logOnlyValues(m, cassandra.types.unset), m.seq]),
           db.write(q.putDedup, [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.seq, m.messageId]),
         ]);
       },
       // An entry read back may carry a change: the change's own head write
       // (same timestamp, greater cell, text cleared) wins over this one.
-      writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), NO_CHANGE, m.seq]),
+      writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), NO_CHANGE, ...logOnlyValues(m, null), m.seq]),
       dedupKey: (m) => `${m.senderUserId}/${m.senderDeviceId}/${m.clientMsgId}`,
       withSeq: (m, seq) => ({ ...m, seq }),
       seqOf: (m) => m.seq,

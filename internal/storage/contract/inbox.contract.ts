@@ -82,16 +82,20 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.equal((await inbox.append(u, message())).entry.inboxSeq, 3n);
       });
 
-      it("keeps a change entry (an edit or a delete: targetSeq, no seq) and an edited or deleted copy whole", async () => {
+      it("keeps a change entry (an edit or a delete: targetSeq, no seq), an edited or deleted copy and a reply whole", async () => {
         const u = uniqueId();
         const edit = message({ seq: 0n, targetSeq: 41n, text: "new text" });
         const del = message({ seq: 0n, targetSeq: 42n, text: "", deleted: true });
         const edited = message({ text: "was edited", editedAtMs: 1_767_225_660_000 });
         const gone = message({ text: "", deleted: true });
-        for (const m of [edit, del, edited, gone]) await inbox.append(u, m);
-        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [edit, del, edited, gone].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
-        // The newest entry (kept apart on Cassandra) is whole too.
-        assert.deepStrictEqual(await inbox.readAfter(u, 3n, 10), [{ inboxSeq: 4n, message: gone }]);
+        const reply = message({ text: "re", replyToSeq: 3n });
+        for (const m of [edit, del, edited, gone, reply]) await inbox.append(u, m);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [edit, del, edited, gone, reply].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
+        // The newest entry (kept apart on Cassandra) is whole too, and clears what the one before it had.
+        assert.deepStrictEqual(await inbox.readAfter(u, 4n, 10), [{ inboxSeq: 5n, message: reply }]);
+        const plain = message({ text: "plain" });
+        await inbox.append(u, plain);
+        assert.deepStrictEqual(await inbox.readAfter(u, 5n, 10), [{ inboxSeq: 6n, message: plain }]);
       });
 
       it("empties the text of the named entries of one user's inbox only, keeping every other field; idempotent", async () => {

@@ -233,6 +233,24 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("replies", () => {
+      it("keep what they answer everywhere the message is read, through an edit; the next message answers nothing", async () => {
+        const { channelId, stored } = await fill(1);
+        const reply = (await log.append(msg(channelId, { text: "re", replyToSeq: 1n }))).message;
+        assert.equal(reply.replyToSeq, 1n);
+        assert.deepStrictEqual(await log.get(channelId, 2n), reply);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 }), [stored[0], reply]);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), reply);
+        assert.deepStrictEqual(await log.findByClientMsgId(channelId, reply.senderUserId, reply.senderDeviceId, reply.clientMsgId), reply);
+        const edit = msg(channelId, { senderUserId: reply.senderUserId, text: "re, edited", targetSeq: 2n, sentAtMs: reply.sentAtMs + 1 });
+        assert.deepStrictEqual(await log.amend(edit), { ...reply, text: "re, edited", editedAtMs: edit.sentAtMs });
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), { ...reply, text: "re, edited", editedAtMs: edit.sentAtMs });
+        const plain = (await log.append(msg(channelId, { text: "plain" }))).message;
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), plain);
+        assert.equal("replyToSeq" in plain, false);
+      });
+    });
+
     describe("changes (amend, get)", () => {
       const change = (target: StoredMessage, over: Partial<NewMessage> = {}): NewMessage =>
         msg(target.channelId, { senderUserId: target.senderUserId, text: "edited", sentAtMs: target.sentAtMs + 60_000, targetSeq: target.seq, ...over });

@@ -305,6 +305,11 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX message_changes_by_target ON message_changes (channel_id, target_seq);
   `,
+  // 10: replies. NULL (no default to store) on every message that answers none.
+  `
+  ALTER TABLE messages ADD COLUMN reply_to_seq INTEGER;
+  ALTER TABLE inbox ADD COLUMN reply_to_seq INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -21,8 +21,8 @@ function build(db: SqliteDatabase) {
     // Apart from insert, so that a plain message (nearly every entry) binds no more than it did.
     insertChanged: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
                                          sender_device_id, client_msg_id, text, sent_at_ms,
-                                         target_seq, edited_at_ms, deleted)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+                                         target_seq, edited_at_ms, deleted, reply_to_seq)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     // Every copy, members' and former members': a message deleted for everyone keeps no text anywhere.
     // On inbox_by_message (message_id, user_id).
     emptyDeleted: p("UPDATE inbox SET text = '', deleted = 1 WHERE message_id = ?"),
@@ -41,9 +41,9 @@ function build(db: SqliteDatabase) {
                       ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)`),
   };
   const insertEntry = (userId: Id, inboxSeq: bigint, m: StoredMessage): void => {
-    if (m.targetSeq || m.deleted || m.editedAtMs !== undefined) {
+    if (m.targetSeq || m.deleted || m.editedAtMs !== undefined || m.replyToSeq) {
       s.insertChanged.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
-        m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0);
+        m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0, m.replyToSeq ?? null);
     } else {
       s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
         m.clientMsgId, m.text, m.sentAtMs);
@@ -86,8 +86,12 @@ export class SqliteInbox implements Inbox {
    */
   appendNewInTransaction(userId: Id, m: StoredMessage): InboxEntry {
     const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
-    this.s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
-      m.clientMsgId, m.text, m.sentAtMs);
+    if (m.replyToSeq) {
+      this.s.insertEntry(userId, inboxSeq, m);
+    } else {
+      this.s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
+        m.clientMsgId, m.text, m.sentAtMs);
+    }
     return { inboxSeq, message: m };
   }
 

@@ -1,6 +1,6 @@
 import type { Message } from "../../../gen/es/chat/v1/types_pb.js";
 import { avatar, h } from "../dom.js";
-import { clock, dayLabel, sameDay, tsMs } from "../format.js";
+import { clock, dayLabel, preview, sameDay, tsMs } from "../format.js";
 
 export interface PendingView {
   clientMsgId: string;
@@ -8,6 +8,8 @@ export interface PendingView {
   state: "queued" | "sending" | "sent" | "failed";
   error?: string;
   at: number;
+  /** The seq of the message this one replies to, 0n when none. */
+  replyToSeq: bigint;
 }
 
 export interface MessageListInput {
@@ -21,6 +23,10 @@ export interface MessageListInput {
   moderator: boolean;
   /** The seq of the message being edited in the composer, 0n when none. */
   editing: bigint;
+  /** The seq of the message the composer replies to, 0n when none. */
+  replying: bigint;
+  /** The seq of the message to highlight for a moment (a quote of it was clicked), 0n when none. */
+  flash: bigint;
   /** Edits and deletes of these messages (by seq) are not confirmed yet. */
   saving: Map<string, "queued" | "sending">;
   name(userId: bigint): string;
@@ -28,6 +34,19 @@ export interface MessageListInput {
   discard(clientMsgId: string): void;
   edit(m: Message): void;
   remove(m: Message): void;
+  reply(m: Message): void;
+  /**
+   * The message with this seq as it now is, when the client holds it (a
+   * reply's quote shows a placeholder until then).
+   */
+  quoted(seq: bigint): Message | undefined;
+  /** Shows the message with this seq (a quote was clicked). */
+  jump(seq: bigint): void;
+}
+
+/** One line of a quoted message's text as it now is. */
+export function quoteExcerpt(m: Message): string {
+  return m.deleted ? "This message was deleted" : preview(m.text, 120);
 }
 
 /** Consecutive messages of one sender within this window share one header. */
@@ -52,18 +71,21 @@ export function messageList(input: MessageListInput): Node[] {
       h(
         "div",
         {
-          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""} ${m.deleted ? "deleted" : ""} ${m.seq === input.editing ? "editing" : ""}`,
+          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""} ${m.deleted ? "deleted" : ""} ${m.seq === input.editing ? "editing" : ""} ${m.seq === input.replying ? "replying" : ""} ${m.seq === input.flash ? "flash" : ""}`,
           "data-testid": "message",
           "data-seq": m.seq.toString(),
           "data-sender": m.senderUserId.toString(),
           "data-edited": editedMs !== undefined ? "true" : null,
           "data-deleted": m.deleted ? "true" : null,
+          "data-reply-to": m.replyToSeq !== 0n ? m.replyToSeq.toString() : null,
         },
         input.group && !mine ? (showSender ? avatar(input.name(m.senderUserId), m.senderUserId.toString(), "small") : h("span", { class: "avatar-gap" })) : null,
         h(
           "div",
           { class: "bubble" },
           showSender ? h("div", { class: "sender" }, input.name(m.senderUserId)) : null,
+          // A deleted reply keeps no trace of what it answered, as it keeps no text.
+          m.replyToSeq !== 0n && !m.deleted ? quote(m.replyToSeq, input) : null,
           m.deleted
             ? h("div", { class: "text deleted-note", "data-testid": "message-text" }, "This message was deleted")
             : h("div", { class: "text", "data-testid": "message-text" }, ...linkify(m.text)),
@@ -97,22 +119,46 @@ export function messageList(input: MessageListInput): Node[] {
       h(
         "div",
         { class: `msg mine pending ${p.state}`, "data-testid": "pending-message", "data-state": p.state },
-        h("div", { class: "bubble" }, h("div", { class: "text" }, ...linkify(p.text)), h("div", { class: "meta" }, status)),
+        h(
+          "div",
+          { class: "bubble" },
+          p.replyToSeq !== 0n ? quote(p.replyToSeq, input) : null,
+          h("div", { class: "text" }, ...linkify(p.text)),
+          h("div", { class: "meta" }, status),
+        ),
       ),
     );
   }
   return out;
 }
 
-/** Edit (own messages) and Delete (own, or anyone's for a moderator); shown on hover or keyboard focus. */
+/** The answered message above a reply's text; a click shows it. */
+function quote(seq: bigint, input: MessageListInput): HTMLElement {
+  const q = input.quoted(seq);
+  return h(
+    "button",
+    {
+      type: "button",
+      class: `quote ${q?.deleted ? "is-deleted" : ""}`,
+      "data-testid": "message-quote",
+      "data-quoted-seq": seq.toString(),
+      title: "Show the message this replies to",
+      onclick: () => input.jump(seq),
+    },
+    q ? h("span", { class: "quote-sender", "data-testid": "quote-sender" }, input.name(q.senderUserId)) : null,
+    h("span", { class: "quote-text", "data-testid": "quote-text" }, q ? quoteExcerpt(q) : "a message"),
+  );
+}
+
+/** Reply (any message), Edit (own messages) and Delete (own, or anyone's for a moderator); shown on hover or keyboard focus. */
 function messageActions(m: Message, mine: boolean, input: MessageListInput): HTMLElement | null {
   if (m.deleted) return null;
   const canEdit = mine;
   const canDelete = mine || input.moderator;
-  if (!canEdit && !canDelete) return null;
   return h(
     "div",
     { class: "msg-actions" },
+    h("button", { type: "button", class: "ghost small", "data-testid": "reply-message", title: "Reply to this message", onclick: () => input.reply(m) }, "Reply"),
     canEdit ? h("button", { type: "button", class: "ghost small", "data-testid": "edit-message", title: "Edit this message", onclick: () => input.edit(m) }, "Edit") : null,
     canDelete
       ? h("button", { type: "button", class: "ghost small danger-text", "data-testid": "delete-message", title: "Delete this message for everyone", onclick: () => input.remove(m) }, "Delete")

@@ -33,6 +33,11 @@ export interface Shell {
   editBar: HTMLElement;
   editPreview: HTMLElement;
   editCancel: HTMLButtonElement;
+  /** Shown above the composer while the message being written replies to an earlier one. */
+  replyBar: HTMLElement;
+  replyName: HTMLElement;
+  replyPreview: HTMLElement;
+  replyCancel: HTMLButtonElement;
   composer: HTMLFormElement;
   input: HTMLTextAreaElement;
   counter: HTMLElement;
@@ -80,6 +85,9 @@ export function renderShell(root: HTMLElement): Shell {
     typing: h("div", { class: "typing", "data-testid": "typing" }),
     editPreview: h("span", { class: "edit-preview" }),
     editCancel: h("button", { type: "button", class: "ghost small", "data-testid": "edit-cancel", title: "Stop editing (Esc)" }, "Cancel"),
+    replyName: h("span", { class: "edit-label", "data-testid": "reply-name" }),
+    replyPreview: h("span", { class: "edit-preview", "data-testid": "reply-preview" }),
+    replyCancel: h("button", { type: "button", class: "ghost small", "data-testid": "reply-cancel", title: "Do not reply (Esc)" }, "Cancel"),
     input: h("textarea", { rows: 1, placeholder: "Write a message…", "aria-label": "Message", "data-testid": "composer", maxlength: 100_000 }),
     counter: h("span", { class: "counter" }),
     send: h("button", { type: "submit", class: "primary send", "data-testid": "send", "aria-label": "Send" }, "Send"),
@@ -88,6 +96,7 @@ export function renderShell(root: HTMLElement): Shell {
   const scroller = h("div", { class: "scroller" }, s.older, s.messages);
   const composer = h("form", { class: "composer" }, s.input, s.counter, s.send);
   const editBar = h("div", { class: "edit-bar", "data-testid": "edit-bar", hidden: true }, h("span", { class: "edit-label" }, "Editing"), s.editPreview, s.editCancel);
+  const replyBar = h("div", { class: "edit-bar reply-bar", "data-testid": "reply-bar", hidden: true }, s.replyName, s.replyPreview, s.replyCancel);
   const chat = h(
     "div",
     { class: "chat", hidden: true },
@@ -96,6 +105,7 @@ export function renderShell(root: HTMLElement): Shell {
     scroller,
     s.typing,
     editBar,
+    replyBar,
     composer,
   );
   const empty = h(
@@ -129,5 +139,5 @@ export function renderShell(root: HTMLElement): Shell {
     s.toast,
   );
   replaceChildren(root, layout);
-  return { ...s, layout, conversation, empty, chat, scroller, editBar, composer };
+  return { ...s, layout, conversation, empty, chat, scroller, editBar, replyBar, composer };
 }

@@ -93,6 +93,8 @@ export interface SendMessageRequest {
    * everyone.
    */
   deleteSeq: bigint;
+  /** As chat.v1.SendMessage.reply_to_seq: the message answers this one. */
+  replyToSeq: bigint;
 }
 
 export interface SendMessageResponse {
@@ -371,7 +373,7 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
 };
 
 function createBaseSendMessageRequest(): SendMessageRequest {
-  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n };
 }
 
 export const SendMessageRequest: MessageFns<SendMessageRequest> = {
@@ -399,6 +401,12 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
         throw new globalThis.Error("value provided for field message.deleteSeq of type uint64 too large");
       }
       writer.uint32(40).uint64(message.deleteSeq);
+    }
+    if (message.replyToSeq !== 0n) {
+      if (BigInt.asUintN(64, message.replyToSeq) !== message.replyToSeq) {
+        throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.replyToSeq);
     }
     return writer;
   },
@@ -456,6 +464,14 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
             message.deleteSeq = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.replyToSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -487,6 +503,11 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
         : isSet(object.delete_seq)
         ? BigInt(object.delete_seq)
         : 0n,
+      replyToSeq: isSet(object.replyToSeq)
+        ? BigInt(object.replyToSeq)
+        : isSet(object.reply_to_seq)
+        ? BigInt(object.reply_to_seq)
+        : 0n,
     };
   },
 
@@ -507,6 +528,9 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     if (message.deleteSeq !== 0n) {
       obj.deleteSeq = message.deleteSeq.toString();
     }
+    if (message.replyToSeq !== 0n) {
+      obj.replyToSeq = message.replyToSeq.toString();
+    }
     return obj;
   },
 
@@ -520,6 +544,9 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     message.text = object.text ?? "";
     message.editSeq = (object.editSeq !== undefined && object.editSeq !== null) ? BigInt(object.editSeq) : 0n;
     message.deleteSeq = (object.deleteSeq !== undefined && object.deleteSeq !== null) ? BigInt(object.deleteSeq) : 0n;
+    message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
+      ? BigInt(object.replyToSeq)
+      : 0n;
     return message;
   },
 };

@@ -109,6 +109,11 @@ export interface SendMessage {
    * must be empty. At most one of edit_seq and delete_seq is set.
    */
   deleteSeq: bigint;
+  /**
+   * Non-zero to send the message as a reply to the message with this seq in
+   * the channel (not deleted). Not with edit_seq or delete_seq.
+   */
+  replyToSeq: bigint;
 }
 
 /**
@@ -598,7 +603,7 @@ export const ClientFrame: MessageFns<ClientFrame> = {
 };
 
 function createBaseSendMessage(): SendMessage {
-  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n };
 }
 
 export const SendMessage: MessageFns<SendMessage> = {
@@ -626,6 +631,12 @@ export const SendMessage: MessageFns<SendMessage> = {
         throw new globalThis.Error("value provided for field message.deleteSeq of type uint64 too large");
       }
       writer.uint32(40).uint64(message.deleteSeq);
+    }
+    if (message.replyToSeq !== 0n) {
+      if (BigInt.asUintN(64, message.replyToSeq) !== message.replyToSeq) {
+        throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.replyToSeq);
     }
     return writer;
   },
@@ -683,6 +694,14 @@ export const SendMessage: MessageFns<SendMessage> = {
             message.deleteSeq = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.replyToSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -714,6 +733,11 @@ export const SendMessage: MessageFns<SendMessage> = {
         : isSet(object.delete_seq)
         ? BigInt(object.delete_seq)
         : 0n,
+      replyToSeq: isSet(object.replyToSeq)
+        ? BigInt(object.replyToSeq)
+        : isSet(object.reply_to_seq)
+        ? BigInt(object.reply_to_seq)
+        : 0n,
     };
   },
 
@@ -734,6 +758,9 @@ export const SendMessage: MessageFns<SendMessage> = {
     if (message.deleteSeq !== 0n) {
       obj.deleteSeq = message.deleteSeq.toString();
     }
+    if (message.replyToSeq !== 0n) {
+      obj.replyToSeq = message.replyToSeq.toString();
+    }
     return obj;
   },
 
@@ -747,6 +774,9 @@ export const SendMessage: MessageFns<SendMessage> = {
     message.text = object.text ?? "";
     message.editSeq = (object.editSeq !== undefined && object.editSeq !== null) ? BigInt(object.editSeq) : 0n;
     message.deleteSeq = (object.deleteSeq !== undefined && object.deleteSeq !== null) ? BigInt(object.deleteSeq) : 0n;
+    message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
+      ? BigInt(object.replyToSeq)
+      : 0n;
     return message;
   },
 };

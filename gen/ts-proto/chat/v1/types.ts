@@ -448,6 +448,12 @@ export interface Message {
    * the sender are the change's own.
    */
   targetSeq: bigint;
+  /**
+   * Non-zero on a reply: the seq of the earlier message of this channel it
+   * answers. Clients show that message quoted (from what they hold, or from
+   * history), as it now is: edited, or deleted.
+   */
+  replyToSeq: bigint;
 }
 
 /**
@@ -545,6 +551,7 @@ function createBaseMessage(): Message {
     editedAt: undefined,
     deleted: false,
     targetSeq: 0n,
+    replyToSeq: 0n,
   };
 }
 
@@ -600,6 +607,12 @@ export const Message: MessageFns<Message> = {
         throw new globalThis.Error("value provided for field message.targetSeq of type uint64 too large");
       }
       writer.uint32(88).uint64(message.targetSeq);
+    }
+    if (message.replyToSeq !== 0n) {
+      if (BigInt.asUintN(64, message.replyToSeq) !== message.replyToSeq) {
+        throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.replyToSeq);
     }
     return writer;
   },
@@ -705,6 +718,14 @@ export const Message: MessageFns<Message> = {
             message.targetSeq = reader.uint64() as bigint;
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.replyToSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -762,6 +783,11 @@ export const Message: MessageFns<Message> = {
         : isSet(object.target_seq)
         ? BigInt(object.target_seq)
         : 0n,
+      replyToSeq: isSet(object.replyToSeq)
+        ? BigInt(object.replyToSeq)
+        : isSet(object.reply_to_seq)
+        ? BigInt(object.reply_to_seq)
+        : 0n,
     };
   },
 
@@ -800,6 +826,9 @@ export const Message: MessageFns<Message> = {
     if (message.targetSeq !== 0n) {
       obj.targetSeq = message.targetSeq.toString();
     }
+    if (message.replyToSeq !== 0n) {
+      obj.replyToSeq = message.replyToSeq.toString();
+    }
     return obj;
   },
 
@@ -823,6 +852,9 @@ export const Message: MessageFns<Message> = {
     message.editedAt = object.editedAt ?? undefined;
     message.deleted = object.deleted ?? false;
     message.targetSeq = (object.targetSeq !== undefined && object.targetSeq !== null) ? BigInt(object.targetSeq) : 0n;
+    message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
+      ? BigInt(object.replyToSeq)
+      : 0n;
     return message;
   },
 };

@@ -34,6 +34,8 @@ export interface MessageSubmitted {
    */
   targetSeq: bigint;
   deleted: boolean;
+  /** Non-zero on a reply (chat.v1.Message reply_to_seq). */
+  replyToSeq: bigint;
 }
 
 /**
@@ -80,6 +82,7 @@ function createBaseMessageSubmitted(): MessageSubmitted {
     submittedAt: undefined,
     targetSeq: 0n,
     deleted: false,
+    replyToSeq: 0n,
   };
 }
 
@@ -126,6 +129,12 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     }
     if (message.deleted !== false) {
       writer.uint32(72).bool(message.deleted);
+    }
+    if (message.replyToSeq !== 0n) {
+      if (BigInt.asUintN(64, message.replyToSeq) !== message.replyToSeq) {
+        throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.replyToSeq);
     }
     return writer;
   },
@@ -215,6 +224,14 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
             message.deleted = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.replyToSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -266,6 +283,11 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
         ? BigInt(object.target_seq)
         : 0n,
       deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      replyToSeq: isSet(object.replyToSeq)
+        ? BigInt(object.replyToSeq)
+        : isSet(object.reply_to_seq)
+        ? BigInt(object.reply_to_seq)
+        : 0n,
     };
   },
 
@@ -298,6 +320,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     if (message.deleted !== false) {
       obj.deleted = message.deleted;
     }
+    if (message.replyToSeq !== 0n) {
+      obj.replyToSeq = message.replyToSeq.toString();
+    }
     return obj;
   },
 
@@ -319,6 +344,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     message.submittedAt = object.submittedAt ?? undefined;
     message.targetSeq = (object.targetSeq !== undefined && object.targetSeq !== null) ? BigInt(object.targetSeq) : 0n;
     message.deleted = object.deleted ?? false;
+    message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
+      ? BigInt(object.replyToSeq)
+      : 0n;
     return message;
   },
 };
