@@ -4,6 +4,8 @@ export interface ChatServerMetrics {
   sessions: Gauge;
   /** Sends accepted (acked) from devices. */
   messagesIn: Counter;
+  /** The same sends by kind: message, reply, edit, delete. */
+  sendsByKind: Counter<"kind">;
   /** Inbox entries sent to devices, live or by catch-up. */
   entriesOut: Counter;
   /** Frames refused: malformed, rate-limited, or refused sends, by error code. */
@@ -16,6 +18,12 @@ export function chatServerMetrics(registry: Registry): ChatServerMetrics {
   return {
     sessions: new Gauge({ name: "chat_sessions", help: "Open device sessions on this chat server", registers: [registry] }),
     messagesIn: new Counter({ name: "chat_messages_in_total", help: "Messages accepted from devices", registers: [registry] }),
+    sendsByKind: new Counter({
+      name: "chat_sends_total",
+      help: "Sends accepted from devices, by kind: message, reply, edit, delete",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
     entriesOut: new Counter({ name: "chat_entries_out_total", help: "Inbox entries sent to devices", registers: [registry] }),
     refused: new Counter({
       name: "chat_frames_refused_total",

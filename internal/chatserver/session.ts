@@ -197,6 +197,7 @@ export class Session implements SessionHandle {
           { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq },
         );
         this.server.metrics?.messagesIn.inc();
+        this.server.metrics?.sendsByKind.inc({ kind: editSeq ? "edit" : deleteSeq ? "delete" : replyToSeq ? "reply" : "message" });
         // The message's own inbox copy follows in the next immediate
         // (live delivery): both frames then cost one write.
         if (!result.duplicate) this.sink.holdWrites?.();

@@ -329,7 +329,13 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     const b = await device(chatd.wsUrl, bob.devices[0]!.token);
     await a.send(channel!.channelId, "counted");
     await b.waitForMessages(1);
+    await b.send(channel!.channelId, "a reply, counted", undefined, { replyToSeq: 1n });
+    await a.edit(channel!.channelId, 1n, "counted, edited");
+    await b.deleteMessage(channel!.channelId, 2n);
     const text = await (await fetch(`${chatd.httpUrl}/metrics`)).text();
+    for (const kind of ["message", "reply", "edit", "delete"]) {
+      assert.ok((metricIn(text, "chat_sends_total", `kind="${kind}"`) ?? 0) >= 1, `sends of kind ${kind}`);
+    }
     const value = (name: string) => metricIn(text, name) ?? NaN;
     assert.ok(value("chat_sessions") >= 2, "sessions");
     assert.ok(value("chat_messages_in_total") >= 1, "messages in");
