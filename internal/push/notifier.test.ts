@@ -293,6 +293,20 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual(skips, ["channel_muted"]);
   });
 
+  it("pushes a mention from a muted channel, also when it is collapsed with later messages that are not", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    mutes.set("1:500", Date.now() + 3_600_000);
+    await startNotifier({ collapseWindowMs: 200 });
+    await notify(1n, 500n, "@you look", { mentioned: true });
+    await notify(1n, 500n, "and this too");
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the mention's push");
+    await notifier!.idle();
+    const json = receiver.deliveredTo(sub)[0]!.json!;
+    assert.deepEqual([json.body, json.count, json.mentioned], ["2 new messages, the latest: and this too", "2", "true"]);
+    assert.deepEqual(skips, []);
+  });
+
   it("sends nothing to a user who is online by the time the notification is due", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);

@@ -179,7 +179,10 @@ export class Notifier {
     const c = this.collapsing.get(key);
     if (c) {
       c.count++;
+      // A mention among the collapsed messages still reaches through a mute.
+      const mentioned = c.latest.mentioned || req.mentioned;
       if (req.message.seq >= c.latest.message.seq) c.latest = req;
+      if (mentioned) c.latest = { ...c.latest, mentioned: true };
       return;
     }
     const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
@@ -203,7 +206,7 @@ export class Notifier {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
-    if (await this.channelMuted(req)) return skipped("channel_muted");
+    if (!req.mentioned && (await this.channelMuted(req))) return skipped("channel_muted");
     const endpoints = await this.deps.endpoints.listForUser(req.userId);
     if (endpoints.length === 0) skipped("no_endpoint");
     for (const endpoint of endpoints) {
@@ -340,6 +343,7 @@ export function buildNotification(req: NotificationRequest, count: number, hideP
       senderName: req.senderName,
       channelTitle: req.channelTitle,
       count: String(count),
+      ...(req.mentioned ? { mentioned: "true" } : {}),
     },
   };
 }

@@ -14,6 +14,28 @@ export interface NotificationRequest {
   senderName: string;
   /** Empty for direct chats. */
   channelTitle: string;
+  /** The text names the user (@username): notified even while the channel is muted. */
+  mentioned?: boolean;
+}
+
+/**
+ * Whether `text` names `username` as `@username`, in any case, not as part of
+ * a longer name or an address (`@bobby` and `a@bob.example` do not name bob).
+ */
+export function mentions(text: string, username: string): boolean {
+  if (username === "" || !text.includes("@")) return false;
+  const lower = text.toLowerCase();
+  const name = `@${username.toLowerCase()}`;
+  // Usernames are a-z, 0-9, '_' and '.'; a trailing '.' ends a sentence, not a name.
+  const nameChar = /[\p{L}\p{N}_]/u;
+  for (let i = lower.indexOf(name); i >= 0; i = lower.indexOf(name, i + 1)) {
+    const before = i === 0 ? "" : lower[i - 1]!;
+    const after = lower.slice(i + name.length);
+    if (before !== "" && (nameChar.test(before) || before === ".")) continue;
+    if (nameChar.test(after[0] ?? "") || (after[0] === "." && nameChar.test(after[1] ?? ""))) continue;
+    return true;
+  }
+  return false;
 }
 
 export function encodeNotificationRequested(n: NotificationRequest): Uint8Array {
@@ -24,6 +46,7 @@ export function encodeNotificationRequested(n: NotificationRequest): Uint8Array 
       message: messageToProto(n.message),
       senderName: n.senderName,
       channelTitle: n.channelTitle,
+      mentioned: n.mentioned ?? false,
     }),
   );
 }
@@ -31,14 +54,17 @@ export function encodeNotificationRequested(n: NotificationRequest): Uint8Array 
 export function decodeNotificationRequested(bytes: Uint8Array): NotificationRequest {
   const r = fromBinary(NotificationRequestedSchema, bytes);
   if (!r.message) throw new Error("NotificationRequested without a message");
-  return { userId: r.userId, message: messageFromProto(r.message), senderName: r.senderName, channelTitle: r.channelTitle };
+  const n: NotificationRequest = { userId: r.userId, message: messageFromProto(r.message), senderName: r.senderName, channelTitle: r.channelTitle };
+  if (r.mentioned) n.mentioned = true;
+  return n;
 }
 
 /**
  * The InboxWriter's onOffline hook: publishes NotificationRequested (keyed
  * by user id) to the notifications topic, with the sender's display name and
  * the channel title looked up once here, so the notifier needs no store but
- * the push endpoints. A user's own messages are never notified.
+ * the push endpoints. A user's own messages are never notified. A text with
+ * an '@' in it also costs a read of the user, to tell a mention.
  */
 export function publishOfflineNotifications(deps: {
   queue: MessageQueue;
@@ -48,13 +74,18 @@ export function publishOfflineNotifications(deps: {
   return async (userId, entry) => {
     const m = entry.message;
     if (m.senderUserId === userId) return;
-    const [sender, channel] = await Promise.all([deps.accounts.getUser(m.senderUserId), deps.channels.getChannel(m.channelId)]);
+    const [sender, channel, recipient] = await Promise.all([
+      deps.accounts.getUser(m.senderUserId),
+      deps.channels.getChannel(m.channelId),
+      m.text.includes("@") ? deps.accounts.getUser(userId) : undefined,
+    ]);
     const request: NotificationRequest = {
       userId,
       message: m,
       senderName: sender?.displayName ?? "Someone",
       channelTitle: channel?.kind === "group" ? channel.title : "",
     };
+    if (recipient && mentions(m.text, recipient.username)) request.mentioned = true;
     await deps.queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRequested(request) }]);
   };
 }

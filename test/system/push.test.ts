@@ -168,6 +168,25 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     assert.equal(receiver.deliveredTo(sub)[0]!.json!.body, "heard again");
   });
 
+  it("pushes a mention (@username) of the user even from a chat the user muted", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const channelId = (await alice.api.channels.createGroup({ title: "Standup", memberUserIds: [bob.userId] })).channel!.channelId;
+    const sub = receiver.subscribe();
+    await register(bob, 0, sub);
+    await bob.api.channels.muteChannel({ channelId, mutedUntil: { seconds: BigInt(Math.floor(Date.now() / 1000) + 3600), nanos: 0 } });
+    const a = await connect(alice.devices[0]!.token);
+    const before = (await metric("chat_push_skipped_total", 'reason="channel_muted"')) ?? 0;
+    await a.send(channelId, `not for @${bob.username}x, nor mail to x@${bob.username}.example`);
+    await waitFor(async () => ((await metric("chat_push_skipped_total", 'reason="channel_muted"')) ?? 0) > before, "the muted chat skipped");
+    await settled();
+    assert.equal(receiver.pushesTo(sub).length, 0, "no mention, no push");
+    await a.send(channelId, `@${bob.username.toUpperCase()}, your turn`);
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the mention's push");
+    const json = receiver.deliveredTo(sub)[0]!.json!;
+    assert.deepEqual([json.body, json.mentioned], [`@${bob.username.toUpperCase()}, your turn`, "true"]);
+  });
+
   it("collapses a burst of messages into one notification per channel", async () => {
     const { channelId, sub, a } = await pair();
     for (let i = 1; i <= 4; i++) await a.send(channelId, `burst ${i}`);

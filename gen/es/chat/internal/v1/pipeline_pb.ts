@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIv4BChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQiXAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEIncKFU5vdGlmaWNhdGlvblJlcXVlc3RlZBIPCgd1c2VyX2lkGAEgASgEEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2USEwoLc2VuZGVyX25hbWUYAyABKAkSFQoNY2hhbm5lbF90aXRsZRgEIAEoCSI2Cg9QcmVzZW5jZUNoYW5nZWQSIwoIcHJlc2VuY2UYASABKAsyES5jaGF0LnYxLlByZXNlbmNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIv4BChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQiXAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEIooBChVOb3RpZmljYXRpb25SZXF1ZXN0ZWQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhMKC3NlbmRlcl9uYW1lGAMgASgJEhUKDWNoYW5uZWxfdGl0bGUYBCABKAkSEQoJbWVudGlvbmVkGAUgASgIIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -147,6 +147,14 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
    * @generated from field: string channel_title = 4;
    */
   channelTitle: string;
+
+  /**
+   * The text names the user (@username): the push goes out even while the
+   * user muted the channel.
+   *
+   * @generated from field: bool mentioned = 5;
+   */
+  mentioned: boolean;
 };
 
 /**

@@ -64,6 +64,11 @@ export interface NotificationRequested {
   message?: Message | undefined;
   senderName: string;
   channelTitle: string;
+  /**
+   * The text names the user (@username): the push goes out even while the
+   * user muted the channel.
+   */
+  mentioned: boolean;
 }
 
 /** PresenceChanged is published when a user's aggregate presence flips. */
@@ -479,7 +484,7 @@ export const InboxAppend: MessageFns<InboxAppend> = {
 };
 
 function createBaseNotificationRequested(): NotificationRequested {
-  return { userId: 0n, message: undefined, senderName: "", channelTitle: "" };
+  return { userId: 0n, message: undefined, senderName: "", channelTitle: "", mentioned: false };
 }
 
 export const NotificationRequested: MessageFns<NotificationRequested> = {
@@ -498,6 +503,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     }
     if (message.channelTitle !== "") {
       writer.uint32(34).string(message.channelTitle);
+    }
+    if (message.mentioned !== false) {
+      writer.uint32(40).bool(message.mentioned);
     }
     return writer;
   },
@@ -547,6 +555,14 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
             message.channelTitle = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.mentioned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -573,6 +589,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
         : isSet(object.channel_title)
         ? globalThis.String(object.channel_title)
         : "",
+      mentioned: isSet(object.mentioned) ? globalThis.Boolean(object.mentioned) : false,
     };
   },
 
@@ -590,6 +607,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     if (message.channelTitle !== "") {
       obj.channelTitle = message.channelTitle;
     }
+    if (message.mentioned !== false) {
+      obj.mentioned = message.mentioned;
+    }
     return obj;
   },
 
@@ -604,6 +624,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
       : undefined;
     message.senderName = object.senderName ?? "";
     message.channelTitle = object.channelTitle ?? "";
+    message.mentioned = object.mentioned ?? false;
     return message;
   },
 };
