@@ -53,7 +53,8 @@ export class InboxWriter {
     // A delete's copies are emptied once the delete is in the inbox, and
     // before its devices hear of it: by then the text is gone from the sync
     // queue too. Done again with a retried batch; emptying is idempotent.
-    await Promise.all(appends.map((a) => (a.emptyMessageIds ? this.deps.inbox.emptyTexts(a.userId, a.emptyMessageIds) : undefined)));
+    const deletes = appends.filter((a) => a.emptyMessageIds);
+    if (deletes.length > 0) await Promise.all(deletes.map((a) => this.deps.inbox.emptyTexts(a.userId, a.emptyMessageIds!)));
     this.deps.metrics?.inboxAppends.inc(results.filter((r) => !r.duplicate).length);
     await deliverLive(this.deps, entries);
   }

@@ -35,12 +35,12 @@ export function messageFromProto(m: Message): StoredMessage {
     clientMsgId: m.clientMsgId,
     text: m.text,
     sentAtMs: m.sentAt ? timestampDate(m.sentAt).getTime() : 0,
-    ...messageChangeFields(m),
+    ...optionalFields(m),
   };
 }
 
 /** The optional fields (an edited, deleted or change message, a reply), present only when set. */
-function messageChangeFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> {
+function optionalFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> {
   const out: Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> = {};
   if (m.replyToSeq !== 0n) out.replyToSeq = m.replyToSeq;
   if (m.targetSeq !== 0n) out.targetSeq = m.targetSeq;

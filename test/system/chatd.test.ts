@@ -25,6 +25,13 @@ function assertSameOrder(devices: TestDevice[], channelId: bigint, expectedCount
   }
 }
 
+/** The reply is an Error frame with this code and a message that says so. */
+function assertRefused(reply: ServerFrame, code: ErrorCode, message: RegExp): void {
+  assert.ok(reply.kind.case === "error", `refused: ${message}`);
+  assert.equal(reply.kind.value.code, code, reply.kind.value.message);
+  assert.match(reply.kind.value.message, message);
+}
+
 describe("chatd system (real WebSocket clients against a running chatd)", function () {
   this.timeout(180_000);
   let chatd: ChatdProcess;
@@ -207,12 +214,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       [b.send(group, "both", undefined, { editSeq: 3n, deleteSeq: 3n }), ErrorCode.INVALID_ARGUMENT, /at most one/],
       [b.edit(group, 3n, "   "), ErrorCode.TEXT_EMPTY, /empty/],
     ];
-    for (const [reply, code, message] of refusals) {
-      const r = (await reply) as Awaited<ReturnType<TestDevice["send"]>>;
-      assert.ok(r.kind.case === "error", `refused: ${message}`);
-      assert.equal(r.kind.value.code, code, r.kind.value.message);
-      assert.match(r.kind.value.message, message);
-    }
+    for (const [reply, code, message] of refusals) assertRefused((await reply) as ServerFrame, code, message);
     assert.equal((await b.send(group, "marker")).kind.case, "sendAck");
     await c.waitForMessages(6);
     assert.equal(c.messagesIn(group).length, 6, "no refused change reached anyone");
@@ -270,12 +272,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       [b!.send(dm, "to a deleted one", undefined, { replyToSeq: 2n }), ErrorCode.NOT_FOUND, /was deleted/],
       [b!.send(dm, "edit and reply", undefined, { replyToSeq: 1n, editSeq: 3n }), ErrorCode.INVALID_ARGUMENT, /reply_to_seq is for a new message/],
     ];
-    for (const [reply, code, message] of refusals) {
-      const r = await reply;
-      assert.ok(r.kind.case === "error", `refused: ${message}`);
-      assert.equal(r.kind.value.code, code, r.kind.value.message);
-      assert.match(r.kind.value.message, message);
-    }
+    for (const [reply, code, message] of refusals) assertRefused(await reply, code, message);
   });
 
   it("brings an offline device up to date, in order, on reconnect", async () => {

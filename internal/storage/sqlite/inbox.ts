@@ -82,24 +82,13 @@ export class SqliteInbox implements Inbox {
    * The append of a message that cannot be in any inbox yet (its log append
    * just created it), for a caller already inside a transaction
    * (SqliteMessageWriter): no dedup probe and no savepoint of its own, which
-   * were half the cost of a group message's hundred appends.
+   * were half the cost of a group message's hundred appends. Also for a
+   * change (an edit or a delete), which has its own message id.
    */
   appendNewInTransaction(userId: Id, m: StoredMessage): InboxEntry {
     const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
-    if (m.replyToSeq) {
-      this.s.insertEntry(userId, inboxSeq, m);
-    } else {
-      this.s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
-        m.clientMsgId, m.text, m.sentAtMs);
-    }
+    this.s.insertEntry(userId, inboxSeq, m);
     return { inboxSeq, message: m };
-  }
-
-  /** appendNewInTransaction for a change (an edit or a delete), whose extra columns a plain message leaves to their defaults. */
-  appendNewChangeInTransaction(userId: Id, change: StoredMessage): InboxEntry {
-    const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
-    this.s.insertEntry(userId, inboxSeq, change);
-    return { inboxSeq, message: change };
   }
 
   /**

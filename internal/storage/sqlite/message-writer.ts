@@ -49,7 +49,7 @@ export class SqliteMessageWriter implements MessageWriter {
       if (m.deleted) inbox.emptyDeletedInTransaction(m.channelId, target.seq, target.messageId);
       const stored: StoredMessage = { ...m, seq: 0n };
       // A change has its own message id, so it is in no inbox yet (the dedup key caught a resend above).
-      const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewChangeInTransaction(userId, stored) }));
+      const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored) }));
       return { message: stored, duplicate: false, entries };
     });
   }
