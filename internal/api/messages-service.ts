@@ -66,6 +66,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         editSeq: req.editSeq,
         deleteSeq: req.deleteSeq,
         replyToSeq: req.replyToSeq,
+        reactSeq: req.reactSeq,
       });
       return { messageId: result.messageId, duplicate: result.duplicate };
     },

@@ -4,7 +4,7 @@ export interface ChatServerMetrics {
   sessions: Gauge;
   /** Sends accepted (acked) from devices. */
   messagesIn: Counter;
-  /** The same sends by kind: message, reply, edit, delete. */
+  /** The same sends by kind: message, reply, edit, delete, reaction. */
   sendsByKind: Counter<"kind">;
   /** Inbox entries sent to devices, live or by catch-up. */
   entriesOut: Counter;
@@ -20,7 +20,7 @@ export function chatServerMetrics(registry: Registry): ChatServerMetrics {
     messagesIn: new Counter({ name: "chat_messages_in_total", help: "Messages accepted from devices", registers: [registry] }),
     sendsByKind: new Counter({
       name: "chat_sends_total",
-      help: "Sends accepted from devices, by kind: message, reply, edit, delete",
+      help: "Sends accepted from devices, by kind: message, reply, edit, delete, reaction",
       labelNames: ["kind"],
       registers: [registry],
     }),

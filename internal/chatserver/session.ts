@@ -191,13 +191,15 @@ export class Session implements SessionHandle {
     const { kind, ref } = frame;
     switch (kind.case) {
       case "send": {
-        const { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq } = kind.value;
+        const { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
         const result = await this.server.submitter.submit(
           { userId: this.userId, deviceId: this.deviceId },
-          { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq },
+          { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq },
         );
         this.server.metrics?.messagesIn.inc();
-        this.server.metrics?.sendsByKind.inc({ kind: editSeq ? "edit" : deleteSeq ? "delete" : replyToSeq ? "reply" : "message" });
+        this.server.metrics?.sendsByKind.inc({
+          kind: editSeq ? "edit" : deleteSeq ? "delete" : reactSeq ? "reaction" : replyToSeq ? "reply" : "message",
+        });
         // The message's own inbox copy follows in the next immediate
         // (live delivery): both frames then cost one write.
         if (!result.duplicate) this.sink.holdWrites?.();

@@ -98,7 +98,7 @@ describe("QueueSubmitter", () => {
     assert.equal(published, 1);
   });
 
-  describe("edits and deletes", () => {
+  describe("edits, deletes, replies and reactions", () => {
     const stored = (senderUserId: bigint, over: Partial<StoredMessage> = {}): StoredMessage => ({
       messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId, senderDeviceId: 21n, clientMsgId: "x", text: "old", sentAtMs: 1, ...over,
     });
@@ -152,10 +152,29 @@ describe("QueueSubmitter", () => {
       }
     });
 
+    it("publishes anyone's reaction to a message not deleted, or its taking back, as a change without the dedup read", async () => {
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      const s = submitter({ get: async () => stored(2n), findByClientMsgId: async () => assert.fail("not looked up") }, records(out));
+      assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "👍🏽", reactSeq: 4n }), { messageId: 101n, duplicate: false });
+      await s.submit(ALICE, { ...send, clientMsgId: "back", text: "", reactSeq: 4n });
+      assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.reaction, m.deleted, m.text]), [[4n, true, undefined, "👍🏽"], [4n, true, undefined, ""]]);
+      const gone = submitter({ get: async () => stored(2n, { deleted: true, text: "" }) }, async () => assert.fail("not published"));
+      await assert.rejects(gone.submit(ALICE, { ...send, text: "👍", reactSeq: 4n }), (e: Error & { code?: string }) => e.code === "not_found");
+    });
+
+    it("refuses a reaction that is not one emoji, before any read", async () => {
+      const s = submitter({ get: async () => assert.fail("not read") }, async () => assert.fail("not published"));
+      for (const text of ["ok", "👍👍", " 👍", "👍 ", "a👍", "x".repeat(40)]) {
+        await assert.rejects(s.submit(ALICE, { ...send, text, reactSeq: 4n }), (e: Error & { code?: string }) => e.code === "invalid_argument" && /one emoji/.test(e.message), text);
+      }
+      await assert.rejects(s.submit(ALICE, { ...send, text: "👍", reactSeq: 4n, deleteSeq: 4n }), /at most one of edit_seq, delete_seq and react_seq/);
+      await assert.rejects(s.submit(ALICE, { ...send, text: "👍", reactSeq: 4n, replyToSeq: 3n }), /reply_to_seq is for a new message/);
+    });
+
     it("refuses a delete with text, and an edit and a delete at once, before any read", async () => {
       const s = submitter({ get: async () => assert.fail("not read") }, async () => assert.fail("not published"));
       await assert.rejects(s.submit(ALICE, { ...send, deleteSeq: 4n }), /text must be empty/);
-      await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, deleteSeq: 4n }), /at most one of edit_seq and delete_seq/);
+      await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, deleteSeq: 4n }), /at most one of edit_seq, delete_seq and react_seq/);
       await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n, replyToSeq: 3n }), /reply_to_seq is for a new message/);
     });
   });

@@ -76,7 +76,7 @@ export class QueueSubmitter implements MessageSubmitter {
       // read only costs that resend its stored id (it gets this one). A
       // change is not in the log under its key: applying one twice does what
       // once does.
-      const change = Boolean(cmd.editSeq || cmd.deleteSeq);
+      const change = Boolean(cmd.editSeq || cmd.deleteSeq || cmd.reactSeq);
       const [stored, published] = await Promise.allSettled([
         change ? undefined : log.findByClientMsgId(cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId),
         queue.publish(Topics.submitted, [

@@ -1,5 +1,5 @@
 import { ChatError } from "../model/errors.js";
-import { MAX_CLIENT_MSG_ID_LENGTH, MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { MAX_CLIENT_MSG_ID_LENGTH, MAX_REACTION_UNITS, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import type { SendCommand } from "../messages/submit.js";
 
 /** Counts Unicode code points, stopping once `limit` is reached. */
@@ -23,9 +23,17 @@ export function validateSend(cmd: SendCommand): void {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
-  if (cmd.editSeq && cmd.deleteSeq) throw new ChatError("invalid_argument", "set at most one of edit_seq and delete_seq");
-  if (cmd.replyToSeq && (cmd.editSeq || cmd.deleteSeq)) {
-    throw new ChatError("invalid_argument", "reply_to_seq is for a new message, not an edit or a delete");
+  if ([cmd.editSeq, cmd.deleteSeq, cmd.reactSeq].filter(Boolean).length > 1) {
+    throw new ChatError("invalid_argument", "set at most one of edit_seq, delete_seq and react_seq");
+  }
+  if (cmd.replyToSeq && (cmd.editSeq || cmd.deleteSeq || cmd.reactSeq)) {
+    throw new ChatError("invalid_argument", "reply_to_seq is for a new message, not an edit, a delete or a reaction");
+  }
+  if (cmd.reactSeq) {
+    if (cmd.text.length > 0 && !isOneEmoji(cmd.text)) {
+      throw new ChatError("invalid_argument", "a reaction's text must be one emoji (or empty to take the reaction back)");
+    }
+    return;
   }
   if (cmd.deleteSeq) {
     if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
@@ -35,4 +43,16 @@ export function validateSend(cmd: SendCommand): void {
   if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
     throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);
   }
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+// Pictographs (most emoji), regional-indicator flags, and keycaps (a digit, # or * with U+20E3).
+const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
+
+/** One grapheme cluster, short, that is an emoji: what clients show as one reaction. */
+export function isOneEmoji(text: string): boolean {
+  if (text.length > MAX_REACTION_UNITS || !EMOJI.test(text)) return false;
+  const it = graphemes.segment(text)[Symbol.iterator]();
+  const first = it.next();
+  return !first.done && first.value.segment.length === text.length;
 }

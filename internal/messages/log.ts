@@ -43,6 +43,13 @@ export interface MessageLog {
    * record, same `messageId`) returns the target as that change left it,
    * and writes nothing new. The adapter keeps what `latest` returns in step.
    * Permissions are the caller's: this only orders changes.
+   *
+   * A reaction (`change.reaction`: `text` the emoji, "" to take it back)
+   * sets its sender's one reaction to the target, which `get` and `page`
+   * then show in `reactions` (by user id; `latest` shows none, nor does a
+   * deleted message). A user's reactions are ordered by `messageId` as edits
+   * are, and it does not apply to a deleted target; the same reaction again
+   * returns the target as it left it.
    */
   amend(change: NewMessage): Promise<StoredMessage | undefined>;
   /**
@@ -51,7 +58,7 @@ export interface MessageLog {
    * message's own copies.
    */
   editsOf(channelId: Id, seq: bigint): Promise<Id[]>;
-  /** The message with that seq as it now is (edited or deleted), if stored. */
+  /** The message with that seq as it now is (edited or deleted, with its reactions), if stored. */
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined>;
   /** The stored message of that append key, if any. */
   findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined>;

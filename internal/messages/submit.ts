@@ -10,6 +10,8 @@ export interface SendCommand {
   deleteSeq?: bigint;
   /** Send the message as a reply to the message with this seq (0n or absent: not a reply). */
   replyToSeq?: bigint;
+  /** React to the message with this seq: text is the emoji, "" to take it back (0n or absent: not a reaction). */
+  reactSeq?: bigint;
 }
 
 export interface Sender {
@@ -33,7 +35,13 @@ export function newMessage(messageId: Id, sender: Sender, cmd: SendCommand, sent
     clientMsgId: cmd.clientMsgId,
     text: cmd.text,
     sentAtMs,
-    ...(cmd.editSeq ? { targetSeq: cmd.editSeq } : cmd.deleteSeq ? { targetSeq: cmd.deleteSeq, deleted: true } : {}),
+    ...(cmd.editSeq
+      ? { targetSeq: cmd.editSeq }
+      : cmd.deleteSeq
+        ? { targetSeq: cmd.deleteSeq, deleted: true }
+        : cmd.reactSeq
+          ? { targetSeq: cmd.reactSeq, reaction: true }
+          : {}),
     ...(cmd.replyToSeq ? { replyToSeq: cmd.replyToSeq } : {}),
   };
 }

@@ -14,6 +14,8 @@ export const MAX_TEXT_CODE_POINTS = 100_000; // a text must have fewer than this
 export const utf8BytesAtMost = (text: string): number => text.length * 3;
 export const MAX_GROUP_MEMBERS = 100;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;
+/** A reaction's emoji: one grapheme cluster of at most this many UTF-16 units (a family, a flag with tags). */
+export const MAX_REACTION_UNITS = 32;
 
 /**
  * Who may see a user's presence: friends and the members of their channels
@@ -81,7 +83,7 @@ export interface NewMessage {
   /**
    * Set (non-zero) on a change to an earlier message rather than a message:
    * the seq of the message it changes. An edit carries the new text; with
-   * `deleted` it is a delete. A change takes no seq of its own (0n once
+   * `deleted` it is a delete, with `reaction` a reaction. A change takes no seq of its own (0n once
    * stored) and only travels to inboxes; the MessageLog applies it to its
    * target (`amend`).
    */
@@ -92,6 +94,22 @@ export interface NewMessage {
   editedAtMs?: number;
   /** On a reply: the seq of the earlier message of the channel it answers. */
   replyToSeq?: bigint;
+  /**
+   * On a change: the change is its sender's reaction to the target, `text`
+   * the emoji, or "" when the sender takes their reaction back.
+   */
+  reaction?: boolean;
+  /**
+   * On a message read from the log (`get`, `page`): its reactions, one per
+   * user, by user id; absent when none, and on a deleted message.
+   */
+  reactions?: Reaction[];
+}
+
+/** One user's reaction to a message. */
+export interface Reaction {
+  userId: Id;
+  emoji: string;
 }
 
 export interface StoredMessage extends NewMessage {
@@ -99,7 +117,7 @@ export interface StoredMessage extends NewMessage {
   seq: bigint;
 }
 
-/** Whether a message record is a change to an earlier message (an edit or a delete). */
+/** Whether a message record is a change to an earlier message (an edit, a delete or a reaction). */
 export const isChange = (m: NewMessage): boolean => m.targetSeq !== undefined && m.targetSeq !== 0n;
 
 export interface InboxEntry {

@@ -22,6 +22,7 @@ export function encodeSubmitted(m: NewMessage): Uint8Array {
       targetSeq: m.targetSeq ?? 0n,
       deleted: m.deleted ?? false,
       replyToSeq: m.replyToSeq ?? 0n,
+      reaction: m.reaction ?? false,
     }),
   );
 }
@@ -36,7 +37,9 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
     senderDeviceId: r.senderDeviceId,
     text: r.text,
     sentAtMs: r.submittedAt ? timestampDate(r.submittedAt).getTime() : 0,
-    ...(r.targetSeq !== 0n ? { targetSeq: r.targetSeq, ...(r.deleted ? { deleted: true } : {}) } : {}),
+    ...(r.targetSeq !== 0n
+      ? { targetSeq: r.targetSeq, ...(r.deleted ? { deleted: true } : r.reaction ? { reaction: true } : {}) }
+      : {}),
     ...(r.replyToSeq !== 0n ? { replyToSeq: r.replyToSeq } : {}),
   };
 }

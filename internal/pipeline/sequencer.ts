@@ -69,9 +69,9 @@ export class Sequencer {
   }
 
   /**
-   * An edit or a delete: applied to its target, then copied to every member's
-   * inbox as an entry of its own (no seq), so devices learn it in order with
-   * the channel's messages. One that no longer applies (its target deleted,
+   * An edit, a delete or a reaction: applied to its target, then copied to
+   * every member's inbox as an entry of its own (no seq), so devices learn it
+   * in order with the channel's messages. One that no longer applies (its target deleted,
    * or changed later) goes nowhere; the log says so by returning nothing.
    */
   private async amend(change: NewMessage): Promise<OutgoingRecord[]> {

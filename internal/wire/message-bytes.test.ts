@@ -41,6 +41,8 @@ function randomMessage(r: () => number): Message {
     deleted: r() < 0.05,
     targetSeq: r() < 0.05 ? randomU64(r) : 0n,
     replyToSeq: r() < 0.3 ? randomU64(r) : 0n,
+    reaction: r() < 0.03,
+    reactions: r() < 0.05 ? [{ userId: randomU64(r), emoji: "👍" }, { userId: randomU64(r), emoji: randomText(r) }] : [],
   });
 }
 

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { InboxEntrySchema, MessageSchema, type InboxEntry as PbInboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { InboxEntrySchema, MessageSchema, ReactionSchema, type InboxEntry as PbInboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { InboxEntry, StoredMessage } from "../model/types.js";
 
 /**
@@ -22,6 +22,8 @@ export function messageToProto(m: StoredMessage): Message {
     deleted: m.deleted ?? false,
     targetSeq: m.targetSeq ?? 0n,
     replyToSeq: m.replyToSeq ?? 0n,
+    reactions: m.reactions?.map((r) => create(ReactionSchema, { userId: r.userId, emoji: r.emoji })) ?? [],
+    reaction: m.reaction ?? false,
   });
 }
 
@@ -39,13 +41,17 @@ export function messageFromProto(m: Message): StoredMessage {
   };
 }
 
-/** The optional fields (an edited, deleted or change message, a reply), present only when set. */
-function optionalFields(m: Message): Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> {
-  const out: Pick<StoredMessage, "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq"> = {};
+type Optional = "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq" | "reaction" | "reactions";
+
+/** The optional fields (an edited, deleted or change message, a reply, reactions), present only when set. */
+function optionalFields(m: Message): Pick<StoredMessage, Optional> {
+  const out: Pick<StoredMessage, Optional> = {};
   if (m.replyToSeq !== 0n) out.replyToSeq = m.replyToSeq;
   if (m.targetSeq !== 0n) out.targetSeq = m.targetSeq;
   if (m.deleted) out.deleted = true;
   if (m.editedAt) out.editedAtMs = timestampDate(m.editedAt).getTime();
+  if (m.reaction) out.reaction = true;
+  if (m.reactions.length > 0) out.reactions = m.reactions.map((r) => ({ userId: r.userId, emoji: r.emoji }));
   return out;
 }
 

@@ -95,7 +95,7 @@ export class TestDevice {
     channelId: bigint,
     text: string,
     clientMsgId = `c-${Math.random().toString(36).slice(2)}`,
-    change: { editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint } = {},
+    change: { editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint; reactSeq?: bigint } = {},
   ): Promise<ServerFrame> {
     for (;;) {
       const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId, ...change } } });
@@ -123,7 +123,12 @@ export class TestDevice {
     return this.send(channelId, "", clientMsgId, { deleteSeq: seq });
   }
 
-  /** Every inbox entry's message, changes (edits, deletes) included. */
+  /** Reacts to the message with that seq ("" takes the reaction back); resolves with the ack or error frame. */
+  react(channelId: bigint, seq: bigint, emoji: string, clientMsgId?: string): Promise<ServerFrame> {
+    return this.send(channelId, emoji, clientMsgId, { reactSeq: seq });
+  }
+
+  /** Every inbox entry's message, changes (edits, deletes, reactions) included. */
   messages(): Message[] {
     return this.entries.map((e) => e.message!).filter(Boolean);
   }
@@ -137,11 +142,32 @@ export class TestDevice {
         continue;
       }
       const target = out.get(m.targetSeq);
-      if (!target) continue;
+      if (!target || m.reaction) continue;
       if (m.deleted) Object.assign(target, { text: "", deleted: true, edited: false });
       else Object.assign(target, { text: m.text, edited: true });
     }
     return [...out.values()];
+  }
+
+  /**
+   * The channel's reactions as a client shows them from the changes it got,
+   * by seq: "emoji:user" sorted, the user's latest reaction replacing theirs.
+   */
+  reactionsShown(channelId: bigint): Map<bigint, string[]> {
+    const bySeq = new Map<bigint, Map<bigint, string>>();
+    for (const m of this.messagesIn(channelId)) {
+      if (m.targetSeq === 0n) continue;
+      const users = bySeq.get(m.targetSeq) ?? new Map<bigint, string>();
+      bySeq.set(m.targetSeq, users);
+      if (m.deleted) users.clear();
+      else if (m.reaction) {
+        if (m.text === "") users.delete(m.senderUserId);
+        else users.set(m.senderUserId, m.text);
+      }
+    }
+    const out = new Map<bigint, string[]>();
+    for (const [seq, users] of bySeq) if (users.size > 0) out.set(seq, [...users].map(([u, e]) => `${e}:${u}`).sort());
+    return out;
   }
 
   messagesIn(channelId: bigint): Message[] {

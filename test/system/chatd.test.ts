@@ -275,6 +275,72 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     for (const [reply, code, message] of refusals) assertRefused(await reply, code, message);
   });
 
+  it("reactions reach every device of every member in order, one per user; history shows them; bad ones are refused", async () => {
+    const [owner, bob, carol] = [await signUp(chatd.httpUrl, "reacts"), await signUp(chatd.httpUrl, "liker"), await signUp(chatd.httpUrl, "lurker")];
+    const group = (await owner.api.channels.createGroup({ title: "reactions", memberUserIds: [bob.userId, carol.userId] })).channel!.channelId;
+    const all = await Promise.all([owner, bob, carol].map((u) => device(chatd.wsUrl, u.devices[0]!.token)));
+    const [o, b, c] = all as [TestDevice, TestDevice, TestDevice];
+    const offline = await addDevice(chatd.httpUrl, carol);
+
+    for (const text of ["pizza?", "at 8"]) assert.equal((await o.send(group, text)).kind.case, "sendAck");
+    const first = await b.react(group, 1n, "👍", "react-1");
+    assert.ok(first.kind.case === "sendAck", "a member reacts");
+    const again = await b.react(group, 1n, "👍", "react-1");
+    assert.ok(again.kind.case === "sendAck" && again.kind.value.duplicate, "a resend of the reaction is the same reaction");
+    assert.equal((await c.react(group, 1n, "👨‍👩‍👧‍👦")).kind.case, "sendAck");
+    assert.equal((await b.react(group, 1n, "❤️")).kind.case, "sendAck", "a later reaction replaces the user's earlier one");
+    assert.equal((await o.react(group, 2n, "😂")).kind.case, "sendAck", "the sender reacts to their own message");
+    assert.equal((await o.react(group, 2n, "")).kind.case, "sendAck", "and takes it back");
+
+    const expected = new Map([[1n, [`❤️:${bob.userId}`, `👨‍👩‍👧‍👦:${carol.userId}`].sort()]]);
+    await Promise.all(all.map((d) => d.waitForMessages(7, "2 messages and 5 reactions")));
+    for (const d of all) {
+      assert.deepEqual(d.reactionsShown(group), expected);
+      assert.deepEqual(d.shown(group).map((m) => m.text), ["pizza?", "at 8"], "a reaction is no edit");
+    }
+    const changes = c.messagesIn(group).filter((m) => m.reaction);
+    assert.deepEqual(changes.map((m) => [m.targetSeq, m.seq, m.text, m.senderUserId]), [
+      [1n, 0n, "👍", bob.userId], [1n, 0n, "👨‍👩‍👧‍👦", carol.userId], [1n, 0n, "❤️", bob.userId], [2n, 0n, "😂", owner.userId], [2n, 0n, "", owner.userId],
+    ]);
+
+    // History carries the reactions standing now, by user id; the changes are not unread.
+    const history = await carol.api.messages.listMessages({ channelId: group, limit: 10 });
+    assert.deepEqual(history.messages.map((m) => [m.seq, m.reactions.map((r) => [r.userId, r.emoji])]), [
+      [2n, []], [1n, [[bob.userId, "❤️"], [carol.userId, "👨‍👩‍👧‍👦"]].sort((x, y) => (x[0]! < y[0]! ? -1 : 1))],
+    ]);
+    const listed = (await carol.api.channels.listChannels({})).channels.find((ch) => ch.channelId === group)!;
+    assert.equal(listed.unreadCount, 2n, "two messages, the reactions not counted");
+
+    // The device that was away gets them in order from its cursor.
+    const late = await device(chatd.wsUrl, offline.token);
+    await late.waitForMessages(7);
+    assert.deepEqual(late.reactionsShown(group), expected);
+
+    assert.equal((await o.deleteMessage(group, 1n)).kind.case, "sendAck");
+    const stranger = await signUp(chatd.httpUrl, "outsider");
+    const s = await device(chatd.wsUrl, stranger.devices[0]!.token);
+    const refusals: [Promise<ServerFrame>, ErrorCode, RegExp][] = [
+      [b.react(group, 1n, "😢"), ErrorCode.NOT_FOUND, /was deleted/],
+      [b.react(group, 99n, "👍"), ErrorCode.NOT_FOUND, /no message with seq 99/],
+      [b.react(group, 2n, "ok"), ErrorCode.INVALID_ARGUMENT, /one emoji/],
+      [b.react(group, 2n, "👍👍"), ErrorCode.INVALID_ARGUMENT, /one emoji/],
+      [b.send(group, "👍", undefined, { reactSeq: 2n, editSeq: 2n }), ErrorCode.INVALID_ARGUMENT, /at most one/],
+      [s.react(group, 2n, "👍"), ErrorCode.NOT_A_MEMBER, /not a member/],
+    ];
+    for (const [reply, code, message] of refusals) assertRefused(await reply, code, message);
+    assert.equal((await o.send(group, "marker")).kind.case, "sendAck");
+    await c.waitForMessages(9);
+    assert.deepEqual(c.messagesIn(group).slice(7).map((m) => [m.targetSeq, m.deleted, m.text]), [[1n, true, ""], [0n, false, "marker"]],
+      "no refused reaction reached anyone");
+    const after = await carol.api.messages.listMessages({ channelId: group, limit: 10 });
+    assert.deepEqual(after.messages.map((m) => [m.seq, m.deleted, m.reactions.length]), [[3n, false, 0], [2n, false, 0], [1n, true, 0]],
+      "a deleted message shows no reactions");
+    // The api's SendMessage reacts too.
+    await bob.api.messages.sendMessage({ channelId: group, clientMsgId: "api-react", text: "🙏", reactSeq: 3n });
+    const reacted = (await bob.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
+    assert.deepEqual(reacted.reactions.map((r) => [r.userId, r.emoji]), [[bob.userId, "🙏"]]);
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

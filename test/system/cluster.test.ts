@@ -125,7 +125,7 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.match(await res.text(), /chat_sessions [1-9]/);
   });
 
-  it("carries edits, deletes and replies through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
+  it("carries edits, deletes, replies and reactions through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
     const users: TestUser[] = [];
     for (let i = 0; i < 3; i++) users.push(await signUp(apiUrl(), "ed"));
     const [owner, writer] = users as [TestUser, TestUser, TestUser];
@@ -177,6 +177,18 @@ describe("distributed mode on the real engines (separate processes)", function (
     await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).some((m) => m.replyToSeq === 1n && m.seq === 4n), "the reply")));
     const top = (await users[1]!.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
     assert.deepEqual([top.seq, top.replyToSeq, top.text], [4n, 1n, "re m1"]);
+    // Reactions: one per user, the later replacing the earlier, whatever chat server minted them.
+    const reactions = await Promise.all([
+      w.react(group, 4n, "👍", `ed-${run}-x1`),
+      devs[2]!.react(group, 4n, "😂", `ed-${run}-x2`),
+      w.react(group, 4n, "❤️", `ed-${run}-x3`),
+    ]);
+    for (const r of reactions) assert.equal(r.kind.case, "sendAck", r.kind.case === "error" ? r.kind.value.message : "");
+    const wanted = [`❤️:${writer.userId}`, `😂:${users[2]!.userId}`].sort().join(" ");
+    await Promise.all(devs.map((d) => waitFor(() => d.reactionsShown(group).get(4n)?.join(" ") === wanted, "the reactions", 60_000)));
+    assert.ok(devs.every((d) => d.shown(group).find((m) => m.seq === 4n)?.text === "re m1"), "a reaction is no edit");
+    const reacted = (await users[0]!.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
+    assert.deepEqual(reacted.reactions.map((r) => `${r.emoji}:${r.userId}`).sort().join(" "), wanted);
   });
 
   it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {

@@ -5,6 +5,7 @@ import { bucketOf, readRange } from "./buckets.js";
 import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
+import { decodeReactions, encodeReaction, withReactions, type ReactionCell } from "./reaction-cell.js";
 import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
@@ -12,6 +13,8 @@ import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.
 const COLS = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 /** Columns of messages and channel_newest that schema 1's channel_heads never had. */
 const LOG_ONLY = "reply_to_seq";
+/** Columns of messages alone: the newest-message row shows no reactions. */
+const ROW_ONLY = "reactions";
 
 /**
  * The message columns of a row; also reads inbox rows, which carry a
@@ -39,6 +42,7 @@ export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => 
   if (deleted != null) m.deleted = deleted;
   const replyToSeq = r.get("reply_to_seq") as bigint | null | undefined;
   if (replyToSeq != null) m.replyToSeq = big(replyToSeq);
+  if (r.get("reaction") === true) m.reaction = true;
   return m;
 };
 
@@ -49,7 +53,7 @@ export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => 
  */
 const fromLogRow = (r: Row, channelId: Id, seq: bigint): StoredMessage => {
   const c = decodeChange(r.get("change"));
-  return applyChange(toMessage(r, channelId, seq), c?.seq === seq ? c : undefined);
+  return withReactions(applyChange(toMessage(r, channelId, seq), c?.seq === seq ? c : undefined), decodeReactions(r.get("reactions")));
 };
 
 const messageValues = (m: StoredMessage) => [
@@ -112,15 +116,18 @@ export class CassandraMessageLog implements MessageLog {
       // by a writer that fell behind.
       insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}, ${LOG_ONLY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TIMESTAMP ?`,
-      one: `SELECT ${COLS}, change, ${LOG_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
-      target: `SELECT ${COLS}, change, ${LOG_ONLY}, WRITETIME(text) AS text_ts FROM ${t("messages")}
+      one: `SELECT ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      target: `SELECT ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY}, WRITETIME(text) AS text_ts FROM ${t("messages")}
                WHERE channel_id = ? AND bucket = ? AND seq = ?`,
+      // At the seq, as the change cell: the value (change id first) orders a user's reactions.
+      putReaction: `UPDATE ${t("messages")} USING TIMESTAMP ? SET reactions[?] = ? WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       changeRow: `UPDATE ${t("messages")} USING TIMESTAMP ? SET change = ? WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       clearRowText: `UPDATE ${t("messages")} USING TIMESTAMP ? SET text = null WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       changeHead: `UPDATE ${t("channel_newest")} USING TIMESTAMP ? SET change = ?, text = null WHERE channel_id = ?`,
       putEdit: `INSERT INTO ${t("message_edits")} (channel_id, seq, change_id) VALUES (?, ?, ?)`,
       edits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ?`,
-      range: `SELECT seq, ${COLS}, change, ${LOG_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      range: `SELECT seq, ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")}
+              WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
@@ -232,6 +239,7 @@ export class CassandraMessageLog implements MessageLog {
       message: toMessage(r, channelId, seq),
       current: decodeChange(r.get("change")),
       textTs: r.get("text_ts") as bigint | null,
+      reactions: decodeReactions(r.get("reactions")),
     };
     if (head.legacy && head.seq === seq) {
       // A head from before schema 2 (only read, and its row perhaps never
@@ -241,13 +249,14 @@ export class CassandraMessageLog implements MessageLog {
       if (h?.legacy && h.seq === seq) {
         if (!target) {
           await this.seqOps.writeEntry(channelId, h.entry);
-          target = { message: h.entry, current: undefined, textTs: seq };
+          target = { message: h.entry, current: undefined, textTs: seq, reactions: new Map() };
         }
         await this.seqOps.writeHead(channelId, h.entry);
       }
     }
     if (!target) return undefined;
-    const { message, current } = target;
+    const { message, current, reactions } = target;
+    if (change.reaction) return this.react(change, applyChange(message, current), reactions, bucket);
     const newest = head.seq === seq;
     if (current?.changedBy === change.messageId) {
       // This change again (a retried record). The head's copy is written
@@ -258,7 +267,7 @@ export class CassandraMessageLog implements MessageLog {
         newest ? this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]) : undefined,
         change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
       ]);
-      return applyChange(message, current);
+      return withReactions(applyChange(message, current), reactions);
     }
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.
@@ -278,7 +287,25 @@ export class CassandraMessageLog implements MessageLog {
       newest ? this.db.write(this.q.changeHead, [seq, cell, channelId]) : undefined,
       change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
     ]);
-    return applyChange(message, next);
+    return withReactions(applyChange(message, next), reactions);
+  }
+
+  /**
+   * A reaction: the user's latest (by change id) stands; one replayed after
+   * a later one is refused, the same one again answers as it did. Nothing
+   * to keep in step in channel_newest, which shows no reactions.
+   */
+  private async react(change: NewMessage, target: StoredMessage, cells: ReadonlyMap<Id, ReactionCell>, bucket: bigint) {
+    if (target.deleted) return undefined;
+    const mine = cells.get(change.senderUserId);
+    if (mine && mine.changeId > change.messageId) return undefined;
+    const next = new Map(cells);
+    if (!mine || mine.changeId !== change.messageId) {
+      const cell: ReactionCell = { changeId: change.messageId, emoji: change.text };
+      await this.db.write(this.q.putReaction, [target.seq, change.senderUserId, encodeReaction(cell), change.channelId, bucket, target.seq]);
+      next.set(change.senderUserId, cell);
+    }
+    return withReactions(target, next);
   }
 
   private headSeq(channelId: Id): Promise<bigint> {

@@ -16,8 +16,10 @@ import { assertKeyspaceName, type Client } from "./session.js";
  * message they replace in channel_newest.
  * 5: replies (reply_to_seq in ADDED_COLUMNS); an older build would store a
  * reply without what it answers.
+ * 6: reactions (`messages.reactions`, `reaction` on inbox entries); an older
+ * build would take a reaction's entry for an edit to its emoji.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /**
  * Meta key: when (epoch ms) an existing keyspace moved to schema 3. Messages
@@ -116,6 +118,7 @@ const TABLES: Record<string, string> = {
   // cleared then, so a deleted text is not kept.
   messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob, reply_to_seq bigint,
+             reactions map<bigint, blob>,
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
   // Before schema 3: the dedup key without the device (which swallowed a
   // second device's message with the same client_msg_id). Now only read, for
@@ -145,14 +148,14 @@ const TABLES: Record<string, string> = {
   // is enough. (Options of a new keyspace; an older one keeps its own.)
   inbox: `(user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
-             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint,
+             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean,
              PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC) AND ${EXPIRING}`,
   inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id))) WITH ${EXPIRING}`,
   // The newest entry of an inbox (as channel_newest), with no TTL: the seq
   // and the newest entry outlive the retention window.
   inbox_newest: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
-             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint)`,
+             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean)`,
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
@@ -173,11 +176,12 @@ export const TABLE_NAMES = Object.keys(TABLES);
  * existing table as it is, so applySchema adds these where missing.
  */
 export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
-  // Schema 4: edits and deletes (change, target_seq, edited_at_ms, deleted); 5: replies (reply_to_seq).
-  messages: { change: "blob", reply_to_seq: "bigint" },
+  // Schema 4: edits and deletes (change, target_seq, edited_at_ms, deleted); 5: replies (reply_to_seq);
+  // 6: reactions (reactions, reaction).
+  messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>" },
   channel_newest: { change: "blob", reply_to_seq: "bigint" },
-  inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint" },
-  inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint" },
+  inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean" },
+  inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean" },
 };
 
 /**

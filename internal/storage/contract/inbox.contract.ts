@@ -98,6 +98,19 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.deepStrictEqual(await inbox.readAfter(u, 5n, 10), [{ inboxSeq: 6n, message: plain }]);
       });
 
+      it("keeps a reaction's entry whole: the emoji, or none when taken back, told apart from an edit", async () => {
+        const u = uniqueId();
+        const react = message({ seq: 0n, targetSeq: 7n, text: "👨‍👩‍👧‍👦", reaction: true });
+        const takeBack = message({ seq: 0n, targetSeq: 7n, text: "", reaction: true });
+        const edit = message({ seq: 0n, targetSeq: 7n, text: "👍" });
+        for (const m of [react, takeBack, edit]) await inbox.append(u, m);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [react, takeBack, edit].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
+        // The newest-entry row (Cassandra) clears the flag of the entry before it.
+        assert.deepStrictEqual(await inbox.readAfter(u, 2n, 10), [{ inboxSeq: 3n, message: edit }]);
+        await inbox.append(u, react);
+        assert.deepStrictEqual(await inbox.readAfter(u, 2n, 10), [{ inboxSeq: 3n, message: edit }]);
+      });
+
       it("empties the text of the named entries of one user's inbox only, keeping every other field; idempotent", async () => {
         const [u, other] = [uniqueId(), uniqueId()];
         const target = message({ text: "secret" });

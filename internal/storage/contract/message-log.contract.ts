@@ -379,6 +379,88 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("reactions (amend with reaction)", () => {
+      const react = (target: StoredMessage, userId: bigint, emoji: string): NewMessage =>
+        msg(target.channelId, { senderUserId: userId, text: emoji, sentAtMs: target.sentAtMs + 1_000, targetSeq: target.seq, reaction: true });
+
+      it("shows on the message in get and page, one per user by user id; latest and other messages show none", async () => {
+        const { channelId, stored } = await fill(2);
+        const [a, b] = [uniqueId(), uniqueId()];
+        assert.deepStrictEqual(await log.amend(react(stored[0]!, b, "👍")), { ...stored[0]!, reactions: [{ userId: b, emoji: "👍" }] });
+        const both = { ...stored[0]!, reactions: [{ userId: a, emoji: "👨‍👩‍👧‍👦" }, { userId: b, emoji: "👍" }] };
+        assert.deepStrictEqual(await log.amend(react(stored[0]!, a, "👨‍👩‍👧‍👦")), both);
+        assert.deepStrictEqual(await log.get(channelId, 1n), both);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 }), [both, stored[1]]);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 1 }), [stored[1]]);
+        // The channel list's newest message goes without its reactions.
+        await log.amend(react(stored[1]!, a, "😂"));
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), stored[1]);
+      });
+
+      it("a user's later reaction replaces theirs; an empty one takes it back; none left is no key at all", async () => {
+        const { channelId, stored } = await fill(1);
+        const [a, b] = [uniqueId(), uniqueId()];
+        await log.amend(react(stored[0]!, a, "👍"));
+        await log.amend(react(stored[0]!, b, "😮"));
+        assert.deepStrictEqual(await log.amend(react(stored[0]!, a, "❤️")), { ...stored[0]!, reactions: [{ userId: a, emoji: "❤️" }, { userId: b, emoji: "😮" }] });
+        assert.deepStrictEqual(await log.amend(react(stored[0]!, a, "")), { ...stored[0]!, reactions: [{ userId: b, emoji: "😮" }] });
+        await log.amend(react(stored[0]!, b, ""));
+        assert.deepStrictEqual(await log.get(channelId, 1n), stored[0]);
+        assert.equal("reactions" in (await log.get(channelId, 1n))!, false);
+        assert.deepStrictEqual(await log.amend(react(stored[0]!, b, "🙏")), { ...stored[0]!, reactions: [{ userId: b, emoji: "🙏" }] });
+      });
+
+      it("the same reaction again answers the same; an older one after a newer one (also a taken-back one) does not apply", async () => {
+        const { channelId, stored } = await fill(1);
+        const a = uniqueId();
+        const first = react(stored[0]!, a, "👍");
+        const second = react(stored[0]!, a, "");
+        assert.ok(second.messageId > first.messageId);
+        const one = await log.amend(first);
+        assert.deepStrictEqual(await log.amend(first), one);
+        assert.deepStrictEqual(await log.amend(second), stored[0]);
+        assert.equal(await log.amend(first), undefined);
+        assert.deepStrictEqual(await log.amend(second), stored[0]);
+        assert.deepStrictEqual(await log.get(channelId, 1n), stored[0]);
+      });
+
+      it("stay through an edit; a deleted message shows none and takes none; they are not among its edits", async () => {
+        const { channelId, stored } = await fill(1);
+        const a = uniqueId();
+        await log.amend(react(stored[0]!, a, "👍"));
+        const edit = msg(channelId, { senderUserId: stored[0]!.senderUserId, text: "edited", sentAtMs: stored[0]!.sentAtMs + 2_000, targetSeq: 1n });
+        const edited = { ...stored[0]!, text: "edited", editedAtMs: edit.sentAtMs, reactions: [{ userId: a, emoji: "👍" }] };
+        assert.deepStrictEqual(await log.amend(edit), edited);
+        assert.deepStrictEqual(await log.get(channelId, 1n), edited);
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n), [edit.messageId]);
+        const deleted = { ...stored[0]!, text: "", deleted: true };
+        assert.deepStrictEqual(await log.amend(msg(channelId, { senderUserId: a, text: "", targetSeq: 1n, deleted: true })), deleted);
+        assert.equal(await log.amend(react(stored[0]!, a, "😢")), undefined);
+        assert.deepStrictEqual(await log.get(channelId, 1n), deleted);
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 }), [deleted]);
+      });
+
+      it("to a missing seq or channel does not apply", async () => {
+        const { stored } = await fill(1);
+        assert.equal(await log.amend(react({ ...stored[0]!, seq: 2n }, uniqueId(), "👍")), undefined);
+        assert.equal(await log.amend(react({ ...stored[0]!, channelId: uniqueId() }, uniqueId(), "👍")), undefined);
+      });
+
+      it("in flight together with edits and deletes apply in call order", async () => {
+        const { channelId, stored } = await fill(1);
+        const [a, b] = [uniqueId(), uniqueId()];
+        const results = await Promise.all([
+          log.amend(react(stored[0]!, a, "👍")),
+          log.amend(react(stored[0]!, b, "❤️")),
+          log.amend(msg(channelId, { senderUserId: a, text: "", targetSeq: 1n, deleted: true })),
+          log.amend(react(stored[0]!, a, "😂")),
+        ]);
+        assert.deepStrictEqual(results[1]?.reactions, [{ userId: a, emoji: "👍" }, { userId: b, emoji: "❤️" }]);
+        assert.equal(results[2]?.deleted, true);
+        assert.equal(results[3], undefined);
+      });
+    });
+
     describe("latest", () => {
       it("returns the newest message of each channel that has any", async () => {
         const a = await fill(3);

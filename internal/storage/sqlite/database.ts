@@ -310,6 +310,22 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE messages ADD COLUMN reply_to_seq INTEGER;
   ALTER TABLE inbox ADD COLUMN reply_to_seq INTEGER;
   `,
+  // 11: reactions, one per user per message. A reaction taken back keeps its
+  // row with an empty emoji: its change id still orders a reaction replayed
+  // after it. message_changes records reactions (for a resend's dedup) apart
+  // from the edits a delete must empty.
+  `
+  ALTER TABLE inbox ADD COLUMN reaction INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE message_changes ADD COLUMN reaction INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE message_reactions (
+    channel_id INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL,
+    emoji      TEXT NOT NULL,
+    change_id  INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, seq, user_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -9,7 +9,7 @@ type Row = Record<string, unknown>;
 const toEntry = (r: Row): InboxEntry => ({ inboxSeq: r.inbox_seq as bigint, message: toMessage(r) });
 
 /** What toEntry reads; see MESSAGE_COLUMNS. */
-const COLUMNS = `inbox_seq, ${MESSAGE_COLUMNS}, nullif(target_seq, 0) AS target_seq`;
+const COLUMNS = `inbox_seq, ${MESSAGE_COLUMNS}, nullif(target_seq, 0) AS target_seq, nullif(reaction, 0) AS reaction`;
 
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
@@ -21,15 +21,16 @@ function build(db: SqliteDatabase) {
     // Apart from insert, so that a plain message (nearly every entry) binds no more than it did.
     insertChanged: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
                                          sender_device_id, client_msg_id, text, sent_at_ms,
-                                         target_seq, edited_at_ms, deleted, reply_to_seq)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+                                         target_seq, edited_at_ms, deleted, reply_to_seq, reaction)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     // Every copy, members' and former members': a message deleted for everyone keeps no text anywhere.
     // On inbox_by_message (message_id, user_id).
     emptyDeleted: p("UPDATE inbox SET text = '', deleted = 1 WHERE message_id = ?"),
     // A deleted message's edits carried its text too; they stay (devices apply them in order) but empty.
     // message_changes is SqliteMessageWriter's record of the changes it stored (schema version 9).
     emptyEditsOf: p(`UPDATE inbox SET text = '' WHERE message_id IN
-                       (SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0)`),
+                       (SELECT change_id FROM message_changes
+                        WHERE channel_id = ? AND target_seq = ? AND deleted = 0 AND reaction = 0)`),
     // On inbox_by_message (message_id, user_id).
     emptyText: p("UPDATE inbox SET text = '' WHERE message_id = ? AND user_id = ?"),
     after: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?`),
@@ -43,7 +44,8 @@ function build(db: SqliteDatabase) {
   const insertEntry = (userId: Id, inboxSeq: bigint, m: StoredMessage): void => {
     if (m.targetSeq || m.deleted || m.editedAtMs !== undefined || m.replyToSeq) {
       s.insertChanged.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
-        m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0, m.replyToSeq ?? null);
+        m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0, m.replyToSeq ?? null,
+        m.reaction ? 1 : 0);
     } else {
       s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
         m.clientMsgId, m.text, m.sentAtMs);

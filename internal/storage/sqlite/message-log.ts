@@ -1,5 +1,5 @@
 import type { MessageLog, PageQuery } from "../../messages/log.js";
-import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
+import type { Id, NewMessage, Reaction, StoredMessage } from "../../model/types.js";
 import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
 
@@ -26,6 +26,7 @@ export const toMessage = (r: Row): StoredMessage => {
   if (r.deleted) m.deleted = true;
   if (r.edited_at_ms != null) m.editedAtMs = Number(r.edited_at_ms);
   if (r.reply_to_seq != null) m.replyToSeq = r.reply_to_seq as bigint;
+  if (r.reaction) m.reaction = true;
   return m;
 };
 
@@ -49,10 +50,17 @@ function build(db: SqliteDatabase) {
     // (editsOf). OR IGNORE: through the queue a client's resend of a change is another record
     // with the same key, and applying it again is harmless.
     recordChange: p(`INSERT OR IGNORE INTO message_changes (change_id, channel_id, target_seq, sender_user_id,
-                                                            sender_device_id, client_msg_id, deleted, changed_at_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+                                                            sender_device_id, client_msg_id, deleted, changed_at_ms, reaction)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     // On message_changes_by_target (channel_id, target_seq).
-    editsOf: p("SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0 ORDER BY change_id"),
+    editsOf: p(`SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0 AND reaction = 0
+                ORDER BY change_id`),
+    // Reactions (schema version 11): one row per user who ever reacted, "" once taken back.
+    reactionOf: p("SELECT change_id FROM message_reactions WHERE channel_id = ? AND seq = ? AND user_id = ?"),
+    putReaction: p(`INSERT INTO message_reactions (channel_id, seq, user_id, emoji, change_id) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (channel_id, seq, user_id) DO UPDATE SET emoji = excluded.emoji, change_id = excluded.change_id`),
+    reactionsIn: p(`SELECT seq, user_id, emoji FROM message_reactions
+                    WHERE channel_id = ? AND seq >= ? AND seq <= ? AND emoji != '' ORDER BY seq, user_id`),
     // The head is the newest row (schema version 3).
     nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?"),
     insert: p(`INSERT INTO messages
@@ -85,24 +93,65 @@ function build(db: SqliteDatabase) {
     }
     return { message: { ...m, seq }, duplicate: false };
   });
+  /** The messages (of one channel) with their reactions, read in one range query. */
+  const withReactions = (channelId: Id, messages: StoredMessage[]): StoredMessage[] => {
+    if (messages.length === 0) return messages;
+    let lo = messages[0]!.seq;
+    let hi = lo;
+    for (const m of messages) {
+      if (m.seq < lo) lo = m.seq;
+      if (m.seq > hi) hi = m.seq;
+    }
+    const bySeq = new Map<bigint, Reaction[]>();
+    for (const r of s.reactionsIn.all(channelId, lo, hi) as Row[]) {
+      const seq = r.seq as bigint;
+      const list = bySeq.get(seq) ?? [];
+      list.push({ userId: r.user_id as bigint, emoji: r.emoji as string });
+      bySeq.set(seq, list);
+    }
+    if (bySeq.size === 0) return messages;
+    return messages.map((m) => {
+      const reactions = m.deleted ? undefined : bySeq.get(m.seq);
+      return reactions ? { ...m, reactions } : m;
+    });
+  };
+  /**
+   * A reaction: the user's latest reaction (by change id) is kept; one
+   * replayed after a later one is refused, the same one again answers as
+   * the first time did.
+   */
+  const react = (change: NewMessage, r: Row): StoredMessage | undefined => {
+    if (r.deleted) return undefined;
+    const seq = change.targetSeq!;
+    const mine = s.reactionOf.get(change.channelId, seq, change.senderUserId) as Row | undefined;
+    const was = mine?.change_id as bigint | undefined;
+    if (was !== undefined && was > change.messageId) return undefined;
+    if (was !== change.messageId) {
+      s.putReaction.run(change.channelId, seq, change.senderUserId, change.text, change.messageId);
+      s.recordChange.run(change.messageId, change.channelId, seq, change.senderUserId, change.senderDeviceId,
+        change.clientMsgId, 0, change.sentAtMs, 1);
+    }
+    return withReactions(change.channelId, [toMessage(r)])[0];
+  };
   const amendTx = db.transaction((change: NewMessage): StoredMessage | undefined => {
     const r = s.target.get(change.channelId, change.targetSeq ?? 0n) as Row | undefined;
     if (!r) return undefined;
+    if (change.reaction) return react(change, r);
     const changedBy = r.changed_by as bigint;
     // The change that made the row what it is, replayed (a retried record): its result again.
-    if (changedBy === change.messageId) return toMessage(r);
+    if (changedBy === change.messageId) return withReactions(change.channelId, [toMessage(r)])[0];
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.
     if (r.deleted || (!change.deleted && change.messageId < changedBy)) return undefined;
     const { editedAtMs: _edited, deleted: _deleted, ...target } = toMessage(r);
     s.recordChange.run(change.messageId, change.channelId, change.targetSeq, change.senderUserId, change.senderDeviceId,
-      change.clientMsgId, change.deleted ? 1 : 0, change.sentAtMs);
+      change.clientMsgId, change.deleted ? 1 : 0, change.sentAtMs, 0);
     if (change.deleted) {
       s.markDeleted.run(change.messageId, target.messageId);
       return { ...target, text: "", deleted: true };
     }
     s.markEdited.run(change.text, change.sentAtMs, change.messageId, target.messageId);
-    return { ...target, text: change.text, editedAtMs: change.sentAtMs };
+    return withReactions(change.channelId, [{ ...target, text: change.text, editedAtMs: change.sentAtMs }])[0];
   });
   const latestTx = db.transaction((channelIds: readonly Id[]) => {
     const out = new Map<Id, StoredMessage>();
@@ -112,7 +161,7 @@ function build(db: SqliteDatabase) {
     }
     return out;
   });
-  return { ...s, appendTx, amendTx, latestTx };
+  return { ...s, appendTx, amendTx, latestTx, withReactions };
 }
 
 export class SqliteMessageLog implements MessageLog {
@@ -159,7 +208,7 @@ export class SqliteMessageLog implements MessageLog {
 
   async get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
     const r = this.s.bySeq.get(channelId, seq) as Row | undefined;
-    return r && toMessage(r);
+    return r && this.s.withReactions(channelId, [toMessage(r)])[0];
   }
 
   async findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
@@ -173,7 +222,7 @@ export class SqliteMessageLog implements MessageLog {
       q.direction === "backward"
         ? this.s.backward.all(channelId, q.anchorSeq === 0n ? MAX_INT64 : q.anchorSeq, q.limit)
         : this.s.forward.all(channelId, q.anchorSeq, q.limit);
-    return (rows as Row[]).map(toMessage);
+    return this.s.withReactions(channelId, (rows as Row[]).map(toMessage));
   }
 
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {

@@ -72,6 +72,7 @@ export class SqliteMessageWriter implements MessageWriter {
  */
 function storedChange(r: Row, resend: NewMessage): StoredMessage {
   const deleted = Boolean(r.deleted);
+  const reaction = Boolean(r.reaction);
   return {
     messageId: r.change_id as bigint,
     channelId: r.channel_id as bigint,
@@ -81,7 +82,7 @@ function storedChange(r: Row, resend: NewMessage): StoredMessage {
     text: deleted ? "" : resend.text,
     sentAtMs: Number(r.changed_at_ms),
     targetSeq: r.target_seq as bigint,
-    ...(deleted ? { deleted: true } : {}),
+    ...(deleted ? { deleted: true } : reaction ? { reaction: true } : {}),
     seq: 0n,
   };
 }

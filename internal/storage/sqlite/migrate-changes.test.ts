@@ -64,6 +64,13 @@ describe("sqlite upgrade to edits and deletes (schema 9)", () => {
         [3n, "edited", undefined, 1n],
         [4n, "", true, 2n],
       ]);
+      // Schema 11's reactions, on the same upgraded file; a resend of one (same key) is the same reaction.
+      const { seq: _s, ...react } = { ...old(1n), messageId: 202n, senderUserId: 9n, clientMsgId: "r", text: "👍", sentAtMs: 7, targetSeq: 1n, reaction: true };
+      assert.equal((await s.writer.write(react, [7n, 9n])).entries.length, 2);
+      const again = await s.writer.write({ ...react, messageId: 203n }, [7n, 9n]);
+      assert.deepStrictEqual([again.duplicate, again.message.messageId, again.message.reaction, again.entries.length], [true, 202n, true, 0]);
+      assert.deepStrictEqual((await s.messages.get(5n, 1n))?.reactions, [{ userId: 9n, emoji: "👍" }]);
+      assert.deepStrictEqual((await s.inbox.readAfter(7n, 4n, 10)).map((e) => [e.message.reaction, e.message.text, e.message.targetSeq]), [[true, "👍", 1n]]);
     } finally {
       s.close();
     }
@@ -72,7 +79,7 @@ describe("sqlite upgrade to edits and deletes (schema 9)", () => {
     try {
       assert.deepStrictEqual(db.pragma("integrity_check"), [{ integrity_check: "ok" }]);
       const changes = db.prepare("SELECT * FROM message_changes ORDER BY change_id").all() as Record<string, unknown>[];
-      assert.deepStrictEqual(changes.map((c) => [c.change_id, c.target_seq, c.deleted]), [[200, 1, 0], [201, 2, 1]]);
+      assert.deepStrictEqual(changes.map((c) => [c.change_id, c.target_seq, c.deleted, c.reaction]), [[200, 1, 0, 0], [201, 2, 1, 0], [202, 1, 0, 1]]);
       assert.ok(changes.every((c) => !("text" in c)), "message_changes keeps no text");
     } finally {
       db.close();

@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/types.proto.
  */
 export const file_chat_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL3R5cGVzLnByb3RvEgdjaGF0LnYxIqwCCgdNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBILCgNzZXEYAyABKAQSFgoOc2VuZGVyX3VzZXJfaWQYBCABKAQSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoBBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEgwKBHRleHQYByABKAkSKwoHc2VudF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAogASgIEhIKCnRhcmdldF9zZXEYCyABKAQSFAoMcmVwbHlfdG9fc2VxGAwgASgEIkIKCkluYm94RW50cnkSEQoJaW5ib3hfc2VxGAEgASgEEiEKB21lc3NhZ2UYAiABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiawoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAQSIQoEcm9sZRgCIAEoDjITLmNoYXQudjEuTWVtYmVyUm9sZRItCglqb2luZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuUCCgdDaGFubmVsEhIKCmNoYW5uZWxfaWQYASABKAQSIgoEa2luZBgCIAEoDjIULmNoYXQudjEuQ2hhbm5lbEtpbmQSDQoFdGl0bGUYAyABKAkSFAoMbWVtYmVyX2NvdW50GAQgASgNEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAYgASgEEiYKDGxhc3RfbWVzc2FnZRgHIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIUCgx1bnJlYWRfY291bnQYCCABKAQSEAoIcmVhZF9zZXEYCSABKAQSJAoHbXlfcm9sZRgKIAEoDjITLmNoYXQudjEuTWVtYmVyUm9sZRIUCgxwZWVyX3VzZXJfaWQYCyABKAQSLwoLbXV0ZWRfdW50aWwYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoABCgRVc2VyEg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYBSABKAgixwEKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAQSDAoEbmFtZRgCIAEoCRIpCghwbGF0Zm9ybRgDIAEoDjIXLmNoYXQudjEuRGV2aWNlUGxhdGZvcm0SLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF9zZWVuX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjdXJyZW50GAYgASgIInYKCFByZXNlbmNlEg8KB3VzZXJfaWQYASABKAQSJwoGc3RhdHVzGAIgASgOMhcuY2hhdC52MS5QcmVzZW5jZVN0YXR1cxIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKpkECglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEhwKGEVSUk9SX0NPREVfSU5WQUxJRF9GUkFNRRABEh4KGkVSUk9SX0NPREVfRlJBTUVfVE9PX0xBUkdFEAISHAoYRVJST1JfQ09ERV9URVhUX1RPT19MT05HEAMSGQoVRVJST1JfQ09ERV9URVhUX0VNUFRZEAQSGwoXRVJST1JfQ09ERV9OT1RfQV9NRU1CRVIQBRIZChVFUlJPUl9DT0RFX0dST1VQX0ZVTEwQBhIbChdFUlJPUl9DT0RFX1JBVEVfTElNSVRFRBAHEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEAgSHAoYRVJST1JfQ09ERV9UT0tFTl9FWFBJUkVEEAkSIAocRVJST1JfQ09ERV9QRVJNSVNTSU9OX0RFTklFRBAKEhgKFEVSUk9SX0NPREVfTk9UX0ZPVU5EEAsSHQoZRVJST1JfQ09ERV9BTFJFQURZX0VYSVNUUxAMEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBANEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDhIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA8SHQoZRVJST1JfQ09ERV9TRVNTSU9OX0NMT1NFRBAQEhYKEkVSUk9SX0NPREVfQkxPQ0tFRBARKlwKC0NoYW5uZWxLaW5kEhwKGENIQU5ORUxfS0lORF9VTlNQRUNJRklFRBAAEhcKE0NIQU5ORUxfS0lORF9ESVJFQ1QQARIWChJDSEFOTkVMX0tJTkRfR1JPVVAQAipvCgpNZW1iZXJSb2xlEhsKF01FTUJFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTUVNQkVSX1JPTEVfTUVNQkVSEAESFQoRTUVNQkVSX1JPTEVfQURNSU4QAhIVChFNRU1CRVJfUk9MRV9PV05FUhADKrYBCg5EZXZpY2VQbGF0Zm9ybRIfChtERVZJQ0VfUExBVEZPUk1fVU5TUEVDSUZJRUQQABIXChNERVZJQ0VfUExBVEZPUk1fV0VCEAESFwoTREVWSUNFX1BMQVRGT1JNX0lPUxACEhsKF0RFVklDRV9QTEFURk9STV9BTkRST0lEEAMSGwoXREVWSUNFX1BMQVRGT1JNX0RFU0tUT1AQBBIXChNERVZJQ0VfUExBVEZPUk1fQ0xJEAUqagoOUHJlc2VuY2VTdGF0dXMSHwobUFJFU0VOQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWUFJFU0VOQ0VfU1RBVFVTX09OTElORRABEhsKF1BSRVNFTkNFX1NUQVRVU19PRkZMSU5FEAIqmQEKElByZXNlbmNlVmlzaWJpbGl0eRIjCh9QUkVTRU5DRV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASHQoZUFJFU0VOQ0VfVklTSUJJTElUWV9DSEFUUxABEh8KG1BSRVNFTkNFX1ZJU0lCSUxJVFlfRlJJRU5EUxACEh4KGlBSRVNFTkNFX1ZJU0lCSUxJVFlfTk9CT0RZEANiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChNjaGF0L3YxL3R5cGVzLnByb3RvEgdjaGF0LnYxIuQCCgdNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBILCgNzZXEYAyABKAQSFgoOc2VuZGVyX3VzZXJfaWQYBCABKAQSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoBBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEgwKBHRleHQYByABKAkSKwoHc2VudF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAogASgIEhIKCnRhcmdldF9zZXEYCyABKAQSFAoMcmVwbHlfdG9fc2VxGAwgASgEEiQKCXJlYWN0aW9ucxgNIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24SEAoIcmVhY3Rpb24YDiABKAgiKgoIUmVhY3Rpb24SDwoHdXNlcl9pZBgBIAEoBBINCgVlbW9qaRgCIAEoCSJCCgpJbmJveEVudHJ5EhEKCWluYm94X3NlcRgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlImsKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgEEiEKBHJvbGUYAiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLlAgoHQ2hhbm5lbBISCgpjaGFubmVsX2lkGAEgASgEEiIKBGtpbmQYAiABKA4yFC5jaGF0LnYxLkNoYW5uZWxLaW5kEg0KBXRpdGxlGAMgASgJEhQKDG1lbWJlcl9jb3VudBgEIAEoDRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBImCgxsYXN0X21lc3NhZ2UYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USFAoMdW5yZWFkX2NvdW50GAggASgEEhAKCHJlYWRfc2VxGAkgASgEEiQKB215X3JvbGUYCiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSFAoMcGVlcl91c2VyX2lkGAsgASgEEi8KC211dGVkX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKAAQoEVXNlchIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAUgASgIIscBCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgEEgwKBG5hbWUYAiABKAkSKQoIcGxhdGZvcm0YAyABKA4yFy5jaGF0LnYxLkRldmljZVBsYXRmb3JtEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3Rfc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgGIAEoCCJ2CghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgEEicKBnN0YXR1cxgCIAEoDjIXLmNoYXQudjEuUHJlc2VuY2VTdGF0dXMSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqZBAoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIcChhFUlJPUl9DT0RFX0lOVkFMSURfRlJBTUUQARIeChpFUlJPUl9DT0RFX0ZSQU1FX1RPT19MQVJHRRACEhwKGEVSUk9SX0NPREVfVEVYVF9UT09fTE9ORxADEhkKFUVSUk9SX0NPREVfVEVYVF9FTVBUWRAEEhsKF0VSUk9SX0NPREVfTk9UX0FfTUVNQkVSEAUSGQoVRVJST1JfQ09ERV9HUk9VUF9GVUxMEAYSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAIEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBAJEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQChIYChRFUlJPUl9DT0RFX05PVF9GT1VORBALEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9FWElTVFMQDBIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAPEh0KGUVSUk9SX0NPREVfU0VTU0lPTl9DTE9TRUQQEBIWChJFUlJPUl9DT0RFX0JMT0NLRUQQESpcCgtDaGFubmVsS2luZBIcChhDSEFOTkVMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOTkVMX0tJTkRfRElSRUNUEAESFgoSQ0hBTk5FTF9LSU5EX0dST1VQEAIqbwoKTWVtYmVyUm9sZRIbChdNRU1CRVJfUk9MRV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9ST0xFX01FTUJFUhABEhUKEU1FTUJFUl9ST0xFX0FETUlOEAISFQoRTUVNQkVSX1JPTEVfT1dORVIQAyq2AQoORGV2aWNlUGxhdGZvcm0SHwobREVWSUNFX1BMQVRGT1JNX1VOU1BFQ0lGSUVEEAASFwoTREVWSUNFX1BMQVRGT1JNX1dFQhABEhcKE0RFVklDRV9QTEFURk9STV9JT1MQAhIbChdERVZJQ0VfUExBVEZPUk1fQU5EUk9JRBADEhsKF0RFVklDRV9QTEFURk9STV9ERVNLVE9QEAQSFwoTREVWSUNFX1BMQVRGT1JNX0NMSRAFKmoKDlByZXNlbmNlU3RhdHVzEh8KG1BSRVNFTkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlBSRVNFTkNFX1NUQVRVU19PTkxJTkUQARIbChdQUkVTRU5DRV9TVEFUVVNfT0ZGTElORRACKpkBChJQcmVzZW5jZVZpc2liaWxpdHkSIwofUFJFU0VOQ0VfVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEh0KGVBSRVNFTkNFX1ZJU0lCSUxJVFlfQ0hBVFMQARIfChtQUkVTRU5DRV9WSVNJQklMSVRZX0ZSSUVORFMQAhIeChpQUkVTRU5DRV9WSVNJQklMSVRZX05PQk9EWRADYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Message is one text message as stored in a channel's history.
@@ -107,6 +107,24 @@ export type Message = Message$1<"chat.v1.Message"> & {
    * @generated from field: uint64 reply_to_seq = 12;
    */
   replyToSeq: bigint;
+
+  /**
+   * On a message: its reactions now, one per user who reacted, by user id;
+   * none on a deleted message. Entries delivered live carry none (a new
+   * message has none); a reaction reaches devices as a change of its own.
+   *
+   * @generated from field: repeated chat.v1.Reaction reactions = 13;
+   */
+  reactions: Reaction[];
+
+  /**
+   * On a change (target_seq set): the change is its sender's reaction to
+   * the target. Its text is the emoji, or empty when the sender took their
+   * reaction back; a later reaction of the same user replaces it.
+   *
+   * @generated from field: bool reaction = 14;
+   */
+  reaction: boolean;
 };
 
 /**
@@ -115,6 +133,32 @@ export type Message = Message$1<"chat.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_v1_types, 0);
+
+/**
+ * Reaction is one user's reaction to a message: a single emoji.
+ *
+ * @generated from message chat.v1.Reaction
+ */
+export type Reaction = Message$1<"chat.v1.Reaction"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * One emoji: one grapheme cluster, at most 32 UTF-16 code units.
+   *
+   * @generated from field: string emoji = 2;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message chat.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_chat_v1_types, 1);
 
 /**
  * InboxEntry is a message as it sits in one user's inbox: the inbox sequence
@@ -140,7 +184,7 @@ export type InboxEntry = Message$1<"chat.v1.InboxEntry"> & {
  * Use `create(InboxEntrySchema)` to create a new message.
  */
 export const InboxEntrySchema: GenMessage<InboxEntry> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 1);
+  messageDesc(file_chat_v1_types, 2);
 
 /**
  * @generated from message chat.v1.Member
@@ -167,7 +211,7 @@ export type Member = Message$1<"chat.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 2);
+  messageDesc(file_chat_v1_types, 3);
 
 /**
  * @generated from message chat.v1.Channel
@@ -256,7 +300,7 @@ export type Channel = Message$1<"chat.v1.Channel"> & {
  * Use `create(ChannelSchema)` to create a new message.
  */
 export const ChannelSchema: GenMessage<Channel> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 3);
+  messageDesc(file_chat_v1_types, 4);
 
 /**
  * @generated from message chat.v1.User
@@ -300,7 +344,7 @@ export type User = Message$1<"chat.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 4);
+  messageDesc(file_chat_v1_types, 5);
 
 /**
  * @generated from message chat.v1.Device
@@ -344,7 +388,7 @@ export type Device = Message$1<"chat.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 5);
+  messageDesc(file_chat_v1_types, 6);
 
 /**
  * @generated from message chat.v1.Presence
@@ -373,7 +417,7 @@ export type Presence = Message$1<"chat.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 6);
+  messageDesc(file_chat_v1_types, 7);
 
 /**
  * ErrorCode is carried in realtime Error frames and in the "chat-error-code"

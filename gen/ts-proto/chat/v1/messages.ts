@@ -84,7 +84,10 @@ export interface SendMessageRequest {
   /** Idempotency key chosen by the client, 1 to 64 characters. */
   clientMsgId: string;
   channelId: bigint;
-  /** The text; for an edit, the new text; empty for a delete. */
+  /**
+   * The text; for an edit, the new text; empty for a delete; for a
+   * reaction, the emoji (empty to take it back).
+   */
   text: string;
   /** As chat.v1.SendMessage.edit_seq: edit the caller's message with this seq. */
   editSeq: bigint;
@@ -95,6 +98,11 @@ export interface SendMessageRequest {
   deleteSeq: bigint;
   /** As chat.v1.SendMessage.reply_to_seq: the message answers this one. */
   replyToSeq: bigint;
+  /**
+   * As chat.v1.SendMessage.react_seq: react to the message with this seq,
+   * `text` being the emoji (empty to take the reaction back).
+   */
+  reactSeq: bigint;
 }
 
 export interface SendMessageResponse {
@@ -373,7 +381,7 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
 };
 
 function createBaseSendMessageRequest(): SendMessageRequest {
-  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n };
 }
 
 export const SendMessageRequest: MessageFns<SendMessageRequest> = {
@@ -407,6 +415,12 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
         throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
       }
       writer.uint32(48).uint64(message.replyToSeq);
+    }
+    if (message.reactSeq !== 0n) {
+      if (BigInt.asUintN(64, message.reactSeq) !== message.reactSeq) {
+        throw new globalThis.Error("value provided for field message.reactSeq of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.reactSeq);
     }
     return writer;
   },
@@ -472,6 +486,14 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
             message.replyToSeq = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reactSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -508,6 +530,11 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
         : isSet(object.reply_to_seq)
         ? BigInt(object.reply_to_seq)
         : 0n,
+      reactSeq: isSet(object.reactSeq)
+        ? BigInt(object.reactSeq)
+        : isSet(object.react_seq)
+        ? BigInt(object.react_seq)
+        : 0n,
     };
   },
 
@@ -531,6 +558,9 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     if (message.replyToSeq !== 0n) {
       obj.replyToSeq = message.replyToSeq.toString();
     }
+    if (message.reactSeq !== 0n) {
+      obj.reactSeq = message.reactSeq.toString();
+    }
     return obj;
   },
 
@@ -547,6 +577,7 @@ export const SendMessageRequest: MessageFns<SendMessageRequest> = {
     message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
       ? BigInt(object.replyToSeq)
       : 0n;
+    message.reactSeq = (object.reactSeq !== undefined && object.reactSeq !== null) ? BigInt(object.reactSeq) : 0n;
     return message;
   },
 };

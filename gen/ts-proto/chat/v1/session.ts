@@ -95,7 +95,10 @@ export interface SendMessage {
   /** Idempotency key, 1 to 64 characters, unique per sending device. */
   clientMsgId: string;
   channelId: bigint;
-  /** The text; for an edit, the new text; empty for a delete. */
+  /**
+   * The text; for an edit, the new text; empty for a delete; for a
+   * reaction, the emoji (empty to take it back).
+   */
   text: string;
   /**
    * Non-zero to edit the sender's own message with this seq in the channel
@@ -114,6 +117,13 @@ export interface SendMessage {
    * the channel (not deleted). Not with edit_seq or delete_seq.
    */
   replyToSeq: bigint;
+  /**
+   * Non-zero to react to the message with this seq in the channel (not
+   * deleted) instead of sending one: `text` is the emoji, replacing the
+   * sender's earlier reaction to it, or empty to take that reaction back.
+   * Any member may react. Not with edit_seq, delete_seq or reply_to_seq.
+   */
+  reactSeq: bigint;
 }
 
 /**
@@ -603,7 +613,7 @@ export const ClientFrame: MessageFns<ClientFrame> = {
 };
 
 function createBaseSendMessage(): SendMessage {
-  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n };
+  return { clientMsgId: "", channelId: 0n, text: "", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n };
 }
 
 export const SendMessage: MessageFns<SendMessage> = {
@@ -637,6 +647,12 @@ export const SendMessage: MessageFns<SendMessage> = {
         throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
       }
       writer.uint32(48).uint64(message.replyToSeq);
+    }
+    if (message.reactSeq !== 0n) {
+      if (BigInt.asUintN(64, message.reactSeq) !== message.reactSeq) {
+        throw new globalThis.Error("value provided for field message.reactSeq of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.reactSeq);
     }
     return writer;
   },
@@ -702,6 +718,14 @@ export const SendMessage: MessageFns<SendMessage> = {
             message.replyToSeq = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reactSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -738,6 +762,11 @@ export const SendMessage: MessageFns<SendMessage> = {
         : isSet(object.reply_to_seq)
         ? BigInt(object.reply_to_seq)
         : 0n,
+      reactSeq: isSet(object.reactSeq)
+        ? BigInt(object.reactSeq)
+        : isSet(object.react_seq)
+        ? BigInt(object.react_seq)
+        : 0n,
     };
   },
 
@@ -761,6 +790,9 @@ export const SendMessage: MessageFns<SendMessage> = {
     if (message.replyToSeq !== 0n) {
       obj.replyToSeq = message.replyToSeq.toString();
     }
+    if (message.reactSeq !== 0n) {
+      obj.reactSeq = message.reactSeq.toString();
+    }
     return obj;
   },
 
@@ -777,6 +809,7 @@ export const SendMessage: MessageFns<SendMessage> = {
     message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
       ? BigInt(object.replyToSeq)
       : 0n;
+    message.reactSeq = (object.reactSeq !== undefined && object.reactSeq !== null) ? BigInt(object.reactSeq) : 0n;
     return message;
   },
 };

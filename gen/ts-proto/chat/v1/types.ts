@@ -454,6 +454,25 @@ export interface Message {
    * history), as it now is: edited, or deleted.
    */
   replyToSeq: bigint;
+  /**
+   * On a message: its reactions now, one per user who reacted, by user id;
+   * none on a deleted message. Entries delivered live carry none (a new
+   * message has none); a reaction reaches devices as a change of its own.
+   */
+  reactions: Reaction[];
+  /**
+   * On a change (target_seq set): the change is its sender's reaction to
+   * the target. Its text is the emoji, or empty when the sender took their
+   * reaction back; a later reaction of the same user replaces it.
+   */
+  reaction: boolean;
+}
+
+/** Reaction is one user's reaction to a message: a single emoji. */
+export interface Reaction {
+  userId: bigint;
+  /** One emoji: one grapheme cluster, at most 32 UTF-16 code units. */
+  emoji: string;
 }
 
 /**
@@ -552,6 +571,8 @@ function createBaseMessage(): Message {
     deleted: false,
     targetSeq: 0n,
     replyToSeq: 0n,
+    reactions: [],
+    reaction: false,
   };
 }
 
@@ -613,6 +634,12 @@ export const Message: MessageFns<Message> = {
         throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
       }
       writer.uint32(96).uint64(message.replyToSeq);
+    }
+    for (const v of message.reactions) {
+      Reaction.encode(v!, writer.uint32(106).fork()).join();
+    }
+    if (message.reaction !== false) {
+      writer.uint32(112).bool(message.reaction);
     }
     return writer;
   },
@@ -726,6 +753,22 @@ export const Message: MessageFns<Message> = {
             message.replyToSeq = reader.uint64() as bigint;
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.reactions.push(Reaction.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.reaction = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -788,6 +831,10 @@ export const Message: MessageFns<Message> = {
         : isSet(object.reply_to_seq)
         ? BigInt(object.reply_to_seq)
         : 0n,
+      reactions: globalThis.Array.isArray(object?.reactions)
+        ? object.reactions.map((e: any) => Reaction.fromJSON(e))
+        : [],
+      reaction: isSet(object.reaction) ? globalThis.Boolean(object.reaction) : false,
     };
   },
 
@@ -829,6 +876,12 @@ export const Message: MessageFns<Message> = {
     if (message.replyToSeq !== 0n) {
       obj.replyToSeq = message.replyToSeq.toString();
     }
+    if (message.reactions?.length) {
+      obj.reactions = message.reactions.map((e) => Reaction.toJSON(e));
+    }
+    if (message.reaction !== false) {
+      obj.reaction = message.reaction;
+    }
     return obj;
   },
 
@@ -855,6 +908,96 @@ export const Message: MessageFns<Message> = {
     message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
       ? BigInt(object.replyToSeq)
       : 0n;
+    message.reactions = object.reactions?.map((e) => Reaction.fromPartial(e)) || [];
+    message.reaction = object.reaction ?? false;
+    return message;
+  },
+};
+
+function createBaseReaction(): Reaction {
+  return { userId: 0n, emoji: "" };
+}
+
+export const Reaction: MessageFns<Reaction> = {
+  encode(message: Reaction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0n) {
+      if (BigInt.asUintN(64, message.userId) !== message.userId) {
+        throw new globalThis.Error("value provided for field message.userId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.userId);
+    }
+    if (message.emoji !== "") {
+      writer.uint32(18).string(message.emoji);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reaction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReaction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.emoji = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reaction {
+    return {
+      userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
+      emoji: isSet(object.emoji) ? globalThis.String(object.emoji) : "",
+    };
+  },
+
+  toJSON(message: Reaction): unknown {
+    const obj: any = {};
+    if (message.userId !== 0n) {
+      obj.userId = message.userId.toString();
+    }
+    if (message.emoji !== "") {
+      obj.emoji = message.emoji;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Reaction>, I>>(base?: I): Reaction {
+    return Reaction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Reaction>, I>>(object: I): Reaction {
+    const message = createBaseReaction();
+    message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    message.emoji = object.emoji ?? "";
     return message;
   },
 };

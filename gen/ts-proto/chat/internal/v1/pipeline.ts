@@ -30,12 +30,17 @@ export interface MessageSubmitted {
     | undefined;
   /**
    * Non-zero for a change to the message with this seq (chat.v1.Message
-   * target_seq): an edit, or with deleted a delete.
+   * target_seq): an edit, with deleted a delete, with reaction a reaction.
    */
   targetSeq: bigint;
   deleted: boolean;
   /** Non-zero on a reply (chat.v1.Message reply_to_seq). */
   replyToSeq: bigint;
+  /**
+   * With target_seq: the change is a reaction, text its emoji (chat.v1.Message
+   * reaction).
+   */
+  reaction: boolean;
 }
 
 /**
@@ -88,6 +93,7 @@ function createBaseMessageSubmitted(): MessageSubmitted {
     targetSeq: 0n,
     deleted: false,
     replyToSeq: 0n,
+    reaction: false,
   };
 }
 
@@ -140,6 +146,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
         throw new globalThis.Error("value provided for field message.replyToSeq of type uint64 too large");
       }
       writer.uint32(80).uint64(message.replyToSeq);
+    }
+    if (message.reaction !== false) {
+      writer.uint32(88).bool(message.reaction);
     }
     return writer;
   },
@@ -237,6 +246,14 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
             message.replyToSeq = reader.uint64() as bigint;
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.reaction = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -293,6 +310,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
         : isSet(object.reply_to_seq)
         ? BigInt(object.reply_to_seq)
         : 0n,
+      reaction: isSet(object.reaction) ? globalThis.Boolean(object.reaction) : false,
     };
   },
 
@@ -328,6 +346,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     if (message.replyToSeq !== 0n) {
       obj.replyToSeq = message.replyToSeq.toString();
     }
+    if (message.reaction !== false) {
+      obj.reaction = message.reaction;
+    }
     return obj;
   },
 
@@ -352,6 +373,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     message.replyToSeq = (object.replyToSeq !== undefined && object.replyToSeq !== null)
       ? BigInt(object.replyToSeq)
       : 0n;
+    message.reaction = object.reaction ?? false;
     return message;
   },
 };
