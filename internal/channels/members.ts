@@ -57,12 +57,13 @@ export class ChannelMembers {
 
   /**
    * Refuses a sender who may not post: not a member (`not_a_member`), or in a
-   * direct chat where either of the pair blocked the other. One call, so a
+   * direct chat where either of the pair blocked the other, unless the send
+   * is a delete (`blocksApply` false: see blocksApplyTo in messages/submit.ts). One call, so a
    * caller can run both checks beside its other round trips.
    */
-  async requireSender(channelId: Id, senderId: Id): Promise<void> {
+  async requireSender(channelId: Id, senderId: Id, blocksApply = true): Promise<void> {
     if (!(await this.isMember(channelId, senderId))) throw new ChatError("not_a_member", "not a member of this channel");
-    await this.refuseIfBlocked(channelId, senderId);
+    if (blocksApply) await this.refuseIfBlocked(channelId, senderId);
   }
 
   /**

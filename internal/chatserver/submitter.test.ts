@@ -98,6 +98,18 @@ describe("QueueSubmitter", () => {
     assert.equal(published, 1);
   });
 
+  it("lets a sender delete their own message in a blocked direct chat, and nothing else", async () => {
+    const blocks = new BlockCache({ blockersBetween: async () => [2n], getUser: async (userId) => ({ userId, username: "bob", displayName: "", passwordHash: "", createdAtMs: 1 }) }, { ttlMs: 0 });
+    const mine: StoredMessage = { messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId: ALICE.userId, senderDeviceId: 11n, clientMsgId: "x", text: "old", sentAtMs: 1 };
+    let published = 0;
+    const s = submitter({ get: async () => mine }, async () => void published++, undefined, 100n, blocks);
+    assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "", deleteSeq: 4n }), { messageId: 101n, duplicate: false });
+    for (const cmd of [{ ...send, clientMsgId: "e", text: "new", editSeq: 4n }, { ...send, clientMsgId: "r", text: "👍", reactSeq: 4n }]) {
+      await assert.rejects(s.submit(ALICE, cmd), (e: Error & { code?: string }) => e.code === "blocked");
+    }
+    assert.equal(published, 1);
+  });
+
   describe("edits, deletes, replies and reactions", () => {
     const stored = (senderUserId: bigint, over: Partial<StoredMessage> = {}): StoredMessage => ({
       messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId, senderDeviceId: 21n, clientMsgId: "x", text: "old", sentAtMs: 1, ...over,

@@ -6,7 +6,7 @@ import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
-import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
+import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { encodeSubmitted } from "../pipeline/records.js";
 import { Topics } from "../pipeline/topics.js";
@@ -66,7 +66,7 @@ export class QueueSubmitter implements MessageSubmitter {
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
       const [, messageId] = await Promise.all([
-        this.members.requireSender(cmd.channelId, sender.userId),
+        this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd)),
         this.claim(recentKey, minted),
         checkNamedMessage(log, this.deps.channels, sender, cmd),
       ]);

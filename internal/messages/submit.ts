@@ -14,6 +14,13 @@ export interface SendCommand {
   reactSeq?: bigint;
 }
 
+/**
+ * Whether a block between a direct chat's pair refuses this send. A delete
+ * is never refused: in a direct chat only a message's sender deletes it, and
+ * taking one's own words back must stay possible after a falling-out.
+ */
+export const blocksApplyTo = (cmd: SendCommand): boolean => !cmd.deleteSeq;
+
 export interface Sender {
   userId: Id;
   deviceId: Id;

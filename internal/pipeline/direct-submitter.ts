@@ -5,7 +5,7 @@ import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
-import { newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
+import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
@@ -46,7 +46,7 @@ export class DirectSubmitter implements MessageSubmitter {
     const memberIds = await this.members.memberIds(cmd.channelId);
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     await Promise.all([
-      this.members.refuseIfBlocked(cmd.channelId, sender.userId),
+      blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
       checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd),
     ]);
     let written;

@@ -160,6 +160,14 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     await alice.api.users.blockUser({ userId: bob.userId });
     const viaApi = await bob.api.messages.sendMessage({ channelId: dm, clientMsgId: "api-1", text: "and here?" }).catch((e: unknown) => e);
     assert.ok(viaApi instanceof ConnectError && viaApi.code === Code.PermissionDenied, String(viaApi));
+    // Taking one's own words back is never refused: the blocked deletes their message; editing or reacting stays refused.
+    assert.equal((await b!.deleteMessage(dm, 1n)).kind.case, "sendAck", "the blocked deletes their own message");
+    for (const refused of [await b!.edit(dm, 2n, "changed my mind"), await b!.react(dm, 2n, "👍"), await a!.react(dm, 2n, "👎")]) {
+      assert.ok(refused.kind.case === "error" && refused.kind.value.code === ErrorCode.BLOCKED, refused.kind.case);
+    }
+    await waitFor(() => a!.messagesIn(dm).some((m) => m.targetSeq === 1n && m.deleted), "the delete at the blocker's device");
+    const after = await alice.api.messages.listMessages({ channelId: dm, limit: 10 });
+    assert.deepEqual(after.messages.map((m) => [m.seq, m.text, m.deleted]), [[2n, "friends again?", false], [1n, "", true]]);
   });
 
   it("refuses sends to a deleted account's direct chat, saying it is gone, and keeps the chat's history", async () => {
