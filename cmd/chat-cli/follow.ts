@@ -17,8 +17,14 @@ export interface FollowOptions {
   afterSeq: bigint;
   /** The messages of that history, as printed: a change they already show is not news. */
   shown?: Message[];
+  /**
+   * When that history was read (on this machine's clock, taken before
+   * asking): a reaction sent before then is in it already. Default: when
+   * following starts.
+   */
+  shownAtMs?: number;
   print(m: Message): Promise<void>;
-  /** An edit or delete (target_seq set) of a message, printed once, only when it is news. */
+  /** An edit or delete of, or a reaction to, a message (target_seq set), printed once, only when it is news. */
   printChange(change: Message): Promise<void>;
   status(line: string): void;
   signal: AbortSignal;
@@ -35,9 +41,10 @@ export function wsUrl(server: string): string {
  * WebSocket, until the signal aborts. Reconnects with backoff (refreshing
  * the token when the server says it expired), prints each message once and
  * in channel order, and fills any gap (messages sent while it was
- * reconnecting) from the history API. Edits and deletes are printed as
- * they happen; the ones replayed from before (the device's cursor may lag
- * far behind) are not, as the history printed shows messages as they are.
+ * reconnecting) from the history API. Edits, deletes and reactions are
+ * printed as they happen; the ones replayed from before (the device's
+ * cursor may lag far behind) are not, as the history printed shows messages
+ * as they are.
  */
 export async function follow(session: Session, opts: FollowOptions): Promise<void> {
   let lastSeq = opts.afterSeq;
@@ -45,6 +52,12 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   let attempts = 0;
   /** The server's clock when following began (the first Welcome). */
   let startedMs: number | undefined;
+  /**
+   * The server's clock when the history shown was read, as near as this
+   * machine can tell (its clock set by the first Welcome's server time; off
+   * by a trip or so, towards printing a reaction twice rather than never).
+   */
+  let shownServerMs: number | undefined;
   /** Each printed message as printed, so that a replayed change it already showed is not printed again. */
   const printed = new Map<bigint, { deleted: boolean; editedMs: number }>();
   const remember = (m: Message) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0 });
@@ -57,6 +70,11 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const isNews = (ch: Message): boolean => {
     const at = ch.sentAt ? timestampMs(ch.sentAt) : 0;
     const was = printed.get(ch.targetSeq);
+    // A message's reactions leave no trace on it but the reactions
+    // themselves (history gives them as they are, not when each came), so
+    // only the clock tells news from a replay. One to a message not printed
+    // yet will show when it is.
+    if (ch.reaction) return !was?.deleted && ch.targetSeq <= lastSeq && shownServerMs !== undefined && at >= shownServerMs;
     // A message printed unchanged cannot have had this change yet; an
     // edited one had every edit up to its edited_at (the edit's sent_at).
     if (was) return !was.deleted && (ch.deleted || at > was.editedMs);
@@ -76,6 +94,8 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
         if (m.targetSeq !== 0n) {
           if (!isNews(m)) continue;
           await opts.printChange(m);
+          // A reaction changes neither the text nor whether it is deleted.
+          if (m.reaction) continue;
           const at = m.sentAt ? timestampMs(m.sentAt) : 0;
           const was = printed.get(m.targetSeq);
           printed.set(m.targetSeq, { deleted: m.deleted || !!was?.deleted, editedMs: m.deleted ? (was?.editedMs ?? 0) : at });
@@ -108,6 +128,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
       startedMs ??= serverTimeMs;
+      shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
     };
     const code = await connectOnce(wsUrl(session.login.server), token, take, welcomed, opts);
     if (opts.signal.aborted) break;

@@ -27,11 +27,15 @@ Commands:
   edit <chat> <seq> <text...>    change the text of your message #seq ("-" reads stdin)
   delete <chat> <seq>            delete message #seq for everyone: your own, or any
                                  message of a group you are an admin or owner of
+  react <chat> <seq> <emoji>     react to message #seq with one emoji, replacing your
+                                 earlier reaction to it (one per person per message)
+  unreact <chat> <seq>           take back your reaction to message #seq
   history <chat>                 print a chat's messages, oldest first, each with its
                                  #seq; "(edited)" and "[deleted]" mark changed ones,
-                                 "↪ #SEQ" a reply to message #SEQ
-  follow <chat>                  print a chat's new messages, edits (✎) and deletes (✗)
-                                 live until Ctrl+C
+                                 "↪ #SEQ" a reply to message #SEQ, "[👍 2 ❤️ 1]" its
+                                 reactions
+  follow <chat>                  print a chat's new messages, edits (✎), deletes (✗)
+                                 and reactions (☺) live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
   block <@user>                  block a user: no messages either way in your
@@ -109,6 +113,9 @@ async function main(argv: string[]): Promise<void> {
     case "edit":
     case "delete":
       return changeCommand(command, args, values);
+    case "react":
+    case "unreact":
+      return reactCommand(command, args, values);
     case "history":
       return history(args, values);
     case "search":
@@ -239,14 +246,29 @@ async function changeCommand(command: "edit" | "delete", args: string[], values:
   out(`${command === "edit" ? "edited" : "deleted"} message #${seq} in ${await s.channelName(channel)}`);
 }
 
+async function reactCommand(command: "react" | "unreact", args: string[], values: Values): Promise<void> {
+  const [ref, seqArg, emoji, ...extra] = args;
+  const usage = command === "react" ? "usage: chat-cli react <channel-id|@username> <seq> <emoji>" : "usage: chat-cli unreact <channel-id|@username> <seq>";
+  if (!ref || !seqArg || extra.length > 0 || (command === "react" ? !emoji?.trim() : emoji !== undefined)) throw new CliError(usage, 2);
+  const seq = seqArgument(seqArg);
+  // Whether it is one emoji is the server's call (INVALID_ARGUMENT, with its reason).
+  const text = command === "react" ? emoji!.trim() : "";
+  const s = session();
+  const channel = await s.resolveChannel(ref);
+  const res = await submit(s, { channelId: channel.channelId, text, reactSeq: seq });
+  if (values.json) return json({ channelId: channel.channelId, seq, emoji: text || null, messageId: res.messageId, duplicate: res.duplicate });
+  const where = await s.channelName(channel);
+  out(text ? `reacted ${text} to message #${seq} in ${where}` : `took back your reaction to message #${seq} in ${where}`);
+}
+
 /** A message's seq as typed: the #number that history shows. */
 function seqArgument(raw: string, option?: string): bigint {
   if (!/^\d+$/.test(raw) || BigInt(raw) === 0n) throw new CliError(`${option ? `${option}: ` : ""}"${raw}" is not a message's seq (the #number that history shows)`, 2);
   return BigInt(raw);
 }
 
-/** MessageService/SendMessage: a message (or a reply), or an edit or delete of one. */
-async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint }) {
+/** MessageService/SendMessage: a message (or a reply), or an edit or delete of, or a reaction to, one. */
+async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint; reactSeq?: bigint }) {
   // One key for every try: a retry after a lost answer is never a second message.
   const clientMsgId = `cli-${randomUUID()}`;
   for (let attempt = 1; ; attempt++) {
@@ -270,7 +292,7 @@ async function history(args: string[], values: Values): Promise<void> {
   const channel = await s.resolveChannel(ref);
   const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: before, direction: PageDirection.BACKWARD, limit });
   const messages = [...res.messages].reverse();
-  await s.usersById(messages.map((m) => m.senderUserId));
+  await s.usersById(messages.flatMap(people));
   for (const m of messages) await printMessage(s, m, values);
   if (!values.json) {
     if (messages.length === 0) warn("(no messages)");
@@ -286,7 +308,7 @@ async function search(args: string[], values: Values): Promise<void> {
   const s = session();
   const channel = await s.resolveChannel(ref);
   const res = await s.api.messages.searchMessages({ channelId: channel.channelId, query: words.join(" "), beforeSeq, limit });
-  await s.usersById(res.messages.map((m) => m.senderUserId));
+  await s.usersById(res.messages.flatMap(people));
   for (const m of res.messages) await printMessage(s, m, values);
   if (!values.json) {
     if (res.messages.length === 0) warn("(no matches)");
@@ -303,10 +325,12 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   // The last few messages first; then everything after them, live.
   let afterSeq = channel.lastSeq;
   let shown: Message[] = [];
+  // On this machine's clock: reactions from before the history was read are in it already.
+  const shownAtMs = Date.now();
   if (last > 0) {
     const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: last });
     shown = [...res.messages].reverse();
-    await s.usersById(shown.map((m) => m.senderUserId));
+    await s.usersById(shown.flatMap(people));
     for (const m of shown) await printMessage(s, m, values);
     afterSeq = shown.at(-1)?.seq ?? 0n;
   }
@@ -321,6 +345,7 @@ async function followCommand(args: string[], values: Values): Promise<void> {
       channelId: channel.channelId,
       afterSeq,
       shown,
+      shownAtMs,
       signal: stop.signal,
       print: (m) => printMessage(s, m, values),
       printChange: (ch) => printChange(s, ch, values),
@@ -405,14 +430,28 @@ async function messageJson(s: Session, m: Message) {
     editedAt: iso(m.editedAt),
     deleted: m.deleted,
     replyToSeq: m.replyToSeq === 0n ? null : m.replyToSeq,
+    reactions: await Promise.all(m.reactions.map(async (r) => ({ userId: r.userId, user: await s.username(r.userId), emoji: r.emoji }))),
   };
+}
+
+/** Whose names a message's printing needs: its sender and those who reacted to it. */
+function people(m: Message): bigint[] {
+  return [m.senderUserId, ...m.reactions.map((r) => r.userId)];
+}
+
+/** "[👍 2 ❤️ 1]": a message's reactions by emoji, in the order each first appears; "" when none. */
+function reactionSummary(m: Message): string {
+  const counts = new Map<string, number>();
+  for (const r of m.reactions) if (r.emoji) counts.set(r.emoji, (counts.get(r.emoji) ?? 0) + 1);
+  return counts.size === 0 ? "" : `[${[...counts].map(([emoji, n]) => `${emoji} ${n}`).join(" ")}]`;
 }
 
 async function printMessage(s: Session, m: Message, values: Values): Promise<void> {
   if (values.json) return json(await messageJson(s, m));
   const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
   const when = at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
-  const text = m.deleted ? "[deleted]" : m.editedAt ? `${m.text} (edited)` : m.text;
+  const reactions = m.deleted ? "" : reactionSummary(m);
+  const text = (m.deleted ? "[deleted]" : m.editedAt ? `${m.text} (edited)` : m.text) + (reactions ? ` ${reactions}` : "");
   const reply = m.replyToSeq === 0n ? "" : `↪ #${m.replyToSeq} `;
   out(`[${when}] #${m.seq} ${await s.username(m.senderUserId)}: ${reply}${indented(text)}`);
 }
@@ -423,12 +462,16 @@ async function printChange(s: Session, ch: Message, values: Values): Promise<voi
     return json({
       channelId: ch.channelId,
       targetSeq: ch.targetSeq,
-      change: ch.deleted ? "delete" : "edit",
+      change: ch.deleted ? "delete" : ch.reaction ? "reaction" : "edit",
       senderId: ch.senderUserId,
       sender: await s.username(ch.senderUserId),
       text: ch.text,
       at: iso(ch.sentAt),
     });
+  }
+  if (ch.reaction) {
+    const who = await s.username(ch.senderUserId);
+    return out(ch.text ? `☺ #${ch.targetSeq} ${who} reacted ${ch.text}` : `☺ #${ch.targetSeq} ${who} took back their reaction`);
   }
   out(ch.deleted ? `✗ #${ch.targetSeq} deleted` : `✎ #${ch.targetSeq} edited: ${indented(ch.text)}`);
 }

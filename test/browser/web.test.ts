@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
+import { waitFor } from "../support/wait.js";
 import {
   buildWebClient,
   launchChromium,
@@ -313,6 +314,102 @@ describe("web client in headless Chromium", function () {
       assert.equal(await replyA.getByTestId("quote-sender").textContent(), "You");
     });
 
+    it("reacts to a message: both sides see the chips and counts follow each reaction live, and history carries them after a reload", async () => {
+      const [a, b] = [alice.page, bobPage.page];
+      await b.getByTestId("composer").fill("Cake in the kitchen!");
+      await b.getByTestId("composer").press("Enter");
+      const sent = b.locator("[data-testid=message].mine", { hasText: "Cake in the kitchen!" });
+      await sent.waitFor({ timeout: 10_000 });
+      const seq = (await sent.getAttribute("data-seq"))!;
+      const onA = a.locator(`[data-testid=message][data-seq="${seq}"]`);
+      const onB = b.locator(`[data-testid=message][data-seq="${seq}"]`);
+      await onA.filter({ hasText: "Cake in the kitchen!" }).waitFor({ timeout: 10_000 });
+      const [countA, countB] = [await a.locator("[data-testid=message]").count(), await b.locator("[data-testid=message]").count()];
+      const option = (m: Locator, emoji: string) => m.locator(`[data-testid=reaction-option][data-emoji="${emoji}"]`);
+      const chip = (m: Locator, emoji: string) => m.locator(`[data-testid=reaction][data-emoji="${emoji}"]`);
+      assert.equal(await onA.getByTestId("reactions").count(), 0, "no reactions yet, no chips");
+
+      // Alice reacts 👍 from the palette; Esc closes it first without reacting.
+      await onA.hover();
+      await onA.getByTestId("react-message").click();
+      await onA.getByTestId("reaction-palette").waitFor();
+      await a.keyboard.press("Escape");
+      await onA.getByTestId("reaction-palette").waitFor({ state: "detached" });
+      await onA.hover();
+      await onA.getByTestId("react-message").click();
+      assert.deepEqual(await onA.getByTestId("reaction-option").evaluateAll((els) => els.map((e) => e.getAttribute("data-emoji"))), ["👍", "❤️", "😂", "😮", "😢", "🙏"]);
+      await option(onA, "👍").click();
+      await onA.getByTestId("reaction-palette").waitFor({ state: "detached" });
+      await waitChips(onA, ["👍 1*"]);
+      await waitChips(onB, ["👍 1"]);
+      assert.equal(await chip(onB, "👍").textContent(), "👍 1");
+
+      // Bob adds his with a click on the chip: 2, highlighted on both sides (each has one of them).
+      await chip(onB, "👍").click();
+      await waitChips(onB, ["👍 2*"]);
+      await waitChips(onA, ["👍 2*"]);
+
+      // Alice switches to ❤️: one reaction each, so her 👍 goes.
+      await onA.hover();
+      await onA.getByTestId("react-message").click();
+      assert.equal(await option(onA, "👍").getAttribute("aria-pressed"), "true", "the palette marks the emoji I chose");
+      await option(onA, "❤️").click();
+      await waitChips(onA, ["❤️ 1*", "👍 1"]);
+      await waitChips(onB, ["❤️ 1", "👍 1*"]);
+      assert.deepEqual(await chips(onA, false), await chips(onB, false), "both sides show the chips in one order");
+
+      // A click on her own chip takes it back.
+      await chip(onA, "❤️").click();
+      await waitChips(onA, ["👍 1"]);
+      await waitChips(onB, ["👍 1*"]);
+
+      // Reactions are changes, never messages.
+      assert.equal(await a.locator("[data-testid=message]").count(), countA, "a reaction is never shown as a message");
+      assert.equal(await b.locator("[data-testid=message]").count(), countB);
+
+      // With Bob's chat closed, a reaction moves neither his unread count nor the chat list's preview.
+      const bobsChat = b.locator(`[data-testid=channel][data-name="Alice Liddell"]`);
+      await b.evaluate("location.hash = ''");
+      await b.getByTestId("chat-title").waitFor({ state: "hidden" });
+      // Bob's other device tells when the change has reached his inbox.
+      const channelId = BigInt((await bobsChat.getAttribute("data-channel-id"))!);
+      const bobsPhone = await new TestDevice(chatd.wsUrl, (await addDevice(chatd.httpUrl, bob)).token).connect();
+      try {
+        await onA.hover();
+        await onA.getByTestId("react-message").click();
+        await option(onA, "😮").click();
+        await waitChips(onA, ["👍 1", "😮 1*"]);
+        await waitFor(
+          () => bobsPhone.messagesIn(channelId).some((m) => m.reaction && m.targetSeq === BigInt(seq) && m.text === "😮"),
+          "the reaction on Bob's other device",
+          10_000,
+        );
+      } finally {
+        await bobsPhone.close();
+      }
+      await bobsChat.getByTestId("channel-last").filter({ hasText: "You: Cake in the kitchen!" }).waitFor({ timeout: 10_000 });
+      assert.equal(await bobsChat.getByTestId("unread").count(), 0, "a reaction is not unread");
+      await bobsChat.click();
+      await waitChips(onB, ["👍 1*", "😮 1"]);
+
+      // History carries them: after a reload Bob sees what is current.
+      await b.reload();
+      await waitConnected(b);
+      await onB.filter({ hasText: "Cake in the kitchen!" }).waitFor({ timeout: 10_000 });
+      await waitChips(onB, ["👍 1*", "😮 1"]);
+      assert.equal(await b.locator("[data-testid=message]").count(), countB);
+
+      // A deleted message shows no reactions, and offers none.
+      b.once("dialog", (d) => void d.accept());
+      await onB.hover();
+      await onB.getByTestId("delete-message").click();
+      await a.locator(`[data-testid=message][data-seq="${seq}"][data-deleted=true]`).waitFor({ timeout: 10_000 });
+      assert.equal(await onA.getByTestId("reactions").count(), 0);
+      assert.equal(await onA.getByTestId("react-message").count(), 0);
+      await b.locator(`[data-testid=message][data-seq="${seq}"][data-deleted=true]`).waitFor({ timeout: 10_000 });
+      assert.equal(await onB.getByTestId("reactions").count(), 0);
+    });
+
     it("lets a person hide their presence: the peer sees them offline with no last seen, then online again", async () => {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
       await bobPage.page.getByTestId("presence-visibility").selectOption("3");
@@ -507,6 +604,24 @@ describe("web client in headless Chromium", function () {
     });
   });
 });
+
+/** The reaction chips under a message as shown ("👍 2"), with a "*" on the ones that include mine. */
+async function chips(message: Locator, markMine = true): Promise<string[]> {
+  return message
+    .getByTestId("reaction")
+    .evaluateAll((els, mark) => els.map((e) => `${e.textContent}${mark && e.getAttribute("data-mine") === "true" ? "*" : ""}`), markMine);
+}
+
+/** Waits until a message shows these chips, in any order (who reacted first is not what they are sorted by). */
+async function waitChips(message: Locator, expected: string[]): Promise<void> {
+  const want = JSON.stringify([...expected].sort());
+  let seen: string[] = [];
+  try {
+    await waitFor(async () => JSON.stringify((seen = await chips(message)).sort()) === want, `reactions ${want}`, 10_000, 50);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; shown: ${JSON.stringify(seen)}`);
+  }
+}
 
 async function sendWithRetry(user: TestUser, channelId: bigint, text: string, target: { replyToSeq?: bigint; editSeq?: bigint } = {}): Promise<void> {
   const clientMsgId = `h-${Math.random().toString(36).slice(2)}`;

@@ -311,6 +311,86 @@ describe("chat-cli against chatd", function () {
     assert.match(await bob.ok("--help"), /--reply SEQ/);
   });
 
+  it("reacts and takes a reaction back: history shows the counts, and a follower sees each reaction once, live", async () => {
+    const [aliceChat, bobChat] = [`@${alice.username}`, `@${bob.username}`];
+    await alice.ok("send", bobChat, "pizza tonight?");
+    const asked = JSON.parse((await bob.ok("history", aliceChat, "--json", "--limit", "1")).trim());
+    assert.equal(asked.text, "pizza tonight?");
+    assert.deepEqual(asked.reactions, [], "no reactions yet");
+    const seq = asked.seq as string;
+
+    const child = alice.spawn(["follow", bobChat, "--last", "1"]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const printed = (line: string) => waitFor(() => stdout.includes(`${line}\n`), `"${line}" on stdout (got: ${stdout})`, 30_000);
+    try {
+      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
+      assert.match(await bob.ok("react", aliceChat, seq, "👍"), new RegExp(`reacted 👍 to message #${seq} in @${alice.username}`));
+      await printed(`☺ #${seq} ${bob.username} reacted 👍`);
+      // Anyone in the chat may react, to their own message too.
+      await alice.ok("react", bobChat, seq, "👍");
+      await printed(`☺ #${seq} ${alice.username} reacted 👍`);
+      assert.match(await bob.ok("history", aliceChat, "--limit", "1"), new RegExp(`#${seq} ${alice.username}: pizza tonight\\? \\[👍 2\\]\n$`));
+      // One reaction per person: another emoji replaces the first.
+      await bob.ok("react", aliceChat, seq, "❤️");
+      await printed(`☺ #${seq} ${bob.username} reacted ❤️`);
+      assert.match(await bob.ok("history", aliceChat, "--limit", "1"), /pizza tonight\? \[(👍 1 ❤️ 1|❤️ 1 👍 1)\]\n$/);
+      assert.match(await bob.ok("unreact", aliceChat, seq), new RegExp(`took back your reaction to message #${seq} in @${alice.username}`));
+      await printed(`☺ #${seq} ${bob.username} took back their reaction`);
+      assert.equal(stdout.match(/☺/g)?.length, 4, stdout);
+      // Reactions are not messages: the history line first, then the four reactions, nothing else.
+      assert.equal(stdout.trim().split("\n").length, 5, stdout);
+    } finally {
+      child.kill("SIGINT");
+    }
+    assert.equal(await exited, 0, stderr);
+
+    assert.match(await bob.ok("history", aliceChat, "--limit", "1"), new RegExp(`#${seq} ${alice.username}: pizza tonight\\? \\[👍 1\\]\n$`));
+    const json = JSON.parse((await bob.ok("history", aliceChat, "--json", "--limit", "1")).trim());
+    assert.deepEqual(json.reactions, [{ userId: json.senderId, user: alice.username, emoji: "👍" }]);
+
+    // A reaction while nobody follows: the next follow gets it replayed (its
+    // device's cursor is behind it), but the history it prints shows it already.
+    await bob.ok("react", aliceChat, seq, "😂");
+    const again = alice.spawn(["follow", bobChat, "--last", "1"]);
+    let out2 = "";
+    let err2 = "";
+    again.stdout!.on("data", (d) => (out2 += d));
+    again.stderr!.on("data", (d) => (err2 += d));
+    const exited2 = new Promise<number | null>((r) => again.on("close", (code) => r(code)));
+    try {
+      await waitFor(() => /following/.test(err2), `"following" on stderr (got: ${err2})`, 30_000);
+      await bob.ok("send", aliceChat, "after the reactions");
+      await waitFor(() => /after the reactions/.test(out2), "the new message on stdout", 30_000);
+      assert.match(out2, /pizza tonight\? \[(👍 1 😂 1|😂 1 👍 1)\]\n/);
+      assert.doesNotMatch(out2, /☺/, out2);
+    } finally {
+      again.kill("SIGINT");
+    }
+    assert.equal(await exited2, 0, err2);
+
+    // The server refuses what is not one emoji, and a message that is not there (any more).
+    const word = await bob.run("react", aliceChat, seq, "yes");
+    assert.equal(word.code, 1);
+    assert.match(word.stderr, /one emoji/);
+    const missing = await bob.run("react", aliceChat, "99999", "👍");
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no message with seq 99999/);
+    await alice.ok("delete", bobChat, seq);
+    const gone = await bob.run("react", aliceChat, seq, "👍");
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /was deleted/);
+    assert.match(await bob.ok("history", aliceChat, "--limit", "2"), new RegExp(`#${seq} ${alice.username}: \\[deleted\\]\n`), "a deleted message shows no reactions");
+    // Usage mistakes exit 2 before reaching the server.
+    for (const args of [["react", aliceChat, seq], ["react", aliceChat, "0", "👍"], ["react", aliceChat, seq, "👍", "extra"], ["unreact", aliceChat, seq, "👍"]]) {
+      assert.equal((await bob.run(...args)).code, 2, args.join(" "));
+    }
+    assert.match(await bob.ok("--help"), /react <chat> <seq> <emoji>[\s\S]*unreact <chat> <seq>/);
+  });
+
   it("blocks and unblocks @user: the blocked one's send fails with the reason, and lists whom it blocked", async () => {
     assert.match(await bob.ok("block", `@${alice.username}`), new RegExp(`blocked @${alice.username}`));
     const listed = (await bob.ok("blocked", "--json")).trim().split("\n").map((l) => JSON.parse(l));

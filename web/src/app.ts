@@ -4,9 +4,10 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
-import { applyChange, isChange, moreCurrent } from "./changes.js";
+import { applyChange, applyLate, isChange, moreCurrent } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
 import { codePoints, lastSeen, preview, tsMs } from "./format.js";
+import { myReaction } from "./reactions.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
@@ -28,14 +29,16 @@ interface Pending extends PendingView {
   channelId: bigint;
 }
 
-/** An edit or delete of one of the open chat's messages, shown at once and until its inbox entry comes back. */
+type ChangeKind = "edit" | "delete" | "reaction";
+
+/** An edit or delete of, or my reaction to, one of the open chat's messages, shown at once and until its inbox entry comes back. */
 interface PendingChange {
   clientMsgId: string;
   channelId: bigint;
   seq: bigint;
-  /** The new text; empty for a delete. */
+  /** The new text; empty for a delete; a reaction's emoji, empty when taken back. */
   text: string;
-  deleted: boolean;
+  kind: ChangeKind;
   state: "queued" | "sending" | "sent";
   at: number;
 }
@@ -95,6 +98,8 @@ export class ChatApp {
   private readonly quoteLoads = new Map<string, Message[]>();
   /** The message a clicked quote led to, highlighted until `until` (ms). */
   private flash?: { channelId: bigint; seq: bigint; until: number };
+  /** The message whose reaction palette is open. */
+  private reacting?: { channelId: bigint; seq: bigint };
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
   private readonly describing = new Set<string>();
@@ -341,6 +346,15 @@ export class ChatApp {
       if (ui.scroller.scrollTop < 120) void this.loadOlder();
       if (this.nearBottom()) this.markRead();
     });
+    // The reaction palette closes on Escape and on a click anywhere else.
+    listen("keydown", (ev) => {
+      if (ev.key === "Escape" && this.reacting) this.closeReactions();
+    });
+    listen("click", (ev) => {
+      const t = ev.target;
+      // The list may have been rendered anew by the click: closest() still works on the detached button.
+      if (this.reacting && !(t instanceof Element && t.closest(".reaction-palette, [data-testid=react-message]"))) this.closeReactions();
+    });
     listen("hashchange", () => this.openFromHash());
     listen("focus", () => this.markRead());
     const onVisible = () => document.visibilityState === "visible" && this.markRead();
@@ -524,9 +538,10 @@ export class ChatApp {
   }
 
   /**
-   * Edits and deletes, in inbox order: applied to the open chat's messages
-   * and to the chat list's last message. A change to a message not loaded
-   * needs nothing: history shows messages as they now are.
+   * Edits, deletes and reactions, in inbox order: applied to the open chat's
+   * messages and (not reactions, which the list does not show) to the chat
+   * list's last message. A change to a message not loaded needs nothing:
+   * history shows messages as they now are.
    */
   private applyChanges(changes: Message[]): void {
     const open = this.open?.loaded ? this.open : undefined;
@@ -536,7 +551,7 @@ export class ChatApp {
         openChanged ||= open?.id === ch.channelId;
       }
       const c = this.channels.get(key(ch.channelId));
-      if (c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
+      if (!ch.reaction && c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
       const qk = quoteKey(ch.channelId, ch.targetSeq);
       const quoted = this.quotes.get(qk);
       if (quoted) {
@@ -561,6 +576,8 @@ export class ChatApp {
         this.endReply(ch.channelId);
         if (this.open?.id === ch.channelId) this.toast("The message you were replying to was deleted.");
       }
+      // A deleted message has no actions, so nothing to react with either.
+      if (ch.deleted && this.reacting?.channelId === ch.channelId && this.reacting.seq === ch.targetSeq) this.reacting = undefined;
     }
     if (openChanged) this.rerenderMessages();
     this.renderReplyBar();
@@ -584,7 +601,8 @@ export class ChatApp {
     const change = this.changes.get(clientMsgId);
     if (change) {
       this.changes.delete(clientMsgId);
-      this.toast(`${change.deleted ? "Could not delete the message" : "Could not edit the message"}: ${error}`);
+      const what = { edit: "Could not edit the message", delete: "Could not delete the message", reaction: "Could not react to the message" }[change.kind];
+      this.toast(`${what}: ${error}`);
       if (this.open?.id === change.channelId) this.rerenderMessages();
       return;
     }
@@ -676,6 +694,7 @@ export class ChatApp {
 
   private closeChat(): void {
     this.endEdit();
+    this.reacting = undefined;
     this.open = undefined;
     this.ui.layout.dataset.view = "list";
     this.ui.chat.hidden = true;
@@ -694,6 +713,7 @@ export class ChatApp {
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
+    this.reacting = undefined;
     this.open = open;
     this.clearFind();
     this.ui.layout.dataset.view = "chat";
@@ -882,7 +902,7 @@ export class ChatApp {
   private saveEdit(text: string): void {
     const e = this.editing!;
     this.endEdit();
-    if (text !== e.original) this.change(e.channelId, e.seq, text, false);
+    if (text !== e.original) this.change(e.channelId, e.seq, text, "edit");
   }
 
   private confirmDelete(m: Message): void {
@@ -892,15 +912,49 @@ export class ChatApp {
     if (!window.confirm(`Delete ${whose} for everyone? This cannot be undone.`)) return;
     const e = this.editing;
     if (e && e.channelId === open.id && e.seq === m.seq) this.endEdit();
-    this.change(open.id, m.seq, "", true);
+    this.change(open.id, m.seq, "", "delete");
   }
 
-  /** Sends an edit (text) or a delete of a message; it shows at once and waits in the outbox like a send. */
-  private change(channelId: bigint, seq: bigint, text: string, deleted: boolean): void {
+  /** Opens the reaction palette of one of the open chat's messages, or closes it when it is open already. */
+  private openReactions(seq: bigint): void {
+    const open = this.open;
+    if (!open) return;
+    const same = this.reacting?.channelId === open.id && this.reacting.seq === seq;
+    this.reacting = same ? undefined : { channelId: open.id, seq };
+    this.rerenderMessages();
+    // The button that opened it was rendered anew: keyboard users go on from the first emoji.
+    if (!same) this.ui.messages.querySelector<HTMLElement>(".reaction-palette button")?.focus({ preventScroll: true });
+  }
+
+  private closeReactions(): void {
+    if (!this.reacting) return;
+    this.reacting = undefined;
+    this.rerenderMessages();
+  }
+
+  /**
+   * Reacts to `m` (as shown, my unconfirmed reactions included) with `emoji`,
+   * replacing my earlier reaction, or takes mine back when it is that emoji
+   * already: one reaction per person per message.
+   */
+  private react(m: Message, emoji: string): void {
+    const open = this.open;
+    this.reacting = undefined;
+    if (!open || m.deleted || m.channelId !== open.id) return this.rerenderMessages();
+    this.change(open.id, m.seq, myReaction(m, this.me) === emoji ? "" : emoji, "reaction");
+  }
+
+  /**
+   * Sends an edit (text), a delete of, or my reaction (emoji, or "" to take
+   * it back) to a message; it shows at once and waits in the outbox like a
+   * send, under a client_msg_id of its own.
+   */
+  private change(channelId: bigint, seq: bigint, text: string, kind: ChangeKind): void {
     const clientMsgId = newClientMsgId();
     const state = this.session.state === "open" ? "sending" : "queued";
-    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, deleted, state, at: Date.now() });
-    this.session.send(channelId, text, clientMsgId, deleted ? { deleteSeq: seq } : { editSeq: seq });
+    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, kind, state, at: Date.now() });
+    const target = kind === "delete" ? { deleteSeq: seq } : kind === "reaction" ? { reactSeq: seq } : { editSeq: seq };
+    this.session.send(channelId, text, clientMsgId, target);
     if (this.open?.id === channelId) this.rerenderMessages();
   }
 
@@ -1114,7 +1168,7 @@ export class ChatApp {
     return [...this.pending.values()].filter((p) => p.channelId === channelId);
   }
 
-  /** The open chat's messages with my unconfirmed edits and deletes applied, and which of them are unconfirmed. */
+  /** The open chat's messages with my unconfirmed edits, deletes and reactions applied, and which of them are unconfirmed. */
   private shownMessages(open: OpenChat): { messages: Message[]; saving: Map<string, "queued" | "sending"> } {
     const saving = new Map<string, "queued" | "sending">();
     const mine = [...this.changes.values()].filter((p) => p.channelId === open.id);
@@ -1124,7 +1178,13 @@ export class ChatApp {
     for (const p of mine) {
       const i = index.get(key(p.seq));
       if (i === undefined) continue;
-      messages[i] = applyChange(messages[i]!, { text: p.text, deleted: p.deleted, sentAt: timestampFromMs(p.at) });
+      messages[i] = applyChange(messages[i]!, {
+        text: p.text,
+        deleted: p.kind === "delete",
+        reaction: p.kind === "reaction",
+        senderUserId: this.me,
+        sentAt: timestampFromMs(p.at),
+      });
       if (p.state !== "sent") saving.set(key(p.seq), p.state);
     }
     return { messages, saving };
@@ -1154,6 +1214,7 @@ export class ChatApp {
       editing: this.editing?.channelId === open.id ? this.editing.seq : 0n,
       replying: this.replies.get(key(open.id))?.seq ?? 0n,
       flash: this.flash && this.flash.channelId === open.id && this.flash.until > Date.now() ? this.flash.seq : 0n,
+      reacting: this.reacting?.channelId === open.id ? this.reacting.seq : 0n,
       saving,
       readByOthers: open.readByOthers,
       name: (id) => this.name(id),
@@ -1162,6 +1223,8 @@ export class ChatApp {
       edit: (m) => this.startEdit(m),
       remove: (m) => this.confirmDelete(m),
       reply: (m) => this.startReply(m),
+      openReactions: (seq) => this.openReactions(seq),
+      react: (m, emoji) => this.react(m, emoji),
       quoted: (seq) => bySeq.get(key(seq)) ?? this.fetchedQuote(open.id, seq),
       jump: (seq) => void this.jumpTo(seq),
     });
@@ -1209,7 +1272,7 @@ export class ChatApp {
       this.quoteLoads.delete(k);
     }
     // A change that arrived while the page was read may or may not be in it.
-    for (const ch of meanwhile) if (got) got = moreCurrent(got, applyChange(got, ch));
+    for (const ch of meanwhile) if (got) got = applyLate(got, ch);
     this.quotes.set(k, got);
     if (this.open?.id === channelId && !this.destroyed) {
       this.rerenderMessages();

@@ -38,14 +38,15 @@ export interface SessionHandlers {
 }
 
 /**
- * What an outgoing send refers to: an edit or delete of an earlier message
- * (which then adds no message), or the message a new one replies to. At most
- * one is set.
+ * What an outgoing send refers to: an edit or delete of, or a reaction to, an
+ * earlier message (which then adds no message), or the message a new one
+ * replies to. At most one is set.
  */
 export interface SendTarget {
   editSeq?: bigint;
   deleteSeq?: bigint;
   replyToSeq?: bigint;
+  reactSeq?: bigint;
 }
 
 interface Outgoing extends SendTarget {
@@ -116,12 +117,12 @@ export class RealtimeSession {
   }
 
   /**
-   * Queues a text (with `target`, a reply, or an edit or delete of an
-   * earlier message); it is sent now if the socket is open and again after
+   * Queues a text (with `target`, a reply, or an edit or delete of, or a
+   * reaction to, an earlier message); it is sent now if the socket is open and again after
    * every reconnect until acked.
    */
   send(channelId: bigint, text: string, clientMsgId: string, target: SendTarget = {}): void {
-    const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq };
+    const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq, reactSeq: target.reactSeq };
     this.outbox.set(clientMsgId, out);
     this.transmit(clientMsgId, out);
   }
@@ -289,8 +290,8 @@ export class RealtimeSession {
   }
 
   private transmit(clientMsgId: string, out: Outgoing): void {
-    const { channelId, text, editSeq = 0n, deleteSeq = 0n, replyToSeq = 0n } = out;
-    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq } } });
+    const { channelId, text, editSeq = 0n, deleteSeq = 0n, replyToSeq = 0n, reactSeq = 0n } = out;
+    out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq } } });
   }
 
   private frame(init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined {

@@ -1,6 +1,7 @@
 import type { Message } from "../../../gen/es/chat/v1/types_pb.js";
 import { avatar, h } from "../dom.js";
 import { clock, dayLabel, preview, sameDay, tsMs } from "../format.js";
+import { myReaction, REACTION_CHOICES, reactionGroups } from "../reactions.js";
 
 export interface PendingView {
   clientMsgId: string;
@@ -27,7 +28,9 @@ export interface MessageListInput {
   replying: bigint;
   /** The seq of the message to highlight for a moment (a quote of it was clicked), 0n when none. */
   flash: bigint;
-  /** Edits and deletes of these messages (by seq) are not confirmed yet. */
+  /** The seq of the message whose reaction palette is open, 0n when none. */
+  reacting: bigint;
+  /** Edits, deletes and reactions of these messages (by seq) are not confirmed yet. */
   saving: Map<string, "queued" | "sending">;
   name(userId: bigint): string;
   retry(clientMsgId: string): void;
@@ -35,6 +38,10 @@ export interface MessageListInput {
   edit(m: Message): void;
   remove(m: Message): void;
   reply(m: Message): void;
+  /** Opens the reaction palette of the message with this seq, or closes it if open. */
+  openReactions(seq: bigint): void;
+  /** My reaction to `m` with this emoji: given, or taken back if it is the one I gave. */
+  react(m: Message, emoji: string): void;
   /**
    * The message with this seq as it now is, when the client holds it (a
    * reply's quote shows a placeholder until then).
@@ -71,7 +78,7 @@ export function messageList(input: MessageListInput): Node[] {
       h(
         "div",
         {
-          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""} ${m.deleted ? "deleted" : ""} ${m.seq === input.editing ? "editing" : ""} ${m.seq === input.replying ? "replying" : ""} ${m.seq === input.flash ? "flash" : ""}`,
+          class: `msg ${mine ? "mine" : "theirs"} ${continued ? "cont" : ""} ${m.deleted ? "deleted" : ""} ${m.seq === input.editing ? "editing" : ""} ${m.seq === input.replying ? "replying" : ""} ${m.seq === input.flash ? "flash" : ""} ${m.seq === input.reacting ? "reacting" : ""}`,
           "data-testid": "message",
           "data-seq": m.seq.toString(),
           "data-sender": m.senderUserId.toString(),
@@ -89,6 +96,7 @@ export function messageList(input: MessageListInput): Node[] {
           m.deleted
             ? h("div", { class: "text deleted-note", "data-testid": "message-text" }, "This message was deleted")
             : h("div", { class: "text", "data-testid": "message-text" }, ...linkify(m.text)),
+          m.deleted ? null : reactionChips(m, input),
           h(
             "div",
             { class: "meta" },
@@ -150,14 +158,89 @@ function quote(seq: bigint, input: MessageListInput): HTMLElement {
   );
 }
 
-/** Reply (any message), Edit (own messages) and Delete (own, or anyone's for a moderator); shown on hover or keyboard focus. */
+/**
+ * A message's reactions, one chip per emoji with how many chose it; mine
+ * stands out, and a click on a chip gives (or takes back) mine with its emoji.
+ */
+function reactionChips(m: Message, input: MessageListInput): HTMLElement | null {
+  const groups = reactionGroups(m.reactions, input.me);
+  if (groups.length === 0) return null;
+  return h(
+    "div",
+    { class: "reactions", "data-testid": "reactions" },
+    groups.map((g) => {
+      const who = g.userIds.map((id) => input.name(id)).join(", ");
+      return h(
+        "button",
+        {
+          type: "button",
+          class: `reaction ${g.mine ? "mine" : ""}`,
+          "data-testid": "reaction",
+          "data-emoji": g.emoji,
+          "data-count": g.userIds.length,
+          "data-mine": g.mine ? "true" : null,
+          "aria-pressed": g.mine ? "true" : "false",
+          title: `${who} reacted with ${g.emoji}${g.mine ? " (click to take yours back)" : ""}`,
+          onclick: () => input.react(m, g.emoji),
+        },
+        h("span", { class: "reaction-emoji" }, g.emoji),
+        " ",
+        h("span", { class: "reaction-count" }, String(g.userIds.length)),
+      );
+    }),
+  );
+}
+
+/** The emoji offered to react with; the one I chose is marked, and choosing it again takes it back. */
+function reactionPalette(m: Message, input: MessageListInput): HTMLElement {
+  const current = myReaction(m, input.me);
+  return h(
+    "div",
+    { class: "reaction-palette", role: "group", "aria-label": "React with", "data-testid": "reaction-palette" },
+    REACTION_CHOICES.map((e) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: `reaction-option ${e === current ? "chosen" : ""}`,
+          "data-testid": "reaction-option",
+          "data-emoji": e,
+          "aria-pressed": e === current ? "true" : "false",
+          title: e === current ? "Take back your reaction" : `React with ${e}`,
+          onclick: () => input.react(m, e),
+        },
+        e,
+      ),
+    ),
+  );
+}
+
+/**
+ * React and Reply (any message), Edit (own messages) and Delete (own, or
+ * anyone's for a moderator); shown on hover or keyboard focus, and while the
+ * message's reaction palette is open.
+ */
 function messageActions(m: Message, mine: boolean, input: MessageListInput): HTMLElement | null {
   if (m.deleted) return null;
   const canEdit = mine;
   const canDelete = mine || input.moderator;
+  const reacting = m.seq === input.reacting;
   return h(
     "div",
     { class: "msg-actions" },
+    h(
+      "button",
+      {
+        type: "button",
+        class: "ghost small",
+        "data-testid": "react-message",
+        title: "React to this message",
+        "aria-expanded": reacting ? "true" : "false",
+        onclick: () => input.openReactions(m.seq),
+      },
+      "React",
+    ),
+    reacting ? reactionPalette(m, input) : null,
     h("button", { type: "button", class: "ghost small", "data-testid": "reply-message", title: "Reply to this message", onclick: () => input.reply(m) }, "Reply"),
     canEdit ? h("button", { type: "button", class: "ghost small", "data-testid": "edit-message", title: "Edit this message", onclick: () => input.edit(m) }, "Edit") : null,
     canDelete
