@@ -1,5 +1,6 @@
 import type { ChannelStore } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
+import type { Id, NewMessage, StoredMessage } from "../model/types.js";
 import type { MessageLog } from "./log.js";
 import type { SendCommand, Sender } from "./submit.js";
 
@@ -30,4 +31,15 @@ export async function checkNamedMessage(log: MessageLog, channels: ChannelStore,
   if (role !== "admin" && role !== "owner") {
     throw new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
   }
+}
+
+/**
+ * Who hears of this change by a push when none of their devices is online:
+ * the author of a message someone else reacted to (not when a reaction is
+ * taken back). Nobody for an edit or a delete: a device learns those at its
+ * next sync.
+ */
+export function notifiedOfChange(change: NewMessage, target: StoredMessage): Id | undefined {
+  if (!change.reaction || change.text === "" || target.senderUserId === change.senderUserId) return undefined;
+  return target.senderUserId;
 }

@@ -5,8 +5,12 @@ export interface WrittenMessage {
   message: StoredMessage;
   /** True when (channelId, senderUserId, clientMsgId) was already stored; then `entries` is empty. */
   duplicate: boolean;
-  /** The new inbox entries, one per member given, in the order given. */
-  entries: { userId: Id; entry: InboxEntry }[];
+  /**
+   * The new inbox entries, one per member given, in the order given; a
+   * change's `notify` on the entry of the member it is pushed to
+   * (`notifiedOfChange`).
+   */
+  entries: { userId: Id; entry: InboxEntry; notify?: boolean }[];
 }
 
 /**

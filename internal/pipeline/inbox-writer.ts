@@ -1,7 +1,7 @@
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
-import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
+import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
@@ -49,7 +49,10 @@ export class InboxWriter {
     // only at its next one). A session drops an inbox seq it already sent, so a
     // repeat costs nothing there; a repeated push notification after a redelivery
     // beats none, and the notifier collapses a user's per channel.
-    const entries: { userId: Id; entry: InboxEntry }[] = results.map(({ entry }, i) => ({ userId: appends[i]!.userId, entry }));
+    const entries: LiveEntry[] = results.map(({ entry }, i) => {
+      const { userId, notify } = appends[i]!;
+      return notify ? { userId, entry, notify } : { userId, entry };
+    });
     // A delete's copies are emptied once the delete is in the inbox, and
     // before its devices hear of it: by then the text is gone from the sync
     // queue too. Done again with a retried batch; emptying is idempotent.

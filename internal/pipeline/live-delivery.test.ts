@@ -73,4 +73,16 @@ describe("deliverLive", () => {
     assert.deepEqual(pushed.map((p) => p.userId), [1n]);
     assert.deepEqual(offline, [], "no notification for a change");
   });
+
+  it("notifies a change marked notify (a reaction, to its author) when the user is offline", async () => {
+    const { dir } = directory([1n], true);
+    const offline: Id[] = [];
+    const reaction: InboxEntry = { inboxSeq: 9n, message: { ...message, messageId: 902n, seq: 0n, targetSeq: 3n, text: "👍", reaction: true } };
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, [
+      { userId: 1n, entry: reaction, notify: true },
+      { userId: 2n, entry: reaction, notify: true },
+      { userId: 3n, entry: reaction },
+    ]);
+    assert.deepEqual(offline, [2n], "the offline author, not the online one nor an offline member");
+  });
 });

@@ -15,14 +15,21 @@ export interface LiveDeliveryDeps {
   metrics?: PipelineMetrics;
 }
 
+/** A stored inbox entry and its user; `notify` on a change that is pushed to an offline user (a reaction, to its author). */
+export interface LiveEntry {
+  userId: Id;
+  entry: InboxEntry;
+  notify?: boolean;
+}
+
 /**
  * Hands stored inbox entries to their users' live sessions, and those of
- * users with no session to `onOffline`. Best effort, never throws: the
+ * users with no session to `onOffline`: messages, and changes marked `notify`. Best effort, never throws: the
  * entries are already stored, and a session that misses one catches up from
  * its cursor. An entry may come again (a redelivered batch): a session drops
  * an inbox seq it already sent.
  */
-export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { userId: Id; entry: InboxEntry }[]): Promise<void> {
+export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
   if (fresh.length === 0) return;
   try {
     // The members' entries of one message share its Message, which the codec
@@ -46,7 +53,8 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly { user
       // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
       const onOffline = deps.onOffline;
       // An edit or a delete is no news to push: the device learns it at its next sync.
-      await Promise.all(fresh.filter((f) => !reached.has(f.userId) && !isChange(f.entry.message)).map((f) => onOffline(f.userId, f.entry)));
+      const pushed = (f: LiveEntry) => !reached.has(f.userId) && (f.notify || !isChange(f.entry.message));
+      await Promise.all(fresh.filter(pushed).map((f) => onOffline(f.userId, f.entry)));
     }
   } catch (err) {
     deps.metrics?.engineErrors.inc({ op: "deliver" });

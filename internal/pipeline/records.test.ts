@@ -32,5 +32,10 @@ describe("pipeline records", () => {
     const withEmpties = encodeInboxAppends([5n, 6n], { ...del, seq: 0n }, ids);
     assert.deepEqual(withEmpties[1], encodeInboxAppend(6n, { ...del, seq: 0n }, ids));
     assert.deepStrictEqual(decodeInboxAppend(withEmpties[0]!), { userId: 5n, message: { ...del, seq: 0n }, emptyMessageIds: ids });
+    // A reaction's entry is marked for its author alone, as toBinary writes the flag.
+    const marked = encodeInboxAppends([5n, 6n, 7n], { ...reaction, seq: 0n }, [], 6n);
+    assert.deepEqual(marked[1], encodeInboxAppend(6n, { ...reaction, seq: 0n }, [], true));
+    assert.deepEqual(marked[0], encodeInboxAppend(5n, { ...reaction, seq: 0n }));
+    assert.deepStrictEqual(marked.map((b) => decodeInboxAppend(b).notify), [undefined, true, undefined]);
   });
 });

@@ -44,8 +44,8 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
   };
 }
 
-export function encodeInboxAppend(userId: Id, m: StoredMessage, emptyMessageIds: readonly Id[] = []): Uint8Array {
-  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m), emptyMessageIds: [...emptyMessageIds] }));
+export function encodeInboxAppend(userId: Id, m: StoredMessage, emptyMessageIds: readonly Id[] = [], notify = false): Uint8Array {
+  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m), emptyMessageIds: [...emptyMessageIds], notify }));
 }
 
 /**
@@ -55,7 +55,13 @@ export function encodeInboxAppend(userId: Id, m: StoredMessage, emptyMessageIds:
  * A group message has up to 100 members; encoding the message 100 times was
  * a visible share of the fan-out's CPU in the benchmark's profile.
  */
-export function encodeInboxAppends(userIds: readonly Id[], m: StoredMessage, emptyMessageIds: readonly Id[] = []): Uint8Array[] {
+export function encodeInboxAppends(
+  userIds: readonly Id[],
+  m: StoredMessage,
+  emptyMessageIds: readonly Id[] = [],
+  /** The one member whose copy says `notify` (a reaction's author), if any. */
+  notifyUserId?: Id,
+): Uint8Array[] {
   const message = encodeMessage(messageToProto(m));
   return userIds.map((userId) => {
     const w = new BinaryWriter();
@@ -67,6 +73,7 @@ export function encodeInboxAppends(userIds: readonly Id[], m: StoredMessage, emp
       for (const id of emptyMessageIds) w.uint64(id);
       w.join();
     }
+    if (userId === notifyUserId) w.tag(4, WireType.Varint).bool(true);
     return w.finish();
   });
 }
@@ -76,6 +83,8 @@ export interface DecodedInboxAppend {
   message: StoredMessage;
   /** Present on a delete's entry: the messages whose copies in this inbox lose their text. */
   emptyMessageIds?: Id[];
+  /** Present (true) on a change to push to this user when none of their devices is online. */
+  notify?: true;
 }
 
 export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
@@ -83,5 +92,6 @@ export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
   if (!r.message) throw new Error("InboxAppend without a message");
   const out: DecodedInboxAppend = { userId: r.userId, message: messageFromProto(r.message) };
   if (r.emptyMessageIds.length > 0) out.emptyMessageIds = r.emptyMessageIds;
+  if (r.notify) out.notify = true;
   return out;
 }

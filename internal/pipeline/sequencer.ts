@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { ChannelMembers } from "../channels/members.js";
+import { notifiedOfChange } from "../messages/changes.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import { isChange, type NewMessage } from "../model/types.js";
@@ -86,7 +87,7 @@ export class Sequencer {
       change.deleted ? log.editsOf(change.channelId, target.seq) : [],
     ]);
     const empties = change.deleted ? [target.messageId, ...edits] : [];
-    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties);
+    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties, notifiedOfChange(change, target));
     return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
   }
 }

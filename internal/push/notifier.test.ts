@@ -148,6 +148,25 @@ describe("Notifier with Web Push against a loopback push service", function () {
     });
   });
 
+  it("tells of a reaction to the user's message with its emoji, or as a new reaction without a preview", async () => {
+    const sub = receiver.subscribe();
+    const hidden = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await register(1n, 11n, hidden, { hidePreview: true });
+    await startNotifier();
+    const req: NotificationRequest = {
+      userId: 1n,
+      senderName: "Bob",
+      channelTitle: "",
+      message: { messageId: 5000n, channelId: 501n, seq: 0n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: "r", text: "👍", sentAtMs: Date.now(), targetSeq: 12n, reaction: true },
+    };
+    await queue.publish(Topics.notifications, [{ key: "1", value: encodeNotificationRequested(req) }]);
+    await waitFor(() => receiver.deliveredTo(sub).length === 1 && receiver.deliveredTo(hidden).length === 1, "both pushes");
+    const json = receiver.deliveredTo(sub)[0]!.json!;
+    assert.deepEqual([json.title, json.body, json.type, json.targetSeq, json.channelId], ["Bob", "Reacted 👍 to your message", "reaction", "12", "501"]);
+    assert.equal(receiver.deliveredTo(hidden)[0]!.json!.body, "New reaction");
+  });
+
   it("hides the text for a device that asked for no preview, and sends nothing to a muted device", async () => {
     const hidden = receiver.subscribe();
     const muted = receiver.subscribe();

@@ -322,20 +322,26 @@ function hostOf(e: PushEndpoint): string {
   }
 }
 
-/** What the user sees: sender (and group), the newest text unless previews are hidden. */
+/**
+ * What the user sees: sender (and group), the newest text unless previews
+ * are hidden; for a reaction to the user's message, the emoji (`type`
+ * "reaction", `targetSeq` the message reacted to).
+ */
 export function buildNotification(req: NotificationRequest, count: number, hidePreview: boolean, ttlSeconds: number): PushNotification {
   const m = req.message;
+  const reaction = m.reaction === true;
   const title = req.channelTitle ? `${req.senderName} in ${req.channelTitle}` : req.senderName;
+  const latest = reaction ? `Reacted ${m.text} to your message` : preview(m.text);
   let body: string;
-  if (hidePreview) body = count > 1 ? `${count} new messages` : "New message";
-  else body = count > 1 ? `${count} new messages, the latest: ${preview(m.text)}` : preview(m.text);
+  if (hidePreview) body = count > 1 ? `${count} new messages` : reaction ? "New reaction" : "New message";
+  else body = count > 1 ? `${count} new messages, the latest: ${latest}` : latest;
   return {
     collapseKey: `c${m.channelId}`,
     title,
     body,
     ttlSeconds,
     data: {
-      type: "message",
+      type: reaction ? "reaction" : "message",
       channelId: String(m.channelId),
       messageId: String(m.messageId),
       seq: String(m.seq),
@@ -344,6 +350,7 @@ export function buildNotification(req: NotificationRequest, count: number, hideP
       channelTitle: req.channelTitle,
       count: String(count),
       ...(req.mentioned ? { mentioned: "true" } : {}),
+      ...(reaction ? { targetSeq: String(m.targetSeq ?? 0n) } : {}),
     },
   };
 }

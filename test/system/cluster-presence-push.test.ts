@@ -349,11 +349,18 @@ describe("distributed mode: presence and push across processes", function () {
     assert.deepEqual(receiver.deliveredTo(sub).map((p) => p.json!.body), ["are you coming tonight?", "now you are not"], "no push while bob was online");
     assert.equal(receiver.pushesTo(sub).length, 2);
 
+    // A reaction to his message reaches him too (the Sequencer marks his inbox copy), from the api's send.
+    await bob.api.messages.sendMessage({ channelId, clientMsgId: `bob-${channelId}`, text: "back soon" });
+    await a.device.waitForMessages(4);
+    assert.equal((await a.device.react(channelId, 4n, "👍")).kind.case, "sendAck");
+    await waitFor(() => receiver.deliveredTo(sub).length >= 3, "the reaction's push", 30_000);
+    assert.deepEqual([receiver.deliveredTo(sub)[2]!.json!.body, receiver.deliveredTo(sub)[2]!.json!.type], ["Reacted 👍 to your message", "reaction"]);
+
     // Bob mutes the chat: the notifier reads the mute from Cassandra and sends nothing more.
     await bob.api.channels.muteChannel({ channelId, mutedUntil: { seconds: BigInt(Math.floor(Date.now() / 1000) + 3600), nanos: 0 } });
     await a.device.send(channelId, "muted now");
     await waitFor(async () => ((await scrapeMetric(metricsOf(notifier), "chat_push_skipped_total", 'reason="channel_muted"')) ?? 0) >= 1, "the muted chat skipped", 30_000);
-    assert.equal(receiver.pushesTo(sub).length, 2, "a muted chat pushes nothing");
+    assert.equal(receiver.pushesTo(sub).length, 3, "a muted chat pushes nothing");
   });
 
   it("keeps notifying while a push service hangs", async () => {

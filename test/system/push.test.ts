@@ -187,6 +187,23 @@ describe("chatd system: push notifications (Web Push to a loopback push service)
     assert.deepEqual([json.body, json.mentioned], [`@${bob.username.toUpperCase()}, your turn`, "true"]);
   });
 
+  it("pushes a reaction to the offline author of the message, and nothing for one taken back or to another's message", async () => {
+    const { alice, bob, channelId, sub, a } = await pair();
+    await bob.api.messages.sendMessage({ channelId, clientMsgId: "bob-1", text: "lunch at noon?" });
+    assert.equal((await a.send(channelId, "sure")).kind.case, "sendAck");
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the push of alice's message");
+    await settled();
+    assert.equal((await a.react(channelId, 1n, "👍")).kind.case, "sendAck");
+    await waitFor(() => receiver.deliveredTo(sub).length === 2, "the reaction's push");
+    const json = receiver.deliveredTo(sub)[1]!.json!;
+    assert.deepEqual([json.title, json.body, json.type, json.targetSeq], [alice.username, "Reacted 👍 to your message", "reaction", "1"]);
+    for (const [seq, emoji] of [[1n, ""], [2n, "😂"]] as const) assert.equal((await a.react(channelId, seq, emoji)).kind.case, "sendAck");
+    assert.equal((await a.send(channelId, "marker")).kind.case, "sendAck");
+    await waitFor(() => receiver.deliveredTo(sub).length >= 3, "the marker's push");
+    await settled();
+    assert.deepEqual(receiver.deliveredTo(sub).slice(2).map((p) => p.json!.body), ["marker"], "no push for the others");
+  });
+
   it("collapses a burst of messages into one notification per channel", async () => {
     const { channelId, sub, a } = await pair();
     for (let i = 1; i <= 4; i++) await a.send(channelId, `burst ${i}`);

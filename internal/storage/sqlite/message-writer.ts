@@ -1,3 +1,4 @@
+import { notifiedOfChange } from "../../messages/changes.js";
 import type { MessageWriter, WrittenMessage } from "../../messages/writer.js";
 import { ChatError } from "../../model/errors.js";
 import { isChange, type Id, type NewMessage, type StoredMessage } from "../../model/types.js";
@@ -49,7 +50,11 @@ export class SqliteMessageWriter implements MessageWriter {
       if (m.deleted) inbox.emptyDeletedInTransaction(m.channelId, target.seq, target.messageId);
       const stored: StoredMessage = { ...m, seq: 0n };
       // A change has its own message id, so it is in no inbox yet (the dedup key caught a resend above).
-      const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored) }));
+      const notified = notifiedOfChange(m, target);
+      const entries = memberIds.map((userId) => {
+        const entry = inbox.appendNewInTransaction(userId, stored);
+        return userId === notified ? { userId, entry, notify: true } : { userId, entry };
+      });
       return { message: stored, duplicate: false, entries };
     });
   }

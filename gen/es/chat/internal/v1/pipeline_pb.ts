@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIpACChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgiXAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEIooBChVOb3RpZmljYXRpb25SZXF1ZXN0ZWQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhMKC3NlbmRlcl9uYW1lGAMgASgJEhUKDWNoYW5uZWxfdGl0bGUYBCABKAkSEQoJbWVudGlvbmVkGAUgASgIIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIpACChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKKAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCCI2Cg9QcmVzZW5jZUNoYW5nZWQSIwoIcHJlc2VuY2UYASABKAsyES5jaGF0LnYxLlByZXNlbmNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -120,6 +120,15 @@ export type InboxAppend = Message<"chat.internal.v1.InboxAppend"> & {
    * @generated from field: repeated uint64 empty_message_ids = 3;
    */
   emptyMessageIds: bigint[];
+
+  /**
+   * Push this change to the user when none of their devices is online: set
+   * on a reaction's entry for the author of the message reacted to. A
+   * message is pushed without it; other changes never are.
+   *
+   * @generated from field: bool notify = 4;
+   */
+  notify: boolean;
 };
 
 /**

@@ -58,6 +58,12 @@ export interface InboxAppend {
    * nowhere, not even in the sync queue until its retention ends.
    */
   emptyMessageIds: bigint[];
+  /**
+   * Push this change to the user when none of their devices is online: set
+   * on a reaction's entry for the author of the message reacted to. A
+   * message is pushed without it; other changes never are.
+   */
+  notify: boolean;
 }
 
 /**
@@ -379,7 +385,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
 };
 
 function createBaseInboxAppend(): InboxAppend {
-  return { userId: 0n, message: undefined, emptyMessageIds: [] };
+  return { userId: 0n, message: undefined, emptyMessageIds: [], notify: false };
 }
 
 export const InboxAppend: MessageFns<InboxAppend> = {
@@ -402,6 +408,9 @@ export const InboxAppend: MessageFns<InboxAppend> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    if (message.notify !== false) {
+      writer.uint32(32).bool(message.notify);
     }
     return writer;
   },
@@ -453,6 +462,14 @@ export const InboxAppend: MessageFns<InboxAppend> = {
 
             break;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.notify = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -474,6 +491,7 @@ export const InboxAppend: MessageFns<InboxAppend> = {
         : globalThis.Array.isArray(object?.empty_message_ids)
         ? object.empty_message_ids.map((e: any) => BigInt(e))
         : [],
+      notify: isSet(object.notify) ? globalThis.Boolean(object.notify) : false,
     };
   },
 
@@ -488,6 +506,9 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     if (message.emptyMessageIds?.length) {
       obj.emptyMessageIds = message.emptyMessageIds.map((e) => e.toString());
     }
+    if (message.notify !== false) {
+      obj.notify = message.notify;
+    }
     return obj;
   },
 
@@ -501,6 +522,7 @@ export const InboxAppend: MessageFns<InboxAppend> = {
       ? Message.fromPartial(object.message)
       : undefined;
     message.emptyMessageIds = object.emptyMessageIds?.map((e) => BigInt(e)) || [];
+    message.notify = object.notify ?? false;
     return message;
   },
 };
