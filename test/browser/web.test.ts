@@ -531,6 +531,27 @@ describe("web client in headless Chromium", function () {
     assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1));
   });
 
+  it("opens a search hit's message in the chat, loading the history up to it, and marks an edited hit", async () => {
+    const ivy = await signUp(chatd.httpUrl, "ivy");
+    const jon = await signUp(chatd.httpUrl, "jon");
+    const channel = (await ivy.api.channels.openDirect({ userId: jon.userId })).channel!;
+    await sendWithRetry(ivy, channel.channelId, "where is the key?");
+    await sendWithRetry(ivy, channel.channelId, "where is the spare key?", { editSeq: 1n });
+    for (let i = 1; i <= 60; i++) await sendWithRetry(ivy, channel.channelId, `filler ${i}`);
+
+    const { page } = await newPage("jon");
+    await logInInPage(page, chatd.httpUrl, jon.username, jon.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+    await page.locator("[data-testid=message]", { hasText: "filler 60" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('[data-testid=message][data-seq="1"]').count(), 0, "the first page does not reach seq 1");
+    await page.getByTestId("find").fill("spare KEY");
+    await page.getByTestId("find").press("Enter");
+    const hit = page.getByTestId("find-hit").filter({ hasText: "where is the spare key?" });
+    await hit.getByTestId("find-edited").waitFor({ timeout: 10_000 });
+    await hit.click();
+    await page.locator('[data-testid=message][data-seq="1"]', { hasText: "where is the spare key?" }).waitFor({ timeout: 10_000 });
+  });
+
   it("quotes an answered message that is not loaded from history, follows its edit, and loads it when the quote is clicked", async () => {
     const gina = await signUp(chatd.httpUrl, "gina");
     const hal = await signUp(chatd.httpUrl, "hal");

@@ -194,7 +194,16 @@ export class ChatApp {
       if (before === 0n) replaceChildren(hits);
       hits.querySelector("[data-testid=find-more]")?.remove();
       for (const m of res.messages) {
-        hits.append(h("div", { class: "find-hit", "data-testid": "find-hit" }, h("span", { class: "muted" }, `${this.name(m.senderUserId)} ·`), m.text));
+        // A hit opens its message in the chat, loading the history up to it as a quote's click does.
+        hits.append(
+          h(
+            "button",
+            { type: "button", class: "find-hit", "data-testid": "find-hit", "data-seq": String(m.seq), onclick: () => void this.jumpTo(m.seq) },
+            h("span", { class: "muted" }, `${this.name(m.senderUserId)} ·`),
+            m.text,
+            m.editedAt ? h("span", { class: "muted find-edited", "data-testid": "find-edited" }, "(edited)") : null,
+          ),
+        );
       }
       if (res.nextBeforeSeq > 0n) {
         hits.append(h("button", { type: "button", class: "link", "data-testid": "find-more", onclick: () => void this.find(res.nextBeforeSeq) }, "Search older messages"));
