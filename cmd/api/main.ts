@@ -25,6 +25,7 @@ import { readPushConfig } from "../../internal/push/config.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { readApiLimits } from "../../internal/throttle/config.js";
+import { readChangeWindows } from "../../internal/messages/changes.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
 import { exitOnConfigError } from "../shared.js";
@@ -45,6 +46,7 @@ const config = exitOnConfigError("api", () => {
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
+    changeWindows: readChangeWindows(r),
   };
   r.done();
   return c;
@@ -109,7 +111,7 @@ const routesFn = (router: ConnectRouter) => {
     channels: storage.channels,
     log: storage.messages,
     inbox: storage.inbox,
-    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, blocks }),
+    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, blocks, changeWindows: config.changeWindows }),
     blocks,
     sessions,
     presence: presence.tracker,

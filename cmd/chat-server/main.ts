@@ -19,6 +19,7 @@ import { Snowflake } from "../../internal/ids/snowflake.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError } from "../shared.js";
+import { readChangeWindows } from "../../internal/messages/changes.js";
 
 const config = exitOnConfigError("chat-server", () => {
   const r = new EnvReader();
@@ -36,6 +37,7 @@ const config = exitOnConfigError("chat-server", () => {
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
+    changeWindows: readChangeWindows(r),
   };
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
@@ -63,7 +65,9 @@ await claims.connect().catch((err) => logger.warn({ err }, "send claims unavaila
 const metrics = chatServerMetrics(registry);
 // A block made through the api reaches this server's sends within the cache's TTL.
 const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSeconds * 1000 });
-const submitter = new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, claimOutcomes: metrics.sendClaims, blocks });
+const submitter = new QueueSubmitter({
+  queue, channels: storage.channels, log: storage.messages, ids, claims, claimOutcomes: metrics.sendClaims, blocks, changeWindows: config.changeWindows,
+});
 // Presence: this server's devices (connects, heartbeats, disconnects, logouts)
 // go straight to the Redis store; flips fan out through the routing table.
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });

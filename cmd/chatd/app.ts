@@ -89,6 +89,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const submitter = new DirectSubmitter({
     channels: storage.channels,
     blocks,
+    changeWindows: config.changeWindows,
     writer: storage.writer,
     log: storage.messages,
     ids,

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { EnvReader } from "../../internal/config/env.js";
+import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
@@ -25,6 +26,7 @@ export interface ChatdConfig {
   corsOrigins: string[];
   /** CHAT_API_*, CHAT_LOGIN_*, CHAT_CLIENT_IP_HEADER (internal/throttle/config.ts). */
   apiLimits: ApiLimitsConfig;
+  changeWindows: ChangeWindows;
   /** CHAT_PRESENCE_* (internal/presence/config.ts). */
   presence: PresenceConfig;
   /** CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_*, CHAT_FCM_* (internal/push/config.ts). */
@@ -61,6 +63,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
     apiLimits: readApiLimits(r),
+    changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
     push: readPushConfig(r),
     tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),

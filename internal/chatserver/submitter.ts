@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage } from "../messages/changes.js";
+import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
@@ -28,6 +28,8 @@ export interface QueueSubmitterDeps {
   claimOutcomes?: Counter<"outcome">;
   /** Blocks between a direct chat's pair; without it they are not checked. */
   blocks?: BlockCache;
+  /** How long after sending a sender may edit or delete a message; no limit without it. */
+  changeWindows?: ChangeWindows;
 }
 
 /**
@@ -68,7 +70,7 @@ export class QueueSubmitter implements MessageSubmitter {
       const [, messageId] = await Promise.all([
         this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd)),
         this.claim(recentKey, minted),
-        checkNamedMessage(log, this.deps.channels, sender, cmd),
+        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
       ]);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a message already stored is then

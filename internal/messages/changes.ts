@@ -1,4 +1,5 @@
 import type { ChannelStore } from "../channels/store.js";
+import type { EnvReader } from "../config/env.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, NewMessage, StoredMessage } from "../model/types.js";
 import type { MessageLog } from "./log.js";
@@ -16,7 +17,35 @@ import type { SendCommand, Sender } from "./submit.js";
  * changes that race past it (a delete and an edit at once: the edit finds
  * the message deleted and is dropped, never resurrecting the text).
  */
-export async function checkNamedMessage(log: MessageLog, channels: ChannelStore, sender: Sender, cmd: SendCommand): Promise<void> {
+/**
+ * How long after sending its sender may change a message (0: no limit):
+ * operators who want WhatsApp's rules set 15 minutes for edits and two days
+ * for deletes. A group's admins and owner delete any message at any time
+ * (moderation knows no window).
+ */
+export interface ChangeWindows {
+  editMs: number;
+  deleteMs: number;
+}
+
+export const NO_CHANGE_WINDOWS: ChangeWindows = { editMs: 0, deleteMs: 0 };
+
+/** CHAT_EDIT_WINDOW_S and CHAT_DELETE_WINDOW_S (README: "Configuration"). */
+export function readChangeWindows(r: EnvReader): ChangeWindows {
+  return {
+    editMs: r.int("CHAT_EDIT_WINDOW_S", 0, 0, 10 * 365 * 86_400) * 1000,
+    deleteMs: r.int("CHAT_DELETE_WINDOW_S", 0, 0, 10 * 365 * 86_400) * 1000,
+  };
+}
+
+export async function checkNamedMessage(
+  log: MessageLog,
+  channels: ChannelStore,
+  sender: Sender,
+  cmd: SendCommand,
+  windows: ChangeWindows = NO_CHANGE_WINDOWS,
+  nowMs: number = Date.now(),
+): Promise<void> {
   const seq = cmd.editSeq || cmd.deleteSeq || cmd.replyToSeq || cmd.reactSeq;
   if (!seq) return;
   const target = await log.get(cmd.channelId, seq);
@@ -24,13 +53,32 @@ export async function checkNamedMessage(log: MessageLog, channels: ChannelStore,
   if (target.deleted) throw new ChatError("not_found", `message ${seq} was deleted`);
   // Anyone who may send here may answer, or react to, any message of the channel.
   if (cmd.replyToSeq || cmd.reactSeq) return;
-  if (target.senderUserId === sender.userId) return;
+  if (target.senderUserId === sender.userId) {
+    const [window, what] = cmd.editSeq ? [windows.editMs, "edited"] : [windows.deleteMs, "deleted for everyone"];
+    if (window === 0 || nowMs - target.sentAtMs <= window) return;
+    // Past their window, a group's admins may still delete their own message, as anyone's.
+    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return;
+    throw new ChatError("permission_denied", `a message can only be ${what} within ${duration(window)} of sending it`);
+  }
   if (cmd.editSeq) throw new ChatError("permission_denied", "only its sender can edit a message");
-  // Direct chats have no admins: both members are plain members.
-  const role = (await channels.getMember(cmd.channelId, sender.userId))?.role;
-  if (role !== "admin" && role !== "owner") {
+  if (!(await isModerator(channels, cmd.channelId, sender.userId))) {
     throw new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
   }
+}
+
+/** A group's admin or owner. Direct chats have no admins: both members are plain members. */
+async function isModerator(channels: ChannelStore, channelId: Id, userId: Id): Promise<boolean> {
+  const role = (await channels.getMember(channelId, userId))?.role;
+  return role === "admin" || role === "owner";
+}
+
+/** "15 minutes", "2 days", "90 seconds": the largest whole unit. */
+function duration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  for (const [unit, size] of [["day", 86_400], ["hour", 3_600], ["minute", 60]] as const) {
+    if (s >= size && s % size === 0) return `${s / size} ${unit}${s === size ? "" : "s"}`;
+  }
+  return `${s} second${s === 1 ? "" : "s"}`;
 }
 
 /**

@@ -3,7 +3,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage } from "../messages/changes.js";
+import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
@@ -19,6 +19,8 @@ export interface DirectSubmitterDeps extends LiveDeliveryDeps {
   now?: () => number;
   /** Blocks between a direct chat's pair; without it they are not checked. */
   blocks?: BlockCache;
+  /** How long after sending a sender may edit or delete a message; no limit without it. */
+  changeWindows?: ChangeWindows;
 }
 
 /**
@@ -47,7 +49,7 @@ export class DirectSubmitter implements MessageSubmitter {
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     await Promise.all([
       blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
-      checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd),
+      checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
     ]);
     let written;
     try {

@@ -601,3 +601,38 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.deepEqual(seqs, seqs.map((_, i) => BigInt(i + 1)));
   });
 });
+
+// The windows are off by default; with them set, chatd refuses a sender's
+// late edit or delete, and a group's owner still deletes. The unit tests of
+// checkNamedMessage pin the arithmetic; this pins the wiring.
+describe("chatd system: CHAT_EDIT_WINDOW_S and CHAT_DELETE_WINDOW_S", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess;
+  const devices: TestDevice[] = [];
+  before(async () => {
+    chatd = await startChatd({ env: { CHAT_EDIT_WINDOW_S: "1", CHAT_DELETE_WINDOW_S: "1" } });
+  });
+  after(async () => {
+    await Promise.all(devices.map((d) => d.close()));
+    await chatd.stop();
+    removeDataDir(chatd.dataDir);
+  });
+
+  it("refuses the sender's edit and delete once the window has passed, and lets the group's owner delete", async () => {
+    const [owner, bob] = [await signUp(chatd.httpUrl, "owner"), await signUp(chatd.httpUrl, "late")];
+    const group = (await owner.api.channels.createGroup({ title: "windows", memberUserIds: [bob.userId] })).channel!.channelId;
+    const [o, b] = await Promise.all([owner, bob].map((u) => new TestDevice(chatd.wsUrl, u.devices[0]!.token).connect()));
+    devices.push(o!, b!);
+    assert.equal((await b!.send(group, "one")).kind.case, "sendAck");
+    // Polled, not slept: the edits are accepted until the second has passed.
+    const late = await waitFor(async () => {
+      const r = await b!.edit(group, 1n, "one, again");
+      return r.kind.case === "error" ? r.kind.value : undefined;
+    }, "the edit window to pass", 30_000, 100);
+    assert.deepEqual([late.code, late.message], [ErrorCode.PERMISSION_DENIED, "a message can only be edited within 1 second of sending it"]);
+    // Past its edit window, the message is past its delete window of the same length too.
+    assertRefused(await b!.deleteMessage(group, 1n), ErrorCode.PERMISSION_DENIED, /can only be deleted for everyone within 1 second/);
+    assert.equal((await b!.react(group, 1n, "👍")).kind.case, "sendAck", "reactions know no window");
+    assert.equal((await o!.deleteMessage(group, 1n)).kind.case, "sendAck", "moderation knows no window");
+  });
+});

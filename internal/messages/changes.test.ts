@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import type { ChannelStore } from "../channels/store.js";
+import type { MemberRole, StoredMessage } from "../model/types.js";
+import { checkNamedMessage, notifiedOfChange, type ChangeWindows } from "./changes.js";
+import type { MessageLog } from "./log.js";
+
+const SENT = 1_767_225_600_000;
+const message: StoredMessage = {
+  messageId: 50n, channelId: 10n, seq: 4n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "x", text: "hi", sentAtMs: SENT,
+};
+const log = { get: async () => message } as unknown as MessageLog;
+const channels = (role: MemberRole) => ({ getMember: async () => ({ role }) }) as unknown as ChannelStore;
+const windows: ChangeWindows = { editMs: 15 * 60_000, deleteMs: 2 * 86_400_000 };
+const ALICE = { userId: 1n, deviceId: 11n };
+const BOB = { userId: 2n, deviceId: 21n };
+const cmd = { clientMsgId: "c", channelId: 10n, text: "" };
+
+async function refusal(p: Promise<void>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+  }
+  return "accepted";
+}
+
+describe("checkNamedMessage's windows (CHAT_EDIT_WINDOW_S, CHAT_DELETE_WINDOW_S)", () => {
+  it("lets the sender edit within the edit window and delete within the delete window, and not after", async () => {
+    const edit = { ...cmd, text: "new", editSeq: 4n };
+    const del = { ...cmd, deleteSeq: 4n };
+    const at = (ms: number) => SENT + ms;
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), ALICE, edit, windows, at(15 * 60_000))), "accepted");
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), ALICE, edit, windows, at(15 * 60_000 + 1))),
+      "permission_denied: a message can only be edited within 15 minutes of sending it");
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), ALICE, del, windows, at(86_400_000))), "accepted");
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), ALICE, del, windows, at(3 * 86_400_000))),
+      "permission_denied: a message can only be deleted for everyone within 2 days of sending it");
+  });
+
+  it("knows no window without one, for a group's admins deleting, nor for replies and reactions", async () => {
+    const years = SENT + 3 * 365 * 86_400_000;
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), ALICE, { ...cmd, text: "new", editSeq: 4n }, undefined, years)), "accepted");
+    for (const role of ["admin", "owner"] as const) {
+      assert.equal(await refusal(checkNamedMessage(log, channels(role), ALICE, { ...cmd, deleteSeq: 4n }, windows, years)), "accepted", `own, ${role}`);
+      assert.equal(await refusal(checkNamedMessage(log, channels(role), BOB, { ...cmd, deleteSeq: 4n }, windows, years)), "accepted", `another's, ${role}`);
+    }
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), BOB, { ...cmd, text: "re", replyToSeq: 4n }, windows, years)), "accepted");
+    assert.equal(await refusal(checkNamedMessage(log, channels("member"), BOB, { ...cmd, text: "👍", reactSeq: 4n }, windows, years)), "accepted");
+  });
+
+  it("names the window in its largest whole unit", async () => {
+    const past = SENT + 10 * 86_400_000;
+    const said = async (editMs: number) => refusal(checkNamedMessage(log, channels("member"), ALICE, { ...cmd, text: "n", editSeq: 4n }, { editMs, deleteMs: 0 }, past));
+    assert.match(await said(1_000), /within 1 second of/);
+    assert.match(await said(90_000), /within 90 seconds of/);
+    assert.match(await said(3_600_000), /within 1 hour of/);
+    assert.match(await said(2 * 86_400_000), /within 2 days of/);
+  });
+});
+
+describe("notifiedOfChange", () => {
+  it("names the author of a message someone else reacted to, and nobody otherwise", () => {
+    const change = { ...message, messageId: 60n, senderUserId: 2n, text: "👍", targetSeq: 4n, reaction: true };
+    assert.equal(notifiedOfChange(change, message), 1n);
+    assert.equal(notifiedOfChange({ ...change, text: "" }, message), undefined, "taken back");
+    assert.equal(notifiedOfChange({ ...change, senderUserId: 1n }, message), undefined, "to one's own message");
+    assert.equal(notifiedOfChange({ ...change, reaction: undefined, text: "edit" }, message), undefined, "an edit");
+  });
+});
