@@ -103,7 +103,9 @@ export interface SendMessage {
   /**
    * Non-zero to edit the sender's own message with this seq in the channel
    * instead of sending one: its text becomes `text`. Every member's devices
-   * get the change as an entry with target_seq set (chat.v1.Message).
+   * get the change as an entry with target_seq set (chat.v1.Message). A
+   * deployment may allow edits, and a sender's deletes, only for a while
+   * after sending (PERMISSION_DENIED names how long).
    */
   editSeq: bigint;
   /**
