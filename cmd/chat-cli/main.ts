@@ -216,8 +216,7 @@ async function send(args: string[], values: Values): Promise<void> {
   const [ref, ...words] = args;
   if (!ref || words.length === 0) throw new CliError('usage: chat-cli send <channel-id|@username> [--reply SEQ] <text...>   ("-" reads stdin)', 2);
   const replyToSeq = values.reply === undefined ? 0n : seqArgument(values.reply, "--reply");
-  let text = words.join(" ");
-  if (text === "-") text = (await readStdin()).replace(/\n$/, "");
+  const text = await textArgument(words);
   if (!text.trim()) throw new CliError("the message is empty", 2);
   const s = session();
   const channel = await s.resolveChannel(ref);
@@ -235,8 +234,7 @@ async function changeCommand(command: "edit" | "delete", args: string[], values:
   const seq = seqArgument(seqArg);
   let text = "";
   if (command === "edit") {
-    text = words.join(" ");
-    if (text === "-") text = (await readStdin()).replace(/\n$/, "");
+    text = await textArgument(words);
     if (!text.trim()) throw new CliError("the new text is empty (to remove the message: chat-cli delete)", 2);
   }
   const s = session();
@@ -259,6 +257,12 @@ async function reactCommand(command: "react" | "unreact", args: string[], values
   if (values.json) return json({ channelId: channel.channelId, seq, emoji: text || null, messageId: res.messageId, duplicate: res.duplicate });
   const where = await s.channelName(channel);
   out(text ? `reacted ${text} to message #${seq} in ${where}` : `took back your reaction to message #${seq} in ${where}`);
+}
+
+/** The words of a text as typed, or stdin (without its last newline) for "-". */
+async function textArgument(words: string[]): Promise<string> {
+  const text = words.join(" ");
+  return text === "-" ? (await readStdin()).replace(/\n$/, "") : text;
 }
 
 /** A message's seq as typed: the #number that history shows. */

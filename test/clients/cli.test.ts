@@ -17,6 +17,29 @@ interface Run {
 }
 
 /** The CLI as a script would run it: its own process, its own credentials directory. */
+/** `chat-cli follow` running: what it printed so far, and Ctrl+C. */
+class Follower {
+  out = "";
+  err = "";
+  /** Its exit code, once it has exited. */
+  readonly exited: Promise<number | null>;
+
+  constructor(private readonly child: ChildProcess) {
+    child.stdout!.on("data", (d) => (this.out += d));
+    child.stderr!.on("data", (d) => (this.err += d));
+    this.exited = new Promise((r) => child.on("close", (code) => r(code)));
+  }
+
+  /** Resolves once it says it is following: the history it prints first is out. */
+  started(): Promise<unknown> {
+    return waitFor(() => /following/.test(this.err), `"following" on stderr (got: ${this.err})`, 30_000);
+  }
+
+  interrupt(): void {
+    this.child.kill("SIGINT");
+  }
+}
+
 class CliUser {
   readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-"));
   constructor(
@@ -32,6 +55,10 @@ class CliUser {
     });
     child.stdin!.end(input ?? "");
     return child;
+  }
+
+  follow(...args: string[]): Follower {
+    return new Follower(this.spawn(["follow", ...args]));
   }
 
   run(...args: string[]): Promise<Run> {
@@ -144,26 +171,21 @@ describe("chat-cli against chatd", function () {
   });
 
   it("follows a chat live, printing what is sent meanwhile once each, and stops on Ctrl+C", async () => {
-    const child = bob.spawn(["follow", `@${alice.username}`, "--last", "1"]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d) => (stdout += d));
-    child.stderr!.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const follower = bob.follow(`@${alice.username}`, "--last", "1");
     try {
-      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
-      assert.match(stdout, /line one/, "the last message of history comes first");
-      assert.doesNotMatch(stdout, /hello bob/, "--last 1 shows one message");
+      await follower.started();
+      assert.match(follower.out, /line one/, "the last message of history comes first");
+      assert.doesNotMatch(follower.out, /hello bob/, "--last 1 shows one message");
 
       await alice.ok("send", `@${bob.username}`, "sent while bob follows");
       await alice.ok("send", `@${bob.username}`, "and another");
-      await waitFor(() => /and another/.test(stdout), "the live messages on stdout", 30_000);
-      assert.match(stdout, new RegExp(`${alice.username}: sent while bob follows\\n\\[[^\\]]+\\] #\\d+ ${alice.username}: and another\\n$`));
-      assert.equal(stdout.match(/sent while bob follows/g)?.length, 1);
+      await waitFor(() => /and another/.test(follower.out), "the live messages on stdout", 30_000);
+      assert.match(follower.out, new RegExp(`${alice.username}: sent while bob follows\\n\\[[^\\]]+\\] #\\d+ ${alice.username}: and another\\n$`));
+      assert.equal(follower.out.match(/sent while bob follows/g)?.length, 1);
     } finally {
-      child.kill("SIGINT");
+      follower.interrupt();
     }
-    assert.equal(await exited, 0, stderr);
+    assert.equal(await follower.exited, 0, follower.err);
   });
 
   it("edits and deletes messages: history marks them, and a follower sees each change once, live", async () => {
@@ -178,26 +200,21 @@ describe("chat-cli against chatd", function () {
     await alice.ok("send", bobChat, "wrong chat, sorry");
     const [fixSeq, oopsSeq] = [await seqOf("see you at 5"), await seqOf("wrong chat, sorry")];
 
-    const child = bob.spawn(["follow", `@${alice.username}`, "--last", "2"]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d) => (stdout += d));
-    child.stderr!.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const follower = bob.follow(`@${alice.username}`, "--last", "2");
     try {
-      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
+      await follower.started();
       assert.match(await alice.ok("edit", bobChat, fixSeq, "see you at 6"), new RegExp(`edited message #${fixSeq} in @${bob.username}`));
-      await waitFor(() => stdout.includes(`✎ #${fixSeq} edited: see you at 6\n`), `the edit on stdout (got: ${stdout})`, 30_000);
+      await waitFor(() => follower.out.includes(`✎ #${fixSeq} edited: see you at 6\n`), `the edit on stdout (got: ${follower.out})`, 30_000);
       assert.match(await alice.ok("delete", bobChat, oopsSeq), new RegExp(`deleted message #${oopsSeq} in @${bob.username}`));
-      await waitFor(() => stdout.includes(`✗ #${oopsSeq} deleted\n`), `the delete on stdout (got: ${stdout})`, 30_000);
-      assert.equal(stdout.match(/✎/g)?.length, 1, stdout);
-      assert.equal(stdout.match(/✗/g)?.length, 1, stdout);
+      await waitFor(() => follower.out.includes(`✗ #${oopsSeq} deleted\n`), `the delete on stdout (got: ${follower.out})`, 30_000);
+      assert.equal(follower.out.match(/✎/g)?.length, 1, follower.out);
+      assert.equal(follower.out.match(/✗/g)?.length, 1, follower.out);
       // Changes are not messages: nothing else was printed.
-      assert.equal(stdout.trim().split("\n").length, 4, stdout);
+      assert.equal(follower.out.trim().split("\n").length, 4, follower.out);
     } finally {
-      child.kill("SIGINT");
+      follower.interrupt();
     }
-    assert.equal(await exited, 0, stderr);
+    assert.equal(await follower.exited, 0, follower.err);
 
     const history = await bob.ok("history", `@${alice.username}`, "--limit", "2");
     assert.match(history, new RegExp(`#${fixSeq} ${alice.username}: see you at 6 \\(edited\\)\\n`));
@@ -217,22 +234,17 @@ describe("chat-cli against chatd", function () {
     // An edit while nobody follows: the next follow gets it replayed (the
     // device's cursor is behind it), but its history shows it already.
     await alice.ok("edit", bobChat, fixSeq, "see you at 7");
-    const again = bob.spawn(["follow", `@${alice.username}`, "--last", "2"]);
-    let out2 = "";
-    let err2 = "";
-    again.stdout!.on("data", (d) => (out2 += d));
-    again.stderr!.on("data", (d) => (err2 += d));
-    const exited2 = new Promise<number | null>((r) => again.on("close", (code) => r(code)));
+    const again = bob.follow(`@${alice.username}`, "--last", "2");
     try {
-      await waitFor(() => /following/.test(err2), `"following" on stderr (got: ${err2})`, 30_000);
+      await again.started();
       await alice.ok("send", bobChat, "after the changes");
-      await waitFor(() => /after the changes/.test(out2), "the new message on stdout", 30_000);
-      assert.match(out2, new RegExp(`#${fixSeq} ${alice.username}: see you at 7 \\(edited\\)\\n`));
-      assert.doesNotMatch(out2, /[✎✗]/, out2);
+      await waitFor(() => /after the changes/.test(again.out), "the new message on stdout", 30_000);
+      assert.match(again.out, new RegExp(`#${fixSeq} ${alice.username}: see you at 7 \\(edited\\)\\n`));
+      assert.doesNotMatch(again.out, /[✎✗]/, again.out);
     } finally {
-      again.kill("SIGINT");
+      again.interrupt();
     }
-    assert.equal(await exited2, 0, err2);
+    assert.equal(await again.exited, 0, again.err);
   });
 
   it("refuses changes the caller may not make, with the server's reason", async () => {
@@ -319,15 +331,10 @@ describe("chat-cli against chatd", function () {
     assert.deepEqual(asked.reactions, [], "no reactions yet");
     const seq = asked.seq as string;
 
-    const child = alice.spawn(["follow", bobChat, "--last", "1"]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d) => (stdout += d));
-    child.stderr!.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
-    const printed = (line: string) => waitFor(() => stdout.includes(`${line}\n`), `"${line}" on stdout (got: ${stdout})`, 30_000);
+    const follower = alice.follow(bobChat, "--last", "1");
+    const printed = (line: string) => waitFor(() => follower.out.includes(`${line}\n`), `"${line}" on stdout (got: ${follower.out})`, 30_000);
     try {
-      await waitFor(() => /following/.test(stderr), `"following" on stderr (got: ${stderr})`, 30_000);
+      await follower.started();
       assert.match(await bob.ok("react", aliceChat, seq, "👍"), new RegExp(`reacted 👍 to message #${seq} in @${alice.username}`));
       await printed(`☺ #${seq} ${bob.username} reacted 👍`);
       // Anyone in the chat may react, to their own message too.
@@ -340,13 +347,13 @@ describe("chat-cli against chatd", function () {
       assert.match(await bob.ok("history", aliceChat, "--limit", "1"), /pizza tonight\? \[(👍 1 ❤️ 1|❤️ 1 👍 1)\]\n$/);
       assert.match(await bob.ok("unreact", aliceChat, seq), new RegExp(`took back your reaction to message #${seq} in @${alice.username}`));
       await printed(`☺ #${seq} ${bob.username} took back their reaction`);
-      assert.equal(stdout.match(/☺/g)?.length, 4, stdout);
+      assert.equal(follower.out.match(/☺/g)?.length, 4, follower.out);
       // Reactions are not messages: the history line first, then the four reactions, nothing else.
-      assert.equal(stdout.trim().split("\n").length, 5, stdout);
+      assert.equal(follower.out.trim().split("\n").length, 5, follower.out);
     } finally {
-      child.kill("SIGINT");
+      follower.interrupt();
     }
-    assert.equal(await exited, 0, stderr);
+    assert.equal(await follower.exited, 0, follower.err);
 
     assert.match(await bob.ok("history", aliceChat, "--limit", "1"), new RegExp(`#${seq} ${alice.username}: pizza tonight\\? \\[👍 1\\]\n$`));
     const json = JSON.parse((await bob.ok("history", aliceChat, "--json", "--limit", "1")).trim());
@@ -355,22 +362,17 @@ describe("chat-cli against chatd", function () {
     // A reaction while nobody follows: the next follow gets it replayed (its
     // device's cursor is behind it), but the history it prints shows it already.
     await bob.ok("react", aliceChat, seq, "😂");
-    const again = alice.spawn(["follow", bobChat, "--last", "1"]);
-    let out2 = "";
-    let err2 = "";
-    again.stdout!.on("data", (d) => (out2 += d));
-    again.stderr!.on("data", (d) => (err2 += d));
-    const exited2 = new Promise<number | null>((r) => again.on("close", (code) => r(code)));
+    const again = alice.follow(bobChat, "--last", "1");
     try {
-      await waitFor(() => /following/.test(err2), `"following" on stderr (got: ${err2})`, 30_000);
+      await again.started();
       await bob.ok("send", aliceChat, "after the reactions");
-      await waitFor(() => /after the reactions/.test(out2), "the new message on stdout", 30_000);
-      assert.match(out2, /pizza tonight\? \[(👍 1 😂 1|😂 1 👍 1)\]\n/);
-      assert.doesNotMatch(out2, /☺/, out2);
+      await waitFor(() => /after the reactions/.test(again.out), "the new message on stdout", 30_000);
+      assert.match(again.out, /pizza tonight\? \[(👍 1 😂 1|😂 1 👍 1)\]\n/);
+      assert.doesNotMatch(again.out, /☺/, again.out);
     } finally {
-      again.kill("SIGINT");
+      again.interrupt();
     }
-    assert.equal(await exited2, 0, err2);
+    assert.equal(await again.exited, 0, again.err);
 
     // The server refuses what is not one emoji, and a message that is not there (any more).
     const word = await bob.run("react", aliceChat, seq, "yes");

@@ -37,9 +37,10 @@ export function decodeReaction(cell: Buffer): ReactionCell {
 }
 
 /** The cells of a `reactions` column as the driver returns it (an object keyed by decimal id, or a Map), by user id. */
-export function decodeReactions(column: unknown): Map<Id, ReactionCell> {
+export function decodeReactions(column: unknown): ReadonlyMap<Id, ReactionCell> {
+  // Most rows have none: no map allocated for each of them on a history page.
+  if (column === null || column === undefined) return NONE;
   const out = new Map<Id, ReactionCell>();
-  if (column === null || column === undefined) return out;
   const entries = column instanceof Map ? [...column.entries()] : Object.entries(column as Record<string, unknown>);
   for (const [k, v] of entries) {
     if (!Buffer.isBuffer(v)) throw new TypeError(`expected a blob reaction cell, got ${typeof v}`);
@@ -47,6 +48,8 @@ export function decodeReactions(column: unknown): Map<Id, ReactionCell> {
   }
   return out;
 }
+
+const NONE: ReadonlyMap<Id, ReactionCell> = new Map();
 
 /** The message with its standing reactions (by user id); none on a deleted message, and no key when none. */
 export function withReactions(m: StoredMessage, cells: ReadonlyMap<Id, ReactionCell>): StoredMessage {
