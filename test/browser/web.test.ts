@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import type { Browser, BrowserContext, CDPSession, Locator, Page } from "playwright-core";
+import { buildNotification } from "../../internal/push/notifier.js";
+import type { NotificationRequest } from "../../internal/push/records.js";
+import { webPushPayload } from "../../internal/push/webpush.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -580,6 +583,171 @@ describe("web client in headless Chromium", function () {
     await answered.getByTestId("message-edited").waitFor();
   });
 
+  describe("browser notifications", () => {
+    const password = "correct horse battery";
+    /** Chromium's own words when a page subscribes in an incognito-like context, as every playwright context is; not the client's. */
+    const INCOGNITO_NOTICE = /does not support the Push API in incognito mode/;
+    let nora: { context: BrowserContext; page: Page };
+    let peer: TestUser;
+    let channelId: bigint;
+
+    /** The client's service worker, by its registration (CDP), once it is installed. */
+    async function workerRegistration(context: BrowserContext, page: Page): Promise<{ cdp: CDPSession; registrationId: string }> {
+      const cdp = await context.newCDPSession(page);
+      const scope = `${chatd.httpUrl}/`;
+      const found = new Promise<string>((resolve) =>
+        cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations }) => {
+          const r = registrations.find((x) => x.scopeURL === scope && !x.isDeleted);
+          if (r) resolve(r.registrationId);
+        }),
+      );
+      await cdp.send("ServiceWorker.enable");
+      return { cdp, registrationId: await found };
+    }
+
+    async function deliverPush(context: BrowserContext, page: Page, data: string): Promise<void> {
+      const { cdp, registrationId } = await workerRegistration(context, page);
+      await cdp.send("ServiceWorker.deliverPushMessage", { origin: chatd.httpUrl, registrationId, data });
+      await cdp.detach();
+    }
+
+    async function notifications(page: Page): Promise<{ title: string; body: string; tag: string; channelId: string }[]> {
+      return page.evaluate(async () => {
+        const shown = await (await navigator.serviceWorker.ready).getNotifications();
+        return shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, channelId: String(n.data?.channelId ?? "") }));
+      });
+    }
+
+    /** A push as chatd's notifier sends it to Web Push: its own functions, on a request like the pipeline's. */
+    function notifierPayload(seq: bigint, text: string, count: number): string {
+      const request: NotificationRequest = {
+        userId: 1n,
+        senderName: peer.username,
+        channelTitle: "",
+        message: { messageId: 5000n + seq, channelId, seq, senderUserId: peer.userId, senderDeviceId: 1n, clientMsgId: `p${seq}`, text, sentAtMs: Date.now() },
+      };
+      return JSON.stringify(webPushPayload(buildNotification(request, count, false, 60)));
+    }
+
+    it("turns notifications on from the bell: installs the service worker at /, and says why the browser's push service refused", async () => {
+      const sw = await fetch(`${chatd.httpUrl}/sw.js`);
+      assert.equal(sw.status, 200);
+      assert.match(sw.headers.get("content-type") ?? "", /text\/javascript/);
+      assert.equal(sw.headers.get("cache-control"), "no-cache", "a new worker is found on the next visit");
+
+      nora = await newPage("nora");
+      await signUpInPage(nora.page, chatd.httpUrl, unique("nora"), password, "Nora");
+      const bell = nora.page.getByTestId("push-toggle");
+      await nora.page.locator('[data-testid=push-toggle][data-state="off"]').waitFor();
+      assert.match((await bell.getAttribute("title")) ?? "", /click to turn them on/);
+      assert.equal(await nora.page.evaluate(() => navigator.serviceWorker.getRegistrations().then((r) => r.length)), 0, "no worker before the click");
+
+      // As if the person allowed the browser's prompt.
+      await nora.context.grantPermissions(["notifications"], { origin: chatd.httpUrl });
+      await bell.click();
+      // This machine has no browser push service (and playwright's contexts are incognito to Chromium): subscribing fails.
+      await nora.page.locator('[data-testid=push-toggle][data-state="error"]').waitFor({ timeout: 15_000 });
+      assert.match((await nora.page.getByTestId("toast").textContent()) ?? "", /^The browser's push service could not be reached: .+/);
+      assert.match((await bell.getAttribute("title")) ?? "", /^The browser's push service could not be reached: .+ Click to try again\.$/);
+      const worker = await nora.page.evaluate(async () => {
+        const r = await navigator.serviceWorker.ready;
+        return { scope: r.scope, script: r.active?.scriptURL };
+      });
+      assert.deepEqual(worker, { scope: `${chatd.httpUrl}/`, script: `${chatd.httpUrl}/sw.js` });
+      // Chromium prints this by itself when subscribing in an incognito context; the client logs nothing.
+      const notice = problems.findIndex((p) => INCOGNITO_NOTICE.test(p));
+      if (notice >= 0) problems.splice(notice, 1);
+    });
+
+    it("shows the notifier's pushes as notifications, one per chat (the next replaces it), and a generic one for a push without data", async () => {
+      const { page, context } = nora;
+      peer = await signUp(chatd.httpUrl, "peer");
+      const me = (await storedCredentials(page))!;
+      channelId = (await peer.api.channels.openDirect({ userId: BigInt(me.userId) })).channel!.channelId;
+
+      await deliverPush(context, page, notifierPayload(1n, "first", 1));
+      await waitFor(async () => (await notifications(page)).length === 1, "the first notification");
+      assert.deepEqual(await notifications(page), [{ title: peer.username, body: "first", tag: `c${channelId}`, channelId: String(channelId) }]);
+
+      // The notifier collapsed two more messages of the same chat: one notification still, the newest.
+      await deliverPush(context, page, notifierPayload(3n, "third", 2));
+      await waitFor(async () => (await notifications(page))[0]?.body !== "first", "the replacing notification");
+      assert.deepEqual(await notifications(page), [
+        { title: peer.username, body: "2 new messages, the latest: third", tag: `c${channelId}`, channelId: String(channelId) },
+      ]);
+
+      await deliverPush(context, page, "");
+      await waitFor(async () => (await notifications(page)).length === 2, "the generic notification");
+      const generic = (await notifications(page)).find((n) => n.tag === "");
+      assert.deepEqual(generic, { title: "New message", body: "", tag: "", channelId: "" });
+    });
+
+    it("opens the chat of a clicked notification (the worker's notificationclick listener, on an event dispatched in the worker)", async () => {
+      const { page, context } = nora;
+      assert.equal(await page.evaluate(() => location.hash), "");
+      // No DevTools command clicks a notification: the event is dispatched inside the worker, on the real notification.
+      // An untrusted event gives no right to focus or open a window, so this covers the worker asking this window, not focus().
+      const worker = context.serviceWorkers().find((w) => w.url() === `${chatd.httpUrl}/sw.js`);
+      assert.ok(worker, "the service worker runs");
+      await worker.evaluate(async (tag) => {
+        const scope = self as unknown as { registration: ServiceWorkerRegistration; dispatchEvent(e: Event): boolean };
+        const [clicked] = await scope.registration.getNotifications({ tag });
+        const NotificationEventOf = (self as unknown as { NotificationEvent: new (type: string, init: { notification: Notification }) => Event }).NotificationEvent;
+        try {
+          scope.dispatchEvent(new NotificationEventOf("notificationclick", { notification: clicked! }));
+        } catch {
+          // waitUntil refuses an untrusted event once the listener has started the work
+        }
+      }, `c${channelId}`);
+      await page.getByTestId("chat-title").filter({ hasText: peer.username }).waitFor({ timeout: 10_000 });
+      assert.equal(await page.evaluate(() => location.hash), `#/c/${channelId}`);
+      await waitFor(async () => !(await notifications(page)).some((n) => n.tag === `c${channelId}`), "the clicked notification closed");
+    });
+
+    it("with a stand-in for the browser's push service: registers the subscription, again after a reload, and drops it when turned off and on logout", async () => {
+      const { context, page } = await newPage("olga");
+      await context.grantPermissions(["notifications"], { origin: chatd.httpUrl });
+      // The one part this machine lacks: a subscription from a push service, with real P-256 keys so the server's checks apply.
+      await context.addInitScript(STAND_IN_PUSH_SERVICE);
+      const calls: string[] = [];
+      page.on("request", (r) => {
+        const m = /\/chat\.v1\.(?:PushService\/\w+|AuthService\/Logout)$/.exec(r.url());
+        if (m) calls.push(m[0].split("/").pop()!);
+      });
+      const endpoint = () => page.evaluate(() => JSON.parse(sessionStorage.getItem("test.subscription") ?? "null")?.endpoint as string | undefined);
+      const state = (s: string) => page.locator(`[data-testid=push-toggle][data-state="${s}"]`).waitFor({ timeout: 10_000 });
+
+      await signUpInPage(page, chatd.httpUrl, unique("olga"), password, "Olga");
+      await state("off");
+      await page.getByTestId("push-toggle").click();
+      await state("on");
+      assert.match((await page.getByTestId("push-toggle").getAttribute("title")) ?? "", /click to turn them off/);
+      const first = await endpoint();
+      assert.ok(first, "subscribed");
+      assert.deepEqual(calls.splice(0), ["GetVapidPublicKey", "RegisterPushEndpoint"]);
+
+      // A reload (or a new sign-in) registers the same subscription again, for this device.
+      await page.reload();
+      await waitConnected(page);
+      await state("on");
+      assert.equal(await endpoint(), first, "the server's key did not change: same subscription");
+      assert.deepEqual(calls.splice(0), ["GetVapidPublicKey", "RegisterPushEndpoint"]);
+
+      await page.getByTestId("push-toggle").click();
+      await state("off");
+      assert.equal(await endpoint(), undefined, "unsubscribed");
+      assert.deepEqual(calls.splice(0), ["UnregisterPushEndpoint"]);
+
+      await page.getByTestId("push-toggle").click();
+      await state("on");
+      calls.splice(0);
+      await page.getByTestId("logout").click();
+      await page.getByTestId("auth-submit").waitFor();
+      assert.deepEqual(calls.splice(0), ["UnregisterPushEndpoint", "Logout"], "the endpoint goes while the tokens still work");
+      assert.equal(await endpoint(), undefined, "unsubscribed");
+    });
+  });
+
   describe("with short-lived access tokens", () => {
     let shortChatd: ChatdProcess;
     before(async () => {
@@ -625,6 +793,36 @@ describe("web client in headless Chromium", function () {
     });
   });
 });
+
+/**
+ * Stands in for the browser's push service, which this machine cannot reach:
+ * PushManager subscribes with a fresh P-256 key and auth secret (chatd checks
+ * both) and a public https endpoint, and keeps the subscription in
+ * sessionStorage so a reload finds it, as a browser would. A string, not a
+ * function: the page runs it as it is.
+ */
+const STAND_IN_PUSH_SERVICE = `(() => {
+  const KEY = "test.subscription";
+  const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+  const asSubscription = (s) => s && {
+    endpoint: s.endpoint,
+    options: { userVisibleOnly: true, applicationServerKey: new Uint8Array(s.serverKey).buffer },
+    toJSON: () => ({ endpoint: s.endpoint, expirationTime: null, keys: s.keys }),
+    unsubscribe: async () => (sessionStorage.removeItem(KEY), true),
+  };
+  PushManager.prototype.getSubscription = async () => asSubscription(JSON.parse(sessionStorage.getItem(KEY) ?? "null"));
+  PushManager.prototype.subscribe = async (options) => {
+    const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+    const p256dh = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+    const s = {
+      endpoint: "https://push.example.com/wpush/" + crypto.randomUUID(),
+      serverKey: [...new Uint8Array(options.applicationServerKey.buffer ?? options.applicationServerKey)],
+      keys: { p256dh: base64url(p256dh), auth: base64url(crypto.getRandomValues(new Uint8Array(16))) },
+    };
+    sessionStorage.setItem(KEY, JSON.stringify(s));
+    return asSubscription(s);
+  };
+})();`;
 
 /** The reaction chips under a message as shown ("👍 2"), with a "*" on the ones that include mine. */
 async function chips(message: Locator, markMine = true): Promise<string[]> {

@@ -4,6 +4,7 @@ import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import type { Auth } from "./auth.js";
 
@@ -13,6 +14,7 @@ export interface Api {
   channels: Client<typeof ChannelService>;
   messages: Client<typeof MessageService>;
   presence: Client<typeof PresenceService>;
+  push: Client<typeof PushService>;
 }
 
 const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
@@ -41,6 +43,7 @@ export function createApi(auth: Auth, baseUrl = location.origin): Api {
     channels: createClient(ChannelService, transport),
     messages: createClient(MessageService, transport),
     presence: createClient(PresenceService, transport),
+    push: createClient(PushService, transport),
   };
 }
 

@@ -7,6 +7,7 @@ import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, moreCurrent } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
 import { codePoints, lastSeen, preview, tsMs } from "./format.js";
+import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
 import { myReaction } from "./reactions.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
@@ -17,6 +18,15 @@ import { channelItem, sidebarNote, userItem } from "./views/sidebar.js";
 
 /** "Muted until further notice": the latest time MuteChannel takes. */
 const MUTED_FOR_GOOD = timestampFromMs(Date.UTC(9999, 11, 31));
+
+/** The bell's title in each state: what a click does. */
+const PUSH_TITLES: Record<PushState, string> = {
+  unsupported: "This browser cannot show notifications from this site",
+  off: "Notifications are off on this device: click to turn them on",
+  on: "Notifications are on for this device: click to turn them off",
+  blocked: "Notifications are blocked for this site in the browser's settings",
+  error: "Notifications could not be turned on: click to try again",
+};
 
 const isMuted = (c: Channel) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > Date.now();
 
@@ -114,6 +124,8 @@ export class ChatApp {
   private searchSeq = 0;
   private searchTimer?: number;
   private lastTypingSent = 0;
+  /** A bell click or the start-up refresh is under way. */
+  private pushBusy = false;
   private maxTextCodePoints = 99_999;
   private destroyed = false;
 
@@ -147,12 +159,15 @@ export class ChatApp {
       signedOut: () => this.signOut("You were signed out on this device. Please log in again."),
     });
     this.bindUi();
+    const support = pushSupport();
+    this.renderPush(initialPushState(), support.supported ? undefined : support.reason);
   }
 
   async start(): Promise<void> {
     const c = this.auth.current!;
     this.renderMe(c.displayName || c.username, c.username);
     this.session.start();
+    void this.startPush();
     try {
       const me = (await this.api.users.getMe({})).user;
       if (me) {
@@ -254,6 +269,41 @@ export class ChatApp {
     this.renderHeader();
   }
 
+  /** At start: notifications turned on before are registered again, for this sign-in's device. */
+  private async startPush(): Promise<void> {
+    if (!pushSupport().supported) return;
+    this.pushBusy = true;
+    this.ui.push.disabled = true;
+    try {
+      this.renderPush(await refreshPush(this.api));
+    } catch (err) {
+      // No toast: nothing was asked for; the bell's state and title tell.
+      const failure = pushFailure(err);
+      this.renderPush(failure.state, failure.message);
+    } finally {
+      this.pushBusy = false;
+      this.ui.push.disabled = false;
+    }
+  }
+
+  /** The bell: turns this device's notifications on (prompting, so only from a click) or off. */
+  private async togglePush(): Promise<void> {
+    if (this.pushBusy) return;
+    this.pushBusy = true;
+    const bell = this.ui.push;
+    bell.disabled = true;
+    try {
+      this.renderPush(bell.dataset.state === "on" ? await disablePush(this.api) : await enablePush(this.api));
+    } catch (err) {
+      const failure = pushFailure(err);
+      this.renderPush(failure.state, failure.message);
+      this.toast(failure.message);
+    } finally {
+      this.pushBusy = false;
+      bell.disabled = false;
+    }
+  }
+
   private async setVisibility(visibility: PresenceVisibility): Promise<void> {
     try {
       await this.api.presence.updatePresenceSettings({ settings: { visibility } });
@@ -282,6 +332,7 @@ export class ChatApp {
     };
 
     ui.logout.addEventListener("click", () => void this.logout());
+    ui.push.addEventListener("click", () => void this.togglePush());
     ui.account.addEventListener("click", () =>
       openAccountDialog({
         changePassword: async (currentPassword, newPassword) =>
@@ -365,6 +416,15 @@ export class ChatApp {
       if (this.reacting && !(t instanceof Element && t.closest(".reaction-palette, [data-testid=react-message]"))) this.closeReactions();
     });
     listen("hashchange", () => this.openFromHash());
+    // A notification clicked: the service worker (public/sw.js) asks this window to open its chat.
+    if ("serviceWorker" in navigator) {
+      const onWorkerMessage = (ev: MessageEvent) => {
+        const channelId = chatToOpen(ev.data);
+        if (channelId !== undefined) this.go(channelId);
+      };
+      navigator.serviceWorker.addEventListener("message", onWorkerMessage);
+      this.cleanups.push(() => navigator.serviceWorker.removeEventListener("message", onWorkerMessage));
+    }
     listen("focus", () => this.markRead());
     const onVisible = () => document.visibilityState === "visible" && this.markRead();
     document.addEventListener("visibilitychange", onVisible);
@@ -1055,6 +1115,8 @@ export class ChatApp {
   }
 
   private async logout(): Promise<void> {
+    // While the tokens still work: the server forgets this device's push address, the browser its subscription.
+    await disablePush(this.api).catch(() => undefined);
     try {
       await this.api.auth.logout({});
     } catch {
@@ -1065,6 +1127,10 @@ export class ChatApp {
 
   private signOut(message: string): void {
     this.session.stop();
+    // Signed out by the server, the tokens are dead and the server dropped the endpoint already;
+    // the browser's subscription goes too, so the next sign-in starts with notifications off
+    // (after a logout, disablePush has done both).
+    void forgetPush();
     this.auth.clear();
     this.hooks.signedOut(message);
   }
@@ -1089,6 +1155,17 @@ export class ChatApp {
     const pic = avatar(name, this.me.toString());
     this.ui.meAvatar.replaceWith(pic);
     this.ui.meAvatar = pic;
+  }
+
+  /** The bell: its state, what a click does, and the reason when it failed. */
+  private renderPush(state: PushState, problem?: string): void {
+    const bell = this.ui.push;
+    bell.dataset.state = state;
+    bell.textContent = state === "on" ? "🔔" : "🔕";
+    bell.setAttribute("aria-pressed", String(state === "on"));
+    const title = problem && state !== "off" ? (state === "error" ? `${problem} Click to try again.` : problem) : PUSH_TITLES[state];
+    bell.title = title;
+    bell.setAttribute("aria-label", title);
   }
 
   private renderSidebar(): void {

@@ -9,6 +9,8 @@ export interface Shell {
   connection: HTMLElement;
   logout: HTMLButtonElement;
   account: HTMLButtonElement;
+  /** The bell: this device's browser notifications, with data-state a PushState. */
+  push: HTMLButtonElement;
   /** Who sees when I am online: a PresenceVisibility value. */
   visibility: HTMLSelectElement;
   search: HTMLInputElement;
@@ -53,6 +55,7 @@ export function renderShell(root: HTMLElement): Shell {
     connection: h("span", { class: "connection", "data-testid": "connection", "data-state": "connecting", role: "status" }, "Connecting…"),
     logout: h("button", { type: "button", class: "ghost small", title: "Log out of this device", "data-testid": "logout" }, "Log out"),
     account: h("button", { type: "button", class: "ghost small", title: "Password and account", "data-testid": "account" }, "Account"),
+    push: h("button", { type: "button", class: "ghost icon push-toggle", "data-testid": "push-toggle", "data-state": "off" }, "🔕"),
     visibility: h(
       "select",
       { class: "visibility", "aria-label": "Who sees when you are online", "data-testid": "presence-visibility" },
@@ -128,6 +131,7 @@ export function renderShell(root: HTMLElement): Shell {
         s.meAvatar,
         h("div", { class: "me-text" }, s.meName, s.meHandle),
         s.connection,
+        s.push,
         s.account,
         s.logout,
       ),
