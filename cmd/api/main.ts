@@ -28,7 +28,7 @@ import { readApiLimits } from "../../internal/throttle/config.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 
 const config = exitOnConfigError("api", () => {
   const r = new EnvReader();
@@ -42,7 +42,7 @@ const config = exitOnConfigError("api", () => {
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     apiLimits: readApiLimits(r),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),

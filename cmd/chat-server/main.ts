@@ -18,7 +18,7 @@ import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 
 const config = exitOnConfigError("chat-server", () => {
@@ -31,7 +31,7 @@ const config = exitOnConfigError("chat-server", () => {
     advertiseHost: r.string("CHAT_ADVERTISE_HOST", ""),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
     leaseTtlSeconds: r.int("CHAT_LEASE_TTL_S", 5, 2, 60),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),

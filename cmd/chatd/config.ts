@@ -6,6 +6,7 @@ import { readChangeWindows, type ChangeWindows } from "../../internal/messages/c
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
+import { readLogLevel } from "../shared.js";
 
 export interface ChatdConfig {
   dataDir: string;
@@ -52,7 +53,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
     grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
-    logLevel: r.oneOf("CHAT_LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    logLevel: readLogLevel(r),
     queuePartitions: r.int("CHAT_QUEUE_PARTITIONS", 8, 1, 1024),
     workerId: r.int("CHAT_WORKER_ID", 0, 0, 1023),
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,

@@ -16,7 +16,7 @@ import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 
 const config = exitOnConfigError("gateway", () => {
   const r = new EnvReader();
@@ -29,7 +29,7 @@ const config = exitOnConfigError("gateway", () => {
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
   };
   r.done();
   return c;

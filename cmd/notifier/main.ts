@@ -13,7 +13,7 @@ import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -28,7 +28,7 @@ const config = exitOnConfigError("notifier", () => {
     host: r.string("CHAT_HOST", "127.0.0.1"),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
     push: readPushConfig(r),
   };
   r.done();

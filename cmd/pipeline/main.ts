@@ -12,7 +12,7 @@ import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 
 const STAGES = ["sequencer", "inbox-writer"] as const;
 
@@ -27,7 +27,7 @@ const config = exitOnConfigError("pipeline", () => {
     stages,
     host: r.string("CHAT_HOST", "127.0.0.1"),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
   };
   r.done();
   return c;

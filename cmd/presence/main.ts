@@ -7,7 +7,7 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, readLogLevel } from "../shared.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -25,7 +25,7 @@ const config = exitOnConfigError("presence", () => {
     engines: readEngineEndpoints(r),
     host: r.string("CHAT_HOST", "127.0.0.1"),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    logLevel: r.string("CHAT_LOG_LEVEL", "info"),
+    logLevel: readLogLevel(r),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
   };
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);

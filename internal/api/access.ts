@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError } from "../model/errors.js";
-import type { ChannelRecord, Id, MemberRecord, StoredMessage } from "../model/types.js";
+import type { Sender } from "../messages/submit.js";
+import type { ChannelNote, ChannelRecord, Id, MemberRecord, StoredMessage } from "../model/types.js";
 import { channelToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 
@@ -101,15 +102,31 @@ export async function pushChannelEvent(
  * the group goes, and the members are told. False when the user was not in
  * it (a concurrent call, or a removal, got there first).
  */
-export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, userId: Id): Promise<boolean> {
+export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Sender): Promise<boolean> {
+  const userId = by.userId;
   const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
   if (!removed) return false;
+  await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
   await deps.channels.setMute(userId, channel.channelId, undefined);
   const view = await channelView(deps, channel);
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
   await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
   if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;
+}
+
+/**
+ * Writes a note of a change just made into the channel's history, where
+ * the members of the moment find it, in order with the messages. Best
+ * effort: the change is made (and told live) already, so a note that cannot
+ * be written is logged and never undoes it.
+ */
+export async function writeNote(deps: ApiDeps, by: Sender, channelId: Id, note: ChannelNote): Promise<void> {
+  try {
+    await deps.submitter.note(by, channelId, note);
+  } catch (err) {
+    deps.logger?.warn({ err, channelId, note: note.kind }, "channel note not written");
+  }
 }
 
 export { ChannelEventKind };

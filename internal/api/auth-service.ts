@@ -234,7 +234,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
       for (const m of await deps.channels.listMemberships(me)) {
         const channel = await deps.channels.getChannel(m.channelId);
-        if (channel?.kind === "group") await leaveGroup(deps, channel, me);
+        if (channel?.kind === "group") await leaveGroup(deps, channel, caller(ctx));
         if (channel?.kind !== "direct") continue;
         // Direct chats stay, their history being the other member's too; the
         // account blocks the peer, so that sends to it are refused (and told

@@ -7,7 +7,7 @@ import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
-import { ChannelEventKind, channelView, leaveGroup, pushChannelEvent, requireMember } from "./access.js";
+import { ChannelEventKind, channelView, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -187,6 +187,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         MAX_GROUP_MEMBERS,
         managerCheck(me),
       );
+      if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
       const view = await channelView(deps, channel, member);
       if (added.length > 0) {
         const everyone = await memberIds(channel.channelId);
@@ -210,6 +211,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       };
       if ((await channels.removeMember(channel.channelId, target, check)).removed) {
         await channels.setMute(target, channel.channelId, undefined);
+        await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
       }
@@ -230,6 +232,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         targetIn(members, target);
       };
       if (await channels.setRole(channel.channelId, target, role, check)) {
+        await writeNote(deps, caller(ctx), channel.channelId, { kind: "role_changed", userIds: [target], role });
         await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, await channelView(deps, channel), target);
       }
       return {};
@@ -241,6 +244,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
       await channels.updateTitle(channel.channelId, title, managerCheck(me));
+      if (title !== channel.title) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
       const view = await channelView(deps, { ...channel, title }, member);
       await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
       return { channel: channelToProto(view) };
@@ -249,7 +253,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async leaveGroup(req, ctx) {
       const me = caller(ctx).userId;
       const { channel } = await requireGroup(req.channelId, me);
-      await leaveGroup(deps, channel, me);
+      await leaveGroup(deps, channel, caller(ctx));
       return {};
     },
   };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
-import { ChannelKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelNoteKind, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Id } from "../model/types.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
@@ -216,6 +216,39 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await roles(), [[admin!.userId, MemberRole.OWNER], [m1!.userId, MemberRole.MEMBER]]);
   });
 
+  it("writes a note of each change to a group into its history, for its members of the moment", async () => {
+    const [owner, admin, m1, m2] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [admin!.userId, m1!.userId] })).channel!.channelId;
+    await owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+    await admin!.c.channels.addMembers({ channelId, userIds: [m2!.userId] });
+    await admin!.c.channels.updateGroup({ channelId, title: "renamed" });
+    await admin!.c.channels.updateGroup({ channelId, title: "renamed" }); // unchanged: no note
+    await send(m1!, channelId, "hello");
+    await admin!.c.channels.removeMember({ channelId, userId: m2!.userId });
+    await owner!.c.channels.leaveGroup({ channelId });
+
+    const shown = (m: Message) =>
+      m.note ? [m.seq, m.senderUserId, ChannelNoteKind[m.note.kind], m.note.userIds, m.note.title, MemberRole[m.note.role]] : [m.seq, m.senderUserId, m.text];
+    const history = (await m1!.c.messages.listMessages({ channelId })).messages.reverse();
+    // Creating the group wrote none: the group appearing, titled, with its members, tells it.
+    assert.deepEqual(history.map(shown), [
+      [1n, owner!.userId, "ROLE_CHANGED", [admin!.userId], "", "ADMIN"],
+      [2n, admin!.userId, "MEMBERS_ADDED", [m2!.userId], "", "UNSPECIFIED"],
+      [3n, admin!.userId, "TITLE_CHANGED", [], "renamed", "UNSPECIFIED"],
+      [4n, m1!.userId, "hello"],
+      [5n, admin!.userId, "MEMBER_REMOVED", [m2!.userId], "", "UNSPECIFIED"],
+      // The owner left; the admin, the longest-serving of those left, owns it now.
+      [6n, owner!.userId, "MEMBER_LEFT", [admin!.userId], "", "UNSPECIFIED"],
+    ]);
+    assert.ok(history.every((m) => m.text === "" || !m.note), "a note has no text");
+
+    // Each inbox holds the notes of the time its user was a member: m2 saw none after being removed.
+    const inboxOf = async (u: TestUser) => (await api.storage.inbox.readAfter(u.userId, 0n, 100)).map((e) => e.message.seq);
+    assert.deepEqual(await inboxOf(m2!), [2n, 3n, 4n]);
+    assert.deepEqual(await inboxOf(owner!), [1n, 2n, 3n, 4n, 5n]);
+    assert.deepEqual(await inboxOf(admin!), [1n, 2n, 3n, 4n, 5n, 6n]);
+  });
+
   it("does not count the user's own messages as unread", async () => {
     const [a, b] = await Promise.all([1, 2].map(() => api.signUp()));
     const group = (await a!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
@@ -253,9 +286,10 @@ describe("api: ChannelService", () => {
     }
     await owner!.c.channels.addMembers({ channelId, userIds: [late!.userId] });
     const view = async () => (await late!.c.channels.describeChannel({ channelId })).channel!;
-    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [0n, 3n]);
-    await send(b!, channelId, "four");
+    // The history before them is read; the note of adding them is news.
     assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [1n, 3n]);
+    await send(b!, channelId, "four");
+    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [2n, 3n]);
   });
 
   it("lists channels by last activity with unread counts, in pages", async () => {

@@ -23,9 +23,9 @@ import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "../auth/passwords.js";
 import { generateKeys, TokenSigner, TokenVerifier } from "../auth/tokens.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { Snowflake } from "../ids/snowflake.js";
-import type { MessageSubmitter } from "../messages/submit.js";
+import { noteMessage, type MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
-import type { Id } from "../model/types.js";
+import type { Id, NewMessage } from "../model/types.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { ERROR_CODE_HEADER } from "./errors.js";
 import { clientAddressValues, registerPublicApi, type ApiDeps } from "./router.js";
@@ -54,13 +54,20 @@ export class RecordingSessions implements SessionDirectory {
 
 /** Appends straight to the log and every member's inbox: the pipeline's job, minus the queue. */
 function directSubmitter(storage: SqliteStorage, ids: Snowflake, now: () => number): MessageSubmitter {
+  const store = async (m: NewMessage) => {
+    const { message, duplicate } = await storage.messages.append(m);
+    if (!duplicate) {
+      for (const member of await storage.channels.listMembers(m.channelId)) await storage.inbox.append(member.userId, message);
+    }
+    return { messageId: message.messageId, duplicate };
+  };
   return {
     async submit(sender, cmd) {
       if (!(await storage.channels.getMember(cmd.channelId, sender.userId))) {
         throw new ChatError("not_a_member", "not a member of this channel");
       }
       if (cmd.text.trim() === "") throw new ChatError("text_empty", "text is empty");
-      const { message, duplicate } = await storage.messages.append({
+      return store({
         messageId: ids.next(),
         channelId: cmd.channelId,
         senderUserId: sender.userId,
@@ -69,11 +76,8 @@ function directSubmitter(storage: SqliteStorage, ids: Snowflake, now: () => numb
         text: cmd.text,
         sentAtMs: now(),
       });
-      if (!duplicate) {
-        for (const m of await storage.channels.listMembers(cmd.channelId)) await storage.inbox.append(m.userId, message);
-      }
-      return { messageId: message.messageId, duplicate };
     },
+    note: (sender, channelId, note) => store(noteMessage(ids.next(), sender, channelId, note, now())),
   };
 }
 

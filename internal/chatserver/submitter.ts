@@ -6,8 +6,9 @@ import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
-import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
+import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
+import type { ChannelNote, Id } from "../model/types.js";
 import { encodeSubmitted } from "../pipeline/records.js";
 import { Topics } from "../pipeline/topics.js";
 import type { MessageQueue } from "../queue/port.js";
@@ -99,6 +100,17 @@ export class QueueSubmitter implements MessageSubmitter {
       settle(refusal);
       throw refusal;
     }
+  }
+
+  async note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult> {
+    const messageId = this.deps.ids.next();
+    const m = noteMessage(messageId, sender, channelId, note, (this.deps.now ?? Date.now)());
+    try {
+      await this.deps.queue.publish(Topics.submitted, [{ key: channelId.toString(), value: encodeSubmitted(m) }]);
+    } catch {
+      throw new ChatError("unavailable", "the note was not written");
+    }
+    return { messageId, duplicate: false };
   }
 
   /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readEngineEndpoints } from "./engines.js";
-import { ConfigError, EnvReader } from "./env.js";
+import { ConfigError, EnvReader, readLogLevel } from "./env.js";
 
 describe("EnvReader", () => {
   it("uses fallbacks for unset variables", () => {
@@ -39,5 +39,15 @@ describe("engine settings", () => {
     const r = new EnvReader({ CHAT_KAFKA_NAMESPACE: "a.b" });
     readEngineEndpoints(r);
     assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_KAFKA_NAMESPACE="a.b"/.test(e.message));
+  });
+});
+
+describe("CHAT_LOG_LEVEL", () => {
+  it("is one of pino's levels, info by default; a typo names the variable", () => {
+    assert.equal(readLogLevel(new EnvReader({})), "info");
+    assert.equal(readLogLevel(new EnvReader({ CHAT_LOG_LEVEL: "debug" })), "debug");
+    const r = new EnvReader({ CHAT_LOG_LEVEL: "loud" });
+    readLogLevel(r);
+    assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_LOG_LEVEL="loud": expected one of fatal, error/.test(e.message));
   });
 });

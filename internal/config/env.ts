@@ -52,3 +52,10 @@ export class EnvReader {
     if (this.problems.length > 0) throw new ConfigError(this.problems);
   }
 }
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** CHAT_LOG_LEVEL, one of pino's levels: a typo stops start-up naming the variable, not deep inside pino. */
+export function readLogLevel(r: EnvReader): (typeof LOG_LEVELS)[number] {
+  return r.oneOf("CHAT_LOG_LEVEL", "info", LOG_LEVELS);
+}

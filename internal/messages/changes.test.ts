@@ -48,6 +48,15 @@ describe("checkNamedMessage's windows (CHAT_EDIT_WINDOW_S, CHAT_DELETE_WINDOW_S)
     assert.equal(await refusal(checkNamedMessage(log, channels("member"), BOB, { ...cmd, text: "👍", reactSeq: 4n }, windows, years)), "accepted");
   });
 
+  it("refuses an edit, a delete, a reply or a reaction to a note about the chat, even by its sender or an admin", async () => {
+    const note: StoredMessage = { ...message, text: "", note: { kind: "title_changed", userIds: [], title: "t" } };
+    const noteLog = { get: async () => note } as unknown as MessageLog;
+    const refused = "invalid_argument: message 4 is a note about the chat: it cannot be edited, deleted, answered or reacted to";
+    for (const c of [{ ...cmd, text: "x", editSeq: 4n }, { ...cmd, deleteSeq: 4n }, { ...cmd, text: "re", replyToSeq: 4n }, { ...cmd, text: "👍", reactSeq: 4n }]) {
+      assert.equal(await refusal(checkNamedMessage(noteLog, channels("owner"), ALICE, c)), refused);
+    }
+  });
+
   it("names the window in its largest whole unit", async () => {
     const past = SENT + 10 * 86_400_000;
     const said = async (editMs: number) => refusal(checkNamedMessage(log, channels("member"), ALICE, { ...cmd, text: "n", editSeq: 4n }, { editMs, deleteMs: 0 }, past));

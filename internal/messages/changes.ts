@@ -6,18 +6,6 @@ import type { MessageLog } from "./log.js";
 import type { SendCommand, Sender } from "./submit.js";
 
 /**
- * Refuses an edit, a delete, a reply or a reaction the sender may not make:
- * the message it names must be a message of the channel that is not
- * deleted; only its sender edits it; its sender, or an admin or the owner of
- * its group, deletes it; anyone answers it or reacts to it. A plain send
- * passes untouched, with no read. Membership is the caller's check, as for
- * any send.
- *
- * This reads the current state; the MessageLog's single writer orders the
- * changes that race past it (a delete and an edit at once: the edit finds
- * the message deleted and is dropped, never resurrecting the text).
- */
-/**
  * How long after sending its sender may change a message (0: no limit):
  * operators who want WhatsApp's rules set 15 minutes for edits and two days
  * for deletes. A group's admins and owner delete any message at any time
@@ -38,6 +26,19 @@ export function readChangeWindows(r: EnvReader): ChangeWindows {
   };
 }
 
+/**
+ * Refuses an edit, a delete, a reply or a reaction the sender may not make:
+ * the message it names must be a message of the channel that is not
+ * deleted; only its sender edits it; its sender, or an admin or the owner of
+ * its group, deletes it; anyone answers it or reacts to it. A note about
+ * the channel is nobody's to change or answer. A plain send
+ * passes untouched, with no read. Membership is the caller's check, as for
+ * any send.
+ *
+ * This reads the current state; the MessageLog's single writer orders the
+ * changes that race past it (a delete and an edit at once: the edit finds
+ * the message deleted and is dropped, never resurrecting the text).
+ */
 export async function checkNamedMessage(
   log: MessageLog,
   channels: ChannelStore,
@@ -51,6 +52,7 @@ export async function checkNamedMessage(
   const target = await log.get(cmd.channelId, seq);
   if (!target) throw new ChatError("not_found", `no message with seq ${seq} in this channel`);
   if (target.deleted) throw new ChatError("not_found", `message ${seq} was deleted`);
+  if (target.note) throw new ChatError("invalid_argument", `message ${seq} is a note about the chat: it cannot be edited, deleted, answered or reacted to`);
   // Anyone who may send here may answer, or react to, any message of the channel.
   if (cmd.replyToSeq || cmd.reactSeq) return;
   if (target.senderUserId === sender.userId) {

@@ -1,4 +1,4 @@
-import type { Id, NewMessage } from "../model/types.js";
+import type { ChannelNote, Id, NewMessage } from "../model/types.js";
 
 export interface SendCommand {
   clientMsgId: string;
@@ -60,4 +60,25 @@ export function newMessage(messageId: Id, sender: Sender, cmd: SendCommand, sent
  */
 export interface MessageSubmitter {
   submit(sender: Sender, command: SendCommand): Promise<SubmitResult>;
+  /**
+   * Writes a note about the channel into its history and every member's
+   * inbox, like a message from `sender`, with no membership check: the api
+   * made the change the note tells of and vouches for it (one who left is no
+   * longer a member). Clients cannot send notes.
+   */
+  note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult>;
+}
+
+/** A note as the message it travels as: no text, its own id as its idempotency key (the api writes each once). */
+export function noteMessage(messageId: Id, sender: Sender, channelId: Id, note: ChannelNote, sentAtMs: number): NewMessage {
+  return {
+    messageId,
+    channelId,
+    senderUserId: sender.userId,
+    senderDeviceId: sender.deviceId,
+    clientMsgId: `note:${messageId}`,
+    text: "",
+    sentAtMs,
+    note,
+  };
 }

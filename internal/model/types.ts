@@ -104,6 +104,26 @@ export interface NewMessage {
    * user, by user id; absent when none, and on a deleted message.
    */
   reactions?: Reaction[];
+  /**
+   * On a note the api wrote about the channel itself (a member added,
+   * removed or gone, a new title or role): what happened. Text is empty; the
+   * sender is who did it; nothing can change or answer a note, and it is
+   * never pushed.
+   */
+  note?: ChannelNote;
+}
+
+/** A group's creation has no note: the group appearing with its title and members tells it. */
+export type ChannelNoteKind = "members_added" | "member_removed" | "member_left" | "title_changed" | "role_changed";
+
+export interface ChannelNote {
+  kind: ChannelNoteKind;
+  /** The members it is about: those added or removed, the new owner when the owner left, whose role changed. */
+  userIds: Id[];
+  /** The group's new title, on `title_changed`. */
+  title?: string;
+  /** The new role, on `role_changed`. */
+  role?: MemberRole;
 }
 
 /** One user's reaction to a message. */

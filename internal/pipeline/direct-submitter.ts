@@ -5,9 +5,10 @@ import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
-import { blocksApplyTo, newMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
+import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
+import type { ChannelNote, Id, NewMessage } from "../model/types.js";
 import { deliverLive, type LiveDeliveryDeps } from "./live-delivery.js";
 
 export interface DirectSubmitterDeps extends LiveDeliveryDeps {
@@ -44,16 +45,26 @@ export class DirectSubmitter implements MessageSubmitter {
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
-    const { writer, ids, metrics } = this.deps;
+    const { ids } = this.deps;
     const memberIds = await this.members.memberIds(cmd.channelId);
     if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
     await Promise.all([
       blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
       checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
     ]);
+    return this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
+  }
+
+  async note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult> {
+    const memberIds = await this.members.memberIds(channelId);
+    return this.write(noteMessage(this.deps.ids.next(), sender, channelId, note, (this.deps.now ?? Date.now)()), memberIds);
+  }
+
+  private async write(m: NewMessage, memberIds: readonly Id[]): Promise<SubmitResult> {
+    const { writer, metrics } = this.deps;
     let written;
     try {
-      written = await writer.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
+      written = await writer.write(m, memberIds);
     } catch (err) {
       if (err instanceof ChatError) throw err;
       this.deps.logger?.warn({ err }, "message write failed");

@@ -74,6 +74,15 @@ describe("deliverLive", () => {
     assert.deepEqual(offline, [], "no notification for a change");
   });
 
+  it("pushes a note about the chat to live sessions but never notifies it", async () => {
+    const { dir, pushed } = directory([1n], true);
+    const offline: Id[] = [];
+    const note: InboxEntry = { inboxSeq: 9n, message: { ...message, messageId: 903n, seq: 6n, text: "", note: { kind: "members_added", userIds: [2n] } } };
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, [{ userId: 1n, entry: note }, { userId: 2n, entry: note }]);
+    assert.deepEqual(pushed.map((p) => p.userId), [1n]);
+    assert.deepEqual(offline, [], "no notification for a note");
+  });
+
   it("notifies a change marked notify (a reaction, to its author) when the user is offline", async () => {
     const { dir } = directory([1n], true);
     const offline: Id[] = [];

@@ -24,7 +24,7 @@ export interface LiveEntry {
 
 /**
  * Hands stored inbox entries to their users' live sessions, and those of
- * users with no session to `onOffline`: messages, and changes marked `notify`. Best effort, never throws: the
+ * users with no session to `onOffline`: messages (not notes), and changes marked `notify`. Best effort, never throws: the
  * entries are already stored, and a session that misses one catches up from
  * its cursor. An entry may come again (a redelivered batch): a session drops
  * an inbox seq it already sent.
@@ -53,7 +53,7 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEn
       // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
       const onOffline = deps.onOffline;
       // An edit or a delete is no news to push: the device learns it at its next sync.
-      const pushed = (f: LiveEntry) => !reached.has(f.userId) && (f.notify || !isChange(f.entry.message));
+      const pushed = (f: LiveEntry) => !reached.has(f.userId) && (f.notify || (!isChange(f.entry.message) && !f.entry.message.note));
       await Promise.all(fresh.filter(pushed).map((f) => onOffline(f.userId, f.entry)));
     }
   } catch (err) {

@@ -14,16 +14,20 @@ describe("pipeline records", () => {
     });
   });
 
-  it("carries a message, an edit, a delete, a reaction and reactions through the submitted topic and the inbox's, optional fields only when set", () => {
+  it("carries a message, an edit, a delete, a reaction, reactions and notes through the submitted topic and the inbox's, optional fields only when set", () => {
     const { seq: _, ...plain } = m;
     const edit = { ...plain, targetSeq: 12n };
     const del = { ...plain, text: "", targetSeq: 12n, deleted: true };
     const reply = { ...plain, replyToSeq: 9n };
     const reaction = { ...plain, text: "👍", targetSeq: 12n, reaction: true };
     const takenBack = { ...reaction, text: "" };
-    for (const sent of [plain, edit, del, reply, reaction, takenBack]) assert.deepStrictEqual(decodeSubmitted(encodeSubmitted(sent)), sent);
+    const note = { ...plain, text: "", note: { kind: "member_left" as const, userIds: [2n ** 64n - 1n] } };
+    const roleNote = { ...plain, text: "", note: { kind: "role_changed" as const, userIds: [4n, 5n], role: "admin" as const } };
+    const titleNote = { ...plain, text: "", note: { kind: "title_changed" as const, userIds: [], title: "Ünïcode ✨" } };
+    for (const sent of [plain, edit, del, reply, reaction, takenBack, note, roleNote, titleNote]) assert.deepStrictEqual(decodeSubmitted(encodeSubmitted(sent)), sent);
     for (const stored of [{ ...edit, seq: 0n }, { ...del, seq: 0n }, { ...m, editedAtMs: 1_767_225_660_123 }, { ...m, text: "", deleted: true }, { ...m, replyToSeq: 9n },
-      { ...reaction, seq: 0n }, { ...takenBack, seq: 0n }, { ...m, reactions: [{ userId: 3n, emoji: "❤️" }, { userId: 2n ** 64n - 1n, emoji: "👍🏽" }] }]) {
+      { ...reaction, seq: 0n }, { ...takenBack, seq: 0n }, { ...m, reactions: [{ userId: 3n, emoji: "❤️" }, { userId: 2n ** 64n - 1n, emoji: "👍🏽" }] },
+      { ...note, seq: 7n }, { ...roleNote, seq: 8n }, { ...titleNote, seq: 9n }]) {
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppend(5n, stored)), { userId: 5n, message: stored });
       assert.deepStrictEqual(decodeInboxAppend(encodeInboxAppends([5n], stored)[0]!), { userId: 5n, message: stored });
     }

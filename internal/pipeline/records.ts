@@ -4,7 +4,7 @@ import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InboxAppendSchema, MessageSubmittedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
 import type { Id, NewMessage, StoredMessage } from "../model/types.js";
 import { encodeMessage } from "../wire/message-bytes.js";
-import { messageFromProto, messageToProto } from "../wire/messages.js";
+import { messageFromProto, messageToProto, noteFromProto, noteToProto } from "../wire/messages.js";
 
 /** Domain <-> wire mapping for the pipeline's queue records. */
 
@@ -23,6 +23,7 @@ export function encodeSubmitted(m: NewMessage): Uint8Array {
       deleted: m.deleted ?? false,
       replyToSeq: m.replyToSeq ?? 0n,
       reaction: m.reaction ?? false,
+      note: m.note ? noteToProto(m.note) : undefined,
     }),
   );
 }
@@ -41,6 +42,7 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
       ? { targetSeq: r.targetSeq, ...(r.deleted ? { deleted: true } : r.reaction ? { reaction: true } : {}) }
       : {}),
     ...(r.replyToSeq !== 0n ? { replyToSeq: r.replyToSeq } : {}),
+    ...(r.note ? { note: noteFromProto(r.note) } : {}),
   };
 }
 

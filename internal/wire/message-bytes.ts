@@ -51,8 +51,8 @@ const ID_FIELDS = ["messageId", "channelId", "seq", "senderUserId", "senderDevic
 
 function fastMessage(m: Message): Uint8Array | undefined {
   if (m.$unknown !== undefined && m.$unknown.length > 0) return undefined;
-  // Edited, deleted, reacted-to and change entries are rare on the delivery path: the generic encoder writes their fields.
-  if (m.editedAt !== undefined || m.deleted || m.targetSeq !== 0n || m.reactions.length > 0 || m.reaction) return undefined;
+  // Edited, deleted, reacted-to, change and note entries are rare on the delivery path: the generic encoder writes their fields.
+  if (m.editedAt !== undefined || m.deleted || m.targetSeq !== 0n || m.reactions.length > 0 || m.reaction || m.note !== undefined) return undefined;
   const ts = m.sentAt;
   if (ts !== undefined && ((ts.$unknown !== undefined && ts.$unknown.length > 0) || ts.seconds < 0n || ts.nanos < 0 || ts.seconds > I64_MAX)) {
     return undefined;

@@ -1,7 +1,17 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { InboxEntrySchema, MessageSchema, ReactionSchema, type InboxEntry as PbInboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import type { InboxEntry, StoredMessage } from "../model/types.js";
+import {
+  ChannelNoteKind as PbNoteKind,
+  ChannelNoteSchema,
+  InboxEntrySchema,
+  MemberRole as PbMemberRole,
+  MessageSchema,
+  ReactionSchema,
+  type ChannelNote as PbChannelNote,
+  type InboxEntry as PbInboxEntry,
+  type Message,
+} from "../../gen/es/chat/v1/types_pb.js";
+import type { ChannelNote, ChannelNoteKind, InboxEntry, MemberRole, StoredMessage } from "../model/types.js";
 
 /**
  * The one mapping between the domain's messages and chat.v1.Message, used
@@ -24,6 +34,7 @@ export function messageToProto(m: StoredMessage): Message {
     replyToSeq: m.replyToSeq ?? 0n,
     reactions: m.reactions?.map((r) => create(ReactionSchema, { userId: r.userId, emoji: r.emoji })) ?? [],
     reaction: m.reaction ?? false,
+    note: m.note ? noteToProto(m.note) : undefined,
   });
 }
 
@@ -41,7 +52,7 @@ export function messageFromProto(m: Message): StoredMessage {
   };
 }
 
-type Optional = "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq" | "reaction" | "reactions";
+type Optional = "targetSeq" | "deleted" | "editedAtMs" | "replyToSeq" | "reaction" | "reactions" | "note";
 
 /** The optional fields (an edited, deleted or change message, a reply, reactions), present only when set. */
 function optionalFields(m: Message): Pick<StoredMessage, Optional> {
@@ -52,7 +63,41 @@ function optionalFields(m: Message): Pick<StoredMessage, Optional> {
   if (m.editedAt) out.editedAtMs = timestampDate(m.editedAt).getTime();
   if (m.reaction) out.reaction = true;
   if (m.reactions.length > 0) out.reactions = m.reactions.map((r) => ({ userId: r.userId, emoji: r.emoji }));
+  if (m.note) out.note = noteFromProto(m.note);
   return out;
+}
+
+const NOTE_KINDS: [ChannelNoteKind, PbNoteKind][] = [
+  ["members_added", PbNoteKind.MEMBERS_ADDED],
+  ["member_removed", PbNoteKind.MEMBER_REMOVED],
+  ["member_left", PbNoteKind.MEMBER_LEFT],
+  ["title_changed", PbNoteKind.TITLE_CHANGED],
+  ["role_changed", PbNoteKind.ROLE_CHANGED],
+];
+const ROLES: [MemberRole, PbMemberRole][] = [
+  ["member", PbMemberRole.MEMBER],
+  ["admin", PbMemberRole.ADMIN],
+  ["owner", PbMemberRole.OWNER],
+];
+
+export function noteToProto(n: ChannelNote): PbChannelNote {
+  return create(ChannelNoteSchema, {
+    kind: NOTE_KINDS.find(([k]) => k === n.kind)![1],
+    userIds: [...n.userIds],
+    title: n.title ?? "",
+    role: n.role ? ROLES.find(([r]) => r === n.role)![1] : PbMemberRole.UNSPECIFIED,
+  });
+}
+
+/** A note from the pipeline's own records (the api wrote it), so its kind is one this build knows, or one a later build added. */
+export function noteFromProto(n: PbChannelNote): ChannelNote {
+  const kind = NOTE_KINDS.find(([, pb]) => pb === n.kind)?.[0];
+  if (!kind) throw new Error(`note of unknown kind ${n.kind}`);
+  const note: ChannelNote = { kind, userIds: [...n.userIds] };
+  if (n.title) note.title = n.title;
+  const role = ROLES.find(([, pb]) => pb === n.role)?.[0];
+  if (role) note.role = role;
+  return note;
 }
 
 export function inboxEntryToProto(e: InboxEntry): PbInboxEntry {

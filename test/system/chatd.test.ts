@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import WebSocket from "ws";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
-import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelNoteKind, ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
@@ -103,7 +103,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     }
   });
 
-  it("follows a group's roster: one removed gets nothing after and cannot send, one added gets what follows", async () => {
+  it("follows a group's roster: one removed gets nothing after and cannot send, one added gets what follows, each change a note in history", async () => {
     const [owner, x, y] = [await signUp(chatd.httpUrl, "own"), await signUp(chatd.httpUrl, "x"), await signUp(chatd.httpUrl, "y")];
     const { channel } = await owner.api.channels.createGroup({ title: "moving", memberUserIds: [x.userId] });
     const channelId = channel!.channelId;
@@ -116,12 +116,19 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.equal(refused.kind.case === "error" && refused.kind.value.code, ErrorCode.NOT_A_MEMBER);
     await owner.api.channels.addMembers({ channelId, userIds: [y.userId] });
     await o!.send(channelId, "y joined");
-    await dy!.waitForMessages(1);
-    await o!.waitForMessages(3);
-    assert.deepEqual(o!.messagesIn(channelId).map((m) => m.text), ["first", "after x left", "y joined"]);
-    assert.deepEqual(dy!.messagesIn(channelId).map((m) => m.text), ["y joined"]);
-    // y's copy was written after x's removal was: x would have one by now.
-    assert.deepEqual(dx!.messagesIn(channelId).map((m) => m.text), ["first"]);
+    await dy!.waitForMessages(2);
+    await o!.waitForMessages(5);
+    const shown = (m: Message) => (m.note ? `${ChannelNoteKind[m.note.kind]} ${m.note.userIds.join(",")} by ${m.senderUserId}` : m.text);
+    const removed = `MEMBER_REMOVED ${x.userId} by ${owner.userId}`;
+    const added = `MEMBERS_ADDED ${y.userId} by ${owner.userId}`;
+    assert.deepEqual(o!.messagesIn(channelId).map(shown), ["first", removed, "after x left", added, "y joined"]);
+    assert.deepEqual(o!.messagesIn(channelId).map((m) => m.seq), [1n, 2n, 3n, 4n, 5n], "notes take their seq in the channel's order");
+    assert.deepEqual(dy!.messagesIn(channelId).map(shown), [added, "y joined"]);
+    // y's copies were written after x's removal was: x would have them by now.
+    assert.deepEqual(dx!.messagesIn(channelId).map(shown), ["first"]);
+    // A note is nobody's to change or answer.
+    const refusedChange = await o!.react(channelId, 2n, "👍");
+    assert.equal(refusedChange.kind.case === "error" && refusedChange.kind.value.code, ErrorCode.INVALID_ARGUMENT);
   });
 
   it("refuses sends both ways in a direct chat once either blocks the other, keeps their group, and lets them talk after unblocking", async () => {

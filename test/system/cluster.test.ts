@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelNoteKind, ErrorCode, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
@@ -189,6 +189,14 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.ok(devs.every((d) => d.shown(group).find((m) => m.seq === 4n)?.text === "re m1"), "a reaction is no edit");
     const reacted = (await users[0]!.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
     assert.deepEqual(reacted.reactions.map((r) => `${r.emoji}:${r.userId}`).sort().join(" "), wanted);
+    // The api's note of a change to the group takes the pipeline like a message: the next seq, every member's inbox, history.
+    await owner.api.channels.setMemberRole({ channelId: group, userId: writer.userId, role: MemberRole.ADMIN });
+    const isNote = (m: Message) => m.seq === 5n && m.note?.kind === ChannelNoteKind.ROLE_CHANGED && m.note.userIds[0] === writer.userId;
+    await Promise.all(devs.map((d) => waitFor(() => d.messagesIn(group).some(isNote), "the note of the new admin")));
+    const noted = (await users[2]!.api.messages.listMessages({ channelId: group, limit: 1 })).messages[0]!;
+    assert.ok(isNote(noted) && noted.senderUserId === owner.userId && noted.note!.role === MemberRole.ADMIN, "history has the note");
+    const refused = await w.react(group, 5n, "👍");
+    assert.ok(refused.kind.case === "error" && refused.kind.value.code === ErrorCode.INVALID_ARGUMENT, "a note takes no reaction");
   });
 
   it("stops a direct chat's sends on the chat servers within CHAT_BLOCK_CACHE_TTL_S of a block made through the api, and resumes them after unblocking", async () => {

@@ -1,5 +1,6 @@
 import cassandra from "cassandra-driver";
 import type { Inbox } from "../../messages/inbox.js";
+import { encodeNote } from "../../messages/notes.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { toMessage } from "./message-log.js";
@@ -9,8 +10,8 @@ import { SequencedAppender, type SequenceOps } from "./sequenced.js";
 import { big, msCell, type Db, type Row } from "./session.js";
 
 const BASE = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
-/** Set on a change's entry (target_seq, reaction), an edited or deleted copy, or a reply; schema 1's inbox_heads lacks them. */
-const CHANGE_COLS = "target_seq, edited_at_ms, deleted, reply_to_seq, reaction";
+/** Set on a change's entry (target_seq, reaction), an edited or deleted copy, a reply, or a note; schema 1's inbox_heads lacks them. */
+const CHANGE_COLS = "target_seq, edited_at_ms, deleted, reply_to_seq, reaction, note";
 const COLS = `${BASE}, ${CHANGE_COLS}`;
 
 const toEntry = (r: Row, inboxSeq: bigint): InboxEntry => ({
@@ -26,7 +27,7 @@ const toEntry = (r: Row, inboxSeq: bigint): InboxEntry => ({
 const entryValues = ({ message: m }: InboxEntry, absent: unknown) => [
   m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, msCell(m.sentAtMs),
   m.targetSeq ?? absent, m.editedAtMs === undefined ? absent : msCell(m.editedAtMs), m.deleted ?? absent, m.replyToSeq ?? absent,
-  m.reaction ?? absent,
+  m.reaction ?? absent, m.note ? encodeNote(m.note) : absent,
 ];
 
 /**
@@ -56,9 +57,9 @@ export class CassandraInbox implements Inbox {
   ) {
     const t = (n: string) => db.t(n);
     this.q = {
-      putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
-      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TTL ?`,
       one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
       range: `SELECT inbox_seq, ${COLS} FROM ${t("inbox")}

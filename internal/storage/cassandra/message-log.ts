@@ -1,5 +1,6 @@
 import cassandra from "cassandra-driver";
 import type { MessageLog, PageQuery } from "../../messages/log.js";
+import { decodeNote, encodeNote } from "../../messages/notes.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
@@ -12,7 +13,7 @@ import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.
 
 const COLS = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 /** Columns of messages and channel_newest that schema 1's channel_heads never had. */
-const LOG_ONLY = "reply_to_seq";
+const LOG_ONLY = "reply_to_seq, note";
 /** Columns of messages alone: the newest-message row shows no reactions. */
 const ROW_ONLY = "reactions";
 
@@ -43,6 +44,8 @@ export const toMessage = (r: Row, channelId: Id, seq: bigint): StoredMessage => 
   const replyToSeq = r.get("reply_to_seq") as bigint | null | undefined;
   if (replyToSeq != null) m.replyToSeq = big(replyToSeq);
   if (r.get("reaction") === true) m.reaction = true;
+  const note = r.get("note") as string | null | undefined;
+  if (note != null) m.note = decodeNote(note);
   return m;
 };
 
@@ -64,7 +67,7 @@ const messageValues = (m: StoredMessage) => [
  * a message row (written once, no tombstone); null in the newest-message
  * row, to clear the previous message's.
  */
-const logOnlyValues = (m: StoredMessage, absent: unknown) => [m.replyToSeq ?? absent];
+const logOnlyValues = (m: StoredMessage, absent: unknown) => [m.replyToSeq ?? absent, m.note ? encodeNote(m.note) : absent];
 
 /**
  * MessageLog on Cassandra: messages partitioned by (channel_id, bucket),
@@ -110,11 +113,11 @@ export class CassandraMessageLog implements MessageLog {
       // The empty change, not null: a null (a tombstone) would win the tie
       // with a change of this very message written at the same timestamp.
       putHead: `INSERT INTO ${t("channel_newest")} (channel_id, last_seq, ${COLS}, change, ${LOG_ONLY})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
       // At the seq, not the clock: a change's clearing of the text (at the
       // text's timestamp) then also wins over the row written again later
       // by a writer that fell behind.
-      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}, ${LOG_ONLY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      insert: `INSERT INTO ${t("messages")} (channel_id, bucket, seq, ${COLS}, ${LOG_ONLY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                USING TIMESTAMP ?`,
       one: `SELECT ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq = ?`,
       target: `SELECT ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY}, WRITETIME(text) AS text_ts FROM ${t("messages")}

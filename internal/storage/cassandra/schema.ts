@@ -18,8 +18,10 @@ import { assertKeyspaceName, type Client } from "./session.js";
  * reply without what it answers.
  * 6: reactions (`messages.reactions`, `reaction` on inbox entries); an older
  * build would take a reaction's entry for an edit to its emoji.
+ * 7: notes about the channel (`note` on messages, channel_newest and inbox
+ * entries); an older build would show a note as an empty message.
  */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /**
  * Meta key: when (epoch ms) an existing keyspace moved to schema 3. Messages
@@ -118,7 +120,7 @@ const TABLES: Record<string, string> = {
   // cleared then, so a deleted text is not kept.
   messages: `(channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob, reply_to_seq bigint,
-             reactions map<bigint, blob>,
+             reactions map<bigint, blob>, note text,
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
   // Before schema 3: the dedup key without the device (which swallowed a
   // second device's message with the same client_msg_id). Now only read, for
@@ -137,7 +139,8 @@ const TABLES: Record<string, string> = {
   // it back. Its seq bounds history reads; latest() reads the message, with
   // its change, kept in step by the log (CassandraMessageLog.amend).
   channel_newest: `(channel_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, sender_user_id bigint,
-             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob, reply_to_seq bigint)`,
+             sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint, change blob, reply_to_seq bigint,
+             note text)`,
 
   // Before schema 2 (as channel_heads): only read, never written.
   inbox_heads: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
@@ -148,14 +151,14 @@ const TABLES: Record<string, string> = {
   // is enough. (Options of a new keyspace; an older one keeps its own.)
   inbox: `(user_id bigint, bucket bigint, inbox_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
-             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean,
+             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean, note text,
              PRIMARY KEY ((user_id, bucket), inbox_seq)) WITH CLUSTERING ORDER BY (inbox_seq ASC) AND ${EXPIRING}`,
   inbox_dedup: `(user_id bigint, message_id bigint, inbox_seq bigint, PRIMARY KEY ((user_id, message_id))) WITH ${EXPIRING}`,
   // The newest entry of an inbox (as channel_newest), with no TTL: the seq
   // and the newest entry outlive the retention window.
   inbox_newest: `(user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
-             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean)`,
+             target_seq bigint, edited_at_ms bigint, deleted boolean, reply_to_seq bigint, reaction boolean, note text)`,
   // Written with the cursor as the write timestamp: the highest cursor wins
   // without a read or a Paxos round.
   inbox_cursors: `(user_id bigint, device_id bigint, seq bigint, PRIMARY KEY ((user_id), device_id))`,
@@ -177,11 +180,11 @@ export const TABLE_NAMES = Object.keys(TABLES);
  */
 export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Schema 4: edits and deletes (change, target_seq, edited_at_ms, deleted); 5: replies (reply_to_seq);
-  // 6: reactions (reactions, reaction).
-  messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>" },
-  channel_newest: { change: "blob", reply_to_seq: "bigint" },
-  inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean" },
-  inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean" },
+  // 6: reactions (reactions, reaction); 7: notes (note).
+  messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },
+  channel_newest: { change: "blob", reply_to_seq: "bigint", note: "text" },
+  inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },
+  inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },
 };
 
 /**

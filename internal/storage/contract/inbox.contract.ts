@@ -89,13 +89,14 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         const edited = message({ text: "was edited", editedAtMs: 1_767_225_660_000 });
         const gone = message({ text: "", deleted: true });
         const reply = message({ text: "re", replyToSeq: 3n });
-        for (const m of [edit, del, edited, gone, reply]) await inbox.append(u, m);
-        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [edit, del, edited, gone, reply].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
+        const note = message({ text: "", note: { kind: "member_left", userIds: [7n] } });
+        for (const m of [edit, del, edited, gone, reply, note]) await inbox.append(u, m);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [edit, del, edited, gone, reply, note].map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
         // The newest entry (kept apart on Cassandra) is whole too, and clears what the one before it had.
-        assert.deepStrictEqual(await inbox.readAfter(u, 4n, 10), [{ inboxSeq: 5n, message: reply }]);
+        assert.deepStrictEqual(await inbox.readAfter(u, 5n, 10), [{ inboxSeq: 6n, message: note }]);
         const plain = message({ text: "plain" });
         await inbox.append(u, plain);
-        assert.deepStrictEqual(await inbox.readAfter(u, 5n, 10), [{ inboxSeq: 6n, message: plain }]);
+        assert.deepStrictEqual(await inbox.readAfter(u, 6n, 10), [{ inboxSeq: 7n, message: plain }]);
       });
 
       it("keeps a reaction's entry whole: the emoji, or none when taken back, told apart from an edit", async () => {

@@ -251,6 +251,25 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("notes", () => {
+      it("keep what they tell everywhere the message is read; the next message carries none", async () => {
+        const { channelId } = await fill(1);
+        const note = { kind: "members_added" as const, userIds: [uniqueId(), uniqueId()] };
+        const stored = (await log.append(msg(channelId, { text: "", note }))).message;
+        assert.deepStrictEqual(stored.note, note);
+        assert.deepStrictEqual(await log.get(channelId, 2n), stored);
+        assert.deepStrictEqual((await log.page(channelId, { anchorSeq: 1n, direction: "forward", limit: 10 }))[0], stored);
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), stored);
+        const titled = (await log.append(msg(channelId, { text: "", note: { kind: "title_changed", userIds: [], title: "new ✨" } }))).message;
+        assert.deepStrictEqual((await log.get(channelId, 3n))?.note, { kind: "title_changed", userIds: [], title: "new ✨" });
+        const role = (await log.append(msg(channelId, { text: "", note: { kind: "role_changed", userIds: [1n], role: "admin" } }))).message;
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 2n, direction: "forward", limit: 10 }), [titled, role]);
+        const plain = (await log.append(msg(channelId, { text: "plain" }))).message;
+        assert.deepStrictEqual((await log.latest([channelId])).get(channelId), plain);
+        assert.equal("note" in plain, false);
+      });
+    });
+
     describe("changes (amend, get)", () => {
       const change = (target: StoredMessage, over: Partial<NewMessage> = {}): NewMessage =>
         msg(target.channelId, { senderUserId: target.senderUserId, text: "edited", sentAtMs: target.sentAtMs + 60_000, targetSeq: target.seq, ...over });

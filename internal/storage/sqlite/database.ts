@@ -326,6 +326,12 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (channel_id, seq, user_id)
   ) WITHOUT ROWID;
   `,
+  // 12: notes about the channel (members added or gone, a new title or role),
+  // as JSON text (internal/messages/notes.ts); NULL on every message.
+  `
+  ALTER TABLE messages ADD COLUMN note TEXT;
+  ALTER TABLE inbox ADD COLUMN note TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

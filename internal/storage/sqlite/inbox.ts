@@ -1,4 +1,5 @@
 import type { Inbox } from "../../messages/inbox.js";
+import { encodeNote } from "../../messages/notes.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
@@ -21,8 +22,8 @@ function build(db: SqliteDatabase) {
     // Apart from insert, so that a plain message (nearly every entry) binds no more than it did.
     insertChanged: p(`INSERT INTO inbox (user_id, inbox_seq, message_id, channel_id, seq, sender_user_id,
                                          sender_device_id, client_msg_id, text, sent_at_ms,
-                                         target_seq, edited_at_ms, deleted, reply_to_seq, reaction)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+                                         target_seq, edited_at_ms, deleted, reply_to_seq, reaction, note)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     // Every copy, members' and former members': a message deleted for everyone keeps no text anywhere.
     // On inbox_by_message (message_id, user_id).
     emptyDeleted: p("UPDATE inbox SET text = '', deleted = 1 WHERE message_id = ?"),
@@ -42,10 +43,10 @@ function build(db: SqliteDatabase) {
                       ON CONFLICT (user_id, device_id) DO UPDATE SET seq = max(seq, excluded.seq)`),
   };
   const insertEntry = (userId: Id, inboxSeq: bigint, m: StoredMessage): void => {
-    if (m.targetSeq || m.deleted || m.editedAtMs !== undefined || m.replyToSeq) {
+    if (m.targetSeq || m.deleted || m.editedAtMs !== undefined || m.replyToSeq || m.note) {
       s.insertChanged.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
         m.clientMsgId, m.text, m.sentAtMs, m.targetSeq ?? 0n, m.editedAtMs ?? null, m.deleted ? 1 : 0, m.replyToSeq ?? null,
-        m.reaction ? 1 : 0);
+        m.reaction ? 1 : 0, m.note ? encodeNote(m.note) : null);
     } else {
       s.insert.run(userId, inboxSeq, m.messageId, m.channelId, m.seq, m.senderUserId, m.senderDeviceId,
         m.clientMsgId, m.text, m.sentAtMs);

@@ -1,4 +1,5 @@
 import type { MessageLog, PageQuery } from "../../messages/log.js";
+import { decodeNote, encodeNote } from "../../messages/notes.js";
 import type { Id, NewMessage, Reaction, StoredMessage } from "../../model/types.js";
 import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
@@ -27,6 +28,7 @@ export const toMessage = (r: Row): StoredMessage => {
   if (r.edited_at_ms != null) m.editedAtMs = Number(r.edited_at_ms);
   if (r.reply_to_seq != null) m.replyToSeq = r.reply_to_seq as bigint;
   if (r.reaction) m.reaction = true;
+  if (r.note != null) m.note = decodeNote(r.note as string);
   return m;
 };
 
@@ -38,7 +40,7 @@ export const toMessage = (r: Row): StoredMessage => {
  * Two columns more per row still cost about a tenth more CPU per page read.
  */
 export const MESSAGE_COLUMNS = `message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms,
-  edited_at_ms, nullif(deleted, 0) AS deleted, reply_to_seq`;
+  edited_at_ms, nullif(deleted, 0) AS deleted, reply_to_seq, note`;
 
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
@@ -70,6 +72,9 @@ function build(db: SqliteDatabase) {
     insertReply: p(`INSERT INTO messages
                       (message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms, reply_to_seq)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertNote: p(`INSERT INTO messages
+                     (message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms, note)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     bySeq: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND seq = ?`),
     target: p(`SELECT ${MESSAGE_COLUMNS}, changed_by FROM messages WHERE channel_id = ? AND seq = ?`),
     // A delete forgets an earlier edit's time too: nothing of the text's history is left to show.
@@ -86,7 +91,9 @@ function build(db: SqliteDatabase) {
     if (existing) return { message: toMessage(existing), duplicate: true };
     // The next seq follows the newest row, so a failed insert leaves no gap.
     const seq = (s.nextSeq.get(m.channelId) as Row).next_seq as bigint;
-    if (m.replyToSeq) {
+    if (m.note) {
+      s.insertNote.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs, encodeNote(m.note));
+    } else if (m.replyToSeq) {
       s.insertReply.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs, m.replyToSeq);
     } else {
       s.insert.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs);

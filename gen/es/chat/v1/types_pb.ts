@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chat/v1/types.proto.
  */
 export const file_chat_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNjaGF0L3YxL3R5cGVzLnByb3RvEgdjaGF0LnYxIuQCCgdNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBILCgNzZXEYAyABKAQSFgoOc2VuZGVyX3VzZXJfaWQYBCABKAQSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoBBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEgwKBHRleHQYByABKAkSKwoHc2VudF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAogASgIEhIKCnRhcmdldF9zZXEYCyABKAQSFAoMcmVwbHlfdG9fc2VxGAwgASgEEiQKCXJlYWN0aW9ucxgNIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24SEAoIcmVhY3Rpb24YDiABKAgiKgoIUmVhY3Rpb24SDwoHdXNlcl9pZBgBIAEoBBINCgVlbW9qaRgCIAEoCSJCCgpJbmJveEVudHJ5EhEKCWluYm94X3NlcRgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlImsKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgEEiEKBHJvbGUYAiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLlAgoHQ2hhbm5lbBISCgpjaGFubmVsX2lkGAEgASgEEiIKBGtpbmQYAiABKA4yFC5jaGF0LnYxLkNoYW5uZWxLaW5kEg0KBXRpdGxlGAMgASgJEhQKDG1lbWJlcl9jb3VudBgEIAEoDRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBImCgxsYXN0X21lc3NhZ2UYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USFAoMdW5yZWFkX2NvdW50GAggASgEEhAKCHJlYWRfc2VxGAkgASgEEiQKB215X3JvbGUYCiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSFAoMcGVlcl91c2VyX2lkGAsgASgEEi8KC211dGVkX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKAAQoEVXNlchIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAUgASgIIscBCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgEEgwKBG5hbWUYAiABKAkSKQoIcGxhdGZvcm0YAyABKA4yFy5jaGF0LnYxLkRldmljZVBsYXRmb3JtEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3Rfc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgGIAEoCCJ2CghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgEEicKBnN0YXR1cxgCIAEoDjIXLmNoYXQudjEuUHJlc2VuY2VTdGF0dXMSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqZBAoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIcChhFUlJPUl9DT0RFX0lOVkFMSURfRlJBTUUQARIeChpFUlJPUl9DT0RFX0ZSQU1FX1RPT19MQVJHRRACEhwKGEVSUk9SX0NPREVfVEVYVF9UT09fTE9ORxADEhkKFUVSUk9SX0NPREVfVEVYVF9FTVBUWRAEEhsKF0VSUk9SX0NPREVfTk9UX0FfTUVNQkVSEAUSGQoVRVJST1JfQ09ERV9HUk9VUF9GVUxMEAYSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAIEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBAJEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQChIYChRFUlJPUl9DT0RFX05PVF9GT1VORBALEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9FWElTVFMQDBIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAPEh0KGUVSUk9SX0NPREVfU0VTU0lPTl9DTE9TRUQQEBIWChJFUlJPUl9DT0RFX0JMT0NLRUQQESpcCgtDaGFubmVsS2luZBIcChhDSEFOTkVMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOTkVMX0tJTkRfRElSRUNUEAESFgoSQ0hBTk5FTF9LSU5EX0dST1VQEAIqbwoKTWVtYmVyUm9sZRIbChdNRU1CRVJfUk9MRV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9ST0xFX01FTUJFUhABEhUKEU1FTUJFUl9ST0xFX0FETUlOEAISFQoRTUVNQkVSX1JPTEVfT1dORVIQAyq2AQoORGV2aWNlUGxhdGZvcm0SHwobREVWSUNFX1BMQVRGT1JNX1VOU1BFQ0lGSUVEEAASFwoTREVWSUNFX1BMQVRGT1JNX1dFQhABEhcKE0RFVklDRV9QTEFURk9STV9JT1MQAhIbChdERVZJQ0VfUExBVEZPUk1fQU5EUk9JRBADEhsKF0RFVklDRV9QTEFURk9STV9ERVNLVE9QEAQSFwoTREVWSUNFX1BMQVRGT1JNX0NMSRAFKmoKDlByZXNlbmNlU3RhdHVzEh8KG1BSRVNFTkNFX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlBSRVNFTkNFX1NUQVRVU19PTkxJTkUQARIbChdQUkVTRU5DRV9TVEFUVVNfT0ZGTElORRACKpkBChJQcmVzZW5jZVZpc2liaWxpdHkSIwofUFJFU0VOQ0VfVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEh0KGVBSRVNFTkNFX1ZJU0lCSUxJVFlfQ0hBVFMQARIfChtQUkVTRU5DRV9WSVNJQklMSVRZX0ZSSUVORFMQAhIeChpQUkVTRU5DRV9WSVNJQklMSVRZX05PQk9EWRADYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNjaGF0L3YxL3R5cGVzLnByb3RvEgdjaGF0LnYxIogDCgdNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAQSEgoKY2hhbm5lbF9pZBgCIAEoBBILCgNzZXEYAyABKAQSFgoOc2VuZGVyX3VzZXJfaWQYBCABKAQSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoBBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEgwKBHRleHQYByABKAkSKwoHc2VudF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAogASgIEhIKCnRhcmdldF9zZXEYCyABKAQSFAoMcmVwbHlfdG9fc2VxGAwgASgEEiQKCXJlYWN0aW9ucxgNIAMoCzIRLmNoYXQudjEuUmVhY3Rpb24SEAoIcmVhY3Rpb24YDiABKAgSIgoEbm90ZRgPIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUieQoLQ2hhbm5lbE5vdGUSJgoEa2luZBgBIAEoDjIYLmNoYXQudjEuQ2hhbm5lbE5vdGVLaW5kEhAKCHVzZXJfaWRzGAIgAygEEg0KBXRpdGxlGAMgASgJEiEKBHJvbGUYBCABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUiKgoIUmVhY3Rpb24SDwoHdXNlcl9pZBgBIAEoBBINCgVlbW9qaRgCIAEoCSJCCgpJbmJveEVudHJ5EhEKCWluYm94X3NlcRgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlImsKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgEEiEKBHJvbGUYAiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLlAgoHQ2hhbm5lbBISCgpjaGFubmVsX2lkGAEgASgEEiIKBGtpbmQYAiABKA4yFC5jaGF0LnYxLkNoYW5uZWxLaW5kEg0KBXRpdGxlGAMgASgJEhQKDG1lbWJlcl9jb3VudBgEIAEoDRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgGIAEoBBImCgxsYXN0X21lc3NhZ2UYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USFAoMdW5yZWFkX2NvdW50GAggASgEEhAKCHJlYWRfc2VxGAkgASgEEiQKB215X3JvbGUYCiABKA4yEy5jaGF0LnYxLk1lbWJlclJvbGUSFAoMcGVlcl91c2VyX2lkGAsgASgEEi8KC211dGVkX3VudGlsGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKAAQoEVXNlchIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAUgASgIIscBCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgEEgwKBG5hbWUYAiABKAkSKQoIcGxhdGZvcm0YAyABKA4yFy5jaGF0LnYxLkRldmljZVBsYXRmb3JtEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3Rfc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgGIAEoCCJ2CghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgEEicKBnN0YXR1cxgCIAEoDjIXLmNoYXQudjEuUHJlc2VuY2VTdGF0dXMSMAoMbGFzdF9zZWVuX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqZBAoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIcChhFUlJPUl9DT0RFX0lOVkFMSURfRlJBTUUQARIeChpFUlJPUl9DT0RFX0ZSQU1FX1RPT19MQVJHRRACEhwKGEVSUk9SX0NPREVfVEVYVF9UT09fTE9ORxADEhkKFUVSUk9SX0NPREVfVEVYVF9FTVBUWRAEEhsKF0VSUk9SX0NPREVfTk9UX0FfTUVNQkVSEAUSGQoVRVJST1JfQ09ERV9HUk9VUF9GVUxMEAYSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQBxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAIEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBAJEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQChIYChRFUlJPUl9DT0RFX05PVF9GT1VORBALEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9FWElTVFMQDBIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAPEh0KGUVSUk9SX0NPREVfU0VTU0lPTl9DTE9TRUQQEBIWChJFUlJPUl9DT0RFX0JMT0NLRUQQESrrAQoPQ2hhbm5lbE5vdGVLaW5kEiEKHUNIQU5ORUxfTk9URV9LSU5EX1VOU1BFQ0lGSUVEEAASIwofQ0hBTk5FTF9OT1RFX0tJTkRfTUVNQkVSU19BRERFRBABEiQKIENIQU5ORUxfTk9URV9LSU5EX01FTUJFUl9SRU1PVkVEEAISIQodQ0hBTk5FTF9OT1RFX0tJTkRfTUVNQkVSX0xFRlQQAxIjCh9DSEFOTkVMX05PVEVfS0lORF9USVRMRV9DSEFOR0VEEAQSIgoeQ0hBTk5FTF9OT1RFX0tJTkRfUk9MRV9DSEFOR0VEEAUqXAoLQ2hhbm5lbEtpbmQSHAoYQ0hBTk5FTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTk5FTF9LSU5EX0RJUkVDVBABEhYKEkNIQU5ORUxfS0lORF9HUk9VUBACKm8KCk1lbWJlclJvbGUSGwoXTUVNQkVSX1JPTEVfVU5TUEVDSUZJRUQQABIWChJNRU1CRVJfUk9MRV9NRU1CRVIQARIVChFNRU1CRVJfUk9MRV9BRE1JThACEhUKEU1FTUJFUl9ST0xFX09XTkVSEAMqtgEKDkRldmljZVBsYXRmb3JtEh8KG0RFVklDRV9QTEFURk9STV9VTlNQRUNJRklFRBAAEhcKE0RFVklDRV9QTEFURk9STV9XRUIQARIXChNERVZJQ0VfUExBVEZPUk1fSU9TEAISGwoXREVWSUNFX1BMQVRGT1JNX0FORFJPSUQQAxIbChdERVZJQ0VfUExBVEZPUk1fREVTS1RPUBAEEhcKE0RFVklDRV9QTEFURk9STV9DTEkQBSpqCg5QcmVzZW5jZVN0YXR1cxIfChtQUkVTRU5DRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZQUkVTRU5DRV9TVEFUVVNfT05MSU5FEAESGwoXUFJFU0VOQ0VfU1RBVFVTX09GRkxJTkUQAiqZAQoSUHJlc2VuY2VWaXNpYmlsaXR5EiMKH1BSRVNFTkNFX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIdChlQUkVTRU5DRV9WSVNJQklMSVRZX0NIQVRTEAESHwobUFJFU0VOQ0VfVklTSUJJTElUWV9GUklFTkRTEAISHgoaUFJFU0VOQ0VfVklTSUJJTElUWV9OT0JPRFkQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Message is one text message as stored in a channel's history.
@@ -125,6 +125,17 @@ export type Message = Message$1<"chat.v1.Message"> & {
    * @generated from field: bool reaction = 14;
    */
   reaction: boolean;
+
+  /**
+   * Set on a note the server wrote into the channel's history about a
+   * change to the group after it was created: members added or removed,
+   * someone left, a new title, a new role. The sender is who did it; text is empty; it has a seq like a
+   * message, but nobody can edit, delete, answer or react to it, and it is
+   * never pushed. Clients show it as a line of its own.
+   *
+   * @generated from field: chat.v1.ChannelNote note = 15;
+   */
+  note?: ChannelNote | undefined;
 };
 
 /**
@@ -133,6 +144,46 @@ export type Message = Message$1<"chat.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_chat_v1_types, 0);
+
+/**
+ * ChannelNote is what a note in a channel's history says happened.
+ *
+ * @generated from message chat.v1.ChannelNote
+ */
+export type ChannelNote = Message$1<"chat.v1.ChannelNote"> & {
+  /**
+   * @generated from field: chat.v1.ChannelNoteKind kind = 1;
+   */
+  kind: ChannelNoteKind;
+
+  /**
+   * The members the note is about.
+   *
+   * @generated from field: repeated uint64 user_ids = 2;
+   */
+  userIds: bigint[];
+
+  /**
+   * The group's new title, for TITLE_CHANGED.
+   *
+   * @generated from field: string title = 3;
+   */
+  title: string;
+
+  /**
+   * The new role, for ROLE_CHANGED.
+   *
+   * @generated from field: chat.v1.MemberRole role = 4;
+   */
+  role: MemberRole;
+};
+
+/**
+ * Describes the message chat.v1.ChannelNote.
+ * Use `create(ChannelNoteSchema)` to create a new message.
+ */
+export const ChannelNoteSchema: GenMessage<ChannelNote> = /*@__PURE__*/
+  messageDesc(file_chat_v1_types, 1);
 
 /**
  * Reaction is one user's reaction to a message: a single emoji.
@@ -158,7 +209,7 @@ export type Reaction = Message$1<"chat.v1.Reaction"> & {
  * Use `create(ReactionSchema)` to create a new message.
  */
 export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 1);
+  messageDesc(file_chat_v1_types, 2);
 
 /**
  * InboxEntry is a message as it sits in one user's inbox: the inbox sequence
@@ -184,7 +235,7 @@ export type InboxEntry = Message$1<"chat.v1.InboxEntry"> & {
  * Use `create(InboxEntrySchema)` to create a new message.
  */
 export const InboxEntrySchema: GenMessage<InboxEntry> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 2);
+  messageDesc(file_chat_v1_types, 3);
 
 /**
  * @generated from message chat.v1.Member
@@ -211,7 +262,7 @@ export type Member = Message$1<"chat.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 3);
+  messageDesc(file_chat_v1_types, 4);
 
 /**
  * @generated from message chat.v1.Channel
@@ -300,7 +351,7 @@ export type Channel = Message$1<"chat.v1.Channel"> & {
  * Use `create(ChannelSchema)` to create a new message.
  */
 export const ChannelSchema: GenMessage<Channel> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 4);
+  messageDesc(file_chat_v1_types, 5);
 
 /**
  * @generated from message chat.v1.User
@@ -344,7 +395,7 @@ export type User = Message$1<"chat.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 5);
+  messageDesc(file_chat_v1_types, 6);
 
 /**
  * @generated from message chat.v1.Device
@@ -388,7 +439,7 @@ export type Device = Message$1<"chat.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 6);
+  messageDesc(file_chat_v1_types, 7);
 
 /**
  * @generated from message chat.v1.Presence
@@ -417,7 +468,7 @@ export type Presence = Message$1<"chat.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_chat_v1_types, 7);
+  messageDesc(file_chat_v1_types, 8);
 
 /**
  * ErrorCode is carried in realtime Error frames and in the "chat-error-code"
@@ -564,6 +615,58 @@ export const ErrorCodeSchema: GenEnum<ErrorCode> = /*@__PURE__*/
   enumDesc(file_chat_v1_types, 0);
 
 /**
+ * @generated from enum chat.v1.ChannelNoteKind
+ */
+export enum ChannelNoteKind {
+  /**
+   * @generated from enum value: CHANNEL_NOTE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The sender added user_ids to the group.
+   *
+   * @generated from enum value: CHANNEL_NOTE_KIND_MEMBERS_ADDED = 1;
+   */
+  MEMBERS_ADDED = 1,
+
+  /**
+   * The sender removed user_ids.
+   *
+   * @generated from enum value: CHANNEL_NOTE_KIND_MEMBER_REMOVED = 2;
+   */
+  MEMBER_REMOVED = 2,
+
+  /**
+   * The sender left the group; user_ids holds the new owner when the owner
+   * left.
+   *
+   * @generated from enum value: CHANNEL_NOTE_KIND_MEMBER_LEFT = 3;
+   */
+  MEMBER_LEFT = 3,
+
+  /**
+   * The sender renamed the group to title.
+   *
+   * @generated from enum value: CHANNEL_NOTE_KIND_TITLE_CHANGED = 4;
+   */
+  TITLE_CHANGED = 4,
+
+  /**
+   * The sender gave user_ids the role role.
+   *
+   * @generated from enum value: CHANNEL_NOTE_KIND_ROLE_CHANGED = 5;
+   */
+  ROLE_CHANGED = 5,
+}
+
+/**
+ * Describes the enum chat.v1.ChannelNoteKind.
+ */
+export const ChannelNoteKindSchema: GenEnum<ChannelNoteKind> = /*@__PURE__*/
+  enumDesc(file_chat_v1_types, 1);
+
+/**
  * @generated from enum chat.v1.ChannelKind
  */
 export enum ChannelKind {
@@ -591,7 +694,7 @@ export enum ChannelKind {
  * Describes the enum chat.v1.ChannelKind.
  */
 export const ChannelKindSchema: GenEnum<ChannelKind> = /*@__PURE__*/
-  enumDesc(file_chat_v1_types, 1);
+  enumDesc(file_chat_v1_types, 2);
 
 /**
  * @generated from enum chat.v1.MemberRole
@@ -622,7 +725,7 @@ export enum MemberRole {
  * Describes the enum chat.v1.MemberRole.
  */
 export const MemberRoleSchema: GenEnum<MemberRole> = /*@__PURE__*/
-  enumDesc(file_chat_v1_types, 2);
+  enumDesc(file_chat_v1_types, 3);
 
 /**
  * @generated from enum chat.v1.DevicePlatform
@@ -663,7 +766,7 @@ export enum DevicePlatform {
  * Describes the enum chat.v1.DevicePlatform.
  */
 export const DevicePlatformSchema: GenEnum<DevicePlatform> = /*@__PURE__*/
-  enumDesc(file_chat_v1_types, 3);
+  enumDesc(file_chat_v1_types, 4);
 
 /**
  * @generated from enum chat.v1.PresenceStatus
@@ -689,7 +792,7 @@ export enum PresenceStatus {
  * Describes the enum chat.v1.PresenceStatus.
  */
 export const PresenceStatusSchema: GenEnum<PresenceStatus> = /*@__PURE__*/
-  enumDesc(file_chat_v1_types, 4);
+  enumDesc(file_chat_v1_types, 5);
 
 /**
  * Who may see a user's presence (online, last seen), pushed or queried.
@@ -730,5 +833,5 @@ export enum PresenceVisibility {
  * Describes the enum chat.v1.PresenceVisibility.
  */
 export const PresenceVisibilitySchema: GenEnum<PresenceVisibility> = /*@__PURE__*/
-  enumDesc(file_chat_v1_types, 5);
+  enumDesc(file_chat_v1_types, 6);
 

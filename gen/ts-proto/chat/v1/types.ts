@@ -174,6 +174,71 @@ export function errorCodeToJSON(object: ErrorCode): string {
   }
 }
 
+export enum ChannelNoteKind {
+  CHANNEL_NOTE_KIND_UNSPECIFIED = 0,
+  /** CHANNEL_NOTE_KIND_MEMBERS_ADDED - The sender added user_ids to the group. */
+  CHANNEL_NOTE_KIND_MEMBERS_ADDED = 1,
+  /** CHANNEL_NOTE_KIND_MEMBER_REMOVED - The sender removed user_ids. */
+  CHANNEL_NOTE_KIND_MEMBER_REMOVED = 2,
+  /**
+   * CHANNEL_NOTE_KIND_MEMBER_LEFT - The sender left the group; user_ids holds the new owner when the owner
+   * left.
+   */
+  CHANNEL_NOTE_KIND_MEMBER_LEFT = 3,
+  /** CHANNEL_NOTE_KIND_TITLE_CHANGED - The sender renamed the group to title. */
+  CHANNEL_NOTE_KIND_TITLE_CHANGED = 4,
+  /** CHANNEL_NOTE_KIND_ROLE_CHANGED - The sender gave user_ids the role role. */
+  CHANNEL_NOTE_KIND_ROLE_CHANGED = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function channelNoteKindFromJSON(object: any): ChannelNoteKind {
+  switch (object) {
+    case 0:
+    case "CHANNEL_NOTE_KIND_UNSPECIFIED":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_UNSPECIFIED;
+    case 1:
+    case "CHANNEL_NOTE_KIND_MEMBERS_ADDED":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBERS_ADDED;
+    case 2:
+    case "CHANNEL_NOTE_KIND_MEMBER_REMOVED":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBER_REMOVED;
+    case 3:
+    case "CHANNEL_NOTE_KIND_MEMBER_LEFT":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBER_LEFT;
+    case 4:
+    case "CHANNEL_NOTE_KIND_TITLE_CHANGED":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_TITLE_CHANGED;
+    case 5:
+    case "CHANNEL_NOTE_KIND_ROLE_CHANGED":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_ROLE_CHANGED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ChannelNoteKind.UNRECOGNIZED;
+  }
+}
+
+export function channelNoteKindToJSON(object: ChannelNoteKind): string {
+  switch (object) {
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_UNSPECIFIED:
+      return "CHANNEL_NOTE_KIND_UNSPECIFIED";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBERS_ADDED:
+      return "CHANNEL_NOTE_KIND_MEMBERS_ADDED";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBER_REMOVED:
+      return "CHANNEL_NOTE_KIND_MEMBER_REMOVED";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_MEMBER_LEFT:
+      return "CHANNEL_NOTE_KIND_MEMBER_LEFT";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_TITLE_CHANGED:
+      return "CHANNEL_NOTE_KIND_TITLE_CHANGED";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_ROLE_CHANGED:
+      return "CHANNEL_NOTE_KIND_ROLE_CHANGED";
+    case ChannelNoteKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum ChannelKind {
   CHANNEL_KIND_UNSPECIFIED = 0,
   /** CHANNEL_KIND_DIRECT - Exactly two members, one channel per pair of users. */
@@ -466,6 +531,25 @@ export interface Message {
    * reaction back; a later reaction of the same user replaces it.
    */
   reaction: boolean;
+  /**
+   * Set on a note the server wrote into the channel's history about a
+   * change to the group after it was created: members added or removed,
+   * someone left, a new title, a new role. The sender is who did it; text is empty; it has a seq like a
+   * message, but nobody can edit, delete, answer or react to it, and it is
+   * never pushed. Clients show it as a line of its own.
+   */
+  note?: ChannelNote | undefined;
+}
+
+/** ChannelNote is what a note in a channel's history says happened. */
+export interface ChannelNote {
+  kind: ChannelNoteKind;
+  /** The members the note is about. */
+  userIds: bigint[];
+  /** The group's new title, for TITLE_CHANGED. */
+  title: string;
+  /** The new role, for ROLE_CHANGED. */
+  role: MemberRole;
 }
 
 /** Reaction is one user's reaction to a message: a single emoji. */
@@ -573,6 +657,7 @@ function createBaseMessage(): Message {
     replyToSeq: 0n,
     reactions: [],
     reaction: false,
+    note: undefined,
   };
 }
 
@@ -640,6 +725,9 @@ export const Message: MessageFns<Message> = {
     }
     if (message.reaction !== false) {
       writer.uint32(112).bool(message.reaction);
+    }
+    if (message.note !== undefined) {
+      ChannelNote.encode(message.note, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -769,6 +857,14 @@ export const Message: MessageFns<Message> = {
             message.reaction = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.note = ChannelNote.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -835,6 +931,7 @@ export const Message: MessageFns<Message> = {
         ? object.reactions.map((e: any) => Reaction.fromJSON(e))
         : [],
       reaction: isSet(object.reaction) ? globalThis.Boolean(object.reaction) : false,
+      note: isSet(object.note) ? ChannelNote.fromJSON(object.note) : undefined,
     };
   },
 
@@ -882,6 +979,9 @@ export const Message: MessageFns<Message> = {
     if (message.reaction !== false) {
       obj.reaction = message.reaction;
     }
+    if (message.note !== undefined) {
+      obj.note = ChannelNote.toJSON(message.note);
+    }
     return obj;
   },
 
@@ -910,6 +1010,147 @@ export const Message: MessageFns<Message> = {
       : 0n;
     message.reactions = object.reactions?.map((e) => Reaction.fromPartial(e)) || [];
     message.reaction = object.reaction ?? false;
+    message.note = (object.note !== undefined && object.note !== null)
+      ? ChannelNote.fromPartial(object.note)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseChannelNote(): ChannelNote {
+  return { kind: 0, userIds: [], title: "", role: 0 };
+}
+
+export const ChannelNote: MessageFns<ChannelNote> = {
+  encode(message: ChannelNote, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.userIds.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.userIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field userIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.title !== "") {
+      writer.uint32(26).string(message.title);
+    }
+    if (message.role !== 0) {
+      writer.uint32(32).int32(message.role);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChannelNote {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChannelNote();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.userIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.userIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChannelNote {
+    return {
+      kind: isSet(object.kind) ? channelNoteKindFromJSON(object.kind) : 0,
+      userIds: globalThis.Array.isArray(object?.userIds)
+        ? object.userIds.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.user_ids)
+        ? object.user_ids.map((e: any) => BigInt(e))
+        : [],
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      role: isSet(object.role) ? memberRoleFromJSON(object.role) : 0,
+    };
+  },
+
+  toJSON(message: ChannelNote): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = channelNoteKindToJSON(message.kind);
+    }
+    if (message.userIds?.length) {
+      obj.userIds = message.userIds.map((e) => e.toString());
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.role !== 0) {
+      obj.role = memberRoleToJSON(message.role);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChannelNote>, I>>(base?: I): ChannelNote {
+    return ChannelNote.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChannelNote>, I>>(object: I): ChannelNote {
+    const message = createBaseChannelNote();
+    message.kind = object.kind ?? 0;
+    message.userIds = object.userIds?.map((e) => BigInt(e)) || [];
+    message.title = object.title ?? "";
+    message.role = object.role ?? 0;
     return message;
   },
 };

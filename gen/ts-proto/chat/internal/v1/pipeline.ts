@@ -7,7 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
-import { Message, Presence } from "../../v1/types.js";
+import { ChannelNote, Message, Presence } from "../../v1/types.js";
 
 export const protobufPackage = "chat.internal.v1";
 
@@ -41,6 +41,11 @@ export interface MessageSubmitted {
    * reaction).
    */
   reaction: boolean;
+  /**
+   * Set on a note about the channel written by the api (chat.v1.Message
+   * note), never on a client's send.
+   */
+  note?: ChannelNote | undefined;
 }
 
 /**
@@ -100,6 +105,7 @@ function createBaseMessageSubmitted(): MessageSubmitted {
     deleted: false,
     replyToSeq: 0n,
     reaction: false,
+    note: undefined,
   };
 }
 
@@ -155,6 +161,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     }
     if (message.reaction !== false) {
       writer.uint32(88).bool(message.reaction);
+    }
+    if (message.note !== undefined) {
+      ChannelNote.encode(message.note, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -260,6 +269,14 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
             message.reaction = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.note = ChannelNote.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -317,6 +334,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
         ? BigInt(object.reply_to_seq)
         : 0n,
       reaction: isSet(object.reaction) ? globalThis.Boolean(object.reaction) : false,
+      note: isSet(object.note) ? ChannelNote.fromJSON(object.note) : undefined,
     };
   },
 
@@ -355,6 +373,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
     if (message.reaction !== false) {
       obj.reaction = message.reaction;
     }
+    if (message.note !== undefined) {
+      obj.note = ChannelNote.toJSON(message.note);
+    }
     return obj;
   },
 
@@ -380,6 +401,9 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
       ? BigInt(object.replyToSeq)
       : 0n;
     message.reaction = object.reaction ?? false;
+    message.note = (object.note !== undefined && object.note !== null)
+      ? ChannelNote.fromPartial(object.note)
+      : undefined;
     return message;
   },
 };
