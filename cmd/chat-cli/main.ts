@@ -4,9 +4,10 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ChannelKind, DevicePlatform } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import type { Channel, Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { Channel, ChannelNote, Message } from "../../gen/es/chat/v1/types_pb.js";
+import { noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, Session, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
@@ -33,9 +34,10 @@ Commands:
   history <chat>                 print a chat's messages, oldest first, each with its
                                  #seq; "(edited)" and "[deleted]" mark changed ones,
                                  "↪ #SEQ" a reply to message #SEQ, "[👍 2 ❤️ 1]" its
-                                 reactions
-  follow <chat>                  print a chat's new messages, edits (✎), deletes (✗)
-                                 and reactions (☺) live until Ctrl+C
+                                 reactions; "#SEQ — alice added bob" is a group's note
+                                 (members added, removed or gone, a new title or role)
+  follow <chat>                  print a chat's new messages and notes, edits (✎),
+                                 deletes (✗) and reactions (☺) live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
   block <@user>                  block a user: no messages either way in your
@@ -185,7 +187,7 @@ async function chats(values: Values): Promise<void> {
     all.push(...res.channels);
     pageToken = res.nextPageToken;
   } while (pageToken);
-  await s.usersById(all.flatMap((c) => [c.peerUserId, c.lastMessage?.senderUserId ?? 0n]));
+  await s.usersById(all.flatMap((c) => [c.peerUserId, ...(c.lastMessage ? people(c.lastMessage) : [])]));
   if (values.json) {
     for (const c of all) {
       json({
@@ -204,7 +206,11 @@ async function chats(values: Values): Promise<void> {
   const rows = await Promise.all(
     all.map(async (c) => {
       const m = c.lastMessage;
-      const last = m ? `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}` : "(no messages)";
+      const last = !m
+        ? "(no messages)"
+        : m.note
+          ? oneLine(await noteText(s, m, m.note), 50)
+          : `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}`;
       const unread = [c.unreadCount > 0n ? `${c.unreadCount} unread` : "", c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
       return [c.channelId.toString(), await s.channelName(c), unread, last];
     }),
@@ -435,12 +441,32 @@ async function messageJson(s: Session, m: Message) {
     deleted: m.deleted,
     replyToSeq: m.replyToSeq === 0n ? null : m.replyToSeq,
     reactions: await Promise.all(m.reactions.map(async (r) => ({ userId: r.userId, user: await s.username(r.userId), emoji: r.emoji }))),
+    note: m.note ? await noteJson(s, m.note) : null,
   };
 }
 
-/** Whose names a message's printing needs: its sender and those who reacted to it. */
+/** A note for scripts: its kind and members by name as well as by id; the title or role only for the kinds that have one. */
+async function noteJson(s: Session, note: ChannelNote) {
+  return {
+    // The proto's enum names, lower-cased: "members_added", "role_changed", ….
+    kind: (ChannelNoteKind[note.kind] ?? "unknown").toLowerCase(),
+    userIds: note.userIds,
+    users: await Promise.all(note.userIds.map((id) => s.username(id))),
+    ...(note.kind === ChannelNoteKind.TITLE_CHANGED ? { title: note.title } : {}),
+    ...(note.kind === ChannelNoteKind.ROLE_CHANGED ? { role: (MemberRole[note.role] ?? "unknown").toLowerCase() } : {}),
+  };
+}
+
+/** A note's sentence in usernames ("alice added bob"), worded as the web client words it. */
+async function noteText(s: Session, m: Message, note: ChannelNote): Promise<string> {
+  const names = new Map<bigint, string>();
+  for (const id of peopleIn(m)) names.set(id, await s.username(id));
+  return noteSentence(note, names.get(m.senderUserId)!, (id) => names.get(id)!);
+}
+
+/** Whose names a message's printing needs: its sender, the members a note is about, and those who reacted to it. */
 function people(m: Message): bigint[] {
-  return [m.senderUserId, ...m.reactions.map((r) => r.userId)];
+  return [...peopleIn(m), ...m.reactions.map((r) => r.userId)];
 }
 
 /** "[👍 2 ❤️ 1]": a message's reactions by emoji, in the order each first appears; "" when none. */
@@ -452,12 +478,19 @@ function reactionSummary(m: Message): string {
 
 async function printMessage(s: Session, m: Message, values: Values): Promise<void> {
   if (values.json) return json(await messageJson(s, m));
-  const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
-  const when = at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
+  const when = stamp(m);
+  // A note is nobody's words: no "name:", nothing to react to or edit.
+  if (m.note) return out(`[${when}] #${m.seq} — ${await noteText(s, m, m.note)}`);
   const reactions = m.deleted ? "" : reactionSummary(m);
   const text = (m.deleted ? "[deleted]" : m.editedAt ? `${m.text} (edited)` : m.text) + (reactions ? ` ${reactions}` : "");
   const reply = m.replyToSeq === 0n ? "" : `↪ #${m.replyToSeq} `;
   out(`[${when}] #${m.seq} ${await s.username(m.senderUserId)}: ${reply}${indented(text)}`);
+}
+
+/** "2024-05-01 18:02": when a message was sent, on this machine's clock. */
+function stamp(m: Message): string {
+  const at = m.sentAt ? new Date(timestampMs(m.sentAt)) : undefined;
+  return at ? `${at.toLocaleDateString("sv-SE")} ${at.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}` : "";
 }
 
 /** A change (target_seq set) to a message printed earlier, or to an older one. */

@@ -3,6 +3,7 @@ import type { Browser, BrowserContext, CDPSession, Locator, Page } from "playwri
 import { buildNotification } from "../../internal/push/notifier.js";
 import type { NotificationRequest } from "../../internal/push/records.js";
 import { webPushPayload } from "../../internal/push/webpush.js";
+import { MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -583,6 +584,48 @@ describe("web client in headless Chromium", function () {
     await answered.getByTestId("message-edited").waitFor();
   });
 
+  it("shows a group's notes (a member added, a new role, new titles) as lines among its messages, live and after a reload, and in the chat list", async () => {
+    const olga = await signUp(chatd.httpUrl, "olga");
+    const mia = await signUp(chatd.httpUrl, "mia");
+    const ned = await signUp(chatd.httpUrl, "ned");
+    const { channelId } = (await olga.api.channels.createGroup({ title: "Book club", memberUserIds: [mia.userId] })).channel!;
+    await sendWithRetry(olga, channelId, "welcome to the club");
+
+    const { page } = await newPage("mia");
+    await logInInPage(page, chatd.httpUrl, mia.username, mia.password);
+    const chat = page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`);
+    await chat.click();
+    await page.locator("[data-testid=message]", { hasText: "welcome to the club" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getByTestId("note").count(), 0, "creating a group writes no note");
+
+    // Ned is new to Mia's page: his name is fetched for the note that names him.
+    await olga.api.channels.addMembers({ channelId, userIds: [ned.userId] });
+    await sendWithRetry(ned, channelId, "hi all, ned here");
+    await olga.api.channels.setMemberRole({ channelId, userId: mia.userId, role: MemberRole.ADMIN });
+    await mia.api.channels.updateGroup({ channelId, title: "Readers" });
+    await olga.api.channels.updateGroup({ channelId, title: "Reading circle" });
+    const expected = [
+      "welcome to the club",
+      `— ${olga.username} added ${ned.username}`,
+      "hi all, ned here",
+      `— ${olga.username} made you an admin`,
+      "— You renamed the group to “Readers”",
+      `— ${olga.username} renamed the group to “Reading circle”`,
+    ];
+    const lastNote = `${olga.username} renamed the group to “Reading circle”`;
+    await waitTimeline(page, expected);
+    await chat.getByTestId("channel-last").filter({ hasText: lastNote }).waitFor({ timeout: 10_000 });
+    // Nothing to act on: no buttons on a note, and up in the empty composer does not edit Mia's own note.
+    assert.equal(await page.locator("[data-testid=note] button").count(), 0);
+    await page.getByTestId("composer").press("ArrowUp");
+    assert.equal(await page.getByTestId("edit-bar").isHidden(), true, "a note is never edited");
+
+    await page.reload();
+    await waitConnected(page);
+    await waitTimeline(page, expected);
+    assert.equal(await chat.getByTestId("channel-last").textContent(), lastNote);
+  });
+
   describe("browser notifications", () => {
     const password = "correct horse battery";
     /** Chromium's own words when a page subscribes in an incognito-like context, as every playwright context is; not the client's. */
@@ -823,6 +866,22 @@ const STAND_IN_PUSH_SERVICE = `(() => {
     return asSubscription(s);
   };
 })();`;
+
+/** The open chat from top to bottom: each message's text, each note's sentence after "— ". */
+async function timeline(page: Page): Promise<string[]> {
+  return page
+    .locator("[data-testid=message], [data-testid=note]")
+    .evaluateAll((els) => els.map((e) => (e.getAttribute("data-testid") === "note" ? `— ${e.textContent}` : (e.querySelector("[data-testid=message-text]")?.textContent ?? ""))));
+}
+
+async function waitTimeline(page: Page, expected: string[]): Promise<void> {
+  let seen: string[] = [];
+  try {
+    await waitFor(async () => JSON.stringify((seen = await timeline(page))) === JSON.stringify(expected), "the chat's messages and notes", 10_000, 50);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; shown: ${JSON.stringify(seen)}`);
+  }
+}
 
 /** The reaction chips under a message as shown ("👍 2"), with a "*" on the ones that include mine. */
 async function chips(message: Locator, markMine = true): Promise<string[]> {

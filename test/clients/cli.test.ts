@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
 
@@ -434,6 +435,44 @@ describe("chat-cli against chatd", function () {
     const history = await bob.ok("history", group);
     assert.match(history, new RegExp(`#${seqs["from a member"]} ${bob.username}: \\[deleted\\]`));
     assert.match(history, /from the owner/);
+  });
+
+  it("prints a group's notes: a follower and history show who added and removed whom, --json has the note, and chats lists it", async () => {
+    // The owner and the one added and removed act through the API: the CLI has no command for it.
+    const carol = await signUp(chatd.httpUrl, "carol");
+    const dave = await signUp(chatd.httpUrl, "dave");
+    const aliceId = BigInt(JSON.parse(await alice.ok("whoami", "--json")).userId);
+    const { channelId } = (await carol.api.channels.createGroup({ title: "Notes crew", memberUserIds: [aliceId] })).channel!;
+    const group = String(channelId);
+    const [added, removed] = [`— ${carol.username} added ${dave.username}\n`, `— ${carol.username} removed ${dave.username}\n`];
+
+    const follower = alice.follow(group);
+    try {
+      await follower.started();
+      await carol.api.channels.addMembers({ channelId, userIds: [dave.userId] });
+      await waitFor(() => follower.out.includes(added), `the note on stdout (got: ${follower.out})`, 30_000);
+      await alice.ok("send", group, "welcome dave");
+      await carol.api.channels.removeMember({ channelId, userId: dave.userId });
+      await waitFor(() => follower.out.includes(removed), `the note on stdout (got: ${follower.out})`, 30_000);
+      assert.match(follower.out, new RegExp(`^\\[[^\\]]+\\] #\\d+ ${added}\\[[^\\]]+\\] #\\d+ ${alice.username}: welcome dave\\n\\[[^\\]]+\\] #\\d+ ${removed}$`));
+    } finally {
+      follower.interrupt();
+    }
+    assert.equal(await follower.exited, 0, follower.err);
+
+    const history = await alice.ok("history", group);
+    assert.match(history, new RegExp(`^\\[[^\\]]+\\] #1 ${added}\\[[^\\]]+\\] #2 ${alice.username}: welcome dave\\n\\[[^\\]]+\\] #3 ${removed}$`), "creating the group wrote no note");
+    const json = (await alice.ok("history", group, "--json")).trim().split("\n").map((l) => JSON.parse(l));
+    const daveNote = (kind: string) => ({ kind, userIds: [String(dave.userId)], users: [dave.username] });
+    assert.deepEqual(
+      json.map(({ seq, sender, text, note }) => ({ seq, sender, text, note })),
+      [
+        { seq: "1", sender: carol.username, text: "", note: daveNote("members_added") },
+        { seq: "2", sender: alice.username, text: "welcome dave", note: null },
+        { seq: "3", sender: carol.username, text: "", note: daveNote("member_removed") },
+      ],
+    );
+    assert.match(await alice.ok("chats"), new RegExp(`${group}\\s+Notes crew\\s+.*${carol.username} removed ${dave.username}\\n`));
   });
 
   it("logs out: the server forgets the device and the CLI its credentials", async () => {

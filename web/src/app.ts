@@ -1,12 +1,13 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, moreCurrent } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
 import { codePoints, lastSeen, preview, tsMs } from "./format.js";
+import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
 import { myReaction } from "./reactions.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
@@ -379,7 +380,7 @@ export class ChatApp {
         this.endReply(this.open.id);
       } else if (ev.key === "ArrowUp" && !this.editing && ui.input.value === "" && !(this.open && this.replies.has(key(this.open.id)))) {
         // As in most chat apps: up in an empty composer edits your last message.
-        const last = this.open && lastWhere(this.shownMessages(this.open).messages, (m) => m.senderUserId === this.me && !m.deleted);
+        const last = this.open && lastWhere(this.shownMessages(this.open).messages, (m) => m.senderUserId === this.me && !m.deleted && !isNote(m));
         if (last) {
           ev.preventDefault();
           this.startEdit(last);
@@ -455,7 +456,7 @@ export class ChatApp {
       for (const c of all) this.channels.set(key(c.channelId), c);
       this.channelsLoaded = true;
       const peers = all.filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
-      const senders = all.flatMap((c) => (c.lastMessage ? [c.lastMessage.senderUserId] : []));
+      const senders = all.flatMap((c) => (c.lastMessage ? peopleIn(c.lastMessage) : []));
       await this.ensureUsers([...peers, ...senders]);
       this.renderSidebar();
       await this.fetchPresence(peers);
@@ -574,8 +575,9 @@ export class ChatApp {
       const c = this.channels.get(key(m.channelId));
       const mine = m.senderUserId === this.me;
       if (mine && m.senderDeviceId === this.auth.deviceId) this.pending.delete(m.clientMsgId);
-      this.typing.get(key(m.channelId))?.delete(key(m.senderUserId));
-      senders.push(m.senderUserId);
+      // Renaming the group or adding someone is not the end of what they were typing.
+      if (!isNote(m)) this.typing.get(key(m.channelId))?.delete(key(m.senderUserId));
+      senders.push(...peopleIn(m));
       if (!c) {
         unknown.add(m.channelId);
         continue;
@@ -601,7 +603,12 @@ export class ChatApp {
     if (changes.length > 0) this.applyChanges(changes);
     this.renderTyping();
     for (const id of unknown) void this.describe(id);
-    void this.ensureUsers(senders).then(() => this.renderSidebar());
+    // A note may name members this client has not met yet: its line is shown again once their names are in.
+    const notesHere = open?.loaded && messages.some((m) => isNote(m) && m.channelId === open.id);
+    void this.ensureUsers(senders).then(() => {
+      this.renderSidebar();
+      if (notesHere && this.open === open) this.rerenderMessages();
+    });
     this.renderSidebar();
     this.markRead();
   }
@@ -812,7 +819,7 @@ export class ChatApp {
     try {
       const res = await this.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE });
       if (this.open !== open) return;
-      await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      await this.ensureUsers(res.messages.flatMap(peopleIn));
       open.loaded = true;
       open.hasOlder = res.hasMore;
       this.mergeMessages(open, res.messages, "bottom");
@@ -835,7 +842,7 @@ export class ChatApp {
       }
       const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit: PAGE });
       if (this.open !== open) return;
-      await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      await this.ensureUsers(res.messages.flatMap(peopleIn));
       open.hasOlder = res.hasMore;
       this.mergeMessages(open, res.messages, "keep");
     } catch (err) {
@@ -915,7 +922,7 @@ export class ChatApp {
   /** Puts one of my messages in the composer to edit; the draft there comes back when the edit ends. */
   private startEdit(m: Message): void {
     const open = this.open;
-    if (!open || m.senderUserId !== this.me || m.deleted) return;
+    if (!open || m.senderUserId !== this.me || m.deleted || isNote(m)) return;
     this.endReply(open.id);
     const draft = this.editing ? this.editing.draft : this.ui.input.value;
     this.editing = { channelId: open.id, seq: m.seq, original: m.text, draft };
@@ -953,7 +960,7 @@ export class ChatApp {
   /** The composer's next message will answer `m`; an edit in progress ends (its draft comes back to be the reply). */
   private startReply(m: Message): void {
     const open = this.open;
-    if (!open || m.deleted || m.channelId !== open.id) return;
+    if (!open || m.deleted || isNote(m) || m.channelId !== open.id) return;
     this.endEdit();
     this.replies.set(key(open.id), m);
     this.renderReplyBar();
@@ -976,7 +983,7 @@ export class ChatApp {
 
   private confirmDelete(m: Message): void {
     const open = this.open;
-    if (!open || m.deleted) return;
+    if (!open || m.deleted || isNote(m)) return;
     const whose = m.senderUserId === this.me ? "this message" : `${this.name(m.senderUserId)}’s message`;
     if (!window.confirm(`Delete ${whose} for everyone? This cannot be undone.`)) return;
     const e = this.editing;
@@ -1009,7 +1016,7 @@ export class ChatApp {
   private react(m: Message, emoji: string): void {
     const open = this.open;
     this.reacting = undefined;
-    if (!open || m.deleted || m.channelId !== open.id) return this.rerenderMessages();
+    if (!open || m.deleted || isNote(m) || m.channelId !== open.id) return this.rerenderMessages();
     this.change(open.id, m.seq, myReaction(m, this.me) === emoji ? "" : emoji, "reaction");
   }
 
@@ -1144,6 +1151,10 @@ export class ChatApp {
     return u ? u.displayName || u.username : "…";
   }
 
+  private noteText(m: Message & { note: ChannelNote }): string {
+    return noteSentence(m.note, this.name(m.senderUserId), (id) => this.name(id), this.me);
+  }
+
   private channelName(c: Channel): string {
     if (c.kind === ChannelKind.GROUP) return c.title || "Group";
     return c.peerUserId === 0n ? "Direct chat" : this.name(c.peerUserId);
@@ -1193,6 +1204,7 @@ export class ChatApp {
               name: this.channelName(c),
               presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
               senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
+              lastNote: c.lastMessage && isNote(c.lastMessage) ? this.noteText(c.lastMessage) : undefined,
               mine: c.lastMessage?.senderUserId === this.me,
               active: this.open?.id === c.channelId,
               typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
@@ -1382,7 +1394,7 @@ export class ChatApp {
         const limit = Math.min(200, Number(oldest - seq) + 5);
         const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit });
         if (this.open !== open) return;
-        await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+        await this.ensureUsers(res.messages.flatMap(peopleIn));
         open.hasOlder = res.hasMore;
         this.mergeMessages(open, res.messages, "keep");
       } catch (err) {

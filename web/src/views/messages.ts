@@ -1,6 +1,7 @@
-import type { Message } from "../../../gen/es/chat/v1/types_pb.js";
+import type { ChannelNote, Message } from "../../../gen/es/chat/v1/types_pb.js";
 import { avatar, h } from "../dom.js";
 import { clock, dayLabel, preview, sameDay, tsMs } from "../format.js";
+import { isNote, noteSentence } from "../notes.js";
 import { myReaction, REACTION_CHOICES, reactionGroups } from "../reactions.js";
 
 export interface PendingView {
@@ -67,6 +68,12 @@ export function messageList(input: MessageListInput): Node[] {
     if (!prev || !sameDay(prev.at, at)) {
       out.push(h("div", { class: "day", role: "separator" }, h("span", {}, dayLabel(at))));
       prev = undefined;
+    }
+    if (isNote(m)) {
+      out.push(noteLine(m, at, input));
+      // A note ends a run of one sender's messages: the next one shows its sender again.
+      prev = { sender: 0n, at };
+      continue;
     }
     const mine = m.senderUserId === input.me;
     const continued = !!prev && prev.sender === m.senderUserId && at - prev.at < GROUP_WINDOW_MS;
@@ -138,6 +145,13 @@ export function messageList(input: MessageListInput): Node[] {
     );
   }
   return out;
+}
+
+/** A note as a quiet line across the list: no bubble, no actions (the server refuses any on a note), no ticks. */
+function noteLine(m: Message & { note: ChannelNote }, at: number, input: MessageListInput): HTMLElement {
+  const sentence = noteSentence(m.note, input.name(m.senderUserId), input.name, input.me);
+  // The line is cut to one line on a narrow screen; the tooltip has it whole.
+  return h("div", { class: "note-line", "data-testid": "note", "data-seq": m.seq.toString(), title: `${sentence} · ${new Date(at).toLocaleString()}` }, sentence);
 }
 
 /** The answered message above a reply's text; a click shows it. */

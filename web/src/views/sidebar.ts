@@ -8,6 +8,8 @@ export interface ChannelRow {
   /** For direct chats: the peer's presence, when known. */
   presence?: Presence;
   senderName?: string;
+  /** The last message's sentence when it is a note, which stands without a "Name: " before it. */
+  lastNote?: string;
   mine: boolean;
   active: boolean;
   typing: boolean;
@@ -23,6 +25,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   if (c.kind === ChannelKind.DIRECT) pic.append(h("span", { class: `dot ${online ? "on" : ""}`, "data-testid": "channel-presence", "data-presence": online ? "online" : "offline" }));
   let text: string;
   if (row.typing) text = "typing…";
+  else if (row.lastNote) text = preview(row.lastNote);
   else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${last.deleted ? "This message was deleted" : preview(last.text)}`;
   else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
   const unread = Number(c.unreadCount);
@@ -48,7 +51,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
         h(
           "span",
           { class: "channel-bottom" },
-          h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : ""}`, "data-testid": "channel-last" }, text),
+          h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, text),
           row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
           unread > 0 ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
         ),
