@@ -22,7 +22,9 @@ Commands:
   login <username>               sign this device in
   logout                         sign this device out (revokes its tokens)
   whoami                         who is signed in, on which server
-  chats                          list your chats: id, name, unread, last message
+  chats                          list your chats: id, name, unread, last message;
+                                 pinned ones first, marked 📌
+  chats --archived               list your archived chats
   send <chat> <text...>          send a message ("-" as the text reads stdin); with
                                  --reply SEQ, as a reply to message #SEQ
   edit <chat> <seq> <text...>    change the text of your message #seq ("-" reads stdin)
@@ -46,6 +48,11 @@ Commands:
   blocked                        list the users you blocked
   mute <chat>                    no push notifications of a chat (until unmuted)
   unmute <chat>                  push notifications of a chat again
+  pin <chat>                     keep a chat at the top of "chats" (at most 5)
+  unpin <chat>                   let a chat take its place by activity again
+  archive <chat>                 move a chat out of "chats" into "chats --archived";
+                                 its next message brings it back, unless muted
+  unarchive <chat>               bring an archived chat back to "chats"
 
   <chat> is a channel id (from "chats") or @username for the 1:1 chat with
   that person (opened if you have none yet).
@@ -59,6 +66,7 @@ Options:
   --before SEQ        history, search: only messages before this seq (paging back)
   --last N            follow: messages of history to print first (default 10)
   --reply SEQ         send: reply to message #SEQ of the chat
+  --archived          chats: the archived chats instead of the list
   --json              one JSON object per line, for scripts
   -h, --help          this help
 
@@ -73,6 +81,7 @@ const OPTIONS = {
   before: { type: "string" },
   last: { type: "string" },
   reply: { type: "string" },
+  archived: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -100,6 +109,7 @@ async function main(argv: string[]): Promise<void> {
   }
   // Silently sending a plain message (or editing) instead of the reply asked for would be worse than refusing.
   if (values.reply !== undefined && command !== "send") throw new CliError(`--reply goes with send, not ${command}; see: chat-cli --help`, 2);
+  if (values.archived && command !== "chats") throw new CliError(`--archived goes with chats, not ${command}; see: chat-cli --help`, 2);
   switch (command) {
     case "signup":
     case "login":
@@ -134,6 +144,11 @@ async function main(argv: string[]): Promise<void> {
     case "mute":
     case "unmute":
       return muteCommand(command, args);
+    case "pin":
+    case "unpin":
+    case "archive":
+    case "unarchive":
+      return placeCommand(command, args, values);
     default:
       throw new CliError(`unknown command "${command}"; see: chat-cli --help`, 2);
   }
@@ -183,7 +198,7 @@ async function chats(values: Values): Promise<void> {
   const all: Channel[] = [];
   let pageToken = "";
   do {
-    const res = await s.api.channels.listChannels({ limit: 200, pageToken });
+    const res = await s.api.channels.listChannels({ limit: 200, pageToken, archived: values.archived });
     all.push(...res.channels);
     pageToken = res.nextPageToken;
   } while (pageToken);
@@ -197,12 +212,14 @@ async function chats(values: Values): Promise<void> {
         members: c.memberCount,
         unread: c.unreadCount,
         muted: c.mutedUntil !== undefined,
+        pinnedAt: iso(c.pinnedAt),
+        archived: c.archived,
         lastMessage: c.lastMessage ? await messageJson(s, c.lastMessage) : null,
       });
     }
     return;
   }
-  if (all.length === 0) return out('No chats yet. Start one with: chat-cli send @username "hello"');
+  if (all.length === 0) return out(values.archived ? "No archived chats." : 'No chats yet. Start one with: chat-cli send @username "hello"');
   const rows = await Promise.all(
     all.map(async (c) => {
       const m = c.lastMessage;
@@ -212,7 +229,7 @@ async function chats(values: Values): Promise<void> {
           ? oneLine(await noteText(s, m, m.note), 50)
           : `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}`;
       const unread = [c.unreadCount > 0n ? `${c.unreadCount} unread` : "", c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
-      return [c.channelId.toString(), await s.channelName(c), unread, last];
+      return [c.channelId.toString(), `${c.pinnedAt ? "📌 " : ""}${await s.channelName(c)}`, unread, last];
     }),
   );
   out(table([["CHANNEL", "NAME", "UNREAD", "LAST MESSAGE"], ...rows]));
@@ -407,6 +424,22 @@ async function muteCommand(command: "mute" | "unmute", args: string[]): Promise<
   out(`${command}d ${await s.channelName(c)}`);
 }
 
+/** What each of them did, as the confirming line says it. */
+const PLACED = { pin: "pinned", unpin: "unpinned", archive: "archived", unarchive: "unarchived" } as const;
+
+/** Where a chat goes in your own list: pinned at the top, or put away in the archive (and back). */
+async function placeCommand(command: keyof typeof PLACED, args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <channel-id|@username>`, 2);
+  const s = session();
+  const { channelId } = await s.resolveChannel(ref);
+  const on = !command.startsWith("un");
+  const res = command.endsWith("pin") ? await s.api.channels.pinChannel({ channelId, pinned: on }) : await s.api.channels.archiveChannel({ channelId, archived: on });
+  const c = res.channel!;
+  if (values.json) return json({ channelId, name: await s.channelName(c), pinnedAt: iso(c.pinnedAt), archived: c.archived });
+  out(`${PLACED[command]} ${await s.channelName(c)}`);
+}
+
 async function blocked(values: Values): Promise<void> {
   const s = session();
   for (const b of (await s.api.users.listBlockedUsers({})).blockedUsers) {
@@ -524,8 +557,13 @@ function iso(ts: Message["sentAt"]): string | null {
 }
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => [...(r[i] ?? "")].length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => columns(r[i] ?? ""))));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell + " ".repeat(widths[i]! - columns(cell)))).join("  ").trimEnd()).join("\n");
+}
+
+/** How many terminal columns a cell takes: an emoji such as the pin takes two. */
+function columns(text: string): number {
+  return [...text].reduce((n, ch) => n + (/\p{Extended_Pictographic}/u.test(ch) ? 2 : 1), 0);
 }
 
 function oneLine(text: string, max: number): string {

@@ -98,8 +98,9 @@ export async function pushChannelEvent(
 /**
  * Takes a user out of a group, as LeaveGroup does: the store passes
  * ownership on in the same step, to an heir among the members at that moment
- * (one chosen from an earlier read may be leaving too), the user's mute of
- * the group goes, and the members are told. False when the user was not in
+ * (one chosen from an earlier read may be leaving too), the user's mute,
+ * pin or archiving of the group goes, a note of it goes into the group's
+ * history, and the members are told. False when the user was not in
  * it (a concurrent call, or a removal, got there first).
  */
 export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Sender): Promise<boolean> {
@@ -107,7 +108,7 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
   if (!removed) return false;
   await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
-  await deps.channels.setMute(userId, channel.channelId, undefined);
+  await Promise.all([deps.channels.setMute(userId, channel.channelId, undefined), deps.channels.setPlace(userId, channel.channelId, {})]);
   const view = await channelView(deps, channel);
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
   await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);

@@ -6,7 +6,8 @@ import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
-import { MAX_GROUP_MEMBERS, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
+import { compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
+import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
 import { ChannelEventKind, channelView, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
@@ -76,6 +77,21 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
   const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
 
+  /** The caller's own settings of a channel, as a view shows them: mute, pin, archive. */
+  async function ownSettings(me: Id, channelId: Id, last: { sentAtMs: number } | undefined) {
+    const [mutes, places] = await Promise.all([channels.listMutes(me), channels.listPlaces(me)]);
+    return settingsOf(mutes, places.get(channelId), channelId, last?.sentAtMs);
+  }
+
+  function settingsOf(mutes: ReadonlyMap<Id, number>, place: ChannelPlace | undefined, channelId: Id, lastAtMs: number | undefined) {
+    const mutedUntilMs = activeMute(mutes, channelId);
+    return {
+      mutedUntilMs,
+      pinnedAtMs: place?.pinnedAtMs,
+      archived: isArchived(place, lastAtMs, mutedUntilMs !== undefined),
+    };
+  }
+
   return {
     async openDirect(req, ctx) {
       const me = caller(ctx).userId;
@@ -91,8 +107,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const view = await channelView(deps, channel, member);
       if (channel.channelId === candidate.channelId) {
         await pushChannelEvent(deps, [me, peer], ChannelEventKind.JOINED, view, peer);
+        return { channel: channelToProto(view) };
       }
-      return { channel: channelToProto(view) };
+      // A chat opened again may be muted, pinned or archived.
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async createGroup(req, ctx) {
@@ -117,9 +135,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
     async describeChannel(req, ctx) {
       const me = caller(ctx).userId;
-      const [{ channel, member }, mutes] = await Promise.all([requireMember(deps, v.id("channel_id", req.channelId), me), channels.listMutes(me)]);
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       const view = await channelView(deps, channel, member);
-      return { channel: channelToProto({ ...view, mutedUntilMs: activeMute(mutes, channel.channelId) }) };
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async muteChannel(req, ctx) {
@@ -129,38 +147,76 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (until !== undefined && !(until <= LATEST_MUTE_MS)) throw new ChatError("invalid_argument", "muted_until must be before the year 10000");
       const mutedUntilMs = until !== undefined && until > now() ? until : undefined;
       await channels.setMute(me, channel.channelId, mutedUntilMs);
-      return { channel: channelToProto({ ...(await channelView(deps, channel, member)), mutedUntilMs }) };
+      const view = await channelView(deps, channel, member);
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
+    },
+
+    async pinChannel(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      if (req.pinned) {
+        const places = await channels.listPlaces(me);
+        const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId).length;
+        // Read, then written: two pins at once may both pass. A sixth pin is harmless; the limit keeps the list's top short.
+        if (pinned >= MAX_PINNED_CHANNELS) {
+          throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
+        }
+        // Pinning a pinned channel again keeps its time, and so its place among the pinned.
+        const pinnedAtMs = places.get(channel.channelId)?.pinnedAtMs ?? now();
+        await channels.setPlace(me, channel.channelId, { pinnedAtMs });
+      } else {
+        const place = (await channels.listPlaces(me)).get(channel.channelId);
+        if (place?.pinnedAtMs !== undefined) await channels.setPlace(me, channel.channelId, {});
+      }
+      const view = await channelView(deps, channel, member);
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
+    },
+
+    async archiveChannel(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      // Archiving again moves the time on: what came before it stays archived.
+      await channels.setPlace(me, channel.channelId, req.archived ? { archivedAtMs: now() } : {});
+      const view = await channelView(deps, channel, member);
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async listChannels(req, ctx) {
       const me = caller(ctx).userId;
       const limit = v.limit(req.limit, 50, 200);
-      const [memberships, mutes] = await Promise.all([channels.listMemberships(me), channels.listMutes(me)]);
+      const [memberships, mutes, places] = await Promise.all([channels.listMemberships(me), channels.listMutes(me), channels.listPlaces(me)]);
       const latest = await deps.log.latest(memberships.map((m) => m.channelId));
-      // Activity is the last message, or joining for a channel without newer messages.
       const rows = memberships
-        .map((m) => ({ m, at: Math.max(latest.get(m.channelId)?.sentAtMs ?? 0, m.joinedAtMs) }))
-        .sort((a, b) => b.at - a.at || (b.m.channelId > a.m.channelId ? 1 : b.m.channelId < a.m.channelId ? -1 : 0));
+        .map((m) => {
+          const settings = settingsOf(mutes, places.get(m.channelId), m.channelId, latest.get(m.channelId)?.sentAtMs);
+          // Activity is the last message, or joining for a channel without newer messages.
+          const activityAtMs = Math.max(latest.get(m.channelId)?.sentAtMs ?? 0, m.joinedAtMs);
+          // The archive lists by activity alone: a pin never lives there.
+          const pinnedAtMs = settings.archived ? 0 : (settings.pinnedAtMs ?? 0);
+          return { m, settings, pos: { pinnedAtMs, activityAtMs, channelId: m.channelId } };
+        })
+        .filter((r) => r.settings.archived === req.archived)
+        .sort((a, b) => compareListPositions(a.pos, b.pos));
 
       let start = 0;
       if (req.pageToken) {
         const after = decodePageToken(req.pageToken);
-        start = rows.findIndex((r) => r.at < after.at || (r.at === after.at && r.m.channelId < after.channelId));
+        start = rows.findIndex((r) => compareListPositions(after, r.pos) < 0);
         if (start < 0) start = rows.length;
       }
       const page = rows.slice(start, start + limit);
       const more = start + limit < rows.length;
 
       const views = await Promise.all(
-        page.map(async ({ m }) => {
+        page.map(async ({ m, settings }) => {
           const channel = await channels.getChannel(m.channelId);
-          return channel ? { ...(await channelView(deps, channel, m, latest)), mutedUntilMs: activeMute(mutes, m.channelId) } : undefined;
+          return channel ? { ...(await channelView(deps, channel, m, latest)), ...settings } : undefined;
         }),
       );
       const lastRow = page[page.length - 1];
       return {
         channels: views.flatMap((view) => (view ? [channelToProto(view)] : [])),
-        nextPageToken: more && lastRow ? encodePageToken(lastRow.at, lastRow.m.channelId) : "",
+        nextPageToken: more && lastRow ? encodePageToken(lastRow.pos) : "",
       };
     },
 
@@ -210,7 +266,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }
       };
       if ((await channels.removeMember(channel.channelId, target, check)).removed) {
-        await channels.setMute(target, channel.channelId, undefined);
+        await Promise.all([channels.setMute(target, channel.channelId, undefined), channels.setPlace(target, channel.channelId, {})]);
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
@@ -246,8 +302,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       await channels.updateTitle(channel.channelId, title, managerCheck(me));
       if (title !== channel.title) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
       const view = await channelView(deps, { ...channel, title }, member);
+      // The event goes to every member, so it carries nobody's own settings; the answer carries the caller's.
       await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
-      return { channel: channelToProto(view) };
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async leaveGroup(req, ctx) {
@@ -259,12 +316,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   };
 }
 
-function encodePageToken(at: number, channelId: Id): string {
-  return Buffer.from(`${at}:${channelId}`).toString("base64url");
+function encodePageToken(p: ListPosition): string {
+  return Buffer.from(`${p.pinnedAtMs}:${p.activityAtMs}:${p.channelId}`).toString("base64url");
 }
 
-function decodePageToken(token: string): { at: number; channelId: Id } {
-  const m = /^(\d{1,16}):(\d{1,20})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
+/** Also reads the tokens of builds before pins ("activity:channel"), as a position among the unpinned. */
+function decodePageToken(token: string): ListPosition {
+  const m = /^(?:(\d{1,16}):)?(\d{1,16}):(\d{1,20})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
   if (!m) throw new ChatError("invalid_argument", "page_token is not one this server issued");
-  return { at: Number(m[1]), channelId: BigInt(m[2]!) };
+  return { pinnedAtMs: Number(m[1] ?? 0), activityAtMs: Number(m[2]), channelId: BigInt(m[3]!) };
 }

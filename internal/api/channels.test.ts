@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelKind, ChannelNoteKind, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
@@ -247,6 +247,84 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await inboxOf(m2!), [2n, 3n, 4n]);
     assert.deepEqual(await inboxOf(owner!), [1n, 2n, 3n, 4n, 5n]);
     assert.deepEqual(await inboxOf(admin!), [1n, 2n, 3n, 4n, 5n, 6n]);
+  });
+
+  it("pins chats at the top and archives them out of the list; a message brings an archived chat back unless it is muted", async () => {
+    const me = await api.signUp();
+    const peers = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const [dmB, dmC, dmD] = await Promise.all(peers.map(async (p) => (await me.c.channels.openDirect({ userId: p!.userId })).channel!.channelId));
+    for (const [i, dm] of [dmB, dmC, dmD].entries()) {
+      api.clock.ms += 1000;
+      await send(peers[i]!, dm!, `hello ${i}`);
+    }
+    const list = async (archived = false) => (await me.c.channels.listChannels({ archived })).channels.map((c) => c.channelId);
+    const paged = async (archived = false) => {
+      const ids: Id[] = [];
+      let pageToken = "";
+      do {
+        const page = await me.c.channels.listChannels({ archived, limit: 1, pageToken });
+        ids.push(...page.channels.map((c) => c.channelId));
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return ids;
+    };
+    assert.deepEqual(await list(), [dmD, dmC, dmB]);
+
+    api.clock.ms += 1000;
+    const pinnedB = (await me.c.channels.pinChannel({ channelId: dmB!, pinned: true })).channel!;
+    assert.equal(timestampMs(pinnedB.pinnedAt!), api.clock.ms);
+    api.clock.ms += 1000;
+    await me.c.channels.pinChannel({ channelId: dmC!, pinned: true });
+    api.clock.ms += 1000;
+    await me.c.channels.pinChannel({ channelId: dmB!, pinned: true }); // again: keeps its place
+    assert.deepEqual(await list(), [dmC, dmB, dmD], "the most recently pinned first, then by activity");
+    assert.deepEqual(await paged(), [dmC, dmB, dmD], "pages follow the same order");
+
+    api.clock.ms += 1000;
+    await me.c.channels.archiveChannel({ channelId: dmD!, archived: true });
+    const archivedC = (await me.c.channels.archiveChannel({ channelId: dmC!, archived: true })).channel!;
+    assert.deepEqual([archivedC.archived, archivedC.pinnedAt], [true, undefined], "archiving unpins");
+    assert.deepEqual(await list(), [dmB]);
+    assert.deepEqual(await list(true), [dmD, dmC]);
+    assert.deepEqual(await paged(true), [dmD, dmC]);
+
+    // A message brings an archived chat back; a muted one stays archived.
+    await me.c.channels.muteChannel({ channelId: dmC!, mutedUntil: timestampFromMs(Date.UTC(9999, 0, 1)) });
+    api.clock.ms += 1000;
+    await send(peers[2]!, dmD!, "back?");
+    api.clock.ms += 1000;
+    await send(peers[1]!, dmC!, "still quiet");
+    assert.deepEqual(await list(), [dmB, dmD]);
+    assert.deepEqual(await list(true), [dmC]);
+    assert.equal((await me.c.channels.describeChannel({ channelId: dmD! })).channel!.archived, false);
+    assert.equal((await me.c.channels.describeChannel({ channelId: dmC! })).channel!.archived, true);
+    await me.c.channels.archiveChannel({ channelId: dmC!, archived: false });
+    assert.deepEqual(await list(), [dmB, dmC, dmD]);
+    assert.deepEqual(await list(true), []);
+
+    // At most five pinned; unpinning makes room.
+    const groups = await Promise.all([1, 2, 3, 4].map(async (n) => (await me.c.channels.createGroup({ title: `g${n}`, memberUserIds: [] })).channel!.channelId));
+    for (const g of groups) await me.c.channels.pinChannel({ channelId: g, pinned: true });
+    const sixth = await rpcError(() => me.c.channels.pinChannel({ channelId: dmC!, pinned: true }));
+    assert.equal(sixth.code, Code.InvalidArgument);
+    assert.match(sixth.rawMessage, /at most 5 chats can be pinned/);
+    await me.c.channels.pinChannel({ channelId: dmB!, pinned: false });
+    await me.c.channels.pinChannel({ channelId: dmC!, pinned: true });
+
+    // Leaving a group forgets its place: back in it, it is not pinned.
+    const owner = peers[0]!;
+    const g = (await owner.c.channels.createGroup({ title: "in and out", memberUserIds: [me.userId] })).channel!.channelId;
+    await me.c.channels.pinChannel({ channelId: groups[0]!, pinned: false });
+    await me.c.channels.pinChannel({ channelId: g, pinned: true });
+    await me.c.channels.leaveGroup({ channelId: g });
+    await owner.c.channels.addMembers({ channelId: g, userIds: [me.userId] });
+    assert.equal((await me.c.channels.describeChannel({ channelId: g })).channel!.pinnedAt, undefined);
+    // Every answer that returns the chat to its user carries their settings.
+    assert.notEqual((await me.c.channels.openDirect({ userId: peers[1]!.userId })).channel!.pinnedAt, undefined);
+    assert.notEqual((await me.c.channels.updateGroup({ channelId: groups[1]!, title: "renamed" })).channel!.pinnedAt, undefined);
+    // A pin is the pinner's alone: the other side of the chat sees none.
+    assert.notEqual((await me.c.channels.describeChannel({ channelId: dmC! })).channel!.pinnedAt, undefined);
+    assert.equal((await peers[1]!.c.channels.describeChannel({ channelId: dmC! })).channel!.pinnedAt, undefined);
   });
 
   it("does not count the user's own messages as unread", async () => {

@@ -86,6 +86,10 @@ export interface ChannelView {
   ownNewestUnreadSeq?: bigint;
   /** Until when the caller muted the channel's pushes, while that is ahead. */
   mutedUntilMs?: number;
+  /** When the caller pinned the channel, while it is pinned. */
+  pinnedAtMs?: number;
+  /** The caller archived the channel and nothing brought it back since (places.ts isArchived). */
+  archived?: boolean;
 }
 
 export function channelToProto(v: ChannelView): Channel {
@@ -112,5 +116,7 @@ export function channelToProto(v: ChannelView): Channel {
     myRole: v.me ? roleToProto(v.me.role) : PbMemberRole.UNSPECIFIED,
     peerUserId: v.peerUserId ?? 0n,
     mutedUntil: v.mutedUntilMs !== undefined ? timestampFromMs(v.mutedUntilMs) : undefined,
+    pinnedAt: v.pinnedAtMs !== undefined ? timestampFromMs(v.pinnedAtMs) : undefined,
+    archived: v.archived ?? false,
   });
 }

@@ -1,4 +1,4 @@
-import type { ChannelRecord, Id, MemberRecord, MemberRole } from "../model/types.js";
+import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../model/types.js";
 
 /**
  * A rule a membership change must pass, run on the channel's members (in join
@@ -85,4 +85,12 @@ export interface ChannelStore {
   setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void>;
   /** The user's mutes by channel id, expired ones included (the caller compares with its clock). */
   listMutes(userId: Id): Promise<Map<Id, number>>;
+
+  /**
+   * Pins or archives a channel in the user's list, or neither (an empty
+   * place). The user's alone, like a mute, and kept apart from membership.
+   */
+  setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void>;
+  /** The user's pinned and archived channels by channel id. */
+  listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>>;
 }

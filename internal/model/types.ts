@@ -63,6 +63,19 @@ export interface ChannelRecord {
   createdBy: Id;
 }
 
+/**
+ * Where a channel sits in one user's list, by their own choice: pinned at
+ * the top (since when), or archived (since when; a later message brings it
+ * back unless the user muted it). At most one of the two is set.
+ */
+export interface ChannelPlace {
+  pinnedAtMs?: number;
+  archivedAtMs?: number;
+}
+
+/** Channels a user may pin at once. */
+export const MAX_PINNED_CHANNELS = 5;
+
 export interface MemberRecord {
   channelId: Id;
   userId: Id;

@@ -626,6 +626,64 @@ describe("web client in headless Chromium", function () {
     assert.equal(await chat.getByTestId("channel-last").textContent(), lastNote);
   });
 
+  it("pins a chat to the top and archives another: the pin survives a reload, the archive has its own list, and a message brings the chat back live", async () => {
+    const pat = await signUp(chatd.httpUrl, "pat");
+    const [quinn, rosa, sam] = [await signUp(chatd.httpUrl, "quinn"), await signUp(chatd.httpUrl, "rosa"), await signUp(chatd.httpUrl, "sam")];
+    // Oldest first: the list starts as sam, rosa, quinn.
+    const chatWith = new Map<TestUser, bigint>();
+    for (const peer of [quinn, rosa, sam]) {
+      const { channelId } = (await peer.api.channels.openDirect({ userId: pat.userId })).channel!;
+      await sendWithRetry(peer, channelId, `hi from ${peer.username}`);
+      chatWith.set(peer, channelId);
+    }
+    const { page } = await newPage("pat");
+    await logInInPage(page, chatd.httpUrl, pat.username, pat.password);
+    await waitList(page, "channels", [sam, rosa, quinn]);
+    const row = (peer: TestUser) => page.locator(`[data-testid=channels] [data-testid=channel][data-channel-id="${chatWith.get(peer)}"]`);
+
+    await row(quinn).click();
+    await page.locator('[data-testid=pin-toggle][aria-pressed="false"]', { hasText: "Pin" }).click();
+    await page.locator('[data-testid=pin-toggle][aria-pressed="true"]', { hasText: "Unpin" }).waitFor({ timeout: 10_000 });
+    await waitList(page, "channels", [quinn, sam, rosa]);
+    await row(quinn).getByTestId("channel-pinned").waitFor();
+    assert.equal(await page.locator("[data-testid=channels] [data-testid=channel-pinned]").count(), 1, "only the pinned chat has the mark");
+    // A new message elsewhere does not move the pinned chat from the top.
+    await sendWithRetry(rosa, chatWith.get(rosa)!, "still here");
+    await waitList(page, "channels", [quinn, rosa, sam]);
+    await page.reload();
+    await waitConnected(page);
+    await waitList(page, "channels", [quinn, rosa, sam]);
+    await row(quinn).getByTestId("channel-pinned").waitFor();
+
+    await row(rosa).click();
+    await page.locator('[data-testid=archive-toggle][aria-pressed="false"]').click();
+    await page.locator('[data-testid=archive-toggle][aria-pressed="true"]', { hasText: "Unarchive" }).waitFor({ timeout: 10_000 });
+    await waitList(page, "channels", [quinn, sam]);
+    await page.getByTestId("archived-toggle").filter({ hasText: "Archived (1)" }).click();
+    await waitList(page, "archived-channels", [rosa]);
+    await page.getByTestId("archived-back").click();
+    await waitList(page, "channels", [quinn, sam]);
+
+    // Rosa writes: the chat is not muted, so it comes back to the list (after the pinned one) without a reload, and the archive is empty.
+    await sendWithRetry(rosa, chatWith.get(rosa)!, "are you ignoring me?");
+    await waitList(page, "channels", [quinn, rosa, sam]);
+    await page.getByTestId("archived-toggle").waitFor({ state: "detached" });
+    await page.locator('[data-testid=archive-toggle][aria-pressed="false"]').waitFor();
+
+    // Five pinned at most: four more through the API, then a sixth from the page is refused with the server's reason.
+    for (let i = 1; i <= 4; i++) {
+      const { channelId } = (await pat.api.channels.createGroup({ title: `Pinned ${i}`, memberUserIds: [sam.userId] })).channel!;
+      await pat.api.channels.pinChannel({ channelId, pinned: true });
+    }
+    await row(sam).click();
+    await page.getByTestId("pin-toggle").click();
+    await page.getByTestId("toast").filter({ hasText: "at most 5 chats can be pinned; unpin one first" }).waitFor({ timeout: 10_000 });
+    await page.locator('[data-testid=pin-toggle][aria-pressed="false"]').waitFor();
+    // The browser logs the refused call's 400 by itself; the client logs nothing, and anything else still fails the test.
+    const refused = await waitFor(() => problems.find((p) => /^pat: console error: .*status of 400/.test(p)), "the browser's line for the refused pin", 10_000);
+    problems.splice(problems.indexOf(refused), 1);
+  });
+
   describe("browser notifications", () => {
     const password = "correct horse battery";
     /** Chromium's own words when a page subscribes in an incognito-like context, as every playwright context is; not the client's. */
@@ -866,6 +924,18 @@ const STAND_IN_PUSH_SERVICE = `(() => {
     return asSubscription(s);
   };
 })();`;
+
+/** Waits until a sidebar list (by its test id) shows the direct chats with these peers, in this order. */
+async function waitList(page: Page, testid: string, peers: TestUser[]): Promise<void> {
+  const want = JSON.stringify(peers.map((p) => p.username));
+  let seen = "";
+  const names = () => page.locator(`[data-testid=${testid}] [data-testid=channel]`).evaluateAll((els) => els.map((e) => e.getAttribute("data-name")));
+  try {
+    await waitFor(async () => (seen = JSON.stringify(await names())) === want, `the ${testid} list`, 10_000, 50);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; shown: ${seen}, wanted: ${want}`);
+  }
+}
 
 /** The open chat from top to bottom: each message's text, each note's sentence after "— ". */
 async function timeline(page: Page): Promise<string[]> {

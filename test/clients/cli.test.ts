@@ -415,6 +415,60 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
   });
 
+  it("pins a chat to the top of chats with a mark, archives one into chats --archived, and refuses a sixth pin with the server's reason", async () => {
+    // A user of its own: pins and the archive would reorder the others' lists.
+    const pia = new CliUser(`pia_${suffix}`, chatd.httpUrl);
+    try {
+      await pia.ok("signup", pia.username);
+      const piaId = BigInt(JSON.parse(await pia.ok("whoami", "--json")).userId);
+      const peers: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const peer = await signUp(chatd.httpUrl, "peer");
+        await peer.api.channels.openDirect({ userId: piaId });
+        peers.push(`@${peer.username}`);
+      }
+      const list = async (...args: string[]) =>
+        (await pia.ok("chats", "--json", ...args))
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { name: string; pinnedAt: string | null; archived: boolean });
+      const [oldest, second] = [peers[0]!, peers[1]!];
+      assert.equal((await list()).at(-1)!.name, oldest);
+
+      assert.equal(await pia.ok("pin", oldest), `pinned ${oldest}\n`);
+      const pinned = await list();
+      assert.equal(pinned[0]!.name, oldest);
+      assert.match(pinned[0]!.pinnedAt ?? "", /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+      assert.deepEqual(pinned.slice(1).map((c) => c.pinnedAt), [null, null, null, null, null]);
+      const table = (await pia.ok("chats")).split("\n");
+      assert.match(table[1]!, new RegExp(`^\\d+\\s+📌 ${oldest}\\s`));
+      assert.equal(table.filter((l) => l.includes("📌")).length, 1);
+
+      const archived = JSON.parse(await pia.ok("archive", second, "--json"));
+      assert.deepEqual([archived.name, archived.archived, archived.pinnedAt], [second, true, null]);
+      assert.ok(!(await list()).some((c) => c.name === second), "an archived chat leaves chats");
+      assert.deepEqual((await list("--archived")).map((c) => [c.name, c.archived]), [[second, true]]);
+      assert.match(await pia.ok("chats", "--archived"), new RegExp(`\\d+\\s+${second}\\s`));
+      assert.equal(await pia.ok("unarchive", second), `unarchived ${second}\n`);
+      assert.equal(await pia.ok("chats", "--archived"), "No archived chats.\n");
+      assert.equal((await pia.run("pin", second, "--archived")).code, 2, "--archived goes with chats alone");
+
+      for (const peer of peers.slice(1, 5)) await pia.ok("pin", peer);
+      const refused = await pia.run("pin", peers[5]!);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /at most 5 chats can be pinned; unpin one first/);
+      // The most recently pinned first; the one refused stays below them.
+      assert.deepEqual(
+        (await list()).map((c) => c.name),
+        [peers[4], peers[3], peers[2], peers[1], peers[0], peers[5]],
+      );
+      assert.equal(await pia.ok("unpin", oldest), `unpinned ${oldest}\n`);
+    } finally {
+      pia.cleanup();
+    }
+  });
+
   it("lets a group's owner delete anyone's message, but a member only their own", async () => {
     const created = JSON.parse(await alice.ok("group", "Edit crew", `@${bob.username}`, "--json"));
     const group = String(created.channelId);

@@ -15,7 +15,7 @@ import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
 import { messageList, quoteExcerpt, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
-import { channelItem, sidebarNote, userItem } from "./views/sidebar.js";
+import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
 
 /** "Muted until further notice": the latest time MuteChannel takes. */
 const MUTED_FOR_GOOD = timestampFromMs(Date.UTC(9999, 11, 31));
@@ -122,6 +122,8 @@ export class ChatApp {
   private readonly cleanups: (() => void)[] = [];
   private open?: OpenChat;
   private channelsLoaded = false;
+  /** The sidebar shows the archived chats instead of the list. */
+  private showArchive = false;
   private searchSeq = 0;
   private searchTimer?: number;
   private lastTypingSent = 0;
@@ -239,11 +241,28 @@ export class ChatApp {
   }
 
   /** Mutes the open chat's notifications for good, or unmutes it. */
-  private async toggleMute(): Promise<void> {
+  private toggleMute(): Promise<void> {
+    return this.changeOwnSetting((c) => this.api.channels.muteChannel({ channelId: c.channelId, mutedUntil: isMuted(c) ? undefined : MUTED_FOR_GOOD }));
+  }
+
+  private togglePin(): Promise<void> {
+    return this.changeOwnSetting((c) => this.api.channels.pinChannel({ channelId: c.channelId, pinned: !c.pinnedAt }));
+  }
+
+  private toggleArchive(): Promise<void> {
+    return this.changeOwnSetting((c) => this.api.channels.archiveChannel({ channelId: c.channelId, archived: !c.archived }));
+  }
+
+  /**
+   * One of my own settings of the open chat (mute, pin, archive). The answer
+   * is the chat with all of them as they now are: one can change another
+   * (pinning unarchives, archiving unpins, unmuting may bring a chat back).
+   */
+  private async changeOwnSetting(call: (c: Channel) => Promise<{ channel?: Channel }>): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
     if (!c) return;
     try {
-      const res = await this.api.channels.muteChannel({ channelId: c.channelId, mutedUntil: isMuted(c) ? undefined : MUTED_FOR_GOOD });
+      const res = await call(c);
       if (res.channel) this.upsertChannel(res.channel);
     } catch (err) {
       this.toast(describeError(err));
@@ -347,6 +366,8 @@ export class ChatApp {
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.block.addEventListener("click", () => void this.toggleBlock());
     ui.mute.addEventListener("click", () => void this.toggleMute());
+    ui.pin.addEventListener("click", () => void this.togglePin());
+    ui.archive.addEventListener("click", () => void this.toggleArchive());
     ui.find.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") void this.find(0n);
       if (ev.key === "Escape") this.clearFind();
@@ -441,16 +462,10 @@ export class ChatApp {
 
   // ---------------------------------------------------------------- data
 
+  /** The list and the archive both: the list shows how many are archived, and a live message may bring one back. */
   private async loadChannels(): Promise<void> {
     try {
-      const all: Channel[] = [];
-      let pageToken = "";
-      for (let page = 0; page < 10; page++) {
-        const res = await this.api.channels.listChannels({ limit: 200, pageToken });
-        all.push(...res.channels);
-        pageToken = res.nextPageToken;
-        if (!pageToken) break;
-      }
+      const all = (await Promise.all([this.listChannels(false), this.listChannels(true)])).flat();
       if (this.destroyed) return;
       this.channels.clear();
       for (const c of all) this.channels.set(key(c.channelId), c);
@@ -464,6 +479,18 @@ export class ChatApp {
       this.toast(describeError(err));
       this.renderSidebar();
     }
+  }
+
+  private async listChannels(archived: boolean): Promise<Channel[]> {
+    const all: Channel[] = [];
+    let pageToken = "";
+    for (let page = 0; page < 10; page++) {
+      const res = await this.api.channels.listChannels({ limit: 200, pageToken, archived });
+      all.push(...res.channels);
+      pageToken = res.nextPageToken;
+      if (!pageToken) break;
+    }
+    return all;
   }
 
   /** One channel, as the caller sees it (unread, role, peer). */
@@ -571,6 +598,7 @@ export class ChatApp {
     const messages = changes.length === 0 ? entries : entries.filter((m) => !isChange(m));
     const unknown = new Set<bigint>();
     const senders: bigint[] = [];
+    let openUnarchived = false;
     for (const m of messages) {
       const c = this.channels.get(key(m.channelId));
       const mine = m.senderUserId === this.me;
@@ -585,6 +613,12 @@ export class ChatApp {
       if (m.seq > c.lastSeq) {
         c.lastSeq = m.seq;
         c.lastMessage = m;
+        // The server's rule (internal/channels/places.ts), so the chat is back in the list without asking:
+        // a new message brings an archived chat back unless it is muted.
+        if (c.archived && !isMuted(c)) {
+          c.archived = false;
+          openUnarchived ||= this.open?.id === c.channelId;
+        }
         const seen = mine || (this.open?.id === m.channelId && this.isVisible());
         if (mine) {
           c.readSeq = m.seq;
@@ -602,6 +636,7 @@ export class ChatApp {
     // After the messages: a change always comes after the message it changes.
     if (changes.length > 0) this.applyChanges(changes);
     this.renderTyping();
+    if (openUnarchived) this.renderHeader();
     for (const id of unknown) void this.describe(id);
     // A note may name members this client has not met yet: its line is shown again once their names are in.
     const notesHere = open?.loaded && messages.some((m) => isNote(m) && m.channelId === open.id);
@@ -1096,6 +1131,7 @@ export class ChatApp {
     try {
       const c = (await this.api.channels.openDirect({ userId: user.userId })).channel!;
       this.users.set(key(user.userId), user);
+      // OpenDirect answers a chat opened again with my own settings of it (mute, pin, archive).
       this.upsertChannel(c);
       this.ui.search.value = "";
       this.renderSidebar();
@@ -1181,40 +1217,58 @@ export class ChatApp {
 
   private renderSidebar(): void {
     if (this.destroyed || this.ui.search.value.trim()) return;
-    const sorted = [...this.channels.values()].sort((a, b) => activity(b) - activity(a));
-    const total = sorted.reduce((n, c) => n + Number(c.unreadCount), 0);
+    const all = [...this.channels.values()];
+    const listed = all.filter((c) => !c.archived);
+    // Archived chats are put out of sight: their unread does not call for attention either.
+    const total = listed.reduce((n, c) => n + Number(c.unreadCount), 0);
     document.title = total > 0 ? `(${total}) Chat` : "Chat";
     if (!this.channelsLoaded) {
       replaceChildren(this.ui.sidebarBody, sidebarNote("Loading chats…"));
       return;
     }
-    if (sorted.length === 0) {
+    const archived = all.length - listed.length;
+    if (this.showArchive) return this.renderArchive(all.filter((c) => c.archived));
+    if (all.length === 0) {
       replaceChildren(this.ui.sidebarBody, sidebarNote("No chats yet. Find someone by username above, or start a group.", "no-chats"));
       return;
     }
     replaceChildren(
       this.ui.sidebarBody,
-      h(
-        "ul",
-        { class: "list", "data-testid": "channels" },
-        sorted.map((c) =>
-          channelItem(
-            {
-              channel: c,
-              name: this.channelName(c),
-              presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
-              senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
-              lastNote: c.lastMessage && isNote(c.lastMessage) ? this.noteText(c.lastMessage) : undefined,
-              mine: c.lastMessage?.senderUserId === this.me,
-              active: this.open?.id === c.channelId,
-              typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
-              muted: isMuted(c),
-            },
-            (id) => this.go(id),
-          ),
-        ),
-      ),
+      h("ul", { class: "list", "data-testid": "channels" }, this.channelItems(listed), archived > 0 ? archivedItem(archived, () => this.switchSidebar(true)) : null),
     );
+  }
+
+  private renderArchive(archived: Channel[]): void {
+    replaceChildren(
+      this.ui.sidebarBody,
+      h("ul", { class: "list", "data-testid": "archived-channels" }, chatsItem(() => this.switchSidebar(false)), this.channelItems(archived)),
+      archived.length === 0 ? sidebarNote("No archived chats.", "no-archived") : null,
+    );
+  }
+
+  private switchSidebar(archive: boolean): void {
+    this.showArchive = archive;
+    this.renderSidebar();
+  }
+
+  /** Rows in the server's order: pinned first, the most recently pinned first; then by latest activity. */
+  private channelItems(list: Channel[]): HTMLElement[] {
+    return list.sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a)).map((c) => channelItem(this.channelRow(c), (id) => this.go(id)));
+  }
+
+  private channelRow(c: Channel): ChannelRow {
+    return {
+      channel: c,
+      name: this.channelName(c),
+      presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
+      senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
+      lastNote: c.lastMessage && isNote(c.lastMessage) ? this.noteText(c.lastMessage) : undefined,
+      mine: c.lastMessage?.senderUserId === this.me,
+      active: this.open?.id === c.channelId,
+      typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
+      muted: isMuted(c),
+      pinned: c.pinnedAt !== undefined,
+    };
   }
 
   private renderHeader(): void {
@@ -1232,6 +1286,9 @@ export class ChatApp {
     this.ui.mute.textContent = muted ? "Unmute" : "Mute";
     this.ui.mute.title = muted ? "Notifications of this chat are off" : "Turn off notifications of this chat";
     this.ui.mute.dataset.muted = String(muted);
+    const isPinned = c.pinnedAt !== undefined;
+    this.renderToggle(this.ui.pin, isPinned, isPinned ? ["Unpin", "Pinned at the top of your chats"] : ["Pin", "Keep this chat at the top of your chats"]);
+    this.renderToggle(this.ui.archive, c.archived, c.archived ? ["Unarchive", "Archived: back in your chats with its next message, unless muted"] : ["Archive", "Move this chat out of your list until its next message"]);
     const block = this.ui.block;
     block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;
     if (c.kind === ChannelKind.DIRECT && this.blocked) {
@@ -1251,6 +1308,12 @@ export class ChatApp {
       replaceChildren(status, `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}${online > 0 ? `, ${online} online` : ""}`);
       status.title = open.members.map((id) => this.name(id)).join(", ");
     }
+  }
+
+  private renderToggle(button: HTMLButtonElement, pressed: boolean, [label, title]: [string, string]): void {
+    button.textContent = label;
+    button.title = title;
+    button.setAttribute("aria-pressed", String(pressed));
   }
 
   private renderOlder(): void {
@@ -1456,6 +1519,11 @@ export class ChatApp {
 function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
   for (let i = list.length - 1; i >= 0; i--) if (pred(list[i]!)) return list[i];
   return undefined;
+}
+
+/** When the chat was pinned; 0 when it is not, which sorts it after the pinned ones. */
+function pinned(c: Channel): number {
+  return tsMs(c.pinnedAt) ?? 0;
 }
 
 function activity(c: Channel): number {

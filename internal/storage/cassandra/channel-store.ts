@@ -1,7 +1,7 @@
 import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
-import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row, type Statement } from "./session.js";
 
 const toChannel = (r: Row, channelId: Id): ChannelRecord => ({
@@ -93,6 +93,9 @@ export class CassandraChannelStore implements ChannelStore {
       putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
       deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
       mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
+      putPlace: `INSERT INTO ${t("channel_places")} (user_id, channel_id, pinned_at_ms, archived_at_ms) VALUES (?, ?, ?, ?)`,
+      deletePlace: `DELETE FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
+      places: `SELECT channel_id, pinned_at_ms, archived_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
     };
   }
 
@@ -244,6 +247,26 @@ export class CassandraChannelStore implements ChannelStore {
   async listMutes(userId: Id): Promise<Map<Id, number>> {
     const rows = await this.db.rows(this.q.mutes, [userId]);
     return new Map(rows.map((r) => [big(r.get("channel_id")), ms(r.get("until_ms"))]));
+  }
+
+  async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
+    // Plain writes, as mutes: only the user places their own channels. Nulls
+    // (tombstones, on a row rarely written) clear what the place had before.
+    const { pinnedAtMs, archivedAtMs } = place;
+    if (pinnedAtMs === undefined && archivedAtMs === undefined) await this.db.write(this.q.deletePlace, [userId, channelId]);
+    else await this.db.write(this.q.putPlace, [userId, channelId, pinnedAtMs === undefined ? null : msCell(pinnedAtMs), archivedAtMs === undefined ? null : msCell(archivedAtMs)]);
+  }
+
+  async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {
+    const rows = await this.db.rows(this.q.places, [userId]);
+    return new Map(rows.map((r) => {
+      const place: ChannelPlace = {};
+      const pinned = r.get("pinned_at_ms");
+      const archived = r.get("archived_at_ms");
+      if (pinned != null) place.pinnedAtMs = ms(pinned);
+      if (archived != null) place.archivedAtMs = ms(archived);
+      return [big(r.get("channel_id")), place];
+    }));
   }
 
   private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {

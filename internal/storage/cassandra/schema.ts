@@ -110,6 +110,9 @@ const TABLES: Record<string, string> = {
   // A user's channel mutes, apart from the channel partition: notifications
   // read a user's mutes in one partition, and a mute never moves the fence.
   channel_mutes: `(user_id bigint, channel_id bigint, until_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
+  // Channels a user pinned or archived (ChannelStore.setPlace), added to
+  // existing keyspaces by the IF NOT EXISTS on start-up; older builds never read it.
+  channel_places: `(user_id bigint, channel_id bigint, pinned_at_ms bigint, archived_at_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
 
   // Before schema 2, the seq fence of a channel (compare-and-set on
   // last_seq) with a copy of the newest message; now only read, for a channel

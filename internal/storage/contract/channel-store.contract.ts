@@ -386,5 +386,32 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.listMutes(uniqueId()), new Map());
       });
     });
+
+    describe("places (pinned, archived)", () => {
+      const at = 1_767_229_200_000;
+
+      it("keeps a place per user and channel, replaced whole, and drops it when empty", async () => {
+        const [u, c1, c2] = [uniqueId(), uniqueId(), uniqueId()];
+        await s.setPlace(u, c1, { pinnedAtMs: at });
+        await s.setPlace(u, c2, { archivedAtMs: at + 1 });
+        assert.deepStrictEqual(await s.listPlaces(u), new Map([[c1, { pinnedAtMs: at }], [c2, { archivedAtMs: at + 1 }]]));
+        // Archiving the pinned one: the pin goes.
+        await s.setPlace(u, c1, { archivedAtMs: at + 2 });
+        assert.deepStrictEqual((await s.listPlaces(u)).get(c1), { archivedAtMs: at + 2 });
+        await s.setPlace(u, c1, {});
+        assert.deepStrictEqual(await s.listPlaces(u), new Map([[c2, { archivedAtMs: at + 1 }]]));
+        await s.setPlace(u, uniqueId(), {});
+        assert.equal((await s.listPlaces(u)).size, 1, "clearing a place never set changes nothing");
+      });
+
+      it("keeps each user's places apart, even of one channel", async () => {
+        const [a, b, c] = [uniqueId(), uniqueId(), uniqueId()];
+        await s.setPlace(a, c, { pinnedAtMs: at });
+        await s.setPlace(b, c, { archivedAtMs: at });
+        await s.setPlace(b, c, {});
+        assert.deepStrictEqual(await s.listPlaces(a), new Map([[c, { pinnedAtMs: at }]]));
+        assert.deepStrictEqual(await s.listPlaces(b), new Map());
+      });
+    });
   });
 }

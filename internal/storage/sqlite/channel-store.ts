@@ -1,7 +1,7 @@
 import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
-import type { ChannelKind, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { SqliteMessageLog } from "./message-log.js";
 
@@ -46,6 +46,11 @@ function build(db: SqliteDatabase) {
                 ON CONFLICT (user_id, channel_id) DO UPDATE SET until_ms = excluded.until_ms`),
     deleteMute: p("DELETE FROM channel_mutes WHERE user_id = ? AND channel_id = ?"),
     mutes: p("SELECT channel_id, until_ms FROM channel_mutes WHERE user_id = ?"),
+    putPlace: p(`INSERT INTO channel_places (user_id, channel_id, pinned_at_ms, archived_at_ms) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (user_id, channel_id) DO UPDATE SET pinned_at_ms = excluded.pinned_at_ms,
+                                                                 archived_at_ms = excluded.archived_at_ms`),
+    deletePlace: p("DELETE FROM channel_places WHERE user_id = ? AND channel_id = ?"),
+    places: p("SELECT channel_id, pinned_at_ms, archived_at_ms FROM channel_places WHERE user_id = ?"),
   };
   const addMember = (m: MemberRecord): boolean =>
     s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq).changes > 0;
@@ -207,4 +212,26 @@ export class SqliteChannelStore implements ChannelStore {
   async listMutes(userId: Id): Promise<Map<Id, number>> {
     return new Map((this.s.mutes.all(userId) as Row[]).map((r) => [r.channel_id as bigint, Number(r.until_ms)]));
   }
+
+  async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
+    const { pinnedAtMs, archivedAtMs } = place;
+    if (pinnedAtMs === undefined && archivedAtMs === undefined) {
+      this.s.deletePlace.run(userId, channelId);
+      return;
+    }
+    const whole = (ms: number | undefined) => (ms === undefined ? null : Math.trunc(ms));
+    this.s.putPlace.run(userId, channelId, whole(pinnedAtMs), whole(archivedAtMs));
+  }
+
+  async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {
+    return new Map((this.s.places.all(userId) as Row[]).map((r) => [r.channel_id as bigint, placeOf(r.pinned_at_ms, r.archived_at_ms)]));
+  }
+}
+
+/** A place as stored (nulls for what is not set), with only what is set. */
+function placeOf(pinnedAtMs: unknown, archivedAtMs: unknown): ChannelPlace {
+  const place: ChannelPlace = {};
+  if (pinnedAtMs != null) place.pinnedAtMs = Number(pinnedAtMs);
+  if (archivedAtMs != null) place.archivedAtMs = Number(archivedAtMs);
+  return place;
 }

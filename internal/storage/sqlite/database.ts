@@ -332,6 +332,16 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE messages ADD COLUMN note TEXT;
   ALTER TABLE inbox ADD COLUMN note TEXT;
   `,
+  // 13: channels a user pinned or archived in their list; a row only while one is set.
+  `
+  CREATE TABLE channel_places (
+    user_id        INTEGER NOT NULL,
+    channel_id     INTEGER NOT NULL,
+    pinned_at_ms   INTEGER,
+    archived_at_ms INTEGER,
+    PRIMARY KEY (user_id, channel_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

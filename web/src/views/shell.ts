@@ -26,6 +26,10 @@ export interface Shell {
   find: HTMLInputElement;
   findHits: HTMLElement;
   mute: HTMLButtonElement;
+  /** Pins the open chat at the top of the list, or unpins it (aria-pressed). */
+  pin: HTMLButtonElement;
+  /** Moves the open chat to the archive, or back (aria-pressed). */
+  archive: HTMLButtonElement;
   block: HTMLButtonElement;
   scroller: HTMLElement;
   older: HTMLElement;
@@ -82,6 +86,8 @@ export function renderShell(root: HTMLElement): Shell {
     find: h("input", { type: "search", class: "find", placeholder: "Search this chat…", "aria-label": "Search this chat", "data-testid": "find" }),
     findHits: h("div", { class: "find-hits", "data-testid": "find-hits", hidden: true }),
     mute: h("button", { type: "button", class: "ghost small", "data-testid": "mute" }, "Mute"),
+    pin: h("button", { type: "button", class: "ghost small", "data-testid": "pin-toggle", "aria-pressed": "false" }, "Pin"),
+    archive: h("button", { type: "button", class: "ghost small", "data-testid": "archive-toggle", "aria-pressed": "false" }, "Archive"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
@@ -103,7 +109,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.mute, s.block)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.mute, s.pin, s.archive, s.block)),
     s.findHits,
     scroller,
     s.typing,

@@ -15,6 +15,7 @@ export interface ChannelRow {
   typing: boolean;
   /** The chat's pushes are muted: its unread badge is shown quieter. */
   muted: boolean;
+  pinned: boolean;
 }
 
 export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLElement {
@@ -52,12 +53,27 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
           "span",
           { class: "channel-bottom" },
           h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, text),
+          row.pinned ? h("span", { class: "pinned-mark", "data-testid": "channel-pinned", title: "Pinned", "aria-label": "pinned" }, "📌") : null,
           row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
           unread > 0 ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
         ),
       ),
     ),
   );
+}
+
+/** The last row of the chat list, which opens the archive; only there while something is archived. */
+export function archivedItem(count: number, show: () => void): HTMLElement {
+  return sidebarSwitch(`Archived (${count})`, "archived-toggle", show);
+}
+
+/** The first row of the archive, back to the chat list. */
+export function chatsItem(back: () => void): HTMLElement {
+  return sidebarSwitch("← Chats", "archived-back", back);
+}
+
+function sidebarSwitch(label: string, testid: string, onclick: () => void): HTMLElement {
+  return h("li", {}, h("button", { type: "button", class: "channel sidebar-switch", "data-testid": testid, onclick }, label));
 }
 
 export function userItem(user: User, pick: (u: User) => void, extra?: string): HTMLElement {

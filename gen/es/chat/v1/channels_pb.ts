@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/channels.proto.
  */
 export const file_chat_v1_channels: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOAoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiWQoSTXV0ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKE011dGVDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbDLNBgoOQ2hhbm5lbFNlcnZpY2USRQoKT3BlbkRpcmVjdBIaLmNoYXQudjEuT3BlbkRpcmVjdFJlcXVlc3QaGy5jaGF0LnYxLk9wZW5EaXJlY3RSZXNwb25zZRJICgtDcmVhdGVHcm91cBIbLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5DcmVhdGVHcm91cFJlc3BvbnNlElQKD0Rlc2NyaWJlQ2hhbm5lbBIfLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVxdWVzdBogLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVzcG9uc2USSwoMTGlzdENoYW5uZWxzEhwuY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkUKCkFkZE1lbWJlcnMSGi5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0GhsuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJOCg1TZXRNZW1iZXJSb2xlEh0uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoeLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEhsuY2hhdC52MS5VcGRhdGVHcm91cFJlcXVlc3QaHC5jaGF0LnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USRQoKTGVhdmVHcm91cBIaLmNoYXQudjEuTGVhdmVHcm91cFJlcXVlc3QaGy5jaGF0LnYxLkxlYXZlR3JvdXBSZXNwb25zZRJICgtNdXRlQ2hhbm5lbBIbLmNoYXQudjEuTXV0ZUNoYW5uZWxSZXF1ZXN0GhwuY2hhdC52MS5NdXRlQ2hhbm5lbFJlc3BvbnNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiSgoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFyY2hpdmVkGAMgASgIIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiWQoSTXV0ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKE011dGVDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI3ChFQaW5DaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEg4KBnBpbm5lZBgCIAEoCCI3ChJQaW5DaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI9ChVBcmNoaXZlQ2hhbm5lbFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIQCghhcmNoaXZlZBgCIAEoCCI7ChZBcmNoaXZlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwy5wcKDkNoYW5uZWxTZXJ2aWNlEkUKCk9wZW5EaXJlY3QSGi5jaGF0LnYxLk9wZW5EaXJlY3RSZXF1ZXN0GhsuY2hhdC52MS5PcGVuRGlyZWN0UmVzcG9uc2USSAoLQ3JlYXRlR3JvdXASGy5jaGF0LnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBocLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJUCg9EZXNjcmliZUNoYW5uZWwSHy5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlcXVlc3QaIC5jaGF0LnYxLkRlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEksKDExpc3RDaGFubmVscxIcLmNoYXQudjEuTGlzdENoYW5uZWxzUmVxdWVzdBodLmNoYXQudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USSAoLTGlzdE1lbWJlcnMSGy5jaGF0LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBocLmNoYXQudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJFCgpBZGRNZW1iZXJzEhouY2hhdC52MS5BZGRNZW1iZXJzUmVxdWVzdBobLmNoYXQudjEuQWRkTWVtYmVyc1Jlc3BvbnNlEksKDFJlbW92ZU1lbWJlchIcLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBodLmNoYXQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USTgoNU2V0TWVtYmVyUm9sZRIdLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlcXVlc3QaHi5jaGF0LnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJICgtVcGRhdGVHcm91cBIbLmNoYXQudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5VcGRhdGVHcm91cFJlc3BvbnNlEkUKCkxlYXZlR3JvdXASGi5jaGF0LnYxLkxlYXZlR3JvdXBSZXF1ZXN0GhsuY2hhdC52MS5MZWF2ZUdyb3VwUmVzcG9uc2USSAoLTXV0ZUNoYW5uZWwSGy5jaGF0LnYxLk11dGVDaGFubmVsUmVxdWVzdBocLmNoYXQudjEuTXV0ZUNoYW5uZWxSZXNwb25zZRJFCgpQaW5DaGFubmVsEhouY2hhdC52MS5QaW5DaGFubmVsUmVxdWVzdBobLmNoYXQudjEuUGluQ2hhbm5lbFJlc3BvbnNlElEKDkFyY2hpdmVDaGFubmVsEh4uY2hhdC52MS5BcmNoaXZlQ2hhbm5lbFJlcXVlc3QaHy5jaGF0LnYxLkFyY2hpdmVDaGFubmVsUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.OpenDirectRequest
@@ -144,6 +144,14 @@ export type ListChannelsRequest = Message<"chat.v1.ListChannelsRequest"> & {
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * False: the caller's list (pinned channels first, then by latest
+   * activity), without the archived ones. True: the archived ones alone.
+   *
+   * @generated from field: bool archived = 3;
+   */
+  archived: boolean;
 };
 
 /**
@@ -439,6 +447,88 @@ export const MuteChannelResponseSchema: GenMessage<MuteChannelResponse> = /*@__P
   messageDesc(file_chat_v1_channels, 21);
 
 /**
+ * @generated from message chat.v1.PinChannelRequest
+ */
+export type PinChannelRequest = Message<"chat.v1.PinChannelRequest"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * False unpins.
+   *
+   * @generated from field: bool pinned = 2;
+   */
+  pinned: boolean;
+};
+
+/**
+ * Describes the message chat.v1.PinChannelRequest.
+ * Use `create(PinChannelRequestSchema)` to create a new message.
+ */
+export const PinChannelRequestSchema: GenMessage<PinChannelRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 22);
+
+/**
+ * @generated from message chat.v1.PinChannelResponse
+ */
+export type PinChannelResponse = Message<"chat.v1.PinChannelResponse"> & {
+  /**
+   * @generated from field: chat.v1.Channel channel = 1;
+   */
+  channel?: Channel | undefined;
+};
+
+/**
+ * Describes the message chat.v1.PinChannelResponse.
+ * Use `create(PinChannelResponseSchema)` to create a new message.
+ */
+export const PinChannelResponseSchema: GenMessage<PinChannelResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 23);
+
+/**
+ * @generated from message chat.v1.ArchiveChannelRequest
+ */
+export type ArchiveChannelRequest = Message<"chat.v1.ArchiveChannelRequest"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * False brings the channel back to the list.
+   *
+   * @generated from field: bool archived = 2;
+   */
+  archived: boolean;
+};
+
+/**
+ * Describes the message chat.v1.ArchiveChannelRequest.
+ * Use `create(ArchiveChannelRequestSchema)` to create a new message.
+ */
+export const ArchiveChannelRequestSchema: GenMessage<ArchiveChannelRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 24);
+
+/**
+ * @generated from message chat.v1.ArchiveChannelResponse
+ */
+export type ArchiveChannelResponse = Message<"chat.v1.ArchiveChannelResponse"> & {
+  /**
+   * @generated from field: chat.v1.Channel channel = 1;
+   */
+  channel?: Channel | undefined;
+};
+
+/**
+ * Describes the message chat.v1.ArchiveChannelResponse.
+ * Use `create(ArchiveChannelResponseSchema)` to create a new message.
+ */
+export const ArchiveChannelResponseSchema: GenMessage<ArchiveChannelResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 25);
+
+/**
  * ChannelService manages direct and group channels and their membership.
  *
  * @generated from service chat.v1.ChannelService
@@ -553,6 +643,31 @@ export const ChannelService: GenService<{
     methodKind: "unary";
     input: typeof MuteChannelRequestSchema;
     output: typeof MuteChannelResponseSchema;
+  },
+  /**
+   * Pins a channel at the top of the caller's list (the most recently pinned
+   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
+   * of the archive. The caller's own setting.
+   *
+   * @generated from rpc chat.v1.ChannelService.PinChannel
+   */
+  pinChannel: {
+    methodKind: "unary";
+    input: typeof PinChannelRequestSchema;
+    output: typeof PinChannelResponseSchema;
+  },
+  /**
+   * Moves a channel out of the caller's list into the archive
+   * (ListChannels with archived), or back. An archived channel comes back by
+   * itself with its next message, unless the caller muted it. Archiving
+   * unpins. The caller's own setting.
+   *
+   * @generated from rpc chat.v1.ChannelService.ArchiveChannel
+   */
+  archiveChannel: {
+    methodKind: "unary";
+    input: typeof ArchiveChannelRequestSchema;
+    output: typeof ArchiveChannelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_v1_channels, 0);

@@ -57,6 +57,11 @@ export interface ListChannelsRequest {
   limit: number;
   /** Opaque; from the previous response. */
   pageToken: string;
+  /**
+   * False: the caller's list (pinned channels first, then by latest
+   * activity), without the archived ones. True: the archived ones alone.
+   */
+  archived: boolean;
 }
 
 export interface ListChannelsResponse {
@@ -126,6 +131,26 @@ export interface MuteChannelRequest {
 }
 
 export interface MuteChannelResponse {
+  channel?: Channel | undefined;
+}
+
+export interface PinChannelRequest {
+  channelId: bigint;
+  /** False unpins. */
+  pinned: boolean;
+}
+
+export interface PinChannelResponse {
+  channel?: Channel | undefined;
+}
+
+export interface ArchiveChannelRequest {
+  channelId: bigint;
+  /** False brings the channel back to the list. */
+  archived: boolean;
+}
+
+export interface ArchiveChannelResponse {
   channel?: Channel | undefined;
 }
 
@@ -591,7 +616,7 @@ export const DescribeChannelResponse: MessageFns<DescribeChannelResponse> = {
 };
 
 function createBaseListChannelsRequest(): ListChannelsRequest {
-  return { limit: 0, pageToken: "" };
+  return { limit: 0, pageToken: "", archived: false };
 }
 
 export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
@@ -601,6 +626,9 @@ export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(18).string(message.pageToken);
+    }
+    if (message.archived !== false) {
+      writer.uint32(24).bool(message.archived);
     }
     return writer;
   },
@@ -634,6 +662,14 @@ export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.archived = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -654,6 +690,7 @@ export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
     };
   },
 
@@ -665,6 +702,9 @@ export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.archived !== false) {
+      obj.archived = message.archived;
+    }
     return obj;
   },
 
@@ -675,6 +715,7 @@ export const ListChannelsRequest: MessageFns<ListChannelsRequest> = {
     const message = createBaseListChannelsRequest();
     message.limit = object.limit ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.archived = object.archived ?? false;
     return message;
   },
 };
@@ -1859,6 +1900,328 @@ export const MuteChannelResponse: MessageFns<MuteChannelResponse> = {
   },
 };
 
+function createBasePinChannelRequest(): PinChannelRequest {
+  return { channelId: 0n, pinned: false };
+}
+
+export const PinChannelRequest: MessageFns<PinChannelRequest> = {
+  encode(message: PinChannelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.pinned !== false) {
+      writer.uint32(16).bool(message.pinned);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinChannelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinChannelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pinned = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PinChannelRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      pinned: isSet(object.pinned) ? globalThis.Boolean(object.pinned) : false,
+    };
+  },
+
+  toJSON(message: PinChannelRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.pinned !== false) {
+      obj.pinned = message.pinned;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PinChannelRequest>, I>>(base?: I): PinChannelRequest {
+    return PinChannelRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PinChannelRequest>, I>>(object: I): PinChannelRequest {
+    const message = createBasePinChannelRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.pinned = object.pinned ?? false;
+    return message;
+  },
+};
+
+function createBasePinChannelResponse(): PinChannelResponse {
+  return { channel: undefined };
+}
+
+export const PinChannelResponse: MessageFns<PinChannelResponse> = {
+  encode(message: PinChannelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PinChannelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePinChannelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PinChannelResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: PinChannelResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PinChannelResponse>, I>>(base?: I): PinChannelResponse {
+    return PinChannelResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PinChannelResponse>, I>>(object: I): PinChannelResponse {
+    const message = createBasePinChannelResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseArchiveChannelRequest(): ArchiveChannelRequest {
+  return { channelId: 0n, archived: false };
+}
+
+export const ArchiveChannelRequest: MessageFns<ArchiveChannelRequest> = {
+  encode(message: ArchiveChannelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.archived !== false) {
+      writer.uint32(16).bool(message.archived);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArchiveChannelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArchiveChannelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.archived = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArchiveChannelRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
+    };
+  },
+
+  toJSON(message: ArchiveChannelRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.archived !== false) {
+      obj.archived = message.archived;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArchiveChannelRequest>, I>>(base?: I): ArchiveChannelRequest {
+    return ArchiveChannelRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArchiveChannelRequest>, I>>(object: I): ArchiveChannelRequest {
+    const message = createBaseArchiveChannelRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.archived = object.archived ?? false;
+    return message;
+  },
+};
+
+function createBaseArchiveChannelResponse(): ArchiveChannelResponse {
+  return { channel: undefined };
+}
+
+export const ArchiveChannelResponse: MessageFns<ArchiveChannelResponse> = {
+  encode(message: ArchiveChannelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArchiveChannelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArchiveChannelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArchiveChannelResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: ArchiveChannelResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArchiveChannelResponse>, I>>(base?: I): ArchiveChannelResponse {
+    return ArchiveChannelResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArchiveChannelResponse>, I>>(object: I): ArchiveChannelResponse {
+    const message = createBaseArchiveChannelResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
 /** ChannelService manages direct and group channels and their membership. */
 export type ChannelServiceService = typeof ChannelServiceService;
 export const ChannelServiceService = {
@@ -1988,6 +2351,37 @@ export const ChannelServiceService = {
     responseSerialize: (value: MuteChannelResponse): Buffer => Buffer.from(MuteChannelResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MuteChannelResponse => MuteChannelResponse.decode(value),
   },
+  /**
+   * Pins a channel at the top of the caller's list (the most recently pinned
+   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
+   * of the archive. The caller's own setting.
+   */
+  pinChannel: {
+    path: "/chat.v1.ChannelService/PinChannel" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PinChannelRequest): Buffer => Buffer.from(PinChannelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PinChannelRequest => PinChannelRequest.decode(value),
+    responseSerialize: (value: PinChannelResponse): Buffer => Buffer.from(PinChannelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PinChannelResponse => PinChannelResponse.decode(value),
+  },
+  /**
+   * Moves a channel out of the caller's list into the archive
+   * (ListChannels with archived), or back. An archived channel comes back by
+   * itself with its next message, unless the caller muted it. Archiving
+   * unpins. The caller's own setting.
+   */
+  archiveChannel: {
+    path: "/chat.v1.ChannelService/ArchiveChannel" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ArchiveChannelRequest): Buffer =>
+      Buffer.from(ArchiveChannelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ArchiveChannelRequest => ArchiveChannelRequest.decode(value),
+    responseSerialize: (value: ArchiveChannelResponse): Buffer =>
+      Buffer.from(ArchiveChannelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ArchiveChannelResponse => ArchiveChannelResponse.decode(value),
+  },
 } as const;
 
 export interface ChannelServiceServer extends UntypedServiceImplementation {
@@ -2024,6 +2418,19 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    * other members see nothing of it.
    */
   muteChannel: handleUnaryCall<MuteChannelRequest, MuteChannelResponse>;
+  /**
+   * Pins a channel at the top of the caller's list (the most recently pinned
+   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
+   * of the archive. The caller's own setting.
+   */
+  pinChannel: handleUnaryCall<PinChannelRequest, PinChannelResponse>;
+  /**
+   * Moves a channel out of the caller's list into the archive
+   * (ListChannels with archived), or back. An archived channel comes back by
+   * itself with its next message, unless the caller muted it. Archiving
+   * unpins. The caller's own setting.
+   */
+  archiveChannel: handleUnaryCall<ArchiveChannelRequest, ArchiveChannelResponse>;
 }
 
 export interface ChannelServiceClient extends Client {
@@ -2213,6 +2620,47 @@ export interface ChannelServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MuteChannelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Pins a channel at the top of the caller's list (the most recently pinned
+   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
+   * of the archive. The caller's own setting.
+   */
+  pinChannel(
+    request: PinChannelRequest,
+    callback: (error: ServiceError | null, response: PinChannelResponse) => void,
+  ): ClientUnaryCall;
+  pinChannel(
+    request: PinChannelRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PinChannelResponse) => void,
+  ): ClientUnaryCall;
+  pinChannel(
+    request: PinChannelRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PinChannelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves a channel out of the caller's list into the archive
+   * (ListChannels with archived), or back. An archived channel comes back by
+   * itself with its next message, unless the caller muted it. Archiving
+   * unpins. The caller's own setting.
+   */
+  archiveChannel(
+    request: ArchiveChannelRequest,
+    callback: (error: ServiceError | null, response: ArchiveChannelResponse) => void,
+  ): ClientUnaryCall;
+  archiveChannel(
+    request: ArchiveChannelRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ArchiveChannelResponse) => void,
+  ): ClientUnaryCall;
+  archiveChannel(
+    request: ArchiveChannelRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ArchiveChannelResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -603,7 +603,18 @@ export interface Channel {
   /** For direct channels: the other member. */
   peerUserId: bigint;
   /** Set while the caller muted the channel's push notifications (MuteChannel). */
-  mutedUntil?: Date | undefined;
+  mutedUntil?:
+    | Date
+    | undefined;
+  /** Set while the caller pinned the channel (PinChannel): when they did. */
+  pinnedAt?:
+    | Date
+    | undefined;
+  /**
+   * The caller archived the channel (ArchiveChannel) and nothing brought it
+   * back since.
+   */
+  archived: boolean;
 }
 
 export interface User {
@@ -1459,6 +1470,8 @@ function createBaseChannel(): Channel {
     myRole: 0,
     peerUserId: 0n,
     mutedUntil: undefined,
+    pinnedAt: undefined,
+    archived: false,
   };
 }
 
@@ -1514,6 +1527,12 @@ export const Channel: MessageFns<Channel> = {
     }
     if (message.mutedUntil !== undefined) {
       Timestamp.encode(toTimestamp(message.mutedUntil), writer.uint32(98).fork()).join();
+    }
+    if (message.pinnedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.pinnedAt), writer.uint32(106).fork()).join();
+    }
+    if (message.archived !== false) {
+      writer.uint32(112).bool(message.archived);
     }
     return writer;
   },
@@ -1627,6 +1646,22 @@ export const Channel: MessageFns<Channel> = {
             message.mutedUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.pinnedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.archived = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1685,6 +1720,12 @@ export const Channel: MessageFns<Channel> = {
         : isSet(object.muted_until)
         ? fromJsonTimestamp(object.muted_until)
         : undefined,
+      pinnedAt: isSet(object.pinnedAt)
+        ? fromJsonTimestamp(object.pinnedAt)
+        : isSet(object.pinned_at)
+        ? fromJsonTimestamp(object.pinned_at)
+        : undefined,
+      archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
     };
   },
 
@@ -1726,6 +1767,12 @@ export const Channel: MessageFns<Channel> = {
     if (message.mutedUntil !== undefined) {
       obj.mutedUntil = message.mutedUntil.toISOString();
     }
+    if (message.pinnedAt !== undefined) {
+      obj.pinnedAt = message.pinnedAt.toISOString();
+    }
+    if (message.archived !== false) {
+      obj.archived = message.archived;
+    }
     return obj;
   },
 
@@ -1752,6 +1799,8 @@ export const Channel: MessageFns<Channel> = {
       ? BigInt(object.peerUserId)
       : 0n;
     message.mutedUntil = object.mutedUntil ?? undefined;
+    message.pinnedAt = object.pinnedAt ?? undefined;
+    message.archived = object.archived ?? false;
     return message;
   },
 };
