@@ -1,0 +1,80 @@
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import Database from "better-sqlite3";
+
+export interface BackupReport {
+  target: string;
+  /** Each database copied, with its size in the backup. */
+  databases: { name: string; bytes: number }[];
+  /** Every other file or folder copied as it is (signing keys, the VAPID pair). */
+  files: string[];
+  ms: number;
+}
+
+const DATABASE = /\.db$/;
+/** SQLite's companions of a database in WAL mode: their content is in the snapshot. */
+const DATABASE_COMPANION = /\.db-(wal|shm|journal)$/;
+
+/**
+ * Copies a chatd data directory, also while chatd runs. Each SQLite database
+ * goes through `VACUUM INTO`: one read transaction, so the copy is a
+ * consistent snapshot whatever chatd commits meanwhile (the online backup
+ * API copies pages and starts over whenever another connection writes, which
+ * under steady traffic is for ever). Every other file, such as the token
+ * signing keys and the VAPID key pair, is copied as it is: without the keys a
+ * restored chatd would sign everyone out and every browser's push
+ * subscription would end.
+ *
+ * The copy is made beside the target and renamed into place at the end, so
+ * a directory with the target's name is always a finished backup; an
+ * existing target is never written to.
+ */
+export function backupDataDir(source: string, target: string, now: () => number = Date.now): BackupReport {
+  const started = now();
+  const from = resolve(source);
+  const to = resolve(target);
+  if (!existsSync(join(from, "chat.db"))) throw new Error(`no chatd data in ${from} (chat.db is missing)`);
+  if (existsSync(to)) throw new Error(`${to} exists: a backup goes to a new directory and never overwrites one`);
+  if (to === from || to.startsWith(from + "/")) throw new Error(`the backup cannot go inside the data directory ${from}`);
+
+  mkdirSync(dirname(to), { recursive: true });
+  const partial = join(dirname(to), `.${basename(to)}.partial-${process.pid}`);
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(partial, { mode: 0o700 });
+  try {
+    const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
+    for (const name of readdirSync(from).sort()) {
+      if (DATABASE_COMPANION.test(name)) continue;
+      if (DATABASE.test(name)) {
+        copyDatabase(join(from, name), join(partial, name));
+        report.databases.push({ name, bytes: statSync(join(partial, name)).size });
+      } else {
+        cpSync(join(from, name), join(partial, name), { recursive: true, preserveTimestamps: true });
+        report.files.push(name);
+      }
+    }
+    renameSync(partial, to);
+    report.ms = now() - started;
+    return report;
+  } catch (err) {
+    rmSync(partial, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function copyDatabase(path: string, copy: string): void {
+  // Read-only: a backup never migrates, checkpoints or otherwise changes what it copies.
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    db.prepare("VACUUM INTO ?").run(copy);
+  } finally {
+    db.close();
+  }
+  const check = new Database(copy, { readonly: true, fileMustExist: true });
+  try {
+    const result = check.pragma("quick_check", { simple: true });
+    if (result !== "ok") throw new Error(`the copy of ${basename(path)} fails SQLite's quick_check: ${String(result)}`);
+  } finally {
+    check.close();
+  }
+}

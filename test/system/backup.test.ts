@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { apiClients, signUp } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { waitFor } from "../support/wait.js";
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, "../..");
+
+/** `npm run backup -- <target>` as a person runs it, with CHAT_DATA_DIR pointing at `source`. */
+async function backup(source: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", join(ROOT, "cmd/chatd-backup/main.ts"), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, CHAT_DATA_DIR: source },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+  }
+}
+
+describe("npm run backup: a copy of chatd's data directory", function () {
+  this.timeout(180_000);
+  const started: ChatdProcess[] = [];
+  const dirs: string[] = [];
+  const devices: TestDevice[] = [];
+
+  after(async () => {
+    for (const d of devices) await d.close();
+    for (const c of started) await c.stop().catch(() => undefined);
+    for (const d of [...started.map((c) => c.dataDir), ...dirs]) removeDataDir(d);
+  });
+
+  it("copies a consistent snapshot while messages keep coming, which a second chatd serves: accounts, tokens, history, inboxes", async () => {
+    const chatd = await startChatd();
+    started.push(chatd);
+    const [alice, bob] = [await signUp(chatd.httpUrl, "bk"), await signUp(chatd.httpUrl, "bk")];
+    const dm = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    const sender = await new TestDevice(chatd.wsUrl, alice.devices[0]!.token).connect();
+    devices.push(sender);
+    for (let i = 0; i < 20; i++) assert.equal((await sender.send(dm, `before ${i}`)).kind.case, "sendAck");
+
+    // Sends go on through the whole backup: the snapshot must hold a gap-free prefix of them.
+    let sending = true;
+    let acked = 0;
+    const traffic = (async () => {
+      for (let i = 0; sending && i < 5000; i++) if ((await sender.send(dm, `during ${i}`)).kind.case === "sendAck") acked++;
+    })();
+    await waitFor(() => acked >= 5, "sends under way");
+    const ackedBefore = 20 + acked;
+    const target = join(mkdtempSync(join(tmpdir(), "chatd-backup-")), "copy");
+    dirs.push(resolve(target, ".."));
+    const result = await backup(chatd.dataDir, target);
+    sending = false;
+    await traffic;
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^backed up .* to .*copy in [\d.]+ s: chat\.db \([\d.]+ MiB\), queue\.db \([\d.]+ MiB\); keys, vapid\.json\n$/);
+    assert.deepEqual(readdirSync(target).sort(), ["chat.db", "keys", "queue.db", "vapid.json"]);
+
+    const restored = await startChatd({ dataDir: target });
+    started.push(restored);
+    // The signing keys came along: a token from before the backup still signs in.
+    const asAlice = apiClients(restored.httpUrl, alice.devices[0]!.token);
+    const all = [];
+    for (;;) {
+      const page = await asAlice.messages.listMessages({ channelId: dm, anchorSeq: BigInt(all.length), direction: PageDirection.FORWARD, limit: 200 });
+      all.push(...page.messages);
+      if (page.messages.length === 0) break;
+    }
+    assert.ok(all.length >= ackedBefore, `every message acked before the backup began is in it (${all.length} < ${ackedBefore})`);
+    assert.deepEqual(all.map((m) => m.seq), all.map((_, i) => BigInt(i + 1)), "seqs from 1 with no gap");
+    const during = all.length - 20;
+    assert.deepEqual(all.map((m) => m.text), [...[...Array(20).keys()].map((i) => `before ${i}`), ...[...Array(during).keys()].map((i) => `during ${i}`)]);
+    // One transaction: bob's inbox holds exactly the messages the history holds.
+    const inbox: bigint[] = [];
+    for (;;) {
+      const page = await apiClients(restored.httpUrl, bob.devices[0]!.token).messages.syncInbox({ afterInboxSeq: BigInt(inbox.length), limit: 500 });
+      inbox.push(...page.entries.map((e) => e.message!.seq));
+      if (page.entries.length === 0) break;
+    }
+    assert.deepEqual(inbox, all.map((m) => m.seq));
+    // Passwords too.
+    const login = await apiClients(restored.httpUrl).auth.login({ username: bob.username, password: bob.password, device: { name: "restored" } });
+    assert.equal(login.credentials!.userId, bob.userId);
+  });
+
+  it("refuses a target that exists and a directory with no chatd data, saying why and writing nothing", async () => {
+    const base = mkdtempSync(join(tmpdir(), "chatd-backup-"));
+    dirs.push(base);
+    const data = join(base, "data");
+    mkdirSync(data);
+    const noData = await backup(data, join(base, "copy"));
+    assert.equal(noData.code, 1);
+    assert.match(noData.stderr, /^backup: no chatd data in .*data \(chat\.db is missing\)\n$/);
+    assert.equal(existsSync(join(base, "copy")), false);
+
+    writeFileSync(join(data, "chat.db"), "");
+    const taken = join(base, "taken");
+    mkdirSync(taken);
+    const exists = await backup(data, taken);
+    assert.equal(exists.code, 1);
+    assert.match(exists.stderr, /taken exists: a backup goes to a new directory and never overwrites one/);
+    assert.deepEqual(readdirSync(taken), []);
+
+    const usage = await backup(data);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /^usage: npm run backup -- <new directory>/);
+    assert.deepEqual(readdirSync(base).sort(), ["data", "taken"], "no partial copy left behind");
+  });
+});
