@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
@@ -76,6 +77,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   };
 
   const memberIds = async (channelId: Id) => (await channels.listMembers(channelId)).map((m) => m.userId);
+
+  /** The group a code leads to; one reset, revoked or never made is NOT_FOUND, told the same way. */
+  async function invitedChannel(code: string): Promise<ChannelRecord> {
+    const channelId = await channels.channelOfInvite(code);
+    const channel = channelId === undefined ? undefined : await channels.getChannel(channelId);
+    if (!channel) throw new ChatError("not_found", "this invite link does not work: it was reset or revoked, or never was one");
+    return channel;
+  }
 
   /** The caller's own settings of a channel, as a view shows them: mute, pin, archive. */
   async function ownSettings(me: Id, channelId: Id, last: { sentAtMs: number } | undefined) {
@@ -177,6 +186,52 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // Archiving again moves the time on: what came before it stays archived.
       await channels.setPlace(me, channel.channelId, req.archived ? { archivedAtMs: now() } : {});
+      const view = await channelView(deps, channel, member);
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
+    },
+
+    async getInviteLink(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      requireManager(member);
+      const existing = req.reset ? undefined : await channels.inviteCodeOf(channel.channelId);
+      if (existing) return { code: existing };
+      // 128 random bits: guessing one is hopeless, so a code needs no rate of its own.
+      const code = randomBytes(16).toString("base64url");
+      await channels.setInviteCode(channel.channelId, code);
+      return { code };
+    },
+
+    async revokeInviteLink(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireGroup(req.channelId, me);
+      requireManager(member);
+      await channels.setInviteCode(channel.channelId, undefined);
+      return {};
+    },
+
+    async describeInvite(req, ctx) {
+      const me = caller(ctx).userId;
+      const channel = await invitedChannel(v.inviteCode(req.code));
+      const [memberCount, mine] = await Promise.all([channels.memberCount(channel.channelId), channels.getMember(channel.channelId, me)]);
+      return { channelId: channel.channelId, title: channel.title, memberCount, member: mine !== undefined };
+    },
+
+    async joinByInvite(req, ctx) {
+      const me = caller(ctx).userId;
+      const channel = await invitedChannel(v.inviteCode(req.code));
+      let member = await channels.getMember(channel.channelId, me);
+      if (!member) {
+        const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
+        const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq };
+        const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS);
+        if (added.length > 0) {
+          await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
+          const view = await channelView(deps, channel);
+          await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.JOINED, view, me);
+        }
+        member = await channels.getMember(channel.channelId, me);
+      }
       const view = await channelView(deps, channel, member);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },

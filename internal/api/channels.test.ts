@@ -327,6 +327,49 @@ describe("api: ChannelService", () => {
     assert.equal((await peers[1]!.c.channels.describeChannel({ channelId: dmC! })).channel!.pinnedAt, undefined);
   });
 
+  it("lets anyone with a group's invite link join it, until the link is reset or revoked; only its managers see the link", async () => {
+    const [owner, admin, member, joiner, late] = await Promise.all([1, 2, 3, 4, 5].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "open", memberUserIds: [admin!.userId, member!.userId] })).channel!.channelId;
+    await owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+    const { code } = await admin!.c.channels.getInviteLink({ channelId });
+    assert.match(code, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal((await owner!.c.channels.getInviteLink({ channelId })).code, code, "asked again, the same link");
+    assert.equal((await rpcError(() => member!.c.channels.getInviteLink({ channelId }))).code, Code.PermissionDenied);
+    assert.equal((await rpcError(() => joiner!.c.channels.getInviteLink({ channelId }))).code, Code.PermissionDenied);
+
+    assert.deepEqual(await joiner!.c.channels.describeInvite({ code }), { $typeName: "chat.v1.DescribeInviteResponse", channelId, title: "open", memberCount: 3, member: false });
+    const joined = (await joiner!.c.channels.joinByInvite({ code })).channel!;
+    assert.deepEqual([joined.channelId, joined.memberCount, joined.myRole], [channelId, 4, MemberRole.MEMBER]);
+    assert.equal((await joiner!.c.channels.joinByInvite({ code })).channel!.memberCount, 4, "joining again changes nothing");
+    assert.equal((await joiner!.c.channels.describeInvite({ code })).member, true);
+    const note = (await owner!.c.messages.listMessages({ channelId, limit: 1 })).messages[0]!;
+    assert.deepEqual([note.senderUserId, note.note?.kind], [joiner!.userId, ChannelNoteKind.JOINED_BY_INVITE]);
+    const events = api.sessions.framesOf("channel").filter((p) => p.frame.kind.case === "channel" && p.frame.kind.value.userId === joiner!.userId);
+    assert.ok(events.some((p) => p.userIds.includes(owner!.userId)), "the members are told live");
+
+    // A reset link stops working; a revoked one too.
+    const reset = (await owner!.c.channels.getInviteLink({ channelId, reset: true })).code;
+    assert.notEqual(reset, code);
+    for (const call of [() => late!.c.channels.describeInvite({ code }), () => late!.c.channels.joinByInvite({ code })]) {
+      const err = await rpcError(call);
+      assert.equal(err.code, Code.NotFound);
+      assert.match(err.rawMessage, /this invite link does not work/);
+    }
+    await admin!.c.channels.revokeInviteLink({ channelId });
+    assert.equal((await rpcError(() => late!.c.channels.joinByInvite({ code: reset }))).code, Code.NotFound);
+    assert.equal((await rpcError(() => late!.c.channels.joinByInvite({ code: "short" }))).code, Code.InvalidArgument);
+    assert.equal((await member!.c.channels.describeChannel({ channelId })).channel!.memberCount, 4);
+  });
+
+  it("refuses a join by invite link to a full group with group_full", async () => {
+    const owner = await api.signUp();
+    const others = await Promise.all([...Array(99).keys()].map(() => api.signUp()));
+    const channelId = (await owner.c.channels.createGroup({ title: "full", memberUserIds: others.map((u) => u.userId) })).channel!.channelId;
+    const { code } = await owner.c.channels.getInviteLink({ channelId });
+    const late = await api.signUp();
+    assert.equal((await rpcError(() => late.c.channels.joinByInvite({ code }))).chatCode, "ERROR_CODE_GROUP_FULL");
+  });
+
   it("does not count the user's own messages as unread", async () => {
     const [a, b] = await Promise.all([1, 2].map(() => api.signUp()));
     const group = (await a!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;

@@ -44,6 +44,14 @@ export function ids(field: string, vs: readonly Id[], max: number): Id[] {
   return [...new Set(vs)];
 }
 
+const INVITE_CODE = /^[A-Za-z0-9_-]{22}$/;
+
+/** An invite code as GetInviteLink makes them (16 random bytes, base64url); anything else is no code at all. */
+export function inviteCode(s: string): string {
+  if (!INVITE_CODE.test(s)) invalid("code must be the 22 characters of an invite link's code");
+  return s;
+}
+
 /** 0 means the default; larger than max is clamped. */
 export function limit(v: number, dflt: number, max: number): number {
   return v === 0 ? dflt : Math.min(v, max);

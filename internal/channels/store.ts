@@ -93,4 +93,14 @@ export interface ChannelStore {
   setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void>;
   /** The user's pinned and archived channels by channel id. */
   listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>>;
+
+  /**
+   * Makes `code` the group's one invite code, the one before it no longer
+   * working, or leaves the group with none (undefined).
+   */
+  setInviteCode(channelId: Id, code: string | undefined): Promise<void>;
+  /** The group's invite code, if it has one. */
+  inviteCodeOf(channelId: Id): Promise<string | undefined>;
+  /** The group an invite code leads to, while it is that group's code. */
+  channelOfInvite(code: string): Promise<Id | undefined>;
 }

@@ -15,7 +15,7 @@ export function encodeNote(note: ChannelNote): string {
   });
 }
 
-const KINDS = new Set<ChannelNoteKind>(["members_added", "member_removed", "member_left", "title_changed", "role_changed"]);
+const KINDS = new Set<ChannelNoteKind>(["joined_by_invite", "members_added", "member_removed", "member_left", "title_changed", "role_changed"]);
 const ROLES = new Set<MemberRole>(["member", "admin", "owner"]);
 
 /** The note a stored text holds; a text this build cannot read is an error, never a note made up. */

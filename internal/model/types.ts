@@ -127,7 +127,7 @@ export interface NewMessage {
 }
 
 /** A group's creation has no note: the group appearing with its title and members tells it. */
-export type ChannelNoteKind = "members_added" | "member_removed" | "member_left" | "title_changed" | "role_changed";
+export type ChannelNoteKind = "members_added" | "member_removed" | "member_left" | "title_changed" | "role_changed" | "joined_by_invite";
 
 export interface ChannelNote {
   kind: ChannelNoteKind;

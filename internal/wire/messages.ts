@@ -73,6 +73,7 @@ const NOTE_KINDS: [ChannelNoteKind, PbNoteKind][] = [
   ["member_left", PbNoteKind.MEMBER_LEFT],
   ["title_changed", PbNoteKind.TITLE_CHANGED],
   ["role_changed", PbNoteKind.ROLE_CHANGED],
+  ["joined_by_invite", PbNoteKind.JOINED_BY_INVITE],
 ];
 const ROLES: [MemberRole, PbMemberRole][] = [
   ["member", PbMemberRole.MEMBER],

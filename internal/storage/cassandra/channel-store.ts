@@ -96,6 +96,12 @@ export class CassandraChannelStore implements ChannelStore {
       putPlace: `INSERT INTO ${t("channel_places")} (user_id, channel_id, pinned_at_ms, archived_at_ms) VALUES (?, ?, ?, ?)`,
       deletePlace: `DELETE FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
       places: `SELECT channel_id, pinned_at_ms, archived_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
+      inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
+      putInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?)`,
+      dropInviteOf: `DELETE FROM ${t("channel_invites")} WHERE channel_id = ?`,
+      putInviteCode: `INSERT INTO ${t("invite_codes")} (code, channel_id) VALUES (?, ?)`,
+      dropInviteCode: `DELETE FROM ${t("invite_codes")} WHERE code = ?`,
+      channelOfCode: `SELECT channel_id FROM ${t("invite_codes")} WHERE code = ?`,
     };
   }
 
@@ -255,6 +261,32 @@ export class CassandraChannelStore implements ChannelStore {
     const { pinnedAtMs, archivedAtMs } = place;
     if (pinnedAtMs === undefined && archivedAtMs === undefined) await this.db.write(this.q.deletePlace, [userId, channelId]);
     else await this.db.write(this.q.putPlace, [userId, channelId, pinnedAtMs === undefined ? null : msCell(pinnedAtMs), archivedAtMs === undefined ? null : msCell(archivedAtMs)]);
+  }
+
+  async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
+    // The code's row first, then the group's: a code works once the group
+    // names it, and the old code stops at that same write. Its row is then
+    // dropped, best effort: a row left behind leads nowhere (channelOfInvite).
+    const old = await this.inviteCodeOf(channelId);
+    if (code !== undefined) {
+      await this.db.write(this.q.putInviteCode, [code, channelId]);
+      await this.db.write(this.q.putInviteOf, [channelId, code]);
+    } else {
+      await this.db.write(this.q.dropInviteOf, [channelId]);
+    }
+    if (old !== undefined && old !== code) await this.db.write(this.q.dropInviteCode, [old]).catch(() => undefined);
+  }
+
+  async inviteCodeOf(channelId: Id): Promise<string | undefined> {
+    const [row] = await this.db.rows(this.q.inviteOf, [channelId]);
+    return (row?.get("code") as string | null | undefined) ?? undefined;
+  }
+
+  async channelOfInvite(code: string): Promise<Id | undefined> {
+    const [row] = await this.db.rows(this.q.channelOfCode, [code]);
+    if (!row) return undefined;
+    const channelId = big(row.get("channel_id"));
+    return (await this.inviteCodeOf(channelId)) === code ? channelId : undefined;
   }
 
   async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {

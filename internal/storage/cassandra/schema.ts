@@ -113,6 +113,11 @@ const TABLES: Record<string, string> = {
   // Channels a user pinned or archived (ChannelStore.setPlace), added to
   // existing keyspaces by the IF NOT EXISTS on start-up; older builds never read it.
   channel_places: `(user_id bigint, channel_id bigint, pinned_at_ms bigint, archived_at_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
+  // A group's invite code (ChannelStore.setInviteCode) and the way back from
+  // a code; a code counts only while its group's row names it, so a row left
+  // behind by a reset that failed half-way leads nowhere.
+  channel_invites: `(channel_id bigint PRIMARY KEY, code text)`,
+  invite_codes: `(code text PRIMARY KEY, channel_id bigint)`,
 
   // Before schema 2, the seq fence of a channel (compare-and-set on
   // last_seq) with a copy of the newest message; now only read, for a channel

@@ -413,5 +413,34 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.listPlaces(b), new Map());
       });
     });
+
+    describe("invite codes", () => {
+      const code = () => `c${uniqueId().toString(36)}${Math.random().toString(36).slice(2)}`;
+
+      it("keeps one code per group: a new one replaces it, and the old one leads nowhere", async () => {
+        const [g, other] = [uniqueId(), uniqueId()];
+        const [first, second, theirs] = [code(), code(), code()];
+        assert.equal(await s.inviteCodeOf(g), undefined);
+        await s.setInviteCode(g, first);
+        await s.setInviteCode(other, theirs);
+        assert.equal(await s.inviteCodeOf(g), first);
+        assert.equal(await s.channelOfInvite(first), g);
+        await s.setInviteCode(g, second);
+        assert.equal(await s.inviteCodeOf(g), second);
+        assert.equal(await s.channelOfInvite(second), g);
+        assert.equal(await s.channelOfInvite(first), undefined, "a reset code stops working");
+        assert.equal(await s.channelOfInvite(theirs), other, "another group's code is untouched");
+      });
+
+      it("undefined takes a group's code away; an unknown code leads nowhere", async () => {
+        const [g, c] = [uniqueId(), code()];
+        await s.setInviteCode(g, c);
+        await s.setInviteCode(g, undefined);
+        assert.equal(await s.inviteCodeOf(g), undefined);
+        assert.equal(await s.channelOfInvite(c), undefined);
+        assert.equal(await s.channelOfInvite(code()), undefined);
+        await s.setInviteCode(uniqueId(), undefined); // a group that never had one
+      });
+    });
   });
 }

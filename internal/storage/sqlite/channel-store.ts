@@ -51,6 +51,10 @@ function build(db: SqliteDatabase) {
                                                                  archived_at_ms = excluded.archived_at_ms`),
     deletePlace: p("DELETE FROM channel_places WHERE user_id = ? AND channel_id = ?"),
     places: p("SELECT channel_id, pinned_at_ms, archived_at_ms FROM channel_places WHERE user_id = ?"),
+    dropInvite: p("DELETE FROM channel_invites WHERE channel_id = ?"),
+    putInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?)"),
+    inviteOf: p("SELECT code FROM channel_invites WHERE channel_id = ?"),
+    channelOfInvite: p("SELECT channel_id FROM channel_invites WHERE code = ?"),
   };
   const addMember = (m: MemberRecord): boolean =>
     s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq).changes > 0;
@@ -114,7 +118,11 @@ function build(db: SqliteDatabase) {
     s.setRole.run(role, channelId, userId);
     return true;
   });
-  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx };
+  const inviteTx = db.transaction((channelId: Id, code: string | undefined) => {
+    s.dropInvite.run(channelId);
+    if (code !== undefined) s.putInvite.run(code, channelId);
+  });
+  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx };
 }
 
 const ownerRoleFixed = () =>
@@ -221,6 +229,22 @@ export class SqliteChannelStore implements ChannelStore {
     }
     const whole = (ms: number | undefined) => (ms === undefined ? null : Math.trunc(ms));
     this.s.putPlace.run(userId, channelId, whole(pinnedAtMs), whole(archivedAtMs));
+  }
+
+  async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
+    try {
+      this.s.inviteTx(channelId, code);
+    } catch (e) {
+      translateError(e, `invite code of channel ${channelId}`);
+    }
+  }
+
+  async inviteCodeOf(channelId: Id): Promise<string | undefined> {
+    return (this.s.inviteOf.get(channelId) as Row | undefined)?.code as string | undefined;
+  }
+
+  async channelOfInvite(code: string): Promise<Id | undefined> {
+    return (this.s.channelOfInvite.get(code) as Row | undefined)?.channel_id as Id | undefined;
   }
 
   async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {

@@ -342,6 +342,13 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (user_id, channel_id)
   ) WITHOUT ROWID;
   `,
+  // 14: groups' invite codes, one per group.
+  `
+  CREATE TABLE channel_invites (
+    code       TEXT PRIMARY KEY,
+    channel_id INTEGER NOT NULL UNIQUE
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -154,6 +154,47 @@ export interface ArchiveChannelResponse {
   channel?: Channel | undefined;
 }
 
+export interface GetInviteLinkRequest {
+  channelId: bigint;
+  /** Replaces the code: the old one stops working. */
+  reset: boolean;
+}
+
+export interface GetInviteLinkResponse {
+  /**
+   * 22 base64url characters; clients build their own link around it (the
+   * web client's is <origin>/#/join/<code>).
+   */
+  code: string;
+}
+
+export interface RevokeInviteLinkRequest {
+  channelId: bigint;
+}
+
+export interface RevokeInviteLinkResponse {
+}
+
+export interface DescribeInviteRequest {
+  code: string;
+}
+
+export interface DescribeInviteResponse {
+  channelId: bigint;
+  title: string;
+  memberCount: number;
+  /** The caller is in the group already. */
+  member: boolean;
+}
+
+export interface JoinByInviteRequest {
+  code: string;
+}
+
+export interface JoinByInviteResponse {
+  channel?: Channel | undefined;
+}
+
 function createBaseOpenDirectRequest(): OpenDirectRequest {
   return { userId: 0n };
 }
@@ -2222,6 +2263,624 @@ export const ArchiveChannelResponse: MessageFns<ArchiveChannelResponse> = {
   },
 };
 
+function createBaseGetInviteLinkRequest(): GetInviteLinkRequest {
+  return { channelId: 0n, reset: false };
+}
+
+export const GetInviteLinkRequest: MessageFns<GetInviteLinkRequest> = {
+  encode(message: GetInviteLinkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.reset !== false) {
+      writer.uint32(16).bool(message.reset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetInviteLinkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetInviteLinkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reset = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetInviteLinkRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      reset: isSet(object.reset) ? globalThis.Boolean(object.reset) : false,
+    };
+  },
+
+  toJSON(message: GetInviteLinkRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.reset !== false) {
+      obj.reset = message.reset;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetInviteLinkRequest>, I>>(base?: I): GetInviteLinkRequest {
+    return GetInviteLinkRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInviteLinkRequest>, I>>(object: I): GetInviteLinkRequest {
+    const message = createBaseGetInviteLinkRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.reset = object.reset ?? false;
+    return message;
+  },
+};
+
+function createBaseGetInviteLinkResponse(): GetInviteLinkResponse {
+  return { code: "" };
+}
+
+export const GetInviteLinkResponse: MessageFns<GetInviteLinkResponse> = {
+  encode(message: GetInviteLinkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetInviteLinkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetInviteLinkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetInviteLinkResponse {
+    return { code: isSet(object.code) ? globalThis.String(object.code) : "" };
+  },
+
+  toJSON(message: GetInviteLinkResponse): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetInviteLinkResponse>, I>>(base?: I): GetInviteLinkResponse {
+    return GetInviteLinkResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInviteLinkResponse>, I>>(object: I): GetInviteLinkResponse {
+    const message = createBaseGetInviteLinkResponse();
+    message.code = object.code ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeInviteLinkRequest(): RevokeInviteLinkRequest {
+  return { channelId: 0n };
+}
+
+export const RevokeInviteLinkRequest: MessageFns<RevokeInviteLinkRequest> = {
+  encode(message: RevokeInviteLinkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeInviteLinkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeInviteLinkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeInviteLinkRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: RevokeInviteLinkRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeInviteLinkRequest>, I>>(base?: I): RevokeInviteLinkRequest {
+    return RevokeInviteLinkRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeInviteLinkRequest>, I>>(object: I): RevokeInviteLinkRequest {
+    const message = createBaseRevokeInviteLinkRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    return message;
+  },
+};
+
+function createBaseRevokeInviteLinkResponse(): RevokeInviteLinkResponse {
+  return {};
+}
+
+export const RevokeInviteLinkResponse: MessageFns<RevokeInviteLinkResponse> = {
+  encode(_: RevokeInviteLinkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeInviteLinkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeInviteLinkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RevokeInviteLinkResponse {
+    return {};
+  },
+
+  toJSON(_: RevokeInviteLinkResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeInviteLinkResponse>, I>>(base?: I): RevokeInviteLinkResponse {
+    return RevokeInviteLinkResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeInviteLinkResponse>, I>>(_: I): RevokeInviteLinkResponse {
+    const message = createBaseRevokeInviteLinkResponse();
+    return message;
+  },
+};
+
+function createBaseDescribeInviteRequest(): DescribeInviteRequest {
+  return { code: "" };
+}
+
+export const DescribeInviteRequest: MessageFns<DescribeInviteRequest> = {
+  encode(message: DescribeInviteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DescribeInviteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDescribeInviteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DescribeInviteRequest {
+    return { code: isSet(object.code) ? globalThis.String(object.code) : "" };
+  },
+
+  toJSON(message: DescribeInviteRequest): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DescribeInviteRequest>, I>>(base?: I): DescribeInviteRequest {
+    return DescribeInviteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DescribeInviteRequest>, I>>(object: I): DescribeInviteRequest {
+    const message = createBaseDescribeInviteRequest();
+    message.code = object.code ?? "";
+    return message;
+  },
+};
+
+function createBaseDescribeInviteResponse(): DescribeInviteResponse {
+  return { channelId: 0n, title: "", memberCount: 0, member: false };
+}
+
+export const DescribeInviteResponse: MessageFns<DescribeInviteResponse> = {
+  encode(message: DescribeInviteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.title !== "") {
+      writer.uint32(18).string(message.title);
+    }
+    if (message.memberCount !== 0) {
+      writer.uint32(24).uint32(message.memberCount);
+    }
+    if (message.member !== false) {
+      writer.uint32(32).bool(message.member);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DescribeInviteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDescribeInviteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.memberCount = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.member = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DescribeInviteResponse {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      memberCount: isSet(object.memberCount)
+        ? globalThis.Number(object.memberCount)
+        : isSet(object.member_count)
+        ? globalThis.Number(object.member_count)
+        : 0,
+      member: isSet(object.member) ? globalThis.Boolean(object.member) : false,
+    };
+  },
+
+  toJSON(message: DescribeInviteResponse): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.memberCount !== 0) {
+      obj.memberCount = Math.round(message.memberCount);
+    }
+    if (message.member !== false) {
+      obj.member = message.member;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DescribeInviteResponse>, I>>(base?: I): DescribeInviteResponse {
+    return DescribeInviteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DescribeInviteResponse>, I>>(object: I): DescribeInviteResponse {
+    const message = createBaseDescribeInviteResponse();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.title = object.title ?? "";
+    message.memberCount = object.memberCount ?? 0;
+    message.member = object.member ?? false;
+    return message;
+  },
+};
+
+function createBaseJoinByInviteRequest(): JoinByInviteRequest {
+  return { code: "" };
+}
+
+export const JoinByInviteRequest: MessageFns<JoinByInviteRequest> = {
+  encode(message: JoinByInviteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinByInviteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinByInviteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinByInviteRequest {
+    return { code: isSet(object.code) ? globalThis.String(object.code) : "" };
+  },
+
+  toJSON(message: JoinByInviteRequest): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinByInviteRequest>, I>>(base?: I): JoinByInviteRequest {
+    return JoinByInviteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinByInviteRequest>, I>>(object: I): JoinByInviteRequest {
+    const message = createBaseJoinByInviteRequest();
+    message.code = object.code ?? "";
+    return message;
+  },
+};
+
+function createBaseJoinByInviteResponse(): JoinByInviteResponse {
+  return { channel: undefined };
+}
+
+export const JoinByInviteResponse: MessageFns<JoinByInviteResponse> = {
+  encode(message: JoinByInviteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinByInviteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinByInviteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinByInviteResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: JoinByInviteResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinByInviteResponse>, I>>(base?: I): JoinByInviteResponse {
+    return JoinByInviteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinByInviteResponse>, I>>(object: I): JoinByInviteResponse {
+    const message = createBaseJoinByInviteResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
 /** ChannelService manages direct and group channels and their membership. */
 export type ChannelServiceService = typeof ChannelServiceService;
 export const ChannelServiceService = {
@@ -2382,6 +3041,59 @@ export const ChannelServiceService = {
       Buffer.from(ArchiveChannelResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ArchiveChannelResponse => ArchiveChannelResponse.decode(value),
   },
+  /**
+   * The code of the group's invite link (owner and admins), made on first
+   * ask: anyone signed in who has it may join while the group has room.
+   * With reset, the old code stops working and a new one is made.
+   */
+  getInviteLink: {
+    path: "/chat.v1.ChannelService/GetInviteLink" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetInviteLinkRequest): Buffer => Buffer.from(GetInviteLinkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetInviteLinkRequest => GetInviteLinkRequest.decode(value),
+    responseSerialize: (value: GetInviteLinkResponse): Buffer =>
+      Buffer.from(GetInviteLinkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetInviteLinkResponse => GetInviteLinkResponse.decode(value),
+  },
+  /** Stops the group's invite link working (owner and admins). */
+  revokeInviteLink: {
+    path: "/chat.v1.ChannelService/RevokeInviteLink" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeInviteLinkRequest): Buffer =>
+      Buffer.from(RevokeInviteLinkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeInviteLinkRequest => RevokeInviteLinkRequest.decode(value),
+    responseSerialize: (value: RevokeInviteLinkResponse): Buffer =>
+      Buffer.from(RevokeInviteLinkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeInviteLinkResponse => RevokeInviteLinkResponse.decode(value),
+  },
+  /** Where an invite code leads, before joining: the group's title and size. */
+  describeInvite: {
+    path: "/chat.v1.ChannelService/DescribeInvite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DescribeInviteRequest): Buffer =>
+      Buffer.from(DescribeInviteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DescribeInviteRequest => DescribeInviteRequest.decode(value),
+    responseSerialize: (value: DescribeInviteResponse): Buffer =>
+      Buffer.from(DescribeInviteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DescribeInviteResponse => DescribeInviteResponse.decode(value),
+  },
+  /**
+   * Joins the group of an invite code; joining a group one is in already
+   * changes nothing.
+   */
+  joinByInvite: {
+    path: "/chat.v1.ChannelService/JoinByInvite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinByInviteRequest): Buffer => Buffer.from(JoinByInviteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinByInviteRequest => JoinByInviteRequest.decode(value),
+    responseSerialize: (value: JoinByInviteResponse): Buffer =>
+      Buffer.from(JoinByInviteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinByInviteResponse => JoinByInviteResponse.decode(value),
+  },
 } as const;
 
 export interface ChannelServiceServer extends UntypedServiceImplementation {
@@ -2431,6 +3143,21 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    * unpins. The caller's own setting.
    */
   archiveChannel: handleUnaryCall<ArchiveChannelRequest, ArchiveChannelResponse>;
+  /**
+   * The code of the group's invite link (owner and admins), made on first
+   * ask: anyone signed in who has it may join while the group has room.
+   * With reset, the old code stops working and a new one is made.
+   */
+  getInviteLink: handleUnaryCall<GetInviteLinkRequest, GetInviteLinkResponse>;
+  /** Stops the group's invite link working (owner and admins). */
+  revokeInviteLink: handleUnaryCall<RevokeInviteLinkRequest, RevokeInviteLinkResponse>;
+  /** Where an invite code leads, before joining: the group's title and size. */
+  describeInvite: handleUnaryCall<DescribeInviteRequest, DescribeInviteResponse>;
+  /**
+   * Joins the group of an invite code; joining a group one is in already
+   * changes nothing.
+   */
+  joinByInvite: handleUnaryCall<JoinByInviteRequest, JoinByInviteResponse>;
 }
 
 export interface ChannelServiceClient extends Client {
@@ -2661,6 +3388,77 @@ export interface ChannelServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ArchiveChannelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The code of the group's invite link (owner and admins), made on first
+   * ask: anyone signed in who has it may join while the group has room.
+   * With reset, the old code stops working and a new one is made.
+   */
+  getInviteLink(
+    request: GetInviteLinkRequest,
+    callback: (error: ServiceError | null, response: GetInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  getInviteLink(
+    request: GetInviteLinkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  getInviteLink(
+    request: GetInviteLinkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  /** Stops the group's invite link working (owner and admins). */
+  revokeInviteLink(
+    request: RevokeInviteLinkRequest,
+    callback: (error: ServiceError | null, response: RevokeInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  revokeInviteLink(
+    request: RevokeInviteLinkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  revokeInviteLink(
+    request: RevokeInviteLinkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeInviteLinkResponse) => void,
+  ): ClientUnaryCall;
+  /** Where an invite code leads, before joining: the group's title and size. */
+  describeInvite(
+    request: DescribeInviteRequest,
+    callback: (error: ServiceError | null, response: DescribeInviteResponse) => void,
+  ): ClientUnaryCall;
+  describeInvite(
+    request: DescribeInviteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DescribeInviteResponse) => void,
+  ): ClientUnaryCall;
+  describeInvite(
+    request: DescribeInviteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DescribeInviteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Joins the group of an invite code; joining a group one is in already
+   * changes nothing.
+   */
+  joinByInvite(
+    request: JoinByInviteRequest,
+    callback: (error: ServiceError | null, response: JoinByInviteResponse) => void,
+  ): ClientUnaryCall;
+  joinByInvite(
+    request: JoinByInviteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinByInviteResponse) => void,
+  ): ClientUnaryCall;
+  joinByInvite(
+    request: JoinByInviteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinByInviteResponse) => void,
   ): ClientUnaryCall;
 }
 

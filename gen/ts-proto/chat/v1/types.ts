@@ -189,6 +189,8 @@ export enum ChannelNoteKind {
   CHANNEL_NOTE_KIND_TITLE_CHANGED = 4,
   /** CHANNEL_NOTE_KIND_ROLE_CHANGED - The sender gave user_ids the role role. */
   CHANNEL_NOTE_KIND_ROLE_CHANGED = 5,
+  /** CHANNEL_NOTE_KIND_JOINED_BY_INVITE - The sender joined with the group's invite link. */
+  CHANNEL_NOTE_KIND_JOINED_BY_INVITE = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -212,6 +214,9 @@ export function channelNoteKindFromJSON(object: any): ChannelNoteKind {
     case 5:
     case "CHANNEL_NOTE_KIND_ROLE_CHANGED":
       return ChannelNoteKind.CHANNEL_NOTE_KIND_ROLE_CHANGED;
+    case 6:
+    case "CHANNEL_NOTE_KIND_JOINED_BY_INVITE":
+      return ChannelNoteKind.CHANNEL_NOTE_KIND_JOINED_BY_INVITE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -233,6 +238,8 @@ export function channelNoteKindToJSON(object: ChannelNoteKind): string {
       return "CHANNEL_NOTE_KIND_TITLE_CHANGED";
     case ChannelNoteKind.CHANNEL_NOTE_KIND_ROLE_CHANGED:
       return "CHANNEL_NOTE_KIND_ROLE_CHANGED";
+    case ChannelNoteKind.CHANNEL_NOTE_KIND_JOINED_BY_INVITE:
+      return "CHANNEL_NOTE_KIND_JOINED_BY_INVITE";
     case ChannelNoteKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
