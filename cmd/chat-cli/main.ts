@@ -37,11 +37,16 @@ Commands:
                                  #seq; "(edited)" and "[deleted]" mark changed ones,
                                  "↪ #SEQ" a reply to message #SEQ, "[👍 2 ❤️ 1]" its
                                  reactions; "#SEQ — alice added bob" is a group's note
-                                 (members added, removed or gone, a new title or role)
+                                 (members added, removed or gone, a new title or role,
+                                 someone who joined with the invite link)
   follow <chat>                  print a chat's new messages and notes, edits (✎),
                                  deletes (✗) and reactions (☺) live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
+  invite <group>                 a group's invite link (owner and admins): its code and
+                                 the web link; --reset makes a new one (the old one stops
+                                 working), --revoke turns it off
+  join <link>                    join the group of an invite link (or of its code alone)
   block <@user>                  block a user: no messages either way in your
                                  1:1 chat, no friend requests or group adds from them
   unblock <@user>                lift your block
@@ -67,6 +72,8 @@ Options:
   --last N            follow: messages of history to print first (default 10)
   --reply SEQ         send: reply to message #SEQ of the chat
   --archived          chats: the archived chats instead of the list
+  --reset             invite: a new link; the old one stops working
+  --revoke            invite: no working link any more
   --json              one JSON object per line, for scripts
   -h, --help          this help
 
@@ -82,6 +89,8 @@ const OPTIONS = {
   last: { type: "string" },
   reply: { type: "string" },
   archived: { type: "boolean" },
+  reset: { type: "boolean" },
+  revoke: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -110,6 +119,9 @@ async function main(argv: string[]): Promise<void> {
   // Silently sending a plain message (or editing) instead of the reply asked for would be worse than refusing.
   if (values.reply !== undefined && command !== "send") throw new CliError(`--reply goes with send, not ${command}; see: chat-cli --help`, 2);
   if (values.archived && command !== "chats") throw new CliError(`--archived goes with chats, not ${command}; see: chat-cli --help`, 2);
+  for (const option of ["reset", "revoke"] as const) {
+    if (values[option] && command !== "invite") throw new CliError(`--${option} goes with invite, not ${command}; see: chat-cli --help`, 2);
+  }
   switch (command) {
     case "signup":
     case "login":
@@ -136,6 +148,10 @@ async function main(argv: string[]): Promise<void> {
       return followCommand(args, values);
     case "group":
       return group(args, values);
+    case "invite":
+      return invite(args, values);
+    case "join":
+      return join(args, values);
     case "block":
     case "unblock":
       return blockCommand(command, args);
@@ -401,6 +417,41 @@ async function group(args: string[], values: Values): Promise<void> {
   const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
   out(`created group "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+}
+
+/** A group's invite link: the code the server keeps, and the web client's link around it (what people are sent). */
+async function invite(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  // An @user would open a 1:1 chat just to be refused: only groups have links.
+  if (!ref || ref.startsWith("@") || extra !== undefined || (values.reset && values.revoke)) throw new CliError("usage: chat-cli invite <group-id> [--reset | --revoke]", 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  const { channelId } = group;
+  if (values.revoke) {
+    await s.api.channels.revokeInviteLink({ channelId });
+    if (values.json) return json({ channelId, code: null, url: null });
+    return out(`turned off the invite link of ${await s.channelName(group)}: nobody can join with it now`);
+  }
+  const { code } = await s.api.channels.getInviteLink({ channelId, reset: values.reset });
+  const url = `${s.login.server}/#/join/${code}`;
+  if (values.json) return json({ channelId, code, url });
+  out(`${values.reset ? "new invite link (the old one no longer works)" : "invite link"} of ${await s.channelName(group)}: ${url}`);
+  out(`code: ${code}`);
+}
+
+async function join(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError("usage: chat-cli join <invite-link|code>", 2);
+  const s = session();
+  const c = (await s.api.channels.joinByInvite({ code: inviteCode(ref) })).channel!;
+  if (values.json) return json({ channelId: c.channelId, title: c.title });
+  out(`joined "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+}
+
+/** The code of an invite as pasted: a link's part after #/join/ (the web client's links), else the whole. Whether it is one is the server's call. */
+function inviteCode(ref: string): string {
+  const at = ref.indexOf("#/join/");
+  return (at < 0 ? ref : ref.slice(at + "#/join/".length)).trim();
 }
 
 async function blockCommand(command: "block" | "unblock", args: string[]): Promise<void> {

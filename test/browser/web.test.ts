@@ -65,6 +65,16 @@ describe("web client in headless Chromium", function () {
     return { context, page };
   }
 
+  /**
+   * The line the browser logs by itself for a call the server refused (the
+   * client logs nothing): taken out of the problems, so that anything else
+   * still fails the test.
+   */
+  async function takeBrowserLine(pattern: RegExp, what: string): Promise<void> {
+    const line = await waitFor(() => problems.find((p) => pattern.test(p)), `the browser's line for ${what}`, 10_000);
+    problems.splice(problems.indexOf(line), 1);
+  }
+
   describe("two people", () => {
     const password = "correct horse battery";
     const aliceName = unique("alice");
@@ -626,6 +636,84 @@ describe("web client in headless Chromium", function () {
     assert.equal(await chat.getByTestId("channel-last").textContent(), lastNote);
   });
 
+  it("gives a group's owner its invite link to copy; a second person opens it, sees the group, joins (the owner sees the note live); a reset or turned-off link no longer works, also for one who signs up at it", async () => {
+    const owner = await signUp(chatd.httpUrl, "owner");
+    const joiner = await signUp(chatd.httpUrl, "joiner");
+    const { channelId } = (await owner.api.channels.createGroup({ title: "Hiking club", memberUserIds: [] })).channel!;
+
+    const { context, page: op } = await newPage("owner");
+    await logInInPage(op, chatd.httpUrl, owner.username, owner.password);
+    await op.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+    const link = await inviteLink(op);
+    assert.equal(link.slice(0, link.lastIndexOf("/") + 1), `${chatd.httpUrl}/#/join/`);
+    assert.match(link.slice(link.lastIndexOf("/") + 1), /^[A-Za-z0-9_-]{22}$/);
+
+    // Copy puts the link on the clipboard; where the clipboard refuses, the link is selected instead, with no error.
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: chatd.httpUrl });
+    await op.getByTestId("invite-copy").click();
+    await op.getByTestId("invite-note").filter({ hasText: "Copied." }).waitFor();
+    assert.equal(await op.evaluate(() => navigator.clipboard.readText()), link);
+    await op.evaluate(() => {
+      navigator.clipboard.writeText = () => Promise.reject(new DOMException("refused", "NotAllowedError"));
+    });
+    await op.getByTestId("invite-copy").click();
+    await op.getByTestId("invite-note").filter({ hasText: "Ctrl+C" }).waitFor();
+    const selected = await op.getByTestId("invite-url").evaluate((el: HTMLInputElement) => el.value.slice(el.selectionStart ?? 0, el.selectionEnd ?? 0));
+    assert.equal(selected, link);
+    await closeInviteDialog(op);
+
+    const { page: jp } = await newPage("joiner");
+    await logInInPage(jp, chatd.httpUrl, joiner.username, joiner.password);
+    await jp.goto(link);
+    const joinDialog = jp.getByTestId("join-dialog");
+    await joinDialog.getByTestId("join-title").filter({ hasText: "Hiking club" }).waitFor({ timeout: 10_000 });
+    assert.equal(await joinDialog.getByTestId("join-count").textContent(), "1 member");
+    await joinDialog.getByTestId("join-confirm").filter({ hasText: "Join" }).click();
+    await jp.getByTestId("chat-title").filter({ hasText: "Hiking club" }).waitFor({ timeout: 10_000 });
+    await joinDialog.waitFor({ state: "detached" });
+    assert.ok(jp.url().endsWith(`#/c/${channelId}`), jp.url());
+    await waitTimeline(jp, ["— You joined with the invite link"]);
+    assert.equal(await jp.getByTestId("invite-link").isHidden(), true, "a member is not given the link");
+    await waitTimeline(op, [`— ${joiner.username} joined with the invite link`]);
+    await op.getByTestId("chat-status").filter({ hasText: /^2 members/ }).waitFor({ timeout: 10_000 });
+
+    // A member opening the link again is offered the chat, not a second join.
+    await jp.goto(link);
+    await joinDialog.getByTestId("join-count").filter({ hasText: "2 members, you among them" }).waitFor({ timeout: 10_000 });
+    await joinDialog.getByTestId("join-confirm").filter({ hasText: "Open" }).click();
+    await joinDialog.waitFor({ state: "detached" });
+    assert.ok(jp.url().endsWith(`#/c/${channelId}`), jp.url());
+
+    // The owner resets the link (after confirming): the dialog shows the new one.
+    assert.equal(await inviteLink(op), link, "the link stays the same until reset");
+    op.once("dialog", (d) => void d.accept());
+    await op.getByTestId("invite-reset").click();
+    const fresh = await waitFor(async () => {
+      const shown = await op.getByTestId("invite-url").inputValue();
+      return shown !== link && shown;
+    }, "the new link", 10_000);
+    assert.ok(fresh.startsWith(`${chatd.httpUrl}/#/join/`), fresh);
+
+    // Someone signed out opens the old link, and signs up there: the link is still handled, and does not work.
+    const { page: np } = await newPage("newcomer");
+    await signUpInPage(np, link, unique("newcomer"), "correct horse battery", "Newcomer");
+    const dead = /this invite link does not work: it was reset or revoked, or never was one/;
+    await np.getByTestId("join-error").filter({ hasText: dead }).waitFor({ timeout: 10_000 });
+    assert.equal(await np.getByTestId("join-confirm").isHidden(), true);
+    await takeBrowserLine(/^newcomer: console error: .*status of 404/, "the old link");
+    await np.getByTestId("join-cancel").click();
+    await np.getByTestId("join-dialog").waitFor({ state: "detached" });
+
+    // Turned off, the new link does not work either.
+    op.once("dialog", (d) => void d.accept());
+    await op.getByTestId("invite-revoke").click();
+    await op.getByTestId("invite-note").filter({ hasText: "The link is off" }).waitFor({ timeout: 10_000 });
+    assert.equal(await op.getByTestId("invite-url").isHidden(), true);
+    await np.goto(fresh);
+    await np.getByTestId("join-error").filter({ hasText: dead }).waitFor({ timeout: 10_000 });
+    await takeBrowserLine(/^newcomer: console error: .*status of 404/, "the turned-off link");
+  });
+
   it("pins a chat to the top and archives another: the pin survives a reload, the archive has its own list, and a message brings the chat back live", async () => {
     const pat = await signUp(chatd.httpUrl, "pat");
     const [quinn, rosa, sam] = [await signUp(chatd.httpUrl, "quinn"), await signUp(chatd.httpUrl, "rosa"), await signUp(chatd.httpUrl, "sam")];
@@ -679,9 +767,7 @@ describe("web client in headless Chromium", function () {
     await page.getByTestId("pin-toggle").click();
     await page.getByTestId("toast").filter({ hasText: "at most 5 chats can be pinned; unpin one first" }).waitFor({ timeout: 10_000 });
     await page.locator('[data-testid=pin-toggle][aria-pressed="false"]').waitFor();
-    // The browser logs the refused call's 400 by itself; the client logs nothing, and anything else still fails the test.
-    const refused = await waitFor(() => problems.find((p) => /^pat: console error: .*status of 400/.test(p)), "the browser's line for the refused pin", 10_000);
-    problems.splice(problems.indexOf(refused), 1);
+    await takeBrowserLine(/^pat: console error: .*status of 400/, "the refused pin");
   });
 
   describe("browser notifications", () => {
@@ -935,6 +1021,18 @@ async function waitList(page: Page, testid: string, peers: TestUser[]): Promise<
   } catch (err) {
     throw new Error(`${(err as Error).message}; shown: ${seen}, wanted: ${want}`);
   }
+}
+
+/** Opens the open group's invite dialog and reads the link it shows. */
+async function inviteLink(page: Page): Promise<string> {
+  if (await page.getByTestId("invite-dialog").isHidden()) await page.getByTestId("invite-link").click();
+  const url = page.getByTestId("invite-url");
+  return waitFor(async () => (await url.isVisible()) && (await url.inputValue()), "the invite link", 10_000);
+}
+
+async function closeInviteDialog(page: Page): Promise<void> {
+  await page.getByTestId("invite-dialog").getByRole("button", { name: "Close" }).click();
+  await page.getByTestId("invite-dialog").waitFor({ state: "detached" });
 }
 
 /** The open chat from top to bottom: each message's text, each note's sentence after "— ". */

@@ -529,6 +529,43 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("chats"), new RegExp(`${group}\\s+Notes crew\\s+.*${carol.username} removed ${dave.username}\\n`));
   });
 
+  it("gives a group's owner its invite link; another joins with the full link and history shows the note; a reset or turned-off link fails with the server's reason", async () => {
+    const group = String(JSON.parse(await alice.ok("group", "Invite crew", "--json")).channelId);
+    const link = JSON.parse(await alice.ok("invite", group, "--json"));
+    assert.equal(link.channelId, group);
+    assert.match(link.code, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(link.url, `${chatd.httpUrl}/#/join/${link.code}`);
+    assert.equal(await alice.ok("invite", group), `invite link of Invite crew: ${link.url}\ncode: ${link.code}\n`, "the same link until it is reset");
+
+    assert.equal(await bob.ok("join", link.url), `joined "Invite crew" (channel ${group}, 2 members)\n`);
+    assert.deepEqual(JSON.parse(await bob.ok("join", link.code, "--json")), { channelId: group, title: "Invite crew" }, "the bare code joins too; again, it changes nothing");
+    assert.match(await alice.ok("history", group), new RegExp(`^\\[[^\\]]+\\] #1 — ${bob.username} joined with the invite link\\n$`), "one note for the first join");
+    const [note] = (await bob.ok("history", group, "--json")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual([note.sender, note.note], [bob.username, { kind: "joined_by_invite", userIds: [], users: [] }]);
+    const member = await bob.run("invite", group);
+    assert.equal(member.code, 1);
+    assert.match(member.stderr, /only the owner and admins/);
+
+    const reset = JSON.parse(await alice.ok("invite", group, "--reset", "--json"));
+    assert.notEqual(reset.code, link.code);
+    const dead = /this invite link does not work: it was reset or revoked, or never was one/;
+    const old = await bob.run("join", link.url);
+    assert.deepEqual([old.code, old.stdout], [1, ""]);
+    assert.match(old.stderr, dead);
+    assert.match(await alice.ok("invite", group, "--revoke"), /^turned off the invite link of Invite crew/);
+    const off = await bob.run("join", reset.url);
+    assert.equal(off.code, 1);
+    assert.match(off.stderr, dead);
+    const garbled = await bob.run("join", "not-a-code");
+    assert.equal(garbled.code, 1);
+    assert.match(garbled.stderr, /22 characters/);
+    // Usage mistakes exit 2 before reaching the server.
+    for (const args of [["invite", group, "--reset", "--revoke"], ["invite", `@${bob.username}`], ["invite"], ["join"], ["join", link.url, "extra"], ["chats", "--reset"]]) {
+      assert.equal((await alice.run(...args)).code, 2, args.join(" "));
+    }
+    assert.match(await alice.ok("--help"), /invite <group>[\s\S]*join <link>/);
+  });
+
   it("logs out: the server forgets the device and the CLI its credentials", async () => {
     const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
     assert.match(await bob.ok("logout"), /Logged out/);

@@ -13,6 +13,8 @@ import { myReaction } from "./reactions.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
+import { openInviteDialog } from "./views/invite-dialog.js";
+import { openJoinDialog } from "./views/join-dialog.js";
 import { messageList, quoteExcerpt, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
 import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
@@ -30,6 +32,12 @@ const PUSH_TITLES: Record<PushState, string> = {
 };
 
 const isMuted = (c: Channel) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > Date.now();
+
+/** A group I own or help run: I may delete anyone's message there, and hand out its invite link. */
+const manages = (c: Channel | undefined) => c?.kind === ChannelKind.GROUP && (c.myRole === MemberRole.ADMIN || c.myRole === MemberRole.OWNER);
+
+/** The web client's link for an invite code (what GetInviteLink gives is the code alone). */
+const inviteUrl = (code: string) => `${location.origin}/#/join/${code}`;
 
 export interface AppHooks {
   /** The device is signed out; show the sign-in screen with this note. */
@@ -124,6 +132,8 @@ export class ChatApp {
   private channelsLoaded = false;
   /** The sidebar shows the archived chats instead of the list. */
   private showArchive = false;
+  /** The dialog of the invite link the page was opened at (#/join/<code>). */
+  private joining?: { code: string; close(): void };
   private searchSeq = 0;
   private searchTimer?: number;
   private lastTypingSent = 0;
@@ -334,6 +344,7 @@ export class ChatApp {
 
   destroy(): void {
     this.destroyed = true;
+    this.joining?.close();
     this.session.stop();
     for (const c of this.cleanups) c();
   }
@@ -368,6 +379,7 @@ export class ChatApp {
     ui.mute.addEventListener("click", () => void this.toggleMute());
     ui.pin.addEventListener("click", () => void this.togglePin());
     ui.archive.addEventListener("click", () => void this.toggleArchive());
+    ui.invite.addEventListener("click", () => this.showInviteLink());
     ui.find.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") void this.find(0n);
       if (ev.key === "Escape") this.clearFind();
@@ -788,6 +800,8 @@ export class ChatApp {
   // ---------------------------------------------------------------- actions
 
   private openFromHash(): void {
+    const invite = /^#\/join\/(.+)$/.exec(location.hash);
+    if (invite) return this.showInvite(invite[1]!);
     const m = /^#\/c\/(\d+)$/.exec(location.hash);
     if (!m) {
       this.closeChat();
@@ -801,6 +815,48 @@ export class ChatApp {
     const hash = `#/c/${channelId}`;
     if (location.hash === hash) void this.openChannel(channelId);
     else location.hash = hash;
+  }
+
+  /**
+   * An invite link opened (#/join/<code>): where it leads, and a join only
+   * when asked. A link opened signed out keeps its hash through the sign-in
+   * screen, so it lands here after logging in or signing up.
+   */
+  private showInvite(code: string): void {
+    if (this.joining?.code === code) return;
+    this.joining?.close();
+    this.closeChat();
+    const hash = location.hash;
+    const dialog = openJoinDialog({
+      describe: () => this.api.channels.describeInvite({ code }),
+      join: async (target) => this.go(target.member ? target.channelId : await this.joinByInvite(code)),
+      closed: () => {
+        if (this.joining === dialog) this.joining = undefined;
+        // Dismissed: the link is done with. Joined: the hash is the chat's already.
+        if (location.hash === hash && !this.destroyed) location.hash = "";
+      },
+    });
+    this.joining = Object.assign(dialog, { code });
+  }
+
+  private async joinByInvite(code: string): Promise<bigint> {
+    const c = (await this.api.channels.joinByInvite({ code })).channel!;
+    this.upsertChannel(c);
+    this.renderSidebar();
+    return c.channelId;
+  }
+
+  /** The open group's invite link, for its owner and admins. */
+  private showInviteLink(): void {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (!c || !manages(c)) return;
+    const channelId = c.channelId;
+    openInviteDialog(this.channelName(c), {
+      link: async (reset) => inviteUrl((await this.api.channels.getInviteLink({ channelId, reset })).code),
+      revoke: async () => {
+        await this.api.channels.revokeInviteLink({ channelId });
+      },
+    });
   }
 
   private closeChat(): void {
@@ -1289,6 +1345,7 @@ export class ChatApp {
     const isPinned = c.pinnedAt !== undefined;
     this.renderToggle(this.ui.pin, isPinned, isPinned ? ["Unpin", "Pinned at the top of your chats"] : ["Pin", "Keep this chat at the top of your chats"]);
     this.renderToggle(this.ui.archive, c.archived, c.archived ? ["Unarchive", "Archived: back in your chats with its next message, unless muted"] : ["Archive", "Move this chat out of your list until its next message"]);
+    this.ui.invite.hidden = !manages(c);
     const block = this.ui.block;
     block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;
     if (c.kind === ChannelKind.DIRECT && this.blocked) {
@@ -1371,7 +1428,7 @@ export class ChatApp {
       pending: this.pendingFor(open.id),
       me: this.me,
       group: c?.kind === ChannelKind.GROUP,
-      moderator: c?.kind === ChannelKind.GROUP && (c.myRole === MemberRole.ADMIN || c.myRole === MemberRole.OWNER),
+      moderator: manages(c),
       editing: this.editing?.channelId === open.id ? this.editing.seq : 0n,
       replying: this.replies.get(key(open.id))?.seq ?? 0n,
       flash: this.flash && this.flash.channelId === open.id && this.flash.until > Date.now() ? this.flash.seq : 0n,

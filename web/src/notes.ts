@@ -1,6 +1,6 @@
 import { ChannelNoteKind, MemberRole, type ChannelNote, type Message } from "../../gen/es/chat/v1/types_pb.js";
 
-/** A note the server wrote about the group (members, title, roles): shown as a line of its own, never as a message one can act on. */
+/** A note the server wrote about the group (members, title, roles, a join by invite link): shown as a line of its own, never as a message one can act on. */
 export const isNote = (m: Message): m is Message & { note: ChannelNote } => m.note !== undefined;
 
 /** Whose names a message's showing needs: its sender, and the members a note is about. */
@@ -32,6 +32,8 @@ export function noteSentence(note: ChannelNote, senderName: string, nameOf: (id:
       return `${senderName} renamed the group to “${note.title}”`;
     case ChannelNoteKind.ROLE_CHANGED:
       return note.role === MemberRole.ADMIN ? `${senderName} made ${whom} an admin` : `${senderName} made ${whom} a member (no longer an admin)`;
+    case ChannelNoteKind.JOINED_BY_INVITE:
+      return `${senderName} joined with the invite link`;
     default:
       // A kind newer than this client: still a line, never a blank one.
       return `${senderName} changed the group`;

@@ -31,6 +31,8 @@ export interface Shell {
   /** Moves the open chat to the archive, or back (aria-pressed). */
   archive: HTMLButtonElement;
   block: HTMLButtonElement;
+  /** A group's invite link: shown to its owner and admins only, the ones the server gives it to. */
+  invite: HTMLButtonElement;
   scroller: HTMLElement;
   older: HTMLElement;
   messages: HTMLElement;
@@ -89,6 +91,7 @@ export function renderShell(root: HTMLElement): Shell {
     pin: h("button", { type: "button", class: "ghost small", "data-testid": "pin-toggle", "aria-pressed": "false" }, "Pin"),
     archive: h("button", { type: "button", class: "ghost small", "data-testid": "archive-toggle", "aria-pressed": "false" }, "Archive"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
+    invite: h("button", { type: "button", class: "ghost small", "data-testid": "invite-link", title: "A link that lets people join this group", hidden: true }, "Invite link"),
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
     typing: h("div", { class: "typing", "data-testid": "typing" }),
@@ -109,7 +112,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.mute, s.pin, s.archive, s.block)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.block)),
     s.findHits,
     scroller,
     s.typing,
