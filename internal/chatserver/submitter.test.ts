@@ -36,6 +36,23 @@ function submitter(
 const send = { channelId: CHANNEL, clientMsgId: "c1", text: "hi" };
 
 describe("QueueSubmitter", () => {
+  it("publishes the api's note with no membership check, under its own key, and refuses a client's send under such a key", async () => {
+    const published: OutgoingRecord[] = [];
+    const notMember = { getMember: async () => undefined, getChannel: async () => undefined, listMembers: async () => [] } as unknown as ChannelStore;
+    let id = 500n;
+    const s = new QueueSubmitter({
+      queue: { publish: async (_t: string, rs: OutgoingRecord[]) => void published.push(...rs) } as MessageQueue,
+      channels: notMember, log: {} as MessageLog, ids: { next: () => ++id } as unknown as IdGenerator,
+    });
+    // One who left is no longer a member, and the note of it is theirs.
+    assert.deepStrictEqual(await s.note(ALICE, CHANNEL, { kind: "member_left", userIds: [] }), { messageId: 501n, duplicate: false });
+    const note = decodeSubmitted(published[0]!.value);
+    assert.deepStrictEqual([note.clientMsgId, note.text, note.note, published[0]!.key], ["note:501", "", { kind: "member_left", userIds: [] }, String(CHANNEL)]);
+    await assert.rejects(s.submit(ALICE, { ...send, clientMsgId: "note:777" }), (e: Error & { code?: string }) =>
+      e.code === "invalid_argument" && /must not start with "note:"/.test(e.message));
+    assert.equal(published.length, 1);
+  });
+
   it("publishes without waiting for the dedup read: the ack costs one round trip", async () => {
     let published = 0;
     let answerRead!: (m: StoredMessage | undefined) => void;

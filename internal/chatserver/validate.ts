@@ -1,6 +1,6 @@
 import { ChatError } from "../model/errors.js";
 import { MAX_CLIENT_MSG_ID_LENGTH, MAX_REACTION_UNITS, MAX_TEXT_CODE_POINTS } from "../model/types.js";
-import type { SendCommand } from "../messages/submit.js";
+import { NOTE_KEY_PREFIX, type SendCommand } from "../messages/submit.js";
 
 /** Counts Unicode code points, stopping once `limit` is reached. */
 export function codePointsAtLeast(text: string, limit: number): boolean {
@@ -21,6 +21,10 @@ export function codePointsAtLeast(text: string, limit: number): boolean {
 export function validateSend(cmd: SendCommand): void {
   if (cmd.clientMsgId.length === 0 || cmd.clientMsgId.length > MAX_CLIENT_MSG_ID_LENGTH) {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
+  }
+  // The server's notes go by "note:<id>" (noteMessage): a send under such a key could take a note's place in the dedup.
+  if (cmd.clientMsgId.startsWith(NOTE_KEY_PREFIX)) {
+    throw new ChatError("invalid_argument", `client_msg_id must not start with "${NOTE_KEY_PREFIX}": those are the server's own`);
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
   if ([cmd.editSeq, cmd.deleteSeq, cmd.reactSeq].filter(Boolean).length > 1) {

@@ -69,6 +69,9 @@ export interface MessageSubmitter {
   note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult>;
 }
 
+/** The idempotency keys of notes; clients may not send under one (validateSend). */
+export const NOTE_KEY_PREFIX = "note:";
+
 /** A note as the message it travels as: no text, its own id as its idempotency key (the api writes each once). */
 export function noteMessage(messageId: Id, sender: Sender, channelId: Id, note: ChannelNote, sentAtMs: number): NewMessage {
   return {
@@ -76,7 +79,7 @@ export function noteMessage(messageId: Id, sender: Sender, channelId: Id, note: 
     channelId,
     senderUserId: sender.userId,
     senderDeviceId: sender.deviceId,
-    clientMsgId: `note:${messageId}`,
+    clientMsgId: `${NOTE_KEY_PREFIX}${messageId}`,
     text: "",
     sentAtMs,
     note,

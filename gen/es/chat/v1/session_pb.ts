@@ -117,7 +117,8 @@ export const ClientFrameSchema: GenMessage<ClientFrame> = /*@__PURE__*/
  */
 export type SendMessage = Message<"chat.v1.SendMessage"> & {
   /**
-   * Idempotency key, 1 to 64 characters, unique per sending device.
+   * Idempotency key, 1 to 64 characters, unique per sending device; keys
+   * starting with "note:" are the server's own (Message.note) and refused.
    *
    * @generated from field: string client_msg_id = 1;
    */

@@ -92,7 +92,10 @@ export interface ClientFrame {
 }
 
 export interface SendMessage {
-  /** Idempotency key, 1 to 64 characters, unique per sending device. */
+  /**
+   * Idempotency key, 1 to 64 characters, unique per sending device; keys
+   * starting with "note:" are the server's own (Message.note) and refused.
+   */
   clientMsgId: string;
   channelId: bigint;
   /**
