@@ -111,6 +111,8 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   await Promise.all([deps.channels.setMute(userId, channel.channelId, undefined), deps.channels.setPlace(userId, channel.channelId, {})]);
   const view = await channelView(deps, channel);
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+  // The last one out takes the invite link along: an empty group has nobody left to turn it off.
+  if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);
   await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
   if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;

@@ -82,8 +82,12 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   async function invitedChannel(code: string): Promise<ChannelRecord> {
     const channelId = await channels.channelOfInvite(code);
     const channel = channelId === undefined ? undefined : await channels.getChannel(channelId);
-    if (!channel) throw new ChatError("not_found", "this invite link does not work: it was reset or revoked, or never was one");
+    if (!channel) throw deadInvite();
     return channel;
+  }
+
+  function deadInvite(): ChatError {
+    return new ChatError("not_found", "this invite link does not work: it was reset or revoked, or never was one");
   }
 
   /** The caller's own settings of a channel, as a view shows them: mute, pin, archive. */
@@ -164,8 +168,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       if (req.pinned) {
-        const places = await channels.listPlaces(me);
-        const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId).length;
+        const [places, memberships] = await Promise.all([channels.listPlaces(me), channels.listMemberships(me)]);
+        // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
+        const mine = new Set(memberships.map((m) => m.channelId));
+        const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
         // Read, then written: two pins at once may both pass. A sixth pin is harmless; the limit keeps the list's top short.
         if (pinned >= MAX_PINNED_CHANNELS) {
           throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
@@ -184,8 +190,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async archiveChannel(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      // Archiving again moves the time on: what came before it stays archived.
-      await channels.setPlace(me, channel.channelId, req.archived ? { archivedAtMs: now() } : {});
+      if (req.archived) {
+        // Archiving again moves the time on: what came before it stays archived.
+        await channels.setPlace(me, channel.channelId, { archivedAtMs: now() });
+      } else {
+        // Only an archiving is undone: a pinned chat stays pinned.
+        const place = (await channels.listPlaces(me)).get(channel.channelId);
+        if (place?.archivedAtMs !== undefined) await channels.setPlace(me, channel.channelId, {});
+      }
       const view = await channelView(deps, channel, member);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
@@ -214,6 +226,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const channel = await invitedChannel(v.inviteCode(req.code));
       const [memberCount, mine] = await Promise.all([channels.memberCount(channel.channelId), channels.getMember(channel.channelId, me)]);
+      if (memberCount === 0) throw deadInvite();
       return { channelId: channel.channelId, title: channel.title, memberCount, member: mine !== undefined };
     },
 
@@ -224,7 +237,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (!member) {
         const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq };
-        const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS);
+        // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
+        const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
+          if (members.length === 0) throw deadInvite();
+        });
         if (added.length > 0) {
           await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
           const view = await channelView(deps, channel);

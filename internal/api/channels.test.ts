@@ -302,7 +302,12 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await list(), [dmB, dmC, dmD]);
     assert.deepEqual(await list(true), []);
 
-    // At most five pinned; unpinning makes room.
+    // Unarchiving a chat that is not archived keeps its pin.
+    await me.c.channels.pinChannel({ channelId: dmB!, pinned: true });
+    assert.notEqual((await me.c.channels.archiveChannel({ channelId: dmB!, archived: false })).channel!.pinnedAt, undefined);
+
+    // At most five pinned; unpinning makes room. A pin left on a chat the user is no longer in does not count.
+    await api.storage.channels.setPlace(me.userId, 4242n, { pinnedAtMs: api.clock.ms });
     const groups = await Promise.all([1, 2, 3, 4].map(async (n) => (await me.c.channels.createGroup({ title: `g${n}`, memberUserIds: [] })).channel!.channelId));
     for (const g of groups) await me.c.channels.pinChannel({ channelId: g, pinned: true });
     const sixth = await rpcError(() => me.c.channels.pinChannel({ channelId: dmC!, pinned: true }));
@@ -359,6 +364,23 @@ describe("api: ChannelService", () => {
     assert.equal((await rpcError(() => late!.c.channels.joinByInvite({ code: reset }))).code, Code.NotFound);
     assert.equal((await rpcError(() => late!.c.channels.joinByInvite({ code: "short" }))).code, Code.InvalidArgument);
     assert.equal((await member!.c.channels.describeChannel({ channelId })).channel!.memberCount, 4);
+  });
+
+  it("lets nobody in by the link of a group everyone has left", async () => {
+    const [a, b, stranger] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const channelId = (await a!.c.channels.createGroup({ title: "private", memberUserIds: [b!.userId] })).channel!.channelId;
+    await send(a!, channelId, "private words");
+    const { code } = await a!.c.channels.getInviteLink({ channelId });
+    await a!.c.channels.leaveGroup({ channelId });
+    await b!.c.channels.leaveGroup({ channelId });
+    for (const call of [() => stranger!.c.channels.describeInvite({ code }), () => stranger!.c.channels.joinByInvite({ code })]) {
+      assert.equal((await rpcError(call)).code, Code.NotFound);
+    }
+    assert.equal(await api.storage.channels.inviteCodeOf(channelId), undefined, "the last one out took the link along");
+    // Even with a code left behind (a leave that failed half-way), the store's own check refuses the join.
+    await api.storage.channels.setInviteCode(channelId, code);
+    assert.equal((await rpcError(() => stranger!.c.channels.joinByInvite({ code }))).code, Code.NotFound);
+    assert.equal(await api.storage.channels.memberCount(channelId), 0);
   });
 
   it("refuses a join by invite link to a full group with group_full", async () => {

@@ -18,14 +18,30 @@ export function encodeNote(note: ChannelNote): string {
 const KINDS = new Set<ChannelNoteKind>(["joined_by_invite", "members_added", "member_removed", "member_left", "title_changed", "role_changed"]);
 const ROLES = new Set<MemberRole>(["member", "admin", "owner"]);
 
-/** The note a stored text holds; a text this build cannot read is an error, never a note made up. */
+/**
+ * The note a stored text holds. Never throws: a reader of a history, a
+ * chat list or an inbox must not stop at one note it cannot read (written
+ * by a later build, or damaged), so that note reads as `unknown`, with what
+ * of it could be read.
+ */
 export function decodeNote(text: string): ChannelNote {
-  const raw = JSON.parse(text) as { kind?: unknown; userIds?: unknown; title?: unknown; role?: unknown };
-  if (!KINDS.has(raw.kind as ChannelNoteKind)) throw new Error(`stored note of unknown kind ${JSON.stringify(raw.kind)}`);
-  const userIds: Id[] = Array.isArray(raw.userIds) ? raw.userIds.map((id) => BigInt(id as string)) : [];
-  const note: ChannelNote = { kind: raw.kind as ChannelNoteKind, userIds };
+  let raw: { kind?: unknown; userIds?: unknown; title?: unknown; role?: unknown };
+  try {
+    const parsed: unknown = JSON.parse(text);
+    raw = parsed !== null && typeof parsed === "object" ? parsed : {};
+  } catch {
+    raw = {};
+  }
+  const kind = KINDS.has(raw.kind as ChannelNoteKind) ? (raw.kind as ChannelNoteKind) : "unknown";
+  const note: ChannelNote = { kind, userIds: Array.isArray(raw.userIds) ? raw.userIds.flatMap(userId) : [] };
   if (typeof raw.title === "string") note.title = raw.title;
   if (ROLES.has(raw.role as MemberRole)) note.role = raw.role as MemberRole;
   return note;
+}
+
+function userId(v: unknown): Id[] {
+  if (typeof v !== "string" || !/^\d{1,20}$/.test(v)) return [];
+  const id = BigInt(v);
+  return id < 1n << 64n ? [id] : [];
 }
 

@@ -126,8 +126,13 @@ export interface NewMessage {
   note?: ChannelNote;
 }
 
-/** A group's creation has no note: the group appearing with its title and members tells it. */
-export type ChannelNoteKind = "members_added" | "member_removed" | "member_left" | "title_changed" | "role_changed" | "joined_by_invite";
+/**
+ * A group's creation has no note: the group appearing with its title and
+ * members tells it. `unknown` is a note this build cannot read (one a later
+ * build wrote): it still travels and shows ("changed the group"), never
+ * stopping a reader.
+ */
+export type ChannelNoteKind = "members_added" | "member_removed" | "member_left" | "title_changed" | "role_changed" | "joined_by_invite" | "unknown";
 
 export interface ChannelNote {
   kind: ChannelNoteKind;

@@ -74,6 +74,7 @@ const NOTE_KINDS: [ChannelNoteKind, PbNoteKind][] = [
   ["title_changed", PbNoteKind.TITLE_CHANGED],
   ["role_changed", PbNoteKind.ROLE_CHANGED],
   ["joined_by_invite", PbNoteKind.JOINED_BY_INVITE],
+  ["unknown", PbNoteKind.UNSPECIFIED],
 ];
 const ROLES: [MemberRole, PbMemberRole][] = [
   ["member", PbMemberRole.MEMBER],
@@ -90,10 +91,13 @@ export function noteToProto(n: ChannelNote): PbChannelNote {
   });
 }
 
-/** A note from the pipeline's own records (the api wrote it), so its kind is one this build knows, or one a later build added. */
+/**
+ * A note from the pipeline's records. One of a kind a later build added
+ * (an api upgraded before the pipeline) reads as `unknown` rather than
+ * throwing: a record that cannot be decoded would stop its whole partition.
+ */
 export function noteFromProto(n: PbChannelNote): ChannelNote {
-  const kind = NOTE_KINDS.find(([, pb]) => pb === n.kind)?.[0];
-  if (!kind) throw new Error(`note of unknown kind ${n.kind}`);
+  const kind = NOTE_KINDS.find(([, pb]) => pb === n.kind)?.[0] ?? "unknown";
   const note: ChannelNote = { kind, userIds: [...n.userIds] };
   if (n.title) note.title = n.title;
   const role = ROLES.find(([, pb]) => pb === n.role)?.[0];

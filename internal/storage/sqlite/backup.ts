@@ -49,7 +49,8 @@ export function backupDataDir(source: string, target: string, now: () => number 
         copyDatabase(join(from, name), join(partial, name));
         report.databases.push({ name, bytes: statSync(join(partial, name)).size });
       } else {
-        cpSync(join(from, name), join(partial, name), { recursive: true, preserveTimestamps: true });
+        // The files themselves, not links to them: a backup must outlive the originals.
+        cpSync(join(from, name), join(partial, name), { recursive: true, preserveTimestamps: true, dereference: true });
         report.files.push(name);
       }
     }

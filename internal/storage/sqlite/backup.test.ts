@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { backupDataDir } from "./backup.js";
+import { openDatabase } from "./database.js";
+
+describe("backupDataDir", () => {
+  let base: string;
+  beforeEach(() => (base = mkdtempSync(join(tmpdir(), "chat-backup-unit-"))));
+  afterEach(() => rmSync(base, { recursive: true, force: true }));
+
+  it("copies what a symlink in the data directory points at, so the backup outlives the original", () => {
+    const data = join(base, "data");
+    mkdirSync(data);
+    openDatabase(join(data, "chat.db")).close();
+    const secrets = join(base, "secrets");
+    mkdirSync(join(secrets, "keys"), { recursive: true });
+    writeFileSync(join(secrets, "vapid.json"), '{"publicKey":"p"}');
+    writeFileSync(join(secrets, "keys", "ed25519.pem"), "key");
+    symlinkSync(join(secrets, "vapid.json"), join(data, "vapid.json"));
+    symlinkSync(join(secrets, "keys"), join(data, "keys"));
+
+    const report = backupDataDir(data, join(base, "copy"));
+    rmSync(secrets, { recursive: true });
+    assert.deepEqual(report.files, ["keys", "vapid.json"]);
+    assert.equal(lstatSync(join(base, "copy", "vapid.json")).isSymbolicLink(), false);
+    assert.equal(readFileSync(join(base, "copy", "vapid.json"), "utf8"), '{"publicKey":"p"}');
+    assert.equal(readFileSync(join(base, "copy", "keys", "ed25519.pem"), "utf8"), "key");
+  });
+
+  it("refuses a target inside the data directory", () => {
+    const data = join(base, "data");
+    mkdirSync(data);
+    openDatabase(join(data, "chat.db")).close();
+    assert.throws(() => backupDataDir(data, join(data, "copy")), /cannot go inside the data directory/);
+  });
+});
