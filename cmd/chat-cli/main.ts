@@ -674,16 +674,27 @@ function promptHidden(question: string): Promise<string> {
   });
 }
 
+/**
+ * Control characters (C0 but tab and newline, DEL, C1) shown as U+FFFD: a
+ * text, a name or a title is someone else's words, and an escape sequence
+ * in them would otherwise drive the reader's terminal (retitle it, hide
+ * lines, fake a prompt).
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "\ufffd");
+}
+
 function out(line: string): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${printable(line)}\n`);
 }
 
 function warn(line: string): void {
-  process.stderr.write(`${line}\n`);
+  process.stderr.write(`${printable(line)}\n`);
 }
 
+/** For scripts: JSON escapes the C0 controls itself, and a script gets every other character as it was sent. */
 function json(value: unknown): void {
-  out(JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+  process.stdout.write(`${JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v))}\n`);
 }
 
 function describe(err: unknown): string {

@@ -491,6 +491,16 @@ describe("chat-cli against chatd", function () {
     assert.match(history, /from the owner/);
   });
 
+  it("never lets someone else's words drive the reader's terminal; --json keeps them as sent", async () => {
+    const mallory = await signUp(chatd.httpUrl, "mallory");
+    const aliceId = BigInt(JSON.parse(await alice.ok("whoami", "--json")).userId);
+    const { channelId } = (await mallory.api.channels.openDirect({ userId: aliceId })).channel!;
+    const text = "\u001b]0;pwned\u0007\u001b[2Jgone?\u009b1m";
+    await mallory.api.messages.sendMessage({ channelId, clientMsgId: "esc-1", text });
+    assert.match(await alice.ok("history", String(channelId)), /: \ufffd\]0;pwned\ufffd\ufffd\[2Jgone\?\ufffd1m\n$/);
+    assert.equal(JSON.parse(await alice.ok("history", String(channelId), "--json")).text, text);
+  });
+
   it("prints a group's notes: a follower and history show who added and removed whom, --json has the note, and chats lists it", async () => {
     // The owner and the one added and removed act through the API: the CLI has no command for it.
     const carol = await signUp(chatd.httpUrl, "carol");
