@@ -206,10 +206,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const { channel, member } = await requireGroup(req.channelId, me);
       requireManager(member);
-      const existing = req.reset ? undefined : await channels.inviteCodeOf(channel.channelId);
-      if (existing) return { code: existing };
       // 128 random bits: guessing one is hopeless, so a code needs no rate of its own.
       const code = randomBytes(16).toString("base64url");
+      if (!req.reset) return { code: await channels.claimInviteCode(channel.channelId, code) };
       await channels.setInviteCode(channel.channelId, code);
       return { code };
     },

@@ -99,6 +99,12 @@ export interface ChannelStore {
    * working, or leaves the group with none (undefined).
    */
   setInviteCode(channelId: Id, code: string | undefined): Promise<void>;
+  /**
+   * The group's invite code: `code` when it had none, else the one it has.
+   * Atomic, so two managers asking at once for a group's first link get the
+   * same one.
+   */
+  claimInviteCode(channelId: Id, code: string): Promise<string>;
   /** The group's invite code, if it has one. */
   inviteCodeOf(channelId: Id): Promise<string | undefined>;
   /** The group an invite code leads to, while it is that group's code. */

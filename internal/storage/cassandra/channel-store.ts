@@ -98,6 +98,7 @@ export class CassandraChannelStore implements ChannelStore {
       places: `SELECT channel_id, pinned_at_ms, archived_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
       inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?)`,
+      claimInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?) IF NOT EXISTS`,
       dropInviteOf: `DELETE FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteCode: `INSERT INTO ${t("invite_codes")} (code, channel_id) VALUES (?, ?)`,
       dropInviteCode: `DELETE FROM ${t("invite_codes")} WHERE code = ?`,
@@ -275,6 +276,17 @@ export class CassandraChannelStore implements ChannelStore {
       await this.db.write(this.q.dropInviteOf, [channelId]);
     }
     if (old !== undefined && old !== code) await this.db.write(this.q.dropInviteCode, [old]).catch(() => undefined);
+  }
+
+  async claimInviteCode(channelId: Id, code: string): Promise<string> {
+    const held = await this.inviteCodeOf(channelId);
+    if (held !== undefined) return held;
+    // The code's row first, as in setInviteCode; if another manager's claim wins, this one leads nowhere.
+    await this.db.write(this.q.putInviteCode, [code, channelId]);
+    const result = await this.db.lwt(this.q.claimInviteOf, [channelId, code]);
+    if (result.applied) return code;
+    await this.db.write(this.q.dropInviteCode, [code]).catch(() => undefined);
+    return (result.row?.get("code") as string | null | undefined) ?? (await this.inviteCodeOf(channelId)) ?? code;
   }
 
   async inviteCodeOf(channelId: Id): Promise<string | undefined> {

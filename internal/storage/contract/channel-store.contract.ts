@@ -432,6 +432,20 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.equal(await s.channelOfInvite(theirs), other, "another group's code is untouched");
       });
 
+      it("claims a group's first code once: two claims at once get the same code, and a claim keeps a code set before", async () => {
+        const g = uniqueId();
+        const [a, b] = [code(), code()];
+        const got = await Promise.all([s.claimInviteCode(g, a), s.claimInviteCode(g, b)]);
+        assert.equal(got[0], got[1]);
+        assert.ok(got[0] === a || got[0] === b);
+        assert.equal(await s.inviteCodeOf(g), got[0]);
+        assert.equal(await s.channelOfInvite(got[0]!), g);
+        assert.equal(await s.channelOfInvite(got[0] === a ? b : a), undefined, "the losing claim's code leads nowhere");
+        const reset = code();
+        await s.setInviteCode(g, reset);
+        assert.equal(await s.claimInviteCode(g, code()), reset);
+      });
+
       it("undefined takes a group's code away; an unknown code leads nowhere", async () => {
         const [g, c] = [uniqueId(), code()];
         await s.setInviteCode(g, c);

@@ -53,6 +53,7 @@ function build(db: SqliteDatabase) {
     places: p("SELECT channel_id, pinned_at_ms, archived_at_ms FROM channel_places WHERE user_id = ?"),
     dropInvite: p("DELETE FROM channel_invites WHERE channel_id = ?"),
     putInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?)"),
+    claimInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?) ON CONFLICT (channel_id) DO NOTHING"),
     inviteOf: p("SELECT code FROM channel_invites WHERE channel_id = ?"),
     channelOfInvite: p("SELECT channel_id FROM channel_invites WHERE code = ?"),
   };
@@ -237,6 +238,11 @@ export class SqliteChannelStore implements ChannelStore {
     } catch (e) {
       translateError(e, `invite code of channel ${channelId}`);
     }
+  }
+
+  async claimInviteCode(channelId: Id, code: string): Promise<string> {
+    this.s.claimInvite.run(code, channelId);
+    return (await this.inviteCodeOf(channelId))!;
   }
 
   async inviteCodeOf(channelId: Id): Promise<string | undefined> {
