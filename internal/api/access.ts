@@ -108,7 +108,7 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
   if (!removed) return false;
   await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
-  await Promise.all([deps.channels.setMute(userId, channel.channelId, undefined), deps.channels.setPlace(userId, channel.channelId, {})]);
+  await forgetOwnSettings(deps, userId, channel.channelId);
   const view = await channelView(deps, channel);
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
   // The last one out takes the invite link along: an empty group has nobody left to turn it off.
@@ -116,6 +116,11 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
   if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;
+}
+
+/** A user out of a channel keeps none of their own settings of it: mute, pin, archive. */
+export async function forgetOwnSettings(deps: ApiDeps, userId: Id, channelId: Id): Promise<void> {
+  await Promise.all([deps.channels.setMute(userId, channelId, undefined), deps.channels.setPlace(userId, channelId, {})]);
 }
 
 /**

@@ -9,7 +9,7 @@ import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
-import { ChannelEventKind, channelView, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
+import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -96,6 +96,25 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     return settingsOf(mutes, places.get(channelId), channelId, last?.sentAtMs);
   }
 
+  /**
+   * Moves a channel in the caller's list (`next` from its place now and all
+   * of the caller's places), writing only a place that changed, and answers
+   * with the channel as the caller now sees it, from the places already read.
+   */
+  async function movePlace(
+    me: Id,
+    channel: ChannelRecord,
+    member: MemberRecord,
+    next: (place: ChannelPlace | undefined, places: ReadonlyMap<Id, ChannelPlace>) => Promise<ChannelPlace | undefined>,
+  ) {
+    const [places, mutes] = await Promise.all([channels.listPlaces(me), channels.listMutes(me)]);
+    const place = places.get(channel.channelId);
+    const moved = await next(place, places);
+    if (moved !== place) await channels.setPlace(me, channel.channelId, moved ?? {});
+    const view = await channelView(deps, channel, member);
+    return { channel: channelToProto({ ...view, ...settingsOf(mutes, moved, channel.channelId, view.last?.sentAtMs) }) };
+  }
+
   function settingsOf(mutes: ReadonlyMap<Id, number>, place: ChannelPlace | undefined, channelId: Id, lastAtMs: number | undefined) {
     const mutedUntilMs = activeMute(mutes, channelId);
     return {
@@ -167,39 +186,26 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async pinChannel(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      if (req.pinned) {
-        const [places, memberships] = await Promise.all([channels.listPlaces(me), channels.listMemberships(me)]);
+      return movePlace(me, channel, member, async (place, places) => {
+        if (!req.pinned) return place?.pinnedAtMs !== undefined ? {} : place;
         // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
-        const mine = new Set(memberships.map((m) => m.channelId));
+        const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
         const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
         // Read, then written: two pins at once may both pass. A sixth pin is harmless; the limit keeps the list's top short.
         if (pinned >= MAX_PINNED_CHANNELS) {
           throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
         }
         // Pinning a pinned channel again keeps its time, and so its place among the pinned.
-        const pinnedAtMs = places.get(channel.channelId)?.pinnedAtMs ?? now();
-        await channels.setPlace(me, channel.channelId, { pinnedAtMs });
-      } else {
-        const place = (await channels.listPlaces(me)).get(channel.channelId);
-        if (place?.pinnedAtMs !== undefined) await channels.setPlace(me, channel.channelId, {});
-      }
-      const view = await channelView(deps, channel, member);
-      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
+        return { pinnedAtMs: place?.pinnedAtMs ?? now() };
+      });
     },
 
     async archiveChannel(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      if (req.archived) {
-        // Archiving again moves the time on: what came before it stays archived.
-        await channels.setPlace(me, channel.channelId, { archivedAtMs: now() });
-      } else {
-        // Only an archiving is undone: a pinned chat stays pinned.
-        const place = (await channels.listPlaces(me)).get(channel.channelId);
-        if (place?.archivedAtMs !== undefined) await channels.setPlace(me, channel.channelId, {});
-      }
-      const view = await channelView(deps, channel, member);
-      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
+      // Archiving again moves the time on: what came before it stays archived. Only an archiving is undone: a pinned chat stays pinned.
+      return movePlace(me, channel, member, async (place) =>
+        req.archived ? { archivedAtMs: now() } : place?.archivedAtMs !== undefined ? {} : place);
     },
 
     async getInviteLink(req, ctx) {
@@ -233,6 +239,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const channel = await invitedChannel(v.inviteCode(req.code));
       let member = await channels.getMember(channel.channelId, me);
+      let joined = false;
       if (!member) {
         const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq };
@@ -240,16 +247,17 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
           if (members.length === 0) throw deadInvite();
         });
-        if (added.length > 0) {
-          await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
-          const view = await channelView(deps, channel);
-          await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.JOINED, view, me);
-        }
-        member = await channels.getMember(channel.channelId, me);
+        joined = added.length > 0;
+        if (joined) await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
+        // Not added: a concurrent join (or an add) got there first.
+        member = joined ? joining : await channels.getMember(channel.channelId, me);
       }
       const view = await channelView(deps, channel, member);
+      // The event carries only the shared fields of the view (pushChannelEvent leaves the caller's own out).
+      if (joined) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.JOINED, view, me);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
+
 
     async listChannels(req, ctx) {
       const me = caller(ctx).userId;
@@ -336,7 +344,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }
       };
       if ((await channels.removeMember(channel.channelId, target, check)).removed) {
-        await Promise.all([channels.setMute(target, channel.channelId, undefined), channels.setPlace(target, channel.channelId, {})]);
+        await forgetOwnSettings(deps, target, channel.channelId);
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
