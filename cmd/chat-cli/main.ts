@@ -423,7 +423,7 @@ async function group(args: string[], values: Values): Promise<void> {
 async function invite(args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   // An @user would open a 1:1 chat just to be refused: only groups have links.
-  if (!ref || ref.startsWith("@") || extra !== undefined || (values.reset && values.revoke)) throw new CliError("usage: chat-cli invite <group-id> [--reset | --revoke]", 2);
+  if (!ref || ref.startsWith("@") || extra !== undefined || (values.reset && values.revoke)) throw new CliError("usage: chat-cli invite <group> [--reset | --revoke]", 2);
   const s = session();
   const group = await s.resolveChannel(ref);
   const { channelId } = group;

@@ -4,7 +4,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
-import { applyChange, applyLate, isChange, moreCurrent } from "./changes.js";
+import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
 import { codePoints, lastSeen, preview, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
@@ -48,8 +48,6 @@ interface Pending extends PendingView {
   channelId: bigint;
 }
 
-type ChangeKind = "edit" | "delete" | "reaction";
-
 /** An edit or delete of, or my reaction to, one of the open chat's messages, shown at once and until its inbox entry comes back. */
 interface PendingChange {
   clientMsgId: string;
@@ -60,6 +58,10 @@ interface PendingChange {
   kind: ChangeKind;
   state: "queued" | "sending" | "sent";
   at: number;
+  /** The id the server acked it under. */
+  ackedId?: bigint;
+  /** Acked under an id below this, it will never apply (`outdatedBelow`): the highest such bar of the changes seen since it was made. */
+  bar: bigint;
 }
 
 interface Editing {
@@ -158,7 +160,7 @@ export class ChatApp {
       },
       entries: (entries) => this.onMessages(entries.map((e) => e.message!).filter(Boolean)),
       caughtUp: () => void this.reconcile(),
-      sent: (id) => this.onSent(id),
+      sent: (id, ack) => this.onSent(id, ack.messageId),
       failed: (id, err) => this.onFailed(id, err.message),
       presence: (p) => this.setPresence([p]),
       channel: (ev) => {
@@ -673,6 +675,7 @@ export class ChatApp {
       if (ch.senderUserId === this.me && ch.senderDeviceId === this.auth.deviceId && this.changes.delete(ch.clientMsgId)) {
         openChanged ||= open?.id === ch.channelId;
       }
+      if (this.outdateChanges(ch)) openChanged ||= open?.id === ch.channelId;
       const c = this.channels.get(key(ch.channelId));
       if (!ch.reaction && c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
       const qk = quoteKey(ch.channelId, ch.targetSeq);
@@ -706,11 +709,31 @@ export class ChatApp {
     this.renderReplyBar();
   }
 
-  private onSent(clientMsgId: string): void {
+  /**
+   * Forgets my awaited changes that `entry` (a change) leaves with no chance
+   * to apply; says whether there were any. Their message shows as it is.
+   */
+  private outdateChanges(entry: Message): boolean {
+    let any = false;
+    for (const p of this.changes.values()) {
+      if (p.channelId !== entry.channelId) continue;
+      const bar = outdatedBelow(entry, p.seq, p.kind, this.me);
+      if (bar > p.bar) p.bar = bar;
+      if (!isOutdated(p.bar, p.ackedId)) continue;
+      this.changes.delete(p.clientMsgId);
+      any = true;
+    }
+    return any;
+  }
+
+  private onSent(clientMsgId: string, messageId: bigint): void {
     const change = this.changes.get(clientMsgId);
     if (change) {
-      // Still shown as changed until its entry arrives, so the bubble does not flicker back.
-      change.state = "sent";
+      change.ackedId = messageId;
+      // A newer change of the same kind came back before this ack: this one will not.
+      if (isOutdated(change.bar, messageId)) this.changes.delete(clientMsgId);
+      // Otherwise still shown as changed until its entry arrives, so the bubble does not flicker back.
+      else change.state = "sent";
       if (this.open?.id === change.channelId) this.rerenderMessages();
       return;
     }
@@ -1119,7 +1142,7 @@ export class ChatApp {
   private change(channelId: bigint, seq: bigint, text: string, kind: ChangeKind): void {
     const clientMsgId = newClientMsgId();
     const state = this.session.state === "open" ? "sending" : "queued";
-    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, kind, state, at: Date.now() });
+    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, kind, state, at: Date.now(), bar: 0n });
     const target = kind === "delete" ? { deleteSeq: seq } : kind === "reaction" ? { reactSeq: seq } : { editSeq: seq };
     this.session.send(channelId, text, clientMsgId, target);
     if (this.open?.id === channelId) this.rerenderMessages();

@@ -44,3 +44,32 @@ export function moreCurrent(have: Message, got: Message): Message {
 export function applyLate(m: Message, change: ChangeLike): Message {
   return change.reaction ? applyChange(m, change) : moreCurrent(m, applyChange(m, change));
 }
+
+export type ChangeKind = "edit" | "delete" | "reaction";
+
+/** Every id: nothing of any id applies to a deleted message. */
+const EVERY_ID = (1n << 64n) - 1n;
+
+/**
+ * The ids below which my change of `kind` to message `seq` can no longer
+ * apply once `entry`, a change of the same chat, has applied (0n when it
+ * makes no difference). The server's rules: nothing applies to a deleted
+ * message; edits are ordered by their ids, so an edit minted before the last
+ * applied one is dropped; so are a person's reactions to one message; a
+ * delete wins over any edit. In the cluster a change is acked once it is
+ * queued and such a loser is dropped later, with no answer of its own, so
+ * this is how a device learns its change will never come back.
+ */
+export function outdatedBelow(entry: Message, seq: bigint, kind: ChangeKind, me: bigint): bigint {
+  if (entry.targetSeq !== seq) return 0n;
+  if (entry.deleted) return EVERY_ID;
+  if (entry.reaction) return kind === "reaction" && entry.senderUserId === me ? entry.messageId : 0n;
+  return kind === "edit" ? entry.messageId : 0n;
+}
+
+/**
+ * Whether a change still awaited is outdated: every change once its message
+ * is deleted, acked or not; otherwise once acked under an id below the bar.
+ */
+export const isOutdated = (bar: bigint, ackedId: bigint | undefined): boolean =>
+  bar === EVERY_ID || (ackedId !== undefined && ackedId < bar);
