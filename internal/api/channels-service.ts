@@ -15,6 +15,9 @@ import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
+/** A position past any seq: the store caps it at the channel's newest message. */
+const THROUGH_NEWEST = (1n << 63n) - 1n;
+
 /** The end of 9999-12-31, UTC: "muted for good" without risking the 64-bit columns. */
 const LATEST_MUTE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
@@ -206,6 +209,17 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // Archiving again moves the time on: what came before it stays archived. Only an archiving is undone: a pinned chat stays pinned.
       return movePlace(me, channel, member, async (place) =>
         req.archived ? { archivedAtMs: now() } : place?.archivedAtMs !== undefined ? {} : place);
+    },
+
+    async clearHistory(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      const through = req.throughSeq === 0n ? THROUGH_NEWEST : req.throughSeq;
+      const clearedSeq = await channels.clearHistory(channel.channelId, me, through);
+      const view = await channelView(deps, channel, { ...member, clearedSeq });
+      // The caller's other devices drop what they show of it (they DescribeChannel on the event).
+      await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async getInviteLink(req, ctx) {

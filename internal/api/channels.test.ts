@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, ChannelNoteKind, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Id } from "../model/types.js";
@@ -502,5 +503,39 @@ describe("api: ChannelService", () => {
     assert.equal(stranger.code, Code.PermissionDenied);
     const farOff = await rpcError(() => other.c.channels.muteChannel({ channelId: group, mutedUntil: { seconds: 1n << 50n, nanos: 0 } }));
     assert.deepEqual([farOff.code, farOff.rawMessage], [Code.InvalidArgument, "muted_until must be before the year 10000"]);
+  });
+
+  it("clears a chat's history for the caller alone: history, search, the last message and the unread count start after it", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    for (let i = 1; i <= 4; i++) await send(b, dm, `lunch ${i}`);
+    const events = api.sessions.framesOf("channel").length;
+
+    const cleared = (await a.c.channels.clearHistory({ channelId: dm })).channel!;
+    assert.deepEqual([cleared.clearedThroughSeq, cleared.lastSeq, cleared.unreadCount, cleared.lastMessage, cleared.readSeq], [4n, 4n, 0n, undefined, 0n],
+      "nothing shown or unread, and nothing read either (no receipt goes to b)");
+    const told = api.sessions.framesOf("channel").slice(events);
+    assert.deepEqual(told.map((f) => f.userIds), [[a.userId]], "a's other devices are told, b is not");
+
+    assert.deepEqual((await a.c.messages.listMessages({ channelId: dm })).messages, []);
+    assert.deepEqual((await a.c.messages.searchMessages({ channelId: dm, query: "lunch" })).messages, []);
+    assert.equal((await b.c.messages.listMessages({ channelId: dm })).messages.length, 4, "b keeps all of it");
+
+    await send(b, dm, "lunch 5");
+    const later = (await a.c.channels.describeChannel({ channelId: dm })).channel!;
+    assert.deepEqual([later.unreadCount, later.lastMessage?.text, later.clearedThroughSeq], [1n, "lunch 5", 4n]);
+    assert.deepEqual((await a.c.messages.listMessages({ channelId: dm })).messages.map((m) => m.seq), [5n]);
+    const forward = await a.c.messages.listMessages({ channelId: dm, anchorSeq: 1n, direction: PageDirection.FORWARD });
+    assert.deepEqual(forward.messages.map((m) => m.seq), [5n]);
+    assert.deepEqual((await a.c.messages.searchMessages({ channelId: dm, query: "lunch" })).messages.map((m) => m.seq), [5n]);
+    assert.equal((await a.c.channels.listChannels({})).channels[0]!.lastMessage?.text, "lunch 5");
+
+    // Only forward: clearing through an earlier seq keeps what was cleared; through a later one stops at the newest.
+    assert.equal((await a.c.channels.clearHistory({ channelId: dm, throughSeq: 2n })).channel!.clearedThroughSeq, 4n);
+    assert.equal((await a.c.channels.clearHistory({ channelId: dm, throughSeq: 99n })).channel!.clearedThroughSeq, 5n);
+
+    const stranger = await api.signUp();
+    assert.equal((await rpcError(() => stranger.c.channels.clearHistory({ channelId: dm }))).code, Code.PermissionDenied);
+    assert.equal((await rpcError(() => a.c.channels.clearHistory({ channelId: 0n }))).code, Code.InvalidArgument);
   });
 });

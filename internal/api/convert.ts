@@ -103,6 +103,9 @@ export function channelToProto(v: ChannelView): Channel {
   let readSeq = v.me?.readSeq ?? 0n;
   if (sentLast && lastSeq > readSeq) readSeq = lastSeq;
   if (v.me && v.ownNewestUnreadSeq !== undefined && v.ownNewestUnreadSeq > readSeq) readSeq = v.ownNewestUnreadSeq;
+  // What the caller cleared is neither shown nor unread; their read position (what receipts tell others) stays.
+  const clearedSeq = v.me?.clearedSeq ?? 0n;
+  const unreadFrom = clearedSeq > readSeq ? clearedSeq : readSeq;
   return create(ChannelSchema, {
     channelId: v.channel.channelId,
     kind: v.channel.kind === "direct" ? PbChannelKind.DIRECT : PbChannelKind.GROUP,
@@ -110,13 +113,14 @@ export function channelToProto(v: ChannelView): Channel {
     memberCount: v.memberCount,
     createdAt: timestampFromMs(v.channel.createdAtMs),
     lastSeq,
-    lastMessage: v.last ? messageToProto(v.last) : undefined,
-    unreadCount: v.me && lastSeq > readSeq ? lastSeq - readSeq : 0n,
+    lastMessage: v.last && v.last.seq > clearedSeq ? messageToProto(v.last) : undefined,
+    unreadCount: v.me && lastSeq > unreadFrom ? lastSeq - unreadFrom : 0n,
     readSeq,
     myRole: v.me ? roleToProto(v.me.role) : PbMemberRole.UNSPECIFIED,
     peerUserId: v.peerUserId ?? 0n,
     mutedUntil: v.mutedUntilMs !== undefined ? timestampFromMs(v.mutedUntilMs) : undefined,
     pinnedAt: v.pinnedAtMs !== undefined ? timestampFromMs(v.pinnedAtMs) : undefined,
     archived: v.archived ?? false,
+    clearedThroughSeq: clearedSeq,
   });
 }

@@ -28,16 +28,20 @@ function searchWords(query: string): string[] {
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
   return {
     async listMessages(req, ctx) {
-      const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
       const limit = v.limit(req.limit, 50, 200);
       const direction = req.direction === PageDirection.FORWARD ? "forward" : "backward";
+      // The caller's history starts after what they cleared.
+      const cleared = member.clearedSeq ?? 0n;
+      const anchorSeq = direction === "forward" && req.anchorSeq < cleared ? cleared : req.anchorSeq;
       // One extra row answers has_more without a count query.
-      const rows = await deps.log.page(channel.channelId, { anchorSeq: req.anchorSeq, direction, limit: limit + 1 });
+      const rows = (await deps.log.page(channel.channelId, { anchorSeq, direction, limit: limit + 1 })).filter((m) => m.seq > cleared);
       return { messages: rows.slice(0, limit).map(messageToProto), hasMore: rows.length > limit };
     },
 
     async searchMessages(req, ctx) {
-      const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
+      const cleared = member.clearedSeq ?? 0n;
       const words = searchWords(req.query);
       const limit = v.limit(req.limit, 20, 100);
       const found: StoredMessage[] = [];
@@ -45,6 +49,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       for (let scanned = 0; scanned < SEARCH_SCAN_BUDGET; ) {
         const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE });
         for (const m of rows) {
+          if (m.seq <= cleared) return { messages: found.map(messageToProto), nextBeforeSeq: 0n };
           before = m.seq;
           scanned++;
           const text = fold(m.text);

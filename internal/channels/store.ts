@@ -73,6 +73,14 @@ export interface ChannelStore {
    * the unread count. Returns the position after the call.
    */
   advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
+  /**
+   * Clears the channel's history for one member through `seq`: moves the
+   * member's `clearedSeq` forward only, never past the newest message, and
+   * returns it after the call. ChatError("not_a_member") for a non-member.
+   * It belongs to the membership: a member who leaves and comes back starts
+   * with nothing cleared.
+   */
+  clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
 
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;

@@ -83,6 +83,8 @@ export interface MemberRecord {
   joinedAtMs: number;
   /** Seq of the last message this member has read. */
   readSeq: bigint;
+  /** Set once the member cleared the channel's history for themselves: the seq it is cleared through. */
+  clearedSeq?: bigint;
 }
 
 export interface NewMessage {

@@ -18,7 +18,16 @@ const toMember = (r: Row, channelId: Id): MemberRecord => ({
   role: r.get("role") as MemberRole,
   joinedAtMs: ms(r.get("joined_at_ms")),
   readSeq: big(r.get("read_seq")),
+  ...clearedOf(r),
 });
+
+function clearedOf(r: Row): { clearedSeq?: bigint } {
+  const seq = big(r.get("cleared_seq"));
+  return seq > 0n ? { clearedSeq: seq } : {};
+}
+
+/** Compare-and-set rounds of clearHistory before it gives up: only the member's own devices race it. */
+const CLEAR_ATTEMPTS = 5;
 
 // join_order = version << 20 | position in the call: keeps insertion order
 // among members with the same joined_at_ms.
@@ -78,13 +87,15 @@ export class CassandraChannelStore implements ChannelStore {
       deleteMember: `DELETE FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       deleteChannel: `DELETE FROM ${ch} WHERE channel_id = ?`,
       updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ?`,
-      member: `SELECT user_id, role, joined_at_ms, read_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
-      members: `SELECT user_id, role, joined_at_ms, read_seq, join_order FROM ${ch} WHERE channel_id = ?`,
-      state: `SELECT user_id, kind, version, member_count, role, joined_at_ms, read_seq, join_order
+      member: `SELECT user_id, role, joined_at_ms, read_seq, cleared_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
+      members: `SELECT user_id, role, joined_at_ms, read_seq, join_order, cleared_seq FROM ${ch} WHERE channel_id = ?`,
+      state: `SELECT user_id, kind, version, member_count, role, joined_at_ms, read_seq, join_order, cleared_seq
               FROM ${ch} WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ?`,
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
+      // read_seq is set on every member row: the condition also refuses to make a row for a non-member.
+      clearThrough: `UPDATE ${ch} SET cleared_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq >= 0 AND cleared_seq = ?`,
       directOf: `SELECT channel_id FROM ${t("direct_channels")} WHERE user_lo = ? AND user_hi = ?`,
       claimDirect: `INSERT INTO ${t("direct_channels")} (user_lo, user_hi, channel_id) VALUES (?, ?, ?) IF NOT EXISTS`,
       index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
@@ -235,6 +246,22 @@ export class CassandraChannelStore implements ChannelStore {
       throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
     }
     return now;
+  }
+
+  async clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
+    const to = seq < newest ? seq : newest;
+    // Compare-and-set on the position read (null before the first clear), so
+    // two devices clearing at once never move it back.
+    for (let attempt = 0; attempt < CLEAR_ATTEMPTS; attempt++) {
+      const member = await this.getMember(channelId, userId);
+      if (!member) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
+      const now = member.clearedSeq;
+      if (to <= (now ?? 0n)) return now ?? 0n;
+      const r = await this.db.lwt(this.q.clearThrough, [to, channelId, userId, now ?? null]);
+      if (r.applied) return to;
+    }
+    throw new ChatError("unavailable", `clearing the history of channel ${channelId} kept racing; try again`);
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {

@@ -101,7 +101,7 @@ const TABLES: Record<string, string> = {
   channels: `(channel_id bigint, user_id bigint,
              kind text static, title text static, created_at_ms bigint static, created_by bigint static,
              member_count int static, version bigint static,
-             role text, joined_at_ms bigint, read_seq bigint, join_order bigint,
+             role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
   direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
   // A user's channels; written with the channel's membership version as the
@@ -189,6 +189,9 @@ export const TABLE_NAMES = Object.keys(TABLES);
 export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Schema 4: edits and deletes (change, target_seq, edited_at_ms, deleted); 5: replies (reply_to_seq);
   // 6: reactions (reactions, reaction); 7: notes (note).
+  // Where a member cleared the history (ChannelStore.clearHistory): no new
+  // version, since an older build beside this one only shows what it hides.
+  channels: { cleared_seq: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },
   channel_newest: { change: "blob", reply_to_seq: "bigint", note: "text" },
   inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },

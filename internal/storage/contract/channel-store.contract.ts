@@ -314,6 +314,39 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         await rejectsWith(s.advanceReadSeq(c.channelId, uniqueId(), 1n), "not_a_member");
       });
 
+      it("clearHistory moves forward only, never past the newest message, for that member alone", async () => {
+        const { c, members } = await newGroup(1);
+        const [owner, u] = [members[0]!.userId, members[1]!.userId];
+        assert.equal(await s.clearHistory(c.channelId, u, 5n), 0n, "no messages yet");
+        await post(c.channelId, 4);
+        assert.equal(await s.clearHistory(c.channelId, u, 1_000_000_000n), 4n);
+        assert.equal(await s.clearHistory(c.channelId, u, 2n), 4n);
+        assert.equal((await s.getMember(c.channelId, u))?.clearedSeq, 4n);
+        assert.equal((await s.listMemberships(u)).find((m) => m.channelId === c.channelId)?.clearedSeq, 4n);
+        assert.equal((await s.listMembers(c.channelId)).find((m) => m.userId === u)?.clearedSeq, 4n);
+        assert.equal((await s.getMember(c.channelId, owner))?.clearedSeq, undefined, "the others' history stays");
+        assert.equal((await s.getMember(c.channelId, u))?.readSeq, 0n, "clearing is not reading");
+      });
+
+      it("clearHistory of a non-member fails with not_a_member and makes no member", async () => {
+        const { c } = await newGroup(1);
+        await post(c.channelId, 1);
+        const stranger = uniqueId();
+        await rejectsWith(s.clearHistory(c.channelId, stranger, 1n), "not_a_member");
+        assert.equal(await s.getMember(c.channelId, stranger), undefined);
+        assert.equal(await s.memberCount(c.channelId), 2);
+      });
+
+      it("a member who leaves and comes back starts with nothing cleared", async () => {
+        const { c, members } = await newGroup(1);
+        const u = members[1]!.userId;
+        await post(c.channelId, 2);
+        await s.clearHistory(c.channelId, u, 2n);
+        await s.removeMember(c.channelId, u);
+        await s.addMembers(c.channelId, [{ ...members[1]!, joinedAtMs: Date.now() }], 100);
+        assert.equal((await s.getMember(c.channelId, u))?.clearedSeq, undefined);
+      });
+
       it("listMemberships has one row per channel the user is in", async () => {
         const u = uniqueId();
         const g1 = channel("group", u);

@@ -21,6 +21,7 @@ const toMember = (r: Row): MemberRecord => ({
   role: r.role as MemberRole,
   joinedAtMs: Number(r.joined_at_ms),
   readSeq: r.read_seq as bigint,
+  ...((r.cleared_seq as bigint) > 0n ? { clearedSeq: r.cleared_seq as bigint } : {}),
 });
 
 function build(db: SqliteDatabase) {
@@ -41,6 +42,8 @@ function build(db: SqliteDatabase) {
     setRole: p("UPDATE channel_members SET role = ? WHERE channel_id = ? AND user_id = ?"),
     advanceRead: p(`UPDATE channel_members SET read_seq = max(read_seq, ?)
                     WHERE channel_id = ? AND user_id = ? RETURNING read_seq`),
+    clearThrough: p(`UPDATE channel_members SET cleared_seq = max(cleared_seq, ?)
+                     WHERE channel_id = ? AND user_id = ? RETURNING cleared_seq`),
     memberships: p("SELECT * FROM channel_members WHERE user_id = ? ORDER BY joined_at_ms, rowid"),
     putMute: p(`INSERT INTO channel_mutes (user_id, channel_id, until_ms) VALUES (?, ?, ?)
                 ON CONFLICT (user_id, channel_id) DO UPDATE SET until_ms = excluded.until_ms`),
@@ -203,6 +206,13 @@ export class SqliteChannelStore implements ChannelStore {
     const r = this.s.advanceRead.get(seq < newest ? seq : newest, channelId, userId) as Row | undefined;
     if (!r) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
     return r.read_seq as bigint;
+  }
+
+  async clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
+    const r = this.s.clearThrough.get(seq < newest ? seq : newest, channelId, userId) as Row | undefined;
+    if (!r) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
+    return r.cleared_seq as bigint;
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {

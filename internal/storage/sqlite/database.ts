@@ -349,6 +349,10 @@ export const MIGRATIONS: readonly string[] = [
     channel_id INTEGER NOT NULL UNIQUE
   );
   `,
+  // 15: where a member cleared the channel's history for themselves (ClearHistory).
+  `
+  ALTER TABLE channel_members ADD COLUMN cleared_seq INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -154,6 +154,16 @@ export interface ArchiveChannelResponse {
   channel?: Channel | undefined;
 }
 
+export interface ClearHistoryRequest {
+  channelId: bigint;
+  /** Clears through this seq; 0 clears through the newest message. */
+  throughSeq: bigint;
+}
+
+export interface ClearHistoryResponse {
+  channel?: Channel | undefined;
+}
+
 export interface GetInviteLinkRequest {
   channelId: bigint;
   /** Replaces the code: the old one stops working. */
@@ -2263,6 +2273,176 @@ export const ArchiveChannelResponse: MessageFns<ArchiveChannelResponse> = {
   },
 };
 
+function createBaseClearHistoryRequest(): ClearHistoryRequest {
+  return { channelId: 0n, throughSeq: 0n };
+}
+
+export const ClearHistoryRequest: MessageFns<ClearHistoryRequest> = {
+  encode(message: ClearHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.throughSeq !== 0n) {
+      if (BigInt.asUintN(64, message.throughSeq) !== message.throughSeq) {
+        throw new globalThis.Error("value provided for field message.throughSeq of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.throughSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClearHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClearHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.throughSeq = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClearHistoryRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      throughSeq: isSet(object.throughSeq)
+        ? BigInt(object.throughSeq)
+        : isSet(object.through_seq)
+        ? BigInt(object.through_seq)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ClearHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.throughSeq !== 0n) {
+      obj.throughSeq = message.throughSeq.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClearHistoryRequest>, I>>(base?: I): ClearHistoryRequest {
+    return ClearHistoryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClearHistoryRequest>, I>>(object: I): ClearHistoryRequest {
+    const message = createBaseClearHistoryRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.throughSeq = (object.throughSeq !== undefined && object.throughSeq !== null)
+      ? BigInt(object.throughSeq)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseClearHistoryResponse(): ClearHistoryResponse {
+  return { channel: undefined };
+}
+
+export const ClearHistoryResponse: MessageFns<ClearHistoryResponse> = {
+  encode(message: ClearHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClearHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClearHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClearHistoryResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: ClearHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClearHistoryResponse>, I>>(base?: I): ClearHistoryResponse {
+    return ClearHistoryResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClearHistoryResponse>, I>>(object: I): ClearHistoryResponse {
+    const message = createBaseClearHistoryResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseGetInviteLinkRequest(): GetInviteLinkRequest {
   return { channelId: 0n, reset: false };
 }
@@ -3042,6 +3222,22 @@ export const ChannelServiceService = {
     responseDeserialize: (value: Buffer): ArchiveChannelResponse => ArchiveChannelResponse.decode(value),
   },
   /**
+   * Clears the channel's history for the caller alone, through a seq (the
+   * newest message when 0): the messages stay for everyone else, and for the
+   * caller the chat goes on from there. It only moves forward; it ends with
+   * the membership. The caller's other devices get a channel event.
+   */
+  clearHistory: {
+    path: "/chat.v1.ChannelService/ClearHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClearHistoryRequest): Buffer => Buffer.from(ClearHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClearHistoryRequest => ClearHistoryRequest.decode(value),
+    responseSerialize: (value: ClearHistoryResponse): Buffer =>
+      Buffer.from(ClearHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClearHistoryResponse => ClearHistoryResponse.decode(value),
+  },
+  /**
    * The code of the group's invite link (owner and admins), made on first
    * ask: anyone signed in who has it may join while the group has room.
    * With reset, the old code stops working and a new one is made.
@@ -3143,6 +3339,13 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    * unpins. The caller's own setting.
    */
   archiveChannel: handleUnaryCall<ArchiveChannelRequest, ArchiveChannelResponse>;
+  /**
+   * Clears the channel's history for the caller alone, through a seq (the
+   * newest message when 0): the messages stay for everyone else, and for the
+   * caller the chat goes on from there. It only moves forward; it ends with
+   * the membership. The caller's other devices get a channel event.
+   */
+  clearHistory: handleUnaryCall<ClearHistoryRequest, ClearHistoryResponse>;
   /**
    * The code of the group's invite link (owner and admins), made on first
    * ask: anyone signed in who has it may join while the group has room.
@@ -3388,6 +3591,27 @@ export interface ChannelServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ArchiveChannelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Clears the channel's history for the caller alone, through a seq (the
+   * newest message when 0): the messages stay for everyone else, and for the
+   * caller the chat goes on from there. It only moves forward; it ends with
+   * the membership. The caller's other devices get a channel event.
+   */
+  clearHistory(
+    request: ClearHistoryRequest,
+    callback: (error: ServiceError | null, response: ClearHistoryResponse) => void,
+  ): ClientUnaryCall;
+  clearHistory(
+    request: ClearHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClearHistoryResponse) => void,
+  ): ClientUnaryCall;
+  clearHistory(
+    request: ClearHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClearHistoryResponse) => void,
   ): ClientUnaryCall;
   /**
    * The code of the group's invite link (owner and admins), made on first

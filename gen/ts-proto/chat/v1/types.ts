@@ -622,6 +622,13 @@ export interface Channel {
    * back since.
    */
   archived: boolean;
+  /**
+   * The caller cleared the channel's history through this seq (ClearHistory):
+   * ListMessages, SearchMessages and last_message leave those messages out
+   * for the caller alone, and they do not count as unread. Their inbox copies
+   * are not rewritten, so a device that syncs them leaves them out too.
+   */
+  clearedThroughSeq: bigint;
 }
 
 export interface User {
@@ -1479,6 +1486,7 @@ function createBaseChannel(): Channel {
     mutedUntil: undefined,
     pinnedAt: undefined,
     archived: false,
+    clearedThroughSeq: 0n,
   };
 }
 
@@ -1540,6 +1548,12 @@ export const Channel: MessageFns<Channel> = {
     }
     if (message.archived !== false) {
       writer.uint32(112).bool(message.archived);
+    }
+    if (message.clearedThroughSeq !== 0n) {
+      if (BigInt.asUintN(64, message.clearedThroughSeq) !== message.clearedThroughSeq) {
+        throw new globalThis.Error("value provided for field message.clearedThroughSeq of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.clearedThroughSeq);
     }
     return writer;
   },
@@ -1669,6 +1683,14 @@ export const Channel: MessageFns<Channel> = {
             message.archived = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.clearedThroughSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1733,6 +1755,11 @@ export const Channel: MessageFns<Channel> = {
         ? fromJsonTimestamp(object.pinned_at)
         : undefined,
       archived: isSet(object.archived) ? globalThis.Boolean(object.archived) : false,
+      clearedThroughSeq: isSet(object.clearedThroughSeq)
+        ? BigInt(object.clearedThroughSeq)
+        : isSet(object.cleared_through_seq)
+        ? BigInt(object.cleared_through_seq)
+        : 0n,
     };
   },
 
@@ -1780,6 +1807,9 @@ export const Channel: MessageFns<Channel> = {
     if (message.archived !== false) {
       obj.archived = message.archived;
     }
+    if (message.clearedThroughSeq !== 0n) {
+      obj.clearedThroughSeq = message.clearedThroughSeq.toString();
+    }
     return obj;
   },
 
@@ -1808,6 +1838,9 @@ export const Channel: MessageFns<Channel> = {
     message.mutedUntil = object.mutedUntil ?? undefined;
     message.pinnedAt = object.pinnedAt ?? undefined;
     message.archived = object.archived ?? false;
+    message.clearedThroughSeq = (object.clearedThroughSeq !== undefined && object.clearedThroughSeq !== null)
+      ? BigInt(object.clearedThroughSeq)
+      : 0n;
     return message;
   },
 };
