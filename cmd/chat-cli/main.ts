@@ -58,6 +58,9 @@ Commands:
   archive <chat>                 move a chat out of "chats" into "chats --archived";
                                  its next message brings it back, unless muted
   unarchive <chat>               bring an archived chat back to "chats"
+  clear <chat>                   clear a chat's history for you alone, through its
+                                 newest message: history, search and "chats" start
+                                 after it, on all your devices; the others keep theirs
 
   <chat> is a channel id (from "chats") or @username for the 1:1 chat with
   that person (opened if you have none yet).
@@ -165,6 +168,8 @@ async function main(argv: string[]): Promise<void> {
     case "archive":
     case "unarchive":
       return placeCommand(command, args, values);
+    case "clear":
+      return clearCommand(args, values);
     default:
       throw new CliError(`unknown command "${command}"; see: chat-cli --help`, 2);
   }
@@ -240,7 +245,9 @@ async function chats(values: Values): Promise<void> {
     all.map(async (c) => {
       const m = c.lastMessage;
       const last = !m
-        ? "(no messages)"
+        ? c.clearedThroughSeq > 0n
+          ? "(history cleared)"
+          : "(no messages)"
         : m.note
           ? oneLine(await noteText(s, m, m.note), 50)
           : `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}`;
@@ -338,7 +345,7 @@ async function history(args: string[], values: Values): Promise<void> {
   await s.usersById(messages.flatMap(people));
   for (const m of messages) await printMessage(s, m, values);
   if (!values.json) {
-    if (messages.length === 0) warn("(no messages)");
+    if (messages.length === 0) warn(channel.clearedThroughSeq > 0n ? "(no messages since you cleared the history)" : "(no messages)");
     else if (res.hasMore) warn(`(older messages: chat-cli history ${ref} --before ${messages[0]!.seq})`);
   }
 }
@@ -375,7 +382,8 @@ async function followCommand(args: string[], values: Values): Promise<void> {
     shown = [...res.messages].reverse();
     await s.usersById(shown.flatMap(people));
     for (const m of shown) await printMessage(s, m, values);
-    afterSeq = shown.at(-1)?.seq ?? 0n;
+    // Nothing shown may mean all of it is cleared: the inbox still replays what the clear covers.
+    afterSeq = shown.at(-1)?.seq ?? channel.clearedThroughSeq;
   }
 
   const stop = new AbortController();
@@ -391,7 +399,10 @@ async function followCommand(args: string[], values: Values): Promise<void> {
       shownAtMs,
       signal: stop.signal,
       print: (m) => printMessage(s, m, values),
-      printChange: (ch) => printChange(s, ch, values),
+      // A change to a message you cleared has nothing to show it on.
+      printChange: async (ch) => {
+        if (ch.targetSeq > channel.clearedThroughSeq) await printChange(s, ch, values);
+      },
       status: (line) => {
         if (line === "connected") {
           if (!announced) warn(`following ${oneLine(channelLabel(channel), 60)}; Ctrl+C to stop`);
@@ -489,6 +500,17 @@ async function placeCommand(command: keyof typeof PLACED, args: string[], values
   const c = res.channel!;
   if (values.json) return json({ channelId, name: await s.channelName(c), pinnedAt: iso(c.pinnedAt), archived: c.archived });
   out(`${PLACED[command]} ${await s.channelName(c)}`);
+}
+
+async function clearCommand(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || extra !== undefined) throw new CliError("usage: chat-cli clear <channel-id|@username>", 2);
+  const s = session();
+  const { channelId } = await s.resolveChannel(ref);
+  const c = (await s.api.channels.clearHistory({ channelId })).channel!;
+  const name = await s.channelName(c);
+  if (values.json) return json({ channelId, name, clearedThroughSeq: c.clearedThroughSeq });
+  out(c.clearedThroughSeq === 0n ? `nothing to clear in ${name}` : `cleared the history of ${name} for you, through #${c.clearedThroughSeq} (the others keep theirs)`);
 }
 
 async function blocked(values: Values): Promise<void> {

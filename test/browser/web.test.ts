@@ -770,6 +770,89 @@ describe("web client in headless Chromium", function () {
     await takeBrowserLine(/^pat: console error: .*status of 400/, "the refused pin");
   });
 
+  it("clears a chat's history for one person: gone from their open chat, live from their other device, after a reload and for a device that syncs it anew; the other keeps it, and the chat goes on after it", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channelId } = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!;
+    /** A device of `user` signed in with their chat open. */
+    const openChat = async (user: TestUser, peer: TestUser, device: string) => {
+      const { page } = await newPage(device);
+      await logInInPage(page, chatd.httpUrl, user.username, user.password);
+      await page.evaluate(`location.hash = "#/c/${channelId}"`);
+      await page.getByTestId("chat-title").filter({ hasText: peer.username }).waitFor({ timeout: 10_000 });
+      return page;
+    };
+    const say = async (page: Page, text: string) => {
+      await page.getByTestId("composer").fill(text);
+      await page.getByTestId("composer").press("Enter");
+      await page.locator("[data-testid=message].mine", { hasText: text }).waitFor({ timeout: 10_000 });
+    };
+    const row = (page: Page) => page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`);
+    const clearedMark = (page: Page) => page.locator("[data-testid=history-start][data-cleared=true]");
+
+    const [a, b] = [await openChat(alice, bob, "alice"), await openChat(bob, alice, "bob")];
+    const old = ["are you coming tonight?", "maybe, who else is there?", "just us two", "then yes"];
+    for (const [i, text] of old.entries()) await say(i % 2 === 0 ? a : b, text);
+    for (const p of [a, b]) await waitTimeline(p, old);
+    const phone = await openChat(alice, bob, "alice-phone");
+    await waitTimeline(phone, old);
+
+    // It asks first; saying no keeps everything.
+    a.once("dialog", (d) => void d.dismiss());
+    await a.getByTestId("clear-history").click();
+    assert.deepEqual(await shownMessages(a), old);
+    let asked = "";
+    a.once("dialog", (d) => {
+      asked = d.message();
+      void d.accept();
+    });
+    await a.getByTestId("clear-history").click();
+    await clearedMark(a).waitFor({ timeout: 10_000 });
+    await waitTimeline(a, []);
+    assert.match(asked, new RegExp(`${bob.username} keeps them`));
+    await row(a).getByTestId("channel-last").filter({ hasText: "History cleared" }).waitFor({ timeout: 10_000 });
+
+    // Alice's other device drops them once the event arrives; Bob, told nothing, keeps them, also after a reload.
+    await clearedMark(phone).waitFor({ timeout: 10_000 });
+    await waitTimeline(phone, []);
+    assert.deepEqual(await shownMessages(b), old);
+    await b.reload();
+    await waitConnected(b);
+    await waitTimeline(b, old);
+
+    await a.reload();
+    await waitConnected(a);
+    await clearedMark(a).waitFor({ timeout: 10_000 });
+    assert.deepEqual(await shownMessages(a), [], "history starts after the clear");
+
+    // A new device syncs Alice's inbox from its start, old messages and all: none of them is its last message or unread.
+    const { page: laptop } = await newPage("alice-laptop");
+    await logInInPage(laptop, chatd.httpUrl, alice.username, alice.password);
+    await row(laptop).getByTestId("channel-last").filter({ hasText: "History cleared" }).waitFor({ timeout: 10_000 });
+
+    // With the chat closed everywhere (an open one would read it), Bob's next message is Alice's one unread message on each device.
+    for (const p of [a, phone]) {
+      await p.evaluate("location.hash = ''");
+      await p.getByTestId("chat-title").waitFor({ state: "hidden" });
+    }
+    await say(b, "see you at eight");
+    for (const p of [a, phone, laptop]) {
+      await row(p).getByTestId("channel-last").filter({ hasText: "see you at eight" }).waitFor({ timeout: 10_000 });
+      assert.equal(await row(p).getByTestId("unread").textContent(), "1", "only the message after the clear is unread");
+    }
+    for (const p of [a, phone]) {
+      await row(p).click();
+      await waitTimeline(p, ["see you at eight"]);
+      await clearedMark(p).waitFor();
+    }
+    // And live in the open chat.
+    await say(b, "bring snacks");
+    for (const p of [a, phone]) await waitTimeline(p, ["see you at eight", "bring snacks"]);
+    await row(laptop).click();
+    await waitTimeline(laptop, ["see you at eight", "bring snacks"]);
+    await waitTimeline(b, [...old, "see you at eight", "bring snacks"]);
+  });
+
   describe("browser notifications", () => {
     const password = "correct horse battery";
     /** Chromium's own words when a page subscribes in an incognito-like context, as every playwright context is; not the client's. */

@@ -469,6 +469,48 @@ describe("chat-cli against chatd", function () {
     }
   });
 
+  it("clears a chat's history for you alone: your history, a follower and chats start after it, the other person's keeps all of it", async () => {
+    // Users of their own: the clear would take the others' messages out of later tests.
+    const [cleo, dan] = [new CliUser(`cleo_${suffix}`, chatd.httpUrl), new CliUser(`dan_${suffix}`, chatd.httpUrl)];
+    try {
+      await cleo.ok("signup", cleo.username);
+      await dan.ok("signup", dan.username);
+      const [cleoChat, danChat] = [`@${dan.username}`, `@${cleo.username}`];
+      await cleo.ok("send", cleoChat, "the old plan");
+      await dan.ok("send", danChat, "agreed, the old plan");
+
+      assert.equal(await cleo.ok("clear", cleoChat), `cleared the history of ${cleoChat} for you, through #2 (the others keep theirs)\n`);
+      const mine = await cleo.run("history", cleoChat);
+      assert.deepEqual([mine.code, mine.stdout, mine.stderr], [0, "", "(no messages since you cleared the history)\n"]);
+      assert.match(await cleo.ok("chats"), new RegExp(`${cleoChat}\\s+\\(history cleared\\)\\n`));
+      assert.match(await dan.ok("history", danChat), new RegExp(`^\\[[^\\]]+\\] #1 ${cleo.username}: the old plan\\n\\[[^\\]]+\\] #2 ${dan.username}: agreed, the old plan\\n$`));
+
+      // The device's inbox still replays the cleared messages: a follower leaves them out.
+      const follower = cleo.follow(cleoChat);
+      try {
+        await follower.started();
+        await dan.ok("send", danChat, "a new plan");
+        await waitFor(() => follower.out.includes("a new plan"), `the new message on stdout (got: ${follower.out})`, 30_000);
+      } finally {
+        follower.interrupt();
+      }
+      assert.equal(await follower.exited, 0, follower.err);
+      const chatGoesOn = new RegExp(`^\\[[^\\]]+\\] #3 ${dan.username}: a new plan\\n$`);
+      assert.match(follower.out, chatGoesOn);
+      assert.match(await cleo.ok("history", cleoChat), chatGoesOn, "the chat goes on after the clear");
+      const cleared = JSON.parse(await cleo.ok("clear", cleoChat, "--json"));
+      assert.deepEqual([cleared.name, cleared.clearedThroughSeq], [cleoChat, "3"]);
+      assert.match(cleared.channelId, /^\d+$/);
+      assert.match(await dan.ok("history", danChat), /#1 .*the old plan\n.*#2 .*agreed, the old plan\n.*#3 .*a new plan\n$/);
+
+      for (const args of [["clear"], ["clear", cleoChat, "extra"]]) assert.equal((await cleo.run(...args)).code, 2, args.join(" "));
+      assert.match(await cleo.ok("--help"), /unarchive <chat>.*\n\s+clear <chat>/);
+    } finally {
+      cleo.cleanup();
+      dan.cleanup();
+    }
+  });
+
   it("lets a group's owner delete anyone's message, but a member only their own", async () => {
     const created = JSON.parse(await alice.ok("group", "Edit crew", `@${bob.username}`, "--json"));
     const group = String(created.channelId);

@@ -33,6 +33,9 @@ const PUSH_TITLES: Record<PushState, string> = {
 
 const isMuted = (c: Channel) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > Date.now();
 
+/** Where the chat's unread starts: after what I read, or cleared (ClearHistory), whichever goes further. */
+const doneThrough = (c: Channel) => (c.readSeq > c.clearedThroughSeq ? c.readSeq : c.clearedThroughSeq);
+
 /** A group I own or help run: I may delete anyone's message there, and hand out its invite link. */
 const manages = (c: Channel | undefined) => c?.kind === ChannelKind.GROUP && (c.myRole === MemberRole.ADMIN || c.myRole === MemberRole.OWNER);
 
@@ -265,10 +268,22 @@ export class ChatApp {
     return this.changeOwnSetting((c) => this.api.channels.archiveChannel({ channelId: c.channelId, archived: !c.archived }));
   }
 
+  /** Clears the open chat's history for me alone, once confirmed; the answer's clearedThroughSeq takes the messages away. */
+  private async clearHistory(): Promise<void> {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (!c) return;
+    if (c.lastSeq <= c.clearedThroughSeq) return this.toast("There is nothing to clear in this chat.");
+    const others = c.kind === ChannelKind.DIRECT ? `${this.channelName(c)} keeps them` : "the other members keep them";
+    if (!window.confirm(`Clear the history of this chat for you? Its messages so far go from all your devices; ${others}. This cannot be undone.`)) return;
+    // Through what this page has shown, not the server's newest: a message arriving meanwhile is not cleared unseen.
+    await this.changeOwnSetting((chat) => this.api.channels.clearHistory({ channelId: chat.channelId, throughSeq: chat.lastSeq }));
+  }
+
   /**
-   * One of my own settings of the open chat (mute, pin, archive). The answer
-   * is the chat with all of them as they now are: one can change another
-   * (pinning unarchives, archiving unpins, unmuting may bring a chat back).
+   * One of my own settings of the open chat (mute, pin, archive, where its
+   * history starts). The answer is the chat with all of them as they now
+   * are: one can change another (pinning unarchives, archiving unpins,
+   * unmuting may bring a chat back).
    */
   private async changeOwnSetting(call: (c: Channel) => Promise<{ channel?: Channel }>): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
@@ -381,6 +396,7 @@ export class ChatApp {
     ui.mute.addEventListener("click", () => void this.toggleMute());
     ui.pin.addEventListener("click", () => void this.togglePin());
     ui.archive.addEventListener("click", () => void this.toggleArchive());
+    ui.clearHistory.addEventListener("click", () => void this.clearHistory());
     ui.invite.addEventListener("click", () => this.showInviteLink());
     ui.find.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") void this.find(0n);
@@ -481,8 +497,9 @@ export class ChatApp {
     try {
       const all = (await Promise.all([this.listChannels(false), this.listChannels(true)])).flat();
       if (this.destroyed) return;
+      const known = new Map(this.channels);
       this.channels.clear();
-      for (const c of all) this.channels.set(key(c.channelId), c);
+      for (const c of all) this.putChannel(c, known.get(key(c.channelId)));
       this.channelsLoaded = true;
       const peers = all.filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
       const senders = all.flatMap((c) => (c.lastMessage ? peopleIn(c.lastMessage) : []));
@@ -538,7 +555,39 @@ export class ChatApp {
       c.lastMessage = prev.lastMessage;
       c.unreadCount = prev.unreadCount;
     }
+    this.putChannel(c, prev);
+  }
+
+  /** Keeps the server's record of a chat; when my clear of its history moved forward, what it covers goes from this page too. */
+  private putChannel(c: Channel, prev: Channel | undefined): void {
+    const was = prev?.clearedThroughSeq ?? 0n;
+    // A clear only moves forward: an answer read before it does not bring the messages back.
+    if (was > c.clearedThroughSeq) c.clearedThroughSeq = was;
+    hideCleared(c);
     this.channels.set(key(c.channelId), c);
+    if (c.clearedThroughSeq > was) this.forgetCleared(c.channelId, c.clearedThroughSeq);
+  }
+
+  /**
+   * Takes the messages through `through` out of the open chat, and ends
+   * what was under way on them here (an edit, a reply, reactions, quotes,
+   * search hits): for me the chat now starts after them.
+   */
+  private forgetCleared(channelId: bigint, through: bigint): void {
+    for (const [id, p] of this.changes) if (p.channelId === channelId && p.seq <= through) this.changes.delete(id);
+    const prefix = `${channelId}:`;
+    for (const k of this.quotes.keys()) if (k.startsWith(prefix) && BigInt(k.slice(prefix.length)) <= through) this.quotes.set(k, null);
+    const reply = this.replies.get(key(channelId));
+    if (reply && reply.seq <= through) this.endReply(channelId);
+    if (this.editing?.channelId === channelId && this.editing.seq <= through) this.endEdit();
+    if (this.reacting?.channelId === channelId && this.reacting.seq <= through) this.reacting = undefined;
+    const open = this.open;
+    if (open?.id !== channelId) return;
+    open.messages = open.messages.filter((m) => m.seq > through);
+    // Loaded from the first message after the clear (or none came since): nothing older is left to load.
+    if (open.loaded && (open.messages[0]?.seq ?? through + 1n) === through + 1n) open.hasOlder = false;
+    this.clearFind();
+    this.rerenderMessages();
   }
 
   private removeChannel(channelId: bigint): void {
@@ -624,6 +673,8 @@ export class ChatApp {
         unknown.add(m.channelId);
         continue;
       }
+      // The inbox keeps its copies of what I cleared (a device syncing after the clear): not shown, last or unread.
+      if (m.seq <= c.clearedThroughSeq) continue;
       if (m.seq > c.lastSeq) {
         c.lastSeq = m.seq;
         c.lastMessage = m;
@@ -675,8 +726,10 @@ export class ChatApp {
       if (ch.senderUserId === this.me && ch.senderDeviceId === this.auth.deviceId && this.changes.delete(ch.clientMsgId)) {
         openChanged ||= open?.id === ch.channelId;
       }
-      if (this.outdateChanges(ch)) openChanged ||= open?.id === ch.channelId;
       const c = this.channels.get(key(ch.channelId));
+      // A message I cleared is nowhere here: nothing to apply the change to.
+      if (c && ch.targetSeq <= c.clearedThroughSeq) continue;
+      if (this.outdateChanges(ch)) openChanged ||= open?.id === ch.channelId;
       if (!ch.reaction && c?.lastMessage && c.lastMessage.seq === ch.targetSeq) c.lastMessage = applyChange(c.lastMessage, ch);
       const qk = quoteKey(ch.channelId, ch.targetSeq);
       const quoted = this.quotes.get(qk);
@@ -792,7 +845,8 @@ export class ChatApp {
       // Read on another of my devices.
       if (c && seq > c.readSeq) {
         c.readSeq = seq;
-        c.unreadCount = c.lastSeq > seq ? c.lastSeq - seq : 0n;
+        const done = doneThrough(c);
+        c.unreadCount = c.lastSeq > done ? c.lastSeq - done : 0n;
         this.renderSidebar();
       }
       return;
@@ -950,7 +1004,7 @@ export class ChatApp {
     this.renderOlder();
     try {
       const oldest = open.messages[0]?.seq ?? 0n;
-      if (oldest === 1n) {
+      if (oldest === (this.channels.get(key(open.id))?.clearedThroughSeq ?? 0n) + 1n) {
         open.hasOlder = false;
         return;
       }
@@ -970,10 +1024,12 @@ export class ChatApp {
   /** Adds messages to the open chat in seq order, each once, and keeps the scroll where the reader expects it. */
   private mergeMessages(open: OpenChat, incoming: Message[], scroll: "auto" | "bottom" | "keep" = "auto"): void {
     const bySeq = new Map(open.messages.map((m) => [key(m.seq), m]));
+    const cleared = this.channels.get(key(open.id))?.clearedThroughSeq ?? 0n;
     let added = false;
     let mineAdded = false;
     for (const m of incoming) {
-      if (m.channelId !== open.id || isChange(m)) continue;
+      // A page read before my clear took effect, or a delivery the inbox kept, may still hold what it covers.
+      if (m.channelId !== open.id || isChange(m) || m.seq <= cleared) continue;
       const have = bySeq.get(key(m.seq));
       if (have) {
         // A page fetched around a live edit or delete: keep whichever copy saw more.
@@ -1167,7 +1223,8 @@ export class ChatApp {
     const open = this.open;
     if (!open || !this.isVisible() || !this.nearBottom()) return;
     const c = this.channels.get(key(open.id));
-    if (!c || c.lastSeq <= c.readSeq) return;
+    // A clear tells the others nothing: no receipt for the messages it took away unread either.
+    if (!c || c.lastSeq <= doneThrough(c)) return;
     c.readSeq = c.lastSeq;
     c.unreadCount = 0n;
     if (!this.session.read(open.id, c.lastSeq)) {
@@ -1402,7 +1459,13 @@ export class ChatApp {
     if (!open || !open.loaded) return replaceChildren(el, h("span", { class: "spinner" }, "Loading messages…"));
     if (open.loadingOlder) return replaceChildren(el, h("span", { class: "spinner" }, "Loading older messages…"));
     if (open.hasOlder) return replaceChildren(el, h("button", { type: "button", class: "link", "data-testid": "load-older", onclick: () => void this.loadOlder() }, "Load older messages"));
+    // For me the chat starts after the clear, whether or not anything came since.
+    if (this.isCleared(open.id)) return replaceChildren(el, h("span", { class: "muted", "data-testid": "history-start", "data-cleared": "true" }, "History cleared: what came before is gone for you alone."));
     replaceChildren(el, open.messages.length > 0 || this.pendingFor(open.id).length > 0 ? h("span", { class: "muted", "data-testid": "history-start" }, "This is the beginning of the chat.") : null);
+  }
+
+  private isCleared(channelId: bigint): boolean {
+    return (this.channels.get(key(channelId))?.clearedThroughSeq ?? 0n) > 0n;
   }
 
   private pendingFor(channelId: bigint): Pending[] {
@@ -1469,7 +1532,7 @@ export class ChatApp {
       quoted: (seq) => bySeq.get(key(seq)) ?? this.fetchedQuote(open.id, seq),
       jump: (seq) => void this.jumpTo(seq),
     });
-    if (open.loaded && items.length === 0) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
+    if (open.loaded && items.length === 0 && !this.isCleared(open.id)) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
     replaceChildren(this.ui.messages, items);
     this.renderOlder();
   }
@@ -1604,6 +1667,18 @@ function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
 /** When the chat was pinned; 0 when it is not, which sorts it after the pinned ones. */
 function pinned(c: Channel): number {
   return tsMs(c.pinnedAt) ?? 0;
+}
+
+/**
+ * The chat list's record as my clear of its history leaves it: a message
+ * at or before the clear is neither its last message nor unread (an answer
+ * read before the clear, or a delivery kept over a newer answer, may still
+ * count one).
+ */
+function hideCleared(c: Channel): void {
+  if (c.lastMessage && c.lastMessage.seq <= c.clearedThroughSeq) c.lastMessage = undefined;
+  const after = c.lastSeq > c.clearedThroughSeq ? c.lastSeq - c.clearedThroughSeq : 0n;
+  if (c.unreadCount > after) c.unreadCount = after;
 }
 
 function activity(c: Channel): number {

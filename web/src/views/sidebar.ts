@@ -28,6 +28,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   if (row.typing) text = "typing…";
   else if (row.lastNote) text = preview(row.lastNote);
   else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${last.deleted ? "This message was deleted" : preview(last.text)}`;
+  else if (c.clearedThroughSeq > 0n) text = "History cleared";
   else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
   const unread = Number(c.unreadCount);
   return h(
