@@ -514,6 +514,8 @@ describe("api: ChannelService", () => {
     const cleared = (await a.c.channels.clearHistory({ channelId: dm })).channel!;
     assert.deepEqual([cleared.clearedThroughSeq, cleared.lastSeq, cleared.unreadCount, cleared.lastMessage, cleared.readSeq], [4n, 4n, 0n, undefined, 0n],
       "nothing shown or unread, and nothing read either (no receipt goes to b)");
+    const newest = (await b.c.messages.listMessages({ channelId: dm, limit: 1 })).messages[0]!;
+    assert.deepEqual(cleared.lastActivityAt, newest.sentAt, "the chat keeps its place in a list by activity");
     const told = api.sessions.framesOf("channel").slice(events);
     assert.deepEqual(told.map((f) => f.userIds), [[a.userId]], "a's other devices are told, b is not");
 

@@ -122,5 +122,6 @@ export function channelToProto(v: ChannelView): Channel {
     pinnedAt: v.pinnedAtMs !== undefined ? timestampFromMs(v.pinnedAtMs) : undefined,
     archived: v.archived ?? false,
     clearedThroughSeq: clearedSeq,
+    lastActivityAt: v.last ? timestampFromMs(v.last.sentAtMs) : undefined,
   });
 }

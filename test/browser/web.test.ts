@@ -790,6 +790,11 @@ describe("web client in headless Chromium", function () {
     const row = (page: Page) => page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`);
     const clearedMark = (page: Page) => page.locator("[data-testid=history-start][data-cleared=true]");
 
+    // A chat whose last message is older than the old ones but newer than the cleared chat's start: the clear must not move it above.
+    const carol = await signUp(chatd.httpUrl, "carol");
+    const withCarol = (await carol.api.channels.openDirect({ userId: alice.userId })).channel!.channelId;
+    await carol.api.messages.sendMessage({ channelId: withCarol, text: "hi alice", clientMsgId: "carol-1" });
+    const order = (page: Page) => page.locator("[data-testid=channel]").evaluateAll((els) => els.map((e) => e.getAttribute("data-channel-id")));
     const [a, b] = [await openChat(alice, bob, "alice"), await openChat(bob, alice, "bob")];
     const old = ["are you coming tonight?", "maybe, who else is there?", "just us two", "then yes"];
     for (const [i, text] of old.entries()) await say(i % 2 === 0 ? a : b, text);
@@ -824,6 +829,7 @@ describe("web client in headless Chromium", function () {
     await waitConnected(a);
     await clearedMark(a).waitFor({ timeout: 10_000 });
     assert.deepEqual(await shownMessages(a), [], "history starts after the clear");
+    for (const p of [a, phone]) assert.deepEqual(await order(p), [String(channelId), String(withCarol)], "a cleared chat keeps its place");
 
     // A new device syncs Alice's inbox from its start, old messages and all: none of them is its last message or unread.
     const { page: laptop } = await newPage("alice-laptop");

@@ -1681,8 +1681,9 @@ function hideCleared(c: Channel): void {
   if (c.unreadCount > after) c.unreadCount = after;
 }
 
+/** When the chat last had a message, even one I cleared (a clear keeps the chat's place), or else when it began. */
 function activity(c: Channel): number {
-  return tsMs(c.lastMessage?.sentAt) ?? tsMs(c.createdAt) ?? 0;
+  return Math.max(tsMs(c.lastMessage?.sentAt) ?? 0, tsMs(c.lastActivityAt) ?? 0) || (tsMs(c.createdAt) ?? 0);
 }
 
 function newClientMsgId(): string {

@@ -629,6 +629,11 @@ export interface Channel {
    * are not rewritten, so a device that syncs them leaves them out too.
    */
   clearedThroughSeq: bigint;
+  /**
+   * When the newest message was sent, also while it is cleared for the caller
+   * and last_message is absent: where the channel sits in a list by activity.
+   */
+  lastActivityAt?: Date | undefined;
 }
 
 export interface User {
@@ -1487,6 +1492,7 @@ function createBaseChannel(): Channel {
     pinnedAt: undefined,
     archived: false,
     clearedThroughSeq: 0n,
+    lastActivityAt: undefined,
   };
 }
 
@@ -1554,6 +1560,9 @@ export const Channel: MessageFns<Channel> = {
         throw new globalThis.Error("value provided for field message.clearedThroughSeq of type uint64 too large");
       }
       writer.uint32(120).uint64(message.clearedThroughSeq);
+    }
+    if (message.lastActivityAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastActivityAt), writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1691,6 +1700,14 @@ export const Channel: MessageFns<Channel> = {
             message.clearedThroughSeq = reader.uint64() as bigint;
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.lastActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1760,6 +1777,11 @@ export const Channel: MessageFns<Channel> = {
         : isSet(object.cleared_through_seq)
         ? BigInt(object.cleared_through_seq)
         : 0n,
+      lastActivityAt: isSet(object.lastActivityAt)
+        ? fromJsonTimestamp(object.lastActivityAt)
+        : isSet(object.last_activity_at)
+        ? fromJsonTimestamp(object.last_activity_at)
+        : undefined,
     };
   },
 
@@ -1810,6 +1832,9 @@ export const Channel: MessageFns<Channel> = {
     if (message.clearedThroughSeq !== 0n) {
       obj.clearedThroughSeq = message.clearedThroughSeq.toString();
     }
+    if (message.lastActivityAt !== undefined) {
+      obj.lastActivityAt = message.lastActivityAt.toISOString();
+    }
     return obj;
   },
 
@@ -1841,6 +1866,7 @@ export const Channel: MessageFns<Channel> = {
     message.clearedThroughSeq = (object.clearedThroughSeq !== undefined && object.clearedThroughSeq !== null)
       ? BigInt(object.clearedThroughSeq)
       : 0n;
+    message.lastActivityAt = object.lastActivityAt ?? undefined;
     return message;
   },
 };
