@@ -540,4 +540,15 @@ describe("api: ChannelService", () => {
     assert.equal((await rpcError(() => stranger.c.channels.clearHistory({ channelId: dm }))).code, Code.PermissionDenied);
     assert.equal((await rpcError(() => a.c.channels.clearHistory({ channelId: 0n }))).code, Code.InvalidArgument);
   });
+
+  it("lists each member's read position, so a client opening a chat shows what the others have seen", async () => {
+    const [a, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    const group = (await a.c.channels.createGroup({ title: "seen", memberUserIds: [b.userId, c.userId] })).channel!.channelId;
+    for (let i = 1; i <= 3; i++) await send(a, group, `m${i}`);
+    await b.c.messages.markRead({ channelId: group, seq: 2n });
+    const read = async () => new Map((await a.c.channels.listMembers({ channelId: group })).members.map((m) => [m.userId, m.readSeq]));
+    assert.deepEqual(await read(), new Map([[a.userId, 0n], [b.userId, 2n], [c.userId, 0n]]));
+    await c.c.messages.markRead({ channelId: group, seq: 3n });
+    assert.equal((await read()).get(c.userId), 3n);
+  });
 });

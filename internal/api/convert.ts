@@ -72,7 +72,7 @@ export function deviceToProto(d: DeviceRecord, currentDeviceId: Id): Device {
 export { inboxEntryToProto, messageToProto } from "../wire/messages.js";
 
 export function memberToProto(m: MemberRecord): Member {
-  return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs) });
+  return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs), readSeq: m.readSeq });
 }
 
 export interface ChannelView {

@@ -770,6 +770,35 @@ describe("web client in headless Chromium", function () {
     await takeBrowserLine(/^pat: console error: .*status of 400/, "the refused pin");
   });
 
+  it("shows my messages the peer has read as seen (✓✓): live on their receipt, and after a reload from their read position", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channelId } = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!;
+    const { page: a } = await newPage("alice");
+    await logInInPage(a, chatd.httpUrl, alice.username, alice.password);
+    await a.evaluate(`location.hash = "#/c/${channelId}"`);
+    await a.getByTestId("chat-title").filter({ hasText: bob.username }).waitFor({ timeout: 10_000 });
+    await a.getByTestId("composer").fill("did you get my note?");
+    await a.getByTestId("composer").press("Enter");
+    const ticks = a.locator("[data-testid=message].mine .ticks");
+    await ticks.filter({ hasText: /^✓$/ }).waitFor({ timeout: 10_000 });
+    assert.equal(await a.locator("[data-testid=message].mine .ticks.read").count(), 0, "sent, not yet seen");
+
+    // Bob opens the chat: his page reads it, and his receipt reaches Alice's open chat.
+    const { page: b } = await newPage("bob");
+    await logInInPage(b, chatd.httpUrl, bob.username, bob.password);
+    await b.evaluate(`location.hash = "#/c/${channelId}"`);
+    await b.getByTestId("chat-title").filter({ hasText: alice.username }).waitFor({ timeout: 10_000 });
+    await waitTimeline(b, ["did you get my note?"]);
+    await a.locator("[data-testid=message].mine .ticks.read", { hasText: "✓✓" }).waitFor({ timeout: 10_000 });
+    await b.close();
+
+    await a.reload();
+    await waitConnected(a);
+    await waitTimeline(a, ["did you get my note?"]);
+    await a.locator("[data-testid=message].mine .ticks.read", { hasText: "✓✓" }).waitFor({ timeout: 10_000 });
+  });
+
   it("clears a chat's history for one person: gone from their open chat, live from their other device, after a reload and for a device that syncs it anew; the other keeps it, and the chat goes on after it", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

@@ -975,15 +975,21 @@ export class ChatApp {
     this.renderTyping();
     this.ui.input.focus();
 
-    const members =
-      c.kind === ChannelKind.GROUP
-        ? this.api.channels.listMembers({ channelId }).then(async (r) => {
-            open.members = r.members.map((m) => m.userId);
-            await this.ensureUsers(open.members);
-            await this.fetchPresence(open.members);
-            if (this.open === open) this.renderHeader();
-          })
-        : this.fetchPresence([c.peerUserId]);
+    // A 1:1 chat's members too: their read positions say what the peer has seen before any receipt arrives live.
+    const direct = c.kind !== ChannelKind.GROUP;
+    const presence = direct ? this.fetchPresence([c.peerUserId]) : Promise.resolve();
+    const members = this.api.channels.listMembers({ channelId }).then(async (r) => {
+      const seen = r.members.filter((m) => m.userId !== this.me).reduce((max, m) => (m.readSeq > max ? m.readSeq : max), 0n);
+      if (seen > open.readByOthers) {
+        open.readByOthers = seen;
+        if (this.open === open && open.loaded) this.renderMessages();
+      }
+      if (direct) return;
+      open.members = r.members.map((m) => m.userId);
+      await this.ensureUsers(open.members);
+      await this.fetchPresence(open.members);
+      if (this.open === open) this.renderHeader();
+    });
     try {
       const res = await this.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE });
       if (this.open !== open) return;
@@ -994,7 +1000,7 @@ export class ChatApp {
     } catch (err) {
       this.toast(describeError(err));
     }
-    await members.catch(() => undefined);
+    await Promise.all([members.catch(() => undefined), presence.catch(() => undefined)]);
   }
 
   private async loadOlder(): Promise<void> {
@@ -1520,7 +1526,7 @@ export class ChatApp {
       flash: this.flash && this.flash.channelId === open.id && this.flash.until > Date.now() ? this.flash.seq : 0n,
       reacting: this.reacting?.channelId === open.id ? this.reacting.seq : 0n,
       saving,
-      readByOthers: open.readByOthers,
+      readByOthers: seenByOthers(open, this.me),
       name: (id) => this.name(id),
       retry: (id) => this.retry(id),
       discard: (id) => this.discard(id),
@@ -1679,6 +1685,22 @@ function hideCleared(c: Channel): void {
   if (c.lastMessage && c.lastMessage.seq <= c.clearedThroughSeq) c.lastMessage = undefined;
   const after = c.lastSeq > c.clearedThroughSeq ? c.lastSeq - c.clearedThroughSeq : 0n;
   if (c.unreadCount > after) c.unreadCount = after;
+}
+
+/**
+ * How far the others have seen the open chat: the furthest of their
+ * receipts and their own newest message, since whoever sends has read up to
+ * there (as the server counts a read position). A note is the server's, not
+ * its actor's reading.
+ */
+function seenByOthers(open: OpenChat, me: bigint): bigint {
+  let seen = open.readByOthers;
+  for (let i = open.messages.length - 1; i >= 0; i--) {
+    const m = open.messages[i]!;
+    if (m.seq <= seen) break;
+    if (m.senderUserId !== me && !isNote(m)) return m.seq;
+  }
+  return seen;
 }
 
 /** When the chat last had a message, even one I cleared (a clear keeps the chat's place), or else when it began. */

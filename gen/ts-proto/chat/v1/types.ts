@@ -579,7 +579,15 @@ export interface InboxEntry {
 export interface Member {
   userId: bigint;
   role: MemberRole;
-  joinedAt?: Date | undefined;
+  joinedAt?:
+    | Date
+    | undefined;
+  /**
+   * The seq of the last message this member has read, as their receipts
+   * moved it (what ReceiptEvent tells live): what a client shows as seen
+   * when it opens a chat. Their own sends do not move it.
+   */
+  readSeq: bigint;
 }
 
 export interface Channel {
@@ -1368,7 +1376,7 @@ export const InboxEntry: MessageFns<InboxEntry> = {
 };
 
 function createBaseMember(): Member {
-  return { userId: 0n, role: 0, joinedAt: undefined };
+  return { userId: 0n, role: 0, joinedAt: undefined, readSeq: 0n };
 }
 
 export const Member: MessageFns<Member> = {
@@ -1384,6 +1392,12 @@ export const Member: MessageFns<Member> = {
     }
     if (message.joinedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.joinedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.readSeq !== 0n) {
+      if (BigInt.asUintN(64, message.readSeq) !== message.readSeq) {
+        throw new globalThis.Error("value provided for field message.readSeq of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.readSeq);
     }
     return writer;
   },
@@ -1425,6 +1439,14 @@ export const Member: MessageFns<Member> = {
             message.joinedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.readSeq = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1446,6 +1468,7 @@ export const Member: MessageFns<Member> = {
         : isSet(object.joined_at)
         ? fromJsonTimestamp(object.joined_at)
         : undefined,
+      readSeq: isSet(object.readSeq) ? BigInt(object.readSeq) : isSet(object.read_seq) ? BigInt(object.read_seq) : 0n,
     };
   },
 
@@ -1460,6 +1483,9 @@ export const Member: MessageFns<Member> = {
     if (message.joinedAt !== undefined) {
       obj.joinedAt = message.joinedAt.toISOString();
     }
+    if (message.readSeq !== 0n) {
+      obj.readSeq = message.readSeq.toString();
+    }
     return obj;
   },
 
@@ -1471,6 +1497,7 @@ export const Member: MessageFns<Member> = {
     message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
     message.role = object.role ?? 0;
     message.joinedAt = object.joinedAt ?? undefined;
+    message.readSeq = (object.readSeq !== undefined && object.readSeq !== null) ? BigInt(object.readSeq) : 0n;
     return message;
   },
 };
