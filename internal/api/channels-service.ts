@@ -7,7 +7,7 @@ import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
-import { compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
+import { compareListPositions, isArchived, without, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
 import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
 import { caller } from "./context.js";
@@ -103,6 +103,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
    * Moves a channel in the caller's list (`next` from its place now and all
    * of the caller's places), writing only a place that changed, and answers
    * with the channel as the caller now sees it, from the places already read.
+   * The caller's other devices are told of a change (they DescribeChannel on
+   * the event), so every list shows the same.
    */
   async function movePlace(
     me: Id,
@@ -115,6 +117,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     const moved = await next(place, places);
     if (moved !== place) await channels.setPlace(me, channel.channelId, moved ?? {});
     const view = await channelView(deps, channel, member);
+    if (moved !== place) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
     return { channel: channelToProto({ ...view, ...settingsOf(mutes, moved, channel.channelId, view.last?.sentAtMs) }) };
   }
 
@@ -124,6 +127,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       mutedUntilMs,
       pinnedAtMs: place?.pinnedAtMs,
       archived: isArchived(place, lastAtMs, mutedUntilMs !== undefined),
+      markedUnread: place?.markedUnreadAtMs !== undefined,
     };
   }
 
@@ -190,7 +194,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       return movePlace(me, channel, member, async (place, places) => {
-        if (!req.pinned) return place?.pinnedAtMs !== undefined ? {} : place;
+        if (!req.pinned) return without(place, "pinnedAtMs");
         // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
         const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
         const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
@@ -199,7 +203,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
         }
         // Pinning a pinned channel again keeps its time, and so its place among the pinned.
-        return { pinnedAtMs: place?.pinnedAtMs ?? now() };
+        if (place?.pinnedAtMs !== undefined) return place;
+        return { ...without(place, "archivedAtMs"), pinnedAtMs: now() };
       });
     },
 
@@ -208,7 +213,15 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // Archiving again moves the time on: what came before it stays archived. Only an archiving is undone: a pinned chat stays pinned.
       return movePlace(me, channel, member, async (place) =>
-        req.archived ? { archivedAtMs: now() } : place?.archivedAtMs !== undefined ? {} : place);
+        req.archived ? { ...without(place, "pinnedAtMs"), archivedAtMs: now() } : without(place, "archivedAtMs"));
+    },
+
+    async markUnread(req, ctx) {
+      const me = caller(ctx).userId;
+      const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      // Marking a marked channel again keeps the mark as it was.
+      return movePlace(me, channel, member, async (place) =>
+        !req.unread ? without(place, "markedUnreadAtMs") : place?.markedUnreadAtMs !== undefined ? place : { ...place, markedUnreadAtMs: now() });
     },
 
     async clearHistory(req, ctx) {

@@ -551,4 +551,43 @@ describe("api: ChannelService", () => {
     await c.c.messages.markRead({ channelId: group, seq: 3n });
     assert.equal((await read()).get(c.userId), 3n);
   });
+
+  it("marks a chat unread for the caller until they take the mark away or read it; a pin or an archiving keeps it; their other devices are told", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    await send(b, dm, "hello");
+    await a.c.messages.markRead({ channelId: dm, seq: 1n });
+    const marked = async () => (await a.c.channels.describeChannel({ channelId: dm })).channel!.markedUnread;
+    const events = () => api.sessions.framesOf("channel").filter((f) => f.userIds.length === 1 && f.userIds[0] === a.userId).length;
+
+    let told = events();
+    const answer = (await a.c.channels.markUnread({ channelId: dm, unread: true })).channel!;
+    assert.deepEqual([answer.markedUnread, answer.unreadCount], [true, 0n], "marked, with nothing unread to count");
+    assert.equal(events(), told + 1, "a's other devices are told");
+    assert.equal((await a.c.channels.listChannels({})).channels[0]!.markedUnread, true);
+    assert.equal((await b.c.channels.describeChannel({ channelId: dm })).channel!.markedUnread, false, "the mark is a's alone");
+    told = events();
+    await a.c.channels.markUnread({ channelId: dm, unread: true });
+    assert.equal(events(), told, "marking again changes nothing, so nobody is told");
+
+    await a.c.channels.pinChannel({ channelId: dm, pinned: true });
+    assert.equal(await marked(), true, "pinning keeps the mark");
+    await a.c.channels.pinChannel({ channelId: dm, pinned: false });
+    await a.c.channels.archiveChannel({ channelId: dm, archived: true });
+    assert.equal(await marked(), true, "archiving keeps the mark");
+    await a.c.channels.archiveChannel({ channelId: dm, archived: false });
+    assert.equal(await marked(), true, "unarchiving keeps the mark");
+
+    const unmarked = (await a.c.channels.markUnread({ channelId: dm, unread: false })).channel!;
+    assert.equal(unmarked.markedUnread, false);
+    await a.c.channels.markUnread({ channelId: dm, unread: true });
+    await a.c.channels.pinChannel({ channelId: dm, pinned: true });
+    told = events();
+    await a.c.messages.markRead({ channelId: dm, seq: 1n });
+    assert.deepEqual([await marked(), events()], [false, told + 1], "reading takes the mark away and tells a's other devices");
+    assert.notEqual((await a.c.channels.describeChannel({ channelId: dm })).channel!.pinnedAt, undefined, "and keeps the pin");
+
+    const stranger = await api.signUp();
+    assert.equal((await rpcError(() => stranger.c.channels.markUnread({ channelId: dm, unread: true }))).code, Code.PermissionDenied);
+  });
 });

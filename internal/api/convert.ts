@@ -90,6 +90,8 @@ export interface ChannelView {
   pinnedAtMs?: number;
   /** The caller archived the channel and nothing brought it back since (places.ts isArchived). */
   archived?: boolean;
+  /** The caller marked the channel unread (MarkUnread). */
+  markedUnread?: boolean;
 }
 
 export function channelToProto(v: ChannelView): Channel {
@@ -123,5 +125,6 @@ export function channelToProto(v: ChannelView): Channel {
     archived: v.archived ?? false,
     clearedThroughSeq: clearedSeq,
     lastActivityAt: v.last ? timestampFromMs(v.last.sentAtMs) : undefined,
+    markedUnread: v.markedUnread ?? false,
   });
 }

@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { requireMember } from "./access.js";
+import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { channelView, pushChannelEvent, requireMember } from "./access.js";
+import { without } from "../channels/places.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -95,7 +96,14 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // The store stops it at the newest message, as for the realtime ReadReceipt.
-      const readSeq = await deps.channels.advanceReadSeq(channel.channelId, me, req.seq);
+      const [readSeq, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, req.seq), deps.channels.listPlaces(me)]);
+      // Reading takes away the caller's mark (MarkUnread), and their other devices stop showing it.
+      const place = places.get(channel.channelId);
+      const unmarked = without(place, "markedUnreadAtMs");
+      if (unmarked !== place) {
+        await deps.channels.setPlace(me, channel.channelId, unmarked ?? {});
+        await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, await channelView(deps, channel, member));
+      }
       if (readSeq > member.readSeq) {
         const members = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
         const frame = create(ServerFrameSchema, {

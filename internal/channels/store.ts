@@ -95,11 +95,12 @@ export interface ChannelStore {
   listMutes(userId: Id): Promise<Map<Id, number>>;
 
   /**
-   * Pins or archives a channel in the user's list, or neither (an empty
-   * place). The user's alone, like a mute, and kept apart from membership.
+   * Pins, archives or marks unread a channel in the user's list, or none of
+   * them (an empty place): the place replaces the one before. The user's
+   * alone, like a mute, and kept apart from membership.
    */
   setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void>;
-  /** The user's pinned and archived channels by channel id. */
+  /** The user's pinned, archived and marked-unread channels by channel id. */
   listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>>;
 
   /**

@@ -71,6 +71,8 @@ export interface ChannelRecord {
 export interface ChannelPlace {
   pinnedAtMs?: number;
   archivedAtMs?: number;
+  /** When the user marked the channel unread (MarkUnread), while it is. */
+  markedUnreadAtMs?: number;
 }
 
 /** Channels a user may pin at once. */

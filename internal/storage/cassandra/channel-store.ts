@@ -104,9 +104,9 @@ export class CassandraChannelStore implements ChannelStore {
       putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
       deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
       mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
-      putPlace: `INSERT INTO ${t("channel_places")} (user_id, channel_id, pinned_at_ms, archived_at_ms) VALUES (?, ?, ?, ?)`,
+      putPlace: `INSERT INTO ${t("channel_places")} (user_id, channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms) VALUES (?, ?, ?, ?, ?)`,
       deletePlace: `DELETE FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
-      places: `SELECT channel_id, pinned_at_ms, archived_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
+      places: `SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
       inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?)`,
       claimInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?) IF NOT EXISTS`,
@@ -286,9 +286,10 @@ export class CassandraChannelStore implements ChannelStore {
   async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
     // Plain writes, as mutes: only the user places their own channels. Nulls
     // (tombstones, on a row rarely written) clear what the place had before.
-    const { pinnedAtMs, archivedAtMs } = place;
-    if (pinnedAtMs === undefined && archivedAtMs === undefined) await this.db.write(this.q.deletePlace, [userId, channelId]);
-    else await this.db.write(this.q.putPlace, [userId, channelId, pinnedAtMs === undefined ? null : msCell(pinnedAtMs), archivedAtMs === undefined ? null : msCell(archivedAtMs)]);
+    const { pinnedAtMs, archivedAtMs, markedUnreadAtMs } = place;
+    const cell = (at: number | undefined) => (at === undefined ? null : msCell(at));
+    if (pinnedAtMs === undefined && archivedAtMs === undefined && markedUnreadAtMs === undefined) await this.db.write(this.q.deletePlace, [userId, channelId]);
+    else await this.db.write(this.q.putPlace, [userId, channelId, cell(pinnedAtMs), cell(archivedAtMs), cell(markedUnreadAtMs)]);
   }
 
   async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
@@ -334,8 +335,10 @@ export class CassandraChannelStore implements ChannelStore {
       const place: ChannelPlace = {};
       const pinned = r.get("pinned_at_ms");
       const archived = r.get("archived_at_ms");
+      const marked = r.get("marked_unread_at_ms");
       if (pinned != null) place.pinnedAtMs = ms(pinned);
       if (archived != null) place.archivedAtMs = ms(archived);
+      if (marked != null) place.markedUnreadAtMs = ms(marked);
       return [big(r.get("channel_id")), place];
     }));
   }

@@ -112,7 +112,8 @@ const TABLES: Record<string, string> = {
   channel_mutes: `(user_id bigint, channel_id bigint, until_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
   // Channels a user pinned or archived (ChannelStore.setPlace), added to
   // existing keyspaces by the IF NOT EXISTS on start-up; older builds never read it.
-  channel_places: `(user_id bigint, channel_id bigint, pinned_at_ms bigint, archived_at_ms bigint, PRIMARY KEY ((user_id), channel_id))`,
+  channel_places: `(user_id bigint, channel_id bigint, pinned_at_ms bigint, archived_at_ms bigint, marked_unread_at_ms bigint,
+                   PRIMARY KEY ((user_id), channel_id))`,
   // A group's invite code (ChannelStore.setInviteCode) and the way back from
   // a code; a code counts only while its group's row names it, so a row left
   // behind by a reset that failed half-way leads nowhere.
@@ -192,6 +193,8 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Where a member cleared the history (ChannelStore.clearHistory): no new
   // version, since an older build beside this one only shows what it hides.
   channels: { cleared_seq: "bigint" },
+  // MarkUnread, likewise: an older build shows a marked chat as it is.
+  channel_places: { marked_unread_at_ms: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },
   channel_newest: { change: "blob", reply_to_seq: "bigint", note: "text" },
   inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },

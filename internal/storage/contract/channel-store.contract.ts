@@ -420,7 +420,7 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
       });
     });
 
-    describe("places (pinned, archived)", () => {
+    describe("places (pinned, archived, marked unread)", () => {
       const at = 1_767_229_200_000;
 
       it("keeps a place per user and channel, replaced whole, and drops it when empty", async () => {
@@ -435,6 +435,18 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.listPlaces(u), new Map([[c2, { archivedAtMs: at + 1 }]]));
         await s.setPlace(u, uniqueId(), {});
         assert.equal((await s.listPlaces(u)).size, 1, "clearing a place never set changes nothing");
+      });
+
+      it("keeps an unread mark beside a pin or an archiving, and drops it alone", async () => {
+        const [u, c] = [uniqueId(), uniqueId()];
+        await s.setPlace(u, c, { pinnedAtMs: at, markedUnreadAtMs: at + 5 });
+        assert.deepStrictEqual((await s.listPlaces(u)).get(c), { pinnedAtMs: at, markedUnreadAtMs: at + 5 });
+        await s.setPlace(u, c, { pinnedAtMs: at });
+        assert.deepStrictEqual((await s.listPlaces(u)).get(c), { pinnedAtMs: at });
+        await s.setPlace(u, c, { markedUnreadAtMs: at + 6 });
+        assert.deepStrictEqual(await s.listPlaces(u), new Map([[c, { markedUnreadAtMs: at + 6 }]]));
+        await s.setPlace(u, c, {});
+        assert.deepStrictEqual(await s.listPlaces(u), new Map());
       });
 
       it("keeps each user's places apart, even of one channel", async () => {

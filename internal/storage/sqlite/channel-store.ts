@@ -49,11 +49,12 @@ function build(db: SqliteDatabase) {
                 ON CONFLICT (user_id, channel_id) DO UPDATE SET until_ms = excluded.until_ms`),
     deleteMute: p("DELETE FROM channel_mutes WHERE user_id = ? AND channel_id = ?"),
     mutes: p("SELECT channel_id, until_ms FROM channel_mutes WHERE user_id = ?"),
-    putPlace: p(`INSERT INTO channel_places (user_id, channel_id, pinned_at_ms, archived_at_ms) VALUES (?, ?, ?, ?)
+    putPlace: p(`INSERT INTO channel_places (user_id, channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (user_id, channel_id) DO UPDATE SET pinned_at_ms = excluded.pinned_at_ms,
-                                                                 archived_at_ms = excluded.archived_at_ms`),
+                                                                 archived_at_ms = excluded.archived_at_ms,
+                                                                 marked_unread_at_ms = excluded.marked_unread_at_ms`),
     deletePlace: p("DELETE FROM channel_places WHERE user_id = ? AND channel_id = ?"),
-    places: p("SELECT channel_id, pinned_at_ms, archived_at_ms FROM channel_places WHERE user_id = ?"),
+    places: p("SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM channel_places WHERE user_id = ?"),
     dropInvite: p("DELETE FROM channel_invites WHERE channel_id = ?"),
     putInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?)"),
     claimInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?) ON CONFLICT (channel_id) DO NOTHING"),
@@ -233,13 +234,13 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
-    const { pinnedAtMs, archivedAtMs } = place;
-    if (pinnedAtMs === undefined && archivedAtMs === undefined) {
+    const { pinnedAtMs, archivedAtMs, markedUnreadAtMs } = place;
+    if (pinnedAtMs === undefined && archivedAtMs === undefined && markedUnreadAtMs === undefined) {
       this.s.deletePlace.run(userId, channelId);
       return;
     }
     const whole = (ms: number | undefined) => (ms === undefined ? null : Math.trunc(ms));
-    this.s.putPlace.run(userId, channelId, whole(pinnedAtMs), whole(archivedAtMs));
+    this.s.putPlace.run(userId, channelId, whole(pinnedAtMs), whole(archivedAtMs), whole(markedUnreadAtMs));
   }
 
   async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
@@ -264,14 +265,15 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {
-    return new Map((this.s.places.all(userId) as Row[]).map((r) => [r.channel_id as bigint, placeOf(r.pinned_at_ms, r.archived_at_ms)]));
+    return new Map((this.s.places.all(userId) as Row[]).map((r) => [r.channel_id as bigint, placeOf(r)]));
   }
 }
 
 /** A place as stored (nulls for what is not set), with only what is set. */
-function placeOf(pinnedAtMs: unknown, archivedAtMs: unknown): ChannelPlace {
+function placeOf(r: Row): ChannelPlace {
   const place: ChannelPlace = {};
-  if (pinnedAtMs != null) place.pinnedAtMs = Number(pinnedAtMs);
-  if (archivedAtMs != null) place.archivedAtMs = Number(archivedAtMs);
+  if (r.pinned_at_ms != null) place.pinnedAtMs = Number(r.pinned_at_ms);
+  if (r.archived_at_ms != null) place.archivedAtMs = Number(r.archived_at_ms);
+  if (r.marked_unread_at_ms != null) place.markedUnreadAtMs = Number(r.marked_unread_at_ms);
   return place;
 }

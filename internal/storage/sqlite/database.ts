@@ -353,6 +353,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE channel_members ADD COLUMN cleared_seq INTEGER NOT NULL DEFAULT 0;
   `,
+  // 16: channels a user marked unread in their list (MarkUnread).
+  `
+  ALTER TABLE channel_places ADD COLUMN marked_unread_at_ms INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

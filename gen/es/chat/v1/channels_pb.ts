@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/channels.proto.
  */
 export const file_chat_v1_channels: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiSgoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFyY2hpdmVkGAMgASgIIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiWQoSTXV0ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKE011dGVDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI3ChFQaW5DaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEg4KBnBpbm5lZBgCIAEoCCI3ChJQaW5DaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI9ChVBcmNoaXZlQ2hhbm5lbFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIQCghhcmNoaXZlZBgCIAEoCCI7ChZBcmNoaXZlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPgoTQ2xlYXJIaXN0b3J5UmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhMKC3Rocm91Z2hfc2VxGAIgASgEIjkKFENsZWFySGlzdG9yeVJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOQoUR2V0SW52aXRlTGlua1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVyZXNldBgCIAEoCCIlChVHZXRJbnZpdGVMaW5rUmVzcG9uc2USDAoEY29kZRgBIAEoCSItChdSZXZva2VJbnZpdGVMaW5rUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIhoKGFJldm9rZUludml0ZUxpbmtSZXNwb25zZSIlChVEZXNjcmliZUludml0ZVJlcXVlc3QSDAoEY29kZRgBIAEoCSJhChZEZXNjcmliZUludml0ZVJlc3BvbnNlEhIKCmNoYW5uZWxfaWQYASABKAQSDQoFdGl0bGUYAiABKAkSFAoMbWVtYmVyX2NvdW50GAMgASgNEg4KBm1lbWJlchgEIAEoCCIjChNKb2luQnlJbnZpdGVSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQoUSm9pbkJ5SW52aXRlUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbDL9CgoOQ2hhbm5lbFNlcnZpY2USRQoKT3BlbkRpcmVjdBIaLmNoYXQudjEuT3BlbkRpcmVjdFJlcXVlc3QaGy5jaGF0LnYxLk9wZW5EaXJlY3RSZXNwb25zZRJICgtDcmVhdGVHcm91cBIbLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5DcmVhdGVHcm91cFJlc3BvbnNlElQKD0Rlc2NyaWJlQ2hhbm5lbBIfLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVxdWVzdBogLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVzcG9uc2USSwoMTGlzdENoYW5uZWxzEhwuY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkUKCkFkZE1lbWJlcnMSGi5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0GhsuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJOCg1TZXRNZW1iZXJSb2xlEh0uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoeLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEhsuY2hhdC52MS5VcGRhdGVHcm91cFJlcXVlc3QaHC5jaGF0LnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USRQoKTGVhdmVHcm91cBIaLmNoYXQudjEuTGVhdmVHcm91cFJlcXVlc3QaGy5jaGF0LnYxLkxlYXZlR3JvdXBSZXNwb25zZRJICgtNdXRlQ2hhbm5lbBIbLmNoYXQudjEuTXV0ZUNoYW5uZWxSZXF1ZXN0GhwuY2hhdC52MS5NdXRlQ2hhbm5lbFJlc3BvbnNlEkUKClBpbkNoYW5uZWwSGi5jaGF0LnYxLlBpbkNoYW5uZWxSZXF1ZXN0GhsuY2hhdC52MS5QaW5DaGFubmVsUmVzcG9uc2USUQoOQXJjaGl2ZUNoYW5uZWwSHi5jaGF0LnYxLkFyY2hpdmVDaGFubmVsUmVxdWVzdBofLmNoYXQudjEuQXJjaGl2ZUNoYW5uZWxSZXNwb25zZRJLCgxDbGVhckhpc3RvcnkSHC5jaGF0LnYxLkNsZWFySGlzdG9yeVJlcXVlc3QaHS5jaGF0LnYxLkNsZWFySGlzdG9yeVJlc3BvbnNlEk4KDUdldEludml0ZUxpbmsSHS5jaGF0LnYxLkdldEludml0ZUxpbmtSZXF1ZXN0Gh4uY2hhdC52MS5HZXRJbnZpdGVMaW5rUmVzcG9uc2USVwoQUmV2b2tlSW52aXRlTGluaxIgLmNoYXQudjEuUmV2b2tlSW52aXRlTGlua1JlcXVlc3QaIS5jaGF0LnYxLlJldm9rZUludml0ZUxpbmtSZXNwb25zZRJRCg5EZXNjcmliZUludml0ZRIeLmNoYXQudjEuRGVzY3JpYmVJbnZpdGVSZXF1ZXN0Gh8uY2hhdC52MS5EZXNjcmliZUludml0ZVJlc3BvbnNlEksKDEpvaW5CeUludml0ZRIcLmNoYXQudjEuSm9pbkJ5SW52aXRlUmVxdWVzdBodLmNoYXQudjEuSm9pbkJ5SW52aXRlUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("ChZjaGF0L3YxL2NoYW5uZWxzLnByb3RvEgdjaGF0LnYxIiQKEU9wZW5EaXJlY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQiNwoST3BlbkRpcmVjdFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPAoSQ3JlYXRlR3JvdXBSZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhcKD21lbWJlcl91c2VyX2lkcxgCIAMoBCI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiLAoWRGVzY3JpYmVDaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIjwKF0Rlc2NyaWJlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiSgoTTGlzdENoYW5uZWxzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCGFyY2hpdmVkGAMgASgIIlMKFExpc3RDaGFubmVsc1Jlc3BvbnNlEiIKCGNoYW5uZWxzGAEgAygLMhAuY2hhdC52MS5DaGFubmVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChJMaXN0TWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCI3ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiAKB21lbWJlcnMYASADKAsyDy5jaGF0LnYxLk1lbWJlciI5ChFBZGRNZW1iZXJzUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIjcKEkFkZE1lbWJlcnNSZXNwb25zZRIhCgdjaGFubmVsGAEgASgLMhAuY2hhdC52MS5DaGFubmVsIjoKE1JlbW92ZU1lbWJlclJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl4KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBIhCgRyb2xlGAMgASgOMhMuY2hhdC52MS5NZW1iZXJSb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSI3ChJVcGRhdGVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgV0aXRsZRgCIAEoCSI4ChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiJwoRTGVhdmVHcm91cFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBCIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiWQoSTXV0ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAQSLwoLbXV0ZWRfdW50aWwYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKE011dGVDaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI3ChFQaW5DaGFubmVsUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEg4KBnBpbm5lZBgCIAEoCCI3ChJQaW5DaGFubmVsUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbCI9ChVBcmNoaXZlQ2hhbm5lbFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIQCghhcmNoaXZlZBgCIAEoCCI7ChZBcmNoaXZlQ2hhbm5lbFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiPgoTQ2xlYXJIaXN0b3J5UmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEEhMKC3Rocm91Z2hfc2VxGAIgASgEIjkKFENsZWFySGlzdG9yeVJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiNwoRTWFya1VucmVhZFJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBIOCgZ1bnJlYWQYAiABKAgiNwoSTWFya1VucmVhZFJlc3BvbnNlEiEKB2NoYW5uZWwYASABKAsyEC5jaGF0LnYxLkNoYW5uZWwiOQoUR2V0SW52aXRlTGlua1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoBBINCgVyZXNldBgCIAEoCCIlChVHZXRJbnZpdGVMaW5rUmVzcG9uc2USDAoEY29kZRgBIAEoCSItChdSZXZva2VJbnZpdGVMaW5rUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgEIhoKGFJldm9rZUludml0ZUxpbmtSZXNwb25zZSIlChVEZXNjcmliZUludml0ZVJlcXVlc3QSDAoEY29kZRgBIAEoCSJhChZEZXNjcmliZUludml0ZVJlc3BvbnNlEhIKCmNoYW5uZWxfaWQYASABKAQSDQoFdGl0bGUYAiABKAkSFAoMbWVtYmVyX2NvdW50GAMgASgNEg4KBm1lbWJlchgEIAEoCCIjChNKb2luQnlJbnZpdGVSZXF1ZXN0EgwKBGNvZGUYASABKAkiOQoUSm9pbkJ5SW52aXRlUmVzcG9uc2USIQoHY2hhbm5lbBgBIAEoCzIQLmNoYXQudjEuQ2hhbm5lbDLECwoOQ2hhbm5lbFNlcnZpY2USRQoKT3BlbkRpcmVjdBIaLmNoYXQudjEuT3BlbkRpcmVjdFJlcXVlc3QaGy5jaGF0LnYxLk9wZW5EaXJlY3RSZXNwb25zZRJICgtDcmVhdGVHcm91cBIbLmNoYXQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GhwuY2hhdC52MS5DcmVhdGVHcm91cFJlc3BvbnNlElQKD0Rlc2NyaWJlQ2hhbm5lbBIfLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVxdWVzdBogLmNoYXQudjEuRGVzY3JpYmVDaGFubmVsUmVzcG9uc2USSwoMTGlzdENoYW5uZWxzEhwuY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0Gh0uY2hhdC52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJICgtMaXN0TWVtYmVycxIbLmNoYXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GhwuY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkUKCkFkZE1lbWJlcnMSGi5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0GhsuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2USSwoMUmVtb3ZlTWVtYmVyEhwuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh0uY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJOCg1TZXRNZW1iZXJSb2xlEh0uY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoeLmNoYXQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEhsuY2hhdC52MS5VcGRhdGVHcm91cFJlcXVlc3QaHC5jaGF0LnYxLlVwZGF0ZUdyb3VwUmVzcG9uc2USRQoKTGVhdmVHcm91cBIaLmNoYXQudjEuTGVhdmVHcm91cFJlcXVlc3QaGy5jaGF0LnYxLkxlYXZlR3JvdXBSZXNwb25zZRJICgtNdXRlQ2hhbm5lbBIbLmNoYXQudjEuTXV0ZUNoYW5uZWxSZXF1ZXN0GhwuY2hhdC52MS5NdXRlQ2hhbm5lbFJlc3BvbnNlEkUKClBpbkNoYW5uZWwSGi5jaGF0LnYxLlBpbkNoYW5uZWxSZXF1ZXN0GhsuY2hhdC52MS5QaW5DaGFubmVsUmVzcG9uc2USUQoOQXJjaGl2ZUNoYW5uZWwSHi5jaGF0LnYxLkFyY2hpdmVDaGFubmVsUmVxdWVzdBofLmNoYXQudjEuQXJjaGl2ZUNoYW5uZWxSZXNwb25zZRJLCgxDbGVhckhpc3RvcnkSHC5jaGF0LnYxLkNsZWFySGlzdG9yeVJlcXVlc3QaHS5jaGF0LnYxLkNsZWFySGlzdG9yeVJlc3BvbnNlEkUKCk1hcmtVbnJlYWQSGi5jaGF0LnYxLk1hcmtVbnJlYWRSZXF1ZXN0GhsuY2hhdC52MS5NYXJrVW5yZWFkUmVzcG9uc2USTgoNR2V0SW52aXRlTGluaxIdLmNoYXQudjEuR2V0SW52aXRlTGlua1JlcXVlc3QaHi5jaGF0LnYxLkdldEludml0ZUxpbmtSZXNwb25zZRJXChBSZXZva2VJbnZpdGVMaW5rEiAuY2hhdC52MS5SZXZva2VJbnZpdGVMaW5rUmVxdWVzdBohLmNoYXQudjEuUmV2b2tlSW52aXRlTGlua1Jlc3BvbnNlElEKDkRlc2NyaWJlSW52aXRlEh4uY2hhdC52MS5EZXNjcmliZUludml0ZVJlcXVlc3QaHy5jaGF0LnYxLkRlc2NyaWJlSW52aXRlUmVzcG9uc2USSwoMSm9pbkJ5SW52aXRlEhwuY2hhdC52MS5Kb2luQnlJbnZpdGVSZXF1ZXN0Gh0uY2hhdC52MS5Kb2luQnlJbnZpdGVSZXNwb25zZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.OpenDirectRequest
@@ -570,6 +570,47 @@ export const ClearHistoryResponseSchema: GenMessage<ClearHistoryResponse> = /*@_
   messageDesc(file_chat_v1_channels, 27);
 
 /**
+ * @generated from message chat.v1.MarkUnreadRequest
+ */
+export type MarkUnreadRequest = Message<"chat.v1.MarkUnreadRequest"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * False takes the mark away.
+   *
+   * @generated from field: bool unread = 2;
+   */
+  unread: boolean;
+};
+
+/**
+ * Describes the message chat.v1.MarkUnreadRequest.
+ * Use `create(MarkUnreadRequestSchema)` to create a new message.
+ */
+export const MarkUnreadRequestSchema: GenMessage<MarkUnreadRequest> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 28);
+
+/**
+ * @generated from message chat.v1.MarkUnreadResponse
+ */
+export type MarkUnreadResponse = Message<"chat.v1.MarkUnreadResponse"> & {
+  /**
+   * @generated from field: chat.v1.Channel channel = 1;
+   */
+  channel?: Channel | undefined;
+};
+
+/**
+ * Describes the message chat.v1.MarkUnreadResponse.
+ * Use `create(MarkUnreadResponseSchema)` to create a new message.
+ */
+export const MarkUnreadResponseSchema: GenMessage<MarkUnreadResponse> = /*@__PURE__*/
+  messageDesc(file_chat_v1_channels, 29);
+
+/**
  * @generated from message chat.v1.GetInviteLinkRequest
  */
 export type GetInviteLinkRequest = Message<"chat.v1.GetInviteLinkRequest"> & {
@@ -591,7 +632,7 @@ export type GetInviteLinkRequest = Message<"chat.v1.GetInviteLinkRequest"> & {
  * Use `create(GetInviteLinkRequestSchema)` to create a new message.
  */
 export const GetInviteLinkRequestSchema: GenMessage<GetInviteLinkRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 28);
+  messageDesc(file_chat_v1_channels, 30);
 
 /**
  * @generated from message chat.v1.GetInviteLinkResponse
@@ -611,7 +652,7 @@ export type GetInviteLinkResponse = Message<"chat.v1.GetInviteLinkResponse"> & {
  * Use `create(GetInviteLinkResponseSchema)` to create a new message.
  */
 export const GetInviteLinkResponseSchema: GenMessage<GetInviteLinkResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 29);
+  messageDesc(file_chat_v1_channels, 31);
 
 /**
  * @generated from message chat.v1.RevokeInviteLinkRequest
@@ -628,7 +669,7 @@ export type RevokeInviteLinkRequest = Message<"chat.v1.RevokeInviteLinkRequest">
  * Use `create(RevokeInviteLinkRequestSchema)` to create a new message.
  */
 export const RevokeInviteLinkRequestSchema: GenMessage<RevokeInviteLinkRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 30);
+  messageDesc(file_chat_v1_channels, 32);
 
 /**
  * @generated from message chat.v1.RevokeInviteLinkResponse
@@ -641,7 +682,7 @@ export type RevokeInviteLinkResponse = Message<"chat.v1.RevokeInviteLinkResponse
  * Use `create(RevokeInviteLinkResponseSchema)` to create a new message.
  */
 export const RevokeInviteLinkResponseSchema: GenMessage<RevokeInviteLinkResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 31);
+  messageDesc(file_chat_v1_channels, 33);
 
 /**
  * @generated from message chat.v1.DescribeInviteRequest
@@ -658,7 +699,7 @@ export type DescribeInviteRequest = Message<"chat.v1.DescribeInviteRequest"> & {
  * Use `create(DescribeInviteRequestSchema)` to create a new message.
  */
 export const DescribeInviteRequestSchema: GenMessage<DescribeInviteRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 32);
+  messageDesc(file_chat_v1_channels, 34);
 
 /**
  * @generated from message chat.v1.DescribeInviteResponse
@@ -692,7 +733,7 @@ export type DescribeInviteResponse = Message<"chat.v1.DescribeInviteResponse"> &
  * Use `create(DescribeInviteResponseSchema)` to create a new message.
  */
 export const DescribeInviteResponseSchema: GenMessage<DescribeInviteResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 33);
+  messageDesc(file_chat_v1_channels, 35);
 
 /**
  * @generated from message chat.v1.JoinByInviteRequest
@@ -709,7 +750,7 @@ export type JoinByInviteRequest = Message<"chat.v1.JoinByInviteRequest"> & {
  * Use `create(JoinByInviteRequestSchema)` to create a new message.
  */
 export const JoinByInviteRequestSchema: GenMessage<JoinByInviteRequest> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 34);
+  messageDesc(file_chat_v1_channels, 36);
 
 /**
  * @generated from message chat.v1.JoinByInviteResponse
@@ -726,7 +767,7 @@ export type JoinByInviteResponse = Message<"chat.v1.JoinByInviteResponse"> & {
  * Use `create(JoinByInviteResponseSchema)` to create a new message.
  */
 export const JoinByInviteResponseSchema: GenMessage<JoinByInviteResponse> = /*@__PURE__*/
-  messageDesc(file_chat_v1_channels, 35);
+  messageDesc(file_chat_v1_channels, 37);
 
 /**
  * ChannelService manages direct and group channels and their membership.
@@ -881,6 +922,19 @@ export const ChannelService: GenService<{
     methodKind: "unary";
     input: typeof ClearHistoryRequestSchema;
     output: typeof ClearHistoryResponseSchema;
+  },
+  /**
+   * Marks a channel unread for the caller, to come back to it, or takes the
+   * mark away. Clients take it away when the user opens the channel;
+   * MessageService/MarkRead does too. The caller's own setting; their other
+   * devices get a channel event.
+   *
+   * @generated from rpc chat.v1.ChannelService.MarkUnread
+   */
+  markUnread: {
+    methodKind: "unary";
+    input: typeof MarkUnreadRequestSchema;
+    output: typeof MarkUnreadResponseSchema;
   },
   /**
    * The code of the group's invite link (owner and admins), made on first

@@ -164,6 +164,16 @@ export interface ClearHistoryResponse {
   channel?: Channel | undefined;
 }
 
+export interface MarkUnreadRequest {
+  channelId: bigint;
+  /** False takes the mark away. */
+  unread: boolean;
+}
+
+export interface MarkUnreadResponse {
+  channel?: Channel | undefined;
+}
+
 export interface GetInviteLinkRequest {
   channelId: bigint;
   /** Replaces the code: the old one stops working. */
@@ -2443,6 +2453,167 @@ export const ClearHistoryResponse: MessageFns<ClearHistoryResponse> = {
   },
 };
 
+function createBaseMarkUnreadRequest(): MarkUnreadRequest {
+  return { channelId: 0n, unread: false };
+}
+
+export const MarkUnreadRequest: MessageFns<MarkUnreadRequest> = {
+  encode(message: MarkUnreadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.unread !== false) {
+      writer.uint32(16).bool(message.unread);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MarkUnreadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMarkUnreadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.unread = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MarkUnreadRequest {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      unread: isSet(object.unread) ? globalThis.Boolean(object.unread) : false,
+    };
+  },
+
+  toJSON(message: MarkUnreadRequest): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.unread !== false) {
+      obj.unread = message.unread;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MarkUnreadRequest>, I>>(base?: I): MarkUnreadRequest {
+    return MarkUnreadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MarkUnreadRequest>, I>>(object: I): MarkUnreadRequest {
+    const message = createBaseMarkUnreadRequest();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.unread = object.unread ?? false;
+    return message;
+  },
+};
+
+function createBaseMarkUnreadResponse(): MarkUnreadResponse {
+  return { channel: undefined };
+}
+
+export const MarkUnreadResponse: MessageFns<MarkUnreadResponse> = {
+  encode(message: MarkUnreadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== undefined) {
+      Channel.encode(message.channel, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MarkUnreadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMarkUnreadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = Channel.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MarkUnreadResponse {
+    return { channel: isSet(object.channel) ? Channel.fromJSON(object.channel) : undefined };
+  },
+
+  toJSON(message: MarkUnreadResponse): unknown {
+    const obj: any = {};
+    if (message.channel !== undefined) {
+      obj.channel = Channel.toJSON(message.channel);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MarkUnreadResponse>, I>>(base?: I): MarkUnreadResponse {
+    return MarkUnreadResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MarkUnreadResponse>, I>>(object: I): MarkUnreadResponse {
+    const message = createBaseMarkUnreadResponse();
+    message.channel = (object.channel !== undefined && object.channel !== null)
+      ? Channel.fromPartial(object.channel)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseGetInviteLinkRequest(): GetInviteLinkRequest {
   return { channelId: 0n, reset: false };
 }
@@ -3238,6 +3409,21 @@ export const ChannelServiceService = {
     responseDeserialize: (value: Buffer): ClearHistoryResponse => ClearHistoryResponse.decode(value),
   },
   /**
+   * Marks a channel unread for the caller, to come back to it, or takes the
+   * mark away. Clients take it away when the user opens the channel;
+   * MessageService/MarkRead does too. The caller's own setting; their other
+   * devices get a channel event.
+   */
+  markUnread: {
+    path: "/chat.v1.ChannelService/MarkUnread" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MarkUnreadRequest): Buffer => Buffer.from(MarkUnreadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MarkUnreadRequest => MarkUnreadRequest.decode(value),
+    responseSerialize: (value: MarkUnreadResponse): Buffer => Buffer.from(MarkUnreadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MarkUnreadResponse => MarkUnreadResponse.decode(value),
+  },
+  /**
    * The code of the group's invite link (owner and admins), made on first
    * ask: anyone signed in who has it may join while the group has room.
    * With reset, the old code stops working and a new one is made.
@@ -3346,6 +3532,13 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    * the membership. The caller's other devices get a channel event.
    */
   clearHistory: handleUnaryCall<ClearHistoryRequest, ClearHistoryResponse>;
+  /**
+   * Marks a channel unread for the caller, to come back to it, or takes the
+   * mark away. Clients take it away when the user opens the channel;
+   * MessageService/MarkRead does too. The caller's own setting; their other
+   * devices get a channel event.
+   */
+  markUnread: handleUnaryCall<MarkUnreadRequest, MarkUnreadResponse>;
   /**
    * The code of the group's invite link (owner and admins), made on first
    * ask: anyone signed in who has it may join while the group has room.
@@ -3612,6 +3805,27 @@ export interface ChannelServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClearHistoryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Marks a channel unread for the caller, to come back to it, or takes the
+   * mark away. Clients take it away when the user opens the channel;
+   * MessageService/MarkRead does too. The caller's own setting; their other
+   * devices get a channel event.
+   */
+  markUnread(
+    request: MarkUnreadRequest,
+    callback: (error: ServiceError | null, response: MarkUnreadResponse) => void,
+  ): ClientUnaryCall;
+  markUnread(
+    request: MarkUnreadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MarkUnreadResponse) => void,
+  ): ClientUnaryCall;
+  markUnread(
+    request: MarkUnreadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MarkUnreadResponse) => void,
   ): ClientUnaryCall;
   /**
    * The code of the group's invite link (owner and admins), made on first

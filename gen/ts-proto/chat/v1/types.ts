@@ -641,7 +641,14 @@ export interface Channel {
    * When the newest message was sent, also while it is cleared for the caller
    * and last_message is absent: where the channel sits in a list by activity.
    */
-  lastActivityAt?: Date | undefined;
+  lastActivityAt?:
+    | Date
+    | undefined;
+  /**
+   * The caller marked the channel unread (MarkUnread) and has not opened it
+   * since: clients show it as unread, with no count when unread_count is 0.
+   */
+  markedUnread: boolean;
 }
 
 export interface User {
@@ -1520,6 +1527,7 @@ function createBaseChannel(): Channel {
     archived: false,
     clearedThroughSeq: 0n,
     lastActivityAt: undefined,
+    markedUnread: false,
   };
 }
 
@@ -1590,6 +1598,9 @@ export const Channel: MessageFns<Channel> = {
     }
     if (message.lastActivityAt !== undefined) {
       Timestamp.encode(toTimestamp(message.lastActivityAt), writer.uint32(130).fork()).join();
+    }
+    if (message.markedUnread !== false) {
+      writer.uint32(136).bool(message.markedUnread);
     }
     return writer;
   },
@@ -1735,6 +1746,14 @@ export const Channel: MessageFns<Channel> = {
             message.lastActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.markedUnread = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1809,6 +1828,11 @@ export const Channel: MessageFns<Channel> = {
         : isSet(object.last_activity_at)
         ? fromJsonTimestamp(object.last_activity_at)
         : undefined,
+      markedUnread: isSet(object.markedUnread)
+        ? globalThis.Boolean(object.markedUnread)
+        : isSet(object.marked_unread)
+        ? globalThis.Boolean(object.marked_unread)
+        : false,
     };
   },
 
@@ -1862,6 +1886,9 @@ export const Channel: MessageFns<Channel> = {
     if (message.lastActivityAt !== undefined) {
       obj.lastActivityAt = message.lastActivityAt.toISOString();
     }
+    if (message.markedUnread !== false) {
+      obj.markedUnread = message.markedUnread;
+    }
     return obj;
   },
 
@@ -1894,6 +1921,7 @@ export const Channel: MessageFns<Channel> = {
       ? BigInt(object.clearedThroughSeq)
       : 0n;
     message.lastActivityAt = object.lastActivityAt ?? undefined;
+    message.markedUnread = object.markedUnread ?? false;
     return message;
   },
 };
