@@ -23,7 +23,8 @@ Commands:
   logout                         sign this device out (revokes its tokens)
   whoami                         who is signed in, on which server
   chats                          list your chats: id, name, unread, last message;
-                                 pinned ones first, marked 📌
+                                 pinned ones first, marked 📌; "marked unread" for
+                                 one you marked with nothing unread in it
   chats --archived               list your archived chats
   send <chat> <text...>          send a message ("-" as the text reads stdin); with
                                  --reply SEQ, as a reply to message #SEQ
@@ -53,6 +54,10 @@ Commands:
   blocked                        list the users you blocked
   mute <chat>                    no push notifications of a chat (until unmuted)
   unmute <chat>                  push notifications of a chat again
+  unread <chat>                  mark a chat unread on all your devices, to come back
+                                 to it; history and follow leave the mark, as they
+                                 leave its messages unread
+  read <chat>                    take that mark away (unread messages stay unread)
   pin <chat>                     keep a chat at the top of "chats" (at most 5)
   unpin <chat>                   let a chat take its place by activity again
   archive <chat>                 move a chat out of "chats" into "chats --archived";
@@ -167,6 +172,8 @@ async function main(argv: string[]): Promise<void> {
     case "unpin":
     case "archive":
     case "unarchive":
+    case "unread":
+    case "read":
       return placeCommand(command, args, values);
     case "clear":
       return clearCommand(args, values);
@@ -235,6 +242,7 @@ async function chats(values: Values): Promise<void> {
         muted: c.mutedUntil !== undefined,
         pinnedAt: iso(c.pinnedAt),
         archived: c.archived,
+        markedUnread: c.markedUnread,
         lastMessage: c.lastMessage ? await messageJson(s, c.lastMessage) : null,
       });
     }
@@ -251,7 +259,9 @@ async function chats(values: Values): Promise<void> {
         : m.note
           ? oneLine(await noteText(s, m, m.note), 50)
           : `${await s.username(m.senderUserId)}: ${m.deleted ? "[deleted]" : oneLine(m.text, 50)}`;
-      const unread = [c.unreadCount > 0n ? `${c.unreadCount} unread` : "", c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
+      // A count says it already; the mark is for a chat with nothing to count, as the web client shows it.
+      const count = c.unreadCount > 0n ? `${c.unreadCount} unread` : c.markedUnread ? "marked unread" : "";
+      const unread = [count, c.mutedUntil ? "muted" : ""].filter(Boolean).join(", ");
       return [c.channelId.toString(), `${c.pinnedAt ? "📌 " : ""}${await s.channelName(c)}`, unread, last];
     }),
   );
@@ -340,6 +350,7 @@ async function history(args: string[], values: Values): Promise<void> {
   const before = values.before === undefined ? 0n : BigInt(intOption(values.before, "--before", 0, 1, Number.MAX_SAFE_INTEGER));
   const s = session();
   const channel = await s.resolveChannel(ref);
+  // Only a look: no receipt, and a mark of "unread" stays, so a script reading the chat leaves the person's list as it was on every device.
   const res = await s.api.messages.listMessages({ channelId: channel.channelId, anchorSeq: before, direction: PageDirection.BACKWARD, limit });
   const messages = [...res.messages].reverse();
   await s.usersById(messages.flatMap(people));
@@ -372,6 +383,7 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   const last = intOption(values.last, "--last", 10, 0, 200);
   const s = session();
   const channel = await s.resolveChannel(ref);
+  // Like history, only a look: what it prints stays unread, and so does a chat marked unread.
   // The last few messages first; then everything after them, live.
   let afterSeq = channel.lastSeq;
   let shown: Message[] = [];
@@ -486,20 +498,40 @@ async function muteCommand(command: "mute" | "unmute", args: string[]): Promise<
   out(`${command}d ${await s.channelName(c)}`);
 }
 
-/** What each of them did, as the confirming line says it. */
-const PLACED = { pin: "pinned", unpin: "unpinned", archive: "archived", unarchive: "unarchived" } as const;
+/** What each of them did, as the confirming line says it of the chat's name. */
+const PLACED = {
+  pin: (name: string) => `pinned ${name}`,
+  unpin: (name: string) => `unpinned ${name}`,
+  archive: (name: string) => `archived ${name}`,
+  unarchive: (name: string) => `unarchived ${name}`,
+  unread: (name: string) => `marked ${name} unread`,
+  read: (name: string) => `took the unread mark off ${name}`,
+} as const;
 
-/** Where a chat goes in your own list: pinned at the top, or put away in the archive (and back). */
+/** Where a chat is in your own list: pinned at the top, put away in the archive, marked unread (and back). */
 async function placeCommand(command: keyof typeof PLACED, args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <channel-id|@username>`, 2);
   const s = session();
   const { channelId } = await s.resolveChannel(ref);
-  const on = !command.startsWith("un");
-  const res = command.endsWith("pin") ? await s.api.channels.pinChannel({ channelId, pinned: on }) : await s.api.channels.archiveChannel({ channelId, archived: on });
-  const c = res.channel!;
-  if (values.json) return json({ channelId, name: await s.channelName(c), pinnedAt: iso(c.pinnedAt), archived: c.archived });
-  out(`${PLACED[command]} ${await s.channelName(c)}`);
+  const c = (await place(s, command, channelId)).channel!;
+  if (values.json) return json({ channelId, name: await s.channelName(c), pinnedAt: iso(c.pinnedAt), archived: c.archived, markedUnread: c.markedUnread });
+  out(PLACED[command](await s.channelName(c)));
+}
+
+/** The server's call for each; "unread" puts its mark on, where the other "un"s take one off. */
+function place(s: Session, command: keyof typeof PLACED, channelId: bigint) {
+  switch (command) {
+    case "pin":
+    case "unpin":
+      return s.api.channels.pinChannel({ channelId, pinned: command === "pin" });
+    case "archive":
+    case "unarchive":
+      return s.api.channels.archiveChannel({ channelId, archived: command === "archive" });
+    case "unread":
+    case "read":
+      return s.api.channels.markUnread({ channelId, unread: command === "unread" });
+  }
 }
 
 async function clearCommand(args: string[], values: Values): Promise<void> {

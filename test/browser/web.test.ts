@@ -888,6 +888,82 @@ describe("web client in headless Chromium", function () {
     await waitTimeline(b, [...old, "see you at eight", "bring snacks"]);
   });
 
+  it("marks a chat unread to come back to it: it leaves the chat, both of the person's devices list it marked, live and after a reload, the other sees nothing, and opening it on one takes the mark away on both", async () => {
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const { channelId } = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!;
+    const signIn = async (user: TestUser, device: string) => {
+      const { page } = await newPage(device);
+      await logInInPage(page, chatd.httpUrl, user.username, user.password);
+      return page;
+    };
+    const say = async (page: Page, text: string) => {
+      await page.getByTestId("composer").fill(text);
+      await page.getByTestId("composer").press("Enter");
+      await page.locator("[data-testid=message].mine", { hasText: text }).waitFor({ timeout: 10_000 });
+    };
+    const row = (page: Page) => page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`);
+    const marked = (page: Page) => row(page).getByTestId("marked-unread");
+    const [a, phone, b] = [await signIn(alice, "alice"), await signIn(alice, "alice-phone"), await signIn(bob, "bob")];
+    // The phone's asks to take the mark away: opening the chat asks once.
+    const unmarks: string[] = [];
+    phone.on("request", (r) => {
+      if (r.url().endsWith("/chat.v1.ChannelService/MarkUnread")) unmarks.push(r.url());
+    });
+
+    // They talk with the chat open on Alice's first device; her answer reads the chat on the phone too: nothing is left to count.
+    for (const p of [a, b]) {
+      await p.evaluate(`location.hash = "#/c/${channelId}"`);
+      await p.getByTestId("chat-title").waitFor({ timeout: 10_000 });
+    }
+    await say(b, "lunch tomorrow?");
+    await say(a, "let me check");
+    await row(phone).getByTestId("channel-last").filter({ hasText: "let me check" }).waitFor({ timeout: 10_000 });
+    await row(phone).getByTestId("unread").waitFor({ state: "detached", timeout: 10_000 });
+
+    // Marking it leaves the chat, as staying would read it; nothing to count, so the mark is a dot.
+    await a.getByTestId("mark-unread").click();
+    await a.getByTestId("chat-title").waitFor({ state: "hidden", timeout: 10_000 });
+    assert.equal(await a.evaluate(() => location.hash), "");
+    for (const p of [a, phone]) {
+      await marked(p).waitFor({ timeout: 10_000 });
+      assert.equal(await row(p).getByTestId("unread").count(), 0, "nothing to count");
+    }
+    for (const p of [a, phone]) {
+      await p.reload();
+      await waitConnected(p);
+      await marked(p).waitFor({ timeout: 10_000 });
+    }
+    // The mark is Alice's alone.
+    await b.reload();
+    await waitConnected(b);
+    await row(b).waitFor({ timeout: 10_000 });
+    assert.equal(await marked(b).count(), 0, "bob sees no mark");
+
+    // A message while marked: the count shows instead of the dot.
+    await say(b, "the usual place?");
+    for (const p of [a, phone]) {
+      await row(p).getByTestId("unread").filter({ hasText: "1" }).waitFor({ timeout: 10_000 });
+      assert.equal(await marked(p).count(), 0, "the count, not the dot");
+    }
+    assert.deepEqual(unmarks, [], "not opened yet");
+
+    // Opened on the phone: the mark goes from both devices (the first one had the dot back if only the receipt came), and from the server.
+    await row(phone).click();
+    await waitTimeline(phone, ["lunch tomorrow?", "let me check", "the usual place?"]);
+    const nothingShown = async (p: Page) => (await marked(p).count()) === 0 && (await row(p).getByTestId("unread").count()) === 0;
+    await waitFor(async () => (await nothingShown(a)) && (await nothingShown(phone)), "no mark and nothing unread on either of Alice's devices", 10_000, 50);
+    assert.equal((await alice.api.channels.describeChannel({ channelId })).channel!.markedUnread, false);
+    // Opened again, there is no mark left to take away.
+    await row(phone).click();
+    await waitTimeline(phone, ["lunch tomorrow?", "let me check", "the usual place?"]);
+    assert.equal(unmarks.length, 1, "opening it asked once");
+    await a.reload();
+    await waitConnected(a);
+    await row(a).waitFor({ timeout: 10_000 });
+    assert.equal(await marked(a).count(), 0, "and none after a reload");
+  });
+
   describe("browser notifications", () => {
     const password = "correct horse battery";
     /** Chromium's own words when a page subscribes in an incognito-like context, as every playwright context is; not the client's. */

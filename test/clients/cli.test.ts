@@ -511,6 +511,51 @@ describe("chat-cli against chatd", function () {
     }
   });
 
+  it("marks a chat unread and takes the mark away with read: chats shows the mark, history leaves it, the other person sees none", async () => {
+    // Users of their own: the mark would show in the others' lists.
+    const [uma, vic] = [new CliUser(`uma_${suffix}`, chatd.httpUrl), new CliUser(`vic_${suffix}`, chatd.httpUrl)];
+    try {
+      await uma.ok("signup", uma.username);
+      await vic.ok("signup", vic.username);
+      const [umaChat, vicChat] = [`@${vic.username}`, `@${uma.username}`];
+      await vic.ok("send", vicChat, "read this later");
+      // Sending reads the chat: nothing is left to count, so only the mark says it is unread.
+      await uma.ok("send", umaChat, "will do");
+      /** The one chat of the user's "chats --json": its unread count and its mark. */
+      const unreadOf = async (user: CliUser) => {
+        const c = JSON.parse((await user.ok("chats", "--json")).trim()) as { unread: string; markedUnread: boolean };
+        return [c.unread, c.markedUnread];
+      };
+
+      assert.equal(await uma.ok("unread", umaChat), `marked ${umaChat} unread\n`);
+      const markedRow = new RegExp(`^\\d+\\s+${umaChat}\\s+marked unread\\s+${uma.username}: will do$`, "m");
+      assert.match(await uma.ok("chats"), markedRow);
+      assert.deepEqual(await unreadOf(uma), ["0", true]);
+      assert.match(await uma.ok("history", umaChat), /#2 .*will do\n$/);
+      assert.match(await uma.ok("chats"), markedRow, "history only looks: the mark stays");
+      assert.deepEqual(await unreadOf(vic), ["1", false], "the mark is uma's alone");
+      assert.doesNotMatch(await vic.ok("chats"), /marked unread/);
+
+      // A message to count shows as its count; the mark is still there underneath.
+      await vic.ok("send", vicChat, "and this");
+      assert.match(await uma.ok("chats"), new RegExp(`${umaChat}\\s+1 unread\\s+${vic.username}: and this`));
+      assert.deepEqual(await unreadOf(uma), ["1", true]);
+
+      assert.equal(await uma.ok("read", umaChat), `took the unread mark off ${umaChat}\n`);
+      assert.deepEqual(await unreadOf(uma), ["1", false], "read takes the mark away, not the messages' unread");
+      const marked = JSON.parse(await uma.ok("unread", umaChat, "--json"));
+      assert.deepEqual([marked.name, marked.markedUnread, marked.archived, marked.pinnedAt], [umaChat, true, false, null]);
+      assert.equal(JSON.parse(await uma.ok("read", umaChat, "--json")).markedUnread, false);
+      assert.doesNotMatch(await uma.ok("chats"), /marked unread/);
+
+      for (const args of [["unread"], ["read", umaChat, "extra"]]) assert.equal((await uma.run(...args)).code, 2, args.join(" "));
+      assert.match(await uma.ok("--help"), /unmute <chat>.*\n\s+unread <chat>.*\n(?:\s{20,}.*\n)*\s+read <chat>.*\n\s+pin <chat>/);
+    } finally {
+      uma.cleanup();
+      vic.cleanup();
+    }
+  });
+
   it("lets a group's owner delete anyone's message, but a member only their own", async () => {
     const created = JSON.parse(await alice.ok("group", "Edit crew", `@${bob.username}`, "--json"));
     const group = String(created.channelId);

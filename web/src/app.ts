@@ -126,7 +126,8 @@ export class ChatApp {
   private reacting?: { channelId: bigint; seq: bigint };
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
-  private readonly describing = new Set<string>();
+  /** DescribeChannel calls in flight: a second caller (opening the chat while an event describes it) shares the answer. */
+  private readonly describing = new Map<string, Promise<Channel | undefined>>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -268,6 +269,34 @@ export class ChatApp {
     return this.changeOwnSetting((c) => this.api.channels.archiveChannel({ channelId: c.channelId, archived: !c.archived }));
   }
 
+  /** Marks the open chat unread and goes back to the list: staying in it would be reading it, and opening it again takes the mark away. */
+  private async markUnread(): Promise<void> {
+    const open = this.open;
+    if (!open) return;
+    await this.changeOwnSetting((c) => this.api.channels.markUnread({ channelId: c.channelId, unread: true }));
+    // Refused, the chat stays open (the toast says why); nor is another chat opened meanwhile left.
+    if (this.open === open && this.channels.get(key(open.id))?.markedUnread) location.hash = "";
+  }
+
+  /**
+   * Opening a chat marked unread takes the mark away on every device: the
+   * server tells the others with a channel event. The realtime receipt
+   * would not (it leaves the mark), so it is asked for here.
+   */
+  private async unmark(channelId: bigint): Promise<void> {
+    const c = this.channels.get(key(channelId));
+    if (!c?.markedUnread) return;
+    // At once, so that opening it again before the answer asks nothing more.
+    c.markedUnread = false;
+    try {
+      const res = await this.api.channels.markUnread({ channelId, unread: false });
+      if (res.channel) this.upsertChannel(res.channel);
+    } catch (err) {
+      this.toast(describeError(err));
+    }
+    this.renderSidebar();
+  }
+
   /** Clears the open chat's history for me alone, once confirmed; the answer's clearedThroughSeq takes the messages away. */
   private async clearHistory(): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
@@ -280,8 +309,8 @@ export class ChatApp {
   }
 
   /**
-   * One of my own settings of the open chat (mute, pin, archive, where its
-   * history starts). The answer is the chat with all of them as they now
+   * One of my own settings of the open chat (mute, pin, archive, the unread
+   * mark, where its history starts). The answer is the chat with all of them as they now
    * are: one can change another (pinning unarchives, archiving unpins,
    * unmuting may bring a chat back).
    */
@@ -396,6 +425,7 @@ export class ChatApp {
     ui.mute.addEventListener("click", () => void this.toggleMute());
     ui.pin.addEventListener("click", () => void this.togglePin());
     ui.archive.addEventListener("click", () => void this.toggleArchive());
+    ui.markUnread.addEventListener("click", () => void this.markUnread());
     ui.clearHistory.addEventListener("click", () => void this.clearHistory());
     ui.invite.addEventListener("click", () => this.showInviteLink());
     ui.find.addEventListener("keydown", (ev) => {
@@ -505,6 +535,8 @@ export class ChatApp {
       const senders = all.flatMap((c) => (c.lastMessage ? peopleIn(c.lastMessage) : []));
       await this.ensureUsers([...peers, ...senders]);
       this.renderSidebar();
+      // A chat opened while the names were on their way shows "…" for its peer until now.
+      this.renderHeader();
       await this.fetchPresence(peers);
     } catch (err) {
       this.toast(describeError(err));
@@ -525,10 +557,16 @@ export class ChatApp {
   }
 
   /** One channel, as the caller sees it (unread, role, peer). */
-  private async describe(channelId: bigint): Promise<Channel | undefined> {
+  private describe(channelId: bigint): Promise<Channel | undefined> {
     const k = key(channelId);
-    if (this.describing.has(k)) return undefined;
-    this.describing.add(k);
+    const inFlight = this.describing.get(k);
+    if (inFlight) return inFlight;
+    const call = this.describeNow(channelId).finally(() => this.describing.delete(k));
+    this.describing.set(k, call);
+    return call;
+  }
+
+  private async describeNow(channelId: bigint): Promise<Channel | undefined> {
     try {
       const c = (await this.api.channels.describeChannel({ channelId })).channel;
       if (!c) return undefined;
@@ -542,8 +580,6 @@ export class ChatApp {
       return c;
     } catch {
       return undefined;
-    } finally {
-      this.describing.delete(k);
     }
   }
 
@@ -955,6 +991,7 @@ export class ChatApp {
       return;
     }
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
+    void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
     this.reacting = undefined;
@@ -1362,7 +1399,8 @@ export class ChatApp {
     const all = [...this.channels.values()];
     const listed = all.filter((c) => !c.archived);
     // Archived chats are put out of sight: their unread does not call for attention either.
-    const total = listed.reduce((n, c) => n + Number(c.unreadCount), 0);
+    // A chat marked unread with nothing to count calls for it as one message would.
+    const total = listed.reduce((n, c) => n + (Number(c.unreadCount) || (c.markedUnread ? 1 : 0)), 0);
     document.title = total > 0 ? `(${total}) Chat` : "Chat";
     if (!this.channelsLoaded) {
       replaceChildren(this.ui.sidebarBody, sidebarNote("Loading chats…"));
@@ -1410,6 +1448,7 @@ export class ChatApp {
       typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
       muted: isMuted(c),
       pinned: c.pinnedAt !== undefined,
+      markedUnread: c.markedUnread,
     };
   }
 

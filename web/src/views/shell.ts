@@ -30,6 +30,8 @@ export interface Shell {
   pin: HTMLButtonElement;
   /** Moves the open chat to the archive, or back (aria-pressed). */
   archive: HTMLButtonElement;
+  /** Marks the open chat unread on all my devices and leaves it, to come back to it. */
+  markUnread: HTMLButtonElement;
   /** Clears the open chat's history for me alone (after asking). */
   clearHistory: HTMLButtonElement;
   block: HTMLButtonElement;
@@ -92,6 +94,7 @@ export function renderShell(root: HTMLElement): Shell {
     mute: h("button", { type: "button", class: "ghost small", "data-testid": "mute" }, "Mute"),
     pin: h("button", { type: "button", class: "ghost small", "data-testid": "pin-toggle", "aria-pressed": "false" }, "Pin"),
     archive: h("button", { type: "button", class: "ghost small", "data-testid": "archive-toggle", "aria-pressed": "false" }, "Archive"),
+    markUnread: h("button", { type: "button", class: "ghost small", "data-testid": "mark-unread", title: "Show this chat as unread on all your devices until you open it again" }, "Mark unread"),
     clearHistory: h("button", { type: "button", class: "ghost small clear-history", "data-testid": "clear-history", title: "Clear this chat's messages for you; the others keep theirs" }, "Clear history"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
     invite: h("button", { type: "button", class: "ghost small", "data-testid": "invite-link", title: "A link that lets people join this group", hidden: true }, "Invite link"),
@@ -115,7 +118,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.clearHistory, s.block)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block)),
     s.findHits,
     scroller,
     s.typing,

@@ -16,6 +16,8 @@ export interface ChannelRow {
   /** The chat's pushes are muted: its unread badge is shown quieter. */
   muted: boolean;
   pinned: boolean;
+  /** I marked the chat unread and have not opened it since: shown unread, with a dot when there is nothing to count. */
+  markedUnread: boolean;
 }
 
 export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLElement {
@@ -38,7 +40,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
       "button",
       {
         type: "button",
-        class: `channel ${row.active ? "active" : ""} ${unread > 0 ? "has-unread" : ""}`,
+        class: `channel ${row.active ? "active" : ""} ${unread > 0 || row.markedUnread ? "has-unread" : ""}`,
         "data-testid": "channel",
         "data-channel-id": c.channelId.toString(),
         "data-name": row.name,
@@ -56,7 +58,11 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
           h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, text),
           row.pinned ? h("span", { class: "pinned-mark", "data-testid": "channel-pinned", title: "Pinned", "aria-label": "pinned" }, "📌") : null,
           row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
-          unread > 0 ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread)) : null,
+          unread > 0
+            ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread))
+            : row.markedUnread
+              ? h("span", { class: `badge marked ${row.muted ? "quiet" : ""}`, "data-testid": "marked-unread", title: "Marked unread", "aria-label": "marked unread" })
+              : null,
         ),
       ),
     ),
