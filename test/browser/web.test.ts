@@ -799,6 +799,38 @@ describe("web client in headless Chromium", function () {
     await a.locator("[data-testid=message].mine .ticks.read", { hasText: "✓✓" }).waitFor({ timeout: 10_000 });
   });
 
+  it("shows under my newest group message who has seen it: live on each receipt, everyone once all have, and the same after a reload", async () => {
+    const [alice, bob, carol] = [await signUp(chatd.httpUrl, "alice"), await signUp(chatd.httpUrl, "bob"), await signUp(chatd.httpUrl, "carol")];
+    const group = (await alice.api.channels.createGroup({ title: "lunch crew", memberUserIds: [bob.userId, carol.userId] })).channel!.channelId;
+    const openGroup = async (user: TestUser, device: string) => {
+      const { page } = await newPage(device);
+      await logInInPage(page, chatd.httpUrl, user.username, user.password);
+      await page.evaluate(`location.hash = "#/c/${group}"`);
+      await page.getByTestId("chat-title").filter({ hasText: "lunch crew" }).waitFor({ timeout: 10_000 });
+      return page;
+    };
+    const seenBy = (page: Page, text: string) => page.getByTestId("seen-by").filter({ hasText: new RegExp(`^${text}$`) }).waitFor({ timeout: 10_000 });
+
+    const a = await openGroup(alice, "alice");
+    await a.getByTestId("composer").fill("noon at the usual place?");
+    await a.getByTestId("composer").press("Enter");
+    await a.locator("[data-testid=message].mine", { hasText: "noon at the usual place?" }).waitFor({ timeout: 10_000 });
+    assert.equal(await a.getByTestId("seen-by").count(), 0, "nobody has seen it yet");
+
+    const b = await openGroup(bob, "bob");
+    await waitTimeline(b, ["noon at the usual place?"]);
+    await seenBy(a, `Seen by ${bob.username}`);
+    const c = await openGroup(carol, "carol");
+    await waitTimeline(c, ["noon at the usual place?"]);
+    await seenBy(a, "Seen by everyone");
+    assert.equal(await b.getByTestId("seen-by").count(), 0, "shown under one's own messages only");
+
+    await a.reload();
+    await waitConnected(a);
+    await waitTimeline(a, ["noon at the usual place?"]);
+    await seenBy(a, "Seen by everyone");
+  });
+
   it("clears a chat's history for one person: gone from their open chat, live from their other device, after a reload and for a device that syncs it anew; the other keeps it, and the chat goes on after it", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

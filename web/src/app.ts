@@ -15,7 +15,7 @@ import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
 import { openInviteDialog } from "./views/invite-dialog.js";
 import { openJoinDialog } from "./views/join-dialog.js";
-import { messageList, quoteExcerpt, type PendingView } from "./views/messages.js";
+import { messageList, quoteExcerpt, type MessageListInput, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
 import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
 
@@ -83,7 +83,8 @@ interface OpenChat {
   loadingOlder: boolean;
   loaded: boolean;
   members: bigint[];
-  readByOthers: bigint;
+  /** How far each other member has read, by user id: their stored position (ListMembers), then their live receipts. */
+  readBy: Map<string, bigint>;
 }
 
 const PAGE = 50;
@@ -887,8 +888,8 @@ export class ChatApp {
       }
       return;
     }
-    if (this.open?.id === channelId && seq > this.open.readByOthers) {
-      this.open.readByOthers = seq;
+    if (this.open?.id === channelId && seq > (this.open.readBy.get(key(userId)) ?? 0n)) {
+      this.open.readBy.set(key(userId), seq);
       this.renderMessages();
     }
   }
@@ -990,7 +991,7 @@ export class ChatApp {
       location.hash = "";
       return;
     }
-    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readByOthers: 0n };
+    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
@@ -1016,11 +1017,14 @@ export class ChatApp {
     const direct = c.kind !== ChannelKind.GROUP;
     const presence = direct ? this.fetchPresence([c.peerUserId]) : Promise.resolve();
     const members = this.api.channels.listMembers({ channelId }).then(async (r) => {
-      const seen = r.members.filter((m) => m.userId !== this.me).reduce((max, m) => (m.readSeq > max ? m.readSeq : max), 0n);
-      if (seen > open.readByOthers) {
-        open.readByOthers = seen;
-        if (this.open === open && open.loaded) this.renderMessages();
+      let moved = false;
+      for (const m of r.members) {
+        // A receipt that came live meanwhile may be ahead of the stored position.
+        if (m.userId === this.me || m.readSeq <= (open.readBy.get(key(m.userId)) ?? 0n)) continue;
+        open.readBy.set(key(m.userId), m.readSeq);
+        moved = true;
       }
+      if (moved && this.open === open && open.loaded) this.renderMessages();
       if (direct) return;
       open.members = r.members.map((m) => m.userId);
       await this.ensureUsers(open.members);
@@ -1548,6 +1552,21 @@ export class ChatApp {
     sc.scrollTop = stick ? sc.scrollHeight : top;
   }
 
+  /**
+   * What the open chat shows of the others' reading: ✓✓ on my messages any
+   * of them has seen, and in a group, under my newest message, who has.
+   */
+  private seen(open: OpenChat, messages: Message[], c: Channel | undefined): Pick<MessageListInput, "readByOthers" | "seenBy"> {
+    const positions = seenPositions(open, this.me);
+    const readByOthers = [...positions.values()].reduce((max, seq) => (seq > max ? seq : max), 0n);
+    const newestMine = c?.kind === ChannelKind.GROUP ? lastWhere(messages, (m) => m.senderUserId === this.me && !isNote(m)) : undefined;
+    if (!newestMine) return { readByOthers };
+    const readers = [...positions].filter(([id, seq]) => seq >= newestMine.seq && open.members.some((m) => key(m) === id)).map(([id]) => BigInt(id));
+    if (readers.length === 0) return { readByOthers };
+    const everyone = open.members.length > 1 && readers.length >= open.members.length - 1;
+    return { readByOthers, seenBy: { seq: newestMine.seq, names: readers.map((id) => this.name(id)), everyone } };
+  }
+
   private renderMessages(): void {
     const open = this.open;
     if (!open) return;
@@ -1565,7 +1584,7 @@ export class ChatApp {
       flash: this.flash && this.flash.channelId === open.id && this.flash.until > Date.now() ? this.flash.seq : 0n,
       reacting: this.reacting?.channelId === open.id ? this.reacting.seq : 0n,
       saving,
-      readByOthers: seenByOthers(open, this.me),
+      ...this.seen(open, messages, c),
       name: (id) => this.name(id),
       retry: (id) => this.retry(id),
       discard: (id) => this.discard(id),
@@ -1727,17 +1746,17 @@ function hideCleared(c: Channel): void {
 }
 
 /**
- * How far the others have seen the open chat: the furthest of their
- * receipts and their own newest message, since whoever sends has read up to
- * there (as the server counts a read position). A note is the server's, not
- * its actor's reading.
+ * How far each other member has seen the open chat: the furthest of their
+ * read position and their own newest message, since whoever sends has read
+ * up to there (as the server counts a read position). A note is the
+ * server's, not its actor's reading.
  */
-function seenByOthers(open: OpenChat, me: bigint): bigint {
-  let seen = open.readByOthers;
-  for (let i = open.messages.length - 1; i >= 0; i--) {
-    const m = open.messages[i]!;
-    if (m.seq <= seen) break;
-    if (m.senderUserId !== me && !isNote(m)) return m.seq;
+function seenPositions(open: OpenChat, me: bigint): Map<string, bigint> {
+  const seen = new Map(open.readBy);
+  for (const m of open.messages) {
+    if (m.senderUserId === me || isNote(m)) continue;
+    const k = key(m.senderUserId);
+    if (m.seq > (seen.get(k) ?? 0n)) seen.set(k, m.seq);
   }
   return seen;
 }

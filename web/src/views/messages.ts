@@ -19,8 +19,10 @@ export interface MessageListInput {
   pending: PendingView[];
   me: bigint;
   group: boolean;
-  /** The highest seq another member is known to have read (live receipts). */
+  /** The highest seq another member is known to have read (their read positions and receipts). */
   readByOthers: bigint;
+  /** In a group: who of the others has seen my newest message (seq), and whether that is all of them. */
+  seenBy?: { seq: bigint; names: string[]; everyone: boolean };
   /** The user may delete other members' messages too (a group's admin or owner). */
   moderator: boolean;
   /** The seq of the message being edited in the composer, 0n when none. */
@@ -116,6 +118,7 @@ export function messageList(input: MessageListInput): Node[] {
         messageActions(m, mine, input),
       ),
     );
+    if (input.seenBy?.seq === m.seq) out.push(seenByLine(input.seenBy));
     prev = { sender: m.senderUserId, at };
   }
   for (const p of input.pending) {
@@ -145,6 +148,17 @@ export function messageList(input: MessageListInput): Node[] {
     );
   }
   return out;
+}
+
+/** Names shown before "and N others" under a group message. */
+const SEEN_NAMES = 3;
+
+/** Under my newest group message: who has seen it, as group chats show it. */
+function seenByLine(seen: NonNullable<MessageListInput["seenBy"]>): HTMLElement {
+  const { names } = seen;
+  const more = names.length - SEEN_NAMES;
+  const who = seen.everyone ? "everyone" : more > 0 ? `${names.slice(0, SEEN_NAMES).join(", ")} and ${more} other${more > 1 ? "s" : ""}` : names.join(", ");
+  return h("div", { class: "seen-by", "data-testid": "seen-by", title: names.join(", ") }, `Seen by ${who}`);
 }
 
 /** A note as a quiet line across the list: no bubble, no actions (the server refuses any on a note), no ticks. */
