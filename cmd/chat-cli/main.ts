@@ -6,7 +6,7 @@ import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import type { Channel, ChannelNote, Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, Session, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
@@ -44,6 +44,16 @@ Commands:
                                  deletes (✗) and reactions (☺) live until Ctrl+C
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
+  members <group>                a group's members: each one's role (owner, admin or
+                                 member) and how far they have read ("read up to #SEQ")
+  add <group> <@user...>         add people to a group (owner and admins)
+  remove <group> <@user>         take someone out of a group (owner and admins; an admin
+                                 removes plain members only)
+  leave <group>                  leave a group; an owner leaving hands it to the
+                                 longest-standing admin, else member
+  rename <group> <title...>      give a group a new title (owner and admins)
+  admin <group> <@user>          make a member an admin (the owner only)
+  unadmin <group> <@user>        make an admin a plain member again (the owner only)
   invite <group>                 a group's invite link (owner and admins): its code and
                                  the web link; --reset makes a new one (the old one stops
                                  working), --revoke turns it off
@@ -68,7 +78,7 @@ Commands:
                                  after it, on all your devices; the others keep theirs
 
   <chat> is a channel id (from "chats") or @username for the 1:1 chat with
-  that person (opened if you have none yet).
+  that person (opened if you have none yet). <group> is a group's channel id.
 
 Options:
   --server URL        chatd's HTTP address (signup/login; default $CHAT_SERVER,
@@ -82,7 +92,7 @@ Options:
   --archived          chats: the archived chats instead of the list
   --reset             invite: a new link; the old one stops working
   --revoke            invite: no working link any more
-  --json              one JSON object per line, for scripts
+  --json              one JSON object per line, for scripts (members: one array)
   -h, --help          this help
 
 Credentials live in $CHAT_CLI_HOME (default ~/.config/chat-cli), mode 0600.
@@ -156,6 +166,19 @@ async function main(argv: string[]): Promise<void> {
       return followCommand(args, values);
     case "group":
       return group(args, values);
+    case "members":
+      return members(args, values);
+    case "add":
+      return addCommand(args, values);
+    case "remove":
+      return removeCommand(args, values);
+    case "leave":
+      return leave(args, values);
+    case "rename":
+      return rename(args, values);
+    case "admin":
+    case "unadmin":
+      return roleCommand(command, args, values);
     case "invite":
       return invite(args, values);
     case "join":
@@ -440,6 +463,115 @@ async function group(args: string[], values: Values): Promise<void> {
   const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
   out(`created group "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+}
+
+/** What a member's role is called: the proto's enum names, lower-cased ("owner", "admin", "member"). */
+function roleName(role: MemberRole): string {
+  return (MemberRole[role] ?? "unknown").toLowerCase();
+}
+
+/** "@bob", "@bob and @carol", "@bob, @carol and @dave". */
+function listOf(names: string[]): string {
+  return names.length <= 1 ? (names[0] ?? "nobody") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
+async function members(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || ref.startsWith("@") || extra !== undefined) throw new CliError("usage: chat-cli members <group>", 2);
+  const s = session();
+  const { channelId } = await s.resolveChannel(ref);
+  const list = (await s.api.channels.listMembers({ channelId })).members;
+  const users = await s.usersById(list.map((m) => m.userId));
+  if (values.json) {
+    return json(
+      list.map((m) => ({ userId: m.userId, username: users.get(m.userId.toString())?.username ?? null, role: roleName(m.role), readSeq: m.readSeq, joinedAt: iso(m.joinedAt) })),
+    );
+  }
+  const rows = list.map((m) => {
+    const u = users.get(m.userId.toString());
+    const name = !u ? `user:${m.userId}` : u.deleted ? "(deleted account)" : u.displayName && u.displayName !== u.username ? `@${u.username} (${u.displayName})` : `@${u.username}`;
+    return [name, roleName(m.role), m.readSeq === 0n ? "has read nothing" : `read up to #${m.readSeq}`];
+  });
+  out(table(rows));
+}
+
+async function addCommand(args: string[], values: Values): Promise<void> {
+  const [ref, ...people] = args;
+  if (!ref || ref.startsWith("@") || people.length === 0 || people.some((p) => !p.startsWith("@"))) throw new CliError("usage: chat-cli add <group> <@user...>", 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  const { channelId } = group;
+  const wanted: User[] = [];
+  for (const p of people) {
+    const user = await s.findUser(p);
+    if (!wanted.some((u) => u.userId === user.userId)) wanted.push(user);
+  }
+  // Who is in already, to say so: the server adds the others and says nothing of them.
+  const before = new Set((await s.api.channels.listMembers({ channelId })).members.map((m) => m.userId));
+  const c = (await s.api.channels.addMembers({ channelId, userIds: wanted.map((u) => u.userId) })).channel!;
+  const added = wanted.filter((u) => !before.has(u.userId));
+  const already = wanted.filter((u) => before.has(u.userId));
+  if (values.json) {
+    const who = (us: User[]) => us.map((u) => ({ userId: u.userId, username: u.username }));
+    return json({ channelId, title: c.title, members: c.memberCount, added: who(added), alreadyMembers: who(already) });
+  }
+  const name = await s.channelName(c);
+  const inAlready = already.length === 0 ? "" : `${listOf(already.map((u) => `@${u.username}`))} ${already.length === 1 ? "was" : "were"} in it already`;
+  if (added.length === 0) return out(`nobody added to "${name}": ${inAlready}`);
+  out(`added ${listOf(added.map((u) => `@${u.username}`))} to "${name}" (${c.memberCount} members)${inAlready ? `; ${inAlready}` : ""}`);
+}
+
+async function removeCommand(args: string[], values: Values): Promise<void> {
+  const [ref, who, extra] = args;
+  if (!ref || ref.startsWith("@") || !who?.startsWith("@") || extra !== undefined) throw new CliError("usage: chat-cli remove <group> <@user>", 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  const user = await s.findUser(who);
+  if (user.userId === s.userId) throw new CliError(`that is you; to leave the group: chat-cli leave ${ref}`, 2);
+  await s.api.channels.removeMember({ channelId: group.channelId, userId: user.userId });
+  if (values.json) return json({ channelId: group.channelId, userId: user.userId, username: user.username });
+  out(`removed @${user.username} from "${await s.channelName(group)}"`);
+}
+
+async function leave(args: string[], values: Values): Promise<void> {
+  const [ref, extra] = args;
+  if (!ref || ref.startsWith("@") || extra !== undefined) throw new CliError("usage: chat-cli leave <group>", 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  await s.api.channels.leaveGroup({ channelId: group.channelId });
+  if (values.json) return json({ channelId: group.channelId, title: group.title });
+  out(`left "${await s.channelName(group)}"`);
+}
+
+async function rename(args: string[], values: Values): Promise<void> {
+  const [ref, ...words] = args;
+  if (!ref || ref.startsWith("@") || words.length === 0) throw new CliError("usage: chat-cli rename <group> <title...>", 2);
+  const title = words.join(" ");
+  if (!title.trim()) throw new CliError("the title is empty", 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  // Whether the title fits (1 to 128 characters) is the server's call.
+  const c = (await s.api.channels.updateGroup({ channelId: group.channelId, title })).channel!;
+  if (values.json) return json({ channelId: c.channelId, title: c.title, previousTitle: group.title });
+  out(c.title === group.title ? `"${c.title}" is the group's title already` : `renamed "${group.title}" to "${c.title}"`);
+}
+
+async function roleCommand(command: "admin" | "unadmin", args: string[], values: Values): Promise<void> {
+  const [ref, who, extra] = args;
+  if (!ref || ref.startsWith("@") || !who?.startsWith("@") || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <group> <@user>`, 2);
+  const s = session();
+  const group = await s.resolveChannel(ref);
+  const { channelId } = group;
+  const user = await s.findUser(who);
+  const role = command === "admin" ? MemberRole.ADMIN : MemberRole.MEMBER;
+  // Their role before, to say when nothing changed: the server changes nothing then and says nothing of it.
+  const was = (await s.api.channels.listMembers({ channelId })).members.find((m) => m.userId === user.userId)?.role;
+  // Who may (the owner), and whom (not the owner), is the server's call, with its reason.
+  await s.api.channels.setMemberRole({ channelId, userId: user.userId, role });
+  if (values.json) return json({ channelId, userId: user.userId, username: user.username, role: roleName(role), changed: was !== role });
+  const name = await s.channelName(group);
+  const what = role === MemberRole.ADMIN ? "an admin" : "a plain member";
+  out(was === role ? `@${user.username} is ${what} of "${name}" already` : `made @${user.username} ${what} of "${name}"${role === MemberRole.MEMBER ? " (no longer an admin)" : ""}`);
 }
 
 /** A group's invite link: the code the server keeps, and the web client's link around it (what people are sent). */

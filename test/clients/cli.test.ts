@@ -663,6 +663,90 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("--help"), /invite <group>[\s\S]*join <link>/);
   });
 
+  it("manages a group: adds people, lists members with roles and read positions, makes and unmakes an admin, renames, removes, leaves; history shows each note, and refusals carry the server's reason", async () => {
+    // Users of their own: the group would show in the others' lists.
+    const [owen, mia] = [new CliUser(`owen_${suffix}`, chatd.httpUrl), new CliUser(`mia_${suffix}`, chatd.httpUrl)];
+    try {
+      await Promise.all([owen.ok("signup", owen.username, "--display-name", "Owen"), mia.ok("signup", mia.username)]);
+      const group = String(JSON.parse(await owen.ok("group", "Crew", `@${mia.username}`, "--json")).channelId);
+      // The ones added and removed act through the API: read positions move by MarkRead, which the CLI never sends.
+      const [carol, dave, erin] = [await signUp(chatd.httpUrl, "carol"), await signUp(chatd.httpUrl, "dave"), await signUp(chatd.httpUrl, "erin")];
+      const [a, b, c, d] = [owen.username, mia.username, carol.username, dave.username];
+      /** `members` as printed: each line's columns (name, role, read position). */
+      const rows = async () => (await owen.ok("members", group)).trim().split("\n").map((l) => l.split(/ {2,}/));
+
+      assert.equal(await owen.ok("add", group, `@${c}`, `@${d}`), `added @${c} and @${d} to "Crew" (4 members)\n`);
+      assert.equal(await owen.ok("add", group, `@${c}`), `nobody added to "Crew": @${c} was in it already\n`);
+      await owen.ok("send", group, "hello crew");
+      await carol.api.messages.markRead({ channelId: BigInt(group), seq: 2n });
+      assert.deepEqual(await rows(), [
+        [`@${a} (Owen)`, "owner", "has read nothing"],
+        [`@${b}`, "member", "has read nothing"],
+        [`@${c}`, "member", "read up to #2"],
+        [`@${d}`, "member", "has read nothing"],
+      ]);
+      const listed = JSON.parse(await mia.ok("members", group, "--json")) as { userId: string; username: string; role: string; readSeq: string; joinedAt: string }[];
+      assert.deepEqual(
+        listed.map(({ username, role, readSeq }) => [username, role, readSeq]),
+        [[a, "owner", "0"], [b, "member", "0"], [c, "member", "2"], [d, "member", "0"]],
+      );
+      assert.equal(listed[2]!.userId, String(carol.userId));
+      for (const m of listed) assert.match(m.joinedAt, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+
+      // A plain member may not add anyone.
+      const notManager = await mia.run("add", group, `@${erin.username}`);
+      assert.deepEqual([notManager.code, notManager.stdout], [1, ""]);
+      assert.match(notManager.stderr, /only the owner and admins can do this/);
+
+      assert.equal(await owen.ok("admin", group, `@${b}`), `made @${b} an admin of "Crew"\n`);
+      const again = JSON.parse(await owen.ok("admin", group, `@${b}`, "--json"));
+      assert.deepEqual(again, { channelId: group, userId: listed[1]!.userId, username: b, role: "admin", changed: false }, "an admin already: nothing changed");
+      assert.deepEqual((await rows()).map((r) => r[1]), ["owner", "admin", "member", "member"]);
+      // An admin still may not change roles, nor remove the owner.
+      const [notOwner, theOwner] = await Promise.all([mia.run("admin", group, `@${c}`), mia.run("remove", group, `@${a}`)]);
+      assert.equal(notOwner.code, 1);
+      assert.match(notOwner.stderr, /only the owner can change roles/);
+      assert.equal(theOwner.code, 1);
+      assert.match(theOwner.stderr, /admins can remove members only, not the owner or other admins/);
+      assert.equal(await owen.ok("unadmin", group, `@${b}`), `made @${b} a plain member of "Crew" (no longer an admin)\n`);
+
+      assert.equal(await owen.ok("rename", group, "New", "crew"), `renamed "Crew" to "New crew"\n`);
+      assert.equal(await owen.ok("remove", group, `@${d}`), `removed @${d} from "New crew"\n`);
+      assert.equal(await mia.ok("leave", group), `left "New crew"\n`);
+      const gone = await mia.run("members", group);
+      assert.equal(gone.code, 1);
+      assert.match(gone.stderr, /not a member/);
+      assert.deepEqual(await rows(), [
+        [`@${a} (Owen)`, "owner", "has read nothing"],
+        [`@${c}`, "member", "read up to #2"],
+      ]);
+
+      const note = (seq: number, text: string) => `\\[[^\\]]+\\] #${seq} — ${text}\\n`;
+      assert.match(
+        await owen.ok("history", group),
+        new RegExp(
+          `^${note(1, `${a} added ${c} and ${d}`)}\\[[^\\]]+\\] #2 ${a}: hello crew\\n` +
+            note(3, `${a} made ${b} an admin`) +
+            note(4, `${a} made ${b} a member \\(no longer an admin\\)`) +
+            note(5, `${a} renamed the group to “New crew”`) +
+            note(6, `${a} removed ${d}`) +
+            `${note(7, `${b} left the group`)}$`,
+        ),
+        "a note for each change, none for what changed nothing",
+      );
+
+      // Usage mistakes exit 2: an @user is a 1:1 chat, whose members never change, and removing yourself is leaving.
+      // Side by side, as they change nothing.
+      const mistakes = [["members", `@${b}`], ["add", group, c], ["add", `@${b}`, `@${c}`], ["remove", group, `@${a}`], ["leave", group, "extra"], ["rename", group], ["admin", group]];
+      const codes = await Promise.all(mistakes.map(async (args) => (await owen.run(...args)).code));
+      assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
+      assert.match(await owen.ok("--help"), /members <group>[\s\S]*add <group> <@user\.\.\.>[\s\S]*remove <group> <@user>[\s\S]*leave <group>[\s\S]*rename <group> <title\.\.\.>[\s\S]*admin <group> <@user>[\s\S]*unadmin <group> <@user>/);
+    } finally {
+      owen.cleanup();
+      mia.cleanup();
+    }
+  });
+
   it("logs out: the server forgets the device and the CLI its credentials", async () => {
     const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
     assert.match(await bob.ok("logout"), /Logged out/);
