@@ -127,8 +127,13 @@ export class ChatApp {
   private reacting?: { channelId: bigint; seq: bigint };
   /** channel -> user -> shown until (ms). */
   private readonly typing = new Map<string, Map<string, number>>();
-  /** DescribeChannel calls in flight: a second caller (opening the chat while an event describes it) shares the answer. */
-  private readonly describing = new Map<string, Promise<Channel | undefined>>();
+  /**
+   * DescribeChannel calls by channel: the last one asked, and the last whose
+   * answer was kept. Every event asks anew (an answer read before the change
+   * it announces would miss it), and an answer that comes back after a later
+   * one is not kept over it.
+   */
+  private readonly describeTurns = new Map<string, { asked: number; kept: number }>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -558,19 +563,16 @@ export class ChatApp {
   }
 
   /** One channel, as the caller sees it (unread, role, peer). */
-  private describe(channelId: bigint): Promise<Channel | undefined> {
+  private async describe(channelId: bigint): Promise<Channel | undefined> {
     const k = key(channelId);
-    const inFlight = this.describing.get(k);
-    if (inFlight) return inFlight;
-    const call = this.describeNow(channelId).finally(() => this.describing.delete(k));
-    this.describing.set(k, call);
-    return call;
-  }
-
-  private async describeNow(channelId: bigint): Promise<Channel | undefined> {
+    const turns = this.describeTurns.get(k) ?? { asked: 0, kept: 0 };
+    this.describeTurns.set(k, turns);
+    const turn = ++turns.asked;
     try {
       const c = (await this.api.channels.describeChannel({ channelId })).channel;
       if (!c) return undefined;
+      if (turn < turns.kept) return this.channels.get(k) ?? c;
+      turns.kept = turn;
       this.upsertChannel(c);
       if (c.kind === ChannelKind.DIRECT) {
         await this.ensureUsers([c.peerUserId]);
@@ -591,6 +593,13 @@ export class ChatApp {
       c.lastSeq = prev.lastSeq;
       c.lastMessage = prev.lastMessage;
       c.unreadCount = prev.unreadCount;
+    }
+    // Reading only moves forward too: a receipt from another of my devices may have come after the answer was read.
+    if (prev && prev.readSeq > c.readSeq) {
+      c.readSeq = prev.readSeq;
+      const done = doneThrough(c);
+      const left = c.lastSeq > done ? c.lastSeq - done : 0n;
+      if (c.unreadCount > left) c.unreadCount = left;
     }
     this.putChannel(c, prev);
   }
