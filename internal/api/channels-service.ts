@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
@@ -7,6 +6,7 @@ import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
+import { newInviteCode } from "../channels/invite-code.js";
 import { compareListPositions, isArchived, without, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
 import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
@@ -240,7 +240,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireGroup(req.channelId, me);
       requireManager(member);
       // 128 random bits: guessing one is hopeless, so a code needs no rate of its own.
-      const code = randomBytes(16).toString("base64url");
+      const code = newInviteCode();
       if (!req.reset) return { code: await channels.claimInviteCode(channel.channelId, code) };
       await channels.setInviteCode(channel.channelId, code);
       return { code };
