@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError } from "../model/errors.js";
 import type { Sender } from "../messages/submit.js";
-import type { ChannelNote, ChannelRecord, Id, MemberRecord, StoredMessage } from "../model/types.js";
+import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRecord, type StoredMessage } from "../model/types.js";
 import { channelToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 
@@ -120,7 +120,7 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
 
 /** A user out of a channel keeps none of their own settings of it: mute, pin, archive. */
 export async function forgetOwnSettings(deps: ApiDeps, userId: Id, channelId: Id): Promise<void> {
-  await Promise.all([deps.channels.setMute(userId, channelId, undefined), deps.channels.setPlace(userId, channelId, {})]);
+  await Promise.all([deps.channels.setMute(userId, channelId, undefined), deps.channels.changePlace(userId, channelId, NO_PLACE)]);
 }
 
 /**

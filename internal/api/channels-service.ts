@@ -7,8 +7,8 @@ import { isDeletedUser } from "../accounts/store.js";
 import type { MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
-import { compareListPositions, isArchived, without, type ListPosition } from "../channels/places.js";
-import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord } from "../model/types.js";
+import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
+import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
 import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
@@ -100,25 +100,27 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   }
 
   /**
-   * Moves a channel in the caller's list (`next` from its place now and all
-   * of the caller's places), writing only a place that changed, and answers
-   * with the channel as the caller now sees it, from the places already read.
-   * The caller's other devices are told of a change (they DescribeChannel on
-   * the event), so every list shows the same.
+   * Moves a channel in the caller's list (`change` from its place now and
+   * all of the caller's places), writing only a change that moves anything,
+   * and only the settings it names: a change made at the same time on
+   * another device to another setting stays. Answers with the channel as
+   * the caller now sees it, from the places already read. The caller's other
+   * devices are told of a change (they DescribeChannel on the event), so
+   * every list shows the same.
    */
   async function movePlace(
     me: Id,
     channel: ChannelRecord,
     member: MemberRecord,
-    next: (place: ChannelPlace | undefined, places: ReadonlyMap<Id, ChannelPlace>) => Promise<ChannelPlace | undefined>,
+    change: (place: ChannelPlace | undefined, places: ReadonlyMap<Id, ChannelPlace>) => Promise<PlaceChange>,
   ) {
     const [places, mutes] = await Promise.all([channels.listPlaces(me), channels.listMutes(me)]);
-    const place = places.get(channel.channelId);
-    const moved = await next(place, places);
-    if (moved !== place) await channels.setPlace(me, channel.channelId, moved ?? {});
+    const wanted = await change(places.get(channel.channelId), places);
+    const { place, changed } = applyPlaceChange(places.get(channel.channelId), wanted);
+    if (changed) await channels.changePlace(me, channel.channelId, wanted);
     const view = await channelView(deps, channel, member);
-    if (moved !== place) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
-    return { channel: channelToProto({ ...view, ...settingsOf(mutes, moved, channel.channelId, view.last?.sentAtMs) }) };
+    if (changed) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
+    return { channel: channelToProto({ ...view, ...settingsOf(mutes, place, channel.channelId, view.last?.sentAtMs) }) };
   }
 
   function settingsOf(mutes: ReadonlyMap<Id, number>, place: ChannelPlace | undefined, channelId: Id, lastAtMs: number | undefined) {
@@ -194,7 +196,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       return movePlace(me, channel, member, async (place, places) => {
-        if (!req.pinned) return without(place, "pinnedAtMs");
+        if (!req.pinned) return { pinnedAtMs: null };
         // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
         const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
         const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
@@ -203,8 +205,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
         }
         // Pinning a pinned channel again keeps its time, and so its place among the pinned.
-        if (place?.pinnedAtMs !== undefined) return place;
-        return { ...without(place, "archivedAtMs"), pinnedAtMs: now() };
+        if (place?.pinnedAtMs !== undefined) return {};
+        return { pinnedAtMs: now(), archivedAtMs: null };
       });
     },
 
@@ -213,7 +215,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // Archiving again moves the time on: what came before it stays archived. Only an archiving is undone: a pinned chat stays pinned.
       return movePlace(me, channel, member, async (place) =>
-        req.archived ? { ...without(place, "pinnedAtMs"), archivedAtMs: now() } : without(place, "archivedAtMs"));
+        req.archived ? { archivedAtMs: now(), pinnedAtMs: null } : { archivedAtMs: null });
     },
 
     async markUnread(req, ctx) {
@@ -221,7 +223,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // Marking a marked channel again keeps the mark as it was.
       return movePlace(me, channel, member, async (place) =>
-        !req.unread ? without(place, "markedUnreadAtMs") : place?.markedUnreadAtMs !== undefined ? place : { ...place, markedUnreadAtMs: now() });
+        !req.unread ? { markedUnreadAtMs: null } : place?.markedUnreadAtMs !== undefined ? {} : { markedUnreadAtMs: now() });
     },
 
     async clearHistory(req, ctx) {

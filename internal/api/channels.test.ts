@@ -308,7 +308,7 @@ describe("api: ChannelService", () => {
     assert.notEqual((await me.c.channels.archiveChannel({ channelId: dmB!, archived: false })).channel!.pinnedAt, undefined);
 
     // At most five pinned; unpinning makes room. A pin left on a chat the user is no longer in does not count.
-    await api.storage.channels.setPlace(me.userId, 4242n, { pinnedAtMs: api.clock.ms });
+    await api.storage.channels.changePlace(me.userId, 4242n, { pinnedAtMs: api.clock.ms });
     const groups = await Promise.all([1, 2, 3, 4].map(async (n) => (await me.c.channels.createGroup({ title: `g${n}`, memberUserIds: [] })).channel!.channelId));
     for (const g of groups) await me.c.channels.pinChannel({ channelId: g, pinned: true });
     const sixth = await rpcError(() => me.c.channels.pinChannel({ channelId: dmC!, pinned: true }));
@@ -589,5 +589,29 @@ describe("api: ChannelService", () => {
 
     const stranger = await api.signUp();
     assert.equal((await rpcError(() => stranger.c.channels.markUnread({ channelId: dm, unread: true }))).code, Code.PermissionDenied);
+  });
+
+  it("keeps both of two settings changed at once from two devices: a pin and an unread mark", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    const store = api.storage.channels;
+    // Neither request goes on past reading the caller's places until both have read them: each then writes from a place without the other's change.
+    const readPlaces = store.listPlaces.bind(store);
+    let arrived = 0;
+    let bothRead!: () => void;
+    const barrier = new Promise<void>((resolve) => (bothRead = resolve));
+    store.listPlaces = async (userId) => {
+      const places = await readPlaces(userId);
+      if (++arrived === 2) bothRead();
+      await barrier;
+      return places;
+    };
+    try {
+      await Promise.all([a.c.channels.pinChannel({ channelId: dm, pinned: true }), a.c.channels.markUnread({ channelId: dm, unread: true })]);
+    } finally {
+      store.listPlaces = readPlaces;
+    }
+    const seen = (await a.c.channels.describeChannel({ channelId: dm })).channel!;
+    assert.deepEqual([seen.pinnedAt !== undefined, seen.markedUnread], [true, true]);
   });
 });

@@ -3,7 +3,6 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { channelView, pushChannelEvent, requireMember } from "./access.js";
-import { without } from "../channels/places.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -98,10 +97,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // The store stops it at the newest message, as for the realtime ReadReceipt.
       const [readSeq, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, req.seq), deps.channels.listPlaces(me)]);
       // Reading takes away the caller's mark (MarkUnread), and their other devices stop showing it.
-      const place = places.get(channel.channelId);
-      const unmarked = without(place, "markedUnreadAtMs");
-      if (unmarked !== place) {
-        await deps.channels.setPlace(me, channel.channelId, unmarked ?? {});
+      if (places.get(channel.channelId)?.markedUnreadAtMs !== undefined) {
+        await deps.channels.changePlace(me, channel.channelId, { markedUnreadAtMs: null });
         await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, await channelView(deps, channel, member));
       }
       if (readSeq > member.readSeq) {

@@ -1,4 +1,4 @@
-import type { ChannelPlace } from "../model/types.js";
+import type { ChannelPlace, PlaceChange } from "../model/types.js";
 
 /**
  * Whether a channel the user archived is still in the archive: until a
@@ -12,14 +12,23 @@ export function isArchived(place: ChannelPlace | undefined, lastMessageAtMs: num
 }
 
 /**
- * The place without one of its settings: the very same object when it had
- * none, so that a caller comparing identities writes nothing.
+ * The place after a change, and whether the change moves anything, so a
+ * caller writes and tells only a real change. A change that moves anything
+ * is written whole: pinning also clears an archiving the reader did not see,
+ * so a pin and an archive made at once on two devices end as one of them,
+ * never as both.
  */
-export function without(place: ChannelPlace | undefined, setting: keyof ChannelPlace): ChannelPlace | undefined {
-  if (place?.[setting] === undefined) return place;
-  const rest = { ...place };
-  delete rest[setting];
-  return rest;
+export function applyPlaceChange(place: ChannelPlace | undefined, change: PlaceChange): { place: ChannelPlace | undefined; changed: boolean } {
+  const next: ChannelPlace = { ...place };
+  let changed = false;
+  for (const setting of Object.keys(change) as (keyof ChannelPlace)[]) {
+    const value = change[setting];
+    if (value === undefined || next[setting] === (value ?? undefined)) continue;
+    changed = true;
+    if (value === null) delete next[setting];
+    else next[setting] = value;
+  }
+  return { place: Object.keys(next).length > 0 ? next : undefined, changed };
 }
 
 /** A row of a user's channel list: pinned first (the most recently pinned first), then by latest activity, newest first. */

@@ -1,4 +1,4 @@
-import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../model/types.js";
+import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../model/types.js";
 
 /**
  * A rule a membership change must pass, run on the channel's members (in join
@@ -95,11 +95,13 @@ export interface ChannelStore {
   listMutes(userId: Id): Promise<Map<Id, number>>;
 
   /**
-   * Pins, archives or marks unread a channel in the user's list, or none of
-   * them (an empty place): the place replaces the one before. The user's
-   * alone, like a mute, and kept apart from membership.
+   * Pins, archives or marks unread a channel in the user's list, or takes
+   * that away: only the settings the change names are written, so changes
+   * of different settings made at once (two devices) all stay. A place left
+   * with no setting is gone. The user's alone, like a mute, and kept apart
+   * from membership.
    */
-  setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void>;
+  changePlace(userId: Id, channelId: Id, change: PlaceChange): Promise<void>;
   /** The user's pinned, archived and marked-unread channels by channel id. */
   listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>>;
 

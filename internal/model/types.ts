@@ -75,6 +75,16 @@ export interface ChannelPlace {
   markedUnreadAtMs?: number;
 }
 
+/**
+ * What a change of a place writes: a time sets that setting, null clears it,
+ * and a setting left out stays as it is. Only the settings named are written,
+ * so two devices changing different settings at once both keep their change.
+ */
+export type PlaceChange = { [K in keyof ChannelPlace]?: number | null };
+
+/** The change that takes every setting away (the user left the channel). */
+export const NO_PLACE: Readonly<Required<PlaceChange>> = { pinnedAtMs: null, archivedAtMs: null, markedUnreadAtMs: null };
+
 /** Channels a user may pin at once. */
 export const MAX_PINNED_CHANNELS = 5;
 

@@ -629,6 +629,19 @@ describe("cassandra storage", function () {
       assert.equal(await s().inbox.getCursor(u, d), max);
     });
 
+    it("a place written whole by an older build (INSERT, with its row marker) is no place once a change clears its settings", async () => {
+      const st = s();
+      const [u, c] = [uniqueId(), uniqueId()];
+      await st.client.execute(`INSERT INTO ${keyspace}.channel_places (user_id, channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms) VALUES (?, ?, ?, null, null)`,
+        [u, c, 1_767_229_200_000n], { prepare: true });
+      const channels = new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET));
+      assert.deepStrictEqual(await channels.listPlaces(u), new Map([[c, { pinnedAtMs: 1_767_229_200_000 }]]));
+      await channels.changePlace(u, c, { pinnedAtMs: null });
+      const rows = await st.client.execute(`SELECT channel_id FROM ${keyspace}.channel_places WHERE user_id = ?`, [u], { prepare: true });
+      assert.equal(rows.rowLength, 1, "the row stays, every setting null");
+      assert.deepStrictEqual(await channels.listPlaces(u), new Map());
+    });
+
     it("a username claim left by a creator that died is taken over once stale, not before", async () => {
       const st = s();
       const [stale, fresh] = [uniqueName("stale_"), uniqueName("fresh_")];

@@ -1,8 +1,15 @@
 import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
-import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row, type Statement } from "./session.js";
+
+/** The settings of a place and their columns in `channel_places`. */
+const PLACE_COLUMNS: readonly (readonly [keyof ChannelPlace, string])[] = [
+  ["pinnedAtMs", "pinned_at_ms"],
+  ["archivedAtMs", "archived_at_ms"],
+  ["markedUnreadAtMs", "marked_unread_at_ms"],
+];
 
 const toChannel = (r: Row, channelId: Id): ChannelRecord => ({
   channelId,
@@ -104,7 +111,6 @@ export class CassandraChannelStore implements ChannelStore {
       putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
       deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
       mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
-      putPlace: `INSERT INTO ${t("channel_places")} (user_id, channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms) VALUES (?, ?, ?, ?, ?)`,
       deletePlace: `DELETE FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
       places: `SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
       inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
@@ -283,13 +289,22 @@ export class CassandraChannelStore implements ChannelStore {
     return new Map(rows.map((r) => [big(r.get("channel_id")), ms(r.get("until_ms"))]));
   }
 
-  async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
-    // Plain writes, as mutes: only the user places their own channels. Nulls
-    // (tombstones, on a row rarely written) clear what the place had before.
-    const { pinnedAtMs, archivedAtMs, markedUnreadAtMs } = place;
-    const cell = (at: number | undefined) => (at === undefined ? null : msCell(at));
-    if (pinnedAtMs === undefined && archivedAtMs === undefined && markedUnreadAtMs === undefined) await this.db.write(this.q.deletePlace, [userId, channelId]);
-    else await this.db.write(this.q.putPlace, [userId, channelId, cell(pinnedAtMs), cell(archivedAtMs), cell(markedUnreadAtMs)]);
+  async changePlace(userId: Id, channelId: Id, change: PlaceChange): Promise<void> {
+    // Plain writes, as mutes: only the user places their own channels. An
+    // UPDATE of the named columns alone, so another device's change of
+    // another setting stays (each cell keeps its newest write); the columns
+    // of one change share a write time, so of two changes naming the same
+    // settings the later wins whole. Nulls are tombstones, on a row rarely
+    // written; an UPDATE writes no row marker, so a row left all null is gone.
+    const named = PLACE_COLUMNS.filter(([setting]) => change[setting] !== undefined);
+    if (named.length === PLACE_COLUMNS.length && named.every(([setting]) => change[setting] === null)) {
+      await this.db.write(this.q.deletePlace, [userId, channelId]);
+      return;
+    }
+    if (named.length === 0) return;
+    const sets = named.map(([, column]) => `${column} = ?`).join(", ");
+    const values = named.map(([setting]) => (change[setting] == null ? null : msCell(change[setting])));
+    await this.db.write(`UPDATE ${this.db.t("channel_places")} SET ${sets} WHERE user_id = ? AND channel_id = ?`, [...values, userId, channelId]);
   }
 
   async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
@@ -331,16 +346,17 @@ export class CassandraChannelStore implements ChannelStore {
 
   async listPlaces(userId: Id): Promise<Map<Id, ChannelPlace>> {
     const rows = await this.db.rows(this.q.places, [userId]);
-    return new Map(rows.map((r) => {
+    const places = new Map<Id, ChannelPlace>();
+    for (const r of rows) {
       const place: ChannelPlace = {};
-      const pinned = r.get("pinned_at_ms");
-      const archived = r.get("archived_at_ms");
-      const marked = r.get("marked_unread_at_ms");
-      if (pinned != null) place.pinnedAtMs = ms(pinned);
-      if (archived != null) place.archivedAtMs = ms(archived);
-      if (marked != null) place.markedUnreadAtMs = ms(marked);
-      return [big(r.get("channel_id")), place];
-    }));
+      for (const [setting, column] of PLACE_COLUMNS) {
+        const at = r.get(column);
+        if (at != null) place[setting] = ms(at);
+      }
+      // A row written whole before changes named their columns keeps its row marker when every setting is cleared.
+      if (Object.keys(place).length > 0) places.set(big(r.get("channel_id")), place);
+    }
+    return places;
   }
 
   private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {

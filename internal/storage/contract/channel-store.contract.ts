@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ChannelStore, MembershipCheck } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
-import type { ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import { NO_PLACE, type ChannelRecord, type Id, type MemberRecord, type MemberRole } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
 /** A channel store and the message log of the same engine, whose newest message bounds read positions. */
@@ -423,37 +423,42 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
     describe("places (pinned, archived, marked unread)", () => {
       const at = 1_767_229_200_000;
 
-      it("keeps a place per user and channel, replaced whole, and drops it when empty", async () => {
+      it("keeps a place per user and channel, and drops it when no setting is left", async () => {
         const [u, c1, c2] = [uniqueId(), uniqueId(), uniqueId()];
-        await s.setPlace(u, c1, { pinnedAtMs: at });
-        await s.setPlace(u, c2, { archivedAtMs: at + 1 });
+        await s.changePlace(u, c1, { pinnedAtMs: at });
+        await s.changePlace(u, c2, { archivedAtMs: at + 1 });
         assert.deepStrictEqual(await s.listPlaces(u), new Map([[c1, { pinnedAtMs: at }], [c2, { archivedAtMs: at + 1 }]]));
-        // Archiving the pinned one: the pin goes.
-        await s.setPlace(u, c1, { archivedAtMs: at + 2 });
+        // Archiving the pinned one, as ArchiveChannel asks: the pin goes.
+        await s.changePlace(u, c1, { archivedAtMs: at + 2, pinnedAtMs: null });
         assert.deepStrictEqual((await s.listPlaces(u)).get(c1), { archivedAtMs: at + 2 });
-        await s.setPlace(u, c1, {});
+        await s.changePlace(u, c1, NO_PLACE);
         assert.deepStrictEqual(await s.listPlaces(u), new Map([[c2, { archivedAtMs: at + 1 }]]));
-        await s.setPlace(u, uniqueId(), {});
-        assert.equal((await s.listPlaces(u)).size, 1, "clearing a place never set changes nothing");
+        await s.changePlace(u, c2, { archivedAtMs: null });
+        assert.deepStrictEqual(await s.listPlaces(u), new Map(), "a place whose last setting is cleared is gone");
+        await s.changePlace(u, uniqueId(), NO_PLACE);
+        await s.changePlace(u, uniqueId(), { pinnedAtMs: null });
+        assert.equal((await s.listPlaces(u)).size, 0, "clearing a place never set changes nothing");
       });
 
-      it("keeps an unread mark beside a pin or an archiving, and drops it alone", async () => {
+      it("writes only the settings a change names: changes of different settings all stay", async () => {
         const [u, c] = [uniqueId(), uniqueId()];
-        await s.setPlace(u, c, { pinnedAtMs: at, markedUnreadAtMs: at + 5 });
+        // As two devices would, each from a place read before the other wrote.
+        await Promise.all([s.changePlace(u, c, { pinnedAtMs: at, archivedAtMs: null }), s.changePlace(u, c, { markedUnreadAtMs: at + 5 })]);
         assert.deepStrictEqual((await s.listPlaces(u)).get(c), { pinnedAtMs: at, markedUnreadAtMs: at + 5 });
-        await s.setPlace(u, c, { pinnedAtMs: at });
+        await s.changePlace(u, c, { markedUnreadAtMs: null });
         assert.deepStrictEqual((await s.listPlaces(u)).get(c), { pinnedAtMs: at });
-        await s.setPlace(u, c, { markedUnreadAtMs: at + 6 });
+        await s.changePlace(u, c, { markedUnreadAtMs: at + 6 });
+        await s.changePlace(u, c, { pinnedAtMs: null });
         assert.deepStrictEqual(await s.listPlaces(u), new Map([[c, { markedUnreadAtMs: at + 6 }]]));
-        await s.setPlace(u, c, {});
+        await s.changePlace(u, c, { markedUnreadAtMs: null });
         assert.deepStrictEqual(await s.listPlaces(u), new Map());
       });
 
       it("keeps each user's places apart, even of one channel", async () => {
         const [a, b, c] = [uniqueId(), uniqueId(), uniqueId()];
-        await s.setPlace(a, c, { pinnedAtMs: at });
-        await s.setPlace(b, c, { archivedAtMs: at });
-        await s.setPlace(b, c, {});
+        await s.changePlace(a, c, { pinnedAtMs: at });
+        await s.changePlace(b, c, { archivedAtMs: at });
+        await s.changePlace(b, c, NO_PLACE);
         assert.deepStrictEqual(await s.listPlaces(a), new Map([[c, { pinnedAtMs: at }]]));
         assert.deepStrictEqual(await s.listPlaces(b), new Map());
       });

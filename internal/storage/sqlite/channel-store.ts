@@ -1,7 +1,8 @@
+import { applyPlaceChange } from "../../channels/places.js";
 import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
-import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole } from "../../model/types.js";
+import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { SqliteMessageLog } from "./message-log.js";
 
@@ -55,6 +56,7 @@ function build(db: SqliteDatabase) {
                                                                  marked_unread_at_ms = excluded.marked_unread_at_ms`),
     deletePlace: p("DELETE FROM channel_places WHERE user_id = ? AND channel_id = ?"),
     places: p("SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM channel_places WHERE user_id = ?"),
+    place: p("SELECT pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM channel_places WHERE user_id = ? AND channel_id = ?"),
     dropInvite: p("DELETE FROM channel_invites WHERE channel_id = ?"),
     putInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?)"),
     claimInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?) ON CONFLICT (channel_id) DO NOTHING"),
@@ -127,7 +129,14 @@ function build(db: SqliteDatabase) {
     s.dropInvite.run(channelId);
     if (code !== undefined) s.putInvite.run(code, channelId);
   });
-  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx };
+  // Read and written in one transaction: a change keeps every setting it does not name.
+  const placeTx = db.transaction((userId: Id, channelId: Id, change: PlaceChange) => {
+    const row = s.place.get(userId, channelId) as Row | undefined;
+    const { place } = applyPlaceChange(row && placeOf(row), change);
+    if (place === undefined) s.deletePlace.run(userId, channelId);
+    else s.putPlace.run(userId, channelId, whole(place.pinnedAtMs), whole(place.archivedAtMs), whole(place.markedUnreadAtMs));
+  });
+  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx, placeTx };
 }
 
 const ownerRoleFixed = () =>
@@ -233,14 +242,8 @@ export class SqliteChannelStore implements ChannelStore {
     return new Map((this.s.mutes.all(userId) as Row[]).map((r) => [r.channel_id as bigint, Number(r.until_ms)]));
   }
 
-  async setPlace(userId: Id, channelId: Id, place: ChannelPlace): Promise<void> {
-    const { pinnedAtMs, archivedAtMs, markedUnreadAtMs } = place;
-    if (pinnedAtMs === undefined && archivedAtMs === undefined && markedUnreadAtMs === undefined) {
-      this.s.deletePlace.run(userId, channelId);
-      return;
-    }
-    const whole = (ms: number | undefined) => (ms === undefined ? null : Math.trunc(ms));
-    this.s.putPlace.run(userId, channelId, whole(pinnedAtMs), whole(archivedAtMs), whole(markedUnreadAtMs));
+  async changePlace(userId: Id, channelId: Id, change: PlaceChange): Promise<void> {
+    this.s.placeTx(userId, channelId, change);
   }
 
   async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
@@ -268,6 +271,8 @@ export class SqliteChannelStore implements ChannelStore {
     return new Map((this.s.places.all(userId) as Row[]).map((r) => [r.channel_id as bigint, placeOf(r)]));
   }
 }
+
+const whole = (ms: number | undefined) => (ms === undefined ? null : Math.trunc(ms));
 
 /** A place as stored (nulls for what is not set), with only what is set. */
 function placeOf(r: Row): ChannelPlace {
