@@ -112,7 +112,13 @@ const routesFn = (router: ConnectRouter) => {
     log: storage.messages,
     inbox: storage.inbox,
     submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, blocks, changeWindows: config.changeWindows }),
-    blocks,
+    blocks: {
+      // A block made here holds at once, here and on the chat servers holding either user's sessions.
+      async forget(a: bigint, b: bigint) {
+        blocks.forget(a, b);
+        await routed.forgetBlocks([{ userId: a, otherUserId: b }]);
+      },
+    },
     sessions,
     presence: presence.tracker,
     ...pushApi,

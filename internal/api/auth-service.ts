@@ -242,7 +242,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
           if (userId === me) continue;
           await deps.accounts.putBlock(me, userId, now());
-          deps.blocks?.forget(me, userId);
+          await deps.blocks?.forget(me, userId);
         }
       }
       await deps.accounts.deleteUser(me);

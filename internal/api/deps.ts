@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import type { BlockCache } from "../accounts/blocks.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { PasswordHasher } from "../auth/passwords.js";
 import type { TokenSigner, TokenVerifier } from "../auth/tokens.js";
@@ -24,8 +23,12 @@ export interface ApiDeps {
   log: MessageLog;
   inbox: Inbox;
   submitter: MessageSubmitter;
-  /** The block answers this process's sends rely on, forgotten when a block changes here. */
-  blocks?: Pick<BlockCache, "forget">;
+  /**
+   * What remembers blocks, told when one changes here so it holds at once:
+   * this process's cache, and in the cluster also the chat servers holding
+   * either user's sessions.
+   */
+  blocks?: { forget(a: Id, b: Id): void | Promise<void> };
   sessions: SessionDirectory;
   ids: IdGenerator;
   signer: TokenSigner;

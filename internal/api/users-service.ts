@@ -127,7 +127,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       await accounts.removeFriendship(me, them);
       await accounts.deleteFriendRequest(me, them);
       await accounts.deleteFriendRequest(them, me);
-      deps.blocks?.forget(me, them);
+      await deps.blocks?.forget(me, them);
       // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
       await Promise.all([
         deps.sessions.pushToUsers([them], presenceFrame({ userId: me, online: false })),
@@ -141,7 +141,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       const them = v.id("user_id", req.userId);
       if (them === me) throw new ChatError("invalid_argument", "user_id must be another user");
       await accounts.deleteBlock(me, them);
-      deps.blocks?.forget(me, them);
+      await deps.blocks?.forget(me, them);
       // Presence hidden by the block comes back where a shared chat and the settings allow it.
       await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
       return {};

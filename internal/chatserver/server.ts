@@ -234,6 +234,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     return new Set(userIds.filter((u) => this.byUser.has(u)));
   }
 
+  /** A block or an unblock between the pair was made elsewhere: the next check reads it anew. */
+  forgetBlock(a: Id, b: Id): void {
+    this.deps.blocks?.forget(a, b);
+  }
+
   // Events that fan out to a channel's members.
 
   /** @internal */

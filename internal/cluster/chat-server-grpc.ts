@@ -173,6 +173,11 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       );
     },
 
+    forgetBlocks(call, callback) {
+      for (const { userId, otherUserId } of call.request.pairs) chat.forgetBlock(userId, otherUserId);
+      callback(null, {});
+    },
+
     /** Ends every gateway stream with UNAVAILABLE, so gateways move the sessions elsewhere. */
     endAll() {
       for (const call of [...streams]) {

@@ -74,6 +74,38 @@ export class RoutedSessionDirectory implements SessionDirectory {
     );
   }
 
+  /**
+   * Makes the chat servers holding a session of either user of each pair
+   * forget what they remember of blocks between the pair, so a block or an
+   * unblock holds at the next send there. Best effort: a server missed (or
+   * one the user connects to later) sees it within its cache's TTL.
+   */
+  async forgetBlocks(pairs: readonly { userId: Id; otherUserId: Id }[]): Promise<void> {
+    if (pairs.length === 0) return;
+    const routes = await this.routes.lookup([...new Set(pairs.flatMap((p) => [p.userId, p.otherUserId]))]);
+    const perServer = new Map<string, { userId: Id; otherUserId: Id }[]>();
+    for (const pair of pairs) {
+      for (const serverId of new Set([...(routes.get(pair.userId) ?? []), ...(routes.get(pair.otherUserId) ?? [])])) {
+        let list = perServer.get(serverId);
+        if (!list) perServer.set(serverId, (list = []));
+        list.push(pair);
+      }
+    }
+    await Promise.all(
+      [...perServer].map(
+        ([serverId, forPairs]) =>
+          new Promise<void>((resolve) => {
+            const client = this.clients.get(serverId);
+            if (!client) return resolve();
+            client.forgetBlocks({ pairs: forPairs }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
+              if (err) this.logger?.warn({ err: err.message, serverId }, "forgetting blocks failed; the server's cache expires them");
+              resolve();
+            });
+          }),
+      ),
+    );
+  }
+
   async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {
     const routes = await this.routes.lookup(userIds);
     return new Set([...routes.keys()]);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/chat_server.proto.
  */
 export const file_chat_internal_v1_chat_server: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxItMBCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSABCBgoEa2luZCKeAQoLU2Vzc2lvbk9wZW4SDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVzdW1lZBgEIAEoCBIQCghlbmNvZGluZxgFIAEoCRISCgpnYXRld2F5X2lkGAYgASgJIhwKDFNlc3Npb25DbG9zZRIMCgRjb2RlGAEgASgNIh0KC0Zsb3dDb250cm9sEg4KBnBhdXNlZBgBIAEoCCJ4Cg9TZXNzaW9uUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoBBIWCgxzZXJ2ZXJfZnJhbWUYAiABKAxIABIxCgZjbG9zZWQYAyABKAsyHy5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZWRIAEIGCgRraW5kIi0KDVNlc3Npb25DbG9zZWQSDAoEY29kZRgBIAEoDRIOCgZyZWFzb24YAiABKAkiRAoORGVsaXZlclJlcXVlc3QSMgoKZGVsaXZlcmllcxgBIAMoCzIeLmNoYXQuaW50ZXJuYWwudjEuVXNlckRlbGl2ZXJ5IlgKDFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSIwoFZnJhbWUYAyABKAsyFC5jaGF0LnYxLlNlcnZlckZyYW1lIiMKD0RlbGl2ZXJSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJeChpDbG9zZURldmljZVNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBIMCgRjb2RlGAMgASgNEg4KBnJlYXNvbhgEIAEoCSIvChtDbG9zZURldmljZVNlc3Npb25zUmVzcG9uc2USEAoIc2Vzc2lvbnMYASABKA0yqwIKEUNoYXRTZXJ2ZXJTZXJ2aWNlElIKB1Nlc3Npb24SIC5jaGF0LmludGVybmFsLnYxLlNlc3Npb25SZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5TZXNzaW9uUmVzcG9uc2UoATABEk4KB0RlbGl2ZXISIC5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJSZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyUmVzcG9uc2UScgoTQ2xvc2VEZXZpY2VTZXNzaW9ucxIsLmNoYXQuaW50ZXJuYWwudjEuQ2xvc2VEZXZpY2VTZXNzaW9uc1JlcXVlc3QaLS5jaGF0LmludGVybmFsLnYxLkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXNwb25zZWIGcHJvdG8z", [file_chat_v1_session, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxItMBCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSABCBgoEa2luZCKeAQoLU2Vzc2lvbk9wZW4SDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVzdW1lZBgEIAEoCBIQCghlbmNvZGluZxgFIAEoCRISCgpnYXRld2F5X2lkGAYgASgJIhwKDFNlc3Npb25DbG9zZRIMCgRjb2RlGAEgASgNIh0KC0Zsb3dDb250cm9sEg4KBnBhdXNlZBgBIAEoCCJ4Cg9TZXNzaW9uUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoBBIWCgxzZXJ2ZXJfZnJhbWUYAiABKAxIABIxCgZjbG9zZWQYAyABKAsyHy5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZWRIAEIGCgRraW5kIi0KDVNlc3Npb25DbG9zZWQSDAoEY29kZRgBIAEoDRIOCgZyZWFzb24YAiABKAkiRAoORGVsaXZlclJlcXVlc3QSMgoKZGVsaXZlcmllcxgBIAMoCzIeLmNoYXQuaW50ZXJuYWwudjEuVXNlckRlbGl2ZXJ5IlgKDFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSIwoFZnJhbWUYAyABKAsyFC5jaGF0LnYxLlNlcnZlckZyYW1lIiMKD0RlbGl2ZXJSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJeChpDbG9zZURldmljZVNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBIMCgRjb2RlGAMgASgNEg4KBnJlYXNvbhgEIAEoCSIvChtDbG9zZURldmljZVNlc3Npb25zUmVzcG9uc2USEAoIc2Vzc2lvbnMYASABKA0iQAoTRm9yZ2V0QmxvY2tzUmVxdWVzdBIpCgVwYWlycxgBIAMoCzIaLmNoYXQuaW50ZXJuYWwudjEuVXNlclBhaXIiMgoIVXNlclBhaXISDwoHdXNlcl9pZBgBIAEoBBIVCg1vdGhlcl91c2VyX2lkGAIgASgEIhYKFEZvcmdldEJsb2Nrc1Jlc3BvbnNlMooDChFDaGF0U2VydmVyU2VydmljZRJSCgdTZXNzaW9uEiAuY2hhdC5pbnRlcm5hbC52MS5TZXNzaW9uUmVxdWVzdBohLmNoYXQuaW50ZXJuYWwudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJOCgdEZWxpdmVyEiAuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyUmVxdWVzdBohLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclJlc3BvbnNlEnIKE0Nsb3NlRGV2aWNlU2Vzc2lvbnMSLC5jaGF0LmludGVybmFsLnYxLkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXF1ZXN0Gi0uY2hhdC5pbnRlcm5hbC52MS5DbG9zZURldmljZVNlc3Npb25zUmVzcG9uc2USXQoMRm9yZ2V0QmxvY2tzEiUuY2hhdC5pbnRlcm5hbC52MS5Gb3JnZXRCbG9ja3NSZXF1ZXN0GiYuY2hhdC5pbnRlcm5hbC52MS5Gb3JnZXRCbG9ja3NSZXNwb25zZWIGcHJvdG8z", [file_chat_v1_session, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.internal.v1.SessionRequest
@@ -332,6 +332,60 @@ export const CloseDeviceSessionsResponseSchema: GenMessage<CloseDeviceSessionsRe
   messageDesc(file_chat_internal_v1_chat_server, 10);
 
 /**
+ * @generated from message chat.internal.v1.ForgetBlocksRequest
+ */
+export type ForgetBlocksRequest = Message<"chat.internal.v1.ForgetBlocksRequest"> & {
+  /**
+   * @generated from field: repeated chat.internal.v1.UserPair pairs = 1;
+   */
+  pairs: UserPair[];
+};
+
+/**
+ * Describes the message chat.internal.v1.ForgetBlocksRequest.
+ * Use `create(ForgetBlocksRequestSchema)` to create a new message.
+ */
+export const ForgetBlocksRequestSchema: GenMessage<ForgetBlocksRequest> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 11);
+
+/**
+ * Two users, in either order.
+ *
+ * @generated from message chat.internal.v1.UserPair
+ */
+export type UserPair = Message<"chat.internal.v1.UserPair"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * @generated from field: uint64 other_user_id = 2;
+   */
+  otherUserId: bigint;
+};
+
+/**
+ * Describes the message chat.internal.v1.UserPair.
+ * Use `create(UserPairSchema)` to create a new message.
+ */
+export const UserPairSchema: GenMessage<UserPair> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 12);
+
+/**
+ * @generated from message chat.internal.v1.ForgetBlocksResponse
+ */
+export type ForgetBlocksResponse = Message<"chat.internal.v1.ForgetBlocksResponse"> & {
+};
+
+/**
+ * Describes the message chat.internal.v1.ForgetBlocksResponse.
+ * Use `create(ForgetBlocksResponseSchema)` to create a new message.
+ */
+export const ForgetBlocksResponseSchema: GenMessage<ForgetBlocksResponse> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 13);
+
+/**
  * ChatServerService is what a chat server offers to the other processes.
  *
  * @generated from service chat.internal.v1.ChatServerService
@@ -369,6 +423,19 @@ export const ChatServerService: GenService<{
     methodKind: "unary";
     input: typeof CloseDeviceSessionsRequestSchema;
     output: typeof CloseDeviceSessionsResponseSchema;
+  },
+  /**
+   * ForgetBlocks drops what this server remembers of blocks between the
+   * given pairs (a block or an unblock was just made), so that its next
+   * check between them reads the block anew instead of waiting for the
+   * cache's time to run out.
+   *
+   * @generated from rpc chat.internal.v1.ChatServerService.ForgetBlocks
+   */
+  forgetBlocks: {
+    methodKind: "unary";
+    input: typeof ForgetBlocksRequestSchema;
+    output: typeof ForgetBlocksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chat_internal_v1_chat_server, 0);

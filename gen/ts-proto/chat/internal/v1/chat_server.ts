@@ -113,6 +113,19 @@ export interface CloseDeviceSessionsResponse {
   sessions: number;
 }
 
+export interface ForgetBlocksRequest {
+  pairs: UserPair[];
+}
+
+/** Two users, in either order. */
+export interface UserPair {
+  userId: bigint;
+  otherUserId: bigint;
+}
+
+export interface ForgetBlocksResponse {
+}
+
 function createBaseSessionRequest(): SessionRequest {
   return { sessionId: 0n, kind: undefined };
 }
@@ -1252,6 +1265,222 @@ export const CloseDeviceSessionsResponse: MessageFns<CloseDeviceSessionsResponse
   },
 };
 
+function createBaseForgetBlocksRequest(): ForgetBlocksRequest {
+  return { pairs: [] };
+}
+
+export const ForgetBlocksRequest: MessageFns<ForgetBlocksRequest> = {
+  encode(message: ForgetBlocksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.pairs) {
+      UserPair.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetBlocksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetBlocksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pairs.push(UserPair.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetBlocksRequest {
+    return { pairs: globalThis.Array.isArray(object?.pairs) ? object.pairs.map((e: any) => UserPair.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ForgetBlocksRequest): unknown {
+    const obj: any = {};
+    if (message.pairs?.length) {
+      obj.pairs = message.pairs.map((e) => UserPair.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetBlocksRequest>, I>>(base?: I): ForgetBlocksRequest {
+    return ForgetBlocksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetBlocksRequest>, I>>(object: I): ForgetBlocksRequest {
+    const message = createBaseForgetBlocksRequest();
+    message.pairs = object.pairs?.map((e) => UserPair.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUserPair(): UserPair {
+  return { userId: 0n, otherUserId: 0n };
+}
+
+export const UserPair: MessageFns<UserPair> = {
+  encode(message: UserPair, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0n) {
+      if (BigInt.asUintN(64, message.userId) !== message.userId) {
+        throw new globalThis.Error("value provided for field message.userId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.userId);
+    }
+    if (message.otherUserId !== 0n) {
+      if (BigInt.asUintN(64, message.otherUserId) !== message.otherUserId) {
+        throw new globalThis.Error("value provided for field message.otherUserId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.otherUserId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserPair {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserPair();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.otherUserId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserPair {
+    return {
+      userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
+      otherUserId: isSet(object.otherUserId)
+        ? BigInt(object.otherUserId)
+        : isSet(object.other_user_id)
+        ? BigInt(object.other_user_id)
+        : 0n,
+    };
+  },
+
+  toJSON(message: UserPair): unknown {
+    const obj: any = {};
+    if (message.userId !== 0n) {
+      obj.userId = message.userId.toString();
+    }
+    if (message.otherUserId !== 0n) {
+      obj.otherUserId = message.otherUserId.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserPair>, I>>(base?: I): UserPair {
+    return UserPair.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserPair>, I>>(object: I): UserPair {
+    const message = createBaseUserPair();
+    message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    message.otherUserId = (object.otherUserId !== undefined && object.otherUserId !== null)
+      ? BigInt(object.otherUserId)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseForgetBlocksResponse(): ForgetBlocksResponse {
+  return {};
+}
+
+export const ForgetBlocksResponse: MessageFns<ForgetBlocksResponse> = {
+  encode(_: ForgetBlocksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetBlocksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetBlocksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ForgetBlocksResponse {
+    return {};
+  },
+
+  toJSON(_: ForgetBlocksResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetBlocksResponse>, I>>(base?: I): ForgetBlocksResponse {
+    return ForgetBlocksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetBlocksResponse>, I>>(_: I): ForgetBlocksResponse {
+    const message = createBaseForgetBlocksResponse();
+    return message;
+  },
+};
+
 /** ChatServerService is what a chat server offers to the other processes. */
 export type ChatServerServiceService = typeof ChatServerServiceService;
 export const ChatServerServiceService = {
@@ -1292,6 +1521,22 @@ export const ChatServerServiceService = {
       Buffer.from(CloseDeviceSessionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseDeviceSessionsResponse => CloseDeviceSessionsResponse.decode(value),
   },
+  /**
+   * ForgetBlocks drops what this server remembers of blocks between the
+   * given pairs (a block or an unblock was just made), so that its next
+   * check between them reads the block anew instead of waiting for the
+   * cache's time to run out.
+   */
+  forgetBlocks: {
+    path: "/chat.internal.v1.ChatServerService/ForgetBlocks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForgetBlocksRequest): Buffer => Buffer.from(ForgetBlocksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForgetBlocksRequest => ForgetBlocksRequest.decode(value),
+    responseSerialize: (value: ForgetBlocksResponse): Buffer =>
+      Buffer.from(ForgetBlocksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForgetBlocksResponse => ForgetBlocksResponse.decode(value),
+  },
 } as const;
 
 export interface ChatServerServiceServer extends UntypedServiceImplementation {
@@ -1306,6 +1551,13 @@ export interface ChatServerServiceServer extends UntypedServiceImplementation {
   deliver: handleUnaryCall<DeliverRequest, DeliverResponse>;
   /** CloseDeviceSessions ends the sessions of a device (logout, revocation). */
   closeDeviceSessions: handleUnaryCall<CloseDeviceSessionsRequest, CloseDeviceSessionsResponse>;
+  /**
+   * ForgetBlocks drops what this server remembers of blocks between the
+   * given pairs (a block or an unblock was just made), so that its next
+   * check between them reads the block anew instead of waiting for the
+   * cache's time to run out.
+   */
+  forgetBlocks: handleUnaryCall<ForgetBlocksRequest, ForgetBlocksResponse>;
 }
 
 export interface ChatServerServiceClient extends Client {
@@ -1349,6 +1601,27 @@ export interface ChatServerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseDeviceSessionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ForgetBlocks drops what this server remembers of blocks between the
+   * given pairs (a block or an unblock was just made), so that its next
+   * check between them reads the block anew instead of waiting for the
+   * cache's time to run out.
+   */
+  forgetBlocks(
+    request: ForgetBlocksRequest,
+    callback: (error: ServiceError | null, response: ForgetBlocksResponse) => void,
+  ): ClientUnaryCall;
+  forgetBlocks(
+    request: ForgetBlocksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForgetBlocksResponse) => void,
+  ): ClientUnaryCall;
+  forgetBlocks(
+    request: ForgetBlocksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForgetBlocksResponse) => void,
   ): ClientUnaryCall;
 }
 
