@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket from "ws";
 import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
@@ -78,4 +78,55 @@ describe("websocket gateway", () => {
     await gateway.close();
     await new Promise((r) => server.close(r));
   });
+
+  describe("refuses an upgrade it will not take with a status, and lives on", () => {
+    const upgrade = (target: string, origin = "") =>
+      `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${origin ? `Origin: ${origin}\r\n` : ""}` +
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+    async function refusedGateway() {
+      const gateway = new WebSocketGateway({
+        path: "/ws",
+        verifier: { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) },
+        host: { open: () => ({ receive: () => undefined, drained: () => undefined, closed: () => undefined }) },
+        maxFrameBytes: 64 * 1024,
+        allowedOrigins: ["https://ok.example"],
+      });
+      const server = createServer();
+      const accepted: Socket[] = [];
+      server.on("connection", (s) => accepted.push(s));
+      gateway.attach(server);
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      return { server, gateway, accepted, port: (server.address() as AddressInfo).port };
+    }
+
+    /** Sends one upgrade request and answers with the status line it gets back. */
+    async function ask(port: number, request: string, then: (client: Socket) => void = (c) => c.end()): Promise<string> {
+      const client = connect(port, "127.0.0.1");
+      client.on("error", () => undefined);
+      client.write(request);
+      const answer = await new Promise<string>((resolve) => client.once("data", (d: Buffer) => resolve(d.toString().split("\r\n")[0]!)));
+      then(client);
+      return answer;
+    }
+
+    for (const [what, request, status] of [
+      ["a target no URL parser takes", upgrade("//["), "HTTP/1.1 400 Bad Request"],
+      ["another path", upgrade("/nope"), "HTTP/1.1 404 Not Found"],
+      ["an origin not allowed", upgrade("/ws", "https://evil.example"), "HTTP/1.1 403 Forbidden"],
+    ] as const) {
+      it(`${what}: ${status.slice(9)}, and a client resetting the refused socket is no uncaught error`, async () => {
+        const { server, gateway, accepted, port } = await refusedGateway();
+        assert.equal(await ask(port, request), status);
+        // Reset right after the answer: the server's half-open socket reads ECONNRESET, which needs a listener.
+        assert.equal(await ask(port, request, (c) => c.resetAndDestroy()), status);
+        await Promise.all(accepted.map((s) => (s.destroyed ? undefined : new Promise((r) => s.once("close", r)))));
+        assert.equal(await ask(port, upgrade("/nope")), "HTTP/1.1 404 Not Found", "still serving");
+        await gateway.close();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      });
+    }
+  });
 });
+

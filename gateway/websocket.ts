@@ -63,9 +63,18 @@ export class WebSocketGateway {
   /** Takes over upgrade requests for the gateway path on an HTTP server. */
   attach(server: Server): void {
     server.on("upgrade", (req, socket, head) => {
-      const url = new URL(req.url ?? "/", "http://localhost");
+      // Node takes its own error listener off a socket before 'upgrade': until
+      // ws adds one (or for a refused socket, for good) a reset by the client
+      // would be an uncaught error, the end of the process.
+      socket.on("error", destroyOnError);
+      const url = parseRequestUrl(req.url);
+      if (url === undefined) {
+        this.metrics?.rejected.inc({ reason: "url" });
+        refuse(socket, "400 Bad Request");
+        return;
+      }
       if (url.pathname !== this.options.path) {
-        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+        refuse(socket, "404 Not Found");
         return;
       }
       this.upgrade(req, socket, head, url);
@@ -77,12 +86,13 @@ export class WebSocketGateway {
     const allowed = this.options.allowedOrigins ?? [];
     if (origin && allowed.length > 0 && !allowed.includes(origin)) {
       this.metrics?.rejected.inc({ reason: "origin" });
-      socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+      refuse(socket, "403 Forbidden");
       return;
     }
     const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
     const token = offered.find((p) => p.startsWith(BEARER_PREFIX))?.slice(BEARER_PREFIX.length) ?? url.searchParams.get("access_token") ?? "";
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.off("error", destroyOnError);
       // The socket is upgraded even when the token is bad, so that browsers,
       // which cannot read a refused handshake, see why in the close code.
       let claims;
@@ -179,4 +189,22 @@ const held = new Set<Duplex>();
 function releaseHeld(): void {
   for (const socket of held) socket.uncork();
   held.clear();
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/** Answers an upgrade request it will not take with a bare status, and lets the socket go. */
+function refuse(socket: Duplex, status: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+}
+
+/** The request's URL, or undefined for a target no URL parser takes (`//[`): a bad request, never a thrown error. */
+function parseRequestUrl(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? "/", "http://localhost");
+  } catch {
+    return undefined;
+  }
 }
