@@ -26,6 +26,14 @@ import * as v from "./validate.js";
  */
 export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 
+/**
+ * Listings of an account's devices a sign-out of all of them reads at most.
+ * Logins that make a device after one listing are caught by the next, and a
+ * login that verified a password no longer the account's undoes itself, so
+ * more than two are only needed against a store slow to show new rows.
+ */
+const SIGN_OUT_ROUNDS = 5;
+
 /** How far apart the clocks of the api processes may be, beside a token's lifetime. */
 const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60_000;
 
@@ -38,6 +46,21 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     await deps.accounts.revokeDevice(userId, deviceId);
     devices?.forget(userId, deviceId);
     await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
+  }
+  /**
+   * Signs out every device of the account but `keep`, listing them again
+   * until none is left: a login under way at the first listing makes its
+   * device after it. Returns the devices signed out.
+   */
+  async function signOutAll(userId: Id, keep: Id | undefined, reason: string): Promise<DeviceRecord[]> {
+    const out: DeviceRecord[] = [];
+    for (let round = 0; round < SIGN_OUT_ROUNDS; round++) {
+      const left = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
+      if (left.length === 0) break;
+      for (const d of left) await signOut(userId, d.deviceId, reason);
+      out.push(...left);
+    }
+    return out;
   }
   /**
    * At a login: forgets the devices signed out long enough ago that none of
@@ -166,14 +189,28 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       }
       await deps.limits?.signedIn(req.username, address, counted?.failures);
       const device = await newDevice(user, req.device);
+      // The password may have changed, or the account been deleted, since it was read: a sign-out of
+      // every device then could have listed them before this one was made, so it is undone here.
+      const current = await deps.accounts.getUser(user.userId);
+      if (current?.passwordHash !== user.passwordHash || isDeletedUser(current)) {
+        await deps.accounts.revokeDevice(user.userId, device.deviceId);
+        throw fail;
+      }
       await tidyDevices(user.userId, device.deviceId);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
     async refresh(req) {
       const next = await refresh.rotate(req.refreshToken);
-      await deps.accounts.touchDevice(next.record.userId, next.record.deviceId, now());
-      return { credentials: await credentials(next.record.userId, next.record.deviceId, next.token) };
+      const { userId, deviceId } = next.record;
+      const user = await deps.accounts.getUser(userId);
+      // Whatever device of a deleted account was left signed in ends here.
+      if (!user || isDeletedUser(user)) {
+        await signOut(userId, deviceId, "signed out: the account was deleted");
+        throw new ChatError("unauthenticated", "the account was deleted");
+      }
+      await deps.accounts.touchDevice(userId, deviceId, now());
+      return { credentials: await credentials(userId, deviceId, next.token) };
     },
 
     async logout(_req, ctx) {
@@ -203,16 +240,9 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       v.password(req.newPassword);
       const user = await confirmPassword(me.userId, "current_password", req.currentPassword, clientAddress(ctx));
       await deps.accounts.updatePasswordHash(user.userId, await passwords.hash(req.newPassword));
-      let devicesSignedOut = 0;
-      if (!req.keepOtherDevices) {
-        for (const d of await deps.accounts.listDevices(user.userId)) {
-          if (d.revoked || d.deviceId === me.deviceId) continue;
-          await signOut(user.userId, d.deviceId, "signed out: the account's password was changed");
-          devicesSignedOut++;
-        }
-      }
+      const signedOut = req.keepOtherDevices ? [] : await signOutAll(user.userId, me.deviceId, "signed out: the account's password was changed");
       count("password_changed");
-      return { devicesSignedOut };
+      return { devicesSignedOut: signedOut.length };
     },
 
     async deleteAccount(req, ctx) {
@@ -222,11 +252,9 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       // Every step below can be run again: a deletion cut short is finished
       // by signing in (the password still works until the last step) and
       // asking again.
-      const devices = await deps.accounts.listDevices(me);
-      for (const d of devices) {
-        if (!d.revoked) await signOut(me, d.deviceId, "signed out: the account was deleted");
-        await deps.push?.endpoints.remove(me, d.deviceId);
-      }
+      const reason = "signed out: the account was deleted";
+      await signOutAll(me, undefined, reason);
+      for (const d of await deps.accounts.listDevices(me)) await deps.push?.endpoints.remove(me, d.deviceId);
       for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
       for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
       const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
@@ -246,6 +274,8 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         }
       }
       await deps.accounts.deleteUser(me);
+      // A login that read the account before it was marked deleted may have made its device since.
+      for (const d of await signOutAll(me, undefined, reason)) await deps.push?.endpoints.remove(me, d.deviceId);
       count("account_deleted");
       return {};
     },

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { hashRefreshToken } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { apiMetrics } from "./metrics.js";
 import { rpcError, TestApi } from "./testkit.js";
@@ -9,6 +10,23 @@ import { rpcError, TestApi } from "./testkit.js";
 async function authEvents(registry: Registry): Promise<Record<string, number>> {
   const metric = await registry.getSingleMetric("chat_auth_events_total")!.get();
   return Object.fromEntries(metric.values.map((v) => [String(v.labels.event), v.value]));
+}
+
+/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
+function holdNext<T extends object>(target: T, method: keyof T & string) {
+  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const original = t[method]!;
+  let arrived!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  t[method] = async (...args) => {
+    t[method] = original;
+    arrived();
+    await released;
+    return original.apply(target, args);
+  };
+  return { reached, release };
 }
 
 describe("api: AuthService", () => {
@@ -184,6 +202,24 @@ describe("api: AuthService", () => {
     assert.equal((await rpcError(() => other.c.users.getMe({}))).code, Code.Unauthenticated);
   });
 
+  it("reads the store once for a signed-out device's token, however often it calls", async () => {
+    const u = await api.signUp();
+    await api.storage.accounts.revokeDevice(u.userId, u.deviceId);
+    const accounts = api.storage.accounts;
+    const getDevice = accounts.getDevice.bind(accounts);
+    let reads = 0;
+    accounts.getDevice = async (userId, deviceId) => {
+      if (deviceId === u.deviceId) reads++;
+      return getDevice(userId, deviceId);
+    };
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await rpcError(() => u.c.users.getMe({}))).code, Code.Unauthenticated);
+    } finally {
+      accounts.getDevice = getDevice;
+    }
+    assert.equal(reads, 1);
+  });
+
   it("refuses an expired refresh token", async () => {
     const u = await api.signUp();
     api.clock.ms += 31 * 24 * 3_600_000;
@@ -258,6 +294,18 @@ describe("api: AuthService", () => {
       assert.equal((await me.c.auth.listDevices({})).devices.length, 2);
     });
 
+    it("undoes a login that checked the old password while the password was changed", async () => {
+      const me = await api.signUp("hana", "old password");
+      const held = holdNext(api.storage.accounts, "createDevice");
+      const login = rpcError(() => api.anon.auth.login({ username: "hana", password: "old password" }));
+      await held.reached;
+      const res = await me.c.auth.changePassword({ currentPassword: "old password", newPassword: "new password" });
+      held.release();
+      assert.equal((await login).code, Code.Unauthenticated);
+      assert.equal(res.devicesSignedOut, 0);
+      assert.deepEqual((await me.c.auth.listDevices({})).devices.map((d) => d.deviceId), [me.deviceId]);
+    });
+
     it("refuses a wrong current password and a new one too short, with clear messages, changing nothing", async () => {
       const me = await api.signUp("gina", "right password");
       const wrong = await rpcError(() => me.c.auth.changePassword({ currentPassword: "wrong password", newPassword: "new password" }));
@@ -270,6 +318,42 @@ describe("api: AuthService", () => {
   });
 
   describe("deleting the account", () => {
+    it("signs out a device that a login made while the account's devices were being signed out", async () => {
+      const me = await api.signUp("jon", "my password");
+      const held = holdNext(api.sessions, "closeDevice");
+      const deletion = me.c.auth.deleteAccount({ password: "my password" });
+      await held.reached;
+      const ghost = (await api.anon.auth.login({ username: "jon", password: "my password" })).credentials!;
+      held.release();
+      await deletion;
+      assert.equal((await rpcError(() => api.clients(ghost.accessToken).users.getMe({}))).code, Code.Unauthenticated);
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: ghost.refreshToken }))).code, Code.Unauthenticated);
+      assert.ok(api.sessions.closed.some((c) => c.deviceId === ghost.deviceId));
+    });
+
+    it("undoes a login that read the account before it was deleted", async () => {
+      const me = await api.signUp("kim", "my password");
+      const held = holdNext(api.storage.accounts, "createDevice");
+      const login = rpcError(() => api.anon.auth.login({ username: "kim", password: "my password" }));
+      await held.reached;
+      await me.c.auth.deleteAccount({ password: "my password" });
+      held.release();
+      assert.equal((await login).code, Code.Unauthenticated);
+      assert.ok((await api.storage.accounts.listDevices(me.userId)).every((d) => d.revoked));
+    });
+
+    it("refuses Refresh, and signs out, a device of a deleted account left signed in", async () => {
+      const me = await api.signUp("lea", "my password");
+      await me.c.auth.deleteAccount({ password: "my password" });
+      // As a deletion cut short after marking the account deleted would leave it.
+      const deviceId = 424242n;
+      await api.storage.accounts.createDevice({ userId: me.userId, deviceId, name: "left", platform: "web", createdAtMs: api.clock.ms, lastSeenAtMs: api.clock.ms, revoked: false });
+      const token = "left-behind-refresh-token";
+      await api.storage.accounts.putRefreshToken(hashRefreshToken(token), { userId: me.userId, deviceId, expiresAtMs: api.clock.ms + 60_000 });
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: token }))).code, Code.Unauthenticated);
+      assert.equal((await api.storage.accounts.getDevice(me.userId, deviceId))?.revoked, true);
+    });
+
     it("signs out every device, leaves groups, drops friends and blocks, releases the name, and keeps the messages sent", async () => {
       const me = await api.signUp("ivan", "my password");
       const phone = (await api.anon.auth.login({ username: "ivan", password: "my password" })).credentials!;

@@ -16,7 +16,7 @@ import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
 /** A position past any seq: the store caps it at the channel's newest message. */
-const THROUGH_NEWEST = (1n << 63n) - 1n;
+const THROUGH_NEWEST = v.MAX_ID;
 
 /** The end of 9999-12-31, UTC: "muted for good" without risking the 64-bit columns. */
 const LATEST_MUTE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
@@ -229,7 +229,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async clearHistory(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      const through = req.throughSeq === 0n ? THROUGH_NEWEST : req.throughSeq;
+      const through = req.throughSeq === 0n ? THROUGH_NEWEST : v.bound(req.throughSeq);
       const clearedSeq = await channels.clearHistory(channel.channelId, me, through);
       const view = await channelView(deps, channel, { ...member, clearedSeq });
       // The caller's other devices drop what they show of it (they DescribeChannel on the event).
@@ -431,5 +431,7 @@ function encodePageToken(p: ListPosition): string {
 function decodePageToken(token: string): ListPosition {
   const m = /^(?:(\d{1,16}):)?(\d{1,16}):(\d{1,20})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
   if (!m) throw new ChatError("invalid_argument", "page_token is not one this server issued");
-  return { pinnedAtMs: Number(m[1] ?? 0), activityAtMs: Number(m[2]), channelId: BigInt(m[3]!) };
+  const channelId = BigInt(m[3]!);
+  if (channelId > v.MAX_ID) throw new ChatError("invalid_argument", "page_token is not one this server issued");
+  return { pinnedAtMs: Number(m[1] ?? 0), activityAtMs: Number(m[2]), channelId };
 }

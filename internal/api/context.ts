@@ -89,8 +89,9 @@ export function apiInterceptor(o: {
         if (HASHING_METHODS.has(name)) limits?.takeAuth(req.contextValues.get(clientAddressKey));
       } else {
         const c = authenticate(verifier, req.header.get("authorization"));
-        limits?.takeCall(c.userId);
+        // A signed-out device's token (a thief's, say) must not use up its account's allowance.
         await devices.check(c.userId, c.deviceId);
+        limits?.takeCall(c.userId);
         req.contextValues.set(callerKey, c);
       }
       return await next(req);

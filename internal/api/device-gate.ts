@@ -9,25 +9,32 @@ import type { Id } from "../model/types.js";
  * asks the account store instead, at most once per device every `recheckMs`
  * (a device seen signed in is trusted that long), so a sign-out on any api
  * process shuts a token out here within `recheckMs`, and at once on this one.
+ * A device seen signed out is remembered as such: it never signs in again,
+ * and its token, refused before the account's request rate is taken, would
+ * otherwise cost a store read per call.
  */
 export class DeviceGate {
   private readonly checkedAt: LruMap<string, number>;
+  private readonly signedOut: LruMap<string, true>;
 
   constructor(
     private readonly accounts: AccountStore,
     private readonly options: { recheckMs?: number; capacity?: number; now?: () => number } = {},
   ) {
     this.checkedAt = new LruMap(options.capacity ?? 100_000);
+    this.signedOut = new LruMap(options.capacity ?? 100_000);
   }
 
   async check(userId: Id, deviceId: Id): Promise<void> {
     const key = `${userId}:${deviceId}`;
+    if (this.signedOut.get(key)) throw refused();
     const now = (this.options.now ?? Date.now)();
     const at = this.checkedAt.get(key);
     if (at !== undefined && now - at < (this.options.recheckMs ?? 10_000)) return;
     if (await isRevoked(this.accounts, userId, deviceId)) {
       this.checkedAt.delete(key);
-      throw new ChatError("unauthenticated", "this device is signed out; sign in again");
+      this.signedOut.set(key, true);
+      throw refused();
     }
     this.checkedAt.set(key, now);
   }
@@ -37,3 +44,5 @@ export class DeviceGate {
     this.checkedAt.delete(`${userId}:${deviceId}`);
   }
 }
+
+const refused = () => new ChatError("unauthenticated", "this device is signed out; sign in again");

@@ -74,6 +74,19 @@ describe("api: limits", () => {
       for (let i = 0; i < 3; i++) assert.equal((await rpcError(() => api.anon.users.getMe({}))).code, Code.Unauthenticated);
       await alice.c.users.getMe({});
     });
+
+    it("refuses a signed-out device's token without using up its account's allowance", async () => {
+      await start({ callsPerSec: 1, callBurst: 2 });
+      await api.signUp("alice", "correct horse");
+      const stolen = (await api.anon.auth.login({ username: "alice", password: "correct horse" })).credentials!;
+      const alice = api.clients((await api.anon.auth.login({ username: "alice", password: "correct horse" })).credentials!.accessToken);
+      await alice.auth.revokeDevice({ deviceId: stolen.deviceId });
+      const thief = api.clients(stolen.accessToken);
+      for (let i = 0; i < 5; i++) assert.equal((await rpcError(() => thief.users.getMe({}))).code, Code.Unauthenticated);
+      // The revocation took one of alice's two; one is left.
+      await alice.users.getMe({});
+      assert.equal((await rpcError(() => alice.users.getMe({}))).code, Code.ResourceExhausted);
+    });
   });
 
   describe("failed logins", () => {

@@ -9,10 +9,16 @@ import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { ChatError } from "../model/errors.js";
-import type { StoredMessage } from "../model/types.js";
+import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 
 /** Messages one SearchMessages call reads at most: a bound on what a call costs the store. */
 const SEARCH_SCAN_BUDGET = 2_000;
+/**
+ * Text one SearchMessages call folds at most (utf8BytesAtMost): a message
+ * costs by its length, and 2,000 of the longest would be 600 MB. At least
+ * one message is scanned, so every call moves on.
+ */
+export const SEARCH_SCAN_TEXT_BYTES = 4 * 1024 * 1024;
 const SEARCH_PAGE = 200;
 
 /** Case and compatibility forms folded away, so "Cafe" finds "cafe" and "ﬁle" finds "file". */
@@ -33,7 +39,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const direction = req.direction === PageDirection.FORWARD ? "forward" : "backward";
       // The caller's history starts after what they cleared.
       const cleared = member.clearedSeq ?? 0n;
-      const anchorSeq = direction === "forward" && req.anchorSeq < cleared ? cleared : req.anchorSeq;
+      const anchor = v.bound(req.anchorSeq);
+      const anchorSeq = direction === "forward" && anchor < cleared ? cleared : anchor;
       // One extra row answers has_more without a count query.
       const rows = (await deps.log.page(channel.channelId, { anchorSeq, direction, limit: limit + 1 })).filter((m) => m.seq > cleared);
       return { messages: rows.slice(0, limit).map(messageToProto), hasMore: rows.length > limit };
@@ -45,33 +52,36 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const words = searchWords(req.query);
       const limit = v.limit(req.limit, 20, 100);
       const found: StoredMessage[] = [];
-      let before = req.beforeSeq;
-      for (let scanned = 0; scanned < SEARCH_SCAN_BUDGET; ) {
+      // Nothing is older than seq 1: a scan that stops there has reached the first message.
+      const result = (next: bigint) => ({ messages: found.map(messageToProto), nextBeforeSeq: next > 1n ? next : 0n });
+      let before = v.bound(req.beforeSeq);
+      for (let scanned = 0, bytes = 0; scanned < SEARCH_SCAN_BUDGET; ) {
         const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE });
         for (const m of rows) {
-          if (m.seq <= cleared) return { messages: found.map(messageToProto), nextBeforeSeq: 0n };
+          if (m.seq <= cleared) return result(0n);
+          const cost = utf8BytesAtMost(m.text);
+          if (scanned > 0 && bytes + cost > SEARCH_SCAN_TEXT_BYTES) return result(before);
           before = m.seq;
           scanned++;
+          bytes += cost;
           const text = fold(m.text);
-          if (words.every((w) => text.includes(w)) && found.push(m) >= limit) {
-            return { messages: found.map(messageToProto), nextBeforeSeq: before > 1n ? before : 0n };
-          }
+          if (words.every((w) => text.includes(w)) && found.push(m) >= limit) return result(before);
         }
-        if (rows.length < SEARCH_PAGE || before <= 1n) return { messages: found.map(messageToProto), nextBeforeSeq: 0n };
+        if (rows.length < SEARCH_PAGE || before <= 1n) return result(0n);
       }
-      return { messages: found.map(messageToProto), nextBeforeSeq: before };
+      return result(before);
     },
 
     async sendMessage(req, ctx) {
       // The submitter checks membership, text and client_msg_id, as on the realtime path.
       const result = await deps.submitter.submit(caller(ctx), {
         clientMsgId: req.clientMsgId,
-        channelId: req.channelId,
+        channelId: v.id("channel_id", req.channelId),
         text: req.text,
-        editSeq: req.editSeq,
-        deleteSeq: req.deleteSeq,
-        replyToSeq: req.replyToSeq,
-        reactSeq: req.reactSeq,
+        editSeq: v.seq("edit_seq", req.editSeq),
+        deleteSeq: v.seq("delete_seq", req.deleteSeq),
+        replyToSeq: v.seq("reply_to_seq", req.replyToSeq),
+        reactSeq: v.seq("react_seq", req.reactSeq),
       });
       return { messageId: result.messageId, duplicate: result.duplicate };
     },
@@ -79,15 +89,16 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
     async syncInbox(req, ctx) {
       const me = caller(ctx).userId;
       const limit = v.limit(req.limit, 200, 1000);
+      const after = v.bound(req.afterInboxSeq);
       const [rows, head] = await Promise.all([
-        deps.inbox.readAfter(me, req.afterInboxSeq, limit + 1),
+        deps.inbox.readAfter(me, after, limit + 1),
         deps.inbox.head(me),
       ]);
       return {
         entries: rows.slice(0, limit).map(inboxEntryToProto),
         headInboxSeq: head,
         hasMore: rows.length > limit,
-        expiredThrough: expiredThrough(req.afterInboxSeq, rows),
+        expiredThrough: expiredThrough(after, rows),
       };
     },
 
@@ -95,7 +106,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // The store stops it at the newest message, as for the realtime ReadReceipt.
-      const [readSeq, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, req.seq), deps.channels.listPlaces(me)]);
+      const [readSeq, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, v.bound(req.seq)), deps.channels.listPlaces(me)]);
       // Reading takes away the caller's mark (MarkUnread), and their other devices stop showing it.
       if (places.get(channel.channelId)?.markedUnreadAtMs !== undefined) {
         await deps.channels.changePlace(me, channel.channelId, { markedUnreadAtMs: null });

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { ReceiptEvent } from "../../gen/es/chat/v1/session_pb.js";
+import { utf8BytesAtMost } from "../model/types.js";
+import { SEARCH_SCAN_TEXT_BYTES } from "./messages-service.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
 
 describe("api: MessageService", () => {
@@ -98,6 +100,25 @@ describe("api: MessageService", () => {
       assert.equal(next.nextBeforeSeq, 0n);
     });
 
+    it("scans at most SEARCH_SCAN_TEXT_BYTES of text a call and says where to go on", async () => {
+      const long = "hay ".repeat(24_000); // 96,000 code points, under the limit
+      await history((i) => (i === 1 ? `${long}needle` : long), 40);
+      const perCall = Math.floor(SEARCH_SCAN_TEXT_BYTES / utf8BytesAtMost(long));
+      const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
+      assert.deepEqual(first.messages, []);
+      assert.equal(first.nextBeforeSeq, BigInt(40 - perCall + 1));
+      let next = first.nextBeforeSeq;
+      let calls = 1;
+      let hit: bigint[] = [];
+      while (next !== 0n) {
+        const page = await a.c.messages.searchMessages({ channelId, query: "needle", beforeSeq: next });
+        hit = [...hit, ...page.messages.map((m) => m.seq)];
+        next = page.nextBeforeSeq;
+        calls++;
+      }
+      assert.deepEqual([hit, calls], [[1n], Math.ceil(40 / perCall)]);
+    });
+
     it("refuses non-members and empty or overlong queries", async () => {
       const stranger = await api.signUp();
       assert.equal((await rpcError(() => stranger.c.messages.searchMessages({ channelId, query: "x" }))).code, Code.PermissionDenied);
@@ -142,5 +163,51 @@ describe("api: MessageService", () => {
 
     const outsider = await api.signUp();
     assert.equal((await rpcError(() => outsider.c.messages.markRead({ channelId, seq: 1n }))).code, Code.PermissionDenied);
+  });
+
+  describe("uint64 values past the stores' signed 64 bits", () => {
+    const HUGE = (1n << 64n) - 1n;
+
+    it("refuses ids past 2^63-1 with invalid_argument naming the field", async () => {
+      const calls: [string, () => Promise<unknown>][] = [
+        ["channel_id", () => a.c.channels.describeChannel({ channelId: HUGE })],
+        ["channel_id", () => a.c.messages.listMessages({ channelId: HUGE })],
+        ["channel_id", () => a.c.messages.sendMessage({ channelId: HUGE, clientMsgId: "k", text: "x" })],
+        ["edit_seq", () => a.c.messages.sendMessage({ channelId, clientMsgId: "k", text: "x", editSeq: HUGE })],
+        ["delete_seq", () => a.c.messages.sendMessage({ channelId, clientMsgId: "k", text: "", deleteSeq: HUGE })],
+        ["reply_to_seq", () => a.c.messages.sendMessage({ channelId, clientMsgId: "k", text: "x", replyToSeq: HUGE })],
+        ["react_seq", () => a.c.messages.sendMessage({ channelId, clientMsgId: "k", text: "👍", reactSeq: HUGE })],
+        ["user_id", () => a.c.channels.openDirect({ userId: HUGE })],
+        ["member_user_ids", () => a.c.channels.createGroup({ title: "t", memberUserIds: [HUGE] })],
+        ["user_ids", () => a.c.users.getUsers({ userIds: [b.userId, HUGE] })],
+        ["user_ids", () => a.c.presence.getPresence({ userIds: [HUGE] })],
+        ["user_id", () => a.c.users.blockUser({ userId: HUGE })],
+        ["user_id", () => a.c.users.unblockUser({ userId: HUGE })],
+        ["user_id", () => a.c.users.removeFriend({ userId: HUGE })],
+        ["device_id", () => a.c.auth.revokeDevice({ deviceId: HUGE })],
+      ];
+      for (const [field, call] of calls) {
+        const e = await rpcError(call);
+        assert.equal(e.code, Code.InvalidArgument, `${field}: ${e.rawMessage}`);
+        assert.match(e.rawMessage, new RegExp(`^${field} `));
+      }
+      const token = Buffer.from(`0:1:${HUGE}`).toString("base64url");
+      assert.equal((await rpcError(() => a.c.channels.listChannels({ pageToken: token }))).code, Code.InvalidArgument);
+    });
+
+    it("reads a page or scan bound past 2^63-1 as one past every seq", async () => {
+      await sendMany(3);
+      const newest = await a.c.messages.listMessages({ channelId, anchorSeq: HUGE });
+      assert.deepEqual(newest.messages.map((m) => m.seq), [3n, 2n, 1n]);
+      const after = await a.c.messages.listMessages({ channelId, anchorSeq: HUGE, direction: PageDirection.FORWARD });
+      assert.deepEqual([after.messages, after.hasMore], [[], false]);
+      const found = await a.c.messages.searchMessages({ channelId, query: "text", beforeSeq: HUGE });
+      assert.deepEqual(found.messages.map((m) => m.seq), [3n, 2n, 1n]);
+      const synced = await b.c.messages.syncInbox({ afterInboxSeq: HUGE });
+      assert.deepEqual([synced.entries, synced.headInboxSeq, synced.expiredThrough], [[], 3n, 0n]);
+      assert.equal((await b.c.messages.markRead({ channelId, seq: HUGE })).readSeq, 3n);
+      const cleared = (await b.c.channels.clearHistory({ channelId, throughSeq: HUGE })).channel!;
+      assert.equal(cleared.clearedThroughSeq, 3n);
+    });
   });
 });

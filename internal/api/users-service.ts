@@ -65,7 +65,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       if (await accounts.areFriends(me, them)) return { state: FriendshipState.FRIENDS };
       // Asking someone who already asked you is accepting.
       if (await accounts.hasFriendRequest(them, me)) {
-        await accounts.addFriendship(me, them, now());
+        await befriend(me, them);
         return { state: FriendshipState.FRIENDS };
       }
       await accounts.putFriendRequest(me, them, now());
@@ -83,7 +83,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
         throw new ChatError("not_found", "no pending friend request from this user");
       }
       if (req.accept) {
-        await accounts.addFriendship(me, them, now());
+        await befriend(me, them);
         return { state: FriendshipState.FRIENDS };
       }
       await accounts.deleteFriendRequest(them, me);
@@ -113,10 +113,13 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     async removeFriend(req, ctx) {
       const me = caller(ctx).userId;
       const them = v.id("user_id", req.userId);
+      const were = await accounts.areFriends(me, them);
       // Also withdraws a request either way, so "remove" works at every stage.
       await accounts.removeFriendship(me, them);
       await accounts.deleteFriendRequest(me, them);
       await accounts.deleteFriendRequest(them, me);
+      // Where the friendship was all that showed one to the other, neither keeps a stale "online".
+      if (were) await Promise.all([tellGone(me, them), tellGone(them, me)]);
       return {};
     },
 
@@ -158,6 +161,18 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       };
     },
   };
+
+  async function befriend(me: Id, them: Id): Promise<void> {
+    await accounts.addFriendship(me, them, now());
+    // Friendship may show each to the other where nothing did before.
+    await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
+  }
+
+  /** Tells `to` that `userId` is offline, with no last seen, when `to` may no longer see `userId`. */
+  async function tellGone(userId: Id, to: Id): Promise<void> {
+    if (await reaches(deps, userId, to)) return;
+    await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: false }));
+  }
 
   /** Pushes `userId`'s current presence to `to` when `to` may see it. */
   async function tellPresence(userId: Id, to: Id): Promise<void> {

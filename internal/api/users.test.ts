@@ -148,5 +148,46 @@ describe("api: UserService and PresenceService", () => {
       const [[to, who, status]] = presenceTo() as [bigint[], bigint, PresenceStatus][];
       assert.deepEqual([[...to].sort(), who, status], [[friend.userId, peer.userId].sort(), me.userId, ONLINE]);
     });
+
+    it("tells ex-friends offline when only the friendship let them see each other, and new friends each other's presence", async () => {
+      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true, lastSeenAtMs: 1 })) } });
+      const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      const presenceTo = () =>
+        api.sessions.framesOf("presence").map((p) => {
+          const e = p.frame.kind.case === "presence" ? p.frame.kind.value.presence! : undefined;
+          return [p.userIds, e?.userId, e?.status, e?.lastSeenAt];
+        });
+      const byRecipient = (a: unknown[], b: unknown[]) => ((a[0] as bigint[])[0]! < (b[0] as bigint[])[0]! ? -1 : 1);
+
+      await me.c.users.sendFriendRequest({ userId: friend.userId });
+      api.sessions.pushes = [];
+      await friend.c.users.respondFriendRequest({ userId: me.userId, accept: true });
+      assert.deepEqual(presenceTo().sort(byRecipient), [
+        [[me.userId], friend.userId, ONLINE, undefined],
+        [[friend.userId], me.userId, ONLINE, undefined],
+      ].sort(byRecipient));
+
+      // A cross-request accepts too; peer and me share a chat as well.
+      await me.c.channels.openDirect({ userId: peer.userId });
+      await peer.c.users.sendFriendRequest({ userId: me.userId });
+      api.sessions.pushes = [];
+      await me.c.users.sendFriendRequest({ userId: peer.userId });
+      assert.equal(presenceTo().length, 2);
+
+      api.sessions.pushes = [];
+      await friend.c.users.removeFriend({ userId: me.userId });
+      assert.deepEqual(presenceTo().sort(byRecipient), [
+        [[me.userId], friend.userId, OFFLINE, undefined],
+        [[friend.userId], me.userId, OFFLINE, undefined],
+      ].sort(byRecipient));
+      assert.deepEqual(await statuses(me, [friend.userId]), [OFFLINE]);
+
+      // The shared chat still shows each to the other; removing a friend who is not one tells nobody anything.
+      api.sessions.pushes = [];
+      await me.c.users.removeFriend({ userId: peer.userId });
+      await me.c.users.removeFriend({ userId: friend.userId });
+      assert.deepEqual(presenceTo(), []);
+      assert.deepEqual(await statuses(me, [peer.userId]), [ONLINE]);
+    });
   });
 });

@@ -32,16 +32,38 @@ export function text(field: string, s: string, max: number): string {
 export const displayName = (s: string) => text("display_name", s, 64);
 export const groupTitle = (s: string) => text("title", s, 128);
 
+/**
+ * The largest id or seq there can be: the stores keep them in signed 64-bit
+ * columns, so a larger uint64 from the wire names nothing.
+ */
+export const MAX_ID = (1n << 63n) - 1n;
+
 export function id(field: string, v: Id): Id {
   if (v === 0n) invalid(`${field} is required`);
+  if (v > MAX_ID) invalid(`${field} must be at most ${MAX_ID}`);
   return v;
 }
 
-/** Non-zero, de-duplicated, at most max. */
+/** Non-zero, at most MAX_ID, de-duplicated, at most max. */
 export function ids(field: string, vs: readonly Id[], max: number): Id[] {
   if (vs.length > max) invalid(`${field} may hold at most ${max} ids`);
-  for (const v of vs) if (v === 0n) invalid(`${field} must not contain 0`);
+  for (const v of vs) {
+    if (v === 0n) invalid(`${field} must not contain 0`);
+    if (v > MAX_ID) invalid(`${field} must not contain ids above ${MAX_ID}`);
+  }
   return [...new Set(vs)];
+}
+
+/**
+ * A seq that bounds a page or a scan, as far as a seq can go: past MAX_ID
+ * there are no messages, so the answer is the one MAX_ID gets.
+ */
+export const bound = (seq: bigint): bigint => (seq > MAX_ID ? MAX_ID : seq);
+
+/** A seq that names one message (0: none): past MAX_ID it can name none. */
+export function seq(field: string, s: bigint): bigint {
+  if (s > MAX_ID) invalid(`${field} must be at most ${MAX_ID}`);
+  return s;
 }
 
 const INVITE_CODE = /^[A-Za-z0-9_-]{22}$/;
