@@ -7,6 +7,7 @@ import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer } from "./server.js";
 import type { SessionSink } from "./port.js";
 import { waitFor } from "../../test/support/wait.js";
+import { inboxEntryToProto } from "../wire/messages.js";
 
 /** An inbox that keeps only entries `kept` of a longer sequence, as one past its retention window does. */
 function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
@@ -28,11 +29,15 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
 /** Opens one session on a ChatServer over `inbox` and collects the frames it sends. */
 function openSession(inbox: Inbox) {
   const frames: ServerFrame[] = [];
+  /** Every frame sent, in order (`next` takes from `frames`). */
+  const log: ServerFrame[] = [];
   const waiters: (() => void)[] = [];
   const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
   const sink: SessionSink = {
     send: (f) => {
-      frames.push(fromBinary(ServerFrameSchema, f as Uint8Array));
+      const decoded = fromBinary(ServerFrameSchema, f as Uint8Array);
+      frames.push(decoded);
+      log.push(decoded);
       for (const w of waiters.splice(0)) w();
     },
     bufferedBytes: () => 0,
@@ -46,7 +51,7 @@ function openSession(inbox: Inbox) {
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { server, handle, next, frames };
+  return { server, handle, next, frames, log };
 }
 
 describe("session sync", () => {
@@ -214,6 +219,119 @@ describe("session back-pressure and early frames", () => {
     const limited = answered().filter((f) => f.kind.case === "error" && f.kind.value.code === ErrorCode.RATE_LIMITED);
     assert.equal(acks.length, 100);
     assert.equal(limited.length, 50);
+    server.drain();
+  });
+});
+
+describe("session start, sync races and failed reads", () => {
+  const entryOf = (inboxSeq: bigint): InboxEntry => ({
+    inboxSeq,
+    message: { messageId: 1000n + inboxSeq, channelId: 7n, seq: inboxSeq, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: `m${inboxSeq}`, text: "hi", sentAtMs: 0 },
+  });
+  const liveFrame = (inboxSeq: bigint) => create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto(entryOf(inboxSeq)) } } });
+  const seqsIn = (frames: ServerFrame[]) =>
+    frames.flatMap((f) => (f.kind.case === "message" ? [f.kind.value.entry!.inboxSeq] : f.kind.case === "syncBatch" ? f.kind.value.entries.map((e) => e.inboxSeq) : []));
+
+  /** An inbox whose entries are `kept`, with a hook to hold a read of the cursor, of head, or of entries. */
+  function heldInbox() {
+    const kept: bigint[] = [];
+    const holds: { cursor?: Promise<void>; head?: Promise<void>; read?: () => Promise<void> } = {};
+    const inbox: Inbox = {
+      append: () => Promise.reject(new Error("not in this test")),
+      readAfter: async (_u, after, limit) => {
+        await holds.read?.();
+        return kept.filter((s) => s > after).slice(0, limit).map(entryOf);
+      },
+      head: async () => {
+        const at = kept[kept.length - 1] ?? 0n;
+        await holds.head;
+        return at;
+      },
+      getCursor: async () => {
+        await holds.cursor;
+        return 0n;
+      },
+      advanceCursor: async () => {},
+      dropCursor: async () => {},
+      emptyTexts: async () => {},
+    };
+    return { inbox, kept, holds };
+  }
+
+  it("sends an entry pushed live while the session was still reading its cursor", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    let cursorRead!: () => void;
+    holds.cursor = new Promise((r) => (cursorRead = r));
+    const { server, next, log } = openSession(inbox);
+    // head() has answered 0; the pipeline appends entry 1 and pushes it before the cursor is read.
+    await new Promise((r) => setImmediate(r));
+    kept.push(1n);
+    server.deliverLocal(1n, [], liveFrame(1n));
+    cursorRead();
+    await next("welcome");
+    await waitFor(() => seqsIn(log).length > 0, "entry 1");
+    assert.deepStrictEqual(seqsIn(log), [1n]);
+    server.drain();
+  });
+
+  it("does not send again in a SyncBatch an entry it pushed live while the SyncRequest read head", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    kept.push(1n, 2n, 3n, 4n, 5n);
+    const { server, handle, next, log } = openSession(inbox);
+    await next("welcome");
+    await waitFor(() => seqsIn(log).length === 5, "the catch-up");
+    let headRead!: () => void;
+    holds.head = new Promise((r) => (headRead = r));
+    handle.receive(frame({ ref: 9n, kind: { case: "sync", value: { afterInboxSeq: 5n } } }));
+    kept.push(6n);
+    server.deliverLocal(1n, [], liveFrame(6n));
+    headRead();
+    await waitFor(() => log.some((f) => f.kind.case === "syncBatch" && f.ref === 9n), "the answer to the SyncRequest");
+    assert.deepStrictEqual(seqsIn(log), [1n, 2n, 3n, 4n, 5n, 6n], "entry 6 once");
+    // A device that asks to go back gets what it asked for again.
+    handle.receive(frame({ ref: 10n, kind: { case: "sync", value: { afterInboxSeq: 4n } } }));
+    await waitFor(() => log.some((f) => f.ref === 10n), "the answer to going back");
+    const back = log.find((f) => f.ref === 10n)!;
+    if (back.kind.case !== "syncBatch") return assert.fail("no sync batch");
+    assert.deepStrictEqual([back.ref, back.kind.value.entries.map((e) => e.inboxSeq)], [10n, [5n, 6n]]);
+    server.drain();
+  });
+
+  it("answers a SyncRequest whose inbox read fails with UNAVAILABLE, and reads again after a pause", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    kept.push(1n, 2n);
+    let failures = 1;
+    const { server, handle, next, log } = openSession(inbox);
+    await next("welcome");
+    await waitFor(() => seqsIn(log).length === 2, "the catch-up");
+    holds.read = async () => {
+      if (failures-- > 0) throw new Error("read timed out");
+    };
+    kept.push(3n);
+    handle.receive(frame({ ref: 9n, kind: { case: "sync", value: { afterInboxSeq: 2n } } }));
+    const refused = await next("error");
+    if (refused.kind.case !== "error") return assert.fail("no error");
+    assert.deepStrictEqual([refused.ref, refused.kind.value.code], [9n, ErrorCode.UNAVAILABLE]);
+    // Nothing else asks: the pump's own retry brings entry 3.
+    await waitFor(() => seqsIn(log).includes(3n), "entry 3 after the retry", 10_000);
+    server.drain();
+  });
+
+  it("closes with 1011 a session whose inbox reads keep failing, so the device reconnects", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    kept.push(1n);
+    holds.read = async () => {
+      throw new Error("inbox down");
+    };
+    const closes: number[] = [];
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
+    server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: () => undefined,
+      bufferedBytes: () => 0,
+      close: (code) => void closes.push(code),
+    });
+    await waitFor(() => closes.length > 0, "the close", 20_000);
+    assert.deepStrictEqual(closes, [1011]);
     server.drain();
   });
 });

@@ -24,6 +24,9 @@ const SYNC_PAGE_TEXT_BYTES = 1024 * 1024;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
 /** Rate-limited frames in a row after which the session is closed as a flood. */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
+/** Failed inbox reads in a row after which a session gives up (closes with 1011), and the first pause between them (doubling). */
+const PUMP_ATTEMPTS = 4;
+const PUMP_RETRY_MS = 500;
 
 /**
  * One device's live session on this chat server. It keeps `sentUpTo`, the
@@ -41,6 +44,11 @@ export class Session implements SessionHandle {
   private pumping = false;
   private pumpAgain = false;
   private stalled = false;
+  /** A live entry came before the welcome was out: the pump reads it after. */
+  private missedLive = false;
+  /** Inbox reads of the pump that failed in a row; it tries again after a pause, and gives up past PUMP_ATTEMPTS. */
+  private pumpFailures = 0;
+  private pumpRetry: ReturnType<typeof setTimeout> | undefined;
   private badFrames = 0;
   private limitedFrames = 0;
   private lastLimitedAtMs = 0;
@@ -59,6 +67,8 @@ export class Session implements SessionHandle {
   /** A SyncRequest that came while the pump was running: its ref is answered by the next page. */
   private syncRef = 0n;
   private syncLimit = SYNC_PAGE;
+  /** The SyncRequest the running pump's pages answer (0: none). */
+  private pumpRef = 0n;
 
   constructor(
     private readonly server: ChatServer,
@@ -130,7 +140,7 @@ export class Session implements SessionHandle {
       this.sendError(ref, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs), clientMsgId);
     }
     this.earlyRefused = [];
-    if (head > cursor) this.pump(0n);
+    if (head > cursor || this.missedLive) this.pump(0n);
   }
 
   receive(data: Uint8Array | string): void {
@@ -216,10 +226,14 @@ export class Session implements SessionHandle {
         // The device says what it has; it may have less than we thought
         // (a reinstall) or more (acks we have not seen), but never more than
         // the inbox holds: its delivery acks are bounded by this.
+        const sentBefore = this.sentUpTo;
         const head = await this.server.inbox.head(this.userId);
         if (!this.open) return;
-        const after = kind.value.afterInboxSeq;
-        this.sentUpTo = after < head ? after : head;
+        const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
+        // Live entries sent while head was read came after the request, so
+        // the device gets them before the batch: unless it asked to go back
+        // further than it had been sent, they are not sent again.
+        this.sentUpTo = after >= sentBefore && this.sentUpTo > after ? this.sentUpTo : after;
         this.pump(ref, limit);
         return;
       }
@@ -253,7 +267,12 @@ export class Session implements SessionHandle {
    * it is sent only if it is the very next entry.
    */
   deliverLive(inboxSeq: bigint, encoded: EncodedFrame): void {
-    if (!this.ready || !this.open) return;
+    if (!this.open) return;
+    if (!this.ready) {
+      // The cursor and head being read may be from before this entry.
+      this.missedLive = true;
+      return;
+    }
     if (inboxSeq <= this.sentUpTo) return;
     if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n || this.isBackedUp()) {
       this.pump(0n);
@@ -281,14 +300,39 @@ export class Session implements SessionHandle {
     }
     this.pumping = true;
     void this.pumpLoop()
-      .catch((err) => this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed"))
+      .then(
+        () => (this.pumpFailures = 0),
+        (err) => this.pumpFailed(err),
+      )
       .finally(() => {
         this.pumping = false;
-        if (this.pumpAgain && this.open && !this.stalled) {
+        if (this.pumpAgain && this.open && !this.stalled && this.pumpRetry === undefined) {
           this.pumpAgain = false;
           this.pump(0n);
         }
       });
+  }
+
+  /**
+   * An inbox read failed (the store timed out, say). A SyncRequest waiting
+   * on it is told so, and the pump tries again after a pause, so entries
+   * still reach the device; past PUMP_ATTEMPTS the session is closed, and
+   * the device reconnects and syncs from its cursor, as after any outage.
+   */
+  private pumpFailed(err: unknown): void {
+    this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed");
+    if (!this.open) return;
+    const ref = this.syncRef !== 0n ? this.syncRef : this.pumpRef;
+    this.syncRef = 0n;
+    this.pumpRef = 0n;
+    if (ref !== 0n) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", PUMP_RETRY_MS));
+    if (++this.pumpFailures >= PUMP_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
+    clearTimeout(this.pumpRetry);
+    this.pumpRetry = setTimeout(() => {
+      this.pumpRetry = undefined;
+      this.catchUp();
+    }, PUMP_RETRY_MS * 2 ** (this.pumpFailures - 1));
+    this.pumpRetry.unref?.();
   }
 
   private async pumpLoop(): Promise<void> {
@@ -304,7 +348,7 @@ export class Session implements SessionHandle {
       }
       // The pages that follow a SyncRequest carry its ref.
       if (this.syncRef !== 0n) {
-        ref = this.syncRef;
+        ref = this.pumpRef = this.syncRef;
         limit = this.syncLimit;
         this.syncRef = 0n;
       }
@@ -336,7 +380,10 @@ export class Session implements SessionHandle {
           },
         }),
       );
-      if (!hasMore && !this.pumpAgain) return;
+      if (!hasMore && !this.pumpAgain) {
+        this.pumpRef = 0n;
+        return;
+      }
     }
   }
 
@@ -382,6 +429,7 @@ export class Session implements SessionHandle {
   close(code: number, reason: string): void {
     if (!this.open) return;
     this.open = false;
+    clearTimeout(this.pumpRetry);
     this.server.detach(this, code);
     this.sink.close(code, reason);
   }
@@ -389,6 +437,7 @@ export class Session implements SessionHandle {
   closed(): void {
     if (!this.open) return;
     this.open = false;
+    clearTimeout(this.pumpRetry);
     this.server.detach(this);
   }
 }
