@@ -5,8 +5,10 @@ import {
   ConnectResponseSchema,
   ServerFrameSchema,
   SessionService,
+  type ClientFrame,
   type ConnectRequest,
   type ConnectResponse,
+  type ServerFrame,
 } from "../gen/es/chat/v1/session_pb.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
@@ -22,6 +24,7 @@ function statusOf(code: number): Code {
       return Code.Unauthenticated;
     case CloseCode.rateLimited:
     case CloseCode.tooSlow:
+    case CloseCode.tooBig:
       return Code.ResourceExhausted;
     case CloseCode.badFrames:
     case CloseCode.invalidPayload:
@@ -33,11 +36,21 @@ function statusOf(code: number): Code {
   }
 }
 
+/** Client frames that the session answers (by their ref), and the answers that settle them. */
+const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
+function settles(frame: ServerFrame): boolean {
+  const { kind } = frame;
+  return kind.case === "sendAck" || kind.case === "error" || kind.case === "heartbeatAck" || (kind.case === "syncBatch" && !kind.value.hasMore);
+}
+
 /**
  * SessionService.Connect: the realtime session as a gRPC bidi stream for
  * native apps, on the same SessionHost as the WebSocket gateway. The close
  * code of the session ends the stream as a status whose message starts with
- * "close <code>:", so clients can branch exactly as on a WebSocket.
+ * "close <code>:", so clients can branch exactly as on a WebSocket. A client
+ * that half-closes (grpcurl reading frames from a file) is done asking, not
+ * listening: the stream ends once the welcome is out and everything it asked
+ * is answered.
  */
 export function sessionService(
   host: SessionHost,
@@ -57,6 +70,10 @@ export function sessionService(
       const out: Uint8Array[] = [];
       let buffered = 0;
       let ended: { code: number; reason: string } | undefined;
+      let welcomed = false;
+      let halfClosed = false;
+      /** Asks not answered yet, by ref (refs are the client's and may repeat). */
+      const awaiting = new Map<bigint, number>();
       let wake: (() => void) | undefined;
       const notify = () => {
         const w = wake;
@@ -85,12 +102,21 @@ export function sessionService(
         try {
           for await (const req of requests) {
             if (!req.frame) continue;
+            if (ASKS.has(req.frame.kind.case)) awaiting.set(req.frame.ref, (awaiting.get(req.frame.ref) ?? 0) + 1);
             handle.receive(toBinary(ClientFrameSchema, req.frame));
           }
-        } catch {
-          // the client went away; the writer below sees ctx.signal
+          halfClosed = true;
+        } catch (err) {
+          // A client that went away is seen through ctx.signal; anything else
+          // is a frame too large or not a ConnectRequest, and the client must
+          // learn it was refused rather than see a normal end.
+          if (!ctx.signal.aborted) {
+            const refused = ConnectError.from(err);
+            ended ??= refused.code === Code.ResourceExhausted
+              ? { code: CloseCode.tooBig, reason: refused.rawMessage }
+              : { code: CloseCode.invalidPayload, reason: `not a ConnectRequest: ${refused.rawMessage}` };
+          }
         }
-        ended ??= { code: CloseCode.normal, reason: "client closed the stream" };
         notify();
       })();
       const onAbort = () => {
@@ -104,9 +130,17 @@ export function sessionService(
           while (out.length > 0) {
             const bytes = out.shift()!;
             buffered -= bytes.byteLength;
-            yield create(ConnectResponseSchema, { frame: fromBinary(ServerFrameSchema, bytes) });
+            const frame = fromBinary(ServerFrameSchema, bytes);
+            if (frame.kind.case === "welcome") welcomed = true;
+            const asked = settles(frame) ? awaiting.get(frame.ref) : undefined;
+            if (asked !== undefined) {
+              if (asked > 1) awaiting.set(frame.ref, asked - 1);
+              else awaiting.delete(frame.ref);
+            }
+            yield create(ConnectResponseSchema, { frame });
             if (buffered === 0) handle.drained();
           }
+          if (!ended && halfClosed && welcomed && awaiting.size === 0) ended = { code: CloseCode.normal, reason: "client closed the stream" };
           if (ended) break;
           await new Promise<void>((r) => (wake = r));
         }

@@ -147,6 +147,9 @@ describe("grpcurl against chatd (server reflection, health, no proto files)", fu
     } finally {
       child.kill();
     }
+    // The README's one-shot form: the frames given, then the request side closed; what they asked is answered before the end.
+    const once = await ok(["-H", `authorization: Bearer ${token}`, "-d", JSON.stringify({ frame: { ref: "1", heartbeat: {} } }), "chat.v1.SessionService/Connect"]);
+    assert.match(once, /"welcome"[\s\S]*"ref": "1",\s*"heartbeatAck"/);
   });
 
   it("answers the standard health service", async () => {
