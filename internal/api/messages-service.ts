@@ -8,6 +8,7 @@ import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
+import { withinTextBytes } from "../messages/page-bytes.js";
 import { ChatError } from "../model/errors.js";
 import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 
@@ -43,7 +44,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const anchorSeq = direction === "forward" && anchor < cleared ? cleared : anchor;
       // One extra row answers has_more without a count query.
       const rows = (await deps.log.page(channel.channelId, { anchorSeq, direction, limit: limit + 1 })).filter((m) => m.seq > cleared);
-      return { messages: rows.slice(0, limit).map(messageToProto), hasMore: rows.length > limit };
+      const page = withinTextBytes(rows.slice(0, limit), (m) => m);
+      return { messages: page.map(messageToProto), hasMore: rows.length > page.length };
     },
 
     async searchMessages(req, ctx) {
@@ -94,11 +96,12 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         deps.inbox.readAfter(me, after, limit + 1),
         deps.inbox.head(me),
       ]);
+      const page = withinTextBytes(rows.slice(0, limit), (e) => e.message);
       return {
-        entries: rows.slice(0, limit).map(inboxEntryToProto),
+        entries: page.map(inboxEntryToProto),
         headInboxSeq: head,
-        hasMore: rows.length > limit,
-        expiredThrough: expiredThrough(after, rows),
+        hasMore: rows.length > page.length,
+        expiredThrough: expiredThrough(after, page),
       };
     },
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { ReceiptEvent } from "../../gen/es/chat/v1/session_pb.js";
+import { PAGE_TEXT_BYTES } from "../messages/page-bytes.js";
 import { utf8BytesAtMost } from "../model/types.js";
 import { SEARCH_SCAN_TEXT_BYTES } from "./messages-service.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
@@ -127,6 +128,28 @@ describe("api: MessageService", () => {
       const long = await rpcError(() => a.c.messages.searchMessages({ channelId, query: "a".repeat(257) }));
       assert.equal(long.code, Code.InvalidArgument);
     });
+  });
+
+  it("stops a page of history or of the inbox at about a megabyte of text, saying there is more", async () => {
+    const long = "hay ".repeat(24_000); // 96,000 code points, under the limit
+    for (let i = 1; i <= 15; i++) await a.c.messages.sendMessage({ channelId, clientMsgId: `long${i}`, text: long });
+    const perPage = Math.floor(PAGE_TEXT_BYTES / utf8BytesAtMost(long));
+    assert.ok(perPage > 1 && perPage < 15);
+    const pages: number[] = [];
+    for (let anchorSeq = 0n, more = true; more; ) {
+      const page = await b.c.messages.listMessages({ channelId, limit: 200, anchorSeq });
+      pages.push(page.messages.length);
+      [anchorSeq, more] = [page.messages.at(-1)!.seq, page.hasMore];
+    }
+    const inbox: number[] = [];
+    for (let afterInboxSeq = 0n, more = true; more; ) {
+      const page = await b.c.messages.syncInbox({ limit: 1000, afterInboxSeq });
+      inbox.push(page.entries.length);
+      [afterInboxSeq, more] = [page.entries.at(-1)!.inboxSeq, page.hasMore];
+    }
+    const expected = [...Array<number>(Math.floor(15 / perPage)).fill(perPage), 15 % perPage].filter((n) => n > 0);
+    assert.deepEqual(pages, expected);
+    assert.deepEqual(inbox, expected);
   });
 
   it("syncs the inbox after a cursor, with head and has_more", async () => {

@@ -3,8 +3,9 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_TEXT_CODE_POINTS, utf8BytesAtMost, type InboxEntry } from "../model/types.js";
+import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
+import { withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
@@ -14,13 +15,6 @@ import type { ChatServer } from "./server.js";
 
 const SYNC_PAGE = 200;
 const MAX_SYNC_PAGE = 1000;
-/**
- * A sync page stops at about this many bytes of text (utf8BytesAtMost),
- * whatever the page size asked: a page of long texts would otherwise be
- * hundreds of megabytes in one frame, past what a device or the gateway's
- * stream takes. A page always has at least one entry.
- */
-const SYNC_PAGE_TEXT_BYTES = 1024 * 1024;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
 /** Rate-limited frames in a row after which the session is closed as a flood. */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
@@ -359,7 +353,7 @@ export class Session implements SessionHandle {
       if (this.sentUpTo !== from) continue;
       // Nothing new and nobody asked: stay quiet.
       if (read.length === 0 && ref === 0n && !this.pumpAgain) return;
-      const entries = withinTextBytes(read, SYNC_PAGE_TEXT_BYTES);
+      const entries = withinTextBytes(read, (e) => e.message);
       const hasMore = entries.length < read.length || read.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
       this.sentUpTo = last;
@@ -440,14 +434,4 @@ export class Session implements SessionHandle {
     clearTimeout(this.pumpRetry);
     this.server.detach(this);
   }
-}
-
-/** The longest prefix of entries (at least one) whose texts fit in budget bytes. */
-function withinTextBytes(entries: InboxEntry[], budget: number): InboxEntry[] {
-  let bytes = 0;
-  for (let i = 0; i < entries.length; i++) {
-    bytes += utf8BytesAtMost(entries[i]!.message.text);
-    if (bytes > budget && i > 0) return entries.slice(0, i);
-  }
-  return entries;
 }
