@@ -1,5 +1,5 @@
 import { ChatError } from "../model/errors.js";
-import type { Id } from "../model/types.js";
+import { MAX_ID, type Id } from "../model/types.js";
 
 /** Request checks with messages meant for the client developer. */
 
@@ -32,11 +32,7 @@ export function text(field: string, s: string, max: number): string {
 export const displayName = (s: string) => text("display_name", s, 64);
 export const groupTitle = (s: string) => text("title", s, 128);
 
-/**
- * The largest id or seq there can be: the stores keep them in signed 64-bit
- * columns, so a larger uint64 from the wire names nothing.
- */
-export const MAX_ID = (1n << 63n) - 1n;
+export { MAX_ID };
 
 export function id(field: string, v: Id): Id {
   if (v === 0n) invalid(`${field} is required`);

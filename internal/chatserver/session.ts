@@ -3,12 +3,13 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { MAX_ID, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
+import { namesAtMostMaxId } from "./validate.js";
 import type { FrameEncoding, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
 import type { ChatServer } from "./server.js";
@@ -238,7 +239,9 @@ export class Session implements SessionHandle {
         return;
       }
       case "read": {
-        await this.server.markRead(this.userId, kind.value.channelId, kind.value.seq);
+        namesAtMostMaxId("channel_id", kind.value.channelId);
+        // A seq past any there can be reads as "everything", as the store caps it at the newest.
+        await this.server.markRead(this.userId, kind.value.channelId, kind.value.seq > MAX_ID ? MAX_ID : kind.value.seq);
         return;
       }
       case "heartbeat": {
@@ -247,6 +250,7 @@ export class Session implements SessionHandle {
         return;
       }
       case "typing": {
+        namesAtMostMaxId("channel_id", kind.value.channelId);
         await this.server.typing(this.userId, kind.value.channelId);
         return;
       }

@@ -1,5 +1,5 @@
 import { ChatError } from "../model/errors.js";
-import { MAX_CLIENT_MSG_ID_LENGTH, MAX_REACTION_UNITS, MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { MAX_CLIENT_MSG_ID_LENGTH, MAX_ID, MAX_REACTION_UNITS, MAX_TEXT_CODE_POINTS, type Id } from "../model/types.js";
 import { NOTE_KEY_PREFIX, type SendCommand } from "../messages/submit.js";
 
 /** Counts Unicode code points, stopping once `limit` is reached. */
@@ -18,6 +18,11 @@ export function codePointsAtLeast(text: string, limit: number): boolean {
   return false;
 }
 
+/** Refuses an id or seq no store can hold (above 2^63-1): it names nothing, and is the client's mistake, not an internal error. */
+export function namesAtMostMaxId(field: string, id: Id): void {
+  if (id > MAX_ID) throw new ChatError("invalid_argument", `${field} must be at most ${MAX_ID}`);
+}
+
 export function validateSend(cmd: SendCommand): void {
   if (cmd.clientMsgId.length === 0 || cmd.clientMsgId.length > MAX_CLIENT_MSG_ID_LENGTH) {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
@@ -27,6 +32,10 @@ export function validateSend(cmd: SendCommand): void {
     throw new ChatError("invalid_argument", `client_msg_id must not start with "${NOTE_KEY_PREFIX}": those are the server's own`);
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
+  namesAtMostMaxId("channel_id", cmd.channelId);
+  for (const [field, seq] of [["edit_seq", cmd.editSeq], ["delete_seq", cmd.deleteSeq], ["react_seq", cmd.reactSeq], ["reply_to_seq", cmd.replyToSeq]] as const) {
+    if (seq !== undefined) namesAtMostMaxId(field, seq);
+  }
   if ([cmd.editSeq, cmd.deleteSeq, cmd.reactSeq].filter(Boolean).length > 1) {
     throw new ChatError("invalid_argument", "set at most one of edit_seq, delete_seq and react_seq");
   }

@@ -178,3 +178,9 @@ export interface InboxEntry {
 }
 
 export type FriendState = "none" | "request_sent" | "request_received" | "friends";
+
+/**
+ * The largest id or seq there can be: the stores keep them in signed 64-bit
+ * columns, so a larger uint64 from the wire names nothing.
+ */
+export const MAX_ID = (1n << 63n) - 1n;

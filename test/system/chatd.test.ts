@@ -472,6 +472,30 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.equal(e.entries.length, 0);
     });
 
+    it("refuses ids and seqs past 2^63-1 with INVALID_ARGUMENT naming the field, not an internal error", async () => {
+      const a = await device(chatd.wsUrl, alice.devices[0]!.token);
+      const huge = (1n << 64n) - 1n;
+      for (const [frame, field] of [
+        [a.send(huge, "nowhere"), /channel_id must be at most/],
+        [a.send(channelId, "", undefined, { deleteSeq: huge }), /delete_seq must be at most/],
+        [a.send(channelId, "re", undefined, { replyToSeq: huge }), /reply_to_seq must be at most/],
+      ] as const) {
+        const r = await frame;
+        assert.equal(r.kind.case, "error");
+        assert.equal(r.kind.value.code, ErrorCode.INVALID_ARGUMENT);
+        assert.match(r.kind.value.message, field);
+      }
+      const read = a.sendFrame({ kind: { case: "read", value: { channelId: huge, seq: 1n } } });
+      const refused = await waitFor(() => a.frames.find((f) => f.ref === read && f.kind.case === "error"), "the read's refusal");
+      assert.equal(refused.kind.case === "error" && refused.kind.value.code, ErrorCode.INVALID_ARGUMENT);
+      // A read past every seq is a read of everything.
+      assert.equal((await a.send(channelId, "read me")).kind.case, "sendAck");
+      const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+      b.sendFrame({ kind: { case: "read", value: { channelId, seq: huge } } });
+      await waitFor(async () => (await bob.api.channels.describeChannel({ channelId })).channel!.unreadCount === 0n, "bob has read everything");
+      assert.equal(a.closeCode, undefined);
+    });
+
     it("answers a malformed frame with INVALID_FRAME and closes after many in a row", async () => {
       const a = await device(chatd.wsUrl, alice.devices[0]!.token);
       a.sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]));
