@@ -7,7 +7,7 @@ import { SessionService } from "../gen/es/chat/v1/session_pb.js";
 import { SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
 import { ChatServer } from "../internal/chatserver/server.js";
-import { sessionService } from "./grpc-session.js";
+import { CLOSE_CODE_TRAILER, sessionService } from "./grpc-session.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
 const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
@@ -66,8 +66,9 @@ describe("native gRPC session (SessionService.Connect)", () => {
     const s = await nativeSession(4096);
     const text = "x".repeat(10_000);
     s.stream.write({ frame: { ref: 1n, kind: { $case: "send", value: { clientMsgId: "a", channelId: 1n, text, editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } } });
-    const { code, details } = await s.status;
+    const { code, details, metadata } = await s.status;
     assert.equal(code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.deepEqual(metadata.get(CLOSE_CODE_TRAILER), ["1009"]);
     // grpc-js leaves the %3A that Connect's percent-encoding of grpc-message made of ":" (it decodes with decodeURI).
     assert.match(decodeURIComponent(details), /^close 1009: message size \d+ is larger than configured readMaxBytes 4096/);
     await s.close();

@@ -36,6 +36,9 @@ function statusOf(code: number): Code {
   }
 }
 
+/** The trailer that carries a session's close code on a stream that ended with an error status. */
+export const CLOSE_CODE_TRAILER = "chat-close-code";
+
 /** Client frames that the session answers (by their ref), and the answers that settle them. */
 const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
 function settles(frame: ServerFrame): boolean {
@@ -150,7 +153,8 @@ export function sessionService(
         void reading;
       }
       if (ended.code !== CloseCode.normal) {
-        throw new ConnectError(`close ${ended.code}: ${ended.reason}`, statusOf(ended.code));
+        // The code also as a trailer: grpc-js reads grpc-message with decodeURI, which leaves the ":" that Connect encoded as %3A.
+        throw new ConnectError(`close ${ended.code}: ${ended.reason}`, statusOf(ended.code), { [CLOSE_CODE_TRAILER]: String(ended.code) });
       }
     },
   };
