@@ -39,6 +39,15 @@ function statusOf(code: number): Code {
 /** The trailer that carries a session's close code on a stream that ended with an error status. */
 export const CLOSE_CODE_TRAILER = "chat-close-code";
 
+/**
+ * The error status a session's close ends its stream with. The code also
+ * rides as a trailer: grpc-js reads grpc-message with decodeURI, which
+ * leaves the ":" that Connect encoded as %3A.
+ */
+function closed(code: number, reason: string): ConnectError {
+  return new ConnectError(`close ${code}: ${reason}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
+}
+
 /** Client frames that the session answers (by their ref), and the answers that settle them. */
 const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
 function settles(frame: ServerFrame): boolean {
@@ -62,12 +71,13 @@ export function sessionService(
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.requestHeader.get("authorization") ?? "");
-      if (!m) throw new ConnectError('missing "authorization: Bearer <access token>"', Code.Unauthenticated);
+      if (!m) throw closed(CloseCode.unauthenticated, 'missing "authorization: Bearer <access token>"');
       let claims;
       try {
         claims = verifier.verify(m[1]!);
       } catch (err) {
-        throw new ConnectError(isChatError(err) ? err.message : "invalid access token", Code.Unauthenticated);
+        const expired = isChatError(err, "token_expired");
+        throw closed(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
 
       const out: Uint8Array[] = [];
@@ -153,8 +163,7 @@ export function sessionService(
         void reading;
       }
       if (ended.code !== CloseCode.normal) {
-        // The code also as a trailer: grpc-js reads grpc-message with decodeURI, which leaves the ":" that Connect encoded as %3A.
-        throw new ConnectError(`close ${ended.code}: ${ended.reason}`, statusOf(ended.code), { [CLOSE_CODE_TRAILER]: String(ended.code) });
+        throw closed(ended.code, ended.reason);
       }
     },
   };

@@ -178,9 +178,11 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const status = await waitFor(() => anon.status, "the status");
     assert.equal(status.code, grpc.status.UNAUTHENTICATED);
     assert.match(status.details, /authorization/);
+    assert.deepEqual(status.metadata.get("chat-close-code"), ["4001"], "the close code, as a WebSocket would have had it");
 
     const forged = session("not-a-token");
-    assert.equal((await waitFor(() => forged.status, "the status")).code, grpc.status.UNAUTHENTICATED);
+    const refused = await waitFor(() => forged.status, "the status");
+    assert.deepEqual([refused.code, refused.metadata.get("chat-close-code")], [grpc.status.UNAUTHENTICATED, ["4001"]]);
 
     await assert.rejects(unary<OpenDirectResponse>((cb) => channels.openDirect({ userId: 1n }, cb)), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.UNAUTHENTICATED);
