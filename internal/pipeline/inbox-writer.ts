@@ -5,6 +5,7 @@ import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-deliv
 import { decodeInboxAppend } from "./records.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
+import { allSettledOrFirstFailure } from "./settle.js";
 
 export interface InboxWriterDeps extends LiveDeliveryDeps {
   queue: MessageQueue;
@@ -42,7 +43,7 @@ export class InboxWriter {
     const appends = records.map((r) => decodeInboxAppend(r.value));
     // All at once, in batch order: each inbox keeps call order, and the
     // Cassandra adapter stores a user's appends of the batch as one group.
-    const results = await Promise.all(appends.map((a) => this.deps.inbox.append(a.userId, a.message)));
+    const results = await allSettledOrFirstFailure(appends.map((a) => this.deps.inbox.append(a.userId, a.message)));
     // Duplicates are handed on too. A batch that failed after some of its appends
     // comes again, and those come back duplicate: skipping them left their users
     // without the live push and the notification (an idle device saw the message

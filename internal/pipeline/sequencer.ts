@@ -9,6 +9,7 @@ import { decodeSubmitted, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
 import { StageHealth } from "../observability/stage-health.js";
+import { allSettledOrFirstFailure } from "./settle.js";
 
 export interface SequencerDeps {
   queue: MessageQueue;
@@ -51,7 +52,7 @@ export class Sequencer {
     const submitted = records.map((r) => decodeSubmitted(r.value));
     // All at once, in batch order: each channel's log keeps call order, and
     // the Cassandra adapter stores a channel's appends of the batch as one group.
-    const fanouts = await Promise.all(submitted.map(async (m) => {
+    const fanouts = await allSettledOrFirstFailure(submitted.map(async (m) => {
       if (isChange(m)) return this.amend(m);
       const { message, duplicate } = await log.append(m);
       // A duplicate with another message id is a client's resend that raced

@@ -136,4 +136,56 @@ describe("SequencedAppender", () => {
   it("gives the n-th distinct record of the stream seq n under any interleaving of overlapping writers", async () => {
     for (let seed = 1; seed <= 300; seed++) await scenario(seed);
   });
+
+  it("fails every append queued behind a failed group of its key, so none takes a seq before an earlier record", async () => {
+    // Three attempts of one batch of 200 records, the later two queued while
+    // the first is still in flight (a redelivery that did not wait for it):
+    // groups of 128 then start mid-copy. The first group fails; had the
+    // groups behind it gone on, the record at their start would take seq 1.
+    const rows = new Map<bigint, Entry>();
+    const dedup = new Map<string, bigint>();
+    let head: Entry | undefined;
+    let heads = 0;
+    let failFirst!: () => void;
+    const firstRead = new Promise<void>((r) => (failFirst = r));
+    const ops: SequenceOps<Rec, Entry> = {
+      readHead: async () => {
+        if (++heads === 1) {
+          await firstRead;
+          throw new Error("timed out");
+        }
+        return head ? { seq: head.seq, entry: head, legacy: false } : undefined;
+      },
+      readHeadSeq: async () => head?.seq ?? 0n,
+      findSeq: async (_k, c) => {
+        const seq = dedup.get(c.key);
+        return seq === undefined ? undefined : { seq, sameRecord: true };
+      },
+      readEntry: async (_k, seq) => rows.get(seq),
+      writeEntry: async (_k, e) => {
+        rows.set(e.seq, e);
+        dedup.set(e.rec.key, e.seq);
+      },
+      writeHead: async (_k, e) => {
+        if (!head || e.seq > head.seq) head = e;
+      },
+      dedupKey: (c) => c.key,
+      withSeq: (rec, seq) => ({ rec, seq }),
+      seqOf: (e) => e.seq,
+    };
+    const appender = new SequencedAppender(ops, 100, 128);
+    const stream: Rec[] = Array.from({ length: 200 }, (_, i) => ({ key: `m${i + 1}`, id: i + 1 }));
+    const attempt = () => Promise.allSettled(stream.map((r) => appender.append(1n, r)));
+    const first = attempt();
+    await new Promise((r) => setImmediate(r));
+    const queued = [attempt(), attempt()];
+    failFirst();
+    const outcomes = (await Promise.all([first, ...queued])).flat();
+    assert.ok(outcomes.every((o) => o.status === "rejected"), "the failed group and all behind it");
+    assert.equal(rows.size, 0);
+    assert.ok((await attempt()).every((o) => o.status === "fulfilled"));
+    const log = [...rows.values()].sort((a, b) => Number(a.seq - b.seq));
+    assert.deepStrictEqual(log.map((e) => [e.seq, e.rec.id]), stream.map((r, i) => [BigInt(i + 1), r.id]));
+  });
 });
+

@@ -76,8 +76,11 @@ export class SequencedAppender<C, E> {
   }
 
   /**
-   * Appends in call order per key. A failed group fails each of its appends
-   * and leaves the cache as it was: it only ever holds what was written.
+   * Appends in call order per key. A failed group fails each of its appends,
+   * and every append queued behind it on that key, and leaves the cache as
+   * it was: it only ever holds what was written. Going on past a failed
+   * group would give later records of the stream the seqs of earlier ones
+   * (the n-th distinct record must get seq n), and leave seqs with no row.
    */
   append(key: bigint, candidate: C): Promise<{ entry: E; duplicate: boolean }> {
     return new Promise((resolve, reject) => {
@@ -100,7 +103,7 @@ export class SequencedAppender<C, E> {
         const results = await this.appendGroup(key, group.map((p) => p.candidate));
         group.forEach((p, i) => p.resolve(results[i]!));
       } catch (e) {
-        for (const p of group) p.reject(e);
+        for (const p of [...group, ...queue.splice(0)]) p.reject(e);
       }
     }
     this.queues.delete(key);
