@@ -158,13 +158,14 @@ describe("chatd system: presence", function () {
     await waitFor(() => c.statuses(alice!.userId).length === 1, "carol hears alice");
     assert.deepEqual(b.statuses(alice!.userId), [], "bob is nobody to alice yet");
 
-    // Bob becomes a friend, carol leaves the group: the next change reaches bob, not carol.
+    // Bob becomes a friend (and is told she is online), carol leaves the group: the next change reaches bob, not carol.
     await befriend(alice!, bob!);
+    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob, now a friend, hears alice is online");
     await alice!.api.channels.removeMember({ channelId: channel!.channelId, userId: carol!.userId });
     await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
     await a.device.waitClosed();
-    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob hears alice go");
-    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.OFFLINE]);
+    await waitFor(() => b.statuses(alice!.userId).length === 2, "bob hears alice go");
+    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
     // Bob's event was written to every audience socket before it reached him, so carol's
     // answer to a frame she sends now comes after anything that event put on her socket.
     const ref = c.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
