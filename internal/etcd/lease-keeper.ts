@@ -132,7 +132,7 @@ export class KeptLease {
     if (this.state !== "alive") return;
     const sentAt = Date.now();
     try {
-      const res = await deadline(this.keepaliveOnce(), this.requestTimeoutMs, "lease keepalive");
+      const res = await this.keepaliveOnce();
       if (this.state !== "alive") return;
       const ttl = Number(res.TTL);
       if (!(ttl > 0)) {
@@ -151,15 +151,18 @@ export class KeptLease {
     }
   }
 
+  /** One keepalive on a stream of its own, ended however it goes (an answer, an error, or none within the request timeout). */
   private async keepaliveOnce(): Promise<{ TTL: string }> {
-    const stream = await this.options.client.leaseClient.leaseKeepAlive();
+    const stream = await deadline(this.options.client.leaseClient.leaseKeepAlive(), this.requestTimeoutMs, "lease keepalive");
     try {
-      return await new Promise<{ TTL: string }>((resolve, reject) => {
+      const answer = new Promise<{ TTL: string }>((resolve, reject) => {
         stream.on("data", resolve);
         stream.on("error", reject);
         stream.on("end", () => reject(new Error("keepalive stream ended")));
         stream.write({ ID: this.id });
       });
+      // Inside the try: a keepalive etcd never answers still ends its stream.
+      return await deadline(answer, this.requestTimeoutMs, "lease keepalive");
     } finally {
       try {
         stream.end();

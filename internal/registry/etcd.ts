@@ -218,6 +218,9 @@ class EtcdRegistration implements Registration {
     });
     try {
       await this.serialized(() => this.write(lease));
+      // Lost while the entry was written (etcd slow, as when it elects a leader): no
+      // listener heard it, so it is given up here and the caller tries again.
+      if (lease.status !== "alive") throw new Error(`the lease of ${this.key} was lost while its entry was written`);
     } catch (err) {
       await lease.revoke();
       throw err;
@@ -344,7 +347,8 @@ class EtcdServerWatch implements ServerWatch {
         const before = JSON.stringify(this.servers());
         const old = this.watcher;
         this.watcher = undefined;
-        await old?.cancel().catch(() => {});
+        // Bounded: etcd3 may never settle the cancel of a watcher etcd itself cancelled.
+        if (old) await deadline(old.cancel(), this.timeoutMs, "cancelling the registry watch").catch(() => {});
         try {
           await this.open();
           if (JSON.stringify(this.servers()) !== before) this.notify();
@@ -414,7 +418,7 @@ class EtcdServerWatch implements ServerWatch {
     if (this.closed) return;
     this.closed = true;
     await this.reopening;
-    await this.watcher?.cancel().catch(() => {});
+    if (this.watcher) await deadline(this.watcher.cancel(), this.timeoutMs, "cancelling the registry watch").catch(() => {});
     this.onClosed();
   }
 }
