@@ -182,4 +182,25 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     const tries = servers.reduce((n, s) => n + s.opens.filter((o) => o.sessionId !== servers[1]!.opens[0]!.sessionId).length, 0);
     assert.ok(tries <= 3, `tried ${tries} times in the cooldown: it bounced`);
   });
+
+  it("hands what the device sent to a server that then refused the session to the next one, on the one stream it keeps to the refusing server", async () => {
+    servers[0]!.refuseOpens = true;
+    servers[1]!.refuseOpens = true;
+    // A short cooldown: each new session is refused by both before it waits.
+    const refusing = new RemoteSessionHost({ gatewayId: "gw2", watch: await registry.watch(), homelessTimeoutMs: 60_000, cooldownMs: 50 });
+    try {
+      const first = fakeSink();
+      const handle = refusing.open(identity(7), first);
+      // Sent at once, before any server has answered the open.
+      handle.receive(new TextEncoder().encode("hello"));
+      handle.receive(new TextEncoder().encode("again"));
+      await waitFor(() => servers.every((s) => s.opens.length >= 3), "refused by both, several times");
+      servers[1]!.refuseOpens = false;
+      await waitFor(() => first.sent.length === 2, "both frames served by the server that now takes the session");
+      assert.deepEqual(first.sent, ["b:hello", "b:again"]);
+      assert.ok(servers.every((s) => s.streams.size === 1), `streams: ${servers.map((s) => s.streams.size)}: one link per server, not one per refusal`);
+    } finally {
+      await refusing.close();
+    }
+  });
 });

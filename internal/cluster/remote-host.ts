@@ -125,6 +125,17 @@ export class RemoteSessionHost implements SessionHost {
     return link;
   }
 
+  /**
+   * @internal A server refused a session (1013: draining, or its lease
+   * lost): the session goes elsewhere, and the server is left alone for the
+   * cooldown. The link stays, with whatever other sessions it carries.
+   */
+  refused(link: ServerLink, session: RemoteSession, reason: string): void {
+    this.brokeAt.set(link.serverId, Date.now());
+    this.options.logger?.info({ serverId: link.serverId, reason }, "chat server refused a session; placing it elsewhere");
+    this.place(session, true);
+  }
+
   /** @internal the link to a server broke: move its sessions. */
   linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string): void {
     if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
@@ -251,6 +262,7 @@ class ServerLink {
     });
     // A device still paused on its old server stays paused on the new one.
     if (session.pausedSent) this.write({ sessionId: session.id, kind: { $case: "flow", value: { paused: true } } });
+    session.unanswered = [];
     session.flushPending();
   }
 
@@ -268,8 +280,13 @@ class ServerLink {
     this.sessions.delete(res.sessionId);
     session.link = undefined;
     const { code, reason } = res.kind.value;
-    if (code === TRY_ELSEWHERE) this.host.linkFailed(this, [session], reason);
-    else session.sink.close(code, reason);
+    if (code === TRY_ELSEWHERE) {
+      // What the device sent meanwhile went to a server without its session: it goes along.
+      session.takeBackUnanswered();
+      this.host.refused(this, session, reason);
+    } else {
+      session.sink.close(code, reason);
+    }
   }
 
   detach(session: RemoteSession): void {
@@ -298,6 +315,12 @@ class RemoteSession implements SessionHandle {
   link?: ServerLink;
   homelessSince?: number;
   private pending: (Uint8Array | string)[] = [];
+  /**
+   * Frames sent to the current server before it said anything of the
+   * session: a server that then refuses it (1013) dropped them, and they go
+   * to the next one. Undefined once the server has answered.
+   */
+  unanswered: (Uint8Array | string)[] | undefined;
   /** This gateway asked the chat server to hold live pushes (the device's socket is backed up). */
   pausedSent = false;
   private ended = false;
@@ -318,8 +341,19 @@ class RemoteSession implements SessionHandle {
       this.pending.push(frame);
       return;
     }
+    if (this.unanswered) {
+      // Past the cap a refusal costs those frames (the device resends unacked sends), not the session.
+      if (this.unanswered.length < this.host.options.maxPendingFrames) this.unanswered.push(frame);
+      else this.unanswered = undefined;
+    }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     this.link.write({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } });
+  }
+
+  /** The frames the refusing server dropped, back in front of those waiting for a server. */
+  takeBackUnanswered(): void {
+    this.pending = [...(this.unanswered ?? []), ...this.pending];
+    this.unanswered = undefined;
   }
 
   flushPending(): void {
@@ -330,6 +364,7 @@ class RemoteSession implements SessionHandle {
 
   /** A frame from the chat server for the device. */
   deliver(frame: Buffer): void {
+    this.unanswered = undefined;
     if (this.sink.bufferedBytes() > this.host.options.maxBufferedBytes) {
       return this.sink.close(CloseCode.tooSlow, "client is not reading its socket");
     }
