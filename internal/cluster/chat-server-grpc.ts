@@ -22,16 +22,39 @@ type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
  */
 class GatewayLink {
   queuedBytes = 0;
+  /**
+   * A session saw the backlog past its high-water mark (and so may have
+   * stalled): it is woken once the backlog is gone. grpc-js's own 'drain'
+   * comes only after a write it refused, which a few large frames (a sync
+   * page of long texts) never cause.
+   */
+  wantsDrain = false;
 
-  constructor(readonly call: GatewayStream) {}
+  constructor(
+    readonly call: GatewayStream,
+    private readonly highWaterBytes: number,
+    private readonly drained: () => void,
+  ) {}
 
   write(res: SessionResponse, bytes: number): void {
     const { call } = this;
     if (call.writableEnded || call.destroyed) return;
     // grpc-js buffers past the high-water mark; sessions see the backlog
-    // through bufferedBytes and stall their live pushes until 'drain'.
+    // through bufferedBytes and stall their live pushes until it drains.
     this.queuedBytes += bytes;
-    call.write(res, () => (this.queuedBytes -= bytes));
+    call.write(res, () => {
+      this.queuedBytes -= bytes;
+      if (this.wantsDrain && this.queuedBytes === 0) {
+        this.wantsDrain = false;
+        this.drained();
+      }
+    });
+  }
+
+  /** The backlog, as a session asks it before it sends or stalls. */
+  backlog(): number {
+    if (this.queuedBytes > this.highWaterBytes) this.wantsDrain = true;
+    return this.queuedBytes;
   }
 }
 
@@ -60,7 +83,7 @@ class StreamedSession implements SessionSink {
 
   /** The whole stream's backlog: every session on it waits behind it. */
   bufferedBytes(): number {
-    return this.link.queuedBytes;
+    return this.link.backlog();
   }
 
   /** The gateway holds the device's own backlog and closes it when too slow; here it only stalls live pushes. */
@@ -85,11 +108,11 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
   return {
     session(call) {
       streams.add(call);
-      const link = new GatewayLink(call);
       const sessions = new Map<bigint, StreamedSession>();
       const drainAll = () => {
         for (const s of sessions.values()) if (!s.holding) s.handle.drained();
       };
+      const link = new GatewayLink(call, chat.limits.highWaterBytes, drainAll);
       call.on("drain", drainAll);
       call.on("data", (req: SessionRequest) => {
         const id = req.sessionId;
