@@ -1,7 +1,7 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
@@ -692,12 +692,28 @@ export class ChatApp {
     if (open?.loaded) {
       const newest = open.messages.at(-1)?.seq ?? 0n;
       try {
-        const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: newest, direction: PageDirection.FORWARD, limit: 200 });
+        // Receipts are live only: what the others read while this tab was away comes from their members' positions.
+        const [res, members] = await Promise.all([
+          this.api.messages.listMessages({ channelId: open.id, anchorSeq: newest, direction: PageDirection.FORWARD, limit: 200 }),
+          this.api.channels.listMembers({ channelId: open.id }),
+        ]);
         if (this.open === open) this.mergeMessages(open, res.messages);
+        this.mergeReadPositions(open, members.members);
       } catch {
         // the next reconnect tries again
       }
     }
+  }
+
+  /** Members' read positions from the server, forward only: a receipt that came live meanwhile may be ahead of them. */
+  private mergeReadPositions(open: OpenChat, members: readonly Member[]): void {
+    let moved = false;
+    for (const m of members) {
+      if (m.userId === this.me || m.readSeq <= (open.readBy.get(key(m.userId)) ?? 0n)) continue;
+      open.readBy.set(key(m.userId), m.readSeq);
+      moved = true;
+    }
+    if (moved && this.open === open && open.loaded) this.renderMessages();
   }
 
   // ---------------------------------------------------------------- realtime
@@ -1026,14 +1042,7 @@ export class ChatApp {
     const direct = c.kind !== ChannelKind.GROUP;
     const presence = direct ? this.fetchPresence([c.peerUserId]) : Promise.resolve();
     const members = this.api.channels.listMembers({ channelId }).then(async (r) => {
-      let moved = false;
-      for (const m of r.members) {
-        // A receipt that came live meanwhile may be ahead of the stored position.
-        if (m.userId === this.me || m.readSeq <= (open.readBy.get(key(m.userId)) ?? 0n)) continue;
-        open.readBy.set(key(m.userId), m.readSeq);
-        moved = true;
-      }
-      if (moved && this.open === open && open.loaded) this.renderMessages();
+      this.mergeReadPositions(open, r.members);
       if (direct) return;
       open.members = r.members.map((m) => m.userId);
       await this.ensureUsers(open.members);

@@ -35,14 +35,22 @@ function needsRefresh(c: StoredCredentials, now = Date.now()): boolean {
 export class Auth {
   private refreshing?: Promise<StoredCredentials>;
   private readonly lostListeners = new Set<() => void>();
+  private readonly switchedListeners = new Set<() => void>();
+  /** The device this tab last saw signed in: another tab signing in changes it. */
+  private device = this.read()?.deviceId;
   private readonly client = createClient(AuthService, createConnectTransport({ baseUrl: location.origin }));
 
   constructor() {
-    // Another tab signed out (or in as someone else): follow it.
+    // Another tab signed out, or in (as someone else, or from the sign-in
+    // screen): follow it. Tabs share the stored device; a tab that kept going
+    // as the one before would send as the new one and show the old one's chats.
     window.addEventListener("storage", (e) => {
       if (e.key !== KEY) return;
       const next = this.read();
+      const was = this.device;
+      this.device = next?.deviceId;
       if (!next) this.emitLost();
+      else if (next.deviceId !== was) for (const l of [...this.switchedListeners]) l();
     });
   }
 
@@ -63,6 +71,12 @@ export class Auth {
     return () => this.lostListeners.delete(listener);
   }
 
+  /** Another tab signed in (another account, or this one as a new device). */
+  onSwitched(listener: () => void): () => void {
+    this.switchedListeners.add(listener);
+    return () => this.switchedListeners.delete(listener);
+  }
+
   store(c: Credentials, user?: User): StoredCredentials {
     const prev = this.read();
     const stored: StoredCredentials = {
@@ -76,6 +90,7 @@ export class Auth {
       displayName: user?.displayName ?? prev?.displayName ?? "",
     };
     localStorage.setItem(KEY, JSON.stringify(stored));
+    this.device = stored.deviceId;
     return stored;
   }
 
@@ -87,6 +102,7 @@ export class Auth {
 
   clear(): void {
     localStorage.removeItem(KEY);
+    this.device = undefined;
   }
 
   /** A valid access token, refreshed first when it is about to run out. */

@@ -47,6 +47,8 @@ function showChat(): void {
 auth.onLost(() => {
   if (app) showAuth("You were signed out. Please log in again.");
 });
+// One signed-in device for every tab: a sign-in in another tab is followed here.
+auth.onSwitched(() => showChat());
 
 if (auth.current) showChat();
 else showAuth();

@@ -67,6 +67,9 @@ interface Outgoing extends SendTarget {
  * sends in an outbox that it sends again, with the same client_msg_id, after
  * a reconnect (the server drops a resend it already has).
  */
+/** A session up this long counts as steady: the reconnect backoff starts over. */
+const STEADY_MS = 30_000;
+
 export class RealtimeSession {
   private ws?: WebSocket;
   private cursor = 0n;
@@ -75,10 +78,18 @@ export class RealtimeSession {
   private readonly outbox = new Map<string, Outgoing>();
   private heartbeatTimer?: number;
   private reconnectTimer?: number;
+  private steadyTimer?: number;
   private ackTimer?: number;
   private attempts = 0;
   private stopped = true;
   private catchingUp = false;
+  /**
+   * The SyncRequest this tab sent because its own position was behind the
+   * device's (another tab of this browser, the same device, took and acked
+   * entries while this one was away): until its pages come, frames after
+   * the device's position are dropped, since its pages bring them in order.
+   */
+  private resync?: bigint;
   /** The access token the current socket was opened with. */
   private usedToken = "";
   /** Sessions welcomed so far (1 after the first connect). */
@@ -109,6 +120,7 @@ export class RealtimeSession {
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.steadyTimer);
     clearInterval(this.heartbeatTimer);
     this.flushAck();
     this.ws?.close(1000, "bye");
@@ -170,6 +182,7 @@ export class RealtimeSession {
       if (this.ws !== ws) return;
       this.ws = undefined;
       clearInterval(this.heartbeatTimer);
+      clearTimeout(this.steadyTimer);
       void this.onClose(ev.code, ev.reason);
     };
   }
@@ -211,13 +224,23 @@ export class RealtimeSession {
     const k = frame.kind;
     switch (k.case) {
       case "welcome": {
-        this.attempts = 0;
-        this.sessions++;
+        // Backoff starts over only for a session that stays up: one the server
+        // welcomes and then closes (it cannot read the inbox) keeps backing off.
+        clearTimeout(this.steadyTimer);
+        this.steadyTimer = window.setTimeout(() => (this.attempts = 0), STEADY_MS);
+        const again = this.sessions++ > 0;
         this.welcomeFrame = k.value;
-        // The server replays from its copy of our cursor; never go below what we already took.
-        if (k.value.deviceCursor > this.cursor) this.cursor = k.value.deviceCursor;
         this.acked = k.value.deviceCursor;
-        this.catchingUp = k.value.headInboxSeq > k.value.deviceCursor;
+        this.resync = undefined;
+        if (again && k.value.deviceCursor > this.cursor) {
+          // What this tab shows stops at its own position: ask from there.
+          this.resync = this.frame({ kind: { case: "sync", value: { afterInboxSeq: this.cursor } } });
+          this.catchingUp = true;
+        } else {
+          // The server replays from its copy of our cursor; never go below what we already took.
+          if (k.value.deviceCursor > this.cursor) this.cursor = k.value.deviceCursor;
+          this.catchingUp = k.value.headInboxSeq > k.value.deviceCursor;
+        }
         this.setState("open");
         clearInterval(this.heartbeatTimer);
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
@@ -229,6 +252,10 @@ export class RealtimeSession {
         return;
       }
       case "syncBatch":
+        if (this.resync !== undefined) {
+          if (frame.ref !== this.resync) return;
+          if (!k.value.hasMore) this.resync = undefined;
+        }
         this.take(k.value.entries, !this.catchingUp);
         if (!k.value.hasMore && this.catchingUp) {
           this.catchingUp = false;
@@ -236,13 +263,19 @@ export class RealtimeSession {
         }
         return;
       case "message":
-        if (k.value.entry) this.take([k.value.entry], true);
+        if (k.value.entry && this.resync === undefined) this.take([k.value.entry], true);
         return;
       case "sendAck":
         this.outbox.delete(k.value.clientMsgId);
         this.handlers.sent(k.value.clientMsgId, k.value);
         return;
       case "error":
+        if (this.resync !== undefined && frame.ref === this.resync) {
+          // The server could not read the inbox: the next session asks again.
+          this.resync = undefined;
+          this.ws?.close();
+          return;
+        }
         return this.onError(frame.ref, k.value);
       case "presence":
         if (k.value.presence) this.handlers.presence(k.value.presence);
