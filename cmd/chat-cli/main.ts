@@ -7,7 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
-import { noteSentence, peopleIn } from "../../web/src/notes.js";
+import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, Session, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
@@ -468,11 +468,6 @@ async function group(args: string[], values: Values): Promise<void> {
 /** What a member's role is called: the proto's enum names, lower-cased ("owner", "admin", "member"). */
 function roleName(role: MemberRole): string {
   return (MemberRole[role] ?? "unknown").toLowerCase();
-}
-
-/** "@bob", "@bob and @carol", "@bob, @carol and @dave". */
-function listOf(names: string[]): string {
-  return names.length <= 1 ? (names[0] ?? "nobody") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }
 
 async function members(args: string[], values: Values): Promise<void> {

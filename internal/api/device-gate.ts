@@ -14,26 +14,24 @@ import type { Id } from "../model/types.js";
  * otherwise cost a store read per call.
  */
 export class DeviceGate {
+  /** When each device was last seen signed in, or SIGNED_OUT. */
   private readonly checkedAt: LruMap<string, number>;
-  private readonly signedOut: LruMap<string, true>;
 
   constructor(
     private readonly accounts: AccountStore,
     private readonly options: { recheckMs?: number; capacity?: number; now?: () => number } = {},
   ) {
     this.checkedAt = new LruMap(options.capacity ?? 100_000);
-    this.signedOut = new LruMap(options.capacity ?? 100_000);
   }
 
   async check(userId: Id, deviceId: Id): Promise<void> {
     const key = `${userId}:${deviceId}`;
-    if (this.signedOut.get(key)) throw refused();
-    const now = (this.options.now ?? Date.now)();
     const at = this.checkedAt.get(key);
+    if (at === SIGNED_OUT) throw refused();
+    const now = (this.options.now ?? Date.now)();
     if (at !== undefined && now - at < (this.options.recheckMs ?? 10_000)) return;
     if (await isRevoked(this.accounts, userId, deviceId)) {
-      this.checkedAt.delete(key);
-      this.signedOut.set(key, true);
+      this.checkedAt.set(key, SIGNED_OUT);
       throw refused();
     }
     this.checkedAt.set(key, now);
@@ -41,8 +39,11 @@ export class DeviceGate {
 
   /** This process signed the device out: refuse its token from now on. */
   forget(userId: Id, deviceId: Id): void {
-    this.checkedAt.delete(`${userId}:${deviceId}`);
+    this.checkedAt.set(`${userId}:${deviceId}`, SIGNED_OUT);
   }
 }
+
+/** A device seen signed out: it never signs in again (a login makes a new one). */
+const SIGNED_OUT = -1;
 
 const refused = () => new ChatError("unauthenticated", "this device is signed out; sign in again");

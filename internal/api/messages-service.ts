@@ -75,15 +75,15 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
     },
 
     async sendMessage(req, ctx) {
-      // The submitter checks membership, text and client_msg_id, as on the realtime path.
+      // The submitter checks ids, seqs, membership, text and client_msg_id (validateSend), as on the realtime path.
       const result = await deps.submitter.submit(caller(ctx), {
         clientMsgId: req.clientMsgId,
-        channelId: v.id("channel_id", req.channelId),
+        channelId: req.channelId,
         text: req.text,
-        editSeq: v.seq("edit_seq", req.editSeq),
-        deleteSeq: v.seq("delete_seq", req.deleteSeq),
-        replyToSeq: v.seq("reply_to_seq", req.replyToSeq),
-        reactSeq: v.seq("react_seq", req.reactSeq),
+        editSeq: req.editSeq,
+        deleteSeq: req.deleteSeq,
+        replyToSeq: req.replyToSeq,
+        reactSeq: req.reactSeq,
       });
       return { messageId: result.messageId, duplicate: result.duplicate };
     },

@@ -29,6 +29,7 @@ import type { Id, NewMessage } from "../model/types.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { ERROR_CODE_HEADER } from "./errors.js";
 import { clientAddressValues, registerPublicApi, type ApiDeps } from "./router.js";
+import { validateSend } from "../chatserver/validate.js";
 
 /** The testkit's api trusts this header for the client address, so tests can be many clients. */
 export const TEST_CLIENT_IP_HEADER = "x-forwarded-for";
@@ -63,10 +64,11 @@ function directSubmitter(storage: SqliteStorage, ids: Snowflake, now: () => numb
   };
   return {
     async submit(sender, cmd) {
+      // The checks every real submitter makes first (ids, seqs, text, client_msg_id).
+      validateSend(cmd);
       if (!(await storage.channels.getMember(cmd.channelId, sender.userId))) {
         throw new ChatError("not_a_member", "not a member of this channel");
       }
-      if (cmd.text.trim() === "") throw new ChatError("text_empty", "text is empty");
       return store({
         messageId: ids.next(),
         channelId: cmd.channelId,

@@ -1,5 +1,5 @@
 import { ChatError } from "../model/errors.js";
-import { MAX_ID, type Id } from "../model/types.js";
+import { atMostMaxId, MAX_ID, type Id } from "../model/types.js";
 
 /** Request checks with messages meant for the client developer. */
 
@@ -54,13 +54,7 @@ export function ids(field: string, vs: readonly Id[], max: number): Id[] {
  * A seq that bounds a page or a scan, as far as a seq can go: past MAX_ID
  * there are no messages, so the answer is the one MAX_ID gets.
  */
-export const bound = (seq: bigint): bigint => (seq > MAX_ID ? MAX_ID : seq);
-
-/** A seq that names one message (0: none): past MAX_ID it can name none. */
-export function seq(field: string, s: bigint): bigint {
-  if (s > MAX_ID) invalid(`${field} must be at most ${MAX_ID}`);
-  return s;
-}
+export const bound = atMostMaxId;
 
 const INVITE_CODE = /^[A-Za-z0-9_-]{22}$/;
 

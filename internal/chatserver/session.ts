@@ -3,7 +3,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import { MAX_ID, MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
@@ -241,7 +241,7 @@ export class Session implements SessionHandle {
       case "read": {
         namesAtMostMaxId("channel_id", kind.value.channelId);
         // A seq past any there can be reads as "everything", as the store caps it at the newest.
-        await this.server.markRead(this.userId, kind.value.channelId, kind.value.seq > MAX_ID ? MAX_ID : kind.value.seq);
+        await this.server.markRead(this.userId, kind.value.channelId, atMostMaxId(kind.value.seq));
         return;
       }
       case "heartbeat": {

@@ -184,3 +184,6 @@ export type FriendState = "none" | "request_sent" | "request_received" | "friend
  * columns, so a larger uint64 from the wire names nothing.
  */
 export const MAX_ID = (1n << 63n) - 1n;
+
+/** A seq that bounds a read or a scan, capped at MAX_ID: past it there is nothing, so the answer is MAX_ID's. */
+export const atMostMaxId = (seq: bigint): bigint => (seq > MAX_ID ? MAX_ID : seq);

@@ -7,7 +7,7 @@ export const isNote = (m: Message): m is Message & { note: ChannelNote } => m.no
 export const peopleIn = (m: Message): bigint[] => [m.senderUserId, ...(m.note?.userIds ?? [])];
 
 /** "Bob", "Bob and Carol", "Bob, Carol and Dave". */
-function listOf(names: string[]): string {
+export function listOf(names: string[]): string {
   return names.length <= 1 ? (names[0] ?? "someone") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }
 
