@@ -65,4 +65,96 @@ describe("SqliteQueue", () => {
       await queue.close();
     }
   });
+
+  describe("trims no record a group has yet to handle", () => {
+    const records = (n: number) => [...Array(n).keys()].map((i) => ({ key: "k", value: enc(String(i)) }));
+    const all = (n: number) => [...Array(n).keys()].map(String);
+    let queue: SqliteQueue;
+    beforeEach(async () => {
+      // The timer never fires in these tests: each trims when the race is set up.
+      queue = new SqliteQueue({ path: join(dir, "queue.db"), trimIntervalMs: 3_600_000 });
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      await queue.publish("t", records(10));
+    });
+    afterEach(() => queue.close());
+    /** The trim reads the file: wait until A's commit of all ten is there, not only in memory. */
+    const fileSaysADone = () =>
+      until(() => {
+        const peek = new Database(join(dir, "queue.db"), { readonly: true });
+        try {
+          const row = peek.prepare("SELECT next_off FROM group_offsets WHERE grp = 'A'").get() as { next_off: number } | undefined;
+          return row?.next_off === 10;
+        } finally {
+          peek.close();
+        }
+      }, "A's commit in the file");
+
+    it("while a group's first batch keeps failing and another group has handled them all", async () => {
+      const a: string[] = [];
+      const b: string[] = [];
+      let failures = 0;
+      let failing = true;
+      const subA = await queue.subscribe("A", "t", async (rs) => void a.push(...rs.map((r) => dec(r.value))));
+      const subB = await queue.subscribe("B", "t", async (rs) => {
+        if (failing) {
+          failures++;
+          throw new Error("an engine is down");
+        }
+        b.push(...rs.map((r) => dec(r.value)));
+      });
+      await until(() => a.length === 10 && failures > 0, "A done, B failing");
+      await fileSaysADone();
+      queue.trim();
+      failing = false;
+      await until(() => b.length >= 10, "B's records");
+      await Promise.all([subA.stop(), subB.stop()]);
+      assert.deepEqual(b, all(10));
+    });
+
+    it("while a group's first batch is slow", async () => {
+      const b: string[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let started = false;
+      const subB = await queue.subscribe(
+        "B",
+        "t",
+        async (rs) => {
+          started = true;
+          await gate;
+          b.push(...rs.map((r) => dec(r.value)));
+        },
+        { maxBatch: 2 },
+      );
+      await until(() => started, "B's first batch under way");
+      let handled = 0;
+      const subA = await queue.subscribe("A", "t", async (rs) => void (handled += rs.length));
+      await until(() => handled === 10, "A done");
+      await fileSaysADone();
+      queue.trim();
+      release();
+      await until(() => b.length >= 10, "B's records");
+      await Promise.all([subA.stop(), subB.stop()]);
+      assert.deepEqual(b, all(10));
+    });
+
+    it("for a group that began before a restart and had committed nothing", async () => {
+      const path = join(dir, "queue.db");
+      const stuck = await queue.subscribe("B", "t", async () => {
+        throw new Error("an engine is down");
+      });
+      let handled = 0;
+      const subA = await queue.subscribe("A", "t", async (rs) => void (handled += rs.length));
+      await until(() => handled === 10, "A done");
+      await Promise.all([stuck.stop(), subA.stop()]);
+      await queue.close();
+      queue = new SqliteQueue({ path, trimIntervalMs: 3_600_000 });
+      queue.trim();
+      const b: string[] = [];
+      const subB = await queue.subscribe("B", "t", async (rs) => void b.push(...rs.map((r) => dec(r.value))));
+      await until(() => b.length >= 10, "B's records after the restart");
+      await subB.stop();
+      assert.deepEqual(b, all(10));
+    });
+  });
 });

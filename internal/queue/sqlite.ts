@@ -242,8 +242,17 @@ export class SqliteQueue implements MessageQueue {
     let from = this.positions.get(k);
     if (from === undefined) {
       const committed = this.stmt.groupOffset.get(group, topic, partition) as { next_off: bigint } | undefined;
-      from = committed?.next_off ?? (this.stmt.firstOffset.get(topic, partition) as { min: bigint | null }).min ?? 0n;
-      this.positions.set(k, from);
+      if (committed) {
+        from = committed.next_off;
+        this.positions.set(k, from);
+      } else {
+        // A group's first read writes where it starts, as a commit would: the
+        // trim keeps every record at or after every group's position, and a
+        // group with no row yet (its first batch slow or failing) would
+        // otherwise lose the records other groups had consumed.
+        from = (this.stmt.firstOffset.get(topic, partition) as { min: bigint | null }).min ?? 0n;
+        this.commit(group, topic, partition, from);
+      }
     }
     const rows = this.stmt.readRecords.all(topic, partition, from, max) as { off: bigint; key: string; value: Buffer }[];
     return {
@@ -285,11 +294,25 @@ export class SqliteQueue implements MessageQueue {
     return this.options.logger;
   }
 
-  private trim(): void {
+  /**
+   * @internal Deletes the records every group has consumed: below the lowest
+   * position of any group, whether in the file or (not yet flushed) in memory.
+   */
+  trim(): void {
     if (this.closed) return;
-    for (const row of this.stmt.minCommitted.all() as { topic: string; part: bigint; min: bigint }[]) {
-      this.stmt.trim.run(row.topic, row.part, row.min);
+    const lowest = new Map<string, { topic: string; part: bigint; min: bigint }>();
+    const lower = (topic: string, part: bigint, at: bigint) => {
+      const tp = `${topic}/${part}`;
+      const seen = lowest.get(tp);
+      if (!seen || at < seen.min) lowest.set(tp, { topic, part, min: at });
+    };
+    for (const row of this.stmt.minCommitted.all() as { topic: string; part: bigint; min: bigint }[]) lower(row.topic, row.part, row.min);
+    for (const [k, at] of this.positions) {
+      const tp = k.slice(k.indexOf("\0") + 1);
+      const slash = tp.lastIndexOf("/");
+      lower(tp.slice(0, slash), BigInt(tp.slice(slash + 1)), at);
     }
+    for (const { topic, part, min } of lowest.values()) this.stmt.trim.run(topic, part, min);
   }
 
   async close(): Promise<void> {
