@@ -277,6 +277,43 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("commits a chunk finished while stopping, when every chunk is committed at once", async () => {
+      const own = openQueue({ commitIntervalMs: 0 });
+      try {
+        await own.connect();
+        const topic = uniqueName("stopchunk");
+        const group = uniqueName("g");
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        await own.publish(topic, [{ key: "k", value: enc("first") }, { key: "k", value: enc("second") }]);
+        let release!: () => void;
+        const released = new Promise<void>((r) => (release = r));
+        let entered = false;
+        const sub = await own.subscribe(
+          group,
+          topic,
+          async (rs) => {
+            if (dec(rs[0]!.value) !== "second") return;
+            entered = true;
+            await released;
+          },
+          { maxBatch: 1 },
+        );
+        await waitFor(() => entered, "the second chunk in hand", 30_000);
+        const stopped = sub.stop();
+        await new Promise((r) => setTimeout(r, 200)); // stop is under way: the runner no longer runs
+        release();
+        await stopped;
+        const again: string[] = [];
+        const next = await own.subscribe(group, topic, async (rs) => void again.push(...rs.map((r) => dec(r.value))));
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => again.includes("after"), "the record published after the stop", 30_000);
+        await next.stop();
+        assert.deepEqual(again, ["after"], "the chunk handled during stop came again");
+      } finally {
+        await own.close();
+      }
+    });
+
     it("merges concurrent publishes into few requests and keeps each key's order", async () => {
       const topic = uniqueName("merge");
       await queue.ensureTopics([{ topic, partitions: 4 }]);

@@ -505,6 +505,10 @@ class KafkaSubscription implements Subscription {
    */
   private commit(viaBatch?: EachBatchPayload["commitOffsetsIfNecessary"]): Promise<void> {
     this.commits = this.commits.then(async () => {
+      // Stopping with a batch in hand, the runner has stopped and its
+      // commitOffsets returns without committing: leave the offsets for that
+      // batch's own commit, or they are lost and done again by the next owner.
+      if (!viaBatch && this.stopping && this.batchesInHand > 0) return;
       const due = [...this.uncommitted].filter(([p, c]) => c.joins === this.joins && this.assigned.has(p));
       this.uncommitted.clear();
       if (due.length === 0) return;
@@ -512,7 +516,9 @@ class KafkaSubscription implements Subscription {
         if (viaBatch) await viaBatch({ topics: [{ topic: this.topic, partitions: due.map(([partition, c]) => ({ partition, offset: c.offset })) }] });
         else await this.consumer.commitOffsets(due.map(([partition, c]) => ({ topic: this.topic, partition, offset: c.offset })));
       } catch (err) {
-        this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; the records are done again");
+        // Kept for the next commit (unless a newer offset of the partition came meanwhile).
+        for (const [p, c] of due) if (!this.uncommitted.has(p)) this.uncommitted.set(p, c);
+        this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; trying again with the next");
       }
     });
     return this.commits;
