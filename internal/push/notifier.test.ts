@@ -2,14 +2,16 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mock } from "node:test";
 import { PushReceiver, type TestSubscription } from "../../test/support/push-receiver.js";
 import { waitFor } from "../../test/support/wait.js";
 import type { Id } from "../model/types.js";
 import { topicSpecs, Topics } from "../pipeline/topics.js";
+import type { MessageQueue } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
 import { Notifier, type NotifierOptions, type SendResult, type SkipReason } from "./notifier.js";
-import type { PushEndpoint } from "./port.js";
+import type { PushEndpoint, PushEndpointStore, PushNotification, PushProvider } from "./port.js";
 import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
 import { SqlitePushEndpointStore } from "./sqlite.js";
 import { loadOrCreateVapidKeys } from "./vapid.js";
@@ -336,5 +338,127 @@ describe("Notifier with Web Push against a loopback push service", function () {
     await notifier!.idle();
     assert.equal(results.length, 0, "nothing was sent");
     assert.equal(receiver.pushesTo(sub).length, 0);
+  });
+});
+
+describe("Notifier collapse windows on a faked clock", () => {
+  const WINDOW = 2_000;
+  const endpoint: PushEndpoint = {
+    userId: 1n,
+    deviceId: 10n,
+    kind: "web_push",
+    address: "https://push.example/sub",
+    p256dh: "",
+    auth: "",
+    apnsTopic: "",
+    hidePreview: false,
+    muted: false,
+    updatedAtMs: 0,
+  };
+  let sent: PushNotification[];
+  /** The endpoint store's answers wait on this when set: a notification's flush held in the middle. */
+  let listGate: Promise<void> | undefined;
+  let listed: number;
+  let notifier: Notifier;
+
+  beforeEach(() => {
+    mock.timers.enable({ apis: ["setTimeout"] });
+    sent = [];
+    listGate = undefined;
+    listed = 0;
+    const endpoints = {
+      listForUser: async () => {
+        listed++;
+        await listGate;
+        return [endpoint];
+      },
+      removeIfAddress: async () => false,
+    } as unknown as PushEndpointStore;
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
+    // accept() is what the consumer calls per record; no queue is needed for the windows.
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, options: { collapseWindowMs: WINDOW } });
+  });
+  afterEach(async () => {
+    await notifier.stop();
+    mock.timers.reset();
+  });
+
+  let seq = 0n;
+  function accept(text: string): void {
+    seq++;
+    notifier.accept({
+      userId: 1n,
+      senderName: "Bob",
+      channelTitle: "",
+      message: { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: 0 },
+    });
+  }
+
+  /** Lets the notifier's promise chains run (setImmediate is not faked) until `check` holds. */
+  async function settled(check: () => boolean, what: string): Promise<void> {
+    for (let round = 0; round < 200; round++) {
+      if (check()) return;
+      await new Promise((r) => setImmediate(r));
+    }
+    throw new Error(`did not happen on its own: ${what}; sent ${JSON.stringify(sent.map((n) => n.body))}`);
+  }
+  /** Runs what is due without advancing the faked clock. */
+  async function drain(): Promise<void> {
+    for (let round = 0; round < 50; round++) await new Promise((r) => setImmediate(r));
+  }
+  const shown = (n: PushNotification | undefined) => n && [n.body, n.data.count, n.data.seq];
+
+  it("a message after a window closed opens a window of its own: one more notification, at the end of that window", async () => {
+    accept("first");
+    mock.timers.tick(500);
+    accept("second");
+    mock.timers.tick(WINDOW - 501);
+    await drain();
+    assert.equal(sent.length, 0, "nothing before the first window closes");
+    mock.timers.tick(1);
+    await settled(() => sent.length === 1, "the first window's notification");
+    assert.deepEqual(shown(sent[0]), ["2 new messages, the latest: second", "2", String(seq)]);
+
+    // The window closed a second ago: this message is not the old notification's, and not sent at once either.
+    mock.timers.tick(1_000);
+    accept("later");
+    await drain();
+    assert.equal(sent.length, 1, "a message after the window waits for a window of its own");
+    assert.equal(notifier.pending, 1, "held in a new window, not dropped");
+    mock.timers.tick(WINDOW - 1);
+    await drain();
+    assert.equal(sent.length, 1, "the new window lasts the whole collapse window from its first message");
+    mock.timers.tick(1);
+    await settled(() => sent.length === 2, "the new window's notification");
+    assert.deepEqual(shown(sent[1]), ["later", "1", String(seq)], "counts only its own window's messages");
+    assert.equal(sent[1]!.collapseKey, sent[0]!.collapseKey, "replaces the old one if it is still undelivered");
+
+    // Nothing else is due: no second copy of either notification.
+    mock.timers.runAll();
+    await drain();
+    assert.equal(sent.length, 2);
+    assert.equal(notifier.pending, 0);
+  });
+
+  it("a message that arrives while the closed window's notification is still being sent opens a new window", async () => {
+    let release!: () => void;
+    listGate = new Promise<void>((r) => (release = r));
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => listed === 1, "the first window's flush to be under way");
+    accept("during the send");
+    release();
+    await settled(() => sent.length === 1, "the first window's notification");
+    assert.deepEqual(shown(sent[0]), ["first", "1", String(seq - 1n)], "closed windows take no more messages");
+    listGate = undefined;
+    await drain();
+    assert.equal(sent.length, 1);
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 2, "the new window's notification");
+    assert.deepEqual(shown(sent[1]), ["during the send", "1", String(seq)]);
+    mock.timers.runAll();
+    await drain();
+    assert.equal(sent.length, 2);
+    assert.equal(notifier.pending, 0);
   });
 });

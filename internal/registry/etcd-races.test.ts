@@ -3,6 +3,7 @@
 // the registration makes. What a real etcd does is in etcd.test.ts.
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { mock } from "node:test";
 import type { Etcd3 } from "etcd3";
 import { KeptLease } from "../etcd/lease-keeper.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -63,3 +64,158 @@ describe("KeptLease: keepalives etcd never answers", () => {
     }
   });
 });
+
+/**
+ * A stand-in for the calls a registry watch makes: a prefix read (the listed
+ * entries, at revision 5) and watchers that are created at once (or never, if
+ * `connects` is false) and whose cancel() is never answered unless
+ * `cancelAnswered` is set, as with an etcd3 watcher etcd itself cancelled, or
+ * one still waiting for etcd to create it.
+ */
+class ScriptedWatcher extends EventEmitter {
+  id: string | null;
+  cancels = 0;
+  constructor(connects: boolean, private readonly cancelAnswered: boolean) {
+    super();
+    this.id = connects ? "1" : null;
+  }
+  cancel(): Promise<void> {
+    this.cancels++;
+    return this.cancelAnswered ? Promise.resolve() : new Promise<void>(() => {});
+  }
+}
+
+function scriptedWatchClient(script: { entries: () => Array<[string, string]>; connects?: boolean; cancelAnswered?: (nth: number) => boolean }) {
+  const watchers: ScriptedWatcher[] = [];
+  const client = {
+    getAll: () => ({
+      prefix: (dir: string) => ({
+        exec: async () => ({
+          header: { revision: "5" },
+          kvs: script.entries().map(([id, value]) => ({ key: Buffer.from(dir + id), value: Buffer.from(value) })),
+        }),
+      }),
+    }),
+    watch: () => ({
+      prefix: () => ({
+        startRevision: () => ({
+          watcher: () => {
+            const w = new ScriptedWatcher(script.connects ?? true, script.cancelAnswered?.(watchers.length) ?? false);
+            watchers.push(w);
+            return w;
+          },
+        }),
+      }),
+    }),
+  } as unknown as Etcd3;
+  return { client, watchers };
+}
+
+/**
+ * Lets promise chains run (setImmediate is not faked) until `check` holds.
+ * Everything here moves on microtasks and faked timers, so a few rounds settle it.
+ */
+async function settled(check: () => boolean, what: string): Promise<void> {
+  for (let round = 0; round < 200; round++) {
+    if (check()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`did not happen on its own: ${what}`);
+}
+
+/** Runs pending promise chains without advancing the faked clock. */
+async function drain(): Promise<void> {
+  for (let round = 0; round < 50; round++) await new Promise((r) => setImmediate(r));
+}
+
+function track<T>(p: Promise<T>): { done: boolean; error: unknown } {
+  const state = { done: false, error: undefined as unknown };
+  p.then(
+    () => (state.done = true),
+    (err: unknown) => ((state.done = true), (state.error = err)),
+  );
+  return state;
+}
+
+describe("EtcdServerWatch: a cancel etcd never answers", () => {
+  const TIMEOUT = 3_000;
+  const s1 = JSON.stringify({ address: "10.0.0.1:1", load: 1 });
+  const s2 = JSON.stringify({ address: "10.0.0.2:1", load: 2 });
+
+  beforeEach(() => mock.timers.enable({ apis: ["setTimeout"] }));
+  afterEach(() => mock.timers.reset());
+
+  it("closing the registry ends once the request timeout is over", async () => {
+    const { client, watchers } = scriptedWatchClient({ entries: () => [["s1", s1]] });
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: TIMEOUT });
+    const watch = await registry.watch();
+    assert.deepEqual(watch.servers().map((s) => s.serverId), ["s1"]);
+
+    const closing = track(registry.close());
+    await settled(() => watchers[0]!.cancels === 1, "the watch's cancel");
+    mock.timers.tick(TIMEOUT - 1);
+    await drain();
+    assert.equal(closing.done, false, "close() waits for etcd's answer up to the request timeout");
+    mock.timers.tick(1);
+    await settled(() => closing.done, "close() to end at the request timeout although the cancel is never answered");
+    assert.equal(closing.error, undefined);
+  });
+
+  it("a watch etcd cancelled opens again once the request timeout is over, and then closes", async () => {
+    let entries: Array<[string, string]> = [["s1", s1]];
+    // Only the first watcher's cancel goes unanswered (etcd cancelled it); the next one's is answered.
+    const { client, watchers } = scriptedWatchClient({ entries: () => entries, cancelAnswered: (nth) => nth > 0 });
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: TIMEOUT });
+    const watch = await registry.watch();
+    const seen: string[][] = [];
+    watch.onChange((servers) => seen.push(servers.map((s) => s.serverId)));
+
+    // etcd cancels the watch (say its revision was compacted); meanwhile s2 joined.
+    entries = [["s1", s1], ["s2", s2]];
+    watchers[0]!.emit("error", new Error("Watcher canceled: mvcc: required revision has been compacted"));
+    await settled(() => watchers[0]!.cancels === 1, "the old watcher's cancel");
+    mock.timers.tick(TIMEOUT - 1);
+    await drain();
+    assert.equal(watchers.length, 1, "no new watcher while the old one's cancel may still be answered");
+    mock.timers.tick(1);
+    await settled(() => watchers.length === 2 && seen.length === 1, "a new watcher and the reloaded list");
+    assert.deepEqual(seen, [["s1", "s2"]]);
+    assert.deepEqual(watch.servers().map((s) => s.serverId), ["s1", "s2"]);
+
+    const closing = track(registry.close());
+    await settled(() => closing.done, "close() without waiting on the old watcher's cancel");
+    assert.equal(watchers[1]!.cancels, 1);
+    assert.equal(watchers[0]!.cancels, 1, "the old watcher is cancelled once");
+  });
+
+  it("a watch etcd never creates fails within its deadlines instead of hanging on the cancel", async () => {
+    // etcd3 answers the cancel of a watcher that has no id yet only once etcd creates it or the stream drops.
+    const { client, watchers } = scriptedWatchClient({ entries: () => [], connects: false });
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: TIMEOUT });
+    const opening = track(registry.watch());
+    await settled(() => watchers.length === 1, "the watcher");
+    mock.timers.tick(TIMEOUT);
+    await settled(() => watchers[0]!.cancels === 1, "the cancel of a watcher etcd did not create in time");
+    mock.timers.tick(TIMEOUT);
+    await settled(() => opening.done, "watch() to fail once the cancel's deadline is over too");
+    assert.match(String(opening.error), /creating the registry watch: no answer from etcd within 3000 ms/);
+    const closing = track(registry.close());
+    await settled(() => closing.done, "close()");
+  });
+
+  it("a watch etcd refuses to create fails, and leaves no watcher reopening behind it", async () => {
+    const { client, watchers } = scriptedWatchClient({ entries: () => [], connects: false, cancelAnswered: () => true });
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: TIMEOUT });
+    const opening = track(registry.watch());
+    await settled(() => watchers.length === 1, "the watcher");
+    watchers[0]!.emit("error", new Error("etcd refused the watch"));
+    await settled(() => opening.done, "watch() to fail");
+    assert.match(String(opening.error), /etcd refused the watch/);
+    // A reopen would wait 100 ms before its next try: let every timer run.
+    mock.timers.tick(10 * TIMEOUT);
+    await drain();
+    assert.equal(watchers.length, 1, "no second watcher opened for a watch nobody holds");
+    await registry.close();
+  });
+});
+

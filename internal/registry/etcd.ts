@@ -310,6 +310,10 @@ class EtcdServerWatch implements ServerWatch {
     const revision = await this.load();
     const watcher = this.client.watch().prefix(this.dir).startRevision(String(revision + 1n)).watcher();
     this.watcher = watcher;
+    // Until it is created, an error is this open's failure, which its caller handles:
+    // start() by failing, reopen() by trying again. Reopening from here as well would
+    // leave a watcher behind that nothing closes when start() fails.
+    let created = false;
     watcher.on("data", (res: IWatchResponse) => {
       if (watcher === this.watcher) this.apply(res);
     });
@@ -320,7 +324,7 @@ class EtcdServerWatch implements ServerWatch {
     watcher.on("error", (err) => {
       // Cancelled by etcd (for example its revision was compacted while we were away): start over.
       this.logger?.warn({ err, dir: this.dir }, "registry watch cancelled by etcd; reloading");
-      if (watcher === this.watcher) void this.reopen();
+      if (created && watcher === this.watcher) void this.reopen();
     });
     try {
       await deadline(
@@ -332,9 +336,11 @@ class EtcdServerWatch implements ServerWatch {
         this.timeoutMs,
         "creating the registry watch",
       );
+      created = true;
     } catch (err) {
       this.watcher = undefined;
-      await watcher.cancel().catch(() => {});
+      // Bounded too: etcd3 answers the cancel of a watcher etcd has not created only once it is created or the stream drops.
+      await deadline(watcher.cancel(), this.timeoutMs, "cancelling the registry watch").catch(() => {});
       throw err;
     }
   }
@@ -349,6 +355,7 @@ class EtcdServerWatch implements ServerWatch {
         this.watcher = undefined;
         // Bounded: etcd3 may never settle the cancel of a watcher etcd itself cancelled.
         if (old) await deadline(old.cancel(), this.timeoutMs, "cancelling the registry watch").catch(() => {});
+        if (this.closed) return;
         try {
           await this.open();
           if (JSON.stringify(this.servers()) !== before) this.notify();
