@@ -74,7 +74,13 @@ export class DirectSubmitter implements MessageSubmitter {
     metrics?.sequenced.inc();
     metrics?.inboxAppends.inc(written.entries.length);
     // After the ack (which the caller sends when this resolves), as on the queue's path.
-    setImmediate(() => void deliverLive(this.deps, written.entries));
+    setImmediate(() =>
+      deliverLive(this.deps, written.entries).catch((err: unknown) => {
+        // One process: the notification's publish fails only with the queue's file.
+        this.deps.metrics?.engineErrors.inc({ op: "notify" });
+        this.deps.logger?.error({ err }, "push notification not queued");
+      }),
+    );
     return { messageId: written.message.messageId, duplicate: false };
   }
 }

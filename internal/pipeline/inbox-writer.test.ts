@@ -7,7 +7,7 @@ import { until } from "../queue/contract.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { InboxWriter } from "./inbox-writer.js";
 import { encodeInboxAppends } from "./records.js";
-import { Topics } from "./topics.js";
+import { ConsumerGroups, Topics } from "./topics.js";
 
 const message: StoredMessage = {
   messageId: 900n,
@@ -82,6 +82,35 @@ describe("InboxWriter", () => {
       await until(() => online.every((u) => pushed.includes(u)) && notified.includes(3n), "every member's entry", 5_000);
       assert.deepEqual([...new Set(pushed)].sort(), [1n, 2n, 4n]);
       assert.deepEqual([...new Set(notified)], [3n]);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("does the batch again when a push notification could not be queued, rather than drop the notification", async () => {
+    const sessions: SessionDirectory = {
+      async pushToUsers() {},
+      async closeDevice() {},
+      async onlineUsers() {
+        return new Set();
+      },
+    };
+    let attempts = 0;
+    const notified: Id[] = [];
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const onOffline = async (u: Id) => {
+      if (++attempts === 1) throw new Error("publish to the notifications topic: no ack from Kafka");
+      notified.push(u);
+    };
+    const writer = new InboxWriter({ queue, inbox: flakyInbox(0n), sessions, onOffline });
+    try {
+      await writer.start();
+      await queue.publish(Topics.inbox, encodeInboxAppends([2n], message).map((value) => ({ key: "2", value })));
+      await until(() => notified.length > 0, "the notification, on the batch's second go", 5_000);
+      assert.deepEqual(notified, [2n]);
+      await waitFor(async () => (await queue.consumerLag(ConsumerGroups.inboxWriter, Topics.inbox)) === 0, "the batch committed once done");
     } finally {
       await writer.stop();
       await queue.close();

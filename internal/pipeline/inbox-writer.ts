@@ -19,7 +19,8 @@ export interface InboxWriterDeps extends LiveDeliveryDeps {
  * partitions of `inbox`): it appends the entry with the user's next inbox
  * seq and hands it to the user's live sessions. Delivery is best effort:
  * the entry is already stored, and a session that misses it catches up
- * from its cursor.
+ * from its cursor. A push notification that cannot be queued fails the
+ * batch, which comes again.
  */
 export class InboxWriter {
   readonly health: StageHealth;

@@ -94,4 +94,27 @@ describe("deliverLive", () => {
     ]);
     assert.deepEqual(offline, [2n], "the offline author, not the online one nor an offline member");
   });
+
+  it("notifies every recipient when who is online cannot be told (Redis away), and still resolves", async () => {
+    const away = new Error("redis: connection refused");
+    const dir: SessionDirectory = {
+      pushToUsers: async () => Promise.reject(away),
+      pushMany: async () => Promise.reject(away),
+      closeDevice: async () => {},
+      onlineUsers: async () => Promise.reject(away),
+    };
+    const offline: Id[] = [];
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
+    assert.deepEqual(offline, [1n, 2n, 3n]);
+  });
+
+  it("rejects when a notification cannot be queued, so the batch comes again; a failed live push alone does not", async () => {
+    const { dir } = directory([1n], true);
+    await assert.rejects(
+      deliverLive({ sessions: dir, onOffline: async () => Promise.reject(new Error("no ack from Kafka")) }, fresh),
+      /no ack from Kafka/,
+    );
+    const broken: SessionDirectory = { ...dir, pushMany: async () => Promise.reject(new Error("deliver failed")) };
+    await deliverLive({ sessions: broken }, fresh);
+  });
 });

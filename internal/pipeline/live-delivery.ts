@@ -24,13 +24,25 @@ export interface LiveEntry {
 
 /**
  * Hands stored inbox entries to their users' live sessions, and those of
- * users with no session to `onOffline`: messages (not notes), and changes marked `notify`. Best effort, never throws: the
- * entries are already stored, and a session that misses one catches up from
- * its cursor. An entry may come again (a redelivered batch): a session drops
- * an inbox seq it already sent.
+ * users with no session to `onOffline`: messages (not notes), and changes
+ * marked `notify`. An entry may come again (a redelivered batch): a session
+ * drops an inbox seq it already sent.
+ *
+ * The live push is best effort and never throws: the entries are stored, and
+ * a session that misses one catches up from its cursor. The notifications are
+ * not: nothing else would send them, so a failed one rejects (the caller's
+ * batch comes again, and the notifier collapses a repeat). When the lookup of
+ * who is online fails (Redis away), every recipient is taken as offline: a
+ * notification too many beats one missing.
  */
 export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
   if (fresh.length === 0) return;
+  const online = await pushToSessions(deps, fresh);
+  if (deps.onOffline) await notifyOffline(deps, deps.onOffline, fresh, online);
+}
+
+/** Pushes to the users' sessions; resolves with who was online, or undefined when the push did not tell. */
+async function pushToSessions(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<ReadonlySet<Id> | undefined> {
   try {
     // The members' entries of one message share its Message, which the codec
     // then encodes once. They come together, so the last one is the one to reuse.
@@ -47,17 +59,35 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEn
     else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
     const now = Date.now();
     for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
-    if (deps.onOffline) {
-      // The push's own lookup says who is online (in the distributed mode one Redis round trip, not two).
-      const reached = online ?? (await sessions.onlineUsers([...new Set(fresh.map((f) => f.userId))]));
-      // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
-      const onOffline = deps.onOffline;
-      // An edit or a delete is no news to push: the device learns it at its next sync.
-      const pushed = (f: LiveEntry) => !reached.has(f.userId) && (f.notify || (!isChange(f.entry.message) && !f.entry.message.note));
-      await Promise.all(fresh.filter(pushed).map((f) => onOffline(f.userId, f.entry)));
-    }
+    return online;
   } catch (err) {
     deps.metrics?.engineErrors.inc({ op: "deliver" });
     deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
+    return undefined;
+  }
+}
+
+async function notifyOffline(
+  deps: LiveDeliveryDeps,
+  onOffline: NonNullable<LiveDeliveryDeps["onOffline"]>,
+  fresh: readonly LiveEntry[],
+  online: ReadonlySet<Id> | undefined,
+): Promise<void> {
+  // An edit or a delete is no news to push: the device learns it at its next sync.
+  const news = fresh.filter((f) => f.notify || (!isChange(f.entry.message) && !f.entry.message.note));
+  if (news.length === 0) return;
+  // The push's own lookup says who is online (in the distributed mode one Redis round trip, not two).
+  const reached = online ?? (await whoIsOnline(deps, [...new Set(news.map((f) => f.userId))]));
+  // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
+  await Promise.all(news.filter((f) => !reached.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
+}
+
+async function whoIsOnline(deps: LiveDeliveryDeps, userIds: Id[]): Promise<ReadonlySet<Id>> {
+  try {
+    return await deps.sessions.onlineUsers(userIds);
+  } catch (err) {
+    deps.metrics?.engineErrors.inc({ op: "online_users" });
+    deps.logger?.warn({ err }, "cannot tell who is online; notifying every recipient");
+    return new Set();
   }
 }
