@@ -1,7 +1,8 @@
+import { clone } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
-import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { PageDirection, type ListMessagesResponse } from "../../gen/es/chat/v1/messages_pb.js";
+import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
@@ -88,6 +89,14 @@ interface OpenChat {
 }
 
 const PAGE = 50;
+/**
+ * The most messages the open chat keeps while the reader is at its bottom;
+ * older ones are dropped and paging back reads them again. Every live
+ * message, receipt and ack renders the whole list anew, so this bounds that
+ * work and the page's memory in a busy chat left open for days. 500 is ten
+ * pages: many screens to scroll back through before history is read again.
+ */
+const WINDOW = 500;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_SHOW_MS = 6000;
 const PRESENCE_POLL_MS = 30_000;
@@ -134,6 +143,14 @@ export class ChatApp {
    * one is not kept over it.
    */
   private readonly describeTurns = new Map<string, { asked: number; kept: number }>();
+  /**
+   * Live changes to the chat list, counted: by chat, the turn at which an
+   * answer about it (DescribeChannel, one of my settings, a join) put it
+   * whole, or my leaving took it away. A listing or a describe asked before
+   * that turn is older than what the page knows of the chat.
+   */
+  private channelTurn = 0;
+  private readonly changedAt = new Map<string, number>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -169,7 +186,7 @@ export class ChatApp {
         void this.refreshPresence();
       },
       entries: (entries) => this.onMessages(entries.map((e) => e.message!).filter(Boolean)),
-      caughtUp: () => void this.reconcile(),
+      caughtUp: (missed) => void this.reconcile(missed),
       sent: (id, ack) => this.onSent(id, ack.messageId),
       failed: (id, err) => this.onFailed(id, err.message),
       presence: (p) => this.setPresence([p]),
@@ -294,6 +311,7 @@ export class ChatApp {
     if (!c?.markedUnread) return;
     // At once, so that opening it again before the answer asks nothing more.
     c.markedUnread = false;
+    this.changed(channelId);
     try {
       const res = await this.api.channels.markUnread({ channelId, unread: false });
       if (res.channel) this.upsertChannel(res.channel);
@@ -530,12 +548,11 @@ export class ChatApp {
 
   /** The list and the archive both: the list shows how many are archived, and a live message may bring one back. */
   private async loadChannels(): Promise<void> {
+    const asked = this.channelTurn;
     try {
       const all = (await Promise.all([this.listChannels(false), this.listChannels(true)])).flat();
       if (this.destroyed) return;
-      const known = new Map(this.channels);
-      this.channels.clear();
-      for (const c of all) this.putChannel(c, known.get(key(c.channelId)));
+      this.takeListing(all, asked);
       this.channelsLoaded = true;
       const peers = all.filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
       const senders = all.flatMap((c) => (c.lastMessage ? peopleIn(c.lastMessage) : []));
@@ -547,6 +564,24 @@ export class ChatApp {
     } catch (err) {
       this.toast(describeError(err));
       this.renderSidebar();
+    }
+  }
+
+  /**
+   * The server's list of my chats, asked at turn `asked`, over what the page
+   * knows: it may have been read before what came live meanwhile. A chat put
+   * or left since stays as it now is, deliveries and reading never go back,
+   * and a chat the listing leaves out goes unless it came since.
+   */
+  private takeListing(listed: Channel[], asked: number): void {
+    const since = (k: string) => (this.changedAt.get(k) ?? 0) > asked;
+    const keys = new Set(listed.map((c) => key(c.channelId)));
+    for (const k of [...this.channels.keys()]) if (!keys.has(k) && !since(k)) this.channels.delete(k);
+    for (const c of listed) {
+      const live = this.channels.get(key(c.channelId));
+      if (!since(key(c.channelId))) this.putChannel(live ? keepNewer(c, live) : c, live);
+      // A copy: putChannel compares the clear with the record it replaces.
+      else if (live) this.putChannel(keepNewer(clone(ChannelSchema, live), c), live);
     }
   }
 
@@ -568,9 +603,12 @@ export class ChatApp {
     const turns = this.describeTurns.get(k) ?? { asked: 0, kept: 0 };
     this.describeTurns.set(k, turns);
     const turn = ++turns.asked;
+    const asked = this.channelTurn;
     try {
       const c = (await this.api.channels.describeChannel({ channelId })).channel;
       if (!c) return undefined;
+      // I left it after asking: the answer, read before, would bring it back. A later JOINED asks anew.
+      if (!this.channels.has(k) && (this.changedAt.get(k) ?? 0) > asked) return undefined;
       if (turn < turns.kept) return this.channels.get(k) ?? c;
       turns.kept = turn;
       this.upsertChannel(c);
@@ -586,22 +624,15 @@ export class ChatApp {
     }
   }
 
+  /** An answer about one chat: a listing asked before it does not undo it (takeListing), nor it what came live since it was read. */
   private upsertChannel(c: Channel): void {
     const prev = this.channels.get(key(c.channelId));
-    // Keep what live deliveries taught us if the answer is older.
-    if (prev && prev.lastSeq > c.lastSeq) {
-      c.lastSeq = prev.lastSeq;
-      c.lastMessage = prev.lastMessage;
-      c.unreadCount = prev.unreadCount;
-    }
-    // Reading only moves forward too: a receipt from another of my devices may have come after the answer was read.
-    if (prev && prev.readSeq > c.readSeq) {
-      c.readSeq = prev.readSeq;
-      const done = doneThrough(c);
-      const left = c.lastSeq > done ? c.lastSeq - done : 0n;
-      if (c.unreadCount > left) c.unreadCount = left;
-    }
-    this.putChannel(c, prev);
+    this.putChannel(prev ? keepNewer(c, prev) : c, prev);
+    this.changed(c.channelId);
+  }
+
+  private changed(channelId: bigint): void {
+    this.changedAt.set(key(channelId), ++this.channelTurn);
   }
 
   /** Keeps the server's record of a chat; when my clear of its history moved forward, what it covers goes from this page too. */
@@ -638,6 +669,7 @@ export class ChatApp {
 
   private removeChannel(channelId: bigint): void {
     this.channels.delete(key(channelId));
+    this.changed(channelId);
     if (this.open?.id === channelId) location.hash = "";
     this.renderSidebar();
   }
@@ -684,25 +716,45 @@ export class ChatApp {
     return c.kind === ChannelKind.DIRECT ? [c.peerUserId] : (this.open?.members ?? []);
   }
 
-  /** After (re)connecting and catching up: the server's view wins over ours. */
-  private async reconcile(): Promise<void> {
+  /**
+   * After (re)connecting and catching up: the server's view wins over ours.
+   * `missed`: the inbox had let go of some of what happened meanwhile (past
+   * its retention window), edits and deletes of the messages shown included,
+   * so the open chat is read again from its newest page.
+   */
+  private async reconcile(missed = false): Promise<void> {
     if (!this.channelsLoaded) return;
     await this.loadChannels();
     const open = this.open;
-    if (open?.loaded) {
-      const newest = open.messages.at(-1)?.seq ?? 0n;
-      try {
-        // Receipts are live only: what the others read while this tab was away comes from their members' positions.
-        const [res, members] = await Promise.all([
-          this.api.messages.listMessages({ channelId: open.id, anchorSeq: newest, direction: PageDirection.FORWARD, limit: 200 }),
-          this.api.channels.listMembers({ channelId: open.id }),
-        ]);
-        if (this.open === open) this.mergeMessages(open, res.messages);
-        this.mergeReadPositions(open, members.members);
-      } catch {
-        // the next reconnect tries again
-      }
+    if (!open?.loaded) return;
+    const newest = open.messages.at(-1)?.seq ?? 0n;
+    try {
+      // Receipts are live only: what the others read while this tab was away comes from their members' positions.
+      const [res, members] = await Promise.all([
+        missed
+          ? this.api.messages.listMessages({ channelId: open.id, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE })
+          : this.api.messages.listMessages({ channelId: open.id, anchorSeq: newest, direction: PageDirection.FORWARD, limit: 200 }),
+        this.api.channels.listMembers({ channelId: open.id }),
+      ]);
+      await this.ensureUsers(res.messages.flatMap(peopleIn));
+      if (this.open === open && missed) this.reloadMessages(open, res);
+      else if (this.open === open) this.mergeMessages(open, res.messages);
+      this.mergeReadPositions(open, members.members);
+    } catch {
+      // the next reconnect tries again
     }
+  }
+
+  /**
+   * The open chat as history now has it: its newest page, and what came live
+   * after the page was read. What was shown before may be out of date.
+   */
+  private reloadMessages(open: OpenChat, page: ListMessagesResponse): void {
+    const newest = page.messages.at(-1)?.seq ?? 0n;
+    open.messages = open.messages.filter((m) => m.seq > newest);
+    open.hasOlder = page.hasMore;
+    for (const k of this.quotes.keys()) if (k.startsWith(`${open.id}:`)) this.quotes.delete(k);
+    this.mergeMessages(open, page.messages, "bottom");
   }
 
   /** Members' read positions from the server, forward only: a receipt that came live meanwhile may be ahead of them. */
@@ -1042,10 +1094,14 @@ export class ChatApp {
     const direct = c.kind !== ChannelKind.GROUP;
     const presence = direct ? this.fetchPresence([c.peerUserId]) : Promise.resolve();
     const members = this.api.channels.listMembers({ channelId }).then(async (r) => {
+      // A group's "Seen by" counts and names its members: they must be known before the
+      // read positions render it, or the messages, loaded first, show none until the next render.
+      if (!direct) {
+        open.members = r.members.map((m) => m.userId);
+        await this.ensureUsers(open.members);
+      }
       this.mergeReadPositions(open, r.members);
       if (direct) return;
-      open.members = r.members.map((m) => m.userId);
-      await this.ensureUsers(open.members);
       await this.fetchPresence(open.members);
       if (this.open === open) this.renderHeader();
     });
@@ -1116,12 +1172,20 @@ export class ChatApp {
     const sc = this.ui.scroller;
     const fromBottom = sc.scrollHeight - sc.scrollTop;
     const stick = scroll === "bottom" || (scroll === "auto" && (this.nearBottom() || mineAdded));
+    if (stick) this.trimWindow(open);
     this.renderMessages();
     if (stick) sc.scrollTop = sc.scrollHeight;
     else sc.scrollTop = sc.scrollHeight - fromBottom;
     this.markRead();
     // A short first page may not fill the screen: fetch more until it does.
     if (open.hasOlder && sc.scrollHeight <= sc.clientHeight) void this.loadOlder();
+  }
+
+  /** At the bottom the reader does not see the oldest messages: past WINDOW they go, and paging back reads them again. */
+  private trimWindow(open: OpenChat): void {
+    if (open.messages.length <= WINDOW) return;
+    open.messages = open.messages.slice(-WINDOW);
+    open.hasOlder = true;
   }
 
   private sendFromComposer(): void {
@@ -1749,6 +1813,28 @@ function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
 /** When the chat was pinned; 0 when it is not, which sorts it after the pinned ones. */
 function pinned(c: Channel): number {
   return tsMs(c.pinnedAt) ?? 0;
+}
+
+/**
+ * `c`, an answer about a chat, with what `prev` (another record of it) saw
+ * later: a delivery after the answer was read, or a receipt of my reading.
+ * Both only move forward.
+ */
+function keepNewer(c: Channel, prev: Channel): Channel {
+  if (prev.lastSeq > c.lastSeq) {
+    c.lastSeq = prev.lastSeq;
+    c.lastMessage = prev.lastMessage;
+    c.unreadCount = prev.unreadCount;
+    // That later message brought the chat back from the archive unless muted (onMessages, the server's rule).
+    if (c.archived && !prev.archived && !isMuted(c)) c.archived = false;
+  }
+  if (prev.readSeq > c.readSeq) {
+    c.readSeq = prev.readSeq;
+    const done = doneThrough(c);
+    const left = c.lastSeq > done ? c.lastSeq - done : 0n;
+    if (c.unreadCount > left) c.unreadCount = left;
+  }
+  return c;
 }
 
 /**

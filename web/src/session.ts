@@ -25,8 +25,14 @@ export interface SessionHandlers {
   welcome(w: Welcome): void;
   /** New inbox entries, in inbox order, repeats already dropped. `live` is false during catch-up. */
   entries(entries: InboxEntry[], live: boolean): void;
-  /** Catch-up after (re)connecting is complete. */
-  caughtUp(): void;
+  /**
+   * Catch-up after (re)connecting is complete. `missed`: the server no
+   * longer kept some of the entries it should have brought (older than the
+   * inbox's retention window), so what they said must be read from history.
+   * Also said, with `missed`, after such a batch outside a catch-up (the
+   * backlog of a session that stalled).
+   */
+  caughtUp(missed: boolean): void;
   sent(clientMsgId: string, ack: SendAck): void;
   failed(clientMsgId: string, error: ErrorFrame): void;
   presence(p: Presence): void;
@@ -83,6 +89,12 @@ export class RealtimeSession {
   private attempts = 0;
   private stopped = true;
   private catchingUp = false;
+  /**
+   * A batch skipped entries past the inbox's retention window, and the app
+   * has not been told yet. Kept over a reconnect: the entries taken after
+   * them may have been acked, and the next catch-up would not say it again.
+   */
+  private missed = false;
   /**
    * The SyncRequest this tab sent because its own position was behind the
    * device's (another tab of this browser, the same device, took and acked
@@ -248,7 +260,7 @@ export class RealtimeSession {
         this.handlers.welcome(k.value);
         for (const [id, out] of this.outbox) this.transmit(id, out);
         if (this.cursor > this.acked) this.flushAck();
-        if (!this.catchingUp) this.handlers.caughtUp();
+        if (!this.catchingUp) this.caughtUp();
         return;
       }
       case "syncBatch":
@@ -256,11 +268,13 @@ export class RealtimeSession {
           if (frame.ref !== this.resync) return;
           if (!k.value.hasMore) this.resync = undefined;
         }
+        // Past the tab's own position only: what it took before is not missed.
+        if (k.value.expiredThrough > this.cursor) this.missed = true;
         this.take(k.value.entries, !this.catchingUp);
-        if (!k.value.hasMore && this.catchingUp) {
-          this.catchingUp = false;
-          this.handlers.caughtUp();
-        }
+        // Once the last page is in: after a catch-up always; outside one (a stalled session's backlog) when some expired.
+        if (k.value.hasMore || !(this.catchingUp || this.missed)) return;
+        this.catchingUp = false;
+        this.caughtUp();
         return;
       case "message":
         if (k.value.entry && this.resync === undefined) this.take([k.value.entry], true);
@@ -289,6 +303,12 @@ export class RealtimeSession {
       default:
         return;
     }
+  }
+
+  private caughtUp(): void {
+    const missed = this.missed;
+    this.missed = false;
+    this.handlers.caughtUp(missed);
   }
 
   private onError(ref: bigint, err: ErrorFrame): void {
