@@ -408,6 +408,33 @@ describe("Notifier collapse windows on a faked clock", () => {
   }
   const shown = (n: PushNotification | undefined) => n && [n.body, n.data.count, n.data.seq];
 
+  it("reports itself unhealthy while every notification's fan-out fails (the endpoint store down), and healthy after one goes through", async () => {
+    let now = 0;
+    let storeDown = true;
+    const endpoints = {
+      listForUser: async () => {
+        if (storeDown) throw new Error("endpoint store unreachable");
+        return [endpoint];
+      },
+      removeIfAddress: async () => false,
+    } as unknown as PushEndpointStore;
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
+    await notifier.stop();
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, now: () => now, options: { collapseWindowMs: WINDOW } });
+    const healthy = () => notifier.health.check().then(() => true, () => false);
+
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => notifier.pending === 0, "the failed fan-out");
+    now += 31_000;
+    assert.equal(await healthy(), false, "a fan-out failing for longer than the stall time shows in /healthz");
+    storeDown = false;
+    accept("second");
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the notification once the store answers");
+    assert.equal(await healthy(), true);
+  });
+
   it("a message after a window closed opens a window of its own: one more notification, at the end of that window", async () => {
     accept("first");
     mock.timers.tick(500);

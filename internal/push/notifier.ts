@@ -118,11 +118,16 @@ export class Notifier {
   private roomWaiters: (() => void)[] = [];
   private stopped = false;
 
-  /** Fails while every batch of notification requests fails (the endpoint store down). */
-  readonly health = new StageHealth("notifier");
+  /**
+   * Fails while every batch of requests fails, or every due notification's
+   * fan-out (the endpoint store down): the requests are committed once held,
+   * so a fan-out failing after it would otherwise go unseen.
+   */
+  readonly health: StageHealth;
 
   constructor(private readonly deps: NotifierDeps) {
     this.o = { ...defaultNotifierOptions, ...deps.options };
+    this.health = new StageHealth("notifier", undefined, deps.now);
   }
 
   async start(): Promise<void> {
@@ -192,7 +197,8 @@ export class Notifier {
   private flush(key: string): void {
     const c = this.collapsing.get(key);
     if (!c) return;
-    const p = this.fanOut(c.latest, c.count)
+    const p = this.health
+      .run(() => this.fanOut(c.latest, c.count))
       .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
       .finally(() => {
         this.flushing.delete(p);
