@@ -20,12 +20,24 @@ export function password(s: string): string {
   return s;
 }
 
-/** Trimmed, 1..max code points, no control characters. */
+/**
+ * Embeddings, overrides and isolates reorder the text shown after them: in a
+ * name or a title they make one person's look like another's ("\u202Eevil"
+ * shows as "live"). The marks (U+200E, U+200F, U+061C) are left: a name in a
+ * right-to-left script may need them, and they reorder nothing but neutrals.
+ */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/u;
+/** Something a reader sees: not only spaces, format characters (zero-width ones) or combining marks. */
+const VISIBLE = /[^\s\p{Z}\p{Cf}\p{M}]/u;
+
+/** Trimmed, 1..max code points, something visible, no control characters. */
 export function text(field: string, s: string, max: number): string {
   const t = s.trim();
   const len = [...t].length;
   if (len < 1 || len > max) invalid(`${field} must be 1 to ${max} characters`);
   if (/\p{Cc}/u.test(t)) invalid(`${field} must not contain control characters`);
+  if (BIDI_CONTROLS.test(t)) invalid(`${field} must not contain bidirectional embedding, override or isolate characters (U+202A to U+202E, U+2066 to U+2069)`);
+  if (!VISIBLE.test(t)) invalid(`${field} must contain a visible character, not only spaces or zero-width ones`);
   return t;
 }
 

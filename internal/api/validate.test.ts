@@ -1,0 +1,25 @@
+import assert from "node:assert/strict";
+import { ChatError } from "../model/errors.js";
+import { displayName, groupTitle } from "./validate.js";
+
+const refused = (f: () => unknown, message: RegExp) =>
+  assert.throws(f, (err: unknown) => err instanceof ChatError && err.code === "invalid_argument" && message.test(err.message));
+
+describe("names and titles", () => {
+  it("refuses bidirectional overrides, which make one name show as another", () => {
+    refused(() => displayName("\u202Eevil"), /bidirectional/);
+    refused(() => groupTitle("Trip \u2066x\u2069"), /bidirectional/);
+  });
+
+  it("refuses a name with nothing visible in it", () => {
+    refused(() => groupTitle("\u200b"), /visible/);
+    refused(() => displayName("\u200b\u200d \u3000"), /visible/);
+    refused(() => displayName("\u0301"), /visible/);
+  });
+
+  it("keeps names in any script, with emoji sequences and right-to-left marks", () => {
+    assert.equal(displayName(" 👨‍👩‍👧 family "), "👨‍👩‍👧 family");
+    assert.equal(displayName("\u05D3\u05E0\u05D9\u200F"), "\u05D3\u05E0\u05D9\u200F");
+    assert.equal(groupTitle("Café ☕"), "Café ☕");
+  });
+});
