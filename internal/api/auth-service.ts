@@ -260,22 +260,27 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
       for (const { userId } of blocked) await deps.accounts.deleteBlock(me, userId);
       for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
-      for (const m of await deps.channels.listMemberships(me)) {
-        const channel = await deps.channels.getChannel(m.channelId);
-        if (channel?.kind === "group") await leaveGroup(deps, channel, caller(ctx));
-        if (channel?.kind !== "direct") continue;
-        // Direct chats stay, their history being the other member's too; the
-        // account blocks the peer, so that sends to it are refused (and told
-        // it is gone) rather than stored for nobody.
-        for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
-          if (userId === me) continue;
-          await deps.accounts.putBlock(me, userId, now());
-          await deps.blocks?.forget(me, userId);
+      const leaveChats = async () => {
+        for (const m of await deps.channels.listMemberships(me)) {
+          const channel = await deps.channels.getChannel(m.channelId);
+          if (channel?.kind === "group") await leaveGroup(deps, channel, caller(ctx));
+          if (channel?.kind !== "direct") continue;
+          // Direct chats stay, their history being the other member's too; the
+          // account blocks the peer, so that sends to it are refused (and told
+          // it is gone) rather than stored for nobody.
+          for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
+            if (userId === me) continue;
+            await deps.accounts.putBlock(me, userId, now());
+            await deps.blocks?.forget(me, userId);
+          }
         }
-      }
+      };
+      await leaveChats();
       await deps.accounts.deleteUser(me);
-      // A login that read the account before it was marked deleted may have made its device since.
+      // A login that read the account before it was marked deleted may have made its device since;
+      // an add to a group or a new direct chat that checked the account before may have landed since.
       for (const d of await signOutAll(me, undefined, reason)) await deps.push?.endpoints.remove(me, d.deviceId);
+      await leaveChats();
       count("account_deleted");
       return {};
     },

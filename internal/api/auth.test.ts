@@ -331,6 +331,20 @@ describe("api: AuthService", () => {
       assert.ok(api.sessions.closed.some((c) => c.deviceId === ghost.deviceId));
     });
 
+    it("leaves a group it was added to while its deletion was under way", async () => {
+      const me = await api.signUp("max", "my password");
+      const admin = await api.signUp("ada");
+      const group = (await admin.c.channels.createGroup({ title: "Trip", memberUserIds: [] })).channel!;
+      const held = holdNext(api.storage.accounts, "deleteUser");
+      const deletion = me.c.auth.deleteAccount({ password: "my password" });
+      await held.reached;
+      await admin.c.channels.addMembers({ channelId: group.channelId, userIds: [me.userId] });
+      held.release();
+      await deletion;
+      const members = (await admin.c.channels.listMembers({ channelId: group.channelId })).members.map((m) => m.userId);
+      assert.deepEqual(members, [admin.userId], "no seat kept by a deleted account");
+    });
+
     it("undoes a login that read the account before it was deleted", async () => {
       const me = await api.signUp("kim", "my password");
       const held = holdNext(api.storage.accounts, "createDevice");
