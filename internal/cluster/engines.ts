@@ -19,6 +19,7 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
     localDataCenter: e.cassandraDc,
     keyspace: e.cassandraKeyspace,
     replicationFactor: e.cassandraReplication,
+    serialConsistency: e.cassandraSerial === "SERIAL" ? "serial" : "localSerial",
     inboxRetentionSeconds: e.inboxRetentionSeconds,
     logger,
   });

@@ -16,6 +16,13 @@ export interface EngineEndpoints {
   cassandraKeyspace: string;
   /** Replication factor of the keyspace the project creates (1 for one node). */
   cassandraReplication: number;
+  /**
+   * The lightweight transactions' serial consistency: LOCAL_SERIAL agrees
+   * within the local data centre; a keyspace written in several data centres
+   * at once needs SERIAL, or each could win the same compare-and-set (two
+   * owners, a 101st member).
+   */
+  cassandraSerial: "LOCAL_SERIAL" | "SERIAL";
   /** Seconds an inbox entry is kept (history is kept forever); 0 keeps entries forever. */
   inboxRetentionSeconds: number;
 }
@@ -32,6 +39,7 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
     cassandraDc: r.string("CHAT_CASSANDRA_DC", "datacenter1"),
     cassandraKeyspace: r.string("CHAT_CASSANDRA_KEYSPACE", "chat"),
     cassandraReplication: r.int("CHAT_CASSANDRA_REPLICATION", 1, 1, 9),
+    cassandraSerial: r.oneOf("CHAT_CASSANDRA_SERIAL", "LOCAL_SERIAL", ["LOCAL_SERIAL", "SERIAL"] as const),
     // 30 days; Cassandra's TTL cannot exceed 20 years.
     inboxRetentionSeconds: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000),
   };

@@ -33,6 +33,14 @@ describe("engine settings", () => {
     assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S="-1"/.test(e.message));
   });
 
+  it("uses LOCAL_SERIAL for lightweight transactions unless told SERIAL (a keyspace written in several data centres)", () => {
+    assert.equal(readEngineEndpoints(new EnvReader({})).cassandraSerial, "LOCAL_SERIAL");
+    assert.equal(readEngineEndpoints(new EnvReader({ CHAT_CASSANDRA_SERIAL: "SERIAL" })).cassandraSerial, "SERIAL");
+    const r = new EnvReader({ CHAT_CASSANDRA_SERIAL: "QUORUM" });
+    readEngineEndpoints(r);
+    assert.throws(() => r.done(), (e: unknown) => e instanceof ConfigError && /CHAT_CASSANDRA_SERIAL/.test(e.message));
+  });
+
   it("takes a Kafka namespace of letters, digits, '_' and '-' only", () => {
     assert.equal(readEngineEndpoints(new EnvReader({})).kafkaNamespace, "");
     assert.equal(readEngineEndpoints(new EnvReader({ CHAT_KAFKA_NAMESPACE: "eu-1" })).kafkaNamespace, "eu-1");
