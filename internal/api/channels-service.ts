@@ -4,7 +4,7 @@ import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
-import type { MembershipCheck } from "../channels/store.js";
+import { deadInvite, type MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
@@ -87,10 +87,6 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     const channel = channelId === undefined ? undefined : await channels.getChannel(channelId);
     if (!channel) throw deadInvite();
     return channel;
-  }
-
-  function deadInvite(): ChatError {
-    return new ChatError("not_found", "this invite link does not work: it was reset or revoked, or never was one");
   }
 
   /** The caller's own settings of a channel, as a view shows them: mute, pin, archive. */
@@ -240,19 +236,21 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async getInviteLink(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireGroup(req.channelId, me);
-      requireManager(member);
+      requireManager(member); // Early and cheap; the store checks again as it reads or writes the code.
       // 128 random bits: guessing one is hopeless, so a code needs no rate of its own.
       const code = newInviteCode();
-      if (!req.reset) return { code: await channels.claimInviteCode(channel.channelId, code) };
-      await channels.setInviteCode(channel.channelId, code);
+      // A manager removed or demoted meanwhile neither learns the code nor
+      // sets one: else the link reset to lock them out would be undone.
+      if (!req.reset) return { code: await channels.claimInviteCode(channel.channelId, code, managerCheck(me)) };
+      await channels.setInviteCode(channel.channelId, code, managerCheck(me));
       return { code };
     },
 
     async revokeInviteLink(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireGroup(req.channelId, me);
-      requireManager(member);
-      await channels.setInviteCode(channel.channelId, undefined);
+      requireManager(member); // Early and cheap; the store checks again as it writes.
+      await channels.setInviteCode(channel.channelId, undefined, managerCheck(me));
       return {};
     },
 
@@ -266,16 +264,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
 
     async joinByInvite(req, ctx) {
       const me = caller(ctx).userId;
-      const channel = await invitedChannel(v.inviteCode(req.code));
+      const code = v.inviteCode(req.code);
+      const channel = await invitedChannel(code);
       let member = await channels.getMember(channel.channelId, me);
       let joined = false;
       if (!member) {
         const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq };
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
+        // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody.
         const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
           if (members.length === 0) throw deadInvite();
-        });
+        }, code);
         joined = added.length > 0;
         if (joined) await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
         // Not added: a concurrent join (or an add) got there first.

@@ -158,7 +158,7 @@ describe("api: ChannelService", () => {
         const f = (real[key] as (...a: unknown[]) => Promise<unknown>).bind(real);
         return async (...args: unknown[]) => {
           await new Promise((r) => setTimeout(r, Math.random() * 2));
-          if (["removeMember", "setRole", "addMembers", "updateTitle"].includes(key)) {
+          if (["removeMember", "setRole", "addMembers", "updateTitle", "setInviteCode", "claimInviteCode"].includes(key)) {
             const hook = hooks.beforeWrite;
             hooks.beforeWrite = undefined;
             await hook?.();
@@ -215,6 +215,73 @@ describe("api: ChannelService", () => {
     const change = await rpcError(() => owner!.c.channels.setMemberRole({ channelId, userId: m1!.userId, role: MemberRole.ADMIN }));
     assert.equal(change.code, Code.PermissionDenied);
     assert.deepEqual(await roles(), [[admin!.userId, MemberRole.OWNER], [m1!.userId, MemberRole.MEMBER]]);
+  });
+
+  it("lets no admin removed or demoted while asking reset, revoke or learn the invite link", async () => {
+    const { real, hooks } = await restartOnHookedStore();
+    const [owner, admin, m1, outsider] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [admin!.userId, m1!.userId] })).channel!.channelId;
+    const promote = () => owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+    await promote();
+    const first = (await owner!.c.channels.getInviteLink({ channelId })).code;
+    const lockout = "L".repeat(22);
+
+    // The admin resets the link; meanwhile the owner removes them and resets it to lock them out.
+    hooks.beforeWrite = async () => {
+      await real.removeMember(channelId, admin!.userId);
+      await real.setInviteCode(channelId, lockout);
+    };
+    assert.equal((await rpcError(() => admin!.c.channels.getInviteLink({ channelId, reset: true }))).chatCode, "ERROR_CODE_NOT_A_MEMBER");
+    assert.equal(await real.inviteCodeOf(channelId), lockout, "the owner's reset stands");
+    assert.equal((await rpcError(() => admin!.c.channels.joinByInvite({ code: first }))).code, Code.NotFound);
+
+    // Back in and an admin again, then demoted while revoking, and while asking for the link.
+    await owner!.c.channels.addMembers({ channelId, userIds: [admin!.userId] });
+    await promote();
+    hooks.beforeWrite = () => real.setRole(channelId, admin!.userId, "member");
+    assert.equal((await rpcError(() => admin!.c.channels.revokeInviteLink({ channelId }))).chatCode, "ERROR_CODE_PERMISSION_DENIED");
+    assert.equal(await real.inviteCodeOf(channelId), lockout);
+    await promote();
+    const fresh = "F".repeat(22);
+    hooks.beforeWrite = async () => {
+      await real.setRole(channelId, admin!.userId, "member");
+      await real.setInviteCode(channelId, fresh);
+    };
+    assert.equal((await rpcError(() => admin!.c.channels.getInviteLink({ channelId }))).chatCode, "ERROR_CODE_PERMISSION_DENIED");
+    // A group with no link: a refused claim makes none.
+    await promote();
+    await owner!.c.channels.revokeInviteLink({ channelId });
+    hooks.beforeWrite = () => real.removeMember(channelId, admin!.userId);
+    assert.equal((await rpcError(() => admin!.c.channels.getInviteLink({ channelId }))).chatCode, "ERROR_CODE_NOT_A_MEMBER");
+    assert.equal(await real.inviteCodeOf(channelId), undefined);
+    assert.deepEqual((await m1!.c.channels.listMembers({ channelId })).members.map((m) => m.userId), [owner!.userId, m1!.userId]);
+    assert.equal((await rpcError(() => outsider!.c.channels.getInviteLink({ channelId }))).code, Code.PermissionDenied);
+  });
+
+  it("refuses a join whose invite link is reset or revoked while the join is under way", async () => {
+    const { real, hooks } = await restartOnHookedStore();
+    const [owner, joiner] = await Promise.all([1, 2].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [] })).channel!.channelId;
+    const first = (await owner!.c.channels.getInviteLink({ channelId })).code;
+    const framesBefore = api.sessions.framesOf("channel").length;
+
+    let second = "";
+    hooks.beforeWrite = async () => (second = (await owner!.c.channels.getInviteLink({ channelId, reset: true })).code);
+    const reset = await rpcError(() => joiner!.c.channels.joinByInvite({ code: first }));
+    assert.equal(reset.code, Code.NotFound);
+    assert.match(reset.rawMessage, /this invite link does not work/);
+    assert.notEqual(second, "");
+
+    hooks.beforeWrite = () => owner!.c.channels.revokeInviteLink({ channelId });
+    assert.equal((await rpcError(() => joiner!.c.channels.joinByInvite({ code: second }))).code, Code.NotFound);
+
+    assert.deepEqual((await owner!.c.channels.listMembers({ channelId })).members.map((m) => m.userId), [owner!.userId]);
+    assert.deepEqual((await owner!.c.messages.listMessages({ channelId })).messages, [], "no note of a join");
+    assert.equal(api.sessions.framesOf("channel").length, framesBefore, "nobody is told of a join");
+    // The link of the moment still lets the joiner in.
+    const third = (await owner!.c.channels.getInviteLink({ channelId })).code;
+    assert.equal((await joiner!.c.channels.joinByInvite({ code: third })).channel!.memberCount, 2);
+    assert.equal(await real.memberCount(channelId), 2);
   });
 
   it("writes a note of each change to a group into its history, for its members of the moment", async () => {

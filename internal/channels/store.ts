@@ -1,3 +1,4 @@
+import { ChatError } from "../model/errors.js";
 import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../model/types.js";
 
 /**
@@ -15,6 +16,16 @@ export interface Removal {
   removed: boolean;
   /** Set when the removed user owned the group and others stay: who owns it now. */
   newOwner?: Id;
+}
+
+/**
+ * The refusal of an invite code that does not lead into its group (reset,
+ * revoked, never made, or the group everyone has left), told the same way
+ * wherever it is found out: by the api's lookup or by the store as the join
+ * is written.
+ */
+export function deadInvite(): ChatError {
+  return new ChatError("not_found", "this invite link does not work: it was reset or revoked, or never was one");
 }
 
 /**
@@ -50,9 +61,14 @@ export interface ChannelStore {
   /**
    * Adds members not already in, after `check` passes; atomically refuses
    * with ChatError("group_full") when the channel would exceed maxMembers.
-   * Returns the users actually added.
+   * Returns the users actually added. With `inviteCode` (a join by invite
+   * link), adds only while that is the group's invite code, compared in the
+   * same atomic step as the add: a code reset or revoked since the caller
+   * looked it up adds nobody (deadInvite()).
    */
-  addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]>;
+  addMembers(
+    channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck, inviteCode?: string,
+  ): Promise<Id[]>;
   /**
    * Removes a member, after `check` passes. Removing the owner passes
    * ownership to heirOf(the members the removal is made on) in the same
@@ -107,15 +123,21 @@ export interface ChannelStore {
 
   /**
    * Makes `code` the group's one invite code, the one before it no longer
-   * working, or leaves the group with none (undefined).
+   * working, or leaves the group with none (undefined), after `check` passes
+   * on the members as the change lands (a manager removed or demoted since
+   * an earlier read must not reset or take away the link). A code for a
+   * channel that does not exist is ChatError("not_found"); taking away the
+   * code of one is nothing.
    */
-  setInviteCode(channelId: Id, code: string | undefined): Promise<void>;
+  setInviteCode(channelId: Id, code: string | undefined, check?: MembershipCheck): Promise<void>;
   /**
-   * The group's invite code: `code` when it had none, else the one it has.
+   * The group's invite code: `code` when it had none, else the one it has,
+   * after `check` passes on the members of the moment the code is read or
+   * made (so the caller never learns a code set after its role was taken).
    * Atomic, so two managers asking at once for a group's first link get the
-   * same one.
+   * same one. ChatError("not_found") for a channel that does not exist.
    */
-  claimInviteCode(channelId: Id, code: string): Promise<string>;
+  claimInviteCode(channelId: Id, code: string, check?: MembershipCheck): Promise<string>;
   /** The group's invite code, if it has one. */
   inviteCodeOf(channelId: Id): Promise<string | undefined>;
   /** The group an invite code leads to, while it is that group's code. */

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { engineConfig } from "../../../test/support/engines.js";
-import type { NewMessage, StoredMessage } from "../../model/types.js";
+import type { MembershipCheck } from "../../channels/store.js";
+import { ChatError } from "../../model/errors.js";
+import type { ChannelRecord, MemberRecord, NewMessage, StoredMessage } from "../../model/types.js";
 import {
   accountStoreContract,
   channelStoreContract,
@@ -9,7 +11,7 @@ import {
   messageLogContract,
   type MakeStore,
 } from "../contract/index.js";
-import { uniqueId, uniqueName } from "../contract/helpers.js";
+import { rejectsWith, uniqueId, uniqueName } from "../contract/helpers.js";
 import {
   applySchema,
   CassandraAccountStore,
@@ -23,7 +25,7 @@ import {
 import { bucketOf } from "./buckets.js";
 import { encodeChange } from "./change-cell.js";
 import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
-import { Db } from "./session.js";
+import { Db, type Statement } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
 const BUCKET = 8;
@@ -305,6 +307,11 @@ describe("cassandra storage", function () {
         await a.execute(`CREATE KEYSPACE ${ks} WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`);
         for (const ddl of [
           `meta (key text PRIMARY KEY, value text)`,
+          `channels (channel_id bigint, user_id bigint,
+             kind text static, title text static, created_at_ms bigint static, created_by bigint static,
+             member_count int static, version bigint static,
+             role text, joined_at_ms bigint, read_seq bigint, join_order bigint,
+             PRIMARY KEY ((channel_id), user_id))`,
           `messages (channel_id bigint, bucket bigint, seq bigint, message_id bigint, sender_user_id bigint,
              sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint,
              PRIMARY KEY ((channel_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)`,
@@ -327,8 +334,9 @@ describe("cassandra storage", function () {
           [old.channelId, ...values]);
 
         const columns = async () => {
-          const r = await cql("SELECT table_name, column_name, type FROM system_schema.columns WHERE keyspace_name = ?", [ks]);
-          return new Set(r.rows.map((row) => `${row.get("table_name")}.${row.get("column_name")} ${row.get("type")}`));
+          const r = await cql("SELECT table_name, column_name, type, kind FROM system_schema.columns WHERE keyspace_name = ?", [ks]);
+          return new Set(r.rows.map((row) =>
+            `${row.get("table_name")}.${row.get("column_name")} ${row.get("type")}${row.get("kind") === "static" ? " static" : ""}`));
         };
         const wanted = Object.entries(ADDED_COLUMNS).flatMap(([t, cs]) => Object.entries(cs).map(([c, type]) => `${t}.${c} ${type}`));
         assert.equal([...await columns()].filter((c) => wanted.includes(c)).length, 0);
@@ -640,6 +648,136 @@ describe("cassandra storage", function () {
       const rows = await st.client.execute(`SELECT channel_id FROM ${keyspace}.channel_places WHERE user_id = ?`, [u], { prepare: true });
       assert.equal(rows.rowLength, 1, "the row stays, every setting null");
       assert.deepStrictEqual(await channels.listPlaces(u), new Map());
+    });
+
+    describe("invite codes in the channel partition (schema 8)", () => {
+      /** A Db that runs `hook` once, just before its next conditional batch goes out: another change lands in between. */
+      class HookedDb extends Db {
+        hook?: () => Promise<unknown>;
+        override async batch(statements: Statement[], o: { logged: boolean; conditional?: boolean }) {
+          const hook = o.conditional ? this.hook : undefined;
+          if (hook) this.hook = undefined;
+          await hook?.();
+          return super.batch(statements, o);
+        }
+      }
+      const code = () => uniqueName("code");
+      const managerCheck = (by: bigint): MembershipCheck => (ms) => {
+        const mine = ms.find((m) => m.userId === by);
+        if (!mine) throw new ChatError("not_a_member", "not a member");
+        if (mine.role === "member") throw new ChatError("permission_denied", "not a manager");
+      };
+      const stores = () => {
+        const st = s();
+        const log = new CassandraMessageLog(st.db, BUCKET);
+        const hooked = new HookedDb(st.client, keyspace);
+        return { plain: new CassandraChannelStore(st.db, log), racing: new CassandraChannelStore(hooked, log), hooked };
+      };
+      const group = async (store: CassandraChannelStore, others = 2) => {
+        const c: ChannelRecord = { channelId: uniqueId(), kind: "group", title: "g", createdAtMs: 1_767_225_600_000, createdBy: uniqueId() };
+        const m = (userId: bigint, role: MemberRecord["role"], i: number): MemberRecord =>
+          ({ channelId: c.channelId, userId, role, joinedAtMs: c.createdAtMs + i, readSeq: 0n });
+        const members = [m(c.createdBy, "owner", 0), ...Array.from({ length: others }, (_, i) => m(uniqueId(), "member", i + 1))];
+        await store.createGroup(c, members);
+        return { g: c.channelId, users: members.map((x) => x.userId), joiner: () => m(uniqueId(), "member", 100) };
+      };
+      const stored = async (g: bigint) =>
+        (await s().client.execute(`SELECT invite_code FROM ${keyspace}.channels WHERE channel_id = ? LIMIT 1`, [g], { prepare: true }))
+          .first()?.get("invite_code") as string | null | undefined;
+      /** A code as a build before schema 8 made it: named in channel_invites alone. */
+      const legacyCode = async (g: bigint) => {
+        const c = code();
+        await s().client.execute(`INSERT INTO ${keyspace}.invite_codes (code, channel_id) VALUES (?, ?)`, [c, g], { prepare: true });
+        await s().client.execute(`INSERT INTO ${keyspace}.channel_invites (channel_id, code) VALUES (?, ?)`, [g, c], { prepare: true });
+        return c;
+      };
+
+      it("a join planned on a code that is reset or revoked before its batch lands loses the fence and adds nobody", async () => {
+        const { plain, racing, hooked } = stores();
+        const { g, joiner } = await group(plain);
+        const first = code();
+        await plain.setInviteCode(g, first);
+        let second = "";
+        hooked.hook = async () => plain.setInviteCode(g, (second = code()));
+        await rejectsWith(racing.addMembers(g, [joiner()], 100, undefined, first), "not_found", "invite link does not work");
+        assert.notEqual(second, "", "the reset landed between the join's read and its batch");
+        hooked.hook = () => plain.setInviteCode(g, undefined);
+        await rejectsWith(racing.addMembers(g, [joiner()], 100, undefined, second), "not_found");
+        assert.equal(await plain.memberCount(g), 3);
+        assert.equal((await plain.listMembers(g)).length, 3);
+      });
+
+      it("a reset, a revocation or a first claim by an admin removed or demoted before its batch lands is refused", async () => {
+        const { plain, racing, hooked } = stores();
+        const { g, users } = await group(plain);
+        const [owner, x] = [users[0]!, users[1]!];
+        await plain.setRole(g, x, "admin");
+        const lockout = code();
+        // x resets; the owner removes x and resets the link to lock x out before x's batch lands.
+        hooked.hook = async () => {
+          await plain.removeMember(g, x);
+          await plain.setInviteCode(g, lockout, managerCheck(owner));
+        };
+        const xs = code();
+        await rejectsWith(racing.setInviteCode(g, xs, managerCheck(x)), "not_a_member");
+        assert.equal(await plain.inviteCodeOf(g), lockout);
+        assert.equal(await plain.channelOfInvite(xs), undefined);
+        await rejectsWith(plain.addMembers(g, [{ channelId: g, userId: x, role: "member", joinedAtMs: 1, readSeq: 0n }], 100, undefined, xs), "not_found");
+
+        // Back in as an admin, then demoted while revoking.
+        await plain.addMembers(g, [{ channelId: g, userId: x, role: "member", joinedAtMs: 2, readSeq: 0n }], 100);
+        await plain.setRole(g, x, "admin");
+        hooked.hook = () => plain.setRole(g, x, "member");
+        await rejectsWith(racing.setInviteCode(g, undefined, managerCheck(x)), "permission_denied");
+        assert.equal(await plain.inviteCodeOf(g), lockout);
+
+        // A group with no code: x's first claim, removed before it lands, makes none.
+        await plain.setRole(g, x, "admin");
+        await plain.setInviteCode(g, undefined);
+        hooked.hook = () => plain.removeMember(g, x);
+        const claimed = code();
+        await rejectsWith(racing.claimInviteCode(g, claimed, managerCheck(x)), "not_a_member");
+        assert.equal(await plain.inviteCodeOf(g), undefined);
+        assert.equal(await plain.channelOfInvite(claimed), undefined);
+        assert.equal(await stored(g), "", "taken away, not unknown");
+      });
+
+      it("a code made before schema 8 keeps working; the first claim carries it over, and a reset or revocation stops it", async () => {
+        const { plain, racing, hooked } = stores();
+        // Joined by, then carried over by a claim.
+        const a = await group(plain);
+        const la = await legacyCode(a.g);
+        assert.equal(await stored(a.g), null);
+        assert.equal(await plain.inviteCodeOf(a.g), la);
+        assert.equal(await plain.channelOfInvite(la), a.g);
+        const j = a.joiner();
+        assert.deepStrictEqual(await plain.addMembers(a.g, [j], 100, undefined, la), [j.userId]);
+        assert.equal(await plain.claimInviteCode(a.g, code(), managerCheck(a.users[0]!)), la);
+        assert.equal(await stored(a.g), la);
+        assert.equal(await plain.channelOfInvite(la), a.g);
+        // Reset: the old code stops, for joins too, and the older builds' table follows.
+        const b = await group(plain);
+        const lb = await legacyCode(b.g);
+        const nb = code();
+        await plain.setInviteCode(b.g, nb);
+        assert.equal(await plain.channelOfInvite(lb), undefined);
+        assert.equal(await plain.channelOfInvite(nb), b.g);
+        await rejectsWith(plain.addMembers(b.g, [b.joiner()], 100, undefined, lb), "not_found");
+        const legacyRow = await s().client.execute(`SELECT code FROM ${keyspace}.channel_invites WHERE channel_id = ?`, [b.g], { prepare: true });
+        assert.equal(legacyRow.first()?.get("code"), nb);
+        // Revoked.
+        const c = await group(plain);
+        const lc = await legacyCode(c.g);
+        await plain.setInviteCode(c.g, undefined);
+        assert.equal(await plain.inviteCodeOf(c.g), undefined);
+        assert.equal(await plain.channelOfInvite(lc), undefined);
+        // A join on a legacy code, reset before the join's batch lands.
+        const d = await group(plain);
+        const ld = await legacyCode(d.g);
+        hooked.hook = () => plain.setInviteCode(d.g, code());
+        await rejectsWith(racing.addMembers(d.g, [d.joiner()], 100, undefined, ld), "not_found");
+        assert.equal(await plain.memberCount(d.g), 3);
+      });
     });
 
     it("a username claim left by a creator that died is taken over once stale, not before", async () => {

@@ -1,8 +1,8 @@
-import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
-import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row, type Statement } from "./session.js";
+import { big, FANOUT, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row, type Statement } from "./session.js";
 
 /** The settings of a place and their columns in `channel_places`. */
 const PLACE_COLUMNS: readonly (readonly [keyof ChannelPlace, string])[] = [
@@ -41,11 +41,15 @@ const CLEAR_ATTEMPTS = 5;
 const JOIN_SHIFT = 20n;
 const MAX_ATTEMPTS = 32;
 
-/** A channel partition as one read saw it: the version fence and the members in join order. */
+/** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
+const NO_CODE = "";
+
+/** A channel partition as one read saw it: the version fence, the members in join order, the invite code as stored. */
 interface State {
   version: bigint;
   count: number;
   members: MemberRecord[];
+  inviteCode: string | null;
 }
 
 /**
@@ -67,7 +71,10 @@ interface Plan<T> {
  * members read at v: so seat counting, the "exactly one winner for the last
  * seat" rule, the heir of a leaving owner and a caller's role checks all hold
  * for the membership the write lands on, across processes. A batch that lost
- * a race re-reads and plans again.
+ * a race re-reads and plans again. A group's invite code is a static column
+ * of the partition, changed through the same fence: a manager's reset is
+ * checked against the roles as it lands, and a join by link compares the
+ * code as its add lands.
  * `user_channels` (a user's channels) is written with the version as the
  * write timestamp, so the newest membership change wins there whatever order
  * the writes arrive in; a row in it whose member row is gone is ignored.
@@ -96,8 +103,10 @@ export class CassandraChannelStore implements ChannelStore {
       updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ?`,
       member: `SELECT user_id, role, joined_at_ms, read_seq, cleared_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       members: `SELECT user_id, role, joined_at_ms, read_seq, join_order, cleared_seq FROM ${ch} WHERE channel_id = ?`,
-      state: `SELECT user_id, kind, version, member_count, role, joined_at_ms, read_seq, join_order, cleared_seq
+      state: `SELECT user_id, kind, version, member_count, invite_code, role, joined_at_ms, read_seq, join_order, cleared_seq
               FROM ${ch} WHERE channel_id = ?`,
+      code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ?`,
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
@@ -115,7 +124,6 @@ export class CassandraChannelStore implements ChannelStore {
       places: `SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
       inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?)`,
-      claimInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?) IF NOT EXISTS`,
       dropInviteOf: `DELETE FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteCode: `INSERT INTO ${t("invite_codes")} (code, channel_id) VALUES (?, ?)`,
       dropInviteCode: `DELETE FROM ${t("invite_codes")} WHERE code = ?`,
@@ -183,10 +191,15 @@ export class CassandraChannelStore implements ChannelStore {
     return (r?.get("member_count") as number | null) ?? 0;
   }
 
-  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]> {
+  async addMembers(
+    channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck, inviteCode?: string,
+  ): Promise<Id[]> {
     return this.fenced(channelId, async (s, next): Promise<Plan<Id[]>> => {
       if (!s) throw new ChatError("not_found", `channel ${channelId} not found`);
       check?.(s.members);
+      // A join by link: every change of the code moves the version, so the
+      // code compared here is still the group's when the batch lands.
+      if (inviteCode !== undefined && (await this.codeIn(channelId, s)) !== inviteCode) throw deadInvite();
       const current = new Set(s.members.map((m) => m.userId));
       const fresh = new Map<Id, MemberRecord>();
       for (const m of members) if (!current.has(m.userId) && !fresh.has(m.userId)) fresh.set(m.userId, m);
@@ -307,34 +320,65 @@ export class CassandraChannelStore implements ChannelStore {
     await this.db.write(`UPDATE ${this.db.t("channel_places")} SET ${sets} WHERE user_id = ? AND channel_id = ?`, [...values, userId, channelId]);
   }
 
-  async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
-    // The code's row first, then the group's: a code works once the group
-    // names it, and the old code stops at that same write. Its row is then
-    // dropped, best effort: a row left behind leads nowhere (channelOfInvite).
-    const old = await this.inviteCodeOf(channelId);
-    if (code !== undefined) {
-      await this.db.write(this.q.putInviteCode, [code, channelId]);
-      await this.db.write(this.q.putInviteOf, [channelId, code]);
-    } else {
-      await this.db.write(this.q.dropInviteOf, [channelId]);
+  async setInviteCode(channelId: Id, code: string | undefined, check?: MembershipCheck): Promise<void> {
+    // The code's row first: it leads nowhere until the group names it, and
+    // the old code stops at that same write, a batch through the fence (the
+    // check sees the roles as it lands). The old code's row is then dropped,
+    // best effort: a row left behind leads nowhere (channelOfInvite).
+    if (code !== undefined) await this.db.write(this.q.putInviteCode, [code, channelId]);
+    let old: string | undefined;
+    try {
+      old = await this.fenced(channelId, async (s): Promise<Plan<string | undefined>> => {
+        if (!s) {
+          if (code === undefined) return { result: undefined };
+          throw new ChatError("not_found", `channel ${channelId} not found`);
+        }
+        check?.(s.members);
+        return { result: await this.codeIn(channelId, s), writes: [{ query: this.q.setCode, params: [code ?? NO_CODE, channelId] }] };
+      });
+    } catch (e) {
+      if (code !== undefined && neverNamed(e)) await this.db.write(this.q.dropInviteCode, [code]).catch(() => undefined);
+      throw e;
     }
+    await this.keepLegacyInStep(channelId, code);
     if (old !== undefined && old !== code) await this.db.write(this.q.dropInviteCode, [old]).catch(() => undefined);
   }
 
-  async claimInviteCode(channelId: Id, code: string): Promise<string> {
-    const held = await this.inviteCodeOf(channelId);
-    if (held !== undefined) return held;
-    // The code's row first, as in setInviteCode; if another manager's claim wins, this one leads nowhere.
-    await this.db.write(this.q.putInviteCode, [code, channelId]);
-    const result = await this.db.lwt(this.q.claimInviteOf, [channelId, code]);
-    if (result.applied) return code;
-    await this.db.write(this.q.dropInviteCode, [code]).catch(() => undefined);
-    return (result.row?.get("code") as string | null | undefined) ?? (await this.inviteCodeOf(channelId)) ?? code;
+  async claimInviteCode(channelId: Id, code: string, check?: MembershipCheck): Promise<string> {
+    let wrote = false;
+    let got: string;
+    try {
+      got = await this.fenced(channelId, async (s): Promise<Plan<string>> => {
+        if (!s) throw new ChatError("not_found", `channel ${channelId} not found`);
+        check?.(s.members);
+        // The code and the roles come from one read: a caller removed before
+        // a reset never learns the new code. Nothing to write then.
+        if (s.inviteCode !== null && s.inviteCode !== NO_CODE) return { result: s.inviteCode };
+        // None yet, or one named only in channel_invites (before schema 8),
+        // which is carried over: either way through the fence, so a reset or
+        // a claim landing meanwhile makes this batch lose and plan again.
+        const claimed = (s.inviteCode === null ? await this.legacyCodeOf(channelId) : undefined) ?? code;
+        if (claimed === code && !wrote) {
+          await this.db.write(this.q.putInviteCode, [code, channelId]);
+          wrote = true;
+        }
+        return { result: claimed, writes: [{ query: this.q.setCode, params: [claimed, channelId] }] };
+      });
+    } catch (e) {
+      if (wrote && neverNamed(e)) await this.db.write(this.q.dropInviteCode, [code]).catch(() => undefined);
+      throw e;
+    }
+    // Another manager's claim won: this one's code leads nowhere.
+    if (wrote && got !== code) await this.db.write(this.q.dropInviteCode, [code]).catch(() => undefined);
+    if (got === code) await this.keepLegacyInStep(channelId, code);
+    return got;
   }
 
   async inviteCodeOf(channelId: Id): Promise<string | undefined> {
-    const [row] = await this.db.rows(this.q.inviteOf, [channelId]);
-    return (row?.get("code") as string | null | undefined) ?? undefined;
+    const row = await this.db.one(this.q.code, [channelId]);
+    const held = row?.get("invite_code") as string | null | undefined;
+    if (held !== null && held !== undefined) return held === NO_CODE ? undefined : held;
+    return this.legacyCodeOf(channelId);
   }
 
   async channelOfInvite(code: string): Promise<Id | undefined> {
@@ -357,6 +401,37 @@ export class CassandraChannelStore implements ChannelStore {
       if (Object.keys(place).length > 0) places.set(big(r.get("channel_id")), place);
     }
     return places;
+  }
+
+  /**
+   * The group's invite code in a state read through the fence: its
+   * invite_code, or, for a group none of whose codes was written since
+   * schema 8 (null), the one channel_invites names. Every change of the
+   * code since writes invite_code and moves the version, so a batch planned
+   * on what this returns loses if the code changed after the state was read.
+   */
+  private async codeIn(channelId: Id, s: State): Promise<string | undefined> {
+    if (s.inviteCode !== null) return s.inviteCode === NO_CODE ? undefined : s.inviteCode;
+    return this.legacyCodeOf(channelId);
+  }
+
+  private async legacyCodeOf(channelId: Id): Promise<string | undefined> {
+    const [row] = await this.db.rows(this.q.inviteOf, [channelId]);
+    return (row?.get("code") as string | null | undefined) ?? undefined;
+  }
+
+  /**
+   * channel_invites after the code changed, for processes of a build before
+   * schema 8 still running during an upgrade (this build reads it only
+   * where invite_code was never written). Best effort, and two changes at
+   * once may land there in either order: the code in `channels` is the one
+   * that counts.
+   */
+  private async keepLegacyInStep(channelId: Id, code: string | undefined): Promise<void> {
+    const write = code === undefined
+      ? this.db.write(this.q.dropInviteOf, [channelId])
+      : this.db.write(this.q.putInviteOf, [channelId, code]);
+    await write.catch(() => undefined);
   }
 
   private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {
@@ -401,6 +476,7 @@ export class CassandraChannelStore implements ChannelStore {
       version: big(first.get("version")),
       count: (first.get("member_count") as number | null) ?? 0,
       members: inJoinOrder(rows, channelId),
+      inviteCode: (first.get("invite_code") as string | null | undefined) ?? null,
     };
   }
 
@@ -431,6 +507,14 @@ function inJoinOrder(rows: Row[], channelId: Id): MemberRecord[] {
     .map((r) => toMember(r, channelId))
     .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(order.get(x.userId)!, order.get(y.userId)!));
 }
+
+/**
+ * Whether a failed change of the invite code certainly named no new code:
+ * refused (a check, a missing channel), every batch lost, or a request that
+ * certainly did nothing. A timed-out batch may have landed (or land later),
+ * so its code's row is kept then.
+ */
+const neverNamed = (e: unknown) => e instanceof ChatError && !(e instanceof StorageUnavailable && e.unknownOutcome);
 
 const ownerRoleFixed = () =>
   new ChatError("invalid_argument", "ownership is neither given nor taken by a role change; it passes when the owner leaves");

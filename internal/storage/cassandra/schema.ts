@@ -20,8 +20,12 @@ import { assertKeyspaceName, type Client } from "./session.js";
  * build would take a reaction's entry for an edit to its emoji.
  * 7: notes about the channel (`note` on messages, channel_newest and inbox
  * entries); an older build would show a note as an empty message.
+ * 8: a group's invite code lives in its channel partition (`invite_code`,
+ * static), where the fence of membership changes compares it; an older
+ * build would reset or revoke a link in `channel_invites` alone, which this
+ * one reads only for a group whose `invite_code` was never written.
  */
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 /**
  * Meta key: when (epoch ms) an existing keyspace moved to schema 3. Messages
@@ -98,9 +102,12 @@ const TABLES: Record<string, string> = {
   // One partition per channel: its metadata (static) and its members (at most
   // a group's limit, 2 for a direct channel). version is the fence every
   // membership change compares-and-sets, in the same partition as the rows.
+  // invite_code is a group's invite code, changed through the same fence so
+  // that a join compares it as it lands: '' for none, null for a group whose
+  // code (if any) is still only in channel_invites (made before schema 8).
   channels: `(channel_id bigint, user_id bigint,
              kind text static, title text static, created_at_ms bigint static, created_by bigint static,
-             member_count int static, version bigint static,
+             member_count int static, version bigint static, invite_code text static,
              role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
   direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
@@ -114,9 +121,12 @@ const TABLES: Record<string, string> = {
   // existing keyspaces by the IF NOT EXISTS on start-up; older builds never read it.
   channel_places: `(user_id bigint, channel_id bigint, pinned_at_ms bigint, archived_at_ms bigint, marked_unread_at_ms bigint,
                    PRIMARY KEY ((user_id), channel_id))`,
-  // A group's invite code (ChannelStore.setInviteCode) and the way back from
-  // a code; a code counts only while its group's row names it, so a row left
-  // behind by a reset that failed half-way leads nowhere.
+  // The way back from an invite code to its group; a code counts only while
+  // its group names it (channels.invite_code), so a row left behind by a
+  // reset that failed half-way leads nowhere. channel_invites is where a
+  // group named its code before schema 8: read for a group whose
+  // invite_code was never written, and kept in step (best effort) for
+  // processes of an older build still running during an upgrade.
   channel_invites: `(channel_id bigint PRIMARY KEY, code text)`,
   invite_codes: `(code text PRIMARY KEY, channel_id bigint)`,
 
@@ -184,15 +194,17 @@ export const TABLE_NAMES = Object.keys(TABLES);
 
 /**
  * Columns added to tables after they were first created, with their types
- * (also in TABLES, for new keyspaces). CREATE TABLE IF NOT EXISTS leaves an
- * existing table as it is, so applySchema adds these where missing.
+ * ("<type> static" for a static column; also in TABLES, for new keyspaces).
+ * CREATE TABLE IF NOT EXISTS leaves an existing table as it is, so
+ * applySchema adds these where missing.
  */
 export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Schema 4: edits and deletes (change, target_seq, edited_at_ms, deleted); 5: replies (reply_to_seq);
   // 6: reactions (reactions, reaction); 7: notes (note).
   // Where a member cleared the history (ChannelStore.clearHistory): no new
   // version, since an older build beside this one only shows what it hides.
-  channels: { cleared_seq: "bigint" },
+  // Schema 8: the group's invite code, in the partition its joins are fenced on.
+  channels: { cleared_seq: "bigint", invite_code: "text static" },
   // MarkUnread, likewise: an older build shows a marked chat as it is.
   channel_places: { marked_unread_at_ms: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },
@@ -257,15 +269,18 @@ async function addMissingColumns(
   client: Client, ks: string, table: string, columns: Record<string, string>, wait: number,
 ): Promise<void> {
   const have = await client.execute(
-    "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
+    "SELECT column_name, type, kind FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
     [ks, table],
     { prepare: true },
   );
-  const types = new Map(have.rows.map((r) => [r.get("column_name") as string, r.get("type") as string]));
+  const types = new Map(have.rows.map((r) => [
+    r.get("column_name") as string,
+    `${r.get("type") as string}${r.get("kind") === "static" ? " static" : ""}`,
+  ]));
   for (const [column, type] of Object.entries(columns)) {
     const existing = types.get(column);
     if (existing !== undefined) {
-      // Another type would be read wrongly everywhere: refuse to start.
+      // Another type (or a static column where a row's was wanted) would be read wrongly everywhere: refuse to start.
       if (existing !== type) throw new Error(`${ks}.${table}.${column} is ${existing}, expected ${type}`);
       continue;
     }

@@ -466,9 +466,16 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
 
     describe("invite codes", () => {
       const code = () => `c${uniqueId().toString(36)}${Math.random().toString(36).slice(2)}`;
+      const newGroupId = async () => (await newGroup(1)).c.channelId;
+      /** The owner or an admin among the members as the store finds them, as the api's check. */
+      const managerCheck = (by: Id): MembershipCheck => (ms) => {
+        const mine = ms.find((m) => m.userId === by);
+        if (!mine) throw new ChatError("not_a_member", "not a member");
+        if (mine.role === "member") throw new ChatError("permission_denied", "not a manager");
+      };
 
       it("keeps one code per group: a new one replaces it, and the old one leads nowhere", async () => {
-        const [g, other] = [uniqueId(), uniqueId()];
+        const [g, other] = [await newGroupId(), await newGroupId()];
         const [first, second, theirs] = [code(), code(), code()];
         assert.equal(await s.inviteCodeOf(g), undefined);
         await s.setInviteCode(g, first);
@@ -483,7 +490,7 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
       });
 
       it("claims a group's first code once: two claims at once get the same code, and a claim keeps a code set before", async () => {
-        const g = uniqueId();
+        const g = await newGroupId();
         const [a, b] = [code(), code()];
         const got = await Promise.all([s.claimInviteCode(g, a), s.claimInviteCode(g, b)]);
         assert.equal(got[0], got[1]);
@@ -494,16 +501,84 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         const reset = code();
         await s.setInviteCode(g, reset);
         assert.equal(await s.claimInviteCode(g, code()), reset);
+        await s.setInviteCode(g, undefined);
+        const again = code();
+        assert.equal(await s.claimInviteCode(g, again), again, "a group whose code was taken away gets a new one");
+        assert.equal(await s.channelOfInvite(again), g);
       });
 
       it("undefined takes a group's code away; an unknown code leads nowhere", async () => {
-        const [g, c] = [uniqueId(), code()];
+        const [g, c] = [await newGroupId(), code()];
         await s.setInviteCode(g, c);
         await s.setInviteCode(g, undefined);
         assert.equal(await s.inviteCodeOf(g), undefined);
         assert.equal(await s.channelOfInvite(c), undefined);
         assert.equal(await s.channelOfInvite(code()), undefined);
-        await s.setInviteCode(uniqueId(), undefined); // a group that never had one
+        await s.setInviteCode(await newGroupId(), undefined); // a group that never had one
+        await s.setInviteCode(uniqueId(), undefined); // nor a channel that does not exist
+      });
+
+      it("a code needs its channel: setting or claiming one for a channel that does not exist is not_found", async () => {
+        const [missing, c] = [uniqueId(), code()];
+        await rejectsWith(s.setInviteCode(missing, c), "not_found");
+        await rejectsWith(s.claimInviteCode(missing, c), "not_found");
+        assert.equal(await s.inviteCodeOf(missing), undefined);
+        assert.equal(await s.channelOfInvite(c), undefined);
+      });
+
+      it("sets, claims or takes away a code only while the check passes on the members as the write finds them", async () => {
+        const { c, members } = await newGroup(2);
+        const g = c.channelId;
+        const [owner, x] = [members[0]!.userId, members[1]!.userId];
+        // x, an admin when it asked, was demoted since: its reset, its claim
+        // and its revocation are refused, and change nothing.
+        await s.setRole(g, x, "admin");
+        await s.claimInviteCode(g, code(), managerCheck(x)); // passes while x is an admin
+        await s.setRole(g, x, "member");
+        const ownersCode = code();
+        await s.setInviteCode(g, ownersCode, managerCheck(owner));
+        const xs = code();
+        await rejectsWith(s.setInviteCode(g, xs, managerCheck(x)), "permission_denied");
+        await rejectsWith(s.claimInviteCode(g, code(), managerCheck(x)), "permission_denied");
+        await rejectsWith(s.setInviteCode(g, undefined, managerCheck(x)), "permission_denied");
+        assert.equal(await s.inviteCodeOf(g), ownersCode);
+        assert.equal(await s.channelOfInvite(ownersCode), g);
+        assert.equal(await s.channelOfInvite(xs), undefined, "the refused reset's code leads nowhere");
+        // Removed, likewise (not_a_member); and a refused claim on a group
+        // with no code makes none.
+        await s.removeMember(g, x);
+        await s.setInviteCode(g, undefined, managerCheck(owner));
+        const claimed = code();
+        await rejectsWith(s.claimInviteCode(g, claimed, managerCheck(x)), "not_a_member");
+        await rejectsWith(s.setInviteCode(g, code(), managerCheck(x)), "not_a_member");
+        assert.equal(await s.inviteCodeOf(g), undefined);
+        assert.equal(await s.channelOfInvite(claimed), undefined);
+        assert.equal(await s.claimInviteCode(g, claimed, managerCheck(owner)), claimed);
+      });
+
+      it("a join by link adds only while its code is the group's: one reset or revoked since adds nobody", async () => {
+        const { c } = await newGroup(1);
+        const g = c.channelId;
+        const [first, second] = [code(), code()];
+        const joiner = () => member(c, "member", c.createdAtMs + 100);
+        await rejectsWith(s.addMembers(g, [joiner()], 100, undefined, first), "not_found", "invite link does not work"); // none yet
+        await s.setInviteCode(g, first);
+        const early = joiner();
+        assert.deepStrictEqual(await s.addMembers(g, [early], 100, undefined, first), [early.userId]);
+        await s.setInviteCode(g, second);
+        await rejectsWith(s.addMembers(g, [joiner()], 100, undefined, first), "not_found", "invite link does not work");
+        assert.equal(await s.memberCount(g), 3);
+        const late = joiner();
+        assert.deepStrictEqual(await s.addMembers(g, [late], 100, undefined, second), [late.userId]);
+        await s.setInviteCode(g, undefined);
+        await rejectsWith(s.addMembers(g, [joiner()], 100, undefined, second), "not_found", "invite link does not work");
+        // Another group's code opens only that group.
+        const other = await newGroupId();
+        const theirs = code();
+        await s.setInviteCode(other, theirs);
+        await rejectsWith(s.addMembers(g, [joiner()], 100, undefined, theirs), "not_found");
+        assert.deepStrictEqual((await s.listMembers(g)).map((m) => m.userId).slice(2), [early.userId, late.userId]);
+        assert.equal(await s.memberCount(g), 4);
       });
     });
   });

@@ -1,5 +1,5 @@
 import { applyPlaceChange } from "../../channels/places.js";
-import { heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
@@ -86,9 +86,13 @@ function build(db: SqliteDatabase) {
   // transaction, so the check (and a leaving owner's heir) see exactly the
   // membership the write changes.
   const roster = (channelId: Id) => (s.members.all(channelId) as Row[]).map(toMember);
-  const addMembersTx = db.transaction((channelId: Id, members: readonly MemberRecord[], max: number, check?: MembershipCheck): Id[] => {
+  const addMembersTx = db.transaction((
+    channelId: Id, members: readonly MemberRecord[], max: number, check?: MembershipCheck, inviteCode?: string,
+  ): Id[] => {
     if (!s.channel.get(channelId)) throw new ChatError("not_found", `channel ${channelId} not found`);
     check?.(roster(channelId));
+    // A join by link: the code as it is now, not as the caller's lookup found it.
+    if (inviteCode !== undefined && (s.inviteOf.get(channelId) as Row | undefined)?.code !== inviteCode) throw deadInvite();
     const fresh = new Map<Id, MemberRecord>();
     for (const m of members) {
       if (!fresh.has(m.userId) && !s.member.get(channelId, m.userId)) fresh.set(m.userId, m);
@@ -125,9 +129,21 @@ function build(db: SqliteDatabase) {
     s.setRole.run(role, channelId, userId);
     return true;
   });
-  const inviteTx = db.transaction((channelId: Id, code: string | undefined) => {
+  // The manager's check on the members of the moment, in the transaction that writes the code.
+  const inviteTx = db.transaction((channelId: Id, code: string | undefined, check?: MembershipCheck) => {
+    if (!s.channel.get(channelId)) {
+      if (code === undefined) return;
+      throw new ChatError("not_found", `channel ${channelId} not found`);
+    }
+    check?.(roster(channelId));
     s.dropInvite.run(channelId);
     if (code !== undefined) s.putInvite.run(code, channelId);
+  });
+  const claimTx = db.transaction((channelId: Id, code: string, check?: MembershipCheck): string => {
+    if (!s.channel.get(channelId)) throw new ChatError("not_found", `channel ${channelId} not found`);
+    check?.(roster(channelId));
+    s.claimInvite.run(code, channelId);
+    return (s.inviteOf.get(channelId) as Row).code as string;
   });
   // Read and written in one transaction: a change keeps every setting it does not name.
   const placeTx = db.transaction((userId: Id, channelId: Id, change: PlaceChange) => {
@@ -136,7 +152,7 @@ function build(db: SqliteDatabase) {
     if (place === undefined) s.deletePlace.run(userId, channelId);
     else s.putPlace.run(userId, channelId, whole(place.pinnedAtMs), whole(place.archivedAtMs), whole(place.markedUnreadAtMs));
   });
-  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx, placeTx };
+  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx, claimTx, placeTx };
 }
 
 const ownerRoleFixed = () =>
@@ -196,8 +212,10 @@ export class SqliteChannelStore implements ChannelStore {
     return Number((this.s.count.get(channelId) as Row).n);
   }
 
-  async addMembers(channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck): Promise<Id[]> {
-    return this.s.addMembersTx.immediate(channelId, members, maxMembers, check);
+  async addMembers(
+    channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck, inviteCode?: string,
+  ): Promise<Id[]> {
+    return this.s.addMembersTx.immediate(channelId, members, maxMembers, check, inviteCode);
   }
 
   async removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal> {
@@ -246,17 +264,20 @@ export class SqliteChannelStore implements ChannelStore {
     this.s.placeTx(userId, channelId, change);
   }
 
-  async setInviteCode(channelId: Id, code: string | undefined): Promise<void> {
+  async setInviteCode(channelId: Id, code: string | undefined, check?: MembershipCheck): Promise<void> {
     try {
-      this.s.inviteTx(channelId, code);
+      this.s.inviteTx.immediate(channelId, code, check);
     } catch (e) {
       translateError(e, `invite code of channel ${channelId}`);
     }
   }
 
-  async claimInviteCode(channelId: Id, code: string): Promise<string> {
-    this.s.claimInvite.run(code, channelId);
-    return (await this.inviteCodeOf(channelId))!;
+  async claimInviteCode(channelId: Id, code: string, check?: MembershipCheck): Promise<string> {
+    try {
+      return this.s.claimTx.immediate(channelId, code, check);
+    } catch (e) {
+      translateError(e, `invite code of channel ${channelId}`);
+    }
   }
 
   async inviteCodeOf(channelId: Id): Promise<string | undefined> {
