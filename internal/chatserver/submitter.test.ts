@@ -73,6 +73,19 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await s.submit(ALICE, send), { messageId: 7n, duplicate: true });
   });
 
+  it("is no duplicate when the dedup read, slower than the pipeline, finds this very send stored", async () => {
+    let stored: StoredMessage | undefined;
+    let answerRead!: () => void;
+    const s = submitter(
+      { findByClientMsgId: () => new Promise((r) => (answerRead = () => r(stored))) },
+      async (_t, rs) => void (stored = { messageId: decodeSubmitted(rs[0]!.value).messageId } as StoredMessage),
+    );
+    const ack = s.submit(ALICE, send);
+    await new Promise((r) => setImmediate(r));
+    answerRead();
+    assert.deepStrictEqual(await ack, { messageId: 101n, duplicate: false });
+  });
+
   it("keeps the same clientMsgId from two devices of one user apart: both published, each looked up by its device", async () => {
     const looked: bigint[] = [];
     let published = 0;

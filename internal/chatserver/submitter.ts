@@ -88,7 +88,10 @@ export class QueueSubmitter implements MessageSubmitter {
       ]);
       if (stored.status === "fulfilled" && stored.value) {
         settle(stored.value.messageId);
-        return { messageId: stored.value.messageId, duplicate: true };
+        // The read can come back after the pipeline stored this very publish (a
+        // cold chat server, a slow read): that is this send, not an earlier one.
+        const ours = stored.value.messageId === messageId;
+        return { messageId: stored.value.messageId, duplicate: !ours || messageId !== minted };
       }
       if (published.status === "rejected") throw published.reason;
       settle(messageId);
