@@ -28,6 +28,11 @@ export interface FollowOptions {
   printChange(change: Message): Promise<void>;
   status(line: string): void;
   signal: AbortSignal;
+  /**
+   * The realtime WebSocket; default `/ws` on the saved server, which is
+   * chatd. A cluster serves it on its gateways, not on the api.
+   */
+  wsUrl?: string;
 }
 
 export function wsUrl(server: string): string {
@@ -130,7 +135,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       startedMs ??= serverTimeMs;
       shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
     };
-    const code = await connectOnce(wsUrl(session.login.server), token, take, welcomed, opts);
+    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), token, take, welcomed, opts);
     if (opts.signal.aborted) break;
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {

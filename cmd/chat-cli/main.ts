@@ -83,6 +83,8 @@ Commands:
 Options:
   --server URL        chatd's HTTP address (signup/login; default $CHAT_SERVER,
                       else http://127.0.0.1:8080); later commands use the saved one
+  --ws URL            follow: the realtime WebSocket (default $CHAT_WS_URL, else /ws
+                      on the server; a cluster's is on a gateway: ws://host:8090/ws)
   --password-stdin    read the password from stdin (else $CHAT_PASSWORD, else a prompt)
   --display-name N    display name for signup
   --limit N           history: how many messages (default 50, at most 200)
@@ -100,6 +102,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
 
 const OPTIONS = {
   server: { type: "string" },
+  ws: { type: "string" },
   "password-stdin": { type: "boolean" },
   "display-name": { type: "string" },
   limit: { type: "string" },
@@ -428,6 +431,7 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   let announced = false;
   try {
     await follow(s, {
+      wsUrl: normalizeWs(values.ws ?? process.env.CHAT_WS_URL),
       channelId: channel.channelId,
       afterSeq,
       shown,
@@ -819,6 +823,18 @@ function normalizeServer(raw: string): string {
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError("--server must be an http:// or https:// URL", 2);
   return u.origin;
+}
+
+function normalizeWs(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new CliError(`--ws: "${raw}" is not a URL`, 2);
+  }
+  if (u.protocol !== "ws:" && u.protocol !== "wss:") throw new CliError("--ws must be a ws:// or wss:// URL", 2);
+  return u.toString();
 }
 
 async function readStdin(): Promise<string> {

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { WebSocketServer } from "ws";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
@@ -187,6 +190,28 @@ describe("chat-cli against chatd", function () {
       follower.interrupt();
     }
     assert.equal(await follower.exited, 0, follower.err);
+  });
+
+  it("follows over the WebSocket --ws names (a cluster's gateway, not the api), and refuses one that is not ws://", async () => {
+    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(gateway, "listening");
+    const protocols: string[] = [];
+    gateway.on("connection", (socket, req) => {
+      protocols.push(String(req.headers["sec-websocket-protocol"]));
+      socket.close(1013, "a stand-in gateway");
+    });
+    const follower = bob.follow(`@${alice.username}`, "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    try {
+      await waitFor(() => protocols.length > 0, "the follower at the --ws address", 30_000);
+      assert.match(protocols[0]!, /bearer\./);
+    } finally {
+      follower.interrupt();
+      await follower.exited;
+      await new Promise((r) => gateway.close(r));
+    }
+    const bad = await bob.run("follow", `@${alice.username}`, "--ws", "http://127.0.0.1:1/ws");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--ws must be a ws:\/\/ or wss:\/\/ URL/);
   });
 
   it("edits and deletes messages: history marks them, and a follower sees each change once, live", async () => {
