@@ -28,7 +28,8 @@ import { readApiLimits } from "../../internal/throttle/config.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { listen } from "../../internal/observability/listen.js";
 
 const config = exitOnConfigError("api", () => {
   const r = new EnvReader();
@@ -145,8 +146,10 @@ const httpServer = http.createServer((req, res) => {
   connect(req, res);
 });
 const grpcServer = http2.createServer(connect);
-await new Promise<void>((resolve) => httpServer.listen(config.httpPort, config.host, resolve));
-await new Promise<void>((resolve) => grpcServer.listen(config.grpcPort, config.host, resolve));
+await exitOnListenError("api", async () => {
+  await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
+});
 logger.info(
   {
     http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}`,

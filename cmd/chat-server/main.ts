@@ -18,7 +18,7 @@ import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 
 const config = exitOnConfigError("chat-server", () => {
@@ -117,7 +117,7 @@ lease.onLost(() => {
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
 loadTimer.unref();
 
-const ops = await startOpsServer(registry, [{ name: "registration", check: async () => void (registration.live || Promise.reject(new Error("lease lost"))) }], config.host, config.opsPort);
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [{ name: "registration", check: async () => void (registration.live || Promise.reject(new Error("lease lost"))) }], config.host, config.opsPort));
 logger.info({ grpc: address, ops: ops.port, workerId: lease.workerId }, "chat-server listening");
 
 stopOnSignals(logger, async () => {

@@ -16,7 +16,8 @@ import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { listen } from "../../internal/observability/listen.js";
 
 const config = exitOnConfigError("gateway", () => {
   const r = new EnvReader();
@@ -68,8 +69,10 @@ const grpcServer = http2.createServer(
   }),
 );
 const grpcListener = closableHttp2(grpcServer);
-await new Promise<void>((resolve) => httpServer.listen(config.httpPort, config.host, resolve));
-await new Promise<void>((resolve) => grpcServer.listen(config.grpcPort, config.host, resolve));
+await exitOnListenError("gateway", async () => {
+  await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
+});
 const ws = `ws://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
 const grpc = `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
 logger.info({ ws, grpc, http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");

@@ -13,7 +13,7 @@ import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -73,7 +73,7 @@ const notifier: Notifier = new Notifier({
 });
 await notifier.start();
 
-const ops = await startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort);
+const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
 logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
 
 const stopper = stopOnSignals(logger, async () => {

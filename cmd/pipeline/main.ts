@@ -12,7 +12,7 @@ import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
 
 const STAGES = ["sequencer", "inbox-writer"] as const;
 
@@ -62,7 +62,7 @@ if (config.stages.includes("inbox-writer")) {
 }
 // /healthz fails while a stage's every batch keeps failing (an engine down).
 const checks = workers.map((w) => ({ name: w.health.stage, check: w.health.check }));
-const ops = await startOpsServer(registry, checks, config.host, config.opsPort);
+const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, checks, config.host, config.opsPort));
 logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
 
 const stopper = stopOnSignals(logger, async () => {

@@ -7,7 +7,7 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -46,7 +46,7 @@ const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 
-const ops = await startOpsServer(registry, [], config.host, config.opsPort);
+const ops = await exitOnListenError("presence", () => startOpsServer(registry, [], config.host, config.opsPort));
 logger.info({ ops: ops.port, sweepIntervalMs: config.presence.sweepIntervalMs }, "presence listening");
 
 stopOnSignals(logger, async () => {

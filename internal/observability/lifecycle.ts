@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { serveOps, type HealthCheck } from "./http.js";
+import { listen } from "./listen.js";
 
 /**
  * Under Kubernetes' default 30 s grace before SIGKILL, so a stop that hangs
@@ -71,10 +72,7 @@ export async function startOpsServer(
   const server = http.createServer((req, res) => {
     if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
+  await listen(server, host, port, "CHAT_OPS_PORT");
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => server.close(() => resolve())),

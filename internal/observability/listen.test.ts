@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { listen, ListenError } from "./listen.js";
+
+describe("listen", () => {
+  it("rejects a port in use with an error naming the setting, instead of an 'error' event nobody handles", async () => {
+    const first = http.createServer();
+    first.listen(0, "127.0.0.1");
+    await once(first, "listening");
+    const port = (first.address() as AddressInfo).port;
+    const second = http.createServer();
+    try {
+      await assert.rejects(listen(second, "127.0.0.1", port, "CHAT_HTTP_PORT"), (err: unknown) => {
+        assert.ok(err instanceof ListenError);
+        assert.match(err.message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(CHAT_HTTP_PORT\\): the port is in use`));
+        return true;
+      });
+      assert.equal(second.listenerCount("error"), 0, "no listener left behind");
+    } finally {
+      first.close();
+    }
+  });
+
+  it("resolves once listening", async () => {
+    const server = http.createServer();
+    await listen(server, "127.0.0.1", 0, "CHAT_OPS_PORT");
+    assert.ok((server.address() as AddressInfo).port > 0);
+    await new Promise((r) => server.close(r));
+  });
+});

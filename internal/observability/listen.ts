@@ -1,0 +1,38 @@
+import type { Server } from "node:net";
+
+/** A listener that could not start, told in terms of the setting that picks its port. */
+export class ListenError extends Error {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly setting: string,
+    cause: NodeJS.ErrnoException,
+  ) {
+    super(`cannot listen on ${host}:${port} (${setting}): ${reason(cause, setting)}`, { cause });
+  }
+}
+
+function reason(err: NodeJS.ErrnoException, setting: string): string {
+  switch (err.code) {
+    case "EADDRINUSE":
+      return `the port is in use; stop what listens there (another copy of this process?) or set ${setting} to another port`;
+    case "EACCES":
+      return `permission denied; ports below 1024 need privileges: set ${setting} to a higher port`;
+    case "EADDRNOTAVAIL":
+      return "no such address on this machine; check CHAT_HOST";
+    default:
+      return err.message;
+  }
+}
+
+/** Starts listening; a failure rejects with a ListenError rather than crashing the process on an 'error' event. */
+export function listen(server: Server | import("node:http2").Http2Server, host: string, port: number, setting: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException) => reject(new ListenError(host, port, setting, err));
+    server.once("error", failed);
+    server.listen(port, host, () => {
+      server.off("error", failed);
+      resolve();
+    });
+  });
+}
