@@ -3,6 +3,8 @@ import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../g
 import { ChatError } from "../model/errors.js";
 import type { Sender } from "../messages/submit.js";
 import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRecord, type StoredMessage } from "../model/types.js";
+import { readReach } from "../presence/audience.js";
+import { presenceFrame } from "../presence/tracker.js";
 import { channelToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 
@@ -114,8 +116,32 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   // The last one out takes the invite link along: an empty group has nobody left to turn it off.
   if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);
   await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
+  await tellGoneApart(deps, userId, remaining);
   if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;
+}
+
+/**
+ * A user just out of a group, and its remaining members: where the group was
+ * all that showed one to the other (no friendship, no other shared chat),
+ * each is told the other is offline, with no last seen, as an unfriending
+ * does; a stale "online" would otherwise stay on their screens. Best effort.
+ */
+export async function tellGoneApart(deps: ApiDeps, userId: Id, members: readonly Id[]): Promise<void> {
+  if (members.length === 0) return;
+  try {
+    // Friends and co-members are both symmetric: whom the user still shares with is whom it still reaches.
+    const reach = await readReach(deps, userId, true);
+    const still = new Set([...reach.friends, ...reach.coMembers]);
+    const apart = members.filter((id) => id !== userId && !still.has(id));
+    if (apart.length === 0) return;
+    await Promise.all([
+      deps.sessions.pushToUsers(apart, presenceFrame({ userId, online: false })),
+      ...apart.map((id) => deps.sessions.pushToUsers([userId], presenceFrame({ userId: id, online: false }))),
+    ]);
+  } catch (e) {
+    deps.logger?.warn({ err: e }, "presence after leaving a group not told");
+  }
 }
 
 /** A user out of a channel keeps none of their own settings of it: mute, pin, archive. */

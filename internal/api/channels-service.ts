@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, writeNote } from "./access.js";
+import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -377,6 +377,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
+        await tellGoneApart(deps, target, everyone);
       }
       return {};
     },

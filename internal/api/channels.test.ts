@@ -16,6 +16,28 @@ describe("api: ChannelService", () => {
   const send = (u: TestUser, channelId: Id, text: string) =>
     u.c.messages.sendMessage({ channelId, text, clientMsgId: `${text}-${api.clock.ms}` });
 
+  it("tells a member who leaves or is removed, and those left, each other offline where the group was all they shared", async () => {
+    const [owner, friend, stranger, leaver] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+    await friend.c.users.sendFriendRequest({ userId: leaver.userId });
+    await leaver.c.users.respondFriendRequest({ userId: friend.userId, accept: true });
+    const group = (await owner.c.channels.createGroup({ title: "Trip", memberUserIds: [friend.userId, stranger.userId, leaver.userId] })).channel!;
+    const offline = () =>
+      api.sessions.framesOf("presence").flatMap((p) => {
+        const e = p.frame.kind.case === "presence" ? p.frame.kind.value.presence! : undefined;
+        return p.userIds.map((to) => `${e?.userId}->${to}`);
+      }).sort();
+    const pair = (a: TestUser, b: TestUser) => [`${a.userId}->${b.userId}`, `${b.userId}->${a.userId}`];
+
+    api.sessions.pushes = [];
+    await leaver.c.channels.leaveGroup({ channelId: group.channelId });
+    // The friend still sees the leaver through their friendship: nothing for them.
+    assert.deepEqual(offline(), [...pair(leaver, owner), ...pair(leaver, stranger)].sort());
+
+    api.sessions.pushes = [];
+    await owner.c.channels.removeMember({ channelId: group.channelId, userId: stranger.userId });
+    assert.deepEqual(offline(), [...pair(stranger, owner), ...pair(stranger, friend)].sort());
+  });
+
   it("finds or creates one direct channel per pair, either way round", async () => {
     const a = await api.signUp();
     const b = await api.signUp();
