@@ -41,10 +41,17 @@ export const defaultLimits: SessionLimits = {
 
 export interface PresenceHooks {
   deviceConnected(userId: Id, deviceId: Id): void;
-  deviceAlive(userId: Id, deviceId: Id): void;
-  deviceDisconnected(userId: Id, deviceId: Id): void;
+  /** A heartbeat; with `atMs`, the re-touch of a live session as of its last frame. */
+  deviceAlive(userId: Id, deviceId: Id, atMs?: number): void;
+  /** The session ended; `lastAliveMs` is its last frame. */
+  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number): void;
   /** Logout or revocation (close code 4003): offline at once, no grace period. */
   deviceLoggedOut?(userId: Id, deviceId: Id): void;
+  /**
+   * Called when the presence store answers again after failing, or may have
+   * lost its state: the sessions held here are touched again at once.
+   */
+  onStoreRecovered?(listener: () => void): void;
 }
 
 export interface ChatServerDeps {
@@ -114,6 +121,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // The same sweep ends sessions whose access token expired.
     this.idleSweep = setInterval(() => this.sweep(), 1000);
     this.idleSweep.unref();
+    // Heartbeats that failed while the presence store was away, or were lost
+    // with its data, are not waited for: every session here is alive again.
+    deps.presence?.onStoreRecovered?.(() => this.retouchPresence());
     if (deps.routes) {
       this.routesRefresh = setInterval(() => void this.refreshRoutes(), deps.routesRefreshMs ?? 20_000);
       this.routesRefresh.unref();
@@ -133,6 +143,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
     } catch (err) {
       this.logger?.warn({ err }, "could not refresh session routes");
     }
+  }
+
+  /** Touches the device of every started session held here, as of its last frame. */
+  retouchPresence(): void {
+    const presence = this.deps.presence;
+    if (!presence) return;
+    for (const list of this.byUser.values()) for (const s of list) if (s.started) presence.deviceAlive(s.userId, s.deviceId, s.idleSinceMs);
   }
 
   get sessionCount(): number {
@@ -177,7 +194,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const stillThere = rest.some((s) => s.deviceId === session.deviceId);
     // A logout is reported by closeDevice, at once rather than after the grace
     // period; a session that never started never said its device was online.
-    if (!stillThere && session.started && code !== CloseCode.loggedOut) this.deps.presence?.deviceDisconnected(session.userId, session.deviceId);
+    if (!stillThere && session.started && code !== CloseCode.loggedOut) {
+      this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, session.idleSinceMs);
+    }
   }
 
   /** @internal the session passed its checks and is welcomed: its device is online. */

@@ -28,9 +28,9 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
 
     it("reports the flip to online once, for the first live device", async () => {
       const u = id();
-      assert.equal(await store.touch(u, 1n, T, T + 1000), true);
-      assert.equal(await store.touch(u, 1n, T + 10, T + 1010), false, "a heartbeat is not a flip");
-      assert.equal(await store.touch(u, 2n, T + 20, T + 1020), false, "a second device is not a flip");
+      assert.equal((await store.touch(u, 1n, T, T + 1000))?.online, true);
+      assert.equal(await store.touch(u, 1n, T + 10, T + 1010), undefined, "a heartbeat is not a flip");
+      assert.equal(await store.touch(u, 2n, T + 20, T + 1020), undefined, "a second device is not a flip");
       assert.deepEqual(await store.get([u], T + 30), [{ userId: u, online: true }]);
     });
 
@@ -55,11 +55,14 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       await store.touch(u, 2n, T + 1400, T + 2400);
       assert.deepEqual(await store.get([u], T + 2400), [{ userId: u, online: false, lastSeenAtMs: T + 1400 }]);
       const flips = (await store.expire(T + 2400, 1000)).filter((f) => f.userId === u);
-      assert.deepEqual(flips, [{ userId: u, lastSeenAtMs: T + 1400 }]);
+      assert.deepEqual(
+        flips.map(({ version: _, ...f }) => f),
+        [{ userId: u, online: false, lastSeenAtMs: T + 1400 }],
+      );
       assert.deepEqual((await store.expire(T + 2500, 1000)).filter((f) => f.userId === u), [], "a flip is reported once");
       assert.deepEqual(await store.get([u], T + 9999), [{ userId: u, online: false, lastSeenAtMs: T + 1400 }]);
       // Back again: a new flip.
-      assert.equal(await store.touch(u, 1n, T + 5000, T + 6000), true);
+      assert.equal((await store.touch(u, 1n, T + 5000, T + 6000))?.online, true);
       assert.deepEqual(await store.get([u], T + 5001), [{ userId: u, online: true }]);
     });
 
@@ -69,7 +72,7 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       await store.touch(u, 2n, T, T + 60_000);
       assert.equal(await store.drop(u, 1n, T + 100), undefined, "device 2 is still online");
       assert.deepEqual(await store.get([u], T + 100), [{ userId: u, online: true }]);
-      assert.equal(await store.drop(u, 2n, T + 200), T + 200);
+      assert.equal((await store.drop(u, 2n, T + 200))?.lastSeenAtMs, T + 200);
       assert.deepEqual(await store.get([u], T + 201), [{ userId: u, online: false, lastSeenAtMs: T + 200 }]);
       assert.equal(await store.drop(u, 2n, T + 300), undefined, "dropping again is no flip");
       assert.deepEqual((await store.expire(T + 120_000, 1000)).filter((f) => f.userId === u), [], "nothing left to expire");
@@ -79,11 +82,51 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
     it("with ifAlive, extends a live device but never revives an expired one", async () => {
       const u = id();
       await store.touch(u, 1n, T, T + 1000);
-      assert.equal(await store.touch(u, 1n, T + 900, T + 1900, { ifAlive: true }), false);
+      assert.equal(await store.touch(u, 1n, T + 900, T + 1900, { ifAlive: true }), undefined);
       assert.deepEqual(await store.get([u], T + 1500), [{ userId: u, online: true }], "extended");
-      assert.equal(await store.touch(u, 1n, T + 2000, T + 3000, { ifAlive: true }), false);
+      assert.equal(await store.touch(u, 1n, T + 2000, T + 3000, { ifAlive: true }), undefined);
       assert.deepEqual(await store.get([u], T + 2000), [{ userId: u, online: false, lastSeenAtMs: T + 900 }], "not revived");
-      assert.equal(await store.touch(id(), 1n, T, T + 1000, { ifAlive: true }), false, "unknown device");
+      assert.equal(await store.touch(id(), 1n, T, T + 1000, { ifAlive: true }), undefined, "unknown device");
+    });
+
+    it("with ifAlive and orUnknownUser, writes a device of a user it holds nothing of (lost data), but never revives a known user's device", async () => {
+      const lost = id();
+      // Redis restarted empty: the session that ends now was alive a moment ago.
+      const flip = await store.touch(lost, 1n, T + 100, T + 1100, { ifAlive: true, orUnknownUser: true });
+      assert.equal(flip?.online, true, "written, and the user is online again");
+      assert.deepEqual((await store.expire(T + 1100, 1000)).filter((f) => f.userId === lost).map((f) => f.lastSeenAtMs), [T + 100], "the sweep ends its grace period");
+
+      // A known user: the device expired (or was dropped at logout), and stays gone.
+      const known = id();
+      await store.touch(known, 1n, T, T + 1000);
+      assert.equal(await store.touch(known, 1n, T + 2000, T + 3000, { ifAlive: true, orUnknownUser: true }), undefined);
+      assert.equal((await store.get([known], T + 2000))[0]!.online, false, "expired: not revived");
+      await store.touch(known, 2n, T + 2000, T + 3000);
+      await store.drop(known, 2n, T + 2100);
+      assert.equal(await store.touch(known, 2n, T + 2200, T + 3200, { ifAlive: true, orUnknownUser: true }), undefined);
+      assert.equal((await store.get([known], T + 2200))[0]!.online, false, "logged out: not revived");
+    });
+
+    it("numbers every flip of a user with a higher version, and latest() answers the last one", async () => {
+      const u = id();
+      assert.deepEqual(await store.latest(u), { userId: u, online: false, version: 0 }, "never seen");
+      const on = (await store.touch(u, 1n, T, T + 1000))!;
+      assert.deepEqual(await store.latest(u), on);
+      assert.equal(await store.touch(u, 1n, T + 10, T + 1010), undefined);
+      assert.deepEqual(await store.latest(u), on, "a heartbeat is no flip and changes nothing");
+      const off = (await store.drop(u, 1n, T + 20))!;
+      assert.ok(off.version > on.version, `${off.version} > ${on.version}`);
+      assert.deepEqual(await store.latest(u), off);
+      const on2 = (await store.touch(u, 1n, T + 20, T + 1020))!;
+      assert.ok(on2.version > off.version, "flips within one millisecond still go up");
+      const [off2] = (await store.expire(T + 1020, 1000)).filter((f) => f.userId === u);
+      assert.ok(off2!.version > on2.version);
+      assert.deepEqual(await store.latest(u), { userId: u, online: false, lastSeenAtMs: T + 20, version: off2!.version });
+      assert.ok(off2!.version >= T + 1020, "at least the flip's time, so versions never repeat after the store lost a record");
+    });
+
+    it("answers a ping", async () => {
+      await store.ping();
     });
 
     it("reports each offline flip to one caller only when callers race", async () => {

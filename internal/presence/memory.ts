@@ -12,6 +12,8 @@ interface UserState {
   devices: DeviceState[];
   online: boolean;
   lastSeenMs?: number;
+  /** Of the latest flip (see PresenceFlip). */
+  version: number;
 }
 
 /** The embedded PresenceStore of chatd: process memory (presence is soft state). */
@@ -20,11 +22,17 @@ export class MemoryPresenceStore implements PresenceStore {
   /** Users whose aggregate is online: the only ones expire() has to look at. */
   private readonly online = new Set<Id>();
 
-  async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
+  async touch(
+    userId: Id,
+    deviceId: Id,
+    nowMs: number,
+    expiresAtMs: number,
+    options: { ifAlive?: boolean; orUnknownUser?: boolean } = {},
+  ): Promise<PresenceFlip | undefined> {
     let u = this.users.get(userId);
     const d = u?.devices.find((x) => x.deviceId === deviceId);
-    if (options.ifAlive && (!d || d.expiresAtMs <= nowMs)) return false;
-    if (!u) this.users.set(userId, (u = { devices: [], online: false }));
+    if (options.ifAlive && !(options.orUnknownUser && !u) && (!d || d.expiresAtMs <= nowMs)) return undefined;
+    if (!u) this.users.set(userId, (u = { devices: [], online: false, version: 0 }));
     if (d) {
       d.lastAliveMs = nowMs;
       d.expiresAtMs = expiresAtMs;
@@ -33,13 +41,13 @@ export class MemoryPresenceStore implements PresenceStore {
       u.devices = [...u.devices, { deviceId, lastAliveMs: nowMs, expiresAtMs }];
     }
     prune(u, nowMs);
-    if (u.online) return false;
+    if (u.online) return undefined;
     u.online = true;
     this.online.add(userId);
-    return true;
+    return { userId, online: true, version: flipped(u, nowMs) };
   }
 
-  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined> {
+  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<PresenceFlip | undefined> {
     const u = this.users.get(userId);
     if (!u) return undefined;
     u.devices = u.devices.filter((d) => d.deviceId !== deviceId);
@@ -48,7 +56,7 @@ export class MemoryPresenceStore implements PresenceStore {
     u.online = false;
     u.lastSeenMs = nowMs;
     this.online.delete(userId);
-    return nowMs;
+    return { userId, online: false, lastSeenAtMs: nowMs, version: flipped(u, nowMs) };
   }
 
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
@@ -61,9 +69,16 @@ export class MemoryPresenceStore implements PresenceStore {
       u.online = false;
       u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);
       this.online.delete(userId);
-      flips.push({ userId, lastSeenAtMs: u.lastSeenMs });
+      flips.push({ userId, online: false, lastSeenAtMs: u.lastSeenMs, version: flipped(u, nowMs) });
     }
     return flips;
+  }
+
+  async latest(userId: Id): Promise<PresenceFlip> {
+    const u = this.users.get(userId);
+    if (!u) return { userId, online: false, version: 0 };
+    if (u.online || u.lastSeenMs === undefined) return { userId, online: u.online, version: u.version };
+    return { userId, online: false, lastSeenAtMs: u.lastSeenMs, version: u.version };
   }
 
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
@@ -81,7 +96,15 @@ export class MemoryPresenceStore implements PresenceStore {
     });
   }
 
+  async ping(): Promise<void> {}
+
   async close(): Promise<void> {}
+}
+
+/** Counts a flip of the user; returns its version (see PresenceFlip). */
+function flipped(u: UserState, nowMs: number): number {
+  u.version = Math.max(u.version + 1, Math.floor(nowMs));
+  return u.version;
 }
 
 /** Drops expired devices; returns the latest lastAlive among the dropped ones (0 if none). */

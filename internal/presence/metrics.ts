@@ -6,7 +6,7 @@ import type { PresenceTrackerDeps } from "./tracker.js";
  * on chat servers and in `cmd/presence`.
  */
 export function presenceMetrics(registry: Registry): Pick<PresenceTrackerDeps, "onChange" | "onSwept"> {
-  const changes = new Counter({ name: "chat_presence_changes_total", help: "Presence flips this process announced", labelNames: ["status"], registers: [registry] });
+  const changes = new Counter({ name: "chat_presence_changes_total", help: "Presence flips this process made and announced", labelNames: ["status"], registers: [registry] });
   const sweeps = new Counter({ name: "chat_presence_sweeps_total", help: "Sweeps for users whose grace period ran out, finished by this process", registers: [registry] });
   return {
     onChange: (c) => changes.inc({ status: c.online ? "online" : "offline" }),

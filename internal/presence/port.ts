@@ -9,29 +9,54 @@ import type { Id } from "../model/types.js";
  *
  * Every method that flips a user's aggregate state reports the flip to
  * exactly one caller, however many processes call concurrently: that caller
- * fans the change out.
+ * fans the change out. Each flip carries the user's new version, so an
+ * announcement that went slowly can tell whether a later flip overtook it
+ * (`latest`).
  */
 export interface PresenceStore {
   /**
    * The device was alive at `nowMs` and counts as online until `expiresAtMs`.
    * With `ifAlive`, only a device that is still unexpired is updated (a
    * disconnect starts the grace period of a live device, but never brings an
-   * expired one back). Returns true when this made the user online.
+   * expired one back); with `orUnknownUser` as well, a user the store holds
+   * nothing of is written as without `ifAlive`: its data was lost (Redis
+   * restarted empty), and a device whose session ends before its next
+   * heartbeat must still get a grace period that a sweep ends, or it stays
+   * online to its watchers for good. Returns the flip when this made the
+   * user online.
    */
-  touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options?: { ifAlive?: boolean }): Promise<boolean>;
+  touch(
+    userId: Id,
+    deviceId: Id,
+    nowMs: number,
+    expiresAtMs: number,
+    options?: { ifAlive?: boolean; orUnknownUser?: boolean },
+  ): Promise<PresenceFlip | undefined>;
   /**
-   * The device is gone at once (logout, revocation). Returns the user's
-   * last-seen time when this made the user offline, otherwise undefined.
+   * The device is gone at once (logout, revocation). Returns the flip (with
+   * the user's last-seen time) when this made the user offline.
    */
-  drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined>;
+  drop(userId: Id, deviceId: Id, nowMs: number): Promise<PresenceFlip | undefined>;
   /**
    * Flips users whose every device expired at or before `nowMs` to offline,
    * with last seen = the last time one of their devices was alive. Returns at
    * most `limit` flips; call again while it returns `limit`.
    */
   expire(nowMs: number, limit: number): Promise<PresenceFlip[]>;
+  /**
+   * The user's latest flip: what their watchers must have heard last. Never
+   * seen (or forgotten): offline, version 0.
+   */
+  latest(userId: Id): Promise<PresenceFlip>;
   /** Presence of each given user, in input order. Unknown users are offline without last seen. */
   get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]>;
+  /** Resolves when the store answers (a sweeper that saw it fail asks before expiring anyone). */
+  ping(): Promise<void>;
+  /**
+   * Called when the store may have lost its state (Redis reconnected, perhaps
+   * after a restart): the chat servers touch their sessions' devices again.
+   */
+  onReset?(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -42,7 +67,12 @@ export interface UserPresence {
   lastSeenAtMs?: number;
 }
 
-export interface PresenceFlip {
-  userId: Id;
-  lastSeenAtMs: number;
+/** A change of a user's aggregate, as the store decided it. */
+export interface PresenceFlip extends UserPresence {
+  /**
+   * Goes up with every flip of the user: to one past the previous version,
+   * or to the flip's time if that is more, so versions never repeat even
+   * after the store lost the user's record.
+   */
+  version: number;
 }

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { connectRedis, uniqueName } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { presenceStoreContract } from "./contract.js";
@@ -136,6 +137,47 @@ describe("RedisPresenceStore: recovery after a Redis restart", function () {
       assert.equal(changes[0], true);
     } finally {
       clearInterval(beat);
+      await tracker.stop();
+      redis.disconnect();
+    }
+  });
+
+  it("after a restart that lost the data, touches live sessions at once and announces a session that ends before its next heartbeat offline", async () => {
+    const GRACE = 600;
+    const redis = new Redis({ port: own.port, host: "127.0.0.1", ...defaultRedisOptions() });
+    redis.on("error", () => {});
+    const store = new RedisPresenceStore({ redis, prefix: "p2:", shards: 2 });
+    const heard: { userId: bigint; online: boolean }[] = [];
+    const tracker = new PresenceTracker({
+      store,
+      audience: async () => [99n],
+      directory: {
+        pushToUsers: async (_to, frame) => {
+          if (frame.kind.case === "presence") heard.push({ userId: frame.kind.value.presence!.userId, online: frame.kind.value.presence!.status === PresenceStatus.ONLINE });
+        },
+      },
+      graceMs: GRACE,
+      sweepIntervalMs: 50,
+    });
+    // The chat server: user 7's session lives on, user 8's ends right after the restart.
+    let resets = 0;
+    tracker.onStoreRecovered(() => {
+      resets++;
+      tracker.deviceAlive(7n, 1n, Date.now());
+    });
+    tracker.start();
+    try {
+      tracker.deviceConnected(7n, 1n);
+      tracker.deviceConnected(8n, 1n);
+      await waitFor(async () => (await tracker.getPresence([7n, 8n])).every((p) => p.online), "both online");
+      await own.kill();
+      await own.start(); // empty
+      await waitFor(() => resets > 0, "the store to report the reconnect", 10_000);
+      await waitFor(async () => (await tracker.getPresence([7n]).catch(() => []))[0]?.online === true, "the live session touched again, no heartbeat needed", 5_000);
+      tracker.deviceDisconnected(8n, 1n, Date.now()); // its last frame was just now
+      await waitFor(() => heard.some((h) => h.userId === 8n && !h.online), "user 8 announced offline once the grace period ran out", 10_000);
+      assert.equal(heard.filter((h) => h.userId === 8n).at(-1)?.online, false);
+    } finally {
       await tracker.stop();
       redis.disconnect();
     }

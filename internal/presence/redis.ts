@@ -13,6 +13,7 @@ import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
  *       d:<deviceId> = "<lastAliveMs>:<expiresAtMs>"  one field per device
  *       on           = "1" while the user's aggregate is online
  *       seen         = last-seen ms, written when the user goes offline
+ *       v            = the version of the user's latest flip
  *     No TTL while online; PEXPIRE lastSeenTtlMs once offline.
  *   <prefix>{S}:exp         sorted set: member userId, score = the latest
  *                           expiry among the user's devices (the sweep index)
@@ -29,6 +30,8 @@ export interface RedisPresenceOptions {
 
 // Shared Lua: parse a device value and prune expired devices; sets maxe
 // (latest live expiry) and lasta (latest lastAlive among pruned devices).
+// flipped() counts a flip: the version goes one up, or to the flip's time if
+// that is more, so it never repeats even after Redis lost the hash.
 const PRUNE = `
 local function prune(h, now)
   local all = redis.call('HGETALL', h)
@@ -48,15 +51,22 @@ local function prune(h, now)
   end
   return maxe, lasta
 end
+local function flipped(h, now)
+  local v = tonumber(redis.call('HGET', h, 'v') or '0') + 1
+  if v < now then v = now end
+  redis.call('HSET', h, 'v', string.format('%.0f', v))
+  return v
+end
 `;
 
-// KEYS: hash, zset. ARGV: deviceField, now, expiresAt, ifAlive, userId.
+// KEYS: hash, zset. ARGV: deviceField, now, expiresAt, ifAlive ('0', '1', or
+// '2' = unless the user is unknown), userId. Returns the flip's version or 0.
 const TOUCH =
   PRUNE +
   `
 local h, z = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[2])
-if ARGV[4] == '1' then
+if ARGV[4] == '1' or (ARGV[4] == '2' and redis.call('EXISTS', h) == 1) then
   local cur = redis.call('HGET', h, ARGV[1])
   if not cur then return 0 end
   local e = tonumber(string.match(cur, ':(%d+)$'))
@@ -68,10 +78,10 @@ redis.call('ZADD', z, maxe, ARGV[5])
 redis.call('PERSIST', h)
 if redis.call('HGET', h, 'on') then return 0 end
 redis.call('HSET', h, 'on', '1')
-return 1
+return flipped(h, now)
 `;
 
-// KEYS: hash, zset. ARGV: deviceField, now, userId, ttlMs. Returns last seen or -1.
+// KEYS: hash, zset. ARGV: deviceField, now, userId, ttlMs. Returns {last seen, version} or -1.
 const DROP =
   PRUNE +
   `
@@ -87,11 +97,12 @@ redis.call('ZREM', z, ARGV[3])
 if not redis.call('HGET', h, 'on') then return -1 end
 redis.call('HDEL', h, 'on')
 redis.call('HSET', h, 'seen', ARGV[2])
+local v = flipped(h, now)
 redis.call('PEXPIRE', h, ARGV[4])
-return now
+return {now, v}
 `;
 
-// KEYS: hash, zset. ARGV: now, userId, ttlMs. Returns last seen or -1.
+// KEYS: hash, zset. ARGV: now, userId, ttlMs. Returns {last seen, version} or -1.
 const EXPIRE =
   PRUNE +
   `
@@ -109,15 +120,24 @@ local seen = tonumber(redis.call('HGET', h, 'seen') or '0')
 if lasta > seen then seen = lasta end
 if seen == 0 then seen = now end
 redis.call('HSET', h, 'seen', seen)
+local v = flipped(h, now)
 redis.call('PEXPIRE', h, ARGV[3])
-return seen
+return {seen, v}
 `;
+
+/** A flip to offline ([last seen, version]) or -1 (none). */
+type OfflineReply = [number, number] | number;
 
 type ScriptClient = {
   chatPresenceTouch(h: string, z: string, field: string, now: number, exp: number, ifAlive: string, user: string): Promise<number>;
-  chatPresenceDrop(h: string, z: string, field: string, now: number, user: string, ttl: number): Promise<number>;
-  chatPresenceExpire(h: string, z: string, now: number, user: string, ttl: number): Promise<number>;
+  chatPresenceDrop(h: string, z: string, field: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
+  chatPresenceExpire(h: string, z: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
 };
+
+function offlineFlip(userId: Id, reply: OfflineReply): PresenceFlip | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  return { userId, online: false, lastSeenAtMs: Number(reply[0]), version: Number(reply[1]) };
+}
 
 export class RedisPresenceStore implements PresenceStore {
   private readonly redis: Redis | Cluster;
@@ -125,6 +145,7 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly prefix: string;
   private readonly shards: number;
   private readonly ttlMs: number;
+  private readonly resetListeners: (() => void)[] = [];
 
   constructor(options: RedisPresenceOptions) {
     this.owned = typeof options.redis === "string";
@@ -136,6 +157,16 @@ export class RedisPresenceStore implements PresenceStore {
     this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 2 });
     this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 2 });
     this.redis.defineCommand("chatPresenceExpire", { lua: EXPIRE, numberOfKeys: 2 });
+    // Every "ready" after the first is a reconnect: Redis may have restarted
+    // empty (presence is soft state) after an outage.
+    let readies = this.redis.status === "ready" ? 1 : 0;
+    this.redis.on("ready", () => {
+      if (readies++ > 0) for (const l of this.resetListeners) l();
+    });
+  }
+
+  onReset(listener: () => void): void {
+    this.resetListeners.push(listener);
   }
 
   private get scripts(): ScriptClient {
@@ -154,31 +185,35 @@ export class RedisPresenceStore implements PresenceStore {
     return `${this.prefix}{${shard}}:exp`;
   }
 
-  async touch(userId: Id, deviceId: Id, nowMs: number, expiresAtMs: number, options: { ifAlive?: boolean } = {}): Promise<boolean> {
-    const r = await this.scripts.chatPresenceTouch(
+  async touch(
+    userId: Id,
+    deviceId: Id,
+    nowMs: number,
+    expiresAtMs: number,
+    options: { ifAlive?: boolean; orUnknownUser?: boolean } = {},
+  ): Promise<PresenceFlip | undefined> {
+    const version = await this.scripts.chatPresenceTouch(
       this.userKey(userId),
       this.indexKey(this.shardOf(userId)),
       `d:${deviceId}`,
       Math.floor(nowMs),
       Math.floor(expiresAtMs),
-      options.ifAlive ? "1" : "0",
+      options.ifAlive ? (options.orUnknownUser ? "2" : "1") : "0",
       String(userId),
     );
-    return Number(r) === 1;
+    return Number(version) > 0 ? { userId, online: true, version: Number(version) } : undefined;
   }
 
-  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<number | undefined> {
-    const r = Number(
-      await this.scripts.chatPresenceDrop(
-        this.userKey(userId),
-        this.indexKey(this.shardOf(userId)),
-        `d:${deviceId}`,
-        Math.floor(nowMs),
-        String(userId),
-        this.ttlMs,
-      ),
+  async drop(userId: Id, deviceId: Id, nowMs: number): Promise<PresenceFlip | undefined> {
+    const reply = await this.scripts.chatPresenceDrop(
+      this.userKey(userId),
+      this.indexKey(this.shardOf(userId)),
+      `d:${deviceId}`,
+      Math.floor(nowMs),
+      String(userId),
+      this.ttlMs,
     );
-    return r >= 0 ? r : undefined;
+    return offlineFlip(userId, reply);
   }
 
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
@@ -188,11 +223,23 @@ export class RedisPresenceStore implements PresenceStore {
       const due = await this.redis.zrangebyscore(index, "-inf", Math.floor(nowMs), "LIMIT", 0, limit - flips.length);
       for (const member of due) {
         const userId = BigInt(member);
-        const seen = Number(await this.scripts.chatPresenceExpire(this.userKey(userId), index, Math.floor(nowMs), member, this.ttlMs));
-        if (seen >= 0) flips.push({ userId, lastSeenAtMs: seen });
+        const flip = offlineFlip(userId, await this.scripts.chatPresenceExpire(this.userKey(userId), index, Math.floor(nowMs), member, this.ttlMs));
+        if (flip) flips.push(flip);
       }
     }
     return flips;
+  }
+
+  async latest(userId: Id): Promise<PresenceFlip> {
+    // One command, so the three fields are of one moment.
+    const [on, seen, v] = await this.redis.hmget(this.userKey(userId), "on", "seen", "v");
+    const version = Number(v ?? 0);
+    if (on || seen === null) return { userId, online: on !== null, version };
+    return { userId, online: false, lastSeenAtMs: Number(seen), version };
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
   }
 
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {

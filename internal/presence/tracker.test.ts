@@ -3,8 +3,10 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { Id } from "../model/types.js";
+import { waitFor } from "../../test/support/wait.js";
 import { MemoryPresenceStore } from "./memory.js";
-import { PresenceTracker } from "./tracker.js";
+import type { PresenceStore } from "./port.js";
+import { PresenceTracker, type PresenceChange, type PresenceTrackerDeps } from "./tracker.js";
 
 /** Time-controlled tests: the clock only moves when a test moves it. */
 describe("PresenceTracker (time-controlled)", () => {
@@ -201,5 +203,311 @@ describe("PresenceTracker (time-controlled)", () => {
     await tr.idle();
     assert.deepEqual(seen, [true]);
     assert.equal((await tr.getPresence([1n]))[0]!.online, true);
+  });
+});
+
+/** A promise the test opens when it wants: what a slow read or push waits on. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { opened, open };
+}
+
+/** A store that forwards to `target()` (swappable: a Redis that restarted empty), failing while `down()`. */
+function storeOver(target: () => PresenceStore, down: () => boolean = () => false, hooks: Partial<Pick<PresenceStore, "expire" | "touch">> = {}): PresenceStore {
+  const guard = <T>(f: () => Promise<T>): Promise<T> => (down() ? Promise.reject(new Error("store down")) : f());
+  return {
+    touch: (...a) => guard(() => (hooks.touch ?? target().touch.bind(target()))(...a)),
+    drop: (...a) => guard(() => target().drop(...a)),
+    expire: (...a) => guard(() => (hooks.expire ?? target().expire.bind(target()))(...a)),
+    latest: (...a) => guard(() => target().latest(...a)),
+    get: (...a) => guard(() => target().get(...a)),
+    ping: () => guard(() => target().ping()),
+    close: async () => {},
+  };
+}
+
+type Heard = { to: Id; userId: Id; online: boolean };
+
+/** A directory that records, per watcher, the presence events as they land. */
+function recorder(heard: Heard[], before?: () => Promise<void>) {
+  return {
+    async pushToUsers(to: readonly Id[], frame: ServerFrame) {
+      await before?.();
+      const p = frame.kind.case === "presence" ? frame.kind.value.presence! : assert.fail("not a presence frame");
+      for (const u of to) heard.push({ to: u, userId: p.userId, online: p.status === PresenceStatus.ONLINE });
+    },
+  };
+}
+
+/** What watcher `to` last heard about `userId`. */
+const show = (heard: Heard[]) => heard.map((h) => `${h.userId}:${h.online ? "ON" : "OFF"}`).join(" ");
+const lastHeard = (heard: Heard[], to: Id, userId: Id) => heard.filter((h) => h.to === to && h.userId === userId).at(-1)?.online;
+
+describe("PresenceTracker: announcements, failures and recovery", () => {
+  const GRACE = 30_000;
+  const HEARTBEAT = 25_000;
+  let t: number;
+  beforeEach(() => {
+    t = 1_700_000_000_000;
+  });
+  const tracker = (deps: Partial<PresenceTrackerDeps> & Pick<PresenceTrackerDeps, "store" | "directory">) =>
+    new PresenceTracker({ audience: async () => [99n], graceMs: GRACE, sweepIntervalMs: 0, now: () => t, ...deps });
+
+  it("does not follow a reconnect made while the sweep still walked the store with a stale OFFLINE", async () => {
+    const mem = new MemoryPresenceStore();
+    const flipped = gate();
+    const walked = gate();
+    // expire() flips in one shard, then goes on to the others (a round trip each).
+    const store = storeOver(() => mem, undefined, {
+      async expire(now, limit) {
+        const flips = await mem.expire(now, limit);
+        flipped.open();
+        await walked.opened;
+        return flips;
+      },
+    });
+    const heard: Heard[] = [];
+    const tr = tracker({ store, directory: recorder(heard) });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    t += GRACE + 1;
+    const sweep = tr.sweep();
+    await flipped.opened;
+    tr.deviceConnected(1n, 11n); // the phone opens the app meanwhile
+    await tr.idle();
+    walked.open();
+    await sweep;
+    await tr.idle();
+    assert.equal((await mem.get([1n], t))[0]!.online, true);
+    assert.equal(lastHeard(heard, 99n, 1n), true, `heard ${show(heard)}`);
+  });
+
+  it("across processes: a sweeper's OFFLINE, slow to read its audience, does not land after the reconnect's ONLINE", async () => {
+    const store = new MemoryPresenceStore(); // the shared Redis
+    const heard: Heard[] = [];
+    const audienceRead = gate();
+    const swept: PresenceChange[] = [];
+    const sweeper = tracker({ store, directory: recorder(heard), audience: async () => (await audienceRead.opened, [99n]), onChange: (c) => swept.push(c) });
+    const server = tracker({ store, directory: recorder(heard) });
+    server.deviceConnected(1n, 10n);
+    await server.idle();
+    t += GRACE + 1; // its session died with its old chat server
+    const sweep = sweeper.sweep();
+    await waitFor(() => swept.length === 1, "the sweep to flip the user offline");
+    server.deviceConnected(1n, 10n); // back on another chat server
+    await server.idle();
+    audienceRead.open();
+    await sweep;
+    assert.equal(lastHeard(heard, 99n, 1n), true, `heard ${show(heard)}`);
+    // Heartbeats flip nothing, so nothing would have corrected it.
+    t += 10_000;
+    server.deviceAlive(1n, 10n);
+    await server.idle();
+    assert.equal(lastHeard(heard, 99n, 1n), true);
+  });
+
+  it("across processes: a connect's ONLINE, slow to read its audience, does not land after the logout's OFFLINE", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const audienceRead = gate();
+    const flips: PresenceChange[] = [];
+    const chatServer = tracker({ store, directory: recorder(heard), audience: async () => (await audienceRead.opened, [99n]), onChange: (c) => flips.push(c) });
+    const api = tracker({ store, directory: recorder(heard) });
+    chatServer.deviceConnected(1n, 10n);
+    await waitFor(() => flips.length === 1, "the connect to flip the user online");
+    api.deviceLoggedOut(1n, 10n);
+    await api.idle();
+    audienceRead.open();
+    await chatServer.idle();
+    assert.equal((await store.get([1n], t))[0]!.online, false);
+    assert.equal(lastHeard(heard, 99n, 1n), false, `heard ${show(heard)}`);
+  });
+
+  it("tells the latest state again when a later flip's event may have landed while its own push was on the way", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const delivered = gate();
+    let first = true;
+    // The sweeper's first push is slow to land (a batch window, a Deliver call).
+    const sweeper = tracker({
+      store,
+      directory: recorder(heard, async () => {
+        if (first) (first = false), await delivered.opened;
+      }),
+    });
+    const server = tracker({ store, directory: recorder(heard) });
+    server.deviceConnected(1n, 10n);
+    await server.idle();
+    t += GRACE + 1;
+    const sweep = sweeper.sweep();
+    await waitFor(() => !first, "the sweeper's OFFLINE to be on its way");
+    server.deviceConnected(1n, 10n);
+    await server.idle();
+    assert.equal(lastHeard(heard, 99n, 1n), true, "the reconnect's ONLINE landed first");
+    delivered.open(); // ...and the OFFLINE after it
+    await sweep;
+    assert.deepEqual(
+      heard.map((h) => h.online),
+      [true, true, false, true],
+    );
+  });
+
+  it("after the store lost its data, announces OFFLINE for a device whose session ended before its next heartbeat", async () => {
+    let mem = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const tr = tracker({ store: storeOver(() => mem), directory: recorder(heard) });
+    tr.deviceConnected(1n, 10n);
+    tr.deviceConnected(2n, 20n);
+    await tr.idle();
+    const lastFrame = t;
+    mem = new MemoryPresenceStore(); // Redis restarted empty
+    t += 5_000;
+    tr.deviceDisconnected(1n, 10n, lastFrame);
+    await tr.idle();
+    // A half-open connection closed long after its last frame: not brought back.
+    t += GRACE;
+    tr.deviceDisconnected(2n, 20n, lastFrame);
+    await tr.idle();
+    t += GRACE;
+    await tr.sweep();
+    assert.equal(lastHeard(heard, 99n, 1n), false, `heard ${show(heard)}`);
+    assert.deepEqual(await mem.get([2n], t), [{ userId: 2n, online: false }], "the silent device was not written");
+  });
+
+  it("does not flap everyone after a store outage longer than the grace period less a heartbeat interval", async () => {
+    const mem = new MemoryPresenceStore();
+    let down = false;
+    const heard: Heard[] = [];
+    const tr = tracker({ store: storeOver(() => mem, () => down), directory: recorder(heard) });
+    const users = [1n, 2n, 3n];
+    for (const u of users) tr.deviceConnected(u, 10n);
+    await tr.idle();
+    const start = t;
+    // A second at a time, as the sweep timer runs, with each device heartbeating at its interval.
+    const runUntil = async (ms: number) => {
+      while (t < start + ms) {
+        t += 1_000;
+        if ((t - start) % HEARTBEAT === 0) for (const u of users) tr.deviceAlive(u, 10n);
+        await tr.sweep();
+      }
+    };
+    down = true;
+    await runUntil(35_000); // the heartbeats at 25 s fail: none stored for longer than the grace period
+    down = false;
+    await runUntil(4 * HEARTBEAT);
+    await tr.idle();
+    assert.deepEqual(
+      heard.map((h) => h.online),
+      [true, true, true],
+      "only the first ONLINE of each",
+    );
+  });
+
+  it("tells its listeners once when the store answers again after failing (the chat server touches its sessions)", async () => {
+    let down = false;
+    const tr = tracker({ store: storeOver(() => new MemoryPresenceStore(), () => down), directory: recorder([]) });
+    let recovered = 0;
+    tr.onStoreRecovered(() => recovered++);
+    tr.deviceAlive(1n, 10n);
+    await tr.idle();
+    assert.equal(recovered, 0);
+    down = true;
+    tr.deviceAlive(1n, 10n);
+    await tr.sweep();
+    await tr.idle();
+    assert.equal(recovered, 0);
+    down = false;
+    await tr.sweep();
+    tr.deviceAlive(1n, 10n);
+    await tr.idle();
+    assert.equal(recovered, 1);
+  });
+
+  it("retries an announcement whose audience read or push failed, telling the latest state", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    let failAudience = 0;
+    let failPush = 0;
+    const tr = tracker({
+      store,
+      audience: async () => {
+        if (failAudience-- > 0) throw new Error("cassandra timeout");
+        return [99n];
+      },
+      directory: recorder(heard, async () => {
+        if (failPush-- > 0) throw new Error("redis away");
+      }),
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 5 },
+    });
+    tr.deviceConnected(1n, 10n);
+    tr.deviceConnected(2n, 20n);
+    await tr.idle();
+    failAudience = 2;
+    t += GRACE + 1;
+    await tr.sweep();
+    failPush = 1;
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    assert.equal(lastHeard(heard, 99n, 1n), true);
+    assert.equal(lastHeard(heard, 99n, 2n), false, `heard ${show(heard)}`);
+  });
+
+  it("counts a sweep once its announcements were tried, without waiting for their retries", async () => {
+    let swept = 0;
+    let failing = false;
+    const tr = tracker({
+      store: new MemoryPresenceStore(),
+      audience: async () => {
+        if (failing) throw new Error("cassandra down");
+        return [99n];
+      },
+      directory: recorder([]),
+      retry: { firstDelayMs: 3_600_000, maxDelayMs: 3_600_000, attempts: 100 },
+      onSwept: () => swept++,
+    });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    failing = true;
+    t += GRACE + 1;
+    assert.equal(await tr.sweep(), 1);
+    assert.equal(swept, 1);
+    await tr.stop();
+  });
+
+  it("gives a failing announcement up at stop()", async () => {
+    const tr = tracker({
+      store: new MemoryPresenceStore(),
+      audience: () => Promise.reject(new Error("cassandra down")),
+      directory: recorder([]),
+      retry: { firstDelayMs: 3_600_000, maxDelayMs: 3_600_000, attempts: 100 },
+    });
+    tr.deviceConnected(1n, 10n);
+    await waitFor(async () => (await tr.getPresence([1n]))[0]!.online, "online");
+    await tr.stop();
+  });
+
+  it("finishes a sweep (and counts it) while other users' updates are still in flight", async function () {
+    this.timeout(5_000);
+    const mem = new MemoryPresenceStore();
+    const held = gate();
+    const store = storeOver(() => mem, undefined, {
+      async touch(...a) {
+        if (a[0] === 2n) await held.opened; // a slow store call, or a queue that never empties on a busy server
+        return mem.touch(...a);
+      },
+    });
+    const heard: Heard[] = [];
+    let swept = 0;
+    const tr = tracker({ store, directory: recorder(heard), onSwept: () => swept++ });
+    tr.deviceConnected(1n, 10n);
+    await waitFor(() => heard.length === 1, "user 1 online");
+    tr.deviceConnected(2n, 20n);
+    t += GRACE + 1;
+    assert.equal(await tr.sweep(), 1);
+    assert.equal(swept, 1);
+    assert.equal(lastHeard(heard, 99n, 1n), false, "its own announcement was awaited");
+    held.open();
+    await tr.idle();
   });
 });

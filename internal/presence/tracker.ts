@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
@@ -6,7 +7,7 @@ import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Id } from "../model/types.js";
 import type { PresenceAudience } from "./audience.js";
-import type { PresenceStore, UserPresence } from "./port.js";
+import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
 
 /** A user's aggregate presence changed. */
 export interface PresenceChange {
@@ -30,11 +31,13 @@ export interface PresenceTrackerDeps {
   graceMs: number;
   /** How often expired users are looked for; 0 = never by itself (tests call sweep()). */
   sweepIntervalMs: number;
+  /** Backoff of an announcement that failed (audience read, push, store): first delay, cap, attempts. */
+  retry?: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   now?: () => number;
   logger?: Logger;
-  /** Also told about every change (a PresenceChanged topic, metrics, tests). */
+  /** Also told about every flip this process made (a PresenceChanged topic, metrics, tests). */
   onChange?: (change: PresenceChange) => void;
-  /** Called after each sweep has announced its flips (metrics, tests). */
+  /** Called after each sweep that looked at the whole store has announced its flips (metrics, tests). */
   onSwept?: () => void;
 }
 
@@ -54,26 +57,40 @@ export function presenceFrame(change: PresenceChange): ServerFrame {
 }
 
 const SWEEP_BATCH = 500;
+/** About six minutes of retries: 0.2, 0.4, ... 25.6 s, then every 30 s. */
+const DEFAULT_RETRY = { firstDelayMs: 200, maxDelayMs: 30_000, attempts: 20 };
 
 /**
  * Turns device liveness (session opened, heartbeat, session ended, logout)
  * into per-user presence and fans changes out. It is the chat server's
  * PresenceHooks and the api's PresenceSource.
  *
- * Operations of one user run one after another, so a user's watchers see
- * their changes in order; store failures (Redis away) are logged and
- * dropped: the next heartbeat writes the state again.
+ * Store operations of one user run one after another (a disconnect's touch
+ * never overtakes the connect's); a failed one is logged and dropped: the
+ * next heartbeat writes the state again. Announcements run beside them and
+ * are ordered by the store's versions instead (see announce), since flips of
+ * one user are announced by whichever processes made them.
  */
 export class PresenceTracker {
   private readonly now: () => number;
+  private readonly retry: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   private readonly chains = new Map<Id, Promise<void>>();
+  private readonly announcing = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
   private stopped = false;
+  /** Ends the backoff waits of failed announcements at stop(). */
+  private readonly stopping = new AbortController();
+  /** Since when the store answers again after failing; undefined while it fails. */
+  private answeringSinceMs: number | undefined = -Infinity;
+  private readonly recoveredListeners: (() => void)[] = [];
 
   constructor(private readonly deps: PresenceTrackerDeps) {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
     this.now = deps.now ?? Date.now;
+    this.retry = deps.retry ?? DEFAULT_RETRY;
+    // A reconnect may follow a restart that lost every device: as after failures.
+    deps.store.onReset?.(() => this.storeAnswers());
   }
 
   start(): void {
@@ -83,9 +100,10 @@ export class PresenceTracker {
     }
   }
 
-  /** Stops sweeping and waits for what is in flight. */
+  /** Stops sweeping, gives up retries and waits for what is in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.timer);
     this.timer = undefined;
     await this.idle();
@@ -94,48 +112,80 @@ export class PresenceTracker {
   // PresenceHooks (called synchronously by the chat server).
 
   deviceConnected(userId: Id, deviceId: Id): void {
-    this.alive(userId, deviceId, false);
+    this.alive(userId, deviceId);
   }
 
-  deviceAlive(userId: Id, deviceId: Id): void {
-    this.alive(userId, deviceId, false);
+  /**
+   * A heartbeat; or, with `atMs`, the re-touch of a live session after the
+   * store failed or was reset, as of its last frame (a silent session is not
+   * made alive by it).
+   */
+  deviceAlive(userId: Id, deviceId: Id, atMs?: number): void {
+    this.alive(userId, deviceId, atMs);
   }
 
-  /** The session ended: the device stays online for the grace period unless it comes back. */
-  deviceDisconnected(userId: Id, deviceId: Id): void {
-    this.alive(userId, deviceId, true);
+  /**
+   * The session ended: the device stays online for the grace period unless
+   * it comes back. `lastAliveMs` (the session's last frame) tells a device
+   * the store lost with its data from one that expired.
+   */
+  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number): void {
+    this.run(userId, async () => {
+      const now = this.now();
+      const recent = lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
+      const flip = await this.call((s) => s.touch(userId, deviceId, now, now + this.deps.graceMs, { ifAlive: true, orUnknownUser: recent }));
+      if (flip) void this.announce(flip);
+    });
   }
 
   /** Logout or revocation: the device is offline at once. */
   deviceLoggedOut(userId: Id, deviceId: Id): void {
     this.run(userId, async () => {
-      const now = this.now();
-      const lastSeen = await this.deps.store.drop(userId, deviceId, now);
-      if (lastSeen !== undefined) await this.announce({ userId, online: false, lastSeenAtMs: lastSeen });
+      const flip = await this.call((s) => s.drop(userId, deviceId, this.now()));
+      if (flip) void this.announce(flip);
     });
+  }
+
+  /**
+   * `listener` is called when the store answers again after failing, or may
+   * have lost its state (a Redis reconnect): the chat server then touches
+   * every live session's device at once (deviceAlive with its last frame),
+   * rather than wait up to a heartbeat interval for each.
+   */
+  onStoreRecovered(listener: () => void): void {
+    this.recoveredListeners.push(listener);
   }
 
   // PresenceSource (the api's GetPresence).
 
   async getPresence(userIds: Id[]): Promise<UserPresence[]> {
-    return this.deps.store.get(userIds, this.now());
+    return this.call((s) => s.get(userIds, this.now()));
   }
 
-  /** Flips users whose devices all went quiet past the grace period; returns how many. */
+  /**
+   * Flips users whose devices all went quiet past the grace period and
+   * announces them; returns how many. Held off while the store fails and for
+   * a grace period after it answers again.
+   */
   async sweep(): Promise<number> {
     if (this.sweeping) {
       await this.sweeping;
       return 0;
     }
-    let count = 0;
+    // Only this sweep's announcements are awaited (their first attempts):
+    // other users' updates never end, on a busy server, and would keep
+    // onSwept from ever firing.
+    const announced: Promise<void>[] = [];
+    let looked = false;
     const run = (async () => {
       try {
+        if (!(await this.mayExpire())) return;
         for (;;) {
-          const flips = await this.deps.store.expire(this.now(), SWEEP_BATCH);
-          count += flips.length;
-          for (const f of flips) this.run(f.userId, () => this.announce({ userId: f.userId, online: false, lastSeenAtMs: f.lastSeenAtMs }));
+          const flips = await this.call((s) => s.expire(this.now(), SWEEP_BATCH));
+          for (const f of flips) announced.push(this.announce(f));
           if (flips.length < SWEEP_BATCH || this.stopped) break;
         }
+        looked = true;
       } catch (err) {
         this.deps.logger?.warn({ err }, "presence sweep failed; will retry");
       }
@@ -143,21 +193,22 @@ export class PresenceTracker {
     this.sweeping = run;
     await run;
     this.sweeping = undefined;
-    await this.idle();
-    this.deps.onSwept?.();
-    return count;
+    await Promise.all(announced);
+    if (looked) this.deps.onSwept?.();
+    return announced.length;
   }
 
-  /** Resolves once every queued operation has finished (tests, shutdown). */
+  /** Resolves once every queued operation and announcement has finished (tests, shutdown). */
   async idle(): Promise<void> {
-    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
+    while (this.chains.size > 0 || this.announcing.size > 0) await Promise.all([...this.chains.values(), ...this.announcing]);
   }
 
-  private alive(userId: Id, deviceId: Id, ifAlive: boolean): void {
+  private alive(userId: Id, deviceId: Id, atMs?: number): void {
     this.run(userId, async () => {
-      const now = this.now();
-      const flipped = await this.deps.store.touch(userId, deviceId, now, now + this.deps.graceMs, { ifAlive });
-      if (flipped) await this.announce({ userId, online: true });
+      const at = atMs ?? this.now();
+      if (at + this.deps.graceMs <= this.now()) return;
+      const flip = await this.call((s) => s.touch(userId, deviceId, at, at + this.deps.graceMs));
+      if (flip) void this.announce(flip);
     });
   }
 
@@ -172,9 +223,93 @@ export class PresenceTracker {
     this.chains.set(userId, next);
   }
 
-  private async announce(change: PresenceChange): Promise<void> {
-    this.deps.onChange?.(change);
-    const audience = await this.deps.audience(change.userId);
-    if (audience.length > 0) await this.deps.directory.pushToUsers(audience, presenceFrame(change));
+  /** A store call, noting whether the store answers. */
+  private async call<T>(op: (store: PresenceStore) => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await op(this.deps.store);
+    } catch (err) {
+      this.answeringSinceMs = undefined;
+      throw err;
+    }
+    if (this.answeringSinceMs === undefined) this.storeAnswers();
+    return result;
+  }
+
+  private storeAnswers(): void {
+    this.answeringSinceMs = this.now();
+    this.deps.logger?.info("presence store answers again: touching live sessions, holding sweeps off for a grace period");
+    for (const l of this.recoveredListeners) l();
+  }
+
+  /**
+   * Whether a sweep may expire users now. Not while the store fails, nor
+   * until it has answered again for a grace period: the devices' heartbeats
+   * failed meanwhile, and expiring them before they come again (within a
+   * heartbeat interval, which the grace period exceeds) would announce
+   * everyone offline, then online again. Throws while the store still fails.
+   */
+  private async mayExpire(): Promise<boolean> {
+    if (this.answeringSinceMs === undefined) await this.call((s) => s.ping());
+    return this.now() - this.answeringSinceMs! >= this.deps.graceMs;
+  }
+
+  /**
+   * Tells the user's audience about a flip this process made, so that the
+   * last presence event each of them gets says the user's latest state.
+   * Flips of one user are announced by whichever processes made them, each
+   * after reading its audience and waiting for its batch, so a later flip's
+   * event can land first. Hence: just before pushing, the latest flip is
+   * read, and if a later one exists this announcement is dropped (its maker
+   * announces it). Just after pushing it is read again, and if a later one
+   * exists now its event may have landed before ours: the same audience is
+   * told the latest state again, until it stands still across a push. A
+   * failure (audience read, push, store) is retried with backoff; once a
+   * push was tried it goes on telling the latest state, since part of it may
+   * have landed. Resolves when the first attempt ended: a sweep waits for
+   * that, not for retries that may last minutes while Cassandra is away.
+   */
+  private announce(flip: PresenceFlip): Promise<void> {
+    this.deps.onChange?.(flip);
+    let firstTried!: () => void;
+    const tried = new Promise<void>((resolve) => (firstTried = resolve));
+    const p = this.tell(flip, firstTried).finally(() => {
+      firstTried();
+      this.announcing.delete(p);
+    });
+    this.announcing.add(p);
+    return tried;
+  }
+
+  private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
+    const { firstDelayMs, maxDelayMs, attempts } = this.retry;
+    let audience: Id[] | undefined;
+    /** The version whose state the audience last heard from here. */
+    let told: number | undefined;
+    let pushed = false;
+    for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
+      try {
+        audience ??= await this.deps.audience(flip.userId);
+        if (audience.length === 0) return;
+        for (;;) {
+          const latest = await this.call((s) => s.latest(flip.userId));
+          if (!pushed && latest.version !== flip.version) return;
+          if (latest.version === told) return;
+          pushed = true;
+          await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
+          told = latest.version;
+        }
+      } catch (err) {
+        const log = { err, userId: String(flip.userId), attempt };
+        if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, "presence announcement failed; giving up");
+        this.deps.logger?.warn(log, "presence announcement failed; will retry");
+        firstTried();
+        try {
+          await sleep(delay, undefined, { signal: this.stopping.signal, ref: false });
+        } catch {
+          return; // stopping
+        }
+      }
+    }
   }
 }

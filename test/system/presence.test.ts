@@ -162,6 +162,9 @@ describe("chatd system: presence", function () {
     await befriend(alice!, bob!);
     await waitFor(() => b.statuses(alice!.userId).length === 1, "bob, now a friend, hears alice is online");
     await alice!.api.channels.removeMember({ channelId: channel!.channelId, userId: carol!.userId });
+    // The group was all carol shared with alice: the removal tells her alice is offline, with no last seen.
+    await waitFor(() => c.statuses(alice!.userId).length === 2, "carol told alice is gone from her view");
+    assert.equal(c.events(alice!.userId)[1]!.lastSeenAt, undefined);
     await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
     await a.device.waitClosed();
     await waitFor(() => b.statuses(alice!.userId).length === 2, "bob hears alice go");
@@ -170,7 +173,7 @@ describe("chatd system: presence", function () {
     // answer to a frame she sends now comes after anything that event put on her socket.
     const ref = c.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
     await waitFor(() => c.device.frames.some((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "carol's heartbeat answered");
-    assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE], "carol no longer hears alice");
+    assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "carol no longer hears alice");
   });
 
   it("keeps a user's presence from those her setting leaves out, on their open sessions too", async () => {

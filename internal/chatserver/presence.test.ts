@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ClientFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { Id } from "../model/types.js";
+import { waitFor } from "../../test/support/wait.js";
+import { ChatServer, type PresenceHooks } from "./server.js";
+
+const emptyInbox: Inbox = {
+  append: () => Promise.reject(new Error("not in this test")),
+  readAfter: async () => [],
+  head: async () => 0n,
+  getCursor: async () => 0n,
+  advanceCursor: async () => {},
+  dropCursor: async () => {},
+  emptyTexts: async () => {},
+};
+
+/** PresenceHooks that record each call, and keep the store-recovered listener for the test to call. */
+function recordingHooks() {
+  const calls: { hook: string; userId: Id; deviceId: Id; atMs?: number }[] = [];
+  let recovered: (() => void) | undefined;
+  const hooks: PresenceHooks = {
+    deviceConnected: (userId, deviceId) => void calls.push({ hook: "connected", userId, deviceId }),
+    deviceAlive: (userId, deviceId, atMs) => void calls.push({ hook: "alive", userId, deviceId, atMs }),
+    deviceDisconnected: (userId, deviceId, atMs) => void calls.push({ hook: "disconnected", userId, deviceId, atMs }),
+    onStoreRecovered: (listener) => void (recovered = listener),
+  };
+  return { hooks, calls, storeRecovered: () => recovered?.() };
+}
+
+describe("chat server presence hooks", () => {
+  it("touches every started session again, as of its last frame, when the presence store recovers", async () => {
+    const { hooks, calls, storeRecovered } = recordingHooks();
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks });
+    const sink = { send: () => {}, bufferedBytes: () => 0, close: () => {} };
+    const before = Date.now();
+    const handles = [1n, 2n].map((userId) =>
+      server.open({ userId, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink),
+    );
+    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "both sessions started");
+    handles[0]!.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "heartbeat", value: {} } })));
+    calls.length = 0;
+    storeRecovered();
+    assert.deepEqual(
+      calls.map(({ hook, userId, deviceId }) => ({ hook, userId, deviceId })),
+      [
+        { hook: "alive", userId: 1n, deviceId: 7n },
+        { hook: "alive", userId: 2n, deviceId: 7n },
+      ],
+    );
+    for (const c of calls) assert.ok(c.atMs !== undefined && c.atMs >= before && c.atMs <= Date.now(), `as of the session's last frame: ${c.atMs}`);
+    server.drain();
+  });
+
+  it("tells the session's last frame when it ends (the store may have lost the device with its data)", async () => {
+    const { hooks, calls } = recordingHooks();
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks });
+    const handle = server.open(
+      { userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" },
+      { send: () => {}, bufferedBytes: () => 0, close: () => {} },
+    );
+    await waitFor(() => calls.some((c) => c.hook === "connected"), "the session started");
+    const before = Date.now();
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "heartbeat", value: {} } })));
+    handle.closed();
+    const ended = calls.find((c) => c.hook === "disconnected");
+    assert.ok(ended?.atMs !== undefined && ended.atMs >= before, `last frame ${ended?.atMs}`);
+    server.drain();
+  });
+});
