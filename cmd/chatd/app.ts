@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { listen } from "../../internal/observability/listen.js";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
@@ -229,8 +230,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const grpcServer = tls ? http2.createSecureServer(tls, grpcConnect) : http2.createServer(grpcConnect);
   const grpcListener = closableHttp2(grpcServer);
 
-  await listen(httpServer, config.host, config.httpPort);
-  await listen(grpcServer, config.host, config.grpcPort);
+  await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
   const httpPort = (httpServer.address() as AddressInfo).port;
   const grpcPort = (grpcServer.address() as AddressInfo).port;
 
@@ -254,16 +255,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         storage.close();
       })()),
   };
-}
-
-function listen(server: http.Server | http2.Http2Server | http2.Http2SecureServer, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
 }
 
 function closeServer(server: http.Server): Promise<void> {

@@ -1,12 +1,12 @@
 import { createLogger } from "../../internal/observability/logger.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
-import { exitOnConfigError } from "../shared.js";
+import { exitOnConfigError, exitOnListenError } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig());
 const logger = createLogger("chatd", config.logLevel);
-const chatd = await startChatd(config, logger);
+const chatd = await exitOnListenError("chatd", () => startChatd(config, logger));
 logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");
 // For the person who ran `npm start`; stdout carries the JSON logs.
 {

@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import WebSocket from "ws";
@@ -665,5 +669,28 @@ describe("chatd system: CHAT_EDIT_WINDOW_S and CHAT_DELETE_WINDOW_S", function (
     assertRefused(await b!.deleteMessage(group, 1n), ErrorCode.PERMISSION_DENIED, /can only be deleted for everyone within 1 second/);
     assert.equal((await b!.react(group, 1n, "👍")).kind.case, "sendAck", "reactions know no window");
     assert.equal((await o!.deleteMessage(group, 1n)).kind.case, "sendAck", "moderation knows no window");
+  });
+});
+
+describe("chatd start-up", function () {
+  this.timeout(90_000);
+
+  it("exits 1 with one line naming the variable when its port is taken, not a stack trace", async () => {
+    const taken = net.createServer();
+    taken.listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    const port = (taken.address() as net.AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), "chatd-port-taken-"));
+    try {
+      await assert.rejects(startChatd({ dataDir, env: { CHAT_HTTP_PORT: String(port) } }), (err: Error) => {
+        assert.match(err.message, /exited with 1 before listening/);
+        assert.match(err.message, new RegExp(`chatd: cannot listen on 127\\.0\\.0\\.1:${port} \\(CHAT_HTTP_PORT\\): the port is in use`));
+        assert.doesNotMatch(err.message, /\n\s+at /, "no stack trace");
+        return true;
+      });
+    } finally {
+      taken.close();
+      removeDataDir(dataDir);
+    }
   });
 });
