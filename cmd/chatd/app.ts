@@ -164,7 +164,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       log: storage.messages,
       inbox: storage.inbox,
       submitter,
-      blocks,
+      // The chat server forgets the pair in the shared cache, and checks presence between the pair for a while.
+      blocks: { forget: (a: bigint, b: bigint) => chat.forgetBlock(a, b) },
       sessions: chat,
       presence,
       ...pushApi,

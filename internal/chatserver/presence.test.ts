@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { ClientFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { BlockCache } from "../accounts/blocks.js";
+import { presenceFrame } from "../presence/tracker.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -66,6 +69,31 @@ describe("chat server presence hooks", () => {
     handle.closed();
     const ended = calls.find((c) => c.hook === "disconnected");
     assert.ok(ended?.atMs !== undefined && ended.atMs >= before, `last frame ${ended?.atMs}`);
+    server.drain();
+  });
+});
+
+describe("chat server presence events across a block", () => {
+  it("drops an ONLINE about someone lately blocked (either way) that arrives after the block's OFFLINE, and passes them again after an unblock", async () => {
+    let blocked = false;
+    const blocks = new BlockCache({ blockersBetween: async () => (blocked ? [2n] : []), getUser: async () => undefined });
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks });
+    const sent: Uint8Array[] = [];
+    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
+    await waitFor(() => sent.length > 0, "the welcome");
+    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.status] : []));
+    // The audience of user 2's ONLINE was read before the block; ONLINE is read from the cache now.
+    await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+    blocked = true;
+    server.forgetBlock(2n, 1n);
+    await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: false }));
+    await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+    await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: false, lastSeenAtMs: 5 }));
+    assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "the block's OFFLINE, then nothing that tells");
+    blocked = false;
+    server.forgetBlock(1n, 2n);
+    await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+    assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE]);
     server.drain();
   });
 });

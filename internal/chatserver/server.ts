@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { BlockCache } from "../accounts/blocks.js";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { SessionDirectory } from "../delivery/port.js";
@@ -10,6 +11,7 @@ import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
+import { LruMap } from "../cache/lru-map.js";
 import { EncodedFrame } from "./codec.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
@@ -17,6 +19,10 @@ import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
 
 const ALL_DEVICES: readonly Id[] = [];
+
+/** How long presence events between a pair are checked against blocks after the pair's block changed: past any announcement in flight. */
+const BLOCK_CHANGE_WATCH_MS = 60_000;
+const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 
 export interface SessionLimits {
   /** Frames a session may send per second, sustained. */
@@ -100,6 +106,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * and a list of one costs a fraction of a Set.
    */
   private readonly byUser = new Map<Id, readonly Session[]>();
+  /**
+   * Pairs whose block changed lately ("a:b" with a < b, until when): a
+   * presence event about one, its audience read before the block, may still
+   * be on its way to the other after the block's OFFLINE, and would leave a
+   * blocked user seeing "online". Only these pairs are checked.
+   */
+  private readonly blockChanged = new LruMap<string, number>(10_000);
   private readonly members: ChannelMembers;
   private readonly idleSweep: NodeJS.Timeout;
   private readonly routesRefresh?: NodeJS.Timeout;
@@ -212,13 +225,34 @@ export class ChatServer implements SessionHost, SessionDirectory {
   // SessionDirectory, for the sessions on this server.
 
   async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
-    for (const u of userIds) this.deliverLocal(u, ALL_DEVICES, frame);
+    for (const u of userIds) await this.deliverChecked(u, ALL_DEVICES, frame);
   }
 
   async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
     const reached = new Set<Id>();
-    for (const { userId, frame } of items) if (this.deliverLocal(userId, ALL_DEVICES, frame) > 0) reached.add(userId);
+    for (const { userId, frame } of items) if ((await this.deliverChecked(userId, ALL_DEVICES, frame)) > 0) reached.add(userId);
     return reached;
+  }
+
+  /**
+   * deliverLocal, but a presence event about someone the user and they lately
+   * blocked (either way) goes nowhere, unless it tells nothing: an OFFLINE
+   * without a last seen, as the block itself sends.
+   */
+  async deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): Promise<number> {
+    const p = frame.kind.case === "presence" ? frame.kind.value.presence : undefined;
+    const tells = p !== undefined && (p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined);
+    const about = tells ? p.userId : undefined;
+    if (about !== undefined && this.blockChanged.size > 0 && this.deps.blocks) {
+      const key = pairKey(userId, about);
+      const until = this.blockChanged.peek(key);
+      if (until !== undefined && until > Date.now()) {
+        if ((await this.deps.blocks.blockersBetween(userId, about)).length > 0) return 0;
+      } else if (until !== undefined) {
+        this.blockChanged.delete(key);
+      }
+    }
+    return this.deliverLocal(userId, deviceIds, frame);
   }
 
   /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */
@@ -256,6 +290,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** A block or an unblock between the pair was made elsewhere: the next check reads it anew. */
   forgetBlock(a: Id, b: Id): void {
     this.deps.blocks?.forget(a, b);
+    this.blockChanged.set(pairKey(a, b), Date.now() + BLOCK_CHANGE_WATCH_MS);
   }
 
   // Events that fan out to a channel's members.

@@ -180,7 +180,8 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       const work = call.request.deliveries.map(async (d) => {
         if (!d.frame) return;
         const frame = fromTsProto(d.frame);
-        sessions += chat.deliverLocal(d.userId, d.deviceIds, frame);
+        const n = await chat.deliverChecked(d.userId, d.deviceIds, frame);
+        sessions += n;
       });
       Promise.all(work).then(
         () => callback(null, { sessions }),
