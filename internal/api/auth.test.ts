@@ -345,6 +345,20 @@ describe("api: AuthService", () => {
       assert.deepEqual(members, [admin.userId], "no seat kept by a deleted account");
     });
 
+    it("takes out again an account added to a group after checking it, when its deletion ran meanwhile", async () => {
+      const me = await api.signUp("mia", "my password");
+      const admin = await api.signUp("abe");
+      const group = (await admin.c.channels.createGroup({ title: "Trip", memberUserIds: [] })).channel!;
+      const held = holdNext(api.storage.channels, "addMembers");
+      const add = admin.c.channels.addMembers({ channelId: group.channelId, userIds: [me.userId] });
+      await held.reached;
+      await me.c.auth.deleteAccount({ password: "my password" });
+      held.release();
+      await add;
+      const members = (await admin.c.channels.listMembers({ channelId: group.channelId })).members.map((m) => m.userId);
+      assert.deepEqual(members, [admin.userId], "no seat kept by a deleted account");
+    });
+
     it("undoes a login that read the account before it was deleted", async () => {
       const me = await api.signUp("kim", "my password");
       const held = holdNext(api.storage.accounts, "createDevice");

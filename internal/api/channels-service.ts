@@ -31,6 +31,19 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     if (missing.length > 0) throw new ChatError("not_found", `no such user: ${missing.join(", ")}`);
   }
 
+  /**
+   * The users just added to a group, less any whose account was deleted
+   * since it was checked (they are taken out again): a deletion leaves the
+   * groups it finds after marking the account, and this add may have landed
+   * after that look.
+   */
+  async function withoutDeleted(channelId: Id, added: readonly Id[]): Promise<Id[]> {
+    if (added.length === 0) return [];
+    const deleted = new Set((await accounts.getUsers(added)).filter(isDeletedUser).map((u) => u.userId));
+    for (const userId of deleted) await channels.removeMember(channelId, userId);
+    return added.filter((id) => !deleted.has(id));
+  }
+
   /** A group the caller is in, with the caller's membership. */
   async function requireGroup(channelId: Id, userId: Id) {
     const m = await requireMember(deps, v.id("channel_id", channelId), userId);
@@ -344,12 +357,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // Joiners start with the history before them read: it was never theirs
       // to catch up on (a message sent while they are being added may still count).
       const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
-      const added = await channels.addMembers(
+      const written = await channels.addMembers(
         channel.channelId,
         wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq })),
         MAX_GROUP_MEMBERS,
         managerCheck(me),
       );
+      const added = await withoutDeleted(channel.channelId, written);
       if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
       const view = await channelView(deps, channel, member);
       if (added.length > 0) {
