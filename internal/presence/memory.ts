@@ -1,5 +1,5 @@
 import type { Id } from "../model/types.js";
-import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
+import type { PresenceFlip, PresenceStore, TouchOptions, UserPresence } from "./port.js";
 
 interface DeviceState {
   deviceId: Id;
@@ -27,7 +27,7 @@ export class MemoryPresenceStore implements PresenceStore {
     deviceId: Id,
     nowMs: number,
     expiresAtMs: number,
-    options: { ifAlive?: boolean; orUnknownUser?: boolean } = {},
+    options: TouchOptions = {},
   ): Promise<PresenceFlip | undefined> {
     let u = this.users.get(userId);
     const d = u?.devices.find((x) => x.deviceId === deviceId);

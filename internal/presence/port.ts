@@ -13,6 +13,12 @@ import type { Id } from "../model/types.js";
  * announcement that went slowly can tell whether a later flip overtook it
  * (`latest`).
  */
+/** How `PresenceStore.touch` treats a device that is not alive (see there). */
+export interface TouchOptions {
+  ifAlive?: boolean;
+  orUnknownUser?: boolean;
+}
+
 export interface PresenceStore {
   /**
    * The device was alive at `nowMs` and counts as online until `expiresAtMs`.
@@ -30,7 +36,7 @@ export interface PresenceStore {
     deviceId: Id,
     nowMs: number,
     expiresAtMs: number,
-    options?: { ifAlive?: boolean; orUnknownUser?: boolean },
+    options?: TouchOptions,
   ): Promise<PresenceFlip | undefined>;
   /**
    * The device is gone at once (logout, revocation). Returns the flip (with

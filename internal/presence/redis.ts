@@ -1,6 +1,6 @@
 import { Redis, type Cluster, type RedisOptions } from "ioredis";
 import type { Id } from "../model/types.js";
-import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
+import type { PresenceFlip, PresenceStore, TouchOptions, UserPresence } from "./port.js";
 
 /**
  * PresenceStore on Redis (distributed mode). State is soft: losing it (a
@@ -190,7 +190,7 @@ export class RedisPresenceStore implements PresenceStore {
     deviceId: Id,
     nowMs: number,
     expiresAtMs: number,
-    options: { ifAlive?: boolean; orUnknownUser?: boolean } = {},
+    options: TouchOptions = {},
   ): Promise<PresenceFlip | undefined> {
     const version = await this.scripts.chatPresenceTouch(
       this.userKey(userId),

@@ -246,8 +246,14 @@ describe("KafkaQueue", function () {
       }
     });
 
-    it("commits a batch that was in hand when stop was called", async () => {
-      const own = openQueue({ commitIntervalMs: 60_000 });
+    /**
+     * Publishes "first" and "second", stops the subscription while its handler
+     * holds `held` (the runner no longer runs when it finishes), and returns
+     * what a new member of the group gets: only what came after, if what was
+     * handled during the stop was committed.
+     */
+    async function afterAStopInHand(commitIntervalMs: number, held: "the batch" | "the second chunk"): Promise<string[]> {
+      const own = openQueue({ commitIntervalMs });
       try {
         await own.connect();
         const topic = uniqueName("stopinhand");
@@ -257,48 +263,18 @@ describe("KafkaQueue", function () {
         let release!: () => void;
         const released = new Promise<void>((r) => (release = r));
         let entered = false;
-        const sub = await own.subscribe(group, topic, async () => {
-          entered = true;
-          await released;
-        });
-        await waitFor(() => entered, "the batch in hand", 30_000);
-        const stopped = sub.stop();
-        await new Promise((r) => setTimeout(r, 200)); // stop is under way: the runner no longer runs
-        release();
-        await stopped;
-        const again: string[] = [];
-        const next = await own.subscribe(group, topic, async (rs) => void again.push(...rs.map((r) => dec(r.value))));
-        await own.publish(topic, [{ key: "k", value: enc("after") }]);
-        await waitFor(() => again.includes("after"), "the record published after the stop", 30_000);
-        await next.stop();
-        assert.deepEqual(again, ["after"], "the batch handled during stop came again");
-      } finally {
-        await own.close();
-      }
-    });
-
-    it("commits a chunk finished while stopping, when every chunk is committed at once", async () => {
-      const own = openQueue({ commitIntervalMs: 0 });
-      try {
-        await own.connect();
-        const topic = uniqueName("stopchunk");
-        const group = uniqueName("g");
-        await own.ensureTopics([{ topic, partitions: 1 }]);
-        await own.publish(topic, [{ key: "k", value: enc("first") }, { key: "k", value: enc("second") }]);
-        let release!: () => void;
-        const released = new Promise<void>((r) => (release = r));
-        let entered = false;
+        const chunked = held === "the second chunk";
         const sub = await own.subscribe(
           group,
           topic,
           async (rs) => {
-            if (dec(rs[0]!.value) !== "second") return;
+            if (chunked && dec(rs[0]!.value) !== "second") return;
             entered = true;
             await released;
           },
-          { maxBatch: 1 },
+          chunked ? { maxBatch: 1 } : {},
         );
-        await waitFor(() => entered, "the second chunk in hand", 30_000);
+        await waitFor(() => entered, `${held} in hand`, 30_000);
         const stopped = sub.stop();
         await new Promise((r) => setTimeout(r, 200)); // stop is under way: the runner no longer runs
         release();
@@ -308,10 +284,18 @@ describe("KafkaQueue", function () {
         await own.publish(topic, [{ key: "k", value: enc("after") }]);
         await waitFor(() => again.includes("after"), "the record published after the stop", 30_000);
         await next.stop();
-        assert.deepEqual(again, ["after"], "the chunk handled during stop came again");
+        return again;
       } finally {
         await own.close();
       }
+    }
+
+    it("commits a batch that was in hand when stop was called", async () => {
+      assert.deepEqual(await afterAStopInHand(60_000, "the batch"), ["after"], "the batch handled during stop came again");
+    });
+
+    it("commits a chunk finished while stopping, when every chunk is committed at once", async () => {
+      assert.deepEqual(await afterAStopInHand(0, "the second chunk"), ["after"], "the chunk handled during stop came again");
     });
 
     it("merges concurrent publishes into few requests and keeps each key's order", async () => {

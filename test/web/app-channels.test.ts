@@ -1,22 +1,15 @@
 import { strict as assert } from "node:assert";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, ME, runApp, type Running } from "./chat-harness.js";
-import { fakeBrowser, settle } from "./fake-browser.js";
+import { FakeServer, ME, appSuite, type Running } from "./chat-harness.js";
+import { settle } from "./fake-browser.js";
 
 // The web client's chat list when what it reads from the server is older
 // than what came live meanwhile: a ListChannels after a reconnect, or a
 // DescribeChannel, answered after later events.
 describe("web: the chat list kept current against slow answers", () => {
-  const browser = fakeBrowser();
+  const { start } = appSuite();
   let run: Running | undefined;
-  // Only while these tests run: the other suites in this process must not think they are in a browser.
-  before(() => browser.install());
-  after(() => browser.uninstall());
-  afterEach(() => {
-    run?.stop();
-    run = undefined;
-  });
 
   /** Reconnects with the listing that follows held: it reads the chats now, and answers when the returned function is called. */
   async function reconnectWithSlowListing(r: Running): Promise<() => Promise<void>> {
@@ -37,7 +30,7 @@ describe("web: the chat list kept current against slow answers", () => {
     server.addChat(10n, {}, 5);
     server.addChat(20n, { readSeq: 5n, unreadCount: 3n }, 8);
     server.addChat(30n, { archived: true }, 3);
-    run = await runApp(browser, server);
+    run = await start(server);
     assert.deepEqual(run.rows().map((x) => x.id).sort(), ["10", "20"]);
 
     const answer = await reconnectWithSlowListing(run);
@@ -60,7 +53,7 @@ describe("web: the chat list kept current against slow answers", () => {
     const server = new FakeServer();
     server.addChat(10n, {}, 2);
     server.addChat(40n, {}, 2);
-    run = await runApp(browser, server);
+    run = await start(server);
     assert.ok(row(run, 40n));
 
     const answer = await reconnectWithSlowListing(run);
@@ -78,7 +71,7 @@ describe("web: the chat list kept current against slow answers", () => {
   it("keeps a DescribeChannel answer that came while ListChannels was on its way", async () => {
     const server = new FakeServer();
     server.addChat(20n, { title: "Before" }, 2);
-    run = await runApp(browser, server);
+    run = await start(server);
 
     const answer = await reconnectWithSlowListing(run);
     server.channels.get("20")!.title = "Renamed";
@@ -92,7 +85,7 @@ describe("web: the chat list kept current against slow answers", () => {
   it("does not bring back a chat I left with a DescribeChannel asked before, and lets a later JOINED bring it back", async () => {
     const server = new FakeServer();
     server.addChat(60n, { title: "Sixty" }, 2);
-    run = await runApp(browser, server);
+    run = await start(server);
 
     // Someone else joined: the client asks how the chat now is, and the answer is slow.
     const release = server.hold("describeChannel");

@@ -2,22 +2,15 @@ import { strict as assert } from "node:assert";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { InboxEntry, Message } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, runApp, type Running } from "./chat-harness.js";
-import { fakeBrowser, ScriptedSocket, settle } from "./fake-browser.js";
+import { FakeServer, appSuite, type Running } from "./chat-harness.js";
+import { ScriptedSocket, settle } from "./fake-browser.js";
 
 // A device away longer than the inbox keeps entries: the sync after it
 // reconnects starts with entries it will never get (SyncBatch.expired_through),
 // and the web client reads what it missed from history instead.
 describe("web: a sync that skipped entries past the inbox's retention window", () => {
-  const browser = fakeBrowser();
+  const { browser, start } = appSuite();
   let run: Running | undefined;
-  // Only while these tests run: the other suites in this process must not think they are in a browser.
-  before(() => browser.install());
-  after(() => browser.uninstall());
-  afterEach(() => {
-    run?.stop();
-    run = undefined;
-  });
 
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => BigInt(from + i));
   const shownText = (r: Running, seq: number) => r.browser.root.querySelector(`[data-testid=message][data-seq="${seq}"] [data-testid=message-text]`)?.textContent;
@@ -43,7 +36,7 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
   it("reads the open chat again, with an edit whose entry expired", async () => {
     const server = new FakeServer();
     server.addChat(80n, {}, 40);
-    run = await runApp(browser, server);
+    run = await start(server);
     await openChat(run, 80n, 40);
     assert.equal(shownText(run, 35), "message 35");
 
@@ -61,7 +54,7 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
   it("shows the open chat's newest page with no gap when more expired than one page forward reads", async () => {
     const server = new FakeServer();
     server.addChat(90n, {}, 10);
-    run = await runApp(browser, server);
+    run = await start(server);
     await openChat(run, 90n, 10);
 
     const later = Array.from({ length: 300 }, () => server.post(90n));
@@ -76,7 +69,7 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
   it("reads the chat list again when the expired entries came in a backlog outside a catch-up", async () => {
     const server = new FakeServer();
     server.addChat(95n, {}, 2);
-    run = await runApp(browser, server);
+    run = await start(server);
     const listed = server.count("listChannels");
 
     // A session that stalled: the next page of its backlog starts past entries the inbox no longer has.
@@ -88,17 +81,24 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
     await waitFor(() => run!.rows().find((x) => x.id === "95")?.name === renamed.title, "the rename, from the listing");
   });
 
-  it("the session tells the app once the last page is in, and only of entries past the tab's own position", async () => {
+  const entry = (inboxSeq: bigint): InboxEntry => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } }) as InboxEntry;
+
+  /** The web client's realtime session alone, started, with what it told the app's caughtUp. */
+  async function sessionTellingCaughtUp(deviceId: string) {
     const { RealtimeSession } = await import("../../web/src/session.js");
     const told: unknown[] = [];
     const handlers = new Proxy({}, { get: (_t, name) => (name === "caughtUp" ? (missed: unknown) => told.push(missed) : () => undefined) });
-    const auth = { current: { deviceId: "12", accessToken: "t" }, accessToken: async () => "t" };
+    const auth = { current: { deviceId, accessToken: "t" }, accessToken: async () => "t" };
     const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
-    const entry = (inboxSeq: bigint): InboxEntry => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } }) as InboxEntry;
     const sockets = ScriptedSocket.all.length;
+    session.start();
+    await waitFor(() => ScriptedSocket.all.length > sockets, "the socket");
+    return { session, told, sockets };
+  }
+
+  it("the session tells the app once the last page is in, and only of entries past the tab's own position", async () => {
+    const { session, told, sockets } = await sessionTellingCaughtUp("12");
     try {
-      session.start();
-      await waitFor(() => ScriptedSocket.all.length > sockets, "the socket");
       const socket = ScriptedSocket.all.at(-1)!;
       socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 9n } } });
       socket.push({ kind: { case: "syncBatch", value: { entries: [entry(4n), entry(5n)], hasMore: true, expiredThrough: 3n } } });
@@ -116,16 +116,8 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
   });
 
   it("the session still tells the app after the connection dropped before the last page of a catch-up that skipped some", async () => {
-    const { RealtimeSession } = await import("../../web/src/session.js");
-    const told: unknown[] = [];
-    const handlers = new Proxy({}, { get: (_t, name) => (name === "caughtUp" ? (missed: unknown) => told.push(missed) : () => undefined) });
-    const auth = { current: { deviceId: "13", accessToken: "t" }, accessToken: async () => "t" };
-    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
-    const entry = (inboxSeq: bigint): InboxEntry => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } }) as InboxEntry;
-    const sockets = ScriptedSocket.all.length;
+    const { session, told, sockets } = await sessionTellingCaughtUp("13");
     try {
-      session.start();
-      await waitFor(() => ScriptedSocket.all.length > sockets, "the socket");
       const first = ScriptedSocket.all.at(-1)!;
       first.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 9n } } });
       first.push({ kind: { case: "syncBatch", value: { entries: [entry(4n), entry(5n)], hasMore: true, expiredThrough: 3n } } });

@@ -2,19 +2,13 @@ import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
 import { MemberSchema } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, ME, PEER, message, runApp, type Running } from "./chat-harness.js";
-import { fakeBrowser, settle } from "./fake-browser.js";
+import { FakeServer, ME, PEER, message, appSuite, type Running } from "./chat-harness.js";
+import { settle } from "./fake-browser.js";
 
 // A group's "Seen by" under my newest message, when its members are read after its messages.
 describe("web: seen marks of a group opened", () => {
-  const browser = fakeBrowser();
+  const { browser, start } = appSuite();
   let run: Running | undefined;
-  before(() => browser.install());
-  after(() => browser.uninstall());
-  afterEach(() => {
-    run?.stop();
-    run = undefined;
-  });
 
   it("shows who has seen my newest message when ListMembers answers after the messages", async () => {
     const server = new FakeServer();
@@ -23,7 +17,7 @@ describe("web: seen marks of a group opened", () => {
     server.history.set("80", [mine]);
     server.members.set("80", [ME, PEER, 3n].map((userId) => create(MemberSchema, { userId, readSeq: 1n })));
     const release = server.hold("listMembers");
-    run = await runApp(browser, server);
+    run = await start(server);
     const r = run;
     browser.go("#/c/80");
     await waitFor(() => r.shownSeqs().length === 1, "the message");

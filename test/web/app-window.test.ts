@@ -1,8 +1,8 @@
 import { strict as assert } from "node:assert";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, runApp, type Running } from "./chat-harness.js";
-import { FakeEvent, fakeBrowser, settle } from "./fake-browser.js";
+import { FakeServer, appSuite, type Running } from "./chat-harness.js";
+import { FakeEvent, settle } from "./fake-browser.js";
 
 /** As app.ts's WINDOW: how many messages the open chat keeps while the reader is at its bottom. */
 const WINDOW = 500;
@@ -10,15 +10,8 @@ const WINDOW = 500;
 // The open chat of a web client left open on a busy chat: what it holds
 // stays bounded, and what it let go of comes back by paging up.
 describe("web: the open chat's messages, bounded", () => {
-  const browser = fakeBrowser();
+  const { browser, start } = appSuite();
   let run: Running | undefined;
-  // Only while these tests run: the other suites in this process must not think they are in a browser.
-  before(() => browser.install());
-  after(() => browser.uninstall());
-  afterEach(() => {
-    run?.stop();
-    run = undefined;
-  });
 
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => BigInt(from + i));
   const older = (r: Running) => r.browser.root.querySelector("[data-testid=load-older]");
@@ -27,7 +20,7 @@ describe("web: the open chat's messages, bounded", () => {
   it("keeps the newest WINDOW while the reader is at the bottom, and reads the older ones again when they page back", async () => {
     const server = new FakeServer();
     server.addChat(70n, {}, 60);
-    run = await runApp(browser, server);
+    run = await start(server);
     const r = run;
     r.scroller().clientHeight = 400;
     browser.go("#/c/70");

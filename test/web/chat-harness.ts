@@ -157,6 +157,24 @@ export interface Running {
   stop(): void;
 }
 
+/**
+ * For a describe block of app tests: the fake browser, installed only while
+ * they run (the other suites in this process must not think they are in a
+ * browser), and `start`, which runs the app against a server and stops it
+ * after the test.
+ */
+export function appSuite(): { browser: FakeBrowser; start(server: FakeServer): Promise<Running> } {
+  const browser = fakeBrowser();
+  let running: Running | undefined;
+  before(() => browser.install());
+  after(() => browser.uninstall());
+  afterEach(() => {
+    running?.stop();
+    running = undefined;
+  });
+  return { browser, start: async (server) => (running = await runApp(browser, server)) };
+}
+
 /** Starts a ChatApp on a fake browser (installed already) against `server`, welcomed, with its chat list loaded. */
 export async function runApp(browser: FakeBrowser, server: FakeServer): Promise<Running> {
   const { ChatApp } = await import("../../web/src/app.js");

@@ -1,35 +1,9 @@
 import { strict as assert } from "node:assert";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
+import { ScriptedSocket } from "./fake-browser.js";
 
 // The web client's realtime session in Node, on a scripted WebSocket.
-class ScriptedSocket {
-  static readonly OPEN = 1;
-  readyState = 1;
-  binaryType = "";
-  readonly sent: Uint8Array[] = [];
-  onmessage?: (ev: { data: ArrayBuffer }) => void;
-  onclose?: (ev: { code: number; reason: string }) => void;
-  constructor() {
-    sockets.push(this);
-  }
-  send(bytes: Uint8Array): void {
-    this.sent.push(bytes);
-  }
-  close(): void {
-    this.readyState = 3;
-  }
-  push(frame: MessageInitShape<typeof ServerFrameSchema>): void {
-    const b = toBinary(ServerFrameSchema, create(ServerFrameSchema, frame));
-    this.onmessage!({ data: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer });
-  }
-  frames() {
-    return this.sent.map((b) => fromBinary(ClientFrameSchema, b));
-  }
-}
-const sockets: ScriptedSocket[] = [];
 const stored = new Map<string, string>();
 const browserGlobals = {
   localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
@@ -54,15 +28,17 @@ describe("web: the realtime session", () => {
     const handlers = new Proxy({}, { get: (_t, name) => (name === "entries" ? (es: InboxEntry[]) => taken.push(...es.map((e) => e.inboxSeq)) : () => undefined) });
     const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
     const entry = (inboxSeq: bigint) => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } });
+    const before = ScriptedSocket.all.length;
+    const sockets = () => ScriptedSocket.all.slice(before);
     try {
       session.start();
-      await waitFor(() => sockets.length === 1, "the first socket");
-      sockets[0]!.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
-      sockets[0]!.push({ kind: { case: "message", value: { entry: entry(1n) } } });
-      sockets[0]!.onclose!({ code: 1006, reason: "" });
+      await waitFor(() => sockets().length === 1, "the first socket");
+      sockets()[0]!.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+      sockets()[0]!.push({ kind: { case: "message", value: { entry: entry(1n) } } });
+      sockets()[0]!.onclose!({ code: 1006, reason: "" });
       // Meanwhile another tab took 2 to 5 and acked them: the device's cursor is 5.
-      await waitFor(() => sockets.length === 2, "the reconnect");
-      const socket = sockets[1]!;
+      await waitFor(() => sockets().length === 2, "the reconnect");
+      const socket = sockets()[1]!;
       socket.push({ kind: { case: "welcome", value: { deviceCursor: 5n, headInboxSeq: 6n } } });
       const sync = socket.frames().find((f) => f.kind.case === "sync");
       assert.ok(sync && sync.kind.case === "sync", "a SyncRequest");
