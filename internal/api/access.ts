@@ -3,6 +3,8 @@ import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../g
 import { ChatError } from "../model/errors.js";
 import type { Sender } from "../messages/submit.js";
 import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRecord, type StoredMessage } from "../model/types.js";
+import { blockedEitherWay } from "../accounts/blocks.js";
+import { presenceVisibility } from "../accounts/store.js";
 import { readReach } from "../presence/audience.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { channelToProto, type ChannelView } from "./convert.js";
@@ -141,6 +143,34 @@ export async function tellGoneApart(deps: ApiDeps, userId: Id, members: readonly
     ]);
   } catch (e) {
     deps.logger?.warn({ err: e }, "presence after leaving a group not told");
+  }
+}
+
+/**
+ * Users just in a chat together (a new group, new members, a first direct
+ * chat): each pair is now in each other's presence audience where their
+ * settings allow and no block stands between them, so each is told the
+ * other's current state rather than wait for the next change. Only those
+ * whose setting lets chats show them are told anything: a "friends" setting
+ * reached friends before, "nobody" reaches nobody. Best effort.
+ */
+export async function tellCameTogether(deps: ApiDeps, joiners: readonly Id[], members: readonly Id[]): Promise<void> {
+  const presence = deps.presence;
+  if (!presence || joiners.length === 0) return;
+  const newcomers = new Set(joiners);
+  const everyone = [...new Set([...members, ...joiners])];
+  try {
+    await Promise.all(
+      everyone.map(async (userId) => {
+        if ((await presenceVisibility(deps.accounts, userId)) !== "chats") return;
+        // A joiner meets everyone; the others meet only the joiners.
+        const met = (newcomers.has(userId) ? everyone : joiners).filter((id) => id !== userId);
+        const blocked = await blockedEitherWay(deps.accounts, userId);
+        await presence.tellLatest(userId, met.filter((id) => !blocked.has(id)));
+      }),
+    );
+  } catch (e) {
+    deps.logger?.warn({ err: e }, "presence of new chat members not told");
   }
 }
 

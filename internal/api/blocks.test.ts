@@ -3,9 +3,9 @@ import { Code } from "@connectrpc/connect";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { BlockCache } from "../accounts/blocks.js";
 import type { Id } from "../model/types.js";
-import { rpcError, TestApi, type TestUser } from "./testkit.js";
+import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
 
-const everyoneOnline = { getPresence: async (ids: Id[]) => ids.map((userId) => ({ userId, online: true })) };
+const everyoneOnline = new FixedPresence({ online: true });
 const BLOCKED = "ERROR_CODE_BLOCKED";
 
 describe("api: blocking users", () => {

@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, tellGoneApart, writeNote } from "./access.js";
+import { ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -157,6 +157,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const view = await channelView(deps, channel, member);
       if (channel.channelId === candidate.channelId) {
         await pushChannelEvent(deps, [me, peer], ChannelEventKind.JOINED, view, peer);
+        await tellCameTogether(deps, [peer], [me]);
         return { channel: channelToProto(view) };
       }
       // A chat opened again may be muted, pinned or archived.
@@ -180,6 +181,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       await channels.createGroup(channel, members);
       const view = { channel, memberCount: members.length, me: owner };
       await pushChannelEvent(deps, [me, ...others], ChannelEventKind.JOINED, view);
+      await tellCameTogether(deps, others, [me]);
       return { channel: channelToProto(view) };
     },
 
@@ -296,7 +298,11 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       }
       const view = await channelView(deps, channel, member);
       // The event carries only the shared fields of the view (pushChannelEvent leaves the caller's own out).
-      if (joined) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.JOINED, view, me);
+      if (joined) {
+        const everyone = await memberIds(channel.channelId);
+        await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, me);
+        await tellCameTogether(deps, [me], everyone);
+      }
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
@@ -369,6 +375,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (added.length > 0) {
         const everyone = await memberIds(channel.channelId);
         for (const userId of added) await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, userId);
+        await tellCameTogether(deps, added, everyone);
       }
       return { channel: channelToProto(view) };
     },

@@ -3,10 +3,10 @@ import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, ChannelNoteKind, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelNoteKind, MemberRole, PresenceStatus, PresenceVisibility, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Id } from "../model/types.js";
-import { rpcError, TestApi, type TestUser } from "./testkit.js";
+import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
 
 describe("api: ChannelService", () => {
   let api: TestApi;
@@ -36,6 +36,47 @@ describe("api: ChannelService", () => {
     api.sessions.pushes = [];
     await owner.c.channels.removeMember({ channelId: group.channelId, userId: stranger.userId });
     assert.deepEqual(offline(), [...pair(stranger, owner), ...pair(stranger, friend)].sort());
+  });
+
+  it("tells users just in a chat together each other's presence, as their settings and blocks allow", async () => {
+    await api.close();
+    api = await TestApi.start({ presence: new FixedPresence({ online: true }) });
+    const [owner, a, b, hidden, blocker, joiner, peer] = await Promise.all([1, 2, 3, 4, 5, 6, 7].map(() => api.signUp()));
+    await hidden!.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+    await blocker!.c.users.blockUser({ userId: a!.userId });
+    const told = () =>
+      api.sessions.framesOf("presence").flatMap((p) => {
+        const e = p.frame.kind.case === "presence" ? p.frame.kind.value.presence! : undefined;
+        assert.equal(e?.status, PresenceStatus.ONLINE);
+        return p.userIds.map((to) => `${e?.userId}->${to}`);
+      }).sort();
+    const both = (x: TestUser, ys: TestUser[]) => ys.flatMap((y) => [`${x.userId}->${y.userId}`, `${y.userId}->${x.userId}`]);
+    const from = (x: TestUser, ys: TestUser[]) => ys.map((y) => `${x.userId}->${y.userId}`);
+
+    // A new group: every pair, but a "friends" setting shows nothing to strangers and a block nothing across it.
+    api.sessions.pushes = [];
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [a!.userId, hidden!.userId] })).channel!.channelId;
+    assert.deepEqual(told(), [...both(owner!, [a!]), ...from(owner!, [hidden!]), ...from(a!, [hidden!])].sort());
+
+    // Members added: each newcomer and everyone, the newcomers among themselves, not the blocked pair.
+    api.sessions.pushes = [];
+    await owner!.c.channels.addMembers({ channelId, userIds: [b!.userId, blocker!.userId] });
+    assert.deepEqual(
+      told(),
+      [...both(b!, [owner!, a!, blocker!]), ...from(b!, [hidden!]), ...both(blocker!, [owner!]), ...from(blocker!, [hidden!])].sort(),
+    );
+
+    // A joiner by invite link, and a first direct chat (opened again, it tells nothing).
+    const { code } = await owner!.c.channels.getInviteLink({ channelId });
+    api.sessions.pushes = [];
+    await joiner!.c.channels.joinByInvite({ code });
+    assert.deepEqual(told(), [...both(joiner!, [owner!, a!, b!, blocker!]), ...from(joiner!, [hidden!])].sort());
+    api.sessions.pushes = [];
+    await peer!.c.channels.openDirect({ userId: owner!.userId });
+    assert.deepEqual(told(), both(peer!, [owner!]).sort());
+    api.sessions.pushes = [];
+    await owner!.c.channels.openDirect({ userId: peer!.userId });
+    assert.deepEqual(told(), []);
   });
 
   it("finds or creates one direct channel per pair, either way round", async () => {

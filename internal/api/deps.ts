@@ -15,6 +15,8 @@ import type { Id } from "../model/types.js";
 
 export interface PresenceSource {
   getPresence(userIds: Id[]): Promise<{ userId: Id; online: boolean; lastSeenAtMs?: number }[]>;
+  /** Pushes the user's latest state to users who just came into their audience, again if a flip overtakes it. */
+  tellLatest(userId: Id, to: readonly Id[]): Promise<void>;
 }
 
 export interface ApiDeps {

@@ -93,8 +93,7 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       if (dropped.length > 0) await deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false }));
       const had = new Set(before);
       const added = [...after].filter((id) => !had.has(id));
-      const [now] = added.length > 0 && deps.presence ? await deps.presence.getPresence([me]) : [];
-      if (now) await deps.sessions.pushToUsers(added, presenceFrame({ userId: me, online: now.online, lastSeenAtMs: now.lastSeenAtMs }));
+      if (added.length > 0) await deps.presence?.tellLatest(me, added);
       return { settings: settingsToProto(visibility) };
     },
   };

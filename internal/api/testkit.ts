@@ -26,7 +26,9 @@ import { Snowflake } from "../ids/snowflake.js";
 import { noteMessage, type MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, NewMessage } from "../model/types.js";
+import { presenceFrame } from "../presence/tracker.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
+import type { PresenceSource } from "./deps.js";
 import { ERROR_CODE_HEADER } from "./errors.js";
 import { clientAddressValues, registerPublicApi, type ApiDeps } from "./router.js";
 import { validateSend } from "../chatserver/validate.js";
@@ -100,6 +102,23 @@ export interface TestUser {
   c: Clients;
 }
 
+/**
+ * Presence where every user is in one state. What it tells goes out through
+ * the sessions of the TestApi it is given to, where tests read it.
+ */
+export class FixedPresence implements PresenceSource {
+  directory?: Pick<SessionDirectory, "pushToUsers">;
+  constructor(private readonly state: { online: boolean; lastSeenAtMs?: number }) {}
+
+  async getPresence(userIds: Id[]) {
+    return userIds.map((userId) => ({ userId, ...this.state }));
+  }
+
+  async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
+    if (to.length > 0) await this.directory?.pushToUsers(to, presenceFrame({ userId, ...this.state }));
+  }
+}
+
 export class TestApi {
   /** The clock the api and its tokens read; tests move it. */
   clock = { ms: Date.UTC(2026, 5, 1) };
@@ -130,6 +149,7 @@ export class TestApi {
       passwords: new PasswordHasher(LIGHT_PASSWORD_PARAMS),
       ...overrides,
     };
+    if (overrides.presence instanceof FixedPresence) overrides.presence.directory = this.sessions;
   }
 
   readonly deps: ApiDeps;

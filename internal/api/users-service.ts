@@ -174,10 +174,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: false }));
   }
 
-  /** Pushes `userId`'s current presence to `to` when `to` may see it. */
+  /** Pushes `userId`'s latest presence to `to` when `to` may see it. */
   async function tellPresence(userId: Id, to: Id): Promise<void> {
-    if (!deps.presence || !(await reaches(deps, userId, to))) return;
-    const [p] = await deps.presence.getPresence([userId]);
-    if (p) await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: p.online, lastSeenAtMs: p.lastSeenAtMs }));
+    if (deps.presence && (await reaches(deps, userId, to))) await deps.presence.tellLatest(userId, [to]);
   }
 }

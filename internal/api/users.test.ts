@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
 import { PresenceStatus, PresenceVisibility } from "../../gen/es/chat/v1/types_pb.js";
-import { rpcError, TestApi } from "./testkit.js";
+import { FixedPresence, rpcError, TestApi } from "./testkit.js";
 
 describe("api: UserService and PresenceService", () => {
   let api: TestApi;
@@ -81,7 +81,7 @@ describe("api: UserService and PresenceService", () => {
 
   it("shows presence of friends and channel co-members only", async () => {
     api = await TestApi.start({
-      presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) },
+      presence: new FixedPresence({ online: true }),
     });
     const me = await api.signUp();
     const friend = await api.signUp();
@@ -101,7 +101,7 @@ describe("api: UserService and PresenceService", () => {
     const { ONLINE, OFFLINE } = PresenceStatus;
 
     it("shows a user's presence only as far as they chose: chats, friends, nobody", async () => {
-      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) } });
+      api = await TestApi.start({ presence: new FixedPresence({ online: true }) });
       const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
       await me.c.users.sendFriendRequest({ userId: friend.userId });
       await friend.c.users.sendFriendRequest({ userId: me.userId });
@@ -124,7 +124,7 @@ describe("api: UserService and PresenceService", () => {
     });
 
     it("tells those who may no longer see the user offline at once, and those who now may the current presence", async () => {
-      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true })) } });
+      api = await TestApi.start({ presence: new FixedPresence({ online: true }) });
       const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
       await me.c.users.sendFriendRequest({ userId: friend.userId });
       await friend.c.users.sendFriendRequest({ userId: me.userId });
@@ -150,7 +150,7 @@ describe("api: UserService and PresenceService", () => {
     });
 
     it("tells ex-friends offline when only the friendship let them see each other, and new friends each other's presence", async () => {
-      api = await TestApi.start({ presence: { getPresence: async (ids) => ids.map((userId) => ({ userId, online: true, lastSeenAtMs: 1 })) } });
+      api = await TestApi.start({ presence: new FixedPresence({ online: true, lastSeenAtMs: 1 }) });
       const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];
       const presenceTo = () =>
         api.sessions.framesOf("presence").map((p) => {

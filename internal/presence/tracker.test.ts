@@ -353,6 +353,38 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     );
   });
 
+  it("tells a newcomer to the audience the latest state, again when a flip it was not yet told of overtook the push", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const delivered = gate();
+    let first = true;
+    // The api tells 99 (a new friend, a new member of a shared group) that user 1 is online; the push is slow to land.
+    const api = tracker({
+      store,
+      directory: recorder(heard, async () => {
+        if (first) (first = false), await delivered.opened;
+      }),
+    });
+    // The chat server read user 1's audience before 99 was in it.
+    const server = tracker({ store, directory: recorder(heard), audience: async () => [] });
+    server.deviceConnected(1n, 10n);
+    await server.idle();
+    const telling = api.tellLatest(1n, [99n]);
+    await waitFor(() => !first, "the api's ONLINE to be on its way");
+    server.deviceLoggedOut(1n, 10n);
+    await server.idle();
+    delivered.open();
+    await telling;
+    assert.equal(show(heard), "1:ON 1:OFF");
+    assert.equal(lastHeard(heard, 99n, 1n), false);
+
+    // A user never seen is told offline; nobody to tell, nothing pushed.
+    heard.length = 0;
+    await api.tellLatest(2n, [99n]);
+    await api.tellLatest(1n, []);
+    assert.equal(show(heard), "2:OFF");
+  });
+
   it("after the store lost its data, announces OFFLINE for a device whose session ended before its next heartbeat", async () => {
     let mem = new MemoryPresenceStore();
     const heard: Heard[] = [];

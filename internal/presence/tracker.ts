@@ -163,6 +163,19 @@ export class PresenceTracker {
   }
 
   /**
+   * Tells `to`, who just came into the user's audience (a friendship, a
+   * shared chat, a wider setting), the user's latest state. As an
+   * announcement does, and for the same reason: a flip whose announcement
+   * read its audience before `to` was in it must not be overtaken by the
+   * older state read here, so the state is told again until it stands still
+   * across a push. Rejects on a failure; no retries (the caller's change is
+   * made, and the next flip tells `to` anyway).
+   */
+  async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
+    if (to.length > 0) await this.tellUntilSteady(userId, to, { pushed: false });
+  }
+
+  /**
    * Flips users whose devices all went quiet past the grace period and
    * announces them; returns how many. Held off while the store fails and for
    * a grace period after it answers again.
@@ -284,21 +297,13 @@ export class PresenceTracker {
   private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
     const { firstDelayMs, maxDelayMs, attempts } = this.retry;
     let audience: Id[] | undefined;
-    /** The version whose state the audience last heard from here. */
-    let told: number | undefined;
-    let pushed = false;
+    /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
+    const told: Telling = { pushed: false };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
         audience ??= await this.deps.audience(flip.userId);
         if (audience.length === 0) return;
-        for (;;) {
-          const latest = await this.call((s) => s.latest(flip.userId));
-          if (!pushed && latest.version !== flip.version) return;
-          if (latest.version === told) return;
-          pushed = true;
-          await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
-          told = latest.version;
-        }
+        return await this.tellUntilSteady(flip.userId, audience, told, flip.version);
       } catch (err) {
         const log = { err, userId: String(flip.userId), attempt };
         if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, "presence announcement failed; giving up");
@@ -312,4 +317,26 @@ export class PresenceTracker {
       }
     }
   }
+
+  /**
+   * Pushes the user's latest state to `audience`, again while a later flip
+   * came in meanwhile. With `onlyVersion`, nothing is pushed when the latest
+   * flip is already another (its maker announces it).
+   */
+  private async tellUntilSteady(userId: Id, audience: readonly Id[], told: Telling, onlyVersion?: number): Promise<void> {
+    for (;;) {
+      const latest = await this.call((s) => s.latest(userId));
+      if (!told.pushed && onlyVersion !== undefined && latest.version !== onlyVersion) return;
+      if (latest.version === told.version) return;
+      told.pushed = true;
+      await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
+      told.version = latest.version;
+    }
+  }
+}
+
+/** What an audience heard from one telling: whether a push was tried, and the version it last took. */
+interface Telling {
+  pushed: boolean;
+  version?: number;
 }

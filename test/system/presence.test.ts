@@ -176,6 +176,19 @@ describe("chatd system: presence", function () {
     assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "carol no longer hears alice");
   });
 
+  it("tells users new to a group each other's presence at once, not at the next change", async () => {
+    const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
+    await Promise.all([befriend(carol!, alice!), befriend(carol!, bob!)]);
+    const { channel } = await alice!.api.channels.createGroup({ title: "g", memberUserIds: [] });
+    const c = await open(carol!.devices[0]!.token);
+    const [a, b] = await Promise.all([alice!, bob!].map((u) => open(u.devices[0]!.token)));
+    // Their coming online is announced (to carol, a friend of both) before they share anything.
+    await waitFor(() => c.statuses(alice!.userId).length === 1 && c.statuses(bob!.userId).length === 1, "carol hears both online");
+    await alice!.api.channels.addMembers({ channelId: channel!.channelId, userIds: [bob!.userId] });
+    await waitFor(() => a.statuses(bob!.userId).length > 0 && b.statuses(alice!.userId).length > 0, "each told the other's presence");
+    assert.deepEqual([a.statuses(bob!.userId), b.statuses(alice!.userId)], [[PresenceStatus.ONLINE], [PresenceStatus.ONLINE]]);
+  });
+
   it("keeps a user's presence from those her setting leaves out, on their open sessions too", async () => {
     const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
     await befriend(alice!, bob!);
