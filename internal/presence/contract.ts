@@ -125,6 +125,32 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       assert.ok(off2!.version >= T + 1020, "at least the flip's time, so versions never repeat after the store lost a record");
     });
 
+    it("holds each flip untold until told, and hands an untold one to one claimer at a time, its latest state", async () => {
+      const W = 10_000;
+      const [quiet, told, later] = [id(), id(), id()];
+      const byUser = (a: { userId: bigint }, b: { userId: bigint }) => (a.userId < b.userId ? -1 : 1);
+      await store.touch(quiet, 1n, W, W + 100);
+      const on = (await store.touch(told, 1n, W, W + 100))!;
+      await store.told(told, on.version);
+      const first = (await store.touch(later, 1n, W, W + 100))!;
+      const off = (await store.drop(later, 1n, W + 5))!;
+      await store.told(later, first.version); // an older flip's telling leaves the later one untold
+
+      assert.deepEqual(await store.claimUntold(W + 50, 100, 1000), [], "not due yet");
+      const claimed = (await store.claimUntold(W + 200, 100, 1000)).sort(byUser);
+      assert.deepEqual(claimed, [await store.latest(quiet), off].sort(byUser));
+      assert.deepEqual(await store.claimUntold(W + 250, 100, 1000), [], "claimed: nobody else gets them for a while");
+      await store.told(later, off.version);
+      assert.deepEqual((await store.claimUntold(W + 300, 100, 1000)).map((f) => f.userId), [quiet], "still untold a while after the claim");
+      await store.touch(told, 2n, W + 400, W + 500); // no flip: still told
+      const second = id();
+      await store.touch(second, 1n, W + 400, W + 500);
+      const one = await store.claimUntold(W + 1000, 100, 1);
+      const other = await store.claimUntold(W + 1000, 100, 1);
+      assert.equal(one.length + other.length, 2, "at most limit per call");
+      assert.deepEqual([...one, ...other].map((f) => f.userId).sort(), [quiet, second].sort(), "told users never");
+    });
+
     it("answers a ping", async () => {
       await store.ping();
     });

@@ -21,6 +21,8 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly users = new Map<Id, UserState>();
   /** Users whose aggregate is online: the only ones expire() has to look at. */
   private readonly online = new Set<Id>();
+  /** Users whose latest flip is not confirmed told: when it was made, or last claimed. */
+  private readonly untold = new Map<Id, number>();
 
   async touch(
     userId: Id,
@@ -44,7 +46,7 @@ export class MemoryPresenceStore implements PresenceStore {
     if (u.online) return undefined;
     u.online = true;
     this.online.add(userId);
-    return { userId, online: true, version: flipped(u, nowMs) };
+    return { userId, online: true, version: this.flipped(userId, u, nowMs) };
   }
 
   async drop(userId: Id, deviceId: Id, nowMs: number): Promise<PresenceFlip | undefined> {
@@ -56,7 +58,7 @@ export class MemoryPresenceStore implements PresenceStore {
     u.online = false;
     u.lastSeenMs = nowMs;
     this.online.delete(userId);
-    return { userId, online: false, lastSeenAtMs: nowMs, version: flipped(u, nowMs) };
+    return { userId, online: false, lastSeenAtMs: nowMs, version: this.flipped(userId, u, nowMs) };
   }
 
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
@@ -69,7 +71,7 @@ export class MemoryPresenceStore implements PresenceStore {
       u.online = false;
       u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);
       this.online.delete(userId);
-      flips.push({ userId, online: false, lastSeenAtMs: u.lastSeenMs, version: flipped(u, nowMs) });
+      flips.push({ userId, online: false, lastSeenAtMs: u.lastSeenMs, version: this.flipped(userId, u, nowMs) });
     }
     return flips;
   }
@@ -79,6 +81,20 @@ export class MemoryPresenceStore implements PresenceStore {
     if (!u) return { userId, online: false, version: 0 };
     if (u.online || u.lastSeenMs === undefined) return { userId, online: u.online, version: u.version };
     return { userId, online: false, lastSeenAtMs: u.lastSeenMs, version: u.version };
+  }
+
+  async told(userId: Id, version: number): Promise<void> {
+    if ((this.users.get(userId)?.version ?? 0) <= version) this.untold.delete(userId);
+  }
+
+  async claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]> {
+    const claimed: Id[] = [];
+    for (const [userId, sinceMs] of this.untold) {
+      if (claimed.length >= limit) break;
+      if (sinceMs <= nowMs - afterMs) claimed.push(userId);
+    }
+    for (const userId of claimed) this.untold.set(userId, nowMs);
+    return Promise.all(claimed.map((userId) => this.latest(userId)));
   }
 
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
@@ -98,14 +114,16 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async ping(): Promise<void> {}
 
+  /** Counts a flip of the user, untold until its maker says otherwise; returns its version (see PresenceFlip). */
+  private flipped(userId: Id, u: UserState, nowMs: number): number {
+    u.version = Math.max(u.version + 1, Math.floor(nowMs));
+    this.untold.set(userId, nowMs);
+    return u.version;
+  }
+
   async close(): Promise<void> {}
 }
 
-/** Counts a flip of the user; returns its version (see PresenceFlip). */
-function flipped(u: UserState, nowMs: number): number {
-  u.version = Math.max(u.version + 1, Math.floor(nowMs));
-  return u.version;
-}
 
 /** Drops expired devices; returns the latest lastAlive among the dropped ones (0 if none). */
 function prune(u: UserState, nowMs: number): number {

@@ -9,7 +9,8 @@ import type { Id } from "../model/types.js";
  *
  * Every method that flips a user's aggregate state reports the flip to
  * exactly one caller, however many processes call concurrently: that caller
- * fans the change out. Each flip carries the user's new version, so an
+ * fans the change out, and says so (`told`); a flip nobody told is handed to
+ * a sweeper later (`claimUntold`). Each flip carries the user's new version, so an
  * announcement that went slowly can tell whether a later flip overtook it
  * (`latest`).
  */
@@ -54,6 +55,19 @@ export interface PresenceStore {
    * seen (or forgotten): offline, version 0.
    */
   latest(userId: Id): Promise<PresenceFlip>;
+  /**
+   * The user's flip of `version` (or a later one) was told to their
+   * audience: `claimUntold` no longer hands it out.
+   */
+  told(userId: Id, version: number): Promise<void>;
+  /**
+   * Flips that nobody confirmed told (`told`) within `afterMs` of being made
+   * (their maker died between the flip and its announcement, or gave up
+   * during a long outage): at most `limit` users, each with their latest
+   * flip. Each is claimed as of `nowMs`: handed out again only if still
+   * untold `afterMs` later, so concurrent sweepers do not all tell it.
+   */
+  claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]>;
   /** Presence of each given user, in input order. Unknown users are offline without last seen. */
   get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]>;
   /** Resolves when the store answers (a sweeper that saw it fail asks before expiring anyone). */

@@ -17,6 +17,9 @@ import type { PresenceFlip, PresenceStore, TouchOptions, UserPresence } from "./
  *     No TTL while online; PEXPIRE lastSeenTtlMs once offline.
  *   <prefix>{S}:exp         sorted set: member userId, score = the latest
  *                           expiry among the user's devices (the sweep index)
+ *   <prefix>{S}:untold      sorted set: member userId, score = when the
+ *                           user's latest flip was made (or last claimed),
+ *                           until a caller says it was told
  */
 export interface RedisPresenceOptions {
   /** A connected client (shared), or a URL to open one of its own. */
@@ -31,7 +34,8 @@ export interface RedisPresenceOptions {
 // Shared Lua: parse a device value and prune expired devices; sets maxe
 // (latest live expiry) and lasta (latest lastAlive among pruned devices).
 // flipped() counts a flip: the version goes one up, or to the flip's time if
-// that is more, so it never repeats even after Redis lost the hash.
+// that is more, so it never repeats even after Redis lost the hash; the flip
+// is untold (in the untold index u) until its maker says otherwise.
 const PRUNE = `
 local function prune(h, now)
   local all = redis.call('HGETALL', h)
@@ -51,16 +55,18 @@ local function prune(h, now)
   end
   return maxe, lasta
 end
-local function flipped(h, now)
+local function flipped(h, now, u, user)
   local v = tonumber(redis.call('HGET', h, 'v') or '0') + 1
   if v < now then v = now end
   redis.call('HSET', h, 'v', string.format('%.0f', v))
+  redis.call('ZADD', u, now, user)
   return v
 end
 `;
 
-// KEYS: hash, zset. ARGV: deviceField, now, expiresAt, ifAlive ('0', '1', or
-// '2' = unless the user is unknown), userId. Returns the flip's version or 0.
+// KEYS: hash, zset, untold. ARGV: deviceField, now, expiresAt, ifAlive ('0',
+// '1', or '2' = unless the user is unknown), userId. Returns the flip's
+// version or 0.
 const TOUCH =
   PRUNE +
   `
@@ -78,10 +84,10 @@ redis.call('ZADD', z, maxe, ARGV[5])
 redis.call('PERSIST', h)
 if redis.call('HGET', h, 'on') then return 0 end
 redis.call('HSET', h, 'on', '1')
-return flipped(h, now)
+return flipped(h, now, KEYS[3], ARGV[5])
 `;
 
-// KEYS: hash, zset. ARGV: deviceField, now, userId, ttlMs. Returns {last seen, version} or -1.
+// KEYS: hash, zset, untold. ARGV: deviceField, now, userId, ttlMs. Returns {last seen, version} or -1.
 const DROP =
   PRUNE +
   `
@@ -97,12 +103,12 @@ redis.call('ZREM', z, ARGV[3])
 if not redis.call('HGET', h, 'on') then return -1 end
 redis.call('HDEL', h, 'on')
 redis.call('HSET', h, 'seen', ARGV[2])
-local v = flipped(h, now)
+local v = flipped(h, now, KEYS[3], ARGV[3])
 redis.call('PEXPIRE', h, ARGV[4])
 return {now, v}
 `;
 
-// KEYS: hash, zset. ARGV: now, userId, ttlMs. Returns {last seen, version} or -1.
+// KEYS: hash, zset, untold. ARGV: now, userId, ttlMs. Returns {last seen, version} or -1.
 const EXPIRE =
   PRUNE +
   `
@@ -120,18 +126,36 @@ local seen = tonumber(redis.call('HGET', h, 'seen') or '0')
 if lasta > seen then seen = lasta end
 if seen == 0 then seen = now end
 redis.call('HSET', h, 'seen', seen)
-local v = flipped(h, now)
+local v = flipped(h, now, KEYS[3], ARGV[2])
 redis.call('PEXPIRE', h, ARGV[3])
 return {seen, v}
+`;
+
+// KEYS: hash, untold. ARGV: version, userId. The flip of that version or a
+// later one was told (a missing hash: there is nothing left to tell).
+const TOLD = `
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v <= tonumber(ARGV[1]) then redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 0
+`;
+
+// KEYS: untold. ARGV: made at or before, now, limit. Claims the due members
+// (due again afterMs from now) and returns them.
+const CLAIM_UNTOLD = `
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, user in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], user) end
+return due
 `;
 
 /** A flip to offline ([last seen, version]) or -1 (none). */
 type OfflineReply = [number, number] | number;
 
 type ScriptClient = {
-  chatPresenceTouch(h: string, z: string, field: string, now: number, exp: number, ifAlive: string, user: string): Promise<number>;
-  chatPresenceDrop(h: string, z: string, field: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
-  chatPresenceExpire(h: string, z: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
+  chatPresenceTouch(h: string, z: string, u: string, field: string, now: number, exp: number, ifAlive: string, user: string): Promise<number>;
+  chatPresenceDrop(h: string, z: string, u: string, field: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
+  chatPresenceExpire(h: string, z: string, u: string, now: number, user: string, ttl: number): Promise<OfflineReply>;
+  chatPresenceTold(h: string, u: string, version: number, user: string): Promise<number>;
+  chatPresenceClaimUntold(u: string, madeBy: number, now: number, limit: number): Promise<string[]>;
 };
 
 function offlineFlip(userId: Id, reply: OfflineReply): PresenceFlip | undefined {
@@ -154,9 +178,11 @@ export class RedisPresenceStore implements PresenceStore {
     this.prefix = options.prefix ?? "chat:presence:";
     this.shards = options.shards ?? 16;
     this.ttlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
-    this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 2 });
-    this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 2 });
-    this.redis.defineCommand("chatPresenceExpire", { lua: EXPIRE, numberOfKeys: 2 });
+    this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 3 });
+    this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 3 });
+    this.redis.defineCommand("chatPresenceExpire", { lua: EXPIRE, numberOfKeys: 3 });
+    this.redis.defineCommand("chatPresenceTold", { lua: TOLD, numberOfKeys: 2 });
+    this.redis.defineCommand("chatPresenceClaimUntold", { lua: CLAIM_UNTOLD, numberOfKeys: 1 });
     // Every "ready" after the first is a reconnect: Redis may have restarted
     // empty (presence is soft state) after an outage.
     let readies = this.redis.status === "ready" ? 1 : 0;
@@ -185,6 +211,10 @@ export class RedisPresenceStore implements PresenceStore {
     return `${this.prefix}{${shard}}:exp`;
   }
 
+  private untoldKey(shard: number): string {
+    return `${this.prefix}{${shard}}:untold`;
+  }
+
   async touch(
     userId: Id,
     deviceId: Id,
@@ -195,6 +225,7 @@ export class RedisPresenceStore implements PresenceStore {
     const version = await this.scripts.chatPresenceTouch(
       this.userKey(userId),
       this.indexKey(this.shardOf(userId)),
+      this.untoldKey(this.shardOf(userId)),
       `d:${deviceId}`,
       Math.floor(nowMs),
       Math.floor(expiresAtMs),
@@ -208,6 +239,7 @@ export class RedisPresenceStore implements PresenceStore {
     const reply = await this.scripts.chatPresenceDrop(
       this.userKey(userId),
       this.indexKey(this.shardOf(userId)),
+      this.untoldKey(this.shardOf(userId)),
       `d:${deviceId}`,
       Math.floor(nowMs),
       String(userId),
@@ -223,7 +255,8 @@ export class RedisPresenceStore implements PresenceStore {
       const due = await this.redis.zrangebyscore(index, "-inf", Math.floor(nowMs), "LIMIT", 0, limit - flips.length);
       for (const member of due) {
         const userId = BigInt(member);
-        const flip = offlineFlip(userId, await this.scripts.chatPresenceExpire(this.userKey(userId), index, Math.floor(nowMs), member, this.ttlMs));
+        const reply = await this.scripts.chatPresenceExpire(this.userKey(userId), index, this.untoldKey(shard), Math.floor(nowMs), member, this.ttlMs);
+        const flip = offlineFlip(userId, reply);
         if (flip) flips.push(flip);
       }
     }
@@ -236,6 +269,19 @@ export class RedisPresenceStore implements PresenceStore {
     const version = Number(v ?? 0);
     if (on || seen === null) return { userId, online: on !== null, version };
     return { userId, online: false, lastSeenAtMs: Number(seen), version };
+  }
+
+  async told(userId: Id, version: number): Promise<void> {
+    await this.scripts.chatPresenceTold(this.userKey(userId), this.untoldKey(this.shardOf(userId)), version, String(userId));
+  }
+
+  async claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]> {
+    const users: Id[] = [];
+    for (let shard = 0; shard < this.shards && users.length < limit; shard++) {
+      const due = await this.scripts.chatPresenceClaimUntold(this.untoldKey(shard), Math.floor(nowMs - afterMs), Math.floor(nowMs), limit - users.length);
+      for (const member of due) users.push(BigInt(member));
+    }
+    return Promise.all(users.map((userId) => this.latest(userId)));
   }
 
   async ping(): Promise<void> {

@@ -221,6 +221,8 @@ function storeOver(target: () => PresenceStore, down: () => boolean = () => fals
     drop: (...a) => guard(() => target().drop(...a)),
     expire: (...a) => guard(() => (hooks.expire ?? target().expire.bind(target()))(...a)),
     latest: (...a) => guard(() => target().latest(...a)),
+    told: (...a) => guard(() => target().told(...a)),
+    claimUntold: (...a) => guard(() => target().claimUntold(...a)),
     get: (...a) => guard(() => target().get(...a)),
     ping: () => guard(() => target().ping()),
     close: async () => {},
@@ -351,6 +353,59 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
       heard.map((h) => h.online),
       [true, true, false, true],
     );
+  });
+
+  it("tells a flip whose maker died before announcing it, from a sweep a grace period later, once", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const never = gate(); // the dying process never gets past reading the audience
+    const dying = tracker({ store, directory: recorder(heard), audience: async () => (await never.opened, [99n]) });
+    const sweeper = tracker({ store, directory: recorder(heard) });
+    dying.deviceConnected(1n, 10n);
+    sweeper.deviceConnected(2n, 20n); // told as usual: never told again
+    await sweeper.idle();
+    assert.equal(show(heard), "2:ON");
+    t += GRACE / 2;
+    sweeper.deviceAlive(1n, 10n); // its session moved here: no flip, so no announcement of its own
+    sweeper.deviceAlive(2n, 20n);
+    await sweeper.idle();
+    await sweeper.sweep();
+    assert.equal(show(heard), "2:ON", "not yet: its maker may still be telling it");
+    t += GRACE / 2;
+    await sweeper.sweep();
+    assert.equal(show(heard), "2:ON 1:ON");
+    for (const step of [1, 2, 3]) {
+      t += GRACE / 2;
+      sweeper.deviceAlive(1n, 10n);
+      sweeper.deviceAlive(2n, 20n);
+      await sweeper.idle();
+      await sweeper.sweep();
+      assert.equal(show(heard), "2:ON 1:ON", `told once (sweep ${step} after)`);
+    }
+  });
+
+  it("tells, from a later sweep, a flip whose announcement gave up", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    let down = true;
+    const maker = tracker({
+      store,
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 2 },
+      directory: recorder(heard, async () => {
+        if (down) throw new Error("routing table away");
+      }),
+    });
+    maker.deviceConnected(1n, 10n);
+    await maker.idle();
+    assert.equal(show(heard), "", "given up");
+    down = false;
+    t += GRACE / 2;
+    maker.deviceAlive(1n, 10n);
+    await maker.idle();
+    t += GRACE / 2;
+    await maker.sweep();
+    await maker.idle();
+    assert.equal(show(heard), "1:ON");
   });
 
   it("tells a newcomer to the audience the latest state, again when a flip it was not yet told of overtook the push", async () => {

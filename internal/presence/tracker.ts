@@ -177,7 +177,8 @@ export class PresenceTracker {
 
   /**
    * Flips users whose devices all went quiet past the grace period and
-   * announces them; returns how many. Held off while the store fails and for
+   * announces them, and tells flips that no process confirmed told a grace
+   * period after they were made; returns how many. Held off while the store fails and for
    * a grace period after it answers again.
    */
   async sweep(): Promise<number> {
@@ -198,6 +199,10 @@ export class PresenceTracker {
           for (const f of flips) announced.push(this.announce(f));
           if (flips.length < SWEEP_BATCH || this.stopped) break;
         }
+        // Flips whose makers never said they told them: died in between, or gave up during an outage.
+        const untold = await this.call((s) => s.claimUntold(this.now(), this.deps.graceMs, SWEEP_BATCH));
+        if (untold.length > 0) this.deps.logger?.warn({ users: untold.length }, "telling presence flips their makers did not");
+        for (const f of untold) announced.push(this.announce(f, false));
         looked = true;
       } catch (err) {
         this.deps.logger?.warn({ err }, "presence sweep failed; will retry");
@@ -281,9 +286,12 @@ export class PresenceTracker {
    * push was tried it goes on telling the latest state, since part of it may
    * have landed. Resolves when the first attempt ended: a sweep waits for
    * that, not for retries that may last minutes while Cassandra is away.
+   * Once told, the store hears so; a flip it never hears of (the process
+   * died first, or gave up) is claimed by a sweep a grace period on and
+   * told from there (`made` false: not this process's flip to count).
    */
-  private announce(flip: PresenceFlip): Promise<void> {
-    this.deps.onChange?.(flip);
+  private announce(flip: PresenceFlip, made = true): Promise<void> {
+    if (made) this.deps.onChange?.(flip);
     let firstTried!: () => void;
     const tried = new Promise<void>((resolve) => (firstTried = resolve));
     const p = this.tell(flip, firstTried).finally(() => {
@@ -302,8 +310,10 @@ export class PresenceTracker {
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
         audience ??= await this.deps.audience(flip.userId);
-        if (audience.length === 0) return;
-        return await this.tellUntilSteady(flip.userId, audience, told, flip.version);
+        if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip.version);
+        // Not told, a later flip came first: its maker tells (and confirms) that one.
+        if (audience.length > 0 && !told.pushed) return;
+        return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
       } catch (err) {
         const log = { err, userId: String(flip.userId), attempt };
         if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, "presence announcement failed; giving up");
