@@ -147,9 +147,9 @@ describe("QueueSubmitter", () => {
     const records = (into: ReturnType<typeof decodeSubmitted>[]) => async (_topic: string, rs: readonly OutgoingRecord[]) =>
       void into.push(...rs.map((r) => decodeSubmitted(r.value)));
 
-    it("publishes an edit of the sender's own message as a change of its seq, without the dedup read", async () => {
+    it("publishes an edit of the sender's own message as a change of its seq, looked up among changes by its key", async () => {
       const out: ReturnType<typeof decodeSubmitted>[] = [];
-      const s = submitter({ get: async () => stored(ALICE.userId), findByClientMsgId: async () => assert.fail("not looked up") }, records(out));
+      const s = submitter({ get: async () => stored(ALICE.userId), findChange: async () => undefined, findByClientMsgId: async () => assert.fail("not a message") }, records(out));
       assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "new", editSeq: 4n }), { messageId: 101n, duplicate: false });
       assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.deleted, m.text]), [[4n, undefined, "new"]]);
     });
@@ -194,14 +194,37 @@ describe("QueueSubmitter", () => {
       }
     });
 
-    it("publishes anyone's reaction to a message not deleted, or its taking back, as a change without the dedup read", async () => {
+    it("publishes anyone's reaction to a message not deleted, or its taking back, as a change", async () => {
       const out: ReturnType<typeof decodeSubmitted>[] = [];
-      const s = submitter({ get: async () => stored(2n), findByClientMsgId: async () => assert.fail("not looked up") }, records(out));
+      const s = submitter({ get: async () => stored(2n), findChange: async () => undefined, findByClientMsgId: async () => assert.fail("not a message") }, records(out));
       assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "👍🏽", reactSeq: 4n }), { messageId: 101n, duplicate: false });
       await s.submit(ALICE, { ...send, clientMsgId: "back", text: "", reactSeq: 4n });
       assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.reaction, m.deleted, m.text]), [[4n, true, undefined, "👍🏽"], [4n, true, undefined, ""]]);
       const gone = submitter({ get: async () => stored(2n, { deleted: true, text: "" }) }, async () => assert.fail("not published"));
       await assert.rejects(gone.submit(ALICE, { ...send, text: "👍", reactSeq: 4n }), (e: Error & { code?: string }) => e.code === "not_found");
+    });
+
+    it("answers a resend of a stored change with the change's id (its extra record the sequencer drops by its key)", async () => {
+      const s = submitter({ get: async () => stored(ALICE.userId), findChange: async () => 77n }, async () => {});
+      assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "new", editSeq: 4n }), { messageId: 77n, duplicate: true });
+    });
+
+    it("acks with the stored id a resend that a check the first copy passed now refuses: its target deleted since, the sender gone", async () => {
+      const deleted = stored(2n, { deleted: true, text: "" });
+      const del = submitter({ get: async () => stored(ALICE.userId, { deleted: true, text: "" }), findChange: async () => 60n }, async () => assert.fail("not published"));
+      assert.deepStrictEqual(await del.submit(ALICE, { ...send, text: "", deleteSeq: 4n }), { messageId: 60n, duplicate: true });
+      const reply = submitter({ get: async () => deleted, findByClientMsgId: async () => stored(ALICE.userId, { messageId: 70n, seq: 5n }) }, async () => assert.fail("not published"));
+      assert.deepStrictEqual(await reply.submit(ALICE, { ...send, replyToSeq: 4n }), { messageId: 70n, duplicate: true });
+      const left = new QueueSubmitter({
+        queue: { publish: async () => assert.fail("not published") } as unknown as MessageQueue,
+        channels: { getMember: async () => undefined, getChannel: async () => undefined, listMembers: async () => [] } as unknown as ChannelStore,
+        log: { findByClientMsgId: async () => stored(ALICE.userId, { messageId: 80n }) } as unknown as MessageLog,
+        ids: { next: () => 900n } as unknown as IdGenerator,
+      });
+      assert.deepStrictEqual(await left.submit(ALICE, send), { messageId: 80n, duplicate: true }, "sent, then left the group");
+      // A refusal of a send never stored stands.
+      const fresh = submitter({ get: async () => deleted, findByClientMsgId: async () => undefined }, async () => assert.fail("not published"));
+      await assert.rejects(fresh.submit(ALICE, { ...send, replyToSeq: 4n }), (e: Error & { code?: string }) => e.code === "not_found");
     });
 
     it("refuses a reaction that is not one emoji, before any read", async () => {

@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
@@ -74,29 +74,33 @@ export class QueueSubmitter implements MessageSubmitter {
         checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
       ]);
       // The dedup read and the publish go out together, so the ack waits for
-      // one round trip, not two. A resend of a message already stored is then
-      // one more record, which the sequencer drops as a duplicate; a failed
-      // read only costs that resend its stored id (it gets this one). A
-      // change is not in the log under its key: applying one twice does what
-      // once does.
-      const change = Boolean(cmd.editSeq || cmd.deleteSeq || cmd.reactSeq);
+      // one round trip, not two. A resend of a send already stored is then
+      // one more record, which the sequencer drops as a duplicate (a change
+      // by its key too); a failed read only costs that resend its stored id
+      // (it gets this one).
       const [stored, published] = await Promise.allSettled([
-        change ? undefined : log.findByClientMsgId(cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId),
+        storedUnderKey(log, sender, cmd),
         queue.publish(Topics.submitted, [
           { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) },
         ]),
       ]);
-      if (stored.status === "fulfilled" && stored.value) {
-        settle(stored.value.messageId);
+      if (stored.status === "fulfilled" && stored.value !== undefined) {
+        settle(stored.value);
         // The read can come back after the pipeline stored this very publish (a
         // cold chat server, a slow read): that is this send, not an earlier one.
-        const ours = stored.value.messageId === messageId;
-        return { messageId: stored.value.messageId, duplicate: !ours || messageId !== minted };
+        const ours = stored.value === messageId;
+        return { messageId: stored.value, duplicate: !ours || messageId !== minted };
       }
       if (published.status === "rejected") throw published.reason;
       settle(messageId);
       return { messageId, duplicate: messageId !== minted };
     } catch (err) {
+      // Refused by a check the first copy passed (its target deleted since, the sender gone): stored all the same.
+      const stored = err instanceof ChatError ? await storedUnderKey(log, sender, cmd).catch(() => undefined) : undefined;
+      if (stored !== undefined) {
+        settle(stored);
+        return { messageId: stored, duplicate: true };
+      }
       this.recent.delete(recentKey);
       const refusal =
         err instanceof ChatError ? err : new ChatError("unavailable", "the message was not accepted; send it again");

@@ -26,6 +26,22 @@ export function readChangeWindows(r: EnvReader): ChangeWindows {
   };
 }
 
+/** Whether the send is an edit, a delete or a reaction (stored as a change of its target, not as a message). */
+export function isChangeSend(cmd: SendCommand): boolean {
+  return Boolean(cmd.editSeq || cmd.deleteSeq || cmd.reactSeq);
+}
+
+/**
+ * The id stored under the send's key (channel, sender, device,
+ * client_msg_id): the message's, or the change's. A resend refused by a
+ * check that the first copy passed (its target deleted since, the sender
+ * left, a window closed) is still acked with it: it was stored.
+ */
+export async function storedUnderKey(log: MessageLog, sender: Sender, cmd: SendCommand): Promise<Id | undefined> {
+  const key = [cmd.channelId, sender.userId, sender.deviceId, cmd.clientMsgId] as const;
+  return isChangeSend(cmd) ? log.findChange(...key) : (await log.findByClientMsgId(...key))?.messageId;
+}
+
 /**
  * Refuses an edit, a delete, a reply or a reaction the sender may not make:
  * the message it names must be a message of the channel that is not

@@ -50,8 +50,17 @@ export interface MessageLog {
    * deleted message). A user's reactions are ordered by `messageId` as edits
    * are, and it does not apply to a deleted target; the same reaction again
    * returns the target as it left it.
+   *
+   * A change is known by its send key as a message is (channel, sender,
+   * device, clientMsgId): one whose key a change of another `messageId` holds
+   * is a client's resend minted again, and does not apply (undefined), even
+   * after a later change. An applied change holds its key; the Cassandra
+   * adapter, fed by the queue, also keeps the key of one that did not apply,
+   * since its resend may come after the change that refused it.
    */
   amend(change: NewMessage): Promise<StoredMessage | undefined>;
+  /** The id of the change that holds that send key, if any. */
+  findChange(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<Id | undefined>;
   /**
    * The ids of the edits applied to the message with that seq, oldest first
    * (a delete is not among them): what a delete must empty besides the

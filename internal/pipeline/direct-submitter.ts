@@ -3,7 +3,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
@@ -47,11 +47,17 @@ export class DirectSubmitter implements MessageSubmitter {
     validateSend(cmd);
     const { ids } = this.deps;
     const memberIds = await this.members.memberIds(cmd.channelId);
-    if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
-    await Promise.all([
-      blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
-      checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
-    ]);
+    try {
+      if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
+      await Promise.all([
+        blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
+        checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
+      ]);
+    } catch (err) {
+      const stored = err instanceof ChatError ? await storedUnderKey(this.deps.log, sender, cmd).catch(() => undefined) : undefined;
+      if (stored === undefined) throw err;
+      return { messageId: stored, duplicate: true };
+    }
     return this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
   }
 

@@ -407,6 +407,20 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(texts, [null, null]);
     });
 
+    it("changes: one refused (a later change came first) keeps its send key, so its resend under a new id is refused too", async () => {
+      const log = new CassandraMessageLog(s().db, BUCKET);
+      const channelId = uniqueId();
+      const stored = (await log.append(msg(channelId, { text: "original" }))).message;
+      const phone = msg(channelId, { text: "from the phone", targetSeq: 1n });
+      const web = msg(channelId, { text: "from the web", targetSeq: 1n });
+      const edited = await log.amend(web); // minted later on another chat server, in the queue first
+      assert.equal(await log.amend(phone), undefined);
+      assert.equal(await log.amend({ ...phone, messageId: uniqueId() }), undefined, "the phone's resend, minted again");
+      assert.deepStrictEqual(await log.get(channelId, 1n), edited);
+      assert.equal(await log.findChange(channelId, phone.senderUserId, phone.senderDeviceId, phone.clientMsgId), phone.messageId);
+      assert.notDeepEqual(edited, stored);
+    });
+
     it("changes: a head written without a change cell (an older build) does not take the previous newest's change", async () => {
       const log = new CassandraMessageLog(s().db, BUCKET);
       const channelId = uniqueId();

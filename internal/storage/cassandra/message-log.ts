@@ -136,6 +136,10 @@ export class CassandraMessageLog implements MessageLog {
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
       putDedup: `INSERT INTO ${t("message_dedup_by_device")}
                    (channel_id, sender_user_id, sender_device_id, client_msg_id, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)`,
+      changeKey: `SELECT change_id FROM ${t("change_dedup")}
+                  WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
+      putChangeKey: `INSERT INTO ${t("change_dedup")} (channel_id, sender_user_id, sender_device_id, client_msg_id, change_id)
+                     VALUES (?, ?, ?, ?, ?)`,
       legacyDedup: `SELECT seq, message_id FROM ${t("message_dedup")} WHERE channel_id = ? AND sender_user_id = ? AND client_msg_id = ?`,
       upgradedAt: `SELECT value FROM ${t("meta")} WHERE key = ?`,
     };
@@ -174,6 +178,11 @@ export class CassandraMessageLog implements MessageLog {
 
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {
     return this.bySeq(channelId, seq);
+  }
+
+  async findChange(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<Id | undefined> {
+    const r = await this.db.one(this.q.changeKey, [channelId, senderUserId, senderDeviceId, clientMsgId]);
+    return r ? big(r.get("change_id")) : undefined;
   }
 
   async findByClientMsgId(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<StoredMessage | undefined> {
@@ -237,7 +246,22 @@ export class CassandraMessageLog implements MessageLog {
     const { channelId, targetSeq: seq } = change;
     if (seq === undefined || seq < 1n) return undefined;
     const bucket = bucketOf(seq, this.bucketSize);
-    const [r, head] = await Promise.all([this.db.one(this.q.target, [channelId, bucket, seq]), this.newest.head(channelId)]);
+    const key = [channelId, change.senderUserId, change.senderDeviceId, change.clientMsgId];
+    const [r, head, keyed] = await Promise.all([
+      this.db.one(this.q.target, [channelId, bucket, seq]),
+      this.newest.head(channelId),
+      this.db.one(this.q.changeKey, key),
+    ]);
+    // The key is taken before anything is applied, whether or not it applies: a
+    // resend under another id is then never applied, neither after the first
+    // copy nor after a later change that refused it. Channels' changes apply
+    // one at a time in record order, on every writer alike, so a read then a
+    // write is enough.
+    if (keyed) {
+      if (big(keyed.get("change_id")) !== change.messageId) return undefined;
+    } else {
+      await this.db.write(this.q.putChangeKey, [...key, change.messageId]);
+    }
     let target = r && {
       message: toMessage(r, channelId, seq),
       current: decodeChange(r.get("change")),

@@ -153,6 +153,12 @@ const TABLES: Record<string, string> = {
   message_dedup_by_device: `(channel_id bigint, sender_user_id bigint, sender_device_id bigint, client_msg_id text,
              seq bigint, message_id bigint,
              PRIMARY KEY ((channel_id, sender_user_id, sender_device_id, client_msg_id)))`,
+  // A change's (edit, delete, reaction) id by its send key, as message_dedup_by_device is a
+  // message's: a client's resend of it under a new id (its chat server forgot the send) is
+  // then known and never applied again. A new table, created by the IF NOT EXISTS on
+  // start-up; an older build writes none, and its changes are deduplicated as before.
+  change_dedup: `(channel_id bigint, sender_user_id bigint, sender_device_id bigint, client_msg_id text, change_id bigint,
+             PRIMARY KEY ((channel_id, sender_user_id, sender_device_id, client_msg_id)))`,
   // The newest message of a channel, written after its rows with its seq as
   // the write timestamp: a late write from an overlapping writer never moves
   // it back. Its seq bounds history reads; latest() reads the message, with

@@ -328,6 +328,27 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.deepStrictEqual((await log.latest([channelId])).get(channelId), two);
       });
 
+      it("a change resent under a new id (its send key taken) never applies again, even after a later change; findChange answers the first id", async () => {
+        const { channelId, stored } = await fill(1);
+        const phone = change(stored[0]!, { text: "v1" });
+        const web = change(stored[0]!, { text: "v2", senderDeviceId: uniqueId() });
+        await log.amend(phone);
+        const two = await log.amend(web);
+        const resent = { ...phone, messageId: uniqueId() }; // minted again by a chat server that forgot the send
+        assert.ok(resent.messageId > web.messageId);
+        assert.equal(await log.amend(resent), undefined);
+        assert.deepStrictEqual(await log.get(channelId, 1n), two);
+        assert.equal(await log.findChange(channelId, phone.senderUserId, phone.senderDeviceId, phone.clientMsgId), phone.messageId);
+        assert.equal(await log.findChange(channelId, phone.senderUserId, uniqueId(), phone.clientMsgId), undefined, "another device's key");
+
+        // A reaction taken back, and the first one resent: it stays taken back.
+        const like = msg(channelId, { text: "👍", sentAtMs: stored[0]!.sentAtMs + 1_000, targetSeq: 1n, reaction: true });
+        await log.amend(like);
+        await log.amend({ ...like, messageId: uniqueId(), clientMsgId: uniqueName("c-"), text: "" });
+        assert.equal(await log.amend({ ...like, messageId: uniqueId() }), undefined);
+        assert.equal("reactions" in (await log.get(channelId, 1n))!, false);
+      });
+
       it("a delete applies after an edit minted later (acked as deleted for everyone, it wins), and ends the message's changes", async () => {
         const { channelId, stored } = await fill(1);
         const del = change(stored[0]!, { text: "", deleted: true });

@@ -54,6 +54,9 @@ function build(db: SqliteDatabase) {
     recordChange: p(`INSERT OR IGNORE INTO message_changes (change_id, channel_id, target_seq, sender_user_id,
                                                             sender_device_id, client_msg_id, deleted, changed_at_ms, reaction)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    // On message_changes' unique key.
+    changeByKey: p(`SELECT change_id FROM message_changes
+                    WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
     // On message_changes_by_target (channel_id, target_seq).
     editsOf: p(`SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0 AND reaction = 0
                 ORDER BY change_id`),
@@ -143,6 +146,8 @@ function build(db: SqliteDatabase) {
   const amendTx = db.transaction((change: NewMessage): StoredMessage | undefined => {
     const r = s.target.get(change.channelId, change.targetSeq ?? 0n) as Row | undefined;
     if (!r) return undefined;
+    const keyed = s.changeByKey.get(change.channelId, change.senderUserId, change.senderDeviceId, change.clientMsgId) as Row | undefined;
+    if (keyed && keyed.change_id !== change.messageId) return undefined;
     if (change.reaction) return react(change, r);
     const changedBy = r.changed_by as bigint;
     // The change that made the row what it is, replayed (a retried record): its result again.
@@ -207,6 +212,11 @@ export class SqliteMessageLog implements MessageLog {
   /** The amend itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
   amendInTransaction(change: NewMessage): StoredMessage | undefined {
     return this.s.amendTx(change);
+  }
+
+  async findChange(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<Id | undefined> {
+    const r = this.s.changeByKey.get(channelId, senderUserId, senderDeviceId, clientMsgId) as Row | undefined;
+    return r?.change_id as bigint | undefined;
   }
 
   async editsOf(channelId: Id, seq: bigint): Promise<Id[]> {

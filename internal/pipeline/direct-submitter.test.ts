@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import type { SessionDirectory } from "../delivery/port.js";
+import type { IdGenerator } from "../ids/snowflake.js";
+import type { Sender } from "../messages/submit.js";
+import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
+import { DirectSubmitter } from "./direct-submitter.js";
+
+const GROUP = 10n;
+const ALICE: Sender = { userId: 1n, deviceId: 11n };
+const BOB: Sender = { userId: 2n, deviceId: 21n };
+
+describe("DirectSubmitter", () => {
+  let storage: SqliteStorage;
+  let submitter: DirectSubmitter;
+  beforeEach(async () => {
+    storage = openSqliteStorage(":memory:");
+    await storage.channels.createGroup({ channelId: GROUP, kind: "group", title: "g", createdAtMs: 1, createdBy: ALICE.userId }, [
+      { channelId: GROUP, userId: ALICE.userId, role: "owner", joinedAtMs: 1, readSeq: 0n },
+      { channelId: GROUP, userId: BOB.userId, role: "member", joinedAtMs: 1, readSeq: 0n },
+    ]);
+    let id = 1000n;
+    const sessions = { pushToUsers: async () => {}, pushMany: async () => new Set(), closeDevice: async () => {}, onlineUsers: async () => new Set() };
+    submitter = new DirectSubmitter({
+      channels: storage.channels,
+      writer: storage.writer,
+      log: storage.messages,
+      ids: { next: () => ++id } as unknown as IdGenerator,
+      sessions: sessions as unknown as SessionDirectory,
+    });
+  });
+  afterEach(() => storage.close());
+
+  it("acks with the stored id a resend that a check the first copy passed now refuses: its target deleted since, the sender gone", async () => {
+    await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
+    const del = { channelId: GROUP, clientMsgId: "d", text: "", deleteSeq: 1n };
+    await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "m", text: "mine" });
+    const deleted = await submitter.submit(ALICE, { ...del, deleteSeq: 2n });
+    assert.deepStrictEqual(await submitter.submit(ALICE, { ...del, deleteSeq: 2n }), { messageId: deleted.messageId, duplicate: true }, "a delete's resend");
+
+    const reply = { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n };
+    const answered = await submitter.submit(ALICE, reply);
+    await submitter.submit(BOB, { ...del, clientMsgId: "bd", deleteSeq: 1n });
+    assert.deepStrictEqual(await submitter.submit(ALICE, reply), { messageId: answered.messageId, duplicate: true }, "a reply's resend after its target went");
+
+    await storage.channels.removeMember(GROUP, BOB.userId);
+    const bobs = await storage.messages.findByClientMsgId(GROUP, BOB.userId, BOB.deviceId, "q");
+    assert.deepStrictEqual(await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" }), { messageId: bobs!.messageId, duplicate: true }, "sent, then left");
+    await assert.rejects(submitter.submit(BOB, { channelId: GROUP, clientMsgId: "new", text: "after leaving" }), (e: Error & { code?: string }) => e.code === "not_a_member");
+    await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
+  });
+});
