@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import type { UserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
-import { chunksOf } from "./routed-directory.js";
+import { create } from "@bufbuild/protobuf";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { SessionRoutes } from "../routing/port.js";
+import type { ChatServerClients } from "./client-pool.js";
+import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
 
 const delivery = (userId: number, text: string): UserDelivery => ({
   userId: BigInt(userId),
@@ -23,5 +27,19 @@ describe("Deliver calls split by size", () => {
     assert.equal(chunksOf(small, 2 * 1024 * 1024).length, 1);
     const huge = [delivery(1, "y".repeat(1_000_000)), delivery(2, "hi")];
     assert.deepStrictEqual(chunksOf(huge, 1024).map((c) => c.length), [1, 1]);
+  });
+});
+
+describe("RoutedSessionDirectory", () => {
+  it("counts as reached only users on a chat server that took the Deliver: not those routed only to one gone or failing", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]]]) } as unknown as SessionRoutes;
+    const client = (fails: boolean) => ({
+      deliver: (_req: unknown, _md: unknown, _opts: unknown, cb: (err: Error | null) => void) => cb(fails ? new Error("UNAVAILABLE") : null),
+    });
+    const clients = { get: (id: string) => ({ a: client(false), b: client(true) })[id as "a" | "b"] } as unknown as ChatServerClients;
+    const directory = new RoutedSessionDirectory(routes, clients);
+    const frame = create(ServerFrameSchema, { kind: { case: "heartbeatAck", value: {} } });
+    const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n].map((userId) => ({ userId, frame })));
+    assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
   });
 });

@@ -43,21 +43,30 @@ export class RoutedSessionDirectory implements SessionDirectory {
         list.push({ userId, deviceIds: [], frame: ts });
       }
     }
+    // A route outlives a chat server that died (until its sessions' routes
+    // expire): a user reached only through servers gone or failing counts as
+    // offline, so the caller notifies them instead of taking them for online.
+    const failed = new Set<string>();
     await Promise.all(
       [...perServer].map(async ([serverId, deliveries]) => {
         const client = this.clients.get(serverId);
-        if (!client) return;
+        if (!client) return void failed.add(serverId);
         for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES)) {
           await new Promise<void>((resolve) => {
             client.deliver({ deliveries: chunk }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
-              if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+              if (err) {
+                failed.add(serverId);
+                this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+              }
               resolve();
             });
           });
         }
       }),
     );
-    return new Set(routes.keys());
+    const reached = new Set<Id>();
+    for (const [userId, servers] of routes) if (servers.some((id) => !failed.has(id))) reached.add(userId);
+    return reached;
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
