@@ -7,7 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
-import { ApiLimiter, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
@@ -138,6 +138,7 @@ const connect = connectNodeAdapter({
   routes: routesFn,
   readMaxBytes: config.maxFrameBytes,
   contextValues: clientAddressValues(config.apiLimits.clientIpHeader),
+  jsonOptions: PUBLIC_API_JSON_OPTIONS,
 });
 const httpServer = http.createServer((req, res) => {
   if (serveOps(registry, [], req, res)) return;

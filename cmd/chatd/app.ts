@@ -13,7 +13,7 @@ import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
-import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, registerPublicApi } from "../../internal/api/router.js";
+import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isRevoked } from "../../internal/accounts/store.js";
@@ -183,13 +183,15 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // A request body past the frame limit is refused before it is read whole.
   const readMaxBytes = config.maxFrameBytes;
   const contextValues = clientAddressValues(config.apiLimits.clientIpHeader);
-  const connect = connectNodeAdapter({ routes, readMaxBytes, contextValues });
+  const jsonOptions = PUBLIC_API_JSON_OPTIONS;
+  const connect = connectNodeAdapter({ routes, readMaxBytes, contextValues, jsonOptions });
   // gRPC listener: the same routes plus server reflection (grpcurl with no
   // proto files) and grpc.health.v1.Health, marked NOT_SERVING on close.
   const health = new HealthStatus();
   const grpcConnect = connectNodeAdapter({
     readMaxBytes,
     contextValues,
+    jsonOptions,
     routes: (router) => {
       routes(router);
       registerReflectionAndHealth(router, { health });

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from "node:http";
+import { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "../../internal/api/errors.js";
 
 const ALLOWED_HEADERS = [
   "content-type",
@@ -9,7 +10,8 @@ const ALLOWED_HEADERS = [
   "x-grpc-web",
   "x-user-agent",
 ].join(", ");
-const EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "chat-error-code", "retry-after"].join(", ");
+// The api's own headers by their constants, so that a browser can read every one it sends.
+const EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", ERROR_CODE_HEADER, RETRY_AFTER_HEADER].join(", ");
 
 /** CORS for Connect and gRPC-Web from browsers. No allowed origins configured means any origin. */
 export function corsHeaders(req: IncomingMessage, allowedOrigins: readonly string[]): Record<string, string> {

@@ -113,7 +113,6 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     const ok = password.length <= 1024 && (await passwords.verify(user.passwordHash, password));
     if (!ok) {
       count("login_failed");
-      await deps.limits?.loginFailed(user.username, address);
       throw new ChatError("permission_denied", `${field} is wrong`);
     }
     await deps.limits?.signedIn(user.username, address, counted?.failures);
@@ -131,10 +130,15 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     });
   }
 
-  async function newDevice(user: UserRecord, info: DeviceInfo | undefined): Promise<DeviceRecord> {
-    const t = now();
+  /** Checked before anything is made or counted, so that a bad one leaves nothing behind. */
+  function deviceInfo(info: DeviceInfo | undefined): Pick<DeviceRecord, "name" | "platform"> {
     const platform = platformFromProto(info?.platform ?? 0);
     const name = info?.name.trim() ? v.text("device.name", info.name, 64) : platform === "unspecified" ? "device" : platform;
+    return { name, platform };
+  }
+
+  async function newDevice(user: UserRecord, { name, platform }: Pick<DeviceRecord, "name" | "platform">): Promise<DeviceRecord> {
+    const t = now();
     const device: DeviceRecord = {
       userId: user.userId,
       deviceId: deps.ids.next(),
@@ -154,6 +158,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       v.password(req.password);
       // An empty display name falls back to the username rather than failing sign-up.
       const displayName = req.displayName.trim() ? v.displayName(req.displayName) : username;
+      const info = deviceInfo(req.device);
       if (await deps.accounts.findUserByUsername(username)) {
         throw new ChatError("already_exists", "username is taken");
       }
@@ -165,7 +170,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         createdAtMs: now(),
       };
       await deps.accounts.createUser(user); // still refuses a concurrent sign-up of the same name
-      const device = await newDevice(user, req.device);
+      const device = await newDevice(user, info);
       // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
       await deps.limits?.signedIn(username, clientAddress(ctx));
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
@@ -174,6 +179,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     async login(req, ctx) {
       const fail = new ChatError("unauthenticated", "wrong username or password");
       if (req.username.length > 32 || req.password.length > 1024) throw fail;
+      const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
       const counted = await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {
         count("login_throttled");
@@ -181,14 +187,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       });
       const user = await deps.accounts.findUserByUsername(req.username);
       const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
-      // Unknown names count as failures too, or the counter would tell which names exist.
+      // Unknown names stay counted as failures too, or the counter would tell which names exist.
       if (!user || !ok) {
         count("login_failed");
-        await deps.limits?.loginFailed(req.username, address);
         throw fail;
       }
       await deps.limits?.signedIn(req.username, address, counted?.failures);
-      const device = await newDevice(user, req.device);
+      const device = await newDevice(user, info);
       // The password may have changed, or the account been deleted, since it was read: a sign-out of
       // every device then could have listed them before this one was made, so it is undone here.
       const current = await deps.accounts.getUser(user.userId);

@@ -96,6 +96,14 @@ describe("api: AuthService", () => {
     }
   });
 
+  it("refuses a bad device name before making the account, so that a corrected retry signs up", async () => {
+    const err = await rpcError(() => api.anon.auth.signUp({ username: "dora", password: "longenough", device: { name: "x".repeat(65) } }));
+    assert.equal(err.code, Code.InvalidArgument);
+    assert.match(err.rawMessage, /device.name/);
+    const retry = await api.anon.auth.signUp({ username: "dora", password: "longenough", device: { name: "phone" } });
+    assert.equal(retry.user?.username, "dora");
+  });
+
   it("rotates refresh tokens: the old one is refused after use", async () => {
     const u = await api.signUp();
     const first = await api.anon.auth.refresh({ refreshToken: u.refreshToken });

@@ -47,7 +47,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   /** A group the caller is in, with the caller's membership. */
   async function requireGroup(channelId: Id, userId: Id) {
     const m = await requireMember(deps, v.id("channel_id", channelId), userId);
-    if (m.channel.kind !== "group") throw new ChatError("invalid_argument", "direct channels have a fixed pair of members");
+    if (m.channel.kind !== "group") throw new ChatError("invalid_argument", "this is a direct chat; only groups have a title, an invite link, roles, and members who come and go");
     return m;
   }
 
@@ -167,8 +167,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async createGroup(req, ctx) {
       const me = caller(ctx).userId;
       const title = v.groupTitle(req.title);
-      for (const id of req.memberUserIds) v.id("member_user_ids", id);
-      const others = [...new Set(req.memberUserIds)].filter((id) => id !== me);
+      // No bound on the ids here: too many, once duplicates and the caller are left out, is group_full below.
+      const others = v.ids("member_user_ids", req.memberUserIds, Infinity).filter((id) => id !== me);
       if (others.length + 1 > MAX_GROUP_MEMBERS) {
         throw new ChatError("group_full", `a group has at most ${MAX_GROUP_MEMBERS} members including the owner`);
       }

@@ -101,6 +101,26 @@ describe("api: ChannelService", () => {
     assert.equal(add.code, Code.InvalidArgument);
   });
 
+  it("says what is wrong: group-only calls on a direct chat, and a 0 among a new group's members", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const ab = (await a.c.channels.openDirect({ userId: b.userId })).channel!;
+    const groupOnly: [string, () => Promise<unknown>][] = [
+      ["UpdateGroup", () => a.c.channels.updateGroup({ channelId: ab.channelId, title: "t" })],
+      ["GetInviteLink", () => a.c.channels.getInviteLink({ channelId: ab.channelId })],
+      ["RevokeInviteLink", () => a.c.channels.revokeInviteLink({ channelId: ab.channelId })],
+      ["AddMembers", () => a.c.channels.addMembers({ channelId: ab.channelId, userIds: [a.userId] })],
+      ["LeaveGroup", () => a.c.channels.leaveGroup({ channelId: ab.channelId })],
+    ];
+    for (const [method, call] of groupOnly) {
+      const e = await rpcError(call);
+      assert.equal(e.code, Code.InvalidArgument, method);
+      assert.match(e.rawMessage, /^this is a direct chat; only groups have/, method);
+    }
+    const zero = await rpcError(() => a.c.channels.createGroup({ title: "t", memberUserIds: [b.userId, 0n] }));
+    assert.equal(zero.code, Code.InvalidArgument);
+    assert.equal(zero.rawMessage, "member_user_ids must not contain 0");
+  });
+
   it("creates a group of 100 and refuses the 101st member with group_full", async () => {
     const owner = await api.signUp();
     const others: TestUser[] = [];

@@ -1,4 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors.js";
@@ -7,7 +9,10 @@ import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors
  * Every RPC error carries the chat.v1.ErrorCode as the "chat-error-code"
  * header (a trailer on gRPC), valued with the proto enum name, for example
  * "ERROR_CODE_GROUP_FULL", so clients branch on it rather than on messages.
- * Rate-limited errors also carry "chat-retry-after-ms".
+ * Rate-limited errors also carry "chat-retry-after-ms". An error no chat
+ * code fits (Unimplemented; FailedPrecondition for a push kind this server
+ * has not configured; a cancelled call) is "ERROR_CODE_UNSPECIFIED"; the
+ * proto has no code for them, and the status says enough.
  */
 export const ERROR_CODE_HEADER = "chat-error-code";
 export const RETRY_AFTER_HEADER = "chat-retry-after-ms";
@@ -75,4 +80,46 @@ function connectCodeName(code: Code): string {
     default: return "ERROR_CODE_UNSPECIFIED"; // e.g. Unimplemented: no chat code fits
 
   }
+}
+
+/**
+ * Errors that connect-node raises before the api's interceptor runs carry no
+ * chat code: a request body it cannot decode (invalid_argument), and one past
+ * readMaxBytes (resource_exhausted, but not a rate limit: FRAME_TOO_LARGE, as
+ * the limit is the frame limit). This gives them one, as a header on the
+ * Connect protocol and a trailer on gRPC. gRPC-web writes its trailers into
+ * the body, out of reach here: there they stay without one.
+ */
+export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler {
+  const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
+    const res = await handler(req);
+    if (res.header?.has(ERROR_CODE_HEADER)) return res;
+    if (res.trailer) {
+      // gRPC: the status is known once the body is through.
+      const { body, trailer } = res;
+      const stamp = () => {
+        const status = Number(trailer.get("grpc-status") ?? 0);
+        if (status !== 0 && !trailer.has(ERROR_CODE_HEADER)) trailer.set(ERROR_CODE_HEADER, undecodedCodeName(status));
+      };
+      return { ...res, body: body && (async function* () { yield* body; stamp(); })() };
+    }
+    // Connect unary: an error is a non-200 answer with the error as JSON (left alone if compressed, which a short one never is).
+    if (res.status === 200 || !res.body || !res.header?.get("content-type")?.startsWith("application/json") || res.header.has("content-encoding")) return res;
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of res.body) chunks.push(chunk);
+    const bytes = Buffer.concat(chunks);
+    try {
+      const code = codeFromString(String(JSON.parse(bytes.toString("utf8")).code));
+      if (code !== undefined) res.header.set(ERROR_CODE_HEADER, undecodedCodeName(code));
+    } catch {
+      // Not an error body after all: passed on as it is.
+    }
+    return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
+  };
+  return Object.assign(wrapped, handler);
+}
+
+/** Rate limits are ChatErrors with their code: a bare resource_exhausted is the size limit. */
+function undecodedCodeName(code: Code): string {
+  return code === Code.ResourceExhausted ? "ERROR_CODE_FRAME_TOO_LARGE" : connectCodeName(code);
 }

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
+import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "../auth/passwords.js";
 import { addressKey, lastForwarded } from "../throttle/address.js";
 import type { ApiLimitsConfig } from "../throttle/config.js";
 import { MemoryLoginAttempts } from "../throttle/memory.js";
 import type { LoginAttempts } from "../throttle/port.js";
 import { RETRY_AFTER_HEADER } from "./errors.js";
+import type { ApiDeps } from "./deps.js";
 import { ApiLimiter } from "./limits.js";
 import { rpcError, TestApi } from "./testkit.js";
 
@@ -15,9 +17,9 @@ describe("api: limits", () => {
   // The limiter's own clock, moved by the tests.
   const clock = { ms: 0 };
   const now = () => clock.ms;
-  async function start(config: Partial<ApiLimitsConfig>, attempts?: LoginAttempts): Promise<void> {
+  async function start(config: Partial<ApiLimitsConfig>, attempts?: LoginAttempts, deps: Partial<ApiDeps> = {}): Promise<void> {
     const c = { ...OFF, ...config };
-    api = await TestApi.start({ limits: new ApiLimiter(c, attempts ?? new MemoryLoginAttempts(c.loginWindowMs, { now }), { now }) });
+    api = await TestApi.start({ limits: new ApiLimiter(c, attempts ?? new MemoryLoginAttempts(c.loginWindowMs, { now }), { now }), ...deps });
   }
   beforeEach(() => (clock.ms = Date.UTC(2026, 5, 1)));
   afterEach(async () => api.close());
@@ -113,6 +115,45 @@ describe("api: limits", () => {
       for (let i = 0; i < 3; i++) assert.equal((await rpcError(() => change(`guess ${i}`))).code, Code.PermissionDenied);
       assert.equal((await rpcError(() => change("right password"))).code, Code.ResourceExhausted, "refused even with the right one");
       assert.equal((await rpcError(() => login("hank", "right password", "10.0.0.9"))).code, Code.ResourceExhausted, "as its logins from there are");
+    });
+
+    // Each check takes a while, as argon2id does, so that all 30 are under way before the first is done.
+    class SlowPasswords extends PasswordHasher {
+      verified = 0;
+      override async verify(passwordHash: string, password: string): Promise<boolean> {
+        this.verified++;
+        await new Promise((r) => setTimeout(r, 100));
+        return super.verify(passwordHash, password);
+      }
+      override async verifyNothing(password: string): Promise<false> {
+        this.verified++;
+        await new Promise((r) => setTimeout(r, 100));
+        return super.verifyNothing(password);
+      }
+    }
+
+    it("checks no more concurrent wrong logins than the allowance", async () => {
+      const passwords = new SlowPasswords(LIGHT_PASSWORD_PARAMS);
+      await start({ loginMaxFailures: 10 }, undefined, { passwords });
+      await api.signUp("ivan", "right password");
+      const codes = await Promise.all(Array.from({ length: 30 }, (_, i) => rpcError(() => login("ivan", `guess ${i}`, "10.0.0.1")).then((e) => e.code)));
+      assert.equal(passwords.verified, 10);
+      assert.equal(codes.filter((c) => c === Code.Unauthenticated).length, 10, "checked");
+      assert.equal(codes.filter((c) => c === Code.ResourceExhausted).length, 20, "refused");
+      assert.equal((await rpcError(() => login("ivan", "right password", "10.0.0.1"))).code, Code.ResourceExhausted);
+    });
+
+    it("checks no more concurrent wrong current passwords of ChangePassword than the allowance", async () => {
+      const passwords = new SlowPasswords(LIGHT_PASSWORD_PARAMS);
+      await start({ loginMaxFailures: 10 }, undefined, { passwords });
+      const me = await api.signUp("judy", "right password");
+      const c = api.clients(me.accessToken, "10.0.0.9").auth;
+      const codes = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => rpcError(() => c.changePassword({ currentPassword: `guess ${i}`, newPassword: "new password" })).then((e) => e.code)),
+      );
+      assert.equal(passwords.verified, 10);
+      assert.equal(codes.filter((c) => c === Code.PermissionDenied).length, 10, "checked");
+      assert.equal(codes.filter((c) => c === Code.ResourceExhausted).length, 20, "refused");
     });
 
     it("forgets the failures after a successful login", async () => {

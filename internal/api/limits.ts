@@ -57,33 +57,37 @@ export class ApiLimiter {
 
   /**
    * Throws RATE_LIMITED while logins of `username` from `address` are refused;
-   * otherwise says whether any failures are counted (only then has a
-   * successful login anything to clear).
+   * otherwise counts the login as a failure before its password is checked,
+   * so that concurrent guesses cannot all get past a count none of them has
+   * added to yet. `signedIn` forgets it again if the password was right.
+   * Says whether it was counted (only then has a success anything to clear).
    */
   async checkLogin(username: string, address: string): Promise<{ failures: boolean }> {
-    if (this.config.loginMaxFailures <= 0) return { failures: false };
+    const max = this.config.loginMaxFailures;
+    if (max <= 0) return { failures: false };
     const key = pairKey(username, address);
     const [pair, account, known] = await this.guarded(
       () => Promise.all([this.attempts.get(key), this.attempts.get(accountKey(username)), this.attempts.succeededBefore(key)]),
       [NONE, NONE, false] as const,
     );
-    const blocked = [
-      pair.failures >= this.config.loginMaxFailures ? pair.resetInMs : 0,
-      !known && account.failures >= this.config.loginMaxFailures * ACCOUNT_WIDE_FACTOR ? account.resetInMs : 0,
-    ];
-    const wait = Math.max(...blocked);
-    if (wait > 0) throw new ChatError("rate_limited", `too many failed logins for this account; retry in ${seconds(wait)}`, wait);
-    return { failures: pair.failures + account.failures > 0 };
-  }
-
-  async loginFailed(username: string, address: string): Promise<void> {
-    if (this.config.loginMaxFailures <= 0) return;
-    await this.guarded(() => Promise.all([this.attempts.fail(pairKey(username, address)), this.attempts.fail(accountKey(username))]), [NONE, NONE]);
+    // Read first, so that refused logins count nothing: a guesser hammering one address
+    // would otherwise soon have the account refused everywhere.
+    refuseAt(full(pair, max), known ? 0 : full(account, max * ACCOUNT_WIDE_FACTOR));
+    // The counts with this login say whether a concurrent one took the last of the allowance.
+    // The pair's first: one refused by it is not counted for the account either.
+    const counted = await this.guarded(async () => {
+      const p = await this.attempts.fail(key);
+      return { pair: p, account: p.failures > max ? NONE : await this.attempts.fail(accountKey(username)) };
+    }, undefined);
+    if (!counted) return { failures: false };
+    refuseAt(full(counted.pair, max + 1), known ? 0 : full(counted.account, max * ACCOUNT_WIDE_FACTOR + 1));
+    return { failures: true };
   }
 
   /**
    * A sign-up or a login succeeded: the address is remembered as the
-   * account's, and the failures, when `checkLogin` said there were any, forgotten.
+   * account's, and the failures, this login's among them when `checkLogin`
+   * counted it, forgotten.
    */
   async signedIn(username: string, address: string, hadFailures = false): Promise<void> {
     if (this.config.loginMaxFailures <= 0) return;
@@ -111,6 +115,16 @@ export class ApiLimiter {
 // Usernames are case-insensitive at sign-in, so the keys are too.
 const accountKey = (username: string) => username.toLowerCase();
 const pairKey = (username: string, address: string) => `${username.toLowerCase()}|${address}`;
+
+/** Milliseconds until `count`'s window ends when it holds `limit` failures or more; else 0. */
+function full(count: FailureCount, limit: number): number {
+  return count.failures >= limit ? count.resetInMs : 0;
+}
+
+function refuseAt(...waits: number[]): void {
+  const wait = Math.max(...waits);
+  if (wait > 0) throw new ChatError("rate_limited", `too many failed logins for this account; retry in ${seconds(wait)}`, wait);
+}
 
 function seconds(ms: number): string {
   return `${Math.ceil(ms / 1000)} s`;

@@ -10,6 +10,7 @@ import { channelService } from "./channels-service.js";
 import { apiInterceptor } from "./context.js";
 import { DeviceGate } from "./device-gate.js";
 import type { ApiDeps } from "./deps.js";
+import { withErrorCodeHeader } from "./errors.js";
 import { messageService } from "./messages-service.js";
 import { presenceService } from "./presence-service.js";
 import { pushService } from "./push-service.js";
@@ -24,6 +25,15 @@ export { DeviceGate } from "./device-gate.js";
 export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
 /**
+ * JSON options for connectNodeAdapter: a field the request message does not
+ * have, most often a misspelled one, is refused as invalid_argument naming
+ * the key, rather than dropped so that the call does something else than
+ * asked (connect-es ignores unknown fields by default). Clients built from
+ * the same protos never send one; binary requests are not affected.
+ */
+export const PUBLIC_API_JSON_OPTIONS = { ignoreUnknownFields: false } as const;
+
+/**
  * Registers the public chat.v1 request/response services (SessionService, the
  * realtime stream, lives elsewhere). Serve the router with connectNodeAdapter
  * (Connect, gRPC and gRPC-web protocols).
@@ -31,11 +41,15 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): ConnectRouter {
   const devices = deps.devices ?? new DeviceGate(deps.accounts, { now: deps.now });
   const options = { interceptors: [apiInterceptor({ verifier: deps.verifier, devices, limits: deps.limits, metrics: deps.metrics, logger: deps.logger })] };
-  return router
+  const first = router.handlers.length;
+  router
     .service(AuthService, authService(deps, devices), options)
     .service(UserService, userService(deps), options)
     .service(ChannelService, channelService(deps), options)
     .service(MessageService, messageService(deps), options)
     .service(PresenceService, presenceService(deps), options)
     .service(PushService, pushService(deps), options);
+  // The adapter serves router.handlers as they are once the routes are registered.
+  for (let i = first; i < router.handlers.length; i++) router.handlers[i] = withErrorCodeHeader(router.handlers[i]!);
+  return router;
 }
