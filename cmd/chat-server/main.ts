@@ -1,4 +1,3 @@
-import { hostname } from "node:os";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { BlockCache } from "../../internal/accounts/blocks.js";
@@ -8,41 +7,18 @@ import { ChatServer } from "../../internal/chatserver/server.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/presence.js";
 import { openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
-import { readChangeWindows } from "../../internal/messages/changes.js";
+import { exitOnConfigError, exitOnListenError } from "../shared.js";
+import { readChatServerConfig, sessionLimitsOf } from "./config.js";
 
-const config = exitOnConfigError("chat-server", () => {
-  const r = new EnvReader();
-  const c = {
-    engines: readEngineEndpoints(r),
-    serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}`),
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    grpcPort: r.int("CHAT_GRPC_PORT", 9100, 0, 65535),
-    advertiseHost: r.string("CHAT_ADVERTISE_HOST", ""),
-    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    leaseTtlSeconds: r.int("CHAT_LEASE_TTL_S", 5, 2, 60),
-    logLevel: readLogLevel(r),
-    framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
-    frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
-    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
-    sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
-    blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
-    changeWindows: readChangeWindows(r),
-  };
-  const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
-  r.done();
-  return { ...c, presence };
-});
+const config = exitOnConfigError("chat-server", () => readChatServerConfig());
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -81,7 +57,7 @@ const chat = new ChatServer({
   presence: presence.tracker,
   revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
   blocks,
-  limits: { framesPerSecond: config.framesPerSecond, frameBurst: config.frameBurst, heartbeatIntervalMs: config.heartbeatIntervalMs },
+  limits: sessionLimitsOf(config),
   logger,
   metrics,
 });

@@ -26,11 +26,12 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
   };
 }
 
-/** Opens one session on a ChatServer over `inbox` and collects the frames it sends. */
-function openSession(inbox: Inbox) {
+/** Opens one session on a ChatServer over `inbox` and collects the frames it sends (and its closes). */
+function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0) {
   const frames: ServerFrame[] = [];
   /** Every frame sent, in order (`next` takes from `frames`). */
   const log: ServerFrame[] = [];
+  const closes: number[] = [];
   const waiters: (() => void)[] = [];
   const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
   const sink: SessionSink = {
@@ -40,8 +41,8 @@ function openSession(inbox: Inbox) {
       log.push(decoded);
       for (const w of waiters.splice(0)) w();
     },
-    bufferedBytes: () => 0,
-    close: () => undefined,
+    bufferedBytes,
+    close: (code) => void closes.push(code),
   };
   const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
   const next = async (kind: ServerFrame["kind"]["case"]): Promise<ServerFrame> => {
@@ -51,7 +52,7 @@ function openSession(inbox: Inbox) {
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { server, handle, next, frames, log };
+  return { server, handle, next, frames, log, closes };
 }
 
 describe("session sync", () => {
@@ -205,6 +206,17 @@ describe("session back-pressure and early frames", () => {
     server.drain();
   });
 
+  it("closes with 4009 a session whose own socket holds past 8 MiB", async () => {
+    let backlog = 0;
+    const { server, handle, next, closes } = openSession(inboxKeeping([]), () => backlog);
+    await next("welcome");
+    backlog = 9 * 1024 * 1024;
+    handle.receive(frame({ ref: 3n, kind: { case: "heartbeat", value: {} } }));
+    await waitFor(() => closes.length > 0, "the close");
+    assert.deepStrictEqual(closes, [4009]);
+    server.drain();
+  });
+
   it("answers frames past the early buffer with RATE_LIMITED once the welcome is out", async () => {
     const { inbox, state } = controlledInbox(0);
     let open!: () => void;
@@ -332,6 +344,55 @@ describe("session start, sync races and failed reads", () => {
     });
     await waitFor(() => closes.length > 0, "the close", 20_000);
     assert.deepStrictEqual(closes, [1011]);
+    server.drain();
+  });
+});
+
+describe("session sync answers end with has_more = false", () => {
+  const upTo = (n: number) => Array.from({ length: n }, (_, i) => BigInt(i + 1));
+  const pagesIn = (log: ServerFrame[]) =>
+    log.flatMap((f) => (f.kind.case === "syncBatch" ? [{ ref: f.ref, seqs: f.kind.value.entries.map((e) => e.inboxSeq), hasMore: f.kind.value.hasMore }] : []));
+  const sync = (ref: bigint, afterInboxSeq: bigint, limit = 0) => frame({ ref, kind: { case: "sync", value: { afterInboxSeq, limit } } });
+
+  it("keeps answering a SyncRequest's ref and limit after its pages stalled on back-pressure", async () => {
+    let backlog = () => 0;
+    const { server, handle, next, log } = openSession(inboxKeeping(upTo(950), 950n), () => backlog());
+    await next("welcome");
+    backlog = () => (pagesIn(log).length >= 2 ? 2 * 1024 * 1024 : 0);
+    handle.receive(sync(7n, 0n, 300));
+    await waitFor(() => pagesIn(log).length >= 2, "two pages");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pagesIn(log).length, 2, "no page while backed up");
+    backlog = () => 0;
+    handle.drained();
+    await waitFor(() => pagesIn(log).some((p) => !p.hasMore), "the last page", 2_000);
+    const pages = pagesIn(log);
+    assert.deepStrictEqual(pages.map((p) => [p.ref, p.seqs.length, p.hasMore]), [[7n, 300, true], [7n, 300, true], [7n, 300, true], [7n, 50, false]]);
+    assert.deepStrictEqual(pages.flatMap((p) => p.seqs), upTo(950));
+    server.drain();
+  });
+
+  it("ends a catch-up whose last read filled its page with an empty has_more = false page", async () => {
+    const { server, handle, next, log } = openSession(inboxKeeping(upTo(200)));
+    await next("welcome");
+    await waitFor(() => pagesIn(log).some((p) => !p.hasMore), "the last page of the catch-up", 2_000);
+    assert.deepStrictEqual(pagesIn(log).map((p) => [p.ref, p.seqs.length, p.hasMore]), [[0n, 200, true], [0n, 0, false]]);
+    // A SyncRequest's answer ends the same way.
+    handle.receive(sync(4n, 0n, 100));
+    await waitFor(() => pagesIn(log).some((p) => p.ref === 4n && !p.hasMore), "the last page of the answer", 2_000);
+    assert.deepStrictEqual(pagesIn(log).filter((p) => p.ref === 4n).map((p) => [p.seqs.length, p.hasMore]), [[100, true], [100, true], [0, false]]);
+    server.drain();
+  });
+
+  it("ends a SyncRequest superseded by a newer one with a last page, and answers the newer from its own after_inbox_seq", async () => {
+    const { server, handle, next, log } = openSession(inboxKeeping(upTo(300), 300n));
+    await next("welcome");
+    handle.receive(sync(1n, 0n));
+    handle.receive(sync(2n, 0n));
+    await waitFor(() => [1n, 2n].every((ref) => pagesIn(log).some((p) => p.ref === ref && !p.hasMore)), "a last page for each request", 2_000);
+    const newer = pagesIn(log).filter((p) => p.ref === 2n);
+    assert.deepStrictEqual(newer.flatMap((p) => p.seqs), upTo(300));
+    assert.deepStrictEqual(newer.map((p) => p.hasMore), [true, false]);
     server.drain();
   });
 });

@@ -62,8 +62,14 @@ export class Session implements SessionHandle {
   /** A SyncRequest that came while the pump was running: its ref is answered by the next page. */
   private syncRef = 0n;
   private syncLimit = SYNC_PAGE;
-  /** The SyncRequest the running pump's pages answer (0: none). */
+  /**
+   * The SyncRequest the pump's pages answer (0: none) and its page size. They
+   * outlive a pump that stalls, so the one drained() starts answers on.
+   */
   private pumpRef = 0n;
+  private pumpLimit = SYNC_PAGE;
+  /** The last page sent said has_more: the pump owes the device a last page, even an empty one. */
+  private moreToCome = false;
 
   constructor(
     private readonly server: ChatServer,
@@ -227,8 +233,10 @@ export class Session implements SessionHandle {
         const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
         // Live entries sent while head was read came after the request, so
         // the device gets them before the batch: unless it asked to go back
-        // further than it had been sent, they are not sent again.
-        this.sentUpTo = after >= sentBefore && this.sentUpTo > after ? this.sentUpTo : after;
+        // further than it had been sent, they are not sent again. Pages of
+        // an answer this request supersedes are no such entries.
+        const superseded = this.endAnswers();
+        this.sentUpTo = !superseded && after >= sentBefore && this.sentUpTo > after ? this.sentUpTo : after;
         this.pump(ref, limit);
         return;
       }
@@ -323,6 +331,7 @@ export class Session implements SessionHandle {
     const ref = this.syncRef !== 0n ? this.syncRef : this.pumpRef;
     this.syncRef = 0n;
     this.pumpRef = 0n;
+    this.pumpLimit = SYNC_PAGE;
     if (ref !== 0n) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", PUMP_RETRY_MS));
     if (++this.pumpFailures >= PUMP_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
     clearTimeout(this.pumpRetry);
@@ -335,8 +344,6 @@ export class Session implements SessionHandle {
 
   private async pumpLoop(): Promise<void> {
     const { inbox } = this.server;
-    let ref = 0n;
-    let limit = SYNC_PAGE;
     for (;;) {
       this.pumpAgain = false;
       if (!this.open) return;
@@ -346,21 +353,24 @@ export class Session implements SessionHandle {
       }
       // The pages that follow a SyncRequest carry its ref.
       if (this.syncRef !== 0n) {
-        ref = this.pumpRef = this.syncRef;
-        limit = this.syncLimit;
+        this.pumpRef = this.syncRef;
+        this.pumpLimit = this.syncLimit;
         this.syncRef = 0n;
       }
+      const ref = this.pumpRef;
+      const limit = this.pumpLimit;
       const from = this.sentUpTo;
       const read = await inbox.readAfter(this.userId, from, limit);
       if (!this.open) return;
-      // sentUpTo may have moved while we read (a SyncRequest): read again.
-      if (this.sentUpTo !== from) continue;
-      // Nothing new and nobody asked: stay quiet.
-      if (read.length === 0 && ref === 0n && !this.pumpAgain) return;
+      // sentUpTo may have moved while we read, or a newer SyncRequest come: read again.
+      if (this.sentUpTo !== from || this.syncRef !== 0n) continue;
+      // Nothing new, nobody asked and no last page owed: stay quiet.
+      if (read.length === 0 && ref === 0n && !this.moreToCome && !this.pumpAgain) return;
       const entries = withinTextBytes(read, (e) => e.message);
       const hasMore = entries.length < read.length || read.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
       this.sentUpTo = last;
+      this.moreToCome = hasMore || this.pumpAgain;
       this.server.metrics?.entriesOut.inc(entries.length);
       this.send(
         create(ServerFrameSchema, {
@@ -370,7 +380,7 @@ export class Session implements SessionHandle {
             value: {
               entries: entries.map(inboxEntryToProto),
               headInboxSeq: last,
-              hasMore: hasMore || this.pumpAgain,
+              hasMore: this.moreToCome,
               // Entries right after the cursor that the inbox no longer keeps:
               // the device fills them from channel history.
               expiredThrough: expiredThrough(from, entries),
@@ -378,11 +388,27 @@ export class Session implements SessionHandle {
           },
         }),
       );
-      if (!hasMore && !this.pumpAgain) {
+      if (!this.moreToCome) {
         this.pumpRef = 0n;
+        this.pumpLimit = SYNC_PAGE;
         return;
       }
     }
+  }
+
+  /**
+   * A newer SyncRequest supersedes those still being answered: each gets its
+   * last page now, so a client waiting for it (a native one that half-closed)
+   * is not left hanging. Returns whether there was one.
+   */
+  private endAnswers(): boolean {
+    const refs = [this.pumpRef, this.syncRef].filter((r) => r !== 0n);
+    this.pumpRef = this.syncRef = 0n;
+    this.pumpLimit = SYNC_PAGE;
+    for (const ref of refs) {
+      this.send(create(ServerFrameSchema, { ref, kind: { case: "syncBatch", value: { entries: [], headInboxSeq: this.sentUpTo, hasMore: false } } }));
+    }
+    return refs.length > 0;
   }
 
   private isBackedUp(): boolean {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { fromBinary } from "@bufbuild/protobuf";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
@@ -56,6 +57,64 @@ describe("chat server's gateway stream (ChatServerService/Session)", () => {
       client.close();
       chat.drain();
       server.forceShutdown();
+    }
+  });
+});
+
+/** A gateway stream whose writes stay queued (their callbacks held) until `release`: a gateway that reads slowly. */
+class HeldCall extends EventEmitter {
+  writableEnded = false;
+  destroyed = false;
+  readonly out: SessionResponse[] = [];
+  private held: (() => void)[] = [];
+
+  write(res: SessionResponse, cb: () => void): boolean {
+    this.out.push(res);
+    this.held.push(cb);
+    return true;
+  }
+
+  end(): void {
+    this.writableEnded = true;
+  }
+
+  release(): void {
+    for (const cb of this.held.splice(0)) cb();
+  }
+}
+
+describe("chat server's gateway stream back-pressure", () => {
+  it("never closes a session for the backlog its stream shares, however many sessions catch up on it", async () => {
+    // 40 sessions each 500 entries of 2 KB behind: one page of each is 16 MB on the stream, twice the 8 MiB cap.
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(500, 2_000), channels: {} as never, submitter: {} as never });
+    const call = new HeldCall();
+    chatServerService(chat).session(call as never);
+    const sessions = 40;
+    for (let i = 1; i <= sessions; i++) {
+      call.emit("data", { sessionId: BigInt(i), kind: { $case: "open", value: { userId: BigInt(i), deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: true, encoding: "proto", gatewayId: "gw" } } });
+    }
+    const entries = new Map<bigint, number>();
+    const closes: number[] = [];
+    let seen = 0;
+    const tally = () => {
+      for (const res of call.out.slice(seen)) {
+        if (res.kind?.$case === "closed") closes.push(res.kind.value.code);
+        if (res.kind?.$case !== "serverFrame") continue;
+        const frame = fromBinary(ServerFrameSchema, res.kind.value);
+        if (frame.kind.case === "syncBatch") entries.set(res.sessionId, (entries.get(res.sessionId) ?? 0) + frame.kind.value.entries.length);
+      }
+      seen = call.out.length;
+    };
+    try {
+      await waitFor(() => {
+        tally();
+        // The gateway reads what is queued only now and then.
+        call.release();
+        return closes.length > 0 || [...entries.values()].filter((n) => n === 500).length === sessions;
+      }, "every session caught up", 20_000);
+      assert.deepStrictEqual(closes, [], "no session closed");
+    } finally {
+      chat.drain();
     }
   });
 });

@@ -40,7 +40,7 @@ class GatewayLink {
     const { call } = this;
     if (call.writableEnded || call.destroyed) return;
     // grpc-js buffers past the high-water mark; sessions see the backlog
-    // through bufferedBytes and stall their live pushes until it drains.
+    // through paused() and stall their live pushes until it drains.
     this.queuedBytes += bytes;
     call.write(res, () => {
       this.queuedBytes -= bytes;
@@ -51,10 +51,11 @@ class GatewayLink {
     });
   }
 
-  /** The backlog, as a session asks it before it sends or stalls. */
-  backlog(): number {
-    if (this.queuedBytes > this.highWaterBytes) this.wantsDrain = true;
-    return this.queuedBytes;
+  /** Whether the backlog is past the high-water mark, as a session asks before it sends or stalls. */
+  backedUp(): boolean {
+    if (this.queuedBytes <= this.highWaterBytes) return false;
+    this.wantsDrain = true;
+    return true;
   }
 }
 
@@ -81,14 +82,18 @@ class StreamedSession implements SessionSink {
     this.link.write({ sessionId: this.id, kind: { $case: "serverFrame", value: bytes } }, bytes.byteLength);
   }
 
-  /** The whole stream's backlog: every session on it waits behind it. */
+  /**
+   * None of its own: the device's backlog is the gateway's, which closes it
+   * with 4009. The stream's backlog is shared by every session on it, so it
+   * only pauses them (paused), never closes one as too slow.
+   */
   bufferedBytes(): number {
-    return this.link.backlog();
+    return 0;
   }
 
-  /** The gateway holds the device's own backlog and closes it when too slow; here it only stalls live pushes. */
+  /** The gateway's buffer towards the device is full, or the stream's backlog is past its high-water mark. */
   paused(): boolean {
-    return this.holding;
+    return this.holding || this.link.backedUp();
   }
 
   close(code: number, reason: string): void {

@@ -1,0 +1,41 @@
+import { hostname } from "node:os";
+import type { SessionLimits } from "../../internal/chatserver/server.js";
+import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { EnvReader } from "../../internal/config/env.js";
+import { readChangeWindows } from "../../internal/messages/changes.js";
+import { readLogLevel } from "../shared.js";
+
+/** The chat server's configuration; throws a ConfigError naming every variable that is wrong. */
+export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
+  const r = new EnvReader(env);
+  const c = {
+    engines: readEngineEndpoints(r),
+    serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}`),
+    host: r.string("CHAT_HOST", "127.0.0.1"),
+    grpcPort: r.int("CHAT_GRPC_PORT", 9100, 0, 65535),
+    advertiseHost: r.string("CHAT_ADVERTISE_HOST", ""),
+    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
+    leaseTtlSeconds: r.int("CHAT_LEASE_TTL_S", 5, 2, 60),
+    logLevel: readLogLevel(r),
+    framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
+    frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
+    // The gateways refuse frames past it; the Welcome tells devices the same figure.
+    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
+    sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
+    blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
+    changeWindows: readChangeWindows(r),
+  };
+  const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
+  r.done();
+  return { ...c, presence };
+}
+
+export type ChatServerConfig = ReturnType<typeof readChatServerConfig>;
+
+/** The session limits the chat server runs with. */
+export function sessionLimitsOf(config: ChatServerConfig): Partial<SessionLimits> {
+  const { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs } = config;
+  return { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs };
+}

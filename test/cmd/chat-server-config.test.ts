@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
+import { ConfigError } from "../../internal/config/env.js";
+import type { Inbox } from "../../internal/messages/inbox.js";
+import { waitFor } from "../support/wait.js";
+import { ChatServer } from "../../internal/chatserver/server.js";
+
+// The chat-server process's configuration (cmd/chat-server).
+describe("chat-server configuration", () => {
+  const inbox: Inbox = {
+    append: () => Promise.reject(new Error("not in this test")),
+    readAfter: async () => [],
+    head: async () => 0n,
+    getCursor: async () => 0n,
+    advanceCursor: async () => {},
+    dropCursor: async () => {},
+    emptyTexts: async () => {},
+  };
+
+  /** The max_frame_bytes a session's Welcome announces on a chat server configured from `env`. */
+  async function welcomedMaxFrameBytes(env: NodeJS.ProcessEnv): Promise<number> {
+    const chat = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, limits: sessionLimitsOf(readChatServerConfig(env)) });
+    const frames: ServerFrame[] = [];
+    chat.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+      bufferedBytes: () => 0,
+      close: () => undefined,
+    });
+    try {
+      const welcome = await waitFor(() => frames.find((f) => f.kind.case === "welcome"), "the welcome");
+      return welcome.kind.case === "welcome" ? welcome.kind.value.maxFrameBytes : -1;
+    } finally {
+      chat.drain();
+    }
+  }
+
+  it("announces the gateways' CHAT_MAX_FRAME_BYTES in the Welcome, 512 KiB by default", async () => {
+    assert.equal(await welcomedMaxFrameBytes({ CHAT_MAX_FRAME_BYTES: "65536" }), 65536);
+    assert.equal(await welcomedMaxFrameBytes({}), 512 * 1024);
+  });
+
+  it("refuses a CHAT_MAX_FRAME_BYTES the gateways would refuse, naming it", () => {
+    for (const raw of ["abc", "1023", String(16 * 1024 * 1024 + 1)]) {
+      assert.throws(() => readChatServerConfig({ CHAT_MAX_FRAME_BYTES: raw }), (err) => err instanceof ConfigError && /CHAT_MAX_FRAME_BYTES/.test(err.message), raw);
+    }
+  });
+});
