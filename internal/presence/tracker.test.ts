@@ -460,6 +460,54 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     await tr.sweep();
     assert.equal(lastHeard(heard, 99n, 1n), false, `heard ${show(heard)}`);
     assert.deepEqual(await mem.get([2n], t), [{ userId: 2n, online: false }], "the silent device was not written");
+    assert.equal(lastHeard(heard, 99n, 2n), false, `its watchers told it is offline all the same: heard ${show(heard)}`);
+  });
+
+  it("ends again, once the store answers, a session that ended while it failed: the watchers hear the user go, whatever the store kept", async () => {
+    for (const lostData of [false, true]) {
+      let mem = new MemoryPresenceStore();
+      let down = false;
+      const heard: Heard[] = [];
+      const tr = tracker({ store: storeOver(() => mem, () => down), directory: recorder(heard) });
+      tr.deviceConnected(1n, 10n);
+      await tr.idle();
+      down = true;
+      t += 1_000;
+      tr.deviceDisconnected(1n, 10n, t);
+      await tr.idle();
+      t += 2 * GRACE; // a long outage
+      if (lostData) mem = new MemoryPresenceStore();
+      down = false;
+      await tr.sweep(); // finds the store answering again
+      await tr.idle();
+      t += GRACE;
+      await tr.sweep();
+      await tr.idle();
+      assert.equal(lastHeard(heard, 99n, 1n), false, `${lostData ? "data lost" : "data kept"}: heard ${show(heard)}`);
+    }
+  });
+
+  it("tells a flip whose announcement outlived the store's data (a restart mid-retry), not drops it as overtaken", async () => {
+    let mem = new MemoryPresenceStore();
+    let down = false;
+    const heard: Heard[] = [];
+    let audienceReads = 0;
+    const tr = tracker({
+      store: storeOver(() => mem, () => down),
+      directory: recorder(heard),
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 5 },
+      audience: async () => {
+        // The sweep's announcement finds Redis gone; it comes back empty.
+        if (++audienceReads === 2) (down = true), setTimeout(() => ((mem = new MemoryPresenceStore()), (down = false)), 5);
+        return [99n];
+      },
+    });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    t += GRACE + 1;
+    await tr.sweep();
+    await tr.idle();
+    assert.equal(lastHeard(heard, 99n, 1n), false, `heard ${show(heard)}`);
   });
 
   it("does not flap everyone after a store outage longer than the grace period less a heartbeat interval", async () => {

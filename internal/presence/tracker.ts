@@ -84,6 +84,8 @@ export class PresenceTracker {
   /** Since when the store answers again after failing; undefined while it fails. */
   private answeringSinceMs: number | undefined = -Infinity;
   private readonly recoveredListeners: (() => void)[] = [];
+  /** Sessions that ended while the store failed, by "user/device": ended again when it answers. */
+  private readonly endedWhileAway = new Map<string, { userId: Id; deviceId: Id; lastAliveMs: number }>();
 
   constructor(private readonly deps: PresenceTrackerDeps) {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
@@ -130,11 +132,29 @@ export class PresenceTracker {
    * the store lost with its data from one that expired.
    */
   deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number): void {
+    const key = `${userId}/${deviceId}`;
     this.run(userId, async () => {
       const now = this.now();
       const recent = lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
-      const flip = await this.call((s) => s.touch(userId, deviceId, now, now + this.deps.graceMs, { ifAlive: true, orUnknownUser: recent }));
-      if (flip) void this.announce(flip);
+      let flip: PresenceFlip | undefined;
+      try {
+        flip = await this.call((s) => s.touch(userId, deviceId, now, now + this.deps.graceMs, { ifAlive: true, orUnknownUser: recent }));
+      } catch (err) {
+        // No grace period was started, and no session is left to touch the
+        // device again: ended again once the store answers (it may come back empty).
+        this.endedWhileAway.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now });
+        throw err;
+      }
+      this.endedWhileAway.delete(key);
+      if (flip) return void this.announce(flip);
+      if (recent) return;
+      // Past its grace period, and unknown to the store: its data was lost (a
+      // Redis restart) with the device still online on its watchers' screens,
+      // and no sweep will ever find it. Told offline here, unless a flip comes
+      // first (version 0 loses to any).
+      if ((await this.call((s) => s.latest(userId))).version === 0) {
+        void this.announce({ userId, online: false, lastSeenAtMs: lastAliveMs ?? now, version: 0 }, false);
+      }
     });
   }
 
@@ -222,6 +242,7 @@ export class PresenceTracker {
   }
 
   private alive(userId: Id, deviceId: Id, atMs?: number): void {
+    if (atMs === undefined) this.endedWhileAway.delete(`${userId}/${deviceId}`);
     this.run(userId, async () => {
       const at = atMs ?? this.now();
       if (at + this.deps.graceMs <= this.now()) return;
@@ -258,6 +279,7 @@ export class PresenceTracker {
     this.answeringSinceMs = this.now();
     this.deps.logger?.info("presence store answers again: touching live sessions, holding sweeps off for a grace period");
     for (const l of this.recoveredListeners) l();
+    for (const { userId, deviceId, lastAliveMs } of [...this.endedWhileAway.values()]) this.deviceDisconnected(userId, deviceId, lastAliveMs);
   }
 
   /**
@@ -310,7 +332,7 @@ export class PresenceTracker {
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
         audience ??= await this.deps.audience(flip.userId);
-        if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip.version);
+        if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
         // Not told, a later flip came first: its maker tells (and confirms) that one.
         if (audience.length > 0 && !told.pushed) return;
         return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
@@ -330,13 +352,17 @@ export class PresenceTracker {
 
   /**
    * Pushes the user's latest state to `audience`, again while a later flip
-   * came in meanwhile. With `onlyVersion`, nothing is pushed when the latest
-   * flip is already another (its maker announces it).
+   * came in meanwhile. With `flip`, nothing is pushed when the latest flip is
+   * already another (its maker announces it); and a store that holds an
+   * older version than the flip lost the user's record since (a Redis
+   * restart): the flip is then still the last word on them (as it is, with
+   * its last seen, when the store holds its very version).
    */
-  private async tellUntilSteady(userId: Id, audience: readonly Id[], told: Telling, onlyVersion?: number): Promise<void> {
+  private async tellUntilSteady(userId: Id, audience: readonly Id[], told: Telling, flip?: PresenceFlip): Promise<void> {
     for (;;) {
-      const latest = await this.call((s) => s.latest(userId));
-      if (!told.pushed && onlyVersion !== undefined && latest.version !== onlyVersion) return;
+      const stored = await this.call((s) => s.latest(userId));
+      const latest = flip && stored.version <= flip.version ? flip : stored;
+      if (!told.pushed && flip && latest.version !== flip.version) return;
       if (latest.version === told.version) return;
       told.pushed = true;
       await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
