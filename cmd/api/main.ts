@@ -64,11 +64,12 @@ const servers = openRegistry(e, logger);
 const watch = await servers.watch();
 const clients = new ChatServerClients(watch);
 const lease = await openWorkerIds(e, logger).acquire();
+const ids = new Snowflake(lease.workerId);
 lease.onLost(() => {
   logger.error("worker id lease lost: stopping so no id is minted twice");
+  ids.retire();
   process.kill(process.pid, "SIGTERM");
 });
-const ids = new Snowflake(lease.workerId);
 const keys = await loadOrCreateKeys(config.keysDir);
 const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
 const verifier = new TokenVerifier(keys.publicKey);
@@ -165,6 +166,8 @@ stopOnSignals(logger, async () => {
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   grpcServer.close();
   clients.close();
+  // HTTP/2 connections outlive close(): their requests mint nothing once the number may be someone else's.
+  ids.retire();
   await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), watch.close(), lease.release()]);
   await servers.close();
   await storage.close();

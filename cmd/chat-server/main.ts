@@ -88,6 +88,8 @@ registration.onRegained(() => {
 });
 lease.onLost(() => {
   logger.error("worker id lease lost: stopping so no id is minted twice");
+  // At once: the drain keeps sessions up for seconds, and their sends are refused (resent elsewhere) rather than minted.
+  ids.retire();
   process.kill(process.pid, "SIGTERM");
 });
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
@@ -107,6 +109,7 @@ stopOnSignals(logger, async () => {
   await stopGrpcServer(grpcServer);
   chat.drain();
   await presence.close().catch(() => {});
+  ids.retire();
   await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), lease.release(), ops.close()]);
   clients.close();
   await servers.close();

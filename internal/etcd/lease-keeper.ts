@@ -27,6 +27,12 @@ export interface KeptLeaseOptions {
 
 export type LeaseState = "alive" | "lost" | "revoked";
 
+/**
+ * A clock that never steps: etcd expires the lease by its own elapsed time, so
+ * an NTP step of the wall clock backwards must not keep a lost lease "live".
+ */
+const monotonicMs = () => performance.now();
+
 export class KeptLease {
   private state: LeaseState = "alive";
   private revokeSent = false;
@@ -62,7 +68,7 @@ export class KeptLease {
     if (!Number.isInteger(options.ttlSeconds) || options.ttlSeconds < 1) {
       throw new RangeError(`lease TTL must be a whole number of seconds >= 1, got ${options.ttlSeconds}`);
     }
-    const sentAt = Date.now();
+    const sentAt = monotonicMs();
     const res = await deadline(
       options.client.leaseClient.leaseGrant({ TTL: options.ttlSeconds }),
       Math.max(3_000, options.ttlSeconds * 1000),
@@ -75,16 +81,16 @@ export class KeptLease {
 
   /** True while the lease is surely alive on the server (minus the safety margin). */
   get live(): boolean {
-    return this.state === "alive" && Date.now() < this.validUntil - this.marginMs;
+    return this.state === "alive" && monotonicMs() < this.validUntil - this.marginMs;
   }
 
   get status(): LeaseState {
     return this.state;
   }
 
-  /** The moment (epoch ms) up to which the lease is surely alive. */
+  /** The moment (epoch ms, as the wall clock reads now) up to which the lease is surely alive. */
   get expiresAt(): number {
-    return this.validUntil;
+    return Date.now() + (this.validUntil - monotonicMs());
   }
 
   /** Called once, when the lease is lost; never after revoke(). */
@@ -122,15 +128,15 @@ export class KeptLease {
     const fenceAt = this.validUntil - this.marginMs;
     this.fenceTimer = setTimeout(() => {
       if (this.state !== "alive") return;
-      if (Date.now() >= fenceAt) this.lose("no keepalive was answered within the TTL");
+      if (monotonicMs() >= fenceAt) this.lose("no keepalive was answered within the TTL");
       else this.armFence();
-    }, Math.max(0, fenceAt - Date.now()));
+    }, Math.max(0, fenceAt - monotonicMs()));
     this.fenceTimer.unref();
   }
 
   private async keepalive(): Promise<void> {
     if (this.state !== "alive") return;
-    const sentAt = Date.now();
+    const sentAt = monotonicMs();
     try {
       const res = await this.keepaliveOnce();
       if (this.state !== "alive") return;

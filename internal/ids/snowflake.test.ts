@@ -30,6 +30,13 @@ describe("Snowflake", () => {
     assert.equal(snowflakeTimeMs(a), t);
   });
 
+  it("mints nothing once retired (its worker number's lease lost or given back): unavailable, to be retried elsewhere", () => {
+    const g = new Snowflake(3, () => EPOCH_MS + 1);
+    g.next();
+    g.retire();
+    assert.throws(() => g.next(), (e: Error & { code?: string }) => e.code === "unavailable");
+  });
+
   it("refuses a worker number out of range", () => {
     assert.throws(() => new Snowflake(1024), /worker id/);
   });

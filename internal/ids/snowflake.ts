@@ -1,3 +1,5 @@
+import { ChatError } from "../model/errors.js";
+
 /**
  * Snowflake ids: 41 bits of milliseconds since EPOCH_MS, 10 bits of worker
  * number, 12 bits of sequence within the millisecond. Time-sortable and unique
@@ -14,6 +16,7 @@ export interface IdGenerator {
 export class Snowflake implements IdGenerator {
   private lastMs = -1;
   private seq = 0;
+  private retired = false;
   private readonly worker: bigint;
 
   constructor(
@@ -26,7 +29,18 @@ export class Snowflake implements IdGenerator {
     this.worker = BigInt(workerId);
   }
 
+  /**
+   * No id is minted after this: the worker id's lease was lost or is being
+   * given back, and another process may take the number at any moment. What
+   * still asks for one (a send on a session, a request on a connection that
+   * outlives the drain) is refused as unavailable, and retried elsewhere.
+   */
+  retire(): void {
+    this.retired = true;
+  }
+
   next(): bigint {
+    if (this.retired) throw new ChatError("unavailable", "this server is shutting down; try again");
     let ms = this.now();
     // A clock that steps back must not reuse ids: keep counting on the last
     // millisecond we handed out.

@@ -41,6 +41,29 @@ describe("EtcdServerRegistry: a lease lost while its entry is written", () => {
 });
 
 describe("KeptLease: keepalives etcd never answers", () => {
+  it("declares the lease lost within its TTL though the wall clock stepped back meanwhile", async () => {
+    const client = {
+      leaseClient: {
+        leaseGrant: async () => ({ ID: "11", TTL: "1" }),
+        leaseKeepAlive: async () => Object.assign(new EventEmitter(), { write: () => undefined, end: () => undefined }),
+        leaseRevoke: async () => ({}),
+      },
+    } as unknown as Etcd3;
+    const lease = await KeptLease.grant({ client, ttlSeconds: 1, name: "test" });
+    const wall = mock.method(Date, "now", () => performance.timeOrigin + performance.now() - 5_000); // NTP stepped it back 5 s
+    const granted = performance.now();
+    try {
+      let lostAfter: number | undefined;
+      lease.onLost(() => (lostAfter = performance.now() - granted));
+      await waitFor(() => lostAfter !== undefined, "the lease declared lost", 4_000);
+      assert.ok(lostAfter! < 1_000, `lost ${Math.round(lostAfter!)} ms after the grant, past its TTL`);
+      assert.equal(lease.live, false);
+    } finally {
+      wall.mock.restore();
+      lease.stop();
+    }
+  });
+
   it("ends each keepalive's stream once its request times out", async () => {
     let opened = 0;
     let ended = 0;
