@@ -88,6 +88,18 @@ export function sessionService(
       /** Asks not answered yet, by ref (refs are the client's and may repeat). */
       const awaiting = new Map<bigint, number>();
       let wake: (() => void) | undefined;
+      /** While set, the chat server's stream is backed up: the client's next frame is not read until it resolves. */
+      let inputHeld: { until: Promise<void>; release: () => void } | undefined;
+      const holdInput = (held: boolean) => {
+        if (held && !inputHeld) {
+          let release!: () => void;
+          const until = new Promise<void>((r) => (release = r));
+          inputHeld = { until, release };
+        } else if (!held && inputHeld) {
+          inputHeld.release();
+          inputHeld = undefined;
+        }
+      };
       const notify = () => {
         const w = wake;
         wake = undefined;
@@ -105,8 +117,11 @@ export function sessionService(
           bufferedBytes: () => buffered,
           close: (code, reason) => {
             ended ??= { code, reason };
+            holdInput(false);
             notify();
           },
+          // HTTP/2 flow control then holds the client back.
+          holdInput,
         },
       );
 
@@ -117,6 +132,7 @@ export function sessionService(
             if (!req.frame) continue;
             if (ASKS.has(req.frame.kind.case)) awaiting.set(req.frame.ref, (awaiting.get(req.frame.ref) ?? 0) + 1);
             handle.receive(toBinary(ClientFrameSchema, req.frame));
+            if (inputHeld) await inputHeld.until;
           }
           halfClosed = true;
         } catch (err) {
@@ -159,6 +175,7 @@ export function sessionService(
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        holdInput(false);
         handle.closed();
         void reading;
       }

@@ -173,6 +173,12 @@ class WebSocketSink implements SessionSink {
     this.ws.close(code, reason);
   }
 
+  holdInput(held: boolean): void {
+    // TCP then holds the device back: its frames wait in the kernel's buffers, and then in its own.
+    if (held) this.ws.pause();
+    else this.ws.resume();
+  }
+
   holdWrites(): void {
     if (held.has(this.socket)) return;
     // Writes to a corked socket queue up and leave in one writev on uncork;

@@ -35,6 +35,13 @@ export interface SessionSink {
    * own inbox copy, pushed one immediate later) leave in one write call.
    */
   holdWrites?(): void;
+  /**
+   * Optional: the way on from here is backed up (the gateway's stream to the
+   * chat server): stop reading the device's frames (true) until it drains
+   * (false), so that the transport's own flow control holds the device back
+   * instead of a buffer here growing without bound.
+   */
+  holdInput?(held: boolean): void;
 }
 
 /** What the session offers the transport. */

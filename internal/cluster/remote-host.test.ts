@@ -55,6 +55,14 @@ class FakeChatServer {
     this.address = `127.0.0.1:${port}`;
   }
 
+  /** Stops (or starts again) reading the gateway streams, as a chat server in a long pause. */
+  stall(stalled: boolean): void {
+    for (const s of this.streams) {
+      if (stalled) s.pause();
+      else s.resume();
+    }
+  }
+
   /** Ends every gateway stream with UNAVAILABLE, as a chat server that stops serving does. */
   breakStreams(): void {
     for (const s of this.streams) s.emit("error", { code: status.UNAVAILABLE, details: "gone" });
@@ -73,6 +81,8 @@ function fakeSink() {
     send: (f: Uint8Array | string) => void sink.sent.push(Buffer.from(f as Uint8Array).toString()),
     bufferedBytes: () => 0,
     close: (code: number, reason: string) => void (sink.closed = { code, reason }),
+    held: [] as boolean[],
+    holdInput: (held: boolean) => void sink.held.push(held),
   };
   return sink;
 }
@@ -121,6 +131,21 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.equal(other.opens[0]!.resumed, true);
     handle.receive(new TextEncoder().encode("after"));
     await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
+    assert.equal(sink.closed, undefined);
+  });
+
+  it("stops reading the devices' frames while the stream to their chat server is backed up, and reads them again once it drains", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const server = servers.find((s) => s.opens.length === 1)!;
+    server.stall(true);
+    // A device that keeps sending 64 KiB frames (rate limits are the chat server's, which reads nothing now).
+    const frame = new Uint8Array(64 * 1024).fill(120);
+    for (let i = 0; i < 200 && !sink.held.includes(true); i++) handle.receive(frame);
+    assert.deepEqual(sink.held, [true], "input held once the stream's backlog passed the high-water mark");
+    server.stall(false);
+    await waitFor(() => sink.held.at(-1) === false, "input read again once the stream drained");
     assert.equal(sink.closed, undefined);
   });
 

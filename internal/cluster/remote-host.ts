@@ -223,6 +223,14 @@ class ServerLink {
   private readonly client: ChatServerServiceClient;
   private readonly stream: ClientDuplexStream<SessionRequest, SessionResponse>;
   private failed = false;
+  /** Client frames written to the stream and not yet handed to HTTP/2. */
+  private queuedBytes = 0;
+  /**
+   * The stream is backed up (the chat server reads slowly, or stalled): the
+   * sessions on it stop reading their devices' frames until it drains, as
+   * DESIGN's write()/drain pitfall asks, rather than grpc-js buffering them all.
+   */
+  holding = false;
 
   constructor(
     private readonly host: RemoteSessionHost,
@@ -270,6 +278,22 @@ class ServerLink {
     if (!this.failed) this.stream.write(req);
   }
 
+  /** A device's frame, counted towards the stream's backlog. */
+  writeFrame(req: SessionRequest, bytes: number): void {
+    if (this.failed) return;
+    this.queuedBytes += bytes;
+    this.stream.write(req, () => {
+      this.queuedBytes -= bytes;
+      if (this.holding && this.queuedBytes <= this.host.options.highWaterBytes / 2) this.setHolding(false);
+    });
+    if (!this.holding && this.queuedBytes > this.host.options.highWaterBytes) this.setHolding(true);
+  }
+
+  private setHolding(held: boolean): void {
+    this.holding = held;
+    for (const s of this.sessions.values()) s.holdInput(held);
+  }
+
   private onResponse(res: SessionResponse): void {
     const session = this.sessions.get(res.sessionId);
     if (!session || !res.kind) return;
@@ -312,7 +336,8 @@ class ServerLink {
 }
 
 class RemoteSession implements SessionHandle {
-  link?: ServerLink;
+  private current?: ServerLink;
+  private inputHeld = false;
   homelessSince?: number;
   private pending: (Uint8Array | string)[] = [];
   /**
@@ -332,6 +357,23 @@ class RemoteSession implements SessionHandle {
     readonly sink: SessionSink,
   ) {}
 
+  /** The stream this session is on; moving it to another takes that stream's state of back-pressure along. */
+  get link(): ServerLink | undefined {
+    return this.current;
+  }
+
+  set link(link: ServerLink | undefined) {
+    this.current = link;
+    this.holdInput(link?.holding === true);
+  }
+
+  /** Reading the device's frames waits while the stream on to its chat server is backed up. */
+  holdInput(held: boolean): void {
+    if (held === this.inputHeld || this.ended) return;
+    this.inputHeld = held;
+    this.sink.holdInput?.(held);
+  }
+
   receive(frame: Uint8Array | string): void {
     if (this.ended) return;
     if (!this.link) {
@@ -347,7 +389,7 @@ class RemoteSession implements SessionHandle {
       else this.unanswered = undefined;
     }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    this.link.write({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } });
+    this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } }, bytes.byteLength);
   }
 
   /** The frames the refusing server dropped, back in front of those waiting for a server. */
