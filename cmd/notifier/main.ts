@@ -1,7 +1,9 @@
 import { join } from "node:path";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { channelMutes } from "../../internal/push/records.js";
-import { openQueue, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { ChatServerClients } from "../../internal/cluster/client-pool.js";
+import { openQueue, openRegistry, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
@@ -44,9 +46,14 @@ const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `notifier-${process.pid}`, logger);
 consumerLagGauge(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]);
-// The routing table the chat servers keep: a user with a session on any chat
-// server is online (the same check as RoutedSessionDirectory.onlineUsers).
+// The routing table the chat servers keep: a user with a session on a chat
+// server live in etcd is online. Routes of a server that died outlive it by up
+// to a minute, and the pipeline took its users for offline: so must we.
 const routes = openRoutes(e, logger);
+const servers = openRegistry(e, logger);
+const watch = await servers.watch();
+const clients = new ChatServerClients(watch);
+const sessions = new RoutedSessionDirectory(routes, clients, logger);
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
 const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
 const notifier: Notifier = new Notifier({
@@ -55,8 +62,8 @@ const notifier: Notifier = new Notifier({
   providers: push.providers,
   // Redis away: notify anyway (a push too many beats a message nobody hears about).
   isOnline: (userId) =>
-    routes.lookup([userId]).then(
-      (found) => found.has(userId),
+    sessions.onlineUsers([userId]).then(
+      (online) => online.has(userId),
       (err) => {
         logger.warn({ err }, "routing table unreachable: treating the user as offline");
         return false;
@@ -79,7 +86,9 @@ logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublic
 const stopper = stopOnSignals(logger, async () => {
   // Stop consuming first: what is collapsing or retrying in memory is dropped (push is best effort).
   await notifier.stop();
-  await Promise.allSettled([push.close(), queue.close(), routes.close(), ops.close()]);
+  clients.close();
+  await Promise.allSettled([push.close(), queue.close(), routes.close(), watch.close(), ops.close()]);
+  await servers.close();
   await storage.close();
 });
 // A consumer Kafka stopped for good consumes nothing until the process starts afresh.

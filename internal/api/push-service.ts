@@ -59,9 +59,13 @@ export function pushService(deps: ApiDeps & PushApiDeps): Partial<ServiceImpl<ty
   return {
     async registerPushEndpoint(req, ctx) {
       const me = caller(ctx);
-      const base = { userId: me.userId, deviceId: me.deviceId, ...settingsOf(req.settings), updatedAtMs: now() };
-      const endpoint: PushEndpoint = { ...base, ...validateEndpoint(req, push) };
-      requireKind(endpoint.kind);
+      const fields = validateEndpoint(req, push);
+      requireKind(fields.kind);
+      // Without settings the device keeps those it has: the web client
+      // registers again at every start and must not undo "muted" or "no preview".
+      const kept = req.settings ? undefined : await push.endpoints.get(me.userId, me.deviceId);
+      const settings = settingsOf(req.settings ?? kept);
+      const endpoint: PushEndpoint = { userId: me.userId, deviceId: me.deviceId, ...settings, updatedAtMs: now(), ...fields };
       await push.endpoints.put(endpoint);
       return {};
     },

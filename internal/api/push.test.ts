@@ -87,3 +87,36 @@ describe("api: PushService refuses Web Push endpoints that reach into private ne
     assert.match((await rpcError(() => user.c.push.registerPushEndpoint(webPush("ftp://127.0.0.1/x")))).rawMessage, /https:\/\//);
   });
 });
+
+describe("api: PushService keeps a device's settings when it registers again without any", () => {
+  let api: TestApi;
+  let db: SqliteDatabase;
+  let endpoints: SqlitePushEndpointStore;
+
+  beforeEach(async () => {
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k" } };
+    api = await TestApi.start(deps);
+  });
+  afterEach(async () => {
+    await api.close();
+    db.close();
+  });
+
+  it("a registration without settings keeps the endpoint's; one with settings sets them; a new endpoint gets the defaults", async () => {
+    const user = await api.signUp();
+    const stored = async () => {
+      const e = await endpoints.get(user.userId, user.deviceId);
+      return e && { address: e.address, hidePreview: e.hidePreview, muted: e.muted };
+    };
+    await user.c.push.registerPushEndpoint(webPush("https://push.example.com/a"));
+    assert.deepEqual(await stored(), { address: "https://push.example.com/a", hidePreview: false, muted: false });
+    await user.c.push.updatePushSettings({ settings: { hidePreview: true, muted: true } });
+    // The page starting again (web/src/push.ts registers with no settings), with a renewed subscription.
+    await user.c.push.registerPushEndpoint(webPush("https://push.example.com/b"));
+    assert.deepEqual(await stored(), { address: "https://push.example.com/b", hidePreview: true, muted: true });
+    await user.c.push.registerPushEndpoint({ ...webPush("https://push.example.com/b"), settings: { hidePreview: true, muted: false } });
+    assert.deepEqual(await stored(), { address: "https://push.example.com/b", hidePreview: true, muted: false });
+  });
+});

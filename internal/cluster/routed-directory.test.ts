@@ -31,15 +31,24 @@ describe("Deliver calls split by size", () => {
 });
 
 describe("RoutedSessionDirectory", () => {
-  it("counts as reached only users on a chat server that took the Deliver: not those routed only to one gone or failing", async () => {
-    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]]]) } as unknown as SessionRoutes;
-    const client = (fails: boolean) => ({
-      deliver: (_req: unknown, _md: unknown, _opts: unknown, cb: (err: Error | null) => void) => cb(fails ? new Error("UNAVAILABLE") : null),
+  it("counts as reached only users on a chat server that took the Deliver on a session: not those routed only to one gone, failing or without their sessions", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]]]) } as unknown as SessionRoutes;
+    const client = (answer: Error | { sessions: number }) => ({
+      deliver: (_req: unknown, _md: unknown, _opts: unknown, cb: (err: Error | null, res?: { sessions: number }) => void) =>
+        answer instanceof Error ? cb(answer) : cb(null, answer),
     });
-    const clients = { get: (id: string) => ({ a: client(false), b: client(true) })[id as "a" | "b"] } as unknown as ChatServerClients;
+    const servers = { a: client({ sessions: 2 }), b: client(new Error("UNAVAILABLE")), restarted: client({ sessions: 0 }) };
+    const clients = { get: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
     const directory = new RoutedSessionDirectory(routes, clients);
     const frame = create(ServerFrameSchema, { kind: { case: "heartbeatAck", value: {} } });
-    const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n].map((userId) => ({ userId, frame })));
+    const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n, 6n].map((userId) => ({ userId, frame })));
     assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
+  });
+
+  it("counts as online only users routed to a chat server live in the registry, not those whose only server is gone", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["gone"]], [3n, ["gone", "a"]]]) } as unknown as SessionRoutes;
+    const clients = { get: (id: string) => (id === "a" ? {} : undefined) } as unknown as ChatServerClients;
+    const online = await new RoutedSessionDirectory(routes, clients).onlineUsers([1n, 2n, 3n, 4n]);
+    assert.deepStrictEqual([...online].sort(), [1n, 3n]);
   });
 });

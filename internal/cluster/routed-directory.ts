@@ -44,28 +44,27 @@ export class RoutedSessionDirectory implements SessionDirectory {
       }
     }
     // A route outlives a chat server that died (until its sessions' routes
-    // expire): a user reached only through servers gone or failing counts as
-    // offline, so the caller notifies them instead of taking them for online.
-    const failed = new Set<string>();
+    // expire, or one that restarted under the same id): a user counts as
+    // reached only through a Deliver that a live server took and queued on
+    // some session, so the caller notifies the others instead of taking them
+    // for online. (The count is per call: one session among its users counts
+    // them all.)
+    const reached = new Set<Id>();
     await Promise.all(
       [...perServer].map(async ([serverId, deliveries]) => {
         const client = this.clients.get(serverId);
-        if (!client) return void failed.add(serverId);
+        if (!client) return;
         for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES)) {
           await new Promise<void>((resolve) => {
-            client.deliver({ deliveries: chunk }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
-              if (err) {
-                failed.add(serverId);
-                this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
-              }
+            client.deliver({ deliveries: chunk }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err, res) => {
+              if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+              else if (res && res.sessions > 0) for (const d of chunk) reached.add(d.userId);
               resolve();
             });
           });
         }
       }),
     );
-    const reached = new Set<Id>();
-    for (const [userId, servers] of routes) if (servers.some((id) => !failed.has(id))) reached.add(userId);
     return reached;
   }
 
@@ -115,9 +114,16 @@ export class RoutedSessionDirectory implements SessionDirectory {
     );
   }
 
+  /**
+   * Users with a route to a chat server live in the registry: a server that
+   * died leaves its routes for up to a minute, and its users must be notified
+   * meanwhile (as pushMany counts them unreached).
+   */
   async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {
     const routes = await this.routes.lookup(userIds);
-    return new Set([...routes.keys()]);
+    const online = new Set<Id>();
+    for (const [userId, servers] of routes) if (servers.some((id) => this.clients.get(id) !== undefined)) online.add(userId);
+    return online;
   }
 }
 

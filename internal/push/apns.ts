@@ -76,8 +76,9 @@ export class ApnsProvider implements PushProvider {
       "apns-collapse-id": n.collapseKey,
       "content-type": "application/json",
     };
+    const session = this.connection();
     try {
-      const { status, text } = await request(this.connection(), headers, body, timeoutMs);
+      const { status, text } = await request(session, headers, body, timeoutMs);
       if (status === 200) return { ok: true };
       let reason = "";
       try {
@@ -91,7 +92,11 @@ export class ApnsProvider implements PushProvider {
       const retryable = status === 429 || status >= 500 || reason === "ExpiredProviderToken";
       return { ok: false, gone: false, retryable, status, reason: what };
     } catch (err) {
-      this.session?.destroy();
+      // Later sends open a fresh connection; a graceful close lets the other
+      // requests on this one still get their answers (each has its own
+      // timeout if the connection is dead). Not this.session: it may be a
+      // newer connection that a failure on an old one says nothing about.
+      if (this.session === session) session.close();
       return networkFailure(err);
     }
   }
@@ -119,11 +124,18 @@ function request(
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {
       clearTimeout(timer);
-      resolve({ status, text: Buffer.concat(chunks).toString("utf8") });
+      // Closed before any response (RST_STREAM without an error, GOAWAY, its
+      // connection torn down): nothing was answered, so it is worth a retry.
+      if (status === 0) reject(new Error("stream closed without a response"));
+      else resolve({ status, text: Buffer.concat(chunks).toString("utf8") });
     });
     stream.on("error", (err) => {
       clearTimeout(timer);
       reject(err);
+    });
+    stream.on("close", () => {
+      clearTimeout(timer);
+      reject(new Error("stream closed without a response")); // no-op once settled
     });
     stream.end(body);
   });

@@ -339,6 +339,35 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.equal(results.length, 0, "nothing was sent");
     assert.equal(receiver.pushesTo(sub).length, 0);
   });
+
+  it("stops promptly while a batch waits for room held only by retries, leaving that batch uncommitted", async () => {
+    const sub = receiver.subscribe({ kind: "status", status: 503 });
+    await register(1n, 10n, sub);
+    await startNotifier({ maxPending: 1, backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
+    const request = (channelId: Id, text: string): NotificationRequest => {
+      seq++;
+      const message = { messageId: 1000n + seq, channelId, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: Date.now() };
+      return { userId: 1n, senderName: "Bob", channelTitle: "", message };
+    };
+    // One batch: the second record waits for room while the first is retried.
+    await queue.publish(Topics.notifications, [request(500n, "first"), request(501n, "second")].map((r) => ({ key: "1", value: encodeNotificationRequested(r) })));
+    await waitFor(() => results.length === 1 && results[0]!.action === "retry", "the first send to fail and wait to retry");
+    const stopping = notifier!.stop();
+    notifier = undefined;
+    const stoppedInTime = await Promise.race([stopping.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    assert.ok(stoppedInTime, "stop() returned within 2 s");
+
+    // The batch comes again to the next notifier, the record that never got room included.
+    const bodies: string[] = [];
+    notifier = new Notifier({
+      queue,
+      endpoints,
+      providers: { web_push: { kind: "web_push", send: async (_e, n) => (bodies.push(n.body), { ok: true }) } },
+      options: { collapseWindowMs: 50 },
+    });
+    await notifier.start();
+    await waitFor(() => bodies.includes("second"), "the waiting record, delivered again");
+  });
 });
 
 describe("Notifier collapse windows on a faked clock", () => {
@@ -384,14 +413,16 @@ describe("Notifier collapse windows on a faked clock", () => {
   });
 
   let seq = 0n;
+  let lastAccepted: NotificationRequest | undefined;
   function accept(text: string): void {
     seq++;
-    notifier.accept({
+    lastAccepted = {
       userId: 1n,
       senderName: "Bob",
       channelTitle: "",
       message: { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: 0 },
-    });
+    };
+    notifier.accept(lastAccepted);
   }
 
   /** Lets the notifier's promise chains run (setImmediate is not faked) until `check` holds. */
@@ -487,5 +518,66 @@ describe("Notifier collapse windows on a faked clock", () => {
     await drain();
     assert.equal(sent.length, 2);
     assert.equal(notifier.pending, 0);
+  });
+
+  it("counts a message the queue delivers twice within a window once", async () => {
+    accept("first");
+    const again = { ...lastAccepted! };
+    notifier.accept(again); // a redelivery of the same record
+    accept("second");
+    notifier.accept(again);
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the window's notification");
+    assert.deepEqual(shown(sent[0]), ["2 new messages, the latest: second", "2", String(seq)]);
+  });
+
+  it("a device whose check fails neither holds up nor skips the user's other devices", async () => {
+    const devices = [10n, 11n, 12n].map((deviceId) => ({ ...endpoint, deviceId, address: `https://push.example/${deviceId}` }));
+    const to: Id[] = [];
+    const errors: unknown[] = [];
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser: async () => devices, removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: { web_push: { kind: "web_push", send: async (e) => (to.push(e.deviceId), { ok: true }) } },
+      isDeviceActive: async (_u, d) => {
+        if (d === 11n) throw new Error("accounts unreachable");
+        return true;
+      },
+      options: { collapseWindowMs: WINDOW },
+      logger: { warn: (o: { err: unknown }) => errors.push(o.err) } as never,
+    });
+    accept("hello");
+    mock.timers.tick(WINDOW);
+    await settled(() => to.length === 2 && notifier.pending === 0, "the other devices' pushes");
+    assert.deepEqual(to.sort(), [10n, 12n]);
+    assert.equal(errors.length, 1, "the failure is logged");
+  });
+
+  it("honours a Retry-After longer than backoffMaxMs", async () => {
+    const at: number[] = [];
+    let now = 0;
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          send: async () => (at.push(now), at.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 120_000, status: 429, reason: "slow down" } : { ok: true }),
+        },
+      },
+      options: { collapseWindowMs: WINDOW, backoffBaseMs: 1_000, backoffMaxMs: 60_000 },
+    });
+    accept("hello");
+    mock.timers.tick(WINDOW);
+    await settled(() => at.length === 1 && notifier.pending === 1, "the first try, waiting to retry");
+    now = 119_999;
+    mock.timers.tick(119_999);
+    await drain();
+    assert.equal(at.length, 1, "not retried before the push service allows");
+    now = 120_000;
+    mock.timers.tick(1);
+    await settled(() => at.length === 2, "the retry");
   });
 });

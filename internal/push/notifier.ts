@@ -77,6 +77,8 @@ export interface SendResult {
 interface Collapsing {
   latest: NotificationRequest;
   count: number;
+  /** The messages counted, so a record the queue delivers again is not counted twice. */
+  messageIds: Set<Id>;
   timer: NodeJS.Timeout;
 }
 
@@ -88,6 +90,8 @@ interface Job {
 }
 
 const PREVIEW_CODE_POINTS = 120;
+/** The longest Retry-After honoured: a retry held longer is more likely lost to a restart than worth the wait. */
+const RETRY_AFTER_MAX_MS = 10 * 60_000;
 
 /**
  * The notifier consumes NotificationRequested (topic chat.notifications.v1,
@@ -142,6 +146,10 @@ export class Notifier {
   /** Stops consuming, drops what is waiting, and waits for requests in flight (bounded by the timeout). */
   async stop(): Promise<void> {
     this.stopped = true;
+    // sub.stop() waits for the batch in hand, whose handler may be waiting
+    // for room that only a finished send would make: it must leave now (its
+    // batch uncommitted, so it comes again).
+    this.wakeWaiters();
     await this.sub?.stop();
     for (const c of this.collapsing.values()) clearTimeout(c.timer);
     this.collapsing.clear();
@@ -183,6 +191,8 @@ export class Notifier {
     const key = `${req.userId}:${req.message.channelId}`;
     const c = this.collapsing.get(key);
     if (c) {
+      if (c.messageIds.has(req.message.messageId)) return;
+      c.messageIds.add(req.message.messageId);
       c.count++;
       // A mention among the collapsed messages still reaches through a mute.
       const mentioned = c.latest.mentioned || req.mentioned;
@@ -191,7 +201,7 @@ export class Notifier {
       return;
     }
     const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
-    this.collapsing.set(key, { latest: req, count: 1, timer });
+    this.collapsing.set(key, { latest: req, count: 1, messageIds: new Set([req.message.messageId]), timer });
   }
 
   private flush(key: string): void {
@@ -215,6 +225,9 @@ export class Notifier {
     if (!req.mentioned && (await this.channelMuted(req))) return skipped("channel_muted");
     const endpoints = await this.deps.endpoints.listForUser(req.userId);
     if (endpoints.length === 0) skipped("no_endpoint");
+    // A device whose login cannot be checked gets nothing (it may be logged
+    // out), the others theirs; the failure is thrown once they are under way.
+    let failure: unknown;
     for (const endpoint of endpoints) {
       if (endpoint.muted) {
         skipped("muted");
@@ -224,15 +237,23 @@ export class Notifier {
         skipped("no_provider");
         continue;
       }
-      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(endpoint.userId, endpoint.deviceId))) {
-        await this.deps.endpoints.removeIfAddress(endpoint.userId, endpoint.deviceId, endpoint.address);
-        skipped("revoked_device");
+      try {
+        if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(endpoint.userId, endpoint.deviceId))) {
+          await this.deps.endpoints
+            .removeIfAddress(endpoint.userId, endpoint.deviceId, endpoint.address)
+            .catch((err) => this.deps.logger?.warn({ err }, "could not remove a logged-out device's endpoint"));
+          skipped("revoked_device");
+          continue;
+        }
+      } catch (err) {
+        failure ??= err;
         continue;
       }
       const notification = buildNotification(req, count, endpoint.hidePreview, this.o.ttlSeconds);
       this.ready.push({ endpoint, notification, attempt: 1, host: hostOf(endpoint) });
     }
     this.pump();
+    if (failure !== undefined) throw failure;
   }
 
   /** Fails open: a mute that cannot be read costs a push too many, not a message nobody hears about. */
@@ -308,7 +329,7 @@ export class Notifier {
   private backoff(attempt: number, retryAfterMs?: number): number {
     const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempt - 1));
     const jittered = exp / 2 + Math.random() * (exp / 2);
-    return Math.min(this.o.backoffMaxMs, Math.max(jittered, retryAfterMs ?? 0));
+    return Math.max(jittered, Math.min(RETRY_AFTER_MAX_MS, retryAfterMs ?? 0));
   }
 
   private wakeWaiters(): void {

@@ -93,6 +93,55 @@ describe("push providers against local stand-ins of their services", () => {
     });
   });
 
+  describe("APNs when requests on the shared connection fail", () => {
+    let server: http2.Http2Server;
+    let provider: ApnsProvider;
+
+    before(async () => {
+      server = http2.createServer();
+      // By device token: "00..." never answered, "ee..." reset without an error code, others answered after 300 ms.
+      server.on("stream", (stream, headers) => {
+        stream.on("error", () => {});
+        stream.resume();
+        const token = String(headers[":path"]).split("/").pop()!;
+        if (token.startsWith("00")) return;
+        if (token.startsWith("ee")) return stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        setTimeout(() => {
+          if (stream.destroyed) return;
+          stream.respond({ ":status": 200 });
+          stream.end();
+        }, 300);
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      provider = new ApnsProvider({
+        key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
+        keyId: "KEY123",
+        teamId: "TEAM456",
+        topic: "com.example.chat",
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      });
+    });
+    after(async () => {
+      await provider.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+    it("one request timing out loses none of the others in flight on the same connection", async () => {
+      const [hung, ...others] = await Promise.all([
+        provider.send(endpoint("apns", "00".repeat(32)), notification, 100),
+        ...["11", "22", "33"].map((t) => provider.send(endpoint("apns", t.repeat(32)), notification, 2000)),
+      ]);
+      assert.ok(!hung!.ok && hung!.retryable, "the hung one is retried");
+      for (const r of others) assert.ok(r.ok || r.retryable, `not dropped: ${JSON.stringify(r)}`);
+      assert.deepEqual(await provider.send(endpoint("apns", "44".repeat(32)), notification, 2000), { ok: true }, "later sends go through");
+    });
+
+    it("a stream closed without a response is retryable", async () => {
+      const r = await provider.send(endpoint("apns", "ee".repeat(32)), notification, 2000);
+      assert.ok(!r.ok && r.retryable && !r.gone, JSON.stringify(r));
+    });
+  });
+
   describe("FCM HTTP v1 (service-account OAuth)", () => {
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     let server: http.Server;
