@@ -1,8 +1,9 @@
 import { strict as assert } from "node:assert";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { InboxEntry, Message } from "../../gen/es/chat/v1/types_pb.js";
+import { ReactionSchema, type InboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, appSuite, type Running } from "./chat-harness.js";
+import { FakeServer, PEER, appSuite, type Running } from "./chat-harness.js";
 import { ScriptedSocket, settle } from "./fake-browser.js";
 
 // A device away longer than the inbox keeps entries: the sync after it
@@ -49,6 +50,24 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
 
     assert.equal(shownText(run, 35), "edited while away");
     assert.deepEqual(run.shownSeqs(), range(11, 60), "the newest page");
+  });
+
+  it("reads the open chat again, with a reaction whose entry expired", async () => {
+    const server = new FakeServer();
+    server.addChat(85n, {}, 40);
+    run = await start(server);
+    await openChat(run, 85n, 40);
+
+    // While away: message 35 gets a reaction and 20 more come; the inbox kept only the last 10 messages' entries.
+    server.history.get("85")![34]!.reactions = [create(ReactionSchema, { userId: PEER, emoji: "❤️" })];
+    const later = Array.from({ length: 20 }, () => server.post(85n));
+    await reconnectPastRetention(run, 11, later.slice(10));
+    await waitFor(() => run!.shownSeqs().at(-1) === 60n, "the newest message");
+    await settle();
+
+    assert.deepEqual(run.shownSeqs(), range(11, 60), "the newest page");
+    const reactions = run.browser.root.querySelector(`[data-testid=message][data-seq="35"] [data-testid=reactions]`);
+    assert.match(reactions?.textContent ?? "", /❤️/);
   });
 
   it("shows the open chat's newest page with no gap when more expired than one page forward reads", async () => {

@@ -2,7 +2,7 @@ import { clone, create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
-import { ChannelKind, ChannelSchema, MessageSchema, UserSchema, type Channel, type Member, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelSchema, MessageSchema, UserSchema, type Channel, type Member, type Message, type Presence } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { fakeBrowser, ScriptedSocket, settle, type FakeBrowser, type FakeElement } from "./fake-browser.js";
 
@@ -24,13 +24,16 @@ export class FakeServer {
   readonly calls: { method: string; req: Req }[] = [];
   /** ListMembers' answer by channel (none when not set). */
   readonly members = new Map<string, Member[]>();
+  /** GetPresence's answer by user id (users not set are left out). */
+  readonly presence = new Map<string, Presence>();
   private readonly held = new Map<string, Promise<void>>();
+  private readonly failing = new Set<string>();
   private readonly handlers: Record<string, (req: Req) => unknown> = {
     getMe: () => ({ user: create(UserSchema, { userId: ME, username: "me", displayName: "Me" }) }),
     getPresenceSettings: () => ({ settings: { visibility: 1 } }),
     listBlockedUsers: () => ({ blockedUsers: [] }),
     getUsers: (req) => ({ users: (req.userIds as bigint[]).map((userId) => create(UserSchema, { userId, username: `u${userId}`, displayName: `User ${userId}` })) }),
-    getPresence: () => ({ presences: [] }),
+    getPresence: (req) => ({ presences: (req.userIds as bigint[]).flatMap((id) => this.presence.get(String(id)) ?? []) }),
     listMembers: (req) => ({ members: this.members.get(String(req.channelId)) ?? [] }),
     markRead: () => ({}),
     listChannels: (req) => ({
@@ -56,6 +59,12 @@ export class FakeServer {
     };
   }
 
+  /** Calls to `method` from now on fail, until the returned function is called. */
+  fail(method: string): () => void {
+    this.failing.add(method);
+    return () => this.failing.delete(method);
+  }
+
   /** How many calls to `method` were made. */
   count(method: string): number {
     return this.calls.filter((c) => c.method === method).length;
@@ -67,6 +76,7 @@ export class FakeServer {
     let answer: unknown;
     let failure: unknown;
     try {
+      if (this.failing.has(method)) throw new Error("unavailable");
       answer = this.handlers[method]?.(req) ?? {};
     } catch (err) {
       failure = err;

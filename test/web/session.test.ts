@@ -5,9 +5,11 @@ import { ScriptedSocket } from "./fake-browser.js";
 
 // The web client's realtime session in Node, on a scripted WebSocket.
 const stored = new Map<string, string>();
+/** The callbacks of window.setInterval, which never fire by themselves: a test calls them. */
+const intervals: (() => void)[] = [];
 const browserGlobals = {
   localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
-  window: { addEventListener() {}, removeEventListener() {}, setTimeout, clearTimeout, setInterval: () => 0 },
+  window: { addEventListener() {}, removeEventListener() {}, setTimeout, clearTimeout, setInterval: (f: () => void) => -intervals.push(f) },
   location: { href: "http://127.0.0.1/", protocol: "http:", host: "127.0.0.1", origin: "http://127.0.0.1" },
   WebSocket: ScriptedSocket,
 };
@@ -52,5 +54,57 @@ describe("web: the realtime session", () => {
     } finally {
       session.stop();
     }
+  });
+
+  const entry = (inboxSeq: bigint) => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } });
+
+  it("gives up on a connection that answers none of three heartbeats, and connects again", async () => {
+    const auth = { current: { deviceId: "10", accessToken: "t" }, accessToken: async () => "t" };
+    const states: string[] = [];
+    const handlers = new Proxy({}, { get: (_t, name) => (name === "state" ? (s: string) => states.push(s) : () => undefined) });
+    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
+    const before = ScriptedSocket.all.length;
+    const sockets = () => ScriptedSocket.all.slice(before);
+    try {
+      session.start();
+      await waitFor(() => sockets().length === 1, "the socket");
+      const socket = sockets()[0]!;
+      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n, heartbeatIntervalMs: 1000 } } });
+      const beat = () => intervals.at(-1)!();
+      const heartbeats = () => socket.frames().filter((f) => f.kind.case === "heartbeat").length;
+      beat();
+      beat();
+      beat();
+      // Any frame says the connection lives: here the ack of the last heartbeat.
+      socket.push({ kind: { case: "heartbeatAck", value: {} } });
+      beat();
+      beat();
+      beat();
+      assert.equal(heartbeats(), 6);
+      assert.equal(socket.readyState, ScriptedSocket.OPEN, "closed while the server answered");
+      beat();
+      assert.notEqual(socket.readyState, ScriptedSocket.OPEN, "a dead connection kept");
+      assert.equal(states.at(-1), "offline");
+      await waitFor(() => sockets().length === 2, "the reconnect", 5_000);
+    } finally {
+      session.stop();
+    }
+  });
+
+  it("keeps its cursor under the device it started as when another tab signed in as another device", async () => {
+    const auth = { current: { deviceId: "20", accessToken: "t" }, accessToken: async () => "t" };
+    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
+    const before = ScriptedSocket.all.length;
+    session.start();
+    await waitFor(() => ScriptedSocket.all.length > before, "the socket");
+    const socket = ScriptedSocket.all.at(-1)!;
+    socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+    socket.push({ kind: { case: "message", value: { entry: entry(1n) } } });
+    socket.push({ kind: { case: "message", value: { entry: entry(2n) } } });
+    // The other tab stored its device; this one stops (ChatApp.destroy) before its ack was flushed.
+    auth.current = { deviceId: "21", accessToken: "u" };
+    session.stop();
+    assert.equal(stored.get("chat.cursor.21"), undefined, "the new device's cursor moved by this tab");
+    assert.equal(stored.get("chat.cursor.20"), "2");
   });
 });

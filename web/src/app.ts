@@ -83,6 +83,15 @@ interface OpenChat {
   hasOlder: boolean;
   loadingOlder: boolean;
   loaded: boolean;
+  /** Its first page is on its way. */
+  loading: boolean;
+  /** Its first page could not be read: a reconnect, or the reader, asks again. */
+  failed: boolean;
+  /**
+   * What came live for it, messages and changes in inbox order, before its
+   * first page landed: the page may have been read before them.
+   */
+  early: Message[];
   members: bigint[];
   /** How far each other member has read, by user id: their stored position (ListMembers), then their live receipts. */
   readBy: Map<string, bigint>;
@@ -151,6 +160,12 @@ export class ChatApp {
    */
   private channelTurn = 0;
   private readonly changedAt = new Map<string, number>();
+  /**
+   * Live presence events, counted: by user, the turn of the last one. A
+   * GetPresence asked before that turn may have read what the event replaced.
+   */
+  private presenceTurn = 0;
+  private readonly presenceAt = new Map<string, number>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -189,7 +204,10 @@ export class ChatApp {
       caughtUp: (missed) => void this.reconcile(missed),
       sent: (id, ack) => this.onSent(id, ack.messageId),
       failed: (id, err) => this.onFailed(id, err.message),
-      presence: (p) => this.setPresence([p]),
+      presence: (p) => {
+        this.presenceAt.set(key(p.userId), ++this.presenceTurn);
+        this.setPresence([p]);
+      },
       channel: (ev) => {
         const c = ev.channel;
         if (!c) return;
@@ -691,8 +709,9 @@ export class ChatApp {
     if (wanted.length === 0) return;
     try {
       for (let i = 0; i < wanted.length; i += 500) {
+        const asked = this.presenceTurn;
         const res = await this.api.presence.getPresence({ userIds: wanted.slice(i, i + 500) });
-        this.setPresence(res.presences);
+        this.setPresence(res.presences.filter((p) => (this.presenceAt.get(key(p.userId)) ?? 0) <= asked));
       }
     } catch {
       // presence is a nicety: keep what we had
@@ -726,7 +745,8 @@ export class ChatApp {
     if (!this.channelsLoaded) return;
     await this.loadChannels();
     const open = this.open;
-    if (!open?.loaded) return;
+    if (!open) return;
+    if (!open.loaded) return this.loadFirstPage(open);
     const newest = open.messages.at(-1)?.seq ?? 0n;
     try {
       // Receipts are live only: what the others read while this tab was away comes from their members' positions.
@@ -750,7 +770,8 @@ export class ChatApp {
    * after the page was read. What was shown before may be out of date.
    */
   private reloadMessages(open: OpenChat, page: ListMessagesResponse): void {
-    const newest = page.messages.at(-1)?.seq ?? 0n;
+    // A BACKWARD page comes newest first; what it covers is history's copy, reactions too (moreCurrent does not weigh them).
+    const newest = page.messages.reduce((max, m) => (m.seq > max ? m.seq : max), 0n);
     open.messages = open.messages.filter((m) => m.seq > newest);
     open.hasOlder = page.hasMore;
     for (const k of this.quotes.keys()) if (k.startsWith(`${open.id}:`)) this.quotes.delete(k);
@@ -776,10 +797,13 @@ export class ChatApp {
     const unknown = new Set<bigint>();
     const senders: bigint[] = [];
     let openUnarchived = false;
+    const open = this.open;
     for (const m of messages) {
       const c = this.channels.get(key(m.channelId));
       const mine = m.senderUserId === this.me;
-      if (mine && m.senderDeviceId === this.auth.deviceId) this.pending.delete(m.clientMsgId);
+      // A chat still opening shows it once its first page lands (mergeMessages takes it out then); until then it stays pending.
+      const opening = open?.id === m.channelId && !open.loaded;
+      if (mine && m.senderDeviceId === this.auth.deviceId && !opening) this.pending.delete(m.clientMsgId);
       // Renaming the group or adding someone is not the end of what they were typing.
       if (!isNote(m)) this.typing.get(key(m.channelId))?.delete(key(m.senderUserId));
       senders.push(...peopleIn(m));
@@ -798,19 +822,20 @@ export class ChatApp {
           c.archived = false;
           openUnarchived ||= this.open?.id === c.channelId;
         }
-        const seen = mine || (this.open?.id === m.channelId && this.isVisible());
+        // Unread even in the open chat: markRead, below, takes it away only when it tells the server (the reader is at the bottom).
         if (mine) {
           c.readSeq = m.seq;
           c.unreadCount = 0n;
-        } else if (!seen && m.seq > c.readSeq) {
+        } else if (m.seq > c.readSeq) {
           c.unreadCount += 1n;
         }
       }
     }
-    const open = this.open;
     if (open?.loaded) {
       const here = messages.filter((m) => m.channelId === open.id);
       if (here.length > 0) this.mergeMessages(open, here);
+    } else if (open) {
+      open.early.push(...entries.filter((m) => m.channelId === open.id));
     }
     // After the messages: a change always comes after the message it changes.
     if (changes.length > 0) this.applyChanges(changes);
@@ -1068,7 +1093,7 @@ export class ChatApp {
       location.hash = "";
       return;
     }
-    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, members: [], readBy: new Map() };
+    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], members: [], readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
@@ -1105,17 +1130,41 @@ export class ChatApp {
       await this.fetchPresence(open.members);
       if (this.open === open) this.renderHeader();
     });
+    await this.loadFirstPage(open);
+    await Promise.all([members.catch(() => undefined), presence.catch(() => undefined)]);
+  }
+
+  /** The open chat's newest page, with what came live after it was read. */
+  private async loadFirstPage(open: OpenChat): Promise<void> {
+    if (open.loaded || open.loading) return;
+    open.loading = true;
+    open.failed = false;
+    this.renderOlder();
     try {
-      const res = await this.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE });
+      const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: PAGE });
       if (this.open !== open) return;
       await this.ensureUsers(res.messages.flatMap(peopleIn));
       open.loaded = true;
       open.hasOlder = res.hasMore;
-      this.mergeMessages(open, res.messages, "bottom");
+      const early = open.early;
+      open.early = [];
+      this.mergeMessages(open, [...res.messages, ...early], "bottom");
+      // A change that came while the page was read may or may not be in it.
+      let changed = false;
+      for (const ch of early.filter(isChange)) {
+        const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
+        if (i < 0) continue;
+        open.messages[i] = applyLate(open.messages[i]!, ch);
+        changed = true;
+      }
+      if (changed) this.rerenderMessages();
     } catch (err) {
-      this.toast(describeError(err));
+      open.failed = true;
+      if (this.open === open) this.toast(describeError(err));
+    } finally {
+      open.loading = false;
+      if (this.open === open) this.renderOlder();
     }
-    await Promise.all([members.catch(() => undefined), presence.catch(() => undefined)]);
   }
 
   private async loadOlder(): Promise<void> {
@@ -1587,6 +1636,13 @@ export class ChatApp {
   private renderOlder(): void {
     const open = this.open;
     const el = this.ui.older;
+    if (open?.failed) {
+      return replaceChildren(
+        el,
+        h("span", { class: "muted", "data-testid": "load-failed" }, "Messages could not be loaded. "),
+        h("button", { type: "button", class: "link", "data-testid": "load-retry", onclick: () => void this.loadFirstPage(open) }, "Try again"),
+      );
+    }
     if (!open || !open.loaded) return replaceChildren(el, h("span", { class: "spinner" }, "Loading messages…"));
     if (open.loadingOlder) return replaceChildren(el, h("span", { class: "spinner" }, "Loading older messages…"));
     if (open.hasOlder) return replaceChildren(el, h("button", { type: "button", class: "link", "data-testid": "load-older", onclick: () => void this.loadOlder() }, "Load older messages"));

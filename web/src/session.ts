@@ -104,6 +104,14 @@ export class RealtimeSession {
   private resync?: bigint;
   /** The access token the current socket was opened with. */
   private usedToken = "";
+  /**
+   * Where the cursor is stored: under the device signed in when the session
+   * started. Another tab signing in stores a new device before this session
+   * stops, and this tab's cursor must not become the new device's.
+   */
+  private cursorKey = "";
+  /** Heartbeats sent since the last frame came: the server answers each one. */
+  private unanswered = 0;
   /** Sessions welcomed so far (1 after the first connect). */
   sessions = 0;
   state: ConnectionState = "offline";
@@ -123,7 +131,8 @@ export class RealtimeSession {
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
-    this.cursor = BigInt(localStorage.getItem(this.cursorKey()) ?? "0");
+    this.cursorKey = `chat.cursor.${this.auth.current?.deviceId ?? "none"}`;
+    this.cursor = BigInt(localStorage.getItem(this.cursorKey) ?? "0");
     void this.connect();
   }
 
@@ -181,7 +190,9 @@ export class RealtimeSession {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onmessage = (ev) => {
-      if (this.ws !== ws || !(ev.data instanceof ArrayBuffer)) return;
+      if (this.ws !== ws) return;
+      this.unanswered = 0;
+      if (!(ev.data instanceof ArrayBuffer)) return;
       let frame: ServerFrame;
       try {
         frame = fromBinary(ServerFrameSchema, new Uint8Array(ev.data));
@@ -256,7 +267,8 @@ export class RealtimeSession {
         this.setState("open");
         clearInterval(this.heartbeatTimer);
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
-        this.heartbeatTimer = window.setInterval(() => this.frame({ kind: { case: "heartbeat", value: {} } }), every);
+        this.unanswered = 0;
+        this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
         this.handlers.welcome(k.value);
         for (const [id, out] of this.outbox) this.transmit(id, out);
         if (this.cursor > this.acked) this.flushAck();
@@ -305,6 +317,24 @@ export class RealtimeSession {
     }
   }
 
+  private heartbeat(): void {
+    // Three heartbeats and not a frame back: the connection is dead without the browser
+    // knowing (a network that changed, a laptop that slept), and a close would wait for it.
+    if (this.unanswered++ >= 3) return this.abandon("no answer from the server");
+    this.frame({ kind: { case: "heartbeat", value: {} } });
+  }
+
+  /** Leaves the current socket for dead and connects again, as if it had closed. */
+  private abandon(reason: string): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = undefined;
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.steadyTimer);
+    ws.close();
+    void this.onClose(1006, reason);
+  }
+
   private caughtUp(): void {
     const missed = this.missed;
     this.missed = false;
@@ -338,7 +368,7 @@ export class RealtimeSession {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     if (this.cursor <= this.acked) return;
-    localStorage.setItem(this.cursorKey(), this.cursor.toString());
+    localStorage.setItem(this.cursorKey, this.cursor.toString());
     if (this.frame({ kind: { case: "deliveryAck", value: { inboxSeq: this.cursor } } }) !== undefined) this.acked = this.cursor;
   }
 
@@ -360,10 +390,6 @@ export class RealtimeSession {
     if (state !== "open") this.welcomeFrame = undefined;
     this.state = state;
     this.handlers.state(state, detail);
-  }
-
-  private cursorKey(): string {
-    return `chat.cursor.${this.auth.current?.deviceId ?? "none"}`;
   }
 }
 
