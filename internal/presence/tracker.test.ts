@@ -384,6 +384,26 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     }
   });
 
+  it("reads the audience again at each retry: one left out meanwhile (a block, a narrower setting) is not told", async () => {
+    const heard: Heard[] = [];
+    let pushes = 0;
+    let audience = [98n, 99n];
+    const tr = tracker({
+      store: new MemoryPresenceStore(),
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 3 },
+      audience: async () => audience,
+      directory: recorder(heard, async () => {
+        if (++pushes === 1) {
+          audience = [98n]; // 99 was blocked while the routing table was away
+          throw new Error("routing table away");
+        }
+      }),
+    });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    assert.deepEqual(heard.map((h) => h.to), [98n]);
+  });
+
   it("tells, from a later sweep, a flip whose announcement gave up", async () => {
     const store = new MemoryPresenceStore();
     const heard: Heard[] = [];

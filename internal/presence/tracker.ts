@@ -326,12 +326,14 @@ export class PresenceTracker {
 
   private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
     const { firstDelayMs, maxDelayMs, attempts } = this.retry;
-    let audience: Id[] | undefined;
     /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
     const told: Telling = { pushed: false };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
-        audience ??= await this.deps.audience(flip.userId);
+        // Read at each attempt: retries last minutes, and a block or a narrower
+        // setting made meanwhile must keep this from those it now leaves out
+        // (the chat servers' guard of a block's pair lasts only a minute).
+        const audience = await this.deps.audience(flip.userId);
         if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
         // Not told, a later flip came first: its maker tells (and confirms) that one.
         if (audience.length > 0 && !told.pushed) return;
