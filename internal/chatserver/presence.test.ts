@@ -4,20 +4,12 @@ import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/sessi
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { BlockCache } from "../accounts/blocks.js";
 import { presenceFrame } from "../presence/tracker.js";
-import type { Inbox } from "../messages/inbox.js";
+import { stubInbox } from "../../test/support/inbox.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { ChatServer, type PresenceHooks } from "./server.js";
 
-const emptyInbox: Inbox = {
-  append: () => Promise.reject(new Error("not in this test")),
-  readAfter: async () => [],
-  head: async () => 0n,
-  getCursor: async () => 0n,
-  advanceCursor: async () => {},
-  dropCursor: async () => {},
-  emptyTexts: async () => {},
-};
+const emptyInbox = stubInbox();
 
 /** PresenceHooks that record each call, and keep the store-recovered listener for the test to call. */
 function recordingHooks() {

@@ -35,6 +35,17 @@ function verifyJwt(jwt: string, key: KeyObject, alg: "ES256" | "RS256") {
   return { header: JSON.parse(Buffer.from(h!, "base64url").toString()), claims: JSON.parse(Buffer.from(p!, "base64url").toString()) };
 }
 
+/** An APNs provider that sends to a loopback stand-in of Apple's service. */
+function apnsAt(server: { address(): unknown }, key: KeyObject): ApnsProvider {
+  return new ApnsProvider({
+    key,
+    keyId: "KEY123",
+    teamId: "TEAM456",
+    topic: "com.example.chat",
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+  });
+}
+
 describe("push providers against local stand-ins of their services", () => {
   describe("APNs (HTTP/2, ES256 provider token)", () => {
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -55,13 +66,7 @@ describe("push providers against local stand-ins of their services", () => {
         });
       });
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-      provider = new ApnsProvider({
-        key: privateKey,
-        keyId: "KEY123",
-        teamId: "TEAM456",
-        topic: "com.example.chat",
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      });
+      provider = apnsAt(server, privateKey);
     });
     after(async () => {
       await provider.close();
@@ -113,13 +118,7 @@ describe("push providers against local stand-ins of their services", () => {
         }, 300);
       });
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-      provider = new ApnsProvider({
-        key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
-        keyId: "KEY123",
-        teamId: "TEAM456",
-        topic: "com.example.chat",
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      });
+      provider = apnsAt(server, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey);
     });
     after(async () => {
       await provider.close();

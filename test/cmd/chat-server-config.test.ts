@@ -3,21 +3,13 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
 import { ConfigError } from "../../internal/config/env.js";
-import type { Inbox } from "../../internal/messages/inbox.js";
+import { stubInbox } from "../support/inbox.js";
 import { waitFor } from "../support/wait.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 
 // The chat-server process's configuration (cmd/chat-server).
 describe("chat-server configuration", () => {
-  const inbox: Inbox = {
-    append: () => Promise.reject(new Error("not in this test")),
-    readAfter: async () => [],
-    head: async () => 0n,
-    getCursor: async () => 0n,
-    advanceCursor: async () => {},
-    dropCursor: async () => {},
-    emptyTexts: async () => {},
-  };
+  const inbox = stubInbox();
 
   /** The max_frame_bytes a session's Welcome announces on a chat server configured from `env`. */
   async function welcomedMaxFrameBytes(env: NodeJS.ProcessEnv): Promise<number> {
