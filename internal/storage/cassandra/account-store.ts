@@ -1,7 +1,7 @@
 import { isDeletedUser, type AccountStore, type RefreshTokenTake } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
-import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
+import { big, FANOUT, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row } from "./session.js";
 import { UserSearch } from "./user-search.js";
 
 const toUser = (r: Row): UserRecord => ({
@@ -116,8 +116,13 @@ export class CassandraAccountStore implements AccountStore {
         ...this.search.statements(lower, u.userId),
       ], { logged: true });
     } catch (e) {
-      // Best effort; a claim left behind is taken over once stale.
-      await this.db.lwt(this.q.release, [lower, u.userId]).catch(() => undefined);
+      // A batch that timed out may still land (Cassandra replays its batch
+      // log): the claim then stays, or another account would take the name
+      // and this one appear under it too. A claim whose row never lands is
+      // taken over once stale. Otherwise released, best effort.
+      if (!(e instanceof StorageUnavailable && e.unknownOutcome)) {
+        await this.db.lwt(this.q.release, [lower, u.userId]).catch(() => undefined);
+      }
       throw e;
     }
   }

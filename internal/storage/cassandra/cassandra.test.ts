@@ -25,7 +25,7 @@ import {
 import { bucketOf } from "./buckets.js";
 import { encodeChange } from "./change-cell.js";
 import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
-import { Db, type Statement } from "./session.js";
+import { Db, StorageUnavailable, type Statement } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
 const BUCKET = 8;
@@ -805,6 +805,36 @@ describe("cassandra storage", function () {
       await st.accounts.createUser(u);
       assert.deepStrictEqual(await st.accounts.findUserByUsername(stale), u);
       await assert.rejects(st.accounts.createUser(user(fresh)), { code: "already_exists" });
+    });
+
+    it("lists a direct chat in both users' lists even when its creator died right after claiming the pair", async () => {
+      const st = s();
+      const dying = Object.create(st.db) as Db;
+      dying.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        await st.db.lwt(...args);
+        throw new StorageUnavailable("the process died here", true, undefined);
+      };
+      const [a, b] = [uniqueId(), uniqueId()];
+      const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
+      await assert.rejects(new CassandraChannelStore(dying, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b));
+      for (const user of [a, b]) {
+        assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [candidate.channelId]);
+      }
+    });
+
+    it("keeps a username's claim when the user's batch timed out (it may still land), so no other account takes the name", async () => {
+      const st = s();
+      const name = uniqueName("timedout_");
+      const late = Object.create(st.db) as Db;
+      late.batch = async (...args: Parameters<Db["batch"]>) => {
+        await st.db.batch(...args); // Cassandra applied it after all, from its batch log
+        throw new StorageUnavailable("cassandra write timeout: BATCH", true, undefined);
+      };
+      const user = (username: string) => ({ userId: uniqueId(), username, displayName: "d", passwordHash: "h", createdAtMs: 1 });
+      const first = user(name);
+      await assert.rejects(new CassandraAccountStore(late).createUser(first), { code: "unavailable" });
+      await assert.rejects(st.accounts.createUser(user(name)), { code: "already_exists" });
+      assert.deepStrictEqual(await st.accounts.findUserByUsername(name), first);
     });
 
     it("searchUsers walks partitions in order for prefixes shorter than a partition key", async () => {

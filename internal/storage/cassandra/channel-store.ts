@@ -136,13 +136,16 @@ export class CassandraChannelStore implements ChannelStore {
     const existing = await this.db.one(this.q.directOf, [lo, hi]);
     if (existing) return this.existingDirect(big(existing.get("channel_id")), lo, hi);
 
-    // The candidate is written before the pair is claimed, so whoever loses
-    // the claim finds the winner's channel complete; a loser removes its own.
+    // The candidate is written, and indexed in both users' lists, before the
+    // pair is claimed: whoever loses the claim finds the winner's channel
+    // complete, and a creator that dies after claiming leaves it listed (a
+    // loser's index rows lead to a channel it removes, which lists skip).
     const c: ChannelRecord = { ...candidate, kind: "direct" };
     const users = lo === hi ? [lo] : [lo, hi];
     await this.db.batch(this.createStatements(c, users.map((userId, i) => ({
       channelId: c.channelId, userId, role: "member", joinedAtMs: c.createdAtMs, readSeq: 0n, order: BigInt(i),
     }))), { logged: false });
+    await this.index(users, c.channelId, 1n);
     const claim = await this.db.lwt(this.q.claimDirect, [lo, hi, c.channelId]);
     const winner = claim.applied ? c.channelId : big(claim.row.get("channel_id"));
     // The same candidate can win twice: a retry after a claim that timed out but was applied.
@@ -150,7 +153,6 @@ export class CassandraChannelStore implements ChannelStore {
       await this.db.write(this.q.deleteChannel, [c.channelId]);
       return this.existingDirect(winner, lo, hi);
     }
-    await this.index(users, c.channelId, 1n);
     return c;
   }
 
