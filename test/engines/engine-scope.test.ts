@@ -3,7 +3,7 @@ import { Client as CassandraClient } from 'cassandra-driver';
 import { Etcd3 } from 'etcd3';
 import { Kafka, logLevel } from 'kafkajs';
 import { engineScope } from '../support/engine-scope.js';
-import { engineConfig } from '../support/engines.js';
+import { createTopic, engineConfig } from '../support/engines.js';
 
 describe('engine scope (a throwaway deployment on the shared engines)', function () {
   this.timeout(120_000);
@@ -27,7 +27,7 @@ describe('engine scope (a throwaway deployment on the shared engines)', function
       );
       await admin.connect();
       const topic = `${ns}.things`;
-      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await createTopic(admin, topic, 1);
       const producer = kafka.producer();
       await producer.connect();
       await producer.send({ topic, messages: [{ value: 'x' }] });

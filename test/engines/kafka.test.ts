@@ -4,7 +4,7 @@
 // Kafka is unreachable.
 import assert from 'node:assert/strict';
 import kafkajs from 'kafkajs';
-import { engineConfig, uniqueName, withTimeout } from '../support/engines.js';
+import { createTopic, engineConfig, uniqueName, withTimeout } from '../support/engines.js';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
@@ -29,10 +29,7 @@ describe('engines: kafka (kafkajs)', function () {
     const admin = kafka.admin();
     cleanups.push(() => admin.disconnect());
     await admin.connect();
-    assert.equal(
-      await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true }),
-      true,
-    );
+    await createTopic(admin, topic, 3);
     cleanups.push(() => admin.deleteTopics({ topics: [topic] }));
     const [meta] = (await admin.fetchTopicMetadata({ topics: [topic] })).topics;
     assert.equal(meta.partitions.length, 3);

@@ -8,6 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import type { Admin } from 'kafkajs';
+import { waitFor } from './wait.js';
 
 export interface EngineConfig {
   /** etcd client endpoints, "host:port" (etcd3 accepts them as hosts). */
@@ -84,6 +86,29 @@ export function engineConfig(): EngineConfig {
 /** A name unique enough for topics/keyspaces/keys shared by concurrent test runs. */
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * Creates a Kafka topic and waits until every partition has a leader.
+ * kafkajs's own `waitForLeaders` gives up when the broker it asks has not yet
+ * heard of the topic it just created (UNKNOWN_TOPIC_OR_PARTITION, "This
+ * server does not host this topic-partition"): the topic is there all the
+ * same, so that is waited out here.
+ */
+export async function createTopic(admin: Admin, topic: string, numPartitions: number): Promise<void> {
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+  } catch (err) {
+    if (!(await admin.listTopics()).includes(topic)) throw err;
+  }
+  await waitFor(async () => {
+    try {
+      const [meta] = (await admin.fetchTopicMetadata({ topics: [topic] })).topics;
+      return meta!.partitions.length === numPartitions && meta!.partitions.every((p) => p.leader >= 0);
+    } catch {
+      return false;
+    }
+  }, `topic ${topic} to have a leader for each partition`, 30_000);
 }
 
 /** Rejects with a clear message if `p` does not settle within `ms` (the timer never keeps the process alive). */
