@@ -105,6 +105,19 @@ describe("KafkaQueue", function () {
       await queue.close();
     });
 
+    it("starts beside a broker that has not yet heard of a topic just created (UNKNOWN_TOPIC_OR_PARTITION), rather than failing", async () => {
+      const topic = uniqueName("fresh");
+      const admin = (queue as unknown as { admin: kafkajs.Admin }).admin;
+      const real = admin.fetchTopicMetadata.bind(admin);
+      let refused = 0;
+      admin.fetchTopicMetadata = async (...args) => {
+        if (refused++ < 2) throw Object.assign(new Error("This server does not host this topic-partition"), { type: "UNKNOWN_TOPIC_OR_PARTITION", code: 3 });
+        return real(...args);
+      };
+      await queue.ensureTopics([{ topic, partitions: 2 }]);
+      assert.equal(refused, 3);
+    });
+
     it("hands a record to its subscriber when it arrives, not when the long poll ends", async () => {
       // A long poll of 5 s: a fetch that waited it out would put each record seconds late.
       // Speed itself is the benchmark's to measure (bench/), not a test's.

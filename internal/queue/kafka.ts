@@ -204,8 +204,25 @@ export class KafkaQueue implements MessageQueue {
       }
       this.options.logger?.info({ topics: missing.map((t) => t.topic) }, "kafka topics created");
     }
-    const meta = await this.admin.fetchTopicMetadata({ topics: topics.map((t) => t.topic) });
+    const meta = await this.topicMetadata(topics.map((t) => t.topic));
     for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
+  }
+
+  /**
+   * The topics' metadata once the broker answered it: just after creating a
+   * topic, a broker may not have heard of it yet (UNKNOWN_TOPIC_OR_PARTITION,
+   * which kafkajs does not retry), and a process starting beside another that
+   * created it would otherwise fail to start.
+   */
+  private async topicMetadata(topics: string[]): Promise<Awaited<ReturnType<Admin["fetchTopicMetadata"]>>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.admin.fetchTopicMetadata({ topics });
+      } catch (err) {
+        if (attempt >= 20 || (err as { type?: string }).type !== "UNKNOWN_TOPIC_OR_PARTITION") throw err;
+        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
+      }
+    }
   }
 
   async consumerLag(groupName: string, topicName: string): Promise<number> {
