@@ -141,8 +141,14 @@ const connect = connectNodeAdapter({
   contextValues: clientAddressValues(config.apiLimits.clientIpHeader),
   jsonOptions: PUBLIC_API_JSON_OPTIONS,
 });
+// /healthz fails while an engine every request needs is away, or the worker id may be another's.
+const checks = [
+  { name: "cassandra", check: async () => void (await storage.client.execute("SELECT release_version FROM system.local")) },
+  { name: "redis", check: () => routes.ping() },
+  { name: "worker-id", check: async () => void (lease.live || Promise.reject(new Error("worker id lease lost"))) },
+];
 const httpServer = http.createServer((req, res) => {
-  if (serveOps(registry, [], req, res)) return;
+  if (serveOps(registry, checks, req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
   if (req.method === "OPTIONS") return void res.writeHead(204).end();
   connect(req, res);

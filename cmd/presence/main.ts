@@ -46,7 +46,7 @@ const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 
-const ops = await exitOnListenError("presence", () => startOpsServer(registry, [], config.host, config.opsPort));
+const ops = await exitOnListenError("presence", () => startOpsServer(registry, [{ name: "redis", check: () => presence.store.ping() }], config.host, config.opsPort));
 logger.info({ ops: ops.port, sweepIntervalMs: config.presence.sweepIntervalMs }, "presence listening");
 
 stopOnSignals(logger, async () => {

@@ -5,6 +5,8 @@
  */
 export interface WorkerIdLease {
   readonly workerId: number;
+  /** Whether the number is surely still this process's (health checks). */
+  readonly live: boolean;
   /** Called if the lease is lost: the process must stop minting ids until it has one again. */
   onLost(listener: () => void): void;
   release(): Promise<void>;
@@ -18,6 +20,6 @@ export class FixedWorkerId implements WorkerIdAllocator {
   constructor(private readonly workerId: number) {}
 
   async acquire(): Promise<WorkerIdLease> {
-    return { workerId: this.workerId, onLost: () => {}, release: async () => {} };
+    return { workerId: this.workerId, live: true, onLost: () => {}, release: async () => {} };
   }
 }

@@ -160,6 +160,11 @@ export class RedisSessionRoutes implements SessionRoutes {
     return out;
   }
 
+  /** Resolves when Redis answers (health checks). */
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
   async close(): Promise<void> {
     if (!this.ownsClient) return;
     await this.redis.quit().catch(() => this.redis.disconnect());
