@@ -21,6 +21,19 @@ describe("StageHealth", () => {
     await h.check();
   });
 
+  it("fails its check once the consumer has failed (and retried) for stallMs with no batch to fail, and recovers when it consumes again", async () => {
+    const clock = { ms: 1_000 };
+    const h = new StageHealth("notifier", 30_000, () => clock.ms);
+    h.consumerTrouble(new Error("Connection error: connect ECONNREFUSED 127.0.0.1:9092"));
+    clock.ms += 20_000;
+    h.consumerTrouble(new Error("Connection error: connect ECONNREFUSED 127.0.0.1:9092")); // its retry, failing too
+    await h.check();
+    clock.ms += 10_000;
+    await assert.rejects(h.check(), /notifier: the consumer has failed for 30 s \(last: Connection error/);
+    h.consumerTrouble(undefined); // rejoined its group
+    await h.check();
+  });
+
   it("fails its check for good once the consumer stopped, and settles stopped", async () => {
     const h = new StageHealth("notifier");
     let stopped: Error | undefined;

@@ -10,6 +10,8 @@
 export class StageHealth {
   private failingSince?: number;
   private lastError?: unknown;
+  private consumerFailingSince?: number;
+  private consumerError?: Error;
   private stoppedBy?: Error;
   private settleStopped!: (err: Error) => void;
   /** Settles once the stage's consumer stopped for good; never otherwise. */
@@ -35,6 +37,21 @@ export class StageHealth {
     }
   }
 
+  /**
+   * The stage's consumer failed and retries by itself (`err`), or consumes
+   * again (undefined): a queue that is away sends no batch to fail, so this
+   * counts toward a stall as failed batches do, on a clock of its own.
+   */
+  readonly consumerTrouble = (err: Error | undefined): void => {
+    if (err) {
+      this.consumerFailingSince ??= this.now();
+      this.consumerError = err;
+    } else {
+      this.consumerFailingSince = undefined;
+      this.consumerError = undefined;
+    }
+  };
+
   /** The queue stopped consuming for this stage and will not resume by itself. */
   readonly consumerStopped = (err: Error): void => {
     this.stoppedBy ??= err;
@@ -44,6 +61,10 @@ export class StageHealth {
   /** A health check (`/healthz`): throws while the stage is stalled. */
   readonly check = async (): Promise<void> => {
     if (this.stoppedBy) throw new Error(`${this.stage}: consumer stopped (${this.stoppedBy.message})`);
+    if (this.consumerFailingSince !== undefined && this.now() - this.consumerFailingSince >= this.stallMs) {
+      const ms = this.now() - this.consumerFailingSince;
+      throw new Error(`${this.stage}: the consumer has failed for ${Math.round(ms / 1000)} s (last: ${this.consumerError?.message})`);
+    }
     if (this.failingSince === undefined) return;
     const ms = this.now() - this.failingSince;
     if (ms < this.stallMs) return;

@@ -33,6 +33,7 @@ export class InboxWriter {
   async start(): Promise<void> {
     this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.run(() => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
+      onConsumerTrouble: this.health.consumerTrouble,
     });
   }
 

@@ -40,6 +40,7 @@ export class Sequencer {
   async start(): Promise<void> {
     this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.run(() => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
+      onConsumerTrouble: this.health.consumerTrouble,
     });
   }
 

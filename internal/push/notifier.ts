@@ -139,7 +139,7 @@ export class Notifier {
       ConsumerGroups.notifier,
       Topics.notifications,
       (records) => this.health.run(() => this.handle(records)),
-      { onGiveUp: this.health.consumerStopped },
+      { onGiveUp: this.health.consumerStopped, onConsumerTrouble: this.health.consumerTrouble },
     );
   }
 

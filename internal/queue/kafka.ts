@@ -411,6 +411,7 @@ class KafkaSubscription implements Subscription {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       this.joins++;
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
+      this.subscribeOptions.onConsumerTrouble?.(undefined);
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
     });
     this.consumer.on(this.consumer.events.CRASH, (e) => {
@@ -421,6 +422,7 @@ class KafkaSubscription implements Subscription {
       );
       // kafkajs restarts after retriable errors; after any other it has left the
       // group and disconnected, and this member consumes nothing from then on.
+      if (restart && !this.stopping) this.subscribeOptions.onConsumerTrouble?.(error);
       if (restart || this.stopping) return;
       const err = new Error(`Kafka consumer of group ${this.group} on ${this.topic} stopped for good: ${error.message}`, { cause: error });
       if (this.running) this.subscribeOptions.onGiveUp?.(err);

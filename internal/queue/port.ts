@@ -41,6 +41,13 @@ export interface SubscribeOptions {
    * one. A subscription that cannot start at all makes subscribe() reject.
    */
   onGiveUp?: (err: Error) => void;
+  /**
+   * Called with the error each time the consumer fails and retries by itself
+   * (a broker away), and with undefined once it consumes again (it rejoined
+   * its group): with no batch arriving, failed batches alone cannot tell a
+   * queue that is away from one that is idle.
+   */
+  onConsumerTrouble?: (err: Error | undefined) => void;
 }
 
 export interface Subscription {
