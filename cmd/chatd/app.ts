@@ -200,7 +200,14 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // TLS on every listener when CHAT_TLS_CERT and CHAT_TLS_KEY are set.
   const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
   const checks = [
-    { name: "storage", check: async () => void storage.db.prepare("SELECT 1").get() },
+    // A full disk still answers reads: the queue's failed writes say what SELECT 1 cannot.
+    {
+      name: "storage",
+      check: async () => {
+        storage.db.prepare("SELECT 1").get();
+        await queue.writeCheck();
+      },
+    },
     { name: notifier.health.stage, check: notifier.health.check },
   ];
 

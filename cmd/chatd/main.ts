@@ -3,8 +3,13 @@ import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { exitOnConfigError, exitOnListenError } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
+import { lockDataDir } from "./data-dir.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig());
+// Before a database is opened or an id minted: a second chatd on the directory stops here.
+const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));
+// Every way out (a stop, a listen error, a crash) leaves the directory to the next start.
+process.on("exit", () => lock.release());
 const logger = createLogger("chatd", config.logLevel);
 const chatd = await exitOnListenError("chatd", () => startChatd(config, logger));
 logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");

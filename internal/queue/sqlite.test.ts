@@ -24,6 +24,17 @@ messageQueueContract("sqlite", async () => {
   };
 });
 
+/** Polls `check` until it rejects with an error matching `message`. */
+async function untilRejects(check: () => Promise<void>, message: RegExp, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const err = await check().then(() => undefined, (e: Error) => e);
+    if (err) return assert.match(err.message, message);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe("SqliteQueue", () => {
   const enc = (s: string) => new TextEncoder().encode(s);
   const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -62,6 +73,54 @@ describe("SqliteQueue", () => {
       await sub.stop();
       assert.deepEqual(second, ["3"]);
     } finally {
+      await queue.close();
+    }
+  });
+
+  it("lives through writes that fail (a full disk): the trim's timer throws nothing, writeCheck fails until a write goes through", async () => {
+    // Triggers on another connection fail the queue's writes as SQLITE_FULL would, with no disk to fill.
+    const path = join(dir, "queue.db");
+    const queue = new SqliteQueue({ path, trimIntervalMs: 10 });
+    const other = new Database(path);
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      await queue.writeCheck();
+      other.exec("CREATE TRIGGER full_del BEFORE DELETE ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      await queue.publish("t", [{ key: "k", value: enc("1") }]);
+      let handled = 0;
+      const sub = await queue.subscribe("A", "t", async (rs) => void (handled += rs.length));
+      await until(() => handled === 1, "A's record");
+      // The timer's trim now fails at every tick; the process must carry on and say so.
+      await untilRejects(() => queue.writeCheck(), /queue writes failing .*database or disk is full/, "a failed trim");
+
+      other.exec("CREATE TRIGGER full_ins BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      await assert.rejects(queue.publish("t", [{ key: "k", value: enc("2") }]), /database or disk is full/);
+      await assert.rejects(queue.writeCheck(), /queue writes failing/);
+
+      other.exec("DROP TRIGGER full_ins; DROP TRIGGER full_del");
+      await queue.publish("t", [{ key: "k", value: enc("3") }]);
+      await queue.writeCheck();
+      await until(() => handled === 2, "the record published after the disk had room again");
+      await sub.stop();
+    } finally {
+      other.close();
+      await queue.close();
+    }
+  });
+
+  it("lets a failed write fail writeCheck only for its window when nothing is written after it", async () => {
+    const path = join(dir, "queue.db");
+    const queue = new SqliteQueue({ path, trimIntervalMs: 3_600_000, writeFailureWindowMs: 50 });
+    const other = new Database(path);
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      other.exec("CREATE TRIGGER full_ins BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      await assert.rejects(queue.publish("t", [{ key: "k", value: enc("1") }]));
+      await assert.rejects(queue.writeCheck());
+      await new Promise((r) => setTimeout(r, 60));
+      await queue.writeCheck();
+    } finally {
+      other.close();
       await queue.close();
     }
   });

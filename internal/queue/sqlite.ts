@@ -18,6 +18,8 @@ export interface SqliteQueueOptions {
   synchronous?: "normal" | "full";
   /** Records every group has consumed are trimmed this often. */
   trimIntervalMs?: number;
+  /** How long a failed write fails `writeCheck` when nothing is written after it (default 60 s). */
+  writeFailureWindowMs?: number;
   logger?: Logger;
 }
 
@@ -51,6 +53,7 @@ export class SqliteQueue implements MessageQueue {
   private pendingCommits = new Map<string, { group: string; topic: string; partition: number; next: bigint }>();
   private flushScheduled = false;
   private closed = false;
+  private lastWriteFailure?: { at: number; err: unknown };
   private readonly trimTimer: NodeJS.Timeout;
   private readonly stmt;
 
@@ -103,7 +106,16 @@ export class SqliteQueue implements MessageQueue {
       const tp = `${row.topic}/${row.part}`;
       if (row.max > (this.nextOffset.get(tp) ?? 0n)) this.nextOffset.set(tp, row.max);
     }
-    this.trimTimer = setInterval(() => this.trim(), options.trimIntervalMs ?? 30_000);
+    // A trim that throws from a timer would end the process (a full disk,
+    // SQLITE_FULL): the records stay for the next one, and writeCheck tells.
+    this.trimTimer = setInterval(() => {
+      try {
+        this.trim();
+      } catch (err) {
+        this.writeFailed(err);
+        options.logger?.warn({ err }, "queue trim failed; retrying at the next interval");
+      }
+    }, options.trimIntervalMs ?? 30_000);
     this.trimTimer.unref();
   }
 
@@ -169,12 +181,14 @@ export class SqliteQueue implements MessageQueue {
         }
       })();
     } catch (e) {
+      this.writeFailed(e);
       for (const p of batch) p.reject(e);
       // The positions stay in memory; write them with the next transaction (unless a newer one came).
       for (const [k, c] of commits) if (!this.pendingCommits.has(k)) this.pendingCommits.set(k, c);
       if (commits.size > 0) this.scheduleFlush();
       return;
     }
+    this.lastWriteFailure = undefined;
     for (const [tp, off] of assigned) this.nextOffset.set(tp, off);
     for (const p of batch) p.resolve();
     for (const tp of touched) {
@@ -182,6 +196,25 @@ export class SqliteQueue implements MessageQueue {
       if (waiting) for (const wake of [...waiting]) wake();
     }
   }
+
+  private writeFailed(err: unknown): void {
+    this.lastWriteFailure = { at: Date.now(), err };
+  }
+
+  /**
+   * A health check (`/healthz`): throws while the file takes no writes (a
+   * full disk drops every notification published meanwhile). A read such as
+   * `SELECT 1` still passes then; this fails from a failed write until one
+   * goes through, or for the window after it when nothing is written.
+   */
+  readonly writeCheck = async (): Promise<void> => {
+    const failure = this.lastWriteFailure;
+    if (!failure) return;
+    const ms = Date.now() - failure.at;
+    if (ms >= (this.options.writeFailureWindowMs ?? 60_000)) return;
+    const why = failure.err instanceof Error ? failure.err.message : String(failure.err);
+    throw new Error(`queue writes failing (last ${Math.round(ms / 1000)} s ago: ${why})`);
+  };
 
   async subscribe(
     group: string,
@@ -312,7 +345,10 @@ export class SqliteQueue implements MessageQueue {
       const slash = tp.lastIndexOf("/");
       lower(tp.slice(0, slash), BigInt(tp.slice(slash + 1)), at);
     }
-    for (const { topic, part, min } of lowest.values()) this.stmt.trim.run(topic, part, min);
+    let deleted = 0;
+    for (const { topic, part, min } of lowest.values()) deleted += this.stmt.trim.run(topic, part, min).changes;
+    // A delete of nothing writes nothing, and proves nothing about the disk.
+    if (deleted > 0) this.lastWriteFailure = undefined;
   }
 
   async close(): Promise<void> {

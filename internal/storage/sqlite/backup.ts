@@ -44,7 +44,8 @@ export function backupDataDir(source: string, target: string, now: () => number 
   try {
     const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
     for (const name of readdirSync(from).sort()) {
-      if (DATABASE_COMPANION.test(name)) continue;
+      // The running chatd's lock (cmd/chatd/data-dir.ts): copied, it would keep a chatd off the restored copy.
+      if (DATABASE_COMPANION.test(name) || name === "chatd.lock") continue;
       if (DATABASE.test(name)) {
         copyDatabase(join(from, name), join(partial, name));
         report.databases.push({ name, bytes: statSync(join(partial, name)).size });

@@ -1,0 +1,77 @@
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError } from "../../internal/config/env.js";
+
+export interface DataDirLock {
+  /** Removes the lock file (on a clean stop); a crash leaves it, for the next start to take over. */
+  release(): void;
+}
+
+/**
+ * Makes CHAT_DATA_DIR and takes it for this process alone: two chatd on one
+ * directory would both be worker 0 and mint the same ids, and both trim and
+ * write one queue. The lock is `chatd.lock` holding the pid; one whose
+ * process is gone (a crash, a kill -9) is taken over. Throws a ConfigError
+ * naming CHAT_DATA_DIR, before anything is opened.
+ */
+export function lockDataDir(dir: string): DataDirLock {
+  const problem = (why: string) => new ConfigError([`CHAT_DATA_DIR=${JSON.stringify(dir)}: ${why}`]);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw problem(code === "EEXIST" || code === "ENOTDIR" ? "not a directory" : `cannot create the directory (${code ?? (err as Error).message})`);
+  }
+  if (!statSync(dir).isDirectory()) throw problem("not a directory");
+  const path = join(dir, "chatd.lock");
+  // Two tries: the second after removing a lock whose process is gone.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
+      const holder = lockHolder(path);
+      if (holder !== undefined && attempt === 0 && !isAlive(holder)) {
+        rmSync(path, { force: true });
+        continue;
+      }
+      throw problem(
+        holder === undefined
+          ? `locked by ${path}, which names no process; remove it if no chatd uses the directory`
+          : `in use by another chatd (pid ${holder}, ${path}); give each chatd its own directory`,
+      );
+    }
+  }
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      // Only our own: a lock taken over by another start after ours was removed by hand is theirs.
+      if (lockHolder(path) === process.pid) rmSync(path, { force: true });
+    },
+  };
+}
+
+function lockHolder(path: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(path, "utf8").trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  // Our own pid in a lock we do not hold yet is a previous life's (a container's pid 1 again).
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { signUp } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { stopAll } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
+
+describe("chatd operations", function () {
+  this.timeout(90_000);
+  const started: ChatdProcess[] = [];
+  const dirs: string[] = [];
+  const tempDir = (prefix: string) => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    return dir;
+  };
+  afterEach(async () => {
+    for (const c of started.splice(0)) await c.stop();
+    for (const d of dirs.splice(0)) removeDataDir(d);
+  });
+  // A chatd a failing test started and lost track of (a second one that was not refused).
+  after(() => stopAll());
+
+  it("stays up while the queue's writes fail (a full disk), /healthz 503 naming storage, and 200 once a write goes through", async () => {
+    const chatd = await startChatd();
+    started.push(chatd);
+    dirs.push(chatd.dataDir);
+    const alice = await signUp(chatd.httpUrl, "alice");
+    const bob = await signUp(chatd.httpUrl, "bob");
+    const dm = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    const sender = await new TestDevice(chatd.wsUrl, alice.devices[0]!.token).connect();
+    const health = async () => {
+      const res = await fetch(`${chatd.httpUrl}/healthz`);
+      return { status: res.status, body: (await res.json()) as { checks: Record<string, string> } };
+    };
+    // Bob is offline: each message to him publishes a push notification to queue.db.
+    // A trigger from another connection fails those writes as SQLITE_FULL would, with no disk to fill.
+    const queueDb = new Database(join(chatd.dataDir, "queue.db"));
+    try {
+      assert.equal((await sender.send(dm, "before")).kind.case, "sendAck");
+      assert.equal((await health()).status, 200);
+      queueDb.exec("CREATE TRIGGER full BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      assert.equal((await sender.send(dm, "while the disk is full")).kind.case, "sendAck", "the message itself is stored");
+      const failing = await waitFor(async () => {
+        const h = await health();
+        return h.status === 503 && h;
+      }, "/healthz 503");
+      assert.match(failing.body.checks.storage!, /queue writes failing .*database or disk is full/);
+      assert.equal(chatd.child.exitCode, null, "still running");
+
+      queueDb.exec("DROP TRIGGER full");
+      assert.equal((await sender.send(dm, "after")).kind.case, "sendAck");
+      await waitFor(async () => (await health()).status === 200, "/healthz 200 after a write went through");
+    } finally {
+      queueDb.close();
+      await sender.close();
+    }
+    assert.equal(chatd.child.exitCode, null, "still running");
+  });
+
+  describe("CHAT_DATA_DIR", () => {
+    /** Starting chatd fails with exit 2 and this line, not a stack trace. */
+    const refused = async (dataDir: string, line: RegExp) =>
+      assert.rejects(startChatd({ dataDir }), (err: Error) => {
+        assert.match(err.message, /exited with 2 before listening/);
+        assert.match(err.message, line);
+        assert.doesNotMatch(err.message, /\n\s+at /, "no stack trace");
+        return true;
+      });
+
+    it("refuses a second chatd on a directory one uses, exit 2 naming CHAT_DATA_DIR, and frees it on a clean stop", async () => {
+      const first = await startChatd({ dataDir: tempDir("chatd-lock-") });
+      started.push(first);
+      const lock = join(first.dataDir, "chatd.lock");
+      assert.equal(readFileSync(lock, "utf8").trim(), String(first.child.pid));
+      await refused(first.dataDir, /CHAT_DATA_DIR=".*": in use by another chatd \(pid \d+/);
+      assert.equal((await fetch(`${first.httpUrl}/healthz`)).status, 200, "the first carries on");
+
+      await first.stop();
+      started.splice(0);
+      assert.ok(!existsSync(lock), "a clean stop removes the lock");
+      const second = await startChatd({ dataDir: first.dataDir });
+      started.push(second);
+    });
+
+    it("opens nothing in a directory another live process holds", async () => {
+      const dataDir = tempDir("chatd-lock-");
+      // This test's process stands in for a running chatd.
+      writeFileSync(join(dataDir, "chatd.lock"), `${process.pid}\n`);
+      await refused(dataDir, new RegExp(`CHAT_DATA_DIR=".*": in use by another chatd \\(pid ${process.pid}`));
+      assert.deepEqual(readdirSync(dataDir), ["chatd.lock"], "no database, no keys");
+    });
+
+    it("takes over the lock of a chatd that died without removing it", async () => {
+      const dataDir = tempDir("chatd-lock-");
+      const gone = spawn(process.execPath, ["-e", ""]);
+      await once(gone, "exit");
+      writeFileSync(join(dataDir, "chatd.lock"), `${gone.pid}\n`);
+      const chatd = await startChatd({ dataDir });
+      started.push(chatd);
+      assert.equal(readFileSync(join(dataDir, "chatd.lock"), "utf8").trim(), String(chatd.child.pid));
+    });
+
+    it("refuses a path that is a file, exit 2 naming CHAT_DATA_DIR", async () => {
+      const file = join(tempDir("chatd-file-"), "not-a-dir");
+      writeFileSync(file, "");
+      await refused(file, /chatd: invalid configuration:\n\s+- CHAT_DATA_DIR=".*not-a-dir": not a directory/);
+    });
+  });
+});
