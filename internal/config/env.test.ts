@@ -22,6 +22,21 @@ describe("EnvReader", () => {
         /CHAT_MODE="fast": expected one of a, b/.test(e.message),
     );
   });
+
+  it("takes integers as plain decimal digits only: blanks, hex, exponents, signs and fractions name the variable", () => {
+    assert.equal(new EnvReader({ CHAT_N: "0" }).int("CHAT_N", 5, 0, 10), 0);
+    assert.equal(new EnvReader({ CHAT_N: "010" }).int("CHAT_N", 5, 0, 10), 10);
+    assert.equal(new EnvReader({ CHAT_N: "-3" }).int("CHAT_N", 5, -10, 10), -3);
+    for (const raw of [" ", "\t", " 1", "1 ", "0x0", "0b1", "0o7", "1e1", "+1", "1.0", ".5", "1_0", "-", "Infinity"]) {
+      const r = new EnvReader({ CHAT_GRPC_PORT: raw });
+      assert.equal(r.int("CHAT_GRPC_PORT", 8081, 0, 65535), 8081, JSON.stringify(raw));
+      assert.throws(
+        () => r.done(),
+        (e: unknown) => e instanceof ConfigError && e.message.includes(`CHAT_GRPC_PORT=${JSON.stringify(raw)}: expected an integer from 0 to 65535`),
+        JSON.stringify(raw),
+      );
+    }
+  });
 });
 
 describe("engine settings", () => {

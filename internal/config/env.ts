@@ -23,7 +23,8 @@ export class EnvReader {
   int(name: string, fallback: number, min: number, max: number): number {
     const raw = this.env[name];
     if (raw === undefined || raw === "") return fallback;
-    const n = Number(raw);
+    // Plain decimal digits only: Number() also takes " " (as 0), "0x10", "1e3" and "+1".
+    const n = /^-?\d+$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(n) || n < min || n > max) {
       this.problems.push(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
       return fallback;

@@ -18,10 +18,19 @@ export interface RoleProcess {
 /**
  * Starts `cmd/<role>/main.ts` as its own process and resolves when it logs
  * "<role> listening". Every process a test starts is stopped by `stopAll`.
+ * `command` starts it some other way (`["npm", "start"]`); `detached` makes
+ * the process the leader of its own process group.
  */
-export async function startRole(role: string, env: Record<string, string>, timeoutMs = 90_000): Promise<RoleProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+export async function startRole(
+  role: string,
+  env: Record<string, string>,
+  timeoutMs = 90_000,
+  options: { command?: readonly string[]; detached?: boolean } = {},
+): Promise<RoleProcess> {
+  const [file, ...args] = options.command ?? [process.execPath, "--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)];
+  const child = spawn(file!, args, {
     cwd: ROOT,
+    detached: options.detached ?? false,
     // One test client signs up many users from one address: no per-address
     // sign-in rate, unless a test sets one to pin it.
     env: { ...process.env, CHAT_LOG_LEVEL: "info", CHAT_API_AUTH_PER_SEC: "0", ...env },
