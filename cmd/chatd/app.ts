@@ -262,7 +262,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         await presence.stop();
         await presenceStore.close();
         await queue.close();
-        storage.close();
+        await storage.close();
       })()),
   };
 }

@@ -12,6 +12,8 @@ const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));
 process.on("exit", () => lock.release());
 const logger = createLogger("chatd", config.logLevel);
 const chatd = await exitOnListenError("chatd", () => startChatd(config, logger));
+// At once, before anything says it is up: a stop asked for from then on is a clean one.
+stopOnSignals(logger, () => chatd.close());
 logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");
 // For the person who ran `npm start`; stdout carries the JSON logs.
 {
@@ -25,4 +27,3 @@ logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir
   );
 }
 
-stopOnSignals(logger, () => chatd.close());

@@ -18,7 +18,12 @@ export interface SqliteStorage {
   writer: SqliteMessageWriter;
   /** Absent for ":memory:", which has no WAL. */
   checkpointer?: WalCheckpointer;
-  close(): void;
+  /**
+   * Closes the connection, then waits for the checkpointer's: the last to
+   * close takes the WAL file away, and a process that exits before the
+   * worker has would leave it behind.
+   */
+  close(): Promise<void>;
 }
 
 /**
@@ -43,9 +48,10 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
     inbox,
     writer: new SqliteMessageWriter(db, messages, inbox),
     checkpointer,
-    close: () => {
+    close: async () => {
       checkpointer?.stop();
       db.close();
+      await checkpointer?.exited();
     },
   };
 }

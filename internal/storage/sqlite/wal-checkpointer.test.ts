@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "../../../test/support/wait.js";
@@ -12,8 +12,8 @@ describe("WalCheckpointer", () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "chatd-wal-"));
   });
-  afterEach(() => {
-    storage?.close();
+  afterEach(async () => {
+    await storage?.close();
     storage = undefined;
     rmSync(dir, { recursive: true, force: true });
   });
@@ -34,11 +34,16 @@ describe("WalCheckpointer", () => {
     await waitFor(() => statSync(path).size >= before + 1_400_000, "the main file to hold the committed pages", 10_000);
   });
 
-  it("closing the storage ends the worker thread", async () => {
-    storage = openSqliteStorage(join(dir, "chat.db"));
+  it("closing the storage ends the worker thread, and resolves once the WAL file is gone (a process may exit right after)", async () => {
+    const path = join(dir, "chat.db");
+    storage = openSqliteStorage(path);
+    storage.db.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+    assert.ok(existsSync(`${path}-wal`));
     const checkpointer = storage.checkpointer!;
-    storage.close();
+    const closing = storage.close();
     storage = undefined;
+    await closing;
+    assert.equal(existsSync(`${path}-wal`), false, "the WAL file left behind");
     await checkpointer.exited();
   });
 
