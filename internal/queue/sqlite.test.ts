@@ -108,6 +108,33 @@ describe("SqliteQueue", () => {
     }
   });
 
+  it("retries offset commits that fail with a growing delay, not on every turn, and lands them once writes go through", async () => {
+    const path = join(dir, "queue.db");
+    const queue = new SqliteQueue({ path, trimIntervalMs: 3_600_000 });
+    const other = new Database(path);
+    const committed = () => other.prepare("SELECT next_off FROM group_offsets WHERE grp = 'A'").get() as { next_off: number } | undefined;
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      other.exec("CREATE TRIGGER full_commit BEFORE INSERT ON group_offsets BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+      await queue.publish("t", [{ key: "k", value: enc("1") }]);
+      let handled = 0;
+      const sub = await queue.subscribe("A", "t", async (rs) => void (handled += rs.length));
+      await until(() => handled === 1, "A's record");
+      const since = Date.now();
+      await until(() => queue.failedWrites >= 4, "four failed commits");
+      // Retried on every turn, four attempts take well under a millisecond each; with the delays 10, 20, 40 ms, at least 70.
+      assert.ok(Date.now() - since >= 70, `four attempts in ${Date.now() - since} ms`);
+      await assert.rejects(queue.writeCheck(), /queue writes failing/);
+      other.exec("DROP TRIGGER full_commit");
+      await until(() => committed()?.next_off === 1, "the commit once the disk has room", 5_000);
+      await queue.writeCheck();
+      await sub.stop();
+    } finally {
+      other.close();
+      await queue.close();
+    }
+  });
+
   it("lets a failed write fail writeCheck only for its window when nothing is written after it", async () => {
     const path = join(dir, "queue.db");
     const queue = new SqliteQueue({ path, trimIntervalMs: 3_600_000, writeFailureWindowMs: 50 });

@@ -37,6 +37,9 @@ interface PendingPublish {
  * the event loop share one transaction (group commit), which is what keeps
  * it fast with many concurrent senders.
  */
+const COMMIT_RETRY_FIRST_MS = 10;
+const COMMIT_RETRY_MAX_MS = 1_000;
+
 export class SqliteQueue implements MessageQueue {
   private readonly db: Database.Database;
   private readonly partitionsOf = new Map<string, number>();
@@ -52,6 +55,10 @@ export class SqliteQueue implements MessageQueue {
   private readonly positions = new Map<string, bigint>();
   private pendingCommits = new Map<string, { group: string; topic: string; partition: number; next: bigint }>();
   private flushScheduled = false;
+  /** A failed transaction's offset commits are retried after this, doubling to a second, not on the next turn (a spin while the disk is full). */
+  private commitRetryMs = COMMIT_RETRY_FIRST_MS;
+  private commitRetry?: NodeJS.Timeout;
+  private failedWriteCount = 0;
   private closed = false;
   private lastWriteFailure?: { at: number; err: unknown };
   private readonly trimTimer: NodeJS.Timeout;
@@ -185,9 +192,17 @@ export class SqliteQueue implements MessageQueue {
       for (const p of batch) p.reject(e);
       // The positions stay in memory; write them with the next transaction (unless a newer one came).
       for (const [k, c] of commits) if (!this.pendingCommits.has(k)) this.pendingCommits.set(k, c);
-      if (commits.size > 0) this.scheduleFlush();
+      if (commits.size > 0 && !this.commitRetry && !this.closed) {
+        this.commitRetry = setTimeout(() => {
+          this.commitRetry = undefined;
+          this.scheduleFlush();
+        }, this.commitRetryMs);
+        this.commitRetry.unref();
+        this.commitRetryMs = Math.min(this.commitRetryMs * 2, COMMIT_RETRY_MAX_MS);
+      }
       return;
     }
+    this.commitRetryMs = COMMIT_RETRY_FIRST_MS;
     this.lastWriteFailure = undefined;
     for (const [tp, off] of assigned) this.nextOffset.set(tp, off);
     for (const p of batch) p.resolve();
@@ -198,7 +213,13 @@ export class SqliteQueue implements MessageQueue {
   }
 
   private writeFailed(err: unknown): void {
+    this.failedWriteCount++;
     this.lastWriteFailure = { at: Date.now(), err };
+  }
+
+  /** Transactions (publishes, commits, trims) that failed since the file was opened. */
+  get failedWrites(): number {
+    return this.failedWriteCount;
   }
 
   /**
@@ -356,6 +377,7 @@ export class SqliteQueue implements MessageQueue {
     this.flush();
     this.closed = true;
     clearInterval(this.trimTimer);
+    clearTimeout(this.commitRetry);
     const members = [...this.groups.values()];
     this.groups.clear();
     await Promise.all(members.map((m) => m.stop()));
