@@ -16,9 +16,10 @@ import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../.
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
-import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
+import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
-import { serveOps } from "../../internal/observability/http.js";
+import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { readPushConfig } from "../../internal/push/config.js";
@@ -107,6 +108,8 @@ const apiCalls = apiMetrics(registry);
 // Shared by the api's own sends and its BlockUser, which forgets the pair here at once.
 const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSeconds * 1000 });
 
+// grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
+const health = new HealthStatus();
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
     accounts: storage.accounts,
@@ -132,7 +135,7 @@ const routesFn = (router: ConnectRouter) => {
     metrics: apiCalls,
     logger,
   });
-  registerReflectionAndHealth(router);
+  registerReflectionAndHealth(router, { health });
 };
 // A request body past the limit is refused before it is read whole.
 const connect = connectNodeAdapter({
@@ -145,8 +148,10 @@ const connect = connectNodeAdapter({
 const checks = [
   { name: "cassandra", check: async () => void (await storage.client.execute("SELECT release_version FROM system.local")) },
   { name: "redis", check: () => routes.ping() },
-  { name: "worker-id", check: async () => void (lease.live || Promise.reject(new Error("worker id lease lost"))) },
+  conditionCheck("worker-id", () => lease.live, "worker id lease lost"),
 ];
+const healthFollower = followChecks(health, checks, { logger });
+await healthFollower.ready;
 const httpServer = http.createServer((req, res) => {
   if (serveOps(registry, checks, req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
@@ -168,6 +173,8 @@ logger.info(
 );
 
 stopOnSignals(logger, async () => {
+  health.shutdown();
+  healthFollower.stop();
   httpServer.closeAllConnections();
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   grpcServer.close();

@@ -13,6 +13,7 @@ import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { Snowflake } from "../../internal/ids/snowflake.js";
+import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError } from "../shared.js";
@@ -95,7 +96,7 @@ lease.onLost(() => {
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
 loadTimer.unref();
 
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [{ name: "registration", check: async () => void (registration.live || Promise.reject(new Error("lease lost"))) }], config.host, config.opsPort));
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [conditionCheck("registration", () => registration.live, "lease lost")], config.host, config.opsPort));
 logger.info({ grpc: address, ops: ops.port, workerId: lease.workerId }, "chat-server listening");
 
 stopOnSignals(logger, async () => {

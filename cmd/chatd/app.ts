@@ -14,6 +14,7 @@ import { sessionService } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
+import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isRevoked } from "../../internal/accounts/store.js";
@@ -224,6 +225,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     }
     connect(req, res);
   };
+  // grpc.health.v1 says what /healthz says: NOT_SERVING while chat.db cannot be written.
+  const healthFollower = followChecks(health, checks, { logger });
+  await healthFollower.ready;
   const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
   const gateway = new WebSocketGateway({
     path: "/ws",
@@ -253,6 +257,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     close: () =>
       (closing ??= (async () => {
         health.shutdown();
+        healthFollower.stop();
         chat.drain();
         await gateway.close();
         httpServer.closeAllConnections();

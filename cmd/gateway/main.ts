@@ -12,8 +12,9 @@ import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
 import { openRegistry } from "../../internal/cluster/engines.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
-import { registerReflectionAndHealth } from "../../internal/grpc/index.js";
-import { serveOps } from "../../internal/observability/http.js";
+import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
+import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
@@ -43,7 +44,9 @@ const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir));
 const servers = openRegistry(config.engines, logger);
 const watch = await servers.watch();
 const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });
-const checks = [{ name: "chat-servers", check: async () => void (watch.servers().length > 0 || Promise.reject(new Error("no chat server registered"))) }];
+const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
+// grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
+const health = new HealthStatus();
 
 const httpServer = http.createServer((req, res) => {
   if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
@@ -64,11 +67,13 @@ const grpcServer = http2.createServer(
     readMaxBytes: config.maxFrameBytes,
     routes: (router) => {
       router.service(SessionService, sessionService(host, verifier));
-      registerReflectionAndHealth(router);
+      registerReflectionAndHealth(router, { health });
     },
   }),
 );
 const grpcListener = closableHttp2(grpcServer);
+const healthFollower = followChecks(health, checks, { logger });
+await healthFollower.ready;
 await exitOnListenError("gateway", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
@@ -78,6 +83,8 @@ const grpc = `http://${config.host}:${(grpcServer.address() as AddressInfo).port
 logger.info({ ws, grpc, http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
 
 stopOnSignals(logger, async () => {
+  health.shutdown();
+  healthFollower.stop();
   // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
   // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
   await gateway.close();

@@ -45,6 +45,12 @@ export class HealthStatus {
     this.update(service, status);
   }
 
+  /** Sets the server as a whole and every known service at once (a dependency every call needs came or went). */
+  setAll(status: ServingStatus.SERVING | ServingStatus.NOT_SERVING): void {
+    if (this.shuttingDown) return;
+    for (const s of this.statuses.keys()) this.update(s, status);
+  }
+
   /** The status of a service, undefined when it is unknown. */
   get(service: string): ServingStatus | undefined {
     return this.statuses.get(service);

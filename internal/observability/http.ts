@@ -7,6 +7,21 @@ export interface HealthCheck {
 }
 
 /**
+ * A check on something the process already knows (a lease it holds, servers it
+ * sees). It throws rather than returning a rejected promise by hand: one
+ * discarded with `void` passes the check and crashes the process as an
+ * unhandled rejection.
+ */
+export function conditionCheck(name: string, holds: () => boolean, failure: string): HealthCheck {
+  return {
+    name,
+    async check() {
+      if (!holds()) throw new Error(failure);
+    },
+  };
+}
+
+/**
  * /metrics (Prometheus text) and /healthz (200 when every check passes, else
  * 503 naming the failing ones). Returns false when the path is not ours.
  */

@@ -5,6 +5,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, ServingStatus } from "../../internal/grpc/health.js";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -27,7 +30,7 @@ describe("chatd operations", function () {
   // A chatd a failing test started and lost track of (a second one that was not refused).
   after(() => stopAll());
 
-  it("stays up while the queue's writes fail (a full disk), /healthz 503 naming storage, and 200 once a write goes through", async () => {
+  it("stays up while the queue's writes fail (a full disk), /healthz 503 naming storage and gRPC health NOT_SERVING, and 200 once a write goes through", async () => {
     const chatd = await startChatd();
     started.push(chatd);
     dirs.push(chatd.dataDir);
@@ -42,6 +45,7 @@ describe("chatd operations", function () {
     // Bob is offline: each message to him publishes a push notification to queue.db.
     // A trigger from another connection fails those writes as SQLITE_FULL would, with no disk to fill.
     const queueDb = new Database(join(chatd.dataDir, "queue.db"));
+    const grpcHealth = createClient(Health, createGrpcTransport({ baseUrl: chatd.grpcUrl }));
     try {
       assert.equal((await sender.send(dm, "before")).kind.case, "sendAck");
       assert.equal((await health()).status, 200);
@@ -52,11 +56,13 @@ describe("chatd operations", function () {
         return h.status === 503 && h;
       }, "/healthz 503");
       assert.match(failing.body.checks.storage!, /queue writes failing .*database or disk is full/);
+      await waitFor(async () => (await grpcHealth.check({ service: "" })).status === ServingStatus.NOT_SERVING, "gRPC health NOT_SERVING", 30_000, 50);
       assert.equal(chatd.child.exitCode, null, "still running");
 
       queueDb.exec("DROP TRIGGER full");
       assert.equal((await sender.send(dm, "after")).kind.case, "sendAck");
       await waitFor(async () => (await health()).status === 200, "/healthz 200 after a write went through");
+      await waitFor(async () => (await grpcHealth.check({ service: "chat.v1.MessageService" })).status === ServingStatus.SERVING, "gRPC health SERVING again", 30_000, 50);
     } finally {
       queueDb.close();
       await sender.close();

@@ -3,9 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, ServingStatus } from "../../internal/grpc/health.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
 
 /** A loopback port nothing listens on: a Redis that is away. */
 async function deadPort(): Promise<number> {
@@ -14,6 +18,16 @@ async function deadPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((r) => server.close(() => r()));
   return port;
+}
+
+function healthClient(grpcUrl: unknown) {
+  return createClient(Health, createGrpcTransport({ baseUrl: String(grpcUrl) }));
+}
+
+/** grpc.health.v1 Check for the server as a whole, polled until it says `want`. */
+async function waitForGrpcHealth(grpcUrl: unknown, want: ServingStatus): Promise<void> {
+  const client = healthClient(grpcUrl);
+  await waitFor(async () => (await client.check({ service: "" })).status === want, `gRPC health ${ServingStatus[want]} at ${String(grpcUrl)}`, 30_000, 100);
 }
 
 describe("distributed mode: health", function () {
@@ -39,9 +53,43 @@ describe("distributed mode: health", function () {
     assert.equal(res.status, 503, body);
     assert.match(body, /redis/);
 
+    // gRPC health says the same, for a load balancer that probes gRPC.
+    await waitForGrpcHealth(healthy.info.grpc, ServingStatus.SERVING);
+    await waitForGrpcHealth(api.info.grpc, ServingStatus.NOT_SERVING);
+
     const presence = await startRole("presence", away);
     const swept = await fetch(`http://127.0.0.1:${presence.info.ops}/healthz`);
     assert.equal(swept.status, 503);
     assert.match(await swept.text(), /redis/);
+  });
+
+  it("answers 503 and NOT_SERVING from a gateway that sees no chat server, and keeps running", async () => {
+    // No chat server registers under this suite's etcd prefix.
+    const gateway = await startRole("gateway", common);
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${gateway.info.http}/healthz`);
+      const body = await res.text();
+      assert.equal(res.status, 503, body);
+      assert.match(body, /chat-servers.*no chat server registered/);
+    }
+    await waitForGrpcHealth(gateway.info.grpc, ServingStatus.NOT_SERVING);
+    assert.equal(gateway.child.exitCode, null, "a failing check is an answer, not a crash");
+  });
+
+  it("turns gRPC health NOT_SERVING as soon as the api starts stopping", async () => {
+    const api = await startRole("api", common);
+    await waitForGrpcHealth(api.info.grpc, ServingStatus.SERVING);
+    const seen: ServingStatus[] = [];
+    const watching = (async () => {
+      try {
+        for await (const r of healthClient(api.info.grpc).watch({ service: "chat.v1.AuthService" })) seen.push(r.status);
+      } catch {
+        // the stream ends with the process
+      }
+    })();
+    await waitFor(() => seen.length > 0, "the first Watch message");
+    await api.stop();
+    await watching;
+    assert.deepEqual(seen, [ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
   });
 });

@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { waitFor } from "../../test/support/wait.js";
+import { conditionCheck } from "../observability/http.js";
+import { followChecks } from "./follow-checks.js";
+import { HealthStatus, ServingStatus } from "./index.js";
+
+describe("internal/grpc: health follows the /healthz checks", () => {
+  it("is NOT_SERVING, server and services alike, while a check fails, and SERVING again once it passes", async () => {
+    const health = new HealthStatus(["chat.v1.AuthService"]);
+    let redisUp = false;
+    let rounds = 0;
+    const follower = followChecks(
+      health,
+      [
+        { name: "cassandra", check: async () => void rounds++ },
+        conditionCheck("redis", () => redisUp, "connection refused"),
+      ],
+      { intervalMs: 5 },
+    );
+    try {
+      await follower.ready;
+      assert.equal(health.get(""), ServingStatus.NOT_SERVING, "known before listening");
+      assert.equal(health.get("chat.v1.AuthService"), ServingStatus.NOT_SERVING);
+      redisUp = true;
+      await waitFor(() => health.get("") === ServingStatus.SERVING, "SERVING once Redis answers");
+      assert.equal(health.get("chat.v1.AuthService"), ServingStatus.SERVING);
+      redisUp = false;
+      await waitFor(() => health.get("chat.v1.AuthService") === ServingStatus.NOT_SERVING, "NOT_SERVING when Redis goes");
+    } finally {
+      follower.stop();
+    }
+    const after = rounds;
+    health.shutdown();
+    redisUp = true;
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(rounds, after, "no round after stop()");
+    assert.equal(health.get(""), ServingStatus.NOT_SERVING, "a draining server stays NOT_SERVING");
+  });
+
+  it("never runs two rounds at once when a check hangs", async () => {
+    const health = new HealthStatus();
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    let release!: () => void;
+    const follower = followChecks(
+      health,
+      [
+        {
+          name: "slow",
+          check: () => {
+            calls++;
+            running++;
+            most = Math.max(most, running);
+            return new Promise<void>((r) => (release = () => (running--, r())));
+          },
+        },
+      ],
+      { intervalMs: 1 },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(calls, 1);
+      release();
+      await follower.ready;
+      await waitFor(() => calls === 2, "the next round after the first ends");
+      assert.equal(most, 1);
+    } finally {
+      follower.stop();
+      release();
+    }
+  });
+});

@@ -1,0 +1,63 @@
+import type { Logger } from "pino";
+import type { HealthCheck } from "../observability/http.js";
+import { ServingStatus, type HealthStatus } from "./health.js";
+
+/** How often the checks run: a balancer notices a lost engine within this, and the engines see one cheap query per interval. */
+export const HEALTH_POLL_MS = 2_000;
+
+export interface CheckFollower {
+  /** Settles after the first round, so a server can listen with its health already known. */
+  readonly ready: Promise<void>;
+  stop(): void;
+}
+
+/**
+ * Keeps grpc.health.v1 saying what /healthz says: the server and all its
+ * services are NOT_SERVING while any check fails (an engine every request
+ * needs is away), SERVING once they all pass again. A load balancer probing
+ * gRPC health then stops sending calls that could only fail. Rounds never
+ * overlap, so a hanging check delays the next round instead of piling up.
+ */
+export function followChecks(
+  health: HealthStatus,
+  checks: readonly HealthCheck[],
+  options: { intervalMs?: number; logger?: Logger } = {},
+): CheckFollower {
+  const intervalMs = options.intervalMs ?? HEALTH_POLL_MS;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let failingBefore = "";
+  const round = async () => {
+    const failing: string[] = [];
+    await Promise.all(
+      checks.map(async (c) => {
+        try {
+          await c.check();
+        } catch (err) {
+          failing.push(`${c.name}: ${(err as Error).message}`);
+        }
+      }),
+    );
+    if (stopped) return;
+    const now = failing.sort().join("; ");
+    if (now !== failingBefore) {
+      if (now) options.logger?.warn({ failing }, "gRPC health NOT_SERVING");
+      else options.logger?.info("gRPC health SERVING again");
+      failingBefore = now;
+    }
+    health.setAll(failing.length === 0 ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  };
+  const next = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void round().finally(next), intervalMs);
+    timer.unref();
+  };
+  const ready = round().finally(next);
+  return {
+    ready,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
