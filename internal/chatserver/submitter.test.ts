@@ -67,6 +67,72 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await ack, { messageId: 101n, duplicate: false });
   });
 
+  describe("one device's sends to a channel, checked concurrently", () => {
+    /** A group whose first membership read waits for the test; the rest answer at once. */
+    function slowFirstCheck() {
+      let calls = 0;
+      let answerFirst!: (ok: boolean) => void;
+      const row = (userId: bigint) => ({ channelId: CHANNEL, userId, role: "member", joinedAtMs: 1, readSeq: 0n });
+      const channels = {
+        getChannel: async () => ({ channelId: CHANNEL, kind: "group", title: "g", createdAtMs: 1, createdBy: 1n }),
+        listMembers: async () => [{ userId: 1n }, { userId: 2n }],
+        getMember: (_c: bigint, userId: bigint) =>
+          ++calls === 1
+            ? new Promise((resolve, reject) => (answerFirst = (ok) => (ok ? resolve(row(userId)) : reject(new Error("read timed out")))))
+            : Promise.resolve(row(userId)),
+      } as unknown as ChannelStore;
+      const published: string[] = [];
+      let id = 100n;
+      const s = new QueueSubmitter({
+        queue: { publish: async (_t: string, rs: readonly OutgoingRecord[]) => void published.push(...rs.map((r) => decodeSubmitted(r.value).text)) } as MessageQueue,
+        channels,
+        log: { findByClientMsgId: async () => undefined } as unknown as MessageLog,
+        ids: { next: () => ++id } as unknown as IdGenerator,
+      });
+      return {
+        s,
+        published,
+        answerFirst: (ok: boolean) => answerFirst(ok),
+        /** The first send learns the channel is a group (no getMember); the next ones read the member row. */
+        async warmUp() {
+          await s.submit({ userId: 1n, deviceId: 13n }, { channelId: CHANNEL, clientMsgId: "w", text: "warm-up" });
+          published.length = 0;
+        },
+      };
+    }
+    const turns = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+    };
+
+    it("are published in the order the device sent them, whichever check answers first", async () => {
+      const { s, published, answerFirst, warmUp } = slowFirstCheck();
+      await warmUp();
+      const first = s.submit(ALICE, { channelId: CHANNEL, clientMsgId: "m1", text: "Hi" });
+      const second = s.submit(ALICE, { channelId: CHANNEL, clientMsgId: "m2", text: "how are you?" });
+      // Another device's send is not held up by this one's.
+      await s.submit({ userId: 1n, deviceId: 12n }, { channelId: CHANNEL, clientMsgId: "m1", text: "from the tablet" });
+      await turns(5);
+      assert.deepStrictEqual(published, ["from the tablet"], "the second send waits for the first");
+      answerFirst(true);
+      await Promise.all([first, second]);
+      assert.deepStrictEqual(published, ["from the tablet", "Hi", "how are you?"]);
+    });
+
+    it("go on when an earlier one is refused", async () => {
+      const { s, published, answerFirst, warmUp } = slowFirstCheck();
+      await warmUp();
+      const first = s.submit(ALICE, { channelId: CHANNEL, clientMsgId: "m1", text: "Hi" });
+      const second = s.submit(ALICE, { channelId: CHANNEL, clientMsgId: "m2", text: "how are you?" });
+      answerFirst(false);
+      await assert.rejects(first, /not accepted/);
+      await second;
+      assert.deepStrictEqual(published, ["how are you?"]);
+      // Nothing is left waiting: a later send publishes at once.
+      await s.submit(ALICE, { channelId: CHANNEL, clientMsgId: "m3", text: "?" });
+      assert.deepStrictEqual(published, ["how are you?", "?"]);
+    });
+  });
+
   it("answers a resend of a stored message with the stored id (its extra record the sequencer drops)", async () => {
     const stored = { messageId: 7n } as StoredMessage;
     const s = submitter({ findByClientMsgId: async () => stored }, async () => {});

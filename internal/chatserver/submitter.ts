@@ -5,6 +5,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { SendOrder } from "../messages/send-order.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
@@ -45,6 +46,8 @@ export class QueueSubmitter implements MessageSubmitter {
   // concurrent copy is never acked before the first one is.
   private readonly recent: LruMap<string, Promise<bigint>>;
   private readonly members: ChannelMembers;
+  /** A device's sends to a channel are published in the order it sent them: the partition's order is the channel's. */
+  private readonly order = new SendOrder();
 
   constructor(private readonly deps: QueueSubmitterDeps) {
     this.recent = new LruMap(deps.recentCapacity ?? 100_000);
@@ -66,6 +69,7 @@ export class QueueSubmitter implements MessageSubmitter {
     });
     accepted.catch(() => {}); // only concurrent copies observe a refusal
     this.recent.set(recentKey, accepted);
+    const turn = this.order.take(sender, cmd.channelId);
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
       const [, messageId] = await Promise.all([
@@ -78,11 +82,14 @@ export class QueueSubmitter implements MessageSubmitter {
       // one more record, which the sequencer drops as a duplicate (a change
       // by its key too); a failed read only costs that resend its stored id
       // (it gets this one).
+      const record = { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) };
       const [stored, published] = await Promise.allSettled([
         storedUnderKey(log, sender, cmd),
-        queue.publish(Topics.submitted, [
-          { key: cmd.channelId.toString(), value: encodeSubmitted(newMessage(messageId, sender, cmd, (this.deps.now ?? Date.now)())) },
-        ]),
+        turn.ready.then(() => {
+          const publishing = queue.publish(Topics.submitted, [record]);
+          turn.done();
+          return publishing;
+        }),
       ]);
       if (stored.status === "fulfilled" && stored.value !== undefined) {
         settle(stored.value);
@@ -106,6 +113,8 @@ export class QueueSubmitter implements MessageSubmitter {
         err instanceof ChatError ? err : new ChatError("unavailable", "the message was not accepted; send it again");
       settle(refusal);
       throw refusal;
+    } finally {
+      turn.done();
     }
   }
 

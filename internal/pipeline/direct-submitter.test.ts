@@ -48,4 +48,16 @@ describe("DirectSubmitter", () => {
     await assert.rejects(submitter.submit(BOB, { channelId: GROUP, clientMsgId: "new", text: "after leaving" }), (e: Error & { code?: string }) => e.code === "not_a_member");
     await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
   });
+
+  it("stores a device's sends in the order it sent them, though a reply's check reads more than a plain send's", async () => {
+    await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
+    const reply = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "r", text: "yes", replyToSeq: 1n });
+    const plain = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "p", text: "and another thing" });
+    await Promise.all([reply, plain]);
+    const page = await storage.messages.page(GROUP, { anchorSeq: 0n, direction: "forward", limit: 10 });
+    assert.deepStrictEqual(
+      [...page].sort((a, b) => Number(a.seq - b.seq)).map((m) => m.text),
+      ["question", "yes", "and another thing"],
+    );
+  });
 });

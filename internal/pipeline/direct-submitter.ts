@@ -5,6 +5,7 @@ import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
+import { SendOrder } from "../messages/send-order.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
@@ -38,6 +39,8 @@ export interface DirectSubmitterDeps extends LiveDeliveryDeps {
  */
 export class DirectSubmitter implements MessageSubmitter {
   private readonly members: ChannelMembers;
+  /** A device's sends to a channel are written in the order it sent them (a reply's check reads more than a plain send's). */
+  private readonly order = new SendOrder();
 
   constructor(private readonly deps: DirectSubmitterDeps) {
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
@@ -46,19 +49,28 @@ export class DirectSubmitter implements MessageSubmitter {
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
     const { ids } = this.deps;
-    const memberIds = await this.members.memberIds(cmd.channelId);
+    const turn = this.order.take(sender, cmd.channelId);
     try {
-      if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
-      await Promise.all([
-        blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
-        checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
-      ]);
-    } catch (err) {
-      const stored = err instanceof ChatError ? await storedUnderKey(this.deps.log, sender, cmd).catch(() => undefined) : undefined;
-      if (stored === undefined) throw err;
-      return { messageId: stored, duplicate: true };
+      const memberIds = await this.members.memberIds(cmd.channelId);
+      try {
+        if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
+        await Promise.all([
+          blocksApplyTo(cmd) ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
+          checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
+        ]);
+      } catch (err) {
+        const stored = err instanceof ChatError ? await storedUnderKey(this.deps.log, sender, cmd).catch(() => undefined) : undefined;
+        if (stored === undefined) throw err;
+        return { messageId: stored, duplicate: true };
+      }
+      await turn.ready;
+      // The writer takes the write into its transaction as it is called: the turn can pass on at once.
+      const writing = this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
+      turn.done();
+      return await writing;
+    } finally {
+      turn.done();
     }
-    return this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
   }
 
   async note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult> {
