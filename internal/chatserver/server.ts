@@ -107,6 +107,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly byUser = new Map<Id, readonly Session[]>();
   /**
+   * Each user's route changes still under way, as the last of a chain: they
+   * land in the order they were made (a remove sent beside a pending add
+   * could land first and leave a stale route; an add beside a pending remove,
+   * no route for a live session), and a session opening meanwhile starts
+   * only after them, as its route is not visible before.
+   */
+  private readonly routeChanges = new Map<Id, Promise<void>>();
+  /**
    * Pairs whose block changed lately ("a:b" with a < b, until when): a
    * presence event about one, its audience read before the block, may still
    * be on its way to the other after the block's OFFLINE, and would leave a
@@ -178,12 +186,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.deps.metrics?.sessions.inc();
     // The route must be visible before the session reads its inbox: an entry
     // written after that read is then pushed live, one written before is read.
-    // Without a route the session still works: it catches up on its own, and
-    // the periodic refresh restores the route.
-    const routed =
-      firstHere && this.deps.routes
-        ? this.deps.routes.add(identity.userId, this.serverId).catch((err) => this.logger?.warn({ err }, "could not add a route"))
-        : Promise.resolve();
+    // That holds for a user's later sessions too, opened while the first's add
+    // is under way. Without a route (the add failed) every session still
+    // works: it catches up on its own, and the periodic refresh restores the route.
+    const routes = this.deps.routes;
+    if (firstHere && routes) this.changeRoute(identity.userId, "add", () => routes.add(identity.userId, this.serverId));
+    const routed = this.routeChanges.get(identity.userId) ?? Promise.resolve();
     routed.then(() => session.start()).catch((err) => {
       this.logger?.error({ err }, "session start failed");
       session.close(CloseCode.internal, "could not start the session");
@@ -200,7 +208,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
       this.byUser.set(session.userId, rest);
     } else {
       this.byUser.delete(session.userId);
-      this.deps.routes?.remove(session.userId, this.serverId).catch((err) => this.logger?.warn({ err }, "could not remove a route"));
+      const routes = this.deps.routes;
+      if (routes) this.changeRoute(session.userId, "remove", () => routes.remove(session.userId, this.serverId));
     }
     this.count--;
     this.deps.metrics?.sessions.dec();
@@ -210,6 +219,17 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (!stillThere && session.started && code !== CloseCode.loggedOut) {
       this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, session.idleSinceMs);
     }
+  }
+
+  /** Makes a change to a user's route once the changes before it landed; one that fails is logged, and the next goes on. */
+  private changeRoute(userId: Id, what: "add" | "remove", change: () => Promise<void>): void {
+    const done = (this.routeChanges.get(userId) ?? Promise.resolve())
+      .then(change)
+      .catch((err) => this.logger?.warn({ err }, `could not ${what} a route`));
+    this.routeChanges.set(userId, done);
+    void done.then(() => {
+      if (this.routeChanges.get(userId) === done) this.routeChanges.delete(userId);
+    });
   }
 
   /** @internal the session passed its checks and is welcomed: its device is online. */

@@ -5,7 +5,8 @@ import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer } from "./server.js";
-import type { SessionSink } from "./port.js";
+import type { SessionIdentity, SessionSink } from "./port.js";
+import type { SessionRoutes } from "../routing/port.js";
 import { waitFor } from "../../test/support/wait.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 
@@ -393,6 +394,151 @@ describe("session sync answers end with has_more = false", () => {
     const newer = pagesIn(log).filter((p) => p.ref === 2n);
     assert.deepStrictEqual(newer.flatMap((p) => p.seqs), upTo(300));
     assert.deepStrictEqual(newer.map((p) => p.hasMore), [true, false]);
+    server.drain();
+  });
+});
+
+describe("session start: routes and failed reads", () => {
+  const device = (deviceId: Id): SessionIdentity => ({ userId: 1n, deviceId, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" });
+  const isWelcome = (f: Uint8Array | string) => fromBinary(ServerFrameSchema, f as Uint8Array).kind.case === "welcome";
+
+  /** Session routes whose changes land (or fail) only when the test says, in the order it picks. */
+  function heldRoutes() {
+    const routed = new Set<Id>();
+    const started: string[] = [];
+    const inFlight: { land(): void; fail(): void }[] = [];
+    const change = (what: "add" | "remove", userId: Id) =>
+      new Promise<void>((resolve, reject) => {
+        started.push(what);
+        const land = () => {
+          if (what === "add") routed.add(userId);
+          else routed.delete(userId);
+          resolve();
+        };
+        inFlight.push({ land, fail: () => reject(new Error("routing store timed out")) });
+      });
+    const routes: SessionRoutes = {
+      add: (u) => change("add", u),
+      remove: (u) => change("remove", u),
+      refresh: async () => {},
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    // A store may apply two changes sent together in either order: here the newest lands first.
+    const landAll = (changes: number) =>
+      waitFor(() => {
+        inFlight.pop()?.land();
+        return inFlight.length === 0 && started.length === changes;
+      }, `${changes} route changes`);
+    const next = () => waitFor(() => inFlight.pop(), "a route change");
+    return { routes, routed, started, next, landAll };
+  }
+
+  /** A ChatServer over `inbox` and `routes`; records which devices read their cursor while user 1 had no route, and which were welcomed. */
+  function routedServer(routes: SessionRoutes, routed: Set<Id>, inbox: Inbox = inboxKeeping([])) {
+    const readUnrouted: Id[] = [];
+    const welcomed: Id[] = [];
+    const watched: Inbox = {
+      ...inbox,
+      getCursor: (u, d) => {
+        if (!routed.has(u)) readUnrouted.push(d);
+        return inbox.getCursor(u, d);
+      },
+    };
+    const server = new ChatServer({ serverId: "t", inbox: watched, channels: {} as never, submitter: {} as never, routes });
+    const open = (deviceId: Id) =>
+      server.open(device(deviceId), {
+        send: (f) => void (isWelcome(f) && welcomed.push(deviceId)),
+        bufferedBytes: () => 0,
+        close: () => {},
+      });
+    return { server, open, readUnrouted, welcomed };
+  }
+
+  // Nothing timed: one turn of the event loop lets whatever could run without the route run.
+  const settle = () => new Promise((r) => setImmediate(r));
+
+  it("reads a user's second session's inbox only once the route its first session is adding is visible", async () => {
+    const { routes, routed, next } = heldRoutes();
+    const { server, open, readUnrouted, welcomed } = routedServer(routes, routed);
+    open(1n);
+    open(2n);
+    await settle();
+    assert.deepStrictEqual(welcomed, [], "no welcome before the route");
+    (await next()).land();
+    await waitFor(() => welcomed.length === 2, "both welcomes");
+    assert.deepStrictEqual(readUnrouted, []);
+    server.drain();
+  });
+
+  it("starts a user's second session, as its first, only once adding the route failed", async () => {
+    const { routes, routed, next } = heldRoutes();
+    const { server, open, welcomed } = routedServer(routes, routed);
+    open(1n);
+    open(2n);
+    await settle();
+    assert.deepStrictEqual(welcomed, []);
+    (await next()).fail();
+    await waitFor(() => welcomed.length === 2, "both welcomes, without a route");
+    server.drain();
+  });
+
+  it("removes the route of a user whose last session ended while it was being added only after the add", async () => {
+    const { routes, routed, started, landAll } = heldRoutes();
+    const { server, open } = routedServer(routes, routed);
+    open(1n).closed();
+    await landAll(2);
+    assert.deepStrictEqual(started, ["add", "remove"]);
+    assert.equal(routed.has(1n), false, "no stale route");
+    server.drain();
+  });
+
+  it("keeps the route of a user who opens a session while the route of their last one is being removed", async () => {
+    const { routes, routed, started, next, landAll } = heldRoutes();
+    const { server, open, welcomed, readUnrouted } = routedServer(routes, routed);
+    const first = open(1n);
+    (await next()).land();
+    await waitFor(() => welcomed.length === 1, "the first welcome");
+    first.closed();
+    open(2n);
+    await landAll(3);
+    await waitFor(() => welcomed.length === 2, "the second welcome");
+    assert.deepStrictEqual(started, ["add", "remove", "add"]);
+    assert.equal(routed.has(1n), true, "the open session has its route");
+    assert.deepStrictEqual(readUnrouted, []);
+    server.drain();
+  });
+
+  it("welcomes a session whose cursor read failed once, reading it again after a pause", async () => {
+    let failures = 1;
+    const inbox: Inbox = {
+      ...inboxKeeping([1n]),
+      getCursor: async () => {
+        if (failures-- > 0) throw new Error("read timed out");
+        return 0n;
+      },
+    };
+    const { server, log, closes } = openSession(inbox);
+    await waitFor(() => closes.length > 0 || log.some((f) => f.kind.case === "syncBatch"), "the catch-up, or a close");
+    assert.deepStrictEqual(closes, []);
+    assert.deepStrictEqual(log.map((f) => f.kind.case), ["welcome", "syncBatch"]);
+    server.drain();
+  });
+
+  it("closes with 1013, not 1011, a session whose start reads keep failing, so a gateway opens it on another server", async () => {
+    let heads = 0;
+    const inbox: Inbox = {
+      ...inboxKeeping([1n]),
+      head: async () => {
+        heads++;
+        throw new Error("read timed out");
+      },
+    };
+    const { server, log, closes } = openSession(inbox);
+    await waitFor(() => closes.length > 0, "the close", 20_000);
+    assert.deepStrictEqual(closes, [1013]);
+    assert.equal(heads, 4, "read four times");
+    assert.deepStrictEqual(log, [], "never welcomed");
     server.drain();
   });
 });

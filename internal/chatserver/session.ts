@@ -19,9 +19,9 @@ const MAX_SYNC_PAGE = 1000;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
 /** Rate-limited frames in a row after which the session is closed as a flood. */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
-/** Failed inbox reads in a row after which a session gives up (closes with 1011), and the first pause between them (doubling). */
-const PUMP_ATTEMPTS = 4;
-const PUMP_RETRY_MS = 500;
+/** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
+const READ_ATTEMPTS = 4;
+const READ_RETRY_MS = 500;
 
 /**
  * One device's live session on this chat server. It keeps `sentUpTo`, the
@@ -41,7 +41,7 @@ export class Session implements SessionHandle {
   private stalled = false;
   /** A live entry came before the welcome was out: the pump reads it after. */
   private missedLive = false;
-  /** Inbox reads of the pump that failed in a row; it tries again after a pause, and gives up past PUMP_ATTEMPTS. */
+  /** Inbox reads of the pump that failed in a row; it tries again after a pause, and gives up past READ_ATTEMPTS. */
   private pumpFailures = 0;
   private pumpRetry: ReturnType<typeof setTimeout> | undefined;
   private badFrames = 0;
@@ -100,16 +100,13 @@ export class Session implements SessionHandle {
 
   /** Sends the welcome, then catches the device up from its cursor. */
   async start(): Promise<void> {
-    const { inbox, limits, revoked } = this.server;
+    const { limits } = this.server;
     // Later expiry is the server's once-a-second sweep: one timer per
     // session would cost more memory than the rest of an idle session.
     if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
-    const [cursor, head, signedOut] = await Promise.all([
-      inbox.getCursor(this.userId, this.deviceId),
-      inbox.head(this.userId),
-      revoked?.(this.userId, this.deviceId) ?? false,
-    ]);
-    if (!this.open) return;
+    const read = await this.readStart();
+    if (!read || !this.open) return;
+    const { cursor, head, signedOut } = read;
     if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
     this.announced = true;
     this.server.sessionStarted(this);
@@ -142,6 +139,34 @@ export class Session implements SessionHandle {
     }
     this.earlyRefused = [];
     if (head > cursor || this.missedLive) this.pump(0n);
+  }
+
+  /**
+   * The reads a start needs, tried again after a pause when one fails (a
+   * store timing out in a failover surge, when many sessions move at once).
+   * Past READ_ATTEMPTS the session closes with 1013 (try again), not 1011, which a
+   * gateway would pass on and so cost a session being moved its socket.
+   */
+  private async readStart(): Promise<{ cursor: bigint; head: bigint; signedOut: boolean } | undefined> {
+    const { inbox, revoked } = this.server;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const [cursor, head, signedOut] = await Promise.all([
+          inbox.getCursor(this.userId, this.deviceId),
+          inbox.head(this.userId),
+          revoked?.(this.userId, this.deviceId) ?? false,
+        ]);
+        return { cursor, head, signedOut };
+      } catch (err) {
+        this.server.logger?.warn({ err, userId: String(this.userId), attempt }, "session start: a read failed");
+        if (attempt >= READ_ATTEMPTS) {
+          this.close(CloseCode.tryAgain, "could not read the session's state; try again");
+          return undefined;
+        }
+        await new Promise((r) => setTimeout(r, READ_RETRY_MS * 2 ** (attempt - 1)).unref());
+        if (!this.open) return undefined;
+      }
+    }
   }
 
   receive(data: Uint8Array | string): void {
@@ -322,7 +347,7 @@ export class Session implements SessionHandle {
   /**
    * An inbox read failed (the store timed out, say). A SyncRequest waiting
    * on it is told so, and the pump tries again after a pause, so entries
-   * still reach the device; past PUMP_ATTEMPTS the session is closed, and
+   * still reach the device; past READ_ATTEMPTS the session is closed, and
    * the device reconnects and syncs from its cursor, as after any outage.
    */
   private pumpFailed(err: unknown): void {
@@ -332,13 +357,13 @@ export class Session implements SessionHandle {
     this.syncRef = 0n;
     this.pumpRef = 0n;
     this.pumpLimit = SYNC_PAGE;
-    if (ref !== 0n) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", PUMP_RETRY_MS));
-    if (++this.pumpFailures >= PUMP_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
+    if (ref !== 0n) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", READ_RETRY_MS));
+    if (++this.pumpFailures >= READ_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
     clearTimeout(this.pumpRetry);
     this.pumpRetry = setTimeout(() => {
       this.pumpRetry = undefined;
       this.catchUp();
-    }, PUMP_RETRY_MS * 2 ** (this.pumpFailures - 1));
+    }, READ_RETRY_MS * 2 ** (this.pumpFailures - 1));
     this.pumpRetry.unref?.();
   }
 

@@ -11,6 +11,7 @@ export const CloseCode = {
   invalidPayload: 1007,
   tooBig: 1009, // ws sends it itself when a frame exceeds maxPayload
   internal: 1011,
+  tryAgain: 1013, // no server can take the session now: a gateway opens it on another, a device reconnects with backoff
   unauthenticated: 4001,
   tokenExpired: 4002,
   loggedOut: 4003, // logout or device revoked: this device must sign in again
