@@ -115,6 +115,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly routeChanges = new Map<Id, Promise<void>>();
   /**
+   * Users whose route could not be added: live entries for them found no
+   * route and were not pushed here, so once a refresh restores it their
+   * sessions read what they missed.
+   */
+  private readonly unrouted = new Set<Id>();
+  /**
    * Pairs whose block changed lately ("a:b" with a < b, until when): a
    * presence event about one, its audience read before the block, may still
    * be on its way to the other after the block's OFFLINE, and would leave a
@@ -159,8 +165,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** Re-asserts the route of every user held here (also after the routing store lost its state). */
   async refreshRoutes(): Promise<void> {
+    const missing = [...this.unrouted];
     try {
       await this.deps.routes?.refresh(this.serverId, [...this.byUser.keys()]);
+      for (const userId of missing) {
+        this.unrouted.delete(userId);
+        for (const s of this.byUser.get(userId) ?? []) s.catchUp();
+      }
     } catch (err) {
       this.logger?.warn({ err }, "could not refresh session routes");
     }
@@ -188,7 +199,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // written after that read is then pushed live, one written before is read.
     // That holds for a user's later sessions too, opened while the first's add
     // is under way. Without a route (the add failed) every session still
-    // works: it catches up on its own, and the periodic refresh restores the route.
+    // works: the periodic refresh restores the route, then catches it up.
     const routes = this.deps.routes;
     if (firstHere && routes) this.changeRoute(identity.userId, "add", () => routes.add(identity.userId, this.serverId));
     const routed = this.routeChanges.get(identity.userId) ?? Promise.resolve();
@@ -208,6 +219,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       this.byUser.set(session.userId, rest);
     } else {
       this.byUser.delete(session.userId);
+      this.unrouted.delete(session.userId);
       const routes = this.deps.routes;
       if (routes) this.changeRoute(session.userId, "remove", () => routes.remove(session.userId, this.serverId));
     }
@@ -225,7 +237,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private changeRoute(userId: Id, what: "add" | "remove", change: () => Promise<void>): void {
     const done = (this.routeChanges.get(userId) ?? Promise.resolve())
       .then(change)
-      .catch((err) => this.logger?.warn({ err }, `could not ${what} a route`));
+      .then(
+        () => void (what === "add" ? this.unrouted.delete(userId) : undefined),
+        (err) => {
+          this.logger?.warn({ err }, `could not ${what} a route`);
+          if (what === "add") this.unrouted.add(userId);
+        },
+      );
     this.routeChanges.set(userId, done);
     void done.then(() => {
       if (this.routeChanges.get(userId) === done) this.routeChanges.delete(userId);

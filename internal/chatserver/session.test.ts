@@ -509,6 +509,26 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("catches up the sessions of a user whose route could not be added once a refresh restores it", async () => {
+    const { routes, routed, next } = heldRoutes();
+    const kept: bigint[] = [];
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping(kept), channels: {} as never, submitter: {} as never, routes });
+    const frames: string[] = [];
+    server.open(device(1n), {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case ?? ""),
+      bufferedBytes: () => 0,
+      close: () => {},
+    });
+    (await next()).fail();
+    await waitFor(() => frames.includes("welcome"), "the welcome, without a route");
+    // Appended while no route named this server: the pipeline pushed it nowhere.
+    kept.push(1n);
+    await server.refreshRoutes();
+    await waitFor(() => frames.includes("syncBatch"), "the missed entry, read once the route is back");
+    assert.equal(routed.has(1n), false, "the refresh, not the failed add, restored it");
+    server.drain();
+  });
+
   it("welcomes a session whose cursor read failed once, reading it again after a pause", async () => {
     let failures = 1;
     const inbox: Inbox = {
