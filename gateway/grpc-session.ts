@@ -1,5 +1,7 @@
+import type { IncomingMessage } from "node:http";
+import http2, { type Http2ServerRequest, type ServerHttp2Stream } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type ServiceImpl } from "@connectrpc/connect";
 import {
   ClientFrameSchema,
   ConnectResponseSchema,
@@ -48,6 +50,31 @@ function closed(code: number, reason: string): ConnectError {
   return new ConnectError(`close ${code}: ${reason}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
 }
 
+const callStreamKey = createContextKey<ServerHttp2Stream | undefined>(undefined, { description: "the call's HTTP/2 stream" });
+
+/**
+ * connectNodeAdapter's `contextValues` for a listener that serves
+ * SessionService, around the ones it has already: it lets a session reset its
+ * call's HTTP/2 stream, which nothing in Connect can do for a handler.
+ */
+export function withCallStream(
+  values?: (req: IncomingMessage | Http2ServerRequest) => ContextValues,
+): (req: IncomingMessage | Http2ServerRequest) => ContextValues {
+  return (req) => {
+    const v = values?.(req) ?? createContextValues();
+    return "stream" in req ? v.set(callStreamKey, req.stream) : v;
+  };
+}
+
+export interface SessionServiceOptions {
+  /**
+   * How long a closed session's stream may take to hand the client what is
+   * queued for it before the stream is reset. Needs `withCallStream` on the
+   * listener.
+   */
+  closeGraceMs?: number;
+}
+
 /** Client frames that the session answers (by their ref), and the answers that settle them. */
 const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
 function settles(frame: ServerFrame): boolean {
@@ -67,6 +94,7 @@ function settles(frame: ServerFrame): boolean {
 export function sessionService(
   host: SessionHost,
   verifier: AccessTokenVerifier,
+  { closeGraceMs = 5_000 }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
@@ -105,6 +133,29 @@ export function sessionService(
         wake = undefined;
         w?.();
       };
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        handle.closed();
+      };
+      let resetTimer: NodeJS.Timeout | undefined;
+      /**
+       * Ends the session. A client that stopped reading keeps this generator
+       * parked at its yield (Connect's write waits for a drain), so the host
+       * lets go of the session now rather than in `finally`, and the stream
+       * is reset if what is queued is still not out after the grace period.
+       */
+      const end = (code: number, reason: string) => {
+        if (ended) return;
+        ended = { code, reason };
+        holdInput(false);
+        // A host may close a session inside open(), before `handle` is set.
+        queueMicrotask(release);
+        resetTimer = setTimeout(() => ctx.values.get(callStreamKey)?.close(http2.constants.NGHTTP2_CANCEL), closeGraceMs);
+        resetTimer.unref();
+        notify();
+      };
       const handle = host.open(
         { userId: claims.userId, deviceId: claims.deviceId, tokenExpiresAtMs: claims.expiresAtMs, encoding: "proto" },
         {
@@ -115,11 +166,7 @@ export function sessionService(
             notify();
           },
           bufferedBytes: () => buffered,
-          close: (code, reason) => {
-            ended ??= { code, reason };
-            holdInput(false);
-            notify();
-          },
+          close: end,
           // HTTP/2 flow control then holds the client back.
           holdInput,
         },
@@ -141,17 +188,13 @@ export function sessionService(
           // learn it was refused rather than see a normal end.
           if (!ctx.signal.aborted) {
             const refused = ConnectError.from(err);
-            ended ??= refused.code === Code.ResourceExhausted
-              ? { code: CloseCode.tooBig, reason: refused.rawMessage }
-              : { code: CloseCode.invalidPayload, reason: `not a ConnectRequest: ${refused.rawMessage}` };
+            if (refused.code === Code.ResourceExhausted) end(CloseCode.tooBig, refused.rawMessage);
+            else end(CloseCode.invalidPayload, `not a ConnectRequest: ${refused.rawMessage}`);
           }
         }
         notify();
       })();
-      const onAbort = () => {
-        ended ??= { code: CloseCode.normal, reason: "client cancelled" };
-        notify();
-      };
+      const onAbort = () => end(CloseCode.normal, "client cancelled");
       ctx.signal.addEventListener("abort", onAbort);
 
       try {
@@ -175,8 +218,9 @@ export function sessionService(
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        clearTimeout(resetTimer);
         holdInput(false);
-        handle.closed();
+        release();
         void reading;
       }
       if (ended.code !== CloseCode.normal) {

@@ -10,7 +10,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { sessionService } from "../../gateway/grpc-session.js";
+import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
@@ -191,7 +191,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const health = new HealthStatus();
   const grpcConnect = connectNodeAdapter({
     readMaxBytes,
-    contextValues,
+    contextValues: withCallStream(contextValues),
     jsonOptions,
     routes: (router) => {
       routes(router);

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { sessionService } from "../../gateway/grpc-session.js";
+import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
@@ -65,6 +65,7 @@ gateway.attach(httpServer);
 const grpcServer = http2.createServer(
   connectNodeAdapter({
     readMaxBytes: config.maxFrameBytes,
+    contextValues: withCallStream(),
     routes: (router) => {
       router.service(SessionService, sessionService(host, verifier));
       registerReflectionAndHealth(router, { health });
