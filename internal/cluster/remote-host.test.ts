@@ -208,6 +208,22 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.ok(tries <= 3, `tried ${tries} times in the cooldown: it bounced`);
   });
 
+  it("closes with 1013 a session every server keeps refusing, even with a cooldown shorter than the homeless timeout", async () => {
+    servers[0]!.refuseOpens = true;
+    servers[1]!.refuseOpens = true;
+    // Each cooldown ends long before the homeless timeout: the session is offered again and again.
+    const refusing = new RemoteSessionHost({ gatewayId: "gw3", watch: await registry.watch(), homelessTimeoutMs: 1000, cooldownMs: 100 });
+    try {
+      const sink = fakeSink();
+      refusing.open(identity(8), sink);
+      await waitFor(() => sink.closed, "given up after the homeless timeout", 5000);
+      assert.equal(sink.closed!.code, 1013);
+      assert.ok(servers.every((s) => s.opens.length >= 2), "offered again after the cooldowns");
+    } finally {
+      await refusing.close();
+    }
+  });
+
   it("hands what the device sent to a server that then refused the session to the next one, on the one stream it keeps to the refusing server", async () => {
     servers[0]!.refuseOpens = true;
     servers[1]!.refuseOpens = true;

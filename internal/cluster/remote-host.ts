@@ -85,7 +85,6 @@ export class RemoteSessionHost implements SessionHost {
       return;
     }
     this.homeless.delete(session);
-    session.homelessSince = undefined;
     this.placedSince.set(server.serverId, (this.placedSince.get(server.serverId) ?? 0) + 1);
     this.linkFor(server).attach(session, resumed);
   }
@@ -407,6 +406,10 @@ class RemoteSession implements SessionHandle {
   /** A frame from the chat server for the device. */
   deliver(frame: Buffer): void {
     this.unanswered = undefined;
+    // Only a server that answers ends the wait: one that refuses, or breaks
+    // first, must not restart the clock, or the 1013 never comes while every
+    // server refuses and the session bounces between them for good.
+    this.homelessSince = undefined;
     if (this.sink.bufferedBytes() > this.host.options.maxBufferedBytes) {
       return this.sink.close(CloseCode.tooSlow, "client is not reading its socket");
     }
