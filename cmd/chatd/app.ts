@@ -201,11 +201,12 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // TLS on every listener when CHAT_TLS_CERT and CHAT_TLS_KEY are set.
   const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
   const checks = [
-    // A full disk still answers reads: the queue's failed writes say what SELECT 1 cannot.
+    // A full disk still answers reads: failed writes (chat.db's messages, queue.db's records) say what SELECT 1 cannot.
     {
       name: "storage",
       check: async () => {
         storage.db.prepare("SELECT 1").get();
+        storage.writeCheck();
         await queue.writeCheck();
       },
     },

@@ -23,6 +23,23 @@ describe("sqlite group commit", () => {
   afterEach(() => db.close());
   const count = () => (db.prepare("SELECT count(*) AS n FROM t").safeIntegers(true).get() as { n: bigint }).n;
 
+  it("fails its health check while the file refuses writes (a full disk), not for a write's own refusal, and passes once one goes through", async () => {
+    const g = new GroupCommit(db);
+    const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");
+    await g.run(() => insert.run(1, "x"));
+    g.writeCheck();
+    await assert.rejects(g.run(() => insert.run(1, "a second row 1")), /UNIQUE/);
+    g.writeCheck();
+    // No disk to fill: the file may grow no further, as SQLITE_FULL says.
+    db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true })}`);
+    await assert.rejects(g.run(() => insert.run(2, "y".repeat(100_000))), /full/);
+    assert.throws(() => g.writeCheck(), /writes failing .*full/);
+    assert.doesNotThrow(() => g.writeCheck(0), "only for its window when nothing is written after it");
+    db.pragma("max_page_count = 1073741823");
+    await g.run(() => insert.run(3, "room again"));
+    g.writeCheck();
+  });
+
   it("runs the writes of one turn in one transaction and resolves after the commit", async () => {
     const g = new GroupCommit(db);
     const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");

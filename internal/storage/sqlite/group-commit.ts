@@ -21,6 +21,7 @@ interface Pending {
 export class GroupCommit {
   private pending: Pending[] = [];
   private scheduled = false;
+  private lastFault?: { at: number; err: unknown };
 
   constructor(private readonly db: SqliteDatabase) {}
 
@@ -53,15 +54,42 @@ export class GroupCommit {
         })
         .immediate();
     } catch (e) {
-      for (const p of batch) p.reject(e);
+      // A full disk or an I/O error inside a piece rolls the whole transaction
+      // back, and the COMMIT then fails with "no transaction is active": the piece's error says why.
+      const cause = outcomes.find((o) => !o.ok && isStorageFault(o.value))?.value ?? e;
+      this.lastFault = { at: Date.now(), err: cause };
+      for (const p of batch) p.reject(cause);
       return;
     }
+    const fault = outcomes.find((o) => !o.ok && isStorageFault(o.value));
+    if (fault) this.lastFault = { at: Date.now(), err: fault.value };
+    else if (outcomes.some((o) => o.ok)) this.lastFault = undefined;
     batch.forEach((p, i) => {
       const o = outcomes[i]!;
       if (o.ok) p.resolve(o.value);
       else p.reject(o.value);
     });
   }
+
+  /**
+   * For `/healthz`: throws while the file refuses writes (a full disk, an I/O
+   * error), which a read such as `SELECT 1` does not show: from such a failed
+   * write until one goes through, or for `windowMs` after it when nothing is written.
+   */
+  writeCheck(windowMs = 60_000): void {
+    const fault = this.lastFault;
+    if (!fault) return;
+    const ms = Date.now() - fault.at;
+    if (ms >= windowMs) return;
+    const why = fault.err instanceof Error ? fault.err.message : String(fault.err);
+    throw new Error(`writes failing (last ${Math.round(ms / 1000)} s ago: ${why})`);
+  }
+}
+
+/** A write refused by the file rather than by its own checks (a ChatError, a constraint). */
+function isStorageFault(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /^SQLITE_(FULL|IOERR|READONLY|CORRUPT|NOTADB|CANTOPEN|PROTOCOL)/.test(code);
 }
 
 const byDatabase = new WeakMap<SqliteDatabase, GroupCommit>();

@@ -4,6 +4,7 @@ import { openDatabase, type OpenOptions, type SqliteDatabase } from "./database.
 import { SqliteInbox } from "./inbox.js";
 import { SqliteMessageLog } from "./message-log.js";
 import { SqliteMessageWriter } from "./message-writer.js";
+import { groupCommitOf } from "./group-commit.js";
 import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./wal-checkpointer.js";
 
 export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, SqliteMessageWriter, openDatabase };
@@ -16,6 +17,8 @@ export interface SqliteStorage {
   messages: SqliteMessageLog;
   inbox: SqliteInbox;
   writer: SqliteMessageWriter;
+  /** Throws while message writes fail for the file's sake (a full disk): for `/healthz`. */
+  writeCheck(): void;
   /** Absent for ":memory:", which has no WAL. */
   checkpointer?: WalCheckpointer;
   /**
@@ -47,6 +50,7 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
     messages,
     inbox,
     writer: new SqliteMessageWriter(db, messages, inbox),
+    writeCheck: () => groupCommitOf(db).writeCheck(),
     checkpointer,
     close: async () => {
       checkpointer?.stop();
