@@ -40,6 +40,19 @@ describe("sqlite group commit", () => {
     g.writeCheck();
   });
 
+  it("stores none of a turn's writes when a full disk rolled the transaction back in one of them", async () => {
+    const g = new GroupCommit(db);
+    const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");
+    await g.run(() => insert.run(1, "x"));
+    db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true })}`);
+    const big = g.run(() => insert.run(2, "y".repeat(100_000)));
+    const small = g.run(() => insert.run(3, "z"));
+    await assert.rejects(big, /full/);
+    // Rejected, so its sender is told to send it again: it must not be stored (and then never delivered).
+    await assert.rejects(small, /full/);
+    assert.equal(count(), 1n);
+  });
+
   it("runs the writes of one turn in one transaction and resolves after the commit", async () => {
     const g = new GroupCommit(db);
     const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");

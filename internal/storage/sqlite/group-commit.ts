@@ -49,13 +49,15 @@ export class GroupCommit {
               outcomes.push({ ok: true, value: p.work() });
             } catch (e) {
               outcomes.push({ ok: false, value: e });
+              // SQLite rolled the whole transaction back (a full disk, an I/O error): the pieces
+              // left would each run and commit on their own, then be rejected with the rest.
+              if (!this.db.inTransaction) throw e;
             }
           }
         })
         .immediate();
     } catch (e) {
-      // A full disk or an I/O error inside a piece rolls the whole transaction
-      // back, and the COMMIT then fails with "no transaction is active": the piece's error says why.
+      // A full disk or an I/O error inside a piece rolls the whole transaction back: that piece's error says why.
       const cause = outcomes.find((o) => !o.ok && isStorageFault(o.value))?.value ?? e;
       this.lastFault = { at: Date.now(), err: cause };
       for (const p of batch) p.reject(cause);
