@@ -26,6 +26,8 @@ export function openDatabase(path: string, options: OpenOptions = {}): SqliteDat
     db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     db.pragma("foreign_keys = ON");
+    // A message deleted for everyone must not stay readable in the file's free space.
+    db.pragma("secure_delete = ON");
     migrate(db);
     return db;
   } catch (e) {

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { isChatError } from "../../model/errors.js";
 import type { NewMessage, StoredMessage } from "../../model/types.js";
 import { openSqliteStorage, type SqliteStorage } from "./index.js";
@@ -197,5 +200,23 @@ describe("sqlite message writer (log and inboxes in one write)", () => {
       assert.deepStrictEqual(e.entries.map((x) => x.entry.inboxSeq), [2n, 2n, 2n]);
       assert.equal((await s.messages.get(7n, 1n))?.text, "at once");
     });
+  });
+
+  it("leaves no byte of a text deleted for everyone in the file, a short one or one on overflow pages", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chat-secure-delete-"));
+    const file = (s0: string) => readFileSync(join(dir, "chat.db")).toString("latin1").includes(s0);
+    const disk = openSqliteStorage(join(dir, "chat.db"));
+    try {
+      await disk.writer.write({ ...send(100n, "a"), text: "SHORT-SECRET-x" }, [1n, 2n]);
+      await disk.writer.write({ ...send(101n, "b"), text: `LONG-SECRET-${"q".repeat(8_000)}` }, [1n, 2n]);
+      await disk.writer.write(change(200n, "d1", 1n, { deleted: true }), [1n, 2n]);
+      await disk.writer.write(change(201n, "d2", 2n, { deleted: true }), [1n, 2n]);
+      disk.db.pragma("wal_checkpoint(TRUNCATE)");
+      assert.equal(file("SHORT-SECRET-"), false);
+      assert.equal(file("LONG-SECRET-"), false);
+    } finally {
+      await disk.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
