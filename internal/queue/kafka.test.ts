@@ -443,34 +443,74 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("keeps its partitions while one handler call outlasts the session timeout, rather than another member redoing the records", async () => {
+      // kafkajs heartbeats only between batches, and one call can take longer than the
+      // session (a publish waits up to 30 s on a slow broker): the member was evicted and
+      // the other member redid the records it still held. 6 s is the broker's smallest
+      // session timeout (group.min.session.timeout.ms).
+      const sessionTimeoutMs = 6_000;
+      const holdMs = sessionTimeoutMs + 4_000; // long enough for an evicted member's partition to reach the other
+      const own = openQueue({ sessionTimeoutMs });
+      const members: Subscription[] = [];
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      try {
+        await own.connect();
+        const [topic, group] = [uniqueName("slow"), uniqueName("g")];
+        await own.ensureTopics([{ topic, partitions: 2 }]);
+        let held: { values: Set<string>; startedAt: number; running: boolean } | undefined;
+        const redone: string[] = [];
+        const handled = new Map<string, number>();
+        const handler = (): BatchHandler => async (rs) => {
+          const values = rs.map((r) => dec(r.value));
+          if (held?.running) redone.push(...values.filter((v) => held!.values.has(v)));
+          if (!held) {
+            held = { values: new Set(values), startedAt: performance.now(), running: true };
+            await released;
+            held.running = false;
+          }
+          for (const v of values) handled.set(v, (handled.get(v) ?? 0) + 1);
+        };
+        // The second subscribe returns once the group holds both members, one partition each.
+        members.push(await own.subscribe(group, topic, handler()));
+        members.push(await own.subscribe(group, topic, handler()));
+        const values = [...Array(20).keys()].map((i) => `v${i}`);
+        await own.publish(topic, values.map((v, i) => ({ key: `k${i % 10}`, value: enc(v) })));
+        await waitFor(() => held && performance.now() - held.startedAt >= holdMs, "a handler call held past the session timeout", 30_000, 100);
+        assert.deepEqual(redone, [], "records handed to another member while the call holding them still ran");
+        release();
+        await waitFor(() => values.every((v) => handled.has(v)), "every record once the held call finished");
+        assert.deepEqual([...handled].filter(([, n]) => n > 1), [], "records handled twice");
+      } finally {
+        release(); // a stop waits for the call in hand
+        await Promise.all(members.map((s) => s.stop()));
+        await own.close();
+      }
+    });
+
     it("tells the subscriber when the consumer stops for good while running, instead of going quiet", async () => {
-      // The member's session expires while its handler holds a batch (kafkajs sends no
-      // heartbeat meanwhile), a member of another protocol takes the emptied group, and
-      // the rejoin is refused for good: no retry mends that.
+      // The member's session expires while its handler stalls the event loop (a timer
+      // sends no heartbeat then either), a member of another protocol takes the emptied
+      // group, and the rejoin is refused for good: no retry mends that.
       const [topic, group] = [uniqueName("giveup"), uniqueName("g")];
-      const own = openQueue({ sessionTimeoutMs: 6_000 });
+      const sessionTimeoutMs = 6_000;
+      const own = openQueue({ sessionTimeoutMs });
       let foreign: kafkajs.Consumer | undefined;
       try {
         await own.connect();
         await own.ensureTopics([{ topic, partitions: 1 }]);
-        let release!: () => void;
-        const held = new Promise<void>((r) => (release = r));
-        let inHand = false;
         let gaveUp: Error | undefined;
         const sub = await own.subscribe(
           group,
           topic,
           async () => {
-            inHand = true;
-            await held;
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, sessionTimeoutMs + 2_000);
+            foreign = await waitFor(() => joinForeign(group, topic), "the session to expire and the foreign member to take the group", 60_000, 500);
           },
           { onGiveUp: (err) => (gaveUp = err) },
         );
         subs.push(sub);
         await own.publish(topic, [{ key: "k", value: enc("held") }]);
-        await waitFor(() => inHand, "the batch in hand");
-        foreign = await waitFor(() => joinForeign(group, topic), "the session to expire and the foreign member to take the group", 60_000, 500);
-        release();
         await waitFor(() => gaveUp, "onGiveUp", 60_000);
         assert.match(gaveUp!.message, new RegExp(`group ${group} on ${topic} stopped for good`));
       } finally {

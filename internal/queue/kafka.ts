@@ -28,6 +28,8 @@ export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** A record's share of a produce request besides key and value: record and batch framing, generously. */
 const RECORD_OVERHEAD_BYTES = 70;
 
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
+
 export interface KafkaQueueOptions {
   /** Bootstrap brokers, "host:port". */
   brokers: readonly string[];
@@ -347,7 +349,7 @@ export class KafkaQueue implements MessageQueue {
       maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 500,
       minBytes: 1,
       sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: this.options.heartbeatIntervalMs ?? 1_000,
+      heartbeatInterval: this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
       retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
     });
     const sub = new KafkaSubscription(consumer, group, topic, topicName, handler, options, this.options, () =>
@@ -391,6 +393,7 @@ class KafkaSubscription implements Subscription {
   /** Why kafkajs stopped this consumer for good while it was starting. */
   private failedToStart: Error | undefined;
   private readonly maxBatch: number;
+  private readonly heartbeatIntervalMs: number;
 
   constructor(
     private readonly consumer: Consumer,
@@ -404,6 +407,7 @@ class KafkaSubscription implements Subscription {
     private readonly onStopped: () => void,
   ) {
     this.maxBatch = subscribeOptions.maxBatch ?? 256;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   }
 
   async start(): Promise<void> {
@@ -474,6 +478,13 @@ class KafkaSubscription implements Subscription {
       // Stopping, or the partition moved: leave the rest unresolved, it is fetched again (here or by the new owner).
       if (!isRunning() || isStale() || this.stopping) return;
       const chunk = records.slice(i, i + this.maxBatch);
+      // kafkajs heartbeats only between batches, and fetches no further batch while
+      // this one is in hand: a handler call longer than the session timeout (a publish
+      // waiting on a slow broker, a Cassandra read timing out) got the member evicted
+      // and its partitions redone elsewhere while it still worked on them. Errors are
+      // left to the heartbeat after the call, which reports a rebalance to kafkajs.
+      const beating = setInterval(() => void heartbeat().catch(() => {}), this.heartbeatIntervalMs);
+      beating.unref();
       try {
         await this.handler(chunk);
       } catch (err) {
@@ -493,6 +504,8 @@ class KafkaSubscription implements Subscription {
           this.resumeTimers.add(t);
         }
         return;
+      } finally {
+        clearInterval(beating);
       }
       this.backoff.delete(partition);
       const last = chunk[chunk.length - 1]!.offset;
