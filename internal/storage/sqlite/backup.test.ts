@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { backupDataDir } from "./backup.js";
 import { openDatabase } from "./database.js";
 
@@ -34,5 +34,18 @@ describe("backupDataDir", () => {
     mkdirSync(data);
     openDatabase(join(data, "chat.db")).close();
     assert.throws(() => backupDataDir(data, join(data, "copy")), /cannot go inside the data directory/);
+  });
+
+  it("flushes every copied file and folder to the disk before the rename, and the parent after", () => {
+    const data = join(base, "data");
+    mkdirSync(join(data, "keys"), { recursive: true });
+    openDatabase(join(data, "chat.db")).close();
+    writeFileSync(join(data, "keys", "ed25519.pem"), "key");
+    const target = join(base, "copy");
+    const synced: { path: string; renamed: boolean }[] = [];
+    backupDataDir(data, target, Date.now, (path) => synced.push({ path, renamed: existsSync(target) }));
+    const beforeRename = synced.filter((s) => !s.renamed).map((s) => relative(base, s.path).replace(/^\.copy\.partial-\d+/, "partial"));
+    assert.deepEqual(beforeRename.sort(), ["partial", "partial/chat.db", "partial/keys", "partial/keys/ed25519.pem"]);
+    assert.deepEqual(synced.filter((s) => s.renamed).map((s) => s.path), [base], "the parent, which holds the new name");
   });
 });

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
@@ -25,11 +25,18 @@ const DATABASE_COMPANION = /\.db-(wal|shm|journal)$/;
  * restored chatd would sign everyone out and every browser's push
  * subscription would end.
  *
- * The copy is made beside the target and renamed into place at the end, so
- * a directory with the target's name is always a finished backup; an
- * existing target is never written to.
+ * The copy is made beside the target, flushed to the disk and renamed into
+ * place at the end, so a directory with the target's name is always a
+ * finished backup, also after a power cut; an existing target is never
+ * written to.
  */
-export function backupDataDir(source: string, target: string, now: () => number = Date.now): BackupReport {
+export function backupDataDir(
+  source: string,
+  target: string,
+  now: () => number = Date.now,
+  /** Flushes a file or a directory to the disk (tests watch the order). */
+  sync: (path: string) => void = syncToDisk,
+): BackupReport {
   const started = now();
   const from = resolve(source);
   const to = resolve(target);
@@ -55,12 +62,35 @@ export function backupDataDir(source: string, target: string, now: () => number 
         report.files.push(name);
       }
     }
+    // VACUUM INTO and cpSync leave their writes in the page cache: a power cut
+    // after the rename could leave a torn copy under the finished name.
+    syncTree(partial, sync);
     renameSync(partial, to);
+    sync(dirname(to));
     report.ms = now() - started;
     return report;
   } catch (err) {
     rmSync(partial, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Every file under `dir`, then each directory after what it holds. */
+function syncTree(dir: string, sync: (path: string) => void): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) syncTree(path, sync);
+    else sync(path);
+  }
+  sync(dir);
+}
+
+function syncToDisk(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
