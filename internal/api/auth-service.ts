@@ -45,7 +45,15 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
     devices?.forget(userId, deviceId);
-    await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
+    // Best effort once the sign-out is stored: failing the call would tell the client it did not
+    // happen, and stop a sign-out of many devices part way. A session left open ends when its
+    // access token expires (the chat server's sweep) and cannot reopen, since opening one checks
+    // the device; no refresh is left to renew it.
+    try {
+      await deps.sessions.closeDevice(userId, deviceId, CLOSE_LOGGED_OUT, reason);
+    } catch (err) {
+      deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "signed-out device's sessions not closed; they end with its access token");
+    }
   }
   /**
    * Signs out every device of the account but `keep`, listing them again
@@ -178,7 +186,10 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
 
     async login(req, ctx) {
       const fail = new ChatError("unauthenticated", "wrong username or password");
-      if (req.username.length > 32 || req.password.length > 1024) throw fail;
+      // No account has a name sign-up refuses, so one is answered at once and counted against
+      // nobody: the answer reveals only the public format, and a made-up name cannot fill
+      // another account's count.
+      if (!v.isUsername(req.username) || req.password.length > 1024) throw fail;
       const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
       const counted = await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {

@@ -5,7 +5,7 @@ import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { hashRefreshToken } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { apiMetrics } from "./metrics.js";
-import { rpcError, TestApi } from "./testkit.js";
+import { rpcError, TestApi, UnreachableSessions } from "./testkit.js";
 
 async function authEvents(registry: Registry): Promise<Record<string, number>> {
   const metric = await registry.getSingleMetric("chat_auth_events_total")!.get();
@@ -277,6 +277,48 @@ describe("api: AuthService", () => {
     assert.equal((await a.c.auth.listDevices({})).devices.length, 1);
     assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: other.refreshToken }))).code, Code.Unauthenticated);
     assert.equal((await rpcError(() => a.c.auth.revokeDevice({ deviceId: 0n }))).code, Code.InvalidArgument);
+  });
+
+  describe("with the routing table away, closing sessions fails but the sign-outs stand", () => {
+    let sessions: UnreachableSessions;
+    beforeEach(async () => {
+      await api.close();
+      sessions = new UnreachableSessions();
+      api = await TestApi.start({ sessions, maxDevicesPerAccount: 3 });
+    });
+    const signedIn = async (name: string) => (await api.storage.accounts.listDevices((await api.storage.accounts.findUserByUsername(name))!.userId)).filter((d) => !d.revoked).map((d) => d.deviceId).sort();
+
+    it("answers Logout and RevokeDevice, and the devices are signed out", async () => {
+      const me = await api.signUp("gwen", "password123");
+      const phone = (await api.anon.auth.login({ username: "gwen", password: "password123" })).credentials!;
+      await me.c.auth.revokeDevice({ deviceId: phone.deviceId });
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: phone.refreshToken }))).code, Code.Unauthenticated);
+      await me.c.auth.logout({});
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: me.refreshToken }))).code, Code.Unauthenticated);
+      assert.deepEqual(await signedIn("gwen"), []);
+      assert.equal(sessions.calls, 2, "each tried to close the device's sessions");
+    });
+
+    it("answers ChangePassword with every other device signed out", async () => {
+      const me = await api.signUp("hugo", "old password");
+      for (let i = 0; i < 2; i++) await api.anon.auth.login({ username: "hugo", password: "old password" });
+      const res = await me.c.auth.changePassword({ currentPassword: "old password", newPassword: "new password" });
+      assert.equal(res.devicesSignedOut, 2);
+      assert.deepEqual(await signedIn("hugo"), [me.deviceId]);
+    });
+
+    it("lets a login past the device limit in, signing out only the device seen least recently", async () => {
+      const first = await api.signUp("iris", "correct horse");
+      const login = async () => {
+        api.clock.ms += 1_000;
+        return (await api.anon.auth.login({ username: "iris", password: "correct horse" })).credentials!;
+      };
+      const second = await login();
+      const third = await login();
+      const fourth = await login();
+      assert.deepEqual(await signedIn("iris"), [second.deviceId, third.deviceId, fourth.deviceId].sort());
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: first.refreshToken }))).code, Code.Unauthenticated);
+    });
   });
 
   describe("changing the password", () => {

@@ -171,6 +171,19 @@ describe("api: limits", () => {
       assert.equal((await rpcError(() => login("nobody", "any password", "10.0.0.1"))).code, Code.ResourceExhausted);
     });
 
+    it("answers a name no account can have as a wrong login, counting it against nobody", async () => {
+      await start({ loginMaxFailures: 2 });
+      for (let i = 0; i < 4; i++) assert.equal((await rpcError(() => login("nobody|10.0.0.9", "any password", "10.0.0.1"))).code, Code.Unauthenticated);
+      assert.equal((await rpcError(() => login("no body", "any password", "10.0.0.1"))).code, Code.Unauthenticated);
+    });
+
+    it("keeps an account's counts apart from another's per-address ones, whatever the name", async () => {
+      // Straight at the limiter, past the api's check of the name: its keys must not rely on it.
+      const limiter = new ApiLimiter({ ...OFF, loginMaxFailures: 3 }, new MemoryLoginAttempts(60_000, { now }), { now });
+      for (let i = 0; i < 3; i++) await limiter.checkLogin("alice|10.0.0.9", "10.66.6.6");
+      await limiter.checkLogin("alice", "10.0.0.9");
+    });
+
     it("refuses an account's logins from every address after ten times the failures spread over many", async () => {
       await start({ loginMaxFailures: 2 });
       await api.signUp("frank", "right password");

@@ -112,9 +112,11 @@ export class ApiLimiter {
   }
 }
 
-// Usernames are case-insensitive at sign-in, so the keys are too.
-const accountKey = (username: string) => username.toLowerCase();
-const pairKey = (username: string, address: string) => `${username.toLowerCase()}|${address}`;
+// Usernames are case-insensitive at sign-in, so the keys are too. Each kind has its own
+// prefix: without them the pair key of (alice, 203.0.113.7) was the account key of a name
+// "alice|203.0.113.7", whose failures then refused Alice at that address.
+const accountKey = (username: string) => `account:${username.toLowerCase()}`;
+const pairKey = (username: string, address: string) => `pair:${username.toLowerCase()}|${address}`;
 
 /** Milliseconds until `count`'s window ends when it holds `limit` failures or more; else 0. */
 function full(count: FailureCount, limit: number): number {

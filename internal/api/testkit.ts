@@ -55,6 +55,18 @@ export class RecordingSessions implements SessionDirectory {
   }
 }
 
+/** A SessionDirectory whose store is away (the routing table in Redis, say): every call fails. */
+export class UnreachableSessions implements SessionDirectory {
+  calls = 0;
+  private fail(): Promise<never> {
+    this.calls++;
+    return Promise.reject(new Error("Connection is closed."));
+  }
+  pushToUsers = () => this.fail();
+  closeDevice = () => this.fail();
+  onlineUsers = () => this.fail();
+}
+
 /** Appends straight to the log and every member's inbox: the pipeline's job, minus the queue. */
 function directSubmitter(storage: SqliteStorage, ids: Snowflake, now: () => number): MessageSubmitter {
   const store = async (m: NewMessage) => {

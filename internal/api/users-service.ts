@@ -132,10 +132,15 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       await accounts.deleteFriendRequest(them, me);
       await deps.blocks?.forget(me, them);
       // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
-      await Promise.all([
-        deps.sessions.pushToUsers([them], presenceFrame({ userId: me, online: false })),
-        deps.sessions.pushToUsers([me], presenceFrame({ userId: them, online: false })),
-      ]);
+      // Best effort: the block is stored, and holds whether or not this reaches anyone.
+      try {
+        await Promise.all([
+          deps.sessions.pushToUsers([them], presenceFrame({ userId: me, online: false })),
+          deps.sessions.pushToUsers([me], presenceFrame({ userId: them, online: false })),
+        ]);
+      } catch (err) {
+        deps.logger?.warn({ err }, "presence after a block not told");
+      }
       return {};
     },
 
@@ -170,8 +175,13 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
   /** Tells `to` that `userId` is offline, with no last seen, when `to` may no longer see `userId`. */
   async function tellGone(userId: Id, to: Id): Promise<void> {
-    if (await reaches(deps, userId, to)) return;
-    await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: false }));
+    // Best effort, as after a block: the unfriending is stored already.
+    try {
+      if (await reaches(deps, userId, to)) return;
+      await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: false }));
+    } catch (err) {
+      deps.logger?.warn({ err }, "presence after an unfriending not told");
+    }
   }
 
   /** Pushes `userId`'s latest presence to `to` when `to` may see it. */

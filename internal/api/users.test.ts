@@ -2,11 +2,34 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
 import { PresenceStatus, PresenceVisibility } from "../../gen/es/chat/v1/types_pb.js";
-import { FixedPresence, rpcError, TestApi } from "./testkit.js";
+import { FixedPresence, rpcError, TestApi, UnreachableSessions } from "./testkit.js";
 
 describe("api: UserService and PresenceService", () => {
   let api: TestApi;
   afterEach(async () => api.close());
+
+  describe("with the routing table away, pushing presence fails but the change stands", () => {
+    let sessions: UnreachableSessions;
+    beforeEach(async () => (api = await TestApi.start({ sessions: (sessions = new UnreachableSessions()) })));
+
+    it("answers BlockUser with the block stored", async () => {
+      const a = await api.signUp();
+      const b = await api.signUp();
+      await a.c.users.blockUser({ userId: b.userId });
+      assert.deepEqual((await a.c.users.listBlockedUsers({})).blockedUsers.map((x) => x.user?.userId), [b.userId]);
+      assert.ok(sessions.calls > 0, "the offline pushes were tried");
+    });
+
+    it("answers RemoveFriend with the friendship gone", async () => {
+      const a = await api.signUp();
+      const b = await api.signUp();
+      await a.c.users.sendFriendRequest({ userId: b.userId });
+      await b.c.users.respondFriendRequest({ userId: a.userId, accept: true });
+      await a.c.users.removeFriend({ userId: b.userId });
+      assert.deepEqual((await b.c.users.listFriends({})).friends, []);
+      assert.ok(sessions.calls > 0, "the offline pushes were tried");
+    });
+  });
 
   describe("profiles and friends", () => {
     beforeEach(async () => (api = await TestApi.start()));

@@ -9,8 +9,11 @@ function invalid(message: string): never {
 
 const USERNAME = /^[a-z0-9_.]{3,32}$/i;
 
+/** Whether `s` could be some account's username. */
+export const isUsername = (s: string): boolean => USERNAME.test(s);
+
 export function username(s: string): string {
-  if (!USERNAME.test(s)) invalid("username must be 3 to 32 characters of a-z, 0-9, '_' and '.'");
+  if (!isUsername(s)) invalid("username must be 3 to 32 characters of a-z, 0-9, '_' and '.'");
   return s;
 }
 
