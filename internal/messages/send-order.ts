@@ -24,11 +24,18 @@ export class SendOrder {
     let release!: () => void;
     const mine = new Promise<void>((resolve) => (release = resolve));
     this.last.set(key, mine);
+    let released = false;
     return {
       ready,
+      // Never before the sends ahead: a send that gives up early (refused, a resend
+      // already stored) must not let the one behind it overtake the one ahead of it.
       done: () => {
-        release();
-        if (this.last.get(key) === mine) this.last.delete(key);
+        if (released) return;
+        released = true;
+        void ready.then(() => {
+          release();
+          if (this.last.get(key) === mine) this.last.delete(key);
+        });
       },
     };
   }

@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { SendOrder } from "./send-order.js";
+
+const ALICE = { userId: 1n, deviceId: 11n };
+const turns = async (n = 5) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+describe("SendOrder", () => {
+  it("keeps a send behind the one ahead of it when a send between them gives up early", async () => {
+    const order = new SendOrder();
+    const out: string[] = [];
+    const a = order.take(ALICE, 7n); // a reply whose check is slow
+    const b = order.take(ALICE, 7n); // refused by its check
+    const c = order.take(ALICE, 7n); // a plain send
+    b.done();
+    void c.ready.then(() => out.push("c"));
+    await turns();
+    assert.deepEqual(out, [], "c waits for a, not only for b");
+    await a.ready;
+    out.push("a");
+    a.done();
+    await turns();
+    assert.deepEqual(out, ["a", "c"]);
+    c.done();
+    await turns();
+    assert.equal(order.size, 0, "nothing left once every send is done");
+  });
+
+  it("lines up each device and channel on its own", async () => {
+    const order = new SendOrder();
+    const first = order.take(ALICE, 7n);
+    let otherChannel = false;
+    let otherDevice = false;
+    void order.take(ALICE, 8n).ready.then(() => (otherChannel = true));
+    void order.take({ userId: 1n, deviceId: 12n }, 7n).ready.then(() => (otherDevice = true));
+    await turns();
+    assert.equal(otherChannel && otherDevice, true);
+    first.done();
+  });
+});
