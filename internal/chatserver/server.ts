@@ -121,6 +121,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly unrouted = new Set<Id>();
   /**
+   * Users no longer held here whose route could not be removed: until it
+   * expires it names this server, so the inbox writer takes them for online
+   * and sends them no push. Removed again at the next refresh.
+   */
+  private readonly unremoved = new Set<Id>();
+  /**
    * Pairs whose block changed lately ("a:b" with a < b, until when): a
    * presence event about one, its audience read before the block, may still
    * be on its way to the other after the block's OFFLINE, and would leave a
@@ -165,9 +171,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** Re-asserts the route of every user held here (also after the routing store lost its state). */
   async refreshRoutes(): Promise<void> {
+    const routes = this.deps.routes;
+    if (!routes) return;
     const missing = [...this.unrouted];
+    const held = [...this.byUser.keys()];
     try {
-      await this.deps.routes?.refresh(this.serverId, [...this.byUser.keys()]);
+      await routes.refresh(this.serverId, held);
       for (const userId of missing) {
         this.unrouted.delete(userId);
         for (const s of this.byUser.get(userId) ?? []) s.catchUp();
@@ -175,6 +184,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
     } catch (err) {
       this.logger?.warn({ err }, "could not refresh session routes");
     }
+    // The refresh is not atomic (the Redis adapter sends it in chunks, one
+    // after another): the last session of a user may end while it is under
+    // way, and the refresh's touch land after that session's remove, putting
+    // back a route to a server that no longer holds the user. Even a failed
+    // refresh may have landed some chunks.
+    const stale = new Set([...held, ...this.unremoved].filter((u) => !this.byUser.has(u)));
+    await Promise.all([...stale].map((u) => this.changeRoute(u, "remove", () => routes.remove(u, this.serverId))));
   }
 
   /** Touches the device of every started session held here, as of its last frame. */
@@ -201,7 +217,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // is under way. Without a route (the add failed) every session still
     // works: the periodic refresh restores the route, then catches it up.
     const routes = this.deps.routes;
-    if (firstHere && routes) this.changeRoute(identity.userId, "add", () => routes.add(identity.userId, this.serverId));
+    if (firstHere && routes) {
+      this.unremoved.delete(identity.userId);
+      void this.changeRoute(identity.userId, "add", () => routes.add(identity.userId, this.serverId));
+    }
     const routed = this.routeChanges.get(identity.userId) ?? Promise.resolve();
     routed.then(() => session.start()).catch((err) => {
       this.logger?.error({ err }, "session start failed");
@@ -221,7 +240,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       this.byUser.delete(session.userId);
       this.unrouted.delete(session.userId);
       const routes = this.deps.routes;
-      if (routes) this.changeRoute(session.userId, "remove", () => routes.remove(session.userId, this.serverId));
+      if (routes) void this.changeRoute(session.userId, "remove", () => routes.remove(session.userId, this.serverId));
     }
     this.count--;
     this.deps.metrics?.sessions.dec();
@@ -233,21 +252,28 @@ export class ChatServer implements SessionHost, SessionDirectory {
     }
   }
 
-  /** Makes a change to a user's route once the changes before it landed; one that fails is logged, and the next goes on. */
-  private changeRoute(userId: Id, what: "add" | "remove", change: () => Promise<void>): void {
+  /**
+   * Makes a change to a user's route once the changes before it landed; one
+   * that fails is logged, and the next goes on. Resolves (never rejects) when
+   * it is done.
+   */
+  private changeRoute(userId: Id, what: "add" | "remove", change: () => Promise<void>): Promise<void> {
     const done = (this.routeChanges.get(userId) ?? Promise.resolve())
       .then(change)
       .then(
-        () => void (what === "add" ? this.unrouted.delete(userId) : undefined),
+        () => void (what === "add" ? this.unrouted.delete(userId) : this.unremoved.delete(userId)),
         (err) => {
           this.logger?.warn({ err }, `could not ${what} a route`);
           if (what === "add") this.unrouted.add(userId);
+          // Unless the user came back meanwhile: their add is chained after this.
+          else if (!this.byUser.has(userId)) this.unremoved.add(userId);
         },
       );
     this.routeChanges.set(userId, done);
     void done.then(() => {
       if (this.routeChanges.get(userId) === done) this.routeChanges.delete(userId);
     });
+    return done;
   }
 
   /** @internal the session passed its checks and is welcomed: its device is online. */

@@ -529,6 +529,78 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  /** A ChatServer over `routes` (changes land at once unless they say otherwise); `open(userId)` opens a session of that user. */
+  function serverOf(routes: SessionRoutes) {
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, routes });
+    const welcomed = new Set<Id>();
+    const open = (userId: Id) =>
+      server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+        send: (f) => void (isWelcome(f) && welcomed.add(userId)),
+        bufferedBytes: () => 0,
+        close: () => {},
+      });
+    return { server, open, welcomed };
+  }
+
+  it("removes again, once a refresh sent in chunks is done, the route of a user whose last session ended during it", async () => {
+    const routed = new Set<Id>();
+    let sendSecondChunk!: () => void;
+    const secondChunk = new Promise<void>((r) => (sendSecondChunk = r));
+    const routes: SessionRoutes = {
+      add: async (u) => void routed.add(u),
+      remove: async (u) => void routed.delete(u),
+      // As the Redis adapter does, one chunk after the other (here a user per chunk).
+      refresh: async (_s, users) => {
+        routed.add(users[0]!);
+        await secondChunk;
+        for (const u of users.slice(1)) routed.add(u);
+      },
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    const { server, open, welcomed } = serverOf(routes);
+    open(1n);
+    const last = open(2n);
+    await waitFor(() => welcomed.size === 2, "both welcomes");
+    const refreshing = server.refreshRoutes();
+    last.closed();
+    await waitFor(() => !routed.has(2n), "the route of user 2 removed while the refresh is under way");
+    sendSecondChunk();
+    await refreshing;
+    assert.deepStrictEqual([...routed], [1n], "no route left to a server that holds no session of user 2");
+    server.drain();
+  });
+
+  it("removes at the next refresh the route whose remove failed, unless its user came back", async () => {
+    const routed = new Set<Id>();
+    let failing = true;
+    let removes = 0;
+    const routes: SessionRoutes = {
+      add: async (u) => void routed.add(u),
+      remove: async (u) => {
+        removes++;
+        if (failing) throw new Error("routing store timed out");
+        routed.delete(u);
+      },
+      refresh: async (_s, users) => void users.forEach((u) => routed.add(u)),
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    const { server, open, welcomed } = serverOf(routes);
+    const gone = open(1n);
+    const back = open(2n);
+    await waitFor(() => welcomed.size === 2, "both welcomes");
+    gone.closed();
+    back.closed();
+    await waitFor(() => removes === 2, "both removes tried (and failed)");
+    open(2n);
+    await waitFor(() => routed.has(2n), "user 2's route added again");
+    failing = false;
+    await server.refreshRoutes();
+    assert.deepStrictEqual([...routed], [2n]);
+    server.drain();
+  });
+
   it("welcomes a session whose cursor read failed once, reading it again after a pause", async () => {
     let failures = 1;
     const inbox: Inbox = {

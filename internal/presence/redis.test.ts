@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -180,6 +180,83 @@ describe("RedisPresenceStore: recovery after a Redis restart", function () {
     } finally {
       await tracker.stop();
       redis.disconnect();
+    }
+  });
+});
+
+/** A RESP server that completes a client's handshake and then answers nothing. */
+async function silentRedis() {
+  const sockets = new Set<Socket>();
+  const server = createServer((sock) => {
+    sockets.add(sock);
+    let buf = "";
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      for (;;) {
+        const head = /^\*(\d+)\r\n/.exec(buf);
+        if (!head) return;
+        let pos = head[0].length;
+        const args: string[] = [];
+        for (let i = 0; i < Number(head[1]); i++) {
+          const bulk = /^\$(\d+)\r\n/.exec(buf.slice(pos));
+          const start = pos + (bulk?.[0].length ?? 0);
+          if (!bulk || buf.length < start + Number(bulk[1]) + 2) return;
+          args.push(buf.slice(start, start + Number(bulk[1])));
+          pos = start + Number(bulk[1]) + 2;
+        }
+        buf = buf.slice(pos);
+        const name = args[0]!.toUpperCase();
+        if (name === "HELLO") sock.write("-ERR unknown command 'HELLO'\r\n");
+        else if (name === "CLIENT") sock.write("+OK\r\n");
+        else if (name === "INFO") sock.write("$21\r\n# Server\r\nloading:0\r\n\r\n");
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/** How `p` stands after `ms`: a bound, not a wait for something to happen. */
+const outcomeAfter = (p: Promise<unknown>, ms: number) =>
+  Promise.race([
+    p.then(
+      () => "resolved",
+      (err: Error) => `rejected: ${err.message}`,
+    ),
+    new Promise<string>((r) => setTimeout(() => r("pending"), ms).unref()),
+  ]);
+
+// No engine: a fake on loopback that keeps the connection and stops answering (Redis
+// paused, a frozen VM, packets dropped).
+describe("defaultRedisOptions when Redis stops answering", function () {
+  this.timeout(30_000);
+
+  it("fail the presence store's calls within a bound instead of waiting for ever", async () => {
+    const silent = await silentRedis();
+    const redis = new Redis(silent.url, defaultRedisOptions());
+    redis.on("error", () => {});
+    const store = new RedisPresenceStore({ redis, prefix: "p3:", shards: 2 });
+    try {
+      await waitFor(() => redis.status === "ready", "the handshake");
+      const now = Date.now();
+      const calls = {
+        touch: store.touch(1n, 1n, now, now + 60_000),
+        get: store.get([1n, 2n], now),
+        expire: store.expire(now, 100),
+        ping: store.ping(),
+      };
+      // The timeout is 2 s; the rest is slack for a loaded machine.
+      const outcomes = await Promise.all(Object.values(calls).map((p) => outcomeAfter(p, 4_000)));
+      for (const [i, name] of Object.keys(calls).entries()) assert.match(outcomes[i]!, /^rejected/, name);
+    } finally {
+      redis.disconnect();
+      silent.close();
     }
   });
 });

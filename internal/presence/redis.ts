@@ -320,6 +320,13 @@ export class RedisPresenceStore implements PresenceStore {
 export function defaultRedisOptions(): RedisOptions {
   return {
     maxRetriesPerRequest: 1,
+    // maxRetriesPerRequest only counts reconnects: a Redis that keeps the
+    // connection and stops answering would hold heartbeats, sweeps and
+    // GetPresence for ever. 2 s, not less: a reconnect re-touches every
+    // session of a chat server at once. A socket silent longer is dropped,
+    // and the reconnect re-touches what failed meanwhile.
+    commandTimeout: 2_000,
+    socketTimeout: 6_000,
     connectTimeout: 3_000,
     retryStrategy: (times) => Math.min(100 * times, 2_000),
   };

@@ -15,6 +15,8 @@ export interface RedisSessionRoutesOptions {
   ttlMs?: number;
   /** Users per pipeline in refresh and lookup (default 1000). */
   chunkSize?: number;
+  /** A command Redis has not answered in this long fails (default 1 s; a chunk of 1,000 users takes milliseconds). */
+  commandTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -73,10 +75,19 @@ export class RedisSessionRoutes implements SessionRoutes {
       this.ownsClient = false;
     } else {
       if (!options.url) throw new Error("RedisSessionRoutes needs a client or a url");
+      // maxRetriesPerRequest only counts reconnects: a Redis that keeps the
+      // connection and stops answering (paused, a frozen VM, a partition)
+      // would hold a session's start, a lookup or a health check for ever.
+      // Its commands fail after the timeout instead, and a socket silent for
+      // longer is dropped, so the reconnect (a reset: routes re-asserted,
+      // sessions caught up) covers what failed meanwhile.
+      const commandTimeout = options.commandTimeoutMs ?? 1_000;
       client = new Redis(options.url, {
         lazyConnect: true,
         enableAutoPipelining: true,
         maxRetriesPerRequest: 3,
+        commandTimeout,
+        socketTimeout: 3 * commandTimeout,
         connectTimeout: 3_000,
         retryStrategy: (times) => Math.min(times * 100, 2_000),
       });

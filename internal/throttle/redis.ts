@@ -8,6 +8,8 @@ export interface RedisLoginAttemptsOptions {
   /** Every key starts with this (default "chat:"). */
   keyPrefix?: string;
   windowMs: number;
+  /** A command Redis has not answered in this long fails (default 1 s), and the login goes on uncounted. */
+  commandTimeoutMs?: number;
 }
 
 /**
@@ -25,7 +27,13 @@ export class RedisLoginAttempts implements LoginAttempts {
 
   constructor(private readonly options: RedisLoginAttemptsOptions) {
     this.owned = !options.redis;
-    this.redis = options.redis ?? new Redis(options.url ?? "redis://127.0.0.1:6379", { lazyConnect: true, maxRetriesPerRequest: 2 });
+    // A Redis that keeps the connection and stops answering would hold every
+    // login for ever (maxRetriesPerRequest only counts reconnects); a socket
+    // silent past the timeouts is dropped and reconnected.
+    const commandTimeout = options.commandTimeoutMs ?? 1_000;
+    this.redis =
+      options.redis ??
+      new Redis(options.url ?? "redis://127.0.0.1:6379", { lazyConnect: true, maxRetriesPerRequest: 2, commandTimeout, socketTimeout: 3 * commandTimeout });
     if (this.owned) this.redis.on("error", () => {}); // failures surface on the commands, where the limiter logs them
     this.prefix = `${options.keyPrefix ?? "chat:"}login-fail:`;
     this.successPrefix = `${options.keyPrefix ?? "chat:"}login-ok:`;
