@@ -16,7 +16,7 @@ describe("SendOrder", () => {
     b.done();
     void c.ready.then(() => out.push("c"));
     await turns();
-    assert.deepEqual(out, [], "c waits for a, not only for b");
+    assert.equal(out.length, 0, "c waits for a, not only for b");
     await a.ready;
     out.push("a");
     a.done();
