@@ -24,6 +24,8 @@ class FakeChatServer {
   private server = new Server(INTERNAL_MESSAGE_LIMITS);
   address = "";
   refuseOpens = false;
+  /** How long a refusal takes (a server that tried to read the session's state first). */
+  refuseAfterMs = 0;
 
   constructor(readonly id: string) {
     this.server.addService(ChatServerServiceService, {
@@ -33,7 +35,11 @@ class FakeChatServer {
           const k = req.kind;
           if (k?.$case === "open") {
             this.opens.push({ sessionId: req.sessionId, resumed: k.value.resumed });
-            if (this.refuseOpens) call.write({ sessionId: req.sessionId, kind: { $case: "closed", value: { code: 1013, reason: "draining" } } });
+            if (this.refuseOpens) {
+              const refuse = () => call.write({ sessionId: req.sessionId, kind: { $case: "closed", value: { code: 1013, reason: "draining" } } });
+              if (this.refuseAfterMs > 0) setTimeout(refuse, this.refuseAfterMs);
+              else refuse();
+            }
           }
           if (k?.$case === "clientFrame") {
             this.frames.push(k.value.toString());
@@ -221,6 +227,23 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
       assert.ok(servers.every((s) => s.opens.length >= 2), "offered again after the cooldowns");
     } finally {
       await refusing.close();
+    }
+  });
+
+  it("closes with 1013 a session every server refuses, each after longer than the cooldown, so that some server always looks free", async () => {
+    for (const s of servers) {
+      s.refuseOpens = true;
+      s.refuseAfterMs = 150;
+    }
+    const refusing = new RemoteSessionHost({ gatewayId: "gw4", watch: await registry.watch(), homelessTimeoutMs: 1000, cooldownMs: 100 });
+    try {
+      const sink = fakeSink();
+      refusing.open(identity(9), sink);
+      await waitFor(() => sink.closed, "given up once refused for longer than the homeless timeout", 5000);
+      assert.equal(sink.closed!.code, 1013);
+    } finally {
+      await refusing.close();
+      for (const s of servers) s.refuseAfterMs = 0;
     }
   });
 

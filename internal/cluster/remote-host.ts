@@ -130,7 +130,14 @@ export class RemoteSessionHost implements SessionHost {
    * cooldown. The link stays, with whatever other sessions it carries.
    */
   refused(link: ServerLink, session: RemoteSession, reason: string): void {
-    this.brokeAt.set(link.serverId, Date.now());
+    const now = Date.now();
+    this.brokeAt.set(link.serverId, now);
+    // The wait starts at the first refusal and only an answer ends it: a refusal
+    // slower than the cooldown always finds some server free, and would go on for good.
+    session.homelessSince ??= now;
+    if (now - session.homelessSince > this.options.homelessTimeoutMs) {
+      return session.sink.close(TRY_ELSEWHERE, "no chat server could take the session");
+    }
     this.options.logger?.info({ serverId: link.serverId, reason }, "chat server refused a session; placing it elsewhere");
     this.place(session, true);
   }
