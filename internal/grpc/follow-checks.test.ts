@@ -37,6 +37,17 @@ describe("internal/grpc: health follows the /healthz checks", () => {
     assert.equal(health.get(""), ServingStatus.NOT_SERVING, "a draining server stays NOT_SERVING");
   });
 
+  it("fails a round whose check does not answer in time, rather than keeping the last status", async () => {
+    const health = new HealthStatus();
+    const follower = followChecks(health, [{ name: "redis", check: () => new Promise<void>(() => {}) }], { intervalMs: 5, checkTimeoutMs: 20 });
+    try {
+      await follower.ready;
+      assert.equal(health.get(""), ServingStatus.NOT_SERVING);
+    } finally {
+      follower.stop();
+    }
+  });
+
   it("never runs two rounds at once when a check hangs", async () => {
     const health = new HealthStatus();
     let running = 0;

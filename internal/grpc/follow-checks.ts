@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { HealthCheck } from "../observability/http.js";
+import { CHECK_TIMEOUT_MS, runChecks, type HealthCheck } from "../observability/http.js";
 import { ServingStatus, type HealthStatus } from "./health.js";
 
 /** How often the checks run: a balancer notices a lost engine within this, and the engines see one cheap query per interval. */
@@ -16,30 +16,24 @@ export interface CheckFollower {
  * services are NOT_SERVING while any check fails (an engine every request
  * needs is away), SERVING once they all pass again. A load balancer probing
  * gRPC health then stops sending calls that could only fail. Rounds never
- * overlap, so a hanging check delays the next round instead of piling up.
+ * overlap, and a check that does not answer in time fails its round.
  */
 export function followChecks(
   health: HealthStatus,
   checks: readonly HealthCheck[],
-  options: { intervalMs?: number; logger?: Logger } = {},
+  options: { intervalMs?: number; checkTimeoutMs?: number; logger?: Logger } = {},
 ): CheckFollower {
   const intervalMs = options.intervalMs ?? HEALTH_POLL_MS;
+  const checkTimeoutMs = options.checkTimeoutMs ?? CHECK_TIMEOUT_MS;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let failingBefore = "";
   const round = async () => {
-    const failing: string[] = [];
-    await Promise.all(
-      checks.map(async (c) => {
-        try {
-          await c.check();
-        } catch (err) {
-          failing.push(`${c.name}: ${(err as Error).message}`);
-        }
-      }),
-    );
+    const failed = (await runChecks(checks, checkTimeoutMs)).filter(([, r]) => r !== "ok");
     if (stopped) return;
-    const now = failing.sort().join("; ");
+    const failing = failed.map(([name, r]) => `${name}: ${r}`);
+    // Logged when the set of failing checks changes, not at every round of the same outage.
+    const now = failed.map(([name]) => name).join(",");
     if (now !== failingBefore) {
       if (now) options.logger?.warn({ failing }, "gRPC health NOT_SERVING");
       else options.logger?.info("gRPC health SERVING again");

@@ -21,6 +21,32 @@ export function conditionCheck(name: string, holds: () => boolean, failure: stri
   };
 }
 
+/** A check that has not answered in this long fails: an engine that stops answering must not hang /healthz. */
+export const CHECK_TIMEOUT_MS = 5_000;
+
+/** Runs every check at once; each result is "ok" or why it failed. */
+export async function runChecks(checks: readonly HealthCheck[], timeoutMs = CHECK_TIMEOUT_MS): Promise<[name: string, result: string][]> {
+  return Promise.all(
+    checks.map(async (c): Promise<[string, string]> => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          c.check(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+            timer.unref();
+          }),
+        ]);
+        return [c.name, "ok"];
+      } catch (err) {
+        return [c.name, (err as Error).message];
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+}
+
 /**
  * /metrics (Prometheus text) and /healthz (200 when every check passes, else
  * 503 naming the failing ones). Returns false when the path is not ours.
@@ -45,16 +71,7 @@ export function serveOps(
     return true;
   }
   if (path === "/healthz") {
-    Promise.all(
-      checks.map(async (c) => {
-        try {
-          await c.check();
-          return [c.name, "ok"] as const;
-        } catch (err) {
-          return [c.name, (err as Error).message] as const;
-        }
-      }),
-    ).then((results) => {
+    runChecks(checks).then((results) => {
       const ok = results.every(([, r]) => r === "ok");
       res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", checks: Object.fromEntries(results) }));
