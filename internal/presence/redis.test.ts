@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -11,6 +11,7 @@ import { waitFor } from "../../test/support/wait.js";
 import { presenceStoreContract } from "./contract.js";
 import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
 import { PresenceTracker } from "./tracker.js";
+import { outcomeAfter, silentRedis } from "../../test/support/silent-redis.js";
 
 async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = "0";
@@ -184,53 +185,6 @@ describe("RedisPresenceStore: recovery after a Redis restart", function () {
   });
 });
 
-/** A RESP server that completes a client's handshake and then answers nothing. */
-async function silentRedis() {
-  const sockets = new Set<Socket>();
-  const server = createServer((sock) => {
-    sockets.add(sock);
-    let buf = "";
-    sock.on("data", (d) => {
-      buf += d.toString("latin1");
-      for (;;) {
-        const head = /^\*(\d+)\r\n/.exec(buf);
-        if (!head) return;
-        let pos = head[0].length;
-        const args: string[] = [];
-        for (let i = 0; i < Number(head[1]); i++) {
-          const bulk = /^\$(\d+)\r\n/.exec(buf.slice(pos));
-          const start = pos + (bulk?.[0].length ?? 0);
-          if (!bulk || buf.length < start + Number(bulk[1]) + 2) return;
-          args.push(buf.slice(start, start + Number(bulk[1])));
-          pos = start + Number(bulk[1]) + 2;
-        }
-        buf = buf.slice(pos);
-        const name = args[0]!.toUpperCase();
-        if (name === "HELLO") sock.write("-ERR unknown command 'HELLO'\r\n");
-        else if (name === "CLIENT") sock.write("+OK\r\n");
-        else if (name === "INFO") sock.write("$21\r\n# Server\r\nloading:0\r\n\r\n");
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
-/** How `p` stands after `ms`: a bound, not a wait for something to happen. */
-const outcomeAfter = (p: Promise<unknown>, ms: number) =>
-  Promise.race([
-    p.then(
-      () => "resolved",
-      (err: Error) => `rejected: ${err.message}`,
-    ),
-    new Promise<string>((r) => setTimeout(() => r("pending"), ms).unref()),
-  ]);
 
 // No engine: a fake on loopback that keeps the connection and stops answering (Redis
 // paused, a frozen VM, packets dropped).
