@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { FriendLimits } from "./users-service.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { PasswordHasher } from "../auth/passwords.js";
 import type { TokenSigner, TokenVerifier } from "../auth/tokens.js";
@@ -58,6 +59,8 @@ export interface ApiDeps {
   metrics?: ApiMetrics;
   /** Signed-in devices per account (default DEFAULT_MAX_DEVICES_PER_ACCOUNT, 100); a login past it signs out the least recently seen. */
   maxDevicesPerAccount?: number;
+  /** Friends per user, and friend requests a user may have sent or received waiting for an answer (defaults in users-service.ts). */
+  friendLimits?: FriendLimits;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;
 }

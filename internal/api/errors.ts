@@ -35,6 +35,7 @@ const STATUS: Record<ErrorCodeName, Code> = {
   internal: Code.Internal,
   session_closed: Code.Internal,
   blocked: Code.PermissionDenied,
+  limit_reached: Code.FailedPrecondition,
 };
 
 export function errorCodeName(code: ErrorCodeName): string {

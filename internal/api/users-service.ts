@@ -12,9 +12,22 @@ import { userToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 
+/**
+ * Friends are who see a user's presence pushed, and a user's requests are one
+ * list read whole: both stay bounded, so no account (a spammed one, a bot's)
+ * makes a presence change or a ListFriendRequests unboundedly large.
+ */
+export interface FriendLimits {
+  maxFriends: number;
+  /** Requests a user sent that wait for an answer, and requests a user received that wait for theirs, each. */
+  maxPendingRequests: number;
+}
+export const DEFAULT_FRIEND_LIMITS: FriendLimits = { maxFriends: 5_000, maxPendingRequests: 1_000 };
+
 export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserService>> {
   const { accounts } = deps;
   const now = deps.now ?? Date.now;
+  const limits = deps.friendLimits ?? DEFAULT_FRIEND_LIMITS;
 
   async function mustGetUser(userId: Id): Promise<UserRecord> {
     const user = await accounts.getUser(userId);
@@ -68,6 +81,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
         await befriend(me, them);
         return { state: FriendshipState.FRIENDS };
       }
+      if (!(await accounts.hasFriendRequest(me, them))) await refuseNewRequest(me, them);
       await accounts.putFriendRequest(me, them, now());
       return { state: FriendshipState.REQUEST_SENT };
     },
@@ -167,7 +181,20 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     },
   };
 
+  async function refuseNewRequest(me: Id, them: Id): Promise<void> {
+    const [mine, theirs] = await Promise.all([accounts.listFriendRequests(me), accounts.listFriendRequests(them)]);
+    if (mine.filter((r) => r.fromUserId === me).length >= limits.maxPendingRequests) {
+      throw new ChatError("limit_reached", `you have ${limits.maxPendingRequests} friend requests waiting for an answer: withdraw some (RemoveFriend) first`);
+    }
+    if (theirs.filter((r) => r.toUserId === them).length >= limits.maxPendingRequests) {
+      throw new ChatError("limit_reached", "this user has too many friend requests waiting for their answer; try again later");
+    }
+  }
+
   async function befriend(me: Id, them: Id): Promise<void> {
+    const [mine, theirs] = await Promise.all([accounts.listFriends(me), accounts.listFriends(them)]);
+    if (mine.length >= limits.maxFriends) throw new ChatError("limit_reached", `you have ${limits.maxFriends} friends, the most there can be: remove some first`);
+    if (theirs.length >= limits.maxFriends) throw new ChatError("limit_reached", `this user has ${limits.maxFriends} friends, the most there can be`);
     await accounts.addFriendship(me, them, now());
     // Friendship may show each to the other where nothing did before.
     await Promise.all([tellPresence(me, them), tellPresence(them, me)]);

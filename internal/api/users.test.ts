@@ -31,6 +31,45 @@ describe("api: UserService and PresenceService", () => {
     });
   });
 
+  describe("friend limits", () => {
+    beforeEach(async () => (api = await TestApi.start({ friendLimits: { maxFriends: 2, maxPendingRequests: 2 } })));
+    const limitReached = async (call: () => Promise<unknown>, message: RegExp) => {
+      const err = await rpcError(call);
+      assert.equal(err.code, Code.FailedPrecondition);
+      assert.equal(err.metadata.get("chat-error-code"), "ERROR_CODE_LIMIT_REACHED");
+      assert.match(err.rawMessage, message);
+    };
+
+    it("refuses a request past the sender's waiting requests, or past the recipient's, and lets a resend and a withdrawn one through", async () => {
+      const [a, b, c, d, e] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+      await a.c.users.sendFriendRequest({ userId: b.userId });
+      await a.c.users.sendFriendRequest({ userId: c.userId });
+      await limitReached(() => a.c.users.sendFriendRequest({ userId: d.userId }), /you have 2 friend requests waiting/);
+      assert.equal((await a.c.users.sendFriendRequest({ userId: b.userId })).state, FriendshipState.REQUEST_SENT, "asking again is no new request");
+      await a.c.users.removeFriend({ userId: c.userId });
+      assert.equal((await a.c.users.sendFriendRequest({ userId: d.userId })).state, FriendshipState.REQUEST_SENT);
+
+      await c.c.users.sendFriendRequest({ userId: e.userId });
+      await b.c.users.sendFriendRequest({ userId: e.userId });
+      await limitReached(() => d.c.users.sendFriendRequest({ userId: e.userId }), /this user has too many friend requests/);
+      assert.equal((await e.c.users.listFriendRequests({})).requests.length, 2);
+    });
+
+    it("refuses a friendship past either user's friends, the request kept for later", async () => {
+      const [a, b, c, d, x] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+      for (const other of [b, c]) {
+        await a.c.users.sendFriendRequest({ userId: other.userId });
+        await other.c.users.respondFriendRequest({ userId: a.userId, accept: true });
+      }
+      await d.c.users.sendFriendRequest({ userId: a.userId });
+      await limitReached(() => a.c.users.respondFriendRequest({ userId: d.userId, accept: true }), /you have 2 friends/);
+      await a.c.users.sendFriendRequest({ userId: x.userId });
+      await limitReached(() => x.c.users.respondFriendRequest({ userId: a.userId, accept: true }), /this user has 2 friends/);
+      await a.c.users.removeFriend({ userId: b.userId });
+      assert.equal((await a.c.users.respondFriendRequest({ userId: d.userId, accept: true })).state, FriendshipState.FRIENDS);
+    });
+  });
+
   describe("profiles and friends", () => {
     beforeEach(async () => (api = await TestApi.start()));
 

@@ -20,4 +20,5 @@ export const errorCodeOf: Record<ErrorCodeName, ErrorCode> = {
   internal: ErrorCode.INTERNAL,
   session_closed: ErrorCode.SESSION_CLOSED,
   blocked: ErrorCode.BLOCKED,
+  limit_reached: ErrorCode.LIMIT_REACHED,
 };

@@ -20,7 +20,8 @@ export type ErrorCodeName =
   | "unavailable"
   | "internal"
   | "session_closed"
-  | "blocked";
+  | "blocked"
+  | "limit_reached";
 
 export class ChatError extends Error {
   constructor(

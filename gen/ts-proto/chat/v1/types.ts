@@ -64,6 +64,11 @@ export enum ErrorCode {
    * Messenger, rather than watching messages vanish).
    */
   ERROR_CODE_BLOCKED = 17,
+  /**
+   * ERROR_CODE_LIMIT_REACHED - A per-user limit that waiting does not lift was reached: friends, or
+   * friend requests waiting for an answer. The message says which.
+   */
+  ERROR_CODE_LIMIT_REACHED = 18,
   UNRECOGNIZED = -1,
 }
 
@@ -123,6 +128,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 17:
     case "ERROR_CODE_BLOCKED":
       return ErrorCode.ERROR_CODE_BLOCKED;
+    case 18:
+    case "ERROR_CODE_LIMIT_REACHED":
+      return ErrorCode.ERROR_CODE_LIMIT_REACHED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -168,6 +176,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_SESSION_CLOSED";
     case ErrorCode.ERROR_CODE_BLOCKED:
       return "ERROR_CODE_BLOCKED";
+    case ErrorCode.ERROR_CODE_LIMIT_REACHED:
+      return "ERROR_CODE_LIMIT_REACHED";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
