@@ -11,7 +11,8 @@ export interface DataDirLock {
  * Makes CHAT_DATA_DIR and takes it for this process alone: two chatd on one
  * directory would both be worker 0 and mint the same ids, and both trim and
  * write one queue. The lock is `chatd.lock` holding the pid; one whose
- * process is gone (a crash, a kill -9) is taken over. Throws a ConfigError
+ * process is gone (a crash, a kill -9), or whose pid now names a process
+ * started after the lock was written, is taken over. Throws a ConfigError
  * naming CHAT_DATA_DIR, before anything is opened.
  */
 export function lockDataDir(dir: string): DataDirLock {
@@ -33,7 +34,7 @@ export function lockDataDir(dir: string): DataDirLock {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
       const holder = lockHolder(path);
-      if (holder !== undefined && attempt === 0 && !isAlive(holder)) {
+      if (holder !== undefined && attempt === 0 && !holds(holder, path)) {
         rmSync(path, { force: true });
         continue;
       }
@@ -63,6 +64,38 @@ function lockHolder(path: string): number | undefined {
     return undefined;
   }
 }
+
+/**
+ * Whether process `pid` can be the one that wrote the lock at `path`: alive,
+ * and on Linux started before the lock was written. After a reboot (or a
+ * container's restart) the pid of a chatd that never removed its lock can
+ * name another process, which must not keep the directory locked for good.
+ */
+function holds(pid: number, path: string): boolean {
+  if (!isAlive(pid)) return false;
+  const started = processStartMs(pid);
+  if (started === undefined) return true;
+  // A second of slack: the start time is in clock ticks, the mtime in the file system's resolution.
+  return started <= statSync(path).mtimeMs + 1_000;
+}
+
+/** When `pid` started (ms since the epoch), from /proc; undefined where there is no /proc. */
+function processStartMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const startTicks = Number(fields[19]); // field 22: starttime, in clock ticks since boot
+    const bootSec = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
+    if (!Number.isFinite(startTicks) || !Number.isFinite(bootSec)) return undefined;
+    return bootSec * 1000 + (startTicks * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ, 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SEC = 100;
 
 function isAlive(pid: number): boolean {
   // Our own pid in a lock we do not hold yet is a previous life's (a container's pid 1 again).

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -111,6 +111,23 @@ describe("chatd operations", function () {
       const chatd = await startChatd({ dataDir });
       started.push(chatd);
       assert.equal(readFileSync(join(dataDir, "chatd.lock"), "utf8").trim(), String(chatd.child.pid));
+    });
+
+    it("takes over a lock whose pid now names a process started after the lock was written (a reboot)", async () => {
+      const dataDir = tempDir("chatd-lock-");
+      const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 120_000)"], { stdio: "ignore" });
+      try {
+        const lock = join(dataDir, "chatd.lock");
+        writeFileSync(lock, `${other.pid}\n`);
+        // Written an hour ago, by a chatd of the last boot that never removed it.
+        const anHourAgo = new Date(Date.now() - 3_600_000);
+        utimesSync(lock, anHourAgo, anHourAgo);
+        const chatd = await startChatd({ dataDir });
+        started.push(chatd);
+        assert.equal(readFileSync(lock, "utf8").trim(), String(chatd.child.pid));
+      } finally {
+        other.kill();
+      }
     });
 
     it("refuses a path that is a file, exit 2 naming CHAT_DATA_DIR", async () => {
