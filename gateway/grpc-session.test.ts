@@ -70,6 +70,16 @@ describe("native gRPC session (SessionService.Connect)", () => {
     await s.close();
   });
 
+  it("counts requests with no frame as bad frames, and ends a stream of them with close 4400", async () => {
+    const s = await nativeSession(4096);
+    for (let i = 0; i < 50; i++) s.stream.write({});
+    const { code, metadata } = await s.status;
+    assert.deepEqual(metadata.get(CLOSE_CODE_TRAILER), [String(CloseCode.badFrames)]);
+    assert.equal(code, grpc.status.INVALID_ARGUMENT);
+    assert.ok(s.frames.some((f) => f.kind?.$case === "error"), "told what was wrong before the close");
+    await s.close();
+  });
+
   it("ends with RESOURCE_EXHAUSTED and close 1009 on a frame past the size limit", async () => {
     const s = await nativeSession(4096);
     const text = "x".repeat(10_000);

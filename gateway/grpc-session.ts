@@ -176,9 +176,11 @@ export function sessionService(
       const reading = (async () => {
         try {
           for await (const req of requests) {
-            if (!req.frame) continue;
-            if (ASKS.has(req.frame.kind.case)) awaiting.set(req.frame.ref, (awaiting.get(req.frame.ref) ?? 0) + 1);
-            handle.receive(toBinary(ClientFrameSchema, req.frame));
+            // A request with no frame is an empty frame to the session, which counts it against
+            // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
+            const frame = req.frame ?? create(ClientFrameSchema);
+            if (ASKS.has(frame.kind.case)) awaiting.set(frame.ref, (awaiting.get(frame.ref) ?? 0) + 1);
+            handle.receive(toBinary(ClientFrameSchema, frame));
             if (inputHeld) await inputHeld.until;
           }
           halfClosed = true;

@@ -56,6 +56,20 @@ function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0) {
   return { server, handle, next, frames, log, closes };
 }
 
+describe("session: frames of no known kind", () => {
+  it("answers each with INVALID_FRAME and closes with 4400 after ten in a row, as undecodable ones", async () => {
+    const { server, handle, next, frames, closes } = openSession(inboxKeeping([]));
+    await next("welcome");
+    const empty = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n }));
+    for (let i = 0; i < 9; i++) handle.receive(empty);
+    assert.deepStrictEqual(closes, []);
+    assert.equal(frames.filter((f) => f.kind.case === "error").length, 9);
+    handle.receive(empty);
+    assert.deepStrictEqual(closes, [4400]);
+    server.drain();
+  });
+});
+
 describe("session sync", () => {
   it("tells the device which entries after its cursor the inbox no longer keeps", async () => {
     const { server, handle, next } = openSession(inboxKeeping([4n, 5n]));

@@ -200,6 +200,12 @@ export class Session implements SessionHandle {
       const clientMsgId = frame.kind.case === "send" ? frame.kind.value.clientMsgId : "";
       return this.sendError(frame.ref, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs), clientMsgId);
     }
+    // A frame of no kind this server knows (empty, or from a newer client) is as bad as an
+    // undecodable one: answered, and closed after BAD_FRAMES_BEFORE_CLOSE in a row.
+    if (frame.kind.case === undefined) {
+      if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
+      return this.sendError(frame.ref, new ChatError("invalid_frame", "frame has no known kind"));
+    }
     this.badFrames = 0;
     this.handle(frame).catch((err) => this.sendError(frame.ref, err, frame.kind.case === "send" ? frame.kind.value.clientMsgId : ""));
   }
