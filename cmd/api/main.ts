@@ -11,7 +11,7 @@ import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, r
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openLoginAttempts, openQueue, openRegistry, openRoutes, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -49,6 +49,7 @@ const config = exitOnConfigError("api", () => {
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
     changeWindows: readChangeWindows(r),
+    sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
   };
   r.done();
   return c;
@@ -61,6 +62,10 @@ const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `api-${process.pid}`, logger);
 const routes = openRoutes(e, logger);
+// The api's SendMessage claims its sends as the chat servers do, so a resend racing the
+// first copy (through the api or a session) is acked with the id that copy is stored under.
+const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);
+await claims.connect().catch((err) => logger.warn({ err }, "send claims unavailable"));
 const servers = openRegistry(e, logger);
 const watch = await servers.watch();
 const clients = new ChatServerClients(watch);
@@ -116,7 +121,7 @@ const routesFn = (router: ConnectRouter) => {
     channels: storage.channels,
     log: storage.messages,
     inbox: storage.inbox,
-    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, blocks, changeWindows: config.changeWindows }),
+    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, blocks, changeWindows: config.changeWindows }),
     blocks: {
       // A block made here holds at once, here and on the chat servers holding either user's sessions.
       async forget(a: bigint, b: bigint) {
@@ -181,7 +186,7 @@ stopOnSignals(logger, async () => {
   clients.close();
   // HTTP/2 connections outlive close(): their requests mint nothing once the number may be someone else's.
   ids.retire();
-  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), watch.close(), lease.release()]);
+  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), lease.release()]);
   await servers.close();
   await storage.close();
 });

@@ -374,6 +374,26 @@ describe("distributed mode on the real engines (separate processes)", function (
     }, "redis-restart");
   });
 
+  it("acks a resend through the api's SendMessage, made before the first copy was stored, with the first copy's id", async () => {
+    const [a, b] = [await signUp(apiUrl(), "ra"), await signUp(apiUrl(), "ra")];
+    const direct = (await a.api.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    const da = await connect(0, a.devices[0]!.token);
+    const key = `api-${run}`;
+    // Nothing reaches the MessageLog while the pipeline is frozen, so only the claim knows the first id.
+    for (const p of pipelines) p.child.kill("SIGSTOP");
+    try {
+      const first = await da.reply(da.sendFrame({ kind: { case: "send", value: { channelId: direct, text: "once", clientMsgId: key } } }));
+      assert.equal(first.kind.case, "sendAck");
+      const again = await a.api.messages.sendMessage({ channelId: direct, text: "once", clientMsgId: key });
+      assert.equal(again.messageId, (first.kind.value as { messageId: bigint }).messageId, "the api's ack names the first copy's message");
+      assert.equal(again.duplicate, true);
+    } finally {
+      for (const p of pipelines) p.child.kill("SIGCONT");
+    }
+    await waitFor(() => da.messagesIn(direct).length > 0, "the message at the sender", 60_000);
+    assert.deepStrictEqual(da.messagesIn(direct).map((m) => [m.clientMsgId, m.seq]), [[key, 1n]]);
+  });
+
   it("acks a resend that moved to another chat server before the first copy was stored with the first copy's id", async () => {
     const [a, b] = [await signUp(apiUrl(), "rs"), await signUp(apiUrl(), "rs")];
     const direct = (await a.api.channels.openDirect({ userId: b.userId })).channel!.channelId;
