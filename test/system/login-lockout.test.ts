@@ -39,7 +39,7 @@ describe("system: failed logins counted in Redis", () => {
       assert.equal(passwords.verified, 10);
       assert.equal(codes.filter((c) => c === Code.Unauthenticated).length, 10, "checked");
       assert.equal(codes.filter((c) => c === Code.ResourceExhausted).length, 20, "refused");
-      assert.equal(await redis.get(`${keyPrefix}login-fail:nobody`), "10", "refused guesses are not counted for the account");
+      assert.equal(await redis.get(`${keyPrefix}login-fail:account:nobody`), "10", "refused guesses are not counted for the account");
     } finally {
       await Promise.all(apis.map((a) => a.close()));
       redis.disconnect();
