@@ -115,6 +115,22 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     await registry.close();
   });
 
+  it("closes with 1013 a session with no chat server that queues more bytes than the cap, fewer frames than it", async () => {
+    for (const r of regs) await r.close();
+    const capped = new RemoteSessionHost({ gatewayId: "gw5", watch: await registry.watch(), maxPendingBytes: 1000, homelessTimeoutMs: 60_000 });
+    try {
+      const sink = fakeSink();
+      const handle = capped.open(identity(10), sink);
+      const closedWith = () => sink.closed?.code;
+      handle.receive(new Uint8Array(600));
+      assert.equal(closedWith(), undefined, "600 bytes fit");
+      handle.receive(new Uint8Array(600));
+      assert.equal(closedWith(), 1013);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it("spreads sessions over the least-loaded servers and carries frames both ways", async () => {
     const sinks = [fakeSink(), fakeSink(), fakeSink(), fakeSink()];
     const handles = sinks.map((sink, i) => host.open(identity(i), sink));

@@ -20,10 +20,19 @@ export interface RemoteSessionHostOptions {
   maxBufferedBytes?: number;
   /** Frames a session may queue while it has no chat server (during a move). */
   maxPendingFrames?: number;
+  /** Their bytes: with large frames the count alone let one device hold tens of MiB here. */
+  maxPendingBytes?: number;
   /** A session with no chat server for this long is closed with 1013 (try again later). */
   homelessTimeoutMs?: number;
   /** A server whose stream broke is not picked again for this long (unless it is the only one). */
   cooldownMs?: number;
+}
+
+/** What queued frames hold (a string's UTF-16 length is near enough for a cap). */
+function bytesOf(frames: readonly (Uint8Array | string)[]): number {
+  let n = 0;
+  for (const f of frames) n += typeof f === "string" ? f.length : f.byteLength;
+  return n;
 }
 
 /** Chat servers say 1013 when they are not taking sessions: the gateway tries another. */
@@ -55,6 +64,7 @@ export class RemoteSessionHost implements SessionHost {
       highWaterBytes: 1024 * 1024,
       maxBufferedBytes: 8 * 1024 * 1024,
       maxPendingFrames: 64,
+      maxPendingBytes: 4 * 1024 * 1024,
       homelessTimeoutMs: 30_000,
       cooldownMs: 2_000,
       ...options,
@@ -382,8 +392,9 @@ class RemoteSession implements SessionHandle {
 
   receive(frame: Uint8Array | string): void {
     if (this.ended) return;
+    const { maxPendingFrames, maxPendingBytes } = this.host.options;
     if (!this.link) {
-      if (this.pending.length >= this.host.options.maxPendingFrames) {
+      if (this.pending.length >= maxPendingFrames || bytesOf(this.pending) + bytesOf([frame]) > maxPendingBytes) {
         return this.sink.close(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
       }
       this.pending.push(frame);
@@ -391,7 +402,7 @@ class RemoteSession implements SessionHandle {
     }
     if (this.unanswered) {
       // Past the cap a refusal costs those frames (the device resends unacked sends), not the session.
-      if (this.unanswered.length < this.host.options.maxPendingFrames) this.unanswered.push(frame);
+      if (this.unanswered.length < maxPendingFrames && bytesOf(this.unanswered) + bytesOf([frame]) <= maxPendingBytes) this.unanswered.push(frame);
       else this.unanswered = undefined;
     }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
