@@ -26,6 +26,20 @@ describe("api: MessageService", () => {
     }
   }
 
+  it("refuses a text of 100,000 code points in SendMessage, as a send and as an edit, with TEXT_TOO_LONG", async () => {
+    const text = "x".repeat(100_000);
+    for (const err of [
+      await rpcError(() => a.c.messages.sendMessage({ channelId, clientMsgId: "long", text })),
+      await rpcError(async () => {
+        await a.c.messages.sendMessage({ channelId, clientMsgId: "short", text: "hi" });
+        await a.c.messages.sendMessage({ channelId, clientMsgId: "long-edit", text, editSeq: 1n });
+      }),
+    ]) {
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.equal(err.chatCode, "ERROR_CODE_TEXT_TOO_LONG");
+    }
+  });
+
   it("sends idempotently by client_msg_id", async () => {
     const first = await a.c.messages.sendMessage({ channelId, clientMsgId: "k1", text: "hi" });
     const again = await a.c.messages.sendMessage({ channelId, clientMsgId: "k1", text: "hi" });

@@ -70,6 +70,48 @@ describe("session: frames of no known kind", () => {
   });
 });
 
+describe("session: read and typing from a non-member", () => {
+  it("answers NOT_A_MEMBER and tells nobody", async () => {
+    const pushed: unknown[] = [];
+    const stranger = 1n;
+    const channels = {
+      getMember: async () => undefined,
+      getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+      listMembers: async () => [{ userId: 2n }, { userId: 3n }],
+      advanceReadSeq: async () => assert.fail("a stranger's read position was written"),
+    };
+    const server = new ChatServer({
+      serverId: "t",
+      inbox: inboxKeeping([]),
+      channels: channels as never,
+      submitter: {} as never,
+      directory: { pushToUsers: async (...a: unknown[]) => void pushed.push(a) } as never,
+    });
+    const errors: ServerFrame[] = [];
+    let welcomed!: () => void;
+    const welcome = new Promise<void>((r) => (welcomed = r));
+    const handle = server.open({ userId: stranger, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => {
+        const frame = fromBinary(ServerFrameSchema, f as Uint8Array);
+        if (frame.kind.case === "welcome") welcomed();
+        if (frame.kind.case === "error") errors.push(frame);
+      },
+      bufferedBytes: () => 0,
+      close: () => {},
+    });
+    await welcome;
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 2n, kind: { case: "typing", value: { channelId: 7n } } })));
+    await waitFor(() => errors.length === 2, "both answered");
+    assert.deepStrictEqual(
+      errors.map((e) => (e.kind.case === "error" ? [e.ref, e.kind.value.code] : [])),
+      [[1n, ErrorCode.NOT_A_MEMBER], [2n, ErrorCode.NOT_A_MEMBER]],
+    );
+    assert.deepStrictEqual(pushed, []);
+    server.drain();
+  });
+});
+
 describe("session sync", () => {
   it("tells the device which entries after its cursor the inbox no longer keeps", async () => {
     const { server, handle, next } = openSession(inboxKeeping([4n, 5n]));

@@ -1,0 +1,21 @@
+import assert from "node:assert/strict";
+import { MAX_TEXT_CODE_POINTS } from "../model/types.js";
+import { validateSend } from "./validate.js";
+
+const send = (text: string, over: { editSeq?: bigint; replyToSeq?: bigint } = {}) => ({ clientMsgId: "c", channelId: 7n, text, ...over });
+const tooLong = (e: unknown) => (e as { code?: string }).code === "text_too_long";
+
+describe("validateSend: the text limit, for every kind of send that carries text", () => {
+  it("refuses 100,000 code points in a message, a reply and an edit, and takes 99,999", () => {
+    assert.equal(MAX_TEXT_CODE_POINTS, 100_000);
+    for (const over of [{}, { replyToSeq: 1n }, { editSeq: 1n }]) {
+      assert.throws(() => validateSend(send("x".repeat(100_000), over)), tooLong, JSON.stringify(over, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+      validateSend(send("x".repeat(99_999), over));
+    }
+  });
+
+  it("counts code points, not UTF-16 units: 99,999 emoji pass, 100,000 do not", () => {
+    validateSend(send("😀".repeat(99_999)));
+    assert.throws(() => validateSend(send("😀".repeat(100_000))), tooLong);
+  });
+});
