@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
+import { WriteFailures } from "../observability/write-failures.js";
 import {
   partitionFor,
   type BatchHandler,
@@ -58,13 +59,13 @@ export class SqliteQueue implements MessageQueue {
   /** A failed transaction's offset commits are retried after this, doubling to a second, not on the next turn (a spin while the disk is full). */
   private commitRetryMs = COMMIT_RETRY_FIRST_MS;
   private commitRetry?: NodeJS.Timeout;
-  private failedWriteCount = 0;
   private closed = false;
-  private lastWriteFailure?: { at: number; err: unknown };
+  private readonly writes: WriteFailures;
   private readonly trimTimer: NodeJS.Timeout;
   private readonly stmt;
 
   constructor(private readonly options: SqliteQueueOptions) {
+    this.writes = new WriteFailures(options.writeFailureWindowMs);
     this.db = new Database(options.path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
@@ -203,7 +204,7 @@ export class SqliteQueue implements MessageQueue {
       return;
     }
     this.commitRetryMs = COMMIT_RETRY_FIRST_MS;
-    this.lastWriteFailure = undefined;
+    this.writes.succeeded();
     for (const [tp, off] of assigned) this.nextOffset.set(tp, off);
     for (const p of batch) p.resolve();
     for (const tp of touched) {
@@ -213,13 +214,12 @@ export class SqliteQueue implements MessageQueue {
   }
 
   private writeFailed(err: unknown): void {
-    this.failedWriteCount++;
-    this.lastWriteFailure = { at: Date.now(), err };
+    this.writes.failed(err);
   }
 
   /** Transactions (publishes, commits, trims) that failed since the file was opened. */
   get failedWrites(): number {
-    return this.failedWriteCount;
+    return this.writes.total;
   }
 
   /**
@@ -228,14 +228,7 @@ export class SqliteQueue implements MessageQueue {
    * `SELECT 1` still passes then; this fails from a failed write until one
    * goes through, or for the window after it when nothing is written.
    */
-  readonly writeCheck = async (): Promise<void> => {
-    const failure = this.lastWriteFailure;
-    if (!failure) return;
-    const ms = Date.now() - failure.at;
-    if (ms >= (this.options.writeFailureWindowMs ?? 60_000)) return;
-    const why = failure.err instanceof Error ? failure.err.message : String(failure.err);
-    throw new Error(`queue writes failing (last ${Math.round(ms / 1000)} s ago: ${why})`);
-  };
+  readonly writeCheck = async (): Promise<void> => this.writes.check("queue writes");
 
   async subscribe(
     group: string,
@@ -369,7 +362,7 @@ export class SqliteQueue implements MessageQueue {
     let deleted = 0;
     for (const { topic, part, min } of lowest.values()) deleted += this.stmt.trim.run(topic, part, min).changes;
     // A delete of nothing writes nothing, and proves nothing about the disk.
-    if (deleted > 0) this.lastWriteFailure = undefined;
+    if (deleted > 0) this.writes.succeeded();
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import { WriteFailures } from "../../observability/write-failures.js";
 import type { SqliteDatabase } from "./database.js";
 
 interface Pending {
@@ -21,7 +22,7 @@ interface Pending {
 export class GroupCommit {
   private pending: Pending[] = [];
   private scheduled = false;
-  private lastFault?: { at: number; err: unknown };
+  private readonly faults = new WriteFailures();
 
   constructor(private readonly db: SqliteDatabase) {}
 
@@ -59,13 +60,13 @@ export class GroupCommit {
     } catch (e) {
       // A full disk or an I/O error inside a piece rolls the whole transaction back: that piece's error says why.
       const cause = outcomes.find((o) => !o.ok && isStorageFault(o.value))?.value ?? e;
-      this.lastFault = { at: Date.now(), err: cause };
+      this.faults.failed(cause);
       for (const p of batch) p.reject(cause);
       return;
     }
     const fault = outcomes.find((o) => !o.ok && isStorageFault(o.value));
-    if (fault) this.lastFault = { at: Date.now(), err: fault.value };
-    else if (outcomes.some((o) => o.ok)) this.lastFault = undefined;
+    if (fault) this.faults.failed(fault.value);
+    else if (outcomes.some((o) => o.ok)) this.faults.succeeded();
     batch.forEach((p, i) => {
       const o = outcomes[i]!;
       if (o.ok) p.resolve(o.value);
@@ -78,13 +79,8 @@ export class GroupCommit {
    * error), which a read such as `SELECT 1` does not show: from such a failed
    * write until one goes through, or for `windowMs` after it when nothing is written.
    */
-  writeCheck(windowMs = 60_000): void {
-    const fault = this.lastFault;
-    if (!fault) return;
-    const ms = Date.now() - fault.at;
-    if (ms >= windowMs) return;
-    const why = fault.err instanceof Error ? fault.err.message : String(fault.err);
-    throw new Error(`writes failing (last ${Math.round(ms / 1000)} s ago: ${why})`);
+  writeCheck(windowMs?: number): void {
+    this.faults.check("writes", windowMs);
   }
 }
 
