@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
-import { KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
+import { isPermanentConsumerError, KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
 import type { BatchHandler, QueueRecord, SubscribeOptions, Subscription, TopicSpec } from "./port.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -488,11 +488,14 @@ describe("KafkaQueue", function () {
       }
     });
 
-    it("tells the subscriber when the consumer stops for good while running, instead of going quiet", async () => {
-      // The member's session expires while its handler stalls the event loop (a timer
-      // sends no heartbeat then either), a member of another protocol takes the emptied
-      // group, and the rejoin is refused for good: no retry mends that.
-      const [topic, group] = [uniqueName("giveup"), uniqueName("g")];
+    it("replaces a consumer kafkajs stopped for good while running, and consumes again once the group takes it back", async () => {
+      // kafkajs stops a consumer for good after some passing faults (after a broker
+      // restart the group coordinator search fails: tulios/kafkajs#1445, #1630);
+      // the process then consumed nothing until restarted. The fault here: the
+      // member's session expires while its handler stalls the event loop, and a
+      // member of another protocol takes the emptied group, so the rejoin is
+      // refused, until that member leaves.
+      const [topic, group] = [uniqueName("replace"), uniqueName("g")];
       const sessionTimeoutMs = 6_000;
       const own = openQueue({ sessionTimeoutMs });
       let foreign: kafkajs.Consumer | undefined;
@@ -500,24 +503,45 @@ describe("KafkaQueue", function () {
         await own.connect();
         await own.ensureTopics([{ topic, partitions: 1 }]);
         let gaveUp: Error | undefined;
+        const troubles: (Error | undefined)[] = [];
+        const handled: string[] = [];
+        let stalled = false;
         const sub = await own.subscribe(
           group,
           topic,
-          async () => {
-            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, sessionTimeoutMs + 2_000);
-            foreign = await waitFor(() => joinForeign(group, topic), "the session to expire and the foreign member to take the group", 60_000, 500);
+          async (rs) => {
+            if (!stalled) {
+              stalled = true;
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, sessionTimeoutMs + 2_000);
+              foreign = await waitFor(() => joinForeign(group, topic), "the session to expire and the foreign member to take the group", 60_000, 500);
+            }
+            handled.push(...rs.map((r) => dec(r.value)));
           },
-          { onGiveUp: (err) => (gaveUp = err) },
+          { onGiveUp: (err) => (gaveUp = err), onConsumerTrouble: (err) => troubles.push(err) },
         );
         subs.push(sub);
         await own.publish(topic, [{ key: "k", value: enc("held") }]);
-        await waitFor(() => gaveUp, "onGiveUp", 60_000);
-        assert.match(gaveUp!.message, new RegExp(`group ${group} on ${topic} stopped for good`));
+        await waitFor(() => troubles.some((t) => t && /stopped for good/.test(t.message)), "the refused rejoin reported as trouble", 60_000);
+        await foreign!.disconnect();
+        foreign = undefined;
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => handled.includes("after"), "the record published after the foreign member left", 60_000);
+        assert.equal(troubles.at(-1), undefined, "trouble cleared once the fresh consumer joined");
+        assert.equal(gaveUp, undefined);
       } finally {
         await foreign?.disconnect();
         await Promise.all(subs.splice(0).map((s) => s.stop()));
         await own.close();
       }
+    });
+
+    it("tells permanent consumer errors from passing ones", () => {
+      const wrapped = (inner: object) => Object.assign(new Error("outer"), { name: "KafkaJSNonRetriableError", cause: inner });
+      assert.ok(isPermanentConsumerError(wrapped({ name: "KafkaJSProtocolError", type: "GROUP_AUTHORIZATION_FAILED" })));
+      assert.ok(isPermanentConsumerError({ name: "KafkaJSSASLAuthenticationError" }));
+      assert.ok(!isPermanentConsumerError(wrapped({ name: "KafkaJSGroupCoordinatorNotFound" })));
+      assert.ok(!isPermanentConsumerError(wrapped({ name: "KafkaJSProtocolError", type: "INCONSISTENT_GROUP_PROTOCOL" })));
+      assert.ok(!isPermanentConsumerError(new Error("boom")));
     });
 
     it("fails clearly when no broker answers", async () => {

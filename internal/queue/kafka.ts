@@ -343,16 +343,17 @@ export class KafkaQueue implements MessageQueue {
     if (this.closed) throw new Error("queue is closed");
     const [group, topic] = [this.named(groupName), this.named(topicName)];
     await this.partitionsOf(topic);
-    const consumer = this.kafka.consumer({
-      groupId: group,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 500,
-      minBytes: 1,
-      sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
-      retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
-    });
-    const sub = new KafkaSubscription(consumer, group, topic, topicName, handler, options, this.options, () =>
+    const newConsumer = () =>
+      this.kafka.consumer({
+        groupId: group,
+        allowAutoTopicCreation: false,
+        maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 500,
+        minBytes: 1,
+        sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
+        heartbeatInterval: this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+        retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
+      });
+    const sub = new KafkaSubscription(newConsumer, group, topic, topicName, handler, options, this.options, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -377,6 +378,33 @@ export class KafkaQueue implements MessageQueue {
   }
 }
 
+/**
+ * Errors after which no fresh consumer can join the group either (a setting
+ * or a permission the broker refuses): retrying only repeats them, so the
+ * subscriber is told (onGiveUp) instead. Everything else is tried again with
+ * a fresh consumer, a group taken by members of another protocol included
+ * (a console consumer run with the group's name leaves again).
+ */
+const PERMANENT_CONSUMER_ERRORS = new Set([
+  "GROUP_AUTHORIZATION_FAILED",
+  "TOPIC_AUTHORIZATION_FAILED",
+  "INVALID_SESSION_TIMEOUT",
+  "UNSUPPORTED_VERSION",
+  "KafkaJSSASLAuthenticationError",
+  "KafkaJSServerDoesNotSupportApiKey",
+  "KafkaJSNotImplemented",
+]);
+
+/** Whether `err` or one of its causes is a permanent consumer error (by kafkajs' protocol `type` or class name). */
+export function isPermanentConsumerError(err: unknown): boolean {
+  for (let e = err as { name?: string; type?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (PERMANENT_CONSUMER_ERRORS.has(e.type ?? "") || PERMANENT_CONSUMER_ERRORS.has(e.name ?? "")) return true;
+  }
+  return false;
+}
+
+const CONSUMER_RESTART_BACKOFF_MS = { initial: 1_000, max: 30_000 };
+
 class KafkaSubscription implements Subscription {
   /** Counts group joins, to notice a rebalance that happened while a batch was in hand. */
   private joins = 0;
@@ -389,14 +417,20 @@ class KafkaSubscription implements Subscription {
   private commitTimer: NodeJS.Timeout | undefined;
   private commits: Promise<void> = Promise.resolve();
   private batchesInHand = 0;
-  private running = false;
   /** Why kafkajs stopped this consumer for good while it was starting. */
   private failedToStart: Error | undefined;
   private readonly maxBatch: number;
   private readonly heartbeatIntervalMs: number;
+  private consumer: Consumer;
+  /** Set while a consumer kafkajs gave up on is being replaced. */
+  private restarting: Promise<void> | undefined;
+  /** Ends the pause before the next replacement early (on stop). */
+  private wakeRestart: (() => void) | undefined;
+  /** While run() waits for a consumer to join: kafkajs reports a failed start only through CRASH. */
+  private starting = false;
 
   constructor(
-    private readonly consumer: Consumer,
+    private readonly newConsumer: () => Consumer,
     private readonly group: string,
     private readonly topic: string,
     /** The topic as the caller named it (without the namespace), for the records. */
@@ -408,17 +442,33 @@ class KafkaSubscription implements Subscription {
   ) {
     this.maxBatch = subscribeOptions.maxBatch ?? 256;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    this.consumer = newConsumer();
   }
 
   async start(): Promise<void> {
+    await this.run(this.consumer);
+  }
+
+  /** Connects `consumer`, joins the group and starts fetching; rejects if kafkajs gave up on it meanwhile. */
+  private async run(consumer: Consumer): Promise<void> {
+    this.starting = true;
+    try {
+      await this.join(consumer);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async join(consumer: Consumer): Promise<void> {
     const log = this.options.logger;
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+    this.failedToStart = undefined;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joins++;
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
       this.subscribeOptions.onConsumerTrouble?.(undefined);
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
     });
-    this.consumer.on(this.consumer.events.CRASH, (e) => {
+    consumer.on(consumer.events.CRASH, (e) => {
       const { error, restart } = e.payload;
       log?.error(
         { err: error, group: this.group, topic: this.topic, restart },
@@ -426,20 +476,27 @@ class KafkaSubscription implements Subscription {
       );
       // kafkajs restarts after retriable errors; after any other it has left the
       // group and disconnected, and this member consumes nothing from then on.
-      if (restart && !this.stopping) this.subscribeOptions.onConsumerTrouble?.(error);
-      if (restart || this.stopping) return;
+      if (this.stopping || consumer !== this.consumer) return;
+      if (restart) return this.subscribeOptions.onConsumerTrouble?.(error);
       const err = new Error(`Kafka consumer of group ${this.group} on ${this.topic} stopped for good: ${error.message}`, { cause: error });
-      if (this.running) this.subscribeOptions.onGiveUp?.(err);
-      else this.failedToStart = err;
+      if (this.starting) this.failedToStart = err;
+      else if (isPermanentConsumerError(error)) this.subscribeOptions.onGiveUp?.(err);
+      else if (!this.restarting) {
+        // kafkajs counts some passing faults as final: a broker restart fails the
+        // search for the group coordinator (KafkaJSGroupCoordinatorNotFound) and
+        // the consumer stops for good (tulios/kafkajs#1445, #1630). A fresh one joins.
+        this.subscribeOptions.onConsumerTrouble?.(error);
+        this.restarting = this.replaceConsumer().finally(() => (this.restarting = undefined));
+      }
     });
     try {
-      await this.consumer.connect();
+      await consumer.connect();
     } catch (err) {
       throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, { cause: err });
     }
     // A new group starts from the beginning of what Kafka still holds; a known one from its commits.
-    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
-    await this.consumer.run({
+    await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+    await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 4,
@@ -447,7 +504,43 @@ class KafkaSubscription implements Subscription {
     });
     // kafkajs reports a failed start only through the CRASH event, before run() resolves.
     if (this.failedToStart) throw this.failedToStart;
-    this.running = true;
+  }
+
+  /**
+   * Replaces a consumer kafkajs stopped for good with a fresh one, again and
+   * again with a growing pause while Kafka is away, until one runs or the
+   * subscription stops. What was handled and not committed is read again.
+   */
+  private async replaceConsumer(): Promise<void> {
+    const log = this.options.logger;
+    for (let wait = CONSUMER_RESTART_BACKOFF_MS.initial; !this.stopping; wait = Math.min(wait * 2, CONSUMER_RESTART_BACKOFF_MS.max)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.wakeRestart = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeRestart = undefined;
+      if (this.stopping) return;
+      await this.consumer.disconnect().catch(() => {});
+      const consumer = this.newConsumer();
+      this.consumer = consumer;
+      try {
+        log?.warn({ group: this.group, topic: this.topic }, "starting a fresh kafka consumer");
+        await this.run(consumer);
+        log?.info({ group: this.group, topic: this.topic }, "fresh kafka consumer running");
+        return;
+      } catch (err) {
+        this.subscribeOptions.onConsumerTrouble?.(err as Error);
+        if (isPermanentConsumerError(err)) {
+          await consumer.disconnect().catch(() => {});
+          if (!this.stopping) this.subscribeOptions.onGiveUp?.(err as Error);
+          return;
+        }
+        log?.warn({ err, group: this.group, topic: this.topic, retryInMs: Math.min(wait * 2, CONSUMER_RESTART_BACKOFF_MS.max) }, "fresh kafka consumer failed to start");
+      }
+    }
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -571,6 +664,9 @@ class KafkaSubscription implements Subscription {
         for (const t of this.resumeTimers) clearTimeout(t);
         this.resumeTimers.clear();
         clearTimeout(this.commitTimer);
+        // A replacement consumer half started: let it settle, then disconnect whichever is current.
+        this.wakeRestart?.();
+        await this.restarting;
         // With a batch in hand, it commits when it is done (eachBatch).
         if (this.batchesInHand === 0) await this.commit();
         try {

@@ -34,11 +34,12 @@ export interface SubscribeOptions {
   maxBatch?: number;
   /**
    * Called once if the queue stops consuming for good after the subscription
-   * started (an error no retry mends, such as the group taken over by members
-   * of another protocol); never after stop(). Nothing is lost (what was not
-   * committed is read again by the next consumer), but nothing moves either:
-   * the caller should end the process so that its supervisor starts a fresh
-   * one. A subscription that cannot start at all makes subscribe() reject.
+   * started (an error no retry mends, such as a permission the broker
+   * refuses; passing faults are retried, with onConsumerTrouble); never
+   * after stop(). Nothing is lost (what was not committed is read again by
+   * the next consumer), but nothing moves either: the caller should end the
+   * process so that its supervisor starts a fresh one. A subscription that
+   * cannot start at all makes subscribe() reject.
    */
   onGiveUp?: (err: Error) => void;
   /**

@@ -226,7 +226,26 @@ describe("distributed mode on the real engines (separate processes)", function (
     return chatServers.splice(i, 1)[0]!;
   }
 
-  async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000): Promise<void> {
+  /**
+   * Two senders keep a group of four busy through `disrupt`; every sender must
+   * be acked again within `maxResumeMs` and every device must end with every
+   * acked message, once and in order. With `rejoin`, a device whose socket
+   * drops reconnects through a live gateway, as a real client does.
+   */
+  async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000, rejoin = false): Promise<void> {
+    try {
+      await runUnderLoad(disrupt, label, maxResumeMs, rejoin);
+    } catch (err) {
+      // What the roles warned about is what explains a failure here.
+      for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
+        const warnings = p.output.filter((l) => !l.startsWith('{"level":30') && !l.startsWith('{"level":20'));
+        console.error(`--- ${p.role} (exit ${p.child.exitCode ?? p.child.signalCode ?? "-"})\n${warnings.slice(-40).join("\n")}`);
+      }
+      throw err;
+    }
+  }
+
+  async function runUnderLoad(disrupt: () => Promise<void>, label: string, maxResumeMs: number, rejoin: boolean): Promise<void> {
     const users: TestUser[] = [];
     for (let i = 0; i < 4; i++) users.push(await signUp(apiUrl(), "fo"));
     const group = (await users[0]!.api.channels.createGroup({ title: label, memberUserIds: users.slice(1).map((u) => u.userId) })).channel!.channelId;
@@ -238,6 +257,13 @@ describe("distributed mode on the real engines (separate processes)", function (
       for (let n = 0; sending; n++) {
         acked.add(await sendReliably(d, group, `${label} ${i}.${n}`, `${label}-${run}-${i}-${n}`));
         ackedBy[i]!++;
+      }
+    });
+    let rejoining = rejoin;
+    const rejoiners = devs.map(async (d, i) => {
+      while (rejoining) {
+        if (d.closeCode !== undefined) await d.connect(gatewayWs(i)).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
       }
     });
     await waitFor(() => acked.size >= 20, "traffic before the disruption", 60_000);
@@ -253,9 +279,11 @@ describe("distributed mode on the real engines (separate processes)", function (
     await waitFor(() => acked.size >= before + 20, "traffic after the disruption", 120_000);
     sending = false;
     await Promise.all(senders);
+    rejoining = false;
+    await Promise.all(rejoiners);
     await Promise.all(devs.map((d) => waitFor(() => [...acked].every((id) => d.messagesIn(group).some((m) => m.messageId === id)), `${label}: every acked message on every device`, 120_000)));
     for (const [i, d] of devs.entries()) checkView(d, group, acked, `${label} device ${i}`);
-    for (const d of devs) assert.equal(d.closeCode, undefined, `${label}: a device socket was closed`);
+    for (const d of devs) assert.equal(d.closeCode, undefined, `${label}: a device socket was ${rejoin ? "left closed" : "closed"}`);
   }
 
   it("a gateway on SIGTERM ends its WebSocket sessions with 1001 and its native gRPC streams with UNAVAILABLE, then exits 0", async () => {
@@ -292,6 +320,20 @@ describe("distributed mode on the real engines (separate processes)", function (
     } finally {
       release();
     }
+  });
+
+  it("loses nothing acked when a gateway is killed with SIGKILL and its devices reconnect through another", async () => {
+    await underLoad(
+      async () => {
+        // Devices 0 and 2 (one sender, one reader) were on it.
+        const victim = gateways.shift()!;
+        await victim.kill();
+        gateways.push(await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw-kill-${run}` }));
+      },
+      "gateway-kill",
+      120_000,
+      true,
+    );
   });
 
   it("moves sessions off a chat server killed with SIGKILL, losing nothing acked", async () => {
@@ -372,6 +414,13 @@ describe("distributed mode on the real engines (separate processes)", function (
       execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "down", "redis"], { stdio: "pipe" });
       execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "up", "redis"], { stdio: "pipe" });
     }, "redis-restart");
+  });
+
+  it("survives a Kafka broker restart", async () => {
+    await underLoad(async () => {
+      execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "down", "kafka"], { stdio: "pipe" });
+      execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "up", "kafka"], { stdio: "pipe" });
+    }, "kafka-restart");
   });
 
   it("acks a resend through the api's SendMessage, made before the first copy was stored, with the first copy's id", async () => {
