@@ -12,7 +12,8 @@ export interface DataDirLock {
  * directory would both be worker 0 and mint the same ids, and both trim and
  * write one queue. The lock is `chatd.lock` holding the pid; one whose
  * process is gone (a crash, a kill -9), or whose pid now names a process
- * started after the lock was written, is taken over. Throws a ConfigError
+ * started after the lock was written, is taken over (by one start at a
+ * time: see takeOver). Throws a ConfigError
  * naming CHAT_DATA_DIR, before anything is opened.
  */
 export function lockDataDir(dir: string): DataDirLock {
@@ -25,25 +26,16 @@ export function lockDataDir(dir: string): DataDirLock {
   }
   if (!statSync(dir).isDirectory()) throw problem("not a directory");
   const path = join(dir, "chatd.lock");
-  // Two tries: the second after removing a lock whose process is gone.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
-      break;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
-      const holder = lockHolder(path);
-      if (holder !== undefined && attempt === 0 && !holds(holder, path)) {
-        rmSync(path, { force: true });
-        continue;
-      }
-      throw problem(
-        holder === undefined
-          ? `locked by ${path}, which names no process; remove it if no chatd uses the directory`
-          : `in use by another chatd (pid ${holder}, ${path}); give each chatd its own directory`,
-      );
-    }
+  const inUse = (pid: number, file: string) => problem(`in use by another chatd (pid ${pid}, ${file}); give each chatd its own directory`);
+  try {
+    writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
+    const holder = lockHolder(path);
+    if (holder === undefined) throw problem(`locked by ${path}, which names no process; remove it if no chatd uses the directory`);
+    if (holds(holder, path)) throw inUse(holder, path);
+    takeOver(path, holder, problem, inUse);
   }
   let released = false;
   return {
@@ -54,6 +46,48 @@ export function lockDataDir(dir: string): DataDirLock {
       if (lockHolder(path) === process.pid) rmSync(path, { force: true });
     },
   };
+}
+
+/**
+ * Replaces the lock of `stale`, a chatd that is gone, with ours. Two starts
+ * that both found it stale must not both remove it (the later removal would
+ * delete the earlier one's fresh lock), so the removal happens under
+ * `chatd.lock.takeover`, created exclusively, and only while the lock still
+ * names `stale`. A takeover guard left by a start that died during its
+ * takeover is removed once, like a stale lock.
+ */
+function takeOver(path: string, stale: number, problem: (why: string) => Error, inUse: (pid: number, file: string) => Error): void {
+  const guard = `${path}.takeover`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(guard, `${process.pid}\n`, { flag: "wx" });
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw problem(`cannot create ${guard} (${code ?? (err as Error).message})`);
+      const taker = lockHolder(guard);
+      if (taker !== undefined && holds(taker, guard)) throw inUse(taker, guard);
+      if (attempt > 0) throw problem(`another start is taking over ${path}; try again`);
+      rmSync(guard, { force: true });
+    }
+  }
+  try {
+    // Another start may have taken the directory between our look and the guard.
+    const holder = lockHolder(path);
+    if (holder !== undefined && holder !== stale) throw inUse(holder, path);
+    rmSync(path, { force: true });
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+    } catch (err) {
+      // A start that found no lock at all (after our removal) got it first.
+      const code = (err as NodeJS.ErrnoException).code;
+      const holder = lockHolder(path);
+      if (code === "EEXIST" && holder !== undefined) throw inUse(holder, path);
+      throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
+    }
+  } finally {
+    rmSync(guard, { force: true });
+  }
 }
 
 function lockHolder(path: string): number | undefined {

@@ -130,6 +130,36 @@ describe("chatd operations", function () {
       }
     });
 
+    it("leaves a dead chatd's lock to the start already taking it over, instead of both removing it and both running", async () => {
+      const dataDir = tempDir("chatd-lock-");
+      const gone = spawn(process.execPath, ["-e", ""]);
+      await once(gone, "exit");
+      const lock = join(dataDir, "chatd.lock");
+      writeFileSync(lock, `${gone.pid}\n`);
+      // A live start holds the takeover guard: it is between its look at the lock and its own.
+      const taker = spawn(process.execPath, ["-e", "setTimeout(() => {}, 120_000)"], { stdio: "ignore" });
+      try {
+        writeFileSync(`${lock}.takeover`, `${taker.pid}\n`);
+        await refused(dataDir, new RegExp(`in use by another chatd \\(pid ${taker.pid}, .*chatd\\.lock\\.takeover\\)`));
+        assert.equal(readFileSync(lock, "utf8").trim(), String(gone.pid), "the lock left to the taker");
+      } finally {
+        taker.kill();
+      }
+    });
+
+    it("removes a takeover guard left by a start that died during its takeover", async () => {
+      const dataDir = tempDir("chatd-lock-");
+      const gone = spawn(process.execPath, ["-e", ""]);
+      await once(gone, "exit");
+      const lock = join(dataDir, "chatd.lock");
+      writeFileSync(lock, `${gone.pid}\n`);
+      writeFileSync(`${lock}.takeover`, `${gone.pid}\n`);
+      const chatd = await startChatd({ dataDir });
+      started.push(chatd);
+      assert.equal(readFileSync(lock, "utf8").trim(), String(chatd.child.pid));
+      assert.ok(!existsSync(`${lock}.takeover`), "the guard is gone");
+    });
+
     it("refuses a path that is a file, exit 2 naming CHAT_DATA_DIR", async () => {
       const file = join(tempDir("chatd-file-"), "not-a-dir");
       writeFileSync(file, "");

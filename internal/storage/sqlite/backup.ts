@@ -52,7 +52,7 @@ export function backupDataDir(
     const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
     for (const name of readdirSync(from).sort()) {
       // The running chatd's lock (cmd/chatd/data-dir.ts): copied, it would keep a chatd off the restored copy.
-      if (DATABASE_COMPANION.test(name) || name === "chatd.lock") continue;
+      if (DATABASE_COMPANION.test(name) || name === "chatd.lock" || name === "chatd.lock.takeover") continue;
       if (DATABASE.test(name)) {
         copyDatabase(join(from, name), join(partial, name));
         report.databases.push({ name, bytes: statSync(join(partial, name)).size });
