@@ -88,8 +88,8 @@ function connectCodeName(code: Code): string {
  * chat code: a request body it cannot decode (invalid_argument), and one past
  * readMaxBytes (resource_exhausted, but not a rate limit: FRAME_TOO_LARGE, as
  * the limit is the frame limit). This gives them one, as a header on the
- * Connect protocol and a trailer on gRPC. gRPC-web writes its trailers into
- * the body, out of reach here: there they stay without one.
+ * Connect protocol and a trailer on gRPC and gRPC-web (whose trailer is the
+ * body's last frame; gRPC-web-text, base64, is left as it is).
  */
 export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler {
   const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
@@ -103,6 +103,13 @@ export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler
         if (status !== 0 && !trailer.has(ERROR_CODE_HEADER)) trailer.set(ERROR_CODE_HEADER, undecodedCodeName(status));
       };
       return { ...res, body: body && (async function* () { yield* body; stamp(); })() };
+    }
+    const contentType = res.header?.get("content-type") ?? "";
+    if (/^application\/grpc-web(\+|;|$)/.test(contentType)) {
+      // gRPC-web: trailers-only in the headers, or a trailer frame at the end of the body.
+      const status = Number(res.header?.get("grpc-status") ?? 0);
+      if (status !== 0) res.header!.set(ERROR_CODE_HEADER, undecodedCodeName(status));
+      return res.body ? { ...res, body: stampGrpcWebTrailer(res.body) } : res;
     }
     // Connect unary: an error is a non-200 answer with the error as JSON (left alone if compressed, which a short one never is).
     if (res.status === 200 || !res.body || !res.header?.get("content-type")?.startsWith("application/json") || res.header.has("content-encoding")) return res;
@@ -118,6 +125,55 @@ export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler
     return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
   };
   return Object.assign(wrapped, handler);
+}
+
+const GRPC_WEB_TRAILER_FLAG = 0x80;
+
+/**
+ * Passes a gRPC-web body through, frame by frame, adding the chat code to its
+ * trailer frame when the status is an error and the trailer has none. Data
+ * frames go on as they are; only a frame split across chunks is held until
+ * it is whole.
+ */
+async function* stampGrpcWebTrailer(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  let held: Uint8Array = new Uint8Array(0);
+  for await (const chunk of body) {
+    let buf = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+    let done = 0;
+    for (;;) {
+      if (buf.length - done < 5) break;
+      const length = new DataView(buf.buffer, buf.byteOffset + done + 1, 4).getUint32(0);
+      if (buf.length - done - 5 < length) break;
+      if (buf[done]! & GRPC_WEB_TRAILER_FLAG) {
+        if (done > 0) yield buf.subarray(0, done);
+        yield stampTrailerFrame(buf.subarray(done, done + 5 + length));
+        buf = buf.subarray(done + 5 + length);
+        done = 0;
+        continue;
+      }
+      done += 5 + length;
+    }
+    if (done > 0) yield buf.subarray(0, done);
+    held = buf.subarray(done);
+  }
+  if (held.length > 0) yield held;
+}
+
+/** A trailer frame (5-byte prefix and "name: value" lines) with the chat code added if it needs one. */
+function stampTrailerFrame(frame: Uint8Array): Uint8Array {
+  const flags = frame[0]!;
+  if (flags & 0x01) return frame; // compressed: never the case for a trailer, left alone if it is
+  let text = Buffer.from(frame.subarray(5)).toString("latin1");
+  const status = Number(/^grpc-status:\s*(\d+)\s*$/im.exec(text)?.[1] ?? 0);
+  if (status === 0 || text.toLowerCase().includes(`${ERROR_CODE_HEADER}:`)) return frame;
+  if (text.length > 0 && !text.endsWith("\r\n")) text += "\r\n";
+  text += `${ERROR_CODE_HEADER}: ${undecodedCodeName(status)}\r\n`;
+  const out = Buffer.from(text, "latin1");
+  const stamped = Buffer.alloc(5 + out.length);
+  stamped[0] = flags;
+  stamped.writeUInt32BE(out.length, 1);
+  out.copy(stamped, 5);
+  return stamped;
 }
 
 /** Rate limits are ChatErrors with their code: a bare resource_exhausted is the size limit. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { apiClients } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
@@ -65,5 +65,22 @@ describe("chatd system: the api's HTTP edge", function () {
     );
     assert.equal(err.code, Code.ResourceExhausted);
     assert.equal(err.metadata.get("chat-error-code"), "ERROR_CODE_FRAME_TOO_LARGE");
+    // And on gRPC-web, in the trailer at the end of the body, as a browser's client reads it.
+    for (const useBinaryFormat of [true, false]) {
+      const web = createClient(MessageService, createGrpcWebTransport({ baseUrl: chatd.httpUrl, httpVersion: "1.1", useBinaryFormat }));
+      const headers = { authorization: `Bearer ${token}` };
+      const tooLarge = await web.sendMessage({ channelId: 1n, clientMsgId: "k", text: "x".repeat(5000) }, { headers }).then(
+        () => assert.fail("expected a refusal"),
+        (e: unknown) => ConnectError.from(e),
+      );
+      assert.equal(tooLarge.code, Code.ResourceExhausted);
+      assert.equal(tooLarge.metadata.get("chat-error-code"), "ERROR_CODE_FRAME_TOO_LARGE", `binary: ${useBinaryFormat}`);
+      // An error of the api's own keeps the code it gave.
+      const notMember = await web.listMessages({ channelId: 1n, limit: 10 }, { headers }).then(
+        () => assert.fail("expected a refusal"),
+        (e: unknown) => ConnectError.from(e),
+      );
+      assert.equal(notMember.metadata.get("chat-error-code"), "ERROR_CODE_NOT_A_MEMBER");
+    }
   });
 });
