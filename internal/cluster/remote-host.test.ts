@@ -69,6 +69,12 @@ class FakeChatServer {
     }
   }
 
+  /** Ends every gateway stream with status OK, no error: the gateway must still move its sessions. */
+  endStreams(): void {
+    for (const s of this.streams) s.end();
+    this.streams.clear();
+  }
+
   /** Ends every gateway stream with UNAVAILABLE, as a chat server that stops serving does. */
   breakStreams(): void {
     for (const s of this.streams) s.emit("error", { code: status.UNAVAILABLE, details: "gone" });
@@ -149,6 +155,20 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     const first = servers.findIndex((s) => s.opens.length === 1);
     const other = servers[1 - first]!;
     servers[first]!.breakStreams();
+    await waitFor(() => other.opens.length === 1, "reopened on the other server");
+    assert.equal(other.opens[0]!.resumed, true);
+    handle.receive(new TextEncoder().encode("after"));
+    await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
+    assert.equal(sink.closed, undefined);
+  });
+
+  it("moves a session to another server when its stream ends with status OK, as if it broke", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const first = servers.findIndex((s) => s.opens.length === 1);
+    const other = servers[1 - first]!;
+    servers[first]!.endStreams();
     await waitFor(() => other.opens.length === 1, "reopened on the other server");
     assert.equal(other.opens[0]!.resumed, true);
     handle.receive(new TextEncoder().encode("after"));
