@@ -148,32 +148,26 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.match(sinks[0]!.sent[0]!, /^[ab]:hello$/);
   });
 
-  it("moves a session to another server when its stream breaks, without closing the device", async () => {
+  async function movesWhenItsStream(end: (server: FakeChatServer) => void): Promise<void> {
     const sink = fakeSink();
     const handle = host.open(identity(1), sink);
     await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
     const first = servers.findIndex((s) => s.opens.length === 1);
     const other = servers[1 - first]!;
-    servers[first]!.breakStreams();
+    end(servers[first]!);
     await waitFor(() => other.opens.length === 1, "reopened on the other server");
     assert.equal(other.opens[0]!.resumed, true);
     handle.receive(new TextEncoder().encode("after"));
     await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
     assert.equal(sink.closed, undefined);
+  }
+
+  it("moves a session to another server when its stream breaks, without closing the device", async () => {
+    await movesWhenItsStream((s) => s.breakStreams());
   });
 
   it("moves a session to another server when its stream ends with status OK, as if it broke", async () => {
-    const sink = fakeSink();
-    const handle = host.open(identity(1), sink);
-    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
-    const first = servers.findIndex((s) => s.opens.length === 1);
-    const other = servers[1 - first]!;
-    servers[first]!.endStreams();
-    await waitFor(() => other.opens.length === 1, "reopened on the other server");
-    assert.equal(other.opens[0]!.resumed, true);
-    handle.receive(new TextEncoder().encode("after"));
-    await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
-    assert.equal(sink.closed, undefined);
+    await movesWhenItsStream((s) => s.endStreams());
   });
 
   it("stops reading the devices' frames while the stream to their chat server is backed up, and reads them again once it drains", async () => {

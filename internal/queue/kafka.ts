@@ -451,15 +451,6 @@ class KafkaSubscription implements Subscription {
 
   /** Connects `consumer`, joins the group and starts fetching; rejects if kafkajs gave up on it meanwhile. */
   private async run(consumer: Consumer): Promise<void> {
-    this.starting = true;
-    try {
-      await this.join(consumer);
-    } finally {
-      this.starting = false;
-    }
-  }
-
-  private async join(consumer: Consumer): Promise<void> {
     const log = this.options.logger;
     this.failedToStart = undefined;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -489,19 +480,24 @@ class KafkaSubscription implements Subscription {
         this.restarting = this.replaceConsumer().finally(() => (this.restarting = undefined));
       }
     });
+    this.starting = true;
     try {
-      await consumer.connect();
-    } catch (err) {
-      throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, { cause: err });
+      try {
+        await consumer.connect();
+      } catch (err) {
+        throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, { cause: err });
+      }
+      // A new group starts from the beginning of what Kafka still holds; a known one from its commits.
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 4,
+        eachBatch: (payload) => this.eachBatch(payload),
+      });
+    } finally {
+      this.starting = false;
     }
-    // A new group starts from the beginning of what Kafka still holds; a known one from its commits.
-    await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 4,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
     // kafkajs reports a failed start only through the CRASH event, before run() resolves.
     if (this.failedToStart) throw this.failedToStart;
   }
@@ -513,7 +509,8 @@ class KafkaSubscription implements Subscription {
    */
   private async replaceConsumer(): Promise<void> {
     const log = this.options.logger;
-    for (let wait = CONSUMER_RESTART_BACKOFF_MS.initial; !this.stopping; wait = Math.min(wait * 2, CONSUMER_RESTART_BACKOFF_MS.max)) {
+    const { initial, max } = CONSUMER_RESTART_BACKOFF_MS;
+    for (let wait = initial, next = Math.min(initial * 2, max); !this.stopping; wait = next, next = Math.min(next * 2, max)) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
         this.wakeRestart = () => {
@@ -538,7 +535,7 @@ class KafkaSubscription implements Subscription {
           if (!this.stopping) this.subscribeOptions.onGiveUp?.(err as Error);
           return;
         }
-        log?.warn({ err, group: this.group, topic: this.topic, retryInMs: Math.min(wait * 2, CONSUMER_RESTART_BACKOFF_MS.max) }, "fresh kafka consumer failed to start");
+        log?.warn({ err, group: this.group, topic: this.topic, retryInMs: next }, "fresh kafka consumer failed to start");
       }
     }
   }

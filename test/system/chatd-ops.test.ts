@@ -72,6 +72,12 @@ describe("chatd operations", function () {
 
   describe("CHAT_DATA_DIR", () => {
     /** Starting chatd fails with exit 2 and this line, not a stack trace. */
+    /** A process that has exited: its pid names nobody (until reused). */
+    const exitedProcess = async () => {
+      const child = spawn(process.execPath, ["-e", ""]);
+      await once(child, "exit");
+      return child;
+    };
     const refused = async (dataDir: string, line: RegExp) =>
       assert.rejects(startChatd({ dataDir }), (err: Error) => {
         assert.match(err.message, /exited with 2 before listening/);
@@ -105,8 +111,7 @@ describe("chatd operations", function () {
 
     it("takes over the lock of a chatd that died without removing it", async () => {
       const dataDir = tempDir("chatd-lock-");
-      const gone = spawn(process.execPath, ["-e", ""]);
-      await once(gone, "exit");
+      const gone = await exitedProcess();
       writeFileSync(join(dataDir, "chatd.lock"), `${gone.pid}\n`);
       const chatd = await startChatd({ dataDir });
       started.push(chatd);
@@ -132,8 +137,7 @@ describe("chatd operations", function () {
 
     it("leaves a dead chatd's lock to the start already taking it over, instead of both removing it and both running", async () => {
       const dataDir = tempDir("chatd-lock-");
-      const gone = spawn(process.execPath, ["-e", ""]);
-      await once(gone, "exit");
+      const gone = await exitedProcess();
       const lock = join(dataDir, "chatd.lock");
       writeFileSync(lock, `${gone.pid}\n`);
       // A live start holds the takeover guard: it is between its look at the lock and its own.
@@ -149,8 +153,7 @@ describe("chatd operations", function () {
 
     it("removes a takeover guard left by a start that died during its takeover", async () => {
       const dataDir = tempDir("chatd-lock-");
-      const gone = spawn(process.execPath, ["-e", ""]);
-      await once(gone, "exit");
+      const gone = await exitedProcess();
       const lock = join(dataDir, "chatd.lock");
       writeFileSync(lock, `${gone.pid}\n`);
       writeFileSync(`${lock}.takeover`, `${gone.pid}\n`);
