@@ -29,12 +29,16 @@ export class TestDevice {
     readonly options: { json?: boolean; autoAck?: boolean } = {},
   ) {}
 
-  /** Opens the session and waits for the Welcome frame (or the close that refuses it). */
-  async connect(): Promise<this> {
+  /**
+   * Opens the session and waits for the Welcome frame (or the close that
+   * refuses it); `url` reconnects through another gateway, as a client behind
+   * a load balancer does when its gateway dies.
+   */
+  async connect(url = this.wsUrl): Promise<this> {
     this.frames = [];
     this.closeCode = undefined;
     const protocols = [this.options.json ? "chat.v1.json" : "chat.v1.proto", `bearer.${this.token}`];
-    const ws = new WebSocket(this.wsUrl, protocols);
+    const ws = new WebSocket(url, protocols);
     this.ws = ws;
     ws.on("message", (data, isBinary) => {
       const frame = isBinary

@@ -50,6 +50,22 @@ function checkView(d: TestDevice, channelId: bigint, acked: Set<bigint>, label: 
   for (const id of acked) assert.ok(ids.includes(id), `${label}: acked message ${id} missing`);
 }
 
+/** What a device holds of a channel and of its socket, for a failure's message. */
+function describeDevice(d: TestDevice, channelId: bigint, acked: Set<bigint>): string {
+  const msgs = d.messagesIn(channelId);
+  const have = new Set(msgs.map((m) => m.messageId));
+  const missing = [...acked].filter((id) => !have.has(id));
+  const w = d.welcome();
+  return [
+    `socket ${d.closeCode === undefined ? (d.ws?.readyState === 1 ? "open" : `state ${d.ws?.readyState}`) : `closed ${d.closeCode} ${d.closeReason}`}`,
+    `url ${d.ws?.url}`,
+    `welcome cursor ${w?.deviceCursor} head ${w?.headInboxSeq}`,
+    `cursor ${d.cursor}, ${d.entries.length} entries, ${msgs.length} of the channel (seqs ${msgs[0]?.seq}..${msgs.at(-1)?.seq})`,
+    `missing ${missing.length} of ${acked.size}: ${missing.slice(0, 5).join(" ")}`,
+    `received seqs tail ${d.received.slice(-8).join(" ")}`,
+  ].join("; ");
+}
+
 describe("distributed mode on the real engines (separate processes)", function () {
   this.timeout(600_000);
   const engines = engineConfig();
@@ -229,11 +245,13 @@ describe("distributed mode on the real engines (separate processes)", function (
   /**
    * Two senders keep a group of four busy through `disrupt`; every sender must
    * be acked again within `maxResumeMs` and every device must end with every
-   * acked message, once and in order.
+   * acked message, once and in order. With `rejoin`, a device whose socket
+   * drops reconnects through a live gateway, as a real client does, until the
+   * check is over.
    */
-  async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000): Promise<void> {
+  async function underLoad(disrupt: () => Promise<void>, label: string, maxResumeMs = 120_000, rejoin = false): Promise<void> {
     try {
-      await runUnderLoad(disrupt, label, maxResumeMs);
+      await runUnderLoad(disrupt, label, maxResumeMs, rejoin);
     } catch (err) {
       // What the roles warned about is what explains a failure here.
       for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
@@ -244,7 +262,7 @@ describe("distributed mode on the real engines (separate processes)", function (
     }
   }
 
-  async function runUnderLoad(disrupt: () => Promise<void>, label: string, maxResumeMs: number): Promise<void> {
+  async function runUnderLoad(disrupt: () => Promise<void>, label: string, maxResumeMs: number, rejoin: boolean): Promise<void> {
     const users: TestUser[] = [];
     for (let i = 0; i < 4; i++) users.push(await signUp(apiUrl(), "fo"));
     const group = (await users[0]!.api.channels.createGroup({ title: label, memberUserIds: users.slice(1).map((u) => u.userId) })).channel!.channelId;
@@ -256,6 +274,13 @@ describe("distributed mode on the real engines (separate processes)", function (
       for (let n = 0; sending; n++) {
         acked.add(await sendReliably(d, group, `${label} ${i}.${n}`, `${label}-${run}-${i}-${n}`));
         ackedBy[i]!++;
+      }
+    });
+    let rejoining = rejoin;
+    const rejoiners = devs.map(async (d, i) => {
+      while (rejoining) {
+        if (d.closeCode !== undefined) await d.connect(gatewayWs(i)).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
       }
     });
     await waitFor(() => acked.size >= 20, "traffic before the disruption", 60_000);
@@ -271,9 +296,17 @@ describe("distributed mode on the real engines (separate processes)", function (
     await waitFor(() => acked.size >= before + 20, "traffic after the disruption", 120_000);
     sending = false;
     await Promise.all(senders);
-    await Promise.all(devs.map((d) => waitFor(() => [...acked].every((id) => d.messagesIn(group).some((m) => m.messageId === id)), `${label}: every acked message on every device`, 120_000)));
+    try {
+      await Promise.all(devs.map((d) => waitFor(() => [...acked].every((id) => d.messagesIn(group).some((m) => m.messageId === id)), `${label}: every acked message on every device`, 120_000)));
+    } catch (err) {
+      for (const [i, d] of devs.entries()) console.error(`${label} device ${i}: ${describeDevice(d, group, acked)}`);
+      throw err;
+    } finally {
+      rejoining = false;
+      await Promise.all(rejoiners);
+    }
     for (const [i, d] of devs.entries()) checkView(d, group, acked, `${label} device ${i}`);
-    for (const d of devs) assert.equal(d.closeCode, undefined, `${label}: a device socket was closed`);
+    for (const d of devs) assert.equal(d.closeCode, undefined, `${label}: a device socket was ${rejoin ? "left closed" : "closed"}`);
   }
 
   it("a gateway on SIGTERM ends its WebSocket sessions with 1001 and its native gRPC streams with UNAVAILABLE, then exits 0", async () => {
@@ -310,6 +343,20 @@ describe("distributed mode on the real engines (separate processes)", function (
     } finally {
       release();
     }
+  });
+
+  it("loses nothing acked when a gateway is killed with SIGKILL and its devices reconnect through another", async () => {
+    await underLoad(
+      async () => {
+        // Devices 0 and 2 (one sender, one reader) were on it.
+        const victim = gateways.shift()!;
+        await victim.kill();
+        gateways.push(await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw-kill-${run}` }));
+      },
+      "gateway-kill",
+      120_000,
+      true,
+    );
   });
 
   it("moves sessions off a chat server killed with SIGKILL, losing nothing acked", async () => {
