@@ -11,7 +11,8 @@ import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, r
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds, startRetry } from "../../internal/cluster/engines.js";
+import { retryStart } from "../../internal/cluster/start-retry.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -67,9 +68,10 @@ const routes = openRoutes(e, logger);
 const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);
 await claims.connect().catch((err) => logger.warn({ err }, "send claims unavailable"));
 const servers = openRegistry(e, logger);
-const watch = await servers.watch();
+const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
 const clients = new ChatServerClients(watch);
-const lease = await openWorkerIds(e, logger).acquire();
+const workerIds = openWorkerIds(e, logger);
+const lease = await retryStart("leasing a worker id from etcd", () => workerIds.acquire(), startRetry(e, logger));
 const ids = new Snowflake(lease.workerId);
 lease.onLost(() => {
   logger.error("worker id lease lost: stopping so no id is minted twice");

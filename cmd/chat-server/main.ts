@@ -8,7 +8,8 @@ import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/presence.js";
-import { openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds } from "../../internal/cluster/engines.js";
+import { openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds, startRetry } from "../../internal/cluster/engines.js";
+import { retryStart } from "../../internal/cluster/start-retry.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
@@ -30,9 +31,9 @@ const queue = await openQueue(e, `chat-server-${config.serverId}`, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
 const workerIds = openWorkerIds(e, logger);
-const lease = await workerIds.acquire();
+const lease = await retryStart("leasing a worker id from etcd", () => workerIds.acquire(), startRetry(e, logger));
 const ids = new Snowflake(lease.workerId);
-const watch = await servers.watch();
+const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
 const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 
@@ -71,7 +72,11 @@ const port = await new Promise<number>((resolve, reject) =>
 );
 const address = `${config.advertiseHost || config.host}:${port}`;
 
-const registration = await servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds });
+const registration = await retryStart(
+  "registering in etcd",
+  () => servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
+  startRetry(e, logger),
+);
 // Without a live lease gateways may already be moving our sessions: stop
 // taking new ones and end the streams, so every session moves at once
 // rather than living on in two places.

@@ -1,6 +1,7 @@
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openQueue, openRegistry, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { openQueue, openRegistry, openRoutes, openStorage, startRetry } from "../../internal/cluster/engines.js";
+import { retryStart } from "../../internal/cluster/start-retry.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
@@ -42,7 +43,7 @@ const metrics = pipelineMetrics(registry, queue);
 appendMetrics(registry, { messages: storage.messages, inbox: storage.inbox });
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const watch = await servers.watch();
+const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
 const clients = new ChatServerClients(watch);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 

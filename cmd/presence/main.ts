@@ -1,6 +1,7 @@
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openRegistry, openRoutes, openStorage } from "../../internal/cluster/engines.js";
+import { openRegistry, openRoutes, openStorage, startRetry } from "../../internal/cluster/engines.js";
+import { retryStart } from "../../internal/cluster/start-retry.js";
 import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -41,7 +42,7 @@ const e = config.engines;
 const storage = await openStorage(e, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const watch = await servers.watch();
+const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
 const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });

@@ -8,26 +8,39 @@ import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
 import { RedisSendClaims } from "../sendclaims/redis.js";
 import { RedisLoginAttempts } from "../throttle/redis.js";
+import { retryStart, type StartRetryOptions } from "./start-retry.js";
 
 /**
  * Opening the real engines, the same way in every process of the
  * distributed mode. Each call opens only what its caller needs.
  */
+/** How a process retries an engine at start-up: for CHAT_START_TIMEOUT_S, each failure logged. */
+export function startRetry(e: EngineEndpoints, logger: Logger): StartRetryOptions {
+  return { withinMs: e.startTimeoutSeconds * 1000, logger };
+}
+
 export async function openStorage(e: EngineEndpoints, logger: Logger) {
-  return openCassandraStorage({
-    contactPoints: e.cassandraContactPoints,
-    localDataCenter: e.cassandraDc,
-    keyspace: e.cassandraKeyspace,
-    replicationFactor: e.cassandraReplication,
-    serialConsistency: e.cassandraSerial === "SERIAL" ? "serial" : "localSerial",
-    inboxRetentionSeconds: e.inboxRetentionSeconds,
-    logger,
-  });
+  const open = () =>
+    openCassandraStorage({
+      contactPoints: e.cassandraContactPoints,
+      localDataCenter: e.cassandraDc,
+      keyspace: e.cassandraKeyspace,
+      replicationFactor: e.cassandraReplication,
+      serialConsistency: e.cassandraSerial === "SERIAL" ? "serial" : "localSerial",
+      inboxRetentionSeconds: e.inboxRetentionSeconds,
+      logger,
+    });
+  return retryStart("opening Cassandra", open, startRetry(e, logger));
 }
 
 export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
   const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
-  await queue.ensureTopics(topicSpecs(e.kafkaPartitions));
+  try {
+    await retryStart("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)), startRetry(e, logger));
+  } catch (err) {
+    await queue.close().catch(() => {});
+    throw err;
+  }
   return queue;
 }
 

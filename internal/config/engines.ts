@@ -25,6 +25,8 @@ export interface EngineEndpoints {
   cassandraSerial: "LOCAL_SERIAL" | "SERIAL";
   /** Seconds an inbox entry is kept (history is kept forever); 0 keeps entries forever. */
   inboxRetentionSeconds: number;
+  /** Seconds a starting process keeps trying an engine that does not answer before it exits; 0 tries once. */
+  startTimeoutSeconds: number;
 }
 
 export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
@@ -42,6 +44,7 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
     cassandraSerial: r.oneOf("CHAT_CASSANDRA_SERIAL", "LOCAL_SERIAL", ["LOCAL_SERIAL", "SERIAL"] as const),
     // 30 days; Cassandra's TTL cannot exceed 20 years.
     inboxRetentionSeconds: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000),
+    startTimeoutSeconds: r.int("CHAT_START_TIMEOUT_S", 60, 0, 3_600),
   };
   if (!/^[a-z][a-z0-9_]{0,47}$/.test(e.cassandraKeyspace)) {
     r.problems.push(`CHAT_CASSANDRA_KEYSPACE=${JSON.stringify(e.cassandraKeyspace)}: expected a lower-case CQL name`);

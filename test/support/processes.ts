@@ -19,13 +19,14 @@ export interface RoleProcess {
  * Starts `cmd/<role>/main.ts` as its own process and resolves when it logs
  * "<role> listening". Every process a test starts is stopped by `stopAll`.
  * `command` starts it some other way (`["npm", "start"]`); `detached` makes
- * the process the leader of its own process group.
+ * the process the leader of its own process group; `onLine` sees each line
+ * of its stdout as it comes, from before it listens.
  */
 export async function startRole(
   role: string,
   env: Record<string, string>,
   timeoutMs = 90_000,
-  options: { command?: readonly string[]; detached?: boolean } = {},
+  options: { command?: readonly string[]; detached?: boolean; onLine?: (line: string) => void } = {},
 ): Promise<RoleProcess> {
   const [file, ...args] = options.command ?? [process.execPath, "--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)];
   const child = spawn(file!, args, {
@@ -53,6 +54,7 @@ export async function startRole(
       reject(new Error(`${role} exited with ${code} before listening:\n${output.slice(-20).join("\n")}`));
     });
     lines.on("line", (line) => {
+      options.onLine?.(line);
       output.push(line);
       if (output.length > 500) output.shift();
       try {

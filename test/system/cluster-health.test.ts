@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -8,7 +8,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, ServingStatus } from "../../internal/grpc/health.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /** A loopback port nothing listens on: a Redis that is away. */
@@ -18,6 +18,44 @@ async function deadPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((r) => server.close(() => r()));
   return port;
+}
+
+/**
+ * A loopback port in front of etcd that refuses every connection (closes it at
+ * once) until `open()`, then forwards to the real etcd: an etcd that is not up
+ * yet when a process starts.
+ */
+async function lateEtcd(etcdEndpoint: string): Promise<{ endpoint: string; refused: () => number; open: () => void; close: () => Promise<void> }> {
+  const [host, port] = etcdEndpoint.replace(/^https?:\/\//, "").split(":");
+  let forwarding = false;
+  let refused = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => {});
+    if (!forwarding) {
+      refused++;
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(port), host!);
+    sockets.add(upstream);
+    upstream.on("close", () => sockets.delete(upstream));
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    refused: () => refused,
+    open: () => void (forwarding = true),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }
 
 function healthClient(grpcUrl: unknown) {
@@ -74,6 +112,42 @@ describe("distributed mode: health", function () {
     }
     await waitForGrpcHealth(gateway.info.grpc, ServingStatus.NOT_SERVING);
     assert.equal(gateway.child.exitCode, null, "a failing check is an answer, not a crash");
+  });
+
+  it("starts a gateway before etcd answers: it tries again, logging each failure, and serves once etcd is there", async () => {
+    const etcd = await lateEtcd(scope.env.CHAT_ETCD_ENDPOINTS!.split(",")[0]!);
+    let gateway: RoleProcess | undefined;
+    try {
+      let retried = false;
+      const starting = startRole("gateway", { ...common, CHAT_ETCD_ENDPOINTS: etcd.endpoint }, 90_000, {
+        onLine: (line) => {
+          if (line.includes('"reading the chat servers from etcd failed; trying again"')) retried = true;
+        },
+      });
+      starting.catch(() => {});
+      // The first read failed: without the retry the gateway would have exited with it.
+      await waitFor(() => retried, "the gateway's warning that etcd did not answer", 30_000);
+      assert.ok(etcd.refused() > 0);
+      etcd.open();
+      gateway = await starting;
+      const res = await fetch(`${gateway.info.http}/healthz`);
+      assert.match(await res.text(), /no chat server registered/, "it reads the registry through the late etcd");
+    } finally {
+      await gateway?.stop();
+      await etcd.close();
+    }
+  });
+
+  it("exits 1 naming CHAT_START_TIMEOUT_S when etcd never answers within it", async () => {
+    const etcd = await lateEtcd(scope.env.CHAT_ETCD_ENDPOINTS!.split(",")[0]!);
+    try {
+      await assert.rejects(
+        startRole("gateway", { ...common, CHAT_ETCD_ENDPOINTS: etcd.endpoint, CHAT_START_TIMEOUT_S: "4" }),
+        /exited with 1 before listening:[^]*reading the chat servers from etcd: still failing after 4 s \(CHAT_START_TIMEOUT_S\)/,
+      );
+    } finally {
+      await etcd.close();
+    }
   });
 
   it("turns gRPC health NOT_SERVING as soon as the api starts stopping", async () => {

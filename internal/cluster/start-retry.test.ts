@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { pino } from "pino";
+import { retryStart, StartTimeoutError } from "./start-retry.js";
+
+describe("retryStart", () => {
+  it("tries a failing start-up step again until it succeeds, logging each failure", async () => {
+    const lines: { msg: string; attempt: number }[] = [];
+    const logger = pino({ level: "warn" }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+    let calls = 0;
+    const got = await retryStart(
+      "reading the registry",
+      async () => {
+        if (++calls < 3) throw new Error("no answer from etcd within 3000 ms");
+        return "servers";
+      },
+      { withinMs: 10_000, logger, firstPauseMs: 1 },
+    );
+    assert.equal(got, "servers");
+    assert.equal(calls, 3);
+    assert.deepEqual(lines.map((l) => [l.msg, l.attempt]), [
+      ["reading the registry failed; trying again", 1],
+      ["reading the registry failed; trying again", 2],
+    ]);
+  });
+
+  it("gives up once its time is out, with the last failure and the setting that bounds it", async () => {
+    let calls = 0;
+    const last = new Error("no answer from etcd within 3000 ms");
+    const err = await retryStart("claiming a worker id", async () => {
+      calls++;
+      throw last;
+    }, { withinMs: 30, firstPauseMs: 5 }).catch((e: unknown) => e);
+    assert.ok(err instanceof StartTimeoutError);
+    assert.equal(err.message, "claiming a worker id: still failing after 0.03 s (CHAT_START_TIMEOUT_S): no answer from etcd within 3000 ms");
+    assert.equal(err.cause, last);
+    assert.ok(calls >= 2, `tried ${calls} times`);
+  });
+
+  it("tries once when given no time", async () => {
+    let calls = 0;
+    const step = async () => {
+      calls++;
+      throw new Error("down");
+    };
+    await assert.rejects(retryStart("x", step, { withinMs: 0 }), StartTimeoutError);
+    assert.equal(calls, 1);
+  });
+});

@@ -1,0 +1,45 @@
+import type { Logger } from "pino";
+
+export interface StartRetryOptions {
+  /** How long to keep trying (CHAT_START_TIMEOUT_S); 0 tries once. */
+  withinMs: number;
+  logger?: Logger;
+  /** The first pause after a failure, doubling up to maxPauseMs. */
+  firstPauseMs?: number;
+  maxPauseMs?: number;
+}
+
+/** A start-up step still failing when its time ran out; the last failure is its cause. */
+export class StartTimeoutError extends Error {
+  constructor(what: string, withinMs: number, cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super(`${what}: still failing after ${withinMs / 1000} s (CHAT_START_TIMEOUT_S): ${why}`, { cause });
+    this.name = "StartTimeoutError";
+  }
+}
+
+/**
+ * Runs a start-up step that needs an engine until it succeeds. An engine
+ * still starting, or slow to answer on a busy machine (each etcd request has
+ * a 3 s deadline), then delays a role's start instead of ending it, as
+ * starting the processes of a cluster in any order should. Each failure is
+ * logged; past `withinMs` the step's last error is thrown as a
+ * StartTimeoutError. The step must leave nothing open when it fails.
+ */
+export async function retryStart<T>(what: string, step: () => Promise<T>, options: StartRetryOptions): Promise<T> {
+  const giveUpAt = Date.now() + options.withinMs;
+  const maxPauseMs = options.maxPauseMs ?? 5_000;
+  let pauseMs = options.firstPauseMs ?? 250;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      const left = giveUpAt - Date.now();
+      if (left <= 0) throw new StartTimeoutError(what, options.withinMs, err);
+      const waitMs = Math.min(pauseMs, left);
+      options.logger?.warn({ err, attempt, retryInMs: waitMs }, `${what} failed; trying again`);
+      await new Promise((r) => setTimeout(r, waitMs));
+      pauseMs = Math.min(pauseMs * 2, maxPauseMs);
+    }
+  }
+}
