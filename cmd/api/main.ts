@@ -11,8 +11,7 @@ import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, r
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { leaseWorkerId, openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -68,10 +67,9 @@ const routes = openRoutes(e, logger);
 const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);
 await claims.connect().catch((err) => logger.warn({ err }, "send claims unavailable"));
 const servers = openRegistry(e, logger);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
+const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch);
-const workerIds = openWorkerIds(e, logger);
-const lease = await retryStart("leasing a worker id from etcd", () => workerIds.acquire(), startRetry(e, logger));
+const lease = await leaseWorkerId(e, logger);
 const ids = new Snowflake(lease.workerId);
 lease.onLost(() => {
   logger.error("worker id lease lost: stopping so no id is minted twice");

@@ -8,8 +8,7 @@ import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/presence.js";
-import { openQueue, openRegistry, openRoutes, openSendClaims, openStorage, openWorkerIds, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, startSteps, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
@@ -30,10 +29,9 @@ const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `chat-server-${config.serverId}`, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const workerIds = openWorkerIds(e, logger);
-const lease = await retryStart("leasing a worker id from etcd", () => workerIds.acquire(), startRetry(e, logger));
+const lease = await leaseWorkerId(e, logger);
 const ids = new Snowflake(lease.workerId);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
+const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 
@@ -72,10 +70,8 @@ const port = await new Promise<number>((resolve, reject) =>
 );
 const address = `${config.advertiseHost || config.host}:${port}`;
 
-const registration = await retryStart(
-  "registering in etcd",
-  () => servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
-  startRetry(e, logger),
+const registration = await startSteps(e, logger)("registering in etcd", () =>
+  servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
 );
 // Without a live lease gateways may already be moving our sessions: stop
 // taking new ones and end the streams, so every session moves at once

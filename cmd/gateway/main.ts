@@ -9,8 +9,7 @@ import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
-import { openRegistry, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
@@ -43,7 +42,7 @@ collectDefaultMetrics({ register: registry });
 
 const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir));
 const servers = openRegistry(config.engines, logger);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(config.engines, logger));
+const watch = await watchServers(servers, config.engines, logger);
 const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });
 const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
 // grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.

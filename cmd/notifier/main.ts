@@ -2,8 +2,7 @@ import { join } from "node:path";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { channelMutes } from "../../internal/push/records.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openQueue, openRegistry, openRoutes, openStorage, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
@@ -52,7 +51,7 @@ consumerLagGauge(registry, queue, [[ConsumerGroups.notifier, Topics.notification
 // to a minute, and the pipeline took its users for offline: so must we.
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
+const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.

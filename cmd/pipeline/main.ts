@@ -1,7 +1,6 @@
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openQueue, openRegistry, openRoutes, openStorage, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
@@ -43,7 +42,7 @@ const metrics = pipelineMetrics(registry, queue);
 appendMetrics(registry, { messages: storage.messages, inbox: storage.inbox });
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
+const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 

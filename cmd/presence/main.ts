@@ -1,7 +1,6 @@
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { openRegistry, openRoutes, openStorage, startRetry } from "../../internal/cluster/engines.js";
-import { retryStart } from "../../internal/cluster/start-retry.js";
+import { openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
@@ -42,7 +41,7 @@ const e = config.engines;
 const storage = await openStorage(e, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const watch = await retryStart("reading the chat servers from etcd", () => servers.watch(), startRetry(e, logger));
+const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });

@@ -8,15 +8,16 @@ import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
 import { RedisSendClaims } from "../sendclaims/redis.js";
 import { RedisLoginAttempts } from "../throttle/redis.js";
-import { retryStart, type StartRetryOptions } from "./start-retry.js";
+import { retryStart } from "./start-retry.js";
 
 /**
  * Opening the real engines, the same way in every process of the
  * distributed mode. Each call opens only what its caller needs.
  */
-/** How a process retries an engine at start-up: for CHAT_START_TIMEOUT_S, each failure logged. */
-export function startRetry(e: EngineEndpoints, logger: Logger): StartRetryOptions {
-  return { withinMs: e.startTimeoutSeconds * 1000, logger };
+/** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */
+export function startSteps(e: EngineEndpoints, logger: Logger) {
+  const options = { withinMs: e.startTimeoutSeconds * 1000, logger };
+  return <T>(what: string, step: () => Promise<T>): Promise<T> => retryStart(what, step, options);
 }
 
 export async function openStorage(e: EngineEndpoints, logger: Logger) {
@@ -30,13 +31,13 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
       inboxRetentionSeconds: e.inboxRetentionSeconds,
       logger,
     });
-  return retryStart("opening Cassandra", open, startRetry(e, logger));
+  return startSteps(e, logger)("opening Cassandra", open);
 }
 
 export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
   const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
   try {
-    await retryStart("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)), startRetry(e, logger));
+    await startSteps(e, logger)("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)));
   } catch (err) {
     await queue.close().catch(() => {});
     throw err;
@@ -63,6 +64,13 @@ export function openRegistry(e: EngineEndpoints, logger: Logger) {
   return new EtcdServerRegistry({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
 }
 
-export function openWorkerIds(e: EngineEndpoints, logger: Logger) {
-  return new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
+/** The chat servers registered in etcd, read and then followed. */
+export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, logger: Logger) {
+  return startSteps(e, logger)("reading the chat servers from etcd", () => servers.watch());
+}
+
+/** This process's snowflake worker id, leased from etcd. */
+export function leaseWorkerId(e: EngineEndpoints, logger: Logger) {
+  const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
+  return startSteps(e, logger)("leasing a worker id from etcd", () => workerIds.acquire());
 }
