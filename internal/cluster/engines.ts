@@ -14,12 +14,6 @@ import { retryStart } from "./start-retry.js";
  * Opening the real engines, the same way in every process of the
  * distributed mode. Each call opens only what its caller needs.
  */
-/** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */
-export function startSteps(e: EngineEndpoints, logger: Logger) {
-  const options = { withinMs: e.startTimeoutSeconds * 1000, logger };
-  return <T>(what: string, step: () => Promise<T>): Promise<T> => retryStart(what, step, options);
-}
-
 export async function openStorage(e: EngineEndpoints, logger: Logger) {
   const open = () =>
     openCassandraStorage({
@@ -73,4 +67,10 @@ export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, lo
 export function leaseWorkerId(e: EngineEndpoints, logger: Logger) {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
   return startSteps(e, logger)("leasing a worker id from etcd", () => workerIds.acquire());
+}
+
+/** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */
+export function startSteps(e: EngineEndpoints, logger: Logger) {
+  const options = { withinMs: e.startTimeoutSeconds * 1000, logger };
+  return <T>(what: string, step: () => Promise<T>): Promise<T> => retryStart(what, step, options);
 }

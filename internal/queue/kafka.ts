@@ -482,11 +482,9 @@ class KafkaSubscription implements Subscription {
     });
     this.starting = true;
     try {
-      try {
-        await consumer.connect();
-      } catch (err) {
-        throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${(err as Error).message}`, { cause: err });
-      }
+      await consumer.connect().catch((err: Error) => {
+        throw new Error(`cannot connect to Kafka at ${this.options.brokers.join(",")}: ${err.message}`, { cause: err });
+      });
       // A new group starts from the beginning of what Kafka still holds; a known one from its commits.
       await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
       await consumer.run({
