@@ -192,7 +192,7 @@ export class PresenceTracker {
    * made, and the next flip tells `to` anyway).
    */
   async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
-    if (to.length > 0) await this.tellUntilSteady(userId, to, { pushed: false });
+    if (to.length > 0) await this.tellUntilSteady(userId, to, { pushed: false, reached: new Set() });
   }
 
   /**
@@ -327,7 +327,7 @@ export class PresenceTracker {
   private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
     const { firstDelayMs, maxDelayMs, attempts } = this.retry;
     /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
-    const told: Telling = { pushed: false };
+    const told: Telling = { pushed: false, reached: new Set() };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
         // Read at each attempt: retries last minutes, and a block or a narrower
@@ -337,6 +337,7 @@ export class PresenceTracker {
         if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
         // Not told, a later flip came first: its maker tells (and confirms) that one.
         if (audience.length > 0 && !told.pushed) return;
+        if (told.pushed) await this.tellLeftOut(flip.userId, told);
         return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
       } catch (err) {
         const log = { err, userId: String(flip.userId), attempt };
@@ -367,14 +368,33 @@ export class PresenceTracker {
       if (!told.pushed && flip && latest.version !== flip.version) return;
       if (latest.version === told.version) return;
       told.pushed = true;
+      for (const id of audience) told.reached.add(id);
       await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
       told.version = latest.version;
     }
   }
+
+  /**
+   * Tells OFFLINE, without last seen, whoever a push of this announcement
+   * went to and is out of the user's audience now. A narrower setting, an
+   * unfriending, a group left or a block tells those it leaves out OFFLINE
+   * itself, once its change is written; made while this announcement's
+   * audience read was already done, that OFFLINE can land before this push
+   * and leave a stale ONLINE (or a last seen they may no longer see) on
+   * their screens for good. The audience is read after the push: a change
+   * written later still tells its OFFLINE after it, one written earlier is
+   * seen here.
+   */
+  private async tellLeftOut(userId: Id, told: Telling): Promise<void> {
+    const audience = new Set(await this.deps.audience(userId));
+    const leftOut = [...told.reached].filter((id) => !audience.has(id));
+    if (leftOut.length > 0) await this.deps.directory.pushToUsers(leftOut, presenceFrame({ userId, online: false }));
+  }
 }
 
-/** What an audience heard from one telling: whether a push was tried, and the version it last took. */
+/** What an audience heard from one telling: whether a push was tried, to whom, and the version it last took. */
 interface Telling {
   pushed: boolean;
+  reached: Set<Id>;
   version?: number;
 }
