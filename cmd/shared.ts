@@ -1,4 +1,6 @@
 import { ConfigError } from "../internal/config/env.js";
+import { MissingKeyError } from "../internal/auth/tokens.js";
+import { StartTimeoutError } from "../internal/cluster/start-retry.js";
 import { ListenError } from "../internal/observability/listen.js";
 
 export { readLogLevel } from "../internal/config/env.js";
@@ -30,4 +32,19 @@ export async function exitOnListenError<T>(role: string, start: () => Promise<T>
     }
     throw err;
   }
+}
+
+/**
+ * A start-up step that gave up waiting (on an engine: StartTimeoutError; on
+ * the api's token key: MissingKeyError), thrown from the role's top level,
+ * ends the process with status 1 and one line naming what to fix: a stack
+ * trace would only bury it. Anything else left uncaught ends the process as
+ * Node would, stack and all.
+ */
+export function exitOnStartTimeout(role: string): void {
+  process.on("uncaughtException", (err) => {
+    const gaveUp = err instanceof StartTimeoutError || err instanceof MissingKeyError;
+    process.stderr.write(gaveUp ? `${role}: ${err.message}\n` : `${role}: uncaught ${err.stack ?? String(err)}\n`);
+    process.exit(1);
+  });
 }

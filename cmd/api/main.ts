@@ -29,9 +29,10 @@ import { readApiLimits } from "../../internal/throttle/config.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 import { listen } from "../../internal/observability/listen.js";
 
+exitOnStartTimeout("api");
 const config = exitOnConfigError("api", () => {
   const r = new EnvReader();
   const c = {

@@ -16,9 +16,10 @@ import { Snowflake } from "../../internal/ids/snowflake.js";
 import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
 import { readChatServerConfig, sessionLimitsOf } from "./config.js";
 
+exitOnStartTimeout("chat-server");
 const config = exitOnConfigError("chat-server", () => readChatServerConfig());
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
 const registry = new Registry();

@@ -17,9 +17,10 @@ import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/i
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 import { listen } from "../../internal/observability/listen.js";
 
+exitOnStartTimeout("gateway");
 const config = exitOnConfigError("gateway", () => {
   const r = new EnvReader();
   const c = {
@@ -40,7 +41,7 @@ const logger = createLogger("gateway", config.logLevel).child({ gatewayId: confi
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 
-const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir));
+const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000));
 const servers = openRegistry(config.engines, logger);
 const watch = await watchServers(servers, config.engines, logger);
 const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });

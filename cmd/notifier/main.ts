@@ -15,7 +15,7 @@ import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -23,6 +23,7 @@ import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js
  * user's burst) and sends Web Push / APNs / FCM to the user's endpoints in
  * Cassandra. Scale it out by running more: Kafka splits the partitions.
  */
+exitOnStartTimeout("notifier");
 const config = exitOnConfigError("notifier", () => {
   const r = new EnvReader();
   const c = {

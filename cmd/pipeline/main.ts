@@ -12,10 +12,11 @@ import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 
 const STAGES = ["sequencer", "inbox-writer"] as const;
 
+exitOnStartTimeout("pipeline");
 const config = exitOnConfigError("pipeline", () => {
   const r = new EnvReader();
   const stages = r.list("CHAT_PIPELINE_STAGES", [...STAGES]);

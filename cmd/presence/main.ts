@@ -7,7 +7,7 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -19,6 +19,7 @@ import { exitOnConfigError, exitOnListenError, readLogLevel } from "../shared.js
  * friends and co-members through the routing table. Any number may run: the
  * store's scripts report each flip to exactly one sweeper.
  */
+exitOnStartTimeout("presence");
 const config = exitOnConfigError("presence", () => {
   const r = new EnvReader();
   const c = {

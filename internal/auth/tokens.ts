@@ -195,10 +195,19 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   return keys;
 }
 
+/** The api's verification key was not there within the wait: a gateway cannot check a token without it. */
+export class MissingKeyError extends Error {
+  constructor(path: string, waitMs: number) {
+    super(`no token verification key at ${path} after ${waitMs / 1000} s (CHAT_START_TIMEOUT_S): start an api process with the same CHAT_KEYS_DIR first`);
+    this.name = "MissingKeyError";
+  }
+}
+
 /**
  * Loads the verification key that the api wrote to dir/token-ed25519.pub.pem.
  * Gateways only verify, so they never need the private key; a gateway that
- * starts before any api waits for the file (up to `waitMs`).
+ * starts before any api waits for the file (up to `waitMs`), then throws a
+ * MissingKeyError.
  */
 export async function loadPublicKeys(dir: string, waitMs = 60_000): Promise<KeyObject[]> {
   const path = join(dir, PUBLIC_KEY_FILE);
@@ -209,7 +218,7 @@ export async function loadPublicKeys(dir: string, waitMs = 60_000): Promise<KeyO
       throw e;
     });
     if (pem) return [publicKeyFromPem(pem)];
-    if (Date.now() > deadline) throw new Error(`no token verification key at ${path} (start an api process first, or set CHAT_KEYS_DIR)`);
+    if (Date.now() > deadline) throw new MissingKeyError(path, waitMs);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { Health, ServingStatus } from "../../internal/grpc/health.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
@@ -73,6 +74,8 @@ describe("distributed mode: health", function () {
   const scope = engineScope(engineConfig(), "health");
   const keysDir = mkdtempSync(join(tmpdir(), "chat-health-keys-"));
   const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+  // As the first api would: a gateway started alone (--grep) finds the key.
+  before(() => loadOrCreateKeys(keysDir));
   after(async () => {
     await stopAll();
     await scope.drop();
@@ -141,12 +144,26 @@ describe("distributed mode: health", function () {
   it("exits 1 naming CHAT_START_TIMEOUT_S when etcd never answers within it", async () => {
     const etcd = await lateEtcd(scope.env.CHAT_ETCD_ENDPOINTS!.split(",")[0]!);
     try {
-      await assert.rejects(
-        startRole("gateway", { ...common, CHAT_ETCD_ENDPOINTS: etcd.endpoint, CHAT_START_TIMEOUT_S: "4" }),
-        /exited with 1 before listening:[^]*reading the chat servers from etcd: still failing after 4 s \(CHAT_START_TIMEOUT_S\)/,
-      );
+      await assert.rejects(startRole("gateway", { ...common, CHAT_ETCD_ENDPOINTS: etcd.endpoint, CHAT_START_TIMEOUT_S: "4" }), (err: Error) => {
+        assert.match(err.message, /exited with 1 before listening:[^]*gateway: reading the chat servers from etcd: still failing after 4 s \(CHAT_START_TIMEOUT_S\)/);
+        assert.doesNotMatch(err.message, /\n\s+at /, "one line that says what to fix, no stack trace");
+        return true;
+      });
     } finally {
       await etcd.close();
+    }
+  });
+
+  it("exits 1 with one line naming CHAT_KEYS_DIR when no api wrote the token key within CHAT_START_TIMEOUT_S", async () => {
+    const emptyDir = mkdtempSync(join(tmpdir(), "chat-health-nokeys-"));
+    try {
+      await assert.rejects(startRole("gateway", { ...common, CHAT_KEYS_DIR: emptyDir, CHAT_START_TIMEOUT_S: "1" }), (err: Error) => {
+        assert.match(err.message, /exited with 1 before listening:[^]*gateway: no token verification key at .*chat-health-nokeys-.* after 1 s \(CHAT_START_TIMEOUT_S\): start an api process with the same CHAT_KEYS_DIR first/);
+        assert.doesNotMatch(err.message, /\n\s+at /, "one line that says what to fix, no stack trace");
+        return true;
+      });
+    } finally {
+      rmSync(emptyDir, { recursive: true, force: true });
     }
   });
 
