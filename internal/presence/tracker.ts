@@ -192,7 +192,7 @@ export class PresenceTracker {
    * made, and the next flip tells `to` anyway).
    */
   async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
-    if (to.length > 0) await this.tellUntilSteady(userId, to, { pushed: false, reached: new Set() });
+    if (to.length > 0) await this.tellUntilSteady(userId, to, { reached: new Set() });
   }
 
   /**
@@ -327,7 +327,7 @@ export class PresenceTracker {
   private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
     const { firstDelayMs, maxDelayMs, attempts } = this.retry;
     /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
-    const told: Telling = { pushed: false, reached: new Set() };
+    const told: Telling = { reached: new Set() };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
         // Read at each attempt: retries last minutes, and a block or a narrower
@@ -336,8 +336,8 @@ export class PresenceTracker {
         const audience = await this.deps.audience(flip.userId);
         if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
         // Not told, a later flip came first: its maker tells (and confirms) that one.
-        if (audience.length > 0 && !told.pushed) return;
-        if (told.pushed) await this.tellLeftOut(flip.userId, told);
+        if (audience.length > 0 && told.reached.size === 0) return;
+        if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
         return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
       } catch (err) {
         const log = { err, userId: String(flip.userId), attempt };
@@ -365,9 +365,8 @@ export class PresenceTracker {
     for (;;) {
       const stored = await this.call((s) => s.latest(userId));
       const latest = flip && stored.version <= flip.version ? flip : stored;
-      if (!told.pushed && flip && latest.version !== flip.version) return;
+      if (told.reached.size === 0 && flip && latest.version !== flip.version) return;
       if (latest.version === told.version) return;
-      told.pushed = true;
       for (const id of audience) told.reached.add(id);
       await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
       told.version = latest.version;
@@ -392,9 +391,8 @@ export class PresenceTracker {
   }
 }
 
-/** What an audience heard from one telling: whether a push was tried, to whom, and the version it last took. */
+/** What an audience heard from one telling: whom a push was tried to (none: nothing pushed yet), and the version it last took. */
 interface Telling {
-  pushed: boolean;
   reached: Set<Id>;
   version?: number;
 }
