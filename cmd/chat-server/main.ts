@@ -33,7 +33,7 @@ const servers = openRegistry(e, logger);
 const lease = await leaseWorkerId(e, logger);
 const ids = new Snowflake(lease.workerId);
 const watch = await watchServers(servers, e, logger);
-const clients = new ChatServerClients(watch);
+const clients = new ChatServerClients(watch, logger);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 
 const claims = openSendClaims(e, config.sendClaimTtlSeconds * 1000);

@@ -53,7 +53,7 @@ consumerLagGauge(registry, queue, [[ConsumerGroups.notifier, Topics.notification
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
-const clients = new ChatServerClients(watch);
+const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
 const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });

@@ -44,7 +44,7 @@ appendMetrics(registry, { messages: storage.messages, inbox: storage.inbox });
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
-const clients = new ChatServerClients(watch);
+const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
 const workers: { stop(): Promise<void>; health: StageHealth }[] = [];

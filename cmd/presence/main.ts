@@ -43,7 +43,7 @@ const storage = await openStorage(e, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
-const clients = new ChatServerClients(watch);
+const clients = new ChatServerClients(watch, logger);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 

@@ -25,10 +25,13 @@ export function encodeServerFrame(frame: ServerFrame, encoding: FrameEncoding): 
 
 /** A frame's bytes in each encoding, each encoded at most once: shared by one user's sessions. */
 export class EncodedFrame {
-  private proto?: Uint8Array;
   private json?: string;
 
-  constructor(readonly frame: ServerFrame) {}
+  /** `proto`, when given, must be the frame's wire bytes (as it came from another process). */
+  constructor(
+    readonly frame: ServerFrame,
+    private proto?: Uint8Array,
+  ) {}
 
   bytes(encoding: FrameEncoding): Uint8Array | string {
     if (encoding === "json") return (this.json ??= encodeServerFrame(this.frame, "json") as string);

@@ -301,9 +301,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /**
    * deliverLocal, but a presence event about someone the user and they lately
    * blocked (either way) goes nowhere, unless it tells nothing: an OFFLINE
-   * without a last seen, as the block itself sends.
+   * without a last seen, as the block itself sends. `protoBytes`, when the
+   * frame came encoded, are its wire bytes, passed on to binary sessions.
    */
-  async deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): Promise<number> {
+  async deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): Promise<number> {
     const p = frame.kind.case === "presence" ? frame.kind.value.presence : undefined;
     const tells = p !== undefined && (p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined);
     const about = tells ? p.userId : undefined;
@@ -316,23 +317,22 @@ export class ChatServer implements SessionHost, SessionDirectory {
         this.blockChanged.delete(key);
       }
     }
-    return this.deliverLocal(userId, deviceIds, frame);
+    return this.deliverLocal(userId, deviceIds, frame, protoBytes);
   }
 
   /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */
-  deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame): number {
+  deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): number {
     const sessions = this.byUser.get(userId);
     if (sessions === undefined) return 0;
-    // Once per delivery of every message: the frame is encoded at most once
-    // per encoding for all of the user's sessions.
     const entry = frame.kind.case === "message" ? frame.kind.value.entry : undefined;
     if (frame.kind.case === "message" && !entry?.message) return 0;
-    const encoded = entry ? new EncodedFrame(frame) : undefined;
+    // Encoded at most once per encoding for all of the user's sessions.
+    const encoded = new EncodedFrame(frame, protoBytes);
     let n = 0;
     for (const s of sessions) {
       if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
-      if (entry && encoded) s.deliverLive(entry.inboxSeq, encoded);
-      else s.send(frame);
+      if (entry) s.deliverLive(entry.inboxSeq, encoded);
+      else s.sendShared(encoded);
       n++;
     }
     return n;

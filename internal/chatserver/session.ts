@@ -458,6 +458,12 @@ export class Session implements SessionHandle {
     this.sendEncoded(encodeServerFrame(frame, this.identity.encoding));
   }
 
+  /** A frame that other sessions get too, encoded once for all of them. */
+  sendShared(encoded: EncodedFrame): void {
+    if (!this.open) return;
+    this.sendEncoded(encoded.bytes(this.identity.encoding));
+  }
+
   private sendEncoded(bytes: Uint8Array | string): void {
     if (!this.open) return;
     if (this.sink.bufferedBytes() > this.server.limits.maxBufferedBytes) {

@@ -1,9 +1,13 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import {
   ChatServerServiceService,
   type ChatServerServiceServer,
+  type DeliverStreamRequest,
+  type DeliverStreamResponse,
   type SessionRequest,
   type SessionResponse,
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
@@ -14,6 +18,7 @@ import { fromTsProto } from "./frames.js";
 export { ChatServerServiceService };
 
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
+type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
 
 /**
  * A gateway's stream and the bytes written to it that grpc-js has not yet
@@ -110,6 +115,11 @@ class StreamedSession implements SessionSink {
  */
 export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
   const streams = new Set<GatewayStream>();
+  const deliveryStreams = new Map<DeliveryCall, { batches: number; ending: boolean }>();
+  const endDeliveryStream = (call: DeliveryCall) => {
+    deliveryStreams.delete(call);
+    if (!call.writableEnded && !call.destroyed) call.end();
+  };
   return {
     session(call) {
       streams.add(call);
@@ -194,6 +204,41 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       );
     },
 
+    deliverStream(call) {
+      const state = { batches: 0, ending: false };
+      deliveryStreams.set(call, state);
+      call.on("data", (req: DeliverStreamRequest) => {
+        state.batches++;
+        let sessions = 0;
+        const missed: bigint[] = [];
+        // Every batch is answered: a delivery that fails counts no session
+        // (its devices catch up from their cursors) and spares the others.
+        const work = req.deliveries.map(async (d) => {
+          let n = 0;
+          try {
+            n = await chat.deliverChecked(d.userId, d.deviceIds, fromBinary(ServerFrameSchema, d.serverFrame), d.serverFrame);
+          } catch (err) {
+            logger?.warn({ err, userId: String(d.userId) }, "delivery failed");
+          }
+          sessions += n;
+          if (n === 0) missed.push(d.userId);
+        });
+        void Promise.all(work).then(() => {
+          if (!call.writableEnded && !call.destroyed) call.write({ batchId: req.batchId, sessions, missedUserIds: missed });
+          if (--state.batches === 0 && state.ending) endDeliveryStream(call);
+        });
+      });
+      call.on("end", () => {
+        state.ending = true;
+        if (state.batches === 0) endDeliveryStream(call);
+      });
+      call.on("error", (err) => {
+        logger?.debug({ err }, "delivery stream failed");
+        deliveryStreams.delete(call);
+      });
+      call.on("cancelled", () => deliveryStreams.delete(call));
+    },
+
     closeDeviceSessions(call, callback) {
       const { userId, deviceId, code, reason } = call.request;
       chat.closeDevice(userId, deviceId, code, reason).then(
@@ -207,8 +252,16 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       callback(null, {});
     },
 
-    /** Ends every gateway stream with UNAVAILABLE, so gateways move the sessions elsewhere. */
+    /**
+     * Ends every gateway stream with UNAVAILABLE, so gateways move the
+     * sessions elsewhere, and every delivery stream once its batches are
+     * answered (the grpc-js server's shutdown waits for open calls).
+     */
     endAll() {
+      for (const [call, state] of [...deliveryStreams]) {
+        state.ending = true;
+        if (state.batches === 0) endDeliveryStream(call);
+      }
       for (const call of [...streams]) {
         streams.delete(call);
         // grpc-js turns an emitted error into the stream's final status.

@@ -1,39 +1,69 @@
 import { credentials } from "@grpc/grpc-js";
+import type { Logger } from "pino";
 import { ChatServerServiceClient } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
+import { DeliveryStream } from "./delivery-stream.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 
-/** One grpc-js client per live chat server, dropped when the server leaves the registry. */
-export class ChatServerClients {
-  private readonly clients = new Map<string, { address: string; client: ChatServerServiceClient }>();
+/** How long a delivery batch waits for its chat server's answer, on a stream or as a Deliver call. */
+export const DELIVER_TIMEOUT_MS = 2_000;
 
-  constructor(private readonly watch: ServerWatch) {
+type Entry = { address: string; client: ChatServerServiceClient; deliveries?: DeliveryStream };
+
+/**
+ * One grpc-js client per live chat server, and its delivery stream once a
+ * batch was pushed there, both dropped when the server leaves the registry.
+ */
+export class ChatServerClients {
+  private readonly clients = new Map<string, Entry>();
+
+  constructor(
+    private readonly watch: ServerWatch,
+    private readonly logger?: Logger,
+  ) {
     watch.onChange((servers) => this.prune(servers));
   }
 
   get(serverId: string): ChatServerServiceClient | undefined {
+    return this.entry(serverId)?.client;
+  }
+
+  /** The server's delivery stream (opened at its first batch). */
+  deliveries(serverId: string): DeliveryStream | undefined {
+    const entry = this.entry(serverId);
+    if (!entry) return undefined;
+    return (entry.deliveries ??= new DeliveryStream(entry.client, DELIVER_TIMEOUT_MS, this.logger?.child({ serverId })));
+  }
+
+  private entry(serverId: string): Entry | undefined {
     const info = this.watch.servers().find((s) => s.serverId === serverId);
     if (!info) return undefined;
     const known = this.clients.get(serverId);
-    if (known && known.address === info.address) return known.client;
-    known?.client.close();
-    const client = new ChatServerServiceClient(info.address, credentials.createInsecure(), INTERNAL_MESSAGE_LIMITS);
-    this.clients.set(serverId, { address: info.address, client });
-    return client;
+    if (known && known.address === info.address) return known;
+    if (known) drop(known);
+    const entry = { address: info.address, client: new ChatServerServiceClient(info.address, credentials.createInsecure(), INTERNAL_MESSAGE_LIMITS) };
+    this.clients.set(serverId, entry);
+    return entry;
   }
 
   private prune(servers: ServerInfo[]): void {
     const live = new Map(servers.map((s) => [s.serverId, s.address]));
     for (const [id, c] of this.clients) {
       if (live.get(id) !== c.address) {
-        c.client.close();
+        drop(c);
         this.clients.delete(id);
       }
     }
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.client.close();
+    for (const c of this.clients.values()) drop(c);
     this.clients.clear();
   }
+}
+
+/** A closed channel lets its calls run on, so the open stream is ended first. */
+function drop(entry: Entry): void {
+  entry.deliveries?.close();
+  entry.client.close();
 }

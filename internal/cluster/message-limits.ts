@@ -4,7 +4,7 @@
  * default, and on the gateway's stream one refused message fails the whole
  * stream, moving every session on it. What crosses here is bounded upstream
  * (a client frame by CHAT_MAX_FRAME_BYTES, at most 16 MiB; a sync page by
- * its text budget; a Deliver call by DELIVER_CHUNK_BYTES), so this limit is
+ * its text budget; a delivery batch by DELIVER_CHUNK_BYTES), so this limit is
  * only a wide backstop above those bounds.
  */
 export const INTERNAL_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -15,8 +15,8 @@ export const INTERNAL_MESSAGE_LIMITS = {
 } as const;
 
 /**
- * A Deliver call carries about this many bytes of text at most
- * (utf8BytesAtMost); more go out as further calls. A group message of
- * 100,000 characters to 100 members on one server is ~30 MB of copies.
+ * A delivery batch carries about this many bytes of frames at most; more go
+ * out as further batches. A group message of 100,000 characters to 100
+ * members on one server is up to ~40 MB of copies.
  */
 export const DELIVER_CHUNK_BYTES = 2 * 1024 * 1024;

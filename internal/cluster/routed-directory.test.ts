@@ -1,47 +1,40 @@
 import assert from "node:assert/strict";
-import type { UserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { create } from "@bufbuild/protobuf";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionRoutes } from "../routing/port.js";
 import type { ChatServerClients } from "./client-pool.js";
+import type { BatchOutcome } from "./delivery-stream.js";
 import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
 
-const delivery = (userId: number, text: string): UserDelivery => ({
-  userId: BigInt(userId),
-  deviceIds: [],
-  frame: { ref: 0n, kind: { $case: "message", value: { entry: { inboxSeq: 1n, message: { text } as never } } } } as never,
-});
+const sized = (userId: number, bytes: number) => ({ userId: BigInt(userId), bytes });
+const sizeOf = (d: { bytes: number }) => d.bytes;
 
-describe("Deliver calls split by size", () => {
-  it("keeps a group message of long texts to a hundred members under the budget per call, in order", () => {
-    const text = "x".repeat(99_999);
-    const all = Array.from({ length: 100 }, (_, i) => delivery(i, text));
-    const chunks = chunksOf(all, 2 * 1024 * 1024);
-    assert.ok(chunks.length >= 15, `${chunks.length} calls`);
-    for (const c of chunks) assert.ok(c.length >= 1 && c.length * 300_000 <= 2 * 1024 * 1024 + 300_064);
+describe("delivery batches split by size", () => {
+  it("keeps a group message of long texts to a hundred members under the budget per batch, in order", () => {
+    const all = Array.from({ length: 100 }, (_, i) => sized(i, 400_000));
+    const chunks = chunksOf(all, 2 * 1024 * 1024, sizeOf);
+    assert.ok(chunks.length >= 20, `${chunks.length} batches`);
+    for (const c of chunks) assert.ok(c.length >= 1 && c.length * 400_000 <= 2 * 1024 * 1024);
     assert.deepStrictEqual(chunks.flat(), all);
   });
 
-  it("sends small deliveries in one call, and a single oversized one alone", () => {
-    const small = Array.from({ length: 500 }, (_, i) => delivery(i, "hi"));
-    assert.equal(chunksOf(small, 2 * 1024 * 1024).length, 1);
-    const huge = [delivery(1, "y".repeat(1_000_000)), delivery(2, "hi")];
-    assert.deepStrictEqual(chunksOf(huge, 1024).map((c) => c.length), [1, 1]);
+  it("sends small deliveries in one batch, and a single oversized one alone", () => {
+    const small = Array.from({ length: 500 }, (_, i) => sized(i, 60));
+    assert.equal(chunksOf(small, 2 * 1024 * 1024, sizeOf).length, 1);
+    const huge = [sized(1, 3_000_000), sized(2, 60)];
+    assert.deepStrictEqual(chunksOf(huge, 1024, sizeOf).map((c) => c.length), [1, 1]);
   });
 });
 
 describe("RoutedSessionDirectory", () => {
-  it("counts as reached only users on a chat server that took the Deliver on a session: not those routed only to one gone, failing or without their sessions", async () => {
-    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]]]) } as unknown as SessionRoutes;
-    const client = (answer: Error | { sessions: number }) => ({
-      deliver: (_req: unknown, _md: unknown, _opts: unknown, cb: (err: Error | null, res?: { sessions: number }) => void) =>
-        answer instanceof Error ? cb(answer) : cb(null, answer),
-    });
-    const servers = { a: client({ sessions: 2 }), b: client(new Error("UNAVAILABLE")), restarted: client({ sessions: 0 }) };
-    const clients = { get: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
+  it("counts as reached only users on a chat server that queued their frame on a session: not those routed only to one gone, failing, or without their sessions", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]], [7n, ["a"]]]) } as unknown as SessionRoutes;
+    const stream = (outcome: BatchOutcome) => ({ send: async () => outcome });
+    const servers = { a: stream({ sessions: 2, missed: [7n] }), b: stream({ failed: "broken" }), restarted: stream({ sessions: 0, missed: [6n] }) };
+    const clients = { deliveries: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
     const directory = new RoutedSessionDirectory(routes, clients);
     const frame = create(ServerFrameSchema, { kind: { case: "heartbeatAck", value: {} } });
-    const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n, 6n].map((userId) => ({ userId, frame })));
+    const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n, 6n, 7n].map((userId) => ({ userId, frame })));
     assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
   });
 

@@ -1,15 +1,14 @@
 import { Metadata } from "@grpc/grpc-js";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import type { UserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import type { EncodedUserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import { ServerFrame as TsServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import type { Logger } from "pino";
 import type { SessionDirectory } from "../delivery/port.js";
-import { utf8BytesAtMost, type Id } from "../model/types.js";
+import { encodeServerFrame } from "../chatserver/codec.js";
+import type { Id } from "../model/types.js";
 import type { SessionRoutes } from "../routing/port.js";
-import type { ChatServerClients } from "./client-pool.js";
-import { toTsProto } from "./frames.js";
+import { DELIVER_TIMEOUT_MS, type ChatServerClients } from "./client-pool.js";
 import { DELIVER_CHUNK_BYTES } from "./message-limits.js";
-
-const DELIVER_DEADLINE_MS = 2_000;
 
 /**
  * The SessionDirectory of processes that hold no sessions (the pipeline and
@@ -28,44 +27,63 @@ export class RoutedSessionDirectory implements SessionDirectory {
     await this.pushMany(userIds.map((userId) => ({ userId, frame })));
   }
 
-  /** Many (user, frame) pairs in one Deliver call per chat server. */
+  /** Many (user, frame) pairs in one batch per chat server (more when they are large). */
   async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
     if (items.length === 0) return new Set();
     const routes = await this.routes.lookup([...new Set(items.map((i) => i.userId))]);
-    const perServer = new Map<string, UserDelivery[]>();
+    const perServer = new Map<string, EncodedUserDelivery[]>();
+    // A frame pushed to many users is encoded once; a group message's frames
+    // differ only in the inbox seq, and share the encoded Message (codec.ts).
+    const encoded = new Map<ServerFrame, Buffer>();
     for (const { userId, frame } of items) {
       const servers = routes.get(userId);
       if (!servers) continue;
-      const ts = toTsProto(frame);
+      let serverFrame = encoded.get(frame);
+      if (!serverFrame) encoded.set(frame, (serverFrame = asBuffer(encodeServerFrame(frame, "proto") as Uint8Array)));
       for (const serverId of servers) {
         let list = perServer.get(serverId);
         if (!list) perServer.set(serverId, (list = []));
-        list.push({ userId, deviceIds: [], frame: ts });
+        list.push({ userId, deviceIds: [], serverFrame });
       }
     }
     // A route outlives a chat server that died (until its sessions' routes
-    // expire, or one that restarted under the same id): a user counts as
-    // reached only through a Deliver that a live server took and queued on
-    // some session, so the caller notifies the others instead of taking them
-    // for online. (The count is per call: one session among its users counts
-    // them all.)
+    // expire, or one that restarted under the same id), and a user's
+    // sessions may have left a live one: a user counts as reached only
+    // through a live server that queued the frame on one of their sessions,
+    // so the caller notifies the others instead of taking them for online.
     const reached = new Set<Id>();
     await Promise.all(
       [...perServer].map(async ([serverId, deliveries]) => {
-        const client = this.clients.get(serverId);
-        if (!client) return;
-        for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES)) {
-          await new Promise<void>((resolve) => {
-            client.deliver({ deliveries: chunk }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err, res) => {
-              if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
-              else if (res && res.sessions > 0) for (const d of chunk) reached.add(d.userId);
-              resolve();
-            });
-          });
+        for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES, (d) => d.serverFrame.byteLength + 24)) {
+          const missed = await this.deliver(serverId, chunk);
+          if (missed === "all") continue;
+          for (const d of chunk) if (!missed.has(d.userId)) reached.add(d.userId);
         }
       }),
     );
     return reached;
+  }
+
+  /** One batch to one chat server, on its stream (or as a Deliver call to a build without it); resolves with the users it did not reach. */
+  private async deliver(serverId: string, chunk: EncodedUserDelivery[]): Promise<ReadonlySet<Id> | "all"> {
+    const stream = this.clients.deliveries(serverId);
+    if (!stream) return "all";
+    const outcome = await stream.send(chunk);
+    if ("sessions" in outcome) return outcome.sessions === 0 ? "all" : new Set(outcome.missed);
+    if (outcome.failed !== "unimplemented") {
+      this.logger?.warn({ serverId, why: outcome.failed }, "deliver failed; devices will catch up");
+      return "all";
+    }
+    const client = this.clients.get(serverId);
+    if (!client) return "all";
+    const deliveries = chunk.map((d) => ({ userId: d.userId, deviceIds: d.deviceIds, frame: TsServerFrame.decode(d.serverFrame) }));
+    // Deliver answers a count only: one session among the call's users counts them all.
+    return new Promise((resolve) => {
+      client.deliver({ deliveries }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, (err, res) => {
+        if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
+        resolve(!err && res && res.sessions > 0 ? new Set() : "all");
+      });
+    });
   }
 
   async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
@@ -76,7 +94,7 @@ export class RoutedSessionDirectory implements SessionDirectory {
           new Promise<void>((resolve) => {
             const client = this.clients.get(serverId);
             if (!client) return resolve();
-            client.closeDeviceSessions({ userId, deviceId, code, reason }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, () => resolve());
+            client.closeDeviceSessions({ userId, deviceId, code, reason }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, () => resolve());
           }),
       ),
     );
@@ -105,7 +123,7 @@ export class RoutedSessionDirectory implements SessionDirectory {
           new Promise<void>((resolve) => {
             const client = this.clients.get(serverId);
             if (!client) return resolve();
-            client.forgetBlocks({ pairs: forPairs }, new Metadata(), { deadline: Date.now() + DELIVER_DEADLINE_MS }, (err) => {
+            client.forgetBlocks({ pairs: forPairs }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, (err) => {
               if (err) this.logger?.warn({ err: err.message, serverId }, "forgetting blocks failed; the server's cache expires them");
               resolve();
             });
@@ -127,26 +145,25 @@ export class RoutedSessionDirectory implements SessionDirectory {
   }
 }
 
-/** Consecutive runs of deliveries whose texts stay within budget bytes (each run has at least one). */
-export function chunksOf(deliveries: UserDelivery[], budget: number): UserDelivery[][] {
-  const chunks: UserDelivery[][] = [];
-  let chunk: UserDelivery[] = [];
+/** Consecutive runs of items whose sizes stay within budget bytes (each run has at least one). */
+export function chunksOf<T>(items: readonly T[], budget: number, sizeOf: (item: T) => number): T[][] {
+  const chunks: T[][] = [];
+  let chunk: T[] = [];
   let bytes = 0;
-  for (const d of deliveries) {
-    const size = utf8BytesAtMost(textOf(d)) + 64;
+  for (const item of items) {
+    const size = sizeOf(item);
     if (chunk.length > 0 && bytes + size > budget) {
       chunks.push(chunk);
       chunk = [];
       bytes = 0;
     }
-    chunk.push(d);
+    chunk.push(item);
     bytes += size;
   }
   if (chunk.length > 0) chunks.push(chunk);
   return chunks;
 }
 
-function textOf(d: UserDelivery): string {
-  const kind = d.frame?.kind;
-  return kind?.$case === "message" ? (kind.value.entry?.message?.text ?? "") : "";
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

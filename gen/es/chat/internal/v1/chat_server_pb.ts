@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/chat_server.proto.
  */
 export const file_chat_internal_v1_chat_server: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxItMBCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSABCBgoEa2luZCKeAQoLU2Vzc2lvbk9wZW4SDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVzdW1lZBgEIAEoCBIQCghlbmNvZGluZxgFIAEoCRISCgpnYXRld2F5X2lkGAYgASgJIhwKDFNlc3Npb25DbG9zZRIMCgRjb2RlGAEgASgNIh0KC0Zsb3dDb250cm9sEg4KBnBhdXNlZBgBIAEoCCJ4Cg9TZXNzaW9uUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoBBIWCgxzZXJ2ZXJfZnJhbWUYAiABKAxIABIxCgZjbG9zZWQYAyABKAsyHy5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZWRIAEIGCgRraW5kIi0KDVNlc3Npb25DbG9zZWQSDAoEY29kZRgBIAEoDRIOCgZyZWFzb24YAiABKAkiRAoORGVsaXZlclJlcXVlc3QSMgoKZGVsaXZlcmllcxgBIAMoCzIeLmNoYXQuaW50ZXJuYWwudjEuVXNlckRlbGl2ZXJ5IlgKDFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSIwoFZnJhbWUYAyABKAsyFC5jaGF0LnYxLlNlcnZlckZyYW1lIiMKD0RlbGl2ZXJSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJeChpDbG9zZURldmljZVNlc3Npb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBIMCgRjb2RlGAMgASgNEg4KBnJlYXNvbhgEIAEoCSIvChtDbG9zZURldmljZVNlc3Npb25zUmVzcG9uc2USEAoIc2Vzc2lvbnMYASABKA0iQAoTRm9yZ2V0QmxvY2tzUmVxdWVzdBIpCgVwYWlycxgBIAMoCzIaLmNoYXQuaW50ZXJuYWwudjEuVXNlclBhaXIiMgoIVXNlclBhaXISDwoHdXNlcl9pZBgBIAEoBBIVCg1vdGhlcl91c2VyX2lkGAIgASgEIhYKFEZvcmdldEJsb2Nrc1Jlc3BvbnNlMooDChFDaGF0U2VydmVyU2VydmljZRJSCgdTZXNzaW9uEiAuY2hhdC5pbnRlcm5hbC52MS5TZXNzaW9uUmVxdWVzdBohLmNoYXQuaW50ZXJuYWwudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJOCgdEZWxpdmVyEiAuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyUmVxdWVzdBohLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclJlc3BvbnNlEnIKE0Nsb3NlRGV2aWNlU2Vzc2lvbnMSLC5jaGF0LmludGVybmFsLnYxLkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXF1ZXN0Gi0uY2hhdC5pbnRlcm5hbC52MS5DbG9zZURldmljZVNlc3Npb25zUmVzcG9uc2USXQoMRm9yZ2V0QmxvY2tzEiUuY2hhdC5pbnRlcm5hbC52MS5Gb3JnZXRCbG9ja3NSZXF1ZXN0GiYuY2hhdC5pbnRlcm5hbC52MS5Gb3JnZXRCbG9ja3NSZXNwb25zZWIGcHJvdG8z", [file_chat_v1_session, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxItMBCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSABCBgoEa2luZCKeAQoLU2Vzc2lvbk9wZW4SDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVzdW1lZBgEIAEoCBIQCghlbmNvZGluZxgFIAEoCRISCgpnYXRld2F5X2lkGAYgASgJIhwKDFNlc3Npb25DbG9zZRIMCgRjb2RlGAEgASgNIh0KC0Zsb3dDb250cm9sEg4KBnBhdXNlZBgBIAEoCCJ4Cg9TZXNzaW9uUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoBBIWCgxzZXJ2ZXJfZnJhbWUYAiABKAxIABIxCgZjbG9zZWQYAyABKAsyHy5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZWRIAEIGCgRraW5kIi0KDVNlc3Npb25DbG9zZWQSDAoEY29kZRgBIAEoDRIOCgZyZWFzb24YAiABKAkiRAoORGVsaXZlclJlcXVlc3QSMgoKZGVsaXZlcmllcxgBIAMoCzIeLmNoYXQuaW50ZXJuYWwudjEuVXNlckRlbGl2ZXJ5IlgKDFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSIwoFZnJhbWUYAyABKAsyFC5jaGF0LnYxLlNlcnZlckZyYW1lIiMKD0RlbGl2ZXJSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJjChREZWxpdmVyU3RyZWFtUmVxdWVzdBIQCghiYXRjaF9pZBgBIAEoBBI5CgpkZWxpdmVyaWVzGAIgAygLMiUuY2hhdC5pbnRlcm5hbC52MS5FbmNvZGVkVXNlckRlbGl2ZXJ5IlAKE0VuY29kZWRVc2VyRGVsaXZlcnkSDwoHdXNlcl9pZBgBIAEoBBISCgpkZXZpY2VfaWRzGAIgAygEEhQKDHNlcnZlcl9mcmFtZRgDIAEoDCJUChVEZWxpdmVyU3RyZWFtUmVzcG9uc2USEAoIYmF0Y2hfaWQYASABKAQSEAoIc2Vzc2lvbnMYAiABKA0SFwoPbWlzc2VkX3VzZXJfaWRzGAMgAygEIl4KGkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEQoJZGV2aWNlX2lkGAIgASgEEgwKBGNvZGUYAyABKA0SDgoGcmVhc29uGAQgASgJIi8KG0Nsb3NlRGV2aWNlU2Vzc2lvbnNSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJAChNGb3JnZXRCbG9ja3NSZXF1ZXN0EikKBXBhaXJzGAEgAygLMhouY2hhdC5pbnRlcm5hbC52MS5Vc2VyUGFpciIyCghVc2VyUGFpchIPCgd1c2VyX2lkGAEgASgEEhUKDW90aGVyX3VzZXJfaWQYAiABKAQiFgoURm9yZ2V0QmxvY2tzUmVzcG9uc2Uy8AMKEUNoYXRTZXJ2ZXJTZXJ2aWNlElIKB1Nlc3Npb24SIC5jaGF0LmludGVybmFsLnYxLlNlc3Npb25SZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5TZXNzaW9uUmVzcG9uc2UoATABEk4KB0RlbGl2ZXISIC5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJSZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyUmVzcG9uc2USZAoNRGVsaXZlclN0cmVhbRImLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclN0cmVhbVJlcXVlc3QaJy5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJTdHJlYW1SZXNwb25zZSgBMAEScgoTQ2xvc2VEZXZpY2VTZXNzaW9ucxIsLmNoYXQuaW50ZXJuYWwudjEuQ2xvc2VEZXZpY2VTZXNzaW9uc1JlcXVlc3QaLS5jaGF0LmludGVybmFsLnYxLkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXNwb25zZRJdCgxGb3JnZXRCbG9ja3MSJS5jaGF0LmludGVybmFsLnYxLkZvcmdldEJsb2Nrc1JlcXVlc3QaJi5jaGF0LmludGVybmFsLnYxLkZvcmdldEJsb2Nrc1Jlc3BvbnNlYgZwcm90bzM", [file_chat_v1_session, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.internal.v1.SessionRequest
@@ -283,6 +283,96 @@ export const DeliverResponseSchema: GenMessage<DeliverResponse> = /*@__PURE__*/
   messageDesc(file_chat_internal_v1_chat_server, 8);
 
 /**
+ * @generated from message chat.internal.v1.DeliverStreamRequest
+ */
+export type DeliverStreamRequest = Message<"chat.internal.v1.DeliverStreamRequest"> & {
+  /**
+   * Chosen by the sender, unique within its stream.
+   *
+   * @generated from field: uint64 batch_id = 1;
+   */
+  batchId: bigint;
+
+  /**
+   * @generated from field: repeated chat.internal.v1.EncodedUserDelivery deliveries = 2;
+   */
+  deliveries: EncodedUserDelivery[];
+};
+
+/**
+ * Describes the message chat.internal.v1.DeliverStreamRequest.
+ * Use `create(DeliverStreamRequestSchema)` to create a new message.
+ */
+export const DeliverStreamRequestSchema: GenMessage<DeliverStreamRequest> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 9);
+
+/**
+ * EncodedUserDelivery is a UserDelivery whose frame is already encoded.
+ *
+ * @generated from message chat.internal.v1.EncodedUserDelivery
+ */
+export type EncodedUserDelivery = Message<"chat.internal.v1.EncodedUserDelivery"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * Empty means every device of the user.
+   *
+   * @generated from field: repeated uint64 device_ids = 2;
+   */
+  deviceIds: bigint[];
+
+  /**
+   * An encoded chat.v1.ServerFrame, passed on as is to the binary sessions.
+   *
+   * @generated from field: bytes server_frame = 3;
+   */
+  serverFrame: Uint8Array;
+};
+
+/**
+ * Describes the message chat.internal.v1.EncodedUserDelivery.
+ * Use `create(EncodedUserDeliverySchema)` to create a new message.
+ */
+export const EncodedUserDeliverySchema: GenMessage<EncodedUserDelivery> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 10);
+
+/**
+ * @generated from message chat.internal.v1.DeliverStreamResponse
+ */
+export type DeliverStreamResponse = Message<"chat.internal.v1.DeliverStreamResponse"> & {
+  /**
+   * @generated from field: uint64 batch_id = 1;
+   */
+  batchId: bigint;
+
+  /**
+   * Number of sessions the batch's frames were queued on.
+   *
+   * @generated from field: uint32 sessions = 2;
+   */
+  sessions: number;
+
+  /**
+   * The users of the batch whose frames no session here took (not here any
+   * more, or their delivery failed): the sender notifies them rather than
+   * taking them for online.
+   *
+   * @generated from field: repeated uint64 missed_user_ids = 3;
+   */
+  missedUserIds: bigint[];
+};
+
+/**
+ * Describes the message chat.internal.v1.DeliverStreamResponse.
+ * Use `create(DeliverStreamResponseSchema)` to create a new message.
+ */
+export const DeliverStreamResponseSchema: GenMessage<DeliverStreamResponse> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 11);
+
+/**
  * @generated from message chat.internal.v1.CloseDeviceSessionsRequest
  */
 export type CloseDeviceSessionsRequest = Message<"chat.internal.v1.CloseDeviceSessionsRequest"> & {
@@ -312,7 +402,7 @@ export type CloseDeviceSessionsRequest = Message<"chat.internal.v1.CloseDeviceSe
  * Use `create(CloseDeviceSessionsRequestSchema)` to create a new message.
  */
 export const CloseDeviceSessionsRequestSchema: GenMessage<CloseDeviceSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 9);
+  messageDesc(file_chat_internal_v1_chat_server, 12);
 
 /**
  * @generated from message chat.internal.v1.CloseDeviceSessionsResponse
@@ -329,7 +419,7 @@ export type CloseDeviceSessionsResponse = Message<"chat.internal.v1.CloseDeviceS
  * Use `create(CloseDeviceSessionsResponseSchema)` to create a new message.
  */
 export const CloseDeviceSessionsResponseSchema: GenMessage<CloseDeviceSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 10);
+  messageDesc(file_chat_internal_v1_chat_server, 13);
 
 /**
  * @generated from message chat.internal.v1.ForgetBlocksRequest
@@ -346,7 +436,7 @@ export type ForgetBlocksRequest = Message<"chat.internal.v1.ForgetBlocksRequest"
  * Use `create(ForgetBlocksRequestSchema)` to create a new message.
  */
 export const ForgetBlocksRequestSchema: GenMessage<ForgetBlocksRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 11);
+  messageDesc(file_chat_internal_v1_chat_server, 14);
 
 /**
  * Two users, in either order.
@@ -370,7 +460,7 @@ export type UserPair = Message<"chat.internal.v1.UserPair"> & {
  * Use `create(UserPairSchema)` to create a new message.
  */
 export const UserPairSchema: GenMessage<UserPair> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 12);
+  messageDesc(file_chat_internal_v1_chat_server, 15);
 
 /**
  * @generated from message chat.internal.v1.ForgetBlocksResponse
@@ -383,7 +473,7 @@ export type ForgetBlocksResponse = Message<"chat.internal.v1.ForgetBlocksRespons
  * Use `create(ForgetBlocksResponseSchema)` to create a new message.
  */
 export const ForgetBlocksResponseSchema: GenMessage<ForgetBlocksResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 13);
+  messageDesc(file_chat_internal_v1_chat_server, 16);
 
 /**
  * ChatServerService is what a chat server offers to the other processes.
@@ -413,6 +503,21 @@ export const ChatServerService: GenService<{
     methodKind: "unary";
     input: typeof DeliverRequestSchema;
     output: typeof DeliverResponseSchema;
+  },
+  /**
+   * DeliverStream is Deliver on one long-lived stream, which a process that
+   * pushes keeps open to each chat server: a batch then costs one message
+   * rather than a new HTTP/2 stream with its headers and deadline. Every
+   * request is answered by one response naming its batch (not necessarily in
+   * order), and the frames travel as their wire bytes, so neither side
+   * converts them between protobuf runtimes.
+   *
+   * @generated from rpc chat.internal.v1.ChatServerService.DeliverStream
+   */
+  deliverStream: {
+    methodKind: "bidi_streaming";
+    input: typeof DeliverStreamRequestSchema;
+    output: typeof DeliverStreamResponseSchema;
   },
   /**
    * CloseDeviceSessions ends the sessions of a device (logout, revocation).

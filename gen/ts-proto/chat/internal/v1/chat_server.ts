@@ -102,6 +102,33 @@ export interface DeliverResponse {
   sessions: number;
 }
 
+export interface DeliverStreamRequest {
+  /** Chosen by the sender, unique within its stream. */
+  batchId: bigint;
+  deliveries: EncodedUserDelivery[];
+}
+
+/** EncodedUserDelivery is a UserDelivery whose frame is already encoded. */
+export interface EncodedUserDelivery {
+  userId: bigint;
+  /** Empty means every device of the user. */
+  deviceIds: bigint[];
+  /** An encoded chat.v1.ServerFrame, passed on as is to the binary sessions. */
+  serverFrame: Buffer;
+}
+
+export interface DeliverStreamResponse {
+  batchId: bigint;
+  /** Number of sessions the batch's frames were queued on. */
+  sessions: number;
+  /**
+   * The users of the batch whose frames no session here took (not here any
+   * more, or their delivery failed): the sender notifies them rather than
+   * taking them for online.
+   */
+  missedUserIds: bigint[];
+}
+
 export interface CloseDeviceSessionsRequest {
   userId: bigint;
   deviceId: bigint;
@@ -1071,6 +1098,350 @@ export const DeliverResponse: MessageFns<DeliverResponse> = {
   },
 };
 
+function createBaseDeliverStreamRequest(): DeliverStreamRequest {
+  return { batchId: 0n, deliveries: [] };
+}
+
+export const DeliverStreamRequest: MessageFns<DeliverStreamRequest> = {
+  encode(message: DeliverStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== 0n) {
+      if (BigInt.asUintN(64, message.batchId) !== message.batchId) {
+        throw new globalThis.Error("value provided for field message.batchId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.batchId);
+    }
+    for (const v of message.deliveries) {
+      EncodedUserDelivery.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeliverStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeliverStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deliveries.push(EncodedUserDelivery.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeliverStreamRequest {
+    return {
+      batchId: isSet(object.batchId) ? BigInt(object.batchId) : isSet(object.batch_id) ? BigInt(object.batch_id) : 0n,
+      deliveries: globalThis.Array.isArray(object?.deliveries)
+        ? object.deliveries.map((e: any) => EncodedUserDelivery.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DeliverStreamRequest): unknown {
+    const obj: any = {};
+    if (message.batchId !== 0n) {
+      obj.batchId = message.batchId.toString();
+    }
+    if (message.deliveries?.length) {
+      obj.deliveries = message.deliveries.map((e) => EncodedUserDelivery.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeliverStreamRequest>, I>>(base?: I): DeliverStreamRequest {
+    return DeliverStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeliverStreamRequest>, I>>(object: I): DeliverStreamRequest {
+    const message = createBaseDeliverStreamRequest();
+    message.batchId = (object.batchId !== undefined && object.batchId !== null) ? BigInt(object.batchId) : 0n;
+    message.deliveries = object.deliveries?.map((e) => EncodedUserDelivery.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEncodedUserDelivery(): EncodedUserDelivery {
+  return { userId: 0n, deviceIds: [], serverFrame: Buffer.alloc(0) };
+}
+
+export const EncodedUserDelivery: MessageFns<EncodedUserDelivery> = {
+  encode(message: EncodedUserDelivery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0n) {
+      if (BigInt.asUintN(64, message.userId) !== message.userId) {
+        throw new globalThis.Error("value provided for field message.userId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.userId);
+    }
+    if (message.deviceIds.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.deviceIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field deviceIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.serverFrame.length !== 0) {
+      writer.uint32(26).bytes(message.serverFrame);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EncodedUserDelivery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEncodedUserDelivery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.deviceIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.deviceIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serverFrame = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EncodedUserDelivery {
+    return {
+      userId: isSet(object.userId) ? BigInt(object.userId) : isSet(object.user_id) ? BigInt(object.user_id) : 0n,
+      deviceIds: globalThis.Array.isArray(object?.deviceIds)
+        ? object.deviceIds.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.device_ids)
+        ? object.device_ids.map((e: any) => BigInt(e))
+        : [],
+      serverFrame: isSet(object.serverFrame)
+        ? Buffer.from(bytesFromBase64(object.serverFrame))
+        : isSet(object.server_frame)
+        ? Buffer.from(bytesFromBase64(object.server_frame))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: EncodedUserDelivery): unknown {
+    const obj: any = {};
+    if (message.userId !== 0n) {
+      obj.userId = message.userId.toString();
+    }
+    if (message.deviceIds?.length) {
+      obj.deviceIds = message.deviceIds.map((e) => e.toString());
+    }
+    if (message.serverFrame.length !== 0) {
+      obj.serverFrame = base64FromBytes(message.serverFrame);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EncodedUserDelivery>, I>>(base?: I): EncodedUserDelivery {
+    return EncodedUserDelivery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EncodedUserDelivery>, I>>(object: I): EncodedUserDelivery {
+    const message = createBaseEncodedUserDelivery();
+    message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    message.deviceIds = object.deviceIds?.map((e) => BigInt(e)) || [];
+    message.serverFrame = object.serverFrame ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseDeliverStreamResponse(): DeliverStreamResponse {
+  return { batchId: 0n, sessions: 0, missedUserIds: [] };
+}
+
+export const DeliverStreamResponse: MessageFns<DeliverStreamResponse> = {
+  encode(message: DeliverStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== 0n) {
+      if (BigInt.asUintN(64, message.batchId) !== message.batchId) {
+        throw new globalThis.Error("value provided for field message.batchId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.batchId);
+    }
+    if (message.sessions !== 0) {
+      writer.uint32(16).uint32(message.sessions);
+    }
+    if (message.missedUserIds.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.missedUserIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field missedUserIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeliverStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeliverStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sessions = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.missedUserIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.missedUserIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeliverStreamResponse {
+    return {
+      batchId: isSet(object.batchId) ? BigInt(object.batchId) : isSet(object.batch_id) ? BigInt(object.batch_id) : 0n,
+      sessions: isSet(object.sessions) ? globalThis.Number(object.sessions) : 0,
+      missedUserIds: globalThis.Array.isArray(object?.missedUserIds)
+        ? object.missedUserIds.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.missed_user_ids)
+        ? object.missed_user_ids.map((e: any) => BigInt(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DeliverStreamResponse): unknown {
+    const obj: any = {};
+    if (message.batchId !== 0n) {
+      obj.batchId = message.batchId.toString();
+    }
+    if (message.sessions !== 0) {
+      obj.sessions = Math.round(message.sessions);
+    }
+    if (message.missedUserIds?.length) {
+      obj.missedUserIds = message.missedUserIds.map((e) => e.toString());
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeliverStreamResponse>, I>>(base?: I): DeliverStreamResponse {
+    return DeliverStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeliverStreamResponse>, I>>(object: I): DeliverStreamResponse {
+    const message = createBaseDeliverStreamResponse();
+    message.batchId = (object.batchId !== undefined && object.batchId !== null) ? BigInt(object.batchId) : 0n;
+    message.sessions = object.sessions ?? 0;
+    message.missedUserIds = object.missedUserIds?.map((e) => BigInt(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCloseDeviceSessionsRequest(): CloseDeviceSessionsRequest {
   return { userId: 0n, deviceId: 0n, code: 0, reason: "" };
 }
@@ -1509,6 +1880,24 @@ export const ChatServerServiceService = {
     responseSerialize: (value: DeliverResponse): Buffer => Buffer.from(DeliverResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeliverResponse => DeliverResponse.decode(value),
   },
+  /**
+   * DeliverStream is Deliver on one long-lived stream, which a process that
+   * pushes keeps open to each chat server: a batch then costs one message
+   * rather than a new HTTP/2 stream with its headers and deadline. Every
+   * request is answered by one response naming its batch (not necessarily in
+   * order), and the frames travel as their wire bytes, so neither side
+   * converts them between protobuf runtimes.
+   */
+  deliverStream: {
+    path: "/chat.internal.v1.ChatServerService/DeliverStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: DeliverStreamRequest): Buffer => Buffer.from(DeliverStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeliverStreamRequest => DeliverStreamRequest.decode(value),
+    responseSerialize: (value: DeliverStreamResponse): Buffer =>
+      Buffer.from(DeliverStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeliverStreamResponse => DeliverStreamResponse.decode(value),
+  },
   /** CloseDeviceSessions ends the sessions of a device (logout, revocation). */
   closeDeviceSessions: {
     path: "/chat.internal.v1.ChatServerService/CloseDeviceSessions" as const,
@@ -1549,6 +1938,15 @@ export interface ChatServerServiceServer extends UntypedServiceImplementation {
   session: handleBidiStreamingCall<SessionRequest, SessionResponse>;
   /** Deliver hands frames to the sessions of the given users on this server. */
   deliver: handleUnaryCall<DeliverRequest, DeliverResponse>;
+  /**
+   * DeliverStream is Deliver on one long-lived stream, which a process that
+   * pushes keeps open to each chat server: a batch then costs one message
+   * rather than a new HTTP/2 stream with its headers and deadline. Every
+   * request is answered by one response naming its batch (not necessarily in
+   * order), and the frames travel as their wire bytes, so neither side
+   * converts them between protobuf runtimes.
+   */
+  deliverStream: handleBidiStreamingCall<DeliverStreamRequest, DeliverStreamResponse>;
   /** CloseDeviceSessions ends the sessions of a device (logout, revocation). */
   closeDeviceSessions: handleUnaryCall<CloseDeviceSessionsRequest, CloseDeviceSessionsResponse>;
   /**
@@ -1586,6 +1984,20 @@ export interface ChatServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeliverResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * DeliverStream is Deliver on one long-lived stream, which a process that
+   * pushes keeps open to each chat server: a batch then costs one message
+   * rather than a new HTTP/2 stream with its headers and deadline. Every
+   * request is answered by one response naming its batch (not necessarily in
+   * order), and the frames travel as their wire bytes, so neither side
+   * converts them between protobuf runtimes.
+   */
+  deliverStream(): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
+  deliverStream(options: Partial<CallOptions>): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
+  deliverStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
   /** CloseDeviceSessions ends the sessions of a device (logout, revocation). */
   closeDeviceSessions(
     request: CloseDeviceSessionsRequest,

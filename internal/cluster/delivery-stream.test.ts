@@ -1,0 +1,211 @@
+import assert from "node:assert/strict";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { credentials, Server, ServerCredentials, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { MessageSchema } from "../../gen/es/chat/v1/types_pb.js";
+import {
+  ChatServerServiceClient,
+  ChatServerServiceService,
+  type DeliverStreamRequest,
+  type DeliverStreamResponse,
+  type SessionResponse,
+} from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+import { encodeServerFrame } from "../chatserver/codec.js";
+import { ChatServer } from "../chatserver/server.js";
+import type { Inbox } from "../messages/inbox.js";
+import type { ServerWatch } from "../registry/port.js";
+import type { SessionRoutes } from "../routing/port.js";
+import { waitFor } from "../../test/support/wait.js";
+import { chatServerService } from "./chat-server-grpc.js";
+import { ChatServerClients } from "./client-pool.js";
+import { DeliveryStream } from "./delivery-stream.js";
+import { RoutedSessionDirectory } from "./routed-directory.js";
+
+const emptyInbox: Inbox = {
+  append: () => Promise.reject(new Error("not in this test")),
+  readAfter: async () => [],
+  head: async () => 0n,
+  getCursor: async () => 0n,
+  advanceCursor: async () => {},
+  dropCursor: async () => {},
+  emptyTexts: async () => {},
+};
+
+async function listen(service: UntypedServiceImplementation): Promise<{ server: Server; address: string }> {
+  const server = new Server();
+  server.addService(ChatServerServiceService, service);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return { server, address: `127.0.0.1:${port}` };
+}
+
+function delivery(inboxSeq: bigint, text: string) {
+  const message = create(MessageSchema, { messageId: 900n + inboxSeq, channelId: 7n, seq: inboxSeq, senderUserId: 2n, clientMsgId: `m${inboxSeq}`, text });
+  return create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq, message } } } });
+}
+
+const bytesOf = (frame: ReturnType<typeof delivery>) => Buffer.from(encodeServerFrame(frame, "proto") as Uint8Array);
+
+/** A chat server on loopback with one binary session of user 1 open on a gateway stream; what the session receives. */
+async function chatServerWithSession() {
+  const chat = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never });
+  const service = chatServerService(chat);
+  const { server, address } = await listen(service as unknown as UntypedServiceImplementation);
+  const client = new ChatServerServiceClient(address, credentials.createInsecure());
+  const gateway = client.session();
+  const received: Buffer[] = [];
+  gateway.on("data", (res: SessionResponse) => {
+    if (res.kind?.$case === "serverFrame") received.push(res.kind.value);
+  });
+  gateway.on("error", () => undefined);
+  gateway.write({ sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
+  await waitFor(() => received.some((b) => fromBinary(ServerFrameSchema, b).kind.case === "welcome"), "the session's Welcome", 10_000);
+  const stop = () => {
+    gateway.cancel();
+    client.close();
+    chat.drain();
+    server.forceShutdown();
+  };
+  return { chat, service, server, address, received, stop };
+}
+
+describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
+  it("pushes batches on one stream, answered with the sessions reached, and hands the frame's bytes to a binary session as they came", async () => {
+    const cs = await chatServerWithSession();
+    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 5_000);
+    let streamsOpened = 0;
+    const opened = client.deliverStream.bind(client) as (...args: unknown[]) => unknown;
+    client.deliverStream = ((...args: unknown[]) => (streamsOpened++, opened(...args))) as typeof client.deliverStream;
+    try {
+      const first = bytesOf(delivery(1n, "hello"));
+      const second = bytesOf(delivery(2n, "again"));
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: first }]), { sessions: 1, missed: [] });
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: second }, { userId: 99n, deviceIds: [], serverFrame: second }]), { sessions: 1, missed: [99n] });
+      assert.deepStrictEqual(await stream.send([{ userId: 99n, deviceIds: [], serverFrame: first }]), { sessions: 0, missed: [99n] }, "nobody of the batch is here");
+      await waitFor(() => cs.received.length >= 3, "both deliveries");
+      assert.deepStrictEqual(cs.received.slice(1, 3), [first, second]);
+      assert.equal(streamsOpened, 1);
+      assert.equal(stream.waiting, 0);
+    } finally {
+      stream.close();
+      client.close();
+      cs.stop();
+    }
+  });
+
+  it("answers a batch with a malformed frame for the deliveries that were fine", async () => {
+    const cs = await chatServerWithSession();
+    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 5_000);
+    try {
+      const outcome = await stream.send([
+        { userId: 1n, deviceIds: [], serverFrame: Buffer.from([0xff, 0xff, 0xff]) },
+        { userId: 2n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "fine")) },
+        { userId: 1n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "fine")) },
+      ]);
+      assert.deepStrictEqual(outcome, { sessions: 1, missed: [1n, 2n] }, "user 1's malformed frame and user 2 (not here) missed");
+    } finally {
+      stream.close();
+      client.close();
+      cs.stop();
+    }
+  });
+
+  it("gives up on a batch left unanswered, and opens a new stream for the next", async () => {
+    const calls: ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>[] = [];
+    let answer = false;
+    const { server, address } = await listen({
+      deliverStream(call: ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>) {
+        calls.push(call);
+        call.on("data", (req: DeliverStreamRequest) => answer && call.write({ batchId: req.batchId, sessions: 3, missedUserIds: [] }));
+        call.on("error", () => undefined);
+      },
+    });
+    const client = new ChatServerServiceClient(address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 200);
+    try {
+      const frame = bytesOf(delivery(1n, "x"));
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "timeout" });
+      answer = true;
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { sessions: 3, missed: [] });
+      assert.equal(calls.length, 2);
+    } finally {
+      stream.close();
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  it("ends the batches waiting on a stream the server broke, at once", async () => {
+    const { server, address } = await listen({
+      deliverStream(call: ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>) {
+        call.on("data", () => call.emit("error", { code: 14, details: "going away" }));
+      },
+    });
+    const client = new ChatServerServiceClient(address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 30_000);
+    try {
+      const frame = bytesOf(delivery(1n, "x"));
+      const started = Date.now();
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      assert.ok(Date.now() - started < 10_000);
+      assert.equal(stream.waiting, 0);
+    } finally {
+      stream.close();
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  it("lets the server shut down gracefully: endAll ends the delivery streams once their batches are answered", async () => {
+    const cs = await chatServerWithSession();
+    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 5_000);
+    try {
+      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "x")) }]), { sessions: 1, missed: [] });
+      cs.service.endAll();
+      // tryShutdown completes only when no call is open: the gateway's stream was ended by endAll, the delivery stream too.
+      await new Promise<void>((resolve) => cs.server.tryShutdown(() => resolve()));
+    } finally {
+      stream.close();
+      client.close();
+      cs.stop();
+    }
+  });
+});
+
+describe("RoutedSessionDirectory on chat servers", () => {
+  const watchOf = (servers: { serverId: string; address: string }[]): ServerWatch =>
+    ({ servers: () => servers.map((s) => ({ ...s, load: 0 })), onChange: () => () => undefined }) as unknown as ServerWatch;
+
+  it("delivers through the stream to a chat server that has it, and by Deliver calls to an older one without it", async () => {
+    const current = await chatServerWithSession();
+    const older = await chatServerWithSession();
+    // An older build's service: everything but DeliverStream (grpc-js answers UNIMPLEMENTED for it).
+    const { deliverStream: _, ...olderService } = chatServerService(older.chat);
+    const { server: olderServer, address: olderAddress } = await listen(olderService as unknown as UntypedServiceImplementation);
+    // User 1 has a session on both chat servers (the older one reached through its own listener); user 2, routed to
+    // the current one, none (the older build's count-only answer could not tell).
+    const routes = { lookup: async () => new Map([[1n, ["current", "older"]], [2n, ["current"]]]) } as unknown as SessionRoutes;
+    const clients = new ChatServerClients(watchOf([{ serverId: "current", address: current.address }, { serverId: "older", address: olderAddress }]));
+    const directory = new RoutedSessionDirectory(routes, clients);
+    try {
+      const frame = delivery(1n, "hi");
+      const reached = await directory.pushMany([{ userId: 1n, frame }, { userId: 2n, frame }]);
+      assert.deepStrictEqual([...reached], [1n]);
+      assert.equal(clients.deliveries("current")?.unsupported, false);
+      assert.equal(clients.deliveries("older")?.unsupported, true, "the older build was asked by Deliver instead");
+      for (const cs of [current, older]) {
+        await waitFor(() => cs.received.length >= 2, "the delivery");
+        assert.deepStrictEqual(cs.received[1], bytesOf(frame));
+      }
+    } finally {
+      clients.close();
+      olderServer.forceShutdown();
+      current.stop();
+      older.stop();
+    }
+  });
+});

@@ -1,0 +1,94 @@
+import { status, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type {
+  ChatServerServiceClient,
+  DeliverStreamRequest,
+  DeliverStreamResponse,
+  EncodedUserDelivery,
+} from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
+
+/** How a batch on the stream ended: the sessions it was queued on and the users none of whose sessions took it, or why it was not answered. */
+export type BatchOutcome = { sessions: number; missed: readonly bigint[] } | { failed: "unimplemented" | "broken" | "timeout" };
+
+type Pending = { resolve: (outcome: BatchOutcome) => void; timer: NodeJS.Timeout };
+
+/**
+ * The pushing side of one chat server's DeliverStream: a batch is one
+ * message on a stream kept open, answered by batch id. The stream opens at
+ * the first batch and again at the first one after it broke; a batch never
+ * throws, it resolves with how it ended. A batch unanswered for `timeoutMs`
+ * takes the stream down with it (a server that answers nothing within that
+ * has a dead connection or a stuck loop), and the batches still waiting on
+ * it end as broken: delivery is best effort, devices catch up from their
+ * cursors, and their users count as unreached (so they are notified).
+ */
+export class DeliveryStream {
+  private call?: ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
+  private readonly pending = new Map<bigint, Pending>();
+  private nextBatchId = 1n;
+  /** The chat server does not know DeliverStream (an older build): the caller uses Deliver. */
+  unsupported = false;
+
+  constructor(
+    private readonly client: ChatServerServiceClient,
+    private readonly timeoutMs: number,
+    private readonly logger?: Logger,
+  ) {}
+
+  send(deliveries: EncodedUserDelivery[]): Promise<BatchOutcome> {
+    if (this.unsupported) return Promise.resolve({ failed: "unimplemented" });
+    const call = (this.call ??= this.open());
+    const batchId = this.nextBatchId++;
+    return new Promise<BatchOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger?.warn({ batchId: String(batchId), timeoutMs: this.timeoutMs }, "delivery batch unanswered; reopening the stream");
+        this.settle(batchId, { failed: "timeout" });
+        this.reset(call);
+      }, this.timeoutMs);
+      this.pending.set(batchId, { resolve, timer });
+      call.write({ batchId, deliveries });
+    });
+  }
+
+  /** Ends the stream; batches still waiting end as broken. */
+  close(): void {
+    if (this.call) this.reset(this.call);
+  }
+
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  private open(): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse> {
+    const call = this.client.deliverStream();
+    call.on("data", (res: DeliverStreamResponse) => this.settle(res.batchId, { sessions: res.sessions, missed: res.missedUserIds }));
+    // Every end of a call comes as 'status' (an error also as 'error', which needs a listener).
+    call.on("error", () => undefined);
+    call.on("status", (s: StatusObject) => {
+      if (s.code === status.UNIMPLEMENTED) this.unsupported = true;
+      else if (s.code !== status.OK && s.code !== status.CANCELLED) this.logger?.warn({ code: s.code, details: s.details }, "delivery stream ended");
+      this.forget(call, s.code === status.UNIMPLEMENTED ? "unimplemented" : "broken");
+    });
+    return call;
+  }
+
+  private settle(batchId: bigint, outcome: BatchOutcome): void {
+    const p = this.pending.get(batchId);
+    if (!p) return;
+    this.pending.delete(batchId);
+    clearTimeout(p.timer);
+    p.resolve(outcome);
+  }
+
+  private reset(call: ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>): void {
+    this.forget(call, "broken");
+    call.cancel();
+  }
+
+  /** The call is over: the next batch opens another, and this one's waiting batches end. */
+  private forget(call: ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>, why: "unimplemented" | "broken"): void {
+    if (this.call !== call) return;
+    this.call = undefined;
+    for (const id of [...this.pending.keys()]) this.settle(id, { failed: why });
+  }
+}
