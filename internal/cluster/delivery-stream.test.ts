@@ -159,6 +159,23 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
     }
   });
 
+  it("ends at once, without throwing or reopening, a batch sent after the stream or its channel was closed", async () => {
+    const cs = await chatServerWithSession();
+    const frame = bytesOf(delivery(1n, "x"));
+    const closedStream = new DeliveryStream(new ChatServerServiceClient(cs.address, credentials.createInsecure()), 5_000);
+    const closedChannel = new ChatServerServiceClient(cs.address, credentials.createInsecure());
+    const onClosedChannel = new DeliveryStream(closedChannel, 5_000);
+    try {
+      closedStream.close();
+      assert.deepStrictEqual(await closedStream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      closedChannel.close();
+      assert.deepStrictEqual(await onClosedChannel.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      assert.equal(cs.received.length, 1, "only the Welcome");
+    } finally {
+      cs.stop();
+    }
+  });
+
   it("lets the server shut down gracefully: endAll ends the delivery streams once their batches are answered", async () => {
     const cs = await chatServerWithSession();
     const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());

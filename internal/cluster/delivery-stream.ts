@@ -26,6 +26,7 @@ export class DeliveryStream {
   private call?: ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
   private readonly pending = new Map<bigint, Pending>();
   private nextBatchId = 1n;
+  private closed = false;
   /** The chat server does not know DeliverStream (an older build): the caller uses Deliver. */
   unsupported = false;
 
@@ -37,7 +38,9 @@ export class DeliveryStream {
 
   send(deliveries: EncodedUserDelivery[]): Promise<BatchOutcome> {
     if (this.unsupported) return Promise.resolve({ failed: "unimplemented" });
-    const call = (this.call ??= this.open());
+    if (this.closed) return Promise.resolve({ failed: "broken" });
+    const call = this.call ?? this.open();
+    if (!call) return Promise.resolve({ failed: "broken" });
     const batchId = this.nextBatchId++;
     return new Promise<BatchOutcome>((resolve) => {
       const timer = setTimeout(() => {
@@ -50,8 +53,9 @@ export class DeliveryStream {
     });
   }
 
-  /** Ends the stream; batches still waiting end as broken. */
+  /** Ends the stream for good; batches still waiting end as broken, and later ones at once. */
   close(): void {
+    this.closed = true;
     if (this.call) this.reset(this.call);
   }
 
@@ -59,8 +63,15 @@ export class DeliveryStream {
     return this.pending.size;
   }
 
-  private open(): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse> {
-    const call = this.client.deliverStream();
+  private open(): ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse> | undefined {
+    let call: ClientDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
+    try {
+      call = this.client.deliverStream();
+    } catch (err) {
+      // The channel was closed under a caller that still held this stream (its server just left the registry).
+      this.logger?.warn({ err }, "cannot open a delivery stream");
+      return undefined;
+    }
     call.on("data", (res: DeliverStreamResponse) => this.settle(res.batchId, { sessions: res.sessions, missed: res.missedUserIds }));
     // Every end of a call comes as 'status' (an error also as 'error', which needs a listener).
     call.on("error", () => undefined);
@@ -69,7 +80,7 @@ export class DeliveryStream {
       else if (s.code !== status.OK && s.code !== status.CANCELLED) this.logger?.warn({ code: s.code, details: s.details }, "delivery stream ended");
       this.forget(call, s.code === status.UNIMPLEMENTED ? "unimplemented" : "broken");
     });
-    return call;
+    return (this.call = call);
   }
 
   private settle(batchId: bigint, outcome: BatchOutcome): void {
