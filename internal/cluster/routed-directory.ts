@@ -12,9 +12,10 @@ import { DELIVER_CHUNK_BYTES } from "./message-limits.js";
 
 /**
  * The SessionDirectory of processes that hold no sessions (the pipeline and
- * the api): it looks users up in the routing table and calls Deliver on the
- * chat servers that hold them. Delivery is best effort by design: whatever is
- * not pushed live is read from the inbox when the device catches up.
+ * the api): it looks users up in the routing table and hands the frames to
+ * the chat servers that hold them, on each one's delivery stream. Delivery is
+ * best effort by design: whatever is not pushed live is read from the inbox
+ * when the device catches up.
  */
 export class RoutedSessionDirectory implements SessionDirectory {
   constructor(
