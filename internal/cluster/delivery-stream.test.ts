@@ -12,24 +12,14 @@ import {
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { encodeServerFrame } from "../chatserver/codec.js";
 import { ChatServer } from "../chatserver/server.js";
-import type { Inbox } from "../messages/inbox.js";
 import type { ServerWatch } from "../registry/port.js";
 import type { SessionRoutes } from "../routing/port.js";
+import { stubInbox } from "../../test/support/inbox.js";
 import { waitFor } from "../../test/support/wait.js";
 import { chatServerService } from "./chat-server-grpc.js";
 import { ChatServerClients } from "./client-pool.js";
 import { DeliveryStream } from "./delivery-stream.js";
 import { RoutedSessionDirectory } from "./routed-directory.js";
-
-const emptyInbox: Inbox = {
-  append: () => Promise.reject(new Error("not in this test")),
-  readAfter: async () => [],
-  head: async () => 0n,
-  getCursor: async () => 0n,
-  advanceCursor: async () => {},
-  dropCursor: async () => {},
-  emptyTexts: async () => {},
-};
 
 async function listen(service: UntypedServiceImplementation): Promise<{ server: Server; address: string }> {
   const server = new Server();
@@ -47,9 +37,23 @@ function delivery(inboxSeq: bigint, text: string) {
 
 const bytesOf = (frame: ReturnType<typeof delivery>) => Buffer.from(encodeServerFrame(frame, "proto") as Uint8Array);
 
+/** One user's delivery of an encoded frame, to every device. */
+const to = (userId: bigint, serverFrame: Buffer) => ({ userId, deviceIds: [], serverFrame });
+
+/** A client of the server at `address` and its delivery stream; `close` ends both. */
+function streamTo(address: string, timeoutMs: number) {
+  const client = new ChatServerServiceClient(address, credentials.createInsecure());
+  const stream = new DeliveryStream(client, timeoutMs);
+  const close = () => {
+    stream.close();
+    client.close();
+  };
+  return { client, stream, close };
+}
+
 /** A chat server on loopback with one binary session of user 1 open on a gateway stream; what the session receives. */
 async function chatServerWithSession() {
-  const chat = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never });
+  const chat = new ChatServer({ serverId: "t", inbox: stubInbox(), channels: {} as never, submitter: {} as never });
   const service = chatServerService(chat);
   const { server, address } = await listen(service as unknown as UntypedServiceImplementation);
   const client = new ChatServerServiceClient(address, credentials.createInsecure());
@@ -73,42 +77,38 @@ async function chatServerWithSession() {
 describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
   it("pushes batches on one stream, answered with the sessions reached, and hands the frame's bytes to a binary session as they came", async () => {
     const cs = await chatServerWithSession();
-    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
-    const stream = new DeliveryStream(client, 5_000);
+    const { client, stream, close } = streamTo(cs.address, 5_000);
     let streamsOpened = 0;
     const opened = client.deliverStream.bind(client) as (...args: unknown[]) => unknown;
     client.deliverStream = ((...args: unknown[]) => (streamsOpened++, opened(...args))) as typeof client.deliverStream;
     try {
       const first = bytesOf(delivery(1n, "hello"));
       const second = bytesOf(delivery(2n, "again"));
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: first }]), { sessions: 1, missed: [] });
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: second }, { userId: 99n, deviceIds: [], serverFrame: second }]), { sessions: 1, missed: [99n] });
-      assert.deepStrictEqual(await stream.send([{ userId: 99n, deviceIds: [], serverFrame: first }]), { sessions: 0, missed: [99n] }, "nobody of the batch is here");
+      assert.deepStrictEqual(await stream.send([to(1n, first)]), { sessions: 1, missed: [] });
+      assert.deepStrictEqual(await stream.send([to(1n, second), to(99n, second)]), { sessions: 1, missed: [99n] });
+      assert.deepStrictEqual(await stream.send([to(99n, first)]), { sessions: 0, missed: [99n] }, "nobody of the batch is here");
       await waitFor(() => cs.received.length >= 3, "both deliveries");
       assert.deepStrictEqual(cs.received.slice(1, 3), [first, second]);
       assert.equal(streamsOpened, 1);
       assert.equal(stream.waiting, 0);
     } finally {
-      stream.close();
-      client.close();
+      close();
       cs.stop();
     }
   });
 
   it("answers a batch with a malformed frame for the deliveries that were fine", async () => {
     const cs = await chatServerWithSession();
-    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
-    const stream = new DeliveryStream(client, 5_000);
+    const { stream, close } = streamTo(cs.address, 5_000);
     try {
       const outcome = await stream.send([
-        { userId: 1n, deviceIds: [], serverFrame: Buffer.from([0xff, 0xff, 0xff]) },
-        { userId: 2n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "fine")) },
-        { userId: 1n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "fine")) },
+        to(1n, Buffer.from([0xff, 0xff, 0xff])),
+        to(2n, bytesOf(delivery(1n, "fine"))),
+        to(1n, bytesOf(delivery(1n, "fine"))),
       ]);
       assert.deepStrictEqual(outcome, { sessions: 1, missed: [1n, 2n] }, "user 1's malformed frame and user 2 (not here) missed");
     } finally {
-      stream.close();
-      client.close();
+      close();
       cs.stop();
     }
   });
@@ -123,17 +123,15 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
         call.on("error", () => undefined);
       },
     });
-    const client = new ChatServerServiceClient(address, credentials.createInsecure());
-    const stream = new DeliveryStream(client, 200);
+    const { stream, close } = streamTo(address, 200);
     try {
       const frame = bytesOf(delivery(1n, "x"));
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "timeout" });
+      assert.deepStrictEqual(await stream.send([to(1n, frame)]), { failed: "timeout" });
       answer = true;
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { sessions: 3, missed: [] });
+      assert.deepStrictEqual(await stream.send([to(1n, frame)]), { sessions: 3, missed: [] });
       assert.equal(calls.length, 2);
     } finally {
-      stream.close();
-      client.close();
+      close();
       server.forceShutdown();
     }
   });
@@ -144,17 +142,15 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
         call.on("data", () => call.emit("error", { code: 14, details: "going away" }));
       },
     });
-    const client = new ChatServerServiceClient(address, credentials.createInsecure());
-    const stream = new DeliveryStream(client, 30_000);
+    const { stream, close } = streamTo(address, 30_000);
     try {
       const frame = bytesOf(delivery(1n, "x"));
       const started = Date.now();
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      assert.deepStrictEqual(await stream.send([to(1n, frame)]), { failed: "broken" });
       assert.ok(Date.now() - started < 10_000);
       assert.equal(stream.waiting, 0);
     } finally {
-      stream.close();
-      client.close();
+      close();
       server.forceShutdown();
     }
   });
@@ -167,9 +163,9 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
     const onClosedChannel = new DeliveryStream(closedChannel, 5_000);
     try {
       closedStream.close();
-      assert.deepStrictEqual(await closedStream.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      assert.deepStrictEqual(await closedStream.send([to(1n, frame)]), { failed: "broken" });
       closedChannel.close();
-      assert.deepStrictEqual(await onClosedChannel.send([{ userId: 1n, deviceIds: [], serverFrame: frame }]), { failed: "broken" });
+      assert.deepStrictEqual(await onClosedChannel.send([to(1n, frame)]), { failed: "broken" });
       assert.equal(cs.received.length, 1, "only the Welcome");
     } finally {
       cs.stop();
@@ -178,16 +174,14 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
 
   it("lets the server shut down gracefully: endAll ends the delivery streams once their batches are answered", async () => {
     const cs = await chatServerWithSession();
-    const client = new ChatServerServiceClient(cs.address, credentials.createInsecure());
-    const stream = new DeliveryStream(client, 5_000);
+    const { stream, close } = streamTo(cs.address, 5_000);
     try {
-      assert.deepStrictEqual(await stream.send([{ userId: 1n, deviceIds: [], serverFrame: bytesOf(delivery(1n, "x")) }]), { sessions: 1, missed: [] });
+      assert.deepStrictEqual(await stream.send([to(1n, bytesOf(delivery(1n, "x")))]), { sessions: 1, missed: [] });
       cs.service.endAll();
       // tryShutdown completes only when no call is open: the gateway's stream was ended by endAll, the delivery stream too.
       await new Promise<void>((resolve) => cs.server.tryShutdown(() => resolve()));
     } finally {
-      stream.close();
-      client.close();
+      close();
       cs.stop();
     }
   });
