@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { waitFor } from "../../../test/support/wait.js";
 import { openSqliteStorage, type SqliteStorage } from "./index.js";
 
@@ -45,6 +47,21 @@ describe("WalCheckpointer", () => {
     await closing;
     assert.equal(existsSync(`${path}-wal`), false, "the WAL file left behind");
     await checkpointer.exited();
+  });
+
+  it("a process with nothing else to do still waits for close() to finish (no exit code 13, no WAL file left)", () => {
+    const path = join(dir, "chat.db");
+    const script = `
+      import { existsSync } from "node:fs";
+      import { openSqliteStorage } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, "index.ts")).href)};
+      const storage = openSqliteStorage(${JSON.stringify(path)});
+      storage.db.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)");
+      await storage.close();
+      console.log(existsSync(${JSON.stringify(`${path}-wal`)}) ? "wal left" : "closed");`;
+    const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+    assert.equal(child.status, 0, `exit code ${child.status}: ${child.stderr}`);
+    assert.equal(child.stdout.trim(), "closed");
+    assert.equal(existsSync(`${path}-wal`), false);
   });
 
   it("is not started for an in-memory database", () => {

@@ -48,8 +48,14 @@ export class WalCheckpointer {
     this.worker.unref();
   }
 
-  /** Asks the worker to close its connection and exit; does not wait. */
+  /**
+   * Asks the worker to close its connection and exit; does not wait. From
+   * here the worker holds the process open until it has exited, so a caller
+   * awaiting exited() with nothing else pending is not cut short (Node would
+   * end the process with exit code 13, the WAL file left behind).
+   */
   stop(): void {
+    this.worker.ref();
     this.worker.postMessage("stop");
   }
 
