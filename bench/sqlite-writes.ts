@@ -4,11 +4,11 @@
  * 1:1 latency scenario runs on a young database (a few hundred thousand
  * messages by its 5,000 msgs/s step); this shows where the price settles.
  *
- *   npx tsx bench/sqlite-writes.ts [--rate 5000] [--seconds 10] [--steps 12] [--members 2] [--page-size 4096]
+ *   npx tsx bench/sqlite-writes.ts [--rate 5000] [--seconds 10] [--steps 12] [--members 2] [--page-size 4096] [--tick-ms 1]
  *
- * Open loop: every millisecond the messages due are handed to
+ * Open loop: every `--tick-ms` the messages due are handed to
  * SqliteMessageWriter.write (the group commit puts each turn's in one
- * transaction), 500 channels, each message to `--members` inboxes. From
+ * transaction, so a commit holds rate × tick messages), 500 channels, each message to `--members` inboxes. From
  * /proc/self/io: the process's write() bytes and calls (the WAL frames, and
  * the checkpointer thread copying them back into the database file), and the
  * bytes of pages it turned dirty in the page cache (a page written again
@@ -32,6 +32,7 @@ const { values } = parseArgs({
     members: { type: "string", default: "2" },
     channels: { type: "string", default: "500" },
     "page-size": { type: "string", default: "4096" },
+    "tick-ms": { type: "string", default: "1" },
   },
 });
 const rate = Number(values.rate);
@@ -77,13 +78,13 @@ async function step(): Promise<void> {
   for (let done = 0; done < total; ) {
     const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
     for (; done < due; done++) writes.push(storage.writer.write(...message()));
-    await sleep(1);
+    await sleep(Number(values["tick-ms"]));
   }
   await Promise.all(writes);
 }
 
 const rows = [
-  `SQLite store, ${rate} msgs/s for ${seconds} s a step, ${members} inboxes a message, ${channels} channels, page size ${values["page-size"]} B`,
+  `SQLite store, ${rate} msgs/s for ${seconds} s a step, a commit every ${values["tick-ms"]} ms, ${members} inboxes a message, ${channels} channels, page size ${values["page-size"]} B`,
   "",
   "| step | messages stored | database MB | event loop busy | event-loop µs/msg | process CPU µs/msg | KB written/msg | write() calls/msg | KB dirtied/msg |",
   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
