@@ -4,7 +4,7 @@
  * 1:1 latency scenario runs on a young database (a few hundred thousand
  * messages by its 5,000 msgs/s step); this shows where the price settles.
  *
- *   npx tsx bench/sqlite-writes.ts [--rate 5000] [--seconds 10] [--steps 12] [--members 2] [--page-size 4096] [--tick-ms 1]
+ *   npx tsx bench/sqlite-writes.ts [--rate 5000] [--seconds 10] [--steps 12] [--members 2] [--page-size 4096] [--tick-ms 1] [--backstop-pages N]
  *
  * Open loop: every `--tick-ms` the messages due are handed to
  * SqliteMessageWriter.write (the group commit puts each turn's in one
@@ -33,6 +33,8 @@ const { values } = parseArgs({
     channels: { type: "string", default: "500" },
     "page-size": { type: "string", default: "4096" },
     "tick-ms": { type: "string", default: "1" },
+    // The writing connection's own checkpoint (wal_autocheckpoint); empty: chatd's.
+    "backstop-pages": { type: "string", default: "" },
   },
 });
 const rate = Number(values.rate);
@@ -48,6 +50,7 @@ raw.pragma(`page_size = ${Number(values["page-size"])}`);
 raw.exec("CREATE TABLE page_size_probe (x); DROP TABLE page_size_probe;");
 raw.close();
 const storage = openSqliteStorage(path);
+if (values["backstop-pages"]) storage.db.pragma(`wal_autocheckpoint = ${Number(values["backstop-pages"])}`);
 
 /** write() bytes and calls; write_bytes counts a page once when it turns dirty (what the disk will get, about). */
 const io = (): { wchar: number; syscw: number; disk: number } => {
@@ -86,7 +89,7 @@ async function step(): Promise<void> {
 const rows = [
   `SQLite store, ${rate} msgs/s for ${seconds} s a step, a commit every ${values["tick-ms"]} ms, ${members} inboxes a message, ${channels} channels, page size ${values["page-size"]} B`,
   "",
-  "| step | messages stored | database MB | event loop busy | event-loop µs/msg | process CPU µs/msg | KB written/msg | write() calls/msg | KB dirtied/msg |",
+  "| step | messages stored | database MB (WAL MB) | event loop busy | event-loop µs/msg | process CPU µs/msg | KB written/msg | write() calls/msg | KB dirtied/msg |",
   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
 for (let s = 0; s < Number(values.steps); s++) {
@@ -101,7 +104,7 @@ for (let s = 0; s < Number(values.steps); s++) {
   const cells = [
     s + 1,
     sent.toLocaleString("en-US"),
-    (statSync(path).size / 1e6).toFixed(0),
+    `${(statSync(path).size / 1e6).toFixed(0)} (${(statSync(`${path}-wal`).size / 1e6).toFixed(0)})`,
     `${(elu.utilization * 100).toFixed(0)} %`,
     ((elu.active * 1000) / n).toFixed(0),
     ((cpu.user + cpu.system) / n).toFixed(0),
