@@ -8,8 +8,8 @@
  *
  * Open loop: every `--tick-ms` the messages due are handed to
  * SqliteMessageWriter.write (the group commit puts each turn's in one
- * transaction, so a commit holds rate × tick messages), 500 channels, each message to `--members` inboxes. From
- * /proc/self/io: the process's write() bytes and calls (the WAL frames, and
+ * transaction, so a commit holds rate × tick messages), over 500 channels,
+ * each message to `--members` inboxes. From /proc/self/io: the process's write() bytes and calls (the WAL frames, and
  * the checkpointer thread copying them back into the database file), and the
  * bytes of pages it turned dirty in the page cache (a page written again
  * before the kernel flushed it counts once: near what the disk gets).
