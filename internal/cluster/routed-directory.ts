@@ -10,6 +10,9 @@ import type { SessionRoutes } from "../routing/port.js";
 import { DELIVER_TIMEOUT_MS, type ChatServerClients } from "./client-pool.js";
 import { DELIVER_CHUNK_BYTES } from "./message-limits.js";
 
+/** What an EncodedUserDelivery adds around its frame: the user id, device ids and field tags. */
+const DELIVERY_FRAMING_BYTES = 24;
+
 /**
  * The SessionDirectory of processes that hold no sessions (the pipeline and
  * the api): it looks users up in the routing table and hands the frames to
@@ -55,7 +58,7 @@ export class RoutedSessionDirectory implements SessionDirectory {
     const reached = new Set<Id>();
     await Promise.all(
       [...perServer].map(async ([serverId, deliveries]) => {
-        for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES, (d) => d.serverFrame.byteLength + 24)) {
+        for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES, (d) => d.serverFrame.byteLength + DELIVERY_FRAMING_BYTES)) {
           const missed = await this.deliver(serverId, chunk);
           if (missed === "all") continue;
           for (const d of chunk) if (!missed.has(d.userId)) reached.add(d.userId);
