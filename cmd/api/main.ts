@@ -18,7 +18,6 @@ import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
-import { Snowflake } from "../../internal/ids/snowflake.js";
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
@@ -70,13 +69,8 @@ await claims.connect().catch((err) => logger.warn({ err }, "send claims unavaila
 const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
-const lease = await leaseWorkerId(e, logger);
-const ids = new Snowflake(lease.workerId);
-lease.onLost(() => {
-  logger.error("worker id lease lost: stopping so no id is minted twice");
-  ids.retire();
-  process.kill(process.pid, "SIGTERM");
-});
+const workerId = await leaseWorkerId(e, logger);
+const ids = workerId.ids;
 const keys = await loadOrCreateKeys(config.keysDir);
 const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
 const verifier = new TokenVerifier(keys.publicKey);
@@ -154,7 +148,7 @@ const connect = connectNodeAdapter({
 const checks = [
   { name: "cassandra", check: async () => void (await storage.client.execute("SELECT release_version FROM system.local")) },
   { name: "redis", check: () => routes.ping() },
-  conditionCheck("worker-id", () => lease.live, "worker id lease lost"),
+  conditionCheck("worker-id", () => workerId.live, "worker id lease lost, leasing another"),
 ];
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
@@ -173,7 +167,7 @@ logger.info(
   {
     http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}`,
     grpc: `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
-    workerId: lease.workerId,
+    workerId: workerId.workerId,
   },
   "api listening",
 );
@@ -187,7 +181,7 @@ stopOnSignals(logger, async () => {
   clients.close();
   // HTTP/2 connections outlive close(): their requests mint nothing once the number may be someone else's.
   ids.retire();
-  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), lease.release()]);
+  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);
   await servers.close();
   await storage.close();
 });

@@ -12,7 +12,6 @@ import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, ope
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
-import { Snowflake } from "../../internal/ids/snowflake.js";
 import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
@@ -30,8 +29,8 @@ const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `chat-server-${config.serverId}`, logger);
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);
-const lease = await leaseWorkerId(e, logger);
-const ids = new Snowflake(lease.workerId);
+const workerId = await leaseWorkerId(e, logger);
+const ids = workerId.ids;
 const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
@@ -89,17 +88,11 @@ registration.onRegained(() => {
   health.resume?.();
   void chat.refreshRoutes();
 });
-lease.onLost(() => {
-  logger.error("worker id lease lost: stopping so no id is minted twice");
-  // At once: the drain keeps sessions up for seconds, and their sends are refused (resent elsewhere) rather than minted.
-  ids.retire();
-  process.kill(process.pid, "SIGTERM");
-});
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
 loadTimer.unref();
 
 const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [conditionCheck("registration", () => registration.live, "lease lost")], config.host, config.opsPort));
-logger.info({ grpc: address, ops: ops.port, workerId: lease.workerId }, "chat-server listening");
+logger.info({ grpc: address, ops: ops.port, workerId: workerId.workerId }, "chat-server listening");
 
 stopOnSignals(logger, async () => {
   // Drain: leave the registry first so no gateway picks us, then end the
@@ -113,7 +106,7 @@ stopOnSignals(logger, async () => {
   chat.drain();
   await presence.close().catch(() => {});
   ids.retire();
-  await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), lease.release(), ops.close()]);
+  await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), workerId.release(), ops.close()]);
   clients.close();
   await servers.close();
   await storage.close();

@@ -67,7 +67,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });
   // Only the notifier's topic: messages go through DirectSubmitter, not the queue.
   await queue.ensureTopics([{ topic: Topics.notifications, partitions: config.queuePartitions }]);
-  const ids = new Snowflake(config.workerId);
+  const ids = new Snowflake(config.workerId, Date.now, storage.highestIssuedId());
   const keys = await loadOrCreateKeys(join(config.dataDir, "keys"));
   const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
   const verifier = new TokenVerifier(keys.publicKey);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { EngineEndpoints } from "../config/engines.js";
 import { EtcdWorkerIds } from "../ids/etcd-lease.js";
+import { RenewedWorkerId } from "../ids/renewed-worker-id.js";
 import { KafkaQueue } from "../queue/kafka.js";
 import { topicSpecs } from "../pipeline/topics.js";
 import { EtcdServerRegistry } from "../registry/etcd.js";
@@ -64,9 +65,11 @@ export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, lo
 }
 
 /** This process's snowflake worker id, leased from etcd. */
-export function leaseWorkerId(e: EngineEndpoints, logger: Logger) {
+/** The process's id generator, on a worker number leased from etcd and leased again whenever lost. */
+export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise<RenewedWorkerId> {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
-  return startSteps(e, logger)("leasing a worker id from etcd", () => workerIds.acquire());
+  const first = await startSteps(e, logger)("leasing a worker id from etcd", () => workerIds.acquire());
+  return new RenewedWorkerId(workerIds, first, { logger });
 }
 
 /** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */

@@ -22,6 +22,32 @@ describe("Snowflake", () => {
     assert.ok(b > a);
   });
 
+  it("started after an id of a run whose clock was ahead, mints only ids above it", () => {
+    const before = new Snowflake(0, () => EPOCH_MS + 10_000);
+    let last = 0n;
+    for (let i = 0; i < 5000; i++) last = before.next(); // into the next millisecond's sequence
+    const after = new Snowflake(0, () => EPOCH_MS + 1_000, last);
+    const again = Array.from({ length: 5000 }, () => after.next());
+    assert.ok(again[0]! > last);
+    for (let i = 1; i < again.length; i++) assert.ok(again[i]! > again[i - 1]!);
+    // Once the clock is past, it is the clock again.
+    const later = new Snowflake(0, () => EPOCH_MS + 20_000, last);
+    assert.equal(snowflakeTimeMs(later.next()), EPOCH_MS + 20_000);
+  });
+
+  it("resumes under a new worker number after a retire, never going back on its own ids", () => {
+    let t = EPOCH_MS + 5_000;
+    const g = new Snowflake(3, () => t);
+    const a = g.next();
+    g.retire();
+    t -= 1_000;
+    g.resume(4);
+    const b = g.next();
+    assert.ok(b > a);
+    assert.equal(Number((b >> 12n) & 0x3ffn), 4);
+    assert.throws(() => g.resume(1024), RangeError);
+  });
+
   it("keeps the worker number apart", () => {
     const t = EPOCH_MS + 42;
     const a = new Snowflake(1, () => t).next();

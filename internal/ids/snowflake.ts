@@ -17,16 +17,24 @@ export class Snowflake implements IdGenerator {
   private lastMs = -1;
   private seq = 0;
   private retired = false;
-  private readonly worker: bigint;
+  private worker: bigint;
 
+  /**
+   * `after`: the highest id this worker number minted before (chatd's, read
+   * back from its store at start-up). A restart with the clock behind the
+   * last run (a VM restored, a fast clock corrected at boot) must not mint
+   * again what was minted then: ids go on after it until the clock catches up.
+   */
   constructor(
     workerId: number,
     private readonly now: () => number = Date.now,
+    after?: bigint,
   ) {
-    if (!Number.isInteger(workerId) || workerId < 0 || workerId > MAX_WORKER) {
-      throw new RangeError(`worker id must be an integer in 0..${MAX_WORKER}, got ${workerId}`);
+    this.worker = BigInt(checkWorkerId(workerId));
+    if (after !== undefined && after > 0n) {
+      this.lastMs = snowflakeTimeMs(after);
+      this.seq = Number(after & 0xfffn);
     }
-    this.worker = BigInt(workerId);
   }
 
   /**
@@ -37,6 +45,16 @@ export class Snowflake implements IdGenerator {
    */
   retire(): void {
     this.retired = true;
+  }
+
+  /**
+   * Mints again, under a number newly leased after the old one was lost (it
+   * may differ). The last millisecond stays: this process never goes back
+   * on its own ids, whatever the number.
+   */
+  resume(workerId: number): void {
+    this.worker = BigInt(checkWorkerId(workerId));
+    this.retired = false;
   }
 
   next(): bigint {
@@ -57,6 +75,13 @@ export class Snowflake implements IdGenerator {
     this.lastMs = ms;
     return (BigInt(ms - EPOCH_MS) << 22n) | (this.worker << 12n) | BigInt(this.seq);
   }
+}
+
+function checkWorkerId(workerId: number): number {
+  if (!Number.isInteger(workerId) || workerId < 0 || workerId > MAX_WORKER) {
+    throw new RangeError(`worker id must be an integer in 0..${MAX_WORKER}, got ${workerId}`);
+  }
+  return workerId;
 }
 
 export function snowflakeTimeMs(id: bigint): number {

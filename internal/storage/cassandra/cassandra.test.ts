@@ -25,7 +25,7 @@ import {
 import { bucketOf } from "./buckets.js";
 import { encodeChange } from "./change-cell.js";
 import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
-import { Db, StorageUnavailable, type Statement } from "./session.js";
+import { Db, mapLimit, StorageUnavailable, type Statement } from "./session.js";
 
 // Small buckets so the contract suites cross bucket boundaries all the time.
 const BUCKET = 8;
@@ -84,6 +84,21 @@ describe("cassandra storage", function () {
     const seqs = (ms: { seq: bigint }[]) => ms.map((m) => m.seq);
     const range = (from: number, to: number) =>
       Array.from({ length: Math.abs(to - from) + 1 }, (_, i) => BigInt(from < to ? from + i : from - i));
+
+    it("a read returns every row it selects, past the driver's page of 5,000", async () => {
+      const db = s().db;
+      await db.client.execute(`CREATE TABLE IF NOT EXISTS ${db.t("paging_probe")} (p int, c int, PRIMARY KEY (p, c))`);
+      const insert = `INSERT INTO ${db.t("paging_probe")} (p, c) VALUES (?, ?)`;
+      const total = 5_050;
+      const batches: Statement[][] = [];
+      for (let c = 0; c < total; c += 50) {
+        batches.push(Array.from({ length: Math.min(50, total - c) }, (_, k) => ({ query: insert, params: [0, c + k] })));
+      }
+      await mapLimit(batches, 8, (b) => db.batch(b, { logged: false }));
+      const rows = await db.rows(`SELECT c FROM ${db.t("paging_probe")} WHERE p = ?`, [0]);
+      assert.equal(rows.length, total);
+      assert.deepEqual(rows.map((r) => r.get("c") as number), Array.from({ length: total }, (_, i) => i));
+    });
 
     it("stores history in buckets of bucketSize seqs and pages across them both ways", async () => {
       const log = new CassandraMessageLog(s().db, BUCKET);

@@ -113,8 +113,18 @@ export class Db {
     return `${this.keyspace}.${table}`;
   }
 
+  /**
+   * Every row the query selects. The driver returns one page (5,000 rows by
+   * default) per request; a caller that wants fewer says so with LIMIT.
+   */
   async rows(query: string, params: Params): Promise<Row[]> {
-    return (await this.run(query, params)).rows ?? [];
+    let rs = await this.run(query, params);
+    const out = rs.rows ?? [];
+    while (rs.pageState) {
+      rs = await this.run(query, params, { pageState: rs.pageState });
+      for (const r of rs.rows ?? []) out.push(r);
+    }
+    return out;
   }
 
   async one(query: string, params: Params): Promise<Row | undefined> {

@@ -19,6 +19,11 @@ export interface SqliteStorage {
   writer: SqliteMessageWriter;
   /** Throws while message writes fail for the file's sake (a full disk): for `/healthz`. */
   writeCheck(): void;
+  /**
+   * The highest snowflake id stored (messages, changes, users, devices,
+   * channels): where chatd's generator goes on from, whatever the clock says.
+   */
+  highestIssuedId(): bigint;
   /** Absent for ":memory:", which has no WAL. */
   checkpointer?: WalCheckpointer;
   /**
@@ -51,6 +56,7 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
     inbox,
     writer: new SqliteMessageWriter(db, messages, inbox),
     writeCheck: () => groupCommitOf(db).writeCheck(),
+    highestIssuedId: () => highestIssuedId(db),
     checkpointer,
     close: async () => {
       checkpointer?.stop();
@@ -58,4 +64,20 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
       await checkpointer?.exited();
     },
   };
+}
+
+// All but devices read the last row of their primary key; devices, keyed by user first,
+// are scanned (once, at start-up).
+function highestIssuedId(db: SqliteDatabase): bigint {
+  const row = db
+    .prepare(
+      `SELECT max(coalesce((SELECT max(message_id) FROM messages), 0),
+                  coalesce((SELECT max(change_id) FROM message_changes), 0),
+                  coalesce((SELECT max(user_id) FROM users), 0),
+                  coalesce((SELECT max(device_id) FROM devices), 0),
+                  coalesce((SELECT max(channel_id) FROM channels), 0)) AS id`,
+    )
+    .safeIntegers(true)
+    .get() as { id: bigint };
+  return row.id;
 }
