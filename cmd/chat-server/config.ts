@@ -1,9 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
 import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
+import { SERVER_ID } from "../../internal/registry/memory.js";
 import { readLogLevel } from "../shared.js";
 
 /** The chat server's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -11,7 +13,8 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   const r = new EnvReader(env);
   const c = {
     engines: readEngineEndpoints(r),
-    serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}`),
+    // Random too: containers that share a hostname often run node as pid 1.
+    serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
     host: r.string("CHAT_HOST", "127.0.0.1"),
     grpcPort: r.int("CHAT_GRPC_PORT", 9100, 0, 65535),
     advertiseHost: r.string("CHAT_ADVERTISE_HOST", ""),
@@ -27,6 +30,9 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
     changeWindows: readChangeWindows(r),
   };
+  if (!SERVER_ID.test(c.serverId)) {
+    r.problems.push(`CHAT_SERVER_ID: must be 1 to 128 of A-Z, a-z, 0-9 and . _ : -, got ${JSON.stringify(c.serverId)}`);
+  }
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
   return { ...c, presence };

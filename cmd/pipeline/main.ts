@@ -2,8 +2,6 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { StageHealth } from "../../internal/observability/stage-health.js";
@@ -12,27 +10,11 @@ import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
-
-const STAGES = ["sequencer", "inbox-writer"] as const;
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { readPipelineConfig } from "./config.js";
 
 exitOnStartTimeout("pipeline");
-const config = exitOnConfigError("pipeline", () => {
-  const r = new EnvReader();
-  const stages = r.list("CHAT_PIPELINE_STAGES", [...STAGES]);
-  for (const s of stages) {
-    if (!(STAGES as readonly string[]).includes(s)) r.problems.push(`CHAT_PIPELINE_STAGES: unknown stage ${JSON.stringify(s)} (expected ${STAGES.join(", ")})`);
-  }
-  const c = {
-    engines: readEngineEndpoints(r),
-    stages,
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    logLevel: readLogLevel(r),
-  };
-  r.done();
-  return c;
-});
+const config = exitOnConfigError("pipeline", () => readPipelineConfig());
 const logger = createLogger("pipeline", config.logLevel);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });

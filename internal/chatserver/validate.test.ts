@@ -19,3 +19,17 @@ describe("validateSend: the text limit, for every kind of send that carries text
     assert.throws(() => validateSend(send("😀".repeat(100_000))), tooLong);
   });
 });
+
+describe("validateSend: client_msg_id", () => {
+  const withKey = (clientMsgId: string) => ({ clientMsgId, channelId: 7n, text: "hi" });
+  const invalid = (e: unknown) => (e as { code?: string }).code === "invalid_argument";
+
+  it("takes 1 to 64 characters, counted as code points (64 emoji are 128 UTF-16 units)", () => {
+    validateSend(withKey("a"));
+    validateSend(withKey("a".repeat(64)));
+    validateSend(withKey("😀".repeat(64)));
+    assert.throws(() => validateSend(withKey("")), invalid);
+    assert.throws(() => validateSend(withKey("a".repeat(65))), invalid);
+    assert.throws(() => validateSend(withKey("😀".repeat(65))), invalid);
+  });
+});

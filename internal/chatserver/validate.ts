@@ -24,7 +24,8 @@ export function namesAtMostMaxId(field: string, id: Id): void {
 }
 
 export function validateSend(cmd: SendCommand): void {
-  if (cmd.clientMsgId.length === 0 || cmd.clientMsgId.length > MAX_CLIENT_MSG_ID_LENGTH) {
+  // Characters as the contract says: code points, so 64 emoji fit.
+  if (cmd.clientMsgId.length === 0 || codePointsAtLeast(cmd.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH + 1)) {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
   }
   // The server's notes go by "note:<id>" (noteMessage): a send under such a key could take a note's place in the dedup.

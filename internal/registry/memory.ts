@@ -202,8 +202,11 @@ function call(listeners: Array<() => void>): void {
 const byId = (a: ServerInfo, b: ServerInfo) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0);
 
 /** @internal shared by the adapters */
+/** What a server id may be: it names an etcd key and a Redis route field. */
+export const SERVER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
 export function validateServer(server: ServerInfo): void {
-  if (typeof server.serverId !== "string" || !/^[A-Za-z0-9._:-]{1,128}$/.test(server.serverId)) {
+  if (typeof server.serverId !== "string" || !SERVER_ID.test(server.serverId)) {
     throw new RangeError(`server id must be 1-128 characters of [A-Za-z0-9._:-], got ${JSON.stringify(server.serverId)}`);
   }
   if (typeof server.address !== "string" || server.address === "") {

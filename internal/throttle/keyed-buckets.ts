@@ -12,7 +12,7 @@ export class KeyedBuckets {
   constructor(
     private readonly ratePerSec: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => performance.now(),
     capacity = 100_000,
   ) {
     this.buckets = new LruMap(capacity);

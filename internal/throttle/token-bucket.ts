@@ -6,7 +6,8 @@ export class TokenBucket {
   constructor(
     private readonly ratePerSec: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    // Monotonic: a wall clock stepped back (NTP, a restored VM) would owe every bucket the step.
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.tokens = burst;
     this.last = now();
@@ -15,7 +16,8 @@ export class TokenBucket {
   /** Takes one token; returns 0 when allowed, else the milliseconds until one is there. */
   take(): number {
     const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.ratePerSec) / 1000);
+    // A clock that went back (a wall clock given as `now`) refills nothing rather than owing the step.
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, t - this.last) * this.ratePerSec) / 1000);
     this.last = t;
     if (this.tokens >= 1) {
       this.tokens -= 1;

@@ -33,6 +33,14 @@ describe("chat-server configuration", () => {
     assert.equal(await welcomedMaxFrameBytes({}), 512 * 1024);
   });
 
+  it("refuses a CHAT_SERVER_ID that cannot name an etcd key at start-up, naming it; the default is unique per process", () => {
+    for (const raw of ["cs/1", "a b", "x".repeat(129)]) {
+      assert.throws(() => readChatServerConfig({ CHAT_SERVER_ID: raw }), (err) => err instanceof ConfigError && /CHAT_SERVER_ID/.test(err.message), raw);
+    }
+    assert.equal(readChatServerConfig({ CHAT_SERVER_ID: "cs-1.eu:a_b" }).serverId, "cs-1.eu:a_b");
+    assert.notEqual(readChatServerConfig({}).serverId, readChatServerConfig({}).serverId);
+  });
+
   it("refuses a CHAT_MAX_FRAME_BYTES the gateways would refuse, naming it", () => {
     for (const raw of ["abc", "1023", String(16 * 1024 * 1024 + 1)]) {
       assert.throws(() => readChatServerConfig({ CHAT_MAX_FRAME_BYTES: raw }), (err) => err instanceof ConfigError && /CHAT_MAX_FRAME_BYTES/.test(err.message), raw);
