@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { withTimeout } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
-import type { ServerInfo, ServerRegistry, ServerWatch } from "./port.js";
+import { DuplicateServerId, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
 
 export interface RegistryFixture {
   /** The registry the servers register with. */
@@ -73,6 +73,19 @@ export function serverRegistryContract(name: string, makeFixture: () => Promise<
       assert.ok(find(w, a), "a still there");
       await ra.close();
       await waitFor(() => !find(w, a), "a gone after close");
+    });
+
+    it("refuses a second live registration under the same id, and takes it once the first has left", async () => {
+      const serverId = id();
+      const first = await fx.registry.register({ serverId, address: "127.0.0.1:7004", load: 1 });
+      await assert.rejects(fx.observer.register({ serverId, address: "127.0.0.1:7005", load: 0 }), DuplicateServerId);
+      const w = await watch(fx.observer);
+      assert.equal(find(w, serverId)?.address, "127.0.0.1:7004", "the first keeps its entry");
+      assert.equal(first.live, true);
+      await first.close();
+      const second = await fx.observer.register({ serverId, address: "127.0.0.1:7005", load: 0 });
+      await waitFor(() => find(w, serverId)?.address === "127.0.0.1:7005", "the second's entry");
+      await second.close();
     });
 
     it("coalesces load updates and ends on the latest value", async () => {

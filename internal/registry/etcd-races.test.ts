@@ -31,8 +31,9 @@ describe("EtcdServerRegistry: a lease lost while its entry is written", () => {
         },
         leaseRevoke: async ({ ID }: { ID: string }) => void revoked.push(ID),
       },
-      // The entry's write is answered only after that.
-      put: () => ({ value: () => ({ lease: () => ({ exec: async () => (await keepaliveAnswered, {}) }) }) }),
+      // The entry's write (a put in a transaction) is answered only after that.
+      put: () => ({ value: () => ({ lease: () => ({}) }) }),
+      if: () => ({ then: () => ({ commit: async () => (await keepaliveAnswered, { succeeded: true }) }) }),
     } as unknown as Etcd3;
     const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: 10_000 });
     await assert.rejects(registry.register({ serverId: "s1", address: "127.0.0.1:1", load: 0 }, { ttlSeconds: 2 }), /lost while its entry was written/);

@@ -153,6 +153,27 @@ describe("EtcdServerRegistry on a real etcd", function () {
     });
   }
 
+  it("an entry taken over by another process under the same id is not written over: lost until that one leaves, then regained", async () => {
+    const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 10 });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("twin");
+    const reg = await registry.register({ serverId, address: "127.0.0.1:7021", load: 0 });
+    let lost = 0;
+    let regained = 0;
+    reg.onLost(() => lost++);
+    reg.onRegained(() => regained++);
+    // The twin: its own lease, its own address, under our key (as an older build wrote it, blindly).
+    const twinLease = admin.lease(TTL * 5, { autoKeepAlive: false });
+    await twinLease.put(registry.keyOf(serverId)).value(JSON.stringify({ address: "127.0.0.1:7022", load: 0 }));
+    await reg.setLoad(5);
+    await waitFor(() => lost === 1, "lost on finding the twin");
+    assert.equal(reg.live, false);
+    assert.equal(JSON.parse((await admin.get(registry.keyOf(serverId)).string())!).address, "127.0.0.1:7022", "the twin's entry stands");
+    await twinLease.revoke();
+    await waitFor(() => regained === 1, "regained once the twin left", 10_000);
+    await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.address === "127.0.0.1:7021", "our entry back");
+  });
+
   it("a revoked lease vanishes at once and the registration is back within a keepalive interval", async () => {
     const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL });
     cleanups.push(() => registry.close());

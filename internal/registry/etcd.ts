@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { createEtcdClient, deadline, normalizePrefix } from "../etcd/client.js";
 import { KeptLease } from "../etcd/lease-keeper.js";
 import { validateServer } from "./memory.js";
-import type { Registration, ServerInfo, ServerRegistry, ServerWatch } from "./port.js";
+import { DuplicateServerId, type Registration, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
 
 export interface EtcdServerRegistryOptions {
   /** A client to use (not closed by close()); or give `endpoints` and the registry makes its own. */
@@ -103,6 +103,7 @@ export class EtcdServerRegistry implements ServerRegistry {
 
 type RegState = "live" | "lost" | "closed";
 
+
 class EtcdRegistration implements Registration {
   private state: RegState = "live";
   private lease: KeptLease | undefined;
@@ -191,25 +192,36 @@ class EtcdRegistration implements Registration {
     return p;
   }
 
-  /** Writes the entry bound to `lease`. */
-  private async write(lease: KeptLease): Promise<void> {
+  /**
+   * Writes the entry bound to `lease`, where the key is ours to write: bound
+   * to this lease already, absent, or bound to `previous` (ours before a
+   * loss, perhaps still alive in etcd). A key bound to any other lease is
+   * another live server under the same id: writing over it would make the
+   * two take each other's sessions and routes, so the write is refused and
+   * the registration counts as lost until that server is gone.
+   */
+  private async write(lease: KeptLease, previous?: KeptLease): Promise<void> {
     const value: StoredValue = { address: this.info.address, load: this.info.load };
+    const put = () => this.client.put(this.key).value(JSON.stringify(value)).lease(lease.id);
+    const ours: Array<["Lease" | "Create", string | number]> = [["Lease", lease.id], ["Create", 0]];
+    if (previous) ours.push(["Lease", previous.id]);
     try {
-      await deadline(
-        this.client.put(this.key).value(JSON.stringify(value)).lease(lease.id).exec(),
-        this.timeoutMs,
-        `writing ${this.key}`,
-      );
+      for (const [column, expected] of ours) {
+        const res = await deadline(this.client.if(this.key, column, "==", expected).then(put()).commit(), this.timeoutMs, `writing ${this.key}`);
+        if (res.succeeded) return;
+      }
     } catch (err) {
       if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(String(err))) {
         lease.markLost("etcd refused a write: the lease is gone");
       }
       throw err;
     }
+    lease.markLost("another live server is registered under this id");
+    throw new DuplicateServerId(this.info.serverId);
   }
 
   /** A new lease and the entry written under it. */
-  private async acquire(): Promise<KeptLease> {
+  private async acquire(previous?: KeptLease): Promise<KeptLease> {
     const lease = await KeptLease.grant({
       client: this.client,
       ttlSeconds: this.ttlSeconds,
@@ -217,7 +229,7 @@ class EtcdRegistration implements Registration {
       logger: this.logger,
     });
     try {
-      await this.serialized(() => this.write(lease));
+      await this.serialized(() => this.write(lease, previous));
       // Lost while the entry was written (etcd slow, as when it elects a leader): no
       // listener heard it, so it is given up here and the caller tries again.
       if (lease.status !== "alive") throw new Error(`the lease of ${this.key} was lost while its entry was written`);
@@ -246,7 +258,7 @@ class EtcdRegistration implements Registration {
         // A load set while the entry is being written again may have missed
         // that write (it does not write while lost): written once live.
         const version = this.loadVersion;
-        const lease = await this.acquire();
+        const lease = await this.acquire(old);
         if (this.state !== "lost") {
           await lease.revoke();
           return;
@@ -260,7 +272,8 @@ class EtcdRegistration implements Registration {
         fire(this.regainedListeners, this.logger);
         return;
       } catch (err) {
-        this.logger?.debug({ err, key: this.key }, "re-registering failed; retrying");
+        if (err instanceof DuplicateServerId) this.logger?.error({ err, key: this.key }, "re-registering refused; retrying");
+        else this.logger?.debug({ err, key: this.key }, "re-registering failed; retrying");
       }
       await new Promise<void>((resolve) => {
         this.wakeRegain = resolve;

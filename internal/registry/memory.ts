@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { Registration, ServerInfo, ServerRegistry, ServerWatch } from "./port.js";
+import { DuplicateServerId, type Registration, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
 
 export interface MemoryServerRegistryOptions {
   /** After expire(), how long until the registration comes back (default 0: next turn of the event loop). */
@@ -23,6 +23,7 @@ export class MemoryServerRegistry implements ServerRegistry {
   async register(server: ServerInfo, _options?: { ttlSeconds?: number }): Promise<Registration> {
     if (this.closed) throw new Error("registry is closed");
     validateServer(server);
+    if (this.entries.has(server.serverId)) throw new DuplicateServerId(server.serverId);
     const reg = new MemoryRegistration(this, { ...server });
     this.registrations.add(reg);
     this.put(reg);

@@ -42,3 +42,11 @@ export interface ServerRegistry {
   watch(): Promise<ServerWatch>;
   close(): Promise<void>;
 }
+
+/** Another live process holds the entry of this server id: register() refuses it. */
+export class DuplicateServerId extends Error {
+  constructor(serverId: string) {
+    super(`server id ${JSON.stringify(serverId)} is registered by another live process: each chat server needs its own CHAT_SERVER_ID`);
+    this.name = "DuplicateServerId";
+  }
+}
