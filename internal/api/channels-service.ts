@@ -311,12 +311,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const me = caller(ctx).userId;
       const limit = v.limit(req.limit, 50, 200);
       const [memberships, mutes, places] = await Promise.all([channels.listMemberships(me), channels.listMutes(me), channels.listPlaces(me)]);
-      const latest = await deps.log.latest(memberships.map((m) => m.channelId));
+      // Every chat's newest message sorts the list, but only the page's are shown: their texts
+      // (up to ~400 KB each) are read for the page alone, not for hundreds of chats.
+      const lastAt = await deps.log.latestSentAt(memberships.map((m) => m.channelId));
       const rows = memberships
         .map((m) => {
-          const settings = settingsOf(mutes, places.get(m.channelId), m.channelId, latest.get(m.channelId)?.sentAtMs);
+          const settings = settingsOf(mutes, places.get(m.channelId), m.channelId, lastAt.get(m.channelId));
           // Activity is the last message, or joining for a channel without newer messages.
-          const activityAtMs = Math.max(latest.get(m.channelId)?.sentAtMs ?? 0, m.joinedAtMs);
+          const activityAtMs = Math.max(lastAt.get(m.channelId) ?? 0, m.joinedAtMs);
           // The archive lists by activity alone: a pin never lives there.
           const pinnedAtMs = settings.archived ? 0 : (settings.pinnedAtMs ?? 0);
           return { m, settings, pos: { pinnedAtMs, activityAtMs, channelId: m.channelId } };
@@ -333,6 +335,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const page = rows.slice(start, start + limit);
       const more = start + limit < rows.length;
 
+      const latest = await deps.log.latest(page.map(({ m }) => m.channelId));
       const views = await Promise.all(
         page.map(async ({ m, settings }) => {
           const channel = await channels.getChannel(m.channelId);

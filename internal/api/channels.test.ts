@@ -627,6 +627,28 @@ describe("api: ChannelService", () => {
     assert.equal(bad.code, Code.InvalidArgument);
   });
 
+  it("reads the newest messages whole only for the chats of the page; when they were sent sorts the list", async () => {
+    const me = await api.signUp();
+    const groups: Id[] = [];
+    for (let i = 0; i < 5; i++) {
+      groups.push((await me.c.channels.createGroup({ title: `g${i}`, memberUserIds: [] })).channel!.channelId);
+      api.clock.ms += 1000;
+      await send(me, groups[i]!, `text ${i}`);
+    }
+    const log = api.storage.messages;
+    const latest = log.latest.bind(log);
+    const asked: Id[][] = [];
+    log.latest = async (ids) => {
+      asked.push([...ids]);
+      return latest(ids);
+    };
+    const p1 = await me.c.channels.listChannels({ limit: 2 });
+    assert.deepEqual(p1.channels.map((ch) => [ch.channelId, ch.lastMessage?.text]), [[groups[4], "text 4"], [groups[3], "text 3"]]);
+    const p2 = await me.c.channels.listChannels({ limit: 2, pageToken: p1.nextPageToken });
+    assert.deepEqual(p2.channels.map((ch) => [ch.channelId, ch.lastMessage?.text]), [[groups[2], "text 2"], [groups[1], "text 1"]]);
+    assert.deepEqual(asked, [[groups[4], groups[3]], [groups[2], groups[1]]]);
+  });
+
   it("mutes a channel for the caller alone until a time, shows it, unmutes, and forgets it when the caller leaves", async () => {
     const [me, other] = [await api.signUp(), await api.signUp()];
     const group = (await me.c.channels.createGroup({ title: "busy", memberUserIds: [other.userId] })).channel!.channelId;

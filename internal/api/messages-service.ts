@@ -8,7 +8,7 @@ import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
-import { withinTextBytes } from "../messages/page-bytes.js";
+import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { ChatError } from "../model/errors.js";
 import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 
@@ -43,7 +43,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const anchor = v.bound(req.anchorSeq);
       const anchorSeq = direction === "forward" && anchor < cleared ? cleared : anchor;
       // One extra row answers has_more without a count query.
-      const rows = (await deps.log.page(channel.channelId, { anchorSeq, direction, limit: limit + 1 })).filter((m) => m.seq > cleared);
+      const read = await deps.log.page(channel.channelId, { anchorSeq, direction, limit: limit + 1, textBytes: PAGE_TEXT_BYTES });
+      const rows = read.filter((m) => m.seq > cleared);
       const page = withinTextBytes(rows.slice(0, limit), (m) => m);
       return { messages: page.map(messageToProto), hasMore: rows.length > page.length };
     },
@@ -58,7 +59,9 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const result = (next: bigint) => ({ messages: found.map(messageToProto), nextBeforeSeq: next > 1n ? next : 0n });
       let before = v.bound(req.beforeSeq);
       for (let scanned = 0, bytes = 0; scanned < SEARCH_SCAN_BUDGET; ) {
-        const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE });
+        // Past the text left to scan the loop below returns, so the page stops there too.
+        const textBytes = SEARCH_SCAN_TEXT_BYTES - bytes;
+        const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE, textBytes });
         for (const m of rows) {
           if (m.seq <= cleared) return result(0n);
           const cost = utf8BytesAtMost(m.text);
@@ -93,7 +96,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const limit = v.limit(req.limit, 200, 1000);
       const after = v.bound(req.afterInboxSeq);
       const [rows, head] = await Promise.all([
-        deps.inbox.readAfter(me, after, limit + 1),
+        deps.inbox.readAfter(me, after, limit + 1, PAGE_TEXT_BYTES),
         deps.inbox.head(me),
       ]);
       const page = withinTextBytes(rows.slice(0, limit), (e) => e.message);

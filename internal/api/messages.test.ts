@@ -20,6 +20,24 @@ describe("api: MessageService", () => {
   });
   afterEach(async () => api.close());
 
+  /** How many entries or messages each store read returns: a page of long texts should cost what it sends, not its limit. */
+  function countReads(): number[] {
+    const reads: number[] = [];
+    const { inbox, messages: log } = api.storage;
+    const [readAfter, page] = [inbox.readAfter.bind(inbox), log.page.bind(log)];
+    inbox.readAfter = async (...args) => {
+      const got = await readAfter(...args);
+      reads.push(got.length);
+      return got;
+    };
+    log.page = async (...args) => {
+      const got = await page(...args);
+      reads.push(got.length);
+      return got;
+    };
+    return reads;
+  }
+
   async function sendMany(n: number) {
     for (let i = 1; i <= n; i++) {
       await (i % 2 ? a : b).c.messages.sendMessage({ channelId, clientMsgId: `m${i}`, text: `text ${i}` });
@@ -119,9 +137,11 @@ describe("api: MessageService", () => {
       const long = "hay ".repeat(24_000); // 96,000 code points, under the limit
       await history((i) => (i === 1 ? `${long}needle` : long), 40);
       const perCall = Math.floor(SEARCH_SCAN_TEXT_BYTES / utf8BytesAtMost(long));
+      const reads = countReads();
       const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
       assert.deepEqual(first.messages, []);
       assert.equal(first.nextBeforeSeq, BigInt(40 - perCall + 1));
+      assert.deepEqual(reads, [perCall + 1], "the scanned messages and the one past the budget, not a page of 200");
       let next = first.nextBeforeSeq;
       let calls = 1;
       let hit: bigint[] = [];
@@ -149,6 +169,7 @@ describe("api: MessageService", () => {
     for (let i = 1; i <= 15; i++) await a.c.messages.sendMessage({ channelId, clientMsgId: `long${i}`, text: long });
     const perPage = Math.floor(PAGE_TEXT_BYTES / utf8BytesAtMost(long));
     assert.ok(perPage > 1 && perPage < 15);
+    const reads = countReads();
     const pages: number[] = [];
     for (let anchorSeq = 0n, more = true; more; ) {
       const page = await b.c.messages.listMessages({ channelId, limit: 200, anchorSeq });
@@ -164,6 +185,9 @@ describe("api: MessageService", () => {
     const expected = [...Array<number>(Math.floor(15 / perPage)).fill(perPage), 15 % perPage].filter((n) => n > 0);
     assert.deepEqual(pages, expected);
     assert.deepEqual(inbox, expected);
+    // Every page but the last read the entry after it too (has_more), and nothing further.
+    const readPerPage = expected.map((n, i) => (i < expected.length - 1 ? n + 1 : n));
+    assert.deepEqual(reads, [...readPerPage, ...readPerPage]);
   });
 
   it("syncs the inbox after a cursor, with head and has_more", async () => {

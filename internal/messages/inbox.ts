@@ -27,8 +27,14 @@ export interface Inbox {
    * the retention window are skipped: the first entry returned may then be
    * above afterSeq + 1, and the result is empty only when nothing kept is
    * above afterSeq.
+   *
+   * With `textBytes`, the read also stops once the texts pass it
+   * (TextBudget, page-bytes.ts): the result is what withinTextBytes keeps of
+   * it with that budget, then the next entry if there is one, so that the
+   * caller knows more follow. A caller that sends a page of at most that
+   * many bytes then reads about what it sends, not `limit` entries.
    */
-  readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]>;
+  readAfter(userId: Id, afterSeq: bigint, limit: number, textBytes?: number): Promise<InboxEntry[]>;
   /**
    * Empties the text of the user's entries of these messages (a message
    * deleted for everyone and its edits), where the inbox still keeps them;

@@ -5,6 +5,13 @@ export interface PageQuery {
   anchorSeq: bigint;
   direction: "backward" | "forward";
   limit: number;
+  /**
+   * The page also stops once its texts pass this many bytes (TextBudget,
+   * page-bytes.ts): it holds what withinTextBytes keeps of it with that
+   * budget, then the next message if there is one, so that the caller
+   * knows more follow.
+   */
+  textBytes?: number;
 }
 
 /**
@@ -81,4 +88,10 @@ export interface MessageLog {
   lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined>;
   /** The newest message of each channel that has any. */
   latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>>;
+  /**
+   * When the newest message of each channel that has any was sent, as
+   * `latest` would tell: what a list of channels sorts on, for an adapter
+   * that can answer it without reading every newest text.
+   */
+  latestSentAt(channelIds: readonly Id[]): Promise<Map<Id, number>>;
 }

@@ -17,3 +17,32 @@ export function withinTextBytes<T>(items: T[], messageOf: (item: T) => StoredMes
   }
   return items;
 }
+
+/**
+ * Stops a store read given a text budget (`Inbox.readAfter`,
+ * `MessageLog.page`) once it holds what withinTextBytes will keep and the
+ * item after that: the extra item tells the caller that more follow, and
+ * nothing further is read, so a read costs what it returns, not its limit.
+ * `add` takes each text in read order and answers true once the read may stop.
+ */
+export class TextBudget {
+  private bytes = 0;
+  private items = 0;
+
+  /** `budget` undefined: the read goes on to its limit. */
+  constructor(private readonly budget: number | undefined) {}
+
+  add(text: string): boolean {
+    if (this.budget === undefined) return false;
+    this.bytes += utf8BytesAtMost(text);
+    // The first item is kept whatever its size, as withinTextBytes keeps it.
+    return ++this.items > 1 && this.bytes > this.budget;
+  }
+}
+
+/** The prefix of a full read that a read stopped by TextBudget returns: for an adapter that can only trim what it read. */
+export function throughTextBytes<T>(items: T[], messageOf: (item: T) => StoredMessage, budget: number | undefined): T[] {
+  const b = new TextBudget(budget);
+  const last = items.findIndex((item) => b.add(messageOf(item).text));
+  return last < 0 ? items : items.slice(0, last + 1);
+}

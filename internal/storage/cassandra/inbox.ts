@@ -1,6 +1,7 @@
 import cassandra from "cassandra-driver";
 import type { Inbox } from "../../messages/inbox.js";
 import { encodeNote } from "../../messages/notes.js";
+import { throughTextBytes } from "../../messages/page-bytes.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { toMessage } from "./message-log.js";
@@ -98,7 +99,12 @@ export class CassandraInbox implements Inbox {
     );
   }
 
-  async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
+  /** The budget only trims: these reads go bucket by bucket, asynchronously, and never hold the event loop as one SQLite read does. */
+  async readAfter(userId: Id, afterSeq: bigint, limit: number, textBytes?: number): Promise<InboxEntry[]> {
+    return throughTextBytes(await this.readUpTo(userId, afterSeq, limit), (e) => e.message, textBytes);
+  }
+
+  private async readUpTo(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
     if (limit <= 0) return [];
     const head = await this.head(userId);
     let lo = (afterSeq < 0n ? 0n : afterSeq) + 1n;

@@ -1,6 +1,7 @@
 import cassandra from "cassandra-driver";
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import { decodeNote, encodeNote } from "../../messages/notes.js";
+import { throughTextBytes } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
@@ -218,7 +219,8 @@ export class CassandraMessageLog implements MessageLog {
       if (h && h.seq === head) rows.push(h.entry);
     }
     rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-    return q.direction === "backward" ? rows.reverse() : rows;
+    // The budget only trims: these reads go bucket by bucket, asynchronously, and never hold the event loop as one SQLite read does.
+    return throughTextBytes(q.direction === "backward" ? rows.reverse() : rows, (m) => m, q.textBytes);
   }
 
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
@@ -240,6 +242,12 @@ export class CassandraMessageLog implements MessageLog {
       if (h) out.set(id, h.entry);
     });
     return out;
+  }
+
+  /** The newest-message rows, texts and all, as latest reads them: one row per channel either way. */
+  async latestSentAt(channelIds: readonly Id[]): Promise<Map<Id, number>> {
+    const latest = await this.latest(channelIds);
+    return new Map([...latest].map(([id, m]) => [id, m.sentAtMs]));
   }
 
   private async applyChange(change: NewMessage): Promise<StoredMessage | undefined> {

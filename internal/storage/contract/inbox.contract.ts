@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Inbox } from "../../messages/inbox.js";
+import { withinTextBytes } from "../../messages/page-bytes.js";
 import type { StoredMessage } from "../../model/types.js";
 import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -183,6 +184,37 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         const [u, v] = [uniqueId(), uniqueId()];
         await fill(u, 3);
         assert.deepStrictEqual(await inbox.readAfter(v, 0n, 10), []);
+      });
+
+      it("with textBytes, stops past the budget: what withinTextBytes keeps, then the entry after it", async () => {
+        const u = uniqueId();
+        const long = "😀".repeat(500); // 3,000 bytes by utf8BytesAtMost; "short" is 15
+        const ms: StoredMessage[] = [];
+        for (let i = 0; i < 10; i++) {
+          const m = message({ text: i === 4 ? "short" : long });
+          await inbox.append(u, m);
+          ms.push(m);
+        }
+        const read = async (after: bigint, limit: number, textBytes: number) =>
+          (await inbox.readAfter(u, after, limit, textBytes)).map((e) => e.inboxSeq);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10, 7_000), ms.slice(0, 3).map((m, i) => ({ inboxSeq: BigInt(i + 1), message: m })));
+        assert.deepStrictEqual(await read(0n, 10, 6_000), range(1, 3), "two texts exactly at the budget fit");
+        assert.deepStrictEqual(await read(0n, 10, 100), range(1, 2), "the first entry whatever its size, then the next");
+        assert.deepStrictEqual(await read(3n, 10, 6_100), range(4, 7), "a short text costs its own size");
+        assert.deepStrictEqual(await read(0n, 2, 1 << 20), range(1, 2), "the limit still holds");
+        assert.deepStrictEqual(await read(7n, 10, 1 << 20), range(8, 10), "under the budget, to the end");
+        assert.deepStrictEqual(await read(9n, 10, 100), [10n], "the last entry, alone");
+        // A reader that keeps withinTextBytes of each read visits every entry once.
+        const seen: StoredMessage[] = [];
+        for (let after = 0n; ; ) {
+          const got = await inbox.readAfter(u, after, 10, 7_000);
+          if (got.length === 0) break;
+          const page = withinTextBytes(got, (e) => e.message, 7_000);
+          assert.ok(got.length <= page.length + 1, `read ${got.length} to send ${page.length}`);
+          seen.push(...page.map((e) => e.message));
+          after = page[page.length - 1]!.inboxSeq;
+        }
+        assert.deepStrictEqual(seen, ms);
       });
     });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { MessageLog } from "../../messages/log.js";
+import { withinTextBytes } from "../../messages/page-bytes.js";
 import type { NewMessage, StoredMessage } from "../../model/types.js";
 import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -203,6 +204,35 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
           if (p.length === 0) break;
           seen.push(...p);
           anchor = p[p.length - 1]!.seq;
+        }
+        assert.deepStrictEqual(seen, [...stored].reverse());
+      });
+
+      it("with textBytes, stops past the budget: what withinTextBytes keeps, then the message after it", async () => {
+        const channelId = uniqueId();
+        const long = "😀".repeat(500); // 3,000 bytes by utf8BytesAtMost; "short" is 15
+        const stored: StoredMessage[] = [];
+        for (let i = 0; i < 10; i++) stored.push((await log.append(msg(channelId, { text: i === 4 ? "short" : long }))).message);
+        const page = async (anchorSeq: bigint, direction: "backward" | "forward", limit: number, textBytes: number) =>
+          seqs(await log.page(channelId, { anchorSeq, direction, limit, textBytes }));
+        assert.deepStrictEqual(await log.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10, textBytes: 7_000 }), stored.slice(0, 3));
+        assert.deepStrictEqual(await page(0n, "backward", 10, 7_000), range(10, 8, -1));
+        assert.deepStrictEqual(await page(0n, "backward", 10, 6_000), range(10, 8, -1), "two texts exactly at the budget fit");
+        assert.deepStrictEqual(await page(0n, "forward", 10, 100), range(1, 2), "the first message whatever its size, then the next");
+        assert.deepStrictEqual(await page(8n, "backward", 10, 6_100), range(7, 4, -1), "a short text costs its own size");
+        assert.deepStrictEqual(await page(3n, "forward", 10, 6_100), range(4, 7));
+        assert.deepStrictEqual(await page(0n, "forward", 2, 1 << 20), range(1, 2), "the limit still holds");
+        assert.deepStrictEqual(await page(7n, "forward", 10, 1 << 20), range(8, 10), "under the budget, to the end");
+        assert.deepStrictEqual(await page(2n, "backward", 10, 100), [1n], "the first message, alone");
+        // A reader that keeps withinTextBytes of each page visits every message once.
+        const seen: StoredMessage[] = [];
+        for (let anchorSeq = 0n; ; ) {
+          const got = await log.page(channelId, { anchorSeq, direction: "backward", limit: 10, textBytes: 7_000 });
+          if (got.length === 0) break;
+          const kept = withinTextBytes(got, (m) => m, 7_000);
+          assert.ok(got.length <= kept.length + 1, `read ${got.length} to send ${kept.length}`);
+          seen.push(...kept);
+          anchorSeq = kept[kept.length - 1]!.seq;
         }
         assert.deepStrictEqual(seen, [...stored].reverse());
       });
@@ -512,6 +542,21 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.deepStrictEqual(got.get(b.channelId), b.stored[0]);
         assert.equal(got.has(empty), false);
         assert.equal((await log.latest([])).size, 0);
+      });
+
+      it("latestSentAt tells when each channel's newest message was sent, as latest does, through an edit", async () => {
+        const a = uniqueId();
+        const b = uniqueId();
+        const empty = uniqueId();
+        const T = 1_767_225_600_000;
+        await log.append(msg(a, { sentAtMs: T + 1 }));
+        const newest = (await log.append(msg(a, { sentAtMs: T + 2, text: "😀".repeat(1000) }))).message;
+        await log.append(msg(b, { sentAtMs: T + 3 }));
+        await log.amend(msg(a, { senderUserId: newest.senderUserId, text: "edited", sentAtMs: T + 60_000, targetSeq: newest.seq }));
+        assert.deepStrictEqual(await log.latestSentAt([a, empty, b]), new Map([[a, T + 2], [b, T + 3]]));
+        const latest = await log.latest([a, b]);
+        assert.deepStrictEqual([latest.get(a)?.sentAtMs, latest.get(b)?.sentAtMs], [T + 2, T + 3]);
+        assert.equal((await log.latestSentAt([])).size, 0);
       });
 
       it("handles many channels at once", async () => {

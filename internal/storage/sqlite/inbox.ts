@@ -3,7 +3,7 @@ import { encodeNote } from "../../messages/notes.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
-import { MESSAGE_COLUMNS, toMessage } from "./message-log.js";
+import { MESSAGE_COLUMNS, readThrough, toMessage } from "./message-log.js";
 
 type Row = Record<string, unknown>;
 
@@ -113,9 +113,9 @@ export class SqliteInbox implements Inbox {
     });
   }
 
-  async readAfter(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
+  async readAfter(userId: Id, afterSeq: bigint, limit: number, textBytes?: number): Promise<InboxEntry[]> {
     if (limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
-    return (this.s.after.all(userId, afterSeq, limit) as Row[]).map(toEntry);
+    return readThrough(this.s.after, [userId, afterSeq, limit], textBytes, toEntry, (e) => e.message.text);
   }
 
   async head(userId: Id): Promise<bigint> {

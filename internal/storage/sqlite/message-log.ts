@@ -1,5 +1,7 @@
+import type Database from "better-sqlite3";
 import type { MessageLog, PageQuery } from "../../messages/log.js";
 import { decodeNote, encodeNote } from "../../messages/notes.js";
+import { TextBudget } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, Reaction, StoredMessage } from "../../model/types.js";
 import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
 import { groupCommitOf, type GroupCommit } from "./group-commit.js";
@@ -41,6 +43,31 @@ export const toMessage = (r: Row): StoredMessage => {
  */
 export const MESSAGE_COLUMNS = `message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms,
   edited_at_ms, nullif(deleted, 0) AS deleted, reply_to_seq, note`;
+
+/**
+ * The rows of `stmt` as `toItem` makes them, stopped by a TextBudget of
+ * `textBytes`. better-sqlite3 hands the rows of all() over only once it has
+ * read every one, each text decoded: a page of long texts read to its limit
+ * (up to 1,000 rows of ~400 KB) just to keep the first megabyte held the
+ * event loop for seconds. iterate() steps one row per call, so the rows
+ * past the budget are never read; leaving the loop resets the statement.
+ */
+export function readThrough<T>(
+  stmt: Database.Statement,
+  params: unknown[],
+  textBytes: number | undefined,
+  toItem: (r: Row) => T,
+  textOf: (item: T) => string,
+): T[] {
+  const out: T[] = [];
+  const budget = new TextBudget(textBytes);
+  for (const r of stmt.iterate(...params) as IterableIterator<Row>) {
+    const item = toItem(r);
+    out.push(item);
+    if (budget.add(textOf(item))) break;
+  }
+  return out;
+}
 
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
@@ -86,6 +113,8 @@ function build(db: SqliteDatabase) {
     backward: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`),
     forward: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?`),
     newest: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1`),
+    // Not the text: SQLite only follows its overflow pages' links to reach sent_at_ms, and decodes no ~400 KB string.
+    newestSentAt: p("SELECT sent_at_ms FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
     lastSentBy: p(`SELECT max(seq) AS seq FROM messages
                    WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
   };
@@ -173,7 +202,15 @@ function build(db: SqliteDatabase) {
     }
     return out;
   });
-  return { ...s, appendTx, amendTx, latestTx, withReactions };
+  const latestSentAtTx = db.transaction((channelIds: readonly Id[]) => {
+    const out = new Map<Id, number>();
+    for (const id of channelIds) {
+      const r = s.newestSentAt.get(id) as Row | undefined;
+      if (r) out.set(id, Number(r.sent_at_ms));
+    }
+    return out;
+  });
+  return { ...s, appendTx, amendTx, latestTx, latestSentAtTx, withReactions };
 }
 
 export class SqliteMessageLog implements MessageLog {
@@ -235,11 +272,9 @@ export class SqliteMessageLog implements MessageLog {
 
   async page(channelId: Id, q: PageQuery): Promise<StoredMessage[]> {
     if (q.limit <= 0) return []; // SQLite reads a negative LIMIT as "no limit"
-    const rows =
-      q.direction === "backward"
-        ? this.s.backward.all(channelId, q.anchorSeq === 0n ? MAX_INT64 : q.anchorSeq, q.limit)
-        : this.s.forward.all(channelId, q.anchorSeq, q.limit);
-    return this.s.withReactions(channelId, (rows as Row[]).map(toMessage));
+    const [stmt, anchor] =
+      q.direction === "backward" ? [this.s.backward, q.anchorSeq === 0n ? MAX_INT64 : q.anchorSeq] : [this.s.forward, q.anchorSeq];
+    return this.s.withReactions(channelId, readThrough(stmt, [channelId, anchor, q.limit], q.textBytes, toMessage, (m) => m.text));
   }
 
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
@@ -251,5 +286,9 @@ export class SqliteMessageLog implements MessageLog {
     // One index probe per channel inside one read transaction: no re-prepare
     // for a variable IN list, and a consistent snapshot.
     return this.s.latestTx(channelIds);
+  }
+
+  async latestSentAt(channelIds: readonly Id[]): Promise<Map<Id, number>> {
+    return this.s.latestSentAtTx(channelIds);
   }
 }
