@@ -583,6 +583,19 @@ describe("cassandra storage", function () {
       assert.equal(await w2.head(u), BigInt(ms.length));
     });
 
+    it("a deleted text stays deleted when a writer that stalled writes its inbox row again later", async () => {
+      const [w1, stalled] = [new CassandraInbox(s().db, BUCKET), new CassandraInbox(s().db, BUCKET)];
+      const u = uniqueId();
+      const m = { ...msg(uniqueId(), { text: "to be deleted" }), seq: 1n };
+      const { entry } = await w1.append(u, m);
+      await w1.emptyTexts(u, [m.messageId]);
+      // The stalled writer found no dedup row before w1 wrote one, and writes the row only now.
+      const ops = (stalled as unknown as { ops(): { writeEntry(userId: bigint, e: typeof entry): Promise<void> } }).ops();
+      await ops.writeEntry(u, entry);
+      const [back] = await w1.readAfter(u, 0n, 10);
+      assert.equal(back?.message.text, "", "the text is not back");
+    });
+
     it("finishes an append whose writer died between its rows and the head", async () => {
       const log = new CassandraMessageLog(s().db, BUCKET);
       const channelId = uniqueId();

@@ -2,6 +2,7 @@ import cassandra from "cassandra-driver";
 import type { Inbox } from "../../messages/inbox.js";
 import { encodeNote } from "../../messages/notes.js";
 import { throughTextBytes } from "../../messages/page-bytes.js";
+import { snowflakeTimeMs } from "../../ids/snowflake.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
 import { bucketOf, readRange } from "./buckets.js";
 import { toMessage } from "./message-log.js";
@@ -60,8 +61,11 @@ export class CassandraInbox implements Inbox {
     this.q = {
       putHead: `INSERT INTO ${t("inbox_newest")} (user_id, last_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 USING TIMESTAMP ?`,
+      // At the message id's own time, not the clock: every writer of the entry writes the
+      // same timestamp, so a writer that stalled and writes it again later cannot outrank
+      // emptyText's tombstone and bring a deleted text back.
       insert: `INSERT INTO ${t("inbox")} (user_id, bucket, inbox_seq, ${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               USING TTL ?`,
+               USING TTL ? AND TIMESTAMP ?`,
       one: `SELECT ${COLS} FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
       range: `SELECT inbox_seq, ${COLS} FROM ${t("inbox")}
               WHERE user_id = ? AND bucket = ? AND inbox_seq >= ? AND inbox_seq <= ?`,
@@ -73,7 +77,7 @@ export class CassandraInbox implements Inbox {
       dropCursor: `DELETE FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       // A tombstone, not '': a live cell without the row's TTL would outlive
       // the rest of the row and leave a husk of an entry behind.
-      emptyText: `DELETE text FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+      emptyText: `DELETE text FROM ${t("inbox")} USING TIMESTAMP ? WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", BASE, CHANGE_COLS);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
@@ -94,7 +98,9 @@ export class CassandraInbox implements Inbox {
         const d = await this.db.one(this.q.dedup, [userId, id]);
         if (!d) return; // never in this inbox, or expired with its entry
         const seq = big(d.get("inbox_seq"));
-        await this.db.write(this.q.emptyText, [userId, bucketOf(seq, this.bucketSize), seq]);
+        // Rows of older builds were written at the clock: the later of the two covers both.
+        const at = maxBig(BigInt(Date.now()) * 1000n, entryTimestamp(id));
+        await this.db.write(this.q.emptyText, [at, userId, bucketOf(seq, this.bucketSize), seq]);
       }),
     );
   }
@@ -201,7 +207,14 @@ export class CassandraInbox implements Inbox {
       readEntry: (userId, inboxSeq) => this.row(userId, inboxSeq),
       writeEntry: async (userId, e) => {
         await Promise.all([
-          db.write(q.insert, [userId, bucketOf(e.inboxSeq, this.bucketSize), e.inboxSeq, ...entryValues(e, cassandra.types.unset), this.retentionSeconds]),
+          db.write(q.insert, [
+            userId,
+            bucketOf(e.inboxSeq, this.bucketSize),
+            e.inboxSeq,
+            ...entryValues(e, cassandra.types.unset),
+            this.retentionSeconds,
+            entryTimestamp(e.message.messageId),
+          ]),
           db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds]),
         ]);
       },
@@ -212,3 +225,14 @@ export class CassandraInbox implements Inbox {
     };
   }
 }
+
+/**
+ * The write timestamp (µs) of an inbox entry's row: its message id's time,
+ * the same for every writer, and close to the clock, as the day windows the
+ * inbox tables compact by expect.
+ */
+function entryTimestamp(messageId: Id): bigint {
+  return BigInt(snowflakeTimeMs(messageId)) * 1000n;
+}
+
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
