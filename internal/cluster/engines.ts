@@ -68,8 +68,11 @@ export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, lo
 /** The process's id generator, on a worker number leased from etcd and leased again whenever lost. */
 export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise<RenewedWorkerId> {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
-  const first = await startSteps(e, logger)("leasing a worker id from etcd", () => workerIds.acquire());
-  return new RenewedWorkerId(workerIds, first, { logger });
+  const steps = startSteps(e, logger);
+  const first = await steps("leasing a worker id from etcd", () => workerIds.acquire());
+  const workerId = new RenewedWorkerId(workerIds, first, { logger });
+  await steps("marking the worker id in etcd", () => workerId.start());
+  return workerId;
 }
 
 /** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */

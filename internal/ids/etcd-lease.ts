@@ -40,6 +40,8 @@ export class EtcdWorkerIds implements WorkerIdAllocator {
   private readonly ownsClient: boolean;
   /** "/<prefix>/worker-ids/" */
   readonly dir: string;
+  /** "/<prefix>/worker-id-marks/": per number, the millisecond its holders mint below; kept without a lease. */
+  readonly marksDir: string;
   private readonly leases = new Set<EtcdWorkerIdLease>();
 
   constructor(private readonly options: EtcdWorkerIdsOptions) {
@@ -52,6 +54,7 @@ export class EtcdWorkerIds implements WorkerIdAllocator {
       this.ownsClient = true;
     }
     this.dir = `${normalizePrefix(options.prefix ?? "chat")}worker-ids/`;
+    this.marksDir = `${normalizePrefix(options.prefix ?? "chat")}worker-id-marks/`;
   }
 
   keyOf(workerId: number): string {
@@ -87,7 +90,11 @@ export class EtcdWorkerIds implements WorkerIdAllocator {
           `claiming worker id ${n}`,
         );
         if (res.succeeded) {
-          const l = new EtcdWorkerIdLease(n, lease, this.options.logger, () => this.leases.delete(l));
+          const mark = await deadline(this.client.get(this.marksDir + n).string(), timeout, `reading worker id ${n}'s mark`);
+          const mintedBeforeMs = Number(mark ?? 0) || 0;
+          const l = new EtcdWorkerIdLease(n, lease, mintedBeforeMs, this.client, this.marksDir + n, timeout, this.options.logger, () =>
+            this.leases.delete(l),
+          );
           this.leases.add(l);
           this.options.logger?.info({ workerId: n, lease: lease.id }, "worker id acquired");
           return l;
@@ -115,6 +122,10 @@ class EtcdWorkerIdLease implements WorkerIdLease {
   constructor(
     readonly workerId: number,
     private readonly lease: KeptLease,
+    readonly mintedBeforeMs: number,
+    private readonly client: Etcd3,
+    private readonly markKey: string,
+    private readonly timeoutMs: number,
     private readonly logger: Logger | undefined,
     private readonly onReleased: () => void,
   ) {
@@ -138,6 +149,15 @@ class EtcdWorkerIdLease implements WorkerIdLease {
   onLost(listener: () => void): void {
     this.listeners.push(listener);
     if (this.lease.status === "lost") queueMicrotask(listener);
+  }
+
+  /**
+   * Only while the number is surely ours, so a holder that lost it never
+   * writes over its successor's mark.
+   */
+  async mark(ms: number): Promise<void> {
+    if (!this.lease.live || this.released) return;
+    await deadline(this.client.put(this.markKey).value(String(Math.ceil(ms))).exec(), this.timeoutMs, `marking worker id ${this.workerId}`);
   }
 
   /** Revokes the lease: the number is free for others at once. */

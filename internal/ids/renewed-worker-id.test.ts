@@ -28,13 +28,14 @@ describe("RenewedWorkerId", function () {
   afterEach(async () => {
     await Promise.all(held.splice(0).map((w) => w.release()));
     await allocator.close();
-    await admin.delete().prefix(allocator.dir).exec();
+    await admin.delete().prefix(`/${prefix}/`).exec();
     admin.close();
   });
 
   it("a lost lease stops the ids at once, then a new number is leased and ids flow again above the last", async () => {
     const w = new RenewedWorkerId(allocator, await allocator.acquire(), { retryFirstMs: 50 });
     held.push(w);
+    await w.start();
     const before = w.ids.next();
     // Another process takes number 0 the moment it is free, so the renewal must get another.
     const squatter = new EtcdWorkerIds({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: 2 });
@@ -59,13 +60,68 @@ describe("RenewedWorkerId", function () {
     }
   });
 
+  it("a number's next holder mints above every id its last holder minted, though its clock is 60 s behind", async () => {
+    const ahead = () => Date.now() + 60_000;
+    const first = new RenewedWorkerId(allocator, await allocator.acquire(), { now: ahead });
+    await first.start();
+    first.ids.notBefore(ahead()); // its own clock, a minute ahead of this machine's
+    const minted = Array.from({ length: 100 }, () => first.ids.next());
+    const number = first.workerId;
+    await first.release();
+
+    const next = new RenewedWorkerId(allocator, await allocator.acquire());
+    held.push(next);
+    assert.equal(next.workerId, number, "the same number, free again");
+    assert.throws(() => next.ids.next(), unavailable, "nothing minted before its first mark");
+    await next.start();
+    const id = next.ids.next();
+    assert.ok(id > minted.at(-1)!, "above the last holder's ids");
+  });
+
+  it("pauses minting at the last mark etcd took, and goes on once a mark lands again", async () => {
+    let failing = false;
+    const marks: number[] = [];
+    const lease: WorkerIdLease = {
+      workerId: 5,
+      live: true,
+      mintedBeforeMs: 0,
+      onLost: () => {},
+      mark: async (ms) => {
+        if (failing) throw new Error("etcd unreachable");
+        marks.push(ms);
+      },
+      release: async () => {},
+    };
+    const w = new RenewedWorkerId({ acquire: async () => lease }, lease, { markIntervalMs: 20 });
+    await w.start();
+    w.ids.next();
+    failing = true;
+    const refused = () => {
+      try {
+        w.ids.next();
+        return false;
+      } catch (e) {
+        return unavailable(e as Error & { code?: string });
+      }
+    };
+    await waitFor(refused, "minting paused at the last mark", 5_000);
+    const last = marks.at(-1)!;
+    assert.ok(Date.now() >= last, "paused only once the clock reached the mark");
+    failing = false;
+    await waitFor(() => !refused(), "minting again after a mark landed", 5_000);
+    await w.release();
+    assert.ok(marks.at(-1)! > last);
+  });
+
   it("keeps trying with backoff while no number can be leased, and stops trying once released", async () => {
     let attempts = 0;
     let lose: () => void = () => {};
     const lease = (workerId: number): WorkerIdLease => ({
       workerId,
       live: true,
+      mintedBeforeMs: 0,
       onLost: (l) => (lose = l),
+      mark: async () => {},
       release: async () => {},
     });
     const refusing: WorkerIdAllocator = {
@@ -76,12 +132,14 @@ describe("RenewedWorkerId", function () {
       },
     };
     const w = new RenewedWorkerId(refusing, lease(1), { retryFirstMs: 10, retryMaxMs: 20 });
+    await w.start();
     const renewed = new Promise<number>((resolve) => w.onRenewed(resolve));
     lose();
     assert.equal(w.live, false);
     assert.equal(await renewed, 7);
     assert.equal(attempts, 3);
     assert.ok(w.live);
+    w.ids.next();
 
     // Released while an attempt is on its way: what that attempt leases is given back at once.
     let answer: (l: WorkerIdLease) => void = () => {};

@@ -8,10 +8,15 @@ export interface RenewedWorkerIdOptions {
   retryFirstMs?: number;
   /** Longest wait between attempts (default 5,000 ms). */
   retryMaxMs?: number;
+  /** How often the number's mark is renewed (default 2,000 ms); each mark reaches three of these ahead. */
+  markIntervalMs?: number;
+  /** The clock marks are reckoned on (tests). */
+  now?: () => number;
 }
 
 /**
  * A snowflake generator on a leased worker number that outlives the lease.
+ *
  * When the lease is lost (etcd away for about its TTL, or the lease revoked)
  * the generator is retired at once, so nothing is minted under a number
  * someone else may now hold, and a new number is leased, retried with
@@ -20,6 +25,13 @@ export interface RenewedWorkerIdOptions {
  * client. An outage of etcd thus costs sends for its length, where ending
  * the process would have cost every session and a restart that cannot lease
  * a number before etcd is back anyway.
+ *
+ * A number passes from holder to holder, and their clocks need not agree: a
+ * holder whose clock is behind its predecessor's would mint the same ids
+ * again. So each holder marks the number (WorkerIdLease.mark) with a
+ * millisecond it mints below, renewed every markIntervalMs three intervals
+ * ahead, and mints nothing past its last mark that etcd took; the next
+ * holder starts above it, whatever its own clock says.
  */
 export class RenewedWorkerId {
   readonly ids: Snowflake;
@@ -28,15 +40,32 @@ export class RenewedWorkerId {
   private closed = false;
   private wakeSleeper: (() => void) | undefined;
   private readonly renewedListeners: Array<(workerId: number) => void> = [];
+  private readonly markIntervalMs: number;
+  private readonly now: () => number;
+  private markTimer: NodeJS.Timeout | undefined;
+  /** Marks go out one at a time: etcd must never end up holding an older, lower mark than the one minted under. */
+  private marking: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly allocator: WorkerIdAllocator,
     first: WorkerIdLease,
     private readonly options: RenewedWorkerIdOptions = {},
   ) {
+    this.markIntervalMs = options.markIntervalMs ?? 2_000;
+    this.now = options.now ?? Date.now;
     this.lease = first;
     this.ids = new Snowflake(first.workerId);
+    this.ids.notBefore(first.mintedBeforeMs);
+    // Nothing is minted before the first mark lands (start()).
+    this.ids.limitTo(Number.NEGATIVE_INFINITY);
     this.watch(first);
+  }
+
+  /** Marks the number for the first time and keeps marking it: ids flow from here. */
+  async start(): Promise<void> {
+    await this.markNow();
+    this.markTimer ??= setInterval(() => void this.markNow().catch((err) => this.markFailed(err)), this.markIntervalMs);
+    this.markTimer.unref();
   }
 
   get workerId(): number {
@@ -53,12 +82,32 @@ export class RenewedWorkerId {
     this.renewedListeners.push(listener);
   }
 
-  /** Stops minting and renewing, and gives the number back. */
+  /** Stops minting and renewing, marks the number exactly, and gives it back. */
   async release(): Promise<void> {
     this.closed = true;
     this.ids.retire();
+    clearInterval(this.markTimer);
     this.wakeSleeper?.();
+    // Exact now that nothing more is minted: the next holder starts right after.
+    await this.marking;
+    await this.lease.mark(Math.max(this.now(), this.ids.lastMintedMs) + 1).catch((err) => this.markFailed(err));
     await this.lease.release();
+  }
+
+  private markNow(): Promise<void> {
+    const next = this.marking.then(async () => {
+      const lease = this.lease;
+      const ceiling = Math.max(this.now(), this.ids.lastMintedMs) + 3 * this.markIntervalMs;
+      await lease.mark(ceiling);
+      // Raised only once etcd has it, and only for the lease it was written for.
+      if (lease === this.lease && lease.live && !this.closed) this.ids.limitTo(ceiling);
+    });
+    this.marking = next.catch(() => {});
+    return next;
+  }
+
+  private markFailed(err: unknown): void {
+    this.options.logger?.warn({ err, workerId: this.lease.workerId }, "marking the worker id failed; ids pause at the last mark");
   }
 
   private watch(lease: WorkerIdLease): void {
@@ -85,8 +134,11 @@ export class RenewedWorkerId {
           break;
         }
         this.lease = lease;
-        this.renewing = false;
+        this.ids.limitTo(Number.NEGATIVE_INFINITY);
+        this.ids.notBefore(lease.mintedBeforeMs);
         this.ids.resume(lease.workerId);
+        await this.markNow().catch((err) => this.markFailed(err));
+        this.renewing = false;
         this.options.logger?.info({ workerId: lease.workerId }, "worker id leased again: minting ids");
         this.watch(lease);
         for (const l of this.renewedListeners) l(lease.workerId);

@@ -48,6 +48,23 @@ describe("Snowflake", () => {
     assert.throws(() => g.resume(1024), RangeError);
   });
 
+  it("mints nothing at or past its ceiling, and a refusal changes nothing: raised, it mints what it would have", () => {
+    let t = EPOCH_MS + 1_000;
+    const g = new Snowflake(2, () => t);
+    g.limitTo(EPOCH_MS + 1_001);
+    const a = g.next();
+    t++;
+    assert.throws(() => g.next(), (e: Error & { code?: string }) => e.code === "unavailable");
+    assert.throws(() => g.next(), (e: Error & { code?: string }) => e.code === "unavailable");
+    g.limitTo(EPOCH_MS + 2_000);
+    const b = g.next();
+    assert.equal(snowflakeTimeMs(b), t);
+    assert.equal(b & 0xfffn, 0n, "the first id of its millisecond");
+    assert.ok(b > a);
+    g.notBefore(EPOCH_MS + 1_500);
+    assert.equal(snowflakeTimeMs(g.next()), EPOCH_MS + 1_501, "above a predecessor's mark, whatever the clock");
+  });
+
   it("keeps the worker number apart", () => {
     const t = EPOCH_MS + 42;
     const a = new Snowflake(1, () => t).next();

@@ -17,6 +17,7 @@ export class Snowflake implements IdGenerator {
   private lastMs = -1;
   private seq = 0;
   private retired = false;
+  private ceilingMs = Number.POSITIVE_INFINITY;
   private worker: bigint;
 
   /**
@@ -57,22 +58,45 @@ export class Snowflake implements IdGenerator {
     this.retired = false;
   }
 
+  /** Mints nothing below `ms` from here (the number's previous holder minted up to it). */
+  notBefore(ms: number): void {
+    if (ms > this.lastMs) {
+      this.lastMs = ms;
+      // As if the millisecond were full: the next id is at ms + 1 or the clock, whichever is later.
+      this.seq = 0xfff;
+    }
+  }
+
+  /**
+   * Mints nothing at or past `ms`: the number's holder has told its
+   * successors it mints below that (WorkerIdLease.mark), and must mark again
+   * before it goes further.
+   */
+  limitTo(ms: number): void {
+    this.ceilingMs = ms;
+  }
+
+  /** The millisecond of the last id minted (-1 before the first). */
+  get lastMintedMs(): number {
+    return this.lastMs;
+  }
+
   next(): bigint {
     if (this.retired) throw new ChatError("unavailable", "this server is shutting down; try again");
     let ms = this.now();
     // A clock that steps back must not reuse ids: keep counting on the last
     // millisecond we handed out.
     if (ms < this.lastMs) ms = this.lastMs;
+    let seq = 0;
     if (ms === this.lastMs) {
-      this.seq = (this.seq + 1) & 0xfff;
-      if (this.seq === 0) {
-        // 4096 ids in one millisecond: borrow the next millisecond.
-        ms = this.lastMs + 1;
-      }
-    } else {
-      this.seq = 0;
+      seq = (this.seq + 1) & 0xfff;
+      // 4096 ids in one millisecond: borrow the next millisecond.
+      if (seq === 0) ms = this.lastMs + 1;
     }
+    // Refused before any state moves: the next call mints exactly what this one would have.
+    if (ms >= this.ceilingMs) throw new ChatError("unavailable", "ids are paused until the worker id's mark is renewed; try again");
     this.lastMs = ms;
+    this.seq = seq;
     return (BigInt(ms - EPOCH_MS) << 22n) | (this.worker << 12n) | BigInt(this.seq);
   }
 }
