@@ -3,12 +3,13 @@ import http2 from "node:http2";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
+import { ConnectRequestSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
 import { SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
+import type { MessageSubmitter } from "../internal/messages/submit.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
 import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
@@ -30,8 +31,8 @@ const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
 });
 
 /** SessionService on loopback over HTTP/2, and a native client's stream to it that collects frames and the final status. */
-async function nativeSession(readMaxBytes = 4096, cursorGate?: Promise<void>) {
-  const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(cursorGate), channels: {} as never, submitter: {} as never });
+async function nativeSession(readMaxBytes = 4096, cursorGate?: Promise<void>, deps: { inbox?: Inbox; submitter?: MessageSubmitter } = {}) {
+  const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(cursorGate), channels: {} as never, submitter: {} as never, ...deps });
   const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
   const server = http2.createServer(
     connectNodeAdapter({ readMaxBytes, contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(chat, verifier)) }),
@@ -47,12 +48,16 @@ async function nativeSession(readMaxBytes = 4096, cursorGate?: Promise<void>) {
   stream.on("data", (res: ConnectResponse) => res.frame && frames.push(res.frame));
   stream.on("error", () => undefined);
   const status = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
+  let ended: grpc.StatusObject | undefined;
+  void status.then((s) => (ended = s));
+  /** The status, failing past `ms`: for a stream that should have ended by then. */
+  const statusWithin = (ms: number) => waitFor(() => ended, "the stream's status", ms);
   const close = async () => {
     client.close();
     chat.drain();
     await new Promise((r) => server.close(r));
   };
-  return { stream, frames, status, close, halfClosed };
+  return { stream, frames, status, statusWithin, close, halfClosed };
 }
 
 describe("native gRPC session (SessionService.Connect)", () => {
@@ -67,6 +72,43 @@ describe("native gRPC session (SessionService.Connect)", () => {
     const { code } = await s.status;
     assert.equal(code, grpc.status.OK);
     assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["heartbeatAck", 7n], ["heartbeatAck", 8n]]);
+    await s.close();
+  });
+
+  it("ends a half-closed stream with OK once a SyncRequest with ref 0 (the field left unset) is answered", async () => {
+    const s = await nativeSession(4096);
+    s.stream.write({ frame: { ref: 0n, kind: { $case: "sync", value: { afterInboxSeq: 0n, limit: 0 } } } });
+    s.stream.end();
+    // Not answered, the ask would hold the stream open until the session's idle sweep.
+    const { code } = await s.statusWithin(5_000);
+    assert.equal(code, grpc.status.OK);
+    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["syncBatch", 0n]]);
+    await s.close();
+  });
+
+  it("takes no pushed page with ref 0 for the answer to a send with ref 0", async () => {
+    let welcome!: () => void;
+    let accept!: () => void;
+    const accepted = new Promise<void>((r) => (accept = r));
+    const entry = { inboxSeq: 1n, message: { messageId: 9n, channelId: 7n, seq: 1n, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: "m", text: "hi", sentAtMs: 0 } };
+    const base = emptyInbox(new Promise<void>((r) => (welcome = r)));
+    // One entry past the device's cursor: the session pushes it after the welcome, a last page with ref 0.
+    const inbox: Inbox = { ...base, head: async () => 1n, readAfter: async (_u, after) => (after < 1n ? [entry] : []) };
+    const submitter = {
+      submit: async () => {
+        await accepted;
+        return { messageId: 10n, duplicate: false };
+      },
+    } as unknown as MessageSubmitter;
+    const s = await nativeSession(4096, undefined, { inbox, submitter });
+    void s.halfClosed.then(welcome);
+    s.stream.write({ frame: { ref: 0n, kind: { $case: "send", value: { clientMsgId: "a", channelId: 7n, text: "x", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } } });
+    s.stream.end();
+    await waitFor(() => s.frames.some((f) => f.kind?.$case === "syncBatch"), "the pushed page");
+    accept();
+    const { code } = await s.statusWithin(5_000);
+    assert.equal(code, grpc.status.OK);
+    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["syncBatch", 0n], ["sendAck", 0n]]);
     await s.close();
   });
 
@@ -90,6 +132,70 @@ describe("native gRPC session (SessionService.Connect)", () => {
     // grpc-js leaves the %3A that Connect's percent-encoding of grpc-message made of ":" (it decodes with decodeURI).
     assert.match(decodeURIComponent(details), /^close 1009: message size \d+ is larger than configured readMaxBytes 4096/);
     await s.close();
+  });
+
+  it("reads no more of a closed session's stream, and resets it after the grace period if its client, sent the status, keeps it open", async () => {
+    const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(), channels: {} as never, submitter: {} as never });
+    let closedCode: number | undefined;
+    let receivedAfterClose = 0;
+    const host: SessionHost = {
+      open: (identity, sink) => {
+        const h = chat.open(identity, { ...sink, close: (code, reason) => ((closedCode = code), sink.close(code, reason)) });
+        return {
+          receive: (f) => {
+            if (closedCode !== undefined) receivedAfterClose++;
+            h.receive(f);
+          },
+          drained: () => h.drained(),
+          closed: () => h.closed(),
+        };
+      },
+    };
+    const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
+    const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100 }));
+    const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
+    let serverStreamClosed = false;
+    server.on("stream", (st) => st.on("close", () => (serverStreamClosed = true)));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const conn = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    /** A gRPC message: flag byte, length, bytes. */
+    const message = (bytes: Uint8Array) => Buffer.concat([Buffer.from([0, 0, 0, 0, bytes.byteLength]), bytes]);
+    try {
+      const req = conn.request({
+        ":method": "POST",
+        ":path": "/chat.v1.SessionService/Connect",
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        authorization: "Bearer any",
+      });
+      req.on("error", () => undefined);
+      req.on("data", () => undefined);
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      req.on("trailers", (t) => (trailers = t));
+      for (let i = 0; i < 10; i++) req.write(message(new Uint8Array(0)));
+      await waitFor(() => trailers, "the status");
+      assert.equal(trailers![CLOSE_CODE_TRAILER], String(CloseCode.badFrames));
+      // The client does not half-close: it goes on sending as fast as HTTP/2 lets it.
+      const heartbeat = message(toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { frame: { ref: 1n, kind: { case: "heartbeat", value: {} } } })));
+      const writable = () =>
+        new Promise<void>((resolve) => {
+          const done = () => (req.off("drain", done), req.off("close", done), resolve());
+          req.on("drain", done).on("close", done);
+        });
+      const sending = (async () => {
+        while (!req.closed) if (!req.write(heartbeat)) await writable();
+      })();
+      await waitFor(() => req.closed, "the stream reset", 5_000);
+      await sending;
+      assert.equal(req.rstCode, http2.constants.NGHTTP2_NO_ERROR, "reset once its status was out");
+      assert.equal(receivedAfterClose, 0, "frames handed to a closed session");
+      // Gone on the server too, though what the client sent last was never read.
+      await waitFor(() => serverStreamClosed, "the server's stream closed", 5_000);
+    } finally {
+      conn.destroy();
+      chat.drain();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("lets go of a session closed while its client stopped reading at once, and resets the stream after the grace period", async () => {

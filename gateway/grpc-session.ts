@@ -68,18 +68,69 @@ export function withCallStream(
 
 export interface SessionServiceOptions {
   /**
-   * How long a closed session's stream may take to hand the client what is
-   * queued for it before the stream is reset. Needs `withCallStream` on the
+   * How long after a session's close its stream may stay open: for the
+   * client to be handed what is queued for it and the status, and to
+   * half-close. Then the stream is reset. Needs `withCallStream` on the
    * listener.
    */
   closeGraceMs?: number;
 }
 
-/** Client frames that the session answers (by their ref), and the answers that settle them. */
+/** Client frames that the session answers (by their ref). */
+type Ask = "send" | "heartbeat" | "sync";
 const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
-function settles(frame: ServerFrame): boolean {
+const isAsk = (kind: ClientFrame["kind"]["case"]): kind is Ask => ASKS.has(kind);
+
+/** The ask a frame answers, if it is an answer: "any" for an error, which any ask may get. */
+function answered(frame: ServerFrame): Ask | "any" | undefined {
   const { kind } = frame;
-  return kind.case === "sendAck" || kind.case === "error" || kind.case === "heartbeatAck" || (kind.case === "syncBatch" && !kind.value.hasMore);
+  switch (kind.case) {
+    case "sendAck":
+      return "send";
+    case "heartbeatAck":
+      return "heartbeat";
+    case "syncBatch":
+      return kind.value.hasMore ? undefined : "sync";
+    case "error":
+      return "any";
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Asks not answered yet, by kind and ref. Refs are the client's: they may
+ * repeat, and may be 0 (a field left unset), the ref of pushed frames too,
+ * so a pushed SyncBatch settles no heartbeat.
+ */
+class Unanswered {
+  private readonly refs = new Map<Ask, Map<bigint, number>>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  add(ask: Ask, ref: bigint): void {
+    const refs = this.refs.get(ask) ?? new Map<bigint, number>();
+    this.refs.set(ask, refs.set(ref, (refs.get(ref) ?? 0) + 1));
+    this.count++;
+  }
+
+  settle(frame: ServerFrame): void {
+    const ask = answered(frame);
+    if (ask === undefined) return;
+    const kinds: Ask[] = ask === "any" ? ["send", "sync", "heartbeat"] : [ask];
+    for (const kind of kinds) {
+      const refs = this.refs.get(kind);
+      const n = refs?.get(frame.ref);
+      if (refs === undefined || n === undefined) continue;
+      if (n > 1) refs.set(frame.ref, n - 1);
+      else refs.delete(frame.ref);
+      this.count--;
+      return;
+    }
+  }
 }
 
 /**
@@ -98,14 +149,41 @@ export function sessionService(
 ): ServiceImpl<typeof SessionService> {
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
+      const callStream = ctx.values.get(callStreamKey);
+      let resetTimer: NodeJS.Timeout | undefined;
+      /**
+       * A stream outlives its session by at most closeGraceMs, as a WebSocket
+       * its close by 30 s: a client that was sent its status but keeps its
+       * side open is held back by flow control (its requests are no longer
+       * read) and then reset with NO_ERROR, which RFC 9113 (8.1) lets a
+       * server send once its response is complete; one that did not read
+       * what was queued is reset with CANCEL, its status never sent.
+       */
+      const resetAfterGrace = () => {
+        if (!callStream || callStream.closed || resetTimer) return;
+        resetTimer = setTimeout(() => {
+          if (callStream.closed) return;
+          callStream.close(callStream.state.localClose ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CANCEL);
+          // After NO_ERROR, Node keeps the stream until the request data it holds is read, which
+          // nothing will now do: the HTTP/2 session would never see its socket close.
+          callStream.destroy();
+        }, closeGraceMs);
+        resetTimer.unref();
+        callStream.once("close", () => clearTimeout(resetTimer));
+      };
+      const refuse = (code: number, reason: string) => {
+        resetAfterGrace();
+        return closed(code, reason);
+      };
+
       const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.requestHeader.get("authorization") ?? "");
-      if (!m) throw closed(CloseCode.unauthenticated, 'missing "authorization: Bearer <access token>"');
+      if (!m) throw refuse(CloseCode.unauthenticated, 'missing "authorization: Bearer <access token>"');
       let claims;
       try {
         claims = verifier.verify(m[1]!);
       } catch (err) {
         const expired = isChatError(err, "token_expired");
-        throw closed(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
+        throw refuse(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
 
       const out: Uint8Array[] = [];
@@ -113,8 +191,7 @@ export function sessionService(
       let ended: { code: number; reason: string } | undefined;
       let welcomed = false;
       let halfClosed = false;
-      /** Asks not answered yet, by ref (refs are the client's and may repeat). */
-      const awaiting = new Map<bigint, number>();
+      const awaiting = new Unanswered();
       let wake: (() => void) | undefined;
       /** While set, the chat server's stream is backed up: the client's next frame is not read until it resolves. */
       let inputHeld: { until: Promise<void>; release: () => void } | undefined;
@@ -139,12 +216,10 @@ export function sessionService(
         released = true;
         handle.closed();
       };
-      let resetTimer: NodeJS.Timeout | undefined;
       /**
        * Ends the session. A client that stopped reading keeps this generator
        * parked at its yield (Connect's write waits for a drain), so the host
-       * lets go of the session now rather than in `finally`, and the stream
-       * is reset if what is queued is still not out after the grace period.
+       * lets go of the session now rather than in `finally`.
        */
       const end = (code: number, reason: string) => {
         if (ended) return;
@@ -152,8 +227,7 @@ export function sessionService(
         holdInput(false);
         // A host may close a session inside open(), before `handle` is set.
         queueMicrotask(release);
-        resetTimer = setTimeout(() => ctx.values.get(callStreamKey)?.close(http2.constants.NGHTTP2_CANCEL), closeGraceMs);
-        resetTimer.unref();
+        resetAfterGrace();
         notify();
       };
       const handle = host.open(
@@ -176,10 +250,14 @@ export function sessionService(
       const reading = (async () => {
         try {
           for await (const req of requests) {
+            // A closed session takes no more frames, and nothing is read for it: flow control
+            // holds the client back until the stream is reset. (Leaving the loop lets go of the
+            // request, not of the stream: the status still goes out.)
+            if (ended) return;
             // A request with no frame is an empty frame to the session, which counts it against
             // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
             const frame = req.frame ?? create(ClientFrameSchema);
-            if (ASKS.has(frame.kind.case)) awaiting.set(frame.ref, (awaiting.get(frame.ref) ?? 0) + 1);
+            if (isAsk(frame.kind.case)) awaiting.add(frame.kind.case, frame.ref);
             handle.receive(toBinary(ClientFrameSchema, frame));
             if (inputHeld) await inputHeld.until;
           }
@@ -206,11 +284,7 @@ export function sessionService(
             buffered -= bytes.byteLength;
             const frame = fromBinary(ServerFrameSchema, bytes);
             if (frame.kind.case === "welcome") welcomed = true;
-            const asked = settles(frame) ? awaiting.get(frame.ref) : undefined;
-            if (asked !== undefined) {
-              if (asked > 1) awaiting.set(frame.ref, asked - 1);
-              else awaiting.delete(frame.ref);
-            }
+            awaiting.settle(frame);
             yield create(ConnectResponseSchema, { frame });
             if (buffered === 0) handle.drained();
           }
@@ -220,7 +294,6 @@ export function sessionService(
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        clearTimeout(resetTimer);
         holdInput(false);
         release();
         void reading;

@@ -386,6 +386,43 @@ describe("session start, sync races and failed reads", () => {
     server.drain();
   });
 
+  it("sends no page of its own while a SyncRequest reads head, so none with ref 0 passes for its answer", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    const { server, handle, next, log } = openSession(inbox);
+    await next("welcome");
+    const pages = () => log.flatMap((f) => (f.kind.case === "syncBatch" ? [[f.ref, f.kind.value.entries.map((e) => e.inboxSeq), f.kind.value.hasMore]] : []));
+    let headRead!: () => void;
+    holds.head = new Promise((r) => (headRead = r));
+    handle.receive(frame({ ref: 0n, kind: { case: "sync", value: { afterInboxSeq: 0n } } }));
+    // Entry 2 is not the next one: its push wakes the pump.
+    kept.push(1n, 2n);
+    server.deliverLocal(1n, [], liveFrame(2n));
+    // The inbox answers at once: by the next turn a read the pump made would be sent.
+    await new Promise((r) => setImmediate(r));
+    assert.deepStrictEqual(pages(), [], "no page before the answer");
+    headRead();
+    await waitFor(() => pages().length > 0, "the answer");
+    assert.deepStrictEqual(pages(), [[0n, [1n, 2n], false]]);
+    server.drain();
+  });
+
+  it("sends what the pump held back for a SyncRequest whose head read fails", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    const { server, handle, next, log } = openSession(inbox);
+    await next("welcome");
+    let headFailed!: (err: Error) => void;
+    holds.head = new Promise((_, reject) => (headFailed = reject));
+    handle.receive(frame({ ref: 0n, kind: { case: "sync", value: { afterInboxSeq: 0n } } }));
+    kept.push(1n, 2n);
+    server.deliverLocal(1n, [], liveFrame(2n));
+    await new Promise((r) => setImmediate(r));
+    headFailed(new Error("head timed out"));
+    await next("error");
+    await waitFor(() => seqsIn(log).length === 2, "entries 1 and 2 from the pump");
+    assert.deepStrictEqual(seqsIn(log), [1n, 2n]);
+    server.drain();
+  });
+
   it("closes with 1011 a session whose inbox reads keep failing, so the device reconnects", async () => {
     const { inbox, kept, holds } = heldInbox();
     kept.push(1n);
@@ -438,6 +475,20 @@ describe("session sync answers end with has_more = false", () => {
     handle.receive(sync(4n, 0n, 100));
     await waitFor(() => pagesIn(log).some((p) => p.ref === 4n && !p.hasMore), "the last page of the answer", 2_000);
     assert.deepStrictEqual(pagesIn(log).filter((p) => p.ref === 4n).map((p) => [p.seqs.length, p.hasMore]), [[100, true], [100, true], [0, false]]);
+    server.drain();
+  });
+
+  it("answers a SyncRequest with ref 0 (the field left unset) as any other: by its own limit, and with an empty last page when nothing is new", async () => {
+    const { server, handle, next, log } = openSession(inboxKeeping(upTo(5), 5n));
+    await next("welcome");
+    handle.receive(sync(0n, 5n));
+    await waitFor(() => pagesIn(log).length > 0, "the answer to a device that has everything", 2_000);
+    handle.receive(sync(0n, 0n, 2));
+    await waitFor(() => pagesIn(log).filter((p) => !p.hasMore).length === 2, "the answer from the start", 2_000);
+    assert.deepStrictEqual(
+      pagesIn(log).map((p) => [p.ref, p.seqs, p.hasMore]),
+      [[0n, [], false], [0n, [1n, 2n], true], [0n, [3n, 4n], true], [0n, [5n], false]],
+    );
     server.drain();
   });
 

@@ -5,7 +5,7 @@ import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
-import { withinTextBytes } from "../messages/page-bytes.js";
+import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
@@ -59,15 +59,27 @@ export class Session implements SessionHandle {
   private early: (Uint8Array | string)[] | undefined = [];
   private earlyBytes = 0;
   private earlyRefused: { ref: bigint; clientMsgId: string }[] = [];
-  /** A SyncRequest that came while the pump was running: its ref is answered by the next page. */
-  private syncRef = 0n;
+  /**
+   * A SyncRequest that came while the pump was running: its ref is answered
+   * by the next page. Refs are the client's, 0 (a field left unset) as well,
+   * so "none" is undefined.
+   */
+  private syncRef: bigint | undefined;
   private syncLimit = SYNC_PAGE;
   /**
-   * The SyncRequest the pump's pages answer (0: none) and its page size. They
-   * outlive a pump that stalls, so the one drained() starts answers on.
+   * The SyncRequest the pump's pages answer (undefined: none) and its page
+   * size. They outlive a pump that stalls, so the one drained() starts answers on.
    */
-  private pumpRef = 0n;
+  private pumpRef: bigint | undefined;
   private pumpLimit = SYNC_PAGE;
+  /**
+   * SyncRequests reading head. Meanwhile the pump sends nothing: a last page
+   * of its own with ref 0 would look like the answer to a request with ref 0
+   * (a native gRPC stream that half-closed would end before the real one).
+   */
+  private syncsStarting = 0;
+  /** The pump stopped for a starting SyncRequest: if that fails, it must run again. */
+  private pumpHeld = false;
   /** The last page sent said has_more: the pump owes the device a last page, even an empty one. */
   private moreToCome = false;
 
@@ -138,7 +150,7 @@ export class Session implements SessionHandle {
       this.sendError(ref, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs), clientMsgId);
     }
     this.earlyRefused = [];
-    if (head > cursor || this.missedLive) this.pump(0n);
+    if (head > cursor || this.missedLive) this.pump();
   }
 
   /**
@@ -259,7 +271,14 @@ export class Session implements SessionHandle {
         // (a reinstall) or more (acks we have not seen), but never more than
         // the inbox holds: its delivery acks are bounded by this.
         const sentBefore = this.sentUpTo;
-        const head = await this.server.inbox.head(this.userId);
+        this.syncsStarting++;
+        let head: bigint | undefined;
+        try {
+          head = await this.server.inbox.head(this.userId);
+        } finally {
+          // A request whose read failed gets an error and no pages: the pump it held back runs now.
+          if (--this.syncsStarting === 0 && head === undefined && this.pumpHeld) this.catchUp();
+        }
         if (!this.open) return;
         const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
         // Live entries sent while head was read came after the request, so
@@ -312,7 +331,7 @@ export class Session implements SessionHandle {
     }
     if (inboxSeq <= this.sentUpTo) return;
     if (this.pumping || this.stalled || inboxSeq !== this.sentUpTo + 1n || this.isBackedUp()) {
-      this.pump(0n);
+      this.pump();
       return;
     }
     this.sentUpTo = inboxSeq;
@@ -322,12 +341,12 @@ export class Session implements SessionHandle {
 
   /** Re-reads the inbox after sentUpTo: for entries whose live push may have been lost. */
   catchUp(): void {
-    if (this.ready && this.open) this.pump(0n);
+    if (this.ready && this.open) this.pump();
   }
 
-  /** Sends everything after sentUpTo as SyncBatch frames until caught up. */
-  private pump(ref: bigint, limit = SYNC_PAGE): void {
-    if (ref !== 0n) {
+  /** Sends everything after sentUpTo as SyncBatch frames until caught up; with a ref, as the answer to that SyncRequest. */
+  private pump(ref?: bigint, limit = SYNC_PAGE): void {
+    if (ref !== undefined) {
       this.syncRef = ref;
       this.syncLimit = limit;
     }
@@ -338,14 +357,17 @@ export class Session implements SessionHandle {
     this.pumping = true;
     void this.pumpLoop()
       .then(
-        () => (this.pumpFailures = 0),
+        () => {
+          // A pump held for a SyncRequest read nothing: no sign the inbox is back.
+          if (!this.pumpHeld) this.pumpFailures = 0;
+        },
         (err) => this.pumpFailed(err),
       )
       .finally(() => {
         this.pumping = false;
         if (this.pumpAgain && this.open && !this.stalled && this.pumpRetry === undefined) {
           this.pumpAgain = false;
-          this.pump(0n);
+          this.pump();
         }
       });
   }
@@ -359,11 +381,10 @@ export class Session implements SessionHandle {
   private pumpFailed(err: unknown): void {
     this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed");
     if (!this.open) return;
-    const ref = this.syncRef !== 0n ? this.syncRef : this.pumpRef;
-    this.syncRef = 0n;
-    this.pumpRef = 0n;
+    const ref = this.syncRef ?? this.pumpRef;
+    this.syncRef = this.pumpRef = undefined;
     this.pumpLimit = SYNC_PAGE;
-    if (ref !== 0n) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", READ_RETRY_MS));
+    if (ref !== undefined) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", READ_RETRY_MS));
     if (++this.pumpFailures >= READ_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
     clearTimeout(this.pumpRetry);
     this.pumpRetry = setTimeout(() => {
@@ -383,20 +404,21 @@ export class Session implements SessionHandle {
         return;
       }
       // The pages that follow a SyncRequest carry its ref.
-      if (this.syncRef !== 0n) {
+      if (this.syncRef !== undefined) {
         this.pumpRef = this.syncRef;
         this.pumpLimit = this.syncLimit;
-        this.syncRef = 0n;
+        this.syncRef = undefined;
       }
+      if (this.holdForSync()) return;
       const ref = this.pumpRef;
       const limit = this.pumpLimit;
       const from = this.sentUpTo;
-      const read = await inbox.readAfter(this.userId, from, limit);
-      if (!this.open) return;
+      const read = await inbox.readAfter(this.userId, from, limit, PAGE_TEXT_BYTES);
+      if (!this.open || this.holdForSync()) return;
       // sentUpTo may have moved while we read, or a newer SyncRequest come: read again.
-      if (this.sentUpTo !== from || this.syncRef !== 0n) continue;
+      if (this.sentUpTo !== from || this.syncRef !== undefined) continue;
       // Nothing new, nobody asked and no last page owed: stay quiet.
-      if (read.length === 0 && ref === 0n && !this.moreToCome && !this.pumpAgain) return;
+      if (read.length === 0 && ref === undefined && !this.moreToCome && !this.pumpAgain) return;
       const entries = withinTextBytes(read, (e) => e.message);
       const hasMore = entries.length < read.length || read.length === limit;
       const last = entries.length > 0 ? entries[entries.length - 1]!.inboxSeq : from;
@@ -405,7 +427,7 @@ export class Session implements SessionHandle {
       this.server.metrics?.entriesOut.inc(entries.length);
       this.send(
         create(ServerFrameSchema, {
-          ref,
+          ref: ref ?? 0n,
           kind: {
             case: "syncBatch",
             value: {
@@ -420,11 +442,21 @@ export class Session implements SessionHandle {
         }),
       );
       if (!this.moreToCome) {
-        this.pumpRef = 0n;
+        this.pumpRef = undefined;
         this.pumpLimit = SYNC_PAGE;
         return;
       }
     }
+  }
+
+  /**
+   * Whether the pump must stop for a SyncRequest reading head: that
+   * request's pages follow from where it says, or, if it fails, the pump
+   * runs again then.
+   */
+  private holdForSync(): boolean {
+    this.pumpHeld = this.syncsStarting > 0;
+    return this.pumpHeld;
   }
 
   /**
@@ -433,8 +465,8 @@ export class Session implements SessionHandle {
    * is not left hanging. Returns whether there was one.
    */
   private endAnswers(): boolean {
-    const refs = [this.pumpRef, this.syncRef].filter((r) => r !== 0n);
-    this.pumpRef = this.syncRef = 0n;
+    const refs = [this.pumpRef, this.syncRef].filter((r) => r !== undefined);
+    this.pumpRef = this.syncRef = undefined;
     this.pumpLimit = SYNC_PAGE;
     for (const ref of refs) {
       this.send(create(ServerFrameSchema, { ref, kind: { case: "syncBatch", value: { entries: [], headInboxSeq: this.sentUpTo, hasMore: false } } }));
@@ -449,7 +481,7 @@ export class Session implements SessionHandle {
   drained(): void {
     if (this.stalled) {
       this.stalled = false;
-      this.pump(0n);
+      this.pump();
     }
   }
 
