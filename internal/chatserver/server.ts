@@ -386,13 +386,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** Once a second: sessions whose token expired, and sessions silent for three heartbeat intervals. */
   private sweep(): void {
     const now = Date.now();
-    const idleCutoff = now - 3 * this.limits.heartbeatIntervalMs;
+    const nowMono = performance.now();
+    const silentLimitMs = 3 * this.limits.heartbeatIntervalMs;
     // No copies: closing a session replaces or deletes its user's entry,
     // which a Map's iteration allows, and leaves the list being read alone.
     for (const list of this.byUser.values()) {
       for (const s of list) {
         if (s.identity.tokenExpiresAtMs <= now) s.close(CloseCode.tokenExpired, "access token expired");
-        else if (s.idleSinceMs < idleCutoff) s.close(CloseCode.goingAway, "no heartbeat");
+        else if (s.silentForMs(nowMono) > silentLimitMs) s.close(CloseCode.goingAway, "no heartbeat");
       }
     }
   }

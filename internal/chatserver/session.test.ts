@@ -741,3 +741,33 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 });
+
+describe("session: silence is measured on the monotonic clock", () => {
+  it("a wall clock stepped forward closes no session as silent; three heartbeat intervals of silence do (1001)", async () => {
+    const closes: number[] = [];
+    const frames: ServerFrame[] = [];
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, limits: { heartbeatIntervalMs: 1_000 } });
+    server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 3_600_000, encoding: "proto" }, {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+      bufferedBytes: () => 0,
+      close: (code) => void closes.push(code),
+    });
+    await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "the welcome");
+    const sweep = () => (server as unknown as { sweep(): void }).sweep();
+    const wallNow = Date.now;
+    const monoNow = performance.now.bind(performance);
+    try {
+      Date.now = () => wallNow() + 10_000; // NTP steps the clock; no time passed
+      sweep();
+      assert.deepStrictEqual(closes, [], "not closed by a clock step");
+      Date.now = wallNow;
+      performance.now = () => monoNow() + 3_001; // three intervals and a millisecond of real silence
+      sweep();
+      assert.deepStrictEqual(closes, [1001]);
+    } finally {
+      Date.now = wallNow;
+      performance.now = monoNow;
+      server.drain();
+    }
+  });
+});

@@ -46,9 +46,18 @@ export class Session implements SessionHandle {
   private pumpRetry: ReturnType<typeof setTimeout> | undefined;
   private badFrames = 0;
   private limitedFrames = 0;
-  private lastLimitedAtMs = 0;
+  /** Monotonic, as lastFrameAtMono. */
+  private lastLimitedAtMs = Number.NEGATIVE_INFINITY;
   private retryAtMs = 0;
+  /** Wall clock: when the device was last heard from, for presence's last seen. */
   private lastFrameAtMs: number;
+  /**
+   * The same on the monotonic clock (performance.now), for what measures
+   * time between frames: a wall clock stepped forward would make every
+   * session look silent and close them all, one stepped back would count a
+   * client that waited as told as a flood.
+   */
+  private lastFrameAtMono: number;
   private readonly frames: TokenBucket;
   /**
    * Frames that arrive before the welcome is out wait here, up to the rate
@@ -91,6 +100,7 @@ export class Session implements SessionHandle {
     const limits = server.limits;
     this.frames = new TokenBucket(limits.framesPerSecond, limits.frameBurst);
     this.lastFrameAtMs = Date.now();
+    this.lastFrameAtMono = performance.now();
   }
 
   get userId() {
@@ -108,6 +118,11 @@ export class Session implements SessionHandle {
 
   get idleSinceMs() {
     return this.lastFrameAtMs;
+  }
+
+  /** How long since the device's last frame, on the monotonic clock at `nowMono`. */
+  silentForMs(nowMono = performance.now()): number {
+    return nowMono - this.lastFrameAtMono;
   }
 
   /** Sends the welcome, then catches the device up from its cursor. */
@@ -185,13 +200,14 @@ export class Session implements SessionHandle {
     if (!this.open) return;
     if (this.early) return this.receiveEarly(data);
     this.lastFrameAtMs = Date.now();
+    this.lastFrameAtMono = performance.now();
     const retryAfterMs = this.frames.take();
     if (retryAfterMs > 0) {
       // A flood is a frame that comes before the retry time we advised: a
       // client that waits as told is never closed, however busy it is. The
       // count lasts until a quiet second, so an occasional allowed frame in a
       // steady flood does not reset it.
-      const now = this.lastFrameAtMs;
+      const now = this.lastFrameAtMono;
       if (now - this.lastLimitedAtMs > 1000) this.limitedFrames = 0;
       this.lastLimitedAtMs = now;
       if (now < this.retryAtMs && ++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
