@@ -60,6 +60,37 @@ async function nativeSession(readMaxBytes = 4096, cursorGate?: Promise<void>, de
   return { stream, frames, status, statusWithin, close, halfClosed };
 }
 
+
+/**
+ * The session service on a bare HTTP/2 server with a 100 ms close grace,
+ * and one Connect call opened on it by a raw HTTP/2 client: for what only
+ * the stream itself shows (its reset, flow control).
+ */
+async function rawSessionCall(host: SessionHost) {
+  const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
+  const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100 }));
+  const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
+  let serverStreamClosed = false;
+  server.on("stream", (st) => st.on("close", () => (serverStreamClosed = true)));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const conn = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const req = conn.request({
+    ":method": "POST",
+    ":path": "/chat.v1.SessionService/Connect",
+    "content-type": "application/grpc+proto",
+    te: "trailers",
+    authorization: "Bearer any",
+  });
+  req.on("error", () => undefined);
+  return {
+    req,
+    serverStreamClosed: () => serverStreamClosed,
+    close: async () => {
+      conn.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
 describe("native gRPC session (SessionService.Connect)", () => {
   it("answers what a client asked before it half-closed, then ends with OK", async () => {
     let welcome!: () => void;
@@ -151,24 +182,11 @@ describe("native gRPC session (SessionService.Connect)", () => {
         };
       },
     };
-    const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
-    const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100 }));
-    const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
-    let serverStreamClosed = false;
-    server.on("stream", (st) => st.on("close", () => (serverStreamClosed = true)));
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const conn = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const call = await rawSessionCall(host);
+    const { req } = call;
     /** A gRPC message: flag byte, length, bytes. */
     const message = (bytes: Uint8Array) => Buffer.concat([Buffer.from([0, 0, 0, 0, bytes.byteLength]), bytes]);
     try {
-      const req = conn.request({
-        ":method": "POST",
-        ":path": "/chat.v1.SessionService/Connect",
-        "content-type": "application/grpc+proto",
-        te: "trailers",
-        authorization: "Bearer any",
-      });
-      req.on("error", () => undefined);
       req.on("data", () => undefined);
       let trailers: http2.IncomingHttpHeaders | undefined;
       req.on("trailers", (t) => (trailers = t));
@@ -190,11 +208,10 @@ describe("native gRPC session (SessionService.Connect)", () => {
       assert.equal(req.rstCode, http2.constants.NGHTTP2_NO_ERROR, "reset once its status was out");
       assert.equal(receivedAfterClose, 0, "frames handed to a closed session");
       // Gone on the server too, though what the client sent last was never read.
-      await waitFor(() => serverStreamClosed, "the server's stream closed", 5_000);
+      await waitFor(call.serverStreamClosed, "the server's stream closed", 5_000);
     } finally {
-      conn.destroy();
       chat.drain();
-      await new Promise((r) => server.close(r));
+      await call.close();
     }
   });
 
@@ -215,22 +232,9 @@ describe("native gRPC session (SessionService.Connect)", () => {
         return { receive: (f) => h.receive(f), drained: () => h.drained(), closed: () => ((released = true), h.closed()) };
       },
     };
-    const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
-    const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100 }));
-    const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
-    let streamClosed = false;
-    server.on("stream", (st) => st.on("close", () => (streamClosed = true)));
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const conn = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const call = await rawSessionCall(host);
+    const { req } = call;
     try {
-      const req = conn.request({
-        ":method": "POST",
-        ":path": "/chat.v1.SessionService/Connect",
-        "content-type": "application/grpc+proto",
-        te: "trailers",
-        authorization: "Bearer any",
-      });
-      req.on("error", () => undefined);
       await once(req, "data"); // the welcome
       req.pause();
       // Pushes pile up behind the full HTTP/2 window until the session is closed as too slow.
@@ -241,11 +245,10 @@ describe("native gRPC session (SessionService.Connect)", () => {
       }
       assert.equal(closedCode, CloseCode.tooSlow);
       assert.ok(released, "the session is let go of as soon as it is closed");
-      await waitFor(() => streamClosed, "the stream reset", 5000);
+      await waitFor(call.serverStreamClosed, "the stream reset", 5000);
     } finally {
-      conn.destroy();
       chat.drain();
-      await new Promise((r) => server.close(r));
+      await call.close();
     }
   });
 });

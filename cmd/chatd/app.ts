@@ -20,7 +20,7 @@ import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/aut
 import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
-import { Snowflake } from "../../internal/ids/snowflake.js";
+import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
 import { serveOps } from "../../internal/observability/http.js";
 import { closableHttp2 } from "../../internal/observability/lifecycle.js";
 import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
@@ -67,7 +67,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });
   // Only the notifier's topic: messages go through DirectSubmitter, not the queue.
   await queue.ensureTopics([{ topic: Topics.notifications, partitions: config.queuePartitions }]);
-  const ids = new Snowflake(config.workerId, Date.now, storage.highestIssuedId());
+  const ids = new Snowflake(config.workerId);
+  ids.notBefore(snowflakeTimeMs(storage.highestIssuedId()));
   const keys = await loadOrCreateKeys(join(config.dataDir, "keys"));
   const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
   const verifier = new TokenVerifier(keys.publicKey);

@@ -26,12 +26,14 @@ describe("Snowflake", () => {
     const before = new Snowflake(0, () => EPOCH_MS + 10_000);
     let last = 0n;
     for (let i = 0; i < 5000; i++) last = before.next(); // into the next millisecond's sequence
-    const after = new Snowflake(0, () => EPOCH_MS + 1_000, last);
+    const after = new Snowflake(0, () => EPOCH_MS + 1_000);
+    after.notBefore(snowflakeTimeMs(last));
     const again = Array.from({ length: 5000 }, () => after.next());
     assert.ok(again[0]! > last);
     for (let i = 1; i < again.length; i++) assert.ok(again[i]! > again[i - 1]!);
     // Once the clock is past, it is the clock again.
-    const later = new Snowflake(0, () => EPOCH_MS + 20_000, last);
+    const later = new Snowflake(0, () => EPOCH_MS + 20_000);
+    later.notBefore(snowflakeTimeMs(last));
     assert.equal(snowflakeTimeMs(later.next()), EPOCH_MS + 20_000);
   });
 

@@ -20,22 +20,11 @@ export class Snowflake implements IdGenerator {
   private ceilingMs = Number.POSITIVE_INFINITY;
   private worker: bigint;
 
-  /**
-   * `after`: the highest id this worker number minted before (chatd's, read
-   * back from its store at start-up). A restart with the clock behind the
-   * last run (a VM restored, a fast clock corrected at boot) must not mint
-   * again what was minted then: ids go on after it until the clock catches up.
-   */
   constructor(
     workerId: number,
     private readonly now: () => number = Date.now,
-    after?: bigint,
   ) {
     this.worker = BigInt(checkWorkerId(workerId));
-    if (after !== undefined && after > 0n) {
-      this.lastMs = snowflakeTimeMs(after);
-      this.seq = Number(after & 0xfffn);
-    }
   }
 
   /**
@@ -58,7 +47,11 @@ export class Snowflake implements IdGenerator {
     this.retired = false;
   }
 
-  /** Mints nothing below `ms` from here (the number's previous holder minted up to it). */
+  /**
+   * Mints nothing at or below `ms` from here: the number's previous holder
+   * minted up to it, or chatd's last run did (a restart with the clock behind
+   * that run must not mint its ids again).
+   */
   notBefore(ms: number): void {
     if (ms > this.lastMs) {
       this.lastMs = ms;
