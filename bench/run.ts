@@ -234,7 +234,13 @@ async function idleScenario(t: Target) {
     const handshake = summarize(concat(reports.map((r) => r.report.handshakeMs)));
     const connected = (await set.all<"status">({ type: "status" })).reduce((a, s) => a + s.open, 0);
     log(`${t.name}: idle: ${connected} connected in ${(connectMs / 1000).toFixed(1)} s, ${failed} failed; holding ${opt["idle-hold-s"]} s`);
+    // CPU while nothing happens but heartbeats: what N idle sessions (and the
+    // processes' own timers and engine polling) cost, engines included.
+    const holdCpu0 = cpuOf(t.processes);
+    const held0 = now();
     await sleep(int("idle-hold-s") * 1000);
+    const holdCpu = diffCpu(holdCpu0, cpuOf(t.processes));
+    const heldS = (now() - held0) / 1000;
     const after = await sampleMemory(t.processes);
     const status = await set.all<"status">({ type: "status" });
     const open = status.reduce((a, s) => a + s.open, 0);
@@ -273,6 +279,8 @@ async function idleScenario(t: Target) {
       connectsPerSecond: round(connected / (connectMs / 1000)),
       handshakeMs: roundSummary(handshake),
       holdSeconds: int("idle-hold-s"),
+      holdCpuSeconds: holdCpu,
+      holdCpuPercent: round((100 * Object.values(holdCpu).reduce((a, c) => a + c, 0)) / heldS, 1),
       loadavgAtStart: load,
       perProcess,
       rssPerSessionKiB: sum("rssPerSessionKiB"),

@@ -96,7 +96,7 @@ export function renderMarkdown(res: Any): string {
     out.push("", "## 1. Idle sessions", "");
     out.push(
       withLive(
-        ["target", "sessions open after hold", "failed", "connect all (s)", "connects/s", "RSS / session (KiB)", "heap / session (KiB)", "marginal RSS / heap (KiB)", "RSS ÷ relay", "accounts", "load (1 min)"],
+        ["target", "sessions open after hold", "failed", "connect all (s)", "connects/s", "RSS / session (KiB)", "heap / session (KiB)", "marginal RSS / heap (KiB)", "RSS ÷ relay", "CPU while held (% of a core)", "accounts", "load (1 min)"],
         idle.map((r) => [
           r.target,
           r.openAfterHold,
@@ -107,6 +107,7 @@ export function renderMarkdown(res: Any): string {
           r.heapPerSessionKiB,
           `${fmt(r.rssMarginalKiB)} / ${fmt(r.heapMarginalKiB)}`,
           relay && r !== relay ? ratio(r.rssPerSessionKiB, relay.rssPerSessionKiB) : "",
+          r.holdCpuPercent ?? "",
           r.accounts,
           r.loadavgAtStart?.[0],
         ]),
@@ -120,6 +121,7 @@ export function renderMarkdown(res: Any): string {
           "RSS in this run includes what writing the first snapshot left behind: take RSS from a run without snapshots.",
       );
     }
+    out.push("", "CPU while held: every process of the target (engines included), over the hold, as a percentage of one core" + (idle.some((r) => r.holdCpuSeconds) ? `: ${idle.filter((r) => r.holdCpuSeconds).map((r) => `${r.target} ${Object.entries(r.holdCpuSeconds).map(([k, v]) => `${k} ${v} s`).join(", ")}`).join("; ")} in ${idle[0].holdSeconds} s.` : "."));
     for (const r of idle) {
       out.push("", `Per process (${r.target}):`, "");
       out.push(

@@ -10,8 +10,10 @@ import type {
   Subscription,
   TopicSpec,
 } from "./port.js";
+import { mendKafkajsRequestQueue } from "./kafkajs-request-queue.js";
 
 const { Kafka, Partitioners, logLevel: KafkaLogLevel } = kafkajs;
+mendKafkajsRequestQueue();
 
 /**
  * max.message.bytes of the topics ensureTopics creates: the largest record
