@@ -37,6 +37,20 @@ describe("RedisSendClaims on a real Redis", function () {
     }
   });
 
+  it("claims on after Redis forgot its scripts (a restart, SCRIPT FLUSH)", async () => {
+    const admin = await connectRedis();
+    const claims = await openClaims(`${uniqueName("test:claims")}:`, 60_000);
+    try {
+      assert.equal(await claims.claim(sendKey(1n, 2n, 3n, "before"), 5n), 5n);
+      await admin.script("FLUSH");
+      assert.equal(await claims.claim(sendKey(1n, 2n, 3n, "after"), 6n), 6n);
+      assert.equal(await claims.claim(sendKey(1n, 2n, 3n, "after"), 7n), 6n, "the first claim still holds the key");
+    } finally {
+      await claims.close();
+      await admin.quit();
+    }
+  });
+
   it("fails a claim at once, instead of holding the send, while Redis cannot be reached", async () => {
     const claims = await openClaims("test:", 60_000, "redis://127.0.0.1:1");
     try {

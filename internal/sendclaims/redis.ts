@@ -12,9 +12,20 @@ export interface RedisSendClaimsOptions {
 }
 
 /**
+ * SET NX PX, and the holder's id when it was taken: one command per send on
+ * any Redis version and on Redis Cluster (one key), where MULTI, SET, GET,
+ * EXEC was four (and a transaction object per send in the client).
+ */
+const CLAIM = `
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`;
+
+type ClaimClient = { chatSendClaim(key: string, messageId: string, ttlMs: number): Promise<string | null> };
+
+/**
  * Claims in Redis, `<prefix>send:<key>` = message id, set only if absent and
- * expiring with the claim; one MULTI (SET NX PX, GET) answers who holds it,
- * on any Redis version and on Redis Cluster (one key). The client fails
+ * expiring with the claim; the script above answers who holds it. The client fails
  * fast rather than queueing while Redis is away (no offline queue, a short
  * command timeout): the caller then keeps its own id, as before claims, and
  * the send is not held up.
@@ -35,6 +46,7 @@ export class RedisSendClaims implements SendClaims {
       retryStrategy: (times) => Math.min(times * 100, 2_000),
     });
     this.redis.on("error", () => {}); // failures surface on the claims, where the caller counts them
+    this.redis.defineCommand("chatSendClaim", { lua: CLAIM, numberOfKeys: 1 });
     this.prefix = `${options.keyPrefix ?? "chat:"}send:`;
   }
 
@@ -52,11 +64,10 @@ export class RedisSendClaims implements SendClaims {
   }
 
   async claim(key: string, messageId: bigint): Promise<bigint> {
-    const k = this.prefix + key;
-    const replies = await this.redis.multi().set(k, messageId.toString(), "PX", this.options.ttlMs, "NX").get(k).exec();
-    const held = replies?.[1];
-    if (!held || held[0]) throw held?.[0] ?? new Error("redis transaction aborted");
-    return BigInt(held[1] as string);
+    const held = await (this.redis as unknown as ClaimClient).chatSendClaim(this.prefix + key, messageId.toString(), this.options.ttlMs);
+    // A claim is never without a holder: only a key lapsing between SET and GET could, and a script runs whole.
+    if (held === null) throw new Error(`send claim ${key}: Redis answered no holder`);
+    return BigInt(held);
   }
 
   async close(): Promise<void> {
