@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { MemoryPresenceStore } from "../internal/presence/memory.js";
+import { summarize } from "./lib/stats.js";
 
 const { values } = parseArgs({ options: { users: { type: "string", default: "50000" }, sweeps: { type: "string", default: "200" } } });
 const users = Number(values.users);
@@ -22,6 +23,5 @@ for (let i = 0; i < sweeps; i++) {
   times.push(performance.now() - t0);
   if (flips.length > 0) throw new Error("nobody should be due");
 }
-times.sort((a, b) => a - b);
-const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!.toFixed(3);
-console.log(`${users} users online, ${sweeps} sweeps: median ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms per sweep`);
+const t = summarize(times);
+console.log(`${users} users online, ${sweeps} sweeps: median ${t.p50.toFixed(3)} ms, p90 ${t.p90.toFixed(3)} ms, max ${t.max.toFixed(3)} ms per sweep`);

@@ -121,7 +121,15 @@ export function renderMarkdown(res: Any): string {
           "RSS in this run includes what writing the first snapshot left behind: take RSS from a run without snapshots.",
       );
     }
-    out.push("", "CPU while held: every process of the target (engines included), over the hold, as a percentage of one core" + (idle.some((r) => r.holdCpuSeconds) ? `: ${idle.filter((r) => r.holdCpuSeconds).map((r) => `${r.target} ${Object.entries(r.holdCpuSeconds).map(([k, v]) => `${k} ${v} s`).join(", ")}`).join("; ")} in ${idle[0].holdSeconds} s.` : "."));
+    const held = idle.filter((r) => r.holdCpuSeconds);
+    if (held.length) {
+      const byRole = (r: Any) => Object.entries(r.holdCpuSeconds as Record<string, number>).map(([role, s]) => `${role} ${s} s`).join(", ");
+      out.push(
+        "",
+        `CPU while held: every process of the target (engines included), over the hold, as a percentage of one core: ` +
+          `${held.map((r) => `${r.target} ${byRole(r)}`).join("; ")} in ${held[0].holdSeconds} s.`,
+      );
+    }
     for (const r of idle) {
       out.push("", `Per process (${r.target}):`, "");
       out.push(

@@ -68,13 +68,12 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
     // forEach: a for-of over the entries makes a [key, value] pair per user.
-    const due: Id[] = [];
+    const due: { userId: Id; u: UserState }[] = [];
     this.online.forEach((u, userId) => {
-      if (due.length < limit && !aliveAt(u, nowMs)) due.push(userId);
+      if (due.length < limit && !aliveAt(u, nowMs)) due.push({ userId, u });
     });
     const flips: PresenceFlip[] = [];
-    for (const userId of due) {
-      const u = this.online.get(userId)!;
+    for (const { userId, u } of due) {
       const lastAlive = prune(u, nowMs);
       u.online = false;
       u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);

@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 
 /** The fields of kafkajs's per-connection RequestQueue that its pending check reads. */
-export interface RequestQueueState {
+interface RequestQueueState {
   pending: unknown[];
   /** Epoch ms until which the broker asked this client to hold back (-1: never). */
   throttledUntil: number;
@@ -22,7 +22,7 @@ const RECHECK_MS = 10;
  * one when it queues a request, and an answered request checks the queue
  * itself.
  */
-export function scheduleCheckPendingRequests(this: RequestQueueState): void {
+function scheduleCheckPendingRequests(this: RequestQueueState): void {
   if (this.throttleCheckTimeoutId !== null || this.pending.length === 0) return;
   const throttledForMs = this.throttledUntil - Date.now();
   this.throttleCheckTimeoutId = setTimeout(
@@ -39,15 +39,11 @@ export function kafkajsRequestQueue(): { prototype: { scheduleCheckPendingReques
   return createRequire(import.meta.url)("kafkajs/src/network/requestQueue/index.js");
 }
 
-let mended = false;
-
-/** Puts the check above in place of kafkajs's own, once per process, before any client connects. */
+/** Puts the check above in place of kafkajs's own, before any client connects (again: a no-op). */
 export function mendKafkajsRequestQueue(): void {
-  if (mended) return;
-  const RequestQueue = kafkajsRequestQueue();
-  if (typeof RequestQueue.prototype.scheduleCheckPendingRequests !== "function") {
+  const { prototype } = kafkajsRequestQueue();
+  if (typeof prototype.scheduleCheckPendingRequests !== "function") {
     throw new Error("kafkajs RequestQueue has no scheduleCheckPendingRequests: the idle-spin mend no longer fits this kafkajs version");
   }
-  RequestQueue.prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
-  mended = true;
+  prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
 }
