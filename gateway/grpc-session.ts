@@ -76,25 +76,25 @@ export interface SessionServiceOptions {
   closeGraceMs?: number;
 }
 
-/** Client frames that the session answers (by their ref). */
-type Ask = "send" | "heartbeat" | "sync";
-const ASKS = new Set<ClientFrame["kind"]["case"]>(["send", "heartbeat", "sync"]);
-const isAsk = (kind: ClientFrame["kind"]["case"]): kind is Ask => ASKS.has(kind);
+/** Client frames that the session answers (by their ref); an error settles the first of them asked under its ref. */
+const ASKS = ["send", "sync", "heartbeat"] as const;
+type Ask = (typeof ASKS)[number];
+const isAsk = (kind: ClientFrame["kind"]["case"]): kind is Ask => (ASKS as readonly unknown[]).includes(kind);
 
-/** The ask a frame answers, if it is an answer: "any" for an error, which any ask may get. */
-function answered(frame: ServerFrame): Ask | "any" | undefined {
+/** The asks a frame may answer: none for a frame that answers nothing, any of them for an error. */
+function answered(frame: ServerFrame): readonly Ask[] {
   const { kind } = frame;
   switch (kind.case) {
     case "sendAck":
-      return "send";
+      return ["send"];
     case "heartbeatAck":
-      return "heartbeat";
+      return ["heartbeat"];
     case "syncBatch":
-      return kind.value.hasMore ? undefined : "sync";
+      return kind.value.hasMore ? [] : ["sync"];
     case "error":
-      return "any";
+      return ASKS;
     default:
-      return undefined;
+      return [];
   }
 }
 
@@ -118,10 +118,7 @@ class Unanswered {
   }
 
   settle(frame: ServerFrame): void {
-    const ask = answered(frame);
-    if (ask === undefined) return;
-    const kinds: Ask[] = ask === "any" ? ["send", "sync", "heartbeat"] : [ask];
-    for (const kind of kinds) {
+    for (const kind of answered(frame)) {
       const refs = this.refs.get(kind);
       const n = refs?.get(frame.ref);
       if (refs === undefined || n === undefined) continue;

@@ -179,8 +179,8 @@ stopOnSignals(logger, async () => {
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   grpcServer.close();
   clients.close();
-  // HTTP/2 connections outlive close(): their requests mint nothing once the number may be someone else's.
-  ids.retire();
+  // HTTP/2 connections outlive close(): workerId.release() retires the generator first, so their
+  // requests mint nothing once the number may be someone else's.
   await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);
   await servers.close();
   await storage.close();

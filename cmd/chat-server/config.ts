@@ -5,7 +5,7 @@ import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
-import { SERVER_ID } from "../../internal/registry/memory.js";
+import { SERVER_ID } from "../../internal/registry/port.js";
 import { readLogLevel } from "../shared.js";
 
 /** The chat server's configuration; throws a ConfigError naming every variable that is wrong. */

@@ -105,7 +105,6 @@ stopOnSignals(logger, async () => {
   await stopGrpcServer(grpcServer);
   chat.drain();
   await presence.close().catch(() => {});
-  ids.retire();
   await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), workerId.release(), ops.close()]);
   clients.close();
   await servers.close();

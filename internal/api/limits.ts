@@ -37,7 +37,7 @@ export class ApiLimiter {
     private readonly attempts: LoginAttempts,
     options: { now?: () => number; logger?: Logger } = {},
   ) {
-    const now = options.now ?? Date.now;
+    const { now } = options;
     if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
     this.logger = options.logger;

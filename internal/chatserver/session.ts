@@ -121,7 +121,7 @@ export class Session implements SessionHandle {
   }
 
   /** How long since the device's last frame, on the monotonic clock at `nowMono`. */
-  silentForMs(nowMono = performance.now()): number {
+  silentForMs(nowMono: number): number {
     return nowMono - this.lastFrameAtMono;
   }
 

@@ -64,7 +64,6 @@ export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, lo
   return startSteps(e, logger)("reading the chat servers from etcd", () => servers.watch());
 }
 
-/** This process's snowflake worker id, leased from etcd. */
 /** The process's id generator, on a worker number leased from etcd and leased again whenever lost. */
 export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise<RenewedWorkerId> {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });

@@ -1,7 +1,7 @@
 /**
  * WorkerIdLease hands each process a snowflake worker number no other live
- * process holds. Adapters: etcd (a key per number under a lease), fixed (one
- * configured number, for chatd).
+ * process holds: etcd, a key per number under a lease (chatd, one process,
+ * takes its number from its configuration).
  */
 export interface WorkerIdLease {
   readonly workerId: number;
@@ -24,10 +24,3 @@ export interface WorkerIdAllocator {
   acquire(): Promise<WorkerIdLease>;
 }
 
-export class FixedWorkerId implements WorkerIdAllocator {
-  constructor(private readonly workerId: number) {}
-
-  async acquire(): Promise<WorkerIdLease> {
-    return { workerId: this.workerId, live: true, mintedBeforeMs: 0, onLost: () => {}, mark: async () => {}, release: async () => {} };
-  }
-}

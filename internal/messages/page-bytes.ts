@@ -10,12 +10,8 @@ export const PAGE_TEXT_BYTES = 1024 * 1024;
 
 /** The longest prefix of `items` (at least one) whose texts fit in `budget` bytes. */
 export function withinTextBytes<T>(items: T[], messageOf: (item: T) => StoredMessage, budget = PAGE_TEXT_BYTES): T[] {
-  let bytes = 0;
-  for (let i = 0; i < items.length; i++) {
-    bytes += utf8BytesAtMost(messageOf(items[i]!).text);
-    if (bytes > budget && i > 0) return items.slice(0, i);
-  }
-  return items;
+  const over = overBudgetAt(items, messageOf, budget);
+  return over < 0 ? items : items.slice(0, over);
 }
 
 /**
@@ -42,7 +38,12 @@ export class TextBudget {
 
 /** The prefix of a full read that a read stopped by TextBudget returns: for an adapter that can only trim what it read. */
 export function throughTextBytes<T>(items: T[], messageOf: (item: T) => StoredMessage, budget: number | undefined): T[] {
+  const over = overBudgetAt(items, messageOf, budget);
+  return over < 0 ? items : items.slice(0, over + 1);
+}
+
+/** The first item that takes the texts past `budget` (never the first of all), -1 if none does. */
+function overBudgetAt<T>(items: T[], messageOf: (item: T) => StoredMessage, budget: number | undefined): number {
   const b = new TextBudget(budget);
-  const last = items.findIndex((item) => b.add(messageOf(item).text));
-  return last < 0 ? items : items.slice(0, last + 1);
+  return items.findIndex((item) => b.add(messageOf(item).text));
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { DuplicateServerId, type Registration, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
+import { DuplicateServerId, SERVER_ID, type Registration, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
 
 export interface MemoryServerRegistryOptions {
   /** After expire(), how long until the registration comes back (default 0: next turn of the event loop). */
@@ -203,9 +203,6 @@ function call(listeners: Array<() => void>): void {
 const byId = (a: ServerInfo, b: ServerInfo) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0);
 
 /** @internal shared by the adapters */
-/** What a server id may be: it names an etcd key and a Redis route field. */
-export const SERVER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
 export function validateServer(server: ServerInfo): void {
   if (typeof server.serverId !== "string" || !SERVER_ID.test(server.serverId)) {
     throw new RangeError(`server id must be 1-128 characters of [A-Za-z0-9._:-], got ${JSON.stringify(server.serverId)}`);

@@ -50,3 +50,6 @@ export class DuplicateServerId extends Error {
     this.name = "DuplicateServerId";
   }
 }
+
+/** What a server id may be: it names an etcd key and a Redis route field. */
+export const SERVER_ID = /^[A-Za-z0-9._:-]{1,128}$/;

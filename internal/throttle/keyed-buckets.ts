@@ -12,7 +12,8 @@ export class KeyedBuckets {
   constructor(
     private readonly ratePerSec: number,
     private readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
+    /** TokenBucket's own monotonic clock unless given (tests). */
+    private readonly now?: () => number,
     capacity = 100_000,
   ) {
     this.buckets = new LruMap(capacity);

@@ -7,16 +7,17 @@ import { big, type Db, type Row } from "./session.js";
  */
 export class NewestEntries {
   private readonly q;
+  private readonly select: (table: string, cols: string) => string;
 
   constructor(
     private readonly db: Db,
-    tables: { newest: string; legacy: string },
+    private readonly tables: { newest: string; legacy: string },
     keyColumn: string,
     columns: string,
     /** Columns only the schema-2 table has (schema 1's heads were never extended). */
     newestOnly?: string,
   ) {
-    const select = (table: string, cols: string) => `SELECT ${cols} FROM ${db.t(table)} WHERE ${keyColumn} = ?`;
+    const select = (this.select = (table: string, cols: string) => `SELECT ${cols} FROM ${db.t(table)} WHERE ${keyColumn} = ?`);
     this.q = {
       row: select(tables.newest, `last_seq, ${columns}${newestOnly ? `, ${newestOnly}` : ""}`),
       legacyRow: select(tables.legacy, `last_seq, ${columns}`),
@@ -31,6 +32,11 @@ export class NewestEntries {
     if (r) return { row: r, seq: big(r.get("last_seq")), legacy: false };
     const l = await this.db.one(this.q.legacyRow, [key]);
     return l ? { row: l, seq: big(l.get("last_seq")), legacy: true } : undefined;
+  }
+
+  /** Some columns of the newest entry, from whichever table holds it: a narrow read where its text is not wanted. */
+  async columns(key: bigint, cols: string): Promise<Row | undefined> {
+    return (await this.db.one(this.select(this.tables.newest, cols), [key])) ?? (await this.db.one(this.select(this.tables.legacy, cols), [key]));
   }
 
   /** The newest seq, 0n when the sequence is empty. */
