@@ -384,6 +384,32 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     }
   });
 
+  it("leaves a flip to its maker for 15 s however short the grace period: a cold process still telling it is not doubled", async () => {
+    const SHORT = 1_000;
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const slow = gate(); // a freshly started process's first read of the audience
+    const maker = tracker({ store, graceMs: SHORT, directory: recorder(heard), audience: async () => (await slow.opened, [99n]) });
+    const sweeper = tracker({ store, graceMs: SHORT, directory: recorder(heard) });
+    maker.deviceConnected(1n, 10n);
+    await waitFor(async () => (await store.latest(1n)).version > 0, "the flip made");
+    for (let waited = 0; waited < 14_000; waited += SHORT / 2) {
+      t += SHORT / 2;
+      sweeper.deviceAlive(1n, 10n); // the device stays online: no flip of the sweeper's own
+      await sweeper.idle();
+      await sweeper.sweep();
+    }
+    assert.equal(show(heard), "", "still its maker's to tell, 14 grace periods on");
+    slow.open();
+    await maker.idle();
+    assert.equal(show(heard), "1:ON");
+    t += 20_000;
+    sweeper.deviceAlive(1n, 10n);
+    await sweeper.idle();
+    await sweeper.sweep();
+    assert.equal(show(heard), "1:ON", "told once");
+  });
+
   it("tells OFFLINE to one who left the audience while its ONLINE was on the way (a narrower setting, an unfriending)", async () => {
     const heard: Heard[] = [];
     let audience = [98n, 99n];

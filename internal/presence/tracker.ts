@@ -57,6 +57,16 @@ export function presenceFrame(change: PresenceChange): ServerFrame {
 }
 
 const SWEEP_BATCH = 500;
+/**
+ * The least time a flip goes untold before a sweep tells it in its maker's
+ * stead: the longest a live maker's first telling may take (a Cassandra
+ * read of the audience, 12 s at worst, then a delivery, 2 s). With a short
+ * grace period alone (2.5 s in the system tests) a sweeper told watchers
+ * again what they had just heard: a flip a freshly started, still cold
+ * process was telling, or one whose maker died after its push landed and
+ * before it said so. A later flip told within the wait ends the claim.
+ */
+const UNTOLD_AFTER_MIN_MS = 15_000;
 /** About six minutes of retries: 0.2, 0.4, ... 25.6 s, then every 30 s. */
 const DEFAULT_RETRY = { firstDelayMs: 200, maxDelayMs: 30_000, attempts: 20 };
 
@@ -74,6 +84,7 @@ const DEFAULT_RETRY = { firstDelayMs: 200, maxDelayMs: 30_000, attempts: 20 };
 export class PresenceTracker {
   private readonly now: () => number;
   private readonly retry: { firstDelayMs: number; maxDelayMs: number; attempts: number };
+  private readonly untoldAfterMs: number;
   private readonly chains = new Map<Id, Promise<void>>();
   private readonly announcing = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
@@ -91,6 +102,7 @@ export class PresenceTracker {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
     this.now = deps.now ?? Date.now;
     this.retry = deps.retry ?? DEFAULT_RETRY;
+    this.untoldAfterMs = Math.max(deps.graceMs, UNTOLD_AFTER_MIN_MS);
     // A reconnect may follow a restart that lost every device: as after failures.
     deps.store.onReset?.(() => this.storeAnswers());
   }
@@ -198,8 +210,9 @@ export class PresenceTracker {
   /**
    * Flips users whose devices all went quiet past the grace period and
    * announces them, and tells flips that no process confirmed told a grace
-   * period after they were made; returns how many. Held off while the store fails and for
-   * a grace period after it answers again.
+   * period (at least UNTOLD_AFTER_MIN_MS) after they were made; returns how
+   * many. Held off while the store fails and for a grace period after it
+   * answers again.
    */
   async sweep(): Promise<number> {
     if (this.sweeping) {
@@ -220,7 +233,7 @@ export class PresenceTracker {
           if (flips.length < SWEEP_BATCH || this.stopped) break;
         }
         // Flips whose makers never said they told them: died in between, or gave up during an outage.
-        const untold = await this.call((s) => s.claimUntold(this.now(), this.deps.graceMs, SWEEP_BATCH));
+        const untold = await this.call((s) => s.claimUntold(this.now(), this.untoldAfterMs, SWEEP_BATCH));
         if (untold.length > 0) this.deps.logger?.warn({ users: untold.length }, "telling presence flips their makers did not");
         for (const f of untold) announced.push(this.announce(f, false));
         looked = true;
@@ -309,7 +322,7 @@ export class PresenceTracker {
    * have landed. Resolves when the first attempt ended: a sweep waits for
    * that, not for retries that may last minutes while Cassandra is away.
    * Once told, the store hears so; a flip it never hears of (the process
-   * died first, or gave up) is claimed by a sweep a grace period on and
+   * died first, or gave up) is claimed by a sweep a grace period (or UNTOLD_AFTER_MIN_MS) on and
    * told from there (`made` false: not this process's flip to count).
    */
   private announce(flip: PresenceFlip, made = true): Promise<void> {

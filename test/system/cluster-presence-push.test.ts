@@ -170,7 +170,14 @@ describe("distributed mode: presence and push across processes", function () {
     others.push(pipeline!, sweeper, notifier);
     gateways.push(...(await Promise.all([1, 2].map((i) => startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw${i}-${run}` })))));
   });
-  afterEach(async () => {
+  afterEach(async function () {
+    if (this.currentTest?.state === "failed") {
+      // What the processes said about presence, for the CI log: the test's own view shows only the outcome.
+      for (const p of [...chatServers, ...gateways, ...others]) {
+        const lines = p.output.filter((l) => /presence|sweep|deliver|moving|link/i.test(l));
+        if (lines.length > 0) console.error(`--- ${p.role} ${String(p.info.serverId ?? p.info.gatewayId ?? "")}\n${lines.slice(-40).join("\n")}`);
+      }
+    }
     await Promise.all(watchers.splice(0).map((w) => w.close()));
   });
   after(async () => {
@@ -290,7 +297,7 @@ describe("distributed mode: presence and push across processes", function () {
     // A replacement joins, as an orchestrator would start one.
     chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs3-${run}` }));
 
-    await waitFor(() => b.statuses(alice.userId).length === 2 && c.statuses(alice.userId).length === 2, "offline events from a sweeper", 20_000);
+    await waitFor(() => b.statuses(alice.userId).length >= 2 && c.statuses(alice.userId).length >= 2, "offline events from a sweeper", 20_000);
     const offlineAfter = Date.now() - silentAt;
     assert.ok(offlineAfter >= GRACE_MS - HEARTBEAT_MS, `offline ${offlineAfter} ms after the crash: not before the grace period`);
     const lastSeen = timestampMs(b.events(alice.userId)[1]!.lastSeenAt!);
