@@ -410,6 +410,25 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal(show(heard), "1:ON", "told once");
   });
 
+  it("tells nothing again for a flip whose maker died after its push landed, once a later flip is told", async () => {
+    const SHORT = 1_000;
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const never = gate(); // killed between the push landing and saying so
+    const dying = tracker({ store: { ...storeOver(() => store), told: () => never.opened }, graceMs: SHORT, directory: recorder(heard) });
+    const sweeper = tracker({ store, graceMs: SHORT, directory: recorder(heard) });
+    dying.deviceConnected(1n, 10n);
+    await waitFor(() => heard.length === 1, "the ONLINE landed");
+    t += SHORT / 2;
+    dying.deviceAlive(1n, 10n); // its last heartbeat before it was killed
+    await waitFor(async () => (await store.get([1n], t + SHORT - 1))[0]!.online, "the heartbeat stored");
+    for (let waited = 0; waited < 20_000; waited += SHORT / 4) {
+      t += SHORT / 4;
+      await sweeper.sweep();
+    }
+    assert.equal(show(heard), "1:ON 1:OFF");
+  });
+
   it("tells OFFLINE to one who left the audience while its ONLINE was on the way (a narrower setting, an unfriending)", async () => {
     const heard: Heard[] = [];
     let audience = [98n, 99n];
