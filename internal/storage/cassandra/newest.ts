@@ -7,23 +7,25 @@ import { big, type Db, type Row } from "./session.js";
  */
 export class NewestEntries {
   private readonly q;
-  private readonly select: (table: string, cols: string) => string;
 
   constructor(
     private readonly db: Db,
     private readonly tables: { newest: string; legacy: string },
-    keyColumn: string,
+    private readonly keyColumn: string,
     columns: string,
     /** Columns only the schema-2 table has (schema 1's heads were never extended). */
     newestOnly?: string,
   ) {
-    const select = (this.select = (table: string, cols: string) => `SELECT ${cols} FROM ${db.t(table)} WHERE ${keyColumn} = ?`);
     this.q = {
-      row: select(tables.newest, `last_seq, ${columns}${newestOnly ? `, ${newestOnly}` : ""}`),
-      legacyRow: select(tables.legacy, `last_seq, ${columns}`),
-      seq: select(tables.newest, "last_seq"),
-      legacySeq: select(tables.legacy, "last_seq"),
+      row: this.select(tables.newest, `last_seq, ${columns}${newestOnly ? `, ${newestOnly}` : ""}`),
+      legacyRow: this.select(tables.legacy, `last_seq, ${columns}`),
+      seq: this.select(tables.newest, "last_seq"),
+      legacySeq: this.select(tables.legacy, "last_seq"),
     };
+  }
+
+  private select(table: string, cols: string): string {
+    return `SELECT ${cols} FROM ${this.db.t(table)} WHERE ${this.keyColumn} = ?`;
   }
 
   /** The newest entry's row (with last_seq), and whether it is schema 1's. */
