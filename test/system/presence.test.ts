@@ -3,10 +3,10 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
-import { PresenceStatus, PresenceVisibility, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import { PresenceStatus, PresenceVisibility } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
-import { TestDevice } from "../support/device.js";
+import { PresenceWatcher } from "../support/presence-watcher.js";
 import { graceRanOut } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
@@ -21,33 +21,6 @@ function presenceClient(baseUrl: string, token: string) {
   return createClient(PresenceService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] }));
 }
 
-/** A device that heartbeats like a real client, and collects the presence events it is sent. */
-class Watcher {
-  private timer?: NodeJS.Timeout;
-  constructor(readonly device: TestDevice) {}
-
-  static async open(wsUrl: string, token: string): Promise<Watcher> {
-    const w = new Watcher(await new TestDevice(wsUrl, token).connect());
-    w.timer = setInterval(() => w.device.sendFrame({ kind: { case: "heartbeat", value: {} } }), HEARTBEAT_MS / 2);
-    return w;
-  }
-
-  events(of?: bigint): Presence[] {
-    return this.device.frames
-      .flatMap((f) => (f.kind.case === "presence" && f.kind.value.presence ? [f.kind.value.presence] : []))
-      .filter((p) => of === undefined || p.userId === of);
-  }
-
-  statuses(of: bigint): PresenceStatus[] {
-    return this.events(of).map((p) => p.status);
-  }
-
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.device.close();
-  }
-}
-
 async function befriend(a: TestUser, b: TestUser): Promise<void> {
   await a.api.users.sendFriendRequest({ userId: b.userId });
   await b.api.users.respondFriendRequest({ userId: a.userId, accept: true });
@@ -56,9 +29,9 @@ async function befriend(a: TestUser, b: TestUser): Promise<void> {
 describe("chatd system: presence", function () {
   this.timeout(120_000);
   let chatd: ChatdProcess;
-  const watchers: Watcher[] = [];
+  const watchers: PresenceWatcher[] = [];
   const open = async (token: string) => {
-    const w = await Watcher.open(chatd.wsUrl, token);
+    const w = await PresenceWatcher.open(chatd.wsUrl, token, HEARTBEAT_MS);
     watchers.push(w);
     return w;
   };
@@ -90,9 +63,7 @@ describe("chatd system: presence", function () {
     const second = await addDevice(chatd.httpUrl, alice!);
     const a1 = await open(alice!.devices[0]!.token);
     const a2 = await open(second.token);
-    await waitFor(() => b.statuses(alice!.userId).length === 1 && c.statuses(alice!.userId).length === 1, "online events");
-    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE]);
-    assert.deepEqual(c.statuses(alice!.userId), [PresenceStatus.ONLINE]);
+    await Promise.all([b, c].map((w) => w.hears(alice!.userId, [PresenceStatus.ONLINE], "online events")));
 
     const bobView = presenceClient(chatd.httpUrl, bob!.devices[0]!.token);
     const daveView = presenceClient(chatd.httpUrl, dave!.devices[0]!.token);
@@ -103,12 +74,11 @@ describe("chatd system: presence", function () {
     await a1.close();
     const closedAt = Date.now();
     await a2.close();
-    await waitFor(() => b.statuses(alice!.userId).length === 2 && c.statuses(alice!.userId).length === 2, "offline events", 10_000);
+    await Promise.all([b, c].map((w) => w.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline events, no flapping", 10_000)));
     // A lower bound only: a slow machine makes the event later, never earlier. The grace
     // runs from the last heartbeat, which may be half an interval before the close.
     const heardAfter = Date.now() - closedAt;
     assert.ok(heardAfter >= GRACE_MS - HEARTBEAT_MS / 2 - 300, `OFFLINE came ${heardAfter} ms after the close, inside the ${GRACE_MS} ms grace period`);
-    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "no flapping");
     const offline = b.events(alice!.userId)[1]!;
     assert.equal(offline.status, PresenceStatus.OFFLINE);
     const lastSeen = timestampMs(offline.lastSeenAt!);
@@ -126,7 +96,7 @@ describe("chatd system: presence", function () {
     await befriend(alice!, bob!);
     const b = await open(bob!.devices[0]!.token);
     const a = await open(alice!.devices[0]!.token);
-    await waitFor(() => b.statuses(alice!.userId).length === 1, "online");
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online");
     await a.close();
     // Away for a third of the grace period, as a phone between two cells.
     await new Promise((r) => setTimeout(r, GRACE_MS / 3));
@@ -140,13 +110,12 @@ describe("chatd system: presence", function () {
     await befriend(alice!, bob!);
     const b = await open(bob!.devices[0]!.token);
     const a = await open(alice!.devices[0]!.token);
-    await waitFor(() => b.statuses(alice!.userId).length === 1, "online");
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online");
     const started = Date.now();
     await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
     assert.equal(await a.device.waitClosed(), 4003);
-    await waitFor(() => b.statuses(alice!.userId).length === 2, "offline after logout", GRACE_MS);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after logout", GRACE_MS);
     assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after logout`);
-    assert.equal(b.events(alice!.userId)[1]!.status, PresenceStatus.OFFLINE);
   });
 
   it("follows friendship and membership changes", async () => {
@@ -155,20 +124,19 @@ describe("chatd system: presence", function () {
     const b = await open(bob!.devices[0]!.token);
     const c = await open(carol!.devices[0]!.token);
     const a = await open(alice!.devices[0]!.token);
-    await waitFor(() => c.statuses(alice!.userId).length === 1, "carol hears alice");
+    await c.hears(alice!.userId, [PresenceStatus.ONLINE], "carol hears alice");
     assert.deepEqual(b.statuses(alice!.userId), [], "bob is nobody to alice yet");
 
     // Bob becomes a friend (and is told she is online), carol leaves the group: the next change reaches bob, not carol.
     await befriend(alice!, bob!);
-    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob, now a friend, hears alice is online");
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "bob, now a friend, hears alice is online");
     await alice!.api.channels.removeMember({ channelId: channel!.channelId, userId: carol!.userId });
     // The group was all carol shared with alice: the removal tells her alice is offline, with no last seen.
-    await waitFor(() => c.statuses(alice!.userId).length === 2, "carol told alice is gone from her view");
+    await c.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "carol told alice is gone from her view");
     assert.equal(c.events(alice!.userId)[1]!.lastSeenAt, undefined);
     await apiClients(chatd.httpUrl, alice!.devices[0]!.token).auth.logout({});
     await a.device.waitClosed();
-    await waitFor(() => b.statuses(alice!.userId).length === 2, "bob hears alice go");
-    assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "bob hears alice go");
     // Bob's event was written to every audience socket before it reached him, so carol's
     // answer to a frame she sends now comes after anything that event put on her socket.
     const ref = c.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
@@ -183,10 +151,9 @@ describe("chatd system: presence", function () {
     const c = await open(carol!.devices[0]!.token);
     const [a, b] = await Promise.all([alice!, bob!].map((u) => open(u.devices[0]!.token)));
     // Their coming online is announced (to carol, a friend of both) before they share anything.
-    await waitFor(() => c.statuses(alice!.userId).length === 1 && c.statuses(bob!.userId).length === 1, "carol hears both online");
+    await Promise.all([alice!, bob!].map((u) => c.hears(u.userId, [PresenceStatus.ONLINE], "carol hears both online")));
     await alice!.api.channels.addMembers({ channelId: channel!.channelId, userIds: [bob!.userId] });
-    await waitFor(() => a.statuses(bob!.userId).length > 0 && b.statuses(alice!.userId).length > 0, "each told the other's presence");
-    assert.deepEqual([a.statuses(bob!.userId), b.statuses(alice!.userId)], [[PresenceStatus.ONLINE], [PresenceStatus.ONLINE]]);
+    await Promise.all([a.hears(bob!.userId, [PresenceStatus.ONLINE], "alice told bob's presence"), b.hears(alice!.userId, [PresenceStatus.ONLINE], "bob told alice's presence")]);
   });
 
   it("keeps a user's presence from those her setting leaves out, on their open sessions too", async () => {
@@ -197,11 +164,11 @@ describe("chatd system: presence", function () {
     await settings.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
     const [b, c] = await Promise.all([bob!, carol!].map((u) => open(u.devices[0]!.token)));
     const a = await open(alice!.devices[0]!.token);
-    await waitFor(() => b.statuses(alice!.userId).length === 1, "bob, a friend, hears alice");
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "bob, a friend, hears alice");
 
     // Nobody: bob is told at once that she is offline, with no last-seen time.
     await settings.updatePresenceSettings({ settings: { visibility: PresenceVisibility.NOBODY } });
-    await waitFor(() => b.statuses(alice!.userId).length === 2, "bob told alice is offline");
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "bob told alice is offline");
     assert.equal(b.events(alice!.userId)[1]!.lastSeenAt, undefined);
     await a.close();
     await graceRanOut([`${chatd.httpUrl}/metrics`], GRACE_MS);
