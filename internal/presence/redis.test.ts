@@ -214,3 +214,63 @@ describe("defaultRedisOptions when Redis stops answering", function () {
     }
   });
 });
+
+describe("RedisPresenceStore sweeps", function () {
+  /**
+   * Counts the round trips of the client's commands since a mark: a command
+   * sent after an answer arrived is the first of a new round trip.
+   */
+  function roundTrips(redis: Redis) {
+    const log: ("send" | "answer")[] = [];
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = ((command, stream) => {
+      log.push("send");
+      const settled = () => void log.push("answer");
+      command.promise.then(settled, settled);
+      return send(command, stream);
+    }) as typeof redis.sendCommand;
+    return {
+      since(mark: number): number {
+        const part = log.slice(mark);
+        return part.filter((e, i) => e === "send" && (i === 0 || part[i - 1] === "answer")).length;
+      },
+      mark: () => log.length,
+    };
+  }
+
+  it("asks all shards at once: a sweep takes the same few round trips whatever the shard count", async () => {
+    const redis = await connectRedis();
+    const prefix = `${uniqueName("test:presence-rounds")}:`;
+    const store = new RedisPresenceStore({ redis, prefix, shards: 16 });
+    const rounds = roundTrips(redis);
+    try {
+      // Users in five different shards, each with a device that expired long ago.
+      const users = [1n, 2n, 3n, 4n, 5n].map((n) => 1_000_000n + n);
+      const expireAll = async (at: number) => {
+        for (const u of users) await store.touch(u, 1n, at, at + 100);
+        return store.expire(at + 1_000, 500);
+      };
+      await expireAll(1_000); // loads the scripts: the first call of one may take a round trip more
+      await store.claimUntold(1_000_000, 100, 500);
+
+      let mark = rounds.mark();
+      const flips = await expireAll(10_000);
+      assert.equal(flips.length, users.length);
+      // One touch a user, then the sixteen indexes at once and the five expiries at once.
+      assert.equal(rounds.since(mark) - users.length, 2, "round trips of expire()");
+
+      mark = rounds.mark();
+      assert.deepEqual(await store.claimUntold(10_000, 100_000, 500), [], "nothing due yet");
+      assert.equal(rounds.since(mark), 1, "round trips of claimUntold() with nothing due");
+
+      mark = rounds.mark();
+      const claimed = await store.claimUntold(1_000_000, 100, 500);
+      assert.deepEqual(claimed.map((f) => f.userId).sort(), [...users].sort(), "every untold flip, each of its own shard");
+      assert.equal(rounds.since(mark), 3, "round trips of claimUntold(): count, claim, latest");
+    } finally {
+      await deleteByPrefix(redis, prefix);
+      await store.close();
+      await redis.quit();
+    }
+  });
+});

@@ -207,6 +207,10 @@ export class RedisPresenceStore implements PresenceStore {
     return `${this.prefix}{${this.shardOf(userId)}}:u:${userId}`;
   }
 
+  private shardList(): number[] {
+    return Array.from({ length: this.shards }, (_, shard) => shard);
+  }
+
   private indexKey(shard: number): string {
     return `${this.prefix}{${shard}}:exp`;
   }
@@ -248,17 +252,33 @@ export class RedisPresenceStore implements PresenceStore {
     return offlineFlip(userId, reply);
   }
 
+  /**
+   * Each round asks every shard's index at once and expires the due users at
+   * once: two round trips (pipelined on one connection) whatever the shard
+   * count, where a shard at a time cost one each second on every sweeper.
+   * Every user the script looks at leaves the due range (rescored or
+   * removed), so the rounds end.
+   */
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
+    const now = Math.floor(nowMs);
     const flips: PresenceFlip[] = [];
-    for (let shard = 0; shard < this.shards && flips.length < limit; shard++) {
-      const index = this.indexKey(shard);
-      const due = await this.redis.zrangebyscore(index, "-inf", Math.floor(nowMs), "LIMIT", 0, limit - flips.length);
-      for (const member of due) {
-        const userId = BigInt(member);
-        const reply = await this.scripts.chatPresenceExpire(this.userKey(userId), index, this.untoldKey(shard), Math.floor(nowMs), member, this.ttlMs);
-        const flip = offlineFlip(userId, reply);
+    while (flips.length < limit) {
+      const wanted = limit - flips.length;
+      const dues = await Promise.all(
+        this.shardList().map((shard) => this.redis.zrangebyscore(this.indexKey(shard), "-inf", now, "LIMIT", 0, wanted)),
+      );
+      const chosen = dues.flatMap((members, shard) => members.map((member) => ({ shard, member }))).slice(0, wanted);
+      if (chosen.length === 0) break;
+      const replies = await Promise.all(
+        chosen.map(({ shard, member }) =>
+          this.scripts.chatPresenceExpire(this.userKey(BigInt(member)), this.indexKey(shard), this.untoldKey(shard), now, member, this.ttlMs),
+        ),
+      );
+      replies.forEach((reply, i) => {
+        const flip = offlineFlip(BigInt(chosen[i]!.member), reply);
         if (flip) flips.push(flip);
-      }
+      });
+      if (chosen.length < wanted) break;
     }
     return flips;
   }
@@ -275,13 +295,26 @@ export class RedisPresenceStore implements PresenceStore {
     await this.scripts.chatPresenceTold(this.userKey(userId), this.untoldKey(this.shardOf(userId)), version, String(userId));
   }
 
+  /**
+   * Counts every shard's due flips at once (read only; nearly always none),
+   * then claims in the shards that have some, at once, no more than `limit`
+   * in all: a claim cannot be handed back, so none is made beyond it.
+   */
   async claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]> {
-    const users: Id[] = [];
-    for (let shard = 0; shard < this.shards && users.length < limit; shard++) {
-      const due = await this.scripts.chatPresenceClaimUntold(this.untoldKey(shard), Math.floor(nowMs - afterMs), Math.floor(nowMs), limit - users.length);
-      for (const member of due) users.push(BigInt(member));
-    }
-    return Promise.all(users.map((userId) => this.latest(userId)));
+    const madeBy = Math.floor(nowMs - afterMs);
+    const counts = await Promise.all(this.shardList().map((shard) => this.redis.zcount(this.untoldKey(shard), "-inf", madeBy)));
+    let left = limit;
+    const shares = counts.map((count) => {
+      const share = Math.min(count, left);
+      left -= share;
+      return share;
+    });
+    const claimed = await Promise.all(
+      shares.map((share, shard) =>
+        share > 0 ? this.scripts.chatPresenceClaimUntold(this.untoldKey(shard), madeBy, Math.floor(nowMs), share) : [],
+      ),
+    );
+    return Promise.all(claimed.flat().map((member) => this.latest(BigInt(member))));
   }
 
   async ping(): Promise<void> {
