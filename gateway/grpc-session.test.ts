@@ -143,6 +143,50 @@ describe("native gRPC session (SessionService.Connect)", () => {
     await s.close();
   });
 
+  /** A session whose sends are acked once `accept` is called; the client's frames go out, then it half-closes. */
+  async function sendHeldBack() {
+    let accept!: () => void;
+    const accepted = new Promise<void>((r) => (accept = r));
+    const submitter = {
+      submit: async () => {
+        await accepted;
+        return { messageId: 10n, duplicate: false };
+      },
+    } as unknown as MessageSubmitter;
+    const s = await nativeSession(4096, undefined, { submitter });
+    const send = { ref: 0n, kind: { $case: "send" as const, value: { clientMsgId: "a", channelId: 7n, text: "x", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } };
+    return { s, accept, send };
+  }
+
+  it("takes no error refusing another kind of frame with ref 0 for the answer to a send with ref 0", async () => {
+    const { s, accept, send } = await sendHeldBack();
+    s.stream.write({ frame: send });
+    // A read receipt naming a channel id past the largest: refused, and asks nothing.
+    s.stream.write({ frame: { ref: 0n, kind: { $case: "read", value: { channelId: 2n ** 64n - 1n, seq: 1n } } } });
+    s.stream.end();
+    await waitFor(() => s.frames.some((f) => f.kind?.$case === "error"), "the read's refusal");
+    const refusal = s.frames.find((f) => f.kind?.$case === "error")!;
+    assert.equal(refusal.kind?.$case === "error" && refusal.kind.value.refusedKind, 5, "refused_kind names the read (ClientFrame field 5)");
+    accept();
+    const { code } = await s.statusWithin(5_000);
+    assert.equal(code, grpc.status.OK);
+    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["error", 0n], ["sendAck", 0n]]);
+    await s.close();
+  });
+
+  it("takes the error refusing a frame of no kind for its answer, not for the answer to a send with the same ref", async () => {
+    const { s, accept, send } = await sendHeldBack();
+    s.stream.write({ frame: send });
+    s.stream.write({ frame: { ref: 0n } });
+    s.stream.end();
+    await waitFor(() => s.frames.some((f) => f.kind?.$case === "error"), "the refusal of the frame of no kind");
+    accept();
+    const { code } = await s.statusWithin(5_000);
+    assert.equal(code, grpc.status.OK);
+    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["error", 0n], ["sendAck", 0n]]);
+    await s.close();
+  });
+
   it("counts requests with no frame as bad frames, and ends a stream of them with close 4400", async () => {
     const s = await nativeSession(4096);
     for (let i = 0; i < 50; i++) s.stream.write({});

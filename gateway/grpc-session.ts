@@ -76,12 +76,26 @@ export interface SessionServiceOptions {
   closeGraceMs?: number;
 }
 
-/** Client frames that the session answers (by their ref); an error settles the first of them asked under its ref. */
-const ASKS = ["send", "sync", "heartbeat"] as const;
+/**
+ * Client frames that the session answers, by their ref: sends, syncs and
+ * heartbeats, and a frame of no kind, which is answered with an error.
+ */
+const ASKS = ["kindless", "send", "sync", "heartbeat"] as const;
 type Ask = (typeof ASKS)[number];
-const isAsk = (kind: ClientFrame["kind"]["case"]): kind is Ask => (ASKS as readonly unknown[]).includes(kind);
+const askOf = (kind: ClientFrame["kind"]["case"]): Ask | undefined =>
+  kind === undefined ? "kindless" : kind === "send" || kind === "sync" || kind === "heartbeat" ? kind : undefined;
 
-/** The asks a frame may answer: none for a frame that answers nothing, any of them for an error. */
+/** The ask of each Error.refused_kind: the number of its field in ClientFrame.kind. */
+const ASK_OF_KIND = new Map<number, Ask>((["send", "sync", "heartbeat"] as const).map((ask) => [ClientFrameSchema.field[ask]!.number, ask]));
+
+/**
+ * The asks a frame may answer, the first pending under its ref taken: none
+ * for a frame that answers nothing; for an error, the ask of the kind it
+ * refuses (none when it refuses a frame that asks nothing, say a read: with
+ * both at ref 0 it is not the answer to a send). An error of kind 0 refuses
+ * a frame of no kind, or comes from a chat server too old to say the kind,
+ * and then may answer any.
+ */
 function answered(frame: ServerFrame): readonly Ask[] {
   const { kind } = frame;
   switch (kind.case) {
@@ -91,8 +105,11 @@ function answered(frame: ServerFrame): readonly Ask[] {
       return ["heartbeat"];
     case "syncBatch":
       return kind.value.hasMore ? [] : ["sync"];
-    case "error":
-      return ASKS;
+    case "error": {
+      if (kind.value.refusedKind === 0) return ASKS; // a frame of no kind first
+      const ask = ASK_OF_KIND.get(kind.value.refusedKind);
+      return ask ? [ask] : [];
+    }
     default:
       return [];
   }
@@ -254,7 +271,8 @@ export function sessionService(
             // A request with no frame is an empty frame to the session, which counts it against
             // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
             const frame = req.frame ?? create(ClientFrameSchema);
-            if (isAsk(frame.kind.case)) awaiting.add(frame.kind.case, frame.ref);
+            const ask = askOf(frame.kind.case);
+            if (ask) awaiting.add(ask, frame.ref);
             handle.receive(toBinary(ClientFrameSchema, frame));
             if (inputHeld) await inputHeld.until;
           }

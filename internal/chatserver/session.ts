@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
@@ -22,6 +22,27 @@ const FLOOD_FRAMES_BEFORE_CLOSE = 200;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
 const READ_RETRY_MS = 500;
+
+/**
+ * What an Error frame names of the frame it refuses: the client's ref, which
+ * may repeat, the kind (Error.refused_kind: the number of the field the frame
+ * set in ClientFrame.kind, 0 for none) and a send's client_msg_id.
+ */
+interface Refused {
+  ref: bigint;
+  kind: number;
+  clientMsgId: string;
+}
+
+const refusalOf = (frame: ClientFrame): Refused => ({
+  ref: frame.ref,
+  kind: frame.kind.case === undefined ? 0 : ClientFrameSchema.field[frame.kind.case]!.number,
+  clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "",
+});
+
+/** A frame that could not be decoded: no ref, no kind. */
+const UNREADABLE: Refused = { ref: 0n, kind: 0, clientMsgId: "" };
+const SYNC_KIND = ClientFrameSchema.field.sync!.number;
 
 /**
  * One device's live session on this chat server. It keeps `sentUpTo`, the
@@ -67,7 +88,7 @@ export class Session implements SessionHandle {
    */
   private early: (Uint8Array | string)[] | undefined = [];
   private earlyBytes = 0;
-  private earlyRefused: { ref: bigint; clientMsgId: string }[] = [];
+  private earlyRefused: Refused[] = [];
   /**
    * A SyncRequest that came while the pump was running: its ref is answered
    * by the next page. Refs are the client's, 0 (a field left unset) as well,
@@ -161,8 +182,8 @@ export class Session implements SessionHandle {
     this.early = undefined;
     for (const f of early) this.receive(f);
     const retryAfterMs = Math.ceil(1000 / limits.framesPerSecond);
-    for (const { ref, clientMsgId } of this.earlyRefused) {
-      this.sendError(ref, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs), clientMsgId);
+    for (const refused of this.earlyRefused) {
+      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs));
     }
     this.earlyRefused = [];
     if (head > cursor || this.missedLive) this.pump();
@@ -220,22 +241,21 @@ export class Session implements SessionHandle {
       frame = decodeClientFrame(data, this.identity.encoding);
     } catch (err) {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
-      return this.sendError(0n, err);
+      return this.sendError(UNREADABLE, err);
     }
     if (retryAfterMs > 0) {
       // Answered with its ref, so a client knows which send to retry; a flood
       // gets at most FLOOD_FRAMES_BEFORE_CLOSE answers before it is closed.
-      const clientMsgId = frame.kind.case === "send" ? frame.kind.value.clientMsgId : "";
-      return this.sendError(frame.ref, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs), clientMsgId);
+      return this.sendError(refusalOf(frame), new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
     }
     // A frame of no kind this server knows (empty, or from a newer client) is as bad as an
     // undecodable one: answered, and closed after BAD_FRAMES_BEFORE_CLOSE in a row.
     if (frame.kind.case === undefined) {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
-      return this.sendError(frame.ref, new ChatError("invalid_frame", "frame has no known kind"));
+      return this.sendError(refusalOf(frame), new ChatError("invalid_frame", "frame has no known kind"));
     }
     this.badFrames = 0;
-    this.handle(frame).catch((err) => this.sendError(frame.ref, err, frame.kind.case === "send" ? frame.kind.value.clientMsgId : ""));
+    this.handle(frame).catch((err) => this.sendError(refusalOf(frame), err));
   }
 
   private receiveEarly(data: Uint8Array | string): void {
@@ -251,7 +271,7 @@ export class Session implements SessionHandle {
     }
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
-      this.earlyRefused.push({ ref: frame.ref, clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "" });
+      this.earlyRefused.push(refusalOf(frame));
     } catch {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) this.close(CloseCode.badFrames, "too many malformed frames");
     }
@@ -400,7 +420,7 @@ export class Session implements SessionHandle {
     const ref = this.syncRef ?? this.pumpRef;
     this.syncRef = this.pumpRef = undefined;
     this.pumpLimit = SYNC_PAGE;
-    if (ref !== undefined) this.sendError(ref, new ChatError("unavailable", "could not read the inbox; sync again", READ_RETRY_MS));
+    if (ref !== undefined) this.sendError({ ref, kind: SYNC_KIND, clientMsgId: "" }, new ChatError("unavailable", "could not read the inbox; sync again", READ_RETRY_MS));
     if (++this.pumpFailures >= READ_ATTEMPTS) return this.close(CloseCode.internal, "could not read the inbox; reconnect");
     clearTimeout(this.pumpRetry);
     this.pumpRetry = setTimeout(() => {
@@ -520,7 +540,7 @@ export class Session implements SessionHandle {
     this.sink.send(bytes);
   }
 
-  sendError(ref: bigint, err: unknown, clientMsgId = ""): void {
+  sendError({ ref, kind, clientMsgId }: Refused, err: unknown): void {
     const e = isChatError(err) ? err : new ChatError("internal", "internal error");
     this.server.metrics?.refused.inc({ code: e.code });
     if (!isChatError(err)) this.server.logger?.error({ err, userId: String(this.userId) }, "session frame failed");
@@ -529,7 +549,7 @@ export class Session implements SessionHandle {
         ref,
         kind: {
           case: "error",
-          value: { code: errorCodeOf[e.code], message: e.message, clientMsgId, retryAfterMs: e.retryAfterMs ?? 0 },
+          value: { code: errorCodeOf[e.code], message: e.message, clientMsgId, retryAfterMs: e.retryAfterMs ?? 0, refusedKind: kind },
         },
       }),
     );

@@ -256,6 +256,14 @@ export interface Error {
   clientMsgId: string;
   /** For RATE_LIMITED: wait at least this long before retrying. */
   retryAfterMs: number;
+  /**
+   * Which kind of frame this refuses: the number of the field the refused
+   * ClientFrame set in its `kind` (2 send, 3 sync, 4 delivery_ack, 5 read,
+   * 6 heartbeat, 7 typing); 0 for a frame of no kind or that could not be
+   * read. Refs are the client's and may repeat (or be 0 on every frame), so
+   * with the ref this tells which request failed.
+   */
+  refusedKind: number;
 }
 
 /** ChannelEvent tells members that the channel or its membership changed. */
@@ -2361,7 +2369,7 @@ export const HeartbeatAck: MessageFns<HeartbeatAck> = {
 };
 
 function createBaseError(): Error {
-  return { code: 0, message: "", clientMsgId: "", retryAfterMs: 0 };
+  return { code: 0, message: "", clientMsgId: "", retryAfterMs: 0, refusedKind: 0 };
 }
 
 export const Error: MessageFns<Error> = {
@@ -2377,6 +2385,9 @@ export const Error: MessageFns<Error> = {
     }
     if (message.retryAfterMs !== 0) {
       writer.uint32(32).uint32(message.retryAfterMs);
+    }
+    if (message.refusedKind !== 0) {
+      writer.uint32(40).uint32(message.refusedKind);
     }
     return writer;
   },
@@ -2426,6 +2437,14 @@ export const Error: MessageFns<Error> = {
             message.retryAfterMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.refusedKind = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2452,6 +2471,11 @@ export const Error: MessageFns<Error> = {
         : isSet(object.retry_after_ms)
         ? globalThis.Number(object.retry_after_ms)
         : 0,
+      refusedKind: isSet(object.refusedKind)
+        ? globalThis.Number(object.refusedKind)
+        : isSet(object.refused_kind)
+        ? globalThis.Number(object.refused_kind)
+        : 0,
     };
   },
 
@@ -2469,6 +2493,9 @@ export const Error: MessageFns<Error> = {
     if (message.retryAfterMs !== 0) {
       obj.retryAfterMs = Math.round(message.retryAfterMs);
     }
+    if (message.refusedKind !== 0) {
+      obj.refusedKind = Math.round(message.refusedKind);
+    }
     return obj;
   },
 
@@ -2481,6 +2508,7 @@ export const Error: MessageFns<Error> = {
     message.message = object.message ?? "";
     message.clientMsgId = object.clientMsgId ?? "";
     message.retryAfterMs = object.retryAfterMs ?? 0;
+    message.refusedKind = object.refusedKind ?? 0;
     return message;
   },
 };
