@@ -4,7 +4,6 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
@@ -30,6 +29,7 @@ import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/pus
 import { corsHeaders } from "../chatd/cors.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 import { listen } from "../../internal/observability/listen.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("api");
 const config = exitOnConfigError("api", () => {
@@ -55,8 +55,7 @@ const config = exitOnConfigError("api", () => {
   return c;
 });
 const logger = createLogger("api", config.logLevel);
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 
 const e = config.engines;
 const storage = await openStorage(e, logger);

@@ -1,5 +1,4 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
@@ -17,12 +16,12 @@ import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/ob
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
 import { readChatServerConfig, sessionLimitsOf } from "./config.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("chat-server");
 const config = exitOnConfigError("chat-server", () => readChatServerConfig());
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 
 const e = config.engines;
 const storage = await openStorage(e, logger);

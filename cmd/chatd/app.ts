@@ -8,7 +8,6 @@ import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
@@ -44,6 +43,7 @@ import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
 import { corsHeaders } from "./cors.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 export interface RunningChatd {
   httpUrl: string;
@@ -60,8 +60,7 @@ export interface RunningChatd {
  */
 export async function startChatd(config: ChatdConfig, logger: Logger): Promise<RunningChatd> {
   mkdirSync(config.dataDir, { recursive: true });
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const registry = processMetricsRegistry();
 
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), { synchronous: config.sqliteSync });
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });

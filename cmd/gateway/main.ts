@@ -3,7 +3,6 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
@@ -19,6 +18,7 @@ import { closableHttp2, stopOnSignals } from "../../internal/observability/lifec
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
 import { listen } from "../../internal/observability/listen.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("gateway");
 const config = exitOnConfigError("gateway", () => {
@@ -38,8 +38,7 @@ const config = exitOnConfigError("gateway", () => {
   return c;
 });
 const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 
 const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000));
 const servers = openRegistry(config.engines, logger);

@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { channelMutes } from "../../internal/push/records.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
@@ -16,6 +15,7 @@ import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -38,8 +38,7 @@ const config = exitOnConfigError("notifier", () => {
   return c;
 });
 const logger = createLogger("notifier", config.logLevel);
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 // Read at each scrape, once the notifier below exists.
 const metrics = pushMetrics(registry, () => notifier.pending);
 

@@ -1,4 +1,3 @@
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
@@ -12,12 +11,12 @@ import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
 import { readPipelineConfig } from "./config.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("pipeline");
 const config = exitOnConfigError("pipeline", () => readPipelineConfig());
 const logger = createLogger("pipeline", config.logLevel);
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `pipeline-${process.pid}`, logger);

@@ -1,4 +1,3 @@
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
@@ -8,6 +7,7 @@ import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -35,8 +35,7 @@ const config = exitOnConfigError("presence", () => {
   return { ...c, presence };
 });
 const logger = createLogger("presence", config.logLevel);
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+const registry = processMetricsRegistry();
 
 const e = config.engines;
 const storage = await openStorage(e, logger);
