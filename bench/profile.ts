@@ -4,9 +4,12 @@
  * and inclusive time of the project's own functions. A .heapprofile (from
  * `npm run bench -- --alloc`) gets the same tables in bytes allocated.
  *
- *   npx tsx bench/profile.ts <file.cpuprofile|file.heapprofile> [--top 40] [--per N]
+ *   npx tsx bench/profile.ts <file.cpuprofile|file.heapprofile> [--top 40] [--per N] [--from S] [--to S]
  *
  * `--per N` divides the bytes by N (the messages of the step) in a last column.
+ * `--from` and `--to` keep a CPU profile's samples taken that many seconds
+ * after it started (say the hold of the idle scenario, without the connects
+ * before it); the wall and busy times are then the window's.
  */
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
@@ -46,15 +49,22 @@ function frameKey(f: Node["callFrame"]): string {
   return `${f.functionName || "(anonymous)"} ${where(f.url)}:${f.lineNumber + 1}`;
 }
 
-export function summarizeProfile(file: string, top = 40) {
+export function summarizeProfile(file: string, top = 40, window: { fromS?: number; toS?: number } = {}) {
   const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   // Self time per node from the samples and their time deltas (microseconds).
+  const fromUs = (window.fromS ?? 0) * 1e6;
+  const toUs = Math.min((window.toS ?? Infinity) * 1e6, p.endTime - p.startTime);
   const self = new Map<number, number>();
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
-  const totalUs = p.endTime - p.startTime;
+  let atUs = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    atUs += p.timeDeltas[i] ?? 0;
+    if (atUs < fromUs || atUs > toUs) continue;
+    self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+  }
+  const totalUs = toUs - fromUs;
   const idleUs = [...self].filter(([id]) => byId.get(id)!.callFrame.functionName === "(idle)").reduce((a, [, v]) => a + v, 0);
   const busyUs = totalUs - idleUs;
 
@@ -147,14 +157,22 @@ function printHeapProfile(file: string, top: number, per: number) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { top: { type: "string", default: "40" }, per: { type: "string", default: "1" } },
+    options: {
+      top: { type: "string", default: "40" },
+      per: { type: "string", default: "1" },
+      from: { type: "string" },
+      to: { type: "string" },
+    },
   });
   for (const f of positionals) {
     if (f.endsWith(".heapprofile")) {
       printHeapProfile(f, Number(values.top), Number(values.per));
       continue;
     }
-    const s = summarizeProfile(f, Number(values.top));
+    const s = summarizeProfile(f, Number(values.top), {
+      fromS: values.from === undefined ? undefined : Number(values.from),
+      toS: values.to === undefined ? undefined : Number(values.to),
+    });
     process.stdout.write(`\n# ${s.file}\nwall ${s.wallS} s, busy (not idle) ${s.busyS} s\n`);
     for (const [title, rows] of [
       ["self time by module", s.selfByModule],
