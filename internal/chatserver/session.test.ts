@@ -771,3 +771,31 @@ describe("session: silence is measured on the monotonic clock", () => {
     }
   });
 });
+
+describe("chat server: the idle sweep", () => {
+  it("looks at a tenth of the users a tick, so no tick holds the event loop for every session, and comes round to all", async () => {
+    const closes: number[] = [];
+    let welcomed = 0;
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, limits: { heartbeatIntervalMs: 1_000 } });
+    for (let u = 1n; u <= 20n; u++) {
+      server.open({ userId: u, deviceId: 1n, tokenExpiresAtMs: Date.now() + 3_600_000, encoding: "proto" }, {
+        send: (f) => void (fromBinary(ServerFrameSchema, f as Uint8Array).kind.case === "welcome" && welcomed++),
+        bufferedBytes: () => 0,
+        close: (code) => void closes.push(code),
+      });
+    }
+    await waitFor(() => welcomed === 20, "the welcomes");
+    const sweep = () => (server as unknown as { sweep(): void }).sweep();
+    const monoNow = performance.now.bind(performance);
+    try {
+      performance.now = () => monoNow() + 3_001; // every session silent for three intervals
+      sweep();
+      assert.equal(closes.length, 2, "one tick: a tenth of the 20 users");
+      for (let tick = 0; tick < 20 && closes.length < 20; tick++) sweep();
+      assert.deepStrictEqual(closes, Array(20).fill(1001), "every silent session closed, each once");
+    } finally {
+      performance.now = monoNow;
+      server.drain();
+    }
+  });
+});
