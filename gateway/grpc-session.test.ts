@@ -117,49 +117,51 @@ describe("native gRPC session (SessionService.Connect)", () => {
     await s.close();
   });
 
-  it("takes no pushed page with ref 0 for the answer to a send with ref 0", async () => {
-    let welcome!: () => void;
+  /**
+   * A session whose send is acked only once `accept` is called (`inbox`: the
+   * device's inbox, if not an empty one), and a send with ref 0 to write.
+   */
+  async function sendHeldBack(inbox?: Inbox) {
     let accept!: () => void;
     const accepted = new Promise<void>((r) => (accept = r));
+    const submitter = {
+      submit: async () => {
+        await accepted;
+        return { messageId: 10n, duplicate: false };
+      },
+    } as unknown as MessageSubmitter;
+    const s = await nativeSession(4096, undefined, { submitter, ...(inbox && { inbox }) });
+    const send = { ref: 0n, kind: { $case: "send" as const, value: { clientMsgId: "a", channelId: 7n, text: "x", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } };
+    /**
+     * Once a frame of `kind` with ref 0 came (`what`), lets the send be acked:
+     * the half-closed stream must end with OK after that frame and the SendAck.
+     */
+    const endsAfter = async (kind: "syncBatch" | "error", what: string) => {
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === kind), what);
+      accept();
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], [kind, 0n], ["sendAck", 0n]]);
+      await s.close();
+    };
+    return { s, send, endsAfter };
+  }
+
+  it("takes no pushed page with ref 0 for the answer to a send with ref 0", async () => {
+    let welcome!: () => void;
     const entry = { inboxSeq: 1n, message: { messageId: 9n, channelId: 7n, seq: 1n, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: "m", text: "hi", sentAtMs: 0 } };
     const base = emptyInbox(new Promise<void>((r) => (welcome = r)));
     // One entry past the device's cursor: the session pushes it after the welcome, a last page with ref 0.
     const inbox: Inbox = { ...base, head: async () => 1n, readAfter: async (_u, after) => (after < 1n ? [entry] : []) };
-    const submitter = {
-      submit: async () => {
-        await accepted;
-        return { messageId: 10n, duplicate: false };
-      },
-    } as unknown as MessageSubmitter;
-    const s = await nativeSession(4096, undefined, { inbox, submitter });
+    const { s, send, endsAfter } = await sendHeldBack(inbox);
     void s.halfClosed.then(welcome);
-    s.stream.write({ frame: { ref: 0n, kind: { $case: "send", value: { clientMsgId: "a", channelId: 7n, text: "x", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } } });
+    s.stream.write({ frame: send });
     s.stream.end();
-    await waitFor(() => s.frames.some((f) => f.kind?.$case === "syncBatch"), "the pushed page");
-    accept();
-    const { code } = await s.statusWithin(5_000);
-    assert.equal(code, grpc.status.OK);
-    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["syncBatch", 0n], ["sendAck", 0n]]);
-    await s.close();
+    await endsAfter("syncBatch", "the pushed page");
   });
 
-  /** A session whose sends are acked once `accept` is called; the client's frames go out, then it half-closes. */
-  async function sendHeldBack() {
-    let accept!: () => void;
-    const accepted = new Promise<void>((r) => (accept = r));
-    const submitter = {
-      submit: async () => {
-        await accepted;
-        return { messageId: 10n, duplicate: false };
-      },
-    } as unknown as MessageSubmitter;
-    const s = await nativeSession(4096, undefined, { submitter });
-    const send = { ref: 0n, kind: { $case: "send" as const, value: { clientMsgId: "a", channelId: 7n, text: "x", editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } };
-    return { s, accept, send };
-  }
-
   it("takes no error refusing another kind of frame with ref 0 for the answer to a send with ref 0", async () => {
-    const { s, accept, send } = await sendHeldBack();
+    const { s, send, endsAfter } = await sendHeldBack();
     s.stream.write({ frame: send });
     // A read receipt naming a channel id past the largest: refused, and asks nothing.
     s.stream.write({ frame: { ref: 0n, kind: { $case: "read", value: { channelId: 2n ** 64n - 1n, seq: 1n } } } });
@@ -167,24 +169,15 @@ describe("native gRPC session (SessionService.Connect)", () => {
     await waitFor(() => s.frames.some((f) => f.kind?.$case === "error"), "the read's refusal");
     const refusal = s.frames.find((f) => f.kind?.$case === "error")!;
     assert.equal(refusal.kind?.$case === "error" && refusal.kind.value.refusedKind, 5, "refused_kind names the read (ClientFrame field 5)");
-    accept();
-    const { code } = await s.statusWithin(5_000);
-    assert.equal(code, grpc.status.OK);
-    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["error", 0n], ["sendAck", 0n]]);
-    await s.close();
+    await endsAfter("error", "the read's refusal");
   });
 
   it("takes the error refusing a frame of no kind for its answer, not for the answer to a send with the same ref", async () => {
-    const { s, accept, send } = await sendHeldBack();
+    const { s, send, endsAfter } = await sendHeldBack();
     s.stream.write({ frame: send });
     s.stream.write({ frame: { ref: 0n } });
     s.stream.end();
-    await waitFor(() => s.frames.some((f) => f.kind?.$case === "error"), "the refusal of the frame of no kind");
-    accept();
-    const { code } = await s.statusWithin(5_000);
-    assert.equal(code, grpc.status.OK);
-    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["error", 0n], ["sendAck", 0n]]);
-    await s.close();
+    await endsAfter("error", "the refusal of the frame of no kind");
   });
 
   it("counts requests with no frame as bad frames, and ends a stream of them with close 4400", async () => {

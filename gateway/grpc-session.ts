@@ -80,13 +80,14 @@ export interface SessionServiceOptions {
  * Client frames that the session answers, by their ref: sends, syncs and
  * heartbeats, and a frame of no kind, which is answered with an error.
  */
-const ASKS = ["kindless", "send", "sync", "heartbeat"] as const;
+const KIND_ASKS = ["send", "sync", "heartbeat"] as const;
+const ASKS = ["kindless", ...KIND_ASKS] as const;
 type Ask = (typeof ASKS)[number];
 const askOf = (kind: ClientFrame["kind"]["case"]): Ask | undefined =>
-  kind === undefined ? "kindless" : kind === "send" || kind === "sync" || kind === "heartbeat" ? kind : undefined;
+  kind === undefined ? "kindless" : KIND_ASKS.find((ask) => ask === kind);
 
 /** The ask of each Error.refused_kind: the number of its field in ClientFrame.kind. */
-const ASK_OF_KIND = new Map<number, Ask>((["send", "sync", "heartbeat"] as const).map((ask) => [ClientFrameSchema.field[ask]!.number, ask]));
+const ASK_OF_KIND = new Map<number, Ask>(KIND_ASKS.map((ask) => [ClientFrameSchema.field[ask]!.number, ask]));
 
 /**
  * The asks a frame may answer, the first pending under its ref taken: none

@@ -390,8 +390,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     );
   }
 
-  /** Once a second: sessions whose token expired, and sessions silent for three heartbeat intervals. */
-  /** One slice of the idle sweep: the next tenth of the users (SWEEP_SLICES), from where the last stopped. */
+  /**
+   * One slice of the idle sweep, the next tenth of the users (SWEEP_SLICES)
+   * from where the last stopped: sessions whose token expired, and sessions
+   * silent for three heartbeat intervals.
+   */
   private sweep(): void {
     const now = Date.now();
     const nowMono = performance.now();

@@ -168,6 +168,8 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly owned: boolean;
   private readonly prefix: string;
   private readonly shards: number;
+  /** 0 to shards - 1: what a sweep asks, every shard at once. */
+  private readonly shardIds: readonly number[];
   private readonly ttlMs: number;
   private readonly resetListeners: (() => void)[] = [];
 
@@ -177,6 +179,7 @@ export class RedisPresenceStore implements PresenceStore {
     if (this.owned) this.redis.on("error", () => {}); // failures surface on the commands
     this.prefix = options.prefix ?? "chat:presence:";
     this.shards = options.shards ?? 16;
+    this.shardIds = Array.from({ length: this.shards }, (_, shard) => shard);
     this.ttlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
     this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 3 });
     this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 3 });
@@ -205,10 +208,6 @@ export class RedisPresenceStore implements PresenceStore {
 
   private userKey(userId: Id): string {
     return `${this.prefix}{${this.shardOf(userId)}}:u:${userId}`;
-  }
-
-  private shardList(): number[] {
-    return Array.from({ length: this.shards }, (_, shard) => shard);
   }
 
   private indexKey(shard: number): string {
@@ -265,7 +264,7 @@ export class RedisPresenceStore implements PresenceStore {
     while (flips.length < limit) {
       const wanted = limit - flips.length;
       const dues = await Promise.all(
-        this.shardList().map((shard) => this.redis.zrangebyscore(this.indexKey(shard), "-inf", now, "LIMIT", 0, wanted)),
+        this.shardIds.map((shard) => this.redis.zrangebyscore(this.indexKey(shard), "-inf", now, "LIMIT", 0, wanted)),
       );
       const chosen = dues.flatMap((members, shard) => members.map((member) => ({ shard, member }))).slice(0, wanted);
       if (chosen.length === 0) break;
@@ -302,7 +301,7 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]> {
     const madeBy = Math.floor(nowMs - afterMs);
-    const counts = await Promise.all(this.shardList().map((shard) => this.redis.zcount(this.untoldKey(shard), "-inf", madeBy)));
+    const counts = await Promise.all(this.shardIds.map((shard) => this.redis.zcount(this.untoldKey(shard), "-inf", madeBy)));
     let left = limit;
     const shares = counts.map((count) => {
       const share = Math.min(count, left);
