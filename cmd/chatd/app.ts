@@ -16,7 +16,7 @@ import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSO
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
-import { isRevoked } from "../../internal/accounts/store.js";
+import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
@@ -130,10 +130,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     endpoints: pushEndpoints,
     providers: push.providers,
     isOnline: async (userId) => (await chat.onlineUsers([userId])).has(userId),
-    isDeviceActive: async (userId, deviceId) => {
-      const device = await storage.accounts.getDevice(userId, deviceId);
-      return device !== undefined && !device.revoked;
-    },
+    isDeviceActive: (userId, deviceId) => isActiveDevice(storage.accounts, userId, deviceId),
     channelMutedUntil: channelMutes(storage.channels),
     options: config.push.notifier,
     logger: logger.child({ component: "notifier" }),

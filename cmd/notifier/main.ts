@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { isActiveDevice } from "../../internal/accounts/store.js";
 import { channelMutes } from "../../internal/push/records.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
@@ -69,10 +70,7 @@ const notifier: Notifier = new Notifier({
         return false;
       },
     ),
-  isDeviceActive: async (userId, deviceId) => {
-    const device = await storage.accounts.getDevice(userId, deviceId);
-    return device !== undefined && !device.revoked;
-  },
+  isDeviceActive: (userId, deviceId) => isActiveDevice(storage.accounts, userId, deviceId),
   channelMutedUntil: channelMutes(storage.channels),
   options: config.push.notifier,
   logger: logger.child({ component: "notifier" }),

@@ -96,6 +96,12 @@ export async function isRevoked(accounts: AccountStore, userId: Id, deviceId: Id
   return (await accounts.getDevice(userId, deviceId))?.revoked === true;
 }
 
+/** A stored device still signed in: the notifier pushes to no other (a missing row is a device deleted with its account). */
+export async function isActiveDevice(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean> {
+  const device = await accounts.getDevice(userId, deviceId);
+  return device !== undefined && !device.revoked;
+}
+
 /** An account deleted with deleteUser: a row kept only as the sender of old messages. */
 export function isDeletedUser(user: UserRecord): boolean {
   return user.username === "";

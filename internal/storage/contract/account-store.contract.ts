@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isDeletedUser, type AccountStore } from "../../accounts/store.js";
+import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore } from "../../accounts/store.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -218,6 +218,21 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.equal(await s.getDevice(u.userId, gone.deviceId), undefined);
         assert.deepStrictEqual(await s.listDevices(u.userId), [kept]);
         await s.forgetDevice(u.userId, uniqueId()); // an unknown device: nothing to do
+      });
+
+      it("a signed-in device is active; a revoked one is revoked, and one with no row is neither", async () => {
+        const u = await newUser();
+        const [kept, gone] = [await newDevice(u.userId), await newDevice(u.userId)];
+        await s.revokeDevice(u.userId, gone.deviceId);
+        const unknown = uniqueId();
+        assert.deepEqual(
+          await Promise.all([kept.deviceId, gone.deviceId, unknown].map((d) => isActiveDevice(s, u.userId, d))),
+          [true, false, false],
+        );
+        assert.deepEqual(
+          await Promise.all([kept.deviceId, gone.deviceId, unknown].map((d) => isRevoked(s, u.userId, d))),
+          [false, true, false],
+        );
       });
     });
 
