@@ -198,8 +198,16 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const until = req.mutedUntil ? timestampMs(req.mutedUntil) : undefined;
       if (until !== undefined && !(until <= LATEST_MUTE_MS)) throw new ChatError("invalid_argument", "muted_until must be before the year 10000");
       const mutedUntilMs = until !== undefined && until > now() ? until : undefined;
-      await channels.setMute(me, channel.channelId, mutedUntilMs);
       const view = await channelView(deps, channel, member);
+      // A muted chat stays archived through new messages (isArchived); one a message has already
+      // brought back is out of the archive for good, or this mute would put it away again.
+      if (mutedUntilMs !== undefined) {
+        const place = (await channels.listPlaces(me)).get(channel.channelId);
+        if (place?.archivedAtMs !== undefined && !isArchived(place, view.last?.sentAtMs, false)) {
+          await channels.changePlace(me, channel.channelId, { archivedAtMs: null });
+        }
+      }
+      await channels.setMute(me, channel.channelId, mutedUntilMs);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 

@@ -400,6 +400,33 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await inboxOf(admin!), [1n, 2n, 3n, 4n, 5n, 6n]);
   });
 
+  it("a chat a message brought back from the archive stays in the list when it is muted afterwards", async () => {
+    const me = await api.signUp();
+    const peer = await api.signUp();
+    const dm = (await me.c.channels.openDirect({ userId: peer.userId })).channel!.channelId;
+    await send(peer, dm, "first");
+    api.clock.ms += 1000;
+    await me.c.channels.archiveChannel({ channelId: dm, archived: true });
+    api.clock.ms += 1000;
+    await send(peer, dm, "are you there?");
+    const listed = async (archived: boolean) => (await me.c.channels.listChannels({ archived })).channels.map((c) => c.channelId);
+    assert.deepEqual(await listed(false), [dm], "back by itself with the message");
+
+    const muted = (await me.c.channels.muteChannel({ channelId: dm, mutedUntil: timestampFromMs(Date.UTC(9999, 0, 1)) })).channel!;
+    assert.equal(muted.archived, false, "the mute's answer");
+    assert.deepEqual([await listed(false), await listed(true)], [[dm], []]);
+    api.clock.ms += 1000;
+    await send(peer, dm, "still here");
+    assert.deepEqual([await listed(false), await listed(true)], [[dm], []], "a later message changes nothing");
+
+    // Archived again while muted, it stays put away through new messages, as before.
+    api.clock.ms += 1000;
+    await me.c.channels.archiveChannel({ channelId: dm, archived: true });
+    api.clock.ms += 1000;
+    await send(peer, dm, "quiet");
+    assert.deepEqual([await listed(false), await listed(true)], [[], [dm]]);
+  });
+
   it("pins chats at the top and archives them out of the list; a message brings an archived chat back unless it is muted", async () => {
     const me = await api.signUp();
     const peers = await Promise.all([1, 2, 3].map(() => api.signUp()));
