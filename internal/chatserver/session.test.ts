@@ -4,7 +4,7 @@ import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../ge
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
-import { ChatServer } from "./server.js";
+import { ChatServer, type SessionLimits } from "./server.js";
 import type { SessionIdentity, SessionSink } from "./port.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -28,13 +28,13 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
 }
 
 /** Opens one session on a ChatServer over `inbox` and collects the frames it sends (and its closes). */
-function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0) {
+function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0, limits?: Partial<SessionLimits>) {
   const frames: ServerFrame[] = [];
   /** Every frame sent, in order (`next` takes from `frames`). */
   const log: ServerFrame[] = [];
   const closes: number[] = [];
   const waiters: (() => void)[] = [];
-  const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
+  const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, limits });
   const sink: SessionSink = {
     send: (f) => {
       const decoded = fromBinary(ServerFrameSchema, f as Uint8Array);
@@ -288,6 +288,41 @@ describe("session back-pressure and early frames", () => {
     const limited = answered().filter((f) => f.kind.case === "error" && f.kind.value.code === ErrorCode.RATE_LIMITED);
     assert.equal(acks.length, 100);
     assert.equal(limited.length, 50);
+    server.drain();
+  });
+});
+
+describe("session: rate limit", () => {
+  it("never closes a client that resends each RATE_LIMITED frame after its retry_after_ms, with many in flight at once", async () => {
+    const { server, handle, next, frames, closes } = openSession(inboxKeeping([]), undefined, { framesPerSecond: 200, frameBurst: 10 });
+    await next("welcome");
+    // Ten frames in flight at a time, 600 in all; each waits exactly as told before it goes again.
+    const answers = new Map<bigint, ServerFrame>();
+    const answerTo = (r: bigint) => {
+      for (const f of frames.splice(0)) if (f.ref) answers.set(f.ref, f);
+      return answers.get(r);
+    };
+    let ref = 0n;
+    let refused = 0;
+    const one = async () => {
+      for (;;) {
+        const r = ++ref;
+        handle.receive(frame({ ref: r, kind: { case: "heartbeat", value: {} } }));
+        const answer = await waitFor(() => (closes.length > 0 ? "closed" : answerTo(r)), "an answer");
+        if (answer === "closed" || answer.kind.case === "heartbeatAck") return;
+        const { kind } = answer;
+        assert.ok(kind.case === "error" && kind.value.code === ErrorCode.RATE_LIMITED, kind.case);
+        refused++;
+        await new Promise((done) => setTimeout(done, kind.value.retryAfterMs));
+      }
+    };
+    let sent = 0;
+    const worker = async () => {
+      for (; sent < 600 && closes.length === 0; sent++) await one();
+    };
+    await Promise.all(Array.from({ length: 10 }, worker));
+    assert.deepStrictEqual(closes, [], `closed after ${refused} refusals`);
+    assert.ok(refused > 100, `the limit was reached (${refused} refusals)`);
     server.drain();
   });
 });

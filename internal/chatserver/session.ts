@@ -17,7 +17,7 @@ import type { ChatServer } from "./server.js";
 const SYNC_PAGE = 200;
 const MAX_SYNC_PAGE = 1000;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
-/** Rate-limited frames in a row after which the session is closed as a flood. */
+/** Rate-limited frames at once after which the session is closed as a flood (see `refusals`). */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
@@ -66,17 +66,20 @@ export class Session implements SessionHandle {
   private pumpFailures = 0;
   private pumpRetry: ReturnType<typeof setTimeout> | undefined;
   private badFrames = 0;
-  private limitedFrames = 0;
-  /** Monotonic, as lastFrameAtMono. */
-  private lastLimitedAtMs = Number.NEGATIVE_INFINITY;
-  private retryAtMs = 0;
+  /**
+   * What the session may refuse before it is a flood: FLOOD_FRAMES_BEFORE_CLOSE
+   * at once, then twice the frame rate. A client that waits as told is
+   * refused about once for each frame it sends new (each refusal is told
+   * its own turn), which the frame rate bounds; one that does not wait runs
+   * through this in a moment.
+   */
+  private readonly refusals: TokenBucket;
   /** Wall clock: when the device was last heard from, for presence's last seen. */
   private lastFrameAtMs: number;
   /**
-   * The same on the monotonic clock (performance.now), for what measures
-   * time between frames: a wall clock stepped forward would make every
-   * session look silent and close them all, one stepped back would count a
-   * client that waited as told as a flood.
+   * The same on the monotonic clock (performance.now), for the silence
+   * sweep: a wall clock stepped forward would make every session look
+   * silent and close them all.
    */
   private lastFrameAtMono: number;
   private readonly frames: TokenBucket;
@@ -120,6 +123,7 @@ export class Session implements SessionHandle {
   ) {
     const limits = server.limits;
     this.frames = new TokenBucket(limits.framesPerSecond, limits.frameBurst);
+    this.refusals = new TokenBucket(2 * limits.framesPerSecond, FLOOD_FRAMES_BEFORE_CLOSE);
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
   }
@@ -181,9 +185,8 @@ export class Session implements SessionHandle {
     const early = this.early ?? [];
     this.early = undefined;
     for (const f of early) this.receive(f);
-    const retryAfterMs = Math.ceil(1000 / limits.framesPerSecond);
     for (const refused of this.earlyRefused) {
-      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", retryAfterMs));
+      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frames.later()));
     }
     this.earlyRefused = [];
     if (head > cursor || this.missedLive) this.pump();
@@ -223,18 +226,8 @@ export class Session implements SessionHandle {
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
     const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0) {
-      // A flood is a frame that comes before the retry time we advised: a
-      // client that waits as told is never closed, however busy it is. The
-      // count lasts until a quiet second, so an occasional allowed frame in a
-      // steady flood does not reset it.
-      const now = this.lastFrameAtMono;
-      if (now - this.lastLimitedAtMs > 1000) this.limitedFrames = 0;
-      this.lastLimitedAtMs = now;
-      if (now < this.retryAtMs && ++this.limitedFrames >= FLOOD_FRAMES_BEFORE_CLOSE) {
-        return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-      }
-      this.retryAtMs = now + retryAfterMs;
+    if (retryAfterMs > 0 && this.refusals.take() > 0) {
+      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     }
     let frame: ClientFrame;
     try {
@@ -266,9 +259,7 @@ export class Session implements SessionHandle {
       this.earlyBytes += bytes;
       return;
     }
-    if (this.earlyRefused.length >= FLOOD_FRAMES_BEFORE_CLOSE) {
-      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-    }
+    if (this.refusals.take() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
       this.earlyRefused.push(refusalOf(frame));

@@ -23,3 +23,35 @@ describe("TokenBucket", () => {
     assert.equal(b.take(), 0);
   });
 });
+
+describe("TokenBucket: refused takes", () => {
+  it("tells each refused take a later turn, a token apart, and each comes back to a token", () => {
+    let t = 1_000;
+    const b = new TokenBucket(10, 1, () => t);
+    assert.equal(b.take(), 0);
+    const waits = [b.take(), b.take(), b.take()];
+    assert.deepEqual(waits, [100, 200, 300]);
+    for (const w of waits) {
+      t = 1_000 + w;
+      assert.equal(b.take(), 0, `the take told to wait ${w} ms finds its token`);
+    }
+  });
+
+  it("promises from the first free token once the earlier promises are past", () => {
+    let t = 1_000;
+    const b = new TokenBucket(10, 1, () => t);
+    b.take();
+    assert.equal(b.take(), 100);
+    t = 5_000;
+    assert.equal(b.take(), 0, "the bucket refilled");
+    assert.equal(b.take(), 100, "the usual wait, not one behind a promise long past");
+  });
+
+  it("later() promises a turn without taking a token", () => {
+    let t = 1_000;
+    const b = new TokenBucket(10, 2, () => t);
+    assert.equal(b.later(), 1, "a token is there: its turn is now");
+    assert.equal(b.later(), 100);
+    assert.equal(b.take(), 0, "the tokens are still there");
+  });
+});

@@ -1,7 +1,16 @@
-/** A token bucket: `ratePerSec` tokens a second, holding at most `burst`. */
+/**
+ * A token bucket: `ratePerSec` tokens a second, holding at most `burst`.
+ *
+ * A refused take is told when to come back, and each refused take is told a
+ * later time than the one before, a token apart: told the same moment, every
+ * refused caller would come back at once, one would get the token, and the
+ * others would be refused again however exactly they waited as told.
+ */
 export class TokenBucket {
   private tokens: number;
   private last: number;
+  /** When the token last promised to a refused take is there (on `now`'s clock). */
+  private promisedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly ratePerSec: number,
@@ -13,16 +22,38 @@ export class TokenBucket {
     this.last = now();
   }
 
-  /** Takes one token; returns 0 when allowed, else the milliseconds until one is there. */
+  /** Takes one token; returns 0 when allowed, else the milliseconds until the caller's turn. */
   take(): number {
-    const t = this.now();
-    // A clock that went back (a wall clock given as `now`) refills nothing rather than owing the step.
-    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, t - this.last) * this.ratePerSec) / 1000);
-    this.last = t;
+    const t = this.refill();
     if (this.tokens >= 1) {
       this.tokens -= 1;
       return 0;
     }
-    return Math.ceil(((1 - this.tokens) * 1000) / this.ratePerSec);
+    return this.promise(t);
+  }
+
+  /**
+   * For something refused without a take (frames past a buffer): the
+   * milliseconds until its turn, promised as a refused take's is.
+   */
+  later(): number {
+    return this.promise(this.refill());
+  }
+
+  private refill(): number {
+    const t = this.now();
+    // A clock that went back (a wall clock given as `now`) refills nothing rather than owing the step,
+    // and the promises keep their distance from now.
+    if (t < this.last) this.promisedAt -= this.last - t;
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, t - this.last) * this.ratePerSec) / 1000);
+    this.last = t;
+    return t;
+  }
+
+  private promise(t: number): number {
+    const interval = 1000 / this.ratePerSec;
+    const due = t + (Math.max(0, 1 - this.tokens) * 1000) / this.ratePerSec;
+    this.promisedAt = Math.max(due, this.promisedAt + interval);
+    return Math.max(1, Math.ceil(this.promisedAt - t));
   }
 }
