@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import type { InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode, type InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { ScriptedSocket } from "./fake-browser.js";
 
@@ -106,5 +106,33 @@ describe("web: the realtime session", () => {
     session.stop();
     assert.equal(stored.get("chat.cursor.21"), undefined, "the new device's cursor moved by this tab");
     assert.equal(stored.get("chat.cursor.20"), "2");
+  });
+
+  it("keeps at most 32 sends out at once, sends the rest of the outbox as they are acked, in order, and retries a rate-limited one as told", async () => {
+    const auth = { current: { deviceId: "30", accessToken: "t" }, accessToken: async () => "t" };
+    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
+    const before = ScriptedSocket.all.length;
+    try {
+      session.start();
+      for (let i = 0; i < 100; i++) session.send(1n, `offline ${i}`, `k${i}`); // written while the socket was not welcomed
+      await waitFor(() => ScriptedSocket.all.length === before + 1, "the socket");
+      const socket = ScriptedSocket.all[before]!;
+      const sends = () => socket.frames().flatMap((f) => (f.kind.case === "send" ? [f.kind.value.clientMsgId] : []));
+      assert.deepEqual(sends(), [], "nothing goes out before the welcome");
+      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+      assert.deepEqual(sends(), Array.from({ length: 32 }, (_, i) => `k${i}`));
+
+      const ack = (id: string) => socket.push({ kind: { case: "sendAck", value: { clientMsgId: id } } });
+      ack("k0");
+      ack("k1");
+      assert.deepEqual(sends().slice(32), ["k32", "k33"], "one more out for each ack, in the outbox's order");
+      const refused = socket.frames().find((f) => f.kind.case === "send" && f.kind.value.clientMsgId === "k2")!;
+      socket.push({ ref: refused.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, clientMsgId: "k2", retryAfterMs: 250 } } });
+      assert.equal(sends().length, 34, "a send waiting to retry still holds its place");
+      await waitFor(() => sends().length === 35, "the retry");
+      assert.equal(sends()[34], "k2");
+    } finally {
+      session.stop();
+    }
   });
 });

@@ -75,6 +75,12 @@ interface Outgoing extends SendTarget {
  */
 /** A session up this long counts as steady: the reconnect backoff starts over. */
 const STEADY_MS = 30_000;
+/**
+ * Sends out at once; the rest of the outbox waits for their acks. An outbox
+ * filled while offline, sent whole, would be refused past the server's burst
+ * and close the session as a flood, again at every reconnect.
+ */
+const SENDS_IN_FLIGHT = 32;
 
 export class RealtimeSession {
   private ws?: WebSocket;
@@ -82,6 +88,8 @@ export class RealtimeSession {
   private acked = 0n;
   private nextRef = 1n;
   private readonly outbox = new Map<string, Outgoing>();
+  /** Of the outbox, what went out on this socket and is not answered yet (a send waiting to retry counts). */
+  private readonly inFlight = new Set<string>();
   private heartbeatTimer?: number;
   private reconnectTimer?: number;
   private steadyTimer?: number;
@@ -157,12 +165,14 @@ export class RealtimeSession {
   send(channelId: bigint, text: string, clientMsgId: string, target: SendTarget = {}): void {
     const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq, reactSeq: target.reactSeq };
     this.outbox.set(clientMsgId, out);
-    this.transmit(clientMsgId, out);
+    this.sendMore();
   }
 
   /** Forgets a queued text (the user gave up on a failed send). */
   discard(clientMsgId: string): void {
     this.outbox.delete(clientMsgId);
+    this.inFlight.delete(clientMsgId);
+    this.sendMore();
   }
 
   typing(channelId: bigint): void {
@@ -270,7 +280,8 @@ export class RealtimeSession {
         this.unanswered = 0;
         this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
         this.handlers.welcome(k.value);
-        for (const [id, out] of this.outbox) this.transmit(id, out);
+        this.inFlight.clear();
+        this.sendMore();
         if (this.cursor > this.acked) this.flushAck();
         if (!this.catchingUp) this.caughtUp();
         return;
@@ -293,6 +304,8 @@ export class RealtimeSession {
         return;
       case "sendAck":
         this.outbox.delete(k.value.clientMsgId);
+        this.inFlight.delete(k.value.clientMsgId);
+        this.sendMore();
         this.handlers.sent(k.value.clientMsgId, k.value);
         return;
       case "error":
@@ -347,11 +360,14 @@ export class RealtimeSession {
     const out = id ? this.outbox.get(id) : undefined;
     if (!out) return;
     if (err.code === ErrorCode.RATE_LIMITED || err.code === ErrorCode.UNAVAILABLE) {
-      // Same key again after the hint: the server keeps it exactly once.
-      window.setTimeout(() => this.outbox.has(id) && this.transmit(id, out), Math.max(200, err.retryAfterMs));
+      // Same key again after the hint: the server keeps it exactly once. A new socket's welcome sent it already.
+      const ws = this.ws;
+      window.setTimeout(() => this.ws === ws && this.outbox.has(id) && this.transmit(id, out), Math.max(200, err.retryAfterMs));
       return;
     }
     this.outbox.delete(id);
+    this.inFlight.delete(id);
+    this.sendMore();
     this.handlers.failed(id, err);
   }
 
@@ -372,9 +388,21 @@ export class RealtimeSession {
     if (this.frame({ kind: { case: "deliveryAck", value: { inboxSeq: this.cursor } } }) !== undefined) this.acked = this.cursor;
   }
 
-  private transmit(clientMsgId: string, out: Outgoing): void {
+  /** Sends the outbox's next texts, in the order they were queued, while fewer than SENDS_IN_FLIGHT are out. */
+  private sendMore(): void {
+    for (const [id, out] of this.outbox) {
+      if (this.inFlight.size >= SENDS_IN_FLIGHT) return;
+      if (this.inFlight.has(id)) continue;
+      if (!this.transmit(id, out)) return;
+      this.inFlight.add(id);
+    }
+  }
+
+  /** False when the socket is not open and welcomed. */
+  private transmit(clientMsgId: string, out: Outgoing): boolean {
     const { channelId, text, editSeq = 0n, deleteSeq = 0n, replyToSeq = 0n, reactSeq = 0n } = out;
     out.ref = this.frame({ kind: { case: "send", value: { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq } } });
+    return out.ref !== undefined;
   }
 
   private frame(init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined {
