@@ -80,8 +80,9 @@ describe("websocket gateway", () => {
   });
 
   describe("refuses an upgrade it will not take with a status, and lives on", () => {
-    const upgrade = (target: string, origin = "") =>
+    const upgrade = (target: string, origin = "", protocols = "") =>
       `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${origin ? `Origin: ${origin}\r\n` : ""}` +
+      `${protocols ? `Sec-WebSocket-Protocol: ${protocols}\r\n` : ""}` +
       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
     async function refusedGateway() {
@@ -114,6 +115,7 @@ describe("websocket gateway", () => {
       ["a target no URL parser takes", upgrade("//["), "HTTP/1.1 400 Bad Request"],
       ["another path", upgrade("/nope"), "HTTP/1.1 404 Not Found"],
       ["an origin not allowed", upgrade("/ws", "https://evil.example"), "HTTP/1.1 403 Forbidden"],
+      ["sub-protocols offered, none a framing (a bearer token alone)", upgrade("/ws", "", "bearer.token"), "HTTP/1.1 400 Bad Request"],
     ] as const) {
       it(`${what}: ${status.slice(9)}, and a client resetting the refused socket is no uncaught error`, async () => {
         const { server, gateway, accepted, port } = await refusedGateway();

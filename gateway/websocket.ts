@@ -89,7 +89,14 @@ export class WebSocketGateway {
       refuse(socket, "403 Forbidden");
       return;
     }
-    const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+    const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+    // A client that offers sub-protocols fails a socket that picks none of them (RFC 6455 4.1), so
+    // one that offers neither framing (only its bearer token) would open a session it drops at once.
+    if (offered.length > 0 && !offered.includes(PROTO_SUBPROTOCOL) && !offered.includes(JSON_SUBPROTOCOL)) {
+      this.metrics?.rejected.inc({ reason: "subprotocol" });
+      refuse(socket, "400 Bad Request", `offer the sub-protocol ${PROTO_SUBPROTOCOL} or ${JSON_SUBPROTOCOL} beside the bearer token`);
+      return;
+    }
     const token = offered.find((p) => p.startsWith(BEARER_PREFIX))?.slice(BEARER_PREFIX.length) ?? url.searchParams.get("access_token") ?? "";
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off("error", destroyOnError);
@@ -202,8 +209,10 @@ function destroyOnError(this: Duplex): void {
 }
 
 /** Answers an upgrade request it will not take with a bare status, and lets the socket go. */
-function refuse(socket: Duplex, status: string): void {
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+function refuse(socket: Duplex, status: string, why = ""): void {
+  const body = why && `${why}\n`;
+  const head = body ? `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` : "";
+  socket.end(`HTTP/1.1 ${status}\r\n${head}Connection: close\r\n\r\n${body}`);
 }
 
 /** The request's URL, or undefined for a target no URL parser takes (`//[`): a bad request, never a thrown error. */
