@@ -505,6 +505,10 @@ export type SyncBatch = Message<"chat.v1.SyncBatch"> & {
   entries: InboxEntry[];
 
   /**
+   * The inbox seq this page brings the device through: its last entry's, or
+   * for an empty page where the device already was. Not the user's newest
+   * seq (SyncInboxResponse's is): has_more says whether more follow.
+   *
    * @generated from field: uint64 head_inbox_seq = 2;
    */
   headInboxSeq: bigint;

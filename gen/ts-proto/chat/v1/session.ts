@@ -224,6 +224,11 @@ export interface MessageDelivery {
 
 export interface SyncBatch {
   entries: InboxEntry[];
+  /**
+   * The inbox seq this page brings the device through: its last entry's, or
+   * for an empty page where the device already was. Not the user's newest
+   * seq (SyncInboxResponse's is): has_more says whether more follow.
+   */
   headInboxSeq: bigint;
   hasMore: boolean;
   /**
