@@ -49,6 +49,25 @@ describe("web: the chat list kept current against slow answers", () => {
     assert.match(row(run, 30n)?.last ?? "", /back from the archive$/, "the chat back from the archive");
   });
 
+  it("takes a newer read position from ListChannels even when a message came live while it was on its way", async () => {
+    const server = new FakeServer();
+    server.addChat(20n, { readSeq: 3n, unreadCount: 5n }, 8);
+    run = await start(server);
+    assert.equal(row(run, 20n)?.unread, "5");
+
+    // Read to its end on another of my devices while this tab was offline: the receipt went by unseen here.
+    const c = server.channels.get("20")!;
+    c.readSeq = 8n;
+    c.unreadCount = 0n;
+    const answer = await reconnectWithSlowListing(run);
+    run.deliver(server.post(20n, "new"));
+    await settle();
+    await answer();
+
+    assert.equal(server.channels.get("20")!.unreadCount, 1n, "the server counts one");
+    assert.equal(row(run, 20n)?.unread, "1");
+  });
+
   it("does not bring back a chat I left, nor drop one I joined, while ListChannels was on its way", async () => {
     const server = new FakeServer();
     server.addChat(10n, {}, 2);

@@ -1884,12 +1884,11 @@ function keepNewer(c: Channel, prev: Channel): Channel {
     // That later message brought the chat back from the archive unless muted (onMessages, the server's rule).
     if (c.archived && !prev.archived && !isMuted(c)) c.archived = false;
   }
-  if (prev.readSeq > c.readSeq) {
-    c.readSeq = prev.readSeq;
-    const done = doneThrough(c);
-    const left = c.lastSeq > done ? c.lastSeq - done : 0n;
-    if (c.unreadCount > left) c.unreadCount = left;
-  }
+  if (prev.readSeq > c.readSeq) c.readSeq = prev.readSeq;
+  // The count taken with a later message was made from prev's read position, which may be behind c's.
+  const done = doneThrough(c);
+  const left = c.lastSeq > done ? c.lastSeq - done : 0n;
+  if (c.unreadCount > left) c.unreadCount = left;
   return c;
 }
 
