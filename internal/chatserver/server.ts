@@ -51,8 +51,12 @@ export interface PresenceHooks {
   deviceConnected(userId: Id, deviceId: Id): void;
   /** A heartbeat; with `atMs`, the re-touch of a live session as of its last frame. */
   deviceAlive(userId: Id, deviceId: Id, atMs?: number): void;
-  /** The session ended; `lastAliveMs` is its last frame. */
-  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number): void;
+  /**
+   * The session ended; `lastAliveMs` is its last frame. `silent`: it had sent
+   * nothing for three heartbeat intervals, so its end says nothing of the
+   * device (a network gone without a FIN): it was last alive at `lastAliveMs`.
+   */
+  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number, silent?: boolean): void;
   /** Logout or revocation (close code 4003): offline at once, no grace period. */
   deviceLoggedOut?(userId: Id, deviceId: Id): void;
   /**
@@ -255,7 +259,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // A logout is reported by closeDevice, at once rather than after the grace
     // period; a session that never started never said its device was online.
     if (!stillThere && session.started && code !== CloseCode.loggedOut) {
-      this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, session.idleSinceMs);
+      const silent = session.silentForMs(performance.now()) > 3 * this.limits.heartbeatIntervalMs;
+      this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, session.idleSinceMs, silent);
     }
   }
 

@@ -79,6 +79,18 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       assert.equal(await store.drop(id(), 1n, T), undefined, "unknown user");
     });
 
+    it("counts a device dropped while another keeps the user online toward the last seen of the later expiry", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 1_000); // the phone
+      await store.touch(u, 2n, T, T + 1_000); // the laptop
+      await store.touch(u, 1n, T + 100, T + 1_100, { ifAlive: true }); // the phone's socket drops: its grace period
+      await store.touch(u, 2n, T + 400, T + 1_400);
+      assert.equal(await store.drop(u, 2n, T + 500), undefined, "online through the phone's grace period");
+      const flips = (await store.expire(T + 1_200, 1000)).filter((f) => f.userId === u);
+      assert.deepEqual(flips.map((f) => f.lastSeenAtMs), [T + 500], "the laptop was alive until its logout");
+      assert.deepEqual(await store.get([u], T + 1_300), [{ userId: u, online: false, lastSeenAtMs: T + 500 }]);
+    });
+
     it("with ifAlive, extends a live device but never revives an expired one", async () => {
       const u = id();
       await store.touch(u, 1n, T, T + 1000);

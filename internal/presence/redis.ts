@@ -93,10 +93,12 @@ const DROP =
   `
 local h, z = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[2])
-redis.call('HDEL', h, ARGV[1])
+local dropped = redis.call('HDEL', h, ARGV[1])
 local maxe = prune(h, now)
 if maxe > 0 then
   redis.call('ZADD', z, maxe, ARGV[3])
+  -- The dropped device was alive until now: the last seen of a later expiry is no earlier.
+  if dropped == 1 and tonumber(redis.call('HGET', h, 'seen') or '0') < now then redis.call('HSET', h, 'seen', ARGV[2]) end
   return -1
 end
 redis.call('ZREM', z, ARGV[3])

@@ -96,7 +96,7 @@ export class PresenceTracker {
   private answeringSinceMs: number | undefined = -Infinity;
   private readonly recoveredListeners: (() => void)[] = [];
   /** Sessions that ended while the store failed, by "user/device": ended again when it answers. */
-  private readonly endedWhileAway = new Map<string, { userId: Id; deviceId: Id; lastAliveMs: number }>();
+  private readonly endedWhileAway = new Map<string, { userId: Id; deviceId: Id; lastAliveMs: number; silent: boolean }>();
 
   constructor(private readonly deps: PresenceTrackerDeps) {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
@@ -141,20 +141,25 @@ export class PresenceTracker {
   /**
    * The session ended: the device stays online for the grace period unless
    * it comes back. `lastAliveMs` (the session's last frame) tells a device
-   * the store lost with its data from one that expired.
+   * the store lost with its data from one that expired. The grace period
+   * runs from the end, which the device made; from `lastAliveMs` for a
+   * `silent` session, whose end the server made when it stopped hearing it.
    */
-  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number): void {
+  deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number, silent = false): void {
     const key = `${userId}/${deviceId}`;
     this.run(userId, async () => {
       const now = this.now();
       const recent = lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
+      const aliveAt = silent && lastAliveMs !== undefined ? Math.min(lastAliveMs, now) : now;
       let flip: PresenceFlip | undefined;
       try {
-        flip = await this.call((s) => s.touch(userId, deviceId, now, now + this.deps.graceMs, { ifAlive: true, orUnknownUser: recent }));
+        flip = await this.call((s) =>
+          s.touch(userId, deviceId, aliveAt, aliveAt + this.deps.graceMs, { ifAlive: true, orUnknownUser: recent }),
+        );
       } catch (err) {
         // No grace period was started, and no session is left to touch the
         // device again: ended again once the store answers (it may come back empty).
-        this.endedWhileAway.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now });
+        this.endedWhileAway.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent });
         throw err;
       }
       this.endedWhileAway.delete(key);
@@ -292,7 +297,9 @@ export class PresenceTracker {
     this.answeringSinceMs = this.now();
     this.deps.logger?.info("presence store answers again: touching live sessions, holding sweeps off for a grace period");
     for (const l of this.recoveredListeners) l();
-    for (const { userId, deviceId, lastAliveMs } of [...this.endedWhileAway.values()]) this.deviceDisconnected(userId, deviceId, lastAliveMs);
+    for (const { userId, deviceId, lastAliveMs, silent } of [...this.endedWhileAway.values()]) {
+      this.deviceDisconnected(userId, deviceId, lastAliveMs, silent);
+    }
   }
 
   /**

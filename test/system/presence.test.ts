@@ -181,3 +181,40 @@ describe("chatd system: presence", function () {
     assert.deepEqual(c.statuses(alice!.userId), []);
   });
 });
+
+describe("chatd system: presence of a device that went silent", function () {
+  this.timeout(60_000);
+  // Longer than the three heartbeat intervals after which the server closes a silent socket.
+  const LONG_GRACE_MS = 5_000;
+  let chatd: ChatdProcess;
+  const watchers: PresenceWatcher[] = [];
+  before(async () => {
+    chatd = await startChatd({
+      env: { CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS), CHAT_PRESENCE_GRACE_MS: String(LONG_GRACE_MS), CHAT_PRESENCE_SWEEP_MS: "50" },
+    });
+  });
+  after(async () => {
+    await Promise.all(watchers.map((w) => w.close()));
+    await chatd.stop();
+    removeDataDir(chatd.dataDir);
+  });
+
+  it("goes offline a grace period after its last heartbeat, not after the server closed its socket, with last seen its last heartbeat", async () => {
+    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice!, bob!);
+    const b = await PresenceWatcher.open(chatd.wsUrl, bob!.devices[0]!.token, HEARTBEAT_MS);
+    const a = await PresenceWatcher.open(chatd.wsUrl, alice!.devices[0]!.token, HEARTBEAT_MS);
+    watchers.push(a, b);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online");
+    // The last heartbeat; then the network goes without a FIN.
+    a.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
+    const lastHeartbeat = Date.now();
+    a.silence();
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline", 20_000);
+    const heardAfter = Date.now() - lastHeartbeat;
+    const lastSeen = timestampMs(b.events(alice!.userId)[1]!.lastSeenAt!);
+    assert.ok(Math.abs(lastSeen - lastHeartbeat) < 500, `last seen ${lastSeen - lastHeartbeat} ms after the last heartbeat`);
+    // The server closes the socket after 3 s of silence; restarting the grace period there would make it 8 s.
+    assert.ok(heardAfter < LONG_GRACE_MS + 2_000, `offline ${heardAfter} ms after the last heartbeat, grace ${LONG_GRACE_MS} ms`);
+  });
+});
