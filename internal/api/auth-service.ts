@@ -77,6 +77,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
    * limit signs out the devices seen least recently (never `keep`, the one
    * just made).
    */
+  /** Every push endpoint of the account: its devices', and those of devices already forgotten (tidyDevices). */
+  async function removeEndpoints(userId: Id): Promise<void> {
+    const endpoints = deps.push?.endpoints;
+    if (!endpoints) return;
+    for (const e of await endpoints.listForUser(userId)) await endpoints.remove(userId, e.deviceId);
+  }
+
   async function tidyDevices(userId: Id, keep: Id): Promise<void> {
     const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
     const devices = await deps.accounts.listDevices(userId);
@@ -86,6 +93,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       if (!d.revoked || d.lastSeenAtMs >= tokensExpiredBefore) continue;
       await deps.accounts.forgetDevice(userId, d.deviceId);
       await deps.inbox.dropCursor(userId, d.deviceId);
+      await deps.push?.endpoints.remove(userId, d.deviceId);
     }
     const active = devices.filter((d) => !d.revoked && d.deviceId !== keep);
     const excess = active.length + 1 - max;
@@ -270,7 +278,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       // asking again.
       const reason = "signed out: the account was deleted";
       await signOutAll(me, undefined, reason);
-      for (const d of await deps.accounts.listDevices(me)) await deps.push?.endpoints.remove(me, d.deviceId);
+      await removeEndpoints(me);
       for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
       for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
       const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
@@ -295,7 +303,8 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       await deps.accounts.deleteUser(me);
       // A login that read the account before it was marked deleted may have made its device since;
       // an add to a group or a new direct chat that checked the account before may have landed since.
-      for (const d of await signOutAll(me, undefined, reason)) await deps.push?.endpoints.remove(me, d.deviceId);
+      await signOutAll(me, undefined, reason);
+      await removeEndpoints(me);
       await leaveChats();
       count("account_deleted");
       return {};

@@ -120,3 +120,43 @@ describe("api: PushService keeps a device's settings when it registers again wit
     assert.deepEqual(await stored(), { address: "https://push.example.com/b", hidePreview: true, muted: false });
   });
 });
+
+describe("api: push endpoints go with their devices", () => {
+  let api: TestApi;
+  let db: SqliteDatabase;
+  let endpoints: SqlitePushEndpointStore;
+  beforeEach(async () => {
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k", allowHttpEndpoints: true } };
+    api = await TestApi.start(deps);
+  });
+  afterEach(async () => {
+    await api.close();
+    db.close();
+  });
+  const addresses = async (userId: bigint) => (await endpoints.listForUser(userId)).map((e) => e.address);
+
+  it("a signed-out device forgotten at a later login takes its endpoint along", async () => {
+    const alice = await api.signUp("alice", "correct horse");
+    await alice.c.push.registerPushEndpoint(webPush("http://127.0.0.1:9/old-phone"));
+    await alice.c.auth.logout({});
+    assert.deepEqual(await addresses(alice.userId), ["http://127.0.0.1:9/old-phone"], "kept until the device is forgotten");
+    api.clock.ms += 3 * 3600_000; // past any access token the old device held
+    await api.anon.auth.login({ username: "alice", password: "correct horse", device: { name: "laptop" } });
+    assert.deepEqual(await addresses(alice.userId), []);
+  });
+
+  it("DeleteAccount removes every endpoint of the account, also one whose device row is gone", async () => {
+    const alice = await api.signUp("alice", "correct horse");
+    await alice.c.push.registerPushEndpoint(webPush("http://127.0.0.1:9/phone"));
+    const laptop = await api.anon.auth.login({ username: "alice", password: "correct horse", device: { name: "laptop" } });
+    const onLaptop = api.clients(laptop.credentials!.accessToken);
+    await onLaptop.push.registerPushEndpoint(webPush("http://127.0.0.1:9/laptop"));
+    // The phone's row forgotten without its endpoint (as a build before the fix did).
+    await api.storage.accounts.revokeDevice(alice.userId, alice.deviceId);
+    await api.storage.accounts.forgetDevice(alice.userId, alice.deviceId);
+    await onLaptop.auth.deleteAccount({ password: "correct horse" });
+    assert.deepEqual(await addresses(alice.userId), []);
+  });
+});
