@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ReactionSchema, type InboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { MessageSchema, ReactionSchema, type InboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { FakeServer, PEER, appSuite, type Running } from "./chat-harness.js";
 import { ScriptedSocket, settle } from "./fake-browser.js";
@@ -68,6 +68,30 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
     assert.deepEqual(run.shownSeqs(), range(11, 60), "the newest page");
     const reactions = run.browser.root.querySelector(`[data-testid=message][data-seq="35"] [data-testid=reactions]`);
     assert.match(reactions?.textContent ?? "", /❤️/);
+  });
+
+  it("shows an edit that came live while the open chat was being read again", async () => {
+    const server = new FakeServer();
+    server.addChat(82n, {}, 40);
+    run = await start(server);
+    const r = run;
+    await openChat(r, 82n, 40);
+
+    const asked = server.count("listMessages");
+    const release = server.hold("listMessages");
+    const later = Array.from({ length: 20 }, () => server.post(82n));
+    await reconnectPastRetention(r, 11, later.slice(10));
+    await waitFor(() => server.count("listMessages") > asked, "the newest page asked again");
+    // Message 35, held here, is edited; the page on its way was read before.
+    Object.assign(server.history.get("82")![34]!, { text: "edited meanwhile", editedAt: timestampFromMs(Date.now()) });
+    const edit = create(MessageSchema, { channelId: 82n, targetSeq: 35n, messageId: 82_000_100n, senderUserId: PEER, senderDeviceId: 22n, text: "edited meanwhile", sentAt: timestampFromMs(Date.now()) });
+    r.deliver(edit);
+    await settle();
+    release();
+    await waitFor(() => r.shownSeqs().at(-1) === 60n, "the newest message");
+    await settle();
+
+    assert.equal(shownText(r, 35), "edited meanwhile");
   });
 
   it("shows the open chat's newest page with no gap when more expired than one page forward reads", async () => {

@@ -92,6 +92,13 @@ interface OpenChat {
    * first page landed: the page may have been read before them.
    */
   early: Message[];
+  /**
+   * For each page on its way once the chat is loaded (older messages, or
+   * the newest read again), the changes that arrived meanwhile: the page
+   * may have been read before them, and a change to a message not held
+   * applies to nothing when it arrives.
+   */
+  paging: Set<Message[]>;
   members: bigint[];
   /** How far each other member has read, by user id: their stored position (ListMembers), then their live receipts. */
   readBy: Map<string, bigint>;
@@ -748,6 +755,8 @@ export class ChatApp {
     if (!open) return;
     if (!open.loaded) return this.loadFirstPage(open);
     const newest = open.messages.at(-1)?.seq ?? 0n;
+    const meanwhile: Message[] = [];
+    open.paging.add(meanwhile);
     try {
       // Receipts are live only: what the others read while this tab was away comes from their members' positions.
       const [res, members] = await Promise.all([
@@ -759,9 +768,12 @@ export class ChatApp {
       await this.ensureUsers(res.messages.flatMap(peopleIn));
       if (this.open === open && missed) this.reloadMessages(open, res);
       else if (this.open === open) this.mergeMessages(open, res.messages);
+      this.applyLateChanges(open, meanwhile);
       this.mergeReadPositions(open, members.members);
     } catch {
       // the next reconnect tries again
+    } finally {
+      open.paging.delete(meanwhile);
     }
   }
 
@@ -878,6 +890,7 @@ export class ChatApp {
       }
       this.quoteLoads.get(qk)?.push(ch);
       if (open?.id === ch.channelId) {
+        for (const meanwhile of open.paging) meanwhile.push(ch);
         const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
         if (i >= 0) {
           open.messages[i] = applyChange(open.messages[i]!, ch);
@@ -1093,7 +1106,7 @@ export class ChatApp {
       location.hash = "";
       return;
     }
-    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], members: [], readBy: new Map() };
+    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], paging: new Set(), members: [], readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
@@ -1149,15 +1162,7 @@ export class ChatApp {
       const early = open.early;
       open.early = [];
       this.mergeMessages(open, [...res.messages, ...early], "bottom");
-      // A change that came while the page was read may or may not be in it.
-      let changed = false;
-      for (const ch of early.filter(isChange)) {
-        const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
-        if (i < 0) continue;
-        open.messages[i] = applyLate(open.messages[i]!, ch);
-        changed = true;
-      }
-      if (changed) this.rerenderMessages();
+      this.applyLateChanges(open, early.filter(isChange));
     } catch (err) {
       open.failed = true;
       if (this.open === open) this.toast(describeError(err));
@@ -1172,6 +1177,8 @@ export class ChatApp {
     if (!open || !open.loaded || !open.hasOlder || open.loadingOlder) return;
     open.loadingOlder = true;
     this.renderOlder();
+    const meanwhile: Message[] = [];
+    open.paging.add(meanwhile);
     try {
       const oldest = open.messages[0]?.seq ?? 0n;
       if (oldest === (this.channels.get(key(open.id))?.clearedThroughSeq ?? 0n) + 1n) {
@@ -1181,14 +1188,30 @@ export class ChatApp {
       const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit: PAGE });
       if (this.open !== open) return;
       await this.ensureUsers(res.messages.flatMap(peopleIn));
+      // The oldest went meanwhile (the window trimmed, or the chat read again): the page would leave a gap. Paging back asks again.
+      if ((open.messages[0]?.seq ?? 0n) !== oldest) return;
       open.hasOlder = res.hasMore;
       this.mergeMessages(open, res.messages, "keep");
+      this.applyLateChanges(open, meanwhile);
     } catch (err) {
       this.toast(describeError(err));
     } finally {
+      open.paging.delete(meanwhile);
       open.loadingOlder = false;
       if (this.open === open) this.renderOlder();
     }
+  }
+
+  /** Changes that came while a page was read, once it is merged: it may or may not show them. */
+  private applyLateChanges(open: OpenChat, changes: Message[]): void {
+    let changed = false;
+    for (const ch of changes) {
+      const i = open.messages.findIndex((m) => m.seq === ch.targetSeq);
+      if (i < 0) continue;
+      open.messages[i] = applyLate(open.messages[i]!, ch);
+      changed = true;
+    }
+    if (changed && this.open === open) this.rerenderMessages();
   }
 
   /** Adds messages to the open chat in seq order, each once, and keeps the scroll where the reader expects it. */
@@ -1797,17 +1820,23 @@ export class ChatApp {
       if (oldest - seq > 200n) return this.toast("That message is far back in the chat: scroll up to load it.");
       open.loadingOlder = true;
       this.renderOlder();
+      const meanwhile: Message[] = [];
+      open.paging.add(meanwhile);
       try {
         // A few more than needed, so the answered message is not the very first shown.
         const limit = Math.min(200, Number(oldest - seq) + 5);
         const res = await this.api.messages.listMessages({ channelId: open.id, anchorSeq: oldest, direction: PageDirection.BACKWARD, limit });
         if (this.open !== open) return;
         await this.ensureUsers(res.messages.flatMap(peopleIn));
+        // As in loadOlder: merged after the oldest went, the page would leave a gap.
+        if (open.messages[0]?.seq !== oldest) return;
         open.hasOlder = res.hasMore;
         this.mergeMessages(open, res.messages, "keep");
+        this.applyLateChanges(open, meanwhile);
       } catch (err) {
         return this.toast(describeError(err));
       } finally {
+        open.paging.delete(meanwhile);
         open.loadingOlder = false;
         if (this.open === open) this.renderOlder();
       }
