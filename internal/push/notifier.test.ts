@@ -32,6 +32,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
   let skips: SkipReason[];
   /** Channel mutes by `${userId}:${channelId}`, as the ChannelStore would answer. */
   let mutes: Map<string, number>;
+  /** Devices that sign out during a test. */
+  let signedOut: Set<Id>;
   const vapidSubject = "mailto:ops@chat.test";
   let provider: WebPushProvider;
   let seq = 0n;
@@ -50,6 +52,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
     askedOnline = [];
     skips = [];
     mutes = new Map();
+    signedOut = new Set();
   });
   afterEach(async () => {
     await notifier?.stop();
@@ -72,7 +75,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
       endpoints,
       providers: { web_push: provider },
       isOnline: async (u) => (askedOnline.push(u), online.has(u)),
-      isDeviceActive: async (_u, d) => d !== REVOKED,
+      isDeviceActive: async (_u, d) => d !== REVOKED && !signedOut.has(d),
       channelMutedUntil: async (u, c) => {
         if (c === UNREADABLE) throw new Error("storage away");
         return mutes.get(`${u}:${c}`);
@@ -220,6 +223,23 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.ok(gap1 >= 45, `first retry after ${gap1} ms`);
     assert.ok(gap2 >= 95, `second retry after ${gap2} ms`);
     assert.ok(await endpoints.get(1n, 10n), "a failing endpoint is kept");
+  });
+
+  it("does not retry to a user who came online, nor to a device that signed out, since the first try", async () => {
+    const toOnline = receiver.subscribe({ kind: "failFirst", times: 1, status: 503 });
+    const toGone = receiver.subscribe({ kind: "failFirst", times: 1, status: 503 });
+    await register(1n, 10n, toOnline);
+    await register(2n, 20n, toGone);
+    await startNotifier({ backoffBaseMs: 100 });
+    await notify(1n, 500n, "for user 1");
+    await notify(2n, 501n, "for user 2");
+    await waitFor(() => results.length === 2, "the first tries");
+    assert.deepEqual(results.map((r) => r.action), ["retry", "retry"]);
+    online.add(1n); // a session opened meanwhile: it has the message
+    signedOut.add(20n);
+    await notifier!.idle();
+    assert.equal(results.length, 2, "no second try");
+    assert.deepEqual(skips.sort(), ["online", "revoked_device"]);
   });
 
   it("honours Retry-After and gives up after maxAttempts", async () => {

@@ -118,6 +118,8 @@ export class Notifier {
   private readonly inflightByHost = new Map<string, number>();
   private readonly inflightJobs = new Set<Promise<void>>();
   private readonly flushing = new Set<Promise<void>>();
+  /** Retries due, asking again whether the user came online or the device signed out meanwhile. */
+  private readonly rechecking = new Set<Promise<void>>();
   private inflight = 0;
   private roomWaiters: (() => void)[] = [];
   private stopped = false;
@@ -157,12 +159,12 @@ export class Notifier {
     this.retryTimers.clear();
     this.ready.length = 0;
     this.wakeWaiters();
-    await Promise.all([...this.flushing, ...this.inflightJobs]);
+    await Promise.all([...this.flushing, ...this.rechecking, ...this.inflightJobs]);
   }
 
   /** Notifications in memory: collapsing, queued, waiting to retry or in flight. */
   get pending(): number {
-    return this.collapsing.size + this.flushing.size + this.ready.length + this.retryTimers.size + this.inflight;
+    return this.collapsing.size + this.flushing.size + this.rechecking.size + this.ready.length + this.retryTimers.size + this.inflight;
   }
 
   /** Resolves once nothing is pending (tests). */
@@ -312,8 +314,8 @@ export class Notifier {
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
-        this.ready.push({ ...job, attempt: job.attempt + 1 });
-        this.pump();
+        const p = this.retry(job).finally(() => this.rechecking.delete(p));
+        this.rechecking.add(p);
       }, delay);
       this.retryTimers.add(t);
     } else action = "dropped";
@@ -324,6 +326,24 @@ export class Notifier {
       );
     }
     this.deps.onResult?.({ endpoint: job.endpoint, notification: job.notification, attempt: job.attempt, outcome, action });
+  }
+
+  /**
+   * A retry comes up to minutes after the first try: the user may have come
+   * online (the live session has it) or the device signed out since. When
+   * that cannot be read, the push goes as the first one did.
+   */
+  private async retry(job: Job): Promise<void> {
+    const { userId, deviceId } = job.endpoint;
+    try {
+      if (this.deps.isOnline && (await this.deps.isOnline(userId))) return this.deps.onSkipped?.("online");
+      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) return this.deps.onSkipped?.("revoked_device");
+    } catch (err) {
+      this.deps.logger?.warn({ err }, "cannot tell whether a retried push is still due: sending it");
+    }
+    if (this.stopped) return;
+    this.ready.push({ ...job, attempt: job.attempt + 1 });
+    this.pump();
   }
 
   private backoff(attempt: number, retryAfterMs?: number): number {
