@@ -121,4 +121,17 @@ describe("web: the chat list kept current against slow answers", () => {
     run.channelEvent(ChannelEventKind.JOINED, 60n);
     await waitFor(() => row(run!, 60n)?.name === "Sixty again", "the chat back after joining again");
   });
+
+  it("reads the chat list again after a reconnect when it could not be read at start", async () => {
+    const server = new FakeServer();
+    server.addChat(10n, {}, 3);
+    const heal = server.fail("listChannels");
+    run = await start(server);
+    await settle();
+    assert.match(run.browser.root.querySelector("[data-testid=sidebar-note]")?.textContent ?? "", /Loading chats/);
+
+    heal();
+    await run.reconnect();
+    await waitFor(() => row(run!, 10n) !== undefined, "the chat list", 5_000);
+  });
 });

@@ -181,6 +181,8 @@ export class ChatApp {
   private readonly cleanups: (() => void)[] = [];
   private open?: OpenChat;
   private channelsLoaded = false;
+  /** The chat list could not be read (yet): the next catch-up asks again. */
+  private channelsFailed = false;
   /** The sidebar shows the archived chats instead of the list. */
   private showArchive = false;
   /** The dialog of the invite link the page was opened at (#/join/<code>). */
@@ -587,6 +589,7 @@ export class ChatApp {
       this.renderHeader();
       await this.fetchPresence(peers);
     } catch (err) {
+      this.channelsFailed = true;
       this.toast(describeError(err));
       this.renderSidebar();
     }
@@ -749,7 +752,8 @@ export class ChatApp {
    * so the open chat is read again from its newest page.
    */
   private async reconcile(missed = false): Promise<void> {
-    if (!this.channelsLoaded) return;
+    // Until the first listing is in, start() reads it; one that failed is read here, or the list says "Loading chats…" for good.
+    if (!this.channelsLoaded && !this.channelsFailed) return;
     await this.loadChannels();
     const open = this.open;
     if (!open) return;
