@@ -1,4 +1,7 @@
 import { strict as assert } from "node:assert";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { CredentialsSchema } from "../../gen/es/chat/v1/auth_pb.js";
 
 // The web client's Auth in Node: localStorage and the storage event of another tab, as a browser has them.
 const stored = new Map<string, string>();
@@ -7,6 +10,8 @@ const browserGlobals = {
   localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
   window: { addEventListener: (type: string, f: (e: { key: string | null }) => void) => type === "storage" && storageListeners.push(f) },
   location: { origin: "http://127.0.0.1" },
+  // No Web Locks: a refresh runs at once.
+  navigator: {},
 };
 let Auth: typeof import("../../web/src/auth.js").Auth;
 
@@ -53,5 +58,44 @@ describe("web: one signed-in device for every tab", () => {
     auth.onSwitched(() => switched++);
     anotherTab(credentials("3", "33"));
     assert.equal(switched, 1);
+  });
+
+  /** Credentials as the server answers a sign-in or refresh, the n-th of device `deviceId`. */
+  const issued = (n: number, deviceId = 11n) =>
+    create(CredentialsSchema, { accessToken: `a${n}`, refreshToken: `r${n}`, userId: 1n, deviceId, accessTokenExpiresAt: timestampFromMs(Date.now() + 15 * 60_000) });
+
+  /** An Auth signed in, whose refreshes are answered when the returned function is called. */
+  function slowRefresh(): { auth: InstanceType<typeof Auth>; answer: (n: number) => void } {
+    const auth = new Auth();
+    auth.store(issued(0));
+    let answer!: (v: unknown) => void;
+    (auth as unknown as { client: unknown }).client = { refresh: () => new Promise((r) => (answer = r)) };
+    return { auth, answer: (n) => answer({ credentials: issued(n) }) };
+  }
+
+  it("does not store a refresh's answer after another tab signed out while it was on its way", async () => {
+    const { auth, answer } = slowRefresh();
+    let lost = 0;
+    auth.onLost(() => lost++);
+    const refreshing = auth.refresh(true);
+    await new Promise((r) => setImmediate(r));
+    anotherTab(undefined);
+    assert.equal(lost, 1);
+    answer(1);
+    await assert.rejects(refreshing);
+
+    assert.equal(stored.get("chat.credentials"), undefined, "the signed-out device stored again");
+    assert.equal(auth.current, undefined);
+  });
+
+  it("does not store a refresh's answer over another tab's sign-in made while it was on its way", async () => {
+    const { auth, answer } = slowRefresh();
+    const refreshing = auth.refresh(true);
+    await new Promise((r) => setImmediate(r));
+    anotherTab(credentials("2", "22"));
+    answer(1);
+    await refreshing;
+
+    assert.equal(auth.current?.deviceId, "22");
   });
 });

@@ -126,6 +126,9 @@ export class Auth {
       if (fresh && (!force || c.accessToken !== seen)) return c;
       try {
         const res = await this.client.refresh({ refreshToken: c.refreshToken });
+        // Another tab signed out, or in, meanwhile: stored, the answer would undo that for every tab.
+        const now = this.read();
+        if (now?.deviceId !== c.deviceId || now.refreshToken !== c.refreshToken) return this.required();
         return this.store(res.credentials!);
       } catch (err) {
         if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
