@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
-import { MemberSchema } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { MemberSchema, PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { FakeServer, ME, PEER, message, appSuite, type Running } from "./chat-harness.js";
 import { settle } from "./fake-browser.js";
@@ -26,5 +27,32 @@ describe("web: seen marks of a group opened", () => {
     const seen = r.browser.root.querySelector("[data-testid=seen-by]");
     assert.ok(seen, "Seen by shown");
     assert.match(seen.textContent ?? "", /everyone/i);
+  });
+
+  it("counts a member who joined while the group is open in Seen by and online", async () => {
+    const CAROL = 3n;
+    const server = new FakeServer();
+    server.addChat(81n, { memberCount: 2 }, 0);
+    server.history.set("81", [message(81n, 1n, "mine", ME)]);
+    server.members.set("81", [ME, PEER].map((userId) => create(MemberSchema, { userId, readSeq: 0n })));
+    run = await start(server);
+    const r = run;
+    browser.go("#/c/81");
+    await waitFor(() => r.shownSeqs().length === 1, "the message");
+    await settle();
+    assert.equal(r.browser.root.querySelector("[data-testid=seen-by]"), null);
+
+    // Carol is added, and is online; the channel event tells this device.
+    server.channels.get("81")!.memberCount = 3;
+    server.members.set("81", [ME, PEER, CAROL].map((userId) => create(MemberSchema, { userId, readSeq: 0n })));
+    server.presence.set(String(CAROL), create(PresenceSchema, { userId: CAROL, status: PresenceStatus.ONLINE }));
+    r.channelEvent(ChannelEventKind.JOINED, 81n, CAROL);
+    await settle();
+    assert.match(r.browser.root.querySelector("[data-testid=chat-status]")?.textContent ?? "", /3 members, 1 online/);
+
+    // She reads my message.
+    r.socket().push({ kind: { case: "receipt", value: { channelId: 81n, userId: CAROL, seq: 1n } } });
+    await settle();
+    assert.match(r.browser.root.querySelector("[data-testid=seen-by]")?.textContent ?? "", /Seen by User 3/);
   });
 });

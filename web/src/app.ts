@@ -100,6 +100,8 @@ interface OpenChat {
    */
   paging: Set<Message[]>;
   members: bigint[];
+  /** ListMembers calls asked for it (loadMembers). */
+  membersAsked: number;
   /** How far each other member has read, by user id: their stored position (ListMembers), then their live receipts. */
   readBy: Map<string, bigint>;
 }
@@ -222,6 +224,9 @@ export class ChatApp {
         if (!c) return;
         if (ev.kind === ChannelEventKind.LEFT && ev.userId === this.me) return this.removeChannel(c.channelId);
         void this.describe(c.channelId);
+        const open = this.open;
+        const joinedOrLeft = ev.kind === ChannelEventKind.JOINED || ev.kind === ChannelEventKind.LEFT;
+        if (joinedOrLeft && open?.id === c.channelId && this.channels.get(key(open.id))?.kind === ChannelKind.GROUP) void this.loadMembers(open, false).catch(() => undefined);
       },
       typing: (ev) => this.onTyping(ev.channelId, ev.userId),
       receipt: (ev) => this.onReceipt(ev.channelId, ev.userId, ev.seq),
@@ -1110,7 +1115,7 @@ export class ChatApp {
       location.hash = "";
       return;
     }
-    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], paging: new Set(), members: [], readBy: new Map() };
+    const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], paging: new Set(), members: [], membersAsked: 0, readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
     this.endEdit();
@@ -1135,20 +1140,33 @@ export class ChatApp {
     // A 1:1 chat's members too: their read positions say what the peer has seen before any receipt arrives live.
     const direct = c.kind !== ChannelKind.GROUP;
     const presence = direct ? this.fetchPresence([c.peerUserId]) : Promise.resolve();
-    const members = this.api.channels.listMembers({ channelId }).then(async (r) => {
-      // A group's "Seen by" counts and names its members: they must be known before the
-      // read positions render it, or the messages, loaded first, show none until the next render.
-      if (!direct) {
-        open.members = r.members.map((m) => m.userId);
-        await this.ensureUsers(open.members);
-      }
-      this.mergeReadPositions(open, r.members);
-      if (direct) return;
-      await this.fetchPresence(open.members);
-      if (this.open === open) this.renderHeader();
-    });
+    const members = this.loadMembers(open, direct);
     await this.loadFirstPage(open);
     await Promise.all([members.catch(() => undefined), presence.catch(() => undefined)]);
+  }
+
+  /**
+   * The open chat's members and their read positions: when it opens, and
+   * in a group again when someone joins or leaves ("Seen by" and "N online"
+   * count the members). An answer asked before a later one is not kept.
+   */
+  private async loadMembers(open: OpenChat, direct: boolean): Promise<void> {
+    const turn = ++open.membersAsked;
+    const r = await this.api.channels.listMembers({ channelId: open.id });
+    if (turn < open.membersAsked) return;
+    // A group's "Seen by" counts and names its members: they must be known before the
+    // read positions render it, or the messages, loaded first, show none until the next render.
+    if (!direct) {
+      open.members = r.members.map((m) => m.userId);
+      await this.ensureUsers(open.members);
+    }
+    this.mergeReadPositions(open, r.members);
+    if (direct) return;
+    await this.fetchPresence(open.members);
+    if (this.open === open) {
+      this.renderHeader();
+      this.rerenderMessages();
+    }
   }
 
   /** The open chat's newest page, with what came live after it was read. */
