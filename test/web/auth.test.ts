@@ -98,4 +98,31 @@ describe("web: one signed-in device for every tab", () => {
 
     assert.equal(auth.current?.deviceId, "22");
   });
+
+  it("keeps a token's lifetime by the browser's clock when it is ahead of the server's: no refresh before every call, one near the end", async () => {
+    const skewMs = 20 * 60_000;
+    const realNow = Date.now;
+    let localNow = realNow();
+    Date.now = () => localNow;
+    try {
+      // Signed as the server signs them: its clock (20 minutes behind this browser's) in the payload, 15 minutes to live.
+      const token = (n: number) => {
+        const iat = localNow - skewMs;
+        const body = Buffer.from(JSON.stringify({ kid: "k", sub: "1", dev: "11", iat, exp: iat + 15 * 60_000 })).toString("base64url");
+        return create(CredentialsSchema, { accessToken: `${body}.sig${n}`, refreshToken: `r${n}`, userId: 1n, deviceId: 11n, accessTokenExpiresAt: timestampFromMs(iat + 15 * 60_000) });
+      };
+      let refreshes = 0;
+      const auth = new Auth();
+      (auth as unknown as { client: unknown }).client = { refresh: async () => ({ credentials: token(++refreshes) }) };
+      auth.store(token(0));
+      for (let i = 0; i < 10; i++) await auth.accessToken();
+      assert.equal(refreshes, 0, "refreshed a token signed a moment ago");
+
+      localNow += 14.5 * 60_000;
+      assert.match(await auth.accessToken(), /\.sig1$/, "a token half a minute from its end refreshed first");
+      assert.equal(refreshes, 1);
+    } finally {
+      Date.now = realNow;
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { tsMs } from "./format.js";
 /** What survives a reload: kept in localStorage, shared by the tabs of this browser. */
 export interface StoredCredentials {
   accessToken: string;
+  /** By this browser's clock (the server's may be far from it): when the token was stored, plus its lifetime. */
   accessExpiresAtMs: number;
   accessIssuedAtMs: number;
   refreshToken: string;
@@ -24,6 +25,22 @@ const KEY = "chat.credentials";
 function needsRefresh(c: StoredCredentials, now = Date.now()): boolean {
   const margin = Math.min(60_000, (c.accessExpiresAtMs - (c.accessIssuedAtMs ?? 0)) / 4);
   return c.accessExpiresAtMs - now <= margin;
+}
+
+/**
+ * When the server signed the access token, by its own clock: the `iat` of
+ * the token's payload (base64url JSON before the signature); undefined when
+ * it does not say.
+ */
+function issuedAt(token: string): number | undefined {
+  const dot = token.indexOf(".");
+  if (dot <= 0) return undefined;
+  try {
+    const iat = (JSON.parse(atob(token.slice(0, dot).replace(/-/g, "+").replace(/_/g, "/"))) as { iat?: unknown }).iat;
+    return typeof iat === "number" && Number.isFinite(iat) ? iat : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -79,10 +96,15 @@ export class Auth {
 
   store(c: Credentials, user?: User): StoredCredentials {
     const prev = this.read();
+    const now = Date.now();
+    const expires = tsMs(c.accessTokenExpiresAt);
+    const issued = issuedAt(c.accessToken);
+    // The expiry is by the server's clock, which this browser's may be far from: kept as the token's lifetime from now.
+    const lifetime = expires === undefined ? 5 * 60_000 : expires - (issued ?? now);
     const stored: StoredCredentials = {
       accessToken: c.accessToken,
-      accessExpiresAtMs: tsMs(c.accessTokenExpiresAt) ?? Date.now() + 5 * 60_000,
-      accessIssuedAtMs: Date.now(),
+      accessExpiresAtMs: now + lifetime,
+      accessIssuedAtMs: now,
       refreshToken: c.refreshToken,
       userId: c.userId.toString(),
       deviceId: c.deviceId.toString(),
