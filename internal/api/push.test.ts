@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createECDH, randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { SqlitePushEndpointStore } from "../push/sqlite.js";
-import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
+import { openDatabase } from "../storage/sqlite/database.js";
 import type { ApiDeps } from "./deps.js";
 import type { PushApiDeps } from "./push-service.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
@@ -15,22 +15,27 @@ function webPush(endpoint: string) {
   return { endpoint: { case: "webPush" as const, value } };
 }
 
+/** A TestApi whose PushService keeps endpoints in an in-memory SQLite store (Web Push only). */
+async function pushApi(allowHttpEndpoints = false) {
+  const db = openDatabase(":memory:");
+  const endpoints = new SqlitePushEndpointStore(db);
+  const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k", allowHttpEndpoints } };
+  const api = await TestApi.start(deps);
+  return { api, endpoints, close: async () => (await api.close(), db.close()) };
+}
+
 describe("api: PushService refuses Web Push endpoints that reach into private networks", () => {
-  let api: TestApi;
-  let db: SqliteDatabase;
+  let h: Awaited<ReturnType<typeof pushApi>>;
   let endpoints: SqlitePushEndpointStore;
   let user: TestUser;
 
   async function start(allowHttpEndpoints: boolean) {
-    db = openDatabase(":memory:");
-    endpoints = new SqlitePushEndpointStore(db);
-    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k", allowHttpEndpoints } };
-    api = await TestApi.start(deps);
-    user = await api.signUp();
+    h = await pushApi(allowHttpEndpoints);
+    endpoints = h.endpoints;
+    user = await h.api.signUp();
   }
   afterEach(async () => {
-    await api.close();
-    db.close();
+    await h.close();
   });
 
   const refusals: [string, string, RegExp][] = [
@@ -89,25 +94,18 @@ describe("api: PushService refuses Web Push endpoints that reach into private ne
 });
 
 describe("api: PushService keeps a device's settings when it registers again without any", () => {
-  let api: TestApi;
-  let db: SqliteDatabase;
-  let endpoints: SqlitePushEndpointStore;
-
+  let h: Awaited<ReturnType<typeof pushApi>>;
   beforeEach(async () => {
-    db = openDatabase(":memory:");
-    endpoints = new SqlitePushEndpointStore(db);
-    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k" } };
-    api = await TestApi.start(deps);
+    h = await pushApi();
   });
   afterEach(async () => {
-    await api.close();
-    db.close();
+    await h.close();
   });
 
   it("a registration without settings keeps the endpoint's; one with settings sets them; a new endpoint gets the defaults", async () => {
-    const user = await api.signUp();
+    const user = await h.api.signUp();
     const stored = async () => {
-      const e = await endpoints.get(user.userId, user.deviceId);
+      const e = await h.endpoints.get(user.userId, user.deviceId);
       return e && { address: e.address, hidePreview: e.hidePreview, muted: e.muted };
     };
     await user.c.push.registerPushEndpoint(webPush("https://push.example.com/a"));
@@ -123,19 +121,15 @@ describe("api: PushService keeps a device's settings when it registers again wit
 
 describe("api: push endpoints go with their devices", () => {
   let api: TestApi;
-  let db: SqliteDatabase;
-  let endpoints: SqlitePushEndpointStore;
+  let h: Awaited<ReturnType<typeof pushApi>>;
   beforeEach(async () => {
-    db = openDatabase(":memory:");
-    endpoints = new SqlitePushEndpointStore(db);
-    const deps: Partial<ApiDeps> & PushApiDeps = { push: { endpoints, enabled: new Set(["web_push"]), vapidPublicKey: "k", allowHttpEndpoints: true } };
-    api = await TestApi.start(deps);
+    h = await pushApi(true);
+    api = h.api;
   });
   afterEach(async () => {
-    await api.close();
-    db.close();
+    await h.close();
   });
-  const addresses = async (userId: bigint) => (await endpoints.listForUser(userId)).map((e) => e.address);
+  const addresses = async (userId: bigint) => (await h.endpoints.listForUser(userId)).map((e) => e.address);
 
   it("a signed-out device forgotten at a later login takes its endpoint along", async () => {
     const alice = await api.signUp("alice", "correct horse");
