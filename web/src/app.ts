@@ -764,8 +764,7 @@ export class ChatApp {
     if (!open) return;
     if (!open.loaded) return this.loadFirstPage(open);
     const newest = open.messages.at(-1)?.seq ?? 0n;
-    const meanwhile: Message[] = [];
-    open.paging.add(meanwhile);
+    const page = this.pageOnItsWay(open);
     try {
       // Receipts are live only: what the others read while this tab was away comes from their members' positions.
       const [res, members] = await Promise.all([
@@ -777,12 +776,12 @@ export class ChatApp {
       await this.ensureUsers(res.messages.flatMap(peopleIn));
       if (this.open === open && missed) this.reloadMessages(open, res);
       else if (this.open === open) this.mergeMessages(open, res.messages);
-      this.applyLateChanges(open, meanwhile);
+      page.merged();
       this.mergeReadPositions(open, members.members);
     } catch {
       // the next reconnect tries again
     } finally {
-      open.paging.delete(meanwhile);
+      page.done();
     }
   }
 
@@ -1199,8 +1198,7 @@ export class ChatApp {
     if (!open || !open.loaded || !open.hasOlder || open.loadingOlder) return;
     open.loadingOlder = true;
     this.renderOlder();
-    const meanwhile: Message[] = [];
-    open.paging.add(meanwhile);
+    const page = this.pageOnItsWay(open);
     try {
       const oldest = open.messages[0]?.seq ?? 0n;
       if (oldest === (this.channels.get(key(open.id))?.clearedThroughSeq ?? 0n) + 1n) {
@@ -1214,14 +1212,21 @@ export class ChatApp {
       if ((open.messages[0]?.seq ?? 0n) !== oldest) return;
       open.hasOlder = res.hasMore;
       this.mergeMessages(open, res.messages, "keep");
-      this.applyLateChanges(open, meanwhile);
+      page.merged();
     } catch (err) {
       this.toast(describeError(err));
     } finally {
-      open.paging.delete(meanwhile);
+      page.done();
       open.loadingOlder = false;
       if (this.open === open) this.renderOlder();
     }
+  }
+
+  /** A read of a page of the open chat starts: `merged()` once its page is in applies the changes that came meanwhile; `done()` ends it. */
+  private pageOnItsWay(open: OpenChat): { merged: () => void; done: () => void } {
+    const meanwhile: Message[] = [];
+    open.paging.add(meanwhile);
+    return { merged: () => this.applyLateChanges(open, meanwhile), done: () => void open.paging.delete(meanwhile) };
   }
 
   /** Changes that came while a page was read, once it is merged: it may or may not show them. */
@@ -1842,8 +1847,7 @@ export class ChatApp {
       if (oldest - seq > 200n) return this.toast("That message is far back in the chat: scroll up to load it.");
       open.loadingOlder = true;
       this.renderOlder();
-      const meanwhile: Message[] = [];
-      open.paging.add(meanwhile);
+      const page = this.pageOnItsWay(open);
       try {
         // A few more than needed, so the answered message is not the very first shown.
         const limit = Math.min(200, Number(oldest - seq) + 5);
@@ -1854,11 +1858,11 @@ export class ChatApp {
         if (open.messages[0]?.seq !== oldest) return;
         open.hasOlder = res.hasMore;
         this.mergeMessages(open, res.messages, "keep");
-        this.applyLateChanges(open, meanwhile);
+        page.merged();
       } catch (err) {
         return this.toast(describeError(err));
       } finally {
-        open.paging.delete(meanwhile);
+        page.done();
         open.loadingOlder = false;
         if (this.open === open) this.renderOlder();
       }
