@@ -44,14 +44,39 @@ export function publicApi(server: string): Api {
   return clients(server);
 }
 
-export function toSavedLogin(server: string, username: string, c: Credentials): SavedLogin {
+/**
+ * When the server signed an access token, by its own clock: the `iat` of the
+ * token's payload (base64url JSON before the signature); undefined when it
+ * does not say.
+ */
+function issuedAt(token: string): number | undefined {
+  const dot = token.indexOf(".");
+  if (dot <= 0) return undefined;
+  try {
+    const iat = (JSON.parse(Buffer.from(token.slice(0, dot), "base64url").toString("utf8")) as { iat?: unknown }).iat;
+    return typeof iat === "number" && Number.isFinite(iat) ? iat : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Credentials as saved. The token's expiry is by the server's clock, which
+ * this machine's may be far from (ahead, every call would refresh first;
+ * behind, expired tokens would be sent): it is kept as the token's lifetime
+ * (its expiry less its issue time, both the server's) from `now`, when it
+ * came, by this machine's clock.
+ */
+export function toSavedLogin(server: string, username: string, c: Credentials, now = Date.now()): SavedLogin {
+  const expires = c.accessTokenExpiresAt ? timestampMs(c.accessTokenExpiresAt) : undefined;
+  const lifetime = expires === undefined ? 60_000 : expires - (issuedAt(c.accessToken) ?? now);
   return {
     server,
     username,
     userId: c.userId.toString(),
     deviceId: c.deviceId.toString(),
     accessToken: c.accessToken,
-    accessExpiresAtMs: c.accessTokenExpiresAt ? timestampMs(c.accessTokenExpiresAt) : Date.now() + 60_000,
+    accessExpiresAtMs: now + lifetime,
     refreshToken: c.refreshToken,
   };
 }

@@ -9,6 +9,7 @@ export interface SavedLogin {
   userId: string;
   deviceId: string;
   accessToken: string;
+  /** By this machine's clock (the server's may be far from it): when the token came, plus its lifetime. */
   accessExpiresAtMs: number;
   refreshToken: string;
 }
