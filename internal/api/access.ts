@@ -28,6 +28,23 @@ export async function requireMember(
 }
 
 /**
+ * Who hears that `me` read a channel: every member, except across a block in
+ * a direct chat, where only `me`'s own devices do: the pair tell each other
+ * nothing while it stands.
+ */
+export async function receiptAudience(deps: ApiDeps, channel: ChannelRecord, me: Id): Promise<Id[]> {
+  const members = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+  return (await blockedPair(deps, channel, me, members)) ? [me] : members;
+}
+
+/** Whether `me` and the other of a direct chat's pair blocked each other, either way. */
+export async function blockedPair(deps: ApiDeps, channel: ChannelRecord, me: Id, memberIds: readonly Id[]): Promise<boolean> {
+  if (channel.kind !== "direct") return false;
+  const peer = memberIds.find((id) => id !== me);
+  return peer !== undefined && (await deps.accounts.blockersBetween(me, peer)).length > 0;
+}
+
+/**
  * How far back a view looks for the caller's own newest message among the
  * unread ones: past it the count is large anyway, and clients show "99+".
  */

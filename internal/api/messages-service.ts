@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { channelView, pushChannelEvent, requireMember } from "./access.js";
+import { channelView, pushChannelEvent, receiptAudience, requireMember } from "./access.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -119,7 +119,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, await channelView(deps, channel, member));
       }
       if (readSeq > member.readSeq) {
-        const members = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+        const members = await receiptAudience(deps, channel, me);
         const frame = create(ServerFrameSchema, {
           kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },
         });

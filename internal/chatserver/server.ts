@@ -376,9 +376,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const channels = this.deps.channels;
     if (!(await channels.getMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
     const readSeq = await channels.advanceReadSeq(channelId, userId, seq);
-    const members = await channels.listMembers(channelId);
+    // Across a block in a direct chat only the reader's own devices hear of it: the pair tell each other nothing.
+    // memberIds first: it learns the pair that isBlocked asks about.
+    const memberIds = await this.members.memberIds(channelId);
+    const members = (await this.members.isBlocked(channelId, userId)) ? [userId] : memberIds;
     await (this.deps.directory ?? this).pushToUsers(
-      members.map((m) => m.userId),
+      members,
       create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }),
     );
   }

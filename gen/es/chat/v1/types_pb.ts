@@ -259,7 +259,8 @@ export type Member = Message$1<"chat.v1.Member"> & {
   /**
    * The seq of the last message this member has read, as their receipts
    * moved it (what ReceiptEvent tells live): what a client shows as seen
-   * when it opens a chat. Their own sends do not move it.
+   * when it opens a chat. Their own sends do not move it. In a direct chat
+   * where either of the pair blocked the other, the other's reads 0.
    *
    * @generated from field: uint64 read_seq = 4;
    */
