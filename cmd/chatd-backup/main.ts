@@ -1,5 +1,8 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { EnvReader } from "../../internal/config/env.js";
-import { backupDataDir } from "../../internal/storage/sqlite/backup.js";
+import { removeAbandonedPartials } from "../../internal/storage/sqlite/backup.js";
 import { exitOnConfigError } from "../shared.js";
 
 // `npm run backup -- <new directory>`: a copy of chatd's data directory
@@ -19,11 +22,32 @@ if (!target || process.argv.length > 3 || target.startsWith("-")) {
   process.exit(2);
 }
 
-try {
-  const report = backupDataDir(source, target);
-  const databases = report.databases.map((d) => `${d.name} (${(d.bytes / 1_048_576).toFixed(1)} MiB)`).join(", ");
-  process.stdout.write(`backed up ${source} to ${report.target} in ${(report.ms / 1000).toFixed(1)} s: ${databases}; ${report.files.join(", ") || "no other files"}\n`);
-} catch (err) {
-  process.stderr.write(`backup: ${(err as Error).message}\n`);
-  process.exit(1);
+// The copy runs in a child process: VACUUM INTO is one native call that holds
+// the thread to its end, so here no handler could run on Ctrl-C before the
+// whole database was copied, and once killed, nothing would remove the
+// half-made copy beside the target (as large as the data, password hashes and
+// all). This process stays free to answer a signal: it kills the copy at once
+// and removes what the copy left.
+const SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+let interrupted: keyof typeof SIGNALS | undefined;
+const copy = spawn(process.execPath, [...process.execArgv, join(import.meta.dirname, "copy.ts"), source, target], { stdio: "inherit" });
+for (const signal of Object.keys(SIGNALS) as (keyof typeof SIGNALS)[]) {
+  process.on(signal, () => {
+    interrupted ??= signal;
+    copy.kill("SIGKILL");
+  });
 }
+copy.on("error", (err) => {
+  process.stderr.write(`backup: cannot start the copy: ${err.message}\n`);
+  process.exit(1);
+});
+copy.on("exit", (code, signal) => {
+  // It ended by itself: finished, or failed and removed its half-made copy.
+  if (code !== null) process.exit(code);
+  // Killed (by us, or by the OOM killer): its copy is half-made; a finished one already has the target's name.
+  removeAbandonedPartials(target);
+  const finished = existsSync(resolve(target));
+  const why = interrupted ? `interrupted by ${interrupted}` : `the copy was killed by ${signal}`;
+  process.stderr.write(`backup: ${why}; ${finished ? `${resolve(target)} was finished before` : `nothing was left at ${resolve(target)}`}\n`);
+  process.exit(interrupted ? 128 + SIGNALS[interrupted] : 1);
+});

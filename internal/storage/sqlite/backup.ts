@@ -45,8 +45,8 @@ export function backupDataDir(
   if (to === from || to.startsWith(from + "/")) throw new Error(`the backup cannot go inside the data directory ${from}`);
 
   mkdirSync(dirname(to), { recursive: true });
-  const partial = join(dirname(to), `.${basename(to)}.partial-${process.pid}`);
-  rmSync(partial, { recursive: true, force: true });
+  removeAbandonedPartials(to);
+  const partial = partialPath(to, process.pid);
   mkdirSync(partial, { mode: 0o700 });
   try {
     const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
@@ -72,6 +72,51 @@ export function backupDataDir(
   } catch (err) {
     rmSync(partial, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Where the backup to `to` by process `pid` is made, beside the target. */
+function partialPath(to: string, pid: number): string {
+  return join(dirname(to), `.${basename(to)}.partial-${pid}`);
+}
+
+/**
+ * Removes the half-made copies of backups to `target` whose process is gone:
+ * one killed (Ctrl-C, a timeout, the OOM killer) or cut off by a power cut
+ * leaves its copy beside the target, as large as the data and holding its
+ * password hashes, and every run after would leave another. A copy whose
+ * pid is alive (another backup to the same target under way) is left alone;
+ * so is our own pid's, which the caller makes. Returns the paths removed.
+ */
+export function removeAbandonedPartials(target: string, alive: (pid: number) => boolean = isAlive): string[] {
+  const to = resolve(target);
+  const prefix = `.${basename(to)}.partial-`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dirname(to));
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = name.slice(prefix.length);
+    if (!/^[1-9]\d*$/.test(pid)) continue;
+    // Our own pid in a copy we have not started is a previous life's (a container's pid 1 again).
+    if (Number(pid) !== process.pid && alive(Number(pid))) continue;
+    rmSync(join(dirname(to), name), { recursive: true, force: true });
+    removed.push(join(dirname(to), name));
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
