@@ -1447,16 +1447,23 @@ export class ChatApp {
     this.renderMessages();
   }
 
+  /**
+   * Marks the open chat read up to the newest message it shows, the reader
+   * being at its bottom: nothing before its first page is shown, and never
+   * what only the chat list knows of (a listing, or a message, ahead of the
+   * page on its way).
+   */
   private markRead(): void {
     const open = this.open;
-    if (!open || !this.isVisible() || !this.nearBottom()) return;
+    if (!open?.loaded || !this.isVisible() || !this.nearBottom()) return;
     const c = this.channels.get(key(open.id));
+    const shown = open.messages.at(-1)?.seq ?? 0n;
     // A clear tells the others nothing: no receipt for the messages it took away unread either.
-    if (!c || c.lastSeq <= doneThrough(c)) return;
-    c.readSeq = c.lastSeq;
-    c.unreadCount = 0n;
-    if (!this.session.read(open.id, c.lastSeq)) {
-      void this.api.messages.markRead({ channelId: open.id, seq: c.lastSeq }).catch(() => undefined);
+    if (!c || shown <= doneThrough(c)) return;
+    c.readSeq = shown;
+    c.unreadCount = c.lastSeq > shown ? c.lastSeq - shown : 0n;
+    if (!this.session.read(open.id, shown)) {
+      void this.api.messages.markRead({ channelId: open.id, seq: shown }).catch(() => undefined);
     }
     this.renderSidebar();
   }
