@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -9,6 +9,7 @@ import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
+import { openDatabase } from "../../internal/storage/sqlite/database.js";
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -90,6 +91,22 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     // Passwords too.
     const login = await apiClients(restored.httpUrl).auth.login({ username: bob.username, password: bob.password, device: { name: "restored" } });
     assert.equal(login.credentials!.userId, bob.userId);
+  });
+
+  it("makes every file of the copy readable by its owner alone: the databases hold password and token hashes", async () => {
+    const base = mkdtempSync(join(tmpdir(), "chatd-backup-"));
+    dirs.push(base);
+    const data = join(base, "data");
+    mkdirSync(join(data, "keys"), { recursive: true });
+    openDatabase(join(data, "chat.db")).close();
+    openDatabase(join(data, "queue.db")).close();
+    writeFileSync(join(data, "keys", "token-ed25519.key.pem"), "key", { mode: 0o600 });
+    const result = await backup(data, join(base, "copy"));
+    assert.equal(result.code, 0, result.stderr);
+    const modes = Object.fromEntries(
+      ["", "chat.db", "queue.db", "keys", "keys/token-ed25519.key.pem"].map((p) => [p || ".", (statSync(join(base, "copy", p)).mode & 0o777).toString(8)]),
+    );
+    assert.deepEqual(modes, { ".": "700", "chat.db": "600", "queue.db": "600", keys: "755", "keys/token-ed25519.key.pem": "600" });
   });
 
   it("refuses a target that exists and a directory with no chatd data, saying why and writing nothing", async () => {

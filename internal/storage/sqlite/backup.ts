@@ -143,6 +143,11 @@ function copyDatabase(path: string, copy: string): void {
   // Read-only: a backup never migrates, checkpoints or otherwise changes what it copies.
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
+    // Made empty first, for the owner alone: the copy holds password and token
+    // hashes, and SQLite would create it readable by everyone (0644), which a
+    // copy taken out of the backup's 0700 directory keeps. VACUUM INTO fills an
+    // empty file as it is.
+    closeSync(openSync(copy, "wx", 0o600));
     db.prepare("VACUUM INTO ?").run(copy);
   } finally {
     db.close();
