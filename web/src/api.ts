@@ -52,6 +52,11 @@ export function errorCode(err: ConnectError): string | undefined {
   return err.metadata.get("chat-error-code") ?? undefined;
 }
 
+/** A call refused because the caller is not in the channel (the server says the same when there is no such channel). */
+export function notAMember(err: unknown): boolean {
+  return err instanceof ConnectError && errorCode(err) === "ERROR_CODE_NOT_A_MEMBER";
+}
+
 /** A sentence for a person, from whatever a call threw. */
 export function describeError(err: unknown): string {
   if (err instanceof ConnectError) {

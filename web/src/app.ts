@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection, type ListMessagesResponse } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
-import { describeError, type Api } from "./api.js";
+import { describeError, notAMember, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
@@ -609,7 +609,12 @@ export class ChatApp {
   private takeListing(listed: Channel[], asked: number): void {
     const since = (k: string) => (this.changedAt.get(k) ?? 0) > asked;
     const keys = new Set(listed.map((c) => key(c.channelId)));
-    for (const k of [...this.channels.keys()]) if (!keys.has(k) && !since(k)) this.channels.delete(k);
+    for (const [k, c] of [...this.channels]) {
+      if (keys.has(k) || since(k)) continue;
+      this.channels.delete(k);
+      // Removed, or left on another device, while this tab did not hear of it (offline): as a LEFT event would.
+      this.closeLeft(c.channelId, c);
+    }
     for (const c of listed) {
       const live = this.channels.get(key(c.channelId));
       if (!since(key(c.channelId))) this.putChannel(live ? keepNewer(c, live) : c, live);
@@ -700,11 +705,28 @@ export class ChatApp {
     this.rerenderMessages();
   }
 
+  /** I am no longer in the chat (removed, or left on another device): it goes, and closes with a notice if open. */
   private removeChannel(channelId: bigint): void {
+    const c = this.channels.get(key(channelId));
     this.channels.delete(key(channelId));
     this.changed(channelId);
-    if (this.open?.id === channelId) location.hash = "";
+    this.closeLeft(channelId, c);
     this.renderSidebar();
+  }
+
+  /** The chat I am no longer in, if open, closes at once (what is on its way for it is not shown), with a notice. */
+  private closeLeft(channelId: bigint, c: Channel | undefined): void {
+    if (this.open?.id !== channelId) return;
+    this.toast(c ? `You are no longer a member of “${this.channelName(c)}”.` : "You are no longer a member of this chat.");
+    this.closeChat();
+    location.hash = "";
+  }
+
+  /** A read of the open chat refused because I am not in it (any more): the chat list had not heard of it yet. */
+  private notInIt(open: OpenChat, err: unknown): boolean {
+    if (!notAMember(err)) return false;
+    if (this.open === open) this.removeChannel(open.id);
+    return true;
   }
 
   private async ensureUsers(ids: bigint[]): Promise<void> {
@@ -778,8 +800,9 @@ export class ChatApp {
       else if (this.open === open) this.mergeMessages(open, res.messages);
       page.merged();
       this.mergeReadPositions(open, members.members);
-    } catch {
-      // the next reconnect tries again
+    } catch (err) {
+      // Otherwise the next reconnect tries again.
+      this.notInIt(open, err);
     } finally {
       page.done();
     }
@@ -1185,6 +1208,7 @@ export class ChatApp {
       this.mergeMessages(open, [...res.messages, ...early], "bottom");
       this.applyLateChanges(open, early.filter(isChange));
     } catch (err) {
+      if (this.notInIt(open, err)) return;
       open.failed = true;
       if (this.open === open) this.toast(describeError(err));
     } finally {

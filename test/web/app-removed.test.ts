@@ -1,0 +1,99 @@
+import { strict as assert } from "node:assert";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { waitFor } from "../support/wait.js";
+import { FakeServer, appSuite, type Running } from "./chat-harness.js";
+import { settle } from "./fake-browser.js";
+
+// The open group when I am no longer in it (removed, or left on another
+// device): it closes with a notice, whether this tab hears of it live or
+// only after a reconnect.
+describe("web: the open chat when I am no longer in it", () => {
+  const { browser, start } = appSuite();
+  let run: Running | undefined;
+
+  const row = (r: Running, id: bigint) => r.rows().find((x) => x.id === String(id));
+  const chatShown = (r: Running) => !r.browser.root.querySelector(".chat")!.hidden;
+  const toast = (r: Running) => {
+    const el = r.browser.root.querySelector("[data-testid=toast]")!;
+    return el.hidden ? "" : el.textContent;
+  };
+
+  /** The server as it answers one who is not in the chat: history is refused, the chat is not listed. */
+  function removeMe(server: FakeServer, channelId: bigint): void {
+    server.channels.delete(String(channelId));
+    const handlers = (server as unknown as { handlers: Record<string, (req: Record<string, unknown>) => unknown> }).handlers;
+    const list = handlers.listMessages!;
+    handlers.listMessages = (req) => {
+      if (req.channelId === channelId) throw new ConnectError("not a member of this channel", Code.PermissionDenied, { "chat-error-code": "ERROR_CODE_NOT_A_MEMBER" });
+      return list(req);
+    };
+  }
+
+  async function openChat(server: FakeServer, channelId: bigint): Promise<Running> {
+    run = await start(server);
+    const r = run;
+    r.scroller().clientHeight = 400;
+    browser.go(`#/c/${channelId}`);
+    await waitFor(() => r.shownSeqs().length === 3, "the chat open");
+    await settle();
+    return r;
+  }
+
+  it("closes the chat with a notice when the removal comes live", async () => {
+    const server = new FakeServer();
+    server.addChat(90n, { title: "Team" }, 3);
+    const r = await openChat(server, 90n);
+
+    removeMe(server, 90n);
+    r.channelEvent(ChannelEventKind.LEFT, 90n);
+    await waitFor(() => !chatShown(r), "the chat closed", 5_000);
+    assert.equal(location.hash, "");
+    assert.equal(row(r, 90n), undefined);
+    assert.match(toast(r), /no longer .*Team/);
+  });
+
+  it("closes the chat with a notice when the chat list read after a reconnect no longer has it", async () => {
+    const server = new FakeServer();
+    server.addChat(91n, { title: "Team" }, 3);
+    server.addChat(92n, {}, 1);
+    const r = await openChat(server, 91n);
+
+    // Removed while this browser was offline: the LEFT event went by unseen.
+    removeMe(server, 91n);
+    await r.reconnect();
+    await waitFor(() => row(r, 91n) === undefined, "the chat list read again", 5_000);
+    await waitFor(() => !chatShown(r), "the chat closed", 5_000);
+    assert.equal(location.hash, "");
+    assert.match(toast(r), /no longer .*Team/);
+    assert.ok(row(r, 92n), "another chat went too");
+  });
+
+  it("closes the chat with a notice when the chat list cannot be read after a reconnect and its history says I am not in it", async () => {
+    const server = new FakeServer();
+    server.addChat(93n, { title: "Team" }, 3);
+    const r = await openChat(server, 93n);
+
+    removeMe(server, 93n);
+    server.fail("listChannels");
+    await r.reconnect();
+    await waitFor(() => !chatShown(r), "the chat closed", 5_000);
+    assert.equal(location.hash, "");
+    assert.equal(row(r, 93n), undefined);
+    assert.match(toast(r), /no longer .*Team/);
+  });
+
+  it("closes a chat whose first page is refused because I am not in it any more", async () => {
+    const server = new FakeServer();
+    server.addChat(94n, { title: "Team" }, 3);
+    run = await start(server);
+    const r = run;
+    // Listed when the page started, removed before it was opened.
+    removeMe(server, 94n);
+    browser.go("#/c/94");
+    await waitFor(() => server.count("listMessages") === 1, "the first page asked");
+    await waitFor(() => !chatShown(r) && location.hash === "", "the chat closed", 5_000);
+    assert.equal(row(r, 94n), undefined);
+    assert.match(toast(r), /no longer .*Team/);
+  });
+});
