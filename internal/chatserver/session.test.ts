@@ -834,3 +834,41 @@ describe("chat server: the idle sweep", () => {
     }
   });
 });
+
+describe("session: frames pushed while it starts", () => {
+  const typing = create(ServerFrameSchema, { kind: { case: "typing", value: { channelId: 9n, userId: 2n } } });
+
+  /** A session whose start waits on the inbox until `release`, and the kinds of frame it was sent. */
+  function starting(revoked?: () => Promise<boolean>) {
+    const { inbox, state } = controlledInbox(0);
+    let release!: () => void;
+    state.gate = new Promise<void>((r) => (release = r));
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, revoked });
+    const sent: (string | undefined)[] = [];
+    const closes: number[] = [];
+    server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => void sent.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case),
+      bufferedBytes: () => 0,
+      close: (code) => void closes.push(code),
+    });
+    return { server, sent, closes, release };
+  }
+
+  it("sends them after the welcome, which stays the first frame (a gateway takes any frame as the server's answer)", async () => {
+    const { server, sent, release } = starting();
+    server.deliverLocal(1n, [], typing);
+    release();
+    await waitFor(() => sent.length >= 2, "the welcome and the typing");
+    assert.deepStrictEqual(sent, ["welcome", "typing"]);
+    server.drain();
+  });
+
+  it("sends none of them to a device its start finds signed out", async () => {
+    const { server, sent, closes, release } = starting(async () => true);
+    server.deliverLocal(1n, [], typing);
+    release();
+    await waitFor(() => closes.length > 0, "the close");
+    assert.deepStrictEqual([sent, closes], [[], [4003]]);
+    server.drain();
+  });
+});

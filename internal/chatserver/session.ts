@@ -40,6 +40,9 @@ const refusalOf = (frame: ClientFrame): Refused => ({
   clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "",
 });
 
+/** Shared frames kept for a session until its welcome is out; past these a start that slow loses hints, not messages. */
+const HELD_SHARED_FRAMES = 64;
+
 /** A frame that could not be decoded: no ref, no kind. */
 const UNREADABLE: Refused = { ref: 0n, kind: 0, clientMsgId: "" };
 const SYNC_KIND = ClientFrameSchema.field.sync!.number;
@@ -62,6 +65,13 @@ export class Session implements SessionHandle {
   private stalled = false;
   /** A live entry came before the welcome was out: the pump reads it after. */
   private missedLive = false;
+  /**
+   * Shared frames (typing, receipts, presence) pushed while the session
+   * starts: sent after the welcome, which is every session's first frame
+   * (a gateway takes any frame as the server's answer), and never to a
+   * device the start finds signed out.
+   */
+  private heldShared: EncodedFrame[] | undefined;
   /** Inbox reads of the pump that failed in a row; it tries again after a pause, and gives up past READ_ATTEMPTS. */
   private pumpFailures = 0;
   private pumpRetry: ReturnType<typeof setTimeout> | undefined;
@@ -182,6 +192,9 @@ export class Session implements SessionHandle {
       }),
     );
     this.ready = true;
+    const held = this.heldShared ?? [];
+    this.heldShared = undefined;
+    for (const f of held) this.sendShared(f);
     const early = this.early ?? [];
     this.early = undefined;
     for (const f of early) this.receive(f);
@@ -520,6 +533,11 @@ export class Session implements SessionHandle {
   /** A frame that other sessions get too, encoded once for all of them. */
   sendShared(encoded: EncodedFrame): void {
     if (!this.open) return;
+    if (!this.ready) {
+      const held = (this.heldShared ??= []);
+      if (held.length < HELD_SHARED_FRAMES) held.push(encoded);
+      return;
+    }
     this.sendEncoded(encoded.bytes(this.identity.encoding));
   }
 
