@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
 import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
@@ -33,12 +34,30 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   if (!SERVER_ID.test(c.serverId)) {
     r.problems.push(`CHAT_SERVER_ID: must be 1 to 128 of A-Z, a-z, 0-9 and . _ : -, got ${JSON.stringify(c.serverId)}`);
   }
+  const advertised = c.advertiseHost || c.host;
+  if (c.advertiseHost === "" && WILDCARDS.has(c.host)) {
+    // Gateways elsewhere would dial their own host: CHAT_HOST says where to listen, not how to be reached.
+    r.problems.push(`CHAT_ADVERTISE_HOST: required when CHAT_HOST is ${JSON.stringify(c.host)} (every address): the host or IP gateways dial to reach this server`);
+  } else if (WILDCARDS.has(advertised) || (!isIPv6(advertised) && /[:/\s]/.test(advertised))) {
+    r.problems.push(`CHAT_ADVERTISE_HOST: must be a host name or an IP address that gateways can dial, without a port (the port is CHAT_GRPC_PORT's), got ${JSON.stringify(advertised)}`);
+  }
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
   return { ...c, presence };
 }
 
 export type ChatServerConfig = ReturnType<typeof readChatServerConfig>;
+
+/** Listening on every address: not one a gateway can dial. */
+const WILDCARDS = new Set(["", "0.0.0.0", "::", "[::]"]);
+
+/** host:port as gRPC addresses are written, an IPv6 literal in brackets. */
+export const hostPort = (host: string, port: number): string => (isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
+
+/** The address registered in etcd for gateways to dial. */
+export function advertisedAddress(config: Pick<ChatServerConfig, "host" | "advertiseHost">, port: number): string {
+  return hostPort(config.advertiseHost || config.host, port);
+}
 
 /** The session limits the chat server runs with. */
 export function sessionLimitsOf(config: ChatServerConfig): Partial<SessionLimits> {

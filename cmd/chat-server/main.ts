@@ -15,7 +15,7 @@ import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
-import { readChatServerConfig, sessionLimitsOf } from "./config.js";
+import { advertisedAddress, hostPort, readChatServerConfig, sessionLimitsOf } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("chat-server");
@@ -65,9 +65,9 @@ const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1, ...INT
 grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
 const port = await new Promise<number>((resolve, reject) =>
-  grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  grpcServer.bindAsync(hostPort(config.host, config.grpcPort), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
-const address = `${config.advertiseHost || config.host}:${port}`;
+const address = advertisedAddress(config, port);
 
 const registration = await startSteps(e, logger)("registering in etcd", () =>
   servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
+import { advertisedAddress, readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
 import { ConfigError } from "../../internal/config/env.js";
 import { stubInbox } from "../support/inbox.js";
 import { waitFor } from "../support/wait.js";
@@ -45,5 +45,17 @@ describe("chat-server configuration", () => {
     for (const raw of ["abc", "1023", String(16 * 1024 * 1024 + 1)]) {
       assert.throws(() => readChatServerConfig({ CHAT_MAX_FRAME_BYTES: raw }), (err) => err instanceof ConfigError && /CHAT_MAX_FRAME_BYTES/.test(err.message), raw);
     }
+  });
+  it("refuses a wildcard CHAT_HOST without a CHAT_ADVERTISE_HOST, and an advertised host with a port, naming the variable", () => {
+    for (const host of ["0.0.0.0", "::"]) {
+      assert.throws(() => readChatServerConfig({ CHAT_HOST: host }), (err) => err instanceof ConfigError && /CHAT_ADVERTISE_HOST: required/.test(err.message), host);
+    }
+    for (const advertised of ["10.0.0.5:9100", "0.0.0.0", "chat 1"]) {
+      assert.throws(() => readChatServerConfig({ CHAT_ADVERTISE_HOST: advertised }), (err) => err instanceof ConfigError && /CHAT_ADVERTISE_HOST/.test(err.message), advertised);
+    }
+    const config = readChatServerConfig({ CHAT_HOST: "0.0.0.0", CHAT_ADVERTISE_HOST: "chat-1.internal" });
+    assert.equal(advertisedAddress(config, 9100), "chat-1.internal:9100");
+    assert.equal(advertisedAddress(readChatServerConfig({ CHAT_HOST: "::", CHAT_ADVERTISE_HOST: "fd00::5" }), 9100), "[fd00::5]:9100");
+    assert.equal(advertisedAddress(readChatServerConfig({}), 9100), "127.0.0.1:9100");
   });
 });
