@@ -1,14 +1,19 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { EnvReader } from "../../internal/config/env.js";
+import { ConfigError, EnvReader } from "../../internal/config/env.js";
 import { removeAbandonedPartials } from "../../internal/storage/sqlite/backup.js";
 import { exitOnConfigError } from "../shared.js";
+import { restoreDataDir } from "./restore.js";
 
 // `npm run backup -- <new directory>`: a copy of chatd's data directory
-// (CHAT_DATA_DIR), also while chatd runs. Restoring is starting chatd on the
-// copy (CHAT_DATA_DIR=<copy>), or moving it into place while chatd is stopped.
-const USAGE = "usage: npm run backup -- <new directory>   (copies CHAT_DATA_DIR, default .data, also while chatd runs)";
+// (CHAT_DATA_DIR), also while chatd runs. `npm run backup -- --restore
+// <backup>`: the copy put back in place as CHAT_DATA_DIR, chatd stopped
+// (restore.ts).
+const USAGE = [
+  "usage: npm run backup -- <new directory>             (copies CHAT_DATA_DIR, default .data, also while chatd runs)",
+  "       npm run backup -- --restore <backup directory> (puts a backup in place as CHAT_DATA_DIR; chatd stopped)",
+].join("\n");
 
 const source = exitOnConfigError("backup", () => {
   const r = new EnvReader();
@@ -16,8 +21,24 @@ const source = exitOnConfigError("backup", () => {
   r.done();
   return dir;
 });
-const target = process.argv[2];
-if (!target || process.argv.length > 3 || target.startsWith("-")) {
+const args = process.argv.slice(2);
+if (args[0] === "--restore" && args.length === 2 && args[1] && !args[1].startsWith("-")) {
+  try {
+    const report = restoreDataDir(args[1], source);
+    process.stdout.write(
+      `restored ${resolve(args[1])} to ${report.dataDir}: ${[...report.databases, ...report.files].join(", ")}; ` +
+        `${report.before ? `what it held before is in ${report.before}` : "it held nothing before"}\n`,
+    );
+    process.exit(0);
+  } catch (err) {
+    // The data directory's lock (cmd/chatd/data-dir.ts): held by a running chatd, or not to be had.
+    const why = err instanceof ConfigError ? err.problems.join("; ").replace(/; give each chatd its own directory$/, ": stop chatd first") : (err as Error).message;
+    process.stderr.write(`restore: ${why}\n`);
+    process.exit(1);
+  }
+}
+const target = args[0];
+if (!target || args.length > 1 || target.startsWith("-")) {
   process.stderr.write(`${USAGE}\n`);
   process.exit(2);
 }
