@@ -79,6 +79,27 @@ describe("websocket gateway", () => {
     await new Promise((r) => server.close(r));
   });
 
+  it("tells a device that connects while it stops 1001 at once, without opening a session for it", async () => {
+    const { server, url, sinks, gateway } = await gatewayWithSinks();
+    const dial = () =>
+      new Promise<{ ws: WebSocket; closed: Promise<number> }>((resolve, reject) => {
+        const ws = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+        const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
+        ws.once("open", () => resolve({ ws, closed }));
+        ws.once("error", reject);
+      });
+    const first = await dial();
+    // A device that never answers the close handshake holds the stop for its full wait.
+    (first.ws as unknown as { _receiver: { removeAllListeners(e: string): void } })._receiver.removeAllListeners("conclude");
+    const stopping = gateway.close();
+    const late = await dial();
+    assert.equal(await late.closed, 1001);
+    assert.equal(sinks.length, 1, "no session opened for the late device");
+    await stopping;
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
   describe("refuses an upgrade it will not take with a status, and lives on", () => {
     const upgrade = (target: string, origin = "", protocols = "") =>
       `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${origin ? `Origin: ${origin}\r\n` : ""}` +

@@ -33,6 +33,8 @@ export interface WebSocketGatewayOptions {
 export class WebSocketGateway {
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<WebSocket>();
+  /** Stopping: upgrades still answered are told 1001 at once, never placed on a chat server. */
+  private closing = false;
   private readonly metrics?: { connections: Gauge; rejected: Counter };
 
   constructor(private readonly options: WebSocketGatewayOptions) {
@@ -112,6 +114,11 @@ export class WebSocketGateway {
         ws.close(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : "invalid access token");
         return;
       }
+      if (this.closing) {
+        // Not placed on a chat server only to be cut: told, as every other device, to go elsewhere.
+        ws.close(CloseCode.goingAway, "gateway shutting down");
+        return;
+      }
       const encoding: FrameEncoding = ws.protocol === JSON_SUBPROTOCOL ? "json" : "proto";
       this.accept(ws, req, { ...claims, encoding });
     });
@@ -148,6 +155,7 @@ export class WebSocketGateway {
 
   /** Closes every socket with 1001 (clients reconnect) and stops accepting. */
   async close(): Promise<void> {
+    this.closing = true;
     for (const ws of this.sockets) ws.close(CloseCode.goingAway, "gateway shutting down");
     const deadline = Date.now() + 2000;
     while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
