@@ -215,6 +215,7 @@ export class ChatApp {
       caughtUp: (missed) => void this.reconcile(missed),
       sent: (id, ack) => this.onSent(id, ack.messageId),
       failed: (id, err) => this.onFailed(id, err.message),
+      stalled: (id, err) => this.onStalled(id, err.message),
       presence: (p) => {
         this.presenceAt.set(key(p.userId), ++this.presenceTurn);
         this.setPresence([p]);
@@ -995,6 +996,18 @@ export class ChatApp {
     if (this.open?.id === p.channelId) this.renderMessages();
   }
 
+  /**
+   * A send the server kept refusing as unavailable. A message shows as not
+   * sent, its text kept, with Retry and Discard; the session keeps it and
+   * sends it again by itself after the next reconnect. An edit, delete or
+   * reaction is given up, as when refused for good: shown saved for long
+   * after, it would look done.
+   */
+  private onStalled(clientMsgId: string, error: string): void {
+    if (this.changes.has(clientMsgId)) this.session.discard(clientMsgId);
+    this.onFailed(clientMsgId, error);
+  }
+
   private onTyping(channelId: bigint, userId: bigint): void {
     if (userId === this.me) return;
     const k = key(channelId);
@@ -1046,12 +1059,14 @@ export class ChatApp {
     el.dataset.sessions = String(this.session?.sessions ?? 0);
     el.textContent = state === "open" ? "Online" : state === "connecting" ? "Connecting…" : "Offline";
     el.title = detail ?? "";
-    // Sends wait in the outbox while the socket is down.
+    // Sends wait in the outbox while the socket is down. One shown not sent that the outbox kept (onStalled) goes again on a new socket.
     let changed = false;
     for (const p of [...this.pending.values(), ...this.changes.values()]) {
-      const next = state === "open" ? (p.state === "queued" ? "sending" : p.state) : p.state === "sending" ? "queued" : p.state;
+      const again = p.state === "queued" || (p.state === "failed" && this.session?.has(p.clientMsgId));
+      const next = state === "open" ? (again ? "sending" : p.state) : p.state === "sending" ? "queued" : p.state;
       if (next === p.state) continue;
       p.state = next;
+      if (next === "sending" && "error" in p) p.error = undefined;
       changed = true;
     }
     if (changed) this.renderMessages();

@@ -34,7 +34,15 @@ export interface SessionHandlers {
    */
   caughtUp(missed: boolean): void;
   sent(clientMsgId: string, ack: SendAck): void;
+  /** The server refused the send for good: it left the outbox. */
   failed(clientMsgId: string, error: ErrorFrame): void;
+  /**
+   * The server refused the send as unavailable UNAVAILABLE_TRIES times in a
+   * row on this connection: it is not sent again on it, but stays in the
+   * outbox and goes again after the next reconnect, or at once when sent
+   * anew (`send` with the same id); `discard` forgets it.
+   */
+  stalled(clientMsgId: string, error: ErrorFrame): void;
   presence(p: Presence): void;
   channel(ev: ChannelEvent): void;
   typing(ev: TypingEvent): void;
@@ -60,6 +68,8 @@ interface Outgoing extends SendTarget {
   text: string;
   /** The ref of the frame that carried it last, to match errors without a client_msg_id. */
   ref?: bigint;
+  /** Refused as unavailable so many times in a row on this connection. */
+  refusals: number;
 }
 
 /**
@@ -71,7 +81,8 @@ interface Outgoing extends SendTarget {
  * replays what the device missed as SyncBatch frames), drops repeats by
  * inbox_seq, acknowledges what it has taken, heartbeats, and keeps unacked
  * sends in an outbox that it sends again, with the same client_msg_id, after
- * a reconnect (the server drops a resend it already has).
+ * a reconnect (the server drops a resend it already has); one the server
+ * keeps refusing as unavailable waits there for the next one (`stalled`).
  */
 /** A session up this long counts as steady: the reconnect backoff starts over. */
 const STEADY_MS = 30_000;
@@ -81,6 +92,14 @@ const STEADY_MS = 30_000;
  * and close the session as a flood, again at every reconnect.
  */
 const SENDS_IN_FLIGHT = 32;
+/**
+ * A send refused as unavailable (the server cannot take messages now) is
+ * tried again with backoff, from UNAVAILABLE_BACKOFF_MS, this many times in
+ * all on one connection; then the user is told it is not sent, and it waits
+ * for the next connection or their retry.
+ */
+const UNAVAILABLE_TRIES = 5;
+const UNAVAILABLE_BACKOFF_MS = 250;
 
 export class RealtimeSession {
   private ws?: WebSocket;
@@ -90,6 +109,8 @@ export class RealtimeSession {
   private readonly outbox = new Map<string, Outgoing>();
   /** Of the outbox, what went out on this socket and is not answered yet (a send waiting to retry counts). */
   private readonly inFlight = new Set<string>();
+  /** Of the outbox, what this socket refused as unavailable too often (`stalled`): not sent on it again. */
+  private readonly parked = new Set<string>();
   private heartbeatTimer?: number;
   private reconnectTimer?: number;
   private steadyTimer?: number;
@@ -163,8 +184,11 @@ export class RealtimeSession {
    * every reconnect until acked.
    */
   send(channelId: bigint, text: string, clientMsgId: string, target: SendTarget = {}): void {
-    const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq, reactSeq: target.reactSeq };
+    const out: Outgoing = { channelId, text, editSeq: target.editSeq, deleteSeq: target.deleteSeq, replyToSeq: target.replyToSeq, reactSeq: target.reactSeq, refusals: 0 };
     this.outbox.set(clientMsgId, out);
+    // Sent anew (a retry): out at once, though it was out already or stalled; the server keeps a key once.
+    this.inFlight.delete(clientMsgId);
+    this.parked.delete(clientMsgId);
     this.sendMore();
   }
 
@@ -172,7 +196,13 @@ export class RealtimeSession {
   discard(clientMsgId: string): void {
     this.outbox.delete(clientMsgId);
     this.inFlight.delete(clientMsgId);
+    this.parked.delete(clientMsgId);
     this.sendMore();
+  }
+
+  /** Whether the send is still in the outbox: not acked, nor refused for good, nor discarded. */
+  has(clientMsgId: string): boolean {
+    return this.outbox.has(clientMsgId);
   }
 
   typing(channelId: bigint): void {
@@ -280,7 +310,10 @@ export class RealtimeSession {
         this.unanswered = 0;
         this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
         this.handlers.welcome(k.value);
+        // A new connection: the whole outbox goes again, what the last one refused too.
         this.inFlight.clear();
+        this.parked.clear();
+        for (const out of this.outbox.values()) out.refusals = 0;
         this.sendMore();
         if (this.cursor > this.acked) this.flushAck();
         if (!this.catchingUp) this.caughtUp();
@@ -359,10 +392,20 @@ export class RealtimeSession {
     if (!id && ref !== 0n) id = [...this.outbox].find(([, o]) => o.ref === ref)?.[0] ?? "";
     const out = id ? this.outbox.get(id) : undefined;
     if (!out) return;
+    // A frame of this send's that is not its last (a retry crossed the answer), or of one sent anew since: no news.
+    if (!this.inFlight.has(id) || (ref !== 0n && out.ref !== undefined && ref !== out.ref)) return;
+    if (err.code === ErrorCode.UNAVAILABLE && ++out.refusals >= UNAVAILABLE_TRIES) {
+      // The server cannot take it now: the user is told, and the next connection (or their retry) sends it again.
+      this.inFlight.delete(id);
+      this.parked.add(id);
+      this.sendMore();
+      return this.handlers.stalled(id, err);
+    }
     if (err.code === ErrorCode.RATE_LIMITED || err.code === ErrorCode.UNAVAILABLE) {
       // Same key again after the hint: the server keeps it exactly once. A new socket's welcome sent it already.
       const ws = this.ws;
-      window.setTimeout(() => this.ws === ws && this.outbox.has(id) && this.transmit(id, out), Math.max(200, err.retryAfterMs));
+      const backoff = err.code === ErrorCode.UNAVAILABLE ? UNAVAILABLE_BACKOFF_MS * 2 ** (out.refusals - 1) : 200;
+      window.setTimeout(() => this.ws === ws && this.outbox.get(id) === out && this.inFlight.has(id) && this.transmit(id, out), Math.max(backoff, err.retryAfterMs));
       return;
     }
     this.outbox.delete(id);
@@ -392,7 +435,7 @@ export class RealtimeSession {
   private sendMore(): void {
     for (const [id, out] of this.outbox) {
       if (this.inFlight.size >= SENDS_IN_FLIGHT) return;
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.parked.has(id)) continue;
       if (!this.transmit(id, out)) return;
       this.inFlight.add(id);
     }
