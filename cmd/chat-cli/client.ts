@@ -18,6 +18,21 @@ export class CliError extends Error {
   }
 }
 
+/** What went wrong, in a line: the server's reason, or that it cannot be reached. */
+export function describe(err: unknown): string {
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return "cannot reach the server";
+    return err.rawMessage;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A failure that may mend by itself: the server down or restarting, a connection cut, a rate limit. */
+export function isTransient(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return false;
+  return [Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Canceled].includes(err.code);
+}
+
 export interface Api {
   auth: Client<typeof AuthService>;
   users: Client<typeof UserService>;

@@ -4,7 +4,7 @@ import WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { Message } from "../../gen/es/chat/v1/types_pb.js";
-import { CliError, type Session } from "./client.js";
+import { CliError, describe, isTransient, type Session } from "./client.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -52,6 +52,13 @@ export function wsUrl(server: string): string {
  * as they are.
  */
 export async function follow(session: Session, opts: FollowOptions): Promise<void> {
+  // Ends following: Ctrl+C (opts.signal), or a failure that waiting will not mend (kept in `fatal`).
+  const stop = new AbortController();
+  const signal = stop.signal;
+  const onAbort = () => stop.abort();
+  if (opts.signal.aborted) stop.abort();
+  opts.signal.addEventListener("abort", onAbort, { once: true });
+  let fatal: unknown;
   let lastSeq = opts.afterSeq;
   let chain = Promise.resolve();
   let attempts = 0;
@@ -67,8 +74,26 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const printed = new Map<bigint, { deleted: boolean; editedMs: number }>();
   const remember = (m: Message) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0 });
   for (const m of opts.shown ?? []) remember(m);
+  /**
+   * `fn`, tried again while it fails in a way that may mend (the server
+   * restarting, a connection cut): a message is printed late rather than
+   * never, and following goes on.
+   */
+  const patiently = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (signal.aborted || !isTransient(err)) throw err;
+        const wait = Math.min(15_000, 500 * 2 ** attempt);
+        opts.status(`could not ${what} (${describe(err)}); trying again in ${seconds(wait)}`);
+        await sleep(wait, signal);
+        if (signal.aborted) throw err;
+      }
+    }
+  };
   const print = async (m: Message) => {
-    await opts.print(m);
+    await patiently(`print message #${m.seq}`, () => opts.print(m));
     remember(m);
   };
 
@@ -89,16 +114,25 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   };
 
   // Everything printed goes through one chain, so order holds even when a
-  // gap is being filled. Entries stay in inbox order, which keeps a
-  // channel's messages in seq order and each change after its message.
+  // gap is being filled. A step that fails for good (not patiently mended)
+  // ends following with its error.
+  const step = (fn: () => Promise<void>) => {
+    chain = chain.then(fn).catch((err: unknown) => {
+      if (signal.aborted) return;
+      fatal = err;
+      stop.abort();
+    });
+  };
+  // Entries stay in inbox order, which keeps a channel's messages in seq
+  // order and each change after its message.
   const take = (entries: Message[]) => {
     const here = entries.filter((m) => m.channelId === opts.channelId);
     if (here.length === 0) return;
-    chain = chain.then(async () => {
+    step(async () => {
       for (const m of here) {
         if (m.targetSeq !== 0n) {
           if (!isNews(m)) continue;
-          await opts.printChange(m);
+          await patiently(`print the change to #${m.targetSeq}`, () => opts.printChange(m));
           // A reaction changes neither the text nor whether it is deleted.
           if (m.reaction) continue;
           const at = m.sentAt ? timestampMs(m.sentAt) : 0;
@@ -116,7 +150,10 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   };
   const fill = async (upTo: bigint) => {
     while (lastSeq + 1n < upTo) {
-      const res = await session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: lastSeq, direction: PageDirection.FORWARD, limit: 200 });
+      const anchorSeq = lastSeq;
+      const res = await patiently(`read the messages after #${anchorSeq}`, () =>
+        session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal }),
+      );
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
         if (m.seq >= upTo) return;
@@ -128,29 +165,42 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
   };
 
-  while (!opts.signal.aborted) {
+  while (!signal.aborted) {
     const token = await session.accessToken();
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
       startedMs ??= serverTimeMs;
       shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
     };
-    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), token, take, welcomed, opts);
-    if (opts.signal.aborted) break;
+    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), token, take, welcomed, signal, opts);
+    if (signal.aborted) break;
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
       await session.refresh(true);
       continue;
     }
     const wait = Math.min(15_000, 500 * 2 ** attempts++);
-    opts.status(`connection lost (code ${code}); reconnecting in ${Math.round(wait / 100) / 10}s`);
-    await sleep(wait, opts.signal);
+    opts.status(`connection lost (code ${code}); reconnecting in ${seconds(wait)}`);
+    await sleep(wait, signal);
   }
   await chain;
+  opts.signal.removeEventListener("abort", onAbort);
+  if (fatal !== undefined) throw fatal;
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10}s`;
 }
 
 /** One WebSocket session; resolves with its close code. */
-function connectOnce(url: string, token: string, take: (m: Message[]) => void, welcomed: (serverTimeMs: number) => void, opts: FollowOptions): Promise<number> {
+function connectOnce(
+  url: string,
+  token: string,
+  take: (m: Message[]) => void,
+  welcomed: (serverTimeMs: number) => void,
+  signal: AbortSignal,
+  opts: FollowOptions,
+): Promise<number> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`]);
     let ref = 1n;
@@ -161,7 +211,7 @@ function connectOnce(url: string, token: string, take: (m: Message[]) => void, w
       if (ws.readyState === WebSocket.OPEN) ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ...init, ref: ref++ })));
     };
     const onAbort = () => ws.close(1000, "bye");
-    opts.signal.addEventListener("abort", onAbort, { once: true });
+    signal.addEventListener("abort", onAbort, { once: true });
 
     ws.on("message", (data, isBinary) => {
       if (!isBinary) return;
@@ -195,7 +245,7 @@ function connectOnce(url: string, token: string, take: (m: Message[]) => void, w
     ws.on("close", (code) => {
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
-      opts.signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", onAbort);
       resolve(code);
     });
   });

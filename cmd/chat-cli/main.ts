@@ -8,7 +8,7 @@ import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
-import { CliError, Session, publicApi, toSavedLogin } from "./client.js";
+import { CliError, Session, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
 
@@ -892,14 +892,6 @@ function warn(line: string): void {
 /** For scripts: JSON escapes the C0 controls itself, and a script gets every other character as it was sent. */
 function json(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v))}\n`);
-}
-
-function describe(err: unknown): string {
-  if (err instanceof ConnectError) {
-    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return "cannot reach the server";
-    return err.rawMessage;
-  }
-  return err instanceof Error ? err.message : String(err);
 }
 
 // A reader that went away (`chat-cli history 1 | head`) is not an error.

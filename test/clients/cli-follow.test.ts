@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import WebSocket, { WebSocketServer } from "ws";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
+import { waitFor } from "../support/wait.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "cmd/chat-cli/main.ts");
+const PASSWORD = "correct horse battery";
+
+/** `chat-cli follow` running: what it printed so far, Ctrl+C, and its exit code. */
+class Follower {
+  out = "";
+  err = "";
+  readonly exited: Promise<number | null>;
+
+  constructor(private readonly child: ChildProcess) {
+    child.stdout!.on("data", (d) => (this.out += d));
+    child.stderr!.on("data", (d) => (this.err += d));
+    this.exited = new Promise((r) => child.on("close", (code) => r(code)));
+  }
+
+  started(): Promise<unknown> {
+    return waitFor(() => /following/.test(this.err), `"following" on stderr (got: ${this.err})`, 30_000);
+  }
+
+  /** Resolves once stderr has `pattern` `times` times. */
+  said(pattern: RegExp, times = 1): Promise<unknown> {
+    const g = new RegExp(pattern.source, "g");
+    return waitFor(() => (this.err.match(g)?.length ?? 0) >= times, `${pattern} ${times}× on stderr (got: ${this.err})`, 30_000);
+  }
+
+  printed(text: string): Promise<unknown> {
+    return waitFor(() => this.out.includes(text), `"${text}" on stdout (got: ${this.out}; stderr: ${this.err})`, 30_000);
+  }
+
+  interrupt(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGINT");
+  }
+}
+
+/** A CLI user with its own credentials directory, reaching chatd at `server` (a proxy a test can cut). */
+class CliUser {
+  readonly home = mkdtempSync(join(tmpdir(), "chat-cli-follow-"));
+  constructor(
+    readonly username: string,
+    private readonly server: string,
+  ) {}
+
+  spawn(args: string[]): ChildProcess {
+    return spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  }
+
+  follow(...args: string[]): Follower {
+    return new Follower(this.spawn(["follow", ...args]));
+  }
+
+  async ok(...args: string[]): Promise<string> {
+    const child = this.spawn(args);
+    let [stdout, stderr] = ["", ""];
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    const code = await new Promise((r) => child.on("close", r));
+    assert.equal(code, 0, `chat-cli ${args.join(" ")} exited ${code}: ${stderr}`);
+    return stdout;
+  }
+
+  /** The saved credentials, as the CLI keeps them. */
+  saved(): { accessToken: string; refreshToken: string; deviceId: string; username: string } {
+    return JSON.parse(readFileSync(join(this.home, "credentials.json"), "utf8"));
+  }
+
+  cleanup(): void {
+    rmSync(this.home, { recursive: true, force: true });
+  }
+}
+
+describe("chat-cli follow through a connection that drops", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess;
+  let proxy: TcpProxy;
+  const cleanups: (() => unknown)[] = [];
+  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  let n = 0;
+
+  before(async () => {
+    chatd = await startChatd();
+    proxy = await TcpProxy.start(new URL(chatd.httpUrl).host);
+  });
+
+  afterEach(async () => {
+    proxy.restore();
+    while (cleanups.length > 0) await cleanups.pop()!();
+  });
+
+  after(async () => {
+    await proxy?.close();
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+  });
+
+  /** A CLI user signed in through the proxy, and someone (over the API) in a 1:1 chat with them. */
+  async function pair(): Promise<{ me: CliUser; peer: TestUser; channelId: bigint }> {
+    const me = new CliUser(`fol${n++}_${suffix}`, `http://${proxy.address}`);
+    cleanups.push(() => me.cleanup());
+    await me.ok("signup", me.username);
+    const peer = await signUp(chatd.httpUrl, "peer");
+    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+    const { channelId } = (await peer.api.channels.openDirect({ userId: myId })).channel!;
+    return { me, peer, channelId };
+  }
+
+  function follow(me: CliUser, ...args: string[]): Follower {
+    const f = me.follow(...args);
+    cleanups.push(async () => {
+      f.interrupt();
+      await f.exited;
+    });
+    return f;
+  }
+
+  it("goes on when a history read to fill a gap fails for a while, printing the gap once it can", async () => {
+    const { me, peer, channelId } = await pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
+    // A stand-in gateway (the api stays chatd, through the proxy): it welcomes, then pushes what the test says.
+    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(gateway, "listening");
+    cleanups.push(() => new Promise((r) => gateway.close(r)));
+    const sockets: WebSocket[] = [];
+    gateway.on("connection", (socket) => {
+      sockets.push(socket);
+      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
+    });
+    const follower = follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    await follower.started();
+    await follower.printed("one\n");
+
+    proxy.cut("reset");
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g2", text: "two" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g3", text: "three" });
+    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    assert.equal(three!.seq, 3n);
+    // #3 comes live, #2 not: the follower reads the gap from the api, which is down.
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
+    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
+
+    proxy.restore();
+    await follower.printed("three\n");
+    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
