@@ -104,6 +104,24 @@ export function serverRegistryContract(name: string, makeFixture: () => Promise<
       await reg.close();
     });
 
+    it("wakes no watch for a load that is what the entry holds already (chat servers report theirs every second)", async () => {
+      const serverId = id();
+      const reg = await fx.registry.register({ serverId, address: "127.0.0.1:7006", load: 3 });
+      const w = await watch(fx.observer);
+      await waitFor(() => find(w, serverId), "registered");
+      const seen: number[] = [];
+      w.onChange((servers) => {
+        const s = servers.find((x) => x.serverId === serverId);
+        if (s) seen.push(s.load);
+      });
+      for (let i = 0; i < 3; i++) await reg.setLoad(3);
+      // Changes reach a watch in order: any for the repeats would come before this one.
+      await reg.setLoad(4);
+      await waitFor(() => find(w, serverId)?.load === 4, "load 4");
+      assert.deepEqual(seen, [4]);
+      await reg.close();
+    });
+
     it("reports a lost lease, drops the entry, and comes back with the latest load (regained)", async () => {
       const serverId = id();
       const reg = await fx.registry.register({ serverId, address: "127.0.0.1:7003", load: 1 });

@@ -115,6 +115,8 @@ class EtcdRegistration implements Registration {
   private loadWaiters: Array<{ version: number; resolve: () => void }> = [];
   private loadTimer: NodeJS.Timeout | undefined;
   private lastLoadWrite = 0;
+  /** The load etcd holds for the entry, as last written by us. */
+  private storedLoad: number | undefined;
   private regainTimer: NodeJS.Timeout | undefined;
   private wakeRegain: (() => void) | undefined;
   private regaining: Promise<void> | undefined;
@@ -150,6 +152,8 @@ class EtcdRegistration implements Registration {
   async setLoad(load: number): Promise<void> {
     if (typeof load !== "number" || !Number.isFinite(load)) throw new RangeError(`load must be a finite number, got ${load}`);
     if (this.state === "closed") return;
+    // etcd holds it already, nothing written since: a put of the same value would still wake every watcher.
+    if (this.state === "live" && !this.loadTimer && this.writtenVersion === this.loadVersion && load === this.storedLoad) return;
     this.info.load = load;
     const version = ++this.loadVersion;
     // While lost, the latest load is written when the entry comes back.
@@ -208,7 +212,10 @@ class EtcdRegistration implements Registration {
     try {
       for (const [column, expected] of ours) {
         const res = await deadline(this.client.if(this.key, column, "==", expected).then(put()).commit(), this.timeoutMs, `writing ${this.key}`);
-        if (res.succeeded) return;
+        if (res.succeeded) {
+          this.storedLoad = value.load;
+          return;
+        }
       }
     } catch (err) {
       if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(String(err))) {

@@ -59,6 +59,9 @@ export class MemoryServerRegistry implements ServerRegistry {
 
   /** @internal */
   put(reg: MemoryRegistration): void {
+    const entry = this.entries.get(reg.info.serverId);
+    // The same entry again: as in etcd (registry/etcd.ts), nobody is woken for it.
+    if (entry?.owner === reg && entry.info.address === reg.info.address && entry.info.load === reg.info.load) return;
     this.entries.set(reg.info.serverId, { info: { ...reg.info }, owner: reg });
     this.notify();
   }
