@@ -360,6 +360,38 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.equal(receiver.pushesTo(sub).length, 0);
   });
 
+  it("gives a batch waiting for room its turn when the retries holding it end unsent (their user came online)", async () => {
+    const sub = receiver.subscribe({ kind: "status", status: 503 });
+    await register(1n, 10n, sub);
+    await register(2n, 20n, receiver.subscribe());
+    let user1Checks = 0;
+    const sent: Id[] = [];
+    notifier = new Notifier({
+      queue,
+      endpoints,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          send: async (e) => (sent.push(e.userId), e.userId === 1n ? { ok: false, gone: false, retryable: true, reason: "503" } : { ok: true }),
+        },
+      },
+      // User 1 is offline when the first push is due and online by its retry.
+      isOnline: async (u) => u === 1n && user1Checks++ > 0,
+      onSkipped: (reason) => skips.push(reason),
+      options: { collapseWindowMs: 10, maxPending: 1, backoffBaseMs: 20, backoffMaxMs: 20 },
+    });
+    await notifier.start();
+    const request = (userId: Id): NotificationRequest => {
+      seq++;
+      const message = { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: "hi", sentAtMs: Date.now() };
+      return { userId, senderName: "Bob", channelTitle: "", message };
+    };
+    // One batch: user 2's record waits for room while user 1's is tried, then retried.
+    await queue.publish(Topics.notifications, [request(1n), request(2n)].map((r) => ({ key: "k", value: encodeNotificationRequested(r) })));
+    await waitFor(() => sent.includes(2n), "user 2's push, once user 1's retry ended unsent");
+    assert.deepEqual([sent, skips], [[1n, 2n], ["online"]]);
+  });
+
   it("stops promptly while a batch waits for room held only by retries, leaving that batch uncommitted", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 503 });
     await register(1n, 10n, sub);

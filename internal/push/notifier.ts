@@ -314,7 +314,12 @@ export class Notifier {
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
-        const p = this.retry(job).finally(() => this.rechecking.delete(p));
+        // However it ends (sent again, or skipped: its user came online, its device signed out), it
+        // leaves room that a batch may be waiting for.
+        const p = this.retry(job).finally(() => {
+          this.rechecking.delete(p);
+          this.wakeWaiters();
+        });
         this.rechecking.add(p);
       }, delay);
       this.retryTimers.add(t);
