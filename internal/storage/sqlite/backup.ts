@@ -1,4 +1,4 @@
-import { closeSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
@@ -140,23 +140,50 @@ function syncToDisk(path: string): void {
 }
 
 function copyDatabase(path: string, copy: string): void {
-  // Read-only: a backup never migrates, checkpoints or otherwise changes what it copies.
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    // Made empty first, for the owner alone: the copy holds password and token
-    // hashes, and SQLite would create it readable by everyone (0644), which a
-    // copy taken out of the backup's 0700 directory keeps. VACUUM INTO fills an
-    // empty file as it is.
-    closeSync(openSync(copy, "wx", 0o600));
-    db.prepare("VACUUM INTO ?").run(copy);
-  } finally {
-    db.close();
+  // Made empty first, for the owner alone: the copy holds password and token
+  // hashes, and SQLite would create it readable by everyone (0644), which a
+  // copy taken out of the backup's 0700 directory keeps. VACUUM INTO fills an
+  // empty file as it is.
+  closeSync(openSync(copy, "wx", 0o600));
+  if (!copyStoppedDatabase(path, copy)) {
+    // Read-only: a backup never migrates, checkpoints or otherwise changes what it copies.
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      db.prepare("VACUUM INTO ?").run(copy);
+    } finally {
+      db.close();
+    }
   }
-  const check = new Database(copy, { readonly: true, fileMustExist: true });
+  const check = new Database(copy, { fileMustExist: true });
   try {
+    // As VACUUM INTO leaves its copies: a file that needs no -wal or -shm beside
+    // it (chatd turns WAL on again when it opens it).
+    check.pragma("journal_mode = DELETE");
     const result = check.pragma("quick_check", { simple: true });
     if (result !== "ok") throw new Error(`the copy of ${basename(path)} fails SQLite's quick_check: ${String(result)}`);
   } finally {
     check.close();
   }
+}
+
+/**
+ * A database no chatd has open (chatd stopped: no WAL beside it, every commit
+ * is in the file) is copied as a file. A connection, even a read-only one,
+ * would make `-wal` and `-shm` files beside it, changing the directory it
+ * copies, and where it may not (a read-only snapshot, a backup user without
+ * write access) could not read it at all ("attempt to write a readonly
+ * database"). A chatd that starts meanwhile makes a WAL and changes the file:
+ * then the copy is thrown away (false) and made the ordinary way.
+ */
+function copyStoppedDatabase(path: string, copy: string): boolean {
+  const wal = `${path}-wal`;
+  if (existsSync(wal)) return false;
+  const before = statSync(path, { bigint: true });
+  copyFileSync(path, copy);
+  chmodSync(copy, 0o600); // copyFileSync gives the copy the original's mode
+  const after = statSync(path, { bigint: true });
+  const unchanged = (["ino", "size", "mtimeNs", "ctimeNs"] as const).every((k) => before[k] === after[k]);
+  if (unchanged && !existsSync(wal)) return true;
+  truncateSync(copy, 0);
+  return false;
 }
