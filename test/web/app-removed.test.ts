@@ -96,4 +96,25 @@ describe("web: the open chat when I am no longer in it", () => {
     assert.equal(row(r, 94n), undefined);
     assert.match(toast(r), /no longer .*Team/);
   });
+  it("keeps the open chat when the chat list read after a reconnect was cut short (more chats than it reads)", async () => {
+    const server = new FakeServer();
+    server.addChat(95n, { title: "Team" }, 3);
+    server.addChat(96n, {}, 1);
+    const r = await openChat(server, 95n);
+
+    // Every page says more follow, none has the open chat: it is past what the list reads.
+    const handlers = (server as unknown as { handlers: Record<string, (req: Record<string, unknown>) => unknown> }).handlers;
+    const list = handlers.listChannels!;
+    handlers.listChannels = (req) => {
+      const page = list(req) as { channels: { channelId: bigint }[] };
+      return { channels: page.channels.filter((c) => c.channelId !== 95n), nextPageToken: "more" };
+    };
+    const before = server.count("listChannels");
+    await r.reconnect();
+    await waitFor(() => server.count("listChannels") >= before + 20, "the chat list read again, ten pages of each", 5_000);
+    await settle();
+    assert.ok(chatShown(r), "the chat stays open");
+    assert.ok(row(r, 95n), "and listed");
+    assert.equal(toast(r), "");
+  });
 });

@@ -583,9 +583,10 @@ export class ChatApp {
   private async loadChannels(): Promise<void> {
     const asked = this.channelTurn;
     try {
-      const all = (await Promise.all([this.listChannels(false), this.listChannels(true)])).flat();
+      const lists = await Promise.all([this.listChannels(false), this.listChannels(true)]);
+      const all = lists.flatMap((l) => l.channels);
       if (this.destroyed) return;
-      this.takeListing(all, asked);
+      this.takeListing(all, asked, lists.every((l) => l.complete));
       this.channelsLoaded = true;
       const peers = all.filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
       const senders = all.flatMap((c) => (c.lastMessage ? peopleIn(c.lastMessage) : []));
@@ -607,11 +608,12 @@ export class ChatApp {
    * or left since stays as it now is, deliveries and reading never go back,
    * and a chat the listing leaves out goes unless it came since.
    */
-  private takeListing(listed: Channel[], asked: number): void {
+  private takeListing(listed: Channel[], asked: number, complete: boolean): void {
     const since = (k: string) => (this.changedAt.get(k) ?? 0) > asked;
     const keys = new Set(listed.map((c) => key(c.channelId)));
     for (const [k, c] of [...this.channels]) {
-      if (keys.has(k) || since(k)) continue;
+      // A listing cut short (more chats than it reads) says nothing of those it left out.
+      if (keys.has(k) || since(k) || !complete) continue;
       this.channels.delete(k);
       // Removed, or left on another device, while this tab did not hear of it (offline): as a LEFT event would.
       this.closeLeft(c.channelId, c);
@@ -624,16 +626,17 @@ export class ChatApp {
     }
   }
 
-  private async listChannels(archived: boolean): Promise<Channel[]> {
-    const all: Channel[] = [];
+  /** The first 2,000 of my chats (in the list or the archive), and whether that was all of them. */
+  private async listChannels(archived: boolean): Promise<{ channels: Channel[]; complete: boolean }> {
+    const channels: Channel[] = [];
     let pageToken = "";
     for (let page = 0; page < 10; page++) {
       const res = await this.api.channels.listChannels({ limit: 200, pageToken, archived });
-      all.push(...res.channels);
+      channels.push(...res.channels);
       pageToken = res.nextPageToken;
       if (!pageToken) break;
     }
-    return all;
+    return { channels, complete: pageToken === "" };
   }
 
   /** One channel, as the caller sees it (unread, role, peer). */
