@@ -207,6 +207,15 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.equal(sink.closed, undefined);
   });
 
+  it("forgets chat servers that left the registry (restarts under new ids), so its figures do not grow with each", async () => {
+    for (let i = 0; i < 20; i++) {
+      // A restarted server registers under a new id; this one's port is closed, so its link fails at once.
+      const reg = await registry.register({ serverId: `gone-${i}`, address: "127.0.0.1:1", load: 0 });
+      await reg.close();
+    }
+    await waitFor(() => host.serversTracked <= 2, `only the two live servers tracked (${host.serversTracked})`);
+  });
+
   it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
     await Promise.all(regs.map((r) => r.close()));
     const sink = fakeSink();

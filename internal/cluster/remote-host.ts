@@ -51,7 +51,6 @@ export class RemoteSessionHost implements SessionHost {
   private readonly links = new Map<string, ServerLink>();
   private readonly homeless = new Set<RemoteSession>();
   private readonly brokeAt = new Map<string, number>();
-  private readonly absent = new Set<string>();
   private readonly placedSince = new Map<string, number>();
   private readonly publishedLoad = new Map<string, number>();
   private nextId = 1n;
@@ -76,6 +75,11 @@ export class RemoteSessionHost implements SessionHost {
     const session = new RemoteSession(this, this.nextId++, identity, sink);
     this.place(session, false);
     return session;
+  }
+
+  /** @internal How many chat servers this gateway keeps figures for (cooldowns, placements): the live ones at most. */
+  get serversTracked(): number {
+    return new Set([...this.brokeAt.keys(), ...this.placedSince.keys(), ...this.publishedLoad.keys()]).size;
   }
 
   get sessionCount(): number {
@@ -164,13 +168,11 @@ export class RemoteSessionHost implements SessionHost {
 
   private onServers(servers: ServerInfo[]): void {
     const live = new Map(servers.map((s) => [s.serverId, s]));
-    // A server that left and registered again (a new lease) gets a fresh start.
-    for (const id of this.brokeAt.keys()) if (!live.has(id)) this.absent.add(id);
-    for (const id of [...this.absent]) {
-      if (live.has(id)) {
-        this.absent.delete(id);
-        this.brokeAt.delete(id);
-      }
+    // A server that left is forgotten: it gets a fresh start if it registers
+    // again (a new lease), and a restart under a new id (the default) leaves
+    // nothing behind, which every notification would otherwise walk.
+    for (const figures of [this.brokeAt, this.placedSince, this.publishedLoad]) {
+      for (const id of figures.keys()) if (!live.has(id)) figures.delete(id);
     }
     // Only a server that published a new figure has taken our placements
     // into account (as far as it knows); the others keep their estimates.
