@@ -109,6 +109,33 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     assert.deepEqual(modes, { ".": "700", "chat.db": "600", "queue.db": "600", keys: "755", "keys/token-ed25519.key.pem": "600" });
   });
 
+  it("when the copy cannot be written (a full disk) names the database and where its copy was going, and leaves nothing there", async () => {
+    const base = mkdtempSync(join(tmpdir(), "chatd-backup-"));
+    dirs.push(base);
+    const data = join(base, "data");
+    mkdirSync(data);
+    // Open, as chatd holds it (its WAL beside it): copied by VACUUM INTO.
+    const db = openDatabase(join(data, "chat.db"));
+    try {
+      const insert = db.prepare("INSERT INTO users (user_id, username, username_lower, display_name, password_hash, created_at_ms) VALUES (?, ?, ?, 'U', ?, 0)");
+      db.transaction(() => {
+        for (let i = 1; i <= 2000; i++) insert.run(BigInt(i), `u${i}`, `u${i}`, "h".repeat(200));
+      })();
+      // A disk with room for 200 KiB: past it a write fails with EFBIG, as on a full disk with ENOSPC.
+      const script = `trap '' XFSZ; ulimit -f 200; exec "$0" --import tsx cmd/chatd-backup/main.ts "$1"`;
+      const full = await run("bash", ["-c", script, process.execPath, join(base, "copy")], { cwd: ROOT, env: { ...process.env, CHAT_DATA_DIR: data } }).then(
+        () => ({ code: 0, stderr: "" }),
+        (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? "" }),
+      );
+      assert.equal(full.code, 1);
+      // SQLite says "disk I/O error" for EFBIG, "database or disk is full" for ENOSPC: neither names a file.
+      assert.equal(full.stderr.replace(/: (disk I\/O error|database or disk is full)\n$/, ""), `backup: copying ${join(data, "chat.db")} to ${base}`);
+      assert.deepEqual(readdirSync(base), ["data"]);
+    } finally {
+      db.close();
+    }
+  });
+
   it("refuses a target that exists and a directory with no chatd data, saying why and writing nothing", async () => {
     const base = mkdtempSync(join(tmpdir(), "chatd-backup-"));
     dirs.push(base);

@@ -54,7 +54,12 @@ export function backupDataDir(
       // The running chatd's lock (cmd/chatd/data-dir.ts): copied, it would keep a chatd off the restored copy.
       if (DATABASE_COMPANION.test(name) || name === "chatd.lock" || name === "chatd.lock.takeover") continue;
       if (DATABASE.test(name)) {
-        copyDatabase(join(from, name), join(partial, name));
+        try {
+          copyDatabase(join(from, name), join(partial, name));
+        } catch (err) {
+          // SQLite's messages name no file: "database or disk is full" could be either disk.
+          throw new Error(`copying ${join(from, name)} to ${dirname(to)}: ${(err as Error).message}`, { cause: err });
+        }
         report.databases.push({ name, bytes: statSync(join(partial, name)).size });
       } else {
         // The files themselves, not links to them: a backup must outlive the originals.
