@@ -66,6 +66,20 @@ describe("EtcdWorkerIds on a real etcd", function () {
     assert.equal(other.workerId, lease.workerId, "the number was free for another process");
   });
 
+  it("never writes a lost holder's mark over its successor's, even one sent before the holder hears of the loss", async () => {
+    // A long TTL: its next keep-alive, which would tell it of the loss, is seconds away.
+    const a = make({ ttlSeconds: 30 });
+    const lease = await a.acquire();
+    const kv = (await admin.get(a.keyOf(lease.workerId)).exec()).kvs[0]!;
+    // Revoked behind its back: until that keep-alive the holder still believes the number is its own.
+    await admin.leaseClient.leaseRevoke({ ID: kv.lease });
+    const successor = await make().acquire();
+    assert.equal(successor.workerId, lease.workerId);
+    await successor.mark(2_000_000_000_000);
+    await assert.rejects(lease.mark(1_000_000_000_000), /no longer held/);
+    assert.equal(await admin.get(`${a.marksDir}${lease.workerId}`).string(), "2000000000000");
+  });
+
   it("refuses when every number is taken", async () => {
     const a = make({ maxWorkerId: 1 });
     await a.acquire();

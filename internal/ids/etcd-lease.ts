@@ -92,7 +92,7 @@ export class EtcdWorkerIds implements WorkerIdAllocator {
         if (res.succeeded) {
           const mark = await deadline(this.client.get(this.marksDir + n).string(), timeout, `reading worker id ${n}'s mark`);
           const mintedBeforeMs = Number(mark ?? 0) || 0;
-          const l = new EtcdWorkerIdLease(n, lease, mintedBeforeMs, this.client, this.marksDir + n, timeout, this.options.logger, () =>
+          const l = new EtcdWorkerIdLease(n, lease, mintedBeforeMs, this.client, this.marksDir + n, key, timeout, this.options.logger, () =>
             this.leases.delete(l),
           );
           this.leases.add(l);
@@ -125,6 +125,8 @@ class EtcdWorkerIdLease implements WorkerIdLease {
     readonly mintedBeforeMs: number,
     private readonly client: Etcd3,
     private readonly markKey: string,
+    /** The number's key, held under `lease` while the number is ours. */
+    private readonly numberKey: string,
     private readonly timeoutMs: number,
     private readonly logger: Logger | undefined,
     private readonly onReleased: () => void,
@@ -157,7 +159,17 @@ class EtcdWorkerIdLease implements WorkerIdLease {
    */
   async mark(ms: number): Promise<void> {
     if (!this.lease.live || this.released) return;
-    await deadline(this.client.put(this.markKey).value(String(Math.ceil(ms))).exec(), this.timeoutMs, `marking worker id ${this.workerId}`);
+    // Checked by etcd too, in the same transaction: a put sent while the number was ours
+    // may land after the lease is gone and a successor has marked higher.
+    const res = await deadline(
+      this.client
+        .if(this.numberKey, "Lease", "==", this.lease.id)
+        .then(this.client.put(this.markKey).value(String(Math.ceil(ms))))
+        .commit(),
+      this.timeoutMs,
+      `marking worker id ${this.workerId}`,
+    );
+    if (!res.succeeded) throw new Error(`worker id ${this.workerId} is no longer held under this lease: its mark was not written`);
   }
 
   /** Revokes the lease: the number is free for others at once. */
