@@ -360,6 +360,21 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.equal(receiver.pushesTo(sub).length, 0);
   });
 
+  it("sends nothing for a message older than a push service would hold (a backlog, or a first start reading the topic from its beginning)", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await startNotifier({ ttlSeconds: 3600 });
+    const request = (channelId: Id, text: string, ageMs: number): NotificationRequest => {
+      seq++;
+      const message = { messageId: 1000n + seq, channelId, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: Date.now() - ageMs };
+      return { userId: 1n, senderName: "Bob", channelTitle: "", message };
+    };
+    await queue.publish(Topics.notifications, [request(600n, "old", 2 * 3600_000), request(601n, "new", 0)].map((r) => ({ key: "1", value: encodeNotificationRequested(r) })));
+    await waitFor(() => results.some((r) => r.action === "delivered"), "the new message's push");
+    await notifier!.idle();
+    assert.deepEqual([results.map((r) => r.notification.body), skips], [["new"], ["expired"]]);
+  });
+
   it("gives a batch waiting for room its turn when the retries holding it end unsent (their user came online)", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 503 });
     await register(1n, 10n, sub);

@@ -63,7 +63,7 @@ export interface NotifierDeps {
  * channel, has no endpoint, or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed).
  */
-export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device";
+export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -179,6 +179,12 @@ export class Notifier {
         req = decodeNotificationRequested(record.value);
       } catch (err) {
         this.deps.logger?.warn({ err, offset: String(record.offset) }, "skipping an undecodable notification record");
+        continue;
+      }
+      // Past the time a push service would hold it, a notification is noise: a backlog after a long
+      // outage, or the topic read from its beginning by a notifier group's first start, stays quiet.
+      if ((this.deps.now ?? Date.now)() - req.message.sentAtMs > this.o.ttlSeconds * 1000) {
+        this.deps.onSkipped?.("expired");
         continue;
       }
       while (this.pending >= this.o.maxPending && !this.stopped) await new Promise<void>((r) => this.roomWaiters.push(r));
