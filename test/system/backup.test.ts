@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -134,6 +134,19 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     } finally {
       db.close();
     }
+  });
+
+  it("refuses a target inside the data directory also when CHAT_DATA_DIR is a symlink to it", async () => {
+    const base = mkdtempSync(join(tmpdir(), "chatd-backup-"));
+    dirs.push(base);
+    const data = join(base, "data");
+    mkdirSync(data);
+    openDatabase(join(data, "chat.db")).close();
+    symlinkSync(data, join(base, "link"));
+    const result = await backup(join(base, "link"), join(data, "copy"));
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, `backup: the backup cannot go inside the data directory ${join(base, "link")}\n`);
+    assert.deepEqual(readdirSync(data), ["chat.db"]);
   });
 
   it("refuses a target that exists and a directory with no chatd data, saying why and writing nothing", async () => {

@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, truncateSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
@@ -42,7 +42,11 @@ export function backupDataDir(
   const to = resolve(target);
   if (!existsSync(join(from, "chat.db"))) throw new Error(`no chatd data in ${from} (chat.db is missing)`);
   if (existsSync(to)) throw new Error(`${to} exists: a backup goes to a new directory and never overwrites one`);
-  if (to === from || to.startsWith(from + "/")) throw new Error(`the backup cannot go inside the data directory ${from}`);
+  // Through symlinks: a CHAT_DATA_DIR that is a link must not let the copy into itself.
+  const [realFrom, realTo] = [realpathSync(from), realPathOf(to)];
+  if (to === from || to.startsWith(from + "/") || realTo === realFrom || realTo.startsWith(realFrom + "/")) {
+    throw new Error(`the backup cannot go inside the data directory ${from}`);
+  }
 
   mkdirSync(dirname(to), { recursive: true });
   removeAbandonedPartials(to);
@@ -78,6 +82,17 @@ export function backupDataDir(
     rmSync(partial, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** `path` with the symlinks of its longest existing part resolved. */
+function realPathOf(path: string): string {
+  const rest: string[] = [];
+  let at = path;
+  while (!existsSync(at) && dirname(at) !== at) {
+    rest.unshift(basename(at));
+    at = dirname(at);
+  }
+  return join(realpathSync(at), ...rest);
 }
 
 /** Where the backup to `to` by process `pid` is made, beside the target. */
