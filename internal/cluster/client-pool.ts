@@ -16,11 +16,18 @@ type Entry = { address: string; client: ChatServerServiceClient; deliveries?: De
  */
 export class ChatServerClients {
   private readonly clients = new Map<string, Entry>();
+  /**
+   * Live servers' addresses by id, as the watch last told: asked per user
+   * and route on the delivery path, where the watch's servers() (a sorted
+   * copy of every server) would cost O(N log N) per lookup.
+   */
+  private live: Map<string, string>;
 
   constructor(
-    private readonly watch: ServerWatch,
+    watch: ServerWatch,
     private readonly logger?: Logger,
   ) {
+    this.live = addresses(watch.servers());
     watch.onChange((servers) => this.prune(servers));
   }
 
@@ -36,18 +43,18 @@ export class ChatServerClients {
   }
 
   private entry(serverId: string): Entry | undefined {
-    const info = this.watch.servers().find((s) => s.serverId === serverId);
-    if (!info) return undefined;
+    const address = this.live.get(serverId);
+    if (address === undefined) return undefined;
     const known = this.clients.get(serverId);
-    if (known && known.address === info.address) return known;
+    if (known && known.address === address) return known;
     if (known) drop(known);
-    const entry = { address: info.address, client: new ChatServerServiceClient(info.address, credentials.createInsecure(), INTERNAL_MESSAGE_LIMITS) };
+    const entry = { address, client: new ChatServerServiceClient(address, credentials.createInsecure(), INTERNAL_MESSAGE_LIMITS) };
     this.clients.set(serverId, entry);
     return entry;
   }
 
   private prune(servers: ServerInfo[]): void {
-    const live = new Map(servers.map((s) => [s.serverId, s.address]));
+    const live = (this.live = addresses(servers));
     for (const [id, c] of this.clients) {
       if (live.get(id) !== c.address) {
         drop(c);
@@ -61,6 +68,8 @@ export class ChatServerClients {
     this.clients.clear();
   }
 }
+
+const addresses = (servers: readonly ServerInfo[]) => new Map(servers.map((s) => [s.serverId, s.address]));
 
 /** A closed channel lets its calls run on, so the open stream is ended first. */
 function drop(entry: Entry): void {
