@@ -148,15 +148,16 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       }
     });
   };
-  const fill = async (upTo: bigint) => {
-    while (lastSeq + 1n < upTo) {
+  /** Prints the messages between lastSeq and upTo (without it: all the channel has after lastSeq), from history. */
+  const fill = async (upTo?: bigint) => {
+    while (upTo === undefined || lastSeq + 1n < upTo) {
       const anchorSeq = lastSeq;
       const res = await patiently(`read the messages after #${anchorSeq}`, () =>
         session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal }),
       );
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
-        if (m.seq >= upTo) return;
+        if (upTo !== undefined && m.seq >= upTo) return;
         if (m.seq <= lastSeq) continue;
         await print(m);
         lastSeq = m.seq;
@@ -171,6 +172,10 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       attempts = 0;
       startedMs ??= serverTimeMs;
       shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
+      // What was sent while it was away comes from history, not from the
+      // inbox replay alone: another chat-cli of this device (a follow of
+      // another chat) may have acked it, moving the cursor past it.
+      step(() => fill());
     };
     const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), token, take, welcomed, signal, opts);
     if (signal.aborted) break;

@@ -12,6 +12,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { waitFor } from "../support/wait.js";
 
@@ -162,6 +163,37 @@ describe("chat-cli follow through a connection that drops", function () {
     proxy.restore();
     await follower.printed("three\n");
     assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
+  it("prints what was sent while it reconnected, though another chat-cli of the device acked it meanwhile", async () => {
+    const { me, peer, channelId } = await pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: "before" });
+    const follower = follow(me, String(channelId), "--last", "1");
+    await follower.started();
+    await follower.printed("before\n");
+
+    proxy.cut("reset");
+    await follower.said(/connection lost/);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: "while away 1" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: "while away 2" });
+    // The same device, as another `chat-cli follow` of it would be (straight to chatd): it gets both and acks them.
+    const other = await new TestDevice(chatd.wsUrl, me.saved().accessToken).connect();
+    cleanups.push(() => other.ws?.close());
+    await waitFor(() => other.messages().length >= 2, "the other session's replay");
+    const cursor = other.cursor;
+    await waitFor(async () => {
+      const probe = await new TestDevice(chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
+      probe.ws?.close();
+      return probe.welcome()!.deviceCursor >= cursor;
+    }, "the ack stored");
+
+    proxy.restore();
+    await follower.said(/reconnected/);
+    // Nothing more is sent: what it missed comes all the same, once each and in order.
+    await follower.printed("while away 2\n");
+    assert.match(follower.out, /#1 \S+: before\n\[[^\]]+\] #2 \S+: while away 1\n\[[^\]]+\] #3 \S+: while away 2\n$/);
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });
