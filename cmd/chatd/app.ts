@@ -59,7 +59,7 @@ export interface RunningChatd {
  * server as the session directory.
  */
 export async function startChatd(config: ChatdConfig, logger: Logger): Promise<RunningChatd> {
-  mkdirSync(config.dataDir, { recursive: true });
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const registry = processMetricsRegistry();
 
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), { synchronous: config.sqliteSync });

@@ -19,7 +19,8 @@ export interface DataDirLock {
 export function lockDataDir(dir: string): DataDirLock {
   const problem = (why: string) => new ConfigError([`CHAT_DATA_DIR=${JSON.stringify(dir)}: ${why}`]);
   try {
-    mkdirSync(dir, { recursive: true });
+    // Its databases hold password and token hashes: nobody else's to read.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw problem(code === "EEXIST" || code === "ENOTDIR" ? "not a directory" : `cannot create the directory (${code ?? (err as Error).message})`);

@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
 import { WriteFailures } from "../observability/write-failures.js";
+import { createPrivately } from "../storage/sqlite/database.js";
 import {
   partitionFor,
   type BatchHandler,
@@ -66,6 +67,7 @@ export class SqliteQueue implements MessageQueue {
 
   constructor(private readonly options: SqliteQueueOptions) {
     this.writes = new WriteFailures(options.writeFailureWindowMs);
+    createPrivately(options.path);
     this.db = new Database(options.path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);

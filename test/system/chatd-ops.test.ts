@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -99,6 +99,17 @@ describe("chatd operations", function () {
       assert.ok(!existsSync(lock), "a clean stop removes the lock");
       const second = await startChatd({ dataDir: first.dataDir });
       started.push(second);
+    });
+
+    it("keeps its data to its owner: a data directory it creates is 0700, its databases and their WAL files 0600", async () => {
+      const dataDir = join(tempDir("chatd-mode-"), "data");
+      const chatd = await startChatd({ dataDir });
+      started.push(chatd);
+      const mode = (name: string) => (statSync(join(dataDir, name)).mode & 0o777).toString(8);
+      assert.equal(mode(""), "700");
+      const files = readdirSync(dataDir).filter((f) => /^(chat|queue)\.db(-wal|-shm)?$/.test(f)).sort();
+      assert.deepEqual(files, ["chat.db", "chat.db-shm", "chat.db-wal", "queue.db", "queue.db-shm", "queue.db-wal"]);
+      for (const f of files) assert.equal(mode(f), "600", f);
     });
 
     it("opens nothing in a directory another live process holds", async () => {

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import { ChatError } from "../../model/errors.js";
 
@@ -19,6 +20,7 @@ export interface OpenOptions {
  * to be shared by all four stores of a process; the caller closes it.
  */
 export function openDatabase(path: string, options: OpenOptions = {}): SqliteDatabase {
+  createPrivately(path);
   const db = new Database(path);
   try {
     db.defaultSafeIntegers(true);
@@ -34,6 +36,16 @@ export function openDatabase(path: string, options: OpenOptions = {}): SqliteDat
     db.close();
     throw e;
   }
+}
+
+/**
+ * Creates a database file missing at `path` readable by its owner alone
+ * (0600; SQLite gives its -wal and -shm files the same mode): it holds
+ * password and token hashes. An existing file keeps the mode it has.
+ */
+export function createPrivately(path: string): void {
+  if (path === "" || path === ":memory:" || path.startsWith("file:")) return;
+  closeSync(openSync(path, "a", 0o600));
 }
 
 /** Ids must never pass through a JS number, whoever opened the database. */
