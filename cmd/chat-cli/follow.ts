@@ -166,8 +166,21 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
   };
 
+  let refused = false;
   while (!signal.aborted) {
-    const token = await session.accessToken();
+    let token: string;
+    try {
+      // A token the server refused is refreshed even if it looks fresh here.
+      token = refused ? await session.refresh(true) : await session.accessToken();
+      refused = false;
+    } catch (err) {
+      // The server down past the token's lifetime (a restart, a network cut) is waited for like a lost connection; a signed-out device is not.
+      if (!isTransient(err)) throw err;
+      const wait = Math.min(15_000, 500 * 2 ** attempts++);
+      opts.status(`cannot refresh the access token (${describe(err)}); trying again in ${seconds(wait)}`);
+      await sleep(wait, signal);
+      continue;
+    }
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
       startedMs ??= serverTimeMs;
@@ -181,7 +194,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     if (signal.aborted) break;
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
-      await session.refresh(true);
+      refused = true;
       continue;
     }
     const wait = Math.min(15_000, 500 * 2 ** attempts++);

@@ -91,67 +91,73 @@ class CliUser {
   }
 }
 
+/**
+ * A chatd (with `env`) behind a proxy a test can cut, started before the
+ * suite's tests; each test's users and followers go after it.
+ */
+function harness(env: Record<string, string> = {}) {
+  const h = {
+    chatd: undefined as unknown as ChatdProcess,
+    proxy: undefined as unknown as TcpProxy,
+    cleanups: [] as (() => unknown)[],
+    /** A CLI user signed in through the proxy, and someone (over the API) in a 1:1 chat with them. */
+    async pair(): Promise<{ me: CliUser; peer: TestUser; channelId: bigint }> {
+      const me = new CliUser(`fol${n++}_${suffix}`, `http://${h.proxy.address}`);
+      h.cleanups.push(() => me.cleanup());
+      await me.ok("signup", me.username);
+      const peer = await signUp(h.chatd.httpUrl, "peer");
+      const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+      const { channelId } = (await peer.api.channels.openDirect({ userId: myId })).channel!;
+      return { me, peer, channelId };
+    },
+    follow(me: CliUser, ...args: string[]): Follower {
+      const f = me.follow(...args);
+      h.cleanups.push(async () => {
+        f.interrupt();
+        await f.exited;
+      });
+      return f;
+    },
+  };
+  before(async () => {
+    h.chatd = await startChatd({ env });
+    h.proxy = await TcpProxy.start(new URL(h.chatd.httpUrl).host);
+  });
+  afterEach(async () => {
+    h.proxy.restore();
+    while (h.cleanups.length > 0) await h.cleanups.pop()!();
+  });
+  after(async () => {
+    await h.proxy?.close();
+    await h.chatd?.stop();
+    if (h.chatd) removeDataDir(h.chatd.dataDir);
+  });
+  return h;
+}
+const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+let n = 0;
+
 describe("chat-cli follow through a connection that drops", function () {
   this.timeout(120_000);
-  let chatd: ChatdProcess;
-  let proxy: TcpProxy;
-  const cleanups: (() => unknown)[] = [];
-  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  let n = 0;
-
-  before(async () => {
-    chatd = await startChatd();
-    proxy = await TcpProxy.start(new URL(chatd.httpUrl).host);
-  });
-
-  afterEach(async () => {
-    proxy.restore();
-    while (cleanups.length > 0) await cleanups.pop()!();
-  });
-
-  after(async () => {
-    await proxy?.close();
-    await chatd?.stop();
-    if (chatd) removeDataDir(chatd.dataDir);
-  });
-
-  /** A CLI user signed in through the proxy, and someone (over the API) in a 1:1 chat with them. */
-  async function pair(): Promise<{ me: CliUser; peer: TestUser; channelId: bigint }> {
-    const me = new CliUser(`fol${n++}_${suffix}`, `http://${proxy.address}`);
-    cleanups.push(() => me.cleanup());
-    await me.ok("signup", me.username);
-    const peer = await signUp(chatd.httpUrl, "peer");
-    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
-    const { channelId } = (await peer.api.channels.openDirect({ userId: myId })).channel!;
-    return { me, peer, channelId };
-  }
-
-  function follow(me: CliUser, ...args: string[]): Follower {
-    const f = me.follow(...args);
-    cleanups.push(async () => {
-      f.interrupt();
-      await f.exited;
-    });
-    return f;
-  }
+  const h = harness();
 
   it("goes on when a history read to fill a gap fails for a while, printing the gap once it can", async () => {
-    const { me, peer, channelId } = await pair();
+    const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
     // A stand-in gateway (the api stays chatd, through the proxy): it welcomes, then pushes what the test says.
     const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
     await once(gateway, "listening");
-    cleanups.push(() => new Promise((r) => gateway.close(r)));
+    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
     const sockets: WebSocket[] = [];
     gateway.on("connection", (socket) => {
       sockets.push(socket);
       socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
     });
-    const follower = follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
     await follower.started();
     await follower.printed("one\n");
 
-    proxy.cut("reset");
+    h.proxy.cut("reset");
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "g2", text: "two" });
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "g3", text: "three" });
     const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
@@ -160,7 +166,7 @@ describe("chat-cli follow through a connection that drops", function () {
     sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
     await follower.said(/could not read the messages after #1 \(.+\); trying again/);
 
-    proxy.restore();
+    h.proxy.restore();
     await follower.printed("three\n");
     assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
     follower.interrupt();
@@ -168,32 +174,56 @@ describe("chat-cli follow through a connection that drops", function () {
   });
 
   it("prints what was sent while it reconnected, though another chat-cli of the device acked it meanwhile", async () => {
-    const { me, peer, channelId } = await pair();
+    const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: "before" });
-    const follower = follow(me, String(channelId), "--last", "1");
+    const follower = h.follow(me, String(channelId), "--last", "1");
     await follower.started();
     await follower.printed("before\n");
 
-    proxy.cut("reset");
+    h.proxy.cut("reset");
     await follower.said(/connection lost/);
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: "while away 1" });
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: "while away 2" });
     // The same device, as another `chat-cli follow` of it would be (straight to chatd): it gets both and acks them.
-    const other = await new TestDevice(chatd.wsUrl, me.saved().accessToken).connect();
-    cleanups.push(() => other.ws?.close());
+    const other = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken).connect();
+    h.cleanups.push(() => other.ws?.close());
     await waitFor(() => other.messages().length >= 2, "the other session's replay");
     const cursor = other.cursor;
     await waitFor(async () => {
-      const probe = await new TestDevice(chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
+      const probe = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
       probe.ws?.close();
       return probe.welcome()!.deviceCursor >= cursor;
     }, "the ack stored");
 
-    proxy.restore();
+    h.proxy.restore();
     await follower.said(/reconnected/);
     // Nothing more is sent: what it missed comes all the same, once each and in order.
     await follower.printed("while away 2\n");
     assert.match(follower.out, /#1 \S+: before\n\[[^\]]+\] #2 \S+: while away 1\n\[[^\]]+\] #3 \S+: while away 2\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
+
+describe("chat-cli follow with tokens that expire while the server is down", function () {
+  this.timeout(120_000);
+  // A token this short is refreshed at every reconnect, as one of 15 minutes is after an outage that long.
+  const h = harness({ CHAT_ACCESS_TOKEN_TTL_S: "10" });
+
+  it("waits for the server to refresh its token, and follows on once it is back", async () => {
+    const { me, peer, channelId } = await h.pair();
+    const follower = h.follow(me, String(channelId), "--last", "0");
+    await follower.started();
+    // Its first read of history (after a refresh, as every call) done: a refresh the cut answers
+    // no more would have spent its refresh token, and the server would sign the device out.
+    await new Promise((r) => setTimeout(r, 1000));
+
+    h.proxy.cut("reset");
+    await follower.said(/cannot refresh the access token \(.+\); trying again in/, 2);
+    h.proxy.restore();
+    await follower.said(/reconnected/);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
+    await follower.printed("back again\n");
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });
