@@ -18,8 +18,21 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * The CliError behind `err`: itself, or one thrown inside a call (the token
+ * refresh of the bearer interceptor, refused for a signed-out device), which
+ * the Connect client hands on wrapped in a ConnectError.
+ */
+export function cliErrorOf(err: unknown): CliError | undefined {
+  if (err instanceof CliError) return err;
+  if (err instanceof ConnectError && err.cause instanceof CliError) return err.cause;
+  return undefined;
+}
+
 /** What went wrong, in a line: the server's reason, or that it cannot be reached. */
 export function describe(err: unknown): string {
+  const cli = cliErrorOf(err);
+  if (cli) return cli.message;
   if (err instanceof ConnectError) {
     if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return "cannot reach the server";
     return err.rawMessage;
@@ -29,7 +42,7 @@ export function describe(err: unknown): string {
 
 /** A failure that may mend by itself: the server down or restarting, a connection cut, a rate limit. */
 export function isTransient(err: unknown): boolean {
-  if (!(err instanceof ConnectError)) return false;
+  if (!(err instanceof ConnectError) || cliErrorOf(err)) return false;
   return [Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Canceled].includes(err.code);
 }
 

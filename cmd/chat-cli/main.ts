@@ -8,7 +8,7 @@ import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
-import { CliError, Session, describe, publicApi, toSavedLogin } from "./client.js";
+import { CliError, Session, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
 
@@ -903,7 +903,7 @@ main(process.argv.slice(2)).then(
   () => finish(0),
   (err) => {
     warn(`chat-cli: ${describe(err)}`);
-    finish(err instanceof CliError ? err.exitCode : 1);
+    finish(cliErrorOf(err)?.exitCode ?? 1);
   },
 );
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebSocketServer } from "ws";
@@ -769,6 +769,24 @@ describe("chat-cli against chatd", function () {
     } finally {
       owen.cleanup();
       mia.cleanup();
+    }
+  });
+
+  it("exits 3, saying to log in again, when its token's refresh is refused (the device signed out elsewhere)", async () => {
+    const gus = new CliUser(`gus_${suffix}`, chatd.httpUrl);
+    try {
+      await gus.ok("signup", gus.username);
+      // Its access token due, and a refresh token the server no longer takes.
+      const file = join(gus.home, "credentials.json");
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), accessExpiresAtMs: 0, refreshToken: "spent" }));
+      for (const args of [["chats"], ["whoami", "--json"], ["send", `@${alice.username}`, "hi"]]) {
+        const r = await gus.run(...args);
+        assert.equal(r.code, 3, `${args.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`this device was signed out .*; run: chat-cli login ${gus.username}`));
+        assert.equal(r.stdout, "");
+      }
+    } finally {
+      gus.cleanup();
     }
   });
 
