@@ -158,7 +158,8 @@ export class Session {
       try {
         const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken });
         this.login = toSavedLogin(this.login.server, this.login.username, res.credentials!);
-        this.store.write(this.login);
+        // Written over this device's login only: a logout or another login (`chat-cli login` as someone else) since is not undone.
+        if (onDisk?.deviceId === this.login.deviceId) this.store.write(this.login);
         return this.login.accessToken;
       } catch (err) {
         if (err instanceof ConnectError && err.code === Code.Unauthenticated) {

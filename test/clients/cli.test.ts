@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebSocketServer } from "ws";
+import { Session } from "../../cmd/chat-cli/client.js";
+import { LoginStore } from "../../cmd/chat-cli/store.js";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
@@ -787,6 +789,26 @@ describe("chat-cli against chatd", function () {
       }
     } finally {
       gus.cleanup();
+    }
+  });
+
+  it("keeps a login made meanwhile (or a logout) when a running chat-cli refreshes its own token", async () => {
+    const [first, second] = [await signUp(chatd.httpUrl, "kim"), await signUp(chatd.httpUrl, "lee")];
+    const store = new LoginStore({ CHAT_CLI_HOME: mkdtempSync(join(tmpdir(), "chat-cli-test-")) });
+    try {
+      const saved = (u: typeof first) => ({ server: chatd.httpUrl, username: u.username, userId: String(u.userId), deviceId: String(u.devices[0]!.deviceId), accessToken: u.devices[0]!.token, accessExpiresAtMs: 0, refreshToken: u.devices[0]!.refreshToken });
+      store.write(saved(first));
+      // A follow of the first user's, running; then `chat-cli login` as the second.
+      const running = new Session(store, store.read()!);
+      store.write(saved(second));
+      await running.refresh(true);
+      assert.equal(store.read()!.username, second.username);
+      // And after a logout, nobody is signed in again.
+      store.remove();
+      await running.refresh(true);
+      assert.equal(store.read(), undefined);
+    } finally {
+      rmSync(store.dir, { recursive: true, force: true });
     }
   });
 
