@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { BlockCache } from "../accounts/blocks.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
+import { MAX_EDITS_PER_MESSAGE } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import type { MemberRole, StoredMessage } from "../model/types.js";
 import { decodeSubmitted } from "../pipeline/records.js";
@@ -30,7 +31,9 @@ function submitter(
   } as unknown as ChannelStore;
   let id = firstId;
   const ids = { next: () => ++id } as unknown as IdGenerator;
-  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: log as MessageLog, ids, claims, blocks });
+  // No edits of any message unless the test says otherwise (the edit limit's count).
+  const withEdits = { editsOf: async () => [], ...log } as MessageLog;
+  return new QueueSubmitter({ queue: { publish } as MessageQueue, channels, log: withEdits, ids, claims, blocks });
 }
 
 const send = { channelId: CHANNEL, clientMsgId: "c1", text: "hi" };
@@ -232,6 +235,18 @@ describe("QueueSubmitter", () => {
         await assert.rejects(s.submit(ALICE, { ...send, editSeq: 4n }), (e: Error & { code?: string }) => e.code === code && message.test(e.message));
       }
       assert.equal(published, 0);
+    });
+
+    it("refuses an edit of a message edited MAX_EDITS_PER_MESSAGE times already, publishing nothing, and still takes its delete", async () => {
+      const edits = (n: number) => async (_c: bigint, _s: bigint, limit?: number) => Array.from({ length: Math.min(n, limit ?? n) }, (_, i) => 1000n + BigInt(i));
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      const under = submitter({ get: async () => stored(ALICE.userId), editsOf: edits(MAX_EDITS_PER_MESSAGE - 1), findChange: async () => undefined }, records(out));
+      await under.submit(ALICE, { ...send, text: "the last edit there may be", editSeq: 4n });
+      const full = submitter({ get: async () => stored(ALICE.userId), editsOf: edits(500_000), findChange: async () => undefined }, records(out));
+      await assert.rejects(full.submit(ALICE, { ...send, clientMsgId: "one more", text: "one more", editSeq: 4n }), (e: Error & { code?: string }) =>
+        e.code === "limit_reached" && e.message === `message 4 was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
+      await full.submit(ALICE, { ...send, clientMsgId: "gone", text: "", deleteSeq: 4n });
+      assert.deepStrictEqual(out.map((m) => [m.clientMsgId, m.deleted]), [["c1", undefined], ["gone", true]]);
     });
 
     it("lets a group's admin or owner delete anyone's message; a member, or anyone in a direct chat, only their own", async () => {

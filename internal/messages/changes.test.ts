@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import type { ChannelStore } from "../channels/store.js";
 import type { MemberRole, StoredMessage } from "../model/types.js";
-import { checkNamedMessage, notifiedOfChange, type ChangeWindows } from "./changes.js";
+import { checkNamedMessage, MAX_EDITS_PER_MESSAGE, notifiedOfChange, type ChangeWindows } from "./changes.js";
 import type { MessageLog } from "./log.js";
 
 const SENT = 1_767_225_600_000;
 const message: StoredMessage = {
   messageId: 50n, channelId: 10n, seq: 4n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "x", text: "hi", sentAtMs: SENT,
 };
-const log = { get: async () => message } as unknown as MessageLog;
+const log = { get: async () => message, editsOf: async () => [] } as unknown as MessageLog;
 const channels = (role: MemberRole) => ({ getMember: async () => ({ role }) }) as unknown as ChannelStore;
 const windows: ChangeWindows = { editMs: 15 * 60_000, deleteMs: 2 * 86_400_000 };
 const ALICE = { userId: 1n, deviceId: 11n };
@@ -50,11 +50,34 @@ describe("checkNamedMessage's windows (CHAT_EDIT_WINDOW_S, CHAT_DELETE_WINDOW_S)
 
   it("refuses an edit, a delete, a reply or a reaction to a note about the chat, even by its sender or an admin", async () => {
     const note: StoredMessage = { ...message, text: "", note: { kind: "title_changed", userIds: [], title: "t" } };
-    const noteLog = { get: async () => note } as unknown as MessageLog;
+    const noteLog = { get: async () => note, editsOf: async () => [] } as unknown as MessageLog;
     const refused = "invalid_argument: message 4 is a note about the chat: it cannot be edited, deleted, answered or reacted to";
     for (const c of [{ ...cmd, text: "x", editSeq: 4n }, { ...cmd, deleteSeq: 4n }, { ...cmd, text: "re", replyToSeq: 4n }, { ...cmd, text: "👍", reactSeq: 4n }]) {
       assert.equal(await refusal(checkNamedMessage(noteLog, channels("owner"), ALICE, c)), refused);
     }
+  });
+
+  it(`refuses the sender's edit of a message edited ${MAX_EDITS_PER_MESSAGE} times (limit_reached), counting no further, and not a delete, a reply or a reaction`, async () => {
+    const asked: (number | undefined)[] = [];
+    const edited = (n: number) => ({
+      get: async () => message,
+      editsOf: async (_c: bigint, _s: bigint, limit?: number) => {
+        asked.push(limit);
+        return Array.from({ length: Math.min(n, limit ?? n) }, (_, i) => 100n + BigInt(i));
+      },
+    }) as unknown as MessageLog;
+    const edit = { ...cmd, text: "again", editSeq: 4n };
+    assert.equal(await refusal(checkNamedMessage(edited(MAX_EDITS_PER_MESSAGE - 1), channels("member"), ALICE, edit)), "accepted");
+    assert.equal(await refusal(checkNamedMessage(edited(MAX_EDITS_PER_MESSAGE), channels("member"), ALICE, edit, windows, SENT)),
+      `limit_reached: message 4 was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
+    assert.equal(await refusal(checkNamedMessage(edited(466_000), channels("member"), ALICE, edit)), `limit_reached: message 4 was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
+    assert.deepEqual(asked, [MAX_EDITS_PER_MESSAGE, MAX_EDITS_PER_MESSAGE, MAX_EDITS_PER_MESSAGE], "never every edit of a message edited before the limit");
+    for (const c of [{ ...cmd, deleteSeq: 4n }, { ...cmd, text: "re", replyToSeq: 4n }, { ...cmd, text: "👍", reactSeq: 4n }]) {
+      assert.equal(await refusal(checkNamedMessage(edited(466_000), channels("member"), ALICE, c)), "accepted");
+    }
+    assert.equal(asked.length, 3, "only an edit counts the edits");
+    // Someone else's edit is refused for that, whatever the count.
+    assert.match(await refusal(checkNamedMessage(edited(466_000), channels("member"), BOB, edit)), /^permission_denied: only its sender can edit/);
   });
 
   it("names the window in its largest whole unit", async () => {

@@ -26,6 +26,20 @@ export function readChangeWindows(r: EnvReader): ChangeWindows {
   };
 }
 
+/**
+ * How many times one message can be edited. Each edit is kept (its id among
+ * the message's edits) and copied to every member's inbox as an entry of its
+ * own, and a delete must find and empty every one of those copies in every
+ * member's inbox: without a bound, one user editing one message in a loop
+ * made each later delete of it cost edits x members writes (and its records
+ * grew past what Kafka takes). People fix a message a handful of times; 100
+ * leaves room for any real use while a delete stays at most 101 x members
+ * inbox writes (10,100 in a full group). The check reads the count when the
+ * edit is sent, so edits sent at the same moment can pass it together; the
+ * delete's records are bounded apart from it (MAX_EMPTIED_PER_APPEND).
+ */
+export const MAX_EDITS_PER_MESSAGE = 100;
+
 /** Whether the send is an edit, a delete or a reaction (stored as a change of its target, not as a message). */
 export function isChangeSend(cmd: SendCommand): boolean {
   return Boolean(cmd.editSeq || cmd.deleteSeq || cmd.reactSeq);
@@ -45,7 +59,8 @@ export async function storedUnderKey(log: MessageLog, sender: Sender, cmd: SendC
 /**
  * Refuses an edit, a delete, a reply or a reaction the sender may not make:
  * the message it names must be a message of the channel that is not
- * deleted; only its sender edits it; its sender, or an admin or the owner of
+ * deleted; only its sender edits it, at most MAX_EDITS_PER_MESSAGE times
+ * (`limit_reached`); its sender, or an admin or the owner of
  * its group, deletes it; anyone answers it or reacts to it. A note about
  * the channel is nobody's to change or answer. A plain send
  * passes untouched, with no read. Membership is the caller's check, as for
@@ -65,7 +80,11 @@ export async function checkNamedMessage(
 ): Promise<void> {
   const seq = cmd.editSeq || cmd.deleteSeq || cmd.replyToSeq || cmd.reactSeq;
   if (!seq) return;
-  const target = await log.get(cmd.channelId, seq);
+  // An edit also counts the message's edits, in the same round trip.
+  const [target, edits] = await Promise.all([
+    log.get(cmd.channelId, seq),
+    cmd.editSeq ? log.editsOf(cmd.channelId, seq, MAX_EDITS_PER_MESSAGE) : undefined,
+  ]);
   if (!target) throw new ChatError("not_found", `no message with seq ${seq} in this channel`);
   if (target.deleted) throw new ChatError("not_found", `message ${seq} was deleted`);
   if (target.note) throw new ChatError("invalid_argument", `message ${seq} is a note about the chat: it cannot be edited, deleted, answered or reacted to`);
@@ -73,7 +92,12 @@ export async function checkNamedMessage(
   if (cmd.replyToSeq || cmd.reactSeq) return;
   if (target.senderUserId === sender.userId) {
     const [window, what] = cmd.editSeq ? [windows.editMs, "edited"] : [windows.deleteMs, "deleted for everyone"];
-    if (window === 0 || nowMs - target.sentAtMs <= window) return;
+    if (window === 0 || nowMs - target.sentAtMs <= window) {
+      if (edits && edits.length >= MAX_EDITS_PER_MESSAGE) {
+        throw new ChatError("limit_reached", `message ${seq} was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
+      }
+      return;
+    }
     // Past their window, a group's admins may still delete their own message, as anyone's.
     if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return;
     throw new ChatError("permission_denied", `a message can only be ${what} within ${duration(window)} of sending it`);

@@ -71,9 +71,11 @@ export interface MessageLog {
   /**
    * The ids of the edits applied to the message with that seq, oldest first
    * (a delete is not among them): what a delete must empty besides the
-   * message's own copies.
+   * message's own copies. With `limit`, only the oldest `limit` of them:
+   * enough to tell whether a message reached MAX_EDITS_PER_MESSAGE without
+   * reading the edits of one edited before there was a limit.
    */
-  editsOf(channelId: Id, seq: bigint): Promise<Id[]>;
+  editsOf(channelId: Id, seq: bigint, limit?: number): Promise<Id[]>;
   /** The message with that seq as it now is (edited or deleted, with its reactions), if stored. */
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined>;
   /** The stored message of that append key, if any. */

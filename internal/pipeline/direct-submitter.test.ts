@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { IdGenerator } from "../ids/snowflake.js";
+import { MAX_EDITS_PER_MESSAGE } from "../messages/changes.js";
 import type { Sender } from "../messages/submit.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { DirectSubmitter } from "./direct-submitter.js";
@@ -47,6 +48,21 @@ describe("DirectSubmitter", () => {
     assert.deepStrictEqual(await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" }), { messageId: bobs!.messageId, duplicate: true }, "sent, then left");
     await assert.rejects(submitter.submit(BOB, { channelId: GROUP, clientMsgId: "new", text: "after leaving" }), (e: Error & { code?: string }) => e.code === "not_a_member");
     await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
+  });
+
+  it(`refuses an edit of a message edited ${MAX_EDITS_PER_MESSAGE} times with limit_reached, and still deletes it, emptying every copy`, async () => {
+    await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "m", text: "draft" });
+    for (let i = 1; i <= MAX_EDITS_PER_MESSAGE; i++) await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: `e${i}`, text: `draft ${i}`, editSeq: 1n });
+    await assert.rejects(submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "one more", text: "draft, again", editSeq: 1n }), (e: Error & { code?: string }) =>
+      e.code === "limit_reached" && e.message === `message 1 was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
+    assert.equal((await storage.messages.get(GROUP, 1n))!.text, `draft ${MAX_EDITS_PER_MESSAGE}`);
+    // A resend of an edit that was stored is still acked with its id.
+    const last = await storage.messages.findChange(GROUP, ALICE.userId, ALICE.deviceId, `e${MAX_EDITS_PER_MESSAGE}`);
+    assert.deepStrictEqual(await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: `e${MAX_EDITS_PER_MESSAGE}`, text: "x", editSeq: 1n }), { messageId: last, duplicate: true });
+    await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "d", text: "", deleteSeq: 1n });
+    const inbox = await storage.inbox.readAfter(BOB.userId, 0n, 1_000);
+    assert.equal(inbox.length, MAX_EDITS_PER_MESSAGE + 2);
+    assert.deepEqual(inbox.filter((e) => e.message.text !== ""), [], "no text left in the sync queue");
   });
 
   it("stores a device's sends in the order it sent them, though a reply's check reads more than a plain send's", async () => {

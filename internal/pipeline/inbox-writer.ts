@@ -52,15 +52,28 @@ export class InboxWriter {
     // only at its next one). A session drops an inbox seq it already sent, so a
     // repeat costs nothing there; a repeated push notification after a redelivery
     // beats none, and the notifier collapses a user's per channel.
-    const entries: LiveEntry[] = results.map(({ entry }, i) => {
+    // The same entry twice in one batch (a delete of a message with many edits
+    // comes in parts, each naming some of the copies to empty) is handed on once.
+    const handedOn = new Set<string>();
+    const entries: LiveEntry[] = [];
+    results.forEach(({ entry }, i) => {
       const { userId, notify } = appends[i]!;
-      return notify ? { userId, entry, notify } : { userId, entry };
+      const key = `${userId}/${entry.inboxSeq}`;
+      if (handedOn.has(key)) return;
+      handedOn.add(key);
+      entries.push(notify ? { userId, entry, notify } : { userId, entry });
     });
     // A delete's copies are emptied once the delete is in the inbox, and
     // before its devices hear of it: by then the text is gone from the sync
     // queue too. Done again with a retried batch; emptying is idempotent.
-    const deletes = appends.filter((a) => a.emptyMessageIds);
-    if (deletes.length > 0) await Promise.all(deletes.map((a) => this.deps.inbox.emptyTexts(a.userId, a.emptyMessageIds!)));
+    const empties = new Map<Id, Id[]>();
+    for (const a of appends) {
+      if (!a.emptyMessageIds) continue;
+      const ids = empties.get(a.userId);
+      if (ids) ids.push(...a.emptyMessageIds);
+      else empties.set(a.userId, [...a.emptyMessageIds]);
+    }
+    if (empties.size > 0) await Promise.all([...empties].map(([userId, ids]) => this.deps.inbox.emptyTexts(userId, ids)));
     this.deps.metrics?.inboxAppends.inc(results.filter((r) => !r.duplicate).length);
     await deliverLive(this.deps, entries);
   }

@@ -80,6 +80,28 @@ export function encodeInboxAppends(
   });
 }
 
+/**
+ * The most message ids one InboxAppend names to empty (`empty_message_ids`),
+ * about 10 kB of varints: a record's size must not grow with what the user
+ * did. A delete names the message and its edits, and edits are bounded only
+ * where they are sent (MAX_EDITS_PER_MESSAGE); a message edited more often
+ * before there was a limit (or by edits racing past it) once made a record
+ * larger than the topic's max.message.bytes, which Kafka refuses for good:
+ * the Sequencer retried its batch forever and every later message of the
+ * partition's channels waited behind it. Past this many, the delete's entry
+ * goes to each member again with the next ids (emptiedParts); the inbox takes
+ * the repeat as a duplicate and empties what it names.
+ */
+export const MAX_EMPTIED_PER_APPEND = 1_000;
+
+/** The ids a delete empties, in parts of at most `max` (one InboxAppend per member each); one empty part when none. */
+export function emptiedParts(ids: readonly Id[], max = MAX_EMPTIED_PER_APPEND): Id[][] {
+  if (ids.length <= max) return [[...ids]];
+  const parts: Id[][] = [];
+  for (let i = 0; i < ids.length; i += max) parts.push(ids.slice(i, i + max));
+  return parts;
+}
+
 export interface DecodedInboxAppend {
   userId: Id;
   message: StoredMessage;

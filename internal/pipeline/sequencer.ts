@@ -5,7 +5,7 @@ import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import { isChange, type NewMessage } from "../model/types.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
-import { decodeSubmitted, encodeInboxAppends } from "./records.js";
+import { decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
 import { StageHealth } from "../observability/stage-health.js";
@@ -84,12 +84,17 @@ export class Sequencer {
     this.deps.metrics?.sequenced.inc();
     // A delete also takes the text out of the inbox copies of the message and
     // of its edits: the inbox writers empty them as they append the delete.
+    // A message with more edits than a record may name gets its delete's
+    // entry once per part (each member's parts in order on their partition).
     const [memberIds, edits] = await Promise.all([
       this.members.memberIds(change.channelId),
       change.deleted ? log.editsOf(change.channelId, target.seq) : [],
     ]);
-    const empties = change.deleted ? [target.messageId, ...edits] : [];
-    const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties, notifiedOfChange(change, target));
-    return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
+    const parts = emptiedParts(change.deleted ? [target.messageId, ...edits] : []);
+    const notify = notifiedOfChange(change, target);
+    return parts.flatMap((empties) => {
+      const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties, notify);
+      return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
+    });
   }
 }

@@ -9,7 +9,7 @@ import { toMessage } from "./message-log.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
-import { big, msCell, type Db, type Row } from "./session.js";
+import { big, FANOUT, mapLimit, msCell, type Db, type Row } from "./session.js";
 
 const BASE = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 /** Set on a change's entry (target_seq, reaction), an edited or deleted copy, a reply, or a note; schema 1's inbox_heads lacks them. */
@@ -93,15 +93,18 @@ export class CassandraInbox implements Inbox {
   }
 
   async emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void> {
-    await Promise.all(
-      messageIds.map(async (id) => {
+    // At most FANOUT at a time: a delete names up to 101 ids per member (more for a message edited before the limit).
+    await mapLimit(
+      messageIds,
+      FANOUT,
+      async (id) => {
         const d = await this.db.one(this.q.dedup, [userId, id]);
         if (!d) return; // never in this inbox, or expired with its entry
         const seq = big(d.get("inbox_seq"));
         // Rows of older builds were written at the clock: the later of the two covers both.
         const at = maxBig(BigInt(Date.now()) * 1000n, entryTimestamp(id));
         await this.db.write(this.q.emptyText, [at, userId, bucketOf(seq, this.bucketSize), seq]);
-      }),
+      },
     );
   }
 

@@ -130,6 +130,7 @@ export class CassandraMessageLog implements MessageLog {
       changeHead: `UPDATE ${t("channel_newest")} USING TIMESTAMP ? SET change = ?, text = null WHERE channel_id = ?`,
       putEdit: `INSERT INTO ${t("message_edits")} (channel_id, seq, change_id) VALUES (?, ?, ?)`,
       edits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ?`,
+      firstEdits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ? LIMIT ?`,
       range: `SELECT seq, ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")}
               WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
@@ -173,8 +174,9 @@ export class CassandraMessageLog implements MessageLog {
     return run;
   }
 
-  async editsOf(channelId: Id, seq: bigint): Promise<Id[]> {
-    return (await this.db.rows(this.q.edits, [channelId, seq])).map((r) => big(r.get("change_id")));
+  async editsOf(channelId: Id, seq: bigint, limit?: number): Promise<Id[]> {
+    const rows = limit === undefined ? this.db.rows(this.q.edits, [channelId, seq]) : this.db.rows(this.q.firstEdits, [channelId, seq, limit]);
+    return (await rows).map((r) => big(r.get("change_id")));
   }
 
   get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {

@@ -407,6 +407,8 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         const del = change(stored[0]!, { text: "", deleted: true });
         await log.amend(del);
         assert.deepStrictEqual(await log.editsOf(channelId, 1n), [e2.messageId, e3.messageId]);
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n, 1), [e2.messageId], "the oldest, with a limit");
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n, 5), [e2.messageId, e3.messageId]);
         assert.equal((await log.editsOf(channelId, 2n)).length, 1);
         assert.deepStrictEqual(await log.editsOf(uniqueId(), 1n), []);
       });

@@ -85,8 +85,9 @@ function build(db: SqliteDatabase) {
     changeByKey: p(`SELECT change_id FROM message_changes
                     WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`),
     // On message_changes_by_target (channel_id, target_seq).
+    // LIMIT -1: no limit.
     editsOf: p(`SELECT change_id FROM message_changes WHERE channel_id = ? AND target_seq = ? AND deleted = 0 AND reaction = 0
-                ORDER BY change_id`),
+                ORDER BY change_id LIMIT ?`),
     // Reactions (schema version 11): one row per user who ever reacted, "" once taken back.
     reactionOf: p("SELECT change_id FROM message_reactions WHERE channel_id = ? AND seq = ? AND user_id = ?"),
     putReaction: p(`INSERT INTO message_reactions (channel_id, seq, user_id, emoji, change_id) VALUES (?, ?, ?, ?, ?)
@@ -256,8 +257,8 @@ export class SqliteMessageLog implements MessageLog {
     return r?.change_id as bigint | undefined;
   }
 
-  async editsOf(channelId: Id, seq: bigint): Promise<Id[]> {
-    return (this.s.editsOf.all(channelId, seq) as Row[]).map((r) => r.change_id as bigint);
+  async editsOf(channelId: Id, seq: bigint, limit?: number): Promise<Id[]> {
+    return (this.s.editsOf.all(channelId, seq, limit ?? -1) as Row[]).map((r) => r.change_id as bigint);
   }
 
   async get(channelId: Id, seq: bigint): Promise<StoredMessage | undefined> {

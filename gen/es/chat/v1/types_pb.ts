@@ -659,8 +659,9 @@ export enum ErrorCode {
   BLOCKED = 17,
 
   /**
-   * A per-user limit that waiting does not lift was reached: friends, or
-   * friend requests waiting for an answer. The message says which.
+   * A limit that waiting does not lift was reached: friends, friend
+   * requests waiting for an answer, or edits of one message. The message
+   * says which.
    *
    * @generated from enum value: ERROR_CODE_LIMIT_REACHED = 18;
    */

@@ -108,7 +108,8 @@ export interface SendMessage {
    * instead of sending one: its text becomes `text`. Every member's devices
    * get the change as an entry with target_seq set (chat.v1.Message). A
    * deployment may allow edits, and a sender's deletes, only for a while
-   * after sending (PERMISSION_DENIED names how long).
+   * after sending (PERMISSION_DENIED names how long). A message can be
+   * edited at most 100 times; the next edit gets LIMIT_REACHED.
    */
   editSeq: bigint;
   /**

@@ -123,7 +123,9 @@ export type InboxAppend = Message<"chat.internal.v1.InboxAppend"> & {
   /**
    * On a delete's entry: the messages whose copies in this inbox lose their
    * text (the deleted message and its edits), so the deleted text is kept
-   * nowhere, not even in the sync queue until its retention ends.
+   * nowhere, not even in the sync queue until its retention ends. At most
+   * 1,000 per record: past that the same delete comes again with the next
+   * ids (the inbox takes it as a duplicate and empties what it names).
    *
    * @generated from field: repeated uint64 empty_message_ids = 3;
    */

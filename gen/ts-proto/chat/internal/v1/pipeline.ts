@@ -60,7 +60,9 @@ export interface InboxAppend {
   /**
    * On a delete's entry: the messages whose copies in this inbox lose their
    * text (the deleted message and its edits), so the deleted text is kept
-   * nowhere, not even in the sync queue until its retention ends.
+   * nowhere, not even in the sync queue until its retention ends. At most
+   * 1,000 per record: past that the same delete comes again with the next
+   * ids (the inbox takes it as a duplicate and empties what it names).
    */
   emptyMessageIds: bigint[];
   /**
