@@ -53,6 +53,44 @@ describe("Sequencer", function () {
   });
   afterEach(() => storage.close());
 
+  it("reads a group's roster once per batch, after its appends: a member added meanwhile gets all of the batch or none of it", async () => {
+    // Bob's reaction to an earlier message rides in the batch with two messages.
+    const { message: m0 } = await storage.messages.append(message({ text: "earlier" }));
+    // The first roster read of the batch comes back last (a slow replica), and Carol joins while it is out.
+    let calls = 0;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const channels = Object.create(storage.channels) as typeof storage.channels;
+    channels.listMembers = async (channelId) => {
+      if (++calls === 1) await held;
+      return storage.channels.listMembers(channelId);
+    };
+    const p = await sequencerOn(storage, channels);
+    try {
+      const batch = [message({ text: "one" }), message({ senderUserId: BOB, text: "👍", targetSeq: m0.seq, reaction: true }), message({ text: "two" })];
+      await p.submit(...batch);
+      await waitFor(async () => calls >= 1 && (await storage.messages.get(GROUP, 3n)) !== undefined, "the batch stored, its roster read out");
+      await new Promise((r) => setTimeout(r, 100)); // any other roster read of the batch goes out meanwhile
+      await storage.channels.addMembers(GROUP, [{ channelId: GROUP, userId: CAROL, role: "member", joinedAtMs: Date.now(), readSeq: 0n }], 100);
+      release();
+      const got = (u: Id) => p.appends().filter((a) => a.userId === u).map((a) => a.message.messageId);
+      await waitFor(() => got(ALICE).length === batch.length, "the batch's fan-out");
+      await new Promise((r) => setTimeout(r, 100));
+      const ids = batch.map((m) => m.messageId);
+      for (const u of [ALICE, BOB, CAROL]) assert.deepEqual(got(u), ids, `user ${u} gets every entry of the batch, in order`);
+      assert.equal(calls, 1, "one roster read for the channel's three sends");
+      // The next batch reads the roster again: Carol, removed, gets nothing of it.
+      await storage.channels.removeMember(GROUP, CAROL);
+      const after = message({ text: "three" });
+      await p.submit(after);
+      await waitFor(() => got(ALICE).length === batch.length + 1, "the next batch's fan-out");
+      assert.deepEqual(got(CAROL), ids);
+      assert.equal(calls, 2);
+    } finally {
+      await p.stop();
+    }
+  });
+
   it("keeps a delete's records small however often the message was edited, and they still empty every copy", async () => {
     // More edits than the limit allows now: a message edited before there was
     // one (or by edits racing past it). At ~466,000 edits one record per member

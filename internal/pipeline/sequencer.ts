@@ -3,7 +3,7 @@ import { ChannelMembers } from "../channels/members.js";
 import { notifiedOfChange } from "../messages/changes.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
-import { isChange, type NewMessage } from "../model/types.js";
+import { isChange, type Id, type NewMessage, type StoredMessage } from "../model/types.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
 import { decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
@@ -49,26 +49,56 @@ export class Sequencer {
   }
 
   private async handle(records: QueueRecord[]): Promise<void> {
-    const { log, queue } = this.deps;
+    const { queue } = this.deps;
     const submitted = records.map((r) => decodeSubmitted(r.value));
     // All at once, in batch order: each channel's log keeps call order, and
     // the Cassandra adapter stores a channel's appends of the batch as one group.
-    const fanouts = await allSettledOrFirstFailure(submitted.map(async (m) => {
-      if (isChange(m)) return this.amend(m);
-      const { message, duplicate } = await log.append(m);
-      // A duplicate with another message id is a client's resend that raced
-      // the first copy through the queue: the first copy did the fan-out.
-      // With the same id it is this very record again (a retried batch), whose
-      // fan-out may not have happened, so do it again; inboxes drop repeats.
-      if (duplicate && message.messageId !== m.messageId) return [];
-      this.deps.metrics?.sequenced.inc();
-      const memberIds = await this.members.memberIds(message.channelId);
-      const values = encodeInboxAppends(memberIds, message);
-      return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
-    }));
+    const steps = submitted.map((m) => (isChange(m) ? this.amend(m) : this.append(m)));
+    // Each channel's roster is read once, after all of its appends and changes
+    // of the batch, and fans out every one of them. Read per message, side by
+    // side, the reads came back in any order: around a join or a removal an
+    // earlier message saw the new roster and a later one the old, and the
+    // member missed a message in the middle of their membership, which no sync
+    // fills in (the inbox is the sync queue). One read per batch, and batches
+    // one after the other, means a member has all of a channel's entries from
+    // one batch on, or until one batch, never a gap.
+    const ofChannel = new Map<Id, Promise<Fanout | undefined>[]>();
+    submitted.forEach((m, i) => {
+      const list = ofChannel.get(m.channelId);
+      if (list) list.push(steps[i]!);
+      else ofChannel.set(m.channelId, [steps[i]!]);
+    });
+    const rosters = new Map<Id, Promise<readonly Id[]>>();
+    for (const [channelId, own] of ofChannel) {
+      rosters.set(channelId, allSettledOrFirstFailure(own).then((fs) => (fs.some(Boolean) ? this.members.memberIds(channelId) : [])));
+    }
+    // Everything settles before a failure fails the batch: its retry must not run beside this attempt.
+    const stepsDone = allSettledOrFirstFailure(steps);
+    await allSettledOrFirstFailure<unknown>([stepsDone, ...rosters.values()]);
+    const fanouts = await stepsDone;
     // Published in batch order, so each user's inbox copies keep channel order.
-    const out: OutgoingRecord[] = fanouts.flat();
+    const out: OutgoingRecord[] = [];
+    for (const f of fanouts) {
+      if (!f) continue;
+      const memberIds = await rosters.get(f.entry.channelId)!;
+      for (const empties of f.parts) {
+        const values = encodeInboxAppends(memberIds, f.entry, empties, f.notify);
+        memberIds.forEach((userId, i) => out.push({ key: userId.toString(), value: values[i]! }));
+      }
+    }
     await queue.publish(Topics.inbox, out);
+  }
+
+  /** A message: stored with the channel's next seq, then copied to every member's inbox. */
+  private async append(m: NewMessage): Promise<Fanout | undefined> {
+    const { message, duplicate } = await this.deps.log.append(m);
+    // A duplicate with another message id is a client's resend that raced
+    // the first copy through the queue: the first copy did the fan-out.
+    // With the same id it is this very record again (a retried batch), whose
+    // fan-out may not have happened, so do it again; inboxes drop repeats.
+    if (duplicate && message.messageId !== m.messageId) return undefined;
+    this.deps.metrics?.sequenced.inc();
+    return { entry: message, parts: [[]] };
   }
 
   /**
@@ -77,24 +107,28 @@ export class Sequencer {
    * in order with the channel's messages. One that no longer applies (its target deleted,
    * or changed later) goes nowhere; the log says so by returning nothing.
    */
-  private async amend(change: NewMessage): Promise<OutgoingRecord[]> {
+  private async amend(change: NewMessage): Promise<Fanout | undefined> {
     const { log } = this.deps;
     const target = await log.amend(change);
-    if (!target) return [];
+    if (!target) return undefined;
     this.deps.metrics?.sequenced.inc();
     // A delete also takes the text out of the inbox copies of the message and
     // of its edits: the inbox writers empty them as they append the delete.
     // A message with more edits than a record may name gets its delete's
     // entry once per part (each member's parts in order on their partition).
-    const [memberIds, edits] = await Promise.all([
-      this.members.memberIds(change.channelId),
-      change.deleted ? log.editsOf(change.channelId, target.seq) : [],
-    ]);
-    const parts = emptiedParts(change.deleted ? [target.messageId, ...edits] : []);
-    const notify = notifiedOfChange(change, target);
-    return parts.flatMap((empties) => {
-      const values = encodeInboxAppends(memberIds, { ...change, seq: 0n }, empties, notify);
-      return memberIds.map((userId, i) => ({ key: userId.toString(), value: values[i]! }));
-    });
+    const edits = change.deleted ? await log.editsOf(change.channelId, target.seq) : [];
+    return {
+      entry: { ...change, seq: 0n },
+      parts: emptiedParts(change.deleted ? [target.messageId, ...edits] : []),
+      notify: notifiedOfChange(change, target),
+    };
   }
+}
+
+/** What one record of the batch copies to every member's inbox: the entry, once per part of the ids it empties. */
+interface Fanout {
+  entry: StoredMessage;
+  parts: Id[][];
+  /** The member whose copy is marked `notify` (a reaction's author). */
+  notify?: Id;
 }
