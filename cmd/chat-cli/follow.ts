@@ -220,8 +220,11 @@ function connectOnce(
   opts: FollowOptions,
 ): Promise<number> {
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`]);
+    // A handshake a dead network never answers fails too, and is tried again.
+    const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: 15_000 });
     let ref = 1n;
+    /** When the server was last heard from: a connection that went silent is given up. */
+    let heardAt = Date.now();
     let cursor = 0n;
     let heartbeat: NodeJS.Timeout | undefined;
     let ackTimer: NodeJS.Timeout | undefined;
@@ -232,13 +235,20 @@ function connectOnce(
     signal.addEventListener("abort", onAbort, { once: true });
 
     ws.on("message", (data, isBinary) => {
+      heardAt = Date.now();
       if (!isBinary) return;
       const frame = fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer));
       const k = frame.kind;
       if (k.case === "welcome") {
         welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : Date.now());
         cursor = k.value.deviceCursor;
-        heartbeat = setInterval(() => send({ kind: { case: "heartbeat", value: {} } }), Math.max(1000, k.value.heartbeatIntervalMs || 25_000));
+        const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
+        heartbeat = setInterval(() => {
+          // Every heartbeat is answered: three intervals without a word is a network that dropped
+          // the connection without a close (a partition, a NAT that forgot it), which TCP may not notice for minutes.
+          if (Date.now() - heardAt > 3 * every) return ws.terminate();
+          send({ kind: { case: "heartbeat", value: {} } });
+        }, every);
         opts.status("connected");
         return;
       }

@@ -228,3 +228,22 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
     assert.equal(await follower.exited, 0, follower.err);
   });
 });
+
+describe("chat-cli follow through a network that goes silent", function () {
+  this.timeout(120_000);
+  const h = harness({ CHAT_HEARTBEAT_INTERVAL_MS: "1000" });
+
+  it("notices a connection that carries nothing any more (no close ever comes), reconnects, and prints what came meanwhile", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "s1", text: "before" });
+    const follower = h.follow(me, String(channelId), "--last", "1");
+    await follower.started();
+    await follower.printed("before\n");
+
+    h.proxy.cut("blackhole");
+    await follower.said(/connection lost/);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "s2", text: "while silent" });
+    h.proxy.restore();
+    await follower.printed("while silent\n");
+  });
+});
