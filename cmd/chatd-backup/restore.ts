@@ -1,6 +1,6 @@
-import { closeSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { backupDataDir, removeAbandonedPartials } from "../../internal/storage/sqlite/backup.js";
+import { backupDataDir, removeAbandonedPartials, syncToDisk } from "../../internal/storage/sqlite/backup.js";
 import { lockDataDir, type DataDirLock } from "../chatd/data-dir.js";
 
 export interface RestoreReport {
@@ -77,14 +77,5 @@ function move(from: string, to: string): void {
     if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
     cpSync(from, to, { recursive: true, preserveTimestamps: true });
     rmSync(from, { recursive: true, force: true });
-  }
-}
-
-function syncToDisk(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

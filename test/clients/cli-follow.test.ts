@@ -14,42 +14,12 @@ import { signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
+import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
 const PASSWORD = "correct horse battery";
-
-/** `chat-cli follow` running: what it printed so far, Ctrl+C, and its exit code. */
-class Follower {
-  out = "";
-  err = "";
-  readonly exited: Promise<number | null>;
-
-  constructor(private readonly child: ChildProcess) {
-    child.stdout!.on("data", (d) => (this.out += d));
-    child.stderr!.on("data", (d) => (this.err += d));
-    this.exited = new Promise((r) => child.on("close", (code) => r(code)));
-  }
-
-  started(): Promise<unknown> {
-    return waitFor(() => /following/.test(this.err), `"following" on stderr (got: ${this.err})`, 30_000);
-  }
-
-  /** Resolves once stderr has `pattern` `times` times. */
-  said(pattern: RegExp, times = 1): Promise<unknown> {
-    const g = new RegExp(pattern.source, "g");
-    return waitFor(() => (this.err.match(g)?.length ?? 0) >= times, `${pattern} ${times}× on stderr (got: ${this.err})`, 30_000);
-  }
-
-  printed(text: string): Promise<unknown> {
-    return waitFor(() => this.out.includes(text), `"${text}" on stdout (got: ${this.out}; stderr: ${this.err})`, 30_000);
-  }
-
-  interrupt(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGINT");
-  }
-}
 
 /** A CLI user with its own credentials directory, reaching chatd at `server` (a proxy a test can cut). */
 class CliUser {

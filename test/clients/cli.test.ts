@@ -10,6 +10,7 @@ import { Session } from "../../cmd/chat-cli/client.js";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -23,29 +24,6 @@ interface Run {
 }
 
 /** The CLI as a script would run it: its own process, its own credentials directory. */
-/** `chat-cli follow` running: what it printed so far, and Ctrl+C. */
-class Follower {
-  out = "";
-  err = "";
-  /** Its exit code, once it has exited. */
-  readonly exited: Promise<number | null>;
-
-  constructor(private readonly child: ChildProcess) {
-    child.stdout!.on("data", (d) => (this.out += d));
-    child.stderr!.on("data", (d) => (this.err += d));
-    this.exited = new Promise((r) => child.on("close", (code) => r(code)));
-  }
-
-  /** Resolves once it says it is following: the history it prints first is out. */
-  started(): Promise<unknown> {
-    return waitFor(() => /following/.test(this.err), `"following" on stderr (got: ${this.err})`, 30_000);
-  }
-
-  interrupt(): void {
-    this.child.kill("SIGINT");
-  }
-}
-
 class CliUser {
   readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-"));
   constructor(

@@ -1,30 +1,11 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, truncateSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
-import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { apiClients, signUp } from "../support/api.js";
+import { runBackup, wholeHistory } from "../support/backup.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
-
-const run = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, "../..");
-
-/** `npm run backup -- ...args` with CHAT_DATA_DIR pointing at `dataDir`. */
-async function backupCli(dataDir: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", join(ROOT, "cmd/chatd-backup/main.ts"), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CHAT_DATA_DIR: dataDir },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
 
 describe("npm run backup -- --restore: a backup put back in place", function () {
   this.timeout(180_000);
@@ -38,15 +19,6 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
     for (const d of [...started.map((c) => c.dataDir), ...dirs]) removeDataDir(d);
   });
 
-  async function history(httpUrl: string, token: string, channelId: bigint): Promise<string[]> {
-    const all: string[] = [];
-    for (;;) {
-      const page = await apiClients(httpUrl, token).messages.listMessages({ channelId, anchorSeq: BigInt(all.length), direction: PageDirection.FORWARD, limit: 200 });
-      all.push(...page.messages.map((m) => m.text));
-      if (page.messages.length === 0) return all;
-    }
-  }
-
   it("over the directory a crashed chatd left (its WAL included), which then serves exactly the backup; the old data is kept aside", async () => {
     const chatd = await startChatd();
     started.push(chatd);
@@ -58,7 +30,7 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
     const base = mkdtempSync(join(tmpdir(), "chatd-restore-"));
     dirs.push(base);
     const copy = join(base, "copy");
-    const made = await backupCli(chatd.dataDir, copy);
+    const made = await runBackup(chatd.dataDir, copy);
     assert.equal(made.code, 0, made.stderr);
     // Traffic after the backup, then a crash: chat.db-wal stays with what the backup does not hold.
     for (let i = 0; i < 300; i++) assert.equal((await sender.send(dm, `lost ${i} ${"x".repeat(2000)}`)).kind.case, "sendAck");
@@ -66,7 +38,7 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
     await chatd.kill();
     assert.ok(existsSync(join(chatd.dataDir, "chat.db-wal")), "the crash left a WAL");
 
-    const restored = await backupCli(chatd.dataDir, "--restore", copy);
+    const restored = await runBackup(chatd.dataDir, "--restore", copy);
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /^restored .*copy to .*: chat\.db, queue\.db, keys, vapid\.json; what it held before is in .*\.before-restore-[\dT-]+Z\n$/);
     const before = /what it held before is in (.*)\n$/.exec(restored.stdout)![1]!;
@@ -77,12 +49,12 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
 
     const again = await startChatd({ dataDir: chatd.dataDir });
     started.push(again);
-    assert.deepEqual(await history(again.httpUrl, alice.devices[0]!.token, dm), [...Array(30).keys()].map((i) => `kept ${i}`));
+    assert.deepEqual((await wholeHistory(again.httpUrl, alice.devices[0]!.token, dm)).map((m) => m.text), [...Array(30).keys()].map((i) => `kept ${i}`));
     const login = await apiClients(again.httpUrl).auth.login({ username: bob.username, password: bob.password, device: { name: "restored" } });
     assert.equal(login.credentials!.userId, bob.userId);
 
     // With that chatd running, a restore touches nothing.
-    const refused = await backupCli(again.dataDir, "--restore", copy);
+    const refused = await runBackup(again.dataDir, "--restore", copy);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^restore: CHAT_DATA_DIR=.*: in use by another chatd \(pid \d+, .*chatd\.lock\): stop chatd first\n$/);
     assert.equal(readdirSync(resolve(again.dataDir, "..")).filter((n) => n.includes("restoring")).length, 0);
@@ -95,11 +67,11 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
     const base = mkdtempSync(join(tmpdir(), "chatd-restore-"));
     dirs.push(base);
     const copy = join(base, "copy");
-    assert.equal((await backupCli(chatd.dataDir, copy)).code, 0);
+    assert.equal((await runBackup(chatd.dataDir, copy)).code, 0);
     await chatd.stop();
     const held = readdirSync(chatd.dataDir).sort();
     truncateSync(join(copy, "chat.db"), Math.floor(statSync(join(copy, "chat.db")).size / 2));
-    const refused = await backupCli(chatd.dataDir, "--restore", copy);
+    const refused = await runBackup(chatd.dataDir, "--restore", copy);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^restore: .*(malformed|quick_check)/);
     assert.deepEqual(readdirSync(chatd.dataDir).sort(), held, "the data directory as it was");

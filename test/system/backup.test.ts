@@ -4,29 +4,15 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync,
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { runBackup, wholeHistory } from "../support/backup.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
 import { openDatabase } from "../../internal/storage/sqlite/database.js";
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "../..");
-
-/** `npm run backup -- <target>` as a person runs it, with CHAT_DATA_DIR pointing at `source`. */
-async function backup(source: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", join(ROOT, "cmd/chatd-backup/main.ts"), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CHAT_DATA_DIR: source },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
 
 describe("npm run backup: a copy of chatd's data directory", function () {
   this.timeout(180_000);
@@ -59,7 +45,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     const ackedBefore = 20 + acked;
     const target = join(mkdtempSync(join(tmpdir(), "chatd-backup-")), "copy");
     dirs.push(resolve(target, ".."));
-    const result = await backup(chatd.dataDir, target);
+    const result = await runBackup(chatd.dataDir, target);
     sending = false;
     await traffic;
     assert.equal(result.code, 0, result.stderr);
@@ -69,13 +55,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     const restored = await startChatd({ dataDir: target });
     started.push(restored);
     // The signing keys came along: a token from before the backup still signs in.
-    const asAlice = apiClients(restored.httpUrl, alice.devices[0]!.token);
-    const all = [];
-    for (;;) {
-      const page = await asAlice.messages.listMessages({ channelId: dm, anchorSeq: BigInt(all.length), direction: PageDirection.FORWARD, limit: 200 });
-      all.push(...page.messages);
-      if (page.messages.length === 0) break;
-    }
+    const all = await wholeHistory(restored.httpUrl, alice.devices[0]!.token, dm);
     assert.ok(all.length >= ackedBefore, `every message acked before the backup began is in it (${all.length} < ${ackedBefore})`);
     assert.deepEqual(all.map((m) => m.seq), all.map((_, i) => BigInt(i + 1)), "seqs from 1 with no gap");
     const during = all.length - 20;
@@ -101,7 +81,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     openDatabase(join(data, "chat.db")).close();
     openDatabase(join(data, "queue.db")).close();
     writeFileSync(join(data, "keys", "token-ed25519.key.pem"), "key", { mode: 0o600 });
-    const result = await backup(data, join(base, "copy"));
+    const result = await runBackup(data, join(base, "copy"));
     assert.equal(result.code, 0, result.stderr);
     const modes = Object.fromEntries(
       ["", "chat.db", "queue.db", "keys", "keys/token-ed25519.key.pem"].map((p) => [p || ".", (statSync(join(base, "copy", p)).mode & 0o777).toString(8)]),
@@ -143,7 +123,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     mkdirSync(data);
     openDatabase(join(data, "chat.db")).close();
     symlinkSync(data, join(base, "link"));
-    const result = await backup(join(base, "link"), join(data, "copy"));
+    const result = await runBackup(join(base, "link"), join(data, "copy"));
     assert.equal(result.code, 1);
     assert.equal(result.stderr, `backup: the backup cannot go inside the data directory ${join(base, "link")}\n`);
     assert.deepEqual(readdirSync(data), ["chat.db"]);
@@ -154,7 +134,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     dirs.push(base);
     const data = join(base, "data");
     mkdirSync(data);
-    const noData = await backup(data, join(base, "copy"));
+    const noData = await runBackup(data, join(base, "copy"));
     assert.equal(noData.code, 1);
     assert.match(noData.stderr, /^backup: no chatd data in .*data \(chat\.db is missing\)\n$/);
     assert.equal(existsSync(join(base, "copy")), false);
@@ -162,12 +142,12 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     writeFileSync(join(data, "chat.db"), "");
     const taken = join(base, "taken");
     mkdirSync(taken);
-    const exists = await backup(data, taken);
+    const exists = await runBackup(data, taken);
     assert.equal(exists.code, 1);
     assert.match(exists.stderr, /taken exists: a backup goes to a new directory and never overwrites one/);
     assert.deepEqual(readdirSync(taken), []);
 
-    const usage = await backup(data);
+    const usage = await runBackup(data);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /^usage: npm run backup -- <new directory>/);
     assert.deepEqual(readdirSync(base).sort(), ["data", "taken"], "no partial copy left behind");

@@ -18,14 +18,19 @@ describe("read receipts over the realtime session (chatd)", function () {
     if (chatd) removeDataDir(chatd.dataDir);
   });
 
-  it("a receipt past the newest message stops at it, so later messages still count as unread", async () => {
+  /** Alice and Bob in a direct chat, each with a device connected. */
+  async function directChatOnline() {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");
     const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
-    const channelId = channel!.channelId;
     const a = await new TestDevice(chatd.wsUrl, alice.devices[0]!.token).connect();
     const b = await new TestDevice(chatd.wsUrl, bob.devices[0]!.token).connect();
     devices.push(a, b);
+    return { alice, bob, channelId: channel!.channelId, a, b };
+  }
+
+  it("a receipt past the newest message stops at it, so later messages still count as unread", async () => {
+    const { alice, channelId, a, b } = await directChatOnline();
 
     assert.equal((await b.send(channelId, "one")).kind.case, "sendAck");
     await a.waitForMessages(1);
@@ -41,14 +46,9 @@ describe("read receipts over the realtime session (chatd)", function () {
     const view = (await alice.api.channels.describeChannel({ channelId })).channel!;
     assert.deepEqual([view.readSeq, view.unreadCount], [1n, 1n]);
   });
+
   it("across a block neither of a direct chat's pair learns the other's reading; after unblocking they do again", async () => {
-    const alice = await signUp(chatd.httpUrl, "alice");
-    const bob = await signUp(chatd.httpUrl, "bob");
-    const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
-    const channelId = channel!.channelId;
-    const a = await new TestDevice(chatd.wsUrl, alice.devices[0]!.token).connect();
-    const b = await new TestDevice(chatd.wsUrl, bob.devices[0]!.token).connect();
-    devices.push(a, b);
+    const { alice, bob, channelId, a, b } = await directChatOnline();
     const receiptsOf = (d: TestDevice, userId: bigint) =>
       d.frames.flatMap((f) => (f.kind.case === "receipt" && f.kind.value.userId === userId ? [f.kind.value.seq] : []));
 

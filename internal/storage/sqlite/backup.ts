@@ -150,7 +150,8 @@ function syncTree(dir: string, sync: (path: string) => void): void {
   sync(dir);
 }
 
-function syncToDisk(path: string): void {
+/** fsync of a file or a directory (a rename is durable once its directory is synced). */
+export function syncToDisk(path: string): void {
   const fd = openSync(path, "r");
   try {
     fsyncSync(fd);
