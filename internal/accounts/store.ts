@@ -4,6 +4,21 @@ export interface RefreshTokenTake {
   record: RefreshTokenRecord;
   /** The token had been taken before: it is being used a second time. */
   reused: boolean;
+  /**
+   * On a reuse, when the token was first taken and the hash of the token
+   * issued in its place, as that take recorded them: what tells a client
+   * retrying after a lost reply from a second holder. Either may be missing
+   * (a token taken before they were kept, or a successor a retry took), and
+   * a take that lost a race to another gets neither.
+   */
+  usedAtMs?: number;
+  successorHash?: string;
+}
+
+/** A refresh token's use: when, and the hash of the token the caller will issue in its place. */
+export interface RefreshTokenUse {
+  atMs: number;
+  successorHash: string;
 }
 
 /**
@@ -53,12 +68,24 @@ export interface AccountStore {
   /**
    * Takes a refresh token out: it is single-use. The first take gets the
    * record with `reused: false`; the token is then remembered as used until
-   * it would have expired, and every later take (racing ones included) gets
-   * the record with `reused: true`, so the caller can sign the device out:
-   * one of two holders of the token is a thief. Undefined for a token never
-   * issued, or deleted unused (its device revoked).
+   * it would have expired, with `use` (the mark is one write), and every
+   * later take (racing ones included) gets the record with `reused: true`
+   * and, from the mark, that use's time and successor; a take that lost a
+   * race for the token itself may get neither. The caller can then sign the
+   * device out: one of two holders of the token is a thief. Undefined for a
+   * token never issued, or deleted unused (its device revoked).
    */
-  takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined>;
+  takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined>;
+  /**
+   * A used token presented again by a client whose reply was lost: takes
+   * its successor `successorHash` if it is still unused (marked used with no
+   * successor of its own: it never reached anyone who should hold it, so a
+   * later use of it is a second holder's) and moves the used token's mark on
+   * to `next.successorHash`, which the caller then issues, so that a further
+   * retry finds it. False when the successor is no longer there to take: used (the chain moved on), taken by a racing
+   * retry, or deleted with its device.
+   */
+  takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean>;
 
   /** A pending request from one user to another (directed). */
   putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void>;

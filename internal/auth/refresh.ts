@@ -41,17 +41,21 @@ export class RefreshTokens {
   /** Consumes the token and issues its successor for the same device. */
   async rotate(token: string): Promise<{ record: RefreshTokenRecord; token: string; expiresAtMs: number }> {
     if (token.length === 0 || token.length > 256) throw new ChatError("unauthenticated", "invalid refresh token");
-    const taken = await this.accounts.takeRefreshToken(hashRefreshToken(token));
+    // The successor is made before the take, so that the take's mark names it in the same write.
+    const next = randomBytes(32).toString("base64url");
+    const atMs = this.now();
+    const taken = await this.accounts.takeRefreshToken(hashRefreshToken(token), { atMs, successorHash: hashRefreshToken(next) });
     if (!taken) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
     const { record } = taken;
-    if (record.expiresAtMs <= this.now()) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
+    if (record.expiresAtMs <= atMs) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
     if (taken.reused) {
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
     const device = await this.accounts.getDevice(record.userId, record.deviceId);
     if (!device || device.revoked) throw new ChatError("unauthenticated", "device was signed out; sign in again");
-    const next = await this.issue(record.userId, record.deviceId);
-    return { record, ...next };
+    const expiresAtMs = atMs + this.ttlMs;
+    await this.accounts.putRefreshToken(hashRefreshToken(next), { userId: record.userId, deviceId: record.deviceId, expiresAtMs });
+    return { record, token: next, expiresAtMs };
   }
 }

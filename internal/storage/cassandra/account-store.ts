@@ -1,4 +1,4 @@
-import { isDeletedUser, type AccountStore, type RefreshTokenTake } from "../../accounts/store.js";
+import { isDeletedUser, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { big, FANOUT, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row } from "./session.js";
@@ -77,9 +77,11 @@ export class CassandraAccountStore implements AccountStore {
       token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
       takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
       deleteToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
-      markUsed: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
-                 USING TTL ?`,
-      usedToken: `SELECT user_id, device_id, expires_at_ms FROM ${t("used_refresh_tokens")} WHERE token_hash = ?`,
+      markUsed: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`,
+      usedToken: `SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM ${t("used_refresh_tokens")}
+                  WHERE token_hash = ?`,
+      moveSuccessor: `UPDATE ${t("used_refresh_tokens")} USING TTL ? SET successor_hash = ? WHERE token_hash = ?`,
       deviceTokens: `SELECT token_hash FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
       unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
       unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
@@ -217,19 +219,56 @@ export class CassandraAccountStore implements AccountStore {
     ], { logged: true });
   }
 
-  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined> {
+  async takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined> {
     const row = await this.db.one(this.q.token, [tokenHash]);
     if (!row) {
       const used = await this.db.one(this.q.usedToken, [tokenHash]);
-      return used && { record: toTokenRecord(used), reused: true };
+      if (!used) return undefined;
+      const usedAt = used.get("used_at_ms");
+      const successor = used.get("successor_hash");
+      return {
+        record: toTokenRecord(used),
+        reused: true,
+        ...(usedAt !== null && usedAt !== undefined && { usedAtMs: ms(usedAt) }),
+        ...(typeof successor === "string" && { successorHash: successor }),
+      };
     }
     const rec = toTokenRecord(row);
     // The mark goes first: a racing take that finds the token gone finds the
-    // mark, and of racing takes only one LWT delete applies.
-    await this.db.write(this.q.markUsed, [tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), this.tokenTtlS(rec.expiresAtMs)]);
+    // mark, and of racing takes only one LWT delete applies. Racing takes
+    // each write their own successor into it, so the mark may name the
+    // loser's, which is never issued: a retry then finds no successor to
+    // take, and the loser signs the device out anyway.
+    await this.mark(tokenHash, rec, use.atMs, use.successorHash);
+    // The loser gets no time or successor: of two holders using the token at
+    // once, one must be a thief, whatever the grace.
     if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return { record: rec, reused: true };
     await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, tokenHash]);
     return { record: rec, reused: false };
+  }
+
+  async takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean> {
+    const row = await this.db.one(this.q.token, [successorHash]);
+    if (!row) return false;
+    const rec = toTokenRecord(row);
+    // As in takeRefreshToken: the mark first, then the LWT delete that only
+    // one of racing takes (retries, or the successor's own holder) wins.
+    await this.mark(successorHash, rec, next.atMs, null);
+    if (!(await this.db.lwt(this.q.takeToken, [successorHash])).applied) return false;
+    await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, successorHash]);
+    // Only the winner moves the mark on. With the used token's own TTL: a
+    // cell written without one would outlive the rest of its row.
+    const used = await this.db.one(this.q.usedToken, [tokenHash]);
+    if (used) {
+      await this.db.write(this.q.moveSuccessor, [this.tokenTtlS(toTokenRecord(used).expiresAtMs), next.successorHash, tokenHash]);
+    }
+    return true;
+  }
+
+  private async mark(tokenHash: string, rec: RefreshTokenRecord, usedAtMs: number, successorHash: string | null): Promise<void> {
+    await this.db.write(this.q.markUsed, [
+      tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), msCell(usedAtMs), successorHash, this.tokenTtlS(rec.expiresAtMs),
+    ]);
   }
 
   private tokenTtlS(expiresAtMs: number): number {

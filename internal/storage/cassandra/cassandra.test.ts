@@ -210,7 +210,7 @@ describe("cassandra storage", function () {
       await st.accounts.addFriendship(u, d, 1);
       assert.deepStrictEqual(await st.accounts.listFriends(u), [d]);
       await st.accounts.putRefreshToken("t-" + name, { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
-      assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name), { record: { userId: u, deviceId: d, expiresAtMs: 2 ** 52 }, reused: false });
+      assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name, { atMs: 1, successorHash: "n-" + name }), { record: { userId: u, deviceId: d, expiresAtMs: 2 ** 52 }, reused: false });
 
       const direct = await st.channels.getOrCreateDirect(
         { channelId: c, kind: "direct", title: "", createdAtMs: 1, createdBy: u }, u, d);
@@ -337,7 +337,11 @@ describe("cassandra storage", function () {
              PRIMARY KEY ((user_id, bucket), inbox_seq))`,
           `inbox_newest (user_id bigint PRIMARY KEY, last_seq bigint, message_id bigint, channel_id bigint, seq bigint,
              sender_user_id bigint, sender_device_id bigint, client_msg_id text, text text, sent_at_ms bigint)`,
+          // As before the refresh reuse grace.
+          `used_refresh_tokens (token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
         ]) await a.execute(`CREATE TABLE ${ks}.${ddl}`);
+        await cql(`INSERT INTO ${ks}.used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms) VALUES ('old', 7, 8, ?)`,
+          [BigInt(2 ** 52)]);
         await cql(`INSERT INTO ${ks}.meta (key, value) VALUES ('bucket_size', '8')`);
         await cql(`INSERT INTO ${ks}.meta (key, value) VALUES ('schema_version', '3')`);
         // A message as that build stored it: its row at the clock's timestamp, the head at its seq.
@@ -363,6 +367,9 @@ describe("cassandra storage", function () {
         assert.equal((await cql(`SELECT value FROM ${ks}.meta WHERE key = 'schema_version'`)).first()?.get("value"), String(SCHEMA_VERSION));
 
         const db = new Db(a, ks);
+        // A token marked used by that build: a reuse, with no time or successor to grant a retry.
+        assert.deepStrictEqual(await new CassandraAccountStore(db).takeRefreshToken("old", { atMs: 1, successorHash: "next" }),
+          { record: { userId: 7n, deviceId: 8n, expiresAtMs: 2 ** 52 }, reused: true });
         const log = new CassandraMessageLog(db, 8);
         assert.deepStrictEqual(await log.get(old.channelId, 1n), old);
         const del = msg(old.channelId, { text: "", deleted: true, targetSeq: 1n });

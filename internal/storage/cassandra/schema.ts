@@ -86,8 +86,10 @@ const TABLES: Record<string, string> = {
   refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
   refresh_tokens_by_device: `(user_id bigint, device_id bigint, token_hash text,
              PRIMARY KEY ((user_id, device_id), token_hash))`,
-  // Tokens taken once, kept (TTL) until they would have expired: a second use is a stolen copy.
-  used_refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
+  // Tokens taken once, kept (TTL) until they would have expired: a second use is a stolen copy,
+  // or a client retrying a refresh whose reply it lost (used_at_ms, successor_hash; RefreshTokens).
+  used_refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint,
+             used_at_ms bigint, successor_hash text)`,
   // Each request is stored in both users' partitions (outgoing = from the partition owner).
   friend_requests: `(user_id bigint, other_user_id bigint, outgoing boolean, at_ms bigint,
              PRIMARY KEY ((user_id), other_user_id, outgoing))`,
@@ -217,6 +219,9 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   channel_newest: { change: "blob", reply_to_seq: "bigint", note: "text" },
   inbox: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },
   inbox_newest: { target_seq: "bigint", edited_at_ms: "bigint", deleted: "boolean", reply_to_seq: "bigint", reaction: "boolean", note: "text" },
+  // The refresh reuse grace: no new version, since an older build beside this one writes marks
+  // without them, which read as today's (no grace), and never reads them.
+  used_refresh_tokens: { used_at_ms: "bigint", successor_hash: "text" },
 };
 
 /**

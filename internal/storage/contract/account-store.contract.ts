@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore } from "../../accounts/store.js";
+import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore, type RefreshTokenUse } from "../../accounts/store.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -25,6 +25,8 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
       await s.createUser(u);
       return u;
     };
+    /** A use of a refresh token, with a successor nobody holds unless the test puts it. */
+    const use = (atMs = 1_800_000_000_000, successorHash = uniqueName("next_")): RefreshTokenUse => ({ atMs, successorHash });
     const newDevice = async (userId: bigint, name = "phone"): Promise<DeviceRecord> => {
       const d: DeviceRecord = {
         userId,
@@ -203,9 +205,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.putRefreshToken(t3, { ...rec, deviceId: other.deviceId });
         await s.revokeDevice(u.userId, d.deviceId);
         assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, revoked: true });
-        assert.equal(await s.takeRefreshToken(t1), undefined);
-        assert.equal(await s.takeRefreshToken(t2), undefined);
-        assert.deepStrictEqual(await s.takeRefreshToken(t3), { record: { ...rec, deviceId: other.deviceId }, reused: false });
+        assert.equal(await s.takeRefreshToken(t1, use()), undefined);
+        assert.equal(await s.takeRefreshToken(t2, use()), undefined);
+        assert.deepStrictEqual(await s.takeRefreshToken(t3, use()), { record: { ...rec, deviceId: other.deviceId }, reused: false });
         assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
       });
 
@@ -255,9 +257,11 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, rec);
-        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: false });
-        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: true });
-        assert.deepStrictEqual(await s.takeRefreshToken(t), { record: rec, reused: true });
+        assert.deepStrictEqual(await s.takeRefreshToken(t, use()), { record: rec, reused: false });
+        for (const _ of [1, 2]) {
+          const again = await s.takeRefreshToken(t, use());
+          assert.deepStrictEqual([again?.record, again?.reused], [rec, true]);
+        }
       });
 
       it("racing takes of one token: exactly one gets it fresh, the others see it reused", async () => {
@@ -265,13 +269,79 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const d = await newDevice(u.userId);
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 });
-        const got = await Promise.all([s.takeRefreshToken(t), s.takeRefreshToken(t), s.takeRefreshToken(t)]);
+        const got = await Promise.all([s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use())]);
         assert.equal(got.filter((r) => r?.reused === false).length, 1);
         assert.equal(got.filter((r) => r?.reused === true).length, 2);
       });
 
       it("an unknown token is undefined", async () => {
-        assert.equal(await s.takeRefreshToken(uniqueName("tok_")), undefined);
+        assert.equal(await s.takeRefreshToken(uniqueName("tok_"), use()), undefined);
+      });
+
+      it("the first take's mark keeps when it was and the successor: every reuse returns them", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const t = uniqueName("tok_");
+        await s.putRefreshToken(t, rec);
+        const first = use(1_800_000_000_000);
+        assert.deepStrictEqual(await s.takeRefreshToken(t, first), { record: rec, reused: false });
+        const reuse = { record: rec, reused: true, usedAtMs: first.atMs, successorHash: first.successorHash };
+        assert.deepStrictEqual(await s.takeRefreshToken(t, use(1_800_000_005_000)), reuse);
+        assert.deepStrictEqual(await s.takeRefreshToken(t, use(1_800_000_009_000)), reuse, "a reuse leaves the mark as it was");
+      });
+
+      it("takeSuccessor takes an unused successor, marked used with no successor, and moves the mark on", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [t, next, after] = [uniqueName("tok_"), uniqueName("next_"), uniqueName("after_")];
+        await s.putRefreshToken(t, rec);
+        await s.takeRefreshToken(t, use(1_800_000_000_000, next));
+        const nextRec = { ...rec, expiresAtMs: 1_900_000_000_001 };
+        await s.putRefreshToken(next, nextRec);
+
+        assert.equal(await s.takeSuccessor(t, next, use(1_800_000_003_000, after)), true);
+        assert.deepStrictEqual(await s.takeRefreshToken(t, use()), { record: rec, reused: true, usedAtMs: 1_800_000_000_000, successorHash: after });
+        assert.deepStrictEqual(await s.takeRefreshToken(next, use()), { record: nextRec, reused: true, usedAtMs: 1_800_000_003_000 });
+        assert.equal(await s.takeSuccessor(t, next, use()), false, "taken once");
+      });
+
+      it("takeSuccessor refuses a successor already used, never issued, or deleted with its device, and moves nothing", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [used, next] = [uniqueName("tok_"), uniqueName("next_")];
+        await s.putRefreshToken(used, rec);
+        await s.takeRefreshToken(used, use(1_800_000_000_000, next));
+        await s.putRefreshToken(next, rec);
+        await s.takeRefreshToken(next, use());
+        assert.equal(await s.takeSuccessor(used, next, use()), false);
+        assert.equal((await s.takeRefreshToken(used, use()))?.successorHash, next);
+
+        const [lost, never] = [uniqueName("tok_"), uniqueName("never_")];
+        await s.putRefreshToken(lost, rec);
+        await s.takeRefreshToken(lost, use(1_800_000_000_000, never));
+        assert.equal(await s.takeSuccessor(lost, never, use()), false);
+
+        const [gone, revoked] = [uniqueName("tok_"), uniqueName("next_")];
+        await s.putRefreshToken(gone, rec);
+        await s.takeRefreshToken(gone, use(1_800_000_000_000, revoked));
+        await s.putRefreshToken(revoked, rec);
+        await s.revokeDevice(u.userId, d.deviceId);
+        assert.equal(await s.takeSuccessor(gone, revoked, use()), false);
+      });
+
+      it("racing takeSuccessor calls: exactly one takes the successor", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [t, next] = [uniqueName("tok_"), uniqueName("next_")];
+        await s.putRefreshToken(t, rec);
+        await s.takeRefreshToken(t, use(1_800_000_000_000, next));
+        await s.putRefreshToken(next, rec);
+        const got = await Promise.all([1, 2, 3].map(() => s.takeSuccessor(t, next, use())));
+        assert.equal(got.filter(Boolean).length, 1);
       });
     });
 

@@ -1,4 +1,4 @@
-import type { AccountStore, RefreshTokenTake } from "../../accounts/store.js";
+import type { AccountStore, RefreshTokenTake, RefreshTokenUse } from "../../accounts/store.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 
@@ -20,6 +20,12 @@ const toDevice = (r: Row): DeviceRecord => ({
   createdAtMs: Number(r.created_at_ms),
   lastSeenAtMs: Number(r.last_seen_at_ms),
   revoked: r.revoked === 1n,
+});
+
+const toTokenRecord = (r: Row): RefreshTokenRecord => ({
+  userId: r.user_id as bigint,
+  deviceId: r.device_id as bigint,
+  expiresAtMs: Number(r.expires_at_ms),
 });
 
 // Above every code point, so [prefix, prefix + this) spans the prefix's range.
@@ -58,9 +64,10 @@ function build(db: SqliteDatabase) {
     putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
                  VALUES (?, ?, ?, ?)`),
     takeToken: p("DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING user_id, device_id, expires_at_ms"),
-    markUsed: p(`INSERT OR REPLACE INTO used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
-                 VALUES (?, ?, ?, ?)`),
-    usedToken: p("SELECT user_id, device_id, expires_at_ms FROM used_refresh_tokens WHERE token_hash = ?"),
+    markUsed: p(`INSERT OR REPLACE INTO used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
+                 VALUES (?, ?, ?, ?, ?, ?)`),
+    usedToken: p("SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM used_refresh_tokens WHERE token_hash = ?"),
+    moveSuccessor: p("UPDATE used_refresh_tokens SET successor_hash = ? WHERE token_hash = ? AND successor_hash = ?"),
     forgetUsed: p("DELETE FROM used_refresh_tokens WHERE expires_at_ms < ?"),
 
     putRequest: p(`INSERT INTO friend_requests (from_user_id, to_user_id, at_ms) VALUES (?, ?, ?)
@@ -87,12 +94,30 @@ function build(db: SqliteDatabase) {
   };
   // One transaction: of racing takes, one deletes the token and marks it
   // used before any other can look, so every other one sees the mark.
-  const takeTokenTx = db.transaction((tokenHash: string, nowMs: number): RefreshTokenTake | undefined => {
+  const takeTokenTx = db.transaction((tokenHash: string, use: RefreshTokenUse, nowMs: number): RefreshTokenTake | undefined => {
     s.forgetUsed.run(nowMs);
     const fresh = s.takeToken.get(tokenHash) as Row | undefined;
-    if (fresh) s.markUsed.run(tokenHash, fresh.user_id, fresh.device_id, fresh.expires_at_ms);
-    const r = fresh ?? (s.usedToken.get(tokenHash) as Row | undefined);
-    return r && { record: { userId: r.user_id as bigint, deviceId: r.device_id as bigint, expiresAtMs: Number(r.expires_at_ms) }, reused: !fresh };
+    if (fresh) {
+      s.markUsed.run(tokenHash, fresh.user_id, fresh.device_id, fresh.expires_at_ms, use.atMs, use.successorHash);
+      return { record: toTokenRecord(fresh), reused: false };
+    }
+    const used = s.usedToken.get(tokenHash) as Row | undefined;
+    if (!used) return undefined;
+    return {
+      record: toTokenRecord(used),
+      reused: true,
+      ...(used.used_at_ms !== null && { usedAtMs: Number(used.used_at_ms) }),
+      ...(used.successor_hash !== null && { successorHash: used.successor_hash as string }),
+    };
+  });
+  // One transaction too: of racing retries, one takes the successor and the
+  // others find it gone.
+  const takeSuccessorTx = db.transaction((tokenHash: string, successorHash: string, next: RefreshTokenUse): boolean => {
+    const successor = s.takeToken.get(successorHash) as Row | undefined;
+    if (!successor) return false;
+    s.markUsed.run(successorHash, successor.user_id, successor.device_id, successor.expires_at_ms, next.atMs, null);
+    s.moveSuccessor.run(next.successorHash, tokenHash, successorHash);
+    return true;
   });
   const revokeTx = db.transaction((userId: Id, deviceId: Id) => {
     s.revokeDevice.run(userId, deviceId);
@@ -108,7 +133,7 @@ function build(db: SqliteDatabase) {
     s.deleteFriend.run(a, b);
     s.deleteFriend.run(b, a);
   });
-  return { ...s, takeTokenTx, revokeTx, addFriendshipTx, removeFriendshipTx };
+  return { ...s, takeTokenTx, takeSuccessorTx, revokeTx, addFriendshipTx, removeFriendshipTx };
 }
 
 export class SqliteAccountStore implements AccountStore {
@@ -200,8 +225,12 @@ export class SqliteAccountStore implements AccountStore {
     this.s.putToken.run(tokenHash, r.userId, r.deviceId, r.expiresAtMs);
   }
 
-  async takeRefreshToken(tokenHash: string): Promise<RefreshTokenTake | undefined> {
-    return this.s.takeTokenTx.immediate(tokenHash, this.now());
+  async takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined> {
+    return this.s.takeTokenTx.immediate(tokenHash, use, this.now());
+  }
+
+  async takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean> {
+    return this.s.takeSuccessorTx.immediate(tokenHash, successorHash, next);
   }
 
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {

@@ -371,6 +371,13 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE channel_places ADD COLUMN marked_unread_at_ms INTEGER;
   `,
+  // 17: when a used refresh token was taken and which token replaced it, so
+  // that a client retrying after a lost reply is told from a second holder
+  // (RefreshTokens). NULL in the marks made before: those get no grace.
+  `
+  ALTER TABLE used_refresh_tokens ADD COLUMN used_at_ms INTEGER;
+  ALTER TABLE used_refresh_tokens ADD COLUMN successor_hash TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

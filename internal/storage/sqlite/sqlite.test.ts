@@ -106,6 +106,21 @@ describe("sqlite storage", () => {
       s.close();
     });
 
+    it("upgrades a version 16 database: a token marked used before then reads as reused with no time or successor", async () => {
+      const path = join(dir, "chat.db");
+      const v16 = new Database(path);
+      v16.exec(MIGRATIONS.slice(0, 16).join(""));
+      v16.pragma("user_version = 16");
+      v16.prepare("INSERT INTO used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms) VALUES ('old', 7, 8, ?)")
+        .run(2 ** 52);
+      v16.close();
+
+      const s = openSqliteStorage(path);
+      const taken = await s.accounts.takeRefreshToken("old", { atMs: 1, successorHash: "next" });
+      assert.deepStrictEqual(taken, { record: { userId: 7n, deviceId: 8n, expiresAtMs: 2 ** 52 }, reused: true });
+      s.close();
+    });
+
     it("upgrades a version 2 database: logs and inboxes go on from their newest rows, one page of dedup index per message", async () => {
       const path = join(dir, "chat.db");
       const v2 = new Database(path);
