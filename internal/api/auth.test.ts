@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
-import { hashRefreshToken } from "../auth/refresh.js";
+import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { apiMetrics } from "./metrics.js";
 import { rpcError, TestApi, UnreachableSessions } from "./testkit.js";
@@ -125,6 +125,7 @@ describe("api: AuthService", () => {
     const other = await api.anon.auth.login({ username: "user1", password: "correct horse" });
     const owner = (await api.anon.auth.refresh({ refreshToken: u.refreshToken })).credentials!;
 
+    api.clock.ms += REFRESH_REUSE_GRACE_MS + 1; // too late to be a retry after a lost reply
     const stolen = await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }));
     assert.equal(stolen.code, Code.Unauthenticated);
     assert.match(stolen.rawMessage, /already used: the device is signed out/);
@@ -137,6 +138,22 @@ describe("api: AuthService", () => {
     assert.deepEqual(devices.devices.map((d) => d.deviceId), [other.credentials!.deviceId]);
     await api.anon.auth.refresh({ refreshToken: other.credentials!.refreshToken });
     assert.deepEqual(await authEvents(registry), { refresh_reused: 1 });
+  });
+
+  it("answers a refresh retried with the same token after a lost reply, and keeps the device signed in", async () => {
+    const registry = new Registry();
+    await api.close();
+    api = await TestApi.start({ metrics: apiMetrics(registry) });
+    const u = await api.signUp();
+    await api.anon.auth.refresh({ refreshToken: u.refreshToken }); // the network drops its reply
+    api.clock.ms += 10_000;
+    const retry = (await api.anon.auth.refresh({ refreshToken: u.refreshToken })).credentials!;
+    assert.deepEqual([retry.userId, retry.deviceId], [u.userId, u.deviceId]);
+    await api.clients(retry.accessToken).users.getMe({});
+    assert.equal((await api.storage.accounts.getDevice(u.userId, u.deviceId))?.revoked, false);
+    assert.deepEqual(api.sessions.closed, []);
+    assert.deepEqual(await authEvents(registry), {});
+    await api.anon.auth.refresh({ refreshToken: retry.refreshToken });
   });
 
   it("forgets a used refresh token once it would have expired", async () => {

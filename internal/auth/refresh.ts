@@ -1,13 +1,25 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { AccountStore } from "../accounts/store.js";
+import type { AccountStore, RefreshTokenTake } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, RefreshTokenRecord } from "../model/types.js";
 
 export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 3_600_000;
+/**
+ * How long after a refresh token's first use presenting it again counts as a
+ * retry after a lost reply rather than a second holder (Auth0's and Okta's
+ * "reuse interval"): long enough for a phone to notice a dropped connection
+ * and try again, short enough that a copy stolen later is caught.
+ */
+export const REFRESH_REUSE_GRACE_MS = 60_000;
 
 /** What the store keys a refresh token by: a leaked table holds no usable tokens. */
 export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
+}
+
+function newToken(): { token: string; hash: string } {
+  const token = randomBytes(32).toString("base64url");
+  return { token, hash: hashRefreshToken(token) };
 }
 
 /**
@@ -16,46 +28,76 @@ export function hashRefreshToken(token: string): string {
  * second time means two holders, one of them a thief (OAuth 2.0 Security BCP,
  * refresh token rotation): the device is signed out through `onReuse`, which
  * also ends the thief's session, and the owner signs in again.
+ *
+ * Except for a retry after a lost reply: a phone whose connection dropped
+ * after the server rotated its token presents the old one again. Within
+ * `reuseGraceMs` of the first use, while the successor issued then is still
+ * unused, the successor is taken (so the chain keeps one live token) and a
+ * new one issued in its place. The successor taken counts as used: it never
+ * reached its owner as far as the server knows, so whoever presents it later
+ * is a second holder. A reuse after the grace, once the successor was used
+ * (whoever holds it moved the chain on), or racing the first use still signs
+ * the device out.
  */
 export class RefreshTokens {
   private readonly ttlMs: number;
+  private readonly reuseGraceMs: number;
   private readonly now: () => number;
   private readonly onReuse?: (record: RefreshTokenRecord) => Promise<void>;
 
   constructor(
     private readonly accounts: AccountStore,
-    options: { ttlMs?: number; now?: () => number; onReuse?: (record: RefreshTokenRecord) => Promise<void> } = {},
+    options: {
+      ttlMs?: number;
+      /** 0 turns the grace off: every second use signs the device out. */
+      reuseGraceMs?: number;
+      now?: () => number;
+      onReuse?: (record: RefreshTokenRecord) => Promise<void>;
+    } = {},
   ) {
     this.ttlMs = options.ttlMs ?? REFRESH_TOKEN_TTL_MS;
+    this.reuseGraceMs = options.reuseGraceMs ?? REFRESH_REUSE_GRACE_MS;
     this.now = options.now ?? Date.now;
     this.onReuse = options.onReuse;
   }
 
   async issue(userId: Id, deviceId: Id): Promise<{ token: string; expiresAtMs: number }> {
-    const token = randomBytes(32).toString("base64url");
+    const { token, hash } = newToken();
     const expiresAtMs = this.now() + this.ttlMs;
-    await this.accounts.putRefreshToken(hashRefreshToken(token), { userId, deviceId, expiresAtMs });
+    await this.accounts.putRefreshToken(hash, { userId, deviceId, expiresAtMs });
     return { token, expiresAtMs };
   }
 
   /** Consumes the token and issues its successor for the same device. */
   async rotate(token: string): Promise<{ record: RefreshTokenRecord; token: string; expiresAtMs: number }> {
     if (token.length === 0 || token.length > 256) throw new ChatError("unauthenticated", "invalid refresh token");
-    // The successor is made before the take, so that the take's mark names it in the same write.
-    const next = randomBytes(32).toString("base64url");
+    const tokenHash = hashRefreshToken(token);
+    // Made before the take, so that the take's mark names it in the same write.
+    const next = newToken();
     const atMs = this.now();
-    const taken = await this.accounts.takeRefreshToken(hashRefreshToken(token), { atMs, successorHash: hashRefreshToken(next) });
+    const taken = await this.accounts.takeRefreshToken(tokenHash, { atMs, successorHash: next.hash });
     if (!taken) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
     const { record } = taken;
     if (record.expiresAtMs <= atMs) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
-    if (taken.reused) {
+    if (taken.reused && !(await this.retried(tokenHash, taken, next.hash, atMs))) {
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
     const device = await this.accounts.getDevice(record.userId, record.deviceId);
     if (!device || device.revoked) throw new ChatError("unauthenticated", "device was signed out; sign in again");
     const expiresAtMs = atMs + this.ttlMs;
-    await this.accounts.putRefreshToken(hashRefreshToken(next), { userId: record.userId, deviceId: record.deviceId, expiresAtMs });
-    return { record, token: next, expiresAtMs };
+    await this.accounts.putRefreshToken(next.hash, { userId: record.userId, deviceId: record.deviceId, expiresAtMs });
+    return { record, token: next.token, expiresAtMs };
+  }
+
+  /**
+   * Whether a reused token is a retry after a lost reply, whose successor is
+   * then taken in favour of `nextHash`. The grace runs from the first use, not
+   * from the last retry, so retries cannot keep a stolen copy usable.
+   */
+  private async retried(tokenHash: string, taken: RefreshTokenTake, nextHash: string, atMs: number): Promise<boolean> {
+    if (taken.usedAtMs === undefined || taken.successorHash === undefined) return false;
+    if (atMs - taken.usedAtMs > this.reuseGraceMs) return false;
+    return this.accounts.takeSuccessor(tokenHash, taken.successorHash, { atMs, successorHash: nextHash });
   }
 }
