@@ -7,6 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
+import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
@@ -41,6 +42,7 @@ const config = exitOnConfigError("api", () => {
     grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
+    refreshReuseGraceMs: r.int("CHAT_REFRESH_REUSE_GRACE_S", REFRESH_REUSE_GRACE_MS / 1000, 0, 3600) * 1000,
     corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     apiLimits: readApiLimits(r),
@@ -131,6 +133,7 @@ const routesFn = (router: ConnectRouter) => {
     verifier,
     limits,
     maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+    refreshReuseGraceMs: config.refreshReuseGraceMs,
     metrics: apiCalls,
     logger,
   });

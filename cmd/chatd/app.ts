@@ -172,6 +172,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       verifier,
       limits,
       maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+      refreshReuseGraceMs: config.refreshReuseGraceMs,
       metrics: apiCalls,
       devices,
       logger: apiLogger,

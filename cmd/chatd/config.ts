@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
+import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
@@ -19,6 +20,8 @@ export interface ChatdConfig {
   queuePartitions: number;
   workerId: number;
   accessTokenTtlMs: number;
+  /** How long after a refresh token's first use a retry (its reply lost) is answered instead of signing the device out. */
+  refreshReuseGraceMs: number;
   sqliteSync: "normal" | "full";
   framesPerSecond: number;
   frameBurst: number;
@@ -57,6 +60,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     queuePartitions: r.int("CHAT_QUEUE_PARTITIONS", 8, 1, 1024),
     workerId: r.int("CHAT_WORKER_ID", 0, 0, 1023),
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
+    refreshReuseGraceMs: r.int("CHAT_REFRESH_REUSE_GRACE_S", REFRESH_REUSE_GRACE_MS / 1000, 0, 3600) * 1000,
     sqliteSync: r.oneOf("CHAT_SQLITE_SYNC", "normal", ["normal", "full"] as const),
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),

@@ -107,6 +107,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
   const refresh = new RefreshTokens(deps.accounts, {
     now,
     ttlMs: deps.refreshTtlMs,
+    reuseGraceMs: deps.refreshReuseGraceMs,
     onReuse: async ({ userId, deviceId }) => {
       count("refresh_reused");
       deps.logger?.warn({ userId: String(userId), deviceId: String(deviceId) }, "refresh token used twice: device signed out");

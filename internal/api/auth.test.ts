@@ -156,6 +156,16 @@ describe("api: AuthService", () => {
     await api.anon.auth.refresh({ refreshToken: retry.refreshToken });
   });
 
+  it("with refreshReuseGraceMs 0, a token presented again at once signs the device out", async () => {
+    await api.close();
+    api = await TestApi.start({ refreshReuseGraceMs: 0 });
+    const u = await api.signUp();
+    await api.anon.auth.refresh({ refreshToken: u.refreshToken });
+    api.clock.ms += 1;
+    assert.match((await rpcError(() => api.anon.auth.refresh({ refreshToken: u.refreshToken }))).rawMessage, /already used: the device is signed out/);
+    assert.equal((await api.storage.accounts.getDevice(u.userId, u.deviceId))?.revoked, true);
+  });
+
   it("forgets a used refresh token once it would have expired", async () => {
     const u = await api.signUp();
     await api.anon.auth.refresh({ refreshToken: u.refreshToken });

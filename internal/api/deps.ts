@@ -63,4 +63,6 @@ export interface ApiDeps {
   friendLimits?: FriendLimits;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;
+  /** How long a used refresh token may be retried after a lost reply (REFRESH_REUSE_GRACE_MS, 60 s); 0: never. */
+  refreshReuseGraceMs?: number;
 }
