@@ -417,7 +417,10 @@ export const AuthService: GenService<{
    * Exchanges a refresh token for a new access token (and rotates the refresh
    * token). Does not need an access token. A refresh token is single-use:
    * presented a second time, it signs its device out (one of its holders is a
-   * thief), so a client must never spend one twice.
+   * thief), so a client must never spend one twice. Except to retry a Refresh
+   * whose reply it lost: within a grace period after the first use (60 s by
+   * default) and while the token that reply carried is still unused, the same
+   * token gets a normal reply, whose new refresh token replaces the lost one.
    *
    * @generated from rpc chat.v1.AuthService.Refresh
    */

@@ -1588,7 +1588,10 @@ export const AuthServiceService = {
    * Exchanges a refresh token for a new access token (and rotates the refresh
    * token). Does not need an access token. A refresh token is single-use:
    * presented a second time, it signs its device out (one of its holders is a
-   * thief), so a client must never spend one twice.
+   * thief), so a client must never spend one twice. Except to retry a Refresh
+   * whose reply it lost: within a grace period after the first use (60 s by
+   * default) and while the token that reply carried is still unused, the same
+   * token gets a normal reply, whose new refresh token replaces the lost one.
    */
   refresh: {
     path: "/chat.v1.AuthService/Refresh" as const,
@@ -1675,7 +1678,10 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
    * Exchanges a refresh token for a new access token (and rotates the refresh
    * token). Does not need an access token. A refresh token is single-use:
    * presented a second time, it signs its device out (one of its holders is a
-   * thief), so a client must never spend one twice.
+   * thief), so a client must never spend one twice. Except to retry a Refresh
+   * whose reply it lost: within a grace period after the first use (60 s by
+   * default) and while the token that reply carried is still unused, the same
+   * token gets a normal reply, whose new refresh token replaces the lost one.
    */
   refresh: handleUnaryCall<RefreshRequest, RefreshResponse>;
   /** Revokes the calling device's refresh token and closes its sessions. */
@@ -1738,7 +1744,10 @@ export interface AuthServiceClient extends Client {
    * Exchanges a refresh token for a new access token (and rotates the refresh
    * token). Does not need an access token. A refresh token is single-use:
    * presented a second time, it signs its device out (one of its holders is a
-   * thief), so a client must never spend one twice.
+   * thief), so a client must never spend one twice. Except to retry a Refresh
+   * whose reply it lost: within a grace period after the first use (60 s by
+   * default) and while the token that reply carried is still unused, the same
+   * token gets a normal reply, whose new refresh token replaces the lost one.
    */
   refresh(
     request: RefreshRequest,
