@@ -82,7 +82,7 @@ const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [
 logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
 
 const stopper = stopOnSignals(logger, async () => {
-  // Stop consuming first: what is collapsing or retrying in memory is dropped (push is best effort).
+  // Stop consuming first, then send what it holds (Notifier.stop) while the stores are still open.
   await notifier.stop();
   clients.close();
   await Promise.allSettled([push.close(), queue.close(), routes.close(), watch.close(), ops.close()]);

@@ -407,6 +407,50 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual([sent, skips], [[1n, 2n], ["online"]]);
   });
 
+  it("sends what it was collapsing when stopped (a deploy), rather than dropping pushes whose records are committed", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    const n = await startNotifier({ collapseWindowMs: 60_000 });
+    await notify(1n, 500n, "sent just before the deploy");
+    await notify(1n, 500n, "and another");
+    await waitFor(() => n.pending === 1, "both requests held in one collapse window");
+    await n.stop();
+    notifier = undefined;
+    assert.deepEqual(
+      receiver.deliveredTo(sub).map((p) => (p.json as { body: string }).body),
+      ["2 new messages, the latest: and another"],
+      "the window's notification went out before stop() returned",
+    );
+  });
+
+  it("gives a failed send no retry once stopping", async () => {
+    const failing = receiver.subscribe({ kind: "status", status: 503 });
+    await register(1n, 10n, failing);
+    const n = await startNotifier({ collapseWindowMs: 60_000 });
+    await notify(1n, 500n, "to a failing service");
+    await waitFor(() => n.pending === 1, "the request held");
+    await n.stop();
+    notifier = undefined;
+    assert.deepEqual(results.map((r) => [r.attempt, r.action]), [[1, "dropped"]]);
+    assert.equal(receiver.pushesTo(failing).length, 1);
+  });
+
+  it("drops what it could not start within the drain time (a push service that hangs)", async () => {
+    const first = receiver.subscribe({ kind: "hang" });
+    const second = receiver.subscribe({ kind: "hang" });
+    await register(1n, 10n, first);
+    await register(2n, 20n, second);
+    // One request at a time to the receiver's host: the second waits for the first, which hangs until its timeout.
+    const n = await startNotifier({ collapseWindowMs: 60_000, perHostConcurrency: 1, timeoutMs: 1_500, drainMs: 200 });
+    await notify(1n, 500n, "one");
+    await notify(2n, 501n, "two");
+    await waitFor(() => n.pending === 2, "both requests held");
+    await n.stop();
+    notifier = undefined;
+    assert.equal(receiver.pushesTo(first).length + receiver.pushesTo(second).length, 1, "only the first went out");
+    assert.deepEqual(results.map((r) => r.action), ["dropped"], "the first timed out, and was not retried");
+  });
+
   it("stops promptly while a batch waits for room held only by retries, leaving that batch uncommitted", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 503 });
     await register(1n, 10n, sub);

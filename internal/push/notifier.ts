@@ -24,6 +24,12 @@ export interface NotifierOptions {
   maxPending: number;
   /** How long a push service may hold a notification for an offline device. Default 1 day. */
   ttlSeconds: number;
+  /**
+   * How long stop() goes on sending what it holds (collapse windows closed
+   * early, first tries only) before it drops the rest. Default 5 s; sends in
+   * flight then still get their timeoutMs.
+   */
+  drainMs: number;
 }
 
 export const defaultNotifierOptions: NotifierOptions = {
@@ -36,6 +42,7 @@ export const defaultNotifierOptions: NotifierOptions = {
   backoffMaxMs: 60_000,
   maxPending: 10_000,
   ttlSeconds: 24 * 3600,
+  drainMs: 5_000,
 };
 
 export interface NotifierDeps {
@@ -106,8 +113,12 @@ const RETRY_AFTER_MAX_MS = 10 * 60_000;
  *   concurrency overall and per push-service host, and retries with
  *   exponential backoff and jitter (honouring Retry-After). Endpoints that
  *   answer 404/410 (or otherwise say they are gone) are removed.
- * - Push is best effort: what is in memory when the process stops is lost.
- *   Consuming pauses only while maxPending notifications are in memory.
+ * - Consuming pauses only while maxPending notifications are in memory.
+ * - A record is committed once held, so a stop must not drop what it holds:
+ *   every deploy would swallow the pushes of the last collapse window. stop()
+ *   closes the windows early and sends (for up to drainMs), only retries
+ *   waiting for their backoff are given up. A crash still loses what is in
+ *   memory: push is best effort, the message itself is in the inbox.
  */
 export class Notifier {
   private readonly o: NotifierOptions;
@@ -122,6 +133,9 @@ export class Notifier {
   private readonly rechecking = new Set<Promise<void>>();
   private inflight = 0;
   private roomWaiters: (() => void)[] = [];
+  /** stop() was called: consume no more, start no retry, send what is held. */
+  private draining = false;
+  /** The drain is over: send nothing more. */
   private stopped = false;
 
   /**
@@ -145,18 +159,42 @@ export class Notifier {
     );
   }
 
-  /** Stops consuming, drops what is waiting, and waits for requests in flight (bounded by the timeout). */
+  /**
+   * Stops consuming, sends what it holds for up to drainMs (collapse windows
+   * closed now, no retries), drops the rest, and waits for requests in flight
+   * (bounded by the timeout).
+   */
   async stop(): Promise<void> {
-    this.stopped = true;
+    if (this.draining) return this.stopping;
+    this.draining = true;
+    this.stopping = this.drainAndStop();
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> = Promise.resolve();
+
+  private async drainAndStop(): Promise<void> {
     // sub.stop() waits for the batch in hand, whose handler may be waiting
     // for room that only a finished send would make: it must leave now (its
     // batch uncommitted, so it comes again).
     this.wakeWaiters();
     await this.sub?.stop();
-    for (const c of this.collapsing.values()) clearTimeout(c.timer);
-    this.collapsing.clear();
+    const givenUp = this.retryTimers.size;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();
+    if (givenUp > 0) this.deps.logger?.info({ retries: givenUp }, "stopping: push retries waiting for their backoff given up");
+    for (const [key, c] of this.collapsing) {
+      clearTimeout(c.timer);
+      this.flush(key);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((r) => (timer = setTimeout(() => r("expired"), this.o.drainMs)));
+    while (this.pending > 0) {
+      if ((await Promise.race([new Promise<void>((r) => this.roomWaiters.push(r)), expired])) === "expired") break;
+    }
+    clearTimeout(timer);
+    this.stopped = true;
+    if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     this.ready.length = 0;
     this.wakeWaiters();
     await Promise.all([...this.flushing, ...this.rechecking, ...this.inflightJobs]);
@@ -187,8 +225,8 @@ export class Notifier {
         this.deps.onSkipped?.("expired");
         continue;
       }
-      while (this.pending >= this.o.maxPending && !this.stopped) await new Promise<void>((r) => this.roomWaiters.push(r));
-      if (this.stopped) throw new Error("notifier stopping"); // leaves the batch uncommitted
+      while (this.pending >= this.o.maxPending && !this.draining) await new Promise<void>((r) => this.roomWaiters.push(r));
+      if (this.draining) throw new Error("notifier stopping"); // leaves the batch uncommitted
       this.accept(req);
     }
   }
@@ -315,7 +353,7 @@ export class Notifier {
       action = "removed";
       const { userId, deviceId, address } = job.endpoint;
       await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
-    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.stopped) {
+    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining) {
       action = "retry";
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
       const t = setTimeout(() => {
@@ -364,7 +402,7 @@ export class Notifier {
   }
 
   private wakeWaiters(): void {
-    if (this.pending >= this.o.maxPending && !this.stopped) return;
+    if (this.pending >= this.o.maxPending && !this.draining) return;
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
     for (const w of waiters) w();
