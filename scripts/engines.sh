@@ -420,6 +420,13 @@ cmd_up() {
   local engines=("$@") e t0 failed=()
   t0=$(now)
   mkdir -p "$ENGINES_DIR"
+  # The Kafka and Cassandra readiness probes are Node clients: without them every probe
+  # fails, which would read as an engine not answering and stop one that is serving.
+  for e in "${engines[@]}"; do
+    if [[ $e == kafka || $e == cassandra ]] && ! node "$SRC/check.mjs" clients >/dev/null 2>&1; then
+      die "the readiness probe ($SRC/check.mjs) cannot load kafkajs and cassandra-driver: run npm install (or npm ci) in $ROOT first"
+    fi
+  done
   # Packages are installed up front, one apt-get at a time (dpkg has a single lock).
   ensure_packages "${engines[@]}"
   for e in "${engines[@]}"; do [[ $e == kafka || $e == cassandra ]] && find_java17; done

@@ -1,6 +1,7 @@
 // Readiness probe used by scripts/engines.sh: one real client request per call.
 //   node scripts/engines/check.mjs kafka 127.0.0.1:19092
 //   node scripts/engines/check.mjs cassandra 127.0.0.1:19042 datacenter1
+//   node scripts/engines/check.mjs clients     (can the two above load their client?)
 // Exit 0 and print a short detail line when the engine answers, exit 1 otherwise.
 // The script polls by calling this repeatedly, so every attempt here is short.
 const [engine, address, dc = 'datacenter1'] = process.argv.slice(2);
@@ -12,6 +13,12 @@ const fail = (err) => {
 setTimeout(() => fail(new Error('probe timed out')), 10_000).unref();
 
 try {
+  if (engine === 'clients') {
+    // Whether the probes below can run at all (engines.sh asks before it waits on them).
+    await import('kafkajs');
+    await import('cassandra-driver');
+    process.exit(0);
+  }
   if (engine === 'kafka') {
     const { Kafka, logLevel } = (await import('kafkajs')).default;
     const kafka = new Kafka({
