@@ -45,4 +45,14 @@ describe("retryStart", () => {
     await assert.rejects(retryStart("x", step, { withinMs: 0 }), StartTimeoutError);
     assert.equal(calls, 1);
   });
+
+  it("gives up on one line when the Cassandra driver's error holds each host's error, stack and all", async () => {
+    const cassandra = (await import("cassandra-driver")).default;
+    const client = new cassandra.Client({ contactPoints: ["127.0.0.1:1"], localDataCenter: "dc1" });
+    const err = await retryStart("opening Cassandra", () => client.connect(), { withinMs: 0 })
+      .catch((e: unknown) => e)
+      .finally(() => client.shutdown());
+    assert.ok(err instanceof StartTimeoutError);
+    assert.equal(err.message, "opening Cassandra: still failing after 0 s (CHAT_START_TIMEOUT_S): no host answered: 127.0.0.1:1 (connect ECONNREFUSED 127.0.0.1:1)");
+  });
 });

@@ -12,10 +12,24 @@ export interface StartRetryOptions {
 /** A start-up step still failing when its time ran out; the last failure is its cause. */
 export class StartTimeoutError extends Error {
   constructor(what: string, withinMs: number, cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause);
-    super(`${what}: still failing after ${withinMs / 1000} s (CHAT_START_TIMEOUT_S): ${why}`, { cause });
+    super(`${what}: still failing after ${withinMs / 1000} s (CHAT_START_TIMEOUT_S): ${oneLine(cause)}`, { cause });
     this.name = "StartTimeoutError";
   }
+}
+
+/**
+ * Why, on one line, for the one line a role prints when it gives up. The
+ * Cassandra driver's "no host answered" message carries each host's error
+ * with its stack inside it; its innerErrors say the same per host, briefly.
+ */
+function oneLine(cause: unknown): string {
+  if (!(cause instanceof Error)) return String(cause).split("\n")[0]!;
+  const inner = (cause as { innerErrors?: unknown }).innerErrors;
+  if (inner && typeof inner === "object" && Object.keys(inner).length > 0) {
+    const hosts = Object.entries(inner as Record<string, unknown>).map(([host, e]) => `${host} (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+    return `no host answered: ${hosts.join(", ")}`;
+  }
+  return cause.message.split("\n")[0]!;
 }
 
 /**
