@@ -274,7 +274,13 @@ async function chats(values: Values): Promise<void> {
     }
     return;
   }
-  if (all.length === 0) return out(values.archived ? "No archived chats." : 'No chats yet. Start one with: chat-cli send @username "hello"');
+  if (all.length === 0) {
+    if (values.archived) return out("No archived chats.");
+    // "No chats yet" to someone whose chats are all archived reads as history lost.
+    const archived = await s.api.channels.listChannels({ limit: 1, archived: true });
+    if (archived.channels.length > 0) return out("No chats outside the archive. See the archived ones with: chat-cli chats --archived");
+    return out('No chats yet. Start one with: chat-cli send @username "hello"');
+  }
   const rows = await Promise.all(
     all.map(async (c) => {
       const m = c.lastMessage;

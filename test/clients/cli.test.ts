@@ -420,6 +420,20 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
   });
 
+  it("tells someone whose every chat is archived where they are, not that there are none", async () => {
+    const ivy = new CliUser(`ivy_${suffix}`, chatd.httpUrl);
+    try {
+      await ivy.ok("signup", ivy.username);
+      assert.equal(await ivy.ok("chats"), 'No chats yet. Start one with: chat-cli send @username "hello"\n');
+      const peer = await signUp(chatd.httpUrl, "peer");
+      await peer.api.channels.openDirect({ userId: BigInt(JSON.parse(await ivy.ok("whoami", "--json")).userId) });
+      await ivy.ok("archive", `@${peer.username}`);
+      assert.equal(await ivy.ok("chats"), "No chats outside the archive. See the archived ones with: chat-cli chats --archived\n");
+    } finally {
+      ivy.cleanup();
+    }
+  });
+
   it("pins a chat to the top of chats with a mark, archives one into chats --archived, and refuses a sixth pin with the server's reason", async () => {
     // A user of its own: pins and the archive would reorder the others' lists.
     const pia = new CliUser(`pia_${suffix}`, chatd.httpUrl);
