@@ -33,47 +33,62 @@ import {
 } from "./lib/targets.js";
 import { WorkerSet } from "./lib/workers.js";
 
-const { values: opt } = parseArgs({
-  options: {
-    targets: { type: "string", default: "relay,chatd" },
-    scenarios: { type: "string", default: "idle,latency,fanout,storm" },
-    label: { type: "string", default: "" },
-    workers: { type: "string", default: "2" },
-    addresses: { type: "string", default: "8" },
-    "idle-sessions": { type: "string", default: "10000" },
-    "idle-accounts": { type: "string", default: "mint" },
-    "idle-hold-s": { type: "string", default: "30" },
-    "connect-concurrency": { type: "string", default: "200" },
-    pairs: { type: "string", default: "500" },
-    rates: { type: "string", default: "500,1000,2000,5000" },
-    "phase-s": { type: "string", default: "10" },
-    repeats: { type: "string", default: "3" },
-    groups: { type: "string", default: "10" },
-    "group-size": { type: "string", default: "100" },
-    "group-senders": { type: "string", default: "5" },
-    "group-rates": { type: "string", default: "20,50,100,200,400" },
-    "storm-rate": { type: "string", default: "200" },
-    "storm-concurrency": { type: "string", default: "256" },
-    "text-bytes": { type: "string", default: "64" },
-    "ack-delay-ms": { type: "string", default: "250" },
-    "signup-concurrency": { type: "string", default: "16" },
-    profile: { type: "boolean", default: false },
-    alloc: { type: "boolean", default: false },
-    "heap-snapshots": { type: "boolean", default: false },
-    "keep-going": { type: "boolean", default: false },
-    "warmup-s": { type: "string", default: "5" },
-    // cluster shape (targets=cluster)
-    gateways: { type: "string", default: "2" },
-    "chat-servers": { type: "string", default: "2" },
-    pipelines: { type: "string", default: "2" },
-    partitions: { type: "string", default: "12" },
-    // an already running deployment (targets=external)
-    api: { type: "string" },
-    ws: { type: "string" },
-    "keys-dir": { type: "string" },
-    pids: { type: "string", default: "" },
-  },
-});
+const options = {
+  targets: { type: "string", default: "relay,chatd" },
+  scenarios: { type: "string", default: "idle,latency,fanout,storm" },
+  label: { type: "string", default: "" },
+  workers: { type: "string", default: "2" },
+  addresses: { type: "string", default: "8" },
+  "idle-sessions": { type: "string", default: "10000" },
+  "idle-accounts": { type: "string", default: "mint" },
+  "idle-hold-s": { type: "string", default: "30" },
+  "connect-concurrency": { type: "string", default: "200" },
+  pairs: { type: "string", default: "500" },
+  rates: { type: "string", default: "500,1000,2000,5000" },
+  "phase-s": { type: "string", default: "10" },
+  repeats: { type: "string", default: "3" },
+  groups: { type: "string", default: "10" },
+  "group-size": { type: "string", default: "100" },
+  "group-senders": { type: "string", default: "5" },
+  "group-rates": { type: "string", default: "20,50,100,200,400" },
+  "storm-rate": { type: "string", default: "200" },
+  "storm-concurrency": { type: "string", default: "256" },
+  "text-bytes": { type: "string", default: "64" },
+  "ack-delay-ms": { type: "string", default: "250" },
+  "signup-concurrency": { type: "string", default: "16" },
+  profile: { type: "boolean", default: false },
+  alloc: { type: "boolean", default: false },
+  "heap-snapshots": { type: "boolean", default: false },
+  "keep-going": { type: "boolean", default: false },
+  "warmup-s": { type: "string", default: "5" },
+  // cluster shape (targets=cluster)
+  gateways: { type: "string", default: "2" },
+  "chat-servers": { type: "string", default: "2" },
+  pipelines: { type: "string", default: "2" },
+  partitions: { type: "string", default: "12" },
+  // an already running deployment (targets=external)
+  api: { type: "string" },
+  ws: { type: "string" },
+  "keys-dir": { type: "string" },
+  pids: { type: "string", default: "" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const { values: opt } = (() => {
+  try {
+    return parseArgs({ options });
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}; see npm run bench -- --help\n`);
+    process.exit(2);
+  }
+})();
+if (opt.help) {
+  const rows = Object.entries(options)
+    .filter(([name]) => name !== "help")
+    .map(([name, o]) => `  --${name}${"default" in o && o.default !== "" ? ` (default ${String(o.default)})` : ""}`);
+  process.stdout.write(`npm run bench -- [options]: see bench/README.md for what each option and figure means\n${rows.join("\n")}\n`);
+  process.exit(0);
+}
 
 const int = (k: keyof typeof opt) => Number(opt[k] as string);
 const list = (k: keyof typeof opt) => String(opt[k]).split(",").map((s) => s.trim()).filter(Boolean);
