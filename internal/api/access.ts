@@ -7,7 +7,7 @@ import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
 import { readReach } from "../presence/audience.js";
 import { presenceFrame } from "../presence/tracker.js";
-import { channelToProto, type ChannelView } from "./convert.js";
+import { channelToProto, readFloor, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 
 /**
@@ -83,9 +83,10 @@ export async function channelView(
  * something unread, at most OWN_MESSAGE_WINDOW seqs back.
  */
 async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, last: StoredMessage): Promise<bigint | undefined> {
-  if (last.senderUserId === me.userId || last.seq <= me.readSeq + 1n) return undefined;
+  const read = readFloor(me);
+  if (last.senderUserId === me.userId || last.seq <= read + 1n) return undefined;
   const windowStart = last.seq - OWN_MESSAGE_WINDOW;
-  const from = me.readSeq + 1n > windowStart ? me.readSeq + 1n : windowStart;
+  const from = read + 1n > windowStart ? read + 1n : windowStart;
   return deps.log.lastSentBy(channelId, me.userId, from, last.seq - 1n);
 }
 

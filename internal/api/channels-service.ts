@@ -292,8 +292,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       let member = await channels.getMember(channel.channelId, me);
       let joined = false;
       if (!member) {
-        const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
-        const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq };
+        const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
+        // The history before them is not unread, but not read either (see addMembers).
+        const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n, joinedSeq };
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
         // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody.
         const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
@@ -375,12 +376,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       await requireUsers(wanted);
       await refuseBlockers(me, wanted);
       const t = now();
-      // Joiners start with the history before them read: it was never theirs
+      // The history before joiners is not unread for them: it was never theirs
       // to catch up on (a message sent while they are being added may still count).
-      const readSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
+      // Nor is it read: their read position, which others are shown as what
+      // they have seen, starts at nothing until their own receipts move it.
+      const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
       const written = await channels.addMembers(
         channel.channelId,
-        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq })),
+        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n, joinedSeq })),
         MAX_GROUP_MEMBERS,
         managerCheck(me),
       );

@@ -613,6 +613,29 @@ describe("api: ChannelService", () => {
     assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [2n, 3n]);
   });
 
+  it("shows nobody added or joined by link as having seen what they never read", async () => {
+    const [owner, b, added, joiner] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+    await send(owner!, channelId, "anyone seen this?");
+    await owner!.c.channels.addMembers({ channelId, userIds: [added!.userId] });
+    const code = (await owner!.c.channels.getInviteLink({ channelId })).code;
+    await joiner!.c.channels.joinByInvite({ code });
+    const readBy = async () =>
+      new Map((await owner!.c.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.readSeq]));
+    // Like b, who was there all along, neither has read anything: no "seen" under the owner's message.
+    assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 0n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
+    // Their own view still starts after what came before them (the joiner's own note counts as read, as a send).
+    for (const [u, readSeq] of [[added!, 1n], [joiner!, 3n]] as const) {
+      const ch = (await u.c.channels.describeChannel({ channelId })).channel!;
+      assert.equal(ch.readSeq, readSeq);
+      assert.equal(ch.unreadCount, ch.lastSeq - readSeq);
+    }
+    // Their receipts move what others see, as anyone's.
+    await added!.c.messages.markRead({ channelId, seq: 1n });
+    assert.equal((await readBy()).get(added!.userId), 1n);
+    assert.equal((await added!.c.channels.describeChannel({ channelId })).channel!.readSeq, 1n);
+  });
+
   it("lists channels by last activity with unread counts, in pages", async () => {
     const me = await api.signUp();
     const [b, c, d] = await Promise.all([1, 2, 3].map(() => api.signUp()));

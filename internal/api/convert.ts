@@ -71,6 +71,12 @@ export function deviceToProto(d: DeviceRecord, currentDeviceId: Id): Device {
 
 export { inboxEntryToProto, messageToProto } from "../wire/messages.js";
 
+/** Where a member's unread messages start: their read position, or where they joined when that is later. */
+export function readFloor(m: MemberRecord): bigint {
+  return m.joinedSeq !== undefined && m.joinedSeq > m.readSeq ? m.joinedSeq : m.readSeq;
+}
+
+/** A member as others see them: read_seq is what their receipts told, never where they joined. */
 export function memberToProto(m: MemberRecord): Member {
   return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs), readSeq: m.readSeq });
 }
@@ -102,7 +108,8 @@ export function channelToProto(v: ChannelView): Channel {
   // the sender's stored position on every send would cost a storage write per
   // message on the hot path.
   const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId;
-  let readSeq = v.me?.readSeq ?? 0n;
+  // What came before the caller joined counts as read for them alone (others are shown their receipts' position).
+  let readSeq = v.me ? readFloor(v.me) : 0n;
   if (sentLast && lastSeq > readSeq) readSeq = lastSeq;
   if (v.me && v.ownNewestUnreadSeq !== undefined && v.ownNewestUnreadSeq > readSeq) readSeq = v.ownNewestUnreadSeq;
   // What the caller cleared is neither shown nor unread; their read position (what receipts tell others) stays.

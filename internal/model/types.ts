@@ -93,8 +93,15 @@ export interface MemberRecord {
   userId: Id;
   role: MemberRole;
   joinedAtMs: number;
-  /** Seq of the last message this member has read. */
+  /** Seq of the last message this member has read: moved by their receipts only (what others are shown as seen). */
   readSeq: bigint;
+  /**
+   * Set for a member added to a group that had messages: the newest seq when
+   * they joined. What came before was never theirs to catch up on, so it is
+   * not unread for them, but they have not read it either: it is not told to
+   * others as their read position (readSeq).
+   */
+  joinedSeq?: bigint;
   /** Set once the member cleared the channel's history for themselves: the seq it is cleared through. */
   clearedSeq?: bigint;
 }

@@ -26,11 +26,17 @@ const toMember = (r: Row, channelId: Id): MemberRecord => ({
   joinedAtMs: ms(r.get("joined_at_ms")),
   readSeq: big(r.get("read_seq")),
   ...clearedOf(r),
+  ...joinedOf(r),
 });
 
 function clearedOf(r: Row): { clearedSeq?: bigint } {
   const seq = big(r.get("cleared_seq"));
   return seq > 0n ? { clearedSeq: seq } : {};
+}
+
+function joinedOf(r: Row): { joinedSeq?: bigint } {
+  const seq = big(r.get("joined_seq"));
+  return seq > 0n ? { joinedSeq: seq } : {};
 }
 
 /** Compare-and-set rounds of clearHistory before it gives up: only the member's own devices race it. */
@@ -95,15 +101,15 @@ export class CassandraChannelStore implements ChannelStore {
                    VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
       insertMetaPlain: `INSERT INTO ${ch} (channel_id, kind, title, created_at_ms, created_by, member_count, version)
                         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      insertMember: `INSERT INTO ${ch} (channel_id, user_id, role, joined_at_ms, read_seq, join_order)
-                     VALUES (?, ?, ?, ?, ?, ?)`,
+      insertMember: `INSERT INTO ${ch} (channel_id, user_id, role, joined_at_ms, read_seq, join_order, joined_seq)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)`,
       bump: `UPDATE ${ch} SET version = ?, member_count = ? WHERE channel_id = ? IF version = ?`,
       deleteMember: `DELETE FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       deleteChannel: `DELETE FROM ${ch} WHERE channel_id = ?`,
       updateTitle: `UPDATE ${ch} SET title = ? WHERE channel_id = ?`,
-      member: `SELECT user_id, role, joined_at_ms, read_seq, cleared_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
-      members: `SELECT user_id, role, joined_at_ms, read_seq, join_order, cleared_seq FROM ${ch} WHERE channel_id = ?`,
-      state: `SELECT user_id, kind, version, member_count, invite_code, role, joined_at_ms, read_seq, join_order, cleared_seq
+      member: `SELECT user_id, role, joined_at_ms, read_seq, cleared_seq, joined_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
+      members: `SELECT user_id, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq FROM ${ch} WHERE channel_id = ?`,
+      state: `SELECT user_id, kind, version, member_count, invite_code, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq
               FROM ${ch} WHERE channel_id = ?`,
       code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
@@ -491,7 +497,7 @@ export class CassandraChannelStore implements ChannelStore {
   }
 
   private memberStatement(m: MemberRecord & { order: bigint }): Statement {
-    return { query: this.q.insertMember, params: [m.channelId, m.userId, m.role, msCell(m.joinedAtMs), m.readSeq, m.order] };
+    return { query: this.q.insertMember, params: [m.channelId, m.userId, m.role, msCell(m.joinedAtMs), m.readSeq, m.order, m.joinedSeq ?? 0n] };
   }
 
   private async index(users: Id[], channelId: Id, version: bigint): Promise<void> {

@@ -110,7 +110,7 @@ const TABLES: Record<string, string> = {
   channels: `(channel_id bigint, user_id bigint,
              kind text static, title text static, created_at_ms bigint static, created_by bigint static,
              member_count int static, version bigint static, invite_code text static,
-             role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint,
+             role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint, joined_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
   direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
   // A user's channels; written with the channel's membership version as the
@@ -212,7 +212,9 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Where a member cleared the history (ChannelStore.clearHistory): no new
   // version, since an older build beside this one only shows what it hides.
   // Schema 8: the group's invite code, in the partition its joins are fenced on.
-  channels: { cleared_seq: "bigint", invite_code: "text static" },
+  // Where a member joined (MemberRecord.joinedSeq), likewise: an older build beside this one counts
+  // a joiner's earlier history as unread, and shows them as having read nothing.
+  channels: { cleared_seq: "bigint", invite_code: "text static", joined_seq: "bigint" },
   // MarkUnread, likewise: an older build shows a marked chat as it is.
   channel_places: { marked_unread_at_ms: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },

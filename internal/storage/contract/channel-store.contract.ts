@@ -204,6 +204,22 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.getMember(c.channelId, back.userId), back);
       });
 
+      it("keeps where a member joined apart from their read position, and forgets it when they leave", async () => {
+        const { c } = await newGroup(1);
+        await post(c.channelId, 3);
+        const joiner = { ...member(c, "member", c.createdAtMs + 10), joinedSeq: 3n };
+        await s.addMembers(c.channelId, [joiner], 100);
+        assert.deepStrictEqual(await s.getMember(c.channelId, joiner.userId), joiner);
+        assert.deepStrictEqual((await s.listMembers(c.channelId)).at(-1), joiner);
+        // Reading moves the read position alone.
+        assert.equal(await s.advanceReadSeq(c.channelId, joiner.userId, 1n), 1n);
+        assert.deepStrictEqual(await s.getMember(c.channelId, joiner.userId), { ...joiner, readSeq: 1n });
+        await s.removeMember(c.channelId, joiner.userId);
+        const { joinedSeq: _, ...plain } = joiner;
+        await s.addMembers(c.channelId, [{ ...plain, joinedAtMs: c.createdAtMs + 20 }], 100);
+        assert.equal((await s.getMember(c.channelId, joiner.userId))?.joinedSeq, undefined);
+      });
+
       it("setRole changes only the role and says whether it changed it", async () => {
         const { c, members } = await newGroup(1);
         assert.equal(await s.setRole(c.channelId, members[1]!.userId, "admin"), true);

@@ -23,6 +23,7 @@ const toMember = (r: Row): MemberRecord => ({
   joinedAtMs: Number(r.joined_at_ms),
   readSeq: r.read_seq as bigint,
   ...((r.cleared_seq as bigint) > 0n ? { clearedSeq: r.cleared_seq as bigint } : {}),
+  ...((r.joined_seq as bigint) > 0n ? { joinedSeq: r.joined_seq as bigint } : {}),
 });
 
 function build(db: SqliteDatabase) {
@@ -34,8 +35,8 @@ function build(db: SqliteDatabase) {
     updateTitle: p("UPDATE channels SET title = ? WHERE channel_id = ?"),
     directOf: p("SELECT channel_id FROM direct_channels WHERE user_lo = ? AND user_hi = ?"),
     insertDirect: p("INSERT INTO direct_channels (user_lo, user_hi, channel_id) VALUES (?, ?, ?)"),
-    insertMember: p(`INSERT OR IGNORE INTO channel_members (channel_id, user_id, role, joined_at_ms, read_seq)
-                     VALUES (?, ?, ?, ?, ?)`),
+    insertMember: p(`INSERT OR IGNORE INTO channel_members (channel_id, user_id, role, joined_at_ms, read_seq, joined_seq)
+                     VALUES (?, ?, ?, ?, ?, ?)`),
     member: p("SELECT * FROM channel_members WHERE channel_id = ? AND user_id = ?"),
     members: p("SELECT * FROM channel_members WHERE channel_id = ? ORDER BY joined_at_ms, rowid"),
     count: p("SELECT count(*) AS n FROM channel_members WHERE channel_id = ?"),
@@ -64,7 +65,7 @@ function build(db: SqliteDatabase) {
     channelOfInvite: p("SELECT channel_id FROM channel_invites WHERE code = ?"),
   };
   const addMember = (m: MemberRecord): boolean =>
-    s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq).changes > 0;
+    s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq, m.joinedSeq ?? 0n).changes > 0;
 
   const directTx = db.transaction((candidate: ChannelRecord, a: Id, b: Id): ChannelRecord => {
     const [lo, hi] = a < b ? [a, b] : [b, a];

@@ -378,6 +378,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE used_refresh_tokens ADD COLUMN used_at_ms INTEGER;
   ALTER TABLE used_refresh_tokens ADD COLUMN successor_hash TEXT;
   `,
+  // 18: the newest seq when a member joined a group (MemberRecord.joinedSeq):
+  // what came before is not unread for them, nor told to others as read.
+  `
+  ALTER TABLE channel_members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
