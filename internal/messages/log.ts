@@ -38,7 +38,8 @@ export interface MessageLog {
    * delete) to the message it targets and returns that message as it now
    * is. An edit sets its text and `editedAtMs` (the change's `sentAtMs`); a
    * delete empties its text and sets `deleted`. Changes to one channel
-   * apply one at a time, in call order.
+   * apply one at a time, in call order, each after the channel's appends
+   * called before it (a change of the newest message keeps `latest` in step).
    *
    * Undefined when the change does not apply: the target is not stored, is
    * deleted already, or the change is an edit and a later change of it is

@@ -503,6 +503,32 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await log.amend(other), { ...m2, text: "elsewhere", editedAtMs: other.sentAtMs });
     });
 
+    it("changes: a delete of the newest message beside its append in a retried batch keeps the chat list's copy deleted", async () => {
+      const flaky = Object.create(s().db) as Db;
+      const log = new CassandraMessageLog(flaky, BUCKET);
+      const channelId = uniqueId();
+      await log.append(msg(channelId, { text: "first" }));
+      const second = msg(channelId, { text: "taken back" });
+      // The append's head write fails: its row and dedup row are written, the head still says 1.
+      let failures = 1;
+      const write = flaky.write.bind(flaky);
+      flaky.write = async (q, p) => {
+        if (q.startsWith("INSERT") && q.includes("channel_newest") && failures-- > 0) throw new Error("cassandra went away");
+        return write(q, p);
+      };
+      await assert.rejects(log.append(second));
+      // A chat server found row 2 meanwhile and took its delete; the batch comes again with both, in order.
+      const del = msg(channelId, { text: "", deleted: true, targetSeq: 2n });
+      const retry = new CassandraMessageLog(s().db, BUCKET);
+      const [appended, deleted] = await Promise.all([retry.append(second), retry.amend(del)]);
+      assert.equal(appended.message.seq, 2n);
+      assert.equal(deleted?.deleted, true);
+      const reader = new CassandraMessageLog(s().db, BUCKET);
+      const newest = (await reader.latest([channelId])).get(channelId);
+      assert.deepStrictEqual([newest?.seq, newest?.text, newest?.deleted], [2n, "", true]);
+      assert.deepStrictEqual(newest, await reader.get(channelId, 2n));
+    });
+
     it("two processes applying the schema to a new keyspace at once agree", async () => {
       const ks = newKeyspace();
       const [a, b] = [createClient(connection()), createClient(connection())];

@@ -162,10 +162,17 @@ export class CassandraMessageLog implements MessageLog {
   amend(change: NewMessage): Promise<StoredMessage | undefined> {
     const key = change.channelId;
     const before = this.amending.get(key);
+    // After the channel's appends called before it: a change of the newest
+    // message must find that message in the head to keep the head's copy in
+    // step. A retried batch finishing an append whose head write failed, with a
+    // delete of that message beside it, otherwise read the head before the
+    // append rewrote it, skipped the copy, and the chat list kept the deleted
+    // text until the next message.
+    const appends = this.appender.settled(key);
     // Each decision reads what the one before wrote. One that fails fails
     // those queued behind it, as a failed append group does: the caller
     // retries them together, and none overtakes a change still to be made.
-    const run = before ? before.then(() => this.applyChange(change)) : this.applyChange(change);
+    const run = (before ? before.then(() => appends) : appends).then(() => this.applyChange(change));
     this.amending.set(key, run);
     const forget = () => {
       if (this.amending.get(key) === run) this.amending.delete(key);

@@ -66,6 +66,8 @@ export class SequencedAppender<C, E> {
   /** The highest seq whose rows, dedup row and head this process knows are written. */
   private readonly heads: LruMap<bigint, bigint>;
   private readonly queues = new Map<bigint, Pending<C, E>[]>();
+  /** Per key with appends queued or in flight: settles once they all have. */
+  private readonly drains = new Map<bigint, Promise<void>>();
 
   constructor(
     private readonly ops: SequenceOps<C, E>,
@@ -91,8 +93,17 @@ export class SequencedAppender<C, E> {
       }
       this.queues.set(key, [{ candidate, resolve, reject }]);
       // From the next microtask, so the appends called in this one join the group.
-      queueMicrotask(() => void this.drain(key));
+      this.drains.set(key, new Promise<void>((drained) => queueMicrotask(() => void this.drain(key).then(drained))));
     });
+  }
+
+  /**
+   * Settles (never rejects) once every append to `key` called so far has
+   * settled: for a write that must see their heads, such as a change of a
+   * message whose append a retried batch is finishing.
+   */
+  settled(key: bigint): Promise<void> {
+    return this.drains.get(key) ?? Promise.resolve();
   }
 
   private async drain(key: bigint): Promise<void> {
@@ -107,6 +118,7 @@ export class SequencedAppender<C, E> {
       }
     }
     this.queues.delete(key);
+    this.drains.delete(key);
   }
 
   private async appendGroup(key: bigint, candidates: C[]): Promise<Result<E>[]> {
