@@ -179,9 +179,11 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const owner: MemberRecord = { channelId: channel.channelId, userId: me, role: "owner", joinedAtMs: t, readSeq: 0n };
       const members = [owner, ...others.map((userId): MemberRecord => ({ ...owner, userId, role: "member" }))];
       await channels.createGroup(channel, members);
-      const view = { channel, memberCount: members.length, me: owner };
-      await pushChannelEvent(deps, [me, ...others], ChannelEventKind.JOINED, view);
-      await tellCameTogether(deps, others, [me]);
+      // As for AddMembers: an account deleted since requireUsers looked would stay in the group for good.
+      const joined = await withoutDeleted(channel.channelId, others);
+      const view = { channel, memberCount: joined.length + 1, me: owner };
+      await pushChannelEvent(deps, [me, ...joined], ChannelEventKind.JOINED, view);
+      await tellCameTogether(deps, joined, [me]);
       return { channel: channelToProto(view) };
     },
 

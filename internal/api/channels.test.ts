@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, ChannelNoteKind, MemberRole, PresenceStatus, PresenceVisibility, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { Id } from "../model/types.js";
 import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
@@ -143,6 +144,37 @@ describe("api: ChannelService", () => {
 
     assert.equal((await rpcError(() => owner.c.channels.createGroup({ title: "", memberUserIds: [] }))).code, Code.InvalidArgument);
     assert.equal((await rpcError(() => owner.c.channels.createGroup({ title: "x".repeat(129) }))).code, Code.InvalidArgument);
+  });
+
+  it("leaves out of a new group a member whose account is deleted while it is being created", async () => {
+    // The accounts the api reads, with a hook after its look at the members (requireUsers).
+    let store!: AccountStore;
+    let afterLook: (() => Promise<void>) | undefined;
+    const accounts = new Proxy({} as AccountStore, {
+      get: (_, key) => {
+        if (key === "getUsers") {
+          return async (ids: Id[]) => {
+            const users = await store.getUsers(ids);
+            const hook = afterLook;
+            afterLook = undefined;
+            await hook?.();
+            return users;
+          };
+        }
+        const value = (store as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(store) : value;
+      },
+    });
+    await api.close();
+    api = await TestApi.start({ accounts });
+    store = api.storage.accounts;
+    const [owner, stays, leaving] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    // The deletion leaves the groups it finds; this one is not written yet.
+    afterLook = () => store.deleteUser(leaving!.userId);
+    const created = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [stays!.userId, leaving!.userId] })).channel!;
+    assert.equal(created.memberCount, 2);
+    const members = (await owner!.c.channels.listMembers({ channelId: created.channelId })).members.map((m) => m.userId);
+    assert.deepEqual(members, [owner!.userId, stays!.userId]);
   });
 
   it("refuses non-members, and does not tell them whether the channel exists", async () => {
