@@ -139,6 +139,22 @@ describe("session sync", () => {
     assert.equal(batch.kind.value.expiredThrough, 0n);
     server.drain();
   });
+
+  it("sends the next entries to a device whose stored cursor is past the inbox's head (a restore put the inbox back further)", async () => {
+    const kept = [1n, 2n, 3n];
+    const { server, next, log } = openSession(inboxKeeping(kept, 10n));
+    const welcome = await next("welcome");
+    if (welcome.kind.case !== "welcome") return assert.fail("no welcome");
+    // Clients take the welcome's cursor as where they are: past the head, they would drop seqs 4 to 10 as repeats.
+    assert.deepStrictEqual([welcome.kind.value.headInboxSeq, welcome.kind.value.deviceCursor], [3n, 3n]);
+    kept.push(4n);
+    const entry = { inboxSeq: 4n, message: { messageId: 1004n, channelId: 7n, seq: 4n, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: "m4", text: "hi", sentAtMs: 0 } };
+    server.deliverLocal(1n, [], create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto(entry) } } }));
+    await waitFor(() => log.some((f) => f.kind.case === "message" || f.kind.case === "syncBatch"), "entry 4");
+    const sent = log.flatMap((f) => (f.kind.case === "message" ? [f.kind.value.entry!.inboxSeq] : f.kind.case === "syncBatch" ? f.kind.value.entries.map((e) => e.inboxSeq) : []));
+    assert.deepStrictEqual(sent, [4n]);
+    server.drain();
+  });
 });
 
 /** An inbox of `count` entries whose reads wait for `gate` when one is set, and that records cursor moves. */

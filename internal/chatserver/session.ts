@@ -168,8 +168,14 @@ export class Session implements SessionHandle {
     if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
     const read = await this.readStart();
     if (!read || !this.open) return;
-    const { cursor, head, signedOut } = read;
+    const { head, signedOut } = read;
     if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
+    // Never past the head, as a SyncRequest: a cursor further on (an inbox put
+    // back by a restore) would drop the next entries as sent already, and a
+    // client taking the welcome's cursor as its own would drop them too. An
+    // entry acked by another session of this device since head was read is
+    // sent again, which devices drop as a repeat.
+    const cursor = read.cursor < head ? read.cursor : head;
     this.announced = true;
     this.server.sessionStarted(this);
     this.sentUpTo = cursor;
