@@ -37,6 +37,10 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
     async listMessages(req, ctx) {
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
       const limit = v.limit(req.limit, 50, 200);
+      if (req.direction !== PageDirection.UNSPECIFIED && req.direction !== PageDirection.BACKWARD && req.direction !== PageDirection.FORWARD) {
+        // A newer client's direction (or a typo'd number) is not taken for "backward": that page would be a silent wrong answer.
+        throw new ChatError("invalid_argument", "direction must be PAGE_DIRECTION_BACKWARD or PAGE_DIRECTION_FORWARD");
+      }
       const direction = req.direction === PageDirection.FORWARD ? "forward" : "backward";
       // The caller's history starts after what they cleared.
       const cleared = member.clearedSeq ?? 0n;

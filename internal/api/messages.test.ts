@@ -93,6 +93,10 @@ describe("api: MessageService", () => {
 
     const all = await a.c.messages.listMessages({ channelId, limit: 10_000 });
     assert.equal(all.messages.length, 7, "limit is clamped, not refused");
+    // A direction this server does not know (a newer client's) is refused, not taken for backward.
+    const unknown = await rpcError(() => a.c.messages.listMessages({ channelId, anchorSeq: 3n, direction: 7 as PageDirection }));
+    assert.equal(unknown.code, Code.InvalidArgument);
+    assert.match(unknown.rawMessage, /direction/);
   });
 
   describe("searching a channel", () => {
