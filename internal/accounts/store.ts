@@ -19,6 +19,14 @@ export interface RefreshTokenTake {
 export interface RefreshTokenUse {
   atMs: number;
   successorHash: string;
+  /**
+   * When set, the take also stores the successor (same user and device,
+   * expiring then), with the take itself, unless the token taken had expired
+   * by `atMs`: a caller that fails after the take (a store timeout, a crash)
+   * leaves a successor that its client's retry, within the reuse grace, can
+   * take, instead of none, which would sign the device out.
+   */
+  successorExpiresAtMs?: number;
 }
 
 /**
@@ -81,7 +89,8 @@ export interface AccountStore {
    * its successor `successorHash` if it is still unused (marked used with no
    * successor of its own: it never reached anyone who should hold it, so a
    * later use of it is a second holder's) and moves the used token's mark on
-   * to `next.successorHash`, which the caller then issues, so that a further
+   * to `next.successorHash`, which the caller then issues (stored with the
+   * take when `next.successorExpiresAtMs` is set), so that a further
    * retry finds it. False when the successor is no longer there to take: used (the chain moved on), taken by a racing
    * retry, or deleted with its device.
    */

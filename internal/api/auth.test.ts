@@ -156,6 +156,24 @@ describe("api: AuthService", () => {
     await api.anon.auth.refresh({ refreshToken: retry.refreshToken });
   });
 
+  it("answers a refresh retried after the first failed past its take (a store timeout), and keeps the device signed in", async () => {
+    const u = await api.signUp();
+    // The device's read, between the take of the token and the answer.
+    const accounts = api.storage.accounts as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const getDevice = accounts.getDevice!;
+    accounts.getDevice = async () => {
+      accounts.getDevice = getDevice;
+      throw new Error("store timed out");
+    };
+    await assert.rejects(api.anon.auth.refresh({ refreshToken: u.refreshToken }));
+    api.clock.ms += 1_000;
+    const retry = (await api.anon.auth.refresh({ refreshToken: u.refreshToken })).credentials!;
+    await api.clients(retry.accessToken).users.getMe({});
+    assert.equal((await api.storage.accounts.getDevice(u.userId, u.deviceId))?.revoked, false);
+    assert.deepEqual(api.sessions.closed, []);
+    await api.anon.auth.refresh({ refreshToken: retry.refreshToken });
+  });
+
   it("with refreshReuseGraceMs 0, a token presented again at once signs the device out", async () => {
     await api.close();
     api = await TestApi.start({ refreshReuseGraceMs: 0 });

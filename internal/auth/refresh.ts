@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { AccountStore, RefreshTokenTake } from "../accounts/store.js";
+import type { AccountStore, RefreshTokenTake, RefreshTokenUse } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, RefreshTokenRecord } from "../model/types.js";
 
@@ -36,7 +36,7 @@ function newToken(): { token: string; hash: string } {
  * new one issued in its place. The successor taken counts as used: it never
  * reached its owner as far as the server knows, so whoever presents it later
  * is a second holder. A reuse after the grace, once the successor was used
- * (whoever holds it moved the chain on), or racing the first use still signs
+ * (whoever holds it moved the chain on), or racing the first use's take still signs
  * the device out.
  */
 export class RefreshTokens {
@@ -75,29 +75,33 @@ export class RefreshTokens {
     // Made before the take, so that the take's mark names it in the same write.
     const next = newToken();
     const atMs = this.now();
-    const taken = await this.accounts.takeRefreshToken(tokenHash, { atMs, successorHash: next.hash });
+    const expiresAtMs = atMs + this.ttlMs;
+    // The successor is stored with the take: a failure after it (a store
+    // timeout, a crash) then leaves one that the client's retry takes, rather
+    // than none, which would read as a second holder and sign the device out.
+    const use = { atMs, successorHash: next.hash, successorExpiresAtMs: expiresAtMs };
+    const taken = await this.accounts.takeRefreshToken(tokenHash, use);
     if (!taken) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
     const { record } = taken;
     if (record.expiresAtMs <= atMs) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
-    if (taken.reused && !(await this.retried(tokenHash, taken, next.hash, atMs))) {
+    if (taken.reused && !(await this.retried(tokenHash, taken, use))) {
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
+    // A successor stored for a device signed out is never issued, and refused if ever presented.
     const device = await this.accounts.getDevice(record.userId, record.deviceId);
     if (!device || device.revoked) throw new ChatError("unauthenticated", "device was signed out; sign in again");
-    const expiresAtMs = atMs + this.ttlMs;
-    await this.accounts.putRefreshToken(next.hash, { userId: record.userId, deviceId: record.deviceId, expiresAtMs });
     return { record, token: next.token, expiresAtMs };
   }
 
   /**
    * Whether a reused token is a retry after a lost reply, whose successor is
-   * then taken in favour of `nextHash`. The grace runs from the first use, not
+   * then taken in favour of `next.successorHash`. The grace runs from the first use, not
    * from the last retry, so retries cannot keep a stolen copy usable.
    */
-  private async retried(tokenHash: string, taken: RefreshTokenTake, nextHash: string, atMs: number): Promise<boolean> {
+  private async retried(tokenHash: string, taken: RefreshTokenTake, next: RefreshTokenUse): Promise<boolean> {
     if (taken.usedAtMs === undefined || taken.successorHash === undefined) return false;
-    if (atMs - taken.usedAtMs > this.reuseGraceMs) return false;
-    return this.accounts.takeSuccessor(tokenHash, taken.successorHash, { atMs, successorHash: nextHash });
+    if (next.atMs - taken.usedAtMs > this.reuseGraceMs) return false;
+    return this.accounts.takeSuccessor(tokenHash, taken.successorHash, next);
   }
 }

@@ -211,12 +211,8 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {
-    const ttl = this.tokenTtlS(r.expiresAtMs);
     // Logged: a token that exists is always reachable from its device (for revocation).
-    await this.db.batch([
-      { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
-      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, ttl] },
-    ], { logged: true });
+    await this.db.batch(this.putTokenStatements(tokenHash, r), { logged: true });
   }
 
   async takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined> {
@@ -239,7 +235,12 @@ export class CassandraAccountStore implements AccountStore {
     // each write their own successor into it, so the mark may name the
     // loser's, which is never issued: a retry then finds no successor to
     // take, and the loser signs the device out anyway.
-    await this.mark(tokenHash, rec, use.atMs, use.successorHash);
+    // The successor, when asked for, is stored with the mark (one logged batch), before the
+    // take: a loser's is never issued, and the loser's sign-out deletes it with the device's tokens.
+    const successor = use.successorExpiresAtMs !== undefined && rec.expiresAtMs > use.atMs
+      ? { tokenHash: use.successorHash, record: { ...rec, expiresAtMs: use.successorExpiresAtMs } }
+      : undefined;
+    await this.mark(tokenHash, rec, use.atMs, use.successorHash, successor);
     // The loser gets no time or successor: of two holders using the token at
     // once, one must be a thief, whatever the grace.
     if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return { record: rec, reused: true };
@@ -253,7 +254,10 @@ export class CassandraAccountStore implements AccountStore {
     const rec = toTokenRecord(row);
     // As in takeRefreshToken: the mark first, then the LWT delete that only
     // one of racing takes (retries, or the successor's own holder) wins.
-    await this.mark(successorHash, rec, next.atMs, null);
+    const stored = next.successorExpiresAtMs !== undefined
+      ? { tokenHash: next.successorHash, record: { ...rec, expiresAtMs: next.successorExpiresAtMs } }
+      : undefined;
+    await this.mark(successorHash, rec, next.atMs, null, stored);
     if (!(await this.db.lwt(this.q.takeToken, [successorHash])).applied) return false;
     await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, successorHash]);
     // Only the winner moves the mark on. With the used token's own TTL: a
@@ -265,10 +269,27 @@ export class CassandraAccountStore implements AccountStore {
     return true;
   }
 
-  private async mark(tokenHash: string, rec: RefreshTokenRecord, usedAtMs: number, successorHash: string | null): Promise<void> {
-    await this.db.write(this.q.markUsed, [
+  /** Marks a token used; with `successor`, stores that token in the same logged batch. */
+  private async mark(
+    tokenHash: string,
+    rec: RefreshTokenRecord,
+    usedAtMs: number,
+    successorHash: string | null,
+    successor?: { tokenHash: string; record: RefreshTokenRecord },
+  ): Promise<void> {
+    const markParams = [
       tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), msCell(usedAtMs), successorHash, this.tokenTtlS(rec.expiresAtMs),
-    ]);
+    ];
+    if (!successor) return void (await this.db.write(this.q.markUsed, markParams));
+    await this.db.batch([{ query: this.q.markUsed, params: markParams }, ...this.putTokenStatements(successor.tokenHash, successor.record)], { logged: true });
+  }
+
+  private putTokenStatements(tokenHash: string, r: RefreshTokenRecord) {
+    const ttl = this.tokenTtlS(r.expiresAtMs);
+    return [
+      { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
+      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, ttl] },
+    ];
   }
 
   private tokenTtlS(expiresAtMs: number): number {

@@ -332,6 +332,34 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.equal(await s.takeSuccessor(gone, revoked, use()), false);
       });
 
+      it("with successorExpiresAtMs, a take and a takeSuccessor store the successor with it (not for a token expired when taken)", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [t, next, after] = [uniqueName("tok_"), uniqueName("next_"), uniqueName("after_")];
+        await s.putRefreshToken(t, rec);
+        assert.deepStrictEqual(
+          await s.takeRefreshToken(t, { ...use(1_800_000_000_000, next), successorExpiresAtMs: 1_900_000_000_001 }),
+          { record: rec, reused: false },
+        );
+        // Stored, so that a retry takes it with nothing put in between.
+        assert.equal(await s.takeSuccessor(t, next, { ...use(1_800_000_003_000, after), successorExpiresAtMs: 1_900_000_000_002 }), true);
+        assert.deepStrictEqual(await s.takeRefreshToken(next, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_001 }, reused: true, usedAtMs: 1_800_000_003_000 });
+        assert.deepStrictEqual(await s.takeRefreshToken(after, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_002 }, reused: false });
+
+        const [expired, none] = [uniqueName("tok_"), uniqueName("never_")];
+        await s.putRefreshToken(expired, { ...rec, expiresAtMs: 1_800_000_000_000 });
+        await s.takeRefreshToken(expired, { ...use(1_800_000_000_000, none), successorExpiresAtMs: 1_900_000_000_000 });
+        assert.equal(await s.takeRefreshToken(none, use()), undefined);
+
+        // Deleted with the device's tokens, as any other.
+        const [last, stored] = [uniqueName("tok_"), uniqueName("next_")];
+        await s.putRefreshToken(last, rec);
+        await s.takeRefreshToken(last, { ...use(1_800_000_000_000, stored), successorExpiresAtMs: 1_900_000_000_000 });
+        await s.revokeDevice(u.userId, d.deviceId);
+        assert.equal(await s.takeRefreshToken(stored, use()), undefined);
+      });
+
       it("racing takeSuccessor calls: exactly one takes the successor", async () => {
         const u = await newUser();
         const d = await newDevice(u.userId);

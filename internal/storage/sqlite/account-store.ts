@@ -99,6 +99,9 @@ function build(db: SqliteDatabase) {
     const fresh = s.takeToken.get(tokenHash) as Row | undefined;
     if (fresh) {
       s.markUsed.run(tokenHash, fresh.user_id, fresh.device_id, fresh.expires_at_ms, use.atMs, use.successorHash);
+      if (use.successorExpiresAtMs !== undefined && Number(fresh.expires_at_ms) > use.atMs) {
+        s.putToken.run(use.successorHash, fresh.user_id, fresh.device_id, use.successorExpiresAtMs);
+      }
       return { record: toTokenRecord(fresh), reused: false };
     }
     const used = s.usedToken.get(tokenHash) as Row | undefined;
@@ -117,6 +120,7 @@ function build(db: SqliteDatabase) {
     if (!successor) return false;
     s.markUsed.run(successorHash, successor.user_id, successor.device_id, successor.expires_at_ms, next.atMs, null);
     s.moveSuccessor.run(next.successorHash, tokenHash, successorHash);
+    if (next.successorExpiresAtMs !== undefined) s.putToken.run(next.successorHash, successor.user_id, successor.device_id, next.successorExpiresAtMs);
     return true;
   });
   const revokeTx = db.transaction((userId: Id, deviceId: Id) => {
