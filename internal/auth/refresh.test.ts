@@ -171,4 +171,11 @@ describe("auth: refresh tokens", () => {
     clock.ms += 1;
     await refused(none.refresh.rotate(none.token), reuse);
   });
+
+  it("with the grace 0, a second use in the same millisecond signs the device out too", async () => {
+    const { refresh, token } = await start({ reuseGraceMs: 0 });
+    await refresh.rotate(token);
+    await refused(refresh.rotate(token), reuse);
+    assert.deepStrictEqual([signedOut.length, await revoked()], [1, true]);
+  });
 });

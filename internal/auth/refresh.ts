@@ -101,7 +101,8 @@ export class RefreshTokens {
    */
   private async retried(tokenHash: string, taken: RefreshTokenTake, next: RefreshTokenUse): Promise<boolean> {
     if (taken.usedAtMs === undefined || taken.successorHash === undefined) return false;
-    if (next.atMs - taken.usedAtMs > this.reuseGraceMs) return false;
+    // A grace of 0 is none, also for a reuse within the same millisecond.
+    if (this.reuseGraceMs <= 0 || next.atMs - taken.usedAtMs > this.reuseGraceMs) return false;
     return this.accounts.takeSuccessor(tokenHash, taken.successorHash, next);
   }
 }
