@@ -30,13 +30,28 @@ export class PasswordHasher {
     };
   }
 
-  /** A PHC string ($argon2id$v=19$m=...) that carries its own salt and parameters. */
+  /**
+   * A PHC string ($argon2id$v=19$m=...) that carries its own salt and
+   * parameters, of the password in Unicode NFKC (NIST SP 800-63B 5.1.1.2):
+   * one typed as "é" on one device and as "e" with a combining accent on
+   * another (or in full-width forms by an input method) is the same password.
+   */
   hash(password: string): Promise<string> {
-    return hash(password, this.options);
+    return hash(password.normalize("NFKC"), this.options);
   }
 
-  /** False for a wrong password or an unparsable hash. */
+  /**
+   * False for a wrong password or an unparsable hash. The password is tried
+   * in NFKC, and as given when that differs: a hash made before passwords
+   * were normalised is of the password as its owner typed it then.
+   */
   async verify(passwordHash: string, password: string): Promise<boolean> {
+    const normalized = password.normalize("NFKC");
+    if (await this.verifyExactly(passwordHash, normalized)) return true;
+    return normalized !== password && (await this.verifyExactly(passwordHash, password));
+  }
+
+  private async verifyExactly(passwordHash: string, password: string): Promise<boolean> {
     try {
       return await verify(passwordHash, password);
     } catch {
