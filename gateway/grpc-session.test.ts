@@ -31,7 +31,11 @@ const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
 });
 
 /** SessionService on loopback over HTTP/2, and a native client's stream to it that collects frames and the final status. */
-async function nativeSession(readMaxBytes = 4096, cursorGate?: Promise<void>, deps: { inbox?: Inbox; submitter?: MessageSubmitter } = {}) {
+async function nativeSession(
+  readMaxBytes = 4096,
+  cursorGate?: Promise<void>,
+  deps: { inbox?: Inbox; submitter?: MessageSubmitter; revoked?: () => Promise<boolean> } = {},
+) {
   const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(cursorGate), channels: {} as never, submitter: {} as never, ...deps });
   const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
   const server = http2.createServer(
@@ -103,6 +107,18 @@ describe("native gRPC session (SessionService.Connect)", () => {
     const { code } = await s.status;
     assert.equal(code, grpc.status.OK);
     assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["heartbeatAck", 7n], ["heartbeatAck", 8n]]);
+    await s.close();
+  });
+
+  it("answers a Reauthenticate sent before the half-close, however late its check comes, then ends with OK", async () => {
+    // The device's check (is it signed out?) takes a while, as a store read in another process does.
+    const s = await nativeSession(4096, undefined, { revoked: () => new Promise((r) => setTimeout(() => r(false), 100)) });
+    s.stream.write({ frame: { ref: 7n, kind: { $case: "heartbeat", value: {} } } });
+    s.stream.write({ frame: { ref: 9n, kind: { $case: "reauthenticate", value: { accessToken: "any" } } } });
+    s.stream.end();
+    const { code } = await s.statusWithin(5_000);
+    assert.equal(code, grpc.status.OK);
+    assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["heartbeatAck", 7n], ["reauthenticated", 9n]]);
     await s.close();
   });
 
@@ -214,6 +230,7 @@ describe("native gRPC session (SessionService.Connect)", () => {
             if (closedCode !== undefined) receivedAfterClose++;
             h.receive(f);
           },
+          reauthenticate: (v) => h.reauthenticate(v),
           drained: () => h.drained(),
           closed: () => h.closed(),
         };
@@ -266,7 +283,7 @@ describe("native gRPC session (SessionService.Connect)", () => {
     const host: SessionHost = {
       open: (identity, sink) => {
         const h = chat.open(identity, { ...sink, close: (code, reason) => ((closedCode = code), sink.close(code, reason)) });
-        return { receive: (f) => h.receive(f), drained: () => h.drained(), closed: () => ((released = true), h.closed()) };
+        return { receive: (f) => h.receive(f), reauthenticate: (v) => h.reauthenticate(v), drained: () => h.drained(), closed: () => ((released = true), h.closed()) };
       },
     };
     const call = await rawSessionCall(host);

@@ -16,6 +16,7 @@ import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
 import type { AccessTokenVerifier } from "./auth.js";
+import { Reauthenticator } from "./reauth.js";
 
 /** How a session's close code ends a gRPC stream. */
 function statusOf(code: number): Code {
@@ -77,10 +78,11 @@ export interface SessionServiceOptions {
 }
 
 /**
- * Client frames that the session answers, by their ref: sends, syncs and
- * heartbeats, and a frame of no kind, which is answered with an error.
+ * Client frames that the session answers, by their ref: sends, syncs,
+ * heartbeats and new tokens, and a frame of no kind, which is answered with
+ * an error.
  */
-const KIND_ASKS = ["send", "sync", "heartbeat"] as const;
+const KIND_ASKS = ["send", "sync", "heartbeat", "reauthenticate"] as const;
 const ASKS = ["kindless", ...KIND_ASKS] as const;
 type Ask = (typeof ASKS)[number];
 const askOf = (kind: ClientFrame["kind"]["case"]): Ask | undefined =>
@@ -104,6 +106,8 @@ function answered(frame: ServerFrame): readonly Ask[] {
       return ["send"];
     case "heartbeatAck":
       return ["heartbeat"];
+    case "reauthenticated":
+      return ["reauthenticate"];
     case "syncBatch":
       return kind.value.hasMore ? [] : ["sync"];
     case "error": {
@@ -261,6 +265,7 @@ export function sessionService(
         },
       );
 
+      let reauthenticator: Reauthenticator | undefined;
       // Reading the client's frames runs beside writing ours.
       const reading = (async () => {
         try {
@@ -274,7 +279,12 @@ export function sessionService(
             const frame = req.frame ?? create(ClientFrameSchema);
             const ask = askOf(frame.kind.case);
             if (ask) awaiting.add(ask, frame.ref);
-            handle.receive(toBinary(ClientFrameSchema, frame));
+            if (frame.kind.case === "reauthenticate") {
+              reauthenticator ??= new Reauthenticator(verifier, claims);
+              handle.reauthenticate(reauthenticator.check({ ref: frame.ref, accessToken: frame.kind.value.accessToken }));
+            } else {
+              handle.receive(toBinary(ClientFrameSchema, frame));
+            }
             if (inputHeld) await inputHeld.until;
           }
           halfClosed = true;

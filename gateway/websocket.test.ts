@@ -9,7 +9,7 @@ import { PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 /** A gateway on loopback whose host hands each session's sink to the test. */
 async function gatewayWithSinks(): Promise<{ server: Server; url: string; sinks: SessionSink[]; gateway: WebSocketGateway }> {
   const sinks: SessionSink[] = [];
-  const handle: SessionHandle = { receive: () => undefined, drained: () => undefined, closed: () => undefined };
+  const handle: SessionHandle = { receive: () => undefined, reauthenticate: () => undefined, drained: () => undefined, closed: () => undefined };
   const gateway = new WebSocketGateway({
     path: "/ws",
     verifier: { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) },
@@ -110,7 +110,7 @@ describe("websocket gateway", () => {
       const gateway = new WebSocketGateway({
         path: "/ws",
         verifier: { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) },
-        host: { open: () => ({ receive: () => undefined, drained: () => undefined, closed: () => undefined }) },
+        host: { open: () => ({ receive: () => undefined, reauthenticate: () => undefined, drained: () => undefined, closed: () => undefined }) },
         maxFrameBytes: 64 * 1024,
         allowedOrigins: ["https://ok.example"],
       });

@@ -7,6 +7,7 @@ import type { FrameEncoding, SessionHost, SessionSink } from "../internal/chatse
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
 import type { AccessTokenVerifier } from "./auth.js";
+import { Reauthenticator, reauthenticateIn } from "./reauth.js";
 
 export const PROTO_SUBPROTOCOL = "chat.v1.proto";
 export const JSON_SUBPROTOCOL = "chat.v1.json";
@@ -137,9 +138,14 @@ export class WebSocketGateway {
     );
     // ws has no drain event of its own; the TCP socket underneath does.
     req.socket.on("drain", () => handle.drained());
+    let reauthenticator: Reauthenticator | undefined;
     ws.on("message", (data, isBinary) => {
       const bytes = data as Buffer;
-      handle.receive(isBinary ? bytes : bytes.toString("utf8"));
+      const frame = isBinary ? bytes : bytes.toString("utf8");
+      const reauthenticate = reauthenticateIn(frame, who.encoding);
+      if (!reauthenticate) return handle.receive(frame);
+      reauthenticator ??= new Reauthenticator(this.options.verifier, who);
+      handle.reauthenticate(reauthenticator.check(reauthenticate));
     });
     ws.on("error", (err) => this.options.logger?.debug({ err }, "websocket error"));
     ws.on("close", () => {

@@ -3,13 +3,17 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import type { Message } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { CliError, describe, isTransient, type Session } from "./client.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
 const CLOSE_TOKEN_EXPIRED = 4002;
 const CLOSE_LOGGED_OUT = 4003;
+/** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
+const REAUTHENTICATE_KIND = 8;
+/** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
+const REAUTHENTICATE_RETRY_MS = 3_000;
 
 export interface FollowOptions {
   channelId: bigint;
@@ -190,7 +194,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       // another chat) may have acked it, moving the cursor past it.
       step(() => fill());
     };
-    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), token, take, welcomed, signal, opts);
+    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), session, token, take, welcomed, signal, opts);
     if (signal.aborted) break;
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
@@ -210,9 +214,23 @@ function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10}s`;
 }
 
-/** One WebSocket session; resolves with its close code. */
+/**
+ * When to hand the session a fresh token: once 80% of the token's life (as
+ * far as it is known, from `sinceMs`) is gone, or a minute before it ends if
+ * that is sooner, but not at once.
+ */
+function reauthenticateAt(sinceMs: number, expiresMs: number, now = Date.now()): number {
+  return Math.max(now + 1000, Math.min(sinceMs + 0.8 * (expiresMs - sinceMs), expiresMs - 60_000));
+}
+
+/**
+ * One WebSocket session; resolves with its close code. Before the token it
+ * runs on expires, it hands the server a fresh one, so that it is not closed
+ * then (4002) and goes on without a reconnect.
+ */
 function connectOnce(
   url: string,
+  session: Session,
   token: string,
   take: (m: Message[]) => void,
   welcomed: (serverTimeMs: number) => void,
@@ -228,8 +246,40 @@ function connectOnce(
     let cursor = 0n;
     let heartbeat: NodeJS.Timeout | undefined;
     let ackTimer: NodeJS.Timeout | undefined;
-    const send = (init: MessageInitShape<typeof ClientFrameSchema>) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ...init, ref: ref++ })));
+    let closed = false;
+    const send = (init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined => {
+      if (ws.readyState !== WebSocket.OPEN) return undefined;
+      ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ...init, ref })));
+      return ref++;
+    };
+
+    /** The token the session runs on, and when it expires (this machine's clock); unknown for a token no longer the saved one. */
+    let usedToken = token;
+    let expiresMs = session.login.accessToken === token ? session.login.accessExpiresAtMs : undefined;
+    /** The server's clock less this machine's, as the Welcome told. */
+    let skewMs = 0;
+    let reauthTimer: NodeJS.Timeout | undefined;
+    /** The Reauthenticate waiting for its answer. */
+    let asked: { ref: bigint; token: string; sinceMs: number } | undefined;
+    const scheduleReauthenticate = (sinceMs: number, delayMs?: number) => {
+      clearTimeout(reauthTimer);
+      if (closed || expiresMs === undefined) return;
+      reauthTimer = setTimeout(() => void reauthenticate(), Math.max(1000, delayMs ?? reauthenticateAt(sinceMs, expiresMs) - Date.now()));
+    };
+    const reauthenticate = async () => {
+      const sinceMs = Date.now();
+      let fresh: string;
+      try {
+        fresh = await session.accessToken();
+        // Fresh enough for a call, but the session needs one that outlives it.
+        if (fresh === usedToken) fresh = await session.refresh(true);
+      } catch (err) {
+        // A signed-out device is told so by the reconnect at the token's expiry.
+        if (isTransient(err)) scheduleReauthenticate(sinceMs, REAUTHENTICATE_RETRY_MS);
+        return;
+      }
+      const sent = closed ? undefined : send({ kind: { case: "reauthenticate", value: { accessToken: fresh } } });
+      if (sent !== undefined) asked = { ref: sent, token: fresh, sinceMs };
     };
     const onAbort = () => ws.close(1000, "bye");
     signal.addEventListener("abort", onAbort, { once: true });
@@ -242,6 +292,8 @@ function connectOnce(
       if (k.case === "welcome") {
         welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : Date.now());
         cursor = k.value.deviceCursor;
+        skewMs = k.value.serverTime ? timestampMs(k.value.serverTime) - Date.now() : 0;
+        scheduleReauthenticate(Date.now());
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
         heartbeat = setInterval(() => {
           // Every heartbeat is answered: three intervals without a word is a network that dropped
@@ -250,6 +302,23 @@ function connectOnce(
           send({ kind: { case: "heartbeat", value: {} } });
         }, every);
         opts.status("connected");
+        return;
+      }
+      if (k.case === "reauthenticated" && frame.ref === asked?.ref) {
+        usedToken = asked.token;
+        // The server's word on when the session ends now, on this machine's clock.
+        if (k.value.tokenExpiresAt) expiresMs = timestampMs(k.value.tokenExpiresAt) - skewMs;
+        scheduleReauthenticate(asked.sinceMs);
+        asked = undefined;
+        return;
+      }
+      if (k.case === "error" && k.value.refusedKind === REAUTHENTICATE_KIND) {
+        if (frame.ref !== asked?.ref) return;
+        // Refused for good: the server closes the session when its token expires (4002), and the reconnect brings a fresh one.
+        const later = k.value.code === ErrorCode.RATE_LIMITED || k.value.code === ErrorCode.UNAVAILABLE;
+        if (later) scheduleReauthenticate(asked.sinceMs, k.value.retryAfterMs || REAUTHENTICATE_RETRY_MS);
+        else opts.status(`server: ${k.value.message}`);
+        asked = undefined;
         return;
       }
       if (k.case === "syncBatch" && k.value.expiredThrough > 0n) {
@@ -271,8 +340,10 @@ function connectOnce(
     });
     ws.on("error", (err) => opts.status(`websocket: ${err.message}`));
     ws.on("close", (code) => {
+      closed = true;
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
+      clearTimeout(reauthTimer);
       signal.removeEventListener("abort", onAbort);
       resolve(code);
     });

@@ -22,3 +22,8 @@ export const errorCodeOf: Record<ErrorCodeName, ErrorCode> = {
   blocked: ErrorCode.BLOCKED,
   limit_reached: ErrorCode.LIMIT_REACHED,
 };
+
+/** The wire's ErrorCode back to the domain's name, for an error that crossed a process boundary. */
+export const errorNameOf: ReadonlyMap<number, ErrorCodeName> = new Map(
+  (Object.entries(errorCodeOf) as [ErrorCodeName, ErrorCode][]).map(([name, code]) => [code, name]),
+);

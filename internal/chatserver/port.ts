@@ -1,3 +1,4 @@
+import type { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 
 /**
@@ -11,7 +12,10 @@ export type FrameEncoding = "proto" | "json";
 export interface SessionIdentity {
   userId: Id;
   deviceId: Id;
-  /** When the access token used at the handshake expires: the session ends then. */
+  /**
+   * When the session's access token expires: the session ends then, unless
+   * the device hands it a fresh one first (Reauthenticate), which moves this.
+   */
   tokenExpiresAtMs: number;
   encoding: FrameEncoding;
 }
@@ -44,10 +48,18 @@ export interface SessionSink {
   holdInput?(held: boolean): void;
 }
 
+/**
+ * The gateway's verdict on a Reauthenticate frame: the gateway holds the
+ * keys and checks the token; the session answers the device in its order.
+ */
+export type Reauthentication = { ref: bigint } & ({ expiresAtMs: number } | { refused: ChatError });
+
 /** What the session offers the transport. */
 export interface SessionHandle {
-  /** One encoded ClientFrame. */
+  /** One encoded ClientFrame (never a Reauthenticate: that comes checked, through reauthenticate). */
   receive(frame: Uint8Array | string): void;
+  /** A Reauthenticate frame, checked by the transport. */
+  reauthenticate(verdict: Reauthentication): void;
   /** The sink's buffer went back under its low-water mark. */
   drained(): void;
   /** The transport is gone (the device disconnected or the sink was closed). */

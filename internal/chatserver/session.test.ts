@@ -3,6 +3,7 @@ import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
+import { ChatError } from "../model/errors.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer, type SessionLimits } from "./server.js";
 import type { SessionIdentity, SessionSink } from "./port.js";
@@ -28,13 +29,18 @@ function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
 }
 
 /** Opens one session on a ChatServer over `inbox` and collects the frames it sends (and its closes). */
-function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0, limits?: Partial<SessionLimits>) {
+function openSession(
+  inbox: Inbox,
+  bufferedBytes: () => number = () => 0,
+  limits?: Partial<SessionLimits>,
+  revoked?: (userId: Id, deviceId: Id) => Promise<boolean>,
+) {
   const frames: ServerFrame[] = [];
   /** Every frame sent, in order (`next` takes from `frames`). */
   const log: ServerFrame[] = [];
   const closes: number[] = [];
   const waiters: (() => void)[] = [];
-  const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, limits });
+  const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, limits, revoked });
   const sink: SessionSink = {
     send: (f) => {
       const decoded = fromBinary(ServerFrameSchema, f as Uint8Array);
@@ -55,6 +61,71 @@ function openSession(inbox: Inbox, bufferedBytes: () => number = () => 0, limits
   };
   return { server, handle, next, frames, log, closes };
 }
+
+describe("session: a new access token (Reauthenticate)", () => {
+  const identityOf = (handle: unknown) => (handle as { identity: SessionIdentity }).identity;
+  const raw = (ref: bigint) => toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref, kind: { case: "reauthenticate", value: { accessToken: "t" } } }));
+
+  it("moves the session's end to the new token's expiry and says so, never back", async () => {
+    const { server, handle, next } = openSession(inboxKeeping([]));
+    await next("welcome");
+    const opened = identityOf(handle).tokenExpiresAtMs;
+    handle.reauthenticate({ ref: 4n, expiresAtMs: opened + 900_000 });
+    const answer = await next("reauthenticated");
+    assert.equal(answer.ref, 4n);
+    assert.equal(answer.kind.case === "reauthenticated" && Number(answer.kind.value.tokenExpiresAt!.seconds), Math.floor((opened + 900_000) / 1000));
+    assert.equal(identityOf(handle).tokenExpiresAtMs, opened + 900_000);
+    // An older token (a retry overtaken by a newer one) does not shorten the session.
+    handle.reauthenticate({ ref: 5n, expiresAtMs: opened });
+    await next("reauthenticated");
+    assert.equal(identityOf(handle).tokenExpiresAtMs, opened + 900_000);
+    server.drain();
+  });
+
+  it("answers a refused token with an error of kind 8 and keeps the session on the token it had", async () => {
+    const { server, handle, next, closes } = openSession(inboxKeeping([]));
+    await next("welcome");
+    const opened = identityOf(handle).tokenExpiresAtMs;
+    handle.reauthenticate({ ref: 6n, refused: new ChatError("token_expired", "access token expired") });
+    const error = await next("error");
+    assert.equal(error.ref, 6n);
+    assert.equal(error.kind.case === "error" && error.kind.value.code, ErrorCode.TOKEN_EXPIRED);
+    assert.equal(error.kind.case === "error" && error.kind.value.refusedKind, 8);
+    assert.equal(identityOf(handle).tokenExpiresAtMs, opened);
+    assert.deepStrictEqual(closes, []);
+    server.drain();
+  });
+
+  it("closes with 4003 instead when the device was signed out meanwhile", async () => {
+    let signedOut = false;
+    const { server, handle, next, closes, frames } = openSession(inboxKeeping([]), undefined, undefined, async () => signedOut);
+    await next("welcome");
+    signedOut = true;
+    handle.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
+    await waitFor(() => closes.length > 0, "session closed");
+    assert.deepStrictEqual(closes, [4003]);
+    assert.equal(frames.filter((f) => f.kind.case === "reauthenticated").length, 0);
+    server.drain();
+  });
+
+  it("answers one that came before the welcome after it, in its order", async () => {
+    const { server, handle, next, log } = openSession(inboxKeeping([]));
+    handle.reauthenticate({ ref: 2n, expiresAtMs: Date.now() + 900_000 });
+    await next("reauthenticated");
+    assert.deepStrictEqual(log.map((f) => f.kind.case).slice(0, 2), ["welcome", "reauthenticated"]);
+    server.drain();
+  });
+
+  it("refuses the raw frame: only a gateway, which holds the keys, can check the token", async () => {
+    const { server, handle, next } = openSession(inboxKeeping([]));
+    await next("welcome");
+    handle.receive(raw(9n));
+    const error = await next("error");
+    assert.equal(error.kind.case === "error" && error.kind.value.code, ErrorCode.UNAUTHENTICATED);
+    assert.equal(error.kind.case === "error" && error.kind.value.refusedKind, 8);
+    server.drain();
+  });
+});
 
 describe("session: frames of no known kind", () => {
   it("answers each with INVALID_FRAME and closes with 4400 after ten in a row, as undecodable ones", async () => {

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
@@ -10,7 +10,7 @@ import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import { namesAtMostMaxId } from "./validate.js";
-import type { FrameEncoding, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
+import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
 import type { ChatServer } from "./server.js";
 
@@ -46,6 +46,7 @@ const HELD_SHARED_FRAMES = 64;
 /** A frame that could not be decoded: no ref, no kind. */
 const UNREADABLE: Refused = { ref: 0n, kind: 0, clientMsgId: "" };
 const SYNC_KIND = ClientFrameSchema.field.sync!.number;
+const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 
 /**
  * One device's live session on this chat server. It keeps `sentUpTo`, the
@@ -99,7 +100,7 @@ export class Session implements SessionHandle {
    * answered RATE_LIMITED once the welcome is out, as they would have been
    * after it.
    */
-  private early: (Uint8Array | string)[] | undefined = [];
+  private early: (Uint8Array | string | Reauthentication)[] | undefined = [];
   private earlyBytes = 0;
   private earlyRefused: Refused[] = [];
   /**
@@ -203,7 +204,10 @@ export class Session implements SessionHandle {
     for (const f of held) this.sendShared(f);
     const early = this.early ?? [];
     this.early = undefined;
-    for (const f of early) this.receive(f);
+    for (const f of early) {
+      if (typeof f === "string" || f instanceof Uint8Array) this.receive(f);
+      else this.reauthenticate(f);
+    }
     for (const refused of this.earlyRefused) {
       this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frames.later()));
     }
@@ -268,6 +272,52 @@ export class Session implements SessionHandle {
     }
     this.badFrames = 0;
     this.handle(frame).catch((err) => this.sendError(refusalOf(frame), err));
+  }
+
+  /**
+   * A Reauthenticate the gateway checked. It counts as a frame, and is
+   * answered in the session's order (after the welcome, like any frame).
+   */
+  reauthenticate(verdict: Reauthentication): void {
+    if (!this.open) return;
+    const refused: Refused = { ref: verdict.ref, kind: REAUTHENTICATE_KIND, clientMsgId: "" };
+    if (this.early) {
+      if (this.early.length < this.server.limits.frameBurst) this.early.push(verdict);
+      else if (this.refusals.take() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      else this.earlyRefused.push(refused);
+      return;
+    }
+    this.lastFrameAtMs = Date.now();
+    this.lastFrameAtMono = performance.now();
+    const retryAfterMs = this.frames.take();
+    if (retryAfterMs > 0) {
+      if (this.refusals.take() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      return this.sendError(refused, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
+    }
+    if ("refused" in verdict) return this.sendError(refused, verdict.refused);
+    this.extendToken(verdict.ref, verdict.expiresAtMs).catch((err) => this.sendError(refused, err));
+  }
+
+  private async extendToken(ref: bigint, expiresAtMs: number): Promise<void> {
+    let signedOut: boolean;
+    try {
+      signedOut = await (this.server.revoked?.(this.userId, this.deviceId) ?? false);
+    } catch (err) {
+      this.server.logger?.warn({ err, userId: String(this.userId) }, "reauthenticate: could not read the device");
+      throw new ChatError("unavailable", "could not check the device now; try again shortly");
+    }
+    // A token signed before the device was signed out stays valid until it
+    // expires; a session whose close was missed (the routing table down)
+    // must not live on with it.
+    if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
+    if (!this.open) return;
+    if (expiresAtMs > this.identity.tokenExpiresAtMs) this.identity.tokenExpiresAtMs = expiresAtMs;
+    this.send(
+      create(ServerFrameSchema, {
+        ref,
+        kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(this.identity.tokenExpiresAtMs) } },
+      }),
+    );
   }
 
   private receiveEarly(data: Uint8Array | string): void {
@@ -358,6 +408,9 @@ export class Session implements SessionHandle {
         await this.server.typing(this.userId, kind.value.channelId);
         return;
       }
+      case "reauthenticate":
+        // The keys are the gateway's: a Reauthenticate reaches a session only as its verdict.
+        throw new ChatError("unauthenticated", "a Reauthenticate frame must come through a gateway");
       default:
         throw new ChatError("invalid_frame", "frame has no known kind");
     }

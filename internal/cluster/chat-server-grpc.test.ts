@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { fromBinary } from "@bufbuild/protobuf";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
-import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { ChatServerServiceClient, ChatServerServiceService, type SessionResponse } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { ChatServer } from "../chatserver/server.js";
 import type { Inbox } from "../messages/inbox.js";
@@ -52,6 +54,46 @@ describe("chat server's gateway stream (ChatServerService/Session)", () => {
     try {
       stream.write({ sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
       await waitFor(() => entries === 500, "every entry of the catch-up", 10_000);
+    } finally {
+      stream.cancel();
+      client.close();
+      chat.drain();
+      server.forceShutdown();
+    }
+  });
+});
+
+describe("chat server's gateway stream: a Reauthenticate's verdict", () => {
+  it("answers the device in its session, with the error the gateway named, and moves the session's end", async () => {
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never });
+    const server = new Server();
+    server.addService(ChatServerServiceService, chatServerService(chat));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const stream = client.session();
+    const frames: ServerFrame[] = [];
+    stream.on("data", (res: SessionResponse) => {
+      if (res.kind?.$case === "serverFrame") frames.push(fromBinary(ServerFrameSchema, res.kind.value));
+    });
+    stream.on("error", () => undefined);
+    try {
+      const renewedTo = Date.now() + 900_000;
+      stream.write({ sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
+      stream.write({ sessionId: 1n, kind: { $case: "reauthentication", value: { ref: 5n, refusedCode: WireErrorCode.ERROR_CODE_TOKEN_EXPIRED, refusedReason: "access token expired", retryAfterMs: 0 } } });
+      stream.write({ sessionId: 1n, kind: { $case: "reauthentication", value: { ref: 6n, tokenExpiresAt: new Date(renewedTo), refusedCode: 0, refusedReason: "", retryAfterMs: 0 } } });
+      await waitFor(() => frames.length === 3, "welcome and both answers");
+      const [welcome, refused, renewed] = frames;
+      assert.equal(welcome!.kind.case, "welcome");
+      assert.equal(refused!.ref, 5n);
+      assert.ok(refused!.kind.case === "error");
+      assert.equal(refused!.kind.value.code, ErrorCode.TOKEN_EXPIRED);
+      assert.equal(refused!.kind.value.message, "access token expired");
+      assert.equal(refused!.kind.value.refusedKind, 8);
+      assert.equal(renewed!.ref, 6n);
+      assert.ok(renewed!.kind.case === "reauthenticated");
+      assert.equal(Number(renewed!.kind.value.tokenExpiresAt!.seconds), Math.floor(renewedTo / 1000));
     } finally {
       stream.cancel();
       client.close();

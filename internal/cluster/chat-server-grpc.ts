@@ -14,6 +14,8 @@ import {
 import type { FrameEncoding, SessionHandle, SessionSink } from "../chatserver/port.js";
 import type { ChatServer } from "../chatserver/server.js";
 import { fromTsProto } from "./frames.js";
+import { errorNameOf } from "../chatserver/errors.js";
+import { ChatError } from "../model/errors.js";
 
 export { ChatServerServiceService };
 
@@ -157,6 +159,15 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
           case "clientFrame": {
             const s = sessions.get(id);
             if (s) s.handle.receive(s.encoding === "json" ? kind.value.toString("utf8") : kind.value);
+            return;
+          }
+          case "reauthentication": {
+            const v = kind.value;
+            sessions.get(id)?.handle.reauthenticate(
+              v.tokenExpiresAt
+                ? { ref: v.ref, expiresAtMs: v.tokenExpiresAt.getTime() }
+                : { ref: v.ref, refused: new ChatError(errorNameOf.get(v.refusedCode) ?? "unauthenticated", v.refusedReason, v.retryAfterMs || undefined) },
+            );
             return;
           }
           case "flow": {

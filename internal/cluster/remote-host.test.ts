@@ -10,6 +10,8 @@ import type { Registration } from "../registry/port.js";
 import { waitFor } from "../../test/support/wait.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import { RemoteSessionHost } from "./remote-host.js";
+import { ChatError } from "../model/errors.js";
+import { ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 
 /**
  * A stand-in chat server on loopback: it records what the gateway sends and
@@ -17,7 +19,7 @@ import { RemoteSessionHost } from "./remote-host.js";
  * server a session is on and what reached it.
  */
 class FakeChatServer {
-  readonly opens: { sessionId: bigint; resumed: boolean }[] = [];
+  readonly opens: { sessionId: bigint; resumed: boolean; tokenExpiresAtMs?: number }[] = [];
   readonly frames: string[] = [];
   readonly streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
   // The limits a real chat server runs with (cmd/chat-server).
@@ -34,12 +36,16 @@ class FakeChatServer {
         call.on("data", (req: SessionRequest) => {
           const k = req.kind;
           if (k?.$case === "open") {
-            this.opens.push({ sessionId: req.sessionId, resumed: k.value.resumed });
+            this.opens.push({ sessionId: req.sessionId, resumed: k.value.resumed, tokenExpiresAtMs: k.value.tokenExpiresAt?.getTime() });
             if (this.refuseOpens) {
               const refuse = () => call.write({ sessionId: req.sessionId, kind: { $case: "closed", value: { code: 1013, reason: "draining" } } });
               if (this.refuseAfterMs > 0) setTimeout(refuse, this.refuseAfterMs);
               else refuse();
             }
+          }
+          if (k?.$case === "reauthentication") {
+            const v = k.value;
+            this.frames.push(`reauth ${v.ref} ${v.tokenExpiresAt?.getTime() ?? `refused ${v.refusedCode} ${v.refusedReason} ${v.retryAfterMs}`}`);
           }
           if (k?.$case === "clientFrame") {
             this.frames.push(k.value.toString());
@@ -161,6 +167,25 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     await waitFor(() => sink.sent.includes(`${other.id}:after`), "served by the other server");
     assert.equal(sink.closed, undefined);
   }
+
+  it("passes a Reauthenticate's verdict on in the frames' order, and opens a moved session with the new token's expiry", async () => {
+    const sink = fakeSink();
+    const opened = identity(1);
+    const handle = host.open(opened, sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const first = servers.findIndex((s) => s.opens.length === 1);
+    const [on, other] = [servers[first]!, servers[1 - first]!];
+    const renewedTo = opened.tokenExpiresAtMs + 900_000;
+    handle.receive(new TextEncoder().encode("before"));
+    handle.reauthenticate({ ref: 3n, refused: new ChatError("rate_limited", "at most one a second", 250) });
+    handle.reauthenticate({ ref: 4n, expiresAtMs: renewedTo });
+    handle.receive(new TextEncoder().encode("after"));
+    await waitFor(() => on.frames.length === 4, "all four on the server");
+    assert.deepStrictEqual(on.frames, ["before", `reauth 3 refused ${ErrorCode.ERROR_CODE_RATE_LIMITED} at most one a second 250`, `reauth 4 ${renewedTo}`, "after"]);
+    on.breakStreams();
+    await waitFor(() => other.opens.length === 1, "reopened on the other server");
+    assert.equal(other.opens[0]!.tokenExpiresAtMs, renewedTo);
+  });
 
   it("moves a session to another server when its stream breaks, without closing the device", async () => {
     await movesWhenItsStream((s) => s.breakStreams());

@@ -5,7 +5,9 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
-import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "../chatserver/port.js";
+import type { Reauthentication, SessionHandle, SessionHost, SessionIdentity, SessionSink } from "../chatserver/port.js";
+import { errorCodeOf } from "../chatserver/errors.js";
+import type { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { CloseCode } from "../model/close-codes.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
@@ -28,11 +30,24 @@ export interface RemoteSessionHostOptions {
   cooldownMs?: number;
 }
 
+/** What a session sends its chat server: a device's frame, or the verdict on a Reauthenticate. */
+type Upward = Uint8Array | string | Reauthentication;
+
 /** What queued frames hold (a string's UTF-16 length is near enough for a cap). */
-function bytesOf(frames: readonly (Uint8Array | string)[]): number {
+function bytesOf(frames: readonly Upward[]): number {
   let n = 0;
-  for (const f of frames) n += typeof f === "string" ? f.length : f.byteLength;
+  for (const f of frames) n += typeof f === "string" ? f.length : f instanceof Uint8Array ? f.byteLength : 64;
   return n;
+}
+
+function reauthenticationOf(v: Reauthentication): SessionRequest["kind"] {
+  return {
+    $case: "reauthentication",
+    value:
+      "refused" in v
+        ? { ref: v.ref, refusedCode: errorCodeOf[v.refused.code] as number as WireErrorCode, refusedReason: v.refused.message, retryAfterMs: v.refused.retryAfterMs ?? 0 }
+        : { ref: v.ref, tokenExpiresAt: new Date(v.expiresAtMs), refusedCode: 0, refusedReason: "", retryAfterMs: 0 },
+  };
 }
 
 /** Chat servers say 1013 when they are not taking sessions: the gateway tries another. */
@@ -357,13 +372,13 @@ class RemoteSession implements SessionHandle {
   private current?: ServerLink;
   private inputHeld = false;
   homelessSince?: number;
-  private pending: (Uint8Array | string)[] = [];
+  private pending: Upward[] = [];
   /**
    * Frames sent to the current server before it said anything of the
    * session: a server that then refuses it (1013) dropped them, and they go
    * to the next one. Undefined once the server has answered.
    */
-  unanswered: (Uint8Array | string)[] | undefined;
+  unanswered: Upward[] | undefined;
   /** This gateway asked the chat server to hold live pushes (the device's socket is backed up). */
   pausedSent = false;
   private ended = false;
@@ -393,6 +408,18 @@ class RemoteSession implements SessionHandle {
   }
 
   receive(frame: Uint8Array | string): void {
+    this.forward(frame);
+  }
+
+  reauthenticate(verdict: Reauthentication): void {
+    // Kept here too: a move to another server opens the session there with it.
+    if ("expiresAtMs" in verdict && verdict.expiresAtMs > this.identity.tokenExpiresAtMs) {
+      this.identity.tokenExpiresAtMs = verdict.expiresAtMs;
+    }
+    this.forward(verdict);
+  }
+
+  private forward(frame: Upward): void {
     if (this.ended) return;
     const { maxPendingFrames, maxPendingBytes } = this.host.options;
     if (!this.link) {
@@ -407,6 +434,9 @@ class RemoteSession implements SessionHandle {
       if (this.unanswered.length < maxPendingFrames && bytesOf(this.unanswered) + bytesOf([frame]) <= maxPendingBytes) this.unanswered.push(frame);
       else this.unanswered = undefined;
     }
+    if (typeof frame !== "string" && !(frame instanceof Uint8Array)) {
+      return this.link.write({ sessionId: this.id, kind: reauthenticationOf(frame) });
+    }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } }, bytes.byteLength);
   }
@@ -420,7 +450,7 @@ class RemoteSession implements SessionHandle {
   flushPending(): void {
     const frames = this.pending;
     this.pending = [];
-    for (const f of frames) this.receive(f);
+    for (const f of frames) this.forward(f);
   }
 
   /** A frame from the chat server for the device. */

@@ -10,7 +10,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import WebSocket, { WebSocketServer } from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { signUp, type TestUser } from "../support/api.js";
+import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
@@ -52,7 +52,7 @@ class CliUser {
   }
 
   /** The saved credentials, as the CLI keeps them. */
-  saved(): { accessToken: string; refreshToken: string; deviceId: string; username: string } {
+  saved(): { accessToken: string; accessExpiresAtMs: number; refreshToken: string; deviceId: string; username: string } {
     return JSON.parse(readFileSync(join(this.home, "credentials.json"), "utf8"));
   }
 
@@ -194,6 +194,29 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
     await follower.said(/reconnected/);
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
     await follower.printed("back again\n");
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
+
+describe("chat-cli follow with tokens that expire while it follows", function () {
+  this.timeout(60_000);
+  const h = harness({ CHAT_ACCESS_TOKEN_TTL_S: "10" });
+
+  it("hands the session a fresh token before its token expires, and follows on in the same session past that expiry", async () => {
+    const { me, peer, channelId } = await h.pair();
+    const follower = h.follow(me, String(channelId), "--last", "0");
+    await follower.started();
+    // The token the session was opened with expires by then: the one saved now is that one or a later one.
+    const expiresMs = me.saved().accessExpiresAtMs;
+    // Past the server's expiry sweep, which closes a session whose token expired (4002) within a second.
+    await waitFor(() => Date.now() > expiresMs + 1500, "the first token's expiry", 20_000, 100);
+
+    // The peer's token ran out too: it signs in anew.
+    const { token } = await addDevice(h.chatd.httpUrl, peer);
+    await apiClients(h.chatd.httpUrl, token).messages.sendMessage({ channelId, clientMsgId: "x1", text: "past the expiry" });
+    await follower.printed("past the expiry\n");
+    assert.doesNotMatch(follower.err, /reconnected|connection lost|server:/, "the session was closed or refused a token");
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });

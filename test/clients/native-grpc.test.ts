@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { AuthServiceClient, type Credentials, type SignUpResponse } from "../../gen/ts-proto/chat/v1/auth.js";
 import { ChannelServiceClient, type OpenDirectResponse } from "../../gen/ts-proto/chat/v1/channels.js";
-import { DevicePlatform } from "../../gen/ts-proto/chat/v1/types.js";
+import { DevicePlatform, ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { SendMessage, SessionServiceClient, type ClientFrame, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
@@ -188,6 +188,28 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
       assert.equal(err.code, grpc.status.UNAUTHENTICATED);
       return true;
     });
+  });
+
+  it("takes a new access token on the open stream (Reauthenticate), and answers it before a half-close ends the stream", async () => {
+    const dave = await signUp("dave");
+    const s = session(dave.accessToken);
+    await s.welcome();
+    const refreshed = await unary<{ credentials?: Credentials }>((cb) => auth.refresh({ refreshToken: dave.refreshToken }, cb));
+    const fresh = refreshed.credentials!;
+    const ok = await s.reply(s.send({ $case: "reauthenticate", value: { accessToken: fresh.accessToken } }));
+    assert.equal(ok.kind?.$case, "reauthenticated");
+    assert.equal(ok.kind.value.tokenExpiresAt?.getTime(), fresh.accessTokenExpiresAt?.getTime());
+    const limited = await s.reply(s.send({ $case: "reauthenticate", value: { accessToken: fresh.accessToken } }));
+    assert.ok(limited.kind?.$case === "error");
+    const refusal = limited.kind.value;
+    assert.equal(refusal.code, ErrorCode.ERROR_CODE_RATE_LIMITED);
+    assert.equal(refusal.refusedKind, 8);
+    await new Promise((r) => setTimeout(r, refusal.retryAfterMs));
+    // Sent and half-closed at once: the stream waits for the answer, as for a send's.
+    const last = s.send({ $case: "reauthenticate", value: { accessToken: fresh.accessToken } });
+    const status = await s.close();
+    assert.equal(status.code, grpc.status.OK, status.details);
+    assert.equal(s.frames.find((f) => f.ref === last)?.kind?.$case, "reauthenticated");
   });
 
   it("answers a refused send with an error frame and keeps the stream open", async () => {

@@ -117,6 +117,12 @@ export class TestDevice {
     return waitFor(() => this.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")), `reply to ref ${ref}`, timeoutMs);
   }
 
+  /** Hands the session a new access token; resolves with the Reauthenticated or Error frame answering it. */
+  async reauthenticate(accessToken: string): Promise<ServerFrame> {
+    const ref = this.sendFrame({ kind: { case: "reauthenticate", value: { accessToken } } });
+    return waitFor(() => this.frames.find((f) => f.ref === ref && (f.kind.case === "reauthenticated" || f.kind.case === "error")), `reply to ref ${ref}`);
+  }
+
   /** Edits the sender's message with that seq; resolves with the ack or error frame. */
   edit(channelId: bigint, seq: bigint, text: string, clientMsgId?: string): Promise<ServerFrame> {
     return this.send(channelId, text, clientMsgId, { editSeq: seq });

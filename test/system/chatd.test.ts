@@ -561,6 +561,49 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.equal(await d.waitClosed(), 4002);
     });
 
+    it("keeps a session open past its token's expiry once handed a new token (Reauthenticate), proto and JSON", async () => {
+      const keys = await loadOrCreateKeys(join(chatd.dataDir, "keys"));
+      const ttlMs = 60_000;
+      const who = { userId: alice.userId, deviceId: alice.devices[0]!.deviceId };
+      const issuedAt = Date.now() - ttlMs + 2500; // expires 2.5 s from now
+      const { token: ending } = new TokenSigner(keys, { ttlMs, now: () => issuedAt }).sign(who);
+      const { token: fresh, claims } = new TokenSigner(keys, { ttlMs }).sign(who);
+      // Sessions of one user are swept together: once this one is closed, the others' expiry was checked too.
+      const control = await device(chatd.wsUrl, ending);
+      const renewed = [await device(chatd.wsUrl, ending), await device(chatd.wsUrl, ending, { json: true })];
+      for (const d of renewed) {
+        const answer = await d.reauthenticate(fresh);
+        assert.equal(answer.kind.case, "reauthenticated", answer.kind.case === "error" ? answer.kind.value.message : "");
+        assert.equal(answer.kind.case === "reauthenticated" && Number(answer.kind.value.tokenExpiresAt!.seconds), Math.floor(claims.expiresAtMs / 1000));
+      }
+      assert.equal(await control.waitClosed(), 4002);
+      for (const d of renewed) {
+        assert.equal(d.closeCode, undefined);
+        const ack = await d.send(channelId, "still here after the first token ran out");
+        assert.equal(ack.kind.case, "sendAck");
+      }
+    });
+
+    it("refuses a Reauthenticate with another device's, a forged or a second token within a second, and serves on", async () => {
+      const d = await device(chatd.wsUrl, alice.devices[0]!.token);
+      const refusal = async (token: string) => {
+        const answer = await d.reauthenticate(token);
+        assert.equal(answer.kind.case, "error");
+        return answer.kind.case === "error" ? answer.kind.value : assert.fail();
+      };
+      const other = await refusal(bob.devices[0]!.token);
+      assert.equal(other.code, ErrorCode.PERMISSION_DENIED);
+      assert.equal(other.refusedKind, 8);
+      const limited = await refusal(alice.devices[0]!.token);
+      assert.equal(limited.code, ErrorCode.RATE_LIMITED);
+      assert.ok(limited.retryAfterMs > 0 && limited.retryAfterMs <= 1000);
+      await new Promise((r) => setTimeout(r, limited.retryAfterMs));
+      const forged = await refusal(`${alice.devices[0]!.token.split(".")[0]}.AAAA`);
+      assert.equal(forged.code, ErrorCode.UNAUTHENTICATED);
+      const ack = await d.send(channelId, "still served");
+      assert.equal(ack.kind.case, "sendAck");
+    });
+
     it("closes a device's sockets with 4003 when it logs out, and only that device's", async () => {
       const carol = await signUp(chatd.httpUrl, "carol");
       const second = await addDevice(chatd.httpUrl, carol);

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ErrorCode, type InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { ScriptedSocket } from "./fake-browser.js";
@@ -106,6 +107,45 @@ describe("web: the realtime session", () => {
     session.stop();
     assert.equal(stored.get("chat.cursor.21"), undefined, "the new device's cursor moved by this tab");
     assert.equal(stored.get("chat.cursor.20"), "2");
+  });
+
+  it("hands the socket a fresh token before its own expires, asks again after a refusal for now, and gives up after one for good", async () => {
+    const life = (accessToken: string, lifeMs: number) => ({ deviceId: "40", accessToken, accessIssuedAtMs: Date.now(), accessExpiresAtMs: Date.now() + lifeMs });
+    let refreshes = 0;
+    // A token that Auth still finds fresh enough for a call: the session must have it refreshed.
+    const auth = {
+      current: life("t0", 1000),
+      accessToken: async () => auth.current.accessToken,
+      refresh: async () => (auth.current = life(`t${++refreshes}`, 60_000)),
+    };
+    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
+    const before = ScriptedSocket.all.length;
+    try {
+      session.start();
+      await waitFor(() => ScriptedSocket.all.length === before + 1, "the socket");
+      const socket = ScriptedSocket.all[before]!;
+      const asks = () => socket.frames().flatMap((f) => (f.kind.case === "reauthenticate" ? [{ ref: f.ref, token: f.kind.value.accessToken }] : []));
+      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+      await waitFor(() => asks().length === 1, "a Reauthenticate before the token's expiry", 5_000);
+      assert.equal(asks()[0]!.token, "t1");
+
+      socket.push({ ref: asks()[0]!.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, refusedKind: 8, retryAfterMs: 200 } } });
+      await waitFor(() => asks().length === 2, "the Reauthenticate again", 5_000);
+      assert.equal(asks()[1]!.token, "t1", "the token it had refreshed, not another");
+
+      // Taken: the session now runs on t1 until the time the server says, and is handed the next before then.
+      socket.push({ ref: asks()[1]!.ref, kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(Date.now() + 1500) } } });
+      await waitFor(() => asks().length === 3, "the next Reauthenticate", 5_000);
+      assert.equal(asks()[2]!.token, "t2");
+
+      socket.push({ ref: asks()[2]!.ref, kind: { case: "error", value: { code: ErrorCode.PERMISSION_DENIED, refusedKind: 8 } } });
+      // Past when it would ask again (the token it runs on ends within the second): the 4002 close at that expiry takes over.
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(asks().length, 3);
+      assert.equal(refreshes, 2);
+    } finally {
+      session.stop();
+    }
   });
 
   it("keeps at most 32 sends out at once, sends the rest of the outbox as they are acked, in order, and retries a rate-limited one as told", async () => {

@@ -12,6 +12,7 @@ import {
 } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, type InboxEntry, type Presence } from "../../gen/es/chat/v1/types_pb.js";
 import type { Auth } from "./auth.js";
+import { tsMs } from "./format.js";
 
 // Close codes the server uses (internal/model/close-codes.ts).
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -100,6 +101,25 @@ const SENDS_IN_FLIGHT = 32;
  */
 const UNAVAILABLE_TRIES = 5;
 const UNAVAILABLE_BACKOFF_MS = 250;
+/** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
+const REAUTHENTICATE_KIND = 8;
+/** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
+const REAUTHENTICATE_RETRY_MS = 3_000;
+
+/** An access token's life, by this browser's clock. */
+interface TokenLife {
+  issuedMs: number;
+  expiresMs: number;
+}
+
+/**
+ * When to hand the session a fresh token: once 80% of the token's life is
+ * gone, or a minute before it ends if that is sooner (a background tab's
+ * timers may run a minute late), but not at once.
+ */
+function reauthenticateAt(life: TokenLife, now = Date.now()): number {
+  return Math.max(now + 1000, Math.min(life.issuedMs + 0.8 * (life.expiresMs - life.issuedMs), life.expiresMs - 60_000));
+}
 
 export class RealtimeSession {
   private ws?: WebSocket;
@@ -115,6 +135,7 @@ export class RealtimeSession {
   private reconnectTimer?: number;
   private steadyTimer?: number;
   private ackTimer?: number;
+  private reauthTimer?: number;
   private attempts = 0;
   private stopped = true;
   private catchingUp = false;
@@ -131,8 +152,14 @@ export class RealtimeSession {
    * the device's position are dropped, since its pages bring them in order.
    */
   private resync?: bigint;
-  /** The access token the current socket was opened with. */
+  /** The access token the current socket runs on: the one it was opened with, or the last the server took since. */
   private usedToken = "";
+  /** That token's life; undefined when not known, and then the socket is not handed new ones. */
+  private tokenLife?: TokenLife;
+  /** The Reauthenticate this socket waits for the answer to. */
+  private reauth?: { ref: bigint; token: string; life?: TokenLife };
+  /** The server's clock less this browser's, as the last Welcome told. */
+  private skewMs = 0;
   /**
    * Where the cursor is stored: under the device signed in when the session
    * started. Another tab signing in stores a new device before this session
@@ -171,6 +198,7 @@ export class RealtimeSession {
     window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.steadyTimer);
+    clearTimeout(this.reauthTimer);
     clearInterval(this.heartbeatTimer);
     this.flushAck();
     this.ws?.close(1000, "bye");
@@ -226,6 +254,7 @@ export class RealtimeSession {
     }
     if (this.stopped) return;
     this.usedToken = token;
+    this.tokenLife = this.lifeOf(token);
     const ws = new WebSocket(this.url, ["chat.v1.proto", `bearer.${token}`]);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
@@ -246,6 +275,7 @@ export class RealtimeSession {
       this.ws = undefined;
       clearInterval(this.heartbeatTimer);
       clearTimeout(this.steadyTimer);
+      clearTimeout(this.reauthTimer);
       void this.onClose(ev.code, ev.reason);
     };
   }
@@ -309,6 +339,9 @@ export class RealtimeSession {
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
         this.unanswered = 0;
         this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
+        this.skewMs = k.value.serverTime ? tsMs(k.value.serverTime)! - Date.now() : 0;
+        this.reauth = undefined;
+        this.scheduleReauthenticate();
         this.handlers.welcome(k.value);
         // A new connection: the whole outbox goes again, what the last one refused too.
         this.inFlight.clear();
@@ -341,7 +374,10 @@ export class RealtimeSession {
         this.sendMore();
         this.handlers.sent(k.value.clientMsgId, k.value);
         return;
+      case "reauthenticated":
+        return this.onReauthenticated(frame.ref, tsMs(k.value.tokenExpiresAt));
       case "error":
+        if (k.value.refusedKind === REAUTHENTICATE_KIND) return this.onReauthenticateRefused(frame.ref, k.value);
         if (this.resync !== undefined && frame.ref === this.resync) {
           // The server could not read the inbox: the next session asks again.
           this.resync = undefined;
@@ -377,8 +413,67 @@ export class RealtimeSession {
     this.ws = undefined;
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.steadyTimer);
+    clearTimeout(this.reauthTimer);
     ws.close();
     void this.onClose(1006, reason);
+  }
+
+  /**
+   * Hands the open socket a fresh token before the one it runs on expires,
+   * so the server does not close it then (4002) and it goes on without a
+   * reconnect and a catch-up.
+   */
+  private scheduleReauthenticate(delayMs?: number): void {
+    clearTimeout(this.reauthTimer);
+    const ws = this.ws;
+    if (!ws || !this.tokenLife) return;
+    const wait = Math.max(1000, delayMs ?? reauthenticateAt(this.tokenLife) - Date.now());
+    this.reauthTimer = window.setTimeout(() => void this.reauthenticate(ws), wait);
+  }
+
+  private async reauthenticate(ws: WebSocket): Promise<void> {
+    let token: string;
+    try {
+      token = await this.auth.accessToken();
+      // Auth finds the socket's own token fresh enough for a call, but the socket needs one that outlives it.
+      if (token === this.usedToken) token = (await this.auth.refresh(true)).accessToken;
+    } catch {
+      // Signed out: Auth tells the app. Otherwise the server may be back before the token runs out.
+      if (this.ws === ws && this.auth.current) this.scheduleReauthenticate(REAUTHENTICATE_RETRY_MS);
+      return;
+    }
+    if (this.ws !== ws) return;
+    const life = this.lifeOf(token);
+    const ref = this.frame({ kind: { case: "reauthenticate", value: { accessToken: token } } });
+    if (ref !== undefined) this.reauth = { ref, token, life };
+  }
+
+  private onReauthenticated(ref: bigint, expiresAtMs: number | undefined): void {
+    const asked = this.reauth;
+    if (!asked || ref !== asked.ref) return;
+    this.reauth = undefined;
+    this.usedToken = asked.token;
+    // The server's word on when the session ends now, on this browser's clock.
+    const expiresMs = expiresAtMs === undefined ? asked.life?.expiresMs : expiresAtMs - this.skewMs;
+    this.tokenLife = expiresMs === undefined ? undefined : { issuedMs: asked.life?.issuedMs ?? Date.now(), expiresMs };
+    this.scheduleReauthenticate();
+  }
+
+  private onReauthenticateRefused(ref: bigint, err: ErrorFrame): void {
+    if (!this.reauth || ref !== this.reauth.ref) return;
+    this.reauth = undefined;
+    // Refused for good (a token the server does not take): the session ends
+    // at its token's expiry (4002), and the reconnect then brings a fresh one.
+    if (err.code === ErrorCode.RATE_LIMITED || err.code === ErrorCode.UNAVAILABLE) {
+      this.scheduleReauthenticate(err.retryAfterMs || REAUTHENTICATE_RETRY_MS);
+    }
+  }
+
+  /** The life of `token` as Auth stored it, if it is the stored one. */
+  private lifeOf(token: string): TokenLife | undefined {
+    const c = this.auth.current;
+    if (c?.accessToken !== token || !Number.isFinite(c.accessExpiresAtMs)) return undefined;
+    return { issuedMs: c.accessIssuedAtMs ?? Date.now(), expiresMs: c.accessExpiresAtMs };
   }
 
   private caughtUp(): void {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/v1/session.proto.
  */
 export const file_chat_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("ChVjaGF0L3YxL3Nlc3Npb24ucHJvdG8SB2NoYXQudjEiNQoOQ29ubmVjdFJlcXVlc3QSIwoFZnJhbWUYASABKAsyFC5jaGF0LnYxLkNsaWVudEZyYW1lIjYKD0Nvbm5lY3RSZXNwb25zZRIjCgVmcmFtZRgBIAEoCzIULmNoYXQudjEuU2VydmVyRnJhbWUijgIKC0NsaWVudEZyYW1lEgsKA3JlZhgBIAEoBBIkCgRzZW5kGAIgASgLMhQuY2hhdC52MS5TZW5kTWVzc2FnZUgAEiQKBHN5bmMYAyABKAsyFC5jaGF0LnYxLlN5bmNSZXF1ZXN0SAASLAoMZGVsaXZlcnlfYWNrGAQgASgLMhQuY2hhdC52MS5EZWxpdmVyeUFja0gAEiQKBHJlYWQYBSABKAsyFC5jaGF0LnYxLlJlYWRSZWNlaXB0SAASJwoJaGVhcnRiZWF0GAYgASgLMhIuY2hhdC52MS5IZWFydGJlYXRIABIhCgZ0eXBpbmcYByABKAsyDy5jaGF0LnYxLlR5cGluZ0gAQgYKBGtpbmQilQEKC1NlbmRNZXNzYWdlEhUKDWNsaWVudF9tc2dfaWQYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoBBIMCgR0ZXh0GAMgASgJEhAKCGVkaXRfc2VxGAQgASgEEhIKCmRlbGV0ZV9zZXEYBSABKAQSFAoMcmVwbHlfdG9fc2VxGAYgASgEEhEKCXJlYWN0X3NlcRgHIAEoBCI1CgtTeW5jUmVxdWVzdBIXCg9hZnRlcl9pbmJveF9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iIAoLRGVsaXZlcnlBY2sSEQoJaW5ib3hfc2VxGAEgASgEIi4KC1JlYWRSZWNlaXB0EhIKCmNoYW5uZWxfaWQYASABKAQSCwoDc2VxGAIgASgEIgsKCUhlYXJ0YmVhdCIcCgZUeXBpbmcSEgoKY2hhbm5lbF9pZBgBIAEoBCK9AwoLU2VydmVyRnJhbWUSCwoDcmVmGAEgASgEEiMKB3dlbGNvbWUYAiABKAsyEC5jaGF0LnYxLldlbGNvbWVIABIkCghzZW5kX2FjaxgDIAEoCzIQLmNoYXQudjEuU2VuZEFja0gAEisKB21lc3NhZ2UYBCABKAsyGC5jaGF0LnYxLk1lc3NhZ2VEZWxpdmVyeUgAEigKCnN5bmNfYmF0Y2gYBSABKAsyEi5jaGF0LnYxLlN5bmNCYXRjaEgAEigKB3JlY2VpcHQYBiABKAsyFS5jaGF0LnYxLlJlY2VpcHRFdmVudEgAEioKCHByZXNlbmNlGAcgASgLMhYuY2hhdC52MS5QcmVzZW5jZUV2ZW50SAASLgoNaGVhcnRiZWF0X2FjaxgIIAEoCzIVLmNoYXQudjEuSGVhcnRiZWF0QWNrSAASHwoFZXJyb3IYCSABKAsyDi5jaGF0LnYxLkVycm9ySAASKAoHY2hhbm5lbBgKIAEoCzIVLmNoYXQudjEuQ2hhbm5lbEV2ZW50SAASJgoGdHlwaW5nGAsgASgLMhQuY2hhdC52MS5UeXBpbmdFdmVudEgAQgYKBGtpbmQi9wEKB1dlbGNvbWUSDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSEgoKc2Vzc2lvbl9pZBgDIAEoCRIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAUgASgNEhYKDmhlYWRfaW5ib3hfc2VxGAYgASgEEhUKDWRldmljZV9jdXJzb3IYByABKAQSFwoPbWF4X2ZyYW1lX2J5dGVzGAggASgNEhwKFG1heF90ZXh0X2NvZGVfcG9pbnRzGAkgASgNIlsKB1NlbmRBY2sSFQoNY2xpZW50X21zZ19pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgEEhIKCmNoYW5uZWxfaWQYAyABKAQSEQoJZHVwbGljYXRlGAQgASgIIjUKD01lc3NhZ2VEZWxpdmVyeRIiCgVlbnRyeRgBIAEoCzITLmNoYXQudjEuSW5ib3hFbnRyeSJ0CglTeW5jQmF0Y2gSJAoHZW50cmllcxgBIAMoCzITLmNoYXQudjEuSW5ib3hFbnRyeRIWCg5oZWFkX2luYm94X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCBIXCg9leHBpcmVkX3Rocm91Z2gYBCABKAQiQAoMUmVjZWlwdEV2ZW50EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBILCgNzZXEYAyABKAQiNAoNUHJlc2VuY2VFdmVudBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2UiPwoMSGVhcnRiZWF0QWNrEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ/CgVFcnJvchIgCgRjb2RlGAEgASgOMhIuY2hhdC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhYKDnJldHJ5X2FmdGVyX21zGAQgASgNEhQKDHJlZnVzZWRfa2luZBgFIAEoDSJrCgxDaGFubmVsRXZlbnQSJwoEa2luZBgBIAEoDjIZLmNoYXQudjEuQ2hhbm5lbEV2ZW50S2luZBIhCgdjaGFubmVsGAIgASgLMhAuY2hhdC52MS5DaGFubmVsEg8KB3VzZXJfaWQYAyABKAQiMgoLVHlwaW5nRXZlbnQSEgoKY2hhbm5lbF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEKpIBChBDaGFubmVsRXZlbnRLaW5kEiIKHkNIQU5ORUxfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEh0KGUNIQU5ORUxfRVZFTlRfS0lORF9KT0lORUQQARIbChdDSEFOTkVMX0VWRU5UX0tJTkRfTEVGVBACEh4KGkNIQU5ORUxfRVZFTlRfS0lORF9VUERBVEVEEAMyUgoOU2Vzc2lvblNlcnZpY2USQAoHQ29ubmVjdBIXLmNoYXQudjEuQ29ubmVjdFJlcXVlc3QaGC5jaGF0LnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("ChVjaGF0L3YxL3Nlc3Npb24ucHJvdG8SB2NoYXQudjEiNQoOQ29ubmVjdFJlcXVlc3QSIwoFZnJhbWUYASABKAsyFC5jaGF0LnYxLkNsaWVudEZyYW1lIjYKD0Nvbm5lY3RSZXNwb25zZRIjCgVmcmFtZRgBIAEoCzIULmNoYXQudjEuU2VydmVyRnJhbWUiwQIKC0NsaWVudEZyYW1lEgsKA3JlZhgBIAEoBBIkCgRzZW5kGAIgASgLMhQuY2hhdC52MS5TZW5kTWVzc2FnZUgAEiQKBHN5bmMYAyABKAsyFC5jaGF0LnYxLlN5bmNSZXF1ZXN0SAASLAoMZGVsaXZlcnlfYWNrGAQgASgLMhQuY2hhdC52MS5EZWxpdmVyeUFja0gAEiQKBHJlYWQYBSABKAsyFC5jaGF0LnYxLlJlYWRSZWNlaXB0SAASJwoJaGVhcnRiZWF0GAYgASgLMhIuY2hhdC52MS5IZWFydGJlYXRIABIhCgZ0eXBpbmcYByABKAsyDy5jaGF0LnYxLlR5cGluZ0gAEjEKDnJlYXV0aGVudGljYXRlGAggASgLMhcuY2hhdC52MS5SZWF1dGhlbnRpY2F0ZUgAQgYKBGtpbmQilQEKC1NlbmRNZXNzYWdlEhUKDWNsaWVudF9tc2dfaWQYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoBBIMCgR0ZXh0GAMgASgJEhAKCGVkaXRfc2VxGAQgASgEEhIKCmRlbGV0ZV9zZXEYBSABKAQSFAoMcmVwbHlfdG9fc2VxGAYgASgEEhEKCXJlYWN0X3NlcRgHIAEoBCI1CgtTeW5jUmVxdWVzdBIXCg9hZnRlcl9pbmJveF9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iIAoLRGVsaXZlcnlBY2sSEQoJaW5ib3hfc2VxGAEgASgEIi4KC1JlYWRSZWNlaXB0EhIKCmNoYW5uZWxfaWQYASABKAQSCwoDc2VxGAIgASgEIgsKCUhlYXJ0YmVhdCImCg5SZWF1dGhlbnRpY2F0ZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkiHAoGVHlwaW5nEhIKCmNoYW5uZWxfaWQYASABKAQi8gMKC1NlcnZlckZyYW1lEgsKA3JlZhgBIAEoBBIjCgd3ZWxjb21lGAIgASgLMhAuY2hhdC52MS5XZWxjb21lSAASJAoIc2VuZF9hY2sYAyABKAsyEC5jaGF0LnYxLlNlbmRBY2tIABIrCgdtZXNzYWdlGAQgASgLMhguY2hhdC52MS5NZXNzYWdlRGVsaXZlcnlIABIoCgpzeW5jX2JhdGNoGAUgASgLMhIuY2hhdC52MS5TeW5jQmF0Y2hIABIoCgdyZWNlaXB0GAYgASgLMhUuY2hhdC52MS5SZWNlaXB0RXZlbnRIABIqCghwcmVzZW5jZRgHIAEoCzIWLmNoYXQudjEuUHJlc2VuY2VFdmVudEgAEi4KDWhlYXJ0YmVhdF9hY2sYCCABKAsyFS5jaGF0LnYxLkhlYXJ0YmVhdEFja0gAEh8KBWVycm9yGAkgASgLMg4uY2hhdC52MS5FcnJvckgAEigKB2NoYW5uZWwYCiABKAsyFS5jaGF0LnYxLkNoYW5uZWxFdmVudEgAEiYKBnR5cGluZxgLIAEoCzIULmNoYXQudjEuVHlwaW5nRXZlbnRIABIzCg9yZWF1dGhlbnRpY2F0ZWQYDCABKAsyGC5jaGF0LnYxLlJlYXV0aGVudGljYXRlZEgAQgYKBGtpbmQi9wEKB1dlbGNvbWUSDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSEgoKc2Vzc2lvbl9pZBgDIAEoCRIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAUgASgNEhYKDmhlYWRfaW5ib3hfc2VxGAYgASgEEhUKDWRldmljZV9jdXJzb3IYByABKAQSFwoPbWF4X2ZyYW1lX2J5dGVzGAggASgNEhwKFG1heF90ZXh0X2NvZGVfcG9pbnRzGAkgASgNIlsKB1NlbmRBY2sSFQoNY2xpZW50X21zZ19pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgEEhIKCmNoYW5uZWxfaWQYAyABKAQSEQoJZHVwbGljYXRlGAQgASgIIjUKD01lc3NhZ2VEZWxpdmVyeRIiCgVlbnRyeRgBIAEoCzITLmNoYXQudjEuSW5ib3hFbnRyeSJ0CglTeW5jQmF0Y2gSJAoHZW50cmllcxgBIAMoCzITLmNoYXQudjEuSW5ib3hFbnRyeRIWCg5oZWFkX2luYm94X3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCBIXCg9leHBpcmVkX3Rocm91Z2gYBCABKAQiQAoMUmVjZWlwdEV2ZW50EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBBILCgNzZXEYAyABKAQiNAoNUHJlc2VuY2VFdmVudBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2UiPwoMSGVhcnRiZWF0QWNrEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ/CgVFcnJvchIgCgRjb2RlGAEgASgOMhIuY2hhdC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhYKDnJldHJ5X2FmdGVyX21zGAQgASgNEhQKDHJlZnVzZWRfa2luZBgFIAEoDSJrCgxDaGFubmVsRXZlbnQSJwoEa2luZBgBIAEoDjIZLmNoYXQudjEuQ2hhbm5lbEV2ZW50S2luZBIhCgdjaGFubmVsGAIgASgLMhAuY2hhdC52MS5DaGFubmVsEg8KB3VzZXJfaWQYAyABKAQiRwoPUmVhdXRoZW50aWNhdGVkEjQKEHRva2VuX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjIKC1R5cGluZ0V2ZW50EhIKCmNoYW5uZWxfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBCqSAQoQQ2hhbm5lbEV2ZW50S2luZBIiCh5DSEFOTkVMX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIdChlDSEFOTkVMX0VWRU5UX0tJTkRfSk9JTkVEEAESGwoXQ0hBTk5FTF9FVkVOVF9LSU5EX0xFRlQQAhIeChpDSEFOTkVMX0VWRU5UX0tJTkRfVVBEQVRFRBADMlIKDlNlc3Npb25TZXJ2aWNlEkAKB0Nvbm5lY3QSFy5jaGF0LnYxLkNvbm5lY3RSZXF1ZXN0GhguY2hhdC52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.v1.ConnectRequest
@@ -102,6 +102,12 @@ export type ClientFrame = Message<"chat.v1.ClientFrame"> & {
      */
     value: Typing;
     case: "typing";
+  } | {
+    /**
+     * @generated from field: chat.v1.Reauthenticate reauthenticate = 8;
+     */
+    value: Reauthenticate;
+    case: "reauthenticate";
   } | { case: undefined; value?: undefined };
 };
 
@@ -270,6 +276,31 @@ export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
   messageDesc(file_chat_v1_session, 7);
 
 /**
+ * Reauthenticate hands the session a fresh access token of the same device
+ * (from AuthService.Refresh) before the one it was opened with expires, so
+ * the session goes on past that expiry instead of closing with 4002. The
+ * gateway checks the token; the answer is Reauthenticated, or an Error with
+ * refused_kind 8 (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED for
+ * another device's token, RATE_LIMITED past one a second), after which the
+ * session goes on under the token it had.
+ *
+ * @generated from message chat.v1.Reauthenticate
+ */
+export type Reauthenticate = Message<"chat.v1.Reauthenticate"> & {
+  /**
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+};
+
+/**
+ * Describes the message chat.v1.Reauthenticate.
+ * Use `create(ReauthenticateSchema)` to create a new message.
+ */
+export const ReauthenticateSchema: GenMessage<Reauthenticate> = /*@__PURE__*/
+  messageDesc(file_chat_v1_session, 8);
+
+/**
  * @generated from message chat.v1.Typing
  */
 export type Typing = Message<"chat.v1.Typing"> & {
@@ -284,7 +315,7 @@ export type Typing = Message<"chat.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 8);
+  messageDesc(file_chat_v1_session, 9);
 
 /**
  * ServerFrame is everything the server sends on a session.
@@ -362,6 +393,12 @@ export type ServerFrame = Message<"chat.v1.ServerFrame"> & {
      */
     value: TypingEvent;
     case: "typing";
+  } | {
+    /**
+     * @generated from field: chat.v1.Reauthenticated reauthenticated = 12;
+     */
+    value: Reauthenticated;
+    case: "reauthenticated";
   } | { case: undefined; value?: undefined };
 };
 
@@ -370,7 +407,7 @@ export type ServerFrame = Message<"chat.v1.ServerFrame"> & {
  * Use `create(ServerFrameSchema)` to create a new message.
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 9);
+  messageDesc(file_chat_v1_session, 10);
 
 /**
  * Welcome is the first frame of every session.
@@ -438,7 +475,7 @@ export type Welcome = Message<"chat.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 10);
+  messageDesc(file_chat_v1_session, 11);
 
 /**
  * SendAck means the message is durably accepted: it will be delivered and
@@ -475,7 +512,7 @@ export type SendAck = Message<"chat.v1.SendAck"> & {
  * Use `create(SendAckSchema)` to create a new message.
  */
 export const SendAckSchema: GenMessage<SendAck> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 11);
+  messageDesc(file_chat_v1_session, 12);
 
 /**
  * MessageDelivery is a new inbox entry pushed live.
@@ -494,7 +531,7 @@ export type MessageDelivery = Message<"chat.v1.MessageDelivery"> & {
  * Use `create(MessageDeliverySchema)` to create a new message.
  */
 export const MessageDeliverySchema: GenMessage<MessageDelivery> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 12);
+  messageDesc(file_chat_v1_session, 13);
 
 /**
  * @generated from message chat.v1.SyncBatch
@@ -535,7 +572,7 @@ export type SyncBatch = Message<"chat.v1.SyncBatch"> & {
  * Use `create(SyncBatchSchema)` to create a new message.
  */
 export const SyncBatchSchema: GenMessage<SyncBatch> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 13);
+  messageDesc(file_chat_v1_session, 14);
 
 /**
  * @generated from message chat.v1.ReceiptEvent
@@ -562,7 +599,7 @@ export type ReceiptEvent = Message<"chat.v1.ReceiptEvent"> & {
  * Use `create(ReceiptEventSchema)` to create a new message.
  */
 export const ReceiptEventSchema: GenMessage<ReceiptEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 14);
+  messageDesc(file_chat_v1_session, 15);
 
 /**
  * @generated from message chat.v1.PresenceEvent
@@ -579,7 +616,7 @@ export type PresenceEvent = Message<"chat.v1.PresenceEvent"> & {
  * Use `create(PresenceEventSchema)` to create a new message.
  */
 export const PresenceEventSchema: GenMessage<PresenceEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 15);
+  messageDesc(file_chat_v1_session, 16);
 
 /**
  * @generated from message chat.v1.HeartbeatAck
@@ -596,7 +633,7 @@ export type HeartbeatAck = Message<"chat.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 16);
+  messageDesc(file_chat_v1_session, 17);
 
 /**
  * @generated from message chat.v1.Error
@@ -629,7 +666,7 @@ export type Error = Message<"chat.v1.Error"> & {
   /**
    * Which kind of frame this refuses: the number of the field the refused
    * ClientFrame set in its `kind` (2 send, 3 sync, 4 delivery_ack, 5 read,
-   * 6 heartbeat, 7 typing); 0 for a frame of no kind or that could not be
+   * 6 heartbeat, 7 typing, 8 reauthenticate); 0 for a frame of no kind or that could not be
    * read. Refs are the client's and may repeat (or be 0 on every frame), so
    * with the ref this tells which request failed.
    *
@@ -643,7 +680,7 @@ export type Error = Message<"chat.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 17);
+  messageDesc(file_chat_v1_session, 18);
 
 /**
  * ChannelEvent tells members that the channel or its membership changed.
@@ -674,7 +711,27 @@ export type ChannelEvent = Message<"chat.v1.ChannelEvent"> & {
  * Use `create(ChannelEventSchema)` to create a new message.
  */
 export const ChannelEventSchema: GenMessage<ChannelEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 18);
+  messageDesc(file_chat_v1_session, 19);
+
+/**
+ * Reauthenticated answers Reauthenticate: the session now ends at
+ * token_expires_at unless it is handed a fresh token again before then.
+ *
+ * @generated from message chat.v1.Reauthenticated
+ */
+export type Reauthenticated = Message<"chat.v1.Reauthenticated"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp token_expires_at = 1;
+   */
+  tokenExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chat.v1.Reauthenticated.
+ * Use `create(ReauthenticatedSchema)` to create a new message.
+ */
+export const ReauthenticatedSchema: GenMessage<Reauthenticated> = /*@__PURE__*/
+  messageDesc(file_chat_v1_session, 20);
 
 /**
  * @generated from message chat.v1.TypingEvent
@@ -696,7 +753,7 @@ export type TypingEvent = Message<"chat.v1.TypingEvent"> & {
  * Use `create(TypingEventSchema)` to create a new message.
  */
 export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
-  messageDesc(file_chat_v1_session, 19);
+  messageDesc(file_chat_v1_session, 21);
 
 /**
  * @generated from enum chat.v1.ChannelEventKind

@@ -88,6 +88,7 @@ export interface ClientFrame {
     | { $case: "read"; value: ReadReceipt }
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "typing"; value: Typing }
+    | { $case: "reauthenticate"; value: Reauthenticate }
     | undefined;
 }
 
@@ -162,6 +163,19 @@ export interface ReadReceipt {
 export interface Heartbeat {
 }
 
+/**
+ * Reauthenticate hands the session a fresh access token of the same device
+ * (from AuthService.Refresh) before the one it was opened with expires, so
+ * the session goes on past that expiry instead of closing with 4002. The
+ * gateway checks the token; the answer is Reauthenticated, or an Error with
+ * refused_kind 8 (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED for
+ * another device's token, RATE_LIMITED past one a second), after which the
+ * session goes on under the token it had.
+ */
+export interface Reauthenticate {
+  accessToken: string;
+}
+
 export interface Typing {
   channelId: bigint;
 }
@@ -181,6 +195,7 @@ export interface ServerFrame {
     | { $case: "error"; value: Error }
     | { $case: "channel"; value: ChannelEvent }
     | { $case: "typing"; value: TypingEvent }
+    | { $case: "reauthenticated"; value: Reauthenticated }
     | undefined;
 }
 
@@ -265,7 +280,7 @@ export interface Error {
   /**
    * Which kind of frame this refuses: the number of the field the refused
    * ClientFrame set in its `kind` (2 send, 3 sync, 4 delivery_ack, 5 read,
-   * 6 heartbeat, 7 typing); 0 for a frame of no kind or that could not be
+   * 6 heartbeat, 7 typing, 8 reauthenticate); 0 for a frame of no kind or that could not be
    * read. Refs are the client's and may repeat (or be 0 on every frame), so
    * with the ref this tells which request failed.
    */
@@ -280,6 +295,14 @@ export interface ChannelEvent {
     | undefined;
   /** The user who joined or left, for JOINED and LEFT. */
   userId: bigint;
+}
+
+/**
+ * Reauthenticated answers Reauthenticate: the session now ends at
+ * token_expires_at unless it is handed a fresh token again before then.
+ */
+export interface Reauthenticated {
+  tokenExpiresAt?: Date | undefined;
 }
 
 export interface TypingEvent {
@@ -456,6 +479,9 @@ export const ClientFrame: MessageFns<ClientFrame> = {
       case "typing":
         Typing.encode(message.kind.value, writer.uint32(58).fork()).join();
         break;
+      case "reauthenticate":
+        Reauthenticate.encode(message.kind.value, writer.uint32(66).fork()).join();
+        break;
     }
     return writer;
   },
@@ -529,6 +555,14 @@ export const ClientFrame: MessageFns<ClientFrame> = {
             message.kind = { $case: "typing", value: Typing.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.kind = { $case: "reauthenticate", value: Reauthenticate.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -558,6 +592,8 @@ export const ClientFrame: MessageFns<ClientFrame> = {
         ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
         : isSet(object.typing)
         ? { $case: "typing", value: Typing.fromJSON(object.typing) }
+        : isSet(object.reauthenticate)
+        ? { $case: "reauthenticate", value: Reauthenticate.fromJSON(object.reauthenticate) }
         : undefined,
     };
   },
@@ -579,6 +615,8 @@ export const ClientFrame: MessageFns<ClientFrame> = {
       obj.heartbeat = Heartbeat.toJSON(message.kind.value);
     } else if (message.kind?.$case === "typing") {
       obj.typing = Typing.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "reauthenticate") {
+      obj.reauthenticate = Reauthenticate.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -623,6 +661,12 @@ export const ClientFrame: MessageFns<ClientFrame> = {
       case "typing": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "typing", value: Typing.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "reauthenticate": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "reauthenticate", value: Reauthenticate.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -1150,6 +1194,79 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   },
 };
 
+function createBaseReauthenticate(): Reauthenticate {
+  return { accessToken: "" };
+}
+
+export const Reauthenticate: MessageFns<Reauthenticate> = {
+  encode(message: Reauthenticate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accessToken !== "") {
+      writer.uint32(10).string(message.accessToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reauthenticate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReauthenticate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accessToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reauthenticate {
+    return {
+      accessToken: isSet(object.accessToken)
+        ? globalThis.String(object.accessToken)
+        : isSet(object.access_token)
+        ? globalThis.String(object.access_token)
+        : "",
+    };
+  },
+
+  toJSON(message: Reauthenticate): unknown {
+    const obj: any = {};
+    if (message.accessToken !== "") {
+      obj.accessToken = message.accessToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Reauthenticate>, I>>(base?: I): Reauthenticate {
+    return Reauthenticate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Reauthenticate>, I>>(object: I): Reauthenticate {
+    const message = createBaseReauthenticate();
+    message.accessToken = object.accessToken ?? "";
+    return message;
+  },
+};
+
 function createBaseTyping(): Typing {
   return { channelId: 0n };
 }
@@ -1269,6 +1386,9 @@ export const ServerFrame: MessageFns<ServerFrame> = {
       case "typing":
         TypingEvent.encode(message.kind.value, writer.uint32(90).fork()).join();
         break;
+      case "reauthenticated":
+        Reauthenticated.encode(message.kind.value, writer.uint32(98).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1374,6 +1494,14 @@ export const ServerFrame: MessageFns<ServerFrame> = {
             message.kind = { $case: "typing", value: TypingEvent.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.kind = { $case: "reauthenticated", value: Reauthenticated.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1415,6 +1543,8 @@ export const ServerFrame: MessageFns<ServerFrame> = {
         ? { $case: "channel", value: ChannelEvent.fromJSON(object.channel) }
         : isSet(object.typing)
         ? { $case: "typing", value: TypingEvent.fromJSON(object.typing) }
+        : isSet(object.reauthenticated)
+        ? { $case: "reauthenticated", value: Reauthenticated.fromJSON(object.reauthenticated) }
         : undefined,
     };
   },
@@ -1444,6 +1574,8 @@ export const ServerFrame: MessageFns<ServerFrame> = {
       obj.channel = ChannelEvent.toJSON(message.kind.value);
     } else if (message.kind?.$case === "typing") {
       obj.typing = TypingEvent.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "reauthenticated") {
+      obj.reauthenticated = Reauthenticated.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -1512,6 +1644,12 @@ export const ServerFrame: MessageFns<ServerFrame> = {
       case "typing": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "typing", value: TypingEvent.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "reauthenticated": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "reauthenticated", value: Reauthenticated.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -2621,6 +2759,79 @@ export const ChannelEvent: MessageFns<ChannelEvent> = {
       ? Channel.fromPartial(object.channel)
       : undefined;
     message.userId = (object.userId !== undefined && object.userId !== null) ? BigInt(object.userId) : 0n;
+    return message;
+  },
+};
+
+function createBaseReauthenticated(): Reauthenticated {
+  return { tokenExpiresAt: undefined };
+}
+
+export const Reauthenticated: MessageFns<Reauthenticated> = {
+  encode(message: Reauthenticated, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tokenExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.tokenExpiresAt), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reauthenticated {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReauthenticated();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tokenExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reauthenticated {
+    return {
+      tokenExpiresAt: isSet(object.tokenExpiresAt)
+        ? fromJsonTimestamp(object.tokenExpiresAt)
+        : isSet(object.token_expires_at)
+        ? fromJsonTimestamp(object.token_expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Reauthenticated): unknown {
+    const obj: any = {};
+    if (message.tokenExpiresAt !== undefined) {
+      obj.tokenExpiresAt = message.tokenExpiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Reauthenticated>, I>>(base?: I): Reauthenticated {
+    return Reauthenticated.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Reauthenticated>, I>>(object: I): Reauthenticated {
+    const message = createBaseReauthenticated();
+    message.tokenExpiresAt = object.tokenExpiresAt ?? undefined;
     return message;
   },
 };

@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ServerFrame } from "../../v1/session_pb.js";
 import { file_chat_v1_session } from "../../v1/session_pb.js";
+import type { ErrorCode } from "../../v1/types_pb.js";
+import { file_chat_v1_types } from "../../v1/types_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/chat_server.proto.
  */
 export const file_chat_internal_v1_chat_server: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxItMBCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSABCBgoEa2luZCKeAQoLU2Vzc2lvbk9wZW4SDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVzdW1lZBgEIAEoCBIQCghlbmNvZGluZxgFIAEoCRISCgpnYXRld2F5X2lkGAYgASgJIhwKDFNlc3Npb25DbG9zZRIMCgRjb2RlGAEgASgNIh0KC0Zsb3dDb250cm9sEg4KBnBhdXNlZBgBIAEoCCJ4Cg9TZXNzaW9uUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoBBIWCgxzZXJ2ZXJfZnJhbWUYAiABKAxIABIxCgZjbG9zZWQYAyABKAsyHy5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZWRIAEIGCgRraW5kIi0KDVNlc3Npb25DbG9zZWQSDAoEY29kZRgBIAEoDRIOCgZyZWFzb24YAiABKAkiRAoORGVsaXZlclJlcXVlc3QSMgoKZGVsaXZlcmllcxgBIAMoCzIeLmNoYXQuaW50ZXJuYWwudjEuVXNlckRlbGl2ZXJ5IlgKDFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSIwoFZnJhbWUYAyABKAsyFC5jaGF0LnYxLlNlcnZlckZyYW1lIiMKD0RlbGl2ZXJSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJjChREZWxpdmVyU3RyZWFtUmVxdWVzdBIQCghiYXRjaF9pZBgBIAEoBBI5CgpkZWxpdmVyaWVzGAIgAygLMiUuY2hhdC5pbnRlcm5hbC52MS5FbmNvZGVkVXNlckRlbGl2ZXJ5IlAKE0VuY29kZWRVc2VyRGVsaXZlcnkSDwoHdXNlcl9pZBgBIAEoBBISCgpkZXZpY2VfaWRzGAIgAygEEhQKDHNlcnZlcl9mcmFtZRgDIAEoDCJUChVEZWxpdmVyU3RyZWFtUmVzcG9uc2USEAoIYmF0Y2hfaWQYASABKAQSEAoIc2Vzc2lvbnMYAiABKA0SFwoPbWlzc2VkX3VzZXJfaWRzGAMgAygEIl4KGkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEQoJZGV2aWNlX2lkGAIgASgEEgwKBGNvZGUYAyABKA0SDgoGcmVhc29uGAQgASgJIi8KG0Nsb3NlRGV2aWNlU2Vzc2lvbnNSZXNwb25zZRIQCghzZXNzaW9ucxgBIAEoDSJAChNGb3JnZXRCbG9ja3NSZXF1ZXN0EikKBXBhaXJzGAEgAygLMhouY2hhdC5pbnRlcm5hbC52MS5Vc2VyUGFpciIyCghVc2VyUGFpchIPCgd1c2VyX2lkGAEgASgEEhUKDW90aGVyX3VzZXJfaWQYAiABKAQiFgoURm9yZ2V0QmxvY2tzUmVzcG9uc2Uy8AMKEUNoYXRTZXJ2ZXJTZXJ2aWNlElIKB1Nlc3Npb24SIC5jaGF0LmludGVybmFsLnYxLlNlc3Npb25SZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5TZXNzaW9uUmVzcG9uc2UoATABEk4KB0RlbGl2ZXISIC5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJSZXF1ZXN0GiEuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyUmVzcG9uc2USZAoNRGVsaXZlclN0cmVhbRImLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclN0cmVhbVJlcXVlc3QaJy5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJTdHJlYW1SZXNwb25zZSgBMAEScgoTQ2xvc2VEZXZpY2VTZXNzaW9ucxIsLmNoYXQuaW50ZXJuYWwudjEuQ2xvc2VEZXZpY2VTZXNzaW9uc1JlcXVlc3QaLS5jaGF0LmludGVybmFsLnYxLkNsb3NlRGV2aWNlU2Vzc2lvbnNSZXNwb25zZRJdCgxGb3JnZXRCbG9ja3MSJS5jaGF0LmludGVybmFsLnYxLkZvcmdldEJsb2Nrc1JlcXVlc3QaJi5jaGF0LmludGVybmFsLnYxLkZvcmdldEJsb2Nrc1Jlc3BvbnNlYgZwcm90bzM", [file_chat_v1_session, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaGF0L2ludGVybmFsL3YxL2NoYXRfc2VydmVyLnByb3RvEhBjaGF0LmludGVybmFsLnYxIpMCCg5TZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgEEi0KBG9wZW4YAiABKAsyHS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25PcGVuSAASFgoMY2xpZW50X2ZyYW1lGAMgASgMSAASLwoFY2xvc2UYBCABKAsyHi5jaGF0LmludGVybmFsLnYxLlNlc3Npb25DbG9zZUgAEi0KBGZsb3cYBSABKAsyHS5jaGF0LmludGVybmFsLnYxLkZsb3dDb250cm9sSAASPgoQcmVhdXRoZW50aWNhdGlvbhgGIAEoCzIiLmNoYXQuaW50ZXJuYWwudjEuUmVhdXRoZW50aWNhdGlvbkgAQgYKBGtpbmQingEKC1Nlc3Npb25PcGVuEg8KB3VzZXJfaWQYASABKAQSEQoJZGV2aWNlX2lkGAIgASgEEjQKEHRva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Jlc3VtZWQYBCABKAgSEAoIZW5jb2RpbmcYBSABKAkSEgoKZ2F0ZXdheV9pZBgGIAEoCSKvAQoQUmVhdXRoZW50aWNhdGlvbhILCgNyZWYYASABKAQSNAoQdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoMcmVmdXNlZF9jb2RlGAMgASgOMhIuY2hhdC52MS5FcnJvckNvZGUSFgoOcmVmdXNlZF9yZWFzb24YBCABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBSABKA0iHAoMU2Vzc2lvbkNsb3NlEgwKBGNvZGUYASABKA0iHQoLRmxvd0NvbnRyb2wSDgoGcGF1c2VkGAEgASgIIngKD1Nlc3Npb25SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgEEhYKDHNlcnZlcl9mcmFtZRgCIAEoDEgAEjEKBmNsb3NlZBgDIAEoCzIfLmNoYXQuaW50ZXJuYWwudjEuU2Vzc2lvbkNsb3NlZEgAQgYKBGtpbmQiLQoNU2Vzc2lvbkNsb3NlZBIMCgRjb2RlGAEgASgNEg4KBnJlYXNvbhgCIAEoCSJECg5EZWxpdmVyUmVxdWVzdBIyCgpkZWxpdmVyaWVzGAEgAygLMh4uY2hhdC5pbnRlcm5hbC52MS5Vc2VyRGVsaXZlcnkiWAoMVXNlckRlbGl2ZXJ5Eg8KB3VzZXJfaWQYASABKAQSEgoKZGV2aWNlX2lkcxgCIAMoBBIjCgVmcmFtZRgDIAEoCzIULmNoYXQudjEuU2VydmVyRnJhbWUiIwoPRGVsaXZlclJlc3BvbnNlEhAKCHNlc3Npb25zGAEgASgNImMKFERlbGl2ZXJTdHJlYW1SZXF1ZXN0EhAKCGJhdGNoX2lkGAEgASgEEjkKCmRlbGl2ZXJpZXMYAiADKAsyJS5jaGF0LmludGVybmFsLnYxLkVuY29kZWRVc2VyRGVsaXZlcnkiUAoTRW5jb2RlZFVzZXJEZWxpdmVyeRIPCgd1c2VyX2lkGAEgASgEEhIKCmRldmljZV9pZHMYAiADKAQSFAoMc2VydmVyX2ZyYW1lGAMgASgMIlQKFURlbGl2ZXJTdHJlYW1SZXNwb25zZRIQCghiYXRjaF9pZBgBIAEoBBIQCghzZXNzaW9ucxgCIAEoDRIXCg9taXNzZWRfdXNlcl9pZHMYAyADKAQiXgoaQ2xvc2VEZXZpY2VTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSDAoEY29kZRgDIAEoDRIOCgZyZWFzb24YBCABKAkiLwobQ2xvc2VEZXZpY2VTZXNzaW9uc1Jlc3BvbnNlEhAKCHNlc3Npb25zGAEgASgNIkAKE0ZvcmdldEJsb2Nrc1JlcXVlc3QSKQoFcGFpcnMYASADKAsyGi5jaGF0LmludGVybmFsLnYxLlVzZXJQYWlyIjIKCFVzZXJQYWlyEg8KB3VzZXJfaWQYASABKAQSFQoNb3RoZXJfdXNlcl9pZBgCIAEoBCIWChRGb3JnZXRCbG9ja3NSZXNwb25zZTLwAwoRQ2hhdFNlcnZlclNlcnZpY2USUgoHU2Vzc2lvbhIgLmNoYXQuaW50ZXJuYWwudjEuU2Vzc2lvblJlcXVlc3QaIS5jaGF0LmludGVybmFsLnYxLlNlc3Npb25SZXNwb25zZSgBMAESTgoHRGVsaXZlchIgLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclJlcXVlc3QaIS5jaGF0LmludGVybmFsLnYxLkRlbGl2ZXJSZXNwb25zZRJkCg1EZWxpdmVyU3RyZWFtEiYuY2hhdC5pbnRlcm5hbC52MS5EZWxpdmVyU3RyZWFtUmVxdWVzdBonLmNoYXQuaW50ZXJuYWwudjEuRGVsaXZlclN0cmVhbVJlc3BvbnNlKAEwARJyChNDbG9zZURldmljZVNlc3Npb25zEiwuY2hhdC5pbnRlcm5hbC52MS5DbG9zZURldmljZVNlc3Npb25zUmVxdWVzdBotLmNoYXQuaW50ZXJuYWwudjEuQ2xvc2VEZXZpY2VTZXNzaW9uc1Jlc3BvbnNlEl0KDEZvcmdldEJsb2NrcxIlLmNoYXQuaW50ZXJuYWwudjEuRm9yZ2V0QmxvY2tzUmVxdWVzdBomLmNoYXQuaW50ZXJuYWwudjEuRm9yZ2V0QmxvY2tzUmVzcG9uc2ViBnByb3RvMw", [file_chat_v1_session, file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chat.internal.v1.SessionRequest
@@ -59,6 +61,16 @@ export type SessionRequest = Message<"chat.internal.v1.SessionRequest"> & {
      */
     value: FlowControl;
     case: "flow";
+  } | {
+    /**
+     * The device handed the session a new access token (chat.v1.Reauthenticate),
+     * which the gateway checked: the chat server answers it in the session's
+     * order, after the client frames before it.
+     *
+     * @generated from field: chat.internal.v1.Reauthentication reauthentication = 6;
+     */
+    value: Reauthentication;
+    case: "reauthentication";
   } | { case: undefined; value?: undefined };
 };
 
@@ -118,6 +130,54 @@ export const SessionOpenSchema: GenMessage<SessionOpen> = /*@__PURE__*/
   messageDesc(file_chat_internal_v1_chat_server, 1);
 
 /**
+ * Reauthentication is the gateway's verdict on a chat.v1.Reauthenticate frame.
+ *
+ * @generated from message chat.internal.v1.Reauthentication
+ */
+export type Reauthentication = Message<"chat.internal.v1.Reauthentication"> & {
+  /**
+   * The ref of the Reauthenticate frame.
+   *
+   * @generated from field: uint64 ref = 1;
+   */
+  ref: bigint;
+
+  /**
+   * When the new token expires; unset when it was refused.
+   *
+   * @generated from field: google.protobuf.Timestamp token_expires_at = 2;
+   */
+  tokenExpiresAt?: Timestamp | undefined;
+
+  /**
+   * Why it was refused (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED,
+   * RATE_LIMITED), for the session's Error to the device.
+   *
+   * @generated from field: chat.v1.ErrorCode refused_code = 3;
+   */
+  refusedCode: ErrorCode;
+
+  /**
+   * @generated from field: string refused_reason = 4;
+   */
+  refusedReason: string;
+
+  /**
+   * For RATE_LIMITED.
+   *
+   * @generated from field: uint32 retry_after_ms = 5;
+   */
+  retryAfterMs: number;
+};
+
+/**
+ * Describes the message chat.internal.v1.Reauthentication.
+ * Use `create(ReauthenticationSchema)` to create a new message.
+ */
+export const ReauthenticationSchema: GenMessage<Reauthentication> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_chat_server, 2);
+
+/**
  * @generated from message chat.internal.v1.SessionClose
  */
 export type SessionClose = Message<"chat.internal.v1.SessionClose"> & {
@@ -134,7 +194,7 @@ export type SessionClose = Message<"chat.internal.v1.SessionClose"> & {
  * Use `create(SessionCloseSchema)` to create a new message.
  */
 export const SessionCloseSchema: GenMessage<SessionClose> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 2);
+  messageDesc(file_chat_internal_v1_chat_server, 3);
 
 /**
  * @generated from message chat.internal.v1.FlowControl
@@ -151,7 +211,7 @@ export type FlowControl = Message<"chat.internal.v1.FlowControl"> & {
  * Use `create(FlowControlSchema)` to create a new message.
  */
 export const FlowControlSchema: GenMessage<FlowControl> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 3);
+  messageDesc(file_chat_internal_v1_chat_server, 4);
 
 /**
  * @generated from message chat.internal.v1.SessionResponse
@@ -187,7 +247,7 @@ export type SessionResponse = Message<"chat.internal.v1.SessionResponse"> & {
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 4);
+  messageDesc(file_chat_internal_v1_chat_server, 5);
 
 /**
  * SessionClosed tells the gateway to close the device's socket.
@@ -213,7 +273,7 @@ export type SessionClosed = Message<"chat.internal.v1.SessionClosed"> & {
  * Use `create(SessionClosedSchema)` to create a new message.
  */
 export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 5);
+  messageDesc(file_chat_internal_v1_chat_server, 6);
 
 /**
  * @generated from message chat.internal.v1.DeliverRequest
@@ -230,7 +290,7 @@ export type DeliverRequest = Message<"chat.internal.v1.DeliverRequest"> & {
  * Use `create(DeliverRequestSchema)` to create a new message.
  */
 export const DeliverRequestSchema: GenMessage<DeliverRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 6);
+  messageDesc(file_chat_internal_v1_chat_server, 7);
 
 /**
  * UserDelivery is one frame for the sessions of one user.
@@ -261,7 +321,7 @@ export type UserDelivery = Message<"chat.internal.v1.UserDelivery"> & {
  * Use `create(UserDeliverySchema)` to create a new message.
  */
 export const UserDeliverySchema: GenMessage<UserDelivery> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 7);
+  messageDesc(file_chat_internal_v1_chat_server, 8);
 
 /**
  * @generated from message chat.internal.v1.DeliverResponse
@@ -280,7 +340,7 @@ export type DeliverResponse = Message<"chat.internal.v1.DeliverResponse"> & {
  * Use `create(DeliverResponseSchema)` to create a new message.
  */
 export const DeliverResponseSchema: GenMessage<DeliverResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 8);
+  messageDesc(file_chat_internal_v1_chat_server, 9);
 
 /**
  * @generated from message chat.internal.v1.DeliverStreamRequest
@@ -304,7 +364,7 @@ export type DeliverStreamRequest = Message<"chat.internal.v1.DeliverStreamReques
  * Use `create(DeliverStreamRequestSchema)` to create a new message.
  */
 export const DeliverStreamRequestSchema: GenMessage<DeliverStreamRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 9);
+  messageDesc(file_chat_internal_v1_chat_server, 10);
 
 /**
  * EncodedUserDelivery is a UserDelivery whose frame is already encoded.
@@ -337,7 +397,7 @@ export type EncodedUserDelivery = Message<"chat.internal.v1.EncodedUserDelivery"
  * Use `create(EncodedUserDeliverySchema)` to create a new message.
  */
 export const EncodedUserDeliverySchema: GenMessage<EncodedUserDelivery> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 10);
+  messageDesc(file_chat_internal_v1_chat_server, 11);
 
 /**
  * @generated from message chat.internal.v1.DeliverStreamResponse
@@ -370,7 +430,7 @@ export type DeliverStreamResponse = Message<"chat.internal.v1.DeliverStreamRespo
  * Use `create(DeliverStreamResponseSchema)` to create a new message.
  */
 export const DeliverStreamResponseSchema: GenMessage<DeliverStreamResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 11);
+  messageDesc(file_chat_internal_v1_chat_server, 12);
 
 /**
  * @generated from message chat.internal.v1.CloseDeviceSessionsRequest
@@ -402,7 +462,7 @@ export type CloseDeviceSessionsRequest = Message<"chat.internal.v1.CloseDeviceSe
  * Use `create(CloseDeviceSessionsRequestSchema)` to create a new message.
  */
 export const CloseDeviceSessionsRequestSchema: GenMessage<CloseDeviceSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 12);
+  messageDesc(file_chat_internal_v1_chat_server, 13);
 
 /**
  * @generated from message chat.internal.v1.CloseDeviceSessionsResponse
@@ -419,7 +479,7 @@ export type CloseDeviceSessionsResponse = Message<"chat.internal.v1.CloseDeviceS
  * Use `create(CloseDeviceSessionsResponseSchema)` to create a new message.
  */
 export const CloseDeviceSessionsResponseSchema: GenMessage<CloseDeviceSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 13);
+  messageDesc(file_chat_internal_v1_chat_server, 14);
 
 /**
  * @generated from message chat.internal.v1.ForgetBlocksRequest
@@ -436,7 +496,7 @@ export type ForgetBlocksRequest = Message<"chat.internal.v1.ForgetBlocksRequest"
  * Use `create(ForgetBlocksRequestSchema)` to create a new message.
  */
 export const ForgetBlocksRequestSchema: GenMessage<ForgetBlocksRequest> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 14);
+  messageDesc(file_chat_internal_v1_chat_server, 15);
 
 /**
  * Two users, in either order.
@@ -460,7 +520,7 @@ export type UserPair = Message<"chat.internal.v1.UserPair"> & {
  * Use `create(UserPairSchema)` to create a new message.
  */
 export const UserPairSchema: GenMessage<UserPair> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 15);
+  messageDesc(file_chat_internal_v1_chat_server, 16);
 
 /**
  * @generated from message chat.internal.v1.ForgetBlocksResponse
@@ -473,7 +533,7 @@ export type ForgetBlocksResponse = Message<"chat.internal.v1.ForgetBlocksRespons
  * Use `create(ForgetBlocksResponseSchema)` to create a new message.
  */
 export const ForgetBlocksResponseSchema: GenMessage<ForgetBlocksResponse> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_chat_server, 16);
+  messageDesc(file_chat_internal_v1_chat_server, 17);
 
 /**
  * ChatServerService is what a chat server offers to the other processes.

@@ -22,6 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
 import { ServerFrame } from "../../v1/session.js";
+import { ErrorCode, errorCodeFromJSON, errorCodeToJSON } from "../../v1/types.js";
 
 export const protobufPackage = "chat.internal.v1";
 
@@ -42,6 +43,13 @@ export interface SessionRequest {
      * holds (resumes) live pushes to that session and lets sync catch up.
      */
     { $case: "flow"; value: FlowControl }
+    | //
+    /**
+     * The device handed the session a new access token (chat.v1.Reauthenticate),
+     * which the gateway checked: the chat server answers it in the session's
+     * order, after the client frames before it.
+     */
+    { $case: "reauthentication"; value: Reauthentication }
     | undefined;
 }
 
@@ -57,6 +65,24 @@ export interface SessionOpen {
   /** "proto" or "json": how the device wants frames encoded. */
   encoding: string;
   gatewayId: string;
+}
+
+/** Reauthentication is the gateway's verdict on a chat.v1.Reauthenticate frame. */
+export interface Reauthentication {
+  /** The ref of the Reauthenticate frame. */
+  ref: bigint;
+  /** When the new token expires; unset when it was refused. */
+  tokenExpiresAt?:
+    | Date
+    | undefined;
+  /**
+   * Why it was refused (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED,
+   * RATE_LIMITED), for the session's Error to the device.
+   */
+  refusedCode: ErrorCode;
+  refusedReason: string;
+  /** For RATE_LIMITED. */
+  retryAfterMs: number;
 }
 
 export interface SessionClose {
@@ -178,6 +204,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "flow":
         FlowControl.encode(message.kind.value, writer.uint32(42).fork()).join();
         break;
+      case "reauthentication":
+        Reauthentication.encode(message.kind.value, writer.uint32(50).fork()).join();
+        break;
     }
     return writer;
   },
@@ -235,6 +264,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.kind = { $case: "flow", value: FlowControl.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.kind = { $case: "reauthentication", value: Reauthentication.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -264,6 +301,8 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "close", value: SessionClose.fromJSON(object.close) }
         : isSet(object.flow)
         ? { $case: "flow", value: FlowControl.fromJSON(object.flow) }
+        : isSet(object.reauthentication)
+        ? { $case: "reauthentication", value: Reauthentication.fromJSON(object.reauthentication) }
         : undefined,
     };
   },
@@ -281,6 +320,8 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.close = SessionClose.toJSON(message.kind.value);
     } else if (message.kind?.$case === "flow") {
       obj.flow = FlowControl.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "reauthentication") {
+      obj.reauthentication = Reauthentication.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -313,6 +354,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "flow": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "flow", value: FlowControl.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "reauthentication": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "reauthentication", value: Reauthentication.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -484,6 +531,158 @@ export const SessionOpen: MessageFns<SessionOpen> = {
     message.resumed = object.resumed ?? false;
     message.encoding = object.encoding ?? "";
     message.gatewayId = object.gatewayId ?? "";
+    return message;
+  },
+};
+
+function createBaseReauthentication(): Reauthentication {
+  return { ref: 0n, tokenExpiresAt: undefined, refusedCode: 0, refusedReason: "", retryAfterMs: 0 };
+}
+
+export const Reauthentication: MessageFns<Reauthentication> = {
+  encode(message: Reauthentication, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== 0n) {
+      if (BigInt.asUintN(64, message.ref) !== message.ref) {
+        throw new globalThis.Error("value provided for field message.ref of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.ref);
+    }
+    if (message.tokenExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.tokenExpiresAt), writer.uint32(18).fork()).join();
+    }
+    if (message.refusedCode !== 0) {
+      writer.uint32(24).int32(message.refusedCode);
+    }
+    if (message.refusedReason !== "") {
+      writer.uint32(34).string(message.refusedReason);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(40).uint32(message.retryAfterMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reauthentication {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReauthentication();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ref = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tokenExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.refusedCode = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.refusedReason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.retryAfterMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reauthentication {
+    return {
+      ref: isSet(object.ref) ? BigInt(object.ref) : 0n,
+      tokenExpiresAt: isSet(object.tokenExpiresAt)
+        ? fromJsonTimestamp(object.tokenExpiresAt)
+        : isSet(object.token_expires_at)
+        ? fromJsonTimestamp(object.token_expires_at)
+        : undefined,
+      refusedCode: isSet(object.refusedCode)
+        ? errorCodeFromJSON(object.refusedCode)
+        : isSet(object.refused_code)
+        ? errorCodeFromJSON(object.refused_code)
+        : 0,
+      refusedReason: isSet(object.refusedReason)
+        ? globalThis.String(object.refusedReason)
+        : isSet(object.refused_reason)
+        ? globalThis.String(object.refused_reason)
+        : "",
+      retryAfterMs: isSet(object.retryAfterMs)
+        ? globalThis.Number(object.retryAfterMs)
+        : isSet(object.retry_after_ms)
+        ? globalThis.Number(object.retry_after_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Reauthentication): unknown {
+    const obj: any = {};
+    if (message.ref !== 0n) {
+      obj.ref = message.ref.toString();
+    }
+    if (message.tokenExpiresAt !== undefined) {
+      obj.tokenExpiresAt = message.tokenExpiresAt.toISOString();
+    }
+    if (message.refusedCode !== 0) {
+      obj.refusedCode = errorCodeToJSON(message.refusedCode);
+    }
+    if (message.refusedReason !== "") {
+      obj.refusedReason = message.refusedReason;
+    }
+    if (message.retryAfterMs !== 0) {
+      obj.retryAfterMs = Math.round(message.retryAfterMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Reauthentication>, I>>(base?: I): Reauthentication {
+    return Reauthentication.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Reauthentication>, I>>(object: I): Reauthentication {
+    const message = createBaseReauthentication();
+    message.ref = (object.ref !== undefined && object.ref !== null) ? BigInt(object.ref) : 0n;
+    message.tokenExpiresAt = object.tokenExpiresAt ?? undefined;
+    message.refusedCode = object.refusedCode ?? 0;
+    message.refusedReason = object.refusedReason ?? "";
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };
