@@ -13,6 +13,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { connectRedis, engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
+import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { Etcd3 } from "etcd3";
 import kafkajs from "kafkajs";
 import { ConsumerGroups } from "../../internal/pipeline/topics.js";
@@ -139,6 +140,26 @@ describe("distributed mode on the real engines (separate processes)", function (
     // Both chat servers took sessions (least-loaded placement spreads them).
     const res = await fetch(`http://127.0.0.1:${chatServers[0]!.info.ops}/metrics`);
     assert.match(await res.text(), /chat_sessions [1-9]/);
+  });
+
+  it("keeps a session open past its token's expiry once handed a fresh token, through a gateway and a chat server", async () => {
+    const user = await signUp(apiUrl(), "re");
+    const other = await signUp(apiUrl(), "re");
+    const direct = (await user.api.channels.openDirect({ userId: other.userId })).channel!.channelId;
+    const keys = await loadOrCreateKeys(keysDir);
+    const who = { userId: user.userId, deviceId: user.devices[0]!.deviceId };
+    const ttlMs = 60_000;
+    const issuedAt = Date.now() - ttlMs + 3000; // expires 3 s from now
+    const { token: ending } = new TokenSigner(keys, { ttlMs, now: () => issuedAt }).sign(who);
+    const control = await connect(0, ending);
+    const renewed = await connect(0, ending);
+    const answer = await renewed.reauthenticate(user.devices[0]!.token);
+    assert.equal(answer.kind.case, "reauthenticated", answer.kind.case === "error" ? answer.kind.value.message : "");
+    assert.equal(await control.waitClosed(), 4002);
+    // Each user's sessions are swept about once a second on whichever chat server holds them.
+    await waitFor(() => Date.now() > issuedAt + ttlMs + 2500, "two sweeps past the first token's expiry");
+    assert.equal(renewed.closeCode, undefined);
+    assert.equal((await renewed.send(direct, "still here")).kind.case, "sendAck");
   });
 
   it("carries edits, deletes, replies and reactions through Kafka and Cassandra to every member on other gateways and chat servers, in order", async () => {
