@@ -33,17 +33,29 @@ function inboxOf(count: number, textBytes: number): Inbox {
   };
 }
 
+/** `chat` served on loopback, and a gateway's session stream to it. */
+async function gatewayStreamTo(chat: ChatServer) {
+  const server = new Server();
+  server.addService(ChatServerServiceService, chatServerService(chat));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  const stream = client.session();
+  const close = () => {
+    stream.cancel();
+    client.close();
+    chat.drain();
+    server.forceShutdown();
+  };
+  return { stream, close };
+}
+
 describe("chat server's gateway stream (ChatServerService/Session)", () => {
   it("resumes a catch-up that stalled on the stream's backlog once the backlog is written, with no later push to wake it", async () => {
     // Pages of 200 entries of 2 KB: each page alone is past the high-water mark, in one frame (no 'drain' from grpc-js).
     const chat = new ChatServer({ serverId: "t", inbox: inboxOf(500, 2_000), channels: {} as never, submitter: {} as never, limits: { highWaterBytes: 64 * 1024 } });
-    const server = new Server();
-    server.addService(ChatServerServiceService, chatServerService(chat));
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
-    const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    const stream = client.session();
+    const { stream, close } = await gatewayStreamTo(chat);
     let entries = 0;
     stream.on("data", (res: SessionResponse) => {
       if (res.kind?.$case !== "serverFrame") return;
@@ -55,10 +67,7 @@ describe("chat server's gateway stream (ChatServerService/Session)", () => {
       stream.write({ sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
       await waitFor(() => entries === 500, "every entry of the catch-up", 10_000);
     } finally {
-      stream.cancel();
-      client.close();
-      chat.drain();
-      server.forceShutdown();
+      close();
     }
   });
 });
@@ -66,13 +75,7 @@ describe("chat server's gateway stream (ChatServerService/Session)", () => {
 describe("chat server's gateway stream: a Reauthenticate's verdict", () => {
   it("answers the device in its session, with the error the gateway named, and moves the session's end", async () => {
     const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never });
-    const server = new Server();
-    server.addService(ChatServerServiceService, chatServerService(chat));
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
-    const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    const stream = client.session();
+    const { stream, close } = await gatewayStreamTo(chat);
     const frames: ServerFrame[] = [];
     stream.on("data", (res: SessionResponse) => {
       if (res.kind?.$case === "serverFrame") frames.push(fromBinary(ServerFrameSchema, res.kind.value));
@@ -95,10 +98,7 @@ describe("chat server's gateway stream: a Reauthenticate's verdict", () => {
       assert.ok(renewed!.kind.case === "reauthenticated");
       assert.equal(Number(renewed!.kind.value.tokenExpiresAt!.seconds), Math.floor(renewedTo / 1000));
     } finally {
-      stream.cancel();
-      client.close();
-      chat.drain();
-      server.forceShutdown();
+      close();
     }
   });
 });
