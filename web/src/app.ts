@@ -138,6 +138,12 @@ export class ChatApp {
   private readonly pending = new Map<string, Pending>();
   private readonly changes = new Map<string, PendingChange>();
   private editing?: Editing;
+  /**
+   * Per chat: my edit the server refused (the edit window passed, too many
+   * edits, the server down), its text kept for the edit box until it can go
+   * back there: its chat open, its message shown, no other edit under way.
+   */
+  private readonly refusedEdits = new Map<string, { seq: bigint; text: string }>();
   /** Per chat: the message the composer's text replies to, as it was when the reply began. */
   private readonly replies = new Map<string, Message>();
   /**
@@ -513,6 +519,7 @@ export class ChatApp {
       } else if (ev.key === "Escape" && this.editing) {
         ev.preventDefault();
         this.endEdit();
+        this.resumeRefusedEdit();
       } else if (ev.key === "Escape" && this.open && this.replies.has(key(this.open.id))) {
         ev.preventDefault();
         this.endReply(this.open.id);
@@ -527,6 +534,7 @@ export class ChatApp {
     });
     ui.editCancel.addEventListener("click", () => {
       this.endEdit();
+      this.resumeRefusedEdit();
       ui.input.focus();
     });
     ui.replyCancel.addEventListener("click", () => {
@@ -699,6 +707,7 @@ export class ChatApp {
     const reply = this.replies.get(key(channelId));
     if (reply && reply.seq <= through) this.endReply(channelId);
     if (this.editing?.channelId === channelId && this.editing.seq <= through) this.endEdit();
+    if ((this.refusedEdits.get(key(channelId))?.seq ?? through + 1n) <= through) this.refusedEdits.delete(key(channelId));
     if (this.reacting?.channelId === channelId && this.reacting.seq <= through) this.reacting = undefined;
     const open = this.open;
     if (open?.id !== channelId) return;
@@ -990,6 +999,11 @@ export class ChatApp {
       const what = { edit: "Could not edit the message", delete: "Could not delete the message", reaction: "Could not react to the message" }[change.kind];
       this.toast(`${what}: ${error}`);
       if (this.open?.id === change.channelId) this.rerenderMessages();
+      // What was typed for the edit is not lost with it: it goes back to the edit box.
+      if (change.kind === "edit") {
+        this.refusedEdits.set(key(change.channelId), { seq: change.seq, text: change.text });
+        this.resumeRefusedEdit();
+      }
       return;
     }
     const p = this.pending.get(clientMsgId);
@@ -1225,6 +1239,7 @@ export class ChatApp {
       open.early = [];
       this.mergeMessages(open, [...res.messages, ...early], "bottom");
       this.applyLateChanges(open, early.filter(isChange));
+      this.resumeRefusedEdit();
     } catch (err) {
       if (this.notInIt(open, err)) return;
       open.failed = true;
@@ -1359,8 +1374,19 @@ export class ChatApp {
     this.ui.scroller.scrollTop = this.ui.scroller.scrollHeight;
   }
 
-  /** Puts one of my messages in the composer to edit; the draft there comes back when the edit ends. */
-  private startEdit(m: Message): void {
+  /** Back in the edit box, the open chat's refused edit, if its message is shown, and no edit is under way. */
+  private resumeRefusedEdit(): void {
+    const open = this.open;
+    const refused = open?.loaded && !this.editing ? this.refusedEdits.get(key(open.id)) : undefined;
+    if (!open || !refused) return;
+    const m = this.shownMessages(open).messages.find((x) => x.seq === refused.seq);
+    if (!m) return;
+    this.refusedEdits.delete(key(open.id));
+    this.startEdit(m, refused.text);
+  }
+
+  /** Puts one of my messages in the composer to edit (with `text`, an edit typed before); the draft there comes back when the edit ends. */
+  private startEdit(m: Message, text = m.text): void {
     const open = this.open;
     if (!open || m.senderUserId !== this.me || m.deleted || isNote(m)) return;
     this.endReply(open.id);
@@ -1371,7 +1397,7 @@ export class ChatApp {
     ui.editBar.hidden = false;
     ui.send.textContent = "Save";
     ui.send.setAttribute("aria-label", "Save the edit");
-    ui.input.value = m.text;
+    ui.input.value = text;
     this.autosize();
     this.renderCounter();
     this.rerenderMessages();
@@ -1419,6 +1445,7 @@ export class ChatApp {
     const e = this.editing!;
     this.endEdit();
     if (text !== e.original) this.change(e.channelId, e.seq, text, "edit");
+    this.resumeRefusedEdit();
   }
 
   private confirmDelete(m: Message): void {
