@@ -58,9 +58,10 @@ export class CassandraAccountStore implements AccountStore {
       insertUser: `INSERT INTO ${t("users")} (user_id, username, display_name, password_hash, created_at_ms)
                    VALUES (?, ?, ?, ?, ?)`,
       user: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id = ?`,
-      displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF EXISTS`,
-      passwordHash: `UPDATE ${t("users")} SET password_hash = ? WHERE user_id = ? IF EXISTS`,
-      deleteUser: `UPDATE ${t("users")} SET username = '', display_name = '', password_hash = '' WHERE user_id = ?`,
+      // username > '': an existing account not deleted (a missing row's null compares false, so none is made).
+      displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF username > ''`,
+      passwordHash: `UPDATE ${t("users")} SET password_hash = ? WHERE user_id = ? IF username > ''`,
+      deleteUser: `UPDATE ${t("users")} SET username = '', display_name = '', password_hash = '' WHERE user_id = ? IF EXISTS`,
 
       insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
@@ -166,11 +167,16 @@ export class CassandraAccountStore implements AccountStore {
     const u = await this.getUser(userId);
     if (!u || isDeletedUser(u)) return;
     const lower = u.username.toLowerCase();
-    // Logged: the row loses its name and leaves search together.
-    await this.db.batch([
-      { query: this.q.deleteUser, params: [userId] },
-      this.search.deleteStatement(lower),
-    ], { logged: true });
+    // Out of search first: a deletion cut short before the row is emptied
+    // is run again whole, whereas one cut short after it stops above, the
+    // row no longer naming what search holds.
+    const leave = this.search.deleteStatement(lower);
+    await this.db.write(leave.query, leave.params);
+    // A compare-and-set, as every other change of the row: a plain write
+    // racing a change of the display name or password hash in the same
+    // millisecond ties with its Paxos commit on the timestamp, and the
+    // greater value, never the empty one, wins the tie.
+    await this.db.lwt(this.q.deleteUser, [userId]);
     // Last, so the name is never free while the row still carries it; if this
     // never runs, claimUsername takes the claim over from the deleted holder.
     await this.db.lwt(this.q.release, [lower, userId]);

@@ -153,6 +153,26 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.getUsers([u.userId, second.userId, third.userId]), [deleted(u), deleted(second), third]);
       });
 
+      it("a deleted user stays deleted: a display name or password hash set after the deletion (a request in flight) changes nothing", async () => {
+        const u = await newUser();
+        await s.deleteUser(u.userId);
+        await s.updateDisplayName(u.userId, "Back again");
+        await s.updatePasswordHash(u.userId, "$argon2id$after");
+        assert.deepStrictEqual(await s.getUser(u.userId), deleted(u));
+        assert.deepStrictEqual(await s.getUsers([u.userId]), [deleted(u)]);
+      });
+
+      it("a deletion racing a change of the display name or password hash leaves the account deleted, whichever lands first", async () => {
+        for (let i = 0; i < 30; i++) {
+          const u = await newUser();
+          const deletion = s.deleteUser(u.userId);
+          // Let the deletion's first request go out before the changes'.
+          await new Promise((r) => setImmediate(r));
+          await Promise.all([deletion, s.updateDisplayName(u.userId, "Racing"), s.updatePasswordHash(u.userId, "$argon2id$racing")]);
+          assert.deepStrictEqual(await s.getUser(u.userId), deleted(u), `round ${i}`);
+        }
+      });
+
       it("deleting again, or an unknown user, does nothing, even once the name is taken again", async () => {
         const u = await newUser();
         await s.deleteUser(u.userId);

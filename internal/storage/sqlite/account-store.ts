@@ -41,8 +41,10 @@ function build(db: SqliteDatabase) {
     userById: p("SELECT * FROM users WHERE user_id = ?"),
     searchUsers: p(`SELECT * FROM users WHERE username_lower >= ? AND username_lower < ? AND username <> ''
                     ORDER BY username_lower LIMIT ?`),
-    updateDisplayName: p("UPDATE users SET display_name = ? WHERE user_id = ?"),
-    updatePasswordHash: p("UPDATE users SET password_hash = ? WHERE user_id = ?"),
+    // username <> '': a change landing after the account's deletion (a request in flight) must not
+    // give the deleted account a name or a password again.
+    updateDisplayName: p("UPDATE users SET display_name = ? WHERE user_id = ? AND username <> ''"),
+    updatePasswordHash: p("UPDATE users SET password_hash = ? WHERE user_id = ? AND username <> ''"),
     // username_lower is UNIQUE and NOT NULL: freeing the name takes a placeholder
     // unique per user, and '#' is outside a username's alphabet, so it clashes
     // with no real name.
