@@ -1208,6 +1208,24 @@ describe("web client in headless Chromium", function () {
       assert.equal(res.user?.username, name);
     });
   });
+
+  describe("signed out in another tab", () => {
+    it("closes the dialog this tab had open, so its sign-in screen can be used, and nothing of it acts for the next account", async () => {
+      const { context, page } = await newPage("tab-one");
+      await signUpInPage(page, chatd.httpUrl, unique("gwen"), "correct horse battery", "Gwen");
+      const other = watchPage(await context.newPage(), "tab-two", problems);
+      await other.goto(chatd.httpUrl);
+      await waitConnected(other);
+      await other.getByTestId("new-group").click();
+      await other.getByTestId("group-dialog").waitFor();
+
+      await page.getByTestId("logout").click();
+      await other.getByTestId("auth-form").waitFor({ timeout: 10_000 });
+      await other.getByTestId("group-dialog").waitFor({ state: "detached", timeout: 5_000 });
+      // Not behind a modal any more: the sign-in form takes a click and typing.
+      await other.locator("input[name=username]").fill("someone", { timeout: 5_000 });
+    });
+  });
 });
 
 /**

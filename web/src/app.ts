@@ -195,6 +195,13 @@ export class ChatApp {
   private showArchive = false;
   /** The dialog of the invite link the page was opened at (#/join/<code>). */
   private joining?: { code: string; close(): void };
+  /**
+   * The other dialogs opened (new group, account, a group's invite link):
+   * modal, over the whole page, so they close with the app. Left open after a
+   * sign-out (here or in another tab) they kept the sign-in screen under them
+   * out of reach, and acted for whoever signed in next.
+   */
+  private readonly dialogs = new Set<{ close(): void }>();
   private searchSeq = 0;
   private searchTimer?: number;
   private lastTypingSent = 0;
@@ -454,6 +461,8 @@ export class ChatApp {
   destroy(): void {
     this.destroyed = true;
     this.joining?.close();
+    for (const d of this.dialogs) d.close();
+    this.dialogs.clear();
     this.session.stop();
     for (const c of this.cleanups) c();
   }
@@ -474,14 +483,14 @@ export class ChatApp {
     ui.logout.addEventListener("click", () => void this.logout());
     ui.push.addEventListener("click", () => void this.togglePush());
     ui.account.addEventListener("click", () =>
-      openAccountDialog({
+      this.dialogs.add(openAccountDialog({
         changePassword: async (currentPassword, newPassword) =>
           (await this.api.auth.changePassword({ currentPassword, newPassword })).devicesSignedOut,
         deleteAccount: async (password) => {
           await this.api.auth.deleteAccount({ password });
           this.signOut("Your account was deleted.");
         },
-      }),
+      })),
     );
     ui.visibility.addEventListener("change", () => void this.setVisibility(Number(ui.visibility.value)));
     ui.block.addEventListener("click", () => void this.toggleBlock());
@@ -1143,12 +1152,12 @@ export class ChatApp {
     const c = this.open && this.channels.get(key(this.open.id));
     if (!c || !manages(c)) return;
     const channelId = c.channelId;
-    openInviteDialog(this.channelName(c), {
+    this.dialogs.add(openInviteDialog(this.channelName(c), {
       link: async (reset) => inviteUrl((await this.api.channels.getInviteLink({ channelId, reset })).code),
       revoke: async () => {
         await this.api.channels.revokeInviteLink({ channelId });
       },
-    });
+    }));
   }
 
   private closeChat(): void {
@@ -1582,7 +1591,7 @@ export class ChatApp {
   }
 
   private newGroup(): void {
-    openGroupDialog({
+    this.dialogs.add(openGroupDialog({
       search: (q) => this.searchUsers(q),
       create: async (title, members) => {
         try {
@@ -1594,7 +1603,7 @@ export class ChatApp {
           throw new Error(describeError(err));
         }
       },
-    });
+    }));
   }
 
   private async logout(): Promise<void> {

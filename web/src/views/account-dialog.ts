@@ -8,7 +8,7 @@ export interface AccountDialogActions {
 }
 
 /** A modal for what changes the account itself: its password, or its end. */
-export function openAccountDialog(actions: AccountDialogActions): void {
+export function openAccountDialog(actions: AccountDialogActions): { close(): void } {
   const current = h("input", { type: "password", autocomplete: "current-password", required: true, "data-testid": "current-password" });
   const next = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8, "data-testid": "new-password" });
   const changeNote = h("p", { class: "form-error", role: "alert", "data-testid": "password-note" });
@@ -72,4 +72,5 @@ export function openAccountDialog(actions: AccountDialogActions): void {
   document.body.append(dialog);
   dialog.showModal();
   current.focus();
+  return { close: () => dialog.open && dialog.close() };
 }

@@ -8,7 +8,7 @@ export interface GroupDialogActions {
 }
 
 /** A modal to name a group and pick its first members by username. */
-export function openGroupDialog(actions: GroupDialogActions): void {
+export function openGroupDialog(actions: GroupDialogActions): { close(): void } {
   const picked = new Map<string, User>();
   const title = h("input", { name: "title", required: true, maxlength: 128, placeholder: "Weekend plans", "data-testid": "group-title" });
   const query = h("input", { type: "search", placeholder: "Add people by username", autocomplete: "off", autocapitalize: "none", "data-testid": "group-search" });
@@ -96,4 +96,5 @@ export function openGroupDialog(actions: GroupDialogActions): void {
   document.body.append(dialog);
   dialog.showModal();
   title.focus();
+  return { close: () => dialog.open && dialog.close() };
 }

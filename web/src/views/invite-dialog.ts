@@ -9,7 +9,7 @@ export interface InviteDialogActions {
 }
 
 /** A modal for a group's owner and admins: the invite link to copy, reset or turn off. */
-export function openInviteDialog(groupName: string, actions: InviteDialogActions): void {
+export function openInviteDialog(groupName: string, actions: InviteDialogActions): { close(): void } {
   const url = h("input", { readonly: true, "aria-label": "Invite link", "data-testid": "invite-url" });
   const note = h("p", { class: "hint", role: "status", "data-testid": "invite-note" }, "Making the link…");
   const copy = h("button", { type: "button", class: "primary", "data-testid": "invite-copy", disabled: true }, "Copy");
@@ -85,4 +85,5 @@ export function openInviteDialog(groupName: string, actions: InviteDialogActions
   document.body.append(dialog);
   dialog.showModal();
   void act(() => actions.link(false), "Share it with whoever should join.");
+  return { close: () => dialog.open && dialog.close() };
 }
