@@ -65,6 +65,30 @@ describe("chat server presence hooks", () => {
   });
 });
 
+describe("chat server presence: a device found signed out by a Reauthenticate", () => {
+  it("is offline at once (as at a logout), and its other sessions here are closed with 4003 too", async () => {
+    const { hooks, calls } = recordingHooks();
+    const loggedOut: Id[] = [];
+    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
+    let signedOut = false;
+    const revoked = async () => signedOut;
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked });
+    const closes: number[][] = [[], []];
+    const [first] = closes.map((codes) =>
+      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) }),
+    );
+    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "both sessions started");
+    // Signed out through a process whose close never reached this one (the routing table was down).
+    signedOut = true;
+    first!.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
+    await waitFor(() => closes[0]!.length > 0, "the close");
+    assert.deepEqual(closes, [[4003], [4003]]);
+    assert.deepEqual(loggedOut, [7n], "offline at once, not a grace period after its last heartbeat");
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
+});
+
 describe("chat server presence events across a block", () => {
   it("drops an ONLINE about someone lately blocked (either way) that arrives after the block's OFFLINE, and passes them again after an unblock", async () => {
     let blocked = false;

@@ -308,8 +308,13 @@ export class Session implements SessionHandle {
     }
     // A token signed before the device was signed out stays valid until it
     // expires; a session whose close was missed (the routing table down)
-    // must not live on with it.
-    if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
+    // must not live on with it. As a logout does: every session of the device
+    // here is closed, and presence told at once (a session's own 4003 close
+    // tells it nothing, leaving the device online a grace period past its last heartbeat).
+    if (signedOut) {
+      if (this.open) await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+      return;
+    }
     if (!this.open) return;
     if (expiresAtMs > this.identity.tokenExpiresAtMs) this.identity.tokenExpiresAtMs = expiresAtMs;
     this.send(
