@@ -139,6 +139,18 @@ describe("session: frames of no known kind", () => {
     assert.deepStrictEqual(closes, [4400]);
     server.drain();
   });
+
+  it("counts a Reauthenticate between them as a good frame: ten bad ones in a row, not in all, close a session", async () => {
+    const { server, handle, next, closes } = openSession(inboxKeeping([]));
+    await next("welcome");
+    const empty = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n }));
+    for (let i = 0; i < 9; i++) handle.receive(empty);
+    handle.reauthenticate({ ref: 4n, expiresAtMs: Date.now() + 900_000 });
+    await next("reauthenticated");
+    for (let i = 0; i < 9; i++) handle.receive(empty);
+    assert.deepStrictEqual(closes, []);
+    server.drain();
+  });
 });
 
 describe("session: read and typing from a non-member", () => {

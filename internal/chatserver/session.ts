@@ -294,6 +294,8 @@ export class Session implements SessionHandle {
       if (this.refusals.take() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       return this.sendError(refused, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
     }
+    // A well-formed frame, whatever the verdict on its token: it ends a run of malformed ones.
+    this.badFrames = 0;
     if ("refused" in verdict) return this.sendError(refused, verdict.refused);
     this.extendToken(verdict.ref, verdict.expiresAtMs).catch((err) => this.sendError(refused, err));
   }
