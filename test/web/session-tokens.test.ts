@@ -82,4 +82,25 @@ describe("web: the realtime session with access tokens of 10 s", function () {
       session.stop();
     }
   });
+
+  it("hands over a fresh token once a good part of the token's life is gone, not every second while the token is shorter than a minute", async () => {
+    const me = await signUp(chatd.httpUrl, "web");
+    const auth = new Auth();
+    const login = await apiClients(chatd.httpUrl).auth.login({ username: me.username, password: me.password, device: { name: "web" } });
+    const first = auth.store(login.credentials!);
+    let refreshes = 0;
+    const refresh = auth.refresh.bind(auth);
+    auth.refresh = (force) => (refreshes++, refresh(force));
+    const session = new RealtimeSession(auth, new Proxy({}, { get: () => () => undefined }) as never, chatd.wsUrl);
+    try {
+      session.start();
+      await waitFor(() => session.state === "open", "the session open");
+      await waitFor(() => Date.now() > first.accessExpiresAtMs + 1500, "the first token's expiry", 20_000, 100);
+      // Each token is refreshed once, at the earliest half way through its life: two in these 11.5 s.
+      assert.ok(refreshes >= 1 && refreshes <= 3, `${refreshes} refreshes in the first token's life and a bit`);
+      assert.equal(session.sessions, 1);
+    } finally {
+      session.stop();
+    }
+  });
 });

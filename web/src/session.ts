@@ -115,10 +115,15 @@ interface TokenLife {
 /**
  * When to hand the session a fresh token: once 80% of the token's life is
  * gone, or a minute before it ends if that is sooner (a background tab's
- * timers may run a minute late), but not at once.
+ * timers may run a minute late), but not before half its life, nor at once.
+ * A token of a minute or less (CHAT_ACCESS_TOKEN_TTL_S goes down to 10) has
+ * no minute to spare: the minute before its end is its start, and every
+ * token was refreshed and handed over a second after the last.
  */
 function reauthenticateAt(life: TokenLife, now = Date.now()): number {
-  return Math.max(now + 1000, Math.min(life.issuedMs + 0.8 * (life.expiresMs - life.issuedMs), life.expiresMs - 60_000));
+  const span = life.expiresMs - life.issuedMs;
+  const at = Math.min(life.issuedMs + 0.8 * span, life.expiresMs - 60_000);
+  return Math.max(now + 1000, life.issuedMs + 0.5 * span, at);
 }
 
 export class RealtimeSession {
