@@ -18,12 +18,14 @@ export interface ReauthenticateAsk {
  * The Reauthenticate in a device's frame, if that is what the frame is. Any
  * other frame, or one that cannot be read, is the chat server's to answer,
  * so it is passed on undecoded: a binary frame's kind is read from its
- * top-level tags, and only a JSON text that names the kind is parsed here.
+ * top-level tags, and only a JSON text that may name the kind is parsed here.
  */
 export function reauthenticateIn(data: Uint8Array | string, encoding: FrameEncoding): ReauthenticateAsk | undefined {
   if (encoding === "json") {
     const text = typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
-    if (!text.includes("reauthenticate")) return undefined;
+    // A letter of the key may be written as a \u escape, which the chat server's
+    // decoder reads as the letter: it would refuse the frame as one that came round the gateway.
+    if (!text.includes("reauthenticate") && !text.includes("\\u")) return undefined;
   } else if (typeof data === "string" || clientFrameKind(data) !== REAUTHENTICATE_KIND) {
     return undefined;
   }
