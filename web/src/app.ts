@@ -1172,7 +1172,11 @@ export class ChatApp {
 
   private async openChannel(channelId: bigint): Promise<void> {
     let c = this.channels.get(key(channelId));
-    if (!c) c = await this.describe(channelId);
+    if (!c) {
+      c = await this.describe(channelId);
+      // Another chat, or the list, was opened while it was asked for: that one stays.
+      if (this.destroyed || location.hash !== `#/c/${channelId}`) return;
+    }
     if (!c) {
       this.toast("That chat does not exist or you are not in it.");
       location.hash = "";
