@@ -266,6 +266,38 @@ describe("cassandra storage", function () {
       await meta(String(SCHEMA_VERSION));
     });
 
+    it("an upgrade that a later build's upgrade overtook (both read the older version) refuses the keyspace, never moves its version back", async () => {
+      const ks = newKeyspace();
+      const client = createClient(connection());
+      const version = async () =>
+        (await client.execute(`SELECT value FROM ${ks}.meta WHERE key = 'schema_version'`)).first()?.get("value") as string;
+      try {
+        await applySchema(client, { keyspace: ks });
+        await client.execute(`UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version' IF value = ?`, ["7", String(SCHEMA_VERSION)], { prepare: true });
+        const later = String(SCHEMA_VERSION + 1);
+        // This build's upgrade from 7 has read the version; the later build's lands before it writes.
+        let overtaken = false;
+        const racing = new Proxy(client, {
+          get(target, prop, receiver) {
+            if (prop !== "execute") return Reflect.get(target, prop, receiver);
+            return async (query: string, params?: unknown[], options?: object) => {
+              if (!overtaken && /^UPDATE \S+\.meta SET value/.test(query)) {
+                overtaken = true;
+                await target.execute(`UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version' IF value = ?`, [later, "7"], { prepare: true });
+              }
+              return target.execute(query, params, options);
+            };
+          },
+        });
+        await assert.rejects(applySchema(racing, { keyspace: ks }), /newer than this build/);
+        assert.ok(overtaken);
+        assert.equal(await version(), later);
+      } finally {
+        await client.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+        await client.shutdown();
+      }
+    });
+
     it("upgrades a keyspace of schema 2 to per-device dedup: for a day, a send from before is still caught, by its own device only", async () => {
       const st = s();
       const cql = (q: string, params: unknown[] = []) => st.client.execute(q, params, { prepare: true });

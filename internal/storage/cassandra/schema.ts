@@ -249,19 +249,45 @@ export async function applySchema(client: Client, o: SchemaOptions): Promise<Sch
   const wanted = o.bucketSize ?? DEFAULT_BUCKET_SIZE;
   if (!Number.isSafeInteger(wanted) || wanted < 1) throw new Error(`bucketSize must be a positive integer, got ${wanted}`);
   const bucketSize = Number(await claimMeta(client, ks, "bucket_size", String(wanted)));
-  const version = Number(await claimMeta(client, ks, "schema_version", String(SCHEMA_VERSION)));
-  if (version > SCHEMA_VERSION) {
-    throw new Error(`keyspace ${ks} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
-  }
+  const stored = await claimMeta(client, ks, "schema_version", String(SCHEMA_VERSION));
+  const version = Number(stored);
+  if (version > SCHEMA_VERSION) throw newerKeyspace(ks, version);
   // An older keyspace is upgraded in place (its new tables exist now); older
   // builds then refuse it rather than append beside this one. The moment of
   // the move to 3 is claimed before the version, so a starter that dies in
   // between leaves it for the next one (whose claim finds the first value).
   if (version < SCHEMA_VERSION) {
     if (version < 3) await claimMeta(client, ks, DEVICE_DEDUP_SINCE, String(Date.now()));
-    await client.execute(`UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version'`, [String(SCHEMA_VERSION)], { prepare: true });
+    await raiseVersion(client, ks, stored);
   }
   return { keyspace: ks, bucketSize };
+}
+
+/**
+ * Moves schema_version up from `from` to this build's, compare-and-set as
+ * its claim was. A plain write landing after a later build's upgrade (both
+ * read the older version) moved the version back down, and builds older
+ * than that one then started beside it; the refusal of a newer keyspace
+ * holds for this race too.
+ */
+async function raiseVersion(client: Client, ks: string, from: string): Promise<void> {
+  for (;;) {
+    const r = await client.execute(
+      `UPDATE ${ks}.meta SET value = ? WHERE key = 'schema_version' IF value = ?`,
+      [String(SCHEMA_VERSION), from],
+      { prepare: true },
+    );
+    const row = r.first();
+    if (row.get("[applied]") === true) return;
+    const now = row.get("value") as string;
+    if (Number(now) > SCHEMA_VERSION) throw newerKeyspace(ks, Number(now));
+    if (Number(now) === SCHEMA_VERSION) return;
+    from = now;
+  }
+}
+
+function newerKeyspace(ks: string, version: number): Error {
+  return new Error(`keyspace ${ks} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
 }
 
 /** Reads the layout of a keyspace made by applySchema (for processes that do not apply it). */
