@@ -33,6 +33,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   else if (c.clearedThroughSeq > 0n) text = "History cleared";
   else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
   const unread = Number(c.unreadCount);
+  // The time it is placed by: a clear of its history takes its last message, not its place.
   return h(
     "li",
     {},
@@ -51,7 +52,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
       h(
         "span",
         { class: "channel-main" },
-        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.createdAt)))),
+        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.lastActivityAt) ?? tsMs(c.createdAt)))),
         h(
           "span",
           { class: "channel-bottom" },
