@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { CredentialsSchema } from "../../gen/es/chat/v1/auth_pb.js";
 
 // The web client's Auth in Node: localStorage and the storage event of another tab, as a browser has them.
@@ -97,6 +98,23 @@ describe("web: one signed-in device for every tab", () => {
     await refreshing;
 
     assert.equal(auth.current?.deviceId, "22");
+  });
+
+  it("does not sign out another tab's sign-in, made while a refresh of the device before was on its way, when that refresh is refused", async () => {
+    const auth = new Auth();
+    auth.store(issued(0));
+    let refuse!: (err: unknown) => void;
+    (auth as unknown as { client: unknown }).client = { refresh: () => new Promise((_, reject) => (refuse = reject)) };
+    let lost = 0;
+    auth.onLost(() => lost++);
+    const refreshing = auth.refresh(true);
+    await new Promise((r) => setImmediate(r));
+    anotherTab(credentials("2", "22"));
+    refuse(new ConnectError("the device was signed out", Code.Unauthenticated));
+    await refreshing.catch(() => undefined);
+
+    assert.equal(auth.current?.deviceId, "22", "the sign-in made in the other tab was wiped");
+    assert.equal(lost, 0, "told signed out");
   });
 
   it("keeps a token's lifetime by the browser's clock when it is ahead of the server's: no refresh before every call, one near the end", async () => {

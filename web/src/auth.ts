@@ -153,6 +153,9 @@ export class Auth {
         if (now?.deviceId !== c.deviceId || now.refreshToken !== c.refreshToken) return this.required();
         return this.store(res.credentials!);
       } catch (err) {
+        // Another tab signed in, or out, meanwhile: the refusal is of the device before, and clearing would sign that tab's sign-in out.
+        const now = this.read();
+        if (now?.deviceId !== c.deviceId || now.refreshToken !== c.refreshToken) return this.required();
         if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
           this.clear();
           this.emitLost();
