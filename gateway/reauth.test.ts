@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ClientFrameSchema } from "../gen/es/chat/v1/session_pb.js";
 import { reauthenticateIn } from "./reauth.js";
 
 describe("gateway: the Reauthenticate in a device's frame", () => {
@@ -17,5 +19,14 @@ describe("gateway: the Reauthenticate in a device's frame", () => {
     for (const text of ['{"ref":"3","heartbeat":{}}', '{"ref":"3","send":{"text":"reauthenticate \\u00e9"}}', '{"reauthenticate":', "reauthenticate"]) {
       assert.equal(reauthenticateIn(text, "json"), undefined, text);
     }
+  });
+
+  it("finds it in a binary frame that carries a field this server does not know after it (a newer client's)", () => {
+    const reauth = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n, kind: { case: "reauthenticate", value: { accessToken: "t" } } }));
+    // Field 20, length-delimited: "x".
+    const newer = Buffer.concat([reauth, Uint8Array.of(0xa2, 0x01, 0x01, 0x78)]);
+    assert.deepEqual(reauthenticateIn(newer, "proto"), { ref: 3n, accessToken: "t" });
+    const heartbeat = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n, kind: { case: "heartbeat", value: {} } }));
+    assert.equal(reauthenticateIn(Buffer.concat([heartbeat, Uint8Array.of(0xa2, 0x01, 0x01, 0x78)]), "proto"), undefined);
   });
 });

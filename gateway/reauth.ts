@@ -1,5 +1,6 @@
 import { ChatError, isChatError } from "../internal/model/errors.js";
 import type { FrameEncoding, Reauthentication } from "../internal/chatserver/port.js";
+import { ClientFrameSchema } from "../gen/es/chat/v1/session_pb.js";
 import { decodeClientFrame } from "../internal/chatserver/codec.js";
 import { clientFrameKind } from "../internal/wire/client-frame-kind.js";
 import type { AccessTokenVerifier } from "./auth.js";
@@ -8,6 +9,8 @@ import type { AccessTokenVerifier } from "./auth.js";
 export const REAUTHENTICATE_INTERVAL_MS = 1000;
 
 const REAUTHENTICATE_KIND = 8;
+/** The field numbers of ClientFrame.kind, and 0 for none. */
+const KINDS = new Set([0, ...ClientFrameSchema.oneofs.find((o) => o.name === "kind")!.fields.map((f) => f.number)]);
 
 export interface ReauthenticateAsk {
   ref: bigint;
@@ -26,8 +29,13 @@ export function reauthenticateIn(data: Uint8Array | string, encoding: FrameEncod
     // A letter of the key may be written as a \u escape, which the chat server's
     // decoder reads as the letter: it would refuse the frame as one that came round the gateway.
     if (!text.includes("reauthenticate") && !text.includes("\\u")) return undefined;
-  } else if (typeof data === "string" || clientFrameKind(data) !== REAUTHENTICATE_KIND) {
+  } else if (typeof data === "string") {
     return undefined;
+  } else {
+    const kind = clientFrameKind(data);
+    // The last length-delimited field names the kind only if it is one of the kind's: a field of a newer
+    // ClientFrame after the kind (which the chat server's decoder skips) leaves it to the decoder to say.
+    if (kind === undefined || (KINDS.has(kind) && kind !== REAUTHENTICATE_KIND)) return undefined;
   }
   try {
     const frame = decodeClientFrame(data, encoding);
