@@ -175,4 +175,26 @@ describe("web: the realtime session", () => {
       session.stop();
     }
   });
+
+  it("shows itself offline, not connecting, while it cannot get a token to connect with (the refresh cannot reach the server)", async () => {
+    let asked = 0;
+    const auth = {
+      current: { deviceId: "9", accessToken: "t" },
+      accessToken: async () => {
+        asked++;
+        throw new TypeError("Failed to fetch");
+      },
+    };
+    const states: string[] = [];
+    const handlers = new Proxy({}, { get: (_t, name) => (name === "state" ? (s: string) => states.push(s) : () => undefined) });
+    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
+    try {
+      session.start();
+      await waitFor(() => asked >= 1, "a token asked for");
+      await waitFor(() => states.at(-1) === "offline", `offline (states: ${states.join(", ")})`, 2_000).catch(() => assert.fail(`shown ${states.at(-1)}: ${states.join(", ")}`));
+      assert.equal(session.state, "offline");
+    } finally {
+      session.stop();
+    }
+  });
 });

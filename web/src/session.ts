@@ -255,6 +255,9 @@ export class RealtimeSession {
       token = await this.auth.accessToken();
     } catch {
       if (!this.auth.current) return this.handlers.signedOut();
+      if (this.stopped) return;
+      // No token to connect with (its refresh could not reach the server): offline until the next try, not "Connecting…" all along.
+      this.setState("offline", "the server cannot be reached");
       return this.reconnectSoon();
     }
     if (this.stopped) return;
