@@ -87,6 +87,27 @@ describe("chat server presence: a device found signed out by a Reauthenticate", 
     assert.equal(server.sessionCount, 0);
     server.drain();
   });
+
+  it("closes the device's sessions already open here when a new one of it finds it signed out as it starts", async () => {
+    const { hooks, calls } = recordingHooks();
+    const loggedOut: Id[] = [];
+    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
+    let signedOut = false;
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked: async () => signedOut });
+    const closes: number[][] = [[], []];
+    const open = (codes: number[]) =>
+      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) });
+    open(closes[0]!);
+    await waitFor(() => calls.some((c) => c.hook === "connected"), "the first session started");
+    // Signed out through a process whose close never reached this one; another tab of the device reconnects.
+    signedOut = true;
+    open(closes[1]!);
+    await waitFor(() => closes[1]!.length > 0, "the new session refused");
+    assert.deepEqual(closes, [[4003], [4003]]);
+    assert.deepEqual(loggedOut, [7n]);
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
 });
 
 describe("chat server presence events across a block", () => {

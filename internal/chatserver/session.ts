@@ -170,7 +170,8 @@ export class Session implements SessionHandle {
     const read = await this.readStart();
     if (!read || !this.open) return;
     const { head, signedOut } = read;
-    if (signedOut) return this.close(CloseCode.loggedOut, "this device is signed out; sign in again");
+    // As a logout does, and for any of the device's sessions here whose close was missed (see extendToken).
+    if (signedOut) return this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
     // Never past the head, as a SyncRequest: a cursor further on (an inbox put
     // back by a restore) would drop the next entries as sent already, and a
     // client taking the welcome's cursor as its own would drop them too. An
