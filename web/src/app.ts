@@ -670,6 +670,7 @@ export class ChatApp {
       if (!this.channels.has(k) && (this.changedAt.get(k) ?? 0) > asked) return undefined;
       if (turn < turns.kept) return this.channels.get(k) ?? c;
       turns.kept = turn;
+      const wasModerator = manages(this.channels.get(k));
       this.upsertChannel(c);
       if (c.kind === ChannelKind.DIRECT) {
         await this.ensureUsers([c.peerUserId]);
@@ -677,6 +678,8 @@ export class ChatApp {
       }
       this.renderSidebar();
       if (this.open?.id === channelId) this.renderHeader();
+      // Made an admin, or no longer one: Delete is offered on the others' messages, or not.
+      if (this.open?.id === channelId && manages(c) !== wasModerator) this.rerenderMessages();
       return c;
     } catch {
       return undefined;
