@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ErrorCode, type InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { ScriptedSocket } from "./fake-browser.js";
+import { ScriptedSocket, settle } from "./fake-browser.js";
 
 // The web client's realtime session in Node, on a scripted WebSocket.
 const stored = new Map<string, string>();
@@ -193,6 +193,28 @@ describe("web: the realtime session", () => {
       await waitFor(() => asked >= 1, "a token asked for");
       await waitFor(() => states.at(-1) === "offline", `offline (states: ${states.join(", ")})`, 2_000).catch(() => assert.fail(`shown ${states.at(-1)}: ${states.join(", ")}`));
       assert.equal(session.state, "offline");
+    } finally {
+      session.stop();
+    }
+  });
+
+  it("opens one socket when the browser says it is online again while a token for the next one is on its way", async () => {
+    let give!: (token: string) => void;
+    const auth = { current: { deviceId: "9", accessToken: "t" }, accessToken: () => new Promise<string>((r) => (give = r)) };
+    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
+    const before = ScriptedSocket.all.length;
+    try {
+      session.start();
+      await waitFor(() => give !== undefined, "a token asked for");
+      const asked = give;
+      // The window's "online" event, as the browser fires it when the network comes back.
+      (session as unknown as { onOnline: () => void }).onOnline();
+      await settle();
+      asked("t");
+      if (give !== asked) give("t");
+      await waitFor(() => ScriptedSocket.all.length > before, "a socket");
+      await settle();
+      assert.equal(ScriptedSocket.all.length - before, 1, "sockets opened");
     } finally {
       session.stop();
     }

@@ -142,6 +142,11 @@ export class RealtimeSession {
   private ackTimer?: number;
   private reauthTimer?: number;
   private attempts = 0;
+  /**
+   * A connect() waits for its token: one more (the browser back online, a
+   * timer) would open a second socket, and the first would stay open unread.
+   */
+  private connecting = false;
   private stopped = true;
   private catchingUp = false;
   /**
@@ -248,18 +253,21 @@ export class RealtimeSession {
   }
 
   private async connect(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.connecting) return;
     this.setState("connecting");
     let token: string;
+    this.connecting = true;
     try {
       token = await this.auth.accessToken();
     } catch {
+      this.connecting = false;
       if (!this.auth.current) return this.handlers.signedOut();
       if (this.stopped) return;
       // No token to connect with (its refresh could not reach the server): offline until the next try, not "Connecting…" all along.
       this.setState("offline", "the server cannot be reached");
       return this.reconnectSoon();
     }
+    this.connecting = false;
     if (this.stopped) return;
     this.usedToken = token;
     this.tokenLife = this.lifeOf(token);
@@ -314,7 +322,7 @@ export class RealtimeSession {
   }
 
   private reconnectSoon(delayMs?: number): void {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.ws || this.connecting) return;
     clearTimeout(this.reconnectTimer);
     const backoff = Math.min(15_000, 500 * 2 ** this.attempts++);
     const wait = delayMs ?? backoff / 2 + Math.random() * (backoff / 2);
