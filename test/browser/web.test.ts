@@ -1226,6 +1226,44 @@ describe("web client in headless Chromium", function () {
       await other.locator("input[name=username]").fill("someone", { timeout: 5_000 });
     });
   });
+
+  describe("an edit the server refuses", () => {
+    let windowed: ChatdProcess;
+    before(async () => {
+      windowed = await startChatd({ env: { CHAT_EDIT_WINDOW_S: "1" } });
+    });
+    after(async () => {
+      await windowed?.stop();
+      if (windowed) removeDataDir(windowed.dataDir);
+    });
+
+    it("keeps what was typed for it in the edit box, with the server's reason, once the edit window has passed", async () => {
+      const peer = await signUp(windowed.httpUrl, "peer");
+      const { page } = await newPage("late-editor");
+      await signUpInPage(page, windowed.httpUrl, unique("hal"), "correct horse battery", "Hal");
+      const me = (await storedCredentials(page))!;
+      const channel = (await peer.api.channels.openDirect({ userId: BigInt(me.userId) })).channel!;
+      await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+      await page.getByTestId("composer").fill("See you at 6");
+      await page.getByTestId("composer").press("Enter");
+      const mine = page.locator("[data-testid=message].mine", { hasText: "See you at 6" });
+      await mine.waitFor({ timeout: 10_000 });
+      const sentAt = Date.now();
+      await waitFor(() => Date.now() > sentAt + 1500, "the edit window gone by", 5_000, 100);
+
+      await page.getByTestId("composer").fill("half a next message");
+      await mine.hover();
+      await mine.getByTestId("edit-message").click();
+      await page.getByTestId("composer").fill("See you at 7, not 6: the train is late");
+      await page.getByTestId("composer").press("Enter");
+      await page.getByTestId("toast").filter({ hasText: /Could not edit the message: a message can only be edited within/ }).waitFor({ timeout: 10_000 });
+      await page.getByTestId("edit-bar").waitFor({ state: "visible", timeout: 5_000 });
+      assert.equal(await page.getByTestId("composer").inputValue(), "See you at 7, not 6: the train is late", "the text typed for the edit was lost");
+      assert.equal(await mine.getByTestId("message-text").textContent(), "See you at 6");
+      await page.getByTestId("edit-cancel").click();
+      assert.equal(await page.getByTestId("composer").inputValue(), "half a next message");
+    });
+  });
 });
 
 /**
