@@ -83,4 +83,27 @@ describe("web: an edit the server refuses", () => {
     assert.equal(composer().value, "typed, then I went to another chat", "the text typed for the edit was lost");
     assert.equal(editBar().hidden, false);
   });
+
+  it("keeps an edit under way when another chat is opened, and puts it back when its chat is opened again", async () => {
+    const server = new FakeServer();
+    const r = await chatWithMine(server, 74n);
+    server.addChat(75n, {}, 2);
+    composer().value = "my draft";
+    composer().dispatchEvent(new FakeEvent("input"));
+    shown(4n)!.querySelector("[data-testid=edit-message]")!.click();
+    composer().value = "half of a long edit";
+    composer().dispatchEvent(new FakeEvent("input"));
+
+    browser.go("#/c/75");
+    await waitFor(() => r.shownSeqs().length === 2, "the other chat open");
+    assert.equal(editBar().hidden, true);
+    assert.equal(composer().value, "");
+
+    browser.go("#/c/74");
+    await waitFor(() => r.shownSeqs().length === 4, "the chat open again");
+    assert.equal(composer().value, "half of a long edit", "the text typed for the edit was lost");
+    assert.equal(editBar().hidden, false);
+    root().querySelector("[data-testid=edit-cancel]")!.click();
+    assert.equal(composer().value, "my draft");
+  });
 });

@@ -139,11 +139,12 @@ export class ChatApp {
   private readonly changes = new Map<string, PendingChange>();
   private editing?: Editing;
   /**
-   * Per chat: my edit the server refused (the edit window passed, too many
-   * edits, the server down), its text kept for the edit box until it can go
-   * back there: its chat open, its message shown, no other edit under way.
+   * Per chat: my edit not saved, the server having refused it (the edit
+   * window passed, too many edits, the server down) or another chat opened
+   * while it was under way: its text kept for the edit box until it can go
+   * back there, its chat open, its message shown, no other edit under way.
    */
-  private readonly refusedEdits = new Map<string, { seq: bigint; text: string }>();
+  private readonly heldEdits = new Map<string, { seq: bigint; text: string }>();
   /** Per chat: the message the composer's text replies to, as it was when the reply began. */
   private readonly replies = new Map<string, Message>();
   /**
@@ -528,7 +529,7 @@ export class ChatApp {
       } else if (ev.key === "Escape" && this.editing) {
         ev.preventDefault();
         this.endEdit();
-        this.resumeRefusedEdit();
+        this.resumeHeldEdit();
       } else if (ev.key === "Escape" && this.open && this.replies.has(key(this.open.id))) {
         ev.preventDefault();
         this.endReply(this.open.id);
@@ -543,7 +544,7 @@ export class ChatApp {
     });
     ui.editCancel.addEventListener("click", () => {
       this.endEdit();
-      this.resumeRefusedEdit();
+      this.resumeHeldEdit();
       ui.input.focus();
     });
     ui.replyCancel.addEventListener("click", () => {
@@ -719,7 +720,7 @@ export class ChatApp {
     const reply = this.replies.get(key(channelId));
     if (reply && reply.seq <= through) this.endReply(channelId);
     if (this.editing?.channelId === channelId && this.editing.seq <= through) this.endEdit();
-    if ((this.refusedEdits.get(key(channelId))?.seq ?? through + 1n) <= through) this.refusedEdits.delete(key(channelId));
+    if ((this.heldEdits.get(key(channelId))?.seq ?? through + 1n) <= through) this.heldEdits.delete(key(channelId));
     if (this.reacting?.channelId === channelId && this.reacting.seq <= through) this.reacting = undefined;
     const open = this.open;
     if (open?.id !== channelId) return;
@@ -1013,8 +1014,8 @@ export class ChatApp {
       if (this.open?.id === change.channelId) this.rerenderMessages();
       // What was typed for the edit is not lost with it: it goes back to the edit box.
       if (change.kind === "edit") {
-        this.refusedEdits.set(key(change.channelId), { seq: change.seq, text: change.text });
-        this.resumeRefusedEdit();
+        this.heldEdits.set(key(change.channelId), { seq: change.seq, text: change.text });
+        this.resumeHeldEdit();
       }
       return;
     }
@@ -1164,6 +1165,7 @@ export class ChatApp {
   }
 
   private closeChat(): void {
+    this.holdEdit();
     this.endEdit();
     this.reacting = undefined;
     this.open = undefined;
@@ -1188,6 +1190,7 @@ export class ChatApp {
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], paging: new Set(), members: [], membersAsked: 0, readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
+    this.holdEdit();
     this.endEdit();
     this.reacting = undefined;
     this.open = open;
@@ -1255,7 +1258,7 @@ export class ChatApp {
       open.early = [];
       this.mergeMessages(open, [...res.messages, ...early], "bottom");
       this.applyLateChanges(open, early.filter(isChange));
-      this.resumeRefusedEdit();
+      this.resumeHeldEdit();
     } catch (err) {
       if (this.notInIt(open, err)) return;
       open.failed = true;
@@ -1390,14 +1393,21 @@ export class ChatApp {
     this.ui.scroller.scrollTop = this.ui.scroller.scrollHeight;
   }
 
-  /** Back in the edit box, the open chat's refused edit, if its message is shown, and no edit is under way. */
-  private resumeRefusedEdit(): void {
+  /** The edit under way in the open chat, changed, is kept for when the chat is opened again, as a draft is. */
+  private holdEdit(): void {
+    const e = this.editing;
+    const text = this.ui.input.value;
+    if (e && this.open?.id === e.channelId && text.trim() && text !== e.original) this.heldEdits.set(key(e.channelId), { seq: e.seq, text });
+  }
+
+  /** Back in the edit box, the open chat's edit not saved, if its message is shown, and no edit is under way. */
+  private resumeHeldEdit(): void {
     const open = this.open;
-    const refused = open?.loaded && !this.editing ? this.refusedEdits.get(key(open.id)) : undefined;
+    const refused = open?.loaded && !this.editing ? this.heldEdits.get(key(open.id)) : undefined;
     if (!open || !refused) return;
     const m = this.shownMessages(open).messages.find((x) => x.seq === refused.seq);
     if (!m) return;
-    this.refusedEdits.delete(key(open.id));
+    this.heldEdits.delete(key(open.id));
     this.startEdit(m, refused.text);
   }
 
@@ -1461,7 +1471,7 @@ export class ChatApp {
     const e = this.editing!;
     this.endEdit();
     if (text !== e.original) this.change(e.channelId, e.seq, text, "edit");
-    this.resumeRefusedEdit();
+    this.resumeHeldEdit();
   }
 
   private confirmDelete(m: Message): void {
