@@ -1163,10 +1163,14 @@ describe("web client in headless Chromium", function () {
 
   describe("with short-lived access tokens", () => {
     let shortChatd: ChatdProcess;
+    let opened = 0;
     before(async () => {
       shortChatd = await startChatd({ env: { CHAT_ACCESS_TOKEN_TTL_S: "10" } });
+      opened = contexts.length;
     });
     after(async () => {
+      // Its pages first: left open, they would try to reconnect to the chatd stopped and log it in the next test.
+      for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
       await shortChatd?.stop();
       if (shortChatd) removeDataDir(shortChatd.dataDir);
     });
@@ -1229,10 +1233,13 @@ describe("web client in headless Chromium", function () {
 
   describe("an edit the server refuses", () => {
     let windowed: ChatdProcess;
+    let opened = 0;
     before(async () => {
       windowed = await startChatd({ env: { CHAT_EDIT_WINDOW_S: "1" } });
+      opened = contexts.length;
     });
     after(async () => {
+      for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
       await windowed?.stop();
       if (windowed) removeDataDir(windowed.dataDir);
     });
