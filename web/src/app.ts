@@ -1770,7 +1770,8 @@ export class ChatApp {
       const online = p?.status === PresenceStatus.ONLINE;
       status.dataset.presence = online ? "online" : "offline";
       const u = this.users.get(key(c.peerUserId));
-      replaceChildren(status, h("span", { class: `dot ${online ? "on" : ""}` }), online ? "online" : lastSeen(tsMs(p?.lastSeenAt)), u ? h("span", { class: "muted" }, ` · @${u.username}`) : null);
+      // How long ago by the server's clock, which says when they were last seen: this browser's may be minutes off.
+      replaceChildren(status, h("span", { class: `dot ${online ? "on" : ""}` }), online ? "online" : lastSeen(tsMs(p?.lastSeenAt), this.session.serverNow()), u ? h("span", { class: "muted" }, ` · @${u.username}`) : null);
     } else {
       const online = open.members.filter((id) => id !== this.me && this.presence.get(key(id))?.status === PresenceStatus.ONLINE).length;
       delete status.dataset.presence;

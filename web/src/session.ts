@@ -238,6 +238,11 @@ export class RealtimeSession {
     this.sendMore();
   }
 
+  /** Now by the server's clock, as the last Welcome told it: what the server's times (a last seen) are measured against. */
+  serverNow(): number {
+    return Date.now() + this.skewMs;
+  }
+
   /** Whether the send is still in the outbox: not acked, nor refused for good, nor discarded. */
   has(clientMsgId: string): boolean {
     return this.outbox.has(clientMsgId);
