@@ -1403,12 +1403,12 @@ export class ChatApp {
   /** Back in the edit box, the open chat's edit not saved, if its message is shown, and no edit is under way. */
   private resumeHeldEdit(): void {
     const open = this.open;
-    const refused = open?.loaded && !this.editing ? this.heldEdits.get(key(open.id)) : undefined;
-    if (!open || !refused) return;
-    const m = this.shownMessages(open).messages.find((x) => x.seq === refused.seq);
+    const held = open?.loaded && !this.editing ? this.heldEdits.get(key(open.id)) : undefined;
+    if (!open || !held) return;
+    const m = this.shownMessages(open).messages.find((x) => x.seq === held.seq);
     if (!m) return;
     this.heldEdits.delete(key(open.id));
-    this.startEdit(m, refused.text);
+    this.startEdit(m, held.text);
   }
 
   /** Puts one of my messages in the composer to edit (with `text`, an edit typed before); the draft there comes back when the edit ends. */
