@@ -217,6 +217,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   open(identity: SessionIdentity, sink: SessionSink): SessionHandle {
     const session = new Session(this, identity, sink);
+    if (!this.accepting) {
+      // Draining: a listener still taking connections (chatd's gRPC one, for the
+      // gateways' close) must not welcome a device only to reset it a moment later.
+      session.close(CloseCode.goingAway, "server shutting down");
+      return session;
+    }
     const list = this.byUser.get(identity.userId);
     const firstHere = list === undefined;
     this.byUser.set(identity.userId, list ? [...list, session] : [session]);

@@ -971,3 +971,22 @@ describe("session: frames pushed while it starts", () => {
     server.drain();
   });
 });
+
+describe("session on a draining server", () => {
+  it("is closed with 1001 at once, never welcomed: a listener still open for the drain must not hand out sessions", async () => {
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never });
+    server.drain();
+    const sent: unknown[] = [];
+    const closes: number[] = [];
+    server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => void sent.push(f),
+      bufferedBytes: () => 0,
+      close: (code) => void closes.push(code),
+    });
+    assert.deepStrictEqual(closes, [1001]);
+    assert.equal(server.sessionCount, 0);
+    // Nothing comes later either (a start under way would send its welcome a few turns on).
+    await new Promise((r) => setImmediate(r));
+    assert.deepStrictEqual(sent, []);
+  });
+});
