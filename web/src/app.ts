@@ -182,6 +182,12 @@ export class ChatApp {
    */
   private presenceTurn = 0;
   private readonly presenceAt = new Map<string, number>();
+  /**
+   * Per chat: how far I read that the server has not heard of, neither the
+   * socket nor MarkRead having reached it (offline): told on the next
+   * connection. The chat list shows it read already, so nothing else would.
+   */
+  private readonly untoldReads = new Map<string, bigint>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -1100,6 +1106,7 @@ export class ChatApp {
       changed = true;
     }
     if (changed) this.renderMessages();
+    if (state === "open") for (const [k, seq] of [...this.untoldReads]) this.tellRead(BigInt(k), seq);
   }
 
   // ---------------------------------------------------------------- actions
@@ -1557,10 +1564,22 @@ export class ChatApp {
     if (!c || shown <= doneThrough(c)) return;
     c.readSeq = shown;
     c.unreadCount = c.lastSeq > shown ? c.lastSeq - shown : 0n;
-    if (!this.session.read(open.id, shown)) {
-      void this.api.messages.markRead({ channelId: open.id, seq: shown }).catch(() => undefined);
-    }
+    this.tellRead(open.id, shown);
     this.renderSidebar();
+  }
+
+  /** Tells the server how far I read the chat: on the socket, else with MarkRead, else on the next connection. */
+  private tellRead(channelId: bigint, seq: bigint): void {
+    const k = key(channelId);
+    if (this.session.read(channelId, seq)) {
+      this.untoldReads.delete(k);
+      return;
+    }
+    this.untoldReads.set(k, seq);
+    void this.api.messages.markRead({ channelId, seq }).then(
+      () => this.untoldReads.get(k) === seq && this.untoldReads.delete(k),
+      () => undefined,
+    );
   }
 
   private onSearchInput(): void {
