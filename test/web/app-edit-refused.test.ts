@@ -106,4 +106,24 @@ describe("web: an edit the server refuses", () => {
     root().querySelector("[data-testid=edit-cancel]")!.click();
     assert.equal(composer().value, "my draft");
   });
+
+  it("does not take a reply being written away: the refused edit comes back once the reply is sent", async () => {
+    const server = new FakeServer();
+    const r = await chatWithMine(server, 76n);
+    const id = edit(r, 4n, "an edit the server will refuse");
+    shown(2n)!.querySelector("[data-testid=reply-message]")!.click();
+    composer().value = "my answer to 2";
+    composer().dispatchEvent(new FakeEvent("input"));
+
+    refuse(r, id, ErrorCode.PERMISSION_DENIED, "the message can no longer be edited");
+    await settle();
+    assert.equal(root().querySelector("[data-testid=reply-bar]")!.hidden, false, "the reply under way was dropped");
+    assert.equal(composer().value, "my answer to 2");
+
+    root().querySelector("form")!.dispatchEvent(new FakeEvent("submit"));
+    const sent = r.socket().frames().filter((x) => x.kind.case === "send").at(-1);
+    assert.ok(sent && sent.kind.case === "send" && sent.kind.value.replyToSeq === 2n && sent.kind.value.text === "my answer to 2");
+    assert.equal(composer().value, "an edit the server will refuse", "the refused edit not back after the reply");
+    assert.equal(editBar().hidden, false);
+  });
 });

@@ -539,6 +539,7 @@ export class ChatApp {
       } else if (ev.key === "Escape" && this.open && this.replies.has(key(this.open.id))) {
         ev.preventDefault();
         this.endReply(this.open.id);
+        this.resumeHeldEdit();
       } else if (ev.key === "ArrowUp" && !this.editing && ui.input.value === "" && !(this.open && this.replies.has(key(this.open.id)))) {
         // As in most chat apps: up in an empty composer edits your last message.
         const last = this.open && lastWhere(this.shownMessages(this.open).messages, (m) => m.senderUserId === this.me && !m.deleted && !isNote(m));
@@ -555,6 +556,7 @@ export class ChatApp {
     });
     ui.replyCancel.addEventListener("click", () => {
       if (this.open) this.endReply(this.open.id);
+      this.resumeHeldEdit();
       ui.input.focus();
     });
     ui.input.addEventListener("input", () => {
@@ -1398,6 +1400,7 @@ export class ChatApp {
     this.renderCounter();
     this.renderMessages();
     this.ui.scroller.scrollTop = this.ui.scroller.scrollHeight;
+    this.resumeHeldEdit();
   }
 
   /** The edit under way in the open chat, changed, is kept for when the chat is opened again, as a draft is. */
@@ -1407,10 +1410,11 @@ export class ChatApp {
     if (e && this.open?.id === e.channelId && text.trim() && text !== e.original) this.heldEdits.set(key(e.channelId), { seq: e.seq, text });
   }
 
-  /** Back in the edit box, the open chat's edit not saved, if its message is shown, and no edit is under way. */
+  /** Back in the edit box, the open chat's edit not saved, if its message is shown, and no edit or reply is under way. */
   private resumeHeldEdit(): void {
     const open = this.open;
-    const held = open?.loaded && !this.editing ? this.heldEdits.get(key(open.id)) : undefined;
+    // An edit takes the place of a reply being written, which would be lost: the held edit waits for it to be sent.
+    const held = open?.loaded && !this.editing && !this.replies.has(key(open.id)) ? this.heldEdits.get(key(open.id)) : undefined;
     if (!open || !held) return;
     const m = this.shownMessages(open).messages.find((x) => x.seq === held.seq);
     if (!m) return;
