@@ -907,11 +907,50 @@ describe("cassandra storage", function () {
         await st.db.lwt(...args);
         throw new StorageUnavailable("the process died here", true, undefined);
       };
+      dying.serialOne = async () => {
+        throw new StorageUnavailable("dead processes read nothing", false, undefined);
+      };
       const [a, b] = [uniqueId(), uniqueId()];
       const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
       await assert.rejects(new CassandraChannelStore(dying, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b));
       for (const user of [a, b]) {
         assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [candidate.channelId]);
+      }
+    });
+
+    it("leaves no second, empty direct chat behind when its claim on the pair timed out and another creator's won", async () => {
+      const st = s();
+      const [a, b] = [uniqueId(), uniqueId()];
+      const rival: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: b };
+      const late = Object.create(st.db) as Db;
+      late.lwt = async () => {
+        // Timed out before applying, while the other side's open won the pair.
+        await st.channels.getOrCreateDirect(rival, b, a);
+        throw new StorageUnavailable("cassandra write timeout: CAS", true, undefined);
+      };
+      const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
+      const got = await new CassandraChannelStore(late, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b);
+      assert.equal(got.channelId, rival.channelId);
+      for (const user of [a, b]) {
+        assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [rival.channelId]);
+      }
+      assert.equal(await st.channels.getChannel(candidate.channelId), undefined);
+    });
+
+    it("deletes a direct chat whose claim timed out and never applied, and says to try again", async () => {
+      const st = s();
+      const [a, b] = [uniqueId(), uniqueId()];
+      const late = Object.create(st.db) as Db;
+      late.lwt = async () => {
+        throw new StorageUnavailable("cassandra write timeout: CAS", true, undefined);
+      };
+      const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
+      await assert.rejects(new CassandraChannelStore(late, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b), { code: "unavailable" });
+      for (const user of [a, b]) assert.deepStrictEqual(await st.channels.listMemberships(user), []);
+      // The next try opens it.
+      const opened = await st.channels.getOrCreateDirect({ ...candidate, channelId: uniqueId() }, a, b);
+      for (const user of [a, b]) {
+        assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [opened.channelId]);
       }
     });
 

@@ -152,8 +152,12 @@ export class CassandraChannelStore implements ChannelStore {
       channelId: c.channelId, userId, role: "member", joinedAtMs: c.createdAtMs, readSeq: 0n, order: BigInt(i),
     }))), { logged: false });
     await this.index(users, c.channelId, 1n);
-    const claim = await this.db.lwt(this.q.claimDirect, [lo, hi, c.channelId]);
-    const winner = claim.applied ? c.channelId : big(claim.row.get("channel_id"));
+    const winner = await this.claimDirect(lo, hi, c.channelId);
+    if (winner === undefined) {
+      // Never applied (the serial read settled that): nobody should be left with the candidate.
+      await this.db.write(this.q.deleteChannel, [c.channelId]);
+      throw new ChatError("unavailable", "could not open the direct chat now; try again");
+    }
     // The same candidate can win twice: a retry after a claim that timed out but was applied.
     if (winner !== c.channelId) {
       await this.db.write(this.q.deleteChannel, [c.channelId]);
@@ -440,6 +444,26 @@ export class CassandraChannelStore implements ChannelStore {
       ? this.db.write(this.q.dropInviteOf, [channelId])
       : this.db.write(this.q.putInviteOf, [channelId, code]);
     await write.catch(() => undefined);
+  }
+
+  /**
+   * Claims the pair for `channelId`; the pair's channel, or undefined when the
+   * claim did not apply and nobody else's did. A claim that timed out may or
+   * may not have applied: a serial read of the pair settles it (it finishes
+   * or outbids a round still under way), so a candidate that lost is
+   * deleted rather than left in both users' lists as a second, empty chat.
+   */
+  private async claimDirect(lo: Id, hi: Id, channelId: Id): Promise<Id | undefined> {
+    try {
+      const claim = await this.db.lwt(this.q.claimDirect, [lo, hi, channelId]);
+      return claim.applied ? channelId : big(claim.row.get("channel_id"));
+    } catch (err) {
+      if (!(err instanceof StorageUnavailable && err.unknownOutcome)) throw err;
+      const pair = await this.db.serialOne(this.q.directOf, [lo, hi]).catch(() => {
+        throw err;
+      });
+      return pair ? big(pair.get("channel_id")) : undefined;
+    }
   }
 
   private async existingDirect(channelId: Id, lo: Id, hi: Id): Promise<ChannelRecord> {
