@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { FrameEncoding, SessionHost, SessionSink } from "../internal/chatserver/port.js";
+import type { FrameEncoding, SessionHost, SessionIdentity, SessionSink } from "../internal/chatserver/port.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
 import type { AccessTokenVerifier } from "./auth.js";
@@ -132,19 +132,19 @@ export class WebSocketGateway {
   ): void {
     this.sockets.add(ws);
     this.metrics?.connections.inc();
-    const handle = this.options.host.open(
-      { userId: who.userId, deviceId: who.deviceId, tokenExpiresAtMs: who.expiresAtMs, encoding: who.encoding },
-      new WebSocketSink(ws, req.socket),
-    );
+    // The closures below keep this object, which the session keeps anyway, rather than `who` (the token's
+    // claims): tens of thousands of idle sessions would each pay for a copy held for the rare Reauthenticate.
+    const identity: SessionIdentity = { userId: who.userId, deviceId: who.deviceId, tokenExpiresAtMs: who.expiresAtMs, encoding: who.encoding };
+    const handle = this.options.host.open(identity, new WebSocketSink(ws, req.socket));
     // ws has no drain event of its own; the TCP socket underneath does.
     req.socket.on("drain", () => handle.drained());
     let reauthenticator: Reauthenticator | undefined;
     ws.on("message", (data, isBinary) => {
       const bytes = data as Buffer;
       const frame = isBinary ? bytes : bytes.toString("utf8");
-      const reauthenticate = reauthenticateIn(frame, who.encoding);
+      const reauthenticate = reauthenticateIn(frame, identity.encoding);
       if (!reauthenticate) return handle.receive(frame);
-      reauthenticator ??= new Reauthenticator(this.options.verifier, who);
+      reauthenticator ??= new Reauthenticator(this.options.verifier, identity);
       handle.reauthenticate(reauthenticator.check(reauthenticate));
     });
     ws.on("error", (err) => this.options.logger?.debug({ err }, "websocket error"));
