@@ -84,7 +84,7 @@ export class Session implements SessionHandle {
    * its own turn), which the frame rate bounds; one that does not wait runs
    * through this in a moment.
    */
-  private readonly refusals: TokenBucket;
+  private refusals: TokenBucket | undefined;
   /** Wall clock: when the device was last heard from, for presence's last seen. */
   private lastFrameAtMs: number;
   /**
@@ -134,9 +134,18 @@ export class Session implements SessionHandle {
   ) {
     const limits = server.limits;
     this.frames = new TokenBucket(limits.framesPerSecond, limits.frameBurst);
-    this.refusals = new TokenBucket(2 * limits.framesPerSecond, FLOOD_FRAMES_BEFORE_CLOSE);
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
+  }
+
+  /**
+   * Takes one from `refusals`, made at the first refusal (it would be full by
+   * then anyway): most sessions are never refused, and an idle one should not
+   * carry a second bucket.
+   */
+  private refused(): number {
+    this.refusals ??= new TokenBucket(2 * this.server.limits.framesPerSecond, FLOOD_FRAMES_BEFORE_CLOSE);
+    return this.refusals.take();
   }
 
   get userId() {
@@ -250,7 +259,7 @@ export class Session implements SessionHandle {
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
     const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0 && this.refusals.take() > 0) {
+    if (retryAfterMs > 0 && this.refused() > 0) {
       return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     }
     let frame: ClientFrame;
@@ -284,7 +293,7 @@ export class Session implements SessionHandle {
     const refused: Refused = { ref: verdict.ref, kind: REAUTHENTICATE_KIND, clientMsgId: "" };
     if (this.early) {
       if (this.early.length < this.server.limits.frameBurst) this.early.push(verdict);
-      else if (this.refusals.take() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      else if (this.refused() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       else this.earlyRefused.push(refused);
       return;
     }
@@ -292,7 +301,7 @@ export class Session implements SessionHandle {
     this.lastFrameAtMono = performance.now();
     const retryAfterMs = this.frames.take();
     if (retryAfterMs > 0) {
-      if (this.refusals.take() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      if (this.refused() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       return this.sendError(refused, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
     }
     // A well-formed frame, whatever the verdict on its token: it ends a run of malformed ones.
@@ -336,7 +345,7 @@ export class Session implements SessionHandle {
       this.earlyBytes += bytes;
       return;
     }
-    if (this.refusals.take() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+    if (this.refused() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
       this.earlyRefused.push(refusalOf(frame));
