@@ -33,7 +33,11 @@ describe("RenewedWorkerId", function () {
   });
 
   it("a lost lease stops the ids at once, then a new number is leased and ids flow again above the last", async () => {
-    const w = new RenewedWorkerId(allocator, await allocator.acquire(), { retryFirstMs: 50 });
+    // The renewal waits for the test: a renewal quicker than a poll of `live` left no gap to see.
+    let letRenew!: () => void;
+    const renewAllowed = new Promise<void>((resolve) => (letRenew = resolve));
+    const gated: WorkerIdAllocator = { acquire: () => renewAllowed.then(() => allocator.acquire()) };
+    const w = new RenewedWorkerId(gated, await allocator.acquire(), { retryFirstMs: 50 });
     held.push(w);
     await w.start();
     const before = w.ids.next();
@@ -46,6 +50,7 @@ describe("RenewedWorkerId", function () {
     assert.throws(() => w.ids.next(), unavailable, "nothing minted under a number that may be someone else's");
     try {
       const taken = await squatter.acquire();
+      letRenew();
       const number = await renewed;
       assert.ok(w.live);
       assert.notEqual(number, taken.workerId);
