@@ -8,7 +8,7 @@ import type { AccessTokenVerifier } from "./auth.js";
 /** A session checks at most one new token in this long: a signature check is the dearest thing a frame can ask of a gateway. */
 export const REAUTHENTICATE_INTERVAL_MS = 1000;
 
-const REAUTHENTICATE_KIND = 8;
+const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** The field numbers of ClientFrame.kind, and 0 for none. */
 const KINDS = new Set([0, ...ClientFrameSchema.oneofs.find((o) => o.name === "kind")!.fields.map((f) => f.number)]);
 

@@ -148,6 +148,22 @@ export class Session implements SessionHandle {
     return this.refusals.take();
   }
 
+  /**
+   * A frame heard after the welcome, counted against the frame rate: the wait
+   * the rate limit asks (0 for none), or undefined when the session was
+   * closed as a flood.
+   */
+  private admit(): number | undefined {
+    this.lastFrameAtMs = Date.now();
+    this.lastFrameAtMono = performance.now();
+    const retryAfterMs = this.frames.take();
+    if (retryAfterMs > 0 && this.refused() > 0) {
+      this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      return undefined;
+    }
+    return retryAfterMs;
+  }
+
   get userId() {
     return this.identity.userId;
   }
@@ -256,12 +272,8 @@ export class Session implements SessionHandle {
   receive(data: Uint8Array | string): void {
     if (!this.open) return;
     if (this.early) return this.receiveEarly(data);
-    this.lastFrameAtMs = Date.now();
-    this.lastFrameAtMono = performance.now();
-    const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0 && this.refused() > 0) {
-      return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-    }
+    const retryAfterMs = this.admit();
+    if (retryAfterMs === undefined) return;
     let frame: ClientFrame;
     try {
       frame = decodeClientFrame(data, this.identity.encoding);
@@ -297,13 +309,9 @@ export class Session implements SessionHandle {
       else this.earlyRefused.push(refused);
       return;
     }
-    this.lastFrameAtMs = Date.now();
-    this.lastFrameAtMono = performance.now();
-    const retryAfterMs = this.frames.take();
-    if (retryAfterMs > 0) {
-      if (this.refused() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-      return this.sendError(refused, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
-    }
+    const retryAfterMs = this.admit();
+    if (retryAfterMs === undefined) return;
+    if (retryAfterMs > 0) return this.sendError(refused, new ChatError("rate_limited", "too many frames; retry later", retryAfterMs));
     // A well-formed frame, whatever the verdict on its token: it ends a run of malformed ones.
     this.badFrames = 0;
     if ("refused" in verdict) return this.sendError(refused, verdict.refused);
