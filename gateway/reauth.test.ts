@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema } from "../gen/es/chat/v1/session_pb.js";
-import { reauthenticateIn } from "./reauth.js";
+import { REAUTHENTICATE_INTERVAL_MS, Reauthenticator, reauthenticateIn } from "./reauth.js";
 
 describe("gateway: the Reauthenticate in a device's frame", () => {
   it("finds it in a JSON frame whatever the way its key is written (a \\u escape is JSON too)", () => {
@@ -28,5 +28,27 @@ describe("gateway: the Reauthenticate in a device's frame", () => {
     assert.deepEqual(reauthenticateIn(newer, "proto"), { ref: 3n, accessToken: "t" });
     const heartbeat = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n, kind: { case: "heartbeat", value: {} } }));
     assert.equal(reauthenticateIn(Buffer.concat([heartbeat, Uint8Array.of(0xa2, 0x01, 0x01, 0x78)]), "proto"), undefined);
+  });
+});
+
+describe("gateway: a session's new tokens (Reauthenticator)", () => {
+  it("keeps its one-a-second rate on the monotonic clock: a wall clock stepped back an hour refuses no token for that hour", () => {
+    const wall = Date.now;
+    let stepMs = 0;
+    // Stepped the way NTP steps it: Date.now itself reads the new time.
+    Date.now = () => wall() + stepMs;
+    try {
+      const verifier = { verify: () => ({ userId: 1n, deviceId: 2n, expiresAtMs: wall() + 900_000 }) };
+      const reauth = new Reauthenticator(verifier, { userId: 1n, deviceId: 2n });
+      assert.ok("expiresAtMs" in reauth.check({ ref: 1n, accessToken: "a" }));
+      stepMs = -3_600_000;
+      const verdict = reauth.check({ ref: 2n, accessToken: "b" });
+      // Within the second it is still too soon, but only by what is left of that second.
+      assert.ok("refused" in verdict, "a second token within the second");
+      assert.equal(verdict.refused.code, "rate_limited");
+      assert.ok(verdict.refused.retryAfterMs! <= REAUTHENTICATE_INTERVAL_MS, `told to wait ${verdict.refused.retryAfterMs} ms`);
+    } finally {
+      Date.now = wall;
+    }
   });
 });

@@ -8,6 +8,9 @@ import type { AccessTokenVerifier } from "./auth.js";
 /** A session checks at most one new token in this long: a signature check is the dearest thing a frame can ask of a gateway. */
 export const REAUTHENTICATE_INTERVAL_MS = 1000;
 
+/** A rate is timed on a clock that never steps: a wall clock stepped back an hour (NTP, a restored VM) refused every new token for that hour. */
+const monotonicNow = (): number => performance.now();
+
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** The field numbers of ClientFrame.kind, and 0 for none. */
 const KINDS = new Set([0, ...ClientFrameSchema.oneofs.find((o) => o.name === "kind")!.fields.map((f) => f.number)]);
@@ -55,7 +58,7 @@ export class Reauthenticator {
   constructor(
     private readonly verifier: AccessTokenVerifier,
     private readonly who: { userId: bigint; deviceId: bigint },
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicNow,
   ) {}
 
   check({ ref, accessToken }: ReauthenticateAsk): Reauthentication {
