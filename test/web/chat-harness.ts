@@ -36,6 +36,12 @@ export class FakeServer {
     getPresence: (req) => ({ presences: (req.userIds as bigint[]).flatMap((id) => this.presence.get(String(id)) ?? []) }),
     listMembers: (req) => ({ members: this.members.get(String(req.channelId)) ?? [] }),
     markRead: () => ({}),
+    markUnread: (req) => {
+      const c = this.channels.get(String(req.channelId));
+      if (!c) throw new Error("not a member");
+      c.markedUnread = Boolean(req.unread);
+      return { channel: clone(ChannelSchema, c) };
+    },
     listChannels: (req) => ({
       channels: [...this.channels.values()].filter((c) => c.archived === Boolean(req.archived)).map((c) => clone(ChannelSchema, c)),
       nextPageToken: "",
@@ -160,7 +166,7 @@ export interface Running {
   /** The connection drops and comes back: the new session is welcomed with nothing to catch up (`welcome` false: not yet). */
   reconnect(welcome?: boolean): Promise<ScriptedSocket>;
   /** The chat list as shown: id, name, unread badge, last message line. */
-  rows(): { id: string; name: string; unread: string; last: string }[];
+  rows(): { id: string; name: string; unread: string; marked: boolean; last: string }[];
   /** The seqs of the open chat's messages as shown, oldest first. */
   shownSeqs(): bigint[];
   scroller(): FakeElement;
@@ -240,6 +246,7 @@ export async function runApp(browser: FakeBrowser, server: FakeServer): Promise<
         id: el.getAttribute("data-channel-id")!,
         name: el.getAttribute("data-name")!,
         unread: q(el, "[data-testid=unread]"),
+        marked: el.querySelector("[data-testid=marked-unread]") !== null,
         last: q(el, "[data-testid=channel-last]"),
       })),
     shownSeqs: () => browser.root.querySelectorAll("[data-testid=message]").map((el) => BigInt(el.getAttribute("data-seq")!)),

@@ -57,11 +57,16 @@ export function notAMember(err: unknown): boolean {
   return err instanceof ConnectError && errorCode(err) === "ERROR_CODE_NOT_A_MEMBER";
 }
 
+/** The call did not reach the server, or its answer did not come back: worth asking again later, unlike a refusal. */
+export function unreachable(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return true;
+  return err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || (err.code === Code.Unknown && /fetch|network/i.test(err.rawMessage));
+}
+
 /** A sentence for a person, from whatever a call threw. */
 export function describeError(err: unknown): string {
   if (err instanceof ConnectError) {
-    const network = err.code === Code.Unavailable || (err.code === Code.Unknown && /fetch|network/i.test(err.rawMessage));
-    if (network) return "The server cannot be reached. Check your connection and try again.";
+    if (unreachable(err) && err.code !== Code.DeadlineExceeded) return "The server cannot be reached. Check your connection and try again.";
     return err.rawMessage || err.message;
   }
   return err instanceof Error ? err.message : String(err);

@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection, type ListMessagesResponse } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
-import { describeError, notAMember, type Api } from "./api.js";
+import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
@@ -188,6 +188,13 @@ export class ChatApp {
    * connection. The chat list shows it read already, so nothing else would.
    */
   private readonly untoldReads = new Map<string, bigint>();
+  /**
+   * Chats opened while their unread mark could not be taken away on the
+   * server (offline): shown read here, and asked again on the next
+   * connection. Without it the mark stayed on every other device and came
+   * back here with the next chat list.
+   */
+  private readonly untoldUnmarks = new Set<string>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -349,6 +356,8 @@ export class ChatApp {
   private async markUnread(): Promise<void> {
     const open = this.open;
     if (!open) return;
+    // Marked again: an unmark still owed from offline must not take this one away.
+    this.untoldUnmarks.delete(key(open.id));
     await this.changeOwnSetting((c) => this.api.channels.markUnread({ channelId: c.channelId, unread: true }));
     // Refused, the chat stays open (the toast says why); nor is another chat opened meanwhile left.
     if (this.open === open && this.channels.get(key(open.id))?.markedUnread) location.hash = "";
@@ -365,10 +374,20 @@ export class ChatApp {
     // At once, so that opening it again before the answer asks nothing more.
     c.markedUnread = false;
     this.changed(channelId);
+    this.untoldUnmarks.add(key(channelId));
+    await this.tellUnmark(channelId);
+  }
+
+  /** Asks the server to take a chat's unread mark away; unreachable, it stays owed until the next connection. */
+  private async tellUnmark(channelId: bigint): Promise<void> {
+    const k = key(channelId);
     try {
       const res = await this.api.channels.markUnread({ channelId, unread: false });
+      if (!this.untoldUnmarks.delete(k)) return; // marked again meanwhile: that answer stands
       if (res.channel) this.upsertChannel(res.channel);
     } catch (err) {
+      if (unreachable(err)) return;
+      this.untoldUnmarks.delete(k);
       this.toast(describeError(err));
     }
     this.renderSidebar();
@@ -711,6 +730,8 @@ export class ChatApp {
     const was = prev?.clearedThroughSeq ?? 0n;
     // A clear only moves forward: an answer read before it does not bring the messages back.
     if (was > c.clearedThroughSeq) c.clearedThroughSeq = was;
+    // Opened here while offline: read, whatever a list read before the server heard of it says.
+    if (this.untoldUnmarks.has(key(c.channelId))) c.markedUnread = false;
     hideCleared(c);
     this.channels.set(key(c.channelId), c);
     if (c.clearedThroughSeq > was) this.forgetCleared(c.channelId, c.clearedThroughSeq);
@@ -1108,7 +1129,10 @@ export class ChatApp {
       changed = true;
     }
     if (changed) this.renderMessages();
-    if (state === "open") for (const [k, seq] of [...this.untoldReads]) this.tellRead(BigInt(k), seq);
+    if (state === "open") {
+      for (const [k, seq] of [...this.untoldReads]) this.tellRead(BigInt(k), seq);
+      for (const k of [...this.untoldUnmarks]) void this.tellUnmark(BigInt(k));
+    }
   }
 
   // ---------------------------------------------------------------- actions
