@@ -43,6 +43,7 @@ import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
 import { corsHeaders } from "./cors.js";
+import { finishOldPipeline } from "./old-pipeline.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 export interface RunningChatd {
@@ -67,7 +68,6 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Only the notifier's topic: messages go through DirectSubmitter, not the queue.
   await queue.ensureTopics([{ topic: Topics.notifications, partitions: config.queuePartitions }]);
   const ids = new Snowflake(config.workerId);
-  ids.notBefore(snowflakeTimeMs(storage.highestIssuedId()));
   const keys = await loadOrCreateKeys(join(config.dataDir, "keys"));
   const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
   const verifier = new TokenVerifier(keys.publicKey);
@@ -88,6 +88,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // in its members' inboxes by one transaction (internal/pipeline/direct-submitter.ts).
   // One process: a block made through the api holds for the next send at once.
   const blocks = new BlockCache(storage.accounts);
+  const pipeline = pipelineMetrics(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]);
+  const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
   const submitter = new DirectSubmitter({
     channels: storage.channels,
     blocks,
@@ -101,9 +103,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       closeDevice: (userId, deviceId, code, reason) => chat.closeDevice(userId, deviceId, code, reason),
       onlineUsers: (userIds) => chat.onlineUsers(userIds),
     },
-    onOffline: publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels }),
+    onOffline,
     logger: logger.child({ component: "pipeline" }),
-    metrics: pipelineMetrics(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]),
+    metrics: pipeline,
   });
   const chat: ChatServer = new ChatServer({
     serverId: `chatd-${config.workerId}`,
@@ -145,6 +147,19 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       defaultApnsTopic: config.push.apns?.topic,
     },
   };
+  // Before anything is served or minted: sends an older chatd acked may wait in queue.db alone.
+  const oldPipeline = await finishOldPipeline({
+    queue,
+    log: storage.messages,
+    inbox: storage.inbox,
+    channels: storage.channels,
+    sessions: chat,
+    onOffline,
+    logger: logger.child({ component: "pipeline" }),
+    metrics: pipeline,
+  });
+  // After them: their ids were minted by the older chatd.
+  ids.notBefore(snowflakeTimeMs(storage.highestIssuedId()));
   presence.start();
   await notifier.start();
 
@@ -261,6 +276,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         await gateway.close();
         httpServer.closeAllConnections();
         await Promise.all([closeServer(httpServer), grpcListener.close()]);
+        await oldPipeline.stop();
         await notifier.stop();
         await push.close();
         await presence.stop();
