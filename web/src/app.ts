@@ -32,7 +32,8 @@ const PUSH_TITLES: Record<PushState, string> = {
   error: "Notifications could not be turned on: click to try again",
 };
 
-const isMuted = (c: Channel) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > Date.now();
+/** `now` by the server's clock: mutedUntil is the server's time, and this browser's clock may be minutes off it. */
+const isMuted = (c: Channel, now: number) => c.mutedUntil !== undefined && tsMs(c.mutedUntil)! > now;
 
 /** Where the chat's unread starts: after what I read, or cleared (ClearHistory), whichever goes further. */
 const doneThrough = (c: Channel) => (c.readSeq > c.clearedThroughSeq ? c.readSeq : c.clearedThroughSeq);
@@ -341,7 +342,7 @@ export class ChatApp {
 
   /** Mutes the open chat's notifications for good, or unmutes it. */
   private toggleMute(): Promise<void> {
-    return this.changeOwnSetting((c) => this.api.channels.muteChannel({ channelId: c.channelId, mutedUntil: isMuted(c) ? undefined : MUTED_FOR_GOOD }));
+    return this.changeOwnSetting((c) => this.api.channels.muteChannel({ channelId: c.channelId, mutedUntil: isMuted(c, this.session.serverNow()) ? undefined : MUTED_FOR_GOOD }));
   }
 
   private togglePin(): Promise<void> {
@@ -663,11 +664,12 @@ export class ChatApp {
       // Removed, or left on another device, while this tab did not hear of it (offline): as a LEFT event would.
       this.closeLeft(c.channelId, c);
     }
+    const now = this.session.serverNow();
     for (const c of listed) {
       const live = this.channels.get(key(c.channelId));
-      if (!since(key(c.channelId))) this.putChannel(live ? keepNewer(c, live) : c, live);
+      if (!since(key(c.channelId))) this.putChannel(live ? keepNewer(c, live, now) : c, live);
       // A copy: putChannel compares the clear with the record it replaces.
-      else if (live) this.putChannel(keepNewer(clone(ChannelSchema, live), c), live);
+      else if (live) this.putChannel(keepNewer(clone(ChannelSchema, live), c, now), live);
     }
   }
 
@@ -717,7 +719,7 @@ export class ChatApp {
   /** An answer about one chat: a listing asked before it does not undo it (takeListing), nor it what came live since it was read. */
   private upsertChannel(c: Channel): void {
     const prev = this.channels.get(key(c.channelId));
-    this.putChannel(prev ? keepNewer(c, prev) : c, prev);
+    this.putChannel(prev ? keepNewer(c, prev, this.session.serverNow()) : c, prev);
     this.changed(c.channelId);
   }
 
@@ -916,7 +918,7 @@ export class ChatApp {
         c.lastMessage = m;
         // The server's rule (internal/channels/places.ts), so the chat is back in the list without asking:
         // a new message brings an archived chat back unless it is muted.
-        if (c.archived && !isMuted(c)) {
+        if (c.archived && !isMuted(c, this.session.serverNow())) {
           c.archived = false;
           openUnarchived ||= this.open?.id === c.channelId;
         }
@@ -1767,12 +1769,14 @@ export class ChatApp {
 
   /** Rows in the server's order: pinned first, the most recently pinned first; then by latest activity. */
   private channelItems(list: Channel[]): HTMLElement[] {
-    return list.sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a)).map((c) => channelItem(this.channelRow(c), (id) => this.go(id)));
+    const now = this.session.serverNow();
+    return list.sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a)).map((c) => channelItem(this.channelRow(c, now), (id) => this.go(id)));
   }
 
-  private channelRow(c: Channel): ChannelRow {
+  private channelRow(c: Channel, now: number): ChannelRow {
     return {
       channel: c,
+      now,
       name: this.channelName(c),
       presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
       senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
@@ -1780,7 +1784,7 @@ export class ChatApp {
       mine: c.lastMessage?.senderUserId === this.me,
       active: this.open?.id === c.channelId,
       typing: (this.typing.get(key(c.channelId))?.size ?? 0) > 0,
-      muted: isMuted(c),
+      muted: isMuted(c, now),
       pinned: c.pinnedAt !== undefined,
       markedUnread: c.markedUnread,
     };
@@ -1797,7 +1801,7 @@ export class ChatApp {
     this.ui.chatAvatar.replaceWith(pic);
     this.ui.chatAvatar = pic;
     const status = this.ui.chatStatus;
-    const muted = isMuted(c);
+    const muted = isMuted(c, this.session.serverNow());
     this.ui.mute.textContent = muted ? "Unmute" : "Mute";
     this.ui.mute.title = muted ? "Notifications of this chat are off" : "Turn off notifications of this chat";
     this.ui.mute.dataset.muted = String(muted);
@@ -1912,6 +1916,7 @@ export class ChatApp {
     const { messages, saving } = this.shownMessages(open);
     const bySeq = new Map(messages.map((m) => [key(m.seq), m]));
     const items = messageList({
+      now: this.session.serverNow(),
       messages,
       pending: this.pendingFor(open.id),
       me: this.me,
@@ -2081,13 +2086,13 @@ function pinned(c: Channel): number {
  * later: a delivery after the answer was read, or a receipt of my reading.
  * Both only move forward.
  */
-function keepNewer(c: Channel, prev: Channel): Channel {
+function keepNewer(c: Channel, prev: Channel, now: number): Channel {
   if (prev.lastSeq > c.lastSeq) {
     c.lastSeq = prev.lastSeq;
     c.lastMessage = prev.lastMessage;
     c.unreadCount = prev.unreadCount;
     // That later message brought the chat back from the archive unless muted (onMessages, the server's rule).
-    if (c.archived && !prev.archived && !isMuted(c)) c.archived = false;
+    if (c.archived && !prev.archived && !isMuted(c, now)) c.archived = false;
   }
   if (prev.readSeq > c.readSeq) c.readSeq = prev.readSeq;
   // The count taken with a later message was made from prev's read position, which may be behind c's.

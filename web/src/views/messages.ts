@@ -15,6 +15,8 @@ export interface PendingView {
 }
 
 export interface MessageListInput {
+  /** Now by the server's clock, for "Today" and "Yesterday": the messages' times are the server's. */
+  now: number;
   messages: Message[];
   pending: PendingView[];
   me: bigint;
@@ -68,7 +70,7 @@ export function messageList(input: MessageListInput): Node[] {
   for (const m of input.messages) {
     const at = tsMs(m.sentAt) ?? 0;
     if (!prev || !sameDay(prev.at, at)) {
-      out.push(h("div", { class: "day", role: "separator" }, h("span", {}, dayLabel(at))));
+      out.push(h("div", { class: "day", role: "separator" }, h("span", {}, dayLabel(at, input.now))));
       prev = undefined;
     }
     if (isNote(m)) {

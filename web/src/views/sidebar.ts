@@ -4,6 +4,8 @@ import { preview, shortWhen, tsMs } from "../format.js";
 
 export interface ChannelRow {
   channel: Channel;
+  /** Now by the server's clock: the times shown are the server's, and this browser's clock may be off it. */
+  now: number;
   name: string;
   /** For direct chats: the peer's presence, when known. */
   presence?: Presence;
@@ -52,7 +54,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
       h(
         "span",
         { class: "channel-main" },
-        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.lastActivityAt) ?? tsMs(c.createdAt)))),
+        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.lastActivityAt) ?? tsMs(c.createdAt), row.now))),
         h(
           "span",
           { class: "channel-bottom" },
