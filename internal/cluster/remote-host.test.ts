@@ -21,6 +21,8 @@ import { ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 class FakeChatServer {
   readonly opens: { sessionId: bigint; resumed: boolean; tokenExpiresAtMs?: number }[] = [];
   readonly frames: string[] = [];
+  /** Sessions the gateway said it closed. */
+  readonly closes: bigint[] = [];
   readonly streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
   // The limits a real chat server runs with (cmd/chat-server).
   private server = new Server(INTERNAL_MESSAGE_LIMITS);
@@ -43,6 +45,7 @@ class FakeChatServer {
               else refuse();
             }
           }
+          if (k?.$case === "close") this.closes.push(req.sessionId);
           if (k?.$case === "reauthentication") {
             const v = k.value;
             this.frames.push(`reauth ${v.ref} ${v.tokenExpiresAt?.getTime() ?? `refused ${v.refusedCode} ${v.refusedReason} ${v.retryAfterMs}`}`);
@@ -141,6 +144,44 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     } finally {
       await capped.close();
     }
+  });
+
+  it("lets go of a session it closed with 1013 for queuing too much, though its device has not answered the close: no server takes it later", async () => {
+    for (const r of regs) await r.close();
+    const capped = new RemoteSessionHost({ gatewayId: "gw6", watch: await registry.watch(), maxPendingFrames: 2, homelessTimeoutMs: 60_000 });
+    try {
+      const sink = fakeSink();
+      // The edge tells closed() only once the device's socket is gone, which this one never is.
+      const handle = capped.open(identity(10), sink);
+      for (let i = 0; i < 3; i++) handle.receive(new Uint8Array(10));
+      assert.equal(sink.closed?.code, 1013);
+      assert.equal(capped.sessionCount, 0, "the closed session is still waiting for a server");
+      const late = new FakeChatServer("late");
+      await late.start();
+      servers.push(late);
+      await registry.register({ serverId: late.id, address: late.address, load: 0 });
+      // Opened after the server registered, so after the sessions waiting for one were placed.
+      capped.open(identity(11), fakeSink());
+      await waitFor(() => late.opens.length > 0, "a session opened on the server that came up");
+      assert.deepStrictEqual(late.opens.map((o) => o.sessionId), [2n], "the session closed before was opened on the server");
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it("ends a session on its chat server as soon as it closes its device as too slow (4009), not once the socket is gone", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const on = servers.find((s) => s.opens.length === 1)!;
+    // The device stopped reading: its socket's buffer is past the cap when the chat server's answer comes.
+    sink.bufferedBytes = () => host.options.maxBufferedBytes + 1;
+    handle.receive(new TextEncoder().encode("ping"));
+    await waitFor(() => sink.closed, "the device closed");
+    assert.equal(sink.closed!.code, 4009);
+    await waitFor(() => on.closes.length === 1, "the session ended on its chat server", 5_000);
+    assert.deepStrictEqual(on.closes, [on.opens[0]!.sessionId]);
+    assert.equal(host.sessionCount, 0);
   });
 
   it("spreads sessions over the least-loaded servers and carries frames both ways", async () => {

@@ -105,7 +105,7 @@ export class RemoteSessionHost implements SessionHost {
 
   /** Puts a session on the best live server, or parks it until one shows up. */
   place(session: RemoteSession, resumed: boolean): void {
-    if (this.closed) return session.sink.close(CloseCode.goingAway, "gateway shutting down");
+    if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
       session.homelessSince ??= Date.now();
@@ -165,7 +165,7 @@ export class RemoteSessionHost implements SessionHost {
     // slower than the cooldown always finds some server free, and would go on for good.
     session.homelessSince ??= now;
     if (now - session.homelessSince > this.options.homelessTimeoutMs) {
-      return session.sink.close(TRY_ELSEWHERE, "no chat server could take the session");
+      return session.end(TRY_ELSEWHERE, "no chat server could take the session");
     }
     this.options.logger?.info({ serverId: link.serverId, reason }, "chat server refused a session; placing it elsewhere");
     this.place(session, true);
@@ -219,8 +219,7 @@ export class RemoteSessionHost implements SessionHost {
     const now = Date.now();
     for (const s of [...this.homeless]) {
       if (now - (s.homelessSince ?? now) > this.options.homelessTimeoutMs) {
-        this.homeless.delete(s);
-        s.sink.close(TRY_ELSEWHERE, "no chat server available");
+        s.end(TRY_ELSEWHERE, "no chat server available");
         continue;
       }
       this.place(s, true);
@@ -342,7 +341,7 @@ class ServerLink {
       session.takeBackUnanswered();
       this.host.refused(this, session, reason);
     } else {
-      session.sink.close(code, reason);
+      session.end(code, reason);
     }
   }
 
@@ -424,7 +423,7 @@ class RemoteSession implements SessionHandle {
     const { maxPendingFrames, maxPendingBytes } = this.host.options;
     if (!this.link) {
       if (this.pending.length >= maxPendingFrames || bytesOf(this.pending) + bytesOf([frame]) > maxPendingBytes) {
-        return this.sink.close(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
+        return this.end(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
       }
       this.pending.push(frame);
       return;
@@ -461,7 +460,7 @@ class RemoteSession implements SessionHandle {
     // server refuses and the session bounces between them for good.
     this.homelessSince = undefined;
     if (this.sink.bufferedBytes() > this.host.options.maxBufferedBytes) {
-      return this.sink.close(CloseCode.tooSlow, "client is not reading its socket");
+      return this.end(CloseCode.tooSlow, "client is not reading its socket");
     }
     this.sink.send(this.identity.encoding === "json" ? frame.toString("utf8") : frame);
     if (!this.pausedSent && this.sink.bufferedBytes() > this.host.options.highWaterBytes) {
@@ -474,6 +473,22 @@ class RemoteSession implements SessionHandle {
     if (!this.pausedSent) return;
     this.pausedSent = false;
     this.link?.write({ sessionId: this.id, kind: { $case: "flow", value: { paused: false } } });
+  }
+
+  /**
+   * Closes the device's end and lets go of the session at once, as the chat
+   * server does of one it closes. The edge tells closed() only once the
+   * socket is gone, up to 30 s later for a device that does not answer the
+   * close (one too slow to read never does): meanwhile its chat server kept
+   * it, online and counted as reached (so no push), and a homeless one was
+   * still placed on the next server that came up.
+   */
+  end(code: number, reason: string): void {
+    if (this.ended) return;
+    // A socket held paused would not read the device's answer to the close.
+    this.holdInput(false);
+    this.sink.close(code, reason);
+    this.closed();
   }
 
   closed(): void {
