@@ -11,7 +11,7 @@ const CLOSE_UNAUTHENTICATED = 4001;
 const CLOSE_TOKEN_EXPIRED = 4002;
 const CLOSE_LOGGED_OUT = 4003;
 /** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
-const REAUTHENTICATE_KIND = 8;
+const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
 const REAUTHENTICATE_RETRY_MS = 3_000;
 

@@ -102,7 +102,7 @@ const SENDS_IN_FLIGHT = 32;
 const UNAVAILABLE_TRIES = 5;
 const UNAVAILABLE_BACKOFF_MS = 250;
 /** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
-const REAUTHENTICATE_KIND = 8;
+const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
 const REAUTHENTICATE_RETRY_MS = 3_000;
 
