@@ -222,8 +222,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
         const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
         // Read, then written: two pins at once may both pass. A sixth pin is harmless; the limit keeps the list's top short.
+        // LIMIT_REACHED, as for friends: the request is well formed, the caller's pins are what refuse it.
         if (pinned >= MAX_PINNED_CHANNELS) {
-          throw new ChatError("invalid_argument", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
+          throw new ChatError("limit_reached", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
         }
         // Pinning a pinned channel again keeps its time, and so its place among the pinned.
         if (place?.pinnedAtMs !== undefined) return {};
