@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { BlockCache } from "../accounts/blocks.js";
+import type { AccountStore } from "../accounts/store.js";
 import type { Id } from "../model/types.js";
 import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
 
@@ -61,6 +62,41 @@ describe("api: blocking users", () => {
     assert.deepEqual((await me.c.users.listFriends({})).friends, [], "unblocking does not restore the friendship");
     await friend.c.users.sendFriendRequest({ userId: me.userId });
     assert.equal((await me.c.users.listFriendRequests({})).requests.length, 1);
+  });
+
+  it("leaves no friendship across a block made while a friend request was being accepted", async () => {
+    // The accounts the api reads, with a hook as an acceptance is about to store the friendship.
+    let store!: AccountStore;
+    let beforeBefriend: (() => Promise<void>) | undefined;
+    const accounts = new Proxy({} as AccountStore, {
+      get: (_, key) => {
+        if (key === "addFriendship") {
+          return async (a: Id, b: Id, atMs: number) => {
+            const hook = beforeBefriend;
+            beforeBefriend = undefined;
+            await hook?.();
+            return store.addFriendship(a, b, atMs);
+          };
+        }
+        const value = (store as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(store) : value;
+      },
+    });
+    api = await TestApi.start({ accounts });
+    store = api.storage.accounts;
+    for (const accept of [(me: TestUser, asker: TestUser) => me.c.users.respondFriendRequest({ userId: asker.userId, accept: true }),
+                          (me: TestUser, asker: TestUser) => me.c.users.sendFriendRequest({ userId: asker.userId })]) {
+      const [me, asker] = [await api.signUp(), await api.signUp()];
+      await asker.c.users.sendFriendRequest({ userId: me.userId });
+      // The asker blocks after the acceptance saw the request, and is done before the friendship is stored.
+      beforeBefriend = async () => void (await asker.c.users.blockUser({ userId: me.userId }));
+      const refused = await rpcError(() => accept(me, asker));
+      assert.deepEqual([refused.code, refused.chatCode], [Code.PermissionDenied, BLOCKED]);
+      assert.match(refused.rawMessage, /this user blocked you/);
+      assert.deepEqual((await me.c.users.listFriends({})).friends, []);
+      assert.deepEqual((await asker.c.users.listFriends({})).friends, []);
+      assert.equal(await store.areFriends(me.userId, asker.userId), false);
+    }
   });
 
   it("keeps the blocked from opening a direct chat with, or adding to groups, the user who blocked them", async () => {

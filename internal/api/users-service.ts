@@ -196,6 +196,13 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     if (mine.length >= limits.maxFriends) throw new ChatError("limit_reached", `you have ${limits.maxFriends} friends, the most there can be: remove some first`);
     if (theirs.length >= limits.maxFriends) throw new ChatError("limit_reached", `this user has ${limits.maxFriends} friends, the most there can be`);
     await accounts.addFriendship(me, them, now());
+    // A block stores itself before it ends the pair's friendship, so one made while this was under
+    // way (after the request was read, ending the friendship before it was added) is seen here.
+    const blockers = await accounts.blockersBetween(me, them);
+    if (blockers.length > 0) {
+      await accounts.removeFriendship(me, them);
+      refuseIfBlocked(blockers, me, them, "befriend");
+    }
     // Friendship may show each to the other where nothing did before.
     await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
   }
