@@ -1,6 +1,6 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { backupDataDir, removeAbandonedPartials, syncToDisk } from "../../internal/storage/sqlite/backup.js";
+import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk } from "../../internal/storage/sqlite/backup.js";
 import { lockDataDir, type DataDirLock } from "../chatd/data-dir.js";
 
 export interface RestoreReport {
@@ -31,10 +31,21 @@ const LOCKS = new Set(["chatd.lock", "chatd.lock.takeover"]);
  *   `<data directory>.before-restore-<time>`, kept, never deleted;
  * - then the copy moves in. The backup itself is never written to.
  *
+ * From the first move to the last, `chatd.restoring` in the data directory
+ * keeps chatd off (a restore stopped midway leaves half of each), and tells
+ * the next restore where this one's old data went: it finishes the moves.
+ *
  * The directory is kept (its content is swapped), so a data directory that is
  * a mount point can be restored too.
  */
-export function restoreDataDir(backup: string, dataDir: string, now: () => Date = () => new Date(), lock: (dir: string) => DataDirLock = lockDataDir): RestoreReport {
+export function restoreDataDir(
+  backup: string,
+  dataDir: string,
+  now: () => Date = () => new Date(),
+  lock: (dir: string) => DataDirLock = (dir) => lockDataDir(dir, { restoring: true }),
+  /** Moves one entry (tests stop a restore midway with it). */
+  move: (from: string, to: string) => void = moveEntry,
+): RestoreReport {
   const from = resolve(backup);
   const to = resolve(dataDir);
   if (!existsSync(join(from, "chat.db"))) throw new Error(`no backup in ${from} (chat.db is missing)`);
@@ -48,17 +59,37 @@ export function restoreDataDir(backup: string, dataDir: string, now: () => Date 
     removeAbandonedPartials(staging);
     const copied = backupDataDir(from, staging);
     try {
-      const moving = readdirSync(to).filter((name) => !LOCKS.has(name));
-      let before: string | undefined;
-      if (moving.length > 0) {
-        before = `${to}.before-restore-${now().toISOString().replace(/[:.]/g, "-")}`;
-        if (existsSync(before)) throw new Error(`${before} exists`);
-        mkdirSync(before, { mode: 0o700 });
-        for (const name of moving) move(join(to, name), join(before, name));
+      // The moves take long across file systems, and a restore stopped among them (Ctrl-C, a
+      // kill, a full disk) leaves half of each: the mark keeps chatd off (data-dir.ts), and
+      // says where this one goes on from.
+      const markPath = join(to, RESTORE_MARK);
+      let mark = readMark(markPath);
+      if (!mark) {
+        const held = readdirSync(to).filter((name) => !STAYS.has(name));
+        mark = { before: held.length > 0 ? `${to}.before-restore-${now().toISOString().replace(/[:.]/g, "-")}` : undefined, movedOut: false };
+        if (mark.before !== undefined && existsSync(mark.before)) throw new Error(`${mark.before} exists`);
+        writeMark(markPath, mark);
       }
+      const { before } = mark;
+      if (!mark.movedOut) {
+        if (before !== undefined) {
+          mkdirSync(before, { recursive: true, mode: 0o700 });
+          for (const name of readdirSync(to).filter((n) => !STAYS.has(n))) {
+            // Already in `before` whole: a move stopped as it removed the original.
+            if (existsSync(join(before, name))) rmSync(join(to, name), { recursive: true, force: true });
+            else move(join(to, name), join(before, name));
+          }
+          syncToDisk(before);
+        }
+        mark = { before, movedOut: true };
+        writeMark(markPath, mark);
+      }
+      // Left by a restore stopped as it moved its copy in: parts of a backup, moved in whole below.
+      for (const name of readdirSync(to).filter((n) => !STAYS.has(n))) rmSync(join(to, name), { recursive: true, force: true });
       for (const name of readdirSync(staging)) move(join(staging, name), join(to, name));
       // The new names, to the disk: a power cut must not bring the old data back under them.
-      if (before !== undefined) syncToDisk(before);
+      syncToDisk(to);
+      rmSync(markPath);
       syncToDisk(to);
       return { dataDir: to, before, databases: copied.databases.map((d) => d.name), files: copied.files };
     } finally {
@@ -69,13 +100,51 @@ export function restoreDataDir(backup: string, dataDir: string, now: () => Date 
   }
 }
 
-/** A rename; across file systems (a data directory that is a mount point), a copy and a removal. */
-function move(from: string, to: string): void {
+/** The restore's mark, with its -new copy, and chatd's lock and takeover guard: they stay with the directory. */
+const STAYS = new Set([...LOCKS, RESTORE_MARK, `${RESTORE_MARK}-new`]);
+
+/** Where a restore sent the data directory's content, and whether all of it has gone there. */
+interface RestoreMark {
+  before: string | undefined;
+  movedOut: boolean;
+}
+
+function readMark(path: string): RestoreMark | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  const m = JSON.parse(text) as { before?: unknown; movedOut?: unknown };
+  return { before: typeof m.before === "string" ? m.before : undefined, movedOut: m.movedOut === true };
+}
+
+/** Written whole or not at all (a new file renamed over the old), and to the disk. */
+function writeMark(path: string, mark: RestoreMark): void {
+  const fresh = `${path}-new`;
+  writeFileSync(fresh, `${JSON.stringify(mark)}\n`, { mode: 0o600 });
+  syncToDisk(fresh);
+  renameSync(fresh, path);
+  syncToDisk(dirname(path));
+}
+
+/**
+ * A rename; across file systems (a data directory that is a mount point), a
+ * copy under a temporary name renamed into place, then the removal of the
+ * original: `to` exists only whole, so a move stopped midway is either not
+ * done (the original whole beside a temporary copy) or done.
+ */
+function moveEntry(from: string, to: string): void {
   try {
     renameSync(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-    cpSync(from, to, { recursive: true, preserveTimestamps: true });
+    const copy = join(dirname(to), `.${basename(to)}.moving`);
+    rmSync(copy, { recursive: true, force: true });
+    cpSync(from, copy, { recursive: true, preserveTimestamps: true });
+    renameSync(copy, to);
     rmSync(from, { recursive: true, force: true });
   }
 }

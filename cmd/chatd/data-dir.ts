@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../../internal/config/env.js";
+import { RESTORE_MARK } from "../../internal/storage/sqlite/backup.js";
 
 export interface DataDirLock {
   /** Removes the lock file (on a clean stop); a crash leaves it, for the next start to take over. */
@@ -16,7 +17,7 @@ export interface DataDirLock {
  * time: see takeOver). Throws a ConfigError
  * naming CHAT_DATA_DIR, before anything is opened.
  */
-export function lockDataDir(dir: string): DataDirLock {
+export function lockDataDir(dir: string, options: { restoring?: boolean } = {}): DataDirLock {
   const problem = (why: string) => new ConfigError([`CHAT_DATA_DIR=${JSON.stringify(dir)}: ${why}`]);
   try {
     // Its databases hold password and token hashes: nobody else's to read.
@@ -39,7 +40,7 @@ export function lockDataDir(dir: string): DataDirLock {
     takeOver(path, holder, problem, inUse);
   }
   let released = false;
-  return {
+  const lock = {
     release() {
       if (released) return;
       released = true;
@@ -47,6 +48,12 @@ export function lockDataDir(dir: string): DataDirLock {
       if (lockHolder(path) === process.pid) rmSync(path, { force: true });
     },
   };
+  // A restore stopped midway (cmd/chatd-backup/restore.ts) left half of the old data and half of the backup.
+  if (!options.restoring && existsSync(join(dir, RESTORE_MARK))) {
+    lock.release();
+    throw problem(`a restore into it did not finish (${RESTORE_MARK}); run npm run backup -- --restore <backup> again`);
+  }
+  return lock;
 }
 
 /**

@@ -16,6 +16,13 @@ const DATABASE = /\.db$/;
 const DATABASE_COMPANION = /\.db-(wal|shm|journal)$/;
 
 /**
+ * In a data directory while `--restore` moves content in and out
+ * (cmd/chatd-backup/restore.ts): it holds half of each, which neither chatd
+ * nor a backup may take for data.
+ */
+export const RESTORE_MARK = "chatd.restoring";
+
+/**
  * Copies a chatd data directory, also while chatd runs. Each SQLite database
  * goes through `VACUUM INTO`: one read transaction, so the copy is a
  * consistent snapshot whatever chatd commits meanwhile (the online backup
@@ -40,6 +47,7 @@ export function backupDataDir(
   const started = now();
   const from = resolve(source);
   const to = resolve(target);
+  if (existsSync(join(from, RESTORE_MARK))) throw new Error(`${from} is half restored (${RESTORE_MARK}): a restore into it did not finish; run it again`);
   if (!existsSync(join(from, "chat.db"))) throw new Error(`no chatd data in ${from} (chat.db is missing)`);
   if (existsSync(to)) throw new Error(`${to} exists: a backup goes to a new directory and never overwrites one`);
   // Through symlinks: a CHAT_DATA_DIR that is a link must not let the copy into itself.
