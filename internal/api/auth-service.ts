@@ -127,7 +127,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       count("login_throttled");
       throw e;
     });
-    const ok = password.length <= 1024 && (await passwords.verify(user.passwordHash, password));
+    const ok = !v.passwordTooLong(password) && (await passwords.verify(user.passwordHash, password));
     if (!ok) {
       count("login_failed");
       throw new ChatError("permission_denied", `${field} is wrong`);
@@ -198,7 +198,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       // No account has a name sign-up refuses, so one is answered at once and counted against
       // nobody: the answer reveals only the public format, and a made-up name cannot fill
       // another account's count.
-      if (!v.isUsername(req.username) || req.password.length > 1024) throw fail;
+      if (!v.isUsername(req.username) || v.passwordTooLong(req.password)) throw fail;
       const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
       const counted = await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {

@@ -96,6 +96,22 @@ describe("api: AuthService", () => {
     }
   });
 
+  it("counts a password's characters as code points, as the contract's other lengths are", async () => {
+    // Four emoji are eight UTF-16 units but four characters.
+    const short = await rpcError(() => api.anon.auth.signUp({ username: "emma", password: "🔑🔑🔑🔑" }));
+    assert.deepEqual([short.code, short.rawMessage], [Code.InvalidArgument, "password must be at least 8 characters"]);
+    // 1,000 emoji are 2,000 units but within the 1,024 characters: signing up, logging in, changing and deleting all take it.
+    const long = "🔑".repeat(1_000);
+    const u = (await api.anon.auth.signUp({ username: "emma", password: long })).credentials!;
+    const again = (await api.anon.auth.login({ username: "emma", password: long })).credentials!;
+    assert.equal(again.userId, u.userId);
+    const me = api.clients(again.accessToken);
+    await me.auth.changePassword({ currentPassword: long, newPassword: "🗝".repeat(1_024), keepOtherDevices: true });
+    const tooLong = await rpcError(() => me.auth.changePassword({ currentPassword: "🗝".repeat(1_024), newPassword: "🗝".repeat(1_025) }));
+    assert.deepEqual([tooLong.code, tooLong.rawMessage], [Code.InvalidArgument, "password must be at most 1024 characters"]);
+    await me.auth.deleteAccount({ password: "🗝".repeat(1_024) });
+  });
+
   it("refuses a bad device name before making the account, so that a corrected retry signs up", async () => {
     const err = await rpcError(() => api.anon.auth.signUp({ username: "dora", password: "longenough", device: { name: "x".repeat(65) } }));
     assert.equal(err.code, Code.InvalidArgument);

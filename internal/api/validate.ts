@@ -17,9 +17,23 @@ export function username(s: string): string {
   return s;
 }
 
+const PASSWORD_MIN = 8;
+const PASSWORD_MAX = 1024;
+
+/**
+ * Characters are code points, as for every other length of the contract:
+ * four emoji are not a password of eight. Past twice the maximum in UTF-16
+ * units nothing is counted: a code point is at most two.
+ */
+const passwordLength = (s: string): number => (s.length > 2 * PASSWORD_MAX ? Infinity : [...s].length);
+
+/** Longer than any password sign-up takes: it is no account's, and is refused before it is hashed. */
+export const passwordTooLong = (s: string): boolean => passwordLength(s) > PASSWORD_MAX;
+
 export function password(s: string): string {
-  if (s.length < 8) invalid("password must be at least 8 characters");
-  if (s.length > 1024) invalid("password must be at most 1024 characters");
+  const length = passwordLength(s);
+  if (length < PASSWORD_MIN) invalid(`password must be at least ${PASSWORD_MIN} characters`);
+  if (length > PASSWORD_MAX) invalid(`password must be at most ${PASSWORD_MAX} characters`);
   return s;
 }
 
