@@ -14,7 +14,7 @@ import type { SessionHost } from "../internal/chatserver/port.js";
 import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
-import { CLOSE_CODE_TRAILER, sessionService, withCallStream } from "./grpc-session.js";
+import { CLOSE_CODE_TRAILER, closeIdleConnections, sessionService, withCallStream } from "./grpc-session.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
 const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
@@ -266,6 +266,47 @@ describe("native gRPC session (SessionService.Connect)", () => {
     } finally {
       chat.drain();
       await call.close();
+    }
+  });
+
+  it("closes a connection that carries no stream for the idle time, never one with a session open however quiet", async () => {
+    const sinks: { close(code: number, reason: string): void }[] = [];
+    const host: SessionHost = {
+      open: (_identity, sink) => {
+        sinks.push(sink);
+        return { receive: () => undefined, reauthenticate: () => undefined, drained: () => undefined, closed: () => undefined };
+      },
+    };
+    const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
+    const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 50 }));
+    const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
+    closeIdleConnections(server, 200);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const connections: http2.ClientHttp2Session[] = [];
+    const connect = () => {
+      const conn = http2.connect(url);
+      conn.on("error", () => undefined);
+      connections.push(conn);
+      return conn;
+    };
+    try {
+      // A device's connection with its session open, sending nothing more.
+      const live = connect();
+      const req = live.request({ ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": "application/grpc+proto", te: "trailers", authorization: "Bearer any" });
+      req.on("error", () => undefined);
+      req.on("data", () => undefined);
+      await waitFor(() => sinks.length === 1, "the session opened");
+      // A connection that never opens a stream (a client that connected and went, or holds sockets).
+      const bare = connect();
+      await waitFor(() => bare.closed || bare.destroyed, "the stream-less connection closed", 5_000);
+      assert.ok(!live.closed && !live.destroyed, "the connection of an open session was cut");
+      // Once its session ended and the stream with it, that connection idles out too.
+      sinks[0]!.close(CloseCode.goingAway, "no heartbeat");
+      await waitFor(() => live.closed || live.destroyed, "the connection closed once its stream ended", 5_000);
+    } finally {
+      for (const c of connections) c.destroy();
+      await new Promise((r) => server.close(r));
     }
   });
 

@@ -4,7 +4,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
+import { closeIdleConnections, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
@@ -72,6 +72,7 @@ const grpcServer = http2.createServer(
     },
   }),
 );
+closeIdleConnections(grpcServer);
 const grpcListener = closableHttp2(grpcServer);
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
