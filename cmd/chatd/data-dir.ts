@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../../internal/config/env.js";
 import { RESTORE_MARK } from "../../internal/storage/sqlite/backup.js";
@@ -30,7 +30,7 @@ export function lockDataDir(dir: string, options: { restoring?: boolean } = {}):
   const path = join(dir, "chatd.lock");
   const inUse = (pid: number, file: string) => problem(`in use by another chatd (pid ${pid}, ${file}); give each chatd its own directory`);
   try {
-    writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+    createHolding(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
@@ -68,7 +68,7 @@ function takeOver(path: string, stale: number, problem: (why: string) => Error, 
   const guard = `${path}.takeover`;
   for (let attempt = 0; ; attempt++) {
     try {
-      writeFileSync(guard, `${process.pid}\n`, { flag: "wx" });
+      createHolding(guard);
       break;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -85,7 +85,7 @@ function takeOver(path: string, stale: number, problem: (why: string) => Error, 
     if (holder !== undefined && holder !== stale) throw inUse(holder, path);
     rmSync(path, { force: true });
     try {
-      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      createHolding(path);
     } catch (err) {
       // A start that found no lock at all (after our removal) got it first.
       const code = (err as NodeJS.ErrnoException).code;
@@ -96,6 +96,23 @@ function takeOver(path: string, stale: number, problem: (why: string) => Error, 
   } finally {
     rmSync(guard, { force: true });
   }
+}
+
+/**
+ * Creates `path` holding our pid, failing with EEXIST when it exists. A file
+ * made but not written (a full disk) is removed: left empty, it would name
+ * no process, and keep every later start off until removed by hand.
+ */
+function createHolding(path: string): void {
+  const fd = openSync(path, "wx");
+  try {
+    writeSync(fd, `${process.pid}\n`);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(path, { force: true });
+    throw err;
+  }
+  closeSync(fd);
 }
 
 function lockHolder(path: string): number | undefined {
