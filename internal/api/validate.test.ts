@@ -15,11 +15,21 @@ describe("names and titles", () => {
     refused(() => groupTitle("\u200b"), /visible/);
     refused(() => displayName("\u200b\u200d \u3000"), /visible/);
     refused(() => displayName("\u0301"), /visible/);
+    // Letters and symbols by category that show as nothing: the blank names of other apps.
+    refused(() => displayName("\u3164"), /visible/);
+    refused(() => displayName("\u115F\u1160 \uFFA0"), /visible/);
+    refused(() => groupTitle("\u2800\u2800"), /visible/);
+  });
+
+  it("refuses line and paragraph separators, which break a name over lines as a newline does", () => {
+    refused(() => displayName("Alice\u2028(admin)"), /line or paragraph separators/);
+    refused(() => groupTitle("Trip\u2029Pinned: pay here"), /line or paragraph separators/);
   });
 
   it("keeps names in any script, with emoji sequences and right-to-left marks", () => {
     assert.equal(displayName(" 👨‍👩‍👧 family "), "👨‍👩‍👧 family");
     assert.equal(displayName("\u05D3\u05E0\u05D9\u200F"), "\u05D3\u05E0\u05D9\u200F");
     assert.equal(groupTitle("Café ☕"), "Café ☕");
+    assert.equal(displayName("한글 \u3164이름"), "한글 \u3164이름", "a filler beside what shows is left be");
   });
 });

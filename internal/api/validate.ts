@@ -44,8 +44,15 @@ export function password(s: string): string {
  * right-to-left script may need them, and they reorder nothing but neutrals.
  */
 const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/u;
-/** Something a reader sees: not only spaces, format characters (zero-width ones) or combining marks. */
-const VISIBLE = /[^\s\p{Z}\p{Cf}\p{M}]/u;
+/**
+ * Something a reader sees: not only spaces, format characters (zero-width
+ * ones), combining marks, or the letters and symbols that draw nothing (the
+ * Hangul fillers, the blank braille pattern), from which other apps' "blank
+ * names" are made.
+ */
+const VISIBLE = /[^\s\p{Z}\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/u;
+/** Line and paragraph separators break a name over lines as a newline would, yet are no control characters. */
+const LINE_BREAKS = /[\u2028\u2029]/u;
 
 /** Trimmed, 1..max code points, something visible, no control characters. */
 export function text(field: string, s: string, max: number): string {
@@ -53,6 +60,7 @@ export function text(field: string, s: string, max: number): string {
   const len = [...t].length;
   if (len < 1 || len > max) invalid(`${field} must be 1 to ${max} characters`);
   if (/\p{Cc}/u.test(t)) invalid(`${field} must not contain control characters`);
+  if (LINE_BREAKS.test(t)) invalid(`${field} must not contain line or paragraph separators (U+2028, U+2029)`);
   if (BIDI_CONTROLS.test(t)) invalid(`${field} must not contain bidirectional embedding, override or isolate characters (U+202A to U+202E, U+2066 to U+2069)`);
   if (!VISIBLE.test(t)) invalid(`${field} must contain a visible character, not only spaces or zero-width ones`);
   return t;
