@@ -63,7 +63,10 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const registry = processMetricsRegistry();
 
-  const storage = openSqliteStorage(join(config.dataDir, "chat.db"), { synchronous: config.sqliteSync });
+  const storage = openSqliteStorage(join(config.dataDir, "chat.db"), {
+    synchronous: config.sqliteSync,
+    inboxRetention: { retentionMs: config.inboxRetentionMs },
+  });
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });
   // Only the notifier's topic: messages go through DirectSubmitter, not the queue.
   await queue.ensureTopics([{ topic: Topics.notifications, partitions: config.queuePartitions }]);

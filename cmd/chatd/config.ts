@@ -23,6 +23,8 @@ export interface ChatdConfig {
   /** How long after a refresh token's first use a retry (its reply lost) is answered instead of signing the device out. */
   refreshReuseGraceMs: number;
   sqliteSync: "normal" | "full";
+  /** How long an inbox entry (the sync queue, not the history) is kept; 0 keeps them forever. */
+  inboxRetentionMs: number;
   framesPerSecond: number;
   frameBurst: number;
   maxFrameBytes: number;
@@ -62,6 +64,8 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
     refreshReuseGraceMs: r.int("CHAT_REFRESH_REUSE_GRACE_S", REFRESH_REUSE_GRACE_MS / 1000, 0, 3600) * 1000,
     sqliteSync: r.oneOf("CHAT_SQLITE_SYNC", "normal", ["normal", "full"] as const),
+    // As the cluster's inbox writer reads it (internal/config/engines.ts): the same default and bounds.
+    inboxRetentionMs: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000) * 1000,
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),

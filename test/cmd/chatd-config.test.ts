@@ -10,4 +10,11 @@ describe("chatd configuration", () => {
     assert.equal(loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "5" }).refreshReuseGraceMs, 5_000);
     assert.throws(() => loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "3601" }), (e) => e instanceof ConfigError && /CHAT_REFRESH_REUSE_GRACE_S/.test(e.message));
   });
+
+  it("CHAT_INBOX_RETENTION_S: 30 days by default, as in the cluster; 0 keeps entries forever; a negative one refused", () => {
+    assert.equal(loadChatdConfig({}).inboxRetentionMs, 30 * 86_400_000);
+    assert.equal(loadChatdConfig({ CHAT_INBOX_RETENTION_S: "0" }).inboxRetentionMs, 0);
+    assert.equal(loadChatdConfig({ CHAT_INBOX_RETENTION_S: "3600" }).inboxRetentionMs, 3_600_000);
+    assert.throws(() => loadChatdConfig({ CHAT_INBOX_RETENTION_S: "-1" }), (e) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S/.test(e.message));
+  });
 });

@@ -5,6 +5,7 @@ import { SqliteInbox } from "./inbox.js";
 import { SqliteMessageLog } from "./message-log.js";
 import { SqliteMessageWriter } from "./message-writer.js";
 import { groupCommitOf } from "./group-commit.js";
+import { SqliteInboxRetention, type InboxRetentionOptions } from "./inbox-retention.js";
 import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./wal-checkpointer.js";
 
 export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, SqliteMessageWriter, openDatabase };
@@ -26,6 +27,8 @@ export interface SqliteStorage {
   highestIssuedId(): bigint;
   /** Absent for ":memory:", which has no WAL. */
   checkpointer?: WalCheckpointer;
+  /** Takes expired inbox entries away, every so often; sweeps nothing when they are kept forever. */
+  inboxRetention: SqliteInboxRetention;
   /**
    * Closes the connection, then waits for the checkpointer's: the last to
    * close takes the WAL file away, and a process that exits before the
@@ -38,8 +41,14 @@ export interface SqliteStorage {
  * One Database (one connection) shared by every store, so their writes of one
  * turn share a commit; the WAL is copied back by a worker thread.
  */
-/** `now`: the clock that decides when a used refresh token may be forgotten (tests move it). */
-export function openSqliteStorage(path: string, options?: OpenOptions & { now?: () => number }): SqliteStorage {
+/**
+ * `now`: the clock that decides when a used refresh token may be forgotten (tests move it).
+ * `inboxRetention`: how long inbox entries are kept; forever without it.
+ */
+export function openSqliteStorage(
+  path: string,
+  options?: OpenOptions & { now?: () => number; inboxRetention?: InboxRetentionOptions },
+): SqliteStorage {
   const db = openDatabase(path, options);
   let checkpointer: WalCheckpointer | undefined;
   if (path !== ":memory:") {
@@ -48,6 +57,8 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
   }
   const messages = new SqliteMessageLog(db);
   const inbox = new SqliteInbox(db);
+  const inboxRetention = new SqliteInboxRetention(db, options?.inboxRetention ?? { retentionMs: 0 });
+  inboxRetention.start();
   return {
     db,
     accounts: new SqliteAccountStore(db, options?.now),
@@ -58,7 +69,9 @@ export function openSqliteStorage(path: string, options?: OpenOptions & { now?: 
     writeCheck: () => groupCommitOf(db).writeCheck(),
     highestIssuedId: () => highestIssuedId(db),
     checkpointer,
+    inboxRetention,
     close: async () => {
+      await inboxRetention.stop();
       checkpointer?.stop();
       db.close();
       await checkpointer?.exited();
