@@ -25,6 +25,8 @@ export class BlockCache {
   private readonly pairs: LruMap<string, { blockers: readonly Id[]; until: number }>;
   private readonly ttlMs: number;
   private readonly now: () => number;
+  /** Forgets so far: a read that a forget overtook answers its caller but is not kept (see blockersBetween). */
+  private forgets = 0;
 
   constructor(
     private readonly accounts: Pick<AccountStore, "blockersBetween" | "getUser">,
@@ -39,12 +41,17 @@ export class BlockCache {
     const key = pairKey(a, b);
     const cached = this.pairs.get(key);
     if (cached && cached.until > this.now()) return cached.blockers;
+    const forgets = this.forgets;
     const blockers = await this.accounts.blockersBetween(a, b);
-    this.pairs.set(key, { blockers, until: this.now() + this.ttlMs });
+    // A forget while the read was out may be of a block the read missed: kept, it would let the
+    // pair's messages through for a TTL after the block, which the forget is there to prevent.
+    // Forgets are rare, so any of them, of whatever pair, is reason enough not to keep it.
+    if (this.forgets === forgets) this.pairs.set(key, { blockers, until: this.now() + this.ttlMs });
     return blockers;
   }
 
   forget(a: Id, b: Id): void {
+    this.forgets++;
     this.pairs.delete(pairKey(a, b));
   }
 

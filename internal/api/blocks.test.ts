@@ -192,4 +192,27 @@ describe("BlockCache", () => {
     assert.deepEqual(await cache.blockersBetween(1n, 2n), []);
     assert.equal(reads, 3);
   });
+
+  it("keeps no answer read before a forget: a block made while a send's read was in flight holds at once", async () => {
+    let stored: Id[] = [];
+    const reads: { answer: (blockers: Id[]) => void }[] = [];
+    const cache = new BlockCache({
+      // Each read answers when the test says, with what the store held when it was made.
+      blockersBetween: () => {
+        const seen = stored;
+        return new Promise((resolve) => reads.push({ answer: () => resolve(seen) }));
+      },
+      getUser: async () => undefined,
+    });
+    const inFlight = cache.blockersBetween(1n, 2n);
+    // The block is stored and its process tells this one, all before that read returns.
+    stored = [2n];
+    cache.forget(1n, 2n);
+    reads[0]!.answer(stored);
+    assert.deepEqual(await inFlight, [], "the read that raced the block answers what it read");
+    const next = cache.blockersBetween(2n, 1n);
+    assert.equal(reads.length, 2, "the next check reads the store again");
+    reads[1]!.answer(stored);
+    assert.deepEqual(await next, [2n]);
+  });
 });
