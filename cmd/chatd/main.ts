@@ -1,3 +1,5 @@
+import { relative } from "node:path";
+import { UnusableDatabaseError } from "../../internal/storage/sqlite/database.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { exitOnConfigError, exitOnListenError } from "../shared.js";
@@ -11,7 +13,16 @@ const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));
 // Every way out (a stop, a listen error, a crash) leaves the directory to the next start.
 process.on("exit", () => lock.release());
 const logger = createLogger("chatd", config.logLevel);
-const chatd = await exitOnListenError("chatd", () => startChatd(config, logger));
+const chatd = await exitOnListenError("chatd", async () => {
+  try {
+    return await startChatd(config, logger);
+  } catch (err) {
+    // A database from a newer build (a downgrade), damaged, or not writable: one line naming it, as a setting would be.
+    if (!(err instanceof UnusableDatabaseError)) throw err;
+    process.stderr.write(`chatd: CHAT_DATA_DIR=${JSON.stringify(config.dataDir)}: ${relative(config.dataDir, err.path)}: ${(err.cause as Error).message}\n`);
+    process.exit(2);
+  }
+});
 // At once, before anything says it is up: a stop asked for from then on is a clean one.
 stopOnSignals(logger, () => chatd.close());
 logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");

@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
 import { WriteFailures } from "../observability/write-failures.js";
-import { createPrivately } from "../storage/sqlite/database.js";
+import { createPrivately, UnusableDatabaseError } from "../storage/sqlite/database.js";
 import {
   partitionFor,
   type BatchHandler,
@@ -67,22 +67,7 @@ export class SqliteQueue implements MessageQueue {
 
   constructor(private readonly options: SqliteQueueOptions) {
     this.writes = new WriteFailures(options.writeFailureWindowMs);
-    createPrivately(options.path);
-    this.db = new Database(options.path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
-    this.db.pragma("busy_timeout = 5000");
-    this.db.defaultSafeIntegers(true);
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS records (
-        topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,
-        key TEXT NOT NULL, value BLOB NOT NULL,
-        PRIMARY KEY (topic, part, off)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS group_offsets (
-        grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_off INTEGER NOT NULL,
-        PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
-    `);
+    this.db = openQueueFile(options);
     this.stmt = {
       insertTopic: this.db.prepare("INSERT OR IGNORE INTO topics (topic, partitions) VALUES (?, ?)"),
       topics: this.db.prepare("SELECT topic, partitions FROM topics"),
@@ -378,6 +363,33 @@ export class SqliteQueue implements MessageQueue {
     await Promise.all(members.map((m) => m.stop()));
     this.flush(); // the offsets the stopped consumers committed last
     this.db.close();
+  }
+}
+
+/** The queue's file, opened and given its tables; one that cannot be is named (UnusableDatabaseError). */
+function openQueueFile(options: SqliteQueueOptions): Database.Database {
+  let db: Database.Database | undefined;
+  try {
+    createPrivately(options.path);
+    db = new Database(options.path);
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    db.pragma("busy_timeout = 5000");
+    db.defaultSafeIntegers(true);
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS records (
+        topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,
+        key TEXT NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (topic, part, off)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS group_offsets (
+        grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_off INTEGER NOT NULL,
+        PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+    `);
+    return db;
+  } catch (e) {
+    db?.close();
+    throw new UnusableDatabaseError(options.path, e);
   }
 }
 

@@ -20,8 +20,13 @@ export interface OpenOptions {
  * to be shared by all four stores of a process; the caller closes it.
  */
 export function openDatabase(path: string, options: OpenOptions = {}): SqliteDatabase {
-  createPrivately(path);
-  const db = new Database(path);
+  let db: SqliteDatabase;
+  try {
+    createPrivately(path);
+    db = new Database(path);
+  } catch (e) {
+    throw new UnusableDatabaseError(path, e);
+  }
   try {
     db.defaultSafeIntegers(true);
     db.pragma("journal_mode = WAL"); // ":memory:" stays in "memory" mode, harmless
@@ -34,7 +39,23 @@ export function openDatabase(path: string, options: OpenOptions = {}): SqliteDat
     return db;
   } catch (e) {
     db.close();
-    throw e;
+    throw new UnusableDatabaseError(path, e);
+  }
+}
+
+/**
+ * A database file that cannot be opened as it is: from a newer build (after
+ * a downgrade), damaged or not a database, not writable. What to fix is the
+ * file, so chatd names it in one line instead of a stack trace.
+ */
+export class UnusableDatabaseError extends Error {
+  readonly code = "UNUSABLE_DATABASE";
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`${path}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "UnusableDatabaseError";
   }
 }
 
