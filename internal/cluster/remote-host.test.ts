@@ -184,6 +184,27 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.equal(host.sessionCount, 0);
   });
 
+  it("times a server's cooldown on the monotonic clock: a wall clock stepped back an hour keeps no server out of reach", async () => {
+    await regs[1]!.close();
+    const a = servers[0]!;
+    const stepped = new RemoteSessionHost({ gatewayId: "gw7", watch: await registry.watch(), cooldownMs: 1_000, homelessTimeoutMs: 60_000 });
+    const wall = Date.now;
+    try {
+      const sink = fakeSink();
+      stepped.open(identity(1), sink);
+      await waitFor(() => a.opens.length === 1, "placed on the one server");
+      a.breakStreams();
+      // The only server is cooling down, so the session waits for it.
+      await waitFor(() => (stepped as unknown as { homeless: Set<unknown> }).homeless.size === 1, "the session waiting");
+      Date.now = () => wall() - 3_600_000;
+      await waitFor(() => a.opens.length === 2, "placed on the server again once its cooldown was over", 5_000);
+      assert.equal(sink.closed, undefined);
+    } finally {
+      Date.now = wall;
+      await stepped.close();
+    }
+  });
+
   it("spreads sessions over the least-loaded servers and carries frames both ways", async () => {
     const sinks = [fakeSink(), fakeSink(), fakeSink(), fakeSink()];
     const handles = sinks.map((sink, i) => host.open(identity(i), sink));

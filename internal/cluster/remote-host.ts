@@ -50,6 +50,14 @@ function reauthenticationOf(v: Reauthentication): SessionRequest["kind"] {
   };
 }
 
+/**
+ * Cooldowns and waits are timed on a clock that never steps: on the wall
+ * clock, one stepped back an hour (NTP, a restored VM) kept every server that
+ * had broken a stream or refused a session in the hour before out of reach
+ * for that hour, the gateway placing nothing when that was all of them.
+ */
+const monotonicNow = (): number => performance.now();
+
 /** Chat servers say 1013 when they are not taking sessions: the gateway tries another. */
 const TRY_ELSEWHERE = 1013;
 
@@ -108,7 +116,7 @@ export class RemoteSessionHost implements SessionHost {
     if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
-      session.homelessSince ??= Date.now();
+      session.homelessSince ??= monotonicNow();
       this.homeless.add(session);
       this.scheduleRetry();
       return;
@@ -119,13 +127,17 @@ export class RemoteSessionHost implements SessionHost {
   }
 
   private pick(): ServerInfo | undefined {
-    const now = Date.now();
+    const now = monotonicNow();
     // A server whose stream just broke or that refused a session is left
     // alone for a while; if every server is in that state the session waits
     // (homeless) instead of bouncing between them at network speed.
     const candidates = this.options.watch
       .servers()
-      .filter((s) => now - (this.brokeAt.get(s.serverId) ?? 0) > this.options.cooldownMs);
+      .filter((s) => {
+        // Not `?? 0`: the monotonic clock starts near 0 with the process.
+        const broke = this.brokeAt.get(s.serverId);
+        return broke === undefined || now - broke > this.options.cooldownMs;
+      });
     let best: ServerInfo[] = [];
     let bestLoad = Infinity;
     for (const s of candidates) {
@@ -159,7 +171,7 @@ export class RemoteSessionHost implements SessionHost {
    * cooldown. The link stays, with whatever other sessions it carries.
    */
   refused(link: ServerLink, session: RemoteSession, reason: string): void {
-    const now = Date.now();
+    const now = monotonicNow();
     this.brokeAt.set(link.serverId, now);
     // The wait starts at the first refusal and only an answer ends it: a refusal
     // slower than the cooldown always finds some server free, and would go on for good.
@@ -174,7 +186,7 @@ export class RemoteSessionHost implements SessionHost {
   /** @internal the link to a server broke: move its sessions. */
   linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string): void {
     if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
-    this.brokeAt.set(link.serverId, Date.now());
+    this.brokeAt.set(link.serverId, monotonicNow());
     if (sessions.length > 0) {
       this.options.logger?.warn({ serverId: link.serverId, sessions: sessions.length, reason }, "chat server link lost; moving sessions");
     }
@@ -216,7 +228,7 @@ export class RemoteSessionHost implements SessionHost {
   }
 
   private retryHomeless(): void {
-    const now = Date.now();
+    const now = monotonicNow();
     for (const s of [...this.homeless]) {
       if (now - (s.homelessSince ?? now) > this.options.homelessTimeoutMs) {
         s.end(TRY_ELSEWHERE, "no chat server available");
