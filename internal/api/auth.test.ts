@@ -3,7 +3,9 @@ import { Code } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from "../auth/refresh.js";
+import type { AccountStore } from "../accounts/store.js";
 import { CloseCode } from "../model/close-codes.js";
+import { DeviceGate } from "./device-gate.js";
 import { apiMetrics } from "./metrics.js";
 import { rpcError, TestApi, UnreachableSessions } from "./testkit.js";
 
@@ -543,5 +545,29 @@ describe("api: AuthService", () => {
     const err = await rpcError(() => u.c.push.getVapidPublicKey({}));
     assert.equal(err.code, Code.Unimplemented);
     assert.match(err.rawMessage, /not available/);
+  });
+});
+
+describe("DeviceGate", () => {
+  it("keeps a device refused once signed out here, even when a check read it signed in before the sign-out", async () => {
+    const reads: (() => void)[] = [];
+    let revoked = false;
+    const device = { userId: 1n, deviceId: 2n, name: "phone", platform: "ios", createdAtMs: 0, lastSeenAtMs: 0 } as const;
+    // Each read answers when the test says, with what the store held when it was made.
+    const accounts = {
+      getDevice: () => {
+        const seen = { ...device, revoked };
+        return new Promise((resolve) => reads.push(() => resolve(seen)));
+      },
+    } as unknown as AccountStore;
+    const gate = new DeviceGate(accounts);
+    const inFlight = gate.check(1n, 2n);
+    // Logout: stored, and this process told, before that read returns.
+    revoked = true;
+    gate.forget(1n, 2n);
+    reads[0]!();
+    await assert.rejects(inFlight, /this device is signed out/);
+    await assert.rejects(gate.check(1n, 2n), /this device is signed out/);
+    assert.equal(reads.length, 1, "refused from memory, not trusted for recheckMs");
   });
 });

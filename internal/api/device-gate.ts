@@ -34,6 +34,9 @@ export class DeviceGate {
       this.checkedAt.set(key, SIGNED_OUT);
       throw refused();
     }
+    // Signed out here while the read was out (it may have read the row before the sign-out):
+    // marking it seen signed in would let its token through for recheckMs after the logout.
+    if (this.checkedAt.peek(key) === SIGNED_OUT) throw refused();
     this.checkedAt.set(key, now);
   }
 
