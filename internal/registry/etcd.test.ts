@@ -174,6 +174,23 @@ describe("EtcdServerRegistry on a real etcd", function () {
     await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.address === "127.0.0.1:7021", "our entry back");
   });
 
+  it("writes a new load within its interval though the wall clock stepped back an hour since the last write", async () => {
+    const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 50 });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("stepped");
+    const reg = await registry.register({ serverId, address: "127.0.0.1:7031", load: 0 });
+    await reg.setLoad(1);
+    await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.load === 1, "the first load");
+    const wall = Date.now;
+    Date.now = () => wall() - 3_600_000;
+    try {
+      void reg.setLoad(2);
+      await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.load === 2, "the load written after the step", 5_000);
+    } finally {
+      Date.now = wall;
+    }
+  });
+
   it("a revoked lease vanishes at once and the registration is back within a keepalive interval", async () => {
     const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL });
     cleanups.push(() => registry.close());

@@ -114,7 +114,11 @@ class EtcdRegistration implements Registration {
   private writtenVersion = 0;
   private loadWaiters: Array<{ version: number; resolve: () => void }> = [];
   private loadTimer: NodeJS.Timeout | undefined;
-  private lastLoadWrite = 0;
+  /**
+   * On the monotonic clock: on the wall clock, one stepped back an hour held
+   * every load update for that hour, and gateways placed by a stale figure.
+   */
+  private lastLoadWrite = -Infinity;
   /** The load etcd holds for the entry, as last written by us. */
   private storedLoad: number | undefined;
   private regainTimer: NodeJS.Timeout | undefined;
@@ -160,7 +164,7 @@ class EtcdRegistration implements Registration {
     if (this.state !== "live") return;
     const done = new Promise<void>((resolve) => this.loadWaiters.push({ version, resolve }));
     if (!this.loadTimer) {
-      const wait = Math.max(0, this.lastLoadWrite + this.loadIntervalMs - Date.now());
+      const wait = Math.max(0, this.lastLoadWrite + this.loadIntervalMs - performance.now());
       this.loadTimer = setTimeout(() => void this.flushLoad(), wait);
       this.loadTimer.unref();
     }
@@ -170,7 +174,7 @@ class EtcdRegistration implements Registration {
   private async flushLoad(): Promise<void> {
     this.loadTimer = undefined;
     const version = this.loadVersion;
-    this.lastLoadWrite = Date.now();
+    this.lastLoadWrite = performance.now();
     const lease = this.lease;
     if (this.state === "live" && lease) {
       try {
