@@ -90,10 +90,13 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       const after = new Set(audienceFor(visibility, reach));
       // Those who may no longer see the caller keep no stale "online": they are told offline, with no last seen.
       const dropped = before.filter((id) => !after.has(id));
-      if (dropped.length > 0) await deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false }));
       const had = new Set(before);
       const added = [...after].filter((id) => !had.has(id));
-      if (added.length > 0) await deps.presence?.tellLatest(me, added);
+      // Best effort, each: the setting is stored, and failing the call would tell the client it was not.
+      const told = (telling: Promise<unknown> | undefined) =>
+        telling?.catch((err: unknown) => deps.logger?.warn({ err }, "presence after a change of its setting not told"));
+      if (dropped.length > 0) await told(deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false })));
+      if (added.length > 0) await told(deps.presence?.tellLatest(me, added));
       return { settings: settingsToProto(visibility) };
     },
   };

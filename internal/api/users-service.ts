@@ -220,6 +220,12 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
   /** Pushes `userId`'s latest presence to `to` when `to` may see it. */
   async function tellPresence(userId: Id, to: Id): Promise<void> {
-    if (deps.presence && (await reaches(deps, userId, to))) await deps.presence.tellLatest(userId, [to]);
+    // Best effort, as after a block: the friendship or unblocking is stored, and failing the call
+    // would tell the client it was not.
+    try {
+      if (deps.presence && (await reaches(deps, userId, to))) await deps.presence.tellLatest(userId, [to]);
+    } catch (err) {
+      deps.logger?.warn({ err }, "presence after a friendship or an unblocking not told");
+    }
   }
 }

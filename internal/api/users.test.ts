@@ -29,6 +29,28 @@ describe("api: UserService and PresenceService", () => {
       assert.deepEqual((await b.c.users.listFriends({})).friends, []);
       assert.ok(sessions.calls > 0, "the offline pushes were tried");
     });
+
+    it("answers a friendship, an unblocking and a presence setting with the change stored", async () => {
+      // Presence tells through the same routing table, away too.
+      await api.close();
+      const presence = new FixedPresence({ online: true });
+      api = await TestApi.start({ sessions: (sessions = new UnreachableSessions()), presence });
+      presence.directory = sessions;
+      const [a, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await a.c.users.sendFriendRequest({ userId: b.userId });
+      assert.equal((await b.c.users.respondFriendRequest({ userId: a.userId, accept: true })).state, FriendshipState.FRIENDS);
+      assert.deepEqual((await a.c.users.listFriends({})).friends.map((u) => u.userId), [b.userId]);
+
+      await a.c.users.blockUser({ userId: c.userId });
+      await a.c.users.unblockUser({ userId: c.userId });
+      assert.deepEqual((await a.c.users.listBlockedUsers({})).blockedUsers, []);
+
+      for (const visibility of [PresenceVisibility.NOBODY, PresenceVisibility.CHATS]) {
+        assert.equal((await a.c.presence.updatePresenceSettings({ settings: { visibility } })).settings?.visibility, visibility);
+        assert.equal((await a.c.presence.getPresenceSettings({})).settings?.visibility, visibility);
+      }
+      assert.ok(sessions.calls > 0, "the presence pushes were tried");
+    });
   });
 
   describe("friend limits", () => {
