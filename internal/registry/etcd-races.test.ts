@@ -109,7 +109,11 @@ class ScriptedWatcher extends EventEmitter {
   }
 }
 
-function scriptedWatchClient(script: { entries: () => Array<[string, string]>; connects?: boolean; cancelAnswered?: (nth: number) => boolean }) {
+function scriptedWatchClient(script: {
+  entries: () => Array<[string, string]>;
+  connects?: boolean | ((nth: number) => boolean);
+  cancelAnswered?: (nth: number) => boolean;
+}) {
   const watchers: ScriptedWatcher[] = [];
   const client = {
     getAll: () => ({
@@ -124,7 +128,8 @@ function scriptedWatchClient(script: { entries: () => Array<[string, string]>; c
       prefix: () => ({
         startRevision: () => ({
           watcher: () => {
-            const w = new ScriptedWatcher(script.connects ?? true, script.cancelAnswered?.(watchers.length) ?? false);
+            const connects = typeof script.connects === "function" ? script.connects(watchers.length) : (script.connects ?? true);
+            const w = new ScriptedWatcher(connects, script.cancelAnswered?.(watchers.length) ?? false);
             watchers.push(w);
             return w;
           },
@@ -210,6 +215,27 @@ describe("EtcdServerWatch: a cancel etcd never answers", () => {
     await settled(() => closing.done, "close() without waiting on the old watcher's cancel");
     assert.equal(watchers[1]!.cancels, 1);
     assert.equal(watchers[0]!.cancels, 1, "the old watcher is cancelled once");
+  });
+
+  it("tells its listeners what changed while it reopened, though a first try read the new list and then failed", async () => {
+    let entries: Array<[string, string]> = [["s1", s1]];
+    // The first reopen's watcher is refused after its read went through; the next one is created.
+    const { client, watchers } = scriptedWatchClient({ entries: () => entries, connects: (nth) => nth !== 1, cancelAnswered: () => true });
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: TIMEOUT });
+    const watch = await registry.watch();
+    const seen: string[][] = [];
+    watch.onChange((servers) => seen.push(servers.map((s) => s.serverId)));
+
+    entries = [["s1", s1], ["s2", s2]];
+    watchers[0]!.emit("error", new Error("Watcher canceled: mvcc: required revision has been compacted"));
+    await settled(() => watchers.length === 2, "the first reopen's watcher");
+    watchers[1]!.emit("error", new Error("etcd refused the watch"));
+    await drain();
+    mock.timers.tick(100); // the pause before the next try
+    await settled(() => watchers.length === 3, "the second reopen's watcher");
+    await settled(() => seen.length === 1, "the listeners told of s2");
+    assert.deepEqual(seen, [["s1", "s2"]]);
+    await registry.close();
   });
 
   it("a watch etcd never creates fails within its deadlines instead of hanging on the cancel", async () => {

@@ -373,8 +373,10 @@ class EtcdServerWatch implements ServerWatch {
     if (this.reopening || this.closed) return;
     this.reopening = (async () => {
       let backoff = 100;
+      // What the listeners were last told: a try that read the list and then failed to watch
+      // changed it without a word, and measured from there the change was never told.
+      const before = JSON.stringify(this.servers());
       while (!this.closed) {
-        const before = JSON.stringify(this.servers());
         const old = this.watcher;
         this.watcher = undefined;
         // Bounded: etcd3 may never settle the cancel of a watcher etcd itself cancelled.
