@@ -192,6 +192,20 @@ export async function tellCameTogether(deps: ApiDeps, joiners: readonly Id[], me
   }
 }
 
+/**
+ * Tells what remembers blocks (this process's cache, the chat servers of the
+ * pair) that a block between the pair was made or lifted. Best effort: the
+ * block is stored, and a cache not told sees it within its TTL; failing the
+ * call would tell the client it was not made.
+ */
+export async function forgetBlock(deps: ApiDeps, a: Id, b: Id): Promise<void> {
+  try {
+    await deps.blocks?.forget(a, b);
+  } catch (err) {
+    deps.logger?.warn({ err }, "block caches not told of a block; they see it within their TTL");
+  }
+}
+
 /** A user out of a channel keeps none of their own settings of it: mute, pin, archive. */
 export async function forgetOwnSettings(deps: ApiDeps, userId: Id, channelId: Id): Promise<void> {
   await Promise.all([deps.channels.setMute(userId, channelId, undefined), deps.channels.changePlace(userId, channelId, NO_PLACE)]);

@@ -14,7 +14,7 @@ import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { DeviceGate } from "./device-gate.js";
 import type { AuthEvent } from "./metrics.js";
 import type { ApiDeps } from "./deps.js";
-import { leaveGroup } from "./access.js";
+import { forgetBlock, leaveGroup } from "./access.js";
 import type { PushApiDeps } from "./push-service.js";
 import * as v from "./validate.js";
 
@@ -296,7 +296,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
           for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
             if (userId === me) continue;
             await deps.accounts.putBlock(me, userId, now());
-            await deps.blocks?.forget(me, userId);
+            await forgetBlock(deps, me, userId);
           }
         }
       };

@@ -7,6 +7,7 @@ import { ChatError } from "../model/errors.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { reaches } from "../presence/audience.js";
 import type { Id, UserRecord } from "../model/types.js";
+import { forgetBlock } from "./access.js";
 import { caller } from "./context.js";
 import { userToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -144,7 +145,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       await accounts.removeFriendship(me, them);
       await accounts.deleteFriendRequest(me, them);
       await accounts.deleteFriendRequest(them, me);
-      await deps.blocks?.forget(me, them);
+      await forgetBlock(deps, me, them);
       // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
       // Best effort: the block is stored, and holds whether or not this reaches anyone.
       try {
@@ -163,7 +164,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       const them = v.id("user_id", req.userId);
       if (them === me) throw new ChatError("invalid_argument", "user_id must be another user");
       await accounts.deleteBlock(me, them);
-      await deps.blocks?.forget(me, them);
+      await forgetBlock(deps, me, them);
       // Presence hidden by the block comes back where a shared chat and the settings allow it.
       await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
       return {};

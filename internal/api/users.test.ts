@@ -30,6 +30,28 @@ describe("api: UserService and PresenceService", () => {
       assert.ok(sessions.calls > 0, "the offline pushes were tried");
     });
 
+    it("answers BlockUser, UnblockUser and DeleteAccount with the change made when the chat servers cannot be told to forget the pair", async () => {
+      // In the cluster, forgetting looks the pair's chat servers up in the routing table, away here.
+      await api.close();
+      const forgets: bigint[][] = [];
+      const blocks = {
+        forget: async (a: bigint, b: bigint) => {
+          forgets.push([a, b]);
+          throw new Error("Connection is closed.");
+        },
+      };
+      api = await TestApi.start({ sessions: (sessions = new UnreachableSessions()), blocks });
+      const [a, b] = [await api.signUp("blocker", "correct horse"), await api.signUp()];
+      await a.c.users.blockUser({ userId: b.userId });
+      assert.deepEqual((await a.c.users.listBlockedUsers({})).blockedUsers.map((x) => x.user?.userId), [b.userId]);
+      await a.c.users.unblockUser({ userId: b.userId });
+      assert.deepEqual((await a.c.users.listBlockedUsers({})).blockedUsers, []);
+      await a.c.channels.openDirect({ userId: b.userId });
+      await a.c.auth.deleteAccount({ password: "correct horse" });
+      assert.equal((await b.c.users.getUsers({ userIds: [a.userId] })).users[0]?.deleted, true);
+      assert.equal(forgets.length, 4, "each was tried: block, unblock, and the deletion's block of its direct peer, twice");
+    });
+
     it("answers a friendship, an unblocking and a presence setting with the change stored", async () => {
       // Presence tells through the same routing table, away too.
       await api.close();
