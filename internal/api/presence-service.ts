@@ -5,7 +5,7 @@ import { PresenceService, PresenceSettingsSchema } from "../../gen/es/chat/v1/pr
 import { PresenceSchema, PresenceStatus, PresenceVisibility as PbVisibility } from "../../gen/es/chat/v1/types_pb.js";
 import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
-import { ChatError } from "../model/errors.js";
+import { ChatError, isChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
 import { audienceFor, coMembersOf, readReach } from "../presence/audience.js";
 import { presenceFrame } from "../presence/tracker.js";
@@ -61,7 +61,13 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       if (!deps.presence || wanted.length === 0) return { presences: wanted.map(offline) };
 
       const visible = await visibleTo(me, wanted);
-      const known = new Map((await deps.presence.getPresence(wanted.filter((id) => visible.has(id)))).map((p) => [p.userId, p]));
+      const states = await deps.presence.getPresence(wanted.filter((id) => visible.has(id))).catch((err: unknown) => {
+        if (isChatError(err)) throw err;
+        // The store's own error (Redis away) would be INTERNAL, a bug to the client, not a retry.
+        deps.logger?.warn({ err }, "presence store unavailable");
+        throw new ChatError("unavailable", "presence is not available right now; retry");
+      });
+      const known = new Map(states.map((p) => [p.userId, p]));
       return {
         presences: wanted.map((userId) => {
           const p = known.get(userId);

@@ -52,6 +52,17 @@ describe("api: UserService and PresenceService", () => {
       assert.equal(forgets.length, 4, "each was tried: block, unblock, and the deletion's block of its direct peer, twice");
     });
 
+    it("answers GetPresence UNAVAILABLE, to be retried, while the presence store is away", async () => {
+      await api.close();
+      const presence = new FixedPresence({ online: true });
+      presence.getPresence = () => Promise.reject(new Error("Connection is closed."));
+      api = await TestApi.start({ presence });
+      const [a, b] = [await api.signUp(), await api.signUp()];
+      const err = await rpcError(() => a.c.presence.getPresence({ userIds: [a.userId, b.userId] }));
+      assert.deepEqual([err.code, err.chatCode], [Code.Unavailable, "ERROR_CODE_UNAVAILABLE"]);
+      assert.match(err.rawMessage, /presence is not available right now; retry/);
+    });
+
     it("answers a friendship, an unblocking and a presence setting with the change stored", async () => {
       // Presence tells through the same routing table, away too.
       await api.close();
