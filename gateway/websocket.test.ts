@@ -100,6 +100,28 @@ describe("websocket gateway", () => {
     await new Promise((r) => server.close(r));
   });
 
+  it("closes a socket with a reason too long for a close frame, cut between characters, and a code no frame may carry as 1011, never throwing", async () => {
+    const { server, url, sinks, gateway } = await gatewayWithSinks();
+    const dial = async () => {
+      const ws = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+      const closed = new Promise<{ code: number; reason: string }>((r) => ws.once("close", (code, reason) => r({ code, reason: reason.toString() })));
+      await new Promise((r) => ws.once("open", r));
+      return { closed, sink: sinks[sinks.length - 1]! };
+    };
+    try {
+      const long = await dial();
+      // 140 bytes of two-byte characters, as a chat server (of another build) may send.
+      long.sink.close(4003, "é".repeat(70));
+      assert.deepStrictEqual(await long.closed, { code: 4003, reason: "é".repeat(61) });
+      const odd = await dial();
+      odd.sink.close(1006, "abnormal");
+      assert.deepStrictEqual(await odd.closed, { code: 1011, reason: "abnormal" });
+    } finally {
+      await gateway.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   describe("refuses an upgrade it will not take with a status, and lives on", () => {
     const upgrade = (target: string, origin = "", protocols = "") =>
       `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${origin ? `Origin: ${origin}\r\n` : ""}` +

@@ -191,7 +191,9 @@ class WebSocketSink implements SessionSink {
   }
 
   close(code: number, reason: string): void {
-    this.ws.close(code, reason);
+    // A chat server's close (another build's, say) is no reason for ws to throw, out of a stream's
+    // listener: that was the end of the gateway and of every socket on it.
+    this.ws.close(sendableCode(code), sendableReason(reason));
   }
 
   holdInput(held: boolean): void {
@@ -208,6 +210,23 @@ class WebSocketSink implements SessionSink {
     held.add(this.socket);
     if (held.size === 1) setImmediate(releaseHeld);
   }
+}
+
+/** A close frame's reason is at most 123 bytes (RFC 6455 5.5): a longer one is cut, between characters. */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+function sendableReason(reason: string): string {
+  const bytes = Buffer.from(reason);
+  if (bytes.byteLength <= MAX_CLOSE_REASON_BYTES) return reason;
+  let end = MAX_CLOSE_REASON_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
+}
+
+/** A code a close frame may carry (RFC 6455 7.4), as ws checks it; any other is sent as 1011. */
+function sendableCode(code: number): number {
+  const valid = (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+  return Number.isInteger(code) && valid ? code : CloseCode.internal;
 }
 
 /** Sockets corked by holdWrites, all uncorked by one immediate queued after the deliveries they wait for. */
