@@ -17,6 +17,8 @@ export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
 }
 
+const deviceSignedOut = () => new ChatError("unauthenticated", "device was signed out; sign in again");
+
 function newToken(): { token: string; hash: string } {
   const token = randomBytes(32).toString("base64url");
   return { token, hash: hashRefreshToken(token) };
@@ -37,7 +39,7 @@ function newToken(): { token: string; hash: string } {
  * reached its owner as far as the server knows, so whoever presents it later
  * is a second holder. A reuse after the grace, once the successor was used
  * (whoever holds it moved the chain on), or racing the first use's take still signs
- * the device out.
+ * the device out; one of a device signed out already is refused as that.
  */
 export class RefreshTokens {
   private readonly ttlMs: number;
@@ -85,13 +87,21 @@ export class RefreshTokens {
     const { record } = taken;
     if (record.expiresAtMs <= atMs) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
     if (taken.reused && !(await this.retried(tokenHash, taken, use))) {
+      // A device signed out already (a logout or a revocation while a reply was lost, a reuse
+      // before) has nothing left to sign out: telling it "used twice" would raise a thief alarm,
+      // and count one, for a client that only retried.
+      if (await this.signedOut(record)) throw deviceSignedOut();
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
     // A successor stored for a device signed out is never issued, and refused if ever presented.
-    const device = await this.accounts.getDevice(record.userId, record.deviceId);
-    if (!device || device.revoked) throw new ChatError("unauthenticated", "device was signed out; sign in again");
+    if (await this.signedOut(record)) throw deviceSignedOut();
     return { record, token: next.token, expiresAtMs };
+  }
+
+  private async signedOut({ userId, deviceId }: RefreshTokenRecord): Promise<boolean> {
+    const device = await this.accounts.getDevice(userId, deviceId);
+    return !device || device.revoked;
   }
 
   /**
