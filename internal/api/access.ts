@@ -118,6 +118,16 @@ export async function pushChannelEvent(
 }
 
 /**
+ * Tells the members of a group, and the user just out of it, that the user
+ * left or was removed. The one out gets the event without the newest
+ * message: it is read after they were out, and may be one sent since.
+ */
+export async function pushLeft(deps: ApiDeps, members: readonly Id[], userId: Id, view: ChannelView): Promise<void> {
+  await pushChannelEvent(deps, members, ChannelEventKind.LEFT, view, userId);
+  await pushChannelEvent(deps, [userId], ChannelEventKind.LEFT, { ...view, last: undefined }, userId);
+}
+
+/**
  * Takes a user out of a group, as LeaveGroup does: the store passes
  * ownership on in the same step, to an heir among the members at that moment
  * (one chosen from an earlier read may be leaving too), the user's mute,
@@ -135,7 +145,7 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
   // The last one out takes the invite link along: an empty group has nobody left to turn it off.
   if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);
-  await pushChannelEvent(deps, [...remaining, userId], ChannelEventKind.LEFT, view, userId);
+  await pushLeft(deps, remaining, userId, view);
   await tellGoneApart(deps, userId, remaining);
   if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;

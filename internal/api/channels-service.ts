@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -418,7 +418,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         await forgetOwnSettings(deps, target, channel.channelId);
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);
-        await pushChannelEvent(deps, [...everyone, target], ChannelEventKind.LEFT, await channelView(deps, channel), target);
+        await pushLeft(deps, everyone, target, await channelView(deps, channel));
         await tellGoneApart(deps, target, everyone);
       }
       return {};

@@ -6,6 +6,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind, ChannelNoteKind, MemberRole, PresenceStatus, PresenceVisibility, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
+import type { MessageLog } from "../messages/log.js";
 import type { Id } from "../model/types.js";
 import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
 
@@ -78,6 +79,49 @@ describe("api: ChannelService", () => {
     api.sessions.pushes = [];
     await owner!.c.channels.openDirect({ userId: peer!.userId });
     assert.deepEqual(told(), []);
+  });
+
+  it("tells one who leaves or is removed of it without a message sent after they were out", async () => {
+    // The log the api reads, with a hook as it reads the newest message for the event.
+    let log!: MessageLog;
+    let beforeLatest: (() => Promise<void>) | undefined;
+    const proxy = new Proxy({} as MessageLog, {
+      get: (_, key) => {
+        if (key === "latest") {
+          return async (ids: Id[]) => {
+            const hook = beforeLatest;
+            beforeLatest = undefined;
+            await hook?.();
+            return log.latest(ids);
+          };
+        }
+        const value = (log as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(log) : value;
+      },
+    });
+    await api.close();
+    api = await TestApi.start({ log: proxy });
+    log = api.storage.messages;
+    const [owner, stays, removed, leaver] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [stays!.userId, removed!.userId, leaver!.userId] })).channel!.channelId;
+    const leftEvents = (userId: Id) =>
+      api.sessions.framesOf("channel").flatMap((p) =>
+        p.frame.kind.case === "channel" && p.frame.kind.value.kind === ChannelEventKind.LEFT && p.userIds.includes(userId) ? [p.frame.kind.value] : []);
+
+    for (const [out, go] of [
+      [removed!, () => owner!.c.channels.removeMember({ channelId, userId: removed!.userId })],
+      [leaver!, () => leaver!.c.channels.leaveGroup({ channelId })],
+    ] as const) {
+      api.sessions.pushes = [];
+      // Written after they were out, before the event's view reads the newest message.
+      beforeLatest = async () => void (await send(stays!, channelId, `not for ${out.userId}`));
+      await go();
+      const [theirs] = leftEvents(out.userId);
+      assert.equal(theirs?.userId, out.userId);
+      assert.equal(theirs?.channel?.lastMessage, undefined, "what was sent once they were out is not theirs to read");
+      const [others] = leftEvents(stays!.userId);
+      assert.equal(others?.channel?.lastMessage?.text, `not for ${out.userId}`, "those who stay see the chat as it is");
+    }
   });
 
   it("finds or creates one direct channel per pair, either way round", async () => {
