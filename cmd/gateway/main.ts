@@ -1,4 +1,3 @@
-import { hostname } from "node:os";
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -9,34 +8,18 @@ import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
 import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { readGatewayConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("gateway");
-const config = exitOnConfigError("gateway", () => {
-  const r = new EnvReader();
-  const c = {
-    engines: readEngineEndpoints(r),
-    gatewayId: r.string("CHAT_GATEWAY_ID", `${hostname()}-${process.pid}`),
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    httpPort: r.int("CHAT_HTTP_PORT", 8090, 0, 65535),
-    grpcPort: r.int("CHAT_GRPC_PORT", 8091, 0, 65535),
-    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
-    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
-    corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
-    logLevel: readLogLevel(r),
-  };
-  r.done();
-  return c;
-});
+const config = exitOnConfigError("gateway", () => readGatewayConfig());
 const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
 const registry = processMetricsRegistry();
 
