@@ -91,6 +91,17 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       assert.deepEqual(await store.get([u], T + 1_300), [{ userId: u, online: false, lastSeenAtMs: T + 500 }]);
     });
 
+    it("moves no last seen for a drop of a device it does not hold, even as another device's expiry is pruned by it", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 1_000); // a tablet that went quiet
+      await store.touch(u, 2n, T + 500, T + 5_000); // the phone
+      // A device with no presence (a revoked old laptop) is dropped after the tablet expired.
+      assert.equal(await store.drop(u, 9n, T + 2_000), undefined);
+      const flips = (await store.expire(T + 5_000, 1000)).filter((f) => f.userId === u);
+      assert.deepEqual(flips.map((f) => f.lastSeenAtMs), [T + 500], "last alive was the phone's heartbeat");
+      assert.deepEqual(await store.get([u], T + 6_000), [{ userId: u, online: false, lastSeenAtMs: T + 500 }]);
+    });
+
     it("with ifAlive, extends a live device but never revives an expired one", async () => {
       const u = id();
       await store.touch(u, 1n, T, T + 1000);

@@ -57,11 +57,12 @@ export class MemoryPresenceStore implements PresenceStore {
   async drop(userId: Id, deviceId: Id, nowMs: number): Promise<PresenceFlip | undefined> {
     const u = this.users.get(userId);
     if (!u) return undefined;
-    const before = u.devices.length;
+    // Asked before prune(): a device of the user's that expired meanwhile is no device dropped now.
+    const dropped = u.devices.some((d) => d.deviceId === deviceId);
     u.devices = u.devices.filter((d) => d.deviceId !== deviceId);
     prune(u, nowMs);
     // The dropped device was alive until now: the last seen of a later expiry is no earlier.
-    if (u.devices.length < before && (u.lastSeenMs ?? 0) < nowMs) u.lastSeenMs = nowMs;
+    if (dropped && (u.lastSeenMs ?? 0) < nowMs) u.lastSeenMs = nowMs;
     if (u.devices.length > 0 || !u.online) return undefined;
     u.online = false;
     u.lastSeenMs = nowMs;
