@@ -34,6 +34,7 @@ describe("npm run backup -- --restore, stopped midway", function () {
   for (const [phase, stopAt] of [["moving the old data out", 2], ["moving the backup in", 6]] as const) {
     it(`keeps chatd off a directory left half-restored (${phase}), and a second restore finishes it, the old data whole in one place`, async () => {
       const chatd = await startChatd();
+      started.push(chatd);
       dirs.push(chatd.dataDir);
       const [alice, bob] = [await signUp(chatd.httpUrl, "half"), await signUp(chatd.httpUrl, "half")];
       const dm = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
