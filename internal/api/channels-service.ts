@@ -32,16 +32,19 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   }
 
   /**
-   * The users just added to a group, less any whose account was deleted
-   * since it was checked (they are taken out again): a deletion leaves the
-   * groups it finds after marking the account, and this add may have landed
-   * after that look.
+   * The users `by` just added to a group, less any whose account was deleted
+   * or who blocked `by` since they were checked (they are taken out again):
+   * a deletion leaves the groups it finds after marking the account, a block
+   * is stored before anything looks for it, and this add may have landed
+   * after either.
    */
-  async function withoutDeleted(channelId: Id, added: readonly Id[]): Promise<Id[]> {
+  async function withoutRefused(channelId: Id, by: Id, added: readonly Id[]): Promise<Id[]> {
     if (added.length === 0) return [];
-    const deleted = new Set((await accounts.getUsers(added)).filter(isDeletedUser).map((u) => u.userId));
-    for (const userId of deleted) await channels.removeMember(channelId, userId);
-    return added.filter((id) => !deleted.has(id));
+    const [users, blockers] = await Promise.all([accounts.getUsers(added), accounts.listBlockers(by)]);
+    const blocking = new Set(blockers);
+    const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id))]);
+    for (const userId of refused) await channels.removeMember(channelId, userId);
+    return added.filter((id) => !refused.has(id));
   }
 
   /** A group the caller is in, with the caller's membership. */
@@ -179,8 +182,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const owner: MemberRecord = { channelId: channel.channelId, userId: me, role: "owner", joinedAtMs: t, readSeq: 0n };
       const members = [owner, ...others.map((userId): MemberRecord => ({ ...owner, userId, role: "member" }))];
       await channels.createGroup(channel, members);
-      // As for AddMembers: an account deleted since requireUsers looked would stay in the group for good.
-      const joined = await withoutDeleted(channel.channelId, others);
+      // As for AddMembers: an account deleted, or a block made, since they were looked at would stay in the group for good.
+      const joined = await withoutRefused(channel.channelId, me, others);
       const view = { channel, memberCount: joined.length + 1, me: owner };
       await pushChannelEvent(deps, [me, ...joined], ChannelEventKind.JOINED, view);
       await tellCameTogether(deps, joined, [me]);
@@ -390,7 +393,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         MAX_GROUP_MEMBERS,
         managerCheck(me),
       );
-      const added = await withoutDeleted(channel.channelId, written);
+      const added = await withoutRefused(channel.channelId, me, written);
       if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
       const view = await channelView(deps, channel, member);
       if (added.length > 0) {

@@ -221,6 +221,44 @@ describe("api: ChannelService", () => {
     assert.deepEqual(members, [owner!.userId, stays!.userId]);
   });
 
+  it("leaves out of a group one who blocked its adder while they were being added", async () => {
+    // The accounts the api reads, with a hook after its look at who blocked the caller.
+    let store!: AccountStore;
+    let afterLook: (() => Promise<void>) | undefined;
+    const accounts = new Proxy({} as AccountStore, {
+      get: (_, key) => {
+        if (key === "listBlockers") {
+          return async (id: Id) => {
+            const blockers = await store.listBlockers(id);
+            const hook = afterLook;
+            afterLook = undefined;
+            await hook?.();
+            return blockers;
+          };
+        }
+        const value = (store as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(store) : value;
+      },
+    });
+    await api.close();
+    api = await TestApi.start({ accounts });
+    store = api.storage.accounts;
+    const [owner, stays, blocker, later] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const members = async (channelId: Id) => (await owner!.c.channels.listMembers({ channelId })).members.map((m) => m.userId);
+
+    afterLook = async () => void (await blocker!.c.users.blockUser({ userId: owner!.userId }));
+    const created = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [stays!.userId, blocker!.userId] })).channel!;
+    assert.equal(created.memberCount, 2);
+    assert.deepEqual(await members(created.channelId), [owner!.userId, stays!.userId]);
+
+    await blocker!.c.users.unblockUser({ userId: owner!.userId });
+    afterLook = async () => void (await blocker!.c.users.blockUser({ userId: owner!.userId }));
+    await owner!.c.channels.addMembers({ channelId: created.channelId, userIds: [blocker!.userId, later!.userId] });
+    assert.deepEqual(await members(created.channelId), [owner!.userId, stays!.userId, later!.userId]);
+    const added = (await owner!.c.messages.listMessages({ channelId: created.channelId })).messages.find((m) => m.note);
+    assert.deepEqual(added?.note?.userIds, [later!.userId], "the note names only who stayed added");
+  });
+
   it("refuses non-members, and does not tell them whether the channel exists", async () => {
     const a = await api.signUp();
     const b = await api.signUp();
