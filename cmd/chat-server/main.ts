@@ -4,12 +4,11 @@ import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
-import { ChatServerServiceService, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
+import { ChatServerServiceService, chatServerGrpcOptions, chatServerService } from "../../internal/cluster/chat-server-grpc.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/presence.js";
 import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, startSteps, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { INTERNAL_MESSAGE_LIMITS } from "../../internal/cluster/message-limits.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
@@ -61,7 +60,7 @@ const chat = new ChatServer({
   metrics,
 });
 const service = chatServerService(chat, logger);
-const grpcServer = new Server({ "grpc.keepalive_permit_without_calls": 1, ...INTERNAL_MESSAGE_LIMITS });
+const grpcServer = new Server(chatServerGrpcOptions());
 grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
 const port = await new Promise<number>((resolve, reject) =>

@@ -10,7 +10,8 @@ import { ChatServer } from "../chatserver/server.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { InboxEntry } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
-import { chatServerService } from "./chat-server-grpc.js";
+import { chatServerGrpcOptions, chatServerService } from "./chat-server-grpc.js";
+import { TcpProxy } from "../../test/support/tcp-proxy.js";
 
 /** A user's inbox of `count` entries of `textBytes` each. */
 function inboxOf(count: number, textBytes: number): Inbox {
@@ -157,6 +158,38 @@ describe("chat server's gateway stream back-pressure", () => {
       assert.deepStrictEqual(closes, [], "no session closed");
     } finally {
       chat.drain();
+    }
+  });
+});
+
+describe("chat server's gateway stream: a gateway cut off", () => {
+  it("ends the sessions of a gateway that stops answering (its host gone, no FIN) within its keepalive, not at their silence", async () => {
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never });
+    const server = new Server(chatServerGrpcOptions({ keepaliveMs: 200, keepaliveTimeoutMs: 200 }));
+    server.addService(ChatServerServiceService, chatServerService(chat));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const proxy = await TcpProxy.start(`127.0.0.1:${port}`);
+    // A gateway with no keepalive of its own: what is tried here is the chat server's.
+    const client = new ChatServerServiceClient(proxy.address, credentials.createInsecure());
+    const stream = client.session();
+    stream.on("error", () => undefined);
+    let welcomed = false;
+    stream.on("data", (res: SessionResponse) => (welcomed ||= res.kind?.$case === "serverFrame"));
+    try {
+      stream.write({ sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
+      await waitFor(() => welcomed, "the welcome");
+      assert.equal(chat.sessionCount, 1);
+      proxy.cut("blackhole");
+      // Its silence would close it after three heartbeat intervals (75 s here).
+      await waitFor(() => chat.sessionCount === 0, "the session of the gateway cut off ended", 5_000);
+    } finally {
+      stream.cancel();
+      client.close();
+      chat.drain();
+      server.forceShutdown();
+      await proxy.close();
     }
   });
 });

@@ -16,8 +16,26 @@ import type { ChatServer } from "../chatserver/server.js";
 import { fromTsProto } from "./frames.js";
 import { errorNameOf } from "../chatserver/errors.js";
 import { ChatError } from "../model/errors.js";
+import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 
 export { ChatServerServiceService };
+
+/**
+ * The chat server's gRPC server options. It pings every connection (a
+ * gateway's, a delivery stream's) and drops one that does not answer: the
+ * sessions of a gateway whose host died or was cut off (no FIN) otherwise
+ * lived on here until their silence closed them (three heartbeat intervals,
+ * 75 s by default), online and counted as reached, so no push, and the
+ * gateway's stream, once empty, for good.
+ */
+export function chatServerGrpcOptions({ keepaliveMs = 10_000, keepaliveTimeoutMs = 5_000 } = {}) {
+  return {
+    ...INTERNAL_MESSAGE_LIMITS,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.keepalive_time_ms": keepaliveMs,
+    "grpc.keepalive_timeout_ms": keepaliveTimeoutMs,
+  };
+}
 
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
