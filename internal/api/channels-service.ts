@@ -105,6 +105,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     return channel;
   }
 
+  /**
+   * After writing one of the caller's own settings of a channel: one written
+   * as they were being removed (after their membership was read, before the
+   * removal forgot their settings) would outlive the membership and be back
+   * when they are (a mute silencing a group they rejoined), so it goes again.
+   */
+  async function requireStillMember(me: Id, channelId: Id): Promise<void> {
+    if (await channels.getMember(channelId, me)) return;
+    await forgetOwnSettings(deps, me, channelId);
+    throw new ChatError("not_a_member", "not a member of this channel");
+  }
+
   /** The caller's own settings of a channel, as a view shows them: mute, pin, archive. */
   async function ownSettings(me: Id, channelId: Id, last: { sentAtMs: number } | undefined) {
     const [mutes, places] = await Promise.all([channels.listMutes(me), channels.listPlaces(me)]);
@@ -129,7 +141,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     const [places, mutes] = await Promise.all([channels.listPlaces(me), channels.listMutes(me)]);
     const wanted = await change(places.get(channel.channelId), places);
     const { place, changed } = applyPlaceChange(places.get(channel.channelId), wanted);
-    if (changed) await channels.changePlace(me, channel.channelId, wanted);
+    if (changed) {
+      await channels.changePlace(me, channel.channelId, wanted);
+      await requireStillMember(me, channel.channelId);
+    }
     const view = await channelView(deps, channel, member);
     if (changed) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
     return { channel: channelToProto({ ...view, ...settingsOf(mutes, place, channel.channelId, view.last?.sentAtMs) }) };
@@ -213,6 +228,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }
       }
       await channels.setMute(me, channel.channelId, mutedUntilMs);
+      await requireStillMember(me, channel.channelId);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 

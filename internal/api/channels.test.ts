@@ -259,6 +259,51 @@ describe("api: ChannelService", () => {
     assert.deepEqual(added?.note?.userIds, [later!.userId], "the note names only who stayed added");
   });
 
+  it("keeps no mute, pin, archiving or unread mark set while its user was being removed, for when they come back", async () => {
+    // The channels the api writes, with a hook as a setting of the caller's is about to be written.
+    let store!: ChannelStore;
+    let beforeSetting: (() => Promise<void>) | undefined;
+    const once = async () => {
+      const hook = beforeSetting;
+      beforeSetting = undefined;
+      await hook?.();
+    };
+    const channels = new Proxy({} as ChannelStore, {
+      get: (_, key) => {
+        if (key === "setMute" || key === "changePlace") {
+          const write = (store[key] as (...args: unknown[]) => Promise<void>).bind(store);
+          return async (...args: unknown[]) => {
+            await once();
+            return write(...args);
+          };
+        }
+        const value = (store as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(store) : value;
+      },
+    });
+    await api.close();
+    api = await TestApi.start({ channels });
+    store = api.storage.channels;
+    const [owner, member] = [await api.signUp(), await api.signUp()];
+    const channelId = (await owner.c.channels.createGroup({ title: "g", memberUserIds: [member.userId] })).channel!.channelId;
+    const setters: [string, () => Promise<unknown>][] = [
+      ["mute", () => member.c.channels.muteChannel({ channelId, mutedUntil: timestampFromMs(Date.UTC(9999, 0, 1)) })],
+      ["pin", () => member.c.channels.pinChannel({ channelId, pinned: true })],
+      ["archive", () => member.c.channels.archiveChannel({ channelId, archived: true })],
+      ["mark unread", () => member.c.channels.markUnread({ channelId, unread: true })],
+    ];
+    for (const [what, set] of setters) {
+      // Removed after the call saw the membership, before it wrote the setting.
+      beforeSetting = async () => void (await owner.c.channels.removeMember({ channelId, userId: member.userId }));
+      const refused = await rpcError(set);
+      assert.deepEqual([refused.code, refused.chatCode], [Code.PermissionDenied, "ERROR_CODE_NOT_A_MEMBER"], what);
+      await owner.c.channels.addMembers({ channelId, userIds: [member.userId] });
+      const back = (await member.c.channels.describeChannel({ channelId })).channel!;
+      assert.deepEqual([back.mutedUntil, back.pinnedAt, back.archived, back.markedUnread], [undefined, undefined, false, false], what);
+      assert.equal((await store.listMutes(member.userId)).size + (await store.listPlaces(member.userId)).size, 0, what);
+    }
+  });
+
   it("refuses non-members, and does not tell them whether the channel exists", async () => {
     const a = await api.signUp();
     const b = await api.signUp();
