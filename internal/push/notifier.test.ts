@@ -665,6 +665,36 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.equal(errors.length, 1, "the failure is logged");
   });
 
+  it("a retry reads the device's endpoint again: no preview asked meanwhile hides the text, a mute or an unsubscription stops it", async () => {
+    const retryable = { ok: false, gone: false, retryable: true, status: 503, reason: "unavailable" } as const;
+    for (const change of ["hidePreview", "muted", "removed"] as const) {
+      let current: PushEndpoint | undefined = endpoint;
+      const tries: PushNotification[] = [];
+      const skipped: SkipReason[] = [];
+      await notifier.stop();
+      notifier = new Notifier({
+        queue: {} as MessageQueue,
+        endpoints: {
+          listForUser: async () => (current ? [current] : []),
+          get: async () => current,
+          removeIfAddress: async () => false,
+        } as unknown as PushEndpointStore,
+        providers: { web_push: { kind: "web_push", send: async (_e, n) => (tries.push(n), tries.length === 1 ? retryable : { ok: true }) } },
+        onSkipped: (reason) => skipped.push(reason),
+        options: { collapseWindowMs: WINDOW },
+      });
+      accept("a secret");
+      mock.timers.tick(WINDOW);
+      await settled(() => tries.length === 1 && notifier.pending === 1, "the first try, waiting to retry");
+      if (change === "removed") current = undefined;
+      else current = { ...endpoint, [change]: true };
+      mock.timers.runAll();
+      await settled(() => notifier.pending === 0, "the retry to end");
+      if (change === "hidePreview") assert.deepEqual(tries.map((n) => n.body), ["a secret", "New message"], change);
+      else assert.deepEqual([tries.length, skipped], [1, [change === "muted" ? "muted" : "no_endpoint"]], change);
+    }
+  });
+
   it("honours a Retry-After longer than backoffMaxMs", async () => {
     const at: number[] = [];
     let now = 0;

@@ -92,6 +92,8 @@ interface Collapsing {
 interface Job {
   endpoint: PushEndpoint;
   notification: PushNotification;
+  /** Both versions, small: a retry picks the one the device's setting asks for by then. */
+  versions: { preview: PushNotification; noPreview: PushNotification };
   attempt: number;
   host: string;
 }
@@ -295,8 +297,9 @@ export class Notifier {
         failure ??= err;
         continue;
       }
-      const notification = buildNotification(req, count, endpoint.hidePreview, this.o.ttlSeconds);
-      this.ready.push({ endpoint, notification, attempt: 1, host: hostOf(endpoint) });
+      const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
+      const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
+      this.ready.push({ endpoint, notification, versions, attempt: 1, host: hostOf(endpoint) });
     }
     this.pump();
     if (failure !== undefined) throw failure;
@@ -379,19 +382,29 @@ export class Notifier {
 
   /**
    * A retry comes up to minutes after the first try: the user may have come
-   * online (the live session has it) or the device signed out since. When
-   * that cannot be read, the push goes as the first one did.
+   * online (the live session has it), the device signed out, or changed its
+   * push settings since (no preview: a retry must not show the text it asked
+   * to hide; muted; unsubscribed or subscribed anew). When that cannot be
+   * read, the push goes as the first one did.
    */
   private async retry(job: Job): Promise<void> {
     const { userId, deviceId } = job.endpoint;
+    const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
+    let next: Job = { ...job, attempt: job.attempt + 1 };
     try {
-      if (this.deps.isOnline && (await this.deps.isOnline(userId))) return this.deps.onSkipped?.("online");
-      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) return this.deps.onSkipped?.("revoked_device");
+      if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
+      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) return skipped("revoked_device");
+      const endpoint = await this.deps.endpoints.get(userId, deviceId);
+      if (!endpoint) return skipped("no_endpoint");
+      if (endpoint.muted) return skipped("muted");
+      if (!this.deps.providers[endpoint.kind]) return skipped("no_provider");
+      const notification = endpoint.hidePreview ? job.versions.noPreview : job.versions.preview;
+      next = { ...next, endpoint, notification, host: hostOf(endpoint) };
     } catch (err) {
       this.deps.logger?.warn({ err }, "cannot tell whether a retried push is still due: sending it");
     }
     if (this.stopped) return;
-    this.ready.push({ ...job, attempt: job.attempt + 1 });
+    this.ready.push(next);
     this.pump();
   }
 
