@@ -54,6 +54,10 @@ export function openSqliteStorage(
   if (path !== ":memory:") {
     checkpointer = new WalCheckpointer(path);
     db.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    // A long read (a backup's VACUUM INTO under load) holds the WAL from starting over, and it
+    // grows by all that is written meanwhile; SQLite never shrinks the file by itself, so it
+    // kept that size (hundreds of MB) until chatd stopped. Cut back to the backstop's size when it starts over.
+    db.pragma(`journal_size_limit = ${WRITER_AUTOCHECKPOINT_PAGES * Number(db.pragma("page_size", { simple: true }))}`);
   }
   const messages = new SqliteMessageLog(db);
   const inbox = new SqliteInbox(db);
