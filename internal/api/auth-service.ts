@@ -6,7 +6,7 @@ import { isDeletedUser } from "../accounts/store.js";
 import { PasswordHasher } from "../auth/passwords.js";
 import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
-import { ChatError } from "../model/errors.js";
+import { ChatError, isChatError } from "../model/errors.js";
 import type { DeviceRecord, Id, UserRecord } from "../model/types.js";
 import { DEFAULT_MAX_DEVICES_PER_ACCOUNT } from "../throttle/config.js";
 import { caller, clientAddress } from "./context.js";
@@ -186,7 +186,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         passwordHash: await passwords.hash(req.password),
         createdAtMs: now(),
       };
-      await deps.accounts.createUser(user); // still refuses a concurrent sign-up of the same name
+      // Still refuses a concurrent sign-up of the same name, told as the check above tells it
+      // (each store words its own refusal).
+      await deps.accounts.createUser(user).catch((e: unknown) => {
+        throw isChatError(e) && e.code === "already_exists" ? new ChatError("already_exists", "username is taken") : e;
+      });
       const device = await newDevice(user, info);
       // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
       await deps.limits?.signedIn(username, clientAddress(ctx));

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from "../auth/refresh.js";
@@ -79,6 +79,14 @@ describe("api: AuthService", () => {
     const err = await rpcError(() => api.anon.auth.signUp({ username: "CAROL", password: "whatever123" }));
     assert.equal(err.code, Code.AlreadyExists);
     assert.equal(err.chatCode, "ERROR_CODE_ALREADY_EXISTS");
+    assert.equal(err.rawMessage, "username is taken");
+  });
+
+  it("refuses the loser of two sign-ups of one name at once as the name taken, whatever the store says", async () => {
+    const results = await Promise.allSettled(["Dana", "dana"].map((username) => api.anon.auth.signUp({ username, password: "whatever123" })));
+    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason as ConnectError] : []));
+    assert.equal(refused.length, 1);
+    assert.deepEqual([refused[0]!.code, refused[0]!.rawMessage], [Code.AlreadyExists, "username is taken"]);
   });
 
   it("validates sign-up fields with clear messages", async () => {
