@@ -665,6 +665,32 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.equal(errors.length, 1, "the failure is logged");
   });
 
+  it("drops a retry of a chat's notification once a newer one of that chat went to the device: the older never replaces it", async () => {
+    const tries: string[] = [];
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          // The first try answers 429 (retry in 10 s), the rest are taken.
+          send: async (_e, n) => (tries.push(n.body), tries.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 10_000, status: 429, reason: "slow down" } : (sent.push(n), { ok: true })),
+        },
+      },
+      options: { collapseWindowMs: WINDOW },
+    });
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => tries.length === 1 && notifier.pending === 1, "the first try, waiting to retry");
+    accept("second");
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1 && notifier.pending === 0, "the newer window's notification, and the older one's retry given up");
+    mock.timers.runAll();
+    await drain();
+    assert.deepEqual(sent.map((n) => n.body), ["second"], "the device shows the newest message, not the retried older one");
+  });
+
   it("a retry reads the device's endpoint again: no preview asked meanwhile hides the text, a mute or an unsubscription stops it", async () => {
     const retryable = { ok: false, gone: false, retryable: true, status: 503, reason: "unavailable" } as const;
     for (const change of ["hidePreview", "muted", "removed"] as const) {

@@ -68,9 +68,10 @@ export interface NotifierDeps {
 /**
  * Why a due notification is not sent: its user is online again, muted its
  * channel, has no endpoint, or the endpoint is muted, of a push service not
- * configured here, or of a logged-out device (then also removed).
+ * configured here, or of a logged-out device (then also removed); or, not
+ * yet sent for good, a newer one of the same chat was made for the device.
  */
-export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired";
+export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "superseded";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -96,6 +97,10 @@ interface Job {
   versions: { preview: PushNotification; noPreview: PushNotification };
   attempt: number;
   host: string;
+  /** A newer notification of the same chat was made for the device: this one is not sent again. */
+  superseded?: boolean;
+  /** While waiting for its retry. */
+  retryTimer?: NodeJS.Timeout;
 }
 
 const PREVIEW_CODE_POINTS = 120;
@@ -128,6 +133,13 @@ export class Notifier {
   private readonly collapsing = new Map<string, Collapsing>();
   private readonly ready: Job[] = [];
   private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /**
+   * The newest notification of each (device, chat) still being sent or
+   * retried. An older one retried after it would replace it on the device
+   * (same collapse key, and the service worker's tag): it is dropped instead,
+   * as the push service would drop it, undelivered, for the newer.
+   */
+  private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
   private readonly inflightJobs = new Set<Promise<void>>();
   private readonly flushing = new Set<Promise<void>>();
@@ -198,6 +210,7 @@ export class Notifier {
     this.stopped = true;
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     this.ready.length = 0;
+    this.newest.clear();
     this.wakeWaiters();
     await Promise.all([...this.flushing, ...this.rechecking, ...this.inflightJobs]);
   }
@@ -299,7 +312,9 @@ export class Notifier {
       }
       const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
-      this.ready.push({ endpoint, notification, versions, attempt: 1, host: hostOf(endpoint) });
+      const job: Job = { endpoint, notification, versions, attempt: 1, host: hostOf(endpoint) };
+      this.supersede(job);
+      this.ready.push(job);
     }
     this.pump();
     if (failure !== undefined) throw failure;
@@ -317,10 +332,35 @@ export class Notifier {
     }
   }
 
+  /** Makes `job` the newest of its (device, chat); an older one not yet sent for good is given up. */
+  private supersede(job: Job): void {
+    const key = newestKey(job);
+    const older = this.newest.get(key);
+    this.newest.set(key, job);
+    if (!older) return;
+    older.superseded = true;
+    if (older.retryTimer && this.retryTimers.delete(older.retryTimer)) {
+      clearTimeout(older.retryTimer);
+      this.deps.onSkipped?.("superseded");
+      this.wakeWaiters();
+    }
+  }
+
+  /** The job is done with (sent, given up, skipped): it no longer supersedes anything. */
+  private finished(job: Job): void {
+    const key = newestKey(job);
+    if (this.newest.get(key) === job) this.newest.delete(key);
+  }
+
   /** Starts ready jobs while there are free slots, overall and for their host. */
   private pump(): void {
     for (let i = 0; i < this.ready.length && this.inflight < this.o.concurrency && !this.stopped; ) {
       const job = this.ready[i]!;
+      if (job.superseded) {
+        this.ready.splice(i, 1);
+        this.deps.onSkipped?.("superseded");
+        continue;
+      }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
       if (hostLoad >= this.o.perHostConcurrency) {
         i++;
@@ -356,11 +396,12 @@ export class Notifier {
       action = "removed";
       const { userId, deviceId, address } = job.endpoint;
       await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
-    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining) {
+    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining && !job.superseded) {
       action = "retry";
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
+        job.retryTimer = undefined;
         // However it ends (sent again, or skipped: its user came online, its device signed out), it
         // leaves room that a batch may be waiting for.
         const p = this.retry(job).finally(() => {
@@ -370,7 +411,9 @@ export class Notifier {
         this.rechecking.add(p);
       }, delay);
       this.retryTimers.add(t);
+      job.retryTimer = t;
     } else action = "dropped";
+    if (action !== "retry") this.finished(job);
     if (!outcome.ok) {
       this.deps.logger?.[action === "retry" ? "debug" : "info"](
         { userId: String(job.endpoint.userId), deviceId: String(job.endpoint.deviceId), kind: job.endpoint.kind, attempt: job.attempt, reason: outcome.reason, action },
@@ -389,7 +432,10 @@ export class Notifier {
    */
   private async retry(job: Job): Promise<void> {
     const { userId, deviceId } = job.endpoint;
-    const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
+    const skipped = (reason: SkipReason) => {
+      this.finished(job);
+      this.deps.onSkipped?.(reason);
+    };
     let next: Job = { ...job, attempt: job.attempt + 1 };
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
@@ -404,6 +450,9 @@ export class Notifier {
       this.deps.logger?.warn({ err }, "cannot tell whether a retried push is still due: sending it");
     }
     if (this.stopped) return;
+    // A newer notification of the chat came while this one asked.
+    if (job.superseded) return skipped("superseded");
+    if (this.newest.get(newestKey(job)) === job) this.newest.set(newestKey(job), next);
     this.ready.push(next);
     this.pump();
   }
@@ -420,6 +469,11 @@ export class Notifier {
     this.roomWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** One device, one chat: what a newer notification replaces. */
+function newestKey(job: Job): string {
+  return `${job.endpoint.userId}:${job.endpoint.deviceId}:${job.notification.collapseKey}`;
 }
 
 function hostOf(e: PushEndpoint): string {
