@@ -77,6 +77,10 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     push: readPushConfig(r),
     tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),
   };
+  // The second listener would find the port taken by the first and blame "another copy of this process".
+  if (config.httpPort !== 0 && config.httpPort === config.grpcPort) {
+    r.problems.push(`CHAT_GRPC_PORT=${config.grpcPort}: the same port as CHAT_HTTP_PORT; each listener needs its own (0 picks a free one)`);
+  }
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
   r.done();
   return config;
