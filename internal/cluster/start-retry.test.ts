@@ -36,6 +36,26 @@ describe("retryStart", () => {
     assert.ok(calls >= 2, `tried ${calls} times`);
   });
 
+  it("keeps trying for its time on the monotonic clock: a wall clock stepped forward an hour (NTP at boot) does not end it", async () => {
+    const wall = Date.now;
+    let calls = 0;
+    try {
+      const got = await retryStart(
+        "reading the chat servers from etcd",
+        async () => {
+          // The host's clock is set right while the engines are still starting.
+          if (++calls === 1) Date.now = () => wall() + 3_600_000;
+          if (calls < 3) throw new Error("no answer from etcd within 3000 ms");
+          return "servers";
+        },
+        { withinMs: 10_000, firstPauseMs: 1 },
+      );
+      assert.equal(got, "servers");
+    } finally {
+      Date.now = wall;
+    }
+  });
+
   it("tries once when given no time", async () => {
     let calls = 0;
     const step = async () => {

@@ -41,14 +41,16 @@ function oneLine(cause: unknown): string {
  * StartTimeoutError. The step must leave nothing open when it fails.
  */
 export async function retryStart<T>(what: string, step: () => Promise<T>, options: StartRetryOptions): Promise<T> {
-  const giveUpAt = Date.now() + options.withinMs;
+  // On the monotonic clock: a host's wall clock is often set right (stepped by hours) while
+  // a process waits for its engines at boot, which ended the wait at once.
+  const giveUpAt = performance.now() + options.withinMs;
   const maxPauseMs = options.maxPauseMs ?? 5_000;
   let pauseMs = options.firstPauseMs ?? 250;
   for (let attempt = 1; ; attempt++) {
     try {
       return await step();
     } catch (err) {
-      const left = giveUpAt - Date.now();
+      const left = giveUpAt - performance.now();
       if (left <= 0) throw new StartTimeoutError(what, options.withinMs, err);
       const waitMs = Math.min(pauseMs, left);
       options.logger?.warn({ err, attempt, retryInMs: waitMs }, `${what} failed; trying again`);
