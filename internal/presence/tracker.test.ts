@@ -555,6 +555,33 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal(lastHeard(heard, 99n, 2n), false, `its watchers told it is offline all the same: heard ${show(heard)}`);
   });
 
+  it("after a restart that lost the data, announces OFFLINE for a device whose session had ended before it, in its grace period", async () => {
+    let mem = new MemoryPresenceStore();
+    const resets: (() => void)[] = [];
+    const heard: Heard[] = [];
+    const tr = tracker({ store: { ...storeOver(() => mem), onReset: (l) => resets.push(l) }, directory: recorder(heard) });
+    tr.deviceConnected(1n, 10n);
+    tr.deviceConnected(2n, 20n);
+    await tr.idle();
+    t += 1_000;
+    tr.deviceDisconnected(1n, 10n, t); // its grace period runs: still online to its watchers
+    tr.deviceDisconnected(2n, 20n, t);
+    await tr.idle();
+    t += 5_000;
+    tr.deviceConnected(2n, 20n); // back before the restart: its live session is touched again by the chat server
+    await tr.idle();
+    mem = new MemoryPresenceStore(); // Redis restarted empty
+    for (const reset of resets) reset();
+    await tr.idle();
+    for (let i = 0; i < 3; i++) {
+      t += GRACE;
+      await tr.sweep();
+      await tr.idle();
+    }
+    assert.equal(lastHeard(heard, 99n, 1n), false, `its watchers hear it go: heard ${show(heard)}`);
+    assert.deepEqual(await mem.get([2n], t), [{ userId: 2n, online: false }], "a device back meanwhile is not ended again here");
+  });
+
   it("ends again, once the store answers, a session that ended while it failed: the watchers hear the user go, whatever the store kept", async () => {
     for (const lostData of [false, true]) {
       let mem = new MemoryPresenceStore();

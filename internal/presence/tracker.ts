@@ -96,7 +96,15 @@ export class PresenceTracker {
   private answeringSinceMs: number | undefined = -Infinity;
   private readonly recoveredListeners: (() => void)[] = [];
   /** Sessions that ended while the store failed, by "user/device": ended again when it answers. */
-  private readonly endedWhileAway = new Map<string, { userId: Id; deviceId: Id; lastAliveMs: number; silent: boolean }>();
+  private readonly endedWhileAway = new Map<string, EndedSession>();
+  /**
+   * Sessions that ended here within a grace period, oldest first, by
+   * "user/device": a store that comes back empty lost their devices, whose
+   * grace period no sweep would then end (no session is left to touch them
+   * again), leaving them online on their watchers' screens for good. Ended
+   * again when the store answers or resets, as endedWhileAway.
+   */
+  private readonly endedLately = new Map<string, EndedSession & { graceEndsMs: number }>();
 
   constructor(private readonly deps: PresenceTrackerDeps) {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
@@ -163,6 +171,9 @@ export class PresenceTracker {
         throw err;
       }
       this.endedWhileAway.delete(key);
+      this.endedLately.delete(key); // re-inserted last: the map stays in order of graceEndsMs, nearly
+      this.endedLately.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent, graceEndsMs: aliveAt + this.deps.graceMs });
+      this.forgetEndedLately(now);
       if (flip) return void this.announce(flip);
       if (recent) return;
       // Past its grace period, and unknown to the store: its data was lost (a
@@ -177,6 +188,7 @@ export class PresenceTracker {
 
   /** Logout or revocation: the device is offline at once. */
   deviceLoggedOut(userId: Id, deviceId: Id): void {
+    this.endedLately.delete(`${userId}/${deviceId}`);
     this.run(userId, async () => {
       const flip = await this.call((s) => s.drop(userId, deviceId, this.now()));
       if (flip) void this.announce(flip);
@@ -260,7 +272,10 @@ export class PresenceTracker {
   }
 
   private alive(userId: Id, deviceId: Id, atMs?: number): void {
-    if (atMs === undefined) this.endedWhileAway.delete(`${userId}/${deviceId}`);
+    if (atMs === undefined) {
+      this.endedWhileAway.delete(`${userId}/${deviceId}`);
+      this.endedLately.delete(`${userId}/${deviceId}`);
+    }
     this.run(userId, async () => {
       const at = atMs ?? this.now();
       if (at + this.deps.graceMs <= this.now()) return;
@@ -297,8 +312,18 @@ export class PresenceTracker {
     this.answeringSinceMs = this.now();
     this.deps.logger?.info("presence store answers again: touching live sessions, holding sweeps off for a grace period");
     for (const l of this.recoveredListeners) l();
-    for (const { userId, deviceId, lastAliveMs, silent } of [...this.endedWhileAway.values()]) {
+    this.forgetEndedLately(this.answeringSinceMs);
+    const ended = new Map([...this.endedLately, ...this.endedWhileAway]);
+    for (const { userId, deviceId, lastAliveMs, silent } of ended.values()) {
       this.deviceDisconnected(userId, deviceId, lastAliveMs, silent);
+    }
+  }
+
+  /** Forgets the sessions whose grace period is over: a sweep ended them, if the store still had them. */
+  private forgetEndedLately(nowMs: number): void {
+    for (const [key, e] of this.endedLately) {
+      if (e.graceEndsMs > nowMs) break;
+      this.endedLately.delete(key);
     }
   }
 
@@ -409,6 +434,13 @@ export class PresenceTracker {
     const leftOut = [...told.reached].filter((id) => !audience.has(id));
     if (leftOut.length > 0) await this.deps.directory.pushToUsers(leftOut, presenceFrame({ userId, online: false }));
   }
+}
+
+interface EndedSession {
+  userId: Id;
+  deviceId: Id;
+  lastAliveMs: number;
+  silent: boolean;
 }
 
 /** What an audience heard from one telling: whom a push was tried to (none: nothing pushed yet), and the version it last took. */
