@@ -737,6 +737,36 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     await tr.stop();
   });
 
+  it("stop() waits for a sweep under way, its announcements told before the directory closes", async () => {
+    const mem = new MemoryPresenceStore();
+    const slow = gate();
+    let expiring!: () => void;
+    const expireCalled = new Promise<void>((r) => (expiring = r));
+    const heard: Heard[] = [];
+    let stopped = false;
+    const tr = tracker({
+      store: storeOver(() => mem, undefined, {
+        async expire(...a) {
+          expiring();
+          await slow.opened; // a Redis round trip under way at SIGTERM
+          return mem.expire(...a);
+        },
+      }),
+      directory: recorder(heard, async () => {
+        if (stopped) throw new Error("directory closed");
+      }),
+    });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    t += GRACE + 1;
+    const sweeping = tr.sweep();
+    await expireCalled;
+    const stopping = tr.stop().then(() => (stopped = true));
+    slow.open();
+    await Promise.all([stopping, sweeping]);
+    assert.equal(lastHeard(heard, 99n, 1n), false, `told before stop() returned: heard ${show(heard)}`);
+  });
+
   it("gives a failing announcement up at stop()", async () => {
     const tr = tracker({
       store: new MemoryPresenceStore(),

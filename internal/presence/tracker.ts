@@ -122,12 +122,14 @@ export class PresenceTracker {
     }
   }
 
-  /** Stops sweeping, gives up retries and waits for what is in flight. */
+  /** Stops sweeping, gives up retries and waits for what is in flight (a sweep under way included). */
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopping.abort();
     clearInterval(this.timer);
     this.timer = undefined;
+    // Its flips are made in the store: told now, before the caller closes the directory.
+    await this.sweeping;
     await this.idle();
   }
 
