@@ -14,7 +14,8 @@ import type { SessionHost } from "../internal/chatserver/port.js";
 import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
-import { CLOSE_CODE_TRAILER, closeIdleConnections, sessionService, withCallStream } from "./grpc-session.js";
+import { closeIdleConnections } from "../internal/grpc/idle-connections.js";
+import { CLOSE_CODE_TRAILER, sessionService, withCallStream } from "./grpc-session.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
 const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({

@@ -7,55 +7,29 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
-import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { leaseWorkerId, openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { readPushConfig } from "../../internal/push/config.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
-import { readApiLimits } from "../../internal/throttle/config.js";
-import { readChangeWindows } from "../../internal/messages/changes.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { readApiConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("api");
-const config = exitOnConfigError("api", () => {
-  const r = new EnvReader();
-  const c = {
-    engines: readEngineEndpoints(r),
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
-    grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
-    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
-    accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
-    refreshReuseGraceMs: r.int("CHAT_REFRESH_REUSE_GRACE_S", REFRESH_REUSE_GRACE_MS / 1000, 0, 3600) * 1000,
-    corsOrigins: r.list("CHAT_CORS_ORIGINS", []),
-    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
-    apiLimits: readApiLimits(r),
-    logLevel: readLogLevel(r),
-    push: readPushConfig(r),
-    presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
-    blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
-    changeWindows: readChangeWindows(r),
-    sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
-  };
-  r.done();
-  return c;
-});
+const config = exitOnConfigError("api", () => readApiConfig());
 const logger = createLogger("api", config.logLevel);
 const registry = processMetricsRegistry();
 
@@ -161,6 +135,7 @@ const httpServer = http.createServer((req, res) => {
   connect(req, res);
 });
 const grpcServer = http2.createServer(connect);
+closeIdleConnections(grpcServer);
 await exitOnListenError("api", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");

@@ -14,6 +14,7 @@ import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
@@ -259,6 +260,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Native apps and grpcurl: h2c, which browsers never speak and which
   // cannot share a plaintext listener with HTTP/1.1 (with TLS: HTTP/2 over TLS, ALPN h2).
   const grpcServer = tls ? http2.createSecureServer(tls, grpcConnect) : http2.createServer(grpcConnect);
+  closeIdleConnections(grpcServer);
   const grpcListener = closableHttp2(grpcServer);
 
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
+import { readCorsOrigins } from "../../internal/config/cors.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
@@ -70,7 +71,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
-    corsOrigins: readOrigins(r.list("CHAT_CORS_ORIGINS", []), r.problems),
+    corsOrigins: readCorsOrigins(r),
     apiLimits: readApiLimits(r),
     changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
@@ -84,27 +85,6 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
   r.done();
   return config;
-}
-
-/**
- * CHAT_CORS_ORIGINS: each one as a browser sends its Origin header, which is
- * compared as text: "https://chat.example/" (a trailing slash), an upper-case
- * host, a default port or "*" matched no browser, and every browser request
- * and WebSocket was refused with nothing said.
- */
-function readOrigins(origins: string[], problems: string[]): string[] {
-  for (const value of origins) {
-    let origin: string | undefined;
-    try {
-      origin = new URL(value).origin;
-    } catch {
-      // Not a URL: "*", a bare host name.
-    }
-    if (origin === value) continue;
-    const hint = origin && origin !== "null" ? `did you mean ${origin}?` : "expected scheme://host[:port]";
-    problems.push(`CHAT_CORS_ORIGINS: ${JSON.stringify(value)} is not an origin as a browser sends it (${hint}); leave it unset to allow any origin`);
-  }
-  return origins;
 }
 
 /** CHAT_TLS_CERT and CHAT_TLS_KEY: both or neither, readable PEM files that belong together. */
