@@ -887,8 +887,9 @@ export const ChannelService: GenService<{
   },
   /**
    * Pins a channel at the top of the caller's list (the most recently pinned
-   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
-   * of the archive. The caller's own setting.
+   * first), or unpins it; at most 5 are pinned (a sixth is
+   * FAILED_PRECONDITION with ERROR_CODE_LIMIT_REACHED). Pinning takes a
+   * channel out of the archive. The caller's own setting.
    *
    * @generated from rpc chat.v1.ChannelService.PinChannel
    */

@@ -660,8 +660,8 @@ export enum ErrorCode {
 
   /**
    * A limit that waiting does not lift was reached: friends, friend
-   * requests waiting for an answer, or edits of one message. The message
-   * says which.
+   * requests waiting for an answer, pinned channels, or edits of one
+   * message. The message says which.
    *
    * @generated from enum value: ERROR_CODE_LIMIT_REACHED = 18;
    */

@@ -3363,8 +3363,9 @@ export const ChannelServiceService = {
   },
   /**
    * Pins a channel at the top of the caller's list (the most recently pinned
-   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
-   * of the archive. The caller's own setting.
+   * first), or unpins it; at most 5 are pinned (a sixth is
+   * FAILED_PRECONDITION with ERROR_CODE_LIMIT_REACHED). Pinning takes a
+   * channel out of the archive. The caller's own setting.
    */
   pinChannel: {
     path: "/chat.v1.ChannelService/PinChannel" as const,
@@ -3514,8 +3515,9 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
   muteChannel: handleUnaryCall<MuteChannelRequest, MuteChannelResponse>;
   /**
    * Pins a channel at the top of the caller's list (the most recently pinned
-   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
-   * of the archive. The caller's own setting.
+   * first), or unpins it; at most 5 are pinned (a sixth is
+   * FAILED_PRECONDITION with ERROR_CODE_LIMIT_REACHED). Pinning takes a
+   * channel out of the archive. The caller's own setting.
    */
   pinChannel: handleUnaryCall<PinChannelRequest, PinChannelResponse>;
   /**
@@ -3746,8 +3748,9 @@ export interface ChannelServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Pins a channel at the top of the caller's list (the most recently pinned
-   * first), or unpins it; at most 5 are pinned. Pinning takes a channel out
-   * of the archive. The caller's own setting.
+   * first), or unpins it; at most 5 are pinned (a sixth is
+   * FAILED_PRECONDITION with ERROR_CODE_LIMIT_REACHED). Pinning takes a
+   * channel out of the archive. The caller's own setting.
    */
   pinChannel(
     request: PinChannelRequest,

@@ -66,8 +66,8 @@ export enum ErrorCode {
   ERROR_CODE_BLOCKED = 17,
   /**
    * ERROR_CODE_LIMIT_REACHED - A limit that waiting does not lift was reached: friends, friend
-   * requests waiting for an answer, or edits of one message. The message
-   * says which.
+   * requests waiting for an answer, pinned channels, or edits of one
+   * message. The message says which.
    */
   ERROR_CODE_LIMIT_REACHED = 18,
   UNRECOGNIZED = -1,
