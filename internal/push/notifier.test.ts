@@ -242,6 +242,23 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual(skips.sort(), ["online", "revoked_device"]);
   });
 
+  it("does not retry a chat the user muted since the first try, unless the notification mentions them", async () => {
+    const plain = receiver.subscribe({ kind: "failFirst", times: 1, status: 503 });
+    const mention = receiver.subscribe({ kind: "failFirst", times: 1, status: 503 });
+    await register(1n, 10n, plain);
+    await register(2n, 20n, mention);
+    await startNotifier({ backoffBaseMs: 100 });
+    await notify(1n, 500n, "chatter");
+    await notify(2n, 500n, "@you look", { mentioned: true });
+    await waitFor(() => results.length === 2, "the first tries");
+    const until = Date.now() + 3_600_000;
+    mutes.set("1:500", until);
+    mutes.set("2:500", until);
+    await notifier!.idle();
+    assert.deepEqual([receiver.pushesTo(plain).length, receiver.deliveredTo(mention).length], [1, 1], "the mention still goes");
+    assert.deepEqual(skips, ["channel_muted"]);
+  });
+
   it("honours Retry-After and gives up after maxAttempts", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 500 });
     const slow = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });

@@ -93,6 +93,9 @@ interface Collapsing {
 interface Job {
   endpoint: PushEndpoint;
   notification: PushNotification;
+  channelId: Id;
+  /** The user is named in it: sent through a mute of the chat. */
+  mentioned: boolean;
   /** Both versions, small: a retry picks the one the device's setting asks for by then. */
   versions: { preview: PushNotification; noPreview: PushNotification };
   attempt: number;
@@ -283,7 +286,7 @@ export class Notifier {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
-    if (!req.mentioned && (await this.channelMuted(req))) return skipped("channel_muted");
+    if (!req.mentioned && (await this.channelMuted(req.userId, req.message.channelId))) return skipped("channel_muted");
     const endpoints = await this.deps.endpoints.listForUser(req.userId);
     if (endpoints.length === 0) skipped("no_endpoint");
     // A device whose login cannot be checked gets nothing (it may be logged
@@ -312,7 +315,7 @@ export class Notifier {
       }
       const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
-      const job: Job = { endpoint, notification, versions, attempt: 1, host: hostOf(endpoint) };
+      const job: Job = { endpoint, notification, channelId: req.message.channelId, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
       this.supersede(job);
       this.ready.push(job);
     }
@@ -321,10 +324,10 @@ export class Notifier {
   }
 
   /** Fails open: a mute that cannot be read costs a push too many, not a message nobody hears about. */
-  private async channelMuted(req: NotificationRequest): Promise<boolean> {
+  private async channelMuted(userId: Id, channelId: Id): Promise<boolean> {
     if (!this.deps.channelMutedUntil) return false;
     try {
-      const until = await this.deps.channelMutedUntil(req.userId, req.message.channelId);
+      const until = await this.deps.channelMutedUntil(userId, channelId);
       return until !== undefined && until > (this.deps.now ?? Date.now)();
     } catch (err) {
       this.deps.logger?.warn({ err }, "channel mutes unreadable: notifying anyway");
@@ -425,10 +428,11 @@ export class Notifier {
 
   /**
    * A retry comes up to minutes after the first try: the user may have come
-   * online (the live session has it), the device signed out, or changed its
-   * push settings since (no preview: a retry must not show the text it asked
-   * to hide; muted; unsubscribed or subscribed anew). When that cannot be
-   * read, the push goes as the first one did.
+   * online (the live session has it), muted the chat (a mention still
+   * goes), the device signed out, or changed its push settings since (no
+   * preview: a retry must not show the text it asked to hide; muted;
+   * unsubscribed or subscribed anew). When that cannot be read, the push goes
+   * as the first one did.
    */
   private async retry(job: Job): Promise<void> {
     const { userId, deviceId } = job.endpoint;
@@ -439,6 +443,7 @@ export class Notifier {
     let next: Job = { ...job, attempt: job.attempt + 1 };
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
+      if (!job.mentioned && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
       if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) return skipped("revoked_device");
       const endpoint = await this.deps.endpoints.get(userId, deviceId);
       if (!endpoint) return skipped("no_endpoint");
