@@ -99,14 +99,15 @@ function takeOver(path: string, stale: number, problem: (why: string) => Error, 
 }
 
 /**
- * Creates `path` holding our pid, failing with EEXIST when it exists. A file
- * made but not written (a full disk) is removed: left empty, it would name
- * no process, and keep every later start off until removed by hand.
+ * Creates `path` holding our pid (and, where there is /proc, this boot's id
+ * and our start: see holds), failing with EEXIST when it exists. A file made
+ * but not written (a full disk) is removed: left empty, it would name no
+ * process, and keep every later start off until removed by hand.
  */
 function createHolding(path: string): void {
   const fd = openSync(path, "wx");
   try {
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, `${process.pid}\n${processIdentity(process.pid) ?? ""}\n`);
   } catch (err) {
     closeSync(fd);
     rmSync(path, { force: true });
@@ -126,28 +127,62 @@ function lockHolder(path: string): number | undefined {
 
 /**
  * Whether process `pid` can be the one that wrote the lock at `path`: alive,
- * and on Linux started before the lock was written. After a reboot (or a
- * container's restart) the pid of a chatd that never removed its lock can
- * name another process, which must not keep the directory locked for good.
+ * and the very process that wrote it. After a reboot (or a container's
+ * restart) the pid of a chatd that never removed its lock can name another
+ * process, which must not keep the directory locked for good. The lock names
+ * its writer by boot and start in clock ticks since that boot (processIdentity),
+ * which a step of the wall clock leaves alone: a start time read against the
+ * lock's mtime made a live chatd's lock look stale after the clock stepped
+ * forward (a machine without a real-time clock, set by NTP after chatd
+ * started), and a second chatd took the directory over.
  */
 function holds(pid: number, path: string): boolean {
   if (!isAlive(pid)) return false;
+  const recorded = lockedBy(path);
+  const current = processIdentity(pid);
+  if (recorded && current) return recorded === current;
+  // A lock of an older build (its pid alone), or no /proc: the start time against the lock's mtime.
   const started = processStartMs(pid);
   if (started === undefined) return true;
   // A second of slack: the start time is in clock ticks, the mtime in the file system's resolution.
   return started <= statSync(path).mtimeMs + 1_000;
 }
 
+/** The identity (processIdentity) a lock names on its second line; undefined in one of an older build. */
+function lockedBy(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8").split("\n")[1]?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This boot's id and when `pid` started in clock ticks since it, from /proc; undefined where there is no /proc. */
+function processIdentity(pid: number): string | undefined {
+  try {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    const ticks = startTicks(pid);
+    return boot && ticks !== undefined ? `${boot} ${ticks}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat). */
+function startTicks(pid: number): number | undefined {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces and parentheses: count from the last ")".
+  const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  return Number.isFinite(ticks) ? ticks : undefined;
+}
+
 /** When `pid` started (ms since the epoch), from /proc; undefined where there is no /proc. */
 function processStartMs(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may hold spaces and parentheses: count from the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const startTicks = Number(fields[19]); // field 22: starttime, in clock ticks since boot
+    const ticks = startTicks(pid);
     const bootSec = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
-    if (!Number.isFinite(startTicks) || !Number.isFinite(bootSec)) return undefined;
-    return bootSec * 1000 + (startTicks * 1000) / CLOCK_TICKS_PER_SEC;
+    if (ticks === undefined || !Number.isFinite(bootSec)) return undefined;
+    return bootSec * 1000 + (ticks * 1000) / CLOCK_TICKS_PER_SEC;
   } catch {
     return undefined;
   }

@@ -90,7 +90,7 @@ describe("chatd operations", function () {
       const first = await startChatd({ dataDir: tempDir("chatd-lock-") });
       started.push(first);
       const lock = join(first.dataDir, "chatd.lock");
-      assert.equal(readFileSync(lock, "utf8").trim(), String(first.child.pid));
+      assert.equal(readFileSync(lock, "utf8").split("\n")[0], String(first.child.pid));
       await refused(first.dataDir, /CHAT_DATA_DIR=".*": in use by another chatd \(pid \d+/);
       assert.equal((await fetch(`${first.httpUrl}/healthz`)).status, 200, "the first carries on");
 
@@ -126,7 +126,7 @@ describe("chatd operations", function () {
       writeFileSync(join(dataDir, "chatd.lock"), `${gone.pid}\n`);
       const chatd = await startChatd({ dataDir });
       started.push(chatd);
-      assert.equal(readFileSync(join(dataDir, "chatd.lock"), "utf8").trim(), String(chatd.child.pid));
+      assert.equal(readFileSync(join(dataDir, "chatd.lock"), "utf8").split("\n")[0], String(chatd.child.pid));
     });
 
     it("takes over a lock whose pid now names a process started after the lock was written (a reboot)", async () => {
@@ -140,7 +140,7 @@ describe("chatd operations", function () {
         utimesSync(lock, anHourAgo, anHourAgo);
         const chatd = await startChatd({ dataDir });
         started.push(chatd);
-        assert.equal(readFileSync(lock, "utf8").trim(), String(chatd.child.pid));
+        assert.equal(readFileSync(lock, "utf8").split("\n")[0], String(chatd.child.pid));
       } finally {
         other.kill();
       }
@@ -170,7 +170,7 @@ describe("chatd operations", function () {
       writeFileSync(`${lock}.takeover`, `${gone.pid}\n`);
       const chatd = await startChatd({ dataDir });
       started.push(chatd);
-      assert.equal(readFileSync(lock, "utf8").trim(), String(chatd.child.pid));
+      assert.equal(readFileSync(lock, "utf8").split("\n")[0], String(chatd.child.pid));
       assert.ok(!existsSync(`${lock}.takeover`), "the guard is gone");
     });
 
