@@ -424,6 +424,49 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual([sent, skips], [[1n, 2n], ["online"]]);
   });
 
+  it("keeps sending to other push services while one hangs under load: its backlog is capped, not the whole notifier's", async () => {
+    const hung = "https://hung.push.example/";
+    const delivered: Id[] = [];
+    const hanging = new Set<() => void>();
+    let ending = false;
+    for (let u = 1n; u <= 30n; u++) {
+      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: u === 30n ? "https://ok.push.example/30" : `${hung}${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    }
+    notifier = new Notifier({
+      queue,
+      endpoints,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          // The hung service answers nothing before its timeout, which outlasts the test.
+          send: (e) =>
+            e.address.startsWith(hung)
+              ? new Promise((resolve) => {
+                  const timedOut = () => resolve({ ok: false, gone: false, retryable: true, reason: "timed out" });
+                  if (ending) timedOut();
+                  else hanging.add(timedOut);
+                })
+              : (delivered.push(e.userId), Promise.resolve({ ok: true })),
+        },
+      },
+      onSkipped: (reason) => skips.push(reason),
+      options: { collapseWindowMs: 10, maxPending: 8, perHostConcurrency: 2 },
+    });
+    await notifier.start();
+    try {
+      for (let u = 1n; u < 30n; u++) await notify(u, 500n, "into the void");
+      await notify(30n, 500n, "to a push service that works");
+      await waitFor(() => delivered.includes(30n), "the push to the working service", 5_000);
+      assert.ok(skips.includes("backlog"), `the hung service's surplus is dropped and counted: ${skips.join(", ")}`);
+    } finally {
+      ending = true;
+      const stopping = notifier.stop();
+      for (const timedOut of hanging) timedOut();
+      await stopping;
+      notifier = undefined;
+    }
+  });
+
   it("sends what it was collapsing when stopped (a deploy), rather than dropping pushes whose records are committed", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);

@@ -69,9 +69,10 @@ export interface NotifierDeps {
  * Why a due notification is not sent: its user is online again, muted its
  * channel, has no endpoint, or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed); or, not
- * yet sent for good, a newer one of the same chat was made for the device.
+ * yet sent for good, a newer one of the same chat was made for the device;
+ * or its push service is too far behind (see readyByHost).
  */
-export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "superseded";
+export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "superseded" | "backlog";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -135,6 +136,13 @@ export class Notifier {
   private sub?: Subscription;
   private readonly collapsing = new Map<string, Collapsing>();
   private readonly ready: Job[] = [];
+  /**
+   * Jobs in `ready` by host. A push service that hangs takes its jobs one
+   * timeout at a time, so under load they pile up; capped at half of
+   * maxPending, its surplus is dropped (push is best effort) instead of
+   * filling the memory bound and pausing consuming for every other service.
+   */
+  private readonly readyByHost = new Map<string, number>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   /**
    * The newest notification of each (device, chat) still being sent or
@@ -213,6 +221,7 @@ export class Notifier {
     this.stopped = true;
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     this.ready.length = 0;
+    this.readyByHost.clear();
     this.newest.clear();
     this.wakeWaiters();
     await Promise.all([...this.flushing, ...this.rechecking, ...this.inflightJobs]);
@@ -316,8 +325,12 @@ export class Notifier {
       const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
       const job: Job = { endpoint, notification, channelId: req.message.channelId, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
+      if (!this.hasRoomFor(job.host)) {
+        skipped("backlog");
+        continue;
+      }
       this.supersede(job);
-      this.ready.push(job);
+      this.enqueue(job);
     }
     this.pump();
     if (failure !== undefined) throw failure;
@@ -355,12 +368,28 @@ export class Notifier {
     if (this.newest.get(key) === job) this.newest.delete(key);
   }
 
+  private hasRoomFor(host: string): boolean {
+    return (this.readyByHost.get(host) ?? 0) < Math.max(1, Math.floor(this.o.maxPending / 2));
+  }
+
+  private enqueue(job: Job): void {
+    this.ready.push(job);
+    this.readyByHost.set(job.host, (this.readyByHost.get(job.host) ?? 0) + 1);
+  }
+
+  private dequeue(i: number): void {
+    const [job] = this.ready.splice(i, 1);
+    const n = (this.readyByHost.get(job!.host) ?? 1) - 1;
+    if (n > 0) this.readyByHost.set(job!.host, n);
+    else this.readyByHost.delete(job!.host);
+  }
+
   /** Starts ready jobs while there are free slots, overall and for their host. */
   private pump(): void {
     for (let i = 0; i < this.ready.length && this.inflight < this.o.concurrency && !this.stopped; ) {
       const job = this.ready[i]!;
       if (job.superseded) {
-        this.ready.splice(i, 1);
+        this.dequeue(i);
         this.deps.onSkipped?.("superseded");
         continue;
       }
@@ -369,7 +398,7 @@ export class Notifier {
         i++;
         continue;
       }
-      this.ready.splice(i, 1);
+      this.dequeue(i);
       this.inflight++;
       this.inflightByHost.set(job.host, hostLoad + 1);
       const p = this.run(job).finally(() => {
@@ -457,8 +486,9 @@ export class Notifier {
     if (this.stopped) return;
     // A newer notification of the chat came while this one asked.
     if (job.superseded) return skipped("superseded");
+    if (!this.hasRoomFor(next.host)) return skipped("backlog");
     if (this.newest.get(newestKey(job)) === job) this.newest.set(newestKey(job), next);
-    this.ready.push(next);
+    this.enqueue(next);
     this.pump();
   }
 
