@@ -467,6 +467,35 @@ describe("Notifier with Web Push against a loopback push service", function () {
     }
   });
 
+  it("keeps sending to other push services while one rate-limits under load: its retries waiting for Retry-After are capped too", async () => {
+    const limited = "https://limited.push.example/";
+    const delivered: Id[] = [];
+    for (let u = 1n; u <= 30n; u++) {
+      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: u === 30n ? "https://ok.push.example/30" : `${limited}${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    }
+    notifier = new Notifier({
+      queue,
+      endpoints,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          send: async (e) =>
+            e.address.startsWith(limited)
+              ? { ok: false, gone: false, retryable: true, status: 429, retryAfterMs: 600_000, reason: "slow down" }
+              : (delivered.push(e.userId), { ok: true }),
+        },
+      },
+      onSkipped: (reason) => skips.push(reason),
+      onResult: (r) => results.push(r),
+      options: { collapseWindowMs: 10, maxPending: 8, perHostConcurrency: 2 },
+    });
+    await notifier.start();
+    for (let u = 1n; u < 30n; u++) await notify(u, 500n, "not now");
+    await notify(30n, 500n, "to a push service that works");
+    await waitFor(() => delivered.includes(30n), "the push to the working service", 5_000);
+    assert.ok(skips.includes("backlog"), `the limited service's surplus is dropped and counted: ${skips.join(", ")}`);
+  });
+
   it("sends what it was collapsing when stopped (a deploy), rather than dropping pushes whose records are committed", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);

@@ -70,7 +70,7 @@ export interface NotifierDeps {
  * channel, has no endpoint, or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed); or, not
  * yet sent for good, a newer one of the same chat was made for the device;
- * or its push service is too far behind (see readyByHost).
+ * or its push service is too far behind (see waitingByHost).
  */
 export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "superseded" | "backlog";
 
@@ -137,12 +137,13 @@ export class Notifier {
   private readonly collapsing = new Map<string, Collapsing>();
   private readonly ready: Job[] = [];
   /**
-   * Jobs in `ready` by host. A push service that hangs takes its jobs one
-   * timeout at a time, so under load they pile up; capped at half of
+   * Jobs waiting by host: in `ready`, or for a retry. A push service that
+   * hangs takes its jobs one timeout at a time, one that rate-limits holds
+   * them for its Retry-After, so under load they pile up; capped at half of
    * maxPending, its surplus is dropped (push is best effort) instead of
    * filling the memory bound and pausing consuming for every other service.
    */
-  private readonly readyByHost = new Map<string, number>();
+  private readonly waitingByHost = new Map<string, number>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   /**
    * The newest notification of each (device, chat) still being sent or
@@ -207,6 +208,8 @@ export class Notifier {
     const givenUp = this.retryTimers.size;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();
+    this.waitingByHost.clear();
+    for (const job of this.ready) this.waiting(job.host, 1);
     if (givenUp > 0) this.deps.logger?.info({ retries: givenUp }, "stopping: push retries waiting for their backoff given up");
     for (const [key, c] of this.collapsing) {
       clearTimeout(c.timer);
@@ -221,7 +224,7 @@ export class Notifier {
     this.stopped = true;
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     this.ready.length = 0;
-    this.readyByHost.clear();
+    this.waitingByHost.clear();
     this.newest.clear();
     this.wakeWaiters();
     await Promise.all([...this.flushing, ...this.rechecking, ...this.inflightJobs]);
@@ -357,6 +360,7 @@ export class Notifier {
     older.superseded = true;
     if (older.retryTimer && this.retryTimers.delete(older.retryTimer)) {
       clearTimeout(older.retryTimer);
+      this.waiting(older.host, -1);
       this.deps.onSkipped?.("superseded");
       this.wakeWaiters();
     }
@@ -369,19 +373,23 @@ export class Notifier {
   }
 
   private hasRoomFor(host: string): boolean {
-    return (this.readyByHost.get(host) ?? 0) < Math.max(1, Math.floor(this.o.maxPending / 2));
+    return (this.waitingByHost.get(host) ?? 0) < Math.max(1, Math.floor(this.o.maxPending / 2));
+  }
+
+  private waiting(host: string, by: 1 | -1): void {
+    const n = (this.waitingByHost.get(host) ?? 0) + by;
+    if (n > 0) this.waitingByHost.set(host, n);
+    else this.waitingByHost.delete(host);
   }
 
   private enqueue(job: Job): void {
     this.ready.push(job);
-    this.readyByHost.set(job.host, (this.readyByHost.get(job.host) ?? 0) + 1);
+    this.waiting(job.host, 1);
   }
 
   private dequeue(i: number): void {
     const [job] = this.ready.splice(i, 1);
-    const n = (this.readyByHost.get(job!.host) ?? 1) - 1;
-    if (n > 0) this.readyByHost.set(job!.host, n);
-    else this.readyByHost.delete(job!.host);
+    this.waiting(job!.host, -1);
   }
 
   /** Starts ready jobs while there are free slots, overall and for their host. */
@@ -428,11 +436,12 @@ export class Notifier {
       action = "removed";
       const { userId, deviceId, address } = job.endpoint;
       await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
-    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining && !job.superseded) {
+    } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining && !job.superseded && this.hasRoomFor(job.host)) {
       action = "retry";
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
+        this.waiting(job.host, -1);
         job.retryTimer = undefined;
         // However it ends (sent again, or skipped: its user came online, its device signed out), it
         // leaves room that a batch may be waiting for.
@@ -443,6 +452,7 @@ export class Notifier {
         this.rechecking.add(p);
       }, delay);
       this.retryTimers.add(t);
+      this.waiting(job.host, 1);
       job.retryTimer = t;
     } else action = "dropped";
     if (action !== "retry") this.finished(job);
