@@ -53,10 +53,7 @@ export function restoreDataDir(
   if (from.startsWith(to + "/") || to.startsWith(from + "/")) throw new Error(`the backup ${from} and the data directory ${to} cannot be inside one another`);
   const held = lock(to);
   try {
-    // One restore at a time holds the lock: what is here was left by one killed midway.
-    const staging = join(dirname(to), `.${basename(to)}.restoring`);
-    rmSync(staging, { recursive: true, force: true });
-    removeAbandonedPartials(staging);
+    const staging = removeRestoreLeftovers(to);
     const copied = backupDataDir(from, staging);
     try {
       // The moves take long across file systems, and a restore stopped among them (Ctrl-C, a
@@ -98,6 +95,21 @@ export function restoreDataDir(
   } finally {
     held.release();
   }
+}
+
+/**
+ * Removes what a restore into `dataDir` stopped during its copy (Ctrl-C, a
+ * kill) left beside it: the copy of the backup, half made or whole, as large
+ * as the data and holding its password hashes. For a holder of the data
+ * directory's lock (a restore, chatd as it starts): no restore is under way
+ * then. Returns where a restore makes its copy.
+ */
+export function removeRestoreLeftovers(dataDir: string): string {
+  const to = resolve(dataDir);
+  const staging = join(dirname(to), `.${basename(to)}.restoring`);
+  rmSync(staging, { recursive: true, force: true });
+  removeAbandonedPartials(staging);
+  return staging;
 }
 
 /** The restore's mark, with its -new copy, and chatd's lock and takeover guard: they stay with the directory. */

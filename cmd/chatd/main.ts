@@ -6,12 +6,19 @@ import { exitOnConfigError, exitOnListenError } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 import { lockDataDir } from "./data-dir.js";
+import { removeRestoreLeftovers } from "../chatd-backup/restore.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig());
 // Before a database is opened or an id minted: a second chatd on the directory stops here.
 const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));
 // Every way out (a stop, a listen error, a crash) leaves the directory to the next start.
 process.on("exit", () => lock.release());
+// The directory is ours, so no restore into it is under way: what one stopped during its copy left goes.
+try {
+  removeRestoreLeftovers(config.dataDir);
+} catch {
+  // Best effort: the next restore removes it too, and it must not keep chatd from starting.
+}
 const logger = createLogger("chatd", config.logLevel);
 const chatd = await exitOnListenError("chatd", async () => {
   try {
