@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { Counter } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
@@ -64,9 +65,17 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const registry = processMetricsRegistry();
 
+  const expired = new Counter({ name: "chat_inbox_entries_expired_total", help: "Inbox entries past CHAT_INBOX_RETENTION_S taken away", registers: [registry] });
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), {
     synchronous: config.sqliteSync,
-    inboxRetention: { retentionMs: config.inboxRetentionMs },
+    inboxRetention: {
+      retentionMs: config.inboxRetentionMs,
+      onSwept: (o) => {
+        if ("err" in o) return logger.warn({ err: o.err }, "inbox retention sweep failed; tried again at the next one");
+        expired.inc(o.removed);
+        if (o.removed > 0) logger.info({ removed: o.removed }, "expired inbox entries taken away");
+      },
+    },
   });
   const queue = new SqliteQueue({ path: join(config.dataDir, "queue.db"), synchronous: config.sqliteSync, logger });
   // Only the notifier's topic: messages go through DirectSubmitter, not the queue.

@@ -3,6 +3,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
+import { scrapeMetric } from "../support/metrics.js";
 import { waitFor } from "../support/wait.js";
 
 // chatd keeps inbox entries (the sync queue) for CHAT_INBOX_RETENTION_S, as
@@ -39,6 +40,9 @@ describe("chatd: inbox retention", function () {
       30_000,
       100,
     );
+
+    // Alice's copies 1 and 2 go the same way; the sweeps are counted.
+    await waitFor(async () => (await scrapeMetric(`${chatd.httpUrl}/metrics`, "chat_inbox_entries_expired_total")) === 4, "4 expired entries counted", 30_000, 100);
 
     // Bob's device connects for the first time (cursor 0).
     const b = new TestDevice(chatd.wsUrl, bob.devices[0]!.token);

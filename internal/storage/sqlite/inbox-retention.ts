@@ -17,6 +17,8 @@ export interface InboxRetentionOptions {
   /** Time between sweeps; by default a tenth of the retention, from 1 s to 10 minutes. */
   sweepIntervalMs?: number;
   now?: () => number;
+  /** After each timed sweep: how many entries it took away (for a metric and a log line), or why it failed. */
+  onSwept?: (outcome: { removed: number } | { err: unknown }) => void;
 }
 
 type Row = { id: bigint; user_id: bigint; inbox_seq: bigint; sent_at_ms: bigint };
@@ -61,7 +63,9 @@ export class SqliteInboxRetention {
     const next = () => {
       this.timer = setTimeout(() => {
         // A sweep that fails (a full disk) is tried again at the next interval; the entries are only kept longer.
-        void this.sweep().catch(() => 0).finally(() => !this.stopped && next());
+        void this.sweep()
+          .then((removed) => this.o.onSwept?.({ removed }), (err: unknown) => this.o.onSwept?.({ err }))
+          .finally(() => !this.stopped && next());
       }, interval);
       this.timer.unref();
     };
