@@ -247,7 +247,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
     const mention = receiver.subscribe({ kind: "failFirst", times: 1, status: 503 });
     await register(1n, 10n, plain);
     await register(2n, 20n, mention);
-    await startNotifier({ backoffBaseMs: 100 });
+    await startNotifier({ backoffBaseMs: 1_000, backoffMaxMs: 1_000 }); // the mute below lands long before the retry
     await notify(1n, 500n, "chatter");
     await notify(2n, 500n, "@you look", { mentioned: true });
     await waitFor(() => results.length === 2, "the first tries");
@@ -456,7 +456,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
     try {
       for (let u = 1n; u < 30n; u++) await notify(u, 500n, "into the void");
       await notify(30n, 500n, "to a push service that works");
-      await waitFor(() => delivered.includes(30n), "the push to the working service", 5_000);
+      await waitFor(() => delivered.includes(30n), "the push to the working service", 10_000);
       assert.ok(skips.includes("backlog"), `the hung service's surplus is dropped and counted: ${skips.join(", ")}`);
     } finally {
       ending = true;
@@ -492,7 +492,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
     await notifier.start();
     for (let u = 1n; u < 30n; u++) await notify(u, 500n, "not now");
     await notify(30n, 500n, "to a push service that works");
-    await waitFor(() => delivered.includes(30n), "the push to the working service", 5_000);
+    await waitFor(() => delivered.includes(30n), "the push to the working service", 10_000);
     assert.ok(skips.includes("backlog"), `the limited service's surplus is dropped and counted: ${skips.join(", ")}`);
   });
 
