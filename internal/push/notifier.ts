@@ -101,6 +101,8 @@ interface Job {
   versions: { preview: PushNotification; noPreview: PushNotification };
   attempt: number;
   host: string;
+  /** When it last joined the queue of jobs ready to go. */
+  readyAtMs?: number;
   /** A newer notification of the same chat was made for the device: this one is not sent again. */
   superseded?: boolean;
   /** While waiting for its retry. */
@@ -110,6 +112,8 @@ interface Job {
 const PREVIEW_CODE_POINTS = 120;
 /** The longest Retry-After honoured: a retry held longer is more likely lost to a restart than worth the wait. */
 const RETRY_AFTER_MAX_MS = 10 * 60_000;
+/** A job that waited longer than this for a free slot (a slow or backlogged push service) is asked again whether it is still due, as a retry is. */
+const STALE_READY_MS = 5_000;
 
 /**
  * The notifier consumes NotificationRequested (topic chat.notifications.v1,
@@ -382,8 +386,11 @@ export class Notifier {
     else this.waitingByHost.delete(host);
   }
 
-  private enqueue(job: Job): void {
-    this.ready.push(job);
+  /** `first`: back to the head of the queue, the place it had (a job asked again after waiting). */
+  private enqueue(job: Job, first = false): void {
+    job.readyAtMs = (this.deps.now ?? Date.now)();
+    if (first) this.ready.unshift(job);
+    else this.ready.push(job);
     this.waiting(job.host, 1);
   }
 
@@ -407,6 +414,10 @@ export class Notifier {
         continue;
       }
       this.dequeue(i);
+      if ((this.deps.now ?? Date.now)() - (job.readyAtMs ?? 0) > STALE_READY_MS) {
+        this.askAgain(job, job, true);
+        continue;
+      }
       this.inflight++;
       this.inflightByHost.set(job.host, hostLoad + 1);
       const p = this.run(job).finally(() => {
@@ -443,13 +454,7 @@ export class Notifier {
         this.retryTimers.delete(t);
         this.waiting(job.host, -1);
         job.retryTimer = undefined;
-        // However it ends (sent again, or skipped: its user came online, its device signed out), it
-        // leaves room that a batch may be waiting for.
-        const p = this.retry(job).finally(() => {
-          this.rechecking.delete(p);
-          this.wakeWaiters();
-        });
-        this.rechecking.add(p);
+        this.askAgain(job, { ...job, attempt: job.attempt + 1 }, false);
       }, delay);
       this.retryTimers.add(t);
       this.waiting(job.host, 1);
@@ -465,21 +470,32 @@ export class Notifier {
     this.deps.onResult?.({ endpoint: job.endpoint, notification: job.notification, attempt: job.attempt, outcome, action });
   }
 
+  /** Asks whether `job` is still due and queues `next` (back at the head when `first`) if it is. */
+  private askAgain(job: Job, next: Job, first: boolean): void {
+    // However it ends (queued again, or skipped: its user came online, its device signed out), it
+    // leaves room that a batch may be waiting for.
+    const p = this.stillDue(job, next, first).finally(() => {
+      this.rechecking.delete(p);
+      this.wakeWaiters();
+    });
+    this.rechecking.add(p);
+  }
+
   /**
-   * A retry comes up to minutes after the first try: the user may have come
+   * A retry comes up to minutes after the first try, and a first try can
+   * wait that long behind a slow push service: the user may have come
    * online (the live session has it), muted the chat (a mention still
    * goes), the device signed out, or changed its push settings since (no
    * preview: a retry must not show the text it asked to hide; muted;
    * unsubscribed or subscribed anew). When that cannot be read, the push goes
-   * as the first one did.
+   * as it was.
    */
-  private async retry(job: Job): Promise<void> {
+  private async stillDue(job: Job, next: Job, first: boolean): Promise<void> {
     const { userId, deviceId } = job.endpoint;
     const skipped = (reason: SkipReason) => {
       this.finished(job);
       this.deps.onSkipped?.(reason);
     };
-    let next: Job = { ...job, attempt: job.attempt + 1 };
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
       if (!job.mentioned && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
@@ -491,14 +507,14 @@ export class Notifier {
       const notification = endpoint.hidePreview ? job.versions.noPreview : job.versions.preview;
       next = { ...next, endpoint, notification, host: hostOf(endpoint) };
     } catch (err) {
-      this.deps.logger?.warn({ err }, "cannot tell whether a retried push is still due: sending it");
+      this.deps.logger?.warn({ err }, "cannot tell whether a push that waited is still due: sending it");
     }
     if (this.stopped) return;
     // A newer notification of the chat came while this one asked.
     if (job.superseded) return skipped("superseded");
     if (!this.hasRoomFor(next.host)) return skipped("backlog");
     if (this.newest.get(newestKey(job)) === job) this.newest.set(newestKey(job), next);
-    this.enqueue(next);
+    this.enqueue(next, first);
     this.pump();
   }
 
