@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { Logger } from "pino";
 import { messageQueueContract, until } from "./contract.js";
 import { SqliteQueue } from "./sqlite.js";
 
@@ -101,6 +102,38 @@ describe("SqliteQueue", () => {
       await queue.publish("t", [{ key: "k", value: enc("3") }]);
       await queue.writeCheck();
       await until(() => handled === 2, "the record published after the disk had room again");
+      await sub.stop();
+    } finally {
+      other.close();
+      await queue.close();
+    }
+  });
+
+  it("carries on when reading the next batch fails (the file's error), and consumes once reads go through", async () => {
+    const path = join(dir, "queue.db");
+    const warned: string[] = [];
+    const logger = { warn: (o: { err?: Error }) => void warned.push(String(o.err?.message)) } as unknown as Logger;
+    const queue = new SqliteQueue({ path, logger });
+    const other = new Database(path);
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      await queue.publish("t", [{ key: "k", value: enc("1") }]);
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const seen: string[] = [];
+      const sub = await queue.subscribe("A", "t", async (rs) => {
+        for (const r of rs) seen.push(dec(r.value));
+        if (seen.length === 1) await held;
+      });
+      await until(() => seen.length === 1, "the first record");
+      // The next read, after this batch, fails: SQLite answers "no such table" as it would an I/O error.
+      other.exec("ALTER TABLE records RENAME TO records_away");
+      release();
+      await until(() => warned.filter((m) => /no such table/.test(m)).length >= 2, "reads failing, and tried again");
+      other.exec("ALTER TABLE records_away RENAME TO records");
+      await queue.publish("t", [{ key: "k", value: enc("2") }]);
+      await until(() => seen.length === 2, "the record published once reads went through");
+      assert.deepEqual(seen, ["1", "2"]);
       await sub.stop();
     } finally {
       other.close();

@@ -421,12 +421,14 @@ class GroupConsumer {
   private async loop(partition: number, signal: { cancel?: () => void }): Promise<void> {
     let backoffMs = 10;
     while (this.running) {
-      const { records } = this.queue.read(this.group, this.topic, partition, this.maxBatch);
-      if (records.length === 0) {
-        await this.queue.waitFor(this.topic, partition, signal);
-        continue;
-      }
       try {
+        // Inside the try: a read that fails (an I/O error, a damaged page) is retried like a failed
+        // batch, where it was a rejection nobody caught, which ended chatd.
+        const { records } = this.queue.read(this.group, this.topic, partition, this.maxBatch);
+        if (records.length === 0) {
+          await this.queue.waitFor(this.topic, partition, signal);
+          continue;
+        }
         await this.handler(records);
         this.queue.commit(this.group, this.topic, partition, records[records.length - 1]!.offset + 1n);
         backoffMs = 10;
