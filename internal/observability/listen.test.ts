@@ -23,6 +23,15 @@ describe("listen", () => {
     }
   });
 
+  it("names CHAT_HOST, not the port's setting, for a host that does not resolve", async () => {
+    const server = http.createServer();
+    await assert.rejects(listen(server, "999.1.1.1", 0, "CHAT_HTTP_PORT"), (err: unknown) => {
+      assert.ok(err instanceof ListenError);
+      assert.match(err.message, /^cannot listen on 999\.1\.1\.1:0 \(CHAT_HOST\): the host name does not resolve; set CHAT_HOST/);
+      return true;
+    });
+  });
+
   it("resolves once listening", async () => {
     const server = http.createServer();
     await listen(server, "127.0.0.1", 0, "CHAT_OPS_PORT");

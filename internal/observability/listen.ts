@@ -8,7 +8,9 @@ export class ListenError extends Error {
     readonly setting: string,
     cause: NodeJS.ErrnoException,
   ) {
-    super(`cannot listen on ${host}:${port} (${setting}): ${reason(cause, setting)}`, { cause });
+    // A host that names no address is CHAT_HOST's fault, not the port's: the message names the one to fix.
+    const about = cause.code === "ENOTFOUND" || cause.code === "EAI_AGAIN" ? "CHAT_HOST" : setting;
+    super(`cannot listen on ${host}:${port} (${about}): ${reason(cause, setting)}`, { cause });
   }
 }
 
@@ -20,6 +22,9 @@ function reason(err: NodeJS.ErrnoException, setting: string): string {
       return `permission denied; ports below 1024 need privileges: set ${setting} to a higher port`;
     case "EADDRNOTAVAIL":
       return "no such address on this machine; check CHAT_HOST";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "the host name does not resolve; set CHAT_HOST to an address of this machine (127.0.0.1, 0.0.0.0) or a name that resolves to one";
     default:
       return err.message;
   }
