@@ -148,7 +148,7 @@ async function main(argv: string[]): Promise<void> {
     case "login":
       return signIn(command, args, values);
     case "logout":
-      return logout();
+      return logout(values);
     case "whoami":
       return whoami(values);
     case "chats":
@@ -188,12 +188,12 @@ async function main(argv: string[]): Promise<void> {
       return join(args, values);
     case "block":
     case "unblock":
-      return blockCommand(command, args);
+      return blockCommand(command, args, values);
     case "blocked":
       return blocked(values);
     case "mute":
     case "unmute":
-      return muteCommand(command, args);
+      return muteCommand(command, args, values);
     case "pin":
     case "unpin":
     case "archive":
@@ -227,16 +227,19 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
   out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
 }
 
-async function logout(): Promise<void> {
+async function logout(values: Values): Promise<void> {
   const login = store.read();
-  if (!login) return out("Not logged in.");
+  if (!login) return values.json ? json({ username: null, confirmed: false }) : out("Not logged in.");
+  let confirmed = true;
   try {
     await new Session(store, login).api.auth.logout({});
   } catch (err) {
     // The server may be gone or the device already revoked: forget it locally all the same.
     warn(`server did not confirm the logout (${describe(err)}); credentials removed anyway`);
+    confirmed = false;
   }
   store.remove();
+  if (values.json) return json({ username: login.username, deviceId: login.deviceId, confirmed });
   out(`Logged out @${login.username}.`);
 }
 
@@ -614,17 +617,18 @@ function inviteCode(ref: string): string {
   return (at < 0 ? ref : ref.slice(at + "#/join/".length)).trim();
 }
 
-async function blockCommand(command: "block" | "unblock", args: string[]): Promise<void> {
+async function blockCommand(command: "block" | "unblock", args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref?.startsWith("@") || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <@user>`, 2);
   const s = session();
   const user = await s.findUser(ref);
   if (command === "block") await s.api.users.blockUser({ userId: user.userId });
   else await s.api.users.unblockUser({ userId: user.userId });
+  if (values.json) return json({ userId: user.userId, username: user.username, blocked: command === "block" });
   out(`${command}ed @${user.username}`);
 }
 
-async function muteCommand(command: "mute" | "unmute", args: string[]): Promise<void> {
+async function muteCommand(command: "mute" | "unmute", args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <channel-id|@username>`, 2);
   const s = session();
@@ -632,6 +636,7 @@ async function muteCommand(command: "mute" | "unmute", args: string[]): Promise<
   // "Until unmuted" is the latest time the server takes.
   const mutedUntil = command === "mute" ? timestampFromMs(Date.UTC(9999, 11, 31)) : undefined;
   await s.api.channels.muteChannel({ channelId: c.channelId, mutedUntil });
+  if (values.json) return json({ channelId: c.channelId, name: await s.channelName(c), muted: command === "mute" });
   out(`${command}d ${await s.channelName(c)}`);
 }
 

@@ -420,6 +420,30 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
   });
 
+  it("answers --json with one JSON line from block, unblock, mute, unmute and logout too", async () => {
+    const jo = new CliUser(`jo_${suffix}`, chatd.httpUrl);
+    const ky = new CliUser(`ky_${suffix}`, chatd.httpUrl);
+    try {
+      await jo.ok("signup", jo.username);
+      const kyId = JSON.parse(await ky.ok("signup", ky.username, "--json")).userId;
+      const line = async (...args: string[]) => {
+        const lines = (await jo.ok(...args, "--json")).trim().split("\n");
+        assert.equal(lines.length, 1, `${args.join(" ")}: ${lines.join("\n")}`);
+        return JSON.parse(lines[0]!);
+      };
+      assert.deepEqual(await line("block", `@${ky.username}`), { userId: kyId, username: ky.username, blocked: true });
+      assert.equal((await line("unblock", `@${ky.username}`)).blocked, false);
+      const muted = await line("mute", `@${ky.username}`);
+      assert.deepEqual([muted.name, muted.muted], [`@${ky.username}`, true]);
+      assert.equal((await line("unmute", muted.channelId)).muted, false);
+      const { deviceId } = JSON.parse(readFileSync(join(jo.home, "credentials.json"), "utf8"));
+      assert.deepEqual(await line("logout"), { username: jo.username, deviceId, confirmed: true });
+    } finally {
+      jo.cleanup();
+      ky.cleanup();
+    }
+  });
+
   it("tells someone whose every chat is archived where they are, not that there are none", async () => {
     const ivy = new CliUser(`ivy_${suffix}`, chatd.httpUrl);
     try {
