@@ -38,6 +38,11 @@ describe("RoutedSessionDirectory", () => {
     assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
   });
 
+  it("forgets blocks on a best-effort basis: resolves when the routing table cannot be read", async () => {
+    const routes = { lookup: async () => Promise.reject(new Error("redis away")) } as unknown as SessionRoutes;
+    await new RoutedSessionDirectory(routes, {} as ChatServerClients).forgetBlocks([{ userId: 1n, otherUserId: 2n }]);
+  });
+
   it("counts as online only users routed to a chat server live in the registry, not those whose only server is gone", async () => {
     const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["gone"]], [3n, ["gone", "a"]]]) } as unknown as SessionRoutes;
     const clients = { get: (id: string) => (id === "a" ? {} : undefined) } as unknown as ChatServerClients;

@@ -112,7 +112,13 @@ export class RoutedSessionDirectory implements SessionDirectory {
    */
   async forgetBlocks(pairs: readonly { userId: Id; otherUserId: Id }[]): Promise<void> {
     if (pairs.length === 0) return;
-    const routes = await this.routes.lookup([...new Set(pairs.flatMap((p) => [p.userId, p.otherUserId]))]);
+    let routes: Map<Id, string[]>;
+    try {
+      routes = await this.routes.lookup([...new Set(pairs.flatMap((p) => [p.userId, p.otherUserId]))]);
+    } catch (err) {
+      this.logger?.warn({ err }, "forgetting blocks: the routing table cannot be read; the servers' caches expire them");
+      return;
+    }
     const perServer = new Map<string, { userId: Id; otherUserId: Id }[]>();
     for (const pair of pairs) {
       for (const serverId of new Set([...(routes.get(pair.userId) ?? []), ...(routes.get(pair.otherUserId) ?? [])])) {
