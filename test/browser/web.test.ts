@@ -545,6 +545,27 @@ describe("web client in headless Chromium", function () {
     assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1));
   });
 
+  it("takes a typed or pasted text whole up to the limit of code points, though its characters take two UTF-16 units each, and sends it", async () => {
+    const erin = await signUp(chatd.httpUrl, "erin");
+    const finn = await signUp(chatd.httpUrl, "finn");
+    const channel = (await erin.api.channels.openDirect({ userId: finn.userId })).channel!;
+    const { page } = await newPage("erin");
+    await logInInPage(page, chatd.httpUrl, erin.username, erin.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+    // 60,000 code points (under the 99,999 the server takes), 120,000 UTF-16 units: as the person's own input, which a maxlength cuts.
+    const text = "😀".repeat(60_000);
+    await page.getByTestId("composer").focus();
+    await page.keyboard.insertText(text);
+    assert.equal(await page.getByTestId("composer").evaluate((el) => [...(el as HTMLTextAreaElement).value].length), 60_000);
+    await page.getByTestId("composer").press("Enter");
+    await waitFor(
+      async () => (await finn.api.messages.listMessages({ channelId: channel.channelId, limit: 1 })).messages[0]?.text === text,
+      "the whole text stored",
+      15_000,
+      200,
+    );
+  });
+
   it("opens a search hit's message in the chat, loading the history up to it, and marks an edited hit", async () => {
     const ivy = await signUp(chatd.httpUrl, "ivy");
     const jon = await signUp(chatd.httpUrl, "jon");

@@ -106,7 +106,8 @@ export function renderShell(root: HTMLElement): Shell {
     replyName: h("span", { class: "edit-label", "data-testid": "reply-name" }),
     replyPreview: h("span", { class: "edit-preview", "data-testid": "reply-preview" }),
     replyCancel: h("button", { type: "button", class: "ghost small", "data-testid": "reply-cancel", title: "Do not reply (Esc)" }, "Cancel"),
-    input: h("textarea", { rows: 1, placeholder: "Write a message…", "aria-label": "Message", "data-testid": "composer", maxlength: 100_000 }),
+    // No maxlength: it counts UTF-16 units and cut a pasted text of emoji at half the limit, silently; the counter (code points) and the send button keep it.
+    input: h("textarea", { rows: 1, placeholder: "Write a message…", "aria-label": "Message", "data-testid": "composer" }),
     counter: h("span", { class: "counter" }),
     send: h("button", { type: "submit", class: "primary send", "data-testid": "send", "aria-label": "Send" }, "Send"),
     toast: h("div", { class: "toast", role: "alert", "data-testid": "toast", hidden: true }),
