@@ -566,6 +566,32 @@ describe("web client in headless Chromium", function () {
     );
   });
 
+  it("takes a display name and a group title whole up to their limits of code points, though their characters take two UTF-16 units each", async () => {
+    const { page } = await newPage("hana");
+    // 40 of the 64 code points a display name may have, 90 of a title's 128: as typed, which a maxlength in UTF-16 units cuts.
+    const name = "🌸".repeat(40);
+    const title = "🎉".repeat(90);
+    await page.goto(chatd.httpUrl);
+    await page.getByTestId("tab-signup").click();
+    await page.locator("input[name=username]").fill(unique("hana"));
+    await page.locator("input[name=displayName]").focus();
+    await page.keyboard.insertText(name);
+    await page.locator("input[name=password]").fill("correct horse battery");
+    await page.getByTestId("auth-submit").click();
+    await waitConnected(page);
+    assert.equal(await page.getByTestId("me").textContent(), name);
+
+    const ivan = await signUp(chatd.httpUrl, "ivan");
+    await page.getByTestId("new-group").click();
+    await page.getByTestId("group-title").focus();
+    await page.keyboard.insertText(title);
+    await page.getByTestId("group-search").fill(ivan.username);
+    await page.locator(`[data-testid=search-result][data-username="${ivan.username}"]`).click();
+    await page.getByTestId("group-create").click();
+    await page.getByTestId("chat-title").filter({ hasText: title }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getByTestId("chat-title").textContent(), title);
+  });
+
   it("opens a search hit's message in the chat, loading the history up to it, and marks an edited hit", async () => {
     const ivy = await signUp(chatd.httpUrl, "ivy");
     const jon = await signUp(chatd.httpUrl, "jon");

@@ -26,7 +26,8 @@ export function renderAuthView(root: HTMLElement, actions: AuthViewActions, init
     autocapitalize: "none",
     spellcheck: "false",
   });
-  const displayName = h("input", { name: "displayName", autocomplete: "nickname", maxlength: 64, placeholder: "optional" });
+  // The server takes 64 code points; maxlength counts UTF-16 units, two for an emoji: twice that lets every name it takes in, and it names the limit past it.
+  const displayName = h("input", { name: "displayName", autocomplete: "nickname", maxlength: 128, placeholder: "optional" });
   const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true, minlength: 8 });
   const error = h("p", { class: "form-error", role: "alert", "data-testid": "auth-error" }, initialError);
   const submit = h("button", { type: "submit", class: "primary", "data-testid": "auth-submit" }, "Log in");

@@ -10,7 +10,8 @@ export interface GroupDialogActions {
 /** A modal to name a group and pick its first members by username. */
 export function openGroupDialog(actions: GroupDialogActions): { close(): void } {
   const picked = new Map<string, User>();
-  const title = h("input", { name: "title", required: true, maxlength: 128, placeholder: "Weekend plans", "data-testid": "group-title" });
+  // The server takes 128 code points; maxlength counts UTF-16 units, two for an emoji: twice that lets every title it takes in, and it names the limit past it.
+  const title = h("input", { name: "title", required: true, maxlength: 256, placeholder: "Weekend plans", "data-testid": "group-title" });
   const query = h("input", { type: "search", placeholder: "Add people by username", autocomplete: "off", autocapitalize: "none", "data-testid": "group-search" });
   const chips = h("div", { class: "chips", "data-testid": "group-members" });
   const results = h("ul", { class: "results" });
