@@ -1,6 +1,14 @@
 import { LruMap } from "../cache/lru-map.js";
 import type { FailureCount, LoginAttempts } from "./port.js";
 
+/**
+ * Windows are durations within this process's life, so they are timed on the
+ * monotonic clock: a wall clock stepped back (NTP, a restored VM) stretched a
+ * lockout by the step, and told the owner to wait hours; one stepped forward
+ * ended it early for a guesser.
+ */
+const monotonicNow = (): number => performance.now();
+
 interface Window {
   failures: number;
   endsAtMs: number;
@@ -22,7 +30,7 @@ export class MemoryLoginAttempts implements LoginAttempts {
   ) {
     this.windows = new LruMap(options.capacity ?? 100_000);
     this.successes = new LruMap(options.capacity ?? 100_000);
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicNow;
   }
 
   private readonly now: () => number;
