@@ -7,12 +7,25 @@ import { isIPv4, isIPv6 } from "node:net";
  */
 export function addressKey(address: string | undefined): string {
   if (!address) return "unknown";
-  const a = address.trim().toLowerCase();
+  const a = withoutPort(address.trim().toLowerCase());
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
   if (mapped) return mapped[1]!;
   if (isIPv4(a)) return a;
   if (!isIPv6(a)) return a;
   return `${expandIPv6(a).slice(0, 4).join(":")}::/64`;
+}
+
+/**
+ * The host of "1.2.3.4:port" and "[v6]:port", as some proxies (Azure's
+ * gateways) write the client into X-Forwarded-For: keyed with its port, each
+ * connection of one client counted apart, and no limit held. An IPv6 address
+ * without brackets has no port.
+ */
+function withoutPort(a: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(a);
+  if (bracketed) return bracketed[1]!;
+  const v4 = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(a);
+  return v4 ? v4[1]! : a;
 }
 
 /** The last address of a proxy header such as X-Forwarded-For ("client, proxy1, proxy2"). */
