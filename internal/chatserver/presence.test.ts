@@ -13,12 +13,12 @@ const emptyInbox = stubInbox();
 
 /** PresenceHooks that record each call, and keep the store-recovered listener for the test to call. */
 function recordingHooks() {
-  const calls: { hook: string; userId: Id; deviceId: Id; atMs?: number }[] = [];
+  const calls: { hook: string; userId: Id; deviceId: Id; atMs?: number; silent?: boolean }[] = [];
   let recovered: (() => void) | undefined;
   const hooks: PresenceHooks = {
     deviceConnected: (userId, deviceId) => void calls.push({ hook: "connected", userId, deviceId }),
     deviceAlive: (userId, deviceId, atMs) => void calls.push({ hook: "alive", userId, deviceId, atMs }),
-    deviceDisconnected: (userId, deviceId, atMs) => void calls.push({ hook: "disconnected", userId, deviceId, atMs }),
+    deviceDisconnected: (userId, deviceId, atMs, silent) => void calls.push({ hook: "disconnected", userId, deviceId, atMs, silent }),
     onStoreRecovered: (listener) => void (recovered = listener),
   };
   return { hooks, calls, storeRecovered: () => recovered?.() };
@@ -61,6 +61,37 @@ describe("chat server presence hooks", () => {
     handle.closed();
     const ended = calls.find((c) => c.hook === "disconnected");
     assert.ok(ended?.atMs !== undefined && ended.atMs >= before, `last frame ${ended?.atMs}`);
+    server.drain();
+  });
+});
+
+describe("chat server presence: a device with two sessions here", () => {
+  it("tells, when its stale session is closed as silent after its newer one ended, when the device was last there: not the stale session's last frame", async () => {
+    const { hooks, calls } = recordingHooks();
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, limits: { heartbeatIntervalMs: 1_000 } });
+    const sink = { send: () => {}, bufferedBytes: () => 0, close: () => {} };
+    const identity = () => ({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" as const });
+    // The old socket died without a FIN; the device reconnected to this server, chatted, and closed the app.
+    server.open(identity(), sink);
+    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 1, "the first session started");
+    const staleSince = Date.now();
+    await waitFor(() => Date.now() > staleSince + 20, "a moment to pass");
+    const fresh = server.open(identity(), sink);
+    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "the second session started");
+    const lastThere = Date.now();
+    fresh.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "heartbeat", value: {} } })));
+    fresh.closed();
+    assert.deepEqual(calls.filter((c) => c.hook === "disconnected"), [], "the stale session still holds the device");
+    const monoNow = performance.now.bind(performance);
+    try {
+      performance.now = () => monoNow() + 3_001; // the stale session's silence is found
+      (server as unknown as { sweep(): void }).sweep();
+    } finally {
+      performance.now = monoNow;
+    }
+    const ended = calls.filter((c) => c.hook === "disconnected");
+    assert.equal(ended.length, 1);
+    assert.ok(ended[0]!.atMs! >= lastThere, `last there at ${ended[0]!.atMs}, not at the stale session's last frame (${staleSince} or before): its grace period and last seen run from then`);
     server.drain();
   });
 });

@@ -139,6 +139,15 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * blocked user seeing "online". Only these pairs are checked.
    */
   private readonly blockChanged = new LruMap<string, number>(10_000);
+  /**
+   * Devices ("user/device") one of whose started sessions here ended while
+   * another stayed: when the device was last there then. A stale session (a
+   * socket gone without a FIN) can outlive the device's newer one; when it is
+   * closed as silent, the device is reported gone as of this, not as of the
+   * stale session's last frame (a "last seen" up to three heartbeat intervals
+   * early, and offline at once instead of a grace period after it left).
+   */
+  private readonly endedBefore = new Map<string, number>();
   private readonly members: ChannelMembers;
   private readonly idleSweep: NodeJS.Timeout;
   /** Where the sliced sweep goes on from (a Map's iterator sees deletions and additions made after it). */
@@ -261,12 +270,25 @@ export class ChatServer implements SessionHost, SessionDirectory {
     }
     this.count--;
     this.deps.metrics?.sessions.dec();
+    const device = `${session.userId}/${session.deviceId}`;
     const stillThere = rest.some((s) => s.deviceId === session.deviceId);
+    const silent = session.silentForMs(performance.now()) > 3 * this.limits.heartbeatIntervalMs;
+    // When the device was last there: at its own close, or its last frame for a silent session.
+    const endedAtMs = silent ? session.idleSinceMs : Date.now();
+    const endedBefore = this.endedBefore.get(device);
+    if (stillThere) {
+      if (session.started && code !== CloseCode.loggedOut) this.endedBefore.set(device, Math.max(endedAtMs, endedBefore ?? -Infinity));
+      return;
+    }
+    this.endedBefore.delete(device);
     // A logout is reported by closeDevice, at once rather than after the grace
     // period; a session that never started never said its device was online.
-    if (!stillThere && session.started && code !== CloseCode.loggedOut) {
-      const silent = session.silentForMs(performance.now()) > 3 * this.limits.heartbeatIntervalMs;
+    if (code === CloseCode.loggedOut) return;
+    if (session.started && endedAtMs >= (endedBefore ?? -Infinity)) {
       this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, session.idleSinceMs, silent);
+    } else if (endedBefore !== undefined) {
+      // A newer session of the device ended after this one's last frame: the device was there until then.
+      this.deps.presence?.deviceDisconnected(session.userId, session.deviceId, endedBefore, true);
     }
   }
 
