@@ -74,9 +74,16 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
    * by a trip or so, towards printing a reaction twice rather than never).
    */
   let shownServerMs: number | undefined;
-  /** Each printed message as printed, so that a replayed change it already showed is not printed again. */
-  const printed = new Map<bigint, { deleted: boolean; editedMs: number }>();
-  const remember = (m: Message) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0 });
+  /** The server's clock less this machine's, as the last Welcome told. */
+  let skewMs = 0;
+  /**
+   * Each printed message as printed, so that a replayed change it already
+   * showed is not printed again; `readMs`, for one read from history after
+   * following began (a gap, what came while reconnecting): when that read
+   * was asked, by the server's clock, as its reactions then are shown on it.
+   */
+  const printed = new Map<bigint, { deleted: boolean; editedMs: number; readMs?: number }>();
+  const remember = (m: Message, readMs?: number) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0, readMs });
   for (const m of opts.shown ?? []) remember(m);
   /**
    * `fn`, tried again while it fails in a way that may mend (the server
@@ -96,9 +103,9 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       }
     }
   };
-  const print = async (m: Message) => {
+  const print = async (m: Message, readMs?: number) => {
     await patiently(`print message #${m.seq}`, () => opts.print(m));
-    remember(m);
+    remember(m, readMs);
   };
 
   const isNews = (ch: Message): boolean => {
@@ -108,7 +115,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     // themselves (history gives them as they are, not when each came), so
     // only the clock tells news from a replay. One to a message not printed
     // yet will show when it is.
-    if (ch.reaction) return !was?.deleted && ch.targetSeq <= lastSeq && shownServerMs !== undefined && at >= shownServerMs;
+    if (ch.reaction) return !was?.deleted && ch.targetSeq <= lastSeq && shownServerMs !== undefined && at >= Math.max(shownServerMs, was?.readMs ?? 0);
     // A message printed unchanged cannot have had this change yet; an
     // edited one had every edit up to its edited_at (the edit's sent_at).
     if (was) return !was.deleted && (ch.deleted || at > was.editedMs);
@@ -156,14 +163,17 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const fill = async (upTo?: bigint) => {
     while (upTo === undefined || lastSeq + 1n < upTo) {
       const anchorSeq = lastSeq;
-      const res = await patiently(`read the messages after #${anchorSeq}`, () =>
-        session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal }),
-      );
+      // Taken before asking (each try), as the history shown is: towards printing a reaction twice rather than never.
+      let readMs = 0;
+      const res = await patiently(`read the messages after #${anchorSeq}`, () => {
+        readMs = Date.now() + skewMs;
+        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal });
+      });
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
         if (upTo !== undefined && m.seq >= upTo) return;
         if (m.seq <= lastSeq) continue;
-        await print(m);
+        await print(m, readMs);
         lastSeq = m.seq;
       }
       if (!res.hasMore) return;
@@ -187,6 +197,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
+      skewMs = serverTimeMs - Date.now();
       startedMs ??= serverTimeMs;
       shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
       // What was sent while it was away comes from history, not from the

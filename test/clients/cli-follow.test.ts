@@ -173,6 +173,33 @@ describe("chat-cli follow through a connection that drops", function () {
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });
+
+  it("prints a reaction made while it reconnected once: on the message it reads from history, not again as news", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "before" });
+    const follower = h.follow(me, String(channelId), "--last", "1");
+    await follower.started();
+    await follower.printed("before\n");
+
+    h.proxy.cut("reset");
+    await follower.said(/connection lost/);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r2", text: "while away" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r3", text: "👍", reactSeq: 2n });
+    await waitFor(
+      async () => (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages[0]?.reactions.length === 1,
+      "the reaction stored",
+    );
+
+    h.proxy.restore();
+    await follower.said(/reconnected/);
+    await follower.printed("while away [👍 1]\n");
+    // A reaction made now comes after that one in the inbox, which the follower takes in order: once this is out, so would that be.
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r4", text: "🎉", reactSeq: 1n });
+    await follower.printed("reacted 🎉\n");
+    assert.match(follower.out, /#1 \S+: before\n\[[^\]]+\] #2 \S+: while away \[👍 1\]\n☺ #1 \S+ reacted 🎉\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
 });
 
 describe("chat-cli follow with tokens that expire while the server is down", function () {
