@@ -55,6 +55,8 @@ export interface Api {
 }
 
 const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
+/** The largest id or seq the server takes (a signed 64-bit integer's; the wire's uint64 goes further). */
+export const MAX_ID = 2n ** 63n - 1n;
 
 function clients(baseUrl: string, interceptors: Interceptor[] = []): Api {
   const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
@@ -203,7 +205,10 @@ export class Session {
       if (user.userId === this.userId) throw new CliError("that is you; pick someone else");
       return (await this.api.channels.openDirect({ userId: user.userId })).channel!;
     }
-    if (!/^\d+$/.test(ref)) throw new CliError(`"${ref}" is neither a channel id (see: chat-cli chats) nor @username`, 2);
+    // 0 or past the largest id fails in the server's checks, or past 64 bits in the request's encoding, in words that name no argument.
+    if (!/^\d+$/.test(ref) || BigInt(ref) === 0n || BigInt(ref) > MAX_ID) {
+      throw new CliError(`"${ref}" is neither a channel id (see: chat-cli chats) nor @username`, 2);
+    }
     return (await this.api.channels.describeChannel({ channelId: BigInt(ref) })).channel!;
   }
 

@@ -8,7 +8,7 @@ import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
-import { CliError, Session, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
+import { CliError, MAX_ID, Session, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
 
@@ -358,7 +358,7 @@ async function textArgument(words: string[]): Promise<string> {
 
 /** A message's seq as typed: the #number that history shows. */
 function seqArgument(raw: string, option?: string): bigint {
-  if (!/^\d+$/.test(raw) || BigInt(raw) === 0n) throw new CliError(`${option ? `${option}: ` : ""}"${raw}" is not a message's seq (the #number that history shows)`, 2);
+  if (!/^\d+$/.test(raw) || BigInt(raw) === 0n || BigInt(raw) > MAX_ID) throw new CliError(`${option ? `${option}: ` : ""}"${raw}" is not a message's seq (the #number that history shows)`, 2);
   return BigInt(raw);
 }
 

@@ -420,6 +420,24 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse((await bob.ok("chats", "--json")).trim().split("\n")[0]!).muted, false);
   });
 
+  it("refuses a channel id or a seq of 0 or past 64 bits as a usage error that names it", async () => {
+    const lee = new CliUser(`lee_${suffix}`, chatd.httpUrl);
+    try {
+      await lee.ok("signup", lee.username);
+      const huge = "99999999999999999999999";
+      for (const args of [["history", huge], ["members", "0"], ["history", "18446744073709551615"]]) {
+        const r = await lee.run(...args);
+        assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`"${args[1]}" is neither a channel id`));
+      }
+      const r = await lee.run("send", `@${lee.username}`, "--reply", huge, "hi");
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`--reply: "${huge}" is not a message's seq`));
+    } finally {
+      lee.cleanup();
+    }
+  });
+
   it("answers --json with one JSON line from block, unblock, mute, unmute and logout too", async () => {
     const jo = new CliUser(`jo_${suffix}`, chatd.httpUrl);
     const ky = new CliUser(`ky_${suffix}`, chatd.httpUrl);
