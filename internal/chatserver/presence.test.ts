@@ -164,4 +164,23 @@ describe("chat server presence events across a block", () => {
     assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE]);
     server.drain();
   });
+
+  it("keeps checking the pair for its minute of real time, whatever the wall clock does meanwhile", async () => {
+    const blocks = new BlockCache({ blockersBetween: async () => [2n], getUser: async () => undefined });
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks });
+    const sent: Uint8Array[] = [];
+    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 3_600_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
+    await waitFor(() => sent.length > 0, "the welcome");
+    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.status] : []));
+    server.forgetBlock(2n, 1n);
+    const wallNow = Date.now;
+    try {
+      Date.now = () => wallNow() + 120_000; // NTP steps the clock two minutes on; no time passed
+      await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+    } finally {
+      Date.now = wallNow;
+    }
+    assert.deepEqual(heard(), [], "an ONLINE read before the block still lands after its OFFLINE");
+    server.drain();
+  });
 });

@@ -22,6 +22,8 @@ const ALL_DEVICES: readonly Id[] = [];
 
 /** How long presence events between a pair are checked against blocks after the pair's block changed: past any announcement in flight. */
 const BLOCK_CHANGE_WATCH_MS = 60_000;
+/** That watch is timed on the monotonic clock: a wall clock stepped forward ended it at once, and let a stale ONLINE through the block. */
+const monotonicNow = (): number => performance.now();
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;
@@ -133,7 +135,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly unremoved = new Set<Id>();
   /**
-   * Pairs whose block changed lately ("a:b" with a < b, until when): a
+   * Pairs whose block changed lately ("a:b" with a < b, until when on the monotonic clock): a
    * presence event about one, its audience read before the block, may still
    * be on its way to the other after the block's OFFLINE, and would leave a
    * blocked user seeing "online". Only these pairs are checked.
@@ -351,7 +353,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (about !== undefined && this.blockChanged.size > 0 && this.deps.blocks) {
       const key = pairKey(userId, about);
       const until = this.blockChanged.peek(key);
-      if (until !== undefined && until > Date.now()) {
+      if (until !== undefined && until > monotonicNow()) {
         if ((await this.deps.blocks.blockersBetween(userId, about)).length > 0) return 0;
       } else if (until !== undefined) {
         this.blockChanged.delete(key);
@@ -394,7 +396,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** A block or an unblock between the pair was made elsewhere: the next check reads it anew. */
   forgetBlock(a: Id, b: Id): void {
     this.deps.blocks?.forget(a, b);
-    this.blockChanged.set(pairKey(a, b), Date.now() + BLOCK_CHANGE_WATCH_MS);
+    this.blockChanged.set(pairKey(a, b), monotonicNow() + BLOCK_CHANGE_WATCH_MS);
   }
 
   // Events that fan out to a channel's members.
