@@ -86,6 +86,12 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const remember = (m: Message, readMs?: number) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0, readMs });
   for (const m of opts.shown ?? []) remember(m);
   /**
+   * The changes printed, by message id: one the server brings again (an ack
+   * lost with its connection) is not news twice. A reaction leaves nothing
+   * on `printed` that would tell.
+   */
+  const printedChanges = new Set<bigint>();
+  /**
    * `fn`, tried again while it fails in a way that may mend (the server
    * restarting, a connection cut): a message is printed late rather than
    * never, and following goes on.
@@ -142,8 +148,9 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     step(async () => {
       for (const m of here) {
         if (m.targetSeq !== 0n) {
-          if (!isNews(m)) continue;
+          if (printedChanges.has(m.messageId) || !isNews(m)) continue;
           await patiently(`print the change to #${m.targetSeq}`, () => opts.printChange(m));
+          printedChanges.add(m.messageId);
           // A reaction changes neither the text nor whether it is deleted.
           if (m.reaction) continue;
           const at = m.sentAt ? timestampMs(m.sentAt) : 0;

@@ -143,6 +143,40 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("prints a reaction once though the server brings it again after a reconnect (its ack lost with the connection)", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "d1", text: "one" });
+    // A stand-in gateway that never keeps an ack: every session starts from cursor 0 and brings the reaction again.
+    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(gateway, "listening");
+    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
+    const sockets: WebSocket[] = [];
+    gateway.on("connection", (socket) => {
+      sockets.push(socket);
+      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
+    });
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    await follower.started();
+    await follower.printed("one\n");
+    // Made after following began: news the first time.
+    const reaction = { messageId: 424242n, channelId, seq: 0n, targetSeq: 1n, reaction: true, text: "👍", senderUserId: peer.userId, sentAt: timestampNow() };
+    const bring = (socket: WebSocket) =>
+      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "syncBatch", value: { entries: [{ inboxSeq: 1n, message: reaction }] } } })));
+    bring(sockets[0]!);
+    await follower.printed("reacted 👍\n");
+
+    sockets[0]!.close(1011, "restarting");
+    await follower.said(/reconnected/);
+    bring(sockets[1]!);
+    // A newer reaction after it: entries are printed in order, so a second 👍 line, if one came, is out by then.
+    const newer = { ...reaction, messageId: 434343n, text: "🎉", sentAt: timestampNow() };
+    sockets[1]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 2n, message: newer } } } })));
+    await follower.printed("reacted 🎉\n");
+    assert.equal(follower.out.match(/reacted 👍/g)?.length, 1, follower.out);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("prints what was sent while it reconnected, though another chat-cli of the device acked it meanwhile", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: "before" });
