@@ -305,7 +305,13 @@ function connectOnce(
     ws.on("message", (data, isBinary) => {
       heardAt = Date.now();
       if (!isBinary) return;
-      const frame = fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer));
+      let frame;
+      try {
+        frame = fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer));
+      } catch {
+        // Skipped, as the web client does: thrown here, a frame that cannot be read (a broken proxy's) ended following with a stack trace.
+        return;
+      }
       const k = frame.kind;
       if (k.case === "welcome") {
         welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : Date.now());

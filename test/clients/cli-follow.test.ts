@@ -177,6 +177,31 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("skips a frame it cannot read and follows on, as the web client does", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "j1", text: "one" });
+    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(gateway, "listening");
+    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
+    const sockets: WebSocket[] = [];
+    gateway.on("connection", (socket) => {
+      sockets.push(socket);
+      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
+    });
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    await follower.started();
+    await follower.printed("one\n");
+    // Not protobuf: a field of wire type 7, which no encoder writes.
+    sockets[0]!.send(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "j2", text: "two" });
+    const [two] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: two } } } })));
+    await follower.printed("two\n");
+    assert.equal(sockets.length, 1, "one connection all along");
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("prints what was sent while it reconnected, though another chat-cli of the device acked it meanwhile", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: "before" });
