@@ -212,20 +212,34 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       // another chat) may have acked it, moving the cursor past it.
       step(() => fill());
     };
-    const code = await connectOnce(opts.wsUrl ?? wsUrl(session.login.server), session, token, take, welcomed, signal, opts);
+    const url = opts.wsUrl ?? wsUrl(session.login.server);
+    const { code, httpStatus } = await connectOnce(url, session, token, take, welcomed, signal, opts);
     if (signal.aborted) break;
+    if (httpStatus !== undefined && refusedForGood(httpStatus)) {
+      throw new CliError(`${url} answered HTTP ${httpStatus}, not a chat WebSocket (a cluster serves it on a gateway: --ws ws://host:8090/ws)`);
+    }
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
       refused = true;
       continue;
     }
     const wait = Math.min(15_000, 500 * 2 ** attempts++);
-    opts.status(`connection lost (code ${code}); reconnecting in ${seconds(wait)}`);
+    opts.status(`${httpStatus === undefined ? `connection lost (code ${code})` : `the WebSocket answered HTTP ${httpStatus}`}; reconnecting in ${seconds(wait)}`);
     await sleep(wait, signal);
   }
   await chain;
   opts.signal.removeEventListener("abort", onAbort);
   if (fatal !== undefined) throw fatal;
+}
+
+/**
+ * A handshake answered with this status will be answered so again: a wrong
+ * path or host, a page that is no WebSocket, a redirect. Retrying it for
+ * good only hid the mistake; a server busy or restarting (5xx, 429, 408) is
+ * waited for.
+ */
+function refusedForGood(status: number): boolean {
+  return status < 500 && status !== 408 && status !== 425 && status !== 429;
 }
 
 function seconds(ms: number): string {
@@ -242,7 +256,8 @@ function reauthenticateAt(sinceMs: number, expiresMs: number, now = Date.now()):
 }
 
 /**
- * One WebSocket session; resolves with its close code. Before the token it
+ * One WebSocket session; resolves with its close code, and the HTTP status
+ * of a handshake the server refused. Before the token it
  * runs on expires, it hands the server a fresh one, so that it is not closed
  * then (4002) and goes on without a reconnect.
  */
@@ -254,7 +269,7 @@ function connectOnce(
   welcomed: (serverTimeMs: number) => void,
   signal: AbortSignal,
   opts: FollowOptions,
-): Promise<number> {
+): Promise<{ code: number; httpStatus?: number }> {
   return new Promise((resolve) => {
     // A handshake a dead network never answers fails too, and is tried again.
     const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: 15_000 });
@@ -362,14 +377,22 @@ function connectOnce(
         send({ kind: { case: "deliveryAck", value: { inboxSeq: cursor } } });
       }, 100);
     });
-    ws.on("error", (err) => opts.status(`websocket: ${err.message}`));
+    let httpStatus: number | undefined;
+    ws.on("unexpected-response", (req, res) => {
+      httpStatus = res.statusCode;
+      req.destroy();
+      ws.terminate();
+    });
+    ws.on("error", (err) => {
+      if (httpStatus === undefined) opts.status(`websocket: ${err.message}`);
+    });
     ws.on("close", (code) => {
       closed = true;
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
       clearTimeout(reauthTimer);
       signal.removeEventListener("abort", onAbort);
-      resolve(code);
+      resolve({ code, httpStatus });
     });
   });
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -192,6 +193,35 @@ describe("chat-cli against chatd", function () {
     const bad = await bob.run("follow", `@${alice.username}`, "--ws", "http://127.0.0.1:1/ws");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--ws must be a ws:\/\/ or wss:\/\/ URL/);
+  });
+
+  it("ends follow with exit 1, naming the address and its answer, when --ws is no chat WebSocket; waits for one that is busy", async () => {
+    const nina = new CliUser(`nina_${suffix}`, chatd.httpUrl);
+    const omar = new CliUser(`omar_${suffix}`, chatd.httpUrl);
+    // A WebSocket server that answers the handshake with what the test says, as a wrong path or a busy proxy would.
+    let status = 503;
+    const web = createServer((_, res) => res.writeHead(404).end());
+    web.on("upgrade", (_, socket) => socket.end(`HTTP/1.1 ${status} Whatever\r\nConnection: close\r\n\r\n`));
+    web.listen(0, "127.0.0.1");
+    await once(web, "listening");
+    const ws = `ws://127.0.0.1:${(web.address() as AddressInfo).port}/wrong`;
+    try {
+      await nina.ok("signup", nina.username);
+      await omar.ok("signup", omar.username);
+      const busy = nina.follow(`@${omar.username}`, "--ws", ws);
+      await busy.said(/answered HTTP 503; reconnecting/);
+      busy.interrupt();
+      assert.equal(await busy.exited, 0, busy.err);
+
+      status = 404;
+      const wrong = await nina.run("follow", `@${omar.username}`, "--ws", ws);
+      assert.equal(wrong.code, 1, wrong.stderr);
+      assert.match(wrong.stderr, new RegExp(`${ws} answered HTTP 404, not a chat WebSocket`));
+    } finally {
+      web.close();
+      nina.cleanup();
+      omar.cleanup();
+    }
   });
 
   it("edits and deletes messages: history marks them, and a follower sees each change once, live", async () => {
