@@ -3,7 +3,7 @@ import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import type { StageHealth } from "../../internal/observability/stage-health.js";
+import type { PartitionedStageHealth } from "../../internal/pipeline/partition-health.js";
 import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
@@ -28,7 +28,7 @@ const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
-const workers: { stop(): Promise<void>; health: StageHealth }[] = [];
+const workers: { stop(): Promise<void>; health: PartitionedStageHealth }[] = [];
 if (config.stages.includes("sequencer")) {
   const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
   await s.start();

@@ -4,6 +4,7 @@ import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { until } from "../queue/contract.js";
+import { partitionFor } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { InboxWriter } from "./inbox-writer.js";
 import { encodeInboxAppends } from "./records.js";
@@ -169,6 +170,45 @@ describe("InboxWriter", () => {
       await waitFor(() => writer.health.check().then(() => true, () => false), "the stage healthy again", 10_000);
       assert.equal(await inbox.head(1n), 1n);
     } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("reports itself stalled while one partition's every batch fails, though the other partitions' batches go through", async () => {
+    // A record its store refuses stalls its partition for good (never skipped), its
+    // users' messages with it; the rest of the stage working must not hide that.
+    const [stuck, fine] = [1n, 2n];
+    assert.notEqual(partitionFor(String(stuck), 2), partitionFor(String(fine), 2), "the two users on two partitions");
+    const inbox = flakyInbox(0n);
+    const failing: Inbox = { ...inbox, append: (u, m) => (u === stuck ? Promise.reject(new Error("row refused")) : inbox.append(u, m)) };
+    const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 2 }]);
+    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 200 });
+    let flowing = true;
+    try {
+      await writer.start();
+      const append = (userId: bigint, messageId: bigint) =>
+        queue.publish(Topics.inbox, [{ key: String(userId), value: encodeInboxAppends([userId], { ...message, messageId })[0]! }]);
+      await append(stuck, 1n);
+      // The other partition keeps going through the whole time.
+      const others = (async () => {
+        for (let id = 2n; flowing; id++) {
+          await append(fine, id);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      await waitFor(
+        () => writer.health.check().then(() => false, (e: Error) => /inbox-writer: .*partition \d+.* failed .*row refused/.test(e.message)),
+        "the stage to report its stalled partition",
+        10_000,
+      );
+      assert.ok((await inbox.head(fine)) > 1n, "the other partition went through meanwhile");
+      flowing = false;
+      await others;
+    } finally {
+      flowing = false;
       await writer.stop();
       await queue.close();
     }

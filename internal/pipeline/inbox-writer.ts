@@ -3,14 +3,14 @@ import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
-import { StageHealth } from "../observability/stage-health.js";
+import { PartitionedStageHealth } from "./partition-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import { allSettledOrFirstFailure } from "./settle.js";
 
 export interface InboxWriterDeps extends LiveDeliveryDeps {
   queue: MessageQueue;
   inbox: Inbox;
-  /** Failing batches for this long make the stage's health check fail (default 30 s). */
+  /** Failing batches for this long (all of them, or every one of one partition) make the stage's health check fail (default 30 s). */
   stallMs?: number;
 }
 
@@ -23,15 +23,15 @@ export interface InboxWriterDeps extends LiveDeliveryDeps {
  * batch, which comes again.
  */
 export class InboxWriter {
-  readonly health: StageHealth;
+  readonly health: PartitionedStageHealth;
   private sub?: Subscription;
 
   constructor(private readonly deps: InboxWriterDeps) {
-    this.health = new StageHealth("inbox-writer", deps.stallMs);
+    this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs);
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.run(() => this.handle(rs)), {
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.runBatch(rs, () => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
       onConsumerTrouble: this.health.consumerTrouble,
     });

@@ -8,7 +8,7 @@ import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "..
 import { decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import type { PipelineMetrics } from "./metrics.js";
-import { StageHealth } from "../observability/stage-health.js";
+import { PartitionedStageHealth } from "./partition-health.js";
 import { allSettledOrFirstFailure } from "./settle.js";
 
 export interface SequencerDeps {
@@ -17,7 +17,7 @@ export interface SequencerDeps {
   channels: ChannelStore;
   logger?: Logger;
   metrics?: PipelineMetrics;
-  /** Failing batches for this long make the stage's health check fail (default 30 s). */
+  /** Failing batches for this long (all of them, or every one of one partition) make the stage's health check fail (default 30 s). */
   stallMs?: number;
 }
 
@@ -28,17 +28,17 @@ export interface SequencerDeps {
  * idempotent, so a batch that fails half-way is simply done again.
  */
 export class Sequencer {
-  readonly health: StageHealth;
+  readonly health: PartitionedStageHealth;
   private sub?: Subscription;
   private readonly members: ChannelMembers;
 
   constructor(private readonly deps: SequencerDeps) {
     this.members = new ChannelMembers(deps.channels);
-    this.health = new StageHealth("sequencer", deps.stallMs);
+    this.health = new PartitionedStageHealth("sequencer", deps.stallMs);
   }
 
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.run(() => this.handle(rs)), {
+    this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.runBatch(rs, () => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
       onConsumerTrouble: this.health.consumerTrouble,
     });
