@@ -122,6 +122,36 @@ function parse(argv: string[]) {
   return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
 }
 
+/**
+ * What to say of an argument parseArgs took for an unknown option. Its own
+ * words name one letter of it ("-hello" is "-e": -h, then -e) and suggest
+ * `-- "-e"`; a text that starts with "-" ("-1 from me", "- milk") is what
+ * was meant more often than not.
+ */
+function unknownOption(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") return undefined;
+    if (!arg.startsWith("-") || arg === "-") continue;
+    const [name, value] = arg.startsWith("--") ? [arg.slice(2).split("=")[0]!, arg.includes("=")] : ["", false];
+    const option = OPTIONS[name as keyof typeof OPTIONS];
+    if (option) {
+      if (option.type === "string" && !value) i++;
+      continue;
+    }
+    if (arg === "-h") continue;
+    if (arg.startsWith("--")) return `unknown option "${arg}"; see: chat-cli --help`;
+    const rest = argv.filter((_, j) => j !== i).map((a) => (/^[\w@#.:/=-]+$/u.test(a) ? a : shellQuoted(a)));
+    return `unknown option "${arg}": a text that starts with "-" goes after "--", as in: chat-cli ${[...rest, "--", shellQuoted(arg)].join(" ")}`;
+  }
+  return undefined;
+}
+
+/** As a shell takes it back whole: in single quotes, each ' in it closed, escaped and opened again. */
+function shellQuoted(arg: string): string {
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
 const store = new LoginStore();
 
 async function main(argv: string[]): Promise<void> {
@@ -129,6 +159,8 @@ async function main(argv: string[]): Promise<void> {
   try {
     parsed = parse(argv);
   } catch (err) {
+    const unknown = (err as NodeJS.ErrnoException).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? unknownOption(argv) : undefined;
+    if (unknown !== undefined) throw new CliError(unknown, 2);
     throw new CliError(`${(err as Error).message}; see: chat-cli --help`, 2);
   }
   const { values, positionals } = parsed;

@@ -97,6 +97,17 @@ describe("chat-cli against chatd", function () {
     assert.equal(r.stdout, "");
   });
 
+  it("names a text that starts with \"-\", taken for an option, whole, and shows it after --", async () => {
+    const r = await alice.run("send", "@bob", "-hello, it's me");
+    assert.equal(r.code, 2);
+    // parseArgs' own words named "-e" (-h, then -e) and suggested -- "-e".
+    const hint = `chat-cli send @bob -- '-hello, it'\\''s me'`;
+    assert.ok(r.stderr.includes(`unknown option "-hello, it's me": a text that starts with "-" goes after "--", as in: ${hint}\n`), r.stderr);
+    const long = await alice.run("history", "@bob", "--limt", "3");
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /unknown option "--limt"; see: chat-cli --help/);
+  });
+
   it("signs up, keeps its credentials private, and logs in again", async () => {
     assert.match(await alice.ok("signup", alice.username, "--display-name", "Alice"), new RegExp(`Signed up and logged in as @${alice.username}`));
     const mode = statSync(join(alice.home, "credentials.json")).mode & 0o777;
