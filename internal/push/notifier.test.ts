@@ -424,14 +424,19 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual([sent, skips], [[1n, 2n], ["online"]]);
   });
 
+  /** Users 1 to 29 with a device at the push service `host` (one that misbehaves), user 30 at one that works. */
+  async function usersBehind(host: string): Promise<void> {
+    for (let u = 1n; u <= 30n; u++) {
+      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: u === 30n ? "https://ok.push.example/30" : `${host}${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    }
+  }
+
   it("keeps sending to other push services while one hangs under load: its backlog is capped, not the whole notifier's", async () => {
     const hung = "https://hung.push.example/";
     const delivered: Id[] = [];
     const hanging = new Set<() => void>();
     let ending = false;
-    for (let u = 1n; u <= 30n; u++) {
-      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: u === 30n ? "https://ok.push.example/30" : `${hung}${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
-    }
+    await usersBehind(hung);
     notifier = new Notifier({
       queue,
       endpoints,
@@ -470,9 +475,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
   it("keeps sending to other push services while one rate-limits under load: its retries waiting for Retry-After are capped too", async () => {
     const limited = "https://limited.push.example/";
     const delivered: Id[] = [];
-    for (let u = 1n; u <= 30n; u++) {
-      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: u === 30n ? "https://ok.push.example/30" : `${limited}${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
-    }
+    await usersBehind(limited);
     notifier = new Notifier({
       queue,
       endpoints,

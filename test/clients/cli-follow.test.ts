@@ -80,6 +80,18 @@ function harness(env: Record<string, string> = {}) {
       const { channelId } = (await peer.api.channels.openDirect({ userId: myId })).channel!;
       return { me, peer, channelId };
     },
+    /** A stand-in gateway (the api stays chatd, through the proxy): it welcomes each connection, then sends what the test says on its sockets. */
+    async standInGateway(): Promise<{ url: string; sockets: WebSocket[] }> {
+      const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+      await once(gateway, "listening");
+      h.cleanups.push(() => new Promise((r) => gateway.close(r)));
+      const sockets: WebSocket[] = [];
+      gateway.on("connection", (socket) => {
+        sockets.push(socket);
+        socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
+      });
+      return { url: `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`, sockets };
+    },
     follow(me: CliUser, ...args: string[]): Follower {
       const f = me.follow(...args);
       h.cleanups.push(async () => {
@@ -114,16 +126,8 @@ describe("chat-cli follow through a connection that drops", function () {
   it("goes on when a history read to fill a gap fails for a while, printing the gap once it can", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
-    // A stand-in gateway (the api stays chatd, through the proxy): it welcomes, then pushes what the test says.
-    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await once(gateway, "listening");
-    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
-    const sockets: WebSocket[] = [];
-    gateway.on("connection", (socket) => {
-      sockets.push(socket);
-      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-    });
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
     await follower.started();
     await follower.printed("one\n");
 
@@ -147,15 +151,8 @@ describe("chat-cli follow through a connection that drops", function () {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "d1", text: "one" });
     // A stand-in gateway that never keeps an ack: every session starts from cursor 0 and brings the reaction again.
-    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await once(gateway, "listening");
-    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
-    const sockets: WebSocket[] = [];
-    gateway.on("connection", (socket) => {
-      sockets.push(socket);
-      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-    });
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
     await follower.started();
     await follower.printed("one\n");
     // Made after following began: news the first time.
@@ -180,15 +177,8 @@ describe("chat-cli follow through a connection that drops", function () {
   it("skips a frame it cannot read and follows on, as the web client does", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "j1", text: "one" });
-    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await once(gateway, "listening");
-    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
-    const sockets: WebSocket[] = [];
-    gateway.on("connection", (socket) => {
-      sockets.push(socket);
-      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-    });
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`);
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
     await follower.started();
     await follower.printed("one\n");
     // Not protobuf: a field of wire type 7, which no encoder writes.
