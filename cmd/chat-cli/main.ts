@@ -254,9 +254,24 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
       ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
       : await api.auth.login({ username, password, device });
   const user = res.user!;
+  await signOutReplaced(store.read());
   store.write(toSavedLogin(server, user.username, res.credentials!));
   if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
   out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
+}
+
+/**
+ * The login a new one replaces is signed out on its server: this home keeps
+ * one login, so a device left behind signed in would stay so, unseen, until
+ * the account's device limit pruned it. Best effort, as a logout's is.
+ */
+async function signOutReplaced(previous: ReturnType<typeof store.read>): Promise<void> {
+  if (!previous) return;
+  try {
+    await new Session(store, previous).api.auth.logout({});
+  } catch (err) {
+    warn(`the device logged in before (@${previous.username} on ${previous.server}) was not signed out (${describe(err)})`);
+  }
 }
 
 async function logout(values: Values): Promise<void> {

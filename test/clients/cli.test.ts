@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { WebSocketServer } from "ws";
 import { Session } from "../../cmd/chat-cli/client.js";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
-import { signUp } from "../support/api.js";
+import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
@@ -122,6 +122,22 @@ describe("chat-cli against chatd", function () {
     assert.match(bad.stderr, /wrong username or password/);
     assert.match(await alice.ok("login", alice.username), /Logged in as/);
     assert.match(await alice.ok("whoami"), new RegExp(`@${alice.username} \\(Alice\\)`));
+  });
+
+  it("signs out the device a login on the same home replaces, which nothing would list or sign out again", async () => {
+    const cleo = new CliUser(`cleo${suffix}`, chatd.httpUrl);
+    try {
+      await cleo.ok("signup", cleo.username);
+      const first = JSON.parse(await cleo.ok("whoami", "--json")).deviceId as string;
+      await cleo.ok("login", cleo.username);
+      const second = JSON.parse(await cleo.ok("whoami", "--json")).deviceId as string;
+      assert.notEqual(second, first);
+      const saved = JSON.parse(readFileSync(join(cleo.home, "credentials.json"), "utf8")) as { accessToken: string };
+      const { devices } = await apiClients(chatd.httpUrl, saved.accessToken).auth.listDevices({});
+      assert.deepEqual(devices.map((d) => String(d.deviceId)), [second], "only the new login's device is signed in");
+    } finally {
+      cleo.cleanup();
+    }
   });
 
   it("sends to @user, lists chats, and prints history", async () => {
