@@ -1734,9 +1734,11 @@ export class ChatApp {
     if (this.destroyed || this.ui.search.value.trim()) return;
     const all = [...this.channels.values()];
     const listed = all.filter((c) => !c.archived);
-    // Archived chats are put out of sight: their unread does not call for attention either.
-    // A chat marked unread with nothing to count calls for it as one message would.
-    const total = listed.reduce((n, c) => n + (Number(c.unreadCount) || (c.markedUnread ? 1 : 0)), 0);
+    // Archived chats are put out of sight, muted ones quieted (their badge too): their unread does
+    // not call for attention from another tab. A chat marked unread with nothing to count calls
+    // for it as one message would.
+    const now = this.session.serverNow();
+    const total = listed.filter((c) => !isMuted(c, now)).reduce((n, c) => n + (Number(c.unreadCount) || (c.markedUnread ? 1 : 0)), 0);
     document.title = total > 0 ? `(${total}) Chat` : "Chat";
     if (!this.channelsLoaded) {
       replaceChildren(this.ui.sidebarBody, sidebarNote("Loading chats…"));
