@@ -17,13 +17,13 @@ import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from ".
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
+import { monotonicNow } from "../model/clock.js";
 
 const ALL_DEVICES: readonly Id[] = [];
 
 /** How long presence events between a pair are checked against blocks after the pair's block changed: past any announcement in flight. */
 const BLOCK_CHANGE_WATCH_MS = 60_000;
-/** That watch is timed on the monotonic clock: a wall clock stepped forward ended it at once, and let a stale ONLINE through the block. */
-const monotonicNow = (): number => performance.now();
+// That watch is timed on the monotonic clock: a wall clock stepped forward ended it at once, and let a stale ONLINE through the block.
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;

@@ -11,6 +11,7 @@ import type { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/type
 import { CloseCode } from "../model/close-codes.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
+import { monotonicNow } from "../model/clock.js";
 
 export interface RemoteSessionHostOptions {
   gatewayId: string;
@@ -50,13 +51,10 @@ function reauthenticationOf(v: Reauthentication): SessionRequest["kind"] {
   };
 }
 
-/**
- * Cooldowns and waits are timed on a clock that never steps: on the wall
- * clock, one stepped back an hour (NTP, a restored VM) kept every server that
- * had broken a stream or refused a session in the hour before out of reach
- * for that hour, the gateway placing nothing when that was all of them.
- */
-const monotonicNow = (): number => performance.now();
+// Cooldowns and waits are timed on a clock that never steps: on the wall
+// clock, one stepped back an hour (NTP, a restored VM) kept every server that
+// had broken a stream or refused a session in the hour before out of reach
+// for that hour, the gateway placing nothing when that was all of them.
 
 /** Chat servers say 1013 when they are not taking sessions: the gateway tries another. */
 const TRY_ELSEWHERE = 1013;

@@ -813,9 +813,13 @@ describe("Notifier collapse windows on a faked clock", () => {
     }
   });
 
-  it("asks again whether a first try that waited behind a slow push service is still due: not to a user who came online meanwhile", async () => {
-    let now = 0;
-    let online = false;
+  /**
+   * A notifier whose push service takes one request at a time and holds the
+   * first until released; `clock.now` is its clock, `online` what it is told
+   * of the user.
+   */
+  async function behindSlowService(online: () => boolean) {
+    const clock = { now: 0 };
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const tries: string[] = [];
@@ -824,25 +828,26 @@ describe("Notifier collapse windows on a faked clock", () => {
     notifier = new Notifier({
       queue: {} as MessageQueue,
       endpoints: { listForUser: async () => [endpoint], get: async () => endpoint, removeIfAddress: async () => false } as unknown as PushEndpointStore,
-      // The push service takes one request at a time, and holds the first.
       providers: { web_push: { kind: "web_push", send: async (_e, n) => (tries.push(n.body), tries.length === 1 && (await held), { ok: true }) } },
-      isOnline: async () => online,
+      isOnline: async () => online(),
       onSkipped: (reason) => skipped.push(reason),
-      now: () => now,
+      now: () => clock.now,
       options: { collapseWindowMs: WINDOW, perHostConcurrency: 1 },
     });
-    const request = (channelId: bigint, text: string): NotificationRequest => ({
-      userId: 1n,
-      senderName: "Bob",
-      channelTitle: "",
-      message: { messageId: 9000n + channelId, channelId, seq: 1n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `s${channelId}`, text, sentAtMs: 0 },
-    });
-    notifier.accept(request(600n, "held"));
-    notifier.accept(request(601n, "waiting"));
+    const accept = (channelId: bigint, text: string) =>
+      notifier.accept({ userId: 1n, senderName: "Bob", channelTitle: "", message: { messageId: 9000n + channelId, channelId, seq: 1n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: text, text, sentAtMs: 0 } });
+    return { clock, release, tries, skipped, accept };
+  }
+
+  it("asks again whether a first try that waited behind a slow push service is still due: not to a user who came online meanwhile", async () => {
+    let online = false;
+    const { clock, release, tries, skipped, accept } = await behindSlowService(() => online);
+    accept(600n, "held");
+    accept(601n, "waiting");
     mock.timers.tick(WINDOW);
     await settled(() => tries.length === 1 && notifier.pending === 2, "the first in flight, the second waiting for the host");
     // The user opens the app while the push service keeps the first for 6 s.
-    now += 6_000;
+    clock.now += 6_000;
     online = true;
     release();
     await settled(() => notifier.pending === 0, "both done");
@@ -851,25 +856,11 @@ describe("Notifier collapse windows on a faked clock", () => {
   });
 
   it("sends a first try that waited and is still due, before the ones queued after it", async () => {
-    let now = 0;
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const tries: string[] = [];
-    await notifier.stop();
-    notifier = new Notifier({
-      queue: {} as MessageQueue,
-      endpoints: { listForUser: async () => [endpoint], get: async () => endpoint, removeIfAddress: async () => false } as unknown as PushEndpointStore,
-      providers: { web_push: { kind: "web_push", send: async (_e, n) => (tries.push(n.body), tries.length === 1 && (await held), { ok: true }) } },
-      isOnline: async () => false,
-      now: () => now,
-      options: { collapseWindowMs: WINDOW, perHostConcurrency: 1 },
-    });
-    for (const [channelId, text] of [[700n, "one"], [701n, "two"], [702n, "three"]] as const) {
-      notifier.accept({ userId: 1n, senderName: "Bob", channelTitle: "", message: { messageId: channelId, channelId, seq: 1n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: text, text, sentAtMs: 0 } });
-    }
+    const { clock, release, tries, accept } = await behindSlowService(() => false);
+    for (const [channelId, text] of [[700n, "one"], [701n, "two"], [702n, "three"]] as const) accept(channelId, text);
     mock.timers.tick(WINDOW);
     await settled(() => tries.length === 1, "the first in flight");
-    now += 6_000;
+    clock.now += 6_000;
     release();
     await settled(() => notifier.pending === 0, "all sent");
     assert.deepEqual(tries, ["one", "two", "three"]);

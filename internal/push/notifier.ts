@@ -255,7 +255,7 @@ export class Notifier {
       }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
       // outage, or the topic read from its beginning by a notifier group's first start, stays quiet.
-      if ((this.deps.now ?? Date.now)() - req.message.sentAtMs > this.o.ttlSeconds * 1000) {
+      if (this.now() - req.message.sentAtMs > this.o.ttlSeconds * 1000) {
         this.deps.onSkipped?.("expired");
         continue;
       }
@@ -348,7 +348,7 @@ export class Notifier {
     if (!this.deps.channelMutedUntil) return false;
     try {
       const until = await this.deps.channelMutedUntil(userId, channelId);
-      return until !== undefined && until > (this.deps.now ?? Date.now)();
+      return until !== undefined && until > this.now();
     } catch (err) {
       this.deps.logger?.warn({ err }, "channel mutes unreadable: notifying anyway");
       return false;
@@ -388,7 +388,7 @@ export class Notifier {
 
   /** `first`: back to the head of the queue, the place it had (a job asked again after waiting). */
   private enqueue(job: Job, first = false): void {
-    job.readyAtMs = (this.deps.now ?? Date.now)();
+    job.readyAtMs = this.now();
     if (first) this.ready.unshift(job);
     else this.ready.push(job);
     this.waiting(job.host, 1);
@@ -414,7 +414,7 @@ export class Notifier {
         continue;
       }
       this.dequeue(i);
-      if ((this.deps.now ?? Date.now)() - (job.readyAtMs ?? 0) > STALE_READY_MS) {
+      if (this.now() - (job.readyAtMs ?? 0) > STALE_READY_MS) {
         this.askAgain(job, job, true);
         continue;
       }
@@ -516,6 +516,10 @@ export class Notifier {
     if (this.newest.get(newestKey(job)) === job) this.newest.set(newestKey(job), next);
     this.enqueue(next, first);
     this.pump();
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
   }
 
   private backoff(attempt: number, retryAfterMs?: number): number {

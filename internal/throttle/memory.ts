@@ -1,13 +1,11 @@
 import { LruMap } from "../cache/lru-map.js";
 import type { FailureCount, LoginAttempts } from "./port.js";
+import { monotonicNow } from "../model/clock.js";
 
-/**
- * Windows are durations within this process's life, so they are timed on the
- * monotonic clock: a wall clock stepped back (NTP, a restored VM) stretched a
- * lockout by the step, and told the owner to wait hours; one stepped forward
- * ended it early for a guesser.
- */
-const monotonicNow = (): number => performance.now();
+// Windows are durations within this process's life, so they are timed on the
+// monotonic clock: a wall clock stepped back (NTP, a restored VM) stretched a
+// lockout by the step, and told the owner to wait hours; one stepped forward
+// ended it early for a guesser.
 
 interface Window {
   failures: number;

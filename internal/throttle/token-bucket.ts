@@ -1,15 +1,14 @@
+import { monotonicNow } from "../model/clock.js";
+
 /**
  * A token bucket: `ratePerSec` tokens a second, holding at most `burst`.
  *
  * A refused take is told when to come back, and each refused take is told a
  * later time than the one before, a token apart: told the same moment, every
  * refused caller would come back at once, one would get the token, and the
- * others would be refused again however exactly they waited as told.
+ * others would be refused again however exactly they waited as told. Timed
+ * on the monotonic clock: a wall clock stepped back would owe every bucket the step.
  */
-// Monotonic: a wall clock stepped back (NTP, a restored VM) would owe every bucket the step.
-// One function for all: a default written as an arrow was a closure per bucket, two per idle session.
-const monotonicNow = (): number => performance.now();
-
 export class TokenBucket {
   private tokens: number;
   private last: number;
