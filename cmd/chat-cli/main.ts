@@ -736,7 +736,10 @@ async function clearCommand(args: string[], values: Values): Promise<void> {
 
 async function blocked(values: Values): Promise<void> {
   const s = session();
-  for (const b of (await s.api.users.listBlockedUsers({})).blockedUsers) {
+  const list = (await s.api.users.listBlockedUsers({})).blockedUsers;
+  // Silence left someone at a terminal unsure it worked; a script reading --json lines gets none, as from an empty chats.
+  if (list.length === 0 && !values.json) return out("You have blocked nobody. Block someone with: chat-cli block @username");
+  for (const b of list) {
     const at = b.blockedAt ? new Date(timestampMs(b.blockedAt)).toISOString() : null;
     if (values.json) json({ userId: b.user!.userId, username: b.user!.username, blockedAt: at });
     else out(`@${b.user!.username}  blocked ${at ?? ""}`.trimEnd());

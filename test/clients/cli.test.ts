@@ -464,7 +464,8 @@ describe("chat-cli against chatd", function () {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /blocked you/);
     assert.match(await bob.ok("unblock", `@${alice.username}`), /unblocked/);
-    assert.equal(await bob.ok("blocked"), "");
+    assert.equal(await bob.ok("blocked"), "You have blocked nobody. Block someone with: chat-cli block @username\n", "an empty list says so");
+    assert.equal(await bob.ok("blocked", "--json"), "", "one JSON line per blocked user: none");
     assert.equal((await alice.run("send", `@${bob.username}`, "thanks")).code, 0);
     assert.equal((await bob.run("block", "nobody_here_at_all")).code, 2, "a user is named with @");
   });
