@@ -734,6 +734,26 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.deepEqual(shown(sent[0]), ["2 new messages, the latest: second", "2", String(seq)]);
   });
 
+  it("sends nothing for a record that comes again after its window closed (a batch published again, a redelivery), for that user only", async () => {
+    accept("first");
+    const again = { ...lastAccepted!, message: { ...lastAccepted!.message, text: "" } };
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the window's notification");
+    notifier.accept(again); // while the notification is still being sent
+    await drain();
+    mock.timers.tick(WINDOW);
+    await drain();
+    notifier.accept(again); // after it went, a window later
+    mock.timers.tick(WINDOW);
+    await drain();
+    assert.deepEqual(sent.map(shown), [["first", "1", String(seq)]], "no second push, with no text or any other");
+    assert.equal(notifier.pending, 0, "the repeat is not held either");
+
+    notifier.accept({ ...again, userId: 2n, message: { ...again.message, text: "first" } }); // the same message, another recipient
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 2, "the other recipient's notification");
+  });
+
   it("a device whose check fails neither holds up nor skips the user's other devices", async () => {
     const devices = [10n, 11n, 12n].map((deviceId) => ({ ...endpoint, deviceId, address: `https://push.example/${deviceId}` }));
     const to: Id[] = [];

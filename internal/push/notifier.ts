@@ -30,6 +30,12 @@ export interface NotifierOptions {
    * flight then still get their timeoutMs.
    */
   drainMs: number;
+  /**
+   * How long a message stays notified after its collapse window closed: a
+   * record of it that comes again within this (a batch the pipeline
+   * published again, a redelivery) sends nothing. Default 10 minutes.
+   */
+  repeatWindowMs: number;
 }
 
 export const defaultNotifierOptions: NotifierOptions = {
@@ -43,6 +49,7 @@ export const defaultNotifierOptions: NotifierOptions = {
   maxPending: 10_000,
   ttlSeconds: 24 * 3600,
   drainMs: 5_000,
+  repeatWindowMs: 10 * 60_000,
 };
 
 export interface NotifierDeps {
@@ -114,6 +121,8 @@ const PREVIEW_CODE_POINTS = 120;
 const RETRY_AFTER_MAX_MS = 10 * 60_000;
 /** A job that waited longer than this for a free slot (a slow or backlogged push service) is asked again whether it is still due, as a retry is. */
 const STALE_READY_MS = 5_000;
+/** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
+const NOTIFIED_MAX = 100_000;
 
 /**
  * The notifier consumes NotificationRequested (topic chat.notifications.v1,
@@ -139,6 +148,13 @@ export class Notifier {
   private readonly o: NotifierOptions;
   private sub?: Subscription;
   private readonly collapsing = new Map<string, Collapsing>();
+  /**
+   * The messages of closed windows, by "user:message", with when they are
+   * forgotten (oldest first, as inserted). A record that comes again after
+   * its window closed would otherwise open a window of its own and push the
+   * same message a second time.
+   */
+  private readonly notified = new Map<string, number>();
   private readonly ready: Job[] = [];
   /**
    * Jobs waiting by host: in `ready`, or for a retry. A push service that
@@ -268,6 +284,8 @@ export class Notifier {
   /** Takes one request into its (user, channel) collapse window. */
   accept(req: NotificationRequest): void {
     if (req.message.senderUserId === req.userId) return;
+    this.forgetNotified();
+    if (this.notified.has(`${req.userId}:${req.message.messageId}`)) return;
     const key = `${req.userId}:${req.message.channelId}`;
     const c = this.collapsing.get(key);
     if (c) {
@@ -287,6 +305,9 @@ export class Notifier {
   private flush(key: string): void {
     const c = this.collapsing.get(key);
     if (!c) return;
+    const until = this.now() + this.o.repeatWindowMs;
+    for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, until);
+    this.forgetNotified();
     const p = this.health
       .run(() => this.fanOut(c.latest, c.count))
       .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
@@ -520,6 +541,15 @@ export class Notifier {
 
   private now(): number {
     return (this.deps.now ?? Date.now)();
+  }
+
+  /** Forgets the notified messages past their repeat window, and the oldest beyond NOTIFIED_MAX. */
+  private forgetNotified(): void {
+    const now = this.now();
+    for (const [key, until] of this.notified) {
+      if (until > now && this.notified.size <= NOTIFIED_MAX) break;
+      this.notified.delete(key);
+    }
   }
 
   private backoff(attempt: number, retryAfterMs?: number): number {
