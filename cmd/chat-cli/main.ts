@@ -400,7 +400,16 @@ async function reactCommand(command: "react" | "unreact", args: string[], values
 /** The words of a text as typed, or stdin (without its last newline) for "-". */
 async function textArgument(words: string[]): Promise<string> {
   const text = words.join(" ");
-  return text === "-" ? (await readStdin()).replace(/\n$/, "") : text;
+  return withoutCr(text === "-" ? (await readStdin()).replace(/\r?\n$/, "") : text);
+}
+
+/**
+ * A text with the \r of each CRLF line ending taken out: a file saved on
+ * Windows, piped in or pasted as "$(cat file)", kept one at the end of every
+ * line, which readers saw as a stray character (U+FFFD here).
+ */
+function withoutCr(text: string): string {
+  return text.replace(/\r(?=\n|$)/g, "");
 }
 
 /** A message's seq as typed: the #number that history shows. */

@@ -520,6 +520,28 @@ describe("chat-cli against chatd", function () {
     }
   });
 
+  it("takes the \\r of CRLF line endings out of a text read from stdin or a file, for send and edit", async () => {
+    const win = new CliUser(`win_${suffix}`, chatd.httpUrl);
+    const lin = new CliUser(`lin_${suffix}`, chatd.httpUrl);
+    try {
+      await win.ok("signup", win.username);
+      await lin.ok("signup", lin.username);
+      const texts = async () => (await lin.ok("history", `@${win.username}`, "--json")).trim().split("\n").map((l) => JSON.parse(l).text as string);
+      // As a file saved on Windows arrives through a pipe, and through "$(cat file)", which keeps all but the last newline.
+      const piped = await win.runWithInput("from windows\r\nsecond line\r\n", "send", `@${lin.username}`, "-");
+      assert.equal(piped.code, 0, piped.stderr);
+      await win.ok("send", `@${lin.username}`, "pasted\r\nfrom a file\r");
+      assert.deepEqual(await texts(), ["from windows\nsecond line", "pasted\nfrom a file"]);
+      const edited = await win.runWithInput("edited\r\nagain\r\n", "edit", `@${lin.username}`, "2", "-");
+      assert.equal(edited.code, 0, edited.stderr);
+      assert.deepEqual(await texts(), ["from windows\nsecond line", "edited\nagain"]);
+      assert.doesNotMatch(await lin.ok("history", `@${win.username}`), /\ufffd/, "no stray character where each line ended");
+    } finally {
+      win.cleanup();
+      lin.cleanup();
+    }
+  });
+
   it("tells someone whose every chat is archived where they are, not that there are none", async () => {
     const ivy = new CliUser(`ivy_${suffix}`, chatd.httpUrl);
     try {
