@@ -380,13 +380,20 @@ export class ChatServer implements SessionHost, SessionDirectory {
     return n;
   }
 
-  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
-    for (const s of this.byUser.get(userId) ?? []) if (s.deviceId === deviceId) s.close(code, reason);
+  /** Closes this server's sessions of one device; resolves to how many it closed. */
+  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<number> {
+    let closed = 0;
+    for (const s of this.byUser.get(userId) ?? []) {
+      if (s.deviceId !== deviceId) continue;
+      s.close(code, reason);
+      closed++;
+    }
     if (code === CloseCode.loggedOut) {
       const presence = this.deps.presence;
       if (presence?.deviceLoggedOut) presence.deviceLoggedOut(userId, deviceId);
       else presence?.deviceDisconnected(userId, deviceId);
     }
+    return closed;
   }
 
   async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {

@@ -196,7 +196,10 @@ export class Session implements SessionHandle {
     if (!read || !this.open) return;
     const { head, signedOut } = read;
     // As a logout does, and for any of the device's sessions here whose close was missed (see extendToken).
-    if (signedOut) return this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+    if (signedOut) {
+      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+      return;
+    }
     // Never past the head, as a SyncRequest: a cursor further on (an inbox put
     // back by a restore) would drop the next entries as sent already, and a
     // client taking the welcome's cursor as its own would drop them too. An

@@ -193,3 +193,27 @@ describe("chat server's gateway stream: a gateway cut off", () => {
     }
   });
 });
+
+describe("chat server's CloseDeviceSessions", () => {
+  it("answers how many sessions of the device it closed, none of the device's neighbours", async () => {
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never });
+    const service = chatServerService(chat);
+    const call = new HeldCall();
+    service.session(call as never);
+    // Two tabs of device 7 and device 8 of the same user.
+    for (const [sessionId, deviceId] of [[1n, 7n], [2n, 7n], [3n, 8n]] as const) {
+      call.emit("data", { sessionId, kind: { $case: "open", value: { userId: 1n, deviceId, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
+    }
+    try {
+      const closeDevice = (deviceId: bigint) =>
+        new Promise<number>((resolve, reject) =>
+          service.closeDeviceSessions({ request: { userId: 1n, deviceId, code: 4003, reason: "signed out" } } as never, (err, res) => (err ? reject(err) : resolve(res!.sessions))),
+        );
+      assert.equal(await closeDevice(7n), 2);
+      assert.equal(chat.sessionCount, 1, "device 8's session stays");
+      assert.equal(await closeDevice(7n), 0, "nothing left of device 7");
+    } finally {
+      chat.drain();
+    }
+  });
+});

@@ -271,7 +271,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
     closeDeviceSessions(call, callback) {
       const { userId, deviceId, code, reason } = call.request;
       chat.closeDevice(userId, deviceId, code, reason).then(
-        () => callback(null, { sessions: 0 }),
+        (sessions) => callback(null, { sessions }),
         (err) => callback({ code: status.INTERNAL, details: String(err) }),
       );
     },

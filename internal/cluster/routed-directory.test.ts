@@ -43,6 +43,25 @@ describe("RoutedSessionDirectory", () => {
     await new RoutedSessionDirectory(routes, {} as ChatServerClients).forgetBlocks([{ userId: 1n, otherUserId: 2n }]);
   });
 
+  it("closes a device on every chat server routed for its user and resolves to the sessions they closed, a failing server counting none", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a", "b", "failing", "gone"]]]) } as unknown as SessionRoutes;
+    const asked: string[] = [];
+    const client = (id: string, answer: { sessions: number } | Error) => ({
+      closeDeviceSessions: (req: { deviceId: bigint; code: number }, _md: unknown, _opts: unknown, cb: (err: Error | null, res?: { sessions: number }) => void) => {
+        asked.push(`${id}:${req.deviceId}:${req.code}`);
+        setImmediate(() => (answer instanceof Error ? cb(answer) : cb(null, answer)));
+      },
+    });
+    const servers = { a: client("a", { sessions: 2 }), b: client("b", { sessions: 1 }), failing: client("failing", new Error("deadline exceeded")) };
+    const clients = { get: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
+    const warnings: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warnings.push(msg), debug: () => {} } as never;
+    const closed = await new RoutedSessionDirectory(routes, clients, logger).closeDevice(1n, 7n, 4003, "signed out");
+    assert.equal(closed, 3);
+    assert.deepStrictEqual(asked.sort(), ["a:7:4003", "b:7:4003", "failing:7:4003"]);
+    assert.equal(warnings.length, 1, "the failing server is logged, not passed over in silence");
+  });
+
   it("counts as online only users routed to a chat server live in the registry, not those whose only server is gone", async () => {
     const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["gone"]], [3n, ["gone", "a"]]]) } as unknown as SessionRoutes;
     const clients = { get: (id: string) => (id === "a" ? {} : undefined) } as unknown as ChatServerClients;

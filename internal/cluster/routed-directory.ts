@@ -90,18 +90,30 @@ export class RoutedSessionDirectory implements SessionDirectory {
     });
   }
 
-  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void> {
+  /**
+   * Closes the device's sessions on every chat server routed for its user;
+   * resolves to how many were closed. Best effort: a server that fails the
+   * call is logged, its session ends at its token's expiry (and cannot
+   * reopen, as opening one checks the device).
+   */
+  async closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<number> {
     const servers = (await this.routes.lookup([userId])).get(userId) ?? [];
-    await Promise.all(
+    const closed = await Promise.all(
       servers.map(
         (serverId) =>
-          new Promise<void>((resolve) => {
+          new Promise<number>((resolve) => {
             const client = this.clients.get(serverId);
-            if (!client) return resolve();
-            client.closeDeviceSessions({ userId, deviceId, code, reason }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, () => resolve());
+            if (!client) return resolve(0);
+            client.closeDeviceSessions({ userId, deviceId, code, reason }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, (err, res) => {
+              if (err) this.logger?.warn({ err: err.message, serverId, userId: String(userId), deviceId: String(deviceId) }, "closing a device's sessions failed on a chat server");
+              resolve(res?.sessions ?? 0);
+            });
           }),
       ),
     );
+    const sessions = closed.reduce((a, b) => a + b, 0);
+    this.logger?.debug({ userId: String(userId), deviceId: String(deviceId), code, sessions, servers: servers.length }, "closed a device's sessions");
+    return sessions;
   }
 
   /**

@@ -15,8 +15,8 @@ export interface SessionDirectory {
    * telling who is offline takes no second lookup.
    */
   pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>>;
-  /** Closes the sessions of one device (logout, revocation). */
-  closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<void>;
+  /** Closes the sessions of one device (logout, revocation); resolves to how many, where the directory can tell. */
+  closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<number | void>;
   /** Users among the given ones with at least one open session. */
   onlineUsers(userIds: readonly Id[]): Promise<Set<Id>>;
 }
