@@ -284,8 +284,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const reason = "signed out: the account was deleted";
       await signOutAll(me, undefined, reason);
       await removeEndpoints(me);
-      for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
-      for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
+      const dropFriends = async () => {
+        for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
+        for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
+      };
+      await dropFriends();
       const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
       for (const { userId } of blocked) await deps.accounts.deleteBlock(me, userId);
       for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
@@ -307,9 +310,12 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       await leaveChats();
       await deps.accounts.deleteUser(me);
       // A login that read the account before it was marked deleted may have made its device since;
-      // an add to a group or a new direct chat that checked the account before may have landed since.
+      // an add to a group, a new direct chat, a friend request or a friendship that checked the
+      // account before may have landed since. Each of those looks at the account again after it
+      // writes, and undoes itself if it finds it marked; what landed before the mark is found here.
       await signOutAll(me, undefined, reason);
       await removeEndpoints(me);
+      await dropFriends();
       await leaveChats();
       count("account_deleted");
       return {};

@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelView, forgetBlock, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -45,6 +45,26 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id))]);
     for (const userId of refused) await channels.removeMember(channelId, userId);
     return added.filter((id) => !refused.has(id));
+  }
+
+  /**
+   * After a direct chat was made or found: a deletion of either account that
+   * left its chats before the chat landed never blocked the other, which it
+   * does so that sends to the deleted account are refused rather than stored
+   * for nobody. The deletion marks the account before it leaves its chats a
+   * last time: either that pass finds this chat, or this read finds the mark,
+   * and the block is made here as the deletion would.
+   */
+  async function refuseIfDeletedSince(me: Id, peer: Id): Promise<void> {
+    const alive = new Set((await accounts.getUsers([me, peer])).filter((u) => !isDeletedUser(u)).map((u) => u.userId));
+    if (alive.has(me) && alive.has(peer)) return;
+    for (const [gone, other] of [[me, peer], [peer, me]] as const) {
+      if (alive.has(gone)) continue;
+      await accounts.putBlock(gone, other, now());
+      await forgetBlock(deps, gone, other);
+    }
+    if (!alive.has(me)) throw new ChatError("unauthenticated", "this account was deleted");
+    throw new ChatError("not_found", `no such user: ${peer}`);
   }
 
   /** A group the caller is in, with the caller's membership. */
@@ -171,6 +191,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (blockers.includes(peer)) refuseIfBlocked(blockers, me, peer, "open a chat with");
       const candidate: ChannelRecord = { channelId: deps.ids.next(), kind: "direct", title: "", createdAtMs: now(), createdBy: me };
       const channel = await channels.getOrCreateDirect(candidate, me, peer);
+      await refuseIfDeletedSince(me, peer);
       const member = await channels.getMember(channel.channelId, me);
       const view = await channelView(deps, channel, member);
       if (channel.channelId === candidate.channelId) {

@@ -84,6 +84,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       }
       if (!(await accounts.hasFriendRequest(me, them))) await refuseNewRequest(me, them);
       await accounts.putFriendRequest(me, them, now());
+      await undoIfDeleted(me, them, () => accounts.deleteFriendRequest(me, them));
       return { state: FriendshipState.REQUEST_SENT };
     },
 
@@ -197,6 +198,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     if (mine.length >= limits.maxFriends) throw new ChatError("limit_reached", `you have ${limits.maxFriends} friends, the most there can be: remove some first`);
     if (theirs.length >= limits.maxFriends) throw new ChatError("limit_reached", `this user has ${limits.maxFriends} friends, the most there can be`);
     await accounts.addFriendship(me, them, now());
+    await undoIfDeleted(me, them, () => accounts.removeFriendship(me, them));
     // A block stores itself before it ends the pair's friendship, so one made while this was under
     // way (after the request was read, ending the friendship before it was added) is seen here.
     const blockers = await accounts.blockersBetween(me, them);
@@ -206,6 +208,22 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     }
     // Friendship may show each to the other where nothing did before.
     await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
+  }
+
+  /**
+   * After writing something between the pair (a request, a friendship): a
+   * deletion of either account that dropped its friends and requests before
+   * the write landed would leave it pointing at the deleted account for good,
+   * so it is undone here. The deletion marks the account before it drops
+   * them a last time: either that pass finds the write, or this read finds
+   * the mark.
+   */
+  async function undoIfDeleted(me: Id, them: Id, undo: () => Promise<void>): Promise<void> {
+    const alive = new Set((await accounts.getUsers([me, them])).filter((u) => !isDeletedUser(u)).map((u) => u.userId));
+    if (alive.has(me) && alive.has(them)) return;
+    await undo();
+    if (!alive.has(me)) throw new ChatError("unauthenticated", "this account was deleted");
+    throw new ChatError("not_found", "no such user");
   }
 
   /** Tells `to` that `userId` is offline, with no last seen, when `to` may no longer see `userId`. */

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { Code } from "@connectrpc/connect";
+import { engineConfig } from "../../test/support/engines.js";
+import { CassandraAccountStore, CassandraChannelStore, openCassandraStorage, type CassandraStorage } from "../storage/cassandra/index.js";
+import type { ApiDeps } from "./deps.js";
+import { rpcError, TestApi } from "./testkit.js";
+
+/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
+function holdNext<T extends object>(target: T, method: keyof T & string) {
+  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const original = t[method]!;
+  let arrived!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  t[method] = async (...args) => {
+    t[method] = original;
+    arrived();
+    await released;
+    return original.apply(target, args);
+  };
+  return { reached, release };
+}
+
+/**
+ * A friendship, a friend request or a direct chat made with an account while
+ * it is being deleted: whichever side lands last, none is left pointing at
+ * the deleted account. Run on each store, as the window lies between them.
+ */
+function deletionRaces(start: () => Promise<TestApi>) {
+  let api: TestApi;
+  beforeEach(async () => (api = await start()));
+  afterEach(async () => api.close());
+
+  const name = (prefix: string) => `${prefix}${randomBytes(4).toString("hex")}`;
+
+  it("drops a friendship that landed after the deletion dropped the account's friends", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const friend = await api.signUp(name("f"));
+    await doomed.c.users.sendFriendRequest({ userId: friend.userId });
+    // The accept has read the request; the deletion then drops friends and requests,
+    // and the friendship lands before the account is marked deleted.
+    const adding = holdNext(api.deps.accounts, "addFriendship");
+    const accept = friend.c.users.respondFriendRequest({ userId: doomed.userId, accept: true });
+    await adding.reached;
+    const marking = holdNext(api.deps.accounts, "deleteUser");
+    const deletion = doomed.c.auth.deleteAccount({ password: "my password" });
+    await marking.reached;
+    adding.release();
+    await accept;
+    marking.release();
+    await deletion;
+    assert.deepEqual(await api.deps.accounts.listFriends(friend.userId), []);
+    assert.deepEqual(await api.deps.accounts.listFriends(doomed.userId), []);
+  });
+
+  it("refuses, and drops, a friendship added after the account was deleted whole", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const friend = await api.signUp(name("f"));
+    await doomed.c.users.sendFriendRequest({ userId: friend.userId });
+    // The accept checked the account, then the deletion ran from start to end.
+    const held = holdNext(api.deps.accounts, "addFriendship");
+    const accept = rpcError(() => friend.c.users.respondFriendRequest({ userId: doomed.userId, accept: true }));
+    await held.reached;
+    await doomed.c.auth.deleteAccount({ password: "my password" });
+    held.release();
+    assert.equal((await accept).code, Code.NotFound);
+    assert.deepEqual(await api.deps.accounts.listFriends(friend.userId), []);
+    assert.deepEqual(await api.deps.accounts.listFriends(doomed.userId), []);
+  });
+
+  it("drops a friend request sent while the account was being deleted", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const sender = await api.signUp(name("s"));
+    const held = holdNext(api.deps.accounts, "deleteUser");
+    const deletion = doomed.c.auth.deleteAccount({ password: "my password" });
+    await held.reached;
+    await sender.c.users.sendFriendRequest({ userId: doomed.userId });
+    held.release();
+    await deletion;
+    assert.deepEqual(await api.deps.accounts.listFriendRequests(sender.userId), []);
+  });
+
+  it("refuses, and drops, a friend request stored after the account was deleted whole", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const sender = await api.signUp(name("s"));
+    const held = holdNext(api.deps.accounts, "putFriendRequest");
+    const request = rpcError(() => sender.c.users.sendFriendRequest({ userId: doomed.userId }));
+    await held.reached;
+    await doomed.c.auth.deleteAccount({ password: "my password" });
+    held.release();
+    assert.equal((await request).code, Code.NotFound);
+    assert.deepEqual(await api.deps.accounts.listFriendRequests(sender.userId), []);
+    assert.deepEqual(await api.deps.accounts.listFriendRequests(doomed.userId), []);
+  });
+
+  it("refuses a direct chat made after the account was deleted whole, and leaves it as a deletion leaves one", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const peer = await api.signUp(name("p"));
+    const held = holdNext(api.deps.channels, "getOrCreateDirect");
+    const open = rpcError(() => peer.c.channels.openDirect({ userId: doomed.userId }));
+    await held.reached;
+    await doomed.c.auth.deleteAccount({ password: "my password" });
+    held.release();
+    assert.equal((await open).code, Code.NotFound);
+    // A chat of a deleted account is one whose sends are refused: the account blocks the peer, as the deletion does.
+    assert.deepEqual(await api.deps.accounts.blockersBetween(doomed.userId, peer.userId), [doomed.userId]);
+  });
+}
+
+describe("api: deleting an account while others befriend it or open a chat with it", function () {
+  this.timeout(60_000);
+
+  describe("on SQLite", () => deletionRaces(() => TestApi.start()));
+
+  describe("on Cassandra", () => {
+    const keyspace = `chat_test_${randomBytes(5).toString("hex")}`;
+    let storage: CassandraStorage | undefined;
+    before(async function () {
+      this.timeout(120_000);
+      const cfg = engineConfig();
+      storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
+    });
+    after(async function () {
+      this.timeout(120_000);
+      if (!storage) return;
+      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+      await storage.close();
+    });
+    // Fresh adapter objects per api, one keyspace: accounts and channels are the stores under test.
+    deletionRaces(() => {
+      if (!storage) throw new Error("cassandra storage did not open");
+      const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(storage.db), channels: new CassandraChannelStore(storage.db, storage.messages) };
+      return TestApi.start(overrides);
+    });
+  });
+});
