@@ -120,34 +120,70 @@ function answered(frame: ServerFrame): readonly Ask[] {
   }
 }
 
+/** An ask not answered yet, and how to ask it again. */
+interface Asked {
+  readonly order: number;
+  readonly askAgain: () => void;
+  /** Asked of a chat server that went away before it answered: no answer will come unless asked again. */
+  lost: boolean;
+}
+
 /**
  * Asks not answered yet, by kind and ref. Refs are the client's: they may
  * repeat, and may be 0 (a field left unset), the ref of pushed frames too,
  * so a pushed SyncBatch settles no heartbeat.
  */
 class Unanswered {
-  private readonly refs = new Map<Ask, Map<bigint, number>>();
+  private readonly refs = new Map<Ask, Map<bigint, Asked[]>>();
   private count = 0;
+  private order = 0;
 
   get size(): number {
     return this.count;
   }
 
-  add(ask: Ask, ref: bigint): void {
-    const refs = this.refs.get(ask) ?? new Map<bigint, number>();
-    this.refs.set(ask, refs.set(ref, (refs.get(ref) ?? 0) + 1));
+  add(ask: Ask, ref: bigint, askAgain: () => void): void {
+    const refs = this.refs.get(ask) ?? new Map<bigint, Asked[]>();
+    this.refs.set(ask, refs);
+    const asked = refs.get(ref) ?? [];
+    refs.set(ref, asked);
+    const entry = { order: this.order++, askAgain, lost: false };
+    // The client asked again, under the same kind and ref, what its session's old
+    // server left unanswered (it saw the second Welcome): that ask is not ours to repeat.
+    const lost = asked.findIndex((a) => a.lost);
+    if (lost >= 0) {
+      asked[lost] = entry;
+      return;
+    }
+    asked.push(entry);
     this.count++;
   }
 
   settle(frame: ServerFrame): void {
     for (const kind of answered(frame)) {
       const refs = this.refs.get(kind);
-      const n = refs?.get(frame.ref);
-      if (refs === undefined || n === undefined) continue;
-      if (n > 1) refs.set(frame.ref, n - 1);
-      else refs.delete(frame.ref);
+      const asked = refs?.get(frame.ref);
+      if (refs === undefined || asked === undefined) continue;
+      asked.shift();
+      if (asked.length === 0) refs.delete(frame.ref);
       this.count--;
       return;
+    }
+  }
+
+  /** The session moved to another chat server: what the old one did not answer it never will. */
+  lose(): void {
+    for (const refs of this.refs.values()) for (const asked of refs.values()) for (const a of asked) a.lost = true;
+  }
+
+  /** Asks again, in the order they were first asked, what was lost in a move. */
+  askLostAgain(): void {
+    const lost: Asked[] = [];
+    for (const refs of this.refs.values()) for (const asked of refs.values()) lost.push(...asked.filter((a) => a.lost));
+    lost.sort((x, y) => x.order - y.order);
+    for (const a of lost) {
+      a.lost = false;
+      a.askAgain();
     }
   }
 }
@@ -159,7 +195,9 @@ class Unanswered {
  * "close <code>:", so clients can branch exactly as on a WebSocket. A client
  * that half-closes (grpcurl reading frames from a file) is done asking, not
  * listening: the stream ends once the welcome is out and everything it asked
- * is answered.
+ * is answered. It cannot ask again what a chat server that died left
+ * unanswered, as a client that sees the second Welcome does: the gateway
+ * does it for it (a send is idempotent by its client_msg_id).
  */
 export function sessionService(
   host: SessionHost,
@@ -205,7 +243,7 @@ export function sessionService(
         throw refuse(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
 
-      const out: Uint8Array[] = [];
+      const out: { bytes: Uint8Array; frame: ServerFrame }[] = [];
       let buffered = 0;
       let ended: { code: number; reason: string } | undefined;
       let welcomed = false;
@@ -252,9 +290,13 @@ export function sessionService(
       const handle = host.open(
         { userId: claims.userId, deviceId: claims.deviceId, tokenExpiresAtMs: claims.expiresAtMs, encoding: "proto" },
         {
-          send: (frame) => {
-            const bytes = frame as Uint8Array;
-            out.push(bytes);
+          send: (encoded) => {
+            const bytes = encoded as Uint8Array;
+            const frame = fromBinary(ServerFrameSchema, bytes);
+            // Settled as it arrives, not as it is written: an answer from the old server
+            // still queued here when the session moves is no lost ask to repeat.
+            awaiting.settle(frame);
+            out.push({ bytes, frame });
             buffered += bytes.byteLength;
             notify();
           },
@@ -262,6 +304,11 @@ export function sessionService(
           close: end,
           // HTTP/2 flow control then holds the client back.
           holdInput,
+          moved: () => {
+            if (ended) return;
+            awaiting.lose();
+            if (halfClosed) awaiting.askLostAgain();
+          },
         },
       );
 
@@ -277,17 +324,23 @@ export function sessionService(
             // A request with no frame is an empty frame to the session, which counts it against
             // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
             const frame = req.frame ?? create(ClientFrameSchema);
-            const ask = askOf(frame.kind.case);
-            if (ask) awaiting.add(ask, frame.ref);
+            let askAgain: () => void;
             if (frame.kind.case === "reauthenticate") {
               reauthenticator ??= new Reauthenticator(verifier, claims);
-              handle.reauthenticate(reauthenticator.check({ ref: frame.ref, accessToken: frame.kind.value.accessToken }));
+              // Asked again, the verdict is not checked again: the once-a-second limit would refuse it.
+              const verdict = reauthenticator.check({ ref: frame.ref, accessToken: frame.kind.value.accessToken });
+              askAgain = () => handle.reauthenticate(verdict);
             } else {
-              handle.receive(toBinary(ClientFrameSchema, frame));
+              const bytes = toBinary(ClientFrameSchema, frame);
+              askAgain = () => handle.receive(bytes);
             }
+            const ask = askOf(frame.kind.case);
+            if (ask) awaiting.add(ask, frame.ref, askAgain);
+            askAgain();
             if (inputHeld) await inputHeld.until;
           }
           halfClosed = true;
+          if (!ended) awaiting.askLostAgain();
         } catch (err) {
           // A client that went away is seen through ctx.signal; anything else
           // is a frame too large or not a ConnectRequest, and the client must
@@ -306,11 +359,9 @@ export function sessionService(
       try {
         for (;;) {
           while (out.length > 0) {
-            const bytes = out.shift()!;
+            const { bytes, frame } = out.shift()!;
             buffered -= bytes.byteLength;
-            const frame = fromBinary(ServerFrameSchema, bytes);
             if (frame.kind.case === "welcome") welcomed = true;
-            awaiting.settle(frame);
             yield create(ConnectResponseSchema, { frame });
             if (buffered === 0) handle.drained();
           }

@@ -46,6 +46,14 @@ export interface SessionSink {
    * instead of a buffer here growing without bound.
    */
   holdInput?(held: boolean): void;
+  /**
+   * Optional: the session's chat server went away and the session is being
+   * opened on another (the gateway's failover). What the device sent that
+   * the old server had not answered will never be answered: a device that
+   * cannot send it again (a half-closed native gRPC stream) needs its
+   * transport to. Frames received from here on go to the new server.
+   */
+  moved?(): void;
 }
 
 /**

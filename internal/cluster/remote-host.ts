@@ -111,6 +111,8 @@ export class RemoteSessionHost implements SessionHost {
 
   /** Puts a session on the best live server, or parks it until one shows up. */
   place(session: RemoteSession, resumed: boolean): void {
+    // Its edge may end it while the move is under way (what it sent again overflowed the queue).
+    if (session.isEnded) return;
     if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
@@ -364,7 +366,11 @@ class ServerLink {
     this.failed = true;
     const moved = [...this.sessions.values()];
     this.sessions.clear();
-    for (const s of moved) s.link = undefined;
+    for (const s of moved) {
+      s.link = undefined;
+      // What the edge sends again now waits with the session's other frames for its next server.
+      s.sink.moved?.();
+    }
     this.stream.cancel();
     this.client.close();
     this.host.linkFailed(this, moved, reason);
@@ -398,6 +404,10 @@ class RemoteSession implements SessionHandle {
     readonly identity: SessionIdentity,
     readonly sink: SessionSink,
   ) {}
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
 
   /** The stream this session is on; moving it to another takes that stream's state of back-pressure along. */
   get link(): ServerLink | undefined {

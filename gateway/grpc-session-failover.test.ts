@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ClientFrameSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
+import { ConnectRequest, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ChatServerServiceService, type SessionRequest, type SessionResponse } from "../gen/ts-proto/chat/internal/v1/chat_server.js";
+import { MemoryServerRegistry } from "../internal/registry/memory.js";
+import { RemoteSessionHost } from "../internal/cluster/remote-host.js";
+import { INTERNAL_MESSAGE_LIMITS } from "../internal/cluster/message-limits.js";
+import { waitFor } from "../test/support/wait.js";
+import { sessionService, withCallStream } from "./grpc-session.js";
+
+/**
+ * A stand-in chat server that speaks real ServerFrames: a Welcome on every
+ * open, and, while `answering`, a SendAck or HeartbeatAck for each ask (a
+ * silent one keeps its sends in flight, as one about to die does).
+ */
+class FramedChatServer {
+  readonly server = new grpc.Server(INTERNAL_MESSAGE_LIMITS);
+  readonly streams = new Set<grpc.ServerDuplexStream<SessionRequest, SessionResponse>>();
+  /** The client_msg_id of every send that reached this server. */
+  readonly sends: string[] = [];
+  address = "";
+
+  constructor(
+    readonly id: string,
+    public answering: boolean,
+  ) {
+    this.server.addService(ChatServerServiceService, {
+      session: (call: grpc.ServerDuplexStream<SessionRequest, SessionResponse>) => {
+        this.streams.add(call);
+        const reply = (sessionId: bigint, frame: Parameters<typeof create<typeof ServerFrameSchema>>[1]) =>
+          call.write({ sessionId, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, create(ServerFrameSchema, frame))) } });
+        call.on("data", (req: SessionRequest) => {
+          const k = req.kind; 
+          if (k?.$case === "open") reply(req.sessionId, { kind: { case: "welcome", value: { sessionId: this.id } } });
+          if (k?.$case !== "clientFrame") return;
+          const frame = fromBinary(ClientFrameSchema, k.value);
+          if (frame.kind.case === "send") this.sends.push(frame.kind.value.clientMsgId);
+          if (!this.answering) return;
+          if (frame.kind.case === "send") reply(req.sessionId, { ref: frame.ref, kind: { case: "sendAck", value: { clientMsgId: frame.kind.value.clientMsgId } } });
+          if (frame.kind.case === "heartbeat") reply(req.sessionId, { ref: frame.ref, kind: { case: "heartbeatAck", value: {} } });
+        });
+        call.on("error", () => {});
+        call.on("end", () => call.end());
+      },
+      deliver: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+      closeDeviceSessions: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+    });
+  }
+
+  async start(): Promise<void> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  /** Ends every gateway stream with UNAVAILABLE, as a chat server that dies does. */
+  breakStreams(): void {
+    for (const s of this.streams) s.emit("error", { code: grpc.status.UNAVAILABLE, details: "gone" });
+    this.streams.clear();
+  }
+}
+
+/**
+ * A gateway (RemoteSessionHost and SessionService) in front of a silent chat
+ * server `a`, with a native client's stream open on it; `b`, which answers,
+ * registers once the session is on `a`.
+ */
+async function nativeSessionOnDoomedServer() {
+  const a = new FramedChatServer("a", false);
+  const b = new FramedChatServer("b", true);
+  await Promise.all([a.start(), b.start()]);
+  const registry = new MemoryServerRegistry();
+  await registry.register({ serverId: a.id, address: a.address, load: 0 });
+  const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), cooldownMs: 60_000 });
+  const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
+  const server = http2.createServer(
+    connectNodeAdapter({ contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(host, verifier)) }),
+  );
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const client = new SessionServiceClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set("authorization", "Bearer any");
+  const stream = client.connect(md);
+  const frames: ServerFrame[] = [];
+  stream.on("data", (res: ConnectResponse) => res.frame && frames.push(res.frame));
+  stream.on("error", () => undefined);
+  let ended: grpc.StatusObject | undefined;
+  stream.on("status", (s) => (ended = s));
+  await waitFor(() => frames.some((f) => f.kind?.$case === "welcome"), "the welcome from a");
+  await registry.register({ serverId: b.id, address: b.address, load: 0 });
+  await waitFor(() => host.sessionCount === 1 && true, "the session held");
+  const close = async () => {
+    stream.cancel();
+    client.close();
+    await host.close();
+    a.server.forceShutdown();
+    b.server.forceShutdown();
+    await registry.close();
+    await new Promise((r) => server.close(r));
+  };
+  return { a, b, stream, frames, statusWithin: (ms: number) => waitFor(() => ended, "the stream's status", ms), close };
+}
+
+const send = (ref: bigint, clientMsgId: string) =>
+  ConnectRequest.fromPartial({ frame: { ref, kind: { $case: "send", value: { clientMsgId, channelId: 7n, text: "hi" } } } });
+
+describe("native gRPC session whose chat server dies (gateway failover)", function () {
+  this.timeout(20_000);
+
+  it("gets the answer to a send in flight from the server it moved to, though its client half-closed, and ends with OK at once", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      s.stream.write(send(1n, "m1"));
+      s.stream.end();
+      await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
+      s.a.breakStreams();
+      // Not answered, the ask held the stream open until the session's silence closed it (about 75 s).
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual(s.b.sends, ["m1"], "sent again to the new server, under its client_msg_id");
+      assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["welcome", 0n], ["sendAck", 1n]]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("sends nothing twice for a client that sends its unanswered send again after the move, and ends once it half-closes", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      s.stream.write(send(1n, "m1"));
+      s.stream.write(send(2n, "m2"));
+      await waitFor(() => s.a.sends.length === 2, "both sends on a, unanswered");
+      s.a.breakStreams();
+      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+      // The client does its part for m1 only, then half-closes: m2 is the gateway's to send again.
+      s.stream.write(send(1n, "m1"));
+      s.stream.end();
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual([...s.b.sends].sort(), ["m1", "m2"]);
+      assert.deepEqual(
+        s.frames.filter((f) => f.kind?.$case === "sendAck").map((f) => f.ref).sort(),
+        [1n, 2n],
+      );
+    } finally {
+      await s.close();
+    }
+  });
+});
