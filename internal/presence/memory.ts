@@ -16,9 +16,40 @@ interface UserState {
   version: number;
 }
 
-/** The embedded PresenceStore of chatd: process memory (presence is soft state). */
+export interface MemoryPresenceOptions {
+  /**
+   * How long an offline user whose flip was told keeps their full state
+   * (devices, version) before only their last seen is kept. Longer than
+   * anything that may still announce the flip: its retries (about six
+   * minutes), a sweep's claim of an untold one. Default 10 minutes.
+   */
+  settleMs?: number;
+  /** How long an offline user's last-seen time is kept, as on Redis. Default 90 days. */
+  lastSeenTtlMs?: number;
+  /** Last-seen times kept at most (about 70 bytes each); past it the oldest are forgotten. Default 1,000,000. */
+  maxLastSeen?: number;
+}
+
+/** Settled users looked at per expire() at most, so a sweep never holds the event loop long. */
+const SETTLE_BATCH = 10_000;
+
+/**
+ * The embedded PresenceStore of chatd: process memory (presence is soft
+ * state). Every user who was ever online once kept an entry for the life of
+ * the process; now an offline user's state is kept whole only while their
+ * flip may still be announced (`settleMs`), then as a last-seen time alone
+ * (which also stands in for their version: see `settle`), and that for
+ * `lastSeenTtlMs`, at most `maxLastSeen` of them.
+ */
 export class MemoryPresenceStore implements PresenceStore {
   private readonly users = new Map<Id, UserState>();
+  /** Offline users in `users`, by when they went offline (oldest first, as inserted). */
+  private readonly offlineSince = new Map<Id, number>();
+  /** Settled users: last seen alone, oldest settled first (as inserted). */
+  private readonly lastSeen = new Map<Id, number>();
+  private readonly settleMs: number;
+  private readonly lastSeenTtlMs: number;
+  private readonly maxLastSeen: number;
   /**
    * Users whose aggregate is online, the only ones expire() has to look at,
    * with their state: the sweep walks this once a second, and a lookup in
@@ -29,6 +60,24 @@ export class MemoryPresenceStore implements PresenceStore {
   /** Users whose latest flip is not confirmed told: when it was made, or last claimed. */
   private readonly untold = new Map<Id, number>();
 
+  constructor(options: MemoryPresenceOptions = {}) {
+    this.settleMs = options.settleMs ?? 10 * 60_000;
+    this.lastSeenTtlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
+    this.maxLastSeen = options.maxLastSeen ?? 1_000_000;
+  }
+
+  /** The user's full state, unsettled from a last seen if need be; undefined for a user the store holds nothing of. */
+  private state(userId: Id): UserState | undefined {
+    const u = this.users.get(userId);
+    if (u) return u;
+    const seen = this.lastSeen.get(userId);
+    if (seen === undefined) return undefined;
+    this.lastSeen.delete(userId);
+    const back: UserState = { devices: [], online: false, lastSeenMs: seen, version: seen };
+    this.users.set(userId, back);
+    return back;
+  }
+
   async touch(
     userId: Id,
     deviceId: Id,
@@ -36,7 +85,9 @@ export class MemoryPresenceStore implements PresenceStore {
     expiresAtMs: number,
     options: TouchOptions = {},
   ): Promise<PresenceFlip | undefined> {
-    let u = this.users.get(userId);
+    // A settled user is known (as a Redis hash that kept its last seen): never written by an ifAlive touch.
+    if (options.ifAlive && !this.users.has(userId) && this.lastSeen.has(userId)) return undefined;
+    let u = this.state(userId);
     const d = u?.devices.find((x) => x.deviceId === deviceId);
     if (options.ifAlive && !(options.orUnknownUser && !u) && (!d || d.expiresAtMs <= nowMs)) return undefined;
     if (!u) this.users.set(userId, (u = { devices: [], online: false, version: 0 }));
@@ -51,6 +102,7 @@ export class MemoryPresenceStore implements PresenceStore {
     if (u.online) return undefined;
     u.online = true;
     this.online.set(userId, u);
+    this.offlineSince.delete(userId);
     return { userId, online: true, version: this.flipped(userId, u, nowMs) };
   }
 
@@ -66,7 +118,7 @@ export class MemoryPresenceStore implements PresenceStore {
     if (u.devices.length > 0 || !u.online) return undefined;
     u.online = false;
     u.lastSeenMs = nowMs;
-    this.online.delete(userId);
+    this.wentOffline(userId, nowMs);
     return { userId, online: false, lastSeenAtMs: nowMs, version: this.flipped(userId, u, nowMs) };
   }
 
@@ -76,12 +128,13 @@ export class MemoryPresenceStore implements PresenceStore {
     this.online.forEach((u, userId) => {
       if (due.length < limit && !aliveAt(u, nowMs)) due.push({ userId, u });
     });
+    this.settle(nowMs);
     const flips: PresenceFlip[] = [];
     for (const { userId, u } of due) {
       const lastAlive = prune(u, nowMs);
       u.online = false;
       u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, lastAlive || nowMs);
-      this.online.delete(userId);
+      this.wentOffline(userId, nowMs);
       flips.push({ userId, online: false, lastSeenAtMs: u.lastSeenMs, version: this.flipped(userId, u, nowMs) });
     }
     return flips;
@@ -89,13 +142,16 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async latest(userId: Id): Promise<PresenceFlip> {
     const u = this.users.get(userId);
-    if (!u) return { userId, online: false, version: 0 };
+    if (!u) {
+      const seen = this.lastSeen.get(userId);
+      return seen === undefined ? { userId, online: false, version: 0 } : { userId, online: false, lastSeenAtMs: seen, version: seen };
+    }
     if (u.online || u.lastSeenMs === undefined) return { userId, online: u.online, version: u.version };
     return { userId, online: false, lastSeenAtMs: u.lastSeenMs, version: u.version };
   }
 
   async told(userId: Id, version: number): Promise<void> {
-    if ((this.users.get(userId)?.version ?? 0) <= version) this.untold.delete(userId);
+    if ((this.users.get(userId)?.version ?? this.lastSeen.get(userId) ?? 0) <= version) this.untold.delete(userId);
   }
 
   async claimUntold(nowMs: number, afterMs: number, limit: number): Promise<PresenceFlip[]> {
@@ -111,7 +167,10 @@ export class MemoryPresenceStore implements PresenceStore {
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
     return userIds.map((userId) => {
       const u = this.users.get(userId);
-      if (!u) return { userId, online: false };
+      if (!u) {
+        const seen = this.lastSeen.get(userId);
+        return seen === undefined ? { userId, online: false } : { userId, online: false, lastSeenAtMs: seen };
+      }
       let lastSeen = u.lastSeenMs ?? 0;
       let online = false;
       for (const d of u.devices) {
@@ -124,6 +183,46 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   async ping(): Promise<void> {}
+
+  /** Users held whole, and users held as a last seen alone (tests, metrics). */
+  get retained(): { whole: number; lastSeen: number } {
+    return { whole: this.users.size, lastSeen: this.lastSeen.size };
+  }
+
+  private wentOffline(userId: Id, nowMs: number): void {
+    this.online.delete(userId);
+    this.offlineSince.delete(userId); // re-inserted last: the map stays in order of going offline
+    this.offlineSince.set(userId, nowMs);
+  }
+
+  /**
+   * Keeps only the last seen of users offline for `settleMs` whose flip was
+   * told, and forgets last seens past their retention. The last seen also
+   * serves as the version: it is no later than the flip that set it, so the
+   * next flip's version (the flip's time at least) is still above every
+   * version this user had, and nothing still announces the older flips to
+   * compare with it. A user whose flip is still untold (a sweep will tell
+   * it) goes to the back, to be looked at again a settleMs later.
+   */
+  private settle(nowMs: number): void {
+    let looked = 0;
+    for (const [userId, since] of this.offlineSince) {
+      if (since > nowMs - this.settleMs || ++looked > SETTLE_BATCH) break;
+      this.offlineSince.delete(userId);
+      if (this.untold.has(userId)) {
+        this.offlineSince.set(userId, nowMs);
+        continue;
+      }
+      const u = this.users.get(userId);
+      this.users.delete(userId);
+      // An offline user holds no live device; a never-seen one (no last seen) keeps nothing.
+      if (u?.lastSeenMs !== undefined) this.lastSeen.set(userId, u.lastSeenMs);
+    }
+    for (const [userId, seen] of this.lastSeen) {
+      if (seen > nowMs - this.lastSeenTtlMs && this.lastSeen.size <= this.maxLastSeen) break;
+      this.lastSeen.delete(userId);
+    }
+  }
 
   /** Counts a flip of the user, untold until its maker says otherwise; returns its version (see PresenceFlip). */
   private flipped(userId: Id, u: UserState, nowMs: number): number {
