@@ -155,6 +155,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** Where the sliced sweep goes on from (a Map's iterator sees deletions and additions made after it). */
   private sweepFrom?: Iterator<readonly Session[]>;
   private readonly routesRefresh?: NodeJS.Timeout;
+  /** The route refresh under way, and the one that runs after it for those who asked meanwhile. */
+  private refreshing?: Promise<void>;
+  private refreshAgain?: Promise<void>;
   private count = 0;
   /** False while this server must not take new sessions (lost its registration, or draining). */
   accepting = true;
@@ -191,8 +194,31 @@ export class ChatServer implements SessionHost, SessionDirectory {
     }
   }
 
-  /** Re-asserts the route of every user held here (also after the routing store lost its state). */
-  async refreshRoutes(): Promise<void> {
+  /**
+   * Re-asserts the route of every user held here (also after the routing
+   * store lost its state). Refreshes never overlap: one asked for while
+   * another runs waits for it, then runs once for everyone who asked
+   * meanwhile. It must run again rather than share the running one, whose
+   * list of users predates the ask (a reset may have lost what it already
+   * wrote); and overlapping ones piled up on a slow store, each writing
+   * every route, one per interval tick.
+   */
+  refreshRoutes(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain ??= this.refreshing.then(() => {
+        this.refreshAgain = undefined;
+        return this.refreshRoutes();
+      });
+      return this.refreshAgain;
+    }
+    const run = this.refreshRoutesOnce().finally(() => {
+      if (this.refreshing === run) this.refreshing = undefined;
+    });
+    this.refreshing = run;
+    return run;
+  }
+
+  private async refreshRoutesOnce(): Promise<void> {
     const routes = this.deps.routes;
     if (!routes) return;
     const missing = [...this.unrouted];

@@ -842,6 +842,50 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("runs one route refresh at a time: those asked for while one runs wait for it and share one more run, which sees the users held by then", async () => {
+    const lists: Id[][] = [];
+    let running = 0;
+    let most = 0;
+    let release!: () => void;
+    let held = new Promise<void>((r) => (release = r));
+    const routes: SessionRoutes = {
+      add: async () => {},
+      remove: async () => {},
+      refresh: async (_s, users) => {
+        lists.push([...users]);
+        most = Math.max(most, ++running);
+        await held;
+        running--;
+      },
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    const { server, open, welcomed } = serverOf(routes);
+    open(1n);
+    await waitFor(() => welcomed.has(1n), "user 1's welcome");
+    // The interval's tick, then a reset's refresh and another tick while the first is under way.
+    const first = server.refreshRoutes();
+    await waitFor(() => lists.length === 1, "the first refresh under way");
+    open(2n);
+    await waitFor(() => welcomed.has(2n), "user 2's welcome");
+    let asked = 0;
+    const later = [server.refreshRoutes(), server.refreshRoutes()].map((p) => p.then(() => asked++));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lists.length, 1, "no second refresh beside the first");
+    const releaseFirst = release;
+    held = new Promise<void>((r) => (release = r));
+    releaseFirst();
+    await first;
+    await waitFor(() => lists.length === 2, "one more refresh, for both that asked meanwhile");
+    assert.equal(asked, 0, "they wait for the refresh that started after they asked");
+    release();
+    await Promise.all(later);
+    assert.equal(lists.length, 2);
+    assert.equal(most, 1, "never two at once");
+    assert.deepStrictEqual(lists[1]!.sort(), [1n, 2n], "the second run reads who is held when it starts");
+    server.drain();
+  });
+
   it("welcomes a session whose cursor read failed once, reading it again after a pause", async () => {
     let failures = 1;
     const inbox: Inbox = {
