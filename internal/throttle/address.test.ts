@@ -12,3 +12,20 @@ describe("addressKey: a proxy's header that carries the client's port too", () =
     assert.equal(addressKey("2001:db8::1:80"), "2001:db8:0:0::/64");
   });
 });
+
+describe("addressKey: one address in any spelling a proxy may write", () => {
+  it("keys an IPv4-mapped address as its IPv4 address however it is spelled, and never as the /64 of ::", () => {
+    for (const spelling of ["::ffff:192.0.2.7", "::FFFF:192.0.2.7", "::ffff:c000:207", "::FFFF:C000:0207", "0:0:0:0:0:ffff:192.0.2.7", "0000:0000:0000:0000:0000:ffff:c000:0207", "[::ffff:c000:207]:443"]) {
+      assert.equal(addressKey(spelling), "192.0.2.7", spelling);
+    }
+    assert.equal(addressKey("::ffff:7f00:1"), "127.0.0.1");
+    assert.notEqual(addressKey("::ffff:c000:207"), addressKey("::ffff:c000:208"), "two clients, two keys");
+  });
+
+  it("keys an IPv6 address's /64 alike in upper case, with leading zeros, uncompressed or with a zone", () => {
+    for (const spelling of ["2001:db8::1", "2001:DB8::1", "2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8:0:0:ffff::1", "2001:db8::1%eth0"]) {
+      assert.equal(addressKey(spelling), "2001:db8:0:0::/64", spelling);
+    }
+    assert.equal(addressKey("::1"), "0:0:0:0::/64");
+  });
+});

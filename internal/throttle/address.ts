@@ -4,15 +4,25 @@ import { isIPv4, isIPv6 } from "node:net";
  * The key a client address is limited under. IPv4-mapped IPv6 addresses
  * count as their IPv4 address, and an IPv6 address as its /64: one host
  * usually holds a whole /64, so a per-address limit would be no limit.
+ *
+ * A socket's own remoteAddress always comes in one spelling (libuv writes
+ * lower case, the longest zero run compressed, a mapped address as
+ * "::ffff:a.b.c.d"), but a proxy's X-Forwarded-For is text: any spelling of
+ * one address must make one key. Read as text, "::ffff:c000:207" (a mapped
+ * address in hex) and "0:0:0:0:0:ffff:192.0.2.7" were each keyed as the /64
+ * of ::, one bucket for every IPv4 client a proxy wrote that way.
  */
 export function addressKey(address: string | undefined): string {
   if (!address) return "unknown";
   const a = withoutPort(address.trim().toLowerCase());
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (mapped) return mapped[1]!;
   if (isIPv4(a)) return a;
   if (!isIPv6(a)) return a;
-  return `${expandIPv6(a).slice(0, 4).join(":")}::/64`;
+  const words = ipv6Words(a);
+  if (!words) return a;
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return [words[6]! >> 8, words[6]! & 0xff, words[7]! >> 8, words[7]! & 0xff].join(".");
+  }
+  return `${words.slice(0, 4).map((w) => w.toString(16)).join(":")}::/64`;
 }
 
 /**
@@ -35,11 +45,19 @@ export function lastForwarded(header: string | string[] | undefined): string | u
   return last || undefined;
 }
 
-function expandIPv6(a: string): string[] {
-  const [head = "", tail] = a.split("::");
+/** The eight 16-bit words of an IPv6 address (one isIPv6 took), a dotted IPv4 tail and a zone included. */
+function ipv6Words(a: string): number[] | undefined {
+  let text = a.replace(/%.*$/, "");
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [b0, b1, b2, b3] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
   const groups = (s: string) => (s ? s.split(":") : []);
   const h = groups(head);
   const t = tail === undefined ? [] : groups(tail);
   const missing = 8 - h.length - t.length;
-  return [...h, ...Array<string>(Math.max(0, missing)).fill("0"), ...t].map((g) => g.replace(/^0+(?=.)/, ""));
+  if (missing < 0 || (tail === undefined && missing !== 0)) return undefined;
+  return [...h, ...Array<string>(missing).fill("0"), ...t].map((g) => parseInt(g, 16));
 }
