@@ -11,6 +11,7 @@ import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, MAX_ID, Session, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
+import { displayWidth, padEnd, truncated } from "./width.js";
 
 const USAGE = `chat-cli: a command-line client for chatd
 
@@ -863,18 +864,15 @@ function iso(ts: Message["sentAt"]): string | null {
 }
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => columns(r[i] ?? ""))));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell + " ".repeat(widths[i]! - columns(cell)))).join("  ").trimEnd()).join("\n");
+  // Measured as printed: a control character in a name takes the column of the U+FFFD that stands for it.
+  const cells = rows.map((r) => r.map(printable));
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => displayWidth(r[i] ?? ""))));
+  return cells.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : padEnd(cell, widths[i]!))).join("  ").trimEnd()).join("\n");
 }
 
-/** How many terminal columns a cell takes: an emoji such as the pin takes two. */
-function columns(text: string): number {
-  return [...text].reduce((n, ch) => n + (/\p{Extended_Pictographic}/u.test(ch) ? 2 : 1), 0);
-}
-
+/** A text on one line, in at most `max` columns. */
 function oneLine(text: string, max: number): string {
-  const t = [...text.replace(/\s+/g, " ").trim()];
-  return t.length > max ? `${t.slice(0, max - 1).join("")}…` : t.join("");
+  return truncated(text.replace(/\s+/g, " ").trim(), max);
 }
 
 function intOption(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {

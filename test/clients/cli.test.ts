@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { WebSocketServer } from "ws";
 import { Session } from "../../cmd/chat-cli/client.js";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { displayWidth } from "../../cmd/chat-cli/width.js";
 import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { Follower } from "../support/chat-cli.js";
@@ -539,6 +540,35 @@ describe("chat-cli against chatd", function () {
     } finally {
       win.cleanup();
       lin.cleanup();
+    }
+  });
+
+  it("lines up the columns of chats and members by the width a terminal gives names in CJK or with emoji", async () => {
+    const mei = new CliUser(`mei_${suffix}`, chatd.httpUrl);
+    const ola = new CliUser(`ola_${suffix}`, chatd.httpUrl);
+    try {
+      await mei.ok("signup", mei.username, "--display-name", "王小明");
+      await ola.ok("signup", ola.username);
+      await ola.ok("send", `@${mei.username}`, "hi");
+      const group = JSON.parse(await ola.ok("group", "旅行 ✈️", `@${mei.username}`, "--json")).channelId as string;
+      await ola.ok("send", group, "bonjour");
+      await ola.ok("pin", group);
+      /** The column (as a terminal counts them) where `at` starts on each line. */
+      const column = (line: string, at: number) => displayWidth(line.slice(0, at));
+
+      const [header, ...rows] = (await ola.ok("chats")).trimEnd().split("\n");
+      assert.equal(rows.length, 2, rows.join("\n"));
+      assert.match(rows[0]!, /📌 旅行 ✈️/);
+      const lastMessage = column(header!, header!.indexOf("LAST MESSAGE"));
+      for (const row of rows) assert.equal(column(row, row.indexOf(`${ola.username}: `)), lastMessage, `${header}\n${rows.join("\n")}`);
+
+      const members = (await mei.ok("members", group)).trimEnd().split("\n");
+      assert.ok(members.some((l) => l.includes("(王小明)")), members.join("\n"));
+      const roles = members.map((l) => column(l, l.search(/ (owner|member) {2}/) + 1));
+      assert.deepEqual(roles, [roles[0], roles[0]], members.join("\n"));
+    } finally {
+      mei.cleanup();
+      ola.cleanup();
     }
   });
 
