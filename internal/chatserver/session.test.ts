@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, InboxEntry } from "../model/types.js";
@@ -360,6 +360,67 @@ describe("session back-pressure and early frames", () => {
     handle.drained();
     await waitFor(() => frames.some((f) => f.kind.case === "syncBatch" && f.kind.value.entries.length === 1), "the held entry, once drained");
     server.drain();
+  });
+
+  describe("soft state while the transport is backed up", () => {
+    const presence = (userId: bigint, status: PresenceStatus) => create(ServerFrameSchema, { kind: { case: "presence", value: { presence: { userId, status } } } });
+    const typing = create(ServerFrameSchema, { kind: { case: "typing", value: { channelId: 9n, userId: 2n } } });
+    const receipt = create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId: 9n, userId: 2n, seq: 4n } } });
+    const shown = (f: ServerFrame) =>
+      f.kind.case === "presence" ? `presence ${f.kind.value.presence!.userId} ${PresenceStatus[f.kind.value.presence!.status]}` : (f.kind.case ?? "");
+
+    function pausedSession() {
+      const frames: ServerFrame[] = [];
+      const state = { paused: false, buffered: 0 };
+      const closes: number[] = [];
+      const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never });
+      const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+        send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+        bufferedBytes: () => state.buffered,
+        paused: () => state.paused,
+        close: (code) => void closes.push(code),
+      });
+      return { server, handle, frames, state, closes };
+    }
+
+    it("keeps only the latest presence per user and drops typing until it drains; receipts go as ever", async () => {
+      const { server, handle, frames, state, closes } = pausedSession();
+      await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "welcome");
+      frames.length = 0;
+      state.paused = true;
+      server.deliverLocal(1n, [], presence(2n, PresenceStatus.ONLINE));
+      server.deliverLocal(1n, [], typing);
+      server.deliverLocal(1n, [], receipt);
+      server.deliverLocal(1n, [], presence(3n, PresenceStatus.ONLINE));
+      server.deliverLocal(1n, [], presence(2n, PresenceStatus.OFFLINE));
+      // A busy group's chatter: none of it queues while the reader is slow.
+      for (let i = 0; i < 1000; i++) {
+        server.deliverLocal(1n, [], presence(4n, i % 2 === 0 ? PresenceStatus.ONLINE : PresenceStatus.OFFLINE));
+        server.deliverLocal(1n, [], typing);
+      }
+      assert.deepStrictEqual(frames.map(shown), ["receipt"]);
+      state.paused = false;
+      handle.drained();
+      assert.deepStrictEqual(frames.map(shown), ["receipt", "presence 3 ONLINE", "presence 2 OFFLINE", "presence 4 OFFLINE"]);
+      server.deliverLocal(1n, [], typing);
+      assert.equal(frames.at(-1)?.kind.case, "typing", "typing flows again once drained");
+      assert.deepStrictEqual(closes, []);
+      server.drain();
+    });
+
+    it("sends what it holds before a newer presence that finds room before drained() is called, so no older status follows it", async () => {
+      const { server, frames, state } = pausedSession();
+      await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "welcome");
+      frames.length = 0;
+      // Over the high-water mark of its own socket, then under it again.
+      state.buffered = 2 * 1024 * 1024;
+      server.deliverLocal(1n, [], presence(2n, PresenceStatus.ONLINE));
+      assert.deepStrictEqual(frames, []);
+      state.buffered = 0;
+      server.deliverLocal(1n, [], presence(2n, PresenceStatus.OFFLINE));
+      assert.deepStrictEqual(frames.map(shown), ["presence 2 ONLINE", "presence 2 OFFLINE"]);
+      server.drain();
+    });
   });
 
   it("closes with 4009 a session whose own socket holds past 8 MiB", async () => {

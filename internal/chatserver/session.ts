@@ -73,6 +73,16 @@ export class Session implements SessionHandle {
    * device the start finds signed out.
    */
   private heldShared: EncodedFrame[] | undefined;
+  /**
+   * Presence events that came while the transport was backed up, the
+   * latest per user it is about, sent once it drains. Presence is soft
+   * state: a device needs each user's last status, not every flip, and
+   * in busy groups the flips alone could fill a slow reader's buffer to
+   * its cap (4009). Typing hints are dropped meanwhile: stale by the
+   * time they would arrive. Everything else (entries, receipts, channel
+   * events, answers) is queued as ever.
+   */
+  private heldPresence: Map<bigint, EncodedFrame> | undefined;
   /** Inbox reads of the pump that failed in a row; it tries again after a pause, and gives up past READ_ATTEMPTS. */
   private pumpFailures = 0;
   private pumpRetry: ReturnType<typeof setTimeout> | undefined;
@@ -606,6 +616,7 @@ export class Session implements SessionHandle {
   }
 
   drained(): void {
+    if (this.heldPresence !== undefined && this.open && !this.isBackedUp()) this.sendHeldPresence();
     if (this.stalled) {
       this.stalled = false;
       this.pump();
@@ -625,7 +636,27 @@ export class Session implements SessionHandle {
       if (held.length < HELD_SHARED_FRAMES) held.push(encoded);
       return;
     }
+    const { kind } = encoded.frame;
+    if (kind.case === "typing" || kind.case === "presence") {
+      if (this.isBackedUp()) {
+        if (kind.case === "typing") return;
+        const about = kind.value.presence?.userId ?? 0n;
+        const held = (this.heldPresence ??= new Map());
+        // Re-inserted, so the held events go out in the order of their latest flips.
+        held.delete(about);
+        held.set(about, encoded);
+        return;
+      }
+      // Room again before drained() said so: what is held goes first, or an older status would follow this one.
+      if (this.heldPresence !== undefined) this.sendHeldPresence();
+    }
     this.sendEncoded(encoded.bytes(this.identity.encoding));
+  }
+
+  private sendHeldPresence(): void {
+    const held = this.heldPresence;
+    this.heldPresence = undefined;
+    for (const f of held?.values() ?? []) this.sendEncoded(f.bytes(this.identity.encoding));
   }
 
   private sendEncoded(bytes: Uint8Array | string): void {

@@ -5,11 +5,18 @@ import type { PresenceTrackerDeps } from "./tracker.js";
  * The presence counters, as PresenceTracker hooks: the same names in `chatd`,
  * on chat servers and in `cmd/presence`.
  */
-export function presenceMetrics(registry: Registry): Pick<PresenceTrackerDeps, "onChange" | "onSwept"> {
+export function presenceMetrics(registry: Registry): Pick<PresenceTrackerDeps, "onChange" | "onSwept" | "onEngineError"> {
   const changes = new Counter({ name: "chat_presence_changes_total", help: "Presence flips this process made and announced", labelNames: ["status"], registers: [registry] });
   const sweeps = new Counter({ name: "chat_presence_sweeps_total", help: "Sweeps for users whose grace period ran out, finished by this process", registers: [registry] });
+  const errors = new Counter({
+    name: "chat_presence_engine_errors_total",
+    help: "Failed presence calls to engines (the store; for announcements also the audience read and the push), by what they were for",
+    labelNames: ["op"],
+    registers: [registry],
+  });
   return {
     onChange: (c) => changes.inc({ status: c.online ? "online" : "offline" }),
     onSwept: () => sweeps.inc(),
+    onEngineError: (op) => errors.inc({ op }),
   };
 }

@@ -5,8 +5,11 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { pino } from "pino";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
-import { connectRedis, uniqueName } from "../../test/support/engines.js";
+import { connectRedis, engineConfig, uniqueName } from "../../test/support/engines.js";
+import { TcpProxy } from "../../test/support/tcp-proxy.js";
+import { isChatError } from "../model/errors.js";
 import { waitFor } from "../../test/support/wait.js";
 import { presenceStoreContract } from "./contract.js";
 import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
@@ -271,6 +274,59 @@ describe("RedisPresenceStore sweeps", function () {
       await deleteByPrefix(redis, prefix);
       await store.close();
       await redis.quit();
+    }
+  });
+});
+
+// The shared real Redis behind a proxy the test cuts: the tracker's client loses it, nothing else does.
+describe("PresenceTracker when it loses Redis", function () {
+  this.timeout(30_000);
+
+  it("answers its callers UNAVAILABLE, counts every failed heartbeat and sweep but logs them once a while, and goes on once Redis answers", async () => {
+    const proxy = await TcpProxy.start(engineConfig().redisUrl);
+    const prefix = `${uniqueName("test:presence-lost")}:`;
+    const store = new RedisPresenceStore({ redis: `redis://${proxy.address}`, prefix, shards: 2 });
+    const errors: string[] = [];
+    const logs: { msg: string; op?: string; unlogged?: number }[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    const tracker = new PresenceTracker({
+      store,
+      audience: async () => [99n],
+      directory: { pushToUsers: async () => {} },
+      graceMs: 60_000,
+      sweepIntervalMs: 0,
+      logger,
+      onEngineError: (op) => errors.push(op),
+    });
+    const redis = await connectRedis();
+    try {
+      tracker.deviceConnected(1n, 1n);
+      await tracker.idle();
+      assert.equal((await tracker.getPresence([1n]))[0]!.online, true);
+
+      proxy.cut("reset");
+      const unavailable = (err: unknown) => isChatError(err, "unavailable");
+      // Heartbeats of five sessions: nobody answers them, nothing is thrown. All at once, as each waits out the client's reconnect.
+      for (let i = 1n; i <= 5n; i++) tracker.deviceAlive(i, 1n);
+      const [swept] = await Promise.all([
+        tracker.sweep(),
+        assert.rejects(tracker.getPresence([1n]), unavailable, "GetPresence: a retry, not an internal error"),
+        assert.rejects(tracker.tellLatest(1n, [2n]), unavailable),
+        tracker.idle(),
+      ]);
+      assert.equal(swept, 0, "a failing sweep is survived");
+      assert.equal(errors.filter((op) => op === "update").length, 5, "each failed heartbeat counted");
+      assert.deepEqual([...new Set(errors)].sort(), ["get", "sweep", "tell", "update"]);
+      assert.equal(logs.filter((l) => l.op === "update").length, 1, `logged once, not per heartbeat: ${JSON.stringify(logs)}`);
+
+      proxy.restore();
+      await waitFor(async () => (await tracker.getPresence([1n]).catch(() => undefined))?.[0]?.online === true, "presence read again once Redis answers", 10_000);
+    } finally {
+      await tracker.stop();
+      await deleteByPrefix(redis, prefix);
+      await redis.quit();
+      await store.close();
+      await proxy.close();
     }
   });
 });

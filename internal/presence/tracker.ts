@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
+import { ChatError, isChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import type { PresenceAudience } from "./audience.js";
 import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
@@ -39,7 +40,19 @@ export interface PresenceTrackerDeps {
   onChange?: (change: PresenceChange) => void;
   /** Called after each sweep that looked at the whole store has announced its flips (metrics, tests). */
   onSwept?: () => void;
+  /** Called for each failed call to an engine (the store, or for `tell` also the audience or push), by what it was for (metrics, tests). */
+  onEngineError?: (op: PresenceEngineOp) => void;
 }
+
+/**
+ * What a failed engine call was for: a device's liveness (`update`:
+ * connect, heartbeat, disconnect, logout), a `get` (GetPresence), a `sweep`,
+ * an announcement attempt (`announce`), a `tell` (tellLatest).
+ */
+export type PresenceEngineOp = "update" | "get" | "sweep" | "announce" | "tell";
+
+/** Failures of one op are logged at most this often: an outage fails every heartbeat of every session. */
+const ENGINE_ERROR_LOG_MS = 10_000;
 
 export function presenceFrame(change: PresenceChange): ServerFrame {
   return create(ServerFrameSchema, {
@@ -95,6 +108,8 @@ export class PresenceTracker {
   /** Since when the store answers again after failing; undefined while it fails. */
   private answeringSinceMs: number | undefined = -Infinity;
   private readonly recoveredListeners: (() => void)[] = [];
+  /** Per op, when a failure was last logged and how many went unlogged since. */
+  private readonly errorLog = new Map<PresenceEngineOp, { atMs: number; unlogged: number }>();
   /** Sessions that ended while the store failed, by "user/device": ended again when it answers. */
   private readonly endedWhileAway = new Map<string, EndedSession>();
   /**
@@ -209,8 +224,13 @@ export class PresenceTracker {
 
   // PresenceSource (the api's GetPresence).
 
+  /** Rejects with UNAVAILABLE when the store fails (a retry, not a bug, to the client). */
   async getPresence(userIds: Id[]): Promise<UserPresence[]> {
-    return this.call((s) => s.get(userIds, this.now()));
+    try {
+      return await this.call((s) => s.get(userIds, this.now()));
+    } catch (err) {
+      throw this.unavailable("get", err);
+    }
   }
 
   /**
@@ -223,7 +243,12 @@ export class PresenceTracker {
    * made, and the next flip tells `to` anyway).
    */
   async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
-    if (to.length > 0) await this.tellUntilSteady(userId, to, { reached: new Set() });
+    if (to.length === 0) return;
+    try {
+      await this.tellUntilSteady(userId, to, { reached: new Set() });
+    } catch (err) {
+      throw this.unavailable("tell", err);
+    }
   }
 
   /**
@@ -257,7 +282,7 @@ export class PresenceTracker {
         for (const f of untold) announced.push(this.announce(f, false));
         looked = true;
       } catch (err) {
-        this.deps.logger?.warn({ err }, "presence sweep failed; will retry");
+        this.engineError("sweep", err, "presence sweep failed; will retry");
       }
     })();
     this.sweeping = run;
@@ -290,11 +315,35 @@ export class PresenceTracker {
     const prev = this.chains.get(userId) ?? Promise.resolve();
     const next = prev
       .then(op)
-      .catch((err) => this.deps.logger?.warn({ err, userId: String(userId) }, "presence update failed"))
+      .catch((err) => this.engineError("update", err, "presence update failed; the next heartbeat writes it again", { userId: String(userId) }))
       .finally(() => {
         if (this.chains.get(userId) === next) this.chains.delete(userId);
       });
     this.chains.set(userId, next);
+  }
+
+  /**
+   * Counts a failed engine call and logs it, at most once per
+   * ENGINE_ERROR_LOG_MS per op with how many went unlogged meanwhile: while
+   * Redis is away every heartbeat of every session fails.
+   */
+  private engineError(op: PresenceEngineOp, err: unknown, msg: string, fields: Record<string, unknown> = {}): void {
+    this.deps.onEngineError?.(op);
+    const now = this.now();
+    const last = this.errorLog.get(op);
+    if (last && now - last.atMs < ENGINE_ERROR_LOG_MS) {
+      last.unlogged++;
+      return;
+    }
+    this.errorLog.set(op, { atMs: now, unlogged: 0 });
+    this.deps.logger?.warn({ err, op, ...fields, ...(last?.unlogged ? { unlogged: last.unlogged } : {}) }, msg);
+  }
+
+  /** A failed call of a caller's (the api's): counted and logged, and UNAVAILABLE to the caller, whatever the engine threw. */
+  private unavailable(op: "get" | "tell", err: unknown): ChatError {
+    if (isChatError(err)) return err;
+    this.engineError(op, err, op === "get" ? "presence store unavailable" : "presence not told: an engine failed");
+    return new ChatError("unavailable", "presence is not available right now; retry");
   }
 
   /** A store call, noting whether the store answers. */
@@ -387,6 +436,7 @@ export class PresenceTracker {
         if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
         return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
       } catch (err) {
+        this.deps.onEngineError?.("announce");
         const log = { err, userId: String(flip.userId), attempt };
         if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, "presence announcement failed; giving up");
         this.deps.logger?.warn(log, "presence announcement failed; will retry");
