@@ -107,6 +107,7 @@ const routesFn = (router: ConnectRouter) => {
     verifier,
     limits,
     maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+    maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
     refreshReuseGraceMs: config.refreshReuseGraceMs,
     metrics: apiCalls,
     logger,

@@ -200,6 +200,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       verifier,
       limits,
       maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+      maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
       refreshReuseGraceMs: config.refreshReuseGraceMs,
       metrics: apiCalls,
       devices,

@@ -14,6 +14,7 @@ import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
+import { DEFAULT_MAX_GROUPS_PER_USER } from "../throttle/config.js";
 
 /** A position past any seq: the store caps it at the channel's newest message. */
 const THROUGH_NEWEST = v.MAX_ID;
@@ -24,6 +25,21 @@ const LATEST_MUTE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof ChannelService>> {
   const { channels, accounts } = deps;
   const now = deps.now ?? Date.now;
+  const maxGroups = deps.maxGroupsPerUser ?? DEFAULT_MAX_GROUPS_PER_USER;
+
+  /**
+   * Refuses to put users into one more group when they are in as many as one
+   * may be. Read, then written: calls at the same moment may each pass, so
+   * the bound can be passed by as many as run at once; it is there to keep a
+   * user's list of chats (and what ListChannels and presence read) from
+   * growing without end, which that does not undo.
+   */
+  async function refuseGroupLimit(me: Id, userIds: readonly Id[]): Promise<void> {
+    const full = (await Promise.all(userIds.map(async (id) => ((await channels.inGroupsAtLeast(id, maxGroups)) ? [id] : [])))).flat();
+    if (full.length === 0) return;
+    if (full.includes(me)) throw new ChatError("limit_reached", `you are in ${maxGroups} groups, the most one can be in: leave one first`);
+    throw new ChatError("limit_reached", `these users are in ${maxGroups} groups, the most one can be in: ${full.join(", ")}`);
+  }
 
   async function requireUsers(userIds: readonly Id[]): Promise<void> {
     const found = new Set((await accounts.getUsers(userIds)).filter((u) => !isDeletedUser(u)).map((u) => u.userId));
@@ -213,6 +229,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       }
       await requireUsers(others);
       await refuseBlockers(me, others);
+      await refuseGroupLimit(me, [me, ...others]);
       const t = now();
       const channel: ChannelRecord = { channelId: deps.ids.next(), kind: "group", title, createdAtMs: t, createdBy: me };
       const owner: MemberRecord = { channelId: channel.channelId, userId: me, role: "owner", joinedAtMs: t, readSeq: 0n };
@@ -335,6 +352,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       let member = await channels.getMember(channel.channelId, me);
       let joined = false;
       if (!member) {
+        await refuseGroupLimit(me, [me]);
         const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         // The history before them is not unread, but not read either (see addMembers).
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n, joinedSeq };
@@ -418,6 +436,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (wanted.length === 0) throw new ChatError("invalid_argument", "user_ids is required");
       await requireUsers(wanted);
       await refuseBlockers(me, wanted);
+      // Those already in the group take no further place.
+      const already = new Set(await memberIds(channel.channelId));
+      await refuseGroupLimit(me, wanted.filter((id) => !already.has(id)));
       const t = now();
       // The history before joiners is not unread for them: it was never theirs
       // to catch up on (a message sent while they are being added may still count).

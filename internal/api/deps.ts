@@ -59,6 +59,8 @@ export interface ApiDeps {
   metrics?: ApiMetrics;
   /** Signed-in devices per account (default DEFAULT_MAX_DEVICES_PER_ACCOUNT, 100); a login past it signs out the least recently seen. */
   maxDevicesPerAccount?: number;
+  /** Groups one user may be in (default DEFAULT_MAX_GROUPS_PER_USER, 500); past it creating, adding to or joining a group is refused. */
+  maxGroupsPerUser?: number;
   /** Friends per user, and friend requests a user may have sent or received waiting for an answer (defaults in users-service.ts). */
   friendLimits?: FriendLimits;
   /** Refresh token lifetime, default 30 days. */

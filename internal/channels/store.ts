@@ -100,6 +100,12 @@ export interface ChannelStore {
 
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;
+  /**
+   * Whether the user is in at least `n` groups (direct chats do not count):
+   * the check of a bound before a join, cheap while the user is in fewer
+   * channels of any kind than that.
+   */
+  inGroupsAtLeast(userId: Id, n: number): Promise<boolean>;
 
   /**
    * Mutes the user's notifications of a channel until `untilMs`, or unmutes

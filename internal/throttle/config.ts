@@ -17,6 +17,8 @@ export interface ApiLimitsConfig {
    * account's devices (and their tokens and cursors) without end.
    */
   maxDevicesPerAccount: number;
+  /** Groups one account may be in (created, added to or joined by link): what ListChannels and presence read grows with them. */
+  maxGroupsPerUser?: number;
   /**
    * A header set by a reverse proxy in front of the api that carries the
    * client's address (the last entry, the one the proxy appended); without
@@ -26,6 +28,7 @@ export interface ApiLimitsConfig {
 }
 
 export const DEFAULT_MAX_DEVICES_PER_ACCOUNT = 100;
+export const DEFAULT_MAX_GROUPS_PER_USER = 500;
 
 export function readApiLimits(r: EnvReader): ApiLimitsConfig {
   const header = r.string("CHAT_CLIENT_IP_HEADER", "").trim().toLowerCase();
@@ -38,6 +41,7 @@ export function readApiLimits(r: EnvReader): ApiLimitsConfig {
     loginMaxFailures: r.int("CHAT_LOGIN_MAX_FAILURES", 10, 0, 100_000),
     loginWindowMs: r.int("CHAT_LOGIN_FAILURE_WINDOW_S", 900, 1, 86_400) * 1000,
     maxDevicesPerAccount: r.int("CHAT_MAX_DEVICES_PER_ACCOUNT", DEFAULT_MAX_DEVICES_PER_ACCOUNT, 1, 100_000),
+    maxGroupsPerUser: r.int("CHAT_MAX_GROUPS_PER_USER", DEFAULT_MAX_GROUPS_PER_USER, 1, 100_000),
     clientIpHeader: header || undefined,
   };
 }

@@ -49,6 +49,8 @@ const MAX_ATTEMPTS = 32;
 
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
+/** Channel kinds a store remembers (a few MB at most) before it starts over. */
+const KINDS_REMEMBERED = 100_000;
 
 /** A channel partition as one read saw it: the version fence, the members in join order, the invite code as stored. */
 interface State {
@@ -87,6 +89,7 @@ interface Plan<T> {
  */
 export class CassandraChannelStore implements ChannelStore {
   private readonly q;
+  private readonly kinds = new Map<Id, ChannelKind>();
 
   /** `log` is the channels' message log, whose newest message bounds read positions. */
   constructor(
@@ -301,6 +304,29 @@ export class CassandraChannelStore implements ChannelStore {
     return found
       .filter((m): m is MemberRecord => m !== undefined)
       .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(x.channelId, y.channelId));
+  }
+
+  async inGroupsAtLeast(userId: Id, n: number): Promise<boolean> {
+    const ids = (await this.db.rows(this.q.memberships, [userId])).map((r) => big(r.get("channel_id")));
+    // The index never lists fewer channels than the user is in: below n, no need to look closer.
+    if (ids.length < n) return false;
+    const groups = await mapLimit(ids, FANOUT, async (channelId) => {
+      if ((await this.kindOf(channelId)) !== "group") return false;
+      return (await this.getMember(channelId, userId)) !== undefined;
+    });
+    return groups.filter(Boolean).length >= n;
+  }
+
+  /** A channel's kind, which never changes: remembered, so counting a user's groups again reads only their member rows. */
+  private async kindOf(channelId: Id): Promise<ChannelKind | undefined> {
+    const known = this.kinds.get(channelId);
+    if (known) return known;
+    const kind = (await this.getChannel(channelId))?.kind;
+    if (kind) {
+      if (this.kinds.size >= KINDS_REMEMBERED) this.kinds.clear();
+      this.kinds.set(channelId, kind);
+    }
+    return kind;
   }
 
   async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {

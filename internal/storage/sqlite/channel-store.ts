@@ -47,6 +47,8 @@ function build(db: SqliteDatabase) {
     clearThrough: p(`UPDATE channel_members SET cleared_seq = max(cleared_seq, ?)
                      WHERE channel_id = ? AND user_id = ? RETURNING cleared_seq`),
     memberships: p("SELECT * FROM channel_members WHERE user_id = ? ORDER BY joined_at_ms, rowid"),
+    groupCount: p(`SELECT count(*) AS n FROM channel_members m JOIN channels c ON c.channel_id = m.channel_id
+                   WHERE m.user_id = ? AND c.kind = 'group'`),
     putMute: p(`INSERT INTO channel_mutes (user_id, channel_id, until_ms) VALUES (?, ?, ?)
                 ON CONFLICT (user_id, channel_id) DO UPDATE SET until_ms = excluded.until_ms`),
     deleteMute: p("DELETE FROM channel_mutes WHERE user_id = ? AND channel_id = ?"),
@@ -246,6 +248,10 @@ export class SqliteChannelStore implements ChannelStore {
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
     return (this.s.memberships.all(userId) as Row[]).map(toMember);
+  }
+
+  async inGroupsAtLeast(userId: Id, n: number): Promise<boolean> {
+    return Number((this.s.groupCount.get(userId) as Row).n) >= n;
   }
 
   async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
