@@ -23,6 +23,7 @@ class FramedChatServer {
   readonly streams = new Set<grpc.ServerDuplexStream<SessionRequest, SessionResponse>>();
   /** The client_msg_id of every send that reached this server. */
   readonly sends: string[] = [];
+
   address = "";
 
   constructor(
@@ -104,7 +105,7 @@ async function nativeSessionOnDoomedServer() {
     await registry.close();
     await new Promise((r) => server.close(r));
   };
-  return { a, b, stream, frames, statusWithin: (ms: number) => waitFor(() => ended, "the stream's status", ms), close };
+  return { a, b, host, stream, frames, statusWithin: (ms: number) => waitFor(() => ended, "the stream's status", ms), close };
 }
 
 const send = (ref: bigint, clientMsgId: string) =>
@@ -148,6 +149,22 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
         s.frames.filter((f) => f.kind?.$case === "sendAck").map((f) => f.ref).sort(),
         [1n, 2n],
       );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("ends a half-closed stream with more asks lost than a moving session may queue with close 1013 at once, and opens it nowhere", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      for (let i = 1; i <= 65; i++) s.stream.write(send(BigInt(i), `m${i}`));
+      s.stream.end();
+      await waitFor(() => s.a.sends.length === 65, "every send on a, unanswered");
+      s.a.breakStreams();
+      const { code, metadata } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.UNAVAILABLE);
+      assert.deepEqual(metadata.get("chat-close-code"), ["1013"]);
+      assert.equal(s.host.sessionCount, 0, "a session its edge closed is not placed on the next server");
     } finally {
       await s.close();
     }
