@@ -78,11 +78,25 @@ export class FcmProvider implements PushProvider {
       if (res.status === 401) this.access = undefined;
       if (res.ok) return { ok: true };
       const reason = `FCM answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
-      if (res.status === 404 || text.includes("UNREGISTERED")) return { ok: false, gone: true, retryable: false, status: res.status, reason };
+      // Only FCM's own word makes a token gone: a 404 alone also comes from a
+      // wrong project id or CHAT_FCM_URL, and would remove every token it is sent for.
+      if (fcmErrorCode(text) === "UNREGISTERED") return { ok: false, gone: true, retryable: false, status: res.status, reason };
       if (res.status === 401) return { ok: false, gone: false, retryable: true, status: 401, reason };
+      if (res.status === 404 || res.status === 410) return { ok: false, gone: false, retryable: false, status: res.status, reason };
       return outcomeOfStatus(res.status, reason, res.headers.get("retry-after"));
     } catch (err) {
       return networkFailure(err);
     }
+  }
+}
+
+/** The FcmError code of an FCM v1 error body (`error.details[].errorCode`), if it has one. */
+function fcmErrorCode(text: string): string | undefined {
+  try {
+    const details = (JSON.parse(text) as { error?: { details?: { errorCode?: unknown }[] } }).error?.details;
+    const code = Array.isArray(details) ? details.find((d) => typeof d?.errorCode === "string")?.errorCode : undefined;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    return undefined;
   }
 }

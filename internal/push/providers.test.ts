@@ -175,18 +175,16 @@ describe("push providers against local stand-ins of their services", () => {
       });
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
       base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      provider = new FcmProvider({
-        account: {
-          project_id: "proj-1",
-          client_email: "svc@example.iam",
-          private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-          token_uri: `${base}/token`,
-        },
-        url: base,
-      });
+      provider = new FcmProvider({ account: account(), url: base });
     });
     after(async () => {
       await new Promise<void>((r) => server.close(() => r()));
+    });
+    const account = () => ({
+      project_id: "proj-1",
+      client_email: "svc@example.iam",
+      private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      token_uri: `${base}/token`,
     });
 
     it("sends with a cached access token, the collapse key and the data", async () => {
@@ -212,6 +210,13 @@ describe("push providers against local stand-ins of their services", () => {
       sendStatus = 200;
       await provider.send(endpoint("fcm", "x"), notification, 2000);
       assert.equal(sends.at(-1)!.auth, "Bearer tok2");
+    });
+
+    it("keeps a token that a 404 without FCM's UNREGISTERED answers (a wrong project id or URL would otherwise remove them all)", async () => {
+      const misconfigured = new FcmProvider({ account: { ...account(), project_id: "proj-typo" }, url: base });
+      const r = await misconfigured.send(endpoint("fcm", "live-token"), notification, 2000);
+      assert.ok(!r.ok && !r.gone && !r.retryable, JSON.stringify(r));
+      assert.equal(r.status, 404);
     });
   });
 });
