@@ -303,6 +303,26 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     await waitFor(() => host.serversTracked <= 2, `only the two live servers tracked (${host.serversTracked})`);
   });
 
+  it("places sessions at once on a server that lost its lease and registered again: it left, so it starts afresh, cooldown and all", async () => {
+    const relisting = new MemoryServerRegistry({ regainAfterMs: 200 });
+    const only = servers[0]!;
+    await relisting.register({ serverId: only.id, address: only.address, load: 0 });
+    // The cooldown (60 s) is longer than the homeless timeout (1.5 s): a session kept off the server for it is closed.
+    const h = new RemoteSessionHost({ gatewayId: "gw2", watch: await relisting.watch(), homelessTimeoutMs: 1500, cooldownMs: 60_000 });
+    try {
+      const sink = fakeSink();
+      h.open(identity(1), sink);
+      await waitFor(() => only.opens.length === 1, "placed");
+      relisting.expire(only.id);
+      await waitFor(() => only.opens.length === 2, "placed again once the server registered again", 1_000);
+      assert.equal(only.opens[1]!.resumed, true);
+      assert.equal(sink.closed, undefined);
+    } finally {
+      await h.close();
+      await relisting.close();
+    }
+  });
+
   it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
     await Promise.all(regs.map((r) => r.close()));
     const sink = fakeSink();

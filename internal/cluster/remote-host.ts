@@ -214,6 +214,9 @@ export class RemoteSessionHost implements SessionHost {
     for (const link of [...this.links.values()]) {
       const info = live.get(link.serverId);
       if (!info || info.address !== link.address) link.fail("server left the registry");
+      // Its failure set a cooldown after the figures were forgotten: a server that lost its
+      // lease and registered again (same id) was kept out of reach for it, its sessions homeless.
+      if (!info) this.brokeAt.delete(link.serverId);
     }
     if (this.homeless.size > 0) this.retryHomeless();
   }
