@@ -119,6 +119,65 @@ describe("chat server presence: a device found signed out by a Reauthenticate", 
     server.drain();
   });
 
+  it("closes the device's other sessions here even when the one that asked closed while the device was read", async () => {
+    const { hooks, calls } = recordingHooks();
+    const loggedOut: Id[] = [];
+    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
+    let signedOut = false;
+    let answer!: () => void;
+    let reading: Promise<void> | undefined;
+    const revoked = async () => {
+      await reading;
+      return signedOut;
+    };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked });
+    const closes: number[][] = [[], []];
+    const [asking] = closes.map((codes) =>
+      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) }),
+    );
+    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "both sessions started");
+    signedOut = true;
+    reading = new Promise<void>((r) => (answer = r));
+    asking!.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
+    // The tab that asked goes away before the answer: the device's other tab is still signed out.
+    asking!.closed();
+    answer();
+    await waitFor(() => closes[1]!.length > 0, "the other session's close");
+    assert.deepEqual(closes, [[], [4003]]);
+    assert.deepEqual(loggedOut, [7n]);
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
+
+  it("closes the device's sessions already open here when a new one finds it signed out as it starts, even if that one closed meanwhile", async () => {
+    const { hooks, calls } = recordingHooks();
+    const loggedOut: Id[] = [];
+    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
+    let signedOut = false;
+    let answer!: () => void;
+    let reading: Promise<void> | undefined;
+    const revoked = async () => {
+      await reading;
+      return signedOut;
+    };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked });
+    const closes: number[][] = [[], []];
+    const open = (codes: number[]) =>
+      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) });
+    open(closes[0]!);
+    await waitFor(() => calls.some((c) => c.hook === "connected"), "the first session started");
+    signedOut = true;
+    reading = new Promise<void>((r) => (answer = r));
+    // Another tab of the device connects and is gone again before its reads are answered.
+    open(closes[1]!).closed();
+    answer();
+    await waitFor(() => closes[0]!.length > 0, "the first session's close");
+    assert.deepEqual(closes, [[4003], []]);
+    assert.deepEqual(loggedOut, [7n]);
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
+
   it("closes the device's sessions already open here when a new one of it finds it signed out as it starts", async () => {
     const { hooks, calls } = recordingHooks();
     const loggedOut: Id[] = [];

@@ -203,13 +203,15 @@ export class Session implements SessionHandle {
     // session would cost more memory than the rest of an idle session.
     if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
     const read = await this.readStart();
-    if (!read || !this.open) return;
+    if (!read) return;
     const { head, signedOut } = read;
-    // As a logout does, and for any of the device's sessions here whose close was missed (see extendToken).
+    // As a logout does, and for any of the device's sessions here whose close was missed (see extendToken),
+    // also when this one closed during the reads.
     if (signedOut) {
       await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
       return;
     }
+    if (!this.open) return;
     // Never past the head, as a SyncRequest: a cursor further on (an inbox put
     // back by a restore) would drop the next entries as sent already, and a
     // client taking the welcome's cursor as its own would drop them too. An
@@ -344,8 +346,9 @@ export class Session implements SessionHandle {
     // must not live on with it. As a logout does: every session of the device
     // here is closed, and presence told at once (a session's own 4003 close
     // tells it nothing, leaving the device online a grace period past its last heartbeat).
+    // Also when this session closed while the device was read: the device's other sessions here are signed out all the same.
     if (signedOut) {
-      if (this.open) await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
       return;
     }
     if (!this.open) return;
