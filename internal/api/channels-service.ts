@@ -83,6 +83,22 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     throw new ChatError("not_found", `no such user: ${peer}`);
   }
 
+  /**
+   * After the caller went into a group (making it, joining it by link): the
+   * caller's own account may have been deleted meanwhile, from another device,
+   * after its deletion left the groups it was in. The deletion marks the
+   * account before it leaves them a last time, so either that pass finds
+   * this membership or this read finds the mark, and the caller leaves as
+   * the deletion would have made them.
+   */
+  async function leaveIfCallerDeleted(channel: ChannelRecord, ctx: Parameters<typeof caller>[0]): Promise<void> {
+    const by = caller(ctx);
+    const user = await accounts.getUser(by.userId);
+    if (user && !isDeletedUser(user)) return;
+    await leaveGroup(deps, channel, by);
+    throw new ChatError("unauthenticated", "this account was deleted");
+  }
+
   /** A group the caller is in, with the caller's membership. */
   async function requireGroup(channelId: Id, userId: Id) {
     const m = await requireMember(deps, v.id("channel_id", channelId), userId);
@@ -236,6 +252,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const members = [owner, ...others.map((userId): MemberRecord => ({ ...owner, userId, role: "member" }))];
       await channels.createGroup(channel, members);
       // As for AddMembers: an account deleted, or a block made, since they were looked at would stay in the group for good.
+      await leaveIfCallerDeleted(channel, ctx);
       const joined = await withoutRefused(channel.channelId, me, others);
       const view = { channel, memberCount: joined.length + 1, me: owner };
       await pushChannelEvent(deps, [me, ...joined], ChannelEventKind.JOINED, view);
@@ -362,6 +379,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           if (members.length === 0) throw deadInvite();
         }, code);
         joined = added.length > 0;
+        if (joined) await leaveIfCallerDeleted(channel, ctx);
         if (joined) await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
         // Not added: a concurrent join (or an add) got there first.
         member = joined ? joining : await channels.getMember(channel.channelId, me);

@@ -95,6 +95,36 @@ function deletionRaces(start: () => Promise<TestApi>) {
     assert.deepEqual(await api.deps.accounts.listFriendRequests(doomed.userId), []);
   });
 
+  it("takes the account out of a group it made from another device while it was deleted, ownership passing on", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const other = await api.signUp(name("o"));
+    const phone = (await api.anon.auth.login({ username: (await doomed.c.users.getMe({})).user!.username, password: "my password" })).credentials!;
+    const held = holdNext(api.deps.channels, "createGroup");
+    const create = rpcError(() => api.clients(phone.accessToken).channels.createGroup({ title: "late", memberUserIds: [other.userId] }));
+    await held.reached;
+    await doomed.c.auth.deleteAccount({ password: "my password" });
+    held.release();
+    assert.equal((await create).code, Code.Unauthenticated);
+    assert.deepEqual(await api.deps.channels.listMemberships(doomed.userId), []);
+    const [left] = await api.deps.channels.listMemberships(other.userId);
+    assert.deepEqual((await api.deps.channels.listMembers(left!.channelId)).map((m) => [m.userId, m.role]), [[other.userId, "owner"]]);
+  });
+
+  it("takes the account out of a group it joined by link from another device while it was deleted", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const admin = await api.signUp(name("a"));
+    const group = (await admin.c.channels.createGroup({ title: "open", memberUserIds: [] })).channel!;
+    const { code } = await admin.c.channels.getInviteLink({ channelId: group.channelId });
+    const phone = (await api.anon.auth.login({ username: (await doomed.c.users.getMe({})).user!.username, password: "my password" })).credentials!;
+    const held = holdNext(api.deps.channels, "addMembers");
+    const join = rpcError(() => api.clients(phone.accessToken).channels.joinByInvite({ code }));
+    await held.reached;
+    await doomed.c.auth.deleteAccount({ password: "my password" });
+    held.release();
+    assert.equal((await join).code, Code.Unauthenticated);
+    assert.deepEqual((await api.deps.channels.listMembers(group.channelId)).map((m) => m.userId), [admin.userId]);
+  });
+
   it("refuses a direct chat made after the account was deleted whole, and leaves it as a deletion leaves one", async () => {
     const doomed = await api.signUp(name("d"), "my password");
     const peer = await api.signUp(name("p"));
