@@ -272,6 +272,20 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     assert.equal(sink.closed, undefined);
   });
 
+  it("counts a Reauthenticate's verdicts towards a backed-up stream's backlog: a device sending nothing else is held back too", async () => {
+    const sink = fakeSink();
+    const handle = host.open(identity(1), sink);
+    await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+    const server = servers.find((s) => s.opens.length === 1)!;
+    server.stall(true);
+    // Each refused at the gateway (at most one a second), and each still a message to the chat server, which reads none now.
+    const refused = { ref: 1n, refused: new ChatError("rate_limited", "at most one Reauthenticate a second", 1000) };
+    for (let i = 0; i < 100_000 && !sink.held.includes(true); i++) handle.reauthenticate(refused);
+    assert.deepEqual(sink.held, [true], "input held once the stream's backlog passed the high-water mark");
+    server.stall(false);
+    await waitFor(() => sink.held.at(-1) === false, "input read again once the stream drained", 15_000);
+  });
+
   it("carries a frame over grpc's 4 MiB default both ways without moving the session", async () => {
     const sink = fakeSink();
     const handle = host.open(identity(1), sink);

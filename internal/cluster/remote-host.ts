@@ -457,7 +457,9 @@ class RemoteSession implements SessionHandle {
       else this.unanswered = undefined;
     }
     if (typeof frame !== "string" && !(frame instanceof Uint8Array)) {
-      return this.link.write({ sessionId: this.id, kind: reauthenticationOf(frame) });
+      // Counted like a frame: a device sending Reauthenticates (refused, past one a second, but
+      // each still a message) to a stalled chat server was never held back, its verdicts buffered without bound.
+      return this.link.writeFrame({ sessionId: this.id, kind: reauthenticationOf(frame) }, bytesOf([frame]));
     }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } }, bytes.byteLength);
