@@ -29,12 +29,55 @@ export function cliErrorOf(err: unknown): CliError | undefined {
   return undefined;
 }
 
-/** What went wrong, in a line: the server's reason, or that it cannot be reached. */
+/** The server each call that failed went to: what went wrong before any answer names it. */
+const failedAt = new WeakMap<ConnectError, string>();
+
+/** The system's code of what failed under a call (ECONNREFUSED, HPE_…, a TLS check's), from its causes. */
+function systemCode(err: ConnectError): string | undefined {
+  let cause: unknown = err.cause;
+  for (let depth = 0; depth < 4 && cause instanceof Error; depth++) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code === "string") return code;
+    cause = cause.cause;
+  }
+  return undefined;
+}
+
+/** Failures to connect at all: nothing listens there, or the name does not resolve. */
+const UNREACHABLE = new Set(["ECONNREFUSED", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT"]);
+/** A certificate this machine does not trust: chatd's own, made for CHAT_TLS_CERT, as a rule. */
+const UNTRUSTED = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_GET_ISSUER_CERT",
+]);
+
+/**
+ * What went wrong, in a line: the server's reason, or why there was no
+ * answer, naming the address and the likely mistake (chatd not started, its
+ * gRPC port for its HTTP one, a certificate not trusted here), which
+ * Node's words alone ("write EPIPE", "Parse Error: Expected HTTP/") left a
+ * newcomer to guess.
+ */
 export function describe(err: unknown): string {
   const cli = cliErrorOf(err);
   if (cli) return cli.message;
   if (err instanceof ConnectError) {
-    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return "cannot reach the server";
+    const server = failedAt.get(err);
+    const at = server ? ` at ${server}` : "";
+    const code = systemCode(err);
+    if (code === "ENOTFOUND") return `cannot reach the server${at}: no host has that name (${code})`;
+    if (code && UNREACHABLE.has(code)) return `cannot reach the server${at} (${code}): is chatd running there? (npm start)`;
+    if (code && UNTRUSTED.has(code)) {
+      return `the TLS certificate of the server${at} is not trusted here (${err.rawMessage.trim()}); trust it with NODE_EXTRA_CA_CERTS=/path/to/cert.pem`;
+    }
+    if (code === "EPROTO" && /wrong version number/i.test(err.rawMessage)) return `the server${at} does not speak TLS: use http://, not https://`;
+    if (code === "EPIPE" || code?.startsWith("HPE_")) {
+      return `the server${at} does not answer as chatd's HTTP API does (${code}): is that its gRPC port? chat-cli takes the HTTP one (8080 by default)`;
+    }
+    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return `cannot reach the server${at}`;
     return err.rawMessage;
   }
   return err instanceof Error ? err.message : String(err);
@@ -59,7 +102,15 @@ const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
 export const MAX_ID = 2n ** 63n - 1n;
 
 function clients(baseUrl: string, interceptors: Interceptor[] = []): Api {
-  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+  const where: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (err instanceof ConnectError && !failedAt.has(err)) failedAt.set(err, baseUrl);
+      throw err;
+    }
+  };
+  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [where, ...interceptors] });
   return {
     auth: createClient(AuthService, transport),
     users: createClient(UserService, transport),
