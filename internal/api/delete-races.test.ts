@@ -95,6 +95,28 @@ function deletionRaces(start: () => Promise<TestApi>) {
     assert.deepEqual(await api.deps.accounts.listFriendRequests(doomed.userId), []);
   });
 
+  it("leaves no seat to an account added to a group on either side of its deletion's mark", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const late = await api.signUp(name("l"), "my password");
+    const admin = await api.signUp(name("a"));
+    const group = (await admin.c.channels.createGroup({ title: "Trip", memberUserIds: [] })).channel!;
+    // Added before the mark, after the deletion left its groups.
+    const marking = holdNext(api.deps.accounts, "deleteUser");
+    const deletion = doomed.c.auth.deleteAccount({ password: "my password" });
+    await marking.reached;
+    await admin.c.channels.addMembers({ channelId: group.channelId, userIds: [doomed.userId] });
+    marking.release();
+    await deletion;
+    // Checked before the deletion, added after it.
+    const adding = holdNext(api.deps.channels, "addMembers");
+    const add = admin.c.channels.addMembers({ channelId: group.channelId, userIds: [late.userId] });
+    await adding.reached;
+    await late.c.auth.deleteAccount({ password: "my password" });
+    adding.release();
+    await add;
+    assert.deepEqual((await api.deps.channels.listMembers(group.channelId)).map((m) => m.userId), [admin.userId]);
+  });
+
   it("takes the account out of a group it made from another device while it was deleted, ownership passing on", async () => {
     const doomed = await api.signUp(name("d"), "my password");
     const other = await api.signUp(name("o"));
