@@ -606,6 +606,48 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     }
   });
 
+  it("drops again, once the store answers, a device logged out while it failed: the watchers hear the user go, and never come back", async () => {
+    for (const lostData of [false, true]) {
+      for (const ended of ["before", "during", "not"] as const) {
+        let mem = new MemoryPresenceStore();
+        let down = false;
+        const heard: Heard[] = [];
+        const tr = tracker({ store: storeOver(() => mem, () => down), directory: recorder(heard) });
+        const what = `${lostData ? "data lost" : "data kept"}, session ended ${ended === "not" ? "not at all (closed by the logout)" : `${ended} the outage`}`;
+        tr.deviceConnected(1n, 10n);
+        await tr.idle();
+        if (ended === "before") {
+          t += 1_000;
+          tr.deviceDisconnected(1n, 10n, t); // its grace period runs
+          await tr.idle();
+        }
+        down = true;
+        if (ended === "during") {
+          t += 1_000;
+          tr.deviceDisconnected(1n, 10n, t);
+          await tr.idle();
+        }
+        t += 1_000;
+        const loggedOutAt = t;
+        tr.deviceLoggedOut(1n, 10n);
+        await tr.idle();
+        t += 1_000; // a short outage: the device's grace period outlives it
+        if (lostData) mem = new MemoryPresenceStore();
+        down = false;
+        for (let i = 0; i < 3; i++) {
+          await tr.sweep(); // the first finds the store answering again
+          await tr.idle();
+          t += GRACE;
+        }
+        assert.deepEqual(heard.filter((h) => h.to === 99n).map((h) => h.online), [true, false], `${what}: heard ${show(heard)}`);
+        const [p] = await tr.getPresence([1n]);
+        assert.equal(p!.online, false, what);
+        if (!lostData) assert.equal(p!.lastSeenAtMs, loggedOutAt, `${what}: last seen at the logout`);
+        await tr.stop();
+      }
+    }
+  });
+
   it("tells a flip whose announcement outlived the store's data (a restart mid-retry), not drops it as overtaken", async () => {
     let mem = new MemoryPresenceStore();
     let down = false;

@@ -112,6 +112,8 @@ export class PresenceTracker {
   private readonly errorLog = new Map<PresenceEngineOp, { atMs: number; unlogged: number }>();
   /** Sessions that ended while the store failed, by "user/device": ended again when it answers. */
   private readonly endedWhileAway = new Map<string, EndedSession>();
+  /** Devices logged out while the store failed, by "user/device", with when: dropped again when it answers. */
+  private readonly droppedWhileAway = new Map<string, { userId: Id; deviceId: Id; atMs: number }>();
   /**
    * Sessions that ended here within a grace period, oldest first, by
    * "user/device": a store that comes back empty lost their devices, whose
@@ -172,6 +174,7 @@ export class PresenceTracker {
    */
   deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number, silent = false): void {
     const key = `${userId}/${deviceId}`;
+    if (this.droppedWhileAway.has(key)) return; // logged out: its drop is replayed, and no grace period may outlive it
     this.run(userId, async () => {
       const now = this.now();
       const recent = lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
@@ -205,10 +208,35 @@ export class PresenceTracker {
 
   /** Logout or revocation: the device is offline at once. */
   deviceLoggedOut(userId: Id, deviceId: Id): void {
-    this.endedLately.delete(`${userId}/${deviceId}`);
+    const key = `${userId}/${deviceId}`;
+    // A logged-out device's end is the drop: never a grace period started again later.
+    this.endedLately.delete(key);
+    this.endedWhileAway.delete(key);
+    this.dropDevice(userId, deviceId, this.now(), false);
+  }
+
+  /**
+   * Drops the device as of `atMs`. One that fails is dropped again once the
+   * store answers (`again`): the store may come back with the device, online
+   * until its grace period ends past the logout, or empty, with nobody left
+   * to tell the watchers the user went (no session is left to end): told
+   * OFFLINE then, unless a flip comes first (version 0 loses to any).
+   */
+  private dropDevice(userId: Id, deviceId: Id, atMs: number, again: boolean): void {
+    const key = `${userId}/${deviceId}`;
     this.run(userId, async () => {
-      const flip = await this.call((s) => s.drop(userId, deviceId, this.now()));
-      if (flip) void this.announce(flip);
+      let flip: PresenceFlip | undefined;
+      try {
+        flip = await this.call((s) => s.drop(userId, deviceId, atMs));
+      } catch (err) {
+        this.droppedWhileAway.set(key, { userId, deviceId, atMs });
+        throw err;
+      }
+      this.droppedWhileAway.delete(key);
+      if (flip) return void this.announce(flip);
+      if (again && (await this.call((s) => s.latest(userId))).version === 0) {
+        void this.announce({ userId, online: false, lastSeenAtMs: atMs, version: 0 }, false);
+      }
     });
   }
 
@@ -368,6 +396,7 @@ export class PresenceTracker {
     for (const { userId, deviceId, lastAliveMs, silent } of ended.values()) {
       this.deviceDisconnected(userId, deviceId, lastAliveMs, silent);
     }
+    for (const { userId, deviceId, atMs } of [...this.droppedWhileAway.values()]) this.dropDevice(userId, deviceId, atMs, true);
   }
 
   /** Forgets the sessions whose grace period is over: a sweep ended them, if the store still had them. */
