@@ -27,7 +27,11 @@ export interface RemoteSessionHostOptions {
   maxPendingBytes?: number;
   /** A session with no chat server for this long is closed with 1013 (try again later). */
   homelessTimeoutMs?: number;
-  /** A server whose stream broke is not picked again for this long (unless it is the only one). */
+  /**
+   * A server whose stream broke, or that refused a session, is not picked
+   * again for this long, even if it is the only one: its sessions wait
+   * (homeless) rather than bounce off it at network speed.
+   */
   cooldownMs?: number;
 }
 
