@@ -99,6 +99,35 @@ describe("api: blocking users", () => {
     }
   });
 
+  it("leaves no pending request across a block made while the request was being sent", async () => {
+    let store!: AccountStore;
+    let beforeRequest: (() => Promise<void>) | undefined;
+    const accounts = new Proxy({} as AccountStore, {
+      get: (_, key) => {
+        if (key === "putFriendRequest") {
+          return async (from: Id, to: Id, atMs: number) => {
+            const hook = beforeRequest;
+            beforeRequest = undefined;
+            await hook?.();
+            return store.putFriendRequest(from, to, atMs);
+          };
+        }
+        const value = (store as unknown as Record<string | symbol, unknown>)[key];
+        return typeof value === "function" ? value.bind(store) : value;
+      },
+    });
+    api = await TestApi.start({ accounts });
+    store = api.storage.accounts;
+    const [me, asker] = [await api.signUp(), await api.signUp()];
+    // I block after the request checked for blocks, and am done before it is stored.
+    beforeRequest = async () => void (await me.c.users.blockUser({ userId: asker.userId }));
+    const refused = await rpcError(() => asker.c.users.sendFriendRequest({ userId: me.userId }));
+    assert.deepEqual([refused.code, refused.chatCode], [Code.PermissionDenied, BLOCKED]);
+    assert.match(refused.rawMessage, /this user blocked you/);
+    assert.deepEqual((await me.c.users.listFriendRequests({})).requests, []);
+    assert.equal(await store.hasFriendRequest(asker.userId, me.userId), false);
+  });
+
   it("keeps the blocked from opening a direct chat with, or adding to groups, the user who blocked them", async () => {
     api = await TestApi.start();
     const [me, pest, other] = [await api.signUp(), await api.signUp(), await api.signUp()];

@@ -85,6 +85,13 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       if (!(await accounts.hasFriendRequest(me, them))) await refuseNewRequest(me, them);
       await accounts.putFriendRequest(me, them, now());
       await undoIfDeleted(me, them, () => accounts.deleteFriendRequest(me, them));
+      // A block stores itself before it drops the pair's requests, so one made after the check above
+      // and done before this request was stored is seen here.
+      const blockers = await accounts.blockersBetween(me, them);
+      if (blockers.length > 0) {
+        await accounts.deleteFriendRequest(me, them);
+        refuseIfBlocked(blockers, me, them, "send a friend request to");
+      }
       return { state: FriendshipState.REQUEST_SENT };
     },
 
