@@ -112,6 +112,19 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       assert.equal(await store.touch(id(), 1n, T, T + 1000, { ifAlive: true }), undefined, "unknown device");
     });
 
+    it("with ifAlive, never takes back a later touch of the device (a silent session ended as of its last frame, after the device came back on another)", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 1000); // the old session's last frame
+      await store.touch(u, 1n, T + 800, T + 1800); // the device's new session, on another server
+      assert.equal(await store.touch(u, 1n, T, T + 1000, { ifAlive: true }), undefined); // the old one found silent
+      assert.deepEqual((await store.expire(T + 1200, 1000)).filter((f) => f.userId === u), [], "online through its new session");
+      assert.deepEqual(await store.get([u], T + 1200), [{ userId: u, online: true }]);
+      // Its own end, as of now, still starts its grace period.
+      await store.touch(u, 1n, T + 1500, T + 2500, { ifAlive: true });
+      assert.deepEqual(await store.get([u], T + 2000), [{ userId: u, online: true }]);
+      assert.deepEqual((await store.expire(T + 2500, 1000)).filter((f) => f.userId === u).map((f) => f.lastSeenAtMs), [T + 1500]);
+    });
+
     it("with ifAlive and orUnknownUser, writes a device of a user it holds nothing of (lost data), but never revives a known user's device", async () => {
       const lost = id();
       // Redis restarted empty: the session that ends now was alive a moment ago.

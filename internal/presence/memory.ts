@@ -90,6 +90,7 @@ export class MemoryPresenceStore implements PresenceStore {
     let u = this.state(userId);
     const d = u?.devices.find((x) => x.deviceId === deviceId);
     if (options.ifAlive && !(options.orUnknownUser && !u) && (!d || d.expiresAtMs <= nowMs)) return undefined;
+    if (options.ifAlive && d && d.lastAliveMs > nowMs) return undefined;
     if (!u) this.users.set(userId, (u = { devices: [], online: false, version: 0 }));
     if (d) {
       d.lastAliveMs = nowMs;

@@ -75,8 +75,8 @@ local now = tonumber(ARGV[2])
 if ARGV[4] == '1' or (ARGV[4] == '2' and redis.call('EXISTS', h) == 1) then
   local cur = redis.call('HGET', h, ARGV[1])
   if not cur then return 0 end
-  local e = tonumber(string.match(cur, ':(%d+)$'))
-  if e <= now then return 0 end
+  local a, e = string.match(cur, '^(%d+):(%d+)$')
+  if tonumber(e) <= now or tonumber(a) > now then return 0 end
 end
 redis.call('HSET', h, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 local maxe = prune(h, now)

@@ -606,6 +606,30 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     }
   });
 
+  it("across processes: a session found silent on one server, its device back on another meanwhile, flips nobody offline", async () => {
+    const store = new MemoryPresenceStore(); // the shared Redis
+    const heard: Heard[] = [];
+    const a = tracker({ store, directory: recorder(heard) });
+    const b = tracker({ store, directory: recorder(heard) });
+    a.deviceConnected(1n, 10n);
+    await a.idle();
+    const lastFrameOnA = t;
+    t += 5_000; // the device's network changed without a FIN: it reconnects, to b
+    b.deviceConnected(1n, 10n);
+    for (let i = 0; i < 3; i++) {
+      t += HEARTBEAT;
+      b.deviceAlive(1n, 10n);
+      await b.idle();
+    }
+    a.deviceDisconnected(1n, 10n, lastFrameOnA, true); // a heard nothing for three heartbeat intervals
+    await a.idle();
+    await a.sweep();
+    await b.sweep();
+    await Promise.all([a.idle(), b.idle()]);
+    assert.deepEqual(heard.filter((h) => h.to === 99n).map((h) => h.online), [true], `heard ${show(heard)}`);
+    assert.equal((await b.getPresence([1n]))[0]!.online, true);
+  });
+
   it("drops again, once the store answers, a device logged out while it failed: the watchers hear the user go, and never come back", async () => {
     for (const lostData of [false, true]) {
       for (const ended of ["before", "during", "not"] as const) {
