@@ -23,6 +23,8 @@ class FramedChatServer {
   readonly streams = new Set<grpc.ServerDuplexStream<SessionRequest, SessionResponse>>();
   /** The client_msg_id of every send that reached this server. */
   readonly sends: string[] = [];
+  /** The sessions opened here. */
+  readonly opened: bigint[] = [];
 
   address = "";
 
@@ -37,6 +39,7 @@ class FramedChatServer {
           call.write({ sessionId, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, create(ServerFrameSchema, frame))) } });
         call.on("data", (req: SessionRequest) => {
           const k = req.kind; 
+          if (k?.$case === "open") this.opened.push(req.sessionId);
           if (k?.$case === "open") reply(req.sessionId, { kind: { case: "welcome", value: { sessionId: this.id } } });
           if (k?.$case !== "clientFrame") return;
           const frame = fromBinary(ClientFrameSchema, k.value);
@@ -165,6 +168,21 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       assert.equal(code, grpc.status.UNAVAILABLE);
       assert.deepEqual(metadata.get("chat-close-code"), ["1013"]);
       assert.equal(s.host.sessionCount, 0, "a session its edge closed is not placed on the next server");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("ends the stream with close 1011 when its chat server sends a frame that is no ServerFrame, and the gateway lives on", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      const [sessionId] = s.a.opened;
+      // A field 1 (ref) of wire type 7, which no protobuf decoder takes.
+      for (const st of s.a.streams) st.write({ sessionId: sessionId!, kind: { $case: "serverFrame", value: Buffer.from([0x0f, 0x01]) } });
+      const { code, metadata } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.UNAVAILABLE);
+      assert.deepEqual(metadata.get("chat-close-code"), ["1011"]);
+      assert.equal(s.host.sessionCount, 0);
     } finally {
       await s.close();
     }

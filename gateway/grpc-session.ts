@@ -292,7 +292,13 @@ export function sessionService(
         {
           send: (encoded) => {
             const bytes = encoded as Uint8Array;
-            const frame = fromBinary(ServerFrameSchema, bytes);
+            let frame: ServerFrame;
+            try {
+              frame = fromBinary(ServerFrameSchema, bytes);
+            } catch (err) {
+              // Thrown from here it would break the chat server stream that every other session shares.
+              return end(CloseCode.internal, `the chat server sent a frame that is not a ServerFrame: ${(err as Error).message}`);
+            }
             // Settled as it arrives, not as it is written: an answer from the old server
             // still queued here when the session moves is no lost ask to repeat.
             awaiting.settle(frame);
