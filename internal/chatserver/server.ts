@@ -388,7 +388,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
     return this.deliverLocal(userId, deviceIds, frame, protoBytes);
   }
 
-  /** Hands a frame to this server's sessions of one user (all devices when deviceIds is empty); returns how many. */
+  /**
+   * Hands a frame to this server's sessions of one user (all devices when
+   * deviceIds is empty); returns how many of them are started. One still
+   * starting gets the frame too (after its welcome), but is not counted: it
+   * has not yet been checked against a logout, and a token outlives its
+   * device's logout, so counted it would keep the user "online" and hold
+   * back their push notifications; and it may yet fail to start.
+   */
   deliverLocal(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): number {
     const sessions = this.byUser.get(userId);
     if (sessions === undefined) return 0;
@@ -401,7 +408,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       if (deviceIds.length > 0 && !deviceIds.includes(s.deviceId)) continue;
       if (entry) s.deliverLive(entry.inboxSeq, encoded);
       else s.sendShared(encoded);
-      n++;
+      if (s.started) n++;
     }
     return n;
   }
@@ -422,8 +429,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
     return closed;
   }
 
+  /** Users with a started session here (not one still starting: see deliverLocal). */
   async onlineUsers(userIds: readonly Id[]): Promise<Set<Id>> {
-    return new Set(userIds.filter((u) => this.byUser.has(u)));
+    return new Set(userIds.filter((u) => this.byUser.get(u)?.some((s) => s.started)));
   }
 
   /** A block or an unblock between the pair was made elsewhere: the next check reads it anew. */

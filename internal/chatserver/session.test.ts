@@ -1075,6 +1075,25 @@ describe("session: frames pushed while it starts", () => {
     assert.deepStrictEqual([sent, closes], [[], [4003]]);
     server.drain();
   });
+
+  it("counts its user neither online nor reached until it is welcomed: its device may turn out signed out", async () => {
+    const { server, sent, closes, release } = starting(async () => true);
+    assert.deepStrictEqual([...(await server.onlineUsers([1n]))], []);
+    assert.deepStrictEqual([...(await server.pushMany([{ userId: 1n, frame: typing }]))], [], "not reached, so the user is notified");
+    release();
+    await waitFor(() => closes.length > 0, "the close");
+    assert.deepStrictEqual([sent, closes], [[], [4003]]);
+    server.drain();
+  });
+
+  it("counts its user online and reached once it is welcomed", async () => {
+    const { server, sent, release } = starting();
+    release();
+    await waitFor(() => sent.includes("welcome"), "the welcome");
+    assert.deepStrictEqual([...(await server.onlineUsers([1n, 2n]))], [1n]);
+    assert.deepStrictEqual([...(await server.pushMany([{ userId: 1n, frame: typing }]))], [1n]);
+    server.drain();
+  });
 });
 
 describe("session on a draining server", () => {
