@@ -754,6 +754,24 @@ describe("Notifier collapse windows on a faked clock", () => {
     await settled(() => sent.length === 2, "the other recipient's notification");
   });
 
+  it("sends nothing for a message deleted before its record came (the emptied inbox copy a batch handled again hands on)", async () => {
+    const skips: SkipReason[] = [];
+    await notifier.stop();
+    const endpoints = { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore;
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, onSkipped: (r) => skips.push(r), options: { collapseWindowMs: WINDOW } });
+    accept("");
+    notifier.accept({ ...lastAccepted!, message: { ...lastAccepted!.message, messageId: 9_999n, text: "gone", deleted: true } });
+    mock.timers.tick(WINDOW);
+    await drain();
+    assert.deepEqual(sent, [], "no push with an empty text, nor of a deleted message");
+    assert.equal(notifier.pending, 0);
+    assert.deepEqual(skips, ["deleted", "deleted"]);
+    accept("still there");
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the next message's notification");
+  });
+
   it("a device whose check fails neither holds up nor skips the user's other devices", async () => {
     const devices = [10n, 11n, 12n].map((deviceId) => ({ ...endpoint, deviceId, address: `https://push.example/${deviceId}` }));
     const to: Id[] = [];

@@ -74,12 +74,12 @@ export interface NotifierDeps {
 
 /**
  * Why a due notification is not sent: its user is online again, muted its
- * channel, has no endpoint, or the endpoint is muted, of a push service not
+ * channel, has no endpoint, its message was deleted before it came, or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed); or, not
  * yet sent for good, a newer one of the same chat was made for the device;
  * or its push service is too far behind (see waitingByHost).
  */
-export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "superseded" | "backlog";
+export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "deleted" | "superseded" | "backlog";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -284,6 +284,12 @@ export class Notifier {
   /** Takes one request into its (user, channel) collapse window. */
   accept(req: NotificationRequest): void {
     if (req.message.senderUserId === req.userId) return;
+    // No message is sent empty: this is an inbox copy emptied by a delete for everyone, which a
+    // batch the inbox writer handles again hands on. Deletes are never pushed, nor is nothing.
+    if (!req.message.reaction && (req.message.deleted === true || req.message.text.trim() === "")) {
+      this.deps.onSkipped?.("deleted");
+      return;
+    }
     this.forgetNotified();
     if (this.notified.has(`${req.userId}:${req.message.messageId}`)) return;
     const key = `${req.userId}:${req.message.channelId}`;
