@@ -4,6 +4,7 @@ import { connect, type AddressInfo, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket from "ws";
 import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
+import { waitFor } from "../test/support/wait.js";
 import { PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 
 /** A gateway on loopback whose host hands each session's sink to the test. */
@@ -98,6 +99,32 @@ describe("websocket gateway", () => {
     await stopping;
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
+  });
+
+  it("waits at most 2 s for devices to answer its close, timed on the monotonic clock: a wall clock stepped back meanwhile does not hold the stop", async function () {
+    this.timeout(15_000);
+    const { server, url, gateway } = await gatewayWithSinks();
+    const ws = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+    ws.on("error", () => undefined);
+    await new Promise((r) => ws.once("open", r));
+    // A device that never answers the close handshake (ws would give up on it after 30 s).
+    (ws as unknown as { _receiver: { removeAllListeners(e: string): void } })._receiver.removeAllListeners("conclude");
+    const wall = Date.now;
+    try {
+      let stopped = false;
+      const start = performance.now();
+      const stopping = gateway.close().then(() => (stopped = true));
+      // Stepped back an hour once the stop has begun.
+      Date.now = () => wall() - 3_600_000;
+      await waitFor(() => stopped, "the stop", 5_000);
+      assert.ok(performance.now() - start >= 1_900, "it still waited for the device");
+      await stopping;
+    } finally {
+      Date.now = wall;
+      ws.terminate();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("closes a socket with a reason too long for a close frame, cut between characters, and a code no frame may carry as 1011, never throwing", async () => {

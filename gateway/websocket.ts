@@ -6,6 +6,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { FrameEncoding, SessionHost, SessionIdentity, SessionSink } from "../internal/chatserver/port.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
+import { monotonicNow } from "../internal/model/clock.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator, reauthenticateIn } from "./reauth.js";
 
@@ -163,8 +164,10 @@ export class WebSocketGateway {
   async close(): Promise<void> {
     this.closing = true;
     for (const ws of this.sockets) ws.close(CloseCode.goingAway, "gateway shutting down");
-    const deadline = Date.now() + 2000;
-    while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // On the monotonic clock: a wall clock stepped back (NTP) meanwhile held the stop until every
+    // device answered, or ws gave up on it after 30 s.
+    const deadline = monotonicNow() + 2000;
+    while (this.sockets.size > 0 && monotonicNow() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const ws of this.sockets) ws.terminate();
     this.wss.close();
   }
