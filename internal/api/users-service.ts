@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
-import { ChatError } from "../model/errors.js";
+import { ChatError, isChatError } from "../model/errors.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { reaches } from "../presence/audience.js";
 import type { Id, UserRecord } from "../model/types.js";
@@ -91,6 +91,17 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       if (blockers.length > 0) {
         await accounts.deleteFriendRequest(me, them);
         refuseIfBlocked(blockers, me, them, "send a friend request to");
+      }
+      // Theirs may have been stored after the look above: two asking each other at once are friends,
+      // not two requests each waiting for the other. Either this read or theirs finds the other.
+      if (await accounts.hasFriendRequest(them, me)) {
+        try {
+          await befriend(me, them);
+          return { state: FriendshipState.FRIENDS };
+        } catch (e) {
+          // Past a friend limit the requests wait, as any request does; this one was sent.
+          if (!(isChatError(e) && e.code === "limit_reached")) throw e;
+        }
       }
       return { state: FriendshipState.REQUEST_SENT };
     },
