@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import net from "node:net";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { credentials, Server, ServerCredentials, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
@@ -133,6 +135,37 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
     } finally {
       close();
       server.forceShutdown();
+    }
+  });
+
+  it("reads an answer that came while the event loop was held up past the timeout before it calls the batch unanswered", async () => {
+    // The server's answer travels as bytes on a loopback socket, so that it is read where the loop reads sockets: after its timers.
+    const listener = net.createServer();
+    await new Promise<void>((r) => listener.listen(0, "127.0.0.1", () => r()));
+    const accepted = new Promise<net.Socket>((r) => listener.once("connection", r));
+    const sender = net.connect((listener.address() as net.AddressInfo).port, "127.0.0.1");
+    await new Promise<void>((r) => sender.once("connect", () => r()));
+    const receiver = await accepted;
+    const call = Object.assign(new EventEmitter(), { written: [] as DeliverStreamRequest[], write: (req: DeliverStreamRequest) => void call.written.push(req), cancel: () => {} });
+    receiver.on("data", () => call.emit("data", { batchId: call.written[0]!.batchId, sessions: 1, missedUserIds: [] }));
+    const stream = new DeliveryStream({ deliverStream: () => call } as unknown as ChatServerServiceClient, 50);
+    try {
+      const outcome = stream.send([to(1n, bytesOf(delivery(1n, "x")))]);
+      // After the loop read its sockets (in its check phase): the answer is written, then the loop is held past the timeout.
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          sender.write("answer");
+          const until = performance.now() + 150;
+          while (performance.now() < until);
+          resolve();
+        }),
+      );
+      assert.deepStrictEqual(await outcome, { sessions: 1, missed: [] });
+    } finally {
+      stream.close();
+      sender.destroy();
+      receiver.destroy();
+      listener.close();
     }
   });
 

@@ -44,9 +44,16 @@ export class DeliveryStream {
     const batchId = this.nextBatchId++;
     return new Promise<BatchOutcome>((resolve) => {
       const timer = setTimeout(() => {
-        this.logger?.warn({ batchId: String(batchId), timeoutMs: this.timeoutMs }, "delivery batch unanswered; reopening the stream");
-        this.settle(batchId, { failed: "timeout" });
-        this.reset(call);
+        // Timers run before the loop reads its sockets: after the loop was held up
+        // past the timeout (a long GC, a starved or paused VM), the answer may be
+        // waiting unread. Read first, then judge, rather than throw it away with
+        // every other batch on the stream.
+        setImmediate(() => {
+          if (!this.pending.has(batchId)) return;
+          this.logger?.warn({ batchId: String(batchId), timeoutMs: this.timeoutMs }, "delivery batch unanswered; reopening the stream");
+          this.settle(batchId, { failed: "timeout" });
+          this.reset(call);
+        });
       }, this.timeoutMs);
       this.pending.set(batchId, { resolve, timer });
       call.write({ batchId, deliveries });
