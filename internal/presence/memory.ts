@@ -90,7 +90,8 @@ export class MemoryPresenceStore implements PresenceStore {
     let u = this.state(userId);
     const d = u?.devices.find((x) => x.deviceId === deviceId);
     if (options.ifAlive && !(options.orUnknownUser && !u) && (!d || d.expiresAtMs <= nowMs)) return undefined;
-    if (options.ifAlive && d && d.lastAliveMs > nowMs) return undefined;
+    // As of an earlier time than the device's last touch (a session's last frame, the device back on another session since): nothing to change.
+    if (d && d.lastAliveMs > nowMs) return undefined;
     if (!u) this.users.set(userId, (u = { devices: [], online: false, version: 0 }));
     if (d) {
       d.lastAliveMs = nowMs;

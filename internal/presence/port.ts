@@ -23,11 +23,13 @@ export interface TouchOptions {
 export interface PresenceStore {
   /**
    * The device was alive at `nowMs` and counts as online until `expiresAtMs`.
-   * With `ifAlive`, only a device that is still unexpired, and was last
-   * alive no later than `nowMs`, is updated (a disconnect starts the grace
-   * period of a live device, but never brings an expired one back, nor takes
-   * back a later touch: a silent session's end, as of its last frame, after
-   * the device came back on another session); with `orUnknownUser` as well, a user the store holds
+   * A device last alive after `nowMs` is left as it is: a touch as of an
+   * earlier time (a silent session's end, or its re-touch after a store
+   * failure, as of its last frame) never takes back a later one (the device
+   * came back on another session meanwhile).
+   * With `ifAlive`, only a device that is still unexpired is updated (a
+   * disconnect starts the grace period of a live device, but never brings an
+   * expired one back); with `orUnknownUser` as well, a user the store holds
    * nothing of is written as without `ifAlive`: its data was lost (Redis
    * restarted empty), and a device whose session ends before its next
    * heartbeat must still get a grace period that a sweep ends, or it stays

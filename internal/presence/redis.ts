@@ -72,12 +72,14 @@ const TOUCH =
   `
 local h, z = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[2])
+local cur = redis.call('HGET', h, ARGV[1])
 if ARGV[4] == '1' or (ARGV[4] == '2' and redis.call('EXISTS', h) == 1) then
-  local cur = redis.call('HGET', h, ARGV[1])
   if not cur then return 0 end
-  local a, e = string.match(cur, '^(%d+):(%d+)$')
-  if tonumber(e) <= now or tonumber(a) > now then return 0 end
+  local e = tonumber(string.match(cur, ':(%d+)$'))
+  if e <= now then return 0 end
 end
+-- As of an earlier time than the device's last touch (a session's last frame, the device back on another session since): nothing to change.
+if cur and tonumber(string.match(cur, '^(%d+):')) > now then return 0 end
 redis.call('HSET', h, ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 local maxe = prune(h, now)
 redis.call('ZADD', z, maxe, ARGV[5])
