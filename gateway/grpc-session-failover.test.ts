@@ -157,6 +157,25 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
     }
   });
 
+  it("sends again a lost send that a new send under the same ref (all 0) did not ask again", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      s.stream.write(send(0n, "m1"));
+      await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
+      s.a.breakStreams();
+      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+      // Another message, not m1 again: m1 is still the gateway's to send again.
+      s.stream.write(send(0n, "m2"));
+      s.stream.end();
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual([...s.b.sends].sort(), ["m1", "m2"]);
+      assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 2);
+    } finally {
+      await s.close();
+    }
+  });
+
   it("ends a half-closed stream with more asks lost than a moving session may queue with close 1013 at once, and opens it nowhere", async () => {
     const s = await nativeSessionOnDoomedServer();
     try {

@@ -124,6 +124,8 @@ function answered(frame: ServerFrame): readonly Ask[] {
 interface Asked {
   readonly order: number;
   readonly askAgain: () => void;
+  /** What makes two asks of a kind and ref the same: a send's client_msg_id; nothing for the others, which repeat harmlessly. */
+  readonly what: string;
   /** Asked of a chat server that went away before it answered: no answer will come unless asked again. */
   lost: boolean;
 }
@@ -142,15 +144,16 @@ class Unanswered {
     return this.count;
   }
 
-  add(ask: Ask, ref: bigint, askAgain: () => void): void {
+  add(ask: Ask, ref: bigint, what: string, askAgain: () => void): void {
     const refs = this.refs.get(ask) ?? new Map<bigint, Asked[]>();
     this.refs.set(ask, refs);
     const asked = refs.get(ref) ?? [];
     refs.set(ref, asked);
-    const entry = { order: this.order++, askAgain, lost: false };
-    // The client asked again, under the same kind and ref, what its session's old
-    // server left unanswered (it saw the second Welcome): that ask is not ours to repeat.
-    const lost = asked.findIndex((a) => a.lost);
+    const entry = { order: this.order++, askAgain, what, lost: false };
+    // The client asked again what its session's old server left unanswered (it saw the
+    // second Welcome): that ask is not ours to repeat. Only the same one: with refs all 0,
+    // a new send took the place of the lost one, which then was never sent again.
+    const lost = asked.findIndex((a) => a.lost && a.what === what);
     if (lost >= 0) {
       asked[lost] = entry;
       return;
@@ -341,7 +344,7 @@ export function sessionService(
               askAgain = () => handle.receive(bytes);
             }
             const ask = askOf(frame.kind.case);
-            if (ask) awaiting.add(ask, frame.ref, askAgain);
+            if (ask) awaiting.add(ask, frame.ref, frame.kind.case === "send" ? frame.kind.value.clientMsgId : "", askAgain);
             askAgain();
             if (inputHeld) await inputHeld.until;
           }
