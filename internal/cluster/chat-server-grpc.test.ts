@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
-import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { ChatServerServiceClient, ChatServerServiceService, type SessionResponse } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
@@ -124,6 +124,10 @@ class HeldCall extends EventEmitter {
   release(): void {
     for (const cb of this.held.splice(0)) cb();
   }
+
+  releaseAllButLast(): void {
+    for (const cb of this.held.splice(0, this.held.length - 1)) cb();
+  }
 }
 
 describe("chat server's gateway stream back-pressure", () => {
@@ -156,6 +160,43 @@ describe("chat server's gateway stream back-pressure", () => {
         return closes.length > 0 || [...entries.values()].filter((n) => n === 500).length === sessions;
       }, "every session caught up", 20_000);
       assert.deepStrictEqual(closes, [], "no session closed");
+    } finally {
+      chat.drain();
+    }
+  });
+});
+
+describe("chat server's gateway stream back-pressure under steady traffic", () => {
+  it("resumes the sessions stalled on the stream's backlog once it is down to half, though other sessions' answers keep it from ever being empty", async () => {
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(500, 2_000), channels: {} as never, submitter: {} as never, limits: { highWaterBytes: 64 * 1024 } });
+    const call = new HeldCall();
+    chatServerService(chat).session(call as never);
+    const open = (sessionId: bigint) =>
+      call.emit("data", { sessionId, kind: { $case: "open", value: { userId: sessionId, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: true, encoding: "proto", gatewayId: "gw" } } });
+    // Session 1 is 500 entries of 2 KB behind: a page alone is past the high-water mark. Session 2 only sends heartbeats.
+    open(1n);
+    let entries = 0;
+    let seen = 0;
+    const tally = () => {
+      for (const res of call.out.slice(seen)) {
+        if (res.sessionId !== 1n || res.kind?.$case !== "serverFrame") continue;
+        const frame = fromBinary(ServerFrameSchema, res.kind.value);
+        if (frame.kind.case === "syncBatch") entries += frame.kind.value.entries.length;
+      }
+      seen = call.out.length;
+    };
+    await waitFor(() => (tally(), entries > 0), "session 1's first page");
+    open(2n);
+    const heartbeat = Buffer.from(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "heartbeat", value: {} } })));
+    try {
+      await waitFor(async () => {
+        // The gateway reads all but the newest write: some heartbeat ack is always still queued.
+        call.emit("data", { sessionId: 2n, kind: { $case: "clientFrame", value: heartbeat } });
+        await new Promise((r) => setImmediate(r));
+        call.releaseAllButLast();
+        tally();
+        return entries === 500;
+      }, "every entry of session 1's catch-up", 10_000);
     } finally {
       chat.drain();
     }

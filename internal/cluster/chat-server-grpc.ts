@@ -49,9 +49,12 @@ class GatewayLink {
   queuedBytes = 0;
   /**
    * A session saw the backlog past its high-water mark (and so may have
-   * stalled): it is woken once the backlog is gone. grpc-js's own 'drain'
-   * comes only after a write it refused, which a few large frames (a sync
-   * page of long texts) never cause.
+   * stalled): it is woken once the backlog is down to half of it. grpc-js's
+   * own 'drain' comes only after a write it refused, which a few large
+   * frames (a sync page of long texts) never cause. Not once it is gone:
+   * the frames that are never held back (answers, receipts, heartbeat acks
+   * of thousands of sessions) can keep a busy stream from ever being empty
+   * at a write's end, and the stalled sessions waited for good.
    */
   wantsDrain = false;
 
@@ -69,7 +72,7 @@ class GatewayLink {
     this.queuedBytes += bytes;
     call.write(res, () => {
       this.queuedBytes -= bytes;
-      if (this.wantsDrain && this.queuedBytes === 0) {
+      if (this.wantsDrain && this.queuedBytes <= this.highWaterBytes / 2) {
         this.wantsDrain = false;
         this.drained();
       }
