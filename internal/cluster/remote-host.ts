@@ -115,8 +115,6 @@ export class RemoteSessionHost implements SessionHost {
 
   /** Puts a session on the best live server, or parks it until one shows up. */
   place(session: RemoteSession, resumed: boolean): void {
-    // Its edge may end it while the move is under way (what it sent again overflowed the queue).
-    if (session.isEnded) return;
     if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
@@ -373,14 +371,13 @@ class ServerLink {
     this.failed = true;
     const moved = [...this.sessions.values()];
     this.sessions.clear();
-    for (const s of moved) {
-      s.link = undefined;
-      // What the edge sends again now waits with the session's other frames for its next server.
-      s.sink.moved?.();
-    }
+    for (const s of moved) s.link = undefined;
     this.stream.cancel();
     this.client.close();
     this.host.linkFailed(this, moved, reason);
+    // Once placed: what the edge sends again goes straight to the new server, and only a
+    // session with none waits with it in its bounded queue.
+    for (const s of moved) s.sink.moved?.();
   }
 
   shutdown(): void {
@@ -411,10 +408,6 @@ class RemoteSession implements SessionHandle {
     readonly identity: SessionIdentity,
     readonly sink: SessionSink,
   ) {}
-
-  get isEnded(): boolean {
-    return this.ended;
-  }
 
   /** The stream this session is on; moving it to another takes that stream's state of back-pressure along. */
   get link(): ServerLink | undefined {
