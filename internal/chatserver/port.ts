@@ -47,11 +47,11 @@ export interface SessionSink {
    */
   holdInput?(held: boolean): void;
   /**
-   * Optional: the session's chat server went away and the session is being
-   * opened on another (the gateway's failover). What the device sent that
-   * the old server had not answered will never be answered: a device that
-   * cannot send it again (a half-closed native gRPC stream) needs its
-   * transport to. Frames received from here on go to the new server.
+   * Optional: the session's chat server went away and the session has been
+   * opened on another, or waits for one (the gateway's failover). What the
+   * device sent that the old server had not answered will never be
+   * answered: a device that cannot send it again (a half-closed native gRPC
+   * stream) needs its transport to.
    */
   moved?(): void;
 }
