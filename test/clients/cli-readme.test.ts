@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { waitFor } from "../support/wait.js";
+
+/**
+ * The README's chat-cli walk-through, pasted line by line into bash as a
+ * newcomer would: every line must work as written (a placeholder such as
+ * `<group>` is a redirection to bash), against a fresh chatd on free ports.
+ * Only the addresses and homes differ: CHAT_SERVER names this chatd, the
+ * README's /tmp/ homes and alice's default one are under a directory of
+ * the test's own.
+ */
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+/** The lines of the README's first sh block after `heading`, blank ones left out. */
+function readmeBlock(heading: string): string[] {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const at = readme.indexOf(heading);
+  assert.ok(at >= 0, `README.md has no "${heading}"`);
+  const start = readme.indexOf("```sh\n", at) + "```sh\n".length;
+  return readme.slice(start, readme.indexOf("\n```", start)).split("\n").filter((l) => l.trim() !== "");
+}
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe("the README's chat-cli examples, pasted", function () {
+  this.timeout(300_000);
+  let chatd: ChatdProcess;
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  /** The follow job, in its process group: stopped here too when the test ended before its Ctrl+C did. */
+  let followJob: ChildProcess | undefined;
+
+  before(async () => {
+    chatd = await startChatd();
+    dir = mkdtempSync(join(tmpdir(), "chat-cli-readme-"));
+    env = { ...process.env, CHAT_SERVER: chatd.httpUrl, CHAT_PASSWORD: "correct horse battery", XDG_CONFIG_HOME: join(dir, "config") };
+    delete env.CHAT_CLI_HOME;
+    delete env.CHAT_WS_URL;
+  });
+
+  after(async () => {
+    if (followJob?.exitCode === null && followJob.signalCode === null) process.kill(-followJob.pid!, "SIGKILL");
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Lines as one bash session that stops at the first failing one (-x names it on stderr); `detached`, in a process group of its own, as a terminal's foreground job. */
+  const bash = (lines: string[], detached = false) =>
+    spawn("bash", ["-euo", "pipefail", "-xc", lines.map((l) => l.replaceAll("/tmp/", `${dir}/`)).join("\n")], {
+      cwd: ROOT,
+      env,
+      detached,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  const collect = (child: ReturnType<typeof bash>) => {
+    const ran: Ran = { code: null, stdout: "", stderr: "" };
+    child.stdout!.on("data", (d) => (ran.stdout += d));
+    child.stderr!.on("data", (d) => (ran.stderr += d));
+    const exited = new Promise<Ran>((done) => child.on("close", (code) => done(Object.assign(ran, { code }))));
+    return { ran, exited };
+  };
+
+  it("runs every line of \"From a terminal\", follow printing what the later ones do until Ctrl+C", async () => {
+    const lines = readmeBlock("**From a terminal**");
+    const at = lines.findIndex((l) => / -- follow /.test(l));
+    assert.ok(at > 0, "the walk-through follows a chat");
+
+    const before = await collect(bash(lines.slice(0, at))).exited;
+    assert.equal(before.code, 0, before.stderr);
+    assert.match(before.stdout, /sent to @bob/);
+
+    const followChild = bash([lines[at]!], true);
+    followJob = followChild;
+    const follow = collect(followChild);
+    try {
+      await waitFor(() => /following .*; Ctrl\+C to stop/.test(follow.ran.stderr), `follow started (stderr: ${follow.ran.stderr})`, 60_000);
+      const rest = await collect(bash(lines.slice(at + 1))).exited;
+      assert.equal(rest.code, 0, rest.stderr);
+      assert.match(rest.stdout, /@alice +owner[\s\S]*added @carol[\s\S]*made @bob an admin[\s\S]*renamed "Trip" to "Trip 2026"[\s\S]*invite link of Trip 2026: http/);
+      assert.match(rest.stdout, /Commands:/, "--help");
+      await waitFor(() => /alice: ↪ #1 yes/.test(follow.ran.stdout) && /✗ #2 deleted/.test(follow.ran.stdout), `the reply and its delete, live (got: ${follow.ran.stdout})`, 60_000);
+      assert.match(follow.ran.stdout, /✎ #1 edited: hello, bob/);
+      assert.match(follow.ran.stdout, /☺ #1 alice reacted 👍/);
+    } finally {
+      // Ctrl+C: SIGINT to the whole foreground job (bash, npm, chat-cli).
+      if (followChild.exitCode === null) process.kill(-followChild.pid!, "SIGINT");
+    }
+    const followed = await follow.exited;
+    // npm, like a shell, ends by the signal itself (exit 130 at a terminal); chat-cli stops without a word of error.
+    assert.doesNotMatch(followed.stderr, /Error|chat-cli:/, followed.stderr);
+  });
+});
