@@ -26,7 +26,7 @@ export interface MemoryPresenceOptions {
   settleMs?: number;
   /** How long an offline user's last-seen time is kept, as on Redis. Default 90 days. */
   lastSeenTtlMs?: number;
-  /** Last-seen times kept at most (about 70 bytes each); past it the oldest are forgotten. Default 1,000,000. */
+  /** Last-seen times kept at most (about 80 bytes each, a whole entry about 350); past it the oldest are forgotten. Default 1,000,000. */
   maxLastSeen?: number;
 }
 
