@@ -786,6 +786,11 @@ export const ChannelService: GenService<{
     output: typeof OpenDirectResponseSchema;
   },
   /**
+   * Creates a group owned by the caller. A user is in at most
+   * CHAT_MAX_GROUPS_PER_USER groups (500 by default): past it, this,
+   * AddMembers and JoinByInvite are FAILED_PRECONDITION with
+   * ERROR_CODE_LIMIT_REACHED, the message naming the limit.
+   *
    * @generated from rpc chat.v1.ChannelService.CreateGroup
    */
   createGroup: {
@@ -823,7 +828,8 @@ export const ChannelService: GenService<{
     output: typeof ListMembersResponseSchema;
   },
   /**
-   * Owner and admins add members; a group never exceeds 100 members.
+   * Owner and admins add members; a group never exceeds 100 members, and a
+   * user already in as many groups as the limit is refused (see CreateGroup).
    *
    * @generated from rpc chat.v1.ChannelService.AddMembers
    */
@@ -971,7 +977,8 @@ export const ChannelService: GenService<{
   },
   /**
    * Joins the group of an invite code; joining a group one is in already
-   * changes nothing.
+   * changes nothing. A caller in as many groups as the limit is refused (see
+   * CreateGroup).
    *
    * @generated from rpc chat.v1.ChannelService.JoinByInvite
    */

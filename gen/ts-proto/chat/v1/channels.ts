@@ -3245,6 +3245,12 @@ export const ChannelServiceService = {
     responseSerialize: (value: OpenDirectResponse): Buffer => Buffer.from(OpenDirectResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenDirectResponse => OpenDirectResponse.decode(value),
   },
+  /**
+   * Creates a group owned by the caller. A user is in at most
+   * CHAT_MAX_GROUPS_PER_USER groups (500 by default): past it, this,
+   * AddMembers and JoinByInvite are FAILED_PRECONDITION with
+   * ERROR_CODE_LIMIT_REACHED, the message naming the limit.
+   */
   createGroup: {
     path: "/chat.v1.ChannelService/CreateGroup" as const,
     requestStream: false as const,
@@ -3289,7 +3295,10 @@ export const ChannelServiceService = {
     responseSerialize: (value: ListMembersResponse): Buffer => Buffer.from(ListMembersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListMembersResponse => ListMembersResponse.decode(value),
   },
-  /** Owner and admins add members; a group never exceeds 100 members. */
+  /**
+   * Owner and admins add members; a group never exceeds 100 members, and a
+   * user already in as many groups as the limit is refused (see CreateGroup).
+   */
   addMembers: {
     path: "/chat.v1.ChannelService/AddMembers" as const,
     requestStream: false as const,
@@ -3465,7 +3474,8 @@ export const ChannelServiceService = {
   },
   /**
    * Joins the group of an invite code; joining a group one is in already
-   * changes nothing.
+   * changes nothing. A caller in as many groups as the limit is refused (see
+   * CreateGroup).
    */
   joinByInvite: {
     path: "/chat.v1.ChannelService/JoinByInvite" as const,
@@ -3482,6 +3492,12 @@ export const ChannelServiceService = {
 export interface ChannelServiceServer extends UntypedServiceImplementation {
   /** Finds or creates the direct channel between the caller and another user. */
   openDirect: handleUnaryCall<OpenDirectRequest, OpenDirectResponse>;
+  /**
+   * Creates a group owned by the caller. A user is in at most
+   * CHAT_MAX_GROUPS_PER_USER groups (500 by default): past it, this,
+   * AddMembers and JoinByInvite are FAILED_PRECONDITION with
+   * ERROR_CODE_LIMIT_REACHED, the message naming the limit.
+   */
   createGroup: handleUnaryCall<CreateGroupRequest, CreateGroupResponse>;
   /** Named so that it does not shadow grpc-js Client.getChannel in generated clients. */
   describeChannel: handleUnaryCall<DescribeChannelRequest, DescribeChannelResponse>;
@@ -3491,7 +3507,10 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
    */
   listChannels: handleUnaryCall<ListChannelsRequest, ListChannelsResponse>;
   listMembers: handleUnaryCall<ListMembersRequest, ListMembersResponse>;
-  /** Owner and admins add members; a group never exceeds 100 members. */
+  /**
+   * Owner and admins add members; a group never exceeds 100 members, and a
+   * user already in as many groups as the limit is refused (see CreateGroup).
+   */
   addMembers: handleUnaryCall<AddMembersRequest, AddMembersResponse>;
   /**
    * Owner and admins remove members (admins cannot remove the owner or other
@@ -3553,7 +3572,8 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
   describeInvite: handleUnaryCall<DescribeInviteRequest, DescribeInviteResponse>;
   /**
    * Joins the group of an invite code; joining a group one is in already
-   * changes nothing.
+   * changes nothing. A caller in as many groups as the limit is refused (see
+   * CreateGroup).
    */
   joinByInvite: handleUnaryCall<JoinByInviteRequest, JoinByInviteResponse>;
 }
@@ -3575,6 +3595,12 @@ export interface ChannelServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenDirectResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Creates a group owned by the caller. A user is in at most
+   * CHAT_MAX_GROUPS_PER_USER groups (500 by default): past it, this,
+   * AddMembers and JoinByInvite are FAILED_PRECONDITION with
+   * ERROR_CODE_LIMIT_REACHED, the message naming the limit.
+   */
   createGroup(
     request: CreateGroupRequest,
     callback: (error: ServiceError | null, response: CreateGroupResponse) => void,
@@ -3640,7 +3666,10 @@ export interface ChannelServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListMembersResponse) => void,
   ): ClientUnaryCall;
-  /** Owner and admins add members; a group never exceeds 100 members. */
+  /**
+   * Owner and admins add members; a group never exceeds 100 members, and a
+   * user already in as many groups as the limit is refused (see CreateGroup).
+   */
   addMembers(
     request: AddMembersRequest,
     callback: (error: ServiceError | null, response: AddMembersResponse) => void,
@@ -3884,7 +3913,8 @@ export interface ChannelServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Joins the group of an invite code; joining a group one is in already
-   * changes nothing.
+   * changes nothing. A caller in as many groups as the limit is refused (see
+   * CreateGroup).
    */
   joinByInvite(
     request: JoinByInviteRequest,
