@@ -853,9 +853,9 @@ async function printChange(s: Session, ch: Message, values: Values): Promise<voi
   out(ch.deleted ? `✗ #${ch.targetSeq} deleted` : `✎ #${ch.targetSeq} edited: ${indented(ch.text)}`);
 }
 
-/** Later lines of a text indented under the first. */
+/** Later lines of a text indented under the first; a CRLF ends a line too (another client's text may have them), not a \r shown as U+FFFD. */
 function indented(text: string): string {
-  const lines = text.split("\n");
+  const lines = text.split(/\r?\n/);
   return `${lines[0]}${lines.slice(1).map((l) => `\n    ${l}`).join("")}`;
 }
 

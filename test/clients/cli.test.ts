@@ -759,6 +759,32 @@ describe("chat-cli against chatd", function () {
     assert.equal(JSON.parse(await alice.ok("history", String(channelId), "--json")).text, text);
   });
 
+  it("prints the CRLF line endings of a text another client sent as line ends, in history and follow, not as a stray character", async () => {
+    const reader = new CliUser(`crlf_${suffix}`, chatd.httpUrl);
+    try {
+      const readerId = BigInt(JSON.parse(await reader.ok("signup", reader.username, "--json")).userId);
+      const sender = await signUp(chatd.httpUrl, "winapp");
+      const { channelId } = (await sender.api.channels.openDirect({ userId: readerId })).channel!;
+      await sender.api.messages.sendMessage({ channelId, clientMsgId: "crlf-1", text: "first\r\nsecond" });
+      const line = new RegExp(`#1 ${sender.username}: first\\n    second\\n$`);
+      assert.match(await reader.ok("history", String(channelId)), line);
+      const follower = reader.follow(String(channelId), "--last", "0");
+      try {
+        await follower.started();
+        await sender.api.messages.sendMessage({ channelId, clientMsgId: "crlf-2", text: "live\r\nlines" });
+        await sender.api.messages.sendMessage({ channelId, clientMsgId: "crlf-3", text: "fixed\r\nagain", editSeq: 2n });
+        await follower.printed("✎ #2 edited:");
+        assert.match(follower.out, new RegExp(`#2 ${sender.username}: live\\n    lines\\n✎ #2 edited: fixed\\n    again\\n$`));
+      } finally {
+        follower.interrupt();
+      }
+      assert.equal(await follower.exited, 0, follower.err);
+      assert.equal(JSON.parse(await reader.ok("history", String(channelId), "--json", "--limit", "1")).text, "fixed\r\nagain", "--json keeps the text as sent");
+    } finally {
+      reader.cleanup();
+    }
+  });
+
   it("prints a group's notes: a follower and history show who added and removed whom, --json has the note, and chats lists it", async () => {
     // The owner and the one added and removed act through the API: the CLI has no command for it.
     const carol = await signUp(chatd.httpUrl, "carol");
