@@ -618,6 +618,34 @@ describe("session start, sync races and failed reads", () => {
     server.drain();
   });
 
+  it("waits out the pause after a failed read before reading again, however many live pushes come meanwhile", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    kept.push(1n, 2n, 3n);
+    let reads = 0;
+    let failing = true;
+    holds.read = async () => {
+      reads++;
+      if (failing) throw new Error("inbox timed out");
+    };
+    const { server, next, frames, closes } = openSession(inbox);
+    await next("welcome");
+    await waitFor(() => reads === 1, "the first catch-up read, failed");
+    // A busy chat: live pushes keep coming while the store is away.
+    for (let seq = 4n; seq <= 8n; seq++) {
+      kept.push(seq);
+      server.deliverLocal(1n, [], liveFrame(seq));
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(reads, 1, "no read before the pause is over");
+    assert.deepStrictEqual(closes, []);
+    failing = false;
+    const sent = () => frames.filter((f) => f.kind.case === "syncBatch").flatMap((f) => (f.kind.case === "syncBatch" ? f.kind.value.entries.map((e) => e.inboxSeq) : []));
+    await waitFor(() => sent().length === 8, "every entry, once the pause is over");
+    assert.deepStrictEqual(sent(), [1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
+    assert.deepStrictEqual(closes, []);
+    server.drain();
+  });
+
   it("closes with 1011 a session whose inbox reads keep failing, so the device reconnects", async () => {
     const { inbox, kept, holds } = heldInbox();
     kept.push(1n);

@@ -490,7 +490,10 @@ export class Session implements SessionHandle {
       this.syncRef = ref;
       this.syncLimit = limit;
     }
-    if (this.pumping) {
+    // Nor while a failed read's pause runs (its timer pumps): a live push or a
+    // SyncRequest would read again at once, and a busy device's pushes ran
+    // through READ_ATTEMPTS in a moment, closing it in a blip of the store.
+    if (this.pumping || this.pumpRetry !== undefined) {
       this.pumpAgain = true;
       return;
     }
