@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
@@ -13,8 +13,9 @@ import { addReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
+import { bindGrpc } from "../../internal/observability/listen.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
-import { advertisedAddress, hostPort, readChatServerConfig, sessionLimitsOf } from "./config.js";
+import { advertisedAddress, readChatServerConfig, sessionLimitsOf } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("chat-server");
@@ -63,9 +64,7 @@ const service = chatServerService(chat, logger);
 const grpcServer = new Server(chatServerGrpcOptions());
 grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
-const port = await new Promise<number>((resolve, reject) =>
-  grpcServer.bindAsync(hostPort(config.host, config.grpcPort), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-);
+const port = await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
 const address = advertisedAddress(config, port);
 
 const registration = await startSteps(e, logger)("registering in etcd", () =>

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { listen, ListenError } from "./listen.js";
+import { Server as GrpcServer } from "@grpc/grpc-js";
+import { bindGrpc, listen, ListenError } from "./listen.js";
 
 describe("listen", () => {
   it("rejects a port in use with an error naming the setting, instead of an 'error' event nobody handles", async () => {
@@ -37,5 +38,28 @@ describe("listen", () => {
     await listen(server, "127.0.0.1", 0, "CHAT_OPS_PORT");
     assert.ok((server.address() as AddressInfo).port > 0);
     await new Promise((r) => server.close(r));
+  });
+
+  it("binds a grpc-js server as listen does: a port in use or a host that does not resolve named by its setting", async () => {
+    const first = http.createServer();
+    await listen(first, "127.0.0.1", 0, "CHAT_HTTP_PORT");
+    const port = (first.address() as AddressInfo).port;
+    const grpc = new GrpcServer();
+    try {
+      await assert.rejects(bindGrpc(grpc, "127.0.0.1", port, "CHAT_GRPC_PORT"), (err: unknown) => {
+        assert.ok(err instanceof ListenError);
+        assert.match(err.message, new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port} \\(CHAT_GRPC_PORT\\): the port is in use`));
+        return true;
+      });
+      await assert.rejects(bindGrpc(grpc, "no-such-host.invalid", 0, "CHAT_GRPC_PORT"), (err: unknown) => {
+        assert.ok(err instanceof ListenError);
+        assert.match(err.message, /\(CHAT_HOST\): the host name does not resolve/);
+        return true;
+      });
+      assert.ok((await bindGrpc(grpc, "127.0.0.1", 0, "CHAT_GRPC_PORT")) > 0);
+    } finally {
+      grpc.forceShutdown();
+      first.close();
+    }
   });
 });

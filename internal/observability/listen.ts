@@ -1,4 +1,5 @@
-import type { Server } from "node:net";
+import { isIPv6, type Server } from "node:net";
+import { ServerCredentials, type Server as GrpcServer } from "@grpc/grpc-js";
 
 /** A listener that could not start, told in terms of the setting that picks its port. */
 export class ListenError extends Error {
@@ -38,6 +39,23 @@ export function listen(server: Server | import("node:http2").Http2Server, host: 
     server.listen(port, host, () => {
       server.off("error", failed);
       resolve();
+    });
+  });
+}
+
+/**
+ * grpc-js's bindAsync, failing as `listen` does. grpc-js folds the socket's
+ * error into the text of a plain Error ("No address added ... [listen
+ * EADDRINUSE: ...]", "Name resolution failed ..."), which left uncaught is a
+ * stack trace that names no setting; the code is read back out of that text.
+ */
+export function bindGrpc(server: GrpcServer, host: string, port: number, setting: string): Promise<number> {
+  const target = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, ServerCredentials.createInsecure(), (err, bound) => {
+      if (!err) return resolve(bound);
+      const code = /\b(EADDRINUSE|EADDRNOTAVAIL|EACCES|ENOTFOUND|EAI_AGAIN)\b/.exec(err.message)?.[1] ?? (/name resolution failed/i.test(err.message) ? "ENOTFOUND" : undefined);
+      reject(new ListenError(host, port, setting, Object.assign(new Error(err.message), { code })));
     });
   });
 }
