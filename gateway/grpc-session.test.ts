@@ -7,7 +7,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectRequestSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
-import { SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ClientFrame as TsClientFrame, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
 import type { MessageSubmitter } from "../internal/messages/submit.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
@@ -15,7 +15,7 @@ import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
 import { closeIdleConnections } from "../internal/grpc/idle-connections.js";
-import { CLOSE_CODE_TRAILER, sessionService, withCallStream } from "./grpc-session.js";
+import { CLOSE_CODE_TRAILER, readMaxBytesFor, sessionService, withCallStream } from "./grpc-session.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
 const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
@@ -205,6 +205,32 @@ describe("native gRPC session (SessionService.Connect)", () => {
     assert.equal(code, grpc.status.INVALID_ARGUMENT);
     assert.ok(s.frames.some((f) => f.kind?.$case === "error"), "told what was wrong before the close");
     await s.close();
+  });
+
+  it("takes a frame of exactly the size limit the Welcome tells, wrapped in its ConnectRequest, and refuses one byte more with 1009", async () => {
+    const maxFrameBytes = 4096;
+    /** A send whose ClientFrame is `bytes` long. */
+    const frameOf = (bytes: number) => {
+      const frame = (text: string): TsClientFrame =>
+        ({ ref: 1n, kind: { $case: "send", value: { clientMsgId: "a", channelId: 1n, text, editSeq: 0n, deleteSeq: 0n, replyToSeq: 0n, reactSeq: 0n } } });
+      const overhead = TsClientFrame.encode(frame("x".repeat(bytes - 64))).finish().length - (bytes - 64);
+      const f = frame("x".repeat(bytes - overhead));
+      assert.equal(TsClientFrame.encode(f).finish().length, bytes);
+      return f;
+    };
+    const fits = await nativeSession(readMaxBytesFor(maxFrameBytes));
+    fits.stream.write({ frame: frameOf(maxFrameBytes) });
+    await waitFor(() => fits.frames.some((f) => f.ref === 1n), "the answer to the frame", 5_000);
+    fits.stream.end();
+    assert.notEqual((await fits.statusWithin(5_000)).code, grpc.status.RESOURCE_EXHAUSTED);
+    await fits.close();
+
+    const over = await nativeSession(readMaxBytesFor(maxFrameBytes));
+    over.stream.write({ frame: frameOf(maxFrameBytes + 1) });
+    const { code, metadata } = await over.statusWithin(5_000);
+    assert.equal(code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.deepEqual(metadata.get(CLOSE_CODE_TRAILER), ["1009"]);
+    await over.close();
   });
 
   it("ends with RESOURCE_EXHAUSTED and close 1009 on a frame past the size limit", async () => {

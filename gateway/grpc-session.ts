@@ -51,6 +51,19 @@ function closed(code: number, reason: string): ConnectError {
   return new ConnectError(`close ${code}: ${reason}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
 }
 
+/**
+ * The readMaxBytes of a listener serving SessionService whose sessions take
+ * client frames of up to `maxFrameBytes` (the limit the Welcome tells, and a
+ * WebSocket's maxPayload): a ConnectRequest is its ClientFrame and the
+ * field's tag and length. At `maxFrameBytes` itself, a frame within the
+ * limit the client was told was refused with 1009.
+ */
+export function readMaxBytesFor(maxFrameBytes: number): number {
+  let lengthBytes = 1;
+  for (let n = maxFrameBytes; n >= 0x80; n = Math.floor(n / 0x80)) lengthBytes++;
+  return maxFrameBytes + 1 + lengthBytes;
+}
+
 const callStreamKey = createContextKey<ServerHttp2Stream | undefined>(undefined, { description: "the call's HTTP/2 stream" });
 
 /**

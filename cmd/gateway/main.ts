@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
+import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
@@ -48,7 +48,7 @@ gateway.attach(httpServer);
 // Native apps: the same session as a gRPC bidi stream (h2c).
 const grpcServer = http2.createServer(
   connectNodeAdapter({
-    readMaxBytes: config.maxFrameBytes,
+    readMaxBytes: readMaxBytesFor(config.maxFrameBytes),
     contextValues: withCallStream(),
     routes: (router) => {
       router.service(SessionService, sessionService(host, verifier));
