@@ -150,17 +150,17 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
     receiver.on("data", () => call.emit("data", { batchId: call.written[0]!.batchId, sessions: 1, missedUserIds: [] }));
     const stream = new DeliveryStream({ deliverStream: () => call } as unknown as ChatServerServiceClient, 50);
     try {
-      const outcome = stream.send([to(1n, bytesOf(delivery(1n, "x")))]);
-      // After the loop read its sockets (in its check phase): the answer is written, then the loop is held past the timeout.
-      await new Promise<void>((resolve) =>
+      // After the loop read its sockets (in its check phase): the batch goes, its answer is written, then the loop is held past the timeout.
+      const outcome = await new Promise<unknown>((resolve) =>
         setImmediate(() => {
+          const sent = stream.send([to(1n, bytesOf(delivery(1n, "x")))]);
           sender.write("answer");
           const until = performance.now() + 150;
           while (performance.now() < until);
-          resolve();
+          resolve(sent);
         }),
       );
-      assert.deepStrictEqual(await outcome, { sessions: 1, missed: [] });
+      assert.deepStrictEqual(outcome, { sessions: 1, missed: [] });
     } finally {
       stream.close();
       sender.destroy();
