@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { createSecureContext } from "node:tls";
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
+import { checkRedisUrl } from "../../internal/config/engines.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
@@ -83,6 +84,8 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     r.problems.push(`CHAT_GRPC_PORT=${config.grpcPort}: the same port as CHAT_HTTP_PORT; each listener needs its own (0 picks a free one)`);
   }
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
+  // Read only for a presence store in Redis.
+  if (config.presence.store === "redis") checkRedisUrl(r, config.presence.redisUrl);
   r.done();
   return config;
 }

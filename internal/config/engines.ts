@@ -1,3 +1,4 @@
+import { isIPv6 } from "node:net";
 import type { EnvReader } from "./env.js";
 
 /** Where the real engines are, for the processes of the distributed mode. */
@@ -55,6 +56,72 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
   if (!/^[A-Za-z0-9_-]*$/.test(e.kafkaNamespace)) {
     r.problems.push(`CHAT_KAFKA_NAMESPACE=${JSON.stringify(e.kafkaNamespace)}: expected letters, digits, '_' or '-'`);
   }
-  if (!/^rediss?:\/\//.test(e.redisUrl)) r.problems.push(`CHAT_REDIS_URL=${JSON.stringify(e.redisUrl)}: expected redis://host:port`);
+  checkEndpoints(r, "CHAT_ETCD_ENDPOINTS", e.etcdEndpoints, { schemes: ["http", "https"], portRequired: true });
+  checkEndpoints(r, "CHAT_KAFKA_BROKERS", e.kafkaBrokers, { portRequired: true });
+  checkEndpoints(r, "CHAT_CASSANDRA_CONTACT_POINTS", e.cassandraContactPoints, { portRequired: false });
+  checkRedisUrl(r, e.redisUrl);
   return e;
+}
+
+/**
+ * Engine addresses are checked as they are read: a port out of range was
+ * retried for CHAT_START_TIMEOUT_S as if the engine were still starting (etcd,
+ * Kafka, Cassandra), or crashed the process with a stack trace from deep in
+ * the client (Redis), and a list of commas only left a client with no host.
+ */
+function checkEndpoints(r: EnvReader, name: string, endpoints: readonly string[], options: { schemes?: readonly string[]; portRequired: boolean }): void {
+  if (endpoints.length === 0) r.problems.push(`${name}: names no address (expected comma-separated host:port)`);
+  for (const endpoint of endpoints) {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(endpoint)?.[1];
+    const expected = `expected host${options.portRequired ? ":port" : "[:port]"}${options.schemes ? ` or ${options.schemes[0]}://host:port` : ""}`;
+    if (scheme !== undefined && !options.schemes?.includes(scheme.toLowerCase())) {
+      r.problems.push(`${name}: ${JSON.stringify(endpoint)}: ${expected}`);
+      continue;
+    }
+    const problem = hostPortProblem(scheme === undefined ? endpoint : endpoint.slice(scheme.length + 3), options.portRequired);
+    if (problem) r.problems.push(`${name}: ${JSON.stringify(endpoint)}: ${problem}; ${expected}`);
+  }
+}
+
+/** Why `hostPort` ("host", "host:port", "[v6]:port") is no address to dial, or undefined. */
+function hostPortProblem(hostPort: string, portRequired: boolean): string | undefined {
+  // Its last group would pass for a port below.
+  if (isIPv6(hostPort)) return portRequired ? "no port (an IPv6 address and a port are written [address]:port)" : undefined;
+  const port = /:(\d*)$/.exec(hostPort)?.[1];
+  // Before the URL parser: it refuses a port past 65535 with nothing but "Invalid URL".
+  if (port !== undefined && port !== "" && !(Number(port) >= 1 && Number(port) <= 65535)) return `port ${port} is not from 1 to 65535`;
+  let url: URL;
+  try {
+    url = new URL(`tcp://${hostPort}`);
+  } catch {
+    return "not a host and port";
+  }
+  if (url.hostname === "" || url.username !== "" || url.password !== "" || url.pathname !== "" || url.search !== "" || url.hash !== "") return "not a host and port";
+  if (portRequired && url.port === "") return "no port";
+  return undefined;
+}
+
+/** CHAT_REDIS_URL: a redis:// or rediss:// URL of a host and an optional port; a problem shows its password masked. */
+export function checkRedisUrl(r: EnvReader, raw: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    // Reported below.
+  }
+  // The URL may carry Redis's password: the message shows it masked.
+  const shown = JSON.stringify(url ? maskPassword(url) : raw.replace(/\/\/[^/@]*@/, "//***@"));
+  if (!url || !/^rediss?:$/.test(url.protocol)) {
+    r.problems.push(`CHAT_REDIS_URL=${shown}: expected redis://host:port (or rediss:// for TLS)`);
+    return;
+  }
+  const problem = hostPortProblem(url.host, false);
+  if (problem) r.problems.push(`CHAT_REDIS_URL=${shown}: ${problem}; expected redis://host:port`);
+}
+
+function maskPassword(url: URL): string {
+  if (url.password === "") return url.href;
+  const masked = new URL(url.href);
+  masked.password = "***";
+  return masked.href;
 }

@@ -65,6 +65,53 @@ describe("engine settings", () => {
   });
 });
 
+describe("engine addresses", () => {
+  const problems = (env: Record<string, string>) => {
+    const r = new EnvReader(env);
+    readEngineEndpoints(r);
+    return r.problems;
+  };
+
+  it("takes host:port lists (etcd also as http(s)://host:port, Cassandra also without a port) and redis(s):// URLs", () => {
+    assert.deepEqual(problems({}), []);
+    assert.deepEqual(
+      problems({
+        CHAT_ETCD_ENDPOINTS: "127.0.0.1:2379, http://etcd-1:2379,https://etcd-2.example:2379,[::1]:2379",
+        CHAT_KAFKA_BROKERS: "k1:9092,[fd00::1]:9092",
+        CHAT_CASSANDRA_CONTACT_POINTS: "c1,c2:9042,fd00::2,[fd00::3]:9042",
+        CHAT_REDIS_URL: "rediss://:secret@redis.example:6380/2",
+      }),
+      [],
+    );
+  });
+
+  it("refuses at start-up what no client can dial, naming the variable and the entry, instead of retrying it or crashing", () => {
+    for (const [name, value, why] of [
+      ["CHAT_ETCD_ENDPOINTS", "127.0.0.1:99999", /"127\.0\.0\.1:99999": port 99999 is not from 1 to 65535/],
+      ["CHAT_ETCD_ENDPOINTS", "etcd", /"etcd": no port/],
+      ["CHAT_ETCD_ENDPOINTS", "grpc://etcd:2379", /"grpc:\/\/etcd:2379": expected host:port or http:\/\/host:port/],
+      ["CHAT_ETCD_ENDPOINTS", ",,", /names no address/],
+      ["CHAT_KAFKA_BROKERS", "k1:9092,k2", /"k2": no port/],
+      ["CHAT_KAFKA_BROKERS", "k1:0", /port 0 is not from 1 to 65535/],
+      ["CHAT_CASSANDRA_CONTACT_POINTS", "c1:70000", /port 70000/],
+      ["CHAT_CASSANDRA_CONTACT_POINTS", "c1:9042/ks", /"c1:9042\/ks": not a host and port/],
+      ["CHAT_REDIS_URL", "redis://127.0.0.1:99999", /"redis:\/\/127\.0\.0\.1:99999": expected redis:\/\/host:port/],
+      ["CHAT_REDIS_URL", "127.0.0.1:6379", /expected redis:\/\/host:port/],
+    ] as const) {
+      const found = problems({ [name]: value });
+      assert.equal(found.length, 1, `${name}=${value}: ${found.join("; ")}`);
+      assert.ok(found[0]!.startsWith(name), found[0]);
+      assert.match(found[0]!, why);
+    }
+  });
+
+  it("shows a Redis password masked in the problem it reports", () => {
+    const [problem] = problems({ CHAT_REDIS_URL: "redis://app:hunter2@redis.example:99999" });
+    assert.ok(problem && !problem.includes("hunter2"), problem);
+    assert.match(problem, /redis:\/\/\*\*\*@redis\.example:99999/);
+  });
+});
+
 describe("CHAT_LOG_LEVEL", () => {
   it("is one of pino's levels, info by default; a typo names the variable", () => {
     assert.equal(readLogLevel(new EnvReader({})), "info");

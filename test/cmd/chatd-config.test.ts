@@ -17,4 +17,13 @@ describe("chatd configuration", () => {
     assert.equal(loadChatdConfig({ CHAT_INBOX_RETENTION_S: "3600" }).inboxRetentionMs, 3_600_000);
     assert.throws(() => loadChatdConfig({ CHAT_INBOX_RETENTION_S: "-1" }), (e) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S/.test(e.message));
   });
+
+  it("CHAT_REDIS_URL: checked when presence is kept in Redis, ignored otherwise", () => {
+    assert.equal(loadChatdConfig({ CHAT_REDIS_URL: "redis://x:99999" }).presence.store, "memory");
+    assert.equal(loadChatdConfig({ CHAT_PRESENCE_STORE: "redis", CHAT_REDIS_URL: "redis://r:6380" }).presence.redisUrl, "redis://r:6380");
+    assert.throws(
+      () => loadChatdConfig({ CHAT_PRESENCE_STORE: "redis", CHAT_REDIS_URL: "redis://r:99999" }),
+      (e) => e instanceof ConfigError && /CHAT_REDIS_URL="redis:\/\/r:99999"/.test(e.message),
+    );
+  });
 });
