@@ -1,7 +1,7 @@
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader, readLogLevel } from "../../internal/config/env.js";
+import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { readPushConfig } from "../../internal/push/config.js";
 import { readApiLimits } from "../../internal/throttle/config.js";
@@ -27,6 +27,7 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     changeWindows: readChangeWindows(r),
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
   };
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort]]);
   r.done();
   return c;
 }

@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
 import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
+import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { SERVER_ID } from "../../internal/registry/port.js";
 import { readLogLevel } from "../shared.js";
@@ -41,6 +41,7 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   } else if (WILDCARDS.has(advertised) || (!isIPv6(advertised) && /[:/\s]/.test(advertised))) {
     r.problems.push(`CHAT_ADVERTISE_HOST: must be a host name or an IP address that gateways can dial, without a port (the port is CHAT_GRPC_PORT's), got ${JSON.stringify(advertised)}`);
   }
+  checkDistinctPorts(r, [["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   r.done();
   return { ...c, presence };

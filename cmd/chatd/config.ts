@@ -4,7 +4,7 @@ import { createSecureContext } from "node:tls";
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkRedisUrl } from "../../internal/config/engines.js";
-import { EnvReader } from "../../internal/config/env.js";
+import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
@@ -79,10 +79,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     push: readPushConfig(r),
     tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),
   };
-  // The second listener would find the port taken by the first and blame "another copy of this process".
-  if (config.httpPort !== 0 && config.httpPort === config.grpcPort) {
-    r.problems.push(`CHAT_GRPC_PORT=${config.grpcPort}: the same port as CHAT_HTTP_PORT; each listener needs its own (0 picks a free one)`);
-  }
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort]]);
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
   // Read only for a presence store in Redis.
   if (config.presence.store === "redis") checkRedisUrl(r, config.presence.redisUrl);

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
-import { EnvReader } from "../../internal/config/env.js";
+import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readLogLevel } from "../shared.js";
 
 /** The gateway's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -18,6 +18,7 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     corsOrigins: readCorsOrigins(r),
     logLevel: readLogLevel(r),
   };
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort]]);
   r.done();
   return c;
 }

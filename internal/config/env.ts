@@ -54,6 +54,18 @@ export class EnvReader {
   }
 }
 
+/**
+ * Listeners of one process on one port: the second would find it taken by the
+ * first and blame "another copy of this process". Each port after the first
+ * that repeats an earlier one (0, a free port, never does) is a problem.
+ */
+export function checkDistinctPorts(r: EnvReader, ports: ReadonlyArray<readonly [name: string, port: number]>): void {
+  ports.forEach(([name, port], i) => {
+    const earlier = ports.slice(0, i).find(([, p]) => p !== 0 && p === port);
+    if (earlier) r.problems.push(`${name}=${port}: the same port as ${earlier[0]}; each listener needs its own (0 picks a free one)`);
+  });
+}
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /** CHAT_LOG_LEVEL, one of pino's levels: a typo stops start-up naming the variable, not deep inside pino. */
