@@ -10,7 +10,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Counter } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { sessionService, withCallStream } from "../../gateway/grpc-session.js";
+import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
@@ -209,7 +209,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     router.service(SessionService, sessionService(chat, verifier));
   };
   // A request body past the frame limit is refused before it is read whole.
-  const readMaxBytes = config.maxFrameBytes;
+  // The limit is the frame's (what the Welcome tells) plus the ConnectRequest
+  // around it, so a native session's frame of exactly that size still fits.
+  const readMaxBytes = readMaxBytesFor(config.maxFrameBytes);
   const contextValues = clientAddressValues(config.apiLimits.clientIpHeader);
   const jsonOptions = PUBLIC_API_JSON_OPTIONS;
   const connect = connectNodeAdapter({ routes, readMaxBytes, contextValues, jsonOptions });

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthServiceClient, type Credentials, type SignUpResponse } from "../../gen/ts-proto/chat/v1/auth.js";
 import { ChannelServiceClient, type OpenDirectResponse } from "../../gen/ts-proto/chat/v1/channels.js";
 import { DevicePlatform, ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
-import { SendMessage, SessionServiceClient, type ClientFrame, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
+import { ClientFrame, SendMessage, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
 
@@ -222,5 +222,20 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const hb = await s.reply(s.send({ $case: "heartbeat", value: {} }));
     assert.equal(hb.kind?.$case, "heartbeatAck");
     assert.equal(s.status, undefined, "the stream is still open");
+  });
+
+  it("takes a frame of exactly the max_frame_bytes the Welcome tells (its ConnectRequest is a few bytes more)", async () => {
+    const dave = await signUp("dave");
+    const s = session(dave.accessToken);
+    const { maxFrameBytes } = await s.welcome();
+    const frameOf = (text: string): ClientFrame => ({ ref: 1n, kind: { $case: "send", value: SendMessage.fromPartial({ clientMsgId: "big", channelId: 1n, text }) } });
+    const overhead = ClientFrame.encode(frameOf("x".repeat(maxFrameBytes - 64))).finish().length - (maxFrameBytes - 64);
+    const frame = frameOf("x".repeat(maxFrameBytes - overhead));
+    assert.equal(ClientFrame.encode(frame).finish().length, maxFrameBytes);
+    // Past the text limit and no member of channel 1: an Error frame answers it; the point is that it is read at all.
+    const ref = s.send(frame.kind);
+    await waitFor(() => s.status ?? s.frames.find((f) => f.ref === ref), "the frame's answer or the stream's end");
+    assert.equal(s.status, undefined, `the stream is still open, not ended: ${s.status?.details}`);
+    assert.equal((await s.reply(ref)).kind?.$case, "error");
   });
 });
