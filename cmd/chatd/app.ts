@@ -15,6 +15,7 @@ import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -271,7 +272,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   gateway.attach(httpServer);
   // Native apps and grpcurl: h2c, which browsers never speak and which
   // cannot share a plaintext listener with HTTP/1.1 (with TLS: HTTP/2 over TLS, ALPN h2).
-  const grpcServer = tls ? http2.createSecureServer(tls, grpcConnect) : http2.createServer(grpcConnect);
+  const grpcHandler = withSpecGrpcMessages(grpcConnect);
+  const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
   closeIdleConnections(grpcServer);
   const grpcListener = closableHttp2(grpcServer);
 

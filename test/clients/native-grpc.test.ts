@@ -237,5 +237,14 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     await waitFor(() => s.status ?? s.frames.find((f) => f.ref === ref), "the frame's answer or the stream's end");
     assert.equal(s.status, undefined, `the stream is still open, not ended: ${s.status?.details}`);
     assert.equal((await s.reply(ref)).kind?.$case, "error");
+
+    // One byte more ends the stream, its status message readable by grpc-js
+    // as sent (it reads grpc-message with decodeURI: "%3A" stayed "%3A").
+    const over = session(dave.accessToken);
+    await over.welcome();
+    over.send(frameOf("x".repeat(maxFrameBytes + 1 - overhead)).kind);
+    const status = await waitFor(() => over.status, "the stream's end");
+    assert.equal(status.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(status.details, /^close 1009: /);
   });
 });
