@@ -176,6 +176,14 @@ async function main(argv: string[]): Promise<void> {
   for (const option of ["reset", "revoke"] as const) {
     if (values[option] && command !== "invite") throw new CliError(`--${option} goes with invite, not ${command}; see: chat-cli --help`, 2);
   }
+  // Only signup and login take --server; every other command talks to the server of the saved login, and sent elsewhere than asked without a word.
+  if (values.server !== undefined && command !== "signup" && command !== "login") {
+    const saved = store.read();
+    const asked = normalizeServer(values.server);
+    if (saved && saved.server !== asked) {
+      throw new CliError(`--server ${asked} is not the server this home is logged in on (${saved.server}), which ${command} talks to; to move: chat-cli login ${saved.username} --server ${asked}`, 2);
+    }
+  }
   switch (command) {
     case "signup":
     case "login":

@@ -125,6 +125,19 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("whoami"), new RegExp(`@${alice.username} \\(Alice\\)`));
   });
 
+  it("refuses a --server other than the saved login's for a command that would talk to the saved one instead", async () => {
+    const elsewhere = await alice.run("chats", "--server", "http://127.0.0.1:1");
+    assert.equal(elsewhere.code, 2);
+    assert.equal(
+      elsewhere.stderr,
+      `chat-cli: --server http://127.0.0.1:1 is not the server this home is logged in on (${chatd.httpUrl}), which chats talks to; to move: chat-cli login ${alice.username} --server http://127.0.0.1:1\n`,
+    );
+    assert.equal(elsewhere.stdout, "");
+    // The saved one's own address, as typed or not, is no mistake.
+    await alice.ok("whoami", "--server", chatd.httpUrl);
+    await alice.ok("whoami", "--server", chatd.httpUrl.replace(/^http:\/\//, "") + "/");
+  });
+
   it("signs out the device a login on the same home replaces, which nothing would list or sign out again", async () => {
     const cleo = new CliUser(`cleo${suffix}`, chatd.httpUrl);
     try {
