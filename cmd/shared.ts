@@ -2,6 +2,7 @@ import { ConfigError } from "../internal/config/env.js";
 import { MissingKeyError } from "../internal/auth/tokens.js";
 import { StartTimeoutError } from "../internal/cluster/start-retry.js";
 import { ListenError } from "../internal/observability/listen.js";
+import type { PushConfig } from "../internal/push/config.js";
 
 export { readLogLevel } from "../internal/config/env.js";
 
@@ -47,4 +48,37 @@ export function exitOnStartTimeout(role: string): void {
     process.stderr.write(gaveUp ? `${role}: ${err.message}\n` : `${role}: uncaught ${err.stack ?? String(err)}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * Runs a start-up step on files that settings name (token keys, the VAPID
+ * pair, push credentials). One missing, unreadable, of the wrong kind or not
+ * holding what it should ends the process with status 2 and one line naming
+ * the setting, as a bad value does, instead of an uncaught stack trace.
+ * `files` maps each setting to its value; the line names those the error
+ * mentions, or all of them. Engine waits (StartTimeoutError, MissingKeyError)
+ * are left to exitOnStartTimeout, and errors that concern no file to Node.
+ */
+export async function exitOnFileError<T>(role: string, files: Record<string, string | undefined>, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof StartTimeoutError || err instanceof MissingKeyError || !(err instanceof Error)) throw err;
+    const { code, path } = err as NodeJS.ErrnoException;
+    const given = Object.entries(files).filter((f): f is [string, string] => !!f[1]);
+    const mentioned = given.filter(([, value]) => `${path ?? ""} ${err.message}`.includes(value));
+    if (typeof code !== "string" && !(err instanceof SyntaxError) && mentioned.length === 0) throw err;
+    const named = (mentioned.length > 0 ? mentioned : given).map(([name, value]) => `${name}=${JSON.stringify(value)}`);
+    process.stderr.write(`${role}: ${named.join(", ")}: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+/** The files push notifications are set up from (the VAPID pair when not in CHAT_VAPID_*, APNs and FCM credentials), by setting. */
+export function pushFiles(config: { keysDir: string; push: PushConfig }): Record<string, string | undefined> {
+  return {
+    CHAT_KEYS_DIR: config.push.vapidPublicKey ? undefined : config.keysDir,
+    CHAT_APNS_KEY_FILE: config.push.apns?.keyFile,
+    CHAT_FCM_SERVICE_ACCOUNT_FILE: config.push.fcm?.serviceAccountFile,
+  };
 }

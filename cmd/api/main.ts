@@ -23,7 +23,7 @@ import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles } from "../shared.js";
 import { readApiConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
@@ -32,6 +32,14 @@ exitOnStartTimeout("api");
 const config = exitOnConfigError("api", () => readApiConfig());
 const logger = createLogger("api", config.logLevel);
 const registry = processMetricsRegistry();
+
+// Files first: a key directory or credential that cannot serve is told before any wait on an engine.
+const keys = await exitOnFileError("api", { CHAT_KEYS_DIR: config.keysDir }, () => loadOrCreateKeys(config.keysDir));
+// Push registration on the Cassandra store that cmd/notifier reads. The VAPID
+// key pair comes from CHAT_VAPID_* or is shared through CHAT_KEYS_DIR/vapid.json.
+const push = await exitOnFileError("api", pushFiles(config), () =>
+  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }),
+);
 
 const e = config.engines;
 const storage = await openStorage(e, logger);
@@ -46,7 +54,6 @@ const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const workerId = await leaseWorkerId(e, logger);
 const ids = workerId.ids;
-const keys = await loadOrCreateKeys(config.keysDir);
 const signer = new TokenSigner(keys, { ttlMs: config.accessTokenTtlMs });
 const verifier = new TokenVerifier(keys.publicKey);
 const routed = new RoutedSessionDirectory(routes, clients, logger);
@@ -62,9 +69,6 @@ const presence = openClusterPresence({
   registry,
 });
 const sessions = withLogoutPresence(routed, presence.tracker);
-// Push registration on the Cassandra store that cmd/notifier reads. The VAPID
-// key pair comes from CHAT_VAPID_* or is shared through CHAT_KEYS_DIR/vapid.json.
-const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
 const pushApi: PushApiDeps = {
   push: {
     endpoints: new CassandraPushEndpointStore(storage.db),

@@ -14,7 +14,7 @@ import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/i
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
 import { readGatewayConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
@@ -24,7 +24,9 @@ const config = exitOnConfigError("gateway", () => readGatewayConfig());
 const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
 const registry = processMetricsRegistry();
 
-const verifier = new TokenVerifier(await loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000));
+const verifier = new TokenVerifier(
+  await exitOnFileError("gateway", { CHAT_KEYS_DIR: config.keysDir }, () => loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000)),
+);
 const servers = openRegistry(config.engines, logger);
 const watch = await watchServers(servers, config.engines, logger);
 const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });

@@ -15,7 +15,7 @@ import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, readLogLevel } from "../shared.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
@@ -43,6 +43,12 @@ const registry = processMetricsRegistry();
 // Read at each scrape, once the notifier below exists.
 const metrics = pushMetrics(registry, () => notifier.pending);
 
+// The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
+// Before any engine: a credential that cannot serve is told at once.
+const push = await exitOnFileError("notifier", pushFiles(config), () =>
+  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }),
+);
+
 const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `notifier-${process.pid}`, logger);
@@ -55,8 +61,6 @@ const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
-// The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
-const push = createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") });
 const notifier: Notifier = new Notifier({
   queue,
   endpoints: new CassandraPushEndpointStore(storage.db),

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+/** A loopback port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+/** Runs cmd/<role> until it exits; its status and what it wrote on stderr. */
+async function run(role: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+    cwd: ROOT,
+    env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += String(d)));
+  try {
+    const [code] = (await once(child, "exit")) as [number | null];
+    return { code, stderr };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+}
+
+// Files the settings name (CHAT_KEYS_DIR, push credentials) that cannot serve: one line naming the
+// setting and exit 2, as for a bad value, before any wait on an engine; it was an uncaught stack trace.
+describe("api, gateway and notifier: files named by settings", function () {
+  this.timeout(60_000);
+  const dir = mkdtempSync(join(tmpdir(), "chat-file-settings-"));
+  const notADir = join(dir, "a-file");
+  writeFileSync(notADir, "");
+  let engines: Record<string, string>;
+  before(async () => {
+    const away = `127.0.0.1:${await deadPort()}`;
+    // Nothing answers, and nothing is waited for: a file step that came after an engine fails the test.
+    engines = {
+      CHAT_ETCD_ENDPOINTS: away, CHAT_KAFKA_BROKERS: away, CHAT_CASSANDRA_CONTACT_POINTS: away, CHAT_REDIS_URL: `redis://${away}`,
+      CHAT_START_TIMEOUT_S: "0", CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0",
+    };
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const assertOneLine = (out: { code: number | null; stderr: string }, line: RegExp) => {
+    assert.equal(out.code, 2, out.stderr);
+    assert.match(out.stderr, line);
+    assert.doesNotMatch(out.stderr, /^\s+at /m, "no stack trace");
+  };
+
+  it("a CHAT_KEYS_DIR that is not a directory", async () => {
+    const keys = join(notADir, "keys");
+    const [api, gateway, notifier] = await Promise.all([
+      run("api", { ...engines, CHAT_KEYS_DIR: keys }),
+      run("gateway", { ...engines, CHAT_KEYS_DIR: notADir }),
+      run("notifier", { ...engines, CHAT_KEYS_DIR: keys }),
+    ]);
+    assertOneLine(api, new RegExp(`^api: CHAT_KEYS_DIR=${JSON.stringify(keys)}: ENOTDIR`, "m"));
+    assertOneLine(gateway, new RegExp(`^gateway: CHAT_KEYS_DIR=${JSON.stringify(notADir)}: ENOTDIR`, "m"));
+    assertOneLine(notifier, new RegExp(`^notifier: CHAT_KEYS_DIR=${JSON.stringify(keys)}: ENOTDIR`, "m"));
+  });
+
+  it("an APNs key file that is not there", async () => {
+    const missing = join(dir, "AuthKey.p8");
+    const apns = { CHAT_APNS_KEY_FILE: missing, CHAT_APNS_KEY_ID: "K", CHAT_APNS_TEAM_ID: "T", CHAT_APNS_TOPIC: "app", CHAT_KEYS_DIR: join(dir, "keys") };
+    const [api, notifier] = await Promise.all([run("api", { ...engines, ...apns }), run("notifier", { ...engines, ...apns })]);
+    for (const [role, out] of [["api", api], ["notifier", notifier]] as const) {
+      assertOneLine(out, new RegExp(`^${role}: CHAT_APNS_KEY_FILE=${JSON.stringify(missing)}: ENOENT`, "m"));
+    }
+  });
+});
