@@ -2,7 +2,9 @@ import { relative } from "node:path";
 import { UnusableDatabaseError } from "../../internal/storage/sqlite/database.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { stopOnSignals } from "../../internal/observability/lifecycle.js";
-import { exitOnConfigError, exitOnListenError } from "../shared.js";
+import { apnsOptionsFromFiles } from "../../internal/push/apns.js";
+import { fcmOptionsFromFile } from "../../internal/push/fcm.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 import { lockDataDir } from "./data-dir.js";
@@ -19,6 +21,11 @@ try {
 } catch {
   // Best effort: the next restore removes it too, and it must not keep chatd from starting.
 }
+// Read once here too, as startChatd will: a credential missing or unreadable is told in one line naming it.
+await exitOnFileError("chatd", { CHAT_APNS_KEY_FILE: config.push.apns?.keyFile, CHAT_FCM_SERVICE_ACCOUNT_FILE: config.push.fcm?.serviceAccountFile }, () => {
+  if (config.push.apns) apnsOptionsFromFiles(config.push.apns);
+  if (config.push.fcm) fcmOptionsFromFile(config.push.fcm);
+});
 const logger = createLogger("chatd", config.logLevel);
 const chatd = await exitOnListenError("chatd", async () => {
   try {

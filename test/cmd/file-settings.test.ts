@@ -36,7 +36,7 @@ async function run(role: string, env: Record<string, string>): Promise<{ code: n
 
 // Files the settings name (CHAT_KEYS_DIR, push credentials) that cannot serve: one line naming the
 // setting and exit 2, as for a bad value, before any wait on an engine; it was an uncaught stack trace.
-describe("api, gateway and notifier: files named by settings", function () {
+describe("api, gateway, notifier and chatd: files named by settings", function () {
   this.timeout(60_000);
   const dir = mkdtempSync(join(tmpdir(), "chat-file-settings-"));
   const notADir = join(dir, "a-file");
@@ -77,5 +77,18 @@ describe("api, gateway and notifier: files named by settings", function () {
     for (const [role, out] of [["api", api], ["notifier", notifier]] as const) {
       assertOneLine(out, new RegExp(`^${role}: CHAT_APNS_KEY_FILE=${JSON.stringify(missing)}: ENOENT`, "m"));
     }
+  });
+
+  it("chatd: an APNs key file that is not there, an FCM service account file that is not JSON", async () => {
+    const missing = join(dir, "AuthKey.p8");
+    const notJson = join(dir, "service-account.json");
+    writeFileSync(notJson, "{\"project_id\":");
+    const ports = { CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
+    const [apns, fcm] = await Promise.all([
+      run("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-apns"), CHAT_APNS_KEY_FILE: missing, CHAT_APNS_KEY_ID: "K", CHAT_APNS_TEAM_ID: "T", CHAT_APNS_TOPIC: "app" }),
+      run("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-fcm"), CHAT_FCM_SERVICE_ACCOUNT_FILE: notJson }),
+    ]);
+    assertOneLine(apns, new RegExp(`^chatd: CHAT_APNS_KEY_FILE=${JSON.stringify(missing)}: ENOENT`, "m"));
+    assertOneLine(fcm, new RegExp(`^chatd: CHAT_FCM_SERVICE_ACCOUNT_FILE=${JSON.stringify(notJson)}: `, "m"));
   });
 });
