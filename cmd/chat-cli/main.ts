@@ -409,6 +409,8 @@ async function reactCommand(command: "react" | "unreact", args: string[], values
 /** The words of a text as typed, or stdin (without its last newline) for "-". */
 async function textArgument(words: string[]): Promise<string> {
   const text = words.join(" ");
+  // At a terminal "-" waits for typing, which looked like a hang to whoever did not know how it ends.
+  if (text === "-" && process.stdin.isTTY) warn("Type the text; end it with Ctrl+D on a line of its own (Ctrl+C cancels).");
   return withoutCr(text === "-" ? (await readStdin()).replace(/\r?\n$/, "") : text);
 }
 

@@ -585,6 +585,42 @@ describe("chat-cli against chatd", function () {
     }
   });
 
+  it("tells someone typing the text of \"-\" at a terminal how to end it, and sends what was typed", async () => {
+    const tty = new CliUser(`tty_${suffix}`, chatd.httpUrl);
+    const peer = new CliUser(`ttp_${suffix}`, chatd.httpUrl);
+    try {
+      await tty.ok("signup", tty.username);
+      await peer.ok("signup", peer.username);
+      // util-linux's script gives the CLI a terminal of its own, as a person at one has; what is written to script is typed there.
+      const child = spawn("script", ["-qec", `'${process.execPath}' --import tsx '${CLI}' send @${peer.username} -`, "/dev/null"], {
+        cwd: ROOT,
+        env: { ...process.env, CHAT_CLI_HOME: tty.home, CHAT_SERVER: chatd.httpUrl },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let screen = "";
+      child.stdout!.on("data", (d) => (screen += d));
+      child.stderr!.on("data", (d) => (screen += d));
+      const exited = new Promise<number | null>((done) => child.on("close", done));
+      try {
+        await waitFor(() => /Type the text; end it with Ctrl\+D on a line of its own \(Ctrl\+C cancels\)\./.test(screen), `the hint (got: ${screen})`, 30_000);
+        child.stdin!.write("typed at a terminal\n");
+        await waitFor(() => screen.includes("typed at a terminal"), "the line echoed", 10_000);
+        child.stdin!.write("\x04");
+        assert.equal(await exited, 0, screen);
+      } finally {
+        child.kill();
+      }
+      assert.match(screen, new RegExp(`sent to @${peer.username}`));
+      assert.equal(JSON.parse(await peer.ok("history", `@${tty.username}`, "--json")).text, "typed at a terminal");
+      // Piped, nobody types: no hint.
+      const piped = await tty.runWithInput("piped\n", "send", `@${peer.username}`, "-");
+      assert.equal(piped.stderr, "");
+    } finally {
+      tty.cleanup();
+      peer.cleanup();
+    }
+  });
+
   it("tells someone whose every chat is archived where they are, not that there are none", async () => {
     const ivy = new CliUser(`ivy_${suffix}`, chatd.httpUrl);
     try {
