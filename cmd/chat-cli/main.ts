@@ -98,7 +98,8 @@ Options:
   --json              one JSON object per line, for scripts (members: one array)
   -h, --help          this help
 
-Credentials live in $CHAT_CLI_HOME (default ~/.config/chat-cli), mode 0600.
+Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
+~/.config/chat-cli), mode 0600.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
 
 const OPTIONS = {

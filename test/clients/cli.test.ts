@@ -125,6 +125,19 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("whoami"), new RegExp(`@${alice.username} \\(Alice\\)`));
   });
 
+  it("keeps its credentials where --help says: in $XDG_CONFIG_HOME/chat-cli when CHAT_CLI_HOME is unset", async () => {
+    assert.match(await alice.ok("--help"), /Credentials live in \$CHAT_CLI_HOME \(default \$XDG_CONFIG_HOME\/chat-cli, else\n~\/\.config\/chat-cli\), mode 0600\./);
+    const config = mkdtempSync(join(tmpdir(), "chat-cli-xdg-"));
+    try {
+      const env = { ...process.env, CHAT_CLI_HOME: "", XDG_CONFIG_HOME: config, CHAT_SERVER: chatd.httpUrl, CHAT_PASSWORD: PASSWORD };
+      const r = spawn(process.execPath, ["--import", "tsx", CLI, "login", alice.username], { cwd: ROOT, env, stdio: "ignore" });
+      assert.equal((await once(r, "close"))[0], 0);
+      assert.equal(JSON.parse(readFileSync(join(config, "chat-cli", "credentials.json"), "utf8")).username, alice.username);
+    } finally {
+      rmSync(config, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a --server other than the saved login's for a command that would talk to the saved one instead", async () => {
     const elsewhere = await alice.run("chats", "--server", "http://127.0.0.1:1");
     assert.equal(elsewhere.code, 2);
