@@ -177,7 +177,7 @@ async function main(argv: string[]): Promise<void> {
   for (const option of ["reset", "revoke"] as const) {
     if (values[option] && command !== "invite") throw new CliError(`--${option} goes with invite, not ${command}; see: chat-cli --help`, 2);
   }
-  // Only signup and login take --server; every other command talks to the server of the saved login, and sent elsewhere than asked without a word.
+  // Only signup and login take --server; every other command talks to the saved login's server, so another one given here was ignored without a word.
   if (values.server !== undefined && command !== "signup" && command !== "login") {
     const saved = store.read();
     const asked = normalizeServer(values.server);
