@@ -17,7 +17,7 @@ import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
-import { stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, drainHttpServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
@@ -141,6 +141,7 @@ const httpServer = http.createServer((req, res) => {
 });
 const grpcServer = http2.createServer(connect);
 closeIdleConnections(grpcServer);
+const grpcListener = closableHttp2(grpcServer);
 await exitOnListenError("api", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
@@ -157,12 +158,10 @@ logger.info(
 stopOnSignals(logger, async () => {
   health.shutdown();
   healthFollower.stop();
-  httpServer.closeAllConnections();
-  await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-  grpcServer.close();
+  // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
+  await Promise.all([drainHttpServer(httpServer), grpcListener.close()]);
   clients.close();
-  // HTTP/2 connections outlive close(): workerId.release() retires the generator first, so their
-  // requests mint nothing once the number may be someone else's.
+  // workerId.release() retires the generator first: nothing is minted once the number may be someone else's.
   await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);
   await servers.close();
   await storage.close();

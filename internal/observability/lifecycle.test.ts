@@ -4,7 +4,9 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { stopGrpcServer } from "./lifecycle.js";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { drainHttpServer, stopGrpcServer } from "./lifecycle.js";
 
 const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
 const FAILS = fileURLToPath(new URL("./testdata/fails.ts", import.meta.url));
@@ -75,5 +77,61 @@ describe("stopGrpcServer", () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe("drainHttpServer", function () {
+  this.timeout(30_000);
+
+  /** A server whose answers wait for `release`; `started` settles once a request is being answered. */
+  async function slowServer() {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const inFlight = new Promise<void>((r) => (started = r));
+    const server = http.createServer((req, res) => {
+      if (req.url === "/slow") {
+        started();
+        void released.then(() => res.end("done"));
+      } else res.end("quick");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    return { server, port, release, inFlight };
+  }
+
+  it("answers the requests in flight, closes idle keep-alive connections, then resolves", async () => {
+    const { server, port, release, inFlight } = await slowServer();
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      // A connection kept alive after its request, and another with a request being answered.
+      const get = (path: string) =>
+        new Promise<{ status?: number; body: string }>((resolve, reject) => {
+          http.get({ port, host: "127.0.0.1", path, agent }, (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode, body }));
+          }).on("error", reject);
+        });
+      assert.equal((await get("/quick")).body, "quick");
+      const slow = get("/slow");
+      await inFlight;
+      let drained = false;
+      const draining = drainHttpServer(server, 20_000).then(() => (drained = true));
+      assert.equal(drained, false);
+      release();
+      assert.deepEqual(await slow, { status: 200, body: "done" }, "the request in flight is answered, not reset");
+      await draining;
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it("cuts what is still in flight after the grace", async () => {
+    const { server, port, inFlight } = await slowServer();
+    const reset = new Promise<Error>((resolve) => http.get({ port, host: "127.0.0.1", path: "/slow" }).on("error", resolve));
+    await inFlight;
+    await drainHttpServer(server, 100);
+    assert.match((await reset).message, /socket hang up|ECONNRESET/);
   });
 });

@@ -80,6 +80,33 @@ export async function startOpsServer(
 }
 
 /**
+ * Stops an HTTP/1.1 listener without cutting the requests in flight: no new
+ * connections, each open one closed as soon as it has no request in flight
+ * (a keep-alive connection between requests at once), and after `graceMs`
+ * whatever is left is cut. `closeAllConnections` alone reset every request
+ * being answered, a sign-up among them: stored, its reply lost, and the
+ * client's retry told the username was taken.
+ */
+export function drainHttpServer(server: http.Server, graceMs = 5_000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // Node has no event for a connection turning idle: looked for often, for the few the stop waits on.
+    const idle = setInterval(() => server.closeIdleConnections(), 20);
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    idle.unref();
+    cut.unref();
+    server.close(() => {
+      clearInterval(idle);
+      clearTimeout(cut);
+      resolve();
+    });
+    // A request that comes in on a connection kept alive from before is answered, and its connection then closed.
+    server.on("request", (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!res.headersSent) res.setHeader("connection", "close");
+    });
+  });
+}
+
+/**
  * Stopping an HTTP/2 listener: http2 servers have no closeAllConnections and
  * close() waits for every client to hang up, so the sessions are tracked from
  * the start. `close` refuses new connections, sends every open one a GOAWAY
