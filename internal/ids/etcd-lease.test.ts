@@ -80,6 +80,19 @@ describe("EtcdWorkerIds on a real etcd", function () {
     assert.equal(await admin.get(`${a.marksDir}${lease.workerId}`).string(), "2000000000000");
   });
 
+  it("counts the number lost when its key is deleted behind its back though the lease lives on", async () => {
+    const a = make({ ttlSeconds: 30 });
+    const lease = await a.acquire();
+    let lost = false;
+    lease.onLost(() => (lost = true));
+    await admin.delete().key(a.keyOf(lease.workerId)).exec();
+    const successor = await make().acquire();
+    assert.equal(successor.workerId, lease.workerId, "the number is free for another process");
+    await assert.rejects(lease.mark(Date.now()), /no longer held/);
+    assert.equal(lost, true, "onLost fired, so the holder stops minting and leases another number");
+    assert.equal(lease.live, false);
+  });
+
   it("refuses when every number is taken", async () => {
     const a = make({ maxWorkerId: 1 });
     await a.acquire();

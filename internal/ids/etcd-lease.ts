@@ -169,7 +169,12 @@ class EtcdWorkerIdLease implements WorkerIdLease {
       this.timeoutMs,
       `marking worker id ${this.workerId}`,
     );
-    if (!res.succeeded) throw new Error(`worker id ${this.workerId} is no longer held under this lease: its mark was not written`);
+    if (!res.succeeded) {
+      // The number's key is gone or another's (deleted by hand, say) while the lease lives on: keepalives
+      // would never tell, and ids would pause at the last mark for good with the lease still "live".
+      this.lease.markLost(`worker id ${this.workerId}'s key is no longer held under this lease`);
+      throw new Error(`worker id ${this.workerId} is no longer held under this lease: its mark was not written`);
+    }
   }
 
   /** Revokes the lease: the number is free for others at once. */
