@@ -10,7 +10,8 @@ import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/p
 import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, startSteps, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
-import { conditionCheck } from "../../internal/observability/http.js";
+import type { HealthCheck } from "../../internal/observability/http.js";
+import type { Registration } from "../../internal/registry/port.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { bindGrpc } from "../../internal/observability/listen.js";
@@ -67,7 +68,19 @@ const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]
 const port = await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
 const address = advertisedAddress(config, port);
 
-const registration = await startSteps(e, logger)("registering in etcd", () =>
+// Listening before registering: a CHAT_OPS_PORT it cannot have stops it before any gateway
+// is told of it (and sends it sessions for the lease's TTL after it exited).
+let registration: Registration | undefined;
+const registered: HealthCheck = {
+  name: "registration",
+  async check() {
+    if (!registration) throw new Error("not registered in etcd yet");
+    if (!registration.live) throw new Error("lease lost");
+  },
+};
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [registered], config.host, config.opsPort));
+
+registration = await startSteps(e, logger)("registering in etcd", () =>
   servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
 );
 // Without a live lease gateways may already be moving our sessions: stop
@@ -88,7 +101,6 @@ registration.onRegained(() => {
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
 loadTimer.unref();
 
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [conditionCheck("registration", () => registration.live, "lease lost")], config.host, config.opsPort));
 logger.info({ grpc: address, ops: ops.port, workerId: workerId.workerId }, "chat-server listening");
 
 stopOnSignals(logger, async () => {
