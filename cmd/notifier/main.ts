@@ -80,9 +80,11 @@ const notifier: Notifier = new Notifier({
   logger: logger.child({ component: "notifier" }),
   ...metrics,
 });
+// Listening before joining the consumer group: a CHAT_OPS_PORT it cannot have ends the process before
+// it holds partitions, which Kafka would leave to it for the session timeout.
+const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
 await notifier.start();
 
-const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
 logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
 
 const stopper = stopOnSignals(logger, async () => {

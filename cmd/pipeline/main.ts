@@ -1,6 +1,7 @@
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
+import { conditionCheck, type HealthCheck } from "../../internal/observability/http.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PartitionedStageHealth } from "../../internal/pipeline/partition-health.js";
@@ -29,6 +30,12 @@ const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
 const workers: { stop(): Promise<void>; health: PartitionedStageHealth }[] = [];
+// Listening before the stages join their consumer groups: a CHAT_OPS_PORT it cannot have ends the
+// process before it holds partitions, which Kafka would leave to it for the session timeout, their
+// messages stalled. /healthz fails while a stage's every batch keeps failing (an engine down).
+let started = false;
+const checks: HealthCheck[] = [conditionCheck("stages", () => started, "stages not started yet")];
+const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, checks, config.host, config.opsPort));
 if (config.stages.includes("sequencer")) {
   const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
   await s.start();
@@ -42,9 +49,8 @@ if (config.stages.includes("inbox-writer")) {
   await w.start();
   workers.push(w);
 }
-// /healthz fails while a stage's every batch keeps failing (an engine down).
-const checks = workers.map((w) => ({ name: w.health.stage, check: w.health.check }));
-const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, checks, config.host, config.opsPort));
+checks.push(...workers.map((w) => ({ name: w.health.stage, check: w.health.check })));
+started = true;
 logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
 
 const stopper = stopOnSignals(logger, async () => {

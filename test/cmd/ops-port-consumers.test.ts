@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Kafka, logLevel } from "kafkajs";
+import { engineScope } from "../support/engine-scope.js";
+import { engineConfig } from "../support/engines.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+// A pipeline worker or notifier whose CHAT_OPS_PORT is taken exits 1. It used to join its consumer
+// groups first: Kafka left it their partitions for the session timeout (10 s), every message on
+// them stalled for the whole cluster, though the process was gone.
+describe("pipeline and notifier: CHAT_OPS_PORT in use", function () {
+  this.timeout(180_000);
+  const scope = engineScope(engineConfig(), "opsport");
+  const ns = scope.env.CHAT_KAFKA_NAMESPACE!;
+  // The notifier writes its VAPID key pair there.
+  const keysDir = mkdtempSync(join(tmpdir(), "chat-ops-port-keys-"));
+  after(async () => {
+    rmSync(keysDir, { recursive: true, force: true });
+    await scope.drop();
+  });
+
+  async function onTakenOpsPort(role: string): Promise<{ port: number; code: number | null; stderr: string }> {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+    const port = (taken.address() as AddressInfo).port;
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+      cwd: ROOT,
+      env: { ...process.env, ...scope.env, CHAT_OPS_PORT: String(port), CHAT_KEYS_DIR: keysDir, GRPC_VERBOSITY: "NONE" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += String(d)));
+    try {
+      const [code] = (await once(child, "exit")) as [number | null];
+      return { port, code, stderr };
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      taken.close();
+    }
+  }
+
+  /** Members each group has now (a group Kafka has never seen has none). */
+  async function members(groups: string[]): Promise<Record<string, number>> {
+    const admin = new Kafka({ clientId: "ops-port-test", brokers: engineConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      const { groups: described } = await admin.describeGroups(groups);
+      return Object.fromEntries(described.map((g) => [g.groupId, g.members.length]));
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  for (const [role, groups] of [
+    ["pipeline", ["chat-sequencer", "chat-inbox-writer"]],
+    ["notifier", ["chat-notifier"]],
+  ] as const) {
+    it(`${role}: exits 1 naming it, before joining a consumer group`, async () => {
+      const { port, code, stderr } = await onTakenOpsPort(role);
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, new RegExp(`^${role}: cannot listen on 127\\.0\\.0\\.1:${port} \\(CHAT_OPS_PORT\\): the port is in use`, "m"));
+      // Right after the exit: a member that had joined stays in its group until the session timeout.
+      const names = groups.map((g) => `${ns}.${g}`);
+      assert.deepEqual(await members(names), Object.fromEntries(names.map((n) => [n, 0])));
+    });
+  }
+});
