@@ -1,3 +1,4 @@
+import { createECDH } from "node:crypto";
 import type { EnvReader } from "../config/env.js";
 import type { NotifierOptions } from "./notifier.js";
 
@@ -57,6 +58,35 @@ export function readPushConfig(r: EnvReader): PushConfig {
   }
   if (Boolean(config.vapidPublicKey) !== Boolean(config.vapidPrivateKey)) {
     r.problems.push("CHAT_VAPID_PUBLIC_KEY and CHAT_VAPID_PRIVATE_KEY go together: set both or neither");
+  } else if (config.vapidPublicKey) {
+    const problem = vapidPairProblem(config.vapidPublicKey, config.vapidPrivateKey);
+    if (problem) r.problems.push(problem);
   }
   return config;
+}
+
+/**
+ * Why CHAT_VAPID_PUBLIC_KEY and CHAT_VAPID_PRIVATE_KEY are no VAPID key pair,
+ * or undefined. Unchecked, a key with padding or '+' and '/' (base64, not
+ * base64url), the two swapped or from different pairs started the process,
+ * and every Web Push then failed, or browsers subscribed with a key no push
+ * could be signed for.
+ */
+function vapidPairProblem(publicKey: string, privateKey: string): string | undefined {
+  const base64url = /^[A-Za-z0-9_-]+$/;
+  for (const [name, value] of [["CHAT_VAPID_PUBLIC_KEY", publicKey], ["CHAT_VAPID_PRIVATE_KEY", privateKey]] as const) {
+    if (!base64url.test(value)) return `${name}: expected base64url without padding (A-Z, a-z, 0-9, '-' and '_'), as web-push generate-vapid-keys prints it`;
+  }
+  const pub = Buffer.from(publicKey, "base64url");
+  const priv = Buffer.from(privateKey, "base64url");
+  if (pub.length !== 65 || pub[0] !== 4) return `CHAT_VAPID_PUBLIC_KEY: expected an uncompressed P-256 public key (65 bytes), got ${pub.length} bytes${priv.length === 65 ? "; are the two keys swapped?" : ""}`;
+  if (priv.length !== 32) return `CHAT_VAPID_PRIVATE_KEY: expected a P-256 private key (32 bytes), got ${priv.length} bytes`;
+  try {
+    const ecdh = createECDH("prime256v1");
+    ecdh.setPrivateKey(priv);
+    if (!ecdh.getPublicKey().equals(pub)) return "CHAT_VAPID_PUBLIC_KEY, CHAT_VAPID_PRIVATE_KEY: not one key pair (the public key is not the private key's)";
+  } catch {
+    return "CHAT_VAPID_PRIVATE_KEY: not a valid P-256 private key";
+  }
+  return undefined;
 }

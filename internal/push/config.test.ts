@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import webpush from "web-push";
+import { EnvReader } from "../config/env.js";
+import { readPushConfig } from "./config.js";
+
+describe("push configuration: CHAT_VAPID_PUBLIC_KEY and CHAT_VAPID_PRIVATE_KEY", () => {
+  const problems = (env: Record<string, string>) => {
+    const r = new EnvReader(env);
+    readPushConfig(r);
+    return r.problems;
+  };
+  const pair = webpush.generateVAPIDKeys();
+  const other = webpush.generateVAPIDKeys();
+
+  it("takes a pair as web-push generates it", () => {
+    assert.deepEqual(problems({ CHAT_VAPID_PUBLIC_KEY: pair.publicKey, CHAT_VAPID_PRIVATE_KEY: pair.privateKey }), []);
+  });
+
+  it("refuses at start-up what no push could be signed with, naming the variable", () => {
+    const base64 = (k: string) => Buffer.from(k, "base64url").toString("base64");
+    for (const [env, why] of [
+      [{ CHAT_VAPID_PUBLIC_KEY: base64(pair.publicKey), CHAT_VAPID_PRIVATE_KEY: pair.privateKey }, /^CHAT_VAPID_PUBLIC_KEY: expected base64url without padding/],
+      [{ CHAT_VAPID_PUBLIC_KEY: pair.privateKey, CHAT_VAPID_PRIVATE_KEY: pair.publicKey }, /^CHAT_VAPID_PUBLIC_KEY: expected an uncompressed P-256 public key \(65 bytes\), got 32 bytes; are the two keys swapped\?/],
+      [{ CHAT_VAPID_PUBLIC_KEY: pair.publicKey, CHAT_VAPID_PRIVATE_KEY: "abc" }, /^CHAT_VAPID_PRIVATE_KEY: expected a P-256 private key \(32 bytes\)/],
+      [{ CHAT_VAPID_PUBLIC_KEY: pair.publicKey, CHAT_VAPID_PRIVATE_KEY: other.privateKey }, /not one key pair/],
+    ] as const) {
+      const found = problems(env);
+      assert.equal(found.length, 1, found.join("; "));
+      assert.match(found[0]!, why);
+    }
+  });
+});
