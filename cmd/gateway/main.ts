@@ -2,6 +2,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Gauge } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
@@ -30,6 +31,15 @@ const verifier = new TokenVerifier(
 const servers = openRegistry(config.engines, logger);
 const watch = await watchServers(servers, config.engines, logger);
 const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });
+// gateway_connections counts WebSockets only: native apps' gRPC streams carry sessions too.
+new Gauge({
+  name: "gateway_sessions",
+  help: "Device sessions this gateway holds, over WebSocket and native gRPC",
+  registers: [registry],
+  collect() {
+    this.set(host.sessionCount);
+  },
+});
 const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
 // grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
