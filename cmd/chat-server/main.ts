@@ -10,7 +10,7 @@ import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/p
 import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, startSteps, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
-import type { HealthCheck } from "../../internal/observability/http.js";
+import { conditionCheck, type HealthCheck } from "../../internal/observability/http.js";
 import type { Registration } from "../../internal/registry/port.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
@@ -78,7 +78,9 @@ const registered: HealthCheck = {
     if (!registration.live) throw new Error("lease lost");
   },
 };
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [registered], config.host, config.opsPort));
+// Sends need ids: with its worker id lost (leasing another) the server refuses every one, registered or not.
+const minting = conditionCheck("worker-id", () => workerId.live, "worker id lease lost, leasing another");
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [registered, minting], config.host, config.opsPort));
 
 registration = await startSteps(e, logger)("registering in etcd", () =>
   servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
