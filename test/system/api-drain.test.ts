@@ -40,6 +40,10 @@ describe("api: SIGTERM with requests in flight", function () {
       return { sent: once(req, "finish"), answer };
     });
     await Promise.all(signUps.map((s) => s.sent));
+    // One answered: the api has been at them for a password hash's time, so it has read every
+    // request (one still unread on its connection would be a keep-alive race, not a drain), and
+    // the hashes queue behind the thread pool's four threads, so most are still in flight.
+    await Promise.race(signUps.map((s) => s.answer));
     const exited = once(api.child, "exit") as Promise<[number | null]>;
     api.child.kill("SIGTERM");
     const answers = await Promise.all(signUps.map((s) => s.answer));
