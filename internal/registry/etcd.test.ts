@@ -115,6 +115,26 @@ describe("EtcdServerRegistry on a real etcd", function () {
     assert.ok(ms <= TTL * 1000 + 1_500, `vanished after ${ms} ms`);
   });
 
+  it("writes its entry again when it is deleted behind its back while its lease lives on", async () => {
+    const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 50 });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("deleted");
+    const reg = await registry.register({ serverId, address: "127.0.0.1:7020", load: 3 });
+    await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "registered");
+    let lost = false;
+    reg.onLost(() => (lost = true));
+    const gone = vanished(serverId);
+    // An operator's `etcdctl del`: the lease is untouched, its load unchanging, so nothing else writes the entry.
+    await admin.delete().key(registry.keyOf(serverId)).exec();
+    await withTimeout(gone, 5_000, "the deleted entry to leave the watch");
+    await waitFor(() => watch.servers().find((s) => s.serverId === serverId), "the entry back in the watch", 5_000);
+    assert.deepEqual(watch.servers().find((s) => s.serverId === serverId), { serverId, address: "127.0.0.1:7020", load: 3 });
+    assert.equal(reg.live, true);
+    assert.equal(lost, false, "a registration whose lease lives was never lost");
+    await reg.close();
+    await waitFor(() => !watch.servers().some((s) => s.serverId === serverId), "closing removes it for good");
+  });
+
   for (const mode of ["blackhole", "reset"] as const) {
     it(`fences a server cut off from etcd (${mode}) before its entry vanishes, then regains it`, async () => {
       const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);

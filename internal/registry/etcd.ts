@@ -124,6 +124,7 @@ class EtcdRegistration implements Registration {
   private regainTimer: NodeJS.Timeout | undefined;
   private wakeRegain: (() => void) | undefined;
   private regaining: Promise<void> | undefined;
+  private entryWatcher: Watcher | undefined;
 
   constructor(
     private readonly client: Etcd3,
@@ -143,6 +144,35 @@ class EtcdRegistration implements Registration {
   /** Grants the first lease and writes the entry; rejects if etcd cannot be reached. */
   async start(): Promise<void> {
     this.lease = await this.acquire();
+    this.watchOwnEntry();
+  }
+
+  /**
+   * Writes the entry again when it is deleted while the lease that holds it
+   * lives on (by hand, say): gateways stop seeing the server at once, and a
+   * server whose load did not change wrote nothing that brought it back, so
+   * it took no new session for good with a healthy /healthz. A delete while
+   * lost is the lease's expiry (regain writes the entry again); while closing,
+   * our own.
+   */
+  private watchOwnEntry(): void {
+    const watcher = this.client.watch().key(this.key).only("delete").watcher();
+    this.entryWatcher = watcher;
+    watcher.on("delete", () => {
+      const lease = this.lease;
+      if (this.state !== "live" || !lease?.live || watcher !== this.entryWatcher) return;
+      this.logger?.warn({ key: this.key }, "registry entry deleted while its lease lives: writing it again");
+      this.serialized(() => this.write(lease)).catch((err) => this.logger?.warn({ err, key: this.key }, "writing the deleted registry entry again failed"));
+    });
+    watcher.on("error", (err) => {
+      // Cancelled by etcd (its revision compacted while we were away): watched afresh.
+      if (this.state === "closed" || watcher !== this.entryWatcher) return;
+      this.logger?.warn({ err, key: this.key }, "registry entry watch cancelled by etcd; watching it again");
+      this.entryWatcher = undefined;
+      void deadline(watcher.cancel(), this.timeoutMs, "cancelling the registry entry watch").catch(() => {});
+      const again = setTimeout(() => this.state !== "closed" && !this.entryWatcher && this.watchOwnEntry(), 1_000);
+      again.unref();
+    });
   }
 
   onLost(listener: () => void): void {
@@ -304,6 +334,9 @@ class EtcdRegistration implements Registration {
     this.settleLoad(this.loadVersion);
     await this.regaining;
     await this.chain;
+    const watcher = this.entryWatcher;
+    this.entryWatcher = undefined;
+    if (watcher) await deadline(watcher.cancel(), this.timeoutMs, "cancelling the registry entry watch").catch(() => {});
     // Revoking deletes the entry; a key someone else wrote since is not ours to delete.
     await this.lease?.revoke();
     this.onClosed();
