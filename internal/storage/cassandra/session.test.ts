@@ -38,6 +38,7 @@ describe("cassandra client", function () {
     });
     const { downMs, tookMs } = JSON.parse(out.trim().split("\n").pop()!) as { downMs: number; tookMs: number };
     assert.ok(downMs >= 40_000, `down ${downMs} ms`);
-    assert.ok(tookMs <= RECONNECT_MAX_DELAY_MS * JITTER + 2_000, `answered ${tookMs} ms after the node came back from ${downMs} ms away`);
+    // The next attempt, then a connection and its handshake on a busy machine; the driver's default took 26 s here.
+    assert.ok(tookMs <= RECONNECT_MAX_DELAY_MS * JITTER + 4_000, `answered ${tookMs} ms after the node came back from ${downMs} ms away`);
   });
 });
