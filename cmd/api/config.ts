@@ -1,6 +1,7 @@
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { readPushConfig } from "../../internal/push/config.js";
@@ -21,6 +22,8 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     apiLimits: readApiLimits(r),
     logLevel: readLogLevel(r),
+    /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
+    tls: readTls(r),
     push: readPushConfig(r),
     presenceBatchMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000),
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),

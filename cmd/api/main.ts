@@ -1,5 +1,6 @@
 import http from "node:http";
 import http2 from "node:http2";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -15,6 +16,7 @@ import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../.
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
+import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck, serveOps } from "../../internal/observability/http.js";
 import { closableHttp2, drainHttpServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
@@ -133,13 +135,16 @@ const checks = [
 ];
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
-const httpServer = http.createServer((req, res) => {
+const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
+const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (serveOps(registry, checks, req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
   if (req.method === "OPTIONS") return void res.writeHead(204).end();
   connect(req, res);
-});
-const grpcServer = http2.createServer(connect);
+};
+const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
+const grpcHandler = withSpecGrpcMessages(connect);
+const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
 closeIdleConnections(grpcServer);
 const grpcListener = closableHttp2(grpcServer);
 await exitOnListenError("api", async () => {
@@ -148,8 +153,8 @@ await exitOnListenError("api", async () => {
 });
 logger.info(
   {
-    http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}`,
-    grpc: `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
+    http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`,
+    grpc: `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
     workerId: workerId.workerId,
   },
   "api listening",

@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
 import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { refuseTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { SERVER_ID } from "../../internal/registry/port.js";
@@ -43,6 +44,7 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   }
   checkDistinctPorts(r, [["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
+  refuseTls(r, "chat server");
   r.done();
   return { ...c, presence };
 }

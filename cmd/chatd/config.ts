@@ -1,10 +1,9 @@
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { createSecureContext } from "node:tls";
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkRedisUrl } from "../../internal/config/engines.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
+import { readTls, type TlsFiles } from "../../internal/config/tls.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
@@ -43,15 +42,6 @@ export interface ChatdConfig {
   tls?: TlsFiles;
 }
 
-export interface TlsFiles {
-  certPath: string;
-  keyPath: string;
-  /** PEM: the certificate chain, leaf first. */
-  cert: Buffer;
-  /** PEM: the private key. */
-  key: Buffer;
-}
-
 /** Reads CHAT_* variables (documented in README.md) and fails naming every bad one. */
 export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConfig {
   const r = new EnvReader(env);
@@ -77,7 +67,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
     push: readPushConfig(r),
-    tls: readTls(r.string("CHAT_TLS_CERT", ""), r.string("CHAT_TLS_KEY", ""), r.problems),
+    tls: readTls(r),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort]]);
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
@@ -85,33 +75,4 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
   if (config.presence.store === "redis") checkRedisUrl(r, config.presence.redisUrl);
   r.done();
   return config;
-}
-
-/** CHAT_TLS_CERT and CHAT_TLS_KEY: both or neither, readable PEM files that belong together. */
-function readTls(certPath: string, keyPath: string, problems: string[]): TlsFiles | undefined {
-  if (!certPath && !keyPath) return undefined;
-  if (!certPath || !keyPath) {
-    problems.push(`${certPath ? "CHAT_TLS_KEY" : "CHAT_TLS_CERT"} is not set: TLS needs both CHAT_TLS_CERT and CHAT_TLS_KEY`);
-    return undefined;
-  }
-  const read = (name: string, path: string): Buffer | undefined => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      problems.push(`${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-      return undefined;
-    }
-  };
-  const cert = read("CHAT_TLS_CERT", certPath);
-  const key = read("CHAT_TLS_KEY", keyPath);
-  if (!cert || !key) return undefined;
-  try {
-    createSecureContext({ cert, key });
-  } catch (err) {
-    problems.push(
-      `CHAT_TLS_CERT=${JSON.stringify(certPath)}, CHAT_TLS_KEY=${JSON.stringify(keyPath)}: not a usable PEM certificate and matching key (${(err as Error).message})`,
-    );
-    return undefined;
-  }
-  return { certPath: resolve(certPath), keyPath: resolve(keyPath), cert, key };
 }

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readTls } from "../../internal/config/tls.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readLogLevel } from "../shared.js";
@@ -17,6 +18,8 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     corsOrigins: readCorsOrigins(r),
     logLevel: readLogLevel(r),
+    /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
+    tls: readTls(r),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort]]);
   r.done();

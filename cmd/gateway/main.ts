@@ -1,11 +1,13 @@
 import http from "node:http";
 import http2 from "node:http2";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Gauge } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
+import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
@@ -44,9 +46,11 @@ const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0,
 // grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
 
-const httpServer = http.createServer((req, res) => {
+const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
+const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
-});
+};
+const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
 const gateway = new WebSocketGateway({
   path: "/ws",
   verifier,
@@ -57,8 +61,8 @@ const gateway = new WebSocketGateway({
   registry,
 });
 gateway.attach(httpServer);
-// Native apps: the same session as a gRPC bidi stream (h2c).
-const grpcServer = http2.createServer(
+// Native apps: the same session as a gRPC bidi stream (h2c, or HTTP/2 over TLS).
+const grpcHandler = withSpecGrpcMessages(
   connectNodeAdapter({
     readMaxBytes: readMaxBytesFor(config.maxFrameBytes),
     contextValues: withCallStream(),
@@ -68,6 +72,7 @@ const grpcServer = http2.createServer(
     },
   }),
 );
+const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
 closeIdleConnections(grpcServer);
 const grpcListener = closableHttp2(grpcServer);
 const healthFollower = followChecks(health, checks, { logger });
@@ -76,9 +81,9 @@ await exitOnListenError("gateway", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
-const ws = `ws://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
-const grpc = `http://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
-logger.info({ ws, grpc, http: `http://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
+const ws = `${tls ? "wss" : "ws"}://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
+const grpc = `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
+logger.info({ ws, grpc, http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
 
 stopOnSignals(logger, async () => {
   health.shutdown();

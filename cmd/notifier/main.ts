@@ -5,6 +5,7 @@ import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { consumerLagGauge } from "../../internal/queue/metrics.js";
@@ -35,6 +36,7 @@ const config = exitOnConfigError("notifier", () => {
     logLevel: readLogLevel(r),
     push: readPushConfig(r),
   };
+  refuseTls(r, "notifier");
   r.done();
   return c;
 });

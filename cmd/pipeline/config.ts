@@ -1,4 +1,5 @@
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readLogLevel } from "../shared.js";
 
@@ -20,6 +21,7 @@ export function readPipelineConfig(env: NodeJS.ProcessEnv = process.env) {
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
     logLevel: readLogLevel(r),
   };
+  refuseTls(r, "pipeline worker");
   r.done();
   return c;
 }

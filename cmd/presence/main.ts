@@ -3,6 +3,7 @@ import { openRegistry, openRoutes, openStorage, watchServers } from "../../inter
 import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
@@ -31,6 +32,7 @@ const config = exitOnConfigError("presence", () => {
   };
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   if (presence.sweepIntervalMs === 0) r.problems.push("CHAT_PRESENCE_SWEEP_MS=0: the presence process does nothing but sweep");
+  refuseTls(r, "presence tracker");
   r.done();
   return { ...c, presence };
 });

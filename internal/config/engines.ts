@@ -60,12 +60,6 @@ export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
   checkEndpoints(r, "CHAT_KAFKA_BROKERS", e.kafkaBrokers, { portRequired: true });
   checkEndpoints(r, "CHAT_CASSANDRA_CONTACT_POINTS", e.cassandraContactPoints, { portRequired: false });
   checkRedisUrl(r, e.redisUrl);
-  // chatd's TLS settings, read by no separate process: set on one, its listeners stayed plaintext without a word.
-  for (const name of ["CHAT_TLS_CERT", "CHAT_TLS_KEY"]) {
-    if (r.string(name, "") !== "") {
-      r.problems.push(`${name}: the separate processes serve plaintext only (TLS on every listener is chatd's); terminate TLS in front of them (a load balancer or reverse proxy) and unset it`);
-    }
-  }
   return e;
 }
 

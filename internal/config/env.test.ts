@@ -105,14 +105,6 @@ describe("engine addresses", () => {
     }
   });
 
-  it("refuses chatd's CHAT_TLS_CERT and CHAT_TLS_KEY, which no separate process reads, rather than serve plaintext without a word", () => {
-    for (const name of ["CHAT_TLS_CERT", "CHAT_TLS_KEY"]) {
-      const found = problems({ [name]: "/etc/chat/tls.pem" });
-      assert.equal(found.length, 1, found.join("; "));
-      assert.match(found[0]!, new RegExp(`^${name}: the separate processes serve plaintext only`));
-    }
-  });
-
   it("shows a Redis password masked in the problem it reports", () => {
     const [problem] = problems({ CHAT_REDIS_URL: "redis://app:hunter2@redis.example:99999" });
     assert.ok(problem && !problem.includes("hunter2"), problem);

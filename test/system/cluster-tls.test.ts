@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import WebSocket from "ws";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { AuthServiceClient } from "../../gen/ts-proto/chat/v1/auth.js";
+import { SessionServiceClient, type ConnectResponse } from "../../gen/ts-proto/chat/v1/session.js";
+import { engineScope } from "../support/engine-scope.js";
+import { engineConfig } from "../support/engines.js";
+import { startRole, stopAll } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
+
+/**
+ * The public listeners of the separate processes, the api's and the
+ * gateways', take CHAT_TLS_CERT and CHAT_TLS_KEY as chatd's do: https for
+ * Connect, wss:// for the WebSocket, gRPC over TLS. Before, both were read by
+ * no separate process and their listeners stayed plaintext.
+ */
+describe("cluster: TLS on the api's and the gateway's listeners", function () {
+  this.timeout(240_000);
+  const scope = engineScope(engineConfig(), "clustertls");
+  const dir = mkdtempSync(join(tmpdir(), "chat-cluster-tls-"));
+  const certPath = join(dir, "cert.pem");
+  const keyPath = join(dir, "key.pem");
+  let ca: Buffer;
+  let api: Record<string, unknown>;
+  let gateway: Record<string, unknown>;
+
+  before(async () => {
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost",
+      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ], { stdio: "ignore" });
+    ca = readFileSync(certPath);
+    const common = { ...scope.env, CHAT_KEYS_DIR: join(dir, "keys"), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+    const tls = { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath };
+    api = (await startRole("api", { ...common, ...tls })).info;
+    await startRole("chat-server", common);
+    gateway = (await startRole("gateway", { ...common, ...tls })).info;
+  });
+  after(async () => {
+    await stopAll();
+    await scope.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("announces https, wss and TLS gRPC addresses", () => {
+    assert.match(String(api.http), /^https:\/\//);
+    assert.match(String(api.grpc), /^https:\/\//);
+    assert.match(String(gateway.ws), /^wss:\/\/.*\/ws$/);
+    assert.match(String(gateway.grpc), /^https:\/\//);
+  });
+
+  it("signs up over https, opens a wss:// session on the gateway and a TLS gRPC session beside it", async () => {
+    const username = `ctls${process.pid.toString(36)}${Math.random().toString(36).slice(2, 7)}`;
+    const transport = createConnectTransport({ baseUrl: String(api.http), httpVersion: "1.1", nodeOptions: { ca } });
+    const { credentials } = await createClient(AuthService, transport).signUp({
+      username,
+      password: "correct horse battery",
+      displayName: username,
+      device: { name: "tls" },
+    });
+    const token = credentials!.accessToken;
+
+    const ws = new WebSocket(String(gateway.ws), ["chat.v1.proto", `bearer.${token}`], { ca });
+    const frames: ServerFrame[] = [];
+    ws.on("message", (data) => frames.push(fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))));
+    let failure: Error | undefined;
+    ws.on("error", (err) => (failure = err));
+    try {
+      const welcome = await waitFor(() => {
+        if (failure) throw failure;
+        return frames[0]?.kind.case === "welcome" && frames[0].kind.value;
+      }, "the welcome over wss", 60_000);
+      assert.equal(welcome.userId, credentials!.userId);
+    } finally {
+      ws.close();
+    }
+
+    const creds = grpc.credentials.createSsl(ca);
+    // SNI carries a host name, never an IP address: name the certificate's DNS name.
+    const options = { "grpc.ssl_target_name_override": "localhost" };
+    const sessions = new SessionServiceClient(new URL(String(gateway.grpc)).host, creds, options);
+    const auth = new AuthServiceClient(new URL(String(api.grpc)).host, creds, options);
+    try {
+      const md = new grpc.Metadata();
+      md.set("authorization", `Bearer ${token}`);
+      const stream = sessions.connect(md);
+      const got: ConnectResponse[] = [];
+      stream.on("data", (r: ConnectResponse) => got.push(r));
+      stream.on("error", () => {});
+      const first = await waitFor(() => got[0], "the welcome over TLS gRPC", 60_000);
+      assert.equal(first.frame?.kind?.$case, "welcome");
+      stream.cancel();
+      // The api's gRPC listener too; its refusal's message reads as sent (no %3A for a colon).
+      const refused = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        auth.login({ username, password: "wrong password", device: { name: "x", platform: 0 } }, (err) => (err ? resolve(err) : reject(new Error("a wrong password was taken")))),
+      );
+      assert.equal(refused.code, grpc.status.UNAUTHENTICATED);
+      assert.doesNotMatch(refused.details, /%[0-9A-F]{2}/, refused.details);
+    } finally {
+      sessions.close();
+      auth.close();
+    }
+  });
+});
