@@ -24,7 +24,7 @@ import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
 import { serveOps } from "../../internal/observability/http.js";
-import { closableHttp2 } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, drainHttpServer } from "../../internal/observability/lifecycle.js";
 import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
@@ -293,8 +293,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         healthFollower.stop();
         chat.drain();
         await gateway.close();
-        httpServer.closeAllConnections();
-        await Promise.all([closeServer(httpServer), grpcListener.close()]);
+        // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
+        await Promise.all([drainHttpServer(httpServer), grpcListener.close()]);
         await oldPipeline.stop();
         await notifier.stop();
         await push.close();
@@ -304,9 +304,5 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         await storage.close();
       })()),
   };
-}
-
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
 }
 
