@@ -7,28 +7,11 @@ import type { AccountStore } from "../accounts/store.js";
 import { CloseCode } from "../model/close-codes.js";
 import { DeviceGate } from "./device-gate.js";
 import { apiMetrics } from "./metrics.js";
-import { rpcError, TestApi, UnreachableSessions } from "./testkit.js";
+import { holdNext, rpcError, TestApi, UnreachableSessions } from "./testkit.js";
 
 async function authEvents(registry: Registry): Promise<Record<string, number>> {
   const metric = await registry.getSingleMetric("chat_auth_events_total")!.get();
   return Object.fromEntries(metric.values.map((v) => [String(v.labels.event), v.value]));
-}
-
-/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
-function holdNext<T extends object>(target: T, method: keyof T & string) {
-  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const original = t[method]!;
-  let arrived!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (arrived = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  t[method] = async (...args) => {
-    t[method] = original;
-    arrived();
-    await released;
-    return original.apply(target, args);
-  };
-  return { reached, release };
 }
 
 describe("api: AuthService", () => {

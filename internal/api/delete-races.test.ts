@@ -4,24 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { engineConfig } from "../../test/support/engines.js";
 import { CassandraAccountStore, CassandraChannelStore, openCassandraStorage, type CassandraStorage } from "../storage/cassandra/index.js";
 import type { ApiDeps } from "./deps.js";
-import { rpcError, TestApi } from "./testkit.js";
-
-/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
-function holdNext<T extends object>(target: T, method: keyof T & string) {
-  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const original = t[method]!;
-  let arrived!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (arrived = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  t[method] = async (...args) => {
-    t[method] = original;
-    arrived();
-    await released;
-    return original.apply(target, args);
-  };
-  return { reached, release };
-}
+import { holdNext, rpcError, TestApi } from "./testkit.js";
 
 /**
  * A friendship, a friend request or a direct chat made with an account while

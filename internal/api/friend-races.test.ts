@@ -1,23 +1,6 @@
 import assert from "node:assert/strict";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
-import { TestApi } from "./testkit.js";
-
-/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
-function holdNext<T extends object>(target: T, method: keyof T & string) {
-  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const original = t[method]!;
-  let arrived!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (arrived = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  t[method] = async (...args) => {
-    t[method] = original;
-    arrived();
-    await released;
-    return original.apply(target, args);
-  };
-  return { reached, release };
-}
+import { holdNext, TestApi } from "./testkit.js";
 
 describe("api: friend requests crossing", () => {
   let api: TestApi;

@@ -223,3 +223,20 @@ export async function rpcError(fn: () => Promise<unknown>): Promise<ConnectError
   }
   throw new Error("expected the call to fail");
 }
+
+/** Holds the next call of `method` until released, and says when one has arrived: a request paused at a known point. */
+export function holdNext<T extends object>(target: T, method: keyof T & string) {
+  const t = target as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const original = t[method]!;
+  let arrived!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  t[method] = async (...args) => {
+    t[method] = original;
+    arrived();
+    await released;
+    return original.apply(target, args);
+  };
+  return { reached, release };
+}

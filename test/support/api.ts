@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import http from "node:http";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
@@ -59,4 +61,31 @@ export async function addDevice(baseUrl: string, user: TestUser): Promise<{ devi
   const d = { deviceId: res.credentials!.deviceId, token: res.credentials!.accessToken, refreshToken: res.credentials!.refreshToken };
   user.devices.push(d);
   return d;
+}
+
+/**
+ * `count` sign-ups sent at once over HTTP/1.1 on `agent`'s connections,
+ * resolved when all are on the wire; `answers` settle with each one's status
+ * code or the error that cut it. Each hashes a password (argon2id, behind
+ * the thread pool's four threads), so most are still being answered a while
+ * after the first one is: requests in flight for a stop to answer.
+ */
+export async function signUpsInFlight(baseUrl: string, agent: http.Agent, count: number): Promise<{ answers: Promise<string>[] }> {
+  const url = new URL("/chat.v1.AuthService/SignUp", baseUrl);
+  const run = Date.now().toString(36);
+  const sent = Array.from({ length: count }, (_, i) => {
+    const body = JSON.stringify({ username: `drain${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } });
+    const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json" } });
+    const answer = new Promise<string>((resolve) => {
+      req.on("response", (res) => {
+        res.resume();
+        res.on("end", () => resolve(String(res.statusCode)));
+      });
+      req.on("error", (err) => resolve(err.message));
+    });
+    req.end(body);
+    return { finished: once(req, "finish"), answer };
+  });
+  await Promise.all(sent.map((s) => s.finished));
+  return { answers: sent.map((s) => s.answer) };
 }

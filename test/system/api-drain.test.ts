@@ -4,6 +4,7 @@ import http from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { signUpsInFlight } from "../support/api.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll } from "../support/processes.js";
@@ -22,31 +23,15 @@ describe("api: SIGTERM with requests in flight", function () {
 
   it("answers every request it holds, then exits 0", async () => {
     const api = await startRole("api", { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" });
-    const url = new URL("/chat.v1.AuthService/SignUp", String(api.info.http));
     const agent = new http.Agent({ keepAlive: true });
-    const run = Date.now().toString(36);
-    // Each sign-up hashes a password (argon2id): many at once keep the api busy for a while.
-    const signUps = Array.from({ length: 24 }, (_, i) => {
-      const body = JSON.stringify({ username: `drain${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } });
-      const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json" } });
-      const answer = new Promise<string>((resolve) => {
-        req.on("response", (res) => {
-          res.resume();
-          res.on("end", () => resolve(String(res.statusCode)));
-        });
-        req.on("error", (err) => resolve(err.message));
-      });
-      req.end(body);
-      return { sent: once(req, "finish"), answer };
-    });
-    await Promise.all(signUps.map((s) => s.sent));
+    const { answers: inFlight } = await signUpsInFlight(String(api.info.http), agent, 24);
     // One answered: the api has been at them for a password hash's time, so it has read every
     // request (one still unread on its connection would be a keep-alive race, not a drain), and
     // the hashes queue behind the thread pool's four threads, so most are still in flight.
-    await Promise.race(signUps.map((s) => s.answer));
+    await Promise.race(inFlight);
     const exited = once(api.child, "exit") as Promise<[number | null]>;
     api.child.kill("SIGTERM");
-    const answers = await Promise.all(signUps.map((s) => s.answer));
+    const answers = await Promise.all(inFlight);
     agent.destroy();
     assert.deepEqual(answers, answers.map(() => "200"), `every sign-up answered: ${answers.join(", ")}`);
     const [code] = await exited;
