@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { engineConfig } from "../../test/support/engines.js";
-import { CassandraAccountStore, CassandraChannelStore, openCassandraStorage, type CassandraStorage } from "../storage/cassandra/index.js";
+import { CassandraAccountStore, CassandraChannelStore } from "../storage/cassandra/index.js";
+import { scratchCassandra } from "../../test/support/cassandra.js";
 import type { ApiDeps } from "./deps.js";
 import { holdNext, rpcError, TestApi } from "./testkit.js";
 
@@ -150,22 +150,10 @@ describe("api: deleting an account while others befriend it or open a chat with 
   describe("on SQLite", () => deletionRaces(() => TestApi.start()));
 
   describe("on Cassandra", () => {
-    const keyspace = `chat_test_${randomBytes(5).toString("hex")}`;
-    let storage: CassandraStorage | undefined;
-    before(async function () {
-      this.timeout(120_000);
-      const cfg = engineConfig();
-      storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
-    });
-    after(async function () {
-      this.timeout(120_000);
-      if (!storage) return;
-      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-      await storage.close();
-    });
+    const cassandra = scratchCassandra();
     // Fresh adapter objects per api, one keyspace: accounts and channels are the stores under test.
     deletionRaces(() => {
-      if (!storage) throw new Error("cassandra storage did not open");
+      const storage = cassandra();
       const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(storage.db), channels: new CassandraChannelStore(storage.db, storage.messages) };
       return TestApi.start(overrides);
     });

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { engineConfig } from "../../test/support/engines.js";
 import { EnvReader } from "../config/env.js";
-import { CassandraChannelStore, openCassandraStorage, type CassandraStorage } from "../storage/cassandra/index.js";
+import { CassandraChannelStore } from "../storage/cassandra/index.js";
+import { scratchCassandra } from "../../test/support/cassandra.js";
 import { DEFAULT_MAX_GROUPS_PER_USER, readApiLimits } from "../throttle/config.js";
 import type { ApiDeps } from "./deps.js";
 import { rpcError, TestApi } from "./testkit.js";
@@ -80,22 +80,10 @@ describe("api: how many groups one user may be in", function () {
   describe("on SQLite", () => groupLimit((overrides) => TestApi.start(overrides)));
 
   describe("on Cassandra", () => {
-    const keyspace = `chat_test_${randomBytes(5).toString("hex")}`;
-    let storage: CassandraStorage | undefined;
-    before(async function () {
-      this.timeout(120_000);
-      const cfg = engineConfig();
-      storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
-    });
-    after(async function () {
-      this.timeout(120_000);
-      if (!storage) return;
-      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-      await storage.close();
-    });
+    const cassandra = scratchCassandra();
     // Channels on Cassandra (the count is the store's); accounts stay on SQLite.
     groupLimit((overrides) => {
-      if (!storage) throw new Error("cassandra storage did not open");
+      const storage = cassandra();
       return TestApi.start({ ...overrides, channels: new CassandraChannelStore(storage.db, storage.messages) });
     });
   });
