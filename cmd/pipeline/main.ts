@@ -6,7 +6,7 @@ import { startOpsServer, stopOnSignals } from "../../internal/observability/life
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PartitionedStageHealth } from "../../internal/pipeline/partition-health.js";
 import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
-import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
+import { pipelineGroupsOf, pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
@@ -21,7 +21,7 @@ const registry = processMetricsRegistry();
 const e = config.engines;
 const storage = await openStorage(e, logger);
 const queue = await openQueue(e, `pipeline-${process.pid}`, logger);
-const metrics = pipelineMetrics(registry, queue);
+const metrics = pipelineMetrics(registry, queue, pipelineGroupsOf(config.stages));
 appendMetrics(registry, { messages: storage.messages, inbox: storage.inbox });
 const routes = openRoutes(e, logger);
 const servers = openRegistry(e, logger);

@@ -17,6 +17,20 @@ export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = [
   [ConsumerGroups.inboxWriter, Topics.inbox],
 ];
 
+/**
+ * The consumer groups of the stages a process runs (CHAT_PIPELINE_STAGES). A
+ * group's lag is the group's, not the process's: every worker reporting
+ * every group put the inbox writers' lag on the sequencer-only workers too,
+ * so a sum over instances counted it once per worker of either kind.
+ */
+export function pipelineGroupsOf(stages: readonly string[]): readonly [group: string, topic: string][] {
+  const byStage: Record<string, [group: string, topic: string]> = {
+    sequencer: [ConsumerGroups.sequencer, Topics.submitted],
+    "inbox-writer": [ConsumerGroups.inboxWriter, Topics.inbox],
+  };
+  return stages.flatMap((stage) => (byStage[stage] ? [byStage[stage]] : []));
+}
+
 /** With a queue, also a lag gauge of `groups` (by default the Sequencer's and the InboxWriter's). */
 export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups = PIPELINE_GROUPS): PipelineMetrics {
   if (queue) consumerLagGauge(registry, queue, groups);
