@@ -408,6 +408,23 @@ describe("session back-pressure and early frames", () => {
       server.drain();
     });
 
+    it("keeps only the latest presence per user and typing in half its room for a session still starting, so a channel event past them is not lost", async () => {
+      let started!: () => void;
+      const checked = new Promise<boolean>((r) => (started = () => r(false)));
+      const { server, frames } = openSession(inboxKeeping([]), undefined, undefined, () => checked);
+      for (let i = 0; i < 200; i++) {
+        server.deliverLocal(1n, [], presence(4n, i % 2 === 0 ? PresenceStatus.ONLINE : PresenceStatus.OFFLINE));
+        server.deliverLocal(1n, [], typing);
+      }
+      server.deliverLocal(1n, [], create(ServerFrameSchema, { kind: { case: "channel", value: { userId: 2n } } }));
+      server.deliverLocal(1n, [], presence(3n, PresenceStatus.ONLINE));
+      assert.deepStrictEqual(frames, [], "nothing before the welcome");
+      started();
+      await waitFor(() => frames.length >= 36, "the welcome and what was held");
+      assert.deepStrictEqual(frames.map(shown), ["welcome", "presence 4 OFFLINE", "presence 3 ONLINE", ...Array<string>(32).fill("typing"), "channel"]);
+      server.drain();
+    });
+
     it("sends what it holds before a newer presence that finds room before drained() is called, so no older status follows it", async () => {
       const { server, frames, state } = pausedSession();
       await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "welcome");

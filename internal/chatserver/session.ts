@@ -40,7 +40,7 @@ const refusalOf = (frame: ClientFrame): Refused => ({
   clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "",
 });
 
-/** Shared frames kept for a session until its welcome is out; past these a start that slow loses hints, not messages. */
+/** Shared frames kept for a session until its welcome is out (typing in half of them; presence apart, the latest per user); past these a start that slow loses hints, not messages. */
 const HELD_SHARED_FRAMES = 64;
 
 /** A frame that could not be decoded: no ref, no kind. */
@@ -243,6 +243,7 @@ export class Session implements SessionHandle {
     const held = this.heldShared ?? [];
     this.heldShared = undefined;
     for (const f of held) this.sendShared(f);
+    if (this.heldPresence !== undefined && !this.isBackedUp()) this.sendHeldPresence();
     const early = this.early ?? [];
     this.early = undefined;
     for (const f of early) {
@@ -637,26 +638,33 @@ export class Session implements SessionHandle {
   /** A frame that other sessions get too, encoded once for all of them. */
   sendShared(encoded: EncodedFrame): void {
     if (!this.open) return;
+    const { kind } = encoded.frame;
     if (!this.ready) {
+      // A slow start in a busy group (a failover's surge) must not spend the held frames on
+      // chatter and lose a channel event past them: presence keeps the latest per user, as for a
+      // backed-up socket, and typing hints take at most half the room.
+      if (kind.case === "presence") return this.holdPresence(encoded);
       const held = (this.heldShared ??= []);
-      if (held.length < HELD_SHARED_FRAMES) held.push(encoded);
+      if (held.length < (kind.case === "typing" ? HELD_SHARED_FRAMES / 2 : HELD_SHARED_FRAMES)) held.push(encoded);
       return;
     }
-    const { kind } = encoded.frame;
     if (kind.case === "typing" || kind.case === "presence") {
       if (this.isBackedUp()) {
         if (kind.case === "typing") return;
-        const about = kind.value.presence?.userId ?? 0n;
-        const held = (this.heldPresence ??= new Map());
-        // Re-inserted, so the held events go out in the order of their latest flips.
-        held.delete(about);
-        held.set(about, encoded);
-        return;
+        return this.holdPresence(encoded);
       }
       // Room again before drained() said so: what is held goes first, or an older status would follow this one.
       if (this.heldPresence !== undefined) this.sendHeldPresence();
     }
     this.sendEncoded(encoded.bytes(this.identity.encoding));
+  }
+
+  private holdPresence(encoded: EncodedFrame): void {
+    const about = encoded.frame.kind.case === "presence" ? (encoded.frame.kind.value.presence?.userId ?? 0n) : 0n;
+    const held = (this.heldPresence ??= new Map());
+    // Re-inserted, so the held events go out in the order of their latest flips.
+    held.delete(about);
+    held.set(about, encoded);
   }
 
   private sendHeldPresence(): void {
