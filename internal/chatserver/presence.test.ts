@@ -97,64 +97,15 @@ describe("chat server presence: a device with two sessions here", () => {
 });
 
 describe("chat server presence: a device found signed out by a Reauthenticate", () => {
-  it("is offline at once (as at a logout), and its other sessions here are closed with 4003 too", async () => {
+  /**
+   * A server holding device 7 of user 1, which `signOut` signs out; with
+   * `held`, the reads that find it so wait for the function it returns.
+   */
+  function signOutRig() {
     const { hooks, calls } = recordingHooks();
     const loggedOut: Id[] = [];
     hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
     let signedOut = false;
-    const revoked = async () => signedOut;
-    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked });
-    const closes: number[][] = [[], []];
-    const [first] = closes.map((codes) =>
-      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) }),
-    );
-    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "both sessions started");
-    // Signed out through a process whose close never reached this one (the routing table was down).
-    signedOut = true;
-    first!.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
-    await waitFor(() => closes[0]!.length > 0, "the close");
-    assert.deepEqual(closes, [[4003], [4003]]);
-    assert.deepEqual(loggedOut, [7n], "offline at once, not a grace period after its last heartbeat");
-    assert.equal(server.sessionCount, 0);
-    server.drain();
-  });
-
-  it("closes the device's other sessions here even when the one that asked closed while the device was read", async () => {
-    const { hooks, calls } = recordingHooks();
-    const loggedOut: Id[] = [];
-    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
-    let signedOut = false;
-    let answer!: () => void;
-    let reading: Promise<void> | undefined;
-    const revoked = async () => {
-      await reading;
-      return signedOut;
-    };
-    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked });
-    const closes: number[][] = [[], []];
-    const [asking] = closes.map((codes) =>
-      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) }),
-    );
-    await waitFor(() => calls.filter((c) => c.hook === "connected").length === 2, "both sessions started");
-    signedOut = true;
-    reading = new Promise<void>((r) => (answer = r));
-    asking!.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
-    // The tab that asked goes away before the answer: the device's other tab is still signed out.
-    asking!.closed();
-    answer();
-    await waitFor(() => closes[1]!.length > 0, "the other session's close");
-    assert.deepEqual(closes, [[], [4003]]);
-    assert.deepEqual(loggedOut, [7n]);
-    assert.equal(server.sessionCount, 0);
-    server.drain();
-  });
-
-  it("closes the device's sessions already open here when a new one finds it signed out as it starts, even if that one closed meanwhile", async () => {
-    const { hooks, calls } = recordingHooks();
-    const loggedOut: Id[] = [];
-    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
-    let signedOut = false;
-    let answer!: () => void;
     let reading: Promise<void> | undefined;
     const revoked = async () => {
       await reading;
@@ -164,10 +115,54 @@ describe("chat server presence: a device found signed out by a Reauthenticate", 
     const closes: number[][] = [[], []];
     const open = (codes: number[]) =>
       server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) });
+    const signOut = ({ held = false } = {}): (() => void) => {
+      signedOut = true;
+      if (!held) return () => {};
+      let answer!: () => void;
+      reading = new Promise<void>((r) => (answer = r));
+      return answer;
+    };
+    const started = (n: number) => waitFor(() => calls.filter((c) => c.hook === "connected").length === n, `${n} session(s) started`);
+    return { server, closes, open, signOut, started, loggedOut };
+  }
+
+  it("is offline at once (as at a logout), and its other sessions here are closed with 4003 too", async () => {
+    const { server, closes, open, signOut, started, loggedOut } = signOutRig();
+    const first = open(closes[0]!);
+    open(closes[1]!);
+    await started(2);
+    // Signed out through a process whose close never reached this one (the routing table was down).
+    signOut();
+    first.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
+    await waitFor(() => closes[0]!.length > 0, "the close");
+    assert.deepEqual(closes, [[4003], [4003]]);
+    assert.deepEqual(loggedOut, [7n], "offline at once, not a grace period after its last heartbeat");
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
+
+  it("closes the device's other sessions here even when the one that asked closed while the device was read", async () => {
+    const { server, closes, open, signOut, started, loggedOut } = signOutRig();
+    const asking = open(closes[0]!);
+    open(closes[1]!);
+    await started(2);
+    const answer = signOut({ held: true });
+    asking.reauthenticate({ ref: 1n, expiresAtMs: Date.now() + 900_000 });
+    // The tab that asked goes away before the answer: the device's other tab is still signed out.
+    asking.closed();
+    answer();
+    await waitFor(() => closes[1]!.length > 0, "the other session's close");
+    assert.deepEqual(closes, [[], [4003]]);
+    assert.deepEqual(loggedOut, [7n]);
+    assert.equal(server.sessionCount, 0);
+    server.drain();
+  });
+
+  it("closes the device's sessions already open here when a new one finds it signed out as it starts, even if that one closed meanwhile", async () => {
+    const { server, closes, open, signOut, started, loggedOut } = signOutRig();
     open(closes[0]!);
-    await waitFor(() => calls.some((c) => c.hook === "connected"), "the first session started");
-    signedOut = true;
-    reading = new Promise<void>((r) => (answer = r));
+    await started(1);
+    const answer = signOut({ held: true });
     // Another tab of the device connects and is gone again before its reads are answered.
     open(closes[1]!).closed();
     answer();
@@ -179,18 +174,11 @@ describe("chat server presence: a device found signed out by a Reauthenticate", 
   });
 
   it("closes the device's sessions already open here when a new one of it finds it signed out as it starts", async () => {
-    const { hooks, calls } = recordingHooks();
-    const loggedOut: Id[] = [];
-    hooks.deviceLoggedOut = (_userId, deviceId) => void loggedOut.push(deviceId);
-    let signedOut = false;
-    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, revoked: async () => signedOut });
-    const closes: number[][] = [[], []];
-    const open = (codes: number[]) =>
-      server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: (code) => void codes.push(code) });
+    const { server, closes, open, signOut, started, loggedOut } = signOutRig();
     open(closes[0]!);
-    await waitFor(() => calls.some((c) => c.hook === "connected"), "the first session started");
+    await started(1);
     // Signed out through a process whose close never reached this one; another tab of the device reconnects.
-    signedOut = true;
+    signOut();
     open(closes[1]!);
     await waitFor(() => closes[1]!.length > 0, "the new session refused");
     assert.deepEqual(closes, [[4003], [4003]]);
