@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { createServer, type AddressInfo } from "node:net";
-import { join, resolve } from "node:path";
 import { createEtcdClient } from "../../internal/etcd/client.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-
-const ROOT = resolve(import.meta.dirname, "../..");
+import { exitOnTakenPort } from "../support/processes.js";
 
 // cmd/chat-server on a gRPC port it cannot have: one line naming the setting, not grpc-js's stack trace.
 describe("chat-server: a port in use", function () {
@@ -15,26 +10,9 @@ describe("chat-server: a port in use", function () {
   const scope = engineScope(engineConfig(), "cslisten");
   after(() => scope.drop());
 
-  /** Runs a chat server with `setting` on a port something else holds; its exit status and stderr. */
-  async function onTakenPort(setting: "CHAT_GRPC_PORT" | "CHAT_OPS_PORT") {
-    const taken = createServer();
-    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
-    const port = (taken.address() as AddressInfo).port;
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd/chat-server/main.ts")], {
-      cwd: ROOT,
-      env: { ...process.env, ...scope.env, CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0", [setting]: String(port), GRPC_VERBOSITY: "NONE" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += String(d)));
-    try {
-      const [code] = (await once(child, "exit")) as [number | null];
-      return { port, code, stderr };
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      taken.close();
-    }
-  }
+  /** Runs a chat server with `setting` on a port something else holds: its exit status and stderr. */
+  const onTakenPort = (setting: "CHAT_GRPC_PORT" | "CHAT_OPS_PORT") =>
+    exitOnTakenPort("chat-server", (port) => ({ ...scope.env, CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0", [setting]: String(port) }));
 
   it("CHAT_GRPC_PORT: exits 1 with one line naming it", async () => {
     const { port, code, stderr } = await onTakenPort("CHAT_GRPC_PORT");

@@ -1,15 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-
-const ROOT = resolve(import.meta.dirname, "../..");
+import { exitOnTakenPort } from "../support/processes.js";
 
 // A pipeline worker or notifier whose CHAT_OPS_PORT is taken exits 1. It used to join its consumer
 // groups first: Kafka left it their partitions for the session timeout (10 s), every message on
@@ -25,25 +21,7 @@ describe("pipeline and notifier: CHAT_OPS_PORT in use", function () {
     await scope.drop();
   });
 
-  async function onTakenOpsPort(role: string): Promise<{ port: number; code: number | null; stderr: string }> {
-    const taken = createServer();
-    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
-    const port = (taken.address() as AddressInfo).port;
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
-      cwd: ROOT,
-      env: { ...process.env, ...scope.env, CHAT_OPS_PORT: String(port), CHAT_KEYS_DIR: keysDir, GRPC_VERBOSITY: "NONE" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += String(d)));
-    try {
-      const [code] = (await once(child, "exit")) as [number | null];
-      return { port, code, stderr };
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      taken.close();
-    }
-  }
+  const onTakenOpsPort = (role: string) => exitOnTakenPort(role, (port) => ({ ...scope.env, CHAT_OPS_PORT: String(port), CHAT_KEYS_DIR: keysDir }));
 
   /** Members each group has now (a group Kafka has never seen has none). */
   async function members(groups: string[]): Promise<Record<string, number>> {

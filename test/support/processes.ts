@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -97,4 +99,28 @@ export async function stopAll(): Promise<void> {
         }),
     ),
   );
+}
+
+/**
+ * Runs `cmd/<role>/main.ts` to its exit with a port something else holds,
+ * which `env(port)` hands it: the port, its exit status and its stderr.
+ */
+export async function exitOnTakenPort(role: string, env: (port: number) => Record<string, string>): Promise<{ port: number; code: number | null; stderr: string }> {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+  const port = (taken.address() as AddressInfo).port;
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+    cwd: ROOT,
+    env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env(port) },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += String(d)));
+  try {
+    const [code] = (await once(child, "exit")) as [number | null];
+    return { port, code, stderr };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    taken.close();
+  }
 }
