@@ -1,21 +1,20 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { fromBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import WebSocket from "ws";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
-import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { AuthServiceClient, type SignUpResponse } from "../../gen/ts-proto/chat/v1/auth.js";
 import { SessionServiceClient, type ConnectResponse } from "../../gen/ts-proto/chat/v1/session.js";
 import { DevicePlatform } from "../../gen/ts-proto/chat/v1/types.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { selfSignedCertificate, welcomeOverWss } from "../support/tls.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -38,14 +37,7 @@ describe("TLS on every listener (CHAT_TLS_CERT, CHAT_TLS_KEY)", function () {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "chatd-tls-"));
-    certPath = join(dir, "cert.pem");
-    keyPath = join(dir, "key.pem");
-    await run("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ]);
-    ca = readFileSync(certPath);
+    ({ certPath, keyPath, ca } = selfSignedCertificate(dir));
     chatd = await startChatd({ env: { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath } });
   });
   after(async () => {
@@ -87,20 +79,8 @@ describe("TLS on every listener (CHAT_TLS_CERT, CHAT_TLS_KEY)", function () {
 
   it("opens a wss:// WebSocket session and gets the welcome", async () => {
     const { credentials } = await signUp();
-    const ws = new WebSocket(chatd.wsUrl, ["chat.v1.proto", `bearer.${credentials!.accessToken}`], { ca });
-    const frames: ServerFrame[] = [];
-    ws.on("message", (data) => frames.push(fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))));
-    let failure: Error | undefined;
-    ws.on("error", (err) => (failure = err));
-    try {
-      const welcome = await waitFor(() => {
-        if (failure) throw failure;
-        return frames[0]?.kind.case === "welcome" && frames[0].kind.value;
-      }, "the welcome over wss");
-      assert.equal(welcome.userId, credentials!.userId);
-    } finally {
-      ws.close();
-    }
+    const welcome = await welcomeOverWss(chatd.wsUrl, credentials!.accessToken, ca);
+    assert.equal(welcome.userId, credentials!.userId);
     // A client that does not trust the certificate is refused.
     const untrusting = new WebSocket(chatd.wsUrl, ["chat.v1.proto", `bearer.${credentials!.accessToken}`]);
     const err = await new Promise<Error>((r) => untrusting.on("error", r));

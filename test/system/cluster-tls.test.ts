@@ -1,20 +1,17 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import WebSocket from "ws";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
-import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { AuthServiceClient } from "../../gen/ts-proto/chat/v1/auth.js";
 import { SessionServiceClient, type ConnectResponse } from "../../gen/ts-proto/chat/v1/session.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll } from "../support/processes.js";
+import { selfSignedCertificate, welcomeOverWss } from "../support/tls.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -27,19 +24,14 @@ describe("cluster: TLS on the api's and the gateway's listeners", function () {
   this.timeout(240_000);
   const scope = engineScope(engineConfig(), "clustertls");
   const dir = mkdtempSync(join(tmpdir(), "chat-cluster-tls-"));
-  const certPath = join(dir, "cert.pem");
-  const keyPath = join(dir, "key.pem");
+  let certPath: string;
+  let keyPath: string;
   let ca: Buffer;
   let api: Record<string, unknown>;
   let gateway: Record<string, unknown>;
 
   before(async () => {
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ], { stdio: "ignore" });
-    ca = readFileSync(certPath);
+    ({ certPath, keyPath, ca } = selfSignedCertificate(dir));
     const common = { ...scope.env, CHAT_KEYS_DIR: join(dir, "keys"), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
     const tls = { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath };
     api = (await startRole("api", { ...common, ...tls })).info;
@@ -70,20 +62,8 @@ describe("cluster: TLS on the api's and the gateway's listeners", function () {
     });
     const token = credentials!.accessToken;
 
-    const ws = new WebSocket(String(gateway.ws), ["chat.v1.proto", `bearer.${token}`], { ca });
-    const frames: ServerFrame[] = [];
-    ws.on("message", (data) => frames.push(fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))));
-    let failure: Error | undefined;
-    ws.on("error", (err) => (failure = err));
-    try {
-      const welcome = await waitFor(() => {
-        if (failure) throw failure;
-        return frames[0]?.kind.case === "welcome" && frames[0].kind.value;
-      }, "the welcome over wss", 60_000);
-      assert.equal(welcome.userId, credentials!.userId);
-    } finally {
-      ws.close();
-    }
+    const welcome = await welcomeOverWss(String(gateway.ws), token, ca, 60_000);
+    assert.equal(welcome.userId, credentials!.userId);
 
     const creds = grpc.credentials.createSsl(ca);
     // SNI carries a host name, never an IP address: name the certificate's DNS name.
