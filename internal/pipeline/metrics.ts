@@ -11,11 +11,14 @@ export interface PipelineMetrics {
   engineErrors: Counter<"op">;
 }
 
+/** Each stage's consumer group and the topic it reads, for the lag gauge. */
+const GROUP_OF_STAGE: Record<string, [group: string, topic: string]> = {
+  sequencer: [ConsumerGroups.sequencer, Topics.submitted],
+  "inbox-writer": [ConsumerGroups.inboxWriter, Topics.inbox],
+};
+
 /** The pipeline's consumer groups and what they read, for the lag gauge. */
-export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = [
-  [ConsumerGroups.sequencer, Topics.submitted],
-  [ConsumerGroups.inboxWriter, Topics.inbox],
-];
+export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = Object.values(GROUP_OF_STAGE);
 
 /**
  * The consumer groups of the stages a process runs (CHAT_PIPELINE_STAGES). A
@@ -24,11 +27,7 @@ export const PIPELINE_GROUPS: readonly [group: string, topic: string][] = [
  * so a sum over instances counted it once per worker of either kind.
  */
 export function pipelineGroupsOf(stages: readonly string[]): readonly [group: string, topic: string][] {
-  const byStage: Record<string, [group: string, topic: string]> = {
-    sequencer: [ConsumerGroups.sequencer, Topics.submitted],
-    "inbox-writer": [ConsumerGroups.inboxWriter, Topics.inbox],
-  };
-  return stages.flatMap((stage) => (byStage[stage] ? [byStage[stage]] : []));
+  return stages.flatMap((stage) => (GROUP_OF_STAGE[stage] ? [GROUP_OF_STAGE[stage]] : []));
 }
 
 /** With a queue, also a lag gauge of `groups` (by default the Sequencer's and the InboxWriter's). */
