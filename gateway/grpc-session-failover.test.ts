@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ClientFrameSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
-import { ConnectRequest, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ClientFrameSchema, ServerFrameSchema } from "../gen/es/chat/v1/session_pb.js";
+import { ConnectRequest, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
 import { ChatServerServiceService, type SessionRequest, type SessionResponse } from "../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { MemoryServerRegistry } from "../internal/registry/memory.js";
 import { RemoteSessionHost } from "../internal/cluster/remote-host.js";
 import { INTERNAL_MESSAGE_LIMITS } from "../internal/cluster/message-limits.js";
 import { waitFor } from "../test/support/wait.js";
-import { sessionService, withCallStream } from "./grpc-session.js";
+import { nativeClientOn } from "./testing.js";
 
 /**
  * A stand-in chat server that speaks real ServerFrames: a Welcome on every
@@ -82,20 +79,7 @@ async function nativeSessionOnDoomedServer({ registerB = true } = {}) {
   const registry = new MemoryServerRegistry();
   await registry.register({ serverId: a.id, address: a.address, load: 0 });
   const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), cooldownMs: 60_000 });
-  const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
-  const server = http2.createServer(
-    connectNodeAdapter({ contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(host, verifier)) }),
-  );
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const client = new SessionServiceClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  md.set("authorization", "Bearer any");
-  const stream = client.connect(md);
-  const frames: ServerFrame[] = [];
-  stream.on("data", (res: ConnectResponse) => res.frame && frames.push(res.frame));
-  stream.on("error", () => undefined);
-  let ended: grpc.StatusObject | undefined;
-  stream.on("status", (s) => (ended = s));
+  const { server, client, stream, frames, statusWithin } = await nativeClientOn(host);
   await waitFor(() => frames.some((f) => f.kind?.$case === "welcome"), "the welcome from a");
   if (registerB) await registry.register({ serverId: b.id, address: b.address, load: 0 });
   await waitFor(() => host.sessionCount === 1 && true, "the session held");
@@ -108,7 +92,7 @@ async function nativeSessionOnDoomedServer({ registerB = true } = {}) {
     await registry.close();
     await new Promise((r) => server.close(r));
   };
-  return { a, b, host, stream, frames, statusWithin: (ms: number) => waitFor(() => ended, "the stream's status", ms), close };
+  return { a, b, host, stream, frames, statusWithin, close };
 }
 
 const send = (ref: bigint, clientMsgId: string) =>

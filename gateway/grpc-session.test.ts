@@ -7,7 +7,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectRequestSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
-import { ClientFrame as TsClientFrame, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ClientFrame as TsClientFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
 import type { MessageSubmitter } from "../internal/messages/submit.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
@@ -16,6 +16,7 @@ import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
 import { closeIdleConnections } from "../internal/grpc/idle-connections.js";
 import { CLOSE_CODE_TRAILER, readMaxBytesFor, sessionService, withCallStream } from "./grpc-session.js";
+import { nativeClientOn } from "./testing.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
 const emptyInbox = (cursorGate?: Promise<void>): Inbox => ({
@@ -38,25 +39,7 @@ async function nativeSession(
   deps: { inbox?: Inbox; submitter?: MessageSubmitter; revoked?: () => Promise<boolean> } = {},
 ) {
   const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(cursorGate), channels: {} as never, submitter: {} as never, ...deps });
-  const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
-  const server = http2.createServer(
-    connectNodeAdapter({ readMaxBytes, contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(chat, verifier)) }),
-  );
-  // The client's half-close as HTTP/2 saw it, a turn later (when the stream's reader has had it).
-  const halfClosed = new Promise<void>((resolve) => server.on("stream", (st) => st.on("end", () => setImmediate(resolve))));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const client = new SessionServiceClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  md.set("authorization", "Bearer any");
-  const stream = client.connect(md);
-  const frames: ServerFrame[] = [];
-  stream.on("data", (res: ConnectResponse) => res.frame && frames.push(res.frame));
-  stream.on("error", () => undefined);
-  const status = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
-  let ended: grpc.StatusObject | undefined;
-  void status.then((s) => (ended = s));
-  /** The status, failing past `ms`: for a stream that should have ended by then. */
-  const statusWithin = (ms: number) => waitFor(() => ended, "the stream's status", ms);
+  const { server, client, stream, frames, status, statusWithin, halfClosed } = await nativeClientOn(chat, { readMaxBytes });
   const close = async () => {
     client.close();
     chat.drain();
