@@ -5,7 +5,7 @@ import type { Id } from "../model/types.js";
 export interface BatchingOptions {
   /** How long the first push of a batch waits for others to join it. Default 10 ms. */
   windowMs?: number;
-  /** A batch this large goes at once. Default 5000 (user, frame) pairs. */
+  /** A batch this large goes at once (once the one in flight is done). Default 5000 (user, frame) pairs. */
   maxItems?: number;
 }
 
@@ -18,7 +18,15 @@ type Item = { userId: Id; frame: ServerFrame };
  * its user: a sweep that takes a hundred users offline, or a burst of
  * connects after a chat server failed over, reaches each chat server in a
  * few calls. Each push resolves when its batch has been handed over (and
- * rejects if the batch failed), so callers keep their per-user order.
+ * rejects if the batch failed).
+ *
+ * One batch is in flight at a time, and what gathers meanwhile goes as the
+ * next one when it is done. Two batches side by side raced: the later one's
+ * routing lookup could answer first and its frames reach a chat server
+ * before the earlier one's, so a watcher was told a user's older state last
+ * (offline after online) until the announcement noticed and told it again.
+ * Waiting costs no throughput: a slow batch makes the next one larger, not
+ * later ones more numerous.
  */
 export class BatchingDirectory implements Pick<SessionDirectory, "pushToUsers"> {
   private readonly windowMs: number;
@@ -26,7 +34,7 @@ export class BatchingDirectory implements Pick<SessionDirectory, "pushToUsers"> 
   private items: Item[] = [];
   private timer?: NodeJS.Timeout;
   private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private readonly inFlight = new Set<Promise<void>>();
+  private sending?: Promise<void>;
 
   constructor(
     private readonly target: { pushMany(items: readonly Item[]): Promise<unknown> },
@@ -40,31 +48,37 @@ export class BatchingDirectory implements Pick<SessionDirectory, "pushToUsers"> 
     if (userIds.length === 0) return Promise.resolve();
     for (const userId of userIds) this.items.push({ userId, frame });
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    // While a batch is in flight, its end sends what gathered: no window to wait for.
+    if (this.sending) return done;
     if (this.items.length >= this.maxItems) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.windowMs);
     return done;
   }
 
-  /** Sends what is gathered now. */
+  /** Sends what is gathered now, or as soon as the batch in flight is done. */
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.items.length === 0) return;
+    if (this.sending || this.items.length === 0) return;
     const items = this.items;
     const waiters = this.waiters;
     this.items = [];
     this.waiters = [];
-    const p = this.target.pushMany(items).then(
-      () => waiters.forEach((w) => w.resolve()),
-      (err) => waiters.forEach((w) => w.reject(err)),
-    );
-    this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
+    this.sending = this.target
+      .pushMany(items)
+      .then(
+        () => waiters.forEach((w) => w.resolve()),
+        (err) => waiters.forEach((w) => w.reject(err)),
+      )
+      .finally(() => {
+        this.sending = undefined;
+        this.flush();
+      });
   }
 
-  /** Sends what is gathered and waits for every batch in flight (shutdown). */
+  /** Sends what is gathered and waits until every batch is handed over (shutdown). */
   async close(): Promise<void> {
     this.flush();
-    await Promise.all([...this.inFlight]);
+    while (this.sending) await this.sending;
   }
 }

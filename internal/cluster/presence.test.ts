@@ -7,7 +7,7 @@ import type { SessionDirectory } from "../delivery/port.js";
 import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
 import { RedisPresenceStore } from "../presence/redis.js";
-import { PresenceTracker, type PresenceChange } from "../presence/tracker.js";
+import { PresenceTracker, presenceFrame, type PresenceChange } from "../presence/tracker.js";
 import { BatchingDirectory } from "./batching-directory.js";
 import { withLogoutPresence } from "./presence.js";
 
@@ -187,6 +187,45 @@ describe("BatchingDirectory", () => {
     const pushes = [d.pushToUsers([1n], frame), d.pushToUsers([2n], frame)];
     d.flush();
     for (const p of pushes) await assert.rejects(p, /redis away/);
+    await d.close();
+  });
+
+  it("keeps one batch in flight: a later batch cannot land first and leave a watcher with the user's older state, and what gathers meanwhile goes as one", async () => {
+    const user = 7n;
+    const offline = presenceFrame({ userId: user, online: false });
+    const online = presenceFrame({ userId: user, online: true });
+    /** What reached the watchers, in order: the last frame a watcher got is what its screen shows. */
+    const landed: { userId: Id; frame: ServerFrame }[] = [];
+    const unanswered: (() => void)[] = [];
+    let calls = 0;
+    const d = new BatchingDirectory(
+      {
+        pushMany: (items) =>
+          new Promise<void>((resolve) => {
+            calls++;
+            unanswered.push(() => {
+              landed.push(...items);
+              resolve();
+            });
+          }),
+      },
+      { windowMs: 10_000 },
+    );
+    const first = d.pushToUsers([1n], offline);
+    d.flush();
+    const second = d.pushToUsers([1n], online);
+    const third = d.pushToUsers([2n], online);
+    d.flush();
+    // The later batch is always the faster one (its routing lookup answered first).
+    let settled = false;
+    void Promise.all([first, second, third]).then(() => (settled = true));
+    while (!settled) {
+      unanswered.pop()?.();
+      await new Promise((r) => setImmediate(r));
+    }
+    const watcher = landed.filter((i) => i.userId === 1n).map((i) => (i.frame === online ? "online" : "offline"));
+    assert.deepEqual(watcher, ["offline", "online"], "the user's latest state landed last");
+    assert.equal(calls, 2, "the two pushes made while the first batch was out went together");
     await d.close();
   });
 });
