@@ -29,29 +29,29 @@ const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 
-const workers: { stop(): Promise<void>; health: PartitionedStageHealth }[] = [];
+type Stage = { stop(): Promise<void>; health: PartitionedStageHealth };
+const workers: Stage[] = [];
 // Listening before the stages join their consumer groups: a CHAT_OPS_PORT it cannot have ends the
 // process before it holds partitions, which Kafka would leave to it for the session timeout, their
 // messages stalled. /healthz fails while a stage's every batch keeps failing (an engine down).
 let started = false;
 const checks: HealthCheck[] = [conditionCheck("stages", () => started, "stages not started yet")];
 const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, checks, config.host, config.opsPort));
-if (config.stages.includes("sequencer")) {
-  const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
-  await s.start();
-  workers.push(s);
-}
-if (config.stages.includes("inbox-writer")) {
-  // Users with no session on any chat server get a NotificationRequested on
-  // chat.notifications.v1 (keyed by user), which cmd/notifier consumes.
-  const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
-  const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics, onOffline });
-  await w.start();
-  workers.push(w);
-}
-checks.push(...workers.map((w) => ({ name: w.health.stage, check: w.health.check })));
-started = true;
-logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
+const startStage: Record<string, () => Promise<Stage>> = {
+  sequencer: async () => {
+    const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
+    await s.start();
+    return s;
+  },
+  "inbox-writer": async () => {
+    // Users with no session on any chat server get a NotificationRequested on
+    // chat.notifications.v1 (keyed by user), which cmd/notifier consumes.
+    const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
+    const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics, onOffline });
+    await w.start();
+    return w;
+  },
+};
 
 const stopper = stopOnSignals(logger, async () => {
   // Finish and commit the batches in hand, so the next owner starts after them.
@@ -61,5 +61,25 @@ const stopper = stopOnSignals(logger, async () => {
   await servers.close();
   await storage.close();
 });
-// A consumer Kafka stopped for good consumes nothing until the process starts afresh.
-void Promise.race(workers.map((w) => w.health.stopped)).then(stopper.fail);
+let failedStage: { stage: string; err: Error } | undefined;
+for (const stage of config.stages) {
+  try {
+    workers.push(await startStage[stage]!());
+  } catch (err) {
+    failedStage = { stage, err: err as Error };
+    break;
+  }
+}
+if (failedStage) {
+  // Stopped as on SIGTERM: the stages already started leave their groups now, instead of holding
+  // their partitions, messages stalled, until Kafka's session timeout.
+  const { stage, err } = failedStage;
+  process.stderr.write(`pipeline: cannot start the ${stage} stage: ${err.message}\n`);
+  stopper.fail(new Error(`cannot start the ${stage} stage`, { cause: err }));
+} else {
+  checks.push(...workers.map((w) => ({ name: w.health.stage, check: w.health.check })));
+  started = true;
+  logger.info({ stages: config.stages, ops: ops.port }, "pipeline listening");
+  // A consumer Kafka stopped for good consumes nothing until the process starts afresh.
+  void Promise.race(workers.map((w) => w.health.stopped)).then(stopper.fail);
+}

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import kafkajs from "kafkajs";
 import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
+import { joinForeign } from "../../test/support/kafka-groups.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
 import { isPermanentConsumerError, KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
@@ -49,29 +50,6 @@ async function deleteWhatWasMade(): Promise<void> {
 }
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
-
-/** kafkajs's round-robin assigner under another name: a group member no KafkaQueue member can share a group with. */
-const foreignAssigner: kafkajs.PartitionAssigner = (config) => ({ ...kafkajs.PartitionAssigners.roundRobin(config), name: "ForeignAssigner" });
-
-/**
- * A member of another protocol tries to join the group: resolves with it once
- * it holds the group, or undefined when the broker refused it (the group has
- * live members of our protocol).
- */
-async function joinForeign(group: string, topic: string): Promise<kafkajs.Consumer | undefined> {
-  const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: group, partitionAssigners: [foreignAssigner], retry: { retries: 0 } });
-  let outcome: "joined" | "refused" | undefined;
-  consumer.on(consumer.events.GROUP_JOIN, () => (outcome = "joined"));
-  consumer.on(consumer.events.CRASH, (e) => void (e.payload.restart || (outcome = "refused")));
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic] });
-  await consumer.run({ eachBatch: async () => {} });
-  await waitFor(() => outcome, "the foreign member's join");
-  if (outcome === "joined") return consumer;
-  await consumer.disconnect();
-  return undefined;
-}
 
 describe("KafkaQueue", function () {
   this.timeout(90_000);

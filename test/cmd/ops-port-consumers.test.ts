@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kafka, logLevel } from "kafkajs";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
+import { groupMembers } from "../support/kafka-groups.js";
 import { exitOnTakenPort } from "../support/processes.js";
 
 // A pipeline worker or notifier whose CHAT_OPS_PORT is taken exits 1. It used to join its consumer
@@ -23,18 +23,6 @@ describe("pipeline and notifier: CHAT_OPS_PORT in use", function () {
 
   const onTakenOpsPort = (role: string) => exitOnTakenPort(role, (port) => ({ ...scope.env, CHAT_OPS_PORT: String(port), CHAT_KEYS_DIR: keysDir }));
 
-  /** Members each group has now (a group Kafka has never seen has none). */
-  async function members(groups: string[]): Promise<Record<string, number>> {
-    const admin = new Kafka({ clientId: "ops-port-test", brokers: engineConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
-    try {
-      const { groups: described } = await admin.describeGroups(groups);
-      return Object.fromEntries(described.map((g) => [g.groupId, g.members.length]));
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
   for (const [role, groups] of [
     ["pipeline", ["chat-sequencer", "chat-inbox-writer"]],
     ["notifier", ["chat-notifier"]],
@@ -45,7 +33,7 @@ describe("pipeline and notifier: CHAT_OPS_PORT in use", function () {
       assert.match(stderr, new RegExp(`^${role}: cannot listen on 127\\.0\\.0\\.1:${port} \\(CHAT_OPS_PORT\\): the port is in use`, "m"));
       // Right after the exit: a member that had joined stays in its group until the session timeout.
       const names = groups.map((g) => `${ns}.${g}`);
-      assert.deepEqual(await members(names), Object.fromEntries(names.map((n) => [n, 0])));
+      assert.deepEqual(await groupMembers(names), Object.fromEntries(names.map((n) => [n, 0])));
     });
   }
 });

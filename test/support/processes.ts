@@ -101,6 +101,23 @@ export async function stopAll(): Promise<void> {
   );
 }
 
+/** Runs `cmd/<role>/main.ts` with `env` to its exit (a role meant to fail at start): its exit status and stderr. */
+export async function runToExit(role: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+    cwd: ROOT,
+    env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += String(d)));
+  try {
+    const [code] = (await once(child, "exit")) as [number | null];
+    return { code, stderr };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
+}
+
 /**
  * Runs `cmd/<role>/main.ts` to its exit with a port something else holds,
  * which `env(port)` hands it: the port, its exit status and its stderr.
@@ -109,18 +126,9 @@ export async function exitOnTakenPort(role: string, env: (port: number) => Recor
   const taken = createServer();
   await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
   const port = (taken.address() as AddressInfo).port;
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
-    cwd: ROOT,
-    env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env(port) },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += String(d)));
   try {
-    const [code] = (await once(child, "exit")) as [number | null];
-    return { port, code, stderr };
+    return { port, ...(await runToExit(role, env(port))) };
   } finally {
-    if (child.exitCode === null) child.kill("SIGKILL");
     taken.close();
   }
 }
