@@ -19,8 +19,19 @@ export function apnsOptionsFromFiles(c: { keyFile: string; keyId: string; teamId
   return { key: readFileSync(c.keyFile, "utf8"), keyId: c.keyId, teamId: c.teamId, topic: c.topic, url: c.url };
 }
 
-/** Reasons Apple gives for a token that will never work again. */
-const DEAD_TOKEN = new Set(["BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic", "ExpiredToken"]);
+/** Reasons Apple gives for a token that will never work again, whatever this server's settings. */
+const DEAD_TOKEN = new Set(["Unregistered", "ExpiredToken"]);
+
+/**
+ * Reasons Apple gives for a dead token, and also for settings of ours that are
+ * wrong: BadDeviceToken for a token of the other environment (CHAT_APNS_URL
+ * the sandbox for App Store builds, or production for development builds),
+ * DeviceTokenNotForTopic for a wrong topic. Before this provider has
+ * delivered since it started (to that topic, for the latter), they may mean a
+ * misconfigured notifier, which would otherwise remove every iOS endpoint on
+ * its first pushes: the endpoint is kept and the push dropped.
+ */
+const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopic"]);
 
 /**
  * APNs over HTTP/2 with token-based (JWT, ES256) provider authentication.
@@ -32,6 +43,8 @@ export class ApnsProvider implements PushProvider {
   private session?: http2.ClientHttp2Session;
   private token?: { jwt: string; atMs: number };
   private readonly key: KeyObject;
+  /** The apns-topics Apple accepted a push for since start: its environment and that topic are right. */
+  private readonly deliveredTopics = new Set<string>();
 
   constructor(private readonly options: ApnsOptions) {
     this.key = typeof options.key === "string" ? createPrivateKey(options.key) : options.key;
@@ -65,11 +78,12 @@ export class ApnsProvider implements PushProvider {
       aps: { alert: { title: n.title, body: n.body }, sound: "default", "thread-id": n.collapseKey, "mutable-content": 1 },
       ...n.data,
     });
+    const topic = endpoint.apnsTopic || this.options.topic;
     const headers = {
       ":method": "POST",
       ":path": `/3/device/${encodeURIComponent(endpoint.address)}`,
       authorization: `bearer ${this.providerToken()}`,
-      "apns-topic": endpoint.apnsTopic || this.options.topic,
+      "apns-topic": topic,
       "apns-push-type": "alert",
       "apns-priority": "10",
       "apns-expiration": String(Math.floor(Date.now() / 1000) + n.ttlSeconds),
@@ -79,7 +93,10 @@ export class ApnsProvider implements PushProvider {
     const session = this.connection();
     try {
       const { status, text } = await request(session, headers, body, timeoutMs);
-      if (status === 200) return { ok: true };
+      if (status === 200) {
+        this.deliveredTopics.add(topic);
+        return { ok: true };
+      }
       let reason = "";
       try {
         reason = (JSON.parse(text) as { reason?: string }).reason ?? "";
@@ -88,6 +105,11 @@ export class ApnsProvider implements PushProvider {
       }
       const what = `APNs answered ${status}${reason ? ` ${reason}` : ""}`;
       if (status === 410 || DEAD_TOKEN.has(reason)) return { ok: false, gone: true, retryable: false, status, reason: what };
+      if (DEAD_TOKEN_ONCE_PROVEN.has(reason)) {
+        const proven = reason === "BadDeviceToken" ? this.deliveredTopics.size > 0 : this.deliveredTopics.has(topic);
+        if (proven) return { ok: false, gone: true, retryable: false, status, reason: what };
+        return { ok: false, gone: false, retryable: false, status, reason: what, goneUnconfirmed: reason };
+      }
       if (status === 403 && reason === "ExpiredProviderToken") this.token = undefined;
       const retryable = status === 429 || status >= 500 || reason === "ExpiredProviderToken";
       return { ok: false, gone: false, retryable, status, reason: what };

@@ -20,6 +20,12 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
     labelNames: ["reason"],
     registers: [registry],
   });
+  const goneUnconfirmed = new Counter({
+    name: "chat_push_gone_unconfirmed_total",
+    help: "Endpoints kept though their push service called them dead, in words that can also mean wrong settings of ours (APNs BadDeviceToken, DeviceTokenNotForTopic), before a push went through since start",
+    labelNames: ["kind", "reason"],
+    registers: [registry],
+  });
   new Gauge({
     name: "chat_push_pending",
     help: "Notifications in memory: collapsing, queued, retrying or in flight",
@@ -29,7 +35,10 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
     },
   });
   return {
-    onResult: (r) => sends.inc({ kind: r.endpoint.kind, action: r.action }),
+    onResult: (r) => {
+      sends.inc({ kind: r.endpoint.kind, action: r.action });
+      if (!r.outcome.ok && r.outcome.goneUnconfirmed) goneUnconfirmed.inc({ kind: r.endpoint.kind, reason: r.outcome.goneUnconfirmed });
+    },
     onSkipped: (reason) => skipped.inc({ reason }),
   };
 }

@@ -488,7 +488,12 @@ export class Notifier {
       job.retryTimer = t;
     } else action = "dropped";
     if (action !== "retry") this.finished(job);
-    if (!outcome.ok) {
+    if (!outcome.ok && outcome.goneUnconfirmed) {
+      this.deps.logger?.warn(
+        { userId: String(job.endpoint.userId), deviceId: String(job.endpoint.deviceId), kind: job.endpoint.kind, reason: outcome.reason },
+        "push service calls the endpoint dead before any push went through since start: endpoint kept (check the push service's environment and topic)",
+      );
+    } else if (!outcome.ok) {
       this.deps.logger?.[action === "retry" ? "debug" : "info"](
         { userId: String(job.endpoint.userId), deviceId: String(job.endpoint.deviceId), kind: job.endpoint.kind, attempt: job.attempt, reason: outcome.reason, action },
         "push not delivered",

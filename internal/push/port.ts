@@ -75,6 +75,13 @@ export type SendOutcome =
       retryAfterMs?: number;
       status?: number;
       reason: string;
+      /**
+       * The service's reason code when it called the endpoint dead in words
+       * that can also mean our own settings are wrong (APNs BadDeviceToken for
+       * a token of the other environment) and the provider has not yet proven
+       * them by a delivery: the endpoint is kept.
+       */
+      goneUnconfirmed?: string;
     };
 
 /** One push service (Web Push, APNs, FCM) behind the same interface. */

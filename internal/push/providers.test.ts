@@ -4,7 +4,9 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { ApnsProvider } from "./apns.js";
+import { Registry } from "prom-client";
 import { FcmProvider } from "./fcm.js";
+import { pushMetrics } from "./metrics.js";
 import type { PushEndpoint, PushNotification } from "./port.js";
 
 const notification: PushNotification = {
@@ -46,6 +48,26 @@ function apnsAt(server: { address(): unknown }, key: KeyObject): ApnsProvider {
   });
 }
 
+/** A loopback stand-in of Apple's service: answers each request as `answer` says then, with a JSON {reason} when it names one. */
+async function apnsStandIn(
+  answer: () => { status: number; reason?: string },
+  seen: { headers: http2.IncomingHttpHeaders; body: string }[] = [],
+): Promise<http2.Http2Server> {
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    let body = "";
+    stream.on("data", (c) => (body += c));
+    stream.on("end", () => {
+      seen.push({ headers, body });
+      const { status, reason } = answer();
+      stream.respond({ ":status": status, "content-type": "application/json" });
+      stream.end(reason ? JSON.stringify({ reason }) : "");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return server;
+}
+
 describe("push providers against local stand-ins of their services", () => {
   describe("APNs (HTTP/2, ES256 provider token)", () => {
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -55,17 +77,7 @@ describe("push providers against local stand-ins of their services", () => {
     let provider: ApnsProvider;
 
     before(async () => {
-      server = http2.createServer();
-      server.on("stream", (stream, headers) => {
-        let body = "";
-        stream.on("data", (c) => (body += c));
-        stream.on("end", () => {
-          seen.push({ headers, body });
-          stream.respond({ ":status": answer.status, "content-type": "application/json" });
-          stream.end(answer.reason ? JSON.stringify({ reason: answer.reason }) : "");
-        });
-      });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      server = await apnsStandIn(() => answer, seen);
       provider = apnsAt(server, privateKey);
     });
     after(async () => {
@@ -95,6 +107,58 @@ describe("push providers against local stand-ins of their services", () => {
       answer = { status: 503, reason: "ServiceUnavailable" };
       const r = await provider.send(endpoint("apns", "cd".repeat(32)), notification, 2000);
       assert.ok(!r.ok && r.retryable && !r.gone);
+    });
+  });
+
+  describe("APNs tokens it calls bad before a push went through (a misconfigured environment or topic)", () => {
+    // Apple answers BadDeviceToken to every token of the other environment: a notifier pointed at the
+    // sandbox with App Store builds' tokens (or the other way round) removed every iOS endpoint.
+    let server: http2.Http2Server;
+    let answer: { status: number; reason?: string };
+    let provider: ApnsProvider;
+    const send = (token: string, apnsTopic = "") => provider.send({ ...endpoint("apns", token), apnsTopic }, notification, 2000);
+
+    beforeEach(async () => {
+      server = await apnsStandIn(() => answer);
+      provider = apnsAt(server, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey);
+    });
+    afterEach(async () => {
+      await provider.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+    it("keeps the endpoint on BadDeviceToken or DeviceTokenNotForTopic, counted and not retried, until a push went through", async () => {
+      const registry = new Registry();
+      const { onResult } = pushMetrics(registry, () => 0);
+      for (const reason of ["BadDeviceToken", "DeviceTokenNotForTopic"]) {
+        answer = { status: 400, reason };
+        const r = await send("ab".repeat(32));
+        assert.ok(!r.ok && !r.gone && !r.retryable && r.goneUnconfirmed === reason, JSON.stringify(r));
+        onResult({ endpoint: endpoint("apns", "ab".repeat(32)), notification, attempt: 1, outcome: r, action: "dropped" });
+      }
+      const kept = (await registry.getSingleMetric("chat_push_gone_unconfirmed_total")!.get()).values;
+      assert.deepEqual(kept.map((v) => [v.labels.reason, v.value]), [["BadDeviceToken", 1], ["DeviceTokenNotForTopic", 1]]);
+    });
+
+    it("removes on Unregistered, ExpiredToken and 410 at once", async () => {
+      for (const a of [{ status: 410, reason: "Unregistered" }, { status: 410, reason: "ExpiredToken" }, { status: 410 }]) {
+        answer = a;
+        const r = await send("cd".repeat(32));
+        assert.ok(!r.ok && r.gone, JSON.stringify(r));
+      }
+    });
+
+    it("removes on BadDeviceToken once a push went through, and on DeviceTokenNotForTopic once one went through to that topic", async () => {
+      answer = { status: 200 };
+      assert.deepEqual(await send("11".repeat(32)), { ok: true });
+      answer = { status: 400, reason: "BadDeviceToken" };
+      const bad = await send("22".repeat(32), "com.example.other");
+      assert.ok(!bad.ok && bad.gone, JSON.stringify(bad));
+      answer = { status: 400, reason: "DeviceTokenNotForTopic" };
+      const proven = await send("33".repeat(32));
+      assert.ok(!proven.ok && proven.gone, JSON.stringify(proven));
+      const otherTopic = await send("33".repeat(32), "com.example.other");
+      assert.ok(!otherTopic.ok && !otherTopic.gone && otherTopic.goneUnconfirmed === "DeviceTokenNotForTopic", JSON.stringify(otherTopic));
     });
   });
 
