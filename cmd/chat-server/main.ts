@@ -10,6 +10,8 @@ import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/p
 import { leaseWorkerId, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, startSteps, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { addReflectionAndHealth } from "../../internal/grpc/index.js";
+import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { ServingStatus } from "../../internal/grpc/health.js";
 import { conditionCheck, type HealthCheck } from "../../internal/observability/http.js";
 import type { Registration } from "../../internal/registry/port.js";
 import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
@@ -65,11 +67,7 @@ const service = chatServerService(chat, logger);
 const grpcServer = new Server(chatServerGrpcOptions());
 grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
-const port = await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
-const address = advertisedAddress(config, port);
 
-// Listening before registering: a CHAT_OPS_PORT it cannot have stops it before any gateway
-// is told of it (and sends it sessions for the lease's TTL after it exited).
 let registration: Registration | undefined;
 const registered: HealthCheck = {
   name: "registration",
@@ -80,24 +78,36 @@ const registered: HealthCheck = {
 };
 // Sends need ids: with its worker id lost (leasing another) the server refuses every one, registered or not.
 const minting = conditionCheck("worker-id", () => workerId.live, "worker id lease lost, leasing another");
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, [registered, minting], config.host, config.opsPort));
+const checks = [registered, minting];
+// gRPC health says what /healthz says: a balancer (or grpcurl) told SERVING before the
+// registration, or while its lease is lost, would send calls to a server no gateway can find.
+const healthFollower = followChecks(health, checks, { logger });
+await healthFollower.ready;
+const port = await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
+const address = advertisedAddress(config, port);
+
+// Listening before registering: a CHAT_OPS_PORT it cannot have stops it before any gateway
+// is told of it (and sends it sessions for the lease's TTL after it exited).
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, checks, config.host, config.opsPort));
 
 registration = await startSteps(e, logger)("registering in etcd", () =>
   servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
 );
+await healthFollower.recheck();
 // Without a live lease gateways may already be moving our sessions: stop
 // taking new ones and end the streams, so every session moves at once
 // rather than living on in two places.
 registration.onLost(() => {
   logger.warn("registration lost: no longer serving");
   chat.accepting = false;
-  health.shutdown();
+  // At once, not at the next round: gateways may already be moving its sessions.
+  health.setAll(ServingStatus.NOT_SERVING);
   service.endAll();
 });
 registration.onRegained(() => {
   logger.info("registration regained: serving again");
   chat.accepting = true;
-  health.resume?.();
+  void healthFollower.recheck();
   void chat.refreshRoutes();
 });
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
@@ -111,6 +121,7 @@ stopOnSignals(logger, async () => {
   clearInterval(loadTimer);
   chat.accepting = false;
   health.shutdown();
+  healthFollower.stop();
   await registration.close().catch(() => {});
   service.endAll();
   await stopGrpcServer(grpcServer);

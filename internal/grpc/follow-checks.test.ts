@@ -81,4 +81,32 @@ describe("internal/grpc: health follows the /healthz checks", () => {
       release();
     }
   });
+
+  it("recheck() runs a round at once, after the one under way, rather than an interval later", async () => {
+    const health = new HealthStatus();
+    let up = false;
+    let release!: () => void;
+    let hold = false;
+    const follower = followChecks(
+      health,
+      [{ name: "registration", check: () => (hold ? new Promise<void>((r) => (release = r)) : up ? Promise.resolve() : Promise.reject(new Error("not registered"))) }],
+      { intervalMs: 3_600_000 },
+    );
+    try {
+      await follower.ready;
+      assert.equal(health.get(""), ServingStatus.NOT_SERVING);
+      hold = true;
+      const held = follower.recheck();
+      up = true;
+      await waitFor(() => release !== undefined, "the held round");
+      hold = false;
+      const after = follower.recheck();
+      release();
+      await held;
+      await after;
+      assert.equal(health.get(""), ServingStatus.SERVING, "SERVING at the recheck, not an hour later");
+    } finally {
+      follower.stop();
+    }
+  });
 });

@@ -8,6 +8,11 @@ export const HEALTH_POLL_MS = 2_000;
 export interface CheckFollower {
   /** Settles after the first round, so a server can listen with its health already known. */
   readonly ready: Promise<void>;
+  /**
+   * Runs a round now (after the one under way), for a condition a check reads
+   * that just came back: SERVING then follows at once, not up to an interval later.
+   */
+  recheck(): Promise<void>;
   stop(): void;
 }
 
@@ -41,14 +46,18 @@ export function followChecks(
     }
     health.setAll(failing.length === 0 ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   };
+  // A recheck waits for the round under way: two at once could land out of order.
+  let last: Promise<void> = Promise.resolve();
+  const queued = () => (last = last.then(round));
   const next = () => {
     if (stopped) return;
-    timer = setTimeout(() => void round().finally(next), intervalMs);
+    timer = setTimeout(() => void queued().finally(next), intervalMs);
     timer.unref();
   };
-  const ready = round().finally(next);
+  const ready = queued().finally(next);
   return {
     ready,
+    recheck: () => (stopped ? Promise.resolve() : queued()),
     stop() {
       stopped = true;
       clearTimeout(timer);
