@@ -15,6 +15,8 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
     grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
+    /** /metrics on a listener of its own, /healthz on it too; unset: both on CHAT_HTTP_PORT. */
+    opsPort: r.optionalInt("CHAT_OPS_PORT", 0, 65535),
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     accessTokenTtlMs: r.int("CHAT_ACCESS_TOKEN_TTL_S", 900, 10, 86_400) * 1000,
     refreshReuseGraceMs: r.int("CHAT_REFRESH_REUSE_GRACE_S", REFRESH_REUSE_GRACE_MS / 1000, 0, 3600) * 1000,
@@ -30,7 +32,7 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     changeWindows: readChangeWindows(r),
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
   };
-  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort]]);
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   r.done();
   return c;
 }

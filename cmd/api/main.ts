@@ -18,8 +18,8 @@ import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
-import { conditionCheck, serveOps } from "../../internal/observability/http.js";
-import { closableHttp2, drainHttpServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { conditionCheck } from "../../internal/observability/http.js";
+import { closableHttp2, drainHttpServer, startPublicOps, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
@@ -135,9 +135,10 @@ const checks = [
 ];
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
+const ops = await exitOnListenError("api", () => startPublicOps(registry, checks, config.host, config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
-  if (serveOps(registry, checks, req, res)) return;
+  if (ops.serve(req, res)) return;
   for (const [k, v] of Object.entries(corsHeaders(req, config.corsOrigins))) res.setHeader(k, v);
   if (req.method === "OPTIONS") return void res.writeHead(204).end();
   connect(req, res);
@@ -156,6 +157,7 @@ logger.info(
     http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`,
     grpc: `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
     workerId: workerId.workerId,
+    ops: ops.port,
   },
   "api listening",
 );
@@ -164,7 +166,7 @@ stopOnSignals(logger, async () => {
   health.shutdown();
   healthFollower.stop();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-  await Promise.all([drainHttpServer(httpServer), grpcListener.close()]);
+  await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
   clients.close();
   // workerId.release() retires the generator first: nothing is minted once the number may be someone else's.
   await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);

@@ -23,8 +23,7 @@ import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
-import { serveOps } from "../../internal/observability/http.js";
-import { closableHttp2, drainHttpServer } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
@@ -53,6 +52,8 @@ export interface RunningChatd {
   httpUrl: string;
   grpcUrl: string;
   wsUrl: string;
+  /** The port of /metrics' own listener, when CHAT_OPS_PORT asked for one. */
+  opsPort?: number;
   close(): Promise<void>;
 }
 
@@ -243,9 +244,10 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     { name: notifier.health.stage, check: notifier.health.check },
   ];
 
+  const ops = await startPublicOps(registry, checks, config.host, config.opsPort);
   // Browsers: HTTP/1.1 for Connect and gRPC-Web, and the WebSocket upgrade.
   const handleHttp = (req: IncomingMessage, res: ServerResponse) => {
-    if (serveOps(registry, checks, req, res)) return;
+    if (ops.serve(req, res)) return;
     // The web client (web/dist) at "/"; the API paths never match.
     if (isWebClientRequest(req)) return void serveWebClient(req, res);
     const cors = corsHeaders(req, config.corsOrigins);
@@ -287,6 +289,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     httpUrl: `${tls ? "https" : "http"}://${config.host}:${httpPort}`,
     grpcUrl: `${tls ? "https" : "http"}://${config.host}:${grpcPort}`,
     wsUrl: `${tls ? "wss" : "ws"}://${config.host}:${httpPort}/ws`,
+    opsPort: ops.port,
     close: () =>
       (closing ??= (async () => {
         health.shutdown();
@@ -294,7 +297,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         chat.drain();
         await gateway.close();
         // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-        await Promise.all([drainHttpServer(httpServer), grpcListener.close()]);
+        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
         await oldPipeline.stop();
         await notifier.stop();
         await push.close();

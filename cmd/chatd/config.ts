@@ -17,6 +17,8 @@ export interface ChatdConfig {
   httpPort: number;
   /** Native apps and grpcurl: gRPC over plaintext HTTP/2 (h2c). 0 picks a free port. */
   grpcPort: number;
+  /** /metrics on a listener of its own (and /healthz there too); undefined: both on httpPort. */
+  opsPort?: number;
   logLevel: string;
   queuePartitions: number;
   workerId: number;
@@ -50,6 +52,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
     grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),
+    opsPort: r.optionalInt("CHAT_OPS_PORT", 0, 65535),
     logLevel: readLogLevel(r),
     queuePartitions: r.int("CHAT_QUEUE_PARTITIONS", 8, 1, 1024),
     workerId: r.int("CHAT_WORKER_ID", 0, 0, 1023),
@@ -69,7 +72,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     push: readPushConfig(r),
     tls: readTls(r),
   };
-  checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort]]);
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort], ["CHAT_OPS_PORT", config.opsPort]]);
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);
   // Read only for a presence store in Redis.
   if (config.presence.store === "redis") checkRedisUrl(r, config.presence.redisUrl);

@@ -39,7 +39,7 @@ const chatd = await exitOnListenError("chatd", async () => {
 });
 // At once, before anything says it is up: a stop asked for from then on is a clean one.
 stopOnSignals(logger, () => chatd.close());
-logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, dataDir: config.dataDir }, "chatd listening");
+logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, ops: chatd.opsPort, dataDir: config.dataDir }, "chatd listening");
 // For the person who ran `npm start`; stdout carries the JSON logs.
 {
   process.stderr.write(

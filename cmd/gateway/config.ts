@@ -14,6 +14,8 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8090, 0, 65535),
     grpcPort: r.int("CHAT_GRPC_PORT", 8091, 0, 65535),
+    /** /metrics on a listener of its own, /healthz on it too; unset: both on CHAT_HTTP_PORT. */
+    opsPort: r.optionalInt("CHAT_OPS_PORT", 0, 65535),
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     corsOrigins: readCorsOrigins(r),
@@ -21,7 +23,7 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
     tls: readTls(r),
   };
-  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort]]);
+  checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   r.done();
   return c;
 }

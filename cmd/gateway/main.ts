@@ -14,8 +14,8 @@ import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
 import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
-import { conditionCheck, serveOps } from "../../internal/observability/http.js";
-import { closableHttp2, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { conditionCheck } from "../../internal/observability/http.js";
+import { closableHttp2, startPublicOps, stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
 import { readGatewayConfig } from "./config.js";
@@ -46,9 +46,10 @@ const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0,
 // grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
 
+const ops = await exitOnListenError("gateway", () => startPublicOps(registry, checks, config.host, config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
-  if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
+  if (!ops.serve(req, res)) res.writeHead(404).end();
 };
 const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
 const gateway = new WebSocketGateway({
@@ -83,7 +84,7 @@ await exitOnListenError("gateway", async () => {
 });
 const ws = `${tls ? "wss" : "ws"}://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
 const grpc = `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
-logger.info({ ws, grpc, http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}` }, "gateway listening");
+logger.info({ ws, grpc, http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`, ops: ops.port }, "gateway listening");
 
 stopOnSignals(logger, async () => {
   health.shutdown();
@@ -95,6 +96,7 @@ stopOnSignals(logger, async () => {
   httpServer.closeAllConnections();
   await new Promise<void>((resolve) => httpServer.close(() => resolve()));
   await grpcListener.close();
+  await ops.close();
   await watch.close();
   await servers.close();
 });

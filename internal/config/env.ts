@@ -32,6 +32,12 @@ export class EnvReader {
     return n;
   }
 
+  /** As `int`, with no default: undefined when the variable is unset or empty. */
+  optionalInt(name: string, min: number, max: number): number | undefined {
+    const raw = this.env[name];
+    return raw === undefined || raw === "" ? undefined : this.int(name, min, min, max);
+  }
+
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
     const raw = this.env[name];
     if (raw === undefined || raw === "") return fallback;
@@ -59,9 +65,9 @@ export class EnvReader {
  * first and blame "another copy of this process". Each port after the first
  * that repeats an earlier one (0, a free port, never does) is a problem.
  */
-export function checkDistinctPorts(r: EnvReader, ports: ReadonlyArray<readonly [name: string, port: number]>): void {
+export function checkDistinctPorts(r: EnvReader, ports: ReadonlyArray<readonly [name: string, port: number | undefined]>): void {
   ports.forEach(([name, port], i) => {
-    const earlier = ports.slice(0, i).find(([, p]) => p !== 0 && p === port);
+    const earlier = ports.slice(0, i).find(([, p]) => p !== undefined && p !== 0 && p === port);
     if (earlier) r.problems.push(`${name}=${port}: the same port as ${earlier[0]}; each listener needs its own (0 picks a free one)`);
   });
 }

@@ -49,16 +49,19 @@ export async function runChecks(checks: readonly HealthCheck[], timeoutMs = CHEC
 
 /**
  * /metrics (Prometheus text) and /healthz (200 when every check passes, else
- * 503 naming the failing ones). Returns false when the path is not ours.
+ * 503 naming the failing ones). Returns false when the path is not ours
+ * (/metrics too, with `metrics: false`: a public listener whose metrics are
+ * served on a port of their own).
  */
 export function serveOps(
   registry: Registry,
   checks: readonly HealthCheck[],
   req: IncomingMessage,
   res: ServerResponse,
+  options: { metrics?: boolean } = {},
 ): boolean {
   const path = (req.url ?? "").split("?")[0];
-  if (path === "/metrics") {
+  if (path === "/metrics" && options.metrics !== false) {
     registry
       .metrics()
       .then((body) => {

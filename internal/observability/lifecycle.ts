@@ -79,6 +79,33 @@ export async function startOpsServer(
   };
 }
 
+/** What a process with a public HTTP listener (api, gateway, chatd) answers there of /metrics and /healthz. */
+export interface PublicOps {
+  /** For the public listener's handler: true when it answered the request. */
+  serve(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+  /** The port of the ops listener, when there is one. */
+  port?: number;
+  close(): Promise<void>;
+}
+
+/**
+ * With no CHAT_OPS_PORT (`opsPort` undefined) the public listener answers
+ * both paths: one port to try everything on, on a laptop. With one, /metrics
+ * moves to its own listener, which a deployment keeps off the internet (the
+ * series name every route, error and stage of the process), and the public
+ * port keeps /healthz, which load balancers probe.
+ */
+export async function startPublicOps(
+  registry: Registry,
+  checks: readonly HealthCheck[],
+  host: string,
+  opsPort: number | undefined,
+): Promise<PublicOps> {
+  if (opsPort === undefined) return { serve: (req, res) => serveOps(registry, checks, req, res), close: async () => {} };
+  const ops = await startOpsServer(registry, checks, host, opsPort);
+  return { serve: (req, res) => serveOps(registry, checks, req, res, { metrics: false }), port: ops.port, close: ops.close };
+}
+
 /**
  * Stops an HTTP/1.1 listener without cutting the requests in flight: no new
  * connections, each open one closed as soon as it has no request in flight

@@ -16,4 +16,13 @@ describe("chatd configuration: CHAT_HTTP_PORT and CHAT_GRPC_PORT", () => {
     const apart = loadChatdConfig({});
     assert.deepEqual([apart.httpPort, apart.grpcPort], [8080, 8081]);
   });
+
+  it("CHAT_OPS_PORT: unset by default (/metrics on CHAT_HTTP_PORT), refused on CHAT_GRPC_PORT's port", () => {
+    assert.equal(loadChatdConfig({}).opsPort, undefined);
+    assert.equal(loadChatdConfig({ CHAT_OPS_PORT: "0" }).opsPort, 0);
+    assert.throws(
+      () => loadChatdConfig({ CHAT_OPS_PORT: "8081" }),
+      (e) => e instanceof ConfigError && e.problems[0] === "CHAT_OPS_PORT=8081: the same port as CHAT_GRPC_PORT; each listener needs its own (0 picks a free one)",
+    );
+  });
 });

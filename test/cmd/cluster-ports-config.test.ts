@@ -31,4 +31,14 @@ describe("api, gateway and chat-server configuration: one port per listener", ()
     refused(readChatServerConfig, { CHAT_OPS_PORT: "9100" }, "CHAT_OPS_PORT=9100: the same port as CHAT_GRPC_PORT; each listener needs its own (0 picks a free one)");
     assert.equal(readChatServerConfig({ CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" }).opsPort, 0);
   });
+
+  it("api and gateway: CHAT_OPS_PORT is optional (unset: /metrics stays on CHAT_HTTP_PORT) and refused on another listener's port", () => {
+    for (const read of [readApiConfig, readGatewayConfig]) {
+      assert.equal(read({}).opsPort, undefined);
+      assert.equal(read({ CHAT_OPS_PORT: "0" }).opsPort, 0);
+      assert.equal(read({ CHAT_OPS_PORT: "9464" }).opsPort, 9464);
+      refused(read, { CHAT_HTTP_PORT: "9000", CHAT_OPS_PORT: "9000" }, "CHAT_OPS_PORT=9000: the same port as CHAT_HTTP_PORT; each listener needs its own (0 picks a free one)");
+      refused(read, { CHAT_OPS_PORT: "x" }, 'CHAT_OPS_PORT="x": expected an integer from 0 to 65535');
+    }
+  });
 });

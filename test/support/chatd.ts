@@ -8,6 +8,8 @@ export interface ChatdProcess {
   httpUrl: string;
   grpcUrl: string;
   wsUrl: string;
+  /** /metrics' own port, when CHAT_OPS_PORT was given. */
+  opsPort?: number;
   dataDir: string;
   child: ChildProcess;
   /** SIGTERM and wait for exit. */
@@ -28,6 +30,7 @@ export async function startChatd(options: { dataDir?: string; env?: Record<strin
     httpUrl: String(p.info.http),
     grpcUrl: String(p.info.grpc),
     wsUrl: String(p.info.ws),
+    ...(p.info.ops === undefined ? {} : { opsPort: Number(p.info.ops) }),
     dataDir,
     child: p.child,
     stop: () => p.stop(),

@@ -30,6 +30,26 @@ describe("chatd operations", function () {
   // A chatd a failing test started and lost track of (a second one that was not refused).
   after(() => stopAll());
 
+  it("serves /metrics on CHAT_OPS_PORT's listener and not on the public port, whose /healthz stays; without it, both on the public port", async () => {
+    const split = await startChatd({ env: { CHAT_OPS_PORT: "0" } });
+    started.push(split);
+    dirs.push(split.dataDir);
+    assert.ok(split.opsPort, "the ops port in the listening line");
+    const ops = `http://127.0.0.1:${split.opsPort}`;
+    const scraped = await fetch(`${ops}/metrics`);
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /^chat_sessions /m);
+    assert.equal((await fetch(`${ops}/healthz`)).status, 200);
+    assert.equal((await fetch(`${split.httpUrl}/metrics`)).status, 404, "the public port keeps its metrics to itself");
+    assert.equal((await fetch(`${split.httpUrl}/healthz`)).status, 200, "load balancers still probe the public port");
+
+    const together = await startChatd();
+    started.push(together);
+    dirs.push(together.dataDir);
+    assert.equal(together.opsPort, undefined);
+    assert.equal((await fetch(`${together.httpUrl}/metrics`)).status, 200);
+  });
+
   it("stays up while the queue's writes fail (a full disk), /healthz 503 naming storage and gRPC health NOT_SERVING, and 200 once a write goes through", async () => {
     const chatd = await startChatd();
     started.push(chatd);

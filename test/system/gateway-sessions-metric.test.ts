@@ -30,8 +30,11 @@ describe("gateway: its sessions on /metrics", function () {
     const api = await startRole("api", common);
     await startRole("chat-server", common);
     const gw = await startRole("gateway", common);
-    const metrics = `${String(gw.info.http)}/metrics`;
+    // CHAT_OPS_PORT: /metrics on its own port, gone from the public one, whose /healthz stays for load balancers.
+    const metrics = `http://127.0.0.1:${String(gw.info.ops)}/metrics`;
+    assert.equal((await fetch(`${String(gw.info.http)}/metrics`)).status, 404, "no /metrics on the public port");
     await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server");
+    assert.equal((await fetch(`http://127.0.0.1:${String(gw.info.ops)}/healthz`)).status, 200);
     const user = await signUp(String(api.info.http), "gws");
 
     const native = createClient(SessionService, createGrpcTransport({ baseUrl: String(gw.info.grpc) }));
