@@ -205,6 +205,61 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     }
   });
 
+  it("backs off a server that keeps failing, doubling its cooldown each time up to the cap, and starts afresh once it answers a session", async () => {
+    // A server whose streams keep breaking, next to a busier one that stays up: sessions go to the first unless it cools down.
+    const listing = new MemoryServerRegistry();
+    const [flaky, spare] = servers as [FakeChatServer, FakeChatServer];
+    await listing.register({ serverId: flaky.id, address: flaky.address, load: 0 });
+    await listing.register({ serverId: spare.id, address: spare.address, load: 1000 });
+    let now = 0;
+    // Each cooldown three quarters of its step: steps of 1, 2, 4 s, then the cap, 4 s.
+    const h = new RemoteSessionHost({ gatewayId: "gw8", watch: await listing.watch(), cooldownMs: 1_000, maxCooldownMs: 4_000, now: () => now, random: () => 0.5 });
+    let n = 0;
+    /** Opens a session and waits for the server that takes it. */
+    const place = async () => {
+      const sink = fakeSink();
+      const id = BigInt(++n);
+      const handle = h.open(identity(n), sink);
+      const on = await waitFor(() => servers.find((s) => s.opens.some((o) => o.sessionId === id)), `session ${n} placed`);
+      return { on, id, handle, sink };
+    };
+    /** The flaky server breaks the stream of the session it took, which moves to the spare. */
+    const fail = async (id: bigint) => {
+      flaky.breakStreams();
+      await waitFor(() => spare.opens.some((o) => o.sessionId === id), `session ${id} moved to the spare`);
+    };
+    const tried = async (what: string) => {
+      const placed = await place();
+      assert.equal(placed.on, flaky, what);
+      return placed;
+    };
+    const spared = async (what: string) => assert.equal((await place()).on, spare, what);
+    try {
+      await fail((await tried("the least-loaded server")).id); // 1st failure: 750 ms
+      now += 1_001;
+      await fail((await tried("tried again after the first cooldown")).id); // 2nd in a row: 1.5 s
+      now += 1_001;
+      await spared("still cooling down: the second cooldown is twice the first");
+      now += 500;
+      await fail((await tried("tried again after the second cooldown")).id); // 3rd: 3 s
+      now += 3_001;
+      await fail((await tried("tried again after the third cooldown")).id); // 4th: the 4 s cap, 3 s
+      now += 2_999;
+      await spared("cooling down for three quarters of the capped step");
+      now += 2;
+      const { id, handle, sink } = await tried("the cap held: no longer than its step");
+      // It answers a session: up again, so its next failure waits the first step only.
+      handle.receive(new TextEncoder().encode("hi"));
+      await waitFor(() => sink.sent.includes(`${flaky.id}:hi`), "the flaky server answered");
+      await fail(id);
+      now += 751;
+      await tried("the backoff started afresh after the server answered");
+    } finally {
+      await h.close();
+      await listing.close();
+    }
+  });
+
   it("spreads sessions over the least-loaded servers and carries frames both ways", async () => {
     const sinks = [fakeSink(), fakeSink(), fakeSink(), fakeSink()];
     const handles = sinks.map((sink, i) => host.open(identity(i), sink));

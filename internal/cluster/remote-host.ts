@@ -12,6 +12,7 @@ import { CloseCode } from "../model/close-codes.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import type { ServerInfo, ServerWatch } from "../registry/port.js";
 import { monotonicNow } from "../model/clock.js";
+import { ServerCooldowns } from "./cooldowns.js";
 
 export interface RemoteSessionHostOptions {
   gatewayId: string;
@@ -29,10 +30,18 @@ export interface RemoteSessionHostOptions {
   homelessTimeoutMs?: number;
   /**
    * A server whose stream broke, or that refused a session, is not picked
-   * again for this long, even if it is the only one: its sessions wait
-   * (homeless) rather than bounce off it at network speed.
+   * again for a while, even if it is the only one: its sessions wait
+   * (homeless) rather than bounce off it at network speed. After a first
+   * failure for between half of this and all of it; each failure in a row
+   * doubles it (ServerCooldowns).
    */
   cooldownMs?: number;
+  /** The longest cooldown, however many failures in a row. Default 8 × cooldownMs. */
+  maxCooldownMs?: number;
+  /** The monotonic clock cooldowns and waits are timed on (tests). */
+  now?: () => number;
+  /** Where in its range each cooldown falls, in [0, 1) (tests). */
+  random?: () => number;
 }
 
 /** What a session sends its chat server: a device's frame, or the verdict on a Reauthenticate. */
@@ -75,24 +84,36 @@ const TRY_ELSEWHERE = 1013;
 export class RemoteSessionHost implements SessionHost {
   private readonly links = new Map<string, ServerLink>();
   private readonly homeless = new Set<RemoteSession>();
-  private readonly brokeAt = new Map<string, number>();
+  private readonly cooldowns: ServerCooldowns;
   private readonly placedSince = new Map<string, number>();
   private readonly publishedLoad = new Map<string, number>();
   private nextId = 1n;
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
   readonly options: Required<Omit<RemoteSessionHostOptions, "logger">> & { logger?: Logger };
+  private readonly now: () => number;
 
   constructor(options: RemoteSessionHostOptions) {
+    const cooldownMs = options.cooldownMs ?? 2_000;
     this.options = {
       highWaterBytes: 1024 * 1024,
       maxBufferedBytes: 8 * 1024 * 1024,
       maxPendingFrames: 64,
       maxPendingBytes: 4 * 1024 * 1024,
       homelessTimeoutMs: 30_000,
-      cooldownMs: 2_000,
+      cooldownMs,
+      maxCooldownMs: 8 * cooldownMs,
+      now: monotonicNow,
+      random: Math.random,
       ...options,
     };
+    this.now = this.options.now;
+    this.cooldowns = new ServerCooldowns({
+      firstMs: cooldownMs,
+      maxMs: this.options.maxCooldownMs,
+      now: this.now,
+      random: this.options.random,
+    });
     options.watch.onChange((servers) => this.onServers(servers));
   }
 
@@ -104,7 +125,7 @@ export class RemoteSessionHost implements SessionHost {
 
   /** @internal How many chat servers this gateway keeps figures for (cooldowns, placements): the live ones at most. */
   get serversTracked(): number {
-    return new Set([...this.brokeAt.keys(), ...this.placedSince.keys(), ...this.publishedLoad.keys()]).size;
+    return new Set([...this.cooldowns.servers(), ...this.placedSince.keys(), ...this.publishedLoad.keys()]).size;
   }
 
   get sessionCount(): number {
@@ -118,7 +139,7 @@ export class RemoteSessionHost implements SessionHost {
     if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
-      session.homelessSince ??= monotonicNow();
+      session.homelessSince ??= this.now();
       this.homeless.add(session);
       this.scheduleRetry();
       return;
@@ -129,17 +150,11 @@ export class RemoteSessionHost implements SessionHost {
   }
 
   private pick(): ServerInfo | undefined {
-    const now = monotonicNow();
+    const now = this.now();
     // A server whose stream just broke or that refused a session is left
     // alone for a while; if every server is in that state the session waits
     // (homeless) instead of bouncing between them at network speed.
-    const candidates = this.options.watch
-      .servers()
-      .filter((s) => {
-        // Not `?? 0`: the monotonic clock starts near 0 with the process.
-        const broke = this.brokeAt.get(s.serverId);
-        return broke === undefined || now - broke > this.options.cooldownMs;
-      });
+    const candidates = this.options.watch.servers().filter((s) => !this.cooldowns.cooling(s.serverId, now));
     let best: ServerInfo[] = [];
     let bestLoad = Infinity;
     for (const s of candidates) {
@@ -173,24 +188,32 @@ export class RemoteSessionHost implements SessionHost {
    * cooldown. The link stays, with whatever other sessions it carries.
    */
   refused(link: ServerLink, session: RemoteSession, reason: string): void {
-    const now = monotonicNow();
-    this.brokeAt.set(link.serverId, now);
+    const now = this.now();
+    const cooldownMs = this.cooldowns.failed(link.serverId);
     // The wait starts at the first refusal and only an answer ends it: a refusal
     // slower than the cooldown always finds some server free, and would go on for good.
     session.homelessSince ??= now;
     if (now - session.homelessSince > this.options.homelessTimeoutMs) {
       return session.end(TRY_ELSEWHERE, "no chat server could take the session");
     }
-    this.options.logger?.info({ serverId: link.serverId, reason }, "chat server refused a session; placing it elsewhere");
+    this.options.logger?.info({ serverId: link.serverId, reason, cooldownMs: Math.round(cooldownMs) }, "chat server refused a session; placing it elsewhere");
     this.place(session, true);
+  }
+
+  /** @internal A server answered a session placed on it: it is up, and its next failure starts the backoff afresh. */
+  answered(link: ServerLink): void {
+    this.cooldowns.answered(link.serverId);
   }
 
   /** @internal the link to a server broke: move its sessions. */
   linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string): void {
     if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
-    this.brokeAt.set(link.serverId, monotonicNow());
+    const cooldownMs = this.cooldowns.failed(link.serverId);
     if (sessions.length > 0) {
-      this.options.logger?.warn({ serverId: link.serverId, sessions: sessions.length, reason }, "chat server link lost; moving sessions");
+      this.options.logger?.warn(
+        { serverId: link.serverId, sessions: sessions.length, reason, cooldownMs: Math.round(cooldownMs), failures: this.cooldowns.failures(link.serverId) },
+        "chat server link lost; moving sessions",
+      );
     }
     for (const s of sessions) this.place(s, true);
   }
@@ -200,9 +223,10 @@ export class RemoteSessionHost implements SessionHost {
     // A server that left is forgotten: it gets a fresh start if it registers
     // again (a new lease), and a restart under a new id (the default) leaves
     // nothing behind, which every notification would otherwise walk.
-    for (const figures of [this.brokeAt, this.placedSince, this.publishedLoad]) {
+    for (const figures of [this.placedSince, this.publishedLoad]) {
       for (const id of figures.keys()) if (!live.has(id)) figures.delete(id);
     }
+    for (const id of [...this.cooldowns.servers()]) if (!live.has(id)) this.cooldowns.forget(id);
     // Only a server that published a new figure has taken our placements
     // into account (as far as it knows); the others keep their estimates.
     for (const s of servers) {
@@ -218,7 +242,7 @@ export class RemoteSessionHost implements SessionHost {
       if (!info || info.address !== link.address) link.fail("server left the registry");
       // Its failure set a cooldown after the figures were forgotten: a server that lost its
       // lease and registered again (same id) was kept out of reach for it, its sessions homeless.
-      if (!info) this.brokeAt.delete(link.serverId);
+      if (!info) this.cooldowns.forget(link.serverId);
     }
     if (this.homeless.size > 0) this.retryHomeless();
   }
@@ -233,7 +257,7 @@ export class RemoteSessionHost implements SessionHost {
   }
 
   private retryHomeless(): void {
-    const now = monotonicNow();
+    const now = this.now();
     for (const s of [...this.homeless]) {
       if (now - (s.homelessSince ?? now) > this.options.homelessTimeoutMs) {
         s.end(TRY_ELSEWHERE, "no chat server available");
@@ -320,6 +344,7 @@ class ServerLink {
     // A device still paused on its old server stays paused on the new one.
     if (session.pausedSent) this.write({ sessionId: session.id, kind: { $case: "flow", value: { paused: true } } });
     session.unanswered = [];
+    session.placedUnanswered = true;
     session.flushPending();
   }
 
@@ -398,6 +423,8 @@ class RemoteSession implements SessionHandle {
    * to the next one. Undefined once the server has answered.
    */
   unanswered: Upward[] | undefined;
+  /** Its current server has not answered it yet (kept apart from `unanswered`, which its cap ends). */
+  placedUnanswered = false;
   /** This gateway asked the chat server to hold live pushes (the device's socket is backed up). */
   pausedSent = false;
   private ended = false;
@@ -477,6 +504,10 @@ class RemoteSession implements SessionHandle {
   /** A frame from the chat server for the device. */
   deliver(frame: Buffer): void {
     this.unanswered = undefined;
+    if (this.placedUnanswered) {
+      this.placedUnanswered = false;
+      if (this.link) this.host.answered(this.link);
+    }
     // Only a server that answers ends the wait: one that refuses, or breaks
     // first, must not restart the clock, or the 1013 never comes while every
     // server refuses and the session bounces between them for good.
