@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { ChatServerServiceClient, ChatServerServiceService, type SessionResponse } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { ChatServer } from "../chatserver/server.js";
@@ -12,6 +12,7 @@ import type { InboxEntry } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { chatServerGrpcOptions, chatServerService } from "./chat-server-grpc.js";
 import { TcpProxy } from "../../test/support/tcp-proxy.js";
+import { presenceFrame } from "../presence/tracker.js";
 
 /** A user's inbox of `count` entries of `textBytes` each. */
 function inboxOf(count: number, textBytes: number): Inbox {
@@ -253,6 +254,41 @@ describe("chat server's CloseDeviceSessions", () => {
       assert.equal(await closeDevice(7n), 2);
       assert.equal(chat.sessionCount, 1, "device 8's session stays");
       assert.equal(await closeDevice(7n), 0, "nothing left of device 7");
+    } finally {
+      chat.drain();
+    }
+  });
+});
+
+describe("chat server's DeliverStream: one user's presence events", () => {
+  it("hands them to the user's sessions in the order they came, though a block check holds one of them back", async () => {
+    // The pair's block changed a moment ago (an unblock): an event that tells something of the other waits for a check.
+    const checks: (() => void)[] = [];
+    const blocks = { blockersBetween: () => new Promise<readonly bigint[]>((resolve) => checks.push(() => resolve([]))), forget: () => {} };
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never, blocks: blocks as never });
+    const service = chatServerService(chat);
+    const gateway = new HeldCall();
+    service.session(gateway as never);
+    const presenceOf2 = () =>
+      gateway.out.flatMap((res) => {
+        if (res.kind?.$case !== "serverFrame") return [];
+        const frame = fromBinary(ServerFrameSchema, res.kind.value);
+        return frame.kind.case === "presence" ? [frame.kind.value.presence!.status === PresenceStatus.ONLINE ? "online" : "offline"] : [];
+      });
+    gateway.emit("data", { sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "proto", gatewayId: "gw" } } });
+    await waitFor(() => gateway.out.some((res) => res.kind?.$case === "serverFrame" && fromBinary(ServerFrameSchema, res.kind.value).kind.case === "welcome"), "the welcome");
+    chat.forgetBlock(1n, 2n);
+    const answers: unknown[] = [];
+    const deliveries = Object.assign(new EventEmitter(), { writableEnded: false, destroyed: false, write: (res: unknown) => void answers.push(res) });
+    service.deliverStream(deliveries as never);
+    try {
+      // User 2 came online, then user 1 unfriended them: told OFFLINE, with no last seen (it tells nothing, so it is not checked).
+      const event = (online: boolean) => ({ userId: 1n, deviceIds: [], serverFrame: Buffer.from(toBinary(ServerFrameSchema, presenceFrame({ userId: 2n, online }))) });
+      deliveries.emit("data", { batchId: 1n, deliveries: [event(true), event(false)] });
+      await waitFor(() => checks.length > 0, "the block check");
+      for (const check of checks) check();
+      await waitFor(() => answers.length === 1, "the batch answered");
+      assert.deepEqual(presenceOf2(), ["online", "offline"], "user 1's screen ends with the event that came last");
     } finally {
       chat.drain();
     }
