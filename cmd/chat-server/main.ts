@@ -125,7 +125,8 @@ stopOnSignals(logger, async () => {
   await registration.close().catch(() => {});
   service.endAll();
   await stopGrpcServer(grpcServer);
-  chat.drain();
+  // Before the routing store closes: a route it did not remove names a server that is gone.
+  await chat.drain();
   await presence.close().catch(() => {});
   await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), workerId.release(), ops.close()]);
   clients.close();

@@ -27,6 +27,12 @@ const BLOCK_CHANGE_WATCH_MS = 60_000;
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;
+/**
+ * How long a drain waits for its routes to be removed: each Redis command
+ * gives up after a second, and a user's changes land one after another.
+ * Well inside the process's stop timeout.
+ */
+export const DRAIN_ROUTES_MS = 5_000;
 
 export interface SessionLimits {
   /** Frames a session may send per second, sustained. */
@@ -498,11 +504,40 @@ export class ChatServer implements SessionHost, SessionDirectory {
     }
   }
 
-  /** Closes every session with 1001 so devices reconnect elsewhere. */
-  drain(reason = "server shutting down"): void {
+  /**
+   * Closes every session with 1001 so devices reconnect elsewhere. Resolves
+   * once the routes naming this server are removed (true), or after
+   * `routesWithinMs` (false). The caller closes the routing store only then:
+   * a remove still chained behind another change, or a refresh's, was lost
+   * with it, and the route left behind sent the users' messages to a server
+   * that is gone, and kept them "online" (no push) until it expired.
+   */
+  drain(reason = "server shutting down", routesWithinMs = DRAIN_ROUTES_MS): Promise<boolean> {
     this.accepting = false;
     clearInterval(this.idleSweep);
     clearInterval(this.routesRefresh);
     for (const list of this.byUser.values()) for (const s of list) s.close(CloseCode.goingAway, reason);
+    const routes = this.deps.routes;
+    if (!routes) return Promise.resolve(true);
+    // No refresh comes to retry the removes that failed before.
+    for (const u of this.unremoved) if (!this.byUser.has(u)) void this.changeRoute(u, "remove", () => routes.remove(u, this.serverId));
+    return this.routesSettled(routesWithinMs);
+  }
+
+  /** Waits until no route change or refresh is under way (those may chain more), at most `withinMs`. */
+  private async routesSettled(withinMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), withinMs)));
+    const settled = (async () => {
+      while (this.refreshing || this.routeChanges.size > 0) await Promise.all([this.refreshAgain ?? this.refreshing, ...this.routeChanges.values()]);
+      return true as const;
+    })();
+    try {
+      const done = await Promise.race([settled, late]);
+      if (!done) this.logger?.warn({ users: this.routeChanges.size, withinMs }, "draining: session routes not removed in time; they expire on their own");
+      return done;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

@@ -948,6 +948,51 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("drain() resolves only once the routes of the sessions it ended are removed, a remove chained behind an add included", async () => {
+    const { routes, routed, started, landAll } = heldRoutes();
+    const { server, open } = routedServer(routes, routed);
+    open(1n);
+    let drained: boolean | undefined;
+    const draining = Promise.resolve(server.drain()).then((done) => (drained = done));
+    await settle();
+    assert.equal(drained, undefined, "not before the route is removed: the routing store closes after it");
+    await landAll(2);
+    await draining;
+    assert.equal(drained, true);
+    assert.deepStrictEqual(started, ["add", "remove"]);
+    assert.equal(routed.has(1n), false, "no route left to a server that is gone");
+  });
+
+  it("drain() removes once more the routes whose remove failed, as no refresh will", async () => {
+    const routed = new Set<Id>();
+    let failing = true;
+    const routes: SessionRoutes = {
+      add: async (u) => void routed.add(u),
+      remove: async (u) => {
+        if (failing) throw new Error("routing store timed out");
+        routed.delete(u);
+      },
+      refresh: async () => {},
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    const { server, open, welcomed } = serverOf(routes);
+    const gone = open(1n);
+    await waitFor(() => welcomed.has(1n), "the welcome");
+    gone.closed();
+    await settle();
+    failing = false;
+    assert.equal(await server.drain(), true);
+    assert.deepStrictEqual([...routed], []);
+  });
+
+  it("drain() gives up waiting for routes after its bound when the routing store does not answer", async () => {
+    const { routes, routed } = heldRoutes();
+    const { server, open } = routedServer(routes, routed);
+    open(1n);
+    assert.equal(await server.drain("server shutting down", 20), false);
+  });
+
   it("runs one route refresh at a time: those asked for while one runs wait for it and share one more run, which sees the users held by then", async () => {
     const lists: Id[][] = [];
     let running = 0;
