@@ -418,8 +418,10 @@ describe("Notifier with Web Push against a loopback push service", function () {
       const message = { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: "hi", sentAtMs: Date.now() };
       return { userId, senderName: "Bob", channelTitle: "", message };
     };
-    // One batch: user 2's record waits for room while user 1's is tried, then retried.
-    await queue.publish(Topics.notifications, [request(1n), request(2n)].map((r) => ({ key: "k", value: encodeNotificationRequested(r) })));
+    // User 2's batch waits for room while user 1's push is tried, then retried.
+    await queue.publish(Topics.notifications, [{ key: "k", value: encodeNotificationRequested(request(1n)) }]);
+    await waitFor(() => sent.includes(1n), "user 1's first try");
+    await queue.publish(Topics.notifications, [{ key: "k", value: encodeNotificationRequested(request(2n)) }]);
     await waitFor(() => sent.includes(2n), "user 2's push, once user 1's retry ended unsent");
     assert.deepEqual([sent, skips], [[1n, 2n], ["online"]]);
   });
@@ -541,24 +543,35 @@ describe("Notifier with Web Push against a loopback push service", function () {
     notifier = undefined;
     assert.equal(receiver.pushesTo(first).length + receiver.pushesTo(second).length, 1, "only the first went out");
     assert.deepEqual(results.map((r) => r.action), ["dropped"], "the first timed out, and was not retried");
+    assert.deepEqual(skips, ["stopped"], "the second, never started, counted as lost to the stop");
   });
 
   it("stops promptly while a batch waits for room held only by retries, leaving that batch uncommitted", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 503 });
     await register(1n, 10n, sub);
+    // Counts the batches handed to the notifier, to know when the second is in its hands.
+    let batches = 0;
+    const subscribe = queue.subscribe.bind(queue);
+    const counting = mock.method(queue, "subscribe", ((group, topic, handler, options) =>
+      subscribe(group, topic, (rs) => (batches++, handler(rs)), options)) as MessageQueue["subscribe"]);
     await startNotifier({ maxPending: 1, backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
+    counting.mock.restore();
     const request = (channelId: Id, text: string): NotificationRequest => {
       seq++;
       const message = { messageId: 1000n + seq, channelId, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: Date.now() };
       return { userId: 1n, senderName: "Bob", channelTitle: "", message };
     };
-    // One batch: the second record waits for room while the first is retried.
-    await queue.publish(Topics.notifications, [request(500n, "first"), request(501n, "second")].map((r) => ({ key: "1", value: encodeNotificationRequested(r) })));
+    // The second batch waits for room while the first's push waits for its retry.
+    const publish = (r: NotificationRequest) => queue.publish(Topics.notifications, [{ key: "1", value: encodeNotificationRequested(r) }]);
+    await publish(request(500n, "first"));
     await waitFor(() => results.length === 1 && results[0]!.action === "retry", "the first send to fail and wait to retry");
+    await publish(request(501n, "second"));
+    await waitFor(() => batches === 2, "the second batch handed to the notifier, waiting for room");
     const stopping = notifier!.stop();
     notifier = undefined;
     const stoppedInTime = await Promise.race([stopping.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
     assert.ok(stoppedInTime, "stop() returned within 2 s");
+    assert.deepEqual(skips, ["stopped"], "the first's retry, given up at the stop, counted");
 
     // The batch comes again to the next notifier, the record that never got room included.
     const bodies: string[] = [];
@@ -570,6 +583,8 @@ describe("Notifier with Web Push against a loopback push service", function () {
     });
     await notifier.start();
     await waitFor(() => bodies.includes("second"), "the waiting record, delivered again");
+    await notifier.idle();
+    assert.deepEqual(bodies, ["second"], "the first batch was committed: its retry, given up at the stop, is not sent again");
   });
 });
 

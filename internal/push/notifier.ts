@@ -20,7 +20,10 @@ export interface NotifierOptions {
   /** First retry delay, doubled each time (with jitter), capped at backoffMaxMs. */
   backoffBaseMs: number;
   backoffMaxMs: number;
-  /** Notifications held in memory (collapsing, queued, retrying, in flight) before consuming pauses. */
+  /**
+   * Notifications held in memory (collapsing, queued, retrying, in flight) before consuming pauses.
+   * A batch is taken whole once there is room, so it may be passed by one batch per partition in hand.
+   */
   maxPending: number;
   /** How long a push service may hold a notification for an offline device. Default 1 day. */
   ttlSeconds: number;
@@ -77,9 +80,22 @@ export interface NotifierDeps {
  * channel, has no endpoint, its message was deleted before it came, or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed); or, not
  * yet sent for good, a newer one of the same chat was made for the device;
- * or its push service is too far behind (see waitingByHost).
+ * or its push service is too far behind (see waitingByHost); or the notifier
+ * stopped before sending it (a retry waiting for its backoff, or a send not
+ * started within drainMs): its record is committed, so it is lost.
  */
-export type SkipReason = "online" | "channel_muted" | "no_endpoint" | "muted" | "no_provider" | "revoked_device" | "expired" | "deleted" | "superseded" | "backlog";
+export type SkipReason =
+  | "online"
+  | "channel_muted"
+  | "no_endpoint"
+  | "muted"
+  | "no_provider"
+  | "revoked_device"
+  | "expired"
+  | "deleted"
+  | "superseded"
+  | "backlog"
+  | "stopped";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -141,8 +157,11 @@ const NOTIFIED_MAX = 100_000;
  * - A record is committed once held, so a stop must not drop what it holds:
  *   every deploy would swallow the pushes of the last collapse window. stop()
  *   closes the windows early and sends (for up to drainMs), only retries
- *   waiting for their backoff are given up. A crash still loses what is in
- *   memory: push is best effort, the message itself is in the inbox.
+ *   waiting for their backoff are given up (counted as "stopped"). A batch
+ *   is taken whole once there is room, never in part: one a stop leaves
+ *   uncommitted comes again to the next notifier, which alone sends it. A
+ *   crash still loses what is in memory: push is best effort, the message
+ *   itself is in the inbox.
  */
 export class Notifier {
   private readonly o: NotifierOptions;
@@ -231,6 +250,7 @@ export class Notifier {
     this.waitingByHost.clear();
     for (const job of this.ready) this.waiting(job.host, 1);
     if (givenUp > 0) this.deps.logger?.info({ retries: givenUp }, "stopping: push retries waiting for their backoff given up");
+    for (let i = 0; i < givenUp; i++) this.deps.onSkipped?.("stopped");
     for (const [key, c] of this.collapsing) {
       clearTimeout(c.timer);
       this.flush(key);
@@ -243,6 +263,7 @@ export class Notifier {
     clearTimeout(timer);
     this.stopped = true;
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
+    for (const job of this.ready) if (!job.superseded) this.deps.onSkipped?.("stopped");
     this.ready.length = 0;
     this.waitingByHost.clear();
     this.newest.clear();
@@ -261,6 +282,10 @@ export class Notifier {
   }
 
   private async handle(records: QueueRecord[]): Promise<void> {
+    // Room first, then the whole batch at once: a batch left uncommitted by a stop comes again to
+    // the next notifier, so none of it may have been held here, and sent by the drain, meanwhile.
+    while (this.pending >= this.o.maxPending && !this.draining) await new Promise<void>((r) => this.roomWaiters.push(r));
+    if (this.draining) throw new Error("notifier stopping"); // leaves the batch uncommitted
     for (const record of records) {
       let req: NotificationRequest;
       try {
@@ -275,8 +300,6 @@ export class Notifier {
         this.deps.onSkipped?.("expired");
         continue;
       }
-      while (this.pending >= this.o.maxPending && !this.draining) await new Promise<void>((r) => this.roomWaiters.push(r));
-      if (this.draining) throw new Error("notifier stopping"); // leaves the batch uncommitted
       this.accept(req);
     }
   }

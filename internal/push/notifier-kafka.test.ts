@@ -1,0 +1,102 @@
+// The Notifier on the real Kafka of scripts/engines.sh: what a stop (a deploy) leaves committed, so
+// that the notifier that takes over sends every push the stopped one did not, and none it did.
+import assert from "node:assert/strict";
+import { engineScope } from "../../test/support/engine-scope.js";
+import { engineConfig } from "../../test/support/engines.js";
+import { waitFor } from "../../test/support/wait.js";
+import type { Id } from "../model/types.js";
+import { topicSpecs, Topics } from "../pipeline/topics.js";
+import { KafkaQueue } from "../queue/kafka.js";
+import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
+import { Notifier, type NotifierOptions } from "./notifier.js";
+import type { PushProvider } from "./port.js";
+import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
+import { SqlitePushEndpointStore } from "./sqlite.js";
+
+describe("Notifier on Kafka: stopping and taking over", function () {
+  this.timeout(120_000);
+  const scope = engineScope(engineConfig(), "ntf");
+  let db: SqliteDatabase;
+  let endpoints: SqlitePushEndpointStore;
+  let queue: KafkaQueue;
+  const notifiers: Notifier[] = [];
+  /** The text of every push sent, by any notifier of the test. */
+  let sent: string[];
+  let seq = 0n;
+
+  before(async () => {
+    queue = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, namespace: scope.env.CHAT_KAFKA_NAMESPACE });
+    // One partition: the records of a test come in order, in as few batches as Kafka makes of them.
+    await queue.ensureTopics(topicSpecs(1));
+  });
+  after(async () => {
+    await queue.close();
+    await scope.drop();
+  });
+  beforeEach(async () => {
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    sent = [];
+  });
+  afterEach(async () => {
+    await Promise.all(notifiers.splice(0).map((n) => n.stop()));
+    db.close();
+  });
+
+  const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n.body), { ok: true }) };
+
+  async function startNotifier(options: Partial<NotifierOptions>): Promise<Notifier> {
+    const n = new Notifier({ queue, endpoints, providers: { web_push: provider }, options: { collapseWindowMs: 60_000, ...options } });
+    notifiers.push(n);
+    await n.start();
+    return n;
+  }
+
+  async function stop(n: Notifier): Promise<void> {
+    notifiers.splice(notifiers.indexOf(n), 1);
+    await n.stop();
+  }
+
+  /** Requests for users with a device each, in one publish (one batch, as Kafka hands them on). */
+  async function notify(users: Id[], text: (u: Id) => string): Promise<void> {
+    const requests = users.map((userId): NotificationRequest => {
+      seq++;
+      const message = { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: text(userId), sentAtMs: Date.now() };
+      return { userId, senderName: "Bob", channelTitle: "", message };
+    });
+    for (const u of users) {
+      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: `https://push.example/${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    }
+    await queue.publish(Topics.notifications, requests.map((r) => ({ key: "k", value: encodeNotificationRequested(r) })));
+  }
+
+  /** A notifier taking over sends `marker`'s push: it has read everything published before it. */
+  async function takeOverPast(marker: string): Promise<void> {
+    await startNotifier({ collapseWindowMs: 10 });
+    await notify([999n], () => marker);
+    await waitFor(() => sent.includes(marker), `the next notifier to reach ${marker}`, 60_000);
+  }
+
+  it("sends what it held at a stop once: the notifier taking over does not send it again", async () => {
+    const first = await startNotifier({});
+    await notify([1n, 2n], (u) => `held for ${u}`);
+    await waitFor(() => first.pending === 2, "both requests held in their collapse windows", 60_000);
+    await stop(first);
+    assert.deepEqual(sent.sort(), ["held for 1", "held for 2"], "sent while stopping");
+    await takeOverPast("marker 1");
+    assert.deepEqual(sent.sort(), ["held for 1", "held for 2", "marker 1"]);
+  });
+
+  it("a batch that was waiting for room at a stop: none of it sent by the stopped notifier, all of it by the one taking over", async () => {
+    const first = await startNotifier({ maxPending: 2 });
+    await notify([1n], (u) => `for ${u}`);
+    await waitFor(() => first.pending === 1, "the first request held", 60_000);
+    // With room for one more, a batch of two: it must not be taken in part and left uncommitted.
+    await notify([2n, 3n], (u) => `for ${u}`);
+    await waitFor(() => first.pending >= 2, "the room filled", 60_000);
+    await notify([4n, 5n], (u) => `for ${u}`);
+    await stop(first);
+    await takeOverPast("marker 2");
+    assert.deepEqual(sent.sort(), ["for 1", "for 2", "for 3", "for 4", "for 5", "marker 2"], "each push once");
+  });
+});
