@@ -84,6 +84,7 @@ Commands:
 Options:
   --server URL        chatd's HTTP address (signup/login; default $CHAT_SERVER,
                       else http://127.0.0.1:8080); later commands use the saved one
+                      and refuse another named by --server or $CHAT_SERVER
   --ws URL            follow: the realtime WebSocket (default $CHAT_WS_URL, else /ws
                       on the server; a cluster's is on a gateway: ws://host:8090/ws)
   --password-stdin    read the password from stdin (else $CHAT_PASSWORD, else a prompt)
@@ -177,14 +178,7 @@ async function main(argv: string[]): Promise<void> {
   for (const option of ["reset", "revoke"] as const) {
     if (values[option] && command !== "invite") throw new CliError(`--${option} goes with invite, not ${command}; see: chat-cli --help`, 2);
   }
-  // Only signup and login take --server; every other command talks to the saved login's server, so another one given here was ignored without a word.
-  if (values.server !== undefined && command !== "signup" && command !== "login") {
-    const saved = store.read();
-    const asked = normalizeServer(values.server);
-    if (saved && saved.server !== asked) {
-      throw new CliError(`--server ${asked} is not the server this home is logged in on (${saved.server}), which ${command} talks to; to move: chat-cli login ${saved.username} --server ${asked}`, 2);
-    }
-  }
+  if (command !== "signup" && command !== "login") refuseOtherServer(command, values);
   switch (command) {
     case "signup":
     case "login":
@@ -250,12 +244,31 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * Only signup and login take a server; every other command talks to the
+ * saved login's. Another one named by --server, or by a CHAT_SERVER
+ * exported for something else, was ignored without a word: the saved
+ * server's answers were read as the other's.
+ */
+function refuseOtherServer(command: string, values: Values): void {
+  const [raw, by] = values.server !== undefined ? [values.server, "--server"] : [process.env.CHAT_SERVER, "CHAT_SERVER"];
+  if (!raw) return;
+  const saved = store.read();
+  if (!saved) return;
+  const asked = normalizeServer(raw, by);
+  if (saved.server === asked) return;
+  const named = by === "--server" ? `--server ${asked}` : `CHAT_SERVER=${asked}`;
+  const move = by === "--server" ? `chat-cli login ${saved.username} --server ${asked}` : `chat-cli login ${saved.username} (it logs in on CHAT_SERVER); to stay, unset CHAT_SERVER`;
+  throw new CliError(`${named} is not the server this home is logged in on (${saved.server}), which ${command} talks to; to move: ${move}`, 2);
+}
+
 // ------------------------------------------------------------------ commands
 
 async function signIn(command: "signup" | "login", args: string[], values: Values): Promise<void> {
   const [username, extra] = args;
   if (!username || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <username>`, 2);
-  const server = normalizeServer(values.server ?? process.env.CHAT_SERVER ?? "http://127.0.0.1:8080");
+  const server =
+    values.server !== undefined ? normalizeServer(values.server) : process.env.CHAT_SERVER ? normalizeServer(process.env.CHAT_SERVER, "CHAT_SERVER") : "http://127.0.0.1:8080";
   const password = await readPassword(values, command === "signup");
   const api = publicApi(server);
   const device = { name: `chat-cli on ${process.env.HOSTNAME || "a terminal"}`.slice(0, 64), platform: DevicePlatform.CLI };
@@ -893,14 +906,15 @@ function intOption(raw: string | undefined, name: string, fallback: number, min:
   return n;
 }
 
-function normalizeServer(raw: string): string {
+/** `by`: where the address came from, as the error names it. */
+function normalizeServer(raw: string, by = "--server"): string {
   let u: URL;
   try {
     u = new URL(raw.includes("://") ? raw : `http://${raw}`);
   } catch {
-    throw new CliError(`--server: "${raw}" is not a URL`, 2);
+    throw new CliError(`${by}: "${raw}" is not a URL`, 2);
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError("--server must be an http:// or https:// URL", 2);
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError(`${by} must be an http:// or https:// URL`, 2);
   return u.origin;
 }
 

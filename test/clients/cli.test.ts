@@ -27,10 +27,10 @@ interface Run {
 
 /** The CLI as a script would run it: its own process, its own credentials directory. */
 class CliUser {
-  readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-"));
   constructor(
     readonly username: string,
     private readonly server: string,
+    readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-")),
   ) {}
 
   spawn(args: string[], input?: string): ChildProcess {
@@ -149,6 +149,40 @@ describe("chat-cli against chatd", function () {
     // The saved one's own address, as typed or not, is no mistake.
     await alice.ok("whoami", "--server", chatd.httpUrl);
     await alice.ok("whoami", "--server", chatd.httpUrl.replace(/^http:\/\//, "") + "/");
+  });
+
+  it("refuses a CHAT_SERVER other than the saved login's, telling how to log in there, and sends that server nothing", async () => {
+    const seen: string[] = [];
+    const other = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization ?? ""}`);
+      res.writeHead(401).end();
+    });
+    other.listen(0, "127.0.0.1");
+    await once(other, "listening");
+    const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      // Alice's own home, with the environment naming another server: as after `export CHAT_SERVER=...` for something else.
+      const there = new CliUser(alice.username, otherUrl, alice.home);
+      const r = await there.run("chats");
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(
+        r.stderr,
+        `chat-cli: CHAT_SERVER=${otherUrl} is not the server this home is logged in on (${chatd.httpUrl}), which chats talks to; to move: chat-cli login ${alice.username} (it logs in on CHAT_SERVER); to stay, unset CHAT_SERVER\n`,
+      );
+      assert.equal(r.stdout, "");
+      assert.equal(seen.length, 0, seen.join("\n"));
+      // --server, typed for this one command, is what it means over the environment's.
+      await there.ok("whoami", "--server", chatd.httpUrl);
+      // The way out it names works: the login moves to that server (which answers here as no chatd would).
+      const moved = await there.run("login", alice.username);
+      assert.equal(moved.code, 1);
+      assert.ok(seen.some((s) => s.startsWith("POST /chat.v1.AuthService/Login")), seen.join("\n"));
+      assert.ok(!seen.some((s) => /Bearer/.test(s)), `no token of the saved login went to ${otherUrl}: ${seen.join("\n")}`);
+    } finally {
+      other.closeAllConnections();
+      other.close();
+    }
+    await alice.ok("whoami");
   });
 
   it("signs out the device a login on the same home replaces, which nothing would list or sign out again", async () => {
