@@ -22,7 +22,8 @@
 #   CHAT_ETCD_PORT=23790  CHAT_ETCD_PEER_PORT=23800  CHAT_REDIS_PORT=63790
 #   CHAT_KAFKA_PORT=19092  CHAT_KAFKA_CONTROLLER_PORT=19093
 #   CHAT_CASSANDRA_PORT=19042  CHAT_CASSANDRA_STORAGE_PORT=17000  CHAT_CASSANDRA_JMX_PORT=17199
-# Other knobs: CHAT_ENGINES_TIMEOUT (s per engine, default 180), CHAT_KAFKA_HEAP (512m),
+# Other knobs: CHAT_ENGINES_TIMEOUT (s per engine, default 180: from its first start step,
+#   Kafka's storage format, until it answers; fetching jars is not counted), CHAT_KAFKA_HEAP (512m),
 #   CHAT_CASSANDRA_HEAP (1G), CHAT_ENGINES_TIMER_SLACK_US (1000; 0 keeps the kernel's 50 µs).
 set -euo pipefail
 
@@ -42,6 +43,11 @@ CASSANDRA_JMX_PORT=${CHAT_CASSANDRA_JMX_PORT:-17199}
 # SimpleSnitch always names the local data centre "datacenter1".
 CASSANDRA_DC=datacenter1
 TIMEOUT=${CHAT_ENGINES_TIMEOUT:-180}
+# Bash arithmetic takes a word for a variable (0) and "90s" for a syntax error: either stopped an engine at once.
+if [[ ! $TIMEOUT =~ ^[1-9][0-9]*$ ]]; then
+  echo "engines: CHAT_ENGINES_TIMEOUT must be a whole number of seconds, at least 1, got '$TIMEOUT'" >&2
+  exit 2
+fi
 TIMER_SLACK_US=${CHAT_ENGINES_TIMER_SLACK_US:-1000}
 if [[ ! $TIMER_SLACK_US =~ ^[0-9]+$ ]]; then
   echo "engines: CHAT_ENGINES_TIMER_SLACK_US must be a whole number of microseconds, got '$TIMER_SLACK_US'" >&2
@@ -58,6 +64,22 @@ warn() { printf '%s\n' "$*" >&2; }
 die() { warn "error: $*"; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# When the engine being started must answer by (a `now` time): set by engine_up, one per
+# engine (each starts in a subshell of its own). Every step of its start is cut off there.
+DEADLINE=
+start_clock() { DEADLINE=$(awk -v n="$(now)" -v t="$TIMEOUT" 'BEGIN { printf "%.3f", n + t }'); }
+# Seconds left until the deadline, at least 0.1 (timeout(1) takes 0 for "never").
+left() { awk -v d="$DEADLINE" -v n="$(now)" 'BEGIN { l = d - n; printf "%.1f", (l > 0.1 ? l : 0.1) }'; }
+past_deadline() { awk -v d="$DEADLINE" -v n="$(now)" 'BEGIN { exit !(n >= d) }'; }
+# Runs a command of a start step, killed at the deadline (exit 124): a probe or Kafka's
+# storage format that hangs would otherwise run past CHAT_ENGINES_TIMEOUT by its own limits.
+bounded() { timeout -k 2 "$(left)" "$@"; }
+# The line a start past the deadline ends with: which engine, where to look, what to raise.
+# timed_out ENGINE WHAT [THEN]
+timed_out() {
+  warn "$1: $2 within CHAT_ENGINES_TIMEOUT=${TIMEOUT}s${3:-} (logs: $(out_file "$1") and $(log_file "$1")); raise CHAT_ENGINES_TIMEOUT if it only needs longer"
+}
 
 # True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no nc needed).
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
@@ -152,7 +174,7 @@ show_log_tail() {
 
 # Polls "$engine"_ready until it succeeds, the process dies, or the deadline passes.
 wait_ready() {
-  local engine=$1 pid=$2 deadline=$(($(date +%s) + TIMEOUT)) interval=0.3
+  local engine=$1 pid=$2 interval=0.3
   [[ $engine == kafka || $engine == cassandra ]] && interval=1
   while true; do
     if "${engine}_ready"; then return 0; fi
@@ -161,13 +183,13 @@ wait_ready() {
       show_log_tail "$engine"
       return 1
     fi
-    if (($(date +%s) >= deadline)); then
-      warn "$engine: not answering after ${TIMEOUT}s (pid $pid, port $(main_port "$engine")); stopping it"
+    if past_deadline; then
       show_log_tail "$engine"
+      timed_out "$engine" "no answer on port $(main_port "$engine") from pid $pid" ", so it is stopped"
       stop_engine "$engine" >/dev/null 2>&1 || true
       return 1
     fi
-    sleep "$interval"
+    sleep "$(awk -v i="$interval" -v l="$(left)" 'BEGIN { print (l < i ? l : i) }')"
   done
 }
 
@@ -267,7 +289,7 @@ etcd_start() {
     --logger zap --log-outputs "$(log_file etcd)"
 }
 etcd_ready() {
-  ETCDCTL_API=3 etcdctl --endpoints "$HOST:$ETCD_PORT" --dial-timeout 1s --command-timeout 2s \
+  bounded env ETCDCTL_API=3 etcdctl --endpoints "$HOST:$ETCD_PORT" --dial-timeout 1s --command-timeout 2s \
     endpoint health >/dev/null 2>&1
 }
 
@@ -283,7 +305,7 @@ redis_start() {
     --save "" --appendonly no --dir "$d/data" --daemonize no --set-proc-title no --logfile "$(log_file redis)"
 }
 redis_ready() {
-  [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+  [[ $(bounded redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
 }
 
 # ---------------------------------------------------------------------------- kafka
@@ -301,23 +323,29 @@ kafka_prepare() {
   render "$SRC/kafka/server.properties.in" "$d/conf/server.properties" \
     PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$d/data"
   cp "$SRC/kafka/log4j.properties" "$d/conf/log4j.properties"
+}
+kafka_start() {
+  local d rc=0
+  d=$(engine_dir kafka)
   # KRaft refuses to start on unformatted storage ("No readable meta.properties files");
   # format once, with a fresh cluster id (Kafka's base64url UUID form, no leading '-').
+  # A JVM of its own, so part of the start's time: a slow one left the broker less of it.
   if [[ ! -f $d/data/meta.properties ]]; then
     local id
     id=$(node -e "let i;do{i=require('crypto').randomBytes(16).toString('base64url')}while(i.startsWith('-'));console.log(i)")
     say "formatting KRaft storage (cluster id $id)"
-    if ! "$JAVA17" -Xmx256m -Dlog4j.configuration="file:$d/conf/log4j.properties" -Dkafka.logs.dir="$d/logs" \
+    bounded "$JAVA17" -Xmx256m -Dlog4j.configuration="file:$d/conf/log4j.properties" -Dkafka.logs.dir="$d/logs" \
       -cp "$d/lib/*" kafka.tools.StorageTool format -t "$id" -c "$d/conf/server.properties" \
-      >>"$(out_file kafka)" 2>&1; then
+      >>"$(out_file kafka)" 2>&1 || rc=$?
+    if ((rc == 124 || rc == 137)); then
+      timed_out kafka "formatting its storage did not finish"
+      exit 1
+    fi
+    if ((rc != 0)); then
       tail -n 20 "$(out_file kafka)" >&2
       die "kafka: formatting storage failed"
     fi
   fi
-}
-kafka_start() {
-  local d
-  d=$(engine_dir kafka)
   # JVM flags as in Kafka's bin/kafka-run-class.sh / kafka-server-start.sh.
   start_detached kafka "$JAVA17" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -326,7 +354,7 @@ kafka_start() {
     -cp "$d/lib/*" kafka.Kafka "$d/conf/server.properties"
 }
 kafka_ready() {
-  port_open "$KAFKA_PORT" && node "$SRC/check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
+  port_open "$KAFKA_PORT" && bounded node "$SRC/check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------------------- cassandra
@@ -363,7 +391,7 @@ cassandra_start() {
 }
 cassandra_ready() {
   port_open "$CASSANDRA_PORT" &&
-    node "$SRC/check.mjs" cassandra "$HOST:$CASSANDRA_PORT" "$CASSANDRA_DC" >/dev/null 2>&1
+    bounded node "$SRC/check.mjs" cassandra "$HOST:$CASSANDRA_PORT" "$CASSANDRA_DC" >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------------------- commands
@@ -375,12 +403,14 @@ engine_up() {
   t0=$(now)
   port=$(main_port "$engine")
   mkdir -p "$(engine_dir "$engine")"/{data,logs,conf}
+  start_clock
   if pid=$(running_pid "$engine"); then
     if "${engine}_ready"; then
       say "already running (pid $pid, port $port)"
       return 0
     fi
     say "already started (pid $pid), waiting for it to answer"
+    start_clock
   else
     local p
     for p in $(all_ports "$engine"); do
@@ -391,6 +421,8 @@ engine_up() {
     "${engine}_prepare"
     local t1
     t1=$(now)
+    # The budget is the start's own (Kafka's format, the launch, the wait), not Maven's fetch.
+    start_clock
     "${engine}_start"
     pid=$(running_pid "$engine") || { show_log_tail "$engine"; die "$engine: exited right after start"; }
     say "started (pid $pid), waiting for it to answer"
