@@ -10,6 +10,26 @@ export function bucketOf(seq: bigint, bucketSize: number): bigint {
   return seq / BigInt(bucketSize);
 }
 
+/** The part of the inclusive range [lo, hi] in one bucket. */
+export interface BucketSlice {
+  bucket: bigint;
+  from: bigint;
+  to: bigint;
+}
+
+/** The buckets the inclusive range [lo, hi] touches, each with its part of it, lowest first or, `descending`, highest first. */
+export function bucketSlices(lo: bigint, hi: bigint, bucketSize: number, descending = false): BucketSlice[] {
+  if (hi < lo) return [];
+  const size = BigInt(bucketSize);
+  const slices: BucketSlice[] = [];
+  for (let b = lo / size; b <= hi / size; b++) {
+    const from = b * size > lo ? b * size : lo;
+    const to = (b + 1n) * size - 1n < hi ? (b + 1n) * size - 1n : hi;
+    slices.push({ bucket: b, from, to });
+  }
+  return descending ? slices.reverse() : slices;
+}
+
 /**
  * Reads the inclusive range [lo, hi] by querying every bucket it touches,
  * FANOUT at a time; rows come back in whatever order, the caller sorts.
@@ -20,14 +40,6 @@ export async function readRange<T>(
   bucketSize: number,
   query: (bucket: bigint, lo: bigint, hi: bigint) => Promise<T[]>,
 ): Promise<T[]> {
-  if (hi < lo) return [];
-  const size = BigInt(bucketSize);
-  const buckets: bigint[] = [];
-  for (let b = lo / size; b <= hi / size; b++) buckets.push(b);
-  const parts = await mapLimit(buckets, FANOUT, (b) => {
-    const from = b * size > lo ? b * size : lo;
-    const to = (b + 1n) * size - 1n < hi ? (b + 1n) * size - 1n : hi;
-    return query(b, from, to);
-  });
+  const parts = await mapLimit(bucketSlices(lo, hi, bucketSize), FANOUT, (s) => query(s.bucket, s.from, s.to));
   return parts.flat();
 }

@@ -4,7 +4,8 @@ import { encodeNote } from "../../messages/notes.js";
 import { throughTextBytes } from "../../messages/page-bytes.js";
 import { snowflakeTimeMs } from "../../ids/snowflake.js";
 import type { Id, InboxEntry, StoredMessage } from "../../model/types.js";
-import { bucketOf, readRange } from "./buckets.js";
+import { bucketOf, bucketSlices } from "./buckets.js";
+import { readSlices } from "./budgeted-read.js";
 import { toMessage } from "./message-log.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
@@ -108,19 +109,19 @@ export class CassandraInbox implements Inbox {
     );
   }
 
-  /** The budget only trims: these reads go bucket by bucket, asynchronously, and never hold the event loop as one SQLite read does. */
   async readAfter(userId: Id, afterSeq: bigint, limit: number, textBytes?: number): Promise<InboxEntry[]> {
-    return throughTextBytes(await this.readUpTo(userId, afterSeq, limit), (e) => e.message, textBytes);
+    // The read stops at the budget; trimmed again for the head's copy, which may stand in after it.
+    return throughTextBytes(await this.readUpTo(userId, afterSeq, limit, textBytes), (e) => e.message, textBytes);
   }
 
-  private async readUpTo(userId: Id, afterSeq: bigint, limit: number): Promise<InboxEntry[]> {
+  private async readUpTo(userId: Id, afterSeq: bigint, limit: number, textBytes: number | undefined): Promise<InboxEntry[]> {
     if (limit <= 0) return [];
     const head = await this.head(userId);
     let lo = (afterSeq < 0n ? 0n : afterSeq) + 1n;
     for (;;) {
       const hi = lo + BigInt(limit) - 1n < head ? lo + BigInt(limit) - 1n : head;
       if (hi < lo) return [];
-      const entries = await this.readKept(userId, lo, hi, head);
+      const entries = await this.readKept(userId, lo, hi, head, textBytes);
       if (entries.length > 0 || hi === head) return entries;
       // The whole page is past retention (rows expire oldest first): go on
       // from the first entry still kept instead of answering "nothing".
@@ -128,15 +129,24 @@ export class CassandraInbox implements Inbox {
     }
   }
 
-  /** The range [lo, hi] as stored, sorted; the head's copy stands in for the newest row when it is missing. */
-  private async readKept(userId: Id, lo: bigint, hi: bigint, head: bigint): Promise<InboxEntry[]> {
-    const entries = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
-      this.db.rows(this.q.range, [userId, b, from, to]).then((rs) => rs.map((r) => toEntry(r, big(r.get("inbox_seq"))))),
+  /**
+   * The range [lo, hi] as stored, sorted, up to where `textBytes` stops it
+   * (bucket by bucket then); the head's copy stands in for the newest row
+   * when it is missing.
+   */
+  private async readKept(userId: Id, lo: bigint, hi: bigint, head: bigint, textBytes: number | undefined): Promise<InboxEntry[]> {
+    const { items: entries, complete } = await readSlices(
+      this.db,
+      bucketSlices(lo, hi, this.bucketSize).map((b) => ({ query: this.q.range, params: [userId, b.bucket, b.from, b.to] })),
+      textBytes,
+      (r) => toEntry(r, big(r.get("inbox_seq"))),
+      (e) => e.message.text,
     );
     // The newest entry's row may have expired (the newest-entry row has no
     // TTL) or, for a head from before schema 2, not be written yet (its
-    // writer died after the compare-and-set): the head's copy stands in.
-    if (hi === head && !entries.some((e) => e.inboxSeq === head)) {
+    // writer died after the compare-and-set): the head's copy stands in,
+    // unless the budget stopped the read before it.
+    if (complete && hi === head && !entries.some((e) => e.inboxSeq === head)) {
       const h = await this.readHead(userId);
       if (h && h.seq === head) entries.push(h.entry);
     }

@@ -3,7 +3,8 @@ import type { MessageLog, PageQuery } from "../../messages/log.js";
 import { decodeNote, encodeNote } from "../../messages/notes.js";
 import { throughTextBytes } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
-import { bucketOf, readRange } from "./buckets.js";
+import { bucketOf, bucketSlices, readRange } from "./buckets.js";
+import { readSlices } from "./budgeted-read.js";
 import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
@@ -133,6 +134,9 @@ export class CassandraMessageLog implements MessageLog {
       firstEdits: `SELECT change_id FROM ${t("message_edits")} WHERE channel_id = ? AND seq = ? LIMIT ?`,
       range: `SELECT seq, ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")}
               WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      // A forward page reads the oldest first, against the clustering order, so that a budget stops it where the page ends.
+      rangeAscending: `SELECT seq, ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")}
+                       WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC`,
       senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
@@ -218,18 +222,28 @@ export class CassandraMessageLog implements MessageLog {
     }
     if (lo < 1n) lo = 1n;
     if (hi < lo) return [];
-    const rows = await readRange(lo, hi, this.bucketSize, (b, from, to) =>
-      this.db.rows(this.q.range, [channelId, b, from, to]).then((rs) => rs.map((r) => fromLogRow(r, channelId, big(r.get("seq"))))),
+    const backward = q.direction === "backward";
+    // Bucket by bucket in the page's order, so that a budget stops the read where the page ends.
+    const { items: rows, complete } = await readSlices(
+      this.db,
+      bucketSlices(lo, hi, this.bucketSize, backward).map((b) => ({
+        query: backward ? this.q.range : this.q.rangeAscending,
+        params: [channelId, b.bucket, b.from, b.to],
+      })),
+      q.textBytes,
+      (r) => fromLogRow(r, channelId, big(r.get("seq"))),
+      (m) => m.text,
     );
     // A head from before schema 2 may have no row yet (its writer died after
     // the compare-and-set); its copy stands in until the next append writes it.
-    if (hi === head && !rows.some((m) => m.seq === head)) {
+    // A backward page starts with it; a forward one stopped by its budget never reaches it.
+    if ((complete || backward) && hi === head && !rows.some((m) => m.seq === head)) {
       const h = await this.readHead(channelId);
       if (h && h.seq === head) rows.push(h.entry);
     }
     rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-    // The budget only trims: these reads go bucket by bucket, asynchronously, and never hold the event loop as one SQLite read does.
-    return throughTextBytes(q.direction === "backward" ? rows.reverse() : rows, (m) => m, q.textBytes);
+    // Trimmed again for the head's copy, which may have come in ahead of what the budget stopped at.
+    return throughTextBytes(backward ? rows.reverse() : rows, (m) => m, q.textBytes);
   }
 
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {

@@ -143,6 +143,16 @@ export class Db {
     return out;
   }
 
+  /**
+   * One page of the query's rows, at most `fetchSize`, and where the next
+   * one starts (undefined after the last): for a read that decides after
+   * each page whether to go on.
+   */
+  async page(query: string, params: Params, fetchSize: number, pageState?: string): Promise<{ rows: Row[]; next?: string }> {
+    const rs = await this.run(query, params, { fetchSize, pageState });
+    return { rows: rs.rows ?? [], next: rs.pageState ?? undefined };
+  }
+
   async one(query: string, params: Params): Promise<Row | undefined> {
     return (await this.run(query, params)).first() ?? undefined;
   }
