@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import cassandra from "cassandra-driver";
 import { randomBytes } from "node:crypto";
 import { engineConfig } from "../../../test/support/engines.js";
 import type { MembershipCheck } from "../../channels/store.js";
@@ -755,6 +756,57 @@ describe("cassandra storage", function () {
       const rows = await st.client.execute(`SELECT channel_id FROM ${keyspace}.channel_places WHERE user_id = ?`, [u], { prepare: true });
       assert.equal(rows.rowLength, 1, "the row stays, every setting null");
       assert.deepStrictEqual(await channels.listPlaces(u), new Map());
+    });
+
+    describe("membership changed by a process whose clock is an hour ahead", () => {
+      /** The storage as such a process reaches it: every request stamped an hour ahead by its client. */
+      const aheadDb = (): Db => {
+        const st = s();
+        const stamp = () => cassandra.types.Long.fromString(String(BigInt(Date.now() + 3_600_000) * 1000n));
+        const client = Object.create(st.client, {
+          execute: { value: (q: string, p?: unknown[], o: cassandra.QueryOptions = {}) => st.client.execute(q, p, { ...o, timestamp: stamp() }) },
+          batch: { value: (qs: Statement[], o: cassandra.QueryOptions = {}) => st.client.batch(qs, { ...o, timestamp: stamp() }) },
+        }) as cassandra.Client;
+        return Object.create(st.db, { client: { value: client } }) as Db;
+      };
+      const stores = () => {
+        const log = new CassandraMessageLog(s().db, BUCKET);
+        return { here: new CassandraChannelStore(s().db, log), ahead: new CassandraChannelStore(aheadDb(), log) };
+      };
+      const group = async (store: CassandraChannelStore, others: number) => {
+        const c: ChannelRecord = { channelId: uniqueId(), kind: "group", title: "g", createdAtMs: 1_767_225_600_000, createdBy: uniqueId() };
+        const m = (userId: bigint, role: MemberRecord["role"] = "member"): MemberRecord =>
+          ({ channelId: c.channelId, userId, role, joinedAtMs: c.createdAtMs, readSeq: 0n });
+        await store.createGroup(c, [m(c.createdBy, "owner"), ...Array.from({ length: others }, () => m(uniqueId()))]);
+        return { g: c.channelId, owner: c.createdBy, newcomer: () => m(uniqueId()) };
+      };
+
+      // Every write of a member row is a Paxos round, stamped with its ballot,
+      // which is above every earlier round's on the partition whatever the clocks.
+      it("a removal after its add takes the member out, from the group and the member's list", async () => {
+        const { here, ahead } = stores();
+        const { g, owner, newcomer } = await group(here, 0);
+        const x = newcomer();
+        for (let round = 0; round < 2; round++) {
+          assert.deepStrictEqual(await ahead.addMembers(g, [x], 100), [x.userId]);
+          assert.deepStrictEqual(await here.removeMember(g, x.userId), { removed: true });
+          assert.equal(await here.getMember(g, x.userId), undefined);
+          assert.deepStrictEqual((await here.listMembers(g)).map((m) => m.userId), [owner]);
+          assert.equal(await here.memberCount(g), 1);
+          assert.deepStrictEqual(await here.listMemberships(x.userId), []);
+        }
+      });
+
+      it("adds racing from it and from this process never take a group past its limit", async () => {
+        const { here, ahead } = stores();
+        const { g, newcomer } = await group(here, 96);
+        const racers = Array.from({ length: 8 }, (_, i) => (i % 2 ? here : ahead).addMembers(g, [newcomer(), newcomer()], 100));
+        const results = await Promise.allSettled(racers);
+        assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+        for (const r of results) if (r.status === "rejected") assert.equal((r.reason as { code?: string }).code, "group_full");
+        assert.equal((await here.listMembers(g)).length, 99);
+        assert.equal(await here.memberCount(g), 99);
+      });
     });
 
     describe("invite codes in the channel partition (schema 8)", () => {
