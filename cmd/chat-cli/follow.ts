@@ -30,6 +30,7 @@ export interface FollowOptions {
   print(m: Message): Promise<void>;
   /** An edit or delete of, or a reaction to, a message (target_seq set), printed once, only when it is news. */
   printChange(change: Message): Promise<void>;
+  /** What happens to the connection: "connected" (a Welcome on a new one), "moved" (another on the same one), or a line to show. */
   status(line: string): void;
   signal: AbortSignal;
   /**
@@ -278,6 +279,8 @@ function connectOnce(
     let heardAt = Date.now();
     let cursor = 0n;
     let heartbeat: NodeJS.Timeout | undefined;
+    /** Whether this socket had its Welcome: another on it is the gateway's move of the session to another chat server, not a reconnect. */
+    let welcomedHere = false;
     let ackTimer: NodeJS.Timeout | undefined;
     let closed = false;
     const send = (init: MessageInitShape<typeof ClientFrameSchema>): bigint | undefined => {
@@ -334,13 +337,15 @@ function connectOnce(
         skewMs = k.value.serverTime ? timestampMs(k.value.serverTime) - Date.now() : 0;
         scheduleReauthenticate(Date.now());
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
+        clearInterval(heartbeat);
         heartbeat = setInterval(() => {
           // Every heartbeat is answered: three intervals without a word is a network that dropped
           // the connection without a close (a partition, a NAT that forgot it), which TCP may not notice for minutes.
           if (Date.now() - heardAt > 3 * every) return ws.terminate();
           send({ kind: { case: "heartbeat", value: {} } });
         }, every);
-        opts.status("connected");
+        opts.status(welcomedHere ? "moved" : "connected");
+        welcomedHere = true;
         return;
       }
       if (k.case === "reauthenticated" && frame.ref === asked?.ref) {

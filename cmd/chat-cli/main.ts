@@ -537,6 +537,9 @@ async function followCommand(args: string[], values: Values): Promise<void> {
           if (!announced) warn(`following ${oneLine(channelLabel(channel), 60)}; Ctrl+C to stop`);
           else warn("reconnected");
           announced = true;
+        } else if (line === "moved") {
+          // Said "reconnected" before, as if the connection had been lost, where the gateways keep it through a chat server's failover.
+          warn("the session moved to another chat server, on the same connection; following on");
         } else {
           warn(line);
         }

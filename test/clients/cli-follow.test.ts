@@ -192,6 +192,27 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("says the session moved, not that it reconnected, when a gateway welcomes it again on the same connection (a chat server's failover)", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "w1", text: "one" });
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+    await follower.started();
+    await follower.printed("one\n");
+    // The gateway moved the session to another chat server: its Welcome, on the socket the follower holds.
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
+    await follower.said(/moved/);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "w2", text: "two" });
+    const [two] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: two } } } })));
+    await follower.printed("two\n");
+    assert.match(follower.err, /the session moved to another chat server, on the same connection; following on\n/);
+    assert.doesNotMatch(follower.err, /reconnect/);
+    assert.equal(sockets.length, 1, "one connection all along");
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("prints what was sent while it reconnected, though another chat-cli of the device acked it meanwhile", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: "before" });
