@@ -163,6 +163,16 @@ export function toSavedLogin(server: string, username: string, c: Credentials, n
 }
 
 /**
+ * Whether two saved logins are one device: its id on one server. Ids are
+ * each server's own, and another server's login taken up by a running
+ * chat-cli had its token sent to this one's server (its clients stay bound
+ * to the server they were made for).
+ */
+function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
+  return a.deviceId === b.deviceId && a.server === b.server;
+}
+
+/**
  * A signed-in CLI device: Connect clients that always carry a valid access
  * token, refreshing it (under the store's lock, so parallel chat-cli
  * processes never spend the same refresh token twice) when it is about to
@@ -205,14 +215,15 @@ export class Session {
     return this.store.locked(async () => {
       // Another chat-cli may have refreshed while we waited.
       const onDisk = this.store.read();
-      if (onDisk && onDisk.deviceId === this.login.deviceId) this.login = onDisk;
+      const mine = onDisk !== undefined && isSameDevice(onDisk, this.login);
+      if (mine) this.login = onDisk;
       const fresh = this.login.accessExpiresAtMs - Date.now() > 30_000;
       if (fresh && (!force || this.login.accessToken !== used)) return this.login.accessToken;
       try {
         const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken });
         this.login = toSavedLogin(this.login.server, this.login.username, res.credentials!);
         // Written over this device's login only: a logout or another login (`chat-cli login` as someone else) since is not undone.
-        if (onDisk?.deviceId === this.login.deviceId) this.store.write(this.login);
+        if (mine) this.store.write(this.login);
         return this.login.accessToken;
       } catch (err) {
         if (err instanceof ConnectError && err.code === Code.Unauthenticated) {

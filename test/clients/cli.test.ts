@@ -1078,6 +1078,26 @@ describe("chat-cli against chatd", function () {
     }
   });
 
+  it("takes up no other server's login with the same device id when a running chat-cli refreshes (its token would go to this one's server)", async () => {
+    const nia = await signUp(chatd.httpUrl, "nia");
+    const store = new LoginStore({ CHAT_CLI_HOME: mkdtempSync(join(tmpdir(), "chat-cli-test-")) });
+    try {
+      const device = nia.devices[0]!;
+      const here = { server: chatd.httpUrl, username: nia.username, userId: String(nia.userId), deviceId: String(device.deviceId), accessToken: device.token, accessExpiresAtMs: 0, refreshToken: device.refreshToken };
+      // A follow of this server's, running; then `chat-cli login` on another server, whose device happens to have the same id.
+      const running = new Session(store, here);
+      const elsewhere = { ...here, server: "http://127.0.0.1:1", accessToken: "token-of-another-server", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "refresh-of-another-server" };
+      store.write(elsewhere);
+      const { users } = await running.api.users.getUsers({ userIds: [nia.userId] });
+      assert.equal(users[0]?.username, nia.username);
+      assert.equal(running.login.server, chatd.httpUrl);
+      assert.notEqual(running.login.accessToken, elsewhere.accessToken);
+      assert.deepEqual(store.read(), elsewhere, "the other server's login is left as it was");
+    } finally {
+      rmSync(store.dir, { recursive: true, force: true });
+    }
+  });
+
   it("logs out: the server forgets the device and the CLI its credentials", async () => {
     const login = JSON.parse(readFileSync(join(bob.home, "credentials.json"), "utf8"));
     assert.match(await bob.ok("logout"), /Logged out/);
