@@ -23,11 +23,11 @@ import { ChatServerClients } from "./client-pool.js";
 import { DeliveryStream } from "./delivery-stream.js";
 import { RoutedSessionDirectory } from "./routed-directory.js";
 
-async function listen(service: UntypedServiceImplementation): Promise<{ server: Server; address: string }> {
+async function listen(service: UntypedServiceImplementation, onPort = 0): Promise<{ server: Server; address: string }> {
   const server = new Server();
   server.addService(ChatServerServiceService, service);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    server.bindAsync(`127.0.0.1:${onPort}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   return { server, address: `127.0.0.1:${port}` };
 }
@@ -53,11 +53,11 @@ function streamTo(address: string, timeoutMs: number) {
   return { client, stream, close };
 }
 
-/** A chat server on loopback with one binary session of user 1 open on a gateway stream; what the session receives. */
-async function chatServerWithSession() {
+/** A chat server on loopback (on `port`, or a free one) with one binary session of user 1 open on a gateway stream; what the session receives. */
+async function chatServerWithSession(port = 0) {
   const chat = new ChatServer({ serverId: "t", inbox: stubInbox(), channels: {} as never, submitter: {} as never });
   const service = chatServerService(chat);
-  const { server, address } = await listen(service as unknown as UntypedServiceImplementation);
+  const { server, address } = await listen(service as unknown as UntypedServiceImplementation, port);
   const client = new ChatServerServiceClient(address, credentials.createInsecure());
   const gateway = client.session();
   const received: Buffer[] = [];
@@ -202,6 +202,28 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
       assert.equal(cs.received.length, 1, "only the Welcome");
     } finally {
       cs.stop();
+    }
+  });
+
+  it("asks again, after a while, a server that answered UNIMPLEMENTED: a newer build may have taken its address", async () => {
+    const older = await chatServerWithSession();
+    const { deliverStream: _, ...olderService } = chatServerService(older.chat);
+    const { server: olderServer, address } = await listen(olderService as unknown as UntypedServiceImplementation);
+    const client = new ChatServerServiceClient(address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 5_000, undefined, 200);
+    let newer: Awaited<ReturnType<typeof chatServerWithSession>> | undefined;
+    try {
+      assert.deepStrictEqual(await stream.send([to(1n, bytesOf(delivery(1n, "x")))]), { failed: "unimplemented" });
+      assert.equal(stream.unsupported, true);
+      olderServer.forceShutdown();
+      newer = await chatServerWithSession(Number(address.split(":")[1]));
+      await waitFor(() => !stream.unsupported, "the stream to be worth trying again");
+      assert.deepStrictEqual(await stream.send([to(1n, bytesOf(delivery(2n, "y")))]), { sessions: 1, missed: [] });
+    } finally {
+      stream.close();
+      client.close();
+      older.stop();
+      newer?.stop();
     }
   });
 

@@ -12,6 +12,9 @@ export type BatchOutcome = { sessions: number; missed: readonly bigint[] } | { f
 
 type Pending = { resolve: (outcome: BatchOutcome) => void; timer: NodeJS.Timeout };
 
+/** How long a chat server that answered DeliverStream with UNIMPLEMENTED is sent Deliver calls before the stream is tried again. */
+export const STREAM_RETRY_MS = 30_000;
+
 /**
  * The pushing side of one chat server's DeliverStream: a batch is one
  * message on a stream kept open, answered by batch id. The stream opens at
@@ -27,14 +30,24 @@ export class DeliveryStream {
   private readonly pending = new Map<bigint, Pending>();
   private nextBatchId = 1n;
   private closed = false;
-  /** The chat server does not know DeliverStream (an older build): the caller uses Deliver. */
-  unsupported = false;
+  private unsupportedUntil = -Infinity;
 
   constructor(
     private readonly client: ChatServerServiceClient,
     private readonly timeoutMs: number,
     private readonly logger?: Logger,
+    private readonly retryStreamMs = STREAM_RETRY_MS,
   ) {}
+
+  /**
+   * The chat server did not know DeliverStream (an older build) less than
+   * `retryStreamMs` ago: the caller uses Deliver. Asked again after that, as
+   * a newer build may have taken the address (the same server id back at the
+   * same address is not always seen to leave the registry in between).
+   */
+  get unsupported(): boolean {
+    return performance.now() < this.unsupportedUntil;
+  }
 
   send(deliveries: EncodedUserDelivery[]): Promise<BatchOutcome> {
     if (this.unsupported) return Promise.resolve({ failed: "unimplemented" });
@@ -83,7 +96,7 @@ export class DeliveryStream {
     // Every end of a call comes as 'status' (an error also as 'error', which needs a listener).
     call.on("error", () => undefined);
     call.on("status", (s: StatusObject) => {
-      if (s.code === status.UNIMPLEMENTED) this.unsupported = true;
+      if (s.code === status.UNIMPLEMENTED) this.unsupportedUntil = performance.now() + this.retryStreamMs;
       else if (s.code !== status.OK && s.code !== status.CANCELLED) this.logger?.warn({ code: s.code, details: s.details }, "delivery stream ended");
       this.forget(call, s.code === status.UNIMPLEMENTED ? "unimplemented" : "broken");
     });
