@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -15,6 +14,7 @@ import { presenceStoreContract } from "./contract.js";
 import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
 import { PresenceTracker } from "./tracker.js";
 import { outcomeAfter, silentRedis } from "../../test/support/silent-redis.js";
+import { freePort } from "../../test/support/ports.js";
 
 async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = "0";
@@ -39,17 +39,6 @@ presenceStoreContract("redis", async () => {
     },
   };
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A Redis of this test's own (never the shared one), so it can be killed and restarted. */
 class OwnRedis {

@@ -2,20 +2,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { freePort } from "../support/ports.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-
-/** A loopback port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 /** Runs cmd/<role> until it exits; its status and what it wrote on stderr. */
 async function run(role: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
@@ -43,7 +34,7 @@ describe("api, gateway, notifier and chatd: files named by settings", function (
   writeFileSync(notADir, "");
   let engines: Record<string, string>;
   before(async () => {
-    const away = `127.0.0.1:${await deadPort()}`;
+    const away = `127.0.0.1:${await freePort()}`;
     // Nothing answers, and nothing is waited for: a file step that came after an engine fails the test.
     engines = {
       CHAT_ETCD_ENDPOINTS: away, CHAT_KAFKA_BROKERS: away, CHAT_CASSANDRA_CONTACT_POINTS: away, CHAT_REDIS_URL: `redis://${away}`,

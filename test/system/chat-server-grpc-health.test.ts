@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Etcd3 } from "etcd3";
@@ -9,15 +8,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
-
-/** A loopback port free now, for a process whose port must be known before it logs it. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+import { freePort } from "../support/ports.js";
 
 // A balancer or grpcurl probing grpc.health.v1 must not be told SERVING by a chat
 // server the gateways cannot find (not registered yet, or its lease lost) or that is leaving.

@@ -11,15 +11,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
-
-/** A loopback port nothing listens on: a Redis that is away. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+import { freePort } from "../support/ports.js";
 
 /**
  * A loopback port in front of etcd that refuses every connection (closes it at
@@ -87,7 +79,7 @@ describe("distributed mode: health", function () {
     const ok = await fetch(`${healthy.info.http}/healthz`);
     assert.equal(ok.status, 200, await ok.text());
 
-    const away = { ...common, CHAT_REDIS_URL: `redis://127.0.0.1:${await deadPort()}` };
+    const away = { ...common, CHAT_REDIS_URL: `redis://127.0.0.1:${await freePort()}` };
     const api = await startRole("api", away);
     const res = await fetch(`${api.info.http}/healthz`);
     const body = await res.text();
