@@ -237,6 +237,33 @@ describe("QueueSubmitter", () => {
       assert.equal(published, 0);
     });
 
+    it("tells a non-member nothing of a channel's messages: the seq an edit, delete, reply or reaction names is refused as not a member, even when its read answers first", async () => {
+      // The membership read answers only after the named message's read has answered (not found).
+      let lookedUp!: () => void;
+      const targetRead = new Promise<void>((r) => (lookedUp = r));
+      const afterTarget = async () => {
+        await targetRead;
+        await new Promise((r) => setImmediate(r));
+      };
+      const channels = {
+        getChannel: async () => ({ channelId: CHANNEL, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+        listMembers: async () => (await afterTarget(), [{ channelId: CHANNEL, userId: 2n, role: "owner", joinedAtMs: 1, readSeq: 0n }]),
+        getMember: async () => (await afterTarget(), undefined),
+      } as unknown as ChannelStore;
+      const log = {
+        get: async () => (lookedUp(), undefined),
+        editsOf: async () => [],
+        findChange: async () => undefined,
+        findByClientMsgId: async () => undefined,
+      } as unknown as MessageLog;
+      let id = 100n;
+      const s = new QueueSubmitter({ queue: { publish: async () => assert.fail("published") } as unknown as MessageQueue, channels, log, ids: { next: () => ++id } as unknown as IdGenerator });
+      for (const named of [{ editSeq: 999n }, { deleteSeq: 999n, text: "" }, { replyToSeq: 999n }, { reactSeq: 999n, text: "👍" }]) {
+        await assert.rejects(s.submit({ userId: 3n, deviceId: 31n }, { ...send, ...named }), (e: Error & { code?: string }) =>
+          e.code === "not_a_member", JSON.stringify(Object.keys(named)));
+      }
+    });
+
     it("refuses an edit of a message edited MAX_EDITS_PER_MESSAGE times already, publishing nothing, and still takes its delete", async () => {
       const edits = (n: number) => async (_c: bigint, _s: bigint, limit?: number) => Array.from({ length: Math.min(n, limit ?? n) }, (_, i) => 1000n + BigInt(i));
       const out: ReturnType<typeof decodeSubmitted>[] = [];

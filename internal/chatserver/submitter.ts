@@ -72,10 +72,15 @@ export class QueueSubmitter implements MessageSubmitter {
     const turn = this.order.take(sender, cmd.channelId);
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
+      const membership = this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd));
       const [, messageId] = await Promise.all([
-        this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd)),
+        membership,
         this.claim(recentKey, minted),
-        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()),
+        // Its refusal waits for the membership's: a non-member would otherwise learn which seqs the channel holds.
+        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()).catch(async (e: unknown) => {
+          await membership;
+          throw e;
+        }),
       ]);
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a send already stored is then
