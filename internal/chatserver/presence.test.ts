@@ -231,3 +231,28 @@ describe("chat server presence events across a block", () => {
     server.drain();
   });
 });
+
+describe("chat server presence events: one recipient's order", () => {
+  it("hands a user's presence events on in the order they came, across concurrent callers, though a block check holds one back", async () => {
+    // The pair's block changed a moment ago (an unblock): an event that tells something of the other waits for a check.
+    const checks: (() => void)[] = [];
+    const blocks = { blockersBetween: () => new Promise<readonly Id[]>((resolve) => checks.push(() => resolve([]))), forget: () => {} };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never });
+    const sent: Uint8Array[] = [];
+    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
+    await waitFor(() => sent.length > 0, "the welcome");
+    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.status] : []));
+    server.forgetBlock(1n, 2n);
+    try {
+      // Two presence batches at once (chatd: the tracker's pushMany for user 2's ONLINE, then an unfriending's OFFLINE without last seen).
+      const online = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: true }) }]);
+      await waitFor(() => checks.length > 0, "the block check");
+      const offline = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: false }) }]);
+      for (const check of checks) check();
+      await Promise.all([online, offline]);
+      assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "user 1's screen ends with the event that came last");
+    } finally {
+      server.drain();
+    }
+  });
+});

@@ -148,6 +148,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly blockChanged = new LruMap<string, number>(10_000);
   /**
+   * Each user's presence events still on their way out of deliverChecked, as
+   * the last of a chain: one waits for a block check, and those after it
+   * wait for it (see deliverChecked). Empty but for checks under way.
+   */
+  private readonly presenceOut = new Map<Id, Promise<number>>();
+  /**
    * Devices ("user/device") one of whose started sessions here ended while
    * another stayed: when the device was last there then. A stale session (a
    * socket gone without a FIN) can outlive the device's newer one; when it is
@@ -377,21 +383,44 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * blocked (either way) goes nowhere, unless it tells nothing: an OFFLINE
    * without a last seen, as the block itself sends. `protoBytes`, when the
    * frame came encoded, are its wire bytes, passed on to binary sessions.
+   *
+   * A user's presence events leave here in the order they came, whoever
+   * calls: one waiting for its block check holds back those after it. Run
+   * side by side (two batches at once, a stream's deliveries), a later
+   * OFFLINE that needs no check landed before an earlier ONLINE still being
+   * checked, and left the other shown online. Other frames go at once: a
+   * message carries its inbox seq, and sessions order those.
    */
   async deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): Promise<number> {
     const p = frame.kind.case === "presence" ? frame.kind.value.presence : undefined;
-    const tells = p !== undefined && (p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined);
+    if (p === undefined) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    const before = this.presenceOut.get(userId);
+    const tells = p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined;
     const about = tells ? p.userId : undefined;
-    if (about !== undefined && this.blockChanged.size > 0 && this.deps.blocks) {
-      const key = pairKey(userId, about);
-      const until = this.blockChanged.peek(key);
-      if (until !== undefined && until > monotonicNow()) {
-        if ((await this.deps.blocks.blockersBetween(userId, about)).length > 0) return 0;
-      } else if (until !== undefined) {
-        this.blockChanged.delete(key);
-      }
-    }
-    return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    if (before === undefined && !this.watched(userId, about)) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    const deliver = async () => {
+      const blocks = this.deps.blocks;
+      if (about !== undefined && blocks && this.watched(userId, about) && (await blocks.blockersBetween(userId, about)).length > 0) return 0;
+      return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    };
+    const out = before ? before.then(deliver, deliver) : deliver();
+    this.presenceOut.set(userId, out);
+    const done = () => {
+      if (this.presenceOut.get(userId) === out) this.presenceOut.delete(userId);
+    };
+    out.then(done, done);
+    return out;
+  }
+
+  /** Whether a presence event about `about` must be checked against blocks before it reaches `userId`: their block changed lately. */
+  private watched(userId: Id, about: Id | undefined): boolean {
+    if (about === undefined || this.blockChanged.size === 0 || !this.deps.blocks) return false;
+    const key = pairKey(userId, about);
+    const until = this.blockChanged.peek(key);
+    if (until === undefined) return false;
+    if (until > monotonicNow()) return true;
+    this.blockChanged.delete(key);
+    return false;
   }
 
   /**

@@ -2,7 +2,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { fromBinary } from "@bufbuild/protobuf";
-import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import {
   ChatServerServiceService,
   type ChatServerServiceServer,
@@ -131,32 +131,6 @@ class StreamedSession implements SessionSink {
 }
 
 /**
- * Hands each delivery to the ChatServer, a user's presence events one after
- * another in the order they came. A presence event that tells something of
- * a user whose block with the recipient changed lately waits for a block
- * check, and one that tells nothing (an OFFLINE without last seen: an
- * unfriending, a block) does not: run side by side, as a batch's deliveries
- * are, the later OFFLINE landed first and the recipient was left seeing the
- * other ONLINE. Other frames go at once: a message carries its inbox seq,
- * and its order against presence events means nothing.
- */
-function presenceInOrder(chat: ChatServer) {
-  const inFlight = new Map<bigint, Promise<number>>();
-  return (userId: bigint, deviceIds: readonly bigint[], frame: ServerFrame, bytes?: Uint8Array): Promise<number> => {
-    const deliver = () => chat.deliverChecked(userId, deviceIds, frame, bytes);
-    if (frame.kind.case !== "presence") return deliver();
-    const before = inFlight.get(userId);
-    const p = before ? before.then(deliver, deliver) : deliver();
-    inFlight.set(userId, p);
-    const done = () => {
-      if (inFlight.get(userId) === p) inFlight.delete(userId);
-    };
-    p.then(done, done);
-    return p;
-  };
-}
-
-/**
  * The chat server's side of the internal contract. A gateway multiplexes its
  * sessions over one Session stream; every session keeps its own state in the
  * ChatServer, and the stream only carries frames. When the stream breaks,
@@ -165,7 +139,6 @@ function presenceInOrder(chat: ChatServer) {
 export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
   const streams = new Set<GatewayStream>();
   const deliveryStreams = new Map<DeliveryCall, { batches: number; ending: boolean }>();
-  const deliver = presenceInOrder(chat);
   const endDeliveryStream = (call: DeliveryCall) => {
     deliveryStreams.delete(call);
     if (!call.writableEnded && !call.destroyed) call.end();
@@ -254,7 +227,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       const work = call.request.deliveries.map(async (d) => {
         if (!d.frame) return;
         const frame = fromTsProto(d.frame);
-        const n = await deliver(d.userId, d.deviceIds, frame);
+        const n = await chat.deliverChecked(d.userId, d.deviceIds, frame);
         sessions += n;
       });
       Promise.all(work).then(
@@ -275,7 +248,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
         const work = req.deliveries.map(async (d) => {
           let n = 0;
           try {
-            n = await deliver(d.userId, d.deviceIds, fromBinary(ServerFrameSchema, d.serverFrame), d.serverFrame);
+            n = await chat.deliverChecked(d.userId, d.deviceIds, fromBinary(ServerFrameSchema, d.serverFrame), d.serverFrame);
           } catch (err) {
             logger?.warn({ err, userId: String(d.userId) }, "delivery failed");
           }
