@@ -85,10 +85,6 @@ const notifier: Notifier = new Notifier({
 // Listening before joining the consumer group: a CHAT_OPS_PORT it cannot have ends the process before
 // it holds partitions, which Kafka would leave to it for the session timeout.
 const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
-await notifier.start();
-
-logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
-
 const stopper = stopOnSignals(logger, async () => {
   // Stop consuming first, then send what it holds (Notifier.stop) while the stores are still open.
   await notifier.stop();
@@ -97,5 +93,16 @@ const stopper = stopOnSignals(logger, async () => {
   await servers.close();
   await storage.close();
 });
-// A consumer Kafka stopped for good consumes nothing until the process starts afresh.
-void notifier.health.stopped.then(stopper.fail);
+const failedStart = await notifier.start().then(
+  () => undefined,
+  (err: Error) => err,
+);
+if (failedStart) {
+  // One line naming the cause (a stack trace buries it), then closed as on SIGTERM.
+  process.stderr.write(`notifier: cannot start consuming: ${failedStart.message}\n`);
+  stopper.fail(new Error("cannot start consuming", { cause: failedStart }));
+} else {
+  logger.info({ ops: ops.port, providers: Object.keys(push.providers), vapidPublicKey: push.vapid.publicKey }, "notifier listening");
+  // A consumer Kafka stopped for good consumes nothing until the process starts afresh.
+  void notifier.health.stopped.then(stopper.fail);
+}
