@@ -27,19 +27,31 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
   const now = deps.now ?? Date.now;
   const maxGroups = deps.maxGroupsPerUser ?? DEFAULT_MAX_GROUPS_PER_USER;
 
+  const inGroupsAtLeast = async (userIds: readonly Id[], n: number): Promise<Id[]> =>
+    (await Promise.all(userIds.map(async (id) => ((await channels.inGroupsAtLeast(id, n)) ? [id] : [])))).flat();
+
   /**
    * Refuses to put users into one more group when they are in as many as one
    * may be. Read, then written: calls at the same moment may each pass, so
-   * the bound can be passed by as many as run at once; it is there to keep a
-   * user's list of chats (and what ListChannels and presence read) from
-   * growing without end, which that does not undo.
+   * each looks again once written (pastGroupLimit).
    */
   async function refuseGroupLimit(me: Id, userIds: readonly Id[]): Promise<void> {
-    const full = (await Promise.all(userIds.map(async (id) => ((await channels.inGroupsAtLeast(id, maxGroups)) ? [id] : [])))).flat();
+    const full = await inGroupsAtLeast(userIds, maxGroups);
     if (full.length === 0) return;
-    if (full.includes(me)) throw new ChatError("limit_reached", `you are in ${maxGroups} groups, the most one can be in: leave one first`);
+    if (full.includes(me)) throw groupLimitReached();
     throw new ChatError("limit_reached", `these users are in ${maxGroups} groups, the most one can be in: ${full.join(", ")}`);
   }
+
+  const groupLimitReached = () => new ChatError("limit_reached", `you are in ${maxGroups} groups, the most one can be in: leave one first`);
+
+  /**
+   * Of users just put into a group, those now past the limit: adds to other
+   * groups at the same moment passed refuseGroupLimit's read too. Each such
+   * add is undone. Of adds racing for a user's last place, the one whose
+   * write landed last reads every other's, so all that stay fit (some may
+   * all go; a retry finds the room).
+   */
+  const pastGroupLimit = (userIds: readonly Id[]): Promise<Id[]> => inGroupsAtLeast(userIds, maxGroups + 1);
 
   async function requireUsers(userIds: readonly Id[]): Promise<void> {
     const found = new Set((await accounts.getUsers(userIds)).filter((u) => !isDeletedUser(u)).map((u) => u.userId));
@@ -56,9 +68,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
    */
   async function withoutRefused(channelId: Id, by: Id, added: readonly Id[]): Promise<Id[]> {
     if (added.length === 0) return [];
-    const [users, blockers] = await Promise.all([accounts.getUsers(added), accounts.listBlockers(by)]);
+    const [users, blockers, past] = await Promise.all([accounts.getUsers(added), accounts.listBlockers(by), pastGroupLimit(added)]);
     const blocking = new Set(blockers);
-    const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id))]);
+    const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id)), ...past]);
     for (const userId of refused) await channels.removeMember(channelId, userId);
     return added.filter((id) => !refused.has(id));
   }
@@ -253,6 +265,11 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       await channels.createGroup(channel, members);
       // As for AddMembers: an account deleted, or a block made, since they were looked at would stay in the group for good.
       await leaveIfCallerDeleted(channel, ctx);
+      if ((await pastGroupLimit([me])).length > 0) {
+        // Nobody asked for the group without its owner: it goes whole, the owner last (no heir is chosen).
+        for (const m of [...members].reverse()) await channels.removeMember(channel.channelId, m.userId);
+        throw groupLimitReached();
+      }
       const joined = await withoutRefused(channel.channelId, me, others);
       const view = { channel, memberCount: joined.length + 1, me: owner };
       await pushChannelEvent(deps, [me, ...joined], ChannelEventKind.JOINED, view);
@@ -380,6 +397,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }, code);
         joined = added.length > 0;
         if (joined) await leaveIfCallerDeleted(channel, ctx);
+        if (joined && (await pastGroupLimit([me])).length > 0) {
+          await channels.removeMember(channel.channelId, me);
+          throw groupLimitReached();
+        }
         if (joined) await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
         // Not added: a concurrent join (or an add) got there first.
         member = joined ? joining : await channels.getMember(channel.channelId, me);

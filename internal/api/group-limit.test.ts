@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
 import { EnvReader } from "../config/env.js";
 import { CassandraChannelStore } from "../storage/cassandra/index.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
@@ -50,6 +51,57 @@ function groupLimit(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
     // Someone already in the group takes no further place.
     const theirs = (await full.c.channels.listChannels({})).channels[0]!;
     await full.c.channels.addMembers({ channelId: theirs.channelId, userIds: [full.userId, admin.userId] });
+  });
+
+  it("holds when adds at the same moment all pass its read (joins by link, AddMembers, CreateGroup with and by the user): none stays past it", async () => {
+    const user = await api.signUp(name("u"));
+    const admin = await api.signUp(name("a"));
+    const creator = await api.signUp(name("c"));
+    for (let i = 0; i < MAX - 1; i++) await user.c.channels.createGroup({ title: `g${i}`, memberUserIds: [] });
+    const open = [];
+    for (let i = 0; i < 3; i++) open.push((await admin.c.channels.createGroup({ title: `open${i}`, memberUserIds: [] })).channel!);
+    const [linkA, linkB] = await Promise.all(open.slice(0, 2).map(async (g) => (await admin.c.channels.getInviteLink({ channelId: g.channelId })).code));
+    const groupsOf = async () => (await user.c.channels.listChannels({})).channels.filter((c) => c.kind === ChannelKind.GROUP).length;
+
+    // Every add's read of the user's groups answers before any of them writes.
+    const store = api.deps.channels;
+    const original = store.inGroupsAtLeast;
+    const adds = 5;
+    let reads = 0;
+    let allRead!: () => void;
+    const readByAll = new Promise<void>((resolve) => (allRead = resolve));
+    store.inGroupsAtLeast = async (userId, n) => {
+      const answer = await original.call(store, userId, n);
+      if (userId === user.userId && n === MAX && reads < adds) {
+        if (++reads === adds) allRead();
+        await readByAll;
+      }
+      return answer;
+    };
+    try {
+      const results = await Promise.allSettled([
+        user.c.channels.joinByInvite({ code: linkA! }),
+        user.c.channels.joinByInvite({ code: linkB! }),
+        admin.c.channels.addMembers({ channelId: open[2]!.channelId, userIds: [user.userId] }),
+        creator.c.channels.createGroup({ title: "new", memberUserIds: [user.userId] }),
+        user.c.channels.createGroup({ title: "own", memberUserIds: [] }),
+      ]);
+      for (const r of results) {
+        if (r.status === "rejected") assert.equal(ConnectError.from(r.reason).code, Code.FailedPrecondition, String(r.reason));
+      }
+    } finally {
+      store.inGroupsAtLeast = original;
+    }
+    assert.ok((await groupsOf()) <= MAX, `in ${await groupsOf()} groups, past ${MAX}`);
+    // What the racing adds undid leaves the room they found: a join now fits.
+    while ((await groupsOf()) > MAX - 1) {
+      const some = (await user.c.channels.listChannels({})).channels.find((c) => c.kind === ChannelKind.GROUP);
+      await user.c.channels.leaveGroup({ channelId: some!.channelId });
+    }
+    const host = await api.signUp(name("h"));
+    const fresh = (await host.c.channels.createGroup({ title: "fresh", memberUserIds: [] })).channel!;
+    await user.c.channels.joinByInvite({ code: (await host.c.channels.getInviteLink({ channelId: fresh.channelId })).code });
+    assert.equal(await groupsOf(), MAX);
   });
 
   it("refuses a join by invite link past the limit", async () => {
