@@ -255,4 +255,27 @@ describe("chat server presence events: one recipient's order", () => {
       server.drain();
     }
   });
+
+  it("checks each of a user's events at once, not after the checks before it, and still hands them on in order", async () => {
+    const checks = new Map<Id, () => void>();
+    const blocks = { blockersBetween: (_a: Id, b: Id) => new Promise<readonly Id[]>((resolve) => checks.set(b, () => resolve([]))), forget: () => {} };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never });
+    const sent: Uint8Array[] = [];
+    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
+    await waitFor(() => sent.length > 0, "the welcome");
+    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.userId] : []));
+    server.forgetBlock(1n, 2n);
+    server.forgetBlock(1n, 3n);
+    try {
+      const first = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: true }) }]);
+      const second = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 3n, online: true }) }]);
+      await waitFor(() => checks.size === 2, "both checks under way");
+      checks.get(3n)!();
+      checks.get(2n)!();
+      await Promise.all([first, second]);
+      assert.deepEqual(heard(), [2n, 3n]);
+    } finally {
+      server.drain();
+    }
+  });
 });

@@ -397,12 +397,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const before = this.presenceOut.get(userId);
     const tells = p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined;
     const about = tells ? p.userId : undefined;
-    if (before === undefined && !this.watched(userId, about)) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
-    const deliver = async () => {
-      const blocks = this.deps.blocks;
-      if (about !== undefined && blocks && this.watched(userId, about) && (await blocks.blockersBetween(userId, about)).length > 0) return 0;
-      return this.deliverLocal(userId, deviceIds, frame, protoBytes);
-    };
+    const blocks = this.deps.blocks;
+    // Checked at once, not after the events before it: one recipient's checks add no latency to each other.
+    const check = about !== undefined && blocks && this.watched(userId, about) ? blocks.blockersBetween(userId, about) : undefined;
+    if (before === undefined && check === undefined) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    // Its failure is the caller's, once its turn comes; not an unhandled rejection while it waits.
+    check?.catch(() => undefined);
+    const deliver = async () => (check && (await check).length > 0 ? 0 : this.deliverLocal(userId, deviceIds, frame, protoBytes));
     const out = before ? before.then(deliver, deliver) : deliver();
     this.presenceOut.set(userId, out);
     const done = () => {
@@ -413,8 +414,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
   }
 
   /** Whether a presence event about `about` must be checked against blocks before it reaches `userId`: their block changed lately. */
-  private watched(userId: Id, about: Id | undefined): boolean {
-    if (about === undefined || this.blockChanged.size === 0 || !this.deps.blocks) return false;
+  private watched(userId: Id, about: Id): boolean {
+    if (this.blockChanged.size === 0) return false;
     const key = pairKey(userId, about);
     const until = this.blockChanged.peek(key);
     if (until === undefined) return false;
