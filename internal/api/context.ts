@@ -45,11 +45,18 @@ export function clientAddress(ctx: HandlerContext): string {
 /** Methods reachable without an access token, as "service/Method". */
 const PUBLIC_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthService/Login", "chat.v1.AuthService/Refresh"]);
 /**
- * Of those, the ones limited per client address: each costs an argon2id hash.
- * Refresh is not: it costs one lookup, its token cannot be guessed, and every
- * device behind a carrier's NAT refreshes through the same address.
+ * The methods limited per client address: each costs an argon2id hash (two
+ * for a password change), and an account's own rate would let every account
+ * made run dozens a second. Refresh is not: it costs one lookup, its token
+ * cannot be guessed, and every device behind a carrier's NAT refreshes
+ * through the same address.
  */
-const HASHING_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthService/Login"]);
+const HASHING_METHODS = new Set([
+  "chat.v1.AuthService/SignUp",
+  "chat.v1.AuthService/Login",
+  "chat.v1.AuthService/ChangePassword",
+  "chat.v1.AuthService/DeleteAccount",
+]);
 
 /**
  * Checks "authorization: Bearer <token>" on every non-public method (and that
@@ -85,15 +92,14 @@ export function apiInterceptor(o: {
   async function handle(next: Parameters<Interceptor>[0], req: Parameters<ReturnType<Interceptor>>[0]) {
     try {
       const name = `${req.service.typeName}/${req.method.name}`;
-      if (PUBLIC_METHODS.has(name)) {
-        if (HASHING_METHODS.has(name)) limits?.takeAuth(req.contextValues.get(clientAddressKey));
-      } else {
+      if (!PUBLIC_METHODS.has(name)) {
         const c = authenticate(verifier, req.header.get("authorization"));
         // A signed-out device's token (a thief's, say) must not use up its account's allowance.
         await devices.check(c.userId, c.deviceId);
         limits?.takeCall(c.userId);
         req.contextValues.set(callerKey, c);
       }
+      if (HASHING_METHODS.has(name)) limits?.takeAuth(req.contextValues.get(clientAddressKey));
       return await next(req);
     } catch (e) {
       throw toConnectError(e, logger);

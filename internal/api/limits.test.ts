@@ -47,6 +47,26 @@ describe("api: limits", () => {
       await login("ann1", "correct horse", "10.0.0.1");
     });
 
+    it("takes ChangePassword and DeleteAccount, which hash a password too, from the address's allowance: accounts made are no way around it", async () => {
+      await start({ authPerSec: 1, authBurst: 2 });
+      const me = await api.signUp("ivy", "right password");
+      const from = (ip: string) => api.clients(me.accessToken, ip);
+      await from("10.0.0.5").auth.changePassword({ currentPassword: "right password", newPassword: "new password 1", keepOtherDevices: true });
+      await from("10.0.0.5").auth.changePassword({ currentPassword: "new password 1", newPassword: "new password 2", keepOtherDevices: true });
+      for (const call of [
+        () => from("10.0.0.5").auth.changePassword({ currentPassword: "new password 2", newPassword: "new password 3", keepOtherDevices: true }),
+        () => from("10.0.0.5").auth.deleteAccount({ password: "new password 2" }),
+      ]) {
+        const err = await rpcError(call);
+        assert.deepEqual([err.code, err.chatCode], [Code.ResourceExhausted, "ERROR_CODE_RATE_LIMITED"]);
+        assert.match(err.rawMessage, /too many sign-in requests from this address/);
+      }
+      // Refused before it ran: the password is still the last one changed to.
+      await from("10.0.0.6").auth.changePassword({ currentPassword: "new password 2", newPassword: "new password 3", keepOtherDevices: true });
+      // Other methods of the account are not taken from it.
+      await from("10.0.0.5").users.getMe({});
+    });
+
     it("counts an IPv6 client by its /64", async () => {
       await start({ authPerSec: 1, authBurst: 1 });
       await signUp("v6a", "2001:db8:1:2::1");

@@ -43,7 +43,7 @@ export class ApiLimiter {
     this.logger = options.logger;
   }
 
-  /** SignUp and Login: per client address. */
+  /** The methods that hash a password (SignUp, Login, ChangePassword, DeleteAccount): per client address. */
   takeAuth(address: string): void {
     const wait = this.auth?.take(address) ?? 0;
     if (wait > 0) throw new ChatError("rate_limited", `too many sign-in requests from this address; retry in ${seconds(wait)}`, wait);
