@@ -10,7 +10,7 @@ import { ChatServer } from "../chatserver/server.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { InboxEntry } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
-import { chatServerGrpcOptions, chatServerService } from "./chat-server-grpc.js";
+import { chatServerGrpcOptions, chatServerService, DELIVER_STREAM_BATCHES_IN_FLIGHT } from "./chat-server-grpc.js";
 import { TcpProxy } from "../../test/support/tcp-proxy.js";
 import { presenceFrame } from "../presence/tracker.js";
 
@@ -35,20 +35,29 @@ function inboxOf(count: number, textBytes: number): Inbox {
   };
 }
 
-/** `chat` served on loopback, and a gateway's session stream to it. */
-async function gatewayStreamTo(chat: ChatServer) {
+/** `chat` served on loopback, and a client of it. */
+async function servedOnLoopback(chat: ChatServer) {
   const server = new Server();
   server.addService(ChatServerServiceService, chatServerService(chat));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-  const stream = client.session();
   const close = () => {
-    stream.cancel();
     client.close();
     chat.drain();
     server.forceShutdown();
+  };
+  return { client, close };
+}
+
+/** `chat` served on loopback, and a gateway's session stream to it. */
+async function gatewayStreamTo(chat: ChatServer) {
+  const served = await servedOnLoopback(chat);
+  const stream = served.client.session();
+  const close = () => {
+    stream.cancel();
+    served.close();
   };
   return { stream, close };
 }
@@ -291,6 +300,41 @@ describe("chat server's DeliverStream: one user's presence events", () => {
       assert.deepEqual(presenceOf2(), ["online", "offline"], "user 1's screen ends with the event that came last");
     } finally {
       chat.drain();
+    }
+  });
+});
+
+describe("chat server's DeliverStream: a flood", () => {
+  it("reads no more of a stream while its limit of batches is in flight, and reads on as they are answered", async () => {
+    // Every batch waits for a block check held here: a block store that answers slowly while the pipeline sends on.
+    const checks: (() => void)[] = [];
+    const blocks = { blockersBetween: () => new Promise<readonly bigint[]>((resolve) => checks.push(() => resolve([]))), forget: () => {} };
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never, blocks: blocks as never });
+    const limit = DELIVER_STREAM_BATCHES_IN_FLIGHT;
+    const total = 4 * limit;
+    const about = 1_000_000n;
+    for (let u = 1n; u <= BigInt(total); u++) chat.forgetBlock(u, about);
+    const { client, close } = await servedOnLoopback(chat);
+    const call = client.deliverStream();
+    let answers = 0;
+    call.on("data", () => answers++);
+    call.on("error", () => undefined);
+    try {
+      const frame = Buffer.from(toBinary(ServerFrameSchema, presenceFrame({ userId: about, online: true })));
+      for (let i = 1; i <= total; i++) call.write({ batchId: BigInt(i), deliveries: [{ userId: BigInt(i), deviceIds: [], serverFrame: frame }] });
+      await waitFor(() => checks.length >= limit, "the stream's limit in flight");
+      let most = 0;
+      let released = 0;
+      while (released < total) {
+        await waitFor(() => checks.length > released, "a batch in flight");
+        most = Math.max(most, checks.length - released);
+        checks[released++]!();
+      }
+      await waitFor(() => answers === total, "every batch answered");
+      assert.ok(most <= limit, `at most ${limit} batches read ahead of their answers: ${most}`);
+    } finally {
+      call.cancel();
+      close();
     }
   });
 });

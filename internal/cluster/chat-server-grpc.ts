@@ -37,6 +37,17 @@ export function chatServerGrpcOptions({ keepaliveMs = 10_000, keepaliveTimeoutMs
   };
 }
 
+/**
+ * Batches of one DeliverStream handled at once; while this many are, the
+ * stream is not read and gRPC's flow control holds the sender back. A batch
+ * mostly lands at once (a session takes a frame or reads it from its inbox
+ * later); only presence events waiting for a block check hold one open, and
+ * with a slow block store a pipeline sending on piled up batches, every
+ * frame of each, without bound: the sender's timeout ends its stream, not
+ * the work it started here.
+ */
+export const DELIVER_STREAM_BATCHES_IN_FLIGHT = 16;
+
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
 
@@ -240,7 +251,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
       const state = { batches: 0, ending: false };
       deliveryStreams.set(call, state);
       call.on("data", (req: DeliverStreamRequest) => {
-        state.batches++;
+        if (++state.batches === DELIVER_STREAM_BATCHES_IN_FLIGHT) call.pause();
         let sessions = 0;
         const missed: bigint[] = [];
         // Every batch is answered: a delivery that fails counts no session
@@ -258,6 +269,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
         void Promise.all(work).then(() => {
           if (!call.writableEnded && !call.destroyed) call.write({ batchId: req.batchId, sessions, missedUserIds: missed });
           if (--state.batches === 0 && state.ending) endDeliveryStream(call);
+          else if (state.batches === DELIVER_STREAM_BATCHES_IN_FLIGHT - 1) call.resume();
         });
       });
       call.on("end", () => {
