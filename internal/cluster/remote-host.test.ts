@@ -6,7 +6,7 @@ import {
   type SessionResponse,
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { MemoryServerRegistry } from "../registry/memory.js";
-import type { Registration } from "../registry/port.js";
+import type { Registration, ServerInfo } from "../registry/port.js";
 import { waitFor } from "../../test/support/wait.js";
 import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 import { RemoteSessionHost } from "./remote-host.js";
@@ -391,6 +391,43 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
       await relisting.close();
     }
   });
+
+  /** A watch whose list the test sets; `notify` tells the listeners, as a registry does after a change. */
+  function listedWatch(servers: ServerInfo[]) {
+    let listed = servers;
+    const listeners: ((s: ServerInfo[]) => void)[] = [];
+    const watch = { servers: () => listed.map((s) => ({ ...s })), onChange: (l: (s: ServerInfo[]) => void) => void listeners.push(l), close: async () => {} };
+    const set = (next: ServerInfo[], notify = true) => {
+      listed = next;
+      if (notify) for (const l of listeners) l(watch.servers());
+    };
+    return { watch, set };
+  }
+
+  for (const seen of ["in the watch's change", "by a placement before the watch's change"]) {
+    it(`moves the sessions of a server that moved to a new address there at once, seen ${seen}: a move is no failure, so no cooldown`, async () => {
+      const [old, moved] = servers as [FakeChatServer, FakeChatServer];
+      const { watch, set } = listedWatch([{ serverId: "a", address: old.address, load: 0 }]);
+      // The cooldown (60 s) is longer than the homeless timeout (1.5 s): a session kept off the server for it is closed.
+      const h = new RemoteSessionHost({ gatewayId: "gw9", watch, homelessTimeoutMs: 1500, cooldownMs: 60_000 });
+      try {
+        const sink = fakeSink();
+        h.open(identity(1), sink);
+        await waitFor(() => old.opens.length === 1, "placed");
+        // Started again elsewhere under the same id (a rescheduled pod): the registry shows its new address in one change.
+        const notify = seen === "in the watch's change";
+        set([{ serverId: "a", address: moved.address, load: 0 }], notify);
+        if (!notify) h.open(identity(2), fakeSink());
+        await waitFor(() => moved.opens.some((o) => o.sessionId === 1n), "the session moved to the server's new address", 1_000);
+        assert.equal(moved.opens.find((o) => o.sessionId === 1n)!.resumed, true);
+        assert.equal(sink.closed, undefined);
+        await waitFor(() => moved.opens.length === (notify ? 1 : 2), "every session on the new address");
+        assert.equal(moved.streams.size, 1, "one stream to the new address");
+      } finally {
+        await h.close();
+      }
+    });
+  }
 
   it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
     await Promise.all(regs.map((r) => r.close()));

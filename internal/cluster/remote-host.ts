@@ -173,13 +173,16 @@ export class RemoteSessionHost implements SessionHost {
   }
 
   private linkFor(server: ServerInfo): ServerLink {
-    let link = this.links.get(server.serverId);
-    if (!link || link.address !== server.address) {
-      link?.fail("server moved to a new address");
-      link = new ServerLink(this, server.serverId, server.address);
-      this.links.set(server.serverId, link);
+    const link = this.links.get(server.serverId);
+    if (link?.address === server.address) return link;
+    if (link) {
+      // Its sessions, placed again as it ends, may already have opened the link to the new address.
+      link.fail("server moved to a new address", "moved");
+      return this.linkFor(server);
     }
-    return link;
+    const fresh = new ServerLink(this, server.serverId, server.address);
+    this.links.set(server.serverId, fresh);
+    return fresh;
   }
 
   /**
@@ -205,9 +208,20 @@ export class RemoteSessionHost implements SessionHost {
     this.cooldowns.answered(link.serverId);
   }
 
-  /** @internal the link to a server broke: move its sessions. */
-  linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string): void {
+  /**
+   * @internal the link to a server broke, or the server moved to a new
+   * address: its sessions go elsewhere. A move is no failure: the server is
+   * up at its new address (a new process there, which its predecessor's
+   * failures say nothing of), and its sessions may go straight back to it.
+   */
+  linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string, why: "failed" | "moved"): void {
     if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
+    if (why === "moved") {
+      this.cooldowns.forget(link.serverId);
+      if (sessions.length > 0) this.options.logger?.info({ serverId: link.serverId, sessions: sessions.length }, "chat server moved to a new address; moving its sessions");
+      for (const s of sessions) this.place(s, true);
+      return;
+    }
     const cooldownMs = this.cooldowns.failed(link.serverId);
     if (sessions.length > 0) {
       this.options.logger?.warn(
@@ -239,7 +253,8 @@ export class RemoteSessionHost implements SessionHost {
     // still answers: it may be partitioned from etcd and about to stop.
     for (const link of [...this.links.values()]) {
       const info = live.get(link.serverId);
-      if (!info || info.address !== link.address) link.fail("server left the registry");
+      if (!info) link.fail("server left the registry");
+      else if (info.address !== link.address) link.fail("server moved to a new address", "moved");
       // Its failure set a cooldown after the figures were forgotten: a server that lost its
       // lease and registered again (same id) was kept out of reach for it, its sessions homeless.
       if (!info) this.cooldowns.forget(link.serverId);
@@ -391,7 +406,7 @@ class ServerLink {
     if (this.sessions.delete(session.id)) this.write({ sessionId: session.id, kind: { $case: "close", value: { code: 1000 } } });
   }
 
-  fail(reason: string): void {
+  fail(reason: string, why: "failed" | "moved" = "failed"): void {
     if (this.failed) return;
     this.failed = true;
     const moved = [...this.sessions.values()];
@@ -399,7 +414,7 @@ class ServerLink {
     for (const s of moved) s.link = undefined;
     this.stream.cancel();
     this.client.close();
-    this.host.linkFailed(this, moved, reason);
+    this.host.linkFailed(this, moved, reason, why);
     // Once placed: what the edge sends again goes straight to the new server, and only a
     // session with none waits with it in its bounded queue.
     for (const s of moved) s.sink.moved?.();
