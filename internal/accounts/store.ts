@@ -95,6 +95,8 @@ export interface AccountStore {
    * retry, or deleted with its device.
    */
   takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean>;
+  /** The user a refresh token, unused or used, was issued to; undefined for one never issued or forgotten. Writes nothing. */
+  refreshTokenOwner(tokenHash: string): Promise<Id | undefined>;
 
   /** A pending request from one user to another (directed). */
   putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void>;

@@ -230,6 +230,10 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     },
 
     async refresh(req) {
+      // Held to its account's rate before it rotates: every rotation, a retry's too, stores a used
+      // token kept for the token's life, and nothing else bounds how fast a holder asks.
+      const owner = await refresh.owner(req.refreshToken);
+      if (owner !== undefined) deps.limits?.takeCall(owner);
       const next = await refresh.rotate(req.refreshToken);
       const { userId, deviceId } = next.record;
       const user = await deps.accounts.getUser(userId);

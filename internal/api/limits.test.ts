@@ -90,6 +90,22 @@ describe("api: limits", () => {
       await alice.c.users.getMe({});
     });
 
+    it("holds Refresh to its account's rate before it rotates, a retry of a used token too: each stores a token kept for its life", async () => {
+      await start({ callsPerSec: 1, callBurst: 2 });
+      const me = await api.signUp("jill");
+      await api.anon.auth.refresh({ refreshToken: me.refreshToken });
+      // A retry within the grace, as after a lost reply, is a rotation too.
+      const second = (await api.anon.auth.refresh({ refreshToken: me.refreshToken })).credentials!.refreshToken;
+      for (const token of [second, me.refreshToken]) {
+        const err = await rpcError(() => api.anon.auth.refresh({ refreshToken: token }));
+        assert.deepEqual([err.code, err.chatCode], [Code.ResourceExhausted, "ERROR_CODE_RATE_LIMITED"]);
+      }
+      assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: "never-issued" }))).code, Code.Unauthenticated, "a token of nobody's counts against nobody");
+      clock.ms += 1_000;
+      // Refused before it was taken: the token still works, and the device is still signed in.
+      await api.anon.auth.refresh({ refreshToken: second });
+    });
+
     it("checks the token first: a call without one is UNAUTHENTICATED, not counted", async () => {
       await start({ callsPerSec: 1, callBurst: 1 });
       const alice = await api.signUp("alice");

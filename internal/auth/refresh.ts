@@ -70,6 +70,16 @@ export class RefreshTokens {
     return { token, expiresAtMs };
   }
 
+  /**
+   * The user `token` was issued to, read without taking it: each rotation
+   * stores a row kept for the token's life, so a caller can hold the user to
+   * a rate before rotating.
+   */
+  async owner(token: string): Promise<Id | undefined> {
+    if (token.length === 0 || token.length > 256) return undefined;
+    return this.accounts.refreshTokenOwner(hashRefreshToken(token));
+  }
+
   /** Consumes the token and issues its successor for the same device. */
   async rotate(token: string): Promise<{ record: RefreshTokenRecord; token: string; expiresAtMs: number }> {
     if (token.length === 0 || token.length > 256) throw new ChatError("unauthenticated", "invalid refresh token");

@@ -254,6 +254,11 @@ export class CassandraAccountStore implements AccountStore {
     return { record: rec, reused: false };
   }
 
+  async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
+    const row = (await this.db.one(this.q.token, [tokenHash])) ?? (await this.db.one(this.q.usedToken, [tokenHash]));
+    return row ? toTokenRecord(row).userId : undefined;
+  }
+
   async takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean> {
     const row = await this.db.one(this.q.token, [successorHash]);
     if (!row) return false;

@@ -211,7 +211,10 @@ describe("cassandra storage", function () {
       await st.accounts.addFriendship(u, d, 1);
       assert.deepStrictEqual(await st.accounts.listFriends(u), [d]);
       await st.accounts.putRefreshToken("t-" + name, { userId: u, deviceId: d, expiresAtMs: 2 ** 52 });
+      assert.equal(await st.accounts.refreshTokenOwner("t-" + name), u);
       assert.deepStrictEqual(await st.accounts.takeRefreshToken("t-" + name, { atMs: 1, successorHash: "n-" + name }), { record: { userId: u, deviceId: d, expiresAtMs: 2 ** 52 }, reused: false });
+      assert.equal(await st.accounts.refreshTokenOwner("t-" + name), u, "a used token is still its user's");
+      assert.equal(await st.accounts.refreshTokenOwner("never-" + name), undefined);
 
       const direct = await st.channels.getOrCreateDirect(
         { channelId: c, kind: "direct", title: "", createdAtMs: 1, createdBy: u }, u, d);

@@ -71,6 +71,8 @@ function build(db: SqliteDatabase) {
     usedToken: p("SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM used_refresh_tokens WHERE token_hash = ?"),
     moveSuccessor: p("UPDATE used_refresh_tokens SET successor_hash = ? WHERE token_hash = ? AND successor_hash = ?"),
     forgetUsed: p("DELETE FROM used_refresh_tokens WHERE expires_at_ms < ?"),
+    tokenOwner: p(`SELECT user_id FROM refresh_tokens WHERE token_hash = ?
+                   UNION ALL SELECT user_id FROM used_refresh_tokens WHERE token_hash = ? LIMIT 1`),
 
     putRequest: p(`INSERT INTO friend_requests (from_user_id, to_user_id, at_ms) VALUES (?, ?, ?)
                    ON CONFLICT (from_user_id, to_user_id) DO UPDATE SET at_ms = excluded.at_ms`),
@@ -237,6 +239,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean> {
     return this.s.takeSuccessorTx.immediate(tokenHash, successorHash, next);
+  }
+
+  async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
+    return (this.s.tokenOwner.get(tokenHash, tokenHash) as Row | undefined)?.user_id as bigint | undefined;
   }
 
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
