@@ -7,10 +7,11 @@ import { waitFor } from "../../test/support/wait.js";
 import type { Id } from "../model/types.js";
 import { topicSpecs, Topics } from "../pipeline/topics.js";
 import { KafkaQueue } from "../queue/kafka.js";
+import type { MessageQueue } from "../queue/port.js";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
 import { Notifier, type NotifierOptions } from "./notifier.js";
 import type { PushProvider } from "./port.js";
-import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
+import { decodeNotificationRequested, encodeNotificationRequested, type NotificationRequest } from "./records.js";
 import { SqlitePushEndpointStore } from "./sqlite.js";
 
 describe("Notifier on Kafka: stopping and taking over", function () {
@@ -45,8 +46,8 @@ describe("Notifier on Kafka: stopping and taking over", function () {
 
   const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n.body), { ok: true }) };
 
-  async function startNotifier(options: Partial<NotifierOptions>): Promise<Notifier> {
-    const n = new Notifier({ queue, endpoints, providers: { web_push: provider }, options: { collapseWindowMs: 60_000, ...options } });
+  async function startNotifier(options: Partial<NotifierOptions>, on: { queue?: MessageQueue; provider?: PushProvider } = {}): Promise<Notifier> {
+    const n = new Notifier({ queue: on.queue ?? queue, endpoints, providers: { web_push: on.provider ?? provider }, options: { collapseWindowMs: 60_000, ...options } });
     notifiers.push(n);
     await n.start();
     return n;
@@ -98,5 +99,91 @@ describe("Notifier on Kafka: stopping and taking over", function () {
     await stop(first);
     await takeOverPast("marker 2");
     assert.deepEqual(sent.sort(), ["for 1", "for 2", "for 3", "for 4", "for 5", "marker 2"], "each push once");
+  });
+});
+
+describe("Notifier on Kafka: a rebalance while a batch waits for room", function () {
+  this.timeout(120_000);
+  const scope = engineScope(engineConfig(), "ntfrb");
+  const brokers = engineConfig().kafkaBrokers;
+  const namespace = scope.env.CHAT_KAFKA_NAMESPACE;
+  let db: SqliteDatabase;
+  let endpoints: SqlitePushEndpointStore;
+  const queues: KafkaQueue[] = [];
+  const notifiers: Notifier[] = [];
+  /** Lets the held push go (a stop waits for it). */
+  let release = () => {};
+  after(async () => {
+    release();
+    await Promise.all(notifiers.splice(0).map((n) => n.stop()));
+    await Promise.all(queues.map((q) => q.close()));
+    db?.close();
+    await scope.drop();
+  });
+
+  function openQueue(clientId: string): KafkaQueue {
+    const q = new KafkaQueue({ brokers, namespace, clientId });
+    queues.push(q);
+    return q;
+  }
+
+  it("leaves the batch to the notifier the partition went to, which sends it at once; the first never sends it", async () => {
+    db = openDatabase(":memory:");
+    endpoints = new SqlitePushEndpointStore(db);
+    // Kafka names a member after its client id, and the group's round-robin assigner gives its
+    // one partition to the member named first: the second notifier.
+    const [first, second] = [openQueue("chat-first"), openQueue("a-chat-second")];
+    await first.ensureTopics(topicSpecs(1));
+    const sent: string[] = [];
+    const released = new Promise<void>((r) => (release = r));
+    const provider: PushProvider = {
+      kind: "web_push",
+      send: async (_e, n) => {
+        // The first push holds the first notifier's only room until the test lets it go.
+        if (n.body === "for 1") await released;
+        sent.push(n.body);
+        return { ok: true };
+      },
+    };
+    const handedToFirst: string[] = [];
+    const watched: MessageQueue = {
+      ensureTopics: (t) => first.ensureTopics(t),
+      publish: (t, r) => first.publish(t, r),
+      subscribe: (g, t, handler, o) =>
+        first.subscribe(g, t, (records, batch) => {
+          handedToFirst.push(...records.map((r) => decodeNotificationRequested(r.value).message.text));
+          return handler(records, batch);
+        }, o),
+      close: () => first.close(),
+    };
+    let seq = 0n;
+    const notify = async (userId: Id) => {
+      seq++;
+      await endpoints.put({ userId, deviceId: 10n, kind: "web_push", address: `https://push.example/${userId}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+      const message = { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: `for ${userId}`, sentAtMs: Date.now() };
+      await first.publish(Topics.notifications, [{ key: "k", value: encodeNotificationRequested({ userId, senderName: "Bob", channelTitle: "", message }) }]);
+    };
+    const start = async (q: MessageQueue) => {
+      const n = new Notifier({ queue: q, endpoints, providers: { web_push: provider }, options: { maxPending: 1, collapseWindowMs: 10 } });
+      notifiers.push(n);
+      await n.start();
+      return n;
+    };
+
+    await start(watched);
+    await notify(1n);
+    await waitFor(() => handedToFirst.includes("for 1"), "the first request taken", 60_000);
+    await notify(3n);
+    await waitFor(() => handedToFirst.includes("for 3"), "the next batch handed on, to wait for room", 60_000);
+    // Joining starts a rebalance, which the group ends once the first has rejoined.
+    const joining = start(second);
+    await waitFor(() => sent.includes("for 3"), "the second notifier to send the waiting batch while the first's room is still full", 30_000);
+    await joining;
+    release();
+    await waitFor(() => sent.includes("for 1"), "the held push", 30_000);
+    await notify(4n);
+    await waitFor(() => sent.includes("for 4"), "a later push", 30_000);
+    await Promise.all(notifiers.splice(0).map((n) => n.stop()));
+    assert.deepEqual(sent.sort(), ["for 1", "for 3", "for 4"], "each push once");
   });
 });

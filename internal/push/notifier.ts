@@ -159,7 +159,8 @@ const NOTIFIED_MAX = 100_000;
  *   closes the windows early and sends (for up to drainMs), only retries
  *   waiting for their backoff are given up (counted as "stopped"). A batch
  *   is taken whole once there is room, never in part: one a stop leaves
- *   uncommitted comes again to the next notifier, which alone sends it. A
+ *   uncommitted comes again to the next notifier, which alone sends it; so
+ *   does one waiting for room when a rebalance may move its partition. A
  *   crash still loses what is in memory: push is best effort, the message
  *   itself is in the inbox.
  */
@@ -219,7 +220,7 @@ export class Notifier {
     this.sub = await this.deps.queue.subscribe(
       ConsumerGroups.notifier,
       Topics.notifications,
-      (records) => this.health.run(() => this.handle(records)),
+      (records, batch) => this.handle(records, batch?.revoked),
       { onGiveUp: this.health.consumerStopped, onConsumerTrouble: this.health.consumerTrouble },
     );
   }
@@ -281,11 +282,31 @@ export class Notifier {
     while (this.pending > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
-  private async handle(records: QueueRecord[]): Promise<void> {
+  private async handle(records: QueueRecord[], revoked?: AbortSignal): Promise<void> {
     // Room first, then the whole batch at once: a batch left uncommitted by a stop comes again to
     // the next notifier, so none of it may have been held here, and sent by the drain, meanwhile.
-    while (this.pending >= this.o.maxPending && !this.draining) await new Promise<void>((r) => this.roomWaiters.push(r));
-    if (this.draining) throw new Error("notifier stopping"); // leaves the batch uncommitted
+    // So with one whose partition goes to another notifier while it waits (a rebalance): taken
+    // now, its commit could come too late, and both would send it; and the group waits for it.
+    while (this.pending >= this.o.maxPending && !this.draining && !revoked?.aborted) await this.room(revoked);
+    // Both leave the batch uncommitted, and are no failure of the stage.
+    if (this.draining) throw new Error("notifier stopping");
+    if (revoked?.aborted) throw new Error("partition rebalancing: batch left to its next owner");
+    return this.health.run(async () => this.take(records));
+  }
+
+  /** Resolves when room may have been made, or `revoked` aborts. */
+  private room(revoked?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        revoked?.removeEventListener("abort", wake);
+        resolve();
+      };
+      this.roomWaiters.push(wake);
+      revoked?.addEventListener("abort", wake, { once: true });
+    });
+  }
+
+  private take(records: QueueRecord[]): void {
     for (const record of records) {
       let req: NotificationRequest;
       try {

@@ -378,6 +378,45 @@ describe("KafkaQueue", function () {
       console.log(`      group hand-over: ${seenBy[0]!.size} + ${seenBy[1]!.size} records by the two members, ${dup} delivered twice`);
     });
 
+    it("tells a handler when a rebalance begins, and commits what it finishes then before rejoining, so the next owner does not redo it", async () => {
+      // The commit interval outlasts the test: only the commit made on the rebalance can land.
+      // kafkajs rejoins only once the batch in hand is done; offsets handled in the old
+      // generation were dropped at the rejoin, and the partition's next owner redid them.
+      // Kafka names a member after its client id, and round robin gives the one partition to
+      // the member named first: the second.
+      const [own, other] = [openQueue({ clientId: "z-first", commitIntervalMs: 60_000 }), openQueue({ clientId: "a-second" })];
+      const members: Subscription[] = [];
+      let release = () => {};
+      const released = new Promise<void>((r) => (release = r));
+      try {
+        const [topic, group] = [uniqueName("rebalance"), uniqueName("g")];
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        let revoked: AbortSignal | undefined;
+        members.push(
+          await own.subscribe(group, topic, async (_rs, batch) => {
+            revoked = batch!.revoked;
+            await released;
+          }),
+        );
+        const values = ["v0", "v1", "v2"];
+        await own.publish(topic, values.map((v) => ({ key: "k", value: enc(v) })));
+        await waitFor(() => revoked, "the first member's batch in hand");
+        assert.equal(revoked!.aborted, false);
+        const redone: string[] = [];
+        const joining = other.subscribe(group, topic, async (rs) => void redone.push(...rs.map((r) => dec(r.value))));
+        await waitFor(() => revoked!.aborted, "the batch's signal once the second member's join began a rebalance", 30_000);
+        release(); // finished within the old generation: committed now
+        members.push(await joining);
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => redone.includes("after"), "the second member to read on", 30_000);
+        assert.deepEqual(redone, ["after"], "records the first member finished, done again");
+      } finally {
+        release();
+        await Promise.all(members.map((s) => s.stop()));
+        await Promise.all([own.close(), other.close()]);
+      }
+    });
+
     it("keeps deployments with different namespaces apart on one broker: own topics, own groups", async () => {
       const [topic, group] = [uniqueName("ns"), uniqueName("g")];
       const spaces = [uniqueName("a"), uniqueName("b")];

@@ -123,7 +123,9 @@ interface PendingPublish {
  * handler that rejects leaves its batch unresolved and uncommitted, the
  * partition is paused for a backoff, and the next fetch starts again at the
  * batch's first offset (never skipped). A batch whose partition was
- * reassigned meanwhile is not committed (the new owner re-reads it).
+ * reassigned meanwhile is not committed (the new owner re-reads it). A
+ * rebalance that begins with a batch in hand aborts its `revoked` signal,
+ * and what was handled is committed before the consumer rejoins.
  */
 export class KafkaQueue implements MessageQueue {
   private readonly kafka: InstanceType<typeof Kafka>;
@@ -407,6 +409,13 @@ export function isPermanentConsumerError(err: unknown): boolean {
 
 const CONSUMER_RESTART_BACKOFF_MS = { initial: 1_000, max: 30_000 };
 
+/**
+ * Heartbeat answers after which this member's partitions may go to another:
+ * a rebalance began (kafkajs rejoins only once the batches in hand are done),
+ * the coordinator moved, or the group no longer knows this member.
+ */
+const REVOKING_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "NOT_COORDINATOR_FOR_GROUP", "UNKNOWN_MEMBER_ID", "FENCED_INSTANCE_ID"]);
+
 class KafkaSubscription implements Subscription {
   /** Counts group joins, to notice a rebalance that happened while a batch was in hand. */
   private joins = 0;
@@ -430,6 +439,8 @@ class KafkaSubscription implements Subscription {
   private wakeRestart: (() => void) | undefined;
   /** While run() waits for a consumer to join: kafkajs reports a failed start only through CRASH. */
   private starting = false;
+  /** Aborted once a heartbeat says the partitions of this join may move (BatchContext.revoked); one per join. */
+  private generation = new AbortController();
 
   constructor(
     private readonly newConsumer: () => Consumer,
@@ -457,6 +468,7 @@ class KafkaSubscription implements Subscription {
     this.failedToStart = undefined;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joins++;
+      this.generation = new AbortController();
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
       this.subscribeOptions.onConsumerTrouble?.(undefined);
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
@@ -557,6 +569,10 @@ class KafkaSubscription implements Subscription {
     const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
     const joinsAtStart = this.joins;
+    const generation = this.generation;
+    const heard = (err: unknown) => {
+      if (REVOKING_ERRORS.has((err as { type?: string }).type ?? "")) generation.abort(err);
+    };
     const records: QueueRecord[] = batch.messages.map((m) => ({
       topic: this.recordTopic,
       partition,
@@ -567,17 +583,21 @@ class KafkaSubscription implements Subscription {
     for (let i = 0; i < records.length; i += this.maxBatch) {
       // Stopping, or the partition moved: leave the rest unresolved, it is fetched again (here or by the new owner).
       if (!isRunning() || isStale() || this.stopping) return;
+      if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
       const chunk = records.slice(i, i + this.maxBatch);
       // kafkajs heartbeats only between batches, and fetches no further batch while
       // this one is in hand: a handler call longer than the session timeout (a publish
       // waiting on a slow broker, a Cassandra read timing out) got the member evicted
       // and its partitions redone elsewhere while it still worked on them. Errors are
       // left to the heartbeat after the call, which reports a rebalance to kafkajs.
-      const beating = setInterval(() => void heartbeat().catch(() => {}), this.heartbeatIntervalMs);
+      // A heartbeat that tells of a rebalance is what the handler learns through `revoked`.
+      const beating = setInterval(() => void heartbeat().catch(heard), this.heartbeatIntervalMs);
       beating.unref();
       try {
-        await this.handler(chunk);
+        await this.handler(chunk, { revoked: generation.signal });
       } catch (err) {
+        // Given up for a rebalance (or failed during one): no failure to back off from.
+        if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
         // Never skip: this chunk stays unresolved and uncommitted. Pause the partition for a
         // backoff; the next fetch after resume starts again at the chunk's first offset.
         const wait = this.nextBackoff(partition);
@@ -616,8 +636,28 @@ class KafkaSubscription implements Subscription {
           void this.commit();
         }, interval);
       }
-      await heartbeat();
+      if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
+      try {
+        await heartbeat();
+      } catch (err) {
+        heard(err);
+        if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
+        throw err;
+      }
     }
+  }
+
+  /**
+   * A rebalance began with this batch in hand: commits what was handled now,
+   * while the group still takes this join's commits (once rejoined they are
+   * dropped, and the partition's next owner did them again), leaves the rest
+   * uncommitted for that owner, and hands kafkajs the heartbeat's error, on
+   * which it rejoins at once rather than fetching the same batch again.
+   */
+  private async rejoinNow(payload: EachBatchPayload, revoked: AbortSignal): Promise<never> {
+    await this.commit(payload.commitOffsetsIfNecessary);
+    this.options.logger?.info({ group: this.group, topic: this.topic, partition: payload.batch.partition }, "kafka group rebalancing; rejoining");
+    throw revoked.reason;
   }
 
   /**

@@ -22,7 +22,21 @@ export interface OutgoingRecord {
  * Receives records of one partition, in offset order. Resolving commits the
  * batch; rejecting leaves it uncommitted, so it comes again (at least once).
  */
-export type BatchHandler = (records: QueueRecord[]) => Promise<void>;
+export type BatchHandler = (records: QueueRecord[], batch?: BatchContext) => Promise<void>;
+
+export interface BatchContext {
+  /**
+   * Aborted once the batch's partition may go to another consumer of the
+   * group (a rebalance began, or this one was dropped from the group): the
+   * group waits for this batch before it can move it, and what the handler
+   * finishes from then on may be done again by the next owner. A handler that
+   * waits on something of its own (room) should reject then, taking none of
+   * the batch: it stays uncommitted and whoever holds the partition after the
+   * rebalance reads it again. Adapters that never move a partition while a
+   * batch is in hand (sqlite) pass none.
+   */
+  revoked: AbortSignal;
+}
 
 export interface TopicSpec {
   topic: string;
