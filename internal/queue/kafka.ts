@@ -1,5 +1,5 @@
 import kafkajs from "kafkajs";
-import type { Admin, Consumer, EachBatchPayload, LogEntry, Message, Producer } from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, Message, Producer } from "kafkajs";
 import type { Logger } from "pino";
 import type {
   BatchHandler,
@@ -11,6 +11,7 @@ import type {
   TopicSpec,
 } from "./port.js";
 import { mendKafkajsRequestQueue } from "./kafkajs-request-queue.js";
+import { pinoLogCreator } from "./kafkajs-log.js";
 
 const { Kafka, Partitioners, logLevel: KafkaLogLevel } = kafkajs;
 mendKafkajsRequestQueue();
@@ -731,17 +732,4 @@ function toBuffer(v: Uint8Array): Buffer {
 
 function kafkaLevel(level: "error" | "warn" | "info" | "debug"): number {
   return { error: KafkaLogLevel.ERROR, warn: KafkaLogLevel.WARN, info: KafkaLogLevel.INFO, debug: KafkaLogLevel.DEBUG }[level];
-}
-
-/** kafkajs logCreator writing to pino: the kafkajs namespace and extra fields become log fields. */
-function pinoLogCreator(logger: Logger) {
-  return () =>
-    ({ namespace, level, log }: LogEntry) => {
-      const { message, timestamp: _t, logger: _l, ...extra } = log as LogEntry["log"] & { logger?: string };
-      const fields = { kafka: namespace, ...extra };
-      if (level <= KafkaLogLevel.ERROR) logger.error(fields, message);
-      else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
-      else if (level === KafkaLogLevel.INFO) logger.info(fields, message);
-      else logger.debug(fields, message);
-    };
 }
