@@ -53,7 +53,15 @@ const startStage: Record<string, () => Promise<Stage>> = {
   },
 };
 
+/** A signal came: start no further stage. */
+let stopping = false;
+/** The stage joining its consumer group. */
+let joining: Promise<unknown> | undefined;
 const stopper = stopOnSignals(logger, async () => {
+  stopping = true;
+  // A stage still joining its group is stopped once it has joined (the queue's stop waits for it):
+  // stopped while it joined, its consumer stayed in the group until the session timeout.
+  await joining;
   // Finish and commit the batches in hand, so the next owner starts after them.
   await Promise.all(workers.map((w) => w.stop()));
   clients.close();
@@ -63,14 +71,17 @@ const stopper = stopOnSignals(logger, async () => {
 });
 let failedStage: { stage: string; err: Error } | undefined;
 for (const stage of config.stages) {
-  try {
-    workers.push(await startStage[stage]!());
-  } catch (err) {
-    failedStage = { stage, err: err as Error };
-    break;
-  }
+  if (stopping) break;
+  joining = startStage[stage]!().then(
+    (w) => void workers.push(w),
+    (err: Error) => void (failedStage = { stage, err }),
+  );
+  await joining;
+  if (failedStage) break;
 }
-if (failedStage) {
+if (stopping) {
+  // Stopped by a signal while starting: stopOnSignals ends the process.
+} else if (failedStage) {
   // Stopped as on SIGTERM: the stages already started leave their groups now, instead of holding
   // their partitions, messages stalled, until Kafka's session timeout.
   const { stage, err } = failedStage;

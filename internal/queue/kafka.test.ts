@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import kafkajs from "kafkajs";
 import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
-import { joinForeign } from "../../test/support/kafka-groups.js";
+import { groupMembers, joinForeign } from "../../test/support/kafka-groups.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
 import { isPermanentConsumerError, KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
@@ -414,6 +414,46 @@ describe("KafkaQueue", function () {
         release();
         await Promise.all(members.map((s) => s.stop()));
         await Promise.all([own.close(), other.close()]);
+      }
+    });
+
+    it("stopped while its consumer joins the group, it leaves the group once joined rather than stay in it until the session timeout", async () => {
+      // A member holding a batch keeps the group rebalancing (kafkajs rejoins once the batch is done),
+      // and so the second member joining, until the test lets the batch go.
+      const [own, other] = [openQueue({ clientId: "a-holder" }), openQueue({ clientId: "b-joining" })];
+      let release = () => {};
+      const released = new Promise<void>((r) => (release = r));
+      const [topic, group] = [uniqueName("joinstop"), uniqueName("g")];
+      try {
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        let revoked: AbortSignal | undefined;
+        let joins = 0;
+        subs.push(
+          await own.subscribe(
+            group,
+            topic,
+            async (_rs, batch) => {
+              revoked = batch!.revoked;
+              await released;
+            },
+            { onConsumerTrouble: (err) => void (err || joins++) },
+          ),
+        );
+        await own.publish(topic, [{ key: "k", value: enc("v") }]);
+        await waitFor(() => revoked, "the first member's batch in hand");
+        const joining = other.subscribe(group, topic, async () => {});
+        await waitFor(() => revoked!.aborted, "the second member's join under way", 30_000);
+        const joinsBefore = joins;
+        const closed = other.close();
+        release();
+        await closed;
+        await joining.catch(() => {});
+        await waitFor(() => joins > joinsBefore, "the first member back in the group");
+        assert.deepEqual(await groupMembers([group]), { [group]: 1 }, "the stopped member left behind in the group");
+      } finally {
+        release();
+        await other.close();
+        await own.close();
       }
     });
 

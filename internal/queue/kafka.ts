@@ -459,8 +459,12 @@ class KafkaSubscription implements Subscription {
     this.consumer = newConsumer();
   }
 
-  async start(): Promise<void> {
-    await this.run(this.consumer);
+  /** Settles once the first consumer has joined its group (or failed to). */
+  private started: Promise<void> | undefined;
+
+  start(): Promise<void> {
+    this.started = this.run(this.consumer);
+    return this.started;
   }
 
   /** Connects `consumer`, joins the group and starts fetching; rejects if kafkajs gave up on it meanwhile. */
@@ -702,8 +706,12 @@ class KafkaSubscription implements Subscription {
         for (const t of this.resumeTimers) clearTimeout(t);
         this.resumeTimers.clear();
         clearTimeout(this.commitTimer);
-        // A replacement consumer half started: let it settle, then disconnect whichever is current.
+        // A consumer still joining its group (a SIGTERM at start-up), or a replacement half
+        // started: let it settle, then disconnect whichever is current. Disconnected while it
+        // joins, kafkajs does not leave the group (it is not running yet), and the member
+        // Kafka made of it kept its partitions, messages stalled, until the session timeout.
         this.wakeRestart?.();
+        await this.started?.catch(() => {});
         await this.restarting;
         // With a batch in hand, it commits when it is done (eachBatch).
         if (this.batchesInHand === 0) await this.commit();

@@ -101,13 +101,17 @@ export async function stopAll(): Promise<void> {
   );
 }
 
-/** Runs `cmd/<role>/main.ts` with `env` to its exit (a role meant to fail at start): its exit status and stderr. */
-export async function runToExit(role: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+/**
+ * Runs `cmd/<role>/main.ts` with `env` to its exit (a role meant to fail at start, or one `started`
+ * signals): its exit status and stderr.
+ */
+export async function runToExit(role: string, env: Record<string, string>, started?: (child: ChildProcess) => void): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
     cwd: ROOT,
     env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
+  started?.(child);
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += String(d)));
   try {
