@@ -46,8 +46,8 @@ describe("Notifier on Kafka: stopping and taking over", function () {
 
   const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n.body), { ok: true }) };
 
-  async function startNotifier(options: Partial<NotifierOptions>, on: { queue?: MessageQueue; provider?: PushProvider } = {}): Promise<Notifier> {
-    const n = new Notifier({ queue: on.queue ?? queue, endpoints, providers: { web_push: on.provider ?? provider }, options: { collapseWindowMs: 60_000, ...options } });
+  async function startNotifier(options: Partial<NotifierOptions>): Promise<Notifier> {
+    const n = new Notifier({ queue, endpoints, providers: { web_push: provider }, options: { collapseWindowMs: 60_000, ...options } });
     notifiers.push(n);
     await n.start();
     return n;
@@ -107,8 +107,8 @@ describe("Notifier on Kafka: a rebalance while a batch waits for room", function
   const scope = engineScope(engineConfig(), "ntfrb");
   const brokers = engineConfig().kafkaBrokers;
   const namespace = scope.env.CHAT_KAFKA_NAMESPACE;
-  let db: SqliteDatabase;
-  let endpoints: SqlitePushEndpointStore;
+  const db = openDatabase(":memory:");
+  const endpoints = new SqlitePushEndpointStore(db);
   const queues: KafkaQueue[] = [];
   const notifiers: Notifier[] = [];
   /** Lets the held push go (a stop waits for it). */
@@ -117,7 +117,7 @@ describe("Notifier on Kafka: a rebalance while a batch waits for room", function
     release();
     await Promise.all(notifiers.splice(0).map((n) => n.stop()));
     await Promise.all(queues.map((q) => q.close()));
-    db?.close();
+    db.close();
     await scope.drop();
   });
 
@@ -128,8 +128,6 @@ describe("Notifier on Kafka: a rebalance while a batch waits for room", function
   }
 
   it("leaves the batch to the notifier the partition went to, which sends it at once; the first never sends it", async () => {
-    db = openDatabase(":memory:");
-    endpoints = new SqlitePushEndpointStore(db);
     // Kafka names a member after its client id, and the group's round-robin assigner gives its
     // one partition to the member named first: the second notifier.
     const [first, second] = [openQueue("chat-first"), openQueue("a-chat-second")];
