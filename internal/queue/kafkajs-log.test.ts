@@ -13,15 +13,18 @@ describe("kafkajs logs in pino", () => {
   }
   const { ERROR, WARN } = kafkajs.logLevel;
 
-  it("sends a partition whose leader has not taken over yet, which kafkajs asks again after a metadata refresh, to debug", () => {
+  it("sends error responses kafkajs answers itself (a leader not taken over yet, a lost race to create topics, a rebalance) to debug", () => {
     // What a pipeline or notifier started beside the api logged at error level, several times, at every start.
     const notLeader = { message: "Response ListOffsets(key: 2, version: 3)", error: "This server is not the leader for that topic-partition", broker: "127.0.0.1:9092" };
     const noLeader = { message: "Response Metadata(key: 3, version: 6)", error: "There is no leader for this topic-partition as we are in the middle of a leadership election" };
     const lostRace = { message: "Response CreateTopics(key: 19, version: 3)", error: "Topic creation errors" };
-    assert.deepEqual(logged([notLeader, noLeader, lostRace].map((log) => ({ namespace: "Connection", level: ERROR, log }))), [
+    // And every member's heartbeat at each rebalance (a deploy, a scale-out).
+    const rebalancing = { message: "Response Heartbeat(key: 12, version: 3)", error: "The group is rebalancing, so a rejoin is needed" };
+    assert.deepEqual(logged([notLeader, noLeader, lostRace, rebalancing].map((log) => ({ namespace: "Connection", level: ERROR, log }))), [
       [20, notLeader.message],
       [20, noLeader.message],
       [20, lostRace.message],
+      [20, rebalancing.message],
     ]);
   });
 

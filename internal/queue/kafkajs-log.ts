@@ -10,17 +10,19 @@ const { logLevel: KafkaLogLevel } = kafkajs;
  * itself by refreshing metadata and asking again: a partition whose leader has
  * not taken over yet (topics another process created a moment ago, which a
  * pipeline or notifier started beside the api meets at every start; a leader
- * moving) answers NOT_LEADER_FOR_PARTITION for a few tries. Those go to debug.
- * One that lasts ends in an error of its own, which is still logged (a consumer
- * crash, a publish that fails, a start-up step that gives up).
+ * moving) answers NOT_LEADER_FOR_PARTITION for a few tries; and a group
+ * rebalancing answers every member's heartbeat with REBALANCE_IN_PROGRESS, on
+ * which it rejoins (kafkajs says so at warn). Those go to debug. One that
+ * lasts ends in an error of its own, which is still logged (a consumer crash,
+ * a publish that fails, a start-up step that gives up).
  */
-const REFRESHED_TYPES = ["UNKNOWN_TOPIC_OR_PARTITION", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION"];
+const REFRESHED_TYPES = ["UNKNOWN_TOPIC_OR_PARTITION", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "REBALANCE_IN_PROGRESS"];
 const { errorCodes } = createRequire(import.meta.url)("kafkajs/src/protocol/error.js") as { errorCodes: { type: string; message: string }[] };
 const REFRESHED_MESSAGES = new Set(errorCodes.filter((e) => REFRESHED_TYPES.includes(e.type)).map((e) => e.message));
 if (REFRESHED_MESSAGES.size !== REFRESHED_TYPES.length) throw new Error("kafkajs error table changed: see kafkajs-log.ts");
 
 /**
- * An error response kafkajs retries after a metadata refresh, or the refusal of a
+ * An error response kafkajs retries after a metadata refresh or a rejoin, or the refusal of a
  * CreateTopics: only ensureTopics sends one, which takes a lost race (another
  * process created the topics first) as done and throws anything else.
  */
