@@ -1,29 +1,9 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { freePort } from "../support/ports.js";
-
-const ROOT = resolve(import.meta.dirname, "../..");
-
-/** Runs cmd/<role> until it exits; its status and what it wrote on stderr. */
-async function run(role: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
-    cwd: ROOT,
-    env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += String(d)));
-  try {
-    const [code] = (await once(child, "exit")) as [number | null];
-    return { code, stderr };
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-}
+import { runToExit } from "../support/processes.js";
 
 // Files the settings name (CHAT_KEYS_DIR, push credentials) that cannot serve: one line naming the
 // setting and exit 2, as for a bad value, before any wait on an engine; it was an uncaught stack trace.
@@ -52,9 +32,9 @@ describe("api, gateway, notifier and chatd: files named by settings", function (
   it("a CHAT_KEYS_DIR that is not a directory", async () => {
     const keys = join(notADir, "keys");
     const [api, gateway, notifier] = await Promise.all([
-      run("api", { ...engines, CHAT_KEYS_DIR: keys }),
-      run("gateway", { ...engines, CHAT_KEYS_DIR: notADir }),
-      run("notifier", { ...engines, CHAT_KEYS_DIR: keys }),
+      runToExit("api", { ...engines, CHAT_KEYS_DIR: keys }),
+      runToExit("gateway", { ...engines, CHAT_KEYS_DIR: notADir }),
+      runToExit("notifier", { ...engines, CHAT_KEYS_DIR: keys }),
     ]);
     assertOneLine(api, new RegExp(`^api: CHAT_KEYS_DIR=${JSON.stringify(keys)}: ENOTDIR`, "m"));
     assertOneLine(gateway, new RegExp(`^gateway: CHAT_KEYS_DIR=${JSON.stringify(notADir)}: ENOTDIR`, "m"));
@@ -64,7 +44,7 @@ describe("api, gateway, notifier and chatd: files named by settings", function (
   it("an APNs key file that is not there", async () => {
     const missing = join(dir, "AuthKey.p8");
     const apns = { CHAT_APNS_KEY_FILE: missing, CHAT_APNS_KEY_ID: "K", CHAT_APNS_TEAM_ID: "T", CHAT_APNS_TOPIC: "app", CHAT_KEYS_DIR: join(dir, "keys") };
-    const [api, notifier] = await Promise.all([run("api", { ...engines, ...apns }), run("notifier", { ...engines, ...apns })]);
+    const [api, notifier] = await Promise.all([runToExit("api", { ...engines, ...apns }), runToExit("notifier", { ...engines, ...apns })]);
     for (const [role, out] of [["api", api], ["notifier", notifier]] as const) {
       assertOneLine(out, new RegExp(`^${role}: CHAT_APNS_KEY_FILE=${JSON.stringify(missing)}: ENOENT`, "m"));
     }
@@ -76,8 +56,8 @@ describe("api, gateway, notifier and chatd: files named by settings", function (
     writeFileSync(notJson, "{\"project_id\":");
     const ports = { CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
     const [apns, fcm] = await Promise.all([
-      run("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-apns"), CHAT_APNS_KEY_FILE: missing, CHAT_APNS_KEY_ID: "K", CHAT_APNS_TEAM_ID: "T", CHAT_APNS_TOPIC: "app" }),
-      run("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-fcm"), CHAT_FCM_SERVICE_ACCOUNT_FILE: notJson }),
+      runToExit("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-apns"), CHAT_APNS_KEY_FILE: missing, CHAT_APNS_KEY_ID: "K", CHAT_APNS_TEAM_ID: "T", CHAT_APNS_TOPIC: "app" }),
+      runToExit("chatd", { ...ports, CHAT_DATA_DIR: join(dir, "data-fcm"), CHAT_FCM_SERVICE_ACCOUNT_FILE: notJson }),
     ]);
     assertOneLine(apns, new RegExp(`^chatd: CHAT_APNS_KEY_FILE=${JSON.stringify(missing)}: ENOENT`, "m"));
     assertOneLine(fcm, new RegExp(`^chatd: CHAT_FCM_SERVICE_ACCOUNT_FILE=${JSON.stringify(notJson)}: `, "m"));
