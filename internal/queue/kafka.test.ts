@@ -220,6 +220,26 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("says it created only the topics it did: one another process created meanwhile is not among them", async () => {
+      const [theirs, mine] = [uniqueName("theirs"), uniqueName("mine")];
+      await queue.ensureTopics([{ topic: theirs, partitions: 1 }]);
+      const logged: { msg: string; topics?: string[] }[] = [];
+      const own = openQueue({ logger: pino({ level: "debug" }, { write: (line: string) => void logged.push(JSON.parse(line)) }) });
+      try {
+        await own.connect();
+        // Both still missing when it looked: the other process created `theirs` between its look and its request.
+        const admin = (own as unknown as { admin: kafkajs.Admin }).admin;
+        const real = admin.listTopics.bind(admin);
+        let looked = false;
+        admin.listTopics = async () => ((looked = !looked) ? (await real()).filter((t) => t !== theirs) : real());
+        await own.ensureTopics([{ topic: theirs, partitions: 1 }, { topic: mine, partitions: 1 }]);
+        const created = logged.filter((l) => l.msg === "kafka topics created").flatMap((l) => l.topics ?? []);
+        assert.deepEqual(created, [mine]);
+      } finally {
+        await own.close();
+      }
+    });
+
     it("creates topics that take record batches larger than the broker's default, as a backstop", async () => {
       const topic = uniqueName("limits");
       await queue.ensureTopics([{ topic, partitions: 1 }]);

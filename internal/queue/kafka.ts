@@ -194,25 +194,39 @@ export class KafkaQueue implements MessageQueue {
     const existing = new Set(await this.admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
-      try {
-        await this.admin.createTopics({
-          waitForLeaders: true,
-          topics: missing.map((t) => ({
+      // One request per topic: kafkajs answers a CreateTopics in which some topics existed already
+      // with a bare `false`, not saying which, and a process starting beside another (the api and
+      // a pipeline at once) would say it created the topics the other did.
+      const created = await Promise.all(missing.map((t) => this.createTopic(t)));
+      const mine = missing.filter((_, i) => created[i]).map((t) => t.topic);
+      const theirs = missing.filter((_, i) => !created[i]).map((t) => t.topic);
+      if (mine.length > 0) this.options.logger?.info({ topics: mine }, "kafka topics created");
+      if (theirs.length > 0) this.options.logger?.debug({ topics: theirs }, "kafka topics created meanwhile by another process");
+    }
+    const meta = await this.topicMetadata(topics.map((t) => t.topic));
+    for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
+  }
+
+  /** Creates one topic: true if this call created it, false if it exists already (another process was first). */
+  private async createTopic(t: TopicSpec): Promise<boolean> {
+    try {
+      return await this.admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          {
             topic: t.topic,
             numPartitions: t.partitions,
             replicationFactor: this.options.replicationFactor ?? -1,
             configEntries: [{ name: "max.message.bytes", value: String(TOPIC_MAX_MESSAGE_BYTES) }],
-          })),
-        });
-      } catch (err) {
-        // Another process may have created some of them at the same moment: fine if all exist now.
-        const now = new Set(await this.admin.listTopics());
-        if (!missing.every((t) => now.has(t.topic))) throw err;
-      }
-      this.options.logger?.info({ topics: missing.map((t) => t.topic) }, "kafka topics created");
+          },
+        ],
+      });
+    } catch (err) {
+      // A refusal other than "exists" (kafkajs answers that one with false), for a topic that exists
+      // by now all the same: another process created it while this one asked.
+      if ((await this.admin.listTopics()).includes(t.topic)) return false;
+      throw err;
     }
-    const meta = await this.topicMetadata(topics.map((t) => t.topic));
-    for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
   }
 
   /**
