@@ -1,6 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { codeFromString } from "@connectrpc/connect/protocol-connect";
+import { codeFromString, codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors.js";
@@ -84,14 +87,27 @@ function connectCodeName(code: Code): string {
 }
 
 /**
+ * connect-es answers a binary request body it cannot decode (a string that is
+ * not UTF-8, a message cut short) INTERNAL, the code a client gives a reply it
+ * cannot read; here it is the client's request that is wrong, and the answer
+ * says so. A JSON body it cannot decode is INVALID_ARGUMENT already.
+ */
+function undecodableRequest(e: ConnectError | undefined, method: DescMethod): ConnectError | undefined {
+  const m = e?.code === Code.Internal ? /^parse binary: (.*)$/s.exec(e.rawMessage) : null;
+  return m ? new ConnectError(`the request is not a valid ${method.input.typeName} message: ${m[1]}`, Code.InvalidArgument) : undefined;
+}
+
+/**
  * Errors that connect-node raises before the api's interceptor runs carry no
- * chat code: a request body it cannot decode (invalid_argument), and one past
- * readMaxBytes (resource_exhausted, but not a rate limit: FRAME_TOO_LARGE, as
- * the limit is the frame limit). This gives them one, as a header on the
- * Connect protocol and a trailer on gRPC and gRPC-web (whose trailer is the
- * body's last frame; gRPC-web-text, base64, is left as it is).
+ * chat code: a request body it cannot decode (invalid_argument, also for a
+ * binary one: see undecodableRequest), and one past readMaxBytes
+ * (resource_exhausted, but not a rate limit: FRAME_TOO_LARGE, as the limit is
+ * the frame limit). This gives them one, as a header on the Connect protocol
+ * and a trailer on gRPC and gRPC-web (whose trailer is the body's last frame;
+ * gRPC-web-text, base64, is left as it is).
  */
 export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler {
+  const { method } = handler;
   const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
     const res = await handler(req);
     if (res.header?.has(ERROR_CODE_HEADER)) return res;
@@ -99,6 +115,8 @@ export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler
       // gRPC: the status is known once the body is through.
       const { body, trailer } = res;
       const stamp = () => {
+        const undecodable = undecodableRequest(findTrailerError(trailer), method);
+        if (undecodable) setTrailerStatus(trailer, undecodable);
         const status = Number(trailer.get("grpc-status") ?? 0);
         if (status !== 0 && !trailer.has(ERROR_CODE_HEADER)) trailer.set(ERROR_CODE_HEADER, undecodedCodeName(status));
       };
@@ -107,22 +125,33 @@ export function withErrorCodeHeader(handler: UniversalHandler): UniversalHandler
     const contentType = res.header?.get("content-type") ?? "";
     if (/^application\/grpc-web(\+|;|$)/.test(contentType)) {
       // gRPC-web: trailers-only in the headers, or a trailer frame at the end of the body.
+      const undecodable = undecodableRequest(findTrailerError(res.header!), method);
+      if (undecodable) setTrailerStatus(res.header!, undecodable);
       const status = Number(res.header?.get("grpc-status") ?? 0);
       if (status !== 0) res.header!.set(ERROR_CODE_HEADER, undecodedCodeName(status));
-      return res.body ? { ...res, body: stampGrpcWebTrailer(res.body) } : res;
+      return res.body ? { ...res, body: stampGrpcWebTrailer(res.body, method) } : res;
     }
     // Connect unary: an error is a non-200 answer with the error as JSON (left alone if compressed, which a short one never is).
     if (res.status === 200 || !res.body || !res.header?.get("content-type")?.startsWith("application/json") || res.header.has("content-encoding")) return res;
     const chunks: Uint8Array[] = [];
     for await (const chunk of res.body) chunks.push(chunk);
-    const bytes = Buffer.concat(chunks);
+    let bytes: Uint8Array = Buffer.concat(chunks);
+    let status = res.status;
     try {
-      const code = codeFromString(String(JSON.parse(bytes.toString("utf8")).code));
+      const json = JSON.parse(Buffer.from(bytes).toString("utf8")) as { code?: unknown; message?: unknown };
+      let code = codeFromString(String(json.code));
+      const undecodable = code === undefined ? undefined : undecodableRequest(new ConnectError(String(json.message ?? ""), code), method);
+      if (undecodable) {
+        bytes = errorToJsonBytes(undecodable, {});
+        status = codeToHttpStatus(undecodable.code);
+        code = undecodable.code;
+        res.header.set("content-length", String(bytes.byteLength));
+      }
       if (code !== undefined) res.header.set(ERROR_CODE_HEADER, undecodedCodeName(code));
     } catch {
       // Not an error body after all: passed on as it is.
     }
-    return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
+    return { ...res, status, body: (async function* () { yield bytes; })() };
   };
   return Object.assign(wrapped, handler);
 }
@@ -135,7 +164,7 @@ const GRPC_WEB_TRAILER_FLAG = 0x80;
  * frames go on as they are; only a frame split across chunks is held until
  * it is whole.
  */
-async function* stampGrpcWebTrailer(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+async function* stampGrpcWebTrailer(body: AsyncIterable<Uint8Array>, method: DescMethod): AsyncIterable<Uint8Array> {
   let held: Uint8Array = new Uint8Array(0);
   for await (const chunk of body) {
     let buf = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
@@ -146,7 +175,7 @@ async function* stampGrpcWebTrailer(body: AsyncIterable<Uint8Array>): AsyncItera
       if (buf.length - done - 5 < length) break;
       if (buf[done]! & GRPC_WEB_TRAILER_FLAG) {
         if (done > 0) yield buf.subarray(0, done);
-        yield stampTrailerFrame(buf.subarray(done, done + 5 + length));
+        yield stampTrailerFrame(buf.subarray(done, done + 5 + length), method);
         buf = buf.subarray(done + 5 + length);
         done = 0;
         continue;
@@ -160,11 +189,16 @@ async function* stampGrpcWebTrailer(body: AsyncIterable<Uint8Array>): AsyncItera
 }
 
 /** A trailer frame (5-byte prefix and "name: value" lines) with the chat code added if it needs one. */
-function stampTrailerFrame(frame: Uint8Array): Uint8Array {
+function stampTrailerFrame(frame: Uint8Array, method: DescMethod): Uint8Array {
   const flags = frame[0]!;
   if (flags & 0x01) return frame; // compressed: never the case for a trailer, left alone if it is
   let text = Buffer.from(frame.subarray(5)).toString("latin1");
-  const status = Number(/^grpc-status:\s*(\d+)\s*$/im.exec(text)?.[1] ?? 0);
+  let status = Number(/^grpc-status:\s*(\d+)\s*$/im.exec(text)?.[1] ?? 0);
+  const undecodable = status === Code.Internal ? undecodableRequest(findTrailerError(trailerParse(frame.subarray(5))), method) : undefined;
+  if (undecodable) {
+    text = Buffer.from(trailerSerialize(setTrailerStatus(new Headers(), undecodable))).toString("latin1");
+    status = undecodable.code;
+  }
   if (status === 0 || text.toLowerCase().includes(`${ERROR_CODE_HEADER}:`)) return frame;
   if (text.length > 0 && !text.endsWith("\r\n")) text += "\r\n";
   text += `${ERROR_CODE_HEADER}: ${undecodedCodeName(status)}\r\n`;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { connect as http2Connect } from "node:http2";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
@@ -81,6 +82,56 @@ describe("chatd system: the api's HTTP edge", function () {
         (e: unknown) => ConnectError.from(e),
       );
       assert.equal(notMember.metadata.get("chat-error-code"), "ERROR_CODE_NOT_A_MEMBER");
+    }
+  });
+
+  it("answers a binary request it cannot decode (a string not UTF-8, a message cut short) INVALID_ARGUMENT naming its message, on Connect, gRPC and gRPC-web", async () => {
+    // UpdateProfileRequest.display_name (field 1) holding "A", 0xFF, "A"; SendMessageRequest whose channel_id (field 2) stops mid-varint.
+    const cases = [
+      { method: "UserService/UpdateProfile", input: "chat.v1.UpdateProfileRequest", body: Buffer.from([0x0a, 3, 0x41, 0xff, 0x41]) },
+      { method: "MessageService/SendMessage", input: "chat.v1.SendMessageRequest", body: Buffer.from([0x0a, 1, 0x6b, 0x10, 0x80]) },
+    ];
+    const envelope = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0, b.length]), b]);
+    const expectRefusal = (what: string, input: string, status: string | null | undefined, message: string | null | undefined, chatCode: string | null | undefined) => {
+      assert.equal(status, String(Code.InvalidArgument), `${what}: ${message}`);
+      assert.match(decodeURIComponent(message ?? ""), new RegExp(`not a valid ${input.replace(/\./g, "\\.")} message`), what);
+      assert.equal(chatCode, "ERROR_CODE_INVALID_ARGUMENT", what);
+    };
+    for (const { method, input, body } of cases) {
+      const res = await fetch(`${chatd.httpUrl}/chat.v1.${method}`, { method: "POST", headers: { "content-type": "application/proto", authorization: `Bearer ${token}` }, body });
+      assert.equal(res.status, 400, `Connect ${method}`);
+      const err = (await res.json()) as { code: string; message: string };
+      expectRefusal(`Connect ${method}`, input, err.code === "invalid_argument" ? String(Code.InvalidArgument) : err.code, err.message, res.headers.get("chat-error-code"));
+
+      const web = await fetch(`${chatd.httpUrl}/chat.v1.${method}`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", authorization: `Bearer ${token}` }, body: envelope(body) });
+      const frames = Buffer.from(await web.arrayBuffer());
+      const trailer = new Map<string, string>();
+      for (let at = 0; at + 5 <= frames.length; at += 5 + frames.readUInt32BE(at + 1)) {
+        if (!(frames[at]! & 0x80)) continue;
+        for (const line of frames.subarray(at + 5, at + 5 + frames.readUInt32BE(at + 1)).toString("latin1").split("\r\n")) {
+          const colon = line.indexOf(":");
+          if (colon > 0) trailer.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+        }
+      }
+      expectRefusal(`gRPC-web ${method}`, input, trailer.get("grpc-status") ?? web.headers.get("grpc-status"), trailer.get("grpc-message") ?? web.headers.get("grpc-message"), trailer.get("chat-error-code") ?? web.headers.get("chat-error-code"));
+
+      const session = http2Connect(chatd.grpcUrl);
+      try {
+        const stream = session.request({ ":method": "POST", ":path": `/chat.v1.${method}`, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${token}` });
+        const trailers = new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+          let headersOnly: Record<string, string | string[] | undefined> = {};
+          stream.on("response", (h) => (headersOnly = h));
+          stream.on("trailers", resolve);
+          stream.on("end", () => resolve(headersOnly));
+          stream.on("error", reject);
+        });
+        stream.resume();
+        stream.end(envelope(body));
+        const t = await trailers;
+        expectRefusal(`gRPC ${method}`, input, t["grpc-status"] as string, t["grpc-message"] as string, t["chat-error-code"] as string);
+      } finally {
+        session.close();
+      }
     }
   });
 });
