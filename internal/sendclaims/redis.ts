@@ -42,6 +42,11 @@ export class RedisSendClaims implements SendClaims {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: options.commandTimeoutMs ?? 250,
+      // A Redis gone without a word (a dead host, a dropped route) leaves the socket
+      // standing until TCP gives up, a quarter of an hour in which every claim times
+      // out; silent this long with a claim waiting, it is dropped and made again, as
+      // the routes' and the presence store's are.
+      socketTimeout: 3_000,
       connectTimeout: 3_000,
       retryStrategy: (times) => Math.min(times * 100, 2_000),
     });
