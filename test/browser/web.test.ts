@@ -3,7 +3,7 @@ import type { Browser, BrowserContext, CDPSession, Locator, Page } from "playwri
 import { buildNotification } from "../../internal/push/notifier.js";
 import type { NotificationRequest } from "../../internal/push/records.js";
 import { webPushPayload } from "../../internal/push/webpush.js";
-import { MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelNoteKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -681,6 +681,15 @@ describe("web client in headless Chromium", function () {
     await waitConnected(page);
     await waitTimeline(page, expected);
     assert.equal(await chat.getByTestId("channel-last").textContent(), lastNote);
+
+    // Mia leaves from the header (after confirming): the chat goes, the others see her note.
+    page.once("dialog", (d) => void d.accept());
+    await page.getByTestId("leave-group").click();
+    await chat.waitFor({ state: "detached", timeout: 10_000 });
+    await page.getByTestId("toast").filter({ hasText: "You left “Reading circle”" }).waitFor();
+    const history = await olga.api.messages.listMessages({ channelId, limit: 1 });
+    assert.equal(history.messages[0]?.note?.kind, ChannelNoteKind.MEMBER_LEFT);
+    assert.equal(history.messages[0]?.senderUserId, mia.userId);
   });
 
   it("gives a group's owner its invite link to copy; a second person opens it, sees the group, joins (the owner sees the note live); a reset or turned-off link no longer works, also for one who signs up at it", async () => {

@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { FakeServer, appSuite, type Running } from "./chat-harness.js";
 import { settle } from "./fake-browser.js";
@@ -116,5 +117,61 @@ describe("web: the open chat when I am no longer in it", () => {
     assert.ok(chatShown(r), "the chat stays open");
     assert.ok(row(r, 95n), "and listed");
     assert.equal(toast(r), "");
+  });
+
+  describe("leaving a group from its header", () => {
+    const leaveButton = (r: Running) => r.browser.root.querySelector("[data-testid=leave-group]")!;
+
+    it("leaves the open group once confirmed: it goes from the list and closes, saying I left", async () => {
+      const server = new FakeServer();
+      server.addChat(97n, { title: "Team" }, 3);
+      server.addChat(98n, {}, 1);
+      const r = await openChat(server, 97n);
+      assert.equal(leaveButton(r).hidden, false, "a group's header offers to leave it");
+
+      leaveButton(r).click();
+      await waitFor(() => !chatShown(r), "the chat closed", 5_000);
+      assert.deepEqual(server.calls.filter((c) => c.method === "leaveGroup").map((c) => c.req.channelId), [97n]);
+      assert.equal(location.hash, "");
+      assert.equal(row(r, 97n), undefined);
+      assert.ok(row(r, 98n), "the other chat stays");
+      assert.match(toast(r), /You left .*Team/);
+    });
+
+    it("says I left also when the LEFT event comes before the answer", async () => {
+      const server = new FakeServer();
+      server.addChat(99n, { title: "Team" }, 3);
+      const r = await openChat(server, 99n);
+      const release = server.hold("leaveGroup");
+
+      leaveButton(r).click();
+      await waitFor(() => server.count("leaveGroup") === 1, "the leave asked");
+      removeMe(server, 99n);
+      r.channelEvent(ChannelEventKind.LEFT, 99n);
+      await waitFor(() => !chatShown(r), "the chat closed", 5_000);
+      assert.match(toast(r), /You left .*Team/);
+      release();
+      await settle();
+      assert.equal(row(r, 99n), undefined);
+    });
+
+    it("keeps the group when the server refuses, with its reason", async () => {
+      const server = new FakeServer();
+      server.addChat(100n, { title: "Team" }, 3);
+      const r = await openChat(server, 100n);
+      server.fail("leaveGroup");
+
+      leaveButton(r).click();
+      await waitFor(() => toast(r) !== "", "the refusal told");
+      assert.ok(chatShown(r), "the chat stays open");
+      assert.ok(row(r, 100n), "and listed");
+    });
+
+    it("is not offered in a direct chat", async () => {
+      const server = new FakeServer();
+      server.addChat(101n, { kind: ChannelKind.DIRECT, peerUserId: 2n }, 3);
+      const r = await openChat(server, 101n);
+      assert.equal(leaveButton(r).hidden, true);
+    });
   });
 });

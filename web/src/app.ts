@@ -196,6 +196,8 @@ export class ChatApp {
    * back here with the next chat list.
    */
   private readonly untoldUnmarks = new Set<string>();
+  /** Groups I asked to leave, the answer not in yet: their chat closes saying I left, not that I was taken out. */
+  private readonly leaving = new Set<string>();
   /** Unsent composer text per chat. */
   private readonly drafts = new Map<string, string>();
   private readonly session: RealtimeSession;
@@ -424,6 +426,27 @@ export class ChatApp {
     this.renderSidebar();
   }
 
+  /**
+   * Leaves the open group, once confirmed. Its chat goes at the answer; the
+   * LEFT event that tells my other devices may come first here, and closes
+   * it the same way.
+   */
+  private async leaveGroup(): Promise<void> {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (!c || c.kind !== ChannelKind.GROUP) return;
+    const owner = c.myRole === MemberRole.OWNER ? " You own it: the longest-standing admin, else member, becomes its owner." : "";
+    if (!window.confirm(`Leave “${this.channelName(c)}”? It goes from all your devices, and only a member can bring you back.${owner}`)) return;
+    this.leaving.add(key(c.channelId));
+    try {
+      await this.api.channels.leaveGroup({ channelId: c.channelId });
+      if (this.channels.has(key(c.channelId))) this.removeChannel(c.channelId);
+    } catch (err) {
+      this.toast(describeError(err));
+    } finally {
+      this.leaving.delete(key(c.channelId));
+    }
+  }
+
   /** Blocks or unblocks the peer of the open direct chat. */
   private async toggleBlock(): Promise<void> {
     const c = this.open && this.channels.get(key(this.open.id));
@@ -527,6 +550,7 @@ export class ChatApp {
     ui.markUnread.addEventListener("click", () => void this.markUnread());
     ui.clearHistory.addEventListener("click", () => void this.clearHistory());
     ui.invite.addEventListener("click", () => this.showInviteLink());
+    ui.leave.addEventListener("click", () => void this.leaveGroup());
     ui.find.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") void this.find(0n);
       if (ev.key === "Escape") this.clearFind();
@@ -774,7 +798,8 @@ export class ChatApp {
   /** The chat I am no longer in, if open, closes at once (what is on its way for it is not shown), with a notice. */
   private closeLeft(channelId: bigint, c: Channel | undefined): void {
     if (this.open?.id !== channelId) return;
-    this.toast(c ? `You are no longer a member of “${this.channelName(c)}”.` : "You are no longer a member of this chat.");
+    if (this.leaving.has(key(channelId))) this.toast(c ? `You left “${this.channelName(c)}”.` : "You left the group.");
+    else this.toast(c ? `You are no longer a member of “${this.channelName(c)}”.` : "You are no longer a member of this chat.");
     this.closeChat();
     location.hash = "";
   }
@@ -1811,6 +1836,7 @@ export class ChatApp {
     this.renderToggle(this.ui.pin, isPinned, isPinned ? ["Unpin", "Pinned at the top of your chats"] : ["Pin", "Keep this chat at the top of your chats"]);
     this.renderToggle(this.ui.archive, c.archived, c.archived ? ["Unarchive", "Archived: back in your chats with its next message, unless muted"] : ["Archive", "Move this chat out of your list until its next message"]);
     this.ui.invite.hidden = !manages(c);
+    this.ui.leave.hidden = c.kind !== ChannelKind.GROUP;
     const block = this.ui.block;
     block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;
     if (c.kind === ChannelKind.DIRECT && this.blocked) {

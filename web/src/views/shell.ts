@@ -35,6 +35,8 @@ export interface Shell {
   /** Clears the open chat's history for me alone (after asking). */
   clearHistory: HTMLButtonElement;
   block: HTMLButtonElement;
+  /** Leaves the open group (after asking): shown for groups only. */
+  leave: HTMLButtonElement;
   /** A group's invite link: shown to its owner and admins only, the ones the server gives it to. */
   invite: HTMLButtonElement;
   scroller: HTMLElement;
@@ -97,6 +99,7 @@ export function renderShell(root: HTMLElement): Shell {
     markUnread: h("button", { type: "button", class: "ghost small", "data-testid": "mark-unread", title: "Show this chat as unread on all your devices until you open it again" }, "Mark unread"),
     clearHistory: h("button", { type: "button", class: "ghost small clear-history", "data-testid": "clear-history", title: "Clear this chat's messages for you; the others keep theirs" }, "Clear history"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
+    leave: h("button", { type: "button", class: "ghost small leave", "data-testid": "leave-group", title: "Leave this group: its chat goes from all your devices", hidden: true }, "Leave"),
     invite: h("button", { type: "button", class: "ghost small", "data-testid": "invite-link", title: "A link that lets people join this group", hidden: true }, "Invite link"),
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
@@ -119,7 +122,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block, s.leave)),
     s.findHits,
     scroller,
     s.typing,
