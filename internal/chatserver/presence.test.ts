@@ -188,10 +188,28 @@ describe("chat server presence: a device found signed out by a Reauthenticate", 
   });
 });
 
+/**
+ * The chat server's view of a BlockCache, with `settled()`: resolves once every
+ * check asked so far has answered and the server handled its answer (its
+ * handler came first). Events held by a check are not awaited by their caller.
+ */
+function settling(cache: BlockCache) {
+  const asked: Promise<unknown>[] = [];
+  const blocks = {
+    blockersBetween: (a: Id, b: Id) => {
+      const answer = cache.blockersBetween(a, b);
+      asked.push(answer.catch(() => undefined));
+      return answer;
+    },
+    forget: (a: Id, b: Id) => cache.forget(a, b),
+  };
+  return { blocks: blocks as unknown as BlockCache, settled: () => Promise.all(asked) };
+}
+
 describe("chat server presence events across a block", () => {
   it("drops an ONLINE about someone lately blocked (either way) that arrives after the block's OFFLINE, and passes them again after an unblock", async () => {
     let blocked = false;
-    const blocks = new BlockCache({ blockersBetween: async () => (blocked ? [2n] : []), getUser: async () => undefined });
+    const { blocks, settled } = settling(new BlockCache({ blockersBetween: async () => (blocked ? [2n] : []), getUser: async () => undefined }));
     const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks });
     const sent: Uint8Array[] = [];
     server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
@@ -204,16 +222,18 @@ describe("chat server presence events across a block", () => {
     await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: false }));
     await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
     await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: false, lastSeenAtMs: 5 }));
+    await settled();
     assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "the block's OFFLINE, then nothing that tells");
     blocked = false;
     server.forgetBlock(1n, 2n);
     await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+    await settled();
     assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE]);
     server.drain();
   });
 
   it("keeps checking the pair for its minute of real time, whatever the wall clock does meanwhile", async () => {
-    const blocks = new BlockCache({ blockersBetween: async () => [2n], getUser: async () => undefined });
+    const { blocks, settled } = settling(new BlockCache({ blockersBetween: async () => [2n], getUser: async () => undefined }));
     const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks });
     const sent: Uint8Array[] = [];
     server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 3_600_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
@@ -227,53 +247,136 @@ describe("chat server presence events across a block", () => {
     } finally {
       Date.now = wallNow;
     }
+    await settled();
     assert.deepEqual(heard(), [], "an ONLINE read before the block still lands after its OFFLINE");
     server.drain();
   });
 });
 
-describe("chat server presence events: one recipient's order", () => {
-  it("hands a user's presence events on in the order they came, across concurrent callers, though a block check holds one back", async () => {
-    // The pair's block changed a moment ago (an unblock): an event that tells something of the other waits for a check.
-    const checks: (() => void)[] = [];
-    const blocks = { blockersBetween: () => new Promise<readonly Id[]>((resolve) => checks.push(() => resolve([]))), forget: () => {} };
-    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never });
-    const sent: Uint8Array[] = [];
-    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
-    await waitFor(() => sent.length > 0, "the welcome");
-    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.status] : []));
+/**
+ * A chat server whose block checks wait for the test: each is kept by the
+ * pair it asks about ("to>about") until answered (blockers) or failed, with
+ * the promise it returned (the server's handler runs before whoever awaits it next).
+ */
+async function heldChecksRig(recipients: readonly Id[]) {
+  const checks = new Map<string, { answer: (blockers?: Id[]) => void; fail: () => void; done: Promise<unknown> }[]>();
+  const blocks = {
+    blockersBetween: (a: Id, b: Id) => {
+      let answer!: (blockers?: Id[]) => void;
+      let fail!: () => void;
+      const done = new Promise<readonly Id[]>((resolve, reject) => {
+        answer = (blockers = []) => resolve(blockers);
+        fail = () => reject(new Error("block store unavailable"));
+      });
+      const key = `${a}>${b}`;
+      checks.set(key, [...(checks.get(key) ?? []), { answer, fail, done: done.catch(() => undefined) }]);
+      return done;
+    },
+    forget: () => {},
+  };
+  const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never });
+  const sent = new Map<Id, Uint8Array[]>();
+  for (const userId of recipients) {
+    const frames: Uint8Array[] = [];
+    sent.set(userId, frames);
+    server.open({ userId, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void frames.push(b), bufferedBytes: () => 0, close: () => {} });
+    await waitFor(() => frames.length > 0, "the welcome");
+  }
+  /** What `userId` heard of presence, as "<subject> online|offline|seen" (seen: offline with a last seen). */
+  const heard = (userId: Id) =>
+    sent.get(userId)!.flatMap((b) => {
+      const f = fromBinary(ServerFrameSchema, b);
+      if (f.kind.case !== "presence") return [];
+      const p = f.kind.value.presence!;
+      return [`${p.userId} ${p.status === PresenceStatus.ONLINE ? "online" : p.lastSeenAt ? "seen" : "offline"}`];
+    });
+  const check = (to: Id, about: Id, nth = 0) => checks.get(`${to}>${about}`)?.[nth];
+  return { server, heard, check };
+}
+
+describe("chat server presence events held by a block check", () => {
+  // In each, the pairs' block changed a moment ago (forgetBlock): an event that tells something of the other waits for a check.
+
+  it("lets the caller go on at once: the rest of an announcement's audience hears it while one recipient's check waits", async () => {
+    const { server, heard, check } = await heldChecksRig([1n, 4n]);
     server.forgetBlock(1n, 2n);
     try {
-      // Two presence batches at once (chatd: the tracker's pushMany for user 2's ONLINE, then an unfriending's OFFLINE without last seen).
-      const online = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: true }) }]);
-      await waitFor(() => checks.length > 0, "the block check");
-      const offline = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: false }) }]);
-      for (const check of checks) check();
-      await Promise.all([online, offline]);
-      assert.deepEqual(heard(), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "user 1's screen ends with the event that came last");
+      // chatd: the tracker pushes user 2's ONLINE to their audience, user 1 first.
+      const pushed = server.pushToUsers([1n, 4n], presenceFrame({ userId: 2n, online: true }));
+      await waitFor(() => heard(4n).length > 0, "user 4 told while user 1's check waits", 2_000);
+      await pushed;
+      assert.deepEqual(heard(1n), []);
+      check(1n, 2n)!.answer();
+      await check(1n, 2n)!.done;
+      assert.deepEqual(heard(1n), ["2 online"]);
     } finally {
       server.drain();
     }
   });
 
-  it("checks each of a user's events at once, not after the checks before it, and still hands them on in order", async () => {
-    const checks = new Map<Id, () => void>();
-    const blocks = { blockersBetween: (_a: Id, b: Id) => new Promise<readonly Id[]>((resolve) => checks.set(b, () => resolve([]))), forget: () => {} };
-    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never });
-    const sent: Uint8Array[] = [];
-    server.open({ userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: (b: Uint8Array) => void sent.push(b), bufferedBytes: () => 0, close: () => {} });
-    await waitFor(() => sent.length > 0, "the welcome");
-    const heard = () => sent.map((b) => fromBinary(ServerFrameSchema, b)).flatMap((f) => (f.kind.case === "presence" ? [f.kind.value.presence!.userId] : []));
+  it("drops an event whose check fails, and the rest of the audience still hears it", async () => {
+    const { server, heard, check } = await heldChecksRig([1n, 4n]);
+    server.forgetBlock(1n, 2n);
+    server.forgetBlock(4n, 2n);
+    try {
+      const pushed = server.pushToUsers([1n, 4n], presenceFrame({ userId: 2n, online: true }));
+      await waitFor(() => check(1n, 2n), "user 1's check");
+      check(1n, 2n)!.fail();
+      await pushed;
+      await waitFor(() => check(4n, 2n), "user 4's check", 2_000);
+      check(4n, 2n)!.answer();
+      await Promise.all([check(1n, 2n)!.done, check(4n, 2n)!.done]);
+      assert.deepEqual(heard(1n), [], "not shown to one who may have just been blocked");
+      assert.deepEqual(heard(4n), ["2 online"]);
+    } finally {
+      server.drain();
+    }
+  });
+
+  it("holds back no event about anyone else: each subject's events wait only for their own check", async () => {
+    const { server, heard, check } = await heldChecksRig([1n]);
     server.forgetBlock(1n, 2n);
     server.forgetBlock(1n, 3n);
     try {
-      const first = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: true }) }]);
-      const second = server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 3n, online: true }) }]);
-      await waitFor(() => checks.size === 2, "both checks under way");
-      checks.get(3n)!();
-      checks.get(2n)!();
-      await Promise.all([first, second]);
-      assert.deepEqual(heard(), [2n, 3n]);
+      const pushed = [
+        server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online: true }) }]),
+        server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 3n, online: true }) }]),
+      ];
+      await waitFor(() => check(1n, 3n), "user 3's check");
+      check(1n, 3n)!.answer();
+      await check(1n, 3n)!.done;
+      assert.deepEqual(heard(1n), ["3 online"], "user 3's event, checked, waits not for user 2's check");
+      check(1n, 2n)!.answer();
+      await Promise.all(pushed);
+      await check(1n, 2n)!.done;
+      assert.deepEqual(heard(1n), ["3 online", "2 online"]);
+    } finally {
+      server.drain();
+    }
+  });
+
+  it("of one subject's events, ends with the one that came last: a newer one replaces the one still held, checked or not", async () => {
+    const { server, heard, check } = await heldChecksRig([1n]);
+    server.forgetBlock(1n, 2n);
+    const push = (online: boolean, lastSeenAtMs?: number) => server.pushMany([{ userId: 1n, frame: presenceFrame({ userId: 2n, online, lastSeenAtMs }) }]);
+    const pushed: Promise<unknown>[] = [];
+    try {
+      // A newer event that needs a check goes once its own check answers, not after the older one's; the older goes nowhere.
+      pushed.push(push(true), push(false, 5));
+      await waitFor(() => check(1n, 2n, 1), "both checks asked");
+      check(1n, 2n, 1)!.answer();
+      await check(1n, 2n, 1)!.done;
+      assert.deepEqual(heard(1n), ["2 seen"]);
+      check(1n, 2n, 0)!.answer();
+      await check(1n, 2n, 0)!.done;
+      assert.deepEqual(heard(1n), ["2 seen"], "the older ONLINE never lands after it");
+      // One that tells nothing (OFFLINE without last seen: an unfriending, a block) needs no check: it goes at once, and replaces the held one.
+      pushed.push(push(true), push(false));
+      assert.deepEqual(heard(1n), ["2 seen", "2 offline"]);
+      check(1n, 2n, 2)!.answer();
+      await Promise.all(pushed);
+      await check(1n, 2n, 2)!.done;
+      assert.deepEqual(heard(1n), ["2 seen", "2 offline"], "user 1's screen ends with the event that came last");
     } finally {
       server.drain();
     }

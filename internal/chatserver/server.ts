@@ -25,6 +25,8 @@ const ALL_DEVICES: readonly Id[] = [];
 const BLOCK_CHANGE_WATCH_MS = 60_000;
 // That watch is timed on the monotonic clock: a wall clock stepped forward ended it at once, and let a stale ONLINE through the block.
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
+/** One subject's presence events to one user (to some of their devices, when named). */
+const presenceKey = (to: Id, about: Id, deviceIds: readonly Id[]) => `${to}>${about}${deviceIds.length > 0 ? `/${deviceIds.join(",")}` : ""}`;
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;
 /**
@@ -148,11 +150,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly blockChanged = new LruMap<string, number>(10_000);
   /**
-   * Each user's presence events still on their way out of deliverChecked, as
-   * the last of a chain: one waits for a block check, and those after it
-   * wait for it (see deliverChecked). Empty but for checks under way.
+   * Presence events waiting for their block check, by recipient and subject
+   * (presenceKey): the one of each pair that came last. A newer event about
+   * the same subject takes its place, and the older one, once checked, goes
+   * nowhere: presence is a state, only the latest counts. At most one per
+   * pair watched (blockChanged), and empty but for checks under way.
    */
-  private readonly presenceOut = new Map<Id, Promise<number>>();
+  private readonly presenceHeld = new Map<string, object>();
   /**
    * Devices ("user/device") one of whose started sessions here ended while
    * another stayed: when the device was last there then. A stale session (a
@@ -369,12 +373,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
   // SessionDirectory, for the sessions on this server.
 
   async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
-    for (const u of userIds) await this.deliverChecked(u, ALL_DEVICES, frame);
+    for (const u of userIds) this.deliverChecked(u, ALL_DEVICES, frame);
   }
 
   async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
     const reached = new Set<Id>();
-    for (const { userId, frame } of items) if ((await this.deliverChecked(userId, ALL_DEVICES, frame)) > 0) reached.add(userId);
+    for (const { userId, frame } of items) if (this.deliverChecked(userId, ALL_DEVICES, frame) > 0) reached.add(userId);
     return reached;
   }
 
@@ -384,33 +388,42 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * without a last seen, as the block itself sends. `protoBytes`, when the
    * frame came encoded, are its wire bytes, passed on to binary sessions.
    *
-   * A user's presence events leave here in the order they came, whoever
-   * calls: one waiting for its block check holds back those after it. Run
-   * side by side (two batches at once, a stream's deliveries), a later
-   * OFFLINE that needs no check landed before an earlier ONLINE still being
-   * checked, and left the other shown online. Other frames go at once: a
-   * message carries its inbox seq, and sessions order those.
+   * Nothing waits here for a block check: an event that needs one is held
+   * apart until it answers, and the call returns at once with the sessions
+   * it is queued on. Awaited, one slow check (a store read, up to its
+   * timeout while the store is away) held every event after it: the rest of
+   * an announcement's audience (chatd), and the whole DeliverStream batch,
+   * whose sender then sent no other presence meanwhile and tore the stream
+   * down after 2 s, with the typing hints and receipts on it. Of one
+   * subject's events to one user, the one that came last is the one the
+   * user ends with: a newer event, checked or not, replaces the one still
+   * held (a later OFFLINE no longer waits behind an ONLINE being checked,
+   * nor does that ONLINE land after it). Events about others do not wait
+   * for it either. A check that fails drops its event (the pair's block
+   * changed a moment ago; the subject's next flip tells them).
    */
-  async deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): Promise<number> {
+  deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): number {
     const p = frame.kind.case === "presence" ? frame.kind.value.presence : undefined;
     if (p === undefined) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
-    const before = this.presenceOut.get(userId);
+    const key = presenceKey(userId, p.userId, deviceIds);
+    // Whatever of the subject's still waits is older than this: stale now.
+    this.presenceHeld.delete(key);
     const tells = p.status === PresenceStatus.ONLINE || p.lastSeenAt !== undefined;
-    const about = tells ? p.userId : undefined;
     const blocks = this.deps.blocks;
-    // Checked at once, not after the events before it: one recipient's checks add no latency to each other.
-    const check = about !== undefined && blocks && this.watched(userId, about) ? blocks.blockersBetween(userId, about) : undefined;
-    if (before === undefined && check === undefined) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
-    // Its failure is the caller's, once its turn comes; not an unhandled rejection while it waits.
-    check?.catch(() => undefined);
-    const deliver = async () => (check && (await check).length > 0 ? 0 : this.deliverLocal(userId, deviceIds, frame, protoBytes));
-    const out = before ? before.then(deliver, deliver) : deliver();
-    this.presenceOut.set(userId, out);
-    const done = () => {
-      if (this.presenceOut.get(userId) === out) this.presenceOut.delete(userId);
-    };
-    out.then(done, done);
-    return out;
+    if (!tells || !blocks || !this.watched(userId, p.userId)) return this.deliverLocal(userId, deviceIds, frame, protoBytes);
+    const held = {};
+    this.presenceHeld.set(key, held);
+    const latest = () => this.presenceHeld.get(key) === held && this.presenceHeld.delete(key);
+    blocks.blockersBetween(userId, p.userId).then(
+      (blockers) => {
+        if (latest() && blockers.length === 0) this.deliverLocal(userId, deviceIds, frame, protoBytes);
+      },
+      (err: unknown) => {
+        latest();
+        this.logger?.warn({ err, userId: String(userId) }, "presence event dropped: its block check failed");
+      },
+    );
+    return this.startedSessions(userId, deviceIds);
   }
 
   /** Whether a presence event about `about` must be checked against blocks before it reaches `userId`: their block changed lately. */
@@ -446,6 +459,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
       else s.sendShared(encoded);
       if (s.started) n++;
     }
+    return n;
+  }
+
+  /** The started sessions of one user here (of `deviceIds`, or all): those deliverLocal counts. */
+  private startedSessions(userId: Id, deviceIds: readonly Id[]): number {
+    let n = 0;
+    for (const s of this.byUser.get(userId) ?? []) if (s.started && (deviceIds.length === 0 || deviceIds.includes(s.deviceId))) n++;
     return n;
   }
 
