@@ -1,6 +1,6 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk } from "../../internal/storage/sqlite/backup.js";
+import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk, syncTree } from "../../internal/storage/sqlite/backup.js";
 import { lockDataDir, type DataDirLock } from "../chatd/data-dir.js";
 
 export interface RestoreReport {
@@ -144,19 +144,29 @@ function writeMark(path: string, mark: RestoreMark): void {
 
 /**
  * A rename; across file systems (a data directory that is a mount point), a
- * copy under a temporary name renamed into place, then the removal of the
- * original: `to` exists only whole, so a move stopped midway is either not
- * done (the original whole beside a temporary copy) or done.
+ * copy under a temporary name, flushed to the disk and renamed into place,
+ * then the removal of the original: `to` exists only whole, so a move stopped
+ * midway is either not done (the original whole beside a temporary copy) or
+ * done, also after a power cut (unflushed, the copy could be lost or torn
+ * with its original already gone: the old data's only copy, or the restored
+ * chat.db with the restore's mark already removed).
  */
-function moveEntry(from: string, to: string): void {
+export function moveEntry(
+  from: string,
+  to: string,
+  rename: (from: string, to: string) => void = renameSync,
+  sync: (path: string) => void = syncToDisk,
+): void {
   try {
-    renameSync(from, to);
+    rename(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
     const copy = join(dirname(to), `.${basename(to)}.moving`);
     rmSync(copy, { recursive: true, force: true });
     cpSync(from, copy, { recursive: true, preserveTimestamps: true });
-    renameSync(copy, to);
+    syncTree(copy, sync);
+    rename(copy, to);
+    sync(dirname(to));
     rmSync(from, { recursive: true, force: true });
   }
 }

@@ -148,8 +148,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Every file under `dir`, then each directory after what it holds. */
-function syncTree(dir: string, sync: (path: string) => void): void {
+/** Every file under `path` (or `path` itself, a file), then each directory after what it holds. */
+export function syncTree(dir: string, sync: (path: string) => void): void {
+  if (!statSync(dir).isDirectory()) return sync(dir);
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) syncTree(path, sync);
