@@ -1,6 +1,39 @@
 import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
+import type { AccountStore } from "../accounts/store.js";
+import type { Id } from "../model/types.js";
 import { holdNext, TestApi } from "./testkit.js";
+
+/**
+ * Makes the first `count` reads of `user`'s list by `method` all answer before
+ * any of them returns: calls at the same moment that all pass a limit's read.
+ */
+function readsTogether(accounts: AccountStore, method: "listFriends" | "listFriendRequests", user: Id, count: number): () => void {
+  const original = accounts[method] as (userId: Id) => Promise<unknown>;
+  let reads = 0;
+  let allRead!: () => void;
+  const readByAll = new Promise<void>((resolve) => (allRead = resolve));
+  (accounts as unknown as Record<string, unknown>)[method] = async (userId: Id) => {
+    const answer = await original.call(accounts, userId);
+    if (userId === user && reads < count) {
+      if (++reads === count) allRead();
+      await readByAll;
+    }
+    return answer;
+  };
+  return () => ((accounts as unknown as Record<string, unknown>)[method] = original);
+}
+
+/** Every refusal among `results` is LIMIT_REACHED. */
+function onlyLimitRefusals(results: PromiseSettledResult<unknown>[]): void {
+  for (const r of results) {
+    if (r.status === "rejected") {
+      const e = ConnectError.from(r.reason);
+      assert.deepEqual([e.code, e.metadata.get("chat-error-code")], [Code.FailedPrecondition, "ERROR_CODE_LIMIT_REACHED"], String(r.reason));
+    }
+  }
+}
 
 describe("api: friend requests crossing", () => {
   let api: TestApi;
@@ -35,5 +68,52 @@ describe("api: friend requests crossing", () => {
     held.release();
     assert.equal((await fromA).state, FriendshipState.REQUEST_SENT);
     assert.equal((await a.c.users.listFriendRequests({})).requests.length, 2);
+  });
+
+  describe("limits under a burst", () => {
+    const MAX = 2;
+    const BURST = 5;
+    beforeEach(async () => {
+      await api.close();
+      api = await TestApi.start({ friendLimits: { maxFriends: MAX, maxPendingRequests: MAX } });
+    });
+
+    it("holds a user's waiting requests when many send at the same moment and all pass its read", async () => {
+      const target = await api.signUp();
+      const senders = [];
+      for (let i = 0; i < BURST; i++) senders.push(await api.signUp());
+      const restore = readsTogether(api.storage.accounts, "listFriendRequests", target.userId, BURST);
+      try {
+        onlyLimitRefusals(await Promise.allSettled(senders.map((s) => s.c.users.sendFriendRequest({ userId: target.userId }))));
+      } finally {
+        restore();
+      }
+      const waiting = (await target.c.users.listFriendRequests({})).requests.length;
+      assert.ok(waiting <= MAX, `${waiting} requests waiting, past ${MAX}`);
+      // What the racing requests undid leaves the room they found.
+      for (const s of senders.slice(0, MAX - waiting)) await s.c.users.sendFriendRequest({ userId: target.userId });
+      assert.equal((await target.c.users.listFriendRequests({})).requests.length, MAX);
+    });
+
+    it("holds a user's friends when many accept at the same moment and all pass its read, the requests left waiting", async () => {
+      await api.close();
+      api = await TestApi.start({ friendLimits: { maxFriends: MAX, maxPendingRequests: 10 } });
+      const user = await api.signUp();
+      const others = [];
+      for (let i = 0; i < BURST; i++) {
+        const other = await api.signUp();
+        await user.c.users.sendFriendRequest({ userId: other.userId });
+        others.push(other);
+      }
+      const restore = readsTogether(api.storage.accounts, "listFriends", user.userId, BURST);
+      try {
+        onlyLimitRefusals(await Promise.allSettled(others.map((o) => o.c.users.respondFriendRequest({ userId: user.userId, accept: true }))));
+      } finally {
+        restore();
+      }
+      const friends = (await user.c.users.listFriends({})).friends.length;
+      assert.ok(friends <= MAX, `${friends} friends, past ${MAX}`);
+      assert.equal((await user.c.users.listFriendRequests({})).requests.length, BURST - friends, "a refused acceptance leaves its request waiting");
+    });
   });
 });

@@ -82,9 +82,21 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
         await befriend(me, them);
         return { state: FriendshipState.FRIENDS };
       }
-      if (!(await accounts.hasFriendRequest(me, them))) await refuseNewRequest(me, them);
+      const isNew = !(await accounts.hasFriendRequest(me, them));
+      const full = isNew ? await pendingFull(me, them, limits.maxPendingRequests) : undefined;
+      if (full) throw full;
       await accounts.putFriendRequest(me, them, now());
       await undoIfDeleted(me, them, () => accounts.deleteFriendRequest(me, them));
+      // Read, then written: requests sent at the same moment (many senders to one user) each passed the
+      // read above, so each looks again once written and withdraws itself past a limit. The last to
+      // land sees every other; those that all go leave the room a retry finds.
+      if (isNew) {
+        const past = await pendingFull(me, them, limits.maxPendingRequests + 1);
+        if (past) {
+          await accounts.deleteFriendRequest(me, them);
+          throw past;
+        }
+      }
       // A block stores itself before it drops the pair's requests, so one made after the check above
       // and done before this request was stored is seen here.
       const blockers = await accounts.blockersBetween(me, them);
@@ -201,20 +213,33 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     },
   };
 
-  async function refuseNewRequest(me: Id, them: Id): Promise<void> {
+  /** The refusal when `me` has sent, or `them` has received, `atLeast` requests that wait for an answer. */
+  async function pendingFull(me: Id, them: Id, atLeast: number): Promise<ChatError | undefined> {
     const [mine, theirs] = await Promise.all([accounts.listFriendRequests(me), accounts.listFriendRequests(them)]);
-    if (mine.filter((r) => r.fromUserId === me).length >= limits.maxPendingRequests) {
-      throw new ChatError("limit_reached", `you have ${limits.maxPendingRequests} friend requests waiting for an answer: withdraw some (RemoveFriend) first`);
+    if (mine.filter((r) => r.fromUserId === me).length >= atLeast) {
+      return new ChatError("limit_reached", `you have ${limits.maxPendingRequests} friend requests waiting for an answer: withdraw some (RemoveFriend) first`);
     }
-    if (theirs.filter((r) => r.toUserId === them).length >= limits.maxPendingRequests) {
-      throw new ChatError("limit_reached", "this user has too many friend requests waiting for their answer; try again later");
+    if (theirs.filter((r) => r.toUserId === them).length >= atLeast) {
+      return new ChatError("limit_reached", "this user has too many friend requests waiting for their answer; try again later");
     }
+    return undefined;
+  }
+
+  /** The refusal when either of the pair has `atLeast` friends. */
+  async function friendsFull(me: Id, them: Id, atLeast: number): Promise<ChatError | undefined> {
+    const [mine, theirs] = await Promise.all([accounts.listFriends(me), accounts.listFriends(them)]);
+    if (mine.length >= atLeast) return new ChatError("limit_reached", `you have ${limits.maxFriends} friends, the most there can be: remove some first`);
+    if (theirs.length >= atLeast) return new ChatError("limit_reached", `this user has ${limits.maxFriends} friends, the most there can be`);
+    return undefined;
   }
 
   async function befriend(me: Id, them: Id): Promise<void> {
-    const [mine, theirs] = await Promise.all([accounts.listFriends(me), accounts.listFriends(them)]);
-    if (mine.length >= limits.maxFriends) throw new ChatError("limit_reached", `you have ${limits.maxFriends} friends, the most there can be: remove some first`);
-    if (theirs.length >= limits.maxFriends) throw new ChatError("limit_reached", `this user has ${limits.maxFriends} friends, the most there can be`);
+    const [full, mineAsked, theyAsked] = await Promise.all([
+      friendsFull(me, them, limits.maxFriends),
+      accounts.hasFriendRequest(me, them),
+      accounts.hasFriendRequest(them, me),
+    ]);
+    if (full) throw full;
     await accounts.addFriendship(me, them, now());
     await undoIfDeleted(me, them, () => accounts.removeFriendship(me, them));
     // A block stores itself before it ends the pair's friendship, so one made while this was under
@@ -223,6 +248,16 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     if (blockers.length > 0) {
       await accounts.removeFriendship(me, them);
       refuseIfBlocked(blockers, me, them, "befriend");
+    }
+    // Read, then written: friendships made at the same moment (many accepting one user's requests)
+    // each passed the read above, so each looks again once made and is undone past a limit, its
+    // requests left waiting as a refusal before the write leaves them.
+    const past = await friendsFull(me, them, limits.maxFriends + 1);
+    if (past) {
+      await accounts.removeFriendship(me, them);
+      if (mineAsked) await accounts.putFriendRequest(me, them, now());
+      if (theyAsked) await accounts.putFriendRequest(them, me, now());
+      throw past;
     }
     // Friendship may show each to the other where nothing did before.
     await Promise.all([tellPresence(me, them), tellPresence(them, me)]);
