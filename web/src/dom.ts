@@ -1,3 +1,5 @@
+import { characters } from "./format.js";
+
 /**
  * A tiny element builder. Text always goes in as text nodes, never as HTML,
  * so nothing a user typed can become markup.
@@ -54,7 +56,8 @@ export function avatar(name: string, seed: string, extraClass = ""): HTMLElement
     .split(/[\s._-]+/)
     .filter(Boolean)
     .slice(0, 2)
-    .map((w) => [...w][0]!.toUpperCase())
+    // A whole first character: the first code point of a flag is a lone letter in a box, of an accented letter maybe the bare letter.
+    .map((w) => characters(w)[0]!.toUpperCase())
     .join("");
   const el = h("span", { class: `avatar ${extraClass}`.trim(), "aria-hidden": "true" }, letters || "?");
   el.style.setProperty("--avatar-hue", String(hue(seed)));

@@ -61,8 +61,16 @@ export function codePoints(text: string): number {
   return n;
 }
 
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/** What a reader takes for one character each: an emoji of several code points (a family, a flag, a skin tone), a letter with its accents. */
+export function characters(text: string): string[] {
+  return Array.from(graphemes.segment(text), (s) => s.segment);
+}
+
+/** One line of at most `max` characters, cut (with "…") between whole ones: half a family emoji shows as someone else. */
 export function preview(text: string, max = 80): string {
   const oneLine = text.replace(/\s+/g, " ").trim();
-  const cps = [...oneLine];
-  return cps.length > max ? `${cps.slice(0, max - 1).join("")}…` : oneLine;
+  const chars = characters(oneLine);
+  return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : oneLine;
 }
