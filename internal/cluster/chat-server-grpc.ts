@@ -16,7 +16,7 @@ import type { ChatServer } from "../chatserver/server.js";
 import { fromTsProto } from "./frames.js";
 import { errorNameOf } from "../chatserver/errors.js";
 import { ChatError } from "../model/errors.js";
-import { INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
+import { DELIVER_STREAM_BATCHES_IN_FLIGHT, INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 
 export { ChatServerServiceService };
 
@@ -38,15 +38,13 @@ export function chatServerGrpcOptions({ keepaliveMs = 10_000, keepaliveTimeoutMs
 }
 
 /**
- * Batches of one DeliverStream handled at once; while this many are, the
- * stream is not read and gRPC's flow control holds the sender back. A batch
- * mostly lands at once (a session takes a frame or reads it from its inbox
- * later); only presence events waiting for a block check hold one open, and
- * with a slow block store a pipeline sending on piled up batches, every
- * frame of each, without bound: the sender's timeout ends its stream, not
- * the work it started here.
+ * Batches of one DeliverStream handled at once (shared with the sender, in
+ * message-limits.ts): a batch mostly lands at once, but without a bound a
+ * pipeline sending on to a server held up piled up batches here, every
+ * frame of each: the sender's timeout ends its stream, not the work it
+ * started here.
  */
-export const DELIVER_STREAM_BATCHES_IN_FLIGHT = 16;
+export { DELIVER_STREAM_BATCHES_IN_FLIGHT };
 
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;

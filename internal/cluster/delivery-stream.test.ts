@@ -20,7 +20,8 @@ import { stubInbox } from "../../test/support/inbox.js";
 import { waitFor } from "../../test/support/wait.js";
 import { chatServerService } from "./chat-server-grpc.js";
 import { ChatServerClients } from "./client-pool.js";
-import { DeliveryStream } from "./delivery-stream.js";
+import { DELIVER_STREAM_QUEUED_MAX, DeliveryStream } from "./delivery-stream.js";
+import { DELIVER_STREAM_BATCHES_IN_FLIGHT } from "./message-limits.js";
 import { RoutedSessionDirectory } from "./routed-directory.js";
 
 async function listen(service: UntypedServiceImplementation, onPort = 0): Promise<{ server: Server; address: string }> {
@@ -166,6 +167,68 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
       sender.destroy();
       receiver.destroy();
       listener.close();
+    }
+  });
+
+  it("times a batch from when it goes on the stream, not while it waits behind a slow server's batches, and puts no more on it than the server reads", async () => {
+    // A chat server that takes 250 ms over each delivery (a slow dependency): five rounds of its limit (as many batches as
+    // the stream holds) take 1.25 s, past the timeout for the last had they all gone on the stream at once.
+    const chat = new ChatServer({ serverId: "t", inbox: stubInbox(), channels: {} as never, submitter: {} as never });
+    chat.deliverChecked = (() => new Promise<number>((resolve) => setTimeout(() => resolve(0), 250))) as never;
+    const limit = DELIVER_STREAM_BATCHES_IN_FLIGHT;
+    const users = Array.from({ length: limit + DELIVER_STREAM_QUEUED_MAX }, (_, i) => BigInt(i + 1));
+    const { server, address } = await listen(chatServerService(chat) as unknown as UntypedServiceImplementation);
+    const { client, stream, close } = streamTo(address, 1_000);
+    let onStream = 0;
+    let most = 0;
+    const opened = client.deliverStream.bind(client) as () => ReturnType<typeof client.deliverStream>;
+    client.deliverStream = (() => {
+      const call = opened();
+      call.on("data", () => onStream--);
+      const write = call.write.bind(call) as (...args: unknown[]) => boolean;
+      call.write = ((...args: unknown[]) => ((most = Math.max(most, ++onStream)), write(...args))) as typeof call.write;
+      return call;
+    }) as typeof client.deliverStream;
+    try {
+      const frame = bytesOf(delivery(1n, "x"));
+      const outcomes = await Promise.all(users.map((u) => stream.send([to(u, frame)])));
+      assert.deepStrictEqual(outcomes, users.map((u) => ({ sessions: 0, missed: [u] })), "every batch answered (nobody of them is here)");
+      assert.ok(most <= limit, `at most ${limit} batches on the stream unanswered: ${most}`);
+      assert.equal(stream.waiting, 0);
+    } finally {
+      close();
+      chat.drain();
+      server.forceShutdown();
+    }
+  });
+
+  it("ends a batch as busy at once when as many as it may hold already wait for the stream, and sends the others as it has room", async () => {
+    const held: (() => void)[] = [];
+    let answering = false;
+    const { server, address } = await listen({
+      deliverStream(call: ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>) {
+        call.on("data", (req: DeliverStreamRequest) => {
+          const answer = () => call.write({ batchId: req.batchId, sessions: 1, missedUserIds: [] });
+          if (answering) answer();
+          else held.push(answer);
+        });
+        call.on("error", () => undefined);
+      },
+    });
+    const client = new ChatServerServiceClient(address, credentials.createInsecure());
+    const stream = new DeliveryStream(client, 30_000, undefined, undefined, 2);
+    try {
+      const frame = bytesOf(delivery(1n, "x"));
+      const sent = Array.from({ length: DELIVER_STREAM_BATCHES_IN_FLIGHT + 2 }, () => stream.send([to(1n, frame)]));
+      assert.deepStrictEqual(await stream.send([to(1n, frame)]), { failed: "busy" });
+      await waitFor(() => held.length === DELIVER_STREAM_BATCHES_IN_FLIGHT, "the stream's limit of batches at the server");
+      answering = true;
+      for (const answer of held) answer();
+      assert.deepStrictEqual(await Promise.all(sent), sent.map(() => ({ sessions: 1, missed: [] })));
+    } finally {
+      stream.close();
+      client.close();
+      server.forceShutdown();
     }
   });
 

@@ -20,3 +20,11 @@ export const INTERNAL_MESSAGE_LIMITS = {
  * members on one server is up to ~40 MB of copies.
  */
 export const DELIVER_CHUNK_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Batches of one DeliverStream a chat server handles at once; while this
+ * many are, it reads no more of the stream and gRPC's flow control holds the
+ * sender back. The sender puts no more than this on the stream unanswered,
+ * so a batch it wrote is read at once and its timeout times the answer.
+ */
+export const DELIVER_STREAM_BATCHES_IN_FLIGHT = 16;
