@@ -40,7 +40,7 @@ describe("npm run backup -- --restore: a backup put back in place", function () 
 
     const restored = await runBackup(chatd.dataDir, "--restore", copy);
     assert.equal(restored.code, 0, restored.stderr);
-    assert.match(restored.stdout, /^restored .*copy to .*: chat\.db, queue\.db, keys, vapid\.json; what it held before is in .*\.before-restore-[\dT-]+Z\n$/);
+    assert.match(restored.stdout, /^restored .*copy to .*: queue\.db, chat\.db, keys, vapid\.json; what it held before is in .*\.before-restore-[\dT-]+Z\n$/);
     const before = /what it held before is in (.*)\n$/.exec(restored.stdout)![1]!;
     dirs.push(before);
     assert.ok(readdirSync(before).includes("chat.db-wal"), "the old WAL went with the old data");

@@ -49,7 +49,7 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     sending = false;
     await traffic;
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^backed up .* to .*copy in [\d.]+ s: chat\.db \([\d.]+ MiB\), queue\.db \([\d.]+ MiB\); keys, vapid\.json\n$/);
+    assert.match(result.stdout, /^backed up .* to .*copy in [\d.]+ s: queue\.db \([\d.]+ MiB\), chat\.db \([\d.]+ MiB\); keys, vapid\.json\n$/);
     assert.deepEqual(readdirSync(target).sort(), ["chat.db", "keys", "queue.db", "vapid.json"]);
 
     const restored = await startChatd({ dataDir: target });

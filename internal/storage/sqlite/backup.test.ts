@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import Database from "better-sqlite3";
 import { backupDataDir } from "./backup.js";
 import { openDatabase } from "./database.js";
 
@@ -27,6 +28,41 @@ describe("backupDataDir", () => {
     assert.equal(lstatSync(join(base, "copy", "vapid.json")).isSymbolicLink(), false);
     assert.equal(readFileSync(join(base, "copy", "vapid.json"), "utf8"), '{"publicKey":"p"}');
     assert.equal(readFileSync(join(base, "copy", "keys", "ed25519.pem"), "utf8"), "key");
+  });
+
+  it("snapshots queue.db before chat.db: a record chatd moves from the queue to chat.db meanwhile is in one of them", () => {
+    // As chatd finishes the sends an older build acked into queue.db (cmd/chatd/old-pipeline.ts):
+    // stored in chat.db, then trimmed from the queue, while the backup runs.
+    const data = join(base, "data");
+    mkdirSync(data);
+    const chat = new Database(join(data, "chat.db"));
+    const queue = new Database(join(data, "queue.db"));
+    try {
+      for (const db of [chat, queue]) db.pragma("journal_mode = WAL");
+      chat.exec("CREATE TABLE messages (text TEXT)");
+      queue.exec("CREATE TABLE records (text TEXT)");
+      queue.prepare("INSERT INTO records VALUES (?)").run("acked");
+      const order: string[] = [];
+      backupDataDir(data, join(base, "copy"), Date.now, () => {}, (name) => {
+        order.push(name);
+        if (order.length > 1) return;
+        chat.prepare("INSERT INTO messages VALUES (?)").run("acked");
+        queue.prepare("DELETE FROM records").run();
+      });
+      const kept = (name: string, table: string) => {
+        const db = new Database(join(base, "copy", name), { readonly: true });
+        try {
+          return (db.prepare(`SELECT text FROM ${table}`).all() as { text: string }[]).map((r) => r.text);
+        } finally {
+          db.close();
+        }
+      };
+      // In both is fine: stored again, a record is dropped as a repeat.
+      assert.ok([...kept("chat.db", "messages"), ...kept("queue.db", "records")].includes("acked"), `lost, copied in the order ${order.join(", ")}`);
+    } finally {
+      chat.close();
+      queue.close();
+    }
   });
 
   it("refuses a target inside the data directory", () => {

@@ -43,6 +43,8 @@ export function backupDataDir(
   now: () => number = Date.now,
   /** Flushes a file or a directory to the disk (tests watch the order). */
   sync: (path: string) => void = syncToDisk,
+  /** Called once each database is copied (tests write between two snapshots). */
+  copied: (name: string) => void = () => {},
 ): BackupReport {
   const started = now();
   const from = resolve(source);
@@ -62,7 +64,7 @@ export function backupDataDir(
   mkdirSync(partial, { mode: 0o700 });
   try {
     const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
-    for (const name of readdirSync(from).sort()) {
+    for (const name of copyOrder(readdirSync(from))) {
       // The running chatd's lock (cmd/chatd/data-dir.ts): copied, it would keep a chatd off the restored copy.
       if (DATABASE_COMPANION.test(name) || name === "chatd.lock" || name === "chatd.lock.takeover") continue;
       if (DATABASE.test(name)) {
@@ -73,6 +75,7 @@ export function backupDataDir(
           throw new Error(`copying ${join(from, name)} to ${dirname(to)}: ${(err as Error).message}`, { cause: err });
         }
         report.databases.push({ name, bytes: statSync(join(partial, name)).size });
+        copied(name);
       } else {
         // The files themselves, not links to them: a backup must outlive the originals.
         cpSync(join(from, name), join(partial, name), { recursive: true, preserveTimestamps: true, dereference: true });
@@ -90,6 +93,20 @@ export function backupDataDir(
     rmSync(partial, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * chat.db last. Each database is a snapshot of its own moment, and what moves
+ * between them goes from queue.db to chat.db: the sends an older chatd acked
+ * into queue.db, which chatd stores in chat.db and then trims from the queue
+ * (cmd/chatd/old-pipeline.ts), and the push notifications of messages stored
+ * in chat.db. Copied first, the queue can only hold a record chat.db has too
+ * (stored again, it is dropped as a repeat); copied after chat.db, a record
+ * stored and trimmed between the two snapshots was in neither, an acked
+ * message lost, and a notification could name a message the backup lacks.
+ */
+function copyOrder(names: string[]): string[] {
+  return names.sort().sort((a, b) => Number(a === "chat.db") - Number(b === "chat.db"));
 }
 
 /** `path` with the symlinks of its longest existing part resolved. */
