@@ -85,8 +85,12 @@ const notifier: Notifier = new Notifier({
 // Listening before joining the consumer group: a CHAT_OPS_PORT it cannot have ends the process before
 // it holds partitions, which Kafka would leave to it for the session timeout.
 const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
+/** A signal came: the start under way is not reported as done. */
+let stopping = false;
 const stopper = stopOnSignals(logger, async () => {
-  // Stop consuming first, then send what it holds (Notifier.stop) while the stores are still open.
+  stopping = true;
+  // Stop consuming first (a consumer still joining its group leaves it once joined), then send
+  // what it holds (Notifier.stop) while the stores are still open.
   await notifier.stop();
   clients.close();
   await Promise.allSettled([push.close(), queue.close(), routes.close(), watch.close(), ops.close()]);
@@ -97,7 +101,9 @@ const failedStart = await notifier.start().then(
   () => undefined,
   (err: Error) => err,
 );
-if (failedStart) {
+if (stopping) {
+  // Stopped by a signal while starting: stopOnSignals ends the process.
+} else if (failedStart) {
   // One line naming the cause (a stack trace buries it), then closed as on SIGTERM.
   process.stderr.write(`notifier: cannot start consuming: ${failedStart.message}\n`);
   stopper.fail(new Error("cannot start consuming", { cause: failedStart }));

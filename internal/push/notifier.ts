@@ -216,14 +216,19 @@ export class Notifier {
     this.health = new StageHealth("notifier", undefined, deps.now);
   }
 
+  /** Joins the consumer group; after stop() (a SIGTERM at start-up) it joins none, and stop() waits for a join under way. */
   async start(): Promise<void> {
-    this.sub = await this.deps.queue.subscribe(
+    if (this.draining) return;
+    this.subscribing = this.deps.queue.subscribe(
       ConsumerGroups.notifier,
       Topics.notifications,
       (records, batch) => this.handle(records, batch?.revoked),
       { onGiveUp: this.health.consumerStopped, onConsumerTrouble: this.health.consumerTrouble },
     );
+    this.sub = await this.subscribing;
   }
+
+  private subscribing?: Promise<Subscription>;
 
   /**
    * Stops consuming, sends what it holds for up to drainMs (collapse windows
@@ -244,7 +249,9 @@ export class Notifier {
     // for room that only a finished send would make: it must leave now (its
     // batch uncommitted, so it comes again).
     this.wakeWaiters();
-    await this.sub?.stop();
+    // Stopped while joining: the subscription is stopped once it exists, not left to consume.
+    const sub = this.sub ?? (await this.subscribing?.catch(() => undefined));
+    await sub?.stop();
     const givenUp = this.retryTimers.size;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();

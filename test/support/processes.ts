@@ -103,20 +103,25 @@ export async function stopAll(): Promise<void> {
 
 /**
  * Runs `cmd/<role>/main.ts` with `env` to its exit (a role meant to fail at start, or one `started`
- * signals): its exit status and stderr.
+ * signals): its exit status, stderr and stdout (its log).
  */
-export async function runToExit(role: string, env: Record<string, string>, started?: (child: ChildProcess) => void): Promise<{ code: number | null; stderr: string }> {
+export async function runToExit(
+  role: string,
+  env: Record<string, string>,
+  started?: (child: ChildProcess) => void,
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
     cwd: ROOT,
     env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   started?.(child);
-  let stderr = "";
+  let [stderr, stdout] = ["", ""];
   child.stderr!.on("data", (d) => (stderr += String(d)));
+  child.stdout!.on("data", (d) => (stdout += String(d)));
   try {
-    const [code] = (await once(child, "exit")) as [number | null];
-    return { code, stderr };
+    const [code] = (await once(child, "close")) as [number | null];
+    return { code, stderr, stdout };
   } finally {
     if (child.exitCode === null) child.kill("SIGKILL");
   }
