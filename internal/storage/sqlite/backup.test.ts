@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import Database from "better-sqlite3";
@@ -63,6 +63,31 @@ describe("backupDataDir", () => {
       chat.close();
       queue.close();
     }
+  });
+
+  it("fails, leaving nothing, when a restore swapped the data directory's content while it copied", () => {
+    const data = join(base, "data");
+    mkdirSync(data);
+    openDatabase(join(data, "chat.db")).close();
+    openDatabase(join(data, "queue.db")).close();
+    writeFileSync(join(data, "vapid.json"), "old");
+    const restored = join(base, "restored");
+    mkdirSync(restored);
+    openDatabase(join(restored, "chat.db")).close();
+    writeFileSync(join(restored, "vapid.json"), "new");
+    const target = join(base, "copy");
+    assert.throws(
+      () =>
+        backupDataDir(data, target, Date.now, () => {}, (name) => {
+          if (name !== "queue.db") return;
+          // What `--restore` does (cmd/chatd-backup/restore.ts): the content out, the backup's in.
+          mkdirSync(join(base, "before"));
+          for (const entry of ["chat.db", "queue.db", "vapid.json"]) renameSync(join(data, entry), join(base, "before", entry));
+          for (const entry of ["chat.db", "vapid.json"]) renameSync(join(restored, entry), join(data, entry));
+        }),
+      /data was restored into while it was copied: run the backup again/,
+    );
+    assert.deepEqual(readdirSync(base).sort(), ["before", "data", "restored"], "no copy, finished or half-made");
   });
 
   it("refuses a target inside the data directory", () => {

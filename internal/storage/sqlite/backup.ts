@@ -58,6 +58,15 @@ export function backupDataDir(
     throw new Error(`the backup cannot go inside the data directory ${from}`);
   }
 
+  // A restore into the directory (cmd/chatd-backup/restore.ts) moves every file out and
+  // others in, chat.db among them: one that ran while this copied would leave a backup
+  // of old and new files mixed, whose keys sign no token its accounts hold.
+  const identity = (): string => {
+    const s = statSync(join(from, "chat.db"), { bigint: true, throwIfNoEntry: false });
+    return s ? `${s.dev}:${s.ino}` : "none";
+  };
+  const original = identity();
+
   mkdirSync(dirname(to), { recursive: true });
   removeAbandonedPartials(to);
   const partial = partialPath(to, process.pid);
@@ -81,6 +90,9 @@ export function backupDataDir(
         cpSync(join(from, name), join(partial, name), { recursive: true, preserveTimestamps: true, dereference: true });
         report.files.push(name);
       }
+    }
+    if (existsSync(join(from, RESTORE_MARK)) || identity() !== original) {
+      throw new Error(`${from} was restored into while it was copied: run the backup again`);
     }
     // VACUUM INTO and cpSync leave their writes in the page cache: a power cut
     // after the rename could leave a torn copy under the finished name.
