@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
+import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { ErrorCode as WireErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
+import { ServerFrame as TsServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import { ChatServerServiceClient, ChatServerServiceService, type SessionResponse } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { ChatServer } from "../chatserver/server.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { InboxEntry } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
-import { chatServerGrpcOptions, chatServerService, DELIVER_STREAM_BATCHES_IN_FLIGHT } from "./chat-server-grpc.js";
+import { CHAT_SERVER_MAX_CONCURRENT_STREAMS, chatServerGrpcOptions, chatServerService, DELIVER_STREAM_BATCHES_IN_FLIGHT } from "./chat-server-grpc.js";
 import { TcpProxy } from "../../test/support/tcp-proxy.js";
 import { presenceFrame } from "../presence/tracker.js";
 
@@ -345,6 +346,48 @@ describe("chat server's DeliverStream: a flood", () => {
     } finally {
       call.cancel();
       close();
+    }
+  });
+});
+
+describe("chat server's Deliver: a flood", () => {
+  it("handles no more calls of one connection at once than its stream limit, and answers every one as the others end", async () => {
+    // Every delivery is held here: a sender flooding Deliver calls at a chat server that is slow to answer them.
+    const held: (() => void)[] = [];
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: {} as never });
+    chat.deliverChecked = (() => new Promise<number>((resolve) => held.push(() => resolve(1)))) as never;
+    const server = new Server(chatServerGrpcOptions());
+    server.addService(ChatServerServiceService, chatServerService(chat));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const client = new ChatServerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const limit = CHAT_SERVER_MAX_CONCURRENT_STREAMS;
+    const total = 3 * limit;
+    const frame = TsServerFrame.decode(toBinary(ServerFrameSchema, presenceFrame({ userId: 2n, online: true })));
+    try {
+      const calls = Array.from(
+        { length: total },
+        (_, i) =>
+          new Promise<string>((resolve) =>
+            client.deliver({ deliveries: [{ userId: BigInt(i + 1), deviceIds: [], frame }] }, new Metadata(), (err, res) =>
+              resolve(err ? `failed: ${err.code} ${err.details}` : `sessions: ${res?.sessions}`),
+            ),
+          ),
+      );
+      let most = 0;
+      let released = 0;
+      while (released < total) {
+        await waitFor(() => held.length > released, "a call being handled", 10_000);
+        most = Math.max(most, held.length - released);
+        held[released++]!();
+      }
+      assert.deepEqual(await Promise.all(calls), calls.map(() => "sessions: 1"), "every call answered");
+      assert.ok(most <= limit, `at most ${limit} calls of the connection handled at once: ${most}`);
+    } finally {
+      client.close();
+      chat.drain();
+      server.forceShutdown();
     }
   });
 });

@@ -34,8 +34,20 @@ export function chatServerGrpcOptions({ keepaliveMs = 10_000, keepaliveTimeoutMs
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.keepalive_time_ms": keepaliveMs,
     "grpc.keepalive_timeout_ms": keepaliveTimeoutMs,
+    "grpc.max_concurrent_streams": CHAT_SERVER_MAX_CONCURRENT_STREAMS,
   };
 }
+
+/**
+ * Calls one connection may have open on a chat server at once (HTTP/2's
+ * SETTINGS_MAX_CONCURRENT_STREAMS; RFC 9113 asks for no fewer than 100).
+ * Node's default is no limit: a sender flooding Deliver calls (or any unary
+ * call) had them all read and handled at once, each message up to 64 MiB.
+ * A client past it waits for a call to end before it starts the next (its
+ * deadline running), so a busy sender is slowed, not failed. A connection
+ * carries one long-lived stream: a gateway's Session or a sender's DeliverStream.
+ */
+export const CHAT_SERVER_MAX_CONCURRENT_STREAMS = 100;
 
 /**
  * Batches of one DeliverStream handled at once (shared with the sender, in
