@@ -630,6 +630,40 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal((await b.getPresence([1n]))[0]!.online, true);
   });
 
+  it("queues no more than one touch of a device behind a slow store call, however many heartbeats come meanwhile, and keeps the order of other calls", async () => {
+    const store = new MemoryPresenceStore();
+    const slow = gate();
+    const touches: { deviceId: Id; atMs: number }[] = [];
+    const tr = tracker({
+      store: storeOver(() => store, () => false, {
+        touch: async (userId, deviceId, atMs, expiresAtMs, options) => {
+          touches.push({ deviceId, atMs });
+          if (touches.length === 1) await slow.opened; // the store is slow to answer the connect's touch
+          return store.touch(userId, deviceId, atMs, expiresAtMs, options);
+        },
+      }),
+      directory: recorder([]),
+    });
+    tr.deviceConnected(1n, 10n);
+    await waitFor(() => touches.length === 1, "the connect's touch under way");
+    // A session sending heartbeats as fast as it may (each frame one), and one re-touch as of its last frame.
+    for (let i = 0; i < 1_000; i++) {
+      t += 10;
+      tr.deviceAlive(1n, 10n);
+    }
+    tr.deviceAlive(1n, 10n, t - 5_000);
+    const heartbeatsUntil = t;
+    tr.deviceConnected(1n, 11n); // another device: after them, not joined to them
+    tr.deviceAlive(1n, 10n);
+    slow.open();
+    await tr.idle();
+    assert.deepEqual(
+      touches.map((x) => `${x.deviceId}@${x.atMs - heartbeatsUntil}`),
+      [`10@${-10_000}`, "10@0", "11@0", "10@0"],
+      "the connect's touch, one for the heartbeats (as of the latest), the other device's, then the heartbeat after it",
+    );
+  });
+
   it("drops again, once the store answers, a device logged out while it failed: the watchers hear the user go, and never come back", async () => {
     for (const lostData of [false, true]) {
       for (const ended of ["before", "during", "not"] as const) {

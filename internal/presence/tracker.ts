@@ -99,6 +99,14 @@ export class PresenceTracker {
   private readonly retry: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   private readonly untoldAfterMs: number;
   private readonly chains = new Map<Id, Promise<void>>();
+  /**
+   * Per user, a touch waiting last in their chain, not yet begun: a newer
+   * touch of the same device joins it instead of queueing behind it. Each
+   * frame a session sends may be a heartbeat (50 a second), and while the
+   * store is slow or away (each call up to its 2 s timeout) a chain grew by
+   * all of them, without bound; one touch, the latest, says what they said.
+   */
+  private readonly queuedTouch = new Map<Id, { deviceId: Id; atMs?: number }>();
   private readonly announcing = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
@@ -331,15 +339,26 @@ export class PresenceTracker {
       this.endedWhileAway.delete(`${userId}/${deviceId}`);
       this.endedLately.delete(`${userId}/${deviceId}`);
     }
+    const queued = this.queuedTouch.get(userId);
+    if (queued?.deviceId === deviceId) {
+      // A heartbeat is as of when it runs (undefined), later than any re-touch's time.
+      queued.atMs = queued.atMs === undefined || atMs === undefined ? undefined : Math.max(queued.atMs, atMs);
+      return;
+    }
+    const touch = { deviceId, atMs };
     this.run(userId, async () => {
-      const at = atMs ?? this.now();
+      if (this.queuedTouch.get(userId) === touch) this.queuedTouch.delete(userId);
+      const at = touch.atMs ?? this.now();
       if (at + this.deps.graceMs <= this.now()) return;
       const flip = await this.call((s) => s.touch(userId, deviceId, at, at + this.deps.graceMs));
       if (flip) void this.announce(flip);
     });
+    this.queuedTouch.set(userId, touch);
   }
 
   private run(userId: Id, op: () => Promise<void>): void {
+    // Whatever was last in the chain is no longer: a touch after this one must not join one before it.
+    this.queuedTouch.delete(userId);
     const prev = this.chains.get(userId) ?? Promise.resolve();
     const next = prev
       .then(op)
