@@ -6,7 +6,13 @@ export type CutMode =
   /** Connections are reset and new ones refused at once (a crashed host, a closed port). */
   | "reset"
   /** Connections stay open but nothing gets through (a partition: requests hang). */
-  | "blackhole";
+  | "blackhole"
+  /**
+   * Connections are reset and the port stops listening, so a new one fails to connect
+   * (ECONNREFUSED) as a stopped server's port does: "reset" accepts and then drops, which
+   * takes a client through other paths (a handshake cut short).
+   */
+  | "refuse";
 
 interface Pair {
   client: net.Socket;
@@ -43,20 +49,37 @@ export class TcpProxy {
   /** Cuts every connection (and every new one) until restore(). */
   cut(mode: CutMode): void {
     this.mode = mode;
-    if (mode === "reset") for (const p of [...this.pairs]) this.drop(p);
+    if (mode === "refuse") this.server.close();
+    if (mode === "reset" || mode === "refuse") for (const p of [...this.pairs]) this.drop(p);
   }
 
-  /** Lets traffic through again; connections made while cut are closed so clients reconnect cleanly. */
-  restore(): void {
+  /**
+   * Lets traffic through again; connections made while cut are closed so clients reconnect cleanly.
+   * After "refuse", resolves once the port listens again.
+   */
+  restore(): Promise<void> {
+    const listening = this.mode === "refuse" ? this.listenAgain() : Promise.resolve();
     this.mode = undefined;
     for (const p of [...this.pairs]) if (!p.upstream || p.client.destroyed) this.drop(p);
     // Blackholed connections lost bytes mid-stream: they are unusable.
     for (const p of [...this.pairs]) if ((p as Pair & { holed?: boolean }).holed) this.drop(p);
+    return listening;
   }
 
   async close(): Promise<void> {
     for (const p of [...this.pairs]) this.drop(p);
+    // Called after "refuse" too, when the server no longer listens: its error is no failure here.
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private listenAgain(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.port, "127.0.0.1", () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
   }
 
   private accept(client: net.Socket): void {

@@ -46,7 +46,7 @@ const RECONNECT_BASE_DELAY_MS = 250;
  * and nodes that come back used again within seconds.
  */
 export function createClient(o: ConnectOptions): Client {
-  return new cassandra.Client({
+  const client = new cassandra.Client({
     contactPoints: o.contactPoints,
     localDataCenter: o.localDataCenter,
     credentials: o.credentials,
@@ -61,6 +61,23 @@ export function createClient(o: ConnectOptions): Client {
     },
     socketOptions: { readTimeout: o.readTimeoutMs ?? 12_000, tcpNoDelay: true },
   });
+  client.on("hostRemove", shutDownRemovedHost);
+  return client;
+}
+
+/**
+ * When no node answered, the driver's control connection starts over from the
+ * contact points and puts a new Host in place of each old one without shutting
+ * the old one down (cassandra-driver 4.10, ControlConnection._setLocalInfo):
+ * the old Host's 200 ms interval ran for ever, its pool went on reconnecting
+ * and, once the node answered, held a connection of its own that nothing used.
+ * One more such Host per outage, each keeping the process alive past
+ * shutdown(). A Host the driver dropped from its map is never used again.
+ */
+function shutDownRemovedHost(host: cassandra.Host): void {
+  const h = host as cassandra.Host & { shutdown?(waitForPending: boolean): Promise<void> };
+  // Closing sockets nothing uses: a failure there leaves nothing to undo.
+  h.shutdown?.(false).catch(() => {});
 }
 
 function serialLevel(s: SerialLevel | undefined): number {
