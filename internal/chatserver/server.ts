@@ -400,7 +400,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * held (a later OFFLINE no longer waits behind an ONLINE being checked,
    * nor does that ONLINE land after it). Events about others do not wait
    * for it either. A check that fails drops its event (the pair's block
-   * changed a moment ago; the subject's next flip tells them).
+   * changed a moment ago; the subject's next flip tells them). Returned, an
+   * event has its place: any that comes after it replaces or follows it,
+   * which is what an announcement that reads the latest flip again after
+   * its push relies on (PresenceTracker.tellUntilSteady).
    */
   deliverChecked(userId: Id, deviceIds: readonly Id[], frame: ServerFrame, protoBytes?: Uint8Array): number {
     const p = frame.kind.case === "presence" ? frame.kind.value.presence : undefined;
