@@ -29,9 +29,11 @@ export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
  * have, most often a misspelled one, is refused as invalid_argument naming
  * the key, rather than dropped so that the call does something else than
  * asked (connect-es ignores unknown fields by default). Clients built from
- * the same protos never send one; binary requests are not affected.
+ * the same protos never send one; binary requests are not affected. A body
+ * that is not UTF-8 is refused too, as a binary one is: read leniently, its
+ * bad bytes became U+FFFD and were stored as such (a name, a message).
  */
-export const PUBLIC_API_JSON_OPTIONS = { ignoreUnknownFields: false } as const;
+export const PUBLIC_API_JSON_OPTIONS = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) } as const;
 
 /**
  * Registers the public chat.v1 request/response services (SessionService, the

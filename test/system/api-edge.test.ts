@@ -23,7 +23,7 @@ describe("chatd system: the api's HTTP edge", function () {
   });
 
   /** A Connect unary call with a raw JSON body, as curl would make it. */
-  const post = (method: string, body: string, headers: Record<string, string> = {}) =>
+  const post = (method: string, body: RequestInit["body"], headers: Record<string, string> = {}) =>
     fetch(`${chatd.httpUrl}/chat.v1.${method}`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
@@ -41,6 +41,17 @@ describe("chatd system: the api's HTTP edge", function () {
     assert.equal(channels.length, 0);
     // Spelled right, the same request goes through.
     assert.equal((await post("ChannelService/CreateGroup", JSON.stringify({ title: "Trip" }))).status, 200);
+  });
+
+  it("refuses a JSON request that is not UTF-8, as a binary one, rather than storing U+FFFD for its bad bytes", async () => {
+    const body = Buffer.concat([Buffer.from('{"displayName":"Ed'), Buffer.from([0xff]), Buffer.from('"}')]);
+    const res = await post("UserService/UpdateProfile", body);
+    assert.equal(res.status, 400);
+    const err = (await res.json()) as { code: string; message: string };
+    assert.equal(err.code, "invalid_argument");
+    assert.match(err.message, /utf-8/i);
+    assert.equal(res.headers.get("chat-error-code"), "ERROR_CODE_INVALID_ARGUMENT");
+    assert.equal((await apiClients(chatd.httpUrl, token).users.getMe({})).user?.displayName, "edge");
   });
 
   it("lets a browser read the error code and the retry time of a refusal (CORS)", async () => {
