@@ -333,6 +333,49 @@ describe("chat server presence events held by a block check", () => {
     }
   });
 
+  it("keeps a failure handing on a held event to itself: logged, not an unhandled rejection", async () => {
+    const checks: { answer: () => void; done: Promise<unknown> }[] = [];
+    const blocks = {
+      blockersBetween: () => {
+        let answer!: () => void;
+        const done = new Promise<readonly Id[]>((resolve) => (answer = () => resolve([])));
+        checks.push({ answer, done });
+        return done;
+      },
+      forget: () => {},
+    };
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg) };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never, logger: logger as never });
+    let welcomed = false;
+    server.open(
+      { userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" },
+      {
+        send: () => {
+          if (welcomed) throw new Error("the transport broke");
+          welcomed = true;
+        },
+        bufferedBytes: () => 0,
+        close: () => {},
+      },
+    );
+    await waitFor(() => welcomed, "the welcome");
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    server.forgetBlock(1n, 2n);
+    try {
+      await server.pushToUsers([1n], presenceFrame({ userId: 2n, online: true }));
+      checks[0]!.answer();
+      await waitFor(() => warned.length > 0, "the failure logged", 2_000);
+      await new Promise((r) => setImmediate(r)); // where Node reports a rejection nobody handled
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      server.drain();
+    }
+  });
+
   it("holds back no event about anyone else: each subject's events wait only for their own check", async () => {
     const { server, heard, check } = await heldChecksRig([1n]);
     server.forgetBlock(1n, 2n);

@@ -417,15 +417,16 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const held = {};
     this.presenceHeld.set(key, held);
     const latest = () => this.presenceHeld.get(key) === held && this.presenceHeld.delete(key);
-    blocks.blockersBetween(userId, p.userId).then(
-      (blockers) => {
+    // Nobody awaits this: whatever fails in it ends here, not as an unhandled rejection.
+    blocks
+      .blockersBetween(userId, p.userId)
+      .then((blockers) => {
         if (latest() && blockers.length === 0) this.deliverLocal(userId, deviceIds, frame, protoBytes);
-      },
-      (err: unknown) => {
+      })
+      .catch((err: unknown) => {
         latest();
-        this.logger?.warn({ err, userId: String(userId) }, "presence event dropped: its block check failed");
-      },
-    );
+        this.logger?.warn({ err, userId: String(userId) }, "presence event held for a block check dropped: the check or its delivery failed");
+      });
     return this.startedSessions(userId, deviceIds);
   }
 
