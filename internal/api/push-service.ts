@@ -78,6 +78,8 @@ export function pushService(deps: ApiDeps & PushApiDeps): Partial<ServiceImpl<ty
 
     async updatePushSettings(req, ctx) {
       const me = caller(ctx);
+      // Not read as both false: a call that forgot them would unmute the device.
+      if (!req.settings) invalid("settings is required (hide_preview and muted, both as they should be)");
       const ok = await push.endpoints.updateSettings(me.userId, me.deviceId, settingsOf(req.settings), now());
       if (!ok) throw new ChatError("not_found", "this device has no push endpoint: register one first");
       return {};

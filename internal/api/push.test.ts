@@ -117,6 +117,16 @@ describe("api: PushService keeps a device's settings when it registers again wit
     await user.c.push.registerPushEndpoint({ ...webPush("https://push.example.com/b"), settings: { hidePreview: true, muted: false } });
     assert.deepEqual(await stored(), { address: "https://push.example.com/b", hidePreview: true, muted: false });
   });
+
+  it("refuses an UpdatePushSettings without settings, rather than reading it as unmuted with previews", async () => {
+    const user = await h.api.signUp();
+    await user.c.push.registerPushEndpoint({ ...webPush("https://push.example.com/a"), settings: { hidePreview: true, muted: true } });
+    const err = await rpcError(() => user.c.push.updatePushSettings({}));
+    assert.deepEqual([err.code, err.chatCode], [Code.InvalidArgument, "ERROR_CODE_INVALID_ARGUMENT"]);
+    assert.match(err.rawMessage, /settings is required/);
+    const e = await h.endpoints.get(user.userId, user.deviceId);
+    assert.deepEqual([e?.hidePreview, e?.muted], [true, true]);
+  });
 });
 
 describe("api: push endpoints go with their devices", () => {
