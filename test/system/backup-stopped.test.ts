@@ -33,7 +33,7 @@ describe("npm run backup of a stopped chatd's data directory", () => {
 
     const report = backupDataDir(data, join(base, "copy"));
     assert.deepEqual(listing(data), before, "the data directory as it was");
-    assert.deepEqual(report.databases.map((d) => d.name), ["chat.db", "queue.db"]);
+    assert.deepEqual(report.databases.map((d) => d.name), ["queue.db", "chat.db"], "the queue first: what moves between them goes into chat.db");
     assert.deepEqual(readdirSync(join(base, "copy")).sort(), ["chat.db", "queue.db"], "the copy needs no -wal or -shm either");
     for (const name of ["chat.db", "queue.db"]) {
       assert.equal((statSync(join(base, "copy", name)).mode & 0o777).toString(8), "600");
