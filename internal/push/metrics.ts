@@ -16,7 +16,7 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
   });
   const skipped = new Counter({
     name: "chat_push_skipped_total",
-    help: "Notifications due and not sent (per endpoint for muted, no_provider, revoked_device, superseded, backlog and stopped), by reason",
+    help: "Notifications due and not sent (per endpoint for muted, no_provider, revoked_device, superseded, backlog and stopped; reassigned per window or endpoint), by reason",
     labelNames: ["reason"],
     registers: [registry],
   });

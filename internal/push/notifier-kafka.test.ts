@@ -121,8 +121,8 @@ describe("Notifier on Kafka: a rebalance while a batch waits for room", function
     await scope.drop();
   });
 
-  function openQueue(clientId: string): KafkaQueue {
-    const q = new KafkaQueue({ brokers, namespace, clientId });
+  function openQueue(clientId: string, commitIntervalMs?: number): KafkaQueue {
+    const q = new KafkaQueue({ brokers, namespace, clientId, commitIntervalMs });
     queues.push(q);
     return q;
   }
@@ -183,5 +183,32 @@ describe("Notifier on Kafka: a rebalance while a batch waits for room", function
     await waitFor(() => sent.includes("for 4"), "a later push", 30_000);
     await Promise.all(notifiers.splice(0).map((n) => n.stop()));
     assert.deepEqual(sent.sort(), ["for 1", "for 3", "for 4"], "each push once");
+  });
+
+  // The first notifier's commit had not gone out when the partition moved: the second reads the
+  // request again and sends it. The first knew (its offsets dropped at the rejoin), and sent it too.
+  it("sends nothing it holds from a batch whose commit the rebalance dropped: the notifier the partition went to sends it, once", async () => {
+    // A commit interval that outlasts the test: only a rebalance ends the first's hold on its offsets.
+    const [first, second] = [openQueue("chat-first-uncommitted", 60_000), openQueue("a-chat-second-uncommitted")];
+    await first.ensureTopics(topicSpecs(1));
+    const sent: string[] = [];
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n.body), { ok: true }) };
+    const start = async (q: MessageQueue, collapseWindowMs: number) => {
+      const n = new Notifier({ queue: q, endpoints, providers: { web_push: provider }, options: { collapseWindowMs } });
+      notifiers.push(n);
+      await n.start();
+      return n;
+    };
+    const firstNotifier = await start(first, 60_000);
+    await endpoints.put({ userId: 1n, deviceId: 10n, kind: "web_push", address: "https://push.example/1", p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    const message = { messageId: 5000n, channelId: 500n, seq: 1n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: "c-uncommitted", text: "uncommitted", sentAtMs: Date.now() };
+    await first.publish(Topics.notifications, [{ key: "k", value: encodeNotificationRequested({ userId: 1n, senderName: "Bob", channelTitle: "", message }) }]);
+    await waitFor(() => firstNotifier.pending === 1, "the request held in the first's collapse window", 60_000);
+    await start(second, 10);
+    await waitFor(() => sent.includes("uncommitted"), "the second notifier to send the request read again", 30_000);
+    // A deploy: the first sends what it holds, and closes its collapse windows to do so.
+    notifiers.splice(notifiers.indexOf(firstNotifier), 1);
+    await firstNotifier.stop();
+    assert.deepEqual(sent, ["uncommitted"], "each push once");
   });
 });

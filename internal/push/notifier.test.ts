@@ -11,7 +11,7 @@ import type { MessageQueue } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
 import { Notifier, type NotifierOptions, type SendResult, type SkipReason } from "./notifier.js";
-import type { PushEndpoint, PushEndpointStore, PushNotification, PushProvider } from "./port.js";
+import type { PushEndpoint, PushEndpointStore, PushNotification, PushProvider, SendOutcome } from "./port.js";
 import { encodeNotificationRequested, type NotificationRequest } from "./records.js";
 import { SqlitePushEndpointStore } from "./sqlite.js";
 import { loadOrCreateVapidKeys } from "./vapid.js";
@@ -632,7 +632,7 @@ describe("Notifier collapse windows on a faked clock", () => {
 
   let seq = 0n;
   let lastAccepted: NotificationRequest | undefined;
-  function accept(text: string): void {
+  function accept(text: string, batch?: AbortSignal): void {
     seq++;
     lastAccepted = {
       userId: 1n,
@@ -640,7 +640,7 @@ describe("Notifier collapse windows on a faked clock", () => {
       channelTitle: "",
       message: { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: 0 },
     };
-    notifier.accept(lastAccepted);
+    notifier.accept(lastAccepted, batch);
   }
 
   /** Lets the notifier's promise chains run (setImmediate is not faked) until `check` holds. */
@@ -834,6 +834,72 @@ describe("Notifier collapse windows on a faked clock", () => {
     mock.timers.runAll();
     await drain();
     assert.deepEqual(sent.map((n) => n.body), ["second"], "the device shows the newest message, not the retried older one");
+  });
+
+  /** The notifier of these tests, reporting what it skips, whose push service answers each try with `answer`. */
+  async function notifierAnswering(answer: (tries: number) => SendOutcome, skips: SkipReason[]): Promise<PushNotification[]> {
+    const tries: PushNotification[] = [];
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser: async () => [endpoint], get: async () => endpoint, removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: { web_push: { kind: "web_push", send: async (_e, n) => (tries.push(n), answer(tries.length)) } },
+      onSkipped: (r) => skips.push(r),
+      options: { collapseWindowMs: WINDOW },
+    });
+    return tries;
+  }
+
+  // A batch whose commit the consumer knows will not happen (its partition moved, or the group dropped
+  // it) is read again by the partition's next owner, which notifies the chat: sent from here as well,
+  // the push came twice.
+  it("sends nothing from a batch the consumer lost uncommitted before the window closed; read here again, it is sent once", async () => {
+    const skips: SkipReason[] = [];
+    const tries = await notifierAnswering(() => ({ ok: true }), skips);
+    const batch = new AbortController();
+    accept("first", batch.signal);
+    const again = lastAccepted!;
+    batch.abort();
+    mock.timers.tick(WINDOW);
+    await drain();
+    assert.deepEqual([tries.length, skips, notifier.pending], [0, ["reassigned"], 0]);
+    notifier.accept(again, new AbortController().signal); // the partition came back here
+    mock.timers.tick(WINDOW);
+    await settled(() => tries.length === 1 && notifier.pending === 0, "the notification of the batch read again");
+    mock.timers.runAll();
+    await drain();
+    assert.equal(tries.length, 1);
+  });
+
+  it("gives up a retry whose batch the consumer lost since the first try; read here again, it is sent", async () => {
+    const skips: SkipReason[] = [];
+    const tries = await notifierAnswering((n) => (n === 1 ? { ok: false, gone: false, retryable: true, status: 503, reason: "unavailable" } : { ok: true }), skips);
+    const batch = new AbortController();
+    accept("first", batch.signal);
+    const again = lastAccepted!;
+    mock.timers.tick(WINDOW);
+    await settled(() => tries.length === 1 && notifier.pending === 1, "the first try, waiting to retry");
+    batch.abort();
+    mock.timers.runAll();
+    await settled(() => notifier.pending === 0, "the retry to end");
+    assert.deepEqual([tries.length, skips], [1, ["reassigned"]]);
+    notifier.accept(again, new AbortController().signal);
+    mock.timers.tick(WINDOW);
+    await settled(() => tries.length === 2 && notifier.pending === 0, "the notification of the batch read again");
+  });
+
+  it("a delivered push whose batch the consumer lost afterwards is not sent again when the batch is read here again", async () => {
+    const tries = await notifierAnswering(() => ({ ok: true }), []);
+    const batch = new AbortController();
+    accept("first", batch.signal);
+    const again = lastAccepted!;
+    mock.timers.tick(WINDOW);
+    await settled(() => tries.length === 1 && notifier.pending === 0, "the push");
+    batch.abort();
+    notifier.accept(again, new AbortController().signal);
+    mock.timers.runAll();
+    await drain();
+    assert.deepEqual([tries.length, notifier.pending], [1, 0]);
   });
 
   it("a retry reads the device's endpoint again: no preview asked meanwhile hides the text, a mute or an unsubscription stops it", async () => {

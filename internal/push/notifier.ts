@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "../pipeline/topics.js";
-import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
+import type { BatchContext, MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import type { PushEndpoint, PushEndpointStore, PushKind, PushNotification, PushProvider, SendOutcome } from "./port.js";
 import { decodeNotificationRequested, type NotificationRequest } from "./records.js";
 
@@ -82,7 +82,10 @@ export interface NotifierDeps {
  * yet sent for good, a newer one of the same chat was made for the device;
  * or its push service is too far behind (see waitingByHost); or the notifier
  * stopped before sending it (a retry waiting for its backoff, or a send not
- * started within drainMs): its record is committed, so it is lost.
+ * started within drainMs): its record is committed, so it is lost; or its
+ * records went back to the queue uncommitted (the partition moved to another
+ * notifier, or this one was dropped from the group): whoever reads them again
+ * sends it.
  */
 export type SkipReason =
   | "online"
@@ -95,7 +98,8 @@ export type SkipReason =
   | "deleted"
   | "superseded"
   | "backlog"
-  | "stopped";
+  | "stopped"
+  | "reassigned";
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -106,8 +110,23 @@ export interface SendResult {
   action: "delivered" | "retry" | "removed" | "dropped";
 }
 
+/**
+ * The batches a notification's records came in (BatchContext.lost of each).
+ * Once one is lost, the partition's next owner reads the records again and
+ * notifies the chat itself: sent from here too, the push would come twice.
+ */
+class Origin {
+  /** A push of it was delivered (to some device): its records are notified, also when read here again. */
+  sent = false;
+  constructor(readonly batches: AbortSignal[]) {}
+  get reassigned(): boolean {
+    return this.batches.some((b) => b.aborted);
+  }
+}
+
 interface Collapsing {
   latest: NotificationRequest;
+  origin: Origin;
   count: number;
   /** The messages counted, so a record the queue delivers again is not counted twice. */
   messageIds: Set<Id>;
@@ -116,6 +135,7 @@ interface Collapsing {
 
 interface Job {
   endpoint: PushEndpoint;
+  origin: Origin;
   notification: PushNotification;
   channelId: Id;
   /** The user is named in it: sent through a mute of the chat. */
@@ -160,9 +180,11 @@ const NOTIFIED_MAX = 100_000;
  *   waiting for their backoff are given up (counted as "stopped"). A batch
  *   is taken whole once there is room, never in part: one a stop leaves
  *   uncommitted comes again to the next notifier, which alone sends it; so
- *   does one waiting for room when a rebalance may move its partition. A
- *   crash still loses what is in memory: push is best effort, the message
- *   itself is in the inbox.
+ *   does one waiting for room when a rebalance may move its partition. What
+ *   it holds from a batch whose commit the queue then drops (BatchContext.lost)
+ *   is not sent: the next owner reads it again and sends it. A crash still
+ *   loses what is in memory: push is best effort, the message itself is in
+ *   the inbox.
  */
 export class Notifier {
   private readonly o: NotifierOptions;
@@ -174,7 +196,7 @@ export class Notifier {
    * its window closed would otherwise open a window of its own and push the
    * same message a second time.
    */
-  private readonly notified = new Map<string, number>();
+  private readonly notified = new Map<string, { until: number; origin: Origin }>();
   private readonly ready: Job[] = [];
   /**
    * Jobs waiting by host: in `ready`, or for a retry. A push service that
@@ -222,7 +244,7 @@ export class Notifier {
     this.subscribing = this.deps.queue.subscribe(
       ConsumerGroups.notifier,
       Topics.notifications,
-      (records, batch) => this.handle(records, batch?.revoked),
+      (records, batch) => this.handle(records, batch),
       { onGiveUp: this.health.consumerStopped, onConsumerTrouble: this.health.consumerTrouble },
     );
     this.sub = await this.subscribing;
@@ -289,7 +311,8 @@ export class Notifier {
     while (this.pending > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
-  private async handle(records: QueueRecord[], revoked?: AbortSignal): Promise<void> {
+  private async handle(records: QueueRecord[], batch?: BatchContext): Promise<void> {
+    const revoked = batch?.revoked;
     // Room first, then the whole batch at once: a batch left uncommitted by a stop comes again to
     // the next notifier, so none of it may have been held here, and sent by the drain, meanwhile.
     // So with one whose partition goes to another notifier while it waits (a rebalance): taken
@@ -298,7 +321,7 @@ export class Notifier {
     // Both leave the batch uncommitted, and are no failure of the stage.
     if (this.draining) throw new Error("notifier stopping");
     if (revoked?.aborted) throw new Error("partition rebalancing: batch left to its next owner");
-    return this.health.run(async () => this.take(records));
+    return this.health.run(async () => this.take(records, batch?.lost));
   }
 
   /** Resolves when room may have been made, or `revoked` aborts. */
@@ -313,7 +336,7 @@ export class Notifier {
     });
   }
 
-  private take(records: QueueRecord[]): void {
+  private take(records: QueueRecord[], lost?: AbortSignal): void {
     for (const record of records) {
       let req: NotificationRequest;
       try {
@@ -328,12 +351,12 @@ export class Notifier {
         this.deps.onSkipped?.("expired");
         continue;
       }
-      this.accept(req);
+      this.accept(req, lost);
     }
   }
 
-  /** Takes one request into its (user, channel) collapse window. */
-  accept(req: NotificationRequest): void {
+  /** Takes one request into its (user, channel) collapse window; `lost`: its batch's (BatchContext). */
+  accept(req: NotificationRequest, lost?: AbortSignal): void {
     if (req.message.senderUserId === req.userId) return;
     // No message is sent empty: this is an inbox copy emptied by a delete for everyone, which a
     // batch the inbox writer handles again hands on. Deletes are never pushed, nor is nothing.
@@ -342,10 +365,20 @@ export class Notifier {
       return;
     }
     this.forgetNotified();
-    if (this.notified.has(`${req.userId}:${req.message.messageId}`)) return;
+    const notified = this.notified.get(`${req.userId}:${req.message.messageId}`);
+    // Unless its batch went back to the queue unsent: this is that batch again (the partition came back here).
+    if (notified && (notified.origin.sent || !notified.origin.reassigned)) return;
     const key = `${req.userId}:${req.message.channelId}`;
-    const c = this.collapsing.get(key);
+    let c = this.collapsing.get(key);
+    if (c?.origin.reassigned) {
+      clearTimeout(c.timer);
+      this.collapsing.delete(key);
+      this.deps.onSkipped?.("reassigned");
+      this.wakeWaiters();
+      c = undefined;
+    }
     if (c) {
+      if (lost && !c.origin.batches.includes(lost)) c.origin.batches.push(lost);
       if (c.messageIds.has(req.message.messageId)) return;
       c.messageIds.add(req.message.messageId);
       c.count++;
@@ -356,17 +389,23 @@ export class Notifier {
       return;
     }
     const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
-    this.collapsing.set(key, { latest: req, count: 1, messageIds: new Set([req.message.messageId]), timer });
+    this.collapsing.set(key, { latest: req, origin: new Origin(lost ? [lost] : []), count: 1, messageIds: new Set([req.message.messageId]), timer });
   }
 
   private flush(key: string): void {
     const c = this.collapsing.get(key);
     if (!c) return;
+    if (c.origin.reassigned) {
+      this.collapsing.delete(key);
+      this.deps.onSkipped?.("reassigned");
+      this.wakeWaiters();
+      return;
+    }
     const until = this.now() + this.o.repeatWindowMs;
-    for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, until);
+    for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, { until, origin: c.origin });
     this.forgetNotified();
     const p = this.health
-      .run(() => this.fanOut(c.latest, c.count))
+      .run(() => this.fanOut(c.latest, c.count, c.origin))
       .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
       .finally(() => {
         this.flushing.delete(p);
@@ -376,7 +415,7 @@ export class Notifier {
     this.collapsing.delete(key);
   }
 
-  private async fanOut(req: NotificationRequest, count: number): Promise<void> {
+  private async fanOut(req: NotificationRequest, count: number, origin: Origin): Promise<void> {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
@@ -409,7 +448,7 @@ export class Notifier {
       }
       const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
-      const job: Job = { endpoint, notification, channelId: req.message.channelId, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
+      const job: Job = { endpoint, origin, notification, channelId: req.message.channelId, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
       if (!this.hasRoomFor(job.host)) {
         skipped("backlog");
         continue;
@@ -486,6 +525,13 @@ export class Notifier {
         this.deps.onSkipped?.("superseded");
         continue;
       }
+      // Checked at each send, a retry's too: the consumer may have learnt only since.
+      if (job.origin.reassigned) {
+        this.dequeue(i);
+        this.finished(job);
+        this.deps.onSkipped?.("reassigned");
+        continue;
+      }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
       if (hostLoad >= this.o.perHostConcurrency) {
         i++;
@@ -520,8 +566,10 @@ export class Notifier {
       outcome = { ok: false, gone: false, retryable: true, reason: String(err) };
     }
     let action: SendResult["action"];
-    if (outcome.ok) action = "delivered";
-    else if (outcome.gone) {
+    if (outcome.ok) {
+      action = "delivered";
+      job.origin.sent = true;
+    } else if (outcome.gone) {
       action = "removed";
       const { userId, deviceId, address } = job.endpoint;
       await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
@@ -608,7 +656,7 @@ export class Notifier {
   /** Forgets the notified messages past their repeat window, and the oldest beyond NOTIFIED_MAX. */
   private forgetNotified(): void {
     const now = this.now();
-    for (const [key, until] of this.notified) {
+    for (const [key, { until }] of this.notified) {
       if (until > now && this.notified.size <= NOTIFIED_MAX) break;
       this.notified.delete(key);
     }

@@ -437,6 +437,49 @@ describe("KafkaQueue", function () {
       }
     });
 
+    /**
+     * A member with `commitIntervalMs` handles v0..v2 at once (no batch in hand when a second member
+     * joins the group and takes the partition); `check` gets the batch's `lost` signal once the second
+     * member reads on, and what that one read, before either stops.
+     */
+    async function handOverAtARebalance(commitIntervalMs: number, check: (lost: AbortSignal, redone: string[]) => Promise<void>): Promise<void> {
+      // Round robin gives the one partition to the member named first: the second.
+      const [own, other] = [openQueue({ clientId: "z-first", commitIntervalMs }), openQueue({ clientId: "a-second" })];
+      const members: Subscription[] = [];
+      try {
+        const [topic, group] = [uniqueName("lost"), uniqueName("g")];
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        let lost: AbortSignal | undefined;
+        members.push(await own.subscribe(group, topic, async (_rs, batch) => void (lost ??= batch!.lost)));
+        await own.publish(topic, ["v0", "v1", "v2"].map((v) => ({ key: "k", value: enc(v) })));
+        await waitFor(() => lost, "the first member's batch handled");
+        assert.equal(lost!.aborted, false, "not lost while its commit may come");
+        const redone: string[] = [];
+        members.push(await other.subscribe(group, topic, async (rs) => void redone.push(...rs.map((r) => dec(r.value)))));
+        await own.publish(topic, [{ key: "k", value: enc("after") }]);
+        await waitFor(() => redone.includes("after"), "the second member to read on", 30_000);
+        await check(lost!, redone);
+      } finally {
+        await Promise.all(members.map((s) => s.stop()));
+        await Promise.all([own.close(), other.close()]);
+      }
+    }
+
+    it("tells a handler that finished a batch when its commit will not come (dropped at a rebalance), and the next owner reads it again", async () => {
+      // The commit interval outlasts the test: the rejoin drops the handled offsets.
+      await handOverAtARebalance(60_000, async (lost, redone) => {
+        assert.deepEqual(redone, ["v0", "v1", "v2", "after"]);
+        await waitFor(() => lost.aborted, "the handler told the batch goes to the next owner");
+      });
+    });
+
+    it("never tells a handler a committed batch is lost", async () => {
+      await handOverAtARebalance(0, async (lost, redone) => {
+        assert.deepEqual(redone, ["after"]);
+        assert.equal(lost.aborted, false);
+      });
+    });
+
     it("stopped while its consumer joins the group, it leaves the group once joined rather than stay in it until the session timeout", async () => {
       // A member holding a batch keeps the group rebalancing (kafkajs rejoins once the batch is done),
       // and so the second member joining, until the test lets the batch go.

@@ -124,7 +124,9 @@ interface PendingPublish {
  * handler that rejects leaves its batch unresolved and uncommitted, the
  * partition is paused for a backoff, and the next fetch starts again at the
  * batch's first offset (never skipped). A batch whose partition was
- * reassigned meanwhile is not committed (the new owner re-reads it). A
+ * reassigned meanwhile is not committed (the new owner re-reads it), and
+ * its `lost` signal aborts, as does that of any handled batch whose offsets
+ * a rebalance dropped before their commit. A
  * rebalance that begins with a batch in hand aborts its `revoked` signal,
  * and what was handled is committed before the consumer rejoins.
  */
@@ -438,8 +440,8 @@ class KafkaSubscription implements Subscription {
   private readonly backoff = new Map<number, number>();
   private readonly resumeTimers = new Set<NodeJS.Timeout>();
   private stopping: Promise<void> | undefined;
-  /** Handled, not yet committed: the next offset of each partition, and the join it was handled in. */
-  private readonly uncommitted = new Map<number, { offset: string; joins: number }>();
+  /** Handled, not yet committed: the next offset of each partition, the join it was handled in, and the chunks' `lost` signals. */
+  private readonly uncommitted = new Map<number, Handled>();
   private commitTimer: NodeJS.Timeout | undefined;
   private commits: Promise<void> = Promise.resolve();
   private batchesInHand = 0;
@@ -489,6 +491,9 @@ class KafkaSubscription implements Subscription {
       this.joins++;
       this.generation = new AbortController();
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
+      // Offsets of the previous join can no longer be committed: their handlers learn it now
+      // (`lost`), not at the next commit, which waits for a record that may not come.
+      if (this.uncommitted.size > 0) void this.commit();
       this.subscribeOptions.onConsumerTrouble?.(undefined);
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
     });
@@ -612,9 +617,11 @@ class KafkaSubscription implements Subscription {
       // A heartbeat that tells of a rebalance is what the handler learns through `revoked`.
       const beating = setInterval(() => void heartbeat().catch(heard), this.heartbeatIntervalMs);
       beating.unref();
+      const lost = new AbortController();
       try {
-        await this.handler(chunk, { revoked: generation.signal });
+        await this.handler(chunk, { revoked: generation.signal, lost: lost.signal });
       } catch (err) {
+        lost.abort(err);
         // Given up for a rebalance (or failed during one): no failure to back off from.
         if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
         // Never skip: this chunk stays unresolved and uncommitted. Pause the partition for a
@@ -643,9 +650,10 @@ class KafkaSubscription implements Subscription {
         // Rebalanced while the handler ran: the partition may be someone else's now. Do not
         // commit for them; whoever owns it re-reads from the last commit (at least once).
         this.options.logger?.info({ group: this.group, topic, partition }, "partition reassigned mid-batch; not committing");
+        lost.abort(new Error(`partition ${partition} reassigned before its commit`));
         return;
       }
-      this.uncommitted.set(partition, { offset: (last + 1n).toString(), joins: this.joins });
+      this.keep(partition, { offset: (last + 1n).toString(), joins: this.joins, lost: [lost] });
       const interval = this.options.commitIntervalMs ?? 100;
       if (interval <= 0) await this.commit();
       else if (!this.stopping) {
@@ -680,9 +688,22 @@ class KafkaSubscription implements Subscription {
   }
 
   /**
+   * Keeps a partition's handled offset for the next commit. A newer one takes the place of one
+   * of the same join, and its commit commits both; one of an earlier join is not committed
+   * any more (whoever owns the partition now reads it again): its chunks are lost.
+   */
+  private keep(partition: number, handled: Handled): void {
+    const prev = this.uncommitted.get(partition);
+    if (prev && prev.joins === handled.joins) handled = { ...handled, lost: [...prev.lost, ...handled.lost] };
+    else if (prev) abortAll(prev, `partition ${partition} rebalanced before its commit`);
+    this.uncommitted.set(partition, handled);
+  }
+
+  /**
    * Commits what was handled since the last commit, in one request. Offsets
    * handled before the latest rebalance, or of partitions this member no
-   * longer owns, are dropped: their owner re-reads from the last commit.
+   * longer owns, are dropped: their owner re-reads from the last commit
+   * (their chunks' `lost` signals abort).
    */
   private commit(viaBatch?: EachBatchPayload["commitOffsetsIfNecessary"]): Promise<void> {
     this.commits = this.commits.then(async () => {
@@ -690,7 +711,11 @@ class KafkaSubscription implements Subscription {
       // commitOffsets returns without committing: leave the offsets for that
       // batch's own commit, or they are lost and done again by the next owner.
       if (!viaBatch && this.stopping && this.batchesInHand > 0) return;
-      const due = [...this.uncommitted].filter(([p, c]) => c.joins === this.joins && this.assigned.has(p));
+      const due: [number, Handled][] = [];
+      for (const [p, c] of this.uncommitted) {
+        if (c.joins === this.joins && this.assigned.has(p)) due.push([p, c]);
+        else abortAll(c, `partition ${p} rebalanced before its commit`);
+      }
       this.uncommitted.clear();
       if (due.length === 0) return;
       try {
@@ -698,7 +723,12 @@ class KafkaSubscription implements Subscription {
         else await this.consumer.commitOffsets(due.map(([partition, c]) => ({ topic: this.topic, partition, offset: c.offset })));
       } catch (err) {
         // Kept for the next commit (unless a newer offset of the partition came meanwhile).
-        for (const [p, c] of due) if (!this.uncommitted.has(p)) this.uncommitted.set(p, c);
+        for (const [p, c] of due) {
+          const newer = this.uncommitted.get(p);
+          if (!newer) this.uncommitted.set(p, c);
+          else if (newer.joins === c.joins) newer.lost.unshift(...c.lost);
+          else abortAll(c, `partition ${p} rebalanced before its commit`);
+        }
         this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; trying again with the next");
       }
     });
@@ -732,12 +762,27 @@ class KafkaSubscription implements Subscription {
         try {
           await this.consumer.disconnect();
         } finally {
+          // What a failed last commit left: the next member of the group reads it again.
+          for (const c of this.uncommitted.values()) abortAll(c, "stopped before its commit");
+          this.uncommitted.clear();
           this.onStopped();
         }
       })();
     }
     return this.stopping;
   }
+}
+
+/** A handled offset not yet committed: the next offset of a partition, the join it was handled in, and the `lost` signals of the chunks it commits. */
+interface Handled {
+  offset: string;
+  joins: number;
+  lost: AbortController[];
+}
+
+function abortAll(handled: Handled, why: string): void {
+  const reason = new Error(why);
+  for (const c of handled.lost) c.abort(reason);
 }
 
 function settle(p: PendingPublish, err?: unknown): void {

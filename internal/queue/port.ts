@@ -36,6 +36,15 @@ export interface BatchContext {
    * batch is in hand (sqlite) pass none.
    */
   revoked: AbortSignal;
+  /**
+   * Aborted once the records of this call are known not to be committed by
+   * this consumer (its partition moved, or this one was dropped from the
+   * group, before their commit; the handler rejected): whoever holds the
+   * partition now, maybe this consumer again, reads them again. Work the
+   * handler left running on them once it resolved (a push sent later) is done
+   * twice unless it is given up then. Never aborted once they are committed.
+   */
+  lost: AbortSignal;
 }
 
 export interface TopicSpec {
