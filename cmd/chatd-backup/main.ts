@@ -22,6 +22,10 @@ const source = exitOnConfigError("backup", () => {
   return dir;
 });
 const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 if (args[0] === "--restore" && args.length === 2 && args[1] && !args[1].startsWith("-")) {
   try {
     const report = restoreDataDir(args[1], source);

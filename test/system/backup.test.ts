@@ -150,6 +150,10 @@ describe("npm run backup: a copy of chatd's data directory", function () {
     const usage = await runBackup(data);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /^usage: npm run backup -- <new directory>/);
+    // Asked for, the usage is an answer, not a failure (and goes where a pager reads it).
+    const help = await runBackup(data, "--help");
+    assert.deepEqual([help.code, help.stderr], [0, ""]);
+    assert.match(help.stdout, /^usage: npm run backup -- <new directory>.*\n.*--restore <backup directory>/);
     assert.deepEqual(readdirSync(base).sort(), ["data", "taken"], "no partial copy left behind");
   });
 });
