@@ -70,9 +70,9 @@ function groupLimit(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
     let reads = 0;
     let allRead!: () => void;
     const readByAll = new Promise<void>((resolve) => (allRead = resolve));
-    store.inGroupsAtLeast = async (userId, n) => {
-      const answer = await original.call(store, userId, n);
-      if (userId === user.userId && n === MAX && reads < adds) {
+    store.inGroupsAtLeast = async (userIds, n) => {
+      const answer = await original.call(store, userIds, n);
+      if (userIds.includes(user.userId) && n === MAX && reads < adds) {
         if (++reads === adds) allRead();
         await readByAll;
       }

@@ -101,11 +101,12 @@ export interface ChannelStore {
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;
   /**
-   * Whether the user is in at least `n` groups (direct chats do not count):
-   * the check of a bound before a join, cheap while the user is in fewer
-   * channels of any kind than that.
+   * Of `userIds`, those in at least `n` groups (direct chats do not count):
+   * the check of a bound before an add and after it, for all the users of
+   * the add at once (Cassandra: one read for them all while each is in fewer
+   * channels of any kind than that, not one per user).
    */
-  inGroupsAtLeast(userId: Id, n: number): Promise<boolean>;
+  inGroupsAtLeast(userIds: readonly Id[], n: number): Promise<Id[]>;
 
   /**
    * Mutes the user's notifications of a channel until `untilMs`, or unmutes

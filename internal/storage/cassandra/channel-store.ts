@@ -49,8 +49,11 @@ const MAX_ATTEMPTS = 32;
 
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
-/** Channel kinds a store remembers (a few MB at most) before it starts over. */
-const KINDS_REMEMBERED = 100_000;
+/**
+ * Partitions one `IN` read names at most: its coordinator reads them side by
+ * side, and an add names at most a group's worth of users.
+ */
+const IN_PARTITIONS = 100;
 
 /** A channel partition as one read saw it: the version fence, the members in join order, the invite code as stored. */
 interface State {
@@ -89,7 +92,6 @@ interface Plan<T> {
  */
 export class CassandraChannelStore implements ChannelStore {
   private readonly q;
-  private readonly kinds = new Map<Id, ChannelKind>();
 
   /** `log` is the channels' message log, whose newest message bounds read positions. */
   constructor(
@@ -126,6 +128,9 @@ export class CassandraChannelStore implements ChannelStore {
       index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
       unindex: `DELETE FROM ${t("user_channels")} USING TIMESTAMP ? WHERE user_id = ? AND channel_id = ?`,
       memberships: `SELECT channel_id FROM ${t("user_channels")} WHERE user_id = ?`,
+      membershipsOf: `SELECT user_id, channel_id FROM ${t("user_channels")} WHERE user_id IN ?`,
+      // role: a query of the static kind alone may not name a member.
+      kindsAsMember: `SELECT kind, role FROM ${ch} WHERE channel_id IN ? AND user_id = ?`,
       putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
       deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
       mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
@@ -306,27 +311,29 @@ export class CassandraChannelStore implements ChannelStore {
       .sort((x, y) => x.joinedAtMs - y.joinedAtMs || cmp(x.channelId, y.channelId));
   }
 
-  async inGroupsAtLeast(userId: Id, n: number): Promise<boolean> {
-    const ids = (await this.db.rows(this.q.memberships, [userId])).map((r) => big(r.get("channel_id")));
+  async inGroupsAtLeast(userIds: readonly Id[], n: number): Promise<Id[]> {
+    const users = [...new Set(userIds)];
+    const listed = new Map<Id, Id[]>(users.map((u) => [u, []]));
+    // Every user's index in one read: an add of many users cost a read per user.
+    for (const some of inParts(users)) {
+      for (const r of await this.db.rows(this.q.membershipsOf, [some])) listed.get(big(r.get("user_id")))?.push(big(r.get("channel_id")));
+    }
     // The index never lists fewer channels than the user is in: below n, no need to look closer.
-    if (ids.length < n) return false;
-    const groups = await mapLimit(ids, FANOUT, async (channelId) => {
-      if ((await this.kindOf(channelId)) !== "group") return false;
-      return (await this.getMember(channelId, userId)) !== undefined;
-    });
-    return groups.filter(Boolean).length >= n;
+    const near = users.filter((u) => listed.get(u)!.length >= n);
+    const past = await mapLimit(near, FANOUT, async (u) => ((await this.groupsAmong(u, listed.get(u)!)) >= n ? [u] : []));
+    return past.flat();
   }
 
-  /** A channel's kind, which never changes: remembered, so counting a user's groups again reads only their member rows. */
-  private async kindOf(channelId: Id): Promise<ChannelKind | undefined> {
-    const known = this.kinds.get(channelId);
-    if (known) return known;
-    const kind = (await this.getChannel(channelId))?.kind;
-    if (kind) {
-      if (this.kinds.size >= KINDS_REMEMBERED) this.kinds.clear();
-      this.kinds.set(channelId, kind);
-    }
-    return kind;
+  /**
+   * How many of the channels the index lists for the user are groups they
+   * are a member of: its rows may name channels left or never joined. Each
+   * member row carries the kind (static), so a read per IN_PARTITIONS of
+   * them, not two per channel.
+   */
+  private async groupsAmong(userId: Id, channelIds: readonly Id[]): Promise<number> {
+    const counts = await mapLimit(inParts(channelIds), FANOUT, async (some) =>
+      (await this.db.rows(this.q.kindsAsMember, [some, userId])).filter((r) => r.get("kind") === "group").length);
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
@@ -556,6 +563,13 @@ export class CassandraChannelStore implements ChannelStore {
 }
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** `ids` in lists of IN_PARTITIONS at most, for the `IN ?` of one read each. */
+function inParts(ids: readonly Id[]): Id[][] {
+  const parts: Id[][] = [];
+  for (let i = 0; i < ids.length; i += IN_PARTITIONS) parts.push(ids.slice(i, i + IN_PARTITIONS));
+  return parts;
+}
 
 /** The member rows of a channel partition (a static-only row has no user_id), in join order. */
 function inJoinOrder(rows: Row[], channelId: Id): MemberRecord[] {

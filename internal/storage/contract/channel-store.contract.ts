@@ -137,6 +137,26 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
       });
     });
 
+    describe("inGroupsAtLeast", () => {
+      it("names, of the users asked about at once, those in at least n groups; direct chats and groups left do not count", async () => {
+        const [busy, left, fresh] = [uniqueId(), uniqueId(), uniqueId()];
+        for (let i = 0; i < 3; i++) {
+          const { c } = await newGroup(1);
+          await s.addMembers(c.channelId, [{ ...member(c), userId: busy }, { ...member(c), userId: left }], 100);
+        }
+        const { c: gone } = await newGroup(1);
+        await s.addMembers(gone.channelId, [{ ...member(gone), userId: left }], 100);
+        await s.removeMember(gone.channelId, left);
+        await s.getOrCreateDirect(channel("direct", left), left, uniqueId());
+        await s.getOrCreateDirect(channel("direct", left), left, uniqueId());
+        const sorted = (ids: Id[]) => [...ids].sort((x, y) => (x < y ? -1 : 1));
+        assert.deepStrictEqual(sorted(await s.inGroupsAtLeast([busy, left, fresh, busy], 3)), sorted([busy, left]));
+        assert.deepStrictEqual(await s.inGroupsAtLeast([busy, left, fresh], 4), []);
+        assert.deepStrictEqual(await s.inGroupsAtLeast([fresh], 0), [fresh]);
+        assert.deepStrictEqual(await s.inGroupsAtLeast([], 1), []);
+      });
+    });
+
     describe("addMembers", () => {
       it("adds new members after the existing ones and returns who was added", async () => {
         const { c, members } = await newGroup(1);

@@ -250,8 +250,8 @@ export class SqliteChannelStore implements ChannelStore {
     return (this.s.memberships.all(userId) as Row[]).map(toMember);
   }
 
-  async inGroupsAtLeast(userId: Id, n: number): Promise<boolean> {
-    return Number((this.s.groupCount.get(userId) as Row).n) >= n;
+  async inGroupsAtLeast(userIds: readonly Id[], n: number): Promise<Id[]> {
+    return [...new Set(userIds)].filter((userId) => Number((this.s.groupCount.get(userId) as Row).n) >= n);
   }
 
   async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
