@@ -229,11 +229,16 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
-    async refresh(req) {
+    async refresh(req, ctx) {
       // Held to its account's rate before it rotates: every rotation, a retry's too, stores a used
       // token kept for the token's life, and nothing else bounds how fast a holder asks.
       const owner = await refresh.owner(req.refreshToken);
       if (owner !== undefined) deps.limits?.takeCall(owner);
+      // A token nobody was issued (made up, or forgotten) has no account to hold it to, yet its take
+      // below still costs the store (on SQLite the write lock, shared with every message write, and
+      // a sweep of expired used tokens): those are held to the address's allowance of sign-ins.
+      // Devices behind one NAT present tokens that have an owner.
+      else deps.limits?.takeAuth(clientAddress(ctx));
       const next = await refresh.rotate(req.refreshToken);
       const { userId, deviceId } = next.record;
       const user = await deps.accounts.getUser(userId);

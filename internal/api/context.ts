@@ -49,7 +49,8 @@ const PUBLIC_METHODS = new Set(["chat.v1.AuthService/SignUp", "chat.v1.AuthServi
  * for a password change), and an account's own rate would let every account
  * made run dozens a second. Refresh is not: it costs one lookup, its token
  * cannot be guessed, and every device behind a carrier's NAT refreshes
- * through the same address.
+ * through the same address (one with a token nobody was issued is, in
+ * auth-service.ts).
  */
 const HASHING_METHODS = new Set([
   "chat.v1.AuthService/SignUp",

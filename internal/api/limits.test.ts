@@ -106,6 +106,23 @@ describe("api: limits", () => {
       await api.anon.auth.refresh({ refreshToken: second });
     });
 
+    it("holds Refresh with a token nobody was issued to the address's sign-in allowance, before it is taken; one with an owner is not", async () => {
+      await start({ authPerSec: 1, authBurst: 2 });
+      const me = await api.signUp("jack");
+      let takes = 0;
+      const take = api.storage.accounts.takeRefreshToken;
+      api.storage.accounts.takeRefreshToken = (...args) => (takes++, take.apply(api.storage.accounts, args));
+      const from = (ip: string) => api.clients(undefined, ip).auth;
+      for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => from("10.0.0.1").refresh({ refreshToken: `made-up-${i}` }))).code, Code.Unauthenticated);
+      const err = await rpcError(() => from("10.0.0.1").refresh({ refreshToken: "made-up-2" }));
+      assert.deepEqual([err.code, err.chatCode], [Code.ResourceExhausted, "ERROR_CODE_RATE_LIMITED"]);
+      assert.match(err.rawMessage, /from this address/);
+      assert.equal(takes, 2, "refused before the store was asked to take it");
+      // A device behind the same address refreshes on its account's rate; another address has its own allowance.
+      await from("10.0.0.1").refresh({ refreshToken: me.refreshToken });
+      assert.equal((await rpcError(() => from("10.0.0.2").refresh({ refreshToken: "made-up-3" }))).code, Code.Unauthenticated);
+    });
+
     it("checks the token first: a call without one is UNAUTHENTICATED, not counted", async () => {
       await start({ callsPerSec: 1, callBurst: 1 });
       const alice = await api.signUp("alice");
