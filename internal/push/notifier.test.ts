@@ -669,7 +669,8 @@ describe("Notifier collapse windows on a faked clock", () => {
     } as unknown as PushEndpointStore;
     const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
     await notifier.stop();
-    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, now: () => now, options: { collapseWindowMs: WINDOW } });
+    // One try each: what counts is that every fan-out fails.
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, now: () => now, options: { collapseWindowMs: WINDOW, maxAttempts: 1 } });
     const healthy = () => notifier.health.check().then(() => true, () => false);
 
     accept("first");
@@ -682,6 +683,38 @@ describe("Notifier collapse windows on a faked clock", () => {
     mock.timers.tick(WINDOW);
     await settled(() => sent.length === 1, "the notification once the store answers");
     assert.equal(await healthy(), true);
+  });
+
+  it("reads the endpoint store again, with backoff, when it is away at a window's close: the push goes once it answers; a stop ends the wait", async () => {
+    const skips: SkipReason[] = [];
+    let failures = 2;
+    let asked = 0;
+    const endpoints = {
+      listForUser: async () => {
+        asked++;
+        if (failures-- > 0) throw new Error("endpoint store unreachable");
+        return [endpoint];
+      },
+      removeIfAddress: async () => false,
+    } as unknown as PushEndpointStore;
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
+    await notifier.stop();
+    const options = { collapseWindowMs: WINDOW, backoffBaseMs: 100, backoffMaxMs: 100 };
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, onSkipped: (r) => skips.push(r), options });
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => asked === 1, "the first read");
+    mock.timers.tick(100);
+    await settled(() => asked === 2, "the second read");
+    mock.timers.tick(100);
+    await settled(() => sent.length === 1 && notifier.pending === 0, "the push once the store answers");
+
+    failures = Infinity;
+    accept("second");
+    mock.timers.tick(WINDOW);
+    await settled(() => asked === 4, "the next window's first read");
+    await notifier.stop();
+    assert.deepEqual([sent.length, notifier.pending, skips], [1, 0, ["stopped"]]);
   });
 
   it("a message after a window closed opens a window of its own: one more notification, at the end of that window", async () => {

@@ -207,6 +207,8 @@ export class Notifier {
    */
   private readonly waitingByHost = new Map<string, number>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Fan-outs waiting to read the endpoint store again (see pause). */
+  private readonly pauses = new Set<() => void>();
   /**
    * The newest notification of each (device, chat) still being sent or
    * retried. An older one retried after it would replace it on the device
@@ -271,6 +273,7 @@ export class Notifier {
     // for room that only a finished send would make: it must leave now (its
     // batch uncommitted, so it comes again).
     this.wakeWaiters();
+    for (const wake of this.pauses) wake();
     // Stopped while joining: the subscription is stopped once it exists, not left to consume.
     const sub = this.sub ?? (await this.subscribing?.catch(() => undefined));
     await sub?.stop();
@@ -415,12 +418,24 @@ export class Notifier {
     this.collapsing.delete(key);
   }
 
-  private async fanOut(req: NotificationRequest, count: number, origin: Origin): Promise<void> {
+  private async fanOut(req: NotificationRequest, count: number, origin: Origin, attempt = 1): Promise<void> {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
     if (!req.mentioned && (await this.channelMuted(req.userId, req.message.channelId))) return skipped("channel_muted");
-    const endpoints = await this.deps.endpoints.listForUser(req.userId);
+    let endpoints: PushEndpoint[];
+    try {
+      endpoints = await this.deps.endpoints.listForUser(req.userId);
+    } catch (err) {
+      // Nothing is under way yet, so all of it can go again, asked anew (online, muted): its record
+      // is committed, and a store away for seconds (a node restarting) cost every push due meanwhile.
+      if (attempt >= this.o.maxAttempts || this.draining) throw err;
+      // A failure all the same, for the stall clock of /healthz.
+      await this.health.run(() => Promise.reject(err)).catch(() => {});
+      this.deps.logger?.debug({ err, attempt }, "push endpoints unreadable: trying again");
+      if (!(await this.pause(this.backoff(attempt)))) return skipped("stopped");
+      return this.fanOut(req, count, origin, attempt + 1);
+    }
     if (endpoints.length === 0) skipped("no_endpoint");
     // A device whose login cannot be checked gets nothing (it may be logged
     // out), the others theirs; the failure is thrown once they are under way.
@@ -470,6 +485,23 @@ export class Notifier {
       this.deps.logger?.warn({ err }, "channel mutes unreadable: notifying anyway");
       return false;
     }
+  }
+
+  /** Resolves true after `ms`, or false at once when stop() begins (or began). */
+  private pause(ms: number): Promise<boolean> {
+    if (this.draining) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const wake = () => {
+        clearTimeout(t);
+        this.pauses.delete(wake);
+        resolve(false);
+      };
+      const t = setTimeout(() => {
+        this.pauses.delete(wake);
+        resolve(true);
+      }, ms);
+      this.pauses.add(wake);
+    });
   }
 
   /** Makes `job` the newest of its (device, chat); an older one not yet sent for good is given up. */
