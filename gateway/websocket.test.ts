@@ -198,6 +198,23 @@ describe("websocket gateway", () => {
         server.closeAllConnections();
         await new Promise((r) => server.close(r));
       });
+
+      it(`${what}: lets the socket go once answered, though the client keeps its side open`, async () => {
+        const { server, gateway, accepted, port } = await refusedGateway();
+        const client = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+        client.on("error", () => undefined);
+        client.write(request);
+        try {
+          await new Promise((r) => client.once("data", r));
+          // A half-open socket held for good is a descriptor a client could take by the thousand.
+          await waitFor(() => accepted.length === 1 && accepted[0]!.destroyed, "the server's socket closed", 2_000);
+        } finally {
+          client.destroy();
+          await gateway.close();
+          server.closeAllConnections();
+          await new Promise((r) => server.close(r));
+        }
+      });
     }
   });
 });

@@ -248,6 +248,9 @@ function destroyOnError(this: Duplex): void {
 function refuse(socket: Duplex, status: string, why = ""): void {
   const body = why && `${why}\n`;
   const head = body ? `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` : "";
+  // The HTTP server's sockets are half-open capable: end() alone sent our FIN and then waited for
+  // the client's, so a client that never closed its side held the socket (a descriptor) for good.
+  socket.once("finish", () => socket.destroy());
   socket.end(`HTTP/1.1 ${status}\r\n${head}Connection: close\r\n\r\n${body}`);
 }
 
