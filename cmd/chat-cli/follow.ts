@@ -2,8 +2,9 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { CliError, describe, isTransient, type Session } from "./client.js";
 
 // internal/model/close-codes.ts
@@ -188,6 +189,22 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
   };
 
+  /**
+   * I left the chat (on another device), or was taken out: nothing more
+   * comes for it, and following on in silence looked like a quiet chat.
+   * Asked of the server after what came before is printed: a LEFT followed
+   * at once by a new add leaves me in it.
+   */
+  const left = () =>
+    step(async () => {
+      try {
+        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal }));
+      } catch (err) {
+        if (err instanceof ConnectError && err.code === Code.PermissionDenied) throw new CliError("you are no longer a member of this chat (taken out, or you left it); stopped following");
+        throw err;
+      }
+    });
+
   let refused = false;
   while (!signal.aborted) {
     let token: string;
@@ -214,7 +231,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       step(() => fill());
     };
     const url = opts.wsUrl ?? wsUrl(session.login.server);
-    const { code, httpStatus } = await connectOnce(url, session, token, take, welcomed, signal, opts);
+    const { code, httpStatus } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
     if (signal.aborted) break;
     if (httpStatus !== undefined && refusedForGood(httpStatus)) {
       throw new CliError(`${url} answered HTTP ${httpStatus}, not a chat WebSocket (a cluster serves it on a gateway: --ws ws://host:8090/ws)`);
@@ -268,6 +285,7 @@ function connectOnce(
   token: string,
   take: (m: Message[]) => void,
   welcomed: (serverTimeMs: number) => void,
+  left: () => void,
   signal: AbortSignal,
   opts: FollowOptions,
 ): Promise<{ code: number; httpStatus?: number }> {
@@ -363,6 +381,10 @@ function connectOnce(
         if (later) scheduleReauthenticate(asked.sinceMs, k.value.retryAfterMs || REAUTHENTICATE_RETRY_MS);
         else opts.status(`server: ${k.value.message}`);
         asked = undefined;
+        return;
+      }
+      if (k.case === "channel" && k.value.kind === ChannelEventKind.LEFT && k.value.userId === session.userId && k.value.channel?.channelId === opts.channelId) {
+        left();
         return;
       }
       if (k.case === "syncBatch" && k.value.expiredThrough > 0n) {

@@ -43,6 +43,7 @@ Commands:
                                  someone who joined with the invite link)
   follow <chat>                  print a chat's new messages and notes, edits (✎),
                                  deletes (✗) and reactions (☺) live until Ctrl+C
+                                 (or until you are no longer in the group: exit 1)
   search <chat> <words...>       print a chat's messages with every word, newest first
   group <title> <@user...>       create a group with these members
   members <group>                a group's members: each one's role (owner, admin or

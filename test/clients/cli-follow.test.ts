@@ -337,3 +337,30 @@ describe("chat-cli follow through a network that goes silent", function () {
     await follower.printed("while silent\n");
   });
 });
+
+describe("chat-cli follow of a group I am no longer in", function () {
+  this.timeout(120_000);
+  const h = harness();
+
+  it("stops with exit 1, saying so, when I am taken out of the group or leave it with another chat-cli", async () => {
+    const { me, peer } = await h.pair();
+    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+    const { channelId } = (await peer.api.channels.createGroup({ title: "Crew", memberUserIds: [myId] })).channel!;
+    const follower = h.follow(me, String(channelId), "--last", "0");
+    await follower.started();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "c1", text: "live" });
+    await follower.printed("live\n");
+
+    // Before, it went on following a chat nothing came for any more, as if it were only quiet.
+    await peer.api.channels.removeMember({ channelId, userId: myId });
+    await follower.said(/no longer a member of this chat/);
+    assert.equal(await follower.exited, 1, follower.err);
+
+    await peer.api.channels.addMembers({ channelId, userIds: [myId] });
+    const again = h.follow(me, String(channelId), "--last", "0");
+    await again.started();
+    await me.ok("leave", String(channelId));
+    await again.said(/no longer a member of this chat/);
+    assert.equal(await again.exited, 1, again.err);
+  });
+});
