@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { Id } from "../model/types.js";
+import { scratchCassandra } from "../../test/support/cassandra.js";
+import type { ApiDeps } from "./deps.js";
 import { holdNext, TestApi } from "./testkit.js";
 
 /**
@@ -69,51 +72,61 @@ describe("api: friend requests crossing", () => {
     assert.equal((await fromA).state, FriendshipState.REQUEST_SENT);
     assert.equal((await a.c.users.listFriendRequests({})).requests.length, 2);
   });
+});
 
-  describe("limits under a burst", () => {
-    const MAX = 2;
-    const BURST = 5;
-    beforeEach(async () => {
-      await api.close();
-      api = await TestApi.start({ friendLimits: { maxFriends: MAX, maxPendingRequests: MAX } });
-    });
+/** Friend limits against calls that all pass their read before any writes, on `start`'s account store. */
+function limitsUnderBurst(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
+  const MAX = 2;
+  const BURST = 5;
+  let api: TestApi;
+  afterEach(async () => api.close());
+  const signUp = () => api.signUp(`f${randomBytes(5).toString("hex")}`);
 
-    it("holds a user's waiting requests when many send at the same moment and all pass its read", async () => {
-      const target = await api.signUp();
-      const senders = [];
-      for (let i = 0; i < BURST; i++) senders.push(await api.signUp());
-      const restore = readsTogether(api.storage.accounts, "listFriendRequests", target.userId, BURST);
-      try {
-        onlyLimitRefusals(await Promise.allSettled(senders.map((s) => s.c.users.sendFriendRequest({ userId: target.userId }))));
-      } finally {
-        restore();
-      }
-      const waiting = (await target.c.users.listFriendRequests({})).requests.length;
-      assert.ok(waiting <= MAX, `${waiting} requests waiting, past ${MAX}`);
-      // What the racing requests undid leaves the room they found.
-      for (const s of senders.slice(0, MAX - waiting)) await s.c.users.sendFriendRequest({ userId: target.userId });
-      assert.equal((await target.c.users.listFriendRequests({})).requests.length, MAX);
-    });
+  it("holds a user's waiting requests when many send at the same moment and all pass its read", async () => {
+    api = await start({ friendLimits: { maxFriends: MAX, maxPendingRequests: MAX } });
+    const target = await signUp();
+    const senders = [];
+    for (let i = 0; i < BURST; i++) senders.push(await signUp());
+    const restore = readsTogether(api.deps.accounts, "listFriendRequests", target.userId, BURST);
+    try {
+      onlyLimitRefusals(await Promise.allSettled(senders.map((s) => s.c.users.sendFriendRequest({ userId: target.userId }))));
+    } finally {
+      restore();
+    }
+    const waiting = (await target.c.users.listFriendRequests({})).requests.length;
+    assert.ok(waiting <= MAX, `${waiting} requests waiting, past ${MAX}`);
+    // What the racing requests undid leaves the room they found.
+    for (const s of senders.slice(0, MAX - waiting)) await s.c.users.sendFriendRequest({ userId: target.userId });
+    assert.equal((await target.c.users.listFriendRequests({})).requests.length, MAX);
+  });
 
-    it("holds a user's friends when many accept at the same moment and all pass its read, the requests left waiting", async () => {
-      await api.close();
-      api = await TestApi.start({ friendLimits: { maxFriends: MAX, maxPendingRequests: 10 } });
-      const user = await api.signUp();
-      const others = [];
-      for (let i = 0; i < BURST; i++) {
-        const other = await api.signUp();
-        await user.c.users.sendFriendRequest({ userId: other.userId });
-        others.push(other);
-      }
-      const restore = readsTogether(api.storage.accounts, "listFriends", user.userId, BURST);
-      try {
-        onlyLimitRefusals(await Promise.allSettled(others.map((o) => o.c.users.respondFriendRequest({ userId: user.userId, accept: true }))));
-      } finally {
-        restore();
-      }
-      const friends = (await user.c.users.listFriends({})).friends.length;
-      assert.ok(friends <= MAX, `${friends} friends, past ${MAX}`);
-      assert.equal((await user.c.users.listFriendRequests({})).requests.length, BURST - friends, "a refused acceptance leaves its request waiting");
-    });
+  it("holds a user's friends when many accept at the same moment and all pass its read, the requests left waiting", async () => {
+    api = await start({ friendLimits: { maxFriends: MAX, maxPendingRequests: 10 } });
+    const user = await signUp();
+    const others = [];
+    for (let i = 0; i < BURST; i++) {
+      const other = await signUp();
+      await user.c.users.sendFriendRequest({ userId: other.userId });
+      others.push(other);
+    }
+    const restore = readsTogether(api.deps.accounts, "listFriends", user.userId, BURST);
+    try {
+      onlyLimitRefusals(await Promise.allSettled(others.map((o) => o.c.users.respondFriendRequest({ userId: user.userId, accept: true }))));
+    } finally {
+      restore();
+    }
+    const friends = (await user.c.users.listFriends({})).friends.length;
+    assert.ok(friends <= MAX, `${friends} friends, past ${MAX}`);
+    assert.equal((await user.c.users.listFriendRequests({})).requests.length, BURST - friends, "a refused acceptance leaves its request waiting");
+  });
+}
+
+describe("api: friend limits under a burst", function () {
+  this.timeout(60_000);
+  describe("on SQLite", () => limitsUnderBurst((overrides) => TestApi.start(overrides)));
+  describe("on Cassandra", () => {
+    const cassandra = scratchCassandra();
+    // Accounts on Cassandra (the lists are the store's); the rest stays on SQLite.
+    limitsUnderBurst((overrides) => TestApi.start({ ...overrides, accounts: cassandra().accounts }));
   });
 });
