@@ -220,6 +220,24 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("creates a topic whose leader the broker does not know yet when asked (UNKNOWN_TOPIC_OR_PARTITION: a broker just restarted), rather than failing", async () => {
+      const topic = uniqueName("lagging");
+      const admin = (queue as unknown as { admin: kafkajs.Admin }).admin;
+      const [create, list] = [admin.createTopics.bind(admin), admin.listTopics.bind(admin)];
+      // Created, then the wait for its leader answered as a broker that has not caught up does.
+      admin.createTopics = async (o) => {
+        await create({ ...o, waitForLeaders: false });
+        throw Object.assign(new Error("This server does not host this topic-partition"), { type: "UNKNOWN_TOPIC_OR_PARTITION", code: 3 });
+      };
+      admin.listTopics = async () => (await list()).filter((t) => t !== topic);
+      try {
+        await queue.ensureTopics([{ topic, partitions: 2 }]);
+      } finally {
+        [admin.createTopics, admin.listTopics] = [create, list];
+      }
+      await queue.publish(topic, [{ key: "k", value: enc("v") }]);
+    });
+
     it("says it created only the topics it did: one another process created meanwhile is not among them", async () => {
       const [theirs, mine] = [uniqueName("theirs"), uniqueName("mine")];
       await queue.ensureTopics([{ topic: theirs, partitions: 1 }]);

@@ -224,6 +224,9 @@ export class KafkaQueue implements MessageQueue {
         ],
       });
     } catch (err) {
+      // Created, and waiting for its leader the broker answered it knows no such topic (a broker
+      // just started or restarted): topicMetadata waits that out.
+      if ((err as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION") return true;
       // A refusal other than "exists" (kafkajs answers that one with false), for a topic that exists
       // by now all the same: another process created it while this one asked.
       if ((await this.admin.listTopics()).includes(t.topic)) return false;
