@@ -90,6 +90,10 @@ describe("web client in headless Chromium", function () {
       alice = await newPage("alice");
       await signUpInPage(alice.page, chatd.httpUrl, aliceName, password, "Alice Liddell");
       assert.equal(await alice.page.getByTestId("me").textContent(), "Alice Liddell");
+      // Shown whole, not "A…" squeezed by the header's buttons, and the status beside it, not over the username.
+      const name = await alice.page.getByTestId("me").evaluate((el) => ({ whole: el.scrollWidth <= el.clientWidth, right: el.parentElement!.getBoundingClientRect().right }));
+      assert.ok(name.whole, "the display name is not cut");
+      assert.ok(name.right <= (await alice.page.getByTestId("connection").boundingBox())!.x, "the name and username end before the connection status");
       const creds = await storedCredentials(alice.page);
       assert.ok(creds?.accessToken && creds.refreshToken, "tokens are kept in localStorage");
 
