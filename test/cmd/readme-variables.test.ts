@@ -43,7 +43,52 @@ function documented(name: string): boolean {
   return false;
 }
 
+/** Each variable's defaults as the code writes them: literal ones, and whether any is computed (not checked then). */
+function defaultsRead(): Map<string, { literal: Set<string>; computed: boolean }> {
+  const found = new Map<string, { literal: Set<string>; computed: boolean }>();
+  for (const file of ["cmd", "internal", "gateway"].flatMap(sources)) {
+    for (const m of readFileSync(file, "utf8").matchAll(/\.(int|string|oneOf|list)\(\s*"(CHAT_\w+)",\s*([^,]*),?/g)) {
+      const entry = found.get(m[2]) ?? { literal: new Set<string>(), computed: false };
+      found.set(m[2], entry);
+      const arg = m[3].trim();
+      const literal = /^[\d_ *]+$/.test(arg)
+        ? String(arg.replaceAll("_", "").split("*").reduce((a, b) => a * Number(b), 1))
+        : (/^"([^"]*)"$/.exec(arg) ?? /^\["([^"]*)"\]$/.exec(arg))?.[1];
+      if (literal === undefined) entry.computed = true;
+      else entry.literal.add(literal);
+    }
+  }
+  return found;
+}
+
+/** The tables' rows whose defaults are plain values: [variable, default] (`A` / `B` | `1` / `2` pairs them up). */
+function documentedDefaults(): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (const line of readme.split("\n").filter((l) => l.startsWith("| `CHAT_"))) {
+    const cells = line.split("|").map((c) => c.trim());
+    const defaults = (cells.length > 5 ? cells[3] : cells[2]).replace(/\s*\(.*\)$/, "").split(" / ");
+    const names = cells[1].split(" / ");
+    const value = (cell: string) => /^`([^`]*)`$/.exec(cell)?.[1];
+    if (names.length !== defaults.length || !names.every(value) || !defaults.every(value)) continue;
+    const group = value(names[0])!.split("_").slice(0, 2).join("_");
+    names.forEach((n, i) => {
+      const name = value(n)!.startsWith("_") ? group + value(n) : value(n)!;
+      if (!name.includes("*")) pairs.push([name, value(defaults[i])!]);
+    });
+  }
+  return pairs;
+}
+
 describe("README: the configuration tables", () => {
+  it("give each variable a default the code has", () => {
+    const code = defaultsRead();
+    const documented = documentedDefaults();
+    const checked = documented.filter(([name]) => code.has(name) && !code.get(name)!.computed);
+    assert.ok(checked.length > 30, `checked only ${checked.length} defaults: the README's tables or the readers moved`);
+    const wrong = checked.filter(([name, value]) => !code.get(name)!.literal.has(value));
+    assert.deepEqual(wrong.map(([name, value]) => `${name}: README ${value}, code ${[...code.get(name)!.literal].join(" or ")}`), []);
+  });
+
   it("documents every variable the code reads", () => {
     const read = variablesRead();
     assert.ok(read.size > 50, `found only ${read.size} variables: the scan is broken`);
