@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import WebSocket from "ws";
 import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
 import { waitFor } from "../test/support/wait.js";
-import { PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
+import { JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 
 /** A gateway on loopback whose host hands each session's sink to the test. */
 async function gatewayWithSinks(): Promise<{ server: Server; url: string; sinks: SessionSink[]; gateway: WebSocketGateway }> {
@@ -143,6 +143,23 @@ describe("websocket gateway", () => {
       const odd = await dial();
       odd.sink.close(1006, "abnormal");
       assert.deepStrictEqual(await odd.closed, { code: 1011, reason: "abnormal" });
+    } finally {
+      await gateway.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("takes the framing the client offers first when it offers both", async () => {
+    const { server, url, gateway } = await gatewayWithSinks();
+    const picked = async (protocols: string[]) => {
+      const ws = new WebSocket(url, [...protocols, "bearer.x"]);
+      await new Promise((r) => ws.once("open", r));
+      ws.close();
+      return ws.protocol;
+    };
+    try {
+      assert.equal(await picked([PROTO_SUBPROTOCOL, JSON_SUBPROTOCOL]), PROTO_SUBPROTOCOL);
+      assert.equal(await picked([JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL]), JSON_SUBPROTOCOL);
     } finally {
       await gateway.close();
       await new Promise((r) => server.close(r));

@@ -45,11 +45,9 @@ export class WebSocketGateway {
       maxPayload: options.maxFrameBytes,
       perMessageDeflate: false,
       clientTracking: false,
-      handleProtocols: (protocols) => {
-        if (protocols.has(JSON_SUBPROTOCOL)) return JSON_SUBPROTOCOL;
-        if (protocols.has(PROTO_SUBPROTOCOL)) return PROTO_SUBPROTOCOL;
-        return false;
-      },
+      // The client lists its sub-protocols by preference (RFC 6455 4.1): one offering both framings
+      // was given JSON, the debugging one, even when it asked for binary first.
+      handleProtocols: (protocols) => [...protocols].find((p) => p === PROTO_SUBPROTOCOL || p === JSON_SUBPROTOCOL) ?? false,
     });
     if (options.registry) {
       this.metrics = {
