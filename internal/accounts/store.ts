@@ -121,6 +121,12 @@ export interface AccountStore {
   listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]>;
   /** Who blocked the user, by user id. */
   listBlockers(userId: Id): Promise<Id[]>;
+  /**
+   * Of `among`, those who blocked the user, by user id: what an add checks,
+   * reading the rows of those users alone (anyone may block a user, so
+   * listBlockers has no bound).
+   */
+  blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]>;
   /** Which of the pair blocked the other: none, one or both of them. */
   blockersBetween(a: Id, b: Id): Promise<Id[]>;
 }

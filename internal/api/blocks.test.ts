@@ -150,6 +150,26 @@ describe("api: blocking users", () => {
     assert.equal(mine.memberCount, 2);
   });
 
+  it("checks an add against the blocks of the users it adds alone, however many blocked the caller", async () => {
+    api = await TestApi.start();
+    const [me, a, b] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    for (let i = 0; i < 20; i++) await (await api.signUp()).c.users.blockUser({ userId: me.userId });
+    // Anyone may block a user: a read of all who did has no bound (on Cassandra a whole partition, twice per add).
+    const store = api.deps.accounts;
+    let blockersRead = 0;
+    const counted = <A extends unknown[]>(f: (...args: A) => Promise<Id[]>) => async (...args: A) => {
+      const ids = await f.apply(store, args);
+      blockersRead += ids.length;
+      return ids;
+    };
+    store.listBlockers = counted(store.listBlockers);
+    store.blockersAmong = counted(store.blockersAmong);
+    const group = (await me.c.channels.createGroup({ title: "g", memberUserIds: [a.userId] })).channel!;
+    await me.c.channels.addMembers({ channelId: group.channelId, userIds: [b.userId] });
+    assert.equal((await me.c.channels.listMembers({ channelId: group.channelId })).members.length, 3);
+    assert.equal(blockersRead, 0, `${blockersRead} blockers read for adds of users who blocked nobody`);
+  });
+
   it("hides each side's presence from the other, both ways, and pushes offline without last seen at once", async () => {
     api = await TestApi.start({ presence: everyoneOnline });
     const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];

@@ -68,7 +68,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
    */
   async function withoutRefused(channelId: Id, by: Id, added: readonly Id[]): Promise<Id[]> {
     if (added.length === 0) return [];
-    const [users, blockers, past] = await Promise.all([accounts.getUsers(added), accounts.listBlockers(by), pastGroupLimit(added)]);
+    const [users, blockers, past] = await Promise.all([accounts.getUsers(added), accounts.blockersAmong(by, added), pastGroupLimit(added)]);
     const blocking = new Set(blockers);
     const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id)), ...past]);
     for (const userId of refused) await channels.removeMember(channelId, userId);
@@ -148,8 +148,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
    * does not split groups.
    */
   async function refuseBlockers(me: Id, userIds: readonly Id[]): Promise<void> {
-    const blockers = new Set(await accounts.listBlockers(me));
-    const refusing = userIds.filter((id) => blockers.has(id));
+    const refusing = userIds.length === 0 ? [] : await accounts.blockersAmong(me, userIds);
     if (refusing.length > 0) throw new ChatError("blocked", `these users blocked you: you cannot add them: ${refusing.join(", ")}`);
   }
 

@@ -227,9 +227,9 @@ describe("api: ChannelService", () => {
     let afterLook: (() => Promise<void>) | undefined;
     const accounts = new Proxy({} as AccountStore, {
       get: (_, key) => {
-        if (key === "listBlockers") {
-          return async (id: Id) => {
-            const blockers = await store.listBlockers(id);
+        if (key === "blockersAmong") {
+          return async (id: Id, among: readonly Id[]) => {
+            const blockers = await store.blockersAmong(id, among);
             const hook = afterLook;
             afterLook = undefined;
             await hook?.();

@@ -106,6 +106,7 @@ export class CassandraAccountStore implements AccountStore {
       block: `SELECT at_ms FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
       blocks: `SELECT blocked_user_id, at_ms FROM ${t("blocks")} WHERE user_id = ?`,
       blockers: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ?`,
+      blockersAmong: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id IN ?`,
     };
   }
 
@@ -407,6 +408,13 @@ export class CassandraAccountStore implements AccountStore {
 
   async listBlockers(userId: Id): Promise<Id[]> {
     return (await this.db.rows(this.q.blockers, [userId])).map((r) => big(r.get("blocker_user_id")));
+  }
+
+  async blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]> {
+    const asked = [...new Set(among)];
+    if (asked.length === 0) return [];
+    // Rows of the users named alone, in clustering order (by user id, as the SQLite adapter returns them).
+    return (await this.db.rows(this.q.blockersAmong, [userId, asked])).map((r) => big(r.get("blocker_user_id")));
   }
 
   async blockersBetween(a: Id, b: Id): Promise<Id[]> {

@@ -501,6 +501,18 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.listBlockers(a.userId), []);
       });
 
+      it("blockersAmong names, of the users asked about, those who blocked the user, by user id", async () => {
+        const [a, b, c, d] = [await newUser(), await newUser(), await newUser(), await newUser()];
+        await s.putBlock(c.userId, a.userId, 1000);
+        await s.putBlock(b.userId, a.userId, 1000);
+        await s.putBlock(a.userId, d.userId, 1000);
+        assert.deepStrictEqual(await s.blockersAmong(a.userId, [d.userId, c.userId, b.userId, c.userId]), sortedIds([b.userId, c.userId]));
+        assert.deepStrictEqual(await s.blockersAmong(a.userId, [d.userId]), []);
+        assert.deepStrictEqual(await s.blockersAmong(a.userId, []), []);
+        await s.deleteBlock(b.userId, a.userId);
+        assert.deepStrictEqual(await s.blockersAmong(a.userId, [b.userId, c.userId]), [c.userId]);
+      });
+
       it("blocking twice keeps one block and its first time", async () => {
         const [a, b] = [await newUser(), await newUser()];
         await s.putBlock(a.userId, b.userId, 1000);

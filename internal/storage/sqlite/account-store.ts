@@ -92,6 +92,7 @@ function build(db: SqliteDatabase) {
     deleteBlock: p("DELETE FROM blocks WHERE user_id = ? AND blocked_user_id = ?"),
     blocks: p("SELECT blocked_user_id, at_ms FROM blocks WHERE user_id = ? ORDER BY at_ms DESC, blocked_user_id"),
     blockers: p("SELECT user_id FROM blocks WHERE blocked_user_id = ? ORDER BY user_id"),
+    blocked: p("SELECT 1 FROM blocks WHERE user_id = ? AND blocked_user_id = ?"),
     blockersBetween: p(`SELECT user_id FROM blocks
                         WHERE (user_id = ? AND blocked_user_id = ?) OR (user_id = ? AND blocked_user_id = ?)
                         ORDER BY user_id`),
@@ -308,6 +309,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async listBlockers(userId: Id): Promise<Id[]> {
     return (this.s.blockers.all(userId) as Row[]).map((r) => r.user_id as bigint);
+  }
+
+  async blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]> {
+    return [...new Set(among)].filter((id) => this.s.blocked.get(id, userId) !== undefined).sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   }
 
   async blockersBetween(a: Id, b: Id): Promise<Id[]> {
