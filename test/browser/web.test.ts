@@ -686,6 +686,17 @@ describe("web client in headless Chromium", function () {
     await waitTimeline(page, expected);
     assert.equal(await chat.getByTestId("channel-last").textContent(), lastNote);
 
+    // On a phone's width the header keeps the title and every action on the screen: the title went to nothing, the last buttons off the page.
+    await page.setViewportSize({ width: 400, height: 800 });
+    const header = await page.evaluate(() => ({
+      title: document.querySelector("[data-testid=chat-title]")!.getBoundingClientRect().width,
+      overflow: document.documentElement.scrollWidth - window.innerWidth,
+      leave: document.querySelector("[data-testid=leave-group]")!.getBoundingClientRect().right,
+    }));
+    assert.ok(header.title > 100, `the title has room (${header.title}px)`);
+    assert.equal(header.overflow, 0, "nothing sticks out of the page");
+    assert.ok(header.leave <= 400, `the last action is on the screen (ends at ${header.leave}px)`);
+
     // Mia leaves from the header (after confirming): the chat goes, the others see her note.
     page.once("dialog", (d) => void d.accept());
     await page.getByTestId("leave-group").click();
