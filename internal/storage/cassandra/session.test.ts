@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import cassandra from "cassandra-driver";
 import { engineConfig } from "../../../test/support/engines.js";
 import { waitFor } from "../../../test/support/wait.js";
-import { createClient, RECONNECT_MAX_DELAY_MS } from "./session.js";
+import { createClient, Db, RECONNECT_MAX_DELAY_MS, StorageUnavailable, type Client } from "./session.js";
 
 /** The driver's own jitter on a reconnection delay: +/- 15 %. */
 const JITTER = 1.15;
@@ -22,6 +23,22 @@ describe("cassandra client", function () {
     const delays = Array.from({ length: 40 }, () => schedule.next().value as number);
     // The driver's default doubled to 10 minutes: a cluster back after a few minutes away went unused for as long again.
     assert.ok(Math.max(...delays) <= RECONNECT_MAX_DELAY_MS * JITTER, `delays ${delays.join(", ")}`);
+  });
+
+  it("takes a request a replica failed for an outage, a write's with an unknown outcome, and keeps the driver's error as its cause", async () => {
+    const failing = (code: number) => new Db({
+      options: { encoding: { useBigIntAsLong: true } },
+      execute: () => Promise.reject(new cassandra.errors.ResponseError(code, "replica said no")),
+      batch: () => Promise.reject(new cassandra.errors.ResponseError(code, "replica said no")),
+    } as unknown as Client, "ks");
+    const { readFailure, writeFailure } = cassandra.types.responseErrorCodes;
+    // Before, both went out as they came: an internal error at the edges, and a create
+    // whose logged batch a replica failed released the name its row may still land with.
+    const write = await failing(writeFailure).batch([{ query: "INSERT", params: [] }], { logged: true }).catch((e: unknown) => e);
+    assert.ok(write instanceof StorageUnavailable && write.unknownOutcome && write.code === "unavailable", String(write));
+    assert.ok(write.cause instanceof cassandra.errors.ResponseError);
+    const read = await failing(readFailure).one("SELECT", []).catch((e: unknown) => e);
+    assert.ok(read instanceof StorageUnavailable && !read.unknownOutcome, String(read));
   });
 
   it("on a real Cassandra, answers again within seconds of the node coming back after a long outage, and leaves nothing running after shutdown", async () => {

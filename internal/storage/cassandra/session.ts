@@ -100,7 +100,9 @@ function translate(e: unknown, query: string): never {
   if (e instanceof errors.ResponseError) {
     const c = types.responseErrorCodes;
     if (e.code === c.writeTimeout) throw new StorageUnavailable(`cassandra write timeout: ${e.message}`, true, e);
-    if (e.code === c.readTimeout || e.code === c.unavailableException || e.code === c.overloaded ||
+    // A replica failed it (a disk, too many tombstones): others may have applied it, and a logged batch is replayed.
+    if (e.code === c.writeFailure) throw new StorageUnavailable(`cassandra write failed on a replica: ${e.message}`, true, e);
+    if (e.code === c.readTimeout || e.code === c.readFailure || e.code === c.unavailableException || e.code === c.overloaded ||
       e.code === c.isBootstrapping || e.code === c.truncateError) {
       throw new StorageUnavailable(`cassandra unavailable: ${e.message}`, false, e);
     }
