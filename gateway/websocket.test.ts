@@ -166,6 +166,30 @@ describe("websocket gateway", () => {
     }
   });
 
+  it("closes with the socket layer's own codes a frame that breaks the protocol (1002), a text frame that is not UTF-8 (1007) and a message in too many fragments (1008), as documented", async () => {
+    const { server, url, gateway } = await gatewayWithSinks();
+    const closedAfter = async (misbehave: (ws: WebSocket) => void) => {
+      const ws = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+      ws.on("error", () => undefined);
+      await new Promise((r) => ws.once("open", r));
+      const code = new Promise<number>((r) => ws.once("close", (c) => r(c)));
+      misbehave(ws);
+      return code;
+    };
+    try {
+      // A client's frame must be masked.
+      assert.equal(await closedAfter((ws) => (ws as unknown as { _socket: Socket })._socket.write(Buffer.from([0x82, 0x01, 0x00]))), 1002);
+      assert.equal(await closedAfter((ws) => ws.send(Buffer.from([0x7b, 0xff, 0x7d]), { binary: false })), 1007);
+      const fragmented = (ws: WebSocket) => {
+        for (let i = 0; i <= 16_384; i++) ws.send(Buffer.from([0]), { fin: false });
+      };
+      assert.equal(await closedAfter(fragmented), 1008);
+    } finally {
+      await gateway.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   describe("refuses an upgrade it will not take with a status, and lives on", () => {
     const upgrade = (target: string, origin = "", protocols = "") =>
       `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${origin ? `Origin: ${origin}\r\n` : ""}` +
