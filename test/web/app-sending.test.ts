@@ -102,6 +102,24 @@ describe("web: a send the server keeps refusing as unavailable", () => {
     assert.deepEqual(r.shownSeqs(), [1n, 2n, 3n, 4n]);
   });
 
+  it("asks before the page is closed or reloaded while a send is not taken (only this page has it), and not once it is, nor after Discard", async () => {
+    const server = new FakeServer();
+    const r = await openChat(server, 94n);
+    const unload = () => (globalThis as unknown as { window: { dispatchEvent(ev: FakeEvent): boolean } }).window.dispatchEvent(new FakeEvent("beforeunload"));
+    assert.equal(unload(), true, "nothing to lose: the page goes without asking");
+
+    const id = send(r, "not taken yet");
+    assert.equal(unload(), false, "a send on its way: the browser asks first");
+    accept(r, server, 94n, id, "not taken yet");
+    await settle();
+    assert.equal(unload(), true, "taken: nothing to lose");
+
+    await sendRefused(r, "refused for now");
+    assert.equal(unload(), false, "shown as not sent, but kept to go again: the browser asks");
+    button(pending(r), "Discard")!.click();
+    assert.equal(unload(), true, "given up: nothing to lose");
+  });
+
   it("sends it again at once when Retry is clicked", async () => {
     const server = new FakeServer();
     const r = await openChat(server, 97n);

@@ -635,6 +635,12 @@ export class ChatApp {
       this.cleanups.push(() => navigator.serviceWorker.removeEventListener("message", onWorkerMessage));
     }
     listen("focus", () => this.markRead());
+    // What the server has not taken yet (sends, edits, reactions) lives only in this page: closing or reloading it lost them without a word.
+    listen("beforeunload", (ev) => {
+      if (![...this.pending.values(), ...this.changes.values()].some((p) => this.session?.has(p.clientMsgId))) return;
+      ev.preventDefault();
+      ev.returnValue = "unsent";
+    });
     const onVisible = () => document.visibilityState === "visible" && this.markRead();
     document.addEventListener("visibilitychange", onVisible);
     this.cleanups.push(() => document.removeEventListener("visibilitychange", onVisible));
