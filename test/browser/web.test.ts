@@ -707,6 +707,26 @@ describe("web client in headless Chromium", function () {
     assert.equal(history.messages[0]?.senderUserId, mia.userId);
   });
 
+  it("on a phone, gives a long message the screen's width and puts its actions under it", async () => {
+    const ann = await signUp(chatd.httpUrl, "ann");
+    const ben = await signUp(chatd.httpUrl, "ben");
+    const { channelId } = (await ann.api.channels.createGroup({ title: "Long reads", memberUserIds: [ben.userId] })).channel!;
+    await sendWithRetry(ann, channelId, "a long one ".repeat(40));
+    // isMobile and hasTouch: a touch screen, no hover, where the actions are always shown.
+    const context = await browser.newContext({ viewport: { width: 380, height: 700 }, isMobile: true, hasTouch: true });
+    contexts.push(context);
+    const page = watchPage(await context.newPage(), "ben", problems);
+    await logInInPage(page, chatd.httpUrl, ben.username, ben.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+    const message = page.locator("[data-testid=message]", { hasText: "a long one" });
+    await message.waitFor();
+    const bubble = (await message.locator(".bubble").boundingBox())!;
+    const actions = (await message.locator(".msg-actions").boundingBox())!;
+    // Beside it, the actions took 130 of the 380 pixels and left the text a column of about 130.
+    assert.ok(bubble.width > 250, `the bubble is ${bubble.width}px wide`);
+    assert.ok(actions.y >= bubble.y + bubble.height - 1, "the actions are under the bubble");
+  });
+
   it("gives a group's owner its invite link to copy; a second person opens it, sees the group, joins (the owner sees the note live); a reset or turned-off link no longer works, also for one who signs up at it", async () => {
     const owner = await signUp(chatd.httpUrl, "owner");
     const joiner = await signUp(chatd.httpUrl, "joiner");
