@@ -46,6 +46,8 @@ export interface SessionLimits {
   highWaterBytes: number;
   /** A session whose buffer passes this is closed as too slow. */
   maxBufferedBytes: number;
+  /** A user's sessions on this server past which a new one is refused as a flood (4008). */
+  maxSessionsPerUser: number;
 }
 
 export const defaultLimits: SessionLimits = {
@@ -55,6 +57,8 @@ export const defaultLimits: SessionLimits = {
   heartbeatIntervalMs: 25_000,
   highWaterBytes: 1024 * 1024,
   maxBufferedBytes: 8 * 1024 * 1024,
+  // A hundred devices (an account's most) with ten tabs each.
+  maxSessionsPerUser: 1000,
 };
 
 export interface PresenceHooks {
@@ -277,6 +281,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
       return session;
     }
     const list = this.byUser.get(identity.userId);
+    if (list !== undefined && list.length >= this.limits.maxSessionsPerUser) {
+      // Each open and close copies the user's list (copy-on-write): one account's sockets by the
+      // ten thousand made those quadratic, 50,000 of them a minute of event loop held from everyone.
+      session.close(CloseCode.rateLimited, `too many sessions of this user (at most ${this.limits.maxSessionsPerUser} on a server)`);
+      return session;
+    }
     const firstHere = list === undefined;
     this.byUser.set(identity.userId, list ? [...list, session] : [session]);
     this.count++;

@@ -1204,3 +1204,30 @@ describe("session on a draining server", () => {
     assert.deepStrictEqual(sent, []);
   });
 });
+
+describe("session: a user's sessions on one server", () => {
+  it("refuses one past the bound with 4008, never welcomed, and takes one again once another ended; other users are not counted", async () => {
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, limits: { maxSessionsPerUser: 3 } });
+    const opened = (userId: bigint) => {
+      const s = { welcomed: false, closes: [] as number[] };
+      const handle = server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+        send: (f) => void (s.welcomed ||= fromBinary(ServerFrameSchema, f as Uint8Array).kind.case === "welcome"),
+        bufferedBytes: () => 0,
+        close: (code) => void s.closes.push(code),
+      });
+      return Object.assign(s, { handle });
+    };
+    const mine = [opened(1n), opened(1n), opened(1n)];
+    const past = opened(1n);
+    assert.deepStrictEqual(past.closes, [4008]);
+    const other = opened(2n);
+    await waitFor(() => [...mine, other].every((s) => s.welcomed), "the sessions within the bound welcomed");
+    assert.equal(past.welcomed, false);
+    assert.equal(server.sessionCount, 4);
+    mine[0]!.handle.closed();
+    const again = opened(1n);
+    await waitFor(() => again.welcomed, "a session once another of the user ended");
+    assert.deepStrictEqual(again.closes, []);
+    server.drain();
+  });
+});
