@@ -45,7 +45,7 @@ Commands:
                                  deletes (✗) and reactions (☺) live until Ctrl+C
                                  (or until you are no longer in the group: exit 1)
   search <chat> <words...>       print a chat's messages with every word, newest first
-  group <title> <@user...>       create a group with these members
+  group <title> [@user...]       create a group with these members (or none yet)
   members <group>                a group's members: each one's role (owner, admin or
                                  member) and how far they have read ("read up to #SEQ")
   add <group> <@user...>         add people to a group (owner and admins)
@@ -554,16 +554,21 @@ async function followCommand(args: string[], values: Values): Promise<void> {
 
 async function group(args: string[], values: Values): Promise<void> {
   const [title, ...members] = args;
-  if (!title || members.some((m) => !m.startsWith("@"))) throw new CliError("usage: chat-cli group <title> <@user...>", 2);
+  if (!title || members.some((m) => !m.startsWith("@"))) throw new CliError("usage: chat-cli group <title> [@user...]", 2);
   const s = session();
   const ids: bigint[] = [];
   for (const m of members) ids.push((await s.findUser(m)).userId);
   const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
-  out(`created group "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+  out(`created group "${c.title}" (channel ${c.channelId}, ${memberCount(c)})`);
 }
 
 /** What a member's role is called: the proto's enum names, lower-cased ("owner", "admin", "member"). */
+/** "1 member", "3 members": a group of one is there as soon as it is made without anyone else. */
+function memberCount(c: Channel): string {
+  return `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}`;
+}
+
 function roleName(role: MemberRole): string {
   return (MemberRole[role] ?? "unknown").toLowerCase();
 }
@@ -611,7 +616,7 @@ async function addCommand(args: string[], values: Values): Promise<void> {
   const name = await s.channelName(c);
   const inAlready = already.length === 0 ? "" : `${listOf(already.map((u) => `@${u.username}`))} ${already.length === 1 ? "was" : "were"} in it already`;
   if (added.length === 0) return out(`nobody added to "${name}": ${inAlready}`);
-  out(`added ${listOf(added.map((u) => `@${u.username}`))} to "${name}" (${c.memberCount} members)${inAlready ? `; ${inAlready}` : ""}`);
+  out(`added ${listOf(added.map((u) => `@${u.username}`))} to "${name}" (${memberCount(c)})${inAlready ? `; ${inAlready}` : ""}`);
 }
 
 async function removeCommand(args: string[], values: Values): Promise<void> {
@@ -693,7 +698,7 @@ async function join(args: string[], values: Values): Promise<void> {
   const s = session();
   const c = (await s.api.channels.joinByInvite({ code: inviteCode(ref) })).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title });
-  out(`joined "${c.title}" (channel ${c.channelId}, ${c.memberCount} members)`);
+  out(`joined "${c.title}" (channel ${c.channelId}, ${memberCount(c)})`);
 }
 
 /** The code of an invite as pasted: a link's part after #/join/ (the web client's links), else the whole. Whether it is one is the server's call. */

@@ -920,7 +920,9 @@ describe("chat-cli against chatd", function () {
   });
 
   it("gives a group's owner its invite link; another joins with the full link and history shows the note; a reset or turned-off link fails with the server's reason", async () => {
-    const group = String(JSON.parse(await alice.ok("group", "Invite crew", "--json")).channelId);
+    const created = await alice.ok("group", "Invite crew");
+    const group = /^created group "Invite crew" \(channel (\d+), 1 member\)\n$/.exec(created)?.[1];
+    assert.ok(group, `a group of one is "1 member", not "1 members": ${created}`);
     const link = JSON.parse(await alice.ok("invite", group, "--json"));
     assert.equal(link.channelId, group);
     assert.match(link.code, /^[A-Za-z0-9_-]{22}$/);
