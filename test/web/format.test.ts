@@ -1,10 +1,13 @@
 import { strict as assert } from "node:assert";
+import { create } from "@bufbuild/protobuf";
+import { ChannelKind, ChannelSchema } from "../../gen/es/chat/v1/types_pb.js";
 import { preview } from "../../web/src/format.js";
 import { fakeBrowser } from "./fake-browser.js";
 
 // Texts cut for the chat list, a quote or the edit bar, and an avatar's
-// initials: by what a reader takes for one character, never inside one.
-describe("web: characters cut whole", () => {
+// initials: by what a reader takes for one character, never inside one;
+// and the chat list's words for a group with nothing in it yet.
+describe("web: the words of the chat list and avatars", () => {
   it("cuts a preview between whole characters, not inside an emoji of several code points or a letter with its accent", () => {
     const before = "a".repeat(78);
     assert.equal(preview(`${before}👨‍👩‍👧 and more`), `${before}👨‍👩‍👧…`, "the family whole, not its first person");
@@ -13,7 +16,7 @@ describe("web: characters cut whole", () => {
     assert.equal(preview("👍🏽".repeat(80)), "👍🏽".repeat(80), "eighty characters fit, however many code points");
   });
 
-  describe("avatar initials", () => {
+  describe("in the page", () => {
     const browser = fakeBrowser();
     before(() => browser.install());
     after(() => browser.uninstall());
@@ -23,6 +26,15 @@ describe("web: characters cut whole", () => {
       assert.equal(avatar("🇯🇵 Trip", "1").textContent, "🇯🇵T");
       assert.equal(avatar("👨‍👩‍👧 family", "1").textContent, "👨‍👩‍👧F");
       assert.equal(avatar("e\u0301lodie", "1").textContent, "E\u0301");
+    });
+
+    it("counts a new group's members in the chat list: one member, two members", async () => {
+      const { channelItem } = await import("../../web/src/views/sidebar.js");
+      const last = (memberCount: number) =>
+        channelItem({ channel: create(ChannelSchema, { channelId: 5n, kind: ChannelKind.GROUP, title: "Solo", memberCount }), now: Date.now(), name: "Solo", mine: false, active: false, typing: false, muted: false, pinned: false, markedUnread: false }, () => undefined)
+          .querySelector("[data-testid=channel-last]")!.textContent;
+      assert.equal(last(1), "1 member");
+      assert.equal(last(2), "2 members");
     });
   });
 });

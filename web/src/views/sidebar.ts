@@ -33,7 +33,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   else if (row.lastNote) text = preview(row.lastNote);
   else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${last.deleted ? "This message was deleted" : preview(last.text)}`;
   else if (c.clearedThroughSeq > 0n) text = "History cleared";
-  else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} members` : "No messages yet";
+  else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}` : "No messages yet";
   const unread = Number(c.unreadCount);
   // The time it is placed by: a clear of its history takes its last message, not its place.
   return h(
