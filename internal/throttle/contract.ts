@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import type { LoginAttempts } from "./port.js";
+import type { LoginAttempts, WindowCounts } from "./port.js";
 
 export interface AttemptsFixture {
   attempts: LoginAttempts;
@@ -81,6 +81,82 @@ export function loginAttemptsContract(name: string, makeFixture: (windowMs: numb
         await new Promise((r) => setTimeout(r, 25));
       }
       assert.equal((await a.fail(k)).failures, 1);
+    });
+  });
+}
+
+export interface CountsFixture {
+  counts: WindowCounts;
+  dispose(): Promise<void>;
+}
+
+/** The WindowCounts contract, on the same terms as the LoginAttempts one. */
+export function windowCountsContract(name: string, makeFixture: (windowMs: number) => Promise<CountsFixture>): void {
+  describe(`WindowCounts contract: ${name}`, function () {
+    this.timeout(20_000);
+    const fixtures: CountsFixture[] = [];
+    const open = async (windowMs = 60_000) => {
+      const fx = await makeFixture(windowMs);
+      fixtures.push(fx);
+      return fx.counts;
+    };
+    afterEach(async () => {
+      await Promise.all(fixtures.splice(0).map((f) => f.dispose()));
+    });
+    const key = () => `k-${randomUUID()}`;
+
+    it("counts per key inside the window, and clear forgets", async () => {
+      const c = await open(60_000);
+      const [k1, k2] = [key(), key()];
+      assert.deepEqual(await c.get(k1), { count: 0, resetInMs: 0 });
+      assert.equal((await c.add(k1)).count, 1);
+      const second = await c.add(k1);
+      assert.equal(second.count, 2);
+      assert.ok(second.resetInMs > 50_000 && second.resetInMs <= 60_000, `resetInMs ${second.resetInMs}`);
+      assert.equal((await c.get(k2)).count, 0);
+      await c.clear(k1);
+      assert.deepEqual(await c.get(k1), { count: 0, resetInMs: 0 });
+    });
+
+    it("gives each of many adds at the same moment its own count", async () => {
+      const c = await open();
+      const k = key();
+      const counts = (await Promise.all(Array.from({ length: 50 }, () => c.add(k)))).map((r) => r.count);
+      assert.deepEqual(counts.sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 1));
+    });
+
+    it("takes back one counted, inside the window, never below zero, and keeps the window's end", async () => {
+      const c = await open(60_000);
+      const k = key();
+      await c.add(k);
+      const before = await c.add(k);
+      await c.takeBack(k);
+      const after = await c.get(k);
+      assert.equal(after.count, 1);
+      assert.ok(after.resetInMs > 0 && after.resetInMs <= before.resetInMs, `resetInMs ${after.resetInMs} after ${before.resetInMs}`);
+      await c.takeBack(k);
+      await c.takeBack(k);
+      assert.equal((await c.get(k)).count, 0);
+      assert.equal((await c.add(k)).count, 1);
+      const none = key();
+      await c.takeBack(none);
+      assert.equal((await c.add(none)).count, 1, "a take-back with no window open leaves nothing to count from");
+    });
+
+    it("starts over when the window closes, and a late take-back leaves no count behind", async () => {
+      const c = await open(300);
+      const k = key();
+      await c.add(k);
+      await c.add(k);
+      const deadline = Date.now() + 10_000;
+      while ((await c.get(k)).count > 0) {
+        assert.ok(Date.now() < deadline, "the window never closed");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await c.takeBack(k);
+      const fresh = await c.add(k);
+      assert.equal(fresh.count, 1);
+      assert.ok(fresh.resetInMs > 0 && fresh.resetInMs <= 300, `resetInMs ${fresh.resetInMs}`);
     });
   });
 }

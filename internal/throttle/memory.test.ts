@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
-import { loginAttemptsContract } from "./contract.js";
-import { MemoryLoginAttempts } from "./memory.js";
+import { loginAttemptsContract, windowCountsContract } from "./contract.js";
+import { MemoryLoginAttempts, MemoryWindowCounts } from "./memory.js";
 
 loginAttemptsContract("memory", async (windowMs) => {
   const attempts = new MemoryLoginAttempts(windowMs);
   return { attempts, dispose: () => attempts.close() };
+});
+
+windowCountsContract("memory", async (windowMs) => {
+  const counts = new MemoryWindowCounts(windowMs);
+  return { counts, dispose: () => counts.close() };
 });
 
 describe("MemoryLoginAttempts", () => {

@@ -1,5 +1,5 @@
 import { LruMap } from "../cache/lru-map.js";
-import type { FailureCount, LoginAttempts } from "./port.js";
+import type { FailureCount, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 import { monotonicNow } from "../model/clock.js";
 
 // Windows are durations within this process's life, so they are timed on the
@@ -8,45 +8,87 @@ import { monotonicNow } from "../model/clock.js";
 // ended it early for a guesser.
 
 interface Window {
-  failures: number;
+  count: number;
   endsAtMs: number;
 }
 
+interface MemoryOptions {
+  capacity?: number;
+  now?: () => number;
+}
+
 /**
- * LoginAttempts in process memory, for chatd. Bounded: past `capacity` keys
- * the least recently failed is forgotten, so a flood of made-up names costs
+ * WindowCounts in process memory, for chatd. Bounded: past `capacity` keys
+ * the least recently counted is forgotten, so a flood of made-up keys costs
  * memory up to the bound and no more.
  */
-export class MemoryLoginAttempts implements LoginAttempts {
+export class MemoryWindowCounts implements WindowCounts {
   private readonly windows: LruMap<string, Window>;
-  /** Successful sign-ins: key -> until when they are remembered. */
-  private readonly successes: LruMap<string, number>;
+  private readonly now: () => number;
 
   constructor(
     private readonly windowMs: number,
-    options: { capacity?: number; now?: () => number } = {},
+    options: MemoryOptions = {},
   ) {
     this.windows = new LruMap(options.capacity ?? 100_000);
-    this.successes = new LruMap(options.capacity ?? 100_000);
     this.now = options.now ?? monotonicNow;
   }
 
-  private readonly now: () => number;
-
-  async get(key: string): Promise<FailureCount> {
-    return this.read(this.windows.peek(key));
+  async get(key: string): Promise<WindowCount> {
+    return this.read(this.open(key));
   }
 
-  async fail(key: string): Promise<FailureCount> {
-    let w = this.windows.peek(key);
-    if (!w || w.endsAtMs <= this.now()) w = { failures: 0, endsAtMs: this.now() + this.windowMs };
-    w.failures += 1;
+  async add(key: string): Promise<WindowCount> {
+    const w = this.open(key) ?? { count: 0, endsAtMs: this.now() + this.windowMs };
+    w.count += 1;
     this.windows.set(key, w);
     return this.read(w);
   }
 
+  async takeBack(key: string): Promise<void> {
+    const w = this.open(key);
+    if (w && w.count > 0) w.count -= 1;
+  }
+
   async clear(key: string): Promise<void> {
     this.windows.delete(key);
+  }
+
+  async close(): Promise<void> {}
+
+  private open(key: string): Window | undefined {
+    const w = this.windows.peek(key);
+    return w && w.endsAtMs > this.now() ? w : undefined;
+  }
+
+  private read(w: Window | undefined): WindowCount {
+    return w ? { count: w.count, resetInMs: w.endsAtMs - this.now() } : { count: 0, resetInMs: 0 };
+  }
+}
+
+/** LoginAttempts in process memory, for chatd, bounded as MemoryWindowCounts. */
+export class MemoryLoginAttempts implements LoginAttempts {
+  private readonly failures: MemoryWindowCounts;
+  /** Successful sign-ins: key -> until when they are remembered. */
+  private readonly successes: LruMap<string, number>;
+  private readonly now: () => number;
+
+  constructor(windowMs: number, options: MemoryOptions = {}) {
+    this.failures = new MemoryWindowCounts(windowMs, options);
+    this.successes = new LruMap(options.capacity ?? 100_000);
+    this.now = options.now ?? monotonicNow;
+  }
+
+  async get(key: string): Promise<FailureCount> {
+    return asFailures(await this.failures.get(key));
+  }
+
+  async fail(key: string): Promise<FailureCount> {
+    return asFailures(await this.failures.add(key));
+  }
+
+  async clear(key: string): Promise<void> {
+    await this.failures.clear(key);
   }
 
   async rememberSuccess(key: string, ms: number): Promise<void> {
@@ -58,9 +100,6 @@ export class MemoryLoginAttempts implements LoginAttempts {
   }
 
   async close(): Promise<void> {}
-
-  private read(w: Window | undefined): FailureCount {
-    const left = w ? w.endsAtMs - this.now() : 0;
-    return left > 0 ? { failures: w!.failures, resetInMs: left } : { failures: 0, resetInMs: 0 };
-  }
 }
+
+export const asFailures = ({ count, resetInMs }: WindowCount): FailureCount => ({ failures: count, resetInMs });

@@ -2,8 +2,8 @@
 // suite plus the key layout. Fails (never skips) when Redis is unreachable.
 import assert from "node:assert/strict";
 import { connectRedis, uniqueName } from "../../test/support/engines.js";
-import { loginAttemptsContract } from "./contract.js";
-import { RedisLoginAttempts } from "./redis.js";
+import { loginAttemptsContract, windowCountsContract } from "./contract.js";
+import { RedisLoginAttempts, RedisWindowCounts } from "./redis.js";
 
 loginAttemptsContract("redis", async (windowMs) => {
   const redis = await connectRedis();
@@ -12,6 +12,18 @@ loginAttemptsContract("redis", async (windowMs) => {
     attempts,
     async dispose() {
       await attempts.close();
+      redis.disconnect();
+    },
+  };
+});
+
+windowCountsContract("redis", async (windowMs) => {
+  const redis = await connectRedis();
+  const counts = new RedisWindowCounts({ redis, keyPrefix: `${uniqueName("test:counts")}:`, name: "direct-new", windowMs });
+  return {
+    counts,
+    async dispose() {
+      await counts.close();
       redis.disconnect();
     },
   };

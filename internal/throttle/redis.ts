@@ -1,58 +1,109 @@
 import { Redis } from "ioredis";
-import type { FailureCount, LoginAttempts } from "./port.js";
+import { asFailures } from "./memory.js";
+import type { FailureCount, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 
-export interface RedisLoginAttemptsOptions {
+interface RedisOptions {
   /** A client to use (not closed by close()); or give `url` and the adapter makes its own. */
   redis?: Redis;
   url?: string;
   /** Every key starts with this (default "chat:"). */
   keyPrefix?: string;
   windowMs: number;
-  /** A command Redis has not answered in this long fails (default 1 s), and the login goes on uncounted. */
+  /** A command Redis has not answered in this long fails (default 1 s), and the caller goes on uncounted. */
   commandTimeoutMs?: number;
 }
 
+export interface RedisWindowCountsOptions extends RedisOptions {
+  /** What is counted, the middle of every key: `<prefix><name>:<key>`. */
+  name: string;
+}
+
+export type RedisLoginAttemptsOptions = RedisOptions;
+
+/** The given client, or one of the adapter's own (`owned`, to be closed with it). */
+function client(options: RedisOptions): { redis: Redis; owned: boolean } {
+  if (options.redis) return { redis: options.redis, owned: false };
+  // A Redis that keeps the connection and stops answering would hold every
+  // call for ever (maxRetriesPerRequest only counts reconnects); a socket
+  // silent past the timeouts is dropped and reconnected.
+  const commandTimeout = options.commandTimeoutMs ?? 1_000;
+  const redis = new Redis(options.url ?? "redis://127.0.0.1:6379", { lazyConnect: true, maxRetriesPerRequest: 2, commandTimeout, socketTimeout: 3 * commandTimeout });
+  redis.on("error", () => {}); // failures surface on the commands, where the callers log them
+  return { redis, owned: true };
+}
+
+// Only while the window is open, so a late take-back never makes a count
+// without an expiry (DECR of a missing key would leave -1 for ever).
+const TAKE_BACK = `if tonumber(redis.call("GET", KEYS[1]) or "0") > 0 and redis.call("PTTL", KEYS[1]) > 0 then redis.call("DECR", KEYS[1]) end return 0`;
+
 /**
- * One counter per key, `<prefix>login-fail:<key>`, that expires with its
- * window: INCR, and PEXPIRE NX sets the expiry only on the failure that
- * opened the window, so later failures never stretch it. A success is a key
- * `<prefix>login-ok:<key>` that expires when it is no longer remembered.
- * Single-key commands, so it works on Redis Cluster too.
+ * One counter per key, `<prefix><name>:<key>`, that expires with its window:
+ * INCR, and PEXPIRE NX sets the expiry only on the event that opened the
+ * window, so later ones never stretch it. Single-key commands, so it works
+ * on Redis Cluster too.
  */
-export class RedisLoginAttempts implements LoginAttempts {
+export class RedisWindowCounts implements WindowCounts {
   private readonly redis: Redis;
   private readonly owned: boolean;
   private readonly prefix: string;
-  private readonly successPrefix: string;
 
-  constructor(private readonly options: RedisLoginAttemptsOptions) {
-    this.owned = !options.redis;
-    // A Redis that keeps the connection and stops answering would hold every
-    // login for ever (maxRetriesPerRequest only counts reconnects); a socket
-    // silent past the timeouts is dropped and reconnected.
-    const commandTimeout = options.commandTimeoutMs ?? 1_000;
-    this.redis =
-      options.redis ??
-      new Redis(options.url ?? "redis://127.0.0.1:6379", { lazyConnect: true, maxRetriesPerRequest: 2, commandTimeout, socketTimeout: 3 * commandTimeout });
-    if (this.owned) this.redis.on("error", () => {}); // failures surface on the commands, where the limiter logs them
-    this.prefix = `${options.keyPrefix ?? "chat:"}login-fail:`;
-    this.successPrefix = `${options.keyPrefix ?? "chat:"}login-ok:`;
+  constructor(private readonly options: RedisWindowCountsOptions) {
+    ({ redis: this.redis, owned: this.owned } = client(options));
+    this.prefix = `${options.keyPrefix ?? "chat:"}${options.name}:`;
   }
 
-  async get(key: string): Promise<FailureCount> {
+  async get(key: string): Promise<WindowCount> {
     const k = this.prefix + key;
     const [count, ttl] = await this.redis.multi().get(k).pttl(k).exec().then(results);
     return toCount(Number(count ?? 0), Number(ttl));
   }
 
-  async fail(key: string): Promise<FailureCount> {
+  async add(key: string): Promise<WindowCount> {
     const k = this.prefix + key;
     const [count, , ttl] = await this.redis.multi().incr(k).pexpire(k, this.options.windowMs, "NX").pttl(k).exec().then(results);
     return toCount(Number(count), Number(ttl));
   }
 
+  async takeBack(key: string): Promise<void> {
+    await this.redis.eval(TAKE_BACK, 1, this.prefix + key);
+  }
+
   async clear(key: string): Promise<void> {
     await this.redis.del(this.prefix + key);
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/**
+ * Failures counted in RedisWindowCounts under `<prefix>login-fail:`. A
+ * success is a key `<prefix>login-ok:<key>` that expires when it is no
+ * longer remembered.
+ */
+export class RedisLoginAttempts implements LoginAttempts {
+  private readonly redis: Redis;
+  private readonly owned: boolean;
+  private readonly failures: RedisWindowCounts;
+  private readonly successPrefix: string;
+
+  constructor(options: RedisLoginAttemptsOptions) {
+    ({ redis: this.redis, owned: this.owned } = client(options));
+    this.failures = new RedisWindowCounts({ ...options, redis: this.redis, name: "login-fail" });
+    this.successPrefix = `${options.keyPrefix ?? "chat:"}login-ok:`;
+  }
+
+  async get(key: string): Promise<FailureCount> {
+    return asFailures(await this.failures.get(key));
+  }
+
+  async fail(key: string): Promise<FailureCount> {
+    return asFailures(await this.failures.add(key));
+  }
+
+  async clear(key: string): Promise<void> {
+    await this.failures.clear(key);
   }
 
   async rememberSuccess(key: string, ms: number): Promise<void> {
@@ -77,6 +128,6 @@ function results(r: [Error | null, unknown][] | null): unknown[] {
 }
 
 /** PTTL is -2 for a missing key: no window open. */
-function toCount(failures: number, ttlMs: number): FailureCount {
-  return failures > 0 && ttlMs > 0 ? { failures, resetInMs: ttlMs } : { failures: 0, resetInMs: 0 };
+function toCount(count: number, ttlMs: number): WindowCount {
+  return count > 0 && ttlMs > 0 ? { count, resetInMs: ttlMs } : { count: 0, resetInMs: 0 };
 }
