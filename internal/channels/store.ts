@@ -48,6 +48,8 @@ export interface ChannelStore {
    * channel).
    */
   getOrCreateDirect(candidate: ChannelRecord, a: Id, b: Id): Promise<ChannelRecord>;
+  /** Whether the pair has its direct channel: opening it again starts nothing new (the daily quota of new ones). */
+  hasDirect(a: Id, b: Id): Promise<boolean>;
   /** Creates a group with its first members (the creator as owner among them). */
   createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void>;
   getChannel(channelId: Id): Promise<ChannelRecord | undefined>;

@@ -174,6 +174,11 @@ export class CassandraChannelStore implements ChannelStore {
     return c;
   }
 
+  async hasDirect(a: Id, b: Id): Promise<boolean> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    return (await this.db.one(this.q.directOf, [lo, hi])) !== undefined;
+  }
+
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     const unique = new Map<Id, MemberRecord>();
     for (const m of members) if (!unique.has(m.userId)) unique.set(m.userId, m);

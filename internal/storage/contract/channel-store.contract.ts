@@ -90,6 +90,13 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.equal(await s.memberCount(first.channelId), 2);
       });
 
+      it("says whether the pair has its channel, in either order", async () => {
+        const [a, b, c] = [uniqueId(), uniqueId(), uniqueId()];
+        assert.equal(await s.hasDirect(a, b), false);
+        await s.getOrCreateDirect(channel("direct", a), a, b);
+        assert.deepStrictEqual([await s.hasDirect(a, b), await s.hasDirect(b, a), await s.hasDirect(a, c)], [true, true, false]);
+      });
+
       it("concurrent first calls meet in one channel", async () => {
         const [a, b] = [uniqueId(), uniqueId()];
         const got = await Promise.all(

@@ -185,6 +185,11 @@ export class SqliteChannelStore implements ChannelStore {
     }
   }
 
+  async hasDirect(a: Id, b: Id): Promise<boolean> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    return this.s.directOf.get(lo, hi) !== undefined;
+  }
+
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     try {
       this.s.groupTx.immediate(channel, members);
