@@ -3,6 +3,8 @@ import { MissingKeyError } from "../internal/auth/tokens.js";
 import { StartTimeoutError } from "../internal/cluster/start-retry.js";
 import { ListenError } from "../internal/observability/listen.js";
 import type { PushConfig } from "../internal/push/config.js";
+import type { Logger } from "pino";
+import { stopOnSignals, type ProcessStopper } from "../internal/observability/lifecycle.js";
 
 export { readLogLevel } from "../internal/config/env.js";
 
@@ -80,5 +82,43 @@ export function pushFiles(config: { keysDir: string; push: PushConfig }): Record
     CHAT_KEYS_DIR: config.push.vapidPublicKey ? undefined : config.keysDir,
     CHAT_APNS_KEY_FILE: config.push.apns?.keyFile,
     CHAT_FCM_SERVICE_ACCOUNT_FILE: config.push.fcm?.serviceAccountFile,
+  };
+}
+
+/** What stopOnSignalsFromStart gives a role: whether a stop was asked for, and where to hand over its stop. */
+export interface StartingRole {
+  /** A signal came (or the role failed): the start-up goes on to `started`, and says nothing is listening. */
+  readonly stopping: boolean;
+  /** The role's stop, once everything it stops exists; it runs at once if a signal came during start-up. */
+  started(stop: () => Promise<void>): ProcessStopper;
+}
+
+/**
+ * stopOnSignals from a role's first await on. Until a process has a handler,
+ * SIGTERM ends it by the signal (status 143, as a crash), and the roles
+ * installed theirs only once they listened: a stop asked for while one waited
+ * on an engine, its keys or its database killed it half-started (a worker id
+ * or registration left in etcd, a consumer left in its group). A signal during
+ * start-up is taken as the stop it asks for: the start-up goes on to
+ * `started` (each engine wait within CHAT_START_TIMEOUT_S, the whole stop
+ * within stopOnSignals' bound), the role says nothing of listening, its stop
+ * runs and the process exits 0.
+ */
+export function stopOnSignalsFromStart(logger: Logger): StartingRole {
+  let stopping = false;
+  let handOver!: (stop: () => Promise<void>) => void;
+  const roleStop = new Promise<() => Promise<void>>((resolve) => (handOver = resolve));
+  const stopper = stopOnSignals(logger, async () => {
+    stopping = true;
+    await (await roleStop)();
+  });
+  return {
+    get stopping() {
+      return stopping;
+    },
+    started(stop) {
+      handOver(stop);
+      return stopper;
+    },
   };
 }

@@ -19,13 +19,13 @@ import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
-import { closableHttp2, drainHttpServer, startPublicOps, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
-import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
 import { readApiConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
@@ -33,6 +33,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
 exitOnStartTimeout("api");
 const config = exitOnConfigError("api", () => readApiConfig());
 const logger = createLogger("api", config.logLevel);
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 
 // Files first: a key directory or credential that cannot serve is told before any wait on an engine.
@@ -152,17 +153,7 @@ await exitOnListenError("api", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
-logger.info(
-  {
-    http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`,
-    grpc: `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
-    workerId: workerId.workerId,
-    ops: ops.port,
-  },
-  "api listening",
-);
-
-stopOnSignals(logger, async () => {
+start.started(async () => {
   health.shutdown();
   healthFollower.stop();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
@@ -173,3 +164,14 @@ stopOnSignals(logger, async () => {
   await servers.close();
   await storage.close();
 });
+if (!start.stopping) {
+  logger.info(
+    {
+      http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`,
+      grpc: `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`,
+      workerId: workerId.workerId,
+      ops: ops.port,
+    },
+    "api listening",
+  );
+}

@@ -14,16 +14,17 @@ import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { ServingStatus } from "../../internal/grpc/health.js";
 import { conditionCheck, type HealthCheck } from "../../internal/observability/http.js";
 import type { Registration } from "../../internal/registry/port.js";
-import { startOpsServer, stopGrpcServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { startOpsServer, stopGrpcServer } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { bindGrpc } from "../../internal/observability/listen.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { advertisedAddress, readChatServerConfig, sessionLimitsOf } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("chat-server");
 const config = exitOnConfigError("chat-server", () => readChatServerConfig());
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 
 const e = config.engines;
@@ -113,9 +114,7 @@ registration.onRegained(() => {
 const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
 loadTimer.unref();
 
-logger.info({ grpc: address, ops: ops.port, workerId: workerId.workerId }, "chat-server listening");
-
-stopOnSignals(logger, async () => {
+start.started(async () => {
   // Drain: leave the registry first so no gateway picks us, then end the
   // streams so the gateways move every session elsewhere, socket untouched.
   clearInterval(loadTimer);
@@ -133,3 +132,4 @@ stopOnSignals(logger, async () => {
   await servers.close();
   await storage.close();
 });
+if (!start.stopping) logger.info({ grpc: address, ops: ops.port, workerId: workerId.workerId }, "chat-server listening");

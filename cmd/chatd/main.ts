@@ -1,16 +1,17 @@
 import { relative } from "node:path";
 import { UnusableDatabaseError } from "../../internal/storage/sqlite/database.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { stopOnSignals } from "../../internal/observability/lifecycle.js";
 import { apnsOptionsFromFiles } from "../../internal/push/apns.js";
 import { fcmOptionsFromFile } from "../../internal/push/fcm.js";
-import { exitOnConfigError, exitOnFileError, exitOnListenError } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, stopOnSignalsFromStart } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 import { lockDataDir } from "./data-dir.js";
 import { removeRestoreLeftovers } from "../chatd-backup/restore.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig());
+const logger = createLogger("chatd", config.logLevel);
+const start = stopOnSignalsFromStart(logger);
 // Before a database is opened or an id minted: a second chatd on the directory stops here.
 const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));
 // Every way out (a stop, a listen error, a crash) leaves the directory to the next start.
@@ -26,7 +27,6 @@ await exitOnFileError("chatd", { CHAT_APNS_KEY_FILE: config.push.apns?.keyFile, 
   if (config.push.apns) apnsOptionsFromFiles(config.push.apns);
   if (config.push.fcm) fcmOptionsFromFile(config.push.fcm);
 });
-const logger = createLogger("chatd", config.logLevel);
 const chatd = await exitOnListenError("chatd", async () => {
   try {
     return await startChatd(config, logger);
@@ -37,11 +37,10 @@ const chatd = await exitOnListenError("chatd", async () => {
     process.exit(2);
   }
 });
-// At once, before anything says it is up: a stop asked for from then on is a clean one.
-stopOnSignals(logger, () => chatd.close());
-logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, ops: chatd.opsPort, dataDir: config.dataDir }, "chatd listening");
-// For the person who ran `npm start`; stdout carries the JSON logs.
-{
+start.started(() => chatd.close());
+if (!start.stopping) {
+  logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, ops: chatd.opsPort, dataDir: config.dataDir }, "chatd listening");
+  // For the person who ran `npm start`; stdout carries the JSON logs.
   process.stderr.write(
     `\nchatd is running, data in ${config.dataDir}\n` +
       `  Web client:              ${chatd.httpUrl}/\n` +
@@ -51,4 +50,3 @@ logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, ops: ch
       `Stop it with Ctrl+C.\n\n`,
   );
 }
-

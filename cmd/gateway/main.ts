@@ -15,9 +15,9 @@ import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
-import { closableHttp2, startPublicOps, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readGatewayConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
@@ -25,6 +25,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
 exitOnStartTimeout("gateway");
 const config = exitOnConfigError("gateway", () => readGatewayConfig());
 const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 
 const verifier = new TokenVerifier(
@@ -82,11 +83,7 @@ await exitOnListenError("gateway", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
-const ws = `${tls ? "wss" : "ws"}://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
-const grpc = `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
-logger.info({ ws, grpc, http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`, ops: ops.port }, "gateway listening");
-
-stopOnSignals(logger, async () => {
+start.started(async () => {
   health.shutdown();
   healthFollower.stop();
   // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
@@ -100,3 +97,8 @@ stopOnSignals(logger, async () => {
   await watch.close();
   await servers.close();
 });
+if (!start.stopping) {
+  const ws = `${tls ? "wss" : "ws"}://${config.host}:${(httpServer.address() as AddressInfo).port}/ws`;
+  const grpc = `${tls ? "https" : "http"}://${config.host}:${(grpcServer.address() as AddressInfo).port}`;
+  logger.info({ ws, grpc, http: `${tls ? "https" : "http"}://${config.host}:${(httpServer.address() as AddressInfo).port}`, ops: ops.port }, "gateway listening");
+}

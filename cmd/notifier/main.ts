@@ -7,7 +7,7 @@ import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
-import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { consumerLagGauge } from "../../internal/queue/metrics.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
@@ -16,7 +16,7 @@ import { pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, readLogLevel, stopOnSignalsFromStart } from "../shared.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
@@ -41,6 +41,7 @@ const config = exitOnConfigError("notifier", () => {
   return c;
 });
 const logger = createLogger("notifier", config.logLevel);
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 // Read at each scrape, once the notifier below exists.
 const metrics = pushMetrics(registry, () => notifier.pending);
@@ -85,10 +86,7 @@ const notifier: Notifier = new Notifier({
 // Listening before joining the consumer group: a CHAT_OPS_PORT it cannot have ends the process before
 // it holds partitions, which Kafka would leave to it for the session timeout.
 const ops = await exitOnListenError("notifier", () => startOpsServer(registry, [{ name: notifier.health.stage, check: notifier.health.check }], config.host, config.opsPort));
-/** A signal came: the start under way is not reported as done. */
-let stopping = false;
-const stopper = stopOnSignals(logger, async () => {
-  stopping = true;
+const stopper = start.started(async () => {
   // Stop consuming first (a consumer still joining its group leaves it once joined), then send
   // what it holds (Notifier.stop) while the stores are still open.
   await notifier.stop();
@@ -101,7 +99,8 @@ const failedStart = await notifier.start().then(
   () => undefined,
   (err: Error) => err,
 );
-if (stopping) {
+// A signal came: the start under way is not reported as done.
+if (start.stopping) {
   // Stopped by a signal while starting: stopOnSignals ends the process.
 } else if (failedStart) {
   // One line naming the cause (a stack trace buries it), then closed as on SIGTERM.

@@ -2,7 +2,7 @@ import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { conditionCheck, type HealthCheck } from "../../internal/observability/http.js";
-import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PartitionedStageHealth } from "../../internal/pipeline/partition-health.js";
 import { InboxWriter } from "../../internal/pipeline/inbox-writer.js";
@@ -10,13 +10,14 @@ import { pipelineGroupsOf, pipelineMetrics } from "../../internal/pipeline/metri
 import { appendMetrics } from "../../internal/storage/cassandra/metrics.js";
 import { Sequencer } from "../../internal/pipeline/sequencer.js";
 import { publishOfflineNotifications } from "../../internal/push/records.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readPipelineConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 exitOnStartTimeout("pipeline");
 const config = exitOnConfigError("pipeline", () => readPipelineConfig());
 const logger = createLogger("pipeline", config.logLevel);
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 const e = config.engines;
 const storage = await openStorage(e, logger);
@@ -53,12 +54,9 @@ const startStage: Record<string, () => Promise<Stage>> = {
   },
 };
 
-/** A signal came: start no further stage. */
-let stopping = false;
 /** The stage joining its consumer group. */
 let joining: Promise<unknown> | undefined;
-const stopper = stopOnSignals(logger, async () => {
-  stopping = true;
+const stopper = start.started(async () => {
   // A stage still joining its group is stopped once it has joined (the queue's stop waits for it):
   // stopped while it joined, its consumer stayed in the group until the session timeout.
   await joining;
@@ -71,7 +69,8 @@ const stopper = stopOnSignals(logger, async () => {
 });
 let failedStage: { stage: string; err: Error } | undefined;
 for (const stage of config.stages) {
-  if (stopping) break;
+  // A signal came: start no further stage.
+  if (start.stopping) break;
   joining = startStage[stage]!().then(
     (w) => void workers.push(w),
     (err: Error) => void (failedStage = { stage, err }),
@@ -79,7 +78,7 @@ for (const stage of config.stages) {
   await joining;
   if (failedStage) break;
 }
-if (stopping) {
+if (start.stopping) {
   // Stopped by a signal while starting: stopOnSignals ends the process.
 } else if (failedStage) {
   // Stopped as on SIGTERM: the stages already started leave their groups now, instead of holding

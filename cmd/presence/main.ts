@@ -5,9 +5,9 @@ import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.
 import { readEngineEndpoints } from "../../internal/config/engines.js";
 import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
-import { startOpsServer, stopOnSignals } from "../../internal/observability/lifecycle.js";
+import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel, stopOnSignalsFromStart } from "../shared.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
@@ -37,6 +37,7 @@ const config = exitOnConfigError("presence", () => {
   return { ...c, presence };
 });
 const logger = createLogger("presence", config.logLevel);
+const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 
 const e = config.engines;
@@ -49,12 +50,11 @@ const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 
 const ops = await exitOnListenError("presence", () => startOpsServer(registry, [{ name: "redis", check: () => presence.store.ping() }], config.host, config.opsPort));
-logger.info({ ops: ops.port, sweepIntervalMs: config.presence.sweepIntervalMs }, "presence listening");
-
-stopOnSignals(logger, async () => {
+start.started(async () => {
   await presence.close();
   clients.close();
   await Promise.allSettled([routes.close(), watch.close(), ops.close()]);
   await servers.close();
   await storage.close();
 });
+if (!start.stopping) logger.info({ ops: ops.port, sweepIntervalMs: config.presence.sweepIntervalMs }, "presence listening");

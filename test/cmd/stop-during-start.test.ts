@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadOrCreateKeys, PRIVATE_KEY_FILE } from "../../internal/auth/tokens.js";
+import { engineScope } from "../support/engine-scope.js";
+import { engineConfig } from "../support/engines.js";
+import { runToExit } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
+
+/** Holds a role's start-up where it cannot go on alone, until `release`. */
+interface Gate {
+  env: Record<string, string>;
+  /** Resolves once the role waits at the gate. */
+  reached: Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * etcd behind a proxy that holds every connection (bytes buffered) until released, then
+ * passes them on: every engine role reads the chat servers or leases a worker id from etcd
+ * before it listens.
+ */
+async function etcdGate(env: Record<string, string>): Promise<Gate> {
+  const [host, port] = env.CHAT_ETCD_ENDPOINTS!.split(",")[0]!.replace(/^[a-z]+:\/\//, "").split(":") as [string, string];
+  const held: net.Socket[] = [];
+  const sockets = new Set<net.Socket>();
+  let open = false;
+  let reached!: () => void;
+  const pass = (client: net.Socket) => {
+    const upstream = net.connect(Number(port), host);
+    sockets.add(upstream);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      a.on("error", () => b.destroy());
+      a.on("close", () => b.destroy());
+      a.pipe(b);
+    }
+  };
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on("error", () => {});
+    if (open) return pass(client);
+    held.push(client);
+    reached();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    env: { ...env, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${(server.address() as net.AddressInfo).port}` },
+    reached: new Promise((r) => (reached = r)),
+    async release() {
+      open = true;
+      for (const client of held.splice(0)) if (!client.destroyed) pass(client);
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** chatd needs no engine: its token key is a FIFO, which its read waits on until the test writes the key. */
+async function keyFileGate(dataDir: string): Promise<Gate> {
+  mkdirSync(join(dataDir, "keys"), { recursive: true });
+  const fifo = join(dataDir, "keys", PRIVATE_KEY_FILE);
+  execFileSync("mkfifo", [fifo]);
+  // Opening a FIFO for writing waits for its reader: chatd reading its key.
+  const writer = open(fifo, "w");
+  return {
+    env: { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" },
+    reached: writer.then(() => {}),
+    async release() {
+      const pem = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" });
+      const w = await writer;
+      // EPIPE: chatd died of the signal, which the test then reports.
+      await w.writeFile(pem).catch(() => {});
+      await w.close();
+    },
+    async close() {},
+  };
+}
+
+// api, gateway, chat-server, presence and chatd installed their signal handling once they
+// listened, pipeline and notifier once they had opened their engines: a SIGTERM during start-up
+// (a deploy rolled back, a pod deleted while it waited on an engine) killed them by the signal
+// (status 143) instead of a stop.
+describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", function () {
+  this.timeout(120_000);
+  const scope = engineScope(engineConfig(), "sigstart");
+  const dir = mkdtempSync(join(tmpdir(), "chat-stop-during-start-"));
+  const keysDir = join(dir, "keys");
+  const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+  // The gateway waits for the api's public key before anything else.
+  before(() => loadOrCreateKeys(keysDir));
+  after(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await scope.drop();
+  });
+
+  const cases: Record<string, () => Promise<Gate>> = {
+    chatd: () => keyFileGate(mkdtempSync(join(dir, "chatd-"))),
+    api: () => etcdGate(common),
+    gateway: () => etcdGate(common),
+    "chat-server": () => etcdGate(common),
+    presence: () => etcdGate(common),
+    // Also pinned while they join their consumer groups (pipeline-start, notifier-start).
+    pipeline: () => etcdGate(common),
+    notifier: () => etcdGate(common),
+  };
+  for (const [role, gateOf] of Object.entries(cases)) {
+    it(role, async () => {
+      const gate = await gateOf();
+      let child: ChildProcess | undefined;
+      let stdout = "";
+      try {
+        const exited = runToExit(role, { CHAT_LOG_LEVEL: "info", ...gate.env }, (c) => {
+          child = c;
+          c.stdout!.on("data", (d) => (stdout += String(d)));
+        });
+        await Promise.race([gate.reached, exited.then((r) => assert.fail(`${role} exited before the gate: ${r.stderr}`))]);
+        child!.kill("SIGTERM");
+        // Taken (its "stopping" line) or not (dead of it) before the start-up may go on.
+        await waitFor(() => /"msg":"stopping"/.test(stdout) || child!.exitCode !== null || child!.signalCode !== null, `${role} to take the signal`);
+        await gate.release();
+        const { code, stderr } = await exited;
+        assert.equal(child!.signalCode, null, `${role} was killed by ${child!.signalCode}`);
+        assert.equal(code, 0, stderr);
+        assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
+      } finally {
+        if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        await gate.close();
+      }
+    });
+  }
+});
