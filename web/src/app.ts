@@ -1656,6 +1656,11 @@ export class ChatApp {
     return res.users.filter((u) => u.userId !== this.me);
   }
 
+  /** A search for my own username finds no one (I am left out of the results), though someone does go by it. */
+  private isMyUsername(q: string): boolean {
+    return q.replace(/^@/, "").toLowerCase() === (this.auth.current?.username ?? "").toLowerCase();
+  }
+
   private async search(q: string): Promise<void> {
     const mine = ++this.searchSeq;
     try {
@@ -1665,7 +1670,7 @@ export class ChatApp {
         this.ui.sidebarBody,
         h("div", { class: "section-title" }, "People"),
         users.length === 0
-          ? sidebarNote(`No one goes by “${q}”.`, "search-empty")
+          ? sidebarNote(this.isMyUsername(q) ? "That is you. Find others by their username." : `No one goes by “${q}”.`, "search-empty")
           : h("ul", { class: "list", "data-testid": "search-results" }, users.map((u) => userItem(u, (x) => void this.startDirect(x)))),
       );
     } catch (err) {
@@ -1690,6 +1695,7 @@ export class ChatApp {
   private newGroup(): void {
     this.dialogs.add(openGroupDialog({
       search: (q) => this.searchUsers(q),
+      isMe: (q) => this.isMyUsername(q),
       create: async (title, members) => {
         try {
           const c = (await this.api.channels.createGroup({ title, memberUserIds: members.map((m) => m.userId) })).channel!;

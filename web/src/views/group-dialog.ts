@@ -4,6 +4,8 @@ import { userItem } from "./sidebar.js";
 
 export interface GroupDialogActions {
   search(query: string): Promise<User[]>;
+  /** Whether the query is my own username, which the search leaves out. */
+  isMe(query: string): boolean;
   create(title: string, members: User[]): Promise<void>;
 }
 
@@ -47,7 +49,7 @@ export function openGroupDialog(actions: GroupDialogActions): { close(): void } 
         replaceChildren(
           results,
           users.length === 0
-            ? h("li", { class: "hint" }, "No one by that name.")
+            ? h("li", { class: "hint", "data-testid": "group-search-empty" }, actions.isMe(q) ? "That is you: you are in the groups you create." : "No one by that name.")
             : users.map((u) =>
                 userItem(u, (x) => {
                   picked.set(x.userId.toString(), x);
