@@ -1,5 +1,4 @@
 import http from "node:http";
-import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -15,7 +14,7 @@ import { leaseWorkerId, openLoginAttempts, openQueue, openRegistry, openRoutes, 
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
-import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
+import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
@@ -146,8 +145,7 @@ const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
 };
 const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
 const grpcHandler = withSpecGrpcMessages(connect);
-const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
-closeIdleConnections(grpcServer);
+const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);
 await exitOnListenError("api", async () => {
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");

@@ -1,7 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { listen } from "../../internal/observability/listen.js";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -16,7 +15,7 @@ import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
-import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
+import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
@@ -275,8 +274,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Native apps and grpcurl: h2c, which browsers never speak and which
   // cannot share a plaintext listener with HTTP/1.1 (with TLS: HTTP/2 over TLS, ALPN h2).
   const grpcHandler = withSpecGrpcMessages(grpcConnect);
-  const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
-  closeIdleConnections(grpcServer);
+  const grpcServer = createGrpcListener(grpcHandler, tls);
   const grpcListener = closableHttp2(grpcServer);
 
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");

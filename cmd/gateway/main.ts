@@ -1,12 +1,11 @@
 import http from "node:http";
-import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Gauge } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
-import { closeIdleConnections } from "../../internal/grpc/idle-connections.js";
+import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
@@ -74,8 +73,7 @@ const grpcHandler = withSpecGrpcMessages(
     },
   }),
 );
-const grpcServer = tls ? http2.createSecureServer(tls, grpcHandler) : http2.createServer(grpcHandler);
-closeIdleConnections(grpcServer);
+const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;

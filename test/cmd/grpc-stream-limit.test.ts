@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PUBLIC_MAX_CONCURRENT_STREAMS } from "../../internal/grpc/listener.js";
+import { removeDataDir, startChatd } from "../support/chatd.js";
+import { engineScope } from "../support/engine-scope.js";
+import { engineConfig } from "../support/engines.js";
+import { startRole, stopAll } from "../support/processes.js";
+
+/** What the listener at `url` tells a new connection of its streams per connection. */
+async function advertisedStreams(url: string): Promise<number | undefined> {
+  const client = http2.connect(url);
+  try {
+    await new Promise((resolve, reject) => {
+      client.once("remoteSettings", resolve);
+      client.once("error", reject);
+    });
+    return client.remoteSettings.maxConcurrentStreams;
+  } finally {
+    client.destroy();
+  }
+}
+
+// The gRPC listeners of chatd, the api and the gateway set no limit on a connection's streams
+// (Node's default): one TCP connection could open any number of realtime sessions or calls.
+// The limit's behaviour is pinned in internal/grpc/listener.test.ts; here, that each role has it.
+describe("public gRPC listeners: streams per connection", function () {
+  this.timeout(120_000);
+  const scope = engineScope(engineConfig(), "streams");
+  const keysDir = mkdtempSync(join(tmpdir(), "chat-stream-limit-keys-"));
+  after(async () => {
+    await stopAll();
+    rmSync(keysDir, { recursive: true, force: true });
+    await scope.drop();
+  });
+
+  it("chatd", async () => {
+    const chatd = await startChatd();
+    try {
+      assert.equal(await advertisedStreams(chatd.grpcUrl), PUBLIC_MAX_CONCURRENT_STREAMS);
+    } finally {
+      await chatd.stop();
+      removeDataDir(chatd.dataDir);
+    }
+  });
+
+  it("api and gateway", async () => {
+    const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
+    const api = await startRole("api", common);
+    // The gateway starts on the token key the api wrote.
+    const gateway = await startRole("gateway", common);
+    try {
+      assert.equal(await advertisedStreams(String(api.info.grpc)), PUBLIC_MAX_CONCURRENT_STREAMS);
+      assert.equal(await advertisedStreams(String(gateway.info.grpc)), PUBLIC_MAX_CONCURRENT_STREAMS);
+    } finally {
+      await Promise.all([api.stop(), gateway.stop()]);
+    }
+  });
+});
