@@ -232,8 +232,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // The blocker may still open the chat (its history stays theirs); sends are refused either way.
       const blockers = await accounts.blockersBetween(me, peer);
       if (blockers.includes(peer)) refuseIfBlocked(blockers, me, peer, "open a chat with");
+      const giveBack = await deps.limits?.startDirect(me, () => channels.hasDirect(me, peer));
       const candidate: ChannelRecord = { channelId: deps.ids.next(), kind: "direct", title: "", createdAtMs: now(), createdBy: me };
-      const channel = await channels.getOrCreateDirect(candidate, me, peer);
+      const channel = await channels.getOrCreateDirect(candidate, me, peer).catch(async (e: unknown) => {
+        await giveBack?.();
+        throw e;
+      });
+      // Made meanwhile (by the peer, or by another open of the caller's): not a chat the caller started.
+      if (channel.channelId !== candidate.channelId) await giveBack?.();
       await refuseIfDeletedSince(me, peer);
       const member = await channels.getMember(channel.channelId, me);
       const view = await channelView(deps, channel, member);

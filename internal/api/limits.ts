@@ -1,15 +1,19 @@
 import type { Logger } from "pino";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
-import type { ApiLimitsConfig } from "../throttle/config.js";
+import { DEFAULT_MAX_NEW_DIRECT_PER_DAY, type ApiLimitsConfig } from "../throttle/config.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
-import type { FailureCount, LoginAttempts } from "../throttle/port.js";
+import { MemoryWindowCounts } from "../throttle/memory.js";
+import type { FailureCount, LoginAttempts, WindowCounts } from "../throttle/port.js";
 
 /** Failures of one account from all addresses together before its logins are refused: a spread-out guesser. */
 const ACCOUNT_WIDE_FACTOR = 10;
 /** How long an address the account signed in from stays exempt from the account-wide refusal. */
 export const KNOWN_ADDRESS_MS = 30 * 24 * 3_600_000;
 const NONE: FailureCount = { failures: 0, resetInMs: 0 };
+/** The window of the quota of new direct chats. */
+export const NEW_DIRECT_WINDOW_MS = 24 * 3_600_000;
+const NOTHING_TO_GIVE_BACK = async () => {};
 
 /**
  * The public api's limits: a request rate per client address on the methods
@@ -26,21 +30,27 @@ const NONE: FailureCount = { failures: 0, resetInMs: 0 };
  * cannot lock the owner out of a new device at home. While refused, a login
  * is answered RATE_LIMITED without checking the password, right or wrong, so
  * refusals tell a guesser nothing.
+ *
+ * And the new direct chats an account starts in a day, counted in
+ * `newDirects` (Redis in the cluster) like failed logins.
  */
 export class ApiLimiter {
   private readonly auth?: KeyedBuckets;
   private readonly calls?: KeyedBuckets;
   private readonly logger?: Logger;
+  private readonly newDirects: WindowCounts;
 
+  /** `newDirects` must count in windows of NEW_DIRECT_WINDOW_MS; without it they are counted in this process's memory. */
   constructor(
     private readonly config: ApiLimitsConfig,
     private readonly attempts: LoginAttempts,
-    options: { now?: () => number; logger?: Logger } = {},
+    options: { now?: () => number; logger?: Logger; newDirects?: WindowCounts } = {},
   ) {
     const { now } = options;
     if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
     this.logger = options.logger;
+    this.newDirects = options.newDirects ?? new MemoryWindowCounts(NEW_DIRECT_WINDOW_MS, { now });
   }
 
   /** The methods that hash a password (SignUp, Login, ChangePassword, DeleteAccount): per client address. */
@@ -99,14 +109,41 @@ export class ApiLimiter {
   }
 
   /**
-   * Fails open: with the counter store down, logins go on unthrottled (still
-   * rate-limited per address) rather than nobody being able to sign in.
+   * Counts a new direct chat of `userId` unless `exists` says the pair has
+   * its chat already (opening it again is never counted nor refused); throws
+   * RATE_LIMITED when the account has started as many today as it may.
+   * Counted before the chat is made, so that opens at the same moment each
+   * get their own count and none passes the limit. Returns what gives the
+   * count back, for when no new chat came of it after all (the pair's chat
+   * was made meanwhile, by either of them, or the open failed).
    */
-  private async guarded<T>(op: () => Promise<T>, fallback: T): Promise<T> {
+  async startDirect(userId: Id, exists: () => Promise<boolean>): Promise<() => Promise<void>> {
+    const max = this.config.maxNewDirectPerDay ?? DEFAULT_MAX_NEW_DIRECT_PER_DAY;
+    if (max <= 0 || (await exists())) return NOTHING_TO_GIVE_BACK;
+    const key = String(userId);
+    const unavailable = "new direct chat counter unavailable; chat not counted";
+    const counted = await this.guarded(() => this.newDirects.add(key), undefined, unavailable);
+    if (!counted) return NOTHING_TO_GIVE_BACK;
+    const giveBack = () => this.guarded(() => this.newDirects.takeBack(key), undefined, unavailable);
+    if (counted.count > max) {
+      // Refusals are not counted: the count stays the chats started.
+      await giveBack();
+      const wait = counted.resetInMs;
+      throw new ChatError("rate_limited", `you have started ${max} new direct chats today, the most one may in a day; more in ${duration(wait)} (chats already open can still be opened)`, wait);
+    }
+    return giveBack;
+  }
+
+  /**
+   * Fails open: with the counter store down, logins go on unthrottled (still
+   * rate-limited per address) rather than nobody being able to sign in, and
+   * new direct chats uncounted (still rate-limited per account).
+   */
+  private async guarded<T>(op: () => Promise<T>, fallback: T, unavailable = "login attempt counter unavailable; login not throttled"): Promise<T> {
     try {
       return await op();
     } catch (err) {
-      this.logger?.warn({ err }, "login attempt counter unavailable; login not throttled");
+      this.logger?.warn({ err }, unavailable);
       return fallback;
     }
   }
@@ -130,4 +167,11 @@ function refuseAt(...waits: number[]): void {
 
 function seconds(ms: number): string {
   return `${Math.ceil(ms / 1000)} s`;
+}
+
+/** A wait of hours in hours and minutes, rounded up: "5 h 3 min", "12 min", "40 s". */
+function duration(ms: number): string {
+  const minutes = Math.ceil(ms / 60_000);
+  if (ms < 60_000) return seconds(ms);
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ""}`;
 }

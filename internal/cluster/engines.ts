@@ -8,7 +8,7 @@ import { EtcdServerRegistry } from "../registry/etcd.js";
 import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
 import { RedisSendClaims } from "../sendclaims/redis.js";
-import { RedisLoginAttempts } from "../throttle/redis.js";
+import { RedisLoginAttempts, RedisWindowCounts } from "../throttle/redis.js";
 import { retryStart } from "./start-retry.js";
 
 /**
@@ -48,6 +48,11 @@ export function openRoutes(e: EngineEndpoints, logger: Logger) {
 /** Failed-login counters shared by every api process, beside the cluster's other keys. */
 export function openLoginAttempts(e: EngineEndpoints, windowMs: number) {
   return new RedisLoginAttempts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, windowMs });
+}
+
+/** The direct chats each account started in its window, counted across every api process. */
+export function openNewDirectCounts(e: EngineEndpoints, windowMs: number) {
+  return new RedisWindowCounts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, name: "direct-new", windowMs });
 }
 
 /** Which chat server took a send first, shared by all of them. */

@@ -20,6 +20,12 @@ export interface ApiLimitsConfig {
   /** Groups one account may be in (created, added to or joined by link): what ListChannels and presence read grows with them. */
   maxGroupsPerUser?: number;
   /**
+   * New direct chats one account may start in a day (0: no limit). Each
+   * stays for good, is read by the caller's ListChannels, and puts the
+   * caller in the peer's presence audience; reopening one is never counted.
+   */
+  maxNewDirectPerDay?: number;
+  /**
    * A header set by a reverse proxy in front of the api that carries the
    * client's address (the last entry, the one the proxy appended); without
    * it the socket's peer address is the client's.
@@ -29,6 +35,10 @@ export interface ApiLimitsConfig {
 
 export const DEFAULT_MAX_DEVICES_PER_ACCOUNT = 100;
 export const DEFAULT_MAX_GROUPS_PER_USER = 500;
+// A person starts a few new chats a day, a few dozen on a busy one; 200 leaves room for
+// that and for bulk introductions while holding a script that walks SearchUsers to
+// 200 a day, not the 180,000 an hour the call rate alone lets through.
+export const DEFAULT_MAX_NEW_DIRECT_PER_DAY = 200;
 
 export function readApiLimits(r: EnvReader): ApiLimitsConfig {
   const header = r.string("CHAT_CLIENT_IP_HEADER", "").trim().toLowerCase();
@@ -42,6 +52,7 @@ export function readApiLimits(r: EnvReader): ApiLimitsConfig {
     loginWindowMs: r.int("CHAT_LOGIN_FAILURE_WINDOW_S", 900, 1, 86_400) * 1000,
     maxDevicesPerAccount: r.int("CHAT_MAX_DEVICES_PER_ACCOUNT", DEFAULT_MAX_DEVICES_PER_ACCOUNT, 1, 100_000),
     maxGroupsPerUser: r.int("CHAT_MAX_GROUPS_PER_USER", DEFAULT_MAX_GROUPS_PER_USER, 1, 100_000),
+    maxNewDirectPerDay: r.int("CHAT_MAX_NEW_DIRECT_PER_DAY", DEFAULT_MAX_NEW_DIRECT_PER_DAY, 0, 100_000),
     clientIpHeader: header || undefined,
   };
 }
