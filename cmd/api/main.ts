@@ -7,10 +7,11 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
+import { NEW_DIRECT_WINDOW_MS } from "../../internal/api/limits.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
-import { leaseWorkerId, openLoginAttempts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, watchServers } from "../../internal/cluster/engines.js";
+import { leaseWorkerId, openLoginAttempts, openNewDirectCounts, openQueue, openRegistry, openRoutes, openSendClaims, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
@@ -81,9 +82,10 @@ const pushApi: PushApiDeps = {
   },
 };
 
-// Request rates per process; failed logins counted in Redis, across processes.
+// Request rates per process; failed logins and new direct chats counted in Redis, across processes.
 const loginAttempts = openLoginAttempts(e, config.apiLimits.loginWindowMs);
-const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger });
+const newDirects = openNewDirectCounts(e, NEW_DIRECT_WINDOW_MS);
+const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger, newDirects });
 
 const apiCalls = apiMetrics(registry);
 // Shared by the api's own sends and its BlockUser, which forgets the pair here at once.
@@ -158,7 +160,7 @@ start.started(async () => {
   await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
   clients.close();
   // workerId.release() retires the generator first: nothing is minted once the number may be someone else's.
-  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);
+  await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), newDirects.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);
   await servers.close();
   await storage.close();
 });
