@@ -777,6 +777,9 @@ export const JoinByInviteResponseSchema: GenMessage<JoinByInviteResponse> = /*@_
 export const ChannelService: GenService<{
   /**
    * Finds or creates the direct channel between the caller and another user.
+   * Creating one counts against the caller's daily quota of new direct chats
+   * (RESOURCE_EXHAUSTED with ERROR_CODE_RATE_LIMITED and chat-retry-after-ms
+   * past it); finding one the pair already has never does.
    *
    * @generated from rpc chat.v1.ChannelService.OpenDirect
    */

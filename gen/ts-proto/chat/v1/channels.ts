@@ -3235,7 +3235,12 @@ export const JoinByInviteResponse: MessageFns<JoinByInviteResponse> = {
 /** ChannelService manages direct and group channels and their membership. */
 export type ChannelServiceService = typeof ChannelServiceService;
 export const ChannelServiceService = {
-  /** Finds or creates the direct channel between the caller and another user. */
+  /**
+   * Finds or creates the direct channel between the caller and another user.
+   * Creating one counts against the caller's daily quota of new direct chats
+   * (RESOURCE_EXHAUSTED with ERROR_CODE_RATE_LIMITED and chat-retry-after-ms
+   * past it); finding one the pair already has never does.
+   */
   openDirect: {
     path: "/chat.v1.ChannelService/OpenDirect" as const,
     requestStream: false as const,
@@ -3490,7 +3495,12 @@ export const ChannelServiceService = {
 } as const;
 
 export interface ChannelServiceServer extends UntypedServiceImplementation {
-  /** Finds or creates the direct channel between the caller and another user. */
+  /**
+   * Finds or creates the direct channel between the caller and another user.
+   * Creating one counts against the caller's daily quota of new direct chats
+   * (RESOURCE_EXHAUSTED with ERROR_CODE_RATE_LIMITED and chat-retry-after-ms
+   * past it); finding one the pair already has never does.
+   */
   openDirect: handleUnaryCall<OpenDirectRequest, OpenDirectResponse>;
   /**
    * Creates a group owned by the caller. A user is in at most
@@ -3579,7 +3589,12 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
 }
 
 export interface ChannelServiceClient extends Client {
-  /** Finds or creates the direct channel between the caller and another user. */
+  /**
+   * Finds or creates the direct channel between the caller and another user.
+   * Creating one counts against the caller's daily quota of new direct chats
+   * (RESOURCE_EXHAUSTED with ERROR_CODE_RATE_LIMITED and chat-retry-after-ms
+   * past it); finding one the pair already has never does.
+   */
   openDirect(
     request: OpenDirectRequest,
     callback: (error: ServiceError | null, response: OpenDirectResponse) => void,
