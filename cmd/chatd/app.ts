@@ -31,6 +31,7 @@ import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { storeAudience } from "../../internal/presence/audience.js";
 import { MemoryPresenceStore } from "../../internal/presence/memory.js";
+import { SqliteLastSeenLog } from "../../internal/presence/sqlite.js";
 import { RedisPresenceStore } from "../../internal/presence/redis.js";
 import { presenceMetrics } from "../../internal/presence/metrics.js";
 import { PresenceTracker } from "../../internal/presence/tracker.js";
@@ -87,8 +88,14 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const verifier = new TokenVerifier(keys.publicKey);
 
   // Presence: soft state in memory (or Redis), changes pushed to friends and small-channel co-members.
+  // In memory, last-seen times are kept in chat.db too: a restart must not forget them.
   const presenceStore =
-    config.presence.store === "redis" ? new RedisPresenceStore({ redis: config.presence.redisUrl }) : new MemoryPresenceStore();
+    config.presence.store === "redis"
+      ? new RedisPresenceStore({ redis: config.presence.redisUrl })
+      : new MemoryPresenceStore({
+          lastSeenLog: new SqliteLastSeenLog(storage.db),
+          onLastSeenLogError: (err) => logger.warn({ err }, "last seen not written to chat.db; only a restart forgets it"),
+        });
   const presence: PresenceTracker = new PresenceTracker({
     store: presenceStore,
     audience: storeAudience({ accounts: storage.accounts, channels: storage.channels }),

@@ -1,4 +1,5 @@
 import type { Id } from "../model/types.js";
+import { noLastSeenLog, type LastSeen, type LastSeenLog } from "./last-seen.js";
 import type { PresenceFlip, PresenceStore, TouchOptions, UserPresence } from "./port.js";
 
 interface DeviceState {
@@ -28,6 +29,14 @@ export interface MemoryPresenceOptions {
   lastSeenTtlMs?: number;
   /** Last-seen times kept at most (about 80 bytes each, a whole entry about 350); past it the oldest are forgotten. Default 1,000,000. */
   maxLastSeen?: number;
+  /**
+   * Keeps last-seen times beyond the process (chatd: chat.db), for users
+   * held nothing of after a restart. Its writes are soft, as presence is: a
+   * failed one is handed to `onLastSeenLogError` and costs only that last
+   * seen after a restart. Default: kept in memory alone.
+   */
+  lastSeenLog?: LastSeenLog;
+  onLastSeenLogError?: (err: unknown) => void;
 }
 
 /** Settled users looked at per expire() at most, so a sweep never holds the event loop long. */
@@ -50,6 +59,12 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly settleMs: number;
   private readonly lastSeenTtlMs: number;
   private readonly maxLastSeen: number;
+  private readonly log: LastSeenLog;
+  private readonly onLogError: (err: unknown) => void;
+  /** Writes to the log under way: close() waits for them. */
+  private readonly logging = new Set<Promise<void>>();
+  /** The latest time a caller passed: the retention of the log's times is counted from it (latest() is passed none). */
+  private nowMs = 0;
   /**
    * Users whose aggregate is online, the only ones expire() has to look at,
    * with their state: the sweep walks this once a second, and a lookup in
@@ -64,6 +79,8 @@ export class MemoryPresenceStore implements PresenceStore {
     this.settleMs = options.settleMs ?? 10 * 60_000;
     this.lastSeenTtlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
     this.maxLastSeen = options.maxLastSeen ?? 1_000_000;
+    this.log = options.lastSeenLog ?? noLastSeenLog;
+    this.onLogError = options.onLastSeenLogError ?? (() => {});
   }
 
   /** The user's full state, unsettled from a last seen if need be; undefined for a user the store holds nothing of. */
@@ -121,6 +138,7 @@ export class MemoryPresenceStore implements PresenceStore {
     u.online = false;
     u.lastSeenMs = nowMs;
     this.wentOffline(userId, nowMs);
+    this.keep([{ userId, atMs: nowMs }], nowMs);
     return { userId, online: false, lastSeenAtMs: nowMs, version: this.flipped(userId, u, nowMs) };
   }
 
@@ -139,13 +157,15 @@ export class MemoryPresenceStore implements PresenceStore {
       this.wentOffline(userId, nowMs);
       flips.push({ userId, online: false, lastSeenAtMs: u.lastSeenMs, version: this.flipped(userId, u, nowMs) });
     }
+    this.keep(flips.map((f) => ({ userId: f.userId, atMs: f.lastSeenAtMs! })), nowMs);
     return flips;
   }
 
   async latest(userId: Id): Promise<PresenceFlip> {
     const u = this.users.get(userId);
     if (!u) {
-      const seen = this.lastSeen.get(userId);
+      // Kept before a restart: as a settled user, its last seen stands in for its version.
+      const seen = this.lastSeen.get(userId) ?? (await this.logged([userId], this.nowMs)).get(userId);
       return seen === undefined ? { userId, online: false, version: 0 } : { userId, online: false, lastSeenAtMs: seen, version: seen };
     }
     if (u.online || u.lastSeenMs === undefined) return { userId, online: u.online, version: u.version };
@@ -167,10 +187,12 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
+    const unknown = userIds.filter((userId) => !this.users.has(userId) && !this.lastSeen.has(userId));
+    const logged = unknown.length > 0 ? await this.logged(unknown, nowMs) : new Map<Id, number>();
     return userIds.map((userId) => {
       const u = this.users.get(userId);
       if (!u) {
-        const seen = this.lastSeen.get(userId);
+        const seen = this.lastSeen.get(userId) ?? logged.get(userId);
         return seen === undefined ? { userId, online: false } : { userId, online: false, lastSeenAtMs: seen };
       }
       let lastSeen = u.lastSeenMs ?? 0;
@@ -189,6 +211,21 @@ export class MemoryPresenceStore implements PresenceStore {
   /** Users held whole, and users held as a last seen alone (tests, metrics). */
   get retained(): { whole: number; lastSeen: number } {
     return { whole: this.users.size, lastSeen: this.lastSeen.size };
+  }
+
+  /** Last seens the log kept of users held nothing of here (from before a restart), within the retention. */
+  private async logged(userIds: readonly Id[], nowMs: number): Promise<Map<Id, number>> {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    return this.log.read(userIds, this.nowMs - this.lastSeenTtlMs);
+  }
+
+  /** Writes last seens to the log, in the background: a flip never waits for (nor fails by) the disk. */
+  private keep(entries: LastSeen[], nowMs: number): void {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    if (entries.length === 0) return;
+    const p = this.log.record(entries, nowMs - this.lastSeenTtlMs).catch(this.onLogError);
+    this.logging.add(p);
+    void p.finally(() => this.logging.delete(p));
   }
 
   private wentOffline(userId: Id, nowMs: number): void {
@@ -233,7 +270,20 @@ export class MemoryPresenceStore implements PresenceStore {
     return u.version;
   }
 
-  async close(): Promise<void> {}
+  /**
+   * Users still online now go offline with the process: their last seen is
+   * their devices' last alive (a drained session's end), kept so that after
+   * the restart they are not shown with an older one, or with none.
+   */
+  async close(): Promise<void> {
+    const stillOnline: LastSeen[] = [];
+    this.online.forEach((u, userId) => {
+      const atMs = u.devices.reduce((at, d) => Math.max(at, d.lastAliveMs), u.lastSeenMs ?? 0);
+      if (atMs > 0) stillOnline.push({ userId, atMs });
+    });
+    this.keep(stillOnline, this.nowMs);
+    await Promise.all(this.logging);
+  }
 }
 
 

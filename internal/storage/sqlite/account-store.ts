@@ -50,6 +50,8 @@ function build(db: SqliteDatabase) {
     // with no real name.
     deleteUser: p(`UPDATE users SET username = '', username_lower = '#deleted:' || user_id,
                    display_name = '', password_hash = '' WHERE user_id = ?`),
+    // Its last seen goes with the account (SqliteLastSeenLog writes none for a deleted one).
+    forgetLastSeen: p("DELETE FROM presence_last_seen WHERE user_id = ?"),
 
     insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?)`),
@@ -142,7 +144,11 @@ function build(db: SqliteDatabase) {
     s.deleteFriend.run(a, b);
     s.deleteFriend.run(b, a);
   });
-  return { ...s, takeTokenTx, takeSuccessorTx, revokeTx, addFriendshipTx, removeFriendshipTx };
+  const deleteUserTx = db.transaction((userId: Id) => {
+    s.deleteUser.run(userId);
+    s.forgetLastSeen.run(userId);
+  });
+  return { ...s, takeTokenTx, takeSuccessorTx, revokeTx, addFriendshipTx, removeFriendshipTx, deleteUserTx };
 }
 
 export class SqliteAccountStore implements AccountStore {
@@ -198,7 +204,7 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async deleteUser(userId: Id): Promise<void> {
-    this.s.deleteUser.run(userId);
+    this.s.deleteUserTx.immediate(userId);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

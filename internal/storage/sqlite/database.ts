@@ -404,6 +404,16 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE channel_members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
   `,
+  // 19: users' last-seen times (internal/presence/sqlite.ts), which chatd's
+  // presence in memory lost at every restart. By time too: rows past the
+  // retention are taken away oldest first.
+  `
+  CREATE TABLE presence_last_seen (
+    user_id INTEGER PRIMARY KEY,
+    at_ms   INTEGER NOT NULL
+  );
+  CREATE INDEX presence_last_seen_by_time ON presence_last_seen (at_ms);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

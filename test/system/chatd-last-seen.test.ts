@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
+import { apiClients, signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { PresenceWatcher } from "../support/presence-watcher.js";
+
+const HEARTBEAT_MS = 1_000;
+const GRACE_MS = 2_500;
+const ENV = { CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS), CHAT_PRESENCE_GRACE_MS: String(GRACE_MS), CHAT_PRESENCE_SWEEP_MS: "50" };
+
+function presenceClient(baseUrl: string, token: string) {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createClient(PresenceService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] }));
+}
+
+async function befriend(baseUrl: string, a: TestUser, b: TestUser): Promise<void> {
+  await apiClients(baseUrl, a.devices[0]!.token).users.sendFriendRequest({ userId: b.userId });
+  await apiClients(baseUrl, b.devices[0]!.token).users.respondFriendRequest({ userId: a.userId, accept: true });
+}
+
+const lastSeenOf = (p: Presence | undefined) => (p?.lastSeenAt ? timestampMs(p.lastSeenAt) : undefined);
+
+describe("chatd system: last seen across a restart", function () {
+  this.timeout(180_000);
+  let chatd: ChatdProcess;
+  const watchers: PresenceWatcher[] = [];
+  const open = async (user: TestUser) => {
+    const w = await PresenceWatcher.open(chatd.wsUrl, user.devices[0]!.token, HEARTBEAT_MS);
+    watchers.push(w);
+    return w;
+  };
+
+  before(async () => {
+    chatd = await startChatd({ env: ENV });
+  });
+  after(async () => {
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+    await chatd.stop();
+    removeDataDir(chatd.dataDir);
+  });
+
+  it("shows a friend the last seen of a user who went offline before the restart, and of one online when it stopped", async () => {
+    const [alice, bob, carol, dave] = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(chatd.httpUrl, alice!, bob!);
+    await befriend(chatd.httpUrl, dave!, bob!);
+    const b = await open(bob!);
+    const a = await open(alice!);
+    await open(dave!);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "alice online");
+    await b.hears(dave!.userId, [PresenceStatus.ONLINE], "dave online");
+
+    await a.close();
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "alice offline", 15_000);
+    const aliceSeen = lastSeenOf(b.events(alice!.userId)[1]);
+    assert.ok(aliceSeen !== undefined, "alice's offline event carries her last seen");
+
+    // Dave is still online when chatd stops (an upgrade): his session is cut by the stop.
+    const stopping = Date.now();
+    await chatd.stop();
+    const stopped = Date.now();
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+    chatd = await startChatd({ dataDir: chatd.dataDir, env: ENV });
+
+    const [aliceNow, daveNow] = (await presenceClient(chatd.httpUrl, bob!.devices[0]!.token).getPresence({ userIds: [alice!.userId, dave!.userId] }))
+      .presences;
+    assert.equal(aliceNow!.status, PresenceStatus.OFFLINE);
+    assert.equal(lastSeenOf(aliceNow), aliceSeen, "alice's last seen, as heard before the restart");
+    assert.equal(daveNow!.status, PresenceStatus.OFFLINE);
+    const daveSeen = lastSeenOf(daveNow);
+    // His last frame at the latest, a heartbeat interval before the stop at the earliest.
+    assert.ok(daveSeen !== undefined && daveSeen >= stopping - HEARTBEAT_MS && daveSeen <= stopped, `${daveSeen} in [${stopping - HEARTBEAT_MS}, ${stopped}]`);
+
+    // A session told the user's presence after the restart (a new friendship) hears the same last seen.
+    const c = await open(carol!);
+    await befriend(chatd.httpUrl, alice!, carol!);
+    await c.hears(alice!.userId, [PresenceStatus.OFFLINE], "alice's presence told to her new friend");
+    assert.equal(lastSeenOf(c.events(alice!.userId)[0]), aliceSeen);
+  });
+});
