@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { openCassandraStorage, type CassandraStorage } from "../../internal/storage/cassandra/index.js";
+import { openCassandraStorage, type CassandraStorage, type Db } from "../../internal/storage/cassandra/index.js";
 import { engineConfig } from "./engines.js";
 
 /**
@@ -25,4 +25,15 @@ export function scratchCassandra(): () => CassandraStorage {
     if (!storage) throw new Error("scratchCassandra: the storage is open only while the suite runs");
     return storage;
   };
+}
+
+/** A Db whose reads (requests) are counted. */
+export function countingDb(db: Db) {
+  const count = { reads: 0 };
+  const execute: Db["client"]["execute"] = ((query: string, params?: unknown[], options?: object) => {
+    count.reads++;
+    return db.client.execute(query, params, options);
+  }) as Db["client"]["execute"];
+  const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
+  return { db: Object.create(db, { client: { value: client } }) as Db, count };
 }

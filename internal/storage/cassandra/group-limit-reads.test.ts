@@ -1,19 +1,8 @@
 import assert from "node:assert/strict";
-import { scratchCassandra } from "../../../test/support/cassandra.js";
+import { countingDb, scratchCassandra } from "../../../test/support/cassandra.js";
 import type { ChannelRecord, Id, MemberRecord } from "../../model/types.js";
 import { uniqueId } from "../contract/helpers.js";
-import { CassandraChannelStore, type Db } from "./index.js";
-
-/** A Db whose reads (requests) are counted. */
-function countingDb(db: Db) {
-  const count = { reads: 0 };
-  const execute: Db["client"]["execute"] = ((query: string, params?: unknown[], options?: object) => {
-    count.reads++;
-    return db.client.execute(query, params, options);
-  }) as Db["client"]["execute"];
-  const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
-  return { db: Object.create(db, { client: { value: client } }) as Db, count };
-}
+import { CassandraChannelStore } from "./index.js";
 
 describe("cassandra: counting the groups of the users of an add", function () {
   this.timeout(120_000);
@@ -49,5 +38,27 @@ describe("cassandra: counting the groups of the users of an add", function () {
     assert.deepEqual(await channels.inGroupsAtLeast([near, other], 30), [near]);
     assert.equal(count.reads, 2);
     assert.deepEqual(await channels.inGroupsAtLeast([near, other], 31), []);
+  });
+});
+
+describe("cassandra: reading a user's memberships", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+
+  it("reads a user's member rows a hundred channels at a time, not one channel per read", async () => {
+    const { db, count } = countingDb(storage().db);
+    const channels = new CassandraChannelStore(db, storage().messages);
+    const user = uniqueId();
+    const joined: Id[] = [];
+    for (let i = 0; i < 120; i++) {
+      const c: ChannelRecord = { channelId: uniqueId(), kind: "group", title: "g", createdAtMs: 1, createdBy: user };
+      await channels.createGroup(c, [{ channelId: c.channelId, userId: user, role: "owner", joinedAtMs: 1 + i, readSeq: 0n }]);
+      joined.push(c.channelId);
+    }
+    count.reads = 0;
+    const found = await channels.listMemberships(user);
+    assert.deepEqual(found.map((m) => m.channelId), joined);
+    // The index, then 100 + 20 channels: 121 reads before.
+    assert.equal(count.reads, 3);
   });
 });
