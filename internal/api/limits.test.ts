@@ -90,6 +90,24 @@ describe("api: limits", () => {
       await alice.c.users.getMe({});
     });
 
+    it("refuses SendMessage past the account's text budget (UTF-8 bytes), unstored and with a retry time, while others send on", async () => {
+      await start({});
+      const [alice, bob] = [await api.signUp("alice"), await api.signUp("bob")];
+      const channelId = (await alice.c.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+      // The longest text, of 4-byte code points: two fit in the 1 MiB burst, a third does not.
+      const long = "😀".repeat(99_999);
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a1", text: long });
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a2", text: long });
+      const err = await rpcError(() => alice.c.messages.sendMessage({ channelId, clientMsgId: "a3", text: long }));
+      assert.equal(err.code, Code.ResourceExhausted);
+      assert.match(err.rawMessage, /too much text sent by this account/);
+      assert.ok(Number(err.metadata.get(RETRY_AFTER_HEADER)) > 0);
+      await bob.c.messages.sendMessage({ channelId, clientMsgId: "b1", text: long });
+      clock.ms += 2_000;
+      // Not a duplicate: the refused send was not stored.
+      assert.equal((await alice.c.messages.sendMessage({ channelId, clientMsgId: "a3", text: long })).duplicate, false);
+    });
+
     it("holds Refresh to its account's rate before it rotates, a retry of a used token too: each stores a token kept for its life", async () => {
       await start({ callsPerSec: 1, callBurst: 2 });
       const me = await api.signUp("jill");

@@ -3,6 +3,7 @@ import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { DEFAULT_MAX_NEW_DIRECT_PER_DAY, type ApiLimitsConfig } from "../throttle/config.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
+import { TEXT_BURST_BYTES, TEXT_BYTES_PER_SEC, textCost } from "../throttle/text-budget.js";
 import { MemoryWindowCounts } from "../throttle/memory.js";
 import type { FailureCount, LoginAttempts, WindowCounts } from "../throttle/port.js";
 
@@ -37,6 +38,8 @@ const NOTHING_TO_GIVE_BACK = async () => {};
 export class ApiLimiter {
   private readonly auth?: KeyedBuckets;
   private readonly calls?: KeyedBuckets;
+  /** Always on: the call rate alone lets an account have 50 texts of up to 400 KB a second stored. */
+  private readonly texts: KeyedBuckets;
   private readonly logger?: Logger;
   private readonly newDirects: WindowCounts;
 
@@ -49,6 +52,7 @@ export class ApiLimiter {
     const { now } = options;
     if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
+    this.texts = new KeyedBuckets(TEXT_BYTES_PER_SEC, TEXT_BURST_BYTES, now);
     this.logger = options.logger;
     this.newDirects = options.newDirects ?? new MemoryWindowCounts(NEW_DIRECT_WINDOW_MS, { now });
   }
@@ -63,6 +67,12 @@ export class ApiLimiter {
   takeCall(userId: Id): void {
     const wait = this.calls?.take(String(userId)) ?? 0;
     if (wait > 0) throw new ChatError("rate_limited", `too many requests for this account; retry in ${seconds(wait)}`, wait);
+  }
+
+  /** SendMessage: the text's bytes from the account's budget in this process, as a chat server takes them from its sessions. */
+  takeText(userId: Id, text: string): void {
+    const wait = this.texts.take(String(userId), textCost(text));
+    if (wait > 0) throw new ChatError("rate_limited", `too much text sent by this account; retry in ${seconds(wait)}`, wait);
   }
 
   /**

@@ -18,6 +18,8 @@ import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { monotonicNow } from "../model/clock.js";
+import { KeyedBuckets } from "../throttle/keyed-buckets.js";
+import { TEXT_BURST_BYTES, TEXT_BYTES_PER_SEC } from "../throttle/text-budget.js";
 
 const ALL_DEVICES: readonly Id[] = [];
 
@@ -48,6 +50,9 @@ export interface SessionLimits {
   maxBufferedBytes: number;
   /** A user's sessions on this server past which a new one is refused as a flood (4008). */
   maxSessionsPerUser: number;
+  /** Text bytes (UTF-8) a user's sessions on this server may send per second, together (internal/throttle/text-budget.ts). */
+  textBytesPerSecond: number;
+  textBurstBytes: number;
 }
 
 export const defaultLimits: SessionLimits = {
@@ -59,6 +64,8 @@ export const defaultLimits: SessionLimits = {
   maxBufferedBytes: 8 * 1024 * 1024,
   // A hundred devices (an account's most) with ten tabs each.
   maxSessionsPerUser: 1000,
+  textBytesPerSecond: TEXT_BYTES_PER_SEC,
+  textBurstBytes: TEXT_BURST_BYTES,
 };
 
 export interface PresenceHooks {
@@ -127,6 +134,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly byUser = new Map<Id, readonly Session[]>();
   /**
+   * Each user's text budget, shared by their sessions here: per session, the
+   * thousand a user may hold would each bring their own. Kept past the
+   * user's last session (least recently used dropped first), so that
+   * reconnecting does not refill it.
+   */
+  private readonly textBudgets: KeyedBuckets;
+  /**
    * Each user's route changes still under way, as the last of a chain: they
    * land in the order they were made (a remove sent beside a pending add
    * could land first and leave a stale route; an add beside a pending remove,
@@ -187,6 +201,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.inbox = deps.inbox;
     this.submitter = deps.submitter;
     this.limits = { ...defaultLimits, ...deps.limits };
+    this.textBudgets = new KeyedBuckets(this.limits.textBytesPerSecond, this.limits.textBurstBytes);
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
@@ -307,6 +322,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
       session.close(CloseCode.internal, "could not start the session");
     });
     return session;
+  }
+
+  /** @internal Takes `bytes` of text from the user's budget: 0 when allowed, else the milliseconds to wait. */
+  takeText(userId: Id, bytes: number): number {
+    return this.textBudgets.take(String(userId), bytes);
   }
 
   /** @internal called by Session when it ends. */

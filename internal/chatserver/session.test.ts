@@ -504,6 +504,69 @@ describe("session: rate limit", () => {
   });
 });
 
+describe("session: text budget", () => {
+  /** Sessions on one ChatServer whose submitter stores every text it is given. */
+  function serverStoring(limits: Partial<SessionLimits>) {
+    const stored: string[] = [];
+    const submitter = {
+      submit: async (_who: unknown, m: { text: string }) => {
+        stored.push(m.text);
+        return { messageId: BigInt(stored.length), duplicate: false };
+      },
+    };
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: submitter as never, limits });
+    const open = (userId: bigint) => {
+      const frames: ServerFrame[] = [];
+      const closes: number[] = [];
+      const sink: SessionSink = {
+        send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+        bufferedBytes: () => 0,
+        close: (code) => void closes.push(code),
+      };
+      const handle = server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
+      const answer = (ref: bigint) => waitFor(() => frames.find((f) => f.ref === ref && f.kind.case !== "welcome"), `an answer to ${ref}`);
+      const send = (ref: bigint, text: string) => {
+        handle.receive(frame({ ref, kind: { case: "send", value: { clientMsgId: `m${ref}`, channelId: 7n, text } } }));
+        return answer(ref);
+      };
+      return { frames, closes, send, ready: () => waitFor(() => frames.some((f) => f.kind.case === "welcome"), "the welcome") };
+    };
+    return { server, stored, open };
+  }
+
+  it("refuses a send past the user's budget of UTF-8 bytes, over all their sessions here, unstored and without closing; other users send on", async () => {
+    const { server, stored, open } = serverStoring({ textBurstBytes: 4000, textBytesPerSecond: 1 });
+    const [a, b, other] = [open(1n), open(1n), open(2n)];
+    await Promise.all([a.ready(), b.ready(), other.ready()]);
+    // 1,500 code units of 2 UTF-8 bytes each: the second does not fit in what the first left, counted in bytes.
+    const text = "é".repeat(1500);
+    assert.equal((await a.send(1n, text)).kind.case, "sendAck");
+    const refused = await b.send(2n, text);
+    assert.ok(refused.kind.case === "error", refused.kind.case);
+    assert.equal(refused.kind.value.code, ErrorCode.RATE_LIMITED);
+    assert.equal(refused.kind.value.clientMsgId, "m2");
+    assert.ok(refused.kind.value.retryAfterMs > 0);
+    assert.equal((await other.send(3n, text)).kind.case, "sendAck");
+    assert.equal(stored.length, 2);
+    // Small texts still fit in what is left.
+    assert.equal((await b.send(4n, "hi")).kind.case, "sendAck");
+    assert.deepStrictEqual([...a.closes, ...b.closes, ...other.closes], []);
+    server.drain();
+  });
+
+  it("lets a send through again once the budget has refilled for it", async () => {
+    const { server, open } = serverStoring({ textBurstBytes: 1000, textBytesPerSecond: 20_000 });
+    const a = open(1n);
+    await a.ready();
+    assert.equal((await a.send(1n, "x".repeat(1000))).kind.case, "sendAck");
+    const { kind } = await a.send(2n, "x".repeat(1000));
+    assert.ok(kind.case === "error" && kind.value.code === ErrorCode.RATE_LIMITED, kind.case);
+    await new Promise((r) => setTimeout(r, kind.value.retryAfterMs));
+    assert.equal((await a.send(3n, "x".repeat(1000))).kind.case, "sendAck");
+    server.drain();
+  });
+});
+
 describe("session start, sync races and failed reads", () => {
   const entryOf = (inboxSeq: bigint): InboxEntry => ({
     inboxSeq,

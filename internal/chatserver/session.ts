@@ -12,6 +12,7 @@ import { errorCodeOf } from "./errors.js";
 import { namesAtMostMaxId } from "./validate.js";
 import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
+import { textCost } from "../throttle/text-budget.js";
 import type { ChatServer } from "./server.js";
 
 const SYNC_PAGE = 200;
@@ -309,6 +310,14 @@ export class Session implements SessionHandle {
       return this.sendError(refusalOf(frame), new ChatError("invalid_frame", "frame has no known kind"));
     }
     this.badFrames = 0;
+    if (frame.kind.case === "send") {
+      // Refused, not closed: a client that waits as told sends on. Not counted as a flood either,
+      // as the frame rate bounds these refusals.
+      const textWaitMs = this.server.takeText(this.userId, textCost(frame.kind.value.text));
+      if (textWaitMs > 0) {
+        return this.sendError(refusalOf(frame), new ChatError("rate_limited", "too much text sent; retry later", textWaitMs));
+      }
+    }
     this.handle(frame).catch((err) => this.sendError(refusalOf(frame), err));
   }
 

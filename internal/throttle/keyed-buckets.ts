@@ -19,13 +19,13 @@ export class KeyedBuckets {
     this.buckets = new LruMap(capacity);
   }
 
-  /** Takes one token of `key`'s bucket; 0 when allowed, else the milliseconds until one is there. */
-  take(key: string): number {
+  /** Takes `cost` tokens of `key`'s bucket; 0 when allowed, else the milliseconds until they are there. */
+  take(key: string, cost = 1): number {
     let b = this.buckets.get(key);
     if (!b) {
       b = new TokenBucket(this.ratePerSec, this.burst, this.now);
       this.buckets.set(key, b);
     }
-    return b.take();
+    return b.take(cost);
   }
 }

@@ -24,6 +24,19 @@ describe("TokenBucket", () => {
   });
 });
 
+describe("TokenBucket: takes of many tokens (a byte budget)", () => {
+  it("takes a cost at once, refuses one past what is there with the wait for all of it, and costs at most the burst", () => {
+    let t = 1_000;
+    const b = new TokenBucket(1000, 3000, () => t);
+    assert.equal(b.take(2000), 0);
+    assert.equal(b.take(2000), 1000, "1,000 tokens short at 1,000 a second");
+    assert.equal(b.take(500), 0, "a smaller cost fits in what is left");
+    t += 3000;
+    assert.equal(b.take(10_000), 0, "past the burst: the full bucket pays for it");
+    assert.equal(b.take(1), 1);
+  });
+});
+
 describe("TokenBucket: refused takes", () => {
   it("tells each refused take a later turn, a token apart, and each comes back to a token", () => {
     let t = 1_000;

@@ -24,14 +24,19 @@ export class TokenBucket {
     this.last = now();
   }
 
-  /** Takes one token; returns 0 when allowed, else the milliseconds until the caller's turn. */
-  take(): number {
+  /**
+   * Takes `cost` tokens (one unless told: a byte budget takes a text's bytes);
+   * returns 0 when allowed, else the milliseconds until the caller's turn. A
+   * cost past the burst costs the burst: it could never be paid otherwise.
+   */
+  take(cost = 1): number {
     const t = this.refill();
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
+    const n = Math.min(cost, this.burst);
+    if (this.tokens >= n) {
+      this.tokens -= n;
       return 0;
     }
-    return this.promise(t);
+    return this.promise(t, n);
   }
 
   /**
@@ -52,9 +57,9 @@ export class TokenBucket {
     return t;
   }
 
-  private promise(t: number): number {
-    const interval = 1000 / this.ratePerSec;
-    const due = t + (Math.max(0, 1 - this.tokens) * 1000) / this.ratePerSec;
+  private promise(t: number, cost = 1): number {
+    const interval = (cost * 1000) / this.ratePerSec;
+    const due = t + (Math.max(0, cost - this.tokens) * 1000) / this.ratePerSec;
     this.promisedAt = Math.max(due, this.promisedAt + interval);
     return Math.max(1, Math.ceil(this.promisedAt - t));
   }
