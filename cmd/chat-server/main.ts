@@ -95,15 +95,16 @@ registration = await startSteps(e, logger)("registering in etcd", () =>
   servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
 );
 await healthFollower.recheck();
-// Without a live lease gateways may already be moving our sessions: stop
-// taking new ones and end the streams, so every session moves at once
-// rather than living on in two places.
+// Without a live lease no new session is taken. The ones held stay: a gateway
+// moves a session only once our key vanishes from etcd, and cancels our stream
+// as it does, so a session never lives on in two places. Ending them here moved
+// every session of every server whenever etcd restarted (it keeps the leases,
+// and the keys, through a restart longer than the TTL).
 registration.onLost(() => {
-  logger.warn("registration lost: no longer serving");
+  logger.warn("registration lost: taking no new session");
   chat.accepting = false;
   // At once, not at the next round: gateways may already be moving its sessions.
   health.setAll(ServingStatus.NOT_SERVING);
-  service.endAll();
 });
 registration.onRegained(() => {
   logger.info("registration regained: serving again");

@@ -13,6 +13,7 @@ import { engineScope } from "../support/engine-scope.js";
 import { connectRedis, engineConfig } from "../support/engines.js";
 import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { Etcd3 } from "etcd3";
 import kafkajs from "kafkajs";
@@ -274,12 +275,16 @@ describe("distributed mode on the real engines (separate processes)", function (
     try {
       await runUnderLoad(disrupt, label, maxResumeMs, rejoin);
     } catch (err) {
-      // What the roles warned about is what explains a failure here.
-      for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
-        const warnings = p.output.filter((l) => !l.startsWith('{"level":30') && !l.startsWith('{"level":20'));
-        console.error(`--- ${p.role} (exit ${p.child.exitCode ?? p.child.signalCode ?? "-"})\n${warnings.slice(-40).join("\n")}`);
-      }
+      printWarnings();
       throw err;
+    }
+  }
+
+  /** What the roles warned about is what explains a failure. */
+  function printWarnings(): void {
+    for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
+      const warnings = p.output.filter((l) => !l.startsWith('{"level":30') && !l.startsWith('{"level":20'));
+      console.error(`--- ${p.role} (exit ${p.child.exitCode ?? p.child.signalCode ?? "-"})\n${warnings.slice(-40).join("\n")}`);
     }
   }
 
@@ -467,6 +472,39 @@ describe("distributed mode on the real engines (separate processes)", function (
     }, "kafka-restart");
   });
 
+  it("survives an etcd restart", async () => {
+    // A blink of etcd must not move or close sessions: the leases outlive the restart
+    // (etcd keeps them, with their TTL afresh), so the chat servers keep serving.
+    const etcd = new Etcd3({ hosts: engines.etcdEndpoints.map((h) => `http://${h}`) });
+    try {
+      await underLoad(async () => {
+        execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "down", "etcd"], { stdio: "pipe" });
+        execFileSync("bash", [join(ROOT, "scripts/engines.sh"), "up", "etcd"], { stdio: "pipe" });
+      }, "etcd-restart");
+      try {
+        for (const [i, d] of devices.entries()) {
+          assert.equal(d.frames.filter((f) => f.kind.case === "welcome").length, 1, `etcd-restart: device ${i}'s session was moved`);
+        }
+      } catch (err) {
+        printWarnings();
+        throw err;
+      }
+      // Every process holds one worker id of its own (one under a lost lease expires), and every chat server is registered.
+      const minters = 1 + chatServers.length;
+      await waitFor(async () => (await etcd.getAll().prefix(`/${scope.env.CHAT_ETCD_PREFIX}/worker-ids/`).keys()).length === minters, `${minters} worker ids held`, 30_000, 250);
+      for (const cs of chatServers) {
+        const key = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(cs.info.serverId ?? "")}`;
+        await waitFor(async () => (await etcd.get(key).exec()).kvs.length > 0, `${key} registered after the restart`, 30_000, 100);
+      }
+      for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
+        await waitFor(async () => (await fetch(`http://127.0.0.1:${p.info.ops}/healthz`)).ok, `${p.role} healthy after the restart`, 30_000, 250);
+        assert.equal(p.child.exitCode, null, `${p.role} still running`);
+      }
+    } finally {
+      etcd.close();
+    }
+  });
+
   it("acks a resend through the api's SendMessage, made before the first copy was stored, with the first copy's id", async () => {
     const [a, b] = [await signUp(apiUrl(), "ra"), await signUp(apiUrl(), "ra")];
     const direct = (await a.api.channels.openDirect({ userId: b.userId })).channel!.channelId;
@@ -524,5 +562,97 @@ describe("distributed mode on the real engines (separate processes)", function (
     for (const d of [da, db]) assert.deepStrictEqual(d.messagesIn(direct).map((m) => [m.clientMsgId, m.seq]), [[key, 1n]]);
     assert.equal(db.messagesIn(direct)[0]!.messageId, da.messagesIn(direct)[0]!.messageId);
     chatServers.push(await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs5-${run}` }));
+  });
+});
+
+describe("a cluster whose Cassandra stops answering for a while, under load", function () {
+  this.timeout(600_000);
+  const engines = engineConfig();
+  const run = Math.random().toString(36).slice(2, 8);
+  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
+  const scope = engineScope(engines, "cx", run);
+  // The shared Cassandra serves other suites: it is cut off from this deployment only, by a proxy.
+  let proxy: TcpProxy;
+  const roles: RoleProcess[] = [];
+  const devices: TestDevice[] = [];
+
+  before(async () => {
+    proxy = await TcpProxy.start(engines.cassandraContactPoints[0]!);
+    const env = {
+      ...scope.env,
+      CHAT_CASSANDRA_CONTACT_POINTS: proxy.address,
+      CHAT_KAFKA_PARTITIONS: "3",
+      CHAT_KEYS_DIR: keysDir,
+      CHAT_HTTP_PORT: "0",
+      CHAT_GRPC_PORT: "0",
+      CHAT_OPS_PORT: "0",
+      CHAT_LEASE_TTL_S: String(LEASE_TTL_S),
+    };
+    roles.push(await startRole("api", env));
+    roles.push(await startRole("chat-server", { ...env, CHAT_SERVER_ID: `cs-${run}` }));
+    roles.push(await startRole("pipeline", env));
+    roles.push(await startRole("gateway", { ...env, CHAT_GATEWAY_ID: `gw-${run}` }));
+  });
+  after(async () => {
+    await Promise.all(devices.map((d) => d.close()));
+    await Promise.all(roles.slice(1).map((p) => p.stop()));
+    await roles[0]?.stop();
+    await stopAll();
+    await proxy?.close();
+    await scope.drop();
+    rmSync(keysDir, { recursive: true, force: true });
+  });
+
+  it("refuses sends while Cassandra is away, acks none it could lose, and delivers every acked one once and in order after", async () => {
+    const [api, , , gateway] = roles;
+    const users: TestUser[] = [];
+    for (let i = 0; i < 3; i++) users.push(await signUp(String(api!.info.http), "cx"));
+    const group = (await users[0]!.api.channels.createGroup({ title: "outage", memberUserIds: users.slice(1).map((u) => u.userId) })).channel!.channelId;
+    for (const u of users) devices.push(await new TestDevice(String(gateway!.info.ws), u.devices[0]!.token).connect());
+    const acked = new Set<bigint>();
+    const refusals: string[] = [];
+    let outage = false;
+    let ackedDuringOutage = 0;
+    let sending = true;
+    const senders = devices.slice(0, 2).map(async (d, i) => {
+      for (let n = 0; sending; n++) {
+        const key = `cx-${run}-${i}-${n}`;
+        for (;;) {
+          const sentInOutage = outage;
+          const ref = d.sendFrame({ kind: { case: "send", value: { channelId: group, text: `${i}.${n}`, clientMsgId: key } } });
+          const reply = await d.reply(ref, 15_000);
+          if (reply.kind.case === "sendAck") {
+            acked.add(reply.kind.value.messageId);
+            // One already past its membership read when the cut came is in Kafka, so acked rightly.
+            if (sentInOutage && outage) ackedDuringOutage++;
+            break;
+          }
+          assert.equal(reply.kind.case, "error");
+          if (reply.kind.case === "error") refusals.push(`${ErrorCode[reply.kind.value.code]}: ${reply.kind.value.message}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    });
+    await waitFor(() => acked.size >= 20, "traffic before the outage", 60_000);
+    proxy.cut("reset");
+    outage = true;
+    // Long enough for the block and membership caches to go stale and the pipeline to fail batches.
+    await waitFor(() => refusals.length >= 10, "sends refused while Cassandra is away", 30_000);
+    await new Promise((r) => setTimeout(r, 10_000));
+    outage = false;
+    await proxy.restore();
+    const before = acked.size;
+    await waitFor(() => acked.size >= before + 20, "sends acked again after the outage", 60_000);
+    sending = false;
+    await Promise.all(senders);
+    assert.equal(ackedDuringOutage, 0, "no send made while Cassandra is away is acked before it is back");
+    for (const r of refusals) assert.match(r, /^UNAVAILABLE: /, "a refusal says the storage is away");
+    await Promise.all(devices.map((d) => waitFor(() => [...acked].every((id) => d.messagesIn(group).some((m) => m.messageId === id)), "every acked message on every device", 120_000)));
+    for (const [i, d] of devices.entries()) checkView(d, group, acked, `cassandra-outage device ${i}`);
+    for (const d of devices) assert.equal(d.closeCode, undefined, "a device socket was closed");
+    for (const p of roles) {
+      assert.equal(p.child.exitCode, null, `${p.role} still running`);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${p.info.ops}/healthz`)).ok, `${p.role} healthy again`, 60_000, 250);
+    }
   });
 });
