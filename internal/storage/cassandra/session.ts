@@ -123,6 +123,21 @@ export interface Statement {
 }
 
 /**
+ * Whether running the statement twice leaves the same outcome as once, so
+ * the driver may send it again (to another coordinator after a dropped
+ * connection or a client timeout): a read, or a write of fixed values (a
+ * timestamp included) or a delete. Not a condition (IF: the second round
+ * sees the first's write and answers differently) nor an increment or
+ * append, whose every run adds again.
+ */
+export function repeatable(query: string): boolean {
+  if (/^\s*SELECT\b/i.test(query)) return true;
+  if (/\sIF\s/i.test(query)) return false;
+  // c = c + ?, c = c - ?, l = ? + l: counters, list appends and prepends.
+  return !/\b(\w+)\s*=\s*\1\s*[-+]/.test(query) && !/=\s*(\?|\[[^\]]*\])\s*\+\s*\w+/.test(query);
+}
+
+/**
  * The keyspace-bound handle the adapters share: every statement is prepared
  * (the driver caches the preparation per query string), and driver errors
  * become ChatError("unavailable") so the edges answer with a retryable status.
@@ -153,10 +168,10 @@ export class Db {
    * default) per request; a caller that wants fewer says so with LIMIT.
    */
   async rows(query: string, params: Params): Promise<Row[]> {
-    let rs = await this.run(query, params);
+    let rs = await this.read(query, params);
     const out = rs.rows ?? [];
     while (rs.pageState) {
-      rs = await this.run(query, params, { pageState: rs.pageState });
+      rs = await this.read(query, params, { pageState: rs.pageState });
       for (const r of rs.rows ?? []) out.push(r);
     }
     return out;
@@ -168,27 +183,30 @@ export class Db {
    * each page whether to go on.
    */
   async page(query: string, params: Params, fetchSize: number, pageState?: string): Promise<{ rows: Row[]; next?: string }> {
-    const rs = await this.run(query, params, { fetchSize, pageState });
+    const rs = await this.read(query, params, { fetchSize, pageState });
     return { rows: rs.rows ?? [], next: rs.pageState ?? undefined };
   }
 
   async one(query: string, params: Params): Promise<Row | undefined> {
-    return (await this.run(query, params)).first() ?? undefined;
+    return (await this.read(query, params)).first() ?? undefined;
   }
 
   /** A linearizable read: it sees (and finishes) any Paxos round in flight. */
   async serialOne(query: string, params: Params): Promise<Row | undefined> {
-    return (await this.run(query, params, { consistency: this.serial })).first() ?? undefined;
+    // Repeating it is safe as well: a round it finished stays finished.
+    return (await this.read(query, params, { consistency: this.serial })).first() ?? undefined;
   }
 
   /** A plain write: idempotent, so the driver may retry it on another node. */
   async write(query: string, params: Params): Promise<void> {
+    if (!repeatable(query)) throw new Error(`not a plain write, its repeat would change the outcome (use lwt): ${query.slice(0, 80)}`);
     await this.run(query, params, { isIdempotent: true });
   }
 
   /** A lightweight transaction; `row` carries the current values when not applied. */
   async lwt(query: string, params: Params): Promise<{ applied: boolean; row: Row }> {
-    const rs = await this.run(query, params, { serialConsistency: this.serial });
+    // Never sent twice by the driver: a second round would see the first one's write and answer "not applied".
+    const rs = await this.run(query, params, { serialConsistency: this.serial, isIdempotent: false });
     const row = rs.first();
     return { applied: row.get("[applied]") === true, row };
   }
@@ -209,7 +227,7 @@ export class Db {
         logged: o.logged,
         serialConsistency: this.serial,
         // A plain batch only sets values; a conditional one must not be replayed blindly.
-        isIdempotent: !o.conditional,
+        isIdempotent: !o.conditional && statements.every((st) => repeatable(st.query)),
       });
       const row = rs.first() ?? undefined;
       const applied = row?.get("[applied]");
@@ -217,6 +235,11 @@ export class Db {
     } catch (e) {
       translate(e, statements[0]?.query ?? "batch");
     }
+  }
+
+  /** Reads change nothing: the driver may send them again, to another coordinator if need be. */
+  private read(query: string, params: Params, o: cassandra.QueryOptions = {}): Promise<cassandra.types.ResultSet> {
+    return this.run(query, params, { ...o, isIdempotent: true });
   }
 
   private async run(query: string, params: Params, o: cassandra.QueryOptions = {}): Promise<cassandra.types.ResultSet> {
