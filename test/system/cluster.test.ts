@@ -496,6 +496,14 @@ describe("distributed mode on the real engines (separate processes)", function (
         const key = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(cs.info.serverId ?? "")}`;
         await waitFor(async () => (await etcd.get(key).exec()).kvs.length > 0, `${key} registered after the restart`, 30_000, 100);
       }
+      // Both gateways follow the registry again (their watches broke): a server started now gets new sessions.
+      const fresh = await startRole("chat-server", { ...common, CHAT_SERVER_ID: `cs-etcd-${run}` });
+      chatServers.push(fresh);
+      const freshKey = `/${scope.env.CHAT_ETCD_PREFIX}/servers/${String(fresh.info.serverId ?? "")}`;
+      await waitFor(async () => (await etcd.get(freshKey).exec()).kvs.length > 0, `${freshKey} registered`, 30_000, 100);
+      const newcomers = await Promise.all(gateways.map(() => signUp(apiUrl(), "er")));
+      await Promise.all(newcomers.map((u, i) => connect(i, u.devices[0]!.token)));
+      assert.equal(await sessionsOn(fresh), gateways.length, "every gateway placed its next session on the least-loaded server, registered after the restart");
       for (const p of [api, ...chatServers, ...pipelines, ...gateways]) {
         await waitFor(async () => (await fetch(`http://127.0.0.1:${p.info.ops}/healthz`)).ok, `${p.role} healthy after the restart`, 30_000, 250);
         assert.equal(p.child.exitCode, null, `${p.role} still running`);
