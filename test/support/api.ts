@@ -68,9 +68,16 @@ export async function addDevice(baseUrl: string, user: TestUser): Promise<{ devi
  * resolved when all are on the wire; `answers` settle with each one's status
  * code or the error that cut it. Each hashes a password (argon2id, behind
  * the thread pool's four threads), so most are still being answered a while
- * after the first one is: requests in flight for a stop to answer.
+ * after the first one is: requests in flight for a stop to answer. `agent`
+ * keeps `count` connections alive (maxSockets), each used once before.
  */
 export async function signUpsInFlight(baseUrl: string, agent: http.Agent, count: number): Promise<{ answers: Promise<string>[] }> {
+  // `count` connections accepted and kept alive first: a connection still in the listen backlog
+  // when the listener closes is the kernel's to reset, whatever the server does.
+  const healthz = new URL("/healthz", baseUrl);
+  await Promise.all(
+    Array.from({ length: count }, () => new Promise<void>((resolve, reject) => http.get(healthz, { agent }, (res) => res.resume().on("end", resolve)).on("error", reject))),
+  );
   const url = new URL("/chat.v1.AuthService/SignUp", baseUrl);
   const run = Date.now().toString(36);
   const sent = Array.from({ length: count }, (_, i) => {

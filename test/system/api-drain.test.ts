@@ -23,7 +23,7 @@ describe("api: SIGTERM with requests in flight", function () {
 
   it("answers every request it holds, then exits 0", async () => {
     const api = await startRole("api", { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" });
-    const agent = new http.Agent({ keepAlive: true });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
     const { answers: inFlight } = await signUpsInFlight(String(api.info.http), agent, 24);
     // One answered: the api has been at them for a password hash's time, so it has read every
     // request (one still unread on its connection would be a keep-alive race, not a drain), and
