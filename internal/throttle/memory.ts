@@ -1,5 +1,6 @@
 import { LruMap } from "../cache/lru-map.js";
-import type { FailureCount, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
+import { FailedLogins } from "./failed-logins.js";
+import type { LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 import { monotonicNow } from "../model/clock.js";
 
 // Windows are durations within this process's life, so they are timed on the
@@ -67,28 +68,15 @@ export class MemoryWindowCounts implements WindowCounts {
 }
 
 /** LoginAttempts in process memory, for chatd, bounded as MemoryWindowCounts. */
-export class MemoryLoginAttempts implements LoginAttempts {
-  private readonly failures: MemoryWindowCounts;
+export class MemoryLoginAttempts extends FailedLogins implements LoginAttempts {
   /** Successful sign-ins: key -> until when they are remembered. */
   private readonly successes: LruMap<string, number>;
   private readonly now: () => number;
 
   constructor(windowMs: number, options: MemoryOptions = {}) {
-    this.failures = new MemoryWindowCounts(windowMs, options);
+    super(new MemoryWindowCounts(windowMs, options));
     this.successes = new LruMap(options.capacity ?? 100_000);
     this.now = options.now ?? monotonicNow;
-  }
-
-  async get(key: string): Promise<FailureCount> {
-    return asFailures(await this.failures.get(key));
-  }
-
-  async fail(key: string): Promise<FailureCount> {
-    return asFailures(await this.failures.add(key));
-  }
-
-  async clear(key: string): Promise<void> {
-    await this.failures.clear(key);
   }
 
   async rememberSuccess(key: string, ms: number): Promise<void> {
@@ -101,5 +89,3 @@ export class MemoryLoginAttempts implements LoginAttempts {
 
   async close(): Promise<void> {}
 }
-
-export const asFailures = ({ count, resetInMs }: WindowCount): FailureCount => ({ failures: count, resetInMs });

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
-import { asFailures } from "./memory.js";
-import type { FailureCount, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
+import { FailedLogins } from "./failed-logins.js";
+import type { LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 
 interface RedisOptions {
   /** A client to use (not closed by close()); or give `url` and the adapter makes its own. */
@@ -82,28 +82,17 @@ export class RedisWindowCounts implements WindowCounts {
  * success is a key `<prefix>login-ok:<key>` that expires when it is no
  * longer remembered.
  */
-export class RedisLoginAttempts implements LoginAttempts {
+export class RedisLoginAttempts extends FailedLogins implements LoginAttempts {
   private readonly redis: Redis;
   private readonly owned: boolean;
-  private readonly failures: RedisWindowCounts;
   private readonly successPrefix: string;
 
   constructor(options: RedisLoginAttemptsOptions) {
-    ({ redis: this.redis, owned: this.owned } = client(options));
-    this.failures = new RedisWindowCounts({ ...options, redis: this.redis, name: "login-fail" });
+    const { redis, owned } = client(options);
+    super(new RedisWindowCounts({ ...options, redis, name: "login-fail" }));
+    this.redis = redis;
+    this.owned = owned;
     this.successPrefix = `${options.keyPrefix ?? "chat:"}login-ok:`;
-  }
-
-  async get(key: string): Promise<FailureCount> {
-    return asFailures(await this.failures.get(key));
-  }
-
-  async fail(key: string): Promise<FailureCount> {
-    return asFailures(await this.failures.add(key));
-  }
-
-  async clear(key: string): Promise<void> {
-    await this.failures.clear(key);
   }
 
   async rememberSuccess(key: string, ms: number): Promise<void> {

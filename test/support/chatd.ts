@@ -2,6 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TestDevice } from "./device.js";
 import { startRole } from "./processes.js";
 
 export interface ChatdProcess {
@@ -40,4 +41,28 @@ export async function startChatd(options: { dataDir?: string; env?: Record<strin
 
 export function removeDataDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * One chatd for a whole suite: started before its first test; after its last, the devices the
+ * tests pushed on `devices` are closed, chatd is stopped and its data directory removed.
+ */
+export function useChatd(options: Parameters<typeof startChatd>[0] = {}): { readonly chatd: ChatdProcess; readonly devices: TestDevice[] } {
+  let chatd: ChatdProcess | undefined;
+  const devices: TestDevice[] = [];
+  before(async () => {
+    chatd = await startChatd(options);
+  });
+  after(async () => {
+    await Promise.all(devices.splice(0).map((d) => d.close()));
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+  });
+  return {
+    get chatd() {
+      if (!chatd) throw new Error("chatd is started by the suite's before hook: read it inside a test");
+      return chatd;
+    },
+    devices,
+  };
 }

@@ -1,31 +1,22 @@
 import assert from "node:assert/strict";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { signUp } from "../support/api.js";
-import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
 
 describe("chatd system: the text budget of a session", function () {
   this.timeout(180_000);
-  let chatd: ChatdProcess;
-  const devices: TestDevice[] = [];
-
-  before(async () => {
-    chatd = await startChatd();
-  });
-  after(async () => {
-    await Promise.all(devices.splice(0).map((d) => d.close()));
-    await chatd.stop();
-    removeDataDir(chatd.dataDir);
-  });
+  const suite = useChatd();
+  const devices = suite.devices;
 
   it("refuses a flood of long texts with RATE_LIMITED, unstored and without closing, while another user's messages keep flowing", async () => {
-    const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
+    const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(suite.chatd.httpUrl, n)));
     const toBob = (await alice!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
     const carolToBob = (await carol!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
     const [a, b, c] = await Promise.all(
       [alice!, bob!, carol!].map((u) => {
-        const d = new TestDevice(chatd.wsUrl, u.devices[0]!.token);
+        const d = new TestDevice(suite.chatd.wsUrl, u.devices[0]!.token);
         devices.push(d);
         return d.connect();
       }),

@@ -1,30 +1,21 @@
 import assert from "node:assert/strict";
 import { signUp } from "../support/api.js";
-import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
 
 describe("read receipts over the realtime session (chatd)", function () {
   this.timeout(120_000);
-  let chatd: ChatdProcess;
-  const devices: TestDevice[] = [];
-
-  before(async () => {
-    chatd = await startChatd();
-  });
-  after(async () => {
-    await Promise.all(devices.splice(0).map((d) => d.close()));
-    await chatd?.stop();
-    if (chatd) removeDataDir(chatd.dataDir);
-  });
+  const suite = useChatd();
+  const devices = suite.devices;
 
   /** Alice and Bob in a direct chat, each with a device connected. */
   async function directChatOnline() {
-    const alice = await signUp(chatd.httpUrl, "alice");
-    const bob = await signUp(chatd.httpUrl, "bob");
+    const alice = await signUp(suite.chatd.httpUrl, "alice");
+    const bob = await signUp(suite.chatd.httpUrl, "bob");
     const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
-    const a = await new TestDevice(chatd.wsUrl, alice.devices[0]!.token).connect();
-    const b = await new TestDevice(chatd.wsUrl, bob.devices[0]!.token).connect();
+    const a = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token).connect();
+    const b = await new TestDevice(suite.chatd.wsUrl, bob.devices[0]!.token).connect();
     devices.push(a, b);
     return { alice, bob, channelId: channel!.channelId, a, b };
   }
