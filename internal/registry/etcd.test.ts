@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
+import pino from "pino";
 import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
 import { TcpProxy } from "../../test/support/tcp-proxy.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -172,6 +173,38 @@ describe("EtcdServerRegistry on a real etcd", function () {
       assert.equal(reg.live, true);
     });
   }
+
+  it("logs an etcd outage of its watch once as it starts and once as it ends (with its length), not once per retry", async () => {
+    const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);
+    cleanups.push(() => proxy.close());
+    const lines: Array<{ level: number; msg: string; outageMs?: number }> = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const registry = new EtcdServerRegistry({ endpoints: [proxy.address], prefix, logger });
+    cleanups.push(() => registry.close());
+    const cutWatch = await registry.watch();
+
+    proxy.cut("reset");
+    const triedBefore = proxy.accepted;
+    // Each try of etcd3's watch reconnect dials through the proxy: several are several retries.
+    await waitFor(() => proxy.accepted >= triedBefore + 6, "six tries to reach etcd while it is cut off", 15_000);
+    const during = lines.filter((l) => l.level >= 40);
+    assert.equal(during.length, 1, `one warning for the outage, got ${during.length}: ${during.map((l) => l.msg).join(" | ")}`);
+    assert.match(during[0]!.msg, /registry watch lost etcd/);
+
+    await proxy.restore();
+    await waitFor(() => lines.some((l) => l.msg === "registry watch back on etcd"), "the watch back on etcd", 10_000);
+    const back = lines.filter((l) => l.msg === "registry watch back on etcd");
+    assert.equal(back.length, 1);
+    assert.equal(back[0]!.level, 30, "the end of an outage is info");
+    assert.ok(back[0]!.outageMs! > 0, `the outage's length: ${back[0]!.outageMs}`);
+    // And the watch works again: a server registered now shows up in it.
+    const serverId = uniqueName("after-outage");
+    const registered = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL });
+    cleanups.push(() => registered.close());
+    await registered.register({ serverId, address: "127.0.0.1:7040", load: 0 });
+    await waitFor(() => cutWatch.servers().some((s) => s.serverId === serverId), "a new server in the watch that lost etcd", 10_000);
+    assert.equal(lines.filter((l) => l.level >= 40).length, 1, "nothing more to warn of");
+  });
 
   it("an entry taken over by another process under the same id is not written over: lost until that one leaves, then regained", async () => {
     const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 10 });

@@ -349,6 +349,12 @@ class EtcdServerWatch implements ServerWatch {
   private watcher: Watcher | undefined;
   private closed = false;
   private reopening: Promise<void> | undefined;
+  /**
+   * Since when (performance.now()) the watch has been without etcd, until it
+   * is back. etcd3 retries every second or faster and reports each failed try;
+   * an outage is one warning as it starts and one line as it ends, not one a try.
+   */
+  private outageSince: number | undefined;
 
   constructor(
     private readonly client: Etcd3,
@@ -375,8 +381,11 @@ class EtcdServerWatch implements ServerWatch {
       if (watcher === this.watcher) this.apply(res);
     });
     watcher.on("disconnected", (err) => {
-      // etcd3 reconnects and resumes from the last revision it saw.
-      this.logger?.warn({ err, dir: this.dir }, "registry watch disconnected; reconnecting");
+      // etcd3 reconnects (its watch backoff, internal/etcd/client.ts) and resumes from the last revision it saw.
+      if (watcher === this.watcher) this.outageStarted(err);
+    });
+    watcher.on("connected", () => {
+      if (watcher === this.watcher) this.outageEnded();
     });
     watcher.on("error", (err) => {
       // Cancelled by etcd (for example its revision was compacted while we were away): start over.
@@ -417,15 +426,30 @@ class EtcdServerWatch implements ServerWatch {
         if (this.closed) return;
         try {
           await this.open();
+          this.outageEnded();
           if (JSON.stringify(this.servers()) !== before) this.notify();
           return;
         } catch (err) {
-          this.logger?.warn({ err, dir: this.dir }, "registry watch reopen failed; retrying");
+          this.outageStarted(err);
         }
         await new Promise((r) => setTimeout(r, backoff).unref());
         backoff = Math.min(backoff * 2, 2_000);
       }
     })().finally(() => (this.reopening = undefined));
+  }
+
+  private outageStarted(err: unknown): void {
+    if (this.closed) return;
+    if (this.outageSince !== undefined) return void this.logger?.debug({ err, dir: this.dir }, "registry watch: etcd still unreachable; retrying");
+    this.outageSince = performance.now();
+    this.logger?.warn({ err, dir: this.dir }, "registry watch lost etcd; retrying until it answers (the servers known stay as they were)");
+  }
+
+  private outageEnded(): void {
+    if (this.outageSince === undefined) return;
+    const outageMs = Math.round(performance.now() - this.outageSince);
+    this.outageSince = undefined;
+    this.logger?.info({ dir: this.dir, outageMs }, "registry watch back on etcd");
   }
 
   /** Loads every entry under the prefix; returns the revision it was read at. */

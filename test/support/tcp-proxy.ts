@@ -22,6 +22,8 @@ interface Pair {
 export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private mode: CutMode | undefined;
+  /** Connections accepted so far, those a cut drops at once too: how often a client tried. */
+  accepted = 0;
 
   private constructor(
     private readonly server: net.Server,
@@ -83,6 +85,7 @@ export class TcpProxy {
   }
 
   private accept(client: net.Socket): void {
+    this.accepted++;
     const pair: Pair & { holed?: boolean } = { client, upstream: undefined };
     this.pairs.add(pair);
     client.on("error", () => this.drop(pair));
