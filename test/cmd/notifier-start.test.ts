@@ -7,7 +7,7 @@ import { KafkaQueue } from "../../internal/queue/kafka.js";
 import { ConsumerGroups, topicSpecs, Topics } from "../../internal/pipeline/topics.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-import { groupMembers, joinForeign } from "../support/kafka-groups.js";
+import { groupMembers, holdGroup, joinForeign } from "../support/kafka-groups.js";
 import { runToExit } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -44,45 +44,26 @@ describe("notifier: starting", function () {
   // It said "notifier listening" once the join it was stopped during had ended, and went on to
   // stop only the subscription the queue's close found.
   it("a SIGTERM while it joins its consumer group: no 'listening', it leaves the group and exits 0", async () => {
-    // A member of the group holding a batch: kafkajs rejoins only once it is done, so the notifier
-    // stays joining until the test lets it go (as in pipeline-start.test.ts).
-    const queue = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, namespace: ns, clientId: "a-holder" });
+    // A member of the group holding a batch keeps the notifier joining until the test lets it go.
     const group = `${ns}.${ConsumerGroups.notifier}`;
-    let release = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let revoked: AbortSignal | undefined;
-    let joins = 0;
+    const holder = await holdGroup(ns, ConsumerGroups.notifier, Topics.notifications);
     let notifier: ChildProcess | undefined;
     try {
-      await queue.ensureTopics(topicSpecs(1));
-      const holder = await queue.subscribe(
-        ConsumerGroups.notifier,
-        Topics.notifications,
-        async (_records, batch) => {
-          revoked = batch!.revoked;
-          await released;
-        },
-        { onConsumerTrouble: (err) => void (err || joins++) },
-      );
-      await queue.publish(Topics.notifications, [{ key: "k", value: new Uint8Array([0]) }]);
-      await waitFor(() => revoked, "the holder's batch in hand");
       const exited = runToExit("notifier", { ...scope.env, CHAT_KEYS_DIR: keysDir }, (child) => (notifier = child));
-      await waitFor(() => revoked!.aborted || notifier!.exitCode !== null, "the notifier to begin joining the group", 120_000);
+      await waitFor(() => holder.revoked.aborted || notifier!.exitCode !== null, "the notifier to begin joining the group", 120_000);
       if (notifier!.exitCode !== null) assert.fail(`the notifier exited before joining: ${(await exited).stderr}`);
-      const joinsBefore = joins;
+      const joinsBefore = holder.joins();
       notifier!.kill("SIGTERM");
-      release();
+      holder.release();
       const { code, stderr, stdout } = await exited;
-      await waitFor(() => joins > joinsBefore, "the holder back in the group");
+      await waitFor(() => holder.joins() > joinsBefore, "the holder back in the group");
       assert.equal(code, 0, stderr);
       assert.doesNotMatch(stdout, /notifier listening/);
       // Right after the exit: a member that had joined stays in its group until the session timeout.
       assert.deepEqual(await groupMembers([group]), { [group]: 1 }, "the notifier left behind in the group");
-      await holder.stop();
     } finally {
-      release();
       if (notifier && notifier.exitCode === null) notifier.kill("SIGKILL");
-      await queue.close();
+      await holder.close();
     }
   });
 });

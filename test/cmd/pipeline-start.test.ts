@@ -4,7 +4,7 @@ import { KafkaQueue } from "../../internal/queue/kafka.js";
 import { ConsumerGroups, topicSpecs, Topics } from "../../internal/pipeline/topics.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-import { groupMembers, joinForeign } from "../support/kafka-groups.js";
+import { groupMembers, holdGroup, joinForeign } from "../support/kafka-groups.js";
 import { runToExit } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -37,47 +37,27 @@ describe("pipeline: starting its stages", function () {
   });
 
   it("a SIGTERM while a stage joins its group: the stage leaves the group before the process exits, and no further stage starts", async () => {
-    // A member of the sequencer's group holding a batch: kafkajs rejoins only once it is done, so the
-    // pipeline's sequencer stays joining until the test lets it go. Its client id sorts first, so the
-    // group's round robin leaves it the one partition.
-    const queue = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, namespace: ns, clientId: "a-holder" });
+    // A member of the sequencer's group holding a batch keeps the pipeline's sequencer joining until the test lets it go.
     const group = `${ns}.${ConsumerGroups.sequencer}`;
-    let release = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let revoked: AbortSignal | undefined;
-    let joins = 0;
+    const holder = await holdGroup(ns, ConsumerGroups.sequencer, Topics.submitted);
     let pipeline: ChildProcess | undefined;
     try {
-      await queue.ensureTopics(topicSpecs(1));
-      const holder = await queue.subscribe(
-        ConsumerGroups.sequencer,
-        Topics.submitted,
-        async (_records, batch) => {
-          revoked = batch!.revoked;
-          await released;
-        },
-        { onConsumerTrouble: (err) => void (err || joins++) },
-      );
-      await queue.publish(Topics.submitted, [{ key: "k", value: new Uint8Array([0]) }]);
-      await waitFor(() => revoked, "the holder's batch in hand");
       const exited = runToExit("pipeline", { ...scope.env, CHAT_KAFKA_PARTITIONS: "1", CHAT_PIPELINE_STAGES: "sequencer,inbox-writer" }, (child) => (pipeline = child));
-      await waitFor(() => revoked!.aborted, "the pipeline's sequencer to begin joining the group", 120_000);
-      const joinsBefore = joins;
+      await waitFor(() => holder.revoked.aborted, "the pipeline's sequencer to begin joining the group", 120_000);
+      const joinsBefore = holder.joins();
       pipeline!.kill("SIGTERM");
-      release();
+      holder.release();
       const { code, stderr } = await exited;
-      await waitFor(() => joins > joinsBefore, "the holder back in the group");
+      await waitFor(() => holder.joins() > joinsBefore, "the holder back in the group");
       // Right after the exit: a member that had joined stays in its group until the session timeout.
       assert.deepEqual(await groupMembers([group]), { [group]: 1 }, "the pipeline's sequencer left behind in the group");
       // Nor does it go on to start the next stage, on a queue closed by then.
       assert.equal(code, 0, stderr);
       assert.doesNotMatch(stderr, /cannot start/);
       assert.deepEqual(await groupMembers([`${ns}.${ConsumerGroups.inboxWriter}`]), { [`${ns}.${ConsumerGroups.inboxWriter}`]: 0 });
-      await holder.stop();
     } finally {
-      release();
       if (pipeline && pipeline.exitCode === null) pipeline.kill("SIGKILL");
-      await queue.close();
+      await holder.close();
     }
   });
 });

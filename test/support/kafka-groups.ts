@@ -1,6 +1,9 @@
 // Consumer groups on the engines' Kafka as a test sees them from outside: who is in a group, and a
-// member no KafkaQueue member can share a group with.
+// member no KafkaQueue member can share a group with, and one that holds a group's rebalance.
 import kafkajs from "kafkajs";
+import { topicSpecs } from "../../internal/pipeline/topics.js";
+import { KafkaQueue } from "../../internal/queue/kafka.js";
+import type { BatchHandler } from "../../internal/queue/port.js";
 import { engineConfig } from "./engines.js";
 import { waitFor } from "./wait.js";
 
@@ -41,4 +44,45 @@ export async function joinForeign(group: string, topic: string): Promise<kafkajs
   if (outcome === "joined") return consumer;
   await consumer.disconnect();
   return undefined;
+}
+
+export interface GroupHolder {
+  /** Aborted once a newcomer's join takes the holder's partition away. */
+  revoked: AbortSignal;
+  /** How many times the holder has (re)joined the group so far. */
+  joins(): number;
+  /** Lets the held batch finish, so the group's rebalance can complete. */
+  release(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A member of `group` (in `namespace`) holding a batch of `topic`: kafkajs rejoins only once a
+ * batch is done, so a process that joins the group stays joining until `release()`. Its client
+ * id sorts first, so the group's round robin leaves it the one partition.
+ */
+export async function holdGroup(namespace: string, group: string, topic: string): Promise<GroupHolder> {
+  const queue = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, namespace, clientId: "a-holder" });
+  let release = () => {};
+  const released = new Promise<void>((r) => (release = r));
+  let revoked: AbortSignal | undefined;
+  let joins = 0;
+  const close = async () => {
+    release();
+    await queue.close();
+  };
+  try {
+    await queue.ensureTopics(topicSpecs(1));
+    const onBatch: BatchHandler = async (_records, batch) => {
+      revoked = batch!.revoked;
+      await released;
+    };
+    await queue.subscribe(group, topic, onBatch, { onConsumerTrouble: (err) => void (err || joins++) });
+    await queue.publish(topic, [{ key: "k", value: new Uint8Array([0]) }]);
+    await waitFor(() => revoked, "the holder's batch in hand");
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { revoked: revoked!, joins: () => joins, release, close };
 }
