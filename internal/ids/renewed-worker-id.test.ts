@@ -118,6 +118,42 @@ describe("RenewedWorkerId", function () {
     assert.ok(marks.at(-1)! > last);
   });
 
+  it("mints nothing at or past a lower mark (the clock stepped back) from the moment it is sent, before etcd answers", async () => {
+    let skewMs = 60_000; // the marks' clock, a minute ahead until it steps back
+    let held: Promise<void> | undefined;
+    let letMark = () => {};
+    const marks: number[] = [];
+    const lease: WorkerIdLease = {
+      workerId: 5,
+      live: true,
+      mintedBeforeMs: 0,
+      onLost: () => {},
+      mark: async (ms) => {
+        marks.push(ms);
+        await held;
+      },
+      release: async () => {},
+    };
+    const w = new RenewedWorkerId({ acquire: async () => lease }, lease, { markIntervalMs: 20, now: () => Date.now() + skewMs });
+    await w.start();
+    w.ids.next();
+    const first = marks.at(-1)!;
+    // etcd takes the lower mark, but its answer is slow (a partition, a paused VM): the lease may
+    // lapse meanwhile and the next holder start above that mark, not the first one.
+    held = new Promise<void>((resolve) => (letMark = resolve));
+    skewMs = 0;
+    try {
+      await waitFor(() => marks.at(-1)! < first, "a lower mark sent", 5_000);
+      const lower = marks.at(-1)!;
+      await waitFor(() => Date.now() > lower, "the clock past the lower mark", 5_000);
+      assert.throws(() => w.ids.next(), unavailable, "an id at or past a mark etcd may already hold");
+    } finally {
+      letMark();
+      held = undefined;
+      await w.release();
+    }
+  });
+
   it("keeps trying with backoff while no number can be leased, and stops trying once released", async () => {
     let attempts = 0;
     let lose: () => void = () => {};

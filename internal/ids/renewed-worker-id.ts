@@ -30,7 +30,8 @@ export interface RenewedWorkerIdOptions {
  * holder whose clock is behind its predecessor's would mint the same ids
  * again. So each holder marks the number (WorkerIdLease.mark) with a
  * millisecond it mints below, renewed every markIntervalMs three intervals
- * ahead, and mints nothing past its last mark that etcd took; the next
+ * ahead, and mints nothing past its last mark that etcd took (nor past a
+ * lower one still on its way); the next
  * holder starts above it, whatever its own clock says.
  */
 export class RenewedWorkerId {
@@ -98,6 +99,9 @@ export class RenewedWorkerId {
     const next = this.marking.then(async () => {
       const lease = this.lease;
       const ceiling = Math.max(this.now(), this.ids.lastMintedMs) + 3 * this.markIntervalMs;
+      // Lower than the last (the clock stepped back), it binds as it is sent: etcd may take it,
+      // and the lease lapse and the number pass on above it, before its answer reaches us.
+      if (ceiling < this.ids.limitMs) this.ids.limitTo(ceiling);
       await lease.mark(ceiling);
       // Raised only once etcd has it, and only for the lease it was written for.
       if (lease === this.lease && lease.live && !this.closed) this.ids.limitTo(ceiling);

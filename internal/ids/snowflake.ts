@@ -69,6 +69,11 @@ export class Snowflake implements IdGenerator {
     this.ceilingMs = ms;
   }
 
+  /** The millisecond nothing is minted at or past (limitTo). */
+  get limitMs(): number {
+    return this.ceilingMs;
+  }
+
   /** The millisecond of the last id minted (-1 before the first). */
   get lastMintedMs(): number {
     return this.lastMs;
