@@ -88,12 +88,14 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const verifier = new TokenVerifier(keys.publicKey);
 
   // Presence: soft state in memory (or Redis), changes pushed to friends and small-channel co-members.
-  // In memory, last-seen times are kept in chat.db too: a restart must not forget them.
+  // In memory, last-seen times are kept in chat.db too, those of users still online written
+  // through every CHAT_PRESENCE_LAST_SEEN_WRITE_MS: neither a restart nor a crash may forget them.
   const presenceStore =
     config.presence.store === "redis"
       ? new RedisPresenceStore({ redis: config.presence.redisUrl })
       : new MemoryPresenceStore({
           lastSeenLog: new SqliteLastSeenLog(storage.db),
+          lastSeenWriteMs: config.presence.lastSeenWriteMs,
           onLastSeenLogError: (err) => logger.warn({ err }, "last seen not written to chat.db; only a restart forgets it"),
         });
   const presence: PresenceTracker = new PresenceTracker({

@@ -9,13 +9,16 @@ export interface PresenceConfig {
   graceMs: number;
   /** How often users past the grace period are looked for. */
   sweepIntervalMs: number;
+  /** chatd's memory store: how often a user still online has their last seen written to chat.db (what a crash may lose of it). */
+  lastSeenWriteMs?: number;
 }
 
 /**
  * CHAT_PRESENCE_STORE (memory | redis, default memory), CHAT_REDIS_URL
  * (default redis://127.0.0.1:6379), CHAT_PRESENCE_GRACE_MS (default: the
  * larger of 60 s and two heartbeat intervals plus 10 s), CHAT_PRESENCE_SWEEP_MS
- * (default 1000). Call checkPresenceConfig once the heartbeat interval is known.
+ * (default 1000), CHAT_PRESENCE_LAST_SEEN_WRITE_MS (default 60000). Call
+ * checkPresenceConfig once the heartbeat interval is known.
  */
 export function readPresenceConfig(r: EnvReader): PresenceConfig {
   return {
@@ -23,6 +26,7 @@ export function readPresenceConfig(r: EnvReader): PresenceConfig {
     redisUrl: r.string("CHAT_REDIS_URL", "redis://127.0.0.1:6379"),
     graceMs: r.int("CHAT_PRESENCE_GRACE_MS", 0, 50, 3_600_000),
     sweepIntervalMs: r.int("CHAT_PRESENCE_SWEEP_MS", 1_000, 10, 60_000),
+    lastSeenWriteMs: r.int("CHAT_PRESENCE_LAST_SEEN_WRITE_MS", 60_000, 100, 3_600_000),
   };
 }
 

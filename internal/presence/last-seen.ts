@@ -10,8 +10,11 @@ export interface LastSeen {
  * Where chatd's memory presence store keeps last-seen times beyond the
  * process: without it a restart (an upgrade) forgot them all, and a peer
  * showed just "offline" instead of "last seen 2 h ago". Written when a user
- * flips offline (once per user per grace period at most) and when the store
- * closes; read for a user the store holds nothing of. Redis keeps its own.
+ * flips offline (once per user per grace period at most), when the store
+ * closes, and for a user still online soon after they come online, then
+ * once a minute (a process killed with them online left their previous last
+ * seen, days old); read for a user the store holds nothing of. Redis keeps
+ * its own.
  */
 export interface LastSeenLog {
   /**

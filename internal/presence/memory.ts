@@ -15,6 +15,8 @@ interface UserState {
   lastSeenMs?: number;
   /** Of the latest flip (see PresenceFlip). */
   version: number;
+  /** While online: when their last seen is next written through to the log (see `lastSeenWriteMs`). */
+  logDueMs?: number;
 }
 
 export interface MemoryPresenceOptions {
@@ -37,10 +39,25 @@ export interface MemoryPresenceOptions {
    */
   lastSeenLog?: LastSeenLog;
   onLastSeenLogError?: (err: unknown) => void;
+  /**
+   * How often the last seen of a user still online is written through to
+   * the log (at a sweep: once soon after they come online, then at most once
+   * per this per user): a process killed while they are online loses no more
+   * of it than this, where it once left them at their previous last seen,
+   * days old. Default 60 s.
+   */
+  lastSeenWriteMs?: number;
 }
 
 /** Settled users looked at per expire() at most, so a sweep never holds the event loop long. */
 const SETTLE_BATCH = 10_000;
+/**
+ * Last seens of online users written through per expire() at most: users who
+ * came online together (everyone, after a restart) would otherwise all be
+ * due at the same sweep, every interval; past it they are spread over the
+ * next sweeps, and stay spread.
+ */
+const WRITE_THROUGH_BATCH = 2_000;
 
 /**
  * The embedded PresenceStore of chatd: process memory (presence is soft
@@ -61,6 +78,8 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly maxLastSeen: number;
   private readonly log: LastSeenLog;
   private readonly onLogError: (err: unknown) => void;
+  /** Undefined without a log: nothing to write through. */
+  private readonly writeEveryMs: number | undefined;
   /** Writes to the log under way: close() waits for them. */
   private readonly logging = new Set<Promise<void>>();
   /** The latest time a caller passed: the retention of the log's times is counted from it (latest() is passed none). */
@@ -81,6 +100,7 @@ export class MemoryPresenceStore implements PresenceStore {
     this.maxLastSeen = options.maxLastSeen ?? 1_000_000;
     this.log = options.lastSeenLog ?? noLastSeenLog;
     this.onLogError = options.onLastSeenLogError ?? (() => {});
+    this.writeEveryMs = options.lastSeenLog ? (options.lastSeenWriteMs ?? 60_000) : undefined;
   }
 
   /** The user's full state, unsettled from a last seen if need be; undefined for a user the store holds nothing of. */
@@ -120,6 +140,7 @@ export class MemoryPresenceStore implements PresenceStore {
     prune(u, nowMs);
     if (u.online) return undefined;
     u.online = true;
+    u.logDueMs = nowMs; // at the next sweep: a crash right after must not leave the previous last seen
     this.online.set(userId, u);
     this.offlineSince.delete(userId);
     return { userId, online: true, version: this.flipped(userId, u, nowMs) };
@@ -145,9 +166,17 @@ export class MemoryPresenceStore implements PresenceStore {
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {
     // forEach: a for-of over the entries makes a [key, value] pair per user.
     const due: { userId: Id; u: UserState }[] = [];
+    const stillOnline: LastSeen[] = [];
+    const every = this.writeEveryMs;
     this.online.forEach((u, userId) => {
-      if (due.length < limit && !aliveAt(u, nowMs)) due.push({ userId, u });
+      if (!aliveAt(u, nowMs)) {
+        if (due.length < limit) due.push({ userId, u });
+      } else if (every !== undefined && u.logDueMs! <= nowMs && stillOnline.length < WRITE_THROUGH_BATCH) {
+        stillOnline.push({ userId, atMs: lastAlive(u) });
+        u.logDueMs = nowMs + every;
+      }
     });
+    this.keep(stillOnline, nowMs);
     this.settle(nowMs);
     const flips: PresenceFlip[] = [];
     for (const { userId, u } of due) {
@@ -278,7 +307,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async close(): Promise<void> {
     const stillOnline: LastSeen[] = [];
     this.online.forEach((u, userId) => {
-      const atMs = u.devices.reduce((at, d) => Math.max(at, d.lastAliveMs), u.lastSeenMs ?? 0);
+      const atMs = lastAlive(u);
       if (atMs > 0) stillOnline.push({ userId, atMs });
     });
     this.keep(stillOnline, this.nowMs);
@@ -286,6 +315,11 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 }
 
+
+/** When the user was last heard from: their devices' latest last alive (or their last seen, if later). */
+function lastAlive(u: UserState): number {
+  return u.devices.reduce((at, d) => Math.max(at, d.lastAliveMs), u.lastSeenMs ?? 0);
+}
 
 /** Whether any of the user's devices is alive at `nowMs`. */
 function aliveAt(u: UserState, nowMs: number): boolean {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
 import { SqliteAccountStore } from "../storage/sqlite/account-store.js";
 import { MemoryPresenceStore } from "./memory.js";
+import type { LastSeenLog } from "./last-seen.js";
 import { SqliteLastSeenLog } from "./sqlite.js";
 
 const T = 1_700_000_000_000;
@@ -97,6 +98,47 @@ describe("SqliteLastSeenLog", () => {
       await before.touch(1n, 10n, T + 700, T + 700 + GRACE); // the session's end, drained
       await before.close();
       assert.deepEqual(await restarted().get([1n], T + 800), [{ userId: 1n, online: false, lastSeenAtMs: T + 700 }]);
+    });
+
+    it("writes the last seen of users still online through at most once per interval, so a crash leaves them no older one", async () => {
+      await signUp(1n, 2n);
+      const WRITE_EVERY = 60_000;
+      const HEARTBEAT = 25_000;
+      const LONG_GRACE = 2 * HEARTBEAT + 10_000;
+      const inner = new SqliteLastSeenLog(db);
+      /** Entries written per user, and the writes under way (a crash test reads what they committed). */
+      const written = new Map<bigint, number>();
+      const writing: Promise<void>[] = [];
+      const log: LastSeenLog = {
+        record(entries, forgetBeforeMs) {
+          for (const e of entries) written.set(e.userId, (written.get(e.userId) ?? 0) + 1);
+          const p = inner.record(entries, forgetBeforeMs);
+          writing.push(p);
+          return p;
+        },
+        read: (userIds, sinceMs) => inner.read(userIds, sinceMs),
+      };
+      // Days ago both went offline; now both come back, user 1 for good, user 2 for a moment.
+      await inner.record([{ userId: 1n, atMs: T - 3 * DAY }, { userId: 2n, atMs: T - 3 * DAY }], T - 90 * DAY);
+      const before = new MemoryPresenceStore({ lastSeenLog: log, lastSeenWriteMs: WRITE_EVERY });
+      await before.touch(1n, 10n, T, T + LONG_GRACE);
+      await before.touch(2n, 20n, T, T + LONG_GRACE);
+      // Ten minutes of heartbeats of user 1 (user 2's last at T + 1 s), and a sweep every second.
+      let last = T;
+      for (let now = T + 1_000; now <= T + 10 * 60_000; now += 1_000) {
+        if ((now - T) % HEARTBEAT === 0) await before.touch(1n, 10n, (last = now), now + LONG_GRACE);
+        if (now === T + 1_000) await before.touch(2n, 20n, now, now + LONG_GRACE);
+        await before.expire(now, 500);
+      }
+      await Promise.all(writing);
+      // Killed here (no close()): what chat.db holds is what a restart shows.
+      const crashedAt = T + 10 * 60_000;
+      const [one, two] = await restarted().get([1n, 2n], crashedAt + 1_000);
+      assert.equal(one!.online, false);
+      assert.ok(one!.lastSeenAtMs! >= crashedAt - WRITE_EVERY - HEARTBEAT && one!.lastSeenAtMs! <= last, `user 1 last seen ${one!.lastSeenAtMs! - T} ms after T, last heard ${last - T}`);
+      assert.deepEqual(two, { userId: 2n, online: false, lastSeenAtMs: T + 1_000 }, "user 2: went offline by a sweep, as last heard");
+      // Once soon after coming online, then once a minute: ten minutes, eleven writes at most.
+      assert.ok(written.get(1n)! <= 11, `user 1 written ${written.get(1n)} times`);
     });
 
     it("forgets a kept last seen past the store's retention", async () => {

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -7,10 +9,17 @@ import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js"
 import { apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { PresenceWatcher } from "../support/presence-watcher.js";
+import { waitFor } from "../support/wait.js";
 
 const HEARTBEAT_MS = 1_000;
 const GRACE_MS = 2_500;
-const ENV = { CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS), CHAT_PRESENCE_GRACE_MS: String(GRACE_MS), CHAT_PRESENCE_SWEEP_MS: "50" };
+const LAST_SEEN_WRITE_MS = 500;
+const ENV = {
+  CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+  CHAT_PRESENCE_GRACE_MS: String(GRACE_MS),
+  CHAT_PRESENCE_SWEEP_MS: "50",
+  CHAT_PRESENCE_LAST_SEEN_WRITE_MS: String(LAST_SEEN_WRITE_MS),
+};
 
 function presenceClient(baseUrl: string, token: string) {
   const auth: Interceptor = (next) => (req) => {
@@ -82,5 +91,43 @@ describe("chatd system: last seen across a restart", function () {
     await befriend(chatd.httpUrl, alice!, carol!);
     await c.hears(alice!.userId, [PresenceStatus.OFFLINE], "alice's presence told to her new friend");
     assert.equal(lastSeenOf(c.events(alice!.userId)[0]), aliceSeen);
+  });
+
+  it("shows a user who was online when chatd was killed (-9) as last seen then, not at their previous last seen", async () => {
+    const [erin, frank] = await Promise.all(["erin", "frank"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(chatd.httpUrl, erin!, frank!);
+    const f = await open(frank!);
+    const e = await open(erin!);
+    await f.hears(erin!.userId, [PresenceStatus.ONLINE], "erin online");
+    await e.close();
+    await f.hears(erin!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "erin offline", 15_000);
+    const earlier = lastSeenOf(f.events(erin!.userId)[1])!;
+    await open(erin!);
+    await f.hears(erin!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE, PresenceStatus.ONLINE], "erin back online");
+    const backAt = Date.now();
+
+    // Her last seen is written through while she stays online: wait for one two heartbeats into her session.
+    const db = new Database(join(chatd.dataDir, "chat.db"), { readonly: true });
+    const lookup = db.prepare("SELECT at_ms FROM presence_last_seen WHERE user_id = ?").pluck();
+    let written: number;
+    try {
+      written = await waitFor(() => {
+        const at = Number(lookup.get(erin!.userId) ?? 0);
+        return at > backAt + 2 * HEARTBEAT_MS && at;
+      }, "erin's last seen written to chat.db while she is online", 15_000);
+    } finally {
+      db.close();
+    }
+    const killedAt = Date.now();
+    await chatd.kill();
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+    chatd = await startChatd({ dataDir: chatd.dataDir, env: ENV });
+
+    const [erinNow] = (await presenceClient(chatd.httpUrl, frank!.devices[0]!.token).getPresence({ userIds: [erin!.userId] })).presences;
+    assert.equal(erinNow!.status, PresenceStatus.OFFLINE);
+    const seen = lastSeenOf(erinNow);
+    assert.ok(seen !== undefined && seen > earlier, `last seen ${seen} later than the one before her session (${earlier})`);
+    // What was written before the kill at the earliest: at most an interval and a heartbeat before it.
+    assert.ok(seen >= written && seen <= killedAt, `${seen} in [${written}, ${killedAt}]`);
   });
 });
