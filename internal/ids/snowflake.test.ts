@@ -37,6 +37,16 @@ describe("Snowflake", () => {
     assert.equal(snowflakeTimeMs(later.next()), EPOCH_MS + 20_000);
   });
 
+  it("mints positive, increasing ids though the clock reads before the epoch (a host up before its clock was set)", () => {
+    let t = 0; // 1970
+    const g = new Snowflake(0, () => t);
+    const ids = Array.from({ length: 5000 }, () => g.next());
+    assert.ok(ids[0]! > 0n, `first id ${ids[0]}`);
+    for (let i = 1; i < ids.length; i++) assert.ok(ids[i]! > ids[i - 1]!);
+    t = EPOCH_MS + 60_000; // set at last
+    assert.equal(snowflakeTimeMs(g.next()), t);
+  });
+
   it("resumes under a new worker number after a retire, never going back on its own ids", () => {
     let t = EPOCH_MS + 5_000;
     const g = new Snowflake(3, () => t);

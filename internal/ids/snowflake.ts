@@ -81,7 +81,9 @@ export class Snowflake implements IdGenerator {
 
   next(): bigint {
     if (this.retired) throw new ChatError("unavailable", "this server is shutting down; try again");
-    let ms = this.now();
+    // A clock before the epoch (a host up before its clock was set) would mint negative ids;
+    // and the epoch's own first id, on worker 0, would be 0, an id that means none.
+    let ms = Math.max(this.now(), EPOCH_MS + 1);
     // A clock that steps back must not reuse ids: keep counting on the last
     // millisecond we handed out.
     if (ms < this.lastMs) ms = this.lastMs;
