@@ -6,6 +6,7 @@ import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/conf
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { readPushConfig } from "../../internal/push/config.js";
 import { readApiLimits } from "../../internal/throttle/config.js";
+import { readTextBudget } from "../../internal/throttle/text-budget.js";
 
 /** The api's configuration; throws a ConfigError naming every variable that is wrong. */
 export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
@@ -33,6 +34,7 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
+  const textBudget = readTextBudget(r, c.maxFrameBytes);
   r.done();
-  return c;
+  return { ...c, textBudget };
 }

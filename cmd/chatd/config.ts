@@ -8,6 +8,7 @@ import { readChangeWindows, type ChangeWindows } from "../../internal/messages/c
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
+import { readTextBudget, type TextBudget } from "../../internal/throttle/text-budget.js";
 import { readLogLevel } from "../shared.js";
 
 export interface ChatdConfig {
@@ -33,8 +34,10 @@ export interface ChatdConfig {
   maxFrameBytes: number;
   heartbeatIntervalMs: number;
   corsOrigins: string[];
-  /** CHAT_API_*, CHAT_LOGIN_*, CHAT_CLIENT_IP_HEADER (internal/throttle/config.ts). */
+  /** CHAT_API_*, CHAT_LOGIN_*, CHAT_MAX_*, CHAT_CLIENT_IP_HEADER (internal/throttle/config.ts). */
   apiLimits: ApiLimitsConfig;
+  /** CHAT_TEXT_* (internal/throttle/text-budget.ts): of sessions and of SendMessage alike. */
+  textBudget: TextBudget;
   changeWindows: ChangeWindows;
   /** CHAT_PRESENCE_* (internal/presence/config.ts). */
   presence: PresenceConfig;
@@ -47,6 +50,8 @@ export interface ChatdConfig {
 /** Reads CHAT_* variables (documented in README.md) and fails naming every bad one. */
 export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConfig {
   const r = new EnvReader(env);
+  // The text budget's burst is checked against it.
+  const maxFrameBytes = r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024);
   const config: ChatdConfig = {
     dataDir: resolve(r.string("CHAT_DATA_DIR", ".data")),
     host: r.string("CHAT_HOST", "127.0.0.1"),
@@ -63,10 +68,11 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     inboxRetentionMs: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000) * 1000,
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
-    maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    maxFrameBytes,
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: readCorsOrigins(r),
     apiLimits: readApiLimits(r),
+    textBudget: readTextBudget(r, maxFrameBytes),
     changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
     push: readPushConfig(r),

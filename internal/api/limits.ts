@@ -3,7 +3,7 @@ import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { DEFAULT_MAX_NEW_DIRECT_PER_DAY, type ApiLimitsConfig } from "../throttle/config.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
-import { TEXT_BURST_BYTES, TEXT_BYTES_PER_SEC, textCost } from "../throttle/text-budget.js";
+import { DEFAULT_TEXT_BUDGET, textCost, type TextBudget } from "../throttle/text-budget.js";
 import { MemoryWindowCounts } from "../throttle/memory.js";
 import type { FailureCount, LoginAttempts, WindowCounts } from "../throttle/port.js";
 
@@ -43,16 +43,20 @@ export class ApiLimiter {
   private readonly logger?: Logger;
   private readonly newDirects: WindowCounts;
 
-  /** `newDirects` must count in windows of NEW_DIRECT_WINDOW_MS; without it they are counted in this process's memory. */
+  /**
+   * `newDirects` must count in windows of NEW_DIRECT_WINDOW_MS; without it they are counted in this process's memory.
+   * `textBudget`: CHAT_TEXT_* (internal/throttle/text-budget.ts), its defaults unless given.
+   */
   constructor(
     private readonly config: ApiLimitsConfig,
     private readonly attempts: LoginAttempts,
-    options: { now?: () => number; logger?: Logger; newDirects?: WindowCounts } = {},
+    options: { now?: () => number; logger?: Logger; newDirects?: WindowCounts; textBudget?: TextBudget } = {},
   ) {
     const { now } = options;
     if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
-    this.texts = new KeyedBuckets(TEXT_BYTES_PER_SEC, TEXT_BURST_BYTES, now);
+    const { textBytesPerSecond, textBurstBytes } = options.textBudget ?? DEFAULT_TEXT_BUDGET;
+    this.texts = new KeyedBuckets(textBytesPerSecond, textBurstBytes, now);
     this.logger = options.logger;
     this.newDirects = options.newDirects ?? new MemoryWindowCounts(NEW_DIRECT_WINDOW_MS, { now });
   }

@@ -18,6 +18,13 @@ describe("chatd configuration", () => {
     assert.throws(() => loadChatdConfig({ CHAT_INBOX_RETENTION_S: "-1" }), (e) => e instanceof ConfigError && /CHAT_INBOX_RETENTION_S/.test(e.message));
   });
 
+  it("CHAT_MAX_NEW_DIRECT_PER_DAY: read by chatd as by the api, 200 by default, 0 turns it off, a negative one refused", () => {
+    assert.equal(loadChatdConfig({}).apiLimits.maxNewDirectPerDay, 200);
+    assert.equal(loadChatdConfig({ CHAT_MAX_NEW_DIRECT_PER_DAY: "0" }).apiLimits.maxNewDirectPerDay, 0);
+    assert.equal(loadChatdConfig({ CHAT_MAX_NEW_DIRECT_PER_DAY: "3" }).apiLimits.maxNewDirectPerDay, 3);
+    assert.throws(() => loadChatdConfig({ CHAT_MAX_NEW_DIRECT_PER_DAY: "-1" }), (e) => e instanceof ConfigError && /CHAT_MAX_NEW_DIRECT_PER_DAY="-1"/.test(e.message));
+  });
+
   it("CHAT_REDIS_URL: checked when presence is kept in Redis, ignored otherwise", () => {
     assert.equal(loadChatdConfig({ CHAT_REDIS_URL: "redis://x:99999" }).presence.store, "memory");
     assert.equal(loadChatdConfig({ CHAT_PRESENCE_STORE: "redis", CHAT_REDIS_URL: "redis://r:6380" }).presence.redisUrl, "redis://r:6380");
