@@ -190,6 +190,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private readonly routesRefresh?: NodeJS.Timeout;
   /** The route refresh under way, and the one that runs after it for those who asked meanwhile. */
   private refreshing?: Promise<void>;
+  /** When the last refresh that landed started (monotonic ms): every route held here was written since. */
+  private routesWrittenAt = monotonicNow();
   private refreshAgain?: Promise<void>;
   private count = 0;
   /** False while this server must not take new sessions (lost its registration, or draining). */
@@ -257,12 +259,16 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (!routes) return;
     const missing = [...this.unrouted];
     const held = [...this.byUser.keys()];
+    const startedAt = monotonicNow();
     try {
       await routes.refresh(this.serverId, held);
-      for (const userId of missing) {
-        this.unrouted.delete(userId);
-        for (const s of this.byUser.get(userId) ?? []) s.catchUp();
-      }
+      // Refreshes failed for longer than a route lives, the store's connection up (Redis refusing
+      // writes at its maxmemory): no reset told, and the routes may have lapsed meanwhile, what
+      // was pushed then reaching no one. Every session catches up, as after a reset.
+      const lapsed = routes.ttlMs !== undefined && monotonicNow() - this.routesWrittenAt >= routes.ttlMs;
+      this.routesWrittenAt = startedAt;
+      for (const userId of missing) this.unrouted.delete(userId);
+      for (const userId of lapsed ? held : missing) for (const s of this.byUser.get(userId) ?? []) s.catchUp();
     } catch (err) {
       this.logger?.warn({ err }, "could not refresh session routes");
     }

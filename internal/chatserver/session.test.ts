@@ -939,6 +939,42 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("catches up every session once a refresh lands after the routes may have lapsed (refreshes refused, the connection up: no reset)", async () => {
+    let refusing = false;
+    let lastRefreshOk = performance.now();
+    const routes: SessionRoutes = {
+      ttlMs: 200,
+      add: async () => {},
+      remove: async () => {},
+      // Redis at its maxmemory refuses the routes' writes (OOM) on a connection that stays up.
+      refresh: async () => {
+        if (refusing) throw new Error("OOM command not allowed when used memory > 'maxmemory'");
+        lastRefreshOk = performance.now();
+      },
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    const kept: bigint[] = [];
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping(kept), channels: {} as never, submitter: {} as never, routes });
+    const frames: string[] = [];
+    server.open(device(1n), {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case ?? ""),
+      bufferedBytes: () => 0,
+      close: () => {},
+    });
+    await waitFor(() => frames.includes("welcome"), "the welcome");
+    await server.refreshRoutes();
+    refusing = true;
+    await server.refreshRoutes();
+    await waitFor(() => performance.now() - lastRefreshOk > routes.ttlMs!, "the route's life over since the last refresh that landed");
+    // Appended while the route had lapsed: the pipeline pushed it nowhere.
+    kept.push(1n);
+    refusing = false;
+    await server.refreshRoutes();
+    await waitFor(() => frames.includes("syncBatch"), "the missed entry, read once the route is back", 2_000);
+    server.drain();
+  });
+
   /** A ChatServer over `routes` (changes land at once unless they say otherwise); `open(userId)` opens a session of that user. */
   function serverOf(routes: SessionRoutes) {
     const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, routes });

@@ -7,6 +7,8 @@ import type { Id } from "../model/types.js";
  * died expire on their own. Adapters: redis (distributed), memory (chatd).
  */
 export interface SessionRoutes {
+  /** How long an entry lives after its last add or refresh. */
+  readonly ttlMs?: number;
   /** The user has at least one session on this server. */
   add(userId: Id, serverId: string): Promise<void>;
   /** The user's last session on this server ended. */
