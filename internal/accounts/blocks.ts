@@ -50,6 +50,12 @@ export class BlockCache {
     return blockers;
   }
 
+  /** Whether the pair's answer is held, fresh, and neither blocked the other: what `refuse` would pass without a read. */
+  knownClear(a: Id, b: Id): boolean {
+    const cached = this.pairs.get(pairKey(a, b));
+    return cached !== undefined && cached.until > this.now() && cached.blockers.length === 0;
+  }
+
   forget(a: Id, b: Id): void {
     this.forgets++;
     this.pairs.delete(pairKey(a, b));

@@ -49,6 +49,12 @@ export class ChannelMembers {
     return memberIds;
   }
 
+  /** A direct channel's pair when already known, at once (no promise); undefined means ask memberIds. */
+  knownMemberIds(channelId: Id): readonly Id[] | undefined {
+    const known = this.known.get(channelId);
+    return known?.kind === "direct" ? known.memberIds : undefined;
+  }
+
   async isMember(channelId: Id, userId: Id): Promise<boolean> {
     const known = this.known.get(channelId);
     if (known?.kind === "group") return (await this.channels.getMember(channelId, userId)) !== undefined;
@@ -74,6 +80,16 @@ export class ChannelMembers {
   async refuseIfBlocked(channelId: Id, senderId: Id): Promise<void> {
     const other = this.peerOf(channelId, senderId);
     if (other !== undefined) await this.blocks!.refuse(senderId, other);
+  }
+
+  /**
+   * True when refuseIfBlocked would refuse nothing, as far as is known without
+   * waiting: a group, or a pair whose answer the block cache holds and that
+   * blocked neither way. False means ask refuseIfBlocked.
+   */
+  knownUnblocked(channelId: Id, senderId: Id): boolean {
+    const other = this.peerOf(channelId, senderId);
+    return other === undefined || this.blocks!.knownClear(senderId, other);
   }
 
   /** Whether either of a direct chat's pair blocked the other (asked as refuseIfBlocked is). */

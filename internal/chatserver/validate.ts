@@ -34,10 +34,12 @@ export function validateSend(cmd: SendCommand): void {
   }
   if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
   namesAtMostMaxId("channel_id", cmd.channelId);
-  for (const [field, seq] of [["edit_seq", cmd.editSeq], ["delete_seq", cmd.deleteSeq], ["react_seq", cmd.reactSeq], ["reply_to_seq", cmd.replyToSeq]] as const) {
-    if (seq !== undefined) namesAtMostMaxId(field, seq);
-  }
-  if ([cmd.editSeq, cmd.deleteSeq, cmd.reactSeq].filter(Boolean).length > 1) {
+  // Field by field, not over arrays of them: this runs for every message.
+  if (cmd.editSeq !== undefined) namesAtMostMaxId("edit_seq", cmd.editSeq);
+  if (cmd.deleteSeq !== undefined) namesAtMostMaxId("delete_seq", cmd.deleteSeq);
+  if (cmd.reactSeq !== undefined) namesAtMostMaxId("react_seq", cmd.reactSeq);
+  if (cmd.replyToSeq !== undefined) namesAtMostMaxId("reply_to_seq", cmd.replyToSeq);
+  if ((cmd.editSeq ? 1 : 0) + (cmd.deleteSeq ? 1 : 0) + (cmd.reactSeq ? 1 : 0) > 1) {
     throw new ChatError("invalid_argument", "set at most one of edit_seq, delete_seq and react_seq");
   }
   if (cmd.replyToSeq && (cmd.editSeq || cmd.deleteSeq || cmd.reactSeq)) {

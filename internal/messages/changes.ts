@@ -56,6 +56,11 @@ export async function storedUnderKey(log: MessageLog, sender: Sender, cmd: SendC
   return isChangeSend(cmd) ? log.findChange(...key) : (await log.findByClientMsgId(...key))?.messageId;
 }
 
+const namedSeq = (cmd: SendCommand): bigint | undefined => cmd.editSeq || cmd.deleteSeq || cmd.replyToSeq || cmd.reactSeq;
+
+/** Whether the send names another message (an edit, a delete, a reply, a reaction): only then has checkNamedMessage anything to check. */
+export const namesMessage = (cmd: SendCommand): boolean => !!namedSeq(cmd);
+
 /**
  * Refuses an edit, a delete, a reply or a reaction the sender may not make:
  * the message it names must be a message of the channel that is not
@@ -78,7 +83,7 @@ export async function checkNamedMessage(
   windows: ChangeWindows = NO_CHANGE_WINDOWS,
   nowMs: number = Date.now(),
 ): Promise<void> {
-  const seq = cmd.editSeq || cmd.deleteSeq || cmd.replyToSeq || cmd.reactSeq;
+  const seq = namedSeq(cmd);
   if (!seq) return;
   // An edit also counts the message's edits, in the same round trip.
   const [target, edits] = await Promise.all([

@@ -38,6 +38,8 @@ export interface LiveEntry {
 export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
   if (fresh.length === 0) return;
   const online = await pushToSessions(deps, fresh);
+  // The common case, everyone reached, costs no arrays nor promises: this runs for every message.
+  if (online !== undefined && allReached(fresh, online)) return;
   if (deps.onOffline) await notifyOffline(deps, deps.onOffline, fresh, online);
 }
 
@@ -80,6 +82,11 @@ async function notifyOffline(
   const reached = online ?? (await whoIsOnline(deps, [...new Set(news.map((f) => f.userId))]));
   // Side by side: on Kafka each publish is a round trip, and a group message has many offline members.
   await Promise.all(news.filter((f) => !reached.has(f.userId)).map((f) => onOffline(f.userId, f.entry)));
+}
+
+function allReached(fresh: readonly LiveEntry[], online: ReadonlySet<Id>): boolean {
+  for (const f of fresh) if (!online.has(f.userId)) return false;
+  return true;
 }
 
 async function whoIsOnline(deps: LiveDeliveryDeps, userIds: Id[]): Promise<ReadonlySet<Id>> {

@@ -119,7 +119,7 @@ function build(db: SqliteDatabase) {
     lastSentBy: p(`SELECT max(seq) AS seq FROM messages
                    WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
   };
-  const appendTx = db.transaction((m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
+  const append = (m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
     if (existing) return { message: toMessage(existing), duplicate: true };
     // The next seq follows the newest row, so a failed insert leaves no gap.
@@ -132,7 +132,8 @@ function build(db: SqliteDatabase) {
       s.insert.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs);
     }
     return { message: { ...m, seq }, duplicate: false };
-  });
+  };
+  const appendTx = db.transaction(append);
   /** The messages (of one channel) with their reactions, read in one range query. */
   const withReactions = (channelId: Id, messages: StoredMessage[]): StoredMessage[] => {
     if (messages.length === 0) return messages;
@@ -211,7 +212,7 @@ function build(db: SqliteDatabase) {
     }
     return out;
   });
-  return { ...s, appendTx, amendTx, latestTx, latestSentAtTx, withReactions };
+  return { ...s, append, appendTx, amendTx, latestTx, latestSentAtTx, withReactions };
 }
 
 export class SqliteMessageLog implements MessageLog {
@@ -233,9 +234,14 @@ export class SqliteMessageLog implements MessageLog {
     }
   }
 
-  /** The append itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
+  /**
+   * The append itself, for a caller that runs it inside its own transaction
+   * (SqliteMessageWriter), without a savepoint of its own: its one write is
+   * the last statement, so a failure leaves nothing to roll back, and a
+   * SAVEPOINT and a RELEASE per message were statements for nothing.
+   */
   appendInTransaction(message: NewMessage): { message: StoredMessage; duplicate: boolean } {
-    return this.s.appendTx(message);
+    return this.s.append(message);
   }
 
   /** Changes of one event-loop turn share one commit and apply in call order (the batch runs them in order). */
