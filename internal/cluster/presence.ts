@@ -9,7 +9,9 @@ import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
 import { storeAudience } from "../presence/audience.js";
 import { checkPresenceConfig } from "../presence/config.js";
+import { CassandraLastSeenLog } from "../presence/cassandra.js";
 import { RedisPresenceStore } from "../presence/redis.js";
+import type { Db } from "../storage/cassandra/session.js";
 import { PresenceTracker } from "../presence/tracker.js";
 import { BatchingDirectory } from "./batching-directory.js";
 
@@ -50,8 +52,11 @@ export interface ClusterPresenceDeps {
    * each other's users.
    */
   keyPrefix: string;
-  /** Where friends and channel co-members are read (the audience of a change). */
-  storage: { accounts: AccountStore; channels: ChannelStore };
+  /**
+   * Where friends and channel co-members are read (the audience of a change),
+   * and with `db`, where last-seen times are kept beyond Redis (CassandraLastSeenLog).
+   */
+  storage: { accounts: AccountStore; channels: ChannelStore; db?: Db };
   /** Reaches sessions on every chat server: the RoutedSessionDirectory. */
   directory: { pushMany(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<unknown> };
   config: ClusterPresenceConfig;
@@ -79,7 +84,21 @@ export const presenceKeyPrefix = (etcdPrefix: string): string => `${etcdPrefix}:
  * docs/architecture.md.
  */
 export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence {
-  const store = new RedisPresenceStore({ redis: deps.redisUrl, prefix: deps.keyPrefix });
+  const logger = deps.logger.child({ component: "presence" });
+  let lastLogErrorMs = -Infinity;
+  const store = new RedisPresenceStore({
+    redis: deps.redisUrl,
+    prefix: deps.keyPrefix,
+    ...(deps.storage.db && {
+      lastSeenLog: new CassandraLastSeenLog(deps.storage.db),
+      // Logged once a minute at most: during a Cassandra outage every sweep's flips fail it.
+      onLastSeenLogError: (err: unknown) => {
+        if (Date.now() - lastLogErrorMs < 60_000) return;
+        lastLogErrorMs = Date.now();
+        logger.warn({ err }, "last seen not written to or read from Cassandra (written: lost only if Redis loses it too)");
+      },
+    }),
+  });
   const batching = new BatchingDirectory(deps.directory, { windowMs: deps.config.batchWindowMs });
   const tracker = new PresenceTracker({
     store,
@@ -87,7 +106,7 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
     directory: batching,
     graceMs: deps.config.graceMs,
     sweepIntervalMs: deps.config.sweepIntervalMs,
-    logger: deps.logger.child({ component: "presence" }),
+    logger,
     ...(deps.registry && presenceMetrics(deps.registry)),
   });
   tracker.start();

@@ -11,6 +11,7 @@ import { TcpProxy } from "../../test/support/tcp-proxy.js";
 import { isChatError } from "../model/errors.js";
 import { waitFor } from "../../test/support/wait.js";
 import { presenceStoreContract } from "./contract.js";
+import type { LastSeenLog } from "./last-seen.js";
 import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
 import { PresenceTracker } from "./tracker.js";
 import { outcomeAfter, silentRedis } from "../../test/support/silent-redis.js";
@@ -172,6 +173,63 @@ describe("RedisPresenceStore: recovery after a Redis restart", function () {
       assert.equal(heard.filter((h) => h.userId === 8n).at(-1)?.online, false);
     } finally {
       await tracker.stop();
+      redis.disconnect();
+    }
+  });
+
+  it("keeps the last seen of users offline across a restart that lost the data: each flip to offline also goes to the log", async () => {
+    const T = 1_700_000_000_000;
+    const GRACE = 60_000;
+    const redis = new Redis({ port: own.port, host: "127.0.0.1", ...defaultRedisOptions() });
+    redis.on("error", () => {});
+    // The log as Cassandra keeps it: the latest time per user.
+    const kept = new Map<bigint, number>();
+    const log: LastSeenLog = {
+      record: async (entries) => {
+        for (const e of entries) kept.set(e.userId, Math.max(kept.get(e.userId) ?? 0, e.atMs));
+      },
+      read: async (userIds, sinceMs) => new Map(userIds.flatMap((u) => (kept.get(u) ?? 0) > sinceMs ? [[u, kept.get(u)!] as const] : [])),
+    };
+    const store = new RedisPresenceStore({ redis, prefix: "p3:", shards: 2, lastSeenLog: log });
+    try {
+      // User 1's device went quiet (its chat server killed): swept a grace period on, last seen as last heard.
+      await store.touch(1n, 10n, T, T + GRACE);
+      await store.touch(1n, 10n, T + 25_000, T + 25_000 + GRACE);
+      assert.equal((await store.expire(T + 25_000 + GRACE + 5_000, 100)).length, 1);
+      // User 2 logged out; user 3 is still online.
+      await store.touch(2n, 20n, T, T + GRACE);
+      await store.drop(2n, 20n, T + 1_000);
+      await store.touch(3n, 30n, T + 90_000, T + 90_000 + GRACE);
+      const before = await store.get([1n, 2n, 3n, 4n], T + 100_000);
+      assert.deepEqual(before, [
+        { userId: 1n, online: false, lastSeenAtMs: T + 25_000 },
+        { userId: 2n, online: false, lastSeenAtMs: T + 1_000 },
+        { userId: 3n, online: true },
+        { userId: 4n, online: false },
+      ]);
+
+      await own.kill();
+      await own.start(); // empty: no persistence
+      await waitFor(() => redis.status === "ready", "the client to reconnect", 10_000);
+      // User 3's chat server touches them again (onReset); users 1 and 2 have nobody to.
+      await store.touch(3n, 30n, T + 101_000, T + 101_000 + GRACE);
+      assert.deepEqual(await store.get([1n, 2n, 3n, 4n], T + 102_000), before);
+      // What tellLatest pushes to a new friend: the kept last seen; version 0 still says the store lost the user.
+      assert.deepEqual(await store.latest(1n), { userId: 1n, online: false, lastSeenAtMs: T + 25_000, version: 0 });
+      assert.deepEqual(await store.latest(4n), { userId: 4n, online: false, version: 0 });
+      // The log away (Cassandra down): presence still answers from Redis, without that last seen.
+      const failures: unknown[] = [];
+      const away = new RedisPresenceStore({
+        redis,
+        prefix: "p3:",
+        shards: 2,
+        lastSeenLog: { record: async () => {}, read: async () => Promise.reject(new Error("cassandra away")) },
+        onLastSeenLogError: (err) => failures.push(err),
+      });
+      assert.deepEqual(await away.get([1n, 3n], T + 102_000), [{ userId: 1n, online: false }, { userId: 3n, online: true }]);
+      assert.equal(failures.length, 1);
+    } finally {
+      await store.close();
       redis.disconnect();
     }
   });

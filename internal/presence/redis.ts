@@ -1,12 +1,15 @@
 import { Redis, type Cluster, type RedisOptions } from "ioredis";
 import type { Id } from "../model/types.js";
+import type { LastSeen, LastSeenLog } from "./last-seen.js";
 import type { PresenceFlip, PresenceStore, TouchOptions, UserPresence } from "./port.js";
 
 /**
  * PresenceStore on Redis (distributed mode). State is soft: losing it (a
  * Redis restart without persistence) costs at most the heartbeats it takes
  * to rebuild it, and every key lives in one hash slot per shard so the
- * scripts also run on Redis Cluster.
+ * scripts also run on Redis Cluster. Last-seen times are not soft to the
+ * people who read them: each offline flip is also written to `lastSeenLog`
+ * (Cassandra), read for a user Redis holds nothing of.
  *
  * Keys (S = user id mod `shards`, in braces as the cluster hash tag):
  *   <prefix>{S}:u:<userId>  hash
@@ -29,6 +32,16 @@ export interface RedisPresenceOptions {
   shards?: number;
   /** How long an offline user's last-seen time is kept. Default 90 days. */
   lastSeenTtlMs?: number;
+  /**
+   * Keeps last-seen times beyond Redis: written at each offline flip this
+   * store makes (in the background: a flip never waits for it, and a failed
+   * write, handed to `onLastSeenLogError`, costs only that last seen if Redis
+   * then loses it), read for a user whose hash Redis does not hold (a failed
+   * read answers no last seen). Users
+   * online need no copy: their chat servers touch them again after a restart.
+   */
+  lastSeenLog?: LastSeenLog;
+  onLastSeenLogError?: (err: unknown) => void;
 }
 
 // Shared Lua: parse a device value and prune expired devices; sets maxe
@@ -176,6 +189,12 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly shardIds: readonly number[];
   private readonly ttlMs: number;
   private readonly resetListeners: (() => void)[] = [];
+  private readonly log?: LastSeenLog;
+  private readonly onLogError: (err: unknown) => void;
+  /** Writes to the log under way: close() waits for them. */
+  private readonly logging = new Set<Promise<void>>();
+  /** The latest time a caller passed: the log's retention is counted from it (latest() is passed none). */
+  private nowMs = 0;
 
   constructor(options: RedisPresenceOptions) {
     this.owned = typeof options.redis === "string";
@@ -185,6 +204,8 @@ export class RedisPresenceStore implements PresenceStore {
     this.shards = options.shards ?? 16;
     this.shardIds = Array.from({ length: this.shards }, (_, shard) => shard);
     this.ttlMs = options.lastSeenTtlMs ?? 90 * 24 * 3600 * 1000;
+    this.log = options.lastSeenLog;
+    this.onLogError = options.onLastSeenLogError ?? (() => {});
     this.redis.defineCommand("chatPresenceTouch", { lua: TOUCH, numberOfKeys: 3 });
     this.redis.defineCommand("chatPresenceDrop", { lua: DROP, numberOfKeys: 3 });
     this.redis.defineCommand("chatPresenceExpire", { lua: EXPIRE, numberOfKeys: 3 });
@@ -252,7 +273,9 @@ export class RedisPresenceStore implements PresenceStore {
       String(userId),
       this.ttlMs,
     );
-    return offlineFlip(userId, reply);
+    const flip = offlineFlip(userId, reply);
+    if (flip) this.keep([{ userId, atMs: flip.lastSeenAtMs! }], nowMs);
+    return flip;
   }
 
   /**
@@ -283,6 +306,7 @@ export class RedisPresenceStore implements PresenceStore {
       });
       if (chosen.length < wanted) break;
     }
+    this.keep(flips.map((f) => ({ userId: f.userId, atMs: f.lastSeenAtMs! })), nowMs);
     return flips;
   }
 
@@ -290,6 +314,11 @@ export class RedisPresenceStore implements PresenceStore {
     // One command, so the three fields are of one moment.
     const [on, seen, v] = await this.redis.hmget(this.userKey(userId), "on", "seen", "v");
     const version = Number(v ?? 0);
+    if (on === null && seen === null && v === null) {
+      // Nothing held (lost in a restart, or past its retention): version 0 still says so, with the kept last seen.
+      const logged = (await this.logged([userId], this.nowMs)).get(userId);
+      return logged === undefined ? { userId, online: false, version: 0 } : { userId, online: false, lastSeenAtMs: logged, version: 0 };
+    }
     if (on || seen === null) return { userId, online: on !== null, version };
     return { userId, online: false, lastSeenAtMs: Number(seen), version };
   }
@@ -327,10 +356,12 @@ export class RedisPresenceStore implements PresenceStore {
   async get(userIds: readonly Id[], nowMs: number): Promise<UserPresence[]> {
     if (userIds.length === 0) return [];
     const hashes = await Promise.all(userIds.map((id) => this.redis.hgetall(this.userKey(id))));
+    const unknown = userIds.filter((_, i) => Object.keys(hashes[i] ?? {}).length === 0);
+    const logged = unknown.length > 0 ? await this.logged(unknown, nowMs) : new Map<Id, number>();
     return userIds.map((userId, i) => {
       const h = hashes[i] ?? {};
       let online = false;
-      let lastSeen = Number(h.seen ?? 0);
+      let lastSeen = Number(h.seen ?? logged.get(userId) ?? 0);
       for (const [f, v] of Object.entries(h)) {
         if (!f.startsWith("d:")) continue;
         const [a, e] = v.split(":").map(Number) as [number, number];
@@ -342,7 +373,33 @@ export class RedisPresenceStore implements PresenceStore {
     });
   }
 
+  /**
+   * Last seens the log kept of users Redis holds nothing of, within the
+   * retention. A failed read answers none (handed to `onLastSeenLogError`):
+   * presence still answers from Redis while Cassandra is away.
+   */
+  private async logged(userIds: readonly Id[], nowMs: number): Promise<Map<Id, number>> {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    if (!this.log) return new Map();
+    try {
+      return await this.log.read(userIds, this.nowMs - this.ttlMs);
+    } catch (err) {
+      this.onLogError(err);
+      return new Map();
+    }
+  }
+
+  /** Writes last seens to the log, in the background: a flip never waits for (nor fails by) it. */
+  private keep(entries: LastSeen[], nowMs: number): void {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+    if (!this.log || entries.length === 0) return;
+    const p = this.log.record(entries, this.nowMs - this.ttlMs).catch(this.onLogError);
+    this.logging.add(p);
+    void p.finally(() => this.logging.delete(p));
+  }
+
   async close(): Promise<void> {
+    await Promise.all(this.logging);
     if (!this.owned) return;
     await this.redis.quit().catch(() => this.redis.disconnect());
   }

@@ -100,6 +100,9 @@ const TABLES: Record<string, string> = {
   blockers: `(user_id bigint, blocker_user_id bigint, PRIMARY KEY ((user_id), blocker_user_id))`,
   // Who may see a user's presence, for users who chose (a table of its own, so no column is added to users).
   presence_settings: `(user_id bigint PRIMARY KEY, visibility text)`,
+  // Last-seen times beyond Redis (internal/presence/cassandra.ts), added to existing keyspaces by the
+  // IF NOT EXISTS on start-up: each written with its time as the write timestamp, the latest wins.
+  presence_last_seen: `(user_id bigint PRIMARY KEY, at_ms bigint)`,
 
   // One partition per channel: its metadata (static) and its members (at most
   // a group's limit, 2 for a direct channel). version is the fence every

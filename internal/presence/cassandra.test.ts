@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { scratchCassandra } from "../../test/support/cassandra.js";
+import { connectRedis, uniqueName } from "../../test/support/engines.js";
+import { CassandraLastSeenLog } from "./cassandra.js";
+import { RedisPresenceStore } from "./redis.js";
+
+const DAY = 24 * 3600 * 1000;
+const id = () => BigInt(`0x${randomBytes(7).toString("hex")}`);
+
+// The local Cassandra node (scripts/engines.sh up cassandra), a keyspace of this suite's own.
+describe("CassandraLastSeenLog", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+  const T = Date.now();
+
+  it("keeps each user's latest last seen whatever order the writes land in, and reads those of the users asked for", async () => {
+    const log = new CassandraLastSeenLog(storage().db);
+    const [a, b, c] = [id(), id(), id()];
+    await log.record([{ userId: a, atMs: T + 20 }, { userId: b, atMs: T + 5 }], T - 90 * DAY);
+    await log.record([{ userId: a, atMs: T + 10 }], T - 90 * DAY); // a late write of an older time takes nothing back
+    await log.record([{ userId: b, atMs: T + 30 }], T - 90 * DAY);
+    assert.deepEqual(await log.read([a, b, c], 0), new Map([[a, T + 20], [b, T + 30]]));
+    assert.deepEqual(await log.read([a, b], T + 20), new Map([[b, T + 30]]), "only times later than the cutoff");
+  });
+
+  it("ends a row at the retention (its TTL), and writes none already past it", async () => {
+    const log = new CassandraLastSeenLog(storage().db);
+    const [a, b] = [id(), id()];
+    await log.record([{ userId: a, atMs: T }, { userId: b, atMs: T - 91 * DAY }], T - 90 * DAY);
+    const ttl = (await storage().db.one(`SELECT TTL(at_ms) AS ttl FROM ${storage().db.t("presence_last_seen")} WHERE user_id = ?`, [a]))?.get("ttl");
+    assert.ok(Math.abs(Number(ttl) - 90 * 86_400) <= 60, `TTL ${ttl} s: 90 days`);
+    assert.deepEqual(await log.read([b], 0), new Map());
+  });
+
+  it("under RedisPresenceStore: a user's last seen outlives the loss of their Redis hash", async () => {
+    const redis = await connectRedis();
+    const prefix = `${uniqueName("test:presence-log")}:`;
+    const store = new RedisPresenceStore({ redis, prefix, shards: 2, lastSeenLog: new CassandraLastSeenLog(storage().db) });
+    const u = id();
+    try {
+      await store.touch(u, 1n, T, T + 60_000);
+      await store.expire(T + 60_000, 100);
+      await store.close(); // waits for the log's writes
+      // Redis restarted without persistence: this cluster's keys are gone (only this test's prefix).
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      const after = new RedisPresenceStore({ redis, prefix, shards: 2, lastSeenLog: new CassandraLastSeenLog(storage().db) });
+      assert.deepEqual(await after.get([u], T + 120_000), [{ userId: u, online: false, lastSeenAtMs: T }]);
+    } finally {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
+    }
+  });
+});

@@ -1,0 +1,46 @@
+import type { Id } from "../model/types.js";
+import { ms, msCell, type Db } from "../storage/cassandra/session.js";
+import type { LastSeen, LastSeenLog } from "./last-seen.js";
+
+/**
+ * LastSeenLog on Cassandra (table presence_last_seen, schema.ts): the
+ * cluster's last-seen times beyond Redis, whose presence state is soft: a
+ * Redis restarted without persistence lost every offline user's last seen,
+ * and each showed just "offline". One row per user, written with the time
+ * itself as the write timestamp (in microseconds), so the latest time wins
+ * without a read whatever order the writes land in, and with a TTL that ends
+ * the row at the retention (`forgetBeforeMs`), as the Redis hash ends.
+ */
+export class CassandraLastSeenLog implements LastSeenLog {
+  private readonly q;
+
+  constructor(private readonly db: Db) {
+    const t = db.t("presence_last_seen");
+    this.q = {
+      write: `INSERT INTO ${t} (user_id, at_ms) VALUES (?, ?) USING TIMESTAMP ? AND TTL ?`,
+      read: `SELECT at_ms FROM ${t} WHERE user_id = ?`,
+    };
+  }
+
+  async record(entries: readonly LastSeen[], forgetBeforeMs: number): Promise<void> {
+    await Promise.all(
+      entries.map((e) => {
+        const atMs = Math.floor(e.atMs);
+        const ttlS = Math.ceil((atMs - forgetBeforeMs) / 1000);
+        if (ttlS <= 0) return undefined; // past the retention already
+        return this.db.write(this.q.write, [e.userId, msCell(atMs), msCell(atMs) * 1000n, ttlS]);
+      }),
+    );
+  }
+
+  /** One read per user (each its own partition), all at once. */
+  async read(userIds: readonly Id[], sinceMs: number): Promise<Map<Id, number>> {
+    const rows = await Promise.all(userIds.map((userId) => this.db.one(this.q.read, [userId])));
+    const found = new Map<Id, number>();
+    rows.forEach((row, i) => {
+      const atMs = row ? ms(row.get("at_ms")) : 0;
+      if (atMs > sinceMs) found.set(userIds[i]!, atMs);
+    });
+    return found;
+  }
+}
