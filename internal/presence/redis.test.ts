@@ -41,6 +41,36 @@ presenceStoreContract("redis", async () => {
   };
 });
 
+describe("RedisPresenceStore: the last-seen log when a sweeper dies mid-sweep", function () {
+  it("writes the last seen of a flip whose maker died before writing it when a sweep claims the flip untold", async () => {
+    const T = 1_700_000_000_000;
+    const redis = await connectRedis();
+    const prefix = `${uniqueName("test:presence-claim")}:`;
+    const kept = new Map<bigint, number>();
+    const log: LastSeenLog = {
+      record: async (entries) => {
+        for (const e of entries) kept.set(e.userId, e.atMs);
+      },
+      read: async () => new Map(),
+    };
+    // The dead sweeper's writes never land (killed with -9 right after its expire script).
+    const dead = new RedisPresenceStore({ redis, prefix, shards: 2, lastSeenLog: { record: () => new Promise(() => {}), read: async () => new Map() } });
+    const survivor = new RedisPresenceStore({ redis, prefix, shards: 2, lastSeenLog: log });
+    try {
+      await dead.touch(5n, 1n, T, T + 1_000);
+      const [flip] = await dead.expire(T + 1_000, 10);
+      assert.equal(flip?.lastSeenAtMs, T);
+      const claimed = await survivor.claimUntold(T + 20_000, 15_000, 10);
+      assert.deepEqual(claimed.map((f) => f.userId), [5n]);
+      await survivor.close();
+      assert.deepEqual([...kept], [[5n, T]]);
+    } finally {
+      await deleteByPrefix(redis, prefix);
+      await redis.quit();
+    }
+  });
+});
+
 /** A Redis of this test's own (never the shared one), so it can be killed and restarted. */
 class OwnRedis {
   child?: ChildProcess;

@@ -346,7 +346,10 @@ export class RedisPresenceStore implements PresenceStore {
         share > 0 ? this.scripts.chatPresenceClaimUntold(this.untoldKey(shard), madeBy, Math.floor(nowMs), share) : [],
       ),
     );
-    return Promise.all(claimed.flat().map((member) => this.latest(BigInt(member))));
+    const flips = await Promise.all(claimed.flat().map((member) => this.latest(BigInt(member))));
+    // Their maker may have died before its write to the log, too (a sweeper killed with -9 mid-sweep).
+    this.keep(flips.flatMap((f) => (f.online || f.lastSeenAtMs === undefined ? [] : [{ userId: f.userId, atMs: f.lastSeenAtMs }])), nowMs);
+    return flips;
   }
 
   async ping(): Promise<void> {
