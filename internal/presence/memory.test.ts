@@ -73,3 +73,24 @@ describe("MemoryPresenceStore: what it keeps of users who went offline", () => {
     assert.deepEqual(await store.get([users[149]!], T + 10 * SETTLE + 1), [{ userId: users[149]!, online: false }]);
   });
 });
+
+describe("MemoryPresenceStore: last seens of users online, written through", () => {
+  const T = 1_700_000_000_000;
+  const GRACE = 60_000;
+
+  it("writes at most 1,000 a sweep: a crowd that came online together is spread over the next sweeps, and stays spread", async () => {
+    const perSweep: number[] = [];
+    const store = new MemoryPresenceStore({
+      lastSeenWriteMs: 10_000,
+      lastSeenLog: { record: async (entries) => void perSweep.push(entries.length), read: async () => new Map() },
+    });
+    for (let u = 1n; u <= 2_500n; u++) await store.touch(u, 1n, T, T + 10 * GRACE);
+    for (let now = T + 1_000; now <= T + 15_000; now += 1_000) {
+      const before = perSweep.length;
+      await store.expire(now, 500);
+      if (perSweep.length === before) perSweep.push(0);
+    }
+    // Soon after coming online, 1,000 a sweep; then each again an interval after its first write.
+    assert.deepEqual(perSweep, [1_000, 1_000, 500, 0, 0, 0, 0, 0, 0, 0, 1_000, 1_000, 500, 0, 0]);
+  });
+});
