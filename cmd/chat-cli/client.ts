@@ -74,6 +74,11 @@ export function describe(err: unknown): string {
       return `the TLS certificate of the server${at} is not trusted here (${err.rawMessage.trim()}); trust it with NODE_EXTRA_CA_CERTS=/path/to/cert.pem`;
     }
     if (code === "EPROTO" && /wrong version number/i.test(err.rawMessage)) return `the server${at} does not speak TLS: use http://, not https://`;
+    // A TLS listener spoken to in plaintext hangs up without a byte, as a gRPC
+    // port may before its HTTP/2 bytes arrive: both are likely, so name both.
+    if ((code === "ECONNRESET" || code === "EPIPE") && server?.startsWith("http:")) {
+      return `the server${at} hung up without answering (${code}): if it serves TLS (chatd started with CHAT_TLS_CERT), use https://; if that is its gRPC port, chat-cli takes the HTTP one (8080 by default)`;
+    }
     if (code === "EPIPE" || code?.startsWith("HPE_")) {
       return `the server${at} does not answer as chatd's HTTP API does (${code}): is that its gRPC port? chat-cli takes the HTTP one (8080 by default)`;
     }

@@ -83,7 +83,18 @@ describe("chat-cli when the server is not one it can talk to", function () {
     const port = await listening(h2c);
     const r = await signUp(`http://127.0.0.1:${port}`);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`^chat-cli: the server at http://127\\.0\\.0\\.1:${port} does not answer as chatd's HTTP API does \\((EPIPE|HPE_\\w+)\\): is that its gRPC port\\? chat-cli takes the HTTP one \\(8080 by default\\)\\n$`));
+    // The h2c server's bytes (HPE_) or, when it hangs up before they arrive,
+    // the hang-up: which one a run sees is a race, and both name the gRPC port.
+    assert.match(r.stderr, new RegExp(`^chat-cli: the server at http://127\\.0\\.0\\.1:${port} (does not answer as chatd's HTTP API does \\(HPE_\\w+\\): is that its gRPC port\\?|hung up without answering \\((EPIPE|ECONNRESET)\\): .*if that is its gRPC port,) chat-cli takes the HTTP one \\(8080 by default\\)\\n$`));
+  });
+
+  it("says http:// to a TLS server may want https://, instead of \"read ECONNRESET\"", async () => {
+    const tls = createHttpsServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, (_, res) => res.writeHead(404).end());
+    closers.push(() => tls.close());
+    const port = await listening(tls);
+    const r = await signUp(`http://127.0.0.1:${port}`);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^chat-cli: the server at http://127\\.0\\.0\\.1:${port} hung up without answering \\((ECONNRESET|EPIPE)\\): if it serves TLS \\(chatd started with CHAT_TLS_CERT\\), use https://; `));
   });
 
   it("says https:// to a plaintext server is the mistake, not an OpenSSL record error", async () => {
