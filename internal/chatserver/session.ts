@@ -401,11 +401,10 @@ export class Session implements SessionHandle {
     const { kind, ref } = frame;
     switch (kind.case) {
       case "send": {
-        const { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
-        const result = await this.server.submitter.submit(
-          { userId: this.userId, deviceId: this.deviceId },
-          { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq },
-        );
+        const { clientMsgId, channelId, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
+        // The identity as the sender and the decoded frame as the command, not copies of them for every
+        // send: the submitter only reads them (the SendMessage has SendCommand's fields, no others).
+        const result = await this.server.submitter.submit(this.identity, kind.value);
         this.server.metrics?.messagesIn.inc();
         this.server.metrics?.sendsByKind.inc(
           editSeq ? SEND_KIND.edit : deleteSeq ? SEND_KIND.delete : reactSeq ? SEND_KIND.reaction : replyToSeq ? SEND_KIND.reply : SEND_KIND.message,

@@ -27,6 +27,29 @@ describe("SendOrder", () => {
     assert.equal(order.size, 0, "nothing left once every send is done");
   });
 
+  it("lets a send through at once when nobody is ahead, and passes a run of sends that gave up in one go", async () => {
+    const order = new SendOrder();
+    const a = order.take(ALICE, 7n);
+    assert.equal(a.waiting, false, "nobody ahead: nothing to wait for");
+    const b = order.take(ALICE, 7n);
+    const c = order.take(ALICE, 7n);
+    const d = order.take(ALICE, 7n);
+    assert.equal(d.waiting, true);
+    b.done();
+    c.done();
+    let dReady = false;
+    void d.ready.then(() => (dReady = true));
+    await turns();
+    assert.equal(dReady, false, "d waits for a, not only for the two that gave up");
+    a.done();
+    await turns();
+    assert.equal(dReady, true);
+    assert.equal(d.waiting, false);
+    d.done();
+    assert.equal(order.size, 0, "nothing left once every send is done");
+    assert.equal(order.take(ALICE, 7n).waiting, false, "the next send has nobody ahead");
+  });
+
   it("lines up each device and channel on its own", async () => {
     const order = new SendOrder();
     const first = order.take(ALICE, 7n);

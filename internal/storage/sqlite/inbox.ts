@@ -127,9 +127,12 @@ export class SqliteInbox implements Inbox {
     return r ? (r.seq as bigint) : 0n;
   }
 
-  async advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
+  advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
     // Every device acks what it stored: these share a commit with the turn's other writes.
-    await this.commits.run(() => this.s.advanceCursor.run(userId, deviceId, seq));
+    // The commit's own promise, not an async wrapper around it: there are about as many acks as messages.
+    return this.commits.run(() => {
+      this.s.advanceCursor.run(userId, deviceId, seq);
+    });
   }
 
   async dropCursor(userId: Id, deviceId: Id): Promise<void> {

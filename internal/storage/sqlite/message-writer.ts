@@ -32,7 +32,7 @@ export class SqliteMessageWriter implements MessageWriter {
       if (stored.duplicate) return { ...stored, entries: [] };
       // A message the log did not have is in no inbox either (they are written together).
       const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored.message) }));
-      return { ...stored, entries };
+      return { message: stored.message, duplicate: false, entries };
     });
 
     const change = {
@@ -59,13 +59,17 @@ export class SqliteMessageWriter implements MessageWriter {
     });
   }
 
-  async write(message: NewMessage, memberIds: readonly Id[]): Promise<WrittenMessage> {
+  write(message: NewMessage, memberIds: readonly Id[]): Promise<WrittenMessage> {
     const tx = isChange(message) ? this.changeTx : this.writeTx;
-    try {
-      return await this.commits.run(() => tx(message, memberIds));
-    } catch (e) {
-      translateError(e, `message ${message.messageId}`);
-    }
+    // Translated inside the piece, not by an async wrapper awaiting the commit: one promise and
+    // one hop fewer per message. A storage fault is no constraint and reaches the commit as it is.
+    return this.commits.run(() => {
+      try {
+        return tx(message, memberIds);
+      } catch (e) {
+        translateError(e, `message ${message.messageId}`);
+      }
+    });
   }
 }
 
