@@ -240,8 +240,8 @@ describe("distributed mode: presence and push across processes", function () {
     assert.deepEqual(d.events(alice.userId), []);
   });
 
-  it("takes offline, after the grace period, the users of a chat server that died without a word", async () => {
-    const { alice, b, c } = await circle();
+  it("takes offline, after the grace period, the users of a chat server that died without a word, and keeps the last seen when Redis then loses its data", async () => {
+    const { alice, bob, b, c } = await circle();
     const gw3 = await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw3-${run}` });
     others.push(gw3);
     const a = await open(gw3, alice.devices[0]!.token);
@@ -270,6 +270,18 @@ describe("distributed mode: presence and push across processes", function () {
     await sweptTwiceMore(sweepers());
     assert.deepEqual(b.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
     assert.deepEqual(c.statuses(alice.userId), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "reported once");
+
+    // Redis restarts without persistence: this cluster's presence keys are gone (no other's). The
+    // sweeper that flipped her wrote her last seen to Cassandra too, and the api answers it from there.
+    const lost = await redis.keys(`${scope.env.CHAT_ETCD_PREFIX}:presence:*`);
+    if (lost.length > 0) await redis.del(...lost);
+    const bobView = createClient(PresenceService, authed(apiUrl(), bob.devices[0]!.token));
+    const after = await waitFor(async () => {
+      const [p] = (await bobView.getPresence({ userIds: [alice.userId] })).presences;
+      return p?.lastSeenAt && p;
+    }, "alice's last seen answered after Redis lost it", 10_000, 100);
+    assert.equal(after.status, PresenceStatus.OFFLINE);
+    assert.equal(timestampMs(after.lastSeenAt!), lastSeen, "the last seen her friends were told");
   });
 
   async function register(token: string, sub: TestSubscription): Promise<void> {
