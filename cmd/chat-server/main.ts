@@ -70,6 +70,7 @@ grpcServer.addService(ChatServerServiceService, service);
 const { health } = addReflectionAndHealth(grpcServer, [ChatServerServiceService]);
 
 let registration: Registration | undefined;
+let loadTimer: NodeJS.Timeout | undefined;
 const registered: HealthCheck = {
   name: "registration",
   async check() {
@@ -91,29 +92,33 @@ const address = advertisedAddress(config, port);
 // is told of it (and sends it sessions for the lease's TTL after it exited).
 const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, checks, config.host, config.opsPort));
 
-registration = await startSteps(e, logger)("registering in etcd", () =>
-  servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
-);
-await healthFollower.recheck();
-// Without a live lease no new session is taken. The ones held stay: a gateway
-// moves a session only once our key vanishes from etcd, and cancels our stream
-// as it does, so a session never lives on in two places. Ending them here moved
-// every session of every server whenever etcd restarted (it keeps the leases,
-// and the keys, through a restart longer than the TTL).
-registration.onLost(() => {
-  logger.warn("registration lost: taking no new session");
-  chat.accepting = false;
-  // At once, not at the next round: gateways may already be moving its sessions.
-  health.setAll(ServingStatus.NOT_SERVING);
-});
-registration.onRegained(() => {
-  logger.info("registration regained: serving again");
-  chat.accepting = true;
-  void healthFollower.recheck();
-  void chat.refreshRoutes();
-});
-const loadTimer = setInterval(() => void registration.setLoad(chat.sessionCount).catch(() => {}), 1000);
-loadTimer.unref();
+// A stop asked meanwhile: no gateway is told of a server that is going (they would send
+// it sessions, then move them away again as its entry vanished).
+if (!start.stopping) {
+  registration = await startSteps(e, logger)("registering in etcd", () =>
+    servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
+  );
+  await healthFollower.recheck();
+  // Without a live lease no new session is taken. The ones held stay: a gateway
+  // moves a session only once our key vanishes from etcd, and cancels our stream
+  // as it does, so a session never lives on in two places. Ending them here moved
+  // every session of every server whenever etcd restarted (it keeps the leases,
+  // and the keys, through a restart longer than the TTL).
+  registration.onLost(() => {
+    logger.warn("registration lost: taking no new session");
+    chat.accepting = false;
+    // At once, not at the next round: gateways may already be moving its sessions.
+    health.setAll(ServingStatus.NOT_SERVING);
+  });
+  registration.onRegained(() => {
+    logger.info("registration regained: serving again");
+    chat.accepting = true;
+    void healthFollower.recheck();
+    void chat.refreshRoutes();
+  });
+  loadTimer = setInterval(() => void registration?.setLoad(chat.sessionCount).catch(() => {}), 1000);
+  loadTimer.unref();
+}
 
 start.started(async () => {
   // Drain: leave the registry first so no gateway picks us, then end the
@@ -122,7 +127,7 @@ start.started(async () => {
   chat.accepting = false;
   health.shutdown();
   healthFollower.stop();
-  await registration.close().catch(() => {});
+  await registration?.close().catch(() => {});
   service.endAll();
   await stopGrpcServer(grpcServer);
   // Before the routing store closes: a route it did not remove names a server that is gone.

@@ -95,10 +95,13 @@ const stopper = start.started(async () => {
   await servers.close();
   await storage.close();
 });
-const failedStart = await notifier.start().then(
-  () => undefined,
-  (err: Error) => err,
-);
+// Not once a signal came: joining the group only to leave it rebalances every member twice.
+const failedStart = start.stopping
+  ? undefined
+  : await notifier.start().then(
+      () => undefined,
+      (err: Error) => err,
+    );
 // A signal came: the start under way is not reported as done.
 if (start.stopping) {
   // Stopped by a signal while starting: stopOnSignals ends the process.

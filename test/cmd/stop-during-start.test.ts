@@ -7,8 +7,11 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadOrCreateKeys, PRIVATE_KEY_FILE } from "../../internal/auth/tokens.js";
+import { createEtcdClient, normalizePrefix } from "../../internal/etcd/client.js";
+import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
+import { holdGroup } from "../support/kafka-groups.js";
 import { runToExit } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -111,6 +114,66 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     pipeline: () => etcdGate(common),
     notifier: () => etcdGate(common),
   };
+  /** Runs `role` to its gate, sends SIGTERM, lets the start-up go on and resolves with its exit. */
+  async function stopAtGate(role: string, gate: Gate): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    let child: ChildProcess | undefined;
+    let stdout = "";
+    try {
+      const exited = runToExit(role, { CHAT_LOG_LEVEL: "info", ...gate.env }, (c) => {
+        child = c;
+        c.stdout!.on("data", (d) => (stdout += String(d)));
+      });
+      await Promise.race([gate.reached, exited.then((r) => assert.fail(`${role} exited before the gate: ${r.stderr}`))]);
+      child!.kill("SIGTERM");
+      await waitFor(() => /"msg":"stopping"/.test(stdout) || child!.exitCode !== null || child!.signalCode !== null, `${role} to take the signal`);
+      await gate.release();
+      const { code, stderr } = await exited;
+      assert.equal(child!.signalCode, null, `${role} was killed by ${child!.signalCode}`);
+      return { code, stdout, stderr };
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await gate.close();
+    }
+  }
+
+  // It went on to register in etcd and deregistered as it stopped: gateways were told of a
+  // server that was going, and sent it sessions they then moved away.
+  it("chat-server: never registers in etcd", async () => {
+    const etcd = createEtcdClient({ endpoints: engineConfig().etcdEndpoints });
+    const seen: string[] = [];
+    try {
+      const watcher = await etcd.watch().prefix(`${normalizePrefix(scope.env.CHAT_ETCD_PREFIX!)}servers/`).create();
+      watcher.on("put", (kv) => seen.push(kv.key.toString()));
+      const { code, stdout, stderr } = await stopAtGate("chat-server", await etcdGate(common));
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stdout, /chat-server listening/);
+      // A put reaches this watcher before the process that made it has deleted the key and exited.
+      await etcd.get("sync").exec();
+      assert.deepEqual(seen, [], "the stopped chat server registered");
+      await watcher.cancel();
+    } finally {
+      etcd.close();
+    }
+  });
+
+  // It joined its consumer group and left it again: every member of the group rebalanced twice.
+  it("notifier: never joins its consumer group", async () => {
+    const holder = await holdGroup(scope.env.CHAT_KAFKA_NAMESPACE!, ConsumerGroups.notifier, Topics.notifications);
+    try {
+      const joinsBefore = holder.joins();
+      // Had it joined, it would wait for the holder's batch to exit: let the batch go then, and fail below.
+      holder.revoked.addEventListener("abort", () => holder.release());
+      const { code, stdout, stderr } = await stopAtGate("notifier", await etcdGate(common));
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stdout, /notifier listening/);
+      assert.equal(holder.revoked.aborted, false, "the stopped notifier joined the group (the holder's partitions were revoked)");
+      assert.equal(holder.joins(), joinsBefore);
+    } finally {
+      holder.release();
+      await holder.close();
+    }
+  });
+
   for (const [role, gateOf] of Object.entries(cases)) {
     it(role, async () => {
       const gate = await gateOf();
