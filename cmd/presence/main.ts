@@ -17,8 +17,10 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
  * alone when the chat servers run with CHAT_PRESENCE_SWEEP_MS=0: it finds
  * users whose every device went quiet past the grace period (including the
  * devices of a chat server that died without a word) and tells their
- * friends and co-members through the routing table. Any number may run: the
- * store's scripts report each flip to exactly one sweeper.
+ * friends and co-members through the routing table, writing their last seen
+ * to Cassandra as well. Any number may run: the store's scripts report each
+ * flip to exactly one sweeper. It holds nothing of its own: killed with -9,
+ * its flips are in Redis, and one it had not told yet is told by another.
  */
 exitOnStartTimeout("presence");
 const config = exitOnConfigError("presence", () => {
