@@ -64,10 +64,10 @@ function statementsOf(): Record<string, Record<string, string>> {
 
 /** A client that answers every request with an empty applied result and keeps the options it was given. */
 function recordingClient() {
-  const seen: { query: string; isIdempotent: unknown }[] = [];
+  const seen: { query: string; isIdempotent: unknown; logged?: unknown }[] = [];
   const row = { get: (c: string) => (c === "[applied]" ? true : null) };
-  const answer = async (query: string, o: { isIdempotent?: unknown }) => {
-    seen.push({ query, isIdempotent: o.isIdempotent });
+  const answer = async (query: string, o: { isIdempotent?: unknown; logged?: unknown }) => {
+    seen.push({ query, isIdempotent: o.isIdempotent, ...("logged" in o ? { logged: o.logged } : {}) });
     return { rows: [row], first: () => row, pageState: null };
   };
   const client = {
@@ -116,6 +116,29 @@ describe("cassandra: which statements the driver may send again", () => {
     await db.lwt(cond.query, cond.params);
     await db.batch([cond, plain], { logged: false, conditional: true });
     assert.deepEqual(seen.map((s) => s.isIdempotent), [true, true, true, true, true, true, false, false]);
+  });
+
+  it("sends plain writes made together as one unlogged batch, and those over Cassandra's batch warning one by one", async () => {
+    const { db, seen } = recordingClient();
+    const row = "INSERT INTO ks.t (k, v) VALUES (?, ?) USING TIMESTAMP ?";
+    const dedup = "INSERT INTO ks.d (k, id) VALUES (?, ?)";
+    await db.writeTogether([
+      { query: row, params: [1n, "a short text", 5n] },
+      { query: dedup, params: [1n, 2n] },
+    ]);
+    assert.deepEqual(seen, [{ query: `${row}; ${dedup}`, isIdempotent: true, logged: false }]);
+    seen.length = 0;
+    await db.writeTogether([
+      { query: row, params: [1n, "é".repeat(1_400), 5n] },
+      { query: dedup, params: [1n, 2n] },
+    ]);
+    assert.deepEqual(seen, [
+      { query: row, isIdempotent: true },
+      { query: dedup, isIdempotent: true },
+    ]);
+    seen.length = 0;
+    await assert.rejects(db.writeTogether([{ query: dedup, params: [1n, 2n] }, { query: "UPDATE ks.t SET n = n + ? WHERE k = ?", params: [1, 2] }]), /not a plain write/);
+    assert.equal(seen.length, 0);
   });
 
   it("refuses a condition or an increment passed as a plain write, before sending it", async () => {

@@ -218,19 +218,21 @@ export class CassandraInbox implements Inbox {
         return d ? { seq: big(d.get("inbox_seq")), sameRecord: true } : undefined;
       },
       readEntry: (userId, inboxSeq) => this.row(userId, inboxSeq),
-      writeEntry: async (userId, e) => {
-        await Promise.all([
-          db.write(q.insert, [
-            userId,
-            bucketOf(e.inboxSeq, this.bucketSize),
-            e.inboxSeq,
-            ...entryValues(e, cassandra.types.unset),
-            this.retentionSeconds,
-            entryTimestamp(e.message.messageId),
-          ]),
-          db.write(q.putDedup, [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds]),
-        ]);
-      },
+      writeEntry: (userId, e) =>
+        db.writeTogether([
+          {
+            query: q.insert,
+            params: [
+              userId,
+              bucketOf(e.inboxSeq, this.bucketSize),
+              e.inboxSeq,
+              ...entryValues(e, cassandra.types.unset),
+              this.retentionSeconds,
+              entryTimestamp(e.message.messageId),
+            ],
+          },
+          { query: q.putDedup, params: [userId, e.message.messageId, e.inboxSeq, this.retentionSeconds] },
+        ]),
       writeHead: (userId, e) => db.write(q.putHead, [userId, e.inboxSeq, ...entryValues(e, null), e.inboxSeq]),
       dedupKey: (m) => m.messageId.toString(),
       withSeq: (m, inboxSeq) => ({ inboxSeq, message: { ...m } }),

@@ -442,12 +442,11 @@ export class CassandraMessageLog implements MessageLog {
         return { seq: d.seq, sameRecord };
       },
       readEntry: (channelId, seq) => this.row(channelId, seq),
-      writeEntry: async (channelId, m) => {
-        await Promise.all([
-          db.write(q.insert, [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m), ...logOnlyValues(m, cassandra.types.unset), m.seq]),
-          db.write(q.putDedup, [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.seq, m.messageId]),
-        ]);
-      },
+      writeEntry: (channelId, m) =>
+        db.writeTogether([
+          { query: q.insert, params: [channelId, bucketOf(m.seq, this.bucketSize), m.seq, ...messageValues(m), ...logOnlyValues(m, cassandra.types.unset), m.seq] },
+          { query: q.putDedup, params: [channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.seq, m.messageId] },
+        ]),
       // An entry read back may carry a change: the change's own head write
       // (same timestamp, greater cell, text cleared) wins over this one.
       writeHead: (channelId, m) => db.write(q.putHead, [channelId, m.seq, ...messageValues(m), NO_CHANGE, ...logOnlyValues(m, null), m.seq]),

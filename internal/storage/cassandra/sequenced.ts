@@ -55,8 +55,9 @@ export interface SequenceOps<C, E> {
  * one is in flight go together as a group: the reads of the whole group at
  * once, its rows and dedup rows at once, then one head write for the group
  * (a second copy of a record within the group is whatever the first is).
- * Cost per group with a warm cache: three round trips and 3k + 2 requests
- * for k appends (five for one), none of them a Paxos round. (Before
+ * Cost per group with a warm cache: three round trips and 2k + 2 requests
+ * for k appends (four for one: the adapters send an entry's row and dedup
+ * row as one request), none of them a Paxos round. (Before
  * schema 2 the head was a compare-and-set; a head left from then is finished
  * and carried over the first time its key is appended to.)
  */
