@@ -9,7 +9,7 @@ import { RedisSessionRoutes } from "../routing/redis.js";
 import { openCassandraStorage } from "../storage/cassandra/index.js";
 import { RedisSendClaims } from "../sendclaims/redis.js";
 import { RedisLoginAttempts, RedisWindowCounts } from "../throttle/redis.js";
-import { retryStart } from "./start-retry.js";
+import { retryStart, StartTimeoutError } from "./start-retry.js";
 
 /**
  * Opening the real engines, the same way in every process of the
@@ -26,13 +26,13 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
       inboxRetentionSeconds: e.inboxRetentionSeconds,
       logger,
     });
-  return startSteps(e, logger)("opening Cassandra", open);
+  return startSteps(e, logger)("opening Cassandra", open, `CHAT_CASSANDRA_CONTACT_POINTS=${e.cassandraContactPoints.join(",")}`);
 }
 
 export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
   const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
   try {
-    await startSteps(e, logger)("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)));
+    await startSteps(e, logger)("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)), `CHAT_KAFKA_BROKERS=${e.kafkaBrokers.join(",")}`);
   } catch (err) {
     await queue.close().catch(() => {});
     throw err;
@@ -66,21 +66,35 @@ export function openRegistry(e: EngineEndpoints, logger: Logger) {
 
 /** The chat servers registered in etcd, read and then followed. */
 export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, logger: Logger) {
-  return startSteps(e, logger)("reading the chat servers from etcd", () => servers.watch());
+  return startSteps(e, logger)("reading the chat servers from etcd", () => servers.watch(), etcdAt(e));
 }
 
 /** The process's id generator, on a worker number leased from etcd and leased again whenever lost. */
 export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise<RenewedWorkerId> {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
   const steps = startSteps(e, logger);
-  const first = await steps("leasing a worker id from etcd", () => workerIds.acquire());
+  const first = await steps("leasing a worker id from etcd", () => workerIds.acquire(), etcdAt(e));
   const workerId = new RenewedWorkerId(workerIds, first, { logger });
-  await steps("marking the worker id in etcd", () => workerId.start());
+  await steps("marking the worker id in etcd", () => workerId.start(), etcdAt(e));
   return workerId;
 }
 
-/** Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure logged (see retryStart). */
+const etcdAt = (e: EngineEndpoints) => `CHAT_ETCD_ENDPOINTS=${e.etcdEndpoints.join(",")}`;
+
+/**
+ * Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure
+ * logged (see retryStart). `where` is the setting that points at the engine, with its value: the
+ * line a role gives up with asks about it, since an engine that never answers is most often one
+ * looked for in the wrong place (a terminal without .engines/engines.env loaded, say).
+ */
 export function startSteps(e: EngineEndpoints, logger: Logger) {
   const options = { withinMs: e.startTimeoutSeconds * 1000, logger };
-  return <T>(what: string, step: () => Promise<T>): Promise<T> => retryStart(what, step, options);
+  return async <T>(what: string, step: () => Promise<T>, where?: string): Promise<T> => {
+    try {
+      return await retryStart(what, step, options);
+    } catch (err) {
+      if (where && err instanceof StartTimeoutError) err.message += `; is ${where} where it runs?`;
+      throw err;
+    }
+  };
 }
