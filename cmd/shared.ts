@@ -1,6 +1,6 @@
 import { ConfigError } from "../internal/config/env.js";
 import { MissingKeyError } from "../internal/auth/tokens.js";
-import { StartTimeoutError } from "../internal/cluster/start-retry.js";
+import { StartStoppedError, StartTimeoutError, stopStartRetries } from "../internal/cluster/start-retry.js";
 import { ListenError } from "../internal/observability/listen.js";
 import type { PushConfig } from "../internal/push/config.js";
 import type { Logger } from "pino";
@@ -46,6 +46,12 @@ export async function exitOnListenError<T>(role: string, start: () => Promise<T>
  */
 export function exitOnStartTimeout(role: string): void {
   process.on("uncaughtException", (err) => {
+    // A signal came while an engine was down: nothing to wait for. What earlier steps took
+    // (a worker id) lapses with its lease, as after a crash.
+    if (err instanceof StartStoppedError) {
+      process.stderr.write(`${role}: stopped during start-up (${err.message})\n`);
+      process.exit(0);
+    }
     const gaveUp = err instanceof StartTimeoutError || err instanceof MissingKeyError;
     process.stderr.write(gaveUp ? `${role}: ${err.message}\n` : `${role}: uncaught ${err.stack ?? String(err)}\n`);
     process.exit(1);
@@ -110,6 +116,7 @@ export function stopOnSignalsFromStart(logger: Logger): StartingRole {
   const roleStop = new Promise<() => Promise<void>>((resolve) => (handOver = resolve));
   const stopper = stopOnSignals(logger, async () => {
     stopping = true;
+    stopStartRetries();
     await (await roleStop)();
   });
   return {

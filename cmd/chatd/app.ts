@@ -88,16 +88,15 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const verifier = new TokenVerifier(keys.publicKey);
 
   // Presence: soft state in memory (or Redis), changes pushed to friends and small-channel co-members.
-  // In memory, last-seen times are kept in chat.db too, those of users still online written
-  // through every CHAT_PRESENCE_LAST_SEEN_WRITE_MS: neither a restart nor a crash may forget them.
+  // Last-seen times are kept in chat.db too: in memory, those of users still online written through
+  // every CHAT_PRESENCE_LAST_SEEN_WRITE_MS, so neither a restart nor a crash forgets them; in Redis
+  // (which keeps its users' last heartbeats), each flip to offline, so a Redis restarted empty does not.
+  const lastSeenLog = new SqliteLastSeenLog(storage.db);
+  const onLastSeenLogError = (err: unknown) => logger.warn({ err }, "last seen not written to or read from chat.db; only a restart forgets it");
   const presenceStore =
     config.presence.store === "redis"
-      ? new RedisPresenceStore({ redis: config.presence.redisUrl })
-      : new MemoryPresenceStore({
-          lastSeenLog: new SqliteLastSeenLog(storage.db),
-          lastSeenWriteMs: config.presence.lastSeenWriteMs,
-          onLastSeenLogError: (err) => logger.warn({ err }, "last seen not written to chat.db; only a restart forgets it"),
-        });
+      ? new RedisPresenceStore({ redis: config.presence.redisUrl, lastSeenLog, onLastSeenLogError })
+      : new MemoryPresenceStore({ lastSeenLog, lastSeenWriteMs: config.presence.lastSeenWriteMs, onLastSeenLogError });
   const presence: PresenceTracker = new PresenceTracker({
     store: presenceStore,
     audience: storeAudience({ accounts: storage.accounts, channels: storage.channels }),

@@ -9,6 +9,27 @@ export interface StartRetryOptions {
   maxPauseMs?: number;
 }
 
+/** A start-up step that failed after the process was asked to stop: not tried again; the failure is its cause. */
+export class StartStoppedError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`${what}: not tried again, the process is stopping: ${oneLine(cause)}`, { cause });
+    this.name = "StartStoppedError";
+  }
+}
+
+/**
+ * Asked once a stop is (cmd/shared.ts, on SIGTERM or SIGINT during start-up):
+ * a step that then fails is not tried again. A role stopped while it waited
+ * for an engine that was down went on waiting up to CHAT_START_TIMEOUT_S,
+ * past the stop's own bound, and so exited 1 on that bound 25 s later.
+ * Steps that succeed go on, so the start-up reaches the role's stop, which
+ * releases what the earlier steps took (a worker id, a registration).
+ */
+const stopAsked = new AbortController();
+export function stopStartRetries(): void {
+  stopAsked.abort();
+}
+
 /** A start-up step still failing when its time ran out; the last failure is its cause. */
 export class StartTimeoutError extends Error {
   constructor(what: string, withinMs: number, cause: unknown) {
@@ -50,11 +71,23 @@ export async function retryStart<T>(what: string, step: () => Promise<T>, option
     try {
       return await step();
     } catch (err) {
+      if (stopAsked.signal.aborted) throw new StartStoppedError(what, err);
       const left = giveUpAt - performance.now();
       if (left <= 0) throw new StartTimeoutError(what, options.withinMs, err);
       const waitMs = Math.min(pauseMs, left);
       options.logger?.warn({ err, attempt, retryInMs: waitMs }, `${what} failed; trying again`);
-      await new Promise((r) => setTimeout(r, waitMs));
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          stopAsked.signal.removeEventListener("abort", wake);
+          resolve();
+        }, waitMs);
+        stopAsked.signal.addEventListener("abort", wake, { once: true });
+      });
+      // Woken by the stop: the step is tried once more, and a failure ends the wait.
       pauseMs = Math.min(pauseMs * 2, maxPauseMs);
     }
   }

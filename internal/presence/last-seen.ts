@@ -7,14 +7,16 @@ export interface LastSeen {
 }
 
 /**
- * Where chatd's memory presence store keeps last-seen times beyond the
- * process: without it a restart (an upgrade) forgot them all, and a peer
- * showed just "offline" instead of "last seen 2 h ago". Written when a user
- * flips offline (once per user per grace period at most), when the store
- * closes, and for a user still online soon after they come online, then
- * once a minute (a process killed with them online left their previous last
- * seen, days old); read for a user the store holds nothing of. Redis keeps
- * its own.
+ * Where a presence store keeps last-seen times beyond its own state: without
+ * it a restart (of chatd, or of a Redis without persistence) forgot them
+ * all, and a peer showed just "offline" instead of "last seen 2 h ago". Read
+ * for a user the store holds nothing of. The memory store writes when a user
+ * flips offline (once per user per grace period at most), when it closes,
+ * and for a user still online soon after they come online, then once a
+ * minute (a process killed with them online left their previous last seen,
+ * days old). The Redis store writes only flips to offline: it keeps the last
+ * heartbeats of users online itself, whatever process dies, and their chat
+ * servers touch them again after a Redis restart.
  */
 export interface LastSeenLog {
   /**

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +15,7 @@ import { defaultRedisOptions, RedisPresenceStore } from "./redis.js";
 import { PresenceTracker } from "./tracker.js";
 import { outcomeAfter, silentRedis } from "../../test/support/silent-redis.js";
 import { freePort } from "../../test/support/ports.js";
+import { OwnRedis } from "../../test/support/own-redis.js";
 
 async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = "0";
@@ -70,42 +70,6 @@ describe("RedisPresenceStore: the last-seen log when a sweeper dies mid-sweep", 
     }
   });
 });
-
-/** A Redis of this test's own (never the shared one), so it can be killed and restarted. */
-class OwnRedis {
-  child?: ChildProcess;
-  constructor(
-    readonly port: number,
-    readonly dir: string,
-  ) {}
-
-  async start(): Promise<void> {
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir], {
-      stdio: "ignore",
-    });
-    this.child = child;
-    await waitFor(async () => {
-      const probe = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on("error", () => {});
-      try {
-        await probe.connect();
-        return (await probe.ping()) === "PONG";
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, "own redis to answer", 10_000, 50);
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
-  }
-}
 
 describe("RedisPresenceStore: recovery after a Redis restart", function () {
   this.timeout(60_000);

@@ -12,6 +12,7 @@ import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { holdGroup } from "../support/kafka-groups.js";
+import { freePort } from "../support/ports.js";
 import { runToExit } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -173,6 +174,38 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
       await holder.close();
     }
   });
+
+  // A role waiting on an engine that is down went on trying for CHAT_START_TIMEOUT_S after the
+  // signal, past the stop's own 25 s bound, on which it then exited 1 ("did not stop").
+  for (const role of ["api", "gateway", "chat-server", "presence", "pipeline", "notifier"]) {
+    it(`${role}: while it waits on an engine that is down, stops at once, exit 0`, async () => {
+      // Nothing listens there: Cassandra for those that open it first, etcd for the gateway.
+      const [cassandra, etcd] = await Promise.all([freePort(), freePort()]);
+      const env = { ...common, CHAT_LOG_LEVEL: "info", CHAT_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${cassandra}`, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${etcd}` };
+      let child: ChildProcess | undefined;
+      let stdout = "";
+      try {
+        const exited = runToExit(role, env, (c) => {
+          child = c;
+          c.stdout!.on("data", (d) => (stdout += String(d)));
+        });
+        await Promise.race([
+          waitFor(() => /failed; trying again/.test(stdout), `${role} to wait on the engine`, 60_000),
+          exited.then((r) => assert.fail(`${role} exited before waiting on the engine: ${r.stderr}`)),
+        ]);
+        const signalledAt = performance.now();
+        child!.kill("SIGTERM");
+        const { code, stderr } = await exited;
+        const ms = performance.now() - signalledAt;
+        assert.equal(code, 0, stderr);
+        assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
+        assert.match(stderr, new RegExp(`^${role}: stopped during start-up \\(.*not tried again, the process is stopping`, "m"));
+        assert.doesNotMatch(stdout, /did not stop/);
+      } finally {
+        if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      }
+    });
+  }
 
   for (const [role, gateOf] of Object.entries(cases)) {
     it(role, async () => {

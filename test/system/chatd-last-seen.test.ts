@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { createClient, type Interceptor } from "@connectrpc/connect";
@@ -8,6 +10,8 @@ import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { PresenceStatus, type Presence } from "../../gen/es/chat/v1/types_pb.js";
 import { apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { OwnRedis } from "../support/own-redis.js";
+import { freePort } from "../support/ports.js";
 import { PresenceWatcher } from "../support/presence-watcher.js";
 import { waitFor } from "../support/wait.js";
 
@@ -129,5 +133,52 @@ describe("chatd system: last seen across a restart", function () {
     assert.ok(seen !== undefined && seen > earlier, `last seen ${seen} later than the one before her session (${earlier})`);
     // What was written before the kill at the earliest: at most an interval and a heartbeat before it.
     assert.ok(seen >= written && seen <= killedAt, `${seen} in [${written}, ${killedAt}]`);
+  });
+});
+
+describe("chatd system: last seen with presence in Redis, across a Redis restart", function () {
+  this.timeout(180_000);
+  let own: OwnRedis;
+  let redisDir: string;
+  let chatd: ChatdProcess;
+  const watchers: PresenceWatcher[] = [];
+
+  before(async () => {
+    redisDir = mkdtempSync(join(tmpdir(), "chatd-redis-"));
+    own = new OwnRedis(await freePort(), redisDir);
+    await own.start();
+    chatd = await startChatd({ env: { ...ENV, CHAT_PRESENCE_STORE: "redis", CHAT_REDIS_URL: own.url } });
+  });
+  after(async () => {
+    await Promise.all(watchers.splice(0).map((w) => w.close()));
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+    await own?.kill();
+    rmSync(redisDir, { recursive: true, force: true });
+  });
+
+  it("answers the last seen of a user who went offline before Redis restarted empty (kept in chat.db)", async () => {
+    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(chatd.httpUrl, alice!, bob!);
+    const b = await PresenceWatcher.open(chatd.wsUrl, bob!.devices[0]!.token, HEARTBEAT_MS);
+    watchers.push(b);
+    const a = await PresenceWatcher.open(chatd.wsUrl, alice!.devices[0]!.token, HEARTBEAT_MS);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "alice online");
+    await a.close();
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "alice offline", 15_000);
+    const seen = lastSeenOf(b.events(alice!.userId)[1]);
+    assert.ok(seen !== undefined);
+
+    await own.kill();
+    await own.start(); // empty: no persistence
+    const bobView = presenceClient(chatd.httpUrl, bob!.devices[0]!.token);
+    const [now] = await waitFor(
+      () => bobView.getPresence({ userIds: [alice!.userId] }).then((r) => r.presences, () => undefined),
+      "GetPresence to answer once chatd reconnected to Redis",
+      15_000,
+      100,
+    );
+    assert.equal(now!.status, PresenceStatus.OFFLINE);
+    assert.equal(lastSeenOf(now), seen, "her last seen, as heard before Redis restarted");
   });
 });
