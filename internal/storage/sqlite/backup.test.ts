@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import Database from "better-sqlite3";
@@ -88,6 +88,20 @@ describe("backupDataDir", () => {
       /data was restored into while it was copied: run the backup again/,
     );
     assert.deepEqual(readdirSync(base).sort(), ["before", "data", "restored"], "no copy, finished or half-made");
+  });
+
+  it("says it cannot read a data directory it cannot, not that chat.db is missing", function () {
+    // A symlink to itself fails as a directory this user may not read does, also for root.
+    const looping = join(base, "data");
+    symlinkSync(looping, looping);
+    assert.throws(() => backupDataDir(looping, join(base, "copy")), { message: `cannot read ${looping} (ELOOP)` });
+    if (process.getuid?.() === 0) return; // root reads any directory
+    const locked = join(base, "locked");
+    mkdirSync(locked, { mode: 0o700 });
+    openDatabase(join(locked, "chat.db")).close();
+    chmodSync(locked, 0o000);
+    assert.throws(() => backupDataDir(locked, join(base, "copy2")), /^Error: cannot read .*locked \(EACCES\): back up as chatd's user/);
+    chmodSync(locked, 0o700);
   });
 
   it("refuses a target inside the data directory", () => {

@@ -23,6 +23,20 @@ const DATABASE_COMPANION = /\.db-(wal|shm|journal)$/;
 export const RESTORE_MARK = "chatd.restoring";
 
 /**
+ * Whether `dir` holds a chat.db. existsSync says no also to a directory this
+ * user may not read (0700, chatd's), which then read "chat.db is missing".
+ */
+function hasChatDb(dir: string): boolean {
+  try {
+    return statSync(join(dir, "chat.db"), { throwIfNoEntry: false }) !== undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code === "EACCES" || code === "EPERM" ? ": back up as chatd's user, or one that may read its data directory" : "";
+    throw new Error(`cannot read ${dir} (${code})${hint}`);
+  }
+}
+
+/**
  * Copies a chatd data directory, also while chatd runs. Each SQLite database
  * goes through `VACUUM INTO`: one read transaction, so the copy is a
  * consistent snapshot whatever chatd commits meanwhile (the online backup
@@ -50,7 +64,7 @@ export function backupDataDir(
   const from = resolve(source);
   const to = resolve(target);
   if (existsSync(join(from, RESTORE_MARK))) throw new Error(`${from} is half restored (${RESTORE_MARK}): a restore into it did not finish; run it again`);
-  if (!existsSync(join(from, "chat.db"))) throw new Error(`no chatd data in ${from} (chat.db is missing)`);
+  if (!hasChatDb(from)) throw new Error(`no chatd data in ${from} (chat.db is missing)`);
   if (existsSync(to)) throw new Error(`${to} exists: a backup goes to a new directory and never overwrites one`);
   // Through symlinks: a CHAT_DATA_DIR that is a link must not let the copy into itself.
   const [realFrom, realTo] = [realpathSync(from), realPathOf(to)];
