@@ -4,6 +4,7 @@ import { connect, type AddressInfo, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket from "ws";
 import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
+import { ChatError } from "../internal/model/errors.js";
 import { waitFor } from "../test/support/wait.js";
 import { JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 
@@ -147,6 +148,29 @@ describe("websocket gateway", () => {
       await gateway.close();
       await new Promise((r) => server.close(r));
     }
+  });
+
+  it("says in its 4001 close why a token was refused: missing, or signed by a key it does not know (a gateway reading another cluster's keys)", async () => {
+    const gateway = new WebSocketGateway({
+      path: "/ws",
+      verifier: {
+        verify: () => {
+          throw new ChatError("unauthenticated", "access token signed by an unknown key");
+        },
+      },
+      host: { open: () => assert.fail("no session for a refused token") },
+      maxFrameBytes: 64 * 1024,
+    });
+    const server = createServer();
+    gateway.attach(server);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`;
+    const closeOf = (protocols: string[]) =>
+      new Promise<[number, string]>((resolve) => new WebSocket(url, protocols).on("close", (code, reason) => resolve([code, reason.toString()])));
+    assert.deepEqual(await closeOf([JSON_SUBPROTOCOL, "bearer.x"]), [4001, "access token signed by an unknown key"]);
+    assert.deepEqual(await closeOf([JSON_SUBPROTOCOL]), [4001, "missing access token (offer the sub-protocol bearer.<token>)"]);
+    await gateway.close();
+    await new Promise((r) => server.close(r));
   });
 
   it("takes the framing the client offers first when it offers both", async () => {

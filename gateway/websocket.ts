@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { FrameEncoding, SessionHost, SessionIdentity, SessionSink } from "../internal/chatserver/port.js";
 import { CloseCode } from "../internal/model/close-codes.js";
-import { isChatError } from "../internal/model/errors.js";
+import { ChatError, isChatError } from "../internal/model/errors.js";
 import { monotonicNow } from "../internal/model/clock.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator, reauthenticateIn } from "./reauth.js";
@@ -106,12 +106,16 @@ export class WebSocketGateway {
       // which cannot read a refused handshake, see why in the close code.
       let claims;
       try {
-        if (!token) throw Object.assign(new Error("missing access token"), { code: "unauthenticated" });
+        if (!token) throw new ChatError("unauthenticated", `missing access token (offer the sub-protocol ${BEARER_PREFIX}<token>)`);
         claims = this.options.verifier.verify(token);
       } catch (err) {
         const expired = isChatError(err, "token_expired");
         this.metrics?.rejected.inc({ reason: expired ? "expired" : "token" });
-        ws.close(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : "invalid access token");
+        // The verifier's words (missing, malformed, signed by an unknown key) tell a client
+        // pointed at a gateway of another cluster what is wrong; they name no secret. A close
+        // reason holds at most 123 bytes.
+        const why = isChatError(err) && Buffer.byteLength(err.message) <= 123 ? err.message : "invalid access token";
+        ws.close(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : why);
         return;
       }
       if (this.closing) {

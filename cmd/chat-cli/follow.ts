@@ -208,6 +208,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   let refused = false;
   while (!signal.aborted) {
     let token: string;
+    const fresh = refused;
     try {
       // A token the server refused is refreshed even if it looks fresh here.
       token = refused ? await session.refresh(true) : await session.accessToken();
@@ -231,7 +232,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       step(() => fill());
     };
     const url = opts.wsUrl ?? wsUrl(session.login.server);
-    const { code, httpStatus } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
+    const { code, reason, httpStatus } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
     if (signal.aborted) break;
     if (httpStatus !== undefined && refusedForGood(httpStatus)) {
       throw new CliError(`${url} answered HTTP ${httpStatus}, not a chat WebSocket (a cluster serves it on a gateway: --ws ws://host:8090/ws)`);
@@ -239,6 +240,15 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     if (code === CLOSE_LOGGED_OUT) throw new CliError("this device was signed out; log in again", 3);
     if (code === CLOSE_TOKEN_EXPIRED || code === CLOSE_UNAUTHENTICATED) {
       refused = true;
+      // A token refused just after its refresh is no stale one: that server takes none the api
+      // issues (a gateway reading other keys), and refreshing again at once looped without end.
+      if (fresh) {
+        const wait = Math.min(15_000, 500 * 2 ** attempts++);
+        opts.status(
+          `${url} refused a fresh access token (close ${code}${reason ? `: ${reason}` : ""}): is it a gateway of the api at ${session.login.server} (the same CHAT_KEYS_DIR)? trying again in ${seconds(wait)}`,
+        );
+        await sleep(wait, signal);
+      }
       continue;
     }
     const wait = Math.min(15_000, 500 * 2 ** attempts++);
@@ -288,7 +298,7 @@ function connectOnce(
   left: () => void,
   signal: AbortSignal,
   opts: FollowOptions,
-): Promise<{ code: number; httpStatus?: number }> {
+): Promise<{ code: number; reason: string; httpStatus?: number }> {
   return new Promise((resolve) => {
     // A handshake a dead network never answers fails too, and is tried again.
     const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: 15_000 });
@@ -413,13 +423,13 @@ function connectOnce(
     ws.on("error", (err) => {
       if (httpStatus === undefined) opts.status(`websocket: ${err.message}`);
     });
-    ws.on("close", (code) => {
+    ws.on("close", (code, reason) => {
       closed = true;
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
       clearTimeout(reauthTimer);
       signal.removeEventListener("abort", onAbort);
-      resolve({ code, httpStatus });
+      resolve({ code, reason: reason.toString(), httpStatus });
     });
   });
 }

@@ -272,6 +272,31 @@ describe("chat-cli follow through a connection that drops", function () {
   });
 });
 
+describe("chat-cli follow on a gateway that refuses every token (it reads other keys than the api)", function () {
+  this.timeout(60_000);
+  const h = harness();
+
+  it("says so and backs off, instead of refreshing and reconnecting without end", async () => {
+    const { me, channelId } = await h.pair();
+    const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(gateway, "listening");
+    h.cleanups.push(() => new Promise((r) => gateway.close(r)));
+    let connections = 0;
+    gateway.on("connection", (socket) => {
+      connections++;
+      socket.close(4001, "access token signed by an unknown key");
+    });
+    const url = `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`;
+    const follower = h.follow(me, String(channelId), "--ws", url);
+    await follower.said(/refused a fresh access token \(close 4001: access token signed by an unknown key\): is it a gateway of the api at http:\/\/\S+ \(the same CHAT_KEYS_DIR\)\? trying again in/, 2);
+    // The first with the saved token, then one fresh token per try, 0.5 s and 1 s apart: it
+    // refreshed and reconnected some 40 times a second before.
+    assert.ok(connections <= 4, `${connections} connections`);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
+
 describe("chat-cli follow with tokens that expire while the server is down", function () {
   this.timeout(120_000);
   // A token this short is refreshed at every reconnect, as one of 15 minutes is after an outage that long.
