@@ -71,7 +71,7 @@ export async function exitOnFileError<T>(role: string, files: Record<string, str
   try {
     return await step();
   } catch (err) {
-    if (err instanceof StartTimeoutError || err instanceof MissingKeyError || !(err instanceof Error)) throw err;
+    if (err instanceof StartTimeoutError || err instanceof StartStoppedError || err instanceof MissingKeyError || !(err instanceof Error)) throw err;
     const { code, path } = err as NodeJS.ErrnoException;
     const given = Object.entries(files).filter((f): f is [string, string] => !!f[1]);
     const mentioned = given.filter(([, value]) => `${path ?? ""} ${err.message}`.includes(value));

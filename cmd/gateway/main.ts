@@ -8,7 +8,10 @@ import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/g
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
-import { TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { PUBLIC_KEY_FILE, TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
+import { StartStoppedError, startRetriesStopped } from "../../internal/cluster/start-retry.js";
 import { RemoteSessionHost } from "../../internal/cluster/remote-host.js";
 import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
@@ -27,8 +30,15 @@ const logger = createLogger("gateway", config.logLevel).child({ gatewayId: confi
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 
+const keyFile = join(config.keysDir, PUBLIC_KEY_FILE);
+// Started before any api: said once, or the wait looks like a hang.
+if (!existsSync(keyFile)) logger.info({ keyFile }, "waiting for the api to write its token key");
 const verifier = new TokenVerifier(
-  await exitOnFileError("gateway", { CHAT_KEYS_DIR: config.keysDir }, () => loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000)),
+  await exitOnFileError("gateway", { CHAT_KEYS_DIR: config.keysDir }, () =>
+    loadPublicKeys(config.keysDir, config.engines.startTimeoutSeconds * 1000, startRetriesStopped).catch((err) => {
+      throw startRetriesStopped.aborted ? new StartStoppedError(`waiting for the token key at ${keyFile}`, "not written yet") : err;
+    }),
+  ),
 );
 const servers = openRegistry(config.engines, logger);
 const watch = await watchServers(servers, config.engines, logger);

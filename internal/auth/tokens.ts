@@ -207,9 +207,9 @@ export class MissingKeyError extends Error {
  * Loads the verification key that the api wrote to dir/token-ed25519.pub.pem.
  * Gateways only verify, so they never need the private key; a gateway that
  * starts before any api waits for the file (up to `waitMs`), then throws a
- * MissingKeyError.
+ * MissingKeyError; once `signal` aborts, it waits no longer and throws its reason.
  */
-export async function loadPublicKeys(dir: string, waitMs = 60_000): Promise<KeyObject[]> {
+export async function loadPublicKeys(dir: string, waitMs = 60_000, signal?: AbortSignal): Promise<KeyObject[]> {
   const path = join(dir, PUBLIC_KEY_FILE);
   const deadline = Date.now() + waitMs;
   for (;;) {
@@ -219,6 +219,18 @@ export async function loadPublicKeys(dir: string, waitMs = 60_000): Promise<KeyO
     });
     if (pem) return [publicKeyFromPem(pem)];
     if (Date.now() > deadline) throw new MissingKeyError(path, waitMs);
-    await new Promise((r) => setTimeout(r, 200));
+    signal?.throwIfAborted();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", wake);
+        resolve();
+      }, 200);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      signal?.addEventListener("abort", wake, { once: true });
+    });
+    signal?.throwIfAborted();
   }
 }

@@ -29,6 +29,8 @@ const stopAsked = new AbortController();
 export function stopStartRetries(): void {
   stopAsked.abort();
 }
+/** Aborted once a stop is asked, for start-up waits that are no retryStart (a gateway's wait for the token key). */
+export const startRetriesStopped: AbortSignal = stopAsked.signal;
 
 /** A start-up step still failing when its time ran out; the last failure is its cause. */
 export class StartTimeoutError extends Error {

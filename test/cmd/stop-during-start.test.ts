@@ -207,6 +207,31 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     });
   }
 
+  it("gateway: while it waits for the api's token key, stops at once, exit 0", async () => {
+    const env = { ...common, CHAT_LOG_LEVEL: "info", CHAT_KEYS_DIR: mkdtempSync(join(dir, "no-keys-")) };
+    let child: ChildProcess | undefined;
+    let stdout = "";
+    try {
+      const exited = runToExit("gateway", env, (c) => {
+        child = c;
+        c.stdout!.on("data", (d) => (stdout += String(d)));
+      });
+      await Promise.race([
+        waitFor(() => /waiting for the api to write its token key/.test(stdout), "the gateway to wait for the key", 60_000),
+        exited.then((r) => assert.fail(`the gateway exited before waiting for the key: ${r.stderr}`)),
+      ]);
+      const signalledAt = performance.now();
+      child!.kill("SIGTERM");
+      const { code, stderr } = await exited;
+      const ms = performance.now() - signalledAt;
+      assert.equal(code, 0, stderr);
+      assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
+      assert.match(stderr, /^gateway: stopped during start-up \(waiting for the token key at /m);
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+
   for (const [role, gateOf] of Object.entries(cases)) {
     it(role, async () => {
       const gate = await gateOf();
