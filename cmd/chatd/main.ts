@@ -40,13 +40,20 @@ const chatd = await exitOnListenError("chatd", async () => {
 start.started(() => chatd.close());
 if (!start.stopping) {
   logger.info({ http: chatd.httpUrl, grpc: chatd.grpcUrl, ws: chatd.wsUrl, ops: chatd.opsPort, dataDir: config.dataDir }, "chatd listening");
-  // For the person who ran `npm start`; stdout carries the JSON logs.
+  // For the person who ran `npm start`; stdout carries the JSON logs. With CHAT_OPS_PORT,
+  // /metrics is on that plain-HTTP port alone, which the log line gave only as a number.
+  const metrics = new URL(chatd.httpUrl);
+  if (chatd.opsPort !== undefined) {
+    metrics.protocol = "http:";
+    metrics.port = String(chatd.opsPort);
+  }
   process.stderr.write(
     `\nchatd is running, data in ${config.dataDir}\n` +
       `  Web client:              ${chatd.httpUrl}/\n` +
       `  API (Connect, gRPC-Web): ${chatd.httpUrl}\n` +
       `  API (gRPC over HTTP/2):  ${chatd.grpcUrl.replace(/^https?:\/\//, "")}${chatd.grpcUrl.startsWith("https") ? " (TLS)" : " (plaintext: grpcurl -plaintext)"}\n` +
       `  WebSocket:               ${chatd.wsUrl}\n` +
+      `  Health, metrics:         ${chatd.httpUrl}/healthz, ${metrics.origin}/metrics\n` +
       `Stop it with Ctrl+C.\n\n`,
   );
 }
