@@ -126,6 +126,7 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
       });
       await Promise.race([gate.reached, exited.then((r) => assert.fail(`${role} exited before the gate: ${r.stderr}`))]);
       child!.kill("SIGTERM");
+      // Taken (its "stopping" line) or not (dead of it) before the start-up may go on.
       await waitFor(() => /"msg":"stopping"/.test(stdout) || child!.exitCode !== null || child!.signalCode !== null, `${role} to take the signal`);
       await gate.release();
       const { code, stderr } = await exited;
@@ -175,86 +176,56 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     }
   });
 
+  /** Runs `role` until its log says it waits (`waiting`), sends SIGTERM: its exit, and how long after the signal. */
+  async function stopWhileWaiting(role: string, env: Record<string, string>, waiting: RegExp): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+    let child: ChildProcess | undefined;
+    let stdout = "";
+    try {
+      const exited = runToExit(role, { ...env, CHAT_LOG_LEVEL: "info" }, (c) => {
+        child = c;
+        c.stdout!.on("data", (d) => (stdout += String(d)));
+      });
+      await Promise.race([
+        waitFor(() => waiting.test(stdout), `${role} to wait`, 60_000),
+        exited.then((r) => assert.fail(`${role} exited before it waited: ${r.stderr}`)),
+      ]);
+      const signalledAt = performance.now();
+      child!.kill("SIGTERM");
+      const { code, stderr } = await exited;
+      return { code, stdout, stderr, ms: performance.now() - signalledAt };
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  }
+
   // A role waiting on an engine that is down went on trying for CHAT_START_TIMEOUT_S after the
   // signal, past the stop's own 25 s bound, on which it then exited 1 ("did not stop").
   for (const role of ["api", "gateway", "chat-server", "presence", "pipeline", "notifier"]) {
     it(`${role}: while it waits on an engine that is down, stops at once, exit 0`, async () => {
       // Nothing listens there: Cassandra for those that open it first, etcd for the gateway.
       const [cassandra, etcd] = await Promise.all([freePort(), freePort()]);
-      const env = { ...common, CHAT_LOG_LEVEL: "info", CHAT_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${cassandra}`, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${etcd}` };
-      let child: ChildProcess | undefined;
-      let stdout = "";
-      try {
-        const exited = runToExit(role, env, (c) => {
-          child = c;
-          c.stdout!.on("data", (d) => (stdout += String(d)));
-        });
-        await Promise.race([
-          waitFor(() => /failed; trying again/.test(stdout), `${role} to wait on the engine`, 60_000),
-          exited.then((r) => assert.fail(`${role} exited before waiting on the engine: ${r.stderr}`)),
-        ]);
-        const signalledAt = performance.now();
-        child!.kill("SIGTERM");
-        const { code, stderr } = await exited;
-        const ms = performance.now() - signalledAt;
-        assert.equal(code, 0, stderr);
-        assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
-        assert.match(stderr, new RegExp(`^${role}: stopped during start-up \\(.*not tried again, the process is stopping`, "m"));
-        assert.doesNotMatch(stdout, /did not stop/);
-      } finally {
-        if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      }
+      const env = { ...common, CHAT_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${cassandra}`, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${etcd}` };
+      const { code, stdout, stderr, ms } = await stopWhileWaiting(role, env, /failed; trying again/);
+      assert.equal(code, 0, stderr);
+      assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
+      assert.match(stderr, new RegExp(`^${role}: stopped during start-up \\(.*not tried again, the process is stopping`, "m"));
+      assert.doesNotMatch(stdout, /did not stop/);
     });
   }
 
   it("gateway: while it waits for the api's token key, stops at once, exit 0", async () => {
-    const env = { ...common, CHAT_LOG_LEVEL: "info", CHAT_KEYS_DIR: mkdtempSync(join(dir, "no-keys-")) };
-    let child: ChildProcess | undefined;
-    let stdout = "";
-    try {
-      const exited = runToExit("gateway", env, (c) => {
-        child = c;
-        c.stdout!.on("data", (d) => (stdout += String(d)));
-      });
-      await Promise.race([
-        waitFor(() => /waiting for the api to write its token key/.test(stdout), "the gateway to wait for the key", 60_000),
-        exited.then((r) => assert.fail(`the gateway exited before waiting for the key: ${r.stderr}`)),
-      ]);
-      const signalledAt = performance.now();
-      child!.kill("SIGTERM");
-      const { code, stderr } = await exited;
-      const ms = performance.now() - signalledAt;
-      assert.equal(code, 0, stderr);
-      assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
-      assert.match(stderr, /^gateway: stopped during start-up \(waiting for the token key at /m);
-    } finally {
-      if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    }
+    const env = { ...common, CHAT_KEYS_DIR: mkdtempSync(join(dir, "no-keys-")) };
+    const { code, stderr, ms } = await stopWhileWaiting("gateway", env, /waiting for the api to write its token key/);
+    assert.equal(code, 0, stderr);
+    assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
+    assert.match(stderr, /^gateway: stopped during start-up \(waiting for the token key at /m);
   });
 
   for (const [role, gateOf] of Object.entries(cases)) {
     it(role, async () => {
-      const gate = await gateOf();
-      let child: ChildProcess | undefined;
-      let stdout = "";
-      try {
-        const exited = runToExit(role, { CHAT_LOG_LEVEL: "info", ...gate.env }, (c) => {
-          child = c;
-          c.stdout!.on("data", (d) => (stdout += String(d)));
-        });
-        await Promise.race([gate.reached, exited.then((r) => assert.fail(`${role} exited before the gate: ${r.stderr}`))]);
-        child!.kill("SIGTERM");
-        // Taken (its "stopping" line) or not (dead of it) before the start-up may go on.
-        await waitFor(() => /"msg":"stopping"/.test(stdout) || child!.exitCode !== null || child!.signalCode !== null, `${role} to take the signal`);
-        await gate.release();
-        const { code, stderr } = await exited;
-        assert.equal(child!.signalCode, null, `${role} was killed by ${child!.signalCode}`);
-        assert.equal(code, 0, stderr);
-        assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
-      } finally {
-        if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-        await gate.close();
-      }
+      const { code, stdout, stderr } = await stopAtGate(role, await gateOf());
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
     });
   }
 });
