@@ -50,6 +50,17 @@ describe("TokenBucket: refused takes", () => {
     }
   });
 
+  it("lets a take come back after exactly the wait it was told, though the clock's fractions of a millisecond refill a hair short", () => {
+    // As performance.now reads: 1050.1 - 1000.1 is 49.99999999999977 in floating point, a refill of 999.99999999999... tokens.
+    let t = 1_000.1;
+    const b = new TokenBucket(20_000, 1000, () => t);
+    assert.equal(b.take(1000), 0);
+    const wait = b.take(1000);
+    assert.equal(wait, 50);
+    t += wait;
+    assert.equal(b.take(1000), 0, "its tokens are there");
+  });
+
   it("promises from the first free token once the earlier promises are past", () => {
     let t = 1_000;
     const b = new TokenBucket(10, 1, () => t);
