@@ -8,7 +8,7 @@ import { readApiConfig } from "../../cmd/api/config.js";
 import { readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
 import { loadChatdConfig } from "../../cmd/chatd/config.js";
 import { ConfigError } from "../../internal/config/env.js";
-import { signUp } from "../support/api.js";
+import { signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
@@ -33,6 +33,15 @@ async function refusal(fn: () => Promise<unknown>): Promise<ConnectError> {
     return ConnectError.from(e);
   }
   throw new Error("expected the call to be refused");
+}
+
+/** Two texts of TEXT fit SMALL's burst through SendMessage; the third is refused as too much text. */
+async function assertThirdTextRefused(user: TestUser, channelId: bigint): Promise<void> {
+  await user.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: TEXT });
+  await user.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: TEXT });
+  const refused = await refusal(() => user.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: TEXT }));
+  assert.equal(refused.code, Code.ResourceExhausted);
+  assert.match(refused.rawMessage, /too much text/);
 }
 
 describe("the text budget's settings (CHAT_TEXT_BURST_BYTES, CHAT_TEXT_BYTES_PER_SEC)", function () {
@@ -80,11 +89,7 @@ describe("the text budget's settings (CHAT_TEXT_BURST_BYTES, CHAT_TEXT_BYTES_PER
       const third = await a.reply(a.sendFrame({ kind: { case: "send", value: { channelId, text: TEXT, clientMsgId: "s3" } } }));
       assert.ok(third.kind.case === "error" && third.kind.value.code === ErrorCode.RATE_LIMITED, `the third text refused: ${third.kind.case}`);
 
-      await alice!.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: TEXT });
-      await alice!.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: TEXT });
-      const refused = await refusal(() => alice!.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: TEXT }));
-      assert.equal(refused.code, Code.ResourceExhausted);
-      assert.match(refused.rawMessage, /too much text/);
+      await assertThirdTextRefused(alice!, channelId);
     } finally {
       await Promise.all(devices.map((d) => d.close()));
       await chatd.stop();
@@ -107,11 +112,7 @@ describe("the text budget's settings (CHAT_TEXT_BURST_BYTES, CHAT_TEXT_BYTES_PER
         const url = String(api.info.http);
         const [alice, bob] = await Promise.all([signUp(url, "alice"), signUp(url, "bob")]);
         const channelId = (await alice!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
-        await alice!.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: TEXT });
-        await alice!.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: TEXT });
-        const refused = await refusal(() => alice!.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: TEXT }));
-        assert.equal(refused.code, Code.ResourceExhausted);
-        assert.match(refused.rawMessage, /too much text/);
+        await assertThirdTextRefused(alice!, channelId);
       } finally {
         await api.stop();
       }
