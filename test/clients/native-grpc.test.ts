@@ -5,7 +5,7 @@ import { ChannelServiceClient, type OpenDirectResponse } from "../../gen/ts-prot
 import { DevicePlatform, ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 import { ClientFrame, SendMessage, SessionServiceClient, type ConnectResponse, type ServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
-import { waitFor } from "../support/wait.js";
+import { waitFor, waitOut } from "../support/wait.js";
 
 /**
  * A native app's view: @grpc/grpc-js with the ts-proto generated clients
@@ -204,7 +204,7 @@ describe("native gRPC client (@grpc/grpc-js + ts-proto over HTTP/2)", function (
     const refusal = limited.kind.value;
     assert.equal(refusal.code, ErrorCode.ERROR_CODE_RATE_LIMITED);
     assert.equal(refusal.refusedKind, 8);
-    await new Promise((r) => setTimeout(r, refusal.retryAfterMs));
+    await waitOut(refusal.retryAfterMs);
     // Sent and half-closed at once: the stream waits for the answer, as for a send's.
     const last = s.send({ $case: "reauthenticate", value: { accessToken: fresh.accessToken } });
     const status = await s.close();

@@ -13,3 +13,13 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * Waits out a server's `retry_after_ms`: at least `ms` by the monotonic clock. A timer counts
+ * from the event loop's cached time, already behind when the loop has been busy, so a bare
+ * setTimeout(ms) can fire early and come back to a server that is still refusing.
+ */
+export async function waitOut(ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  for (let left = ms; left > 0; left = until - performance.now()) await new Promise((r) => setTimeout(r, Math.ceil(left)));
+}

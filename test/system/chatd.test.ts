@@ -13,7 +13,7 @@ import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { metricIn } from "../support/metrics.js";
-import { waitFor } from "../support/wait.js";
+import { waitFor, waitOut } from "../support/wait.js";
 import { join } from "node:path";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 
@@ -597,7 +597,7 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       const limited = await refusal(alice.devices[0]!.token);
       assert.equal(limited.code, ErrorCode.RATE_LIMITED);
       assert.ok(limited.retryAfterMs > 0 && limited.retryAfterMs <= 1000);
-      await new Promise((r) => setTimeout(r, limited.retryAfterMs));
+      await waitOut(limited.retryAfterMs);
       const forged = await refusal(`${alice.devices[0]!.token.split(".")[0]}.AAAA`);
       assert.equal(forged.code, ErrorCode.UNAUTHENTICATED);
       const ack = await d.send(channelId, "still served");
