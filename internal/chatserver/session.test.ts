@@ -933,12 +933,7 @@ describe("session start: routes and failed reads", () => {
     const { routes, routed, next } = heldRoutes();
     const kept: bigint[] = [];
     const server = new ChatServer({ serverId: "t", inbox: inboxKeeping(kept), channels: {} as never, submitter: {} as never, routes });
-    const frames: string[] = [];
-    server.open(device(1n), {
-      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case ?? ""),
-      bufferedBytes: () => 0,
-      close: () => {},
-    });
+    const frames = openNoting(server, device(1n));
     (await next()).fail();
     await waitFor(() => frames.includes("welcome"), "the welcome, without a route");
     // Appended while no route named this server: the pipeline pushed it nowhere.
@@ -966,12 +961,7 @@ describe("session start: routes and failed reads", () => {
     };
     const kept: bigint[] = [];
     const server = new ChatServer({ serverId: "t", inbox: inboxKeeping(kept), channels: {} as never, submitter: {} as never, routes });
-    const frames: string[] = [];
-    server.open(device(1n), {
-      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case ?? ""),
-      bufferedBytes: () => 0,
-      close: () => {},
-    });
+    const frames = openNoting(server, device(1n));
     await waitFor(() => frames.includes("welcome"), "the welcome");
     await server.refreshRoutes();
     refusing = true;
@@ -1340,3 +1330,14 @@ describe("session: a user's sessions on one server", () => {
     server.drain();
   });
 });
+
+/** Opens a session on `server` whose sink notes the kind of every frame sent to it. */
+function openNoting(server: ChatServer, who: Parameters<ChatServer["open"]>[0]): string[] {
+  const frames: string[] = [];
+  server.open(who, {
+    send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case ?? ""),
+    bufferedBytes: () => 0,
+    close: () => {},
+  });
+  return frames;
+}

@@ -86,17 +86,10 @@ describe("RenewedWorkerId", function () {
   it("pauses minting at the last mark etcd took, and goes on once a mark lands again", async () => {
     let failing = false;
     const marks: number[] = [];
-    const lease: WorkerIdLease = {
-      workerId: 5,
-      live: true,
-      mintedBeforeMs: 0,
-      onLost: () => {},
-      mark: async (ms) => {
-        if (failing) throw new Error("etcd unreachable");
-        marks.push(ms);
-      },
-      release: async () => {},
-    };
+    const lease = leaseMarkingWith(async (ms) => {
+      if (failing) throw new Error("etcd unreachable");
+      marks.push(ms);
+    });
     const w = new RenewedWorkerId({ acquire: async () => lease }, lease, { markIntervalMs: 20 });
     await w.start();
     w.ids.next();
@@ -123,17 +116,10 @@ describe("RenewedWorkerId", function () {
     let held: Promise<void> | undefined;
     let letMark = () => {};
     const marks: number[] = [];
-    const lease: WorkerIdLease = {
-      workerId: 5,
-      live: true,
-      mintedBeforeMs: 0,
-      onLost: () => {},
-      mark: async (ms) => {
-        marks.push(ms);
-        await held;
-      },
-      release: async () => {},
-    };
+    const lease = leaseMarkingWith(async (ms) => {
+      marks.push(ms);
+      await held;
+    });
     const w = new RenewedWorkerId({ acquire: async () => lease }, lease, { markIntervalMs: 20, now: () => Date.now() + skewMs });
     await w.start();
     w.ids.next();
@@ -195,3 +181,8 @@ describe("RenewedWorkerId", function () {
     assert.throws(() => w.ids.next(), unavailable);
   });
 });
+
+/** Worker id 5, held for good, each mark going through `mark`. */
+function leaseMarkingWith(mark: WorkerIdLease["mark"]): WorkerIdLease {
+  return { workerId: 5, live: true, mintedBeforeMs: 0, onLost: () => {}, mark, release: async () => {} };
+}
