@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { readApiConfig } from "../../cmd/api/config.js";
 import { readChatServerConfig, sessionLimitsOf } from "../../cmd/chat-server/config.js";
 import { loadChatdConfig } from "../../cmd/chatd/config.js";
 import { ConfigError } from "../../internal/config/env.js";
-import { signUp, type TestUser } from "../support/api.js";
+import { signUp, type TestUser, rpcError } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { engineScope } from "../support/engine-scope.js";
@@ -26,20 +26,11 @@ const readers: Record<string, (env: NodeJS.ProcessEnv) => { textBurstBytes?: num
 const SMALL = { CHAT_MAX_FRAME_BYTES: "1024", CHAT_TEXT_BURST_BYTES: "2048", CHAT_TEXT_BYTES_PER_SEC: "1" };
 const TEXT = "x".repeat(900);
 
-async function refusal(fn: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await fn();
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to be refused");
-}
-
 /** Two texts of TEXT fit SMALL's burst through SendMessage; the third is refused as too much text. */
 async function assertThirdTextRefused(user: TestUser, channelId: bigint): Promise<void> {
   await user.api.messages.sendMessage({ channelId, clientMsgId: "m1", text: TEXT });
   await user.api.messages.sendMessage({ channelId, clientMsgId: "m2", text: TEXT });
-  const refused = await refusal(() => user.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: TEXT }));
+  const refused = await rpcError(() => user.api.messages.sendMessage({ channelId, clientMsgId: "m3", text: TEXT }));
   assert.equal(refused.code, Code.ResourceExhausted);
   assert.match(refused.rawMessage, /too much text/);
 }
@@ -77,7 +68,7 @@ describe("the text budget's settings (CHAT_TEXT_BURST_BYTES, CHAT_TEXT_BYTES_PER
     try {
       const [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => signUp(chatd.httpUrl, n)));
       const channelId = (await alice!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
-      const quota = await refusal(() => alice!.api.channels.openDirect({ userId: carol!.userId }));
+      const quota = await rpcError(() => alice!.api.channels.openDirect({ userId: carol!.userId }));
       assert.equal(quota.code, Code.ResourceExhausted);
       assert.match(quota.rawMessage, /started 1 new direct chats today/);
       const a = await new TestDevice(chatd.wsUrl, alice!.devices[0]!.token).connect();

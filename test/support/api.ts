@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import http from "node:http";
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
@@ -95,4 +95,14 @@ export async function signUpsInFlight(baseUrl: string, agent: http.Agent, count:
   });
   await Promise.all(sent.map((s) => s.finished));
   return { answers: sent.map((s) => s.answer) };
+}
+
+/** The ConnectError a call fails with; fails the test when the call succeeds. */
+export async function rpcError(call: () => Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call();
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+  throw new Error("expected the call to fail");
 }

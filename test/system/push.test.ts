@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
-import { addDevice, signUp, type TestUser } from "../support/api.js";
+import { addDevice, signUp, type TestUser, rpcError } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
@@ -17,15 +17,6 @@ function pushClient(baseUrl: string, token: string) {
     return next(req);
   };
   return createClient(PushService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] }));
-}
-
-async function rpcError(f: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await f();
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("chatd system: push notifications (Web Push to a loopback push service)", function () {
