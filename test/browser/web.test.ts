@@ -724,8 +724,13 @@ describe("web client in headless Chromium", function () {
     await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
     const message = page.locator("[data-testid=message]", { hasText: "a long one" });
     await message.waitFor();
-    const bubble = (await message.locator(".bubble").boundingBox())!;
-    const actions = (await message.locator(".msg-actions").boundingBox())!;
+    // Its layout settles after it first shows (the actions render, the list scrolls): read it once it has.
+    const boxes = async () => ({ bubble: (await message.locator(".bubble").boundingBox())!, actions: (await message.locator(".msg-actions").boundingBox())! });
+    await waitFor(async () => {
+      const b = await boxes();
+      return b.bubble.width > 250 && b.actions.y >= b.bubble.y + b.bubble.height - 1;
+    }, "the message laid out for a phone", 10_000).catch(() => undefined);
+    const { bubble, actions } = await boxes();
     // Beside it, the actions took 130 of the 380 pixels and left the text a column of about 130.
     assert.ok(bubble.width > 250, `the bubble is ${bubble.width}px wide`);
     assert.ok(actions.y >= bubble.y + bubble.height - 1, "the actions are under the bubble");
