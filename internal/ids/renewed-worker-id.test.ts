@@ -2,6 +2,7 @@
 // is unreachable), and its retry loop against an allocator that refuses on purpose.
 import assert from "node:assert/strict";
 import type { Etcd3 } from "etcd3";
+import pino from "pino";
 import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
 import { waitFor } from "../../test/support/wait.js";
 import { createEtcdClient } from "../etcd/client.js";
@@ -179,6 +180,74 @@ describe("RenewedWorkerId", function () {
     await waitFor(() => lateReleased, "the late lease given back", 2_000);
     assert.equal(w.live, false);
     assert.throws(() => w.ids.next(), unavailable);
+  });
+});
+
+// An etcd outage is tried every few seconds for its whole length (marks every 2 s, leasing again
+// every 5 s): each try was a warning, dozens a minute for a single outage.
+describe("RenewedWorkerId's logs during an etcd outage", () => {
+  const captured = () => {
+    const lines: Array<{ level: number; msg: string; failures?: number }> = [];
+    return { lines, logger: pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) }) };
+  };
+
+  it("one warning as marks start failing and one info line, with the count, when one lands again", async () => {
+    const { lines, logger } = captured();
+    let failing = false;
+    let failed = 0;
+    const lease = leaseMarkingWith(async () => {
+      if (failing) {
+        failed++;
+        throw new Error("etcd unreachable");
+      }
+    });
+    const w = new RenewedWorkerId({ acquire: async () => lease }, lease, { markIntervalMs: 5, logger });
+    await w.start();
+    failing = true;
+    try {
+      await waitFor(() => failed >= 6, "six marks failed", 5_000);
+      const warnings = lines.filter((l) => l.level >= 40);
+      assert.equal(warnings.length, 1, `one warning for the outage, got ${warnings.length}: ${warnings.map((l) => l.msg).join(" | ")}`);
+      assert.match(warnings[0]!.msg, /marking the worker id failed/);
+      failing = false;
+      await waitFor(() => lines.some((l) => l.msg === "marking the worker id works again"), "the line saying marks land again", 5_000);
+      const back = lines.filter((l) => l.msg === "marking the worker id works again");
+      assert.equal(back.length, 1);
+      assert.equal(back[0]!.level, 30);
+      assert.ok(back[0]!.failures! >= 6, `the failures counted: ${back[0]!.failures}`);
+      assert.equal(lines.filter((l) => l.level >= 40).length, 1, "nothing more to warn of");
+    } finally {
+      failing = false;
+      await w.release();
+    }
+  });
+
+  it("one warning as leasing a number again starts failing, and the count in the line once it is leased", async () => {
+    const { lines, logger } = captured();
+    let lose: () => void = () => {};
+    let attempts = 0;
+    const lease = (workerId: number): WorkerIdLease => ({ ...leaseMarkingWith(async () => {}), workerId, onLost: (l) => (lose = l) });
+    const refusing: WorkerIdAllocator = {
+      acquire: async () => {
+        if (++attempts <= 6) throw new Error("etcd unreachable");
+        return lease(8);
+      },
+    };
+    const w = new RenewedWorkerId(refusing, lease(3), { retryFirstMs: 1, retryMaxMs: 2, logger });
+    await w.start();
+    const renewed = new Promise<number>((resolve) => w.onRenewed(resolve));
+    lose();
+    assert.equal(await renewed, 8);
+    try {
+      const warnings = lines.filter((l) => l.level === 40);
+      assert.equal(warnings.length, 1, `one warning for the outage, got ${warnings.length}: ${warnings.map((l) => l.msg).join(" | ")}`);
+      assert.match(warnings[0]!.msg, /leasing a worker id again failed/);
+      const back = lines.filter((l) => l.msg === "worker id leased again: minting ids");
+      assert.equal(back.length, 1);
+      assert.equal(back[0]!.failures, 6);
+    } finally {
+      await w.release();
+    }
   });
 });
 

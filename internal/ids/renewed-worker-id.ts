@@ -46,6 +46,12 @@ export class RenewedWorkerId {
   private markTimer: NodeJS.Timeout | undefined;
   /** Marks go out one at a time: etcd must never end up holding an older, lower mark than the one minted under. */
   private marking: Promise<void> = Promise.resolve();
+  /**
+   * Marks failed in a row, and since when (monotonic ms): an etcd outage is one warning
+   * as marks start failing and one line as one lands again, not one per interval.
+   */
+  private markFailures = 0;
+  private markFailingSince = 0;
 
   constructor(
     private readonly allocator: WorkerIdAllocator,
@@ -104,14 +110,28 @@ export class RenewedWorkerId {
       if (ceiling < this.ids.limitMs) this.ids.limitTo(ceiling);
       await lease.mark(ceiling);
       // Raised only once etcd has it, and only for the lease it was written for.
-      if (lease === this.lease && lease.live && !this.closed) this.ids.limitTo(ceiling);
+      if (lease === this.lease && lease.live && !this.closed) {
+        this.ids.limitTo(ceiling);
+        this.markLanded(lease.workerId);
+      }
     });
     this.marking = next.catch(() => {});
     return next;
   }
 
   private markFailed(err: unknown): void {
-    this.options.logger?.warn({ err, workerId: this.lease.workerId }, "marking the worker id failed; ids pause at the last mark");
+    if (this.markFailures++ > 0) {
+      return void this.options.logger?.debug({ err, workerId: this.lease.workerId, failures: this.markFailures }, "marking the worker id failed again");
+    }
+    this.markFailingSince = performance.now();
+    this.options.logger?.warn({ err, workerId: this.lease.workerId }, "marking the worker id failed; ids pause at the last mark, retrying until etcd takes one");
+  }
+
+  private markLanded(workerId: number): void {
+    if (this.markFailures === 0) return;
+    const failures = this.markFailures;
+    this.markFailures = 0;
+    this.options.logger?.info({ workerId, failures, failingMs: Math.round(performance.now() - this.markFailingSince) }, "marking the worker id works again");
   }
 
   private watch(lease: WorkerIdLease): void {
@@ -130,6 +150,9 @@ export class RenewedWorkerId {
     void lost.release();
     let waitMs = this.options.retryFirstMs ?? 250;
     const maxMs = this.options.retryMaxMs ?? 5_000;
+    const lostAt = performance.now();
+    // Tried every few seconds for as long as etcd is away: the first failure is warned of, the rest are debug.
+    let failures = 0;
     while (!this.closed) {
       try {
         const lease = await this.allocator.acquire();
@@ -138,17 +161,23 @@ export class RenewedWorkerId {
           break;
         }
         this.lease = lease;
+        // The outage's marks are told of by the line below.
+        this.markFailures = 0;
         this.ids.limitTo(Number.NEGATIVE_INFINITY);
         this.ids.notBefore(lease.mintedBeforeMs);
         this.ids.resume(lease.workerId);
         await this.markNow().catch((err) => this.markFailed(err));
         this.renewing = false;
-        this.options.logger?.info({ workerId: lease.workerId }, "worker id leased again: minting ids");
+        this.options.logger?.info(
+          { workerId: lease.workerId, failures, lostMs: Math.round(performance.now() - lostAt) },
+          "worker id leased again: minting ids",
+        );
         this.watch(lease);
         for (const l of this.renewedListeners) l(lease.workerId);
         return;
       } catch (err) {
-        this.options.logger?.warn({ err, retryInMs: waitMs }, "leasing a worker id again failed");
+        if (failures++ === 0) this.options.logger?.warn({ err, retryInMs: waitMs }, "leasing a worker id again failed; retrying until etcd answers");
+        else this.options.logger?.debug({ err, retryInMs: waitMs, failures }, "leasing a worker id again failed again");
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, waitMs);
           timer.unref();
