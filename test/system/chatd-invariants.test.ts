@@ -1,0 +1,472 @@
+import assert from "node:assert/strict";
+import { ChannelNoteKind, ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
+import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { seededRandom } from "../support/random.js";
+import { waitFor, waitOut } from "../support/wait.js";
+
+/*
+ * A seeded random walk over chatd (real WebSocket devices, real restarts) checked against a
+ * model of what was acked: sends (bursts, resends by client_msg_id), abrupt disconnects,
+ * reconnects from the device's cursor, group adds and removals, reads and graceful restarts.
+ * At checkpoints every connected device must hold exactly its user's inbox: the messages of
+ * each channel over the user's membership, gap-free and in channel order, each once.
+ *
+ * INVARIANT_SEED=<n> repeats a run (the seed is printed when one fails); INVARIANT_STEPS=<n>
+ * makes it longer (default 300).
+ */
+
+const SEED = process.env.INVARIANT_SEED ? Number(process.env.INVARIANT_SEED) : Math.floor(Math.random() * 2 ** 31);
+const STEPS = Number(process.env.INVARIANT_STEPS ?? 300);
+const CHECK_EVERY = 60;
+
+interface Dev {
+  user: User;
+  name: string;
+  deviceId: bigint;
+  device: TestDevice;
+  connected: boolean;
+  /** Bumped on every connect and disconnect, so a send waiting for its reply sees the session go. */
+  session: number;
+}
+
+interface User {
+  test: TestUser;
+  name: string;
+  devs: Dev[];
+}
+
+interface Chan {
+  id: bigint;
+  kind: "direct" | "group";
+  owner: User;
+  members: Set<User>;
+  /** Users added or removed by this run, in order: each must have left a note. */
+  changes: { user: User; added: boolean }[];
+}
+
+interface SendRec {
+  key: string;
+  dev: Dev;
+  chan: Chan;
+  text: string;
+  /** Every message id a reply acked this key with: one, however often it was sent. */
+  ackIds: Set<bigint>;
+  /** Sent, with no ack yet (its session went, or chatd restarted): sent again on reconnect. */
+  pending: boolean;
+  inFlight: number;
+}
+
+class Violation extends Error {}
+
+describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`, function () {
+  this.timeout(Math.max(120_000, STEPS * 1_000));
+  const rnd = seededRandom(SEED);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const chance = (p: number) => rnd() < p;
+  const env = { CHAT_API_AUTH_PER_SEC: "0", CHAT_ACCESS_TOKEN_TTL_S: "86400" };
+  let chatd: ChatdProcess;
+  let dataDir: string | undefined;
+  const users: User[] = [];
+  const chans: Chan[] = [];
+  const sends = new Map<string, SendRec>();
+  const inFlight = new Set<Promise<void>>();
+  /** What the sends in flight found wrong, thrown after the step that sees it. */
+  const failures: unknown[] = [];
+  /** The read position each user moved by MarkRead or a receipt, per channel, during their current membership. */
+  const reads = new Map<User, Map<Chan, bigint>>();
+  const initialMembers = new Map<Chan, Set<User>>();
+  const log: string[] = [];
+  let keyCounter = 0;
+
+  const note = (line: string) => {
+    log.push(line);
+    if (log.length > 40) log.shift();
+  };
+  const api = (u: User) => apiClients(chatd.httpUrl, u.test.devices[0]!.token);
+  const allDevs = () => users.flatMap((u) => u.devs);
+
+  after(async () => {
+    await Promise.all(allDevs().map((d) => d.device.close()));
+    await chatd?.stop();
+    if (dataDir) removeDataDir(dataDir);
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === "failed") {
+      console.log(`chatd invariants failed with INVARIANT_SEED=${SEED} INVARIANT_STEPS=${STEPS}; last steps:\n  ${log.join("\n  ")}`);
+    }
+  });
+
+  async function connect(d: Dev): Promise<void> {
+    const before = d.device.cursor;
+    await d.device.connect(chatd.wsUrl);
+    const w = d.device.welcome();
+    if (!w) throw new Violation(`${d.name} was refused on connect: ${d.device.closeCode} ${d.device.closeReason}`);
+    d.connected = true;
+    d.session++;
+    // The server holds one cursor per device, moved only by that device's acks.
+    if (w.deviceCursor > before) throw new Violation(`${d.name}: the welcome's cursor ${w.deviceCursor} is past what the device stored (${before})`);
+    if (w.headInboxSeq < before) throw new Violation(`${d.name}: the welcome's head ${w.headInboxSeq} is behind what the device stored (${before})`);
+    if (chance(0.3)) d.device.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: before } } });
+    for (const s of sends.values()) if (s.dev === d && s.pending && s.inFlight === 0) startSend(s);
+  }
+
+  /** Drops the socket without a close handshake, as a lost network does, and waits for its close event (which would otherwise land on the next session). */
+  async function disconnect(d: Dev): Promise<void> {
+    d.device.ws?.terminate();
+    d.connected = false;
+    d.session++;
+    await waitFor(() => d.device.closeCode !== undefined, `${d.name}'s socket to close`);
+  }
+
+  /** Sends (again) until acked, refused, or the session goes; a send whose session went stays pending. */
+  function startSend(s: SendRec): void {
+    s.inFlight++;
+    const p = (async () => {
+      try {
+        for (;;) {
+          const d = s.dev;
+          if (!d.connected) return;
+          const session = d.session;
+          const ref = d.device.sendFrame({ kind: { case: "send", value: { channelId: s.chan.id, text: s.text, clientMsgId: s.key } } });
+          const reply = await waitFor(
+            () =>
+              d.device.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")) ??
+              (d.session !== session || d.device.closeCode !== undefined ? "gone" : undefined),
+            `the reply to ${s.key}`,
+          );
+          if (reply === "gone") return;
+          if (reply.kind.case === "sendAck") {
+            s.ackIds.add(reply.kind.value.messageId);
+            s.pending = false;
+            if (s.ackIds.size > 1) throw new Violation(`${s.key} was acked with ${s.ackIds.size} message ids: ${[...s.ackIds].join(", ")}`);
+            return;
+          }
+          if (reply.kind.case !== "error") return;
+          if (reply.kind.value.code === ErrorCode.RATE_LIMITED) {
+            await waitOut(reply.kind.value.retryAfterMs);
+            continue;
+          }
+          // Chatd stopping refuses a send it will not take; the device sends it again on its next session.
+          if (reply.kind.value.code === ErrorCode.UNAVAILABLE) return;
+          throw new Violation(`${s.key} to channel ${s.chan.id} refused: ${ErrorCode[reply.kind.value.code]} ${reply.kind.value.message}`);
+        }
+      } finally {
+        s.inFlight--;
+      }
+    })();
+    const tracked: Promise<void> = p.catch((e: unknown) => void failures.push(e)).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  }
+
+  async function settleSends(): Promise<void> {
+    while (inFlight.size > 0) await Promise.all([...inFlight]);
+    if (failures.length > 0) throw failures[0];
+  }
+
+  function newSend(d: Dev, chan: Chan): SendRec {
+    const key = `k${keyCounter++}`;
+    const s: SendRec = { key, dev: d, chan, text: `t ${key}`, ackIds: new Set(), pending: true, inFlight: 0 };
+    sends.set(key, s);
+    return s;
+  }
+
+  // ---- the steps ----
+
+  const chansOf = (u: User) => chans.filter((c) => c.members.has(u));
+
+  function stepSend(): void {
+    const d = pick(allDevs().filter((x) => x.connected && chansOf(x.user).length > 0));
+    if (!d) return;
+    const chan = pick(chansOf(d.user));
+    const burst = chance(0.25) ? 2 + Math.floor(rnd() * 12) : 1;
+    note(`send x${burst} ${d.name} -> ${chan.id}`);
+    for (let i = 0; i < burst; i++) {
+      const s = newSend(d, chan);
+      startSend(s);
+      // The same key again at once, before the first is acked.
+      if (chance(0.15)) startSend(s);
+    }
+  }
+
+  function stepResendOld(): void {
+    const acked = [...sends.values()].filter((s) => !s.pending && s.dev.connected && s.chan.members.has(s.dev.user));
+    if (acked.length === 0) return;
+    const s = pick(acked);
+    note(`resend ${s.key} on ${s.dev.name}`);
+    startSend(s);
+  }
+
+  async function stepDisconnect(): Promise<void> {
+    const d = pick(allDevs().filter((x) => x.connected));
+    if (!d) return;
+    note(`disconnect ${d.name}`);
+    await disconnect(d);
+  }
+
+  async function stepReconnect(): Promise<void> {
+    const d = pick(allDevs().filter((x) => !x.connected));
+    if (!d) return;
+    note(`reconnect ${d.name} from ${d.device.cursor}`);
+    await connect(d);
+  }
+
+  /** Membership changes wait for the group's sends: which of them the joiner gets is then decided by the note's seq. */
+  async function stepMembership(): Promise<void> {
+    const groups = chans.filter((c) => c.kind === "group" && ![...sends.values()].some((s) => s.chan === c && s.pending));
+    const g = pick(groups);
+    if (!g) return;
+    await settleSends();
+    if ([...sends.values()].some((s) => s.chan === g && s.pending)) return;
+    const outside = users.filter((u) => !g.members.has(u));
+    const removable = [...g.members].filter((u) => u !== g.owner);
+    if (outside.length > 0 && (removable.length === 0 || chance(0.5))) {
+      const u = pick(outside);
+      note(`add ${u.name} to ${g.id}`);
+      await api(g.owner).channels.addMembers({ channelId: g.id, userIds: [u.test.userId] });
+      g.members.add(u);
+      g.changes.push({ user: u, added: true });
+    } else if (removable.length > 0) {
+      const u = pick(removable);
+      note(`remove ${u.name} from ${g.id}`);
+      await api(g.owner).channels.removeMember({ channelId: g.id, userId: u.test.userId });
+      g.members.delete(u);
+      g.changes.push({ user: u, added: false });
+      reads.get(u)!.delete(g);
+    }
+  }
+
+  async function stepRead(): Promise<void> {
+    const u = pick(users);
+    const chan = pick(chansOf(u));
+    if (!chan) return;
+    const seen = u.devs.flatMap((d) => d.device.messagesIn(chan.id).map((m) => m.seq));
+    if (seen.length === 0) return;
+    const seq = pick(seen);
+    const d = pick(u.devs.filter((x) => x.connected));
+    if (d && chance(0.5)) {
+      note(`read ${chan.id} to ${seq} by receipt on ${d.name}`);
+      const session = d.session;
+      const from = d.device.frames.length;
+      d.device.sendFrame({ kind: { case: "read", value: { channelId: chan.id, seq } } });
+      // The reader's own devices hear the receipt: then it is stored.
+      const heard = await waitFor(
+        () =>
+          d.device.frames.slice(from).some((f) => f.kind.case === "receipt" && f.kind.value.channelId === chan.id && f.kind.value.userId === u.test.userId && f.kind.value.seq >= seq) ||
+          (d.session !== session ? "gone" : undefined),
+        `the receipt of ${u.name}'s read of ${chan.id}`,
+      );
+      if (heard === "gone") return;
+    } else {
+      note(`read ${chan.id} to ${seq} by MarkRead`);
+      await api(u).messages.markRead({ channelId: chan.id, seq });
+    }
+    const mine = reads.get(u)!;
+    if (seq > (mine.get(chan) ?? 0n)) mine.set(chan, seq);
+  }
+
+  async function stepRestart(): Promise<void> {
+    note("restart chatd");
+    await chatd.stop();
+    for (const d of allDevs()) if (d.connected) await waitFor(() => d.device.closeCode !== undefined, `${d.name} closed by the stop`);
+    for (const d of allDevs()) if (d.connected) await disconnect(d);
+    await settleSends();
+    chatd = await startChatd({ dataDir, env });
+  }
+
+  // ---- the check ----
+
+  async function history(chan: Chan): Promise<Message[]> {
+    const out: Message[] = [];
+    for (let anchor = 0n; ; ) {
+      const page = await api(chan.owner).messages.listMessages({ channelId: chan.id, anchorSeq: anchor, direction: PageDirection.FORWARD, limit: 200 });
+      out.push(...page.messages);
+      if (!page.hasMore || page.messages.length === 0) return out;
+      anchor = page.messages.at(-1)!.seq;
+    }
+  }
+
+  /** Per user, per channel: the seqs of its membership, from the notes of the adds and removals. */
+  function membershipSeqs(chan: Chan, msgs: Message[], u: User): { seqs: Set<bigint>; joinedSeq: bigint } {
+    const seqs = new Set<bigint>();
+    let joinedSeq = 0n;
+    let member = initialMembers.get(chan)!.has(u);
+    const changes = chan.changes.filter((c) => c.user === u);
+    let next = 0;
+    for (const m of msgs) {
+      const about = m.note && m.note.userIds.includes(u.test.userId);
+      if (about && m.note!.kind === ChannelNoteKind.MEMBERS_ADDED) {
+        assert.ok(changes[next]?.added === true, `channel ${chan.id}: a note adds ${u.name} at seq ${m.seq} that this run did not`);
+        next++;
+        member = true;
+        // The api takes the newest seq as the joiner's start before it writes the note; nothing is sent meanwhile.
+        joinedSeq = m.seq - 1n;
+      } else if (about && m.note!.kind === ChannelNoteKind.MEMBER_REMOVED) {
+        assert.ok(changes[next]?.added === false, `channel ${chan.id}: a note removes ${u.name} at seq ${m.seq} that this run did not`);
+        next++;
+        member = false;
+      }
+      if (member) seqs.add(m.seq);
+    }
+    assert.equal(next, changes.length, `channel ${chan.id}: notes of ${u.name}'s adds and removals`);
+    return { seqs, joinedSeq };
+  }
+  async function check(final: boolean): Promise<void> {
+    if (final) for (const d of allDevs()) if (!d.connected) await connect(d);
+    await settleSends();
+    if (final) assert.deepEqual([...sends.values()].filter((s) => s.pending).map((s) => s.key), [], "every send acked in the end");
+
+    const truth = new Map<Chan, Message[]>();
+    const bySeq = new Map<Chan, Map<bigint, Message>>();
+    for (const chan of chans) {
+      const msgs = await history(chan);
+      truth.set(chan, msgs);
+      bySeq.set(chan, new Map(msgs.map((m) => [m.seq, m])));
+      assert.deepEqual(msgs.map((m) => m.seq), msgs.map((_, i) => BigInt(i + 1)), `channel ${chan.id}: history's seqs are gap-free from 1`);
+      assert.equal(new Set(msgs.map((m) => m.messageId)).size, msgs.length, `channel ${chan.id}: a message id twice in history`);
+      const keys = new Map<string, Message>();
+      for (const m of msgs) {
+        if (m.note) continue;
+        const k = `${m.senderDeviceId}/${m.clientMsgId}`;
+        assert.ok(!keys.has(k), `channel ${chan.id}: ${m.clientMsgId} stored twice (seqs ${keys.get(k)?.seq} and ${m.seq})`);
+        keys.set(k, m);
+        const s = sends.get(m.clientMsgId);
+        assert.ok(s && s.chan === chan, `channel ${chan.id}: seq ${m.seq} (${m.clientMsgId}) was never sent there`);
+        assert.equal(m.senderDeviceId, s.dev.deviceId, `${m.clientMsgId} stored as another device's`);
+        if (s.ackIds.size > 0) assert.ok(s.ackIds.has(m.messageId), `${m.clientMsgId} was acked as ${[...s.ackIds]} but stored as ${m.messageId}`);
+      }
+      for (const s of sends.values()) {
+        if (s.chan !== chan || s.ackIds.size === 0) continue;
+        assert.ok(msgs.some((m) => !m.note && m.clientMsgId === s.key), `channel ${chan.id}: ${s.key} was acked (${[...s.ackIds]}) but is not in history: lost`);
+      }
+    }
+
+    for (const u of users) {
+      // What the user's inbox must hold: per channel, the seqs over their membership.
+      const expected = new Map<bigint, Set<bigint>>();
+      let total = 0;
+      for (const chan of chans) {
+        const { seqs } = membershipSeqs(chan, truth.get(chan)!, u);
+        expected.set(chan.id, seqs);
+        total += seqs.size;
+      }
+      const connected = u.devs.filter((d) => d.connected);
+      for (const d of connected) {
+        await waitFor(() => d.device.entries.length >= total, `${d.name} to hold its ${total} inbox entries (holds ${d.device.entries.length})`);
+        const entries = d.device.entries;
+        assert.deepEqual(entries.map((e) => e.inboxSeq), entries.map((_, i) => BigInt(i + 1)), `${d.name}: inbox seqs gap-free from 1, each once`);
+        assert.equal(new Set(entries.map((e) => e.message!.messageId)).size, entries.length, `${d.name}: a message twice`);
+        const got = new Map<bigint, bigint[]>();
+        for (const e of entries) {
+          const m = e.message!;
+          const chan = chans.find((c) => c.id === m.channelId);
+          assert.ok(chan, `${d.name}: an entry of channel ${m.channelId}, not one of this run's`);
+          assert.equal(m.messageId, bySeq.get(chan)!.get(m.seq)?.messageId, `${d.name}: channel ${m.channelId} seq ${m.seq} is another message than history's`);
+          got.set(m.channelId, [...(got.get(m.channelId) ?? []), m.seq]);
+        }
+        for (const chan of chans) {
+          const want = [...expected.get(chan.id)!].sort((a, b) => (a < b ? -1 : 1));
+          assert.deepEqual(got.get(chan.id) ?? [], want, `${d.name} (${u.name}): channel ${chan.id}'s messages over the membership, in order, each once`);
+        }
+      }
+      // Every device of a user holds the one inbox.
+      for (const d of connected.slice(1)) {
+        assert.deepEqual(d.device.entries.map((e) => e.message!.messageId), connected[0]!.device.entries.map((e) => e.message!.messageId), `${d.name} and ${connected[0]!.name} hold different inboxes`);
+      }
+
+      // The channel list: exactly the channels the user is in, with unread counts as the reads and sends say.
+      const listed = (await api(u).channels.listChannels({ limit: 200 })).channels;
+      assert.deepEqual(listed.map((c) => c.channelId).sort(), chansOf(u).map((c) => c.id).sort(), `${u.name}'s channel list`);
+      for (const c of listed) {
+        const chan = chans.find((x) => x.id === c.channelId)!;
+        const msgs = truth.get(chan)!;
+        const last = msgs.at(-1);
+        assert.equal(c.lastSeq, last?.seq ?? 0n, `${u.name}: channel ${chan.id}'s last seq`);
+        assert.equal(c.unreadCount, expectedUnread(u, chan, msgs), `${u.name}: channel ${chan.id}'s unread count (read ${reads.get(u)!.get(chan) ?? 0n}, last ${last?.seq})`);
+      }
+    }
+  }
+
+  /** As ListChannels counts: after the read position (at least the seq before the latest join), past the user's own newest of the last 100. */
+  function expectedUnread(u: User, chan: Chan, msgs: Message[]): bigint {
+    const last = msgs.at(-1);
+    if (!last) return 0n;
+    const { joinedSeq } = membershipSeqs(chan, msgs, u);
+    const read = reads.get(u)!.get(chan) ?? 0n;
+    let from = read > joinedSeq ? read : joinedSeq;
+    if (last.senderUserId === u.test.userId) return 0n;
+    if (last.seq > from + 1n) {
+      const windowStart = last.seq - 100n;
+      const lo = from + 1n > windowStart ? from + 1n : windowStart;
+      for (const m of msgs) if (m.seq >= lo && m.seq <= last.seq - 1n && m.senderUserId === u.test.userId && m.seq > from) from = m.seq;
+    }
+    return last.seq > from ? last.seq - from : 0n;
+  }
+
+  it("keeps every device's view equal to the model", async () => {
+    chatd = await startChatd({ env });
+    dataDir = chatd.dataDir;
+    const userCount = 4 + Math.floor(rnd() * 2);
+    for (let i = 0; i < userCount; i++) {
+      const test = await signUp(chatd.httpUrl, `inv${i}`);
+      const u: User = { test, name: `u${i}`, devs: [] };
+      const deviceCount = 1 + Math.floor(rnd() * 3);
+      for (let j = 1; j < deviceCount; j++) await addDevice(chatd.httpUrl, test);
+      for (const [j, cred] of test.devices.entries()) {
+        u.devs.push({ user: u, name: `u${i}d${j}`, deviceId: cred.deviceId, device: new TestDevice(chatd.wsUrl, cred.token), connected: false, session: 0 });
+      }
+      users.push(u);
+      reads.set(u, new Map());
+    }
+    for (let i = 0; i < users.length; i++) {
+      for (let j = i + 1; j < users.length; j++) {
+        if (!chance(0.5)) continue;
+        const res = await api(users[i]!).channels.openDirect({ userId: users[j]!.test.userId });
+        const chan: Chan = { id: res.channel!.channelId, kind: "direct", owner: users[i]!, members: new Set([users[i]!, users[j]!]), changes: [] };
+        chans.push(chan);
+        initialMembers.set(chan, new Set(chan.members));
+      }
+    }
+    const groupCount = 1 + Math.floor(rnd() * 2);
+    for (let g = 0; g < groupCount; g++) {
+      const owner = pick(users);
+      const others = users.filter((u) => u !== owner && chance(0.6));
+      const res = await api(owner).channels.createGroup({ title: `g${g}`, memberUserIds: others.map((u) => u.test.userId) });
+      const chan: Chan = { id: res.channel!.channelId, kind: "group", owner, members: new Set([owner, ...others]), changes: [] };
+      chans.push(chan);
+      initialMembers.set(chan, new Set(chan.members));
+    }
+    for (const d of allDevs()) await connect(d);
+
+    for (let step = 1; step <= STEPS; step++) {
+      const r = rnd();
+      if (r < 0.45) stepSend();
+      else if (r < 0.5) stepResendOld();
+      else if (r < 0.6) await stepDisconnect();
+      else if (r < 0.72) await stepReconnect();
+      else if (r < 0.8) await stepMembership();
+      else if (r < 0.92) await stepRead();
+      else if (r < 0.935) await stepRestart();
+      // else: let the sends in flight go on
+      else if (inFlight.size > 0) await pick([...inFlight]);
+      if (failures.length > 0) throw failures[0];
+      for (const d of allDevs()) {
+        if (d.connected && d.device.closeCode !== undefined) throw new Violation(`${d.name} was closed by chatd: ${d.device.closeCode} ${d.device.closeReason}`);
+      }
+      if (step % CHECK_EVERY === 0) {
+        note(`checkpoint at step ${step}`);
+        await check(false);
+      }
+    }
+    note("final check");
+    await check(true);
+    if (process.env.INVARIANT_STEPS) {
+      const acked = [...sends.values()].filter((s) => s.ackIds.size > 0).length;
+      const changes = chans.reduce((n, c) => n + c.changes.length, 0);
+      console.log(`seed ${SEED}: ${STEPS} steps, ${acked} messages acked in ${chans.length} channels, ${changes} membership changes, ${log.length} last steps kept`);
+    }
+  });
+});
