@@ -137,7 +137,9 @@ const checks = [
 ];
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
-const ops = await exitOnListenError("api", () => startPublicOps(registry, checks, config.host, config.opsPort));
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going. (No CHAT_OPS_PORT is no listener of its own.)
+const ops = await exitOnListenError("api", () => startPublicOps(registry, checks, config.host, start.stopping ? undefined : config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (ops.serve(req, res)) return;
@@ -150,7 +152,9 @@ const grpcHandler = withSpecGrpcMessages(connect);
 const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);
 await exitOnListenError("api", async () => {
+  if (start.stopping) return;
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  if (start.stopping) return;
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
 start.started(async () => {

@@ -56,7 +56,9 @@ const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0,
 // grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
 
-const ops = await exitOnListenError("gateway", () => startPublicOps(registry, checks, config.host, config.opsPort));
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going. (No CHAT_OPS_PORT is no listener of its own.)
+const ops = await exitOnListenError("gateway", () => startPublicOps(registry, checks, config.host, start.stopping ? undefined : config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (!ops.serve(req, res)) res.writeHead(404).end();
@@ -88,7 +90,9 @@ const grpcListener = closableHttp2(grpcServer);
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
 await exitOnListenError("gateway", async () => {
+  if (start.stopping) return;
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  if (start.stopping) return;
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
 start.started(async () => {
