@@ -5,16 +5,31 @@ import { ChatError } from "../model/errors.js";
 import { encodeDeliveryFrame, encodeMessage } from "../wire/message-bytes.js";
 import type { FrameEncoding } from "./port.js";
 
+/**
+ * A JSON frame in a binary WebSocket frame is not checked as UTF-8 by the
+ * socket, as a text frame is: read leniently, its bad bytes became U+FFFD
+ * and were stored as such (a message), which the API refuses too.
+ */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEncoding): ClientFrame {
   try {
     if (encoding === "json") {
-      const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+      const text = typeof data === "string" ? data : decodeUtf8(data);
       return fromJsonString(ClientFrameSchema, text);
     }
     if (typeof data === "string") throw new Error("text frame on a binary (chat.v1.proto) session");
     return fromBinary(ClientFrameSchema, data);
   } catch (err) {
     throw new ChatError("invalid_frame", `malformed ClientFrame: ${(err as Error).message}`);
+  }
+}
+
+function decodeUtf8(data: Uint8Array): string {
+  try {
+    return UTF8.decode(data);
+  } catch {
+    throw new Error("a JSON frame must be UTF-8");
   }
 }
 
