@@ -9,7 +9,7 @@ import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
-import { namesAtMostMaxId } from "./validate.js";
+import { namesChannel } from "./validate.js";
 import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
 import { textCost } from "../throttle/text-budget.js";
@@ -452,7 +452,7 @@ export class Session implements SessionHandle {
         return;
       }
       case "read": {
-        namesAtMostMaxId("channel_id", kind.value.channelId);
+        namesChannel(kind.value.channelId);
         // A seq past any there can be reads as "everything", as the store caps it at the newest.
         await this.server.markRead(this.userId, kind.value.channelId, atMostMaxId(kind.value.seq));
         return;
@@ -463,7 +463,7 @@ export class Session implements SessionHandle {
         return;
       }
       case "typing": {
-        namesAtMostMaxId("channel_id", kind.value.channelId);
+        namesChannel(kind.value.channelId);
         await this.server.typing(this.userId, kind.value.channelId);
         return;
       }

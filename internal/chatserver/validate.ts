@@ -23,6 +23,16 @@ export function namesAtMostMaxId(field: string, id: Id): void {
   if (id > MAX_ID) throw new ChatError("invalid_argument", `${field} must be at most ${MAX_ID}`);
 }
 
+/**
+ * Refuses a frame's channel_id of 0 (a field left unset: no channel at all,
+ * told as the API tells it, not as a channel the user is not in) or above
+ * 2^63-1.
+ */
+export function namesChannel(channelId: Id): void {
+  if (channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
+  namesAtMostMaxId("channel_id", channelId);
+}
+
 export function validateSend(cmd: SendCommand): void {
   // Characters as the contract says: code points, so 64 emoji fit.
   if (cmd.clientMsgId.length === 0 || codePointsAtLeast(cmd.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH + 1)) {
@@ -32,8 +42,7 @@ export function validateSend(cmd: SendCommand): void {
   if (cmd.clientMsgId.startsWith(NOTE_KEY_PREFIX)) {
     throw new ChatError("invalid_argument", `client_msg_id must not start with "${NOTE_KEY_PREFIX}": those are the server's own`);
   }
-  if (cmd.channelId === 0n) throw new ChatError("invalid_argument", "channel_id is required");
-  namesAtMostMaxId("channel_id", cmd.channelId);
+  namesChannel(cmd.channelId);
   // Field by field, not over arrays of them: this runs for every message.
   if (cmd.editSeq !== undefined) namesAtMostMaxId("edit_seq", cmd.editSeq);
   if (cmd.deleteSeq !== undefined) namesAtMostMaxId("delete_seq", cmd.deleteSeq);

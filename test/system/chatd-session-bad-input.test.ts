@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
-import { signUp } from "../support/api.js";
+import { rpcError, signUp } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { waitFor } from "../support/wait.js";
@@ -40,5 +40,23 @@ describe("chatd system: the realtime session refuses bad input as the API does",
     assert.equal(ack.kind.case === "sendAck" && ack.kind.value.duplicate, false);
     const history = (await alice.api.messages.listMessages({ channelId })).messages.filter((m) => m.note === undefined);
     assert.deepEqual(history.map((m) => m.text), ["caf\u00e9"]);
+  });
+
+  it("answers a ReadReceipt or a Typing without a channel_id INVALID_ARGUMENT saying it is required, as the API does, not NOT_A_MEMBER", async () => {
+    const { alice, channelId, device } = await aliceInAGroup();
+    const api = await rpcError(() => alice.api.messages.markRead({ channelId: 0n, seq: 1n }));
+    assert.equal(api.rawMessage, "channel_id is required");
+    const read = device.sendFrame({ kind: { case: "read", value: { channelId: 0n, seq: 1n } } });
+    const typing = device.sendFrame({ kind: { case: "typing", value: { channelId: 0n } } });
+    for (const ref of [read, typing]) {
+      const answer = await waitFor(() => device.frames.find((f) => f.ref === ref && f.kind.case === "error"), `the answer to frame ${ref}`);
+      assert.deepEqual(
+        answer.kind.case === "error" && [answer.kind.value.code, answer.kind.value.message],
+        [ErrorCode.INVALID_ARGUMENT, api.rawMessage],
+      );
+    }
+    // A channel named is checked as before.
+    device.sendFrame({ kind: { case: "read", value: { channelId, seq: 1n } } });
+    await waitFor(() => device.frames.find((f) => f.kind.case === "receipt" && f.kind.value.channelId === channelId), "the receipt");
   });
 });
