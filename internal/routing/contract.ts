@@ -7,6 +7,8 @@ export interface RoutesFixture {
   routes: SessionRoutes;
   /** Loses every entry, as a restart of the routing store without persistence would. */
   wipe(): Promise<void>;
+  /** The adapter of another process on the same store: a chat server restarted under the same id while the old process drains. */
+  another(): Promise<SessionRoutes>;
   dispose(): Promise<void>;
 }
 
@@ -59,6 +61,28 @@ export function sessionRoutesContract(name: string, makeFixture: (ttlMs: number)
       assert.equal((await routes.lookup([u])).has(u), false);
       await routes.remove(u, b); // removing what is not there is fine
       await routes.remove(user(), a);
+    });
+
+    it("leaves a user's entry to the process that wrote it last: a restart under the same server id keeps its routes through the old process's drain", async () => {
+      const old = await open();
+      const restarted = await fixtures[fixtures.length - 1]!.another();
+      const s = server();
+      const [moved, refreshed, left] = [user(), user(), user()];
+      for (const u of [moved, refreshed, left]) await old.add(u, s);
+      // The gateways moved two of the old process's users to the new one, which
+      // wrote their entries (one by an add, one by a refresh); the old one's drain
+      // then ended its sessions and removed their routes.
+      await restarted.add(moved, s);
+      await restarted.refresh(s, [refreshed]);
+      for (const u of [moved, refreshed, left]) await old.remove(u, s);
+      const got = await restarted.lookup([moved, refreshed, left]);
+      assert.deepEqual(got.get(moved), [s], "the new process's route stays");
+      assert.deepEqual(got.get(refreshed), [s], "a refreshed route stays too");
+      assert.equal(got.has(left), false, "a route only the old process wrote goes");
+      // The new process's own removes still work.
+      await restarted.remove(moved, s);
+      await restarted.remove(refreshed, s);
+      assert.equal((await restarted.lookup([moved, refreshed])).size, 0);
     });
 
     it("looks up many users at once", async () => {

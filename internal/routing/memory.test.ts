@@ -8,6 +8,7 @@ sessionRoutesContract("memory", async (ttlMs) => {
     async wipe() {
       routes.clear();
     },
+    another: async () => new MemorySessionRoutes({ ttlMs, sharing: routes }),
     async dispose() {
       await routes.close();
     },

@@ -6,22 +6,32 @@ export interface MemorySessionRoutesOptions {
   ttlMs?: number;
   /** The clock (default Date.now), for tests. */
   now?: () => number;
+  /** Another adapter whose entries this one shares, as two processes share a Redis (tests). */
+  sharing?: MemorySessionRoutes;
+}
+
+interface Entry {
+  until: number;
+  /** The adapter (the process) that wrote it last: only its remove deletes it. */
+  by: MemorySessionRoutes;
 }
 
 /**
  * Session routes in this process's memory (chatd): the same soft-state rules
  * as the Redis adapter — an entry expires `ttlMs` after its server last
- * added or refreshed it — so a chat server that stops refreshing drops out.
+ * added or refreshed it — so a chat server that stops refreshing drops out,
+ * and a remove deletes an entry only if this adapter wrote it last.
  */
 export class MemorySessionRoutes implements SessionRoutes {
   readonly ttlMs: number;
   private readonly now: () => number;
-  /** user -> server -> expiry (ms) */
-  private readonly routes = new Map<Id, Map<string, number>>();
+  /** user -> server -> entry */
+  private readonly routes: Map<Id, Map<string, Entry>>;
 
   constructor(options: MemorySessionRoutesOptions = {}) {
     this.ttlMs = options.ttlMs ?? 60_000;
     this.now = options.now ?? Date.now;
+    this.routes = options.sharing?.routes ?? new Map();
   }
 
   async add(userId: Id, serverId: string): Promise<void> {
@@ -32,7 +42,7 @@ export class MemorySessionRoutes implements SessionRoutes {
   async remove(userId: Id, serverId: string): Promise<void> {
     this.assert(userId, serverId);
     const servers = this.routes.get(userId);
-    if (!servers) return;
+    if (servers?.get(serverId)?.by !== this) return;
     servers.delete(serverId);
     if (servers.size === 0) this.routes.delete(userId);
   }
@@ -52,8 +62,8 @@ export class MemorySessionRoutes implements SessionRoutes {
       const servers = this.routes.get(userId);
       if (!servers) continue;
       const live: string[] = [];
-      for (const [serverId, expiry] of servers) {
-        if (expiry > now) live.push(serverId);
+      for (const [serverId, { until }] of servers) {
+        if (until > now) live.push(serverId);
         else servers.delete(serverId);
       }
       if (servers.size === 0) this.routes.delete(userId);
@@ -72,7 +82,7 @@ export class MemorySessionRoutes implements SessionRoutes {
   private touch(userId: Id, serverId: string, until: number): void {
     let servers = this.routes.get(userId);
     if (!servers) this.routes.set(userId, (servers = new Map()));
-    servers.set(serverId, until);
+    servers.set(serverId, { until, by: this });
   }
 
   private assert(userId: Id, serverId: string): void {

@@ -11,7 +11,11 @@ export interface SessionRoutes {
   readonly ttlMs?: number;
   /** The user has at least one session on this server. */
   add(userId: Id, serverId: string): Promise<void>;
-  /** The user's last session on this server ended. */
+  /**
+   * The user's last session on this server ended. Deletes the entry only if
+   * this process wrote it last: another process under the same server id (a
+   * restart while the old one drains) holds the user if it wrote it since.
+   */
   remove(userId: Id, serverId: string): Promise<void>;
   /** Re-asserts every user this server holds (after a registry restart, and periodically). */
   refresh(serverId: string, userIds: readonly Id[]): Promise<void>;

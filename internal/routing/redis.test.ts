@@ -20,13 +20,18 @@ async function wipe(redis: Redis, prefix: string): Promise<void> {
 sessionRoutesContract("redis", async (ttlMs) => {
   const admin = await connectRedis();
   const keyPrefix = `${uniqueName("test:routes")}:`;
-  const routes = new RedisSessionRoutes({ url: engineConfig().redisUrl, keyPrefix, ttlMs });
-  await routes.connect();
+  const open = async () => {
+    const routes = new RedisSessionRoutes({ url: engineConfig().redisUrl, keyPrefix, ttlMs });
+    await routes.connect();
+    return routes;
+  };
+  const opened = [await open()];
   return {
-    routes,
+    routes: opened[0]!,
     wipe: () => wipe(admin, keyPrefix),
+    another: async () => opened[opened.push(await open()) - 1]!,
     async dispose() {
-      await routes.close();
+      await Promise.all(opened.map((r) => r.close()));
       await wipe(admin, keyPrefix);
       await admin.quit();
     },
@@ -58,6 +63,53 @@ describe("RedisSessionRoutes on a real Redis", function () {
     } finally {
       await routes.close(); // a shared client is not closed by the adapter
       assert.equal(admin.status, "ready");
+      await wipe(admin, keyPrefix);
+      await admin.quit();
+    }
+  });
+
+  it("never leaves an entry the value an earlier write left, so a remove can tell a later write (another process's, in the same ms) from its own", async () => {
+    const admin = await connectRedis();
+    const keyPrefix = `${uniqueName("test:routes")}:`;
+    const routes = new RedisSessionRoutes({ redis: admin, keyPrefix, ttlMs: 5_000 });
+    try {
+      const key = routes.keyOf(7n);
+      // An earlier write in the same ms computed the same expiry; one already past this
+      // write's stands for it here, as Redis's clock cannot be held still.
+      const [sec] = await admin.time();
+      const ahead = Number(sec) * 1000 + 60_000;
+      await admin.hset(key, "srv", ahead);
+      await routes.add(7n, "srv");
+      assert.equal(Number(await admin.hget(key, "srv")), ahead + 1);
+      await routes.refresh("srv", [7n]);
+      assert.equal(Number(await admin.hget(key, "srv")), ahead + 2);
+      await routes.remove(7n, "srv");
+      assert.equal(await admin.exists(key), 0, "its own write, removed");
+    } finally {
+      await wipe(admin, keyPrefix);
+      await admin.quit();
+    }
+  });
+
+  it("removes whatever the entry holds once a write's answer was lost (the value it left unknown), not leaving it to expire", async () => {
+    const admin = await connectRedis();
+    const keyPrefix = `${uniqueName("test:routes")}:`;
+    const routes = new RedisSessionRoutes({ redis: admin, keyPrefix, ttlMs: 5_000 });
+    const client = admin as unknown as { routeTouch(...args: unknown[]): Promise<number> };
+    const touch = client.routeTouch;
+    try {
+      await routes.add(8n, "srv");
+      // The next write lands, and its answer times out.
+      client.routeTouch = async (...args) => {
+        await touch.apply(admin, args);
+        throw new Error("Command timed out");
+      };
+      await assert.rejects(routes.add(8n, "srv"), /timed out/);
+      client.routeTouch = touch;
+      await routes.remove(8n, "srv");
+      assert.equal(await admin.exists(routes.keyOf(8n)), 0);
+    } finally {
+      client.routeTouch = touch;
       await wipe(admin, keyPrefix);
       await admin.quit();
     }

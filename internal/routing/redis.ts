@@ -25,11 +25,15 @@ export interface RedisSessionRoutesOptions {
  * clock: field = server id, value = expiry in ms. Fields of servers that
  * stopped refreshing are dropped on the way, and the key itself expires with
  * the last live field, so a user whose servers all died leaves nothing behind.
+ * A write never leaves the value an earlier one left (at least a ms past it),
+ * so the value returned tells this write apart from any later one (REMOVE).
  */
 const TOUCH = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
+local before = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if before ~= nil and before >= expiry then expiry = before + 1 end
 redis.call('HSET', KEYS[1], ARGV[1], expiry)
 local all = redis.call('HGETALL', KEYS[1])
 local latest = expiry
@@ -42,10 +46,25 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('PEXPIREAT', KEYS[1], latest)
-return 1
+return expiry
 `;
 
-type TouchClient = Redis & { routeTouch(key: string, serverId: string, ttlMs: number): Promise<number> };
+/**
+ * Deletes one server's entry of a user if it still holds the value this
+ * process last wrote (ARGV[2]; empty: whatever it holds). Another process
+ * under the same server id (a restart, the old one still draining) may have
+ * written it since: it is that process's route, not ours to delete.
+ */
+const REMOVE = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v == false or (ARGV[2] ~= '' and tonumber(v) ~= tonumber(ARGV[2])) then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`;
+
+type RoutesClient = Redis & {
+  routeTouch(key: string, serverId: string, ttlMs: number): Promise<number>;
+  routeRemove(key: string, serverId: string, written: string): Promise<number>;
+};
 
 /**
  * Session routes in Redis: one hash per user, `<prefix>route:<userId>`, whose
@@ -57,16 +76,22 @@ type TouchClient = Redis & { routeTouch(key: string, serverId: string, ttlMs: nu
  *
  * Every operation touches a single key, so the layout also works on Redis
  * Cluster (where the per-user commands of a pipeline would be split by slot).
+ *
+ * A remove deletes an entry only if this adapter (this process) wrote it
+ * last: it remembers the value of each entry it wrote, and forgets it when a
+ * write's answer was lost (then a remove deletes whatever the entry holds).
  */
 export class RedisSessionRoutes implements SessionRoutes {
   readonly ttlMs: number;
-  private readonly redis: TouchClient;
+  private readonly redis: RoutesClient;
   private readonly ownsClient: boolean;
   private readonly prefix: string;
   private readonly chunk: number;
   private lastError: Error | undefined;
   private readonly resetListeners: (() => void)[] = [];
   private readies = 0;
+  /** server id -> user -> the value this process last wrote to the entry. */
+  private readonly written = new Map<string, Map<Id, number>>();
 
   constructor(private readonly options: RedisSessionRoutesOptions) {
     let client: Redis;
@@ -103,8 +128,9 @@ export class RedisSessionRoutes implements SessionRoutes {
       if (this.readies++ === 0) return;
       for (const l of this.resetListeners) l();
     });
-    if (!(client as unknown as Partial<TouchClient>).routeTouch) client.defineCommand("routeTouch", { numberOfKeys: 1, lua: TOUCH });
-    this.redis = client as TouchClient;
+    if (!(client as unknown as Partial<RoutesClient>).routeTouch) client.defineCommand("routeTouch", { numberOfKeys: 1, lua: TOUCH });
+    if (!(client as unknown as Partial<RoutesClient>).routeRemove) client.defineCommand("routeRemove", { numberOfKeys: 1, lua: REMOVE });
+    this.redis = client as RoutesClient;
     this.prefix = options.keyPrefix ?? "chat:";
     this.ttlMs = options.ttlMs ?? 60_000;
     if (!Number.isInteger(this.ttlMs) || this.ttlMs < 1) throw new RangeError(`ttlMs must be a positive integer, got ${this.ttlMs}`);
@@ -133,22 +159,45 @@ export class RedisSessionRoutes implements SessionRoutes {
 
   async add(userId: Id, serverId: string): Promise<void> {
     validateRoute(userId, serverId);
-    await this.redis.routeTouch(this.keyOf(userId), serverId, this.ttlMs);
+    const written = this.writtenBy(serverId);
+    try {
+      written.set(userId, await this.redis.routeTouch(this.keyOf(userId), serverId, this.ttlMs));
+    } catch (err) {
+      written.delete(userId);
+      throw err;
+    }
   }
 
   async remove(userId: Id, serverId: string): Promise<void> {
     validateRoute(userId, serverId);
-    await this.redis.hdel(this.keyOf(userId), serverId);
+    const written = this.writtenBy(serverId);
+    await this.redis.routeRemove(this.keyOf(userId), serverId, String(written.get(userId) ?? ""));
+    written.delete(userId);
+    if (written.size === 0) this.written.delete(serverId);
   }
 
   async refresh(serverId: string, userIds: readonly Id[]): Promise<void> {
     for (const u of userIds) validateRoute(u, serverId);
+    const written = this.writtenBy(serverId);
     for (let i = 0; i < userIds.length; i += this.chunk) {
+      const users = userIds.slice(i, i + this.chunk);
       const pipe = this.redis.pipeline() as ReturnType<Redis["pipeline"]> & {
         routeTouch(key: string, serverId: string, ttlMs: number): unknown;
       };
-      for (const u of userIds.slice(i, i + this.chunk)) pipe.routeTouch(this.keyOf(u), serverId, this.ttlMs);
-      throwFirst(await pipe.exec());
+      for (const u of users) pipe.routeTouch(this.keyOf(u), serverId, this.ttlMs);
+      let results: [Error | null, unknown][] | null;
+      try {
+        results = await pipe.exec();
+      } catch (err) {
+        for (const u of users) written.delete(u);
+        throw err;
+      }
+      users.forEach((u, j) => {
+        const [err, value] = results?.[j] ?? [new Error("discarded")];
+        if (err) written.delete(u);
+        else written.set(u, value as number);
+      });
+      throwFirst(results);
     }
   }
 
@@ -169,6 +218,12 @@ export class RedisSessionRoutes implements SessionRoutes {
       });
     }
     return out;
+  }
+
+  private writtenBy(serverId: string): Map<Id, number> {
+    let written = this.written.get(serverId);
+    if (!written) this.written.set(serverId, (written = new Map()));
+    return written;
   }
 
   /** Resolves when Redis answers (health checks). */
