@@ -929,6 +929,23 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("keeps the route of a user while another of their sessions stays here, and removes it with their last", async () => {
+    const { routes, routed, started, next, landAll } = heldRoutes();
+    const { server, open, welcomed } = routedServer(routes, routed);
+    const [phone, laptop] = [open(1n), open(2n)];
+    (await next()).land();
+    await waitFor(() => welcomed.length === 2, "both welcomes");
+    phone.closed();
+    await settle();
+    assert.deepStrictEqual(started, ["add"], "no remove while the laptop's session stays");
+    assert.equal(routed.has(1n), true);
+    laptop.closed();
+    await landAll(2);
+    assert.deepStrictEqual(started, ["add", "remove"]);
+    assert.equal(routed.has(1n), false);
+    server.drain();
+  });
+
   it("catches up the sessions of a user whose route could not be added once a refresh restores it", async () => {
     const { routes, routed, next } = heldRoutes();
     const kept: bigint[] = [];
