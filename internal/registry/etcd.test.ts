@@ -227,6 +227,23 @@ describe("EtcdServerRegistry on a real etcd", function () {
     await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.address === "127.0.0.1:7021", "our entry back");
   });
 
+  it("closing leaves standing the entry another process under the same id took over (a restart while the old one still ran)", async () => {
+    const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 10 });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("restarted");
+    const old = await registry.register({ serverId, address: "127.0.0.1:7023", load: 0 });
+    let lost = 0;
+    old.onLost(() => lost++);
+    const restarted = admin.lease(TTL * 5, { autoKeepAlive: false });
+    cleanups.push(() => restarted.revoke().catch(() => {}));
+    await restarted.put(registry.keyOf(serverId)).value(JSON.stringify({ address: "127.0.0.1:7024", load: 0 }));
+    await old.setLoad(3);
+    await waitFor(() => lost === 1, "the old process lost its entry");
+    await old.close();
+    assert.equal(JSON.parse((await admin.get(registry.keyOf(serverId)).string())!).address, "127.0.0.1:7024", "the restarted process's entry stands");
+    await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.address === "127.0.0.1:7024", "in the watch");
+  });
+
   it("writes a new load within its interval though the wall clock stepped back an hour since the last write", async () => {
     const registry = new EtcdServerRegistry({ endpoints: engineConfig().etcdEndpoints, prefix, ttlSeconds: TTL, loadIntervalMs: 50 });
     cleanups.push(() => registry.close());
