@@ -4,7 +4,7 @@ import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { BlockCache } from "../accounts/blocks.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { Id } from "../model/types.js";
-import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
+import { FixedPresence, holdNext, rpcError, TestApi, type TestUser } from "./testkit.js";
 
 const everyoneOnline = new FixedPresence({ online: true });
 const BLOCKED = "ERROR_CODE_BLOCKED";
@@ -39,6 +39,38 @@ describe("api: blocking users", () => {
     assert.equal((await rpcError(() => me.c.users.blockUser({ userId: me.userId }))).code, Code.InvalidArgument);
     assert.equal((await rpcError(() => me.c.users.blockUser({ userId: 4242n }))).code, Code.NotFound);
     assert.equal((await rpcError(() => me.c.users.unblockUser({ userId: 0n }))).code, Code.InvalidArgument);
+  });
+
+  it("refuses a block past maxBlockedPerUser with LIMIT_REACHED, changing nothing; blocking again and unblocking pass", async () => {
+    // The list is read whole (ListBlockedUsers), and by every presence audience and group join of the user: it stays bounded.
+    api = await TestApi.start({ maxBlockedPerUser: 2 });
+    const [me, b, c, d] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+    await friends(me, d);
+    await me.c.users.blockUser({ userId: b.userId });
+    await me.c.users.blockUser({ userId: c.userId });
+    const err = await rpcError(() => me.c.users.blockUser({ userId: d.userId }));
+    assert.deepEqual([err.code, err.chatCode], [Code.FailedPrecondition, "ERROR_CODE_LIMIT_REACHED"]);
+    assert.match(err.rawMessage, /you blocked 2 users, the most one can: unblock someone first/);
+    assert.deepEqual((await me.c.users.listFriends({})).friends.map((f) => f.userId), [d.userId], "the friendship stands");
+    assert.deepEqual((await api.storage.accounts.listBlocks(me.userId)).length, 2);
+
+    await me.c.users.blockUser({ userId: b.userId }); // already blocked: takes no room
+    await me.c.users.unblockUser({ userId: c.userId });
+    await me.c.users.blockUser({ userId: d.userId });
+    assert.deepEqual(new Set((await api.storage.accounts.listBlocks(me.userId)).map((x) => x.userId)), new Set([b.userId, d.userId]));
+  });
+
+  it("holds maxBlockedPerUser when blocks made at the same moment both pass its read", async () => {
+    api = await TestApi.start({ maxBlockedPerUser: 1 });
+    const [me, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    const held = holdNext(api.storage.accounts, "putBlock");
+    const first = me.c.users.blockUser({ userId: b.userId });
+    await held.reached; // past its read of the caller's blocks (none), not yet written
+    await me.c.users.blockUser({ userId: c.userId });
+    held.release();
+    const err = await rpcError(() => first);
+    assert.equal(err.chatCode, "ERROR_CODE_LIMIT_REACHED");
+    assert.deepEqual((await api.storage.accounts.listBlocks(me.userId)).map((x) => x.userId), [c.userId]);
   });
 
   it("ends a friendship and pending requests, and refuses friend requests either way until unblocked", async () => {

@@ -63,6 +63,8 @@ export interface ApiDeps {
   maxGroupsPerUser?: number;
   /** Friends per user, and friend requests a user may have sent or received waiting for an answer (defaults in users-service.ts). */
   friendLimits?: FriendLimits;
+  /** Users one user may have blocked (default DEFAULT_MAX_BLOCKED_PER_USER, 5,000); past it BlockUser is refused. */
+  maxBlockedPerUser?: number;
   /** Refresh token lifetime, default 30 days. */
   refreshTtlMs?: number;
   /** How long a used refresh token may be retried after a lost reply (REFRESH_REUSE_GRACE_MS, 60 s); 0: never. */

@@ -25,10 +25,19 @@ export interface FriendLimits {
 }
 export const DEFAULT_FRIEND_LIMITS: FriendLimits = { maxFriends: 5_000, maxPendingRequests: 1_000 };
 
+/**
+ * Users one user may have blocked. The list is read whole: by
+ * ListBlockedUsers, and by every presence audience and group join the user
+ * is in (blockedEitherWay). Unbounded, one account blocking every account it
+ * finds would make each of those reads as large as it liked.
+ */
+export const DEFAULT_MAX_BLOCKED_PER_USER = 5_000;
+
 export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserService>> {
   const { accounts } = deps;
   const now = deps.now ?? Date.now;
   const limits = deps.friendLimits ?? DEFAULT_FRIEND_LIMITS;
+  const maxBlocked = deps.maxBlockedPerUser ?? DEFAULT_MAX_BLOCKED_PER_USER;
 
   async function mustGetUser(userId: Id): Promise<UserRecord> {
     const user = await accounts.getUser(userId);
@@ -172,7 +181,18 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     async blockUser(req, ctx) {
       const me = caller(ctx).userId;
       const them = await other(me, req.userId);
+      // Blocking again takes no more room. Read, then written: blocks made at the same moment may each
+      // pass, so a new one looks again once written and goes past the limit (as friend requests do).
+      const isNew = !(await accounts.listBlocks(me)).some((b) => b.userId === them);
+      if (isNew) await refuseBlocksPast(me, maxBlocked);
       await accounts.putBlock(me, them, now());
+      if (isNew) {
+        await refuseBlocksPast(me, maxBlocked + 1).catch(async (e: unknown) => {
+          await accounts.deleteBlock(me, them);
+          await forgetBlock(deps, me, them);
+          throw e;
+        });
+      }
       await accounts.removeFriendship(me, them);
       await accounts.deleteFriendRequest(me, them);
       await accounts.deleteFriendRequest(them, me);
@@ -212,6 +232,13 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       };
     },
   };
+
+  /** Refuses when `me` has blocked `atLeast` users. */
+  async function refuseBlocksPast(me: Id, atLeast: number): Promise<void> {
+    if ((await accounts.listBlocks(me)).length >= atLeast) {
+      throw new ChatError("limit_reached", `you blocked ${maxBlocked} users, the most one can: unblock someone first`);
+    }
+  }
 
   /** The refusal when `me` has sent, or `them` has received, `atLeast` requests that wait for an answer. */
   async function pendingFull(me: Id, them: Id, atLeast: number): Promise<ChatError | undefined> {
