@@ -33,6 +33,7 @@ import { storeAudience } from "../../internal/presence/audience.js";
 import { MemoryPresenceStore } from "../../internal/presence/memory.js";
 import { SqliteLastSeenLog } from "../../internal/presence/sqlite.js";
 import { RedisPresenceStore } from "../../internal/presence/redis.js";
+import { tellIfRedisAway } from "../../internal/config/engines.js";
 import { presenceMetrics } from "../../internal/presence/metrics.js";
 import { PresenceTracker } from "../../internal/presence/tracker.js";
 import { Notifier } from "../../internal/push/notifier.js";
@@ -97,6 +98,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     config.presence.store === "redis"
       ? new RedisPresenceStore({ redis: config.presence.redisUrl, lastSeenLog, onLastSeenLogError })
       : new MemoryPresenceStore({ lastSeenLog, lastSeenWriteMs: config.presence.lastSeenWriteMs, onLastSeenLogError });
+  if (presenceStore instanceof RedisPresenceStore) void tellIfRedisAway(config.presence.redisUrl, "presence", () => presenceStore.ping(), logger);
   const presence: PresenceTracker = new PresenceTracker({
     store: presenceStore,
     audience: storeAudience({ accounts: storage.accounts, channels: storage.channels }),

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { EngineEndpoints } from "../config/engines.js";
+import { tellIfRedisAway, type EngineEndpoints } from "../config/engines.js";
 import { EtcdWorkerIds } from "../ids/etcd-lease.js";
 import { RenewedWorkerId } from "../ids/renewed-worker-id.js";
 import { KafkaQueue } from "../queue/kafka.js";
@@ -42,7 +42,10 @@ export async function openQueue(e: EngineEndpoints, clientId: string, logger: Lo
 
 /** Under the cluster's prefix, as every Redis key of the cluster, so clusters sharing a Redis never mix. */
 export function openRoutes(e: EngineEndpoints, logger: Logger) {
-  return new RedisSessionRoutes({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, logger });
+  const routes = new RedisSessionRoutes({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, logger });
+  // Every role that needs Redis opens its routes.
+  void tellIfRedisAway(e.redisUrl, "session routes", () => routes.ping(), logger);
+  return routes;
 }
 
 /** Failed-login counters shared by every api process, beside the cluster's other keys. */

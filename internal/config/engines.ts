@@ -1,4 +1,5 @@
 import { isIPv6 } from "node:net";
+import type { Logger } from "pino";
 import type { EnvReader } from "./env.js";
 
 /** Where the real engines are, for the processes of the distributed mode. */
@@ -109,14 +110,40 @@ export function checkRedisUrl(r: EnvReader, raw: string): void {
   } catch {
     // Reported below.
   }
-  // The URL may carry Redis's password: the message shows it masked.
-  const shown = JSON.stringify(url ? maskPassword(url) : raw.replace(/\/\/[^/@]*@/, "//***@"));
+  const shown = JSON.stringify(shownRedisUrl(raw));
   if (!url || !/^rediss?:$/.test(url.protocol)) {
     r.problems.push(`CHAT_REDIS_URL=${shown}: expected redis://host:port (or rediss:// for TLS)`);
     return;
   }
   const problem = hostPortProblem(url.host, false);
   if (problem) r.problems.push(`CHAT_REDIS_URL=${shown}: ${problem}; expected redis://host:port`);
+}
+
+/** CHAT_REDIS_URL and its value, as a line may show it (its password masked), for a line that asks about it. */
+export function redisAt(raw: string): string {
+  return `CHAT_REDIS_URL=${shownRedisUrl(raw)}`;
+}
+
+/**
+ * Redis is not waited for at start: what needs it fails, and is tried again, until it answers,
+ * and those failures name no setting. One line when it does not answer at start names the one
+ * that points at it, since a Redis looked for in the wrong place never answers.
+ */
+export async function tellIfRedisAway(url: string, what: string, ping: () => Promise<unknown>, logger: Logger): Promise<void> {
+  try {
+    await ping();
+  } catch (err) {
+    logger.warn({ err }, `Redis (${what}) does not answer: is ${redisAt(url)} where it runs? ${what} fails until it answers`);
+  }
+}
+
+/** A Redis URL may carry Redis's password: lines show it masked. */
+export function shownRedisUrl(raw: string): string {
+  try {
+    return maskPassword(new URL(raw));
+  } catch {
+    return raw.replace(/\/\/[^/@]*@/, "//***@");
+  }
 }
 
 function maskPassword(url: URL): string {

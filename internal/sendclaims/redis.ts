@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import type { SendClaims } from "./port.js";
+import { shownRedisUrl } from "../config/engines.js";
 
 export interface RedisSendClaimsOptions {
   /** redis://host:port */
@@ -64,7 +65,7 @@ export class RedisSendClaims implements SendClaims {
     try {
       await this.redis.connect();
     } catch (err) {
-      throw new Error(`cannot connect to Redis at ${this.options.url} (send claims): ${(err as Error).message}`, { cause: err });
+      throw new Error(`cannot connect to Redis at ${shownRedisUrl(this.options.url)} (send claims): ${(err as Error).message}`, { cause: err });
     }
   }
 
