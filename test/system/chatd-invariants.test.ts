@@ -43,8 +43,11 @@ interface Chan {
   kind: "direct" | "group";
   owner: User;
   members: Set<User>;
-  /** Users added or removed by this run, in order: each must have left a note. */
-  changes: { user: User; added: boolean }[];
+  /**
+   * Users added or removed by this run, in order: each must have left a note. `racing`: the sends
+   * of the channel in flight while it was made, which may land either side of it.
+   */
+  changes: { user: User; added: boolean; racing?: Set<string> }[];
 }
 
 interface SendRec {
@@ -57,6 +60,8 @@ interface SendRec {
   /** Sent, with no ack yet (its session went, or chatd restarted): sent again on reconnect. */
   pending: boolean;
   inFlight: number;
+  /** Refused NOT_A_MEMBER; whether the model had the sender in the channel then. */
+  refused?: { memberThen: boolean };
 }
 
 class Violation extends Error {}
@@ -152,6 +157,12 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           }
           // Chatd stopping refuses a send it will not take; the device sends it again on its next session.
           if (reply.kind.value.code === ErrorCode.UNAVAILABLE) return;
+          // A send racing its sender's removal (checked against the notes), or sent again after it.
+          if (reply.kind.value.code === ErrorCode.NOT_A_MEMBER && s.ackIds.size === 0) {
+            s.refused = { memberThen: s.chan.members.has(d.user) };
+            s.pending = false;
+            return;
+          }
           throw new Violation(`${s.key} to channel ${s.chan.id} refused: ${ErrorCode[reply.kind.value.code]} ${reply.kind.value.message}`);
         }
       } finally {
@@ -193,7 +204,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
   }
 
   function stepResendOld(): void {
-    const acked = [...sends.values()].filter((s) => !s.pending && s.dev.connected && s.chan.members.has(s.dev.user));
+    const acked = [...sends.values()].filter((s) => s.ackIds.size > 0 && s.dev.connected && s.chan.members.has(s.dev.user));
     if (acked.length === 0) return;
     const s = pick(acked);
     note(`resend ${s.key} on ${s.dev.name}`);
@@ -214,29 +225,44 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     await connect(d);
   }
 
-  /** Membership changes wait for the group's sends: which of them the joiner gets is then decided by the note's seq. */
+  /**
+   * An add or a removal. Quiet: the group's sends settled first, so the note's seq decides which
+   * of them the user gets. Racing: a burst of sends to the group goes on meanwhile, and those
+   * may land either side of the change, but only before its note, and without a gap.
+   */
   async function stepMembership(): Promise<void> {
-    const groups = chans.filter((c) => c.kind === "group" && ![...sends.values()].some((s) => s.chan === c && s.pending));
+    const racing = chance(0.4);
+    const groups = chans.filter((c) => c.kind === "group" && (racing || ![...sends.values()].some((s) => s.chan === c && s.pending)));
     const g = pick(groups);
     if (!g) return;
-    await settleSends();
-    if ([...sends.values()].some((s) => s.chan === g && s.pending)) return;
+    if (!racing) {
+      await settleSends();
+      if ([...sends.values()].some((s) => s.chan === g && s.pending)) return;
+    }
     const outside = users.filter((u) => !g.members.has(u));
     const removable = [...g.members].filter((u) => u !== g.owner);
-    if (outside.length > 0 && (removable.length === 0 || chance(0.5))) {
-      const u = pick(outside);
-      note(`add ${u.name} to ${g.id}`);
-      await api(g.owner).channels.addMembers({ channelId: g.id, userIds: [u.test.userId] });
-      g.members.add(u);
-      g.changes.push({ user: u, added: true });
-    } else if (removable.length > 0) {
-      const u = pick(removable);
-      note(`remove ${u.name} from ${g.id}`);
-      await api(g.owner).channels.removeMember({ channelId: g.id, userId: u.test.userId });
-      g.members.delete(u);
-      g.changes.push({ user: u, added: false });
-      reads.get(u)!.delete(g);
+    const add = outside.length > 0 && (removable.length === 0 || chance(0.5));
+    if (!add && removable.length === 0) return;
+    const u = pick(add ? outside : removable);
+    note(`${add ? "add" : "remove"} ${u.name} ${add ? "to" : "from"} ${g.id}${racing ? " racing sends" : ""}`);
+    let inRace: Set<string> | undefined;
+    if (racing) {
+      inRace = new Set([...sends.values()].filter((s) => s.chan === g && (s.pending || s.inFlight > 0)).map((s) => s.key));
+      const senders = allDevs().filter((d) => d.connected && g.members.has(d.user));
+      for (let i = 2 + Math.floor(rnd() * 10); i > 0 && senders.length > 0; i--) {
+        const s = newSend(pick(senders), g);
+        inRace.add(s.key);
+        startSend(s);
+      }
     }
+    if (add) await api(g.owner).channels.addMembers({ channelId: g.id, userIds: [u.test.userId] });
+    else await api(g.owner).channels.removeMember({ channelId: g.id, userId: u.test.userId });
+    if (add) g.members.add(u);
+    else g.members.delete(u);
+    if (!add) reads.get(u)!.delete(g);
+    // Sends still in flight after the change and started before it raced it too.
+    if (inRace) for (const s of sends.values()) if (s.chan === g && (s.pending || s.inFlight > 0)) inRace.add(s.key);
+    g.changes.push({ user: u, added: add, ...(inRace ? { racing: inRace } : {}) });
   }
 
   async function stepRead(): Promise<void> {
@@ -289,30 +315,44 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     }
   }
 
-  /** Per user, per channel: the seqs of its membership, from the notes of the adds and removals. */
-  function membershipSeqs(chan: Chan, msgs: Message[], u: User): { seqs: Set<bigint>; joinedSeq: bigint } {
+  /**
+   * Per user, per channel: the seqs of its membership, from the notes of the adds and removals;
+   * `fuzzy`, those a racing change may or may not have reached (the racing sends right before its
+   * note); the seq the user's latest join counts as read from, between `joinedLo` and `joinedHi`.
+   */
+  function membershipSeqs(chan: Chan, msgs: Message[], u: User): { seqs: Set<bigint>; fuzzy: Set<bigint>; joinedLo: bigint; joinedHi: bigint } {
     const seqs = new Set<bigint>();
-    let joinedSeq = 0n;
+    const fuzzy = new Set<bigint>();
+    let joinedLo = 0n;
+    let joinedHi = 0n;
+    const racingBefore = (i: number, racing: Set<string> | undefined) => {
+      let n = 0n;
+      for (let j = i - 1; j >= 0 && racing && !msgs[j]!.note && racing.has(msgs[j]!.clientMsgId); j--, n++) fuzzy.add(msgs[j]!.seq);
+      return n;
+    };
     let member = initialMembers.get(chan)!.has(u);
     const changes = chan.changes.filter((c) => c.user === u);
     let next = 0;
-    for (const m of msgs) {
+    for (const [i, m] of msgs.entries()) {
       const about = m.note && m.note.userIds.includes(u.test.userId);
       if (about && m.note!.kind === ChannelNoteKind.MEMBERS_ADDED) {
         assert.ok(changes[next]?.added === true, `channel ${chan.id}: a note adds ${u.name} at seq ${m.seq} that this run did not`);
+        const raced = racingBefore(i, changes[next]!.racing);
         next++;
         member = true;
-        // The api takes the newest seq as the joiner's start before it writes the note; nothing is sent meanwhile.
-        joinedSeq = m.seq - 1n;
+        // The api takes the newest seq as the joiner's start before it adds them; only racing sends come between.
+        joinedHi = m.seq - 1n;
+        joinedLo = joinedHi - raced;
       } else if (about && m.note!.kind === ChannelNoteKind.MEMBER_REMOVED) {
         assert.ok(changes[next]?.added === false, `channel ${chan.id}: a note removes ${u.name} at seq ${m.seq} that this run did not`);
+        racingBefore(i, changes[next]!.racing);
         next++;
         member = false;
       }
       if (member) seqs.add(m.seq);
     }
     assert.equal(next, changes.length, `channel ${chan.id}: notes of ${u.name}'s adds and removals`);
-    return { seqs, joinedSeq };
+    return { seqs, fuzzy, joinedLo, joinedHi };
   }
   async function check(final: boolean): Promise<void> {
     if (final) for (const d of allDevs()) if (!d.connected) await connect(d);
@@ -339,6 +379,11 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
         if (s.ackIds.size > 0) assert.ok(s.ackIds.has(m.messageId), `${m.clientMsgId} was acked as ${[...s.ackIds]} but stored as ${m.messageId}`);
       }
       for (const s of sends.values()) {
+        if (s.chan === chan && s.refused) {
+          assert.ok(!msgs.some((m) => !m.note && m.clientMsgId === s.key), `channel ${chan.id}: ${s.key} was refused NOT_A_MEMBER but stored`);
+          const raced = chan.changes.some((c) => !c.added && c.user === s.dev.user && c.racing?.has(s.key));
+          assert.ok(!s.refused.memberThen || raced, `channel ${chan.id}: ${s.key} by member ${s.dev.user.name} refused NOT_A_MEMBER`);
+        }
         if (s.chan !== chan || s.ackIds.size === 0) continue;
         assert.ok(msgs.some((m) => !m.note && m.clientMsgId === s.key), `channel ${chan.id}: ${s.key} was acked (${[...s.ackIds]}) but is not in history: lost`);
       }
@@ -346,16 +391,19 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
 
     for (const u of users) {
       // What the user's inbox must hold: per channel, the seqs over their membership.
-      const expected = new Map<bigint, Set<bigint>>();
-      let total = 0;
+      const expected = new Map<bigint, ReturnType<typeof membershipSeqs>>();
+      let least = 0;
       for (const chan of chans) {
-        const { seqs } = membershipSeqs(chan, truth.get(chan)!, u);
-        expected.set(chan.id, seqs);
-        total += seqs.size;
+        const m = membershipSeqs(chan, truth.get(chan)!, u);
+        expected.set(chan.id, m);
+        least += [...m.seqs].filter((x) => !m.fuzzy.has(x)).length;
       }
       const connected = u.devs.filter((d) => d.connected);
       for (const d of connected) {
-        await waitFor(() => d.device.entries.length >= total, `${d.name} to hold its ${total} inbox entries (holds ${d.device.entries.length})`);
+        // Caught up: at least what it must hold, and up to the head the server gives a new session.
+        await waitFor(() => d.device.entries.length >= least, `${d.name} to hold its ${least} inbox entries or more (holds ${d.device.entries.length})`);
+        const head = (await api(u).messages.syncInbox({ afterInboxSeq: 0n, limit: 1 })).headInboxSeq;
+        await waitFor(() => d.device.cursor >= head, `${d.name} to reach its inbox head ${head} (at ${d.device.cursor})`);
         const entries = d.device.entries;
         assert.deepEqual(entries.map((e) => e.inboxSeq), entries.map((_, i) => BigInt(i + 1)), `${d.name}: inbox seqs gap-free from 1, each once`);
         assert.equal(new Set(entries.map((e) => e.message!.messageId)).size, entries.length, `${d.name}: a message twice`);
@@ -368,8 +416,17 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           got.set(m.channelId, [...(got.get(m.channelId) ?? []), m.seq]);
         }
         for (const chan of chans) {
-          const want = [...expected.get(chan.id)!].sort((a, b) => (a < b ? -1 : 1));
-          assert.deepEqual(got.get(chan.id) ?? [], want, `${d.name} (${u.name}): channel ${chan.id}'s messages over the membership, in order, each once`);
+          const { seqs, fuzzy } = expected.get(chan.id)!;
+          const held = got.get(chan.id) ?? [];
+          const what = `${d.name} (${u.name}): channel ${chan.id}`;
+          assert.deepEqual(held, [...held].sort((a, b) => (a < b ? -1 : 1)), `${what}: messages in channel order`);
+          const sure = (xs: Iterable<bigint>) => [...xs].filter((x) => !fuzzy.has(x)).sort((a, b) => (a < b ? -1 : 1));
+          assert.deepEqual(sure(held), sure(seqs), `${what}: the messages of the membership, each once (racing sends aside: ${sure(fuzzy)})`);
+          // Racing sends land on either side of a change, but a member never misses one between two they got.
+          for (let i = 1; i < held.length; i++) {
+            const between = msgsBetween(held[i - 1]!, held[i]!);
+            assert.ok(between.length === 0 || between.some((x) => !seqs.has(x) && !fuzzy.has(x)), `${what}: a gap ${between.join(",")} between seqs ${held[i - 1]} and ${held[i]}`);
+          }
         }
       }
       // Every device of a user holds the one inbox.
@@ -385,25 +442,38 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
         const msgs = truth.get(chan)!;
         const last = msgs.at(-1);
         assert.equal(c.lastSeq, last?.seq ?? 0n, `${u.name}: channel ${chan.id}'s last seq`);
-        assert.equal(c.unreadCount, expectedUnread(u, chan, msgs), `${u.name}: channel ${chan.id}'s unread count (read ${reads.get(u)!.get(chan) ?? 0n}, last ${last?.seq})`);
+        const unread = expectedUnread(u, chan, msgs);
+        assert.ok(unread.includes(c.unreadCount), `${u.name}: channel ${chan.id}'s unread count ${c.unreadCount}, not ${unread.join(" or ")} (read ${reads.get(u)!.get(chan) ?? 0n}, last ${last?.seq})`);
       }
     }
   }
 
-  /** As ListChannels counts: after the read position (at least the seq before the latest join), past the user's own newest of the last 100. */
-  function expectedUnread(u: User, chan: Chan, msgs: Message[]): bigint {
+  function msgsBetween(a: bigint, b: bigint): bigint[] {
+    const out: bigint[] = [];
+    for (let x = a + 1n; x < b; x++) out.push(x);
+    return out;
+  }
+
+  /**
+   * As ListChannels counts: after the read position (at least the seq before the latest join),
+   * past the user's own newest of the last 100; one count per seq the join may have started at.
+   */
+  function expectedUnread(u: User, chan: Chan, msgs: Message[]): bigint[] {
     const last = msgs.at(-1);
-    if (!last) return 0n;
-    const { joinedSeq } = membershipSeqs(chan, msgs, u);
+    if (!last || last.senderUserId === u.test.userId) return [0n];
+    const { joinedLo, joinedHi } = membershipSeqs(chan, msgs, u);
     const read = reads.get(u)!.get(chan) ?? 0n;
-    let from = read > joinedSeq ? read : joinedSeq;
-    if (last.senderUserId === u.test.userId) return 0n;
-    if (last.seq > from + 1n) {
-      const windowStart = last.seq - 100n;
-      const lo = from + 1n > windowStart ? from + 1n : windowStart;
-      for (const m of msgs) if (m.seq >= lo && m.seq <= last.seq - 1n && m.senderUserId === u.test.userId && m.seq > from) from = m.seq;
+    const out = new Set<bigint>();
+    for (let joinedSeq = joinedLo; joinedSeq <= joinedHi; joinedSeq++) {
+      let from = read > joinedSeq ? read : joinedSeq;
+      if (last.seq > from + 1n) {
+        const windowStart = last.seq - 100n;
+        const lo = from + 1n > windowStart ? from + 1n : windowStart;
+        for (const m of msgs) if (m.seq >= lo && m.seq < last.seq && m.senderUserId === u.test.userId && m.seq > from) from = m.seq;
+      }
+      out.add(last.seq > from ? last.seq - from : 0n);
     }
-    return last.seq > from ? last.seq - from : 0n;
+    return [...out];
   }
 
   it("keeps every device's view equal to the model", async () => {
