@@ -51,29 +51,43 @@ export async function blockedPair(deps: ApiDeps, channel: ChannelRecord, me: Id,
 const OWN_MESSAGE_WINDOW = 100n;
 
 /** Everything channelToProto needs, looked up for one channel. */
-export async function channelView(
+export async function channelView(deps: ApiDeps, channel: ChannelRecord, me?: MemberRecord): Promise<ChannelView> {
+  return (await channelViews(deps, [{ channel, me }]))[0]!;
+}
+
+/**
+ * channelView of many channels, each read made once for them all (a list
+ * of chats: a page of 50 cost some 200 reads, one per channel each), given
+ * their newest messages when the caller has read them already.
+ */
+export async function channelViews(
   deps: ApiDeps,
-  channel: ChannelRecord,
-  me?: MemberRecord,
+  of: readonly { channel: ChannelRecord; me?: MemberRecord }[],
   latest?: Map<Id, StoredMessage>,
-): Promise<ChannelView> {
-  const direct = channel.kind === "direct";
-  const lastRead = latest ? Promise.resolve(latest.get(channel.channelId)) : deps.log.latest([channel.channelId]).then((l) => l.get(channel.channelId));
-  const [last, memberCount, members, ownNewestUnreadSeq] = await Promise.all([
+): Promise<ChannelView[]> {
+  const ids = (pick: (o: (typeof of)[number]) => boolean) => of.filter(pick).map((o) => o.channel.channelId);
+  const groups = ids((o) => o.channel.kind !== "direct");
+  // Only a member is shown the other of a direct chat.
+  const directs = ids((o) => o.channel.kind === "direct" && o.me !== undefined);
+  const lastRead = latest ? Promise.resolve(latest) : deps.log.latest(ids(() => true));
+  const [last, counts, pairs, ownNewest] = await Promise.all([
     lastRead,
-    direct ? Promise.resolve(2) : deps.channels.memberCount(channel.channelId),
-    direct && me ? deps.channels.listMembers(channel.channelId) : Promise.resolve([]),
-    // Beside the other reads, not after them: it needs only the newest message.
-    lastRead.then((l) => (me && l ? ownNewestAfter(deps, channel.channelId, me, l) : undefined)),
+    groups.length > 0 ? deps.channels.memberCounts(groups) : new Map<Id, number>(),
+    directs.length > 0 ? deps.channels.listMembersOf(directs) : new Map<Id, MemberRecord[]>(),
+    // Beside the other reads, not after them: it needs only the newest messages.
+    lastRead.then((l) => Promise.all(of.map(({ channel, me }) => {
+      const newest = l.get(channel.channelId);
+      return me && newest ? ownNewestAfter(deps, channel.channelId, me, newest) : undefined;
+    }))),
   ]);
-  return {
+  return of.map(({ channel, me }, i) => ({
     channel,
-    memberCount,
-    last,
+    memberCount: channel.kind === "direct" ? 2 : (counts.get(channel.channelId) ?? 0),
+    last: last.get(channel.channelId),
     me,
-    peerUserId: members.find((m) => m.userId !== me?.userId)?.userId,
-    ownNewestUnreadSeq,
-  };
+    peerUserId: pairs.get(channel.channelId)?.find((m) => m.userId !== me?.userId)?.userId,
+    ownNewestUnreadSeq: ownNewest[i],
+  }));
 }
 
 /**

@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, forgetBlock, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -449,16 +449,16 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const page = rows.slice(start, start + limit);
       const more = start + limit < rows.length;
 
-      const latest = await deps.log.latest(page.map(({ m }) => m.channelId));
-      const views = await Promise.all(
-        page.map(async ({ m, settings }) => {
-          const channel = await channels.getChannel(m.channelId);
-          return channel ? { ...(await channelView(deps, channel, m, latest)), ...settings } : undefined;
-        }),
-      );
+      const pageIds = page.map(({ m }) => m.channelId);
+      const [latest, found] = await Promise.all([deps.log.latest(pageIds), channels.getChannels(pageIds)]);
+      const shown = page.flatMap(({ m, settings }) => {
+        const channel = found.get(m.channelId);
+        return channel ? [{ channel, me: m, settings }] : [];
+      });
+      const views = await channelViews(deps, shown, latest);
       const lastRow = page[page.length - 1];
       return {
-        channels: views.flatMap((view) => (view ? [channelToProto(view)] : [])),
+        channels: views.map((view, i) => channelToProto({ ...view, ...shown[i]!.settings })),
         nextPageToken: more && lastRow ? encodePageToken(lastRow.pos) : "",
       };
     },

@@ -100,6 +100,16 @@ export interface ChannelStore {
    */
   clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
 
+  /**
+   * Many channels at once, as getChannel, memberCount and listMembers tell
+   * each: what a page of a user's list shows, in a read per hundred
+   * channels on Cassandra rather than one per channel. getChannels leaves
+   * out channels that do not exist; the others answer for every id asked.
+   */
+  getChannels(channelIds: readonly Id[]): Promise<Map<Id, ChannelRecord>>;
+  memberCounts(channelIds: readonly Id[]): Promise<Map<Id, number>>;
+  listMembersOf(channelIds: readonly Id[]): Promise<Map<Id, MemberRecord[]>>;
+
   /** The user's memberships (one row per channel). */
   listMemberships(userId: Id): Promise<MemberRecord[]>;
   /**

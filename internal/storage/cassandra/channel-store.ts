@@ -2,7 +2,7 @@ import { deadInvite, heirOf, type ChannelStore, type MembershipCheck, type Remov
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
-import { big, FANOUT, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row, type Statement } from "./session.js";
+import { big, FANOUT, inParts, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row, type Statement } from "./session.js";
 
 /** The settings of a place and their columns in `channel_places`. */
 const PLACE_COLUMNS: readonly (readonly [keyof ChannelPlace, string])[] = [
@@ -49,12 +49,6 @@ const MAX_ATTEMPTS = 32;
 
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
-/**
- * Partitions one `IN` read names at most: its coordinator reads them side by
- * side, and an add names at most a group's worth of users.
- */
-const IN_PARTITIONS = 100;
-
 /** A channel partition as one read saw it: the version fence, the members in join order, the invite code as stored. */
 interface State {
   version: bigint;
@@ -120,6 +114,9 @@ export class CassandraChannelStore implements ChannelStore {
       code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      // The static columns, once per partition.
+      channelsIn: `SELECT channel_id, kind, title, created_at_ms, created_by, member_count FROM ${ch} WHERE channel_id IN ? PER PARTITION LIMIT 1`,
+      membersIn: `SELECT channel_id, user_id, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq FROM ${ch} WHERE channel_id IN ?`,
       setRole: `UPDATE ${ch} SET role = ? WHERE channel_id = ? AND user_id = ?`,
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
       // read_seq is set on every member row: the condition also refuses to make a row for a non-member.
@@ -215,6 +212,34 @@ export class CassandraChannelStore implements ChannelStore {
   async memberCount(channelId: Id): Promise<number> {
     const r = await this.db.one(this.q.count, [channelId]);
     return (r?.get("member_count") as number | null) ?? 0;
+  }
+
+  async getChannels(channelIds: readonly Id[]): Promise<Map<Id, ChannelRecord>> {
+    const out = new Map<Id, ChannelRecord>();
+    for (const r of await this.rowsIn(this.q.channelsIn, channelIds)) {
+      const channelId = big(r.get("channel_id"));
+      if (r.get("kind") !== null) out.set(channelId, toChannel(r, channelId));
+    }
+    return out;
+  }
+
+  async memberCounts(channelIds: readonly Id[]): Promise<Map<Id, number>> {
+    const out = new Map<Id, number>(channelIds.map((id) => [id, 0]));
+    for (const r of await this.rowsIn(this.q.channelsIn, channelIds)) {
+      out.set(big(r.get("channel_id")), (r.get("member_count") as number | null) ?? 0);
+    }
+    return out;
+  }
+
+  async listMembersOf(channelIds: readonly Id[]): Promise<Map<Id, MemberRecord[]>> {
+    const rows = new Map<Id, Row[]>(channelIds.map((id) => [id, []]));
+    for (const r of await this.rowsIn(this.q.membersIn, channelIds)) rows.get(big(r.get("channel_id")))?.push(r);
+    return new Map([...rows].map(([id, some]) => [id, inJoinOrder(some, id)]));
+  }
+
+  /** The rows of a query `WHERE channel_id IN ?`, for every channel of `channelIds`, a read per IN_PARTITIONS of them. */
+  private async rowsIn(query: string, channelIds: readonly Id[]): Promise<Row[]> {
+    return (await mapLimit(inParts([...new Set(channelIds)]), FANOUT, (some) => this.db.rows(query, [some]))).flat();
   }
 
   async addMembers(
@@ -572,13 +597,6 @@ export class CassandraChannelStore implements ChannelStore {
 }
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** `ids` in lists of IN_PARTITIONS at most, for the `IN ?` of one read each. */
-function inParts(ids: readonly Id[]): Id[][] {
-  const parts: Id[][] = [];
-  for (let i = 0; i < ids.length; i += IN_PARTITIONS) parts.push(ids.slice(i, i + IN_PARTITIONS));
-  return parts;
-}
 
 /** The member rows of a channel partition (a static-only row has no user_id), in join order. */
 function inJoinOrder(rows: Row[], channelId: Id): MemberRecord[] {

@@ -25,7 +25,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   },
   channel: {
     again: ["channel", "insertMetaPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
-      "state", "code", "setCode", "count", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
+      "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
       "putMute", "deleteMute", "mutes", "deletePlace", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
       "dropInviteCode", "channelOfCode"],
     once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect"],

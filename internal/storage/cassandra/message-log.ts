@@ -11,7 +11,13 @@ import { NewestEntries } from "./newest.js";
 import { decodeReactions, encodeReaction, withReactions, type ReactionCell } from "./reaction-cell.js";
 import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
-import { big, FANOUT, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
+import { big, FANOUT, IN_PARTITIONS, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
+
+/**
+ * Channels whose newest rows one read of latest() names: a text may be
+ * ~400 KB, and a reply of tens of them stays a few MB.
+ */
+const NEWEST_ROWS_PER_READ = 10;
 
 const COLS = "message_id, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 /** Columns of messages and channel_newest that schema 1's channel_heads never had. */
@@ -258,23 +264,23 @@ export class CassandraMessageLog implements MessageLog {
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {
-    const heads = await mapLimit(channelIds, FANOUT, (id) => this.readHead(id));
+    const heads = await this.newest.rowsOf(channelIds, NEWEST_ROWS_PER_READ);
     const out = new Map<Id, StoredMessage>();
-    channelIds.forEach((id, i) => {
-      const h = heads[i];
-      if (h) out.set(id, h.entry);
-    });
+    for (const id of channelIds) {
+      const h = heads.get(id);
+      if (h) out.set(id, fromLogRow(h.row, id, h.seq));
+    }
     return out;
   }
 
   async latestSentAt(channelIds: readonly Id[]): Promise<Map<Id, number>> {
     // Only the time: the list of chats then reads the full newest rows of one page, not of every chat.
-    const rows = await mapLimit(channelIds, FANOUT, (id) => this.newest.columns(id, "sent_at_ms"));
+    const rows = await this.newest.columnsOf(channelIds, "sent_at_ms", IN_PARTITIONS);
     const out = new Map<Id, number>();
-    channelIds.forEach((id, i) => {
-      const r = rows[i];
+    for (const id of channelIds) {
+      const r = rows.get(id);
       if (r) out.set(id, ms(r.get("sent_at_ms")));
-    });
+    }
     return out;
   }
 

@@ -331,3 +331,16 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t:
 
 /** How many single-partition requests one call keeps in flight. */
 export const FANOUT = 32;
+
+/**
+ * Partitions one `IN` read names at most: its coordinator reads them side by
+ * side, and an add names at most a group's worth of users.
+ */
+export const IN_PARTITIONS = 100;
+
+/** `ids` in lists of `size` at most, for the `IN ?` of one read each. */
+export function inParts<T>(ids: readonly T[], size = IN_PARTITIONS): T[][] {
+  const parts: T[][] = [];
+  for (let i = 0; i < ids.length; i += size) parts.push(ids.slice(i, i + size));
+  return parts;
+}

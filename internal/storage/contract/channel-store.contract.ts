@@ -126,6 +126,26 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.getMember(c.channelId, c.createdBy), members[0]);
       });
 
+      it("getChannels, memberCounts and listMembersOf tell many channels at once as getChannel, memberCount and listMembers tell each", async () => {
+        const big = await newGroup(3);
+        const small = await newGroup(1);
+        await s.removeMember(small.c.channelId, small.members[1]!.userId);
+        const [a, b] = [uniqueId(), uniqueId()];
+        const direct = await s.getOrCreateDirect(channel("direct", a), a, b);
+        const unknown = uniqueId();
+        const ids = [small.c.channelId, unknown, direct.channelId, big.c.channelId, small.c.channelId];
+        const each = async <T>(one: (id: Id) => Promise<T>) => new Map(await Promise.all(ids.map(async (id) => [id, await one(id)] as const)));
+
+        assert.deepStrictEqual(await s.getChannels(ids), new Map([[small.c.channelId, small.c], [direct.channelId, direct], [big.c.channelId, big.c]]));
+        assert.deepStrictEqual(await s.memberCounts(ids), await each((id) => s.memberCount(id)));
+        assert.deepStrictEqual([...(await s.memberCounts(ids)).values()], [1, 0, 2, 4]);
+        assert.deepStrictEqual(await s.listMembersOf(ids), await each((id) => s.listMembers(id)));
+        assert.deepStrictEqual((await s.listMembersOf(ids)).get(big.c.channelId), big.members);
+        assert.equal((await s.getChannels([])).size, 0);
+        assert.equal((await s.memberCounts([])).size, 0);
+        assert.equal((await s.listMembersOf([])).size, 0);
+      });
+
       it("unknown channels and members are undefined / empty", async () => {
         const { c } = await newGroup();
         assert.equal(await s.getChannel(uniqueId()), undefined);

@@ -155,7 +155,22 @@ function build(db: SqliteDatabase) {
     if (place === undefined) s.deletePlace.run(userId, channelId);
     else s.putPlace.run(userId, channelId, whole(place.pinnedAtMs), whole(place.archivedAtMs), whole(place.markedUnreadAtMs));
   });
-  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx, claimTx, placeTx };
+  // One index probe per channel inside one read transaction, as the log's latest: a consistent snapshot, no IN list to prepare.
+  const eachOf = <T>(read: (id: Id) => T | undefined) => db.transaction((channelIds: readonly Id[]) => {
+    const out = new Map<Id, T>();
+    for (const id of channelIds) {
+      const v = read(id);
+      if (v !== undefined) out.set(id, v);
+    }
+    return out;
+  });
+  const channelsTx = eachOf((id) => {
+    const r = s.channel.get(id) as Row | undefined;
+    return r && toChannel(r);
+  });
+  const countsTx = eachOf((id) => Number((s.count.get(id) as Row).n));
+  const membersTx = eachOf((id) => (s.members.all(id) as Row[]).map(toMember));
+  return { ...s, directTx, groupTx, addMembersTx, titleTx, removeTx, setRoleTx, inviteTx, claimTx, placeTx, channelsTx, countsTx, membersTx };
 }
 
 const ownerRoleFixed = () =>
@@ -218,6 +233,18 @@ export class SqliteChannelStore implements ChannelStore {
 
   async memberCount(channelId: Id): Promise<number> {
     return Number((this.s.count.get(channelId) as Row).n);
+  }
+
+  async getChannels(channelIds: readonly Id[]): Promise<Map<Id, ChannelRecord>> {
+    return this.s.channelsTx(channelIds);
+  }
+
+  async memberCounts(channelIds: readonly Id[]): Promise<Map<Id, number>> {
+    return this.s.countsTx(channelIds);
+  }
+
+  async listMembersOf(channelIds: readonly Id[]): Promise<Map<Id, MemberRecord[]>> {
+    return this.s.membersTx(channelIds);
   }
 
   async addMembers(
