@@ -25,6 +25,13 @@ const ALL_DEVICES: readonly Id[] = [];
 
 /** How long presence events between a pair are checked against blocks after the pair's block changed: past any announcement in flight. */
 const BLOCK_CHANGE_WATCH_MS = 60_000;
+/**
+ * A user's typing hints in one channel go out at most this often: clients
+ * send one every few seconds while typing (the web client every 3 s, each
+ * shown for 6), and each goes to every member, from any of up to a thousand
+ * sessions of 50 frames a second.
+ */
+const TYPING_HINT_INTERVAL_MS = 1_000;
 // That watch is timed on the monotonic clock: a wall clock stepped forward ended it at once, and let a stale ONLINE through the block.
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** One subject's presence events to one user (to some of their devices, when named). */
@@ -166,6 +173,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * blocked user seeing "online". Only these pairs are checked.
    */
   private readonly blockChanged = new LruMap<string, number>(10_000);
+  /** When each user's last typing hint in each channel went out here (monotonic), for TYPING_HINT_INTERVAL_MS. */
+  private readonly typedAt = new LruMap<Id, Map<Id, number>>(100_000);
   /**
    * Presence events waiting for their block check, by recipient and subject
    * (presenceKey): the one of each pair that came last. A newer event about
@@ -533,6 +542,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
   forgetBlock(a: Id, b: Id): void {
     this.deps.blocks?.forget(a, b);
     this.blockChanged.set(pairKey(a, b), monotonicNow() + BLOCK_CHANGE_WATCH_MS);
+    // The pair's next hint is checked against the block as it now stands, not dropped as a repeat.
+    this.typedAt.delete(a);
+    this.typedAt.delete(b);
   }
 
   // Events that fan out to a channel's members.
@@ -540,8 +552,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** @internal */
   async markRead(userId: Id, channelId: Id, seq: bigint): Promise<void> {
     const channels = this.deps.channels;
-    if (!(await channels.getMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
+    const member = await channels.getMember(channelId, userId);
+    if (!member) throw new ChatError("not_a_member", "not a member of this channel");
     const readSeq = await channels.advanceReadSeq(channelId, userId, seq);
+    // A receipt that moves nothing tells nothing, as for the api's MarkRead: repeated, it was one fan-out each.
+    if (readSeq <= member.readSeq) return;
     // Across a block in a direct chat only the reader's own devices hear of it: the pair tell each other nothing.
     // memberIds first: it learns the pair that isBlocked asks about.
     const memberIds = await this.members.memberIds(channelId);
@@ -554,7 +569,18 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /** @internal */
   async typing(userId: Id, channelId: Id): Promise<void> {
-    if (!(await this.members.isMember(channelId, userId))) throw new ChatError("not_a_member", "not a member of this channel");
+    // Marked before the reads, so hints arriving together pass one at a time; a refused one takes its mark back.
+    const now = monotonicNow();
+    let typed = this.typedAt.get(userId);
+    if (typed === undefined) this.typedAt.set(userId, (typed = new Map()));
+    const last = typed.get(channelId);
+    if (last !== undefined && now - last < TYPING_HINT_INTERVAL_MS) return;
+    for (const [id, at] of typed) if (now - at >= TYPING_HINT_INTERVAL_MS) typed.delete(id);
+    typed.set(channelId, now);
+    if (!(await this.members.isMember(channelId, userId))) {
+      typed.delete(channelId);
+      throw new ChatError("not_a_member", "not a member of this channel");
+    }
     // Typing is a hint with no answer: into a blocked chat it is dropped, not refused.
     if (await this.members.isBlocked(channelId, userId)) return;
     const others = (await this.members.memberIds(channelId)).filter((u) => u !== userId);
