@@ -1,8 +1,10 @@
-import { fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { Message } from "../../gen/es/chat/v1/types_pb.js";
 import { ChatError } from "../model/errors.js";
-import { encodeDeliveryFrame, encodeMessage } from "../wire/message-bytes.js";
+import type { InboxEntry, StoredMessage } from "../model/types.js";
+import { encodeDeliveryFrame, encodeMessage, encodeStoredMessage } from "../wire/message-bytes.js";
+import { inboxEntryToProto } from "../wire/messages.js";
 import type { FrameEncoding } from "./port.js";
 
 /**
@@ -38,8 +40,13 @@ export function encodeServerFrame(frame: ServerFrame, encoding: FrameEncoding): 
   return encodeDelivery(frame) ?? toBinary(ServerFrameSchema, frame);
 }
 
+/** A frame as a session sends it: its bytes in the session's encoding. */
+export interface FrameBytes {
+  bytes(encoding: FrameEncoding): Uint8Array | string;
+}
+
 /** A frame's bytes in each encoding, each encoded at most once: shared by one user's sessions. */
-export class EncodedFrame {
+export class EncodedFrame implements FrameBytes {
   private json?: string;
 
   /** `proto`, when given, must be the frame's wire bytes (as it came from another process). */
@@ -73,4 +80,41 @@ function encodeDelivery(frame: ServerFrame): Uint8Array | undefined {
   let bytes = messageBytes.get(message);
   if (bytes === undefined) messageBytes.set(message, (bytes = encodeMessage(message)));
   return encodeDeliveryFrame(entry.inboxSeq, bytes);
+}
+
+/** A stored message's chat.v1.Message bytes, encoded when first asked for: shared by the message's inbox entries. */
+export class StoredMessageBytes {
+  private encoded?: Uint8Array;
+
+  constructor(readonly message: StoredMessage) {}
+
+  bytes(): Uint8Array {
+    return (this.encoded ??= encodeStoredMessage(this.message));
+  }
+}
+
+/**
+ * The MessageDelivery frame of a stored inbox entry, each encoding made when
+ * a session first asks for it, and no protobuf objects on the binary path:
+ * `message` is the entry's message, encoded once for all its entries. Byte
+ * for byte the frame `encodeServerFrame` writes of the entry made a ServerFrame.
+ */
+export class EntryFrame implements FrameBytes {
+  private proto?: Uint8Array;
+  private json?: string;
+
+  constructor(
+    readonly entry: InboxEntry,
+    private readonly message: StoredMessageBytes,
+  ) {}
+
+  bytes(encoding: FrameEncoding): Uint8Array | string {
+    if (encoding === "json") return (this.json ??= toJsonString(ServerFrameSchema, entryServerFrame(this.entry)));
+    return (this.proto ??= encodeDeliveryFrame(this.entry.inboxSeq, this.message.bytes()) ?? toBinary(ServerFrameSchema, entryServerFrame(this.entry)));
+  }
+}
+
+/** The ServerFrame that delivers a stored inbox entry. */
+export function entryServerFrame(entry: InboxEntry): ServerFrame {
+  return create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto(entry) } } });
 }

@@ -10,9 +10,9 @@ import type { Inbox } from "../messages/inbox.js";
 import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import type { Id } from "../model/types.js";
+import type { Id, InboxEntry } from "../model/types.js";
 import { LruMap } from "../cache/lru-map.js";
-import { EncodedFrame } from "./codec.js";
+import { EncodedFrame, EntryFrame, StoredMessageBytes } from "./codec.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
 import { Session } from "./session.js";
 import type { ChatServerMetrics } from "./metrics.js";
@@ -423,6 +423,30 @@ export class ChatServer implements SessionHost, SessionDirectory {
   async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
     const reached = new Set<Id>();
     for (const { userId, frame } of items) if (this.deliverChecked(userId, ALL_DEVICES, frame) > 0) reached.add(userId);
+    return reached;
+  }
+
+  /**
+   * pushMany of each entry's delivery frame, encoded only for users held
+   * here, each message once for all its entries: live delivery in chatd,
+   * where building the frames as protobuf objects cost more than the
+   * encoding.
+   */
+  async pushEntries(items: readonly { userId: Id; entry: InboxEntry }[]): Promise<ReadonlySet<Id>> {
+    const reached = new Set<Id>();
+    let message: StoredMessageBytes | undefined;
+    for (const { userId, entry } of items) {
+      const sessions = this.byUser.get(userId);
+      if (sessions === undefined) continue;
+      if (message?.message !== entry.message) message = new StoredMessageBytes(entry.message);
+      const frame = new EntryFrame(entry, message);
+      let started = false;
+      for (const s of sessions) {
+        s.deliverLive(entry.inboxSeq, frame);
+        if (s.started) started = true;
+      }
+      if (started) reached.add(userId);
+    }
     return reached;
   }
 

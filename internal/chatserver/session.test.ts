@@ -10,6 +10,7 @@ import type { SessionIdentity, SessionSink } from "./port.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { waitFor } from "../../test/support/wait.js";
 import { inboxEntryToProto } from "../wire/messages.js";
+import { encodeServerFrame } from "./codec.js";
 
 /** An inbox that keeps only entries `kept` of a longer sequence, as one past its retention window does. */
 function inboxKeeping(kept: bigint[], cursor = 0n): Inbox {
@@ -309,6 +310,21 @@ describe("session sync requests", () => {
     await next("heartbeatAck");
     assert.deepStrictEqual(state.cursors, [5n]);
     server.drain();
+  });
+
+  it("answers a DeliveryAck whose cursor write fails, or throws before its promise, with an error naming the ack", async () => {
+    for (const fails of [() => Promise.reject(new ChatError("unavailable", "the store is away")), () => { throw new ChatError("unavailable", "the store is away"); }]) {
+      const { inbox } = controlledInbox(2);
+      inbox.advanceCursor = fails as Inbox["advanceCursor"];
+      const { server, handle, next } = openSession(inbox);
+      await next("welcome");
+      await next("syncBatch");
+      handle.receive(frame({ ref: 9n, kind: { case: "deliveryAck", value: { inboxSeq: 2n } } }));
+      const error = await next("error");
+      assert.equal(error.ref, 9n);
+      assert.deepStrictEqual(error.kind.case === "error" && [error.kind.value.code, error.kind.value.refusedKind], [ErrorCode.UNAVAILABLE, 4]);
+      server.drain();
+    }
   });
 
   it("splits a catch-up of long texts into pages of about a megabyte", async () => {
@@ -1358,3 +1374,34 @@ function openNoting(server: ChatServer, who: Parameters<ChatServer["open"]>[0]):
   });
   return frames;
 }
+
+describe("live delivery of stored entries (pushEntries)", () => {
+  const message = { messageId: 900n, channelId: 7n, seq: 3n, senderUserId: 2n, senderDeviceId: 1n, clientMsgId: "c1", text: "héllo 👋", sentAtMs: 1_764_000_000_123 };
+  /** The bytes pushMany's frames made them: a ServerFrame of the entry, encoded by the codec. */
+  const frameOf = (inboxSeq: bigint) => create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto({ inboxSeq, message }) } } });
+
+  it("sends each user's proto and JSON sessions the frame pushMany sends, and counts the users with a started session", async () => {
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never });
+    const sent: { encoding: string; bytes: Uint8Array | string }[] = [];
+    for (const encoding of ["proto", "json"] as const) {
+      server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding }, {
+        send: (bytes) => void sent.push({ encoding, bytes }),
+        bufferedBytes: () => 0,
+        close: () => {},
+      });
+    }
+    await waitFor(() => sent.length === 2, "both welcomes");
+    sent.length = 0;
+    const reached = await server.pushEntries([
+      { userId: 1n, entry: { inboxSeq: 1n, message } },
+      { userId: 3n, entry: { inboxSeq: 9n, message } },
+    ]);
+    assert.deepStrictEqual([...reached], [1n], "user 3 has no session here");
+    const proto = sent.find((s) => s.encoding === "proto")!.bytes;
+    const json = sent.find((s) => s.encoding === "json")!.bytes;
+    assert.deepStrictEqual(new Uint8Array(proto as Uint8Array), toBinary(ServerFrameSchema, frameOf(1n)));
+    assert.equal(json, encodeServerFrame(frameOf(1n), "json"));
+    assert.equal(sent.length, 2);
+    server.drain();
+  });
+});

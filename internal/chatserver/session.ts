@@ -7,7 +7,8 @@ import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
-import { decodeClientFrame, encodeServerFrame, type EncodedFrame } from "./codec.js";
+import { encodeSendAckFrame } from "../wire/message-bytes.js";
+import { decodeClientFrame, encodeServerFrame, type EncodedFrame, type FrameBytes } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import { namesChannel } from "./validate.js";
 import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
@@ -327,7 +328,20 @@ export class Session implements SessionHandle {
         return this.sendError(refusalOf(frame), new ChatError("rate_limited", "too much text sent; retry later", textWaitMs));
       }
     }
-    this.handle(frame).catch((err) => this.sendError(refusalOf(frame), err));
+    // A delivery ack (about one a message) is a cursor write with no answer: not worth an async function's frame.
+    const work = frame.kind.case === "deliveryAck" ? this.acked(frame.kind.value.inboxSeq) : this.handle(frame);
+    work.catch((err) => this.sendError(refusalOf(frame), err));
+  }
+
+  /** A DeliveryAck: the device's cursor moves to `inboxSeq`, or to what it was sent if less. */
+  private acked(inboxSeq: bigint): Promise<void> {
+    // A device can only acknowledge what it has been sent.
+    const seq = inboxSeq < this.sentUpTo ? inboxSeq : this.sentUpTo;
+    try {
+      return this.server.inbox.advanceCursor(this.userId, this.deviceId, seq);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
@@ -412,6 +426,9 @@ export class Session implements SessionHandle {
         // The message's own inbox copy follows in the next immediate
         // (live delivery): both frames then cost one write.
         if (!result.duplicate) this.sink.holdWrites?.();
+        // Written by hand for binary sessions: one frame per message, and the generic encoder's objects cost more than the bytes.
+        const ack = this.identity.encoding === "proto" ? encodeSendAckFrame(ref, clientMsgId, result.messageId, channelId, result.duplicate) : undefined;
+        if (ack !== undefined) return this.sendEncoded(ack);
         this.send(
           create(ServerFrameSchema, {
             ref,
@@ -445,12 +462,8 @@ export class Session implements SessionHandle {
         this.pump(ref, limit);
         return;
       }
-      case "deliveryAck": {
-        // A device can only acknowledge what it has been sent.
-        const seq = kind.value.inboxSeq < this.sentUpTo ? kind.value.inboxSeq : this.sentUpTo;
-        await this.server.inbox.advanceCursor(this.userId, this.deviceId, seq);
-        return;
-      }
+      case "deliveryAck":
+        return this.acked(kind.value.inboxSeq);
       case "read": {
         namesChannel(kind.value.channelId);
         // A seq past any there can be reads as "everything", as the store caps it at the newest.
@@ -480,7 +493,7 @@ export class Session implements SessionHandle {
    * comes encoded (at most once per encoding, shared by the user's sessions);
    * it is sent only if it is the very next entry.
    */
-  deliverLive(inboxSeq: bigint, encoded: EncodedFrame): void {
+  deliverLive(inboxSeq: bigint, encoded: FrameBytes): void {
     if (!this.open) return;
     if (!this.ready) {
       // The cursor and head being read may be from before this entry.

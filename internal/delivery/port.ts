@@ -1,5 +1,5 @@
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import type { Id } from "../model/types.js";
+import type { Id, InboxEntry } from "../model/types.js";
 
 /**
  * SessionDirectory reaches the live sessions of users wherever they are
@@ -15,6 +15,13 @@ export interface SessionDirectory {
    * telling who is offline takes no second lookup.
    */
   pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>>;
+  /**
+   * Stored inbox entries handed on as they are, for a directory in this
+   * process: it encodes each message once, and only for users it holds a
+   * session of, rather than being handed a ServerFrame per entry. Resolves as
+   * pushMany does; a message's entries come together.
+   */
+  pushEntries?(items: readonly { userId: Id; entry: InboxEntry }[]): Promise<ReadonlySet<Id>>;
   /** Closes the sessions of one device (logout, revocation); resolves to how many, where the directory can tell. */
   closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<number | void>;
   /** Users among the given ones with at least one open session. */

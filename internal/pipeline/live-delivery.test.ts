@@ -57,6 +57,21 @@ describe("deliverLive", () => {
     assert.equal(calls.onlineUsers, 0, "no second lookup of who is online");
   });
 
+  it("hands a directory that takes stored entries the entries themselves, and notifies those it did not reach", async () => {
+    const { dir, pushed, calls } = directory([1n, 3n], true);
+    const handed: { userId: Id; entry: InboxEntry }[] = [];
+    dir.pushEntries = async (items) => {
+      handed.push(...items);
+      return new Set([1n, 3n]);
+    };
+    const offline: Id[] = [];
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
+    assert.deepEqual(handed.map((h) => [h.userId, h.entry]), fresh.map((f) => [f.userId, f.entry]));
+    assert.deepEqual(pushed, [], "no frames made for pushMany");
+    assert.deepEqual(offline, [2n]);
+    assert.equal(calls.onlineUsers, 0);
+  });
+
   it("asks who is online when the directory can only push one frame at a time", async () => {
     const { dir, calls } = directory([2n], false);
     const offline: Id[] = [];

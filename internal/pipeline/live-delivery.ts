@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { InboxEntrySchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { isChange, type Id, type InboxEntry, type StoredMessage } from "../model/types.js";
@@ -46,19 +46,14 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEn
 /** Pushes to the users' sessions; resolves with who was online, or undefined when the push did not tell. */
 async function pushToSessions(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<ReadonlySet<Id> | undefined> {
   try {
-    // The members' entries of one message share its Message, which the codec
-    // then encodes once. They come together, so the last one is the one to reuse.
-    let stored: StoredMessage | undefined;
-    let message: Message | undefined;
-    const items = fresh.map(({ userId, entry }) => {
-      if (entry.message !== stored) message = messageToProto((stored = entry.message));
-      const pb = create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message });
-      return { userId, frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: pb } } }) };
-    });
     const { sessions } = deps;
     let online: ReadonlySet<Id> | undefined;
-    if (sessions.pushMany) online = await sessions.pushMany(items);
-    else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
+    if (sessions.pushEntries) online = await sessions.pushEntries(fresh);
+    else {
+      const items = entryFrames(fresh);
+      if (sessions.pushMany) online = await sessions.pushMany(items);
+      else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
+    }
     const now = Date.now();
     for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
     return online;
@@ -67,6 +62,18 @@ async function pushToSessions(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[
     deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
     return undefined;
   }
+}
+
+/** Each entry's delivery frame. The members' entries of one message share its Message, which the codec then encodes once. */
+function entryFrames(fresh: readonly LiveEntry[]): { userId: Id; frame: ServerFrame }[] {
+  // They come together, so the last one is the one to reuse.
+  let stored: StoredMessage | undefined;
+  let message: Message | undefined;
+  return fresh.map(({ userId, entry }) => {
+    if (entry.message !== stored) message = messageToProto((stored = entry.message));
+    const pb = create(InboxEntrySchema, { inboxSeq: entry.inboxSeq, message });
+    return { userId, frame: create(ServerFrameSchema, { kind: { case: "message", value: { entry: pb } } }) };
+  });
 }
 
 async function notifyOffline(

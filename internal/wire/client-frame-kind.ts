@@ -11,16 +11,15 @@ export function clientFrameKind(bytes: Uint8Array): number | undefined {
   let at = 0;
   while (at < bytes.length) {
     const tag = readVarint(bytes, at);
-    if (!tag) return undefined;
-    at = tag.next;
-    const field = Math.floor(tag.value / 8);
-    const wireType = tag.value % 8;
+    if (tag < 0) return undefined;
+    at = varintEnd;
+    const field = Math.floor(tag / 8);
+    const wireType = tag % 8;
     if (field === 0) return undefined;
     switch (wireType) {
       case 0: {
-        const v = readVarint(bytes, at);
-        if (!v) return undefined;
-        at = v.next;
+        if (readVarint(bytes, at) < 0) return undefined;
+        at = varintEnd;
         break;
       }
       case 1:
@@ -28,8 +27,8 @@ export function clientFrameKind(bytes: Uint8Array): number | undefined {
         break;
       case 2: {
         const len = readVarint(bytes, at);
-        if (!len) return undefined;
-        at = len.next + len.value;
+        if (len < 0) return undefined;
+        at = varintEnd + len;
         // Field 1 is the ref; every other field of ClientFrame is a member of `kind`.
         if (field !== 1) kind = field;
         break;
@@ -45,15 +44,24 @@ export function clientFrameKind(bytes: Uint8Array): number | undefined {
   return kind;
 }
 
-/** The varint at `at`: exact up to 2^53, which any tag or length here is; larger values (a ref) are only skipped. */
-function readVarint(bytes: Uint8Array, at: number): { value: number; next: number } | undefined {
+/**
+ * Where the last varint read ended: readVarint's second answer, kept here
+ * rather than in an object per tag (this runs on every frame a device sends).
+ */
+let varintEnd = 0;
+
+/** The varint at `at`, or -1 when it is cut short: exact up to 2^53, which any tag or length here is; larger values (a ref) are only skipped. */
+function readVarint(bytes: Uint8Array, at: number): number {
   let value = 0;
   let scale = 1;
   for (let i = 0; i < 10 && at + i < bytes.length; i++) {
     const b = bytes[at + i]!;
     value += (b & 0x7f) * scale;
-    if (b < 0x80) return { value, next: at + i + 1 };
+    if (b < 0x80) {
+      varintEnd = at + i + 1;
+      return value;
+    }
     scale *= 128;
   }
-  return undefined;
+  return -1;
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import { encodeDeliveryFrame, encodeMessage } from "./message-bytes.js";
+import type { StoredMessage } from "../model/types.js";
+import { encodeDeliveryFrame, encodeMessage, encodeSendAckFrame, encodeStoredMessage } from "./message-bytes.js";
 import { messageToProto } from "./messages.js";
 import { awkwardMessage } from "./testdata.js";
 import { seededRandom } from "../../test/support/random.js";
@@ -46,7 +47,47 @@ function randomMessage(r: () => number): Message {
   });
 }
 
+const outcome = (f: () => Uint8Array): Uint8Array | string => {
+  try {
+    return f();
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
+
+function randomStored(r: () => number): StoredMessage {
+  const m: StoredMessage = {
+    messageId: randomU64(r) >> 1n,
+    channelId: randomU64(r) >> 1n,
+    seq: randomU64(r) >> 1n,
+    senderUserId: randomU64(r) >> 1n,
+    senderDeviceId: randomU64(r) >> 1n,
+    clientMsgId: randomText(r),
+    text: randomText(r),
+    // Milliseconds from 0 up, a few before 1970 or with a fraction, which go to the generic encoder.
+    sentAtMs: r() < 0.1 ? 0 : r() < 0.05 ? -Math.floor(r() * 1e12) : r() < 0.05 ? r() * 1e12 : Math.floor(r() * 2 ** 42),
+  };
+  if (r() < 0.3) m.replyToSeq = r() < 0.1 ? 0n : randomU64(r) >> 1n;
+  // A few edited, deleted, change and note entries, also the generic encoder's.
+  if (r() < 0.05) m.editedAtMs = Math.floor(r() * 2 ** 42);
+  if (r() < 0.05) m.deleted = r() < 0.5;
+  if (r() < 0.05) m.targetSeq = r() < 0.2 ? 0n : randomU64(r) >> 1n;
+  if (r() < 0.05) m.reaction = r() < 0.5;
+  if (r() < 0.05) m.reactions = r() < 0.2 ? [] : [{ userId: randomU64(r) >> 1n, emoji: "👍" }];
+  if (r() < 0.03) m.note = { kind: "members_added", userIds: [randomU64(r) >> 1n] };
+  return m;
+}
+
 describe("message bytes (the delivery path's encoder)", () => {
+  it("writes a stored message as toBinary writes messageToProto's Message, for 2,000 random ones", () => {
+    for (let seed = 1; seed <= 2_000; seed++) {
+      const m = randomStored(seededRandom(seed));
+      // A time with a fraction of a millisecond is refused by both, alike.
+      assert.deepEqual(outcome(() => plain(encodeStoredMessage(m))), outcome(() => toBinary(MessageSchema, messageToProto(m))), `stored message of seed ${seed}`);
+    }
+    assert.deepEqual(plain(encodeStoredMessage(awkwardMessage)), toBinary(MessageSchema, messageToProto(awkwardMessage)));
+  });
+
   it("writes what toBinary writes, for 2,000 random messages and their delivery frames", () => {
     for (let seed = 1; seed <= 2_000; seed++) {
       const r = seededRandom(seed);
@@ -73,5 +114,17 @@ describe("message bytes (the delivery path's encoder)", () => {
     for (const m of cases) assert.deepEqual(plain(encodeMessage(m)), toBinary(MessageSchema, m));
     assert.throws(() => encodeMessage(create(MessageSchema, { messageId: -1n })), /invalid uint64/, "refused as toBinary refuses it");
     assert.equal(encodeDeliveryFrame(-1n, new Uint8Array()), undefined, "a negative inbox seq is toBinary's to write");
+  });
+
+  it("writes a SendAck frame as toBinary writes it, for 2,000 random ones", () => {
+    for (let seed = 1; seed <= 2_000; seed++) {
+      const r = seededRandom(seed);
+      const ack = { ref: randomU64(r), clientMsgId: randomText(r), messageId: randomU64(r), channelId: randomU64(r), duplicate: r() < 0.5 };
+      const frame = create(ServerFrameSchema, { ref: ack.ref, kind: { case: "sendAck", value: ack } });
+      const bytes = encodeSendAckFrame(ack.ref, ack.clientMsgId, ack.messageId, ack.channelId, ack.duplicate);
+      assert.deepEqual(plain(bytes!), toBinary(ServerFrameSchema, frame), `ack of seed ${seed}`);
+    }
+    assert.equal(encodeSendAckFrame(-1n, "c", 1n, 1n, false), undefined, "a number out of range is toBinary's to refuse");
+    assert.equal(encodeSendAckFrame(1n, "c", U64_MAX + 1n, 1n, false), undefined);
   });
 });

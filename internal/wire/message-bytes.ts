@@ -1,5 +1,7 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import type { StoredMessage } from "../model/types.js";
+import { messageToProto } from "./messages.js";
 
 /**
  * chat.v1.Message and the delivery frame around it, written straight into one
@@ -19,6 +21,16 @@ const isU64 = (v: bigint) => v >= 0n && v <= U64_MAX;
 /** The bytes of a chat.v1.Message. */
 export function encodeMessage(m: Message): Uint8Array {
   return fastMessage(m) ?? toBinary(MessageSchema, m);
+}
+
+/**
+ * The bytes of a stored message as chat.v1.Message, those of
+ * `toBinary(MessageSchema, messageToProto(m))`, without making the Message:
+ * live delivery hands on messages just written, and building their protobuf
+ * objects (the Message, its Timestamp) cost more than encoding them.
+ */
+export function encodeStoredMessage(m: StoredMessage): Uint8Array {
+  return fastStoredMessage(m) ?? toBinary(MessageSchema, messageToProto(m));
 }
 
 /**
@@ -47,7 +59,51 @@ export function encodeDeliveryFrame(inboxSeq: bigint, message: Uint8Array): Uint
   return buf;
 }
 
+/**
+ * A ServerFrame{ref, send_ack: SendAck{client_msg_id, message_id, channel_id,
+ * duplicate}}: the answer to every send, byte for byte what `toBinary` writes.
+ * Undefined for a number out of uint64's range, which is `toBinary`'s to refuse.
+ */
+export function encodeSendAckFrame(ref: bigint, clientMsgId: string, messageId: bigint, channelId: bigint, duplicate: boolean): Uint8Array | undefined {
+  if (!isU64(ref) || !isU64(messageId) || !isU64(channelId)) return undefined;
+  const idBytes = Buffer.byteLength(clientMsgId);
+  const ackSize =
+    (idBytes > 0 ? 1 + varintSize(idBytes) + idBytes : 0) +
+    (messageId !== 0n ? 1 + bigVarintSize(messageId) : 0) +
+    (channelId !== 0n ? 1 + bigVarintSize(channelId) : 0) +
+    (duplicate ? 2 : 0);
+  const buf = Buffer.allocUnsafe((ref !== 0n ? 1 + bigVarintSize(ref) : 0) + 1 + varintSize(ackSize) + ackSize);
+  let pos = 0;
+  if (ref !== 0n) {
+    buf[pos++] = 0x08; // ServerFrame.ref = 1, varint
+    pos = writeBigVarint(buf, pos, ref);
+  }
+  buf[pos++] = 0x1a; // ServerFrame.send_ack = 3
+  pos = writeVarint(buf, pos, ackSize);
+  if (idBytes > 0) {
+    buf[pos++] = 0x0a; // client_msg_id = 1
+    pos = writeVarint(buf, pos, idBytes);
+    pos += buf.write(clientMsgId, pos, idBytes, "utf8");
+  }
+  if (messageId !== 0n) {
+    buf[pos++] = 0x10; // message_id = 2
+    pos = writeBigVarint(buf, pos, messageId);
+  }
+  if (channelId !== 0n) {
+    buf[pos++] = 0x18; // channel_id = 3
+    pos = writeBigVarint(buf, pos, channelId);
+  }
+  if (duplicate) {
+    buf[pos++] = 0x20; // duplicate = 4
+    buf[pos++] = 1;
+  }
+  return buf;
+}
+
 const ID_FIELDS = ["messageId", "channelId", "seq", "senderUserId", "senderDeviceId"] as const;
+
+/** The fields the fast path writes, which a Message and a StoredMessage name alike. */
+type PlainFields = Pick<Message, (typeof ID_FIELDS)[number] | "clientMsgId" | "text"> & { replyToSeq?: bigint };
 
 function fastMessage(m: Message): Uint8Array | undefined {
   if (m.$unknown !== undefined && m.$unknown.length > 0) return undefined;
@@ -57,6 +113,21 @@ function fastMessage(m: Message): Uint8Array | undefined {
   if (ts !== undefined && ((ts.$unknown !== undefined && ts.$unknown.length > 0) || ts.seconds < 0n || ts.nanos < 0 || ts.seconds > I64_MAX)) {
     return undefined;
   }
+  return ts === undefined ? writePlain(m, false, 0n, 0) : writePlain(m, true, ts.seconds, ts.nanos);
+}
+
+function fastStoredMessage(m: StoredMessage): Uint8Array | undefined {
+  // As messageToProto: an unset field is left at its default, which writes nothing.
+  if (m.editedAtMs !== undefined || m.deleted || (m.targetSeq ?? 0n) !== 0n || (m.reactions?.length ?? 0) > 0 || m.reaction || m.note) return undefined;
+  // timestampFromMs's arithmetic; a time before 1970 or with a fraction of a millisecond is the generic encoder's.
+  const ms = m.sentAtMs;
+  if (!Number.isSafeInteger(ms) || ms < 0) return undefined;
+  const seconds = Math.floor(ms / 1000);
+  return writePlain(m, true, BigInt(seconds), (ms - seconds * 1000) * 1_000_000);
+}
+
+/** A Message of only PlainFields and sent_at (when `hasTime`), or undefined for an id out of uint64's range (toBinary's to refuse). */
+function writePlain(m: PlainFields, hasTime: boolean, seconds: bigint, nanos: number): Uint8Array | undefined {
   let size = 0;
   for (let f = 0; f < ID_FIELDS.length; f++) {
     const v = m[ID_FIELDS[f]!];
@@ -68,12 +139,12 @@ function fastMessage(m: Message): Uint8Array | undefined {
   const textBytes = Buffer.byteLength(m.text);
   if (textBytes > 0) size += 1 + varintSize(textBytes) + textBytes;
   let tsSize = 0;
-  if (ts !== undefined) {
-    if (ts.seconds !== 0n) tsSize += 1 + bigVarintSize(ts.seconds);
-    if (ts.nanos !== 0) tsSize += 1 + varintSize(ts.nanos);
+  if (hasTime) {
+    if (seconds !== 0n) tsSize += 1 + bigVarintSize(seconds);
+    if (nanos !== 0) tsSize += 1 + varintSize(nanos);
     size += 1 + varintSize(tsSize) + tsSize;
   }
-  const replyTo = m.replyToSeq;
+  const replyTo = m.replyToSeq ?? 0n;
   if (!isU64(replyTo)) return undefined;
   if (replyTo !== 0n) size += 1 + bigVarintSize(replyTo);
 
@@ -95,16 +166,16 @@ function fastMessage(m: Message): Uint8Array | undefined {
     pos = writeVarint(buf, pos, textBytes);
     pos += buf.write(m.text, pos, textBytes, "utf8");
   }
-  if (ts !== undefined) {
+  if (hasTime) {
     buf[pos++] = 0x42; // sent_at = 8
     pos = writeVarint(buf, pos, tsSize);
-    if (ts.seconds !== 0n) {
+    if (seconds !== 0n) {
       buf[pos++] = 0x08;
-      pos = writeBigVarint(buf, pos, ts.seconds);
+      pos = writeBigVarint(buf, pos, seconds);
     }
-    if (ts.nanos !== 0) {
+    if (nanos !== 0) {
       buf[pos++] = 0x10;
-      pos = writeVarint(buf, pos, ts.nanos);
+      pos = writeVarint(buf, pos, nanos);
     }
   }
   // Replies are common enough to stay on this path.
