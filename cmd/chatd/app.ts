@@ -124,6 +124,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     sessions: {
       pushToUsers: (userIds, frame) => chat.pushToUsers(userIds, frame),
       pushMany: (items) => chat.pushMany(items),
+      pushEntries: (items) => chat.pushEntries(items),
       closeDevice: (userId, deviceId, code, reason) => chat.closeDevice(userId, deviceId, code, reason),
       onlineUsers: (userIds) => chat.onlineUsers(userIds),
     },
