@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { countingDb, scratchCassandra } from "../../../test/support/cassandra.js";
 import type { ChannelRecord, Id, NewMessage, StoredMessage } from "../../model/types.js";
+import { coMembersOf } from "../../presence/audience.js";
 import { uniqueId } from "../contract/helpers.js";
 import { CassandraChannelStore, CassandraMessageLog } from "./index.js";
 
@@ -68,5 +69,33 @@ describe("cassandra: the reads of a list of chats", function () {
     assert.equal(count.reads, 4);
     assert.ok([...(await counted.listMembersOf(ids)).values()].every((m) => m.length === 2));
     assert.equal(count.reads, 6);
+  });
+});
+
+describe("cassandra: the reads of a user's co-members (presence audiences, GetPresence)", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+
+  it("reads the counts and rosters of a user's chats a hundred chats at a time, leaving out those past maxMembers", async () => {
+    const channels = new CassandraChannelStore(storage().db, storage().messages);
+    const me = uniqueId();
+    const others: Id[] = [];
+    const group = async (members: Id[]) => {
+      const c: ChannelRecord = { channelId: uniqueId(), kind: "group", title: "g", createdAtMs: 1, createdBy: me };
+      await channels.createGroup(c, [me, ...members].map((userId, i) => ({ channelId: c.channelId, userId, role: i === 0 ? "owner" : "member", joinedAtMs: 1 + i, readSeq: 0n })));
+    };
+    for (let i = 0; i < 119; i++) {
+      others.push(uniqueId());
+      await group([others[i]!]);
+    }
+    const crowd = [uniqueId(), uniqueId()];
+    await group(crowd);
+
+    const { db, count } = countingDb(storage().db);
+    const counted = new CassandraChannelStore(db, storage().messages);
+    assert.deepStrictEqual(await coMembersOf(counted, me, 2), new Set(others));
+    // The index and 2 reads of member rows, then 2 of counts and 2 of rosters (242 before).
+    assert.equal(count.reads, 7);
+    assert.deepStrictEqual(await coMembersOf(counted, me), new Set([...others, ...crowd]));
   });
 });
