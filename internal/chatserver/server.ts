@@ -579,12 +579,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const member = await channels.getMember(channelId, userId);
     if (!member) throw new ChatError("not_a_member", "not a member of this channel");
     const readSeq = await channels.advanceReadSeq(channelId, userId, seq);
-    // A receipt that moves nothing tells nothing, as for the api's MarkRead: repeated, it was one fan-out each.
-    if (readSeq <= member.readSeq) return;
+    // Only a receipt that moved the position is news to the other members: one that moves nothing, repeated,
+    // was a fan-out to the whole group each time. The reader's own devices hear it either way (it was taken).
     // Across a block in a direct chat only the reader's own devices hear of it: the pair tell each other nothing.
     // memberIds first: it learns the pair that isBlocked asks about.
-    const memberIds = await this.members.memberIds(channelId);
-    const members = (await this.members.isBlocked(channelId, userId)) ? [userId] : memberIds;
+    const moved = readSeq > member.readSeq;
+    const memberIds = moved ? await this.members.memberIds(channelId) : [];
+    const members = moved && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
     await (this.deps.directory ?? this).pushToUsers(
       members,
       create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }),

@@ -26,7 +26,7 @@ describe("chatd system: typing and read receipts that tell nothing new are not f
   const receiptsOf = (d: TestDevice, userId: bigint) =>
     d.frames.flatMap((f) => (f.kind.case === "receipt" && f.kind.value.userId === userId ? [f.kind.value.seq] : []));
 
-  it("a ReadReceipt that moves nothing tells nobody; one that moves the position tells every member, as MarkRead does", async () => {
+  it("a ReadReceipt that moves nothing is told to the reader's own devices alone; one that moves the position to every member", async () => {
     const { alice, channelId, a, b } = await pairInAGroup();
     assert.equal((await b.send(channelId, "one")).kind.case, "sendAck");
     await a.waitForMessages(1);
@@ -39,6 +39,9 @@ describe("chatd system: typing and read receipts that tell nothing new are not f
     a.sendFrame({ kind: { case: "read", value: { channelId, seq: 2n } } });
     await waitFor(() => receiptsOf(b, alice.userId).includes(2n), "alice's receipt of 2 at bob's");
     assert.deepEqual(receiptsOf(b, alice.userId), [1n, 2n]);
+    // Alice's own device hears each of hers, which tells it the receipt was taken.
+    await waitFor(() => receiptsOf(a, alice.userId).length === 7, "alice's seven receipts at her own device");
+    assert.deepEqual(receiptsOf(a, alice.userId), [1n, 1n, 1n, 1n, 1n, 1n, 2n]);
     assert.deepEqual(a.errors(), []);
   });
 
