@@ -15,7 +15,8 @@ import { waitFor, waitOut } from "../support/wait.js";
  * each channel over the user's membership, gap-free and in channel order, each once.
  *
  * INVARIANT_SEED=<n> repeats a run (the seed is printed when one fails); INVARIANT_STEPS=<n>
- * makes it longer (default 300).
+ * makes it longer (default 300); INVARIANT_LOG=<n> keeps the last n steps for the failure's
+ * report (default 40).
  */
 
 const SEED = process.env.INVARIANT_SEED ? Number(process.env.INVARIANT_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -88,7 +89,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
 
   const note = (line: string) => {
     log.push(line);
-    if (log.length > 40) log.shift();
+    if (log.length > Number(process.env.INVARIANT_LOG ?? 40)) log.shift();
   };
   const api = (u: User) => apiClients(chatd.httpUrl, u.test.devices[0]!.token);
   const allDevs = () => users.flatMap((u) => u.devs);
@@ -276,16 +277,21 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     if (d && chance(0.5)) {
       note(`read ${chan.id} to ${seq} by receipt on ${d.name}`);
       const session = d.session;
-      const from = d.device.frames.length;
-      d.device.sendFrame({ kind: { case: "read", value: { channelId: chan.id, seq } } });
-      // The reader's own devices hear the receipt: then it is stored.
-      const heard = await waitFor(
-        () =>
-          d.device.frames.slice(from).some((f) => f.kind.case === "receipt" && f.kind.value.channelId === chan.id && f.kind.value.userId === u.test.userId && f.kind.value.seq >= seq) ||
-          (d.session !== session ? "gone" : undefined),
-        `the receipt of ${u.name}'s read of ${chan.id}`,
-      );
-      if (heard === "gone") return;
+      for (;;) {
+        const from = d.device.frames.length;
+        const ref = d.device.sendFrame({ kind: { case: "read", value: { channelId: chan.id, seq } } });
+        // The reader's own devices hear the receipt: then it is stored.
+        const heard = await waitFor(
+          () =>
+            d.device.frames.slice(from).find((f) => (f.kind.case === "receipt" && f.kind.value.channelId === chan.id && f.kind.value.userId === u.test.userId && f.kind.value.seq >= seq) || (f.ref === ref && f.kind.case === "error")) ??
+            (d.session !== session || d.device.closeCode !== undefined ? "gone" : undefined),
+          `the receipt of ${u.name}'s read of ${chan.id}`,
+        );
+        if (heard === "gone") return;
+        if (heard.kind.case !== "error") break;
+        if (heard.kind.value.code !== ErrorCode.RATE_LIMITED) throw new Violation(`${d.name}'s read of ${chan.id} refused: ${ErrorCode[heard.kind.value.code]} ${heard.kind.value.message}`);
+        await waitOut(heard.kind.value.retryAfterMs);
+      }
     } else {
       note(`read ${chan.id} to ${seq} by MarkRead`);
       await api(u).messages.markRead({ channelId: chan.id, seq });
