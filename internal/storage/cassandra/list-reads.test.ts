@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { countingDb, scratchCassandra } from "../../../test/support/cassandra.js";
-import type { ChannelRecord, Id, NewMessage, StoredMessage } from "../../model/types.js";
+import type { ChannelRecord, Id, NewMessage, StoredMessage, UserRecord } from "../../model/types.js";
 import { coMembersOf } from "../../presence/audience.js";
-import { uniqueId } from "../contract/helpers.js";
-import { CassandraChannelStore, CassandraMessageLog } from "./index.js";
+import { uniqueId, uniqueName } from "../contract/helpers.js";
+import { CassandraAccountStore, CassandraChannelStore, CassandraMessageLog } from "./index.js";
 
 /** What a list of a user's chats reads, by the request: a user in hundreds of chats cost hundreds of reads a call. */
 describe("cassandra: the reads of a list of chats", function () {
@@ -97,5 +97,31 @@ describe("cassandra: the reads of a user's co-members (presence audiences, GetPr
     // The index and 2 reads of member rows, then 2 of counts and 2 of rosters (242 before).
     assert.equal(count.reads, 7);
     assert.deepStrictEqual(await coMembersOf(counted, me), new Set([...others, ...crowd]));
+  });
+});
+
+describe("cassandra: the reads of many users' profiles and presence settings (ListFriends, GetUsers, GetPresence)", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+
+  it("reads them a hundred users at a time, in the order asked", async () => {
+    const accounts = new CassandraAccountStore(storage().db);
+    const users: UserRecord[] = [];
+    for (let i = 0; i < 120; i++) {
+      const u: UserRecord = { userId: uniqueId(), username: uniqueName("u_"), displayName: `u${i}`, passwordHash: "h", createdAtMs: 1 };
+      await accounts.createUser(u);
+      if (i % 2 === 0) await accounts.setPresenceVisibility(u.userId, "friends");
+      users.push(u);
+    }
+    const ids = [uniqueId(), ...users.map((u) => u.userId).reverse()];
+
+    const { db, count } = countingDb(storage().db);
+    const counted = new CassandraAccountStore(db);
+    assert.deepStrictEqual(await counted.getUsers(ids), [...users].reverse());
+    // A read per user before.
+    assert.equal(count.reads, 2);
+    const settings = await counted.getPresenceVisibility(ids);
+    assert.equal(count.reads, 4);
+    assert.deepStrictEqual(settings, new Map(users.filter((_, i) => i % 2 === 0).map((u) => [u.userId, "friends"])));
   });
 });
