@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { scratchCassandra } from "../../test/support/cassandra.js";
+import { countingDb, scratchCassandra } from "../../test/support/cassandra.js";
 import { connectRedis, uniqueName } from "../../test/support/engines.js";
 import { CassandraLastSeenLog } from "./cassandra.js";
 import { RedisPresenceStore } from "./redis.js";
@@ -22,6 +22,15 @@ describe("CassandraLastSeenLog", function () {
     await log.record([{ userId: b, atMs: T + 30 }], T - 90 * DAY);
     assert.deepEqual(await log.read([a, b, c], 0), new Map([[a, T + 20], [b, T + 30]]));
     assert.deepEqual(await log.read([a, b], T + 20), new Map([[b, T + 30]]), "only times later than the cutoff");
+  });
+
+  it("reads the last seens of a hundred users at a time", async () => {
+    const users = Array.from({ length: 150 }, () => id());
+    await new CassandraLastSeenLog(storage().db).record(users.map((userId, i) => ({ userId, atMs: T + i })), T - 90 * DAY);
+    const { db, count } = countingDb(storage().db);
+    assert.deepEqual(await new CassandraLastSeenLog(db).read([id(), ...users], 0), new Map(users.map((u, i) => [u, T + i])));
+    // A read per user before.
+    assert.equal(count.reads, 2);
   });
 
   it("ends a row at the retention (its TTL), and writes none already past it", async () => {
