@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { join } from "node:path";
 import cassandra from "cassandra-driver";
 import { engineConfig } from "../../../test/support/engines.js";
@@ -66,4 +67,27 @@ describe("cassandra client", function () {
       .catch(() => assert.fail(`the probe still ran ${Date.now() - shutDownAt} ms after its client shut down`));
     assert.equal(await exited, 0);
   });
+
+  // The driver left a connection that closed before it was ready with a pending request and a
+  // heartbeat timer, which held the process about 60 s after shutdown().
+  for (const [probeCase, what] of [["reset", "Cassandra reset its connections"], ["connecting", "it was still connecting"]] as const) {
+    it(`leaves nothing running after shutdown once ${what}`, async () => {
+      const child = (probe = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "session.shutdown-probe.ts")], {
+        env: { ...process.env, PROBE_CASE: probeCase, CASSANDRA_TARGET: engineConfig().cassandraContactPoints[0]!, CASSANDRA_DC: engineConfig().cassandraDc },
+        stdio: ["ignore", "pipe", "inherit"],
+      }));
+      let text = "";
+      child.stdout!.on("data", (d) => (text += String(d)));
+      const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+      await Promise.race([
+        waitFor(() => text.includes("shut down"), "the probe's client shut down", 60_000, 20),
+        exited.then(([code]) => assert.fail(`the probe exited ${code} before its client shut down`)),
+      ]);
+      const shutDownAt = performance.now();
+      const bound = new Promise<"running">((resolve) => setTimeout(resolve, 15_000, "running").unref());
+      const outcome = await Promise.race([exited, bound]);
+      assert.notEqual(outcome, "running", `the probe still ran ${Math.round(performance.now() - shutDownAt)} ms after its client shut down`);
+      assert.deepEqual(outcome, [0, null]);
+    });
+  }
 });

@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import cassandra from "cassandra-driver";
 import { LruMap } from "../../cache/lru-map.js";
 import { ChatError } from "../../model/errors.js";
@@ -80,6 +81,29 @@ function shutDownRemovedHost(host: cassandra.Host): void {
   // Closing sockets nothing uses: a failure there leaves nothing to undo.
   h.shutdown?.(false).catch(() => {});
 }
+
+/**
+ * cassandra-driver 4.10 leaves a connection whose socket closes before it is
+ * ready (Cassandra reset it, or the process shut the client down while it
+ * connected) with its timers running: the socket's close handler marks it
+ * closed and then calls close(), which returns at once for a connection that
+ * is neither connected nor open, so its pending STARTUP (12 s) and its idle
+ * heartbeat (30 s, re-armed once by the heartbeat it sends) were never
+ * cleared, and held the process about 60 s after shutdown(). Such a close
+ * now fails what the connection holds at once, which clears both.
+ */
+interface DriverConnection {
+  connected: boolean;
+  isSocketOpen: boolean;
+  clearAndInvokePending(err?: unknown): void;
+  close(callback?: () => void): void;
+}
+const { prototype: connection } = createRequire(import.meta.url)("cassandra-driver/lib/connection.js") as { prototype: DriverConnection };
+const driverClose = connection.close;
+connection.close = function (this: DriverConnection, callback) {
+  if (!this.connected && !this.isSocketOpen) this.clearAndInvokePending();
+  driverClose.call(this, callback);
+};
 
 function serialLevel(s: SerialLevel | undefined): number {
   return s === "serial" ? types.consistencies.serial : types.consistencies.localSerial;
