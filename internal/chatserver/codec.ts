@@ -5,6 +5,7 @@ import { ChatError } from "../model/errors.js";
 import type { InboxEntry, StoredMessage } from "../model/types.js";
 import { encodeDeliveryFrame, encodeMessage, encodeStoredMessage } from "../wire/message-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
+import { readClientFrame } from "../wire/client-frame-read.js";
 import type { FrameEncoding } from "./port.js";
 
 /**
@@ -21,7 +22,7 @@ export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEnco
       return fromJsonString(ClientFrameSchema, text);
     }
     if (typeof data === "string") throw new Error("text frame on a binary (chat.v1.proto) session");
-    return fromBinary(ClientFrameSchema, data);
+    return readClientFrame(data) ?? fromBinary(ClientFrameSchema, data);
   } catch (err) {
     throw new ChatError("invalid_frame", `malformed ClientFrame: ${(err as Error).message}`);
   }
