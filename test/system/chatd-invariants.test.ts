@@ -31,6 +31,9 @@ interface Dev {
   connected: boolean;
   /** Bumped on every connect and disconnect, so a send waiting for its reply sees the session go. */
   session: number;
+  /** Where this session's entries start in `device.received`, and whether it asked to sync (which may repeat some). */
+  sessionFrom: number;
+  askedSync: boolean;
 }
 
 interface User {
@@ -108,15 +111,22 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
 
   async function connect(d: Dev): Promise<void> {
     const before = d.device.cursor;
+    // Drawn before any await, so that devices connecting at once draw in the same order every run.
+    const askSync = chance(0.3);
     await d.device.connect(chatd.wsUrl);
     const w = d.device.welcome();
     if (!w) throw new Violation(`${d.name} was refused on connect: ${d.device.closeCode} ${d.device.closeReason}`);
     d.connected = true;
     d.session++;
+    d.sessionFrom = d.device.received.length;
+    d.askedSync = false;
     // The server holds one cursor per device, moved only by that device's acks.
     if (w.deviceCursor > before) throw new Violation(`${d.name}: the welcome's cursor ${w.deviceCursor} is past what the device stored (${before})`);
     if (w.headInboxSeq < before) throw new Violation(`${d.name}: the welcome's head ${w.headInboxSeq} is behind what the device stored (${before})`);
-    if (chance(0.3)) d.device.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: before } } });
+    if (askSync) {
+      d.askedSync = true;
+      d.device.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: before } } });
+    }
     for (const s of sends.values()) if (s.dev === d && s.pending && s.inFlight === 0) startSend(s);
   }
 
@@ -222,6 +232,13 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
   async function stepReconnect(): Promise<void> {
     const d = pick(allDevs().filter((x) => !x.connected));
     if (!d) return;
+    if (chance(0.3)) {
+      // All of the user's devices at once, as after the network came back.
+      const all = d.user.devs.filter((x) => !x.connected);
+      note(`reconnect ${all.map((x) => `${x.name} from ${x.device.cursor}`).join(", ")} at once`);
+      await Promise.all(all.map((x) => connect(x)));
+      return;
+    }
     note(`reconnect ${d.name} from ${d.device.cursor}`);
     await connect(d);
   }
@@ -413,6 +430,10 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
         const entries = d.device.entries;
         assert.deepEqual(entries.map((e) => e.inboxSeq), entries.map((_, i) => BigInt(i + 1)), `${d.name}: inbox seqs gap-free from 1, each once`);
         assert.equal(new Set(entries.map((e) => e.message!.messageId)).size, entries.length, `${d.name}: a message twice`);
+        if (!d.askedSync) {
+          const session = d.device.received.slice(d.sessionFrom);
+          assert.equal(new Set(session).size, session.length, `${d.name}: an inbox seq sent twice in one session`);
+        }
         const got = new Map<bigint, bigint[]>();
         for (const e of entries) {
           const m = e.message!;
@@ -492,7 +513,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
       const deviceCount = 1 + Math.floor(rnd() * 3);
       for (let j = 1; j < deviceCount; j++) await addDevice(chatd.httpUrl, test);
       for (const [j, cred] of test.devices.entries()) {
-        u.devs.push({ user: u, name: `u${i}d${j}`, deviceId: cred.deviceId, device: new TestDevice(chatd.wsUrl, cred.token), connected: false, session: 0 });
+        u.devs.push({ user: u, name: `u${i}d${j}`, deviceId: cred.deviceId, device: new TestDevice(chatd.wsUrl, cred.token), connected: false, session: 0, sessionFrom: 0, askedSync: false });
       }
       users.push(u);
       reads.set(u, new Map());
