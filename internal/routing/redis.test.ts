@@ -3,6 +3,9 @@
 // would), plus the key layout. Fails (never skips) when Redis is unreachable.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import pino from "pino";
+import { TcpProxy } from "../../test/support/tcp-proxy.js";
+import { waitFor } from "../../test/support/wait.js";
 import { connectRedis, engineConfig, uniqueName } from "../../test/support/engines.js";
 import { sessionRoutesContract } from "./contract.js";
 import { RedisSessionRoutes } from "./redis.js";
@@ -112,6 +115,32 @@ describe("RedisSessionRoutes on a real Redis", function () {
       client.routeTouch = touch;
       await wipe(admin, keyPrefix);
       await admin.quit();
+    }
+  });
+
+  it("warns once when Redis goes away, not at every reconnect, and says when it answers again", async () => {
+    const lines: Array<{ level: number; msg: string; failures?: number }> = [];
+    const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const proxy = await TcpProxy.start(new URL(engineConfig().redisUrl).host);
+    const routes = new RedisSessionRoutes({ url: `redis://${proxy.address}`, keyPrefix: `${uniqueName("test:routes")}:`, logger });
+    try {
+      await routes.connect();
+      proxy.cut("refuse");
+      const errors = () => lines.filter((l) => l.msg.startsWith("redis (session routes) connection error"));
+      await waitFor(() => errors().length >= 3, "three failed reconnects", 20_000);
+      assert.deepEqual(
+        errors().map((l) => l.level),
+        [40, ...errors().slice(1).map(() => 20)],
+        "one warning, the rest debug",
+      );
+      await proxy.restore();
+      await waitFor(() => lines.some((l) => l.msg === "redis (session routes) answers again"), "the line saying Redis answers again", 20_000);
+      const back = lines.find((l) => l.msg === "redis (session routes) answers again")!;
+      assert.ok(back.failures! >= 3, `failures ${back.failures}`);
+      assert.equal(lines.filter((l) => l.level >= 40).length, 1);
+    } finally {
+      await routes.close();
+      await proxy.close();
     }
   });
 

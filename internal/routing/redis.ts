@@ -88,6 +88,9 @@ export class RedisSessionRoutes implements SessionRoutes {
   private readonly prefix: string;
   private readonly chunk: number;
   private lastError: Error | undefined;
+  /** When the current run of connection errors began (performance.now()), and its length. */
+  private failingSince: number | undefined;
+  private failures = 0;
   private readonly resetListeners: (() => void)[] = [];
   private readies = 0;
   /** server id -> user -> the value this process last wrote to the entry. */
@@ -116,15 +119,30 @@ export class RedisSessionRoutes implements SessionRoutes {
         connectTimeout: 3_000,
         retryStrategy: (times) => Math.min(times * 100, 2_000),
       });
+      // ioredis reports every failed reconnect (up to one each 2 s through an
+      // outage): one warning says Redis is away, the rest are debug, and the
+      // line on its return says for how long and how many tries failed.
       client.on("error", (err: Error) => {
         this.lastError = err;
-        options.logger?.warn({ err }, "redis (session routes) connection error");
+        if (this.failingSince === undefined) {
+          this.failingSince = performance.now();
+          this.failures = 1;
+          options.logger?.warn({ err }, "redis (session routes) connection error; retrying");
+        } else {
+          this.failures++;
+          options.logger?.debug({ err }, "redis (session routes) connection error");
+        }
       });
       this.ownsClient = true;
     }
     // Every "ready" after the first is a reconnect: the server may have
     // restarted empty, since routes are soft state.
     client.on("ready", () => {
+      if (this.failingSince !== undefined) {
+        const failingMs = Math.round(performance.now() - this.failingSince);
+        options.logger?.info({ failures: this.failures, failingMs }, "redis (session routes) answers again");
+        this.failingSince = undefined;
+      }
       if (this.readies++ === 0) return;
       for (const l of this.resetListeners) l();
     });
