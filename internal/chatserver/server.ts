@@ -432,7 +432,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * where building the frames as protobuf objects cost more than the
    * encoding.
    */
-  async pushEntries(items: readonly { userId: Id; entry: InboxEntry }[]): Promise<ReadonlySet<Id>> {
+  pushEntries(items: readonly { userId: Id; entry: InboxEntry }[]): ReadonlySet<Id> {
     const reached = new Set<Id>();
     let message: StoredMessageBytes | undefined;
     for (const { userId, entry } of items) {

@@ -1392,7 +1392,7 @@ describe("live delivery of stored entries (pushEntries)", () => {
     }
     await waitFor(() => sent.length === 2, "both welcomes");
     sent.length = 0;
-    const reached = await server.pushEntries([
+    const reached = server.pushEntries([
       { userId: 1n, entry: { inboxSeq: 1n, message } },
       { userId: 3n, entry: { inboxSeq: 9n, message } },
     ]);

@@ -16,12 +16,12 @@ export interface SessionDirectory {
    */
   pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>>;
   /**
-   * Stored inbox entries handed on as they are, for a directory in this
-   * process: it encodes each message once, and only for users it holds a
-   * session of, rather than being handed a ServerFrame per entry. Resolves as
-   * pushMany does; a message's entries come together.
+   * Stored inbox entries handed on as they are, at once, for a directory in
+   * this process: it encodes each message once, and only for users it holds
+   * a session of, rather than being handed a ServerFrame per entry. Returns
+   * what pushMany resolves to; a message's entries come together.
    */
-  pushEntries?(items: readonly { userId: Id; entry: InboxEntry }[]): Promise<ReadonlySet<Id>>;
+  pushEntries?(items: readonly { userId: Id; entry: InboxEntry }[]): ReadonlySet<Id>;
   /** Closes the sessions of one device (logout, revocation); resolves to how many, where the directory can tell. */
   closeDevice(userId: Id, deviceId: Id, code: number, reason: string): Promise<number | void>;
   /** Users among the given ones with at least one open session. */

@@ -60,7 +60,7 @@ describe("deliverLive", () => {
   it("hands a directory that takes stored entries the entries themselves, and notifies those it did not reach", async () => {
     const { dir, pushed, calls } = directory([1n, 3n], true);
     const handed: { userId: Id; entry: InboxEntry }[] = [];
-    dir.pushEntries = async (items) => {
+    dir.pushEntries = (items) => {
       handed.push(...items);
       return new Set([1n, 3n]);
     };
@@ -121,6 +121,17 @@ describe("deliverLive", () => {
     const offline: Id[] = [];
     await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
     assert.deepEqual(offline, [1n, 2n, 3n]);
+  });
+
+  it("asks who is online when a directory in this process fails to take the entries, and still resolves", async () => {
+    const { dir, calls } = directory([1n], true);
+    dir.pushEntries = () => {
+      throw new Error("a session's socket threw");
+    };
+    const offline: Id[] = [];
+    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
+    assert.deepEqual(offline, [2n, 3n]);
+    assert.equal(calls.onlineUsers, 1);
   });
 
   it("rejects when a notification cannot be queued, so the batch comes again; a failed live push alone does not", async () => {

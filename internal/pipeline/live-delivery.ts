@@ -35,10 +35,27 @@ export interface LiveEntry {
  * who is online fails (Redis away), every recipient is taken as offline: a
  * notification too many beats one missing.
  */
-export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
-  if (fresh.length === 0) return;
+export function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
+  if (fresh.length === 0) return DONE;
+  const { sessions } = deps;
+  if (sessions.pushEntries === undefined) return deliverRemote(deps, fresh);
+  // A directory in this process takes the entries at once: the common case, everyone reached, then
+  // costs no promise nor async function's frame (this runs for every message).
+  let online: ReadonlySet<Id> | undefined;
+  try {
+    online = sessions.pushEntries(fresh);
+    observeLatency(deps, fresh);
+  } catch (err) {
+    pushFailed(deps, err);
+  }
+  if (online !== undefined && allReached(fresh, online)) return DONE;
+  return deps.onOffline ? notifyOffline(deps, deps.onOffline, fresh, online) : DONE;
+}
+
+const DONE = Promise.resolve();
+
+async function deliverRemote(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<void> {
   const online = await pushToSessions(deps, fresh);
-  // The common case, everyone reached, costs no arrays nor promises: this runs for every message.
   if (online !== undefined && allReached(fresh, online)) return;
   if (deps.onOffline) await notifyOffline(deps, deps.onOffline, fresh, online);
 }
@@ -47,21 +64,26 @@ export async function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEn
 async function pushToSessions(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): Promise<ReadonlySet<Id> | undefined> {
   try {
     const { sessions } = deps;
+    const items = entryFrames(fresh);
     let online: ReadonlySet<Id> | undefined;
-    if (sessions.pushEntries) online = await sessions.pushEntries(fresh);
-    else {
-      const items = entryFrames(fresh);
-      if (sessions.pushMany) online = await sessions.pushMany(items);
-      else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
-    }
-    const now = Date.now();
-    for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
+    if (sessions.pushMany) online = await sessions.pushMany(items);
+    else for (const i of items) await sessions.pushToUsers([i.userId], i.frame);
+    observeLatency(deps, fresh);
     return online;
   } catch (err) {
-    deps.metrics?.engineErrors.inc({ op: "deliver" });
-    deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
+    pushFailed(deps, err);
     return undefined;
   }
+}
+
+function observeLatency(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): void {
+  const now = Date.now();
+  for (const { entry } of fresh) deps.metrics?.deliveryLatency.observe(Math.max(0, now - entry.message.sentAtMs) / 1000);
+}
+
+function pushFailed(deps: LiveDeliveryDeps, err: unknown): void {
+  deps.metrics?.engineErrors.inc({ op: "deliver" });
+  deps.logger?.warn({ err }, "live delivery failed; sessions will catch up from their cursors");
 }
 
 /** Each entry's delivery frame. The members' entries of one message share its Message, which the codec then encodes once. */
