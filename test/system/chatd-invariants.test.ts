@@ -27,6 +27,7 @@ interface Dev {
   user: User;
   name: string;
   deviceId: bigint;
+  token: string;
   device: TestDevice;
   connected: boolean;
   /** Bumped on every connect and disconnect, so a send waiting for its reply sees the session go. */
@@ -214,12 +215,29 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     }
   }
 
-  function stepResendOld(): void {
+  async function stepResendOld(): Promise<void> {
+    if (chance(0.4)) return resendByApi();
     const acked = [...sends.values()].filter((s) => s.ackIds.size > 0 && s.dev.connected && s.chan.members.has(s.dev.user));
     if (acked.length === 0) return;
     const s = pick(acked);
     note(`resend ${s.key} on ${s.dev.name}`);
     startSend(s);
+  }
+
+  /**
+   * A send again over the api's SendMessage, as the same device (its token): one acked before, or
+   * one whose session went before its ack (a client falling back to HTTP). Same key, same message.
+   */
+  async function resendByApi(): Promise<void> {
+    const candidates = [...sends.values()].filter((s) => s.inFlight === 0 && (s.ackIds.size > 0 || s.pending) && s.chan.members.has(s.dev.user));
+    if (candidates.length === 0) return;
+    const s = pick(candidates);
+    note(`resend ${s.key} of ${s.dev.name} over the api`);
+    const res = await apiClients(chatd.httpUrl, s.dev.token).messages.sendMessage({ clientMsgId: s.key, channelId: s.chan.id, text: s.text });
+    if (s.ackIds.size > 0 && !res.duplicate) throw new Violation(`${s.key} acked before, sent again over the api: not a duplicate`);
+    s.ackIds.add(res.messageId);
+    s.pending = false;
+    if (s.ackIds.size > 1) throw new Violation(`${s.key} was acked with ${s.ackIds.size} message ids: ${[...s.ackIds].join(", ")}`);
   }
 
   async function stepDisconnect(): Promise<void> {
@@ -513,7 +531,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
       const deviceCount = 1 + Math.floor(rnd() * 3);
       for (let j = 1; j < deviceCount; j++) await addDevice(chatd.httpUrl, test);
       for (const [j, cred] of test.devices.entries()) {
-        u.devs.push({ user: u, name: `u${i}d${j}`, deviceId: cred.deviceId, device: new TestDevice(chatd.wsUrl, cred.token), connected: false, session: 0, sessionFrom: 0, askedSync: false });
+        u.devs.push({ user: u, name: `u${i}d${j}`, deviceId: cred.deviceId, token: cred.token, device: new TestDevice(chatd.wsUrl, cred.token), connected: false, session: 0, sessionFrom: 0, askedSync: false });
       }
       users.push(u);
       reads.set(u, new Map());
@@ -541,7 +559,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     for (let step = 1; step <= STEPS; step++) {
       const r = rnd();
       if (r < 0.45) stepSend();
-      else if (r < 0.5) stepResendOld();
+      else if (r < 0.5) await stepResendOld();
       else if (r < 0.6) await stepDisconnect();
       else if (r < 0.72) await stepReconnect();
       else if (r < 0.8) await stepMembership();
