@@ -114,12 +114,13 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     const before = d.device.cursor;
     // Drawn before any await, so that devices connecting at once draw in the same order every run.
     const askSync = chance(0.3);
+    const sessionFrom = d.device.received.length;
     await d.device.connect(chatd.wsUrl);
     const w = d.device.welcome();
     if (!w) throw new Violation(`${d.name} was refused on connect: ${d.device.closeCode} ${d.device.closeReason}`);
     d.connected = true;
     d.session++;
-    d.sessionFrom = d.device.received.length;
+    d.sessionFrom = sessionFrom;
     d.askedSync = false;
     // The server holds one cursor per device, moved only by that device's acks.
     if (w.deviceCursor > before) throw new Violation(`${d.name}: the welcome's cursor ${w.deviceCursor} is past what the device stored (${before})`);
