@@ -12,7 +12,9 @@ export interface SessionDirectory {
   /**
    * Many (user, frame) pairs at once, so a remote directory can batch them per
    * server. Resolves to the users it found an open session for, so that
-   * telling who is offline takes no second lookup.
+   * telling who is offline takes no second lookup. Rejects only when it could
+   * not tell (the routes could not be read): the caller takes every user as
+   * not reached, without a second lookup.
    */
   pushMany?(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>>;
   /**

@@ -112,15 +112,18 @@ describe("deliverLive", () => {
 
   it("notifies every recipient when who is online cannot be told (Redis away), and still resolves", async () => {
     const away = new Error("redis: connection refused");
+    let lookups = 0;
     const dir: SessionDirectory = {
       pushToUsers: async () => Promise.reject(away),
-      pushMany: async () => Promise.reject(away),
+      pushMany: async () => (lookups++, Promise.reject(away)),
       closeDevice: async () => {},
-      onlineUsers: async () => Promise.reject(away),
+      onlineUsers: async () => (lookups++, Promise.reject(away)),
     };
     const offline: Id[] = [];
     await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);
     assert.deepEqual(offline, [1n, 2n, 3n]);
+    // The push's failed lookup is the answer: asking who is online again waited on the same outage twice per batch.
+    assert.equal(lookups, 1);
   });
 
   it("asks who is online when a directory in this process fails to take the entries, and still resolves", async () => {

@@ -72,9 +72,14 @@ async function pushToSessions(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[
     return online;
   } catch (err) {
     pushFailed(deps, err);
-    return undefined;
+    // pushMany fails only when it could not look up who is online (Redis away):
+    // asking again would be the same lookup, a second wait on the same outage
+    // for every batch. Nobody was reached, so everyone is notified.
+    return deps.sessions.pushMany ? NOBODY : undefined;
   }
 }
+
+const NOBODY: ReadonlySet<Id> = new Set();
 
 function observeLatency(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[]): void {
   const now = Date.now();
