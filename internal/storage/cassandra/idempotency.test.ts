@@ -31,7 +31,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
     once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect"],
   },
   inbox: {
-    again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText"],
+    again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "dedupsOf", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText"],
     once: [],
   },
   log: {

@@ -9,8 +9,9 @@ import { readSlices } from "./budgeted-read.js";
 import { toMessage } from "./message-log.js";
 import type { AppendStats } from "./metrics.js";
 import { NewestEntries } from "./newest.js";
+import { GatheredReads } from "./gathered-reads.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
-import { big, FANOUT, mapLimit, msCell, type Db, type Row } from "./session.js";
+import { big, FANOUT, IN_PARTITIONS, mapLimit, msCell, type Db, type Row } from "./session.js";
 
 const BASE = "message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms";
 /** Set on a change's entry (target_seq, reaction), an edited or deleted copy, a reply, or a note; schema 1's inbox_heads lacks them. */
@@ -50,6 +51,9 @@ export class CassandraInbox implements Inbox {
   private readonly appender: SequencedAppender<StoredMessage, InboxEntry>;
   private readonly newest: NewestEntries;
   private readonly q;
+  /** The appends' reads of one turn (a batch's, a group message's hundred members) as IN reads. */
+  private readonly headSeqs: GatheredReads<Id, bigint>;
+  private readonly dedups: GatheredReads<{ userId: Id; messageId: Id }, bigint>;
 
   constructor(
     private readonly db: Db,
@@ -72,6 +76,7 @@ export class CassandraInbox implements Inbox {
               WHERE user_id = ? AND bucket = ? AND inbox_seq >= ? AND inbox_seq <= ?`,
       firstKept: `SELECT inbox_seq FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq > ? LIMIT 1`,
       dedup: `SELECT inbox_seq FROM ${t("inbox_dedup")} WHERE user_id = ? AND message_id = ?`,
+      dedupsOf: `SELECT user_id, inbox_seq FROM ${t("inbox_dedup")} WHERE user_id IN ? AND message_id = ?`,
       putDedup: `INSERT INTO ${t("inbox_dedup")} (user_id, message_id, inbox_seq) VALUES (?, ?, ?) USING TTL ?`,
       cursor: `SELECT seq FROM ${t("inbox_cursors")} WHERE user_id = ? AND device_id = ?`,
       putCursor: `INSERT INTO ${t("inbox_cursors")} (user_id, device_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`,
@@ -81,6 +86,21 @@ export class CassandraInbox implements Inbox {
       emptyText: `DELETE text FROM ${t("inbox")} USING TIMESTAMP ? WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", BASE, CHANGE_COLS);
+    this.headSeqs = new GatheredReads(async (userIds) => {
+      const rows = await this.newest.columnsOf(userIds, "last_seq", IN_PARTITIONS);
+      return new Map([...rows].map(([userId, r]) => [userId.toString(), big(r.get("last_seq"))]));
+    }, String);
+    this.dedups = new GatheredReads(async (keys) => {
+      const found = new Map<string, bigint>();
+      const byMessage = new Map<Id, Id[]>();
+      for (const { userId, messageId } of keys) byMessage.set(messageId, [...(byMessage.get(messageId) ?? []), userId]);
+      await Promise.all(
+        [...byMessage].map(async ([messageId, userIds]) => {
+          for (const r of await db.rows(this.q.dedupsOf, [userIds, messageId])) found.set(`${big(r.get("user_id"))}/${messageId}`, big(r.get("inbox_seq")));
+        }),
+      );
+      return found;
+    }, ({ userId, messageId }) => `${userId}/${messageId}`);
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
@@ -211,11 +231,11 @@ export class CassandraInbox implements Inbox {
     const { db, q } = this;
     return {
       readHead: (userId) => this.readHead(userId),
-      readHeadSeq: (userId) => this.head(userId),
+      readHeadSeq: async (userId) => (await this.headSeqs.read(userId)) ?? 0n,
       // The dedup key is the message id: a repeat is always the same message.
       findSeq: async (userId, m) => {
-        const d = await db.one(q.dedup, [userId, m.messageId]);
-        return d ? { seq: big(d.get("inbox_seq")), sameRecord: true } : undefined;
+        const seq = await this.dedups.read({ userId, messageId: m.messageId });
+        return seq === undefined ? undefined : { seq, sameRecord: true };
       },
       readEntry: (userId, inboxSeq) => this.row(userId, inboxSeq),
       writeEntry: (userId, e) =>

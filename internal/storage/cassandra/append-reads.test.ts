@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { scratchCassandra } from "../../../test/support/cassandra.js";
+import type { Id, StoredMessage } from "../../model/types.js";
+import { uniqueId } from "../contract/helpers.js";
+import { CassandraInbox } from "./index.js";
+import type { Db } from "./session.js";
+
+/** A Db that counts its requests by the table they read or write. */
+function countingByTable(db: Db) {
+  const count = new Map<string, number>();
+  const execute = ((query: string, params?: unknown[], options?: object) => {
+    const kind = /^\s*(\w+)/.exec(query)![1]!.toUpperCase();
+    const table = /(?:FROM|INTO)\s+\w+\.(\w+)/i.exec(query)?.[1];
+    count.set(`${kind} ${table}`, (count.get(`${kind} ${table}`) ?? 0) + 1);
+    return db.client.execute(query, params, options);
+  }) as Db["client"]["execute"];
+  const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
+  return { db: Object.create(db, { client: { value: client } }) as Db, count };
+}
+
+/**
+ * What an inbox writer's batch reads: a group message is appended to a
+ * hundred members' inboxes at once, and each append reads its dedup row and
+ * its head. One request per member for each made a group message cost 200
+ * reads on top of its writes.
+ */
+describe("cassandra: the reads of the inbox appends of one batch", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+  const T = 1_767_225_600_000;
+  const msg = (channelId: Id, seq: bigint): StoredMessage => ({
+    messageId: uniqueId(), channelId, seq, senderUserId: uniqueId(), senderDeviceId: 1n, clientMsgId: `c${seq}`, text: `hi ${seq}`, sentAtMs: T,
+  });
+
+  it("reads the members' dedup rows and heads a hundred members per IN read, and still finds each repeat", async () => {
+    const { db, count } = countingByTable(storage().db);
+    const inbox = new CassandraInbox(db, 1000);
+    const members = Array.from({ length: 150 }, () => uniqueId());
+    const channelId = uniqueId();
+    const first = msg(channelId, 1n);
+    await Promise.all(members.map((u) => inbox.append(u, first)));
+    // One member's inbox moved on elsewhere (another writer): its head is read ahead of the cache.
+    const ahead = members[7]!;
+    const other = new CassandraInbox(storage().db, 1000);
+    const elsewhere = msg(uniqueId(), 1n);
+    await other.append(ahead, first);
+    await other.append(ahead, elsewhere);
+
+    count.clear();
+    const second = msg(channelId, 2n);
+    const appended = await Promise.all(members.map((u) => inbox.append(u, second)));
+    assert.deepStrictEqual(
+      Object.fromEntries(count),
+      // 150 members: 2 reads of each (was 150 of each); the member found ahead reads its dedup row again.
+      { "SELECT inbox_dedup": 3, "SELECT inbox_newest": 2, "INSERT inbox_newest": 150 },
+    );
+    assert.deepStrictEqual(
+      appended.map((a) => [a.entry.inboxSeq, a.duplicate]),
+      members.map((u) => [u === ahead ? 3n : 2n, false]),
+    );
+    // Appended again (a retried batch): every member's copy is found where it is.
+    const again = await Promise.all(members.map((u) => inbox.append(u, second)));
+    assert.deepStrictEqual(
+      again.map((a) => [a.entry.inboxSeq, a.duplicate]),
+      members.map((u) => [u === ahead ? 3n : 2n, true]),
+    );
+    assert.deepStrictEqual((await inbox.readAfter(ahead, 0n, 10)).map((e) => e.message.messageId), [first.messageId, elsewhere.messageId, second.messageId]);
+  });
+});
