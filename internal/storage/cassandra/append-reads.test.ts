@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { scratchCassandra } from "../../../test/support/cassandra.js";
 import type { Id, StoredMessage } from "../../model/types.js";
 import { uniqueId } from "../contract/helpers.js";
-import { CassandraInbox } from "./index.js";
+import { CassandraInbox, CassandraMessageLog } from "./index.js";
 import type { Db } from "./session.js";
 
 /** A Db that counts its requests by the table they read or write. */
@@ -30,6 +30,22 @@ describe("cassandra: the reads of the inbox appends of one batch", function () {
   const T = 1_767_225_600_000;
   const msg = (channelId: Id, seq: bigint): StoredMessage => ({
     messageId: uniqueId(), channelId, seq, senderUserId: uniqueId(), senderDeviceId: 1n, clientMsgId: `c${seq}`, text: `hi ${seq}`, sentAtMs: T,
+  });
+
+  it("reads the heads of a sequencer batch's channels a hundred channels per IN read", async () => {
+    const { db, count } = countingByTable(storage().db);
+    const log = new CassandraMessageLog(db, 1000);
+    const channels = Array.from({ length: 150 }, () => uniqueId());
+    const send = (channelId: Id, i: number) => ({
+      messageId: uniqueId(), channelId, senderUserId: 5n, senderDeviceId: 1n, clientMsgId: `s${i}`, text: `hi ${i}`, sentAtMs: T,
+    });
+    await Promise.all(channels.map((c) => log.append(send(c, 1))));
+    count.clear();
+    const stored = await Promise.all(channels.map((c) => log.append(send(c, 2))));
+    // 150 channels: 2 head reads (was 150); the dedup rows are still read one send at a time.
+    assert.equal(count.get("SELECT channel_newest"), 2);
+    assert.equal(count.get("SELECT message_dedup_by_device"), 150);
+    assert.deepStrictEqual(stored.map((s) => [s.message.seq, s.duplicate]), channels.map(() => [2n, false]));
   });
 
   it("reads the members' dedup rows and heads a hundred members per IN read, and still finds each repeat", async () => {

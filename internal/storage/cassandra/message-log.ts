@@ -7,6 +7,7 @@ import { bucketOf, bucketSlices, readRange } from "./buckets.js";
 import { readSlices } from "./budgeted-read.js";
 import { applyChange, decodeChange, encodeChange, NO_CHANGE, type ChangeCell } from "./change-cell.js";
 import type { AppendStats } from "./metrics.js";
+import { GatheredReads } from "./gathered-reads.js";
 import { NewestEntries } from "./newest.js";
 import { decodeReactions, encodeReaction, withReactions, type ReactionCell } from "./reaction-cell.js";
 import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
@@ -104,6 +105,8 @@ const logOnlyValues = (m: StoredMessage, absent: unknown) => [m.replyToSeq ?? ab
 export class CassandraMessageLog implements MessageLog {
   private readonly appender: SequencedAppender<NewMessage, StoredMessage>;
   private readonly newest: NewestEntries;
+  /** The appends' head reads of one turn (a sequencer batch's channels) as IN reads. */
+  private readonly headSeqs: GatheredReads<Id, bigint>;
   private readonly q;
   /** Until when (epoch ms) message_dedup is read too; 0 when never. Read once. */
   private legacyUntil: Promise<number> | undefined;
@@ -156,6 +159,10 @@ export class CassandraMessageLog implements MessageLog {
       upgradedAt: `SELECT value FROM ${t("meta")} WHERE key = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "channel_newest", legacy: "channel_heads" }, "channel_id", COLS, `change, ${LOG_ONLY}`);
+    this.headSeqs = new GatheredReads(async (channelIds) => {
+      const rows = await this.newest.columnsOf(channelIds, "last_seq", IN_PARTITIONS);
+      return new Map([...rows].map(([channelId, r]) => [channelId.toString(), big(r.get("last_seq"))]));
+    }, String);
     this.seqOps = this.ops();
     this.appender = new SequencedAppender(this.seqOps, headCacheSize);
   }
@@ -432,7 +439,7 @@ export class CassandraMessageLog implements MessageLog {
     const { db, q } = this;
     return {
       readHead: (channelId) => this.readHead(channelId),
-      readHeadSeq: (channelId) => this.headSeq(channelId),
+      readHeadSeq: async (channelId) => (await this.headSeqs.read(channelId)) ?? 0n,
       findSeq: async (channelId, m) => {
         const d = await this.findDedup(channelId, m);
         if (!d) return undefined;
