@@ -90,6 +90,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
   const initialMembers = new Map<Chan, Set<User>>();
   const log: string[] = [];
   let keyCounter = 0;
+  const restarts = { stopped: 0, killed: 0 };
 
   const note = (line: string) => {
     log.push(line);
@@ -336,10 +337,13 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     if (seq > (mine.get(chan) ?? 0n)) mine.set(chan, seq);
   }
 
+  /** Mostly a graceful stop; now and then a SIGKILL, which must lose nothing acked either. */
   async function stepRestart(): Promise<void> {
-    note("restart chatd");
-    await chatd.stop();
-    for (const d of allDevs()) if (d.connected) await waitFor(() => d.device.closeCode !== undefined, `${d.name} closed by the stop`);
+    const kill = chance(0.25);
+    note(kill ? "kill -9 chatd and start it again" : "restart chatd");
+    restarts[kill ? "killed" : "stopped"]++;
+    await (kill ? chatd.kill() : chatd.stop());
+    for (const d of allDevs()) if (d.connected) await waitFor(() => d.device.closeCode !== undefined, `${d.name} closed by the ${kill ? "kill" : "stop"}`);
     for (const d of allDevs()) if (d.connected) await disconnect(d);
     await settleSends();
     chatd = await startChatd({ dataDir, env });
@@ -582,7 +586,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     if (process.env.INVARIANT_STEPS) {
       const acked = [...sends.values()].filter((s) => s.ackIds.size > 0).length;
       const changes = chans.reduce((n, c) => n + c.changes.length, 0);
-      console.log(`seed ${SEED}: ${STEPS} steps, ${acked} messages acked in ${chans.length} channels, ${changes} membership changes, ${log.length} last steps kept`);
+      console.log(`seed ${SEED}: ${STEPS} steps, ${acked} messages acked in ${chans.length} channels, ${changes} membership changes, chatd stopped ${restarts.stopped} and killed ${restarts.killed} times`);
     }
   });
 });
