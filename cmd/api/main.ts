@@ -1,5 +1,4 @@
 import http from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -19,7 +18,7 @@ import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
-import { closableHttp2, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, createPublicHttpServer, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
@@ -147,7 +146,7 @@ const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (req.method === "OPTIONS") return void res.writeHead(204).end();
   connect(req, res);
 };
-const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
+const httpServer: http.Server = createPublicHttpServer(tls, handleHttp);
 const grpcHandler = withSpecGrpcMessages(connect);
 const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);

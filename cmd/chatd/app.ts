@@ -1,7 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { listen } from "../../internal/observability/listen.js";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -22,7 +21,7 @@ import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
-import { closableHttp2, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, createPublicHttpServer, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { DirectSubmitter } from "../../internal/pipeline/direct-submitter.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
@@ -272,7 +271,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // grpc.health.v1 says what /healthz says: NOT_SERVING while chat.db cannot be written.
   const healthFollower = followChecks(health, checks, { logger });
   await healthFollower.ready;
-  const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
+  const httpServer: http.Server = createPublicHttpServer(tls, handleHttp);
   const gateway = new WebSocketGateway({
     path: "/ws",
     verifier,

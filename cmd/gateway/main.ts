@@ -1,5 +1,4 @@
 import http from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Gauge } from "prom-client";
@@ -17,7 +16,7 @@ import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
-import { closableHttp2, startPublicOps } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, createPublicHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readGatewayConfig } from "./config.js";
@@ -63,7 +62,7 @@ const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (!ops.serve(req, res)) res.writeHead(404).end();
 };
-const httpServer: http.Server = tls ? https.createServer(tls, handleHttp) : http.createServer(handleHttp);
+const httpServer: http.Server = createPublicHttpServer(tls, handleHttp);
 const gateway = new WebSocketGateway({
   path: "/ws",
   verifier,

@@ -1,4 +1,5 @@
 import http from "node:http";
+import https from "node:https";
 import type http2 from "node:http2";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { AddressInfo } from "node:net";
@@ -60,6 +61,23 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options
       begin(1);
     },
   };
+}
+
+/**
+ * How long a public listener keeps an idle keep-alive connection: past the
+ * 60 s idle timeout of the usual load balancers and the 5 s after which
+ * Node's own agent drops one. The side that idles longer must be the one to
+ * close, or a request sent as the server closes the connection fails
+ * ("socket hang up", a 502 at the balancer); Node's default is 5 s, a tie
+ * with its own clients.
+ */
+export const PUBLIC_KEEP_ALIVE_MS = 65_000;
+
+/** The HTTP(S) listener of a public role (Connect, gRPC-Web, WebSocket upgrades). */
+export function createPublicHttpServer(tls: https.ServerOptions | undefined, handler: http.RequestListener): http.Server {
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
+  server.keepAliveTimeout = PUBLIC_KEEP_ALIVE_MS;
+  return server;
 }
 
 /** A small HTTP listener for /metrics and /healthz, for processes with no HTTP listener of their own. */

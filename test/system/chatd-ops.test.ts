@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import http from "node:http";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import Database from "better-sqlite3";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, ServingStatus } from "../../internal/grpc/health.js";
+import { PUBLIC_KEEP_ALIVE_MS } from "../../internal/observability/lifecycle.js";
 import { signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -29,6 +31,21 @@ describe("chatd operations", function () {
   });
   // A chatd a failing test started and lost track of (a second one that was not refused).
   after(() => stopAll());
+
+  it("keeps an idle keep-alive connection on the public port 65 s and says so, longer than Node's agent keeps one (5 s, the server's default: a tie that fails requests with 'socket hang up')", async () => {
+    const chatd = await startChatd();
+    started.push(chatd);
+    dirs.push(chatd.dataDir);
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${chatd.httpUrl}/healthz`, { agent }, resolve).on("error", reject));
+      res.resume();
+      assert.equal(res.headers["keep-alive"], `timeout=${PUBLIC_KEEP_ALIVE_MS / 1000}`);
+      assert.ok(PUBLIC_KEEP_ALIVE_MS > 60_000, "past a load balancer's usual 60 s idle timeout");
+    } finally {
+      agent.destroy();
+    }
+  });
 
   it("serves /metrics on CHAT_OPS_PORT's listener and not on the public port, whose /healthz stays; without it, both on the public port", async () => {
     const split = await startChatd({ env: { CHAT_OPS_PORT: "0" } });
