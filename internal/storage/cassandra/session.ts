@@ -100,10 +100,13 @@ interface DriverConnection {
 }
 const { prototype: connection } = createRequire(import.meta.url)("cassandra-driver/lib/connection.js") as { prototype: DriverConnection };
 const driverClose = connection.close;
-connection.close = function (this: DriverConnection, callback) {
-  if (!this.connected && !this.isSocketOpen) this.clearAndInvokePending();
-  driverClose.call(this, callback);
-};
+// Only over the driver whose internals this was written against: another 4.x may rename them.
+if (typeof driverClose === "function" && typeof connection.clearAndInvokePending === "function") {
+  connection.close = function (this: DriverConnection, callback) {
+    if (!this.connected && !this.isSocketOpen) this.clearAndInvokePending();
+    driverClose.call(this, callback);
+  };
+}
 
 function serialLevel(s: SerialLevel | undefined): number {
   return s === "serial" ? types.consistencies.serial : types.consistencies.localSerial;
