@@ -93,7 +93,11 @@ export class CassandraInbox implements Inbox {
     this.dedups = new GatheredReads(async (keys) => {
       const found = new Map<string, bigint>();
       const byMessage = new Map<Id, Id[]>();
-      for (const { userId, messageId } of keys) byMessage.set(messageId, [...(byMessage.get(messageId) ?? []), userId]);
+      for (const { userId, messageId } of keys) {
+        const users = byMessage.get(messageId);
+        if (users) users.push(userId);
+        else byMessage.set(messageId, [userId]);
+      }
       await Promise.all(
         [...byMessage].map(async ([messageId, userIds]) => {
           for (const r of await db.rows(this.q.dedupsOf, [userIds, messageId])) found.set(`${big(r.get("user_id"))}/${messageId}`, big(r.get("inbox_seq")));
