@@ -554,11 +554,12 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireGroup(req.channelId, me);
       requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
-      await channels.updateTitle(channel.channelId, title, managerCheck(me));
-      if (title !== channel.title) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
+      // The same title again (a retry, a second device) succeeds but tells nobody: up to 100 members' devices.
+      const changed = await channels.updateTitle(channel.channelId, title, managerCheck(me));
+      if (changed) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
       const view = await channelView(deps, { ...channel, title }, member);
       // The event goes to every member, so it carries nobody's own settings; the answer carries the caller's.
-      await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
+      if (changed) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 

@@ -526,6 +526,20 @@ describe("api: ChannelService", () => {
     assert.equal(await real.memberCount(channelId), 2);
   });
 
+  it("renames a group to the title it has as a success that tells nobody and writes nothing", async () => {
+    const [owner, m1] = [await api.signUp(), await api.signUp()];
+    const channelId = (await owner.c.channels.createGroup({ title: "same", memberUserIds: [m1.userId] })).channel!.channelId;
+    const events = api.sessions.framesOf("channel").length;
+    const again = (await owner.c.channels.updateGroup({ channelId, title: "same" })).channel!;
+    assert.equal(again.title, "same");
+    assert.equal(api.sessions.framesOf("channel").length, events, "no member's devices are told of a rename that changes nothing");
+    // A plain member is still refused, same title or not.
+    assert.equal((await rpcError(() => m1.c.channels.updateGroup({ channelId, title: "same" }))).code, Code.PermissionDenied);
+    await owner.c.channels.updateGroup({ channelId, title: "other" });
+    const told = api.sessions.framesOf("channel").slice(events);
+    assert.deepEqual(told.map((f) => f.userIds.sort()), [[owner.userId, m1.userId].sort()], "a real rename is told to every member");
+  });
+
   it("writes a note of each change to a group into its history, for its members of the moment", async () => {
     const [owner, admin, m1, m2] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
     const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [admin!.userId, m1!.userId] })).channel!.channelId;

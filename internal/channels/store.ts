@@ -53,8 +53,13 @@ export interface ChannelStore {
   /** Creates a group with its first members (the creator as owner among them). */
   createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void>;
   getChannel(channelId: Id): Promise<ChannelRecord | undefined>;
-  /** Changes the title of an existing channel, after `check` passes. */
-  updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void>;
+  /**
+   * Changes the title of an existing channel, after `check` passes; returns
+   * whether it changed, compared as it lands (false for the title it already
+   * has, which writes nothing, or for a channel that does not exist), so a
+   * rename to the same title tells no member of a change.
+   */
+  updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<boolean>;
 
   getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined>;
   /** In join order. */

@@ -55,6 +55,7 @@ interface State {
   count: number;
   members: MemberRecord[];
   inviteCode: string | null;
+  title: string;
 }
 
 /**
@@ -109,7 +110,7 @@ export class CassandraChannelStore implements ChannelStore {
       member: `SELECT user_id, role, joined_at_ms, read_seq, cleared_seq, joined_seq FROM ${ch} WHERE channel_id = ? AND user_id = ?`,
       memberIn: `SELECT channel_id, user_id, role, joined_at_ms, read_seq, cleared_seq, joined_seq FROM ${ch} WHERE channel_id IN ? AND user_id = ?`,
       members: `SELECT user_id, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq FROM ${ch} WHERE channel_id = ?`,
-      state: `SELECT user_id, kind, version, member_count, invite_code, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq
+      state: `SELECT user_id, kind, title, version, member_count, invite_code, role, joined_at_ms, read_seq, join_order, cleared_seq, joined_seq
               FROM ${ch} WHERE channel_id = ?`,
       code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
@@ -192,11 +193,14 @@ export class CassandraChannelStore implements ChannelStore {
     return r && r.get("kind") !== null ? toChannel(r, channelId) : undefined;
   }
 
-  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void> {
-    // Through the fence, so the check sees the roles as they are when it lands.
-    await this.fenced(channelId, (s): Plan<void> => {
+  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<boolean> {
+    // Through the fence, so the check sees the roles as they are when it lands,
+    // and the title it compares is the one the write is conditional on.
+    return this.fenced(channelId, (s): Plan<boolean> => {
       check?.(s?.members ?? []);
-      return { result: undefined, writes: s && [{ query: this.q.updateTitle, params: [title, channelId] }] };
+      // The same title again moves no version: nothing to write, nothing to race.
+      if (!s || s.title === title) return { result: false };
+      return { result: true, writes: [{ query: this.q.updateTitle, params: [title, channelId] }] };
     });
   }
 
@@ -576,6 +580,7 @@ export class CassandraChannelStore implements ChannelStore {
       count: (first.get("member_count") as number | null) ?? 0,
       members: inJoinOrder(rows, channelId),
       inviteCode: (first.get("invite_code") as string | null | undefined) ?? null,
+      title: (first.get("title") as string | null | undefined) ?? "",
     };
   }
 

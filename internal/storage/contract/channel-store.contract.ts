@@ -156,11 +156,22 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
 
       it("updateTitle changes only the title; an unknown channel is not created", async () => {
         const { c } = await newGroup();
-        await s.updateTitle(c.channelId, "Renamed ✨");
+        assert.equal(await s.updateTitle(c.channelId, "Renamed ✨"), true);
         assert.deepStrictEqual(await s.getChannel(c.channelId), { ...c, title: "Renamed ✨" });
         const ghost = uniqueId();
-        await s.updateTitle(ghost, "ghost");
+        assert.equal(await s.updateTitle(ghost, "ghost"), false);
         assert.equal(await s.getChannel(ghost), undefined);
+      });
+
+      it("updateTitle to the title the channel has says it changed nothing, and still runs the check", async () => {
+        const { c } = await newGroup();
+        assert.equal(await s.updateTitle(c.channelId, c.title), false);
+        await rejectsWith(s.updateTitle(c.channelId, c.title, () => {
+          throw new ChatError("permission_denied", "no");
+        }), "permission_denied");
+        assert.equal(await s.updateTitle(c.channelId, "Other"), true);
+        assert.equal(await s.updateTitle(c.channelId, "Other"), false);
+        assert.equal((await s.getChannel(c.channelId))?.title, "Other");
       });
     });
 

@@ -107,9 +107,12 @@ function build(db: SqliteDatabase) {
     for (const m of fresh.values()) addMember({ ...m, channelId });
     return [...fresh.keys()];
   });
-  const titleTx = db.transaction((channelId: Id, title: string, check?: MembershipCheck) => {
+  const titleTx = db.transaction((channelId: Id, title: string, check?: MembershipCheck): boolean => {
     check?.(roster(channelId));
+    const before = s.channel.get(channelId) as Row | undefined;
+    if (!before || before.title === title) return false;
     s.updateTitle.run(title, channelId);
+    return true;
   });
   const removeTx = db.transaction((channelId: Id, userId: Id, check?: MembershipCheck): Removal => {
     const members = roster(channelId);
@@ -218,8 +221,8 @@ export class SqliteChannelStore implements ChannelStore {
     return r && toChannel(r);
   }
 
-  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<void> {
-    this.s.titleTx.immediate(channelId, title, check);
+  async updateTitle(channelId: Id, title: string, check?: MembershipCheck): Promise<boolean> {
+    return this.s.titleTx.immediate(channelId, title, check);
   }
 
   async getMember(channelId: Id, userId: Id): Promise<MemberRecord | undefined> {
