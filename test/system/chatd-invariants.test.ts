@@ -10,9 +10,13 @@ import { waitFor, waitOut } from "../support/wait.js";
 /*
  * A seeded random walk over chatd (real WebSocket devices, real restarts) checked against a
  * model of what was acked: sends (bursts, resends by client_msg_id), abrupt disconnects,
- * reconnects from the device's cursor, group adds and removals, reads and graceful restarts.
- * At checkpoints every connected device must hold exactly its user's inbox: the messages of
- * each channel over the user's membership, gap-free and in channel order, each once.
+ * reconnects from the device's cursor, group adds and removals, reads and graceful restarts;
+ * and edits, deletes, reactions and replies (others' messages, deleted ones, channels left, an
+ * edit racing a delete, an acked change sent again with its key), each acked or refused as the
+ * model says. At checkpoints every connected device must hold exactly its user's inbox: the
+ * messages of each channel over the user's membership, gap-free and in channel order, each
+ * once, each shown as history shows it (text, edited, deleted, reactions) and history as the
+ * acked changes left it.
  *
  * INVARIANT_SEED=<n> repeats a run (the seed is printed when one fails); INVARIANT_STEPS=<n>
  * makes it longer (default 300); INVARIANT_LOG=<n> keeps the last n steps for the failure's
@@ -67,6 +71,32 @@ interface SendRec {
   inFlight: number;
   /** Refused NOT_A_MEMBER; whether the model had the sender in the channel then. */
   refused?: { memberThen: boolean };
+  /** A reply: the seq it answers. */
+  replyTo?: bigint;
+  /** A reply refused NOT_FOUND: its target must be deleted by then. */
+  targetGone?: boolean;
+}
+
+/** What a message must show after the changes acked to it (an untouched message is absent). */
+interface MsgState {
+  text: string;
+  edited: boolean;
+  deleted: boolean;
+  /** By user id: the standing reactions. */
+  reactions: Map<bigint, string>;
+}
+
+type ChangeKind = "edit" | "delete" | "react";
+
+/** An acked change, kept to be sent again with its key. */
+interface ChangeRec {
+  key: string;
+  dev: Dev;
+  chan: Chan;
+  kind: ChangeKind;
+  seq: bigint;
+  text: string;
+  id: bigint;
 }
 
 class Violation extends Error {}
@@ -90,6 +120,13 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
   const initialMembers = new Map<Chan, Set<User>>();
   const log: string[] = [];
   let keyCounter = 0;
+  /** By `channel/seq`: the state the acked changes left each changed message in. */
+  const states = new Map<string, MsgState>();
+  const changes: ChangeRec[] = [];
+  const EMOJIS = ["👍", "❤️", "😂", "🎉"];
+  /** How the changes were answered ("edit NOT_FOUND": n), for the long run's summary. */
+  const outcomes = new Map<string, number>();
+  const count = (what: string) => outcomes.set(what, (outcomes.get(what) ?? 0) + 1);
   const restarts = { stopped: 0, killed: 0 };
 
   const note = (line: string) => {
@@ -150,7 +187,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           const d = s.dev;
           if (!d.connected) return;
           const session = d.session;
-          const ref = d.device.sendFrame({ kind: { case: "send", value: { channelId: s.chan.id, text: s.text, clientMsgId: s.key } } });
+          const ref = d.device.sendFrame({ kind: { case: "send", value: { channelId: s.chan.id, text: s.text, clientMsgId: s.key, replyToSeq: s.replyTo ?? 0n } } });
           const reply = await waitFor(
             () =>
               d.device.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")) ??
@@ -174,6 +211,12 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           // A send racing its sender's removal (checked against the notes), or sent again after it.
           if (reply.kind.value.code === ErrorCode.NOT_A_MEMBER && s.ackIds.size === 0) {
             s.refused = { memberThen: s.chan.members.has(d.user) };
+            s.pending = false;
+            return;
+          }
+          // A reply whose target was deleted before it got there (checked against the model later).
+          if (reply.kind.value.code === ErrorCode.NOT_FOUND && s.replyTo && s.ackIds.size === 0) {
+            s.targetGone = true;
             s.pending = false;
             return;
           }
@@ -231,15 +274,155 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
    * one whose session went before its ack (a client falling back to HTTP). Same key, same message.
    */
   async function resendByApi(): Promise<void> {
-    const candidates = [...sends.values()].filter((s) => s.inFlight === 0 && (s.ackIds.size > 0 || s.pending) && s.chan.members.has(s.dev.user));
+    const candidates = [...sends.values()].filter((s) => s.inFlight === 0 && (s.ackIds.size > 0 || (s.pending && !s.replyTo)) && s.chan.members.has(s.dev.user));
     if (candidates.length === 0) return;
     const s = pick(candidates);
     note(`resend ${s.key} of ${s.dev.name} over the api`);
-    const res = await apiClients(chatd.httpUrl, s.dev.token).messages.sendMessage({ clientMsgId: s.key, channelId: s.chan.id, text: s.text });
+    const res = await apiClients(chatd.httpUrl, s.dev.token).messages.sendMessage({ clientMsgId: s.key, channelId: s.chan.id, text: s.text, replyToSeq: s.replyTo ?? 0n });
     if (s.ackIds.size > 0 && !res.duplicate) throw new Violation(`${s.key} acked before, sent again over the api: not a duplicate`);
     s.ackIds.add(res.messageId);
     s.pending = false;
     if (s.ackIds.size > 1) throw new Violation(`${s.key} was acked with ${s.ackIds.size} message ids: ${[...s.ackIds].join(", ")}`);
+  }
+
+  const stateKey = (chan: Chan, seq: bigint) => `${chan.id}/${seq}`;
+
+  /** The messages (not notes, not changes) the user's devices hold of a channel. */
+  function heldMessages(u: User, chan: Chan): Message[] {
+    const out = new Map<bigint, Message>();
+    for (const d of u.devs) for (const m of d.device.messagesIn(chan.id)) if (m.targetSeq === 0n && !m.note) out.set(m.seq, m);
+    return [...out.values()];
+  }
+
+  function stateOf(chan: Chan, m: Message): MsgState {
+    const k = stateKey(chan, m.seq);
+    let st = states.get(k);
+    if (!st) {
+      st = { text: sends.get(m.clientMsgId)!.text, edited: false, deleted: false, reactions: new Map() };
+      states.set(k, st);
+    }
+    return st;
+  }
+
+  /** What chatd must answer a change (or reply) with, as changes.ts and the membership check document; undefined: an ack. */
+  function expectedRefusal(d: Dev, chan: Chan, kind: ChangeKind | "reply", target: Message): ErrorCode | undefined {
+    if (!chan.members.has(d.user)) return ErrorCode.NOT_A_MEMBER;
+    if (states.get(stateKey(chan, target.seq))?.deleted) return ErrorCode.NOT_FOUND;
+    if (kind === "react" || kind === "reply" || target.senderUserId === d.user.test.userId) return undefined;
+    if (kind === "edit") return ErrorCode.PERMISSION_DENIED;
+    // The group's owner (its creator here: the walk gives no roles) deletes anyone's message.
+    return chan.kind === "group" && chan.owner === d.user ? undefined : ErrorCode.PERMISSION_DENIED;
+  }
+
+  function changeFields(kind: ChangeKind, seq: bigint) {
+    return kind === "edit" ? { editSeq: seq } : kind === "delete" ? { deleteSeq: seq } : { reactSeq: seq };
+  }
+
+  /** Sends a change over the device's session and waits for its ack or refusal (RATE_LIMITED waited out). */
+  async function sendChange(d: Dev, chan: Chan, kind: ChangeKind, seq: bigint, text: string, key: string) {
+    const session = d.session;
+    for (;;) {
+      const ref = d.device.sendFrame({ kind: { case: "send", value: { channelId: chan.id, text, clientMsgId: key, ...changeFields(kind, seq) } } });
+      const reply = await waitFor(
+        () =>
+          d.device.frames.find((f) => f.ref === ref && (f.kind.case === "sendAck" || f.kind.case === "error")) ??
+          (d.session !== session || d.device.closeCode !== undefined ? "gone" : undefined),
+        `the reply to ${kind} ${key}`,
+      );
+      if (reply === "gone") throw new Violation(`${d.name}'s session went while its ${kind} ${key} waited for a reply`);
+      if (reply.kind.case === "error" && reply.kind.value.code === ErrorCode.RATE_LIMITED) {
+        await waitOut(reply.kind.value.retryAfterMs);
+        continue;
+      }
+      return reply.kind.case === "sendAck" ? { ack: reply.kind.value } : { error: reply.kind.case === "error" ? reply.kind.value : undefined };
+    }
+  }
+
+  function applyChange(chan: Chan, target: Message, kind: ChangeKind, text: string, by: User): void {
+    const st = stateOf(chan, target);
+    if (kind === "edit") Object.assign(st, { text, edited: true });
+    else if (kind === "delete") {
+      Object.assign(st, { text: "", deleted: true });
+      st.reactions.clear();
+    } else if (text) st.reactions.set(by.test.userId, text);
+    else st.reactions.delete(by.test.userId);
+  }
+
+  /** One change, checked against the refusal the model expects; acked, it moves the model. */
+  async function change(d: Dev, chan: Chan, kind: ChangeKind, target: Message, text: string, racingDelete = false): Promise<boolean> {
+    const want = expectedRefusal(d, chan, kind, target);
+    const key = `c${keyCounter++}`;
+    const res = await sendChange(d, chan, kind, target.seq, text, key);
+    const what = `${d.name}'s ${kind} ${key} of ${chan.id}/${target.seq}`;
+    count(`${kind} ${res.ack ? "acked" : res.error ? ErrorCode[res.error.code] : "?"}`);
+    if (res.ack) {
+      if (want !== undefined) throw new Violation(`${what} was acked, expected ${ErrorCode[want]}`);
+      changes.push({ key, dev: d, chan, kind, seq: target.seq, text, id: res.ack.messageId });
+      // An edit that raced a delete may be acked and dropped: the delete decides.
+      applyChange(chan, target, kind, text, d.user);
+      return true;
+    }
+    const code = res.error?.code;
+    if (racingDelete && code === ErrorCode.NOT_FOUND && want === undefined) return false;
+    if (code !== want) throw new Violation(`${what} refused ${code === undefined ? "?" : ErrorCode[code]} ${res.error?.message}, expected ${want === undefined ? "an ack" : ErrorCode[want]}`);
+    return false;
+  }
+
+  /**
+   * An edit, a delete, a reaction (or taking one back) or a reply, on a message the user's devices
+   * hold: mostly of a channel they are in, now and then of one they left; their own or another's,
+   * deleted or not. Now and then an edit and a delete of one message at once, or an acked change
+   * sent again with its key.
+   */
+  async function stepChange(): Promise<void> {
+    if (changes.length > 0 && chance(0.2)) return resendChange();
+    const d = pick(allDevs().filter((x) => x.connected));
+    if (!d) return;
+    const u = d.user;
+    const withMsgs = chans.filter((c) => heldMessages(u, c).length > 0);
+    const left = withMsgs.filter((c) => !c.members.has(u));
+    const chan = left.length > 0 && chance(0.15) ? pick(left) : pick(withMsgs.filter((c) => c.members.has(u)));
+    if (!chan) return;
+    const msgs = heldMessages(u, chan);
+    const own = msgs.filter((m) => m.senderUserId === u.test.userId);
+    const target = own.length > 0 && chance(0.6) ? pick(own) : pick(msgs);
+    const r = rnd();
+    if (r < 0.15) {
+      note(`reply by ${d.name} to ${chan.id}/${target.seq}`);
+      const s = newSend(d, chan);
+      s.replyTo = target.seq;
+      startSend(s);
+    } else if (r < 0.3 && own.includes(target)) {
+      const other = pick(u.devs.filter((x) => x.connected));
+      note(`edit on ${d.name} racing delete on ${other.name} of ${chan.id}/${target.seq}`);
+      const text = `e${keyCounter}`;
+      // Whichever lands first, the message ends deleted: an edit after the delete is dropped.
+      await Promise.all([change(d, chan, "edit", target, text, true), change(other, chan, "delete", target, "")]);
+    } else {
+      const kind: ChangeKind = r < 0.6 ? "edit" : r < 0.72 ? "delete" : "react";
+      const text = kind === "edit" ? `e${keyCounter}` : kind === "react" ? (chance(0.25) ? "" : pick(EMOJIS)) : "";
+      note(`${kind} ${JSON.stringify(text)} by ${d.name} of ${chan.id}/${target.seq}`);
+      await change(d, chan, kind, target, text);
+    }
+  }
+
+  /** An acked change sent again with its key, by its session or the api: the same id back, nothing applied again. */
+  async function resendChange(): Promise<void> {
+    const c = pick(changes);
+    if (!c.dev.connected) return;
+    const byApi = chance(0.4);
+    note(`resend ${c.kind} ${c.key} on ${c.dev.name}${byApi ? " over the api" : ""}`);
+    let id: bigint;
+    let duplicate: boolean;
+    if (byApi) {
+      const res = await apiClients(chatd.httpUrl, c.dev.token).messages.sendMessage({ clientMsgId: c.key, channelId: c.chan.id, text: c.text, ...changeFields(c.kind, c.seq) });
+      [id, duplicate] = [res.messageId, res.duplicate];
+    } else {
+      const res = await sendChange(c.dev, c.chan, c.kind, c.seq, c.text, c.key);
+      if (!res.ack) throw new Violation(`${c.kind} ${c.key} acked before, sent again: refused ${res.error ? ErrorCode[res.error.code] : "?"} ${res.error?.message}`);
+      [id, duplicate] = [res.ack.messageId, res.ack.duplicate];
+    }
+    if (id !== c.id || !duplicate) throw new Violation(`${c.kind} ${c.key} acked as ${c.id}, sent again: acked as ${id}${duplicate ? "" : ", not a duplicate"}`);
   }
 
   async function stepDisconnect(): Promise<void> {
@@ -430,8 +613,24 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           const raced = chan.changes.some((c) => !c.added && c.user === s.dev.user && c.racing?.has(s.key));
           assert.ok(!s.refused.memberThen || raced, `channel ${chan.id}: ${s.key} by member ${s.dev.user.name} refused NOT_A_MEMBER`);
         }
+        if (s.chan === chan && s.targetGone) {
+          assert.ok(!msgs.some((m) => !m.note && m.clientMsgId === s.key), `channel ${chan.id}: ${s.key} was refused NOT_FOUND but stored`);
+          assert.ok(states.get(stateKey(chan, s.replyTo!))?.deleted, `channel ${chan.id}: ${s.key}, a reply to ${s.replyTo}, refused NOT_FOUND but its target stands`);
+        }
         if (s.chan !== chan || s.ackIds.size === 0) continue;
         assert.ok(msgs.some((m) => !m.note && m.clientMsgId === s.key), `channel ${chan.id}: ${s.key} was acked (${[...s.ackIds]}) but is not in history: lost`);
+      }
+      // History shows each message as the acked changes left it.
+      for (const m of msgs) {
+        if (m.note) continue;
+        const s = sends.get(m.clientMsgId)!;
+        const want = states.get(stateKey(chan, m.seq)) ?? { text: s.text, edited: false, deleted: false, reactions: new Map<bigint, string>() };
+        const what = `channel ${chan.id} seq ${m.seq} (${m.clientMsgId}) in history`;
+        assert.equal(m.replyToSeq, s.replyTo ?? 0n, `${what}: answers`);
+        assert.equal(m.deleted, want.deleted, `${what}: deleted`);
+        assert.equal(m.text, want.deleted ? "" : want.text, `${what}: text`);
+        if (!want.deleted) assert.equal(m.editedAt !== undefined, want.edited, `${what}: edited`);
+        assert.deepEqual(reactionList(m.reactions), want.deleted ? [] : [...want.reactions].map(([u, e]) => `${e}:${u}`).sort(), `${what}: reactions`);
       }
     }
 
@@ -460,6 +659,8 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
         const got = new Map<bigint, bigint[]>();
         for (const e of entries) {
           const m = e.message!;
+          // A change (edit, delete, reaction) takes no seq: checked below, applied to its target.
+          if (m.targetSeq !== 0n) continue;
           const chan = chans.find((c) => c.id === m.channelId);
           assert.ok(chan, `${d.name}: an entry of channel ${m.channelId}, not one of this run's`);
           assert.equal(m.messageId, bySeq.get(chan)!.get(m.seq)?.messageId, `${d.name}: channel ${m.channelId} seq ${m.seq} is another message than history's`);
@@ -476,6 +677,22 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
           for (let i = 1; i < held.length; i++) {
             const between = msgsBetween(held[i - 1]!, held[i]!);
             assert.ok(between.length === 0 || between.some((x) => !seqs.has(x) && !fuzzy.has(x)), `${what}: a gap ${between.join(",")} between seqs ${held[i - 1]} and ${held[i]}`);
+          }
+          // Since the user's latest join every change reached them: the device shows each message as history does.
+          if (!chan.members.has(u)) continue;
+          const since = expected.get(chan.id)!.joinedHi;
+          const shown = new Map(d.device.shown(chan.id).map((x) => [x.seq, x]));
+          const reactions = d.device.reactionsShown(chan.id);
+          for (const seq of seqs) {
+            const m = bySeq.get(chan)!.get(seq)!;
+            if (seq <= since || fuzzy.has(seq) || m.note) continue;
+            const x = shown.get(seq);
+            assert.ok(x, `${what}: seq ${seq} not shown`);
+            assert.equal(x.deleted, m.deleted, `${what}: seq ${seq} deleted on the device, not in history, or the other way`);
+            if (m.deleted) continue;
+            assert.equal(x.text, m.text, `${what}: seq ${seq}'s text on the device`);
+            assert.equal(x.edited, m.editedAt !== undefined, `${what}: seq ${seq} edited on the device`);
+            assert.deepEqual(reactions.get(seq) ?? [], reactionList(m.reactions), `${what}: seq ${seq}'s reactions on the device`);
           }
         }
       }
@@ -497,6 +714,8 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
       }
     }
   }
+
+  const reactionList = (rs: readonly { userId: bigint; emoji: string }[]) => rs.map((r) => `${r.emoji}:${r.userId}`).sort();
 
   function msgsBetween(a: bigint, b: bigint): bigint[] {
     const out: bigint[] = [];
@@ -563,8 +782,9 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
 
     for (let step = 1; step <= STEPS; step++) {
       const r = rnd();
-      if (r < 0.45) stepSend();
-      else if (r < 0.5) await stepResendOld();
+      if (r < 0.35) stepSend();
+      else if (r < 0.47) await stepChange();
+      else if (r < 0.52) await stepResendOld();
       else if (r < 0.6) await stepDisconnect();
       else if (r < 0.72) await stepReconnect();
       else if (r < 0.8) await stepMembership();
@@ -586,7 +806,7 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     if (process.env.INVARIANT_STEPS) {
       const acked = [...sends.values()].filter((s) => s.ackIds.size > 0).length;
       const changes = chans.reduce((n, c) => n + c.changes.length, 0);
-      console.log(`seed ${SEED}: ${STEPS} steps, ${acked} messages acked in ${chans.length} channels, ${changes} membership changes, chatd stopped ${restarts.stopped} and killed ${restarts.killed} times`);
+      console.log(`seed ${SEED}: ${STEPS} steps, ${acked} messages acked in ${chans.length} channels, ${changes} membership changes, chatd stopped ${restarts.stopped} and killed ${restarts.killed} times; changes: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}`);
     }
   });
 });
