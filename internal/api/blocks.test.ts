@@ -202,6 +202,20 @@ describe("api: blocking users", () => {
     assert.equal(blockersRead, 0, `${blockersRead} blockers read for adds of users who blocked nobody`);
   });
 
+  it("tells nobody of presence when blocking again or unblocking someone not blocked", async () => {
+    api = await TestApi.start({ presence: everyoneOnline });
+    const [me, peer, other] = [await api.signUp(), await api.signUp(), await api.signUp()];
+    await peer.c.channels.openDirect({ userId: me.userId });
+    await other.c.channels.openDirect({ userId: me.userId });
+    await me.c.users.blockUser({ userId: peer.userId });
+    api.sessions.pushes = [];
+    await me.c.users.blockUser({ userId: peer.userId });
+    await me.c.users.unblockUser({ userId: other.userId });
+    assert.deepEqual(api.sessions.pushes, [], "a change that changes nothing pushes nothing");
+    await me.c.users.unblockUser({ userId: peer.userId });
+    assert.ok(api.sessions.framesOf("presence").length > 0, "a real unblocking tells the pair each other's presence");
+  });
+
   it("hides each side's presence from the other, both ways, and pushes offline without last seen at once", async () => {
     api = await TestApi.start({ presence: everyoneOnline });
     const [me, friend, peer] = [await api.signUp(), await api.signUp(), await api.signUp()];

@@ -94,7 +94,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       const isNew = !(await accounts.hasFriendRequest(me, them));
       const full = isNew ? await pendingFull(me, them, limits.maxPendingRequests) : undefined;
       if (full) throw full;
-      await accounts.putFriendRequest(me, them, now());
+      // Sent again while it waits: it keeps the time it was first sent.
+      if (isNew) await accounts.putFriendRequest(me, them, now());
       await undoIfDeleted(me, them, () => accounts.deleteFriendRequest(me, them));
       // Read, then written: requests sent at the same moment (many senders to one user) each passed the
       // read above, so each looks again once written and withdraws itself past a limit. The last to
@@ -197,6 +198,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       await accounts.deleteFriendRequest(me, them);
       await accounts.deleteFriendRequest(them, me);
       await forgetBlock(deps, me, them);
+      // A block made before told each the other offline then: nobody is told again.
+      if (!isNew) return {};
       // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
       // Best effort: the block is stored, and holds whether or not this reaches anyone.
       try {
@@ -214,6 +217,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       const me = caller(ctx).userId;
       const them = v.id("user_id", req.userId);
       if (them === me) throw new ChatError("invalid_argument", "user_id must be another user");
+      // Nothing to undo (never blocked, or unblocked already): no write, and nobody told of presence they already see.
+      if (!(await accounts.blockersBetween(me, them)).includes(me)) return {};
       await accounts.deleteBlock(me, them);
       await forgetBlock(deps, me, them);
       // Presence hidden by the block comes back where a shared chat and the settings allow it.

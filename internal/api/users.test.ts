@@ -146,6 +146,18 @@ describe("api: UserService and PresenceService", () => {
       assert.deepEqual((await a.c.users.searchUsers({ query: "a b" })).users, []);
     });
 
+    it("keeps a friend request sent again while it waits where it was, with its first time", async () => {
+      const [a, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await a.c.users.sendFriendRequest({ userId: c.userId });
+      api.clock.ms += 1_000;
+      await a.c.users.sendFriendRequest({ userId: b.userId });
+      api.clock.ms += 1_000;
+      await a.c.users.sendFriendRequest({ userId: c.userId }); // a retry: nothing changes
+      const listed = await api.storage.accounts.listFriendRequests(a.userId);
+      assert.deepEqual(listed.map((r) => [r.toUserId, r.atMs]), [[c.userId, api.clock.ms - 2_000], [b.userId, api.clock.ms - 1_000]]);
+      assert.deepEqual((await a.c.users.listFriendRequests({})).requests.map((r) => r.user?.userId), [c.userId, b.userId]);
+    });
+
     it("runs the friend flow: request, accept, decline, cross-request, remove", async () => {
       const a = await api.signUp();
       const b = await api.signUp();
