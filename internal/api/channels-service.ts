@@ -350,8 +350,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const through = req.throughSeq === 0n ? THROUGH_NEWEST : v.bound(req.throughSeq);
       const clearedSeq = await channels.clearHistory(channel.channelId, me, through);
       const view = await channelView(deps, channel, { ...member, clearedSeq });
-      // The caller's other devices drop what they show of it (they DescribeChannel on the event).
-      await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
+      // The caller's other devices drop what they show of it (they DescribeChannel on the event);
+      // clearing again with nothing new since moves nothing, and tells them nothing.
+      if (clearedSeq !== (member.clearedSeq ?? 0n)) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 

@@ -901,6 +901,19 @@ describe("api: ChannelService", () => {
     assert.deepEqual([farOff.code, farOff.rawMessage], [Code.InvalidArgument, "muted_until must be before the year 10000"]);
   });
 
+  it("tells the caller's devices nothing when clearing a history again with nothing new since", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    await send(b, dm, "one");
+    await a.c.channels.clearHistory({ channelId: dm });
+    const events = api.sessions.framesOf("channel").length;
+    assert.equal((await a.c.channels.clearHistory({ channelId: dm })).channel!.clearedThroughSeq, 1n);
+    assert.equal(api.sessions.framesOf("channel").length, events, "nothing moved: nobody is told");
+    await send(b, dm, "two");
+    await a.c.channels.clearHistory({ channelId: dm });
+    assert.equal(api.sessions.framesOf("channel").length, events + 1, "a clear that moves is told");
+  });
+
   it("clears a chat's history for the caller alone: history, search, the last message and the unread count start after it", async () => {
     const [a, b] = [await api.signUp(), await api.signUp()];
     const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
