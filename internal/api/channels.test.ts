@@ -901,6 +901,19 @@ describe("api: ChannelService", () => {
     assert.deepEqual([farOff.code, farOff.rawMessage], [Code.InvalidArgument, "muted_until must be before the year 10000"]);
   });
 
+  it("removes someone no longer in a group again as a success that writes no note and tells nobody", async () => {
+    const [owner, m1, m2, stranger] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+    const channelId = (await owner.c.channels.createGroup({ title: "g", memberUserIds: [m1.userId, m2.userId] })).channel!.channelId;
+    await owner.c.channels.removeMember({ channelId, userId: m1.userId });
+    const [events, notes] = [api.sessions.framesOf("channel").length, (await owner.c.messages.listMessages({ channelId })).messages.length];
+    await owner.c.channels.removeMember({ channelId, userId: m1.userId }); // a retry
+    await owner.c.channels.removeMember({ channelId, userId: stranger.userId });
+    assert.equal(api.sessions.framesOf("channel").length, events, "nobody is told");
+    assert.equal((await owner.c.messages.listMessages({ channelId })).messages.length, notes, "no note");
+    // Only managers may ask, in it or not.
+    assert.equal((await rpcError(() => m2.c.channels.removeMember({ channelId, userId: m1.userId }))).code, Code.PermissionDenied);
+  });
+
   it("tells the caller's devices nothing when clearing a history again with nothing new since", async () => {
     const [a, b] = [await api.signUp(), await api.signUp()];
     const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
