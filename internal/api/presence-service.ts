@@ -89,6 +89,8 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       const me = caller(ctx).userId;
       const visibility = visibilityFromProto(req.settings?.visibility);
       const previous = await presenceVisibility(deps.accounts, me);
+      // The setting it has already: no write, nobody to tell.
+      if (previous === visibility) return { settings: settingsToProto(visibility) };
       // One read of whom the caller can reach serves both settings.
       const reach = await readReach(deps, me, previous === "chats" || visibility === "chats");
       await deps.accounts.setPresenceVisibility(me, visibility);

@@ -60,7 +60,11 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
     async updateProfile(req, ctx) {
       const me = caller(ctx);
-      await accounts.updateDisplayName(me.userId, v.displayName(req.displayName));
+      const displayName = v.displayName(req.displayName);
+      // The name it has already is no write (a Paxos round on Cassandra).
+      const user = await mustGetUser(me.userId);
+      if (user.displayName === displayName) return { user: userToProto(user) };
+      await accounts.updateDisplayName(me.userId, displayName);
       return { user: userToProto(await mustGetUser(me.userId)) };
     },
 

@@ -146,6 +146,23 @@ describe("api: UserService and PresenceService", () => {
       assert.deepEqual((await a.c.users.searchUsers({ query: "a b" })).users, []);
     });
 
+    it("writes nothing for a profile or a presence setting set to what it is", async () => {
+      const a = await api.signUp();
+      await a.c.users.updateProfile({ displayName: "Anna" });
+      await a.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+      const writes: string[] = [];
+      const store = api.storage.accounts;
+      const [name, visibility] = [store.updateDisplayName.bind(store), store.setPresenceVisibility.bind(store)];
+      store.updateDisplayName = (...args) => (writes.push("name"), name(...args));
+      store.setPresenceVisibility = (...args) => (writes.push("visibility"), visibility(...args));
+      assert.equal((await a.c.users.updateProfile({ displayName: " Anna " })).user?.displayName, "Anna");
+      const same = await a.c.presence.updatePresenceSettings({ settings: { visibility: PresenceVisibility.FRIENDS } });
+      assert.equal(same.settings?.visibility, PresenceVisibility.FRIENDS);
+      assert.deepEqual(writes, []);
+      await a.c.users.updateProfile({ displayName: "Anna K" });
+      assert.deepEqual(writes, ["name"]);
+    });
+
     it("keeps a friend request sent again while it waits where it was, with its first time", async () => {
       const [a, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
       await a.c.users.sendFriendRequest({ userId: c.userId });
