@@ -80,7 +80,11 @@ export function pushService(deps: ApiDeps & PushApiDeps): Partial<ServiceImpl<ty
       const me = caller(ctx);
       // Not read as both false: a call that forgot them would unmute the device.
       if (!req.settings) invalid("settings is required (hide_preview and muted, both as they should be)");
-      const ok = await push.endpoints.updateSettings(me.userId, me.deviceId, settingsOf(req.settings), now());
+      const settings = settingsOf(req.settings);
+      // The settings it has already: no write, its time stays.
+      const current = await push.endpoints.get(me.userId, me.deviceId);
+      if (current && current.hidePreview === settings.hidePreview && current.muted === settings.muted) return {};
+      const ok = current !== undefined && (await push.endpoints.updateSettings(me.userId, me.deviceId, settings, now()));
       if (!ok) throw new ChatError("not_found", "this device has no push endpoint: register one first");
       return {};
     },

@@ -118,6 +118,17 @@ describe("api: PushService keeps a device's settings when it registers again wit
     assert.deepEqual(await stored(), { address: "https://push.example.com/b", hidePreview: true, muted: false });
   });
 
+  it("writes nothing for UpdatePushSettings with the settings the device has", async () => {
+    const user = await h.api.signUp();
+    await user.c.push.registerPushEndpoint({ ...webPush("https://push.example.com/a"), settings: { hidePreview: true, muted: false } });
+    const at = (await h.endpoints.get(user.userId, user.deviceId))!.updatedAtMs;
+    h.api.clock.ms += 60_000;
+    await user.c.push.updatePushSettings({ settings: { hidePreview: true, muted: false } });
+    assert.equal((await h.endpoints.get(user.userId, user.deviceId))!.updatedAtMs, at, "nothing written");
+    await user.c.push.updatePushSettings({ settings: { hidePreview: true, muted: true } });
+    assert.equal((await h.endpoints.get(user.userId, user.deviceId))!.updatedAtMs, at + 60_000);
+  });
+
   it("refuses an UpdatePushSettings without settings, rather than reading it as unmuted with previews", async () => {
     const user = await h.api.signUp();
     await user.c.push.registerPushEndpoint({ ...webPush("https://push.example.com/a"), settings: { hidePreview: true, muted: true } });
