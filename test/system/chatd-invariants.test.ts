@@ -349,9 +349,15 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
   }
 
   /** One change, checked against the refusal the model expects; acked, it moves the model. */
-  async function change(d: Dev, chan: Chan, kind: ChangeKind, target: Message, text: string, racingDelete = false): Promise<boolean> {
+  async function change(d: Dev, chan: Chan, kind: ChangeKind, target: Message, text: string, racingDelete = false, cutOff = false): Promise<boolean> {
     const want = expectedRefusal(d, chan, kind, target);
     const key = `c${keyCounter++}`;
+    if (cutOff) {
+      // Sent, and the connection lost before the reply: the device sends it again with its key on its next session, applied once or refused as before.
+      d.device.sendFrame({ kind: { case: "send", value: { channelId: chan.id, text, clientMsgId: key, ...changeFields(kind, target.seq) } } });
+      await disconnect(d);
+      await connect(d);
+    }
     const res = await sendChange(d, chan, kind, target.seq, text, key);
     const what = `${d.name}'s ${kind} ${key} of ${chan.id}/${target.seq}`;
     count(`${kind} ${res.ack ? "acked" : res.error ? ErrorCode[res.error.code] : "?"}`);
@@ -401,8 +407,9 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
     } else {
       const kind: ChangeKind = r < 0.6 ? "edit" : r < 0.72 ? "delete" : "react";
       const text = kind === "edit" ? `e${keyCounter}` : kind === "react" ? (chance(0.25) ? "" : pick(EMOJIS)) : "";
-      note(`${kind} ${JSON.stringify(text)} by ${d.name} of ${chan.id}/${target.seq}`);
-      await change(d, chan, kind, target, text);
+      const cutOff = chance(0.15);
+      note(`${kind} ${JSON.stringify(text)} by ${d.name} of ${chan.id}/${target.seq}${cutOff ? ", cut off before its reply" : ""}`);
+      await change(d, chan, kind, target, text, false, cutOff);
     }
   }
 
@@ -631,6 +638,22 @@ describe(`chatd invariants under a seeded random walk (INVARIANT_SEED=${SEED})`,
         assert.equal(m.text, want.deleted ? "" : want.text, `${what}: text`);
         if (!want.deleted) assert.equal(m.editedAt !== undefined, want.edited, `${what}: edited`);
         assert.deepEqual(reactionList(m.reactions), want.deleted ? [] : [...want.reactions].map(([u, e]) => `${e}:${u}`).sort(), `${what}: reactions`);
+      }
+    }
+
+    // A deleted text survives nowhere: not in any inbox's copy of the message or of its edits, a former member's included.
+    for (const u of users) {
+      for (let after = 0n; ; ) {
+        const page = await api(u).messages.syncInbox({ afterInboxSeq: after, limit: 1000 });
+        for (const e of page.entries) {
+          const m = e.message!;
+          const chan = chans.find((c) => c.id === m.channelId);
+          if (!chan || m.note || m.reaction || (m.targetSeq !== 0n && m.deleted)) continue;
+          const target = bySeq.get(chan)!.get(m.targetSeq || m.seq);
+          if (target?.deleted) assert.equal(m.text, "", `${u.name}'s inbox seq ${e.inboxSeq}: ${m.targetSeq ? `an edit of ${chan.id}/${m.targetSeq}` : `${chan.id}/${m.seq}`}, deleted, keeps its text`);
+        }
+        if (!page.hasMore || page.entries.length === 0) break;
+        after = page.entries.at(-1)!.inboxSeq;
       }
     }
 
