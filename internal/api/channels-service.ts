@@ -296,6 +296,11 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (until !== undefined && !(until <= LATEST_MUTE_MS)) throw new ChatError("invalid_argument", "muted_until must be before the year 10000");
       const mutedUntilMs = until !== undefined && until > now() ? until : undefined;
       const view = await channelView(deps, channel, member);
+      // Muted as asked already (to the same time, or not at all): nothing to write.
+      const mutes = await channels.listMutes(me);
+      if (activeMute(mutes, channel.channelId) === mutedUntilMs) {
+        return { channel: channelToProto({ ...view, ...settingsOf(mutes, (await channels.listPlaces(me)).get(channel.channelId), channel.channelId, view.last?.sentAtMs) }) };
+      }
       // A muted chat stays archived through new messages (isArchived); one a message has already
       // brought back is out of the archive for good, or this mute would put it away again.
       if (mutedUntilMs !== undefined) {

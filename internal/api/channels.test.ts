@@ -914,6 +914,20 @@ describe("api: ChannelService", () => {
     assert.equal((await rpcError(() => m2.c.channels.removeMember({ channelId, userId: m1.userId }))).code, Code.PermissionDenied);
   });
 
+  it("writes nothing for a mute or an unmute the chat already has", async () => {
+    const [a, b] = [await api.signUp(), await api.signUp()];
+    const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    const until = timestampFromMs(api.clock.ms + 3_600_000);
+    await a.c.channels.muteChannel({ channelId: dm, mutedUntil: until });
+    const writes: (number | undefined)[] = [];
+    const setMute = api.storage.channels.setMute.bind(api.storage.channels);
+    api.storage.channels.setMute = (u, c, ms) => (writes.push(ms), setMute(u, c, ms));
+    assert.deepEqual((await a.c.channels.muteChannel({ channelId: dm, mutedUntil: until })).channel!.mutedUntil, until);
+    await a.c.channels.muteChannel({ channelId: dm });
+    assert.equal((await a.c.channels.muteChannel({ channelId: dm })).channel!.mutedUntil, undefined);
+    assert.deepEqual(writes, [undefined], "only the unmute that changed something was written");
+  });
+
   it("tells the caller's devices nothing when clearing a history again with nothing new since", async () => {
     const [a, b] = [await api.signUp(), await api.signUp()];
     const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
