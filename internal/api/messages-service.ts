@@ -22,8 +22,17 @@ const SEARCH_SCAN_BUDGET = 2_000;
 export const SEARCH_SCAN_TEXT_BYTES = 4 * 1024 * 1024;
 const SEARCH_PAGE = 200;
 
-/** Case and compatibility forms folded away, so "Cafe" finds "cafe" and "ﬁle" finds "file". */
-const fold = (s: string) => s.normalize("NFKC").toLowerCase();
+/**
+ * Case and compatibility forms folded away, so "Cafe" finds "cafe" and "ﬁle"
+ * finds "file". Lower case alone is no fold: "ß" stays while SS lowers to
+ * "ss", a Σ ending a word lowers to "ς" (so the query "ΟΔΟΣ" missed
+ * "ΟΔΟΣΤΡΩΜΑ"), and "İ" lowers to "i" with a combining dot ("istanbul"
+ * missed "İSTANBUL"). Lower, upper, lower again turns ẞ and ß into ss; ς is
+ * taken as σ and the dot dropped, as Unicode's full case folding (with its
+ * Turkic rule for İ) does. NFKC again composes what the casing took apart.
+ */
+const fold = (s: string) =>
+  s.normalize("NFKC").toLowerCase().toUpperCase().toLowerCase().replaceAll("ς", "σ").replaceAll("i\u0307", "i").normalize("NFKC");
 
 function searchWords(query: string): string[] {
   if ([...query].length > 256) throw new ChatError("invalid_argument", "query must be at most 256 characters");

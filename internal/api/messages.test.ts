@@ -127,6 +127,17 @@ describe("api: MessageService", () => {
       assert.deepEqual(seqs((await b.c.messages.searchMessages({ channelId, query: "ﬁsh" })).messages), [], "nothing matches: an empty page");
     });
 
+    it("folds case as Unicode does: ß is ss, a word-final ς is σ, İ is i", async () => {
+      await history((i) => ["Treffen in der STRASSE", "Die Straße ist zu", "ΟΔΟΣΤΡΩΜΑ βρεγμένο", "Η ΟΔΟΣ είναι κλειστή", "İSTANBUL'da buluşalım", "ẞ"][i - 1]!, 6);
+      const find = async (query: string) => seqs((await b.c.messages.searchMessages({ channelId, query })).messages);
+      assert.deepEqual(await find("straße"), [2, 1], "ß and SS are one word, whichever the query has");
+      assert.deepEqual(await find("STRASSE"), [2, 1]);
+      assert.deepEqual(await find("ss"), [6, 2, 1], "the capital ẞ too");
+      assert.deepEqual(await find("ΟΔΟΣ"), [4, 3], "a query ending in Σ finds the word it begins");
+      assert.deepEqual(await find("οδος"), [4, 3]);
+      assert.deepEqual(await find("istanbul"), [5], "İ is the i typed without it");
+    });
+
     it("scans at most 2,000 messages a call and says where to go on", async () => {
       await history((i) => (i === 5 ? "the needle" : `hay ${i}`), 2_300);
       const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
