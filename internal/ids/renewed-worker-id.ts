@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { OutageLog } from "../observability/outage-log.js";
 import type { WorkerIdAllocator, WorkerIdLease } from "./lease.js";
 import { Snowflake } from "./snowflake.js";
 
@@ -46,12 +47,8 @@ export class RenewedWorkerId {
   private markTimer: NodeJS.Timeout | undefined;
   /** Marks go out one at a time: etcd must never end up holding an older, lower mark than the one minted under. */
   private marking: Promise<void> = Promise.resolve();
-  /**
-   * Marks failed in a row, and since when (monotonic ms): an etcd outage is one warning
-   * as marks start failing and one line as one lands again, not one per interval.
-   */
-  private markFailures = 0;
-  private markFailingSince = 0;
+  /** Marks failing through an etcd outage: one warning as they start failing and one line as one lands again, not one per interval. */
+  private readonly markOutage: OutageLog;
 
   constructor(
     private readonly allocator: WorkerIdAllocator,
@@ -61,6 +58,13 @@ export class RenewedWorkerId {
     this.markIntervalMs = options.markIntervalMs ?? 2_000;
     this.now = options.now ?? Date.now;
     this.lease = first;
+    this.markOutage = new OutageLog({
+      logger: options.logger,
+      fields: () => ({ workerId: this.lease.workerId }),
+      failed: "marking the worker id failed; ids pause at the last mark, retrying until etcd takes one",
+      failedAgain: "marking the worker id failed again",
+      recovered: "marking the worker id works again",
+    });
     this.ids = new Snowflake(first.workerId);
     this.ids.notBefore(first.mintedBeforeMs);
     // Nothing is minted before the first mark lands (start()).
@@ -71,7 +75,7 @@ export class RenewedWorkerId {
   /** Marks the number for the first time and keeps marking it: ids flow from here. */
   async start(): Promise<void> {
     await this.markNow();
-    this.markTimer ??= setInterval(() => void this.markNow().catch((err) => this.markFailed(err)), this.markIntervalMs);
+    this.markTimer ??= setInterval(() => void this.markNow().catch((err) => this.markOutage.failed(err)), this.markIntervalMs);
     this.markTimer.unref();
   }
 
@@ -97,7 +101,7 @@ export class RenewedWorkerId {
     this.wakeSleeper?.();
     // Exact now that nothing more is minted: the next holder starts right after.
     await this.marking;
-    await this.lease.mark(Math.max(this.now(), this.ids.lastMintedMs) + 1).catch((err) => this.markFailed(err));
+    await this.lease.mark(Math.max(this.now(), this.ids.lastMintedMs) + 1).catch((err) => this.markOutage.failed(err));
     await this.lease.release();
   }
 
@@ -112,26 +116,11 @@ export class RenewedWorkerId {
       // Raised only once etcd has it, and only for the lease it was written for.
       if (lease === this.lease && lease.live && !this.closed) {
         this.ids.limitTo(ceiling);
-        this.markLanded(lease.workerId);
+        this.markOutage.succeeded();
       }
     });
     this.marking = next.catch(() => {});
     return next;
-  }
-
-  private markFailed(err: unknown): void {
-    if (this.markFailures++ > 0) {
-      return void this.options.logger?.debug({ err, workerId: this.lease.workerId, failures: this.markFailures }, "marking the worker id failed again");
-    }
-    this.markFailingSince = performance.now();
-    this.options.logger?.warn({ err, workerId: this.lease.workerId }, "marking the worker id failed; ids pause at the last mark, retrying until etcd takes one");
-  }
-
-  private markLanded(workerId: number): void {
-    if (this.markFailures === 0) return;
-    const failures = this.markFailures;
-    this.markFailures = 0;
-    this.options.logger?.info({ workerId, failures, failingMs: Math.round(performance.now() - this.markFailingSince) }, "marking the worker id works again");
   }
 
   private watch(lease: WorkerIdLease): void {
@@ -162,11 +151,11 @@ export class RenewedWorkerId {
         }
         this.lease = lease;
         // The outage's marks are told of by the line below.
-        this.markFailures = 0;
+        this.markOutage.forget();
         this.ids.limitTo(Number.NEGATIVE_INFINITY);
         this.ids.notBefore(lease.mintedBeforeMs);
         this.ids.resume(lease.workerId);
-        await this.markNow().catch((err) => this.markFailed(err));
+        await this.markNow().catch((err) => this.markOutage.failed(err));
         this.renewing = false;
         this.options.logger?.info(
           { workerId: lease.workerId, failures, lostMs: Math.round(performance.now() - lostAt) },

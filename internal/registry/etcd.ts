@@ -2,6 +2,7 @@ import { EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type IWatchResponse,
 import type { Logger } from "pino";
 import { createEtcdClient, deadline, normalizePrefix } from "../etcd/client.js";
 import { KeptLease } from "../etcd/lease-keeper.js";
+import { OutageLog } from "../observability/outage-log.js";
 import { validateServer } from "./memory.js";
 import { DuplicateServerId, type Registration, type ServerInfo, type ServerRegistry, type ServerWatch } from "./port.js";
 
@@ -349,12 +350,8 @@ class EtcdServerWatch implements ServerWatch {
   private watcher: Watcher | undefined;
   private closed = false;
   private reopening: Promise<void> | undefined;
-  /**
-   * Since when (performance.now()) the watch has been without etcd, until it
-   * is back. etcd3 retries every second or faster and reports each failed try;
-   * an outage is one warning as it starts and one line as it ends, not one a try.
-   */
-  private outageSince: number | undefined;
+  /** etcd3 retries every second or faster and reports each failed try: an outage is one warning as it starts and one line as it ends, not one a try. */
+  private readonly outage: OutageLog;
 
   constructor(
     private readonly client: Etcd3,
@@ -362,7 +359,17 @@ class EtcdServerWatch implements ServerWatch {
     private readonly timeoutMs: number,
     private readonly logger: Logger | undefined,
     private readonly onClosed: () => void,
-  ) {}
+  ) {
+    this.outage = new OutageLog({
+      logger,
+      fields: () => ({ dir }),
+      counted: false,
+      lengthKey: "outageMs",
+      failed: "registry watch lost etcd; retrying until it answers (the servers known stay as they were)",
+      failedAgain: "registry watch: etcd still unreachable; retrying",
+      recovered: "registry watch back on etcd",
+    });
+  }
 
   async start(): Promise<void> {
     await this.open();
@@ -385,7 +392,7 @@ class EtcdServerWatch implements ServerWatch {
       if (watcher === this.watcher) this.outageStarted(err);
     });
     watcher.on("connected", () => {
-      if (watcher === this.watcher) this.outageEnded();
+      if (watcher === this.watcher) this.outage.succeeded();
     });
     watcher.on("error", (err) => {
       // Cancelled by etcd (for example its revision was compacted while we were away): start over.
@@ -426,7 +433,7 @@ class EtcdServerWatch implements ServerWatch {
         if (this.closed) return;
         try {
           await this.open();
-          this.outageEnded();
+          this.outage.succeeded();
           if (JSON.stringify(this.servers()) !== before) this.notify();
           return;
         } catch (err) {
@@ -439,17 +446,7 @@ class EtcdServerWatch implements ServerWatch {
   }
 
   private outageStarted(err: unknown): void {
-    if (this.closed) return;
-    if (this.outageSince !== undefined) return void this.logger?.debug({ err, dir: this.dir }, "registry watch: etcd still unreachable; retrying");
-    this.outageSince = performance.now();
-    this.logger?.warn({ err, dir: this.dir }, "registry watch lost etcd; retrying until it answers (the servers known stay as they were)");
-  }
-
-  private outageEnded(): void {
-    if (this.outageSince === undefined) return;
-    const outageMs = Math.round(performance.now() - this.outageSince);
-    this.outageSince = undefined;
-    this.logger?.info({ dir: this.dir, outageMs }, "registry watch back on etcd");
+    if (!this.closed) this.outage.failed(err);
   }
 
   /** Loads every entry under the prefix; returns the revision it was read at. */

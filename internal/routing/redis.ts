@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
+import { OutageLog } from "../observability/outage-log.js";
 import { validateRoute } from "./memory.js";
 import type { SessionRoutes } from "./port.js";
 
@@ -88,15 +89,19 @@ export class RedisSessionRoutes implements SessionRoutes {
   private readonly prefix: string;
   private readonly chunk: number;
   private lastError: Error | undefined;
-  /** When the current run of connection errors began (performance.now()), and its length. */
-  private failingSince: number | undefined;
-  private failures = 0;
+  private readonly outage: OutageLog;
   private readonly resetListeners: (() => void)[] = [];
   private readies = 0;
   /** server id -> user -> the value this process last wrote to the entry. */
   private readonly written = new Map<string, Map<Id, number>>();
 
   constructor(private readonly options: RedisSessionRoutesOptions) {
+    this.outage = new OutageLog({
+      logger: options.logger,
+      failed: "redis (session routes) connection error; retrying",
+      failedAgain: "redis (session routes) connection error",
+      recovered: "redis (session routes) answers again",
+    });
     let client: Redis;
     if (options.redis) {
       client = options.redis;
@@ -119,30 +124,17 @@ export class RedisSessionRoutes implements SessionRoutes {
         connectTimeout: 3_000,
         retryStrategy: (times) => Math.min(times * 100, 2_000),
       });
-      // ioredis reports every failed reconnect (up to one each 2 s through an
-      // outage): one warning says Redis is away, the rest are debug, and the
-      // line on its return says for how long and how many tries failed.
+      // ioredis reports every failed reconnect (up to one each 2 s through an outage).
       client.on("error", (err: Error) => {
         this.lastError = err;
-        if (this.failingSince === undefined) {
-          this.failingSince = performance.now();
-          this.failures = 1;
-          options.logger?.warn({ err }, "redis (session routes) connection error; retrying");
-        } else {
-          this.failures++;
-          options.logger?.debug({ err }, "redis (session routes) connection error");
-        }
+        this.outage.failed(err);
       });
       this.ownsClient = true;
     }
     // Every "ready" after the first is a reconnect: the server may have
     // restarted empty, since routes are soft state.
     client.on("ready", () => {
-      if (this.failingSince !== undefined) {
-        const failingMs = Math.round(performance.now() - this.failingSince);
-        options.logger?.info({ failures: this.failures, failingMs }, "redis (session routes) answers again");
-        this.failingSince = undefined;
-      }
+      this.outage.succeeded();
       if (this.readies++ === 0) return;
       for (const l of this.resetListeners) l();
     });
