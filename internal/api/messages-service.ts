@@ -16,8 +16,9 @@ import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 const SEARCH_SCAN_BUDGET = 2_000;
 /**
  * Text one SearchMessages call folds at most (utf8BytesAtMost): a message
- * costs by its length, and 2,000 of the longest would be 600 MB. At least
- * one message is scanned, so every call moves on.
+ * costs by its length, or its folded text's when longer, and 2,000 of the
+ * longest would be 600 MB. At least one message is scanned, so every call
+ * moves on.
  */
 export const SEARCH_SCAN_TEXT_BYTES = 4 * 1024 * 1024;
 const SEARCH_PAGE = 200;
@@ -77,12 +78,14 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         const rows = await deps.log.page(channel.channelId, { anchorSeq: before, direction: "backward", limit: SEARCH_PAGE, textBytes });
         for (const m of rows) {
           if (m.seq <= cleared) return result(0n);
-          const cost = utf8BytesAtMost(m.text);
+          if (scanned > 0 && bytes + utf8BytesAtMost(m.text) > SEARCH_SCAN_TEXT_BYTES) return result(before);
+          // The folded text is what the scan works on: NFKC makes some characters 18.
+          const text = fold(m.text);
+          const cost = Math.max(utf8BytesAtMost(m.text), utf8BytesAtMost(text));
           if (scanned > 0 && bytes + cost > SEARCH_SCAN_TEXT_BYTES) return result(before);
           before = m.seq;
           scanned++;
           bytes += cost;
-          const text = fold(m.text);
           if (words.every((w) => text.includes(w)) && found.push(m) >= limit) return result(before);
         }
         if (rows.length < SEARCH_PAGE || before <= 1n) return result(0n);

@@ -169,6 +169,15 @@ describe("api: MessageService", () => {
       assert.deepEqual([hit, calls], [[1n], Math.ceil(40 / perCall)]);
     });
 
+    it("counts a text as long as it folds to: what NFKC makes 18 times longer costs 18 times the scan", async () => {
+      const wide = "\uFDFA".repeat(5_000); // each folds to 18 letters and spaces
+      await history(() => wide, 40);
+      const perCall = Math.floor(SEARCH_SCAN_TEXT_BYTES / utf8BytesAtMost(wide.normalize("NFKC")));
+      assert.ok(perCall > 1 && perCall < 40);
+      const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
+      assert.equal(first.nextBeforeSeq, BigInt(40 - perCall + 1));
+    });
+
     it("refuses non-members and empty or overlong queries", async () => {
       const stranger = await api.signUp();
       assert.equal((await rpcError(() => stranger.c.messages.searchMessages({ channelId, query: "x" }))).code, Code.PermissionDenied);
