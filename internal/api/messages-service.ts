@@ -69,8 +69,8 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const words = searchWords(req.query);
       const limit = v.limit(req.limit, 20, 100);
       const found: StoredMessage[] = [];
-      // Nothing is older than seq 1: a scan that stops there has reached the first message.
-      const result = (next: bigint) => ({ messages: found.map(messageToProto), nextBeforeSeq: next > 1n ? next : 0n });
+      // Nothing is older than seq 1, nor for the caller than what they cleared: a scan that stops there has reached the first message.
+      const result = (next: bigint) => ({ messages: found.map(messageToProto), nextBeforeSeq: next > cleared + 1n ? next : 0n });
       let before = v.bound(req.beforeSeq);
       for (let scanned = 0, bytes = 0; scanned < SEARCH_SCAN_BUDGET; ) {
         // Past the text left to scan the loop below returns, so the page stops there too.

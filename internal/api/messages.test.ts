@@ -138,6 +138,15 @@ describe("api: MessageService", () => {
       assert.deepEqual(await find("istanbul"), [5], "İ is the i typed without it");
     });
 
+    it("says nothing older is left when the page ends at what the caller cleared", async () => {
+      await history((i) => `lunch ${i}`, 4);
+      await b.c.channels.clearHistory({ channelId, throughSeq: 2n });
+      const page = await b.c.messages.searchMessages({ channelId, query: "lunch", limit: 2 });
+      assert.deepEqual([seqs(page.messages), page.nextBeforeSeq], [[4, 3], 0n], "seq 3 is the oldest b has");
+      const older = await b.c.messages.searchMessages({ channelId, query: "lunch", limit: 2, beforeSeq: 4n });
+      assert.deepEqual([seqs(older.messages), older.nextBeforeSeq], [[3], 0n]);
+    });
+
     it("scans at most 2,000 messages a call and says where to go on", async () => {
       await history((i) => (i === 5 ? "the needle" : `hay ${i}`), 2_300);
       const first = await a.c.messages.searchMessages({ channelId, query: "needle" });
