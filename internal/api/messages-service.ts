@@ -30,10 +30,21 @@ const SEARCH_PAGE = 200;
  * "ΟΔΟΣΤΡΩΜΑ"), and "İ" lowers to "i" with a combining dot ("istanbul"
  * missed "İSTANBUL"). Lower, upper, lower again turns ẞ and ß into ss; ς is
  * taken as σ and the dot dropped, as Unicode's full case folding (with its
- * Turkic rule for İ) does. NFKC again composes what the casing took apart.
+ * Turkic rule for İ) does. Characters that show nothing (a soft hyphen, a
+ * zero-width space, an emoji's variation selector) go, as in Unicode's
+ * NFKC_Casefold: "lunch" finds "lun\u200Bch" pasted from a page. NFKC again
+ * composes what the casing took apart.
  */
 const fold = (s: string) =>
-  s.normalize("NFKC").toLowerCase().toUpperCase().toLowerCase().replaceAll("ς", "σ").replaceAll("i\u0307", "i").normalize("NFKC");
+  s
+    .normalize("NFKC")
+    .toLowerCase()
+    .toUpperCase()
+    .toLowerCase()
+    .replaceAll("ς", "σ")
+    .replaceAll("i\u0307", "i")
+    .replace(/\p{Default_Ignorable_Code_Point}/gu, "")
+    .normalize("NFKC");
 
 function searchWords(query: string): string[] {
   if ([...query].length > 256) throw new ChatError("invalid_argument", "query must be at most 256 characters");

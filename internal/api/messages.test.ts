@@ -138,6 +138,17 @@ describe("api: MessageService", () => {
       assert.deepEqual(await find("istanbul"), [5], "İ is the i typed without it");
     });
 
+    it("reads past characters that show nothing: a soft hyphen, a zero-width space, an emoji's variation selector", async () => {
+      await history((i) => ["Mittag\u00ADessen um eins", "see you at lun\u200Bch", "love it ❤️", "love it too ❤"][i - 1]!, 4);
+      const find = async (query: string) => seqs((await b.c.messages.searchMessages({ channelId, query })).messages);
+      assert.deepEqual(await find("mittagessen"), [1]);
+      assert.deepEqual(await find("lunch"), [2]);
+      assert.deepEqual(await find("❤"), [4, 3], "the heart with or without its emoji selector");
+      assert.deepEqual(await find("❤️"), [4, 3]);
+      const none = await rpcError(() => b.c.messages.searchMessages({ channelId, query: "\u200B\u00AD" }));
+      assert.deepEqual([none.code, none.rawMessage], [Code.InvalidArgument, "query must have at least one word"]);
+    });
+
     it("says nothing older is left when the page ends at what the caller cleared", async () => {
       await history((i) => `lunch ${i}`, 4);
       await b.c.channels.clearHistory({ channelId, throughSeq: 2n });
