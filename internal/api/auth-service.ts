@@ -15,6 +15,7 @@ import type { DeviceGate } from "./device-gate.js";
 import type { AuthEvent } from "./metrics.js";
 import type { ApiDeps } from "./deps.js";
 import { forgetBlock, leaveGroup } from "./access.js";
+import { presenceFrame } from "../presence/tracker.js";
 import type { PushApiDeps } from "./push-service.js";
 import * as v from "./validate.js";
 
@@ -293,8 +294,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const reason = "signed out: the account was deleted";
       await signOutAll(me, undefined, reason);
       await removeEndpoints(me);
+      /** Friends and direct-chat peers: those whose view of the account's presence ends here, and who are told so below. */
+      const parted = new Set<Id>();
       const dropFriends = async () => {
-        for (const m of await deps.accounts.listFriends(me)) await deps.accounts.removeFriendship(me, m);
+        for (const m of await deps.accounts.listFriends(me)) {
+          parted.add(m);
+          await deps.accounts.removeFriendship(me, m);
+        }
         for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
       };
       await dropFriends();
@@ -311,6 +317,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
           // it is gone) rather than stored for nobody.
           for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
             if (userId === me) continue;
+            parted.add(userId);
             await deps.accounts.putBlock(me, userId, now());
             await forgetBlock(deps, me, userId);
           }
@@ -326,6 +333,15 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       await removeEndpoints(me);
       await dropFriends();
       await leaveChats();
+      // The sign-outs above announce the account offline, but read who to tell later, maybe after the
+      // friendships and chats are gone: one missed would keep it online on their screens for good.
+      // Told here as an unfriending or a block tells, with no last seen (a group's members are told
+      // by leaving it). Best effort: the deletion stands.
+      if (parted.size > 0) {
+        await deps.sessions.pushToUsers([...parted], presenceFrame({ userId: me, online: false })).catch((err: unknown) => {
+          deps.logger?.warn({ err }, "presence after an account's deletion not told");
+        });
+      }
       count("account_deleted");
       return {};
     },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { Registry } from "prom-client";
-import { DevicePlatform, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { DevicePlatform, MemberRole, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from "../auth/refresh.js";
 import type { AccountStore } from "../accounts/store.js";
 import { CloseCode } from "../model/close-codes.js";
@@ -472,6 +472,24 @@ describe("api: AuthService", () => {
       held.release();
       assert.equal((await login).code, Code.Unauthenticated);
       assert.ok((await api.storage.accounts.listDevices(me.userId)).every((d) => d.revoked));
+    });
+
+    it("tells its friends and direct-chat peers itself that it is offline, not only its devices' sign-out", async () => {
+      // The sign-out's presence announcement reads its audience later, maybe after the friendships are
+      // gone: a friend it missed would see the deleted account online for good.
+      const me = await api.signUp("una", "my password");
+      const [friend, peer, stranger] = [await api.signUp(), await api.signUp(), await api.signUp()];
+      await me.c.users.sendFriendRequest({ userId: friend.userId });
+      await friend.c.users.respondFriendRequest({ userId: me.userId, accept: true });
+      await peer.c.channels.openDirect({ userId: me.userId });
+      api.sessions.pushes.length = 0;
+      await me.c.auth.deleteAccount({ password: "my password" });
+      const told = api.sessions
+        .framesOf("presence")
+        .filter((p) => p.frame.kind.case === "presence" && p.frame.kind.value.presence?.userId === me.userId && p.frame.kind.value.presence.status === PresenceStatus.OFFLINE)
+        .flatMap((p) => p.userIds);
+      assert.deepEqual(new Set(told), new Set([friend.userId, peer.userId]));
+      assert.ok(!told.includes(stranger.userId));
     });
 
     it("refuses Refresh, and signs out, a device of a deleted account left signed in", async () => {

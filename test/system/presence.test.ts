@@ -180,6 +180,24 @@ describe("chatd system: presence", function () {
     await waitFor(() => c.device.frames.some((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "carol's heartbeat answered");
     assert.deepEqual(c.statuses(alice!.userId), []);
   });
+
+  it("tells a deleted account's friends, chat peers and group members it is offline at once", async () => {
+    const [alice, bob, carol, dave] = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => signUp(chatd.httpUrl, n)));
+    await befriend(alice!, bob!);
+    await alice!.api.channels.openDirect({ userId: carol!.userId });
+    await dave!.api.channels.createGroup({ title: "g", memberUserIds: [alice!.userId] });
+    const watching = await Promise.all([bob!, carol!, dave!].map((u) => open(u.devices[0]!.token)));
+    const a = await open(alice!.devices[0]!.token);
+    await Promise.all(watching.map((w) => w.hears(alice!.userId, [PresenceStatus.ONLINE], "online")));
+    const started = Date.now();
+    await alice!.api.auth.deleteAccount({ password: alice!.password });
+    assert.equal(await a.device.waitClosed(), 4003);
+    // The friendship, the chat and the group it went through are gone with the account: it must not stay online on their
+    // screens. Told by the sign-out and by the deletion itself, each may hear OFFLINE more than once.
+    await waitFor(() => watching.every((w) => w.statuses(alice!.userId).at(-1) === PresenceStatus.OFFLINE), "offline after the deletion", GRACE_MS);
+    assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after the deletion`);
+    for (const w of watching) assert.deepEqual(w.statuses(alice!.userId).filter((s) => s === PresenceStatus.ONLINE), [PresenceStatus.ONLINE], "online once, then only offline");
+  });
 });
 
 describe("chatd system: presence of a device that went silent", function () {
