@@ -155,11 +155,29 @@ describe("api: push endpoints go with their devices", () => {
   it("a signed-out device forgotten at a later login takes its endpoint along", async () => {
     const alice = await api.signUp("alice", "correct horse");
     await alice.c.push.registerPushEndpoint(webPush("http://127.0.0.1:9/old-phone"));
-    await alice.c.auth.logout({});
-    assert.deepEqual(await addresses(alice.userId), ["http://127.0.0.1:9/old-phone"], "kept until the device is forgotten");
+    // As a sign-out whose removal of the endpoint failed, or a registration racing it through another api process, leaves it.
+    await api.storage.accounts.revokeDevice(alice.userId, alice.deviceId);
     api.clock.ms += 3 * 3600_000; // past any access token the old device held
     await api.anon.auth.login({ username: "alice", password: "correct horse", device: { name: "laptop" } });
     assert.deepEqual(await addresses(alice.userId), []);
+  });
+
+  it("a device logged out, revoked, or signed out by a password change takes its endpoint along at once", async () => {
+    const alice = await api.signUp("alice", "correct horse");
+    const device = async (name: string) => {
+      const cr = (await api.anon.auth.login({ username: "alice", password: "correct horse", device: { name } })).credentials!;
+      const c = api.clients(cr.accessToken);
+      await c.push.registerPushEndpoint(webPush(`http://127.0.0.1:9/${name}`));
+      return { deviceId: cr.deviceId, c };
+    };
+    await alice.c.push.registerPushEndpoint(webPush("http://127.0.0.1:9/main"));
+    const [phone, tablet] = [await device("phone"), await device("tablet"), await device("laptop")];
+    await phone.c.auth.logout({});
+    assert.deepEqual((await addresses(alice.userId)).sort(), ["http://127.0.0.1:9/laptop", "http://127.0.0.1:9/main", "http://127.0.0.1:9/tablet"]);
+    await alice.c.auth.revokeDevice({ deviceId: tablet.deviceId });
+    assert.deepEqual((await addresses(alice.userId)).sort(), ["http://127.0.0.1:9/laptop", "http://127.0.0.1:9/main"]);
+    await alice.c.auth.changePassword({ currentPassword: "correct horse", newPassword: "battery staple" });
+    assert.deepEqual(await addresses(alice.userId), ["http://127.0.0.1:9/main"], "the device that changed it keeps its own");
   });
 
   it("DeleteAccount removes every endpoint of the account, also one whose device row is gone", async () => {
