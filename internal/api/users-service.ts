@@ -76,7 +76,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
     async searchUsers(req, ctx) {
       caller(ctx);
-      const query = req.query.trim().replace(/^@/, "");
+      // Full-width letters (and ＠) are what an East Asian keyboard types in its wide mode: NFKC makes them ASCII.
+      const query = req.query.normalize("NFKC").trim().replace(/^@/, "");
       if (query.length === 0) throw new ChatError("invalid_argument", "query is required");
       // Nothing can match characters a username cannot have.
       if (!/^[a-z0-9_.]{1,32}$/i.test(query)) return { users: [] };

@@ -146,6 +146,13 @@ describe("api: UserService and PresenceService", () => {
       assert.deepEqual((await a.c.users.searchUsers({ query: "a b" })).users, []);
     });
 
+    it("searches a username typed in full-width letters (an East Asian keyboard's) as the letters they are", async () => {
+      const a = await api.signUp("anna_k");
+      for (const query of ["ａｎｎａ＿ｋ", "＠ＡＮＮＡ", " @anna "]) {
+        assert.deepEqual((await a.c.users.searchUsers({ query })).users.map((u) => u.username), ["anna_k"], query);
+      }
+    });
+
     it("writes nothing for a profile or a presence setting set to what it is", async () => {
       const a = await api.signUp();
       await a.c.users.updateProfile({ displayName: "Anna" });
