@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
 import http2 from "node:http2";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { PUBLIC_MAX_CONCURRENT_STREAMS } from "../../internal/grpc/listener.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 
 /** What the listener at `url` tells a new connection of its streams per connection. */
 async function advertisedStreams(url: string): Promise<number | undefined> {
@@ -28,13 +23,7 @@ async function advertisedStreams(url: string): Promise<number | undefined> {
 // The limit's behaviour is pinned in internal/grpc/listener.test.ts; here, that each role has it.
 describe("public gRPC listeners: streams per connection", function () {
   this.timeout(120_000);
-  const scope = engineScope(engineConfig(), "streams");
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-stream-limit-keys-"));
-  after(async () => {
-    await stopAll();
-    rmSync(keysDir, { recursive: true, force: true });
-    await scope.drop();
-  });
+  const deployment = useDeployment("streams");
 
   it("chatd", async () => {
     const chatd = await startChatd();
@@ -47,10 +36,9 @@ describe("public gRPC listeners: streams per connection", function () {
   });
 
   it("api and gateway", async () => {
-    const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
-    const api = await startRole("api", common);
+    const api = await startRole("api", deployment.env);
     // The gateway starts on the token key the api wrote.
-    const gateway = await startRole("gateway", common);
+    const gateway = await startRole("gateway", deployment.env);
     try {
       assert.equal(await advertisedStreams(String(api.info.grpc)), PUBLIC_MAX_CONCURRENT_STREAMS);
       assert.equal(await advertisedStreams(String(gateway.info.grpc)), PUBLIC_MAX_CONCURRENT_STREAMS);

@@ -1,28 +1,19 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { KafkaQueue } from "../../internal/queue/kafka.js";
 import { ConsumerGroups, topicSpecs, Topics } from "../../internal/pipeline/topics.js";
-import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { groupMembers, holdGroup, joinForeign } from "../support/kafka-groups.js";
-import { runToExit } from "../support/processes.js";
+import { runToExit, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 // A notifier that could not join its consumer group ended on an uncaught stack trace (its top-level
 // await rejected), burying the cause an operator needs; the pipeline says it in one line.
 describe("notifier: starting", function () {
   this.timeout(180_000);
-  const scope = engineScope(engineConfig(), "nstart");
-  const ns = scope.env.CHAT_KAFKA_NAMESPACE!;
-  // The notifier writes its VAPID key pair there.
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-notifier-start-keys-"));
-  after(async () => {
-    rmSync(keysDir, { recursive: true, force: true });
-    await scope.drop();
-  });
+  // The notifier writes its VAPID key pair in the deployment's keys.
+  const deployment = useDeployment("nstart");
+  const ns = deployment.scope.env.CHAT_KAFKA_NAMESPACE!;
 
   it("exits 1 with one line naming why", async () => {
     const queue = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, namespace: ns });
@@ -32,7 +23,7 @@ describe("notifier: starting", function () {
     const foreign = await joinForeign(`${ns}.${ConsumerGroups.notifier}`, `${ns}.${Topics.notifications}`);
     assert.ok(foreign, "the foreign member took the notifier's group");
     try {
-      const { code, stderr } = await runToExit("notifier", { ...scope.env, CHAT_KEYS_DIR: keysDir });
+      const { code, stderr } = await runToExit("notifier", deployment.env);
       assert.equal(code, 1, stderr);
       assert.match(stderr, /^notifier: cannot start consuming: .*stopped for good/m);
       assert.doesNotMatch(stderr, /uncaught|^\s+at /m, "no stack trace");
@@ -49,7 +40,7 @@ describe("notifier: starting", function () {
     const holder = await holdGroup(ns, ConsumerGroups.notifier, Topics.notifications);
     let notifier: ChildProcess | undefined;
     try {
-      const exited = runToExit("notifier", { ...scope.env, CHAT_KEYS_DIR: keysDir }, (child) => (notifier = child));
+      const exited = runToExit("notifier", deployment.env, (child) => (notifier = child));
       await waitFor(() => holder.revoked.aborted || notifier!.exitCode !== null, "the notifier to begin joining the group", 120_000);
       if (notifier!.exitCode !== null) assert.fail(`the notifier exited before joining: ${(await exited).stderr}`);
       const joinsBefore = holder.joins();

@@ -1,27 +1,17 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
 import { groupMembers } from "../support/kafka-groups.js";
-import { exitOnTakenPort } from "../support/processes.js";
+import { exitOnTakenPort, useDeployment } from "../support/processes.js";
 
 // A pipeline worker or notifier whose CHAT_OPS_PORT is taken exits 1. It used to join its consumer
 // groups first: Kafka left it their partitions for the session timeout (10 s), every message on
 // them stalled for the whole cluster, though the process was gone.
 describe("pipeline and notifier: CHAT_OPS_PORT in use", function () {
   this.timeout(180_000);
-  const scope = engineScope(engineConfig(), "opsport");
-  const ns = scope.env.CHAT_KAFKA_NAMESPACE!;
-  // The notifier writes its VAPID key pair there.
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-ops-port-keys-"));
-  after(async () => {
-    rmSync(keysDir, { recursive: true, force: true });
-    await scope.drop();
-  });
+  // The notifier writes its VAPID key pair in the deployment's keys.
+  const deployment = useDeployment("opsport");
+  const ns = deployment.scope.env.CHAT_KAFKA_NAMESPACE!;
 
-  const onTakenOpsPort = (role: string) => exitOnTakenPort(role, (port) => ({ ...scope.env, CHAT_OPS_PORT: String(port), CHAT_KEYS_DIR: keysDir }));
+  const onTakenOpsPort = (role: string) => exitOnTakenPort(role, (port) => ({ ...deployment.env, CHAT_OPS_PORT: String(port) }));
 
   for (const [role, groups] of [
     ["pipeline", ["chat-sequencer", "chat-inbox-writer"]],

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
 import { freePort } from "../support/ports.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 // Redis is not waited for at start, and what needs it then failed with lines that named no
@@ -13,13 +10,7 @@ import { waitFor } from "../support/wait.js";
 // pointed where no Redis runs. The line asking about it shows its password masked.
 describe("a Redis that does not answer at start: one line names CHAT_REDIS_URL, password masked", function () {
   this.timeout(120_000);
-  const scope = engineScope(engineConfig(), "redisaway");
-  const dir = mkdtempSync(join(tmpdir(), "chat-redis-away-"));
-  after(async () => {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
-    await scope.drop();
-  });
+  const deployment = useDeployment("redisaway");
 
   /** Starts `role` with CHAT_REDIS_URL on a port nothing listens on; resolves with its log lines once one names the setting. */
   async function linesNamingIt(role: string, env: Record<string, string>): Promise<{ lines: string[]; port: number }> {
@@ -35,9 +26,9 @@ describe("a Redis that does not answer at start: one line names CHAT_REDIS_URL, 
   }
 
   const cases: Record<string, () => Record<string, string>> = {
-    chatd: () => ({ CHAT_DATA_DIR: mkdtempSync(join(dir, "chatd-")), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_PRESENCE_STORE: "redis" }),
+    chatd: () => ({ CHAT_DATA_DIR: mkdtempSync(join(deployment.dir, "chatd-")), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_PRESENCE_STORE: "redis" }),
     // Every cluster role that uses Redis opens its session routes as the api does.
-    api: () => ({ ...scope.env, CHAT_KEYS_DIR: join(dir, "keys"), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" }),
+    api: () => deployment.env,
   };
   for (const [role, env] of Object.entries(cases)) {
     it(role, async () => {

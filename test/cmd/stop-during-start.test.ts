@@ -1,19 +1,17 @@
 import assert from "node:assert/strict";
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { open } from "node:fs/promises";
 import net from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadOrCreateKeys, PRIVATE_KEY_FILE } from "../../internal/auth/tokens.js";
 import { createEtcdClient, normalizePrefix } from "../../internal/etcd/client.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
-import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { holdGroup } from "../support/kafka-groups.js";
 import { freePort } from "../support/ports.js";
-import { runToExit } from "../support/processes.js";
+import { runToExit, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /** Holds a role's start-up where it cannot go on alone, until `release`. */
@@ -101,16 +99,11 @@ async function keyFileGate(dataDir: string): Promise<Gate> {
 // (status 143) instead of a stop.
 describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", function () {
   this.timeout(120_000);
-  const scope = engineScope(engineConfig(), "sigstart");
-  const dir = mkdtempSync(join(tmpdir(), "chat-stop-during-start-"));
-  const keysDir = join(dir, "keys");
-  const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+  const deployment = useDeployment("sigstart");
+  const { scope, dir, keysDir } = deployment;
+  const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
   // The gateway waits for the api's public key before anything else.
   before(() => loadOrCreateKeys(keysDir));
-  after(async () => {
-    rmSync(dir, { recursive: true, force: true });
-    await scope.drop();
-  });
 
   const cases: Record<string, () => Promise<Gate>> = {
     chatd: () => keyFileGate(mkdtempSync(join(dir, "chatd-"))),

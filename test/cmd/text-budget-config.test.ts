@@ -1,7 +1,4 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { readApiConfig } from "../../cmd/api/config.js";
@@ -11,9 +8,7 @@ import { ConfigError } from "../../internal/config/env.js";
 import { signUp, type TestUser, rpcError } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 
 /** The text budget each role reads from `env`, as it hands it on (the chat server: in its session limits). */
 const readers: Record<string, (env: NodeJS.ProcessEnv) => { textBurstBytes?: number; textBytesPerSecond?: number }> = {
@@ -89,16 +84,10 @@ describe("the text budget's settings (CHAT_TEXT_BURST_BYTES, CHAT_TEXT_BYTES_PER
   });
 
   describe("the api process", () => {
-    const scope = engineScope(engineConfig(), "textbudget");
-    const keysDir = mkdtempSync(join(tmpdir(), "chat-text-budget-keys-"));
-    after(async () => {
-      await stopAll();
-      rmSync(keysDir, { recursive: true, force: true });
-      await scope.drop();
-    });
+    const deployment = useDeployment("textbudget");
 
     it("SendMessage refuses texts past the budget it was given", async () => {
-      const api = await startRole("api", { ...scope.env, ...SMALL, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" });
+      const api = await startRole("api", { ...deployment.env, ...SMALL });
       try {
         const url = String(api.info.http);
         const [alice, bob] = await Promise.all([signUp(url, "alice"), signUp(url, "bob")]);

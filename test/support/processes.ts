@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { engineScope, type EngineScope } from "./engine-scope.js";
+import { engineConfig } from "./engines.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -99,6 +103,26 @@ export async function stopAll(): Promise<void> {
         }),
     ),
   );
+}
+
+/**
+ * A deployment of its own for the suite it is called in (mocha hooks), whose tests start roles:
+ * a corner of the engines (`label`, see engineScope) and a folder, `dir`, with the keys the
+ * api writes and the gateway reads in `keysDir`. After the suite, every role process still running (stopAll) is
+ * stopped, the folder removed and the corner dropped. `env` starts a cluster role in it, its
+ * listeners on ports the system picks.
+ */
+export function useDeployment(label: string): { scope: EngineScope; dir: string; keysDir: string; env: Record<string, string> } {
+  const scope = engineScope(engineConfig(), label);
+  const dir = mkdtempSync(join(tmpdir(), `chat-${label}-`));
+  const keysDir = join(dir, "keys");
+  mkdirSync(keysDir);
+  after(async () => {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+    await scope.drop();
+  });
+  return { scope, dir, keysDir, env: { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" } };
 }
 
 /**

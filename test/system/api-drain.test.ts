@@ -1,28 +1,17 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { signUpsInFlight } from "../support/api.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 
 // A rolling restart of the api: SIGTERM with requests in flight. They were all reset (the
 // listener's connections cut at once), sign-ups among them stored with their replies lost.
 describe("api: SIGTERM with requests in flight", function () {
   this.timeout(180_000);
-  const scope = engineScope(engineConfig(), "apidrain");
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-api-drain-keys-"));
-  after(async () => {
-    await stopAll();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
-  });
+  const deployment = useDeployment("apidrain");
 
   it("answers every request it holds, then exits 0", async () => {
-    const api = await startRole("api", { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" });
+    const api = await startRole("api", deployment.env);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
     const { answers: inFlight } = await signUpsInFlight(String(api.info.http), agent, 24);
     // One answered: the api has been at them for a password hash's time, so it has read every

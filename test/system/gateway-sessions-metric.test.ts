@@ -1,32 +1,21 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
 import { scrapeMetric } from "../support/metrics.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 // gateway_connections counts WebSockets only: a gateway carrying native apps' sessions (gRPC streams)
 // showed 0 on every metric it had. gateway_sessions counts the sessions it holds, both ways.
 describe("gateway: its sessions on /metrics", function () {
   this.timeout(180_000);
-  const scope = engineScope(engineConfig(), "gwsessions");
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-gw-sessions-keys-"));
-  after(async () => {
-    await stopAll();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
-  });
+  const deployment = useDeployment("gwsessions");
 
   it("counts native gRPC sessions as well as WebSocket ones", async () => {
-    const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+    const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
     const api = await startRole("api", common);
     await startRole("chat-server", common);
     const gw = await startRole("gateway", common);
