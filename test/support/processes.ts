@@ -107,10 +107,10 @@ export async function stopAll(): Promise<void> {
 
 /**
  * A deployment of its own for the suite it is called in (mocha hooks), whose tests start roles:
- * a corner of the engines (`label`, see engineScope) and a folder, `dir`, with the keys the
- * api writes and the gateway reads in `keysDir`. After the suite, every role process still running (stopAll) is
- * stopped, the folder removed and the corner dropped. `env` starts a cluster role in it, its
- * listeners on ports the system picks.
+ * a corner of the engines (`label`, see engineScope) and a folder, `dir`, with the keys the api
+ * writes and the gateway reads in `keysDir`. After the suite, the role processes still running
+ * are stopped (stopAll), the folder removed and the corner dropped. `env` starts a cluster role
+ * in it, its listeners on ports the system picks.
  */
 export function useDeployment(label: string): { scope: EngineScope; dir: string; keysDir: string; env: Record<string, string> } {
   const scope = engineScope(engineConfig(), label);
