@@ -80,6 +80,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const words = searchWords(req.query);
       const limit = v.limit(req.limit, 20, 100);
       const found: StoredMessage[] = [];
+      let foundBytes = 0;
       // Nothing is older than seq 1, nor for the caller than what they cleared: a scan that stops there has reached the first message.
       const result = (next: bigint) => ({ messages: found.map(messageToProto), nextBeforeSeq: next > cleared + 1n ? next : 0n });
       let before = v.bound(req.beforeSeq);
@@ -97,7 +98,11 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
           before = m.seq;
           scanned++;
           bytes += cost;
-          if (words.every((w) => text.includes(w)) && found.push(m) >= limit) return result(before);
+          if (!words.every((w) => text.includes(w))) continue;
+          // An answer holds as much text as a page of history: a match past that is the next call's first.
+          foundBytes += utf8BytesAtMost(m.text);
+          if (found.length > 0 && foundBytes > PAGE_TEXT_BYTES) return result(m.seq + 1n);
+          if (found.push(m) >= limit) return result(before);
         }
         if (rows.length < SEARCH_PAGE || before <= 1n) return result(0n);
       }

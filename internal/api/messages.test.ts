@@ -198,6 +198,21 @@ describe("api: MessageService", () => {
       assert.equal(first.nextBeforeSeq, BigInt(40 - perCall + 1));
     });
 
+    it("answers at most about a megabyte of text, as a page of history, and the next call starts at the first left out", async () => {
+      const long = "hay ".repeat(24_000); // 96,000 code points, under the limit
+      await history(() => long, 15);
+      const perPage = Math.floor(PAGE_TEXT_BYTES / utf8BytesAtMost(long));
+      assert.ok(perPage > 1 && perPage < 15);
+      const pages: number[][] = [];
+      for (let beforeSeq = 0n, first = true; first || beforeSeq !== 0n; first = false) {
+        const page = await a.c.messages.searchMessages({ channelId, query: "hay", limit: 100, beforeSeq });
+        pages.push(seqs(page.messages));
+        beforeSeq = page.nextBeforeSeq;
+      }
+      assert.deepEqual(pages[0], [15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1].slice(0, perPage));
+      assert.deepEqual(pages.flat(), [15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1], "every match once, none skipped");
+    });
+
     it("refuses non-members and empty or overlong queries", async () => {
       const stranger = await api.signUp();
       assert.equal((await rpcError(() => stranger.c.messages.searchMessages({ channelId, query: "x" }))).code, Code.PermissionDenied);
