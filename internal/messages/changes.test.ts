@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ChannelStore } from "../channels/store.js";
 import type { MemberRole, StoredMessage } from "../model/types.js";
-import { checkNamedMessage, MAX_EDITS_PER_MESSAGE, notifiedOfChange, type ChangeWindows } from "./changes.js";
+import { changesNothing, checkNamedMessage, MAX_EDITS_PER_MESSAGE, notifiedOfChange, type ChangeWindows } from "./changes.js";
 import type { MessageLog } from "./log.js";
 
 const SENT = 1_767_225_600_000;
@@ -15,7 +15,7 @@ const ALICE = { userId: 1n, deviceId: 11n };
 const BOB = { userId: 2n, deviceId: 21n };
 const cmd = { clientMsgId: "c", channelId: 10n, text: "" };
 
-async function refusal(p: Promise<void>): Promise<string> {
+async function refusal(p: Promise<unknown>): Promise<string> {
   try {
     await p;
   } catch (e) {
@@ -87,6 +87,57 @@ describe("checkNamedMessage's windows (CHAT_EDIT_WINDOW_S, CHAT_DELETE_WINDOW_S)
     assert.match(await said(90_000), /within 90 seconds of/);
     assert.match(await said(3_600_000), /within 1 hour of/);
     assert.match(await said(2 * 86_400_000), /within 2 days of/);
+  });
+});
+
+describe("changes that change nothing", () => {
+  const liked: StoredMessage = { ...message, reactions: [{ userId: 2n, emoji: "👍" }] };
+  const deleted: StoredMessage = { ...message, text: "", deleted: true };
+  const logOf = (m: StoredMessage, edits = 0) =>
+    ({ get: async () => m, editsOf: async () => Array.from({ length: edits }, (_, i) => 100n + BigInt(i)) }) as unknown as MessageLog;
+  const verdict = (p: Promise<boolean>) => p.then((unchanged) => (unchanged ? "unchanged" : "changes"), (e: Error & { code?: string }) => `${e.code}: ${e.message}`);
+
+  it("are an edit to the text the message has, a reaction its sender has, taking back one they do not have, a delete of a deleted message", () => {
+    const change = { senderUserId: 2n, text: "👍", reaction: true };
+    assert.equal(changesNothing(change, liked), true);
+    assert.equal(changesNothing({ ...change, text: "❤️" }, liked), false, "another emoji");
+    assert.equal(changesNothing({ ...change, senderUserId: 3n }, liked), false, "another user's same emoji");
+    assert.equal(changesNothing({ ...change, text: "" }, message), true, "taking back what is not there");
+    assert.equal(changesNothing({ ...change, text: "" }, liked), false, "taking back what is");
+    assert.equal(changesNothing({ senderUserId: 1n, text: "hi" }, message), true, "the same text");
+    assert.equal(changesNothing({ senderUserId: 1n, text: "hi!" }, message), false);
+    assert.equal(changesNothing({ senderUserId: 1n, text: "", deleted: true }, deleted), true);
+    assert.equal(changesNothing({ senderUserId: 1n, text: "", deleted: true }, message), false);
+    assert.equal(changesNothing({ senderUserId: 1n, text: "" }, deleted), false, "an edit of a deleted message applies not, rather than changing nothing");
+  });
+
+  it("are told by checkNamedMessage, which still refuses what the sender may not do", async () => {
+    const c = channels("member");
+    assert.equal(await verdict(checkNamedMessage(logOf(message), c, ALICE, { ...cmd, text: "hi", editSeq: 4n })), "unchanged");
+    assert.equal(await verdict(checkNamedMessage(logOf(message), c, ALICE, { ...cmd, text: "hi, edited", editSeq: 4n })), "changes");
+    assert.equal(await verdict(checkNamedMessage(logOf(liked), c, BOB, { ...cmd, text: "👍", reactSeq: 4n })), "unchanged");
+    assert.equal(await verdict(checkNamedMessage(logOf(liked), c, ALICE, { ...cmd, text: "", reactSeq: 4n })), "unchanged");
+    assert.equal(await verdict(checkNamedMessage(logOf(liked), c, BOB, { ...cmd, text: "", reactSeq: 4n })), "changes");
+    assert.equal(await verdict(checkNamedMessage(logOf(message), c, BOB, { ...cmd, text: "hi", replyToSeq: 4n })), "changes", "a reply is a message");
+    // Someone else's message with its own text: still not theirs to edit.
+    assert.match(await verdict(checkNamedMessage(logOf(message), c, BOB, { ...cmd, text: "hi", editSeq: 4n })), /^permission_denied: only its sender can edit/);
+  });
+
+  it("answer a delete of a deleted message as done for whoever may delete it, and refuse anything else on it as before", async () => {
+    const del = { ...cmd, deleteSeq: 4n };
+    assert.equal(await verdict(checkNamedMessage(logOf(deleted), channels("member"), ALICE, del)), "unchanged", "its sender");
+    assert.equal(await verdict(checkNamedMessage(logOf(deleted), channels("admin"), BOB, del)), "unchanged", "an admin");
+    assert.match(await verdict(checkNamedMessage(logOf(deleted), channels("member"), BOB, del)), /^permission_denied: only its sender, or an admin/);
+    assert.match(await verdict(checkNamedMessage(logOf(deleted), channels("member"), ALICE, del, windows, SENT + 3 * 86_400_000)), /^permission_denied: .* within 2 days/);
+    for (const c of [{ ...cmd, text: "x", editSeq: 4n }, { ...cmd, text: "👍", reactSeq: 4n }, { ...cmd, text: "", reactSeq: 4n }, { ...cmd, text: "re", replyToSeq: 4n }]) {
+      assert.equal(await verdict(checkNamedMessage(logOf(deleted), channels("owner"), ALICE, c)), "not_found: message 4 was deleted");
+    }
+  });
+
+  it(`let an edit to the text a message edited ${MAX_EDITS_PER_MESSAGE} times has through: it would add no edit`, async () => {
+    const full = logOf(message, MAX_EDITS_PER_MESSAGE);
+    assert.equal(await verdict(checkNamedMessage(full, channels("member"), ALICE, { ...cmd, text: "hi", editSeq: 4n })), "unchanged");
+    assert.match(await verdict(checkNamedMessage(full, channels("member"), ALICE, { ...cmd, text: "hi?", editSeq: 4n })), /^limit_reached/);
   });
 });
 

@@ -71,6 +71,11 @@ export const namesMessage = (cmd: SendCommand): boolean => !!namedSeq(cmd);
  * passes untouched, with no read. Membership is the caller's check, as for
  * any send.
  *
+ * Resolves true when the change, allowed, would leave its target as it is
+ * read now (`changesNothing`): a delete of a message deleted already is
+ * allowed for that (to whoever may delete it), and an edit to the text the
+ * message has is not refused by the limit, as it would add no edit.
+ *
  * This reads the current state; the MessageLog's single writer orders the
  * changes that race past it (a delete and an edit at once: the edit finds
  * the message deleted and is dropped, never resurrecting the text).
@@ -82,35 +87,64 @@ export async function checkNamedMessage(
   cmd: SendCommand,
   windows: ChangeWindows = NO_CHANGE_WINDOWS,
   nowMs: number = Date.now(),
-): Promise<void> {
+): Promise<boolean> {
   const seq = namedSeq(cmd);
-  if (!seq) return;
+  if (!seq) return false;
   // An edit also counts the message's edits, in the same round trip.
   const [target, edits] = await Promise.all([
     log.get(cmd.channelId, seq),
     cmd.editSeq ? log.editsOf(cmd.channelId, seq, MAX_EDITS_PER_MESSAGE) : undefined,
   ]);
   if (!target) throw new ChatError("not_found", `no message with seq ${seq} in this channel`);
-  if (target.deleted) throw new ChatError("not_found", `message ${seq} was deleted`);
+  if (target.deleted && !cmd.deleteSeq) throw new ChatError("not_found", `message ${seq} was deleted`);
   if (target.note) throw new ChatError("invalid_argument", `message ${seq} is a note about the chat: it cannot be edited, deleted, answered or reacted to`);
   // Anyone who may send here may answer, or react to, any message of the channel.
-  if (cmd.replyToSeq || cmd.reactSeq) return;
+  if (cmd.replyToSeq) return false;
+  const unchanged = changesNothing(changeOf(sender, cmd), target);
+  if (cmd.reactSeq) return unchanged;
   if (target.senderUserId === sender.userId) {
     const [window, what] = cmd.editSeq ? [windows.editMs, "edited"] : [windows.deleteMs, "deleted for everyone"];
     if (window === 0 || nowMs - target.sentAtMs <= window) {
-      if (edits && edits.length >= MAX_EDITS_PER_MESSAGE) {
+      if (!unchanged && edits && edits.length >= MAX_EDITS_PER_MESSAGE) {
         throw new ChatError("limit_reached", `message ${seq} was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
       }
-      return;
+      return unchanged;
     }
     // Past their window, a group's admins may still delete their own message, as anyone's.
-    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return;
+    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return unchanged;
     throw new ChatError("permission_denied", `a message can only be ${what} within ${duration(window)} of sending it`);
   }
   if (cmd.editSeq) throw new ChatError("permission_denied", "only its sender can edit a message");
   if (!(await isModerator(channels, cmd.channelId, sender.userId))) {
     throw new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
   }
+  return unchanged;
+}
+
+/** What of a change decides whether it changes anything. */
+export type ChangeLike = Pick<NewMessage, "senderUserId" | "text" | "deleted" | "reaction">;
+
+const changeOf = (sender: Sender, cmd: SendCommand): ChangeLike => ({
+  senderUserId: sender.userId,
+  text: cmd.text,
+  deleted: Boolean(cmd.deleteSeq),
+  reaction: Boolean(cmd.reactSeq),
+});
+
+/**
+ * Whether the change would leave `target` (as the log now has it) as it is:
+ * a delete of a message deleted already, an edit to the text it has, a
+ * reaction with the emoji its sender has on it already, taking back a
+ * reaction its sender does not have. Such a change is answered as made and
+ * written nowhere: clients retry, and a repeat must not put an entry in the
+ * inbox of every member (up to 100) and every one of their devices.
+ * Anything else on a deleted message is no such change: it does not apply.
+ */
+export function changesNothing(change: ChangeLike, target: StoredMessage): boolean {
+  if (target.deleted) return Boolean(change.deleted);
+  if (change.deleted) return false;
+  if (change.reaction) return (target.reactions?.find((r) => r.userId === change.senderUserId)?.emoji ?? "") === change.text;
+  return change.text === target.text;
 }
 
 /** A group's admin or owner. Direct chats have no admins: both members are plain members. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { MAX_EDITS_PER_MESSAGE } from "../messages/changes.js";
-import type { Sender } from "../messages/submit.js";
+import type { SendCommand, Sender } from "../messages/submit.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { DirectSubmitter } from "./direct-submitter.js";
 
@@ -56,6 +56,10 @@ describe("DirectSubmitter", () => {
     await assert.rejects(submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "one more", text: "draft, again", editSeq: 1n }), (e: Error & { code?: string }) =>
       e.code === "limit_reached" && e.message === `message 1 was edited ${MAX_EDITS_PER_MESSAGE} times, the most a message can be: send a new one`);
     assert.equal((await storage.messages.get(GROUP, 1n))!.text, `draft ${MAX_EDITS_PER_MESSAGE}`);
+    // An edit to the text it has would add no edit: answered, and nothing written.
+    const same = await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "same", text: `draft ${MAX_EDITS_PER_MESSAGE}`, editSeq: 1n });
+    assert.equal(same.duplicate, false);
+    assert.equal((await storage.inbox.readAfter(BOB.userId, 0n, 1_000)).length, MAX_EDITS_PER_MESSAGE + 1);
     // A resend of an edit that was stored is still acked with its id.
     const last = await storage.messages.findChange(GROUP, ALICE.userId, ALICE.deviceId, `e${MAX_EDITS_PER_MESSAGE}`);
     assert.deepStrictEqual(await submitter.submit(ALICE, { channelId: GROUP, clientMsgId: `e${MAX_EDITS_PER_MESSAGE}`, text: "x", editSeq: 1n }), { messageId: last, duplicate: true });
@@ -63,6 +67,74 @@ describe("DirectSubmitter", () => {
     const inbox = await storage.inbox.readAfter(BOB.userId, 0n, 1_000);
     assert.equal(inbox.length, MAX_EDITS_PER_MESSAGE + 2);
     assert.deepEqual(inbox.filter((e) => e.message.text !== ""), [], "no text left in the sync queue");
+  });
+
+  describe("changes that change nothing", () => {
+    const GROUP_CMD = { channelId: GROUP, text: "" };
+    const entriesOf = async (userId: bigint) => (await storage.inbox.readAfter(userId, 0n, 1_000)).length;
+    const ALICE_WEB: Sender = { userId: ALICE.userId, deviceId: 12n };
+
+    it("acks an edit to the same text, the same reaction again and taking back none, writing nothing; a resend gets the same answer", async () => {
+      await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
+      await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "like", text: "👍", reactSeq: 1n });
+      const before = [await entriesOf(ALICE.userId), await entriesOf(BOB.userId)];
+      const sends: [Sender, SendCommand][] = [
+        [ALICE, { ...GROUP_CMD, clientMsgId: "same text", text: "hi", editSeq: 1n }],
+        [BOB, { ...GROUP_CMD, clientMsgId: "like again", text: "👍", reactSeq: 1n }],
+        [ALICE, { ...GROUP_CMD, clientMsgId: "take back none", text: "", reactSeq: 1n }],
+      ];
+      for (const [sender, cmd] of sends) {
+        const ack = await submitter.submit(sender, cmd);
+        assert.equal(ack.duplicate, false, cmd.clientMsgId);
+        assert.equal(await storage.messages.findChange(GROUP, sender.userId, sender.deviceId, cmd.clientMsgId), undefined, `${cmd.clientMsgId}: nothing stored`);
+        assert.deepStrictEqual(await submitter.submit(sender, cmd), { messageId: ack.messageId, duplicate: true }, `${cmd.clientMsgId}: its resend`);
+      }
+      assert.deepEqual([await entriesOf(ALICE.userId), await entriesOf(BOB.userId)], before, "no inbox entry for anyone");
+      const m = (await storage.messages.get(GROUP, 1n))!;
+      assert.deepEqual([m.text, m.editedAtMs, m.reactions], ["hi", undefined, [{ userId: BOB.userId, emoji: "👍" }]]);
+    });
+
+    it("answers a resend of one the same even after a later change made it one that would change something", async () => {
+      await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
+      await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "like", text: "👍", reactSeq: 1n });
+      const again = { ...GROUP_CMD, clientMsgId: "like again", text: "👍", reactSeq: 1n };
+      const first = await submitter.submit(BOB, again);
+      await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "unlike", text: "", reactSeq: 1n });
+      // Both acks lost, both sent again in order: the device's last word is "unlike".
+      assert.deepStrictEqual(await submitter.submit(BOB, again), { messageId: first.messageId, duplicate: true });
+      assert.equal((await storage.messages.get(GROUP, 1n))!.reactions, undefined);
+    });
+
+    it("writes a change that reads as changing nothing while an earlier change of the same user is in flight: the device's order stands", async () => {
+      await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
+      // Sent back to back: the second's check reads the message before the first is written.
+      const edits = [
+        submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "e1", text: "hi?", editSeq: 1n }),
+        submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "e2", text: "hi", editSeq: 1n }),
+        submitter.submit(ALICE_WEB, { ...GROUP_CMD, clientMsgId: "r1", text: "👍", reactSeq: 1n }),
+        submitter.submit(ALICE_WEB, { ...GROUP_CMD, clientMsgId: "r2", text: "", reactSeq: 1n }),
+      ];
+      await Promise.all(edits);
+      const m = (await storage.messages.get(GROUP, 1n))!;
+      assert.deepEqual([m.text, m.reactions], ["hi", undefined]);
+      assert.equal(await entriesOf(BOB.userId), 5, "the message and its four changes");
+    });
+
+    it("acks a delete of a deleted message, sent after it or racing it, writing nothing; the delete that did it keeps its id", async () => {
+      await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "m", text: "oops" });
+      const del = { ...GROUP_CMD, clientMsgId: "d", deleteSeq: 1n };
+      const [owner, own] = await Promise.all([submitter.submit(ALICE, del), submitter.submit(BOB, del)]);
+      assert.deepEqual([owner.duplicate, own.duplicate], [false, false], "both racing deletes are acked");
+      assert.equal(await entriesOf(BOB.userId), 2, "the message and one delete");
+      const later = await submitter.submit(BOB, { ...del, clientMsgId: "d2" });
+      assert.equal(later.duplicate, false);
+      assert.equal(await entriesOf(BOB.userId), 2, "nothing for the delete after it");
+      const holder = (await storage.messages.findChange(GROUP, ALICE.userId, ALICE.deviceId, "d")) ?? (await storage.messages.findChange(GROUP, BOB.userId, BOB.deviceId, "d"));
+      const winner = holder === owner.messageId ? [ALICE, owner] as const : [BOB, own] as const;
+      assert.deepStrictEqual(await submitter.submit(winner[0], del), { messageId: winner[1].messageId, duplicate: true });
+      // Nothing else is answered so: the message stays deleted for edits and reactions.
+      await assert.rejects(submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "e", text: "oops", editSeq: 1n }), (e: Error & { code?: string }) => e.code === "not_found");
+    });
   });
 
   it("stores a device's sends in the order it sent them, though a reply's check reads more than a plain send's", async () => {

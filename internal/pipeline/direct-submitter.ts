@@ -1,4 +1,5 @@
 import type { BlockCache } from "../accounts/blocks.js";
+import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
@@ -10,6 +11,7 @@ import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type Sen
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
 import type { ChannelNote, Id, NewMessage } from "../model/types.js";
+import { sendKey } from "../sendclaims/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 
 export interface DirectSubmitterDeps extends LiveDeliveryDeps {
@@ -42,6 +44,21 @@ export class DirectSubmitter implements MessageSubmitter {
   /** A device's sends to a channel are written in the order it sent them (a reply's check reads more than a plain send's). */
   private readonly order = new SendOrder();
 
+  /**
+   * Edits and reactions being checked or written, by channel and user. One
+   * that changes nothing as read is written nowhere only when none of the
+   * same user's was in flight as it began: that read then saw every change
+   * of theirs acked before (or sent before it by the same device), and the
+   * change's answer cannot overtake one of them.
+   */
+  private readonly changing = new Map<string, number>();
+  /**
+   * The answers given to changes that changed nothing, by send key: a resend
+   * gets the same answer, even after a later change made it one that would
+   * change something (the device sent it before that one).
+   */
+  private readonly unchanged = new LruMap<string, Id>(10_000);
+
   /** The inbox entries of each message written since the last immediate, delivered in it. */
   private live: (readonly LiveEntry[])[] = [];
 
@@ -64,17 +81,25 @@ export class DirectSubmitter implements MessageSubmitter {
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
     const { ids } = this.deps;
+    const key = sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId);
+    const answered = this.unchanged.peek(key);
+    if (answered !== undefined) return { messageId: answered, duplicate: true };
+    // A delete of a deleted message is final whatever is in flight; edits and reactions are not.
+    const changer = cmd.editSeq || cmd.reactSeq ? `${cmd.channelId}/${sender.userId}` : undefined;
+    const quiet = changer === undefined || !this.changing.has(changer);
+    if (changer !== undefined) this.changing.set(changer, (this.changing.get(changer) ?? 0) + 1);
     const turn = this.order.take(sender, cmd.channelId);
     try {
       // A plain send to a direct chat whose pair and blocks are known waits for nothing before its
       // write: each await of a promise already settled still cost a turn of the microtask queue.
       const memberIds = this.members.knownMemberIds(cmd.channelId) ?? (await this.members.memberIds(cmd.channelId));
+      let unchanged = false;
       try {
         if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
         const blocked = blocksApplyTo(cmd) && !this.members.knownUnblocked(cmd.channelId, sender.userId);
         const named = namesMessage(cmd);
         if (blocked || named) {
-          await Promise.all([
+          [, unchanged = false] = await Promise.all([
             blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
             named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()) : undefined,
           ]);
@@ -84,14 +109,40 @@ export class DirectSubmitter implements MessageSubmitter {
         if (stored === undefined) throw err;
         return { messageId: stored, duplicate: true };
       }
+      if (unchanged && quiet) return await this.changedNothing(key, sender, cmd);
       if (turn.waiting) await turn.ready;
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
       const writing = this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
       turn.done();
-      return await writing;
+      try {
+        return await writing;
+      } catch (err) {
+        // Its check found the message there; a delete racing this one got to it first. Deleted is what was asked.
+        if (cmd.deleteSeq && err instanceof ChatError && err.code === "not_found") return await this.changedNothing(key, sender, cmd);
+        throw err;
+      }
     } finally {
       turn.done();
+      if (changer !== undefined) {
+        const left = this.changing.get(changer)! - 1;
+        if (left === 0) this.changing.delete(changer);
+        else this.changing.set(changer, left);
+      }
     }
+  }
+
+  /**
+   * The answer to a change that changes nothing: acked as any change is,
+   * with an id of its own that no entry carries, and nothing written. The
+   * very change stored before under this key (the resend of the edit that
+   * set this text) keeps its id.
+   */
+  private async changedNothing(key: string, sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
+    const stored = await storedUnderKey(this.deps.log, sender, cmd);
+    if (stored !== undefined) return { messageId: stored, duplicate: true };
+    const messageId = this.deps.ids.next();
+    this.unchanged.set(key, messageId);
+    return { messageId, duplicate: false };
   }
 
   async note(sender: Sender, channelId: Id, note: ChannelNote): Promise<SubmitResult> {

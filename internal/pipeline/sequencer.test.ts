@@ -125,4 +125,48 @@ describe("Sequencer", function () {
       await p.stop();
     }
   });
+
+  describe("changes that change nothing", () => {
+    const change = (sender: Id, text: string, over: Partial<NewMessage> = {}) => message({ senderUserId: sender, text, targetSeq: 1n, ...over });
+    const ids = (p: Awaited<ReturnType<typeof sequencerOn>>, u: Id) => p.appends().filter((a) => a.userId === u).map((a) => a.message.messageId);
+
+    it("stores and copies no edit to the same text, no reaction its sender has, no taking back of one they do not have", async () => {
+      await storage.messages.append(message({ text: "hi" }));
+      await storage.messages.amend(change(BOB, "👍", { reaction: true }));
+      const p = await sequencerOn(storage);
+      try {
+        const noops = [change(ALICE, "hi"), change(BOB, "👍", { reaction: true }), change(ALICE, "", { reaction: true })];
+        const fence = message({ text: "after" });
+        await p.submit(...noops, fence);
+        await waitFor(() => ids(p, BOB).length > 0, "the fence's fan-out");
+        for (const u of [ALICE, BOB]) assert.deepEqual(ids(p, u), [fence.messageId], `user ${u}: the fence only`);
+        for (const m of noops) assert.equal(await storage.messages.findChange(GROUP, m.senderUserId, m.senderDeviceId, m.clientMsgId), undefined, "nothing stored");
+        const m1 = (await storage.messages.get(GROUP, 1n))!;
+        assert.deepEqual([m1.editedAtMs, m1.reactions], [undefined, [{ userId: BOB, emoji: "👍" }]]);
+      } finally {
+        await p.stop();
+      }
+    });
+
+    it("tells it after the changes before it in the batch applied, and fans out again the same record of a retried batch", async () => {
+      await storage.messages.append(message({ text: "hi" }));
+      await storage.messages.amend(change(BOB, "👍", { reaction: true }));
+      const p = await sequencerOn(storage);
+      try {
+        // Taken back and given again, in one batch: the second reads the first applied, so it changes something.
+        const batch = [change(BOB, "", { reaction: true }), change(BOB, "👍", { reaction: true }), change(ALICE, "hi?"), change(ALICE, "hi")];
+        await p.submit(...batch);
+        await waitFor(() => ids(p, BOB).length >= batch.length, "the batch's fan-out");
+        assert.deepEqual(ids(p, BOB), batch.map((m) => m.messageId));
+        const m1 = (await storage.messages.get(GROUP, 1n))!;
+        assert.deepEqual([m1.text, m1.reactions], ["hi", [{ userId: BOB, emoji: "👍" }]]);
+        // The last two records again, as a batch retried after its publish failed: the state they find is their own.
+        await p.submit(batch[1]!, batch[3]!);
+        await waitFor(() => ids(p, BOB).length >= batch.length + 2, "the retried records' fan-out");
+        assert.deepEqual(ids(p, BOB).slice(batch.length), [batch[1]!.messageId, batch[3]!.messageId]);
+      } finally {
+        await p.stop();
+      }
+    });
+  });
 });

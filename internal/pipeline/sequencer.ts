@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { ChannelMembers } from "../channels/members.js";
-import { notifiedOfChange } from "../messages/changes.js";
+import { changesNothing, notifiedOfChange } from "../messages/changes.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import { isChange, type Id, type NewMessage, type StoredMessage } from "../model/types.js";
@@ -53,7 +53,16 @@ export class Sequencer {
     const submitted = records.map((r) => decodeSubmitted(r.value));
     // All at once, in batch order: each channel's log keeps call order, and
     // the Cassandra adapter stores a channel's appends of the batch as one group.
-    const steps = submitted.map((m) => (isChange(m) ? this.amend(m) : this.append(m)));
+    // A channel's changes one after the other: whether one changes anything is
+    // read after the one before it applied.
+    const lastChange = new Map<Id, Promise<Fanout | undefined>>();
+    const steps = submitted.map((m) => {
+      if (!isChange(m)) return this.append(m);
+      const before = lastChange.get(m.channelId);
+      const step = before ? before.then(() => this.amend(m)) : this.amend(m);
+      lastChange.set(m.channelId, step);
+      return step;
+    });
     // Each channel's roster is read once, after all of its appends and changes
     // of the batch, and fans out every one of them. Read per message, side by
     // side, the reads came back in any order: around a join or a removal an
@@ -109,6 +118,7 @@ export class Sequencer {
    */
   private async amend(change: NewMessage): Promise<Fanout | undefined> {
     const { log } = this.deps;
+    if (await this.changesNothing(change)) return undefined;
     const target = await log.amend(change);
     if (!target) return undefined;
     this.deps.metrics?.sequenced.inc();
@@ -122,6 +132,22 @@ export class Sequencer {
       parts: emptiedParts(change.deleted ? [target.messageId, ...edits] : []),
       notify: notifiedOfChange(change, target),
     };
+  }
+
+  /**
+   * Whether an edit or a reaction would leave its target as it is: then it is
+   * neither stored nor copied to anyone (it was acked when queued). A delete
+   * of a deleted message the log drops by itself. The same record again (a
+   * retried batch) is no such change: the state read is its own doing, and
+   * its fan-out may not have happened.
+   */
+  private async changesNothing(change: NewMessage): Promise<boolean> {
+    if (change.deleted) return false;
+    const { log } = this.deps;
+    const target = await log.get(change.channelId, change.targetSeq!);
+    if (!target || !changesNothing(change, target)) return false;
+    const holder = await log.findChange(change.channelId, change.senderUserId, change.senderDeviceId, change.clientMsgId);
+    return holder !== change.messageId;
   }
 }
 
