@@ -240,6 +240,46 @@ describe("distributed mode: presence and push across processes", function () {
     assert.deepEqual(d.events(alice.userId), []);
   });
 
+  it("closes the sockets a RevokeDevice, a ChangePassword and a DeleteAccount sign out at once, through either gateway, and tells the account's circle it went", async () => {
+    const { alice, b, c, d } = await circle();
+    const signIn = async (name: string) =>
+      (await apiClients(apiUrl()).auth.login({ username: alice.username, password: alice.password, device: { name } })).credentials!;
+    const [tablet, phone] = [await signIn("tablet"), await signIn("phone")];
+    const main = await open(gateways[1]!, alice.devices[0]!.token);
+    const onTablet = await open(gateways[0]!, tablet.accessToken);
+    const onPhone = await open(gateways[1]!, phone.accessToken);
+    await Promise.all([b, c].map((w) => w.hears(alice.userId, [PresenceStatus.ONLINE], "online events", 10_000)));
+    const auth = apiClients(apiUrl(), alice.devices[0]!.token).auth;
+    const served = async (w: PresenceWatcher) => {
+      const ref = w.device.sendFrame({ kind: { case: "heartbeat", value: {} } });
+      await waitFor(() => w.device.frames.some((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "the device that asked still served");
+    };
+
+    await auth.revokeDevice({ deviceId: tablet.deviceId });
+    assert.equal(await onTablet.device.waitClosed(), 4003);
+    await served(main);
+    assert.equal((await auth.changePassword({ currentPassword: alice.password, newPassword: "a new password" })).devicesSignedOut, 1);
+    assert.equal(await onPhone.device.waitClosed(), 4003);
+    await served(main);
+    assert.deepEqual((await auth.listDevices({})).devices.map((x) => x.deviceId), [alice.devices[0]!.deviceId]);
+    // Alice was online on her first device all along: nobody heard anything of the others going.
+    assert.deepEqual([b, c].map((w) => w.statuses(alice.userId)), [[PresenceStatus.ONLINE], [PresenceStatus.ONLINE]]);
+
+    const started = Date.now();
+    await auth.deleteAccount({ password: "a new password" });
+    assert.equal(await main.device.waitClosed(), 4003);
+    // Told by the sign-out and by the deletion itself: OFFLINE may come more than once, nothing else.
+    await waitFor(() => [b, c].every((w) => w.statuses(alice.userId).at(-1) === PresenceStatus.OFFLINE), "offline after the deletion", GRACE_MS);
+    assert.ok(Date.now() - started < GRACE_MS / 2, `offline ${Date.now() - started} ms after the deletion`);
+    for (const w of [b, c]) assert.deepEqual(w.statuses(alice.userId).filter((s) => s === PresenceStatus.ONLINE), [PresenceStatus.ONLINE]);
+    for (const gw of gateways) {
+      const again = await open(gw, alice.devices[0]!.token);
+      assert.equal(await again.device.waitClosed(), 4003);
+      assert.equal(again.device.welcome(), undefined);
+    }
+    assert.deepEqual(d.events(alice.userId), []);
+  });
+
   it("takes offline, after the grace period, the users of a chat server that died without a word, and keeps the last seen when Redis then loses its data", async () => {
     const { alice, bob, b, c } = await circle();
     const gw3 = await startRole("gateway", { ...common, CHAT_GATEWAY_ID: `gw3-${run}` });
