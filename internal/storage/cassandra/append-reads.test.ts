@@ -82,4 +82,24 @@ describe("cassandra: the reads of the inbox appends of one batch", function () {
     );
     assert.deepStrictEqual((await inbox.readAfter(ahead, 0n, 10)).map((e) => e.message.messageId), [first.messageId, elsewhere.messageId, second.messageId]);
   });
+
+  it("reads the dedup rows of two messages' members in one turn one IN read per message, and tells the repeat from the new one", async () => {
+    const { db, count } = countingByTable(storage().db);
+    const inbox = new CassandraInbox(db, 1000);
+    const again = Array.from({ length: 40 }, () => uniqueId());
+    const fresh = Array.from({ length: 40 }, () => uniqueId());
+    const repeated = msg(uniqueId(), 1n);
+    const added = msg(uniqueId(), 1n);
+    // Every member's head in the writer's cache: their appends read their dedup rows in the same turn.
+    const before = msg(uniqueId(), 1n);
+    await Promise.all([...again.map((u) => inbox.append(u, repeated)), ...fresh.map((u) => inbox.append(u, before))]);
+
+    count.clear();
+    const appended = await Promise.all([...again.map((u) => inbox.append(u, repeated)), ...fresh.map((u) => inbox.append(u, added))]);
+    assert.equal(count.get("SELECT inbox_dedup"), 2);
+    assert.deepStrictEqual(
+      appended.map((a) => [a.entry.message.messageId, a.entry.inboxSeq, a.duplicate]),
+      [...again.map(() => [repeated.messageId, 1n, true]), ...fresh.map(() => [added.messageId, 2n, false])],
+    );
+  });
 });

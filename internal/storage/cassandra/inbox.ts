@@ -90,21 +90,16 @@ export class CassandraInbox implements Inbox {
       const rows = await this.newest.columnsOf(userIds, "last_seq", IN_PARTITIONS);
       return new Map([...rows].map(([userId, r]) => [userId.toString(), big(r.get("last_seq"))]));
     }, String);
-    this.dedups = new GatheredReads(async (keys) => {
-      const found = new Map<string, bigint>();
-      const byMessage = new Map<Id, Id[]>();
-      for (const { userId, messageId } of keys) {
-        const users = byMessage.get(messageId);
-        if (users) users.push(userId);
-        else byMessage.set(messageId, [userId]);
-      }
-      await Promise.all(
-        [...byMessage].map(async ([messageId, userIds]) => {
-          for (const r of await db.rows(this.q.dedupsOf, [userIds, messageId])) found.set(`${big(r.get("user_id"))}/${messageId}`, big(r.get("inbox_seq")));
-        }),
-      );
-      return found;
-    }, ({ userId, messageId }) => `${userId}/${messageId}`);
+    // One IN read per message: the dedup rows of one message's users.
+    this.dedups = new GatheredReads(
+      async (keys) => {
+        const { messageId } = keys[0]!;
+        const rows = await db.rows(this.q.dedupsOf, [keys.map((k) => k.userId), messageId]);
+        return new Map(rows.map((r) => [`${big(r.get("user_id"))}/${messageId}`, big(r.get("inbox_seq"))]));
+      },
+      ({ userId, messageId }) => `${userId}/${messageId}`,
+      ({ messageId }) => messageId,
+    );
     this.appender = new SequencedAppender(this.ops(), headCacheSize);
   }
 
