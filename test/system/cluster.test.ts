@@ -201,6 +201,9 @@ describe("distributed mode on the real engines (separate processes)", function (
     assert.deepEqual(history.messages.map((m) => [m.seq, m.text, m.editedAt !== undefined, m.deleted]), [
       [3n, "m3, edited", true, false], [2n, "", false, true], [1n, "m1, edited twice", true, false],
     ]);
+    // Search reads the same history on Cassandra: the texts as they now are, the deleted one's edit found by nothing.
+    const found = await users[2]!.api.messages.searchMessages({ channelId: group, query: "EDITED" });
+    assert.deepEqual([found.messages.map((m) => [m.seq, m.text]), found.nextBeforeSeq], [[[3n, "m3, edited"], [1n, "m1, edited twice"]], 0n]);
     const listed = (await users[2]!.api.channels.listChannels({})).channels.find((c) => c.channelId === group)!;
     assert.deepEqual([listed.lastMessage?.text, listed.unreadCount], ["m3, edited", 3n], "the preview follows the edit; changes are not unread");
     // The sync queue keeps the entries, in order, but not the deleted text.
