@@ -47,8 +47,8 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     await deps.accounts.revokeDevice(userId, deviceId);
     devices?.forget(userId, deviceId);
     // Its endpoint too: the notifier skips a signed-out device's, but the address (a browser's or
-    // phone's push subscription) is no longer the account's to keep. One registered through another
-    // api process racing this is removed by the notifier, or with the device at a later login.
+    // phone's push subscription) is no longer the account's to keep. A registration racing this
+    // reads the device after its write, and takes itself out again.
     await deps.push?.endpoints.remove(userId, deviceId).catch((err: unknown) => {
       deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "signed-out device's push endpoint not removed; the notifier skips it");
     });

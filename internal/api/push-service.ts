@@ -1,6 +1,7 @@
 import { createPublicKey } from "node:crypto";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { PushService, type RegisterPushEndpointRequest } from "../../gen/es/chat/v1/push_pb.js";
+import { isRevoked } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import { webPushEndpointProblem } from "../push/endpoint-rule.js";
 import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "../push/port.js";
@@ -67,6 +68,14 @@ export function pushService(deps: ApiDeps & PushApiDeps): Partial<ServiceImpl<ty
       const settings = settingsOf(req.settings ?? kept);
       const endpoint: PushEndpoint = { userId: me.userId, deviceId: me.deviceId, ...settings, updatedAtMs: now(), ...fields };
       await push.endpoints.put(endpoint);
+      // Its token was checked before the write, and a sign-out (on another api process, or racing this
+      // one) may have removed the device's endpoint meanwhile: this one would then stay, for good with
+      // a deleted account. The sign-out revokes before it removes, so either it finds this endpoint or
+      // this read finds the device signed out.
+      if (await isRevoked(deps.accounts, me.userId, me.deviceId)) {
+        await push.endpoints.removeIfAddress(me.userId, me.deviceId, endpoint.address);
+        throw new ChatError("unauthenticated", "this device is signed out; sign in again");
+      }
       return {};
     },
 

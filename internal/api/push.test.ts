@@ -5,7 +5,7 @@ import { SqlitePushEndpointStore } from "../push/sqlite.js";
 import { openDatabase } from "../storage/sqlite/database.js";
 import type { ApiDeps } from "./deps.js";
 import type { PushApiDeps } from "./push-service.js";
-import { rpcError, TestApi, type TestUser } from "./testkit.js";
+import { holdNext, rpcError, TestApi, type TestUser } from "./testkit.js";
 
 /** A browser-like subscription's keys for an endpoint URL. */
 function webPush(endpoint: string) {
@@ -178,6 +178,17 @@ describe("api: push endpoints go with their devices", () => {
     assert.deepEqual((await addresses(alice.userId)).sort(), ["http://127.0.0.1:9/laptop", "http://127.0.0.1:9/main"]);
     await alice.c.auth.changePassword({ currentPassword: "correct horse", newPassword: "battery staple" });
     assert.deepEqual(await addresses(alice.userId), ["http://127.0.0.1:9/main"], "the device that changed it keeps its own");
+  });
+
+  it("a registration that lands after its device's sign-out (passed the check of its token before it) removes itself", async () => {
+    const alice = await api.signUp("alice", "correct horse");
+    const held = holdNext(h.endpoints, "put");
+    const registering = rpcError(() => alice.c.push.registerPushEndpoint(webPush("http://127.0.0.1:9/phone")));
+    await held.reached;
+    await alice.c.auth.logout({});
+    held.release();
+    assert.equal((await registering).code, Code.Unauthenticated);
+    assert.deepEqual(await addresses(alice.userId), []);
   });
 
   it("DeleteAccount removes every endpoint of the account, also one whose device row is gone", async () => {
