@@ -46,12 +46,6 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
     devices?.forget(userId, deviceId);
-    // Its endpoint too: the notifier skips a signed-out device's, but the address (a browser's or
-    // phone's push subscription) is no longer the account's to keep. A registration racing this
-    // reads the device after its write, and takes itself out again.
-    await deps.push?.endpoints.remove(userId, deviceId).catch((err: unknown) => {
-      deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "signed-out device's push endpoint not removed; the notifier skips it");
-    });
     // Best effort once the sign-out is stored: failing the call would tell the client it did not
     // happen, and stop a sign-out of many devices part way. A session left open ends when its
     // access token expires (the chat server's sweep) and cannot reopen, since opening one checks
@@ -61,6 +55,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     } catch (err) {
       deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "signed-out device's sessions not closed; they end with its access token");
     }
+    // Its endpoint, after the sessions (which close at once): the notifier skips a signed-out
+    // device's, but the address (a browser's or phone's push subscription) is no longer the
+    // account's to keep. A registration racing this reads the device after its write, and takes
+    // itself out again.
+    await deps.push?.endpoints.remove(userId, deviceId).catch((err: unknown) => {
+      deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "signed-out device's push endpoint not removed; the notifier skips it");
+    });
   }
   /**
    * Signs out every device of the account but `keep`, listing them again
