@@ -193,6 +193,8 @@ export const BENCH_SERVER_ENV = {
   // and per-account rates would measure the limits, not the server.
   CHAT_API_AUTH_PER_SEC: "0",
   CHAT_API_CALLS_PER_SEC: "0",
+  // Sends per account: a scenario's senders may send faster than any person.
+  CHAT_SENDS_PER_SEC: "0",
 };
 
 export async function startChatdTarget(o: StartOptions): Promise<Target> {

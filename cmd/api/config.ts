@@ -6,6 +6,7 @@ import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/conf
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { readPushConfig } from "../../internal/push/config.js";
 import { readApiLimits } from "../../internal/throttle/config.js";
+import { readSendRate } from "../../internal/throttle/send-rate.js";
 import { readTextBudget } from "../../internal/throttle/text-budget.js";
 
 /** The api's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -35,6 +36,7 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   const textBudget = readTextBudget(r, c.maxFrameBytes);
+  const sendRate = readSendRate(r);
   r.done();
-  return { ...c, textBudget };
+  return { ...c, textBudget, sendRate };
 }

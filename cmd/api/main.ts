@@ -84,7 +84,7 @@ const pushApi: PushApiDeps = {
 // Request rates per process; failed logins and new direct chats counted in Redis, across processes.
 const loginAttempts = openLoginAttempts(e, config.apiLimits.loginWindowMs);
 const newDirects = openNewDirectCounts(e, NEW_DIRECT_WINDOW_MS);
-const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger, newDirects, textBudget: config.textBudget });
+const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger, newDirects, textBudget: config.textBudget, sendRate: config.sendRate });
 
 const apiCalls = apiMetrics(registry);
 // Shared by the api's own sends and its BlockUser, which forgets the pair here at once.

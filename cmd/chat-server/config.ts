@@ -8,6 +8,7 @@ import { refuseTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { SERVER_ID } from "../../internal/registry/port.js";
+import { readSendRate } from "../../internal/throttle/send-rate.js";
 import { readTextBudget } from "../../internal/throttle/text-budget.js";
 import { readLogLevel } from "../shared.js";
 
@@ -46,9 +47,10 @@ export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   checkDistinctPorts(r, [["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
   const textBudget = readTextBudget(r, c.maxFrameBytes);
+  const sendRate = readSendRate(r);
   refuseTls(r, "chat server");
   r.done();
-  return { ...c, presence, textBudget };
+  return { ...c, presence, textBudget, sendRate };
 }
 
 export type ChatServerConfig = ReturnType<typeof readChatServerConfig>;
@@ -66,6 +68,6 @@ export function advertisedAddress(config: Pick<ChatServerConfig, "host" | "adver
 
 /** The session limits the chat server runs with. */
 export function sessionLimitsOf(config: ChatServerConfig): Partial<SessionLimits> {
-  const { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs, textBudget } = config;
-  return { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs, ...textBudget };
+  const { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs, textBudget, sendRate } = config;
+  return { framesPerSecond, frameBurst, maxFrameBytes, heartbeatIntervalMs, ...textBudget, ...sendRate };
 }

@@ -145,6 +145,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
       maxFrameBytes: config.maxFrameBytes,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       ...config.textBudget,
+      ...config.sendRate,
     },
     logger: logger.child({ component: "chat-server" }),
     metrics: chatServerMetrics(registry),
@@ -190,7 +191,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
 
   const apiLogger = logger.child({ component: "api" });
   const loginAttempts = new MemoryLoginAttempts(config.apiLimits.loginWindowMs);
-  const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger: apiLogger, textBudget: config.textBudget });
+  const limits = new ApiLimiter(config.apiLimits, loginAttempts, { logger: apiLogger, textBudget: config.textBudget, sendRate: config.sendRate });
   // Made once: both listeners register the routes; a metric registers once,
   // and a sign-out through one listener must shut its token out of both.
   const apiCalls = apiMetrics(registry);

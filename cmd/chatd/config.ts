@@ -8,6 +8,7 @@ import { readChangeWindows, type ChangeWindows } from "../../internal/messages/c
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
 import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
+import { readSendRate, type SendRate } from "../../internal/throttle/send-rate.js";
 import { readTextBudget, type TextBudget } from "../../internal/throttle/text-budget.js";
 import { readLogLevel } from "../shared.js";
 
@@ -38,6 +39,8 @@ export interface ChatdConfig {
   apiLimits: ApiLimitsConfig;
   /** CHAT_TEXT_* (internal/throttle/text-budget.ts): of sessions and of SendMessage alike. */
   textBudget: TextBudget;
+  /** CHAT_SENDS_PER_SEC and CHAT_SEND_BURST (internal/throttle/send-rate.ts): of sessions and of SendMessage alike. */
+  sendRate: SendRate;
   changeWindows: ChangeWindows;
   /** CHAT_PRESENCE_* (internal/presence/config.ts). */
   presence: PresenceConfig;
@@ -73,6 +76,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     corsOrigins: readCorsOrigins(r),
     apiLimits: readApiLimits(r),
     textBudget: readTextBudget(r, maxFrameBytes),
+    sendRate: readSendRate(r),
     changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
     push: readPushConfig(r),

@@ -90,6 +90,25 @@ describe("api: limits", () => {
       await alice.c.users.getMe({});
     });
 
+    it("refuses SendMessage past the account's send rate, edits and reactions counted, unstored and with a retry time, while others send on", async () => {
+      api = await TestApi.start({ limits: new ApiLimiter(OFF, new MemoryLoginAttempts(60_000, { now }), { now, sendRate: { sendsPerSecond: 1, sendBurst: 3 } }) });
+      const [alice, bob] = [await api.signUp("alice"), await api.signUp("bob")];
+      const channelId = (await alice.c.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+      const { messageId } = await alice.c.messages.sendMessage({ channelId, clientMsgId: "a1", text: "hi" });
+      assert.ok(messageId > 0n);
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a2", text: "hi!", editSeq: 1n });
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a3", text: "👍", reactSeq: 1n });
+      const err = await rpcError(() => alice.c.messages.sendMessage({ channelId, clientMsgId: "a4", text: "more" }));
+      assert.equal(err.code, Code.ResourceExhausted);
+      assert.equal(err.chatCode, "ERROR_CODE_RATE_LIMITED");
+      assert.match(err.rawMessage, /too many messages sent by this account/);
+      assert.equal(err.metadata.get(RETRY_AFTER_HEADER), "1000");
+      await bob.c.messages.sendMessage({ channelId, clientMsgId: "b1", text: "hello" });
+      clock.ms += 1_000;
+      // Not a duplicate: the refused send was not stored.
+      assert.equal((await alice.c.messages.sendMessage({ channelId, clientMsgId: "a4", text: "more" })).duplicate, false);
+    });
+
     it("refuses SendMessage past the account's text budget (UTF-8 bytes), unstored and with a retry time, while others send on", async () => {
       await start({});
       const [alice, bob] = [await api.signUp("alice"), await api.signUp("bob")];

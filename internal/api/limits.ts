@@ -3,6 +3,7 @@ import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { DEFAULT_MAX_NEW_DIRECT_PER_DAY, type ApiLimitsConfig } from "../throttle/config.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
+import { DEFAULT_SEND_RATE, SendRateLimiter, type SendRate } from "../throttle/send-rate.js";
 import { DEFAULT_TEXT_BUDGET, textCost, type TextBudget } from "../throttle/text-budget.js";
 import { MemoryWindowCounts } from "../throttle/memory.js";
 import type { FailureCount, LoginAttempts, WindowCounts } from "../throttle/port.js";
@@ -40,23 +41,27 @@ export class ApiLimiter {
   private readonly calls?: KeyedBuckets;
   /** Always on: the call rate alone lets an account have 50 texts of up to 400 KB a second stored. */
   private readonly texts: KeyedBuckets;
+  /** The call rate alone lets an account send 50 messages a second, each to up to a hundred inboxes. */
+  private readonly sends: SendRateLimiter;
   private readonly logger?: Logger;
   private readonly newDirects: WindowCounts;
 
   /**
    * `newDirects` must count in windows of NEW_DIRECT_WINDOW_MS; without it they are counted in this process's memory.
    * `textBudget`: CHAT_TEXT_* (internal/throttle/text-budget.ts), its defaults unless given.
+   * `sendRate`: CHAT_SENDS_PER_SEC and CHAT_SEND_BURST (internal/throttle/send-rate.ts), its defaults unless given.
    */
   constructor(
     private readonly config: ApiLimitsConfig,
     private readonly attempts: LoginAttempts,
-    options: { now?: () => number; logger?: Logger; newDirects?: WindowCounts; textBudget?: TextBudget } = {},
+    options: { now?: () => number; logger?: Logger; newDirects?: WindowCounts; textBudget?: TextBudget; sendRate?: SendRate } = {},
   ) {
     const { now } = options;
     if (config.authPerSec > 0) this.auth = new KeyedBuckets(config.authPerSec, config.authBurst, now);
     if (config.callsPerSec > 0) this.calls = new KeyedBuckets(config.callsPerSec, config.callBurst, now);
     const { textBytesPerSecond, textBurstBytes } = options.textBudget ?? DEFAULT_TEXT_BUDGET;
     this.texts = new KeyedBuckets(textBytesPerSecond, textBurstBytes, now);
+    this.sends = new SendRateLimiter(options.sendRate ?? DEFAULT_SEND_RATE, now);
     this.logger = options.logger;
     this.newDirects = options.newDirects ?? new MemoryWindowCounts(NEW_DIRECT_WINDOW_MS, { now });
   }
@@ -73,8 +78,14 @@ export class ApiLimiter {
     if (wait > 0) throw new ChatError("rate_limited", `too many requests for this account; retry in ${seconds(wait)}`, wait);
   }
 
-  /** SendMessage: the text's bytes from the account's budget in this process, as a chat server takes them from its sessions. */
-  takeText(userId: Id, text: string): void {
+  /**
+   * SendMessage: counted against the account's send rate in this process, and
+   * the text's bytes taken from its text budget, as a chat server does for its
+   * sessions. Counted first: a send refused for the count takes no text bytes.
+   */
+  takeSend(userId: Id, text: string): void {
+    const sendWait = this.sends.take(userId);
+    if (sendWait > 0) throw new ChatError("rate_limited", `too many messages sent by this account; retry in ${seconds(sendWait)}`, sendWait);
     const wait = this.texts.take(String(userId), textCost(text));
     if (wait > 0) throw new ChatError("rate_limited", `too much text sent by this account; retry in ${seconds(wait)}`, wait);
   }
@@ -85,13 +96,20 @@ export class ApiLimiter {
    * so that concurrent guesses cannot all get past a count none of them has
    * added to yet. `signedIn` forgets it again if the password was right.
    * Says whether it was counted (only then has a success anything to clear).
+   * `userId`: the account the name is now, if any, whose addresses are exempt
+   * from the account-wide refusal.
    */
-  async checkLogin(username: string, address: string): Promise<{ failures: boolean }> {
+  async checkLogin(username: string, address: string, userId?: Id): Promise<{ failures: boolean }> {
     const max = this.config.loginMaxFailures;
     if (max <= 0) return { failures: false };
     const key = pairKey(username, address);
     const [pair, account, known] = await this.guarded(
-      () => Promise.all([this.attempts.get(key), this.attempts.get(accountKey(username)), this.attempts.succeededBefore(key)]),
+      () =>
+        Promise.all([
+          this.attempts.get(key),
+          this.attempts.get(accountKey(username)),
+          userId === undefined ? false : this.attempts.succeededBefore(knownKey(userId, address)),
+        ]),
       [NONE, NONE, false] as const,
     );
     // Read first, so that refused logins count nothing: a guesser hammering one address
@@ -109,16 +127,16 @@ export class ApiLimiter {
   }
 
   /**
-   * A sign-up or a login succeeded: the address is remembered as the
-   * account's, and the failures, this login's among them when `checkLogin`
-   * counted it, forgotten.
+   * A sign-up or a login of account `userId` under `username` succeeded: the
+   * address is remembered as the account's, and the failures, this login's
+   * among them when `checkLogin` counted it, forgotten.
    */
-  async signedIn(username: string, address: string, hadFailures = false): Promise<void> {
+  async signedIn(username: string, userId: Id, address: string, hadFailures = false): Promise<void> {
     if (this.config.loginMaxFailures <= 0) return;
     const key = pairKey(username, address);
     await this.guarded(async () => {
       const forget = hadFailures ? [this.attempts.clear(key), this.attempts.clear(accountKey(username))] : [];
-      await Promise.all([this.attempts.rememberSuccess(key, KNOWN_ADDRESS_MS), ...forget]);
+      await Promise.all([this.attempts.rememberSuccess(knownKey(userId, address), KNOWN_ADDRESS_MS), ...forget]);
     }, undefined);
   }
 
@@ -168,6 +186,9 @@ export class ApiLimiter {
 // "alice|203.0.113.7", whose failures then refused Alice at that address.
 const accountKey = (username: string) => `account:${username.toLowerCase()}`;
 const pairKey = (username: string, address: string) => `pair:${username.toLowerCase()}|${address}`;
+// An address the account signed in from is the account's, not its name's: a name freed by a deleted
+// account and taken by a new one would otherwise exempt the old owner's addresses from the new one's refusal.
+const knownKey = (userId: Id, address: string) => `known:${userId}|${address}`;
 
 /** Milliseconds until `count`'s window ends when it holds `limit` failures or more; else 0. */
 function full(count: FailureCount, limit: number): number {

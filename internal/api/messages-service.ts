@@ -111,7 +111,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
 
     async sendMessage(req, ctx) {
       // The submitter checks ids, seqs, membership, text and client_msg_id (validateSend), as on the realtime path.
-      deps.limits?.takeText(caller(ctx).userId, req.text);
+      deps.limits?.takeSend(caller(ctx).userId, req.text);
       const result = await deps.submitter.submit(caller(ctx), {
         clientMsgId: req.clientMsgId,
         channelId: req.channelId,

@@ -20,6 +20,7 @@ import type { SessionRoutes } from "../routing/port.js";
 import { monotonicNow } from "../model/clock.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
 import { DEFAULT_TEXT_BUDGET } from "../throttle/text-budget.js";
+import { DEFAULT_SEND_RATE, SendRateLimiter } from "../throttle/send-rate.js";
 
 const ALL_DEVICES: readonly Id[] = [];
 
@@ -60,6 +61,9 @@ export interface SessionLimits {
   /** Text bytes (UTF-8) a user's sessions on this server may send per second, together (internal/throttle/text-budget.ts). */
   textBytesPerSecond: number;
   textBurstBytes: number;
+  /** Sends a user's sessions on this server may make per second, together; 0: no limit (internal/throttle/send-rate.ts). */
+  sendsPerSecond: number;
+  sendBurst: number;
 }
 
 export const defaultLimits: SessionLimits = {
@@ -72,6 +76,7 @@ export const defaultLimits: SessionLimits = {
   // A hundred devices (an account's most) with ten tabs each.
   maxSessionsPerUser: 1000,
   ...DEFAULT_TEXT_BUDGET,
+  ...DEFAULT_SEND_RATE,
 };
 
 export interface PresenceHooks {
@@ -140,12 +145,13 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   private readonly byUser = new Map<Id, readonly Session[]>();
   /**
-   * Each user's text budget, shared by their sessions here: per session, the
-   * thousand a user may hold would each bring their own. Kept past the
-   * user's last session (least recently used dropped first), so that
-   * reconnecting does not refill it.
+   * Each user's text budget and send rate, shared by their sessions here:
+   * per session, the thousand a user may hold would each bring their own.
+   * Kept past the user's last session (least recently used dropped first),
+   * so that reconnecting does not refill them.
    */
   private readonly textBudgets: KeyedBuckets;
+  private readonly sendRates: SendRateLimiter;
   /**
    * Each user's route changes still under way, as the last of a chain: they
    * land in the order they were made (a remove sent beside a pending add
@@ -212,6 +218,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.submitter = deps.submitter;
     this.limits = { ...defaultLimits, ...deps.limits };
     this.textBudgets = new KeyedBuckets(this.limits.textBytesPerSecond, this.limits.textBurstBytes);
+    this.sendRates = new SendRateLimiter(this.limits);
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
@@ -341,6 +348,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** @internal Takes `bytes` of text from the user's budget: 0 when allowed, else the milliseconds to wait. */
   takeText(userId: Id, bytes: number): number {
     return this.textBudgets.take(String(userId), bytes);
+  }
+
+  /** @internal Counts a send of the user's against their send rate: 0 when allowed, else the milliseconds to wait. */
+  takeSend(userId: Id): number {
+    return this.sendRates.take(userId);
   }
 
   /** @internal called by Session when it ends. */

@@ -541,11 +541,15 @@ describe("session: text budget", () => {
       };
       const handle = server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
       const answer = (ref: bigint) => waitFor(() => frames.find((f) => f.ref === ref && f.kind.case !== "welcome"), `an answer to ${ref}`);
-      const send = (ref: bigint, text: string) => {
-        handle.receive(frame({ ref, kind: { case: "send", value: { clientMsgId: `m${ref}`, channelId: 7n, text } } }));
+      const send = (ref: bigint, text: string, change: { editSeq?: bigint; deleteSeq?: bigint; reactSeq?: bigint } = {}) => {
+        handle.receive(frame({ ref, kind: { case: "send", value: { clientMsgId: `m${ref}`, channelId: 7n, text, ...change } } }));
         return answer(ref);
       };
-      return { frames, closes, send, ready: () => waitFor(() => frames.some((f) => f.kind.case === "welcome"), "the welcome") };
+      const heartbeat = (ref: bigint) => {
+        handle.receive(frame({ ref, kind: { case: "heartbeat", value: {} } }));
+        return answer(ref);
+      };
+      return { frames, closes, send, heartbeat, ready: () => waitFor(() => frames.some((f) => f.kind.case === "welcome"), "the welcome") };
     };
     return { server, stored, open };
   }
@@ -589,6 +593,36 @@ describe("session: text budget", () => {
     } finally {
       performance.now = monoNow;
     }
+    server.drain();
+  });
+
+  it("refuses a send past the user's send rate, over all their sessions here, edits, deletes and reactions counted, unstored and without closing; other users send on", async () => {
+    const { server, stored, open } = serverStoring({ sendsPerSecond: 1, sendBurst: 3 });
+    const [a, b, other] = [open(1n), open(1n), open(2n)];
+    await Promise.all([a.ready(), b.ready(), other.ready()]);
+    assert.equal((await a.send(1n, "hi")).kind.case, "sendAck");
+    assert.equal((await b.send(2n, "👍", { reactSeq: 1n })).kind.case, "sendAck");
+    assert.equal((await a.send(3n, "", { deleteSeq: 1n })).kind.case, "sendAck");
+    const refused = await b.send(4n, "hello", { editSeq: 1n });
+    assert.ok(refused.kind.case === "error", refused.kind.case);
+    assert.equal(refused.kind.value.code, ErrorCode.RATE_LIMITED);
+    assert.match(refused.kind.value.message, /too many messages/);
+    assert.equal(refused.kind.value.clientMsgId, "m4");
+    assert.ok(refused.kind.value.retryAfterMs > 0 && refused.kind.value.retryAfterMs <= 1000, `retry after ${refused.kind.value.retryAfterMs} ms`);
+    assert.equal((await other.send(5n, "hi")).kind.case, "sendAck");
+    // What is no send is not counted.
+    assert.equal((await b.heartbeat(6n)).kind.case, "heartbeatAck");
+    assert.deepStrictEqual(stored, ["hi", "👍", "", "hi"]);
+    assert.deepStrictEqual([...a.closes, ...b.closes, ...other.closes], []);
+    server.drain();
+  });
+
+  it("counts no sends at a send rate of 0", async () => {
+    const { server, stored, open } = serverStoring({ sendsPerSecond: 0, sendBurst: 1 });
+    const a = open(1n);
+    await a.ready();
+    for (let ref = 1n; ref <= 5n; ref++) assert.equal((await a.send(ref, "hi")).kind.case, "sendAck");
+    assert.equal(stored.length, 5);
     server.drain();
   });
 });

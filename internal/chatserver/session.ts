@@ -322,7 +322,12 @@ export class Session implements SessionHandle {
     this.badFrames = 0;
     if (frame.kind.case === "send") {
       // Refused, not closed: a client that waits as told sends on. Not counted as a flood either,
-      // as the frame rate bounds these refusals.
+      // as the frame rate bounds these refusals. Counted first: a send refused for the count
+      // takes no text bytes.
+      const sendWaitMs = this.server.takeSend(this.userId);
+      if (sendWaitMs > 0) {
+        return this.sendError(refusalOf(frame), new ChatError("rate_limited", "too many messages sent; retry later", sendWaitMs));
+      }
       const textWaitMs = this.server.takeText(this.userId, textCost(frame.kind.value.text));
       if (textWaitMs > 0) {
         return this.sendError(refusalOf(frame), new ChatError("rate_limited", "too much text sent; retry later", textWaitMs));
