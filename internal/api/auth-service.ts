@@ -131,7 +131,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
   async function confirmPassword(userId: Id, field: string, password: string, address: string): Promise<UserRecord> {
     const user = await deps.accounts.getUser(userId);
     if (!user || isDeletedUser(user)) throw new ChatError("not_found", "no such user");
-    const counted = await deps.limits?.checkLogin(user.username, address).catch((e: unknown) => {
+    const counted = await deps.limits?.checkLogin(user.username, address, user.userId).catch((e: unknown) => {
       count("login_throttled");
       throw e;
     });
@@ -140,7 +140,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       count("login_failed");
       throw new ChatError("permission_denied", `${field} is wrong`);
     }
-    await deps.limits?.signedIn(user.username, address, counted?.failures);
+    await deps.limits?.signedIn(user.username, user.userId, address, counted?.failures);
     return user;
   }
 
@@ -201,7 +201,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       });
       const device = await newDevice(user, info);
       // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
-      await deps.limits?.signedIn(username, clientAddress(ctx));
+      await deps.limits?.signedIn(username, user.userId, clientAddress(ctx));
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
@@ -213,18 +213,19 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       if (!v.isUsername(req.username) || v.passwordTooLong(req.password)) throw fail;
       const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
-      const counted = await deps.limits?.checkLogin(req.username, address).catch((e: unknown) => {
+      // Read first: the addresses exempt from the account-wide refusal are the account's, not its name's.
+      const user = await deps.accounts.findUserByUsername(req.username);
+      const counted = await deps.limits?.checkLogin(req.username, address, user?.userId).catch((e: unknown) => {
         count("login_throttled");
         throw e;
       });
-      const user = await deps.accounts.findUserByUsername(req.username);
       const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
       // Unknown names stay counted as failures too, or the counter would tell which names exist.
       if (!user || !ok) {
         count("login_failed");
         throw fail;
       }
-      await deps.limits?.signedIn(req.username, address, counted?.failures);
+      await deps.limits?.signedIn(req.username, user.userId, address, counted?.failures);
       const device = await newDevice(user, info);
       // The password may have changed, or the account been deleted, since it was read: a sign-out of
       // every device then could have listed them before this one was made, so it is undone here.

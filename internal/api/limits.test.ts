@@ -283,6 +283,18 @@ describe("api: limits", () => {
       assert.equal((await rpcError(() => login("frank", "right password", "10.0.2.1"))).code, Code.ResourceExhausted);
     });
 
+    it("gives a new account under a deleted one's name none of the old one's addresses: its old owner is refused there with everyone else", async () => {
+      await start({ loginMaxFailures: 2 });
+      const old = (await signUp("ines", "10.0.9.1")).credentials!;
+      await api.clients(old.accessToken, "10.0.9.1").auth.deleteAccount({ password: "correct horse" });
+      await signUp("ines", "10.0.8.1"); // someone else takes the name
+      for (let a = 1; a <= 10; a++) {
+        for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => login("ines", "wrong", `10.0.1.${a}`))).code, Code.Unauthenticated);
+      }
+      assert.equal((await rpcError(() => login("ines", "a guess", "10.0.9.1"))).code, Code.ResourceExhausted, "the deleted account's address is no one's now");
+      await login("ines", "correct horse", "10.0.8.1");
+    });
+
     it("lets the owner in from an address the account signed in from before, while a guesser spread over many has it refused elsewhere", async () => {
       await start({ loginMaxFailures: 2 });
       await signUp("hana", "10.0.9.1"); // made at home
