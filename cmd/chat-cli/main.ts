@@ -145,7 +145,7 @@ function unknownOption(argv: string[]): string | undefined {
     }
     if (arg === "-h") continue;
     if (arg.startsWith("--")) return `unknown option "${arg}"; see: chat-cli --help`;
-    const rest = argv.filter((_, j) => j !== i).map((a) => (/^[\w@#.:/=-]+$/u.test(a) ? a : shellQuoted(a)));
+    const rest = argv.filter((_, j) => j !== i).map(shellWord);
     return `unknown option "${arg}": a text that starts with "-" goes after "--", as in: chat-cli ${[...rest, "--", shellQuoted(arg)].join(" ")}`;
   }
   return undefined;
@@ -489,9 +489,26 @@ async function search(args: string[], values: Values): Promise<void> {
   await s.usersById(res.messages.flatMap(people));
   for (const m of res.messages) await printMessage(s, m, values);
   if (!values.json) {
-    if (res.messages.length === 0) warn("(no matches)");
-    if (res.nextBeforeSeq > 0n) warn(`(search older messages: chat-cli search ${ref} ${words.join(" ")} --before ${res.nextBeforeSeq})`);
+    const next = res.nextBeforeSeq;
+    // --before ahead of the words: one that starts with "-" was typed after "--", which ends the options.
+    const dashed = words.some((w) => w.startsWith("-")) ? ["--"] : [];
+    const older = `chat-cli search ${[ref, "--before", String(next), ...dashed, ...words].map(shellWord).join(" ")}`;
+    if (next === 0n) {
+      if (res.messages.length === 0) warn("(no matches)");
+    } else if (res.messages.length === 0) {
+      // The server stops at its scan bound: nothing here is "no matches" while older messages are still unsearched.
+      const upTo = beforeSeq > 0n ? `#${next} to #${beforeSeq - 1n}` : `#${next} and newer`;
+      warn(`(no matches in messages ${upTo}; older messages are not searched yet: ${older})`);
+    } else {
+      warn(`(search older messages: ${older})`);
+    }
   }
+}
+
+/** An argument as a shell takes it back: as it is when plain, else quoted (a hint to paste must run as shown). */
+function shellWord(arg: string): string {
+  // A # starting a word starts a comment.
+  return /^[\w@.:/=+,-][\w@#.:/=+,-]*$/u.test(arg) ? arg : shellQuoted(arg);
 }
 
 async function followCommand(args: string[], values: Values): Promise<void> {
