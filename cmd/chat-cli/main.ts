@@ -452,6 +452,11 @@ async function submit(s: Session, req: { channelId: bigint; text: string; editSe
     try {
       return await s.api.messages.sendMessage({ clientMsgId, ...req });
     } catch (err) {
+      // Past the server's request size no try gets through: it was tried 5 times over 6 s, then named in its Node words.
+      if (err instanceof ConnectError && err.metadata.get("chat-error-code") === "ERROR_CODE_FRAME_TOO_LARGE") {
+        const size = `${[...req.text].length} characters, ${Buffer.byteLength(req.text)} bytes as UTF-8`;
+        throw new CliError(`the text is too large for the server to take (${size}); a message holds at most 99,999 characters`);
+      }
       const retryable = err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.ResourceExhausted);
       if (!retryable || attempt >= 5) throw err;
       const hinted = Number((err as ConnectError).metadata.get("chat-retry-after-ms") ?? 0);
