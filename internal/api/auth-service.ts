@@ -201,7 +201,9 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       });
       const device = await newDevice(user, info);
       // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
-      await deps.limits?.signedIn(username, user.userId, clientAddress(ctx));
+      // Failures counted against the name before (it was free, or a deleted account's) were nobody's:
+      // forgotten, or the new owner would be refused its first logins.
+      await deps.limits?.signedIn(username, user.userId, clientAddress(ctx), true);
       return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 

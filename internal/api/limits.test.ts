@@ -295,6 +295,14 @@ describe("api: limits", () => {
       await login("ines", "correct horse", "10.0.8.1");
     });
 
+    it("starts a new account under a name with the failures counted against the name before forgotten: they were nobody's", async () => {
+      await start({ loginMaxFailures: 2 });
+      for (let i = 0; i < 2; i++) await rpcError(() => login("jade", "a guess", "10.0.0.1"));
+      assert.equal((await rpcError(() => login("jade", "a guess", "10.0.0.1"))).code, Code.ResourceExhausted);
+      await signUp("jade", "10.0.0.1");
+      await login("jade", "correct horse", "10.0.0.1");
+    });
+
     it("lets the owner in from an address the account signed in from before, while a guesser spread over many has it refused elsewhere", async () => {
       await start({ loginMaxFailures: 2 });
       await signUp("hana", "10.0.9.1"); // made at home
