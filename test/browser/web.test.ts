@@ -711,6 +711,31 @@ describe("web client in headless Chromium", function () {
     assert.equal(history.messages[0]?.senderUserId, mia.userId);
   });
 
+  it("shows markup in a message, a display name, a group title and a note as the text typed: nothing of it runs or becomes an element", async () => {
+    const markup = (n: number) => `<img src=x onerror="window.__xss=${n}"><script>window.__xss=${n}</script><b>bold</b>`;
+    const owner = await signUp(chatd.httpUrl, "own");
+    const reader = await signUp(chatd.httpUrl, "rdr");
+    await owner.api.users.updateProfile({ displayName: markup(1).slice(0, 64) });
+    const { channelId } = (await owner.api.channels.createGroup({ title: markup(2).slice(0, 128), memberUserIds: [reader.userId] })).channel!;
+    await sendWithRetry(owner, channelId, markup(3));
+    await owner.api.channels.updateGroup({ channelId, title: markup(4).slice(0, 128) });
+
+    const { page } = await newPage("reader");
+    await logInInPage(page, chatd.httpUrl, reader.username, reader.password);
+    const chat = page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`);
+    await chat.click();
+    await page.locator("[data-testid=message-text]").filter({ hasText: markup(3) }).waitFor({ timeout: 10_000 });
+    await page.getByTestId("chat-title").filter({ hasText: markup(4).slice(0, 128) }).waitFor();
+    await page.getByTestId("note").filter({ hasText: markup(4).slice(0, 128) }).waitFor();
+    // The owner's display name, on their message and in the members' list of the group.
+    await page.locator("[data-testid=message]").filter({ hasText: markup(1).slice(0, 20) }).first().waitFor();
+    const found = await page.evaluate(() => ({
+      ran: (window as unknown as { __xss?: number }).__xss,
+      elements: document.querySelectorAll("#app img, #app script, #app b").length,
+    }));
+    assert.deepEqual(found, { ran: undefined, elements: 0 });
+  });
+
   it("on a phone, gives a long message the screen's width and puts its actions under it", async () => {
     const ann = await signUp(chatd.httpUrl, "ann");
     const ben = await signUp(chatd.httpUrl, "ben");
