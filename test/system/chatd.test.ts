@@ -632,6 +632,30 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
       assert.equal(again.welcome(), undefined, "no welcome, so nothing of the inbox was sent");
     });
 
+    it("closes with 4003 the sockets of a device revoked and of those a password change signs out, and serves the device that asked", async () => {
+      const dana = await signUp(chatd.httpUrl, "dana");
+      const [tablet, phone] = [await addDevice(chatd.httpUrl, dana), await addDevice(chatd.httpUrl, dana)];
+      const [main, onTablet, onPhone] = await Promise.all([dana.devices[0]!.token, tablet.token, phone.token].map((t) => device(chatd.wsUrl, t)));
+      const served = async () => {
+        const ref = main.sendFrame({ kind: { case: "heartbeat", value: {} } });
+        await waitFor(() => main.frames.find((f) => f.ref === ref && f.kind.case === "heartbeatAck"), "the device that asked still served");
+      };
+      await dana.api.auth.revokeDevice({ deviceId: tablet.deviceId });
+      assert.equal(await onTablet.waitClosed(), 4003);
+      await served();
+      const changed = await dana.api.auth.changePassword({ currentPassword: dana.password, newPassword: "a new password" });
+      assert.equal(changed.devicesSignedOut, 1);
+      assert.equal(await onPhone.waitClosed(), 4003);
+      await served();
+      assert.equal(main.closeCode, undefined);
+      assert.deepEqual((await dana.api.auth.listDevices({})).devices.map((d) => [d.deviceId, d.current]), [[dana.devices[0]!.deviceId, true]]);
+      for (const token of [tablet.token, phone.token]) {
+        const again = await device(chatd.wsUrl, token);
+        assert.equal(await again.waitClosed(), 4003);
+        assert.equal(again.welcome(), undefined);
+      }
+    });
+
     it("closes a handshake with a bad token with 4001", async () => {
       const d = new TestDevice(chatd.wsUrl, "not-a-token");
       devices.push(d);
