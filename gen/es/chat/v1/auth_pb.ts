@@ -430,7 +430,8 @@ export const AuthService: GenService<{
     output: typeof RefreshResponseSchema;
   },
   /**
-   * Revokes the calling device's refresh token and closes its sessions.
+   * Revokes the calling device's refresh token, closes its sessions and
+   * removes its push endpoint, so a signed-out device is pushed nothing.
    *
    * @generated from rpc chat.v1.AuthService.Logout
    */
@@ -448,7 +449,8 @@ export const AuthService: GenService<{
     output: typeof ListDevicesResponseSchema;
   },
   /**
-   * Revokes another device of the same account and closes its sessions.
+   * Revokes another device of the same account, closes its sessions and
+   * removes its push endpoint.
    *
    * @generated from rpc chat.v1.AuthService.RevokeDevice
    */
@@ -460,7 +462,7 @@ export const AuthService: GenService<{
   /**
    * Changes the account's password, given the current one. Signs out every
    * other device of the account (their sessions close with 4003, their refresh
-   * tokens die) unless keep_other_devices is set: a changed password is most
+   * tokens die, their push endpoints are removed) unless keep_other_devices is set: a changed password is most
    * often a reaction to someone else having it. A wrong current password
    * counts as a failed login of the account (and is throttled like one).
    *

@@ -1602,7 +1602,10 @@ export const AuthServiceService = {
     responseSerialize: (value: RefreshResponse): Buffer => Buffer.from(RefreshResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RefreshResponse => RefreshResponse.decode(value),
   },
-  /** Revokes the calling device's refresh token and closes its sessions. */
+  /**
+   * Revokes the calling device's refresh token, closes its sessions and
+   * removes its push endpoint, so a signed-out device is pushed nothing.
+   */
   logout: {
     path: "/chat.v1.AuthService/Logout" as const,
     requestStream: false as const,
@@ -1621,7 +1624,10 @@ export const AuthServiceService = {
     responseSerialize: (value: ListDevicesResponse): Buffer => Buffer.from(ListDevicesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListDevicesResponse => ListDevicesResponse.decode(value),
   },
-  /** Revokes another device of the same account and closes its sessions. */
+  /**
+   * Revokes another device of the same account, closes its sessions and
+   * removes its push endpoint.
+   */
   revokeDevice: {
     path: "/chat.v1.AuthService/RevokeDevice" as const,
     requestStream: false as const,
@@ -1635,7 +1641,7 @@ export const AuthServiceService = {
   /**
    * Changes the account's password, given the current one. Signs out every
    * other device of the account (their sessions close with 4003, their refresh
-   * tokens die) unless keep_other_devices is set: a changed password is most
+   * tokens die, their push endpoints are removed) unless keep_other_devices is set: a changed password is most
    * often a reaction to someone else having it. A wrong current password
    * counts as a failed login of the account (and is throttled like one).
    */
@@ -1684,15 +1690,21 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
    * token gets a normal reply, whose new refresh token replaces the lost one.
    */
   refresh: handleUnaryCall<RefreshRequest, RefreshResponse>;
-  /** Revokes the calling device's refresh token and closes its sessions. */
+  /**
+   * Revokes the calling device's refresh token, closes its sessions and
+   * removes its push endpoint, so a signed-out device is pushed nothing.
+   */
   logout: handleUnaryCall<LogoutRequest, LogoutResponse>;
   listDevices: handleUnaryCall<ListDevicesRequest, ListDevicesResponse>;
-  /** Revokes another device of the same account and closes its sessions. */
+  /**
+   * Revokes another device of the same account, closes its sessions and
+   * removes its push endpoint.
+   */
   revokeDevice: handleUnaryCall<RevokeDeviceRequest, RevokeDeviceResponse>;
   /**
    * Changes the account's password, given the current one. Signs out every
    * other device of the account (their sessions close with 4003, their refresh
-   * tokens die) unless keep_other_devices is set: a changed password is most
+   * tokens die, their push endpoints are removed) unless keep_other_devices is set: a changed password is most
    * often a reaction to someone else having it. A wrong current password
    * counts as a failed login of the account (and is throttled like one).
    */
@@ -1764,7 +1776,10 @@ export interface AuthServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RefreshResponse) => void,
   ): ClientUnaryCall;
-  /** Revokes the calling device's refresh token and closes its sessions. */
+  /**
+   * Revokes the calling device's refresh token, closes its sessions and
+   * removes its push endpoint, so a signed-out device is pushed nothing.
+   */
   logout(
     request: LogoutRequest,
     callback: (error: ServiceError | null, response: LogoutResponse) => void,
@@ -1795,7 +1810,10 @@ export interface AuthServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListDevicesResponse) => void,
   ): ClientUnaryCall;
-  /** Revokes another device of the same account and closes its sessions. */
+  /**
+   * Revokes another device of the same account, closes its sessions and
+   * removes its push endpoint.
+   */
   revokeDevice(
     request: RevokeDeviceRequest,
     callback: (error: ServiceError | null, response: RevokeDeviceResponse) => void,
@@ -1814,7 +1832,7 @@ export interface AuthServiceClient extends Client {
   /**
    * Changes the account's password, given the current one. Signs out every
    * other device of the account (their sessions close with 4003, their refresh
-   * tokens die) unless keep_other_devices is set: a changed password is most
+   * tokens die, their push endpoints are removed) unless keep_other_devices is set: a changed password is most
    * often a reaction to someone else having it. A wrong current password
    * counts as a failed login of the account (and is throttled like one).
    */
