@@ -73,7 +73,9 @@ export class QueueSubmitter implements MessageSubmitter {
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
       const membership = this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd));
-      const [, messageId, unchanged] = await Promise.all([
+      // Whether an edit or a reaction changes anything only the Sequencer knows, which has applied
+      // the changes queued before it (this read may not have: an edit back to the text read here).
+      const [, messageId] = await Promise.all([
         membership,
         this.claim(recentKey, minted),
         // Its refusal waits for the membership's: a non-member would otherwise learn which seqs the channel holds.
@@ -82,14 +84,6 @@ export class QueueSubmitter implements MessageSubmitter {
           throw e;
         }),
       ]);
-      // A message read deleted stays deleted: a delete of it changes nothing, and needs no record.
-      // Whether an edit or a reaction changes anything only the Sequencer knows, which has applied
-      // the changes queued before it (this read may not have: an edit back to the text read here).
-      if (unchanged && cmd.deleteSeq) {
-        const stored = await storedUnderKey(log, sender, cmd);
-        settle(stored ?? messageId);
-        return { messageId: stored ?? messageId, duplicate: stored !== undefined || messageId !== minted };
-      }
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a send already stored is then
       // one more record, which the sequencer drops as a duplicate (a change

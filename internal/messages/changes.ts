@@ -72,9 +72,8 @@ export const namesMessage = (cmd: SendCommand): boolean => !!namedSeq(cmd);
  * any send.
  *
  * Resolves true when the change, allowed, would leave its target as it is
- * read now (`changesNothing`): a delete of a message deleted already is
- * allowed for that (to whoever may delete it), and an edit to the text the
- * message has is not refused by the limit, as it would add no edit.
+ * read now (`changesNothing`): an edit to the text the message has is then
+ * not refused by the limit, as it would add no edit.
  *
  * This reads the current state; the MessageLog's single writer orders the
  * changes that race past it (a delete and an edit at once: the edit finds
@@ -96,7 +95,7 @@ export async function checkNamedMessage(
     cmd.editSeq ? log.editsOf(cmd.channelId, seq, MAX_EDITS_PER_MESSAGE) : undefined,
   ]);
   if (!target) throw new ChatError("not_found", `no message with seq ${seq} in this channel`);
-  if (target.deleted && !cmd.deleteSeq) throw new ChatError("not_found", `message ${seq} was deleted`);
+  if (target.deleted) throw new ChatError("not_found", `message ${seq} was deleted`);
   if (target.note) throw new ChatError("invalid_argument", `message ${seq} is a note about the chat: it cannot be edited, deleted, answered or reacted to`);
   // Anyone who may send here may answer, or react to, any message of the channel.
   if (cmd.replyToSeq) return false;
@@ -111,14 +110,14 @@ export async function checkNamedMessage(
       return unchanged;
     }
     // Past their window, a group's admins may still delete their own message, as anyone's.
-    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return unchanged;
+    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return false;
     throw new ChatError("permission_denied", `a message can only be ${what} within ${duration(window)} of sending it`);
   }
   if (cmd.editSeq) throw new ChatError("permission_denied", "only its sender can edit a message");
   if (!(await isModerator(channels, cmd.channelId, sender.userId))) {
     throw new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
   }
-  return unchanged;
+  return false;
 }
 
 /** What of a change decides whether it changes anything. */
@@ -133,16 +132,15 @@ const changeOf = (sender: Sender, cmd: SendCommand): ChangeLike => ({
 
 /**
  * Whether the change would leave `target` (as the log now has it) as it is:
- * a delete of a message deleted already, an edit to the text it has, a
- * reaction with the emoji its sender has on it already, taking back a
- * reaction its sender does not have. Such a change is answered as made and
- * written nowhere: clients retry, and a repeat must not put an entry in the
- * inbox of every member (up to 100) and every one of their devices.
- * Anything else on a deleted message is no such change: it does not apply.
+ * an edit to the text it has, a reaction with the emoji its sender has on
+ * it already, taking back a reaction its sender does not have. Such a
+ * change is answered as made and copied to no inbox: clients retry, and a
+ * repeat must not put an entry in the inbox of every member (up to 100) and
+ * every one of their devices. A delete always changes something; nothing
+ * applies to a deleted message (`NOT_FOUND`, or dropped by the log).
  */
 export function changesNothing(change: ChangeLike, target: StoredMessage): boolean {
-  if (target.deleted) return Boolean(change.deleted);
-  if (change.deleted) return false;
+  if (target.deleted || change.deleted) return false;
   if (change.reaction) return (target.reactions?.find((r) => r.userId === change.senderUserId)?.emoji ?? "") === change.text;
   return change.text === target.text;
 }

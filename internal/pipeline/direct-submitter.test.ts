@@ -13,6 +13,7 @@ const BOB: Sender = { userId: 2n, deviceId: 21n };
 describe("DirectSubmitter", () => {
   let storage: SqliteStorage;
   let submitter: DirectSubmitter;
+  let deps: () => ConstructorParameters<typeof DirectSubmitter>[0];
   beforeEach(async () => {
     storage = openSqliteStorage(":memory:");
     await storage.channels.createGroup({ channelId: GROUP, kind: "group", title: "g", createdAtMs: 1, createdBy: ALICE.userId }, [
@@ -21,13 +22,14 @@ describe("DirectSubmitter", () => {
     ]);
     let id = 1000n;
     const sessions = { pushToUsers: async () => {}, pushMany: async () => new Set(), closeDevice: async () => {}, onlineUsers: async () => new Set() };
-    submitter = new DirectSubmitter({
+    deps = () => ({
       channels: storage.channels,
       writer: storage.writer,
       log: storage.messages,
       ids: { next: () => ++id } as unknown as IdGenerator,
       sessions: sessions as unknown as SessionDirectory,
     });
+    submitter = new DirectSubmitter(deps());
   });
   afterEach(() => storage.close());
 
@@ -74,7 +76,7 @@ describe("DirectSubmitter", () => {
     const entriesOf = async (userId: bigint) => (await storage.inbox.readAfter(userId, 0n, 1_000)).length;
     const ALICE_WEB: Sender = { userId: ALICE.userId, deviceId: 12n };
 
-    it("acks an edit to the same text, the same reaction again and taking back none, writing nothing; a resend gets the same answer", async () => {
+    it("acks an edit to the same text, the same reaction again and taking back none, copying them to no inbox; a resend gets the same answer", async () => {
       await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
       await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "like", text: "👍", reactSeq: 1n });
       const before = [await entriesOf(ALICE.userId), await entriesOf(BOB.userId)];
@@ -86,7 +88,9 @@ describe("DirectSubmitter", () => {
       for (const [sender, cmd] of sends) {
         const ack = await submitter.submit(sender, cmd);
         assert.equal(ack.duplicate, false, cmd.clientMsgId);
-        assert.equal(await storage.messages.findChange(GROUP, sender.userId, sender.deviceId, cmd.clientMsgId), undefined, `${cmd.clientMsgId}: nothing stored`);
+        // A reaction is kept for its key; the edit nowhere (it would mark the message edited).
+        const kept = await storage.messages.findChange(GROUP, sender.userId, sender.deviceId, cmd.clientMsgId);
+        assert.equal(kept, cmd.reactSeq ? ack.messageId : undefined, `${cmd.clientMsgId}: its key`);
         assert.deepStrictEqual(await submitter.submit(sender, cmd), { messageId: ack.messageId, duplicate: true }, `${cmd.clientMsgId}: its resend`);
       }
       assert.deepEqual([await entriesOf(ALICE.userId), await entriesOf(BOB.userId)], before, "no inbox entry for anyone");
@@ -94,46 +98,47 @@ describe("DirectSubmitter", () => {
       assert.deepEqual([m.text, m.editedAtMs, m.reactions], ["hi", undefined, [{ userId: BOB.userId, emoji: "👍" }]]);
     });
 
-    it("answers a resend of one the same even after a later change made it one that would change something", async () => {
+    it("answers a resend of one the same even after a later change made it one that would change something, a reaction also after a restart", async () => {
       await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
       await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "like", text: "👍", reactSeq: 1n });
       const again = { ...GROUP_CMD, clientMsgId: "like again", text: "👍", reactSeq: 1n };
-      const first = await submitter.submit(BOB, again);
+      const same = { ...GROUP_CMD, clientMsgId: "same", text: "hi", editSeq: 1n };
+      const [liked, kept] = [await submitter.submit(BOB, again), await submitter.submit(ALICE, same)];
       await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "unlike", text: "", reactSeq: 1n });
-      // Both acks lost, both sent again in order: the device's last word is "unlike".
-      assert.deepStrictEqual(await submitter.submit(BOB, again), { messageId: first.messageId, duplicate: true });
-      assert.equal((await storage.messages.get(GROUP, 1n))!.reactions, undefined);
+      await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "edit", text: "hi?", editSeq: 1n });
+      // The acks lost, sent again in order: the device's last word stands.
+      assert.deepStrictEqual(await submitter.submit(BOB, again), { messageId: liked.messageId, duplicate: true });
+      assert.deepStrictEqual(await submitter.submit(ALICE, same), { messageId: kept.messageId, duplicate: true });
+      const restarted = new DirectSubmitter(deps());
+      assert.deepStrictEqual(await restarted.submit(BOB, again), { messageId: liked.messageId, duplicate: true }, "a reaction's, after a restart");
+      const m = (await storage.messages.get(GROUP, 1n))!;
+      assert.deepEqual([m.text, m.reactions], ["hi?", undefined]);
     });
 
-    it("writes a change that reads as changing nothing while an earlier change of the same user is in flight: the device's order stands", async () => {
+    it("copies to every inbox a change that reads as changing nothing while an earlier change of the same user is in flight: the device's order stands", async () => {
       await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
       // Sent back to back: the second's check reads the message before the first is written.
-      const edits = [
+      const changes = [
         submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "e1", text: "hi?", editSeq: 1n }),
         submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "e2", text: "hi", editSeq: 1n }),
         submitter.submit(ALICE_WEB, { ...GROUP_CMD, clientMsgId: "r1", text: "👍", reactSeq: 1n }),
         submitter.submit(ALICE_WEB, { ...GROUP_CMD, clientMsgId: "r2", text: "", reactSeq: 1n }),
       ];
-      await Promise.all(edits);
+      await Promise.all(changes);
       const m = (await storage.messages.get(GROUP, 1n))!;
       assert.deepEqual([m.text, m.reactions], ["hi", undefined]);
       assert.equal(await entriesOf(BOB.userId), 5, "the message and its four changes");
     });
 
-    it("acks a delete of a deleted message, sent after it or racing it, writing nothing; the delete that did it keeps its id", async () => {
+    it("refuses a delete of a deleted message, sent after it or racing it, writing nothing", async () => {
       await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "m", text: "oops" });
       const del = { ...GROUP_CMD, clientMsgId: "d", deleteSeq: 1n };
-      const [owner, own] = await Promise.all([submitter.submit(ALICE, del), submitter.submit(BOB, del)]);
-      assert.deepEqual([owner.duplicate, own.duplicate], [false, false], "both racing deletes are acked");
+      const answers = await Promise.allSettled([submitter.submit(ALICE, del), submitter.submit(BOB, del)]);
+      const done = answers.flatMap((a) => (a.status === "fulfilled" ? [a.value] : []));
+      const refused = answers.flatMap((a) => (a.status === "rejected" ? [(a.reason as { code?: string }).code] : []));
+      assert.deepEqual([done.length, refused], [1, ["not_found"]], "one of two racing deletes");
+      await assert.rejects(submitter.submit(BOB, { ...del, clientMsgId: "d2" }), (e: Error & { code?: string }) => e.code === "not_found");
       assert.equal(await entriesOf(BOB.userId), 2, "the message and one delete");
-      const later = await submitter.submit(BOB, { ...del, clientMsgId: "d2" });
-      assert.equal(later.duplicate, false);
-      assert.equal(await entriesOf(BOB.userId), 2, "nothing for the delete after it");
-      const holder = (await storage.messages.findChange(GROUP, ALICE.userId, ALICE.deviceId, "d")) ?? (await storage.messages.findChange(GROUP, BOB.userId, BOB.deviceId, "d"));
-      const winner = holder === owner.messageId ? [ALICE, owner] as const : [BOB, own] as const;
-      assert.deepStrictEqual(await submitter.submit(winner[0], del), { messageId: winner[1].messageId, duplicate: true });
-      // Nothing else is answered so: the message stays deleted for edits and reactions.
-      await assert.rejects(submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "e", text: "oops", editSeq: 1n }), (e: Error & { code?: string }) => e.code === "not_found");
     });
   });
 

@@ -46,18 +46,18 @@ export class DirectSubmitter implements MessageSubmitter {
 
   /**
    * Edits and reactions being checked or written, by channel and user. One
-   * that changes nothing as read is written nowhere only when none of the
+   * that changes nothing as read is copied to no inbox only when none of the
    * same user's was in flight as it began: that read then saw every change
    * of theirs acked before (or sent before it by the same device), and the
    * change's answer cannot overtake one of them.
    */
   private readonly changing = new Map<string, number>();
   /**
-   * The answers given to changes that changed nothing, by send key: a resend
-   * gets the same answer, even after a later change made it one that would
-   * change something (the device sent it before that one).
+   * The answers given to edits that changed nothing (stored nowhere), by
+   * send key: a resend gets the same answer, even after a later edit made it
+   * one that would change something (the device sent it before that one).
    */
-  private readonly unchanged = new LruMap<string, Id>(10_000);
+  private readonly unchangedEdits = new LruMap<string, Id>(10_000);
 
   /** The inbox entries of each message written since the last immediate, delivered in it. */
   private live: (readonly LiveEntry[])[] = [];
@@ -82,9 +82,8 @@ export class DirectSubmitter implements MessageSubmitter {
     validateSend(cmd);
     const { ids } = this.deps;
     const key = sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId);
-    const answered = this.unchanged.peek(key);
+    const answered = this.unchangedEdits.peek(key);
     if (answered !== undefined) return { messageId: answered, duplicate: true };
-    // A delete of a deleted message is final whatever is in flight; edits and reactions are not.
     const changer = cmd.editSeq || cmd.reactSeq ? `${cmd.channelId}/${sender.userId}` : undefined;
     const quiet = changer === undefined || !this.changing.has(changer);
     if (changer !== undefined) this.changing.set(changer, (this.changing.get(changer) ?? 0) + 1);
@@ -109,18 +108,14 @@ export class DirectSubmitter implements MessageSubmitter {
         if (stored === undefined) throw err;
         return { messageId: stored, duplicate: true };
       }
-      if (unchanged && quiet) return await this.changedNothing(key, sender, cmd);
+      if (unchanged && quiet && cmd.editSeq) return await this.unchangedEdit(key, sender, cmd);
       if (turn.waiting) await turn.ready;
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
-      const writing = this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), memberIds);
+      // A reaction that changes nothing is still stored, for its key (a resend after a restart, or
+      // after the user's next reaction, is then this one again), but copied to no inbox.
+      const writing = this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), unchanged && quiet ? [] : memberIds);
       turn.done();
-      try {
-        return await writing;
-      } catch (err) {
-        // Its check found the message there; a delete racing this one got to it first. Deleted is what was asked.
-        if (cmd.deleteSeq && err instanceof ChatError && err.code === "not_found") return await this.changedNothing(key, sender, cmd);
-        throw err;
-      }
+      return await writing;
     } finally {
       turn.done();
       if (changer !== undefined) {
@@ -132,16 +127,17 @@ export class DirectSubmitter implements MessageSubmitter {
   }
 
   /**
-   * The answer to a change that changes nothing: acked as any change is,
-   * with an id of its own that no entry carries, and nothing written. The
-   * very change stored before under this key (the resend of the edit that
-   * set this text) keeps its id.
+   * The answer to an edit to the text the message has: acked as any edit,
+   * with an id of its own that no entry carries, and nothing written (stored,
+   * it would mark the message edited and count towards its edits). The very
+   * edit stored before under this key (the resend of the edit that set this
+   * text) keeps its id.
    */
-  private async changedNothing(key: string, sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
+  private async unchangedEdit(key: string, sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     const stored = await storedUnderKey(this.deps.log, sender, cmd);
     if (stored !== undefined) return { messageId: stored, duplicate: true };
     const messageId = this.deps.ids.next();
-    this.unchanged.set(key, messageId);
+    this.unchangedEdits.set(key, messageId);
     return { messageId, duplicate: false };
   }
 
@@ -161,6 +157,8 @@ export class DirectSubmitter implements MessageSubmitter {
       throw new ChatError("unavailable", "the message was not accepted; send it again");
     }
     if (written.duplicate) return { messageId: written.message.messageId, duplicate: true };
+    // A reaction that changed nothing: stored for its key, for no one's inbox.
+    if (written.entries.length === 0) return { messageId: written.message.messageId, duplicate: false };
     metrics?.sequenced.inc();
     metrics?.inboxAppends.inc(written.entries.length);
     // After the ack (which the caller sends when this resolves), as on the queue's path: the

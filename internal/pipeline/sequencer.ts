@@ -118,9 +118,12 @@ export class Sequencer {
    */
   private async amend(change: NewMessage): Promise<Fanout | undefined> {
     const { log } = this.deps;
-    if (await this.changesNothing(change)) return undefined;
+    const unchanged = await this.changesNothing(change);
+    // An edit stored would mark the message edited and count towards its edits; a reaction is
+    // stored for its key (a resend minted again is then this one), and copied to no inbox.
+    if (unchanged && !change.reaction) return undefined;
     const target = await log.amend(change);
-    if (!target) return undefined;
+    if (!target || unchanged) return undefined;
     this.deps.metrics?.sequenced.inc();
     // A delete also takes the text out of the inbox copies of the message and
     // of its edits: the inbox writers empty them as they append the delete.
@@ -135,11 +138,11 @@ export class Sequencer {
   }
 
   /**
-   * Whether an edit or a reaction would leave its target as it is: then it is
-   * neither stored nor copied to anyone (it was acked when queued). A delete
-   * of a deleted message the log drops by itself. The same record again (a
-   * retried batch) is no such change: the state read is its own doing, and
-   * its fan-out may not have happened.
+   * Whether an edit or a reaction would leave its target as it is (it was
+   * acked when queued): then it is copied to no inbox. A delete always
+   * changes something, or the log drops it. The same record again (a retried
+   * batch) is no such change: the state read may be its own doing, and its
+   * fan-out may not have happened.
    */
   private async changesNothing(change: NewMessage): Promise<boolean> {
     if (change.deleted) return false;
