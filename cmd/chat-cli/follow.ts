@@ -232,7 +232,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       step(() => fill());
     };
     const url = opts.wsUrl ?? wsUrl(session.login.server);
-    const { code, reason, httpStatus } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
+    const { code, reason, httpStatus, opened, error } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
     if (signal.aborted) break;
     if (httpStatus !== undefined && refusedForGood(httpStatus)) {
       throw new CliError(`${url} answered HTTP ${httpStatus}, not a chat WebSocket (a cluster serves it on a gateway: --ws ws://host:8090/ws)`);
@@ -252,7 +252,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       continue;
     }
     const wait = Math.min(15_000, 500 * 2 ** attempts++);
-    opts.status(`${httpStatus === undefined ? `connection lost (code ${code})` : `the WebSocket answered HTTP ${httpStatus}`}; reconnecting in ${seconds(wait)}`);
+    opts.status(`${lost(url, code, httpStatus, opened, error)}; reconnecting in ${seconds(wait)}`);
     await sleep(wait, signal);
   }
   await chain;
@@ -268,6 +268,18 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
  */
 function refusedForGood(status: number): boolean {
   return status < 500 && status !== 408 && status !== 425 && status !== 429;
+}
+
+/**
+ * Why a connection ended, in a line: one never made ("connection lost
+ * (code 1006)" after a line of its error, at each try while chatd was
+ * down), one the server closed going away (a stop or restart), or one lost.
+ */
+function lost(url: string, code: number, httpStatus: number | undefined, opened: boolean, error: string | undefined): string {
+  if (httpStatus !== undefined) return `the WebSocket answered HTTP ${httpStatus}`;
+  if (!opened) return `cannot connect to ${url}${error ? ` (${error})` : ""}`;
+  if (code === 1001) return `connection lost: the server is stopping or restarting (code 1001)`;
+  return `connection lost (code ${code}${error ? `: ${error}` : ""})`;
 }
 
 function seconds(ms: number): string {
@@ -298,7 +310,7 @@ function connectOnce(
   left: () => void,
   signal: AbortSignal,
   opts: FollowOptions,
-): Promise<{ code: number; reason: string; httpStatus?: number }> {
+): Promise<{ code: number; reason: string; httpStatus?: number; opened: boolean; error?: string }> {
   return new Promise((resolve) => {
     // A handshake a dead network never answers fails too, and is tried again.
     const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: 15_000 });
@@ -420,16 +432,18 @@ function connectOnce(
       req.destroy();
       ws.terminate();
     });
-    ws.on("error", (err) => {
-      if (httpStatus === undefined) opts.status(`websocket: ${err.message}`);
-    });
+    let opened = false;
+    let error: string | undefined;
+    ws.on("open", () => (opened = true));
+    // Said with the close that follows it, as one line.
+    ws.on("error", (err) => (error ??= err.message));
     ws.on("close", (code, reason) => {
       closed = true;
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
       clearTimeout(reauthTimer);
       signal.removeEventListener("abort", onAbort);
-      resolve({ code, reason: reason.toString(), httpStatus });
+      resolve({ code, reason: reason.toString(), httpStatus, opened, error });
     });
   });
 }

@@ -13,6 +13,7 @@ import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
+import { freePort } from "../support/ports.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
@@ -172,6 +173,24 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(follower.out.match(/reacted 👍/g)?.length, 1, follower.out);
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
+  });
+
+  it("says the server is stopping or restarting when it closes going away, and that it cannot connect while nothing listens, one line a try", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+    await follower.started();
+    sockets[0]!.close(1001, "");
+    await follower.said(/\nconnection lost: the server is stopping or restarting \(code 1001\); reconnecting in 0\.5s\n/);
+    await follower.said(/reconnected/);
+
+    const nowhere = `ws://127.0.0.1:${await freePort()}/ws`;
+    const down = h.follow(me, String(channelId), "--last", "0", "--ws", nowhere);
+    const refused = new RegExp(`(^|\\n)cannot connect to ${nowhere.replace(/[./]/g, "\\$&")} \\(connect ECONNREFUSED [\\d.:]+\\); reconnecting in \\S+(?=\\n)`);
+    await down.said(refused, 2);
+    // Each try one line: its error was a line of its own, then "connection lost (code 1006)" of a connection never made.
+    assert.ok(down.err.trim().split("\n").every((line) => line.startsWith(`cannot connect to ${nowhere} `)), down.err);
   });
 
   it("skips a frame it cannot read and follows on, as the web client does", async () => {
