@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Browser, BrowserContext, CDPSession, Locator, Page } from "playwright-core";
+import { SEARCH_SCAN_TEXT_BYTES } from "../../internal/api/messages-service.js";
 import { buildNotification } from "../../internal/push/notifier.js";
 import type { NotificationRequest } from "../../internal/push/records.js";
 import { webPushPayload } from "../../internal/push/webpush.js";
@@ -1283,6 +1284,46 @@ describe("web client in headless Chromium", function () {
       await page.getByTestId("auth-submit").waitFor();
       assert.deepEqual(calls.splice(0), ["UnregisterPushEndpoint", "Logout"], "the endpoint goes while the tokens still work");
       assert.equal(await endpoint(), undefined, "unsubscribed");
+    });
+  });
+
+  describe("searching a chat longer than the server scans in one call", () => {
+    let bigChatd: ChatdProcess;
+    let opened = 0;
+    before(async () => {
+      // The text rate holds the history written at once.
+      bigChatd = await startChatd({ env: { CHAT_TEXT_BURST_BYTES: String(16 << 20), CHAT_TEXT_BYTES_PER_SEC: String(16 << 20) } });
+      opened = contexts.length;
+    });
+    after(async () => {
+      for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
+      await bigChatd?.stop();
+      if (bigChatd) removeDataDir(bigChatd.dataDir);
+    });
+
+    it("says no match yet, not none, where the scan stopped, and searches older messages for the words of that search", async () => {
+      const writer = await signUp(bigChatd.httpUrl, "wri");
+      const reader = await signUp(bigChatd.httpUrl, "rea");
+      const { channelId } = (await writer.api.channels.openDirect({ userId: reader.userId })).channel!;
+      await sendWithRetry(writer, channelId, "lunch on friday?");
+      // 300 kB each: more than the 4 MiB of text a search scans in one call.
+      const long = "€".repeat(99_990);
+      for (let i = 0; i < Math.ceil(SEARCH_SCAN_TEXT_BYTES / Buffer.byteLength(long)) + 1; i++) await sendWithRetry(writer, channelId, long);
+
+      const { page } = await newPage("reader");
+      await logInInPage(page, bigChatd.httpUrl, reader.username, reader.password);
+      await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+      await page.getByTestId("find").fill("lunch");
+      await page.getByTestId("find").press("Enter");
+      await page.getByTestId("find-more").waitFor({ timeout: 10_000 });
+      assert.equal(await page.getByTestId("find-none-yet").textContent(), "No matches in the messages searched so far.");
+      assert.equal(await page.getByTestId("find-none").count(), 0, "not \"No messages found.\"");
+      // Words typed since, without Enter, are not the search the button goes on with.
+      await page.getByTestId("find").fill("something else");
+      await page.getByTestId("find-more").click();
+      await page.getByTestId("find-hit").filter({ hasText: "lunch on friday?" }).waitFor({ timeout: 10_000 });
+      assert.equal(await page.getByTestId("find-none-yet").count(), 0);
+      assert.equal(await page.getByTestId("find-more").count(), 0);
     });
   });
 

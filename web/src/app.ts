@@ -137,6 +137,8 @@ export class ChatApp {
   /** Users this account blocked; undefined until read. */
   private blocked?: Set<string>;
   private readonly pending = new Map<string, Pending>();
+  /** Searches asked (and clears): only the answer to the last one is shown. */
+  private finds = 0;
   private readonly changes = new Map<string, PendingChange>();
   private editing?: Editing;
   /**
@@ -301,18 +303,24 @@ export class ChatApp {
     this.openFromHash();
   }
 
-  /** Searches the open chat for the words typed, older than `before` (0: from the newest); adds to the hits shown. */
-  private async find(before: bigint): Promise<void> {
+  /**
+   * Searches the open chat for the words typed, older than `before` (0: from
+   * the newest); adds to the hits shown. "Search older messages" goes on
+   * with the words of the hits above it (`query`), not with what the box
+   * holds since; an answer to a search made before the last one is dropped.
+   */
+  private async find(before: bigint, query = this.ui.find.value.trim()): Promise<void> {
     const open = this.open;
-    const query = this.ui.find.value.trim();
     if (!open || !query) return this.clearFind();
     const hits = this.ui.findHits;
+    const asked = ++this.finds;
     try {
       const res = await this.api.messages.searchMessages({ channelId: open.id, query, beforeSeq: before });
-      if (this.open !== open) return;
       await this.ensureUsers(res.messages.map((m) => m.senderUserId));
+      if (this.open !== open || asked !== this.finds) return;
       if (before === 0n) replaceChildren(hits);
       hits.querySelector("[data-testid=find-more]")?.remove();
+      hits.querySelector("[data-testid=find-none-yet]")?.remove();
       for (const m of res.messages) {
         // A hit opens its message in the chat, loading the history up to it as a quote's click does.
         hits.append(
@@ -325,9 +333,14 @@ export class ChatApp {
           ),
         );
       }
+      const none = hits.querySelector("[data-testid=find-hit]") === null;
       if (res.nextBeforeSeq > 0n) {
-        hits.append(h("button", { type: "button", class: "link", "data-testid": "find-more", onclick: () => void this.find(res.nextBeforeSeq) }, "Search older messages"));
-      } else if (hits.childElementCount === 0) {
+        // The server stops at its scan bound: no hit yet is not "nothing found" while older messages are unsearched.
+        if (none) {
+          hits.append(h("span", { class: "muted", "data-testid": "find-none-yet" }, "No matches in the messages searched so far."));
+        }
+        hits.append(h("button", { type: "button", class: "link", "data-testid": "find-more", onclick: () => void this.find(res.nextBeforeSeq, query) }, "Search older messages"));
+      } else if (none) {
         hits.append(h("span", { class: "muted", "data-testid": "find-none" }, "No messages found."));
       }
       hits.hidden = false;
@@ -337,6 +350,7 @@ export class ChatApp {
   }
 
   private clearFind(): void {
+    this.finds++;
     this.ui.find.value = "";
     this.ui.findHits.hidden = true;
     replaceChildren(this.ui.findHits);
