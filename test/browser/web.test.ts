@@ -1325,6 +1325,36 @@ describe("web client in headless Chromium", function () {
       assert.equal(await page.getByTestId("find-none-yet").count(), 0);
       assert.equal(await page.getByTestId("find-more").count(), 0);
     });
+
+    it("shows the hits of the last search asked, though an earlier one answers after it", async () => {
+      const writer = await signUp(bigChatd.httpUrl, "wri");
+      const reader = await signUp(bigChatd.httpUrl, "rea");
+      const { channelId } = (await writer.api.channels.openDirect({ userId: reader.userId })).channel!;
+      await sendWithRetry(writer, channelId, "apples");
+      await sendWithRetry(writer, channelId, "pears");
+      const { page } = await newPage("reader");
+      await logInInPage(page, bigChatd.httpUrl, reader.username, reader.password);
+      await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+      // The first search's answer is held until the second's is shown.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let searches = 0;
+      await page.route("**/chat.v1.MessageService/SearchMessages", async (route) => {
+        if (searches++ === 0) await held;
+        await route.continue();
+      });
+      await page.getByTestId("find").fill("apples");
+      await page.getByTestId("find").press("Enter");
+      await page.getByTestId("find").fill("pears");
+      await page.getByTestId("find").press("Enter");
+      await page.getByTestId("find-hit").filter({ hasText: "pears" }).waitFor({ timeout: 10_000 });
+      const answered = page.waitForResponse("**/chat.v1.MessageService/SearchMessages");
+      release();
+      await answered;
+      // A task for the page to take the late answer in (it showed the apples by then before it was dropped).
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
+      assert.deepEqual(await page.getByTestId("find-hit").allTextContents(), [`${writer.username} ·pears`]);
+    });
   });
 
   describe("with short-lived access tokens", () => {
