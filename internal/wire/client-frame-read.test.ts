@@ -77,6 +77,12 @@ describe("readClientFrame (the hand-written reader of sends, acks and heartbeats
     assert.deepStrictEqual(readClientFrame(send([0xc3, 0xa9])), fromBinary(ClientFrameSchema, send([0xc3, 0xa9])));
     assert.equal(readClientFrame(Buffer.from([0x08, 0x01, 0x08, 0x02, 0x32, 0x00])), undefined, "the ref twice");
     assert.equal(readClientFrame(Buffer.from([0x32, 0x00, 0x32, 0x00])), undefined, "the kind twice (merged by a decoder)");
+    // A SendMessage's field twice, the first one zero (written, though an encoder leaves zeros out): the decoder keeps the last.
+    const sendOf = (...fields: number[]) => Buffer.from([0x12, fields.length, ...fields]);
+    for (const tag of [0x10, 0x20, 0x28, 0x30, 0x38]) assert.equal(readClientFrame(sendOf(tag, 0x00, tag, 0x05)), undefined, `tag ${tag} twice`);
+    assert.equal(readClientFrame(sendOf(0x1a, 0x00, 0x1a, 0x01, 0x61)), undefined, "the text twice");
+    assert.equal(readClientFrame(sendOf(0x0a, 0x00, 0x0a, 0x01, 0x61)), undefined, "the client_msg_id twice");
+    assert.deepStrictEqual(readClientFrame(sendOf(0x38, 0x03, 0x30, 0x02, 0x28, 0x01)), fromBinary(ClientFrameSchema, sendOf(0x38, 0x03, 0x30, 0x02, 0x28, 0x01)), "fields out of order");
     assert.equal(readClientFrame(Buffer.from([0x32, 0x00, 0x48, 0x01])), undefined, "field 9");
     assert.equal(readClientFrame(Buffer.from([0x22, 0x02, 0x10, 0x01])), undefined, "an unknown field of DeliveryAck");
     assert.equal(readClientFrame(Buffer.from([0x12, 0x03, 0x12, 0x01, 0x61])), undefined, "channel_id with the wire type of a string");
