@@ -1326,6 +1326,24 @@ describe("web client in headless Chromium", function () {
       assert.equal(await page.getByTestId("find-more").count(), 0);
     });
 
+    it("shows a long hit as a line around its match, within the list's width", async () => {
+      const writer = await signUp(bigChatd.httpUrl, "wri");
+      const reader = await signUp(bigChatd.httpUrl, "rea");
+      const { channelId } = (await writer.api.channels.openDirect({ userId: reader.userId })).channel!;
+      await sendWithRetry(writer, channelId, `${"hay ".repeat(2_000)}needle${"x".repeat(5_000)}`);
+      const { page } = await newPage("reader");
+      await logInInPage(page, bigChatd.httpUrl, reader.username, reader.password);
+      await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+      await page.getByTestId("find").fill("NEEDLE");
+      await page.getByTestId("find").press("Enter");
+      const hit = page.getByTestId("find-hit");
+      await hit.waitFor({ timeout: 10_000 });
+      const text = (await hit.textContent())!.replace(`${writer.username} ·`, "");
+      assert.ok(/^….*needlex+…$/.test(text) && text.length <= 160, `a line of ${text.length} characters: ${text.slice(0, 200)}`);
+      const list = await page.getByTestId("find-hits").evaluate((el) => ({ scroll: el.scrollWidth, width: el.clientWidth }));
+      assert.ok(list.scroll <= list.width, `the hits are ${list.scroll}px wide in ${list.width}px`);
+    });
+
     it("shows the hits of the last search asked, though an earlier one answers after it", async () => {
       const writer = await signUp(bigChatd.httpUrl, "wri");
       const reader = await signUp(bigChatd.httpUrl, "rea");

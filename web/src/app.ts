@@ -7,7 +7,7 @@ import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
 import { avatar, h, replaceChildren } from "./dom.js";
-import { codePoints, lastSeen, preview, tsMs } from "./format.js";
+import { codePoints, excerpt, lastSeen, preview, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
 import { myReaction } from "./reactions.js";
@@ -328,7 +328,7 @@ export class ChatApp {
             "button",
             { type: "button", class: "find-hit", "data-testid": "find-hit", "data-seq": String(m.seq), onclick: () => void this.jumpTo(m.seq) },
             h("span", { class: "muted" }, `${this.name(m.senderUserId)} ·`),
-            m.text,
+            excerpt(m.text, query.split(/\s+/)),
             m.editedAt ? h("span", { class: "muted find-edited", "data-testid": "find-edited" }, "(edited)") : null,
           ),
         );

@@ -74,3 +74,25 @@ export function preview(text: string, max = 80): string {
   const chars = characters(oneLine);
   return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : oneLine;
 }
+
+/**
+ * A line of a long text around the first of `words` in it (as typed, case
+ * aside), for a search hit: the whole text (up to 99,999 characters) stood
+ * in the list of hits, one word of it wider than the page, and a match far
+ * into it was off the part shown.
+ */
+export function excerpt(text: string, words: string[], max = 160): string {
+  const oneLine = text.replace(/\s+/g, " ").trim();
+  const lower = oneLine.toLowerCase();
+  const found = words.map((w) => lower.indexOf(w.toLowerCase())).filter((i) => i >= 0);
+  const at = found.length > 0 ? Math.min(...found) : 0;
+  // A little of what comes before the match, cut between whole characters.
+  let from = 0;
+  if (at > max / 4) {
+    for (const c of characters(oneLine)) {
+      if (from + c.length > at - max / 8) break;
+      from += c.length;
+    }
+  }
+  return preview(from > 0 ? `…${oneLine.slice(from)}` : oneLine, max);
+}
