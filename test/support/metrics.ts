@@ -50,3 +50,20 @@ export async function graceRanOut(metricsUrls: readonly string[], graceMs: numbe
   await waitFor(() => Date.now() >= due, "the grace period to run out", graceMs + 10_000, 50);
   await sweptTwiceMore(metricsUrls);
 }
+
+/**
+ * What a Prometheus text page names against the conventions `promtool check
+ * metrics` holds it to: a counter's name ends in `_total` and nothing else's
+ * does (a gauge named so reads as a counter to `rate()`), and durations and
+ * sizes are in base units (`_seconds`, `_bytes`, not `_ms` or `_kb`). One line
+ * per metric that breaks one; none for a page that keeps them.
+ */
+export function namingProblems(text: string): string[] {
+  const problems: string[] = [];
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    if (type === "counter" && !name!.endsWith("_total")) problems.push(`${name}: a counter whose name does not end in _total`);
+    if (type !== "counter" && name!.endsWith("_total")) problems.push(`${name}: a ${type} named as a counter (_total)`);
+    if (/_(ms|millis(econds)?|micros(econds)?|us|ns|minutes|hours|kb|mb|kilobytes|megabytes)(_|$)/.test(name!)) problems.push(`${name}: not in base units (seconds, bytes)`);
+  }
+  return problems;
+}
