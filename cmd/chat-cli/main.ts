@@ -493,20 +493,20 @@ async function search(args: string[], values: Values): Promise<void> {
   const res = await s.api.messages.searchMessages({ channelId: channel.channelId, query: words.join(" "), beforeSeq, limit });
   await s.usersById(res.messages.flatMap(people));
   for (const m of res.messages) await printMessage(s, m, values);
-  if (!values.json) {
-    const next = res.nextBeforeSeq;
-    // --before ahead of the words: one that starts with "-" was typed after "--", which ends the options.
-    const dashed = words.some((w) => w.startsWith("-")) ? ["--"] : [];
-    const older = `chat-cli search ${[ref, "--before", String(next), ...dashed, ...words].map(shellWord).join(" ")}`;
-    if (next === 0n) {
-      if (res.messages.length === 0) warn("(no matches)");
-    } else if (res.messages.length === 0) {
-      // The server stops at its scan bound: nothing here is "no matches" while older messages are still unsearched.
-      const upTo = beforeSeq > 0n ? `#${next} to #${beforeSeq - 1n}` : `#${next} and newer`;
-      warn(`(no matches in messages ${upTo}; older messages are not searched yet: ${older})`);
-    } else {
-      warn(`(search older messages: ${older})`);
-    }
+  const next = res.nextBeforeSeq;
+  // --before ahead of the words: one that starts with "-" was typed after "--", which ends the options.
+  const dashed = words.some((w) => w.startsWith("-")) ? ["--"] : [];
+  const options = [...(values.limit === undefined ? [] : ["--limit", String(limit)]), ...(values.json ? ["--json"] : [])];
+  const older = `chat-cli search ${[ref, "--before", String(next), ...options, ...dashed, ...words].map(shellWord).join(" ")}`;
+  // On stderr with --json too: a script that got no line could not tell "none" from "none yet".
+  if (next === 0n) {
+    if (res.messages.length === 0 && !values.json) warn("(no matches)");
+  } else if (res.messages.length === 0) {
+    // The server stops at its scan bound: nothing here is "no matches" while older messages are still unsearched.
+    const upTo = beforeSeq > 0n ? `#${next} to #${beforeSeq - 1n}` : `#${next} and newer`;
+    warn(`(no matches in messages ${upTo}; older messages are not searched yet: ${older})`);
+  } else {
+    warn(`(search older messages: ${older})`);
   }
 }
 

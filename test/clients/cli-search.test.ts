@@ -80,4 +80,16 @@ describe("chat-cli search past the server's scan bound", function () {
     assert.match(again.stdout, /#1 \S+: it's -1 for #lunch friday\n$/);
     assert.equal(again.stderr, "");
   });
+
+  it("says so on stderr with --json too, with a hint that keeps --json and --limit, so a script can tell none from none yet", async () => {
+    const first = await cli("search", `@${writer.username}`, "lunch", "--json", "--limit", "5");
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, "");
+    const next = longOnes + 2 - perCall;
+    const hint = `chat-cli search @${writer.username} --before ${next} --limit 5 --json lunch`;
+    assert.equal(first.stderr, `(no matches in messages #${next} and newer; older messages are not searched yet: ${hint})\n`);
+    const again = await cli(...(await shellSplit(hint)).slice(1));
+    assert.equal(JSON.parse(again.stdout).seq, "1");
+    assert.equal(again.stderr, "");
+  });
 });
