@@ -45,7 +45,10 @@ export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups
     deliveryLatency: new Histogram({
       name: "chat_delivery_latency_seconds",
       help: "From acceptance (message id time) to the inbox entry being handed to live sessions",
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      // Up to a minute: a rebalance or an engine away holds deliveries for seconds to minutes, and
+      // histogram_quantile reads whatever is past the last bound as that bound (it was 2.5 s, so a
+      // p99 alert at 5 s could never fire). Acceptance times are whole milliseconds: nothing finer.
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     }),
   };

@@ -67,3 +67,14 @@ export function namingProblems(text: string): string[] {
   }
   return problems;
 }
+
+/**
+ * The upper bound of the bucket of histogram `name` the first observation
+ * fell in, as histogram_quantile would report it: past the last finite bound
+ * it reports that bound, so an observation there reads as the bound.
+ */
+export function bucketOf(text: string, name: string): number {
+  const bounds = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"[^}]*\\} (\\S+)$`, "gm"))].map(([, le, n]) => [Number(le), Number(n)] as const);
+  const finite = bounds.filter(([le]) => Number.isFinite(le));
+  return (finite.find(([, n]) => n > 0) ?? finite.at(-1)!)[0];
+}
