@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
 
@@ -99,5 +100,41 @@ describe("the README's chat-cli examples, pasted", function () {
     const followed = await follow.exited;
     // npm, like a shell, ends by the signal itself (exit 130 at a terminal); chat-cli stops without a word of error.
     assert.doesNotMatch(followed.stderr, /Error|chat-cli:/, followed.stderr);
+  });
+});
+
+/**
+ * The README's grpcurl and Connect examples, pasted into one bash session as
+ * a newcomer would (the curl lines use the grpcurl lines' $TOKEN), against a
+ * fresh chatd whose ports replace the README's 8081 and 8080.
+ */
+describe("the README's grpcurl and curl examples, pasted", function () {
+  // scripts/grpcurl.sh builds grpcurl on its first run (about 90 s on 2 cores).
+  this.timeout(600_000);
+  let chatd: ChatdProcess;
+
+  before(async () => {
+    chatd = await startChatd();
+  });
+  after(async () => {
+    await chatd?.stop();
+    if (chatd) removeDataDir(chatd.dataDir);
+  });
+
+  it("sign up, log in, open a session and list chats as the README shows", async () => {
+    const lines = [...readmeBlock("**With grpcurl**"), ...readmeBlock("**Over Connect with curl**")].map((l) =>
+      l.replaceAll("127.0.0.1:8081", new URL(chatd.grpcUrl).host).replaceAll("http://127.0.0.1:8080", chatd.httpUrl),
+    );
+    const { stdout } = await promisify(execFile)("bash", ["-euo", "pipefail", "-c", lines.join("\n")], { cwd: ROOT, timeout: 540_000 }).catch(
+      (e: { stdout?: string; stderr?: string }) => assert.fail(`a README line failed:\n${e.stderr}${e.stdout}`),
+    );
+    assert.match(stdout, /^chat\.v1\.AuthService$/m, "list");
+    assert.match(stdout, /chat\.v1\.Welcome is a message/, "describe");
+    assert.match(stdout, /"username": "dave"/, "SignUp");
+    // Only with the $TOKEN that Login's line picked out.
+    assert.match(stdout, /"welcome": \{[\s\S]*"ref": "1",\s*"heartbeatAck"/, "the session: the welcome, then the heartbeat ack");
+    assert.match(stdout, /"status": "SERVING"/, "health");
+    assert.match(stdout, /\{"credentials":\{"accessToken":"/, "Login over Connect");
+    assert.ok(stdout.endsWith("{}"), `ListChannels over Connect with $TOKEN answers dave's (no) chats, not an error: ${stdout.slice(-300)}`);
   });
 });
