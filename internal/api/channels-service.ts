@@ -485,10 +485,12 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const wanted = v.ids("user_ids", req.userIds, MAX_GROUP_MEMBERS);
       if (wanted.length === 0) throw new ChatError("invalid_argument", "user_ids is required");
       await requireUsers(wanted);
-      await refuseBlockers(me, wanted);
-      // Those already in the group take no further place.
+      // Those already in the group are a success that changes nothing (a retry, a whole selection sent again):
+      // they take no further place, and one who blocked the caller since stays in it, as a block leaves a group whole.
       const already = new Set(await memberIds(channel.channelId));
-      await refuseGroupLimit(me, wanted.filter((id) => !already.has(id)));
+      const fresh = wanted.filter((id) => !already.has(id));
+      await refuseBlockers(me, fresh);
+      await refuseGroupLimit(me, fresh);
       const t = now();
       // The history before joiners is not unread for them: it was never theirs
       // to catch up on (a message sent while they are being added may still count).

@@ -914,6 +914,24 @@ describe("api: ChannelService", () => {
     assert.equal((await rpcError(() => m2.c.channels.removeMember({ channelId, userId: m1.userId }))).code, Code.PermissionDenied);
   });
 
+  it("adds one already in a group, who blocked the adder since, as a success that changes nothing; one not in it who blocked them is refused", async () => {
+    const [owner, inside, outside, newcomer] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [inside!.userId] })).channel!.channelId;
+    // A block does not split a group: the one who blocked stays in it.
+    await inside!.c.users.blockUser({ userId: owner!.userId });
+    await outside!.c.users.blockUser({ userId: owner!.userId });
+    const notes = (await owner!.c.messages.listMessages({ channelId })).messages.length;
+    await owner!.c.channels.addMembers({ channelId, userIds: [inside!.userId, newcomer!.userId] });
+    const members = (await owner!.c.channels.listMembers({ channelId })).members.map((m) => m.userId);
+    assert.deepEqual(members, [owner!.userId, inside!.userId, newcomer!.userId]);
+    const history = (await owner!.c.messages.listMessages({ channelId })).messages;
+    assert.equal(history.length, notes + 1);
+    assert.deepEqual(history[0]?.note?.userIds, [newcomer!.userId], "the note names only who was added");
+    const refused = await rpcError(() => owner!.c.channels.addMembers({ channelId, userIds: [inside!.userId, outside!.userId] }));
+    assert.equal(refused.chatCode, "ERROR_CODE_BLOCKED");
+    assert.match(refused.rawMessage, new RegExp(`${outside!.userId}$`), "names only the one it would add");
+  });
+
   it("writes nothing for a mute or an unmute the chat already has", async () => {
     const [a, b] = [await api.signUp(), await api.signUp()];
     const dm = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
