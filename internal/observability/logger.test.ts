@@ -22,6 +22,20 @@ describe("createLogger", () => {
     for (const secret of ["hello", "t0k", "\"hi\"", "\"pw\""]) assert.ok(!out.includes(secret), `${secret} in ${out}`);
   });
 
+  it("redacts the refresh tokens, new passwords, search words and push keys of a request logged whole, down to a frame's message", () => {
+    const { logger, lines } = capture();
+    logger.info({ request: { refreshToken: "rt-1" } }, "refresh");
+    logger.info({ request: { currentPassword: "old-pw", newPassword: "new-pw" } }, "change password");
+    logger.info({ request: { channelId: "7", query: "secret words" } }, "search");
+    logger.info({ request: { endpoint: { case: "webPush", value: { p256dh: "key-1", auth: "auth-1" } } } }, "register");
+    logger.info({ request: { endpoint: { case: "fcm", value: { registrationToken: "fcm-1" } } } }, "register");
+    logger.info({ credentials: { accessToken: "at-1" } }, "credentials");
+    logger.info({ frame: { kind: { case: "message", value: { entry: { message: { text: "deep words" } } } } } }, "frame");
+    const out = JSON.stringify(lines);
+    for (const secret of ["rt-1", "old-pw", "new-pw", "secret words", "key-1", "auth-1", "fcm-1", "at-1", "deep words"]) assert.ok(!out.includes(secret), `${secret} in ${out}`);
+    assert.ok(out.includes('"channelId":"7"'), "the rest stays");
+  });
+
   it("logs an ioredis error without the arguments of its command: a refused AUTH holds Redis's password", () => {
     // The shape of ioredis's ReplyError when Redis refuses the password (HELLO ... AUTH), which
     // internal/routing/redis.ts logs on every reconnect.
