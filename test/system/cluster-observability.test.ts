@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
+import { addDevice, apiClients, rpcError, signUp } from "../support/api.js";
+import { TestDevice } from "../support/device.js";
+import { metricIn, namingProblems } from "../support/metrics.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
+import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { waitFor } from "../support/wait.js";
+
+const ROLES = ["api", "chat-server", "pipeline", "gateway", "presence", "notifier"] as const;
+
+function authed(baseUrl: string, token: string) {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] });
+}
+
+/**
+ * Every role of the distributed mode as an operator meets it: each process
+ * started on the real engines, scraped on its ops port, and its whole log
+ * (stdout and stderr) read for what must never be there.
+ */
+describe("distributed mode: metrics, health and logs of every role", function () {
+  this.timeout(300_000);
+  const deployment = useDeployment("obs");
+  const env = {
+    ...deployment.env,
+    CHAT_KAFKA_PARTITIONS: "2",
+    CHAT_OPS_PORT: "0",
+    CHAT_PUSH_ALLOW_HTTP: "true",
+    CHAT_PUSH_COLLAPSE_MS: "100",
+    CHAT_PUSH_BACKOFF_MS: "100",
+    CHAT_VAPID_SUBJECT: "mailto:ops@chat.test",
+    // Debug too: a line that only shows when an operator turns the level up must not leak either.
+    CHAT_LOG_LEVEL: "debug",
+  };
+  const roles = new Map<string, RoleProcess>();
+  const logs = new Map<string, string[]>();
+  let receiver: PushReceiver;
+  const opsUrl = (role: string) => `http://127.0.0.1:${String(roles.get(role)!.info.ops)}`;
+  const scrape = async (role: string) => (await fetch(`${opsUrl(role)}/metrics`)).text();
+
+  before(async () => {
+    receiver = await new PushReceiver().start();
+    // The api first: it writes the keys the others read.
+    for (const role of ROLES) {
+      const lines: string[] = [];
+      logs.set(role, lines);
+      const p = await startRole(role, { ...env, CHAT_LOG_LEVEL: "debug" }, 90_000, { onLine: (l) => lines.push(l) });
+      p.child.stderr!.on("data", (d) => lines.push(String(d)));
+      roles.set(role, p);
+    }
+  });
+  after(async () => {
+    await Promise.all([...roles.values()].map((p) => p.stop()));
+    await receiver?.stop();
+  });
+
+  it("serves /healthz 200 and Node.js's process metrics on every role, its names by Prometheus's conventions", async () => {
+    for (const role of ROLES) {
+      const health = await fetch(`${opsUrl(role)}/healthz`);
+      assert.equal(health.status, 200, `${role}: ${await health.text()}`);
+      const text = await scrape(role);
+      for (const name of ["nodejs_heap_size_used_bytes", "nodejs_eventloop_lag_seconds", "process_resident_memory_bytes", "process_open_fds"]) {
+        assert.ok(metricIn(text, name) !== undefined, `${role}: ${name}`);
+      }
+      assert.deepEqual(namingProblems(text), [], role);
+    }
+  });
+
+  it("moves each role's own metrics as messages go through, and logs no text, token, password or push secret of theirs", async () => {
+    const api = String(roles.get("api")!.info.http);
+    const ws = String(roles.get("gateway")!.info.ws);
+    const marker = `obsmark${Math.random().toString(36).slice(2, 10)}`;
+    const alice = await signUp(api, "obsa");
+    const bob = await signUp(api, "obsb");
+    await addDevice(api, bob);
+    const bobSecond = bob.devices[1]!;
+    // Bob is offline: his pushes go out, one endpoint after a retry, one to an endpoint that is gone.
+    const subs: TestSubscription[] = [receiver.subscribe({ kind: "failFirst", times: 1, status: 503 }), receiver.subscribe({ kind: "status", status: 410 })];
+    for (const [token, sub] of [bob.devices[0]!.token, bobSecond.token].map((t, i) => [t, subs[i]!] as const)) {
+      await createClient(PushService, authed(api, token)).registerPushEndpoint({
+        endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
+        settings: { hidePreview: false, muted: false },
+      });
+    }
+    const before = Object.fromEntries(await Promise.all(ROLES.map(async (r) => [r, await scrape(r)] as const)));
+    const channelId = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+    const a = await new TestDevice(ws, alice.devices[0]!.token).connect();
+    try {
+      const sent = await a.send(channelId, `${marker} first`);
+      assert.equal(sent.kind.case, "sendAck");
+      // Sequenced by the pipeline after the ack: its seq is known once it comes back.
+      const [first] = await waitFor(() => (a.messagesIn(channelId).length > 0 ? a.messagesIn(channelId) : undefined), "alice's own message back", 30_000, 50);
+      assert.equal((await a.edit(channelId, first!.seq, `${marker} edited`)).kind.case, "sendAck");
+      await alice.api.messages.sendMessage({ channelId, text: `${marker} by the api`, clientMsgId: `api-${marker}` });
+      // Refused sends and calls carry the text too.
+      assert.equal((await a.send(channelId + 1n, `${marker} nowhere`)).kind.case, "error");
+      await alice.api.messages.searchMessages({ channelId, query: marker });
+      await rpcError(() => apiClients(api).auth.login({ username: alice.username, password: `${marker}-wrong`, device: { name: "x" } }));
+      // A refresh token spent twice, past its retry grace (the token it got is spent too), on a device of its own.
+      await addDevice(api, alice);
+      const aliceSecond = alice.devices.at(-1)!;
+      const refreshed = await apiClients(api).auth.refresh({ refreshToken: aliceSecond.refreshToken });
+      await apiClients(api).auth.refresh({ refreshToken: refreshed.credentials!.refreshToken });
+      await rpcError(() => apiClients(api).auth.refresh({ refreshToken: aliceSecond.refreshToken }));
+      await waitFor(() => receiver.deliveredTo(subs[0]!).length > 0 && receiver.pushesTo(subs[1]!).length > 0, "bob's pushes", 60_000, 100);
+      const b = await new TestDevice(ws, bob.devices[0]!.token).connect();
+      await waitFor(() => b.messagesIn(channelId).length >= 2, "bob's messages", 30_000, 50);
+      await b.close();
+
+      const after = Object.fromEntries(await Promise.all(ROLES.map(async (r) => [r, await scrape(r)] as const)));
+      const rose = (role: string, name: string, labels = "") => {
+        const [was, now] = [metricIn(before[role]!, name, labels) ?? 0, metricIn(after[role]!, name, labels) ?? 0];
+        assert.ok(now > was, `${role}: ${name}{${labels}} went from ${was} to ${now}`);
+      };
+      rose("api", "chat_api_requests_total", 'method="MessageService/SendMessage",code="ok"');
+      rose("api", "chat_api_request_seconds_count", 'method="MessageService/SendMessage"');
+      rose("api", "chat_auth_events_total", 'event="login_failed"');
+      rose("api", "chat_auth_events_total", 'event="refresh_reused"');
+      rose("chat-server", "chat_messages_in_total");
+      rose("chat-server", "chat_sends_total", 'kind="edit"');
+      rose("chat-server", "chat_entries_out_total");
+      rose("chat-server", "chat_frames_refused_total");
+      rose("pipeline", "chat_messages_sequenced_total");
+      rose("pipeline", "chat_inbox_appends_total");
+      rose("pipeline", "chat_delivery_latency_seconds_count");
+      rose("notifier", "chat_push_sends_total", 'action="delivered"');
+      rose("notifier", "chat_push_sends_total", 'action="retry"');
+      rose("presence", "chat_presence_sweeps_total");
+      assert.ok((metricIn(after["chat-server"]!, "chat_sessions") ?? 0) >= 1, "chat-server: chat_sessions");
+      assert.ok((metricIn(after.gateway!, "gateway_sessions") ?? 0) >= 1, "gateway: gateway_sessions");
+      assert.ok((metricIn(after.gateway!, "gateway_connections") ?? 0) >= 1, "gateway: gateway_connections");
+      for (const group of ["chat-sequencer", "chat-inbox-writer"]) assert.notEqual(metricIn(after.pipeline!, "chat_queue_consumer_lag", `group="${group}"`), undefined, group);
+      assert.notEqual(metricIn(after.notifier!, "chat_queue_consumer_lag", 'group="chat-notifier"'), undefined, "notifier lag");
+
+      await a.close();
+      await Promise.all([...roles.values()].map((p) => p.stop()));
+      const secrets: Record<string, string> = {
+        "message text": marker,
+        "access token": alice.devices[0]!.token,
+        "refreshed access token": refreshed.credentials!.accessToken,
+        "refresh token": alice.devices[0]!.refreshToken,
+        "spent refresh token": aliceSecond.refreshToken,
+        "new refresh token": refreshed.credentials!.refreshToken,
+        "bob's refresh token": bobSecond.refreshToken,
+        password: alice.password,
+        "push endpoint": subs[0]!.endpoint,
+        "push auth secret": subs[0]!.auth,
+        "push key": subs[0]!.p256dh,
+      };
+      const leaks = [...logs].flatMap(([role, lines]) =>
+        Object.entries(secrets).flatMap(([what, secret]) => lines.filter((l) => l.includes(secret)).map((l) => `${role} logged the ${what}: ${l.slice(0, 300)}`)),
+      );
+      assert.deepEqual(leaks, []);
+      assert.ok([...logs.values()].every((lines) => lines.length > 0), "every role logged something");
+    } finally {
+      await a.close();
+    }
+  });
+});
