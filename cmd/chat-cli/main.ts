@@ -479,7 +479,8 @@ async function history(args: string[], values: Values): Promise<void> {
   for (const m of messages) await printMessage(s, m, values);
   if (!values.json) {
     if (messages.length === 0) warn(channel.clearedThroughSeq > 0n ? "(no messages since you cleared the history)" : "(no messages)");
-    else if (res.hasMore) warn(`(older messages: chat-cli history ${ref} --before ${messages[0]!.seq})`);
+    // With the --limit asked: the page after one of 5 was 50.
+    else if (res.hasMore) warn(`(older messages: chat-cli history ${ref} --before ${messages[0]!.seq}${values.limit === undefined ? "" : ` --limit ${limit}`})`);
   }
 }
 

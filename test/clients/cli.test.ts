@@ -224,7 +224,7 @@ describe("chat-cli against chatd", function () {
       { seq: "2", sender: alice.username, text: "line one\nline two" },
     );
     const older = await bob.run("history", `@${alice.username}`, "--limit", "1");
-    assert.match(older.stderr, /older messages: chat-cli history @\S+ --before 2/);
+    assert.match(older.stderr, /older messages: chat-cli history @\S+ --before 2 --limit 1\)/);
     assert.match(await bob.ok("history", `@${alice.username}`, "--before", "2"), /hello bob/);
 
     const bad = await bob.run("history", "not-a-channel");
