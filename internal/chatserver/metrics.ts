@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from "prom-client";
+import { countedFromZero } from "../observability/metrics.js";
 
 export interface ChatServerMetrics {
   sessions: Gauge;
@@ -31,11 +32,15 @@ export function chatServerMetrics(registry: Registry): ChatServerMetrics {
       labelNames: ["code"],
       registers: [registry],
     }),
-    sendClaims: new Counter({
-      name: "chat_send_claims_total",
-      help: "Sends claimed across chat servers: new, held (a resend another server took first), failed (Redis away; the send kept its own id)",
-      labelNames: ["outcome"],
-      registers: [registry],
-    }),
+    sendClaims: countedFromZero(
+      new Counter({
+        name: "chat_send_claims_total",
+        help: "Sends claimed across chat servers: new, held (a resend another server took first), failed (Redis away; the send kept its own id)",
+        labelNames: ["outcome"],
+        registers: [registry],
+      }),
+      "outcome",
+      ["new", "held", "failed"],
+    ),
   };
 }

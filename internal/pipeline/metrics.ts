@@ -1,6 +1,7 @@
 import { Counter, Histogram, type Registry } from "prom-client";
 import { consumerLagGauge } from "../queue/metrics.js";
 import type { MessageQueue } from "../queue/port.js";
+import { countedFromZero } from "../observability/metrics.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
 export interface PipelineMetrics {
@@ -10,6 +11,9 @@ export interface PipelineMetrics {
   /** Failures of an engine the pipeline calls (live delivery, notification publishing). */
   engineErrors: Counter<"op">;
 }
+
+/** What engineErrors counts: live delivery, who is online (for notifications), chatd queueing a notification. */
+const ENGINE_OPS = ["deliver", "online_users", "notify"] as const;
 
 /** Each stage's consumer group and the topic it reads, for the lag gauge. */
 const GROUP_OF_STAGE: Record<string, [group: string, topic: string]> = {
@@ -34,12 +38,16 @@ export function pipelineGroupsOf(stages: readonly string[]): readonly [group: st
 export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups = PIPELINE_GROUPS): PipelineMetrics {
   if (queue) consumerLagGauge(registry, queue, groups);
   return {
-    engineErrors: new Counter({
-      name: "chat_pipeline_engine_errors_total",
-      help: "Failed calls to an engine by the pipeline, by operation",
-      labelNames: ["op"],
-      registers: [registry],
-    }),
+    engineErrors: countedFromZero(
+      new Counter({
+        name: "chat_pipeline_engine_errors_total",
+        help: "Failed calls to an engine by the pipeline, by operation",
+        labelNames: ["op"],
+        registers: [registry],
+      }),
+      "op",
+      ENGINE_OPS,
+    ),
     sequenced: new Counter({ name: "chat_messages_sequenced_total", help: "Messages given a channel seq", registers: [registry] }),
     inboxAppends: new Counter({ name: "chat_inbox_appends_total", help: "Inbox entries written", registers: [registry] }),
     deliveryLatency: new Histogram({

@@ -1,5 +1,6 @@
 import { Counter, type Registry } from "prom-client";
-import type { PresenceTrackerDeps } from "./tracker.js";
+import { PRESENCE_ENGINE_OPS, type PresenceTrackerDeps } from "./tracker.js";
+import { countedFromZero } from "../observability/metrics.js";
 
 /**
  * The presence counters, as PresenceTracker hooks: the same names in `chatd`,
@@ -14,6 +15,7 @@ export function presenceMetrics(registry: Registry): Pick<PresenceTrackerDeps, "
     labelNames: ["op"],
     registers: [registry],
   });
+  countedFromZero(errors, "op", PRESENCE_ENGINE_OPS);
   return {
     onChange: (c) => changes.inc({ status: c.online ? "online" : "offline" }),
     onSwept: () => sweeps.inc(),

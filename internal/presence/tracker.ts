@@ -49,7 +49,8 @@ export interface PresenceTrackerDeps {
  * connect, heartbeat, disconnect, logout), a `get` (GetPresence), a `sweep`,
  * an announcement attempt (`announce`), a `tell` (tellLatest).
  */
-export type PresenceEngineOp = "update" | "get" | "sweep" | "announce" | "tell";
+export const PRESENCE_ENGINE_OPS = ["update", "get", "sweep", "announce", "tell"] as const;
+export type PresenceEngineOp = (typeof PRESENCE_ENGINE_OPS)[number];
 
 /** Failures of one op are logged at most this often: an outage fails every heartbeat of every session. */
 const ENGINE_ERROR_LOG_MS = 10_000;
