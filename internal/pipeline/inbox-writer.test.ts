@@ -6,7 +6,10 @@ import { waitFor } from "../../test/support/wait.js";
 import { until } from "../queue/contract.js";
 import { partitionFor } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
+import { Registry } from "prom-client";
+import { metricIn } from "../../test/support/metrics.js";
 import { InboxWriter } from "./inbox-writer.js";
+import { pipelineMetrics } from "./metrics.js";
 import { encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
@@ -148,17 +151,20 @@ describe("InboxWriter", () => {
     }
   });
 
-  it("reports itself stalled while every batch fails, and healthy once they go through", async () => {
+  it("reports itself stalled while every batch fails, and healthy once they go through, counting each failed batch", async () => {
     let down = true;
+    const registry = new Registry();
     const inbox = flakyInbox(0n);
     const failing: Inbox = { ...inbox, append: (u, m) => (down ? Promise.reject(new Error("storage down")) : inbox.append(u, m)) };
     const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
     const queue = new SqliteQueue({ path: ":memory:" });
     await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
-    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 200 });
+    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 200, metrics: pipelineMetrics(registry) });
+    const failedBatches = async () => metricIn(await registry.metrics(), "chat_pipeline_batches_failed_total", 'stage="inbox-writer"');
     try {
       await writer.start();
       await writer.health.check();
+      assert.equal(await failedBatches(), 0, "counted from 0");
       const values = encodeInboxAppends([1n], message);
       await queue.publish(Topics.inbox, [{ key: "1", value: values[0]! }]);
       await waitFor(
@@ -166,6 +172,7 @@ describe("InboxWriter", () => {
         "the stage to report a stall",
         10_000,
       );
+      assert.ok((await failedBatches())! >= 2, `${await failedBatches()} failed batches counted`);
       down = false;
       await waitFor(() => writer.health.check().then(() => true, () => false), "the stage healthy again", 10_000);
       assert.equal(await inbox.head(1n), 1n);

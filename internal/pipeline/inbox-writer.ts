@@ -3,6 +3,7 @@ import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 import { decodeInboxAppend } from "./records.js";
+import { failedBatches } from "./metrics.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import { allSettledOrFirstFailure } from "./settle.js";
@@ -27,7 +28,7 @@ export class InboxWriter {
   private sub?: Subscription;
 
   constructor(private readonly deps: InboxWriterDeps) {
-    this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs);
+    this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs, Date.now, failedBatches(deps.metrics, "inbox-writer"));
   }
 
   async start(): Promise<void> {

@@ -10,6 +10,8 @@ export interface PipelineMetrics {
   deliveryLatency: Histogram;
   /** Failures of an engine the pipeline calls (live delivery, notification publishing). */
   engineErrors: Counter<"op">;
+  /** Batches a stage failed (its store or the queue away, a record refused), by stage: see failedBatches. */
+  batchesFailed: Counter<"stage">;
 }
 
 /** What engineErrors counts: live delivery, who is online (for notifications), chatd queueing a notification. */
@@ -48,6 +50,12 @@ export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups
       "op",
       ENGINE_OPS,
     ),
+    batchesFailed: new Counter({
+      name: "chat_pipeline_batches_failed_total",
+      help: "Batches a pipeline stage failed and will be handed again (an engine away, a record its store refuses), by stage",
+      labelNames: ["stage"],
+      registers: [registry],
+    }),
     sequenced: new Counter({ name: "chat_messages_sequenced_total", help: "Messages given a channel seq", registers: [registry] }),
     inboxAppends: new Counter({ name: "chat_inbox_appends_total", help: "Inbox entries written", registers: [registry] }),
     deliveryLatency: new Histogram({
@@ -60,4 +68,16 @@ export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups
       registers: [registry],
     }),
   };
+}
+
+/**
+ * What a stage calls for each batch it fails, counting it by stage from 0 (a
+ * series in the processes that run the stage only). Its engines failing
+ * showed nowhere else until /healthz failed 30 s on: the engine-error
+ * counters count the delivery's calls, not the stores' nor the queue's.
+ */
+export function failedBatches(metrics: PipelineMetrics | undefined, stage: string): (() => void) | undefined {
+  if (!metrics) return undefined;
+  metrics.batchesFailed.inc({ stage }, 0);
+  return () => metrics.batchesFailed.inc({ stage });
 }

@@ -31,6 +31,8 @@ export class PartitionedStageHealth {
     stage: string,
     private readonly stallMs = 30_000,
     private readonly now: () => number = Date.now,
+    /** Told of each batch that fails (the failed-batches counter). */
+    private readonly onFailed?: () => void,
   ) {
     this.whole = new StageHealth(stage, stallMs, now);
     this.stage = stage;
@@ -53,6 +55,7 @@ export class PartitionedStageHealth {
       this.partitions.delete(partition);
       return result;
     } catch (err) {
+      this.onFailed?.();
       const t = this.now();
       this.partitions.set(partition, { since: this.partitions.get(partition)?.since ?? t, last: t, err });
       throw err;

@@ -7,7 +7,7 @@ import { isChange, type Id, type NewMessage, type StoredMessage } from "../model
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
 import { decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
-import type { PipelineMetrics } from "./metrics.js";
+import { failedBatches, type PipelineMetrics } from "./metrics.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { allSettledOrFirstFailure } from "./settle.js";
 
@@ -34,7 +34,7 @@ export class Sequencer {
 
   constructor(private readonly deps: SequencerDeps) {
     this.members = new ChannelMembers(deps.channels);
-    this.health = new PartitionedStageHealth("sequencer", deps.stallMs);
+    this.health = new PartitionedStageHealth("sequencer", deps.stallMs, Date.now, failedBatches(deps.metrics, "sequencer"));
   }
 
   async start(): Promise<void> {
