@@ -137,7 +137,7 @@ describe("SequencedAppender", () => {
     for (let seed = 1; seed <= 300; seed++) await scenario(seed);
   });
 
-  it("fails every append queued behind a failed group of its key, so none takes a seq before an earlier record", async () => {
+  it("fails every append queued behind a failed group of its key, so none takes a seq before an earlier record, and counts only the groups stored", async () => {
     // Three attempts of one batch of 200 records, the later two queued while
     // the first is still in flight (a redelivery that did not wait for it):
     // groups of 128 then start mid-copy. The first group fails; had the
@@ -183,7 +183,9 @@ describe("SequencedAppender", () => {
     const outcomes = (await Promise.all([first, ...queued])).flat();
     assert.ok(outcomes.every((o) => o.status === "rejected"), "the failed group and all behind it");
     assert.equal(rows.size, 0);
+    assert.equal(appender.stats.groups, 0, "a failed group is not counted as stored (chat_append_groups_total)");
     assert.ok((await attempt()).every((o) => o.status === "fulfilled"));
+    assert.equal(appender.stats.groups, 2, "200 appends stored in groups of 128 and 72");
     const log = [...rows.values()].sort((a, b) => Number(a.seq - b.seq));
     assert.deepStrictEqual(log.map((e) => [e.seq, e.rec.id]), stream.map((r, i) => [BigInt(i + 1), r.id]));
   });

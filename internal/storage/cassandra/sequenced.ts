@@ -124,7 +124,6 @@ export class SequencedAppender<C, E> {
 
   private async appendGroup(key: bigint, candidates: C[]): Promise<Result<E>[]> {
     const ops = this.ops;
-    this.stats.groups++;
     const cached = this.heads.peek(key);
     let base: bigint;
     let found: (Found | undefined)[];
@@ -181,6 +180,8 @@ export class SequencedAppender<C, E> {
       await ops.writeHead(key, top);
     }
     this.heads.set(key, last);
+    // Once stored: counted before, a group's every failed try (a store away) counted as one stored.
+    this.stats.groups++;
     for (const [i, first] of copies) results[i] = { entry: results[first]!.entry, duplicate: true };
     return results;
   }
