@@ -4,9 +4,11 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { addDevice, apiClients, rpcError, signUp } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
+import { engineConfig } from "../support/engines.js";
 import { metricIn, namingProblems } from "../support/metrics.js";
 import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
 import { waitFor } from "../support/wait.js";
 
 const ROLES = ["api", "chat-server", "pipeline", "gateway", "presence", "notifier"] as const;
@@ -158,6 +160,52 @@ describe("distributed mode: metrics, health and logs of every role", function ()
       );
       assert.deepEqual(leaks, []);
       assert.ok([...logs.values()].every((lines) => lines.length > 0), "every role logged something");
+    } finally {
+      await a.close();
+    }
+  });
+});
+
+describe("distributed mode: a pipeline whose Cassandra is away, as its ops port shows it", function () {
+  this.timeout(300_000);
+  const deployment = useDeployment("obscut");
+  let proxy: TcpProxy | undefined;
+  after(async () => {
+    await proxy?.close();
+  });
+
+  it("counts each failed batch from the first, answers /healthz 503 naming the stage after 30 s of them, and 200 once Cassandra is back", async () => {
+    const env = { ...deployment.env, CHAT_OPS_PORT: "0", CHAT_KAFKA_PARTITIONS: "1" };
+    const api = await startRole("api", env);
+    await startRole("chat-server", env);
+    // Only the pipeline is cut off: the chat server goes on acking sends into Kafka.
+    proxy = await TcpProxy.start(engineConfig().cassandraContactPoints[0]!);
+    const pipeline = await startRole("pipeline", { ...env, CHAT_CASSANDRA_CONTACT_POINTS: proxy.address });
+    const gateway = await startRole("gateway", env);
+    const ops = `http://127.0.0.1:${String(pipeline.info.ops)}`;
+    const failed = async () => metricIn(await (await fetch(`${ops}/metrics`)).text(), "chat_pipeline_batches_failed_total", 'stage="sequencer"');
+    const health = async () => {
+      const res = await fetch(`${ops}/healthz`);
+      return { status: res.status, body: await res.text() };
+    };
+    const [alice, bob] = [await signUp(String(api.info.http), "cut"), await signUp(String(api.info.http), "cut")];
+    const channelId = (await alice!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
+    const a = await new TestDevice(String(gateway.info.ws), alice!.devices[0]!.token).connect();
+    try {
+      assert.equal(await failed(), 0);
+      assert.equal((await health()).status, 200);
+      proxy.cut("reset");
+      const cutAt = Date.now();
+      assert.equal((await a.send(channelId, "during the cut")).kind.case, "sendAck");
+      await waitFor(async () => (await failed())! > 0, "a failed batch counted", 20_000, 100);
+      assert.equal((await health()).status, 200, "not yet: a blip is no stall");
+      let last = { status: 0, body: "" };
+      await waitFor(async () => (last = await health()).status === 503, "/healthz 503", 60_000, 250);
+      assert.ok(Date.now() - cutAt >= 30_000, `503 after ${Date.now() - cutAt} ms`);
+      assert.match(JSON.parse(last.body).checks.sequencer, /^sequencer: every batch has failed for \d+ s \(last: .+\)$/);
+      await proxy.restore();
+      await waitFor(async () => (await health()).status === 200, "/healthz 200 again", 60_000, 250);
+      await waitFor(() => a.messagesIn(channelId).length === 1, "the message sent during the cut delivered", 30_000, 50);
     } finally {
       await a.close();
     }
