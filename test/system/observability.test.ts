@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
@@ -75,46 +78,8 @@ describe("distributed mode: metrics, health and logs of every role", function ()
   });
 
   it("moves each role's own metrics as messages go through, and logs no text, token, password or push secret of theirs", async () => {
-    const api = String(roles.get("api")!.info.http);
-    const ws = String(roles.get("gateway")!.info.ws);
-    const marker = `obsmark${Math.random().toString(36).slice(2, 10)}`;
-    const alice = await signUp(api, "obsa");
-    const bob = await signUp(api, "obsb");
-    await addDevice(api, bob);
-    const bobSecond = bob.devices[1]!;
-    // Bob is offline: his pushes go out, one endpoint after a retry, one to an endpoint that is gone.
-    const subs: TestSubscription[] = [receiver.subscribe({ kind: "failFirst", times: 1, status: 503 }), receiver.subscribe({ kind: "status", status: 410 })];
-    for (const [token, sub] of [bob.devices[0]!.token, bobSecond.token].map((t, i) => [t, subs[i]!] as const)) {
-      await createClient(PushService, authed(api, token)).registerPushEndpoint({
-        endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
-        settings: { hidePreview: false, muted: false },
-      });
-    }
     const before = Object.fromEntries(await Promise.all(ROLES.map(async (r) => [r, await scrape(r)] as const)));
-    const channelId = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
-    const a = await new TestDevice(ws, alice.devices[0]!.token).connect();
-    try {
-      const sent = await a.send(channelId, `${marker} first`);
-      assert.equal(sent.kind.case, "sendAck");
-      // Sequenced by the pipeline after the ack: its seq is known once it comes back.
-      const [first] = await waitFor(() => (a.messagesIn(channelId).length > 0 ? a.messagesIn(channelId) : undefined), "alice's own message back", 30_000, 50);
-      assert.equal((await a.edit(channelId, first!.seq, `${marker} edited`)).kind.case, "sendAck");
-      await alice.api.messages.sendMessage({ channelId, text: `${marker} by the api`, clientMsgId: `api-${marker}` });
-      // Refused sends and calls carry the text too.
-      assert.equal((await a.send(channelId + 1n, `${marker} nowhere`)).kind.case, "error");
-      await alice.api.messages.searchMessages({ channelId, query: marker });
-      await rpcError(() => apiClients(api).auth.login({ username: alice.username, password: `${marker}-wrong`, device: { name: "x" } }));
-      // A refresh token spent twice, past its retry grace (the token it got is spent too), on a device of its own.
-      await addDevice(api, alice);
-      const aliceSecond = alice.devices.at(-1)!;
-      const refreshed = await apiClients(api).auth.refresh({ refreshToken: aliceSecond.refreshToken });
-      await apiClients(api).auth.refresh({ refreshToken: refreshed.credentials!.refreshToken });
-      await rpcError(() => apiClients(api).auth.refresh({ refreshToken: aliceSecond.refreshToken }));
-      await waitFor(() => receiver.deliveredTo(subs[0]!).length > 0 && receiver.pushesTo(subs[1]!).length > 0, "bob's pushes", 60_000, 100);
-      const b = await new TestDevice(ws, bob.devices[0]!.token).connect();
-      await waitFor(() => b.messagesIn(channelId).length >= 2, "bob's messages", 30_000, 50);
-      await b.close();
-
+    const secrets = await exercise(String(roles.get("api")!.info.http), String(roles.get("gateway")!.info.ws), receiver, async () => {
       const after = Object.fromEntries(await Promise.all(ROLES.map(async (r) => [r, await scrape(r)] as const)));
       const rose = (role: string, name: string, labels = "") => {
         const [was, now] = [metricIn(before[role]!, name, labels) ?? 0, metricIn(after[role]!, name, labels) ?? 0];
@@ -139,32 +104,121 @@ describe("distributed mode: metrics, health and logs of every role", function ()
       assert.ok((metricIn(after.gateway!, "gateway_connections") ?? 0) >= 1, "gateway: gateway_connections");
       for (const group of ["chat-sequencer", "chat-inbox-writer"]) assert.notEqual(metricIn(after.pipeline!, "chat_queue_consumer_lag", `group="${group}"`), undefined, group);
       assert.notEqual(metricIn(after.notifier!, "chat_queue_consumer_lag", 'group="chat-notifier"'), undefined, "notifier lag");
-
-      await a.close();
-      await Promise.all([...roles.values()].map((p) => p.stop()));
-      const secrets: Record<string, string> = {
-        "message text": marker,
-        "access token": alice.devices[0]!.token,
-        "refreshed access token": refreshed.credentials!.accessToken,
-        "refresh token": alice.devices[0]!.refreshToken,
-        "spent refresh token": aliceSecond.refreshToken,
-        "new refresh token": refreshed.credentials!.refreshToken,
-        "bob's refresh token": bobSecond.refreshToken,
-        password: alice.password,
-        "push endpoint": subs[0]!.endpoint,
-        "push auth secret": subs[0]!.auth,
-        "push key": subs[0]!.p256dh,
-      };
-      const leaks = [...logs].flatMap(([role, lines]) =>
-        Object.entries(secrets).flatMap(([what, secret]) => lines.filter((l) => l.includes(secret)).map((l) => `${role} logged the ${what}: ${l.slice(0, 300)}`)),
-      );
-      assert.deepEqual(leaks, []);
-      assert.ok([...logs.values()].every((lines) => lines.length > 0), "every role logged something");
-    } finally {
-      await a.close();
-    }
+    });
+    await Promise.all([...roles.values()].map((p) => p.stop()));
+    assert.deepEqual(leaks(logs, secrets), []);
+    assert.ok([...logs.values()].every((lines) => lines.length > 0), "every role logged something");
   });
 });
+
+describe("chatd: its metrics and its log", function () {
+  this.timeout(120_000);
+  const dataDir = mkdtempSync(join(tmpdir(), "chatd-obs-"));
+  let chatd: RoleProcess | undefined;
+  let receiver: PushReceiver;
+  after(async () => {
+    await chatd?.stop();
+    await receiver?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("names its metrics by Prometheus's conventions and logs no text, token, password or push secret", async () => {
+    receiver = await new PushReceiver().start();
+    const lines: string[] = [];
+    chatd = await startRole(
+      "chatd",
+      {
+        CHAT_DATA_DIR: dataDir,
+        CHAT_HTTP_PORT: "0",
+        CHAT_GRPC_PORT: "0",
+        CHAT_PUSH_ALLOW_HTTP: "true",
+        CHAT_PUSH_COLLAPSE_MS: "100",
+        CHAT_PUSH_BACKOFF_MS: "100",
+        CHAT_VAPID_SUBJECT: "mailto:ops@chat.test",
+        CHAT_LOG_LEVEL: "debug",
+      },
+      60_000,
+      { onLine: (l) => lines.push(l) },
+    );
+    chatd.child.stderr!.on("data", (d) => lines.push(String(d)));
+    const http = String(chatd.info.http);
+    const secrets = await exercise(http, String(chatd.info.ws), receiver, async () => {
+      const text = await (await fetch(`${http}/metrics`)).text();
+      assert.deepEqual(namingProblems(text), []);
+      assert.ok((metricIn(text, "chat_delivery_latency_seconds_count") ?? 0) > 0, "delivery latency");
+    });
+    await chatd.stop();
+    assert.deepEqual(leaks(new Map([["chatd", lines]]), secrets), []);
+  });
+});
+
+/**
+ * Sends (by a session and by the api), edits, refuses a send, searches, signs
+ * in with a wrong password, spends a refresh token twice and pushes to an
+ * offline user's endpoints (one after a retry, one gone): what a log line
+ * could give away of texts and secrets. `check` runs once all of it went
+ * through, the processes still up. Returns those texts and secrets, by what
+ * they are.
+ */
+async function exercise(api: string, ws: string, receiver: PushReceiver, check: () => Promise<void>): Promise<Record<string, string>> {
+  const marker = `obsmark${Math.random().toString(36).slice(2, 10)}`;
+  const alice = await signUp(api, "obsa");
+  const bob = await signUp(api, "obsb");
+  await addDevice(api, bob);
+  const subs: TestSubscription[] = [receiver.subscribe({ kind: "failFirst", times: 1, status: 503 }), receiver.subscribe({ kind: "status", status: 410 })];
+  for (const [i, sub] of subs.entries()) {
+    await createClient(PushService, authed(api, bob.devices[i]!.token)).registerPushEndpoint({
+      endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
+      settings: { hidePreview: false, muted: false },
+    });
+  }
+  const channelId = (await alice.api.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+  const a = await new TestDevice(ws, alice.devices[0]!.token).connect();
+  try {
+    assert.equal((await a.send(channelId, `${marker} first`)).kind.case, "sendAck");
+    // Sequenced after the ack (in the cluster by the pipeline): its seq is known once it comes back.
+    const [first] = await waitFor(() => (a.messagesIn(channelId).length > 0 ? a.messagesIn(channelId) : undefined), "alice's own message back", 30_000, 50);
+    assert.equal((await a.edit(channelId, first!.seq, `${marker} edited`)).kind.case, "sendAck");
+    await alice.api.messages.sendMessage({ channelId, text: `${marker} by the api`, clientMsgId: `api-${marker}` });
+    // Refused sends and calls carry the text too.
+    assert.equal((await a.send(channelId + 1n, `${marker} nowhere`)).kind.case, "error");
+    await alice.api.messages.searchMessages({ channelId, query: marker });
+    await rpcError(() => apiClients(api).auth.login({ username: alice.username, password: `${marker}-wrong`, device: { name: "x" } }));
+    // A refresh token spent twice, past its retry grace (the token it got is spent too), on a device of its own.
+    await addDevice(api, alice);
+    const spent = alice.devices.at(-1)!;
+    const refreshed = await apiClients(api).auth.refresh({ refreshToken: spent.refreshToken });
+    await apiClients(api).auth.refresh({ refreshToken: refreshed.credentials!.refreshToken });
+    await rpcError(() => apiClients(api).auth.refresh({ refreshToken: spent.refreshToken }));
+    await waitFor(() => receiver.deliveredTo(subs[0]!).length > 0 && receiver.pushesTo(subs[1]!).length > 0, "bob's pushes", 60_000, 100);
+    const b = await new TestDevice(ws, bob.devices[0]!.token).connect();
+    await waitFor(() => b.messagesIn(channelId).length >= 2, "bob's messages", 30_000, 50);
+    await b.close();
+    await check();
+    return {
+      "message text": marker,
+      "access token": alice.devices[0]!.token,
+      "refreshed access token": refreshed.credentials!.accessToken,
+      "refresh token": alice.devices[0]!.refreshToken,
+      "spent refresh token": spent.refreshToken,
+      "new refresh token": refreshed.credentials!.refreshToken,
+      "bob's refresh token": bob.devices[1]!.refreshToken,
+      password: alice.password,
+      "push endpoint": subs[0]!.endpoint,
+      "push auth secret": subs[0]!.auth,
+      "push key": subs[0]!.p256dh,
+    };
+  } finally {
+    await a.close();
+  }
+}
+
+/** Each line of `logs` (by role) that holds one of `secrets`, naming the role and what it gave away. */
+function leaks(logs: ReadonlyMap<string, readonly string[]>, secrets: Record<string, string>): string[] {
+  return [...logs].flatMap(([role, lines]) =>
+    Object.entries(secrets).flatMap(([what, secret]) => lines.filter((l) => l.includes(secret)).map((l) => `${role} logged the ${what}: ${l.slice(0, 300)}`)),
+  );
+}
 
 describe("distributed mode: a pipeline whose Cassandra is away, as its ops port shows it", function () {
   this.timeout(300_000);
