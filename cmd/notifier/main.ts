@@ -12,7 +12,7 @@ import { consumerLagGauge } from "../../internal/queue/metrics.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { readPushConfig } from "../../internal/push/config.js";
-import { pushMetrics } from "../../internal/push/metrics.js";
+import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
@@ -45,6 +45,7 @@ const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 // Read at each scrape, once the notifier below exists.
 const metrics = pushMetrics(registry, () => notifier.pending);
+const engineErrors = notifierEngineErrors(registry);
 
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
 // Before any engine: a credential that cannot serve is told at once.
@@ -66,19 +67,20 @@ const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
 const notifier: Notifier = new Notifier({
   queue,
-  endpoints: new CassandraPushEndpointStore(storage.db),
+  endpoints: engineErrors.counted("endpoints", new CassandraPushEndpointStore(storage.db)),
   providers: push.providers,
   // Redis away: notify anyway (a push too many beats a message nobody hears about).
   isOnline: (userId) =>
     sessions.onlineUsers([userId]).then(
       (online) => online.has(userId),
       (err) => {
+        engineErrors.count("online");
         logger.warn({ err }, "routing table unreachable: treating the user as offline");
         return false;
       },
     ),
-  isDeviceActive: (userId, deviceId) => isActiveDevice(storage.accounts, userId, deviceId),
-  channelMutedUntil: channelMutes(storage.channels),
+  isDeviceActive: engineErrors.counted("device", (userId: bigint, deviceId: bigint) => isActiveDevice(storage.accounts, userId, deviceId)),
+  channelMutedUntil: engineErrors.counted("mutes", channelMutes(storage.channels)),
   options: config.push.notifier,
   logger: logger.child({ component: "notifier" }),
   ...metrics,

@@ -5,7 +5,7 @@ import { apiMetrics } from "../api/metrics.js";
 import { chatServerMetrics } from "../chatserver/metrics.js";
 import { pipelineMetrics } from "../pipeline/metrics.js";
 import { presenceMetrics } from "../presence/metrics.js";
-import { pushMetrics } from "../push/metrics.js";
+import { notifierEngineErrors, pushMetrics } from "../push/metrics.js";
 import type { MessageQueue } from "../queue/port.js";
 import { appendMetrics } from "../storage/cassandra/metrics.js";
 import { processMetricsRegistry } from "./process-metrics.js";
@@ -19,6 +19,7 @@ describe("metric names", () => {
     pipelineMetrics(other, { consumerLag: async () => 0 } as unknown as MessageQueue);
     presenceMetrics(other);
     pushMetrics(other, () => 0);
+    notifierEngineErrors(other);
     appendMetrics(other, { inbox: { stats: { overtaken: 0, helped: 0, groups: 0 } } });
     const text = (await registry.metrics()) + (await other.metrics());
     assert.deepEqual(namingProblems(text), []);

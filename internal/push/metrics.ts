@@ -42,3 +42,48 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
     onSkipped: (reason) => skipped.inc({ reason }),
   };
 }
+
+/** What the notifier reads from engines when a notification is due: see countingEngineErrors. */
+export const NOTIFIER_ENGINE_OPS = ["endpoints", "device", "mutes", "online"] as const;
+export type NotifierEngineOp = (typeof NOTIFIER_ENGINE_OPS)[number];
+
+/**
+ * `chat_push_engine_errors_total{op}` and a wrapper that counts the failures
+ * of a store's calls, or of one function, under `op`: the endpoint store
+ * (`endpoints`), the device check (`device`), the chat mutes (`mutes`) and
+ * the routing table (`online`). The notifier retries or fails open on each
+ * of them, so a store away showed in no metric, only in /healthz 30 s on
+ * (and for the endpoints, at debug level only).
+ */
+export function notifierEngineErrors(registry: Registry): {
+  count: (op: NotifierEngineOp) => void;
+  counted: <T extends object>(op: NotifierEngineOp, target: T) => T;
+} {
+  const errors = new Counter({
+    name: "chat_push_engine_errors_total",
+    help: "Failed engine calls of the notifier, by what they read: endpoints, device, mutes, online",
+    labelNames: ["op"],
+    registers: [registry],
+  });
+  for (const op of NOTIFIER_ENGINE_OPS) errors.inc({ op }, 0);
+  const count = (op: NotifierEngineOp) => errors.inc({ op });
+  const wrap = (op: NotifierEngineOp, fn: (...args: unknown[]) => unknown, self: unknown) =>
+    function (...args: unknown[]) {
+      const out = fn.apply(self, args);
+      // A derived promise: the caller still gets (and handles) the original.
+      if (out instanceof Promise) out.catch(() => count(op));
+      return out;
+    };
+  return {
+    count,
+    counted: <T extends object>(op: NotifierEngineOp, target: T): T =>
+      typeof target === "function"
+        ? (wrap(op, target as (...args: unknown[]) => unknown, undefined) as T)
+        : new Proxy(target, {
+            get(t, key) {
+              const value = Reflect.get(t, key, t) as unknown;
+              return typeof value === "function" ? wrap(op, value as (...args: unknown[]) => unknown, t) : value;
+            },
+          }),
+  };
+}

@@ -265,3 +265,43 @@ describe("distributed mode: a pipeline whose Cassandra is away, as its ops port 
     }
   });
 });
+
+describe("distributed mode: a notifier whose Cassandra is away, as its ops port shows it", function () {
+  this.timeout(300_000);
+  const deployment = useDeployment("obsnot");
+  let proxy: TcpProxy | undefined;
+  let receiver: PushReceiver | undefined;
+  after(async () => {
+    await proxy?.close();
+    await receiver?.stop();
+  });
+
+  it("counts the endpoint and mute reads that fail (it retries or notifies anyway, so nothing else showed them)", async () => {
+    const env = { ...deployment.env, CHAT_OPS_PORT: "0", CHAT_KAFKA_PARTITIONS: "1", CHAT_PUSH_ALLOW_HTTP: "true", CHAT_PUSH_COLLAPSE_MS: "100", CHAT_PUSH_BACKOFF_MS: "100", CHAT_VAPID_SUBJECT: "mailto:ops@chat.test" };
+    const api = await startRole("api", env);
+    await startRole("chat-server", env);
+    await startRole("pipeline", env);
+    const gateway = await startRole("gateway", env);
+    proxy = await TcpProxy.start(engineConfig().cassandraContactPoints[0]!);
+    const notifier = await startRole("notifier", { ...env, CHAT_CASSANDRA_CONTACT_POINTS: proxy.address });
+    const errors = async (op: string) => metricIn(await (await fetch(`http://127.0.0.1:${String(notifier.info.ops)}/metrics`)).text(), "chat_push_engine_errors_total", `op="${op}"`);
+    receiver = await new PushReceiver().start();
+    const sub = receiver.subscribe();
+    const [alice, bob] = [await signUp(String(api.info.http), "nc"), await signUp(String(api.info.http), "nc")];
+    await createClient(PushService, authed(String(api.info.http), bob!.devices[0]!.token)).registerPushEndpoint({
+      endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
+      settings: { hidePreview: false, muted: false },
+    });
+    const channelId = (await alice!.api.channels.openDirect({ userId: bob!.userId })).channel!.channelId;
+    const a = await new TestDevice(String(gateway.info.ws), alice!.devices[0]!.token).connect();
+    try {
+      for (const op of ["endpoints", "mutes"]) assert.equal(await errors(op), 0, op);
+      proxy.cut("reset");
+      assert.equal((await a.send(channelId, "while the notifier's store is away")).kind.case, "sendAck");
+      await waitFor(async () => (await errors("endpoints"))! > 0 && (await errors("mutes"))! > 0, "the notifier's failed reads counted", 30_000, 100);
+      await proxy.restore();
+    } finally {
+      await a.close();
+    }
+  });
+});
