@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { waitFor } from "../support/wait.js";
@@ -136,5 +136,59 @@ describe("the README's grpcurl and curl examples, pasted", function () {
     assert.match(stdout, /"status": "SERVING"/, "health");
     assert.match(stdout, /\{"credentials":\{"accessToken":"/, "Login over Connect");
     assert.ok(stdout.endsWith("{}"), `ListChannels over Connect with $TOKEN answers dave's (no) chats, not an error: ${stdout.slice(-300)}`);
+  });
+});
+
+/**
+ * The README's backup and restore lines, pasted: the backup while chatd runs,
+ * the restore once it stopped. Their directory is the test's own, and the
+ * backup is named as the restore line names it.
+ */
+describe("the README's backup and restore, pasted", function () {
+  this.timeout(120_000);
+  let chatd: ChatdProcess | undefined;
+  let dataDir: string | undefined;
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "chatd-readme-backup-"));
+  });
+  after(async () => {
+    await chatd?.stop();
+    // The restore moved what the data directory held beside it.
+    if (dataDir) {
+      const moved = readdirSync(dirname(dataDir)).filter((n) => n.startsWith(`${basename(dataDir!)}.before-restore-`));
+      for (const d of [dataDir, ...moved.map((n) => join(dirname(dataDir!), n))]) removeDataDir(d);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const auth = (url: string, method: "SignUp" | "Login", username: string) =>
+    fetch(`${url}/chat.v1.AuthService/${method}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username, password: "correct horse battery", device: { name: "readme" } }),
+    }).then((r) => r.status);
+
+  it("backs up a running chatd, restores it stopped: the accounts of the backup, none made after it", async () => {
+    const lines = readmeBlock("## Backups").map((l) => l.replaceAll("/backups/", `${dir}/`).replaceAll("chatd-$(date +%F)", "chatd-2026-12-01"));
+    assert.equal(lines.length, 2, lines.join("\n"));
+    chatd = await startChatd();
+    dataDir = chatd.dataDir;
+    const sh = (line: string) =>
+      promisify(execFile)("bash", ["-euo", "pipefail", "-c", line], { cwd: ROOT, env: { ...process.env, CHAT_DATA_DIR: dataDir }, timeout: 60_000 }).catch(
+        (e: { stdout?: string; stderr?: string }) => assert.fail(`${line}\nfailed:\n${e.stderr}${e.stdout}`),
+      );
+
+    assert.equal(await auth(chatd.httpUrl, "SignUp", "erin"), 200);
+    assert.match((await sh(lines[0]!)).stdout, /backed up .* chat\.db/);
+    assert.equal(await auth(chatd.httpUrl, "SignUp", "frank"), 200);
+    await chatd.stop();
+    chatd = undefined;
+    assert.match((await sh(lines[1]!)).stdout, /restored .*chatd-2026-12-01 to /);
+
+    chatd = await startChatd({ dataDir });
+    assert.equal(await auth(chatd.httpUrl, "Login", "erin"), 200);
+    assert.equal(await auth(chatd.httpUrl, "Login", "frank"), 401, "signed up after the backup");
   });
 });
