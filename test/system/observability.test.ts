@@ -113,17 +113,18 @@ describe("distributed mode: metrics, health and logs of every role", function ()
 
 describe("chatd: its metrics and its log", function () {
   this.timeout(120_000);
-  const dataDir = mkdtempSync(join(tmpdir(), "chatd-obs-"));
+  let dataDir: string | undefined;
   let chatd: RoleProcess | undefined;
   let receiver: PushReceiver;
   after(async () => {
     await chatd?.stop();
     await receiver?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("names its metrics by Prometheus's conventions and logs no text, token, password or push secret", async () => {
     receiver = await new PushReceiver().start();
+    dataDir = mkdtempSync(join(tmpdir(), "chatd-obs-"));
     const lines: string[] = [];
     chatd = await startRole(
       "chatd",
