@@ -30,8 +30,22 @@ class CliUser {
   constructor(
     readonly username: string,
     private readonly server: string,
-    readonly home = mkdtempSync(join(tmpdir(), "chat-cli-test-")),
+    readonly home = CliUser.newHome(),
   ) {}
+
+  /** Every home made, removed after the suite too: a test that fails before its own cleanup leaves none. */
+  private static readonly homes = new Set<string>();
+
+  private static newHome(): string {
+    const home = mkdtempSync(join(tmpdir(), "chat-cli-test-"));
+    CliUser.homes.add(home);
+    return home;
+  }
+
+  static removeHomes(): void {
+    for (const home of CliUser.homes) rmSync(home, { recursive: true, force: true });
+    CliUser.homes.clear();
+  }
 
   spawn(args: string[], input?: string): ChildProcess {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
@@ -85,8 +99,7 @@ describe("chat-cli against chatd", function () {
   });
 
   after(async () => {
-    alice?.cleanup();
-    bob?.cleanup();
+    CliUser.removeHomes();
     await chatd?.stop();
     if (chatd) removeDataDir(chatd.dataDir);
   });

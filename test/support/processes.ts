@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -114,9 +115,11 @@ export async function stopAll(): Promise<void> {
  */
 export function useDeployment(label: string): { scope: EngineScope; dir: string; keysDir: string; env: Record<string, string> } {
   const scope = engineScope(engineConfig(), label);
-  const dir = mkdtempSync(join(tmpdir(), `chat-${label}-`));
+  // Named now, made in the suite's `before`: a run whose --grep skips the suite runs none of its
+  // hooks, and a folder made as the file loads would be left behind.
+  const dir = join(tmpdir(), `chat-${label}-${randomBytes(6).toString("hex")}`);
   const keysDir = join(dir, "keys");
-  mkdirSync(keysDir);
+  before(() => mkdirSync(keysDir, { recursive: true }));
   after(async () => {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
