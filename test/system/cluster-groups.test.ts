@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelNoteKind, ErrorCode, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { ERROR_CODE_HEADER } from "../../internal/api/errors.js";
 import { addDevice, apiClients, signUp, type ApiClients, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /** The refusal a call ends in: its gRPC code and the chat error code the api names. */
@@ -31,19 +26,10 @@ async function refusal(call: Promise<unknown>): Promise<string> {
  */
 describe("groups in the cluster: two api processes on the real engines", function () {
   this.timeout(600_000);
-  const engines = engineConfig();
   const run = Math.random().toString(36).slice(2, 8);
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
-  const scope = engineScope(engines, "gr", run);
-  const common = {
-    ...scope.env,
-    CHAT_KAFKA_PARTITIONS: "4",
-    CHAT_KEYS_DIR: keysDir,
-    CHAT_HTTP_PORT: "0",
-    CHAT_GRPC_PORT: "0",
-    CHAT_OPS_PORT: "0",
-    CHAT_LEASE_TTL_S: "3",
-  };
+  // Its processes are stopped, its folder removed and its corner of the engines dropped after the suite.
+  const { env } = useDeployment("gr");
+  const common = { ...env, CHAT_KAFKA_PARTITIONS: "4", CHAT_OPS_PORT: "0", CHAT_LEASE_TTL_S: "3" };
   const apis: RoleProcess[] = [];
   const others: RoleProcess[] = [];
   const devices: TestDevice[] = [];
@@ -73,13 +59,6 @@ describe("groups in the cluster: two api processes on the real engines", functio
   });
   afterEach(async () => {
     await Promise.all(devices.splice(0).map((d) => d.close()));
-  });
-  after(async () => {
-    await Promise.all([...gateways, ...others].map((p) => p.stop()));
-    await Promise.all(apis.map((p) => p.stop()));
-    await stopAll();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
   });
 
   it("gives the last seat of a group of 100, raced by joins by link and an add through both api processes, to exactly one", async () => {
