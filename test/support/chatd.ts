@@ -26,7 +26,11 @@ export interface ChatdProcess {
  */
 export async function startChatd(options: { dataDir?: string; env?: Record<string, string> } = {}): Promise<ChatdProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "chatd-test-"));
-  const p = await startRole("chatd", { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", ...options.env }, 60_000);
+  const p = await startRole("chatd", { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", ...options.env }, 60_000).catch((err: unknown) => {
+    // A start meant to fail never hands its folder back to be removed.
+    if (options.dataDir === undefined) removeDataDir(dataDir);
+    throw err;
+  });
   return {
     httpUrl: String(p.info.http),
     grpcUrl: String(p.info.grpc),
