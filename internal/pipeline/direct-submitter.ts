@@ -81,8 +81,9 @@ export class DirectSubmitter implements MessageSubmitter {
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
     validateSend(cmd);
     const { ids } = this.deps;
-    const key = sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId);
-    const answered = this.unchangedEdits.peek(key);
+    // Only an edit can have been answered from memory: a plain send builds no key here (its hot path).
+    const key = cmd.editSeq ? sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId) : undefined;
+    const answered = key === undefined ? undefined : this.unchangedEdits.peek(key);
     if (answered !== undefined) return { messageId: answered, duplicate: true };
     const changer = cmd.editSeq || cmd.reactSeq ? `${cmd.channelId}/${sender.userId}` : undefined;
     const quiet = changer === undefined || !this.changing.has(changer);
@@ -108,7 +109,7 @@ export class DirectSubmitter implements MessageSubmitter {
         if (stored === undefined) throw err;
         return { messageId: stored, duplicate: true };
       }
-      if (unchanged && quiet && cmd.editSeq) return await this.unchangedEdit(key, sender, cmd);
+      if (unchanged && quiet && key !== undefined) return await this.unchangedEdit(key, sender, cmd);
       if (turn.waiting) await turn.ready;
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
       // A reaction that changes nothing is still stored, for its key (a resend after a restart, or
