@@ -111,10 +111,12 @@ export async function stopAll(): Promise<void> {
  * a corner of the engines (`label`, see engineScope) and a folder, `dir`, with the keys the api
  * writes and the gateway reads in `keysDir`. After the suite, the role processes still running
  * are stopped (stopAll), the folder removed and the corner dropped. `env` starts a cluster role
- * in it, its listeners on ports the system picks.
+ * in it, its listeners on ports the system picks; `run` is the corner's random part, for the ids of
+ * roles that must not collide with another run's (CHAT_SERVER_ID, CHAT_GATEWAY_ID).
  */
-export function useDeployment(label: string): { scope: EngineScope; dir: string; keysDir: string; env: Record<string, string> } {
-  const scope = engineScope(engineConfig(), label);
+export function useDeployment(label: string): { scope: EngineScope; run: string; dir: string; keysDir: string; env: Record<string, string> } {
+  const run = Math.random().toString(36).slice(2, 8);
+  const scope = engineScope(engineConfig(), label, run);
   // Named now, made in the suite's `before`: a run whose --grep skips the suite runs none of its
   // hooks, and a folder made as the file loads would be left behind.
   const dir = join(tmpdir(), `chat-${label}-${randomBytes(6).toString("hex")}`);
@@ -125,7 +127,7 @@ export function useDeployment(label: string): { scope: EngineScope; dir: string;
     rmSync(dir, { recursive: true, force: true });
     await scope.drop();
   });
-  return { scope, dir, keysDir, env: { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" } };
+  return { scope, run, dir, keysDir, env: { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" } };
 }
 
 /**

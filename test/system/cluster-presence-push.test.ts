@@ -1,7 +1,4 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -11,9 +8,8 @@ import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { apiClients, signUp, type TestUser } from "../support/api.js";
-import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { PresenceWatcher } from "../support/presence-watcher.js";
 import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
 import { graceRanOut, notifierSettled, scrapeMetric, sweptTwiceMore } from "../support/metrics.js";
@@ -44,16 +40,11 @@ async function befriend(a: TestUser, b: TestUser): Promise<void> {
 describe("distributed mode: presence and push across processes", function () {
   this.timeout(600_000);
   const engines = engineConfig();
-  const run = Math.random().toString(36).slice(2, 8);
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
   // Its own keyspace, Kafka namespace and etcd prefix, dropped at the end.
-  const scope = engineScope(engines, "pp", run);
+  const { run, scope, env } = useDeployment("pp");
   const common = {
-    ...scope.env,
+    ...env,
     CHAT_KAFKA_PARTITIONS: "4",
-    CHAT_KEYS_DIR: keysDir,
-    CHAT_HTTP_PORT: "0",
-    CHAT_GRPC_PORT: "0",
     CHAT_OPS_PORT: "0",
     CHAT_LEASE_TTL_S: "3",
     CHAT_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
@@ -149,13 +140,8 @@ describe("distributed mode: presence and push across processes", function () {
     await Promise.all(watchers.splice(0).map((w) => w.close()));
   });
   after(async () => {
-    await Promise.all([...gateways, ...others, ...chatServers].map((p) => p.stop()));
-    await api?.stop();
-    await stopAll();
-    await scope.drop();
     await receiver?.stop();
     redis?.disconnect();
-    rmSync(keysDir, { recursive: true, force: true });
   });
 
   /** Alice with a friend (bob) and a group member (carol) on different gateways and chat servers, and a stranger (dave). */

@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { AuthServiceClient } from "../../gen/ts-proto/chat/v1/auth.js";
 import { SessionServiceClient, type ConnectResponse } from "../../gen/ts-proto/chat/v1/session.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { startRole, useDeployment } from "../support/processes.js";
 import { selfSignedCertificate, welcomeOverWss } from "../support/tls.js";
 import { waitFor } from "../support/wait.js";
 
@@ -22,8 +17,7 @@ import { waitFor } from "../support/wait.js";
  */
 describe("cluster: TLS on the api's and the gateway's listeners", function () {
   this.timeout(240_000);
-  const scope = engineScope(engineConfig(), "clustertls");
-  const dir = mkdtempSync(join(tmpdir(), "chat-cluster-tls-"));
+  const { dir, env } = useDeployment("clustertls");
   let certPath: string;
   let keyPath: string;
   let ca: Buffer;
@@ -32,16 +26,11 @@ describe("cluster: TLS on the api's and the gateway's listeners", function () {
 
   before(async () => {
     ({ certPath, keyPath, ca } = selfSignedCertificate(dir));
-    const common = { ...scope.env, CHAT_KEYS_DIR: join(dir, "keys"), CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+    const common = { ...env, CHAT_OPS_PORT: "0" };
     const tls = { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath };
     api = (await startRole("api", { ...common, ...tls })).info;
     await startRole("chat-server", common);
     gateway = (await startRole("gateway", { ...common, ...tls })).info;
-  });
-  after(async () => {
-    await stopAll();
-    await scope.drop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("announces https, wss and TLS gRPC addresses", () => {

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -9,9 +7,8 @@ import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_p
 import { ChannelNoteKind, ErrorCode, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
-import { engineScope } from "../support/engine-scope.js";
 import { connectRedis, engineConfig } from "../support/engines.js";
-import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -71,16 +68,11 @@ function describeDevice(d: TestDevice, channelId: bigint, acked: Set<bigint>): s
 describe("distributed mode on the real engines (separate processes)", function () {
   this.timeout(600_000);
   const engines = engineConfig();
-  const run = Math.random().toString(36).slice(2, 8);
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
   // Its own keyspace, Kafka namespace and etcd prefix, dropped at the end.
-  const scope = engineScope(engines, "it", run);
+  const { run, scope, keysDir, env } = useDeployment("it");
   const common = {
-    ...scope.env,
+    ...env,
     CHAT_KAFKA_PARTITIONS: "6",
-    CHAT_KEYS_DIR: keysDir,
-    CHAT_HTTP_PORT: "0",
-    CHAT_GRPC_PORT: "0",
     CHAT_OPS_PORT: "0",
     CHAT_LEASE_TTL_S: String(LEASE_TTL_S),
   };
@@ -106,13 +98,6 @@ describe("distributed mode on the real engines (separate processes)", function (
   });
   afterEach(async () => {
     await Promise.all(devices.splice(0).map((d) => d.close()));
-  });
-  after(async () => {
-    await Promise.all([...gateways, ...pipelines, ...chatServers].map((p) => p.stop()));
-    await api?.stop();
-    await stopAll();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
   });
 
   it("delivers 1:1 and group messages between users on different gateways and chat servers", async () => {
@@ -584,9 +569,7 @@ describe("distributed mode on the real engines (separate processes)", function (
 describe("a cluster whose Cassandra stops answering for a while, under load", function () {
   this.timeout(600_000);
   const engines = engineConfig();
-  const run = Math.random().toString(36).slice(2, 8);
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-keys-"));
-  const scope = engineScope(engines, "cx", run);
+  const { run, env: deployment } = useDeployment("cx");
   // The shared Cassandra serves other suites: it is cut off from this deployment only, by a proxy.
   let proxy: TcpProxy;
   const roles: RoleProcess[] = [];
@@ -595,12 +578,9 @@ describe("a cluster whose Cassandra stops answering for a while, under load", fu
   before(async () => {
     proxy = await TcpProxy.start(engines.cassandraContactPoints[0]!);
     const env = {
-      ...scope.env,
+      ...deployment,
       CHAT_CASSANDRA_CONTACT_POINTS: proxy.address,
       CHAT_KAFKA_PARTITIONS: "3",
-      CHAT_KEYS_DIR: keysDir,
-      CHAT_HTTP_PORT: "0",
-      CHAT_GRPC_PORT: "0",
       CHAT_OPS_PORT: "0",
       CHAT_LEASE_TTL_S: String(LEASE_TTL_S),
     };
@@ -611,12 +591,7 @@ describe("a cluster whose Cassandra stops answering for a while, under load", fu
   });
   after(async () => {
     await Promise.all(devices.map((d) => d.close()));
-    await Promise.all(roles.slice(1).map((p) => p.stop()));
-    await roles[0]?.stop();
-    await stopAll();
     await proxy?.close();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
   });
 
   it("refuses sends while Cassandra is away, acks none it could lose, and delivers every acked one once and in order after", async () => {
