@@ -1,6 +1,6 @@
 import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readCassandraEndpoints, readClusterEndpoints, readKafkaEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { readTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
@@ -13,7 +13,7 @@ import { readTextBudget } from "../../internal/throttle/text-budget.js";
 export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
   const r = new EnvReader(env);
   const c = {
-    engines: readEngineEndpoints(r),
+    engines: { ...readClusterEndpoints(r), ...readRedisEndpoint(r), ...readKafkaEndpoints(r), ...readCassandraEndpoints(r) },
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8080, 0, 65535),
     grpcPort: r.int("CHAT_GRPC_PORT", 8081, 0, 65535),

@@ -3,7 +3,7 @@ import { isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
 import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readCassandraEndpoints, readClusterEndpoints, readKafkaEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { refuseTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
@@ -16,7 +16,7 @@ import { readLogLevel } from "../shared.js";
 export function readChatServerConfig(env: NodeJS.ProcessEnv = process.env) {
   const r = new EnvReader(env);
   const c = {
-    engines: readEngineEndpoints(r),
+    engines: { ...readClusterEndpoints(r), ...readRedisEndpoint(r), ...readKafkaEndpoints(r), ...readCassandraEndpoints(r) },
     // Random too: containers that share a hostname often run node as pid 1.
     serverId: r.string("CHAT_SERVER_ID", `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
     host: r.string("CHAT_HOST", "127.0.0.1"),

@@ -6,7 +6,7 @@ import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readTls, type TlsFiles } from "../../internal/config/tls.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
-import { readPushConfig, type PushConfig } from "../../internal/push/config.js";
+import { readNotifierPushConfig, type NotifierPushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
 import { readSendRate, type SendRate } from "../../internal/throttle/send-rate.js";
 import { readTextBudget, type TextBudget } from "../../internal/throttle/text-budget.js";
@@ -45,7 +45,7 @@ export interface ChatdConfig {
   /** CHAT_PRESENCE_* (internal/presence/config.ts). */
   presence: PresenceConfig;
   /** CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_*, CHAT_FCM_* (internal/push/config.ts). */
-  push: PushConfig;
+  push: NotifierPushConfig;
   /** TLS on every listener (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
   tls?: TlsFiles;
 }
@@ -79,7 +79,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     sendRate: readSendRate(r),
     changeWindows: readChangeWindows(r),
     presence: readPresenceConfig(r),
-    push: readPushConfig(r),
+    push: readNotifierPushConfig(r),
     tls: readTls(r),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort], ["CHAT_OPS_PORT", config.opsPort]]);

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readClusterEndpoints } from "../../internal/config/engines.js";
 import { readTls } from "../../internal/config/tls.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
@@ -9,7 +9,8 @@ import { readLogLevel } from "../shared.js";
 export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
   const r = new EnvReader(env);
   const c = {
-    engines: readEngineEndpoints(r),
+    // etcd only: the gateway opens no other engine, so CHAT_REDIS_URL, CHAT_KAFKA_* and CHAT_CASSANDRA_* are not its.
+    engines: readClusterEndpoints(r),
     gatewayId: r.string("CHAT_GATEWAY_ID", `${hostname()}-${process.pid}`),
     host: r.string("CHAT_HOST", "127.0.0.1"),
     httpPort: r.int("CHAT_HTTP_PORT", 8090, 0, 65535),

@@ -4,19 +4,16 @@ import { channelMutes } from "../../internal/push/records.js";
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openQueue, openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { refuseTls } from "../../internal/config/tls.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { consumerLagGauge } from "../../internal/queue/metrics.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
-import { readPushConfig } from "../../internal/push/config.js";
 import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, readLogLevel, stopOnSignalsFromStart } from "../shared.js";
+import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
+import { readNotifierConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
@@ -26,20 +23,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
  * Cassandra. Scale it out by running more: Kafka splits the partitions.
  */
 exitOnStartTimeout("notifier");
-const config = exitOnConfigError("notifier", () => {
-  const r = new EnvReader();
-  const c = {
-    engines: readEngineEndpoints(r),
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
-    logLevel: readLogLevel(r),
-    push: readPushConfig(r),
-  };
-  refuseTls(r, "notifier");
-  r.done();
-  return c;
-});
+const config = exitOnConfigError("notifier", () => readNotifierConfig());
 const logger = createLogger("notifier", config.logLevel);
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();

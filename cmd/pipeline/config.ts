@@ -1,4 +1,4 @@
-import { readEngineEndpoints } from "../../internal/config/engines.js";
+import { readCassandraEndpoints, readClusterEndpoints, readInboxRetention, readKafkaEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { refuseTls } from "../../internal/config/tls.js";
 import { EnvReader } from "../../internal/config/env.js";
 import { readLogLevel } from "../shared.js";
@@ -15,7 +15,7 @@ export function readPipelineConfig(env: NodeJS.ProcessEnv = process.env) {
   // A worker with no stage consumes nothing yet reports healthy: surely a typo.
   if (stages.length === 0) r.problems.push(`CHAT_PIPELINE_STAGES: names no stage (expected one or more of ${STAGES.join(", ")})`);
   const c = {
-    engines: readEngineEndpoints(r),
+    engines: { ...readClusterEndpoints(r), ...readRedisEndpoint(r), ...readKafkaEndpoints(r), ...readCassandraEndpoints(r), ...readInboxRetention(r) },
     stages,
     host: r.string("CHAT_HOST", "127.0.0.1"),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),

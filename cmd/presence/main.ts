@@ -1,13 +1,11 @@
 import { ChatServerClients } from "../../internal/cluster/client-pool.js";
 import { openRegistry, openRoutes, openStorage, watchServers } from "../../internal/cluster/engines.js";
-import { openClusterPresence, presenceKeyPrefix, readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { openClusterPresence, presenceKeyPrefix } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
-import { readEngineEndpoints } from "../../internal/config/engines.js";
-import { refuseTls } from "../../internal/config/tls.js";
-import { EnvReader } from "../../internal/config/env.js";
 import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
-import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, readLogLevel, stopOnSignalsFromStart } from "../shared.js";
+import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
+import { readPresenceConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 
 /**
@@ -23,21 +21,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
  * its flips are in Redis, and one it had not told yet is told by another.
  */
 exitOnStartTimeout("presence");
-const config = exitOnConfigError("presence", () => {
-  const r = new EnvReader();
-  const c = {
-    engines: readEngineEndpoints(r),
-    host: r.string("CHAT_HOST", "127.0.0.1"),
-    opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
-    logLevel: readLogLevel(r),
-    heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
-  };
-  const presence = readClusterPresenceConfig(r, c.heartbeatIntervalMs);
-  if (presence.sweepIntervalMs === 0) r.problems.push("CHAT_PRESENCE_SWEEP_MS=0: the presence process does nothing but sweep");
-  refuseTls(r, "presence tracker");
-  r.done();
-  return { ...c, presence };
-});
+const config = exitOnConfigError("presence", () => readPresenceConfig());
 const logger = createLogger("presence", config.logLevel);
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();

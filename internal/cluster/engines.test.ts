@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { pino } from "pino";
 import { EnvReader } from "../config/env.js";
-import { readEngineEndpoints } from "../config/engines.js";
+import { readCassandraEndpoints, readClusterEndpoints } from "../config/engines.js";
 import { leaseWorkerId, openStorage } from "./engines.js";
 import { StartTimeoutError } from "./start-retry.js";
 
@@ -15,9 +15,8 @@ describe("starting on engines that do not answer", function () {
   this.timeout(20_000);
   const logger = pino({ level: "silent" });
   // Port 1: nothing listens there; 0 s: one try.
-  const engines = readEngineEndpoints(
-    new EnvReader({ CHAT_CASSANDRA_CONTACT_POINTS: "127.0.0.1:1", CHAT_ETCD_ENDPOINTS: "127.0.0.1:1", CHAT_START_TIMEOUT_S: "0" }),
-  );
+  const r = new EnvReader({ CHAT_CASSANDRA_CONTACT_POINTS: "127.0.0.1:1", CHAT_ETCD_ENDPOINTS: "127.0.0.1:1", CHAT_START_TIMEOUT_S: "0" });
+  const engines = { ...readClusterEndpoints(r), ...readCassandraEndpoints(r) };
 
   it("asks whether Cassandra runs where CHAT_CASSANDRA_CONTACT_POINTS says", async () => {
     const err = await openStorage(engines, logger).catch((e: unknown) => e);

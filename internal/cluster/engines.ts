@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { tellIfRedisAway, type EngineEndpoints } from "../config/engines.js";
+import { tellIfRedisAway, type CassandraEndpoints, type ClusterEndpoints, type InboxRetention, type KafkaEndpoints, type RedisEndpoint } from "../config/engines.js";
 import { EtcdWorkerIds } from "../ids/etcd-lease.js";
 import { RenewedWorkerId } from "../ids/renewed-worker-id.js";
 import { KafkaQueue } from "../queue/kafka.js";
@@ -15,7 +15,8 @@ import { retryStart, StartTimeoutError } from "./start-retry.js";
  * Opening the real engines, the same way in every process of the
  * distributed mode. Each call opens only what its caller needs.
  */
-export async function openStorage(e: EngineEndpoints, logger: Logger) {
+/** Without an inbox retention (only the inbox writer reads one), entries are written to be kept forever. */
+export async function openStorage(e: ClusterEndpoints & CassandraEndpoints & Partial<InboxRetention>, logger: Logger) {
   const open = () =>
     openCassandraStorage({
       contactPoints: e.cassandraContactPoints,
@@ -29,7 +30,7 @@ export async function openStorage(e: EngineEndpoints, logger: Logger) {
   return startSteps(e, logger)("opening Cassandra", open, `CHAT_CASSANDRA_CONTACT_POINTS=${e.cassandraContactPoints.join(",")}`);
 }
 
-export async function openQueue(e: EngineEndpoints, clientId: string, logger: Logger) {
+export async function openQueue(e: ClusterEndpoints & KafkaEndpoints, clientId: string, logger: Logger) {
   const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
   try {
     await startSteps(e, logger)("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)), `CHAT_KAFKA_BROKERS=${e.kafkaBrokers.join(",")}`);
@@ -41,7 +42,7 @@ export async function openQueue(e: EngineEndpoints, clientId: string, logger: Lo
 }
 
 /** Under the cluster's prefix, as every Redis key of the cluster, so clusters sharing a Redis never mix. */
-export function openRoutes(e: EngineEndpoints, logger: Logger) {
+export function openRoutes(e: ClusterEndpoints & RedisEndpoint, logger: Logger) {
   const routes = new RedisSessionRoutes({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, logger });
   // Every role that needs Redis opens its routes.
   void tellIfRedisAway(e.redisUrl, "session routes", () => routes.ping(), logger);
@@ -49,31 +50,31 @@ export function openRoutes(e: EngineEndpoints, logger: Logger) {
 }
 
 /** Failed-login counters shared by every api process, beside the cluster's other keys. */
-export function openLoginAttempts(e: EngineEndpoints, windowMs: number) {
+export function openLoginAttempts(e: ClusterEndpoints & RedisEndpoint, windowMs: number) {
   return new RedisLoginAttempts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, windowMs });
 }
 
 /** The direct chats each account started in its window, counted across every api process. */
-export function openNewDirectCounts(e: EngineEndpoints, windowMs: number) {
+export function openNewDirectCounts(e: ClusterEndpoints & RedisEndpoint, windowMs: number) {
   return new RedisWindowCounts({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, name: "direct-new", windowMs });
 }
 
 /** Which chat server took a send first, shared by all of them. */
-export function openSendClaims(e: EngineEndpoints, ttlMs: number) {
+export function openSendClaims(e: ClusterEndpoints & RedisEndpoint, ttlMs: number) {
   return new RedisSendClaims({ url: e.redisUrl, keyPrefix: `${e.etcdPrefix}:`, ttlMs });
 }
 
-export function openRegistry(e: EngineEndpoints, logger: Logger) {
+export function openRegistry(e: ClusterEndpoints, logger: Logger) {
   return new EtcdServerRegistry({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
 }
 
 /** The chat servers registered in etcd, read and then followed. */
-export function watchServers(servers: EtcdServerRegistry, e: EngineEndpoints, logger: Logger) {
+export function watchServers(servers: EtcdServerRegistry, e: ClusterEndpoints, logger: Logger) {
   return startSteps(e, logger)("reading the chat servers from etcd", () => servers.watch(), etcdAt(e));
 }
 
 /** The process's id generator, on a worker number leased from etcd and leased again whenever lost. */
-export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise<RenewedWorkerId> {
+export async function leaseWorkerId(e: ClusterEndpoints, logger: Logger): Promise<RenewedWorkerId> {
   const workerIds = new EtcdWorkerIds({ endpoints: e.etcdEndpoints, prefix: e.etcdPrefix, logger });
   const steps = startSteps(e, logger);
   const first = await steps("leasing a worker id from etcd", () => workerIds.acquire(), etcdAt(e));
@@ -82,7 +83,7 @@ export async function leaseWorkerId(e: EngineEndpoints, logger: Logger): Promise
   return workerId;
 }
 
-const etcdAt = (e: EngineEndpoints) => `CHAT_ETCD_ENDPOINTS=${e.etcdEndpoints.join(",")}`;
+const etcdAt = (e: ClusterEndpoints) => `CHAT_ETCD_ENDPOINTS=${e.etcdEndpoints.join(",")}`;
 
 /**
  * Runs a start-up step that needs an engine, retried for CHAT_START_TIMEOUT_S with each failure
@@ -90,7 +91,7 @@ const etcdAt = (e: EngineEndpoints) => `CHAT_ETCD_ENDPOINTS=${e.etcdEndpoints.jo
  * line a role gives up with asks about it, since an engine that never answers is most often one
  * looked for in the wrong place (a terminal without .engines/engines.env loaded, say).
  */
-export function startSteps(e: EngineEndpoints, logger: Logger) {
+export function startSteps(e: Pick<ClusterEndpoints, "startTimeoutSeconds">, logger: Logger) {
   const options = { withinMs: e.startTimeoutSeconds * 1000, logger };
   return async <T>(what: string, step: () => Promise<T>, where?: string): Promise<T> => {
     try {

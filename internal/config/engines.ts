@@ -2,17 +2,36 @@ import { isIPv6 } from "node:net";
 import type { Logger } from "pino";
 import type { EnvReader } from "./env.js";
 
-/** Where the real engines are, for the processes of the distributed mode. */
-export interface EngineEndpoints {
+/**
+ * Where the real engines are, for the processes of the distributed mode. Each
+ * role reads the settings of the engines it opens, and no others: a gateway
+ * (etcd only) starts whatever CHAT_CASSANDRA_* or CHAT_KAFKA_* say, as the
+ * README's table of roles promises.
+ */
+export type EngineEndpoints = ClusterEndpoints & RedisEndpoint & KafkaEndpoints & CassandraEndpoints & InboxRetention;
+
+/** What every role reads: etcd (the chat servers' registry, worker ids) and how long a start waits on its engines. */
+export interface ClusterEndpoints {
   etcdEndpoints: string[];
-  /** Keys live under /<prefix>/ so several clusters can share one etcd. */
+  /** Keys live under /<prefix>/ so several clusters can share one etcd; also the prefix of the cluster's Redis keys. */
   etcdPrefix: string;
+  /** Seconds a starting process keeps trying an engine that does not answer before it exits; 0 tries once. */
+  startTimeoutSeconds: number;
+}
+
+export interface RedisEndpoint {
   redisUrl: string;
+}
+
+export interface KafkaEndpoints {
   kafkaBrokers: string[];
   /** Partitions of each pipeline topic: the most workers one stage can use. */
   kafkaPartitions: number;
   /** Prefix of the Kafka topics and consumer groups, for deployments sharing one Kafka ("" = none). */
   kafkaNamespace: string;
+}
+
+export interface CassandraEndpoints {
   cassandraContactPoints: string[];
   cassandraDc: string;
   cassandraKeyspace: string;
@@ -25,43 +44,64 @@ export interface EngineEndpoints {
    * owners, a 101st member).
    */
   cassandraSerial: "LOCAL_SERIAL" | "SERIAL";
-  /** Seconds an inbox entry is kept (history is kept forever); 0 keeps entries forever. */
-  inboxRetentionSeconds: number;
-  /** Seconds a starting process keeps trying an engine that does not answer before it exits; 0 tries once. */
-  startTimeoutSeconds: number;
 }
 
-export function readEngineEndpoints(r: EnvReader): EngineEndpoints {
-  const e: EngineEndpoints = {
+/** Only the inbox writer (the pipeline) writes inbox entries, so only it reads how long they are kept. */
+export interface InboxRetention {
+  /** Seconds an inbox entry is kept (history is kept forever); 0 keeps entries forever. */
+  inboxRetentionSeconds: number;
+}
+
+export function readClusterEndpoints(r: EnvReader): ClusterEndpoints {
+  const e: ClusterEndpoints = {
     etcdEndpoints: r.list("CHAT_ETCD_ENDPOINTS", ["127.0.0.1:2379"]),
     etcdPrefix: r.string("CHAT_ETCD_PREFIX", "chat"),
-    redisUrl: r.string("CHAT_REDIS_URL", "redis://127.0.0.1:6379"),
+    startTimeoutSeconds: r.int("CHAT_START_TIMEOUT_S", 60, 0, 3_600),
+  };
+  if (!/^[A-Za-z0-9_.-]+$/.test(e.etcdPrefix)) {
+    r.problems.push(`CHAT_ETCD_PREFIX=${JSON.stringify(e.etcdPrefix)}: expected letters, digits, '_', '-', '.'`);
+  }
+  checkEndpoints(r, "CHAT_ETCD_ENDPOINTS", e.etcdEndpoints, { schemes: ["http", "https"], portRequired: true });
+  return e;
+}
+
+export function readRedisEndpoint(r: EnvReader): RedisEndpoint {
+  const redisUrl = r.string("CHAT_REDIS_URL", "redis://127.0.0.1:6379");
+  checkRedisUrl(r, redisUrl);
+  return { redisUrl };
+}
+
+export function readKafkaEndpoints(r: EnvReader): KafkaEndpoints {
+  const e: KafkaEndpoints = {
     kafkaBrokers: r.list("CHAT_KAFKA_BROKERS", ["127.0.0.1:9092"]),
     kafkaPartitions: r.int("CHAT_KAFKA_PARTITIONS", 12, 1, 10_000),
     kafkaNamespace: r.string("CHAT_KAFKA_NAMESPACE", ""),
+  };
+  if (!/^[A-Za-z0-9_-]*$/.test(e.kafkaNamespace)) {
+    r.problems.push(`CHAT_KAFKA_NAMESPACE=${JSON.stringify(e.kafkaNamespace)}: expected letters, digits, '_' or '-'`);
+  }
+  checkEndpoints(r, "CHAT_KAFKA_BROKERS", e.kafkaBrokers, { portRequired: true });
+  return e;
+}
+
+export function readCassandraEndpoints(r: EnvReader): CassandraEndpoints {
+  const e: CassandraEndpoints = {
     cassandraContactPoints: r.list("CHAT_CASSANDRA_CONTACT_POINTS", ["127.0.0.1:9042"]),
     cassandraDc: r.string("CHAT_CASSANDRA_DC", "datacenter1"),
     cassandraKeyspace: r.string("CHAT_CASSANDRA_KEYSPACE", "chat"),
     cassandraReplication: r.int("CHAT_CASSANDRA_REPLICATION", 1, 1, 9),
     cassandraSerial: r.oneOf("CHAT_CASSANDRA_SERIAL", "LOCAL_SERIAL", ["LOCAL_SERIAL", "SERIAL"] as const),
-    // 30 days; Cassandra's TTL cannot exceed 20 years.
-    inboxRetentionSeconds: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000),
-    startTimeoutSeconds: r.int("CHAT_START_TIMEOUT_S", 60, 0, 3_600),
   };
   if (!/^[a-z][a-z0-9_]{0,47}$/.test(e.cassandraKeyspace)) {
     r.problems.push(`CHAT_CASSANDRA_KEYSPACE=${JSON.stringify(e.cassandraKeyspace)}: expected a lower-case CQL name`);
   }
-  if (!/^[A-Za-z0-9_.-]+$/.test(e.etcdPrefix)) {
-    r.problems.push(`CHAT_ETCD_PREFIX=${JSON.stringify(e.etcdPrefix)}: expected letters, digits, '_', '-', '.'`);
-  }
-  if (!/^[A-Za-z0-9_-]*$/.test(e.kafkaNamespace)) {
-    r.problems.push(`CHAT_KAFKA_NAMESPACE=${JSON.stringify(e.kafkaNamespace)}: expected letters, digits, '_' or '-'`);
-  }
-  checkEndpoints(r, "CHAT_ETCD_ENDPOINTS", e.etcdEndpoints, { schemes: ["http", "https"], portRequired: true });
-  checkEndpoints(r, "CHAT_KAFKA_BROKERS", e.kafkaBrokers, { portRequired: true });
   checkEndpoints(r, "CHAT_CASSANDRA_CONTACT_POINTS", e.cassandraContactPoints, { portRequired: false });
-  checkRedisUrl(r, e.redisUrl);
   return e;
+}
+
+export function readInboxRetention(r: EnvReader): InboxRetention {
+  // 30 days; Cassandra's TTL cannot exceed 20 years.
+  return { inboxRetentionSeconds: r.int("CHAT_INBOX_RETENTION_S", 30 * 86_400, 0, 630_720_000) };
 }
 
 /**

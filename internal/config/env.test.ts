@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
-import { readEngineEndpoints } from "./engines.js";
+import { readCassandraEndpoints, readClusterEndpoints, readInboxRetention, readKafkaEndpoints, readRedisEndpoint } from "./engines.js";
 import { ConfigError, EnvReader, readLogLevel } from "./env.js";
+
+/** Every engine setting, as the pipeline (the one role that opens them all) reads them. */
+const readEngineEndpoints = (r: EnvReader) => ({
+  ...readClusterEndpoints(r),
+  ...readRedisEndpoint(r),
+  ...readKafkaEndpoints(r),
+  ...readCassandraEndpoints(r),
+  ...readInboxRetention(r),
+});
 
 describe("EnvReader", () => {
   it("uses fallbacks for unset variables", () => {

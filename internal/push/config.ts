@@ -19,12 +19,19 @@ export interface PushConfig {
   allowHttpEndpoints: boolean;
   apns?: { keyFile: string; keyId: string; teamId: string; topic: string; url: string };
   fcm?: { serviceAccountFile: string; url: string };
+}
+
+/** A role that sends pushes (chatd, the notifier): the credentials and how its notifier sends. */
+export interface NotifierPushConfig extends PushConfig {
   notifier: Partial<NotifierOptions>;
 }
 
 const bool = (r: EnvReader, name: string) => r.oneOf(name, "false", ["true", "false", "1", "0"] as const) as string;
 
-/** Reads the CHAT_VAPID_*, CHAT_PUSH_*, CHAT_APNS_* and CHAT_FCM_* variables (documented in the README). */
+/**
+ * Reads the CHAT_VAPID_*, CHAT_PUSH_ALLOW_HTTP, CHAT_APNS_* and CHAT_FCM_* variables (documented in
+ * the README): what registering endpoints needs (the api) as well as sending.
+ */
 export function readPushConfig(r: EnvReader): PushConfig {
   const apnsKeyFile = r.string("CHAT_APNS_KEY_FILE", "");
   const apns = {
@@ -45,13 +52,6 @@ export function readPushConfig(r: EnvReader): PushConfig {
     allowHttpEndpoints: ["true", "1"].includes(bool(r, "CHAT_PUSH_ALLOW_HTTP")),
     apns: apnsKeyFile ? apns : undefined,
     fcm: fcmFile ? { serviceAccountFile: fcmFile, url: r.string("CHAT_FCM_URL", "https://fcm.googleapis.com") } : undefined,
-    notifier: {
-      collapseWindowMs: r.int("CHAT_PUSH_COLLAPSE_MS", 2_000, 0, 60_000),
-      timeoutMs: r.int("CHAT_PUSH_TIMEOUT_MS", 10_000, 100, 120_000),
-      concurrency: r.int("CHAT_PUSH_CONCURRENCY", 64, 1, 10_000),
-      maxAttempts: r.int("CHAT_PUSH_MAX_ATTEMPTS", 5, 1, 20),
-      backoffBaseMs: r.int("CHAT_PUSH_BACKOFF_MS", 1_000, 10, 600_000),
-    },
   };
   if (!/^(mailto:|https:\/\/)/.test(config.vapidSubject)) {
     r.problems.push(`CHAT_VAPID_SUBJECT=${JSON.stringify(config.vapidSubject)}: must be a mailto: or https:// URL`);
@@ -63,6 +63,24 @@ export function readPushConfig(r: EnvReader): PushConfig {
     if (problem) r.problems.push(problem);
   }
   return config;
+}
+
+/**
+ * readPushConfig's settings and the notifier's own (CHAT_PUSH_COLLAPSE_MS, _TIMEOUT_MS,
+ * _CONCURRENCY, _MAX_ATTEMPTS, _BACKOFF_MS), for the roles that send pushes; the api, which
+ * only registers endpoints, reads none of the latter.
+ */
+export function readNotifierPushConfig(r: EnvReader): NotifierPushConfig {
+  return {
+    ...readPushConfig(r),
+    notifier: {
+      collapseWindowMs: r.int("CHAT_PUSH_COLLAPSE_MS", 2_000, 0, 60_000),
+      timeoutMs: r.int("CHAT_PUSH_TIMEOUT_MS", 10_000, 100, 120_000),
+      concurrency: r.int("CHAT_PUSH_CONCURRENCY", 64, 1, 10_000),
+      maxAttempts: r.int("CHAT_PUSH_MAX_ATTEMPTS", 5, 1, 20),
+      backoffBaseMs: r.int("CHAT_PUSH_BACKOFF_MS", 1_000, 10, 600_000),
+    },
+  };
 }
 
 /**

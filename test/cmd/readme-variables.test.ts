@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { readApiConfig } from "../../cmd/api/config.js";
+import { readChatServerConfig } from "../../cmd/chat-server/config.js";
+import { readGatewayConfig } from "../../cmd/gateway/config.js";
+import { readNotifierConfig } from "../../cmd/notifier/config.js";
+import { readPipelineConfig } from "../../cmd/pipeline/config.js";
+import { readPresenceConfig } from "../../cmd/presence/config.js";
+import { ConfigError } from "../../internal/config/env.js";
 
 // The README is the operator's only list of settings: a variable the code reads
 // and the README leaves out cannot be found, and one the README names that no
@@ -104,5 +111,85 @@ describe("README: the configuration tables", () => {
     assert.ok(tableNames.length > 50, `found only ${tableNames.length} rows: the README's tables moved`);
     const unknown = tableNames.filter((n) => (n.endsWith("*") ? ![...read].some((r) => r.startsWith(n.slice(0, -1))) : !read.has(n)));
     assert.deepEqual(unknown, []);
+  });
+});
+
+/** The variables a role's configuration reads, unset and set (a reader may read one only when another is set). */
+function readBy(read: (env: NodeJS.ProcessEnv) => unknown): Set<string> {
+  const names = new Set<string>();
+  for (const value of [undefined, "1"]) {
+    const env = new Proxy({} as NodeJS.ProcessEnv, {
+      get: (_, name) => {
+        if (typeof name === "string" && name.startsWith("CHAT_")) names.add(name);
+        return value;
+      },
+    });
+    try {
+      read(env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+    }
+  }
+  return names;
+}
+
+const ROLES = {
+  api: readApiConfig,
+  "chat-server": readChatServerConfig,
+  pipeline: readPipelineConfig,
+  presence: readPresenceConfig,
+  notifier: readNotifierConfig,
+  gateway: readGatewayConfig,
+} as const;
+type Role = keyof typeof ROLES;
+const ALL_ROLES = Object.keys(ROLES) as Role[];
+
+/** The cluster table's rows: each named variable (or group, ending in `*`) with the roles its row gives it. */
+function documentedRoles(): [string, Role[]][] {
+  const rows: [string, Role[]][] = [];
+  let previous: Role[][] = [];
+  for (const line of readme.split("\n").filter((l) => l.startsWith("| `CHAT_"))) {
+    const cells = line.split("|").map((c) => c.trim());
+    if (cells.length <= 5) continue; // chatd's table: no roles column
+    const names = [...cells[1].matchAll(/`([A-Z0-9_*]+)`/g)].map((m) => m[1]);
+    const group = names[0].split("_").slice(0, 2).join("_");
+    const full = names.map((n) => (n.startsWith("_") ? group + n : n));
+    const parse = (cell: string): Role[] => {
+      const text = cell.replace(/\s*\(.*\)$/, "");
+      if (text === "all") return ALL_ROLES;
+      if (text === "all but gateway") return ALL_ROLES.filter((r) => r !== "gateway");
+      const roles = text.split(/[,;]/).map((r) => r.trim());
+      for (const r of roles) assert.ok(r in ROLES, `README: ${JSON.stringify(r)} in the roles of ${full.join(", ")} is no role`);
+      return roles as Role[];
+    };
+    // "chat-server / gateway" pairs up with two names; "same" is the row above's.
+    const perName = cells[2] === "same" ? previous : cells[2].includes(" / ") ? cells[2].split(" / ").map(parse) : [parse(cells[2])];
+    previous = perName;
+    full.forEach((n, i) => rows.push([n, perName.length === full.length ? perName[i] : perName[0]]));
+  }
+  return rows;
+}
+
+describe("README: the cluster table's roles column", () => {
+  // The roles that serve no TLS read CHAT_TLS_* only to refuse it (the row says so).
+  const readOnlyToRefuse = new Set(["CHAT_TLS_CERT", "CHAT_TLS_KEY"]);
+
+  it("names, for each variable, exactly the roles whose configuration reads it", () => {
+    const rows = documentedRoles();
+    assert.ok(rows.length > 40, `found only ${rows.length} rows: the README's cluster table moved`);
+    const documentedFor = (name: string) => new Set(rows.filter(([n]) => n === name || (n.endsWith("*") && name.startsWith(n.slice(0, -1)))).flatMap(([, roles]) => roles));
+    const wrong: string[] = [];
+    for (const role of ALL_ROLES) {
+      const read = readBy(ROLES[role]);
+      for (const name of read) {
+        if (!documentedFor(name).has(role) && !readOnlyToRefuse.has(name)) wrong.push(`${role} reads ${name}; the README does not say so`);
+      }
+      for (const [name, roles] of rows) {
+        if (!roles.includes(role)) continue;
+        const reads = name.endsWith("*") ? [...read].some((n) => n.startsWith(name.slice(0, -1))) : read.has(name);
+        if (!reads) wrong.push(`the README says ${role} reads ${name}; it does not`);
+      }
+    }
+    assert.deepEqual(wrong, []);
   });
 });

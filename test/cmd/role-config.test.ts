@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { readApiConfig } from "../../cmd/api/config.js";
+import { readChatServerConfig } from "../../cmd/chat-server/config.js";
+import { readGatewayConfig } from "../../cmd/gateway/config.js";
+import { readNotifierConfig } from "../../cmd/notifier/config.js";
+import { readPipelineConfig } from "../../cmd/pipeline/config.js";
+import { readPresenceConfig } from "../../cmd/presence/config.js";
+import { ConfigError } from "../../internal/config/env.js";
+
+// Each role of the cluster reads the settings of the engines and features it uses, and no
+// others: one environment file for every role once stopped a gateway over a Cassandra typo.
+describe("cluster roles read only their own settings", () => {
+  const garbage = (names: string[]) => Object.fromEntries(names.map((n) => [n, "no such value:"]));
+  const redis = ["CHAT_REDIS_URL"];
+  const kafka = ["CHAT_KAFKA_BROKERS", "CHAT_KAFKA_PARTITIONS", "CHAT_KAFKA_NAMESPACE"];
+  const cassandra = ["CHAT_CASSANDRA_CONTACT_POINTS", "CHAT_CASSANDRA_DC", "CHAT_CASSANDRA_KEYSPACE", "CHAT_CASSANDRA_REPLICATION", "CHAT_CASSANDRA_SERIAL"];
+  const notifierOnly = ["CHAT_PUSH_COLLAPSE_MS", "CHAT_PUSH_TIMEOUT_MS", "CHAT_PUSH_CONCURRENCY", "CHAT_PUSH_MAX_ATTEMPTS", "CHAT_PUSH_BACKOFF_MS"];
+  const refusedNaming = (read: (env: NodeJS.ProcessEnv) => unknown, name: string) =>
+    assert.throws(() => read(garbage([name])), (e) => e instanceof ConfigError && e.problems.some((p) => p.startsWith(name)), name);
+
+  it("gateway: starts with garbage in every Redis, Kafka and Cassandra setting and the inbox retention (it opens etcd only)", () => {
+    const config = readGatewayConfig(garbage([...redis, ...kafka, ...cassandra, "CHAT_INBOX_RETENTION_S"]));
+    assert.deepEqual(Object.keys(config.engines).sort(), ["etcdEndpoints", "etcdPrefix", "startTimeoutSeconds"]);
+    refusedNaming(readGatewayConfig, "CHAT_ETCD_ENDPOINTS");
+  });
+
+  it("presence: starts with garbage in the Kafka settings (it opens no queue), and still refuses a bad Redis or Cassandra one", () => {
+    readPresenceConfig(garbage(kafka));
+    for (const name of [...redis, ...cassandra.filter((n) => n !== "CHAT_CASSANDRA_DC")]) refusedNaming(readPresenceConfig, name);
+  });
+
+  it("api: starts with garbage in the notifier's sending settings (it only registers endpoints)", () => {
+    readApiConfig(garbage(notifierOnly));
+    for (const name of notifierOnly) refusedNaming(readNotifierConfig, name);
+  });
+
+  it("only the pipeline (the inbox writer) reads CHAT_INBOX_RETENTION_S", () => {
+    for (const read of [readApiConfig, readChatServerConfig, readNotifierConfig, readPresenceConfig]) read(garbage(["CHAT_INBOX_RETENTION_S"]));
+    refusedNaming(readPipelineConfig, "CHAT_INBOX_RETENTION_S");
+    assert.equal(readPipelineConfig({ CHAT_INBOX_RETENTION_S: "0" }).engines.inboxRetentionSeconds, 0);
+  });
+});
