@@ -95,6 +95,8 @@ export function pushFiles(config: { keysDir: string; push: PushConfig }): Record
 export interface StartingRole {
   /** A signal came (or the role failed): the start-up goes on to `started`, and says nothing is listening. */
   readonly stopping: boolean;
+  /** Why the role gave up (ProcessStopper.fail), stopping to be restarted: /livez fails from then on. */
+  readonly failure?: Error;
   /** The role's stop, once everything it stops exists; it runs at once if a signal came during start-up. */
   started(stop: () => Promise<void>): ProcessStopper;
 }
@@ -122,6 +124,9 @@ export function stopOnSignalsFromStart(logger: Logger): StartingRole {
   return {
     get stopping() {
       return stopping;
+    },
+    get failure() {
+      return stopper.failure;
     },
     started(stop) {
       handOver(stop);

@@ -90,7 +90,7 @@ const apiCalls = apiMetrics(registry);
 // Shared by the api's own sends and its BlockUser, which forgets the pair here at once.
 const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSeconds * 1000 });
 
-// grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
+// grpc.health.v1 says what /readyz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
 const routesFn = (router: ConnectRouter) => {
   registerPublicApi(router, {
@@ -128,7 +128,7 @@ const connect = connectNodeAdapter({
   contextValues: clientAddressValues(config.apiLimits.clientIpHeader),
   jsonOptions: PUBLIC_API_JSON_OPTIONS,
 });
-// /healthz fails while an engine every request needs is away, or the worker id may be another's.
+// /readyz fails while an engine every request needs is away, or the worker id may be another's.
 const checks = [
   { name: "cassandra", check: async () => void (await storage.client.execute("SELECT release_version FROM system.local")) },
   { name: "redis", check: () => routes.ping() },
@@ -138,7 +138,7 @@ const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
 // Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
 // probing it would count in a process that is going. (No CHAT_OPS_PORT is no listener of its own.)
-const ops = await exitOnListenError("api", () => startPublicOps(registry, checks, config.host, start.stopping ? undefined : config.opsPort));
+const ops = await exitOnListenError("api", () => startPublicOps(registry, { checks, state: start }, config.host, start.stopping ? undefined : config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (ops.serve(req, res)) return;

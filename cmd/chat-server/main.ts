@@ -81,7 +81,7 @@ const registered: HealthCheck = {
 // Sends need ids: with its worker id lost (leasing another) the server refuses every one, registered or not.
 const minting = conditionCheck("worker-id", () => workerId.live, "worker id lease lost, leasing another");
 const checks = [registered, minting];
-// gRPC health says what /healthz says: a balancer (or grpcurl) told SERVING before the
+// gRPC health says what /readyz says: a balancer (or grpcurl) told SERVING before the
 // registration, or while its lease is lost, would send calls to a server no gateway can find.
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
@@ -90,7 +90,7 @@ const address = advertisedAddress(config, port);
 
 // Listening before registering: a CHAT_OPS_PORT it cannot have stops it before any gateway
 // is told of it (and sends it sessions for the lease's TTL after it exited).
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, checks, config.host, config.opsPort));
+const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
 
 // A stop asked meanwhile: no gateway is told of a server that is going (they would send
 // it sessions, then move them away again as its entry vanished).

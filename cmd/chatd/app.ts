@@ -255,7 +255,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     { name: notifier.health.stage, check: notifier.health.check },
   ];
 
-  const ops = await startPublicOps(registry, checks, config.host, config.opsPort);
+  // From the first moment of close(): /readyz fails while the drain goes on, /livez stays.
+  const state = { stopping: false };
+  const ops = await startPublicOps(registry, { checks, state }, config.host, config.opsPort);
   // Browsers: HTTP/1.1 for Connect and gRPC-Web, and the WebSocket upgrade.
   const handleHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (ops.serve(req, res)) return;
@@ -269,7 +271,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     }
     connect(req, res);
   };
-  // grpc.health.v1 says what /healthz says: NOT_SERVING while chat.db cannot be written.
+  // grpc.health.v1 says what /readyz says: NOT_SERVING while chat.db cannot be written.
   const healthFollower = followChecks(health, checks, { logger });
   await healthFollower.ready;
   const httpServer: http.Server = createPublicHttpServer(tls, handleHttp);
@@ -302,6 +304,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     opsPort: ops.port,
     close: () =>
       (closing ??= (async () => {
+        state.stopping = true;
         health.shutdown();
         healthFollower.stop();
         chat.drain();

@@ -52,12 +52,12 @@ new Gauge({
   },
 });
 const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
-// grpc.health.v1 says what /healthz says, and NOT_SERVING from the first moment of a stop.
+// grpc.health.v1 says what /readyz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
 
 // Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
 // probing it would count in a process that is going. (No CHAT_OPS_PORT is no listener of its own.)
-const ops = await exitOnListenError("gateway", () => startPublicOps(registry, checks, config.host, start.stopping ? undefined : config.opsPort));
+const ops = await exitOnListenError("gateway", () => startPublicOps(registry, { checks, state: start }, config.host, start.stopping ? undefined : config.opsPort));
 const tls = config.tls && { cert: config.tls.cert, key: config.tls.key };
 const handleHttp = (req: http.IncomingMessage, res: http.ServerResponse) => {
   if (!ops.serve(req, res)) res.writeHead(404).end();

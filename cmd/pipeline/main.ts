@@ -34,10 +34,10 @@ type Stage = { stop(): Promise<void>; health: PartitionedStageHealth };
 const workers: Stage[] = [];
 // Listening before the stages join their consumer groups: a CHAT_OPS_PORT it cannot have ends the
 // process before it holds partitions, which Kafka would leave to it for the session timeout, their
-// messages stalled. /healthz fails while a stage's every batch keeps failing (an engine down).
+// messages stalled. /readyz fails while a stage's every batch keeps failing (an engine down).
 let started = false;
 const checks: HealthCheck[] = [conditionCheck("stages", () => started, "stages not started yet")];
-const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, checks, config.host, config.opsPort));
+const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
 const startStage: Record<string, () => Promise<Stage>> = {
   sequencer: async () => {
     const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });

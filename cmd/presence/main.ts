@@ -35,7 +35,7 @@ const clients = new ChatServerClients(watch, logger);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 
-const ops = await exitOnListenError("presence", () => startOpsServer(registry, [{ name: "redis", check: () => presence.store.ping() }], config.host, config.opsPort));
+const ops = await exitOnListenError("presence", () => startOpsServer(registry, { checks: [{ name: "redis", check: () => presence.store.ping() }], state: start }, config.host, config.opsPort));
 start.started(async () => {
   await presence.close();
   clients.close();

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Registry } from "prom-client";
+import { MAX_LOOP_DELAY_MS, processLoopDelay, type LoopDelay } from "./event-loop.js";
 
 export interface HealthCheck {
   name: string;
@@ -21,7 +22,7 @@ export function conditionCheck(name: string, holds: () => boolean, failure: stri
   };
 }
 
-/** A check that has not answered in this long fails: an engine that stops answering must not hang /healthz. */
+/** A check that has not answered in this long fails: an engine that stops answering must not hang /readyz. */
 export const CHECK_TIMEOUT_MS = 5_000;
 
 /** Runs every check at once; each result is "ok" or why it failed. */
@@ -47,20 +48,70 @@ export async function runChecks(checks: readonly HealthCheck[], timeoutMs = CHEC
   );
 }
 
+/** What a process tells of itself beyond its checks. */
+export interface ProcessState {
+  /** A stop has begun: it drains what it holds and takes nothing new, so it is not ready; it is still alive. */
+  readonly stopping: boolean;
+  /** Why it cannot serve any more and is stopping to be restarted (ProcessStopper.fail): not alive either. */
+  readonly failure?: Error;
+}
+
+/** What /readyz and /livez answer from. */
+export interface Probes {
+  /** Readiness: what must hold for the process to serve (its engines, its leases, its stages). */
+  readonly checks: readonly HealthCheck[];
+  /** Unset: a process that only ever runs. */
+  readonly state?: ProcessState;
+  /** Unset: the process's own event loop. */
+  readonly loop?: LoopDelay;
+}
+
+/** /readyz: 200 when every check passes and no stop has begun, else 503 naming why. */
+export async function readiness(probes: Probes): Promise<{ ok: boolean; body: object }> {
+  const results = await runChecks(probes.checks);
+  // Read after the checks: a stop that began while they ran is told now, not at the next probe.
+  if (probes.state?.stopping) results.unshift(["stopping", "the process is stopping: draining, taking nothing new"]);
+  const ok = results.every(([, r]) => r === "ok");
+  return { ok, body: { status: ok ? "ok" : "unavailable", checks: Object.fromEntries(results) } };
+}
+
 /**
- * /metrics (Prometheus text) and /healthz (200 when every check passes, else
- * 503 naming the failing ones). Returns false when the path is not ours
- * (/metrics too, with `metrics: false`: a public listener whose metrics are
- * served on a port of their own).
+ * /livez: whether the process still turns, for a supervisor that restarts it
+ * when not. No engine is asked: an engine away fails readiness, and restarting
+ * every process for it would only add their start-ups to the outage. Nor does
+ * a drain fail it, or the supervisor would cut the drain short; a process that
+ * gave up (`failure`) does, and one whose event loop is blocked past
+ * MAX_LOOP_DELAY_MS.
+ */
+export function liveness(probes: Probes, maxDelayMs = MAX_LOOP_DELAY_MS): { ok: boolean; body: object } {
+  const eventLoopDelayMs = Math.round((probes.loop ?? processLoopDelay()).delayMs());
+  const failure = probes.state?.failure;
+  const reason = failure
+    ? `cannot go on: ${failure.message}`
+    : eventLoopDelayMs > maxDelayMs
+      ? `event loop ${eventLoopDelayMs} ms behind (more than ${maxDelayMs} ms)`
+      : undefined;
+  return { ok: !reason, body: reason ? { status: "unavailable", reason, eventLoopDelayMs } : { status: "ok", eventLoopDelayMs } };
+}
+
+/**
+ * /metrics (Prometheus text); /readyz, and /healthz as its alias (what load
+ * balancers and older configs probe); /livez. Returns false when the path is
+ * not ours (/metrics too, with `metrics: false`: a public listener whose
+ * metrics are served on a port of their own).
  */
 export function serveOps(
   registry: Registry,
-  checks: readonly HealthCheck[],
+  probes: Probes,
   req: IncomingMessage,
   res: ServerResponse,
   options: { metrics?: boolean } = {},
 ): boolean {
   const path = (req.url ?? "").split("?")[0];
+  const answer = ({ ok, body }: { ok: boolean; body: object }) => {
+    res.writeHead(ok ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
+    res.end(JSON.stringify(body));
+  };
   if (path === "/metrics" && options.metrics !== false) {
     registry
       .metrics()
@@ -73,12 +124,12 @@ export function serveOps(
       });
     return true;
   }
-  if (path === "/healthz") {
-    runChecks(checks).then((results) => {
-      const ok = results.every(([, r]) => r === "ok");
-      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", checks: Object.fromEntries(results) }));
-    });
+  if (path === "/readyz" || path === "/healthz") {
+    void readiness(probes).then(answer);
+    return true;
+  }
+  if (path === "/livez") {
+    answer(liveness(probes));
     return true;
   }
   return false;

@@ -44,13 +44,13 @@ describe("stopOnSignals", function () {
     assert.ok(p.lines.some((l) => l.includes("second signal while stopping")), p.lines.join("\n"));
   });
 
-  it("on fail(), stops as on a signal and then exits 1, saying why", async () => {
+  it("on fail(), stops as on a signal, keeping the failure for /livez, and then exits 1, saying why", async () => {
     const child = spawn(process.execPath, ["--import", "tsx", FAILS], { stdio: ["ignore", "pipe", "inherit"] });
     const lines: string[] = [];
     createInterface({ input: child.stdout! }).on("line", (l) => lines.push(l));
     const [code] = (await once(child, "exit")) as [number | null];
     assert.equal(code, 1, lines.join("\n"));
-    assert.ok(lines.includes("stopped"), lines.join("\n"));
+    assert.ok(lines.includes("stopped: the consumer stopped for good"), `the failure is known while it stops (/livez fails): ${lines.join("\n")}`);
     assert.ok(lines.some((l) => l.includes("cannot go on") && l.includes("the consumer stopped for good")), lines.join("\n"));
   });
 });

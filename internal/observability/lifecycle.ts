@@ -5,7 +5,7 @@ import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { serveOps, type HealthCheck } from "./http.js";
+import { serveOps, type Probes } from "./http.js";
 import { listen } from "./listen.js";
 
 /**
@@ -18,6 +18,8 @@ export const DEFAULT_STOP_TIMEOUT_MS = 25_000;
 export interface ProcessStopper {
   /** Something the process cannot recover from in place: stop as on SIGTERM, then exit 1 so a supervisor restarts it. */
   fail(err: Error): void;
+  /** What fail() was given: the process cannot serve any more, and /livez says so. */
+  readonly failure?: Error;
 }
 
 /**
@@ -30,6 +32,7 @@ export interface ProcessStopper {
 export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options: { timeoutMs?: number } = {}): ProcessStopper {
   const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   let stopping = false;
+  let failure: Error | undefined;
   const begin = (exitCode: 0 | 1) => {
     stopping = true;
     setTimeout(() => {
@@ -55,8 +58,12 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options
     });
   }
   return {
+    get failure() {
+      return failure;
+    },
     fail(err) {
       if (stopping) return;
+      failure = err;
       logger.fatal({ err }, "cannot go on: stopping, to be restarted");
       begin(1);
     },
@@ -80,15 +87,15 @@ export function createPublicHttpServer(tls: https.ServerOptions | undefined, han
   return server;
 }
 
-/** A small HTTP listener for /metrics and /healthz, for processes with no HTTP listener of their own. */
+/** A small HTTP listener for /metrics, /readyz (/healthz) and /livez, for processes with no HTTP listener of their own. */
 export async function startOpsServer(
   registry: Registry,
-  checks: readonly HealthCheck[],
+  probes: Probes,
   host: string,
   port: number,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
-    if (!serveOps(registry, checks, req, res)) res.writeHead(404).end();
+    if (!serveOps(registry, probes, req, res)) res.writeHead(404).end();
   });
   await listen(server, host, port, "CHAT_OPS_PORT");
   return {
@@ -97,7 +104,7 @@ export async function startOpsServer(
   };
 }
 
-/** What a process with a public HTTP listener (api, gateway, chatd) answers there of /metrics and /healthz. */
+/** What a process with a public HTTP listener (api, gateway, chatd) answers there of /metrics and the probes. */
 export interface PublicOps {
   /** For the public listener's handler: true when it answered the request. */
   serve(req: http.IncomingMessage, res: http.ServerResponse): boolean;
@@ -108,20 +115,21 @@ export interface PublicOps {
 
 /**
  * With no CHAT_OPS_PORT (`opsPort` undefined) the public listener answers
- * both paths: one port to try everything on, on a laptop. With one, /metrics
+ * every path: one port to try everything on, on a laptop. With one, /metrics
  * moves to its own listener, which a deployment keeps off the internet (the
  * series name every route, error and stage of the process), and the public
- * port keeps /healthz, which load balancers probe.
+ * port keeps /readyz, /healthz and /livez, which load balancers and kubelets
+ * probe (the ops listener answers them too).
  */
 export async function startPublicOps(
   registry: Registry,
-  checks: readonly HealthCheck[],
+  probes: Probes,
   host: string,
   opsPort: number | undefined,
 ): Promise<PublicOps> {
-  if (opsPort === undefined) return { serve: (req, res) => serveOps(registry, checks, req, res), close: async () => {} };
-  const ops = await startOpsServer(registry, checks, host, opsPort);
-  return { serve: (req, res) => serveOps(registry, checks, req, res, { metrics: false }), port: ops.port, close: ops.close };
+  if (opsPort === undefined) return { serve: (req, res) => serveOps(registry, probes, req, res), close: async () => {} };
+  const ops = await startOpsServer(registry, probes, host, opsPort);
+  return { serve: (req, res) => serveOps(registry, probes, req, res, { metrics: false }), port: ops.port, close: ops.close };
 }
 
 /**

@@ -74,10 +74,12 @@ describe("distributed mode: health", function () {
     rmSync(keysDir, { recursive: true, force: true });
   });
 
-  it("answers /healthz 503 naming Redis from the api and the presence sweeper while Redis is away, 200 from an api with every engine", async () => {
+  it("answers /readyz (and /healthz) 503 naming Redis from the api and the presence sweeper while Redis is away, /livez 200: alive, not ready; all 200 from an api with every engine", async () => {
     const healthy = await startRole("api", common);
-    const ok = await fetch(`${healthy.info.http}/healthz`);
-    assert.equal(ok.status, 200, await ok.text());
+    for (const path of ["/healthz", "/readyz", "/livez"]) {
+      const ok = await fetch(`${healthy.info.http}${path}`);
+      assert.equal(ok.status, 200, `${path}: ${await ok.text()}`);
+    }
 
     const away = { ...common, CHAT_REDIS_URL: `redis://127.0.0.1:${await freePort()}` };
     const api = await startRole("api", away);
@@ -85,15 +87,26 @@ describe("distributed mode: health", function () {
     const body = await res.text();
     assert.equal(res.status, 503, body);
     assert.match(body, /redis/);
+    // Not ready, and alive: a liveness probe that failed here would restart every api while Redis is away.
+    // On the public port, which balancers probe, and on the ops port alike.
+    for (const base of [String(api.info.http), `http://127.0.0.1:${api.info.ops}`]) {
+      const ready = await fetch(`${base}/readyz`);
+      const readyBody = (await ready.json()) as { checks: Record<string, string> };
+      assert.equal(ready.status, 503, JSON.stringify(readyBody));
+      assert.notEqual(readyBody.checks.redis, "ok", "the failing check names Redis");
+      const live = await fetch(`${base}/livez`);
+      assert.equal(live.status, 200, `${base}/livez: ${await live.text()}`);
+    }
 
     // gRPC health says the same, for a load balancer that probes gRPC.
     await waitForGrpcHealth(healthy.info.grpc, ServingStatus.SERVING);
     await waitForGrpcHealth(api.info.grpc, ServingStatus.NOT_SERVING);
 
     const presence = await startRole("presence", away);
-    const swept = await fetch(`http://127.0.0.1:${presence.info.ops}/healthz`);
+    const swept = await fetch(`http://127.0.0.1:${presence.info.ops}/readyz`);
     assert.equal(swept.status, 503);
     assert.match(await swept.text(), /redis/);
+    assert.equal((await fetch(`http://127.0.0.1:${presence.info.ops}/livez`)).status, 200);
   });
 
   it("answers 503 and NOT_SERVING from a gateway that sees no chat server, and keeps running", async () => {

@@ -3,6 +3,7 @@
 import { pino } from "pino";
 import { stopOnSignals } from "../lifecycle.js";
 
-const stopper = stopOnSignals(pino(), async () => console.log("stopped"));
+// Says what /livez would read of the process while it stops.
+const stopper = stopOnSignals(pino(), async () => console.log(`stopped: ${stopper.failure?.message}`));
 setInterval(() => {}, 1_000); // stays alive until something ends it
 setImmediate(() => stopper.fail(new Error("the consumer stopped for good")));
