@@ -94,3 +94,20 @@ describe("MemoryPresenceStore: last seens of users online, written through", () 
     assert.deepEqual(perSweep, [1_000, 1_000, 500, 0, 0, 0, 0, 0, 0, 0, 1_000, 1_000, 500, 0, 0]);
   });
 });
+
+describe("MemoryPresenceStore: its log unreadable (chat.db failing)", () => {
+  const T = 1_700_000_000_000;
+
+  it("answers from memory without the kept last seen, and hands the failure on, rather than failing", async () => {
+    const failures: unknown[] = [];
+    const store = new MemoryPresenceStore({
+      lastSeenLog: { record: async () => {}, read: async () => Promise.reject(new Error("disk I/O error")) },
+      onLastSeenLogError: (err) => failures.push(err),
+    });
+    await store.touch(1n, 1n, T, T + 1_000);
+    assert.deepEqual(await store.get([1n, 2n], T + 500), [{ userId: 1n, online: true }, { userId: 2n, online: false }]);
+    assert.deepEqual(await store.latest(2n), { userId: 2n, online: false, version: 0 });
+    assert.equal(failures.length, 2);
+    await store.close();
+  });
+});

@@ -33,9 +33,9 @@ export interface MemoryPresenceOptions {
   maxLastSeen?: number;
   /**
    * Keeps last-seen times beyond the process (chatd: chat.db), for users
-   * held nothing of after a restart. Its writes are soft, as presence is: a
-   * failed one is handed to `onLastSeenLogError` and costs only that last
-   * seen after a restart. Default: kept in memory alone.
+   * held nothing of after a restart. Its writes and reads are soft, as
+   * presence is: a failed one is handed to `onLastSeenLogError` and costs
+   * only that last seen. Default: kept in memory alone.
    */
   lastSeenLog?: LastSeenLog;
   onLastSeenLogError?: (err: unknown) => void;
@@ -243,10 +243,21 @@ export class MemoryPresenceStore implements PresenceStore {
     return { whole: this.users.size, lastSeen: this.lastSeen.size };
   }
 
-  /** Last seens the log kept of users held nothing of here (from before a restart), within the retention. */
+  /**
+   * Last seens the log kept of users held nothing of here (from before a
+   * restart), within the retention. A failed read answers none (handed to
+   * `onLastSeenLogError`), as the Redis store's does: presence lives in this
+   * process and lost nothing, and a rejection here failed GetPresence and,
+   * taken by the tracker for a store gone away, held sweeps off for a grace period.
+   */
   private async logged(userIds: readonly Id[], nowMs: number): Promise<Map<Id, number>> {
     this.nowMs = Math.max(this.nowMs, nowMs);
-    return this.log.read(userIds, this.nowMs - this.lastSeenTtlMs);
+    try {
+      return await this.log.read(userIds, this.nowMs - this.lastSeenTtlMs);
+    } catch (err) {
+      this.onLogError(err);
+      return new Map();
+    }
   }
 
   /** Writes last seens to the log, in the background: a flip never waits for (nor fails by) the disk. */

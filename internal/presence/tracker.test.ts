@@ -766,6 +766,23 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     );
   });
 
+  it("chatd: a chat.db whose last seens cannot be read holds no sweep off and fails no GetPresence (its memory store lost nothing)", async () => {
+    const heard: Heard[] = [];
+    const store = new MemoryPresenceStore({ lastSeenLog: { record: async () => {}, read: () => Promise.reject(new Error("disk I/O error")) } });
+    const tr = tracker({ store, directory: recorder(heard) });
+    let recovered = 0;
+    tr.onStoreRecovered(() => recovered++);
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    // A user the store holds nothing of: their last seen is read from chat.db.
+    assert.deepEqual(await tr.getPresence([2n]), [{ userId: 2n, online: false }]);
+    t += GRACE;
+    await tr.sweep();
+    await tr.idle();
+    assert.equal(show(heard), "1:ON 1:OFF", "swept offline when the grace period ran out, not a grace period later");
+    assert.equal(recovered, 0, "no session was touched again");
+  });
+
   it("tells its listeners once when the store answers again after failing (the chat server touches its sessions)", async () => {
     let down = false;
     const tr = tracker({ store: storeOver(() => new MemoryPresenceStore(), () => down), directory: recorder([]) });
