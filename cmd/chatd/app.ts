@@ -38,7 +38,7 @@ import { PresenceTracker } from "../../internal/presence/tracker.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
-import { pushMetrics } from "../../internal/push/metrics.js";
+import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
 import { channelMutes, publishOfflineNotifications } from "../../internal/push/records.js";
 import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
@@ -153,13 +153,16 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   // Push: the notifier consumes chat.notifications.v1, as cmd/notifier does on Kafka.
   const pushEndpoints = new SqlitePushEndpointStore(storage.db);
   const push = createPushProviders({ vapidKeyFile: join(config.dataDir, "vapid.json"), ...config.push });
+  // As cmd/notifier counts its Cassandra reads: the notifier retries or gets by without them, so a
+  // chat.db that fails them shows here first. (Who is online is this process's memory: no engine.)
+  const engineErrors = notifierEngineErrors(registry);
   const notifier: Notifier = new Notifier({
     queue,
-    endpoints: pushEndpoints,
+    endpoints: engineErrors.counted("endpoints", pushEndpoints),
     providers: push.providers,
     isOnline: async (userId) => (await chat.onlineUsers([userId])).has(userId),
-    isDeviceActive: (userId, deviceId) => isActiveDevice(storage.accounts, userId, deviceId),
-    channelMutedUntil: channelMutes(storage.channels),
+    isDeviceActive: engineErrors.counted("device", (userId: bigint, deviceId: bigint) => isActiveDevice(storage.accounts, userId, deviceId)),
+    channelMutedUntil: engineErrors.counted("mutes", channelMutes(storage.channels)),
     options: config.push.notifier,
     logger: logger.child({ component: "notifier" }),
     ...pushMetrics(registry, () => notifier.pending),
