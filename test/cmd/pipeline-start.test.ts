@@ -5,6 +5,7 @@ import { ConsumerGroups, topicSpecs, Topics } from "../../internal/pipeline/topi
 import { engineScope } from "../support/engine-scope.js";
 import { engineConfig } from "../support/engines.js";
 import { groupMembers, holdGroup, joinForeign } from "../support/kafka-groups.js";
+import { freePort } from "../support/ports.js";
 import { runToExit } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -36,16 +37,26 @@ describe("pipeline: starting its stages", function () {
     }
   });
 
-  it("a SIGTERM while a stage joins its group: the stage leaves the group before the process exits, and no further stage starts", async () => {
+  it("a SIGTERM while a stage joins its group: the stage leaves the group before the process exits, and no further stage starts; meanwhile /readyz fails (stopping) and /livez passes", async () => {
     // A member of the sequencer's group holding a batch keeps the pipeline's sequencer joining until the test lets it go.
     const group = `${ns}.${ConsumerGroups.sequencer}`;
     const holder = await holdGroup(ns, ConsumerGroups.sequencer, Topics.submitted);
     let pipeline: ChildProcess | undefined;
     try {
-      const exited = runToExit("pipeline", { ...scope.env, CHAT_KAFKA_PARTITIONS: "1", CHAT_PIPELINE_STAGES: "sequencer,inbox-writer" }, (child) => (pipeline = child));
+      const ops = `http://127.0.0.1:${await freePort()}`;
+      const exited = runToExit("pipeline", { ...scope.env, CHAT_KAFKA_PARTITIONS: "1", CHAT_PIPELINE_STAGES: "sequencer,inbox-writer", CHAT_OPS_PORT: ops.split(":")[2]! }, (child) => (pipeline = child));
       await waitFor(() => holder.revoked.aborted, "the pipeline's sequencer to begin joining the group", 120_000);
       const joinsBefore = holder.joins();
       pipeline!.kill("SIGTERM");
+      // The stop waits on the join the holder keeps going: a drain. Not ready, and alive, or a
+      // supervisor's liveness probe would kill the drain (and leave the stage in its group).
+      const ready = await waitFor(async () => {
+        const body = await (await fetch(`${ops}/readyz`)).text();
+        return body.includes('"stopping"') && body;
+      }, "/readyz to say the pipeline is stopping");
+      assert.match(ready, /"status":"unavailable"/);
+      const live = await fetch(`${ops}/livez`);
+      assert.equal(live.status, 200, await live.text());
       holder.release();
       const { code, stderr } = await exited;
       await waitFor(() => holder.joins() > joinsBefore, "the holder back in the group");
