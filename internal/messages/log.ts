@@ -14,6 +14,13 @@ export interface PageQuery {
   textBytes?: number;
 }
 
+/** A change `amendIfChanges` applied (or judged to change nothing): its target as it now is. */
+export interface Amended {
+  message: StoredMessage;
+  /** False when the change left the target as it was (`changesNothing`). */
+  changed: boolean;
+}
+
 /**
  * MessageLog is every channel's history, kept forever. One writer appends
  * to a given channel (the pipeline partition that owns it), so the adapter
@@ -67,6 +74,20 @@ export interface MessageLog {
    * since its resend may come after the change that refused it.
    */
   amend(change: NewMessage): Promise<StoredMessage | undefined>;
+  /**
+   * `amend`, for a caller that copies a change on only if it changes
+   * something (the Sequencer): the change is first judged by
+   * `changesNothing` against its target as read to apply it, so one read
+   * serves both. A change that would leave the target as it is comes back
+   * `changed: false`: an edit then writes nothing (stored, it would mark the
+   * message edited and count towards its edits, and it holds no key), a
+   * reaction is stored as `amend` stores it (for its key: a resend minted
+   * again is then this one). The same change again (a retried record, its
+   * key held by its own `messageId`) is judged changed as when it first
+   * applied: the state read may be its own doing. Undefined where `amend`
+   * is, and with the same writes.
+   */
+  amendIfChanges(change: NewMessage): Promise<Amended | undefined>;
   /** The id of the change that holds that send key, if any. */
   findChange(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<Id | undefined>;
   /**

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { ChannelMembers } from "../channels/members.js";
-import { changesNothing, notifiedOfChange } from "../messages/changes.js";
+import { notifiedOfChange } from "../messages/changes.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import { isChange, type Id, type NewMessage, type StoredMessage } from "../model/types.js";
@@ -115,15 +115,20 @@ export class Sequencer {
    * every member's inbox as an entry of its own (no seq), so devices learn it
    * in order with the channel's messages. One that no longer applies (its target deleted,
    * or changed later) goes nowhere; the log says so by returning nothing.
+   * Nor does one that would leave its target as it is (an edit to the text it
+   * has, a reaction its sender has on it: it was acked when queued, and a
+   * repeat must not reach every member's inbox). The log tells that from the
+   * read of the target it applies the change on (`amendIfChanges`): a read
+   * here first made two reads of the same row per change. That one read
+   * follows the channel's earlier changes (`handle` runs them one after the
+   * other, the log applies them in call order) on the channel's one writer,
+   * so what is judged is the state the change lands on, never an older one.
    */
   private async amend(change: NewMessage): Promise<Fanout | undefined> {
     const { log } = this.deps;
-    const unchanged = await this.changesNothing(change);
-    // An edit stored would mark the message edited and count towards its edits; a reaction is
-    // stored for its key (a resend minted again is then this one), and copied to no inbox.
-    if (unchanged && !change.reaction) return undefined;
-    const target = await log.amend(change);
-    if (!target || unchanged) return undefined;
+    const amended = await log.amendIfChanges(change);
+    if (!amended?.changed) return undefined;
+    const target = amended.message;
     this.deps.metrics?.sequenced.inc();
     // A delete also takes the text out of the inbox copies of the message and
     // of its edits: the inbox writers empty them as they append the delete.
@@ -135,22 +140,6 @@ export class Sequencer {
       parts: emptiedParts(change.deleted ? [target.messageId, ...edits] : []),
       notify: notifiedOfChange(change, target),
     };
-  }
-
-  /**
-   * Whether an edit or a reaction would leave its target as it is (it was
-   * acked when queued): then it is copied to no inbox. A delete always
-   * changes something, or the log drops it. The same record again (a retried
-   * batch) is no such change: the state read may be its own doing, and its
-   * fan-out may not have happened.
-   */
-  private async changesNothing(change: NewMessage): Promise<boolean> {
-    if (change.deleted) return false;
-    const { log } = this.deps;
-    const target = await log.get(change.channelId, change.targetSeq!);
-    if (!target || !changesNothing(change, target)) return false;
-    const holder = await log.findChange(change.channelId, change.senderUserId, change.senderDeviceId, change.clientMsgId);
-    return holder !== change.messageId;
   }
 }
 

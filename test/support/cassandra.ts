@@ -37,3 +37,16 @@ export function countingDb(db: Db) {
   const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
   return { db: Object.create(db, { client: { value: client } }) as Db, count };
 }
+
+/** A Db that counts its requests by kind and table ("SELECT messages"): which reads a path makes, not only how many. */
+export function countingByTable(db: Db) {
+  const count = new Map<string, number>();
+  const execute = ((query: string, params?: unknown[], options?: object) => {
+    const kind = /^\s*(\w+)/.exec(query)![1]!.toUpperCase();
+    const table = /(?:FROM|INTO|UPDATE)\s+\w+\.(\w+)/i.exec(query)?.[1];
+    count.set(`${kind} ${table}`, (count.get(`${kind} ${table}`) ?? 0) + 1);
+    return db.client.execute(query, params, options);
+  }) as Db["client"]["execute"];
+  const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
+  return { db: Object.create(db, { client: { value: client } }) as Db, count };
+}

@@ -1,22 +1,8 @@
 import assert from "node:assert/strict";
-import { scratchCassandra } from "../../../test/support/cassandra.js";
+import { countingByTable, scratchCassandra } from "../../../test/support/cassandra.js";
 import type { Id, StoredMessage } from "../../model/types.js";
 import { uniqueId } from "../contract/helpers.js";
 import { CassandraInbox, CassandraMessageLog } from "./index.js";
-import type { Db } from "./session.js";
-
-/** A Db that counts its requests by the table they read or write. */
-function countingByTable(db: Db) {
-  const count = new Map<string, number>();
-  const execute = ((query: string, params?: unknown[], options?: object) => {
-    const kind = /^\s*(\w+)/.exec(query)![1]!.toUpperCase();
-    const table = /(?:FROM|INTO)\s+\w+\.(\w+)/i.exec(query)?.[1];
-    count.set(`${kind} ${table}`, (count.get(`${kind} ${table}`) ?? 0) + 1);
-    return db.client.execute(query, params, options);
-  }) as Db["client"]["execute"];
-  const client = Object.create(db.client, { execute: { value: execute } }) as Db["client"];
-  return { db: Object.create(db, { client: { value: client } }) as Db, count };
-}
 
 /**
  * What an inbox writer's batch reads: a group message is appended to a

@@ -1,5 +1,6 @@
 import cassandra from "cassandra-driver";
-import type { MessageLog, PageQuery } from "../../messages/log.js";
+import { changesNothing } from "../../messages/changes.js";
+import type { Amended, MessageLog, PageQuery } from "../../messages/log.js";
 import { decodeNote, encodeNote } from "../../messages/notes.js";
 import { throughTextBytes } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
@@ -112,7 +113,7 @@ export class CassandraMessageLog implements MessageLog {
   private legacyUntil: Promise<number> | undefined;
   private readonly seqOps: SequenceOps<NewMessage, StoredMessage>;
   /** The last amend called per channel, while one is in flight: the next one starts after it. */
-  private readonly amending = new Map<Id, Promise<StoredMessage | undefined>>();
+  private readonly amending = new Map<Id, Promise<Amended | undefined>>();
 
   constructor(
     private readonly db: Db,
@@ -176,7 +177,15 @@ export class CassandraMessageLog implements MessageLog {
     return this.appender.append(message.channelId, message).then((r) => ({ message: r.entry, duplicate: r.duplicate }));
   }
 
-  amend(change: NewMessage): Promise<StoredMessage | undefined> {
+  async amend(change: NewMessage): Promise<StoredMessage | undefined> {
+    return (await this.inChannelOrder(change, false))?.message;
+  }
+
+  amendIfChanges(change: NewMessage): Promise<Amended | undefined> {
+    return this.inChannelOrder(change, true);
+  }
+
+  private inChannelOrder(change: NewMessage, judge: boolean): Promise<Amended | undefined> {
     const key = change.channelId;
     const before = this.amending.get(key);
     // After the channel's appends called before it: a change of the newest
@@ -189,7 +198,7 @@ export class CassandraMessageLog implements MessageLog {
     // Each decision reads what the one before wrote. One that fails fails
     // those queued behind it, as a failed append group does: the caller
     // retries them together, and none overtakes a change still to be made.
-    const run = (before ? before.then(() => appends) : appends).then(() => this.applyChange(change));
+    const run = (before ? before.then(() => appends) : appends).then(() => this.applyChange(change, judge));
     this.amending.set(key, run);
     const forget = () => {
       if (this.amending.get(key) === run) this.amending.delete(key);
@@ -291,7 +300,8 @@ export class CassandraMessageLog implements MessageLog {
     return out;
   }
 
-  private async applyChange(change: NewMessage): Promise<StoredMessage | undefined> {
+  /** With `judge`, as amendIfChanges; else as amend, every change answered `changed`. */
+  private async applyChange(change: NewMessage, judge: boolean): Promise<Amended | undefined> {
     const { channelId, targetSeq: seq } = change;
     if (seq === undefined || seq < 1n) return undefined;
     const bucket = bucketOf(seq, this.bucketSize);
@@ -301,16 +311,9 @@ export class CassandraMessageLog implements MessageLog {
       this.newest.head(channelId),
       this.db.one(this.q.changeKey, key),
     ]);
-    // The key is taken before anything is applied, whether or not it applies: a
-    // resend under another id is then never applied, neither after the first
-    // copy nor after a later change that refused it. Channels' changes apply
-    // one at a time in record order, on every writer alike, so a read then a
-    // write is enough.
-    if (keyed) {
-      if (big(keyed.get("change_id")) !== change.messageId) return undefined;
-    } else {
-      await this.db.write(this.q.putChangeKey, [...key, change.messageId]);
-    }
+    // A resend under another id is never applied, neither after the first
+    // copy nor after a later change that refused it.
+    if (keyed && big(keyed.get("change_id")) !== change.messageId) return undefined;
     let target = r && {
       message: toMessage(r, channelId, seq),
       current: decodeChange(r.get("change")),
@@ -330,9 +333,26 @@ export class CassandraMessageLog implements MessageLog {
         await this.seqOps.writeHead(channelId, h.entry);
       }
     }
+    // Judged on the very rows the writes below are decided on, so no second
+    // read of the target: this runs after the channel's earlier changes and
+    // appends (inChannelOrder), and a channel's records reach its writer in
+    // order (one partition of the queue), so nothing changes the target in
+    // between (a writer overlapping in a rebalance replays the same records
+    // in the same order). The same change again (its key its own) may find
+    // its own doing, and counts as changed.
+    const now = target && withReactions(applyChange(target.message, target.current), target.reactions);
+    const unchanged = judge && !keyed && now !== undefined && changesNothing(change, now);
+    if (unchanged && !change.reaction) return { message: now!, changed: false };
+    // The key is taken before anything is applied, whether or not it applies.
+    // Channels' changes apply one at a time in record order, on every writer
+    // alike, so a read then a write is enough.
+    if (!keyed) await this.db.write(this.q.putChangeKey, [...key, change.messageId]);
     if (!target) return undefined;
     const { message, current, reactions } = target;
-    if (change.reaction) return this.react(change, applyChange(message, current), reactions, bucket);
+    if (change.reaction) {
+      const reacted = await this.react(change, applyChange(message, current), reactions, bucket);
+      return reacted && { message: reacted, changed: !unchanged };
+    }
     const newest = head.seq === seq;
     if (current?.changedBy === change.messageId) {
       // This change again (a retried record). The head's copy is written
@@ -343,7 +363,7 @@ export class CassandraMessageLog implements MessageLog {
         newest ? this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]) : undefined,
         change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
       ]);
-      return withReactions(applyChange(message, current), reactions);
+      return { message: withReactions(applyChange(message, current), reactions), changed: true };
     }
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.
@@ -363,7 +383,7 @@ export class CassandraMessageLog implements MessageLog {
       newest ? this.db.write(this.q.changeHead, [seq, cell, channelId]) : undefined,
       change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
     ]);
-    return withReactions(applyChange(message, next), reactions);
+    return { message: withReactions(applyChange(message, next), reactions), changed: true };
   }
 
   /**

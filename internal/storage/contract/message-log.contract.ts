@@ -533,6 +533,77 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("amendIfChanges", () => {
+      const change = (target: StoredMessage, over: Partial<NewMessage> = {}): NewMessage =>
+        msg(target.channelId, { senderUserId: target.senderUserId, text: "edited", sentAtMs: target.sentAtMs + 60_000, targetSeq: target.seq, ...over });
+      const react = (target: StoredMessage, userId: bigint, emoji: string): NewMessage => change(target, { senderUserId: userId, text: emoji, reaction: true });
+      const keyOf = (m: NewMessage) => log.findChange(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId);
+
+      it("applies a change as amend does and says it changed the message", async () => {
+        const { channelId, stored } = await fill(1);
+        const a = uniqueId();
+        const liked = { ...stored[0]!, reactions: [{ userId: a, emoji: "👍" }] };
+        assert.deepStrictEqual(await log.amendIfChanges(react(stored[0]!, a, "👍")), { message: liked, changed: true });
+        const edit = change(stored[0]!, { text: "new" });
+        const edited = { ...liked, text: "new", editedAtMs: edit.sentAtMs };
+        assert.deepStrictEqual(await log.amendIfChanges(edit), { message: edited, changed: true });
+        assert.deepStrictEqual(await log.get(channelId, 1n), edited);
+        const deleted = { ...stored[0]!, text: "", deleted: true };
+        assert.deepStrictEqual(await log.amendIfChanges(change(stored[0]!, { text: "", deleted: true })), { message: deleted, changed: true });
+        assert.equal(await log.amendIfChanges(change(stored[0]!, { text: "" })), undefined, "an edit of a deleted message");
+        assert.equal(await log.amendIfChanges(change({ ...stored[0]!, seq: 2n })), undefined, "a missing seq");
+      });
+
+      it("tells an edit to the text the message has and stores it nowhere; a reaction its sender has, or taking back one they have not, is stored for its key", async () => {
+        const { channelId, stored } = await fill(1);
+        const [a, b] = [uniqueId(), uniqueId()];
+        const liked = (await log.amend(react(stored[0]!, a, "👍")))!;
+        const same = change(stored[0]!, { text: stored[0]!.text });
+        assert.deepStrictEqual(await log.amendIfChanges(same), { message: liked, changed: false });
+        assert.deepStrictEqual(await log.get(channelId, 1n), liked, "not marked edited");
+        assert.deepStrictEqual(await log.editsOf(channelId, 1n), [], "not counted among its edits");
+        assert.equal(await keyOf(same), undefined, "no key held");
+        for (const noop of [react(stored[0]!, a, "👍"), react(stored[0]!, b, "")]) {
+          assert.deepStrictEqual(await log.amendIfChanges(noop), { message: liked, changed: false });
+          assert.equal(await keyOf(noop), noop.messageId, "its key held: a resend minted again is this one");
+          assert.equal(await log.amendIfChanges({ ...noop, messageId: uniqueId() }), undefined, "that resend");
+        }
+        assert.deepStrictEqual(await log.get(channelId, 1n), liked);
+      });
+
+      it("judges each change after the changes called before it applied, in flight together", async () => {
+        const { channelId, stored } = await fill(1);
+        const a = uniqueId();
+        const changed = async (ms: NewMessage[]) => (await Promise.all(ms.map((m) => log.amendIfChanges(m)))).map((r) => r?.changed);
+        // Each of these changes nothing as the message was, and something after the one before it.
+        assert.deepStrictEqual(
+          await changed([change(stored[0]!, { text: "x" }), change(stored[0]!, { text: stored[0]!.text }), react(stored[0]!, a, "👍"), react(stored[0]!, a, "")]),
+          [true, true, true, true],
+        );
+        // And each of these something as it was, nothing after the one before it.
+        assert.deepStrictEqual(
+          await changed([change(stored[0]!, { text: "y" }), change(stored[0]!, { text: "y" }), react(stored[0]!, a, "😂"), react(stored[0]!, a, "😂")]),
+          [true, false, true, false],
+        );
+        assert.deepStrictEqual(await log.get(channelId, 1n), { ...stored[0]!, text: "y", editedAtMs: stored[0]!.sentAtMs + 60_000, reactions: [{ userId: a, emoji: "😂" }] });
+      });
+
+      it("counts the same change again (a retried record, its key its own) as changed: the state it finds may be its own doing", async () => {
+        const { stored } = await fill(1);
+        const a = uniqueId();
+        const edit = change(stored[0]!, { text: "once" });
+        const first = await log.amendIfChanges(edit);
+        assert.equal(first?.changed, true);
+        assert.deepStrictEqual(await log.amendIfChanges(edit), first);
+        const like = react(stored[0]!, a, "👍");
+        assert.equal((await log.amendIfChanges(like))?.changed, true);
+        assert.equal((await log.amendIfChanges(like))?.changed, true);
+        const again = react(stored[0]!, a, "👍");
+        assert.equal((await log.amendIfChanges(again))?.changed, false);
+        assert.equal((await log.amendIfChanges(again))?.changed, true, "its retry, which cannot tell");
+      });
+    });
+
     describe("latest", () => {
       it("returns the newest message of each channel that has any", async () => {
         const a = await fill(3);

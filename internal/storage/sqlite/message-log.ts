@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
-import type { MessageLog, PageQuery } from "../../messages/log.js";
+import { changesNothing } from "../../messages/changes.js";
+import type { Amended, MessageLog, PageQuery } from "../../messages/log.js";
 import { decodeNote, encodeNote } from "../../messages/notes.js";
 import { TextBudget } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, Reaction, StoredMessage } from "../../model/types.js";
@@ -174,15 +175,28 @@ function build(db: SqliteDatabase) {
     }
     return withReactions(change.channelId, [toMessage(r)])[0];
   };
-  const amendTx = db.transaction((change: NewMessage): StoredMessage | undefined => {
+  /** With `judge`, amendIfChanges; else amend, every change answered `changed`. */
+  const amendTx = db.transaction((change: NewMessage, judge: boolean): Amended | undefined => {
     const r = s.target.get(change.channelId, change.targetSeq ?? 0n) as Row | undefined;
     if (!r) return undefined;
     const keyed = s.changeByKey.get(change.channelId, change.senderUserId, change.senderDeviceId, change.clientMsgId) as Row | undefined;
     if (keyed && keyed.change_id !== change.messageId) return undefined;
-    if (change.reaction) return react(change, r);
+    // Judged on the row this transaction changes. The same change again (its key its own) may find its own doing: changed.
+    if (judge && !keyed) {
+      const now = withReactions(change.channelId, [toMessage(r)])[0]!;
+      if (changesNothing(change, now)) {
+        if (!change.reaction) return { message: now, changed: false };
+        const reacted = react(change, r);
+        return reacted && { message: reacted, changed: false };
+      }
+    }
+    if (change.reaction) {
+      const reacted = react(change, r);
+      return reacted && { message: reacted, changed: true };
+    }
     const changedBy = r.changed_by as bigint;
     // The change that made the row what it is, replayed (a retried record): its result again.
-    if (changedBy === change.messageId) return withReactions(change.channelId, [toMessage(r)])[0];
+    if (changedBy === change.messageId) return { message: withReactions(change.channelId, [toMessage(r)])[0]!, changed: true };
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.
     if (r.deleted || (!change.deleted && change.messageId < changedBy)) return undefined;
@@ -191,10 +205,10 @@ function build(db: SqliteDatabase) {
       change.clientMsgId, change.deleted ? 1 : 0, change.sentAtMs, 0);
     if (change.deleted) {
       s.markDeleted.run(change.messageId, target.messageId);
-      return { ...target, text: "", deleted: true };
+      return { message: { ...target, text: "", deleted: true }, changed: true };
     }
     s.markEdited.run(change.text, change.sentAtMs, change.messageId, target.messageId);
-    return withReactions(change.channelId, [{ ...target, text: change.text, editedAtMs: change.sentAtMs }])[0];
+    return { message: withReactions(change.channelId, [{ ...target, text: change.text, editedAtMs: change.sentAtMs }])[0]!, changed: true };
   });
   const latestTx = db.transaction((channelIds: readonly Id[]) => {
     const out = new Map<Id, StoredMessage>();
@@ -247,7 +261,15 @@ export class SqliteMessageLog implements MessageLog {
   /** Changes of one event-loop turn share one commit and apply in call order (the batch runs them in order). */
   async amend(change: NewMessage): Promise<StoredMessage | undefined> {
     try {
-      return await this.commits.run(() => this.s.amendTx(change));
+      return (await this.commits.run(() => this.s.amendTx(change, false)))?.message;
+    } catch (e) {
+      translateError(e, `change ${change.messageId}`);
+    }
+  }
+
+  async amendIfChanges(change: NewMessage): Promise<Amended | undefined> {
+    try {
+      return await this.commits.run(() => this.s.amendTx(change, true));
     } catch (e) {
       translateError(e, `change ${change.messageId}`);
     }
@@ -255,7 +277,7 @@ export class SqliteMessageLog implements MessageLog {
 
   /** The amend itself, for a caller that runs it inside its own transaction (SqliteMessageWriter). */
   amendInTransaction(change: NewMessage): StoredMessage | undefined {
-    return this.s.amendTx(change);
+    return this.s.amendTx(change, false)?.message;
   }
 
   async findChange(channelId: Id, senderUserId: Id, senderDeviceId: Id, clientMsgId: string): Promise<Id | undefined> {
