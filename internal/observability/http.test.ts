@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
-import { conditionCheck, serveOps, type Probes, type ProcessState } from "./http.js";
+import { conditionCheck, measuringLoop, serveOps, type Probes, type ProcessState } from "./http.js";
 import { MAX_LOOP_DELAY_MS, type LoopDelay } from "./event-loop.js";
 
 describe("serveOps: /readyz, /healthz and /livez", () => {
@@ -90,5 +90,15 @@ describe("serveOps: /readyz, /healthz and /livez", () => {
     assert.equal((await fetch(`${base}/live`)).status, 404);
     const req = { url: "/metrics" } as http.IncomingMessage;
     assert.equal(serveOps(new Registry(), probes, req, {} as http.ServerResponse, { metrics: false }), false);
+  });
+});
+
+describe("measuringLoop", () => {
+  it("starts the process's measure when a listener starts, not at the first /livez", () => {
+    const probes = measuringLoop({ checks: [] });
+    assert.ok(probes.loop, "a listener's probes read the process's loop");
+    assert.equal(measuringLoop({ checks: [] }).loop, probes.loop, "one measure for every listener of the process");
+    const own: LoopDelay = { delayMs: () => 0 };
+    assert.equal(measuringLoop({ checks: [], loop: own }).loop, own);
   });
 });

@@ -66,6 +66,15 @@ export interface Probes {
   readonly loop?: LoopDelay;
 }
 
+/**
+ * The probes with the process's event loop measured from now on, for a
+ * listener starting: measured only from the first /livez, a block before it
+ * would go unseen by the probe that comes right after.
+ */
+export function measuringLoop(probes: Probes): Probes {
+  return probes.loop ? probes : { ...probes, loop: processLoopDelay() };
+}
+
 /** /readyz: 200 when every check passes and no stop has begun, else 503 naming why. */
 export async function readiness(probes: Probes): Promise<{ ok: boolean; body: object }> {
   const results = await runChecks(probes.checks);

@@ -5,7 +5,7 @@ import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { serveOps, type Probes } from "./http.js";
+import { measuringLoop, serveOps, type Probes } from "./http.js";
 import { listen } from "./listen.js";
 
 /**
@@ -94,6 +94,7 @@ export async function startOpsServer(
   host: string,
   port: number,
 ): Promise<{ port: number; close(): Promise<void> }> {
+  probes = measuringLoop(probes);
   const server = http.createServer((req, res) => {
     if (!serveOps(registry, probes, req, res)) res.writeHead(404).end();
   });
@@ -127,6 +128,7 @@ export async function startPublicOps(
   host: string,
   opsPort: number | undefined,
 ): Promise<PublicOps> {
+  probes = measuringLoop(probes);
   if (opsPort === undefined) return { serve: (req, res) => serveOps(registry, probes, req, res), close: async () => {} };
   const ops = await startOpsServer(registry, probes, host, opsPort);
   return { serve: (req, res) => serveOps(registry, probes, req, res, { metrics: false }), port: ops.port, close: ops.close };
