@@ -4,7 +4,7 @@ import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MemberRole as PbMemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
 import { isDeletedUser } from "../accounts/store.js";
-import { deadInvite, type MembershipCheck } from "../channels/store.js";
+import { deadInvite, removedByAdmin, type MembershipCheck } from "../channels/store.js";
 import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
@@ -385,8 +385,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async describeInvite(req, ctx) {
       const me = caller(ctx).userId;
       const channel = await invitedChannel(v.inviteCode(req.code));
-      const [memberCount, mine] = await Promise.all([channels.memberCount(channel.channelId), channels.getMember(channel.channelId, me)]);
+      const [memberCount, mine, barred] = await Promise.all([
+        channels.memberCount(channel.channelId), channels.getMember(channel.channelId, me), channels.isBarred(channel.channelId, me),
+      ]);
       if (memberCount === 0) throw deadInvite();
+      // Refused rather than described: the join it previews would be refused, and one
+      // removed sees no more of the group (its title, its size) than a removal leaves them.
+      if (barred) throw removedByAdmin();
       return { channelId: channel.channelId, title: channel.title, memberCount, member: mine !== undefined };
     },
 
@@ -402,7 +407,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         // The history before them is not unread, but not read either (see addMembers).
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n, joinedSeq };
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
-        // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody.
+        // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody;
+        // so is a bar (removedByAdmin): a removal landing since the lookup above is not walked around.
         const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
           if (members.length === 0) throw deadInvite();
         }, code);
@@ -528,7 +534,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           throw new ChatError("permission_denied", "admins can remove members only, not the owner or other admins");
         }
       };
-      if ((await channels.removeMember(channel.channelId, target, check)).removed) {
+      // Barred from the link in the step that removes them: else they could walk back in at once.
+      if ((await channels.removeMember(channel.channelId, target, check, true)).removed) {
         await forgetOwnSettings(deps, target, channel.channelId);
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         const everyone = await memberIds(channel.channelId);

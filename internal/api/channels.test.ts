@@ -526,6 +526,50 @@ describe("api: ChannelService", () => {
     assert.equal(await real.memberCount(channelId), 2);
   });
 
+  it("keeps one a manager removed from coming back by the invite link until a manager adds them back; one who left comes back", async () => {
+    const [owner, admin, removed, leaver] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [admin!.userId, removed!.userId, leaver!.userId] })).channel!.channelId;
+    await owner!.c.channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
+    const { code } = await owner!.c.channels.getInviteLink({ channelId });
+    await admin!.c.channels.removeMember({ channelId, userId: removed!.userId });
+    await leaver!.c.channels.leaveGroup({ channelId });
+    const [notes, events] = [(await owner!.c.messages.listMessages({ channelId })).messages.length, api.sessions.framesOf("channel").length];
+
+    // Refused with a reason, the preview too: the join it offers would be refused.
+    for (const call of [() => removed!.c.channels.joinByInvite({ code }), () => removed!.c.channels.describeInvite({ code })]) {
+      const err = await rpcError(call);
+      assert.deepEqual([err.code, err.chatCode], [Code.PermissionDenied, "ERROR_CODE_PERMISSION_DENIED"]);
+      assert.match(err.rawMessage, /an admin removed you from this group.*an admin must add you back/);
+    }
+    assert.deepEqual([(await owner!.c.messages.listMessages({ channelId })).messages.length, api.sessions.framesOf("channel").length], [notes, events], "no note, no event");
+    // One who left by themselves comes back by the link, as before.
+    assert.equal((await leaver!.c.channels.describeInvite({ code })).title, "g");
+    assert.equal((await leaver!.c.channels.joinByInvite({ code })).channel!.memberCount, 3);
+
+    // Added back by a manager, the removed one is a member like any other: one who then leaves comes back by the link.
+    await owner!.c.channels.addMembers({ channelId, userIds: [removed!.userId] });
+    await removed!.c.channels.leaveGroup({ channelId });
+    assert.equal((await removed!.c.channels.joinByInvite({ code })).channel!.memberCount, 4);
+    assert.deepEqual((await owner!.c.channels.listMembers({ channelId })).members.map((m) => m.userId),
+      [owner!.userId, admin!.userId, leaver!.userId, removed!.userId]);
+  });
+
+  it("refuses a join by link of one a manager added back and removed again while the join was under way", async () => {
+    const { real, hooks } = await restartOnHookedStore();
+    const [owner, x] = await Promise.all([1, 2].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [x!.userId] })).channel!.channelId;
+    const { code } = await owner!.c.channels.getInviteLink({ channelId });
+    await x!.c.channels.leaveGroup({ channelId });
+    // x's join found x out and unbarred; before its add lands, the owner adds x back and removes them.
+    hooks.beforeWrite = async () => {
+      await owner!.c.channels.addMembers({ channelId, userIds: [x!.userId] });
+      await owner!.c.channels.removeMember({ channelId, userId: x!.userId });
+    };
+    assert.equal((await rpcError(() => x!.c.channels.joinByInvite({ code }))).code, Code.PermissionDenied);
+    assert.equal(await real.getMember(channelId, x!.userId), undefined);
+    assert.equal(await real.memberCount(channelId), 1);
+  });
+
   it("renames a group to the title it has as a success that tells nobody and writes nothing", async () => {
     const [owner, m1] = [await api.signUp(), await api.signUp()];
     const channelId = (await owner.c.channels.createGroup({ title: "same", memberUserIds: [m1.userId] })).channel!.channelId;

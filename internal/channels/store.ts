@@ -29,6 +29,19 @@ export function deadInvite(): ChatError {
 }
 
 /**
+ * The refusal of a join by invite link of one whom an admin or the owner
+ * removed and nobody has added back since (ChannelStore.removeMember with
+ * `bar`): the link is for newcomers and those who left by themselves, not a
+ * way around a removal.
+ */
+export function removedByAdmin(): ChatError {
+  return new ChatError(
+    "permission_denied",
+    "an admin removed you from this group: the invite link does not let you back in; an admin must add you back",
+  );
+}
+
+/**
  * Who inherits a group when its owner goes: the longest-standing admin, else
  * the longest-standing member (members in join order).
  */
@@ -71,7 +84,10 @@ export interface ChannelStore {
    * Returns the users actually added. With `inviteCode` (a join by invite
    * link), adds only while that is the group's invite code, compared in the
    * same atomic step as the add: a code reset or revoked since the caller
-   * looked it up adds nobody (deadInvite()).
+   * looked it up adds nobody (deadInvite()); and one barred from the link
+   * (see removeMember) is refused with removedByAdmin(), in that same step.
+   * Without `inviteCode` (added by a manager), the bar of those it adds is
+   * lifted in the step that adds them.
    */
   addMembers(
     channelId: Id, members: readonly MemberRecord[], maxMembers: number, check?: MembershipCheck, inviteCode?: string,
@@ -80,9 +96,16 @@ export interface ChannelStore {
    * Removes a member, after `check` passes. Removing the owner passes
    * ownership to heirOf(the members the removal is made on) in the same
    * atomic step, so a group with members always has exactly one owner, even
-   * when the owner and the heir leave at the same time.
+   * when the owner and the heir leave at the same time. With `bar` (removed
+   * by someone else, not leaving), the same step bars them from joining by
+   * the invite link until addMembers adds them back; a removal that removes
+   * nobody bars nobody. A join by link and this removal are ordered by the
+   * adapter's atomic step (a transaction, a fenced batch): a join landing
+   * first is undone by the removal, one landing after finds the bar.
    */
-  removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal>;
+  removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal>;
+  /** Whether the user is barred from joining the group by its invite link (see removeMember). */
+  isBarred(channelId: Id, userId: Id): Promise<boolean>;
   /**
    * Makes a member an admin or a plain member, after `check` passes; returns
    * whether the role changed (false for a non-member). Refuses with

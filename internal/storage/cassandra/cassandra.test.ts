@@ -869,6 +869,24 @@ describe("cassandra storage", function () {
         assert.equal((await plain.listMembers(g)).length, 3);
       });
 
+      it("a join planned before a removal that bars the joiner lands loses the fence and is refused", async () => {
+        const { plain, racing, hooked } = stores();
+        const { g, users } = await group(plain);
+        const link = code();
+        await plain.setInviteCode(g, link);
+        const x: MemberRecord = { channelId: g, userId: users[1]!, role: "member", joinedAtMs: 2, readSeq: 0n };
+        await plain.removeMember(g, x.userId); // x left: neither in nor barred when the join reads
+        let barred = false;
+        hooked.hook = async () => {
+          await plain.addMembers(g, [x], 100);
+          barred = (await plain.removeMember(g, x.userId, undefined, true)).removed;
+        };
+        await rejectsWith(racing.addMembers(g, [x], 100, undefined, link), "permission_denied", "an admin removed you");
+        assert.ok(barred, "the add back and the removal landed between the join's read and its batch");
+        assert.equal(await plain.getMember(g, x.userId), undefined);
+        assert.equal(await plain.memberCount(g), 2);
+      });
+
       it("a reset, a revocation or a first claim by an admin removed or demoted before its batch lands is refused", async () => {
         const { plain, racing, hooked } = stores();
         const { g, users } = await group(plain);

@@ -1,4 +1,4 @@
-import { deadInvite, heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
@@ -114,6 +114,10 @@ export class CassandraChannelStore implements ChannelStore {
               FROM ${ch} WHERE channel_id = ?`,
       code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
+      // Read apart from `state`: a static column comes back on every member row, and only adds need it.
+      barred: `SELECT barred FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      bar: `UPDATE ${ch} SET barred = barred + ? WHERE channel_id = ?`,
+      liftBar: `UPDATE ${ch} SET barred = barred - ? WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       // The static columns, once per partition.
       channelsIn: `SELECT channel_id, kind, title, created_at_ms, created_by, member_count FROM ${ch} WHERE channel_id IN ? PER PARTITION LIMIT 1`,
@@ -262,18 +266,22 @@ export class CassandraChannelStore implements ChannelStore {
         throw new ChatError("group_full", `a group has at most ${maxMembers} members (${s.count} now, ${fresh.size} to add)`);
       }
       if (fresh.size === 0) return { result: [] };
+      // Read after the state, and every bar or lift moves the version: a
+      // removal that barred one of them after the state was read makes this
+      // batch lose and plan again, where the bar is found.
+      const barred = await this.barredOf(channelId);
+      const lifted = [...fresh.keys()].filter((id) => barred.has(id));
+      if (inviteCode !== undefined && lifted.length > 0) throw removedByAdmin();
       // Before the batch: if it loses, these stay as ignored strays (or are
       // overwritten by whichever change wins this version).
       await this.index([...fresh.keys()], channelId, next);
-      return {
-        result: [...fresh.keys()],
-        count: s.count + fresh.size,
-        writes: [...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) })),
-      };
+      const writes = [...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) }));
+      if (lifted.length > 0) writes.push({ query: this.q.liftBar, params: [lifted, channelId] });
+      return { result: [...fresh.keys()], count: s.count + fresh.size, writes };
     });
   }
 
-  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal> {
+  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal> {
     const { removal, version } = await this.fenced(channelId, (s, next): Plan<{ removal: Removal; version: bigint }> => {
       const members = s?.members ?? [];
       check?.(members);
@@ -284,12 +292,25 @@ export class CassandraChannelStore implements ChannelStore {
       const heir = leaving.role === "owner" ? heirOf(members, userId) : undefined;
       const writes: Statement[] = [{ query: this.q.deleteMember, params: [channelId, userId] }];
       if (heir) writes.push({ query: this.q.setRole, params: ["owner", channelId, heir.userId] });
+      // In the batch that removes them: a join planned before it loses to it, one planned after reads the bar.
+      if (bar) writes.push({ query: this.q.bar, params: [[userId], channelId] });
       const removal: Removal = heir ? { removed: true, newOwner: heir.userId } : { removed: true };
       return { result: { removal, version: next }, count: s.count - 1, writes };
     });
     // After the batch: a crash in between leaves an index row readers ignore.
     if (removal.removed) await this.db.write(this.q.unindex, [version, userId, channelId]);
     return removal;
+  }
+
+  async isBarred(channelId: Id, userId: Id): Promise<boolean> {
+    return (await this.barredOf(channelId)).has(userId);
+  }
+
+  /** Those barred from the group's link (as the static `barred` holds them; null is nobody). */
+  private async barredOf(channelId: Id): Promise<Set<Id>> {
+    const row = await this.db.one(this.q.barred, [channelId]);
+    const ids = (row?.get("barred") as unknown[] | null | undefined) ?? [];
+    return new Set(ids.map(big));
   }
 
   async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {

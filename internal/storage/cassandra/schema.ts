@@ -110,9 +110,12 @@ const TABLES: Record<string, string> = {
   // invite_code is a group's invite code, changed through the same fence so
   // that a join compares it as it lands: '' for none, null for a group whose
   // code (if any) is still only in channel_invites (made before schema 8).
+  // barred: those removed by someone else and not added back since, whom a
+  // join by the link refuses; in the partition, so the removal that bars them
+  // and a join that reads it go through the same fence.
   channels: `(channel_id bigint, user_id bigint,
              kind text static, title text static, created_at_ms bigint static, created_by bigint static,
-             member_count int static, version bigint static, invite_code text static,
+             member_count int static, version bigint static, invite_code text static, barred set<bigint> static,
              role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint, joined_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
   direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
@@ -217,7 +220,10 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Schema 8: the group's invite code, in the partition its joins are fenced on.
   // Where a member joined (MemberRecord.joinedSeq), likewise: an older build beside this one counts
   // a joiner's earlier history as unread, and shows them as having read nothing.
-  channels: { cleared_seq: "bigint", invite_code: "text static", joined_seq: "bigint" },
+  // Who is barred from the link (ChannelStore.removeMember), likewise: an older build beside this
+  // one lets a removed member back by the link, as before, and an add back there leaves the bar
+  // (the link refuses them, should they leave, until a manager adds them again on this build).
+  channels: { cleared_seq: "bigint", invite_code: "text static", joined_seq: "bigint", barred: "set<bigint> static" },
   // MarkUnread, likewise: an older build shows a marked chat as it is.
   channel_places: { marked_unread_at_ms: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },

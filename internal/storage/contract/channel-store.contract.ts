@@ -654,6 +654,61 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual((await s.listMembers(g)).map((m) => m.userId).slice(2), [early.userId, late.userId]);
         assert.equal(await s.memberCount(g), 4);
       });
+
+      it("one removed by another is barred from the link until a manager adds them back; one who left is not", async () => {
+        const { c, members } = await newGroup(3);
+        const g = c.channelId;
+        const [removed, leaver, stays] = [members[1]!, members[2]!, members[3]!];
+        const link = code();
+        await s.setInviteCode(g, link);
+        const back = (m: MemberRecord) => ({ ...m, joinedAtMs: c.createdAtMs + 100 });
+
+        assert.deepStrictEqual(await s.removeMember(g, removed.userId, undefined, true), { removed: true });
+        await s.removeMember(g, leaver.userId);
+        assert.deepStrictEqual([await s.isBarred(g, removed.userId), await s.isBarred(g, leaver.userId)], [true, false]);
+        await rejectsWith(s.addMembers(g, [back(removed)], 100, undefined, link), "permission_denied", "an admin removed you");
+        assert.equal(await s.getMember(g, removed.userId), undefined);
+        assert.deepStrictEqual(await s.addMembers(g, [back(leaver)], 100, undefined, link), [leaver.userId], "one who left comes back by the link");
+        // A removal that removes nobody (a retry, one who left meanwhile) bars nobody.
+        const gone = uniqueId();
+        assert.deepStrictEqual(await s.removeMember(g, gone, undefined, true), { removed: false });
+        assert.equal(await s.isBarred(g, gone), false);
+        assert.equal(await s.isBarred(g, stays.userId), false);
+
+        // Added back by a manager: the bar is gone with that add, so leaving and
+        // coming back by the link works again.
+        assert.deepStrictEqual(await s.addMembers(g, [back(removed)], 100), [removed.userId]);
+        assert.equal(await s.isBarred(g, removed.userId), false);
+        await s.removeMember(g, removed.userId);
+        assert.deepStrictEqual(await s.addMembers(g, [back(removed)], 100, undefined, link), [removed.userId]);
+        // The bar is the group's alone.
+        const other = await newGroup(1);
+        await s.removeMember(other.c.channelId, other.members[1]!.userId, undefined, true);
+        assert.equal(await s.isBarred(g, other.members[1]!.userId), false);
+        assert.equal(await s.isBarred(other.c.channelId, removed.userId), false);
+      });
+
+      it("a removal and the removed one's join by link at once never leave them in", async () => {
+        const { c, members } = await newGroup(1);
+        const g = c.channelId;
+        const link = code();
+        await s.setInviteCode(g, link);
+        const x = members[1]!;
+        for (let round = 0; round < 10; round++) {
+          // A join that lands first finds x in and changes nothing, and the
+          // removal takes x out; one that lands after the removal finds the bar.
+          const removal = () => s.removeMember(g, x.userId, undefined, true);
+          const join = () => s.addMembers(g, [{ ...x, joinedAtMs: c.createdAtMs + round }], 100, undefined, link);
+          const [removed, joined] = round % 2 ? await Promise.allSettled([join(), removal()]).then(([j, r]) => [r, j])
+            : await Promise.allSettled([removal(), join()]);
+          assert.deepStrictEqual(removed, { status: "fulfilled", value: { removed: true } }, `round ${round}`);
+          if (joined!.status === "rejected") assert.equal((joined!.reason as { code?: string }).code, "permission_denied");
+          assert.equal(await s.getMember(g, x.userId), undefined, `round ${round}`);
+          assert.equal(await s.isBarred(g, x.userId), true, `round ${round}`);
+          assert.deepStrictEqual(await s.addMembers(g, [x], 100), [x.userId]); // a manager adds x back for the next round
+        }
+        assert.equal(await s.memberCount(g), 2);
+      });
     });
   });
 }

@@ -1,5 +1,5 @@
 import { applyPlaceChange } from "../../channels/places.js";
-import { deadInvite, heirOf, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
@@ -65,6 +65,9 @@ function build(db: SqliteDatabase) {
     claimInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?) ON CONFLICT (channel_id) DO NOTHING"),
     inviteOf: p("SELECT code FROM channel_invites WHERE channel_id = ?"),
     channelOfInvite: p("SELECT channel_id FROM channel_invites WHERE code = ?"),
+    putBar: p("INSERT OR IGNORE INTO channel_bars (channel_id, user_id) VALUES (?, ?)"),
+    liftBar: p("DELETE FROM channel_bars WHERE channel_id = ? AND user_id = ?"),
+    bar: p("SELECT 1 FROM channel_bars WHERE channel_id = ? AND user_id = ?"),
   };
   const addMember = (m: MemberRecord): boolean =>
     s.insertMember.run(m.channelId, m.userId, m.role, m.joinedAtMs, m.readSeq, m.joinedSeq ?? 0n).changes > 0;
@@ -104,7 +107,15 @@ function build(db: SqliteDatabase) {
     if (count + fresh.size > max) {
       throw new ChatError("group_full", `a group has at most ${max} members (${count} now, ${fresh.size} to add)`);
     }
-    for (const m of fresh.values()) addMember({ ...m, channelId });
+    // In the transaction of the add, as a removal's bar is in the removal's:
+    // of a removal and a join at once, whichever commits second sees the other.
+    if (inviteCode !== undefined) {
+      for (const userId of fresh.keys()) if (s.bar.get(channelId, userId)) throw removedByAdmin();
+    }
+    for (const m of fresh.values()) {
+      addMember({ ...m, channelId });
+      if (inviteCode === undefined) s.liftBar.run(channelId, m.userId);
+    }
     return [...fresh.keys()];
   });
   const titleTx = db.transaction((channelId: Id, title: string, check?: MembershipCheck): boolean => {
@@ -114,13 +125,14 @@ function build(db: SqliteDatabase) {
     s.updateTitle.run(title, channelId);
     return true;
   });
-  const removeTx = db.transaction((channelId: Id, userId: Id, check?: MembershipCheck): Removal => {
+  const removeTx = db.transaction((channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Removal => {
     const members = roster(channelId);
     check?.(members);
     const leaving = members.find((m) => m.userId === userId);
     if (!leaving) return { removed: false };
     const heir = leaving.role === "owner" ? heirOf(members, userId) : undefined;
     s.removeMember.run(channelId, userId);
+    if (bar) s.putBar.run(channelId, userId);
     if (!heir) return { removed: true };
     s.setRole.run("owner", channelId, heir.userId);
     return { removed: true, newOwner: heir.userId };
@@ -256,9 +268,13 @@ export class SqliteChannelStore implements ChannelStore {
     return this.s.addMembersTx.immediate(channelId, members, maxMembers, check, inviteCode);
   }
 
-  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck): Promise<Removal> {
+  async removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal> {
     // Immediate: another process's change cannot slip in between read and write.
-    return this.s.removeTx.immediate(channelId, userId, check);
+    return this.s.removeTx.immediate(channelId, userId, check, bar);
+  }
+
+  async isBarred(channelId: Id, userId: Id): Promise<boolean> {
+    return this.s.bar.get(channelId, userId) !== undefined;
   }
 
   async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {

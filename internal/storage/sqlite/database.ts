@@ -414,6 +414,15 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX presence_last_seen_by_time ON presence_last_seen (at_ms);
   `,
+  // 20: who was removed from a group by someone else and not added back
+  // since: barred from joining it by its invite link (ChannelStore.removeMember).
+  `
+  CREATE TABLE channel_bars (
+    channel_id INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
