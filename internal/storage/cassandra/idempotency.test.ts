@@ -27,8 +27,8 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
     again: ["channel", "insertMetaPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
       "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
       "putMute", "deleteMute", "mutes", "deletePlace", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
-      "dropInviteCode", "channelOfCode"],
-    once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect"],
+      "dropInviteCode", "channelOfCode", "barred"],
+    once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect", "bar", "liftBar"],
   },
   inbox: {
     again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "dedupsOf", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText"],
