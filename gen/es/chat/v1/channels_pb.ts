@@ -970,6 +970,8 @@ export const ChannelService: GenService<{
   },
   /**
    * Where an invite code leads, before joining: the group's title and size.
+   * PERMISSION_DENIED to one the owner or an admin removed from the group, as
+   * JoinByInvite would be.
    *
    * @generated from rpc chat.v1.ChannelService.DescribeInvite
    */
@@ -981,7 +983,8 @@ export const ChannelService: GenService<{
   /**
    * Joins the group of an invite code; joining a group one is in already
    * changes nothing. A caller in as many groups as the limit is refused (see
-   * CreateGroup).
+   * CreateGroup). One the owner or an admin removed is PERMISSION_DENIED until
+   * a manager adds them back (AddMembers); one who left may come back.
    *
    * @generated from rpc chat.v1.ChannelService.JoinByInvite
    */

@@ -3465,7 +3465,11 @@ export const ChannelServiceService = {
       Buffer.from(RevokeInviteLinkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RevokeInviteLinkResponse => RevokeInviteLinkResponse.decode(value),
   },
-  /** Where an invite code leads, before joining: the group's title and size. */
+  /**
+   * Where an invite code leads, before joining: the group's title and size.
+   * PERMISSION_DENIED to one the owner or an admin removed from the group, as
+   * JoinByInvite would be.
+   */
   describeInvite: {
     path: "/chat.v1.ChannelService/DescribeInvite" as const,
     requestStream: false as const,
@@ -3480,7 +3484,8 @@ export const ChannelServiceService = {
   /**
    * Joins the group of an invite code; joining a group one is in already
    * changes nothing. A caller in as many groups as the limit is refused (see
-   * CreateGroup).
+   * CreateGroup). One the owner or an admin removed is PERMISSION_DENIED until
+   * a manager adds them back (AddMembers); one who left may come back.
    */
   joinByInvite: {
     path: "/chat.v1.ChannelService/JoinByInvite" as const,
@@ -3578,12 +3583,17 @@ export interface ChannelServiceServer extends UntypedServiceImplementation {
   getInviteLink: handleUnaryCall<GetInviteLinkRequest, GetInviteLinkResponse>;
   /** Stops the group's invite link working (owner and admins). */
   revokeInviteLink: handleUnaryCall<RevokeInviteLinkRequest, RevokeInviteLinkResponse>;
-  /** Where an invite code leads, before joining: the group's title and size. */
+  /**
+   * Where an invite code leads, before joining: the group's title and size.
+   * PERMISSION_DENIED to one the owner or an admin removed from the group, as
+   * JoinByInvite would be.
+   */
   describeInvite: handleUnaryCall<DescribeInviteRequest, DescribeInviteResponse>;
   /**
    * Joins the group of an invite code; joining a group one is in already
    * changes nothing. A caller in as many groups as the limit is refused (see
-   * CreateGroup).
+   * CreateGroup). One the owner or an admin removed is PERMISSION_DENIED until
+   * a manager adds them back (AddMembers); one who left may come back.
    */
   joinByInvite: handleUnaryCall<JoinByInviteRequest, JoinByInviteResponse>;
 }
@@ -3910,7 +3920,11 @@ export interface ChannelServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RevokeInviteLinkResponse) => void,
   ): ClientUnaryCall;
-  /** Where an invite code leads, before joining: the group's title and size. */
+  /**
+   * Where an invite code leads, before joining: the group's title and size.
+   * PERMISSION_DENIED to one the owner or an admin removed from the group, as
+   * JoinByInvite would be.
+   */
   describeInvite(
     request: DescribeInviteRequest,
     callback: (error: ServiceError | null, response: DescribeInviteResponse) => void,
@@ -3929,7 +3943,8 @@ export interface ChannelServiceClient extends Client {
   /**
    * Joins the group of an invite code; joining a group one is in already
    * changes nothing. A caller in as many groups as the limit is refused (see
-   * CreateGroup).
+   * CreateGroup). One the owner or an admin removed is PERMISSION_DENIED until
+   * a manager adds them back (AddMembers); one who left may come back.
    */
   joinByInvite(
     request: JoinByInviteRequest,
