@@ -53,7 +53,8 @@ if (!start.stopping) {
       `  API (Connect, gRPC-Web): ${chatd.httpUrl}\n` +
       `  API (gRPC over HTTP/2):  ${chatd.grpcUrl.replace(/^https?:\/\//, "")}${chatd.grpcUrl.startsWith("https") ? " (TLS)" : " (plaintext: grpcurl -plaintext)"}\n` +
       `  WebSocket:               ${chatd.wsUrl}\n` +
-      `  Health, metrics:         ${chatd.httpUrl}/healthz, ${metrics.origin}/metrics\n` +
+      `  Probes (ready, alive):   ${chatd.httpUrl}/readyz, ${chatd.httpUrl}/livez\n` +
+      `  Metrics:                 ${metrics.origin}/metrics\n` +
       `Stop it with Ctrl+C.\n\n`,
   );
 }

@@ -29,13 +29,15 @@ describe("chatd's start-up banner", function () {
     return { text, info: p.info };
   }
 
-  it("gives /healthz and /metrics on the HTTP port without CHAT_OPS_PORT", async () => {
+  it("gives the probes and /metrics on the HTTP port without CHAT_OPS_PORT", async () => {
     const { text, info } = await banner({});
-    assert.ok(text.includes(`  Health, metrics:         ${String(info.http)}/healthz, ${String(info.http)}/metrics\n`), text);
+    assert.ok(text.includes(`  Probes (ready, alive):   ${String(info.http)}/readyz, ${String(info.http)}/livez\n`), text);
+    assert.ok(text.includes(`  Metrics:                 ${String(info.http)}/metrics\n`), text);
   });
 
   it("gives /metrics on CHAT_OPS_PORT's port when it is set", async () => {
     const { text, info } = await banner({ CHAT_OPS_PORT: "0" });
-    assert.ok(text.includes(`  Health, metrics:         ${String(info.http)}/healthz, http://127.0.0.1:${Number(info.ops)}/metrics\n`), text);
+    assert.ok(text.includes(`  Probes (ready, alive):   ${String(info.http)}/readyz, ${String(info.http)}/livez\n`), text);
+    assert.ok(text.includes(`  Metrics:                 http://127.0.0.1:${Number(info.ops)}/metrics\n`), text);
   });
 });
