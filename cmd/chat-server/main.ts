@@ -1,6 +1,6 @@
 import { Server } from "@grpc/grpc-js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
-import { isRevoked } from "../../internal/accounts/store.js";
+import { signedOutReason } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
@@ -58,7 +58,7 @@ const chat = new ChatServer({
   routes,
   directory,
   presence: presence.tracker,
-  revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
+  revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
   blocks,
   limits: sessionLimitsOf(config),
   logger,

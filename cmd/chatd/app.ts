@@ -17,7 +17,7 @@ import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
-import { isActiveDevice, isRevoked } from "../../internal/accounts/store.js";
+import { isActiveDevice, signedOutReason } from "../../internal/accounts/store.js";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { ChatServer } from "../../internal/chatserver/server.js";
 import { Snowflake, snowflakeTimeMs } from "../../internal/ids/snowflake.js";
@@ -137,7 +137,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     channels: storage.channels,
     submitter,
     presence,
-    revoked: (userId, deviceId) => isRevoked(storage.accounts, userId, deviceId),
+    revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
     blocks,
     limits: {
       framesPerSecond: config.framesPerSecond,

@@ -140,6 +140,19 @@ export async function isRevoked(accounts: AccountStore, userId: Id, deviceId: Id
   return (await accounts.getDevice(userId, deviceId))?.revoked === true;
 }
 
+/** What a device of a deleted account is refused with: "signed out" alone sent its user looking for a cause. */
+export const ACCOUNT_DELETED = "signed out: the account was deleted";
+
+/**
+ * As isRevoked, saying why for a device of a deleted account (ACCOUNT_DELETED); true for a
+ * device signed out otherwise. The account is read only for a device signed out.
+ */
+export async function signedOutReason(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean | typeof ACCOUNT_DELETED> {
+  if (!(await isRevoked(accounts, userId, deviceId))) return false;
+  const user = await accounts.getUser(userId);
+  return user === undefined || isDeletedUser(user) ? ACCOUNT_DELETED : true;
+}
+
 /** A stored device still signed in: the notifier pushes to no other (a missing row is a device deleted with its account). */
 export async function isActiveDevice(accounts: AccountStore, userId: Id, deviceId: Id): Promise<boolean> {
   const device = await accounts.getDevice(userId, deviceId);

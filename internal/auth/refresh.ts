@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { AccountStore, RefreshTokenTake, RefreshTokenUse } from "../accounts/store.js";
+import { ACCOUNT_DELETED, isDeletedUser, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../accounts/store.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, RefreshTokenRecord } from "../model/types.js";
 
@@ -17,7 +17,9 @@ export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
 }
 
-const deviceSignedOut = () => new ChatError("unauthenticated", "device was signed out; sign in again");
+/** A device of a deleted account is told so, not only that it was signed out. */
+const deviceSignedOut = (why: true | typeof ACCOUNT_DELETED) =>
+  new ChatError("unauthenticated", why === ACCOUNT_DELETED ? ACCOUNT_DELETED : "device was signed out; sign in again");
 
 function newToken(): { token: string; hash: string } {
   const token = randomBytes(32).toString("base64url");
@@ -100,18 +102,23 @@ export class RefreshTokens {
       // A device signed out already (a logout or a revocation while a reply was lost, a reuse
       // before) has nothing left to sign out: telling it "used twice" would raise a thief alarm,
       // and count one, for a client that only retried.
-      if (await this.signedOut(record)) throw deviceSignedOut();
+      const signedOut = await this.signedOut(record);
+      if (signedOut) throw deviceSignedOut(signedOut);
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
     // A successor stored for a device signed out is never issued, and refused if ever presented.
-    if (await this.signedOut(record)) throw deviceSignedOut();
+    const signedOut = await this.signedOut(record);
+    if (signedOut) throw deviceSignedOut(signedOut);
     return { record, token: next.token, expiresAtMs };
   }
 
-  private async signedOut({ userId, deviceId }: RefreshTokenRecord): Promise<boolean> {
+  /** Whether the device is signed out (also with no row: forgotten after its sign-out), ACCOUNT_DELETED with its account. */
+  private async signedOut({ userId, deviceId }: RefreshTokenRecord): Promise<boolean | typeof ACCOUNT_DELETED> {
     const device = await this.accounts.getDevice(userId, deviceId);
-    return !device || device.revoked;
+    if (device && !device.revoked) return false;
+    const user = await this.accounts.getUser(userId);
+    return user === undefined || isDeletedUser(user) ? ACCOUNT_DELETED : true;
   }
 
   /**

@@ -114,9 +114,10 @@ export interface ChatServerDeps {
    * Whether a device was signed out. An access token outlives its device's
    * logout by up to its lifetime; asked as a session opens (beside its other
    * reads), so such a token opens nothing. Without it, every token that
-   * verifies is let in.
+   * verifies is let in. True, or what to tell the device (its account was
+   * deleted), when it was.
    */
-  revoked?: (userId: Id, deviceId: Id) => Promise<boolean>;
+  revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /** Blocks between a direct chat's pair: typing there goes nowhere. Without it they are not checked. */
   blocks?: BlockCache;
   limits?: Partial<SessionLimits>;
@@ -136,7 +137,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly limits: SessionLimits;
   readonly logger?: Logger;
   readonly metrics?: ChatServerMetrics;
-  readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean>;
+  readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
    * The sessions of each user held here, copy-on-write: a session opening or
    * closing replaces its user's list, so whoever iterates a list (a delivery,

@@ -219,7 +219,7 @@ export class Session implements SessionHandle {
     // As a logout does, and for any of the device's sessions here whose close was missed (see extendToken),
     // also when this one closed during the reads.
     if (signedOut) {
-      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, closeReasonOf(signedOut));
       return;
     }
     if (!this.open) return;
@@ -274,7 +274,7 @@ export class Session implements SessionHandle {
    * Past READ_ATTEMPTS the session closes with 1013 (try again), not 1011, which a
    * gateway would pass on and so cost a session being moved its socket.
    */
-  private async readStart(): Promise<{ cursor: bigint; head: bigint; signedOut: boolean } | undefined> {
+  private async readStart(): Promise<{ cursor: bigint; head: bigint; signedOut: boolean | string } | undefined> {
     const { inbox, revoked } = this.server;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -372,7 +372,7 @@ export class Session implements SessionHandle {
   }
 
   private async extendToken(ref: bigint, expiresAtMs: number): Promise<void> {
-    let signedOut: boolean;
+    let signedOut: boolean | string;
     try {
       signedOut = await (this.server.revoked?.(this.userId, this.deviceId) ?? false);
     } catch (err) {
@@ -386,7 +386,7 @@ export class Session implements SessionHandle {
     // tells it nothing, leaving the device online a grace period past its last heartbeat).
     // Also when this session closed while the device was read: the device's other sessions here are signed out all the same.
     if (signedOut) {
-      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, "this device is signed out; sign in again");
+      await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, closeReasonOf(signedOut));
       return;
     }
     if (!this.open) return;
@@ -746,3 +746,6 @@ export class Session implements SessionHandle {
     this.server.detach(this);
   }
 }
+
+/** The close reason of a device signed out: the one `revoked` gave (its account was deleted), or the usual one. */
+const closeReasonOf = (signedOut: true | string): string => (typeof signedOut === "string" ? signedOut : "this device is signed out; sign in again");
