@@ -7,9 +7,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { Health, ServingStatus } from "../../internal/grpc/health.js";
-import { engineScope } from "../support/engine-scope.js";
-import { engineConfig } from "../support/engines.js";
-import { startRole, stopAll, type RoleProcess } from "../support/processes.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 
@@ -63,16 +61,10 @@ async function waitForGrpcHealth(grpcUrl: unknown, want: ServingStatus): Promise
 
 describe("distributed mode: health", function () {
   this.timeout(180_000);
-  const scope = engineScope(engineConfig(), "health");
-  const keysDir = mkdtempSync(join(tmpdir(), "chat-health-keys-"));
-  const common = { ...scope.env, CHAT_KEYS_DIR: keysDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0", CHAT_OPS_PORT: "0" };
+  const { scope, keysDir, env } = useDeployment("health");
+  const common = { ...env, CHAT_OPS_PORT: "0" };
   // As the first api would: a gateway started alone (--grep) finds the key.
   before(() => loadOrCreateKeys(keysDir));
-  after(async () => {
-    await stopAll();
-    await scope.drop();
-    rmSync(keysDir, { recursive: true, force: true });
-  });
 
   it("answers /readyz (and /healthz) 503 naming Redis from the api and the presence sweeper while Redis is away, /livez 200: alive, not ready; all 200 from an api with every engine", async () => {
     const healthy = await startRole("api", common);
