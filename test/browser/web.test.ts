@@ -496,8 +496,13 @@ describe("web client in headless Chromium", function () {
     await logInInPage(other.page, chatd.httpUrl, name, "first password");
 
     await page.getByTestId("account").click();
-    await page.getByTestId("current-password").fill("first password");
+    // A wrong password is said in words, not as the server's field name ("current_password is wrong").
+    await page.getByTestId("current-password").fill("not my password");
     await page.getByTestId("new-password").fill("second password");
+    await page.getByTestId("change-password").click();
+    await page.getByTestId("password-note").filter({ hasText: /^Your current password is not right\.$/ }).waitFor({ timeout: 10_000 });
+    await takeBrowserLine(/frank: .*status of 403/, "the refused password change");
+    await page.getByTestId("current-password").fill("first password");
     await page.getByTestId("change-password").click();
     await page.locator("[data-testid=password-note][data-ok]", { hasText: "1 other device signed out" }).waitFor({ timeout: 10_000 });
     await other.page.getByTestId("auth-form").waitFor({ timeout: 10_000 });
@@ -505,7 +510,12 @@ describe("web client in headless Chromium", function () {
     other.page.once("dialog", (d) => void d.accept());
     await logInInPage(other.page, chatd.httpUrl, name, "second password");
     await other.page.getByTestId("account").click();
+    await other.page.getByTestId("delete-password").fill("first password");
+    await other.page.getByTestId("delete-account").click();
+    await other.page.getByTestId("delete-note").filter({ hasText: /^That is not your password\.$/ }).waitFor({ timeout: 10_000 });
+    await takeBrowserLine(/frank-phone: .*status of 403/, "the refused account deletion");
     await other.page.getByTestId("delete-password").fill("second password");
+    other.page.once("dialog", (d) => void d.accept());
     await other.page.getByTestId("delete-account").click();
     await other.page.getByTestId("auth-error").filter({ hasText: "Your account was deleted." }).waitFor({ timeout: 10_000 });
     await page.getByTestId("auth-form").waitFor({ timeout: 10_000 });

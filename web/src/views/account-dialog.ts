@@ -1,5 +1,9 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { describeError } from "../api.js";
 import { h } from "../dom.js";
+
+/** The server names the request's field ("current_password is wrong"), written for a program: here it is said to a person. */
+const passwordError = (err: unknown, wrong: string) => (err instanceof ConnectError && err.code === Code.PermissionDenied ? wrong : describeError(err));
 
 export interface AccountDialogActions {
   /** Resolves to how many other devices were signed out. */
@@ -49,7 +53,7 @@ export function openAccountDialog(actions: AccountDialogActions): { close(): voi
       changeNote.dataset.ok = "";
       current.value = next.value = "";
     } catch (err) {
-      changeNote.textContent = describeError(err);
+      changeNote.textContent = passwordError(err, "Your current password is not right.");
       delete changeNote.dataset.ok;
     } finally {
       change.disabled = false;
@@ -63,7 +67,7 @@ export function openAccountDialog(actions: AccountDialogActions): { close(): voi
       await actions.deleteAccount(confirmPassword.value);
       dialog.close();
     } catch (err) {
-      deleteNote.textContent = describeError(err);
+      deleteNote.textContent = passwordError(err, "That is not your password.");
       remove.disabled = false;
     }
   });
