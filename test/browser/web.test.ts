@@ -1441,6 +1441,10 @@ describe("web client in headless Chromium", function () {
     it("closes the dialog this tab had open, so its sign-in screen can be used, and nothing of it acts for the next account", async () => {
       const { context, page } = await newPage("tab-one");
       await signUpInPage(page, chatd.httpUrl, unique("gwen"), "correct horse battery", "Gwen");
+      const gwen = apiClients(chatd.httpUrl, (await storedCredentials(page))!.accessToken);
+      const { channelId } = (await gwen.channels.createGroup({ title: "Gwen's notes", memberUserIds: [] })).channel!;
+      await page.evaluate((id) => (location.hash = `#/c/${id}`), String(channelId));
+      await page.getByTestId("chat-title").filter({ hasText: "Gwen's notes" }).waitFor();
       const other = watchPage(await context.newPage(), "tab-two", problems);
       await other.goto(chatd.httpUrl);
       await waitConnected(other);
@@ -1452,6 +1456,17 @@ describe("web client in headless Chromium", function () {
       await other.getByTestId("group-dialog").waitFor({ state: "detached", timeout: 5_000 });
       // Not behind a modal any more: the sign-in form takes a click and typing.
       await other.locator("input[name=username]").fill("someone", { timeout: 5_000 });
+
+      // Gwen's chat left the address with her: the next person to sign up here is not sent to it ("That chat does not exist…", a 403).
+      await page.getByTestId("auth-form").waitFor();
+      assert.equal(new URL(page.url()).hash, "", "no chat in the address once signed out");
+      await page.getByTestId("tab-signup").click();
+      await page.locator("input[name=username]").fill(unique("hal"));
+      await page.locator("input[name=password]").fill("correct horse battery");
+      await page.getByTestId("auth-submit").click();
+      await waitConnected(page);
+      await page.getByTestId("no-chats").waitFor();
+      assert.equal(await page.getByTestId("toast").isVisible(), false, "no chat to be refused");
     });
   });
 

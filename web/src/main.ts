@@ -32,6 +32,9 @@ async function signIn(kind: "login" | "signUp", form: AuthForm): Promise<void> {
 }
 
 function showAuth(message = ""): void {
+  // The chat in the address was the account's that signed out: whoever signs in next here was told it is not theirs.
+  // An invite link stays, to be taken up after signing in.
+  if (app && location.hash.startsWith("#/c/")) history.replaceState(null, "", location.pathname + location.search);
   app?.destroy();
   app = undefined;
   document.title = "Chat";
