@@ -11,6 +11,8 @@ export interface SendTurn {
 
 const RESOLVED = Promise.resolve();
 
+const lineKey = (sender: Sender, channelId: Id): string => `${sender.userId}:${sender.deviceId}:${channelId}`;
+
 /**
  * Keeps one device's sends to a channel in the order it sent them. A session
  * handles frames as they come, so a device's sends are checked concurrently,
@@ -29,10 +31,18 @@ export class SendOrder {
   private readonly last = new Map<string, Turn>();
 
   take(sender: Sender, channelId: Id): SendTurn {
-    const key = `${sender.userId}:${sender.deviceId}:${channelId}`;
+    const key = lineKey(sender, channelId);
     const turn = new Turn(this, key, this.last.get(key));
     this.last.set(key, turn);
     return turn;
+  }
+
+  /**
+   * Whether none of the device's sends to the channel is in line: one that goes out before
+   * its caller yields then needs no turn. Builds no key while no line is open at all.
+   */
+  clear(sender: Sender, channelId: Id): boolean {
+    return this.last.size === 0 || !this.last.has(lineKey(sender, channelId));
   }
 
   /** A turn done with nobody ahead: it is through, and so is each done turn behind it. */

@@ -6,7 +6,7 @@ import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { checkNamedMessage, namesMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
-import { SendOrder } from "../messages/send-order.js";
+import { SendOrder, type SendTurn } from "../messages/send-order.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
 import { ChatError } from "../model/errors.js";
@@ -88,17 +88,25 @@ export class DirectSubmitter implements MessageSubmitter {
     const changer = cmd.editSeq || cmd.reactSeq ? `${cmd.channelId}/${sender.userId}` : undefined;
     const quiet = changer === undefined || !this.changing.has(changer);
     if (changer !== undefined) this.changing.set(changer, (this.changing.get(changer) ?? 0) + 1);
-    const turn = this.order.take(sender, cmd.channelId);
+    // The send's place in its device's line, taken before its first await: a send that reaches its
+    // write without one (below) takes none unless a send of the line is still out, as nothing can
+    // come between (a key, a turn and a map entry each, on nearly every send).
+    let turn: SendTurn | undefined;
     try {
       // A plain send to a direct chat whose pair and blocks are known waits for nothing before its
       // write: each await of a promise already settled still cost a turn of the microtask queue.
-      const memberIds = this.members.knownMemberIds(cmd.channelId) ?? (await this.members.memberIds(cmd.channelId));
+      let memberIds = this.members.knownMemberIds(cmd.channelId);
+      if (memberIds === undefined) {
+        turn = this.order.take(sender, cmd.channelId);
+        memberIds = await this.members.memberIds(cmd.channelId);
+      }
       let unchanged = false;
       try {
         if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
         const blocked = blocksApplyTo(cmd) && !this.members.knownUnblocked(cmd.channelId, sender.userId);
         const named = namesMessage(cmd);
         if (blocked || named) {
+          turn ??= this.order.take(sender, cmd.channelId);
           [, unchanged = false] = await Promise.all([
             blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
             named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()) : undefined,
@@ -110,15 +118,16 @@ export class DirectSubmitter implements MessageSubmitter {
         return { messageId: stored, duplicate: true };
       }
       if (unchanged && quiet && key !== undefined) return await this.unchangedEdit(key, sender, cmd);
-      if (turn.waiting) await turn.ready;
+      if (turn === undefined && !this.order.clear(sender, cmd.channelId)) turn = this.order.take(sender, cmd.channelId);
+      if (turn?.waiting) await turn.ready;
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
       // A reaction that changes nothing is still stored, for its key (a resend after a restart, or
       // after the user's next reaction, is then this one again), but copied to no inbox.
       const writing = this.write(newMessage(ids.next(), sender, cmd, (this.deps.now ?? Date.now)()), unchanged && quiet ? [] : memberIds);
-      turn.done();
+      turn?.done();
       return await writing;
     } finally {
-      turn.done();
+      turn?.done();
       if (changer !== undefined) {
         const left = this.changing.get(changer)! - 1;
         if (left === 0) this.changing.delete(changer);
