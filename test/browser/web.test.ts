@@ -722,6 +722,41 @@ describe("web client in headless Chromium", function () {
     assert.equal(history.messages[0]?.senderUserId, mia.userId);
   });
 
+  it("shows a group's members to each member; its owner adds one by username, makes an admin and removes one, a plain member changes nothing", async () => {
+    const [quinn, rosa, sam] = [await signUp(chatd.httpUrl, "quinn"), await signUp(chatd.httpUrl, "rosa"), await signUp(chatd.httpUrl, "sam")];
+    const { channelId } = (await quinn.api.channels.createGroup({ title: "Choir", memberUserIds: [rosa.userId] })).channel!;
+    const { page } = await newPage("quinn");
+    await logInInPage(page, chatd.httpUrl, quinn.username, quinn.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+    await page.getByTestId("members").click();
+    const member = (u: TestUser) => page.locator(`[data-testid=member][data-username="${u.username}"]`);
+    await member(quinn).and(page.locator("[data-role=owner]")).waitFor({ timeout: 10_000 });
+    await member(rosa).and(page.locator("[data-role=member]")).waitFor();
+
+    await page.getByTestId("members-search").fill(sam.username);
+    await page.locator(`[data-testid=members-dialog] [data-testid=search-result][data-username="${sam.username}"]`).click();
+    await member(sam).waitFor({ timeout: 10_000 });
+    await member(rosa).getByTestId("member-admin").click();
+    await member(rosa).and(page.locator("[data-role=admin]")).waitFor({ timeout: 10_000 });
+    page.once("dialog", (d) => void d.accept());
+    await member(sam).getByTestId("member-remove").click();
+    await member(sam).waitFor({ state: "detached", timeout: 10_000 });
+    const members = (await quinn.api.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.role]);
+    assert.deepEqual(members.sort(), [[quinn.userId, MemberRole.OWNER], [rosa.userId, MemberRole.ADMIN]].sort());
+    await page.getByTestId("note").filter({ hasText: /removed/ }).waitFor({ timeout: 10_000 });
+
+    // Sam, back in as a plain member, sees who is in it and nothing to change.
+    await quinn.api.channels.addMembers({ channelId, userIds: [sam.userId] });
+    const samPage = (await newPage("sam")).page;
+    await logInInPage(samPage, chatd.httpUrl, sam.username, sam.password);
+    await samPage.locator(`[data-testid=channel][data-channel-id="${channelId}"]`).click();
+    await samPage.getByTestId("members").click();
+    await samPage.locator(`[data-testid=member][data-username="${rosa.username}"][data-role=admin]`).waitFor({ timeout: 10_000 });
+    assert.equal(await samPage.getByTestId("member").count(), 3);
+    assert.equal(await samPage.locator("[data-testid=member-remove], [data-testid=member-admin]").count(), 0);
+    assert.equal(await samPage.getByTestId("members-search").isVisible(), false);
+  });
+
   it("shows markup in a message, a display name, a group title and a note as the text typed: nothing of it runs or becomes an element", async () => {
     const markup = (n: number) => `<img src=x onerror="window.__xss=${n}"><script>window.__xss=${n}</script><b>bold</b>`;
     const owner = await signUp(chatd.httpUrl, "own");

@@ -16,6 +16,7 @@ import { openAccountDialog } from "./views/account-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
 import { openInviteDialog } from "./views/invite-dialog.js";
 import { openJoinDialog } from "./views/join-dialog.js";
+import { openMembersDialog } from "./views/members-dialog.js";
 import { messageList, quoteExcerpt, type MessageListInput, type PendingView } from "./views/messages.js";
 import { renderShell, type Shell } from "./views/shell.js";
 import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
@@ -564,6 +565,7 @@ export class ChatApp {
     ui.markUnread.addEventListener("click", () => void this.markUnread());
     ui.clearHistory.addEventListener("click", () => void this.clearHistory());
     ui.invite.addEventListener("click", () => this.showInviteLink());
+    ui.members.addEventListener("click", () => this.showMembers());
     ui.leave.addEventListener("click", () => void this.leaveGroup());
     ui.find.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") void this.find(0n);
@@ -1244,6 +1246,36 @@ export class ChatApp {
     }));
   }
 
+  /** The open group's members: every member sees who is in it; its owner and admins change that. */
+  private showMembers(): void {
+    const c = this.open && this.channels.get(key(this.open.id));
+    if (c?.kind !== ChannelKind.GROUP) return;
+    const channelId = c.channelId;
+    this.dialogs.add(openMembersDialog(this.channelName(c), {
+      members: async () => {
+        const { members } = await this.api.channels.listMembers({ channelId });
+        await this.ensureUsers(members.map((m) => m.userId));
+        // One whose name could not be read (gone meanwhile) is left out rather than shown nameless.
+        return members.flatMap((m) => {
+          const user = this.users.get(key(m.userId));
+          return user ? [{ user, role: m.role, me: m.userId === this.me }] : [];
+        });
+      },
+      myRole: () => this.channels.get(key(channelId))?.myRole ?? MemberRole.MEMBER,
+      search: (q) => this.searchUsers(q),
+      // The chat's new member count and notes come as channel events, as for anyone's change.
+      add: async (user) => {
+        await this.api.channels.addMembers({ channelId, userIds: [user.userId] });
+      },
+      remove: async (user) => {
+        await this.api.channels.removeMember({ channelId, userId: user.userId });
+      },
+      setAdmin: async (user, admin) => {
+        await this.api.channels.setMemberRole({ channelId, userId: user.userId, role: admin ? MemberRole.ADMIN : MemberRole.MEMBER });
+      },
+    }));
+  }
+
   private closeChat(): void {
     this.holdEdit();
     this.endEdit();
@@ -1862,6 +1894,7 @@ export class ChatApp {
     this.renderToggle(this.ui.pin, isPinned, isPinned ? ["Unpin", "Pinned at the top of your chats"] : ["Pin", "Keep this chat at the top of your chats"]);
     this.renderToggle(this.ui.archive, c.archived, c.archived ? ["Unarchive", "Archived: back in your chats with its next message, unless muted"] : ["Archive", "Move this chat out of your list until its next message"]);
     this.ui.invite.hidden = !manages(c);
+    this.ui.members.hidden = c.kind !== ChannelKind.GROUP;
     this.ui.leave.hidden = c.kind !== ChannelKind.GROUP;
     const block = this.ui.block;
     block.hidden = c.kind !== ChannelKind.DIRECT || !this.blocked;

@@ -39,6 +39,8 @@ export interface Shell {
   leave: HTMLButtonElement;
   /** A group's invite link: shown to its owner and admins only, the ones the server gives it to. */
   invite: HTMLButtonElement;
+  /** Who is in the open group: shown for groups only. */
+  members: HTMLButtonElement;
   scroller: HTMLElement;
   older: HTMLElement;
   messages: HTMLElement;
@@ -100,6 +102,7 @@ export function renderShell(root: HTMLElement): Shell {
     clearHistory: h("button", { type: "button", class: "ghost small clear-history", "data-testid": "clear-history", title: "Clear this chat's messages for you; the others keep theirs" }, "Clear history"),
     block: h("button", { type: "button", class: "ghost small block", "data-testid": "block", hidden: true }, "Block"),
     leave: h("button", { type: "button", class: "ghost small leave", "data-testid": "leave-group", title: "Leave this group: its chat goes from all your devices", hidden: true }, "Leave"),
+    members: h("button", { type: "button", class: "ghost small", "data-testid": "members", title: "Who is in this group", hidden: true }, "Members"),
     invite: h("button", { type: "button", class: "ghost small", "data-testid": "invite-link", title: "A link that lets people join this group", hidden: true }, "Invite link"),
     older: h("div", { class: "older", "data-testid": "older" }),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
@@ -122,7 +125,7 @@ export function renderShell(root: HTMLElement): Shell {
   const chat = h(
     "div",
     { class: "chat", hidden: true },
-    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block, s.leave)),
+    h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.members, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block, s.leave)),
     s.findHits,
     scroller,
     s.typing,
