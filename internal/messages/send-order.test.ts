@@ -27,6 +27,17 @@ describe("SendOrder", () => {
     assert.equal(order.size, 0, "nothing left once every send is done");
   });
 
+  it("is clear for a line while none of its sends is out, whatever other lines hold (DirectSubmitter then takes no turn)", () => {
+    const order = new SendOrder();
+    assert.equal(order.clear(ALICE, 7n), true, "no line open at all");
+    const a = order.take(ALICE, 7n);
+    assert.equal(order.clear(ALICE, 7n), false, "a's send is still out");
+    assert.equal(order.clear(ALICE, 8n), true, "another channel is another line");
+    assert.equal(order.clear({ userId: 1n, deviceId: 12n }, 7n), true, "another device is another line");
+    a.done();
+    assert.equal(order.clear(ALICE, 7n), true, "through once done");
+  });
+
   it("lets a send through at once when nobody is ahead, and passes a run of sends that gave up in one go", async () => {
     const order = new SendOrder();
     const a = order.take(ALICE, 7n);
