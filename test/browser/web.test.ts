@@ -757,6 +757,34 @@ describe("web client in headless Chromium", function () {
     assert.equal(await samPage.getByTestId("members-search").isVisible(), false);
   });
 
+  it("makes friends: asks one by username, answers one who asked, messages and removes a friend", async () => {
+    const [tara, uma, vic] = [await signUp(chatd.httpUrl, "tara"), await signUp(chatd.httpUrl, "uma"), await signUp(chatd.httpUrl, "vic")];
+    await vic.api.users.sendFriendRequest({ userId: tara.userId });
+    const { page } = await newPage("tara");
+    await logInInPage(page, chatd.httpUrl, tara.username, tara.password);
+    await page.getByTestId("friends").click();
+    const friend = (u: TestUser, state: string) => page.locator(`[data-testid=friend][data-username="${u.username}"][data-state="${state}"]`);
+
+    await page.getByTestId("friends-search").fill(uma.username);
+    await page.locator(`[data-testid=friends-dialog] [data-testid=search-result][data-username="${uma.username}"]`).click();
+    await friend(uma, "outgoing").waitFor({ timeout: 10_000 });
+    assert.deepEqual((await uma.api.users.listFriendRequests({})).requests.map((r) => [r.user?.userId, r.outgoing]), [[tara.userId, false]]);
+
+    await friend(vic, "incoming").getByTestId("friend-accept").click();
+    await friend(vic, "friend").waitFor({ timeout: 10_000 });
+    assert.deepEqual((await vic.api.users.listFriends({})).friends.map((u) => u.userId), [tara.userId]);
+
+    await friend(vic, "friend").getByTestId("friend-message").click();
+    await page.getByTestId("friends-dialog").waitFor({ state: "detached" });
+    await page.getByTestId("chat-title").filter({ hasText: vic.username }).waitFor({ timeout: 10_000 });
+
+    await page.getByTestId("friends").click();
+    page.once("dialog", (d) => void d.accept());
+    await friend(vic, "friend").getByTestId("friend-remove").click();
+    await friend(vic, "friend").waitFor({ state: "detached", timeout: 10_000 });
+    assert.deepEqual((await vic.api.users.listFriends({})).friends, []);
+  });
+
   it("shows markup in a message, a display name, a group title and a note as the text typed: nothing of it runs or becomes an element", async () => {
     const markup = (n: number) => `<img src=x onerror="window.__xss=${n}"><script>window.__xss=${n}</script><b>bold</b>`;
     const owner = await signUp(chatd.httpUrl, "own");

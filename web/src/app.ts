@@ -13,6 +13,7 @@ import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, push
 import { myReaction } from "./reactions.js";
 import { RealtimeSession, type ConnectionState } from "./session.js";
 import { openAccountDialog } from "./views/account-dialog.js";
+import { openFriendsDialog } from "./views/friends-dialog.js";
 import { openGroupDialog } from "./views/group-dialog.js";
 import { openInviteDialog } from "./views/invite-dialog.js";
 import { openJoinDialog } from "./views/join-dialog.js";
@@ -547,6 +548,25 @@ export class ChatApp {
 
     ui.logout.addEventListener("click", () => void this.logout());
     ui.push.addEventListener("click", () => void this.togglePush());
+    ui.friends.addEventListener("click", () =>
+      this.dialogs.add(openFriendsDialog({
+        read: async () => {
+          const [{ friends }, { requests }] = await Promise.all([this.api.users.listFriends({}), this.api.users.listFriendRequests({})]);
+          return { friends, requests };
+        },
+        search: (q) => this.searchUsers(q),
+        ask: async (user) => {
+          await this.api.users.sendFriendRequest({ userId: user.userId });
+        },
+        answer: async (user, accept) => {
+          await this.api.users.respondFriendRequest({ userId: user.userId, accept });
+        },
+        remove: async (user) => {
+          await this.api.users.removeFriend({ userId: user.userId });
+        },
+        message: (user) => void this.startDirect(user),
+      })),
+    );
     ui.account.addEventListener("click", () =>
       this.dialogs.add(openAccountDialog({
         changePassword: async (currentPassword, newPassword) =>

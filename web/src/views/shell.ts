@@ -9,6 +9,8 @@ export interface Shell {
   connection: HTMLElement;
   logout: HTMLButtonElement;
   account: HTMLButtonElement;
+  /** Friends and friend requests: who "Online shown to friends only" shows me to. */
+  friends: HTMLButtonElement;
   /** The bell: this device's browser notifications, with data-state a PushState. */
   push: HTMLButtonElement;
   /** Who sees when I am online: a PresenceVisibility value. */
@@ -69,6 +71,7 @@ export function renderShell(root: HTMLElement): Shell {
     connection: h("span", { class: "connection", "data-testid": "connection", "data-state": "connecting", role: "status" }, "Connecting…"),
     logout: h("button", { type: "button", class: "ghost small", title: "Log out of this device", "data-testid": "logout" }, "Log out"),
     account: h("button", { type: "button", class: "ghost small", title: "Password and account", "data-testid": "account" }, "Account"),
+    friends: h("button", { type: "button", class: "ghost small", title: "Your friends and friend requests", "data-testid": "friends" }, "Friends"),
     push: h("button", { type: "button", class: "ghost icon push-toggle", "data-testid": "push-toggle", "data-state": "off" }, "🔕"),
     visibility: h(
       "select",
@@ -153,7 +156,7 @@ export function renderShell(root: HTMLElement): Shell {
         s.meAvatar,
         h("div", { class: "me-text" }, s.meName, s.meHandle),
         s.connection,
-        h("div", { class: "me-actions" }, s.push, s.account, s.logout),
+        h("div", { class: "me-actions" }, s.push, s.friends, s.account, s.logout),
       ),
       h("div", { class: "sidebar-tools" }, s.search, s.newGroup),
       h("div", { class: "sidebar-settings" }, s.visibility),
