@@ -334,8 +334,8 @@ export class Session implements SessionHandle {
       }
     }
     // A delivery ack (about one a message) is a cursor write with no answer: not worth an async function's frame.
-    const work = frame.kind.case === "deliveryAck" ? this.acked(frame.kind.value.inboxSeq) : this.handle(frame);
-    work.catch((err) => this.sendError(refusalOf(frame), err));
+    if (frame.kind.case === "deliveryAck") this.acked(frame.kind.value.inboxSeq).catch((err) => this.sendError(refusalOf(frame), err));
+    else void this.handle(frame);
   }
 
   /** A DeliveryAck: the device's cursor moves to `inboxSeq`, or to what it was sent if less. */
@@ -416,80 +416,85 @@ export class Session implements SessionHandle {
     }
   }
 
+  /** A frame's work; whatever fails in it is answered here (an Error frame naming it), so the caller keeps no promise of it. */
   private async handle(frame: ClientFrame): Promise<void> {
     const { kind, ref } = frame;
-    switch (kind.case) {
-      case "send": {
-        const { clientMsgId, channelId, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
-        // The identity as the sender and the decoded frame as the command, not copies of them for every
-        // send: the submitter only reads them (the SendMessage has SendCommand's fields, no others).
-        const result = await this.server.submitter.submit(this.identity, kind.value);
-        this.server.metrics?.messagesIn.inc();
-        this.server.metrics?.sendsByKind.inc(
-          editSeq ? SEND_KIND.edit : deleteSeq ? SEND_KIND.delete : reactSeq ? SEND_KIND.reaction : replyToSeq ? SEND_KIND.reply : SEND_KIND.message,
-        );
-        // The message's own inbox copy follows in the next immediate
-        // (live delivery): both frames then cost one write.
-        if (!result.duplicate) this.sink.holdWrites?.();
-        // Written by hand for binary sessions: one frame per message, and the generic encoder's objects cost more than the bytes.
-        const ack = this.identity.encoding === "proto" ? encodeSendAckFrame(ref, clientMsgId, result.messageId, channelId, result.duplicate) : undefined;
-        if (ack !== undefined) return this.sendEncoded(ack);
-        this.send(
-          create(ServerFrameSchema, {
-            ref,
-            kind: { case: "sendAck", value: { clientMsgId, channelId, messageId: result.messageId, duplicate: result.duplicate } },
-          }),
-        );
-        return;
-      }
-      case "sync": {
-        const limit = Math.min(kind.value.limit || SYNC_PAGE, MAX_SYNC_PAGE);
-        // The device says what it has; it may have less than we thought
-        // (a reinstall) or more (acks we have not seen), but never more than
-        // the inbox holds: its delivery acks are bounded by this.
-        const sentBefore = this.sentUpTo;
-        this.syncsStarting++;
-        let head: bigint | undefined;
-        try {
-          head = await this.server.inbox.head(this.userId);
-        } finally {
-          // A request whose read failed gets an error and no pages: the pump it held back runs now.
-          if (--this.syncsStarting === 0 && head === undefined && this.pumpHeld) this.catchUp();
+    try {
+      switch (kind.case) {
+        case "send": {
+          const { clientMsgId, channelId, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
+          // The identity as the sender and the decoded frame as the command, not copies of them for every
+          // send: the submitter only reads them (the SendMessage has SendCommand's fields, no others).
+          const result = await this.server.submitter.submit(this.identity, kind.value);
+          this.server.metrics?.messagesIn.inc();
+          this.server.metrics?.sendsByKind.inc(
+            editSeq ? SEND_KIND.edit : deleteSeq ? SEND_KIND.delete : reactSeq ? SEND_KIND.reaction : replyToSeq ? SEND_KIND.reply : SEND_KIND.message,
+          );
+          // The message's own inbox copy follows in the next immediate
+          // (live delivery): both frames then cost one write.
+          if (!result.duplicate) this.sink.holdWrites?.();
+          // Written by hand for binary sessions: one frame per message, and the generic encoder's objects cost more than the bytes.
+          const ack = this.identity.encoding === "proto" ? encodeSendAckFrame(ref, clientMsgId, result.messageId, channelId, result.duplicate) : undefined;
+          if (ack !== undefined) return this.sendEncoded(ack);
+          this.send(
+            create(ServerFrameSchema, {
+              ref,
+              kind: { case: "sendAck", value: { clientMsgId, channelId, messageId: result.messageId, duplicate: result.duplicate } },
+            }),
+          );
+          return;
         }
-        if (!this.open) return;
-        const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
-        // Live entries sent while head was read came after the request, so
-        // the device gets them before the batch: unless it asked to go back
-        // further than it had been sent, they are not sent again. Pages of
-        // an answer this request supersedes are no such entries.
-        const superseded = this.endAnswers();
-        this.sentUpTo = !superseded && after >= sentBefore && this.sentUpTo > after ? this.sentUpTo : after;
-        this.pump(ref, limit);
-        return;
+        case "sync": {
+          const limit = Math.min(kind.value.limit || SYNC_PAGE, MAX_SYNC_PAGE);
+          // The device says what it has; it may have less than we thought
+          // (a reinstall) or more (acks we have not seen), but never more than
+          // the inbox holds: its delivery acks are bounded by this.
+          const sentBefore = this.sentUpTo;
+          this.syncsStarting++;
+          let head: bigint | undefined;
+          try {
+            head = await this.server.inbox.head(this.userId);
+          } finally {
+            // A request whose read failed gets an error and no pages: the pump it held back runs now.
+            if (--this.syncsStarting === 0 && head === undefined && this.pumpHeld) this.catchUp();
+          }
+          if (!this.open) return;
+          const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
+          // Live entries sent while head was read came after the request, so
+          // the device gets them before the batch: unless it asked to go back
+          // further than it had been sent, they are not sent again. Pages of
+          // an answer this request supersedes are no such entries.
+          const superseded = this.endAnswers();
+          this.sentUpTo = !superseded && after >= sentBefore && this.sentUpTo > after ? this.sentUpTo : after;
+          this.pump(ref, limit);
+          return;
+        }
+        case "deliveryAck":
+          return await this.acked(kind.value.inboxSeq);
+        case "read": {
+          namesChannel(kind.value.channelId);
+          // A seq past any there can be reads as "everything", as the store caps it at the newest.
+          await this.server.markRead(this.userId, kind.value.channelId, atMostMaxId(kind.value.seq));
+          return;
+        }
+        case "heartbeat": {
+          this.server.heartbeat(this);
+          this.send(create(ServerFrameSchema, { ref, kind: { case: "heartbeatAck", value: { serverTime: timestampNow() } } }));
+          return;
+        }
+        case "typing": {
+          namesChannel(kind.value.channelId);
+          await this.server.typing(this.userId, kind.value.channelId);
+          return;
+        }
+        case "reauthenticate":
+          // The keys are the gateway's: a Reauthenticate reaches a session only as its verdict.
+          throw new ChatError("unauthenticated", "a Reauthenticate frame must come through a gateway");
+        default:
+          throw new ChatError("invalid_frame", "frame has no known kind");
       }
-      case "deliveryAck":
-        return this.acked(kind.value.inboxSeq);
-      case "read": {
-        namesChannel(kind.value.channelId);
-        // A seq past any there can be reads as "everything", as the store caps it at the newest.
-        await this.server.markRead(this.userId, kind.value.channelId, atMostMaxId(kind.value.seq));
-        return;
-      }
-      case "heartbeat": {
-        this.server.heartbeat(this);
-        this.send(create(ServerFrameSchema, { ref, kind: { case: "heartbeatAck", value: { serverTime: timestampNow() } } }));
-        return;
-      }
-      case "typing": {
-        namesChannel(kind.value.channelId);
-        await this.server.typing(this.userId, kind.value.channelId);
-        return;
-      }
-      case "reauthenticate":
-        // The keys are the gateway's: a Reauthenticate reaches a session only as its verdict.
-        throw new ChatError("unauthenticated", "a Reauthenticate frame must come through a gateway");
-      default:
-        throw new ChatError("invalid_frame", "frame has no known kind");
+    } catch (err) {
+      this.sendError(refusalOf(frame), err);
     }
   }
 
