@@ -36,7 +36,8 @@ function build(db: SqliteDatabase) {
     emptyText: p("UPDATE inbox SET text = '' WHERE message_id = ? AND user_id = ?"),
     after: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?`),
     // The head is the newest row (schema version 3); the next entry takes head + 1.
-    head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?"),
+    // Plucked: read for every entry written, and a row object each was garbage.
+    head: p("SELECT coalesce(max(inbox_seq), 0) AS last_seq FROM inbox WHERE user_id = ?").pluck(),
     cursor: p("SELECT seq FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
     dropCursor: p("DELETE FROM inbox_cursors WHERE user_id = ? AND device_id = ?"),
     advanceCursor: p(`INSERT INTO inbox_cursors (user_id, device_id, seq) VALUES (?, ?, max(?, 0))
@@ -55,7 +56,7 @@ function build(db: SqliteDatabase) {
   const appendTx = db.transaction((userId: Id, m: StoredMessage): { entry: InboxEntry; duplicate: boolean } => {
     const existing = s.byMessageId.get(userId, m.messageId) as Row | undefined;
     if (existing) return { entry: toEntry(existing), duplicate: true };
-    const inboxSeq = ((s.head.get(userId) as Row).last_seq as bigint) + 1n;
+    const inboxSeq = (s.head.get(userId) as bigint) + 1n;
     insertEntry(userId, inboxSeq, m);
     return { entry: { inboxSeq, message: { ...m } }, duplicate: false };
   });
@@ -89,7 +90,7 @@ export class SqliteInbox implements Inbox {
    * change (an edit or a delete), which has its own message id.
    */
   appendNewInTransaction(userId: Id, m: StoredMessage): InboxEntry {
-    const inboxSeq = ((this.s.head.get(userId) as Row).last_seq as bigint) + 1n;
+    const inboxSeq = (this.s.head.get(userId) as bigint) + 1n;
     this.s.insertEntry(userId, inboxSeq, m);
     return { inboxSeq, message: m };
   }
@@ -119,7 +120,7 @@ export class SqliteInbox implements Inbox {
   }
 
   async head(userId: Id): Promise<bigint> {
-    return (this.s.head.get(userId) as Row).last_seq as bigint;
+    return this.s.head.get(userId) as bigint;
   }
 
   async getCursor(userId: Id, deviceId: Id): Promise<bigint> {

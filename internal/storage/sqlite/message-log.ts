@@ -96,7 +96,8 @@ function build(db: SqliteDatabase) {
     reactionsIn: p(`SELECT seq, user_id, emoji FROM message_reactions
                     WHERE channel_id = ? AND seq >= ? AND seq <= ? AND emoji != '' ORDER BY seq, user_id`),
     // The head is the newest row (schema version 3).
-    nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?"),
+    // Plucked: read for every message, and a row object each was garbage.
+    nextSeq: p("SELECT coalesce(max(seq), 0) + 1 AS next_seq FROM messages WHERE channel_id = ?").pluck(),
     insert: p(`INSERT INTO messages
                  (message_id, channel_id, seq, sender_user_id, sender_device_id, client_msg_id, text, sent_at_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -124,7 +125,7 @@ function build(db: SqliteDatabase) {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
     if (existing) return { message: toMessage(existing), duplicate: true };
     // The next seq follows the newest row, so a failed insert leaves no gap.
-    const seq = (s.nextSeq.get(m.channelId) as Row).next_seq as bigint;
+    const seq = s.nextSeq.get(m.channelId) as bigint;
     if (m.note) {
       s.insertNote.run(m.messageId, m.channelId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, m.text, m.sentAtMs, encodeNote(m.note));
     } else if (m.replyToSeq) {
