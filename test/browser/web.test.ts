@@ -558,6 +558,15 @@ describe("web client in headless Chromium", function () {
     );
     const seqs = await Promise.all((await page.locator("[data-testid=message]").all()).map(async (m) => Number(await m.getAttribute("data-seq"))));
     assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1));
+
+    // Up at the top, a new message is said beside the messages, and one click goes back down to it and reads it.
+    await sendWithRetry(carol, channel.channelId, "the newest");
+    await page.locator('[data-testid=to-bottom][data-unread="1"]', { hasText: "1 new" }).waitFor({ timeout: 10_000 });
+    await page.getByTestId("to-bottom").click();
+    await page.getByTestId("to-bottom").waitFor({ state: "hidden" });
+    await page.locator("[data-testid=message]", { hasText: "the newest" }).waitFor();
+    assert.ok(await page.locator("[data-testid=message]", { hasText: "the newest" }).isVisible(), "the newest message is on screen");
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"] [data-testid=unread]`).waitFor({ state: "detached", timeout: 10_000 });
   });
 
   it("takes a typed or pasted text whole up to the limit of code points, though its characters take two UTF-16 units each, and sends it", async () => {

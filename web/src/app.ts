@@ -650,6 +650,10 @@ export class ChatApp {
     ui.scroller.addEventListener("scroll", () => {
       if (ui.scroller.scrollTop < 120) void this.loadOlder();
       if (this.nearBottom()) this.markRead();
+      this.renderToBottom();
+    });
+    ui.toBottom.addEventListener("click", () => {
+      ui.scroller.scrollTop = ui.scroller.scrollHeight;
     });
     // The reaction palette closes on Escape and on a click anywhere else.
     listen("keydown", (ev) => {
@@ -1834,6 +1838,8 @@ export class ChatApp {
   }
 
   private renderSidebar(): void {
+    // The open chat's unread count, which the button beside its messages says too.
+    this.renderToBottom();
     if (this.destroyed || this.ui.search.value.trim()) return;
     const all = [...this.channels.values()];
     const listed = all.filter((c) => !c.archived);
@@ -2049,6 +2055,7 @@ export class ChatApp {
     if (open.loaded && items.length === 0 && !this.isCleared(open.id)) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
     replaceChildren(this.ui.messages, items);
     this.renderOlder();
+    this.renderToBottom();
   }
 
   /** "Replying to …" above the composer, with the answered message as it now is. */
@@ -2166,6 +2173,20 @@ export class ChatApp {
     el.hidden = false;
     clearTimeout(Number(el.dataset.timer));
     el.dataset.timer = String(window.setTimeout(() => (el.hidden = true), 5000));
+  }
+
+  /**
+   * Scrolled up in the open chat, a new message below showed nowhere but in the chat list:
+   * the button says how many are unread and takes the reader back down.
+   */
+  private renderToBottom(): void {
+    const open = this.open;
+    const button = this.ui.toBottom;
+    button.hidden = !open?.loaded || this.nearBottom();
+    if (button.hidden) return;
+    const unread = this.channels.get(key(open!.id))?.unreadCount ?? 0;
+    button.textContent = unread > 0 ? `↓ ${unread} new` : "↓";
+    button.dataset.unread = String(unread);
   }
 
   private nearBottom(): boolean {

@@ -44,6 +44,8 @@ export interface Shell {
   /** Who is in the open group: shown for groups only. */
   members: HTMLButtonElement;
   scroller: HTMLElement;
+  /** Back to the newest message (with how many are unread), shown while the reader is scrolled up. */
+  toBottom: HTMLButtonElement;
   older: HTMLElement;
   messages: HTMLElement;
   typing: HTMLElement;
@@ -108,6 +110,7 @@ export function renderShell(root: HTMLElement): Shell {
     members: h("button", { type: "button", class: "ghost small", "data-testid": "members", title: "Who is in this group", hidden: true }, "Members"),
     invite: h("button", { type: "button", class: "ghost small", "data-testid": "invite-link", title: "A link that lets people join this group", hidden: true }, "Invite link"),
     older: h("div", { class: "older", "data-testid": "older" }),
+    toBottom: h("button", { type: "button", class: "to-bottom", "data-testid": "to-bottom", title: "Go to the newest message", hidden: true }, "↓"),
     messages: h("div", { class: "messages", "data-testid": "messages", role: "log", "aria-live": "polite" }),
     typing: h("div", { class: "typing", "data-testid": "typing" }),
     editPreview: h("span", { class: "edit-preview" }),
@@ -130,7 +133,7 @@ export function renderShell(root: HTMLElement): Shell {
     { class: "chat", hidden: true },
     h("header", { class: "chat-header" }, s.back, s.chatAvatar, h("div", { class: "chat-heading" }, s.chatTitle, s.chatStatus), h("div", { class: "chat-actions" }, s.find, s.members, s.invite, s.mute, s.pin, s.archive, s.markUnread, s.clearHistory, s.block, s.leave)),
     s.findHits,
-    scroller,
+    h("div", { class: "scroll-area" }, scroller, s.toBottom),
     s.typing,
     editBar,
     replyBar,
