@@ -45,15 +45,6 @@ const refusalOf = (frame: ClientFrame): Refused => ({
 /** Shared frames kept for a session until its welcome is out (typing in half of them; presence apart, the latest per user); past these a start that slow loses hints, not messages. */
 const HELD_SHARED_FRAMES = 64;
 
-/** The label sets of chat_sends_total, made once rather than per send. */
-const SEND_KIND = {
-  message: { kind: "message" },
-  reply: { kind: "reply" },
-  edit: { kind: "edit" },
-  delete: { kind: "delete" },
-  reaction: { kind: "reaction" },
-} as const;
-
 /** A frame that could not be decoded: no ref, no kind. */
 const UNREADABLE: Refused = { ref: 0n, kind: 0, clientMsgId: "" };
 const SYNC_KIND = ClientFrameSchema.field.sync!.number;
@@ -427,9 +418,7 @@ export class Session implements SessionHandle {
           // send: the submitter only reads them (the SendMessage has SendCommand's fields, no others).
           const result = await this.server.submitter.submit(this.identity, kind.value);
           this.server.metrics?.messagesIn.inc();
-          this.server.metrics?.sendsByKind.inc(
-            editSeq ? SEND_KIND.edit : deleteSeq ? SEND_KIND.delete : reactSeq ? SEND_KIND.reaction : replyToSeq ? SEND_KIND.reply : SEND_KIND.message,
-          );
+          this.server.metrics?.sendsByKind[editSeq ? "edit" : deleteSeq ? "delete" : reactSeq ? "reaction" : replyToSeq ? "reply" : "message"].inc();
           // The message's own inbox copy follows in the next immediate
           // (live delivery): both frames then cost one write.
           if (!result.duplicate) this.sink.holdWrites?.();
