@@ -480,6 +480,18 @@ describe("web client in headless Chromium", function () {
       await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
       assert.match((await status.textContent()) ?? "", /online/);
 
+      // Her own connection down, Alice's page does not know who is online: it claims nothing until it is back.
+      await alice.context.setOffline(true);
+      await alice.page.locator('[data-testid=connection]:not([data-state="open"])').waitFor({ timeout: 15_000 });
+      await alice.page.locator('[data-testid=chat-status][data-presence="unknown"]').waitFor();
+      assert.doesNotMatch((await status.textContent()) ?? "", /online|last seen/);
+      assert.equal(await alice.page.locator('[data-testid=channel-presence][data-presence="online"]').count(), 0, "no green dot in the list");
+      await alice.context.setOffline(false);
+      await waitConnected(alice.page, 30_000);
+      await alice.page.locator('[data-testid=chat-status][data-presence="online"]').waitFor({ timeout: 20_000 });
+      // The browser logs each failed request and reconnect while offline by itself.
+      for (let i = problems.length - 1; i >= 0; i--) if (/^alice: .*ERR_INTERNET_DISCONNECTED/.test(problems[i]!)) problems.splice(i, 1);
+
       await bobPage.context.close();
       // Presence holds "online" for its grace period (3 s here) before it flips.
       await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 30_000 });

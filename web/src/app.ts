@@ -1202,6 +1202,9 @@ export class ChatApp {
       changed = true;
     }
     if (changed) this.renderMessages();
+    // Who is online is not known while the socket is down, and is read again once it is back.
+    this.renderHeader();
+    this.renderSidebar();
     if (state === "open") {
       for (const [k, seq] of [...this.untoldReads]) this.tellRead(BigInt(k), seq);
       for (const k of [...this.untoldUnmarks]) void this.tellUnmark(BigInt(k));
@@ -1889,7 +1892,7 @@ export class ChatApp {
       channel: c,
       now,
       name: this.channelName(c),
-      presence: c.kind === ChannelKind.DIRECT ? this.presence.get(key(c.peerUserId)) : undefined,
+      presence: c.kind === ChannelKind.DIRECT ? this.presenceOf(c.peerUserId) : undefined,
       senderName: c.lastMessage ? this.name(c.lastMessage.senderUserId) : undefined,
       lastNote: c.lastMessage && isNote(c.lastMessage) ? this.noteText(c.lastMessage) : undefined,
       mine: c.lastMessage?.senderUserId === this.me,
@@ -1930,14 +1933,19 @@ export class ChatApp {
       block.dataset.blocked = String(isBlocked);
     }
     if (c.kind === ChannelKind.DIRECT) {
+      const u = this.users.get(key(c.peerUserId));
+      if (!this.connected()) {
+        status.dataset.presence = "unknown";
+        replaceChildren(status, u ? h("span", { class: "muted" }, `@${u.username}`) : null);
+        return;
+      }
       const p = this.presence.get(key(c.peerUserId));
       const online = p?.status === PresenceStatus.ONLINE;
       status.dataset.presence = online ? "online" : "offline";
-      const u = this.users.get(key(c.peerUserId));
       // How long ago by the server's clock, which says when they were last seen: this browser's may be minutes off.
       replaceChildren(status, h("span", { class: `dot ${online ? "on" : ""}` }), online ? "online" : lastSeen(tsMs(p?.lastSeenAt), this.session.serverNow()), u ? h("span", { class: "muted" }, ` · @${u.username}`) : null);
     } else {
-      const online = open.members.filter((id) => id !== this.me && this.presence.get(key(id))?.status === PresenceStatus.ONLINE).length;
+      const online = open.members.filter((id) => id !== this.me && this.presenceOf(id)?.status === PresenceStatus.ONLINE).length;
       delete status.dataset.presence;
       replaceChildren(status, `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}${online > 0 ? `, ${online} online` : ""}`);
       status.title = open.members.map((id) => this.name(id)).join(", ");
@@ -2187,6 +2195,18 @@ export class ChatApp {
     const unread = this.channels.get(key(open!.id))?.unreadCount ?? 0;
     button.textContent = unread > 0 ? `↓ ${unread} new` : "↓";
     button.dataset.unread = String(unread);
+  }
+
+  private connected(): boolean {
+    return this.ui.connection.dataset.state === "open";
+  }
+
+  /**
+   * Someone's presence as this page may show it: none while its own socket is down, when the last
+   * word it had may be long out of date ("online" for one gone meanwhile); it is read again on reconnecting.
+   */
+  private presenceOf(userId: bigint): Presence | undefined {
+    return this.connected() ? this.presence.get(key(userId)) : undefined;
   }
 
   private nearBottom(): boolean {
