@@ -23,6 +23,7 @@ import { DEFAULT_TEXT_BUDGET } from "../throttle/text-budget.js";
 import { DEFAULT_SEND_RATE, SendRateLimiter } from "../throttle/send-rate.js";
 
 const ALL_DEVICES: readonly Id[] = [];
+const NOBODY: ReadonlySet<Id> = new Set();
 
 /** How long presence events between a pair are checked against blocks after the pair's block changed: past any announcement in flight. */
 const BLOCK_CHANGE_WATCH_MS = 60_000;
@@ -443,14 +444,17 @@ export class ChatServer implements SessionHost, SessionDirectory {
    * pushMany of each entry's delivery frame, encoded only for users held
    * here, each message once for all its entries: live delivery in chatd,
    * where building the frames as protobuf objects cost more than the
-   * encoding.
+   * encoding. Returns the users not reached (SessionDirectory.pushEntries).
    */
   pushEntries(items: readonly { userId: Id; entry: InboxEntry }[]): ReadonlySet<Id> {
-    const reached = new Set<Id>();
+    let missed: Set<Id> | undefined;
     let message: StoredMessageBytes | undefined;
     for (const { userId, entry } of items) {
       const sessions = this.byUser.get(userId);
-      if (sessions === undefined) continue;
+      if (sessions === undefined) {
+        (missed ??= new Set()).add(userId);
+        continue;
+      }
       if (message?.message !== entry.message) message = new StoredMessageBytes(entry.message);
       const frame = new EntryFrame(entry, message);
       let started = false;
@@ -458,9 +462,9 @@ export class ChatServer implements SessionHost, SessionDirectory {
         s.deliverLive(entry.inboxSeq, frame);
         if (s.started) started = true;
       }
-      if (started) reached.add(userId);
+      if (!started) (missed ??= new Set()).add(userId);
     }
-    return reached;
+    return missed ?? NOBODY;
   }
 
   /**

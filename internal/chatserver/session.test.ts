@@ -1414,7 +1414,7 @@ describe("live delivery of stored entries (pushEntries)", () => {
   /** The bytes pushMany's frames made them: a ServerFrame of the entry, encoded by the codec. */
   const frameOf = (inboxSeq: bigint) => create(ServerFrameSchema, { kind: { case: "message", value: { entry: inboxEntryToProto({ inboxSeq, message }) } } });
 
-  it("sends each user's proto and JSON sessions the frame pushMany sends, and counts the users with a started session", async () => {
+  it("sends each user's proto and JSON sessions the frame pushMany sends, and names the users with no started session", async () => {
     const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never });
     const sent: { encoding: string; bytes: Uint8Array | string }[] = [];
     for (const encoding of ["proto", "json"] as const) {
@@ -1426,16 +1426,17 @@ describe("live delivery of stored entries (pushEntries)", () => {
     }
     await waitFor(() => sent.length === 2, "both welcomes");
     sent.length = 0;
-    const reached = server.pushEntries([
+    const missed = server.pushEntries([
       { userId: 1n, entry: { inboxSeq: 1n, message } },
       { userId: 3n, entry: { inboxSeq: 9n, message } },
     ]);
-    assert.deepStrictEqual([...reached], [1n], "user 3 has no session here");
+    assert.deepStrictEqual([...missed], [3n], "user 3 has no session here");
+    assert.equal(server.pushEntries([{ userId: 1n, entry: { inboxSeq: 2n, message } }]).size, 0, "user 1 reached");
     const proto = sent.find((s) => s.encoding === "proto")!.bytes;
     const json = sent.find((s) => s.encoding === "json")!.bytes;
     assert.deepStrictEqual(new Uint8Array(proto as Uint8Array), toBinary(ServerFrameSchema, frameOf(1n)));
     assert.equal(json, encodeServerFrame(frameOf(1n), "json"));
-    assert.equal(sent.length, 2);
+    assert.equal(sent.length, 4);
     server.drain();
   });
 });

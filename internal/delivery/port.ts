@@ -21,7 +21,9 @@ export interface SessionDirectory {
    * Stored inbox entries handed on as they are, at once, for a directory in
    * this process: it encodes each message once, and only for users it holds
    * a session of, rather than being handed a ServerFrame per entry. Returns
-   * what pushMany resolves to; a message's entries come together.
+   * the users it found no started session of, the others of what pushMany
+   * resolves to: nearly always none, which then costs no set. A message's
+   * entries come together.
    */
   pushEntries?(items: readonly { userId: Id; entry: InboxEntry }[]): ReadonlySet<Id>;
   /** Closes the sessions of one device (logout, revocation); resolves to how many, where the directory can tell. */

@@ -62,7 +62,7 @@ describe("deliverLive", () => {
     const handed: { userId: Id; entry: InboxEntry }[] = [];
     dir.pushEntries = (items) => {
       handed.push(...items);
-      return new Set([1n, 3n]);
+      return new Set([2n]);
     };
     const offline: Id[] = [];
     await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, fresh);

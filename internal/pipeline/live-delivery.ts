@@ -41,15 +41,17 @@ export function deliverLive(deps: LiveDeliveryDeps, fresh: readonly LiveEntry[])
   if (sessions.pushEntries === undefined) return deliverRemote(deps, fresh);
   // A directory in this process takes the entries at once: the common case, everyone reached, then
   // costs no promise nor async function's frame (this runs for every message).
-  let online: ReadonlySet<Id> | undefined;
+  let missed: ReadonlySet<Id> | undefined;
   try {
-    online = sessions.pushEntries(fresh);
+    missed = sessions.pushEntries(fresh);
     observeLatency(deps, fresh);
   } catch (err) {
     pushFailed(deps, err);
   }
-  if (online !== undefined && allReached(fresh, online)) return DONE;
-  return deps.onOffline ? notifyOffline(deps, deps.onOffline, fresh, online) : DONE;
+  if (missed !== undefined && missed.size === 0) return DONE;
+  if (!deps.onOffline) return DONE;
+  const online = missed && new Set(fresh.map((f) => f.userId).filter((u) => !missed.has(u)));
+  return notifyOffline(deps, deps.onOffline, fresh, online);
 }
 
 const DONE = Promise.resolve();
