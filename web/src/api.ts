@@ -67,7 +67,8 @@ export function unreachable(err: unknown): boolean {
 export function describeError(err: unknown): string {
   if (err instanceof ConnectError) {
     if (unreachable(err) && err.code !== Code.DeadlineExceeded) return "The server cannot be reached. Check your connection and try again.";
-    return err.rawMessage || err.message;
+    // The server's message names the request's fields as the API spells them ("display_name must be 1 to 64 characters"): here they are words.
+    return (err.rawMessage || err.message).replace(/\b[a-z]+(?:_[a-z]+)+\b/g, (field) => field.replaceAll("_", " "));
   }
   return err instanceof Error ? err.message : String(err);
 }
