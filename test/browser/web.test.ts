@@ -508,6 +508,16 @@ describe("web client in headless Chromium", function () {
     await logInInPage(other.page, chatd.httpUrl, name, "first password");
 
     await page.getByTestId("account").click();
+    // The name others see changes here; one too long is refused in words, not with the API's field name (display_name).
+    assert.equal(await page.getByTestId("display-name").inputValue(), "Frank");
+    await page.getByTestId("display-name").fill("Frank Lloyd");
+    await page.getByTestId("rename").click();
+    await page.locator("[data-testid=display-name-note][data-ok]", { hasText: "Saved." }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getByTestId("me").textContent(), "Frank Lloyd");
+    await page.getByTestId("display-name").fill("F".repeat(65));
+    await page.getByTestId("rename").click();
+    await page.getByTestId("display-name-note").filter({ hasText: /^display name must be 1 to 64 characters$/ }).waitFor({ timeout: 10_000 });
+    await takeBrowserLine(/frank: .*status of 400/, "the refused name");
     // A wrong password is said in words, not as the server's field name ("current_password is wrong").
     await page.getByTestId("current-password").fill("not my password");
     await page.getByTestId("new-password").fill("second password");

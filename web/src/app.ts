@@ -569,6 +569,14 @@ export class ChatApp {
     );
     ui.account.addEventListener("click", () =>
       this.dialogs.add(openAccountDialog({
+        displayName: this.auth.current?.displayName ?? "",
+        rename: async (displayName) => {
+          const user = (await this.api.users.updateProfile({ displayName })).user!;
+          this.users.set(key(user.userId), user);
+          this.auth.updateProfile(user);
+          this.renderMe(user.displayName || user.username, user.username);
+          return user.displayName;
+        },
         changePassword: async (currentPassword, newPassword) =>
           (await this.api.auth.changePassword({ currentPassword, newPassword })).devicesSignedOut,
         deleteAccount: async (password) => {

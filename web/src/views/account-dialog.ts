@@ -6,13 +6,29 @@ import { h } from "../dom.js";
 const passwordError = (err: unknown, wrong: string) => (err instanceof ConnectError && err.code === Code.PermissionDenied ? wrong : describeError(err));
 
 export interface AccountDialogActions {
+  /** The name others see, as it is now. */
+  displayName: string;
+  /** Resolves to the name as the server keeps it. */
+  rename(displayName: string): Promise<string>;
   /** Resolves to how many other devices were signed out. */
   changePassword(current: string, next: string): Promise<number>;
   deleteAccount(password: string): Promise<void>;
 }
 
-/** A modal for what changes the account itself: its password, or its end. */
+/** A modal for what changes the account itself: the name others see, its password, or its end. */
 export function openAccountDialog(actions: AccountDialogActions): { close(): void } {
+  // The server takes 64 code points; maxlength counts UTF-16 units, as on the sign-up form.
+  const name = h("input", { name: "displayName", autocomplete: "nickname", required: true, maxlength: 128, value: actions.displayName, "data-testid": "display-name" });
+  const nameNote = h("p", { class: "form-error", role: "alert", "data-testid": "display-name-note" });
+  const rename = h("button", { type: "submit", class: "primary", "data-testid": "rename" }, "Save name");
+  const nameForm = h(
+    "form",
+    { class: "dialog-body" },
+    h("h2", {}, "Display name"),
+    h("label", { class: "field" }, h("span", {}, "The name others see"), name),
+    nameNote,
+    h("div", { class: "dialog-actions" }, rename),
+  );
   const current = h("input", { type: "password", autocomplete: "current-password", required: true, "data-testid": "current-password" });
   const next = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8, "data-testid": "new-password" });
   const changeNote = h("p", { class: "form-error", role: "alert", "data-testid": "password-note" });
@@ -42,8 +58,22 @@ export function openAccountDialog(actions: AccountDialogActions): { close(): voi
   );
 
   const close = h("button", { type: "button", class: "ghost" }, "Close");
-  const dialog = h("dialog", { class: "dialog", "data-testid": "account-dialog" }, passwordForm, deleteForm, h("div", { class: "dialog-actions" }, close));
+  const dialog = h("dialog", { class: "dialog", "data-testid": "account-dialog" }, nameForm, passwordForm, deleteForm, h("div", { class: "dialog-actions" }, close));
 
+  nameForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    rename.disabled = true;
+    try {
+      name.value = await actions.rename(name.value.trim());
+      nameNote.textContent = "Saved.";
+      nameNote.dataset.ok = "";
+    } catch (err) {
+      nameNote.textContent = describeError(err);
+      delete nameNote.dataset.ok;
+    } finally {
+      rename.disabled = false;
+    }
+  });
   passwordForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     change.disabled = true;
@@ -75,6 +105,6 @@ export function openAccountDialog(actions: AccountDialogActions): { close(): voi
   dialog.addEventListener("close", () => dialog.remove());
   document.body.append(dialog);
   dialog.showModal();
-  current.focus();
+  name.focus();
   return { close: () => dialog.open && dialog.close() };
 }
