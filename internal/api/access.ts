@@ -151,9 +151,13 @@ export async function pushLeft(deps: ApiDeps, members: readonly Id[], userId: Id
  */
 export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Sender): Promise<boolean> {
   const userId = by.userId;
-  const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
+  // In the channel's turn, the leaving and its note (see writeNote).
+  const { removed, newOwner } = await deps.channels.changeInTurn(channel.channelId, async () => {
+    const removal = await deps.channels.removeMember(channel.channelId, userId);
+    if (removal.removed) await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: removal.newOwner !== undefined ? [removal.newOwner] : [] });
+    return removal;
+  });
   if (!removed) return false;
-  await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
   await forgetOwnSettings(deps, userId, channel.channelId);
   const view = await channelView(deps, channel);
   const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
@@ -240,6 +244,15 @@ export async function forgetOwnSettings(deps: ApiDeps, userId: Id, channelId: Id
  * the members of the moment find it, in order with the messages. Best
  * effort: the change is made (and told live) already, so a note that cannot
  * be written is logged and never undoes it.
+ *
+ * Call it inside the channel's turn that made the change
+ * (ChannelStore.changeInTurn), the store step and this write both: the note
+ * gets its seq where it reaches the channel's queue, and two changes made at
+ * once (two api processes, or two requests on one) otherwise landed in the
+ * store in one order and had their notes sequenced in the other ("added bob"
+ * after "removed bob" while bob is out), and a member list rebuilt from the
+ * history disagreed with ListMembers. In turn, the next change's store step
+ * starts only after this note is in the queue.
  */
 export async function writeNote(deps: ApiDeps, by: Sender, channelId: Id, note: ChannelNote): Promise<void> {
   try {

@@ -409,16 +409,20 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
         // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody;
         // so is a bar (removedByAdmin): a removal landing since the lookup above is not walked around.
-        const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
-          if (members.length === 0) throw deadInvite();
-        }, code);
-        joined = added.length > 0;
-        if (joined) await leaveIfCallerDeleted(channel, ctx);
-        if (joined && (await pastGroupLimit([me])).length > 0) {
-          await channels.removeMember(channel.channelId, me);
-          throw groupLimitReached();
-        }
-        if (joined) await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
+        // In the channel's turn, the add and its note (see writeNote).
+        joined = await channels.changeInTurn(channel.channelId, async () => {
+          const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
+            if (members.length === 0) throw deadInvite();
+          }, code);
+          if (added.length === 0) return false;
+          await leaveIfCallerDeleted(channel, ctx);
+          if ((await pastGroupLimit([me])).length > 0) {
+            await channels.removeMember(channel.channelId, me);
+            throw groupLimitReached();
+          }
+          await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
+          return true;
+        });
         // Not added: a concurrent join (or an add) got there first.
         member = joined ? joining : await channels.getMember(channel.channelId, me);
       }
@@ -503,14 +507,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // Nor is it read: their read position, which others are shown as what
       // they have seen, starts at nothing until their own receipts move it.
       const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
-      const written = await channels.addMembers(
-        channel.channelId,
-        wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n, joinedSeq })),
-        MAX_GROUP_MEMBERS,
-        managerCheck(me),
-      );
-      const added = await withoutRefused(channel.channelId, me, written);
-      if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
+      // In the channel's turn, the add and its note (see writeNote).
+      const added = await channels.changeInTurn(channel.channelId, async () => {
+        const written = await channels.addMembers(
+          channel.channelId,
+          wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n, joinedSeq })),
+          MAX_GROUP_MEMBERS,
+          managerCheck(me),
+        );
+        const added = await withoutRefused(channel.channelId, me, written);
+        if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
+        return added;
+      });
       const view = await channelView(deps, channel, member);
       if (added.length > 0) {
         const everyone = await memberIds(channel.channelId);
@@ -535,9 +543,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         }
       };
       // Barred from the link in the step that removes them: else they could walk back in at once.
-      if ((await channels.removeMember(channel.channelId, target, check, true)).removed) {
-        await forgetOwnSettings(deps, target, channel.channelId);
+      // In the channel's turn, the removal and its note (see writeNote).
+      const removed = await channels.changeInTurn(channel.channelId, async () => {
+        if (!(await channels.removeMember(channel.channelId, target, check, true)).removed) return false;
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
+        return true;
+      });
+      if (removed) {
+        await forgetOwnSettings(deps, target, channel.channelId);
         const everyone = await memberIds(channel.channelId);
         await pushLeft(deps, everyone, target, await channelView(deps, channel));
         await tellGoneApart(deps, target, everyone);
@@ -558,8 +571,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
         targetIn(members, target);
       };
-      if (await channels.setRole(channel.channelId, target, role, check)) {
+      // In the channel's turn, the change and its note (see writeNote).
+      const changed = await channels.changeInTurn(channel.channelId, async () => {
+        if (!(await channels.setRole(channel.channelId, target, role, check))) return false;
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "role_changed", userIds: [target], role });
+        return true;
+      });
+      if (changed) {
         await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, await channelView(deps, channel), target);
       }
       return {};
@@ -571,8 +589,12 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
       // The same title again (a retry, a second device) succeeds but tells nobody: up to 100 members' devices.
-      const changed = await channels.updateTitle(channel.channelId, title, managerCheck(me));
-      if (changed) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
+      // In the channel's turn, the change and its note (see writeNote).
+      const changed = await channels.changeInTurn(channel.channelId, async () => {
+        if (!(await channels.updateTitle(channel.channelId, title, managerCheck(me)))) return false;
+        await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
+        return true;
+      });
       const view = await channelView(deps, { ...channel, title }, member);
       // The event goes to every member, so it carries nobody's own settings; the answer carries the caller's.
       if (changed) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);

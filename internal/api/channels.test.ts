@@ -395,15 +395,25 @@ describe("api: ChannelService", () => {
     await api.close();
     const hooks: { beforeWrite?: () => Promise<unknown> } = {};
     let real!: ChannelStore;
+    // The changes a hook makes stand for another api process's: they wait for no turn of this one's.
+    let hooking = false;
     const channels = new Proxy({} as ChannelStore, {
       get(_, key: keyof ChannelStore) {
         const f = (real[key] as (...a: unknown[]) => Promise<unknown>).bind(real);
+        if (key === "changeInTurn") return (channelId: bigint, work: () => Promise<unknown>) => (hooking ? work() : f(channelId, work));
         return async (...args: unknown[]) => {
           await new Promise((r) => setTimeout(r, Math.random() * 2));
           if (["removeMember", "setRole", "addMembers", "updateTitle", "setInviteCode", "claimInviteCode"].includes(key)) {
             const hook = hooks.beforeWrite;
             hooks.beforeWrite = undefined;
-            await hook?.();
+            if (hook) {
+              hooking = true;
+              try {
+                await hook();
+              } finally {
+                hooking = false;
+              }
+            }
           }
           return f(...args);
         };

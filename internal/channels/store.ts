@@ -114,6 +114,17 @@ export interface ChannelStore {
    */
   setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean>;
   /**
+   * Runs `work` (a group change and the writing of its note into the
+   * history) while no other work of the same channel runs, in this process
+   * or any other on the same store; the others wait their turn. A change's
+   * note is sequenced after whatever reached the channel's queue before it,
+   * so changes whose store steps and notes did not overlap are told in the
+   * order they landed. Work run inside a turn of the channel (nested) runs
+   * at once. Cassandra: a lease of CHANNEL_TURN_TTL_S, so a process that
+   * died in its turn holds nobody up for long; work must end well within it.
+   */
+  changeInTurn<T>(channelId: Id, work: () => Promise<T>): Promise<T>;
+  /**
    * Moves the read position forward only, and never past the channel's
    * newest message: a position beyond it would hide every later message from
    * the unread count. Returns the position after the call.

@@ -24,6 +24,8 @@ export class TcpProxy {
   private mode: CutMode | undefined;
   /** Connections accepted so far, those a cut drops at once too: how often a client tried. */
   accepted = 0;
+  /** How much later each answer from the target reaches the client (a slow link); 0: at once. */
+  answerDelayMs = 0;
 
   private constructor(
     private readonly server: net.Server,
@@ -106,6 +108,8 @@ export class TcpProxy {
     });
     upstream.on("data", (chunk) => {
       if (this.mode === "blackhole") pair.holed = true;
+      // Timers of one delay fire in the order they were set: the stream keeps its order.
+      else if (this.answerDelayMs > 0) setTimeout(() => this.pairs.has(pair) && client.write(chunk), this.answerDelayMs);
       else client.write(chunk);
     });
   }

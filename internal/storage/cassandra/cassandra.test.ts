@@ -748,6 +748,23 @@ describe("cassandra storage", function () {
       assert.equal(await s().inbox.getCursor(u, d), max);
     });
 
+    it("gives a channel's turn (changeInTurn) to one process at a time, by its lease", async () => {
+      const st = s();
+      // Two stores are two processes: each has its own line of turns, and only the lease keeps them apart.
+      const [one, two] = [0, 1].map(() => new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET)));
+      const id = uniqueId();
+      const seen: string[] = [];
+      const work = (name: string) => async () => {
+        seen.push(`${name} in`);
+        await new Promise((r) => setTimeout(r, 50));
+        seen.push(`${name} out`);
+      };
+      await Promise.all([one!.changeInTurn(id, work("a")), two!.changeInTurn(id, work("b"))]);
+      assert.deepStrictEqual(seen.map((e) => e.slice(2)), ["in", "out", "in", "out"], seen.join(", "));
+      const lease = await st.client.execute(`SELECT holder FROM ${keyspace}.channel_turns WHERE channel_id = ?`, [id], { prepare: true });
+      assert.equal(lease.rowLength, 0, "given back");
+    });
+
     it("a place written whole by an older build (INSERT, with its row marker) is no place once a change clears its settings", async () => {
       const st = s();
       const [u, c] = [uniqueId(), uniqueId()];

@@ -1,4 +1,6 @@
+import { randomUUID } from "node:crypto";
 import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
@@ -47,6 +49,14 @@ const CLEAR_ATTEMPTS = 5;
 const JOIN_SHIFT = 20n;
 const MAX_ATTEMPTS = 32;
 
+/**
+ * How long a turn of a channel (changeInTurn) lasts at most: one taken by a
+ * process that died in it holds the channel's changes off this long.
+ */
+export const CHANNEL_TURN_TTL_S = 10;
+/** How long changeInTurn waits for its turn before it answers unavailable: past one lease run out. */
+const TURN_WAIT_MS = 2 * CHANNEL_TURN_TTL_S * 1000;
+
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
 /** A channel partition as one read saw it: the version fence, the members in join order, the invite code as stored. */
@@ -87,6 +97,8 @@ interface Plan<T> {
  */
 export class CassandraChannelStore implements ChannelStore {
   private readonly q;
+  /** This process's turns, in line before the lease: its own changes of a channel wait here rather than race for it. */
+  private readonly turns = new ChannelTurns();
 
   /** `log` is the channels' message log, whose newest message bounds read positions. */
   constructor(
@@ -126,6 +138,8 @@ export class CassandraChannelStore implements ChannelStore {
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
       // read_seq is set on every member row: the condition also refuses to make a row for a non-member.
       clearThrough: `UPDATE ${ch} SET cleared_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq >= 0 AND cleared_seq = ?`,
+      takeTurn: `INSERT INTO ${t("channel_turns")} (channel_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?`,
+      giveTurn: `DELETE FROM ${t("channel_turns")} WHERE channel_id = ? IF holder = ?`,
       directOf: `SELECT channel_id FROM ${t("direct_channels")} WHERE user_lo = ? AND user_hi = ?`,
       claimDirect: `INSERT INTO ${t("direct_channels")} (user_lo, user_hi, channel_id) VALUES (?, ?, ?) IF NOT EXISTS`,
       index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
@@ -326,6 +340,32 @@ export class CassandraChannelStore implements ChannelStore {
       if (target.role === role) return { result: false };
       return { result: true, writes: [{ query: this.q.setRole, params: [role, channelId, userId] }] };
     });
+  }
+
+  async changeInTurn<T>(channelId: Id, work: () => Promise<T>): Promise<T> {
+    if (this.turns.holds(channelId)) return work();
+    return this.turns.run(channelId, async () => {
+      const holder = randomUUID();
+      await this.takeTurn(channelId, holder);
+      try {
+        return await work();
+      } finally {
+        // Not given back (Cassandra away): it runs out by its TTL.
+        await this.db.lwt(this.q.giveTurn, [channelId, holder]).catch(() => undefined);
+      }
+    });
+  }
+
+  /** Takes the channel's lease for `holder`, waiting while another process holds it. */
+  private async takeTurn(channelId: Id, holder: string): Promise<void> {
+    const deadline = Date.now() + TURN_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.db.lwt(this.q.takeTurn, [channelId, holder, CHANNEL_TURN_TTL_S]);
+      // Held by this very holder: an earlier attempt that timed out had landed.
+      if (r.applied || r.row.get("holder") === holder) return;
+      if (Date.now() > deadline) throw new ChatError("unavailable", `channel ${channelId}: another change of the group held it too long; try again`);
+      await sleep(Math.min(50, 2 * 2 ** attempt) * (0.5 + Math.random()));
+    }
   }
 
   async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {

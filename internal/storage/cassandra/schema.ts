@@ -118,6 +118,10 @@ const TABLES: Record<string, string> = {
              member_count int static, version bigint static, invite_code text static, barred set<bigint> static,
              role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint, joined_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
+  // Whose turn it is to change a group and write its note (ChannelStore.changeInTurn): a lease,
+  // written with a TTL, taken and given back by compare-and-set. Added to existing keyspaces by the
+  // IF NOT EXISTS on start-up; an older build beside this one changes groups without taking it.
+  channel_turns: `(channel_id bigint PRIMARY KEY, holder text)`,
   direct_channels: `(user_lo bigint, user_hi bigint, channel_id bigint, PRIMARY KEY ((user_lo, user_hi)))`,
   // A user's channels; written with the channel's membership version as the
   // write timestamp, so the last membership change wins whatever the order.

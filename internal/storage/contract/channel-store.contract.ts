@@ -243,6 +243,36 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
       });
     });
 
+    describe("changeInTurn", () => {
+      /** Runs a work of each of `ids` at once, each logging its start and its end around a pause. */
+      const twoAtOnce = async (ids: [Id, Id]) => {
+        const seen: string[] = [];
+        const work = (name: string) => async () => {
+          seen.push(`${name} in`);
+          await new Promise((r) => setTimeout(r, 30));
+          seen.push(`${name} out`);
+        };
+        await Promise.all([s.changeInTurn(ids[0], work("a")), s.changeInTurn(ids[1], work("b"))]);
+        return seen;
+      };
+
+      it("runs one work of a channel at a time, another channel's beside it", async () => {
+        const id = uniqueId();
+        const inOut = (seen: string[]) => seen.map((e) => e.slice(2));
+        assert.deepStrictEqual(inOut(await twoAtOnce([id, id])), ["in", "out", "in", "out"]);
+        assert.deepStrictEqual(inOut(await twoAtOnce([uniqueId(), uniqueId()])), ["in", "in", "out", "out"]);
+      });
+
+      it("runs work nested in a turn of the channel at once, and a work that threw lets the next one in", async () => {
+        const id = uniqueId();
+        assert.equal(await s.changeInTurn(id, () => s.changeInTurn(id, async () => "nested")), "nested");
+        await assert.rejects(s.changeInTurn(id, async () => {
+          throw new ChatError("permission_denied", "refused");
+        }), { code: "permission_denied" });
+        assert.equal(await s.changeInTurn(id, async () => "next"), "next");
+      });
+    });
+
     describe("membership changes", () => {
       it("removeMember returns whether the user was a member", async () => {
         const { c, members } = await newGroup(2);

@@ -1,5 +1,6 @@
 import { applyPlaceChange } from "../../channels/places.js";
 import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
@@ -193,6 +194,8 @@ const ownerRoleFixed = () =>
 
 export class SqliteChannelStore implements ChannelStore {
   private readonly s: ReturnType<typeof build>;
+  /** In this process alone: one chatd holds its data directory (its lock), and no other process changes groups there. */
+  private readonly turns = new ChannelTurns();
 
   /**
    * Prepares every statement once; share one Database between all stores.
@@ -280,6 +283,10 @@ export class SqliteChannelStore implements ChannelStore {
   async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {
     if ((role as MemberRole) === "owner") throw ownerRoleFixed();
     return this.s.setRoleTx.immediate(channelId, userId, role, check);
+  }
+
+  changeInTurn<T>(channelId: Id, work: () => Promise<T>): Promise<T> {
+    return this.turns.run(channelId, work);
   }
 
   async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
