@@ -753,7 +753,7 @@ describe("web client in headless Chromium", function () {
     assert.equal(history.messages[0]?.senderUserId, mia.userId);
   });
 
-  it("shows a group's members to each member; its owner adds one by username, makes an admin and removes one, a plain member changes nothing", async () => {
+  it("shows a group's members to each member; its owner adds one by username, makes an admin, removes one and renames the group, a plain member changes nothing", async () => {
     const [quinn, rosa, sam] = [await signUp(chatd.httpUrl, "quinn"), await signUp(chatd.httpUrl, "rosa"), await signUp(chatd.httpUrl, "sam")];
     const { channelId } = (await quinn.api.channels.createGroup({ title: "Choir", memberUserIds: [rosa.userId] })).channel!;
     const { page } = await newPage("quinn");
@@ -775,6 +775,10 @@ describe("web client in headless Chromium", function () {
     const members = (await quinn.api.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.role]);
     assert.deepEqual(members.sort(), [[quinn.userId, MemberRole.OWNER], [rosa.userId, MemberRole.ADMIN]].sort());
     await page.getByTestId("note").filter({ hasText: /removed/ }).waitFor({ timeout: 10_000 });
+    await page.getByTestId("group-rename-title").fill("Chamber choir");
+    await page.getByTestId("group-rename").click();
+    await page.getByTestId("chat-title").filter({ hasText: "Chamber choir" }).waitFor({ timeout: 10_000 });
+    assert.equal((await quinn.api.channels.describeChannel({ channelId })).channel?.title, "Chamber choir");
 
     // Sam, back in as a plain member, sees who is in it and nothing to change.
     await quinn.api.channels.addMembers({ channelId, userIds: [sam.userId] });
@@ -786,6 +790,7 @@ describe("web client in headless Chromium", function () {
     assert.equal(await samPage.getByTestId("member").count(), 3);
     assert.equal(await samPage.locator("[data-testid=member-remove], [data-testid=member-admin]").count(), 0);
     assert.equal(await samPage.getByTestId("members-search").isVisible(), false);
+    assert.equal(await samPage.getByTestId("group-rename-title").isVisible(), false);
   });
 
   it("makes friends: asks one by username, answers one who asked, messages and removes a friend", async () => {

@@ -1308,6 +1308,7 @@ export class ChatApp {
       setAdmin: async (user, admin) => {
         await this.api.channels.setMemberRole({ channelId, userId: user.userId, role: admin ? MemberRole.ADMIN : MemberRole.MEMBER });
       },
+      rename: async (title) => (await this.api.channels.updateGroup({ channelId, title })).channel?.title ?? title,
     }));
   }
 

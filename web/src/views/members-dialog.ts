@@ -18,6 +18,8 @@ export interface MembersDialogActions {
   add(user: User): Promise<void>;
   remove(user: User): Promise<void>;
   setAdmin(user: User, admin: boolean): Promise<void>;
+  /** A new title for the group; resolves to the title as the server keeps it. */
+  rename(title: string): Promise<string>;
 }
 
 const ROLE_NAMES: Partial<Record<MemberRole, string>> = { [MemberRole.OWNER]: "owner", [MemberRole.ADMIN]: "admin" };
@@ -34,11 +36,29 @@ export function openMembersDialog(groupName: string, actions: MembersDialogActio
   const results = h("ul", { class: "results" });
   const adding = h("label", { class: "field", hidden: true }, h("span", {}, "Add people"), query);
   const close = h("button", { type: "button", class: "ghost" }, "Close");
+  const heading = h("h2", {}, `Members of ${groupName}`);
+  // The server takes 128 code points; maxlength counts UTF-16 units, as in the new group's dialog.
+  const title = h("input", { name: "title", required: true, maxlength: 256, value: groupName, "data-testid": "group-rename-title" });
+  const renameForm = h(
+    "form",
+    { class: "rename", hidden: true },
+    h("label", { class: "field" }, h("span", {}, "Group name"), h("span", { class: "rename-row" }, title, h("button", { type: "submit", class: "ghost small", "data-testid": "group-rename" }, "Rename"))),
+  );
   const dialog = h(
     "dialog",
     { class: "dialog", "data-testid": "members-dialog" },
-    h("div", { class: "dialog-body" }, h("h2", {}, `Members of ${groupName}`), list, adding, results, error, h("div", { class: "dialog-actions" }, close)),
+    h("div", { class: "dialog-body" }, heading, renameForm, list, adding, results, error, h("div", { class: "dialog-actions" }, close)),
   );
+  renameForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const wanted = title.value.trim();
+    if (!wanted) return;
+    void change(async () => {
+      groupName = await actions.rename(wanted);
+      title.value = groupName;
+      heading.textContent = `Members of ${groupName}`;
+    });
+  });
   let rows: MemberRow[] = [];
 
   /** Runs a change, then reads the members again; a refusal is said under the list. */
@@ -56,6 +76,7 @@ export function openMembersDialog(groupName: string, actions: MembersDialogActio
     const mine = actions.myRole();
     const manager = mine === MemberRole.OWNER || mine === MemberRole.ADMIN;
     adding.hidden = !manager;
+    renameForm.hidden = !manager;
     if (!manager) replaceChildren(results);
     replaceChildren(
       list,
