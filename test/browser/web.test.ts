@@ -814,6 +814,21 @@ describe("web client in headless Chromium", function () {
     await page.getByTestId("friends-dialog").waitFor({ state: "detached" });
     await page.getByTestId("chat-title").filter({ hasText: vic.username }).waitFor({ timeout: 10_000 });
 
+    // Someone else picked in the search while Vic's chat is open: Vic's chat goes at once, not when the
+    // new chat's OpenDirect answers, so nothing typed meanwhile lands in it.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route(/ChannelService\/OpenDirect$/, async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.getByTestId("search").fill(uma.username);
+    await page.locator(`[data-testid=search-result][data-username="${uma.username}"]`).click();
+    await page.getByTestId("composer").waitFor({ state: "hidden", timeout: 5_000 });
+    release();
+    await page.getByTestId("chat-title").filter({ hasText: uma.username }).waitFor({ timeout: 10_000 });
+    await page.unroute(/ChannelService\/OpenDirect$/);
+
     await page.getByTestId("friends").click();
     page.once("dialog", (d) => void d.accept());
     await friend(vic, "friend").getByTestId("friend-remove").click();

@@ -1761,6 +1761,12 @@ export class ChatApp {
   }
 
   private async startDirect(user: User): Promise<void> {
+    // The chat open until now goes at once: left on screen while OpenDirect is on its way, what was typed
+    // meanwhile, meant for the person just picked, went to it (its draft, or sent with Enter).
+    if (this.open && this.channels.get(key(this.open.id))?.peerUserId !== user.userId) {
+      this.closeChat();
+      location.hash = "";
+    }
     try {
       const c = (await this.api.channels.openDirect({ userId: user.userId })).channel!;
       this.users.set(key(user.userId), user);
