@@ -4,7 +4,7 @@ import { characters } from "./format.js";
  * A tiny element builder. Text always goes in as text nodes, never as HTML,
  * so nothing a user typed can become markup.
  */
-type Child = Node | string | number | false | null | undefined | Child[];
+export type Child = Node | string | number | false | null | undefined | Child[];
 type Attrs = Record<string, string | number | boolean | EventListener | null | undefined>;
 
 export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {

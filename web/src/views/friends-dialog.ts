@@ -3,6 +3,7 @@ import type { User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
 import { userItem } from "./sidebar.js";
+import { searchAsTyped } from "./user-search.js";
 
 export interface FriendsDialogActions {
   /** My friends and the requests either way, as the server has them now. */
@@ -104,41 +105,27 @@ export function openFriendsDialog(actions: FriendsDialogActions): { close(): voi
     }
   };
 
-  let seq = 0;
-  let timer: number | undefined;
-  query.addEventListener("input", () => {
-    clearTimeout(timer);
-    const q = query.value.trim();
-    if (!q) return replaceChildren(results);
-    timer = window.setTimeout(async () => {
-      const mine = ++seq;
-      try {
-        const users = await actions.search(q);
-        if (mine !== seq) return;
-        replaceChildren(
-          results,
-          users.length === 0
-            ? h("li", { class: "hint", "data-testid": "friends-search-empty" }, "No one by that name.")
-            : users.map((u) => {
-                const state = known.get(u.userId);
-                // One who asked me is accepted by asking back, as the server has it.
-                if (state && state !== "asked you") return userItem(u, () => undefined, state);
-                return userItem(u, (x) => {
-                  query.value = "";
-                  replaceChildren(results);
-                  void change(() => actions.ask(x));
-                }, state ?? "ask to be friends");
-              }),
-        );
-      } catch (err) {
-        if (mine === seq) error.textContent = describeError(err);
-      }
-    }, 200);
+  const stopSearch = searchAsTyped(query, results, {
+    search: actions.search,
+    show: (users) =>
+      users.length === 0
+        ? h("li", { class: "hint", "data-testid": "friends-search-empty" }, "No one by that name.")
+        : users.map((u) => {
+            const state = known.get(u.userId);
+            // One who asked me is accepted by asking back, as the server has it.
+            if (state && state !== "asked you") return userItem(u, () => undefined, state);
+            return userItem(u, (x) => {
+              query.value = "";
+              replaceChildren(results);
+              void change(() => actions.ask(x));
+            }, state ?? "ask to be friends");
+          }),
+    failed: (err) => (error.textContent = describeError(err)),
   });
 
   close.addEventListener("click", () => dialog.close());
   dialog.addEventListener("close", () => {
-    clearTimeout(timer);
+    stopSearch();
     dialog.remove();
   });
   document.body.append(dialog);

@@ -1,6 +1,8 @@
 import type { User } from "../../../gen/es/chat/v1/types_pb.js";
+import { describeError } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
 import { userItem } from "./sidebar.js";
+import { searchAsTyped } from "./user-search.js";
 
 export interface GroupDialogActions {
   search(query: string): Promise<User[]>;
@@ -35,35 +37,21 @@ export function openGroupDialog(actions: GroupDialogActions): { close(): void } 
       picked.size === 0 ? h("span", { class: "hint" }, "Nobody added yet (you can add up to 99).") : null,
     );
 
-  let seq = 0;
-  let timer: number | undefined;
-  query.addEventListener("input", () => {
-    clearTimeout(timer);
-    const q = query.value.trim();
-    if (!q) return replaceChildren(results);
-    timer = window.setTimeout(async () => {
-      const mine = ++seq;
-      try {
-        const users = await actions.search(q);
-        if (mine !== seq) return;
-        replaceChildren(
-          results,
-          users.length === 0
-            ? h("li", { class: "hint", "data-testid": "group-search-empty" }, actions.isMe(q) ? "That is you: you are in the groups you create." : "No one by that name.")
-            : users.map((u) =>
-                userItem(u, (x) => {
-                  picked.set(x.userId.toString(), x);
-                  query.value = "";
-                  replaceChildren(results);
-                  renderChips();
-                  query.focus();
-                }),
-              ),
-        );
-      } catch (err) {
-        error.textContent = err instanceof Error ? err.message : String(err);
-      }
-    }, 200);
+  const stopSearch = searchAsTyped(query, results, {
+    search: actions.search,
+    show: (users, q) =>
+      users.length === 0
+        ? h("li", { class: "hint", "data-testid": "group-search-empty" }, actions.isMe(q) ? "That is you: you are in the groups you create." : "No one by that name.")
+        : users.map((u) =>
+            userItem(u, (x) => {
+              picked.set(x.userId.toString(), x);
+              query.value = "";
+              replaceChildren(results);
+              renderChips();
+              query.focus();
+            }),
+          ),
+    failed: (err) => (error.textContent = describeError(err)),
   });
 
   const form = h(
@@ -94,7 +82,10 @@ export function openGroupDialog(actions: GroupDialogActions): { close(): void } 
     }
   });
   cancel.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => dialog.remove());
+  dialog.addEventListener("close", () => {
+    stopSearch();
+    dialog.remove();
+  });
   renderChips();
   document.body.append(dialog);
   dialog.showModal();

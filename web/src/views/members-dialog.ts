@@ -2,6 +2,7 @@ import { MemberRole, type User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
 import { userItem } from "./sidebar.js";
+import { searchAsTyped } from "./user-search.js";
 
 export interface MemberRow {
   user: User;
@@ -127,41 +128,28 @@ export function openMembersDialog(groupName: string, actions: MembersDialogActio
     }
   };
 
-  let seq = 0;
-  let timer: number | undefined;
-  query.addEventListener("input", () => {
-    clearTimeout(timer);
-    const q = query.value.trim();
-    if (!q) return replaceChildren(results);
-    timer = window.setTimeout(async () => {
-      const mine = ++seq;
-      try {
-        const users = await actions.search(q);
-        if (mine !== seq) return;
-        const inIt = new Set(rows.map((r) => r.user.userId));
-        replaceChildren(
-          results,
-          users.length === 0
-            ? h("li", { class: "hint", "data-testid": "members-search-empty" }, "No one by that name.")
-            : users.map((u) =>
-                inIt.has(u.userId)
-                  ? userItem(u, () => undefined, "in the group")
-                  : userItem(u, (x) => {
-                      query.value = "";
-                      replaceChildren(results);
-                      void change(() => actions.add(x));
-                    }),
-              ),
-        );
-      } catch (err) {
-        if (mine === seq) error.textContent = describeError(err);
-      }
-    }, 200);
+  const stopSearch = searchAsTyped(query, results, {
+    search: actions.search,
+    show: (users) => {
+      const inIt = new Set(rows.map((r) => r.user.userId));
+      return users.length === 0
+        ? h("li", { class: "hint", "data-testid": "members-search-empty" }, "No one by that name.")
+        : users.map((u) =>
+            inIt.has(u.userId)
+              ? userItem(u, () => undefined, "in the group")
+              : userItem(u, (x) => {
+                  query.value = "";
+                  replaceChildren(results);
+                  void change(() => actions.add(x));
+                }),
+          );
+    },
+    failed: (err) => (error.textContent = describeError(err)),
   });
 
   close.addEventListener("click", () => dialog.close());
   dialog.addEventListener("close", () => {
-    clearTimeout(timer);
+    stopSearch();
     dialog.remove();
   });
   document.body.append(dialog);
