@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AuthService, CredentialsSchema, type Credentials, type DeviceInfo } from "../../gen/es/chat/v1/auth_pb.js";
-import { isDeletedUser } from "../accounts/store.js";
+import { ACCOUNT_DELETED, isDeletedUser } from "../accounts/store.js";
 import { PasswordHasher } from "../auth/passwords.js";
 import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
@@ -45,7 +45,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
   async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
-    devices?.forget(userId, deviceId);
+    devices?.forget(userId, deviceId, reason === ACCOUNT_DELETED ? ACCOUNT_DELETED : undefined);
     // Best effort once the sign-out is stored: failing the call would tell the client it did not
     // happen, and stop a sign-out of many devices part way. A session left open ends when its
     // access token expires (the chat server's sweep) and cannot reopen, since opening one checks
@@ -301,7 +301,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       // Every step below can be run again: a deletion cut short is finished
       // by signing in (the password still works until the last step) and
       // asking again.
-      const reason = "signed out: the account was deleted";
+      const reason = ACCOUNT_DELETED;
       await signOutAll(me, undefined, reason);
       await removeEndpoints(me);
       /** Friends and direct-chat peers: those whose view of the account's presence ends here, and who are told so below. */

@@ -492,6 +492,19 @@ describe("api: AuthService", () => {
       assert.ok(!told.includes(stranger.userId));
     });
 
+    it("tells a call with a device's access token still valid that the account was deleted: here, and on another api process", async () => {
+      const me = await api.signUp("noor", "my password");
+      const phone = (await api.anon.auth.login({ username: "noor", password: "my password" })).credentials!;
+      await me.c.users.getMe({});
+      await me.c.auth.deleteAccount({ password: "my password" });
+      for (const c of [me.c, api.clients(phone.accessToken)]) {
+        const err = await rpcError(() => c.users.getMe({}));
+        assert.deepEqual([err.code, err.rawMessage], [Code.Unauthenticated, "signed out: the account was deleted"]);
+      }
+      // Another process's gate reads the store: the device signed out, and its account deleted.
+      await assert.rejects(new DeviceGate(api.storage.accounts).check(me.userId, me.deviceId), /^ChatError: signed out: the account was deleted$/);
+    });
+
     it("refuses Refresh, and signs out, a device of a deleted account left signed in", async () => {
       const me = await api.signUp("lea", "my password");
       await me.c.auth.deleteAccount({ password: "my password" });

@@ -1,4 +1,4 @@
-import { isRevoked, type AccountStore } from "../accounts/store.js";
+import { ACCOUNT_DELETED, signedOutReason, type AccountStore } from "../accounts/store.js";
 import { LruMap } from "../cache/lru-map.js";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
@@ -11,10 +11,11 @@ import type { Id } from "../model/types.js";
  * process shuts a token out here within `recheckMs`, and at once on this one.
  * A device seen signed out is remembered as such: it never signs in again,
  * and its token, refused before the account's request rate is taken, would
- * otherwise cost a store read per call.
+ * otherwise cost a store read per call. A device of a deleted account is
+ * told so (ACCOUNT_DELETED), as its sessions and refreshes are.
  */
 export class DeviceGate {
-  /** When each device was last seen signed in, or SIGNED_OUT. */
+  /** When each device was last seen signed in, or SIGNED_OUT, or DELETED (signed out with its account). */
   private readonly checkedAt: LruMap<string, number>;
 
   constructor(
@@ -27,26 +28,32 @@ export class DeviceGate {
   async check(userId: Id, deviceId: Id): Promise<void> {
     const key = `${userId}:${deviceId}`;
     const at = this.checkedAt.get(key);
-    if (at === SIGNED_OUT) throw refused();
+    if (at === SIGNED_OUT || at === DELETED) throw refused(at);
     const now = (this.options.now ?? Date.now)();
     if (at !== undefined && now - at < (this.options.recheckMs ?? 10_000)) return;
-    if (await isRevoked(this.accounts, userId, deviceId)) {
-      this.checkedAt.set(key, SIGNED_OUT);
-      throw refused();
-    }
+    const signedOut = await signedOutReason(this.accounts, userId, deviceId);
     // Signed out here while the read was out (it may have read the row before the sign-out):
     // marking it seen signed in would let its token through for recheckMs after the logout.
-    if (this.checkedAt.peek(key) === SIGNED_OUT) throw refused();
+    const since = this.checkedAt.peek(key);
+    if (since === SIGNED_OUT || since === DELETED) throw refused(since);
+    if (signedOut) {
+      const mark = signedOut === ACCOUNT_DELETED ? DELETED : SIGNED_OUT;
+      this.checkedAt.set(key, mark);
+      throw refused(mark);
+    }
     this.checkedAt.set(key, now);
   }
 
-  /** This process signed the device out: refuse its token from now on. */
-  forget(userId: Id, deviceId: Id): void {
-    this.checkedAt.set(`${userId}:${deviceId}`, SIGNED_OUT);
+  /** This process signed the device out (`why`: with its account): refuse its token from now on. */
+  forget(userId: Id, deviceId: Id, why?: typeof ACCOUNT_DELETED): void {
+    this.checkedAt.set(`${userId}:${deviceId}`, why === ACCOUNT_DELETED ? DELETED : SIGNED_OUT);
   }
 }
 
 /** A device seen signed out: it never signs in again (a login makes a new one). */
 const SIGNED_OUT = -1;
+/** A device seen signed out with its account: told so, not sent looking for a cause. */
+const DELETED = -2;
 
-const refused = () => new ChatError("unauthenticated", "this device is signed out; sign in again");
+const refused = (mark: typeof SIGNED_OUT | typeof DELETED) =>
+  new ChatError("unauthenticated", mark === DELETED ? ACCOUNT_DELETED : "this device is signed out; sign in again");
