@@ -356,7 +356,15 @@ export function fakeBrowser(): FakeBrowser {
     document,
     location,
     navigator: {},
-    localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
+    localStorage: {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => void stored.set(k, v),
+      removeItem: (k: string) => void stored.delete(k),
+      get length() {
+        return stored.size;
+      },
+      key: (i: number) => [...stored.keys()][i] ?? null,
+    },
     WebSocket: ScriptedSocket,
     Element: FakeElement,
     HTMLElement: FakeElement,

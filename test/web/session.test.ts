@@ -9,7 +9,15 @@ const stored = new Map<string, string>();
 /** The callbacks of window.setInterval, which never fire by themselves: a test calls them. */
 const intervals: (() => void)[] = [];
 const browserGlobals = {
-  localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
+  localStorage: {
+    getItem: (k: string) => stored.get(k) ?? null,
+    setItem: (k: string, v: string) => void stored.set(k, v),
+    removeItem: (k: string) => void stored.delete(k),
+    get length() {
+      return stored.size;
+    },
+    key: (i: number) => [...stored.keys()][i] ?? null,
+  },
   window: { addEventListener() {}, removeEventListener() {}, setTimeout, clearTimeout, setInterval: (f: () => void) => -intervals.push(f) },
   location: { href: "http://127.0.0.1/", protocol: "http:", host: "127.0.0.1", origin: "http://127.0.0.1" },
   WebSocket: ScriptedSocket,
@@ -106,7 +114,49 @@ describe("web: the realtime session", () => {
     auth.current = { deviceId: "21", accessToken: "u" };
     session.stop();
     assert.equal(stored.get("chat.cursor.21"), undefined, "the new device's cursor moved by this tab");
-    assert.equal(stored.get("chat.cursor.20"), "2");
+    // Device 20 is no longer this browser's: its cursor would stay for good.
+    assert.equal(stored.get("chat.cursor.20"), undefined, "the old device's cursor left behind");
+  });
+
+  it("leaves no cursor of a device signed out behind: dropped at sign-out, after another tab's, and at the next sign-in", async () => {
+    const auth = { current: { deviceId: "50", accessToken: "t" } as { deviceId: string; accessToken: string } | undefined, accessToken: async () => "t" };
+    const handlers = new Proxy({}, { get: () => () => undefined }) as never;
+    const run = async (device: string) => {
+      auth.current = { deviceId: device, accessToken: "t" };
+      const session = new RealtimeSession(auth as never, handlers, "ws://127.0.0.1/ws");
+      const before = ScriptedSocket.all.length;
+      session.start();
+      await waitFor(() => ScriptedSocket.all.length > before, "the socket");
+      const socket = ScriptedSocket.all.at(-1)!;
+      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+      socket.push({ kind: { case: "message", value: { entry: entry(1n) } } });
+      await waitFor(() => stored.get(`chat.cursor.${device}`) === "1", "the cursor stored");
+      return session;
+    };
+    const cursors = () => [...stored.keys()].filter((k) => k.startsWith("chat.cursor.")).sort();
+
+    // Signed out here (logout, or the server said so).
+    (await run("50")).end();
+    assert.equal(stored.get("chat.cursor.50"), undefined, "the signed-out device's cursor left behind");
+
+    // Signed out in another tab: this tab stops with the device gone.
+    const other = await run("51");
+    auth.current = undefined;
+    other.stop();
+    assert.equal(stored.get("chat.cursor.51"), undefined, "the cursor of a device signed out in another tab left behind");
+
+    // Left by a page that closed signed in, its device then signed out from elsewhere: gone at the next sign-in.
+    stored.set("chat.cursor.52", "7");
+    stored.set("chat.cursor.none", "3");
+    stored.set("chat.other", "kept");
+    const next = await run("53");
+    try {
+      assert.deepEqual(cursors(), ["chat.cursor.53"], "cursors of devices this browser no longer holds");
+      assert.equal(stored.get("chat.other"), "kept");
+    } finally {
+      next.end();
+      stored.delete("chat.other");
+    }
   });
 
   it("hands the socket a fresh token before its own expires, asks again after a refusal for now, and gives up after one for good", async () => {

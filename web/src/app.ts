@@ -1809,7 +1809,7 @@ export class ChatApp {
   }
 
   private signOut(message: string): void {
-    this.session.stop();
+    this.session.end();
     // Signed out by the server, the tokens are dead and the server dropped the endpoint already;
     // the browser's subscription goes too, so the next sign-in starts with notifications off
     // (after a logout, disablePush has done both).

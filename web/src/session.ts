@@ -176,6 +176,7 @@ export class RealtimeSession {
    * stops, and this tab's cursor must not become the new device's.
    */
   private cursorKey = "";
+  private cursorDevice?: string;
   /** Heartbeats sent since the last frame came: the server answers each one. */
   private unanswered = 0;
   /** Sessions welcomed so far (1 after the first connect). */
@@ -197,8 +198,10 @@ export class RealtimeSession {
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
-    this.cursorKey = `chat.cursor.${this.auth.current?.deviceId ?? "none"}`;
+    this.cursorDevice = this.auth.current?.deviceId;
+    this.cursorKey = `${CURSOR_PREFIX}${this.cursorDevice ?? "none"}`;
     this.cursor = BigInt(localStorage.getItem(this.cursorKey) ?? "0");
+    dropCursorsBut(this.cursorKey);
     void this.connect();
   }
 
@@ -210,10 +213,25 @@ export class RealtimeSession {
     clearTimeout(this.steadyTimer);
     clearTimeout(this.reauthTimer);
     clearInterval(this.heartbeatTimer);
-    this.flushAck();
+    // The device is no longer this browser's (another tab signed out, or in as
+    // another): its cursor would stay stored for good, under a device never seen again.
+    if (this.auth.current?.deviceId === this.cursorDevice) this.flushAck();
+    else this.dropCursor();
     this.ws?.close(1000, "bye");
     this.ws = undefined;
     this.setState("offline");
+  }
+
+  /** Stops for good: the device signed out (here, or the server said so), and its cursor goes with it. */
+  end(): void {
+    this.stop();
+    this.dropCursor();
+  }
+
+  private dropCursor(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    localStorage.removeItem(this.cursorKey);
   }
 
   /**
@@ -578,6 +596,23 @@ export class RealtimeSession {
     this.state = state;
     this.handlers.state(state, detail);
   }
+}
+
+/** The device's cursor is stored under this and its id, shared by the tabs of the browser. */
+const CURSOR_PREFIX = "chat.cursor.";
+
+/**
+ * Drops the cursors of devices other than `key`'s: the browser holds one
+ * device at a time (every tab shares it), and one left by a device signed
+ * out without this page (closed first, or an older client) would stay for good.
+ */
+function dropCursorsBut(key: string): void {
+  const stale: string[] = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const k = localStorage.key(i);
+    if (k?.startsWith(CURSOR_PREFIX) && k !== key) stale.push(k);
+  }
+  for (const k of stale) localStorage.removeItem(k);
 }
 
 function defaultUrl(): string {
