@@ -19,7 +19,7 @@ import { openInviteDialog } from "./views/invite-dialog.js";
 import { openJoinDialog } from "./views/join-dialog.js";
 import { openMembersDialog } from "./views/members-dialog.js";
 import { messageList, quoteExcerpt, type MessageListInput, type PendingView } from "./views/messages.js";
-import { renderShell, type Shell } from "./views/shell.js";
+import { emptyContent, renderShell, type Shell } from "./views/shell.js";
 import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
 
 /** "Muted until further notice": the latest time MuteChannel takes. */
@@ -1312,13 +1312,15 @@ export class ChatApp {
     }));
   }
 
-  private closeChat(): void {
+  /** `opening`: a chat not in the list yet is being asked for, and the pane says so meanwhile. */
+  private closeChat(opening = false): void {
     this.holdEdit();
     this.endEdit();
     this.reacting = undefined;
     this.open = undefined;
-    this.ui.layout.dataset.view = "list";
+    this.ui.layout.dataset.view = opening ? "chat" : "list";
     this.ui.chat.hidden = true;
+    replaceChildren(this.ui.empty, emptyContent(opening));
     this.ui.empty.hidden = false;
     this.renderSidebar();
   }
@@ -1326,6 +1328,9 @@ export class ChatApp {
   private async openChannel(channelId: bigint): Promise<void> {
     let c = this.channels.get(key(channelId));
     if (!c) {
+      // The chat open until now goes at once: left on screen while it is asked for, what was typed
+      // meanwhile, meant for the one opening, went to it (its draft, or sent with Enter).
+      this.closeChat(true);
       c = await this.describe(channelId);
       // Another chat, or the list, was opened while it was asked for: that one stays.
       if (this.destroyed || location.hash !== `#/c/${channelId}`) return;

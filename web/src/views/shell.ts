@@ -1,4 +1,4 @@
-import { h, replaceChildren } from "../dom.js";
+import { h, replaceChildren, type Child } from "../dom.js";
 
 /** The signed-in layout: the chat list on the left, the open conversation on the right. */
 export interface Shell {
@@ -139,13 +139,7 @@ export function renderShell(root: HTMLElement): Shell {
     replyBar,
     composer,
   );
-  const empty = h(
-    "div",
-    { class: "empty" },
-    h("div", { class: "empty-mark", "aria-hidden": "true" }),
-    h("h2", {}, "No chat open"),
-    h("p", {}, "Pick a chat on the left, or find someone by username to start one."),
-  );
+  const empty = h("div", { class: "empty", "data-testid": "empty" }, emptyContent());
   const conversation = h("section", { class: "conversation" }, empty, chat);
   const layout = h(
     "div",
@@ -170,4 +164,11 @@ export function renderShell(root: HTMLElement): Shell {
   );
   replaceChildren(root, layout);
   return { ...s, layout, conversation, empty, chat, scroller, editBar, replyBar, composer };
+}
+
+/** The pane with no chat open; `opening`: one not in the list yet (a link's, a notification's) is being asked for. */
+export function emptyContent(opening = false): Child[] {
+  const mark = h("div", { class: "empty-mark", "aria-hidden": "true" });
+  if (opening) return [mark, h("h2", { "data-testid": "opening" }, "Opening…")];
+  return [mark, h("h2", {}, "No chat open"), h("p", {}, "Pick a chat on the left, or find someone by username to start one.")];
 }
