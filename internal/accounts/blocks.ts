@@ -11,7 +11,8 @@ export interface BlockCacheOptions {
   now?: () => number;
 }
 
-const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
+/** Ids are uint64, so the pair is one 128-bit number: asked on every direct send, a text key was two numbers printed and joined. */
+const pairKey = (a: Id, b: Id): bigint => (a < b ? (a << 64n) | b : (b << 64n) | a);
 
 /**
  * Which of a pair blocked the other, as the send path asks it on every
@@ -22,7 +23,7 @@ const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
  * the TTL.
  */
 export class BlockCache {
-  private readonly pairs: LruMap<string, { blockers: readonly Id[]; until: number }>;
+  private readonly pairs: LruMap<bigint, { blockers: readonly Id[]; until: number }>;
   private readonly ttlMs: number;
   private readonly now: () => number;
   /** Forgets so far: a read that a forget overtook answers its caller but is not kept (see blockersBetween). */
