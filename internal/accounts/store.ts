@@ -62,7 +62,12 @@ export interface AccountStore {
   getDevice(userId: Id, deviceId: Id): Promise<DeviceRecord | undefined>;
   listDevices(userId: Id): Promise<DeviceRecord[]>;
   touchDevice(userId: Id, deviceId: Id, atMs: number): Promise<void>;
-  /** Marks the device revoked and deletes its refresh tokens. */
+  /**
+   * Marks the device revoked and its refresh tokens used (no use time, no
+   * successor): a take of one is refused as a reuse, which finds the device
+   * signed out and can say why (its account deleted), instead of finding
+   * nothing. The marks hold ids and an expiry only, and go when they would have expired.
+   */
   revokeDevice(userId: Id, deviceId: Id): Promise<void>;
   /**
    * Deletes a revoked device's row (a device not revoked is left alone). Only
@@ -81,7 +86,7 @@ export interface AccountStore {
    * and, from the mark, that use's time and successor; a take that lost a
    * race for the token itself may get neither. The caller can then sign the
    * device out: one of two holders of the token is a thief. Undefined for a
-   * token never issued, or deleted unused (its device revoked).
+   * token never issued, or forgotten once it would have expired.
    */
   takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined>;
   /**
@@ -92,7 +97,7 @@ export interface AccountStore {
    * to `next.successorHash`, which the caller then issues (stored with the
    * take when `next.successorExpiresAtMs` is set), so that a further
    * retry finds it. False when the successor is no longer there to take: used (the chain moved on), taken by a racing
-   * retry, or deleted with its device.
+   * retry, or marked used with its device's sign-out.
    */
   takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean>;
   /** The user a refresh token, unused or used, was issued to; undefined for one never issued or forgotten. Writes nothing. */

@@ -141,8 +141,8 @@ describe("api: AuthService", () => {
     assert.deepEqual(api.sessions.closed.map((c) => [c.userId, c.deviceId, c.code]), [[u.userId, u.deviceId, CloseCode.loggedOut]]);
     assert.match(api.sessions.closed[0]!.reason, /refresh token was used twice/);
 
-    // The successor the owner (or the thief) got is dead too; the account's other device is not.
-    assert.match((await rpcError(() => api.anon.auth.refresh({ refreshToken: owner.refreshToken }))).rawMessage, /unknown or already used/);
+    // The successor the owner (or the thief) got is dead too, refused as its device's (no second alarm); the account's other device is not.
+    assert.match((await rpcError(() => api.anon.auth.refresh({ refreshToken: owner.refreshToken }))).rawMessage, /^device was signed out/);
     const devices = await api.clients(other.credentials!.accessToken).auth.listDevices({});
     assert.deepEqual(devices.devices.map((d) => d.deviceId), [other.credentials!.deviceId]);
     await api.anon.auth.refresh({ refreshToken: other.credentials!.refreshToken });

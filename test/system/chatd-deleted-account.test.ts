@@ -13,13 +13,13 @@ describe("chatd: a device of a deleted account is told the account was deleted",
   this.timeout(60_000);
   const suite = useChatd();
 
-  it("when it opens a WebSocket session (4003), a gRPC session stream (UNAUTHENTICATED), or retries a refresh", async () => {
+  it("when it opens a WebSocket session (4003), a gRPC session stream (UNAUTHENTICATED), or refreshes (a retry, or its current token)", async () => {
     const { chatd } = suite;
     const alice = await signUp(chatd.httpUrl, "gone");
     const anon = apiClients(chatd.httpUrl);
     const first = alice.devices[0]!.refreshToken;
     // A refresh whose reply is lost: its client retries it after the deletion.
-    await anon.auth.refresh({ refreshToken: first });
+    const current = (await anon.auth.refresh({ refreshToken: first })).credentials!.refreshToken;
     await alice.api.auth.deleteAccount({ password: alice.password });
     const token = alice.devices[0]!.token;
 
@@ -45,5 +45,10 @@ describe("chatd: a device of a deleted account is told the account was deleted",
     const refresh = await rpcError(() => anon.auth.refresh({ refreshToken: first }));
     assert.equal(refresh.code, Code.Unauthenticated);
     assert.equal(refresh.rawMessage, "signed out: the account was deleted");
+    // The device's current token, never used: the deletion's sign-out marked it used, not forgot it.
+    for (let i = 0; i < 2; i++) {
+      const unused = await rpcError(() => anon.auth.refresh({ refreshToken: current }));
+      assert.deepEqual([unused.code, unused.rawMessage], [Code.Unauthenticated, "signed out: the account was deleted"]);
+    }
   });
 });

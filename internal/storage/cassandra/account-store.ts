@@ -83,6 +83,8 @@ export class CassandraAccountStore implements AccountStore {
                  VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`,
       usedToken: `SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM ${t("used_refresh_tokens")}
                   WHERE token_hash = ?`,
+      // No use time nor successor, so no retry takes anything after it; the columns left out keep a racing take's.
+      markRevoked: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?) USING TTL ?`,
       moveSuccessor: `UPDATE ${t("used_refresh_tokens")} USING TTL ? SET successor_hash = ? WHERE token_hash = ?`,
       deviceTokens: `SELECT token_hash FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
       unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
@@ -219,7 +221,16 @@ export class CassandraAccountStore implements AccountStore {
     // it took a token this loop has not reached yet.
     await this.db.lwt(this.q.revoke, [userId, deviceId]);
     const hashes = (await this.db.rows(this.q.deviceTokens, [userId, deviceId])).map((r) => r.get("token_hash") as string);
-    await mapLimit(hashes, FANOUT, (h) => this.db.write(this.q.deleteToken, [h]));
+    // Each marked used before it goes, as a take marks it: a take after this finds the device
+    // signed out (and why), not a token it never heard of.
+    await mapLimit(hashes, FANOUT, async (h) => {
+      const row = await this.db.one(this.q.token, [h]);
+      if (row) {
+        const rec = toTokenRecord(row);
+        await this.db.write(this.q.markRevoked, [h, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), this.tokenTtlS(rec.expiresAtMs)]);
+      }
+      await this.db.write(this.q.deleteToken, [h]);
+    });
     await this.db.write(this.q.unindexDevice, [userId, deviceId]);
   }
 

@@ -215,7 +215,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, lastSeenAtMs: 1_800_000_000_000 });
       });
 
-      it("revokeDevice keeps the row, marks it revoked and deletes only its refresh tokens", async () => {
+      it("revokeDevice keeps the row, marks it revoked and only its refresh tokens used (no time, no successor), so a take reads whose they were", async () => {
         const u = await newUser();
         const [d, other] = [await newDevice(u.userId), await newDevice(u.userId)];
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
@@ -225,8 +225,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.putRefreshToken(t3, { ...rec, deviceId: other.deviceId });
         await s.revokeDevice(u.userId, d.deviceId);
         assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, revoked: true });
-        assert.equal(await s.takeRefreshToken(t1, use()), undefined);
-        assert.equal(await s.takeRefreshToken(t2, use()), undefined);
+        // Refused as a reuse that names the device, whose sign-out the caller then finds (and why).
+        assert.deepStrictEqual(await s.takeRefreshToken(t1, use()), { record: rec, reused: true });
+        assert.deepStrictEqual(await s.takeRefreshToken(t2, use()), { record: rec, reused: true });
         assert.deepStrictEqual(await s.takeRefreshToken(t3, use()), { record: { ...rec, deviceId: other.deviceId }, reused: false });
         assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
       });
@@ -327,7 +328,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.equal(await s.takeSuccessor(t, next, use()), false, "taken once");
       });
 
-      it("takeSuccessor refuses a successor already used, never issued, or deleted with its device, and moves nothing", async () => {
+      it("takeSuccessor refuses a successor already used, never issued, or marked used with its device's sign-out, and moves nothing", async () => {
         const u = await newUser();
         const d = await newDevice(u.userId);
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
@@ -372,12 +373,12 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.takeRefreshToken(expired, { ...use(1_800_000_000_000, none), successorExpiresAtMs: 1_900_000_000_000 });
         assert.equal(await s.takeRefreshToken(none, use()), undefined);
 
-        // Deleted with the device's tokens, as any other.
+        // Marked used with the device's tokens, as any other.
         const [last, stored] = [uniqueName("tok_"), uniqueName("next_")];
         await s.putRefreshToken(last, rec);
         await s.takeRefreshToken(last, { ...use(1_800_000_000_000, stored), successorExpiresAtMs: 1_900_000_000_000 });
         await s.revokeDevice(u.userId, d.deviceId);
-        assert.equal(await s.takeRefreshToken(stored, use()), undefined);
+        assert.deepStrictEqual(await s.takeRefreshToken(stored, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_000 }, reused: true });
       });
 
       it("racing takeSuccessor calls: exactly one takes the successor", async () => {

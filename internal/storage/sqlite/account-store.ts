@@ -63,6 +63,9 @@ function build(db: SqliteDatabase) {
     visibility: p("SELECT visibility FROM presence_settings WHERE user_id = ?"),
     setVisibility: p(`INSERT INTO presence_settings (user_id, visibility) VALUES (?, ?)
                       ON CONFLICT (user_id) DO UPDATE SET visibility = excluded.visibility`),
+    // With no use time nor successor: no retry takes anything after them (OR IGNORE keeps a racing take's mark).
+    markDeviceTokensUsed: p(`INSERT OR IGNORE INTO used_refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
+                             SELECT token_hash, user_id, device_id, expires_at_ms FROM refresh_tokens WHERE user_id = ? AND device_id = ?`),
     deleteDeviceTokens: p("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?"),
 
     putToken: p(`INSERT OR REPLACE INTO refresh_tokens (token_hash, user_id, device_id, expires_at_ms)
@@ -132,6 +135,7 @@ function build(db: SqliteDatabase) {
   });
   const revokeTx = db.transaction((userId: Id, deviceId: Id) => {
     s.revokeDevice.run(userId, deviceId);
+    s.markDeviceTokensUsed.run(userId, deviceId);
     s.deleteDeviceTokens.run(userId, deviceId);
   });
   const addFriendshipTx = db.transaction((a: Id, b: Id, atMs: number) => {
