@@ -43,6 +43,8 @@ class Emitter {
 
 class FakeNode extends Emitter {
   parentNode: FakeElement | null = null;
+  /** Times it was taken out of its parent (moved, too): a click pressed on it before is lost then. */
+  takenOut = 0;
   get textContent(): string {
     return "";
   }
@@ -56,6 +58,7 @@ class FakeNode extends Emitter {
     parent.childNodes[parent.childNodes.indexOf(this)] = other;
     other.parentNode = parent;
     this.parentNode = null;
+    this.takenOut++;
   }
 }
 
@@ -178,7 +181,24 @@ export class FakeElement extends FakeNode {
     const i = this.childNodes.indexOf(n);
     if (i >= 0) this.childNodes.splice(i, 1);
     n.parentNode = null;
+    n.takenOut++;
     return n;
+  }
+  insertBefore<T extends FakeNode>(n: T, before: FakeNode | null): T {
+    if (!before) return this.appendChild(n);
+    n.remove();
+    this.childNodes.splice(this.childNodes.indexOf(before), 0, n);
+    n.parentNode = this;
+    return n;
+  }
+  get firstElementChild(): FakeElement | null {
+    return this.children[0] ?? null;
+  }
+  get lastElementChild(): FakeElement | null {
+    return this.children.at(-1) ?? null;
+  }
+  getAttributeNames(): string[] {
+    return [...this.attributes.keys()];
   }
   focus(): void {}
   blur(): void {}
@@ -394,6 +414,23 @@ export function fakeBrowser(): FakeBrowser {
         else delete (globalThis as Record<string, unknown>)[name];
       }
       saved.clear();
+    },
+  };
+}
+
+/**
+ * A press on `el`; the release that follows clicks it as a browser does: a
+ * click goes to what the pressed and the released element have in common,
+ * so one pressed on an element taken out of the page meanwhile (a redraw
+ * that replaced it, even with one just like it) reaches none.
+ */
+export function press(el: FakeElement): { release(): void } {
+  const chain: FakeNode[] = [];
+  for (let n: FakeNode | null = el; n; n = n.parentNode) chain.push(n);
+  const taken = chain.map((n) => n.takenOut);
+  return {
+    release: () => {
+      if (chain.every((n, i) => n.takenOut === taken[i])) el.click();
     },
   };
 }

@@ -6,7 +6,7 @@ import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibil
 import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
-import { avatar, h, replaceChildren } from "./dom.js";
+import { avatar, h, morph, placeChildren, replaceChildren } from "./dom.js";
 import { codePoints, excerpt, lastSeen, preview, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
@@ -134,6 +134,12 @@ const quoteKey = (channelId: bigint, seq: bigint) => `${channelId}:${seq}`;
  */
 export class ChatApp {
   private readonly channels = new Map<string, Channel>();
+  /**
+   * The chat list's rows (by chat id, or the switch they are) and the lists, kept over redraws and
+   * updated in place: a row replaced between the press and the release of a click lost the click.
+   */
+  private readonly rowEls = new Map<string, HTMLElement>();
+  private readonly listEls = new Map<string, HTMLElement>();
   private readonly users = new Map<string, User>();
   private readonly presence = new Map<string, Presence>();
   /** Users this account blocked; undefined until read. */
@@ -1882,18 +1888,32 @@ export class ChatApp {
       replaceChildren(this.ui.sidebarBody, sidebarNote("No chats yet. Find someone by username above, or start a group.", "no-chats"));
       return;
     }
-    replaceChildren(
-      this.ui.sidebarBody,
-      h("ul", { class: "list", "data-testid": "channels" }, this.channelItems(listed), archived > 0 ? archivedItem(archived, () => this.switchSidebar(true)) : null),
-    );
+    const list = this.listEl("channels");
+    placeChildren(list, [...this.channelItems(listed), ...(archived > 0 ? [this.keptRow("archived-toggle", archivedItem(archived, () => this.switchSidebar(true)))] : [])]);
+    placeChildren(this.ui.sidebarBody, [list]);
   }
 
   private renderArchive(archived: Channel[]): void {
-    replaceChildren(
-      this.ui.sidebarBody,
-      h("ul", { class: "list", "data-testid": "archived-channels" }, chatsItem(() => this.switchSidebar(false)), this.channelItems(archived)),
-      archived.length === 0 ? sidebarNote("No archived chats.", "no-archived") : null,
-    );
+    const list = this.listEl("archived-channels");
+    placeChildren(list, [this.keptRow("archived-back", chatsItem(() => this.switchSidebar(false))), ...this.channelItems(archived)]);
+    placeChildren(this.ui.sidebarBody, [list, ...(archived.length === 0 ? [sidebarNote("No archived chats.", "no-archived")] : [])]);
+  }
+
+  private listEl(testid: string): HTMLElement {
+    let list = this.listEls.get(testid);
+    if (!list) this.listEls.set(testid, (list = h("ul", { class: "list", "data-testid": testid })));
+    return list;
+  }
+
+  /** The row kept under `id`, made to show what `fresh` shows; `fresh` itself the first time. */
+  private keptRow(id: string, fresh: HTMLElement): HTMLElement {
+    const kept = this.rowEls.get(id);
+    if (!kept) {
+      this.rowEls.set(id, fresh);
+      return fresh;
+    }
+    morph(kept.firstElementChild!, fresh.firstElementChild!);
+    return kept;
   }
 
   private switchSidebar(archive: boolean): void {
@@ -1904,7 +1924,11 @@ export class ChatApp {
   /** Rows in the server's order: pinned first, the most recently pinned first; then by latest activity. */
   private channelItems(list: Channel[]): HTMLElement[] {
     const now = this.session.serverNow();
-    return list.sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a)).map((c) => channelItem(this.channelRow(c, now), (id) => this.go(id)));
+    // Rows of chats gone from the page go from the kept ones.
+    for (const id of this.rowEls.keys()) if (id.startsWith("c:") && !this.channels.has(id.slice(2))) this.rowEls.delete(id);
+    return list
+      .sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a))
+      .map((c) => this.keptRow(`c:${key(c.channelId)}`, channelItem(this.channelRow(c, now), (id) => this.go(id))));
   }
 
   private channelRow(c: Channel, now: number): ChannelRow {

@@ -44,6 +44,30 @@ export function replaceChildren(el: Element, ...children: Child[]): void {
   append(el, children);
 }
 
+/**
+ * Makes `parent`'s children `children`, in order, moving only those out of
+ * place: one a redraw leaves where it was is never taken out, so a click
+ * whose press landed on it before the redraw still reaches it (a browser
+ * sends the click to what the press and the release have in common).
+ */
+export function placeChildren(parent: Element, children: Element[]): void {
+  children.forEach((c, i) => {
+    const at = parent.children[i] ?? null;
+    if (at !== c) parent.insertBefore(c, at);
+  });
+  while (parent.children.length > children.length) parent.lastElementChild!.remove();
+}
+
+/**
+ * Makes `el` show what `fresh` shows (its attributes and children), keeping
+ * `el` itself and its listeners, as `placeChildren` wants.
+ */
+export function morph(el: Element, fresh: Element): void {
+  for (const name of el.getAttributeNames()) if (!fresh.hasAttribute(name)) el.removeAttribute(name);
+  for (const name of fresh.getAttributeNames()) el.setAttribute(name, fresh.getAttribute(name)!);
+  replaceChildren(el, [...fresh.childNodes]);
+}
+
 /** A stable hue for a user or channel id, for avatars. */
 function hue(seed: string): number {
   let x = 0;
