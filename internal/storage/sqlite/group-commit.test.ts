@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { openDatabase, SqliteInbox, type SqliteDatabase } from "./index.js";
-import { GroupCommit } from "./group-commit.js";
+import { GroupCommit, groupCommitOf } from "./group-commit.js";
 import type { StoredMessage } from "../../model/types.js";
 
 const message = (id: bigint): StoredMessage => ({
@@ -96,5 +96,23 @@ describe("sqlite group commit", () => {
     const again = await Promise.all([inbox.append(10n, message(2n)), inbox.append(10n, message(5n))]);
     assert.deepEqual(again.map((r) => [r.entry.inboxSeq, r.duplicate]), [[2n, true], [5n, false]]);
     assert.equal(await inbox.head(11n), 4n);
+  });
+
+  it("writes a turn's cursor advances as one piece, and a commit that never ran them ends their batch", async () => {
+    const inbox = new SqliteInbox(db);
+    const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, ?)");
+    await Promise.all([inbox.advanceCursor(1n, 2n, 3n), inbox.advanceCursor(1n, 2n, 2n), inbox.advanceCursor(1n, 4n, 7n)]);
+    assert.deepEqual([await inbox.getCursor(1n, 2n), await inbox.getCursor(1n, 4n)], [3n, 7n]);
+    // A full disk in a piece before the advances rolls the transaction back before they run.
+    const pages = db.pragma("max_page_count", { simple: true });
+    db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true })}`);
+    const big = groupCommitOf(db).run(() => insert.run(1, "y".repeat(100_000)));
+    const lost = inbox.advanceCursor(1n, 2n, 5n);
+    await assert.rejects(big, /full/);
+    await assert.rejects(lost, /full/);
+    db.pragma(`max_page_count = ${pages}`);
+    // The next ack is of a new batch, not answered with the lost one's failure.
+    await inbox.advanceCursor(1n, 2n, 6n);
+    assert.equal(await inbox.getCursor(1n, 2n), 6n);
   });
 });

@@ -25,6 +25,7 @@ interface Pending {
 export class GroupCommit {
   private pending: Pending[] = [];
   private scheduled = false;
+  private flushCount = 0;
   private readonly faults = new WriteFailures();
   /**
    * The batch's transaction, made once: better-sqlite3's transaction() builds
@@ -50,6 +51,11 @@ export class GroupCommit {
     }).immediate;
   }
 
+  /** Flushes begun so far: a caller that gathers its writes into one piece of a commit knows by it when that commit has gone. */
+  get flushes(): number {
+    return this.flushCount;
+  }
+
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ work, resolve: resolve as (v: unknown) => void, reject });
@@ -62,6 +68,7 @@ export class GroupCommit {
 
   private flush(): void {
     this.scheduled = false;
+    this.flushCount++;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;

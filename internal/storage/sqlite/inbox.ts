@@ -66,6 +66,27 @@ function build(db: SqliteDatabase) {
 export class SqliteInbox implements Inbox {
   private readonly s: ReturnType<typeof build>;
   private readonly commits: GroupCommit;
+  /**
+   * The cursor advances of the commit being gathered, as user, device, seq
+   * triples in the first `cursorCount` slots, and the one promise they all
+   * answer with. Every device acks about every message: a promise, a piece of
+   * work and its closures each came to about half a KB per ack. The array is
+   * kept from batch to batch, as a new one grew a backing store per commit.
+   */
+  private readonly cursors: bigint[] = [];
+  private cursorCount = 0;
+  private cursorsWritten!: Promise<void>;
+  /** The GroupCommit.flushes `cursorsWritten` rides on: a flush that never ran the work (a failed BEGIN) ends its batch too. */
+  private cursorsFlush = -1;
+  /**
+   * Not a savepoint, which cost about as much again: a batch failing part-way
+   * keeps the advances before the failure while every ack in it is told it
+   * failed, which is harmless as a cursor only moves as far as its device asked.
+   */
+  private readonly writeCursors = (): void => {
+    const c = this.cursors;
+    for (let i = 0; i < this.cursorCount; i += 3) this.s.advanceCursor.run(c[i], c[i + 1], c[i + 2]);
+  };
 
   /** Prepares every statement once; share one Database between all stores. */
   constructor(db: SqliteDatabase) {
@@ -129,11 +150,19 @@ export class SqliteInbox implements Inbox {
   }
 
   advanceCursor(userId: Id, deviceId: Id, seq: bigint): Promise<void> {
-    // Every device acks what it stored: these share a commit with the turn's other writes.
-    // The commit's own promise, not an async wrapper around it: there are about as many acks as messages.
-    return this.commits.run(() => {
-      this.s.advanceCursor.run(userId, deviceId, seq);
-    });
+    // Every device acks what it stored: the turn's acks are one piece of the commit the turn's other writes share.
+    if (this.cursorsFlush !== this.commits.flushes) {
+      this.cursorCount = 0;
+      this.cursorsFlush = this.commits.flushes;
+      this.cursorsWritten = this.commits.run(this.writeCursors);
+    }
+    const c = this.cursors;
+    const n = this.cursorCount;
+    c[n] = userId;
+    c[n + 1] = deviceId;
+    c[n + 2] = seq;
+    this.cursorCount = n + 3;
+    return this.cursorsWritten;
   }
 
   async dropCursor(userId: Id, deviceId: Id): Promise<void> {
