@@ -336,6 +336,19 @@ export interface FakeBrowser {
   uninstall(): void;
 }
 
+/** The parts of localStorage the web client uses, kept in `stored`. */
+export function fakeLocalStorage(stored: Map<string, string>) {
+  return {
+    getItem: (k: string) => stored.get(k) ?? null,
+    setItem: (k: string, v: string) => void stored.set(k, v),
+    removeItem: (k: string) => void stored.delete(k),
+    get length() {
+      return stored.size;
+    },
+    key: (i: number) => [...stored.keys()][i] ?? null,
+  };
+}
+
 /** Timers that do not keep the test process alive after the suites are done. */
 const unref = <T>(t: T): T => {
   (t as { unref?: () => void }).unref?.();
@@ -376,15 +389,7 @@ export function fakeBrowser(): FakeBrowser {
     document,
     location,
     navigator: {},
-    localStorage: {
-      getItem: (k: string) => stored.get(k) ?? null,
-      setItem: (k: string, v: string) => void stored.set(k, v),
-      removeItem: (k: string) => void stored.delete(k),
-      get length() {
-        return stored.size;
-      },
-      key: (i: number) => [...stored.keys()][i] ?? null,
-    },
+    localStorage: fakeLocalStorage(stored),
     WebSocket: ScriptedSocket,
     Element: FakeElement,
     HTMLElement: FakeElement,

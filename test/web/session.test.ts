@@ -2,22 +2,14 @@ import { strict as assert } from "node:assert";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ErrorCode, type InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { ScriptedSocket, settle } from "./fake-browser.js";
+import { ScriptedSocket, fakeLocalStorage, settle } from "./fake-browser.js";
 
 // The web client's realtime session in Node, on a scripted WebSocket.
 const stored = new Map<string, string>();
 /** The callbacks of window.setInterval, which never fire by themselves: a test calls them. */
 const intervals: (() => void)[] = [];
 const browserGlobals = {
-  localStorage: {
-    getItem: (k: string) => stored.get(k) ?? null,
-    setItem: (k: string, v: string) => void stored.set(k, v),
-    removeItem: (k: string) => void stored.delete(k),
-    get length() {
-      return stored.size;
-    },
-    key: (i: number) => [...stored.keys()][i] ?? null,
-  },
+  localStorage: fakeLocalStorage(stored),
   window: { addEventListener() {}, removeEventListener() {}, setTimeout, clearTimeout, setInterval: (f: () => void) => -intervals.push(f) },
   location: { href: "http://127.0.0.1/", protocol: "http:", host: "127.0.0.1", origin: "http://127.0.0.1" },
   WebSocket: ScriptedSocket,
