@@ -17,7 +17,7 @@ import { UserSearch } from "./user-search.js";
 const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   account: {
     again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken", "markUsed",
-      "usedToken", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "putRequest", "deleteRequest", "request",
+      "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "putRequest", "deleteRequest", "request",
       "requests", "putFriendPlain", "deleteFriend", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "putBlock", "putBlocker",
       "deleteBlock", "deleteBlocker", "block", "blocks", "blockers", "blockersAmong"],
     once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget",
