@@ -68,6 +68,20 @@ export function morph(el: Element, fresh: Element): void {
   replaceChildren(el, [...fresh.childNodes]);
 }
 
+/**
+ * Shows `dialog` as a modal, taking it out of the page when it closes (then
+ * `closed` runs); `close` closes it from outside, if it is still open.
+ */
+export function showModal(dialog: HTMLDialogElement, closed?: () => void): { close(): void } {
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    closed?.();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  return { close: () => dialog.open && dialog.close() };
+}
+
 /** A stable hue for a user or channel id, for avatars. */
 function hue(seed: string): number {
   let x = 0;

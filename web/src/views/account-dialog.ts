@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeError } from "../api.js";
-import { h } from "../dom.js";
+import { h, showModal } from "../dom.js";
 
 /** The server names the request's field ("current_password is wrong"), written for a program: here it is said to a person. */
 const passwordError = (err: unknown, wrong: string) => (err instanceof ConnectError && err.code === Code.PermissionDenied ? wrong : describeError(err));
@@ -102,9 +102,7 @@ export function openAccountDialog(actions: AccountDialogActions): { close(): voi
     }
   });
   close.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog);
   name.focus();
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }

@@ -1,7 +1,7 @@
 import type { FriendRequest } from "../../../gen/es/chat/v1/users_pb.js";
 import type { User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren } from "../dom.js";
+import { h, replaceChildren, showModal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -124,12 +124,7 @@ export function openFriendsDialog(actions: FriendsDialogActions): { close(): voi
   });
 
   close.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    stopSearch();
-    dialog.remove();
-  });
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog, stopSearch);
   void load();
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }

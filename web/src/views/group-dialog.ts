@@ -1,6 +1,6 @@
 import type { User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren } from "../dom.js";
+import { h, replaceChildren, showModal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -82,13 +82,8 @@ export function openGroupDialog(actions: GroupDialogActions): { close(): void } 
     }
   });
   cancel.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    stopSearch();
-    dialog.remove();
-  });
   renderChips();
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog, stopSearch);
   title.focus();
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }

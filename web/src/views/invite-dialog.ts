@@ -1,5 +1,5 @@
 import { describeError } from "../api.js";
-import { h } from "../dom.js";
+import { h, showModal } from "../dom.js";
 
 export interface InviteDialogActions {
   /** The group's invite link, made on first ask; `reset` makes a new one and the old one stops working. */
@@ -81,9 +81,7 @@ export function openInviteDialog(groupName: string, actions: InviteDialogActions
     void act(off, "The link is off: nobody can join with it. Make a new one to invite again.");
   });
   close.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog);
   void act(() => actions.link(false), "Share it with whoever should join.");
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }

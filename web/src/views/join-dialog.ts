@@ -1,5 +1,5 @@
 import { describeError } from "../api.js";
-import { h, replaceChildren } from "../dom.js";
+import { h, replaceChildren, showModal } from "../dom.js";
 
 /** Where an invite link leads, as DescribeInvite tells it. */
 export interface InviteTarget {
@@ -55,16 +55,11 @@ export function openJoinDialog(actions: JoinDialogActions): { close(): void } {
     }
   });
   cancel.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    dialog.remove();
-    actions.closed();
-  });
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog, () => actions.closed());
   actions.describe().then(show, (err) => {
     replaceChildren(about);
     cancel.textContent = "Close";
     fail(err);
   });
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }

@@ -1,6 +1,6 @@
 import { MemberRole, type User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren } from "../dom.js";
+import { h, replaceChildren, showModal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -148,12 +148,7 @@ export function openMembersDialog(groupName: string, actions: MembersDialogActio
   });
 
   close.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("close", () => {
-    stopSearch();
-    dialog.remove();
-  });
-  document.body.append(dialog);
-  dialog.showModal();
+  const modal = showModal(dialog, stopSearch);
   void load();
-  return { close: () => dialog.open && dialog.close() };
+  return modal;
 }
