@@ -74,7 +74,7 @@ export class CassandraAccountStore implements AccountStore {
 
       putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
                  USING TTL ?`,
-      putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash) VALUES (?, ?, ?)
+      putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash, expires_at_ms) VALUES (?, ?, ?, ?)
                       USING TTL ?`,
       token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
       takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
@@ -86,7 +86,7 @@ export class CassandraAccountStore implements AccountStore {
       // No use time nor successor, so no retry takes anything after it; the columns left out keep a racing take's.
       markRevoked: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?) USING TTL ?`,
       moveSuccessor: `UPDATE ${t("used_refresh_tokens")} USING TTL ? SET successor_hash = ? WHERE token_hash = ?`,
-      deviceTokens: `SELECT token_hash FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
+      deviceTokens: `SELECT token_hash, expires_at_ms FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
       unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
       unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
 
@@ -220,14 +220,22 @@ export class CassandraAccountStore implements AccountStore {
     // Revoked first: a refresh racing this finds the device revoked even if
     // it took a token this loop has not reached yet.
     await this.db.lwt(this.q.revoke, [userId, deviceId]);
-    const hashes = (await this.db.rows(this.q.deviceTokens, [userId, deviceId])).map((r) => r.get("token_hash") as string);
+    const tokens = await this.db.rows(this.q.deviceTokens, [userId, deviceId]);
     // Each marked used before it goes, as a take marks it: a take after this finds the device
-    // signed out (and why), not a token it never heard of.
-    await mapLimit(hashes, FANOUT, async (h) => {
-      const row = await this.db.one(this.q.token, [h]);
-      if (row) {
-        const rec = toTokenRecord(row);
-        await this.db.write(this.q.markRevoked, [h, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), this.tokenTtlS(rec.expiresAtMs)]);
+    // signed out (and why), not a token it never heard of. The mark, then the delete, not both in
+    // one batch: a replica could then show a take the token gone before a quorum holds its mark.
+    await mapLimit(tokens, FANOUT, async (r) => {
+      const h = r.get("token_hash") as string;
+      // The index row carries the expiry, so no read of the token: a sign-out cost a read per
+      // token. Only a row an older build indexed lacks it, and that token's row is read instead.
+      // A token taken since (its index row not yet deleted) is marked again with what its take
+      // wrote: markRevoked leaves the use time and successor alone.
+      const expires = r.get("expires_at_ms");
+      const expiresAtMs = expires !== null && expires !== undefined
+        ? ms(expires)
+        : await this.db.one(this.q.token, [h]).then((row) => row && toTokenRecord(row).expiresAtMs);
+      if (expiresAtMs !== undefined) {
+        await this.db.write(this.q.markRevoked, [h, userId, deviceId, msCell(expiresAtMs), this.tokenTtlS(expiresAtMs)]);
       }
       await this.db.write(this.q.deleteToken, [h]);
     });
@@ -322,7 +330,7 @@ export class CassandraAccountStore implements AccountStore {
     const ttl = this.tokenTtlS(r.expiresAtMs);
     return [
       { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
-      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, ttl] },
+      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, msCell(r.expiresAtMs), ttl] },
     ];
   }
 

@@ -84,7 +84,8 @@ const TABLES: Record<string, string> = {
   devices: `(user_id bigint, device_id bigint, name text, platform text, created_at_ms bigint,
              last_seen_at_ms bigint, revoked boolean, PRIMARY KEY ((user_id), device_id))`,
   refresh_tokens: `(token_hash text PRIMARY KEY, user_id bigint, device_id bigint, expires_at_ms bigint)`,
-  refresh_tokens_by_device: `(user_id bigint, device_id bigint, token_hash text,
+  // expires_at_ms: what a sign-out's mark of the token needs, so it reads no token row.
+  refresh_tokens_by_device: `(user_id bigint, device_id bigint, token_hash text, expires_at_ms bigint,
              PRIMARY KEY ((user_id, device_id), token_hash))`,
   // Tokens taken once, kept (TTL) until they would have expired: a second use is a stolen copy,
   // or a client retrying a refresh whose reply it lost (used_at_ms, successor_hash; RefreshTokens).
@@ -237,6 +238,9 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // The refresh reuse grace: no new version, since an older build beside this one writes marks
   // without them, which read as today's (no grace), and never reads them.
   used_refresh_tokens: { used_at_ms: "bigint", successor_hash: "text" },
+  // A sign-out marks the device's tokens from their index rows, likewise: an index row an older
+  // build wrote has none, and the sign-out reads that token's row for it, as before.
+  refresh_tokens_by_device: { expires_at_ms: "bigint" },
 };
 
 /**
