@@ -3,6 +3,7 @@ import { readClusterEndpoints } from "../../internal/config/engines.js";
 import { readTls } from "../../internal/config/tls.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
+import { SERVER_ID } from "../../internal/registry/port.js";
 import { readLogLevel } from "../shared.js";
 
 /** The gateway's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -24,6 +25,11 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
     tls: readTls(r),
   };
+  // No key holds it (gateways do not register); it goes into every log line of the gateway and,
+  // in each SessionOpen, to the chat servers: the chat server id's rule keeps both readable.
+  if (!SERVER_ID.test(c.gatewayId)) {
+    r.problems.push(`CHAT_GATEWAY_ID: must be 1 to 128 of A-Z, a-z, 0-9 and . _ : -, got ${JSON.stringify(c.gatewayId)}`);
+  }
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   r.done();
   return c;

@@ -40,3 +40,23 @@ describe("cluster roles read only their own settings", () => {
     assert.equal(readPipelineConfig({ CHAT_INBOX_RETENTION_S: "0" }).engines.inboxRetentionSeconds, 0);
   });
 });
+
+// The gateway id goes into every gateway log line and each SessionOpen a chat server gets:
+// the chat server id's rule, checked as that one is, naming the variable.
+describe("CHAT_GATEWAY_ID", () => {
+  it("takes 1 to 128 of letters, digits and . _ : -, as CHAT_SERVER_ID does", () => {
+    for (const id of ["gw-1", "gw.eu_1:a", "x".repeat(128)]) assert.equal(readGatewayConfig({ CHAT_GATEWAY_ID: id }).gatewayId, id);
+    for (const id of ["gw 1", "gw/1", "gw\n1", "x".repeat(129), "gw\u00e9"]) {
+      assert.throws(
+        () => readGatewayConfig({ CHAT_GATEWAY_ID: id }),
+        (e) => e instanceof ConfigError && e.problems.some((p) => p.startsWith("CHAT_GATEWAY_ID: must be 1 to 128") && p.includes(JSON.stringify(id))),
+        id,
+      );
+    }
+  });
+
+  it("defaults to one the rule takes", () => {
+    const { gatewayId } = readGatewayConfig({});
+    assert.match(gatewayId, /^[A-Za-z0-9._:-]{1,128}$/);
+  });
+});
