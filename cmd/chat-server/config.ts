@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import type { SessionLimits } from "../../internal/chatserver/server.js";
-import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { readClusterPresenceConfig } from "../../internal/presence/config.js";
 import { readCassandraEndpoints, readClusterEndpoints, readKafkaEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { refuseTls } from "../../internal/config/tls.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";

@@ -8,9 +8,11 @@ import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 import { lockDataDir } from "./data-dir.js";
 import { removeRestoreLeftovers } from "../chatd-backup/restore.js";
+import { warnUnknownChatVariables } from "../variables.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig());
 const logger = createLogger("chatd", config.logLevel);
+warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);
 // Before a database is opened or an id minted: a second chatd on the directory stops here.
 const lock = exitOnConfigError("chatd", () => lockDataDir(config.dataDir));

@@ -15,6 +15,7 @@ import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/pus
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
 import { readNotifierConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
+import { warnUnknownChatVariables } from "../variables.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -25,6 +26,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
 exitOnStartTimeout("notifier");
 const config = exitOnConfigError("notifier", () => readNotifierConfig());
 const logger = createLogger("notifier", config.logLevel);
+warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 // Read at each scrape, once the notifier below exists.

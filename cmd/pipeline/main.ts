@@ -13,10 +13,12 @@ import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readPipelineConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
+import { warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("pipeline");
 const config = exitOnConfigError("pipeline", () => readPipelineConfig());
 const logger = createLogger("pipeline", config.logLevel);
+warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 const e = config.engines;

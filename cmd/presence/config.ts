@@ -1,4 +1,4 @@
-import { readClusterPresenceConfig } from "../../internal/cluster/presence.js";
+import { readClusterPresenceConfig } from "../../internal/presence/config.js";
 import { readCassandraEndpoints, readClusterEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { EnvReader, readLogLevel } from "../../internal/config/env.js";
 import { refuseTls } from "../../internal/config/tls.js";

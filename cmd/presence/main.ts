@@ -7,6 +7,7 @@ import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readPresenceConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
+import { warnUnknownChatVariables } from "../variables.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -23,6 +24,7 @@ import { processMetricsRegistry } from "../../internal/observability/process-met
 exitOnStartTimeout("presence");
 const config = exitOnConfigError("presence", () => readPresenceConfig());
 const logger = createLogger("presence", config.logLevel);
+warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);
 const registry = processMetricsRegistry();
 

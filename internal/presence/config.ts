@@ -39,3 +39,32 @@ export function checkPresenceConfig(r: EnvReader, config: PresenceConfig, heartb
     );
   }
 }
+
+/** Presence settings of the distributed processes (the store is always Redis). */
+export interface ClusterPresenceConfig {
+  /** A device counts as online this long after its last heartbeat or after its session ended. */
+  graceMs: number;
+  /** How often this process looks for users past the grace period; 0 = it does not sweep. */
+  sweepIntervalMs: number;
+  /** How long presence events wait to be batched into one Deliver per chat server. */
+  batchWindowMs: number;
+}
+
+/**
+ * CHAT_PRESENCE_GRACE_MS (default: the larger of 60 s and two heartbeat
+ * intervals plus 10 s; must exceed the heartbeat interval),
+ * CHAT_PRESENCE_SWEEP_MS (default `defaultSweepMs`; 0 turns sweeping off),
+ * CHAT_PRESENCE_BATCH_MS (default 10). The Redis address is CHAT_REDIS_URL
+ * (internal/config/engines.ts).
+ */
+export function readClusterPresenceConfig(r: EnvReader, heartbeatIntervalMs: number, defaultSweepMs = 1_000): ClusterPresenceConfig {
+  const c = {
+    store: "redis" as const,
+    redisUrl: "",
+    graceMs: r.int("CHAT_PRESENCE_GRACE_MS", 0, 50, 3_600_000),
+    sweepIntervalMs: r.int("CHAT_PRESENCE_SWEEP_MS", defaultSweepMs, 0, 60_000),
+  };
+  if (c.sweepIntervalMs > 0 && c.sweepIntervalMs < 10) r.problems.push(`CHAT_PRESENCE_SWEEP_MS=${c.sweepIntervalMs}: expected 0 (off) or 10 to 60000`);
+  checkPresenceConfig(r, c, heartbeatIntervalMs);
+  return { graceMs: c.graceMs, sweepIntervalMs: c.sweepIntervalMs, batchWindowMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000) };
+}

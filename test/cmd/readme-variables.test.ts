@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readApiConfig } from "../../cmd/api/config.js";
-import { readChatServerConfig } from "../../cmd/chat-server/config.js";
-import { readGatewayConfig } from "../../cmd/gateway/config.js";
-import { readNotifierConfig } from "../../cmd/notifier/config.js";
-import { readPipelineConfig } from "../../cmd/pipeline/config.js";
-import { readPresenceConfig } from "../../cmd/presence/config.js";
-import { ConfigError } from "../../internal/config/env.js";
+import { CLUSTER_ROLES, variablesReadBy } from "../../cmd/variables.js";
 
 // The README is the operator's only list of settings: a variable the code reads
 // and the README leaves out cannot be found, and one the README names that no
@@ -16,7 +10,8 @@ const ROOT = join(import.meta.dirname, "../..");
 
 function sources(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && !f.includes("testdata") && !f.endsWith("-probe.ts"))
+    // cmd/variables.ts lists the CLI's and the development tools' names to know them, not to read them.
+    .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && !f.includes("testdata") && !f.endsWith("-probe.ts") && join(dir, f) !== join("cmd", "variables.ts"))
     .map((f) => join(ROOT, dir, f));
 }
 
@@ -114,33 +109,10 @@ describe("README: the configuration tables", () => {
   });
 });
 
-/** The variables a role's configuration reads, unset and set (a reader may read one only when another is set). */
-function readBy(read: (env: NodeJS.ProcessEnv) => unknown): Set<string> {
-  const names = new Set<string>();
-  for (const value of [undefined, "1"]) {
-    const env = new Proxy({} as NodeJS.ProcessEnv, {
-      get: (_, name) => {
-        if (typeof name === "string" && name.startsWith("CHAT_")) names.add(name);
-        return value;
-      },
-    });
-    try {
-      read(env);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-    }
-  }
-  return names;
-}
-
-const ROLES = {
-  api: readApiConfig,
-  "chat-server": readChatServerConfig,
-  pipeline: readPipelineConfig,
-  presence: readPresenceConfig,
-  notifier: readNotifierConfig,
-  gateway: readGatewayConfig,
-} as const;
+// The same readers and recording that tell each process which CHAT_* names are known
+// (cmd/variables.ts): a name this table gives a role is one no process warns about.
+const ROLES = CLUSTER_ROLES;
+const readBy = variablesReadBy;
 type Role = keyof typeof ROLES;
 const ALL_ROLES = Object.keys(ROLES) as Role[];
 
