@@ -39,7 +39,7 @@ export function readPushConfig(r: EnvReader): PushConfig {
     keyId: r.string("CHAT_APNS_KEY_ID", ""),
     teamId: r.string("CHAT_APNS_TEAM_ID", ""),
     topic: r.string("CHAT_APNS_TOPIC", ""),
-    url: r.string("CHAT_APNS_URL", "https://api.push.apple.com"),
+    url: serviceOrigin(r, "CHAT_APNS_URL", "https://api.push.apple.com"),
   };
   if (apnsKeyFile && (!apns.keyId || !apns.teamId)) {
     r.problems.push("CHAT_APNS_KEY_FILE is set: CHAT_APNS_KEY_ID and CHAT_APNS_TEAM_ID are needed too");
@@ -51,7 +51,7 @@ export function readPushConfig(r: EnvReader): PushConfig {
     vapidPrivateKey: r.string("CHAT_VAPID_PRIVATE_KEY", ""),
     allowHttpEndpoints: ["true", "1"].includes(bool(r, "CHAT_PUSH_ALLOW_HTTP")),
     apns: apnsKeyFile ? apns : undefined,
-    fcm: fcmFile ? { serviceAccountFile: fcmFile, url: r.string("CHAT_FCM_URL", "https://fcm.googleapis.com") } : undefined,
+    fcm: fcmFile ? { serviceAccountFile: fcmFile, url: serviceOrigin(r, "CHAT_FCM_URL", "https://fcm.googleapis.com") } : undefined,
   };
   if (!/^(mailto:|https:\/\/)/.test(config.vapidSubject)) {
     r.problems.push(`CHAT_VAPID_SUBJECT=${JSON.stringify(config.vapidSubject)}: must be a mailto: or https:// URL`);
@@ -63,6 +63,29 @@ export function readPushConfig(r: EnvReader): PushConfig {
     if (problem) r.problems.push(problem);
   }
   return config;
+}
+
+/**
+ * A push service's origin (scheme, host, port). Unchecked, a typo started the
+ * process and failed only at the first push, minutes or days later, and a
+ * path was dropped by APNs' HTTP/2 connect or doubled a slash in FCM's.
+ * Plain http stays allowed for a local stand-in.
+ */
+function serviceOrigin(r: EnvReader, name: string, fallback: string): string {
+  const raw = r.string(name, fallback);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    r.problems.push(`${name}=${JSON.stringify(raw)}: not a URL (expected e.g. ${fallback})`);
+    return fallback;
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    r.problems.push(`${name}=${JSON.stringify(raw)}: must be an https:// (or http:// for a local stand-in) URL`);
+  } else if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
+    r.problems.push(`${name}=${JSON.stringify(raw)}: must be the service's origin alone, with no path, query or credentials (e.g. ${fallback})`);
+  }
+  return url.origin;
 }
 
 /**
