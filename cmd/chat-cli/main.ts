@@ -278,7 +278,7 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
       ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
       : await api.auth.login({ username, password, device });
   const user = res.user!;
-  await signOutReplaced(store.read());
+  await signOutReplaced(store.read(), server);
   store.write(toSavedLogin(server, user.username, res.credentials!));
   if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
   out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
@@ -289,10 +289,14 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
  * one login, so a device left behind signed in would stay so, unseen, until
  * the account's device limit pruned it. Best effort, as a logout's is.
  */
-async function signOutReplaced(previous: ReturnType<typeof store.read>): Promise<void> {
+async function signOutReplaced(previous: ReturnType<typeof store.read>, server: string): Promise<void> {
   if (!previous) return;
+  // A port speaks http or https, never both: a login at the same host and port under the other
+  // scheme (chatd restarted with CHAT_TLS_CERT, as the README's TLS steps do) found the old
+  // device's server there, while its old URL only hangs up, and the device stayed signed in.
+  const at = sameListener(previous.server, server) ? { ...previous, server } : previous;
   try {
-    await new Session(store, previous).api.auth.logout({});
+    await new Session(store, at).api.auth.logout({});
   } catch (err) {
     warn(`the device logged in before (@${previous.username} on ${previous.server}) was not signed out (${describe(err)})`);
   }
@@ -948,6 +952,13 @@ function normalizeServer(raw: string, by = "--server"): string {
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") throw new CliError(`${by} must be an http:// or https:// URL`, 2);
   return u.origin;
+}
+
+/** Whether two server origins name one host and port, whatever their schemes. */
+function sameListener(a: string, b: string): boolean {
+  const port = (u: URL) => u.port || (u.protocol === "https:" ? "443" : "80");
+  const [x, y] = [new URL(a), new URL(b)];
+  return x.hostname === y.hostname && port(x) === port(y);
 }
 
 function normalizeWs(raw: string | undefined): string | undefined {
