@@ -1020,6 +1020,52 @@ describe("web client in headless Chromium", function () {
     await takeBrowserLine(/^pat: console error: .*status of 400/, "the refused pin");
   });
 
+  it("names a chat's marks in its row's tooltip, and opens the chat pressed though the list was drawn again before the release", async () => {
+    const tia = await signUp(chatd.httpUrl, "tia");
+    const [uri, val] = [await signUp(chatd.httpUrl, "uri"), await signUp(chatd.httpUrl, "val")];
+    const chatWith = new Map<TestUser, bigint>();
+    for (const peer of [uri, val]) {
+      const { channelId } = (await peer.api.channels.openDirect({ userId: tia.userId })).channel!;
+      await sendWithRetry(peer, channelId, `hi from ${peer.username}`);
+      chatWith.set(peer, channelId);
+    }
+    await tia.api.channels.pinChannel({ channelId: chatWith.get(uri)!, pinned: true });
+    await tia.api.channels.muteChannel({ channelId: chatWith.get(uri)!, mutedUntil: { seconds: BigInt(Date.UTC(9999, 0, 1) / 1000), nanos: 0 } });
+    const { page } = await newPage("tia");
+    await logInInPage(page, chatd.httpUrl, tia.username, tia.password);
+    await waitList(page, "channels", [uri, val]);
+    const row = (peer: TestUser) => page.locator(`[data-testid=channels] [data-testid=channel][data-channel-id="${chatWith.get(peer)}"]`);
+
+    // The tooltip is the title of what the pointer hits, or of the nearest holder of one: a press passes through a mark to its row.
+    // Found and hit in one go: a redraw between the two (presence, say) would leave a mark taken out of the page.
+    const tooltip = (peer: TestUser, mark: string) =>
+      page.evaluate(
+        ([id, mark]) => {
+          const r = document.querySelector(`[data-testid=channels] [data-channel-id="${id}"] [data-testid=${mark}]`)!.getBoundingClientRect();
+          const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+          return { row: hit?.closest("[data-testid=channel]")?.getAttribute("data-name"), title: hit?.closest("[title]")?.getAttribute("title") };
+        },
+        [String(chatWith.get(peer)), mark],
+      );
+    for (const mark of ["channel-pinned", "channel-muted"]) {
+      await row(uri).getByTestId(mark).waitFor();
+      assert.deepEqual(await tooltip(uri, mark), { row: uri.username, title: "Pinned · Notifications off" }, mark);
+    }
+
+    // Pressed on val's name; a message in the pinned chat above draws the list again (val's row keeps its place) before the release.
+    const name = row(val).locator(".channel-name");
+    const box = (await name.boundingBox())!;
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    const pressed = await name.elementHandle();
+    await sendWithRetry(uri, chatWith.get(uri)!, "meanwhile");
+    await row(uri).getByTestId("channel-last").filter({ hasText: "meanwhile" }).waitFor({ timeout: 10_000 });
+    assert.equal(await pressed!.evaluate((el) => el.isConnected), false, "the name pressed was drawn anew");
+    await waitList(page, "channels", [uri, val]);
+    await page.mouse.up();
+    await page.getByTestId("chat-title").filter({ hasText: val.username }).waitFor({ timeout: 5_000 });
+  });
+
   it("shows my messages the peer has read as seen (✓✓): live on their receipt, and after a reload from their read position", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");

@@ -35,6 +35,8 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   else if (c.clearedThroughSeq > 0n) text = "History cleared";
   else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}` : "No messages yet";
   const unread = Number(c.unreadCount);
+  // The marks are named in the row's own title, its tooltip anywhere over it: a press lands on the row's button, not on what it holds (style.css), so a mark's title would never show.
+  const marks = [row.pinned ? "Pinned" : null, row.muted ? "Notifications off" : null, unread === 0 && row.markedUnread ? "Marked unread" : null].filter((m) => m !== null);
   // The time it is placed by: a clear of its history takes its last message, not its place.
   return h(
     "li",
@@ -48,6 +50,7 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
         "data-channel-id": c.channelId.toString(),
         "data-name": row.name,
         "aria-current": row.active ? "true" : null,
+        title: marks.length > 0 ? marks.join(" · ") : null,
         onclick: () => open(c.channelId),
       },
       pic,
@@ -59,12 +62,12 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
           "span",
           { class: "channel-bottom" },
           h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, text),
-          row.pinned ? h("span", { class: "pinned-mark", "data-testid": "channel-pinned", title: "Pinned", "aria-label": "pinned" }, "📌") : null,
-          row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", title: "Notifications off", "aria-label": "muted" }, "🔕") : null,
+          row.pinned ? h("span", { class: "pinned-mark", "data-testid": "channel-pinned", "aria-label": "pinned" }, "📌") : null,
+          row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", "aria-label": "muted" }, "🔕") : null,
           unread > 0
             ? h("span", { class: `badge ${row.muted ? "quiet" : ""}`, "data-testid": "unread", "aria-label": `${unread} unread` }, unread > 999 ? "999+" : String(unread))
             : row.markedUnread
-              ? h("span", { class: `badge marked ${row.muted ? "quiet" : ""}`, "data-testid": "marked-unread", title: "Marked unread", "aria-label": "marked unread" })
+              ? h("span", { class: `badge marked ${row.muted ? "quiet" : ""}`, "data-testid": "marked-unread", "aria-label": "marked unread" })
               : null,
         ),
       ),
