@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ErrorCode, type InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
+import type { RealtimeSession as Session, SessionHandlers } from "../../web/src/session.js";
 import { waitFor } from "../support/wait.js";
 import { ScriptedSocket, fakeLocalStorage, settle } from "./fake-browser.js";
 
@@ -14,92 +15,121 @@ const browserGlobals = {
   location: { href: "http://127.0.0.1/", protocol: "http:", host: "127.0.0.1", origin: "http://127.0.0.1" },
   WebSocket: ScriptedSocket,
 };
-let RealtimeSession: typeof import("../../web/src/session.js").RealtimeSession;
+let RealtimeSession: typeof Session;
+
+const entry = (inboxSeq: bigint) => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } });
+
+/** What a session gets from Auth: a device signed in (or none), its token, and for some tests a refresh. */
+interface TestAuth {
+  current?: { deviceId: string; accessToken: string; accessIssuedAtMs?: number; accessExpiresAtMs?: number };
+  accessToken(): Promise<string>;
+  refresh?(): Promise<unknown>;
+}
+
+interface Started {
+  session: Session;
+  /** The sockets it opened, oldest first. */
+  sockets(): ScriptedSocket[];
+  /** Its `n`th socket (1: the first), once opened. */
+  socket(n?: number): Promise<ScriptedSocket>;
+  /** Its `n`th socket, once opened, welcomed (at cursor 0 of an empty inbox unless `welcome` says otherwise). */
+  welcomed(n?: number, welcome?: { deviceCursor?: bigint; headInboxSeq?: bigint; heartbeatIntervalMs?: number }): Promise<ScriptedSocket>;
+}
+
+/** Sessions started and not stopped: stopped after their test, so that none reconnects into the next one. */
+const running = new Set<Session>();
+
+/**
+ * Starts a RealtimeSession on a scripted socket, as device `deviceId` with the
+ * token "t" unless `auth` is given; handlers not given do nothing.
+ */
+function startSession({ deviceId = "9", auth, handlers = {} }: { deviceId?: string; auth?: TestAuth; handlers?: Partial<SessionHandlers> } = {}): Started {
+  auth ??= { current: { deviceId, accessToken: "t" }, accessToken: async () => "t" };
+  const all = new Proxy(handlers, { get: (given, name) => given[name as keyof SessionHandlers] ?? (() => undefined) }) as SessionHandlers;
+  const session = new RealtimeSession(auth as never, all, "ws://127.0.0.1/ws");
+  // A stop of its own (or an end) is its last: a second would store the cursor again.
+  const stop = session.stop.bind(session);
+  session.stop = () => {
+    running.delete(session);
+    stop();
+  };
+  running.add(session);
+  const first = ScriptedSocket.all.length;
+  const sockets = () => ScriptedSocket.all.slice(first);
+  const socket = async (n = 1) => {
+    await waitFor(() => sockets().length >= n, n === 1 ? "the socket" : `socket ${n}`, 5_000);
+    return sockets()[n - 1]!;
+  };
+  session.start();
+  return {
+    session,
+    sockets,
+    socket,
+    welcomed: async (n = 1, welcome = {}) => {
+      const s = await socket(n);
+      s.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n, ...welcome } } });
+      return s;
+    },
+  };
+}
 
 describe("web: the realtime session", () => {
   before(async () => {
     Object.assign(globalThis, browserGlobals);
     ({ RealtimeSession } = await import("../../web/src/session.js"));
   });
+  afterEach(() => {
+    for (const session of running) session.stop();
+  });
   after(() => {
     for (const name of Object.keys(browserGlobals)) delete (globalThis as Record<string, unknown>)[name];
   });
 
   it("asks again from its own position when another tab of the device moved the device's cursor on while it was away", async () => {
-    const auth = { current: { deviceId: "9", accessToken: "t" }, accessToken: async () => "t" };
     const taken: bigint[] = [];
-    const handlers = new Proxy({}, { get: (_t, name) => (name === "entries" ? (es: InboxEntry[]) => taken.push(...es.map((e) => e.inboxSeq)) : () => undefined) });
-    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
-    const entry = (inboxSeq: bigint) => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } });
-    const before = ScriptedSocket.all.length;
-    const sockets = () => ScriptedSocket.all.slice(before);
-    try {
-      session.start();
-      await waitFor(() => sockets().length === 1, "the first socket");
-      sockets()[0]!.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
-      sockets()[0]!.push({ kind: { case: "message", value: { entry: entry(1n) } } });
-      sockets()[0]!.onclose!({ code: 1006, reason: "" });
-      // Meanwhile another tab took 2 to 5 and acked them: the device's cursor is 5.
-      await waitFor(() => sockets().length === 2, "the reconnect");
-      const socket = sockets()[1]!;
-      socket.push({ kind: { case: "welcome", value: { deviceCursor: 5n, headInboxSeq: 6n } } });
-      const sync = socket.frames().find((f) => f.kind.case === "sync");
-      assert.ok(sync && sync.kind.case === "sync", "a SyncRequest");
-      assert.equal(sync.kind.value.afterInboxSeq, 1n);
-      // The server's own catch-up from the device's cursor, sent before it read the request, is left for the answer.
-      socket.push({ kind: { case: "syncBatch", value: { entries: [entry(6n)], hasMore: false } } });
-      socket.push({ kind: { case: "message", value: { entry: entry(7n) } } });
-      socket.push({ ref: sync.ref, kind: { case: "syncBatch", value: { entries: [2n, 3n, 4n, 5n, 6n, 7n].map(entry), hasMore: false } } });
-      socket.push({ kind: { case: "message", value: { entry: entry(8n) } } });
-      assert.deepEqual(taken, [1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
-    } finally {
-      session.stop();
-    }
+    const { welcomed } = startSession({ handlers: { entries: (es: InboxEntry[]) => taken.push(...es.map((e) => e.inboxSeq)) } });
+    const first = await welcomed();
+    first.push({ kind: { case: "message", value: { entry: entry(1n) } } });
+    first.onclose!({ code: 1006, reason: "" });
+    // Meanwhile another tab took 2 to 5 and acked them: the device's cursor is 5.
+    const socket = await welcomed(2, { deviceCursor: 5n, headInboxSeq: 6n });
+    const sync = socket.frames().find((f) => f.kind.case === "sync");
+    assert.ok(sync && sync.kind.case === "sync", "a SyncRequest");
+    assert.equal(sync.kind.value.afterInboxSeq, 1n);
+    // The server's own catch-up from the device's cursor, sent before it read the request, is left for the answer.
+    socket.push({ kind: { case: "syncBatch", value: { entries: [entry(6n)], hasMore: false } } });
+    socket.push({ kind: { case: "message", value: { entry: entry(7n) } } });
+    socket.push({ ref: sync.ref, kind: { case: "syncBatch", value: { entries: [2n, 3n, 4n, 5n, 6n, 7n].map(entry), hasMore: false } } });
+    socket.push({ kind: { case: "message", value: { entry: entry(8n) } } });
+    assert.deepEqual(taken, [1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n]);
   });
 
-  const entry = (inboxSeq: bigint) => ({ inboxSeq, message: { channelId: 1n, seq: inboxSeq } });
-
   it("gives up on a connection that answers none of three heartbeats, and connects again", async () => {
-    const auth = { current: { deviceId: "10", accessToken: "t" }, accessToken: async () => "t" };
     const states: string[] = [];
-    const handlers = new Proxy({}, { get: (_t, name) => (name === "state" ? (s: string) => states.push(s) : () => undefined) });
-    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
-    const before = ScriptedSocket.all.length;
-    const sockets = () => ScriptedSocket.all.slice(before);
-    try {
-      session.start();
-      await waitFor(() => sockets().length === 1, "the socket");
-      const socket = sockets()[0]!;
-      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n, heartbeatIntervalMs: 1000 } } });
-      const beat = () => intervals.at(-1)!();
-      const heartbeats = () => socket.frames().filter((f) => f.kind.case === "heartbeat").length;
-      beat();
-      beat();
-      beat();
-      // Any frame says the connection lives: here the ack of the last heartbeat.
-      socket.push({ kind: { case: "heartbeatAck", value: {} } });
-      beat();
-      beat();
-      beat();
-      assert.equal(heartbeats(), 6);
-      assert.equal(socket.readyState, ScriptedSocket.OPEN, "closed while the server answered");
-      beat();
-      assert.notEqual(socket.readyState, ScriptedSocket.OPEN, "a dead connection kept");
-      assert.equal(states.at(-1), "offline");
-      await waitFor(() => sockets().length === 2, "the reconnect", 5_000);
-    } finally {
-      session.stop();
-    }
+    const { welcomed, socket: nth } = startSession({ deviceId: "10", handlers: { state: (s) => states.push(s) } });
+    const socket = await welcomed(1, { heartbeatIntervalMs: 1000 });
+    const beat = () => intervals.at(-1)!();
+    const heartbeats = () => socket.frames().filter((f) => f.kind.case === "heartbeat").length;
+    beat();
+    beat();
+    beat();
+    // Any frame says the connection lives: here the ack of the last heartbeat.
+    socket.push({ kind: { case: "heartbeatAck", value: {} } });
+    beat();
+    beat();
+    beat();
+    assert.equal(heartbeats(), 6);
+    assert.equal(socket.readyState, ScriptedSocket.OPEN, "closed while the server answered");
+    beat();
+    assert.notEqual(socket.readyState, ScriptedSocket.OPEN, "a dead connection kept");
+    assert.equal(states.at(-1), "offline");
+    await nth(2);
   });
 
   it("keeps its cursor under the device it started as when another tab signed in as another device", async () => {
-    const auth = { current: { deviceId: "20", accessToken: "t" }, accessToken: async () => "t" };
-    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
-    const before = ScriptedSocket.all.length;
-    session.start();
-    await waitFor(() => ScriptedSocket.all.length > before, "the socket");
-    const socket = ScriptedSocket.all.at(-1)!;
-    socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
+    const auth: TestAuth = { current: { deviceId: "20", accessToken: "t" }, accessToken: async () => "t" };
+    const { session, welcomed } = startSession({ auth });
+    const socket = await welcomed();
     socket.push({ kind: { case: "message", value: { entry: entry(1n) } } });
     socket.push({ kind: { case: "message", value: { entry: entry(2n) } } });
     // The other tab stored its device; this one stops (ChatApp.destroy) before its ack was flushed.
@@ -111,17 +141,11 @@ describe("web: the realtime session", () => {
   });
 
   it("leaves no cursor of a device signed out behind: dropped at sign-out, after another tab's, and at the next sign-in", async () => {
-    const auth = { current: { deviceId: "50", accessToken: "t" } as { deviceId: string; accessToken: string } | undefined, accessToken: async () => "t" };
-    const handlers = new Proxy({}, { get: () => () => undefined }) as never;
+    const auth: TestAuth = { accessToken: async () => "t" };
     const run = async (device: string) => {
       auth.current = { deviceId: device, accessToken: "t" };
-      const session = new RealtimeSession(auth as never, handlers, "ws://127.0.0.1/ws");
-      const before = ScriptedSocket.all.length;
-      session.start();
-      await waitFor(() => ScriptedSocket.all.length > before, "the socket");
-      const socket = ScriptedSocket.all.at(-1)!;
-      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
-      socket.push({ kind: { case: "message", value: { entry: entry(1n) } } });
+      const { session, welcomed } = startSession({ auth });
+      (await welcomed()).push({ kind: { case: "message", value: { entry: entry(1n) } } });
       await waitFor(() => stored.get(`chat.cursor.${device}`) === "1", "the cursor stored");
       return session;
     };
@@ -160,62 +184,45 @@ describe("web: the realtime session", () => {
       accessToken: async () => auth.current.accessToken,
       refresh: async () => (auth.current = life(`t${++refreshes}`, 60_000)),
     };
-    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
-    const before = ScriptedSocket.all.length;
-    try {
-      session.start();
-      await waitFor(() => ScriptedSocket.all.length === before + 1, "the socket");
-      const socket = ScriptedSocket.all[before]!;
-      const asks = () => socket.frames().flatMap((f) => (f.kind.case === "reauthenticate" ? [{ ref: f.ref, token: f.kind.value.accessToken }] : []));
-      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
-      await waitFor(() => asks().length === 1, "a Reauthenticate before the token's expiry", 5_000);
-      assert.equal(asks()[0]!.token, "t1");
+    const socket = await startSession({ auth }).welcomed();
+    const asks = () => socket.frames().flatMap((f) => (f.kind.case === "reauthenticate" ? [{ ref: f.ref, token: f.kind.value.accessToken }] : []));
+    await waitFor(() => asks().length === 1, "a Reauthenticate before the token's expiry", 5_000);
+    assert.equal(asks()[0]!.token, "t1");
 
-      socket.push({ ref: asks()[0]!.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, refusedKind: 8, retryAfterMs: 200 } } });
-      await waitFor(() => asks().length === 2, "the Reauthenticate again", 5_000);
-      assert.equal(asks()[1]!.token, "t1", "the token it had refreshed, not another");
+    socket.push({ ref: asks()[0]!.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, refusedKind: 8, retryAfterMs: 200 } } });
+    await waitFor(() => asks().length === 2, "the Reauthenticate again", 5_000);
+    assert.equal(asks()[1]!.token, "t1", "the token it had refreshed, not another");
 
-      // Taken: the session now runs on t1 until the time the server says, and is handed the next before then.
-      socket.push({ ref: asks()[1]!.ref, kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(Date.now() + 1500) } } });
-      await waitFor(() => asks().length === 3, "the next Reauthenticate", 5_000);
-      assert.equal(asks()[2]!.token, "t2");
+    // Taken: the session now runs on t1 until the time the server says, and is handed the next before then.
+    socket.push({ ref: asks()[1]!.ref, kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(Date.now() + 1500) } } });
+    await waitFor(() => asks().length === 3, "the next Reauthenticate", 5_000);
+    assert.equal(asks()[2]!.token, "t2");
 
-      socket.push({ ref: asks()[2]!.ref, kind: { case: "error", value: { code: ErrorCode.PERMISSION_DENIED, refusedKind: 8 } } });
-      // Past when it would ask again (the token it runs on ends within the second): the 4002 close at that expiry takes over.
-      await new Promise((r) => setTimeout(r, 2000));
-      assert.equal(asks().length, 3);
-      assert.equal(refreshes, 2);
-    } finally {
-      session.stop();
-    }
+    socket.push({ ref: asks()[2]!.ref, kind: { case: "error", value: { code: ErrorCode.PERMISSION_DENIED, refusedKind: 8 } } });
+    // Past when it would ask again (the token it runs on ends within the second): the 4002 close at that expiry takes over.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(asks().length, 3);
+    assert.equal(refreshes, 2);
   });
 
   it("keeps at most 32 sends out at once, sends the rest of the outbox as they are acked, in order, and retries a rate-limited one as told", async () => {
-    const auth = { current: { deviceId: "30", accessToken: "t" }, accessToken: async () => "t" };
-    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
-    const before = ScriptedSocket.all.length;
-    try {
-      session.start();
-      for (let i = 0; i < 100; i++) session.send(1n, `offline ${i}`, `k${i}`); // written while the socket was not welcomed
-      await waitFor(() => ScriptedSocket.all.length === before + 1, "the socket");
-      const socket = ScriptedSocket.all[before]!;
-      const sends = () => socket.frames().flatMap((f) => (f.kind.case === "send" ? [f.kind.value.clientMsgId] : []));
-      assert.deepEqual(sends(), [], "nothing goes out before the welcome");
-      socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n } } });
-      assert.deepEqual(sends(), Array.from({ length: 32 }, (_, i) => `k${i}`));
+    const { session, socket: first, welcomed } = startSession({ deviceId: "30" });
+    for (let i = 0; i < 100; i++) session.send(1n, `offline ${i}`, `k${i}`); // written while the socket was not welcomed
+    const socket = await first();
+    const sends = () => socket.frames().flatMap((f) => (f.kind.case === "send" ? [f.kind.value.clientMsgId] : []));
+    assert.deepEqual(sends(), [], "nothing goes out before the welcome");
+    await welcomed();
+    assert.deepEqual(sends(), Array.from({ length: 32 }, (_, i) => `k${i}`));
 
-      const ack = (id: string) => socket.push({ kind: { case: "sendAck", value: { clientMsgId: id } } });
-      ack("k0");
-      ack("k1");
-      assert.deepEqual(sends().slice(32), ["k32", "k33"], "one more out for each ack, in the outbox's order");
-      const refused = socket.frames().find((f) => f.kind.case === "send" && f.kind.value.clientMsgId === "k2")!;
-      socket.push({ ref: refused.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, clientMsgId: "k2", retryAfterMs: 250 } } });
-      assert.equal(sends().length, 34, "a send waiting to retry still holds its place");
-      await waitFor(() => sends().length === 35, "the retry");
-      assert.equal(sends()[34], "k2");
-    } finally {
-      session.stop();
-    }
+    const ack = (id: string) => socket.push({ kind: { case: "sendAck", value: { clientMsgId: id } } });
+    ack("k0");
+    ack("k1");
+    assert.deepEqual(sends().slice(32), ["k32", "k33"], "one more out for each ack, in the outbox's order");
+    const refused = socket.frames().find((f) => f.kind.case === "send" && f.kind.value.clientMsgId === "k2")!;
+    socket.push({ ref: refused.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, clientMsgId: "k2", retryAfterMs: 250 } } });
+    assert.equal(sends().length, 34, "a send waiting to retry still holds its place");
+    await waitFor(() => sends().length === 35, "the retry");
+    assert.equal(sends()[34], "k2");
   });
 
   it("shows itself offline, not connecting, while it cannot get a token to connect with (the refresh cannot reach the server)", async () => {
@@ -228,37 +235,25 @@ describe("web: the realtime session", () => {
       },
     };
     const states: string[] = [];
-    const handlers = new Proxy({}, { get: (_t, name) => (name === "state" ? (s: string) => states.push(s) : () => undefined) });
-    const session = new RealtimeSession(auth as never, handlers as never, "ws://127.0.0.1/ws");
-    try {
-      session.start();
-      await waitFor(() => asked >= 1, "a token asked for");
-      await waitFor(() => states.at(-1) === "offline", `offline (states: ${states.join(", ")})`, 2_000).catch(() => assert.fail(`shown ${states.at(-1)}: ${states.join(", ")}`));
-      assert.equal(session.state, "offline");
-    } finally {
-      session.stop();
-    }
+    const { session } = startSession({ auth, handlers: { state: (s) => states.push(s) } });
+    await waitFor(() => asked >= 1, "a token asked for");
+    await waitFor(() => states.at(-1) === "offline", `offline (states: ${states.join(", ")})`, 2_000).catch(() => assert.fail(`shown ${states.at(-1)}: ${states.join(", ")}`));
+    assert.equal(session.state, "offline");
   });
 
   it("opens one socket when the browser says it is online again while a token for the next one is on its way", async () => {
     let give!: (token: string) => void;
     const auth = { current: { deviceId: "9", accessToken: "t" }, accessToken: () => new Promise<string>((r) => (give = r)) };
-    const session = new RealtimeSession(auth as never, new Proxy({}, { get: () => () => undefined }) as never, "ws://127.0.0.1/ws");
-    const before = ScriptedSocket.all.length;
-    try {
-      session.start();
-      await waitFor(() => give !== undefined, "a token asked for");
-      const asked = give;
-      // The window's "online" event, as the browser fires it when the network comes back.
-      (session as unknown as { onOnline: () => void }).onOnline();
-      await settle();
-      asked("t");
-      if (give !== asked) give("t");
-      await waitFor(() => ScriptedSocket.all.length > before, "a socket");
-      await settle();
-      assert.equal(ScriptedSocket.all.length - before, 1, "sockets opened");
-    } finally {
-      session.stop();
-    }
+    const { session, sockets, socket } = startSession({ auth });
+    await waitFor(() => give !== undefined, "a token asked for");
+    const asked = give;
+    // The window's "online" event, as the browser fires it when the network comes back.
+    (session as unknown as { onOnline: () => void }).onOnline();
+    await settle();
+    asked("t");
+    if (give !== asked) give("t");
+    await socket();
+    await settle();
+    assert.equal(sockets().length, 1, "sockets opened");
   });
 });
