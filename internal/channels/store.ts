@@ -42,6 +42,19 @@ export function removedByAdmin(): ChatError {
 }
 
 /**
+ * Bars a group keeps at most (ChannelStore.removeMember); a bar past it drops
+ * the group's oldest. Without a bound, a group whose admins remove people for
+ * years grows one record (Cassandra: one static cell of its partition, read
+ * by every join and removal) without end. Dropping the oldest rather than
+ * refusing: a removal must always work (an admin taking a spammer out), and
+ * its bar is the one that matters most, as the one just removed is the
+ * likeliest to try the link again; one removed a thousand removals ago is
+ * taken out again if they come back. Signal caps its banned members the same
+ * way (the oldest unbanned past the group's size).
+ */
+export const MAX_BARS = 1_000;
+
+/**
  * Who inherits a group when its owner goes: the longest-standing admin, else
  * the longest-standing member (members in join order).
  */
@@ -101,7 +114,9 @@ export interface ChannelStore {
    * the invite link until addMembers adds them back; a removal that removes
    * nobody bars nobody. A join by link and this removal are ordered by the
    * adapter's atomic step (a transaction, a fenced batch): a join landing
-   * first is undone by the removal, one landing after finds the bar.
+   * first is undone by the removal, one landing after finds the bar. A group
+   * keeps MAX_BARS bars: the bar that would pass it lifts the oldest (the one
+   * barred the longest ago) in the same step.
    */
   removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal>;
   /** Whether the user is barred from joining the group by its invite link (see removeMember). */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import cassandra from "cassandra-driver";
 import { randomBytes } from "node:crypto";
 import { engineConfig } from "../../../test/support/engines.js";
-import type { MembershipCheck } from "../../channels/store.js";
+import { MAX_BARS, type MembershipCheck } from "../../channels/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelRecord, MemberRecord, NewMessage, StoredMessage } from "../../model/types.js";
 import {
@@ -884,6 +884,21 @@ describe("cassandra storage", function () {
         await rejectsWith(racing.addMembers(g, [joiner()], 100, undefined, second), "not_found");
         assert.equal(await plain.memberCount(g), 3);
         assert.equal((await plain.listMembers(g)).length, 3);
+      });
+
+      it("a bar an older build made (no time in barred_at) is the first one the bar past MAX_BARS lifts", async () => {
+        const { plain } = stores();
+        const { g, users } = await group(plain, 1);
+        const [legacy, ...timed] = Array.from({ length: MAX_BARS }, () => uniqueId());
+        // MAX_BARS bars: one as an older build writes it (the set alone), the rest with when, from 1 on.
+        const when = timed.map((id, i) => `${id}: ${i + 1}`).join(", ");
+        await s().client.execute(`UPDATE ${keyspace}.channels SET barred = barred + ?, barred_at = barred_at + {${when}} WHERE channel_id = ?`,
+          [[legacy!, ...timed], g], { prepare: true });
+        assert.deepStrictEqual(await plain.removeMember(g, users[1]!, undefined, true), { removed: true });
+        assert.deepStrictEqual(
+          await Promise.all([legacy!, timed[0]!, users[1]!].map((id) => plain.isBarred(g, id))),
+          [false, true, true],
+        );
       });
 
       it("a join planned before a removal that bars the joiner lands loses the fence and is refused", async () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
@@ -126,10 +126,12 @@ export class CassandraChannelStore implements ChannelStore {
               FROM ${ch} WHERE channel_id = ?`,
       code: `SELECT invite_code FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       setCode: `UPDATE ${ch} SET invite_code = ? WHERE channel_id = ?`,
-      // Read apart from `state`: a static column comes back on every member row, and only adds need it.
+      // Read apart from `state`: a static column comes back on every member row, and only adds and bars need it.
       barred: `SELECT barred FROM ${ch} WHERE channel_id = ? LIMIT 1`,
-      bar: `UPDATE ${ch} SET barred = barred + ? WHERE channel_id = ?`,
-      liftBar: `UPDATE ${ch} SET barred = barred - ? WHERE channel_id = ?`,
+      // The removal that bars reads when the others were barred, to lift the oldest past MAX_BARS.
+      barredAt: `SELECT barred, barred_at FROM ${ch} WHERE channel_id = ? LIMIT 1`,
+      bar: `UPDATE ${ch} SET barred = barred + ?, barred_at[?] = ? WHERE channel_id = ?`,
+      liftBar: `UPDATE ${ch} SET barred = barred - ?, barred_at = barred_at - ? WHERE channel_id = ?`,
       count: `SELECT member_count FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       // The static columns, once per partition.
       channelsIn: `SELECT channel_id, kind, title, created_at_ms, created_by, member_count FROM ${ch} WHERE channel_id IN ? PER PARTITION LIMIT 1`,
@@ -290,13 +292,13 @@ export class CassandraChannelStore implements ChannelStore {
       // overwritten by whichever change wins this version).
       await this.index([...fresh.keys()], channelId, next);
       const writes = [...fresh.values()].map((m, i) => this.memberStatement({ ...m, channelId, order: (next << JOIN_SHIFT) | BigInt(i) }));
-      if (lifted.length > 0) writes.push({ query: this.q.liftBar, params: [lifted, channelId] });
+      if (lifted.length > 0) writes.push({ query: this.q.liftBar, params: [lifted, lifted, channelId] });
       return { result: [...fresh.keys()], count: s.count + fresh.size, writes };
     });
   }
 
   async removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal> {
-    const { removal, version } = await this.fenced(channelId, (s, next): Plan<{ removal: Removal; version: bigint }> => {
+    const { removal, version } = await this.fenced(channelId, async (s, next): Promise<Plan<{ removal: Removal; version: bigint }>> => {
       const members = s?.members ?? [];
       check?.(members);
       const leaving = members.find((m) => m.userId === userId);
@@ -307,7 +309,8 @@ export class CassandraChannelStore implements ChannelStore {
       const writes: Statement[] = [{ query: this.q.deleteMember, params: [channelId, userId] }];
       if (heir) writes.push({ query: this.q.setRole, params: ["owner", channelId, heir.userId] });
       // In the batch that removes them: a join planned before it loses to it, one planned after reads the bar.
-      if (bar) writes.push({ query: this.q.bar, params: [[userId], channelId] });
+      // Read after the state, as an add reads the bars: a bar or lift since moved the version.
+      if (bar) writes.push(...this.barStatements(channelId, userId, next, await this.barredAtOf(channelId)));
       const removal: Removal = heir ? { removed: true, newOwner: heir.userId } : { removed: true };
       return { result: { removal, version: next }, count: s.count - 1, writes };
     });
@@ -318,6 +321,33 @@ export class CassandraChannelStore implements ChannelStore {
 
   async isBarred(channelId: Id, userId: Id): Promise<boolean> {
     return (await this.barredOf(channelId)).has(userId);
+  }
+
+  /**
+   * The writes that bar userId at version `next`, and lift the oldest bars
+   * past MAX_BARS (why a cap, and why the oldest: MAX_BARS).
+   */
+  private barStatements(channelId: Id, userId: Id, next: bigint, barredAt: Map<Id, bigint>): Statement[] {
+    const writes: Statement[] = [{ query: this.q.bar, params: [[userId], userId, next, channelId] }];
+    const others = [...barredAt].filter(([id]) => id !== userId);
+    const over = others.length + 1 - MAX_BARS;
+    if (over <= 0) return writes;
+    // Oldest first; ties (bars an older build made, with no time) by user id, as SQLite breaks them.
+    const oldest = others.sort(([x, a], [y, b]) => (a !== b ? (a < b ? -1 : 1) : x < y ? -1 : 1)).slice(0, over).map(([id]) => id);
+    writes.push({ query: this.q.liftBar, params: [oldest, oldest, channelId] });
+    return writes;
+  }
+
+  /** Those barred from the group's link, each with when (-1: barred by an older build, which kept no time). */
+  private async barredAtOf(channelId: Id): Promise<Map<Id, bigint>> {
+    const row = await this.db.one(this.q.barredAt, [channelId]);
+    const ids = (row?.get("barred") as unknown[] | null | undefined) ?? [];
+    // The driver gives a map as an object keyed by the ids' strings (or a Map, if so configured).
+    const column = row?.get("barred_at") as Map<unknown, unknown> | Record<string, unknown> | null | undefined;
+    const at = new Map<Id, bigint>(
+      (column instanceof Map ? [...column.entries()] : Object.entries(column ?? {})).map(([k, v]) => [BigInt(k as string | bigint), big(v)]),
+    );
+    return new Map(ids.map((id) => [big(id), at.get(big(id)) ?? -1n]));
   }
 
   /** Those barred from the group's link (as the static `barred` holds them; null is nobody). */

@@ -117,6 +117,7 @@ const TABLES: Record<string, string> = {
   channels: `(channel_id bigint, user_id bigint,
              kind text static, title text static, created_at_ms bigint static, created_by bigint static,
              member_count int static, version bigint static, invite_code text static, barred set<bigint> static,
+             barred_at map<bigint, bigint> static,
              role text, joined_at_ms bigint, read_seq bigint, join_order bigint, cleared_seq bigint, joined_seq bigint,
              PRIMARY KEY ((channel_id), user_id))`,
   // Whose turn it is to change a group and write its note (ChannelStore.changeInTurn): a lease,
@@ -228,7 +229,12 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // Who is barred from the link (ChannelStore.removeMember), likewise: an older build beside this
   // one lets a removed member back by the link, as before, and an add back there leaves the bar
   // (the link refuses them, should they leave, until a manager adds them again on this build).
-  channels: { cleared_seq: "bigint", invite_code: "text static", joined_seq: "bigint", barred: "set<bigint> static" },
+  // When each was barred (the version of the removal), so the bar past MAX_BARS lifts the oldest,
+  // likewise: a bar an older build made has none, and counts as older than any with one.
+  channels: {
+    cleared_seq: "bigint", invite_code: "text static", joined_seq: "bigint", barred: "set<bigint> static",
+    barred_at: "map<bigint, bigint> static",
+  },
   // MarkUnread, likewise: an older build shows a marked chat as it is.
   channel_places: { marked_unread_at_ms: "bigint" },
   messages: { change: "blob", reply_to_seq: "bigint", reactions: "map<bigint, blob>", note: "text" },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ChannelStore, MembershipCheck } from "../../channels/store.js";
+import { MAX_BARS, type ChannelStore, type MembershipCheck } from "../../channels/store.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import { NO_PLACE, type ChannelRecord, type Id, type MemberRecord, type MemberRole } from "../../model/types.js";
@@ -716,6 +716,35 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         await s.removeMember(other.c.channelId, other.members[1]!.userId, undefined, true);
         assert.equal(await s.isBarred(g, other.members[1]!.userId), false);
         assert.equal(await s.isBarred(other.c.channelId, removed.userId), false);
+      });
+
+      it(`a group keeps its ${MAX_BARS} newest bars: the bar past them lifts the oldest, and the removal goes through`, async function () {
+        this.timeout(300_000);
+        const { c } = await newGroup(0);
+        const g = c.channelId;
+        const link = code();
+        await s.setInviteCode(g, link);
+        const barred: MemberRecord[] = [];
+        // In rounds of 100, so no state read carries a thousand members.
+        while (barred.length < MAX_BARS + 1) {
+          const round = Array.from({ length: Math.min(100, MAX_BARS + 1 - barred.length) }, () => member(c));
+          await s.addMembers(g, round, MAX_BARS + 2);
+          for (const m of round) {
+            assert.deepStrictEqual(await s.removeMember(g, m.userId, undefined, true), { removed: true });
+            barred.push(m);
+          }
+        }
+        const [oldest, second, newest] = [barred[0]!, barred[1]!, barred.at(-1)!];
+        assert.deepStrictEqual(
+          [await s.isBarred(g, oldest.userId), await s.isBarred(g, second.userId), await s.isBarred(g, newest.userId)],
+          [false, true, true],
+        );
+        assert.deepStrictEqual(await s.addMembers(g, [oldest], 100, undefined, link), [oldest.userId], "the oldest comes back by the link");
+        await rejectsWith(s.addMembers(g, [second], 100, undefined, link), "permission_denied");
+        // Barred again, the oldest is the newest bar: the next oldest makes room.
+        await s.removeMember(g, oldest.userId, undefined, true);
+        assert.deepStrictEqual([await s.isBarred(g, oldest.userId), await s.isBarred(g, second.userId)], [true, false]);
+        assert.equal(await s.isBarred(g, barred[2]!.userId), true);
       });
 
       it("a removal and the removed one's join by link at once never leave them in", async () => {

@@ -1,5 +1,5 @@
 import { applyPlaceChange } from "../../channels/places.js";
-import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
@@ -66,7 +66,13 @@ function build(db: SqliteDatabase) {
     claimInvite: p("INSERT INTO channel_invites (code, channel_id) VALUES (?, ?) ON CONFLICT (channel_id) DO NOTHING"),
     inviteOf: p("SELECT code FROM channel_invites WHERE channel_id = ?"),
     channelOfInvite: p("SELECT channel_id FROM channel_invites WHERE code = ?"),
-    putBar: p("INSERT OR IGNORE INTO channel_bars (channel_id, user_id) VALUES (?, ?)"),
+    // A bar made again counts from this removal: the newest is the one kept.
+    putBar: p(`INSERT INTO channel_bars (channel_id, user_id, bar_order)
+               VALUES (@channel, @user, (SELECT COALESCE(MAX(bar_order), 0) + 1 FROM channel_bars WHERE channel_id = @channel))
+               ON CONFLICT (channel_id, user_id) DO UPDATE SET bar_order = excluded.bar_order`),
+    // All but the newest @keep (ties, bars from before bar_order, by user id).
+    dropOldBars: p(`DELETE FROM channel_bars WHERE channel_id = @channel AND user_id IN (
+                      SELECT user_id FROM channel_bars WHERE channel_id = @channel ORDER BY bar_order DESC, user_id DESC LIMIT -1 OFFSET @keep)`),
     liftBar: p("DELETE FROM channel_bars WHERE channel_id = ? AND user_id = ?"),
     bar: p("SELECT 1 FROM channel_bars WHERE channel_id = ? AND user_id = ?"),
   };
@@ -133,7 +139,10 @@ function build(db: SqliteDatabase) {
     if (!leaving) return { removed: false };
     const heir = leaving.role === "owner" ? heirOf(members, userId) : undefined;
     s.removeMember.run(channelId, userId);
-    if (bar) s.putBar.run(channelId, userId);
+    if (bar) {
+      s.putBar.run({ channel: channelId, user: userId });
+      s.dropOldBars.run({ channel: channelId, keep: MAX_BARS });
+    }
     if (!heir) return { removed: true };
     s.setRole.run("owner", channelId, heir.userId);
     return { removed: true, newOwner: heir.userId };

@@ -423,6 +423,12 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (channel_id, user_id)
   ) WITHOUT ROWID;
   `,
+  // 21: the order bars were made in, so the bar past MAX_BARS lifts the
+  // oldest. Bars from before are 0: older than any made after.
+  `
+  ALTER TABLE channel_bars ADD COLUMN bar_order INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX channel_bars_by_order ON channel_bars (channel_id, bar_order);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
