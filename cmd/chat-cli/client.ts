@@ -197,7 +197,16 @@ export class Session {
       try {
         return await next(req);
       } catch (err) {
-        if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated || err.metadata.get("chat-error-code") !== "ERROR_CODE_TOKEN_EXPIRED") throw err;
+        if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated) throw err;
+        // Any other refusal of the token is this login's end there, as a refused refresh is. The
+        // server's words alone ("access token signed by an unknown key": the README's cluster api
+        // on the address of the chatd this home logged in on) left the newcomer without a next step.
+        if (err.metadata.get("chat-error-code") !== "ERROR_CODE_TOKEN_EXPIRED") {
+          throw new CliError(
+            `the server at ${this.login.server} does not take this device's login (${err.rawMessage}); run: chat-cli login ${this.login.username} (or signup, where the account does not exist)`,
+            3,
+          );
+        }
         req.header.set("authorization", `Bearer ${await this.refresh(true)}`);
         return next(req);
       }

@@ -298,6 +298,8 @@ async function signOutReplaced(previous: ReturnType<typeof store.read>, server: 
   try {
     await new Session(store, at).api.auth.logout({});
   } catch (err) {
+    // Refused there (exit 3: signed out already, or another server's login): nothing to sign out.
+    if (cliErrorOf(err)?.exitCode === 3) return;
     warn(`the device logged in before (@${previous.username} on ${previous.server}) was not signed out (${describe(err)})`);
   }
 }
