@@ -105,6 +105,33 @@ async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, la
 }
 
 /**
+ * Members with their read positions as others are shown them: the furthest
+ * of where their receipts moved it and their own newest message, since
+ * whoever sends has read up to there. A send moves no stored position (a
+ * write per message; see channelToProto), so without this the owner of a new
+ * group showed as having read nothing right after their first message, in
+ * `chatd` and the cluster alike. Looked for in the newest
+ * OWN_MESSAGE_WINDOW seqs, and only when someone's stored position is behind
+ * the newest message; a note is the server's word, not its actor's reading.
+ */
+export async function membersAsRead(deps: ApiDeps, channelId: Id, members: MemberRecord[]): Promise<MemberRecord[]> {
+  const last = (await deps.log.latest([channelId])).get(channelId);
+  if (!last) return members;
+  const behind = members.filter((m) => m.readSeq < last.seq);
+  if (behind.length === 0) return members;
+  const lowest = behind.reduce((min, m) => (m.readSeq < min ? m.readSeq : min), last.seq);
+  const windowStart = last.seq - OWN_MESSAGE_WINDOW + 1n;
+  const from = lowest + 1n > windowStart ? lowest + 1n : windowStart;
+  // The newest alone needs no range read; its row may also still be only the head's copy.
+  const sent = last.seq > from ? await deps.log.newestBySender(channelId, from, last.seq - 1n) : new Map<Id, bigint>();
+  if (!last.note) sent.set(last.senderUserId, last.seq);
+  return members.map((m) => {
+    const own = sent.get(m.userId);
+    return own !== undefined && own > m.readSeq ? { ...m, readSeq: own } : m;
+  });
+}
+
+/**
  * Tells users that a channel or its membership changed. One frame goes to
  * everyone, so its channel carries only the shared fields (no my_role,
  * read_seq or unread_count); clients that need them call DescribeChannel.

@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -482,7 +482,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async listMembers(req, ctx) {
       const me = caller(ctx).userId;
       const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      const members = await channels.listMembers(channel.channelId);
+      const members = await membersAsRead(deps, channel.channelId, await channels.listMembers(channel.channelId));
       // Across a block the other's reading is not told, as no receipt of theirs is (receiptAudience).
       const hidden = await blockedPair(deps, channel, me, members.map((m) => m.userId));
       return { members: members.map((m) => memberToProto(hidden && m.userId !== me ? { ...m, readSeq: 0n } : m)) };

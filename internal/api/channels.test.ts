@@ -850,8 +850,9 @@ describe("api: ChannelService", () => {
     await joiner!.c.channels.joinByInvite({ code });
     const readBy = async () =>
       new Map((await owner!.c.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.readSeq]));
-    // Like b, who was there all along, neither has read anything: no "seen" under the owner's message.
-    assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 0n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
+    // Like b, who was there all along, neither has read anything: no "seen" under the owner's message. The
+    // owner has read their own (1), and neither the note of an add (2) nor of a join (3) counts as its actor's reading.
+    assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 1n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
     // Their own view still starts after what came before them (the joiner's own note counts as read, as a send).
     for (const [u, readSeq] of [[added!, 1n], [joiner!, 3n]] as const) {
       const ch = (await u.c.channels.describeChannel({ channelId })).channel!;
@@ -1052,12 +1053,23 @@ describe("api: ChannelService", () => {
   it("lists each member's read position, so a client opening a chat shows what the others have seen", async () => {
     const [a, b, c] = [await api.signUp(), await api.signUp(), await api.signUp()];
     const group = (await a.c.channels.createGroup({ title: "seen", memberUserIds: [b.userId, c.userId] })).channel!.channelId;
-    for (let i = 1; i <= 3; i++) await send(a, group, `m${i}`);
+    const read = async (by = a) => new Map((await by.c.channels.listMembers({ channelId: group })).members.map((m) => [m.userId, m.readSeq]));
+    // The owner's first message: read by its sender the moment it is stored, though no receipt of theirs moved anything.
+    await send(a, group, "m1");
+    assert.deepEqual(await read(b), new Map([[a.userId, 1n], [b.userId, 0n], [c.userId, 0n]]));
+    for (let i = 2; i <= 3; i++) await send(a, group, `m${i}`);
     await b.c.messages.markRead({ channelId: group, seq: 2n });
-    const read = async () => new Map((await a.c.channels.listMembers({ channelId: group })).members.map((m) => [m.userId, m.readSeq]));
-    assert.deepEqual(await read(), new Map([[a.userId, 0n], [b.userId, 2n], [c.userId, 0n]]));
+    assert.deepEqual(await read(), new Map([[a.userId, 3n], [b.userId, 2n], [c.userId, 0n]]));
     await c.c.messages.markRead({ channelId: group, seq: 3n });
     assert.equal((await read()).get(c.userId), 3n);
+    // A note (a's rename, 4) is the server's word, not its actor's reading; b's message (5) is b's; c's receipt stays ahead of c's own message (6).
+    await a.c.channels.updateGroup({ channelId: group, title: "seen again" });
+    await send(b, group, "m5");
+    await send(c, group, "m6");
+    assert.deepEqual(await read(c), new Map([[a.userId, 3n], [b.userId, 5n], [c.userId, 6n]]));
+    await send(a, group, "m7");
+    await c.c.messages.markRead({ channelId: group, seq: 7n });
+    assert.deepEqual(await read(c), new Map([[a.userId, 7n], [b.userId, 5n], [c.userId, 7n]]));
   });
 
   it("marks a chat unread for the caller until they take the mark away or read it; a pin or an archiving keeps it; their other devices are told", async () => {

@@ -76,7 +76,7 @@ export function readFloor(m: MemberRecord): bigint {
   return m.joinedSeq !== undefined && m.joinedSeq > m.readSeq ? m.joinedSeq : m.readSeq;
 }
 
-/** A member as others see them: read_seq is what their receipts told, never where they joined. */
+/** A member as others see them: read_seq is what their receipts and own messages told (membersAsRead), never where they joined. */
 export function memberToProto(m: MemberRecord): Member {
   return create(MemberSchema, { userId: m.userId, role: roleToProto(m.role), joinedAt: timestampFromMs(m.joinedAtMs), readSeq: m.readSeq });
 }

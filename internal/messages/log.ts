@@ -110,6 +110,12 @@ export interface MessageLog {
    * adapter may read every seq in it), or undefined.
    */
   lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined>;
+  /**
+   * The seq of each sender's newest message (not a note: that is the
+   * server's word, not its actor's) with a seq from `fromSeq` to `toSeq`,
+   * by sender: a window the caller keeps small, as for `lastSentBy`.
+   */
+  newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>>;
   /** The newest message of each channel that has any. */
   latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>>;
   /**

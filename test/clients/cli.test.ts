@@ -994,8 +994,9 @@ describe("chat-cli against chatd", function () {
       assert.equal(await owen.ok("add", group, `@${c}`), `nobody added to "Crew": @${c} was in it already\n`);
       await owen.ok("send", group, "hello crew");
       await carol.api.messages.markRead({ channelId: BigInt(group), seq: 2n });
+      // Owen sent #2, so has read up to it, with no MarkRead of his; his note of the add (#1) was no reading.
       assert.deepEqual(await rows(), [
-        [`@${a} (Owen)`, "owner", "has read nothing"],
+        [`@${a} (Owen)`, "owner", "read up to #2"],
         [`@${b}`, "member", "has read nothing"],
         [`@${c}`, "member", "read up to #2"],
         [`@${d}`, "member", "has read nothing"],
@@ -1003,7 +1004,7 @@ describe("chat-cli against chatd", function () {
       const listed = JSON.parse(await mia.ok("members", group, "--json")) as { userId: string; username: string; role: string; readSeq: string; joinedAt: string }[];
       assert.deepEqual(
         listed.map(({ username, role, readSeq }) => [username, role, readSeq]),
-        [[a, "owner", "0"], [b, "member", "0"], [c, "member", "2"], [d, "member", "0"]],
+        [[a, "owner", "2"], [b, "member", "0"], [c, "member", "2"], [d, "member", "0"]],
       );
       assert.equal(listed[2]!.userId, String(carol.userId));
       for (const m of listed) assert.match(m.joinedAt, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
@@ -1031,8 +1032,9 @@ describe("chat-cli against chatd", function () {
       const gone = await mia.run("members", group);
       assert.equal(gone.code, 1);
       assert.match(gone.stderr, /not a member/);
+      // His notes since (#3 to #6) are the server's word, not his reading.
       assert.deepEqual(await rows(), [
-        [`@${a} (Owen)`, "owner", "has read nothing"],
+        [`@${a} (Owen)`, "owner", "read up to #2"],
         [`@${c}`, "member", "read up to #2"],
       ]);
 

@@ -102,6 +102,26 @@ describe("groups in the cluster: two api processes on the real engines", functio
     assert.equal(await refusal(on(0, owner!).channels.joinByInvite({ code: reset })), "NotFound ERROR_CODE_NOT_FOUND");
   });
 
+  it("shows a group's owner as having read their first message once history has it, through either api process", async () => {
+    const [owner, member] = await users(2, "rd");
+    const channelId = (await on(0, owner!).channels.createGroup({ title: "first words", memberUserIds: [member!.userId] })).channel!.channelId;
+    await on(0, owner!).messages.sendMessage({ channelId, text: "hello", clientMsgId: `first-${run}` });
+    // Acked once queued: the seq comes with the Sequencer's store, and a read position can only name a seq.
+    const seq = await waitFor(
+      async () => (await on(1, member!).messages.listMessages({ channelId })).messages.find((m) => m.text === "hello")?.seq,
+      "the message in history",
+      30_000,
+      50,
+    );
+    // No receipt of the owner's moved anything: their send alone says they read it (chat-cli members: "read up to #1").
+    for (const i of [0, 1]) {
+      for (const asker of [owner!, member!]) {
+        const read = (await on(i, asker).channels.listMembers({ channelId })).members.map((m) => [m.userId, m.readSeq]);
+        assert.deepEqual(read, [[owner!.userId, seq], [member!.userId, 0n]], `api ${i} asked by ${asker === owner ? "the owner" : "the member"}`);
+      }
+    }
+  });
+
   it("one removed through an api process hears nothing more on any device or chat server, cannot send, and reads no history", async () => {
     const [owner, admin, x] = await users(3, "rm");
     const second = await addDevice(apiUrl(1), x!);

@@ -147,7 +147,7 @@ export class CassandraMessageLog implements MessageLog {
       // A forward page reads the oldest first, against the clustering order, so that a budget stops it where the page ends.
       rangeAscending: `SELECT seq, ${COLS}, change, ${LOG_ONLY}, ${ROW_ONLY} FROM ${t("messages")}
                        WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC`,
-      senders: `SELECT seq, sender_user_id FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
+      senders: `SELECT seq, sender_user_id, note FROM ${t("messages")} WHERE channel_id = ? AND bucket = ? AND seq >= ? AND seq <= ?`,
       dedup: `SELECT seq, message_id FROM ${t("message_dedup_by_device")}
               WHERE channel_id = ? AND sender_user_id = ? AND sender_device_id = ? AND client_msg_id = ?`,
       putDedup: `INSERT INTO ${t("message_dedup_by_device")}
@@ -277,6 +277,19 @@ export class CassandraMessageLog implements MessageLog {
       ),
     );
     return seqs.reduce<bigint | undefined>((max, s) => (max === undefined || s > max ? s : max), undefined);
+  }
+
+  async newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>> {
+    const lo = fromSeq < 1n ? 1n : fromSeq;
+    // As lastSentBy: the window's rows read whole (two small columns and a note's), filtered here.
+    const rows = await readRange(lo, toSeq, this.bucketSize, (b, from, to) =>
+      this.db.rows(this.q.senders, [channelId, b, from, to]).then((rs) =>
+        rs.filter((r) => r.get("note") == null).map((r) => [big(r.get("sender_user_id")), big(r.get("seq"))] as const),
+      ),
+    );
+    const out = new Map<Id, bigint>();
+    for (const [sender, seq] of rows) if (seq > (out.get(sender) ?? 0n)) out.set(sender, seq);
+    return out;
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {

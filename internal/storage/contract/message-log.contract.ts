@@ -263,6 +263,25 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
       });
     });
 
+    describe("newestBySender", () => {
+      it("finds each sender's newest seq within the window, notes left out", async () => {
+        const channelId = uniqueId();
+        const [me, other, noter] = [uniqueId(), uniqueId(), uniqueId()];
+        // me at 1, 2 and 150; noter only notes (3 and 155); other everywhere else up to 160 (past a bucket boundary).
+        for (let i = 1; i <= 160; i++) {
+          const sender = i <= 2 || i === 150 ? me : i === 3 || i === 155 ? noter : other;
+          const note = sender === noter ? { kind: "members_added" as const, userIds: [uniqueId()] } : undefined;
+          await log.append(msg(channelId, { senderUserId: sender, ...(note ? { text: "", note } : {}) }));
+        }
+        const sorted = (m: Map<bigint, bigint>) => [...m].sort((a, b) => (a[1] < b[1] ? -1 : 1));
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 1n, 160n)), [[me, 150n], [other, 160n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 0n, 3n)), [[me, 2n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 151n, 159n)), [[other, 159n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 155n, 155n)), []);
+        assert.deepStrictEqual(sorted(await log.newestBySender(uniqueId(), 1n, 160n)), []);
+      });
+    });
+
     describe("replies", () => {
       it("keep what they answer everywhere the message is read, through an edit; the next message answers nothing", async () => {
         const { channelId, stored } = await fill(1);

@@ -120,6 +120,8 @@ function build(db: SqliteDatabase) {
     newestSentAt: p("SELECT sent_at_ms FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
     lastSentBy: p(`SELECT max(seq) AS seq FROM messages
                    WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
+    newestBySender: p(`SELECT sender_user_id, max(seq) AS seq FROM messages
+                       WHERE channel_id = ? AND seq >= ? AND seq <= ? AND note IS NULL GROUP BY sender_user_id`),
   };
   const append = (m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
@@ -310,6 +312,11 @@ export class SqliteMessageLog implements MessageLog {
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
     const r = this.s.lastSentBy.get(channelId, fromSeq, toSeq, senderUserId) as Row | undefined;
     return (r?.seq as bigint | null | undefined) ?? undefined;
+  }
+
+  async newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>> {
+    const rows = this.s.newestBySender.all(channelId, fromSeq, toSeq) as Row[];
+    return new Map(rows.map((r) => [r.sender_user_id as bigint, r.seq as bigint]));
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {

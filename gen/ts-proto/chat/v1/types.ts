@@ -595,9 +595,11 @@ export interface Member {
     | undefined;
   /**
    * The seq of the last message this member has read, as their receipts
-   * moved it (what ReceiptEvent tells live): what a client shows as seen
-   * when it opens a chat. Their own sends do not move it. In a direct chat
-   * where either of the pair blocked the other, the other's reads 0.
+   * moved it (what ReceiptEvent tells live) or, when further, their own
+   * newest message among the channel's newest 100 (whoever sends has read
+   * up to there; a note is the server's, not its actor's reading): what a
+   * client shows as seen when it opens a chat. In a direct chat where
+   * either of the pair blocked the other, the other's reads 0.
    */
   readSeq: bigint;
 }
