@@ -1306,12 +1306,12 @@ describe("session: frames pushed while it starts", () => {
     const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, revoked });
     const sent: (string | undefined)[] = [];
     const closes: number[] = [];
-    server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+    const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
       send: (f) => void sent.push(fromBinary(ServerFrameSchema, f as Uint8Array).kind.case),
       bufferedBytes: () => 0,
       close: (code) => void closes.push(code),
     });
-    return { server, sent, closes, release };
+    return { server, handle, sent, closes, release };
   }
 
   it("sends them after the welcome, which stays the first frame (a gateway takes any frame as the server's answer)", async () => {
@@ -1320,6 +1320,18 @@ describe("session: frames pushed while it starts", () => {
     release();
     await waitFor(() => sent.length >= 2, "the welcome and the typing");
     assert.deepStrictEqual(sent, ["welcome", "typing"]);
+    server.drain();
+  });
+
+  it("keeps a presence it holds until the welcome, even when the transport says it drained before (a gateway stream drains all its sessions at once)", async () => {
+    const presence = create(ServerFrameSchema, { kind: { case: "presence", value: { presence: { userId: 2n, status: PresenceStatus.ONLINE } } } });
+    const { server, handle, sent, release } = starting();
+    server.deliverLocal(1n, [], presence);
+    handle.drained();
+    assert.deepStrictEqual(sent, [], "nothing before the welcome");
+    release();
+    await waitFor(() => sent.length >= 2, "the welcome and the presence");
+    assert.deepStrictEqual(sent, ["welcome", "presence"]);
     server.drain();
   });
 

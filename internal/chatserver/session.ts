@@ -652,7 +652,8 @@ export class Session implements SessionHandle {
   }
 
   drained(): void {
-    if (this.heldPresence !== undefined && this.open && !this.isBackedUp()) this.sendHeldPresence();
+    // Not before the welcome (a gateway stream drains all its sessions at once, started or not): start() sends what is held after it.
+    if (this.heldPresence !== undefined && this.ready && this.open && !this.isBackedUp()) this.sendHeldPresence();
     if (this.stalled) {
       this.stalled = false;
       this.pump();
