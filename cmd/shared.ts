@@ -8,13 +8,18 @@ import { stopOnSignals, type ProcessStopper } from "../internal/observability/li
 
 export { readLogLevel } from "../internal/config/env.js";
 
-/** Reads configuration; on a ConfigError prints every problem and exits with status 2. */
-export function exitOnConfigError<T>(role: string, read: () => T): T {
+/**
+ * Reads configuration; on a ConfigError prints every problem and exits with
+ * status 2, then `hint`'s line: the misspelt variable behind a missing one
+ * (CHAT_TLS_KY for CHAT_TLS_KEY), which the warning after start-up never reached.
+ */
+export function exitOnConfigError<T>(role: string, read: () => T, hint?: () => string | undefined): T {
   try {
     return read();
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${role}: ${err.message}\n`);
+      const also = hint?.();
+      process.stderr.write(`${role}: ${err.message}\n${also ? `${role}: ${also}\n` : ""}`);
       process.exit(2);
     }
     throw err;

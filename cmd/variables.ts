@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { ConfigError } from "../internal/config/env.js";
-import { warnUnknownVariables, type UnknownVariable } from "../internal/config/unknown.js";
+import { namedWithHints, unknownVariables, warnUnknownVariables, type UnknownVariable } from "../internal/config/unknown.js";
 import { readApiConfig } from "./api/config.js";
 import { readChatServerConfig } from "./chat-server/config.js";
 import { loadChatdConfig } from "./chatd/config.js";
@@ -98,4 +98,14 @@ export const nonConfigVariables = { cli: CLI_VARIABLES, tooling: TOOLING_VARIABL
  */
 export function warnUnknownChatVariables(logger: Logger, env: NodeJS.ProcessEnv = process.env): UnknownVariable[] {
   return warnUnknownVariables(logger, env, knownVariables());
+}
+
+/**
+ * The unknown CHAT_* variables as one line for a configuration error, or
+ * undefined: a process that cannot start has no logger to warn with.
+ */
+export function unknownVariablesHint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const unknown = unknownVariables(env, knownVariables());
+  if (unknown.length === 0) return undefined;
+  return `no process reads ${namedWithHints(unknown)}`;
 }

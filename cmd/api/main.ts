@@ -28,10 +28,10 @@ import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeo
 import { readApiConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("api");
-const config = exitOnConfigError("api", () => readApiConfig());
+const config = exitOnConfigError("api", () => readApiConfig(), unknownVariablesHint);
 const logger = createLogger("api", config.logLevel);
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

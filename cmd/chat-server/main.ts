@@ -20,10 +20,10 @@ import { bindGrpc } from "../../internal/observability/listen.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { advertisedAddress, readChatServerConfig, sessionLimitsOf } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("chat-server");
-const config = exitOnConfigError("chat-server", () => readChatServerConfig());
+const config = exitOnConfigError("chat-server", () => readChatServerConfig(), unknownVariablesHint);
 const logger = createLogger("chat-server", config.logLevel).child({ serverId: config.serverId });
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

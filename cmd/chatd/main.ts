@@ -8,9 +8,9 @@ import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
 import { lockDataDir } from "./data-dir.js";
 import { removeRestoreLeftovers } from "../chatd-backup/restore.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
-const config = exitOnConfigError("chatd", () => loadChatdConfig());
+const config = exitOnConfigError("chatd", () => loadChatdConfig(), unknownVariablesHint);
 const logger = createLogger("chatd", config.logLevel);
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

@@ -22,10 +22,10 @@ import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeo
 import { readGatewayConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("gateway");
-const config = exitOnConfigError("gateway", () => readGatewayConfig());
+const config = exitOnConfigError("gateway", () => readGatewayConfig(), unknownVariablesHint);
 const logger = createLogger("gateway", config.logLevel).child({ gatewayId: config.gatewayId });
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

@@ -15,7 +15,7 @@ import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/pus
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
 import { readNotifierConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 /**
  * The notifier: consumes NotificationRequested from chat.notifications.v1
@@ -24,7 +24,7 @@ import { warnUnknownChatVariables } from "../variables.js";
  * Cassandra. Scale it out by running more: Kafka splits the partitions.
  */
 exitOnStartTimeout("notifier");
-const config = exitOnConfigError("notifier", () => readNotifierConfig());
+const config = exitOnConfigError("notifier", () => readNotifierConfig(), unknownVariablesHint);
 const logger = createLogger("notifier", config.logLevel);
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

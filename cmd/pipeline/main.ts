@@ -13,10 +13,10 @@ import { publishOfflineNotifications } from "../../internal/push/records.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readPipelineConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("pipeline");
-const config = exitOnConfigError("pipeline", () => readPipelineConfig());
+const config = exitOnConfigError("pipeline", () => readPipelineConfig(), unknownVariablesHint);
 const logger = createLogger("pipeline", config.logLevel);
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

@@ -7,7 +7,7 @@ import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readPresenceConfig } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
-import { warnUnknownChatVariables } from "../variables.js";
+import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 /**
  * The presence sweeper (optional; see "Presence and push" in
@@ -22,7 +22,7 @@ import { warnUnknownChatVariables } from "../variables.js";
  * its flips are in Redis, and one it had not told yet is told by another.
  */
 exitOnStartTimeout("presence");
-const config = exitOnConfigError("presence", () => readPresenceConfig());
+const config = exitOnConfigError("presence", () => readPresenceConfig(), unknownVariablesHint);
 const logger = createLogger("presence", config.logLevel);
 warnUnknownChatVariables(logger);
 const start = stopOnSignalsFromStart(logger);

@@ -76,8 +76,12 @@ export function editDistance(a: string, b: string, limit: number): number {
 export function warnUnknownVariables(logger: Logger, env: NodeJS.ProcessEnv, known: ReadonlySet<string>): UnknownVariable[] {
   const unknown = unknownVariables(env, known);
   if (unknown.length > 0) {
-    const hints = unknown.map((u) => (u.closest ? `${u.name} (did you mean ${u.closest}?)` : u.name));
-    logger.warn({ unknownVariables: unknown }, `ignoring environment variables no chat process reads: ${hints.join(", ")}`);
+    logger.warn({ unknownVariables: unknown }, `ignoring environment variables no chat process reads: ${namedWithHints(unknown)}`);
   }
   return unknown;
+}
+
+/** The names, each with its closest known one: "CHAT_TLS_KY (did you mean CHAT_TLS_KEY?), CHAT_X". */
+export function namedWithHints(unknown: readonly UnknownVariable[]): string {
+  return unknown.map((u) => (u.closest ? `${u.name} (did you mean ${u.closest}?)` : u.name)).join(", ");
 }

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { configVariables, knownVariables, nonConfigVariables } from "../../cmd/variables.js";
 import { removeDataDir } from "../support/chatd.js";
-import { startRole, stopAll } from "../support/processes.js";
+import { runToExit, startRole, stopAll } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = join(import.meta.dirname, "../..");
@@ -89,5 +89,13 @@ describe("a misspelt CHAT_* variable at start-up", function () {
     const unknown = line!.unknownVariables as { name: string; closest?: string }[];
     assert.deepEqual(unknown.find((u) => u.name === "CHAT_QUEUE_PARTITION"), { name: "CHAT_QUEUE_PARTITION", closest: "CHAT_QUEUE_PARTITIONS" });
     assert.equal(unknown.find((u) => u.name === "CHAT_KAFKA_BROKERS"), undefined);
+  });
+
+  it("is named with the setting it was meant to be when that setting's absence stops the process", async () => {
+    // CHAT_TLS_CERT set asks for CHAT_TLS_KEY: the config error names the missing key, the hint the misspelt one.
+    const out = await runToExit("gateway", { CHAT_TLS_CERT: "/nonexistent/cert.pem", CHAT_TLS_KY: "/nonexistent/key.pem" });
+    assert.equal(out.code, 2, out.stderr);
+    assert.match(out.stderr, /^gateway: .*CHAT_TLS_KEY/m);
+    assert.match(out.stderr, /^gateway: no process reads CHAT_TLS_KY \(did you mean CHAT_TLS_KEY\?\)$/m);
   });
 });
