@@ -654,14 +654,42 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     tr.deviceAlive(1n, 10n, t - 5_000);
     const heartbeatsUntil = t;
     tr.deviceConnected(1n, 11n); // another device: after them, not joined to them
-    tr.deviceAlive(1n, 10n);
+    tr.deviceAlive(1n, 10n); // joins the device's touch queued before: only touches are queued after it
     slow.open();
     await tr.idle();
     assert.deepEqual(
       touches.map((x) => `${x.deviceId}@${x.atMs - heartbeatsUntil}`),
-      [`10@${-10_000}`, "10@0", "11@0", "10@0"],
-      "the connect's touch, one for the heartbeats (as of the latest), the other device's, then the heartbeat after it",
+      [`10@${-10_000}`, "10@0", "11@0"],
+      "the connect's touch, one for the heartbeats (as of the latest), then the other device's",
     );
+  });
+
+  it("queues no more than one touch per device behind a slow store call when two devices of the user heartbeat in turn", async () => {
+    const store = new MemoryPresenceStore();
+    const slow = gate();
+    const touches: Id[] = [];
+    const tr = tracker({
+      store: storeOver(() => store, () => false, {
+        touch: async (userId, deviceId, atMs, expiresAtMs, options) => {
+          touches.push(deviceId);
+          if (touches.length === 1) await slow.opened;
+          return store.touch(userId, deviceId, atMs, expiresAtMs, options);
+        },
+      }),
+      directory: recorder([]),
+    });
+    tr.deviceConnected(1n, 10n);
+    await waitFor(() => touches.length === 1, "the connect's touch under way");
+    // Two sessions of the user's, each sending heartbeats as fast as it may: their frames interleave.
+    for (let i = 0; i < 1_000; i++) {
+      t += 10;
+      tr.deviceAlive(1n, 10n);
+      tr.deviceAlive(1n, 11n);
+    }
+    slow.open();
+    await tr.idle();
+    assert.deepEqual(touches, [10n, 10n, 11n], "the connect's touch, then one per device");
+    assert.deepEqual((await tr.getPresence([1n]))[0], { userId: 1n, online: true });
   });
 
   it("drops again, once the store answers, a device logged out while it failed: the watchers hear the user go, and never come back", async () => {

@@ -106,8 +106,10 @@ export class PresenceTracker {
    * frame a session sends may be a heartbeat (50 a second), and while the
    * store is slow or away (each call up to its 2 s timeout) a chain grew by
    * all of them, without bound; one touch, the latest, says what they said.
+   * By device: two sessions of the user's heartbeating in turn never found
+   * their own device's touch last, and grew the chain as before.
    */
-  private readonly queuedTouch = new Map<Id, { deviceId: Id; atMs?: number }>();
+  private readonly queuedTouch = new Map<Id, Map<Id, { deviceId: Id; atMs?: number }>>();
   private readonly announcing = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
@@ -340,21 +342,26 @@ export class PresenceTracker {
       this.endedWhileAway.delete(`${userId}/${deviceId}`);
       this.endedLately.delete(`${userId}/${deviceId}`);
     }
-    const queued = this.queuedTouch.get(userId);
-    if (queued?.deviceId === deviceId) {
+    // Touches queued last in the chain, one per device: nothing but touches follows them, and
+    // touches of different devices do not depend on each other's order.
+    const queuedTouches = this.queuedTouch.get(userId) ?? new Map<Id, { deviceId: Id; atMs?: number }>();
+    const queued = queuedTouches.get(deviceId);
+    if (queued) {
       // A heartbeat is as of when it runs (undefined), later than any re-touch's time.
       queued.atMs = queued.atMs === undefined || atMs === undefined ? undefined : Math.max(queued.atMs, atMs);
       return;
     }
     const touch = { deviceId, atMs };
     this.run(userId, async () => {
-      if (this.queuedTouch.get(userId) === touch) this.queuedTouch.delete(userId);
+      if (queuedTouches.get(deviceId) === touch) queuedTouches.delete(deviceId);
+      if (queuedTouches.size === 0 && this.queuedTouch.get(userId) === queuedTouches) this.queuedTouch.delete(userId);
       const at = touch.atMs ?? this.now();
       if (at + this.deps.graceMs <= this.now()) return;
       const flip = await this.call((s) => s.touch(userId, deviceId, at, at + this.deps.graceMs));
       if (flip) void this.announce(flip);
     });
-    this.queuedTouch.set(userId, touch);
+    queuedTouches.set(deviceId, touch);
+    this.queuedTouch.set(userId, queuedTouches);
   }
 
   private run(userId: Id, op: () => Promise<void>): void {
