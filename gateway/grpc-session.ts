@@ -179,8 +179,11 @@ class Unanswered {
     for (const kind of answered(frame)) {
       const refs = this.refs.get(kind);
       const asked = refs?.get(frame.ref);
-      if (refs === undefined || asked === undefined) continue;
-      asked.shift();
+      // A lost ask was asked of no server since the move, so nothing that arrives answers it: taken
+      // for the answer to a newer ask under its ref, it was never sent again and that one waited for good.
+      const i = asked?.findIndex((a) => !a.lost) ?? -1;
+      if (refs === undefined || asked === undefined || i < 0) continue;
+      asked.splice(i, 1);
       if (asked.length === 0) refs.delete(frame.ref);
       this.count--;
       return;
