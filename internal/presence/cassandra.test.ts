@@ -42,6 +42,19 @@ describe("CassandraLastSeenLog", function () {
     assert.deepEqual(await log.read([b], 0), new Map());
   });
 
+  it("keeps every last seen of a sweep that flipped thousands offline at once (no more writes in flight than the driver takes)", async () => {
+    // RedisPresenceStore hands each expire()'s flips (500 a round) to the log without waiting:
+    // a chat server that died took its 10,000 users offline in rounds a few ms apart.
+    const log = new CassandraLastSeenLog(storage().db);
+    const users = Array.from({ length: 10_000 }, () => id());
+    const rounds = Array.from({ length: 20 }, (_, r) =>
+      log.record(users.slice(r * 500, (r + 1) * 500).map((userId) => ({ userId, atMs: T })), T - 90 * DAY),
+    );
+    const failed = (await Promise.allSettled(rounds)).filter((r) => r.status === "rejected");
+    assert.deepEqual(failed.map((r) => String((r as PromiseRejectedResult).reason).slice(0, 120)), []);
+    assert.equal((await log.read(users, 0)).size, users.length);
+  });
+
   it("under RedisPresenceStore: a user's last seen outlives the loss of their Redis hash", async () => {
     const redis = await connectRedis();
     const prefix = `${uniqueName("test:presence-log")}:`;
