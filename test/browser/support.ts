@@ -1,8 +1,10 @@
+import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import { waitFor } from "../support/wait.js";
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -104,4 +106,61 @@ export async function shownMessages(page: Page): Promise<string[]> {
 
 export function unique(prefix: string): string {
   return `${prefix}${process.pid.toString(36)}${Math.random().toString(36).slice(2, 7)}`.slice(0, 32);
+}
+
+/*
+ * Reads made in one step in the page. The chat list and the chat pane are drawn anew on live
+ * events (messages, presence, receipts): an element found in one call (an ElementHandle, or the
+ * handle behind Locator.evaluate and Locator.boundingBox) may be out of the page by the next,
+ * and read there it gives nothing or stale values. Locator.evaluateAll finds and reads in one
+ * evaluation, so a redraw cannot come between the two.
+ */
+
+/** Reads the one element `locator` finds (`read` maps the matches), waiting until there is exactly one. */
+export async function readOne<R>(locator: Locator, read: (els: Element[]) => R[], what: string, timeoutMs = 10_000): Promise<R> {
+  let seen = 0;
+  try {
+    const [value] = await waitFor(
+      async () => {
+        const all = await locator.evaluateAll(read);
+        seen = all.length;
+        return all.length === 1 && all;
+      },
+      what,
+      timeoutMs,
+      20,
+    );
+    return value!;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; matching elements: ${seen}`);
+  }
+}
+
+type Shown = string | RegExp | null;
+
+/**
+ * Waits until the one element `locator` finds shows `expected` (equal, or matched by a RegExp),
+ * as an auto-retrying assertion: what is shown may follow the event waited for by a redraw.
+ */
+async function expectShown(locator: Locator, read: (els: Element[], arg: string) => (string | null)[], arg: string, expected: Shown, message: string, timeoutMs: number): Promise<void> {
+  const ok = (v: string | null | undefined) => (expected instanceof RegExp ? typeof v === "string" && expected.test(v) : v === expected);
+  let seen: (string | null)[] = [];
+  try {
+    await waitFor(async () => ok((seen = await locator.evaluateAll(read, arg)).length === 1 ? seen[0] : undefined), message, timeoutMs, 20);
+  } catch {
+    throw new assert.AssertionError({ message: `${message} (after ${timeoutMs} ms; shown: ${JSON.stringify(seen)})`, actual: seen.length === 1 ? seen[0] : seen, expected, operator: "expectShown" });
+  }
+}
+
+export function expectText(locator: Locator, expected: string | RegExp, message = `text ${String(expected)}`, timeoutMs = 10_000): Promise<void> {
+  return expectShown(locator, (els) => els.map((e) => e.textContent), "", expected, message, timeoutMs);
+}
+
+export function expectAttribute(locator: Locator, name: string, expected: Shown, message = `${name}=${String(expected)}`, timeoutMs = 10_000): Promise<void> {
+  return expectShown(locator, (els, n) => els.map((e) => e.getAttribute(n)), name, expected, message, timeoutMs);
+}
+
+/** An input's, textarea's or select's value. */
+export function expectValue(locator: Locator, expected: string | RegExp, message = `value ${String(expected)}`, timeoutMs = 10_000): Promise<void> {
+  return expectShown(locator, (els) => els.map((e) => (e as HTMLInputElement).value), "", expected, message, timeoutMs);
 }
