@@ -24,6 +24,8 @@ class FramedChatServer {
   readonly opened: bigint[] = [];
 
   address = "";
+  /** Opens are left unanswered, for refuseAll to refuse (1013) once the test has seen what it needs. */
+  refusing = false;
 
   constructor(
     readonly id: string,
@@ -37,7 +39,7 @@ class FramedChatServer {
         call.on("data", (req: SessionRequest) => {
           const k = req.kind; 
           if (k?.$case === "open") this.opened.push(req.sessionId);
-          if (k?.$case === "open") reply(req.sessionId, { kind: { case: "welcome", value: { sessionId: this.id } } });
+          if (k?.$case === "open" && !this.refusing) reply(req.sessionId, { kind: { case: "welcome", value: { sessionId: this.id } } });
           if (k?.$case !== "clientFrame") return;
           const frame = fromBinary(ClientFrameSchema, k.value);
           if (frame.kind.case === "send") this.sends.push(frame.kind.value.clientMsgId);
@@ -58,6 +60,11 @@ class FramedChatServer {
       this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     this.address = `127.0.0.1:${port}`;
+  }
+
+  /** Refuses every session opened here (1013), as a server whose start reads kept failing does. */
+  refuseAll(): void {
+    for (const s of this.streams) for (const sessionId of this.opened) s.write({ sessionId, kind: { $case: "closed", value: { code: 1013, reason: "try again" } } });
   }
 
   /** Ends every gateway stream with UNAVAILABLE, as a chat server that dies does. */
@@ -193,6 +200,39 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 100);
     } finally {
       await s.close();
+    }
+  });
+
+  it("sends again what it asked of a server that refused the session after more frames than the gateway keeps to hand on", async () => {
+    const a = new FramedChatServer("a", false);
+    a.refusing = true;
+    const b = new FramedChatServer("b", true);
+    await Promise.all([a.start(), b.start()]);
+    const registry = new MemoryServerRegistry();
+    await registry.register({ serverId: a.id, address: a.address, load: 0 });
+    const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), cooldownMs: 60_000 });
+    const { server, client, stream, frames, statusWithin } = await nativeClientOn(host);
+    try {
+      await waitFor(() => a.opened.length === 1, "the session opened on a");
+      await registry.register({ serverId: b.id, address: b.address, load: 0 });
+      // One more than the 64 frames kept for a refusal: none is handed on to b.
+      for (let i = 1; i <= 65; i++) stream.write(send(BigInt(i), `m${i}`));
+      stream.end();
+      await waitFor(() => a.sends.length === 65, "every send on a, unanswered");
+      a.refuseAll();
+      // Neither handed on nor told lost, they held the stream open until the session's silence closed it.
+      const { code } = await statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.equal(b.sends.length, 65);
+      assert.equal(frames.filter((f) => f.kind?.$case === "sendAck").length, 65);
+    } finally {
+      stream.cancel();
+      client.close();
+      await host.close();
+      a.server.forceShutdown();
+      b.server.forceShutdown();
+      await registry.close();
+      await new Promise((r) => server.close(r));
     }
   });
 

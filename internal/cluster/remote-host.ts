@@ -395,8 +395,12 @@ class ServerLink {
     const { code, reason } = res.kind.value;
     if (code === TRY_ELSEWHERE) {
       // What the device sent meanwhile went to a server without its session: it goes along.
+      const carried = session.unanswered !== undefined;
       session.takeBackUnanswered();
       this.host.refused(this, session, reason);
+      // Past the cap it was dropped, and will never be answered: the edge is told, as of a move
+      // (a half-closed native stream waited for those answers until the session's silence closed it).
+      if (!carried) session.sink.moved?.();
     } else {
       session.end(code, reason);
     }
