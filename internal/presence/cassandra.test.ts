@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { countingDb, scratchCassandra } from "../../test/support/cassandra.js";
 import { connectRedis, uniqueName } from "../../test/support/engines.js";
+import { storeAudience } from "./audience.js";
 import { CassandraLastSeenLog } from "./cassandra.js";
+import { MemoryPresenceStore } from "./memory.js";
 import { RedisPresenceStore } from "./redis.js";
+import { PresenceTracker, type PresenceEngineOp } from "./tracker.js";
 
 const DAY = 24 * 3600 * 1000;
 const id = () => BigInt(`0x${randomBytes(7).toString("hex")}`);
@@ -53,6 +56,34 @@ describe("CassandraLastSeenLog", function () {
     const failed = (await Promise.allSettled(rounds)).filter((r) => r.status === "rejected");
     assert.deepEqual(failed.map((r) => String((r as PromiseRejectedResult).reason).slice(0, 120)), []);
     assert.equal((await log.read(users, 0)).size, users.length);
+  });
+
+  it("announces a sweep's thousands of flips (a chat server died) without reading their audiences all at once", async () => {
+    let t = T;
+    const failed: PresenceEngineOp[] = [];
+    const tracker = new PresenceTracker({
+      store: new MemoryPresenceStore(),
+      audience: storeAudience(storage()),
+      directory: { pushToUsers: async () => {} },
+      graceMs: 1_000,
+      sweepIntervalMs: 0,
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 1 }, // a failed announcement is counted and given up
+      now: () => t,
+      onEngineError: (op) => failed.push(op),
+    });
+    try {
+      const users = Array.from({ length: 1_000 }, () => id());
+      // Five reads each (visibility, friends, chats, blocks both ways): 5,000 at once, past the driver's 2,048.
+      for (const u of users) tracker.deviceConnected(u, 1n); // its sessions back on another chat server
+      await tracker.idle();
+      assert.equal(failed.length, 0, "online told");
+      t += 2_000;
+      assert.equal(await tracker.sweep(), users.length);
+      await tracker.idle();
+      assert.equal(failed.length, 0, "offline told");
+    } finally {
+      await tracker.stop();
+    }
   });
 
   it("under RedisPresenceStore: a user's last seen outlives the loss of their Redis hash", async () => {

@@ -81,6 +81,8 @@ const SWEEP_BATCH = 500;
  * before it said so. A later flip told within the wait ends the claim.
  */
 const UNTOLD_AFTER_MIN_MS = 15_000;
+/** Announcement attempts under way at once, each a few reads (its audience) and a push. */
+const ANNOUNCING_AT_ONCE = 64;
 /** About six minutes of retries: 0.2, 0.4, ... 25.6 s, then every 30 s. */
 const DEFAULT_RETRY = { firstDelayMs: 200, maxDelayMs: 30_000, attempts: 20 };
 
@@ -111,6 +113,9 @@ export class PresenceTracker {
    */
   private readonly queuedTouch = new Map<Id, Map<Id, { deviceId: Id; atMs?: number }>>();
   private readonly announcing = new Set<Promise<void>>();
+  /** Announcement attempts under way, and those waiting for a turn (see inTurn). */
+  private attempting = 0;
+  private readonly waitingToAttempt: (() => void)[] = [];
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
   private stopped = false;
@@ -482,15 +487,17 @@ export class PresenceTracker {
     const told: Telling = { reached: new Set() };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
-        // Read at each attempt: retries last minutes, and a block or a narrower
-        // setting made meanwhile must keep this from those it now leaves out
-        // (the chat servers' guard of a block's pair lasts only a minute).
-        const audience = await this.deps.audience(flip.userId);
-        if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
-        // Not told, a later flip came first: its maker tells (and confirms) that one.
-        if (audience.length > 0 && told.reached.size === 0) return;
-        if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
-        return await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
+        return await this.inTurn(async () => {
+          // Read at each attempt: retries last minutes, and a block or a narrower
+          // setting made meanwhile must keep this from those it now leaves out
+          // (the chat servers' guard of a block's pair lasts only a minute).
+          const audience = await this.deps.audience(flip.userId);
+          if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
+          // Not told, a later flip came first: its maker tells (and confirms) that one.
+          if (audience.length > 0 && told.reached.size === 0) return;
+          if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
+          await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
+        });
       } catch (err) {
         this.deps.onEngineError?.("announce");
         const log = { err, userId: String(flip.userId), attempt };
@@ -503,6 +510,27 @@ export class PresenceTracker {
           return; // stopping
         }
       }
+    }
+  }
+
+  /**
+   * Runs an announcement's attempt once fewer than ANNOUNCING_AT_ONCE are
+   * under way; a finished one hands its turn on. A sweep's flips (thousands,
+   * when a chat server died) or a chat server's reconnects all at once read
+   * their audiences together, five reads each: past the Cassandra driver's
+   * 2,048 requests per connection, half failed as "unreachable" (and were
+   * retried together, to fail again), along with every other query of the
+   * process meanwhile.
+   */
+  private async inTurn(attempt: () => Promise<void>): Promise<void> {
+    if (this.attempting < ANNOUNCING_AT_ONCE) this.attempting++;
+    else await new Promise<void>((turn) => this.waitingToAttempt.push(turn));
+    try {
+      await attempt();
+    } finally {
+      const next = this.waitingToAttempt.shift();
+      if (next) next();
+      else this.attempting--;
     }
   }
 
