@@ -82,6 +82,19 @@ describe("EtcdServerRegistry on a real etcd", function () {
       }),
     );
 
+  it("ignores an entry with an empty address (one no register() writes), read at the start or watched", async () => {
+    const entry = (address: string) => JSON.stringify({ address, load: 0 });
+    await admin.put(observer.keyOf("empty-before")).value(entry(""));
+    const late = await observer.watch();
+    cleanups.push(() => late.close());
+    await admin.put(observer.keyOf("empty-after")).value(entry(""));
+    await admin.put(observer.keyOf("good")).value(entry("127.0.0.1:1"));
+    for (const w of [watch, late]) await waitFor(() => w.servers().some((s) => s.serverId === "good"), "the good entry");
+    // Taken as a server, it was picked (load 0) and grpc-js threw on its address out of the gateway's upgrade handler.
+    assert.deepEqual(watch.servers().map((s) => s.serverId), ["good"]);
+    assert.deepEqual(late.servers().map((s) => s.serverId).sort(), ["good"]);
+  });
+
   it("drops a killed server within its TTL plus a little", async () => {
     const serverId = uniqueName("killed");
     const here = dirname(fileURLToPath(import.meta.url));

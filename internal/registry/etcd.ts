@@ -471,7 +471,8 @@ class EtcdServerWatch implements ServerWatch {
     const serverId = kv.key.toString().slice(this.dir.length);
     try {
       const v = JSON.parse(kv.value.toString()) as Partial<StoredValue>;
-      if (typeof v.address !== "string" || typeof v.load !== "number") throw new Error("missing address or load");
+      // An empty address is no server's (register() refuses it), and grpc-js throws on it: picked, it threw out of the gateway's placement.
+      if (typeof v.address !== "string" || v.address === "" || typeof v.load !== "number") throw new Error("missing address or load");
       this.entries.set(serverId, { serverId, address: v.address, load: v.load });
       return true;
     } catch (err) {
