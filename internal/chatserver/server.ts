@@ -603,10 +603,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const moved = readSeq > member.readSeq;
     const memberIds = moved ? await this.members.memberIds(channelId) : [];
     const members = moved && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
-    await (this.deps.directory ?? this).pushToUsers(
-      members,
-      create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }),
-    );
+    // The position is stored: a push that fails (the routes unreadable) is logged, as MarkRead does, not
+    // refused, since a retry would move nothing and so tell the other members nothing either.
+    await (this.deps.directory ?? this)
+      .pushToUsers(members, create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }))
+      .catch((err: unknown) => this.logger?.warn({ err, userId: String(userId) }, "receipt push failed"));
   }
 
   /** @internal */

@@ -196,6 +196,47 @@ describe("session: read and typing from a non-member", () => {
   });
 });
 
+describe("session: a read receipt whose fan-out fails", () => {
+  it("is not refused once its read position is stored: it is logged, as MarkRead does, and the session goes on", async () => {
+    const stored: bigint[] = [];
+    const channels = {
+      getMember: async () => ({ userId: 1n, readSeq: 0n }),
+      getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+      listMembers: async () => [{ userId: 1n }, { userId: 2n }],
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (stored.push(seq), seq),
+    };
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    const server = new ChatServer({
+      serverId: "t",
+      inbox: inboxKeeping([]),
+      channels: channels as never,
+      submitter: {} as never,
+      // The routing table is away: a routed directory cannot tell where the members are.
+      directory: { pushToUsers: () => Promise.reject(new Error("routes could not be read")) } as never,
+      logger: logger as never,
+    });
+    const errors: ServerFrame[] = [];
+    let welcomed!: () => void;
+    const welcome = new Promise<void>((r) => (welcomed = r));
+    const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => {
+        const frame = fromBinary(ServerFrameSchema, f as Uint8Array);
+        if (frame.kind.case === "welcome") welcomed();
+        if (frame.kind.case === "error") errors.push(frame);
+      },
+      bufferedBytes: () => 0,
+      close: () => {},
+    });
+    await welcome;
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    await waitFor(() => errors.length > 0 || warned.length > 0, "the failed fan-out answered or logged");
+    // A retry would move nothing, and so tell the other members nothing: an error here only misleads.
+    assert.deepStrictEqual([stored, errors.map((e) => e.ref)], [[5n], []]);
+    server.drain();
+  });
+});
+
 describe("session sync", () => {
   it("tells the device which entries after its cursor the inbox no longer keeps", async () => {
     const { server, handle, next } = openSession(inboxKeeping([4n, 5n]));
