@@ -157,6 +157,8 @@ const PREVIEW_CODE_POINTS = 120;
 const RETRY_AFTER_MAX_MS = 10 * 60_000;
 /** A job that waited longer than this for a free slot (a slow or backlogged push service) is asked again whether it is still due, as a retry is. */
 const STALE_READY_MS = 5_000;
+/** Fan-outs reading the stores (online, mutes, endpoints, devices) at once. */
+const FANOUTS_AT_ONCE = 64;
 /** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
 const NOTIFIED_MAX = 100_000;
 
@@ -222,6 +224,9 @@ export class Notifier {
   /** Retries due, asking again whether the user came online or the device signed out meanwhile. */
   private readonly rechecking = new Set<Promise<void>>();
   private inflight = 0;
+  /** Fan-outs reading the stores, and those waiting for a turn (see takeTurn). */
+  private fanningOut = 0;
+  private readonly waitingToFanOut: (() => void)[] = [];
   private roomWaiters: (() => void)[] = [];
   /** stop() was called: consume no more, start no retry, send what is held. */
   private draining = false;
@@ -419,6 +424,38 @@ export class Notifier {
   }
 
   private async fanOut(req: NotificationRequest, count: number, origin: Origin, attempt = 1): Promise<void> {
+    await this.takeTurn();
+    let turn = true;
+    const passTurn = () => {
+      if (turn) this.passTurn();
+      turn = false;
+    };
+    try {
+      return await this.fanOutInTurn(req, count, origin, attempt, passTurn);
+    } finally {
+      passTurn();
+    }
+  }
+
+  /**
+   * Waits until fewer than FANOUTS_AT_ONCE fan-outs read the stores. Windows
+   * close together (a backlog read at start, each batch opening hundreds):
+   * all reading at once went past the Cassandra driver's 2,048 requests per
+   * connection, and a device whose login check failed so got no push.
+   */
+  private async takeTurn(): Promise<void> {
+    if (this.fanningOut < FANOUTS_AT_ONCE) this.fanningOut++;
+    else await new Promise<void>((turn) => this.waitingToFanOut.push(turn));
+  }
+
+  private passTurn(): void {
+    const next = this.waitingToFanOut.shift();
+    if (next) next();
+    else this.fanningOut--;
+  }
+
+  /** `passTurn`: called before waiting to read the endpoints again, so a wait holds no turn. */
+  private async fanOutInTurn(req: NotificationRequest, count: number, origin: Origin, attempt: number, passTurn: () => void): Promise<void> {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
@@ -433,6 +470,7 @@ export class Notifier {
       // A failure all the same, for the stall clock of /healthz.
       await this.health.run(() => Promise.reject(err)).catch(() => {});
       this.deps.logger?.debug({ err, attempt }, "push endpoints unreadable: trying again");
+      passTurn();
       if (!(await this.pause(this.backoff(attempt)))) return skipped("stopped");
       return this.fanOut(req, count, origin, attempt + 1);
     }

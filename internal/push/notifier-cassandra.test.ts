@@ -1,0 +1,49 @@
+// The Notifier over the stores cmd/notifier reads on Cassandra (scripts/engines.sh up), a keyspace of its own.
+import assert from "node:assert/strict";
+import { scratchCassandra } from "../../test/support/cassandra.js";
+import type { Id } from "../model/types.js";
+import type { MessageQueue } from "../queue/port.js";
+import { openDatabase } from "../storage/sqlite/database.js";
+import { Notifier } from "./notifier.js";
+import type { PushProvider } from "./port.js";
+import { channelMutes, type NotificationRequest } from "./records.js";
+import { SqlitePushEndpointStore } from "./sqlite.js";
+
+describe("Notifier on Cassandra", function () {
+  this.timeout(120_000);
+  const storage = scratchCassandra();
+
+  it("sends every push of a burst of collapse windows closing together (a backlog read after a deploy), its reads not all at once", async () => {
+    const db = openDatabase(":memory:");
+    const endpoints = new SqlitePushEndpointStore(db);
+    const USERS = 3_000;
+    for (let u = 1n; u <= BigInt(USERS); u++) {
+      await endpoints.put({ userId: u, deviceId: 10n, kind: "web_push", address: `https://push.example/${u}`, p256dh: "", auth: "", apnsTopic: "", hidePreview: false, muted: false, updatedAtMs: 0 });
+    }
+    const sent = new Set<Id>();
+    const provider: PushProvider = { kind: "web_push", send: async (e) => (sent.add(e.userId), { ok: true }) };
+    const accounts = storage().accounts;
+    const notifier = new Notifier({
+      queue: {} as MessageQueue, // requests handed to accept() directly
+      endpoints,
+      providers: { web_push: provider },
+      // What isActiveDevice reads (the devices here are stand-ins, so taken as signed in).
+      isDeviceActive: async (userId, deviceId) => (await accounts.getDevice(userId, deviceId), true),
+      channelMutedUntil: channelMutes(storage().channels),
+      options: { collapseWindowMs: 1, maxAttempts: 1 },
+    });
+    try {
+      const now = Date.now();
+      for (let u = 1n; u <= BigInt(USERS); u++) {
+        const message = { messageId: 10_000n + u, channelId: 500n, seq: u, senderUserId: 1_000_000n, senderDeviceId: 1n, clientMsgId: `c${u}`, text: "hi", sentAtMs: now };
+        const req: NotificationRequest = { userId: u, senderName: "Bob", channelTitle: "", message };
+        notifier.accept(req);
+      }
+      await notifier.idle();
+      assert.equal(sent.size, USERS);
+    } finally {
+      await notifier.stop();
+      db.close();
+    }
+  });
+});
