@@ -627,10 +627,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // Typing is a hint with no answer: into a blocked chat it is dropped, not refused.
     if (await this.members.isBlocked(channelId, userId)) return;
     const others = (await this.members.memberIds(channelId)).filter((u) => u !== userId);
-    await (this.deps.directory ?? this).pushToUsers(
-      others,
-      create(ServerFrameSchema, { kind: { case: "typing", value: { channelId, userId } } }),
-    );
+    // A hint has no answer and its next, a few seconds on, is the retry: a fan-out that fails (the
+    // routes unreadable) is dropped, at debug since every typist would log it, not answered INTERNAL.
+    await (this.deps.directory ?? this)
+      .pushToUsers(others, create(ServerFrameSchema, { kind: { case: "typing", value: { channelId, userId } } }))
+      .catch((err: unknown) => this.logger?.debug({ err, userId: String(userId) }, "typing push failed"));
   }
 
   /**

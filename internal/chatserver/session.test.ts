@@ -196,8 +196,9 @@ describe("session: read and typing from a non-member", () => {
   });
 });
 
-describe("session: a read receipt whose fan-out fails", () => {
-  it("is not refused once its read position is stored: it is logged, as MarkRead does, and the session goes on", async () => {
+describe("session: a read receipt or typing hint whose fan-out fails", () => {
+  /** A session of user 1 in group 7 on a server whose routing table is away: a routed directory cannot tell where the members are. */
+  async function openWithRoutesAway() {
     const stored: bigint[] = [];
     const channels = {
       getMember: async () => ({ userId: 1n, readSeq: 0n }),
@@ -205,14 +206,14 @@ describe("session: a read receipt whose fan-out fails", () => {
       listMembers: async () => [{ userId: 1n }, { userId: 2n }],
       advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (stored.push(seq), seq),
     };
-    const warned: string[] = [];
-    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    const logged: string[] = [];
+    const log = (_o: unknown, msg: string) => void logged.push(msg);
+    const logger = { warn: log, error: log, info: () => {}, debug: log };
     const server = new ChatServer({
       serverId: "t",
       inbox: inboxKeeping([]),
       channels: channels as never,
       submitter: {} as never,
-      // The routing table is away: a routed directory cannot tell where the members are.
       directory: { pushToUsers: () => Promise.reject(new Error("routes could not be read")) } as never,
       logger: logger as never,
     });
@@ -229,10 +230,23 @@ describe("session: a read receipt whose fan-out fails", () => {
       close: () => {},
     });
     await welcome;
+    return { server, handle, stored, logged, errors };
+  }
+
+  it("is not refused once its read position is stored: it is logged, as MarkRead does, and the session goes on", async () => {
+    const { server, handle, stored, logged, errors } = await openWithRoutesAway();
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
-    await waitFor(() => errors.length > 0 || warned.length > 0, "the failed fan-out answered or logged");
+    await waitFor(() => errors.length > 0 || logged.length > 0, "the failed fan-out answered or logged");
     // A retry would move nothing, and so tell the other members nothing: an error here only misleads.
     assert.deepStrictEqual([stored, errors.map((e) => e.ref)], [[5n], []]);
+    server.drain();
+  });
+
+  it("is not answered for a typing hint, a hint having no answer: the next one, a few seconds on, is the retry", async () => {
+    const { server, handle, logged, errors } = await openWithRoutesAway();
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "typing", value: { channelId: 7n } } })));
+    await waitFor(() => errors.length > 0 || logged.length > 0, "the failed fan-out answered or logged");
+    assert.deepStrictEqual(errors.map((e) => e.ref), []);
     server.drain();
   });
 });
