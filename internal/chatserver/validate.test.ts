@@ -33,3 +33,15 @@ describe("validateSend: client_msg_id", () => {
     assert.throws(() => validateSend(withKey("😀".repeat(65))), invalid);
   });
 });
+
+describe("validateSend: text and client_msg_id are valid Unicode", () => {
+  const invalid = (e: unknown) => (e as { code?: string; message?: string }).code === "invalid_argument" && /lone surrogate/.test((e as Error).message);
+
+  it("refuses a lone surrogate (a JSON frame's escape), which storing would turn into U+FFFD, and takes a pair", () => {
+    assert.throws(() => validateSend(send("hi \ud800")), invalid);
+    assert.throws(() => validateSend(send("\udc00 there", { editSeq: 1n })), invalid);
+    assert.throws(() => validateSend({ clientMsgId: "c\ud83d", channelId: 7n, text: "hi" }), invalid);
+    validateSend(send("hi \ud83d\ude00"));
+    validateSend({ clientMsgId: "😀", channelId: 7n, text: "hi" });
+  });
+});

@@ -33,11 +33,17 @@ export function namesChannel(channelId: Id): void {
   namesAtMostMaxId("channel_id", channelId);
 }
 
+/** Half of a surrogate pair alone: in a /u pattern a whole pair is one code point, and no match. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 export function validateSend(cmd: SendCommand): void {
   // Characters as the contract says: code points, so 64 emoji fit.
   if (cmd.clientMsgId.length === 0 || codePointsAtLeast(cmd.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH + 1)) {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
   }
+  // Only a JSON frame can carry one (a "\ud800" escape): stored as UTF-8 it became U+FFFD, so the
+  // message kept was not the one acked, and a client matching its own by this key never found it.
+  if (LONE_SURROGATE.test(cmd.clientMsgId)) throw new ChatError("invalid_argument", "client_msg_id is not valid Unicode: it holds a lone surrogate");
   // The server's notes go by "note:<id>" (noteMessage): a send under such a key could take a note's place in the dedup.
   if (cmd.clientMsgId.startsWith(NOTE_KEY_PREFIX)) {
     throw new ChatError("invalid_argument", `client_msg_id must not start with "${NOTE_KEY_PREFIX}": those are the server's own`);
@@ -65,6 +71,7 @@ export function validateSend(cmd: SendCommand): void {
     return;
   }
   if (cmd.text.trim().length === 0) throw new ChatError("text_empty", "text is empty");
+  if (LONE_SURROGATE.test(cmd.text)) throw new ChatError("invalid_argument", "text is not valid Unicode: it holds a lone surrogate");
   if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
     throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);
   }
