@@ -157,7 +157,7 @@ const PREVIEW_CODE_POINTS = 120;
 const RETRY_AFTER_MAX_MS = 10 * 60_000;
 /** A job that waited longer than this for a free slot (a slow or backlogged push service) is asked again whether it is still due, as a retry is. */
 const STALE_READY_MS = 5_000;
-/** Fan-outs reading the stores (online, mutes, endpoints, devices) at once. */
+/** Fan-outs, and asks whether a push that waited is still due, reading the stores (online, mutes, endpoints, devices) at once. */
 const FANOUTS_AT_ONCE = 64;
 /** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
 const NOTIFIED_MAX = 100_000;
@@ -673,12 +673,16 @@ export class Notifier {
 
   /** Asks whether `job` is still due and queues `next` (back at the head when `first`) if it is. */
   private askAgain(job: Job, next: Job, first: boolean): void {
+    // In turn with the fan-outs: the first tries that waited behind a slow host go stale together.
     // However it ends (queued again, or skipped: its user came online, its device signed out), it
     // leaves room that a batch may be waiting for.
-    const p = this.stillDue(job, next, first).finally(() => {
-      this.rechecking.delete(p);
-      this.wakeWaiters();
-    });
+    const p = this.takeTurn()
+      .then(() => this.stillDue(job, next, first))
+      .finally(() => {
+        this.passTurn();
+        this.rechecking.delete(p);
+        this.wakeWaiters();
+      });
     this.rechecking.add(p);
   }
 
