@@ -1,4 +1,5 @@
 import type { Id } from "../model/types.js";
+import { Slots } from "../model/slots.js";
 import { big, FANOUT, inParts, mapLimit, ms, msCell, type Db } from "../storage/cassandra/session.js";
 import type { LastSeen, LastSeenLog } from "./last-seen.js";
 
@@ -20,8 +21,7 @@ export class CassandraLastSeenLog implements LastSeenLog {
    * driver's 2,048 per connection: the rest failed as "unreachable" (their
    * last seens lost), and so did the process's other queries meanwhile.
    */
-  private writing = 0;
-  private readonly waitingToWrite: (() => void)[] = [];
+  private readonly writes = new Slots(FANOUT);
 
   constructor(private readonly db: Db) {
     const t = db.t("presence_last_seen");
@@ -37,22 +37,9 @@ export class CassandraLastSeenLog implements LastSeenLog {
         const atMs = Math.floor(e.atMs);
         const ttlS = Math.ceil((atMs - forgetBeforeMs) / 1000);
         if (ttlS <= 0) return undefined; // past the retention already
-        return this.inTurn(() => this.db.write(this.q.write, [e.userId, msCell(atMs), msCell(atMs) * 1000n, ttlS]));
+        return this.writes.run(() => this.db.write(this.q.write, [e.userId, msCell(atMs), msCell(atMs) * 1000n, ttlS]));
       }),
     );
-  }
-
-  /** Runs `write` once fewer than FANOUT writes are in flight; a finished one hands its turn on. */
-  private async inTurn(write: () => Promise<void>): Promise<void> {
-    if (this.writing < FANOUT) this.writing++;
-    else await new Promise<void>((turn) => this.waitingToWrite.push(turn));
-    try {
-      await write();
-    } finally {
-      const next = this.waitingToWrite.shift();
-      if (next) next();
-      else this.writing--;
-    }
   }
 
   /** A read per hundred users: one per user made a GetPresence of 500 users Redis had lost cost 500. */

@@ -6,6 +6,7 @@ import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/sessio
 import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { ChatError, isChatError } from "../model/errors.js";
+import { Slots } from "../model/slots.js";
 import type { Id } from "../model/types.js";
 import type { PresenceAudience } from "./audience.js";
 import type { PresenceFlip, PresenceStore, UserPresence } from "./port.js";
@@ -113,9 +114,14 @@ export class PresenceTracker {
    */
   private readonly queuedTouch = new Map<Id, Map<Id, { deviceId: Id; atMs?: number }>>();
   private readonly announcing = new Set<Promise<void>>();
-  /** Announcement attempts under way, and those waiting for a turn (see inTurn). */
-  private attempting = 0;
-  private readonly waitingToAttempt: (() => void)[] = [];
+  /**
+   * Announcement attempts under way at most: a sweep's flips (thousands, when
+   * a chat server died) or a chat server's reconnects all at once read their
+   * audiences together, five reads each, and half failed as "unreachable" (and
+   * were retried together, to fail again), with the process's other queries.
+   * A retry's wait holds no slot.
+   */
+  private readonly attemptSlots = new Slots(ANNOUNCING_AT_ONCE);
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
   private stopped = false;
@@ -487,7 +493,7 @@ export class PresenceTracker {
     const told: Telling = { reached: new Set() };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
-        return await this.inTurn(async () => {
+        return await this.attemptSlots.run(async () => {
           // Read at each attempt: retries last minutes, and a block or a narrower
           // setting made meanwhile must keep this from those it now leaves out
           // (the chat servers' guard of a block's pair lasts only a minute).
@@ -513,26 +519,6 @@ export class PresenceTracker {
     }
   }
 
-  /**
-   * Runs an announcement's attempt once fewer than ANNOUNCING_AT_ONCE are
-   * under way; a finished one hands its turn on. A sweep's flips (thousands,
-   * when a chat server died) or a chat server's reconnects all at once read
-   * their audiences together, five reads each: past the Cassandra driver's
-   * 2,048 requests per connection, half failed as "unreachable" (and were
-   * retried together, to fail again), along with every other query of the
-   * process meanwhile.
-   */
-  private async inTurn(attempt: () => Promise<void>): Promise<void> {
-    if (this.attempting < ANNOUNCING_AT_ONCE) this.attempting++;
-    else await new Promise<void>((turn) => this.waitingToAttempt.push(turn));
-    try {
-      await attempt();
-    } finally {
-      const next = this.waitingToAttempt.shift();
-      if (next) next();
-      else this.attempting--;
-    }
-  }
 
   /**
    * Pushes the user's latest state to `audience`, again while a later flip

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
+import { Slots } from "../model/slots.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "../pipeline/topics.js";
 import type { BatchContext, MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
@@ -224,9 +225,13 @@ export class Notifier {
   /** Retries due, asking again whether the user came online or the device signed out meanwhile. */
   private readonly rechecking = new Set<Promise<void>>();
   private inflight = 0;
-  /** Fan-outs reading the stores, and those waiting for a turn (see takeTurn). */
-  private fanningOut = 0;
-  private readonly waitingToFanOut: (() => void)[] = [];
+  /**
+   * Fan-outs reading the stores at most. Windows close together (a backlog
+   * read at start, each batch opening hundreds): all reading at once went past
+   * the Cassandra driver's 2,048 requests per connection, and a device whose
+   * login check failed so got no push.
+   */
+  private readonly storeSlots = new Slots(FANOUTS_AT_ONCE);
   private roomWaiters: (() => void)[] = [];
   /** stop() was called: consume no more, start no retry, send what is held. */
   private draining = false;
@@ -424,10 +429,10 @@ export class Notifier {
   }
 
   private async fanOut(req: NotificationRequest, count: number, origin: Origin, attempt = 1): Promise<void> {
-    await this.takeTurn();
+    await this.storeSlots.take();
     let turn = true;
     const passTurn = () => {
-      if (turn) this.passTurn();
+      if (turn) this.storeSlots.release();
       turn = false;
     };
     try {
@@ -435,23 +440,6 @@ export class Notifier {
     } finally {
       passTurn();
     }
-  }
-
-  /**
-   * Waits until fewer than FANOUTS_AT_ONCE fan-outs read the stores. Windows
-   * close together (a backlog read at start, each batch opening hundreds):
-   * all reading at once went past the Cassandra driver's 2,048 requests per
-   * connection, and a device whose login check failed so got no push.
-   */
-  private async takeTurn(): Promise<void> {
-    if (this.fanningOut < FANOUTS_AT_ONCE) this.fanningOut++;
-    else await new Promise<void>((turn) => this.waitingToFanOut.push(turn));
-  }
-
-  private passTurn(): void {
-    const next = this.waitingToFanOut.shift();
-    if (next) next();
-    else this.fanningOut--;
   }
 
   /** `passTurn`: called before waiting to read the endpoints again, so a wait holds no turn. */
@@ -676,10 +664,10 @@ export class Notifier {
     // In turn with the fan-outs: the first tries that waited behind a slow host go stale together.
     // However it ends (queued again, or skipped: its user came online, its device signed out), it
     // leaves room that a batch may be waiting for.
-    const p = this.takeTurn()
+    const p = this.storeSlots.take()
       .then(() => this.stillDue(job, next, first))
       .finally(() => {
-        this.passTurn();
+        this.storeSlots.release();
         this.rechecking.delete(p);
         this.wakeWaiters();
       });
