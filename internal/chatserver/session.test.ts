@@ -154,6 +154,24 @@ describe("session: frames of no known kind", () => {
   });
 });
 
+/** A proto session of `userId`'s first device on `server`, once welcomed, with the error frames it is sent. */
+async function openWelcomed(server: ChatServer, userId: Id) {
+  const errors: ServerFrame[] = [];
+  let welcomed!: () => void;
+  const welcome = new Promise<void>((r) => (welcomed = r));
+  const handle = server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+    send: (f) => {
+      const frame = fromBinary(ServerFrameSchema, f as Uint8Array);
+      if (frame.kind.case === "welcome") welcomed();
+      if (frame.kind.case === "error") errors.push(frame);
+    },
+    bufferedBytes: () => 0,
+    close: () => {},
+  });
+  await welcome;
+  return { handle, errors };
+}
+
 describe("session: read and typing from a non-member", () => {
   it("answers NOT_A_MEMBER and tells nobody", async () => {
     const pushed: unknown[] = [];
@@ -171,19 +189,7 @@ describe("session: read and typing from a non-member", () => {
       submitter: {} as never,
       directory: { pushToUsers: async (...a: unknown[]) => void pushed.push(a) } as never,
     });
-    const errors: ServerFrame[] = [];
-    let welcomed!: () => void;
-    const welcome = new Promise<void>((r) => (welcomed = r));
-    const handle = server.open({ userId: stranger, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
-      send: (f) => {
-        const frame = fromBinary(ServerFrameSchema, f as Uint8Array);
-        if (frame.kind.case === "welcome") welcomed();
-        if (frame.kind.case === "error") errors.push(frame);
-      },
-      bufferedBytes: () => 0,
-      close: () => {},
-    });
-    await welcome;
+    const { handle, errors } = await openWelcomed(server, stranger);
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 2n, kind: { case: "typing", value: { channelId: 7n } } })));
     await waitFor(() => errors.length === 2, "both answered");
@@ -217,20 +223,7 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
       directory: { pushToUsers: () => Promise.reject(new Error("routes could not be read")) } as never,
       logger: logger as never,
     });
-    const errors: ServerFrame[] = [];
-    let welcomed!: () => void;
-    const welcome = new Promise<void>((r) => (welcomed = r));
-    const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
-      send: (f) => {
-        const frame = fromBinary(ServerFrameSchema, f as Uint8Array);
-        if (frame.kind.case === "welcome") welcomed();
-        if (frame.kind.case === "error") errors.push(frame);
-      },
-      bufferedBytes: () => 0,
-      close: () => {},
-    });
-    await welcome;
-    return { server, handle, stored, logged, errors };
+    return { server, ...(await openWelcomed(server, 1n)), stored, logged };
   }
 
   it("is not refused once its read position is stored: it is logged, as MarkRead does, and the session goes on", async () => {
