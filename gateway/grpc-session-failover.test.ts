@@ -148,44 +148,31 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
     }
   });
 
-  it("sends again a lost send that a new send under the same ref (all 0) did not ask again", async () => {
-    const s = await nativeSessionOnDoomedServer();
-    try {
-      s.stream.write(send(0n, "m1"));
-      await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
-      s.a.breakStreams();
-      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
-      // Another message, not m1 again: m1 is still the gateway's to send again.
-      s.stream.write(send(0n, "m2"));
-      s.stream.end();
-      const { code } = await s.statusWithin(5_000);
-      assert.equal(code, grpc.status.OK);
-      assert.deepEqual([...s.b.sends].sort(), ["m1", "m2"]);
-      assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 2);
-    } finally {
-      await s.close();
-    }
-  });
-
-  it("takes the new server's answer to a new send under the same ref (all 0) for that send's, not for the lost one still to send again", async () => {
-    const s = await nativeSessionOnDoomedServer();
-    try {
-      s.stream.write(send(0n, "m1"));
-      await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
-      s.a.breakStreams();
-      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
-      // Answered before the client half-closes: the answer is m2's, and m1 is still lost.
-      s.stream.write(send(0n, "m2"));
-      await waitFor(() => s.frames.some((f) => f.kind?.$case === "sendAck"), "m2's ack, from b");
-      s.stream.end();
-      const { code } = await s.statusWithin(5_000);
-      assert.equal(code, grpc.status.OK);
-      assert.deepEqual([...s.b.sends].sort(), ["m1", "m2"]);
-      assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 2);
-    } finally {
-      await s.close();
-    }
-  });
+  for (const answeredFirst of [false, true]) {
+    const name = answeredFirst
+      ? "takes the new server's answer to a new send under the same ref (all 0) for that send's, not for the lost one still to send again"
+      : "sends again a lost send that a new send under the same ref (all 0) did not ask again";
+    it(name, async () => {
+      const s = await nativeSessionOnDoomedServer();
+      try {
+        s.stream.write(send(0n, "m1"));
+        await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
+        s.a.breakStreams();
+        await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+        // Another message, not m1 again: m1 is still the gateway's to send again.
+        s.stream.write(send(0n, "m2"));
+        // Answered before the client half-closes: the answer is m2's, and m1 is still lost.
+        if (answeredFirst) await waitFor(() => s.frames.some((f) => f.kind?.$case === "sendAck"), "m2's ack, from b");
+        s.stream.end();
+        const { code } = await s.statusWithin(5_000);
+        assert.equal(code, grpc.status.OK);
+        assert.deepEqual([...s.b.sends].sort(), ["m1", "m2"]);
+        assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 2);
+      } finally {
+        await s.close();
+      }
+    });
+  }
 
   it("sends again more lost asks than a session with no server may queue, once it is on its new server", async () => {
     const s = await nativeSessionOnDoomedServer();
