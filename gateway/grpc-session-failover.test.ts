@@ -79,15 +79,17 @@ class FramedChatServer {
  * server `a`, with a native client's stream open on it; `b`, which answers,
  * registers once the session is on `a` (unless told not to).
  */
-async function nativeSessionOnDoomedServer({ registerB = true } = {}) {
+async function nativeSessionOnDoomedServer({ registerB = true, refusing = false } = {}) {
   const a = new FramedChatServer("a", false);
+  a.refusing = refusing;
   const b = new FramedChatServer("b", true);
   await Promise.all([a.start(), b.start()]);
   const registry = new MemoryServerRegistry();
   await registry.register({ serverId: a.id, address: a.address, load: 0 });
   const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), cooldownMs: 60_000 });
   const { server, client, stream, frames, statusWithin } = await nativeClientOn(host);
-  await waitFor(() => frames.some((f) => f.kind?.$case === "welcome"), "the welcome from a");
+  if (refusing) await waitFor(() => a.opened.length === 1, "the session opened on a");
+  else await waitFor(() => frames.some((f) => f.kind?.$case === "welcome"), "the welcome from a");
   if (registerB) await registry.register({ serverId: b.id, address: b.address, load: 0 });
   await waitFor(() => host.sessionCount === 1 && true, "the session held");
   const close = async () => {
@@ -191,35 +193,20 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
   });
 
   it("sends again what it asked of a server that refused the session after more frames than the gateway keeps to hand on", async () => {
-    const a = new FramedChatServer("a", false);
-    a.refusing = true;
-    const b = new FramedChatServer("b", true);
-    await Promise.all([a.start(), b.start()]);
-    const registry = new MemoryServerRegistry();
-    await registry.register({ serverId: a.id, address: a.address, load: 0 });
-    const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), cooldownMs: 60_000 });
-    const { server, client, stream, frames, statusWithin } = await nativeClientOn(host);
+    const s = await nativeSessionOnDoomedServer({ refusing: true });
     try {
-      await waitFor(() => a.opened.length === 1, "the session opened on a");
-      await registry.register({ serverId: b.id, address: b.address, load: 0 });
       // One more than the 64 frames kept for a refusal: none is handed on to b.
-      for (let i = 1; i <= 65; i++) stream.write(send(BigInt(i), `m${i}`));
-      stream.end();
-      await waitFor(() => a.sends.length === 65, "every send on a, unanswered");
-      a.refuseAll();
+      for (let i = 1; i <= 65; i++) s.stream.write(send(BigInt(i), `m${i}`));
+      s.stream.end();
+      await waitFor(() => s.a.sends.length === 65, "every send on a, unanswered");
+      s.a.refuseAll();
       // Neither handed on nor told lost, they held the stream open until the session's silence closed it.
-      const { code } = await statusWithin(5_000);
+      const { code } = await s.statusWithin(5_000);
       assert.equal(code, grpc.status.OK);
-      assert.equal(b.sends.length, 65);
-      assert.equal(frames.filter((f) => f.kind?.$case === "sendAck").length, 65);
+      assert.equal(s.b.sends.length, 65);
+      assert.equal(s.frames.filter((f) => f.kind?.$case === "sendAck").length, 65);
     } finally {
-      stream.cancel();
-      client.close();
-      await host.close();
-      a.server.forceShutdown();
-      b.server.forceShutdown();
-      await registry.close();
-      await new Promise((r) => server.close(r));
+      await s.close();
     }
   });
 
