@@ -630,7 +630,8 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal((await b.getPresence([1n]))[0]!.online, true);
   });
 
-  it("queues no more than one touch of a device behind a slow store call, however many heartbeats come meanwhile, and keeps the order of other calls", async () => {
+  /** A tracker of device 10 of user 1, connected, over a store slow to answer that first touch until `slow` opens; every touch it is asked. */
+  async function slowToAnswerTheFirstTouch() {
     const store = new MemoryPresenceStore();
     const slow = gate();
     const touches: { deviceId: Id; atMs: number }[] = [];
@@ -638,7 +639,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
       store: storeOver(() => store, () => false, {
         touch: async (userId, deviceId, atMs, expiresAtMs, options) => {
           touches.push({ deviceId, atMs });
-          if (touches.length === 1) await slow.opened; // the store is slow to answer the connect's touch
+          if (touches.length === 1) await slow.opened;
           return store.touch(userId, deviceId, atMs, expiresAtMs, options);
         },
       }),
@@ -646,6 +647,11 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     });
     tr.deviceConnected(1n, 10n);
     await waitFor(() => touches.length === 1, "the connect's touch under way");
+    return { tr, touches, slow };
+  }
+
+  it("queues no more than one touch of a device behind a slow store call, however many heartbeats come meanwhile, and keeps the order of other calls", async () => {
+    const { tr, touches, slow } = await slowToAnswerTheFirstTouch();
     // A session sending heartbeats as fast as it may (each frame one), and one re-touch as of its last frame.
     for (let i = 0; i < 1_000; i++) {
       t += 10;
@@ -665,21 +671,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
   });
 
   it("queues no more than one touch per device behind a slow store call when two devices of the user heartbeat in turn", async () => {
-    const store = new MemoryPresenceStore();
-    const slow = gate();
-    const touches: Id[] = [];
-    const tr = tracker({
-      store: storeOver(() => store, () => false, {
-        touch: async (userId, deviceId, atMs, expiresAtMs, options) => {
-          touches.push(deviceId);
-          if (touches.length === 1) await slow.opened;
-          return store.touch(userId, deviceId, atMs, expiresAtMs, options);
-        },
-      }),
-      directory: recorder([]),
-    });
-    tr.deviceConnected(1n, 10n);
-    await waitFor(() => touches.length === 1, "the connect's touch under way");
+    const { tr, touches: timed, slow } = await slowToAnswerTheFirstTouch();
     // Two sessions of the user's, each sending heartbeats as fast as it may: their frames interleave.
     for (let i = 0; i < 1_000; i++) {
       t += 10;
@@ -688,7 +680,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     }
     slow.open();
     await tr.idle();
-    assert.deepEqual(touches, [10n, 10n, 11n], "the connect's touch, then one per device");
+    assert.deepEqual(timed.map((x) => x.deviceId), [10n, 10n, 11n], "the connect's touch, then one per device");
     assert.deepEqual((await tr.getPresence([1n]))[0], { userId: 1n, online: true });
   });
 
