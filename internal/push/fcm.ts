@@ -29,16 +29,25 @@ const SCOPE = "https://www.googleapis.com/auth/firebase.messaging";
 /**
  * FCM HTTP v1 (projects/<id>/messages:send) with an OAuth2 access token from
  * a service account (JWT bearer grant, RS256), cached until shortly before it
- * expires. UNREGISTERED (404) tokens are reported gone.
+ * expires and fetched once for all the sends that find it expired.
+ * UNREGISTERED (404) tokens are reported gone.
  */
 export class FcmProvider implements PushProvider {
   readonly kind = "fcm" as const;
   private access?: { token: string; expiresAtMs: number };
+  /** The token fetch in flight: sends that find the token expired share it rather than each asking the token endpoint. */
+  private fetching?: Promise<string>;
 
   constructor(private readonly options: FcmOptions) {}
 
-  private async accessToken(timeoutMs: number): Promise<string> {
-    if (this.access && this.access.expiresAtMs - 60_000 > Date.now()) return this.access.token;
+  /** Waits for the token no longer than the send's own deadline; a failed fetch is not kept, so the next send asks again. */
+  private accessToken(timeoutMs: number, signal: AbortSignal): Promise<string> {
+    if (this.access && this.access.expiresAtMs - 60_000 > Date.now()) return Promise.resolve(this.access.token);
+    this.fetching ??= this.fetchToken(timeoutMs).finally(() => (this.fetching = undefined));
+    return untilAborted(this.fetching, signal);
+  }
+
+  private async fetchToken(timeoutMs: number): Promise<string> {
     const a = this.options.account;
     const tokenUri = a.token_uri ?? "https://oauth2.googleapis.com/token";
     const now = Math.floor(Date.now() / 1000);
@@ -56,8 +65,10 @@ export class FcmProvider implements PushProvider {
   }
 
   async send(endpoint: PushEndpoint, n: PushNotification, timeoutMs: number): Promise<SendOutcome> {
+    // One deadline for the token and the send: the provider gives up after timeoutMs in all.
+    const signal = AbortSignal.timeout(timeoutMs);
     try {
-      const token = await this.accessToken(timeoutMs);
+      const token = await this.accessToken(timeoutMs, signal);
       const message = {
         message: {
           token: endpoint.address,
@@ -72,7 +83,7 @@ export class FcmProvider implements PushProvider {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify(message),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
       });
       const text = await res.text().catch(() => "");
       if (res.status === 401) this.access = undefined;
@@ -88,6 +99,16 @@ export class FcmProvider implements PushProvider {
       return networkFailure(err);
     }
   }
+}
+
+/** p's outcome, or the signal's reason if it aborts first (p is still awaited: its failure is never unhandled). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    if (signal.aborted) onAbort();
+  });
 }
 
 /** The FcmError code of an FCM v1 error body (`error.details[].errorCode`), if it has one. */
