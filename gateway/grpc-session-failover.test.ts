@@ -210,6 +210,28 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
     }
   });
 
+  it("hands what a client still open sent before any welcome on to the next server when its first one breaks before welcoming: it sees one Welcome, no cue to resend", async () => {
+    const s = await nativeSessionOnDoomedServer({ refusing: true });
+    try {
+      s.stream.write(send(1n, "m1"));
+      s.stream.write(ConnectRequest.fromPartial({ frame: { ref: 2n, kind: { $case: "heartbeat", value: {} } } }));
+      await waitFor(() => s.a.sends.length === 1, "the send on a, which never welcomed");
+      s.a.breakStreams();
+      // Dropped with the broken stream, it was never answered: the client, open, would wait for good.
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "sendAck"), "m1's ack, from b", 5_000);
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "heartbeatAck"), "the heartbeat's answer, from b", 5_000);
+      assert.deepEqual(s.b.sends, ["m1"]);
+      assert.deepEqual(s.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["sendAck", 1n], ["heartbeatAck", 2n]]);
+      // Handed on, not also asked again: the client half-closes and its stream ends at once.
+      s.stream.end();
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual(s.b.sends, ["m1"], "sent once to b");
+    } finally {
+      await s.close();
+    }
+  });
+
   it("ends a half-closed stream at once with close 1013 when its lost asks overflow the queue of a session with no server, and lets it go", async () => {
     const s = await nativeSessionOnDoomedServer({ registerB: false });
     try {

@@ -416,12 +416,18 @@ class ServerLink {
     const moved = [...this.sessions.values()];
     this.sessions.clear();
     for (const s of moved) s.link = undefined;
+    // What a session sent before its server said a word went down with the stream, as with a
+    // refusal, and its device, which will see only the next server's Welcome, has no cue to send
+    // it again: it goes along (a send is idempotent by client_msg_id; the rest repeat harmlessly).
+    const carried = new Set(moved.filter((s) => s.unanswered !== undefined));
+    for (const s of carried) s.takeBackUnanswered();
     this.stream.cancel();
     this.client.close();
     this.host.linkFailed(this, moved, reason, why);
     // Once placed: what the edge sends again goes straight to the new server, and only a
-    // session with none waits with it in its bounded queue.
-    for (const s of moved) s.sink.moved?.();
+    // session with none waits with it in its bounded queue. A session whose frames went along
+    // lost nothing, and an edge told otherwise would ask the same again.
+    for (const s of moved) if (!carried.has(s)) s.sink.moved?.();
   }
 
   shutdown(): void {
