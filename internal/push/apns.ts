@@ -35,12 +35,15 @@ const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopi
 
 /**
  * APNs over HTTP/2 with token-based (JWT, ES256) provider authentication.
- * One HTTP/2 connection is kept and reopened when it fails; the provider
- * token is renewed every 50 minutes (Apple refuses tokens older than an hour).
+ * One HTTP/2 connection is kept and reopened when it fails (GOAWAY, a socket
+ * error, or STALLED_AFTER timeouts in a row on it); the provider token is
+ * renewed every 50 minutes (Apple refuses tokens older than an hour).
  */
 export class ApnsProvider implements PushProvider {
   readonly kind = "apns" as const;
   private session?: http2.ClientHttp2Session;
+  /** Streams of this.session that timed out since it last answered one. */
+  private timeoutsInARow = 0;
   private token?: { jwt: string; atMs: number };
   private readonly key: KeyObject;
   /** The apns-topics Apple accepted a push for since start: its environment and that topic are right. */
@@ -70,6 +73,7 @@ export class ApnsProvider implements PushProvider {
     });
     s.unref();
     this.session = s;
+    this.timeoutsInARow = 0;
     return s;
   }
 
@@ -93,6 +97,7 @@ export class ApnsProvider implements PushProvider {
     const session = this.connection();
     try {
       const { status, text } = await request(session, headers, body, timeoutMs);
+      if (this.session === session) this.timeoutsInARow = 0;
       if (status === 200) {
         this.deliveredTopics.add(topic);
         return { ok: true };
@@ -114,11 +119,18 @@ export class ApnsProvider implements PushProvider {
       const retryable = status === 429 || status >= 500 || reason === "ExpiredProviderToken";
       return { ok: false, gone: false, retryable, status, reason: what };
     } catch (err) {
-      // Later sends open a fresh connection; a graceful close lets the other
-      // requests on this one still get their answers (each has its own
-      // timeout if the connection is dead). Not this.session: it may be a
-      // newer connection that a failure on an old one says nothing about.
-      if (this.session === session) session.close();
+      // A timed-out stream was cancelled alone (RST_STREAM) and a reset one
+      // says nothing about the connection: a slow APNs must not cost a new
+      // connection per timeout (Apple also reads rapid reconnects as abuse).
+      // GOAWAY and socket errors end the session themselves (connection()
+      // then opens another). What neither catches is a connection that died
+      // silently (a NAT that dropped it): every stream on it times out, so
+      // that many in a row with no answer between close it. Gracefully: the
+      // others in flight still get their answers or their own timeouts. Not
+      // this.session's count: it may be a newer connection.
+      if (this.session === session && (err as { name?: string }).name === "TimeoutError" && ++this.timeoutsInARow >= STALLED_AFTER) {
+        session.close();
+      }
       return networkFailure(err);
     }
   }
@@ -127,6 +139,9 @@ export class ApnsProvider implements PushProvider {
     this.session?.close();
   }
 }
+
+/** Stream timeouts in a row, none answered between, that mark a connection dead. */
+const STALLED_AFTER = 3;
 
 function request(
   session: http2.ClientHttp2Session,
