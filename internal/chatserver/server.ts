@@ -657,7 +657,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
         if (next.done) return;
       }
       for (const s of next.value) {
-        if (s.identity.tokenExpiresAtMs <= now) s.close(CloseCode.tokenExpired, "access token expired");
+        if (s.tokenExpired(now)) s.close(CloseCode.tokenExpired, "access token expired");
         else if (s.silentForMs(nowMono) > silentLimitMs) s.close(CloseCode.goingAway, "no heartbeat");
       }
     }

@@ -6,6 +6,7 @@ import type { Inbox } from "../messages/inbox.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer, type SessionLimits } from "./server.js";
+import { REAUTH_GRACE_MS } from "./session.js";
 import type { SessionIdentity, SessionSink } from "./port.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -115,6 +116,93 @@ describe("session: a new access token (Reauthenticate)", () => {
     await next("reauthenticated");
     assert.deepStrictEqual(log.map((f) => f.kind.case).slice(0, 2), ["welcome", "reauthenticated"]);
     server.drain();
+  });
+
+  describe("the token expiring while a fresh one is being checked", () => {
+    const sweep = (server: ChatServer) => (server as unknown as { sweep(): void }).sweep();
+    /** Runs `body` with the wall clock `aheadMs` on (the session's token past its expiry), then puts it back. */
+    async function later<T>(aheadMs: number, body: () => T | Promise<T>): Promise<T> {
+      const wallNow = Date.now;
+      Date.now = () => wallNow() + aheadMs;
+      try {
+        return await body();
+      } finally {
+        Date.now = wallNow;
+      }
+    }
+    /** A revocation read that waits for `settle` from the second call on (the first is the start's). */
+    function gatedRevoked() {
+      let calls = 0;
+      let settle!: (signedOut: boolean | Error) => void;
+      const revoked = () => {
+        if (++calls === 1) return Promise.resolve(false);
+        return new Promise<boolean>((resolve, reject) => (settle = (v) => (v instanceof Error ? reject(v) : resolve(v))));
+      };
+      return { revoked, asked: () => calls >= 2, settle: (v: boolean | Error) => settle(v) };
+    }
+
+    it("does not close for expiry a session whose Reauthenticate's revocation read is under way; its new token holds once it settles", async () => {
+      const gate = gatedRevoked();
+      const { server, handle, next, closes } = openSession(inboxKeeping([]), undefined, undefined, gate.revoked);
+      await next("welcome");
+      const opened = identityOf(handle).tokenExpiresAtMs;
+      handle.reauthenticate({ ref: 3n, expiresAtMs: opened + 900_000 });
+      await waitFor(gate.asked, "the revocation read");
+      await later(61_000, () => sweep(server));
+      assert.deepStrictEqual(closes, [], "not closed while the new token is being checked");
+      gate.settle(false);
+      assert.equal((await next("reauthenticated")).ref, 3n);
+      await later(61_000, () => sweep(server));
+      assert.deepStrictEqual(closes, []);
+      server.drain();
+    });
+
+    it("does not close for expiry a session still starting that holds a Reauthenticate for its welcome", async () => {
+      const { inbox, state } = controlledInbox(0);
+      let release!: () => void;
+      state.gate = new Promise<void>((r) => (release = r));
+      const { server, handle, next, closes, log } = openSession(inbox);
+      const opened = identityOf(handle).tokenExpiresAtMs;
+      handle.reauthenticate({ ref: 2n, expiresAtMs: opened + 900_000 });
+      await later(61_000, () => sweep(server));
+      assert.deepStrictEqual(closes, [], "not closed while the Reauthenticate waits for the welcome");
+      await later(61_000, async () => {
+        release();
+        await next("reauthenticated");
+        sweep(server);
+      });
+      assert.deepStrictEqual([closes, log.map((f) => f.kind.case).slice(0, 2)], [[], ["welcome", "reauthenticated"]]);
+      server.drain();
+    });
+
+    it("closes with 4002 at once when the read fails after the expiry, and at the sweep when it is stuck past REAUTH_GRACE_MS", async () => {
+      const failing = gatedRevoked();
+      const a = openSession(inboxKeeping([]), undefined, undefined, failing.revoked);
+      // No sweep of its own: the close must come with the failed read.
+      clearInterval((a.server as unknown as { idleSweep: NodeJS.Timeout }).idleSweep);
+      await a.next("welcome");
+      a.handle.reauthenticate({ ref: 5n, expiresAtMs: identityOf(a.handle).tokenExpiresAtMs + 900_000 });
+      await waitFor(failing.asked, "the revocation read");
+      await later(61_000, async () => {
+        failing.settle(new Error("store down"));
+        const error = await a.next("error");
+        assert.equal(error.kind.case === "error" && error.kind.value.code, ErrorCode.UNAVAILABLE);
+        await waitFor(() => a.closes.length > 0, "the close");
+      });
+      assert.deepStrictEqual(a.closes, [4002]);
+      a.server.drain();
+
+      const stuck = gatedRevoked();
+      const b = openSession(inboxKeeping([]), undefined, undefined, stuck.revoked);
+      await b.next("welcome");
+      b.handle.reauthenticate({ ref: 6n, expiresAtMs: identityOf(b.handle).tokenExpiresAtMs + 900_000 });
+      await waitFor(stuck.asked, "the revocation read");
+      await later(60_000 + REAUTH_GRACE_MS - 1_000, () => sweep(b.server));
+      assert.deepStrictEqual(b.closes, [], "within the bound");
+      await later(60_000 + REAUTH_GRACE_MS + 1_000, () => sweep(b.server));
+      assert.deepStrictEqual(b.closes, [4002], "a stuck check keeps an expired session no longer than the bound");
+      b.server.drain();
+    });
   });
 
   it("refuses the raw frame: only a gateway, which holds the keys, can check the token", async () => {

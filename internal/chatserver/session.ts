@@ -26,6 +26,15 @@ const READ_ATTEMPTS = 4;
 const READ_RETRY_MS = 500;
 
 /**
+ * How long past its token's expiry a session waits for a Reauthenticate the
+ * gateway took to be checked (held for the welcome, or reading whether the
+ * device was signed out): a device refreshes near the expiry by design, and
+ * closed meanwhile it reconnects for nothing. Bounded, so a check that hangs
+ * (a store timing out, a start retrying its reads) keeps no expired session.
+ */
+export const REAUTH_GRACE_MS = 10_000;
+
+/**
  * What an Error frame names of the frame it refuses: the client's ref, which
  * may repeat, the kind (Error.refused_kind: the number of the field the frame
  * set in ClientFrame.kind, 0 for none) and a send's client_msg_id.
@@ -138,6 +147,8 @@ export class Session implements SessionHandle {
   private pumpHeld = false;
   /** The last page sent said has_more: the pump owes the device a last page, even an empty one. */
   private moreToCome = false;
+  /** Reauthenticates with a token the gateway took, not yet checked here (held for the welcome, or reading): see tokenExpired. */
+  private reauthsInFlight = 0;
 
   constructor(
     private readonly server: ChatServer,
@@ -193,6 +204,15 @@ export class Session implements SessionHandle {
     return this.lastFrameAtMs;
   }
 
+  /**
+   * Whether the session's token has expired at `now` (wall clock): not yet
+   * while a fresh token is being checked, for up to REAUTH_GRACE_MS past it.
+   */
+  tokenExpired(now: number): boolean {
+    const end = this.identity.tokenExpiresAtMs;
+    return end <= now && (this.reauthsInFlight === 0 || end + REAUTH_GRACE_MS <= now);
+  }
+
   /** How long since the device's last frame, on the monotonic clock at `nowMono`. */
   silentForMs(nowMono: number): number {
     return nowMono - this.lastFrameAtMono;
@@ -203,7 +223,7 @@ export class Session implements SessionHandle {
     const { limits } = this.server;
     // Later expiry is the server's once-a-second sweep: one timer per
     // session would cost more memory than the rest of an idle session.
-    if (this.identity.tokenExpiresAtMs <= Date.now()) return this.close(CloseCode.tokenExpired, "access token expired");
+    if (this.tokenExpired(Date.now())) return this.close(CloseCode.tokenExpired, "access token expired");
     const read = await this.readStart();
     if (!read) return;
     const { head, signedOut } = read;
@@ -250,7 +270,10 @@ export class Session implements SessionHandle {
     this.early = undefined;
     for (const f of early) {
       if (typeof f === "string" || f instanceof Uint8Array) this.receive(f);
-      else this.reauthenticate(f);
+      else {
+        if ("expiresAtMs" in f) this.reauthsInFlight--;
+        this.reauthenticate(f);
+      }
     }
     for (const refused of this.earlyRefused) {
       this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frames.later()));
@@ -348,8 +371,10 @@ export class Session implements SessionHandle {
     if (!this.open) return;
     const refused: Refused = { ref: verdict.ref, kind: REAUTHENTICATE_KIND, clientMsgId: "" };
     if (this.early) {
-      if (this.early.length < this.server.limits.frameBurst) this.early.push(verdict);
-      else if (this.refused() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
+      if (this.early.length < this.server.limits.frameBurst) {
+        this.early.push(verdict);
+        if ("expiresAtMs" in verdict) this.reauthsInFlight++;
+      } else if (this.refused() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       else this.earlyRefused.push(refused);
       return;
     }
@@ -359,7 +384,14 @@ export class Session implements SessionHandle {
     // A well-formed frame, whatever the verdict on its token: it ends a run of malformed ones.
     this.badFrames = 0;
     if ("refused" in verdict) return this.sendError(refused, verdict.refused);
-    this.extendToken(verdict.ref, verdict.expiresAtMs).catch((err) => this.sendError(refused, err));
+    this.reauthsInFlight++;
+    this.extendToken(verdict.ref, verdict.expiresAtMs)
+      .catch((err) => this.sendError(refused, err))
+      .finally(() => {
+        this.reauthsInFlight--;
+        // A check that failed leaves the session on the token it had: expired meanwhile, it ends now.
+        if (this.tokenExpired(Date.now())) this.close(CloseCode.tokenExpired, "access token expired");
+      });
   }
 
   private async extendToken(ref: bigint, expiresAtMs: number): Promise<void> {
