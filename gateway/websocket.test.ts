@@ -102,6 +102,47 @@ describe("websocket gateway", () => {
     await new Promise((r) => server.close(r));
   });
 
+  for (const [what, protocol, code] of [
+    ["refused for its token (4001)", PROTO_SUBPROTOCOL, 4001],
+    ["told 1001 while it stops", `${PROTO_SUBPROTOCOL}, bearer.x`, 1001],
+  ] as const) {
+    it(`lets go of a socket ${what} whose device never answers the close, once the gateway stops: ws would hold it, and the server's close, 30 s`, async () => {
+      const { server, url, gateway } = await gatewayWithSinks();
+      let stopping: Promise<void> | undefined;
+      if (code === 1001) {
+        // A device on a session, not answering the close either, holds the stop 2 s: the time to be told 1001.
+        const first = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
+        first.on("error", () => undefined);
+        await new Promise((r) => first.once("open", r));
+        (first as unknown as { _receiver: { removeAllListeners(e: string): void } })._receiver.removeAllListeners("conclude");
+        stopping = gateway.close();
+      }
+      // A device that reads the close and never answers it, nor closes its side.
+      const device = connect({ port: (server.address() as AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+      device.on("error", () => undefined);
+      let heard = Buffer.alloc(0);
+      device.on("data", (d: Buffer) => (heard = Buffer.concat([heard, d])));
+      device.write(
+        `GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
+      );
+      // The close frame after the 101: 0x88, its length, then the code.
+      const at = await waitFor(() => { const i = heard.indexOf("\r\n\r\n"); return i >= 0 && heard.length >= i + 6 ? i + 4 : undefined; }, "the close", 5_000);
+      assert.equal(heard[at], 0x88);
+      assert.equal(heard.readUInt16BE(at + 2), code);
+      let closed = false;
+      try {
+        await (stopping ?? gateway.close());
+        server.closeAllConnections();
+        server.close(() => (closed = true));
+        await waitFor(() => closed, "the server's close", 5_000);
+      } finally {
+        device.destroy();
+        await waitFor(() => closed, "the server's close once the device went", 5_000);
+      }
+    });
+  }
+
   it("waits at most 2 s for devices to answer its close, timed on the monotonic clock: a wall clock stepped back meanwhile does not hold the stop", async function () {
     this.timeout(15_000);
     const { server, url, gateway } = await gatewayWithSinks();

@@ -35,6 +35,11 @@ export interface WebSocketGatewayOptions {
 export class WebSocketGateway {
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<WebSocket>();
+  /**
+   * Sockets refused after the upgrade (4001, 4002, 1001 while stopping), until they are gone: one whose
+   * device never answers the close ws keeps 30 s, and with it the HTTP server's close, the stop.
+   */
+  private readonly refused = new Set<WebSocket>();
   /** Stopping: upgrades still answered are told 1001 at once, never placed on a chat server. */
   private closing = false;
   private readonly metrics?: { connections: Gauge; rejected: Counter };
@@ -115,17 +120,23 @@ export class WebSocketGateway {
         // pointed at a gateway of another cluster what is wrong; they name no secret. A close
         // reason holds at most 123 bytes.
         const why = isChatError(err) && Buffer.byteLength(err.message) <= 123 ? err.message : "invalid access token";
-        ws.close(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : why);
+        this.refuseSocket(ws, expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, expired ? "access token expired" : why);
         return;
       }
       if (this.closing) {
         // Not placed on a chat server only to be cut: told, as every other device, to go elsewhere.
-        ws.close(CloseCode.goingAway, "gateway shutting down");
+        this.refuseSocket(ws, CloseCode.goingAway, "gateway shutting down");
         return;
       }
       const encoding: FrameEncoding = ws.protocol === JSON_SUBPROTOCOL ? "json" : "proto";
       this.accept(ws, req, { ...claims, encoding });
     });
+  }
+
+  private refuseSocket(ws: WebSocket, code: number, reason: string): void {
+    this.refused.add(ws);
+    ws.once("close", () => this.refused.delete(ws));
+    ws.close(code, reason);
   }
 
   private accept(
@@ -169,8 +180,8 @@ export class WebSocketGateway {
     // On the monotonic clock: a wall clock stepped back (NTP) meanwhile held the stop until every
     // device answered, or ws gave up on it after 30 s.
     const deadline = monotonicNow() + 2000;
-    while (this.sockets.size > 0 && monotonicNow() < deadline) await new Promise((r) => setTimeout(r, 10));
-    for (const ws of this.sockets) ws.terminate();
+    while (this.sockets.size + this.refused.size > 0 && monotonicNow() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const ws of [...this.sockets, ...this.refused]) ws.terminate();
     this.wss.close();
   }
 }
