@@ -22,6 +22,8 @@ class FramedChatServer {
   readonly sends: string[] = [];
   /** The sessions opened here. */
   readonly opened: bigint[] = [];
+  /** The ref of every SyncRequest that reached this server, for the test to answer. */
+  readonly syncs: bigint[] = [];
 
   address = "";
   /** Opens are left unanswered, for refuseAll to refuse (1013) once the test has seen what it needs. */
@@ -43,6 +45,7 @@ class FramedChatServer {
           if (k?.$case !== "clientFrame") return;
           const frame = fromBinary(ClientFrameSchema, k.value);
           if (frame.kind.case === "send") this.sends.push(frame.kind.value.clientMsgId);
+          if (frame.kind.case === "sync") this.syncs.push(frame.ref);
           if (!this.answering) return;
           if (frame.kind.case === "send") reply(req.sessionId, { ref: frame.ref, kind: { case: "sendAck", value: { clientMsgId: frame.kind.value.clientMsgId } } });
           if (frame.kind.case === "heartbeat") reply(req.sessionId, { ref: frame.ref, kind: { case: "heartbeatAck", value: {} } });
@@ -243,6 +246,34 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       assert.equal(code, grpc.status.UNAVAILABLE);
       assert.deepEqual(metadata.get("chat-close-code"), ["1013"]);
       assert.equal(s.host.sessionCount, 0, "no longer waiting for a server");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("takes no catch-up page the chat server pushed on its own (ref 0) for the answer to a SyncRequest with ref 0 from a client that half-closed", async () => {
+    const s = await nativeSessionOnDoomedServer({ registerB: false });
+    try {
+      s.stream.write(ConnectRequest.fromPartial({ frame: { ref: 0n, kind: { $case: "sync", value: { afterInboxSeq: 0n } } } }));
+      s.stream.end();
+      await waitFor(() => s.a.syncs.length === 1, "the SyncRequest on a");
+      const [sessionId] = s.a.opened;
+      const page = (ref: bigint, headInboxSeq: bigint) => {
+        const frame = create(ServerFrameSchema, { ref, kind: { case: "syncBatch", value: { headInboxSeq, hasMore: false } } });
+        for (const st of s.a.streams) st.write({ sessionId: sessionId!, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, frame)) } });
+      };
+      // The server's own catch-up, sent before it read the request: it crossed it on the way, ref 0 as pushes are.
+      page(0n, 5n);
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "syncBatch"), "the pushed page");
+      // Then the answer, under the request's ref as the server was handed it.
+      page(s.a.syncs[0]!, 7n);
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual(
+        s.frames.filter((f) => f.kind?.$case === "syncBatch").map((f) => [f.ref, f.kind?.$case === "syncBatch" && f.kind.value.headInboxSeq]),
+        [[0n, 5n], [0n, 7n]],
+        "the answer, under the client's ref, before the stream ends",
+      );
     } finally {
       await s.close();
     }

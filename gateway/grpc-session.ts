@@ -101,6 +101,8 @@ type Ask = (typeof ASKS)[number];
 const askOf = (kind: ClientFrame["kind"]["case"]): Ask | undefined =>
   kind === undefined ? "kindless" : KIND_ASKS.find((ask) => ask === kind);
 
+const SYNC_KIND = ClientFrameSchema.field.sync!.number;
+
 /** The ask of each Error.refused_kind: the number of its field in ClientFrame.kind. */
 const ASK_OF_KIND = new Map<number, Ask>(KIND_ASKS.map((ask) => [ClientFrameSchema.field[ask]!.number, ask]));
 
@@ -321,6 +323,13 @@ export function sessionService(
             // Settled as it arrives, not as it is written: an answer from the old server
             // still queued here when the session moves is no lost ask to repeat.
             awaiting.settle(frame);
+            const { kind } = frame;
+            const answersSync = kind.case === "syncBatch" || (kind.case === "error" && kind.value.refusedKind === SYNC_KIND);
+            const clientRef = answersSync ? syncRefs.get(frame.ref) : undefined;
+            if (clientRef !== undefined) {
+              if (kind.case === "error" || (kind.case === "syncBatch" && !kind.value.hasMore)) syncRefs.delete(frame.ref);
+              frame.ref = clientRef;
+            }
             out.push({ bytes, frame });
             buffered += bytes.byteLength;
             notify();
@@ -337,6 +346,14 @@ export function sessionService(
         },
       );
 
+      /**
+       * Each SyncRequest goes to the chat server under a ref of the gateway's, never 0, and its
+       * answer comes back under the client's: a catch-up page the server pushes on its own carries
+       * ref 0 and says has_more=false as the last page of an answer does, so one that crossed a
+       * SyncRequest with ref 0 was taken for its answer, and a half-closed stream ended before it.
+       */
+      const syncRefs = new Map<bigint, bigint>();
+      let nextSyncRef = 1n;
       let reauthenticator: Reauthenticator | undefined;
       // Reading the client's frames runs beside writing ours.
       const reading = (async () => {
@@ -356,6 +373,10 @@ export function sessionService(
               const verdict = reauthenticator.check({ ref: frame.ref, accessToken: frame.kind.value.accessToken });
               askAgain = () => handle.reauthenticate(verdict);
             } else {
+              if (frame.kind.case === "sync") {
+                syncRefs.set(nextSyncRef, frame.ref);
+                frame.ref = nextSyncRef++;
+              }
               const bytes = toBinary(ClientFrameSchema, frame);
               askAgain = () => handle.receive(bytes);
             }
