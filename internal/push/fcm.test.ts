@@ -55,6 +55,7 @@ describe("FCM access token under concurrent sends", () => {
   beforeEach(() => {
     tokenRequests = 0;
     holdSends = false;
+    for (const res of held.splice(0)) res.destroy();
   });
 
   const provider = () =>
@@ -102,4 +103,26 @@ describe("FCM access token under concurrent sends", () => {
     assert.ok(!r.ok && r.retryable, JSON.stringify(r));
     assert.ok(elapsed < 900, `gave up after ${Math.round(elapsed)} ms (timeoutMs 600)`);
   });
+
+  it("a 401 answered to a send made with an older token leaves the token fetched since", async () => {
+    const p = provider();
+    tokenAnswer = issue(3600);
+    holdSends = true;
+    const stale = [p.send(endpoint("a"), notification, 5000), p.send(endpoint("b"), notification, 5000)];
+    await until(() => held.length === 2);
+    held.shift()!.writeHead(401).end("{}");
+    assert.ok(!(await stale[0]!).ok);
+    holdSends = false;
+    assert.deepEqual(await p.send(endpoint("c"), notification, 2000), { ok: true });
+    assert.equal(tokenRequests, 2, "the 401 made the next send fetch a new token");
+    held.shift()!.writeHead(401).end("{}");
+    assert.ok(!(await stale[1]!).ok);
+    assert.deepEqual(await p.send(endpoint("d"), notification, 2000), { ok: true });
+    assert.equal(tokenRequests, 2, "the late 401 for the old token dropped the new one");
+  });
 });
+
+/** Resolves once cond() holds, checked on each turn of the event loop. */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+}

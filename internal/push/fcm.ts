@@ -86,7 +86,8 @@ export class FcmProvider implements PushProvider {
         signal,
       });
       const text = await res.text().catch(() => "");
-      if (res.status === 401) this.access = undefined;
+      // Only the token this send used: a late 401 for an older one must not drop the one fetched since.
+      if (res.status === 401 && this.access?.token === token) this.access = undefined;
       if (res.ok) return { ok: true };
       const reason = `FCM answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
       // Only FCM's own word makes a token gone: a 404 alone also comes from a
