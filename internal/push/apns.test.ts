@@ -3,21 +3,10 @@ import { generateKeyPairSync } from "node:crypto";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { ApnsProvider } from "./apns.js";
-import type { PushEndpoint, PushNotification } from "./port.js";
+import { aNotification, pushEndpoint } from "../../test/support/push-endpoint.js";
 
-const notification: PushNotification = { collapseKey: "c1", title: "t", body: "b", ttlSeconds: 60, data: {} };
-const endpoint = (address: string): PushEndpoint => ({
-  userId: 1n,
-  deviceId: 2n,
-  kind: "apns",
-  address,
-  p256dh: "",
-  auth: "",
-  apnsTopic: "",
-  hidePreview: false,
-  muted: false,
-  updatedAtMs: 0,
-});
+const notification = aNotification;
+const endpoint = (address: string) => pushEndpoint({ kind: "apns", address });
 
 /** Resolves once cond() holds, checked on each turn of the event loop. */
 async function until(cond: () => boolean): Promise<void> {

@@ -3,21 +3,10 @@ import { generateKeyPairSync } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { FcmProvider } from "./fcm.js";
-import type { PushEndpoint, PushNotification } from "./port.js";
+import { aNotification, pushEndpoint } from "../../test/support/push-endpoint.js";
 
-const notification: PushNotification = { collapseKey: "c1", title: "t", body: "b", ttlSeconds: 60, data: {} };
-const endpoint = (address: string): PushEndpoint => ({
-  userId: 1n,
-  deviceId: 2n,
-  kind: "fcm",
-  address,
-  p256dh: "",
-  auth: "",
-  apnsTopic: "",
-  hidePreview: false,
-  muted: false,
-  updatedAtMs: 0,
-});
+const notification = aNotification;
+const endpoint = (address: string) => pushEndpoint({ kind: "fcm", address });
 
 describe("FCM access token under concurrent sends", () => {
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mock } from "node:test";
+import { pushEndpoint } from "../../test/support/push-endpoint.js";
 import { PushReceiver, type TestSubscription } from "../../test/support/push-receiver.js";
 import { waitFor } from "../../test/support/wait.js";
 import type { Id } from "../model/types.js";
@@ -590,18 +591,7 @@ describe("Notifier with Web Push against a loopback push service", function () {
 
 describe("Notifier collapse windows on a faked clock", () => {
   const WINDOW = 2_000;
-  const endpoint: PushEndpoint = {
-    userId: 1n,
-    deviceId: 10n,
-    kind: "web_push",
-    address: "https://push.example/sub",
-    p256dh: "",
-    auth: "",
-    apnsTopic: "",
-    hidePreview: false,
-    muted: false,
-    updatedAtMs: 0,
-  };
+  const endpoint = pushEndpoint({ deviceId: 10n, address: "https://push.example/sub" });
   let sent: PushNotification[];
   /** The endpoint store's answers wait on this when set: a notification's flush held in the middle. */
   let listGate: Promise<void> | undefined;

@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { ApnsProvider } from "./apns.js";
 import { Registry } from "prom-client";
 import { FcmProvider } from "./fcm.js";
+import { pushEndpoint } from "../../test/support/push-endpoint.js";
 import { pushMetrics } from "./metrics.js";
 import type { PushEndpoint, PushNotification } from "./port.js";
 
@@ -17,18 +18,7 @@ const notification: PushNotification = {
   data: { type: "message", channelId: "42" },
 };
 
-const endpoint = (kind: PushEndpoint["kind"], address: string): PushEndpoint => ({
-  userId: 1n,
-  deviceId: 2n,
-  kind,
-  address,
-  p256dh: "",
-  auth: "",
-  apnsTopic: "",
-  hidePreview: false,
-  muted: false,
-  updatedAtMs: 0,
-});
+const endpoint = (kind: PushEndpoint["kind"], address: string) => pushEndpoint({ kind, address });
 
 function verifyJwt(jwt: string, key: KeyObject, alg: "ES256" | "RS256") {
   const [h, p, s] = jwt.split(".");
