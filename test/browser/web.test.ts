@@ -7,6 +7,7 @@ import { buildNotification } from "../../internal/push/notifier.js";
 import type { NotificationRequest } from "../../internal/push/records.js";
 import { webPushPayload } from "../../internal/push/webpush.js";
 import { ChannelNoteKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
+import { CloseCode } from "../../internal/model/close-codes.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -416,8 +417,13 @@ describe("web client in headless Chromium", function () {
       } finally {
         await bobsPhone.close();
       }
-      await bobsChat.getByTestId("channel-last").filter({ hasText: "You: Cake in the kitchen!" }).waitFor({ timeout: 10_000 });
-      assert.equal(await bobsChat.getByTestId("unread").count(), 0, "a reaction is not unread");
+      // Bob's other device is another session: his page may get the reaction later. A message Alice sends after it
+      // comes to the page behind it (one inbox, in order), and is unread itself, so the badge says 1 once it shows;
+      // 2 had the reaction counted. (Bob's own message would have set his count to 0 whatever came before.)
+      await a.getByTestId("composer").fill("or the fridge");
+      await a.getByTestId("composer").press("Enter");
+      await bobsChat.getByTestId("channel-last").filter({ hasText: "or the fridge" }).waitFor({ timeout: 10_000 });
+      await expectText(bobsChat.getByTestId("unread"), "1", "a reaction is not unread");
       await bobsChat.click();
       await waitChips(onB, ["👍 1*", "😮 1"]);
 
@@ -426,7 +432,7 @@ describe("web client in headless Chromium", function () {
       await waitConnected(b);
       await onB.filter({ hasText: "Cake in the kitchen!" }).waitFor({ timeout: 10_000 });
       await waitChips(onB, ["👍 1*", "😮 1"]);
-      assert.equal(await b.locator("[data-testid=message]").count(), countB);
+      assert.equal(await b.locator("[data-testid=message]").count(), countB + 1, "Alice's one message since, and no reaction as a message");
 
       // A deleted message shows no reactions, and offers none.
       b.once("dialog", (d) => void d.accept());
@@ -1163,6 +1169,9 @@ describe("web client in headless Chromium", function () {
     await a.getByTestId("composer").fill("noon at the usual place?");
     await a.getByTestId("composer").press("Enter");
     await a.locator("[data-testid=message].mine", { hasText: "noon at the usual place?" }).waitFor({ timeout: 10_000 });
+    // Nobody's page is open, so the one way a "seen" could come is the members' read positions, asked when the chat
+    // opened and maybe answered after the send: in once the header names the members (drawn after they are merged).
+    await expectAttribute(a.getByTestId("chat-status"), "title", new RegExp(`(?=.*${bob.username})(?=.*${carol.username})`), "the members' read positions");
     assert.equal(await a.getByTestId("seen-by").count(), 0, "nobody has seen it yet");
 
     const b = await openGroup(bob, "bob");
@@ -1633,12 +1642,24 @@ describe("web client in headless Chromium", function () {
       const channel = (await peer.api.channels.openDirect({ userId: BigInt(first.userId) })).channel!;
       await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
 
-      // Past the first token's lifetime (and the server's once-a-second
-      // sweep): the client has refreshed (the refresh token rotates) and
-      // handed the new token to its socket (Reauthenticate), so the socket it
-      // opened with the first one is still the one it has.
-      const firstExpiresAtMs = (JSON.parse(Buffer.from(first.accessToken.split(".")[0]!, "base64url").toString("utf8")) as { exp: number }).exp;
-      await waitFor(() => Date.now() > firstExpiresAtMs + 1500, "the first token's expiry and a sweep after it", 30_000);
+      // Past the first token's lifetime and a sweep after it: the client has
+      // refreshed (the refresh token rotates) and handed the new token to its
+      // socket (Reauthenticate), so the socket it opened with the first one is
+      // still the one it has. The sweep is known to have run, not guessed from
+      // the clock: Erin's other session, on a token that expires no earlier
+      // than the page's first, is closed 4002 by it. A tick of the sweep looks
+      // at all of a user's sessions at once, so the page's session, had it kept
+      // the first token, was closed in the same tick.
+      const expiresAtMs = (token: string) => (JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString("utf8")) as { exp: number }).exp;
+      const other = (await apiClients(shortChatd.httpUrl).auth.login({ username: name, password: "correct horse battery", device: { name: "sweep witness" } })).credentials!;
+      assert.ok(expiresAtMs(other.accessToken) >= expiresAtMs(first.accessToken), "the witness's token outlives the page's first one");
+      const witness = await new TestDevice(shortChatd.wsUrl, other.accessToken).connect();
+      try {
+        assert.ok(witness.welcome(), "the witness's session opened");
+        assert.equal(await witness.waitClosed(30_000), CloseCode.tokenExpired, "the sweep ended the witness's session on its expired token");
+      } finally {
+        await witness.close();
+      }
       await page.locator("[data-testid=connection][data-state=open][data-sessions='1']").waitFor({ timeout: 1_000 });
       const now = (await storedCredentials(page))!;
       assert.notEqual(now.accessToken, first.accessToken, "the access token was refreshed");
