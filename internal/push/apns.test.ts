@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
+import { pino } from "pino";
 import { ApnsProvider } from "./apns.js";
 import { aNotification, pushEndpoint } from "../../test/support/push-endpoint.js";
 
@@ -12,6 +13,15 @@ const endpoint = (address: string) => pushEndpoint({ kind: "apns", address });
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setImmediate(r));
 }
+
+const key = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
+const optionsFor = (server: http2.Http2Server) => ({
+  key,
+  keyId: "K",
+  teamId: "T",
+  topic: "com.example.chat",
+  url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+});
 
 describe("APNs connection when streams time out", () => {
   let server: http2.Http2Server;
@@ -37,13 +47,7 @@ describe("APNs connection when streams time out", () => {
       stream.end();
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    provider = new ApnsProvider({
-      key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
-      keyId: "K",
-      teamId: "T",
-      topic: "com.example.chat",
-      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    });
+    provider = new ApnsProvider(optionsFor(server));
   });
   afterEach(async () => {
     await provider.close();
@@ -81,17 +85,115 @@ describe("APNs connection when streams time out", () => {
     assert.equal(sessions, 1, "connections opened");
   });
 
-  it("three timeouts in a row with no answer between (a connection that died silently) close it: the next send opens a new one", async () => {
+  it("a timeout on a connection that answers PINGs (APNs slow, not the connection dead) keeps it, however many in a row", async () => {
+    const logs: { level: number; msg: string }[] = [];
+    await provider.close();
+    provider = new ApnsProvider({ ...optionsFor(server), logger: pino({ level: "debug" }, { write: (l: string) => void logs.push(JSON.parse(l)) }) });
     holdPrefixes = ["0"];
-    const send = (t: string) => provider.send(endpoint(t.repeat(32)), notification, 50);
-    for (const t of ["01", "02"]) assert.ok(!(await send(t)).ok);
-    // An answer between says the connection is alive: the count starts again.
+    for (const t of ["01", "02", "03", "04"]) {
+      const before = logs.length;
+      assert.ok(!(await provider.send(endpoint(t.repeat(32)), notification, 50)).ok);
+      await until(() => logs.length > before); // the PING after that timeout settled
+    }
+    assert.ok(logs.every((l) => l.level === 20), JSON.stringify(logs)); // PINGs answered, none warned of
     assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
-    for (const t of ["03", "04"]) assert.ok(!(await send(t)).ok);
-    assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 2000), { ok: true });
-    assert.equal(sessions, 1, "two timeouts in a row keep the connection");
-    for (const t of ["05", "06", "07"]) assert.ok(!(await send(t)).ok);
-    assert.deepEqual(await provider.send(endpoint("44".repeat(32)), notification, 2000), { ok: true });
-    assert.equal(sessions, 2, "the third in a row closed it");
+    assert.equal(sessions, 1, "connections opened");
+  });
+
+  it("a connection still not set up (TLS handshake unanswered) when a stream times out is dropped, not pinged", async () => {
+    const silent = net.createServer();
+    const accepted: net.Socket[] = [];
+    let dropped = 0;
+    silent.on("connection", (s) => accepted.push(s.on("error", () => {}).on("close", () => dropped++).resume()));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const p = new ApnsProvider({ ...optionsFor(server), url: `https://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+    try {
+      const h = await p.send(endpoint("22".repeat(32)), notification, 100);
+      assert.ok(!h.ok && h.retryable, JSON.stringify(h));
+      await until(() => dropped === 1); // the provider gave the connection up: the next send dials again
+    } finally {
+      await p.close();
+      accepted.forEach((s) => s.destroy());
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  describe("behind a link that can go silent (a NAT that dropped the flow)", () => {
+    let proxy: net.Server;
+    /** Set: every connection open through the proxy drops all bytes both ways from then on, like a dropped NAT mapping. */
+    let silenceOpen: () => void;
+    const links = new Set<{ client: net.Socket; upstream: net.Socket; silent: boolean }>();
+    let closedLinks = 0;
+
+    beforeEach(async () => {
+      closedLinks = 0;
+      links.clear();
+      const backendPort = (server.address() as AddressInfo).port;
+      proxy = net.createServer((client) => {
+        const upstream = net.connect(backendPort, "127.0.0.1");
+        const link = { client, upstream, silent: false };
+        links.add(link);
+        client.on("data", (d) => void (link.silent || upstream.write(d)));
+        upstream.on("data", (d) => void (link.silent || client.write(d)));
+        const end = () => {
+          if (!links.delete(link)) return;
+          closedLinks++;
+          client.destroy();
+          upstream.destroy();
+        };
+        for (const s of [client, upstream]) s.on("error", end).on("close", end);
+      });
+      await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", () => r()));
+      silenceOpen = () => links.forEach((l) => (l.silent = true));
+      await provider.close();
+      provider = new ApnsProvider({ ...optionsFor(server), url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, idlePingAfterMs: 60_000 });
+    });
+    afterEach(async () => {
+      await provider.close();
+      for (const l of links) {
+        l.client.destroy();
+        l.upstream.destroy();
+      }
+      await new Promise<void>((r) => proxy.close(() => r()));
+    });
+
+    it("one stream timeout, then no PING ack within the deadline: the connection is closed at once, its other streams fail at once, and the next send opens a new one", async () => {
+      assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
+      silenceOpen();
+      const other = provider.send(endpoint("11".repeat(32)), notification, 600_000);
+      const t0 = Date.now();
+      const h = await provider.send(endpoint("00".repeat(32)), notification, 200);
+      assert.ok(!h.ok && h.retryable && h.reason === "timed out", JSON.stringify(h));
+      await until(() => closedLinks === 1); // the provider dropped the dead connection (not one timeout per push in flight)
+      const o = await other; // without the PING it would wait its 10 minutes
+      assert.ok(!o.ok && o.retryable, JSON.stringify(o));
+      assert.ok(Date.now() - t0 < 200 + 2000 + 1000, `closed ${Date.now() - t0} ms after the send`);
+      assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 2000), { ok: true });
+      assert.equal(sessions, 2, "connections opened");
+    });
+
+    it("a connection idle past idlePingAfterMs is pinged before reuse: dead, the push goes on a new connection instead of being lost", async () => {
+      await provider.close();
+      provider = new ApnsProvider({ ...optionsFor(server), url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, idlePingAfterMs: 1 });
+      assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
+      const answeredAt = Date.now();
+      await until(() => Date.now() - answeredAt > 1); // idle past the threshold
+      silenceOpen();
+      const t0 = Date.now();
+      assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 1000), { ok: true });
+      assert.ok(Date.now() - t0 < 1000 + 500, `the send took ${Date.now() - t0} ms, its timeout 1000`);
+      assert.equal(sessions, 2, "connections opened");
+      assert.equal(closedLinks, 1, "the dead one closed");
+    });
+
+    it("a connection idle past idlePingAfterMs that answers the PING is reused", async () => {
+      await provider.close();
+      provider = new ApnsProvider({ ...optionsFor(server), url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, idlePingAfterMs: 1 });
+      assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
+      const answeredAt = Date.now();
+      await until(() => Date.now() - answeredAt > 1);
+      assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 2000), { ok: true });
+      assert.equal(sessions, 1, "connections opened");
+    });
   });
 });

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { Logger } from "pino";
 import http2 from "node:http2";
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import { signJwt } from "./jwt.js";
@@ -13,6 +14,10 @@ export interface ApnsOptions {
   topic: string;
   /** https://api.push.apple.com, or https://api.sandbox.push.apple.com for development builds. */
   url: string;
+  /** Where the closing of a connection found dead is told (warn), and a PING that proved one alive (debug). */
+  logger?: Pick<Logger, "warn" | "debug">;
+  /** A connection idle this long is pinged before it carries a push (default IDLE_PING_AFTER_MS). */
+  idlePingAfterMs?: number;
 }
 
 export function apnsOptionsFromFiles(c: { keyFile: string; keyId: string; teamId: string; topic: string; url: string }): ApnsOptions {
@@ -36,14 +41,17 @@ const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopi
 /**
  * APNs over HTTP/2 with token-based (JWT, ES256) provider authentication.
  * One HTTP/2 connection is kept and reopened when it fails (GOAWAY, a socket
- * error, or STALLED_AFTER timeouts in a row on it); the provider token is
- * renewed every 50 minutes (Apple refuses tokens older than an hour).
+ * error, or a PING unanswered within PING_DEADLINE_MS after a stream timed
+ * out on it or before it is reused after an idle time); the provider token
+ * is renewed every 50 minutes (Apple refuses tokens older than an hour).
  */
 export class ApnsProvider implements PushProvider {
   readonly kind = "apns" as const;
   private session?: http2.ClientHttp2Session;
-  /** Streams of this.session that timed out since it last answered one. */
-  private timeoutsInARow = 0;
+  /** When this.session last answered anything (a response, a PING ack), or was opened. */
+  private lastHeardMs = 0;
+  /** The PING under way on a session, shared by every send that wants to know whether it is alive. */
+  private probing?: { session: http2.ClientHttp2Session; alive: Promise<boolean> };
   private token?: { jwt: string; atMs: number };
   private readonly key: KeyObject;
   /** The apns-topics Apple accepted a push for since start: its environment and that topic are right. */
@@ -73,8 +81,69 @@ export class ApnsProvider implements PushProvider {
     });
     s.unref();
     this.session = s;
-    this.timeoutsInARow = 0;
+    this.lastHeardMs = Date.now();
     return s;
+  }
+
+  /**
+   * PINGs session: an ack within deadlineMs says the connection is alive;
+   * none (a connection dropped silently, by a NAT say, gives no other signal)
+   * destroys it, failing its streams in flight at once (each would otherwise
+   * wait out its own timeout) so their retries, and the next sends, go on a
+   * new one. One PING at a time per session, whoever asks.
+   */
+  private probe(session: http2.ClientHttp2Session, deadlineMs: number): Promise<boolean> {
+    if (this.probing?.session === session) return this.probing.alive;
+    const alive = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), deadlineMs);
+      try {
+        // Node cancels (err) a PING on a session still connecting: one not
+        // set up (TCP or TLS) after a push waited out its whole timeout is as
+        // useless as a dead one.
+        const sent = session.ping((err) => {
+          clearTimeout(timer);
+          resolve(!err);
+        });
+        // Too many of our PINGs unacked: not proof of a dead peer, so not closed on our own bookkeeping.
+        if (sent === false) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      } catch {
+        clearTimeout(timer);
+        resolve(false); // destroyed meanwhile
+      }
+    }).then((ok) => {
+      if (this.probing?.session === session) this.probing = undefined;
+      if (ok) {
+        if (this.session === session) this.lastHeardMs = Date.now();
+        this.options.logger?.debug({ kind: "apns" }, "APNs connection answered a PING: kept");
+      } else if (!session.destroyed) {
+        this.options.logger?.warn({ kind: "apns", deadlineMs }, "APNs connection did not answer a PING in time: closed, the next send opens another");
+        session.destroy();
+      }
+      return ok;
+    });
+    this.probing = { session, alive };
+    return alive;
+  }
+
+  /**
+   * this.session, or a new one. One idle longer than idlePingAfterMs is
+   * pinged first: a push sent on a connection that died while unused (NATs
+   * and load balancers drop idle flows, silently) would be lost for its whole
+   * timeout, where the PING costs one round trip, and only after an idle time.
+   * Chosen over a periodic PING, which would cost traffic and wake-ups on
+   * every idle connection for ever, for the same outcome at the next send.
+   */
+  private async usableConnection(timeoutMs: number): Promise<http2.ClientHttp2Session> {
+    const session = this.connection();
+    const idleAfter = this.options.idlePingAfterMs ?? IDLE_PING_AFTER_MS;
+    if (!session.connecting && Date.now() - this.lastHeardMs > idleAfter) {
+      // At most half the push's time, so that after a dead one the push still has the rest on a new connection.
+      if (!(await this.probe(session, pingDeadline(timeoutMs / 2)))) return this.connection();
+    }
+    return session;
   }
 
   async send(endpoint: PushEndpoint, n: PushNotification, timeoutMs: number): Promise<SendOutcome> {
@@ -94,10 +163,12 @@ export class ApnsProvider implements PushProvider {
       "apns-collapse-id": n.collapseKey,
       "content-type": "application/json",
     };
-    const session = this.connection();
+    const startedMs = Date.now();
+    const session = await this.usableConnection(timeoutMs);
     try {
-      const { status, text } = await request(session, headers, body, timeoutMs);
-      if (this.session === session) this.timeoutsInARow = 0;
+      // The caller's timeout covers the whole send, an idle PING included.
+      const { status, text } = await request(session, headers, body, Math.max(1, timeoutMs - (Date.now() - startedMs)));
+      if (this.session === session) this.lastHeardMs = Date.now();
       if (status === 200) {
         this.deliveredTopics.add(topic);
         return { ok: true };
@@ -124,12 +195,11 @@ export class ApnsProvider implements PushProvider {
       // connection per timeout (Apple also reads rapid reconnects as abuse).
       // GOAWAY and socket errors end the session themselves (connection()
       // then opens another). What neither catches is a connection that died
-      // silently (a NAT that dropped it): every stream on it times out, so
-      // that many in a row with no answer between close it. Gracefully: the
-      // others in flight still get their answers or their own timeouts. Not
-      // this.session's count: it may be a newer connection.
-      if (this.session === session && (err as { name?: string }).name === "TimeoutError" && ++this.timeoutsInARow >= STALLED_AFTER) {
-        session.close();
+      // silently: a PING tells, in a round trip rather than in more lost
+      // pushes; its ack means the slowness is APNs'. Not awaited: this
+      // send's outcome is known, and the PING settles the session alone.
+      if ((err as { name?: string }).name === "TimeoutError" && !session.destroyed) {
+        void this.probe(session, pingDeadline(timeoutMs));
       }
       return networkFailure(err);
     }
@@ -140,8 +210,15 @@ export class ApnsProvider implements PushProvider {
   }
 }
 
-/** Stream timeouts in a row, none answered between, that mark a connection dead. */
-const STALLED_AFTER = 3;
+/** The longest wait for a PING ack: a live connection answers in a round trip, even while APNs is slow to answer pushes. */
+const PING_DEADLINE_MS = 2000;
+/** Idle time after which a connection is pinged before reuse: under common NAT and load-balancer idle timeouts (AWS NAT 350 s). */
+const IDLE_PING_AFTER_MS = 60_000;
+
+/** A PING never waits longer than the push it would delay or follows. */
+function pingDeadline(timeoutMs: number): number {
+  return Math.min(timeoutMs, PING_DEADLINE_MS);
+}
 
 function request(
   session: http2.ClientHttp2Session,
