@@ -42,7 +42,7 @@ const keys = await exitOnFileError("api", { CHAT_KEYS_DIR: config.keysDir }, () 
 // Push registration on the Cassandra store that cmd/notifier reads. The VAPID
 // key pair comes from CHAT_VAPID_* or is shared through CHAT_KEYS_DIR/vapid.json.
 const push = await exitOnFileError("api", pushFiles(config), () =>
-  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }),
+  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }, logger),
 );
 
 const e = config.engines;

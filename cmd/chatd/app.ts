@@ -152,7 +152,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   });
   // Push: the notifier consumes chat.notifications.v1, as cmd/notifier does on Kafka.
   const pushEndpoints = new SqlitePushEndpointStore(storage.db);
-  const push = createPushProviders({ vapidKeyFile: join(config.dataDir, "vapid.json"), ...config.push });
+  const push = createPushProviders({ vapidKeyFile: join(config.dataDir, "vapid.json"), ...config.push }, logger);
   // As cmd/notifier counts its Cassandra reads: the notifier retries or gets by without them, so a
   // chat.db that fails them shows here first. (Who is online is this process's memory: no engine.)
   const engineErrors = notifierEngineErrors(registry);

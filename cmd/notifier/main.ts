@@ -36,7 +36,7 @@ const engineErrors = notifierEngineErrors(registry);
 // The same VAPID key pair as the api hands to browsers: CHAT_VAPID_* or CHAT_KEYS_DIR/vapid.json.
 // Before any engine: a credential that cannot serve is told at once.
 const push = await exitOnFileError("notifier", pushFiles(config), () =>
-  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }),
+  createPushProviders({ ...config.push, vapidKeyFile: join(config.keysDir, "vapid.json") }, logger),
 );
 
 const e = config.engines;

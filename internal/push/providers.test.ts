@@ -1,13 +1,19 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, verify, type KeyObject } from "node:crypto";
 import http from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import webpush from "web-push";
 import { ApnsProvider } from "./apns.js";
 import { Registry } from "prom-client";
 import { FcmProvider } from "./fcm.js";
 import { pushEndpoint } from "../../test/support/push-endpoint.js";
 import { pushMetrics } from "./metrics.js";
+import { createPushProviders } from "./providers.js";
 import type { PushEndpoint, PushNotification } from "./port.js";
 
 const notification: PushNotification = {
@@ -272,5 +278,35 @@ describe("push providers against local stand-ins of their services", () => {
       assert.ok(!r.ok && !r.gone && !r.retryable, JSON.stringify(r));
       assert.equal(r.status, 404);
     });
+  });
+});
+
+describe("createPushProviders", () => {
+  it("hands its logger to APNs, which tells of a connection dropped for an unanswered PING there", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "push-providers-"));
+    try {
+      const keyFile = join(dir, "apns.p8");
+      writeFileSync(keyFile, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }));
+      const vapid = webpush.generateVAPIDKeys();
+      const logger = pino({ level: "silent" });
+      const push = createPushProviders(
+        {
+          vapidSubject: "mailto:ops@example.com",
+          vapidPublicKey: vapid.publicKey,
+          vapidPrivateKey: vapid.privateKey,
+          allowHttpEndpoints: false,
+          apns: { keyFile, keyId: "K", teamId: "T", topic: "app", url: "https://127.0.0.1:1" },
+        },
+        logger,
+      );
+      try {
+        const options = (push.providers.apns as unknown as { options: { logger?: unknown } }).options;
+        assert.ok(options.logger, "the APNs provider has the process's logger");
+      } finally {
+        await push.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import { ApnsProvider, apnsOptionsFromFiles } from "./apns.js";
 import type { PushConfig } from "./config.js";
 import { FcmProvider, fcmOptionsFromFile } from "./fcm.js";
@@ -16,7 +17,7 @@ export interface PushProviders {
  * into the data directory); APNs and FCM only when their credentials are
  * configured. Endpoints of an unconfigured kind are refused at registration.
  */
-export function createPushProviders(config: PushConfig): PushProviders {
+export function createPushProviders(config: PushConfig, logger?: Logger): PushProviders {
   const vapid =
     config.vapidPublicKey && config.vapidPrivateKey
       ? { publicKey: config.vapidPublicKey, privateKey: config.vapidPrivateKey }
@@ -25,7 +26,8 @@ export function createPushProviders(config: PushConfig): PushProviders {
     // chatd, cmd/notifier and cmd/api all build their sender here: one rule for where pushes may go.
     web_push: new WebPushProvider({ vapid, subject: config.vapidSubject, allowLocalEndpoints: config.allowHttpEndpoints }),
   };
-  if (config.apns) providers.apns = new ApnsProvider(apnsOptionsFromFiles(config.apns));
+  // The logger hears of an APNs connection dropped for an unanswered PING (apns.ts).
+  if (config.apns) providers.apns = new ApnsProvider({ ...apnsOptionsFromFiles(config.apns), logger: logger?.child({ component: "apns" }) });
   if (config.fcm) providers.fcm = new FcmProvider(fcmOptionsFromFile(config.fcm));
   return {
     providers,
