@@ -105,7 +105,7 @@ async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, la
 }
 
 /**
- * Members with their read positions as others are shown them: the furthest
+ * A channel's members with their read positions as others are shown them: the furthest
  * of where their receipts moved it and their own newest message, since
  * whoever sends has read up to there. A send moves no stored position (a
  * write per message; see channelToProto), so without this the owner of a new
@@ -114,8 +114,10 @@ async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, la
  * OWN_MESSAGE_WINDOW seqs, and only when someone's stored position is behind
  * the newest message; a note is the server's word, not its actor's reading.
  */
-export async function membersAsRead(deps: ApiDeps, channelId: Id, members: MemberRecord[]): Promise<MemberRecord[]> {
-  const last = (await deps.log.latest([channelId])).get(channelId);
+export async function membersAsRead(deps: ApiDeps, channelId: Id): Promise<MemberRecord[]> {
+  // Together: neither read waits on the other.
+  const [members, latest] = await Promise.all([deps.channels.listMembers(channelId), deps.log.latest([channelId])]);
+  const last = latest.get(channelId);
   if (!last) return members;
   const behind = members.filter((m) => m.readSeq < last.seq);
   if (behind.length === 0) return members;

@@ -482,7 +482,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async listMembers(req, ctx) {
       const me = caller(ctx).userId;
       const { channel } = await requireMember(deps, v.id("channel_id", req.channelId), me);
-      const members = await membersAsRead(deps, channel.channelId, await channels.listMembers(channel.channelId));
+      const members = await membersAsRead(deps, channel.channelId);
       // Across a block the other's reading is not told, as no receipt of theirs is (receiptAudience).
       const hidden = await blockedPair(deps, channel, me, members.map((m) => m.userId));
       return { members: members.map((m) => memberToProto(hidden && m.userId !== me ? { ...m, readSeq: 0n } : m)) };

@@ -12,13 +12,12 @@ export class Slots {
     if (!(size >= 1)) throw new Error(`slots: size must be at least 1, got ${size}`);
   }
 
-  /** Resolves once a slot is the caller's; it must `release()` it exactly once. */
-  async take(): Promise<void> {
+  private async take(): Promise<void> {
     if (this.held < this.size) this.held++;
     else await new Promise<void>((turn) => this.waiting.push(turn));
   }
 
-  release(): void {
+  private release(): void {
     const next = this.waiting.shift();
     if (next) next();
     else this.held--;

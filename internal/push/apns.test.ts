@@ -5,14 +5,11 @@ import net, { type AddressInfo } from "node:net";
 import { pino } from "pino";
 import { ApnsProvider } from "./apns.js";
 import { aNotification, pushEndpoint } from "../../test/support/push-endpoint.js";
+import { waitFor } from "../../test/support/wait.js";
 
 const notification = aNotification;
 const endpoint = (address: string) => pushEndpoint({ kind: "apns", address });
 
-/** Resolves once cond() holds, checked on each turn of the event loop. */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r));
-}
 
 const key = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
 const optionsFor = (server: http2.Http2Server) => ({
@@ -64,10 +61,10 @@ describe("APNs connection when streams time out", () => {
   it("one stream timing out cancels that stream alone: another in flight on the connection is answered, and later sends keep the connection", async () => {
     const hung = provider.send(endpoint("00".repeat(32)), notification, 100);
     const other = provider.send(endpoint("11".repeat(32)), notification, 10_000);
-    await until(() => held.size === 2);
+    await waitFor(() => held.size === 2, "both requests held by the stand-in");
     const h = await hung;
     assert.ok(!h.ok && h.retryable && h.reason === "timed out", JSON.stringify(h));
-    await until(() => held.get("00".repeat(32))!.destroyed); // the stand-in saw the RST_STREAM
+    await waitFor(() => held.get("00".repeat(32))!.destroyed, "the stand-in to see the timed-out stream's RST_STREAM")
     answer("11".repeat(32));
     assert.deepEqual(await other, { ok: true });
     assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
@@ -77,7 +74,7 @@ describe("APNs connection when streams time out", () => {
   it("a stream reset by the service without a response keeps the connection", async () => {
     holdPrefixes = ["ee"];
     const reset = provider.send(endpoint("ee".repeat(32)), notification, 2000);
-    await until(() => held.size === 1);
+    await waitFor(() => held.size === 1, "the request held by the stand-in");
     held.get("ee".repeat(32))!.close(http2.constants.NGHTTP2_REFUSED_STREAM);
     const r = await reset;
     assert.ok(!r.ok && r.retryable && !r.gone, JSON.stringify(r));
@@ -93,7 +90,7 @@ describe("APNs connection when streams time out", () => {
     for (const t of ["01", "02", "03", "04"]) {
       const before = logs.length;
       assert.ok(!(await provider.send(endpoint(t.repeat(32)), notification, 50)).ok);
-      await until(() => logs.length > before); // the PING after that timeout settled
+      await waitFor(() => logs.length > before, "the PING after that timeout to settle")
     }
     assert.ok(logs.every((l) => l.level === 20), JSON.stringify(logs)); // PINGs answered, none warned of
     assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
@@ -110,7 +107,7 @@ describe("APNs connection when streams time out", () => {
     try {
       const h = await p.send(endpoint("22".repeat(32)), notification, 100);
       assert.ok(!h.ok && h.retryable, JSON.stringify(h));
-      await until(() => dropped === 1); // the provider gave the connection up: the next send dials again
+      await waitFor(() => dropped === 1, "the provider to give the connection up (the next send dials again)")
     } finally {
       await p.close();
       accepted.forEach((s) => s.destroy());
@@ -164,7 +161,7 @@ describe("APNs connection when streams time out", () => {
       const t0 = Date.now();
       const h = await provider.send(endpoint("00".repeat(32)), notification, 200);
       assert.ok(!h.ok && h.retryable && h.reason === "timed out", JSON.stringify(h));
-      await until(() => closedLinks === 1); // the provider dropped the dead connection (not one timeout per push in flight)
+      await waitFor(() => closedLinks === 1, "the provider to drop the dead connection (not one timeout per push in flight)")
       const o = await other; // without the PING it would wait its 10 minutes
       assert.ok(!o.ok && o.retryable, JSON.stringify(o));
       assert.ok(Date.now() - t0 < 200 + 2000 + 1000, `closed ${Date.now() - t0} ms after the send`);
@@ -172,12 +169,17 @@ describe("APNs connection when streams time out", () => {
       assert.equal(sessions, 2, "connections opened");
     });
 
-    it("a connection idle past idlePingAfterMs is pinged before reuse: dead, the push goes on a new connection instead of being lost", async () => {
+    /** A provider pinging connections idle past 1 ms, with one connection that answered a push and is idle past that. */
+    async function connectionIdlePastThreshold(): Promise<void> {
       await provider.close();
       provider = new ApnsProvider({ ...optionsFor(server), url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, idlePingAfterMs: 1 });
       assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
       const answeredAt = Date.now();
-      await until(() => Date.now() - answeredAt > 1); // idle past the threshold
+      await waitFor(() => Date.now() - answeredAt > 1, "the connection idle past the threshold");
+    }
+
+    it("a connection idle past idlePingAfterMs is pinged before reuse: dead, the push goes on a new connection instead of being lost", async () => {
+      await connectionIdlePastThreshold();
       silenceOpen();
       const t0 = Date.now();
       assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 1000), { ok: true });
@@ -187,11 +189,7 @@ describe("APNs connection when streams time out", () => {
     });
 
     it("a connection idle past idlePingAfterMs that answers the PING is reused", async () => {
-      await provider.close();
-      provider = new ApnsProvider({ ...optionsFor(server), url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, idlePingAfterMs: 1 });
-      assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 2000), { ok: true });
-      const answeredAt = Date.now();
-      await until(() => Date.now() - answeredAt > 1);
+      await connectionIdlePastThreshold();
       assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 2000), { ok: true });
       assert.equal(sessions, 1, "connections opened");
     });

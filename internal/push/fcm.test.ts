@@ -4,6 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { FcmProvider } from "./fcm.js";
 import { aNotification, pushEndpoint } from "../../test/support/push-endpoint.js";
+import { waitFor } from "../../test/support/wait.js";
 
 const notification = aNotification;
 const endpoint = (address: string) => pushEndpoint({ kind: "fcm", address });
@@ -98,7 +99,7 @@ describe("FCM access token under concurrent sends", () => {
     tokenAnswer = issue(3600);
     holdSends = true;
     const stale = [p.send(endpoint("a"), notification, 5000), p.send(endpoint("b"), notification, 5000)];
-    await until(() => held.length === 2);
+    await waitFor(() => held.length === 2, "both sends held by the stand-in");
     held.shift()!.writeHead(401).end("{}");
     assert.ok(!(await stale[0]!).ok);
     holdSends = false;
@@ -111,7 +112,3 @@ describe("FCM access token under concurrent sends", () => {
   });
 });
 
-/** Resolves once cond() holds, checked on each turn of the event loop. */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r));
-}

@@ -428,22 +428,17 @@ export class Notifier {
     this.collapsing.delete(key);
   }
 
-  private async fanOut(req: NotificationRequest, count: number, origin: Origin, attempt = 1): Promise<void> {
-    await this.storeSlots.take();
-    let turn = true;
-    const passTurn = () => {
-      if (turn) this.storeSlots.release();
-      turn = false;
-    };
-    try {
-      return await this.fanOutInTurn(req, count, origin, attempt, passTurn);
-    } finally {
-      passTurn();
+  /** Fans out in a store slot; a wait to read the endpoints again holds none. */
+  private async fanOut(req: NotificationRequest, count: number, origin: Origin): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.storeSlots.run(() => this.fanOutOnce(req, count, origin, attempt));
+      if (outcome !== "again") return;
+      if (!(await this.pause(this.backoff(attempt)))) return this.deps.onSkipped?.("stopped");
     }
   }
 
-  /** `passTurn`: called before waiting to read the endpoints again, so a wait holds no turn. */
-  private async fanOutInTurn(req: NotificationRequest, count: number, origin: Origin, attempt: number, passTurn: () => void): Promise<void> {
+  /** "again" when the endpoints could not be read and may be asked for again after a backoff. */
+  private async fanOutOnce(req: NotificationRequest, count: number, origin: Origin, attempt: number): Promise<"again" | void> {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
@@ -458,9 +453,7 @@ export class Notifier {
       // A failure all the same, for the stall clock of /healthz.
       await this.health.run(() => Promise.reject(err)).catch(() => {});
       this.deps.logger?.debug({ err, attempt }, "push endpoints unreadable: trying again");
-      passTurn();
-      if (!(await this.pause(this.backoff(attempt)))) return skipped("stopped");
-      return this.fanOut(req, count, origin, attempt + 1);
+      return "again";
     }
     if (endpoints.length === 0) skipped("no_endpoint");
     // A device whose login cannot be checked gets nothing (it may be logged
@@ -664,10 +657,9 @@ export class Notifier {
     // In turn with the fan-outs: the first tries that waited behind a slow host go stale together.
     // However it ends (queued again, or skipped: its user came online, its device signed out), it
     // leaves room that a batch may be waiting for.
-    const p = this.storeSlots.take()
-      .then(() => this.stillDue(job, next, first))
+    const p = this.storeSlots
+      .run(() => this.stillDue(job, next, first))
       .finally(() => {
-        this.storeSlots.release();
         this.rechecking.delete(p);
         this.wakeWaiters();
       });
