@@ -103,6 +103,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     audience: storeAudience({ accounts: storage.accounts, channels: storage.channels }),
     directory: { pushToUsers: (userIds, frame): Promise<void> => chat.pushToUsers(userIds, frame) },
     graceMs: config.presence.graceMs,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
     sweepIntervalMs: config.presence.sweepIntervalMs,
     logger: logger.child({ component: "presence" }),
     ...presenceMetrics(registry),

@@ -75,6 +75,7 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
     audience: storeAudience(deps.storage),
     directory: batching,
     graceMs: deps.config.graceMs,
+    heartbeatIntervalMs: deps.config.heartbeatIntervalMs,
     sweepIntervalMs: deps.config.sweepIntervalMs,
     logger,
     ...(deps.registry && presenceMetrics(deps.registry)),

@@ -48,6 +48,8 @@ export interface ClusterPresenceConfig {
   sweepIntervalMs: number;
   /** How long presence events wait to be batched into one Deliver per chat server. */
   batchWindowMs: number;
+  /** The sessions' heartbeat interval: how soon sweeps resume after a store failure (PresenceTrackerDeps). */
+  heartbeatIntervalMs?: number;
 }
 
 /**
@@ -66,5 +68,5 @@ export function readClusterPresenceConfig(r: EnvReader, heartbeatIntervalMs: num
   };
   if (c.sweepIntervalMs > 0 && c.sweepIntervalMs < 10) r.problems.push(`CHAT_PRESENCE_SWEEP_MS=${c.sweepIntervalMs}: expected 0 (off) or 10 to 60000`);
   checkPresenceConfig(r, c, heartbeatIntervalMs);
-  return { graceMs: c.graceMs, sweepIntervalMs: c.sweepIntervalMs, batchWindowMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000) };
+  return { graceMs: c.graceMs, sweepIntervalMs: c.sweepIntervalMs, batchWindowMs: r.int("CHAT_PRESENCE_BATCH_MS", 10, 0, 1_000), heartbeatIntervalMs };
 }

@@ -786,6 +786,34 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     );
   });
 
+  it("after a store outage, sweeps again two heartbeat intervals after it answers, not a (longer) grace period: a dead device goes, a live one never flaps", async () => {
+    const LONG_GRACE = 120_000;
+    const mem = new MemoryPresenceStore();
+    let down = false;
+    const heard: Heard[] = [];
+    const tr = tracker({ store: storeOver(() => mem, () => down), directory: recorder(heard), graceMs: LONG_GRACE, heartbeatIntervalMs: HEARTBEAT });
+    tr.deviceConnected(1n, 10n); // heartbeats throughout
+    tr.deviceConnected(2n, 20n); // its chat server dies in the outage: never heard of again
+    await tr.idle();
+    const start = t;
+    const run = async (untilMs: number) => {
+      while (t < start + untilMs) {
+        t += 1_000;
+        if ((t - start) % HEARTBEAT === 0) tr.deviceAlive(1n, 10n);
+        await tr.sweep();
+      }
+      await tr.idle();
+    };
+    down = true;
+    await run(LONG_GRACE + 10_000); // both devices' last stored touches expired meanwhile
+    down = false;
+    const answeredAt = t + 1_000; // the next sweep's ping
+    await run(answeredAt - start + 2 * HEARTBEAT - 1_000);
+    assert.equal(show(heard), "1:ON 2:ON", "nobody is swept before two heartbeat intervals have passed");
+    await run(answeredAt - start + 2 * HEARTBEAT);
+    assert.equal(show(heard), "1:ON 2:ON 2:OFF", "the dead device goes two heartbeat intervals after the store answers; the live one never flaps");
+  });
+
   it("chatd: a chat.db whose last seens cannot be read holds no sweep off and fails no GetPresence (its memory store lost nothing)", async () => {
     const heard: Heard[] = [];
     const store = new MemoryPresenceStore({ lastSeenLog: { record: async () => {}, read: () => Promise.reject(new Error("disk I/O error")) } });

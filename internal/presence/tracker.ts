@@ -31,6 +31,12 @@ export interface PresenceTrackerDeps {
    * shows the user offline. Must exceed the heartbeat interval.
    */
   graceMs: number;
+  /**
+   * The sessions' heartbeat interval: after the store failed, sweeps wait two
+   * of them (a grace period at most) once it answers, by when every live
+   * device has heartbeated again. Unset: a grace period.
+   */
+  heartbeatIntervalMs?: number;
   /** How often expired users are looked for; 0 = never by itself (tests call sweep()). */
   sweepIntervalMs: number;
   /** Backoff of an announcement that failed (audience read, push, store): first delay, cap, attempts. */
@@ -102,6 +108,8 @@ export class PresenceTracker {
   private readonly now: () => number;
   private readonly retry: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   private readonly untoldAfterMs: number;
+  /** How long sweeps expire nobody once the store answers again after failing (see mayExpire). */
+  private readonly holdOffMs: number;
   private readonly chains = new Map<Id, Promise<void>>();
   /**
    * Per user, a touch waiting last in their chain, not yet begun: a newer
@@ -150,6 +158,7 @@ export class PresenceTracker {
     this.now = deps.now ?? Date.now;
     this.retry = deps.retry ?? DEFAULT_RETRY;
     this.untoldAfterMs = Math.max(deps.graceMs, UNTOLD_AFTER_MIN_MS);
+    this.holdOffMs = Math.min(deps.graceMs, 2 * (deps.heartbeatIntervalMs ?? Infinity));
     // A reconnect may follow a restart that lost every device: as after failures.
     deps.store.onReset?.(() => this.storeAnswers());
   }
@@ -305,8 +314,8 @@ export class PresenceTracker {
    * Flips users whose devices all went quiet past the grace period and
    * announces them, and tells flips that no process confirmed told a grace
    * period (at least UNTOLD_AFTER_MIN_MS) after they were made; returns how
-   * many. Held off while the store fails and for a grace period after it
-   * answers again.
+   * many. Held off while the store fails and for two heartbeat intervals (a
+   * grace period at most) after it answers again.
    */
   async sweep(): Promise<number> {
     if (this.sweeping) {
@@ -427,7 +436,7 @@ export class PresenceTracker {
 
   private storeAnswers(): void {
     this.answeringSinceMs = this.now();
-    this.deps.logger?.info("presence store answers again: touching live sessions, holding sweeps off for a grace period");
+    this.deps.logger?.info({ holdOffMs: this.holdOffMs }, "presence store answers again: touching live sessions, holding sweeps off");
     for (const l of this.recoveredListeners) l();
     this.forgetEndedLately(this.answeringSinceMs);
     const ended = new Map([...this.endedLately, ...this.endedWhileAway]);
@@ -447,14 +456,17 @@ export class PresenceTracker {
 
   /**
    * Whether a sweep may expire users now. Not while the store fails, nor
-   * until it has answered again for a grace period: the devices' heartbeats
-   * failed meanwhile, and expiring them before they come again (within a
-   * heartbeat interval, which the grace period exceeds) would announce
-   * everyone offline, then online again. Throws while the store still fails.
+   * until it has answered again for two heartbeat intervals: the devices'
+   * heartbeats failed meanwhile, and expiring them before they come again
+   * (within one interval; the second covers a chat server whose client saw
+   * the store back later than this one, and late heartbeats) would announce
+   * everyone offline, then online again. A full grace period (a minute or
+   * more) only kept the devices that died in the outage online that much
+   * longer. Throws while the store still fails.
    */
   private async mayExpire(): Promise<boolean> {
     if (this.answeringSinceMs === undefined) await this.call((s) => s.ping());
-    return this.now() - this.answeringSinceMs! >= this.deps.graceMs;
+    return this.now() - this.answeringSinceMs! >= this.holdOffMs;
   }
 
   /**
