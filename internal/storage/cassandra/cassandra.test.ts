@@ -817,6 +817,24 @@ describe("cassandra storage", function () {
         }
       });
 
+      // Its direct chat's rows are written before the pair's claim, without a
+      // Paxos round: stamped by its clock, they outranked this process's
+      // compare-and-sets of the same cells for the hour.
+      it("a direct chat it opened takes read positions from this process at once", async () => {
+        const { here, ahead } = stores();
+        const [a, b] = [uniqueId(), uniqueId()];
+        const c = await ahead.getOrCreateDirect({ channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a }, a, b);
+        await new CassandraMessageLog(s().db, BUCKET).append(msg(c.channelId, { senderUserId: a }));
+        assert.equal(await here.advanceReadSeq(c.channelId, b, 1n), 1n);
+        assert.equal((await here.getMember(c.channelId, b))?.readSeq, 1n);
+        // And a loser's candidate it deletes is gone for good.
+        const [x, y] = [uniqueId(), uniqueId()];
+        const won = await here.getOrCreateDirect({ channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: x }, x, y);
+        const lost = uniqueId();
+        assert.equal((await ahead.getOrCreateDirect({ channelId: lost, kind: "direct", title: "", createdAtMs: 1, createdBy: y }, y, x)).channelId, won.channelId);
+        assert.equal(await here.getChannel(lost), undefined);
+      });
+
       it("adds racing from it and from this process never take a group past its limit", async () => {
         const { here, ahead } = stores();
         const { g, newcomer } = await group(here, 96);

@@ -111,8 +111,14 @@ export class CassandraChannelStore implements ChannelStore {
       channel: `SELECT kind, title, created_at_ms, created_by FROM ${ch} WHERE channel_id = ? LIMIT 1`,
       insertMeta: `INSERT INTO ${ch} (channel_id, kind, title, created_at_ms, created_by, member_count, version)
                    VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      // A direct chat's candidate, written before its pair is claimed (no
+      // Paxos round): at the lowest timestamp, so that every later change of
+      // its cells (compare-and-sets, stamped by their ballots, and the
+      // deletion of a loser) wins over it whatever the writers' clocks say.
       insertMetaPlain: `INSERT INTO ${ch} (channel_id, kind, title, created_at_ms, created_by, member_count, version)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)`,
+                        VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP 1`,
+      insertMemberPlain: `INSERT INTO ${ch} (channel_id, user_id, role, joined_at_ms, read_seq, join_order, joined_seq)
+                          VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP 1`,
       insertMember: `INSERT INTO ${ch} (channel_id, user_id, role, joined_at_ms, read_seq, join_order, joined_seq)
                      VALUES (?, ?, ?, ?, ?, ?, ?)`,
       bump: `UPDATE ${ch} SET version = ?, member_count = ? WHERE channel_id = ? IF version = ?`,
@@ -679,7 +685,10 @@ export class CassandraChannelStore implements ChannelStore {
     const meta = [c.channelId, c.kind, c.title, msCell(c.createdAtMs), c.createdBy, rows.length, 1n];
     return [
       { query: conditional ? this.q.insertMeta : this.q.insertMetaPlain, params: meta },
-      ...rows.map((m) => this.memberStatement({ ...m, order: (1n << JOIN_SHIFT) | m.order })),
+      ...rows.map((m) => {
+        const st = this.memberStatement({ ...m, order: (1n << JOIN_SHIFT) | m.order });
+        return conditional ? st : { ...st, query: this.q.insertMemberPlain };
+      }),
     ];
   }
 

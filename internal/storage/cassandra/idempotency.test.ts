@@ -24,7 +24,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
       "takeToken", "putFriend"],
   },
   channel: {
-    again: ["channel", "insertMetaPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
+    again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
       "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
       "putMute", "deleteMute", "mutes", "deletePlace", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
       "dropInviteCode", "channelOfCode", "barred", "barredAt"],
