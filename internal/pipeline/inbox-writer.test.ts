@@ -6,6 +6,7 @@ import { waitFor } from "../../test/support/wait.js";
 import { until } from "../queue/contract.js";
 import { partitionFor } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
+import { pino } from "pino";
 import { Registry } from "prom-client";
 import { metricIn } from "../../test/support/metrics.js";
 import { InboxWriter } from "./inbox-writer.js";
@@ -176,6 +177,32 @@ describe("InboxWriter", () => {
       down = false;
       await waitFor(() => writer.health.check().then(() => true, () => false), "the stage healthy again", 10_000);
       assert.equal(await inbox.head(1n), 1n);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("skips a record it cannot decode, logging it and counting it, and goes on with the partition", async () => {
+    // Retried, an unreadable record fails the same way for ever: every later entry of its
+    // partition's users waited behind it.
+    const registry = new Registry();
+    const lines: { msg: string; offset?: string }[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const inbox = flakyInbox(0n);
+    const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const writer = new InboxWriter({ queue, inbox, sessions, logger, stallMs: 60_000, metrics: pipelineMetrics(registry) });
+    try {
+      await writer.start();
+      await queue.publish(Topics.inbox, [
+        { key: "1", value: new Uint8Array([0xff, 0xff]) },
+        { key: "1", value: encodeInboxAppends([1n], message)[0]! },
+      ]);
+      await waitFor(async () => (await inbox.head(1n)) === 1n, "the entry after the unreadable record", 10_000);
+      assert.equal(await metricIn(await registry.metrics(), "chat_pipeline_records_skipped_total", 'stage="inbox-writer"'), 1);
+      assert.ok(lines.some((l) => /undecodable/.test(l.msg) && l.offset === "0"), JSON.stringify(lines));
     } finally {
       await writer.stop();
       await queue.close();

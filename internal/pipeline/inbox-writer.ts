@@ -2,8 +2,8 @@ import type { Inbox } from "../messages/inbox.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
-import { decodeInboxAppend } from "./records.js";
-import { failedBatches } from "./metrics.js";
+import { decodeEach, decodeInboxAppend } from "./records.js";
+import { failedBatches, skippedRecords } from "./metrics.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import { allSettledOrFirstFailure } from "./settle.js";
@@ -26,8 +26,10 @@ export interface InboxWriterDeps extends LiveDeliveryDeps {
 export class InboxWriter {
   readonly health: PartitionedStageHealth;
   private sub?: Subscription;
+  private readonly skip: ReturnType<typeof skippedRecords>;
 
   constructor(private readonly deps: InboxWriterDeps) {
+    this.skip = skippedRecords(deps.metrics, deps.logger, "inbox-writer");
     this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs, Date.now, failedBatches(deps.metrics, "inbox-writer"));
   }
 
@@ -43,7 +45,7 @@ export class InboxWriter {
   }
 
   private async handle(records: QueueRecord[]): Promise<void> {
-    const appends = records.map((r) => decodeInboxAppend(r.value));
+    const appends = decodeEach(records, decodeInboxAppend, this.skip);
     // All at once, in batch order: each inbox keeps call order, and the
     // Cassandra adapter stores a user's appends of the batch as one group.
     const results = await allSettledOrFirstFailure(appends.map((a) => this.deps.inbox.append(a.userId, a.message)));

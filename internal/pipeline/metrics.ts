@@ -1,6 +1,7 @@
 import { Counter, Histogram, type Registry } from "prom-client";
 import { consumerLagGauge } from "../queue/metrics.js";
-import type { MessageQueue } from "../queue/port.js";
+import type { Logger } from "pino";
+import type { MessageQueue, QueueRecord } from "../queue/port.js";
 import { countedFromZero } from "../observability/metrics.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
@@ -12,6 +13,8 @@ export interface PipelineMetrics {
   engineErrors: Counter<"op">;
   /** Batches a stage failed (its store or the queue away, a record refused), by stage: see failedBatches. */
   batchesFailed: Counter<"stage">;
+  /** Records a stage could not decode and went past: see skippedRecords. */
+  recordsSkipped: Counter<"stage">;
 }
 
 /** What engineErrors counts: live delivery, who is online (for notifications), chatd queueing a notification. */
@@ -56,6 +59,12 @@ export function pipelineMetrics(registry: Registry, queue?: MessageQueue, groups
       labelNames: ["stage"],
       registers: [registry],
     }),
+    recordsSkipped: new Counter({
+      name: "chat_pipeline_records_skipped_total",
+      help: "Records a pipeline stage could not decode and went past, by stage",
+      labelNames: ["stage"],
+      registers: [registry],
+    }),
     sequenced: new Counter({ name: "chat_messages_sequenced_total", help: "Messages given a channel seq", registers: [registry] }),
     inboxAppends: new Counter({ name: "chat_inbox_appends_total", help: "Inbox entries written", registers: [registry] }),
     deliveryLatency: new Histogram({
@@ -80,4 +89,21 @@ export function failedBatches(metrics: PipelineMetrics | undefined, stage: strin
   if (!metrics) return undefined;
   metrics.batchesFailed.inc({ stage }, 0);
   return () => metrics.batchesFailed.inc({ stage });
+}
+
+/**
+ * What a stage calls for each record it cannot decode, which it then goes
+ * past: logged and counted by stage from 0. Handed again, such a record fails
+ * the same way every time, and every later record of its partition (every
+ * message of its channels, every entry of its users) waited behind it for good.
+ */
+export function skippedRecords(metrics: PipelineMetrics | undefined, logger: Logger | undefined, stage: string): (record: QueueRecord, err: unknown) => void {
+  metrics?.recordsSkipped.inc({ stage }, 0);
+  return (record, err) => {
+    metrics?.recordsSkipped.inc({ stage });
+    logger?.error(
+      { err, stage, topic: record.topic, partition: record.partition, offset: record.offset.toString(), bytes: record.value.length },
+      "skipping an undecodable record",
+    );
+  };
 }

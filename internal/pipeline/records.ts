@@ -3,6 +3,7 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { InboxAppendSchema, MessageSubmittedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
 import type { Id, NewMessage, StoredMessage } from "../model/types.js";
+import type { QueueRecord } from "../queue/port.js";
 import { encodeMessage } from "../wire/message-bytes.js";
 import { messageFromProto, messageToProto, noteFromProto, noteToProto } from "../wire/messages.js";
 
@@ -117,5 +118,18 @@ export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
   const out: DecodedInboxAppend = { userId: r.userId, message: messageFromProto(r.message) };
   if (r.emptyMessageIds.length > 0) out.emptyMessageIds = r.emptyMessageIds;
   if (r.notify) out.notify = true;
+  return out;
+}
+
+/** The records' values decoded, in order, leaving out each that cannot be (handed to `skip`, then gone past). */
+export function decodeEach<T>(records: readonly QueueRecord[], decode: (bytes: Uint8Array) => T, skip: (record: QueueRecord, err: unknown) => void): T[] {
+  const out: T[] = [];
+  for (const r of records) {
+    try {
+      out.push(decode(r.value));
+    } catch (err) {
+      skip(r, err);
+    }
+  }
   return out;
 }

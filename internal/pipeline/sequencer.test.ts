@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Id, NewMessage } from "../model/types.js";
+import { pino } from "pino";
+import { Registry } from "prom-client";
 import type { QueueRecord } from "../queue/port.js";
+import { metricIn } from "../../test/support/metrics.js";
+import { pipelineMetrics } from "./metrics.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { waitFor } from "../../test/support/wait.js";
 import { InboxWriter } from "./inbox-writer.js";
 import { decodeInboxAppend, encodeSubmitted, MAX_EMPTIED_PER_APPEND, type DecodedInboxAppend } from "./records.js";
-import { Sequencer } from "./sequencer.js";
+import { Sequencer, type SequencerDeps } from "./sequencer.js";
 import { Topics } from "./topics.js";
 
 const GROUP = 10n;
@@ -15,17 +19,18 @@ const [ALICE, BOB, CAROL] = [1n, 2n, 3n];
 const noSessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
 
 /** The Sequencer on SQLite storage and an in-memory queue, with what it publishes to the inbox topic as it hands it on. */
-async function sequencerOn(storage: SqliteStorage, channels = storage.channels) {
+async function sequencerOn(storage: SqliteStorage, channels = storage.channels, more: Pick<SequencerDeps, "logger" | "metrics"> = {}) {
   const queue = new SqliteQueue({ path: ":memory:" });
   await queue.ensureTopics([{ topic: Topics.submitted, partitions: 1 }, { topic: Topics.inbox, partitions: 1 }]);
   const published: QueueRecord[] = [];
   const sub = await queue.subscribe("test-inbox-reader", Topics.inbox, async (rs) => void published.push(...rs));
-  const sequencer = new Sequencer({ queue, log: storage.messages, channels });
+  const sequencer = new Sequencer({ queue, log: storage.messages, channels, ...more });
   await sequencer.start();
   return {
     queue,
     published,
     appends: (): DecodedInboxAppend[] => published.map((r) => decodeInboxAppend(r.value)),
+    publishRaw: (value: Uint8Array) => queue.publish(Topics.submitted, [{ key: String(GROUP), value }]),
     submit: (...ms: NewMessage[]) => queue.publish(Topics.submitted, ms.map((m) => ({ key: String(m.channelId), value: encodeSubmitted(m) }))),
     async stop() {
       await sequencer.stop();
@@ -122,6 +127,25 @@ describe("Sequencer", function () {
       assert.equal(inbox.filter((e) => e.message.messageId === del.messageId).length, 1);
     } finally {
       await writer.stop();
+      await p.stop();
+    }
+  });
+
+  it("skips a record it cannot decode, logging it and counting it, and sequences the channel's next one", async () => {
+    // Retried, an unreadable record fails the same way for ever: every later message of its
+    // partition's channels waited behind it.
+    const registry = new Registry();
+    const lines: { msg: string; offset?: string }[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const p = await sequencerOn(storage, storage.channels, { logger, metrics: pipelineMetrics(registry) });
+    try {
+      await p.publishRaw(new Uint8Array([0xff, 0xff]));
+      const next = message({ text: "after" });
+      await p.submit(next);
+      await waitFor(() => p.appends().some((a) => a.message.messageId === next.messageId), "the message after the unreadable record", 10_000);
+      assert.equal(await metricIn(await registry.metrics(), "chat_pipeline_records_skipped_total", 'stage="sequencer"'), 1);
+      assert.ok(lines.some((l) => /undecodable/.test(l.msg) && l.offset === "0"), JSON.stringify(lines));
+    } finally {
       await p.stop();
     }
   });

@@ -5,9 +5,9 @@ import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import { isChange, type Id, type NewMessage, type StoredMessage } from "../model/types.js";
 import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "../queue/port.js";
-import { decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
+import { decodeEach, decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
-import { failedBatches, type PipelineMetrics } from "./metrics.js";
+import { failedBatches, skippedRecords, type PipelineMetrics } from "./metrics.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { allSettledOrFirstFailure } from "./settle.js";
 
@@ -31,9 +31,11 @@ export class Sequencer {
   readonly health: PartitionedStageHealth;
   private sub?: Subscription;
   private readonly members: ChannelMembers;
+  private readonly skip: ReturnType<typeof skippedRecords>;
 
   constructor(private readonly deps: SequencerDeps) {
     this.members = new ChannelMembers(deps.channels);
+    this.skip = skippedRecords(deps.metrics, deps.logger, "sequencer");
     this.health = new PartitionedStageHealth("sequencer", deps.stallMs, Date.now, failedBatches(deps.metrics, "sequencer"));
   }
 
@@ -50,7 +52,7 @@ export class Sequencer {
 
   private async handle(records: QueueRecord[]): Promise<void> {
     const { queue } = this.deps;
-    const submitted = records.map((r) => decodeSubmitted(r.value));
+    const submitted = decodeEach(records, decodeSubmitted, this.skip);
     // All at once, in batch order: each channel's log keeps call order, and
     // the Cassandra adapter stores a channel's appends of the batch as one group.
     // A channel's changes one after the other: whether one changes anything is
