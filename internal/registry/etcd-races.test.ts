@@ -6,6 +6,7 @@ import { EventEmitter } from "node:events";
 import { mock } from "node:test";
 import type { Etcd3 } from "etcd3";
 import { KeptLease } from "../etcd/lease-keeper.js";
+import { createEtcdClient } from "../etcd/client.js";
 import { waitFor } from "../../test/support/wait.js";
 import { EtcdServerRegistry } from "./etcd.js";
 
@@ -269,3 +270,100 @@ describe("EtcdServerWatch: a cancel etcd never answers", () => {
   });
 });
 
+
+/**
+ * etcd's side of watch streams, played under etcd3's own watch machinery:
+ * each stream answers a create at once with the revision etcd is at (as etcd
+ * does) and sends the events from the asked-for revision on only when told
+ * (etcd catches a watcher up on its next sync, up to 100 ms later).
+ */
+class ScriptedWatchStreams {
+  revision = 5;
+  readonly events: Array<{ type: "Put" | "Delete"; key: string; value: string; rev: number }> = [];
+  readonly streams: Array<EventEmitter & { creates: number[]; dead: boolean }> = [];
+
+  open(): EventEmitter {
+    // Nothing more arrives on a stream once it dropped.
+    const answer = (res: object) => setImmediate(() => !stream.dead && stream.emit("data", res));
+    const stream = Object.assign(new EventEmitter(), {
+      creates: [] as number[],
+      dead: false,
+      write: (req: { create_request?: { start_revision?: number | string }; cancel_request?: { watch_id: string } }) => {
+        if (req.create_request) {
+          stream.creates.push(Number(req.create_request.start_revision));
+          answer({ created: true, canceled: false, watch_id: "1", header: { revision: String(this.revision) }, events: [] });
+        } else if (req.cancel_request) {
+          answer({ created: false, canceled: true, watch_id: "1", header: { revision: String(this.revision) }, events: [] });
+        }
+      },
+      cancel: () => undefined,
+    });
+    this.streams.push(stream);
+    return stream;
+  }
+
+  change(type: "Put" | "Delete", key: string, value = ""): void {
+    this.events.push({ type, key, value, rev: ++this.revision });
+  }
+
+  /** The latest stream catches its watcher up from the revision it asked for. */
+  sync(): void {
+    const stream = this.streams.at(-1)!;
+    const from = stream.creates.at(-1)!;
+    const events = this.events
+      .filter((e) => e.rev >= from)
+      .map((e) => ({ type: e.type, kv: { key: Buffer.from(e.key), value: Buffer.from(e.value), mod_revision: String(e.rev) } }));
+    stream.emit("data", { created: false, canceled: false, watch_id: "1", header: { revision: String(this.revision) }, events });
+  }
+
+  drop(): void {
+    this.streams.at(-1)!.dead = true;
+    this.streams.at(-1)!.emit("error", new Error("14 UNAVAILABLE: Connection dropped"));
+  }
+}
+
+describe("EtcdServerWatch: a watch stream dropped twice in a row", () => {
+  it("sees a server that left while it was away, though the stream dropped again before etcd caught it up", async () => {
+    const dir = "/chat/servers/";
+    const etcd = new ScriptedWatchStreams();
+    const stored = new Map([["s1", JSON.stringify({ address: "10.0.0.1:1", load: 1 })], ["s2", JSON.stringify({ address: "10.0.0.2:1", load: 2 })]]);
+    const client = createEtcdClient({ endpoints: ["127.0.0.1:1"] });
+    // The reads and the watch stream are etcd's stand-ins; the watchers are etcd3's own.
+    Object.assign(client, {
+      getAll: () => ({
+        prefix: () => ({
+          exec: async () => ({
+            header: { revision: String(etcd.revision) },
+            kvs: [...stored].map(([id, value]) => ({ key: Buffer.from(dir + id), value: Buffer.from(value) })),
+          }),
+        }),
+      }),
+    });
+    (client as unknown as { watchManager: { client: unknown } }).watchManager.client = { watch: async () => etcd.open() };
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: 3_000 });
+    try {
+      const watch = await registry.watch();
+      assert.deepEqual(watch.servers().map((s) => s.serverId), ["s1", "s2"]);
+
+      // etcd goes away; s2 leaves meanwhile.
+      etcd.drop();
+      stored.delete("s2");
+      etcd.change("Delete", dir + "s2");
+      // Back: the watch is created again, and the stream drops before etcd sent it the delete.
+      await waitFor(() => etcd.streams.length === 2 && etcd.streams[1]!.creates.length === 1, "the watch created again");
+      await new Promise((r) => setImmediate(r)); // its "created" answer
+      etcd.drop();
+      // Back again; s3 joins, and etcd catches the watch up from where it asks.
+      await waitFor(() => etcd.streams.length >= 3 && etcd.streams.at(-1)!.creates.length >= 1, "the watch created a third time");
+      stored.set("s3", JSON.stringify({ address: "10.0.0.3:1", load: 3 }));
+      etcd.change("Put", dir + "s3", stored.get("s3")!);
+      await new Promise((r) => setImmediate(r));
+      etcd.sync();
+      await waitFor(() => watch.servers().some((s) => s.serverId === "s3"), "s3 seen");
+      assert.deepEqual(watch.servers().map((s) => s.serverId), ["s1", "s3"], "s2 left while the watch was away");
+    } finally {
+      await registry.close();
+      client.close();
+    }
+  });
+});

@@ -384,15 +384,22 @@ class EtcdServerWatch implements ServerWatch {
     // start() by failing, reopen() by trying again. Reopening from here as well would
     // leave a watcher behind that nothing closes when start() fails.
     let created = false;
+    let dropped = false;
     watcher.on("data", (res: IWatchResponse) => {
       if (watcher === this.watcher) this.apply(res);
     });
     watcher.on("disconnected", (err) => {
-      // etcd3 reconnects (its watch backoff, internal/etcd/client.ts) and resumes from the last revision it saw.
+      // etcd3 reconnects (its watch backoff, internal/etcd/client.ts) and watches again from a revision of its own.
       if (watcher === this.watcher) this.outageStarted(err);
+      if (created) dropped = true;
     });
     watcher.on("connected", () => {
-      if (watcher === this.watcher) this.outage.succeeded();
+      if (watcher !== this.watcher) return;
+      this.outage.succeeded();
+      // etcd3 resumes from the revision etcd answered the create with, before etcd has sent
+      // the events that led up to it: a stream dropped again in between lost them for good
+      // (a server that left stayed listed). Read afresh after every reconnect instead.
+      if (dropped) void this.reopen();
     });
     watcher.on("error", (err) => {
       // Cancelled by etcd (for example its revision was compacted while we were away): start over.
