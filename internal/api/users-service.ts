@@ -174,6 +174,8 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     async removeFriend(req, ctx) {
       const me = caller(ctx).userId;
       const them = v.id("user_id", req.userId);
+      // As UnblockUser: the caller's own id is no friend to remove, and no deleted or unknown user is refused (nothing left to undo).
+      if (them === me) throw new ChatError("invalid_argument", "user_id must be another user");
       const were = await accounts.areFriends(me, them);
       // Also withdraws a request either way, so "remove" works at every stage.
       await accounts.removeFriendship(me, them);

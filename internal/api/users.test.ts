@@ -217,6 +217,9 @@ describe("api: UserService and PresenceService", () => {
 
       assert.equal((await rpcError(() => a.c.users.sendFriendRequest({ userId: a.userId }))).code, Code.InvalidArgument);
       assert.equal((await rpcError(() => a.c.users.sendFriendRequest({ userId: 12345n }))).code, Code.NotFound);
+      // The caller's own id is a client's mistake, told as every other friend call tells it, not a success that did nothing.
+      const self = await rpcError(() => a.c.users.removeFriend({ userId: a.userId }));
+      assert.deepEqual([self.code, self.rawMessage], [Code.InvalidArgument, "user_id must be another user"]);
     });
 
     it("reports everyone offline without a presence source", async () => {
