@@ -55,8 +55,12 @@ export class CassandraAccountStore implements AccountStore {
       takeOver: `UPDATE ${t("usernames")} SET user_id = ?, reserved_at_ms = ? WHERE username_lower = ? IF user_id = ?`,
       release: `DELETE FROM ${t("usernames")} WHERE username_lower = ? IF user_id = ?`,
       byName: `SELECT user_id FROM ${t("usernames")} WHERE username_lower = ?`,
+      // Written once, before any change, and without a Paxos round (it goes
+      // with the search rows): at the lowest timestamp, so that the
+      // compare-and-sets that change or empty the row win over it whatever
+      // the creator's clock said.
       insertUser: `INSERT INTO ${t("users")} (user_id, username, display_name, password_hash, created_at_ms)
-                   VALUES (?, ?, ?, ?, ?)`,
+                   VALUES (?, ?, ?, ?, ?) USING TIMESTAMP 1`,
       user: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id = ?`,
       usersIn: `SELECT user_id, username, display_name, password_hash, created_at_ms FROM ${t("users")} WHERE user_id IN ?`,
       // username > '': an existing account not deleted (a missing row's null compares false, so none is made).

@@ -778,17 +778,34 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await channels.listPlaces(u), new Map());
     });
 
+    /** The storage as a process whose clock is an hour ahead reaches it: every request stamped an hour ahead by its client. */
+    const aheadDb = (): Db => {
+      const st = s();
+      const stamp = () => cassandra.types.Long.fromString(String(BigInt(Date.now() + 3_600_000) * 1000n));
+      const client = Object.create(st.client, {
+        execute: { value: (q: string, p?: unknown[], o: cassandra.QueryOptions = {}) => st.client.execute(q, p, { ...o, timestamp: stamp() }) },
+        batch: { value: (qs: Statement[], o: cassandra.QueryOptions = {}) => st.client.batch(qs, { ...o, timestamp: stamp() }) },
+      }) as cassandra.Client;
+      return Object.create(st.db, { client: { value: client } }) as Db;
+    };
+
+    // Its user row is written in a logged batch with the search rows (no
+    // Paxos round): stamped by its clock, it outranked the compare-and-sets
+    // that change or delete the account, for the hour.
+    it("an account created by a process whose clock is an hour ahead takes changes and its deletion from this one at once", async () => {
+      const ahead = new CassandraAccountStore(aheadDb());
+      const here = new CassandraAccountStore(s().db);
+      const u = { userId: uniqueId(), username: uniqueName("skew"), displayName: "Before", passwordHash: "old-hash", createdAtMs: 1 };
+      await ahead.createUser(u);
+      await here.updatePasswordHash(u.userId, "new-hash");
+      await here.updateDisplayName(u.userId, "After");
+      assert.deepStrictEqual(await here.getUser(u.userId), { ...u, displayName: "After", passwordHash: "new-hash" });
+      await here.deleteUser(u.userId);
+      assert.equal(await here.findUserByUsername(u.username), undefined);
+      assert.deepStrictEqual(await here.searchUsers(u.username, 10), []);
+    });
+
     describe("membership changed by a process whose clock is an hour ahead", () => {
-      /** The storage as such a process reaches it: every request stamped an hour ahead by its client. */
-      const aheadDb = (): Db => {
-        const st = s();
-        const stamp = () => cassandra.types.Long.fromString(String(BigInt(Date.now() + 3_600_000) * 1000n));
-        const client = Object.create(st.client, {
-          execute: { value: (q: string, p?: unknown[], o: cassandra.QueryOptions = {}) => st.client.execute(q, p, { ...o, timestamp: stamp() }) },
-          batch: { value: (qs: Statement[], o: cassandra.QueryOptions = {}) => st.client.batch(qs, { ...o, timestamp: stamp() }) },
-        }) as cassandra.Client;
-        return Object.create(st.db, { client: { value: client } }) as Db;
-      };
       const stores = () => {
         const log = new CassandraMessageLog(s().db, BUCKET);
         return { here: new CassandraChannelStore(s().db, log), ahead: new CassandraChannelStore(aheadDb(), log) };
