@@ -1,5 +1,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { SCHEMA_VERSION } from "../../internal/storage/sqlite/database.js";
 import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk, syncTree } from "../../internal/storage/sqlite/backup.js";
 import { lockDataDir, type DataDirLock } from "../chatd/data-dir.js";
 
@@ -56,6 +58,7 @@ export function restoreDataDir(
     const staging = removeRestoreLeftovers(to);
     const copied = backupDataDir(from, staging);
     try {
+      refuseNewerSchema(join(staging, "chat.db"));
       // The moves take long across file systems, and a restore stopped among them (Ctrl-C, a
       // kill, a full disk) leaves half of each: the mark keeps chatd off (data-dir.ts), and
       // says where this one goes on from.
@@ -94,6 +97,24 @@ export function restoreDataDir(
     }
   } finally {
     held.release();
+  }
+}
+
+/**
+ * A chat.db from a newer build (a backup made before a downgrade) is one
+ * chatd here refuses to open: restored, it would leave a data directory no
+ * chatd of this build starts on, its data moved aside. Read from the checked
+ * copy, which no connection has in WAL mode.
+ */
+function refuseNewerSchema(chatDb: string): void {
+  const db = new Database(chatDb, { readonly: true, fileMustExist: true });
+  try {
+    const version = Number(db.pragma("user_version", { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`the backup's chat.db has schema version ${version}, newer than this build's (${SCHEMA_VERSION}): restore it with the build that made it, or a newer one`);
+    }
+  } finally {
+    db.close();
   }
 }
 
