@@ -289,10 +289,14 @@ function seconds(ms: number): string {
 /**
  * When to hand the session a fresh token: once 80% of the token's life (as
  * far as it is known, from `sinceMs`) is gone, or a minute before it ends if
- * that is sooner, but not at once.
+ * that is sooner, but not before half of it, nor at once. A token of a
+ * minute or less (CHAT_ACCESS_TOKEN_TTL_S goes down to 10) has no minute to
+ * spare: each was refreshed and handed over a second after the last, as the
+ * web client's were (web/src/session.ts).
  */
 function reauthenticateAt(sinceMs: number, expiresMs: number, now = Date.now()): number {
-  return Math.max(now + 1000, Math.min(sinceMs + 0.8 * (expiresMs - sinceMs), expiresMs - 60_000));
+  const span = expiresMs - sinceMs;
+  return Math.max(now + 1000, sinceMs + 0.5 * span, Math.min(sinceMs + 0.8 * span, expiresMs - 60_000));
 }
 
 /**

@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import WebSocket, { WebSocketServer } from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
-import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
@@ -358,6 +358,34 @@ describe("chat-cli follow with tokens that expire while it follows", function ()
     await apiClients(h.chatd.httpUrl, token).messages.sendMessage({ channelId, clientMsgId: "x1", text: "past the expiry" });
     await follower.printed("past the expiry\n");
     assert.doesNotMatch(follower.err, /reconnected|connection lost|server:/, "the session was closed or refused a token");
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
+
+describe("chat-cli follow with tokens of a minute or less", function () {
+  this.timeout(60_000);
+  const h = harness({ CHAT_ACCESS_TOKEN_TTL_S: "10" });
+
+  it("hands the session a fresh token half way through its life at the soonest, not every second", async () => {
+    const { me, channelId } = await h.pair();
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    await follower.started();
+    // Welcomed by now, with a token fetched just before (a 10 s token is refreshed at every use).
+    const welcomedBy = Date.now();
+    const handedAt: number[] = [];
+    sockets[0]!.on("message", (data: Buffer) => {
+      const frame = fromBinary(ClientFrameSchema, new Uint8Array(data));
+      if (frame.kind.case !== "reauthenticate") return;
+      handedAt.push(Date.now());
+      const value = { tokenExpiresAt: timestampFromMs(Date.now() + 10_000) };
+      sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { ref: frame.ref, kind: { case: "reauthenticated", value } })));
+    });
+    await waitFor(() => handedAt.length >= 2, "two tokens handed over", 30_000, 50);
+    // 'A minute before it ends' is before such a token began: each was handed over a second after the last.
+    assert.ok(handedAt[0]! - welcomedBy >= 3000, `the first token went ${handedAt[0]! - welcomedBy} ms after the welcome`);
+    assert.ok(handedAt[1]! - handedAt[0]! >= 3000, `the second went ${handedAt[1]! - handedAt[0]!} ms after the first`);
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });
