@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isChatError } from "../model/errors.js";
 import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "./passwords.js";
 import {
   generateKeys,
+  keyIdOf,
   keysFromPem,
   loadOrCreateKeys,
+  loadPublicKeys,
+  MissingKeyError,
   PRIVATE_KEY_FILE,
   PUBLIC_KEY_FILE,
   publicKeyFromPem,
@@ -80,6 +83,19 @@ describe("auth: key files", () => {
     const verifier = new TokenVerifier(publicKeyFromPem(readFileSync(join(dir, "nested", PUBLIC_KEY_FILE))));
     verifier.verify(new TokenSigner(loaded).sign({ userId: 1n, deviceId: 2n }).token);
     assert.equal(keysFromPem(readFileSync(join(dir, "nested", PRIVATE_KEY_FILE))).keyId, created.keyId);
+  });
+
+  it("writes the public key a start that died after making the private one left out, for the gateways waiting on it", async () => {
+    const keys = generateKeys();
+    writeFileSync(join(dir, PRIVATE_KEY_FILE), keys.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    assert.equal((await loadOrCreateKeys(dir)).keyId, keys.keyId);
+    const [published] = await loadPublicKeys(dir, 0);
+    assert.equal(keyIdOf(published!), keys.keyId);
+  });
+
+  it("takes an empty public key file for one not written yet: the gateway waits on, rather than failing to read it", async () => {
+    writeFileSync(join(dir, PUBLIC_KEY_FILE), "");
+    await assert.rejects(loadPublicKeys(dir, 0), MissingKeyError);
   });
 
   it("agrees on one key when two starts race", async () => {

@@ -8,7 +8,7 @@ import {
   verify,
   type KeyObject,
 } from "node:crypto";
-import { mkdir, readFile, rm, writeFile, link } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile, link } from "node:fs/promises";
 import { join } from "node:path";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
@@ -176,7 +176,13 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
     if (e.code === "ENOENT") return undefined;
     throw e;
   });
-  if (existing) return keysFromPem(existing);
+  if (existing) {
+    const keys = keysFromPem(existing);
+    // A start that died between the two files left the private key alone, and gateways would wait for the
+    // public one for good. Best effort: a directory read-only to the api may have its public key elsewhere.
+    await writePublicKey(dir, keys).catch(() => undefined);
+    return keys;
+  }
 
   await mkdir(dir, { recursive: true });
   const keys = generateKeys();
@@ -191,8 +197,27 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   } finally {
     await rm(tmp, { force: true });
   }
-  await writeFile(join(dir, PUBLIC_KEY_FILE), keys.publicKey.export({ format: "pem", type: "spki" }));
+  await writePublicKey(dir, keys);
   return keys;
+}
+
+/**
+ * The public half in dir/token-ed25519.pub.pem, unless it is there already.
+ * Whole or not at all (a rename): a gateway polling for it never reads it
+ * half written.
+ */
+async function writePublicKey(dir: string, keys: TokenKeys): Promise<void> {
+  const path = join(dir, PUBLIC_KEY_FILE);
+  const pem = Buffer.from(keys.publicKey.export({ format: "pem", type: "spki" }));
+  const there = await readFile(path).catch(() => undefined);
+  if (there?.equals(pem)) return;
+  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  await writeFile(tmp, pem);
+  try {
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }
 
 /** The api's verification key was not there within the wait: a gateway cannot check a token without it. */
@@ -217,7 +242,8 @@ export async function loadPublicKeys(dir: string, waitMs = 60_000, signal?: Abor
       if (e.code === "ENOENT") return undefined;
       throw e;
     });
-    if (pem) return [publicKeyFromPem(pem)];
+    // Empty: written by a build that wrote it in place, not yet filled.
+    if (pem && pem.length > 0) return [publicKeyFromPem(pem)];
     if (Date.now() > deadline) throw new MissingKeyError(path, waitMs);
     signal?.throwIfAborted();
     await new Promise<void>((resolve) => {
