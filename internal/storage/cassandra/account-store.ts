@@ -76,8 +76,10 @@ export class CassandraAccountStore implements AccountStore {
       revoke: `UPDATE ${t("devices")} SET revoked = true WHERE user_id = ? AND device_id = ? IF EXISTS`,
       forget: `DELETE FROM ${t("devices")} WHERE user_id = ? AND device_id = ? IF revoked = true`,
 
+      // At the lowest timestamp, as the user row: the take (a compare-and-set)
+      // and a sign-out's delete must win over it whatever the writer's clock said.
       putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
-                 USING TTL ?`,
+                 USING TTL ? AND TIMESTAMP 1`,
       putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash, expires_at_ms) VALUES (?, ?, ?, ?)
                       USING TTL ?`,
       token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,

@@ -805,6 +805,21 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await here.searchUsers(u.username, 10), []);
     });
 
+    it("a refresh token stored by a process whose clock is an hour ahead is taken once, and a sign-out here drops it", async () => {
+      const ahead = new CassandraAccountStore(aheadDb());
+      const here = new CassandraAccountStore(s().db);
+      const rec = { userId: uniqueId(), deviceId: uniqueId(), expiresAtMs: Date.now() + 3_600_000 };
+      const use = () => ({ atMs: Date.now(), successorHash: uniqueName("succ-") });
+      const taken = uniqueName("tok-");
+      await ahead.putRefreshToken(taken, rec);
+      assert.equal((await here.takeRefreshToken(taken, use()))?.reused, false);
+      assert.equal((await here.takeRefreshToken(taken, use()))?.reused, true);
+      const signedOut = uniqueName("tok-");
+      await ahead.putRefreshToken(signedOut, rec);
+      await here.revokeDevice(rec.userId, rec.deviceId);
+      assert.equal((await here.takeRefreshToken(signedOut, use()))?.reused, true);
+    });
+
     describe("membership changed by a process whose clock is an hour ahead", () => {
       const stores = () => {
         const log = new CassandraMessageLog(s().db, BUCKET);
