@@ -1,4 +1,4 @@
-import { relative } from "node:path";
+import { relative, sep } from "node:path";
 import { UnusableDatabaseError } from "../../internal/storage/sqlite/database.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { apnsOptionsFromFiles } from "../../internal/push/apns.js";
@@ -34,8 +34,13 @@ const chatd = await exitOnListenError("chatd", async () => {
     return await startChatd(config, logger);
   } catch (err) {
     // A database from a newer build (a downgrade), damaged, or not writable: one line naming it, as a setting would be.
-    if (!(err instanceof UnusableDatabaseError)) throw err;
-    process.stderr.write(`chatd: CHAT_DATA_DIR=${JSON.stringify(config.dataDir)}: ${relative(config.dataDir, err.path)}: ${(err.cause as Error).message}\n`);
+    if (err instanceof UnusableDatabaseError) {
+      process.stderr.write(`chatd: CHAT_DATA_DIR=${JSON.stringify(config.dataDir)}: ${relative(config.dataDir, err.path)}: ${(err.cause as Error).message}\n`);
+      process.exit(2);
+    }
+    // So are the directory's other files (the keys, the VAPID pair): another user's, or no room left to write them.
+    if (!isDataDirFileError(err, config.dataDir)) throw err;
+    process.stderr.write(`chatd: CHAT_DATA_DIR=${JSON.stringify(config.dataDir)}: ${(err as Error).message}\n`);
     process.exit(2);
   }
 });
@@ -59,4 +64,12 @@ if (!start.stopping) {
       `  Metrics:                 ${metrics.origin}/metrics\n` +
       `Stop it with Ctrl+C.\n\n`,
   );
+}
+
+/** A file system error on a file under `dataDir`, or a write that found no room (which names no file). */
+function isDataDirFileError(err: unknown, dataDir: string): boolean {
+  const { code, path } = err as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof code !== "string") return false;
+  if (typeof path === "string") return path.startsWith(dataDir + sep);
+  return ["ENOSPC", "EDQUOT", "EFBIG", "EROFS"].includes(code);
 }
