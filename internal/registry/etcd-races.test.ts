@@ -367,3 +367,48 @@ describe("EtcdServerWatch: a watch stream dropped twice in a row", () => {
     }
   });
 });
+
+describe("EtcdRegistration: closed while it re-registers with etcd away", () => {
+  beforeEach(() => mock.timers.enable({ apis: ["setTimeout"] }));
+  afterEach(() => mock.timers.reset());
+
+  it("closes without waiting for the new lease's grant, and revokes that lease unwritten if etcd grants it later", async () => {
+    const TTL = 20; // CHAT_LEASE_TTL_S may be up to 60: a grant waits up to the TTL for etcd's answer
+    let grants = 0;
+    let grantLate!: (res: { ID: string; TTL: string }) => void;
+    const revoked: string[] = [];
+    const writtenUnder: string[] = [];
+    const client = {
+      leaseClient: {
+        // The first lease is granted; by the time it is lost etcd is away, and the next grant hangs.
+        leaseGrant: () => (++grants === 1 ? Promise.resolve({ ID: "1", TTL: String(TTL) }) : new Promise((r) => (grantLate = r))),
+        // etcd answers the first keepalive "expired": the lease is lost and a new one asked for.
+        leaseKeepAlive: async () => {
+          const stream = Object.assign(new EventEmitter(), { write: () => setImmediate(() => stream.emit("data", { TTL: "0" })), end: () => undefined });
+          return stream;
+        },
+        leaseRevoke: async ({ ID }: { ID: string }) => void revoked.push(ID),
+      },
+      put: () => ({ value: () => ({ lease: (id: string) => id }) }),
+      if: () => ({ then: (leaseId: string) => ({ commit: async () => (writtenUnder.push(leaseId), { succeeded: true }) }) }),
+      watch: () => ({ key: () => ({ only: () => ({ watcher: () => new ScriptedWatcher(true, true) }) }) }),
+    } as unknown as Etcd3;
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: 3_000 });
+    const reg = await registry.register({ serverId: "s1", address: "127.0.0.1:1", load: 0 }, { ttlSeconds: TTL });
+    let lost = false;
+    reg.onLost(() => (lost = true));
+    mock.timers.tick(Math.floor((TTL * 1000) / 3)); // the first keepalive
+    await settled(() => lost && grants === 2, "the lease lost and a new one asked for");
+
+    // SIGTERM: the drain waits on this before it ends the sessions' streams.
+    const closing = track(registry.close());
+    await settled(() => closing.done, "close() before the hanging grant's deadline");
+    assert.equal(closing.error, undefined);
+    assert.deepEqual(revoked, ["1"]);
+
+    // etcd comes back and grants it after all: nothing is written under it, and it is revoked.
+    grantLate({ ID: "2", TTL: String(TTL) });
+    await settled(() => revoked.includes("2"), "the late lease revoked");
+    assert.deepEqual(writtenUnder, ["1"], "no entry written for a registration closed");
+  });
+});

@@ -125,6 +125,8 @@ class EtcdRegistration implements Registration {
   private regainTimer: NodeJS.Timeout | undefined;
   private wakeRegain: (() => void) | undefined;
   private regaining: Promise<void> | undefined;
+  /** Ends the wait for a lease being granted (close()): a lease granted after all is revoked unused. */
+  private abortGrant: (() => void) | undefined;
   private entryWatcher: Watcher | undefined;
 
   constructor(
@@ -264,12 +266,22 @@ class EtcdRegistration implements Registration {
 
   /** A new lease and the entry written under it. */
   private async acquire(previous?: KeptLease): Promise<KeptLease> {
-    const lease = await KeptLease.grant({
+    const granting = KeptLease.grant({
       client: this.client,
       ttlSeconds: this.ttlSeconds,
       name: this.key,
       logger: this.logger,
     });
+    // A grant etcd does not answer waits up to the TTL (up to 60 s), and a drain during an etcd
+    // outage waited on it before ending any session, past the process's stop bound.
+    const lease = await new Promise<KeptLease | undefined>((resolve, reject) => {
+      this.abortGrant = () => resolve(undefined);
+      granting.then(resolve, reject);
+    }).finally(() => (this.abortGrant = undefined));
+    if (!lease) {
+      void granting.then((l) => l.revoke(), () => {});
+      throw new Error(`registration of ${this.key} closed while a lease was asked for`);
+    }
     try {
       await this.serialized(() => this.write(lease, previous));
       // Lost while the entry was written (etcd slow, as when it elects a leader): no
@@ -317,6 +329,7 @@ class EtcdRegistration implements Registration {
         if (err instanceof DuplicateServerId) this.logger?.error({ err, key: this.key }, "re-registering refused; retrying");
         else this.logger?.debug({ err, key: this.key }, "re-registering failed; retrying");
       }
+      if (this.state !== "lost") return;
       await new Promise<void>((resolve) => {
         this.wakeRegain = resolve;
         this.regainTimer = setTimeout(resolve, backoff);
@@ -332,6 +345,7 @@ class EtcdRegistration implements Registration {
     clearTimeout(this.loadTimer);
     clearTimeout(this.regainTimer);
     this.wakeRegain?.();
+    this.abortGrant?.();
     this.settleLoad(this.loadVersion);
     await this.regaining;
     await this.chain;
