@@ -212,8 +212,8 @@ async function writePublicKey(dir: string, keys: TokenKeys): Promise<void> {
   const there = await readFile(path).catch(() => undefined);
   if (there?.equals(pem)) return;
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  await writeFile(tmp, pem);
   try {
+    await writeFile(tmp, pem);
     await rename(tmp, path);
   } finally {
     await rm(tmp, { force: true });
