@@ -1109,6 +1109,30 @@ describe("cassandra storage", function () {
       }
     });
 
+    it("leaves no empty direct chat in a list when its open failed before the claim could apply (the claim refused unsent, an index write failed)", async () => {
+      const st = s();
+      const unsent = Object.create(st.db) as Db;
+      unsent.lwt = async () => {
+        throw new StorageUnavailable("cassandra unreachable: no host", false, undefined);
+      };
+      let writes = 0;
+      const halfIndexed = Object.create(st.db) as Db;
+      halfIndexed.write = async (...args: Parameters<Db["write"]>) => {
+        if (args[0].includes("user_channels") && writes++ === 1) throw new StorageUnavailable("cassandra unavailable: index", false, undefined);
+        return st.db.write(...args);
+      };
+      for (const db of [unsent, halfIndexed]) {
+        const [a, b] = [uniqueId(), uniqueId()];
+        const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
+        await assert.rejects(new CassandraChannelStore(db, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b), { code: "unavailable" });
+        for (const user of [a, b]) assert.deepStrictEqual(await st.channels.listMemberships(user), []);
+        const opened = await st.channels.getOrCreateDirect({ ...candidate, channelId: uniqueId() }, a, b);
+        for (const user of [a, b]) {
+          assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [opened.channelId]);
+        }
+      }
+    });
+
     it("keeps a username's claim when the user's batch timed out (it may still land), so no other account takes the name", async () => {
       const st = s();
       const name = uniqueName("timedout_");

@@ -181,11 +181,26 @@ export class CassandraChannelStore implements ChannelStore {
     // loser's index rows lead to a channel it removes, which lists skip).
     const c: ChannelRecord = { ...candidate, kind: "direct" };
     const users = lo === hi ? [lo] : [lo, hi];
-    await this.db.batch(this.createStatements(c, users.map((userId, i) => ({
-      channelId: c.channelId, userId, role: "member", joinedAtMs: c.createdAtMs, readSeq: 0n, order: BigInt(i),
-    }))), { logged: false });
-    await this.index(users, c.channelId, 1n);
-    const winner = await this.claimDirect(lo, hi, c.channelId);
+    let claiming = false;
+    let winner: Id | undefined;
+    try {
+      await this.db.batch(this.createStatements(c, users.map((userId, i) => ({
+        channelId: c.channelId, userId, role: "member", joinedAtMs: c.createdAtMs, readSeq: 0n, order: BigInt(i),
+      }))), { logged: false });
+      await this.index(users, c.channelId, 1n);
+      claiming = true;
+      winner = await this.claimDirect(lo, hi, c.channelId);
+    } catch (e) {
+      // Certainly not the pair's channel (its claim never ran, or never
+      // applied), yet listed for one user or both: removed, or the retry's
+      // candidate showed beside it as a second, empty chat. A claim whose
+      // outcome is unknown may have won, and stays. (The delete wins over a
+      // candidate batch landing late: that one is written at timestamp 1.)
+      if (!claiming || !(e instanceof StorageUnavailable && e.unknownOutcome)) {
+        await this.db.write(this.q.deleteChannel, [c.channelId]).catch(() => undefined);
+      }
+      throw e;
+    }
     if (winner === undefined) {
       // Never applied (the serial read settled that): nobody should be left with the candidate.
       await this.db.write(this.q.deleteChannel, [c.channelId]);
