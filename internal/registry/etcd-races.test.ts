@@ -412,3 +412,51 @@ describe("EtcdRegistration: closed while it re-registers with etcd away", () => 
     assert.deepEqual(writtenUnder, ["1"], "no entry written for a registration closed");
   });
 });
+
+describe("EtcdRegistration: its entry's watch dropped twice in a row", () => {
+  it("writes the entry again when it was deleted while the watch was away, though etcd never sent that delete", async () => {
+    const etcd = new ScriptedWatchStreams();
+    const key = "/chat/servers/s1";
+    let stored: string | null = null;
+    const writes: string[] = [];
+    const client = createEtcdClient({ endpoints: ["127.0.0.1:1"] });
+    // The lease, the writes and the reads are etcd's stand-ins; the entry's watcher is etcd3's own.
+    Object.assign(client, {
+      leaseClient: {
+        leaseGrant: async () => ({ ID: "1", TTL: "30" }),
+        leaseKeepAlive: async () => {
+          const stream = Object.assign(new EventEmitter(), { write: () => setImmediate(() => stream.emit("data", { TTL: "30" })), end: () => undefined });
+          return stream;
+        },
+        leaseRevoke: async () => ({}),
+      },
+      put: () => ({ value: (v: string) => ({ lease: () => v }) }),
+      if: () => ({ then: (v: string) => ({ commit: async () => (writes.push(v), (stored = v), { succeeded: true }) }) }),
+      get: () => ({ string: async () => stored }),
+    });
+    (client as unknown as { watchManager: { client: unknown } }).watchManager.client = { watch: async () => etcd.open() };
+    const registry = new EtcdServerRegistry({ client, prefix: "chat", requestTimeoutMs: 3_000 });
+    try {
+      const reg = await registry.register({ serverId: "s1", address: "10.0.0.1:1", load: 0 }, { ttlSeconds: 30 });
+      await waitFor(() => etcd.streams[0]?.creates.length === 1, "the entry watched");
+      assert.equal(writes.length, 1);
+
+      // etcd goes away; meanwhile an operator deletes the entry (its lease lives on).
+      etcd.drop();
+      stored = null;
+      etcd.change("Delete", key);
+      // Back: watched again, and the stream drops before etcd sent it the delete.
+      await waitFor(() => etcd.streams.length === 2 && etcd.streams[1]!.creates.length === 1, "the entry watched again");
+      await new Promise((r) => setImmediate(r));
+      etcd.drop();
+      await waitFor(() => etcd.streams.length >= 3 && etcd.streams.at(-1)!.creates.length >= 1, "the entry watched a third time");
+      await new Promise((r) => setImmediate(r));
+      etcd.sync();
+      await waitFor(() => stored !== null, "the entry written again", 5_000);
+      assert.equal(reg.live, true);
+    } finally {
+      await registry.close();
+      client.close();
+    }
+  });
+});

@@ -161,11 +161,28 @@ class EtcdRegistration implements Registration {
   private watchOwnEntry(): void {
     const watcher = this.client.watch().key(this.key).only("delete").watcher();
     this.entryWatcher = watcher;
+    let dropped = false;
     watcher.on("delete", () => {
       const lease = this.lease;
       if (this.state !== "live" || !lease?.live || watcher !== this.entryWatcher) return;
       this.logger?.warn({ key: this.key }, "registry entry deleted while its lease lives: writing it again");
       this.serialized(() => this.write(lease)).catch((err) => this.logger?.warn({ err, key: this.key }, "writing the deleted registry entry again failed"));
+    });
+    watcher.on("disconnected", () => (dropped = true));
+    // etcd3 resumes from the revision etcd answered the create with, before etcd has sent the
+    // events that led up to it: a stream dropped again in between lost a delete for good.
+    watcher.on("connected", () => {
+      if (!dropped) return;
+      dropped = false;
+      const lease = this.lease;
+      if (this.state !== "live" || !lease?.live || watcher !== this.entryWatcher) return;
+      void this.serialized(async () => {
+        const value = await deadline(this.client.get(this.key).string(), this.timeoutMs, `reading ${this.key}`);
+        if (value === null && this.state === "live" && lease === this.lease && lease.live) {
+          this.logger?.warn({ key: this.key }, "registry entry deleted while its watch was away: writing it again");
+          await this.write(lease);
+        }
+      }).catch((err) => this.logger?.warn({ err, key: this.key }, "checking the registry entry after its watch reconnected failed"));
     });
     watcher.on("error", (err) => {
       // Cancelled by etcd (its revision compacted while we were away): watched afresh.
