@@ -225,6 +225,22 @@ describe("web: the realtime session", () => {
     assert.equal(sends()[34], "k2");
   });
 
+  it("fails a send larger than the frame the server takes (its Welcome's max_frame_bytes), saying so, instead of sending it to be closed 1009 at every reconnect", async () => {
+    const failed: { id: string; code: ErrorCode; message: string }[] = [];
+    const { session, socket: first } = startSession({ deviceId: "31", handlers: { failed: (id, err) => failed.push({ id, code: err.code, message: err.message }) } });
+    const socket = await first();
+    socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n, maxFrameBytes: 2048 } } });
+    session.send(1n, "é".repeat(1500), "big"); // 1,500 code points, 3,000 bytes as UTF-8
+    session.send(1n, "small", "small");
+    const sends = () => socket.frames().flatMap((f) => (f.kind.case === "send" ? [f.kind.value.clientMsgId] : []));
+    assert.deepEqual(sends(), ["small"], "only what the server can take goes out");
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0]!.id, "big");
+    assert.equal(failed[0]!.code, ErrorCode.FRAME_TOO_LARGE);
+    assert.match(failed[0]!.message, /too long for this server/);
+    assert.equal(session.has("big"), false, "out of the outbox: a reconnect does not send it");
+  });
+
   it("shows itself offline, not connecting, while it cannot get a token to connect with (the refresh cannot reach the server)", async () => {
     let asked = 0;
     const auth = {

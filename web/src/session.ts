@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClientFrameSchema,
+  ErrorSchema,
   ServerFrameSchema,
   type ChannelEvent,
   type ReceiptEvent,
@@ -570,9 +571,29 @@ export class RealtimeSession {
     for (const [id, out] of this.outbox) {
       if (this.inFlight.size >= SENDS_IN_FLIGHT) return;
       if (this.inFlight.has(id) || this.parked.has(id)) continue;
+      if (this.tooLarge(id, out)) continue;
       if (!this.transmit(id, out)) return;
       this.inFlight.add(id);
     }
+  }
+
+  /**
+   * Fails a send whose frame is larger than the server takes (the Welcome's
+   * max_frame_bytes, CHAT_MAX_FRAME_BYTES): sent, it closed the socket 1009,
+   * and every reconnect sent it again, for good. The composer's limit is in
+   * code points, which a server with a smaller frame does not hold.
+   */
+  private tooLarge(clientMsgId: string, out: Outgoing): boolean {
+    const max = this.welcomeFrame?.maxFrameBytes ?? 0;
+    if (max === 0) return false;
+    const { channelId, text, editSeq = 0n, deleteSeq = 0n, replyToSeq = 0n, reactSeq = 0n } = out;
+    const send = { clientMsgId, channelId, text, editSeq, deleteSeq, replyToSeq, reactSeq };
+    const bytes = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: this.nextRef, kind: { case: "send", value: send } })).length;
+    if (bytes <= max) return false;
+    this.outbox.delete(clientMsgId);
+    const message = `too long for this server (${bytes.toLocaleString("en-US")} bytes; it takes at most ${max.toLocaleString("en-US")})`;
+    this.handlers.failed(clientMsgId, create(ErrorSchema, { code: ErrorCode.FRAME_TOO_LARGE, message, clientMsgId }));
+    return true;
   }
 
   /** False when the socket is not open and welcomed. */
