@@ -100,7 +100,6 @@ if (!start.stopping) {
   registration = await startSteps(e, logger)("registering in etcd", () =>
     servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
   );
-  await healthFollower.recheck();
   // Without a live lease no new session is taken. The ones held stay: a gateway
   // moves a session only once our key vanishes from etcd, and cancels our stream
   // as it does, so a session never lives on in two places. Ending them here moved
@@ -118,6 +117,8 @@ if (!start.stopping) {
     void healthFollower.recheck();
     void chat.refreshRoutes();
   });
+  // After the listeners: a loss while this recheck ran would otherwise leave us accepting until regained.
+  await healthFollower.recheck();
   loadTimer = setInterval(() => void registration?.setLoad(chat.sessionCount).catch(() => {}), 1000);
   loadTimer.unref();
 }
