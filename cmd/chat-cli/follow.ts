@@ -454,7 +454,14 @@ function connectOnce(
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    // The listener goes with the wait: left on the signal, which lasts as long as following, one more
+    // stayed at every reconnect, and Node said "MaxListenersExceededWarning ... memory leak" after the 11th.
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }

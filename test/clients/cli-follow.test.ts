@@ -193,6 +193,26 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.ok(down.err.trim().split("\n").every((line) => line.startsWith(`cannot connect to ${nowhere} `)), down.err);
   });
 
+  it("keeps following through many reconnects without piling up a listener a wait (Node's MaxListenersExceededWarning after the 11th)", async () => {
+    const { me, channelId } = await h.pair();
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    // Each connection is welcomed (the backoff starts over) and then lost: a wait of 0.5 s between tries.
+    let closed = 0;
+    const closing = setInterval(() => {
+      for (; closed < sockets.length; closed++) sockets[closed]!.close(1011, "");
+    }, 10);
+    try {
+      // The 12th line is written after 11 waits, each begun after the line before: a warning raised by the 11th is out before it.
+      await follower.said(/connection lost \(code 1011\); reconnecting in 0\.5s\n/, 12);
+    } finally {
+      clearInterval(closing);
+    }
+    assert.doesNotMatch(follower.err, /MaxListenersExceeded|memory leak/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("skips a frame it cannot read and follows on, as the web client does", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "j1", text: "one" });
