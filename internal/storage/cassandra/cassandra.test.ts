@@ -1109,6 +1109,30 @@ describe("cassandra storage", function () {
       }
     });
 
+    it("opens a direct chat whose claim landed before its connection closed: the pair's chat, not deleted as a loser", async () => {
+      const st = s();
+      const [a, b] = [uniqueId(), uniqueId()];
+      const client = Object.create(st.client, {
+        execute: {
+          value: async (q: string, p?: unknown[], o?: cassandra.QueryOptions) => {
+            const rs = await st.client.execute(q, p, o);
+            if (!q.includes("direct_channels") || !q.includes(" IF ")) return rs;
+            throw Object.assign(new (cassandra.errors.DriverError as unknown as new (m: string) => Error)("Socket was closed"), { isSocketError: true, requestNotWritten: false });
+          },
+        },
+      }) as cassandra.Client;
+      const dropped = Object.create(st.db, { client: { value: client } }) as Db;
+      const candidate: ChannelRecord = { channelId: uniqueId(), kind: "direct", title: "", createdAtMs: 1, createdBy: a };
+      const opened = await new CassandraChannelStore(dropped, new CassandraMessageLog(st.db, BUCKET)).getOrCreateDirect(candidate, a, b)
+        .catch((e: unknown) => e);
+      assert.ok(!(opened instanceof Error) || (opened instanceof ChatError && opened.code === "unavailable"), String(opened));
+      const again = await st.channels.getOrCreateDirect({ ...candidate, channelId: uniqueId() }, b, a);
+      assert.equal(again.channelId, candidate.channelId);
+      for (const user of [a, b]) {
+        assert.deepStrictEqual((await st.channels.listMemberships(user)).map((m) => m.channelId), [candidate.channelId]);
+      }
+    });
+
     it("leaves no empty direct chat in a list when its open failed before the claim could apply (the claim refused unsent, an index write failed)", async () => {
       const st = s();
       const unsent = Object.create(st.db) as Db;

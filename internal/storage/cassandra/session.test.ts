@@ -42,6 +42,25 @@ describe("cassandra client", function () {
     assert.ok(read instanceof StorageUnavailable && !read.unknownOutcome, String(read));
   });
 
+  it("takes a connection lost under a request for an outage, with an unknown outcome once the request was written", async () => {
+    const socketClosed = (requestNotWritten: boolean) => {
+      // As the driver fails the requests a closing connection holds (Connection.clearAndInvokePending).
+      const e = Object.assign(new (cassandra.errors.DriverError as unknown as new (m: string) => Error)("Socket was closed"), { isSocketError: true, requestNotWritten });
+      return new Db({
+        options: { encoding: { useBigIntAsLong: true } },
+        execute: () => Promise.reject(e),
+        batch: () => Promise.reject(e),
+      } as unknown as Client, "ks");
+    };
+    // Before, it went out as it came: an internal error at the edges, and a claim whose
+    // outcome was unknown was taken for one that never applied.
+    const lwt = await socketClosed(false).lwt("UPDATE ks.t SET v = ? WHERE k = ? IF v = ?", [1, 2, 3]).catch((e: unknown) => e);
+    assert.ok(lwt instanceof StorageUnavailable && lwt.unknownOutcome && lwt.code === "unavailable", String(lwt));
+    assert.ok(lwt.cause instanceof cassandra.errors.DriverError);
+    const unsent = await socketClosed(true).batch([{ query: "INSERT", params: [] }], { logged: true }).catch((e: unknown) => e);
+    assert.ok(unsent instanceof StorageUnavailable && !unsent.unknownOutcome, String(unsent));
+  });
+
   it("on a real Cassandra, answers again within seconds of the node coming back after a long outage, and leaves nothing running after shutdown", async () => {
     // In a process of its own, so whatever the driver left running past shutdown()
     // shows as a process that does not exit.

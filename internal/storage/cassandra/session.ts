@@ -139,6 +139,13 @@ function translate(e: unknown, query: string): never {
   if (e instanceof errors.OperationTimedOutError) {
     throw new StorageUnavailable(`cassandra request timed out (${query.slice(0, 60)})`, true, e);
   }
+  // A connection that closed under the request (a node restarting): the
+  // driver sends a repeatable one again, and hands this back for the rest,
+  // which the node may have applied once it was written.
+  if (e instanceof errors.DriverError && (e as { isSocketError?: boolean }).isSocketError === true) {
+    const written = (e as { requestNotWritten?: boolean }).requestNotWritten !== true;
+    throw new StorageUnavailable(`cassandra connection lost: ${e.message}`, written, e);
+  }
   if (e instanceof errors.NoHostAvailableError || e instanceof errors.BusyConnectionError) {
     throw new StorageUnavailable(`cassandra unreachable: ${e.message}`, false, e);
   }
