@@ -61,6 +61,24 @@ describe("cassandra client", function () {
     assert.ok(unsent instanceof StorageUnavailable && !unsent.unknownOutcome, String(unsent));
   });
 
+  it("takes no host left to try after one that may have applied the request (a plain write sent again) as an unknown outcome", async () => {
+    const noHostLeft = (inner: Error) => new Db({
+      options: { encoding: { useBigIntAsLong: true } },
+      execute: () => Promise.reject(new cassandra.errors.NoHostAvailableError({ "10.0.0.1:9042": inner })),
+      batch: () => Promise.reject(new cassandra.errors.NoHostAvailableError({ "10.0.0.1:9042": inner })),
+    } as unknown as Client, "ks");
+    const closed = (requestNotWritten: boolean) => Object.assign(
+      new (cassandra.errors.DriverError as unknown as new (m: string) => Error)("Socket was closed"), { isSocketError: true, requestNotWritten });
+    // Before, any such answer said "never applied": a create whose logged batch went out on a
+    // connection that then closed released the name its row may still land with.
+    for (const inner of [closed(false), new cassandra.errors.OperationTimedOutError("timed out", "10.0.0.1:9042")]) {
+      const e = await noHostLeft(inner).batch([{ query: "INSERT", params: [] }], { logged: true }).catch((x: unknown) => x);
+      assert.ok(e instanceof StorageUnavailable && e.unknownOutcome, `${String(e)} after ${String(inner)}`);
+    }
+    const refused = await noHostLeft(closed(true)).batch([{ query: "INSERT", params: [] }], { logged: true }).catch((x: unknown) => x);
+    assert.ok(refused instanceof StorageUnavailable && !refused.unknownOutcome, String(refused));
+  });
+
   it("on a real Cassandra, answers again within seconds of the node coming back after a long outage, and leaves nothing running after shutdown", async () => {
     // In a process of its own, so whatever the driver left running past shutdown()
     // shows as a process that does not exit.

@@ -146,10 +146,24 @@ function translate(e: unknown, query: string): never {
     const written = (e as { requestNotWritten?: boolean }).requestNotWritten !== true;
     throw new StorageUnavailable(`cassandra connection lost: ${e.message}`, written, e);
   }
-  if (e instanceof errors.NoHostAvailableError || e instanceof errors.BusyConnectionError) {
+  if (e instanceof errors.NoHostAvailableError) {
+    // Every host tried failed, but one tried before another (a repeatable
+    // request sent again) may have applied it.
+    const tried = Object.values((e.innerErrors ?? {}) as Record<string, unknown>);
+    throw new StorageUnavailable(`cassandra unreachable: ${e.message}`, tried.some(mayHaveApplied), e);
+  }
+  if (e instanceof errors.BusyConnectionError) {
     throw new StorageUnavailable(`cassandra unreachable: ${e.message}`, false, e);
   }
   throw e;
+}
+
+/** Whether a host's failure of a request leaves it perhaps applied there. */
+function mayHaveApplied(e: unknown): boolean {
+  if (e instanceof errors.OperationTimedOutError) return true;
+  if (e instanceof errors.ResponseError) return e.code === types.responseErrorCodes.writeTimeout || e.code === types.responseErrorCodes.writeFailure;
+  const socket = e as { isSocketError?: boolean; requestNotWritten?: boolean } | null;
+  return socket?.isSocketError === true && socket.requestNotWritten !== true;
 }
 
 export interface Statement {
