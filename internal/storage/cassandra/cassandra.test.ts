@@ -765,6 +765,24 @@ describe("cassandra storage", function () {
       assert.equal(lease.rowLength, 0, "given back");
     });
 
+    it("gives a channel's turn back when taking it timed out after it landed, so the next change need not wait out its lease", async () => {
+      const st = s();
+      const late = Object.create(st.db) as Db;
+      late.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        const r = await st.db.lwt(...args);
+        if (args[0].includes("channel_turns") && args[0].includes("INSERT")) throw new StorageUnavailable("cassandra write timeout: CAS", true, undefined);
+        return r;
+      };
+      const id = uniqueId();
+      let ran = false;
+      await assert.rejects(new CassandraChannelStore(late, new CassandraMessageLog(st.db, BUCKET)).changeInTurn(id, async () => {
+        ran = true;
+      }), { code: "unavailable" });
+      assert.equal(ran, false);
+      const lease = await st.client.execute(`SELECT holder FROM ${keyspace}.channel_turns WHERE channel_id = ?`, [id], { prepare: true });
+      assert.equal(lease.rowLength, 0, "given back");
+    });
+
     it("a place written whole by an older build (INSERT, with its row marker) is no place once a change clears its settings", async () => {
       const st = s();
       const [u, c] = [uniqueId(), uniqueId()];

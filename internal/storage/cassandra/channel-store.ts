@@ -397,7 +397,14 @@ export class CassandraChannelStore implements ChannelStore {
     if (this.turns.holds(channelId)) return work();
     return this.turns.run(channelId, async () => {
       const holder = randomUUID();
-      await this.takeTurn(channelId, holder);
+      try {
+        await this.takeTurn(channelId, holder);
+      } catch (e) {
+        // A take that timed out may have landed: given back (only if this
+        // holder's), or every change of the channel waited out its lease.
+        if (e instanceof StorageUnavailable && e.unknownOutcome) await this.db.lwt(this.q.giveTurn, [channelId, holder]).catch(() => undefined);
+        throw e;
+      }
       try {
         return await work();
       } finally {
