@@ -122,7 +122,15 @@ export class CassandraAccountStore implements AccountStore {
 
   async createUser(u: UserRecord): Promise<void> {
     const lower = u.username.toLowerCase();
-    await this.claimUsername(lower, u.userId);
+    try {
+      await this.claimUsername(lower, u.userId);
+    } catch (e) {
+      // A claim that timed out may have landed, with no user row to follow:
+      // given back (only if this user's), or the sign-up tried again (under
+      // another id) was told the name is taken until the claim went stale.
+      if (e instanceof StorageUnavailable && e.unknownOutcome) await this.db.lwt(this.q.release, [lower, u.userId]).catch(() => undefined);
+      throw e;
+    }
     try {
       // Logged: the user row and its search rows land together or not at all.
       await this.db.batch([

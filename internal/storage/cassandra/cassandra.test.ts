@@ -1060,6 +1060,23 @@ describe("cassandra storage", function () {
       });
     });
 
+    it("gives a username's claim back when it timed out after it landed, so a sign-up tried again is not refused the name", async () => {
+      const st = s();
+      const late = Object.create(st.db) as Db;
+      late.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        const r = await st.db.lwt(...args);
+        if (args[0].includes("usernames") && args[0].includes("IF NOT EXISTS")) throw new StorageUnavailable("cassandra write timeout: CAS", true, undefined);
+        return r;
+      };
+      const user = () => ({ userId: uniqueId(), username: uniqueName("retry_"), displayName: "d", passwordHash: "h", createdAtMs: 1 });
+      const first = user();
+      await assert.rejects(new CassandraAccountStore(late).createUser(first), { code: "unavailable" });
+      // The sign-up tried again mints another id.
+      const again = { ...user(), username: first.username };
+      await st.accounts.createUser(again);
+      assert.deepStrictEqual(await st.accounts.findUserByUsername(first.username), again);
+    });
+
     it("a username claim left by a creator that died is taken over once stale, not before", async () => {
       const st = s();
       const [stale, fresh] = [uniqueName("stale_"), uniqueName("fresh_")];
