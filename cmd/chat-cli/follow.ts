@@ -15,6 +15,12 @@ const CLOSE_LOGGED_OUT = 4003;
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
 const REAUTHENTICATE_RETRY_MS = 3_000;
+/**
+ * A call of following's own (a history read) not answered by then is given
+ * up and asked again, as a WebSocket handshake is: one a silent network lost
+ * was waited for without end, and with it everything printed after it.
+ */
+const CALL_TIMEOUT_MS = 15_000;
 
 export interface FollowOptions {
   channelId: bigint;
@@ -176,7 +182,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       let readMs = 0;
       const res = await patiently(`read the messages after #${anchorSeq}`, () => {
         readMs = Date.now() + skewMs;
-        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal });
+        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal, timeoutMs: CALL_TIMEOUT_MS });
       });
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
@@ -198,7 +204,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const left = () =>
     step(async () => {
       try {
-        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal }));
+        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal, timeoutMs: CALL_TIMEOUT_MS }));
       } catch (err) {
         if (err instanceof ConnectError && err.code === Code.PermissionDenied) throw new CliError("you are no longer a member of this chat (taken out, or you left it); stopped following");
         throw err;

@@ -148,6 +148,29 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("gives up a history read that a silent network never answers, and reads again, instead of waiting for it for good", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h1", text: "one" });
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+    await follower.started();
+    await follower.printed("one\n");
+
+    h.proxy.cut("blackhole");
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h2", text: "two" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h3", text: "three" });
+    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    // #3 comes live, #2 not: the follower reads the gap from the api, whose answer never comes.
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
+    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
+
+    void h.proxy.restore();
+    await follower.printed("three\n");
+    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("prints a reaction once though the server brings it again after a reconnect (its ack lost with the connection)", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "d1", text: "one" });
