@@ -3,11 +3,11 @@ import type { NotifierDeps } from "./notifier.js";
 
 /**
  * The notifier's Prometheus metrics, the same in chatd and cmd/notifier:
- * sends by provider and outcome, notifications not sent and why, and what is
- * in memory (`pending`, read at each scrape). Returns the hooks to pass to
+ * sends by provider and outcome, notifications not sent and why, records it
+ * could not decode, and what is in memory (`pending`, read at each scrape). Returns the hooks to pass to
  * the Notifier.
  */
-export function pushMetrics(registry: Registry, pending: () => number): Required<Pick<NotifierDeps, "onResult" | "onSkipped">> {
+export function pushMetrics(registry: Registry, pending: () => number): Required<Pick<NotifierDeps, "onResult" | "onSkipped" | "onRecordSkipped">> {
   const sends = new Counter({
     name: "chat_push_sends_total",
     help: "Push requests by provider and what the notifier did about the answer",
@@ -26,6 +26,13 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
     labelNames: ["kind", "reason"],
     registers: [registry],
   });
+  // Its own name rather than chat_pipeline_records_skipped_total{stage="notifier"}: chatd registers
+  // both the pipeline's metrics and these in one registry, and a name is registered once.
+  const recordsSkipped = new Counter({
+    name: "chat_push_records_skipped_total",
+    help: "Notification records the notifier could not decode and went past",
+    registers: [registry],
+  });
   new Gauge({
     name: "chat_push_pending",
     help: "Notifications in memory: collapsing, queued, retrying or in flight",
@@ -40,6 +47,7 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
       if (!r.outcome.ok && r.outcome.goneUnconfirmed) goneUnconfirmed.inc({ kind: r.endpoint.kind, reason: r.outcome.goneUnconfirmed });
     },
     onSkipped: (reason) => skipped.inc({ reason }),
+    onRecordSkipped: () => recordsSkipped.inc(),
   };
 }
 

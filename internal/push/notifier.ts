@@ -74,6 +74,8 @@ export interface NotifierDeps {
   onResult?: (result: SendResult) => void;
   /** Reports each notification, or each endpoint of one, that is due and not sent, and why (metrics, tests). */
   onSkipped?: (reason: SkipReason) => void;
+  /** Reports each record that could not be decoded and was gone past (metrics, tests); it is logged too. */
+  onRecordSkipped?: (record: QueueRecord, err: unknown) => void;
 }
 
 /**
@@ -355,7 +357,13 @@ export class Notifier {
       try {
         req = decodeNotificationRequested(record.value);
       } catch (err) {
-        this.deps.logger?.warn({ err, offset: String(record.offset) }, "skipping an undecodable notification record");
+        // Retried, it would fail the same way for ever. Worded and counted as the pipeline stages'
+        // skips (skippedRecords), so one log search and one alert find them all.
+        this.deps.onRecordSkipped?.(record, err);
+        this.deps.logger?.error(
+          { err, stage: "notifier", topic: record.topic, partition: record.partition, offset: record.offset.toString(), bytes: record.value.length },
+          "skipping an undecodable record",
+        );
         continue;
       }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
