@@ -153,6 +153,25 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
     }
   });
 
+  it("sends nothing twice for a client that sends its unanswered send again after the move under a new ref, as one that numbers its frames does", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      s.stream.write(send(1n, "m1"));
+      await waitFor(() => s.a.sends.length === 1, "the send on a, unanswered");
+      s.a.breakStreams();
+      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+      s.stream.write(send(2n, "m1"));
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "sendAck"), "m1's ack, from b");
+      s.stream.end();
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual(s.b.sends, ["m1"], "sent to b once");
+      assert.deepEqual(s.frames.filter((f) => f.kind?.$case === "sendAck").map((f) => f.ref), [2n]);
+    } finally {
+      await s.close();
+    }
+  });
+
   for (const answeredFirst of [false, true]) {
     const name = answeredFirst
       ? "takes the new server's answer to a new send under the same ref (all 0) for that send's, not for the lost one still to send again"
@@ -274,6 +293,32 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
         [[0n, 5n], [0n, 7n]],
         "the answer, under the client's ref, before the stream ends",
       );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("asks again no SyncRequest the client itself asked again after the move, under its ref, and ends once it half-closes", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    try {
+      const sync = ConnectRequest.fromPartial({ frame: { ref: 5n, kind: { $case: "sync", value: { afterInboxSeq: 0n } } } });
+      s.stream.write(sync);
+      await waitFor(() => s.a.syncs.length === 1, "the SyncRequest on a, unanswered");
+      s.a.breakStreams();
+      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+      // The client does its part, as the second Welcome asks: the same request under the same ref.
+      s.stream.write(sync);
+      await waitFor(() => s.b.syncs.length === 1, "the SyncRequest on b");
+      const [sessionId] = s.b.opened;
+      const last = create(ServerFrameSchema, { ref: s.b.syncs[0]!, kind: { case: "syncBatch", value: { headInboxSeq: 3n, hasMore: false } } });
+      for (const st of s.b.streams) st.write({ sessionId: sessionId!, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, last)) } });
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "syncBatch"), "the answer, from b");
+      s.stream.end();
+      // Asked again by the gateway too, the sync was answered twice, and held the stream open until it was.
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.equal(s.b.syncs.length, 1, "asked of b once");
+      assert.deepEqual(s.frames.filter((f) => f.kind?.$case === "syncBatch").map((f) => f.ref), [5n]);
     } finally {
       await s.close();
     }

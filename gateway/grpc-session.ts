@@ -139,7 +139,11 @@ function answered(frame: ServerFrame): readonly Ask[] {
 interface Asked {
   readonly order: number;
   readonly askAgain: () => void;
-  /** What makes two asks of a kind and ref the same: a send's client_msg_id; nothing for the others, which repeat harmlessly. */
+  /**
+   * What makes two asks of a kind the same: a send's client_msg_id, a sync's ref as the client
+   * gave it (the chat server sees one of the gateway's), under any ref; nothing for the others,
+   * which are the same under the same ref and repeat harmlessly.
+   */
   readonly what: string;
   /** Asked of a chat server that went away before it answered: no answer will come unless asked again. */
   lost: boolean;
@@ -159,7 +163,8 @@ class Unanswered {
     return this.count;
   }
 
-  add(ask: Ask, ref: bigint, what: string, askAgain: () => void): void {
+  /** Returns the ref of the lost ask this one takes the place of, if any. */
+  add(ask: Ask, ref: bigint, what: string, askAgain: () => void): bigint | undefined {
     const refs = this.refs.get(ask) ?? new Map<bigint, Asked[]>();
     this.refs.set(ask, refs);
     const asked = refs.get(ref) ?? [];
@@ -167,14 +172,21 @@ class Unanswered {
     const entry = { order: this.order++, askAgain, what, lost: false };
     // The client asked again what its session's old server left unanswered (it saw the
     // second Welcome): that ask is not ours to repeat. Only the same one: with refs all 0,
-    // a new send took the place of the lost one, which then was never sent again.
-    const lost = asked.findIndex((a) => a.lost && a.what === what);
-    if (lost >= 0) {
-      asked[lost] = entry;
-      return;
+    // a new send took the place of the lost one, which then was never sent again. One
+    // that says what it is may come under another ref: a client that numbers its frames
+    // sends again under a new one, and a sync always reaches the server under a new one,
+    // so the lost one was asked again at the half-close and answered twice.
+    for (const [lostRef, list] of what === "" ? [[ref, asked] as const] : refs) {
+      const lost = list.findIndex((a) => a.lost && a.what === what);
+      if (lost < 0) continue;
+      list.splice(lost, 1);
+      if (list.length === 0 && lostRef !== ref) refs.delete(lostRef);
+      asked.push(entry);
+      return lostRef;
     }
     asked.push(entry);
     this.count++;
+    return undefined;
   }
 
   settle(frame: ServerFrame): void {
@@ -367,13 +379,16 @@ export function sessionService(
             // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
             const frame = req.frame ?? create(ClientFrameSchema);
             let askAgain: () => void;
+            let what = "";
             if (frame.kind.case === "reauthenticate") {
               reauthenticator ??= new Reauthenticator(verifier, claims);
               // Asked again, the verdict is not checked again: the once-a-second limit would refuse it.
               const verdict = reauthenticator.check({ ref: frame.ref, accessToken: frame.kind.value.accessToken });
               askAgain = () => handle.reauthenticate(verdict);
             } else {
+              if (frame.kind.case === "send") what = frame.kind.value.clientMsgId;
               if (frame.kind.case === "sync") {
+                what = `ref ${frame.ref}`;
                 syncRefs.set(nextSyncRef, frame.ref);
                 frame.ref = nextSyncRef++;
               }
@@ -381,7 +396,9 @@ export function sessionService(
               askAgain = () => handle.receive(bytes);
             }
             const ask = askOf(frame.kind.case);
-            if (ask) awaiting.add(ask, frame.ref, frame.kind.case === "send" ? frame.kind.value.clientMsgId : "", askAgain);
+            // The lost sync's answer will never come: its ref is not to be kept for it.
+            const replaced = ask && awaiting.add(ask, frame.ref, what, askAgain);
+            if (replaced !== undefined && frame.kind.case === "sync") syncRefs.delete(replaced);
             askAgain();
             if (inputHeld) await inputHeld.until;
           }
