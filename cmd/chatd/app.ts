@@ -27,6 +27,7 @@ import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { SqliteQueue } from "../../internal/queue/sqlite.js";
 import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
+import { walCheckpointMetrics } from "../../internal/storage/sqlite/wal-checkpointer.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
 import { storeAudience } from "../../internal/presence/audience.js";
 import { MemoryPresenceStore } from "../../internal/presence/memory.js";
@@ -70,6 +71,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const expired = new Counter({ name: "chat_inbox_entries_expired_total", help: "Inbox entries past CHAT_INBOX_RETENTION_S taken away", registers: [registry] });
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), {
     synchronous: config.sqliteSync,
+    checkpoints: { logger, ...walCheckpointMetrics(registry) },
     inboxRetention: {
       retentionMs: config.inboxRetentionMs,
       onSwept: (o) => {

@@ -6,7 +6,7 @@ import { SqliteMessageLog } from "./message-log.js";
 import { SqliteMessageWriter } from "./message-writer.js";
 import { groupCommitOf } from "./group-commit.js";
 import { SqliteInboxRetention, type InboxRetentionOptions } from "./inbox-retention.js";
-import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./wal-checkpointer.js";
+import { WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES, type WalCheckpointerOptions } from "./wal-checkpointer.js";
 
 export { SqliteAccountStore, SqliteChannelStore, SqliteInbox, SqliteMessageLog, SqliteMessageWriter, openDatabase };
 export type { OpenOptions, SqliteDatabase };
@@ -44,15 +44,16 @@ export interface SqliteStorage {
 /**
  * `now`: the clock that decides when a used refresh token may be forgotten (tests move it).
  * `inboxRetention`: how long inbox entries are kept; forever without it.
+ * `checkpoints`: where the WAL checkpointer tells of its failures.
  */
 export function openSqliteStorage(
   path: string,
-  options?: OpenOptions & { now?: () => number; inboxRetention?: InboxRetentionOptions },
+  options?: OpenOptions & { now?: () => number; inboxRetention?: InboxRetentionOptions; checkpoints?: Pick<WalCheckpointerOptions, "logger" | "onFailure"> },
 ): SqliteStorage {
   const db = openDatabase(path, options);
   let checkpointer: WalCheckpointer | undefined;
   if (path !== ":memory:") {
-    checkpointer = new WalCheckpointer(path);
+    checkpointer = new WalCheckpointer(path, options?.checkpoints);
     db.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
     // A long read (a backup's VACUUM INTO under load) holds the WAL from starting over, and it
     // grows by all that is written meanwhile; SQLite never shrinks the file by itself, so it
