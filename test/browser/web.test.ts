@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fromBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { Browser, BrowserContext, CDPSession, Locator, Page } from "playwright-core";
 import { RETRY_AFTER_HEADER } from "../../internal/api/errors.js";
@@ -6,6 +7,7 @@ import { SEARCH_SCAN_TEXT_BYTES } from "../../internal/api/messages-service.js";
 import { buildNotification } from "../../internal/push/notifier.js";
 import type { NotificationRequest } from "../../internal/push/records.js";
 import { webPushPayload } from "../../internal/push/webpush.js";
+import { ClientFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelNoteKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { CloseCode } from "../../internal/model/close-codes.js";
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
@@ -513,6 +515,32 @@ describe("web client in headless Chromium", function () {
       await alice.page.locator('[data-testid=chat-status][data-presence="offline"]').waitFor({ timeout: 30_000 });
       await expectText(status, /last seen/);
     });
+  });
+
+  it("heartbeats on a worker's clock, which the page's Content-Security-Policy lets run, and ends the worker at logout", async () => {
+    const { page } = await newPage("hank");
+    // The page's own interval timers never fire, as a background tab's nearly never do: the heartbeat must not need them.
+    await page.addInitScript(() => {
+      window.setInterval = (() => 0) as unknown as typeof window.setInterval;
+    });
+    let sockets = 0;
+    let heartbeats = 0;
+    page.on("websocket", (ws) => {
+      sockets++;
+      ws.on("framesent", ({ payload }) => {
+        if (typeof payload !== "string" && fromBinary(ClientFrameSchema, payload).kind.case === "heartbeat") heartbeats++;
+      });
+    });
+    await signUpInPage(page, chatd.httpUrl, unique("hank"), "correct horse battery", "Hank");
+    await waitFor(() => page.workers().some((w) => /heartbeat-worker/.test(w.url())), "the heartbeat's worker", 10_000);
+    // Past the server's limit of 3 silent heartbeat intervals (1 s here), on the same socket.
+    await waitFor(() => heartbeats >= 5, `five heartbeats (${heartbeats} sent)`, 15_000);
+    assert.equal(sockets, 1, "the session was closed and opened again");
+    await waitConnected(page);
+
+    await page.getByTestId("logout").click();
+    await page.getByTestId("auth-form").waitFor({ timeout: 10_000 });
+    await waitFor(() => page.workers().length === 0, "the worker ended", 10_000);
   });
 
   it("changes the password, signing out the other device, then deletes the account", async () => {

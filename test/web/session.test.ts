@@ -126,6 +126,62 @@ describe("web: the realtime session", () => {
     await nth(2);
   });
 
+  it("heartbeats on a worker's clock where there are workers (a hidden tab's own timers wake once a minute), one worker per socket, none left after a stop", async () => {
+    /** A dedicated Worker as heartbeat-worker.ts is: `tick` is its interval firing. */
+    class FakeWorker {
+      static all: FakeWorker[] = [];
+      onmessage?: (ev: { data: unknown }) => void;
+      onerror?: () => void;
+      every = 0;
+      terminated = false;
+      constructor(readonly url: URL) {
+        FakeWorker.all.push(this);
+      }
+      postMessage(data: { every: number }): void {
+        this.every = data.every;
+      }
+      terminate(): void {
+        this.terminated = true;
+      }
+      tick(): void {
+        if (!this.terminated && this.every > 0) this.onmessage?.({ data: "tick" });
+      }
+    }
+    const g = globalThis as Record<string, unknown>;
+    g.Worker = FakeWorker;
+    try {
+      const windowIntervals = intervals.length;
+      const { session, welcomed, socket: nth } = startSession({ deviceId: "11" });
+      const socket = await welcomed(1, { heartbeatIntervalMs: 2000 });
+      assert.equal(FakeWorker.all.length, 1, "workers started");
+      const worker = FakeWorker.all[0]!;
+      assert.match(worker.url.pathname, /heartbeat-worker\.ts$/);
+      assert.equal(worker.every, 2000);
+      assert.equal(intervals.length, windowIntervals, "a heartbeat on the window's timer");
+      const heartbeats = (s: ScriptedSocket) => s.frames().filter((f) => f.kind.case === "heartbeat").length;
+      worker.tick();
+      worker.tick();
+      assert.equal(heartbeats(socket), 2);
+
+      // The dead-connection check rides on the same clock: the fourth tick unanswered gives up.
+      worker.tick();
+      worker.tick();
+      assert.notEqual(socket.readyState, ScriptedSocket.OPEN, "a dead connection kept");
+      assert.ok(worker.terminated, "the closed socket's worker left running");
+      const next = await nth(2);
+      next.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 0n, heartbeatIntervalMs: 2000 } } });
+      assert.equal(FakeWorker.all.length, 2);
+      FakeWorker.all[1]!.tick();
+      assert.equal(heartbeats(next), 1);
+
+      session.stop();
+      assert.ok(FakeWorker.all.every((w) => w.terminated), "a worker left running after the stop");
+      assert.equal(intervals.length, windowIntervals, "a heartbeat on the window's timer");
+    } finally {
+      delete g.Worker;
+    }
+  });
+
   it("keeps its cursor under the device it started as when another tab signed in as another device", async () => {
     const auth: TestAuth = { current: { deviceId: "20", accessToken: "t" }, accessToken: async () => "t" };
     const { session, welcomed } = startSession({ auth });

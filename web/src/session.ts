@@ -138,6 +138,8 @@ export class RealtimeSession {
   /** Of the outbox, what this socket refused as unavailable too often (`stalled`): not sent on it again. */
   private readonly parked = new Set<string>();
   private heartbeatTimer?: number;
+  /** The worker whose clock drives the heartbeat, when this browser has workers; the window's timer otherwise. */
+  private heartbeatWorker?: Worker;
   private reconnectTimer?: number;
   private steadyTimer?: number;
   private ackTimer?: number;
@@ -213,7 +215,7 @@ export class RealtimeSession {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.steadyTimer);
     clearTimeout(this.reauthTimer);
-    clearInterval(this.heartbeatTimer);
+    this.stopHeartbeat();
     // The device is no longer this browser's (another tab signed out, or in as
     // another): its cursor would stay stored for good, under a device never seen again.
     if (this.auth.current?.deviceId === this.cursorDevice) this.flushAck();
@@ -313,7 +315,7 @@ export class RealtimeSession {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
-      clearInterval(this.heartbeatTimer);
+      this.stopHeartbeat();
       clearTimeout(this.steadyTimer);
       clearTimeout(this.reauthTimer);
       void this.onClose(ev.code, ev.reason);
@@ -375,10 +377,8 @@ export class RealtimeSession {
           this.catchingUp = k.value.headInboxSeq > k.value.deviceCursor;
         }
         this.setState("open");
-        clearInterval(this.heartbeatTimer);
-        const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
         this.unanswered = 0;
-        this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
+        this.startHeartbeat(Math.max(1000, k.value.heartbeatIntervalMs || 25_000));
         this.skewMs = k.value.serverTime ? tsMs(k.value.serverTime)! - Date.now() : 0;
         this.reauth = undefined;
         this.scheduleReauthenticate();
@@ -439,6 +439,41 @@ export class RealtimeSession {
     }
   }
 
+  /**
+   * Heartbeats every `every` ms from now on, on a worker's clock: a hidden
+   * tab's own timers may wake once a minute, and the server ends a session
+   * silent for three heartbeat intervals. The window's timer where there are
+   * no workers, or the worker cannot be had (its script not loaded).
+   */
+  private startHeartbeat(every: number): void {
+    this.stopHeartbeat();
+    if (typeof Worker !== "undefined") {
+      try {
+        const worker = new Worker(new URL("./heartbeat-worker.ts", import.meta.url), { type: "module" });
+        worker.onmessage = () => this.heartbeatWorker === worker && this.heartbeat();
+        worker.onerror = () => {
+          if (this.heartbeatWorker !== worker) return;
+          this.stopHeartbeat();
+          this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
+        };
+        worker.postMessage({ every });
+        this.heartbeatWorker = worker;
+        return;
+      } catch {
+        // Not allowed here (a Content-Security-Policy of the page's host): the window's timer.
+      }
+    }
+    this.heartbeatTimer = window.setInterval(() => this.heartbeat(), every);
+  }
+
+  /** No heartbeat until the next welcome, and no worker left behind: one per welcomed socket. */
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+    this.heartbeatWorker?.terminate();
+    this.heartbeatWorker = undefined;
+  }
+
   private heartbeat(): void {
     // Three heartbeats and not a frame back: the connection is dead without the browser
     // knowing (a network that changed, a laptop that slept), and a close would wait for it.
@@ -451,7 +486,7 @@ export class RealtimeSession {
     const ws = this.ws;
     if (!ws) return;
     this.ws = undefined;
-    clearInterval(this.heartbeatTimer);
+    this.stopHeartbeat();
     clearTimeout(this.steadyTimer);
     clearTimeout(this.reauthTimer);
     ws.close();
