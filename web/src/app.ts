@@ -121,6 +121,13 @@ const WINDOW = 500;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_SHOW_MS = 6000;
 const PRESENCE_POLL_MS = 30_000;
+/**
+ * A chat's read receipts go out at most one per this long: one per live
+ * message of a busy open chat (some 40 a second) went past the server's
+ * frame rate for a connection (50/s) and was refused. A receipt up to seq N
+ * covers every one before it, so the window's last says all of them.
+ */
+const READ_RECEIPT_WINDOW_MS = 500;
 /** As long as the .flash animation in style.css. */
 const FLASH_MS = 1600;
 
@@ -199,6 +206,11 @@ export class ChatApp {
    * connection. The chat list shows it read already, so nothing else would.
    */
   private readonly untoldReads = new Map<string, bigint>();
+  /**
+   * Per chat whose last read receipt went out less than READ_RECEIPT_WINDOW_MS
+   * ago: the window's timer, and the highest read held back for its end.
+   */
+  private readonly readWindows = new Map<string, { timer: number; seq?: bigint }>();
   /**
    * Chats opened while their unread mark could not be taken away on the
    * server (offline): shown read here, and asked again on the next
@@ -535,6 +547,12 @@ export class ChatApp {
     this.joining?.close();
     for (const d of this.dialogs) d.close();
     this.dialogs.clear();
+    // The socket only, while it is still open: MarkRead now would go out for whoever signed out.
+    for (const [k, w] of this.readWindows) {
+      clearTimeout(w.timer);
+      if (w.seq !== undefined) this.session.read(BigInt(k), w.seq);
+    }
+    this.readWindows.clear();
     this.session.stop();
     for (const c of this.cleanups) c();
   }
@@ -695,7 +713,8 @@ export class ChatApp {
       ev.preventDefault();
       ev.returnValue = "unsent";
     });
-    const onVisible = () => document.visibilityState === "visible" && this.markRead();
+    // Hidden (another tab, the page closing): a read held back goes now, its window's end may never come.
+    const onVisible = () => (document.visibilityState === "visible" ? this.markRead() : this.flushReads());
     document.addEventListener("visibilitychange", onVisible);
     this.cleanups.push(() => document.removeEventListener("visibilitychange", onVisible));
     // Relative times ("last seen 3 minutes ago") and a presence check for
@@ -1220,6 +1239,13 @@ export class ChatApp {
     this.renderHeader();
     this.renderSidebar();
     if (state === "open") {
+      // A new connection has a frame rate of its own: what was held back goes with what was never told.
+      for (const [k, w] of this.readWindows) {
+        clearTimeout(w.timer);
+        const untold = this.untoldReads.get(k);
+        if (w.seq !== undefined && (untold === undefined || w.seq > untold)) this.untoldReads.set(k, w.seq);
+      }
+      this.readWindows.clear();
       for (const [k, seq] of [...this.untoldReads]) this.tellRead(BigInt(k), seq);
       for (const k of [...this.untoldUnmarks]) void this.tellUnmark(BigInt(k));
     }
@@ -1320,6 +1346,7 @@ export class ChatApp {
 
   /** `opening`: a chat not in the list yet is being asked for, and the pane says so meanwhile. */
   private closeChat(opening = false): void {
+    this.flushReads();
     this.holdEdit();
     this.endEdit();
     this.reacting = undefined;
@@ -1346,6 +1373,7 @@ export class ChatApp {
       location.hash = "";
       return;
     }
+    this.flushReads();
     const open: OpenChat = { id: channelId, messages: [], hasOlder: true, loadingOlder: false, loaded: false, loading: false, failed: false, early: [], paging: new Set(), members: [], membersAsked: 0, readBy: new Map() };
     void this.unmark(channelId);
     // While this.open is still the chat left, so its draft is kept.
@@ -1722,8 +1750,38 @@ export class ChatApp {
     this.renderSidebar();
   }
 
-  /** Tells the server how far I read the chat: on the socket, else with MarkRead, else on the next connection. */
+  /**
+   * Tells the server how far I read the chat, at once unless a receipt of it
+   * went out less than READ_RECEIPT_WINDOW_MS ago: then the highest waits
+   * for that window's end.
+   */
   private tellRead(channelId: bigint, seq: bigint): void {
+    const k = key(channelId);
+    const w = this.readWindows.get(k);
+    if (w) {
+      if (w.seq === undefined || seq > w.seq) w.seq = seq;
+      return;
+    }
+    this.sendRead(channelId, seq);
+    this.readWindows.set(k, { timer: window.setTimeout(() => this.endReadWindow(k), READ_RECEIPT_WINDOW_MS) });
+  }
+
+  /** A chat's window is over: the read held back in it goes, and opens the next. */
+  private endReadWindow(k: string): void {
+    const w = this.readWindows.get(k);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.readWindows.delete(k);
+    if (w.seq !== undefined) this.tellRead(BigInt(k), w.seq);
+  }
+
+  /** Sends every read held back now (leaving a chat, the page hidden): nothing may come to send it later. */
+  private flushReads(): void {
+    for (const [k, w] of [...this.readWindows]) if (w.seq !== undefined) this.endReadWindow(k);
+  }
+
+  /** On the socket, else with MarkRead, else on the next connection. */
+  private sendRead(channelId: bigint, seq: bigint): void {
     const k = key(channelId);
     if (this.session.read(channelId, seq)) {
       this.untoldReads.delete(k);
