@@ -208,8 +208,16 @@ export class FakeElement extends FakeNode {
   click(): void {
     this.dispatchEvent(new FakeEvent("click"));
   }
-  showModal(): void {}
-  close(): void {}
+  /** A <dialog>'s: shown as a modal, until closed (which says so with a `close` event). */
+  open = false;
+  showModal(): void {
+    this.open = true;
+  }
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.dispatchEvent(new FakeEvent("close"));
+  }
 
   /** The fake layout: a message, pending message, note or day line is one line; anything else is as tall as what it holds. */
   get offsetHeight(): number {
@@ -282,6 +290,8 @@ class FakeTextArea extends FakeElement {}
 
 class FakeDocument extends Emitter {
   title = "";
+  /** Where modals go, apart from the app's root. */
+  readonly body = new FakeElement("body");
   visibilityState = "visible";
   createElement(tag: string): FakeElement {
     if (tag === "input") return new FakeInput(tag);

@@ -6,7 +6,7 @@ import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibil
 import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
-import { avatar, h, morph, placeChildren, replaceChildren } from "./dom.js";
+import { avatar, h, morph, placeChildren, replaceChildren, type Modal } from "./dom.js";
 import { codePoints, excerpt, lastSeen, preview, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
@@ -238,9 +238,10 @@ export class ChatApp {
    * The other dialogs opened (new group, account, a group's invite link):
    * modal, over the whole page, so they close with the app. Left open after a
    * sign-out (here or in another tab) they kept the sign-in screen under them
-   * out of reach, and acted for whoever signed in next.
+   * out of reach, and acted for whoever signed in next. Each leaves the set
+   * when it closes: kept, every dialog opened stayed in memory until sign-out.
    */
-  private readonly dialogs = new Set<{ close(): void }>();
+  private readonly dialogs = new Set<Modal>();
   private searchSeq = 0;
   private searchTimer?: number;
   private lastTypingSent = 0;
@@ -542,6 +543,11 @@ export class ChatApp {
     }
   }
 
+  private keepDialog(modal: Modal): void {
+    this.dialogs.add(modal);
+    void modal.closed.then(() => this.dialogs.delete(modal));
+  }
+
   destroy(): void {
     this.destroyed = true;
     this.joining?.close();
@@ -573,7 +579,7 @@ export class ChatApp {
     ui.logout.addEventListener("click", () => void this.logout());
     ui.push.addEventListener("click", () => void this.togglePush());
     ui.friends.addEventListener("click", () =>
-      this.dialogs.add(openFriendsDialog({
+      this.keepDialog(openFriendsDialog({
         read: async () => {
           const [{ friends }, { requests }] = await Promise.all([this.api.users.listFriends({}), this.api.users.listFriendRequests({})]);
           return { friends, requests };
@@ -592,7 +598,7 @@ export class ChatApp {
       })),
     );
     ui.account.addEventListener("click", () =>
-      this.dialogs.add(openAccountDialog({
+      this.keepDialog(openAccountDialog({
         displayName: this.auth.current?.displayName ?? "",
         rename: async (displayName) => {
           const user = (await this.api.users.updateProfile({ displayName })).user!;
@@ -1305,7 +1311,7 @@ export class ChatApp {
     const c = this.open && this.channels.get(key(this.open.id));
     if (!c || !manages(c)) return;
     const channelId = c.channelId;
-    this.dialogs.add(openInviteDialog(this.channelName(c), {
+    this.keepDialog(openInviteDialog(this.channelName(c), {
       link: async (reset) => inviteUrl((await this.api.channels.getInviteLink({ channelId, reset })).code),
       revoke: async () => {
         await this.api.channels.revokeInviteLink({ channelId });
@@ -1318,7 +1324,7 @@ export class ChatApp {
     const c = this.open && this.channels.get(key(this.open.id));
     if (c?.kind !== ChannelKind.GROUP) return;
     const channelId = c.channelId;
-    this.dialogs.add(openMembersDialog(this.channelName(c), {
+    this.keepDialog(openMembersDialog(this.channelName(c), {
       members: async () => {
         const { members } = await this.api.channels.listMembers({ channelId });
         await this.ensureUsers(members.map((m) => m.userId));
@@ -1850,7 +1856,7 @@ export class ChatApp {
   }
 
   private newGroup(): void {
-    this.dialogs.add(openGroupDialog({
+    this.keepDialog(openGroupDialog({
       search: (q) => this.searchUsers(q),
       isMe: (q) => this.isMyUsername(q),
       create: async (title, members) => {

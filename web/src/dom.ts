@@ -68,18 +68,27 @@ export function morph(el: Element, fresh: Element): void {
   replaceChildren(el, [...fresh.childNodes]);
 }
 
+/** A modal shown: `close` closes it from outside, if it is still open; `closed` settles once it closed, whichever way. */
+export interface Modal {
+  close(): void;
+  readonly closed: Promise<void>;
+}
+
 /**
  * Shows `dialog` as a modal, taking it out of the page when it closes (then
- * `closed` runs); `close` closes it from outside, if it is still open.
+ * `closed` runs).
  */
-export function showModal(dialog: HTMLDialogElement, closed?: () => void): { close(): void } {
+export function showModal(dialog: HTMLDialogElement, closed?: () => void): Modal {
+  let done!: () => void;
+  const settled = new Promise<void>((resolve) => (done = resolve));
   dialog.addEventListener("close", () => {
     dialog.remove();
     closed?.();
+    done();
   });
   document.body.append(dialog);
   dialog.showModal();
-  return { close: () => dialog.open && dialog.close() };
+  return { close: () => dialog.open && dialog.close(), closed: settled };
 }
 
 /** A stable hue for a user or channel id, for avatars. */

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describeError } from "../api.js";
-import { h, showModal } from "../dom.js";
+import { h, showModal, type Modal } from "../dom.js";
 
 /** The server names the request's field ("current_password is wrong"), written for a program: here it is said to a person. */
 const passwordError = (err: unknown, wrong: string) => (err instanceof ConnectError && err.code === Code.PermissionDenied ? wrong : describeError(err));
@@ -16,7 +16,7 @@ export interface AccountDialogActions {
 }
 
 /** A modal for what changes the account itself: the name others see, its password, or its end. */
-export function openAccountDialog(actions: AccountDialogActions): { close(): void } {
+export function openAccountDialog(actions: AccountDialogActions): Modal {
   // The server takes 64 code points; maxlength counts UTF-16 units, as on the sign-up form.
   const name = h("input", { name: "displayName", autocomplete: "nickname", required: true, maxlength: 128, value: actions.displayName, "data-testid": "display-name" });
   const nameNote = h("p", { class: "form-error", role: "alert", "data-testid": "display-name-note" });

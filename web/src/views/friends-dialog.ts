@@ -1,7 +1,7 @@
 import type { FriendRequest } from "../../../gen/es/chat/v1/users_pb.js";
 import type { User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren, showModal } from "../dom.js";
+import { h, replaceChildren, showModal, type Modal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -23,7 +23,7 @@ export interface FriendsDialogActions {
  * only" shows one's presence to. Nothing tells the page of a request live:
  * the lists are read when the dialog opens and after each change made here.
  */
-export function openFriendsDialog(actions: FriendsDialogActions): { close(): void } {
+export function openFriendsDialog(actions: FriendsDialogActions): Modal {
   const body = h("div", { class: "friends", "data-testid": "friends-lists" });
   const error = h("p", { class: "form-error", role: "alert", "data-testid": "friends-error" });
   const query = h("input", { type: "search", placeholder: "Find people by username", autocomplete: "off", autocapitalize: "none", "data-testid": "friends-search" });

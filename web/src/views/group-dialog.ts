@@ -1,6 +1,6 @@
 import type { User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren, showModal } from "../dom.js";
+import { h, replaceChildren, showModal, type Modal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -12,7 +12,7 @@ export interface GroupDialogActions {
 }
 
 /** A modal to name a group and pick its first members by username. */
-export function openGroupDialog(actions: GroupDialogActions): { close(): void } {
+export function openGroupDialog(actions: GroupDialogActions): Modal {
   const picked = new Map<string, User>();
   // The server takes 128 code points; maxlength counts UTF-16 units, two for an emoji: twice that lets every title it takes in, and it names the limit past it.
   const title = h("input", { name: "title", required: true, maxlength: 256, placeholder: "Weekend plans", "data-testid": "group-title" });

@@ -1,5 +1,5 @@
 import { describeError } from "../api.js";
-import { h, showModal } from "../dom.js";
+import { h, showModal, type Modal } from "../dom.js";
 
 export interface InviteDialogActions {
   /** The group's invite link, made on first ask; `reset` makes a new one and the old one stops working. */
@@ -9,7 +9,7 @@ export interface InviteDialogActions {
 }
 
 /** A modal for a group's owner and admins: the invite link to copy, reset or turn off. */
-export function openInviteDialog(groupName: string, actions: InviteDialogActions): { close(): void } {
+export function openInviteDialog(groupName: string, actions: InviteDialogActions): Modal {
   const url = h("input", { readonly: true, "aria-label": "Invite link", "data-testid": "invite-url" });
   const note = h("p", { class: "hint", role: "status", "data-testid": "invite-note" }, "Making the link…");
   const copy = h("button", { type: "button", class: "primary", "data-testid": "invite-copy", disabled: true }, "Copy");

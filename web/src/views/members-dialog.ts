@@ -1,6 +1,6 @@
 import { MemberRole, type User } from "../../../gen/es/chat/v1/types_pb.js";
 import { describeError } from "../api.js";
-import { h, replaceChildren, showModal } from "../dom.js";
+import { h, replaceChildren, showModal, type Modal } from "../dom.js";
 import { userItem } from "./sidebar.js";
 import { searchAsTyped } from "./user-search.js";
 
@@ -30,7 +30,7 @@ const ROLE_NAMES: Partial<Record<MemberRole, string>> = { [MemberRole.OWNER]: "o
  * username and take them out (an admin, plain members only, as the server
  * has it), and the owner makes admins.
  */
-export function openMembersDialog(groupName: string, actions: MembersDialogActions): { close(): void } {
+export function openMembersDialog(groupName: string, actions: MembersDialogActions): Modal {
   const list = h("ul", { class: "members", "data-testid": "members-list" });
   const error = h("p", { class: "form-error", role: "alert", "data-testid": "members-error" });
   const query = h("input", { type: "search", placeholder: "Add people by username", autocomplete: "off", autocapitalize: "none", "data-testid": "members-search" });
