@@ -21,6 +21,46 @@ const REAUTHENTICATE_RETRY_MS = 3_000;
  * was waited for without end, and with it everything printed after it.
  */
 const CALL_TIMEOUT_MS = 15_000;
+/**
+ * How many printed messages, and how many printed changes, following keeps
+ * in mind. It follows for weeks: kept all, one entry a message or change,
+ * they grew without end. A replay (an ack lost with its connection) brings
+ * what came since the last ack, well within this; a change to a message
+ * further back is told news or not by the server's clock alone, which errs
+ * towards printing it twice, never towards not at all.
+ */
+export const REMEMBERED = 5_000;
+
+/** A map of at most `limit` entries: the one set longest ago goes first. */
+export class Recent<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(readonly limit: number) {}
+  get size(): number {
+    return this.map.size;
+  }
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+  set(key: K, value: V): void {
+    this.map.set(key, value);
+    if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value as K);
+  }
+}
+
+/** What following keeps in mind of what it printed, to tell a change that is news from one it showed already. */
+export class FollowMemory {
+  /** Each printed message as printed, by seq; `readMs` as `follow` tells. */
+  readonly printed: Recent<bigint, { deleted: boolean; editedMs: number; readMs?: number }>;
+  /** The changes printed, by message id. */
+  readonly changes: Recent<bigint, true>;
+  constructor(limit = REMEMBERED) {
+    this.printed = new Recent(limit);
+    this.changes = new Recent(limit);
+  }
+}
 
 export interface FollowOptions {
   channelId: bigint;
@@ -40,6 +80,8 @@ export interface FollowOptions {
   /** What happens to the connection: "connected" (a Welcome on a new one), "moved" (another on the same one), or a line to show. */
   status(line: string): void;
   signal: AbortSignal;
+  /** Where what was printed is kept in mind (a test's, to look at); default a new one. */
+  memory?: FollowMemory;
   /**
    * The realtime WebSocket; default `/ws` on the saved server, which is
    * chatd. A cluster serves it on its gateways, not on the api.
@@ -84,21 +126,23 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   let shownServerMs: number | undefined;
   /** The server's clock less this machine's, as the last Welcome told. */
   let skewMs = 0;
+  const memory = opts.memory ?? new FollowMemory();
   /**
-   * Each printed message as printed, so that a replayed change it already
-   * showed is not printed again; `readMs`, for one read from history after
-   * following began (a gap, what came while reconnecting): when that read
-   * was asked, by the server's clock, as its reactions then are shown on it.
+   * The recent printed messages as printed, so that a replayed change one
+   * already showed is not printed again; `readMs`, for one read from history
+   * after following began (a gap, what came while reconnecting): when that
+   * read was asked, by the server's clock, as its reactions then are shown
+   * on it. Messages themselves need none of it: `lastSeq` tells a replayed one.
    */
-  const printed = new Map<bigint, { deleted: boolean; editedMs: number; readMs?: number }>();
+  const printed = memory.printed;
   const remember = (m: Message, readMs?: number) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0, readMs });
   for (const m of opts.shown ?? []) remember(m);
   /**
-   * The changes printed, by message id: one the server brings again (an ack
-   * lost with its connection) is not news twice. A reaction leaves nothing
-   * on `printed` that would tell.
+   * The recent changes printed, by message id: one the server brings again
+   * (an ack lost with its connection) is not news twice. A reaction leaves
+   * nothing on `printed` that would tell.
    */
-  const printedChanges = new Set<bigint>();
+  const printedChanges = memory.changes;
   /**
    * `fn`, tried again while it fails in a way that may mend (the server
    * restarting, a connection cut): a message is printed late rather than
@@ -158,7 +202,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
         if (m.targetSeq !== 0n) {
           if (printedChanges.has(m.messageId) || !isNews(m)) continue;
           await patiently(`print the change to #${m.targetSeq}`, () => opts.printChange(m));
-          printedChanges.add(m.messageId);
+          printedChanges.set(m.messageId, true);
           // A reaction changes neither the text nor whether it is deleted.
           if (m.reaction) continue;
           const at = m.sentAt ? timestampMs(m.sentAt) : 0;
