@@ -64,6 +64,15 @@ export function readMaxBytesFor(maxFrameBytes: number): number {
   return maxFrameBytes + 1 + lengthBytes;
 }
 
+/**
+ * connectNodeAdapter's `jsonOptions` for a listener serving SessionService, as the
+ * api's (PUBLIC_API_JSON_OPTIONS) and a WebSocket's JSON frames are read: a request
+ * that is not UTF-8 is refused, not read leniently (its bad bytes became U+FFFD and
+ * were stored as such, a message), and so is a field ClientFrame does not have
+ * (connect-es drops it by default: a misspelled one made another frame than asked).
+ */
+export const SESSION_JSON_OPTIONS = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) } as const;
+
 const callStreamKey = createContextKey<ServerHttp2Stream | undefined>(undefined, { description: "the call's HTTP/2 stream" });
 
 /**

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Gauge } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
-import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
+import { SESSION_JSON_OPTIONS, readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
@@ -79,6 +79,7 @@ gateway.attach(httpServer);
 const grpcHandler = withSpecGrpcMessages(
   connectNodeAdapter({
     readMaxBytes: readMaxBytesFor(config.maxFrameBytes),
+    jsonOptions: SESSION_JSON_OPTIONS,
     contextValues: withCallStream(),
     routes: (router) => {
       router.service(SessionService, sessionService(host, verifier));

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import { signUp } from "../support/api.js";
+import { startRole, useDeployment } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
+
+/**
+ * One SessionService.Connect call in gRPC's JSON framing (application/grpc+json, as a
+ * Connect or gRPC client set to JSON speaks it) on a raw HTTP/2 connection: each request
+ * is the bytes given, so they need not be UTF-8. Collects the responses and the status.
+ */
+function jsonSession(baseUrl: string, token: string) {
+  const conn = http2.connect(baseUrl);
+  conn.on("error", () => undefined);
+  const req = conn.request({
+    ":method": "POST",
+    ":path": "/chat.v1.SessionService/Connect",
+    "content-type": "application/grpc+json",
+    te: "trailers",
+    authorization: `Bearer ${token}`,
+  });
+  req.on("error", () => undefined);
+  const responses: { frame?: { ref?: string; sendAck?: unknown; error?: unknown; welcome?: unknown } }[] = [];
+  let pending = Buffer.alloc(0);
+  req.on("data", (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      const len = pending.readUInt32BE(1);
+      responses.push(JSON.parse(pending.subarray(5, 5 + len).toString("utf8")) as (typeof responses)[number]);
+      pending = pending.subarray(5 + len);
+    }
+  });
+  let status: { code: string; closeCode: string; message: string } | undefined;
+  const onStatus = (h: http2.IncomingHttpHeaders) => {
+    if (h["grpc-status"] !== undefined) status = { code: String(h["grpc-status"]), closeCode: String(h["chat-close-code"] ?? ""), message: String(h["grpc-message"] ?? "") };
+  };
+  req.on("response", onStatus);
+  req.on("trailers", onStatus);
+  return {
+    responses,
+    status: () => status,
+    write(json: Buffer): void {
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(json.length, 1);
+      req.write(Buffer.concat([head, json]));
+    },
+    close: () => conn.destroy(),
+  };
+}
+
+describe("gateway: a native session's frames in gRPC's JSON framing", function () {
+  this.timeout(180_000);
+  const deployment = useDeployment("gwjson");
+  let roles: { api: string; grpc: string };
+
+  before(async () => {
+    const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
+    const api = await startRole("api", common);
+    await startRole("chat-server", common);
+    const gw = await startRole("gateway", common);
+    await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server");
+    roles = { api: String(api.info.http), grpc: String(gw.info.grpc) };
+  });
+
+  /** Sends `json` (built for a group of alice's) on a new native session of alice's; the answer to ref 7, or the stream's status. */
+  async function sendOnNewSession(json: (channelId: bigint) => Buffer) {
+    const alice = await signUp(roles.api, "gwj");
+    const bob = await signUp(roles.api, "gwj");
+    const { channel } = await alice.api.channels.createGroup({ title: "G", memberUserIds: [bob.userId] });
+    const s = jsonSession(roles.grpc, alice.devices[0]!.token);
+    try {
+      await waitFor(() => s.responses.some((r) => r.frame?.welcome !== undefined), "the welcome");
+      s.write(json(channel!.channelId));
+      const answer = () => s.responses.find((r) => r.frame?.ref === "7");
+      await waitFor(() => s.status() !== undefined || answer(), "the answer to the frame, or the stream's status");
+      return { answer: answer(), status: s.status() };
+    } finally {
+      s.close();
+    }
+  }
+
+  it("refuses a request that is not UTF-8, as chatd and a WebSocket do, rather than storing U+FFFD for its bad bytes", async () => {
+    // "é" as Latin-1 (0xE9): one byte no UTF-8 decoder reads as a character.
+    const { answer, status } = await sendOnNewSession((channelId) =>
+      Buffer.from(`{"frame":{"ref":"7","send":{"channelId":"${channelId}","clientMsgId":"bad-utf8","text":"caf\u00e9"}}}`, "latin1"),
+    );
+    assert.equal(answer, undefined, `refused before it reached the session, not answered: ${JSON.stringify(answer)}`);
+    assert.deepEqual([status?.code, status?.closeCode], ["3", "1007"], `refused as INVALID_ARGUMENT, close 1007: ${status?.message}`);
+  });
+
+  it("refuses a field ClientFrame does not have, as chatd and a WebSocket do, rather than sending the frame without it", async () => {
+    const { answer, status } = await sendOnNewSession((channelId) =>
+      Buffer.from(`{"frame":{"ref":"7","send":{"chanelId":"${channelId}","clientMsgId":"typo","text":"hi"}}}`, "utf8"),
+    );
+    assert.equal(answer, undefined, `refused before it reached the session, not answered: ${JSON.stringify(answer)}`);
+    assert.deepEqual([status?.code, status?.closeCode], ["3", "1007"], `refused as INVALID_ARGUMENT, close 1007: ${status?.message}`);
+    assert.match(decodeURIComponent(status?.message ?? ""), /chanelId/);
+  });
+});
