@@ -103,6 +103,13 @@ export interface Api {
 }
 
 const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
+/**
+ * A call not answered by then is given up (follow asks it again): one a
+ * silent network lost was waited for without end (the kernel's
+ * retransmission timeout, some 15 min, or never behind a proxy), and with it
+ * everything follow printed after it, as a WebSocket handshake is.
+ */
+export const CALL_TIMEOUT_MS = 15_000;
 /** The largest id or seq the server takes (a signed 64-bit integer's; the wire's uint64 goes further). */
 export const MAX_ID = 2n ** 63n - 1n;
 
@@ -186,6 +193,8 @@ function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
 export class Session {
   readonly api: Api;
   private readonly users = new Map<string, User>();
+  /** The refresh under way in this process: a second waits for it, not for the file lock it holds (which gives up after 15 s). */
+  private refreshing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: LoginStore,
@@ -226,6 +235,12 @@ export class Session {
   /** A fresh access token; `force` when the server refused the current one. */
   async refresh(force: boolean): Promise<string> {
     const used = this.login.accessToken;
+    const run = this.refreshing.then(() => this.refreshLocked(force, used));
+    this.refreshing = run.catch(() => undefined);
+    return run;
+  }
+
+  private refreshLocked(force: boolean, used: string): Promise<string> {
     return this.store.locked(async () => {
       // Another chat-cli may have refreshed while we waited.
       const onDisk = this.store.read();
@@ -234,7 +249,9 @@ export class Session {
       const fresh = this.login.accessExpiresAtMs - Date.now() > 30_000;
       if (fresh && (!force || this.login.accessToken !== used)) return this.login.accessToken;
       try {
-        const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken });
+        // Bounded, as the call it may run inside is not (an interceptor's wait is outside a call's deadline):
+        // one asked again within the server's reuse grace (60 s) is taken as the retry of a lost reply.
+        const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken }, { timeoutMs: CALL_TIMEOUT_MS });
         this.login = toSavedLogin(this.login.server, this.login.username, res.credentials!);
         // Written over this device's login only: a logout or another login (`chat-cli login` as someone else) since is not undone.
         if (mine) this.store.write(this.login);
@@ -252,7 +269,7 @@ export class Session {
   async usersById(ids: bigint[]): Promise<Map<string, User>> {
     const missing = [...new Set(ids.map(String))].filter((id) => id !== "0" && !this.users.has(id));
     for (let i = 0; i < missing.length; i += 100) {
-      const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) });
+      const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) }, { timeoutMs: CALL_TIMEOUT_MS });
       for (const u of res.users) this.users.set(u.userId.toString(), u);
     }
     return this.users;

@@ -5,7 +5,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CliError, describe, isTransient, type Session } from "./client.js";
+import { CALL_TIMEOUT_MS, CliError, describe, isTransient, type Session } from "./client.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -15,12 +15,6 @@ const CLOSE_LOGGED_OUT = 4003;
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
 const REAUTHENTICATE_RETRY_MS = 3_000;
-/**
- * A call of following's own (a history read) not answered by then is given
- * up and asked again, as a WebSocket handshake is: one a silent network lost
- * was waited for without end, and with it everything printed after it.
- */
-const CALL_TIMEOUT_MS = 15_000;
 /**
  * How many printed messages, and how many printed changes, following keeps
  * in mind. It follows for weeks: kept all, one entry a message or change,

@@ -171,6 +171,39 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("gives up a new sender's name lookup that a silent network never answers, and asks again, printing what came after it in order", async () => {
+    const { me, peer } = await h.pair();
+    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+    const third = await signUp(h.chatd.httpUrl, "third");
+    const { channelId } = (await peer.api.channels.createGroup({ title: "Trio", memberUserIds: [myId, third.userId] })).channel!;
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    await follower.started();
+    const newest = async () => (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages[0]!;
+    let inboxSeq = 0n;
+    const bring = (message: Awaited<ReturnType<typeof newest>>) =>
+      sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: ++inboxSeq, message } } } })));
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "n1", text: "one" });
+    bring(await newest());
+    // Printed after what following read first, in one chain: the api is idle when it is cut.
+    await follower.printed("one\n");
+
+    h.proxy.cut("blackhole");
+    // The third member speaks for the first time: their name is asked of the api, whose answer never comes.
+    await third.api.messages.sendMessage({ channelId, clientMsgId: "n2", text: "two" });
+    bring(await newest());
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "n3", text: "three" });
+    bring(await newest());
+    await follower.said(/could not print message #\d+ \(.+\); trying again/);
+    assert.doesNotMatch(follower.out, /two|three/);
+
+    void h.proxy.restore();
+    await follower.printed("three\n");
+    assert.match(follower.out, new RegExp(`#\\d+ ${peer.username}: one\\n\\[[^\\]]+\\] #\\d+ ${third.username}: two\\n\\[[^\\]]+\\] #\\d+ ${peer.username}: three\\n$`));
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+
   it("prints a reaction once though the server brings it again after a reconnect (its ack lost with the connection)", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "d1", text: "one" });
@@ -378,6 +411,36 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
     await follower.said(/reconnected/);
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
     await follower.printed("back again\n");
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+  });
+});
+
+describe("chat-cli follow with tokens that are refreshed at every call", function () {
+  this.timeout(120_000);
+  // A token this short is refreshed before each call: the refresh runs inside the call, in its interceptor.
+  const h = harness({ CHAT_ACCESS_TOKEN_TTL_S: "10" });
+
+  it("gives up a token refresh inside a history read that a silent network never answers, and asks again, instead of waiting for it for good", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t1", text: "one" });
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+    await follower.started();
+    await follower.printed("one\n");
+
+    h.proxy.cut("blackhole");
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t2", text: "two" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t3", text: "three" });
+    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    // #3 comes live, #2 not: the read of the gap refreshes the token first, and the refresh is never answered.
+    // The read's own deadline does not cover it (an interceptor's wait).
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
+    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
+
+    void h.proxy.restore();
+    await follower.printed("three\n");
+    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
   });
