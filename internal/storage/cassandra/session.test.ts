@@ -42,6 +42,26 @@ describe("cassandra client", function () {
     assert.ok(read instanceof StorageUnavailable && !read.unknownOutcome, String(read));
   });
 
+  it("takes a coordinator's server error, an overload and a timeout for an outage (a write's server error with an unknown outcome), not an internal error", async () => {
+    const failing = (code: number) => new Db({
+      options: { encoding: { useBigIntAsLong: true } },
+      execute: () => Promise.reject(new cassandra.errors.ResponseError(code, "node said no")),
+      batch: () => Promise.reject(new cassandra.errors.ResponseError(code, "node said no")),
+    } as unknown as Client, "ks");
+    const c = cassandra.types.responseErrorCodes;
+    // Before, a server error went out as it came and reached clients as INTERNAL.
+    const write = await failing(c.serverError).lwt("UPDATE ks.t SET v = ? WHERE k = ? IF v = ?", [1, 2, 3]).catch((e: unknown) => e);
+    assert.ok(write instanceof StorageUnavailable && write.unknownOutcome && write.code === "unavailable", String(write));
+    const read = await failing(c.serverError).rows("SELECT v FROM ks.t WHERE k = ?", [1]).catch((e: unknown) => e);
+    assert.ok(read instanceof StorageUnavailable && !read.unknownOutcome, String(read));
+    for (const [code, unknown] of [[c.overloaded, false], [c.unavailableException, false], [c.readTimeout, false], [c.writeTimeout, true], [0x1700, true]] as const) {
+      const e = await failing(code).write("INSERT INTO ks.t (k, v) VALUES (?, ?)", [1, 2]).catch((x: unknown) => x);
+      assert.ok(e instanceof StorageUnavailable && e.unknownOutcome === unknown, `${code}: ${String(e)}`);
+    }
+    const bug = await failing(c.invalid).rows("SELECT v FROM ks.t", []).catch((e: unknown) => e);
+    assert.ok(!(bug instanceof StorageUnavailable), "an invalid query is a bug, not an outage");
+  });
+
   it("takes a connection lost under a request for an outage, with an unknown outcome once the request was written", async () => {
     const socketClosed = (requestNotWritten: boolean) => {
       // As the driver fails the requests a closing connection holds (Connection.clearAndInvokePending).

@@ -124,16 +124,26 @@ export class StorageUnavailable extends ChatError {
   }
 }
 
+const CAS_WRITE_UNKNOWN = 0x1700;
+const CDC_WRITE_FAILURE = 0x1600;
+const isRead = (query: string) => /^\s*SELECT\b/i.test(query);
+
 function translate(e: unknown, query: string): never {
   if (e instanceof errors.ResponseError) {
     const c = types.responseErrorCodes;
     if (e.code === c.writeTimeout) throw new StorageUnavailable(`cassandra write timeout: ${e.message}`, true, e);
     // A replica failed it (a disk, too many tombstones): others may have applied it, and a logged batch is replayed.
     if (e.code === c.writeFailure) throw new StorageUnavailable(`cassandra write failed on a replica: ${e.message}`, true, e);
+    // Protocol v5's CAS_WRITE_UNKNOWN and CDC_WRITE_FAILURE (the driver names neither): a write perhaps applied.
+    if (e.code === CAS_WRITE_UNKNOWN || e.code === CDC_WRITE_FAILURE) throw new StorageUnavailable(`cassandra write outcome unknown: ${e.message}`, true, e);
     if (e.code === c.readTimeout || e.code === c.readFailure || e.code === c.unavailableException || e.code === c.overloaded ||
       e.code === c.isBootstrapping || e.code === c.truncateError) {
       throw new StorageUnavailable(`cassandra unavailable: ${e.message}`, false, e);
     }
+    // The coordinator failed on its own side (an exception in the node, often under memory or
+    // disk pressure): passed on raw it reached clients as INTERNAL, not to be asked again. A write
+    // may have gone to replicas before it.
+    if (e.code === c.serverError) throw new StorageUnavailable(`cassandra server error: ${e.message}`, !isRead(query), e);
     throw e; // syntax, invalid query, config: a bug, not an outage
   }
   if (e instanceof errors.OperationTimedOutError) {
@@ -161,7 +171,10 @@ function translate(e: unknown, query: string): never {
 /** Whether a host's failure of a request leaves it perhaps applied there. */
 function mayHaveApplied(e: unknown): boolean {
   if (e instanceof errors.OperationTimedOutError) return true;
-  if (e instanceof errors.ResponseError) return e.code === types.responseErrorCodes.writeTimeout || e.code === types.responseErrorCodes.writeFailure;
+  if (e instanceof errors.ResponseError) {
+    const c = types.responseErrorCodes;
+    return e.code === c.writeTimeout || e.code === c.writeFailure || e.code === c.serverError || e.code === CAS_WRITE_UNKNOWN || e.code === CDC_WRITE_FAILURE;
+  }
   const socket = e as { isSocketError?: boolean; requestNotWritten?: boolean } | null;
   return socket?.isSocketError === true && socket.requestNotWritten !== true;
 }
