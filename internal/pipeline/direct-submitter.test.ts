@@ -130,6 +130,16 @@ describe("DirectSubmitter", () => {
       assert.equal(await entriesOf(BOB.userId), 5, "the message and its four changes");
     });
 
+    it("gives an edit to the same text and its resend racing it (two sessions of one device) one answer, and writes neither", async () => {
+      await submitter.submit(ALICE, { ...GROUP_CMD, clientMsgId: "m", text: "hi" });
+      const before = await entriesOf(BOB.userId);
+      const same = { ...GROUP_CMD, clientMsgId: "same", text: "hi", editSeq: 1n };
+      const [first, resend] = await Promise.all([submitter.submit(ALICE, same), submitter.submit(ALICE, same)]);
+      assert.deepStrictEqual([first.duplicate, resend], [false, { messageId: first.messageId, duplicate: true }]);
+      assert.equal(await entriesOf(BOB.userId), before, "no inbox entry");
+      assert.equal((await storage.messages.get(GROUP, 1n))!.editedAtMs, undefined, "not marked edited");
+    });
+
     it("refuses a delete of a deleted message, sent after it or racing it, writing nothing", async () => {
       await submitter.submit(BOB, { ...GROUP_CMD, clientMsgId: "m", text: "oops" });
       const del = { ...GROUP_CMD, clientMsgId: "d", deleteSeq: 1n };

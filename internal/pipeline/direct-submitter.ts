@@ -120,6 +120,11 @@ export class DirectSubmitter implements MessageSubmitter {
       if (unchanged && quiet && key !== undefined) return await this.unchangedEdit(key, sender, cmd);
       if (turn === undefined && !this.order.clear(sender, cmd.channelId)) turn = this.order.take(sender, cmd.channelId);
       if (turn?.waiting) await turn.ready;
+      // A resend that raced its first copy (another session of the device) comes after it in the line:
+      // that copy, an edit to the text the message has, was answered and stored nowhere, so the
+      // writer's key would not catch this one, which then stored the edit under an id of its own.
+      const answeredAhead = key === undefined ? undefined : this.unchangedEdits.peek(key);
+      if (answeredAhead !== undefined) return { messageId: answeredAhead, duplicate: true };
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
       // A reaction that changes nothing is still stored, for its key (a resend after a restart, or
       // after the user's next reaction, is then this one again), but copied to no inbox.
