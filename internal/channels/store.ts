@@ -135,8 +135,9 @@ export interface ChannelStore {
    * note is sequenced after whatever reached the channel's queue before it,
    * so changes whose store steps and notes did not overlap are told in the
    * order they landed. Work run inside a turn of the channel (nested) runs
-   * at once. Cassandra: a lease of CHANNEL_TURN_TTL_S, so a process that
-   * died in its turn holds nobody up for long; work must end well within it.
+   * at once. Cassandra: a lease of CHANNEL_TURN_TTL_S, renewed while the
+   * work runs (up to a bound), so a process that died in its turn holds
+   * nobody up for long and a slow one is not overtaken.
    */
   changeInTurn<T>(channelId: Id, work: () => Promise<T>): Promise<T>;
   /**

@@ -24,6 +24,7 @@ import {
   type CassandraStorage,
 } from "./index.js";
 import { bucketOf } from "./buckets.js";
+import { CHANNEL_TURN_TTL_S } from "./channel-store.js";
 import { encodeChange } from "./change-cell.js";
 import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
 import { Db, mapLimit, StorageUnavailable, type Statement } from "./session.js";
@@ -763,6 +764,45 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(seen.map((e) => e.slice(2)), ["in", "out", "in", "out"], seen.join(", "));
       const lease = await st.client.execute(`SELECT holder FROM ${keyspace}.channel_turns WHERE channel_id = ?`, [id], { prepare: true });
       assert.equal(lease.rowLength, 0, "given back");
+    });
+
+    it("keeps a channel's turn while its change runs past the lease, so another process's change and note cannot come in between", async function () {
+      this.timeout(60_000);
+      const st = s();
+      const id = uniqueId();
+      let refusedTwo!: () => void;
+      const twoWaits = new Promise<void>((r) => (refusedTwo = r));
+      const watching = Object.create(st.db) as Db;
+      watching.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        const r = await st.db.lwt(...args);
+        if (args[0].includes("channel_turns") && args[0].includes("INSERT") && !r.applied) refusedTwo();
+        return r;
+      };
+      const one = new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET));
+      const two = new CassandraChannelStore(watching, new CassandraMessageLog(st.db, BUCKET));
+      const seen: string[] = [];
+      let entered!: () => void;
+      const oneIn = new Promise<void>((r) => (entered = r));
+      let release!: () => void;
+      const stalled = new Promise<void>((r) => (release = r));
+      const first = one.changeInTurn(id, async () => {
+        seen.push("a in");
+        entered();
+        await stalled;
+        seen.push("a out");
+      });
+      await oneIn;
+      // The change stalls past its lease (a store step or a note write slow to answer).
+      const pastLease = Date.now() + CHANNEL_TURN_TTL_S * 1000 + 1_500;
+      while (Date.now() < pastLease) await new Promise((r) => setTimeout(r, 100));
+      const second = two.changeInTurn(id, async () => {
+        seen.push("b in");
+        seen.push("b out");
+      });
+      await Promise.race([twoWaits, second]);
+      release();
+      await Promise.all([first, second]);
+      assert.deepStrictEqual(seen, ["a in", "a out", "b in", "b out"]);
     });
 
     it("gives a channel's turn back when taking it timed out after it landed, so the next change need not wait out its lease", async () => {

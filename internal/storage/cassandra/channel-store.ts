@@ -56,6 +56,15 @@ const MAX_ATTEMPTS = 32;
 export const CHANNEL_TURN_TTL_S = 10;
 /** How long changeInTurn waits for its turn before it answers unavailable: past one lease run out. */
 const TURN_WAIT_MS = 2 * CHANNEL_TURN_TTL_S * 1000;
+/**
+ * How long a live change keeps its turn by renewing the lease: a change slow
+ * in its store step or note (a write retried, a queue slow to answer) was
+ * overtaken once its lease ran out, and the other change's note was told
+ * before the one it followed. Bounded, so a change that never ends holds the
+ * group's changes off no longer than this (each waiting TURN_WAIT_MS, then
+ * answered unavailable).
+ */
+const TURN_HOLD_MS = 6 * CHANNEL_TURN_TTL_S * 1000;
 
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
@@ -148,6 +157,7 @@ export class CassandraChannelStore implements ChannelStore {
       clearThrough: `UPDATE ${ch} SET cleared_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq >= 0 AND cleared_seq = ?`,
       takeTurn: `INSERT INTO ${t("channel_turns")} (channel_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?`,
       giveTurn: `DELETE FROM ${t("channel_turns")} WHERE channel_id = ? IF holder = ?`,
+      keepTurn: `UPDATE ${t("channel_turns")} USING TTL ? SET holder = ? WHERE channel_id = ? IF holder = ?`,
       directOf: `SELECT channel_id FROM ${t("direct_channels")} WHERE user_lo = ? AND user_hi = ?`,
       claimDirect: `INSERT INTO ${t("direct_channels")} (user_lo, user_hi, channel_id) VALUES (?, ?, ?) IF NOT EXISTS`,
       index: `INSERT INTO ${t("user_channels")} (user_id, channel_id) VALUES (?, ?) USING TIMESTAMP ?`,
@@ -405,9 +415,16 @@ export class CassandraChannelStore implements ChannelStore {
         if (e instanceof StorageUnavailable && e.unknownOutcome) await this.db.lwt(this.q.giveTurn, [channelId, holder]).catch(() => undefined);
         throw e;
       }
+      const until = Date.now() + TURN_HOLD_MS;
+      // Renewed well before it runs out; a renewal lost (Cassandra away) leaves it to run out by its TTL.
+      const keep = setInterval(() => {
+        if (Date.now() > until) return clearInterval(keep);
+        this.db.lwt(this.q.keepTurn, [CHANNEL_TURN_TTL_S, holder, channelId, holder]).catch(() => undefined);
+      }, (CHANNEL_TURN_TTL_S * 1000) / 3);
       try {
         return await work();
       } finally {
+        clearInterval(keep);
         // Not given back (Cassandra away): it runs out by its TTL.
         await this.db.lwt(this.q.giveTurn, [channelId, holder]).catch(() => undefined);
       }
