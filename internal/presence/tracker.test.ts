@@ -291,6 +291,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     const audienceRead = gate();
     const swept: PresenceChange[] = [];
     const sweeper = tracker({ store, directory: recorder(heard), audience: async () => (await audienceRead.opened, [99n]), onChange: (c) => swept.push(c) });
+    await sweeper.sweep(); // running since before: past its start's hold-off by the sweep below
     const server = tracker({ store, directory: recorder(heard) });
     server.deviceConnected(1n, 10n);
     await server.idle();
@@ -338,6 +339,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
         if (first) (first = false), await delivered.opened;
       }),
     });
+    await sweeper.sweep(); // running since before: past its start's hold-off by the sweep below
     const server = tracker({ store, directory: recorder(heard) });
     server.deviceConnected(1n, 10n);
     await server.idle();
@@ -812,6 +814,33 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal(show(heard), "1:ON 2:ON", "nobody is swept before two heartbeat intervals have passed");
     await run(answeredAt - start + 2 * HEARTBEAT);
     assert.equal(show(heard), "1:ON 2:ON 2:OFF", "the dead device goes two heartbeat intervals after the store answers; the live one never flaps");
+  });
+
+  it("a sweeper that starts as Redis comes back from a snapshot sweeps nobody for two heartbeat intervals after the store first answers: live devices are touched again first", async () => {
+    const LONG_GRACE = 120_000;
+    const redis = new MemoryPresenceStore(); // what the snapshot kept
+    const heard: Heard[] = [];
+    const before = tracker({ store: redis, directory: recorder([]), graceMs: LONG_GRACE, heartbeatIntervalMs: HEARTBEAT });
+    before.deviceConnected(1n, 10n); // its chat server touches it again once Redis is back
+    before.deviceConnected(2n, 20n); // its chat server died meanwhile
+    await before.idle();
+    t += LONG_GRACE + 60_000; // Redis was away: both stored touches expired
+    const sweeper = tracker({ store: redis, directory: recorder(heard), graceMs: LONG_GRACE, heartbeatIntervalMs: HEARTBEAT });
+    const start = t;
+    const server = tracker({ store: redis, directory: recorder(heard), graceMs: LONG_GRACE, heartbeatIntervalMs: HEARTBEAT });
+    const run = async (untilMs: number) => {
+      while (t < start + untilMs) {
+        await sweeper.sweep();
+        await sweeper.idle();
+        t += 1_000;
+        if (t - start === 12_000) server.deviceAlive(1n, 10n, t); // its reconnect to Redis: every live session re-touched
+        await server.idle();
+      }
+    };
+    await run(2 * HEARTBEAT);
+    assert.equal(show(heard), "", "nobody is swept before two heartbeat intervals after the store first answered");
+    await run(2 * HEARTBEAT + 1_000);
+    assert.equal(show(heard), "2:OFF", "the dead device goes then; the live one, touched again meanwhile, never flaps");
   });
 
   it("chatd: a chat.db whose last seens cannot be read holds no sweep off and fails no GetPresence (its memory store lost nothing)", async () => {

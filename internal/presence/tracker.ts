@@ -135,8 +135,18 @@ export class PresenceTracker {
   private stopped = false;
   /** Ends the backoff waits of failed announcements at stop(). */
   private readonly stopping = new AbortController();
-  /** Since when the store answers again after failing; undefined while it fails. */
-  private answeringSinceMs: number | undefined = -Infinity;
+  /**
+   * Since when the store answers (first, or again after failing); undefined
+   * before its first answer and while it fails. A sweeper that starts just as
+   * Redis comes back from a snapshot finds devices whose stored touches expired
+   * while it was away, and their chat servers have not touched them again yet:
+   * it holds off from the first answer as after a failure. A store that holds
+   * nothing from before that answer loses nothing by it: no device of its can
+   * expire within a grace period of it.
+   */
+  private answeringSinceMs: number | undefined;
+  /** Whether a store call failed since the start: its next answer is a recovery (storeAnswers), not a first one. */
+  private failedOnce = false;
   private readonly recoveredListeners: (() => void)[] = [];
   /** Per op, when a failure was last logged and how many went unlogged since. */
   private readonly errorLog = new Map<PresenceEngineOp, { atMs: number; unlogged: number }>();
@@ -315,7 +325,7 @@ export class PresenceTracker {
    * announces them, and tells flips that no process confirmed told a grace
    * period (at least UNTOLD_AFTER_MIN_MS) after they were made; returns how
    * many. Held off while the store fails and for two heartbeat intervals (a
-   * grace period at most) after it answers again.
+   * grace period at most) after it answers, first or again.
    */
   async sweep(): Promise<number> {
     if (this.sweeping) {
@@ -428,10 +438,20 @@ export class PresenceTracker {
       result = await op(this.deps.store);
     } catch (err) {
       this.answeringSinceMs = undefined;
+      this.failedOnce = true;
       throw err;
     }
-    if (this.answeringSinceMs === undefined) this.storeAnswers();
+    if (this.answeringSinceMs === undefined) {
+      if (this.failedOnce) this.storeAnswers();
+      else this.firstAnswer();
+    }
     return result;
+  }
+
+  /** Nothing failed, so nothing to end or touch again: only sweeps are held off (see answeringSinceMs). */
+  private firstAnswer(): void {
+    this.answeringSinceMs = this.now();
+    this.deps.logger?.info({ holdOffMs: this.holdOffMs }, "presence store answers: holding sweeps off until live sessions touched their devices again");
   }
 
   private storeAnswers(): void {
@@ -456,7 +476,7 @@ export class PresenceTracker {
 
   /**
    * Whether a sweep may expire users now. Not while the store fails, nor
-   * until it has answered again for two heartbeat intervals: the devices'
+   * until it has answered (first, or again) for two heartbeat intervals: the devices'
    * heartbeats failed meanwhile, and expiring them before they come again
    * (within one interval; the second covers a chat server whose client saw
    * the store back later than this one, and late heartbeats) would announce
