@@ -6,6 +6,7 @@ import type { InboxEntry, StoredMessage } from "../model/types.js";
 import { encodeDeliveryFrame, encodeMessage, encodeStoredMessage } from "../wire/message-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { readClientFrame } from "../wire/client-frame-read.js";
+import { quoteUnsafeIntegers } from "../wire/json-integers.js";
 import type { FrameEncoding } from "./port.js";
 
 /**
@@ -19,7 +20,7 @@ export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEnco
   try {
     if (encoding === "json") {
       const text = typeof data === "string" ? data : decodeUtf8(data);
-      return fromJsonString(ClientFrameSchema, text);
+      return fromJsonString(ClientFrameSchema, quoteUnsafeIntegers(text));
     }
     if (typeof data === "string") throw new Error("text frame on a binary (chat.v1.proto) session");
     return readClientFrame(data) ?? fromBinary(ClientFrameSchema, data);

@@ -62,8 +62,8 @@ describe("gateway: a native session's frames in gRPC's JSON framing", function (
     roles = { api: String(api.info.http), grpc: String(gw.info.grpc) };
   });
 
-  /** Sends `json` (built for a group of alice's) on a new native session of alice's; the answer to ref 7, or the stream's status. */
-  async function sendOnNewSession(json: (channelId: bigint) => Buffer) {
+  /** Sends `json` (built for a group of alice's) on a new native session of alice's; the answer under one of `refs`, or the stream's status. */
+  async function sendOnNewSession(json: (channelId: bigint) => Buffer, refs = ["7"]) {
     const alice = await signUp(roles.api, "gwj");
     const bob = await signUp(roles.api, "gwj");
     const { channel } = await alice.api.channels.createGroup({ title: "G", memberUserIds: [bob.userId] });
@@ -71,7 +71,7 @@ describe("gateway: a native session's frames in gRPC's JSON framing", function (
     try {
       await waitFor(() => s.responses.some((r) => r.frame?.welcome !== undefined), "the welcome");
       s.write(json(channel!.channelId));
-      const answer = () => s.responses.find((r) => r.frame?.ref === "7");
+      const answer = () => s.responses.find((r) => refs.includes(r.frame?.ref ?? ""));
       await waitFor(() => s.status() !== undefined || answer(), "the answer to the frame, or the stream's status");
       return { answer: answer(), status: s.status() };
     } finally {
@@ -86,6 +86,25 @@ describe("gateway: a native session's frames in gRPC's JSON framing", function (
     );
     assert.equal(answer, undefined, `refused before it reached the session, not answered: ${JSON.stringify(answer)}`);
     assert.deepEqual([status?.code, status?.closeCode], ["3", "1007"], `refused as INVALID_ARGUMENT, close 1007: ${status?.message}`);
+  });
+
+  it("reads a 64-bit number written as a JSON number past 2^53 (as Go's encoding/json writes a uint64) exactly, not rounded to another", async () => {
+    // A ref, which the ack hands back as it was read: a group's id may end in zero bits, which rounding keeps.
+    const ref = "122799081264250881";
+    let channel = 0n;
+    const { answer, status } = await sendOnNewSession(
+      (channelId) => {
+        channel = channelId;
+        return Buffer.from(`{"frame":{"ref":${ref},"send":{"channelId":${channelId},"clientMsgId":"number","text":"hi"}}}`, "utf8");
+      },
+      [ref, String(Number(ref))],
+    );
+    assert.equal(status, undefined);
+    assert.deepEqual(
+      [answer?.frame?.ref, (answer?.frame?.sendAck as { channelId?: string } | undefined)?.channelId],
+      [ref, String(channel)],
+      `acked under the ref and in the channel written: ${JSON.stringify(answer)}`,
+    );
   });
 
   it("refuses a field ClientFrame does not have, as chatd and a WebSocket do, rather than sending the frame without it", async () => {
