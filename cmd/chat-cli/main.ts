@@ -527,6 +527,8 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref || extra !== undefined) throw new CliError("usage: chat-cli follow <channel-id|@username> [--last N]", 2);
   const last = intOption(values.last, "--last", 10, 0, 200);
+  // Checked before the history is printed: one refused after it read as a failure of following itself.
+  const ws = values.ws !== undefined ? normalizeWs(values.ws, "--ws") : normalizeWs(process.env.CHAT_WS_URL, "CHAT_WS_URL");
   const s = session();
   const channel = await s.resolveChannel(ref);
   // Like history, only a look: what it prints stays unread, and so does a chat marked unread.
@@ -551,7 +553,7 @@ async function followCommand(args: string[], values: Values): Promise<void> {
   let announced = false;
   try {
     await follow(s, {
-      wsUrl: normalizeWs(values.ws ?? process.env.CHAT_WS_URL),
+      wsUrl: ws,
       channelId: channel.channelId,
       afterSeq,
       shown,
@@ -963,15 +965,16 @@ function sameListener(a: string, b: string): boolean {
   return x.hostname === y.hostname && port(x) === port(y);
 }
 
-function normalizeWs(raw: string | undefined): string | undefined {
+/** `by`: where the address came from, as the error names it. */
+function normalizeWs(raw: string | undefined, by: string): string | undefined {
   if (raw === undefined || raw === "") return undefined;
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    throw new CliError(`--ws: "${raw}" is not a URL`, 2);
+    throw new CliError(`${by}: "${raw}" is not a URL`, 2);
   }
-  if (u.protocol !== "ws:" && u.protocol !== "wss:") throw new CliError("--ws must be a ws:// or wss:// URL", 2);
+  if (u.protocol !== "ws:" && u.protocol !== "wss:") throw new CliError(`${by} must be a ws:// or wss:// URL (the realtime WebSocket, as ws://host:8090/ws), not "${raw}"`, 2);
   return u.toString();
 }
 

@@ -30,10 +30,10 @@ class CliUser {
     private readonly server: string,
   ) {}
 
-  spawn(args: string[]): ChildProcess {
+  spawn(args: string[], env: Record<string, string> = {}): ChildProcess {
     return spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
       cwd: ROOT,
-      env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD },
+      env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
   }
@@ -540,5 +540,36 @@ describe("chat-cli follow of a group I am no longer in", function () {
     await me.ok("leave", String(channelId));
     await again.said(/no longer a member of this chat/);
     assert.equal(await again.exited, 1, again.err);
+  });
+});
+
+describe("chat-cli follow with a --ws that is no WebSocket URL", function () {
+  this.timeout(60_000);
+  const h = harness();
+
+  it("refuses it with exit 2, naming where it came from, before printing any history", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "u1", text: "one" });
+    const run = async (args: string[], env: Record<string, string> = {}) => {
+      const child = me.spawn(["follow", String(channelId), "--last", "1", ...args], env);
+      let [stdout, stderr] = ["", ""];
+      child.stdout!.on("data", (d) => (stdout += d));
+      child.stderr!.on("data", (d) => (stderr += d));
+      const [code] = (await once(child, "close")) as [number];
+      return { code, stdout, stderr };
+    };
+    // The api's address where the gateway's goes: it printed the history, then failed as if following had.
+    const http = await run(["--ws", `http://${h.proxy.address}/ws`]);
+    assert.equal(http.code, 2, http.stderr);
+    assert.equal(http.stdout, "");
+    assert.match(http.stderr, /^chat-cli: --ws must be a ws:\/\/ or wss:\/\/ URL .*"http:\/\/[^"]+"\n$/);
+    const junk = await run(["--ws", "::nope"]);
+    assert.equal(junk.code, 2, junk.stderr);
+    assert.equal(junk.stdout, "");
+    assert.match(junk.stderr, /--ws: "::nope" is not a URL/);
+    const fromEnv = await run([], { CHAT_WS_URL: "https://gateway.example/ws" });
+    assert.equal(fromEnv.code, 2, fromEnv.stderr);
+    assert.equal(fromEnv.stdout, "");
+    assert.match(fromEnv.stderr, /CHAT_WS_URL must be a ws:\/\/ or wss:\/\/ URL/);
   });
 });
