@@ -88,8 +88,16 @@ export function refuseIfBlocked(blockers: readonly Id[], me: Id, other: Id, what
   if (blockers.includes(me)) throw new ChatError("blocked", `you blocked this user: unblock them to ${what} them`);
 }
 
-/** Everyone the user blocked or was blocked by: each side is hidden from the other. */
-export async function blockedEitherWay(accounts: AccountStore, userId: Id): Promise<Set<Id>> {
-  const [blocked, blockers] = await Promise.all([accounts.listBlocks(userId), accounts.listBlockers(userId)]);
+/**
+ * Everyone the user blocked, and of `among` those who blocked the user: each
+ * side is hidden from the other. Whom a user blocks is capped (maxBlockedPerUser),
+ * who blocked a user is not, so only the rows of `among` are read of those.
+ */
+export async function blockedEitherWay(accounts: AccountStore, userId: Id, among: Iterable<Id>): Promise<Set<Id>> {
+  const asked = [...new Set(among)].filter((id) => id !== userId);
+  const [blocked, blockers] = await Promise.all([
+    accounts.listBlocks(userId),
+    asked.length === 0 ? [] : accounts.blockersAmong(userId, asked),
+  ]);
   return new Set([...blocked.map((b) => b.userId), ...blockers]);
 }

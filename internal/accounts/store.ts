@@ -124,12 +124,16 @@ export interface AccountStore {
   deleteBlock(userId: Id, blockedUserId: Id): Promise<void>;
   /** Whom the user blocked, with when, newest first (ties by user id). */
   listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]>;
-  /** Who blocked the user, by user id. */
-  listBlockers(userId: Id): Promise<Id[]>;
   /**
-   * Of `among`, those who blocked the user, by user id: what an add checks,
-   * reading the rows of those users alone (anyone may block a user, so
-   * listBlockers has no bound).
+   * Who blocked the user, by user id, a page at a time: at most `limit`,
+   * those after `after` (from the first when unset). Anyone may block a user,
+   * so all of them have no bound: what asks about some users asks
+   * blockersAmong instead.
+   */
+  listBlockers(userId: Id, page: { after?: Id; limit: number }): Promise<Id[]>;
+  /**
+   * Of `among`, those who blocked the user, by user id: what an add or a
+   * presence audience checks, reading the rows of those users alone.
    */
   blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]>;
   /** Which of the pair blocked the other: none, one or both of them. */

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError } from "../model/errors.js";
+import { readByItsActor } from "../messages/notes.js";
 import type { Sender } from "../messages/submit.js";
 import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRecord, type StoredMessage } from "../model/types.js";
 import { blockedEitherWay } from "../accounts/blocks.js";
@@ -112,7 +113,10 @@ async function ownNewestAfter(deps: ApiDeps, channelId: Id, me: MemberRecord, la
  * group showed as having read nothing right after their first message, in
  * `chatd` and the cluster alike. Looked for in the newest
  * OWN_MESSAGE_WINDOW seqs, and only when someone's stored position is behind
- * the newest message; a note is the server's word, not its actor's reading.
+ * the newest message. A note counts as its actor's, as their own unread count
+ * has it (a change made, a group showing nothing unread to its maker, while
+ * the others were shown the maker as not having read it), except the note of
+ * a join by link: the joiner never read what came before them.
  */
 export async function membersAsRead(deps: ApiDeps, channelId: Id): Promise<MemberRecord[]> {
   // Together: neither read waits on the other.
@@ -126,7 +130,7 @@ export async function membersAsRead(deps: ApiDeps, channelId: Id): Promise<Membe
   const from = lowest + 1n > windowStart ? lowest + 1n : windowStart;
   // The newest alone needs no range read; its row may also still be only the head's copy.
   const sent = last.seq > from ? await deps.log.newestBySender(channelId, from, last.seq - 1n) : new Map<Id, bigint>();
-  if (!last.note) sent.set(last.senderUserId, last.seq);
+  if (!last.note || readByItsActor(last.note)) sent.set(last.senderUserId, last.seq);
   return members.map((m) => {
     const own = sent.get(m.userId);
     return own !== undefined && own > m.readSeq ? { ...m, readSeq: own } : m;
@@ -240,7 +244,7 @@ export async function tellCameTogether(deps: ApiDeps, joiners: readonly Id[], me
         if ((await presenceVisibility(deps.accounts, userId)) !== "chats") return;
         // A joiner meets everyone; the others meet only the joiners.
         const met = (newcomers.has(userId) ? everyone : joiners).filter((id) => id !== userId);
-        const blocked = await blockedEitherWay(deps.accounts, userId);
+        const blocked = await blockedEitherWay(deps.accounts, userId, met);
         await presence.tellLatest(userId, met.filter((id) => !blocked.has(id)));
       }),
     );

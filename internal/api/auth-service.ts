@@ -34,6 +34,8 @@ export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
  * more than two are only needed against a store slow to show new rows.
  */
 const SIGN_OUT_ROUNDS = 5;
+/** Blockers of a deleted account unblocked a read at a time. */
+const BLOCKERS_PAGE = 500;
 
 /** How far apart the clocks of the api processes may be, beside a token's lifetime. */
 const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60_000;
@@ -314,9 +316,14 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
       };
       await dropFriends();
-      const [blocked, blockers] = await Promise.all([deps.accounts.listBlocks(me), deps.accounts.listBlockers(me)]);
-      for (const { userId } of blocked) await deps.accounts.deleteBlock(me, userId);
-      for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
+      for (const { userId } of await deps.accounts.listBlocks(me)) await deps.accounts.deleteBlock(me, userId);
+      // Anyone may have blocked the account: read a page at a time.
+      for (let after: Id | undefined; ;) {
+        const blockers = await deps.accounts.listBlockers(me, { after, limit: BLOCKERS_PAGE });
+        for (const userId of blockers) await deps.accounts.deleteBlock(userId, me);
+        if (blockers.length < BLOCKERS_PAGE) break;
+        after = blockers[blockers.length - 1];
+      }
       const leaveChats = async () => {
         for (const m of await deps.channels.listMemberships(me)) {
           const channel = await deps.channels.getChannel(m.channelId);

@@ -202,6 +202,31 @@ describe("api: blocking users", () => {
     assert.equal(blockersRead, 0, `${blockersRead} blockers read for adds of users who blocked nobody`);
   });
 
+  it("reads who blocked a user only among those its presence concerns, and a deleted account's blockers a page at a time", async () => {
+    api = await TestApi.start({ presence: everyoneOnline });
+    const [me, friend, pest] = [await api.signUp("moe", "my password"), await api.signUp(), await api.signUp()];
+    await friends(me, friend);
+    await pest.c.users.blockUser({ userId: me.userId });
+    for (let i = 0; i < 20; i++) await (await api.signUp()).c.users.blockUser({ userId: me.userId });
+    // Anyone may block a user: a read of all who did has no bound (on Cassandra a whole partition).
+    const store = api.deps.accounts;
+    const listed: unknown[] = [];
+    const asked: number[] = [];
+    const listBlockers = store.listBlockers;
+    const blockersAmong = store.blockersAmong;
+    store.listBlockers = async (userId, page) => (listed.push(page), listBlockers.call(store, userId, page));
+    store.blockersAmong = async (userId, among) => (asked.push(among.length), blockersAmong.call(store, userId, among));
+    assert.deepEqual(await statuses(me, [friend.userId, pest.userId]), [PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
+    await pest.c.presence.getPresence({ userIds: [me.userId] });
+    await me.c.channels.createGroup({ title: "g", memberUserIds: [friend.userId] });
+    assert.deepEqual(listed, [], "no presence read lists everyone who blocked a user");
+    assert.ok(asked.length > 0 && Math.max(...asked) <= 2, `blockers asked about: ${asked.join(", ")}`);
+
+    await me.c.auth.deleteAccount({ password: "my password" });
+    assert.ok(listed.length > 0 && listed.every((p) => { const limit = (p as { limit?: unknown } | undefined)?.limit; return typeof limit === "number" && limit > 0 && limit <= 1_000; }), JSON.stringify(listed, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+    assert.deepEqual((await pest.c.users.listBlockedUsers({})).blockedUsers, [], "every blocker's block of the deleted account is gone");
+  });
+
   it("tells nobody of presence when blocking again or unblocking someone not blocked", async () => {
     api = await TestApi.start({ presence: everyoneOnline });
     const [me, peer, other] = [await api.signUp(), await api.signUp(), await api.signUp()];

@@ -37,7 +37,7 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
    */
   async function visibleTo(me: Id, wanted: readonly Id[]): Promise<Set<Id>> {
     const [blocked, friends, settings] = await Promise.all([
-      blockedEitherWay(deps.accounts, me),
+      blockedEitherWay(deps.accounts, me, wanted),
       deps.accounts.listFriends(me).then((ids) => new Set(ids)),
       deps.accounts.getPresenceVisibility(wanted.filter((id) => id !== me)),
     ]);

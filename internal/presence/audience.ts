@@ -27,11 +27,11 @@ export interface PresenceReach {
  * maintain. Users blocked either way are left out.
  */
 export async function readReach(deps: AudienceDeps, userId: Id, channels: boolean): Promise<PresenceReach> {
-  const [friends, coMembers, blocked] = await Promise.all([
+  const [friends, coMembers] = await Promise.all([
     deps.accounts.listFriends(userId),
     channels ? coMembersOf(deps.channels, userId, deps.maxChannelMembers ?? MAX_GROUP_MEMBERS) : new Set<Id>(),
-    blockedEitherWay(deps.accounts, userId),
   ]);
+  const blocked = await blockedEitherWay(deps.accounts, userId, [...friends, ...coMembers]);
   for (const id of blocked) coMembers.delete(id);
   return { friends: friends.filter((id) => !blocked.has(id)), coMembers: [...coMembers] };
 }

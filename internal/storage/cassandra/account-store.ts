@@ -115,7 +115,7 @@ export class CassandraAccountStore implements AccountStore {
       deleteBlocker: `DELETE FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id = ?`,
       block: `SELECT at_ms FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
       blocks: `SELECT blocked_user_id, at_ms FROM ${t("blocks")} WHERE user_id = ?`,
-      blockers: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ?`,
+      blockers: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id > ? LIMIT ?`,
       blockersAmong: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id IN ?`,
     };
   }
@@ -450,15 +450,19 @@ export class CassandraAccountStore implements AccountStore {
     return out.sort((x, y) => y.atMs - x.atMs || cmp(x.userId, y.userId));
   }
 
-  async listBlockers(userId: Id): Promise<Id[]> {
-    return (await this.db.rows(this.q.blockers, [userId])).map((r) => big(r.get("blocker_user_id")));
+  async listBlockers(userId: Id, page: { after?: Id; limit: number }): Promise<Id[]> {
+    if (page.limit <= 0) return [];
+    // Anyone may block a user, so the partition has no bound: never read whole.
+    return (await this.db.rows(this.q.blockers, [userId, page.after ?? MIN_ID, page.limit])).map((r) => big(r.get("blocker_user_id")));
   }
 
   async blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]> {
     const asked = [...new Set(among)];
     if (asked.length === 0) return [];
-    // Rows of the users named alone, in clustering order (by user id, as the SQLite adapter returns them).
-    return (await this.db.rows(this.q.blockersAmong, [userId, asked])).map((r) => big(r.get("blocker_user_id")));
+    // Rows of the users named alone, a hundred a read (a presence audience names every friend and co-member).
+    const found = await mapLimit(inParts(asked), FANOUT, (some) => this.db.rows(this.q.blockersAmong, [userId, some]));
+    // By user id, as the SQLite adapter returns them.
+    return found.flat().map((r) => big(r.get("blocker_user_id"))).sort(cmp);
   }
 
   async blockersBetween(a: Id, b: Id): Promise<Id[]> {
@@ -490,3 +494,5 @@ export class CassandraAccountStore implements AccountStore {
 }
 
 const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+/** Below every id: where a page of blockers with no `after` starts (Cassandra's bigint is signed). */
+const MIN_ID = -(2n ** 63n);

@@ -498,8 +498,8 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.blockersBetween(b.userId, a.userId), [a.userId]);
         assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
         assert.deepStrictEqual(await s.listBlocks(b.userId), []);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
-        assert.deepStrictEqual(await s.listBlockers(a.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), [a.userId]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId, { limit: 100 }), []);
       });
 
       it("blockersAmong names, of the users asked about, those who blocked the user, by user id", async () => {
@@ -514,12 +514,32 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(await s.blockersAmong(a.userId, [b.userId, c.userId]), [c.userId]);
       });
 
+      it("listBlockers reads a page at a time, by user id, and blockersAmong any number asked about", async () => {
+        const target = await newUser();
+        const blockers: bigint[] = [];
+        for (let i = 0; i < 5; i++) {
+          const u = await newUser();
+          await s.putBlock(u.userId, target.userId, 1000 + i);
+          blockers.push(u.userId);
+        }
+        const all = sortedIds(blockers);
+        // Anyone may block a user: a read of them all had no bound.
+        assert.deepStrictEqual(await s.listBlockers(target.userId, { limit: 2 }), all.slice(0, 2));
+        assert.deepStrictEqual(await s.listBlockers(target.userId, { after: all[1], limit: 2 }), all.slice(2, 4));
+        assert.deepStrictEqual(await s.listBlockers(target.userId, { after: all[3], limit: 2 }), all.slice(4));
+        assert.deepStrictEqual(await s.listBlockers(target.userId, { after: all[4], limit: 2 }), []);
+        assert.deepStrictEqual(await s.listBlockers(target.userId, { limit: 0 }), []);
+        // More than one IN read's worth of users asked about (the ids not stored need no row).
+        const asked = [...Array.from({ length: 250 }, (_, i) => all[4]! + 1_000_000n + BigInt(i)), ...blockers];
+        assert.deepStrictEqual(await s.blockersAmong(target.userId, asked), all);
+      });
+
       it("blocking twice keeps one block and its first time", async () => {
         const [a, b] = [await newUser(), await newUser()];
         await s.putBlock(a.userId, b.userId, 1000);
         await s.putBlock(a.userId, b.userId, 2000);
         assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), [a.userId]);
       });
 
       it("blocks both ways between one pair are two blocks", async () => {
@@ -530,8 +550,8 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.deepStrictEqual(sortedIds(await s.blockersBetween(b.userId, a.userId)), sortedIds([a.userId, b.userId]));
         assert.deepStrictEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
         assert.deepStrictEqual(await s.listBlocks(b.userId), [{ userId: a.userId, atMs: 2000 }]);
-        assert.deepStrictEqual(await s.listBlockers(a.userId), [b.userId]);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), [a.userId]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId, { limit: 100 }), [b.userId]);
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), [a.userId]);
       });
 
       it("deleteBlock removes only that direction", async () => {
@@ -541,9 +561,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.deleteBlock(a.userId, b.userId);
         assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), [b.userId]);
         assert.deepStrictEqual(await s.listBlocks(a.userId), []);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), []);
         assert.deepStrictEqual(await s.listBlocks(b.userId), [{ userId: a.userId, atMs: 2000 }]);
-        assert.deepStrictEqual(await s.listBlockers(a.userId), [b.userId]);
+        assert.deepStrictEqual(await s.listBlockers(a.userId, { limit: 100 }), [b.userId]);
         await s.deleteBlock(a.userId, b.userId); // already gone: nothing to do
       });
 
@@ -569,7 +589,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         ]);
         await s.putBlock(d.userId, b.userId, 4000);
         await s.putBlock(c.userId, b.userId, 5000);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), sortedIds([a.userId, c.userId, d.userId]));
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), sortedIds([a.userId, c.userId, d.userId]));
       });
 
       it("strangers: no blocks either way", async () => {
@@ -577,9 +597,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.putBlock(a.userId, (await newUser()).userId, 1000); // a block elsewhere changes nothing here
         assert.deepStrictEqual(await s.blockersBetween(a.userId, b.userId), []);
         assert.deepStrictEqual(await s.listBlocks(b.userId), []);
-        assert.deepStrictEqual(await s.listBlockers(b.userId), []);
+        assert.deepStrictEqual(await s.listBlockers(b.userId, { limit: 100 }), []);
         assert.deepStrictEqual(await s.listBlocks(uniqueId()), []);
-        assert.deepStrictEqual(await s.listBlockers(uniqueId()), []);
+        assert.deepStrictEqual(await s.listBlockers(uniqueId(), { limit: 100 }), []);
       });
     });
   });

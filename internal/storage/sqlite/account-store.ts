@@ -30,6 +30,8 @@ const toTokenRecord = (r: Row): RefreshTokenRecord => ({
 
 // Above every code point, so [prefix, prefix + this) spans the prefix's range.
 const PREFIX_END = "\u{10FFFF}";
+/** Below every id: where a page of blockers with no `after` starts (as the Cassandra adapter, whose bigint is signed). */
+const MIN_ID = -(2n ** 63n);
 
 function build(db: SqliteDatabase) {
   const p = (sql: string) => prepare(db, sql);
@@ -96,7 +98,7 @@ function build(db: SqliteDatabase) {
     putBlock: p("INSERT OR IGNORE INTO blocks (user_id, blocked_user_id, at_ms) VALUES (?, ?, ?)"),
     deleteBlock: p("DELETE FROM blocks WHERE user_id = ? AND blocked_user_id = ?"),
     blocks: p("SELECT blocked_user_id, at_ms FROM blocks WHERE user_id = ? ORDER BY at_ms DESC, blocked_user_id"),
-    blockers: p("SELECT user_id FROM blocks WHERE blocked_user_id = ? ORDER BY user_id"),
+    blockers: p("SELECT user_id FROM blocks WHERE blocked_user_id = ? AND user_id > ? ORDER BY user_id LIMIT ?"),
     blocked: p("SELECT 1 FROM blocks WHERE user_id = ? AND blocked_user_id = ?"),
     blockersBetween: p(`SELECT user_id FROM blocks
                         WHERE (user_id = ? AND blocked_user_id = ?) OR (user_id = ? AND blocked_user_id = ?)
@@ -317,8 +319,9 @@ export class SqliteAccountStore implements AccountStore {
     return (this.s.blocks.all(userId) as Row[]).map((r) => ({ userId: r.blocked_user_id as bigint, atMs: Number(r.at_ms) }));
   }
 
-  async listBlockers(userId: Id): Promise<Id[]> {
-    return (this.s.blockers.all(userId) as Row[]).map((r) => r.user_id as bigint);
+  async listBlockers(userId: Id, page: { after?: Id; limit: number }): Promise<Id[]> {
+    if (page.limit <= 0) return [];
+    return (this.s.blockers.all(userId, page.after ?? MIN_ID, page.limit) as Row[]).map((r) => r.user_id as bigint);
   }
 
   async blockersAmong(userId: Id, among: readonly Id[]): Promise<Id[]> {
