@@ -1,6 +1,7 @@
 import { ACCOUNT_DELETED, signedOutReason, type AccountStore } from "../accounts/store.js";
 import { LruMap } from "../cache/lru-map.js";
 import { ChatError } from "../model/errors.js";
+import { monotonicNow } from "../model/clock.js";
 import type { Id } from "../model/types.js";
 
 /**
@@ -29,7 +30,8 @@ export class DeviceGate {
     const key = `${userId}:${deviceId}`;
     const at = this.checkedAt.get(key);
     if (at === SIGNED_OUT || at === DELETED) throw refused(at);
-    const now = (this.options.now ?? Date.now)();
+    // Monotonic: a wall clock stepped back made `now - at` negative, and a device signed out elsewhere was let in until it caught up.
+    const now = (this.options.now ?? monotonicNow)();
     if (at !== undefined && now - at < (this.options.recheckMs ?? 10_000)) return;
     const signedOut = await signedOutReason(this.accounts, userId, deviceId);
     // Signed out here while the read was out (it may have read the row before the sign-out):
