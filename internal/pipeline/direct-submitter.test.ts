@@ -152,6 +152,42 @@ describe("DirectSubmitter", () => {
     });
   });
 
+  describe("a group's roster changing while a send is checked", () => {
+    const CAROL = 3n;
+    /** The channel seqs of the messages in the user's inbox (notes included), ascending. */
+    const seqsOf = async (userId: bigint) => (await storage.inbox.readAfter(userId, 0n, 1_000)).map((e) => e.message.seq);
+    /** The history's seqs from the first to the last of `seqs`: what a member from then until then holds, with no gap. */
+    const span = (seqs: bigint[]) => Array.from({ length: seqs.length && Number(seqs.at(-1)! - seqs[0]!) + 1 }, (_, i) => seqs[0]! + BigInt(i));
+
+    it("copies the send to the members as they are when it is stored: a member added meanwhile misses no message after joining", async () => {
+      await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
+      // The reply's check reads its target; the add and its note land meanwhile, as the api makes them.
+      const reply = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
+      await storage.channels.addMembers(GROUP, [{ channelId: GROUP, userId: CAROL, role: "member", joinedAtMs: 2, readSeq: 0n }], 100);
+      await submitter.note(ALICE, GROUP, { kind: "members_added", userIds: [CAROL] });
+      await reply;
+      await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "later", text: "later" });
+      const carols = await seqsOf(CAROL);
+      assert.deepStrictEqual(carols, span(carols), "no gap in Carol's copies");
+      assert.equal(carols.at(-1), 4n);
+    });
+
+    it("copies it to no member removed meanwhile past their removal, and refuses it from a sender removed meanwhile", async () => {
+      await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
+      const reply = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
+      await storage.channels.removeMember(GROUP, BOB.userId);
+      const removal = await submitter.note(ALICE, GROUP, { kind: "member_removed", userIds: [BOB.userId] });
+      await reply;
+      const removedAt = (await storage.messages.findByClientMsgId(GROUP, ALICE.userId, ALICE.deviceId, `note:${removal.messageId}`))!.seq;
+      assert.deepStrictEqual((await seqsOf(BOB.userId)).filter((seq) => seq > removedAt), [], "nothing after Bob's removal");
+
+      const own = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "own", text: "my own", replyToSeq: 1n });
+      await storage.channels.removeMember(GROUP, ALICE.userId);
+      await assert.rejects(own, (e: Error & { code?: string }) => e.code === "not_a_member");
+      assert.equal(await storage.messages.findByClientMsgId(GROUP, ALICE.userId, ALICE.deviceId, "own"), undefined);
+    });
+  });
+
   it("stores a device's sends in the order it sent them, though a reply's check reads more than a plain send's", async () => {
     await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
     const reply = submitter.submit(ALICE, { channelId: GROUP, clientMsgId: "r", text: "yes", replyToSeq: 1n });

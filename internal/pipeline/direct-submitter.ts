@@ -101,12 +101,15 @@ export class DirectSubmitter implements MessageSubmitter {
         memberIds = await this.members.memberIds(cmd.channelId);
       }
       let unchanged = false;
+      /** Whether the send waited for something since the roster was read. */
+      let stale = false;
       try {
         if (!memberIds.includes(sender.userId)) throw new ChatError("not_a_member", "not a member of this channel");
         const blocked = blocksApplyTo(cmd) && !this.members.knownUnblocked(cmd.channelId, sender.userId);
         const named = namesMessage(cmd);
         if (blocked || named) {
           turn ??= this.order.take(sender, cmd.channelId);
+          stale = true;
           [, unchanged = false] = await Promise.all([
             blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
             named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()) : undefined,
@@ -119,12 +122,27 @@ export class DirectSubmitter implements MessageSubmitter {
       }
       if (unchanged && quiet && key !== undefined) return await this.unchangedEdit(key, sender, cmd);
       if (turn === undefined && !this.order.clear(sender, cmd.channelId)) turn = this.order.take(sender, cmd.channelId);
-      if (turn?.waiting) await turn.ready;
+      if (turn?.waiting) {
+        stale = true;
+        await turn.ready;
+      }
       // A resend that raced its first copy (another session of the device) comes after it in the line:
       // that copy, an edit to the text the message has, was answered and stored nowhere, so the
       // writer's key would not catch this one, which then stored the edit under an id of its own.
       const answeredAhead = key === undefined ? undefined : this.unchangedEdits.peek(key);
       if (answeredAhead !== undefined) return { messageId: answeredAhead, duplicate: true };
+      // A group's roster read before a wait may be stale: a member added meanwhile, whose join note
+      // then took a seq before this send's, missed it in the middle of their membership (the inbox is
+      // the sync queue: no sync fills that in), and one removed got it after their removal. Read
+      // again, with no wait between it and the write, it is the roster as of the send's seq.
+      if (stale && this.members.knownMemberIds(cmd.channelId) === undefined) {
+        memberIds = await this.members.memberIds(cmd.channelId);
+        if (!memberIds.includes(sender.userId)) {
+          const stored = await storedUnderKey(this.deps.log, sender, cmd).catch(() => undefined);
+          if (stored === undefined) throw new ChatError("not_a_member", "not a member of this channel");
+          return { messageId: stored, duplicate: true };
+        }
+      }
       // The writer takes the write into its transaction as it is called: the turn can pass on at once.
       // A reaction that changes nothing is still stored, for its key (a resend after a restart, or
       // after the user's next reaction, is then this one again), but copied to no inbox.
