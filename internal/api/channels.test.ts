@@ -851,8 +851,10 @@ describe("api: ChannelService", () => {
     const readBy = async () =>
       new Map((await owner!.c.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.readSeq]));
     // Like b, who was there all along, neither has read anything: no "seen" under the owner's message. The
-    // owner has read their own (1), and neither the note of an add (2) nor of a join (3) counts as its actor's reading.
-    assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 1n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
+    // owner has read their own (1) and the note of their add (2), as their unread count has it; the note of a
+    // join (3) is not its joiner's reading of what came before them.
+    assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 2n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
+    assert.equal((await owner!.c.channels.describeChannel({ channelId })).channel!.readSeq, 2n);
     // Their own view still starts after what came before them (the joiner's own note counts as read, as a send).
     for (const [u, readSeq] of [[added!, 1n], [joiner!, 3n]] as const) {
       const ch = (await u.c.channels.describeChannel({ channelId })).channel!;
@@ -1062,11 +1064,15 @@ describe("api: ChannelService", () => {
     assert.deepEqual(await read(), new Map([[a.userId, 3n], [b.userId, 2n], [c.userId, 0n]]));
     await c.c.messages.markRead({ channelId: group, seq: 3n });
     assert.equal((await read()).get(c.userId), 3n);
-    // A note (a's rename, 4) is the server's word, not its actor's reading; b's message (5) is b's; c's receipt stays ahead of c's own message (6).
+    // A note (a's rename, 4) counts as its actor's reading, as a send does and as a's own unread count has it:
+    // a is shown as having read up to it, newest or not; b's message (5) is b's; c's receipt stays ahead of c's own message (6).
     await a.c.channels.updateGroup({ channelId: group, title: "seen again" });
+    const own = async () => (await a.c.channels.describeChannel({ channelId: group })).channel!;
+    assert.deepEqual([(await own()).readSeq, (await own()).unreadCount, (await read(c)).get(a.userId)], [4n, 0n, 4n]);
     await send(b, group, "m5");
     await send(c, group, "m6");
-    assert.deepEqual(await read(c), new Map([[a.userId, 3n], [b.userId, 5n], [c.userId, 6n]]));
+    assert.deepEqual([(await own()).readSeq, (await own()).unreadCount], [4n, 2n]);
+    assert.deepEqual(await read(c), new Map([[a.userId, 4n], [b.userId, 5n], [c.userId, 6n]]));
     await send(a, group, "m7");
     await c.c.messages.markRead({ channelId: group, seq: 7n });
     assert.deepEqual(await read(c), new Map([[a.userId, 7n], [b.userId, 5n], [c.userId, 7n]]));

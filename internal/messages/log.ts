@@ -111,9 +111,10 @@ export interface MessageLog {
    */
   lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined>;
   /**
-   * The seq of each sender's newest message (not a note: that is the
-   * server's word, not its actor's) with a seq from `fromSeq` to `toSeq`,
-   * by sender: a window the caller keeps small, as for `lastSentBy`.
+   * The seq of each sender's newest message with a seq from `fromSeq` to
+   * `toSeq`, by sender, a note counting as its actor's unless it is a join
+   * by link (readByItsActor): a window the caller keeps small, as for
+   * `lastSentBy`.
    */
   newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>>;
   /** The newest message of each channel that has any. */

@@ -15,6 +15,16 @@ export function encodeNote(note: ChannelNote): string {
   });
 }
 
+/**
+ * Whether a note tells that its actor has read the channel up to it, as a
+ * send does: they made the change, and their own unread count has them so
+ * (ListMembers shows the same). Not the note of a join by link, whose actor
+ * is the joiner: they never read what came before them.
+ */
+export function readByItsActor(note: ChannelNote): boolean {
+  return note.kind !== "joined_by_invite";
+}
+
 const KINDS = new Set<ChannelNoteKind>(["joined_by_invite", "members_added", "member_removed", "member_left", "title_changed", "role_changed"]);
 const ROLES = new Set<MemberRole>(["member", "admin", "owner"]);
 

@@ -1032,9 +1032,9 @@ describe("chat-cli against chatd", function () {
       const gone = await mia.run("members", group);
       assert.equal(gone.code, 1);
       assert.match(gone.stderr, /not a member/);
-      // His notes since (#3 to #6) are the server's word, not his reading.
+      // His notes since (#3 to #6) are his reading, as his own unread count has it; mia's leaving (#7) is hers.
       assert.deepEqual(await rows(), [
-        [`@${a} (Owen)`, "owner", "read up to #2"],
+        [`@${a} (Owen)`, "owner", "read up to #6"],
         [`@${c}`, "member", "read up to #2"],
       ]);
 

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
-import { MemberSchema, PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelNoteKind, ChannelNoteSchema, MemberSchema, PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
 import { FakeServer, ME, PEER, message, appSuite, type Running } from "./chat-harness.js";
 import { settle } from "./fake-browser.js";
@@ -27,6 +27,33 @@ describe("web: seen marks of a group opened", () => {
     const seen = r.browser.root.querySelector("[data-testid=seen-by]");
     assert.ok(seen, "Seen by shown");
     assert.match(seen.textContent ?? "", /everyone/i);
+  });
+
+  it("counts a member's own note (a rename) as their having seen up to it, as ListMembers does, but not a joiner's note of their join", async () => {
+    const CAROL = 3n;
+    const server = new FakeServer();
+    server.addChat(82n, { memberCount: 3 }, 0);
+    server.history.set("82", [message(82n, 1n, "mine", ME)]);
+    server.members.set("82", [ME, PEER, CAROL].map((userId) => create(MemberSchema, { userId, readSeq: 0n })));
+    run = await start(server);
+    const r = run;
+    browser.go("#/c/82");
+    await waitFor(() => r.shownSeqs().length === 1, "the message");
+    await settle();
+    assert.equal(r.browser.root.querySelector("[data-testid=seen-by]"), null);
+    const note = (seq: bigint, from: bigint, kind: ChannelNoteKind) =>
+      Object.assign(message(82n, seq, "", from), { note: create(ChannelNoteSchema, { kind, title: "renamed" }) });
+    // Carol's note of a join by link says nothing of what she read; the peer renaming the group has read it.
+    r.deliver(note(2n, CAROL, ChannelNoteKind.JOINED_BY_INVITE));
+    const notes = () => r.browser.root.querySelectorAll("[data-testid=note]").length;
+    await waitFor(() => notes() === 1, "the join");
+    await settle();
+    assert.equal(r.browser.root.querySelector("[data-testid=seen-by]"), null);
+    r.deliver(note(3n, PEER, ChannelNoteKind.TITLE_CHANGED));
+    await waitFor(() => notes() === 2, "the rename");
+    await settle();
+    assert.match(r.browser.root.querySelector("[data-testid=seen-by]")?.textContent ?? "", /Seen by/);
+    assert.doesNotMatch(r.browser.root.querySelector("[data-testid=seen-by]")?.textContent ?? "", /everyone|User 3/);
   });
 
   it("counts a member who joined while the group is open in Seen by and online", async () => {

@@ -2,7 +2,7 @@ import { clone } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection, type ListMessagesResponse } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelNoteKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
@@ -2373,13 +2373,14 @@ function hideCleared(c: Channel): void {
 /**
  * How far each other member has seen the open chat: the furthest of their
  * read position and their own newest message, since whoever sends has read
- * up to there (as the server counts a read position). A note is the
- * server's, not its actor's reading.
+ * up to there (as the server counts a read position). So has the maker of
+ * a change its note tells, as their own unread count has it; not one who
+ * joined by link, who never read what came before them.
  */
 function seenPositions(open: OpenChat, me: bigint): Map<string, bigint> {
   const seen = new Map(open.readBy);
   for (const m of open.messages) {
-    if (m.senderUserId === me || isNote(m)) continue;
+    if (m.senderUserId === me || m.note?.kind === ChannelNoteKind.JOINED_BY_INVITE) continue;
     const k = key(m.senderUserId);
     if (m.seq > (seen.get(k) ?? 0n)) seen.set(k, m.seq);
   }

@@ -1,7 +1,7 @@
 import cassandra from "cassandra-driver";
 import { changesNothing } from "../../messages/changes.js";
 import type { Amended, MessageLog, PageQuery } from "../../messages/log.js";
-import { decodeNote, encodeNote } from "../../messages/notes.js";
+import { decodeNote, encodeNote, readByItsActor } from "../../messages/notes.js";
 import { throughTextBytes } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, StoredMessage } from "../../model/types.js";
 import { bucketOf, bucketSlices, readRange } from "./buckets.js";
@@ -284,7 +284,8 @@ export class CassandraMessageLog implements MessageLog {
     // As lastSentBy: the window's rows read whole (two small columns and a note's), filtered here.
     const rows = await readRange(lo, toSeq, this.bucketSize, (b, from, to) =>
       this.db.rows(this.q.senders, [channelId, b, from, to]).then((rs) =>
-        rs.filter((r) => r.get("note") == null).map((r) => [big(r.get("sender_user_id")), big(r.get("seq"))] as const),
+        rs.filter((r) => r.get("note") == null || readByItsActor(decodeNote(r.get("note") as string)))
+          .map((r) => [big(r.get("sender_user_id")), big(r.get("seq"))] as const),
       ),
     );
     const out = new Map<Id, bigint>();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { MessageLog } from "../../messages/log.js";
 import { withinTextBytes } from "../../messages/page-bytes.js";
-import type { NewMessage, StoredMessage } from "../../model/types.js";
+import type { ChannelNote, NewMessage, StoredMessage } from "../../model/types.js";
 import { AWKWARD_SHORT_TEXTS, longAwkwardText, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
 /** Declares the MessageLog contract; every adapter runs it unchanged. */
@@ -264,19 +264,25 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
     });
 
     describe("newestBySender", () => {
-      it("finds each sender's newest seq within the window, notes left out", async () => {
+      it("finds each sender's newest seq within the window, a note counting as its actor's but a join by link left out", async () => {
         const channelId = uniqueId();
-        const [me, other, noter] = [uniqueId(), uniqueId(), uniqueId()];
-        // me at 1, 2 and 150; noter only notes (3 and 155); other everywhere else up to 160 (past a bucket boundary).
+        const [me, other, noter, joiner] = [uniqueId(), uniqueId(), uniqueId(), uniqueId()];
+        // me at 1, 2 and 150; noter only notes (3 and 154); joiner only the note of their join (155); other
+        // everywhere else up to 160 (past a bucket boundary).
+        const notes = new Map<number, ChannelNote>([
+          [3, { kind: "title_changed", userIds: [], title: "t" }],
+          [154, { kind: "members_added", userIds: [uniqueId()] }],
+          [155, { kind: "joined_by_invite", userIds: [] }],
+        ]);
         for (let i = 1; i <= 160; i++) {
-          const sender = i <= 2 || i === 150 ? me : i === 3 || i === 155 ? noter : other;
-          const note = sender === noter ? { kind: "members_added" as const, userIds: [uniqueId()] } : undefined;
+          const sender = i <= 2 || i === 150 ? me : i === 3 || i === 154 ? noter : i === 155 ? joiner : other;
+          const note = notes.get(i);
           await log.append(msg(channelId, { senderUserId: sender, ...(note ? { text: "", note } : {}) }));
         }
         const sorted = (m: Map<bigint, bigint>) => [...m].sort((a, b) => (a[1] < b[1] ? -1 : 1));
-        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 1n, 160n)), [[me, 150n], [other, 160n]]);
-        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 0n, 3n)), [[me, 2n]]);
-        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 151n, 159n)), [[other, 159n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 1n, 160n)), [[me, 150n], [noter, 154n], [other, 160n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 0n, 3n)), [[me, 2n], [noter, 3n]]);
+        assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 151n, 159n)), [[noter, 154n], [other, 159n]]);
         assert.deepStrictEqual(sorted(await log.newestBySender(channelId, 155n, 155n)), []);
         assert.deepStrictEqual(sorted(await log.newestBySender(uniqueId(), 1n, 160n)), []);
       });

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { changesNothing } from "../../messages/changes.js";
 import type { Amended, MessageLog, PageQuery } from "../../messages/log.js";
-import { decodeNote, encodeNote } from "../../messages/notes.js";
+import { decodeNote, encodeNote, readByItsActor } from "../../messages/notes.js";
 import { TextBudget } from "../../messages/page-bytes.js";
 import type { Id, NewMessage, Reaction, StoredMessage } from "../../model/types.js";
 import { MAX_INT64, prepare, translateError, type SqliteDatabase } from "./database.js";
@@ -120,8 +120,8 @@ function build(db: SqliteDatabase) {
     newestSentAt: p("SELECT sent_at_ms FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
     lastSentBy: p(`SELECT max(seq) AS seq FROM messages
                    WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
-    newestBySender: p(`SELECT sender_user_id, max(seq) AS seq FROM messages
-                       WHERE channel_id = ? AND seq >= ? AND seq <= ? AND note IS NULL GROUP BY sender_user_id`),
+    // Each row of the window (a hundred at most): which notes count is decided on the decoded note.
+    newestBySender: p(`SELECT sender_user_id, seq, note FROM messages WHERE channel_id = ? AND seq >= ? AND seq <= ?`),
   };
   const append = (m: NewMessage): { message: StoredMessage; duplicate: boolean } => {
     const existing = s.byClientMsgId.get(m.channelId, m.senderUserId, m.senderDeviceId, m.clientMsgId) as Row | undefined;
@@ -315,8 +315,13 @@ export class SqliteMessageLog implements MessageLog {
   }
 
   async newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>> {
-    const rows = this.s.newestBySender.all(channelId, fromSeq, toSeq) as Row[];
-    return new Map(rows.map((r) => [r.sender_user_id as bigint, r.seq as bigint]));
+    const out = new Map<Id, bigint>();
+    for (const r of this.s.newestBySender.all(channelId, fromSeq, toSeq) as Row[]) {
+      if (r.note !== null && !readByItsActor(decodeNote(r.note as string))) continue;
+      const [sender, seq] = [r.sender_user_id as bigint, r.seq as bigint];
+      if (seq > (out.get(sender) ?? 0n)) out.set(sender, seq);
+    }
+    return out;
   }
 
   async latest(channelIds: readonly Id[]): Promise<Map<Id, StoredMessage>> {
