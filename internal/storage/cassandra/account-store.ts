@@ -176,11 +176,10 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async searchUsers(prefix: string, limit: number): Promise<UserRecord[]> {
-    if (limit <= 0) return [];
-    const users = await this.getUsers(await this.search.find(prefix.toLowerCase(), limit));
-    // A deleted user's search row goes in the batch that empties its row, but
-    // a stale one must not bring a deleted account back.
-    return users.filter((u) => !isDeletedUser(u));
+    // A deleted user's search row goes before its row is emptied, but a stale
+    // one (a create's batch replayed after a timeout) must not bring a deleted
+    // account back, nor leave the page short: search reads on past it.
+    return this.search.find(prefix.toLowerCase(), limit, async (ids) => (await this.getUsers(ids)).filter((u) => !isDeletedUser(u)));
   }
 
   async updateDisplayName(userId: Id, displayName: string): Promise<void> {

@@ -43,7 +43,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
     again: ["get", "list", "owner"],
     once: ["update", "insert", "remove", "removeIf", "removeIfKindAddress", "settings", "claim", "takeOver", "release"],
   },
-  search: { again: ["put", "delete", "putDir", "find", "children"], once: [] },
+  search: { again: ["put", "delete", "putDir", "find", "findAfter", "children"], once: [] },
   newest: { again: ["row", "legacyRow", "seq", "legacySeq"], once: [] },
 };
 

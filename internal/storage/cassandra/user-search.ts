@@ -14,6 +14,10 @@ export const SEARCH_PREFIX = 3;
 const END = "\u{10FFFF}";
 // Directory parents carry a marker: a partition key may not be empty.
 const ROOT = ">";
+/** Search rows of accounts gone that one search reads past before it answers with what it has. */
+export const SKIPPED_MAX = 200;
+/** Rows one read of a partition asks for at most (the API's largest page). */
+const READ_MAX = 100;
 
 export function searchPartition(lower: string): string {
   return [...lower].slice(0, SEARCH_PREFIX).join("");
@@ -33,8 +37,10 @@ export class UserSearch {
       put: `INSERT INTO ${db.t("user_search")} (prefix, username_lower, user_id) VALUES (?, ?, ?)`,
       delete: `DELETE FROM ${db.t("user_search")} WHERE prefix = ? AND username_lower = ?`,
       putDir: `INSERT INTO ${db.t("user_search_dir")} (parent, child) VALUES (?, ?)`,
-      find: `SELECT user_id FROM ${db.t("user_search")}
+      find: `SELECT username_lower, user_id FROM ${db.t("user_search")}
              WHERE prefix = ? AND username_lower >= ? AND username_lower < ? LIMIT ?`,
+      findAfter: `SELECT username_lower, user_id FROM ${db.t("user_search")}
+                  WHERE prefix = ? AND username_lower > ? AND username_lower < ? LIMIT ?`,
       children: `SELECT child FROM ${db.t("user_search_dir")} WHERE parent = ? AND child >= ? AND child < ?`,
     };
   }
@@ -58,12 +64,32 @@ export class UserSearch {
     return { query: this.q.delete, params: [searchPartition(lower), lower] };
   }
 
-  async find(lower: string, limit: number): Promise<Id[]> {
-    const out: Id[] = [];
+  /**
+   * Up to `limit` of what `keep` makes of the ids found, in name order. What
+   * `keep` leaves out (a deleted account whose search row outlived it) is
+   * read past, so a page is not short while more matches exist; at most
+   * SKIPPED_MAX rows are read past, so that a run of stale rows costs a
+   * bounded read and the page may then come back short.
+   */
+  async find<T>(lower: string, limit: number, keep: (ids: Id[]) => Promise<T[]>): Promise<T[]> {
+    const out: T[] = [];
+    if (limit <= 0) return out;
+    let skipped = 0;
     for await (const part of this.partitions(lower)) {
-      const rows = await this.db.rows(this.q.find, [part, lower, lower + END, limit - out.length]);
-      for (const r of rows) out.push(big(r.get("user_id")));
-      if (out.length >= limit) break;
+      for (let after: string | undefined; ;) {
+        const want = limit - out.length;
+        // Past stale rows, read more at a time (as many as skipped so far): a run of them cost a read per `want`.
+        const fetch = skipped === 0 ? want : Math.min(Math.max(want, skipped), READ_MAX);
+        const rows = after === undefined
+          ? await this.db.rows(this.q.find, [part, lower, lower + END, fetch])
+          : await this.db.rows(this.q.findAfter, [part, after, lower + END, fetch]);
+        const kept = rows.length === 0 ? [] : await keep(rows.map((r) => big(r.get("user_id"))));
+        out.push(...kept.slice(0, want));
+        skipped += rows.length - kept.length;
+        if (out.length >= limit || skipped >= SKIPPED_MAX) return out;
+        if (rows.length < fetch) break; // the partition is done
+        after = rows[rows.length - 1]!.get("username_lower") as string;
+      }
     }
     return out;
   }
