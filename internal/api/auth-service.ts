@@ -85,7 +85,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
    * their access tokens can still be valid (an account that signs in and out
    * every day would otherwise pile up rows), and past the account's device
    * limit signs out the devices seen least recently (never `keep`, the one
-   * just made).
+   * just made, nor one newer).
    */
   /** Every push endpoint of the account: its devices', and those of devices already forgotten (tidyDevices). */
   async function removeEndpoints(userId: Id): Promise<void> {
@@ -94,7 +94,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     for (const e of await endpoints.listForUser(userId)) await endpoints.remove(userId, e.deviceId);
   }
 
-  async function tidyDevices(userId: Id, keep: Id): Promise<void> {
+  async function tidyDevices(userId: Id, keep: DeviceRecord): Promise<void> {
     const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
     const devices = await deps.accounts.listDevices(userId);
     // A device's newest access token was signed when it was last seen (its login or last refresh).
@@ -105,10 +105,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       await deps.inbox.dropCursor(userId, d.deviceId);
       await deps.push?.endpoints.remove(userId, d.deviceId);
     }
-    const active = devices.filter((d) => !d.revoked && d.deviceId !== keep);
+    const active = devices.filter((d) => !d.revoked && d.deviceId !== keep.deviceId);
     const excess = active.length + 1 - max;
     if (excess <= 0) return;
-    const oldest = active.sort((a, b) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : 1)).slice(0, excess);
+    const byAge = (a: DeviceRecord, b: DeviceRecord) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0);
+    // Never one newer than this login's: a racing login made it, and prunes this one if need be
+    // (it lists after its own create, so sees this one). Two at a limit of 1 each signed the other out.
+    const oldest = active.filter((d) => byAge(d, keep) < 0).sort(byAge).slice(0, excess);
     for (const d of oldest) {
       count("device_pruned");
       await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);
@@ -175,8 +178,21 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       lastSeenAtMs: t,
       revoked: false,
     };
-    await deps.accounts.createDevice(device);
+    await deps.accounts.createDevice(device).catch(async (e: unknown) => {
+      // A create that failed against the store (a timeout) may still have landed, a device signed in
+      // that its client never heard of, counting toward the account's limit. Revoking one that never
+      // landed does nothing.
+      if (!(isChatError(e) && e.code === "already_exists")) await undoDevice(device.userId, device.deviceId);
+      throw e;
+    });
     return device;
+  }
+
+  /** Signs out the device of a login or sign-up that failed after making it; best effort, the failure being the caller's answer. */
+  async function undoDevice(userId: Id, deviceId: Id): Promise<void> {
+    await deps.accounts.revokeDevice(userId, deviceId).catch((err: unknown) => {
+      deps.logger?.warn({ err, userId: String(userId), deviceId: String(deviceId) }, "a failed login's device not signed out; a later login prunes it first (seen least recently)");
+    });
   }
 
   return {
@@ -231,15 +247,22 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       }
       await deps.limits?.signedIn(req.username, user.userId, address, counted?.failures);
       const device = await newDevice(user, info);
-      // The password may have changed, or the account been deleted, since it was read: a sign-out of
-      // every device then could have listed them before this one was made, so it is undone here.
-      const current = await deps.accounts.getUser(user.userId);
-      if (current?.passwordHash !== user.passwordHash || isDeletedUser(current)) {
-        await deps.accounts.revokeDevice(user.userId, device.deviceId);
-        throw fail;
+      try {
+        // The password may have changed, or the account been deleted, since it was read: a sign-out of
+        // every device then could have listed them before this one was made, so it is undone here.
+        const current = await deps.accounts.getUser(user.userId);
+        if (current?.passwordHash !== user.passwordHash || isDeletedUser(current)) {
+          await deps.accounts.revokeDevice(user.userId, device.deviceId);
+          throw fail;
+        }
+        await tidyDevices(user.userId, device);
+        return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
+      } catch (e) {
+        // A login that fails leaves no device signed in: its client never got the tokens, and the
+        // device would count toward the account's limit (and be listed) until pruned.
+        if (e !== fail) await undoDevice(user.userId, device.deviceId);
+        throw e;
       }
-      await tidyDevices(user.userId, device.deviceId);
-      return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
     },
 
     async refresh(req, ctx) {

@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import type { AccountStore } from "../accounts/store.js";
+import { ChatError } from "../model/errors.js";
+import type { Id } from "../model/types.js";
+import { rpcError, TestApi } from "./testkit.js";
+
+/** A login that fails against the store after making its device leaves it signed in nowhere. */
+describe("api: a login that fails leaves no device behind", () => {
+  let api: TestApi;
+  afterEach(async () => api.close());
+
+  const outage = () => new ChatError("unavailable", "store away");
+  /** Makes the store's `method` fail its next call (after doing it when `after`). */
+  function failOnce<K extends keyof AccountStore>(store: AccountStore, method: K, after = false): void {
+    const real = store[method] as (...args: unknown[]) => Promise<unknown>;
+    (store as unknown as Record<K, unknown>)[method] = async (...args: unknown[]) => {
+      (store as unknown as Record<K, unknown>)[method] = real;
+      if (after) await real.apply(store, args);
+      throw outage();
+    };
+  }
+  const signedIn = async (userId: Id) => (await api.deps.accounts.listDevices(userId)).filter((d) => !d.revoked).map((d) => d.deviceId);
+
+  for (const [what, method, after] of [
+    ["its clean-up of the account's devices", "listDevices", false],
+    ["the store of its refresh token", "putRefreshToken", false],
+    ["its device's create, which landed", "createDevice", true],
+  ] as const) {
+    it(`fails UNAVAILABLE, its device signed out, when ${what} fails`, async () => {
+      api = await TestApi.start({ maxDevicesPerAccount: 2 });
+      const me = await api.signUp("lou", "my password");
+      failOnce(api.deps.accounts, method, after);
+      const e = await rpcError(() => api.anon.auth.login({ username: "lou", password: "my password" }));
+      assert.equal(e.code, Code.Unavailable, e.message);
+      // Before, the device stayed signed in, counting toward the limit, though its client got no tokens.
+      assert.deepEqual(await signedIn(me.userId), [me.deviceId]);
+      const next = (await api.anon.auth.login({ username: "lou", password: "my password" })).credentials!;
+      assert.deepEqual((await signedIn(me.userId)).sort(), [me.deviceId, next.deviceId].sort(), "the limit of 2 pruned nobody");
+    });
+  }
+
+  it("leaves the newer of two logins at once at the device limit signed in, where each saw the other's device", async () => {
+    api = await TestApi.start({ maxDevicesPerAccount: 1 });
+    const me = await api.signUp("lou", "my password");
+    // Both clean-ups list the devices once both logins made theirs.
+    const store = api.deps.accounts;
+    const listDevices = store.listDevices;
+    let waiting = 0;
+    let release!: () => void;
+    const both = new Promise<void>((r) => (release = r));
+    store.listDevices = async (userId) => {
+      if (++waiting === 2) release();
+      await both;
+      return listDevices.call(store, userId);
+    };
+    const logins = await Promise.all([1, 2].map(() => api.anon.auth.login({ username: "lou", password: "my password" })));
+    const made = logins.map((l) => l.credentials!.deviceId).sort((a, b) => (a < b ? -1 : 1));
+    // Before, each signed the other's out with the old device: none was left signed in.
+    assert.deepEqual(await signedIn(me.userId), [made[1]]);
+  });
+});
