@@ -14,6 +14,7 @@ import { leaseWorkerId, openLoginAttempts, openNewDirectCounts, openQueue, openR
 import { openClusterPresence, presenceKeyPrefix, withLogoutPresence } from "../../internal/cluster/presence.js";
 import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
+import { watchTlsFiles } from "../../internal/config/tls-reload.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
@@ -152,6 +153,8 @@ const httpServer: http.Server = createPublicHttpServer(tls, handleHttp);
 const grpcHandler = withSpecGrpcMessages(connect);
 const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);
+// A renewed certificate is served without a restart; its expiry is logged and exported.
+const certificates = config.tls && watchTlsFiles(config.tls, { servers: [httpServer, grpcServer], logger, registry });
 await exitOnListenError("api", async () => {
   if (start.stopping) return;
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
@@ -161,6 +164,7 @@ await exitOnListenError("api", async () => {
 start.started(async () => {
   health.shutdown();
   healthFollower.stop();
+  certificates?.close();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
   await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
   clients.close();

@@ -14,6 +14,7 @@ import { BlockCache } from "../../internal/accounts/blocks.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
+import { watchTlsFiles } from "../../internal/config/tls-reload.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
@@ -296,6 +297,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
   const grpcHandler = withSpecGrpcMessages(grpcConnect);
   const grpcServer = createGrpcListener(grpcHandler, tls);
   const grpcListener = closableHttp2(grpcServer);
+  // A renewed certificate is served without a restart; its expiry is logged and exported.
+  const certificates = config.tls && watchTlsFiles(config.tls, { servers: [httpServer, grpcServer], logger, registry });
 
   await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
@@ -313,6 +316,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
         state.stopping = true;
         health.shutdown();
         healthFollower.stop();
+        certificates?.close();
         chat.drain();
         await gateway.close();
         // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).

@@ -4,6 +4,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Gauge } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { SESSION_JSON_OPTIONS, readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
+import { watchTlsFiles } from "../../internal/config/tls-reload.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
@@ -89,6 +90,8 @@ const grpcHandler = withSpecGrpcMessages(
 );
 const grpcServer = createGrpcListener(grpcHandler, tls);
 const grpcListener = closableHttp2(grpcServer);
+// A renewed certificate is served without a restart; its expiry is logged and exported.
+const certificates = config.tls && watchTlsFiles(config.tls, { servers: [httpServer, grpcServer], logger, registry });
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
 await exitOnListenError("gateway", async () => {
@@ -100,6 +103,7 @@ await exitOnListenError("gateway", async () => {
 start.started(async () => {
   health.shutdown();
   healthFollower.stop();
+  certificates?.close();
   // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
   // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
   await gateway.close();

@@ -10,10 +10,14 @@ export interface TlsFiles {
   cert: Buffer;
   /** PEM: the private key. */
   key: Buffer;
+  /** CHAT_TLS_RELOAD_S: how often both files are read again for a renewed pair (internal/config/tls-reload.ts). */
+  reloadMs: number;
 }
 
 /** CHAT_TLS_CERT and CHAT_TLS_KEY: both or neither, readable PEM files that belong together. */
 export function readTls(r: EnvReader): TlsFiles | undefined {
+  // certbot and cert-manager renew days before expiry: a poll a minute at most is prompt enough.
+  const reloadMs = r.int("CHAT_TLS_RELOAD_S", 30, 1, 3600) * 1000;
   const certPath = r.string("CHAT_TLS_CERT", "");
   const keyPath = r.string("CHAT_TLS_KEY", "");
   const problems = r.problems;
@@ -41,7 +45,7 @@ export function readTls(r: EnvReader): TlsFiles | undefined {
     );
     return undefined;
   }
-  return { certPath: resolve(certPath), keyPath: resolve(keyPath), cert, key };
+  return { certPath: resolve(certPath), keyPath: resolve(keyPath), cert, key, reloadMs };
 }
 
 /**
