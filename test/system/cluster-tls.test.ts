@@ -5,6 +5,12 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { AuthServiceClient } from "../../gen/ts-proto/chat/v1/auth.js";
 import { SessionServiceClient, type ConnectResponse } from "../../gen/ts-proto/chat/v1/session.js";
+import { execFileSync } from "node:child_process";
+import { readFileSync, renameSync } from "node:fs";
+import http from "node:http";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { certificateValidity } from "../../internal/config/tls-reload.js";
 import { startRole, useDeployment } from "../support/processes.js";
 import { selfSignedCertificate, welcomeOverWss } from "../support/tls.js";
 import { waitFor } from "../support/wait.js";
@@ -27,7 +33,7 @@ describe("cluster: TLS on the api's and the gateway's listeners", function () {
   before(async () => {
     ({ certPath, keyPath, ca } = selfSignedCertificate(dir));
     const common = { ...env, CHAT_OPS_PORT: "0" };
-    const tls = { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath };
+    const tls = { CHAT_TLS_CERT: certPath, CHAT_TLS_KEY: keyPath, CHAT_TLS_RELOAD_S: "1" };
     api = (await startRole("api", { ...common, ...tls })).info;
     await startRole("chat-server", common);
     gateway = (await startRole("gateway", { ...common, ...tls })).info;
@@ -78,6 +84,40 @@ describe("cluster: TLS on the api's and the gateway's listeners", function () {
     } finally {
       sessions.close();
       auth.close();
+    }
+  });
+
+  // Last: the certificate the tests above trust is replaced.
+  it("serves a renewed certificate on the api's and the gateway's listeners without a restart, and exports its expiry", async () => {
+    const [newCert, newKey] = [join(dir, "renewed.crt"), join(dir, "renewed.key")];
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", newKey, "-out", newCert, "-days", "30", "-subj", "/CN=localhost",
+    ], { stdio: "ignore" });
+    const renewed = certificateValidity(readFileSync(newCert));
+    renameSync(newKey, keyPath);
+    renameSync(newCert, certPath);
+    const serialAt = (url: string, alpn: string) =>
+      new Promise<string>((resolve, reject) => {
+        const { hostname, port } = new URL(url.replace(/^wss:/, "https:"));
+        const socket = tlsConnect({ host: hostname, port: Number(port), servername: "localhost", rejectUnauthorized: false, ALPNProtocols: [alpn] }, () => {
+          resolve(socket.getPeerCertificate().serialNumber);
+          socket.end();
+        });
+        socket.on("error", reject);
+      });
+    for (const [what, url, alpn] of [["api http", api.http, "http/1.1"], ["api gRPC", api.grpc, "h2"], ["gateway wss", gateway.ws, "http/1.1"], ["gateway gRPC", gateway.grpc, "h2"]] as const) {
+      await waitFor(async () => (await serialAt(String(url), alpn)) === renewed.serial, `the ${what} listener serving the renewed certificate`);
+    }
+    for (const info of [api, gateway]) {
+      const text = await new Promise<string>((resolve, reject) => {
+        http.get(`http://127.0.0.1:${Number(info.ops)}/metrics`, (res) => {
+          let body = "";
+          res.on("data", (d) => (body += String(d)));
+          res.on("end", () => resolve(body));
+        }).on("error", reject);
+      });
+      assert.equal(Number(/^chat_tls_certificate_expiry_timestamp_seconds (\S+)$/m.exec(text)?.[1]), renewed.notAfter.getTime() / 1000);
     }
   });
 });
