@@ -32,6 +32,11 @@ export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const RECORD_OVERHEAD_BYTES = 70;
 
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
+/**
+ * Two of them fit in a process's stop bound (DEFAULT_STOP_TIMEOUT_MS, 25 s): a pipeline
+ * stops its subscriptions, then closes the queue.
+ */
+const DEFAULT_CLOSE_TIMEOUT_MS = 8_000;
 
 export interface KafkaQueueOptions {
   /** Bootstrap brokers, "host:port". */
@@ -88,6 +93,16 @@ export interface KafkaQueueOptions {
   connectionTimeoutMs?: number;
   /** Retries of admin and consumer requests, connecting included (default 8 retries, 100 ms doubling up to 5 s). */
   retry?: { retries?: number; initialRetryTime?: number; maxRetryTime?: number };
+  /**
+   * Longest close() waits on Kafka, and a subscription's stop (default 8 s):
+   * for the publishes pending to be acked, for a consumer to leave its group.
+   * With Kafka away the producer retries without limit and the consumer's
+   * leave and reconnects for a minute and more, past a process's stop bound.
+   * Past it, publishes still pending fail (their callers were never acked) and
+   * the consumer is given up: its uncommitted batches are read again by the
+   * group's next member, after the session timeout.
+   */
+  closeTimeoutMs?: number;
 }
 
 interface PendingPublish {
@@ -375,9 +390,17 @@ export class KafkaQueue implements MessageQueue {
         minBytes: 1,
         sessionTimeout: this.options.sessionTimeoutMs ?? 10_000,
         heartbeatInterval: this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
-        retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 8, ...this.options.retry },
+        retry: {
+          initialRetryTime: 100,
+          maxRetryTime: 5_000,
+          retries: 8,
+          ...this.options.retry,
+          // kafkajs restarts a crashed consumer for good: one given up at stop, Kafka away, went on
+          // reconnecting (and kept the process alive) after its subscription was long stopped.
+          restartOnFailure: async () => !sub.isStopping,
+        },
       });
-    const sub = new KafkaSubscription(newConsumer, group, topic, topicName, handler, options, this.options, () =>
+    const sub: KafkaSubscription = new KafkaSubscription(newConsumer, group, topic, topicName, handler, options, this.options, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -390,14 +413,32 @@ export class KafkaQueue implements MessageQueue {
     return sub;
   }
 
+  /**
+   * Stops the subscriptions, waits for the pending publishes to be acked and
+   * disconnects, all within closeTimeoutMs: publishes still pending then fail.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
-    await this.pumping;
+    const timeoutMs = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    const until = performance.now() + timeoutMs;
+    // Side by side: a batch in hand may wait on a publish, which fails at the deadline at the latest.
+    await Promise.all([
+      ...[...this.subscriptions].map((s) => s.stop()),
+      (async () => {
+        if (this.pumping && !(await settlesWithin(this.pumping, until - performance.now()))) {
+          // Never acked, so never acked on: their callers answer a failure, and a sender sends again.
+          const left = this.pending.splice(0);
+          this.options.logger?.warn({ publishes: left.length, timeoutMs }, "kafka did not ack publishes before the queue closed; failing them");
+          for (const p of left) settle(p, new Error(`publish to ${p.topic}: the queue closed before Kafka acked it`));
+        }
+      })(),
+    ]);
     if (this.connecting) {
-      await this.connecting.catch(() => {});
-      await Promise.all([this.producer.disconnect(), this.admin.disconnect()]);
+      const disconnected = this.connecting.catch(() => {}).then(() => Promise.all([this.producer.disconnect(), this.admin.disconnect()]));
+      if (!(await settlesWithin(disconnected, Math.max(until - performance.now(), 1_000)))) {
+        this.options.logger?.warn({ timeoutMs }, "kafka producer did not disconnect before the queue's close timeout; leaving it");
+      }
     }
   }
 }
@@ -480,6 +521,10 @@ class KafkaSubscription implements Subscription {
 
   /** Settles once the first consumer has joined its group (or failed to). */
   private started: Promise<void> | undefined;
+
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
 
   start(): Promise<void> {
     this.started = this.run(this.consumer);
@@ -746,33 +791,52 @@ class KafkaSubscription implements Subscription {
     return next;
   }
 
-  /** Finishes (and commits) the batch in hand, leaves the group, disconnects. */
+  /**
+   * Finishes (and commits) the batch in hand, leaves the group, disconnects;
+   * gives up after closeTimeoutMs (Kafka away: the leave and the reconnects of
+   * a consumer being replaced are retried for a minute and more), leaving what
+   * was not committed to the group's next member.
+   */
   stop(): Promise<void> {
     if (!this.stopping) {
-      this.stopping = (async () => {
-        for (const t of this.resumeTimers) clearTimeout(t);
-        this.resumeTimers.clear();
-        clearTimeout(this.commitTimer);
-        // A consumer still joining its group (a SIGTERM at start-up), or a replacement half
-        // started: let it settle, then disconnect whichever is current. Disconnected while it
-        // joins, kafkajs does not leave the group (it is not running yet), and the member
-        // Kafka made of it kept its partitions, messages stalled, until the session timeout.
-        this.wakeRestart?.();
-        await this.started?.catch(() => {});
-        await this.restarting;
-        // With a batch in hand, it commits when it is done (eachBatch).
-        if (this.batchesInHand === 0) await this.commit();
-        try {
-          await this.consumer.disconnect();
-        } finally {
-          // What a failed last commit left: the next member of the group reads it again.
-          for (const c of this.uncommitted.values()) abortAll(c, "stopped before its commit");
-          this.uncommitted.clear();
-          this.onStopped();
-        }
-      })();
+      const timeoutMs = this.options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+      const left = this.leave();
+      this.stopping = settlesWithin(left, timeoutMs).then((settled) => {
+        if (settled) return left;
+        this.options.logger?.warn({ group: this.group, topic: this.topic, timeoutMs }, "kafka consumer did not leave its group in time; giving it up");
+        this.forgetUncommitted("stopped before its commit");
+        this.onStopped();
+      });
     }
     return this.stopping;
+  }
+
+  private forgetUncommitted(why: string): void {
+    for (const c of this.uncommitted.values()) abortAll(c, why);
+    this.uncommitted.clear();
+  }
+
+  /** stop()'s work, unbounded. Runs synchronously until its first wait, before `stopping` is set. */
+  private async leave(): Promise<void> {
+    for (const t of this.resumeTimers) clearTimeout(t);
+    this.resumeTimers.clear();
+    clearTimeout(this.commitTimer);
+    // A consumer still joining its group (a SIGTERM at start-up), or a replacement half
+    // started: let it settle, then disconnect whichever is current. Disconnected while it
+    // joins, kafkajs does not leave the group (it is not running yet), and the member
+    // Kafka made of it kept its partitions, messages stalled, until the session timeout.
+    this.wakeRestart?.();
+    await this.started?.catch(() => {});
+    await this.restarting;
+    // With a batch in hand, it commits when it is done (eachBatch).
+    if (this.batchesInHand === 0) await this.commit();
+    try {
+      await this.consumer.disconnect();
+    } finally {
+      // What a failed last commit left: the next member of the group reads it again.
+      this.forgetUncommitted("stopped before its commit");
+      this.onStopped();
+    }
   }
 }
 
@@ -786,6 +850,17 @@ interface Handled {
 function abortAll(handled: Handled, why: string): void {
   const reason = new Error(why);
   for (const c of handled.lost) c.abort(reason);
+}
+
+/** Whether `p` settled (either way) within `ms`; it goes on after a false. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function settle(p: PendingPublish, err?: unknown): void {
