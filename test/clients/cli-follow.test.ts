@@ -120,55 +120,46 @@ function harness(env: Record<string, string> = {}) {
 const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 let n = 0;
 
+/**
+ * A follower that gets #3 live but not #2, while the api is cut as `cut` says: it must read the
+ * gap, fail (or give up) and say so, then print #2 and #3 in order once the api is back.
+ */
+async function followAGapThroughACut(h: ReturnType<typeof harness>, cut: "reset" | "blackhole"): Promise<void> {
+  const { me, peer, channelId } = await h.pair();
+  const key = `${cut}${n++}`;
+  await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-1`, text: "one" });
+  const { url, sockets } = await h.standInGateway();
+  const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+  await follower.started();
+  await follower.printed("one\n");
+
+  h.proxy.cut(cut);
+  await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-2`, text: "two" });
+  await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-3`, text: "three" });
+  const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+  assert.equal(three!.seq, 3n);
+  sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
+  await follower.said(/could not read the messages after #1 \(.+\); trying again/);
+
+  void h.proxy.restore();
+  await follower.printed("three\n");
+  assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
+  follower.interrupt();
+  assert.equal(await follower.exited, 0, follower.err);
+}
+
 describe("chat-cli follow through a connection that drops", function () {
   this.timeout(120_000);
   const h = harness();
 
   it("goes on when a history read to fill a gap fails for a while, printing the gap once it can", async () => {
-    const { me, peer, channelId } = await h.pair();
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
-    const { url, sockets } = await h.standInGateway();
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
-    await follower.started();
-    await follower.printed("one\n");
-
-    h.proxy.cut("reset");
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g2", text: "two" });
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g3", text: "three" });
-    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
-    assert.equal(three!.seq, 3n);
-    // #3 comes live, #2 not: the follower reads the gap from the api, which is down.
-    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
-    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
-
-    h.proxy.restore();
-    await follower.printed("three\n");
-    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
-    follower.interrupt();
-    assert.equal(await follower.exited, 0, follower.err);
+    // The api is down: the read of the gap fails at once.
+    await followAGapThroughACut(h, "reset");
   });
 
   it("gives up a history read that a silent network never answers, and reads again, instead of waiting for it for good", async () => {
-    const { me, peer, channelId } = await h.pair();
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h1", text: "one" });
-    const { url, sockets } = await h.standInGateway();
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
-    await follower.started();
-    await follower.printed("one\n");
-
-    h.proxy.cut("blackhole");
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h2", text: "two" });
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "h3", text: "three" });
-    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
-    // #3 comes live, #2 not: the follower reads the gap from the api, whose answer never comes.
-    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
-    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
-
-    void h.proxy.restore();
-    await follower.printed("three\n");
-    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
-    follower.interrupt();
-    assert.equal(await follower.exited, 0, follower.err);
+    // The api is silent: the read of the gap is never answered.
+    await followAGapThroughACut(h, "blackhole");
   });
 
   it("gives up a new sender's name lookup that a silent network never answers, and asks again, printing what came after it in order", async () => {
@@ -422,27 +413,9 @@ describe("chat-cli follow with tokens that are refreshed at every call", functio
   const h = harness({ CHAT_ACCESS_TOKEN_TTL_S: "10" });
 
   it("gives up a token refresh inside a history read that a silent network never answers, and asks again, instead of waiting for it for good", async () => {
-    const { me, peer, channelId } = await h.pair();
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t1", text: "one" });
-    const { url, sockets } = await h.standInGateway();
-    const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
-    await follower.started();
-    await follower.printed("one\n");
-
-    h.proxy.cut("blackhole");
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t2", text: "two" });
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "t3", text: "three" });
-    const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
-    // #3 comes live, #2 not: the read of the gap refreshes the token first, and the refresh is never answered.
-    // The read's own deadline does not cover it (an interceptor's wait).
-    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
-    await follower.said(/could not read the messages after #1 \(.+\); trying again/);
-
-    void h.proxy.restore();
-    await follower.printed("three\n");
-    assert.match(follower.out, /#1 \S+: one\n\[[^\]]+\] #2 \S+: two\n\[[^\]]+\] #3 \S+: three\n$/);
-    follower.interrupt();
-    assert.equal(await follower.exited, 0, follower.err);
+    // The read of the gap refreshes the token first, and the refresh is never answered: the
+    // read's own deadline does not cover it (an interceptor's wait).
+    await followAGapThroughACut(h, "blackhole");
   });
 });
 
