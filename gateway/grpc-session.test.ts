@@ -3,10 +3,10 @@ import http2 from "node:http2";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ConnectRequestSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ConnectRequestSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
 import { ClientFrame as TsClientFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
 import type { MessageSubmitter } from "../internal/messages/submit.js";
@@ -178,6 +178,36 @@ describe("native gRPC session (SessionService.Connect)", () => {
     s.stream.write({ frame: { ref: 0n } });
     s.stream.end();
     await endsAfter("error", "the refusal of the frame of no kind");
+  });
+
+  it("hands a sync refused by a chat server too old to say the kind (refused_kind 0) its refusal under the client's ref, and lets go of the gateway's", async () => {
+    // An older chat server: it welcomes, then refuses every frame with an error of kind 0 under the ref it came with.
+    const host: SessionHost = {
+      open: (_identity, sink) => {
+        sink.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: {} } })));
+        return {
+          receive: (bytes) => {
+            const { ref } = fromBinary(ClientFrameSchema, bytes as Uint8Array);
+            sink.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { ref, kind: { case: "error", value: { message: "unknown frame" } } })));
+          },
+          reauthenticate: () => undefined,
+          drained: () => undefined,
+          closed: () => undefined,
+        };
+      },
+    };
+    const native = await nativeClientOn(host);
+    try {
+      for (const ref of [7n, 8n, 9n]) native.stream.write({ frame: { ref, kind: { $case: "sync", value: { afterInboxSeq: 0n, limit: 0 } } } });
+      native.stream.end();
+      const { code } = await native.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      // Taken for no sync's answer, each refusal came under the gateway's ref (1, 2, 3), whose entry stayed for the stream's life.
+      assert.deepEqual(native.frames.map((f) => [f.kind?.$case, f.ref]), [["welcome", 0n], ["error", 7n], ["error", 8n], ["error", 9n]]);
+    } finally {
+      native.client.close();
+      await new Promise((r) => native.server.close(r));
+    }
   });
 
   it("counts requests with no frame as bad frames, and ends a stream of them with close 4400", async () => {

@@ -205,7 +205,8 @@ class Unanswered {
     return undefined;
   }
 
-  settle(frame: ServerFrame): void {
+  /** Takes `frame` for the answer to the first ask pending under its ref that it may answer; returns that ask's kind. */
+  settle(frame: ServerFrame): Ask | undefined {
     for (const kind of answered(frame)) {
       const refs = this.refs.get(kind);
       const asked = refs?.get(frame.ref);
@@ -216,8 +217,9 @@ class Unanswered {
       asked.splice(i, 1);
       if (asked.length === 0) refs.delete(frame.ref);
       this.count--;
-      return;
+      return kind;
     }
+    return undefined;
   }
 
   /** The session moved to another chat server: what the old one did not answer it never will. */
@@ -350,9 +352,13 @@ export function sessionService(
             }
             // Settled as it arrives, not as it is written: an answer from the old server
             // still queued here when the session moves is no lost ask to repeat.
-            awaiting.settle(frame);
+            const settled = awaiting.settle(frame);
             const { kind } = frame;
-            const answersSync = kind.case === "syncBatch" || (kind.case === "error" && kind.value.refusedKind === SYNC_KIND);
+            // A chat server too old to say what it refused (refused_kind 0) answers a sync so too: taken
+            // for the sync's answer, its ref goes back to the client's, and the gateway's is let go of
+            // (kept, one stayed for the stream's life per sync refused).
+            const refusesSync = kind.case === "error" && (kind.value.refusedKind === SYNC_KIND || (kind.value.refusedKind === 0 && settled === "sync"));
+            const answersSync = kind.case === "syncBatch" || refusesSync;
             const clientRef = answersSync ? syncRefs.get(frame.ref) : undefined;
             if (clientRef !== undefined) {
               if (kind.case === "error" || (kind.case === "syncBatch" && !kind.value.hasMore)) syncRefs.delete(frame.ref);
