@@ -577,6 +577,26 @@ describe("session back-pressure and early frames", () => {
       server.drain();
     });
 
+    it("gives up the oldest receipts, not a channel event past them, for a session still starting in a busy group", async () => {
+      let started!: () => void;
+      const checked = new Promise<boolean>((r) => (started = () => r(false)));
+      const { server, frames } = openSession(inboxKeeping([]), undefined, undefined, () => checked);
+      const receiptAt = (seq: bigint) => create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId: 9n, userId: 2n, seq } } });
+      server.deliverLocal(1n, [], create(ServerFrameSchema, { kind: { case: "channel", value: { userId: 2n } } }));
+      for (let i = 1n; i <= 200n; i++) server.deliverLocal(1n, [], receiptAt(i));
+      server.deliverLocal(1n, [], create(ServerFrameSchema, { kind: { case: "channel", value: { userId: 3n } } }));
+      server.deliverLocal(1n, [], receiptAt(201n));
+      started();
+      await waitFor(() => frames.length >= 65, "the welcome and what was held");
+      assert.deepStrictEqual(frames.map(shown), ["welcome", "channel", ...Array<string>(61).fill("receipt"), "channel", "receipt"]);
+      const seqs = frames.flatMap((f) => (f.kind.case === "receipt" ? [f.kind.value.seq] : []));
+      assert.equal(seqs.at(-1), 201n, "the newest receipt is kept");
+      assert.equal(seqs[0], 140n, "the oldest ones went");
+      const channels = frames.flatMap((f) => (f.kind.case === "channel" ? [f.kind.value.userId] : []));
+      assert.deepStrictEqual(channels, [2n, 3n]);
+      server.drain();
+    });
+
     it("sends what it holds before a newer presence that finds room before drained() is called, so no older status follows it", async () => {
       const { server, frames, state } = pausedSession();
       await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "welcome");

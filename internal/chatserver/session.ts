@@ -707,7 +707,20 @@ export class Session implements SessionHandle {
       // backed-up socket, and typing hints take at most half the room.
       if (kind.case === "presence") return this.holdPresence(encoded);
       const held = (this.heldShared ??= []);
-      if (held.length < (kind.case === "typing" ? HELD_SHARED_FRAMES / 2 : HELD_SHARED_FRAMES)) held.push(encoded);
+      if (kind.case === "typing") {
+        if (held.length < HELD_SHARED_FRAMES / 2) held.push(encoded);
+        return;
+      }
+      if (held.length >= HELD_SHARED_FRAMES) {
+        // Receipts alone could fill the room in a busy group, and a channel event past them (a removal,
+        // a new title) is news the client has no other live word of: the oldest hint gives way instead,
+        // typing first, then a receipt (later ones supersede it, and clients read positions on welcome).
+        let i = held.findIndex((f) => f.frame.kind.case === "typing");
+        if (i < 0) i = held.findIndex((f) => f.frame.kind.case === "receipt");
+        if (i < 0) return;
+        held.splice(i, 1);
+      }
+      held.push(encoded);
       return;
     }
     if (kind.case === "typing" || kind.case === "presence") {
