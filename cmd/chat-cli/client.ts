@@ -7,7 +7,7 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { ChannelKind, type Channel, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
-import type { LoginStore, SavedLogin } from "./store.js";
+import { RefreshLockBusy, type LoginStore, type SavedLogin } from "./store.js";
 
 export class CliError extends Error {
   constructor(
@@ -90,6 +90,8 @@ export function describe(err: unknown): string {
 
 /** A failure that may mend by itself: the server down or restarting, a connection cut, a rate limit. */
 export function isTransient(err: unknown): boolean {
+  // Another chat-cli of this device held the refresh lock past the wait: its refresh is slow, not refused.
+  if (err instanceof RefreshLockBusy) return true;
   if (!(err instanceof ConnectError) || cliErrorOf(err)) return false;
   return [Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Canceled].includes(err.code);
 }
@@ -193,7 +195,7 @@ function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
 export class Session {
   readonly api: Api;
   private readonly users = new Map<string, User>();
-  /** The refresh under way in this process: a second waits for it, not for the file lock it holds (which gives up after 15 s). */
+  /** The refresh under way in this process: a second waits for it, not for the file lock it holds (which gives up after LOCK_WAIT_MS). */
   private refreshing: Promise<unknown> = Promise.resolve();
 
   constructor(

@@ -15,6 +15,20 @@ export interface SavedLogin {
 }
 
 /**
+ * How long a chat-cli waits for another's refresh to let go of the lock:
+ * longer than that refresh's own deadline (CALL_TIMEOUT_MS, 15 s), so a
+ * refresh that hangs to its end never makes the one waiting give up first.
+ */
+export const LOCK_WAIT_MS = 20_000;
+
+/**
+ * The refresh lock stayed taken past the wait: another chat-cli's refresh
+ * is slow or hung, which mends by itself (follow tries again), unless a
+ * dead process left the lock (taken as such after 30 s).
+ */
+export class RefreshLockBusy extends Error {}
+
+/**
  * The CLI's state directory: $CHAT_CLI_HOME, else $XDG_CONFIG_HOME/chat-cli,
  * else ~/.config/chat-cli. The credentials file is written atomically with
  * mode 0600; a lock file serialises refreshes between CLI processes, since
@@ -23,7 +37,10 @@ export interface SavedLogin {
 export class LoginStore {
   readonly dir: string;
 
-  constructor(env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    env: NodeJS.ProcessEnv = process.env,
+    private readonly lockWaitMs = LOCK_WAIT_MS,
+  ) {
     this.dir = env.CHAT_CLI_HOME || join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "chat-cli");
   }
 
@@ -64,7 +81,7 @@ export class LoginStore {
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const lock = join(this.dir, "refresh.lock");
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + this.lockWaitMs;
     for (;;) {
       try {
         closeSync(openSync(lock, "wx", 0o600));
@@ -76,7 +93,7 @@ export class LoginStore {
         } catch {
           // someone else removed it
         }
-        if (Date.now() > deadline) throw new Error(`could not take ${lock}; remove it if no other chat-cli is running`);
+        if (Date.now() > deadline) throw new RefreshLockBusy(`could not take ${lock}; remove it if no other chat-cli is running`);
         await new Promise((r) => setTimeout(r, 50));
       }
     }
