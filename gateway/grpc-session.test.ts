@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { once } from "node:events";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -10,7 +12,7 @@ import { ClientFrameSchema, ConnectRequestSchema, ServerFrameSchema, SessionServ
 import { ClientFrame as TsClientFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { Inbox } from "../internal/messages/inbox.js";
 import type { MessageSubmitter } from "../internal/messages/submit.js";
-import type { SessionHost } from "../internal/chatserver/port.js";
+import type { SessionHost, SessionSink } from "../internal/chatserver/port.js";
 import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
@@ -79,6 +81,9 @@ async function rawSessionCall(host: SessionHost) {
     },
   };
 }
+// For a test that measures what a session keeps: gc() in a new context after this.
+setFlagsFromString("--expose-gc");
+
 describe("native gRPC session (SessionService.Connect)", () => {
   it("answers what a client asked before it half-closed, then ends with OK", async () => {
     let welcome!: () => void;
@@ -347,6 +352,38 @@ describe("native gRPC session (SessionService.Connect)", () => {
     } finally {
       for (const c of connections) c.destroy();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("keeps of the frames a reader that stopped reading has not taken what the cap counts, their bytes, not each decoded too", async () => {
+    const gc = runInNewContext("gc") as () => void;
+    let sink!: SessionSink;
+    const welcome = toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: {} } }));
+    const host: SessionHost = {
+      open: (_identity, s) => {
+        sink = s;
+        s.send(welcome);
+        return { receive: () => undefined, reauthenticate: () => undefined, drained: () => undefined, closed: () => undefined };
+      },
+    };
+    const call = await rawSessionCall(host);
+    try {
+      await once(call.req, "data"); // the welcome
+      call.req.pause();
+      // One TypingEvent (6 bytes), as the chat server encodes a push once for every session it goes to.
+      const typing = toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "typing", value: { channelId: 7n, userId: 3n } } }));
+      const frames = 200_000;
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < frames; i++) sink.send(typing);
+      await waitFor(() => sink.bufferedBytes() < frames * typing.byteLength, "the writer to take what the HTTP/2 window lets through");
+      gc();
+      const perFrame = (process.memoryUsage().heapUsed - before) / frames;
+      // Kept decoded beside its bytes, each took some 290 bytes (50 since), 48 times the 6 the cap counted.
+      assert.ok(perFrame < 120, `${perFrame.toFixed(0)} bytes of heap kept for each buffered frame of ${typing.byteLength}`);
+      assert.ok(sink.bufferedBytes() > (frames / 2) * typing.byteLength, "most frames still wait");
+    } finally {
+      await call.close();
     }
   });
 

@@ -294,7 +294,13 @@ export function sessionService(
         throw refuse(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
 
-      const out: { bytes: Uint8Array; frame: ServerFrame }[] = [];
+      /**
+       * Frames waiting for the client to read, as the chat server encoded them, decoded again as
+       * each is written: the cap (bufferedBytes) counts bytes, and a decoded ServerFrame kept
+       * beside them took 9 to 36 times as much (a SyncBatch page, a TypingEvent), so a slow
+       * reader held that many times the cap. `ref`: the client's, for a sync's answer.
+       */
+      const out: { bytes: Uint8Array; ref?: bigint }[] = [];
       let buffered = 0;
       let ended: { code: number; reason: string } | undefined;
       let welcomed = false;
@@ -360,11 +366,8 @@ export function sessionService(
             const refusesSync = kind.case === "error" && (kind.value.refusedKind === SYNC_KIND || (kind.value.refusedKind === 0 && settled === "sync"));
             const answersSync = kind.case === "syncBatch" || refusesSync;
             const clientRef = answersSync ? syncRefs.get(frame.ref) : undefined;
-            if (clientRef !== undefined) {
-              if (kind.case === "error" || (kind.case === "syncBatch" && !kind.value.hasMore)) syncRefs.delete(frame.ref);
-              frame.ref = clientRef;
-            }
-            out.push({ bytes, frame });
+            if (clientRef !== undefined && (kind.case === "error" || (kind.case === "syncBatch" && !kind.value.hasMore))) syncRefs.delete(frame.ref);
+            out.push(clientRef === undefined ? { bytes } : { bytes, ref: clientRef });
             buffered += bytes.byteLength;
             notify();
           },
@@ -444,8 +447,11 @@ export function sessionService(
       try {
         for (;;) {
           while (out.length > 0) {
-            const { bytes, frame } = out.shift()!;
+            const { bytes, ref } = out.shift()!;
             buffered -= bytes.byteLength;
+            // It was read once as it came: it reads again.
+            const frame = fromBinary(ServerFrameSchema, bytes);
+            if (ref !== undefined) frame.ref = ref;
             if (frame.kind.case === "welcome") welcomed = true;
             yield create(ConnectResponseSchema, { frame });
             if (buffered === 0) handle.drained();
