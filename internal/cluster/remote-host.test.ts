@@ -499,6 +499,41 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     }
   });
 
+  it("closes with 1013 a WebSocket session whose server refused it after more frames than it carries over: the device would wait for their answers for good", async () => {
+    for (const s of servers) s.refuseOpens = true;
+    const capped = new RemoteSessionHost({ gatewayId: "gw7", watch: await registry.watch(), maxPendingFrames: 2, homelessTimeoutMs: 60_000, cooldownMs: 60_000 });
+    try {
+      const sink = fakeSink();
+      const handle = capped.open(identity(8), sink);
+      for (const f of ["one", "two", "three"]) handle.receive(new TextEncoder().encode(f));
+      await waitFor(() => sink.closed !== undefined || servers.every((s) => s.opens.length >= 1), "closed, or placed on the next server");
+      assert.deepEqual(sink.closed?.code, 1013);
+      assert.equal(servers.reduce((n, s) => n + s.opens.length, 0), 1, "not placed again");
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it("closes with 1013 a WebSocket session whose server broke before answering it, after more frames than it carries over", async () => {
+    const capped = new RemoteSessionHost({ gatewayId: "gw8", watch: await registry.watch(), maxPendingFrames: 2, homelessTimeoutMs: 60_000 });
+    try {
+      const sink = fakeSink();
+      const handle = capped.open(identity(9), sink);
+      await waitFor(() => servers.some((s) => s.opens.length === 1), "placed");
+      const first = servers.find((s) => s.opens.length === 1)!;
+      const other = servers.find((s) => s !== first)!;
+      // A server in a long pause: it answers none of them.
+      first.stall(true);
+      for (const f of ["one", "two", "three"]) handle.receive(new TextEncoder().encode(f));
+      first.breakStreams();
+      await waitFor(() => sink.closed !== undefined || other.opens.length >= 1, "closed, or moved to the other server");
+      assert.deepEqual(sink.closed?.code, 1013);
+      assert.deepEqual(sink.sent, []);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it("hands what the device sent to a server that then refused the session to the next one, on the one stream it keeps to the refusing server", async () => {
     servers[0]!.refuseOpens = true;
     servers[1]!.refuseOpens = true;

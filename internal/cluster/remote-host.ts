@@ -136,6 +136,7 @@ export class RemoteSessionHost implements SessionHost {
 
   /** Puts a session on the best live server, or parks it until one shows up. */
   place(session: RemoteSession, resumed: boolean): void {
+    if (session.over) return;
     if (this.closed) return session.end(CloseCode.goingAway, "gateway shutting down");
     const server = this.pick();
     if (!server) {
@@ -359,6 +360,7 @@ class ServerLink {
     // A device still paused on its old server stays paused on the new one.
     if (session.pausedSent) this.write({ sessionId: session.id, kind: { $case: "flow", value: { paused: true } } });
     session.unanswered = [];
+    session.droppedUnanswered = false;
     session.placedUnanswered = true;
     session.flushPending();
   }
@@ -396,7 +398,9 @@ class ServerLink {
     if (code === TRY_ELSEWHERE) {
       // What the device sent meanwhile went to a server without its session: it goes along.
       const carried = session.unanswered !== undefined;
+      const dropped = session.droppedUnanswered;
       session.takeBackUnanswered();
+      if (!carried && dropped) session.lostUnanswered();
       this.host.refused(this, session, reason);
       // Past the cap it was dropped, and will never be answered: the edge is told, as of a move
       // (a half-closed native stream waited for those answers until the session's silence closed it).
@@ -420,7 +424,9 @@ class ServerLink {
     // refusal, and its device, which will see only the next server's Welcome, has no cue to send
     // it again: it goes along (a send is idempotent by client_msg_id; the rest repeat harmlessly).
     const carried = new Set(moved.filter((s) => s.unanswered !== undefined));
+    const dropped = new Set(moved.filter((s) => s.droppedUnanswered));
     for (const s of carried) s.takeBackUnanswered();
+    for (const s of dropped) s.lostUnanswered();
     this.stream.cancel();
     this.client.close();
     this.host.linkFailed(this, moved, reason, why);
@@ -448,6 +454,8 @@ class RemoteSession implements SessionHandle {
    * to the next one. Undefined once the server has answered.
    */
   unanswered: Upward[] | undefined;
+  /** Frames its current server had not answered were let go past the cap: a refusal or a break now loses them. */
+  droppedUnanswered = false;
   /** Its current server has not answered it yet (kept apart from `unanswered`, which its cap ends). */
   placedUnanswered = false;
   /** This gateway asked the chat server to hold live pushes (the device's socket is backed up). */
@@ -501,9 +509,12 @@ class RemoteSession implements SessionHandle {
       return;
     }
     if (this.unanswered) {
-      // Past the cap a refusal costs those frames (the device resends unacked sends), not the session.
+      // Past the cap they are not kept: a refusal or a break then costs them, and the device is told (lostUnanswered).
       if (this.unanswered.length < maxPendingFrames && bytesOf(this.unanswered) + bytesOf([frame]) <= maxPendingBytes) this.unanswered.push(frame);
-      else this.unanswered = undefined;
+      else {
+        this.unanswered = undefined;
+        this.droppedUnanswered = true;
+      }
     }
     if (typeof frame !== "string" && !(frame instanceof Uint8Array)) {
       // Counted like a frame: a device sending Reauthenticates (refused, past one a second, but
@@ -512,6 +523,22 @@ class RemoteSession implements SessionHandle {
     }
     const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } }, bytes.byteLength);
+  }
+
+  /**
+   * Its server refused it or broke before answering, and what the device sent meanwhile was let go
+   * past the cap. An edge that can ask again is told as of a move (moved). A WebSocket device
+   * cannot be: it sees only the next server's Welcome, its first, so those frames (sends, acks, a
+   * Reauthenticate) would wait for answers that never come. Closed with 1013 before it is placed
+   * again, it reconnects and sends what is unanswered again (a send is idempotent by client_msg_id).
+   */
+  lostUnanswered(): void {
+    if (!this.sink.moved) this.end(TRY_ELSEWHERE, "frames sent before the welcome were lost with their chat server; reconnect");
+  }
+
+  /** Closed: it is placed nowhere again. */
+  get over(): boolean {
+    return this.ended;
   }
 
   /** The frames the refusing server dropped, back in front of those waiting for a server. */
@@ -529,6 +556,7 @@ class RemoteSession implements SessionHandle {
   /** A frame from the chat server for the device. */
   deliver(frame: Buffer): void {
     this.unanswered = undefined;
+    this.droppedUnanswered = false;
     if (this.placedUnanswered) {
       this.placedUnanswered = false;
       if (this.link) this.host.answered(this.link);
