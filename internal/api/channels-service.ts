@@ -403,14 +403,15 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       let joined = false;
       if (!member) {
         await refuseGroupLimit(me, [me]);
-        const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         // The history before them is not unread, but not read either (see addMembers).
-        const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n, joinedSeq };
+        const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n };
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
         // And the code is compared as the add lands: one reset or revoked since the lookup above adds nobody;
         // so is a bar (removedByAdmin): a removal landing since the lookup above is not walked around.
         // In the channel's turn, the add and its note (see writeNote).
         joined = await channels.changeInTurn(channel.channelId, async () => {
+          // Read in the turn (see addMembers).
+          joining.joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
           const added = await channels.addMembers(channel.channelId, [joining], MAX_GROUP_MEMBERS, (members) => {
             if (members.length === 0) throw deadInvite();
           }, code);
@@ -506,9 +507,11 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // to catch up on (a message sent while they are being added may still count).
       // Nor is it read: their read position, which others are shown as what
       // they have seen, starts at nothing until their own receipts move it.
-      const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
       // In the channel's turn, the add and its note (see writeNote).
       const added = await channels.changeInTurn(channel.channelId, async () => {
+        // Read in the turn: another change's note sequenced between this read and the turn
+        // came before the joiners, yet counted as theirs to read.
+        const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
         const written = await channels.addMembers(
           channel.channelId,
           wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n, joinedSeq })),

@@ -841,6 +841,75 @@ describe("api: ChannelService", () => {
     assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [2n, 3n]);
   });
 
+  /**
+   * Runs `change` the moment the next read of the log's newest messages has answered, before its answer is used:
+   * awaited when that read runs outside the channel's turn, only started (and returned) when inside it, since the
+   * change waits for that turn.
+   */
+  function changeAfterNextLatestRead(channelId: Id, change: () => Promise<unknown>): { done: Promise<unknown> } {
+    const log = api.deps.log;
+    const out: { done: Promise<unknown> } = { done: Promise.resolve() };
+    const turns = (api.storage.channels as unknown as { turns: { holds(id: Id): boolean } }).turns;
+    (api.deps as { log: MessageLog }).log = Object.assign(Object.create(log) as MessageLog, {
+      latest: async (ids: readonly Id[]) => {
+        const answer = await log.latest(ids);
+        (api.deps as { log: MessageLog }).log = log;
+        out.done = change();
+        if (!turns.holds(channelId)) await out.done;
+        return answer;
+      },
+    });
+    return out;
+  }
+
+  for (const how of ["added", "joined by link"] as const) {
+    it(`counts a change landing as a member is ${how} as theirs to read only when its note follows their join`, async () => {
+      const [owner, b, late] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+      const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+      await owner!.c.channels.setMemberRole({ channelId, userId: b!.userId, role: MemberRole.ADMIN });
+      const code = (await owner!.c.channels.getInviteLink({ channelId })).code;
+      const raced = changeAfterNextLatestRead(channelId, () => b!.c.channels.updateGroup({ channelId, title: "renamed" }));
+      if (how === "added") await owner!.c.channels.addMembers({ channelId, userIds: [late!.userId] });
+      else await late!.c.channels.joinByInvite({ code });
+      await raced.done;
+      const history = (await owner!.c.messages.listMessages({ channelId })).messages;
+      const joinNote = history.find((m) => m.note?.kind === (how === "added" ? ChannelNoteKind.MEMBERS_ADDED : ChannelNoteKind.JOINED_BY_INVITE))!;
+      const ch = (await late!.c.channels.describeChannel({ channelId })).channel!;
+      // Everything from the note of their join on is theirs to read, nothing before it.
+      assert.equal(ch.unreadCount, ch.lastSeq - joinNote.seq + 1n);
+      assert.equal(ch.readSeq, joinNote.seq - 1n);
+    });
+  }
+
+  it("counts a message sequenced between a join by link and its note as unread, in the list as in ListMembers", async () => {
+    const [owner, b, joiner] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+    const code = (await owner!.c.channels.getInviteLink({ channelId })).code;
+    const before = (await owner!.c.channels.describeChannel({ channelId })).channel!.lastSeq;
+    // b's message lands once the joiner is in, before the note of their join.
+    const store = api.storage.channels;
+    const add = store.addMembers.bind(store);
+    store.addMembers = async (...args) => {
+      const added = await add(...args);
+      store.addMembers = add;
+      await send(b!, channelId, "while you join");
+      return added;
+    };
+    await joiner!.c.channels.joinByInvite({ code });
+    const history = (await owner!.c.messages.listMessages({ channelId })).messages.reverse();
+    assert.deepEqual(history.filter((m) => m.seq > before).map((m) => [m.text, m.note?.kind]), [["while you join", undefined], ["", ChannelNoteKind.JOINED_BY_INVITE]]);
+    const listed = async () => (await joiner!.c.channels.listChannels({})).channels.find((ch) => ch.channelId === channelId)!;
+    const described = async () => (await joiner!.c.channels.describeChannel({ channelId })).channel!;
+    const membersRead = async () => (await owner!.c.channels.listMembers({ channelId })).members.find((m) => m.userId === joiner!.userId)!.readSeq;
+    // Neither b's message nor their own note is read: nothing moved their position past where they joined.
+    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [2n, before]);
+    assert.equal(await membersRead(), 0n);
+    // Nor once someone else's is the newest (their own newest is looked for then).
+    await send(owner!, channelId, "welcome");
+    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [3n, before]);
+    assert.equal(await membersRead(), 0n);
+  });
+
   it("shows nobody added or joined by link as having seen what they never read", async () => {
     const [owner, b, added, joiner] = await Promise.all([1, 2, 3, 4].map(() => api.signUp()));
     const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
@@ -855,8 +924,9 @@ describe("api: ChannelService", () => {
     // join (3) is not its joiner's reading of what came before them.
     assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 2n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
     assert.equal((await owner!.c.channels.describeChannel({ channelId })).channel!.readSeq, 2n);
-    // Their own view still starts after what came before them (the joiner's own note counts as read, as a send).
-    for (const [u, readSeq] of [[added!, 1n], [joiner!, 3n]] as const) {
+    // Their own view still starts after what came before them; the note of their join is news to either, as
+    // ListMembers has it (the joiner's is not read as a send is: a message may come between the join and it).
+    for (const [u, readSeq] of [[added!, 1n], [joiner!, 2n]] as const) {
       const ch = (await u.c.channels.describeChannel({ channelId })).channel!;
       assert.equal(ch.readSeq, readSeq);
       assert.equal(ch.unreadCount, ch.lastSeq - readSeq);

@@ -26,6 +26,7 @@ import type {
   UserRecord,
 } from "../model/types.js";
 import { messageToProto } from "../wire/messages.js";
+import { readByItsActor } from "../messages/notes.js";
 
 const PLATFORMS: [Platform, DevicePlatform][] = [
   ["unspecified", DevicePlatform.UNSPECIFIED],
@@ -107,7 +108,8 @@ export function channelToProto(v: ChannelView): Channel {
   // else's, the caller's own newest after their read position), where moving
   // the sender's stored position on every send would cost a storage write per
   // message on the hot path.
-  const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId;
+  // Not a join by link's note: its joiner read nothing before it (ListMembers has it so too).
+  const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId && (!v.last.note || readByItsActor(v.last.note));
   // What came before the caller joined counts as read for them alone (others are shown their receipts' position).
   let readSeq = v.me ? readFloor(v.me) : 0n;
   if (sentLast && lastSeq > readSeq) readSeq = lastSeq;

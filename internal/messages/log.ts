@@ -107,7 +107,8 @@ export interface MessageLog {
   /**
    * The seq of the newest message `senderUserId` sent to the channel with a
    * seq from `fromSeq` to `toSeq` (a window the caller keeps small: the
-   * adapter may read every seq in it), or undefined.
+   * adapter may read every seq in it), or undefined. A note counts unless it
+   * is a join by link (readByItsActor), as for `newestBySender`.
    */
   lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined>;
   /**

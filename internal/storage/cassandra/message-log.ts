@@ -273,7 +273,8 @@ export class CassandraMessageLog implements MessageLog {
     // Two columns of every row in the window, filtered here: no index on the sender.
     const seqs = await readRange(lo, toSeq, this.bucketSize, (b, from, to) =>
       this.db.rows(this.q.senders, [channelId, b, from, to]).then((rs) =>
-        rs.filter((r) => big(r.get("sender_user_id")) === senderUserId).map((r) => big(r.get("seq"))),
+        rs.filter((r) => big(r.get("sender_user_id")) === senderUserId && (r.get("note") == null || readByItsActor(decodeNote(r.get("note") as string))))
+          .map((r) => big(r.get("seq"))),
       ),
     );
     return seqs.reduce<bigint | undefined>((max, s) => (max === undefined || s > max ? s : max), undefined);

@@ -261,6 +261,19 @@ export function messageLogContract(makeStore: MakeStore<MessageLog>): void {
         assert.equal(await log.lastSentBy(channelId, uniqueId(), 1n, 160n), undefined);
         assert.equal(await log.lastSentBy(uniqueId(), me, 1n, 160n), undefined);
       });
+
+      it("counts a note as its actor's, but not a join by link's: its joiner read nothing before it", async () => {
+        const channelId = uniqueId();
+        const [joiner, other] = [uniqueId(), uniqueId()];
+        await log.append(msg(channelId, { senderUserId: other }));
+        await log.append(msg(channelId, { senderUserId: joiner }));
+        await log.append(msg(channelId, { senderUserId: joiner, text: "", note: { kind: "joined_by_invite", userIds: [] } }));
+        await log.append(msg(channelId, { senderUserId: joiner, text: "", note: { kind: "title_changed", userIds: [], title: "t" } }));
+        await log.append(msg(channelId, { senderUserId: joiner, text: "", note: { kind: "joined_by_invite", userIds: [] } }));
+        assert.equal(await log.lastSentBy(channelId, joiner, 1n, 5n), 4n);
+        assert.equal(await log.lastSentBy(channelId, joiner, 1n, 3n), 2n);
+        assert.equal(await log.lastSentBy(channelId, joiner, 3n, 3n), undefined);
+      });
     });
 
     describe("newestBySender", () => {

@@ -118,8 +118,9 @@ function build(db: SqliteDatabase) {
     newest: p(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1`),
     // Not the text: SQLite only follows its overflow pages' links to reach sent_at_ms, and decodes no ~400 KB string.
     newestSentAt: p("SELECT sent_at_ms FROM messages WHERE channel_id = ? ORDER BY seq DESC LIMIT 1"),
-    lastSentBy: p(`SELECT max(seq) AS seq FROM messages
-                   WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ?`),
+    // Newest first, a note decoded to leave out a join by link's (readByItsActor).
+    lastSentBy: p(`SELECT seq, note FROM messages
+                   WHERE channel_id = ? AND seq >= ? AND seq <= ? AND sender_user_id = ? ORDER BY seq DESC`),
     // Each row of the window (a hundred at most): which notes count is decided on the decoded note.
     newestBySender: p(`SELECT sender_user_id, seq, note FROM messages WHERE channel_id = ? AND seq >= ? AND seq <= ?`),
   };
@@ -310,8 +311,10 @@ export class SqliteMessageLog implements MessageLog {
   }
 
   async lastSentBy(channelId: Id, senderUserId: Id, fromSeq: bigint, toSeq: bigint): Promise<bigint | undefined> {
-    const r = this.s.lastSentBy.get(channelId, fromSeq, toSeq, senderUserId) as Row | undefined;
-    return (r?.seq as bigint | null | undefined) ?? undefined;
+    for (const r of this.s.lastSentBy.iterate(channelId, fromSeq, toSeq, senderUserId) as IterableIterator<Row>) {
+      if (r.note === null || readByItsActor(decodeNote(r.note as string))) return r.seq as bigint;
+    }
+    return undefined;
   }
 
   async newestBySender(channelId: Id, fromSeq: bigint, toSeq: bigint): Promise<Map<Id, bigint>> {
