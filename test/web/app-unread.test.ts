@@ -1,6 +1,8 @@
 import { strict as assert } from "node:assert";
+import { create } from "@bufbuild/protobuf";
+import { ChannelNoteKind, ChannelNoteSchema } from "../../gen/es/chat/v1/types_pb.js";
 import { waitFor } from "../support/wait.js";
-import { FakeServer, appSuite, type Running } from "./chat-harness.js";
+import { FakeServer, ME, message, appSuite, type Running } from "./chat-harness.js";
 import { settle } from "./fake-browser.js";
 
 // The unread count of the open chat: what is not read stays counted.
@@ -35,5 +37,18 @@ describe("web: unread of the open chat", () => {
     await waitFor(() => r.shownSeqs().length === 51, "the chat again");
     await settle();
     assert.equal(row(r, 40n)?.unread, "");
+  });
+
+  it("counts my own note of a join by link as unread, as the server does, and my own message as read", async () => {
+    const server = new FakeServer();
+    server.addChat(41n, {}, 2);
+    run = await start(server);
+    const r = run;
+    await waitFor(() => row(r, 41n) !== undefined, "the chat listed");
+    const joined = Object.assign(message(41n, 3n, "", ME), { note: create(ChannelNoteSchema, { kind: ChannelNoteKind.JOINED_BY_INVITE }) });
+    r.deliver(joined);
+    await waitFor(() => row(r, 41n)?.unread === "1", "the join note unread");
+    r.deliver(message(41n, 4n, "mine", ME));
+    await waitFor(() => row(r, 41n)?.unread === "", "my message read");
   });
 });

@@ -1033,7 +1033,8 @@ export class ChatApp {
           openUnarchived ||= this.open?.id === c.channelId;
         }
         // Unread even in the open chat: markRead, below, takes it away only when it tells the server (the reader is at the bottom).
-        if (mine) {
+        // My note of a join by link is no reading of mine, as the server counts it (it lies past my join point).
+        if (mine && m.note?.kind !== ChannelNoteKind.JOINED_BY_INVITE) {
           c.readSeq = m.seq;
           c.unreadCount = 0n;
         } else if (m.seq > c.readSeq) {
