@@ -298,9 +298,10 @@ export function sessionService(
        * Frames waiting for the client to read, as the chat server encoded them, decoded again as
        * each is written: the cap (bufferedBytes) counts bytes, and a decoded ServerFrame kept
        * beside them took 9 to 36 times as much (a SyncBatch page, a TypingEvent), so a slow
-       * reader held that many times the cap. `ref`: the client's, for a sync's answer.
+       * reader held that many times the cap. `ref`: the client's, for a sync's answer. `frame`:
+       * the decoded form, kept for the head of the line only.
        */
-      const out: { bytes: Uint8Array; ref?: bigint }[] = [];
+      const out: { bytes: Uint8Array; ref?: bigint; frame?: ServerFrame }[] = [];
       let buffered = 0;
       let ended: { code: number; reason: string } | undefined;
       let welcomed = false;
@@ -367,7 +368,10 @@ export function sessionService(
             const answersSync = kind.case === "syncBatch" || refusesSync;
             const clientRef = answersSync ? syncRefs.get(frame.ref) : undefined;
             if (clientRef !== undefined && (kind.case === "error" || (kind.case === "syncBatch" && !kind.value.hasMore))) syncRefs.delete(frame.ref);
-            out.push(clientRef === undefined ? { bytes } : { bytes, ref: clientRef });
+            if (clientRef !== undefined) frame.ref = clientRef;
+            // The one a waiting writer takes at once keeps its decoded form (no second decode on the
+            // common path); those behind it, a backlog, keep their bytes only.
+            out.push(out.length === 0 ? { bytes, frame } : clientRef === undefined ? { bytes } : { bytes, ref: clientRef });
             buffered += bytes.byteLength;
             notify();
           },
@@ -447,10 +451,10 @@ export function sessionService(
       try {
         for (;;) {
           while (out.length > 0) {
-            const { bytes, ref } = out.shift()!;
+            const { bytes, ref, frame: decoded } = out.shift()!;
             buffered -= bytes.byteLength;
-            // It was read once as it came: it reads again.
-            const frame = fromBinary(ServerFrameSchema, bytes);
+            // One kept as bytes was read once as it came: it reads again.
+            const frame = decoded ?? fromBinary(ServerFrameSchema, bytes);
             if (ref !== undefined) frame.ref = ref;
             if (frame.kind.case === "welcome") welcomed = true;
             yield create(ConnectResponseSchema, { frame });
