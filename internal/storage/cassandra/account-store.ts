@@ -75,6 +75,9 @@ export class CassandraAccountStore implements AccountStore {
       touch: `UPDATE ${t("devices")} SET last_seen_at_ms = ? WHERE user_id = ? AND device_id = ? IF EXISTS`,
       revoke: `UPDATE ${t("devices")} SET revoked = true WHERE user_id = ? AND device_id = ? IF EXISTS`,
       forget: `DELETE FROM ${t("devices")} WHERE user_id = ? AND device_id = ? IF revoked = true`,
+      // A compare-and-set, so it finishes a timed-out create's Paxos round first (a plain delete could be
+      // overtaken by it), and takes the row only as that create wrote it.
+      dropDevice: `DELETE FROM ${t("devices")} WHERE user_id = ? AND device_id = ? IF created_at_ms = ?`,
 
       // At the lowest timestamp, as the user row: the take (a compare-and-set)
       // and a sign-out's delete must win over it whatever the writer's clock said.
@@ -210,9 +213,20 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {
-    const r = await this.db.lwt(this.q.insertDevice, [
-      d.userId, d.deviceId, d.name, d.platform, msCell(d.createdAtMs), msCell(d.lastSeenAtMs), d.revoked,
-    ]);
+    let r;
+    try {
+      r = await this.db.lwt(this.q.insertDevice, [
+        d.userId, d.deviceId, d.name, d.platform, msCell(d.createdAtMs), msCell(d.lastSeenAtMs), d.revoked,
+      ]);
+    } catch (e) {
+      // A create that timed out may have landed, a device nobody holds a token for, listed with the
+      // account's devices and counted toward its limit: given back. Best effort: the login that made
+      // it also signs it out (auth-service, undoDevice), which finds nothing once it is gone.
+      if (e instanceof StorageUnavailable && e.unknownOutcome) {
+        await this.db.lwt(this.q.dropDevice, [d.userId, d.deviceId, msCell(d.createdAtMs)]).catch(() => undefined);
+      }
+      throw e;
+    }
     if (!r.applied) throw new ChatError("already_exists", `device ${d.deviceId} already exists`);
   }
 

@@ -1100,6 +1100,30 @@ describe("cassandra storage", function () {
       });
     });
 
+    it("gives a device back when its create timed out after it landed, so the account lists (and counts) no device nobody holds", async () => {
+      const st = s();
+      const late = Object.create(st.db) as Db;
+      late.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        const r = await st.db.lwt(...args);
+        if (args[0].includes("devices") && args[0].includes("IF NOT EXISTS")) throw new StorageUnavailable("cassandra write timeout: CAS", true, undefined);
+        return r;
+      };
+      const userId = uniqueId();
+      const device = { userId, deviceId: uniqueId(), name: "n", platform: "cli" as const, createdAtMs: 5, lastSeenAtMs: 5, revoked: false };
+      await assert.rejects(new CassandraAccountStore(late).createDevice(device), { code: "unavailable" });
+      assert.deepStrictEqual(await st.accounts.listDevices(userId), []);
+      // The login's own undo (auth-service) after it finds nothing to sign out, and brings nothing back.
+      await st.accounts.revokeDevice(userId, device.deviceId);
+      assert.deepStrictEqual(await st.accounts.listDevices(userId), []);
+      // A create that failed for certain (refused unsent) leaves nothing to give back, and gives nothing.
+      const other = { ...device, deviceId: uniqueId() };
+      await st.accounts.createDevice(other);
+      const early = Object.create(st.db) as Db;
+      early.lwt = async () => { throw new StorageUnavailable("cassandra unavailable", false, undefined); };
+      await assert.rejects(new CassandraAccountStore(early).createDevice(other), { code: "unavailable" });
+      assert.deepStrictEqual((await st.accounts.listDevices(userId)).map((d) => d.deviceId), [other.deviceId]);
+    });
+
     it("gives a username's claim back when it timed out after it landed, so a sign-up tried again is not refused the name", async () => {
       const st = s();
       const late = Object.create(st.db) as Db;

@@ -20,7 +20,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
       "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "putRequest", "deleteRequest", "request",
       "requests", "putFriendPlain", "deleteFriend", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "putBlock", "putBlocker",
       "deleteBlock", "deleteBlocker", "block", "blocks", "blockers", "blockersAmong"],
-    once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget",
+    once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget", "dropDevice",
       "takeToken", "putFriend"],
   },
   channel: {
