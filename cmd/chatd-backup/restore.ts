@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { SCHEMA_VERSION } from "../../internal/storage/sqlite/database.js";
@@ -38,7 +38,8 @@ const LOCKS = new Set(["chatd.lock", "chatd.lock.takeover"]);
  * the next restore where this one's old data went: it finishes the moves.
  *
  * The directory is kept (its content is swapped), so a data directory that is
- * a mount point can be restored too.
+ * a mount point can be restored too. One that did not exist is made, and
+ * removed again (with the parents made for it) when the restore is refused.
  */
 export function restoreDataDir(
   backup: string,
@@ -53,7 +54,16 @@ export function restoreDataDir(
   if (!existsSync(join(from, "chat.db"))) throw new Error(`no backup in ${from} (chat.db is missing)`);
   if (from === to) throw new Error(`${from} is the data directory itself`);
   if (from.startsWith(to + "/") || to.startsWith(from + "/")) throw new Error(`the backup ${from} and the data directory ${to} cannot be inside one another`);
-  const held = lock(to);
+  // The lock makes the directory (and any parents) missing: a refused restore leaves none it made.
+  const made = outermostMissing(to);
+  let held: DataDirLock;
+  try {
+    held = lock(to);
+  } catch (err) {
+    removeMadeEmpty(to, made);
+    throw err;
+  }
+  let done = false;
   try {
     const staging = removeRestoreLeftovers(to);
     const copied = backupDataDir(from, staging);
@@ -91,12 +101,41 @@ export function restoreDataDir(
       syncToDisk(to);
       rmSync(markPath);
       syncToDisk(to);
+      done = true;
       return { dataDir: to, before, databases: copied.databases.map((d) => d.name), files: copied.files };
     } finally {
       rmSync(staging, { recursive: true, force: true });
     }
   } finally {
     held.release();
+    if (!done) removeMadeEmpty(to, made);
+  }
+}
+
+/** The outermost of `dir` and its parents that does not exist, or undefined when `dir` does. */
+function outermostMissing(dir: string): string | undefined {
+  let missing: string | undefined;
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    missing = d;
+    if (dirname(d) === d) break;
+  }
+  return missing;
+}
+
+/**
+ * Removes `dir` and its parents up to `made`, those a refused restore made, while they are empty:
+ * one holding anything (a restore stopped among its moves, with its mark; a chatd that took the
+ * directory meanwhile) is kept as it is.
+ */
+function removeMadeEmpty(dir: string, made: string | undefined): void {
+  if (made === undefined) return;
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === made) return;
   }
 }
 
