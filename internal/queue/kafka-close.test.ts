@@ -50,7 +50,8 @@ describe("KafkaQueue.close() with Kafka away", function () {
       assert.ok(outcome instanceof Error, `a publish Kafka never acked was ${String(outcome)}`);
       assert.match(outcome.message, /the queue closed before Kafka acked it/);
       // The subscription's stop and the pending publishes wait side by side; then a second to disconnect at most.
-      assert.ok(tookMs < CLOSE_TIMEOUT_MS + 2_000, `close() took ${Math.round(tookMs)} ms`);
+      // Bounded loosely (a loaded CI machine): unbounded, it took 16 s and more, Kafka's retries running out.
+      assert.ok(tookMs < CLOSE_TIMEOUT_MS + 7_000, `close() took ${Math.round(tookMs)} ms`);
     } finally {
       await queue.close();
     }
