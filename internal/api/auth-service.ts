@@ -85,7 +85,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
    * their access tokens can still be valid (an account that signs in and out
    * every day would otherwise pile up rows), and past the account's device
    * limit signs out the devices seen least recently (never `keep`, the one
-   * just made, nor one newer).
+   * just made, nor one made after it).
    */
   /** Every push endpoint of the account: its devices', and those of devices already forgotten (tidyDevices). */
   async function removeEndpoints(userId: Id): Promise<void> {
@@ -109,9 +109,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     const excess = active.length + 1 - max;
     if (excess <= 0) return;
     const byAge = (a: DeviceRecord, b: DeviceRecord) => a.lastSeenAtMs - b.lastSeenAtMs || (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0);
-    // Never one newer than this login's: a racing login made it, and prunes this one if need be
+    // Never one made after this login's: a racing login made it, and prunes this one if need be
     // (it lists after its own create, so sees this one). Two at a limit of 1 each signed the other out.
-    const oldest = active.filter((d) => byAge(d, keep) < 0).sort(byAge).slice(0, excess);
+    // By when it was made, not last seen: one refreshed on a process whose clock is ahead is no racing login.
+    const madeBefore = (d: DeviceRecord) => d.createdAtMs - keep.createdAtMs || (d.deviceId < keep.deviceId ? -1 : d.deviceId > keep.deviceId ? 1 : 0);
+    const oldest = active.filter((d) => madeBefore(d) < 0).sort(byAge).slice(0, excess);
     for (const d of oldest) {
       count("device_pruned");
       await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);

@@ -59,4 +59,16 @@ describe("api: a login that fails leaves no device behind", () => {
     // Before, each signed the other's out with the old device: none was left signed in.
     assert.deepEqual(await signedIn(me.userId), [made[1]]);
   });
+
+  it("signs out at the device limit a device refreshed on an api process whose clock is ahead of this one's", async () => {
+    api = await TestApi.start({ maxDevicesPerAccount: 1 });
+    const me = await api.signUp("lou", "my password");
+    // Refreshed on a process a minute ahead (within the clocks' allowed skew)...
+    api.clock.ms += 60_000;
+    await api.anon.auth.refresh({ refreshToken: me.refreshToken });
+    // ...then a login on this one: the device seen "later" is no racing login's, made after this one's.
+    api.clock.ms -= 30_000;
+    const next = (await api.anon.auth.login({ username: "lou", password: "my password" })).credentials!;
+    assert.deepEqual(await signedIn(me.userId), [next.deviceId], "the limit of 1 kept");
+  });
 });
