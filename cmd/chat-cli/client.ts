@@ -7,6 +7,7 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { ChannelKind, type Channel, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { LruMap } from "../../internal/cache/lru-map.js";
 import { RefreshLockBusy, type LoginStore, type SavedLogin } from "./store.js";
 
 export class CliError extends Error {
@@ -186,6 +187,9 @@ function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
   return a.deviceId === b.deviceId && a.server === b.server;
 }
 
+/** How many users a session keeps by id: a follow of a busy group for days met a new sender every few minutes. */
+export const USERS_REMEMBERED = 4_000;
+
 /**
  * A signed-in CLI device: Connect clients that always carry a valid access
  * token, refreshing it (under the store's lock, so parallel chat-cli
@@ -194,14 +198,17 @@ function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
  */
 export class Session {
   readonly api: Api;
-  private readonly users = new Map<string, User>();
+  /** By id, the one used longest ago let go first, and asked for again when next needed. */
+  private readonly users: LruMap<string, User>;
   /** The refresh under way in this process: a second waits for it, not for the file lock it holds (which gives up after LOCK_WAIT_MS). */
   private refreshing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: LoginStore,
     public login: SavedLogin,
+    usersRemembered = USERS_REMEMBERED,
   ) {
+    this.users = new LruMap(usersRemembered);
     const bearer: Interceptor = (next) => async (req) => {
       if (PUBLIC.has(req.method.name)) return next(req);
       req.header.set("authorization", `Bearer ${await this.accessToken()}`);
@@ -267,14 +274,32 @@ export class Session {
     });
   }
 
-  /** Users by id, fetched once. */
+  /**
+   * The users of `ids` found, by id; those used recently are not asked for again. The answer holds
+   * exactly these (the cache may have let some of a long list go by the time it is whole).
+   */
   async usersById(ids: bigint[]): Promise<Map<string, User>> {
-    const missing = [...new Set(ids.map(String))].filter((id) => id !== "0" && !this.users.has(id));
+    const found = new Map<string, User>();
+    const missing: string[] = [];
+    for (const id of new Set(ids.map(String))) {
+      if (id === "0") continue;
+      const u = this.users.get(id);
+      if (u) found.set(id, u);
+      else missing.push(id);
+    }
     for (let i = 0; i < missing.length; i += 100) {
       const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) }, { timeoutMs: CALL_TIMEOUT_MS });
-      for (const u of res.users) this.users.set(u.userId.toString(), u);
+      for (const u of res.users) {
+        this.users.set(u.userId.toString(), u);
+        found.set(u.userId.toString(), u);
+      }
     }
-    return this.users;
+    return found;
+  }
+
+  /** How many users are kept by id (a test's, to look at). */
+  get usersKept(): number {
+    return this.users.size;
   }
 
   async username(id: bigint): Promise<string> {
