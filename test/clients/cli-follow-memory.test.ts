@@ -1,15 +1,14 @@
 // `follow` of chat-cli in this process, against a stand-in gateway: what it keeps in mind of what it printed.
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import WebSocket, { WebSocketServer } from "ws";
+import type WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import type { Session } from "../../cmd/chat-cli/client.js";
 import { FollowMemory, follow } from "../../cmd/chat-cli/follow.js";
 import { waitFor } from "../support/wait.js";
+import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 const CHANNEL = 7n;
 const PEER = 99n;
@@ -31,26 +30,20 @@ function standInSession(): Session {
 
 describe("chat-cli follow's memory of what it printed", function () {
   this.timeout(60_000);
-  let gateway: WebSocketServer;
+  let gateway: StandInGateway;
   let url: string;
-  const sockets: WebSocket[] = [];
+  let sockets: WebSocket[];
   let stop: AbortController;
   let following: Promise<void>;
 
   beforeEach(async () => {
-    sockets.length = 0;
-    gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await once(gateway, "listening");
-    gateway.on("connection", (socket) => {
-      sockets.push(socket);
-      socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-    });
-    url = `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`;
+    gateway = await startStandInGateway();
+    ({ url, sockets } = gateway);
   });
   afterEach(async () => {
     stop?.abort();
     await following?.catch(() => undefined);
-    await new Promise((r) => gateway.close(r));
+    await gateway.close();
   });
 
   it("keeps a bounded window of it through thousands of messages and changes, and prints nothing twice when a reconnect replays them", async () => {

@@ -17,6 +17,7 @@ import { freePort } from "../support/ports.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
+import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
@@ -82,16 +83,10 @@ function harness(env: Record<string, string> = {}) {
       return { me, peer, channelId };
     },
     /** A stand-in gateway (the api stays chatd, through the proxy): it welcomes each connection, then sends what the test says on its sockets. */
-    async standInGateway(): Promise<{ url: string; sockets: WebSocket[] }> {
-      const gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-      await once(gateway, "listening");
-      h.cleanups.push(() => new Promise((r) => gateway.close(r)));
-      const sockets: WebSocket[] = [];
-      gateway.on("connection", (socket) => {
-        sockets.push(socket);
-        socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-      });
-      return { url: `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`, sockets };
+    async standInGateway(): Promise<StandInGateway> {
+      const gateway = await startStandInGateway();
+      h.cleanups.push(() => gateway.close());
+      return gateway;
     },
     follow(me: CliUser, ...args: string[]): Follower {
       const f = me.follow(...args);

@@ -1,17 +1,16 @@
 // chat-cli's names of users by id (Session.usersById, username): kept for the users used
 // recently only, so a follow of a busy group running for days does not grow with every sender.
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import WebSocket, { WebSocketServer } from "ws";
+import type WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, UserSchema } from "../../gen/es/chat/v1/types_pb.js";
 import { Session } from "../../cmd/chat-cli/client.js";
 import { follow } from "../../cmd/chat-cli/follow.js";
 import type { LoginStore } from "../../cmd/chat-cli/store.js";
 import { waitFor } from "../support/wait.js";
+import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 const CHANNEL = 7n;
 
@@ -61,24 +60,19 @@ describe("chat-cli's names of users", function () {
   });
 
   describe("in follow", () => {
-    let gateway: WebSocketServer;
-    const sockets: WebSocket[] = [];
+    let gateway: StandInGateway;
+    let sockets: WebSocket[];
     let stop: AbortController | undefined;
     let following: Promise<void> | undefined;
 
     beforeEach(async () => {
-      sockets.length = 0;
-      gateway = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-      await once(gateway, "listening");
-      gateway.on("connection", (socket) => {
-        sockets.push(socket);
-        socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { serverTime: timestampNow(), heartbeatIntervalMs: 25_000 } } })));
-      });
+      gateway = await startStandInGateway();
+      sockets = gateway.sockets;
     });
     afterEach(async () => {
       stop?.abort();
       await following?.catch(() => undefined);
-      await new Promise((r) => gateway.close(r));
+      await gateway.close();
     });
 
     it("prints each message with its sender's name, in order, while names let go are asked for again (slowly)", async () => {
@@ -92,7 +86,7 @@ describe("chat-cli's names of users", function () {
         channelId: CHANNEL,
         afterSeq: 0n,
         signal: stop.signal,
-        wsUrl: `ws://127.0.0.1:${(gateway.address() as AddressInfo).port}/ws`,
+        wsUrl: gateway.url,
         print: async (m) => void lines.push(`#${m.seq} ${await s.username(m.senderUserId)}: ${m.text}`),
         printChange: async () => {},
         status: () => {},
