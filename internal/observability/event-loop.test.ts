@@ -1,21 +1,29 @@
 import assert from "node:assert/strict";
-import { waitFor } from "../../test/support/wait.js";
 import { EventLoopDelay } from "./event-loop.js";
 
 describe("EventLoopDelay", () => {
   const loops: EventLoopDelay[] = [];
   afterEach(() => loops.splice(0).forEach((l) => l.stop()));
 
-  /** A measure on a clock the test moves; each turn reads the clock once, which `reads` counts. */
+  /** A measure on a clock the test moves; each turn of its timer reads the clock once. */
   function onClock(tickMs: number) {
-    const clock = { t: 1_000, reads: 0 };
-    const loop = new EventLoopDelay({ tickMs, now: () => (clock.reads++, clock.t) });
+    const clock: { t: number; onRead?: () => void } = { t: 1_000 };
+    const loop = new EventLoopDelay({
+      tickMs,
+      now: () => {
+        const read = clock.onRead;
+        clock.onRead = undefined;
+        read?.();
+        return clock.t;
+      },
+    });
     loops.push(loop);
-    /** Resolves once the timer has turned (a read the test did not make). */
-    const turned = () => {
-      const before = clock.reads;
-      return waitFor(() => clock.reads > before, "a turn of the loop's timer");
-    };
+    /**
+     * Resolves at the timer's next turn, exactly that one: the turn finishes synchronously
+     * after its read, and the test goes on (a microtask) before the timer can turn again,
+     * where polling for it let a loaded machine see two turns, the second clearing the first's lateness.
+     */
+    const turned = () => new Promise<void>((resolve) => (clock.onRead = resolve));
     return { clock, loop, turned };
   }
 
