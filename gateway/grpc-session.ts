@@ -14,7 +14,7 @@ import {
 } from "../gen/es/chat/v1/session_pb.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
-import { quoteUnsafeIntegers } from "../internal/wire/json-integers.js";
+import { STRICT_JSON_OPTIONS } from "../internal/wire/json-integers.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator } from "./reauth.js";
@@ -65,20 +65,8 @@ export function readMaxBytesFor(maxFrameBytes: number): number {
   return maxFrameBytes + 1 + lengthBytes;
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * connectNodeAdapter's `jsonOptions` for a listener serving SessionService, as the
- * api's (PUBLIC_API_JSON_OPTIONS) and a WebSocket's JSON frames are read: a request
- * that is not UTF-8 is refused, not read leniently (its bad bytes became U+FFFD and
- * were stored as such, a message), and so is a field ClientFrame does not have
- * (connect-es drops it by default: a misspelled one made another frame than asked);
- * an id written as a number is read exactly (quoteUnsafeIntegers).
- */
-export const SESSION_JSON_OPTIONS = {
-  ignoreUnknownFields: false,
-  textDecoder: { decode: (bytes?: Uint8Array) => quoteUnsafeIntegers(UTF8.decode(bytes)) },
-} as const;
+/** connectNodeAdapter's `jsonOptions` for a listener serving SessionService: read as the api's and a WebSocket's JSON (STRICT_JSON_OPTIONS). */
+export const SESSION_JSON_OPTIONS = STRICT_JSON_OPTIONS;
 
 const callStreamKey = createContextKey<ServerHttp2Stream | undefined>(undefined, { description: "the call's HTTP/2 stream" });
 

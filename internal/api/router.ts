@@ -15,7 +15,7 @@ import { messageService } from "./messages-service.js";
 import { presenceService } from "./presence-service.js";
 import { pushService } from "./push-service.js";
 import { userService } from "./users-service.js";
-import { quoteUnsafeIntegers } from "../wire/json-integers.js";
+import { STRICT_JSON_OPTIONS } from "../wire/json-integers.js";
 
 export type { ApiDeps, PresenceSource } from "./deps.js";
 export { CLOSE_LOGGED_OUT } from "./auth-service.js";
@@ -25,19 +25,8 @@ export { apiMetrics } from "./metrics.js";
 export { DeviceGate } from "./device-gate.js";
 export { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * JSON options for connectNodeAdapter: a field the request message does not
- * have, most often a misspelled one, is refused as invalid_argument naming
- * the key, rather than dropped so that the call does something else than
- * asked (connect-es ignores unknown fields by default). Clients built from
- * the same protos never send one; binary requests are not affected. A body
- * that is not UTF-8 is refused too, as a binary one is: read leniently, its
- * bad bytes became U+FFFD and were stored as such (a name, a message). An id
- * written as a JSON number is read exactly (quoteUnsafeIntegers), not rounded.
- */
-export const PUBLIC_API_JSON_OPTIONS = { ignoreUnknownFields: false, textDecoder: { decode: (bytes?: Uint8Array) => quoteUnsafeIntegers(UTF8.decode(bytes)) } } as const;
+/** The public api's JSON reading (STRICT_JSON_OPTIONS): unknown fields and bad UTF-8 refused, ids read exactly. */
+export const PUBLIC_API_JSON_OPTIONS = STRICT_JSON_OPTIONS;
 
 /**
  * Registers the public chat.v1 request/response services (SessionService, the

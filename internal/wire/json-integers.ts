@@ -52,3 +52,20 @@ export function quoteUnsafeIntegers(json: string): string {
 function isNumberChar(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 }
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * connectNodeAdapter's `jsonOptions` for every public listener (the api's
+ * services, SessionService on the gateway), read as a WebSocket's JSON frames
+ * are: a field the message does not have, most often a misspelled one, is
+ * refused as invalid_argument naming the key rather than dropped (connect-es
+ * ignores unknown fields by default, and the call did something else than
+ * asked); a body that is not UTF-8 is refused, as a binary one is (read
+ * leniently, its bad bytes became U+FFFD and were stored so); an id written as
+ * a JSON number is read exactly (quoteUnsafeIntegers), not rounded.
+ */
+export const STRICT_JSON_OPTIONS = {
+  ignoreUnknownFields: false,
+  textDecoder: { decode: (bytes?: Uint8Array) => quoteUnsafeIntegers(UTF8.decode(bytes)) },
+} as const;
