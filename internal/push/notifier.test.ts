@@ -788,6 +788,20 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.equal(notifier.pending, 0);
   });
 
+  it("shows a reaction that came after a message of the window as the latest (a change has no seq of its own)", async () => {
+    accept("hello");
+    seq++;
+    notifier.accept({
+      userId: 1n,
+      senderName: "Bob",
+      channelTitle: "",
+      message: { messageId: 1000n + seq, channelId: 500n, seq: 0n, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: "👍", sentAtMs: 1, targetSeq: 3n, reaction: true },
+    });
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the window's notification");
+    assert.deepEqual([sent[0]!.body, sent[0]!.data.type, sent[0]!.data.count], ["2 new messages, the latest: Reacted 👍 to your message", "reaction", "2"]);
+  });
+
   it("counts a message the queue delivers twice within a window once", async () => {
     accept("first");
     const again = { ...lastAccepted! };

@@ -405,7 +405,7 @@ export class Notifier {
       c.count++;
       // A mention among the collapsed messages still reaches through a mute.
       const mentioned = c.latest.mentioned || req.mentioned;
-      if (req.message.seq >= c.latest.message.seq) c.latest = req;
+      if (isNewer(req, c.latest)) c.latest = req;
       if (mentioned) c.latest = { ...c.latest, mentioned: true };
       return;
     }
@@ -736,6 +736,16 @@ export class Notifier {
     this.roomWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/**
+ * Whether `a` is the later of two events of a channel: by seq, which a record
+ * that came again or out of order cannot undo; a change (a reaction) has none
+ * (seq 0), so against one the times the events were made say it.
+ */
+function isNewer(a: NotificationRequest, b: NotificationRequest): boolean {
+  if (a.message.seq === 0n || b.message.seq === 0n) return a.message.sentAtMs >= b.message.sentAtMs;
+  return a.message.seq >= b.message.seq;
 }
 
 /** One device, one chat: what a newer notification replaces. */
