@@ -91,6 +91,16 @@ export function presenceStoreContract(name: string, make: () => Promise<Presence
       assert.deepEqual(await store.get([u], T + 1_300), [{ userId: u, online: false, lastSeenAtMs: T + 500 }]);
     });
 
+    it("never moves the last seen back for a logout told late (replayed once the store answers) after a later one of another device", async () => {
+      const u = id();
+      await store.touch(u, 1n, T, T + 60_000); // the phone, logged out at T + 100 on a chat server that could not say so then
+      await store.touch(u, 2n, T, T + 60_000); // the laptop
+      assert.equal(await store.drop(u, 2n, T + 300), undefined, "the phone is still online");
+      const flip = await store.drop(u, 1n, T + 100);
+      assert.equal(flip?.lastSeenAtMs, T + 300, "the laptop was alive until its logout");
+      assert.deepEqual(await store.get([u], T + 400), [{ userId: u, online: false, lastSeenAtMs: T + 300 }]);
+    });
+
     it("moves no last seen for a drop of a device it does not hold, even as another device's expiry is pruned by it", async () => {
       const u = id();
       await store.touch(u, 1n, T, T + 1_000); // a tablet that went quiet

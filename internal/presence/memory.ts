@@ -158,10 +158,11 @@ export class MemoryPresenceStore implements PresenceStore {
     if (dropped && (u.lastSeenMs ?? 0) < nowMs) u.lastSeenMs = nowMs;
     if (u.devices.length > 0 || !u.online) return undefined;
     u.online = false;
-    u.lastSeenMs = nowMs;
+    // A drop told late (replayed once the store answered) may come after a later one of another device.
+    u.lastSeenMs = Math.max(u.lastSeenMs ?? 0, nowMs);
     this.wentOffline(userId, nowMs);
-    this.keep([{ userId, atMs: nowMs }], nowMs);
-    return { userId, online: false, lastSeenAtMs: nowMs, version: this.flipped(userId, u, nowMs) };
+    this.keep([{ userId, atMs: u.lastSeenMs }], nowMs);
+    return { userId, online: false, lastSeenAtMs: u.lastSeenMs, version: this.flipped(userId, u, nowMs) };
   }
 
   async expire(nowMs: number, limit: number): Promise<PresenceFlip[]> {

@@ -119,10 +119,13 @@ end
 redis.call('ZREM', z, ARGV[3])
 if not redis.call('HGET', h, 'on') then return -1 end
 redis.call('HDEL', h, 'on')
-redis.call('HSET', h, 'seen', ARGV[2])
+-- A drop told late (replayed once the store answered) may come after a later one of another device.
+local seen = tonumber(redis.call('HGET', h, 'seen') or '0')
+if now > seen then seen = now end
+redis.call('HSET', h, 'seen', string.format('%.0f', seen))
 local v = flipped(h, now, KEYS[3], ARGV[3])
 redis.call('PEXPIRE', h, ARGV[4])
-return {now, v}
+return {seen, v}
 `;
 
 // KEYS: hash, zset, untold. ARGV: now, userId, ttlMs. Returns {last seen, version} or -1.
