@@ -187,6 +187,34 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("commits again after a commit that failed, though no further record comes to the partition", async () => {
+      const own = openQueue({ commitIntervalMs: 20 });
+      try {
+        await own.connect();
+        const topic = uniqueName("recommit");
+        const group = uniqueName("g");
+        await own.ensureTopics([{ topic, partitions: 1 }]);
+        let handled = 0;
+        const sub = await own.subscribe(group, topic, async (rs) => void (handled += rs.length));
+        // The coordinator away for one commit (a broker restarting): the next try goes through.
+        const consumer = (sub as unknown as { consumer: kafkajs.Consumer }).consumer;
+        const real = consumer.commitOffsets.bind(consumer);
+        let refused = 0;
+        consumer.commitOffsets = async (offsets) => {
+          if (refused++ === 0) throw Object.assign(new Error("The coordinator is not available"), { type: "COORDINATOR_NOT_AVAILABLE" });
+          return real(offsets);
+        };
+        subs.push(sub);
+        await own.publish(topic, [{ key: "k", value: enc("only") }]);
+        await waitFor(() => handled === 1 && refused >= 1, "the record handled and its first commit refused", 30_000);
+        // Idle from here: the handled offset stayed uncommitted (lag 1, done again after a crash) until a record came.
+        await waitFor(async () => (await own.consumerLag(group, topic)) === 0, "the handled offset committed", 10_000);
+      } finally {
+        await Promise.all(subs.splice(0).map((s) => s.stop()));
+        await own.close();
+      }
+    });
+
     it("splits a publish of several MB so no partition's batch exceeds what Kafka takes, keeping each key's order", async () => {
       // A 99,999-emoji text is ~400 kB; fanned out to a group it is one publish of
       // megabytes. Sent as one request, each partition's record batch was over the

@@ -702,15 +702,9 @@ class KafkaSubscription implements Subscription {
         return;
       }
       this.keep(partition, { offset: (last + 1n).toString(), joins: this.joins, lost: [lost] });
-      const interval = this.options.commitIntervalMs ?? 100;
-      if (interval <= 0) await this.commit();
-      else if (!this.stopping) {
-        // (Stopping, eachBatch commits when the batch is done.)
-        this.commitTimer ??= setTimeout(() => {
-          this.commitTimer = undefined;
-          void this.commit();
-        }, interval);
-      }
+      if ((this.options.commitIntervalMs ?? 100) <= 0) await this.commit();
+      // (Stopping, eachBatch commits when the batch is done.)
+      else if (!this.stopping) this.scheduleCommit();
       if (generation.signal.aborted) return this.rejoinNow(payload, generation.signal);
       try {
         await heartbeat();
@@ -777,10 +771,22 @@ class KafkaSubscription implements Subscription {
           else if (newer.joins === c.joins) newer.lost.unshift(...c.lost);
           else abortAll(c, `partition ${p} rebalanced before its commit`);
         }
-        this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; trying again with the next");
+        this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; trying again");
+        // Not only with the next batch's commit: on a partition that gets no further record the
+        // offsets stayed uncommitted (its lag never 0, its records done again after a crash).
+        if (!this.stopping) this.scheduleCommit();
       }
     });
     return this.commits;
+  }
+
+  /** Commits what was handled within the commit interval (100 ms when it is 0), unless a commit is due already. */
+  private scheduleCommit(): void {
+    const interval = this.options.commitIntervalMs ?? 100;
+    this.commitTimer ??= setTimeout(() => {
+      this.commitTimer = undefined;
+      void this.commit();
+    }, interval > 0 ? interval : 100);
   }
 
   private nextBackoff(partition: number): number {
