@@ -185,6 +185,39 @@ describe("SqliteQueue", () => {
     }
   });
 
+  it("stops only once the batch in hand is done and committed, however often stop is called: no standby reads the batch meanwhile", async () => {
+    const queue = new SqliteQueue({ path: join(dir, "queue.db") });
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      await queue.publish("t", [{ key: "k", value: enc("one") }]);
+      const events: string[] = [];
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const first = await queue.subscribe("g", "t", async (rs) => {
+        events.push(`first got ${rs.map((r) => dec(r.value))}`);
+        await released;
+        events.push("first done");
+      });
+      // A second member of the group: a standby, which takes over when the first stops.
+      const standby = await queue.subscribe("g", "t", async (rs) => void events.push(`standby got ${rs.map((r) => dec(r.value))}`));
+      await until(() => events.length === 1, "the first member's batch in hand");
+      let stopsDone = 0;
+      const stops = [first.stop(), first.stop()].map((p) => p.then(() => void stopsDone++));
+      // A turn of the event loop: a stop that did not wait for the batch has resolved by now.
+      await new Promise((r) => setImmediate(r));
+      assert.equal(stopsDone, 0, "a stop resolved with the batch still in hand");
+      assert.deepEqual(events, ["first got one"], "the standby read the batch while the first member still had it");
+      release();
+      await Promise.all(stops);
+      await queue.publish("t", [{ key: "k", value: enc("two") }]);
+      await until(() => events.length === 3, "the record after the stop, at the standby");
+      await standby.stop();
+      assert.deepEqual(events, ["first got one", "first done", "standby got two"]);
+    } finally {
+      await queue.close();
+    }
+  });
+
   describe("trims no record a group has yet to handle", () => {
     const records = (n: number) => [...Array(n).keys()].map((i) => ({ key: "k", value: enc(String(i)) }));
     const all = (n: number) => [...Array(n).keys()].map(String);

@@ -448,10 +448,14 @@ class GroupConsumer {
     }
   }
 
-  async stop(): Promise<void> {
-    if (!this.running) return;
+  /** Set by the first stop: a later one (a second stop, the queue's close) waits for the same batch in hand. */
+  private stopped: Promise<void> | undefined;
+
+  stop(): Promise<void> {
+    if (!this.running) return this.stopped ?? Promise.resolve();
     this.running = false;
     for (const s of this.cancels) s.cancel?.();
-    await Promise.all(this.loops);
+    this.stopped = Promise.all(this.loops).then(() => undefined);
+    return this.stopped;
   }
 }
