@@ -470,6 +470,9 @@ export function isPermanentConsumerError(err: unknown): boolean {
 
 const CONSUMER_RESTART_BACKOFF_MS = { initial: 1_000, max: 30_000 };
 
+/** The pause before an offset commit that failed is tried again (unless a batch's commit comes first). */
+const COMMIT_RETRY_MS = 1_000;
+
 /**
  * Heartbeat answers after which this member's partitions may go to another:
  * a rebalance began (kafkajs rejoins only once the batches in hand are done),
@@ -774,19 +777,19 @@ class KafkaSubscription implements Subscription {
         this.options.logger?.info({ err, group: this.group, topic: this.topic }, "offset commit failed; trying again");
         // Not only with the next batch's commit: on a partition that gets no further record the
         // offsets stayed uncommitted (its lag never 0, its records done again after a crash).
-        if (!this.stopping) this.scheduleCommit();
+        // At most once a second: a commit that fails at once would otherwise be a loop of requests.
+        if (!this.stopping) this.scheduleCommit(COMMIT_RETRY_MS);
       }
     });
     return this.commits;
   }
 
-  /** Commits what was handled within the commit interval (100 ms when it is 0), unless a commit is due already. */
-  private scheduleCommit(): void {
-    const interval = this.options.commitIntervalMs ?? 100;
+  /** Commits what was handled within the commit interval (or `atLeastMs`), unless a commit is due already. */
+  private scheduleCommit(atLeastMs = 0): void {
     this.commitTimer ??= setTimeout(() => {
       this.commitTimer = undefined;
       void this.commit();
-    }, interval > 0 ? interval : 100);
+    }, Math.max(this.options.commitIntervalMs ?? 100, atLeastMs));
   }
 
   private nextBackoff(partition: number): number {
