@@ -900,6 +900,41 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.deepEqual(sent.map((n) => n.body), ["second"], "the device shows the newest message, not the retried older one");
   });
 
+  it("sends a chat's newer notification to a device only once its older one's send ended: taken after it, the older never replaces it", async () => {
+    const started: string[] = [];
+    /** The push service took each in this order: the last one taken is what the device keeps. */
+    const taken: string[] = [];
+    let answerFirst!: () => void;
+    const firstAnswered = new Promise<void>((r) => (answerFirst = r));
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          // The first send is slow (a push service that takes it seconds later); the others are quick.
+          send: async (_e, n) => {
+            started.push(n.body);
+            if (started.length === 1) await firstAnswered;
+            taken.push(n.body);
+            return { ok: true };
+          },
+        },
+      },
+      options: { collapseWindowMs: WINDOW },
+    });
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => started.length === 1, "the first window's send, under way");
+    accept("second");
+    mock.timers.tick(WINDOW);
+    await drain();
+    answerFirst();
+    await settled(() => taken.length === 2 && notifier.pending === 0, "both sends");
+    assert.deepEqual(taken, ["first", "second"], "the newer notification is the last the push service took");
+  });
+
   /** The notifier of these tests, reporting what it skips, whose push service answers each try with `answer`. */
   async function notifierAnswering(answer: (tries: number) => SendOutcome, skips: SkipReason[]): Promise<PushNotification[]> {
     const tries: PushNotification[] = [];

@@ -222,6 +222,12 @@ export class Notifier {
    */
   private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
+  /**
+   * The (device, chat)s a send is under way to. A newer notification waits
+   * for it: sent beside it, the older one could reach the push service last
+   * (a slow send, a connection still being set up) and replace the newer.
+   */
+  private readonly sending = new Set<string>();
   private readonly inflightJobs = new Set<Promise<void>>();
   private readonly flushing = new Set<Promise<void>>();
   /** Retries due, asking again whether the user came online or the device signed out meanwhile. */
@@ -592,7 +598,8 @@ export class Notifier {
         continue;
       }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
-      if (hostLoad >= this.o.perHostConcurrency) {
+      const key = newestKey(job);
+      if (hostLoad >= this.o.perHostConcurrency || this.sending.has(key)) {
         i++;
         continue;
       }
@@ -603,7 +610,9 @@ export class Notifier {
       }
       this.inflight++;
       this.inflightByHost.set(job.host, hostLoad + 1);
+      this.sending.add(key);
       const p = this.run(job).finally(() => {
+        this.sending.delete(key);
         this.inflight--;
         const n = (this.inflightByHost.get(job.host) ?? 1) - 1;
         if (n > 0) this.inflightByHost.set(job.host, n);
