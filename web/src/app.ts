@@ -2,7 +2,7 @@ import { clone } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { PageDirection, type ListMessagesResponse } from "../../gen/es/chat/v1/messages_pb.js";
-import { ChannelKind, ChannelNoteKind, ChannelSchema, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
+import { ChannelKind, ChannelNoteKind, ChannelSchema, ErrorCode, MemberRole, PresenceStatus, PresenceVisibility, type Channel, type ChannelNote, type Member, type Message, type Presence, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
@@ -269,6 +269,7 @@ export class ChatApp {
       sent: (id, ack) => this.onSent(id, ack.messageId),
       failed: (id, err) => this.onFailed(id, err.message),
       stalled: (id, err) => this.onStalled(id, err.message),
+      readRefused: (channelId, seq, err) => this.onReadRefused(channelId, seq, err.code),
       presence: (p) => {
         this.presenceAt.set(key(p.userId), ++this.presenceTurn);
         this.setPresence([p]);
@@ -1794,11 +1795,29 @@ export class ChatApp {
       this.untoldReads.delete(k);
       return;
     }
+    this.markReadByCall(channelId, seq);
+  }
+
+  /** With MarkRead; until it answers, and if it fails, the read is owed to the next connection. */
+  private markReadByCall(channelId: bigint, seq: bigint): void {
+    const k = key(channelId);
     this.untoldReads.set(k, seq);
     void this.api.messages.markRead({ channelId, seq }).then(
       () => this.untoldReads.get(k) === seq && this.untoldReads.delete(k),
       () => undefined,
     );
+  }
+
+  /**
+   * A read the socket carried and the server refused (its frame rate, its
+   * store down): it has no other answer, and the page already shows the
+   * chat read, so nothing else would tell it. Not one refused because I am
+   * not in the chat: nothing would ever take that.
+   */
+  private onReadRefused(channelId: bigint, seq: bigint, code: ErrorCode): void {
+    if (code === ErrorCode.NOT_A_MEMBER) return;
+    const untold = this.untoldReads.get(key(channelId));
+    if (untold === undefined || seq > untold) this.markReadByCall(channelId, seq);
   }
 
   private onSearchInput(): void {

@@ -45,6 +45,8 @@ export interface SessionHandlers {
    * anew (`send` with the same id); `discard` forgets it.
    */
   stalled(clientMsgId: string, error: ErrorFrame): void;
+  /** The server refused a read receipt (`read`): the read position it carried did not move. */
+  readRefused(channelId: bigint, seq: bigint, error: ErrorFrame): void;
   presence(p: Presence): void;
   channel(ev: ChannelEvent): void;
   typing(ev: TypingEvent): void;
@@ -104,6 +106,12 @@ const UNAVAILABLE_TRIES = 5;
 const UNAVAILABLE_BACKOFF_MS = 250;
 /** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
+const READ_KIND = ClientFrameSchema.field.read!.number;
+/**
+ * Read receipts sent on a socket, by ref, kept to match a refusal to: the
+ * server answers none that it takes, so only the latest are kept.
+ */
+const READS_KEPT = 64;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
 const REAUTHENTICATE_RETRY_MS = 3_000;
 
@@ -137,6 +145,8 @@ export class RealtimeSession {
   private readonly inFlight = new Set<string>();
   /** Of the outbox, what this socket refused as unavailable too often (`stalled`): not sent on it again. */
   private readonly parked = new Set<string>();
+  /** The read receipts sent on this socket (the last READS_KEPT), by ref. */
+  private readonly reads = new Map<bigint, { channelId: bigint; seq: bigint }>();
   private heartbeatTimer?: number;
   /** The worker whose clock drives the heartbeat, when this browser has workers; the window's timer otherwise. */
   private heartbeatWorker?: Worker;
@@ -275,7 +285,11 @@ export class RealtimeSession {
 
   /** Moves the read position (and tells the other members); false when the socket is not open. */
   read(channelId: bigint, seq: bigint): boolean {
-    return this.frame({ kind: { case: "read", value: { channelId, seq } } }) !== undefined;
+    const ref = this.frame({ kind: { case: "read", value: { channelId, seq } } });
+    if (ref === undefined) return false;
+    this.reads.set(ref, { channelId, seq });
+    if (this.reads.size > READS_KEPT) this.reads.delete(this.reads.keys().next().value!);
+    return true;
   }
 
   private async connect(): Promise<void> {
@@ -367,6 +381,7 @@ export class RealtimeSession {
         this.welcomeFrame = k.value;
         this.acked = k.value.deviceCursor;
         this.resync = undefined;
+        this.reads.clear();
         if (again && k.value.deviceCursor > this.cursor) {
           // What this tab shows stops at its own position: ask from there.
           this.resync = this.frame({ kind: { case: "sync", value: { afterInboxSeq: this.cursor } } });
@@ -418,6 +433,7 @@ export class RealtimeSession {
         return this.onReauthenticated(frame.ref, tsMs(k.value.tokenExpiresAt));
       case "error":
         if (k.value.refusedKind === REAUTHENTICATE_KIND) return this.onReauthenticateRefused(frame.ref, k.value);
+        if (k.value.refusedKind === READ_KIND) return this.onReadRefused(frame.ref, k.value);
         if (this.resync !== undefined && frame.ref === this.resync) {
           // The server could not read the inbox: the next session asks again.
           this.resync = undefined;
@@ -542,6 +558,13 @@ export class RealtimeSession {
     if (err.code === ErrorCode.RATE_LIMITED || err.code === ErrorCode.UNAVAILABLE) {
       this.scheduleReauthenticate(err.retryAfterMs || REAUTHENTICATE_RETRY_MS);
     }
+  }
+
+  private onReadRefused(ref: bigint, err: ErrorFrame): void {
+    const read = this.reads.get(ref);
+    if (!read) return;
+    this.reads.delete(ref);
+    this.handlers.readRefused(read.channelId, read.seq, err);
   }
 
   /** The life of `token` as Auth stored it, if it is the stored one. */
