@@ -218,6 +218,34 @@ describe("SqliteQueue", () => {
     }
   });
 
+  it("stops at once when the batch in hand fails while it stops, rather than wait out the backoff before a retry that will not come", async () => {
+    const queue = new SqliteQueue({ path: join(dir, "queue.db") });
+    try {
+      await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+      await queue.publish("t", [{ key: "k", value: enc("one") }]);
+      let calls = 0;
+      let fail!: () => void;
+      const failing = new Promise<void>((_, reject) => (fail = () => reject(new Error("an engine is down"))));
+      failing.catch(() => {});
+      const sub = await queue.subscribe("g", "t", async () => {
+        // Failures enough for a backoff of 640 ms, then one in hand when the stop comes.
+        if (++calls <= 6) throw new Error("an engine is down");
+        await failing;
+      });
+      await until(() => calls === 7, "the seventh attempt in hand");
+      let stopped = false;
+      const stopping = sub.stop().then(() => void (stopped = true));
+      fail();
+      // A few turns of the event loop, far less than the backoff (timers cannot fire before their delay).
+      for (let i = 0; i < 5 && !stopped; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(stopped, true, "the stop waited out the backoff");
+      await stopping;
+      assert.equal(calls, 7);
+    } finally {
+      await queue.close();
+    }
+  });
+
   describe("trims no record a group has yet to handle", () => {
     const records = (n: number) => [...Array(n).keys()].map((i) => ({ key: "k", value: enc(String(i)) }));
     const all = (n: number) => [...Array(n).keys()].map(String);

@@ -436,6 +436,8 @@ class GroupConsumer {
         // Never skip a record: retry the same batch with backoff until the
         // handler succeeds (or the consumer stops, leaving it uncommitted).
         this.queue.logger?.warn({ err, group: this.group, topic: this.topic, partition }, "batch failed; retrying");
+        // Stopping: no retry comes, so no backoff to wait out (up to 2 s of the process's stop).
+        if (!this.running) break;
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, backoffMs);
           signal.cancel = () => {
