@@ -8,7 +8,7 @@ import { PushReceiver, type TestSubscription } from "../../test/support/push-rec
 import { waitFor } from "../../test/support/wait.js";
 import type { Id } from "../model/types.js";
 import { topicSpecs, Topics } from "../pipeline/topics.js";
-import type { MessageQueue } from "../queue/port.js";
+import type { BatchHandler, MessageQueue, QueueRecord } from "../queue/port.js";
 import { SqliteQueue } from "../queue/sqlite.js";
 import { openDatabase, type SqliteDatabase } from "../storage/sqlite/database.js";
 import { pino } from "pino";
@@ -933,6 +933,67 @@ describe("Notifier collapse windows on a faked clock", () => {
     answerFirst();
     await settled(() => taken.length === 2 && notifier.pending === 0, "both sends");
     assert.deepEqual(taken, ["first", "second"], "the newer notification is the last the push service took");
+  });
+
+  it("gives a batch waiting for room its turn when the last send ends and the queued pushes it held were of a batch lost meanwhile", async () => {
+    let handler!: BatchHandler;
+    const queue = {
+      subscribe: async (_group: string, _topic: string, h: BatchHandler) => ((handler = h), { stop: async () => {} }),
+    } as unknown as MessageQueue;
+    const hosts = new Map<Id, PushEndpoint>([
+      [1n, pushEndpoint({ userId: 1n, deviceId: 10n, address: "https://push.example/a" })],
+      [2n, pushEndpoint({ userId: 2n, deviceId: 20n, address: "https://push.example/b" })],
+      [3n, pushEndpoint({ userId: 3n, deviceId: 30n, address: "https://other.example/c" })],
+    ]);
+    const skips: SkipReason[] = [];
+    const bodies: string[] = [];
+    let answerFirst!: () => void;
+    const firstAnswered = new Promise<void>((r) => (answerFirst = r));
+    await notifier.stop();
+    notifier = new Notifier({
+      queue,
+      endpoints: { listForUser: async (u: Id) => [hosts.get(u)!], removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: {
+        web_push: {
+          kind: "web_push",
+          send: async (_e, n) => {
+            bodies.push(n.body);
+            if (bodies.length === 1) await firstAnswered;
+            return { ok: true };
+          },
+        },
+      },
+      onSkipped: (r) => skips.push(r),
+      // One send at a time, and room for two: the first in flight and two queued behind it fill it.
+      options: { collapseWindowMs: WINDOW, concurrency: 1, maxPending: 2 },
+    });
+    await notifier.start();
+    const request = (userId: Id, text: string): NotificationRequest => {
+      seq++;
+      return {
+        userId,
+        senderName: "Bob",
+        channelTitle: "",
+        message: { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: Date.now() },
+      };
+    };
+    const lost = new AbortController();
+    for (const u of [1n, 2n, 3n]) notifier.accept(request(u, `to ${u}`), lost.signal);
+    mock.timers.tick(WINDOW);
+    await settled(() => bodies.length === 1 && notifier.pending === 3, "one send under way, two queued behind it");
+    // The consumer learns the batch's commit is lost: the next owner sends the queued two.
+    lost.abort();
+    const record = { topic: Topics.notifications, partition: 0, offset: 9n, key: "4", value: encodeNotificationRequested(request(4n, "later")) };
+    let taken = false;
+    void handler([record] as unknown as QueueRecord[], { revoked: new AbortController().signal, lost: new AbortController().signal }).then(() => (taken = true));
+    await drain();
+    assert.equal(taken, false, "the batch waits for room");
+    hosts.set(4n, pushEndpoint({ userId: 4n, deviceId: 40n, address: "https://push.example/d" }));
+    answerFirst();
+    await settled(() => taken, "the batch taken once the send ended and the lost pushes were given up");
+    assert.deepEqual(skips, ["reassigned", "reassigned"]);
+    mock.timers.tick(WINDOW);
+    await settled(() => bodies.includes("later") && notifier.pending === 0, "the batch's push");
   });
 
   /** The notifier of these tests, reporting what it skips, whose push service answers each try with `answer`. */

@@ -618,8 +618,10 @@ export class Notifier {
         if (n > 0) this.inflightByHost.set(job.host, n);
         else this.inflightByHost.delete(job.host);
         this.inflightJobs.delete(p);
-        this.wakeWaiters();
+        // Pumped first: the jobs it gives up (superseded, reassigned) make room too, and a batch
+        // waiting for room hears of it only here when no send is left to end.
         this.pump();
+        this.wakeWaiters();
       });
       this.inflightJobs.add(p);
     }
