@@ -156,7 +156,7 @@ export class ApiLimiter {
     const unavailable = "new direct chat counter unavailable; chat not counted";
     const counted = await this.guarded(() => this.newDirects.add(key), undefined, unavailable);
     if (!counted) return NOTHING_TO_GIVE_BACK;
-    const giveBack = () => this.guarded(() => this.newDirects.takeBack(key), undefined, unavailable);
+    const giveBack = () => this.guarded(() => this.newDirects.takeBack(key, counted), undefined, unavailable);
     if (counted.count > max) {
       // Refusals are not counted: the count stays the chats started.
       await giveBack();

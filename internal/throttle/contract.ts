@@ -130,16 +130,16 @@ export function windowCountsContract(name: string, makeFixture: (windowMs: numbe
       const k = key();
       await c.add(k);
       const before = await c.add(k);
-      await c.takeBack(k);
+      await c.takeBack(k, before);
       const after = await c.get(k);
       assert.equal(after.count, 1);
       assert.ok(after.resetInMs > 0 && after.resetInMs <= before.resetInMs, `resetInMs ${after.resetInMs} after ${before.resetInMs}`);
-      await c.takeBack(k);
-      await c.takeBack(k);
+      await c.takeBack(k, before);
+      await c.takeBack(k, before);
       assert.equal((await c.get(k)).count, 0);
       assert.equal((await c.add(k)).count, 1);
       const none = key();
-      await c.takeBack(none);
+      await c.takeBack(none, before);
       assert.equal((await c.add(none)).count, 1, "a take-back with no window open leaves nothing to count from");
     });
 
@@ -147,16 +147,31 @@ export function windowCountsContract(name: string, makeFixture: (windowMs: numbe
       const c = await open(300);
       const k = key();
       await c.add(k);
-      await c.add(k);
+      const counted = await c.add(k);
       const deadline = Date.now() + 10_000;
       while ((await c.get(k)).count > 0) {
         assert.ok(Date.now() < deadline, "the window never closed");
         await new Promise((r) => setTimeout(r, 25));
       }
-      await c.takeBack(k);
+      await c.takeBack(k, counted);
       const fresh = await c.add(k);
       assert.equal(fresh.count, 1);
       assert.ok(fresh.resetInMs > 0 && fresh.resetInMs <= 300, `resetInMs ${fresh.resetInMs}`);
+    });
+
+    it("takes nothing from a window opened after the one the add counted in (a refusal at a window's end)", async () => {
+      const c = await open(300);
+      const k = key();
+      const counted = await c.add(k);
+      const deadline = Date.now() + 10_000;
+      while ((await c.get(k)).count > 0) {
+        assert.ok(Date.now() < deadline, "the window never closed");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      // Another's add opens the next window; the late take-back is of the closed one.
+      assert.equal((await c.add(k)).count, 1);
+      await c.takeBack(k, counted);
+      assert.equal((await c.get(k)).count, 1, "the next window's count lost one it never counted");
     });
   });
 }

@@ -1,6 +1,6 @@
 import { LruMap } from "../cache/lru-map.js";
 import { FailedLogins } from "./failed-logins.js";
-import type { LoginAttempts, WindowCount, WindowCounts } from "./port.js";
+import type { Counted, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 import { monotonicNow } from "../model/clock.js";
 
 // Windows are durations within this process's life, so they are timed on the
@@ -39,16 +39,16 @@ export class MemoryWindowCounts implements WindowCounts {
     return this.read(this.open(key));
   }
 
-  async add(key: string): Promise<WindowCount> {
+  async add(key: string): Promise<Counted> {
     const w = this.open(key) ?? { count: 0, endsAtMs: this.now() + this.windowMs };
     w.count += 1;
     this.windows.set(key, w);
-    return this.read(w);
+    return { ...this.read(w), windowEndsAt: w.endsAtMs };
   }
 
-  async takeBack(key: string): Promise<void> {
+  async takeBack(key: string, counted: Counted): Promise<void> {
     const w = this.open(key);
-    if (w && w.count > 0) w.count -= 1;
+    if (w && w.count > 0 && w.endsAtMs === counted.windowEndsAt) w.count -= 1;
   }
 
   async clear(key: string): Promise<void> {

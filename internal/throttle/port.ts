@@ -9,9 +9,15 @@ export interface WindowCounts {
   /** The count so far in the key's open window (0 and 0 ms when none is open). */
   get(key: string): Promise<WindowCount>;
   /** Counts one more, opening a window if none is open. Atomic: calls at the same moment each get their own count. */
-  add(key: string): Promise<WindowCount>;
-  /** Takes back one that `add` counted, in the window still open (what it counted did not happen after all). */
-  takeBack(key: string): Promise<void>;
+  add(key: string): Promise<Counted>;
+  /**
+   * Takes back one that `add` counted (what it counted did not happen after
+   * all), given what that add answered: only from the window it counted in,
+   * while still open. A window opened since (by others' adds after that one
+   * closed) never counted it: taking from it let a burst of refusals at a
+   * window's end, each given back just after, open the next window uncounted.
+   */
+  takeBack(key: string, counted: Counted): Promise<void>;
   /** Forgets the key's count. */
   clear(key: string): Promise<void>;
   close(): Promise<void>;
@@ -21,6 +27,12 @@ export interface WindowCount {
   count: number;
   /** Milliseconds until the window closes and the count starts over. */
   resetInMs: number;
+}
+
+/** What `add` answers: the count, and the window it was counted in. */
+export interface Counted extends WindowCount {
+  /** When that window ends, on the store's clock: no window opened after it ends at the same moment. */
+  windowEndsAt: number;
 }
 
 /**

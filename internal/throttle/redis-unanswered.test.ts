@@ -31,7 +31,7 @@ describe("RedisLoginAttempts when Redis stops answering", function () {
     const redis = await silentRedis();
     const counts = new RedisWindowCounts({ url: redis.url, name: "direct-new", windowMs: 60_000 });
     try {
-      const calls = [counts.get("1"), counts.add("1"), counts.takeBack("1"), counts.clear("1")];
+      const calls = [counts.get("1"), counts.add("1"), counts.takeBack("1", { count: 1, resetInMs: 60_000, windowEndsAt: 1 }), counts.clear("1")];
       const outcomes = await Promise.all(calls.map((p) => outcomeAfter(p, 3_000)));
       for (const o of outcomes) assert.match(o, /^rejected/);
     } finally {

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { FailedLogins } from "./failed-logins.js";
-import type { LoginAttempts, WindowCount, WindowCounts } from "./port.js";
+import type { Counted, LoginAttempts, WindowCount, WindowCounts } from "./port.js";
 
 interface RedisOptions {
   /** A client to use (not closed by close()); or give `url` and the adapter makes its own. */
@@ -33,8 +33,10 @@ function client(options: RedisOptions): { redis: Redis; owned: boolean } {
 }
 
 // Only while the window is open, so a late take-back never makes a count
-// without an expiry (DECR of a missing key would leave -1 for ever).
-const TAKE_BACK = `if tonumber(redis.call("GET", KEYS[1]) or "0") > 0 and redis.call("PTTL", KEYS[1]) > 0 then redis.call("DECR", KEYS[1]) end return 0`;
+// without an expiry (DECR of a missing key would leave -1 for ever); and only
+// from the window the add counted in, the one that still ends when it did
+// then (ARGV[1], PEXPIRETIME): one opened since ends later.
+const TAKE_BACK = `if tonumber(redis.call("GET", KEYS[1]) or "0") > 0 and redis.call("PTTL", KEYS[1]) > 0 and redis.call("PEXPIRETIME", KEYS[1]) == tonumber(ARGV[1]) then redis.call("DECR", KEYS[1]) end return 0`;
 
 /**
  * One counter per key, `<prefix><name>:<key>`, that expires with its window:
@@ -58,14 +60,14 @@ export class RedisWindowCounts implements WindowCounts {
     return toCount(Number(count ?? 0), Number(ttl));
   }
 
-  async add(key: string): Promise<WindowCount> {
+  async add(key: string): Promise<Counted> {
     const k = this.prefix + key;
-    const [count, , ttl] = await this.redis.multi().incr(k).pexpire(k, this.options.windowMs, "NX").pttl(k).exec().then(results);
-    return toCount(Number(count), Number(ttl));
+    const [count, , ttl, endsAt] = await this.redis.multi().incr(k).pexpire(k, this.options.windowMs, "NX").pttl(k).pexpiretime(k).exec().then(results);
+    return { ...toCount(Number(count), Number(ttl)), windowEndsAt: Number(endsAt) };
   }
 
-  async takeBack(key: string): Promise<void> {
-    await this.redis.eval(TAKE_BACK, 1, this.prefix + key);
+  async takeBack(key: string, counted: Counted): Promise<void> {
+    await this.redis.eval(TAKE_BACK, 1, this.prefix + key, counted.windowEndsAt);
   }
 
   async clear(key: string): Promise<void> {
