@@ -204,7 +204,13 @@ export class RealtimeSession {
   ) {}
 
   private readonly onOnline = () => this.reconnectSoon(0);
-  private readonly onOffline = () => this.ws?.close();
+  /**
+   * Left for dead at once: a close starts the closing handshake, which a
+   * network that is gone never answers, and the browser tells of the close
+   * only when that times out (a minute in Chromium). Until then the page
+   * showed itself online, and coming back online connected nothing.
+   */
+  private readonly onOffline = () => this.abandon("the browser is offline");
 
   start(): void {
     if (!this.stopped) return;
