@@ -195,3 +195,60 @@ describe("APNs connection when streams time out", () => {
     });
   });
 });
+
+describe("APNs provider token", () => {
+  let server: http2.Http2Server;
+  let provider: ApnsProvider;
+  /** Requests the stand-in holds, by device token, until the test answers them. */
+  const held = new Map<string, http2.ServerHttp2Stream>();
+  /** The provider token each request carried, by device token. */
+  const tokens = new Map<string, string>();
+
+  beforeEach(async () => {
+    held.clear();
+    tokens.clear();
+    server = http2.createServer();
+    server.on("stream", (stream, headers) => {
+      stream.on("error", () => {});
+      stream.resume();
+      const device = String(headers[":path"]).split("/").pop()!;
+      tokens.set(device, String(headers.authorization));
+      if (device.startsWith("ee")) return void held.set(device, stream);
+      stream.respond({ ":status": 200 });
+      stream.end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    provider = new ApnsProvider(optionsFor(server));
+  });
+  afterEach(async () => {
+    await provider.close();
+    for (const s of held.values()) if (!s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  const expired = (device: string) => {
+    const s = held.get(device)!;
+    s.respond({ ":status": 403, "content-type": "application/json" });
+    s.end(JSON.stringify({ reason: "ExpiredProviderToken" }));
+  };
+
+  it("renews a token APNs calls expired once, not again for a late answer about the token it already replaced", async () => {
+    const [a, b] = ["ee01".repeat(16), "ee02".repeat(16)];
+    const first = provider.send(endpoint(a), notification, 5000);
+    const second = provider.send(endpoint(b), notification, 5000);
+    await waitFor(() => held.size === 2, "both requests held by the stand-in");
+    assert.equal(tokens.get(a), tokens.get(b), "one token for both");
+    expired(a);
+    assert.ok(!(await first).ok);
+    assert.deepEqual(await provider.send(endpoint("11".repeat(32)), notification, 5000), { ok: true });
+    const renewed = tokens.get("11".repeat(32));
+    assert.notEqual(renewed, tokens.get(a), "a new token after ExpiredProviderToken");
+    // The other request with the old token answers late (APNs answers streams in any order).
+    expired(b);
+    const late = await second;
+    assert.ok(!late.ok && late.retryable, JSON.stringify(late));
+    assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 5000), { ok: true });
+    // Apple refuses tokens renewed more than once in 20 minutes (TooManyProviderTokenUpdates).
+    assert.equal(tokens.get("22".repeat(32)), renewed, "the renewed token kept");
+  });
+});

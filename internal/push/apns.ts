@@ -152,10 +152,11 @@ export class ApnsProvider implements PushProvider {
       ...n.data,
     });
     const topic = endpoint.apnsTopic || this.options.topic;
+    const jwt = this.providerToken();
     const headers = {
       ":method": "POST",
       ":path": `/3/device/${encodeURIComponent(endpoint.address)}`,
-      authorization: `bearer ${this.providerToken()}`,
+      authorization: `bearer ${jwt}`,
       "apns-topic": topic,
       "apns-push-type": "alert",
       "apns-priority": "10",
@@ -186,7 +187,9 @@ export class ApnsProvider implements PushProvider {
         if (proven) return { ok: false, gone: true, retryable: false, status, reason: what };
         return { ok: false, gone: false, retryable: false, status, reason: what, goneUnconfirmed: reason };
       }
-      if (status === 403 && reason === "ExpiredProviderToken") this.token = undefined;
+      // Only the token this send used: a late answer about an older one must not drop the one made
+      // since, and Apple refuses a token renewed more than once in 20 minutes (TooManyProviderTokenUpdates).
+      if (status === 403 && reason === "ExpiredProviderToken" && this.token?.jwt === jwt) this.token = undefined;
       const retryable = status === 429 || status >= 500 || reason === "ExpiredProviderToken";
       return { ok: false, gone: false, retryable, status, reason: what };
     } catch (err) {
