@@ -246,6 +246,15 @@ describe("SqliteQueue", () => {
     }
   });
 
+  it("refuses a subscription once closed, rather than start a consumer that retries reading the closed file for ever", async () => {
+    const queue = new SqliteQueue({ path: join(dir, "queue.db") });
+    await queue.ensureTopics([{ topic: "t", partitions: 1 }]);
+    await queue.close();
+    let calls = 0;
+    await assert.rejects(queue.subscribe("g", "t", async () => void calls++), /queue is closed/);
+    assert.equal(calls, 0);
+  });
+
   describe("trims no record a group has yet to handle", () => {
     const records = (n: number) => [...Array(n).keys()].map((i) => ({ key: "k", value: enc(String(i)) }));
     const all = (n: number) => [...Array(n).keys()].map(String);

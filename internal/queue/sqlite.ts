@@ -223,6 +223,8 @@ export class SqliteQueue implements MessageQueue {
     handler: BatchHandler,
     options: SubscribeOptions = {},
   ): Promise<Subscription> {
+    // Its loops would retry reading the closed file every 2 s for ever, keeping the process alive.
+    if (this.closed) throw new Error("queue is closed");
     const partitions = this.partitionsOf.get(topic);
     if (partitions === undefined) throw new Error(`unknown topic ${topic}: call ensureTopics first`);
     const member = new GroupConsumer(this, group, topic, partitions, handler, options.maxBatch ?? 256);
