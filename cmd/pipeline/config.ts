@@ -20,6 +20,8 @@ export function readPipelineConfig(env: NodeJS.ProcessEnv = process.env) {
     host: r.string("CHAT_HOST", "127.0.0.1"),
     opsPort: r.int("CHAT_OPS_PORT", 0, 0, 65535),
     logLevel: readLogLevel(r),
+    // Failing this long (every batch, or a consumer) fails /healthz: under it, a blip or a rebalance is no stall.
+    stallMs: r.int("CHAT_PIPELINE_STALL_MS", 30_000, 1_000, 3_600_000),
   };
   refuseTls(r, "pipeline worker");
   r.done();

@@ -42,7 +42,7 @@ const checks: HealthCheck[] = [conditionCheck("stages", () => started, "stages n
 const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
 const startStage: Record<string, () => Promise<Stage>> = {
   sequencer: async () => {
-    const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics });
+    const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics, stallMs: config.stallMs });
     await s.start();
     return s;
   },
@@ -50,7 +50,7 @@ const startStage: Record<string, () => Promise<Stage>> = {
     // Users with no session on any chat server get a NotificationRequested on
     // chat.notifications.v1 (keyed by user), which cmd/notifier consumes.
     const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
-    const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics, onOffline });
+    const w = new InboxWriter({ queue, inbox: storage.inbox, sessions, logger, metrics, onOffline, stallMs: config.stallMs });
     await w.start();
     return w;
   },

@@ -16,4 +16,10 @@ describe("pipeline configuration", () => {
     refused({ CHAT_PIPELINE_STAGES: "sequencer,writer" }, /CHAT_PIPELINE_STAGES: unknown stage "writer"/);
     refused({ CHAT_PIPELINE_STAGES: " , " }, /CHAT_PIPELINE_STAGES: names no stage/);
   });
+
+  it("fails /healthz after 30 s of failing, or after CHAT_PIPELINE_STALL_MS, refusing one under a second or over an hour", () => {
+    assert.equal(readPipelineConfig({}).stallMs, 30_000);
+    assert.equal(readPipelineConfig({ CHAT_PIPELINE_STALL_MS: "5000" }).stallMs, 5_000);
+    for (const v of ["999", "3600001", "5s", "-1"]) refused({ CHAT_PIPELINE_STALL_MS: v }, /CHAT_PIPELINE_STALL_MS/);
+  });
 });

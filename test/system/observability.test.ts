@@ -17,6 +17,14 @@ import { waitFor } from "../support/wait.js";
 const ROLES = ["api", "chat-server", "pipeline", "gateway", "presence", "notifier"] as const;
 /** The default (two 25 s heartbeat intervals and 10 s), written out: the presence process's sweeps wait on it. */
 const PRESENCE_GRACE_MS = 60_000;
+/**
+ * The presence process's alone (it has no sessions, so nothing there heartbeats on it): its
+ * sweeps wait two intervals from its first answer from Redis (holdOffMs in internal/presence/tracker.ts),
+ * 50 s at the default, which was most of this suite's time.
+ */
+const PRESENCE_HEARTBEAT_MS = 2_000;
+/** The pipeline's CHAT_PIPELINE_STALL_MS in the Cassandra cut: long enough that the first failed batch surely finds /healthz still 200. */
+const STALL_MS = 5_000;
 
 function authed(baseUrl: string, token: string) {
   const auth: Interceptor = (next) => (req) => {
@@ -58,7 +66,8 @@ describe("distributed mode: metrics, health and logs of every role", function ()
     for (const role of ROLES) {
       const lines: string[] = [];
       logs.set(role, lines);
-      const p = await startRole(role, { ...env, CHAT_LOG_LEVEL: "debug" }, 90_000, { onLine: (l) => lines.push(l) });
+      const own: Record<string, string> = role === "presence" ? { CHAT_HEARTBEAT_INTERVAL_MS: String(PRESENCE_HEARTBEAT_MS) } : {};
+      const p = await startRole(role, { ...env, ...own, CHAT_LOG_LEVEL: "debug" }, 90_000, { onLine: (l) => lines.push(l) });
       p.child.stderr!.on("data", (d) => lines.push(String(d)));
       roles.set(role, p);
     }
@@ -86,8 +95,9 @@ describe("distributed mode: metrics, health and logs of every role", function ()
       // A sweep counts once its announcements' first tries ended, and the chat server sweeps too: on a
       // loaded machine none of the presence process's may have finished within the traffic (failed once in CI).
       // And one failed call to its Redis (a command timing out on a loaded machine, a reconnect) holds its
-      // sweeps off for a grace period once Redis answers again ("Store failures" in docs/architecture.md):
-      // a 1 s cut of its Redis just before a 60 s wait failed it. So the wait outlasts a grace period.
+      // sweeps off for a grace period at most once Redis answers again ("Store failures" in docs/architecture.md):
+      // a 1 s cut of its Redis just before a 60 s wait failed it. So the wait outlasts a grace period
+      // (two of the presence process's heartbeat intervals, here).
       const swept = (text: string) => metricIn(text, "chat_presence_sweeps_total") ?? 0;
       await waitFor(
         async () => swept(await scrape("presence")) > swept(before.presence!),
@@ -244,8 +254,8 @@ describe("distributed mode: a pipeline whose Cassandra is away, as its ops port 
     await proxy?.close();
   });
 
-  it("counts each failed batch from the first, answers /healthz 503 naming the stage after 30 s of them, and 200 once Cassandra is back", async () => {
-    const env = { ...deployment.env, CHAT_OPS_PORT: "0", CHAT_KAFKA_PARTITIONS: "1" };
+  it("counts each failed batch from the first, answers /healthz 503 naming the stage after CHAT_PIPELINE_STALL_MS of them, and 200 once Cassandra is back", async () => {
+    const env = { ...deployment.env, CHAT_OPS_PORT: "0", CHAT_KAFKA_PARTITIONS: "1", CHAT_PIPELINE_STALL_MS: String(STALL_MS) };
     const api = await startRole("api", env);
     await startRole("chat-server", env);
     // Only the pipeline is cut off: the chat server goes on acking sends into Kafka.
@@ -270,8 +280,9 @@ describe("distributed mode: a pipeline whose Cassandra is away, as its ops port 
       await waitFor(async () => (await failed())! > 0, "a failed batch counted", 20_000, 100);
       assert.equal((await health()).status, 200, "not yet: a blip is no stall");
       let last = { status: 0, body: "" };
-      await waitFor(async () => (last = await health()).status === 503, "/healthz 503", 60_000, 250);
-      assert.ok(Date.now() - cutAt >= 30_000, `503 after ${Date.now() - cutAt} ms`);
+      // Well before the default 30 s: a worker that ignored CHAT_PIPELINE_STALL_MS fails here.
+      await waitFor(async () => (last = await health()).status === 503, "/healthz 503", 25_000, 250);
+      assert.ok(Date.now() - cutAt >= STALL_MS, `503 after ${Date.now() - cutAt} ms`);
       assert.match(JSON.parse(last.body).checks.sequencer, /^sequencer: every batch has failed for \d+ s \(last: .+\)$/);
       await proxy.restore();
       await waitFor(async () => (await health()).status === 200, "/healthz 200 again", 60_000, 250);
