@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CredentialsSchema } from "../../gen/es/chat/v1/auth_pb.js";
+import { waitFor } from "../support/wait.js";
 
 // The web client's Auth in Node: localStorage and the storage event of another tab, as a browser has them.
 const stored = new Map<string, string>();
@@ -115,6 +116,39 @@ describe("web: one signed-in device for every tab", () => {
 
     assert.equal(auth.current?.deviceId, "22", "the sign-in made in the other tab was wiped");
     assert.equal(lost, 0, "told signed out");
+  });
+
+  it("keeps the token the server issued last when two tabs refreshed the same one at once, without Web Locks (not a secure context)", async () => {
+    // The server takes the second use of a refresh token, within its grace, as a retry: the token it
+    // issued for the first is spent, and only the one issued last lives (internal/auth/refresh.ts).
+    const signed = (n: number, iat: number) => {
+      const body = Buffer.from(JSON.stringify({ sub: "1", dev: "11", iat, exp: iat + 15 * 60_000 })).toString("base64url");
+      return create(CredentialsSchema, { accessToken: `${body}.sig${n}`, refreshToken: `r${n}`, userId: 1n, deviceId: 11n, accessTokenExpiresAt: timestampFromMs(iat + 15 * 60_000) });
+    };
+    const t = Date.now();
+    for (const order of ["first issued answers first", "last issued answers first"]) {
+      stored.clear();
+      const tabA = new Auth();
+      const tabB = new Auth();
+      tabA.store(signed(0, t - 60_000));
+      const answers: ((v: unknown) => void)[] = [];
+      for (const tab of [tabA, tabB]) (tab as unknown as { client: unknown }).client = { refresh: () => new Promise((r) => answers.push(r)) };
+      const refreshes = [tabA.refresh(true), tabB.refresh(true)];
+      await waitFor(() => answers.length === 2, "both refreshes sent");
+      const [answerA, answerB] = answers as [(v: unknown) => void, (v: unknown) => void];
+      // Tab A's use came first (r1, spent by tab B's), tab B's second (r2, the live one).
+      if (order === "first issued answers first") {
+        answerA({ credentials: signed(1, t) });
+        await refreshes[0];
+        answerB({ credentials: signed(2, t + 5) });
+      } else {
+        answerB({ credentials: signed(2, t + 5) });
+        await refreshes[1];
+        answerA({ credentials: signed(1, t) });
+      }
+      await Promise.all(refreshes);
+      assert.equal(tabA.current?.refreshToken, "r2", `${order}: the refresh token kept is one the server spent`);
+    }
   });
 
   it("keeps a token's lifetime by the browser's clock when it is ahead of the server's: no refresh before every call, one near the end", async () => {

@@ -150,7 +150,11 @@ export class Auth {
         const res = await this.client.refresh({ refreshToken: c.refreshToken });
         // Another tab signed out, or in, meanwhile: stored, the answer would undo that for every tab.
         const now = this.read();
-        if (now?.deviceId !== c.deviceId || now.refreshToken !== c.refreshToken) return this.required();
+        if (now?.deviceId !== c.deviceId) return this.required();
+        // Another tab refreshed the same token meanwhile (no Web Locks: not a secure context). The server takes
+        // the second use as a retry: the token it issued for the first is spent, and only the one issued last
+        // lives. Kept, the spent one signed the device out for reuse at its next refresh.
+        if (now.refreshToken !== c.refreshToken && !((issuedAt(res.credentials!.accessToken) ?? 0) > (issuedAt(now.accessToken) ?? Infinity))) return now;
         return this.store(res.credentials!);
       } catch (err) {
         // Another tab signed in, or out, meanwhile: the refusal is of the device before, and clearing would sign that tab's sign-in out.
