@@ -149,4 +149,14 @@ describe("RedisSessionRoutes on a real Redis", function () {
     await assert.rejects(routes.connect(), /ECONNREFUSED|connect/);
     await routes.close();
   });
+
+  it("names the address it cannot reach without the password in it (the message is logged)", async () => {
+    const routes = new RedisSessionRoutes({ url: "redis://chat:s3cret@127.0.0.1:1", keyPrefix: "x:" });
+    await assert.rejects(routes.connect(), (err: Error) => {
+      assert.match(err.message, /127\.0\.0\.1:1/);
+      assert.doesNotMatch(err.message, /s3cret/);
+      return true;
+    });
+    await routes.close();
+  });
 });

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
+import { shownRedisUrl } from "../config/engines.js";
 import { OutageLog } from "../observability/outage-log.js";
 import { validateRoute } from "./memory.js";
 import type { SessionRoutes } from "./port.js";
@@ -154,7 +155,7 @@ export class RedisSessionRoutes implements SessionRoutes {
       await this.redis.connect();
     } catch (err) {
       const why = this.lastError?.message ?? (err as Error).message;
-      throw new Error(`cannot connect to Redis at ${this.options.url}: ${why}`);
+      throw new Error(`cannot connect to Redis at ${shownRedisUrl(this.options.url ?? "")}: ${why}`);
     }
   }
 
