@@ -935,6 +935,35 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.deepEqual(taken, ["first", "second"], "the newer notification is the last the push service took");
   });
 
+  it("sends a chat's windows in the order they closed when the older one's endpoint read is slow: the older never goes last", async () => {
+    let reads = 0;
+    let answerFirstRead!: () => void;
+    const firstRead = new Promise<void>((r) => (answerFirstRead = r));
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: {
+        // The first window's read is slow (a store node restarting); the second's is answered at once.
+        listForUser: async () => {
+          if (++reads === 1) await firstRead;
+          return [endpoint];
+        },
+        removeIfAddress: async () => false,
+      } as unknown as PushEndpointStore,
+      providers: { web_push: { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) } },
+      options: { collapseWindowMs: WINDOW },
+    });
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => reads === 1, "the first window's read, under way");
+    accept("second");
+    mock.timers.tick(WINDOW);
+    await drain();
+    answerFirstRead();
+    await settled(() => notifier.pending === 0 && sent.length > 0, "the windows' pushes");
+    assert.equal(sent.at(-1)?.body, "second", "the device is left with the newest window's notification");
+  });
+
   it("gives a batch waiting for room its turn when the last send ends and the queued pushes it held were of a batch lost meanwhile", async () => {
     let handler!: BatchHandler;
     const queue = {

@@ -230,6 +230,13 @@ export class Notifier {
   private readonly sending = new Set<string>();
   private readonly inflightJobs = new Set<Promise<void>>();
   private readonly flushing = new Set<Promise<void>>();
+  /**
+   * The last fan-out of each (user, chat) under way: the next window's waits
+   * for it. Run side by side, an older window whose reads were slow (a store
+   * retried with backoff) made its push after the newer one's, and it took
+   * the newer's place on the device (same collapse key).
+   */
+  private readonly fanningOut = new Map<string, Promise<void>>();
   /** Retries due, asking again whether the user came online or the device signed out meanwhile. */
   private readonly rechecking = new Set<Promise<void>>();
   private inflight = 0;
@@ -431,14 +438,17 @@ export class Notifier {
     const until = this.now() + this.o.repeatWindowMs;
     for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, { until, origin: c.origin });
     this.forgetNotified();
-    const p = this.health
-      .run(() => this.fanOut(c.latest, c.count, c.origin))
+    const fanOut = () => this.health.run(() => this.fanOut(c.latest, c.count, c.origin));
+    const before = this.fanningOut.get(key);
+    const p = (before ? before.then(fanOut) : fanOut())
       .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
       .finally(() => {
         this.flushing.delete(p);
+        if (this.fanningOut.get(key) === p) this.fanningOut.delete(key);
         this.wakeWaiters();
       });
     this.flushing.add(p);
+    this.fanningOut.set(key, p);
     this.collapsing.delete(key);
   }
 
