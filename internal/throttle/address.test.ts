@@ -22,6 +22,15 @@ describe("addressKey: one address in any spelling a proxy may write", () => {
     assert.notEqual(addressKey("::ffff:c000:207"), addressKey("::ffff:c000:208"), "two clients, two keys");
   });
 
+  it("keys an IPv4 client translated into NAT64's well-known prefix (64:ff9b::/96) as its IPv4 address: as the prefix's /64 every IPv4 client shared one bucket", () => {
+    for (const spelling of ["64:ff9b::192.0.2.7", "64:ff9b::c000:207", "64:FF9B:0:0:0:0:C000:0207", "[64:ff9b::c000:207]:443"]) {
+      assert.equal(addressKey(spelling), "192.0.2.7", spelling);
+    }
+    assert.notEqual(addressKey("64:ff9b::c000:207"), addressKey("64:ff9b::c000:208"), "two clients, two keys");
+    // Only the /96 carries an IPv4 address there; the rest of its /64 is keyed as any IPv6 address.
+    assert.equal(addressKey("64:ff9b::1:c000:207"), "64:ff9b:0:0::/64");
+  });
+
   it("keys an IPv6 address's /64 alike in upper case, with leading zeros, uncompressed or with a zone", () => {
     for (const spelling of ["2001:db8::1", "2001:DB8::1", "2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8:0:0:ffff::1", "2001:db8::1%eth0"]) {
       assert.equal(addressKey(spelling), "2001:db8:0:0::/64", spelling);

@@ -2,7 +2,7 @@ import { isIPv4, isIPv6 } from "node:net";
 
 /**
  * The key a client address is limited under. IPv4-mapped IPv6 addresses
- * count as their IPv4 address, and an IPv6 address as its /64: one host
+ * (and NAT64's, 64:ff9b::/96) count as their IPv4 address, and an IPv6 address as its /64: one host
  * usually holds a whole /64, so a per-address limit would be no limit.
  *
  * A socket's own remoteAddress always comes in one spelling (libuv writes
@@ -19,7 +19,11 @@ export function addressKey(address: string | undefined): string {
   if (!isIPv6(a)) return a;
   const words = ipv6Words(a);
   if (!words) return a;
-  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+  const mapped = words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff;
+  // NAT64's well-known prefix (RFC 6052): an IPv6-only host behind a translator sees every
+  // IPv4 client there, and keyed by /64 they all shared one bucket.
+  const nat64 = words[0] === 0x64 && words[1] === 0xff9b && words.slice(2, 6).every((w) => w === 0);
+  if (mapped || nat64) {
     return [words[6]! >> 8, words[6]! & 0xff, words[7]! >> 8, words[7]! & 0xff].join(".");
   }
   return `${words.slice(0, 4).map((w) => w.toString(16)).join(":")}::/64`;
