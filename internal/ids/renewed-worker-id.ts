@@ -126,7 +126,7 @@ export class RenewedWorkerId {
   private watch(lease: WorkerIdLease): void {
     lease.onLost(() => {
       if (lease !== this.lease || this.closed) return;
-      this.ids.retire();
+      this.ids.retire("this server lost its worker id and is leasing another");
       this.options.logger?.error({ workerId: lease.workerId }, "worker id lease lost: minting no ids until a new one is leased");
       void this.renew(lease);
     });

@@ -16,7 +16,8 @@ export interface IdGenerator {
 export class Snowflake implements IdGenerator {
   private lastMs = -1;
   private seq = 0;
-  private retired = false;
+  /** Why nothing is minted (retire()), told to whatever asks for an id; undefined while minting. */
+  private retired: string | undefined;
   private ceilingMs = Number.POSITIVE_INFINITY;
   private worker: bigint;
 
@@ -33,8 +34,8 @@ export class Snowflake implements IdGenerator {
    * still asks for one (a send on a session, a request on a connection that
    * outlives the drain) is refused as unavailable, and retried elsewhere.
    */
-  retire(): void {
-    this.retired = true;
+  retire(why = "this server is shutting down"): void {
+    this.retired = why;
   }
 
   /**
@@ -44,7 +45,7 @@ export class Snowflake implements IdGenerator {
    */
   resume(workerId: number): void {
     this.worker = BigInt(checkWorkerId(workerId));
-    this.retired = false;
+    this.retired = undefined;
   }
 
   /**
@@ -80,7 +81,7 @@ export class Snowflake implements IdGenerator {
   }
 
   next(): bigint {
-    if (this.retired) throw new ChatError("unavailable", "this server is shutting down; try again");
+    if (this.retired !== undefined) throw new ChatError("unavailable", `${this.retired}; try again`);
     // A clock before the epoch (a host up before its clock was set) would mint negative ids;
     // and the epoch's own first id, on worker 0, would be 0, an id that means none.
     let ms = Math.max(this.now(), EPOCH_MS + 1);
