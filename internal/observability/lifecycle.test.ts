@@ -5,8 +5,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { drainHttpServer, stopGrpcServer } from "./lifecycle.js";
+import { connect, type AddressInfo } from "node:net";
+import { Registry } from "prom-client";
+import { drainHttpServer, startOpsServer, stopGrpcServer } from "./lifecycle.js";
 
 const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
 const FAILS = fileURLToPath(new URL("./testdata/fails.ts", import.meta.url));
@@ -133,5 +134,25 @@ describe("drainHttpServer", function () {
     await inFlight;
     await drainHttpServer(server, 100);
     assert.match((await reset).message, /socket hang up|ECONNRESET/);
+  });
+});
+
+describe("startOpsServer", function () {
+  this.timeout(10_000);
+
+  // A connection that has sent no request, or half of one (a balancer's TCP check, a scrape
+  // that just connected), kept server.close() waiting for ever: every role's stop then ran
+  // into its 25 s bound and exited 1, "did not stop".
+  it("close() ends with connections open that never finished a request, cutting them after the grace", async () => {
+    const ops = await startOpsServer(new Registry(), { checks: [] }, "127.0.0.1", 0);
+    const open = async (bytes: string) => {
+      const socket = connect(ops.port, "127.0.0.1");
+      await once(socket, "connect");
+      if (bytes) socket.write(bytes);
+      return { closed: new Promise<void>((resolve) => socket.on("close", () => resolve()).on("error", () => {})) };
+    };
+    const held = [await open(""), await open("GET /metrics HTTP/1.1\r\nhost: x\r\n")];
+    await ops.close(100);
+    await Promise.all(held.map((h) => h.closed));
   });
 });

@@ -93,7 +93,7 @@ export async function startOpsServer(
   probes: Probes,
   host: string,
   port: number,
-): Promise<{ port: number; close(): Promise<void> }> {
+): Promise<{ port: number; close(graceMs?: number): Promise<void> }> {
   probes = measuringLoop(probes);
   const server = http.createServer((req, res) => {
     if (!serveOps(registry, probes, req, res)) res.writeHead(404).end();
@@ -101,7 +101,9 @@ export async function startOpsServer(
   await listen(server, host, port, "CHAT_OPS_PORT");
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    // server.close() alone waited for ever on a connection that never finished a request (a
+    // balancer's TCP check, a scrape just connected): the stop ran into its bound and exited 1.
+    close: (graceMs?: number) => drainHttpServer(server, graceMs),
   };
 }
 
