@@ -27,7 +27,7 @@ const READERS: ReadonlyArray<(env: NodeJS.ProcessEnv) => unknown> = [...Object.v
  * test/cmd/variables.test.ts fails on a CHAT_* name in the code that is in
  * neither the readers nor here.
  */
-const CLI_VARIABLES = ["CHAT_SERVER", "CHAT_WS_URL", "CHAT_PASSWORD", "CHAT_CLI_HOME"];
+const CLI_VARIABLES = ["CHAT_SERVER", "CHAT_WS_URL", "CHAT_PASSWORD", "CHAT_CLI_HOME", "CHAT_CLI_CALL_TIMEOUT_MS"];
 
 /**
  * Read by the development tools (scripts/engines.sh, scripts/test.sh,

@@ -113,6 +113,26 @@ const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
  * everything follow printed after it, as a WebSocket handshake is.
  */
 export const CALL_TIMEOUT_MS = 15_000;
+
+/**
+ * CHAT_CLI_CALL_TIMEOUT_MS: a deadline shorter than CALL_TIMEOUT_MS, for one
+ * who would rather have follow ask again sooner (and for tests of a silent
+ * network), from 100 ms. Not longer: the refresh lock's wait (LOCK_WAIT_MS)
+ * must outlast a refresh that hangs to its deadline. Throws naming it.
+ */
+export function readCallTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.CHAT_CLI_CALL_TIMEOUT_MS;
+  if (raw === undefined || raw === "") return CALL_TIMEOUT_MS;
+  const ms = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(ms >= 100 && ms <= CALL_TIMEOUT_MS)) throw new CliError(`CHAT_CLI_CALL_TIMEOUT_MS=${raw}: expected whole milliseconds from 100 to ${CALL_TIMEOUT_MS}`, 2);
+  return ms;
+}
+
+let callTimeout: number | undefined;
+/** The deadline of each call (CHAT_CLI_CALL_TIMEOUT_MS or CALL_TIMEOUT_MS), read once: main reads it first, so a bad value stops the CLI before it does anything. */
+export function callTimeoutMs(): number {
+  return (callTimeout ??= readCallTimeoutMs(process.env));
+}
 /** The largest id or seq the server takes (a signed 64-bit integer's; the wire's uint64 goes further). */
 export const MAX_ID = 2n ** 63n - 1n;
 
@@ -260,7 +280,7 @@ export class Session {
       try {
         // Bounded, as the call it may run inside is not (an interceptor's wait is outside a call's deadline):
         // one asked again within the server's reuse grace (60 s) is taken as the retry of a lost reply.
-        const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken }, { timeoutMs: CALL_TIMEOUT_MS });
+        const res = await publicApi(this.login.server).auth.refresh({ refreshToken: this.login.refreshToken }, { timeoutMs: callTimeoutMs() });
         this.login = toSavedLogin(this.login.server, this.login.username, res.credentials!);
         // Written over this device's login only: a logout or another login (`chat-cli login` as someone else) since is not undone.
         if (mine) this.store.write(this.login);
@@ -288,7 +308,7 @@ export class Session {
       else missing.push(id);
     }
     for (let i = 0; i < missing.length; i += 100) {
-      const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) }, { timeoutMs: CALL_TIMEOUT_MS });
+      const res = await this.api.users.getUsers({ userIds: missing.slice(i, i + 100).map((s) => BigInt(s)) }, { timeoutMs: callTimeoutMs() });
       for (const u of res.users) {
         this.users.set(u.userId.toString(), u);
         found.set(u.userId.toString(), u);

@@ -5,7 +5,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CALL_TIMEOUT_MS, CliError, describe, isTransient, type Session } from "./client.js";
+import { callTimeoutMs, CliError, describe, isTransient, type Session } from "./client.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -220,7 +220,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       let readMs = 0;
       const res = await patiently(`read the messages after #${anchorSeq}`, () => {
         readMs = Date.now() + skewMs;
-        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal, timeoutMs: CALL_TIMEOUT_MS });
+        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() });
       });
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
@@ -242,7 +242,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   const left = () =>
     step(async () => {
       try {
-        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal, timeoutMs: CALL_TIMEOUT_MS }));
+        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal, timeoutMs: callTimeoutMs() }));
       } catch (err) {
         if (err instanceof ConnectError && err.code === Code.PermissionDenied) throw new CliError("you are no longer a member of this chat (taken out, or you left it); stopped following");
         throw err;

@@ -8,7 +8,7 @@ import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
-import { CliError, MAX_ID, Session, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
+import { CliError, MAX_ID, Session, callTimeoutMs, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
 import { LoginStore } from "./store.js";
 import { displayWidth, padEnd, truncated } from "./width.js";
@@ -102,6 +102,8 @@ Options:
 
 Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
 ~/.config/chat-cli), mode 0600.
+A call unanswered for 15 s is given up (follow asks again); $CHAT_CLI_CALL_TIMEOUT_MS
+(100 to 15000 ms) gives up sooner.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
 
 const OPTIONS = {
@@ -173,6 +175,8 @@ async function main(argv: string[]): Promise<void> {
     out(USAGE);
     return;
   }
+  // A bad CHAT_CLI_CALL_TIMEOUT_MS is refused before any call, not at the first call (in follow, midway).
+  callTimeoutMs();
   // Silently sending a plain message (or editing) instead of the reply asked for would be worse than refusing.
   if (values.reply !== undefined && command !== "send") throw new CliError(`--reply goes with send, not ${command}; see: chat-cli --help`, 2);
   if (values.archived && command !== "chats") throw new CliError(`--archived goes with chats, not ${command}; see: chat-cli --help`, 2);

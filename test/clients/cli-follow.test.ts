@@ -22,6 +22,11 @@ import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js"
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
 const PASSWORD = "correct horse battery";
+/**
+ * chat-cli's call deadline where a silent network is the test (CHAT_CLI_CALL_TIMEOUT_MS): each of those
+ * waited out the 15 s default. Still seconds, so that no call answered on a loaded machine is given up.
+ */
+const SILENT_CALL_TIMEOUT = { CHAT_CLI_CALL_TIMEOUT_MS: "3000" };
 
 /** A CLI user with its own credentials directory, reaching chatd at `server` (a proxy a test can cut). */
 class CliUser {
@@ -39,8 +44,8 @@ class CliUser {
     });
   }
 
-  follow(...args: string[]): Follower {
-    return new Follower(this.spawn(["follow", ...args]));
+  follow(args: string[], env: Record<string, string> = {}): Follower {
+    return new Follower(this.spawn(["follow", ...args], env));
   }
 
   async ok(...args: string[]): Promise<string> {
@@ -89,7 +94,11 @@ function harness(env: Record<string, string> = {}) {
       return gateway;
     },
     follow(me: CliUser, ...args: string[]): Follower {
-      const f = me.follow(...args);
+      return h.followWith({}, me, ...args);
+    },
+    /** As follow, with these variables too. */
+    followWith(env: Record<string, string>, me: CliUser, ...args: string[]): Follower {
+      const f = me.follow(args, env);
       h.cleanups.push(async () => {
         f.interrupt();
         await f.exited;
@@ -124,17 +133,20 @@ async function followAGapThroughACut(h: ReturnType<typeof harness>, cut: "reset"
   const key = `${cut}${n++}`;
   await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-1`, text: "one" });
   const { url, sockets } = await h.standInGateway();
-  const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
+  const follower = h.followWith(cut === "blackhole" ? SILENT_CALL_TIMEOUT : {}, me, String(channelId), "--last", "1", "--ws", url);
   await follower.started();
   await follower.printed("one\n");
 
   h.proxy.cut(cut);
+  const cutAt = Date.now();
   await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-2`, text: "two" });
   await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-3`, text: "three" });
   const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
   assert.equal(three!.seq, 3n);
   sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
   await follower.said(/could not read the messages after #1 \(.+\); trying again/);
+  // Given up at the deadline it was given, a refresh's and a read's at most, not the default's 15 s.
+  if (cut === "blackhole") assert.ok(Date.now() - cutAt < 12_000, `gave up ${Date.now() - cutAt} ms after the cut`);
 
   void h.proxy.restore();
   await follower.printed("three\n");
@@ -163,7 +175,7 @@ describe("chat-cli follow through a connection that drops", function () {
     const third = await signUp(h.chatd.httpUrl, "third");
     const { channelId } = (await peer.api.channels.createGroup({ title: "Trio", memberUserIds: [myId, third.userId] })).channel!;
     const { url, sockets } = await h.standInGateway();
-    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    const follower = h.followWith(SILENT_CALL_TIMEOUT, me, String(channelId), "--last", "0", "--ws", url);
     await follower.started();
     const newest = async () => (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages[0]!;
     let inboxSeq = 0n;
@@ -175,12 +187,14 @@ describe("chat-cli follow through a connection that drops", function () {
     await follower.printed("one\n");
 
     h.proxy.cut("blackhole");
+    const cutAt = Date.now();
     // The third member speaks for the first time: their name is asked of the api, whose answer never comes.
     await third.api.messages.sendMessage({ channelId, clientMsgId: "n2", text: "two" });
     bring(await newest());
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "n3", text: "three" });
     bring(await newest());
     await follower.said(/could not print message #\d+ \(.+\); trying again/);
+    assert.ok(Date.now() - cutAt < 12_000, `gave up ${Date.now() - cutAt} ms after the cut, not at its 3 s deadline`);
     assert.doesNotMatch(follower.out, /two|three/);
 
     void h.proxy.restore();

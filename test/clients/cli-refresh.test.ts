@@ -13,7 +13,9 @@ import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { Session } from "../../cmd/chat-cli/client.js";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
 
-const ANSWER_MS = 4_000;
+const ANSWER_MS = 1_500;
+/** The lock's wait here: the fifth of five refreshes waiting on the file lock, not on each other, would wait 4 × ANSWER_MS. */
+const LOCK_WAIT_MS = 3 * ANSWER_MS;
 
 describe("chat-cli's token refreshes in one process", function () {
   this.timeout(60_000);
@@ -50,12 +52,12 @@ describe("chat-cli's token refreshes in one process", function () {
   });
 
   it("wait for each other, each under its own deadline, not for the file lock, which one gave up 15 s into the wait", async () => {
-    const store = new LoginStore({ CHAT_CLI_HOME: home });
+    const store = new LoginStore({ CHAT_CLI_HOME: home }, LOCK_WAIT_MS);
     const server_ = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     store.write({ server: server_, username: "u", userId: "1", deviceId: "2", accessToken: "access-0", accessExpiresAtMs: 0, refreshToken: "r0" });
     const session = new Session(store, store.read()!);
     // Follow's own, at once: its reconnect, the token it hands the session, and a call's (a name, a history read).
-    // The fifth waited 4 × 4 s for the lock, and was refused after 15.
+    // The fifth waited 4 × 4 s for the lock, and was refused after 15 (here 4 × ANSWER_MS, refused after LOCK_WAIT_MS).
     const tokens = await Promise.all(Array.from({ length: 5 }, () => session.refresh(true)));
     assert.deepEqual(tokens, ["access-1", "access-2", "access-3", "access-4", "access-5"]);
     assert.equal(mostInFlight, 1, "one refresh token spent twice at once");
