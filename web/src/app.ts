@@ -909,23 +909,34 @@ export class ChatApp {
     }
   }
 
-  private async fetchPresence(ids: bigint[]): Promise<void> {
+  /** Returns the ids whose presence could not be read. */
+  private async fetchPresence(ids: bigint[]): Promise<bigint[]> {
     const wanted = [...new Set(ids.filter((id) => id !== 0n && id !== this.me).map(key))].map((s) => BigInt(s));
-    if (wanted.length === 0) return;
-    try {
-      for (let i = 0; i < wanted.length; i += 500) {
+    for (let i = 0; i < wanted.length; i += 500) {
+      try {
         const asked = this.presenceTurn;
         const res = await this.api.presence.getPresence({ userIds: wanted.slice(i, i + 500) });
         this.setPresence(res.presences.filter((p) => (this.presenceAt.get(key(p.userId)) ?? 0) <= asked));
+      } catch {
+        // presence is a nicety: keep what we had
+        return wanted.slice(i);
       }
-    } catch {
-      // presence is a nicety: keep what we had
     }
+    return [];
   }
 
-  private refreshPresence(): Promise<void> {
+  /**
+   * At a welcome: the events of the time offline were missed. What could not
+   * be read again, and no event has told since, is from before the connection
+   * dropped, maybe long out of date ("online" for one gone meanwhile, for as
+   * long as they stay away): not shown.
+   */
+  private async refreshPresence(): Promise<void> {
+    const welcomed = this.presenceTurn;
     const peers = [...this.channels.values()].filter((c) => c.kind === ChannelKind.DIRECT).map((c) => c.peerUserId);
-    return this.fetchPresence([...peers, ...(this.open?.members ?? [])]);
+    const unread = await this.fetchPresence([...peers, ...(this.open?.members ?? [])]);
+    const stale = unread.filter((id) => (this.presenceAt.get(key(id)) ?? 0) <= welcomed && this.presence.delete(key(id)));
+    if (stale.length > 0) this.setPresence([]);
   }
 
   private setPresence(list: Presence[]): void {
