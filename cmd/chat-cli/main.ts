@@ -945,7 +945,8 @@ function oneLine(text: string, max: number): string {
 
 function intOption(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
-  const n = Number(raw);
+  // Plain digits only: Number() takes "" and " " as 0, "0x10" as 16 and "1e2" as 100.
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`${name} must be an integer from ${min} to ${max}`, 2);
   return n;
 }
