@@ -71,6 +71,21 @@ describe("TokenBucket: refused takes", () => {
     assert.equal(b.take(), 100, "the usual wait, not one behind a promise long past");
   });
 
+  it("promises a turn at most a second past its due time, however many refused takes came before it", () => {
+    // One device flooding at the limit for a minute, taking each token as it comes and refused in between.
+    let t = 1_000;
+    const b = new TokenBucket(20, 20, () => t);
+    for (let i = 0; i < 20; i++) b.take();
+    for (let ms = 0; ms < 60_000; ms += 10) {
+      t = 1_000 + ms;
+      b.take();
+    }
+    const wait = b.take();
+    assert.ok(wait <= 1_050, `another device of the account is told ${wait} ms, not half a minute`);
+    t += wait;
+    assert.equal(b.take(), 0, "and finds its token when it comes back");
+  });
+
   it("later() promises a turn without taking a token", () => {
     let t = 1_000;
     const b = new TokenBucket(10, 2, () => t);

@@ -9,6 +9,16 @@ import { monotonicNow } from "../model/clock.js";
 const REFILL_ROUNDING = 1e-3;
 
 /**
+ * How far past a take's own due time its turn may be promised. The spread is
+ * for a few callers that wait as told; one that ignores its turn and sends
+ * again at once is refused again, and without a bound each of its refusals
+ * pushed the promises a token further: a minute's flood at the limit told the
+ * account's other, waiting device to come back in half a minute, while the
+ * flood went on taking every token as it came.
+ */
+const PROMISE_HORIZON_MS = 1_000;
+
+/**
  * A token bucket: `ratePerSec` tokens a second, holding at most `burst`.
  *
  * A refused take is told when to come back, and each refused take is told a
@@ -68,7 +78,7 @@ export class TokenBucket {
   private promise(t: number, cost = 1): number {
     const interval = (cost * 1000) / this.ratePerSec;
     const due = t + (Math.max(0, cost - this.tokens) * 1000) / this.ratePerSec;
-    this.promisedAt = Math.max(due, this.promisedAt + interval);
+    this.promisedAt = Math.min(Math.max(due, this.promisedAt + interval), due + Math.max(PROMISE_HORIZON_MS, interval));
     return Math.max(1, Math.ceil(this.promisedAt - t));
   }
 }
