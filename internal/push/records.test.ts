@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { awkwardMessage } from "../wire/testdata.js";
-import { decodeNotificationRequested, encodeNotificationRequested, mentions } from "./records.js";
+import type { AccountStore } from "../accounts/store.js";
+import type { ChannelStore } from "../channels/store.js";
+import type { Id } from "../model/types.js";
+import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
+import { decodeNotificationRequested, encodeNotificationRequested, mentions, publishOfflineNotifications } from "./records.js";
 
 describe("push records", () => {
   it("tells a mention of a username from a longer name, an address and a sentence's end", () => {
@@ -19,5 +23,42 @@ describe("push records", () => {
     assert.deepStrictEqual(decodeNotificationRequested(encodeNotificationRequested(base)), base);
     const mentioned = { ...base, mentioned: true };
     assert.deepStrictEqual(decodeNotificationRequested(encodeNotificationRequested(mentioned)), mentioned);
+  });
+
+  it("reads a group message's sender and channel once for all its offline members, and again for the next message", async () => {
+    const reads = { users: 0, channels: 0 };
+    let title = "Climbing";
+    const accounts = {
+      getUser: async (id: Id) => {
+        reads.users++;
+        await Promise.resolve();
+        return { id, username: `u${id}`, displayName: "Alice" };
+      },
+    } as unknown as AccountStore;
+    const channels = {
+      getChannel: async (id: Id) => {
+        reads.channels++;
+        await Promise.resolve();
+        return { id, kind: "group", title };
+      },
+    } as unknown as ChannelStore;
+    const published: OutgoingRecord[] = [];
+    const queue = { publish: async (_topic: string, records: readonly OutgoingRecord[]) => void published.push(...records) } as unknown as MessageQueue;
+    const hook = publishOfflineNotifications({ queue, accounts, channels });
+    const message = { ...awkwardMessage, senderUserId: 1n, text: "no mention here" };
+    const members = Array.from({ length: 99 }, (_, i) => BigInt(i + 2));
+    await Promise.all(members.map((u) => hook(u, { inboxSeq: 1n, message })));
+    assert.deepEqual(reads, { users: 1, channels: 1 });
+    assert.equal(published.length, 99);
+    for (const r of published) {
+      const n = decodeNotificationRequested(r.value);
+      assert.equal(r.key, String(n.userId));
+      assert.equal(n.senderName, "Alice");
+      assert.equal(n.channelTitle, "Climbing");
+    }
+    title = "Bouldering";
+    await hook(2n, { inboxSeq: 2n, message });
+    assert.deepEqual(reads, { users: 2, channels: 2 }, "nothing kept once answered");
+    assert.equal(decodeNotificationRequested(published.at(-1)!.value).channelTitle, "Bouldering");
   });
 });

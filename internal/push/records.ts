@@ -62,21 +62,28 @@ export function decodeNotificationRequested(bytes: Uint8Array): NotificationRequ
 /**
  * The InboxWriter's onOffline hook: publishes NotificationRequested (keyed
  * by user id) to the notifications topic, with the sender's display name and
- * the channel title looked up once here, so the notifier needs no store but
- * the push endpoints. A user's own messages are never notified. A text with
- * an '@' in it also costs a read of the user, to tell a mention.
+ * the channel title looked up here, so the notifier needs no store but the
+ * push endpoints. A user's own messages are never notified. A text with an
+ * '@' in it also costs a read of the user, to tell a mention.
+ *
+ * A group message reaches the hook once for each offline member, side by
+ * side: calls that overlap share one read of the sender and one of the
+ * channel (99 members were 198 reads of the same two rows). Nothing is kept
+ * once a read is answered, so a rename shows in the next message's push.
  */
 export function publishOfflineNotifications(deps: {
   queue: MessageQueue;
   accounts: AccountStore;
   channels: ChannelStore;
 }): (userId: Id, entry: InboxEntry) => Promise<void> {
+  const readUser = sharedWhileReading((id: Id) => deps.accounts.getUser(id));
+  const readChannel = sharedWhileReading((id: Id) => deps.channels.getChannel(id));
   return async (userId, entry) => {
     const m = entry.message;
     if (m.senderUserId === userId) return;
     const [sender, channel, recipient] = await Promise.all([
-      deps.accounts.getUser(m.senderUserId),
-      deps.channels.getChannel(m.channelId),
+      readUser(m.senderUserId),
+      readChannel(m.channelId),
       m.text.includes("@") ? deps.accounts.getUser(userId) : undefined,
     ]);
     const request: NotificationRequest = {
@@ -87,6 +94,19 @@ export function publishOfflineNotifications(deps: {
     };
     if (recipient && mentions(m.text, recipient.username)) request.mentioned = true;
     await deps.queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRequested(request) }]);
+  };
+}
+
+/** `read`, with the calls for one id that overlap a read under way given that read's answer. */
+function sharedWhileReading<T>(read: (id: Id) => Promise<T>): (id: Id) => Promise<T> {
+  const reading = new Map<Id, Promise<T>>();
+  return (id) => {
+    let p = reading.get(id);
+    if (!p) {
+      p = read(id).finally(() => reading.delete(id));
+      reading.set(id, p);
+    }
+    return p;
   };
 }
 
