@@ -8,6 +8,7 @@ import { ChannelNoteKind, ErrorCode, MemberRole, type Message } from "../../gen/
 import { signUp, type TestUser } from "../support/api.js";
 import { TestDevice } from "../support/device.js";
 import { connectRedis, engineConfig } from "../support/engines.js";
+import { metricIn } from "../support/metrics.js";
 import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
@@ -625,11 +626,16 @@ describe("a cluster whose Cassandra stops answering for a while, under load", fu
       }
     });
     await waitFor(() => acked.size >= 20, "traffic before the outage", 60_000);
+    const pipelineMetrics = `http://127.0.0.1:${String(roles[2]!.info.ops)}/metrics`;
+    const failedBatches = async () => metricIn(await (await fetch(pipelineMetrics)).text(), "chat_pipeline_batches_failed_total", 'stage="sequencer"') ?? 0;
+    const failedBefore = await failedBatches();
     proxy.cut("reset");
     outage = true;
-    // Long enough for the block and membership caches to go stale and the pipeline to fail batches.
+    // Cut until the block and membership caches went stale (sends refused) and the pipeline failed
+    // batches again and again, its backoff (50 ms doubling) grown past a second: the state the
+    // recovery below starts from.
     await waitFor(() => refusals.length >= 10, "sends refused while Cassandra is away", 30_000);
-    await new Promise((r) => setTimeout(r, 10_000));
+    await waitFor(async () => (await failedBatches()) >= failedBefore + 6, "batches failed by the pipeline while Cassandra is away", 60_000, 200);
     outage = false;
     await proxy.restore();
     const before = acked.size;
