@@ -84,6 +84,27 @@ describe("web: the open chat's messages, bounded", () => {
     assert.deepEqual(r.shownSeqs(), range(1067 - WINDOW + 1, 1067));
   });
 
+  it("leaves a reader reading back where they are when a message of mine comes from my other device, and jumps to the bottom for one sent here", async () => {
+    const server = new FakeServer();
+    server.addChat(74n, {}, 60);
+    run = await start(server);
+    const r = run;
+    await openChat(r, 74n, 50);
+    const sc = r.scroller();
+    sc.scrollTop = 200;
+    const fromBottom = sc.scrollHeight - sc.scrollTop;
+
+    r.deliver(Object.assign(server.post(74n, "from my phone"), { senderUserId: ME, senderDeviceId: 12n }));
+    await waitFor(() => r.shownSeqs().includes(61n), "my phone's message");
+    await settle();
+    assert.equal(sc.scrollHeight - sc.scrollTop, fromBottom, "the page stays where the reader is");
+
+    r.deliver(Object.assign(server.post(74n, "from here"), { senderUserId: ME, senderDeviceId: 11n }));
+    await waitFor(() => r.shownSeqs().includes(62n), "this page's message");
+    await settle();
+    assert.equal(sc.scrollTop, sc.scrollHeight - sc.clientHeight, "at the bottom");
+  });
+
   it("shows an edit of an older message that came live while the page with it was on its way", async () => {
     const server = new FakeServer();
     server.addChat(71n, {}, 60);

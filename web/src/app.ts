@@ -1544,7 +1544,8 @@ export class ChatApp {
       bySeq.set(key(m.seq), m);
       added = true;
       if (m.senderUserId === this.me) {
-        mineAdded = true;
+        // Sent here, the writer wants to see it; sent from my phone, a reader reading back stays where they are.
+        if (m.senderDeviceId === this.auth.deviceId) mineAdded = true;
         this.pending.delete(m.clientMsgId);
       }
     }
