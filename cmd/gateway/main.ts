@@ -17,7 +17,7 @@ import { openRegistry, watchServers } from "../../internal/cluster/engines.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { HealthStatus, registerReflectionAndHealth } from "../../internal/grpc/index.js";
 import { conditionCheck } from "../../internal/observability/http.js";
-import { closableHttp2, createPublicHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
+import { closableHttp2, createPublicHttpServer, drainHttpServer, startPublicOps } from "../../internal/observability/lifecycle.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { readGatewayConfig } from "./config.js";
@@ -108,8 +108,9 @@ start.started(async () => {
   // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
   await gateway.close();
   await host.close();
-  httpServer.closeAllConnections();
-  await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  // No grace (the probes are all it serves now), and done with a TLS connection still in its
+  // handshake, which close() alone waited for past the stop's bound.
+  await drainHttpServer(httpServer, 0);
   await grpcListener.close();
   await ops.close();
   await watch.close();

@@ -4,9 +4,14 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import { connect, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Registry } from "prom-client";
+import { selfSignedCertificate } from "../../test/support/tls.js";
 import { drainHttpServer, startOpsServer, stopGrpcServer } from "./lifecycle.js";
 
 const STUCK = fileURLToPath(new URL("./testdata/stuck-stop.ts", import.meta.url));
@@ -134,6 +139,28 @@ describe("drainHttpServer", function () {
     await inFlight;
     await drainHttpServer(server, 100);
     assert.match((await reset).message, /socket hang up|ECONNRESET/);
+  });
+
+  // A TLS connection in its handshake (a balancer's TCP check, a client mid-connect) is no HTTP
+  // connection yet: closeAllConnections does not see it, and close() waited for it until the
+  // handshake timeout (120 s). chatd or the api with CHAT_TLS_CERT then ran into the 25 s stop
+  // bound and exited 1, "did not stop".
+  it("ends after the grace with a TLS connection open that never began its handshake", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "drain-tls-"));
+    try {
+      const { certPath, keyPath } = selfSignedCertificate(dir);
+      const server = https.createServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, (_req, res) => res.end("ok"));
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const socket = connect((server.address() as AddressInfo).port, "127.0.0.1").on("error", () => {});
+      await once(socket, "connect");
+      try {
+        await drainHttpServer(server, 100);
+      } finally {
+        socket.destroy();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
