@@ -24,7 +24,6 @@ import {
   type CassandraStorage,
 } from "./index.js";
 import { bucketOf } from "./buckets.js";
-import { CHANNEL_TURN_TTL_S } from "./channel-store.js";
 import { encodeChange } from "./change-cell.js";
 import { ADDED_COLUMNS, DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS, SCHEMA_VERSION, tableId, TABLE_NAMES } from "./schema.js";
 import { Db, mapLimit, StorageUnavailable, type Statement } from "./session.js";
@@ -778,8 +777,11 @@ describe("cassandra storage", function () {
         if (args[0].includes("channel_turns") && args[0].includes("INSERT") && !r.applied) refusedTwo();
         return r;
       };
-      const one = new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET));
-      const two = new CassandraChannelStore(watching, new CassandraMessageLog(st.db, BUCKET));
+      // A 3 s lease, renewed each second (a third of it), with room for a renewal slow on a loaded
+      // Cassandra: the default's 10 s, waited out, was most of this test's time.
+      const TURN_TTL_S = 3;
+      const one = new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET), TURN_TTL_S);
+      const two = new CassandraChannelStore(watching, new CassandraMessageLog(st.db, BUCKET), TURN_TTL_S);
       const seen: string[] = [];
       let entered!: () => void;
       const oneIn = new Promise<void>((r) => (entered = r));
@@ -793,7 +795,7 @@ describe("cassandra storage", function () {
       });
       await oneIn;
       // The change stalls past its lease (a store step or a note write slow to answer).
-      const pastLease = Date.now() + CHANNEL_TURN_TTL_S * 1000 + 1_500;
+      const pastLease = Date.now() + TURN_TTL_S * 1000 + 1_500;
       while (Date.now() < pastLease) await new Promise((r) => setTimeout(r, 100));
       const second = two.changeInTurn(id, async () => {
         seen.push("b in");

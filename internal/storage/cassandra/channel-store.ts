@@ -54,17 +54,17 @@ const MAX_ATTEMPTS = 32;
  * process that died in it holds the channel's changes off this long.
  */
 export const CHANNEL_TURN_TTL_S = 10;
-/** How long changeInTurn waits for its turn before it answers unavailable: past one lease run out. */
-const TURN_WAIT_MS = 2 * CHANNEL_TURN_TTL_S * 1000;
+/** How long changeInTurn waits for its turn before it answers unavailable, in leases: past one run out. */
+const TURN_WAIT_LEASES = 2;
 /**
- * How long a live change keeps its turn by renewing the lease: a change slow
+ * How long a live change keeps its turn by renewing the lease, in leases: a change slow
  * in its store step or note (a write retried, a queue slow to answer) was
  * overtaken once its lease ran out, and the other change's note was told
  * before the one it followed. Bounded, so a change that never ends holds the
- * group's changes off no longer than this (each waiting TURN_WAIT_MS, then
- * answered unavailable).
+ * group's changes off no longer than this (each waiting TURN_WAIT_LEASES of
+ * them, then answered unavailable).
  */
-const TURN_HOLD_MS = 6 * CHANNEL_TURN_TTL_S * 1000;
+const TURN_HOLD_LEASES = 6;
 
 /** `channels.invite_code` of a group with no invite code (null: not written since schema 8; see codeIn). */
 const NO_CODE = "";
@@ -109,10 +109,11 @@ export class CassandraChannelStore implements ChannelStore {
   /** This process's turns, in line before the lease: its own changes of a channel wait here rather than race for it. */
   private readonly turns = new ChannelTurns();
 
-  /** `log` is the channels' message log, whose newest message bounds read positions. */
+  /** `log` is the channels' message log, whose newest message bounds read positions; `turnTtlS` a turn's lease (shorter only in tests, to wait less). */
   constructor(
     private readonly db: Db,
     private readonly log: Pick<MessageLog, "latest">,
+    private readonly turnTtlS = CHANNEL_TURN_TTL_S,
   ) {
     const t = (n: string) => db.t(n);
     const ch = t("channels");
@@ -415,12 +416,12 @@ export class CassandraChannelStore implements ChannelStore {
         if (e instanceof StorageUnavailable && e.unknownOutcome) await this.db.lwt(this.q.giveTurn, [channelId, holder]).catch(() => undefined);
         throw e;
       }
-      const until = Date.now() + TURN_HOLD_MS;
+      const until = Date.now() + TURN_HOLD_LEASES * this.turnTtlS * 1000;
       // Renewed well before it runs out; a renewal lost (Cassandra away) leaves it to run out by its TTL.
       const keep = setInterval(() => {
         if (Date.now() > until) return clearInterval(keep);
-        this.db.lwt(this.q.keepTurn, [CHANNEL_TURN_TTL_S, holder, channelId, holder]).catch(() => undefined);
-      }, (CHANNEL_TURN_TTL_S * 1000) / 3);
+        this.db.lwt(this.q.keepTurn, [this.turnTtlS, holder, channelId, holder]).catch(() => undefined);
+      }, (this.turnTtlS * 1000) / 3);
       try {
         return await work();
       } finally {
@@ -433,9 +434,9 @@ export class CassandraChannelStore implements ChannelStore {
 
   /** Takes the channel's lease for `holder`, waiting while another process holds it. */
   private async takeTurn(channelId: Id, holder: string): Promise<void> {
-    const deadline = Date.now() + TURN_WAIT_MS;
+    const deadline = Date.now() + TURN_WAIT_LEASES * this.turnTtlS * 1000;
     for (let attempt = 0; ; attempt++) {
-      const r = await this.db.lwt(this.q.takeTurn, [channelId, holder, CHANNEL_TURN_TTL_S]);
+      const r = await this.db.lwt(this.q.takeTurn, [channelId, holder, this.turnTtlS]);
       // Held by this very holder: an earlier attempt that timed out had landed.
       if (r.applied || r.row.get("holder") === holder) return;
       if (Date.now() > deadline) throw new ChatError("unavailable", `channel ${channelId}: another change of the group held it too long; try again`);
