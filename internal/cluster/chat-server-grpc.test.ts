@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, toBinary } from "@bufbuild/protobuf";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
@@ -388,6 +388,36 @@ describe("chat server's Deliver: a flood", () => {
       client.close();
       chat.drain();
       server.forceShutdown();
+    }
+  });
+});
+
+describe("chat server's gateway stream: a JSON session's frames", () => {
+  it("refuses a frame that is not UTF-8 (a binary WebSocket frame, which the socket does not check), as chatd does, and submits nothing of it", async () => {
+    const texts: string[] = [];
+    const submitter = { submit: async (_who: unknown, cmd: { text: string }) => (texts.push(cmd.text), { messageId: 1n, duplicate: false }) };
+    const chat = new ChatServer({ serverId: "t", inbox: inboxOf(0, 0), channels: {} as never, submitter: submitter as never });
+    const call = new HeldCall();
+    chatServerService(chat).session(call as never);
+    const frames = () =>
+      call.out.flatMap((res) => (res.kind?.$case === "serverFrame" ? [fromJsonString(ServerFrameSchema, res.kind.value.toString("utf8"))] : []));
+    call.emit("data", { sessionId: 1n, kind: { $case: "open", value: { userId: 1n, deviceId: 1n, tokenExpiresAt: new Date(Date.now() + 60_000), resumed: false, encoding: "json", gatewayId: "gw" } } });
+    const send = (ref: number, text: Buffer) =>
+      Buffer.concat([Buffer.from(`{"ref":"${ref}","send":{"clientMsgId":"m${ref}","channelId":"7","text":"`), text, Buffer.from(`"}}`)]);
+    try {
+      await waitFor(() => frames().some((f) => f.kind.case === "welcome"), "the welcome");
+      // A lone 0xff byte: read leniently, it would be stored as U+FFFD, not the text the device sent.
+      call.emit("data", { sessionId: 1n, kind: { $case: "clientFrame", value: send(1, Buffer.from([0x68, 0xff])) } });
+      call.emit("data", { sessionId: 1n, kind: { $case: "clientFrame", value: send(2, Buffer.from("ok")) } });
+      const answers = () => frames().filter((f) => f.kind.case === "error" || f.kind.case === "sendAck");
+      await waitFor(() => answers().length === 2, "both frames answered");
+      const [refused, acked] = answers();
+      assert.ok(refused!.kind.case === "error", `the frame that is not UTF-8 is refused, not ${refused!.kind.case}`);
+      assert.equal(refused!.kind.value.code, ErrorCode.INVALID_FRAME);
+      assert.equal(acked!.kind.case, "sendAck");
+      assert.deepEqual(texts, ["ok"]);
+    } finally {
+      chat.drain();
     }
   });
 });

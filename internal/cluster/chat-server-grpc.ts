@@ -199,8 +199,9 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
             return;
           }
           case "clientFrame": {
-            const s = sessions.get(id);
-            if (s) s.handle.receive(s.encoding === "json" ? kind.value.toString("utf8") : kind.value);
+            // As bytes for JSON too: the session reads them as strict UTF-8, as chatd's does a binary
+            // WebSocket frame (which the socket does not check); a toString here put U+FFFD in for bad bytes.
+            sessions.get(id)?.handle.receive(kind.value);
             return;
           }
           case "reauthentication": {
