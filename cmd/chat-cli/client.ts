@@ -331,6 +331,8 @@ export class Session {
   /** The user called "@alice" (case-insensitive), or a CliError naming who is missing. */
   async findUser(ref: string): Promise<User> {
     const name = ref.replace(/^@/, "").toLowerCase();
+    // The server's words for an empty search ("query is required") named no argument.
+    if (!name.trim()) throw new CliError(`"${ref}" names no user: write @username`, 2);
     const res = await this.api.users.searchUsers({ query: name, limit: 20 });
     const user = res.users.find((u) => u.username.toLowerCase() === name);
     if (!user) throw new CliError(`no user is called @${name}`);

@@ -4,6 +4,8 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { CliError, Session } from "../../cmd/chat-cli/client.js";
+import type { LoginStore } from "../../cmd/chat-cli/store.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
@@ -43,5 +45,28 @@ describe("chat-cli: numeric options", function () {
     const r = await run(home, ["history", "1", "--limit", "007"]);
     // Past the options: the login it asks for next.
     assert.equal(r.code, 3, r.stderr);
+  });
+});
+
+describe("chat-cli: an @ with no name", () => {
+  // The server's words for an empty search ("query is required", exit 1) named no argument.
+  it("is a usage error naming it, asked of no server", async () => {
+    const login = { server: "http://127.0.0.1:1", username: "me", userId: "1", deviceId: "2", accessToken: "t", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" };
+    const s = new Session({} as LoginStore, login);
+    let searched = false;
+    (s as { api: unknown }).api = {
+      users: {
+        searchUsers: async () => {
+          searched = true;
+          throw new Error("query is required");
+        },
+      },
+    };
+    for (const ref of ["@", "@ "]) {
+      const err = await s.resolveChannel(ref).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof CliError && err.exitCode === 2, `${JSON.stringify(ref)}: ${String(err)}`);
+      assert.match(err.message, /names no user/);
+    }
+    assert.equal(searched, false);
   });
 });
