@@ -857,6 +857,28 @@ describe("session start, sync races and failed reads", () => {
     server.drain();
   });
 
+  it("answers the SyncRequest that came last from its own after_inbox_seq, though an earlier one's head read answers after its", async () => {
+    const { inbox, kept, holds } = heldInbox();
+    kept.push(1n, 2n, 3n, 4n, 5n);
+    const { server, handle, next, log } = openSession(inbox);
+    await next("welcome");
+    await waitFor(() => seqsIn(log).length === 5, "the catch-up");
+    // The first request's head read is slow (another connection of the store's pool); the second's answers at once.
+    let firstHeadRead!: () => void;
+    holds.head = new Promise((r) => (firstHeadRead = r));
+    handle.receive(frame({ ref: 1n, kind: { case: "sync", value: { afterInboxSeq: 3n } } }));
+    holds.head = undefined;
+    // The device dropped what it had (a cache cleared): it asks for everything.
+    handle.receive(frame({ ref: 2n, kind: { case: "sync", value: { afterInboxSeq: 0n } } }));
+    await new Promise((r) => setImmediate(r));
+    firstHeadRead();
+    const lastPage = (ref: bigint) => log.some((f) => f.ref === ref && f.kind.case === "syncBatch" && !f.kind.value.hasMore);
+    await waitFor(() => lastPage(1n) && lastPage(2n), "a last page for each request");
+    const answer = log.filter((f) => f.ref === 2n);
+    assert.deepStrictEqual(seqsIn(answer), [1n, 2n, 3n, 4n, 5n], "the request that came last has everything after its own after_inbox_seq");
+    server.drain();
+  });
+
   it("answers a SyncRequest whose inbox read fails with UNAVAILABLE, and reads again after a pause", async () => {
     const { inbox, kept, holds } = heldInbox();
     kept.push(1n, 2n);

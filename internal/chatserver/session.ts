@@ -143,6 +143,9 @@ export class Session implements SessionHandle {
    * (a native gRPC stream that half-closed would end before the real one).
    */
   private syncsStarting = 0;
+  /** SyncRequests received, and the number of the newest that took effect: one whose head read answers after a newer one's is superseded by it. */
+  private syncsAsked = 0;
+  private syncTaken = 0;
   /** The pump stopped for a starting SyncRequest: if that fails, it must run again. */
   private pumpHeld = false;
   /** The last page sent said has_more: the pump owes the device a last page, even an empty one. */
@@ -471,15 +474,25 @@ export class Session implements SessionHandle {
           // (a reinstall) or more (acks we have not seen), but never more than
           // the inbox holds: its delivery acks are bounded by this.
           const sentBefore = this.sentUpTo;
+          const asked = ++this.syncsAsked;
           this.syncsStarting++;
           let head: bigint | undefined;
+          let overtaken = false;
           try {
             head = await this.server.inbox.head(this.userId);
+            // Reads may answer out of order (a store's pool of connections): a newer request already
+            // answering supersedes this one, which must not end it and answer from its own cursor.
+            overtaken = asked < this.syncTaken;
           } finally {
-            // A request whose read failed gets an error and no pages: the pump it held back runs now.
-            if (--this.syncsStarting === 0 && head === undefined && this.pumpHeld) this.catchUp();
+            // A request whose read failed gets an error and no pages, one overtaken only its last page: the pump it held back runs now.
+            if (--this.syncsStarting === 0 && (head === undefined || overtaken) && this.pumpHeld) this.catchUp();
           }
           if (!this.open) return;
+          if (overtaken) {
+            this.send(create(ServerFrameSchema, { ref, kind: { case: "syncBatch", value: { entries: [], headInboxSeq: this.sentUpTo, hasMore: false } } }));
+            return;
+          }
+          this.syncTaken = asked;
           const after = kind.value.afterInboxSeq < head ? kind.value.afterInboxSeq : head;
           // Live entries sent while head was read came after the request, so
           // the device gets them before the batch: unless it asked to go back
