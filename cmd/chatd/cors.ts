@@ -13,11 +13,16 @@ const ALLOWED_HEADERS = [
 // The api's own headers by their constants, so that a browser can read every one it sends.
 const EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", ERROR_CODE_HEADER, RETRY_AFTER_HEADER].join(", ");
 
-/** CORS for Connect and gRPC-Web from browsers. No allowed origins configured means any origin. */
+/**
+ * CORS for Connect and gRPC-Web from browsers. No allowed origins configured
+ * means any origin. Every answer varies by Origin, the refused and the
+ * Origin-less too: a cache that kept one of those without `Vary` would hand
+ * it, with no allow-origin, to an allowed browser.
+ */
 export function corsHeaders(req: IncomingMessage, allowedOrigins: readonly string[]): Record<string, string> {
   const origin = req.headers.origin;
-  if (!origin) return {};
-  if (allowedOrigins.length > 0 && !allowedOrigins.includes(origin)) return {};
+  if (!origin) return { vary: "origin" };
+  if (allowedOrigins.length > 0 && !allowedOrigins.includes(origin)) return { vary: "origin" };
   return {
     "access-control-allow-origin": origin,
     vary: "origin",
