@@ -10,7 +10,7 @@ import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/t
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, MAX_ID, Session, callTimeoutMs, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
 import { follow } from "./follow.js";
-import { LoginStore } from "./store.js";
+import { DamagedLogin, LoginStore, type SavedLogin } from "./store.js";
 import { displayWidth, padEnd, truncated } from "./width.js";
 
 const USAGE = `chat-cli: a command-line client for chatd
@@ -258,7 +258,14 @@ async function main(argv: string[]): Promise<void> {
 function refuseOtherServer(command: string, values: Values): void {
   const [raw, by] = values.server !== undefined ? [values.server, "--server"] : [process.env.CHAT_SERVER, "CHAT_SERVER"];
   if (!raw) return;
-  const saved = store.read();
+  let saved: SavedLogin | undefined;
+  try {
+    saved = store.read();
+  } catch (err) {
+    // No login to compare with: the command's own read tells what is wrong with the file.
+    if (err instanceof DamagedLogin) return;
+    throw err;
+  }
   if (!saved) return;
   const asked = normalizeServer(raw, by);
   if (saved.server === asked) return;
@@ -282,7 +289,7 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
       ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
       : await api.auth.login({ username, password, device });
   const user = res.user!;
-  await signOutReplaced(store.read(), server);
+  await signOutReplaced(replacedLogin(), server);
   store.write(toSavedLogin(server, user.username, res.credentials!));
   if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
   out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
@@ -293,7 +300,18 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
  * one login, so a device left behind signed in would stay so, unseen, until
  * the account's device limit pruned it. Best effort, as a logout's is.
  */
-async function signOutReplaced(previous: ReturnType<typeof store.read>, server: string): Promise<void> {
+function replacedLogin(): SavedLogin | undefined {
+  try {
+    return store.read();
+  } catch (err) {
+    if (!(err instanceof DamagedLogin)) throw err;
+    // The login just made must be kept whatever was there: failing now would leave its device signed in, saved nowhere.
+    warn(`${err.file} ${err.reason}: the damaged file is replaced, and a device it held stays signed in until the account's device limit prunes it`);
+    return undefined;
+  }
+}
+
+async function signOutReplaced(previous: SavedLogin | undefined, server: string): Promise<void> {
   if (!previous) return;
   // A port speaks http or https, never both: a login at the same host and port under the other
   // scheme (chatd restarted with CHAT_TLS_CERT, as the README's TLS steps do) found the old
@@ -309,7 +327,15 @@ async function signOutReplaced(previous: ReturnType<typeof store.read>, server: 
 }
 
 async function logout(values: Values): Promise<void> {
-  const login = store.read();
+  let login: SavedLogin | undefined;
+  try {
+    login = store.read();
+  } catch (err) {
+    if (!(err instanceof DamagedLogin)) throw err;
+    store.remove();
+    if (values.json) return json({ username: null, confirmed: false });
+    return out(`Removed the damaged ${err.file} (it ${err.reason}); a device it held was not signed out.`);
+  }
   if (!login) return values.json ? json({ username: null, confirmed: false }) : out("Not logged in.");
   let confirmed = true;
   try {
@@ -827,7 +853,13 @@ async function blocked(values: Values): Promise<void> {
 // ------------------------------------------------------------------ helpers
 
 function session(): Session {
-  const login = store.read();
+  let login: SavedLogin | undefined;
+  try {
+    login = store.read();
+  } catch (err) {
+    if (err instanceof DamagedLogin) throw new CliError(err.message, 3);
+    throw err;
+  }
   if (!login) throw new CliError("not logged in; run: chat-cli login <username> (or signup)", 3);
   return new Session(store, login);
 }

@@ -28,6 +28,19 @@ export const LOCK_WAIT_MS = 20_000;
  */
 export class RefreshLockBusy extends Error {}
 
+/** The credentials file is there but holds no login this chat-cli can use (edited by hand, cut short). */
+export class DamagedLogin extends Error {
+  constructor(
+    readonly file: string,
+    /** What is wrong with it: "is not valid JSON", "has no refreshToken". */
+    readonly reason: string,
+  ) {
+    super(`${file} ${reason}; remove it and log in again`);
+  }
+}
+
+const LOGIN_STRINGS = ["server", "username", "userId", "deviceId", "accessToken", "refreshToken"] as const;
+
 /**
  * The CLI's state directory: $CHAT_CLI_HOME, else $XDG_CONFIG_HOME/chat-cli,
  * else ~/.config/chat-cli. The credentials file is written atomically with
@@ -55,11 +68,19 @@ export class LoginStore {
     } catch {
       return undefined;
     }
+    let login: unknown;
     try {
-      return JSON.parse(raw) as SavedLogin;
+      login = JSON.parse(raw);
     } catch {
-      throw new Error(`${this.file} is not valid JSON; remove it and log in again`);
+      throw new DamagedLogin(this.file, "is not valid JSON");
     }
+    if (typeof login !== "object" || login === null || Array.isArray(login)) throw new DamagedLogin(this.file, "is not a login");
+    const fields = login as Record<string, unknown>;
+    for (const name of LOGIN_STRINGS) {
+      if (typeof fields[name] !== "string" || fields[name] === "") throw new DamagedLogin(this.file, `has no ${name}`);
+    }
+    if (typeof fields.accessExpiresAtMs !== "number") throw new DamagedLogin(this.file, "has no accessExpiresAtMs");
+    return login as SavedLogin;
   }
 
   write(login: SavedLogin): void {

@@ -138,6 +138,31 @@ describe("chat-cli against chatd", function () {
     assert.match(await alice.ok("whoami"), new RegExp(`@${alice.username} \\(Alice\\)`));
   });
 
+  it("takes a damaged credentials file for no login: other commands exit 3 naming it, logout removes it, login writes over it", async () => {
+    const carol = new CliUser(`carol_${suffix}`, chatd.httpUrl);
+    await carol.ok("signup", carol.username);
+    const file = join(carol.home, "credentials.json");
+    const { refreshToken, ...partial } = JSON.parse(readFileSync(file, "utf8"));
+    assert.ok(refreshToken);
+    for (const damaged of ["{ not json", JSON.stringify(partial), "[]", "null"]) {
+      writeFileSync(file, damaged);
+      const r = await carol.run("chats");
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /credentials\.json (is not valid JSON|has no refreshToken|is not a login); remove it and log in again/);
+      assert.doesNotMatch(r.stderr, /Cannot read properties/);
+    }
+    const out = await carol.ok("logout");
+    assert.match(out, /Removed the damaged .*credentials\.json/);
+    assert.doesNotMatch(out, /undefined/);
+    assert.throws(() => statSync(file), /ENOENT/);
+
+    writeFileSync(file, JSON.stringify(partial));
+    const login = await carol.run("login", carol.username);
+    assert.equal(login.code, 0, login.stderr);
+    assert.match(login.stderr, /damaged/);
+    assert.match(await carol.ok("whoami"), new RegExp(`@${carol.username}`));
+  });
+
   it("keeps its credentials where --help says: in $XDG_CONFIG_HOME/chat-cli when CHAT_CLI_HOME is unset", async () => {
     assert.match(await alice.ok("--help"), /Credentials live in \$CHAT_CLI_HOME \(default \$XDG_CONFIG_HOME\/chat-cli, else\n~\/\.config\/chat-cli\), mode 0600\./);
     const config = mkdtempSync(join(tmpdir(), "chat-cli-xdg-"));
