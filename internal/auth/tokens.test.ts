@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -96,6 +97,13 @@ describe("auth: key files", () => {
   it("takes an empty public key file for one not written yet: the gateway waits on, rather than failing to read it", async () => {
     writeFileSync(join(dir, PUBLIC_KEY_FILE), "");
     await assert.rejects(loadPublicKeys(dir, 0), MissingKeyError);
+  });
+
+  it("names the key file that is no key, and says what it should hold", async () => {
+    writeFileSync(join(dir, PRIVATE_KEY_FILE), "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+    await assert.rejects(loadOrCreateKeys(dir), (e: Error) => e.message.startsWith(`${join(dir, PRIVATE_KEY_FILE)} is not an Ed25519 private key in PKCS#8 PEM (`));
+    writeFileSync(join(dir, PUBLIC_KEY_FILE), generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ format: "pem", type: "spki" }));
+    await assert.rejects(loadPublicKeys(dir, 0), (e: Error) => e.message.startsWith(`${join(dir, PUBLIC_KEY_FILE)} is not an Ed25519 public key in SPKI PEM (`));
   });
 
   it("agrees on one key when two starts race", async () => {

@@ -161,6 +161,19 @@ export function publicKeyFromPem(publicPem: string | Buffer): KeyObject {
   return key;
 }
 
+/**
+ * `parse` of the key file at `path`, its failure naming the file: OpenSSL's own
+ * words ("error:1E08010C:DECODER routines::unsupported") say neither which file
+ * nor that it is the key that is wrong.
+ */
+function keyFromFile<T>(path: string, what: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new Error(`${path} is not ${what} (${(e as Error).message})`);
+  }
+}
+
 export const PRIVATE_KEY_FILE = "token-ed25519.key.pem";
 export const PUBLIC_KEY_FILE = "token-ed25519.pub.pem";
 
@@ -177,7 +190,7 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
     throw e;
   });
   if (existing) {
-    const keys = keysFromPem(existing);
+    const keys = keyFromFile(privatePath, "an Ed25519 private key in PKCS#8 PEM", () => keysFromPem(existing));
     // A start that died between the two files left the private key alone, and gateways would wait for the
     // public one for good. Best effort: a directory read-only to the api may have its public key elsewhere.
     await writePublicKey(dir, keys).catch(() => undefined);
@@ -193,7 +206,8 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     // Another process won the race: use its key.
-    return keysFromPem(await readFile(privatePath));
+    const theirs = await readFile(privatePath);
+    return keyFromFile(privatePath, "an Ed25519 private key in PKCS#8 PEM", () => keysFromPem(theirs));
   } finally {
     await rm(tmp, { force: true });
   }
@@ -243,7 +257,7 @@ export async function loadPublicKeys(dir: string, waitMs = 60_000, signal?: Abor
       throw e;
     });
     // Empty: written by a build that wrote it in place, not yet filled.
-    if (pem && pem.length > 0) return [publicKeyFromPem(pem)];
+    if (pem && pem.length > 0) return [keyFromFile(path, "an Ed25519 public key in SPKI PEM", () => publicKeyFromPem(pem))];
     if (Date.now() > deadline) throw new MissingKeyError(path, waitMs);
     signal?.throwIfAborted();
     await new Promise<void>((resolve) => {
