@@ -104,8 +104,7 @@ export class CassandraAccountStore implements AccountStore {
       request: `SELECT at_ms FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = true`,
       requests: `SELECT other_user_id, outgoing, at_ms FROM ${t("friend_requests")} WHERE user_id = ?`,
       putFriend: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
-      putFriendPlain: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?)`,
-      deleteFriend: `DELETE FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
+      unfriend: `DELETE FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ? IF EXISTS`,
       visibility: `SELECT visibility FROM ${t("presence_settings")} WHERE user_id = ?`,
       visibilityIn: `SELECT user_id, visibility FROM ${t("presence_settings")} WHERE user_id IN ?`,
       setVisibility: `INSERT INTO ${t("presence_settings")} (user_id, visibility) VALUES (?, ?)`,
@@ -394,14 +393,19 @@ export class CassandraAccountStore implements AccountStore {
     return out.sort((x, y) => x.atMs - y.atMs || cmp(x.fromUserId, y.fromUserId) || cmp(x.toUserId, y.toUserId));
   }
 
+  /**
+   * Every write of a friendship row is a Paxos round, so each is stamped with
+   * its ballot, above every earlier round's on the partition whatever the
+   * clocks: with the first row a compare-and-set (the node's clock) and the
+   * rest plain writes (the api's), an api whose clock was behind could not
+   * take that row away, and one ahead made rows no unfriending could.
+   */
   async addFriendship(a: Id, b: Id, atMs: number): Promise<void> {
-    // Keep the first friendship's date, as the SQLite adapter does; the LWT
-    // tells whether there was one.
+    // Keep the first friendship's date, as the SQLite adapter does; the compare-and-set tells whether there was one.
     const first = await this.db.lwt(this.q.putFriend, [a, b, msCell(atMs)]);
     const since = first.applied ? msCell(atMs) : big(first.row.get("since_ms"));
+    await this.db.lwt(this.q.putFriend, [b, a, since]);
     await this.db.batch([
-      { query: this.q.putFriendPlain, params: [a, b, since] },
-      { query: this.q.putFriendPlain, params: [b, a, since] },
       { query: this.q.deleteRequest, params: [a, b, true] },
       { query: this.q.deleteRequest, params: [b, a, false] },
       { query: this.q.deleteRequest, params: [b, a, true] },
@@ -410,10 +414,7 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async removeFriendship(a: Id, b: Id): Promise<void> {
-    await this.db.batch([
-      { query: this.q.deleteFriend, params: [a, b] },
-      { query: this.q.deleteFriend, params: [b, a] },
-    ], { logged: true });
+    await Promise.all([this.db.lwt(this.q.unfriend, [a, b]), this.db.lwt(this.q.unfriend, [b, a])]);
   }
 
   async areFriends(a: Id, b: Id): Promise<boolean> {

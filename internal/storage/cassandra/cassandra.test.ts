@@ -838,10 +838,10 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await channels.listPlaces(u), new Map());
     });
 
-    /** The storage as a process whose clock is an hour ahead reaches it: every request stamped an hour ahead by its client. */
-    const aheadDb = (): Db => {
+    /** The storage as a process whose clock is an hour ahead (or behind) reaches it: every request stamped so by its client. */
+    const aheadDb = (byMs = 3_600_000): Db => {
       const st = s();
-      const stamp = () => cassandra.types.Long.fromString(String(BigInt(Date.now() + 3_600_000) * 1000n));
+      const stamp = () => cassandra.types.Long.fromString(String(BigInt(Date.now() + byMs) * 1000n));
       const client = Object.create(st.client, {
         execute: { value: (q: string, p?: unknown[], o: cassandra.QueryOptions = {}) => st.client.execute(q, p, { ...o, timestamp: stamp() }) },
         batch: { value: (qs: Statement[], o: cassandra.QueryOptions = {}) => st.client.batch(qs, { ...o, timestamp: stamp() }) },
@@ -863,6 +863,27 @@ describe("cassandra storage", function () {
       await here.deleteUser(u.userId);
       assert.equal(await here.findUserByUsername(u.username), undefined);
       assert.deepStrictEqual(await here.searchUsers(u.username, 10), []);
+    });
+
+    // A friendship's first row was a compare-and-set, stamped with its Paxos ballot (the
+    // node's clock), and every other write of it with the client's: a process whose clock
+    // was behind could not take away that row, so one of the two still had the other as a
+    // friend; one whose clock was ahead made rows no unfriending here could take away.
+    it("a friendship ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
+      const here = new CassandraAccountStore(s().db);
+      for (const [maker, ender] of [
+        [here, new CassandraAccountStore(aheadDb(-3_600_000))],
+        [new CassandraAccountStore(aheadDb()), here],
+      ] as const) {
+        const [a, b] = [uniqueId(), uniqueId()];
+        await maker.addFriendship(a, b, 1_767_225_600_000);
+        assert.equal(await here.areFriends(a, b), true);
+        await ender.removeFriendship(a, b);
+        assert.deepStrictEqual([await here.areFriends(a, b), await here.areFriends(b, a)], [false, false]);
+        assert.deepStrictEqual([await here.listFriends(a), await here.listFriends(b)], [[], []]);
+        await ender.addFriendship(b, a, 1_767_229_200_000);
+        assert.deepStrictEqual([await here.listFriends(a), await here.listFriends(b)], [[b], [a]], "and can begin again");
+      }
     });
 
     it("a refresh token stored by a process whose clock is an hour ahead is taken once, and a sign-out here drops it", async () => {

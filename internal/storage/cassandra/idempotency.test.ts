@@ -18,10 +18,10 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   account: {
     again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken", "markUsed",
       "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "putRequest", "deleteRequest", "request",
-      "requests", "putFriendPlain", "deleteFriend", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "putBlock", "putBlocker",
+      "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "putBlock", "putBlocker",
       "deleteBlock", "deleteBlocker", "block", "blocks", "blockers", "blockersAmong"],
     once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget", "dropDevice",
-      "takeToken", "putFriend"],
+      "takeToken", "putFriend", "unfriend"],
   },
   channel: {
     again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
