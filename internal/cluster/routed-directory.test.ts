@@ -4,6 +4,7 @@ import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionRoutes } from "../routing/port.js";
 import type { ChatServerClients } from "./client-pool.js";
 import type { BatchOutcome } from "./delivery-stream.js";
+import { waitFor } from "../../test/support/wait.js";
 import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
 
 const sized = (userId: number, bytes: number) => ({ userId: BigInt(userId), bytes });
@@ -26,6 +27,10 @@ describe("delivery batches split by size", () => {
   });
 });
 
+/** A live delivery of inbox entry `inboxSeq`. */
+const entry = (inboxSeq: bigint, text = "hi") =>
+  create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq, message: { text } } } } });
+
 describe("RoutedSessionDirectory", () => {
   it("counts as reached only users on a chat server that queued their frame on a session: not those routed only to one gone, failing, or without their sessions", async () => {
     const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]], [7n, ["a"]]]) } as unknown as SessionRoutes;
@@ -36,6 +41,53 @@ describe("RoutedSessionDirectory", () => {
     const frame = create(ServerFrameSchema, { kind: { case: "heartbeatAck", value: {} } });
     const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n, 6n, 7n].map((userId) => ({ userId, frame })));
     assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
+  });
+
+  it("sends a batch that failed once more a moment later, without waiting for it, and no more than once", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]]]) } as unknown as SessionRoutes;
+    const sent: Record<string, bigint[][]> = { a: [], b: [] };
+    // a times out once, then takes it; b fails every time.
+    const outcomes: Record<string, BatchOutcome[]> = { a: [{ failed: "timeout" }, { sessions: 1, missed: [] }], b: [{ failed: "busy" }, { failed: "broken" }, { failed: "broken" }] };
+    const stream = (id: string) => ({
+      send: async (chunk: { userId: bigint }[]) => {
+        sent[id]!.push(chunk.map((d) => d.userId));
+        return outcomes[id]!.shift()!;
+      },
+    });
+    const servers = { a: stream("a"), b: stream("b") };
+    const clients = { deliveries: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
+    const directory = new RoutedSessionDirectory(routes, clients, undefined, { afterMs: 10 });
+    const reached = await directory.pushMany([1n, 2n].map((userId) => ({ userId, frame: entry(1n) })));
+    assert.deepStrictEqual([...reached], [], "neither is reached now: both are notified");
+    assert.deepStrictEqual(sent, { a: [[1n]], b: [[2n]] }, "the push did not wait for the second try");
+    await waitFor(() => sent.a!.length === 2 && sent.b!.length === 2, "each batch sent once more");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepStrictEqual(sent, { a: [[1n], [1n]], b: [[2n], [2n]] }, "and no more");
+  });
+
+  it("sends no failed batch again while too many bytes of others wait for it", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]]]) } as unknown as SessionRoutes;
+    let sends = 0;
+    const clients = { deliveries: () => ({ send: async () => (sends++, { failed: "busy" }) }) } as unknown as ChatServerClients;
+    // Each batch is a text of 100 bytes and some framing: two fit under 300, three do not.
+    const directory = new RoutedSessionDirectory(routes, clients, undefined, { afterMs: 10, maxHeldBytes: 300 });
+    for (const seq of [1n, 2n, 3n]) await directory.pushMany([{ userId: 1n, frame: entry(seq, "x".repeat(100)) }]);
+    await waitFor(() => sends >= 5, "the second tries");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sends, 5, "three batches and two second tries");
+  });
+
+  it("sends no presence or channel event again: a second try landing after a newer event would undo it", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]]]) } as unknown as SessionRoutes;
+    const sent: number[] = [];
+    const clients = { deliveries: () => ({ send: async (chunk: unknown[]) => (sent.push(chunk.length), { failed: "timeout" }) }) } as unknown as ChatServerClients;
+    const directory = new RoutedSessionDirectory(routes, clients, undefined, { afterMs: 1 });
+    const presence = create(ServerFrameSchema, { kind: { case: "presence", value: { presence: { userId: 2n } } } });
+    await directory.pushMany([{ userId: 1n, frame: presence }]);
+    await directory.pushMany([{ userId: 1n, frame: presence }, { userId: 1n, frame: entry(4n) }]);
+    await waitFor(() => sent.length === 3, "the entry's second try");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepStrictEqual(sent, [1, 2, 1], "the entry alone, once");
   });
 
   it("forgets blocks on a best-effort basis: resolves when the routing table cannot be read", async () => {

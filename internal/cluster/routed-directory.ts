@@ -13,18 +13,33 @@ import { DELIVER_CHUNK_BYTES } from "./message-limits.js";
 /** What an EncodedUserDelivery adds around its frame: the user id, device ids and field tags. */
 const DELIVERY_FRAMING_BYTES = 24;
 
+export interface RedeliveryOptions {
+  /** How long after a failed batch it is sent once more. */
+  afterMs?: number;
+  /** Bytes of failed batches held for that at once; past it a failed batch is not sent again. */
+  maxHeldBytes?: number;
+}
+
+const REDELIVER_AFTER_MS = 1_000;
+const REDELIVER_MAX_HELD_BYTES = 8 * 1024 * 1024;
+
 /**
  * The SessionDirectory of processes that hold no sessions (the pipeline and
  * the api): it looks users up in the routing table and hands the frames to
  * the chat servers that hold them, on each one's delivery stream. Delivery is
  * best effort by design: whatever is not pushed live is read from the inbox
- * when the device catches up.
+ * when the device catches up, and inbox entries whose batch failed are sent
+ * once more a second later (`redeliverLater`).
  */
 export class RoutedSessionDirectory implements SessionDirectory {
+  /** Bytes of failed batches waiting to be sent again. */
+  private heldBytes = 0;
+
   constructor(
     private readonly routes: SessionRoutes,
     private readonly clients: ChatServerClients,
     private readonly logger?: Logger,
+    private readonly redelivery: RedeliveryOptions = {},
   ) {}
 
   async pushToUsers(userIds: readonly Id[], frame: ServerFrame): Promise<void> {
@@ -56,10 +71,14 @@ export class RoutedSessionDirectory implements SessionDirectory {
     // through a live server that queued the frame on one of their sessions,
     // so the caller notifies the others instead of taking them for online.
     const reached = new Set<Id>();
+    // Only inbox entries are sent again: a session drops an entry it already sent, by its seq,
+    // while a presence or channel event sent again could land after a newer one and undo it.
+    const entries = new Set<Buffer>();
+    for (const [frame, bytes] of encoded) if (frame.kind.case === "message") entries.add(bytes);
     await Promise.all(
       [...perServer].map(async ([serverId, deliveries]) => {
         for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES, (d) => d.serverFrame.byteLength + DELIVERY_FRAMING_BYTES)) {
-          const missed = await this.deliver(serverId, chunk);
+          const missed = await this.deliver(serverId, chunk, entries);
           if (missed === "all") continue;
           for (const d of chunk) if (!missed.has(d.userId)) reached.add(d.userId);
         }
@@ -69,13 +88,15 @@ export class RoutedSessionDirectory implements SessionDirectory {
   }
 
   /** One batch to one chat server, on its stream (or as a Deliver call to a build without it); resolves with the users it did not reach. */
-  private async deliver(serverId: string, chunk: EncodedUserDelivery[]): Promise<ReadonlySet<Id> | "all"> {
+  private async deliver(serverId: string, chunk: EncodedUserDelivery[], entries: ReadonlySet<Uint8Array>): Promise<ReadonlySet<Id> | "all"> {
     const stream = this.clients.deliveries(serverId);
     if (!stream) return "all";
     const outcome = await stream.send(chunk);
     if ("sessions" in outcome) return outcome.sessions === 0 ? "all" : new Set(outcome.missed);
     if (outcome.failed !== "unimplemented") {
-      this.logger?.warn({ serverId, why: outcome.failed }, "deliver failed; devices will catch up");
+      const again = chunk.filter((d) => entries.has(d.serverFrame));
+      this.logger?.warn({ serverId, why: outcome.failed, again: again.length }, "deliver failed; sending its inbox entries once more shortly");
+      if (again.length > 0) this.redeliverLater(serverId, again);
       return "all";
     }
     const client = this.clients.get(serverId);
@@ -88,6 +109,32 @@ export class RoutedSessionDirectory implements SessionDirectory {
         resolve(!err && res && res.sessions > 0 ? new Set() : "all");
       });
     });
+  }
+
+  /**
+   * A session learns of a live push it missed only from the next one (its
+   * seq past a gap) or a reconnect: the last message of a quiet chat, its
+   * batch timed out on a stuck chat server or refused by a full queue, stayed
+   * unseen on an open device, whose user, online, got no push either. Sent
+   * once more a moment later, on the stream opened again, it reaches the
+   * sessions, which drop what they already sent and read any gap from the
+   * inbox. Not waited for: the caller's batch goes on.
+   */
+  private redeliverLater(serverId: string, chunk: EncodedUserDelivery[]): void {
+    const bytes = chunk.reduce((n, d) => n + d.serverFrame.byteLength + DELIVERY_FRAMING_BYTES, 0);
+    if (this.heldBytes + bytes > (this.redelivery.maxHeldBytes ?? REDELIVER_MAX_HELD_BYTES)) {
+      this.logger?.warn({ serverId, bytes }, "deliver failed and too much is waiting to be sent again; devices catch up at their next message or reconnect");
+      return;
+    }
+    this.heldBytes += bytes;
+    setTimeout(() => {
+      const stream = this.clients.deliveries(serverId);
+      const sent = stream ? stream.send(chunk) : Promise.resolve({ failed: "gone" } as const);
+      void sent.then((outcome) => {
+        this.heldBytes -= bytes;
+        if ("failed" in outcome) this.logger?.warn({ serverId, why: outcome.failed }, "deliver failed again; devices catch up at their next message or reconnect");
+      });
+    }, this.redelivery.afterMs ?? REDELIVER_AFTER_MS).unref();
   }
 
   /**
