@@ -305,6 +305,7 @@ class FakeDocument extends Emitter {
 
 /** A WebSocket the test plays the server of. */
 export class ScriptedSocket {
+  static readonly CONNECTING = 0;
   static readonly OPEN = 1;
   static readonly all: ScriptedSocket[] = [];
   readyState = 1;

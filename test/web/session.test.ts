@@ -328,4 +328,37 @@ describe("web: the realtime session", () => {
     await settle();
     assert.equal(sockets().length, 1, "sockets opened");
   });
+
+  it("connects at once when the browser is back online while a socket opened offline is still connecting, its backoff started over", async () => {
+    const { session, socket, sockets } = startSession({ deviceId: "12" });
+    const hopeless = await socket();
+    // Opened while offline: no network answers it, and it would fail only when the browser gives up on it.
+    hopeless.readyState = ScriptedSocket.CONNECTING;
+    // Failed tries while offline grew the backoff to its most (15 s).
+    (session as unknown as { attempts: number }).attempts = 10;
+    (session as unknown as { onOnline: () => void }).onOnline();
+    await waitFor(() => sockets().length === 2, "a socket at once, not after the hopeless one failed and the backoff", 1_000);
+    assert.notEqual(hopeless.readyState, ScriptedSocket.OPEN, "the hopeless socket left open");
+    // The next failure waits the first step of the backoff, not 15 s.
+    sockets()[1]!.drop();
+    await waitFor(() => sockets().length === 3, "the next try after the backoff's first step", 1_500);
+  });
+
+  it("connects at once when the browser is back online while the token for a try begun offline is on its way, once that fails", async () => {
+    let fail!: (err: Error) => void;
+    let asked = 0;
+    const auth = {
+      current: { deviceId: "13", accessToken: "t" },
+      accessToken: () => (++asked === 1 ? new Promise<string>((_, reject) => (fail = reject)) : Promise.resolve("t")),
+    };
+    const { session, socket } = startSession({ auth });
+    await waitFor(() => fail !== undefined, "a token asked for");
+    (session as unknown as { attempts: number }).attempts = 10;
+    (session as unknown as { onOnline: () => void }).onOnline();
+    // Its refresh, sent while offline, fails: Auth shares it with any other ask, so the try is not given up before.
+    fail(new TypeError("Failed to fetch"));
+    // At once: the backoff's first step, started over, is 250 ms at the least.
+    await waitFor(() => asked === 2, "a token asked for again at once", 200);
+    await socket();
+  });
 });

@@ -160,6 +160,8 @@ export class RealtimeSession {
    * timer) would open a second socket, and the first would stay open unread.
    */
   private connecting = false;
+  /** The browser came back online while connect() waited for its token: if that fails, the next try is at once. */
+  private backOnline = false;
   private stopped = true;
   private catchingUp = false;
   /**
@@ -203,7 +205,23 @@ export class RealtimeSession {
     private readonly url = defaultUrl(),
   ) {}
 
-  private readonly onOnline = () => this.reconnectSoon(0);
+  /**
+   * Back online: connect at once, with the backoff started over, since it grew
+   * on a network that was gone. A socket still connecting was opened offline,
+   * and the browser gives up on it only when its connect times out: left for
+   * dead. A token on its way cannot be dropped (Auth shares its refresh with
+   * any other ask), so its failure is followed at once.
+   */
+  private readonly onOnline = () => {
+    this.attempts = 0;
+    const ws = this.ws;
+    if (ws?.readyState === WebSocket.CONNECTING) {
+      this.ws = undefined;
+      ws.close();
+    }
+    if (this.connecting) this.backOnline = true;
+    this.reconnectSoon(0);
+  };
   /**
    * Left for dead at once: a close starts the closing handshake, which a
    * network that is gone never answers, and the browser tells of the close
@@ -303,6 +321,7 @@ export class RealtimeSession {
     this.setState("connecting");
     let token: string;
     this.connecting = true;
+    this.backOnline = false;
     try {
       token = await this.auth.accessToken();
     } catch {
@@ -311,7 +330,7 @@ export class RealtimeSession {
       if (this.stopped) return;
       // No token to connect with (its refresh could not reach the server): offline until the next try, not "Connecting…" all along.
       this.setState("offline", "the server cannot be reached");
-      return this.reconnectSoon();
+      return this.reconnectSoon(this.backOnline ? 0 : undefined);
     }
     this.connecting = false;
     if (this.stopped) return;
