@@ -22,17 +22,22 @@ const PUBLIC = new Set(["SignUp", "Login", "Refresh"]);
 /**
  * Connect clients on the page's own origin (chatd serves this page). Every
  * authenticated call carries a fresh access token; a call refused because
- * the token expired in flight is refreshed and sent once more.
+ * the token expired in flight is sent once more, with the token refreshed
+ * unless that happened already since the call took it.
  */
 export function createApi(auth: Auth, baseUrl = location.origin): Api {
   const bearer: Interceptor = (next) => async (req) => {
     if (PUBLIC.has(req.method.name)) return next(req);
-    req.header.set("authorization", `Bearer ${await auth.accessToken()}`);
+    const used = await auth.accessToken();
+    req.header.set("authorization", `Bearer ${used}`);
     try {
       return await next(req);
     } catch (err) {
       if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated || errorCode(err) !== "ERROR_CODE_TOKEN_EXPIRED") throw err;
-      req.header.set("authorization", `Bearer ${(await auth.refresh(true)).accessToken}`);
+      // Another call refused with the same token may have refreshed it meanwhile. Refreshing again spends a refresh
+      // token for nothing, and without Web Locks each refresh is a chance of two tabs spending the same one at once.
+      const token = auth.current?.accessToken === used ? (await auth.refresh(true)).accessToken : await auth.accessToken();
+      req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     }
   };
