@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { BlockCache } from "../accounts/blocks.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { stubInbox } from "../../test/support/inbox.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { ChatServer, type PresenceHooks } from "./server.js";
+import { HEARTBEAT_BURST } from "./session.js";
 
 const emptyInbox = stubInbox();
 
@@ -420,6 +421,65 @@ describe("chat server presence events held by a block check", () => {
       await Promise.all(pushed);
       await check(1n, 2n, 2)!.done;
       assert.deepEqual(heard(1n), ["2 seen", "2 offline"], "user 1's screen ends with the event that came last");
+    } finally {
+      server.drain();
+    }
+  });
+});
+
+describe("chat server presence: a session at its frame rate", () => {
+  const hb = (ref: bigint) => toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref, kind: { case: "heartbeat", value: {} } }));
+  const typing = (ref: bigint) => toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref, kind: { case: "typing", value: { channelId: 7n } } }));
+
+  /** One started session whose frame rate allows a frame a second, bursts of two, and what it is sent, closed with and told presence. */
+  async function limitedSession() {
+    const { hooks, calls } = recordingHooks();
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, presence: hooks, limits: { framesPerSecond: 1, frameBurst: 2 } });
+    const sent: ServerFrame[] = [];
+    const closes: number[] = [];
+    const handle = server.open(
+      { userId: 1n, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" },
+      { send: (f) => void sent.push(fromBinary(ServerFrameSchema, f as Uint8Array)), bufferedBytes: () => 0, close: (code) => void closes.push(code) },
+    );
+    await waitFor(() => calls.some((c) => c.hook === "connected"), "the session started");
+    const answer = (ref: bigint) => sent.find((f) => f.ref === ref);
+    const limited = (f: ServerFrame | undefined) => f?.kind.case === "error" && f.kind.value.code === ErrorCode.RATE_LIMITED;
+    return { server, handle, calls, closes, answer, limited };
+  }
+
+  it("keeps the device present and answers its heartbeat while its other frames are refused for the rate", async () => {
+    const { server, handle, calls, closes, answer, limited } = await limitedSession();
+    try {
+      // Typing hints past the frame rate (a chatty client): the third is refused.
+      for (let ref = 1n; ref <= 3n; ref++) handle.receive(typing(ref));
+      await waitFor(() => answer(3n), "the third hint's refusal");
+      assert.ok(limited(answer(3n)), "the frame rate is reached");
+      handle.receive(hb(10n));
+      await waitFor(() => answer(10n), "the heartbeat's answer");
+      assert.equal(answer(10n)!.kind.case, "heartbeatAck");
+      assert.deepEqual(calls.filter((c) => c.hook === "alive").length, 1, "the device touched");
+      // The heartbeat took no frame: the next frame is still refused, told a turn as before.
+      handle.receive(typing(11n));
+      await waitFor(() => answer(11n), "the next hint's answer");
+      assert.ok(limited(answer(11n)));
+      assert.deepEqual(closes, []);
+    } finally {
+      server.drain();
+    }
+  });
+
+  it("bounds heartbeats by an allowance of their own: past its burst they are refused for the rate, touch nothing, and a flood of them is closed", async () => {
+    const { server, handle, calls, closes, answer, limited } = await limitedSession();
+    try {
+      const refs = Array.from({ length: HEARTBEAT_BURST + 3 }, (_, i) => BigInt(i + 1));
+      for (const ref of refs) handle.receive(hb(ref));
+      await waitFor(() => refs.every((r) => answer(r)), "an answer to each heartbeat");
+      assert.deepEqual(refs.map((r) => answer(r)!.kind.case === "heartbeatAck"), refs.map((_, i) => i < HEARTBEAT_BURST));
+      assert.ok(refs.slice(HEARTBEAT_BURST).every((r) => limited(answer(r))));
+      assert.equal(calls.filter((c) => c.hook === "alive").length, HEARTBEAT_BURST);
+      assert.deepEqual(closes, []);
+      for (let ref = 100n; ref < 400n && closes.length === 0; ref++) handle.receive(hb(ref));
+      assert.deepEqual(closes, [4008], "a flood of heartbeats is a flood");
     } finally {
       server.drain();
     }

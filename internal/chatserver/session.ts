@@ -21,6 +21,16 @@ const MAX_SYNC_PAGE = 1000;
 const BAD_FRAMES_BEFORE_CLOSE = 10;
 /** Rate-limited frames at once after which the session is closed as a flood (see `refusals`). */
 const FLOOD_FRAMES_BEFORE_CLOSE = 200;
+/**
+ * Heartbeats take from an allowance of their own, not the frame rate's: a
+ * client busy at its frame rate must still show present (a refused heartbeat
+ * touched no presence, and the device went offline to its friends while
+ * chatting). A client heartbeats once an interval (25 s); this is ample for
+ * that and for a few probes of a doubtful connection, and keeps a flood of
+ * heartbeats from writing presence dozens of times a second.
+ */
+const HEARTBEATS_PER_SECOND = 1;
+export const HEARTBEAT_BURST = 5;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
 const READ_RETRY_MS = 500;
@@ -115,6 +125,8 @@ export class Session implements SessionHandle {
    */
   private lastFrameAtMono: number;
   private readonly frames: TokenBucket;
+  /** Heartbeats' allowance, apart from the frame rate (HEARTBEAT_BURST). */
+  private readonly heartbeats = new TokenBucket(HEARTBEATS_PER_SECOND, HEARTBEAT_BURST);
   /**
    * Frames that arrive before the welcome is out wait here, up to the rate
    * limit's burst and two largest frames of bytes; those past it are
@@ -175,14 +187,14 @@ export class Session implements SessionHandle {
   }
 
   /**
-   * A frame heard after the welcome, counted against the frame rate: the wait
-   * the rate limit asks (0 for none), or undefined when the session was
-   * closed as a flood.
+   * A frame heard after the welcome, counted against the frame rate (or the
+   * heartbeats' allowance): the wait the limit asks (0 for none), or undefined
+   * when the session was closed as a flood.
    */
-  private admit(): number | undefined {
+  private admit(bucket = this.frames): number | undefined {
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
-    const retryAfterMs = this.frames.take();
+    const retryAfterMs = bucket.take();
     if (retryAfterMs > 0 && this.refused() > 0) {
       this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       return undefined;
@@ -316,14 +328,19 @@ export class Session implements SessionHandle {
   receive(data: Uint8Array | string): void {
     if (!this.open) return;
     if (this.early) return this.receiveEarly(data);
-    const retryAfterMs = this.admit();
-    if (retryAfterMs === undefined) return;
-    let frame: ClientFrame;
+    // Decoded before it is counted, as a heartbeat is counted apart; a frame refused is decoded all the same, for its ref.
+    let frame: ClientFrame | undefined;
+    let unreadable: unknown;
     try {
       frame = decodeClientFrame(data, this.identity.encoding);
     } catch (err) {
+      unreadable = err;
+    }
+    const retryAfterMs = this.admit(frame?.kind.case === "heartbeat" ? this.heartbeats : this.frames);
+    if (retryAfterMs === undefined) return;
+    if (frame === undefined) {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
-      return this.sendError(UNREADABLE, err);
+      return this.sendError(UNREADABLE, unreadable);
     }
     if (retryAfterMs > 0) {
       // Answered with its ref, so a client knows which send to retry; a flood
