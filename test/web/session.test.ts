@@ -337,11 +337,13 @@ describe("web: the realtime session", () => {
     // Failed tries while offline grew the backoff to its most (15 s).
     (session as unknown as { attempts: number }).attempts = 10;
     (session as unknown as { onOnline: () => void }).onOnline();
-    await waitFor(() => sockets().length === 2, "a socket at once, not after the hopeless one failed and the backoff", 1_000);
+    // At once: no timer of the backoff's has run within these few turns of the loop (its first step is 250 ms at the least).
+    await settle();
+    assert.equal(sockets().length, 2, "a socket at once, not after the hopeless one failed and the backoff");
     assert.notEqual(hopeless.readyState, ScriptedSocket.OPEN, "the hopeless socket left open");
     // The next failure waits the first step of the backoff, not 15 s.
     sockets()[1]!.drop();
-    await waitFor(() => sockets().length === 3, "the next try after the backoff's first step", 1_500);
+    await waitFor(() => sockets().length === 3, "the next try after the backoff's first step (at most a second), not its most (15 s)", 7_000);
   });
 
   it("connects at once when the browser is back online while the token for a try begun offline is on its way, once that fails", async () => {
@@ -358,7 +360,8 @@ describe("web: the realtime session", () => {
     // Its refresh, sent while offline, fails: Auth shares it with any other ask, so the try is not given up before.
     fail(new TypeError("Failed to fetch"));
     // At once: the backoff's first step, started over, is 250 ms at the least.
-    await waitFor(() => asked === 2, "a token asked for again at once", 200);
+    await settle();
+    assert.equal(asked, 2, "a token asked for again at once");
     await socket();
   });
 });
