@@ -24,6 +24,8 @@ class FramedChatServer {
   readonly opened: bigint[] = [];
   /** The ref of every SyncRequest that reached this server, for the test to answer. */
   readonly syncs: bigint[] = [];
+  /** The ref of every heartbeat that reached this server. */
+  readonly heartbeats: bigint[] = [];
 
   address = "";
   /** Opens are left unanswered, for refuseAll to refuse (1013) once the test has seen what it needs. */
@@ -46,6 +48,7 @@ class FramedChatServer {
           const frame = fromBinary(ClientFrameSchema, k.value);
           if (frame.kind.case === "send") this.sends.push(frame.kind.value.clientMsgId);
           if (frame.kind.case === "sync") this.syncs.push(frame.ref);
+          if (frame.kind.case === "heartbeat") this.heartbeats.push(frame.ref);
           if (!this.answering) return;
           if (frame.kind.case === "send") reply(req.sessionId, { ref: frame.ref, kind: { case: "sendAck", value: { clientMsgId: frame.kind.value.clientMsgId } } });
           if (frame.kind.case === "heartbeat") reply(req.sessionId, { ref: frame.ref, kind: { case: "heartbeatAck", value: {} } });
@@ -319,6 +322,35 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       assert.equal(code, grpc.status.OK);
       assert.equal(s.b.syncs.length, 1, "asked of b once");
       assert.deepEqual(s.frames.filter((f) => f.kind?.$case === "syncBatch").map((f) => f.ref), [5n]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("keeps no lost heartbeat or SyncRequest the client asked again after the move under a new ref: none is asked again at its half-close, so none piles up over moves", async () => {
+    const s = await nativeSessionOnDoomedServer();
+    const heartbeat = (ref: bigint) => ConnectRequest.fromPartial({ frame: { ref, kind: { $case: "heartbeat", value: {} } } });
+    const sync = (ref: bigint) => ConnectRequest.fromPartial({ frame: { ref, kind: { $case: "sync", value: { afterInboxSeq: 0n } } } });
+    try {
+      s.stream.write(heartbeat(1n));
+      s.stream.write(sync(2n));
+      await waitFor(() => s.a.heartbeats.length === 1 && s.a.syncs.length === 1, "both on a, unanswered");
+      s.a.breakStreams();
+      await waitFor(() => s.frames.filter((f) => f.kind?.$case === "welcome").length === 2, "the second welcome, from b");
+      // The client asks both again, as one that numbers its frames does: under new refs.
+      s.stream.write(heartbeat(3n));
+      s.stream.write(sync(4n));
+      await waitFor(() => s.b.heartbeats.length === 1 && s.b.syncs.length === 1, "both on b");
+      const [sessionId] = s.b.opened;
+      const last = create(ServerFrameSchema, { ref: s.b.syncs[0]!, kind: { case: "syncBatch", value: { headInboxSeq: 3n, hasMore: false } } });
+      for (const st of s.b.streams) st.write({ sessionId: sessionId!, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, last)) } });
+      await waitFor(() => s.frames.some((f) => f.kind?.$case === "syncBatch") && s.frames.some((f) => f.kind?.$case === "heartbeatAck"), "both answers, from b");
+      s.stream.end();
+      // Kept, the lost ones were asked again here, and the stream waited for the sync's second answer.
+      const { code } = await s.statusWithin(5_000);
+      assert.equal(code, grpc.status.OK);
+      assert.deepEqual([s.b.heartbeats.length, s.b.syncs.length], [1, 1], "each asked of b once");
+      assert.deepEqual(s.frames.filter((f) => f.kind?.$case !== "welcome").map((f) => [f.kind?.$case, f.ref]), [["heartbeatAck", 3n], ["syncBatch", 4n]]);
     } finally {
       await s.close();
     }

@@ -143,11 +143,7 @@ function answered(frame: ServerFrame): readonly Ask[] {
 interface Asked {
   readonly order: number;
   readonly askAgain: () => void;
-  /**
-   * What makes two asks of a kind the same: a send's client_msg_id, a sync's ref as the client
-   * gave it (the chat server sees one of the gateway's), under any ref; nothing for the others,
-   * which are the same under the same ref and repeat harmlessly.
-   */
+  /** A send's client_msg_id, which makes two sends the same under any ref; "" for the other asks. */
   readonly what: string;
   /** Asked of a chat server that went away before it answered: no answer will come unless asked again. */
   lost: boolean;
@@ -175,13 +171,18 @@ class Unanswered {
     refs.set(ref, asked);
     const entry = { order: this.order++, askAgain, what, lost: false };
     // The client asked again what its session's old server left unanswered (it saw the
-    // second Welcome): that ask is not ours to repeat. Only the same one: with refs all 0,
-    // a new send took the place of the lost one, which then was never sent again. One
-    // that says what it is may come under another ref: a client that numbers its frames
-    // sends again under a new one, and a sync always reaches the server under a new one,
-    // so the lost one was asked again at the half-close and answered twice.
-    for (const [lostRef, list] of what === "" ? [[ref, asked] as const] : refs) {
-      const lost = list.findIndex((a) => a.lost && a.what === what);
+    // second Welcome): that ask is not ours to repeat. A send only as the same message (its
+    // client_msg_id, under any ref: a client that numbers its frames sends again under a new
+    // one; with none, under its own): with refs all 0, a new send took the place of the lost
+    // one, which then was never sent again. Any other ask takes the place of a lost one of
+    // its kind under any ref: the newest heartbeat, sync and token are all the client
+    // needs answered (a newer sync supersedes an older one on the chat server too), and the
+    // gateway cannot tell one asked again under a new ref from a new one. Kept, each such
+    // lost ask stayed for the stream's life, one more with every move, and was asked again
+    // at a half-close, answered twice.
+    const sameMessage = ask === "send";
+    for (const [lostRef, list] of sameMessage && what === "" ? [[ref, asked] as const] : refs) {
+      const lost = list.findIndex((a) => a.lost && (!sameMessage || a.what === what));
       if (lost < 0) continue;
       list.splice(lost, 1);
       if (list.length === 0 && lostRef !== ref) refs.delete(lostRef);
@@ -405,7 +406,6 @@ export function sessionService(
             } else {
               if (frame.kind.case === "send") what = frame.kind.value.clientMsgId;
               if (frame.kind.case === "sync") {
-                what = `ref ${frame.ref}`;
                 syncRefs.set(nextSyncRef, frame.ref);
                 frame.ref = nextSyncRef++;
               }
