@@ -87,16 +87,20 @@ const checks = [registered, minting];
 // registration, or while its lease is lost, would send calls to a server no gateway can find.
 const healthFollower = followChecks(health, checks, { logger });
 await healthFollower.ready;
-const port = await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
-const address = advertisedAddress(config, port);
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going.
+const port = start.stopping ? undefined : await exitOnListenError("chat-server", () => bindGrpc(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT"));
+const address = port === undefined ? undefined : advertisedAddress(config, port);
 
 // Listening before registering: a CHAT_OPS_PORT it cannot have stops it before any gateway
 // is told of it (and sends it sessions for the lease's TTL after it exited).
-const ops = await exitOnListenError("chat-server", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
+const ops = start.stopping
+  ? { port: undefined, close: async () => {} }
+  : await exitOnListenError("chat-server", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
 
 // A stop asked meanwhile: no gateway is told of a server that is going (they would send
 // it sessions, then move them away again as its entry vanished).
-if (!start.stopping) {
+if (!start.stopping && address !== undefined) {
   registration = await startSteps(e, logger)("registering in etcd", () =>
     servers.register({ serverId: config.serverId, address, load: 0 }, { ttlSeconds: config.leaseTtlSeconds }),
   );

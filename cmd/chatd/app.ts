@@ -63,9 +63,10 @@ export interface RunningChatd {
  * The whole product in one process on embedded engines: SQLite for storage
  * (a send is written to the log and the inboxes in one transaction), the
  * SQLite-backed in-process queue for push notifications, this process's chat
- * server as the session directory.
+ * server as the session directory. `stopped` aborts once a stop is asked:
+ * start-up steps that may wait long give up waiting.
  */
-export async function startChatd(config: ChatdConfig, logger: Logger): Promise<RunningChatd> {
+export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: AbortSignal): Promise<RunningChatd> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const registry = processMetricsRegistry();
 
@@ -190,6 +191,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger): Promise<R
     onOffline,
     logger: logger.child({ component: "pipeline" }),
     metrics: pipeline,
+    stopped,
   });
   // After them: their ids were minted by the older chatd.
   ids.notBefore(snowflakeTimeMs(storage.highestIssuedId()));

@@ -1,4 +1,5 @@
 import { relative, sep } from "node:path";
+import { startRetriesStopped } from "../../internal/cluster/start-retry.js";
 import { UnusableDatabaseError } from "../../internal/storage/sqlite/database.js";
 import { createLogger } from "../../internal/observability/logger.js";
 import { apnsOptionsFromFiles } from "../../internal/push/apns.js";
@@ -31,7 +32,7 @@ await exitOnFileError("chatd", { CHAT_APNS_KEY_FILE: config.push.apns?.keyFile, 
 });
 const chatd = await exitOnListenError("chatd", async () => {
   try {
-    return await startChatd(config, logger);
+    return await startChatd(config, logger, startRetriesStopped);
   } catch (err) {
     // A database from a newer build (a downgrade), damaged, or not writable: one line naming it, as a setting would be.
     if (err instanceof UnusableDatabaseError) {

@@ -15,6 +15,8 @@ export interface OldPipelineDeps extends LiveDeliveryDeps {
   channels: ChannelStore;
   /** How long the stages may go without progress before the start goes on without them (they keep going). */
   stallMs?: number;
+  /** A stop was asked: the start goes on without them at once (they keep going until `stop`). */
+  stopped?: AbortSignal;
 }
 
 /**
@@ -29,7 +31,8 @@ export interface OldPipelineDeps extends LiveDeliveryDeps {
  *
  * Resolves once they are done, or, should they stop making progress (a
  * batch that keeps failing), after `stallMs`, leaving them running; `stop`
- * stops them then.
+ * stops them then. Once `stopped` aborts it resolves so at once: waiting out
+ * `stallMs` (30 s) ran a stop asked meanwhile past its 25 s bound.
  */
 export async function finishOldPipeline(deps: OldPipelineDeps): Promise<{ stop(): Promise<void> }> {
   const { queue, logger } = deps;
@@ -54,6 +57,11 @@ export async function finishOldPipeline(deps: OldPipelineDeps): Promise<{ stop()
     if (now !== left) [left, movedAt] = [now, Date.now()];
     else if (Date.now() - movedAt > stallMs) {
       logger?.error({ records: left }, "the sends an older chatd left are not going through; serving meanwhile, still trying");
+      return { stop };
+    }
+    // What they have not stored stays in queue.db for the next start, as after a kill.
+    if (deps.stopped?.aborted) {
+      logger?.warn({ records: left }, "stopping before the sends an older chatd left are stored; the next start finishes them");
       return { stop };
     }
   }

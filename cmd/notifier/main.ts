@@ -73,7 +73,11 @@ const notifier: Notifier = new Notifier({
 });
 // Listening before joining the consumer group: a CHAT_OPS_PORT it cannot have ends the process before
 // it holds partitions, which Kafka would leave to it for the session timeout.
-const ops = await exitOnListenError("notifier", () => startOpsServer(registry, { checks: [{ name: notifier.health.stage, check: notifier.health.check }], state: start }, config.host, config.opsPort));
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going.
+const ops = start.stopping
+  ? { port: undefined, close: async () => {} }
+  : await exitOnListenError("notifier", () => startOpsServer(registry, { checks: [{ name: notifier.health.stage, check: notifier.health.check }], state: start }, config.host, config.opsPort));
 const stopper = start.started(async () => {
   // Stop consuming first (a consumer still joining its group leaves it once joined), then send
   // what it holds (Notifier.stop) while the stores are still open.

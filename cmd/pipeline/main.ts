@@ -39,7 +39,11 @@ const workers: Stage[] = [];
 // messages stalled. /readyz fails while a stage's every batch keeps failing (an engine down).
 let started = false;
 const checks: HealthCheck[] = [conditionCheck("stages", () => started, "stages not started yet")];
-const ops = await exitOnListenError("pipeline", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going.
+const ops = start.stopping
+  ? { port: undefined, close: async () => {} }
+  : await exitOnListenError("pipeline", () => startOpsServer(registry, { checks, state: start }, config.host, config.opsPort));
 const startStage: Record<string, () => Promise<Stage>> = {
   sequencer: async () => {
     const s = new Sequencer({ queue, log: storage.messages, channels: storage.channels, logger, metrics, stallMs: config.stallMs });

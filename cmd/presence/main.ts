@@ -37,7 +37,11 @@ const clients = new ChatServerClients(watch, logger);
 const directory = new RoutedSessionDirectory(routes, clients, logger);
 const presence = openClusterPresence({ redisUrl: e.redisUrl, keyPrefix: presenceKeyPrefix(e.etcdPrefix), storage, directory, config: config.presence, logger, registry });
 
-const ops = await exitOnListenError("presence", () => startOpsServer(registry, { checks: [{ name: "redis", check: () => presence.store.ping() }], state: start }, config.host, config.opsPort));
+// Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+// probing it would count in a process that is going.
+const ops = start.stopping
+  ? { port: undefined, close: async () => {} }
+  : await exitOnListenError("presence", () => startOpsServer(registry, { checks: [{ name: "redis", check: () => presence.store.ping() }], state: start }, config.host, config.opsPort));
 start.started(async () => {
   await presence.close();
   clients.close();

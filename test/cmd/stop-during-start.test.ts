@@ -7,7 +7,10 @@ import net from "node:net";
 import { join } from "node:path";
 import { loadOrCreateKeys, PRIVATE_KEY_FILE } from "../../internal/auth/tokens.js";
 import { createEtcdClient, normalizePrefix } from "../../internal/etcd/client.js";
-import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
+import { encodeSubmitted } from "../../internal/pipeline/records.js";
+import { ConsumerGroups, topicSpecs, Topics } from "../../internal/pipeline/topics.js";
+import { SqliteQueue } from "../../internal/queue/sqlite.js";
+import { openSqliteStorage } from "../../internal/storage/sqlite/index.js";
 import { engineConfig } from "../support/engines.js";
 import { holdGroup } from "../support/kafka-groups.js";
 import { freePort } from "../support/ports.js";
@@ -178,8 +181,10 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
 
   // They listened on every port for the moment between the start-up's end and the stop it ran
   // at once: a balancer probing them counted a process in that was going. Held here, a port the
-  // role tries to listen on ends it with status 1 and the setting named, a certain sign.
-  for (const role of ["api", "gateway"]) {
+  // role tries to listen on ends it with status 1 and the setting named, a certain sign. (The
+  // chat server, the pipeline, presence and the notifier read CHAT_HTTP_PORT not at all, and
+  // only the chat server CHAT_GRPC_PORT.)
+  for (const role of ["api", "gateway", "chat-server", "pipeline", "presence", "notifier"]) {
     it(`${role}: never listens on its ports`, async () => {
       const held = await Promise.all([0, 1, 2].map(() => holdPort()));
       try {
@@ -238,6 +243,27 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     assert.equal(code, 0, stderr);
     assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
     assert.match(stderr, /^gateway: stopped during start-up \(waiting for the token key at /m);
+  });
+
+  // Its step finishing the sends an older chatd left in queue.db waits, while they make no
+  // progress, 30 s before it serves: a SIGTERM then ran into the stop's 25 s bound, exit 1.
+  it("chatd: while the sends an older chatd left are stuck, stops at once, exit 0", async () => {
+    const dataDir = mkdtempSync(join(dir, "chatd-stuck-"));
+    const storage = openSqliteStorage(join(dataDir, "chat.db"));
+    // Every store of a message fails, as on a chat.db that keeps failing that write.
+    storage.db.exec("CREATE TRIGGER stuck BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'stuck for the test'); END");
+    await storage.close();
+    const queue = new SqliteQueue({ path: join(dataDir, "queue.db") });
+    await queue.ensureTopics(topicSpecs(8));
+    const acked = { messageId: 1n, clientMsgId: "old-1", channelId: 2n, senderUserId: 3n, senderDeviceId: 4n, text: "acked, not stored", sentAtMs: Date.now() };
+    await queue.publish(Topics.submitted, [{ key: "2", value: encodeSubmitted(acked) }]);
+    await queue.close();
+
+    const env = { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
+    const { code, stdout, stderr, ms } = await stopWhileWaiting("chatd", env, /finishing the sends an older chatd acked/);
+    assert.equal(code, 0, stderr);
+    assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
+    assert.doesNotMatch(stdout, /did not stop|chatd listening/);
   });
 
   for (const [role, gateOf] of Object.entries(cases)) {
