@@ -38,7 +38,8 @@ const MAX_TTL_S = 10 * 365 * 86_400;
  * AccountStore on Cassandra. Username uniqueness is an LWT claim in
  * `usernames`; refresh tokens are single-use through an LWT delete; friend
  * requests, friendships and blocks are stored once per side so each user's
- * view is one partition, both sides written in one logged batch.
+ * view is one partition, every write of them a Paxos round (see addFriendship
+ * and putBlock).
  */
 export class CassandraAccountStore implements AccountStore {
   private readonly q;
@@ -99,8 +100,9 @@ export class CassandraAccountStore implements AccountStore {
       unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
       unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
 
-      putRequest: `INSERT INTO ${t("friend_requests")} (user_id, other_user_id, outgoing, at_ms) VALUES (?, ?, ?, ?)`,
-      deleteRequest: `DELETE FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = ?`,
+      putRequest: `INSERT INTO ${t("friend_requests")} (user_id, other_user_id, outgoing, at_ms) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
+      moveRequest: `UPDATE ${t("friend_requests")} SET at_ms = ? WHERE user_id = ? AND other_user_id = ? AND outgoing = ? IF EXISTS`,
+      deleteRequest: `DELETE FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = ? IF EXISTS`,
       request: `SELECT at_ms FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = true`,
       requests: `SELECT other_user_id, outgoing, at_ms FROM ${t("friend_requests")} WHERE user_id = ?`,
       putFriend: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
@@ -111,10 +113,10 @@ export class CassandraAccountStore implements AccountStore {
       friend: `SELECT since_ms FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ?`,
       friends: `SELECT friend_user_id FROM ${t("friendships")} WHERE user_id = ?`,
 
-      putBlock: `INSERT INTO ${t("blocks")} (user_id, blocked_user_id, at_ms) VALUES (?, ?, ?)`,
-      putBlocker: `INSERT INTO ${t("blockers")} (user_id, blocker_user_id) VALUES (?, ?)`,
-      deleteBlock: `DELETE FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
-      deleteBlocker: `DELETE FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id = ?`,
+      putBlock: `INSERT INTO ${t("blocks")} (user_id, blocked_user_id, at_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
+      putBlocker: `INSERT INTO ${t("blockers")} (user_id, blocker_user_id) VALUES (?, ?) IF NOT EXISTS`,
+      deleteBlock: `DELETE FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ? IF EXISTS`,
+      deleteBlocker: `DELETE FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id = ? IF EXISTS`,
       block: `SELECT at_ms FROM ${t("blocks")} WHERE user_id = ? AND blocked_user_id = ?`,
       blocks: `SELECT blocked_user_id, at_ms FROM ${t("blocks")} WHERE user_id = ?`,
       blockers: `SELECT blocker_user_id FROM ${t("blockers")} WHERE user_id = ? AND blocker_user_id > ? LIMIT ?`,
@@ -364,19 +366,29 @@ export class CassandraAccountStore implements AccountStore {
     return Math.min(MAX_TTL_S, Math.max(0, Math.ceil((expiresAtMs - this.now()) / 1000)) + TOKEN_GRACE_S);
   }
 
+  /**
+   * Every write of a request's rows is a Paxos round, as a friendship's are:
+   * plain writes carried the api's clock, so a withdrawal from one running
+   * behind left the request, and one running ahead left a tombstone that no
+   * request made elsewhere could outrank for as long.
+   */
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
     const at = msCell(atMs);
-    await this.db.batch([
-      { query: this.q.putRequest, params: [fromUserId, toUserId, true, at] },
-      { query: this.q.putRequest, params: [toUserId, fromUserId, false, at] },
-    ], { logged: true });
+    await Promise.all([this.putRequestRow(fromUserId, toUserId, true, at), this.putRequestRow(toUserId, fromUserId, false, at)]);
+  }
+
+  /** Asking again moves the request's time, as in SQLite: Paxos has no upsert, so an update where the insert found a row. */
+  private async putRequestRow(userId: Id, otherUserId: Id, outgoing: boolean, at: bigint): Promise<void> {
+    if ((await this.db.lwt(this.q.putRequest, [userId, otherUserId, outgoing, at])).applied) return;
+    // Not applied when a withdrawal took the row after the insert found it: the request was made again, then withdrawn.
+    await this.db.lwt(this.q.moveRequest, [at, userId, otherUserId, outgoing]);
   }
 
   async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
-    await this.db.batch([
-      { query: this.q.deleteRequest, params: [fromUserId, toUserId, true] },
-      { query: this.q.deleteRequest, params: [toUserId, fromUserId, false] },
-    ], { logged: true });
+    await Promise.all([
+      this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]),
+      this.db.lwt(this.q.deleteRequest, [toUserId, fromUserId, false]),
+    ]);
   }
 
   async hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean> {
@@ -405,12 +417,7 @@ export class CassandraAccountStore implements AccountStore {
     const first = await this.db.lwt(this.q.putFriend, [a, b, msCell(atMs)]);
     const since = first.applied ? msCell(atMs) : big(first.row.get("since_ms"));
     await this.db.lwt(this.q.putFriend, [b, a, since]);
-    await this.db.batch([
-      { query: this.q.deleteRequest, params: [a, b, true] },
-      { query: this.q.deleteRequest, params: [b, a, false] },
-      { query: this.q.deleteRequest, params: [b, a, true] },
-      { query: this.q.deleteRequest, params: [a, b, false] },
-    ], { logged: true });
+    await Promise.all([this.deleteFriendRequest(a, b), this.deleteFriendRequest(b, a)]);
   }
 
   async removeFriendship(a: Id, b: Id): Promise<void> {
@@ -434,25 +441,34 @@ export class CassandraAccountStore implements AccountStore {
     return (await this.db.rows(this.q.friends, [userId])).map((r) => big(r.get("friend_user_id")));
   }
 
+  /**
+   * Every write of a `blocks` or `blockers` row is a Paxos round, so it lands
+   * at its ballot, above every earlier round's on the row whatever the api
+   * clocks: as a logged batch of plain writes, stamped by the api, a block
+   * from one running ahead outlived every unblock from the others for as long,
+   * and an unblock from it left a tombstone that hid a block made here after
+   * it (the blocked user could still write). No timestamp both writers agree
+   * on exists without such a round (a deletion's cannot be read back), so
+   * the rounds themselves order the writes.
+   *
+   * The two rows are two partitions, which no round spans: the order of the
+   * writes keeps the `blockers` index (read to refuse group adds and to hide
+   * presence) from missing a block that holds. It may hold a row for a block
+   * gone (a failure between the writes): that refuses more, never less.
+   */
   async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void> {
-    // Keeps the first block's time with a read rather than a Paxos round:
-    // only the blocker blocks, so two first blocks racing each other are one
-    // user's double tap, and either's time (a moment apart) will do. Both
-    // rows are written even when the block exists, so a block racing an
-    // unblock ends as the later of the two, as in SQLite.
-    const first = await this.db.one(this.q.block, [userId, blockedUserId]);
-    const at = first ? big(first.get("at_ms")) : msCell(atMs);
-    await this.db.batch([
-      { query: this.q.putBlock, params: [userId, blockedUserId, at] },
-      { query: this.q.putBlocker, params: [blockedUserId, userId] },
-    ], { logged: true });
+    // Indexed first, so a failure before the block row leaves no block unindexed; the first block's time is kept.
+    await this.db.lwt(this.q.putBlocker, [blockedUserId, userId]);
+    await this.db.lwt(this.q.putBlock, [userId, blockedUserId, msCell(atMs)]);
+    // Again once the block holds: an unblock racing this one may have taken the row in between.
+    await this.db.lwt(this.q.putBlocker, [blockedUserId, userId]);
   }
 
   async deleteBlock(userId: Id, blockedUserId: Id): Promise<void> {
-    await this.db.batch([
-      { query: this.q.deleteBlock, params: [userId, blockedUserId] },
-      { query: this.q.deleteBlocker, params: [blockedUserId, userId] },
-    ], { logged: true });
+    await this.db.lwt(this.q.deleteBlock, [userId, blockedUserId]);
+    await this.db.lwt(this.q.deleteBlocker, [blockedUserId, userId]);
+    // A block racing this one that landed after its first write lost its index row to the second: put back.
+    if (await this.db.serialOne(this.q.block, [userId, blockedUserId])) await this.db.lwt(this.q.putBlocker, [blockedUserId, userId]);
   }
 
   async listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]> {

@@ -886,6 +886,116 @@ describe("cassandra storage", function () {
       }
     });
 
+    // A block's and a friend request's rows were plain writes, stamped by the writing
+    // process's clock: an unblock from one whose clock was ahead left a later block here
+    // with no effect for the hour (its tombstone outranked it), and a block made there
+    // outlived every unblock from here; one whose clock was behind could unblock nothing.
+    const skewed = () => {
+      const here = new CassandraAccountStore(s().db);
+      const [ahead, behind] = [new CassandraAccountStore(aheadDb()), new CassandraAccountStore(aheadDb(-3_600_000))];
+      return { here, pairs: [[ahead, here], [here, ahead], [behind, here], [here, behind]] as const };
+    };
+
+    it("a block takes effect and ends whichever process makes it and whichever ends it, their clocks an hour apart", async () => {
+      const { here, pairs } = skewed();
+      const seen = async (a: bigint, b: bigint) => [
+        await here.blockersBetween(a, b), (await here.listBlocks(a)).map((x) => x.userId),
+        await here.listBlockers(b, { limit: 10 }), await here.blockersAmong(b, [a]),
+      ];
+      for (const [i, [one, other]] of pairs.entries()) {
+        const [a, b] = [uniqueId(), uniqueId()];
+        await one.putBlock(a, b, 1_767_225_600_000);
+        assert.deepStrictEqual(await seen(a, b), [[a], [b], [a], [a]], `pair ${i}: blocked`);
+        await other.deleteBlock(a, b);
+        assert.deepStrictEqual(await seen(a, b), [[], [], [], []], `pair ${i}: unblocked`);
+        await one.putBlock(a, b, 1_767_229_200_000);
+        assert.deepStrictEqual(await seen(a, b), [[a], [b], [a], [a]], `pair ${i}: blocked again`);
+        assert.deepStrictEqual((await here.listBlocks(a)).map((x) => x.atMs), [1_767_229_200_000], `pair ${i}: the new block's time`);
+        await other.putBlock(a, b, 1_767_232_800_000);
+        assert.deepStrictEqual((await here.listBlocks(a)).map((x) => x.atMs), [1_767_229_200_000], `pair ${i}: blocking again keeps the first time`);
+        await one.deleteBlock(a, b);
+        assert.deepStrictEqual(await seen(a, b), [[], [], [], []], `pair ${i}: unblocked by its maker`);
+      }
+    });
+
+    /** The storage as seen by a store whose compare-and-sets run `before` first (awaited), for a chosen interleaving. */
+    const interleaved = (before: (query: string) => Promise<void>): Db => {
+      const db = s().db;
+      return Object.create(db, { lwt: { value: async (q: string, p: unknown[]) => (await before(q), db.lwt(q, p as never)) } }) as Db;
+    };
+    const indexed = async (here: CassandraAccountStore, a: bigint, b: bigint) =>
+      [await here.blockersBetween(a, b), await here.listBlockers(b, { limit: 10 }), await here.blockersAmong(b, [a])];
+
+    // Blocks and blockers rows are two partitions, which no Paxos round spans: each
+    // interleaving here once ended with the block in place and its `blockers` row gone,
+    // so the blocked user could add the blocker to a group and see their presence.
+    it("a block racing an unblock leaves the blockers index as the block ends, in either interleaving", async () => {
+      const here = new CassandraAccountStore(s().db);
+      {
+        // The unblock runs whole between the block's index row and its block row.
+        const [a, b] = [uniqueId(), uniqueId()];
+        await here.putBlock(a, b, 1_767_225_600_000);
+        let once = true;
+        const blocking = new CassandraAccountStore(interleaved(async (q) => {
+          if (once && q.startsWith(`INSERT INTO ${keyspace}.blocks `)) (once = false), await here.deleteBlock(a, b);
+        }));
+        await blocking.putBlock(a, b, 1_767_229_200_000);
+        assert.equal(once, false, "interleaved");
+        assert.deepStrictEqual(await indexed(here, a, b), [[a], [a], [a]], "the block holds, indexed");
+      }
+      {
+        // The block runs whole between the unblock's block row and its index row.
+        const [a, b] = [uniqueId(), uniqueId()];
+        await here.putBlock(a, b, 1_767_225_600_000);
+        let once = true;
+        const unblocking = new CassandraAccountStore(interleaved(async (q) => {
+          if (once && q.startsWith(`DELETE FROM ${keyspace}.blockers `)) (once = false), await here.putBlock(a, b, 1_767_229_200_000);
+        }));
+        await unblocking.deleteBlock(a, b);
+        assert.equal(once, false, "interleaved");
+        assert.deepStrictEqual(await indexed(here, a, b), [[a], [a], [a]], "the block holds, indexed");
+      }
+    });
+
+    it("a block or unblock cut short between its two rows leaves the blockers index refusing more, never less", async () => {
+      const here = new CassandraAccountStore(s().db);
+      const failing = (what: string) => new CassandraAccountStore(interleaved(async (q) => {
+        if (q.startsWith(what)) throw new Error("cut short");
+      }));
+      const [a, b] = [uniqueId(), uniqueId()];
+      await assert.rejects(failing(`INSERT INTO ${keyspace}.blocks `).putBlock(a, b, 1_767_225_600_000), /cut short/);
+      assert.deepStrictEqual(await indexed(here, a, b), [[], [a], [a]], "indexed, not blocked");
+      await here.putBlock(a, b, 1_767_225_600_000);
+      await assert.rejects(failing(`DELETE FROM ${keyspace}.blockers `).deleteBlock(a, b), /cut short/);
+      assert.deepStrictEqual(await indexed(here, a, b), [[], [a], [a]], "unblocked, still indexed");
+      await here.deleteBlock(a, b);
+      assert.deepStrictEqual(await indexed(here, a, b), [[], [], []]);
+    });
+
+    it("a friend request ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
+      const { here, pairs } = skewed();
+      const seen = async (a: bigint, b: bigint) => [
+        await here.hasFriendRequest(a, b), (await here.listFriendRequests(a)).length, (await here.listFriendRequests(b)).length,
+      ];
+      for (const [i, [one, other]] of pairs.entries()) {
+        const [a, b] = [uniqueId(), uniqueId()];
+        await one.putFriendRequest(a, b, 1_767_225_600_000);
+        assert.deepStrictEqual(await seen(a, b), [true, 1, 1], `pair ${i}: asked`);
+        await other.deleteFriendRequest(a, b);
+        assert.deepStrictEqual(await seen(a, b), [false, 0, 0], `pair ${i}: withdrawn`);
+        await one.putFriendRequest(a, b, 1_767_229_200_000);
+        assert.deepStrictEqual(await here.listFriendRequests(b), [{ fromUserId: a, toUserId: b, atMs: 1_767_229_200_000 }], `pair ${i}: asked again`);
+        await other.putFriendRequest(a, b, 1_767_232_800_000);
+        assert.deepStrictEqual(await here.listFriendRequests(a), [{ fromUserId: a, toUserId: b, atMs: 1_767_232_800_000 }], `pair ${i}: asking again moves its time`);
+        await one.putFriendRequest(b, a, 1_767_232_800_001);
+        await other.addFriendship(b, a, 1_767_236_400_000);
+        assert.deepStrictEqual([await seen(a, b), await here.hasFriendRequest(b, a)], [[false, 0, 0], false], `pair ${i}: taken up`);
+        await other.removeFriendship(a, b);
+        await one.putFriendRequest(b, a, 1_767_240_000_000);
+        assert.deepStrictEqual([await here.hasFriendRequest(b, a), (await here.listFriendRequests(a)).length], [true, 1], `pair ${i}: asked after`);
+      }
+    });
+
     it("a refresh token stored by a process whose clock is an hour ahead is taken once, and a sign-out here drops it", async () => {
       const ahead = new CassandraAccountStore(aheadDb());
       const here = new CassandraAccountStore(s().db);

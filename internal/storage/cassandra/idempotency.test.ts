@@ -17,11 +17,10 @@ import { UserSearch } from "./user-search.js";
 const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   account: {
     again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken", "markUsed",
-      "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "putRequest", "deleteRequest", "request",
-      "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "putBlock", "putBlocker",
-      "deleteBlock", "deleteBlocker", "block", "blocks", "blockers", "blockersAmong"],
+      "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexToken", "unindexDevice", "request",
+      "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "block", "blocks", "blockers", "blockersAmong"],
     once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget", "dropDevice",
-      "takeToken", "putFriend", "unfriend"],
+      "takeToken", "putFriend", "unfriend", "putRequest", "moveRequest", "deleteRequest", "putBlock", "putBlocker", "deleteBlock", "deleteBlocker"],
   },
   channel: {
     again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
