@@ -18,6 +18,9 @@ import { errorNameOf } from "../chatserver/errors.js";
 import { ChatError } from "../model/errors.js";
 import { DELIVER_STREAM_BATCHES_IN_FLIGHT, INTERNAL_MESSAGE_LIMITS } from "./message-limits.js";
 
+/** Lenient: a text frame's bytes were checked on the device's socket, and a throw here would end the gateway's whole stream. */
+const TEXT = new TextDecoder("utf-8");
+
 export { ChatServerServiceService };
 
 /**
@@ -199,9 +202,11 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
             return;
           }
           case "clientFrame": {
-            // As bytes for JSON too: the session reads them as strict UTF-8, as chatd's does a binary
-            // WebSocket frame (which the socket does not check); a toString here put U+FFFD in for bad bytes.
-            sessions.get(id)?.handle.receive(kind.value);
+            // A binary frame as bytes, for JSON too: the session reads them as strict UTF-8, as chatd's does
+            // a binary WebSocket frame (which the socket does not check); a toString here put U+FFFD in for
+            // bad bytes. A text frame as the string chatd's session is handed, which a binary session refuses.
+            const frame = req.clientFrameText === true ? TEXT.decode(kind.value) : kind.value;
+            sessions.get(id)?.handle.receive(frame);
             return;
           }
           case "reauthentication": {

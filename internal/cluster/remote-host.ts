@@ -521,7 +521,13 @@ class RemoteSession implements SessionHandle {
       // each still a message) to a stalled chat server was never held back, its verdicts buffered without bound.
       return this.link.writeFrame({ sessionId: this.id, kind: reauthenticationOf(frame) }, bytesOf([frame]));
     }
-    const bytes = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    // A string is a WebSocket text frame: said so, as its bytes alone do not tell, and a binary
+    // session refuses it as chatd's does rather than read a small ASCII text as a ClientFrame.
+    if (typeof frame === "string") {
+      const bytes = Buffer.from(frame);
+      return this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes }, clientFrameText: true }, bytes.byteLength);
+    }
+    const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     this.link.writeFrame({ sessionId: this.id, kind: { $case: "clientFrame", value: bytes } }, bytes.byteLength);
   }
 

@@ -51,6 +51,13 @@ export interface SessionRequest {
      */
     { $case: "reauthentication"; value: Reauthentication }
     | undefined;
+  /**
+   * With client_frame: the device sent it as a WebSocket text frame, which a
+   * chat.v1.proto session refuses (INVALID_FRAME) as chatd's does, rather than
+   * read the text's bytes as protobuf. A gateway that predates it never sets
+   * it. Optional so that the requests that carry no client frame say nothing.
+   */
+  clientFrameText?: boolean | undefined;
 }
 
 /** SessionOpen starts a session for a device the gateway has authenticated. */
@@ -180,7 +187,7 @@ export interface ForgetBlocksResponse {
 }
 
 function createBaseSessionRequest(): SessionRequest {
-  return { sessionId: 0n, kind: undefined };
+  return { sessionId: 0n, kind: undefined, clientFrameText: undefined };
 }
 
 export const SessionRequest: MessageFns<SessionRequest> = {
@@ -207,6 +214,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "reauthentication":
         Reauthentication.encode(message.kind.value, writer.uint32(50).fork()).join();
         break;
+    }
+    if (message.clientFrameText !== undefined) {
+      writer.uint32(56).bool(message.clientFrameText);
     }
     return writer;
   },
@@ -272,6 +282,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.kind = { $case: "reauthentication", value: Reauthentication.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.clientFrameText = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -304,6 +322,11 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         : isSet(object.reauthentication)
         ? { $case: "reauthentication", value: Reauthentication.fromJSON(object.reauthentication) }
         : undefined,
+      clientFrameText: isSet(object.clientFrameText)
+        ? globalThis.Boolean(object.clientFrameText)
+        : isSet(object.client_frame_text)
+        ? globalThis.Boolean(object.client_frame_text)
+        : undefined,
     };
   },
 
@@ -322,6 +345,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.flow = FlowControl.toJSON(message.kind.value);
     } else if (message.kind?.$case === "reauthentication") {
       obj.reauthentication = Reauthentication.toJSON(message.kind.value);
+    }
+    if (message.clientFrameText !== undefined) {
+      obj.clientFrameText = message.clientFrameText;
     }
     return obj;
   },
@@ -364,6 +390,7 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         break;
       }
     }
+    message.clientFrameText = object.clientFrameText ?? undefined;
     return message;
   },
 };
