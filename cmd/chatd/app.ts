@@ -266,7 +266,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
 
   // From the first moment of close(): /readyz fails while the drain goes on, /livez stays.
   const state = { stopping: false };
-  const ops = await startPublicOps(registry, { checks, state }, config.host, config.opsPort);
+  // Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
+  // probing it would count in a process that is going. (No ops port is no listener of its own.)
+  const ops = await startPublicOps(registry, { checks, state }, config.host, stopped?.aborted ? undefined : config.opsPort);
   // Browsers: HTTP/1.1 for Connect and gRPC-Web, and the WebSocket upgrade.
   const handleHttp = (req: IncomingMessage, res: ServerResponse) => {
     if (ops.serve(req, res)) return;
@@ -302,10 +304,11 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   // A renewed certificate is served without a restart; its expiry is logged and exported.
   const certificates = config.tls && watchTlsFiles(config.tls, { servers: [httpServer, grpcServer], logger, registry });
 
-  await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
-  await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
-  const httpPort = (httpServer.address() as AddressInfo).port;
-  const grpcPort = (grpcServer.address() as AddressInfo).port;
+  if (!stopped?.aborted) await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
+  if (!stopped?.aborted) await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
+  // Not listening (a stop came first): the ports asked for, in URLs nobody is told.
+  const httpPort = (httpServer.address() as AddressInfo | null)?.port ?? config.httpPort;
+  const grpcPort = (grpcServer.address() as AddressInfo | null)?.port ?? config.grpcPort;
 
   let closing: Promise<void> | undefined;
   return {

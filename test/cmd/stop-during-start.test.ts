@@ -200,6 +200,20 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     });
   }
 
+  it("chatd: never listens on its ports", async () => {
+    const held = await Promise.all([0, 1, 2].map(() => holdPort()));
+    try {
+      const [http, grpc, ops] = held.map((h) => String(h.port)) as [string, string, string];
+      const gate = await keyFileGate(mkdtempSync(join(dir, "chatd-")));
+      const { code, stdout, stderr } = await stopAtGate("chatd", { ...gate, env: { ...gate.env, CHAT_HTTP_PORT: http, CHAT_GRPC_PORT: grpc, CHAT_OPS_PORT: ops } });
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stderr, /CHAT_(HTTP|GRPC|OPS)_PORT/);
+      assert.doesNotMatch(stdout, /chatd listening/);
+    } finally {
+      await Promise.all(held.map((h) => h.close()));
+    }
+  });
+
   /** Runs `role` until its log says it waits (`waiting`), sends SIGTERM: its exit, and how long after the signal. */
   async function stopWhileWaiting(role: string, env: Record<string, string>, waiting: RegExp): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
     let child: ChildProcess | undefined;
