@@ -371,10 +371,17 @@ export class CassandraAccountStore implements AccountStore {
    * plain writes carried the api's clock, so a withdrawal from one running
    * behind left the request, and one running ahead left a tombstone that no
    * request made elsewhere could outrank for as long.
+   *
+   * The two sides are two partitions, which no round spans: the sender's row
+   * (read to tell whether the request exists, so a resend writes nothing) is
+   * written after the recipient's and deleted before it, so one cut short
+   * never leaves a request the recipient cannot see and a resend would not
+   * write again.
    */
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
     const at = msCell(atMs);
-    await Promise.all([this.putRequestRow(fromUserId, toUserId, true, at), this.putRequestRow(toUserId, fromUserId, false, at)]);
+    await this.putRequestRow(toUserId, fromUserId, false, at);
+    await this.putRequestRow(fromUserId, toUserId, true, at);
   }
 
   /** Asking again moves the request's time, as in SQLite: Paxos has no upsert, so an update where the insert found a row. */
@@ -385,10 +392,8 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
-    await Promise.all([
-      this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]),
-      this.db.lwt(this.q.deleteRequest, [toUserId, fromUserId, false]),
-    ]);
+    await this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]);
+    await this.db.lwt(this.q.deleteRequest, [toUserId, fromUserId, false]);
   }
 
   async hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean> {

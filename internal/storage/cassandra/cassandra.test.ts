@@ -972,6 +972,36 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await indexed(here, a, b), [[], [], []]);
     });
 
+    // The two sides of a request are two partitions since their writes became Paxos
+    // rounds: one left with the sender's row alone was never shown to the recipient,
+    // and a resend (which writes only when the sender's row is missing) never mended it.
+    it("a friend request cut short between its two rows never leaves the sender's side alone", async () => {
+      const here = new CassandraAccountStore(s().db);
+      // Fails the write of one side; once the writes sent beside it (if any) are done, so what they left is there to see.
+      const cutShort = (query: string, outgoing: boolean) => {
+        const db = s().db;
+        const sent = new Set<Promise<unknown>>();
+        return new CassandraAccountStore(Object.create(db, { lwt: { value: async (q: string, p: unknown[]) => {
+          if (q.startsWith(query) && p.includes(outgoing)) {
+            await null;
+            await Promise.allSettled([...sent]);
+            throw new Error("cut short");
+          }
+          const run = db.lwt(q, p as never);
+          sent.add(run);
+          return run;
+        } } }) as Db);
+      };
+      const [a, b] = [uniqueId(), uniqueId()];
+      await assert.rejects(cutShort(`INSERT INTO ${keyspace}.friend_requests `, false).putFriendRequest(a, b, 1_767_225_600_000), /cut short/);
+      assert.equal(await here.hasFriendRequest(a, b), false, "not sent: a resend writes it whole");
+      await here.putFriendRequest(a, b, 1_767_229_200_000);
+      assert.deepStrictEqual([(await here.listFriendRequests(a)).length, (await here.listFriendRequests(b)).length], [1, 1]);
+      await assert.rejects(cutShort(`DELETE FROM ${keyspace}.friend_requests `, true).deleteFriendRequest(a, b), /cut short/);
+      assert.deepStrictEqual([await here.hasFriendRequest(a, b), (await here.listFriendRequests(a)).length, (await here.listFriendRequests(b)).length],
+        [true, 1, 1], "nothing taken: withdrawing again takes it whole");
+    });
+
     it("a friend request ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
       const { here, pairs } = skewed();
       const seen = async (a: bigint, b: bigint) => [
