@@ -246,6 +246,9 @@ describe("Notifier with Web Push against a loopback push service", function () {
     await notifier!.idle();
     assert.equal(results.length, 2, "no second try");
     assert.deepEqual(skips.sort(), ["online", "revoked_device"]);
+    // As at a first try: kept, it would be read and asked about at every later notification.
+    assert.equal(await endpoints.get(2n, 20n), undefined, "the signed-out device's endpoint is removed");
+    assert.ok(await endpoints.get(1n, 10n), "the online user's endpoint is kept");
   });
 
   it("does not retry a chat the user muted since the first try, unless the notification mentions them", async () => {

@@ -713,7 +713,13 @@ export class Notifier {
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
       if (!job.mentioned && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
-      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) return skipped("revoked_device");
+      if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) {
+        // As a first try does: kept, it would be read and asked about at every later notification.
+        await this.deps.endpoints
+          .removeIfAddress(userId, deviceId, job.endpoint.address)
+          .catch((err) => this.deps.logger?.warn({ err }, "could not remove a logged-out device's endpoint"));
+        return skipped("revoked_device");
+      }
       const endpoint = await this.deps.endpoints.get(userId, deviceId);
       if (!endpoint) return skipped("no_endpoint");
       if (endpoint.muted) return skipped("muted");
