@@ -5,6 +5,7 @@ import { DevicePlatform, MemberRole, PresenceStatus } from "../../gen/es/chat/v1
 import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from "../auth/refresh.js";
 import type { AccountStore } from "../accounts/store.js";
 import { CloseCode } from "../model/close-codes.js";
+import { DELETION_UNBLOCKS_IN_FLIGHT } from "./auth-service.js";
 import { DeviceGate } from "./device-gate.js";
 import { apiMetrics } from "./metrics.js";
 import { holdNext, rpcError, TestApi, UnreachableSessions } from "./testkit.js";
@@ -515,6 +516,46 @@ describe("api: AuthService", () => {
       await api.storage.accounts.putRefreshToken(hashRefreshToken(token), { userId: me.userId, deviceId, expiresAtMs: api.clock.ms + 60_000 });
       assert.equal((await rpcError(() => api.anon.auth.refresh({ refreshToken: token }))).code, Code.Unauthenticated);
       assert.equal((await api.storage.accounts.getDevice(me.userId, deviceId))?.revoked, true);
+    });
+
+    it("unblocks side by side, at most DELETION_UNBLOCKS_IN_FLIGHT at once, all before it blocks its direct-chat peers", async () => {
+      const me = await api.signUp("una", "my password");
+      const dmPeer = await api.signUp();
+      await me.c.channels.openDirect({ userId: dmPeer.userId });
+      for (let i = 0; i < 2 * DELETION_UNBLOCKS_IN_FLIGHT; i++) {
+        const other = await api.signUp();
+        await me.c.users.blockUser({ userId: other.userId });
+        await other.c.users.blockUser({ userId: me.userId });
+      }
+      const accounts = api.deps.accounts as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const [deleteBlock, putBlock] = [accounts.deleteBlock!, accounts.putBlock!];
+      let [inFlight, most, unblocks] = [0, 0, 0];
+      const blockedWhileUnblocking: unknown[] = [];
+      accounts.deleteBlock = async (...args) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        unblocks++;
+        try {
+          // A turn of the loop for the others to start, as a store round trip would give.
+          await new Promise((resolve) => setImmediate(resolve));
+          return await deleteBlock.apply(api.deps.accounts, args);
+        } finally {
+          inFlight--;
+        }
+      };
+      accounts.putBlock = async (...args) => {
+        if (inFlight > 0) blockedWhileUnblocking.push(args[1]);
+        return putBlock.apply(api.deps.accounts, args);
+      };
+      try {
+        await me.c.auth.deleteAccount({ password: "my password" });
+      } finally {
+        Object.assign(accounts, { deleteBlock, putBlock });
+      }
+      assert.equal(unblocks, 4 * DELETION_UNBLOCKS_IN_FLIGHT);
+      assert.equal(most, DELETION_UNBLOCKS_IN_FLIGHT);
+      assert.deepEqual(blockedWhileUnblocking, []);
+      assert.deepEqual(await api.storage.accounts.listBlocks(me.userId).then((b) => b.map((x) => x.userId)), [dmPeer.userId], "the peer's block stays");
     });
 
     it("signs out every device, leaves groups, drops friends and blocks, releases the name, and keeps the messages sent", async () => {
