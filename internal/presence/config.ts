@@ -30,12 +30,19 @@ export function readPresenceConfig(r: EnvReader): PresenceConfig {
   };
 }
 
-/** Fills in the default grace period and refuses one that is not longer than a heartbeat interval. */
+/**
+ * Fills in the default grace period and refuses one shorter than two heartbeat
+ * intervals: the margin the tracker assumes (its hold-off after a store
+ * failure). Just over one, a heartbeat held up behind a slow store call (a
+ * user's calls run in order) lands after a sweep expired the device, and its
+ * user flips offline and online again.
+ */
 export function checkPresenceConfig(r: EnvReader, config: PresenceConfig, heartbeatIntervalMs: number): void {
   if (config.graceMs === 0) config.graceMs = Math.max(60_000, 2 * heartbeatIntervalMs + 10_000);
-  if (config.graceMs <= heartbeatIntervalMs) {
+  const min = 2 * heartbeatIntervalMs;
+  if (config.graceMs < min) {
     r.problems.push(
-      `CHAT_PRESENCE_GRACE_MS=${config.graceMs}: must be more than the heartbeat interval (${heartbeatIntervalMs} ms), or devices flap offline between heartbeats`,
+      `CHAT_PRESENCE_GRACE_MS=${config.graceMs}: must be at least ${min} ms, twice CHAT_HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs} ms), or a late heartbeat lands after its device was expired and its user flaps offline`,
     );
   }
 }
@@ -54,7 +61,7 @@ export interface ClusterPresenceConfig {
 
 /**
  * CHAT_PRESENCE_GRACE_MS (default: the larger of 60 s and two heartbeat
- * intervals plus 10 s; must exceed the heartbeat interval),
+ * intervals plus 10 s; at least two heartbeat intervals),
  * CHAT_PRESENCE_SWEEP_MS (default `defaultSweepMs`; 0 turns sweeping off),
  * CHAT_PRESENCE_BATCH_MS (default 10). The Redis address is CHAT_REDIS_URL
  * (internal/config/engines.ts).

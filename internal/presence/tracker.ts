@@ -28,7 +28,7 @@ export interface PresenceTrackerDeps {
   /**
    * How long a device counts as online after its last heartbeat (or after
    * its session ended): a flaky network that reconnects within it never
-   * shows the user offline. Must exceed the heartbeat interval.
+   * shows the user offline. At least two heartbeat intervals (checkPresenceConfig).
    */
   graceMs: number;
   /**
