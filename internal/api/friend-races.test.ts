@@ -6,7 +6,7 @@ import type { AccountStore } from "../accounts/store.js";
 import type { Id } from "../model/types.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
 import type { ApiDeps } from "./deps.js";
-import { holdNext, TestApi } from "./testkit.js";
+import { holdNext, rpcError, TestApi } from "./testkit.js";
 
 /**
  * Makes the first `count` reads of `user`'s list by `method` all answer before
@@ -128,5 +128,54 @@ describe("api: friend limits under a burst", function () {
     const cassandra = scratchCassandra();
     // Accounts on Cassandra (the lists are the store's); the rest stays on SQLite.
     limitsUnderBurst((overrides) => TestApi.start({ ...overrides, accounts: cassandra().accounts }));
+  });
+});
+
+describe("api: a friend request whose sender's row is gone (on Cassandra, a withdrawal or send cut short)", function () {
+  this.timeout(60_000);
+  const cassandra = scratchCassandra();
+  let api: TestApi;
+  beforeEach(async () => (api = await TestApi.start({ accounts: cassandra().accounts })));
+  afterEach(async () => api.close());
+  const signUp = () => api.signUp(`l${randomBytes(5).toString("hex")}`);
+
+  /** A request from `from` to `to` with only the recipient's row left, as a withdrawal stopped after its first delete leaves it. */
+  async function loneRequest(from: Id, to: Id): Promise<void> {
+    const storage = cassandra();
+    await storage.client.execute(
+      `DELETE FROM ${storage.schema.keyspace}.friend_requests WHERE user_id = ? AND other_user_id = ? AND outgoing = true`,
+      [from, to],
+      { prepare: true },
+    );
+    assert.equal(await storage.accounts.hasFriendRequest(from, to), false);
+  }
+
+  it("declines it, and it is off the recipient's list", async () => {
+    const [a, b] = [await signUp(), await signUp()];
+    await a.c.users.sendFriendRequest({ userId: b.userId });
+    await loneRequest(a.userId, b.userId);
+    assert.equal((await b.c.users.listFriendRequests({})).requests.length, 1, "the recipient still sees it");
+    assert.equal((await b.c.users.respondFriendRequest({ userId: a.userId, accept: false })).state, FriendshipState.NONE);
+    assert.deepEqual((await b.c.users.listFriendRequests({})).requests, []);
+  });
+
+  it("refuses to accept it NOT_FOUND, saying it was withdrawn, and takes it off the list; no friendship is made", async () => {
+    const [a, b] = [await signUp(), await signUp()];
+    await a.c.users.sendFriendRequest({ userId: b.userId });
+    await loneRequest(a.userId, b.userId);
+    const err = await rpcError(() => b.c.users.respondFriendRequest({ userId: a.userId, accept: true }));
+    assert.equal(err.code, Code.NotFound);
+    assert.match(err.rawMessage, /withdrawn/);
+    assert.deepEqual((await b.c.users.listFriendRequests({})).requests, []);
+    assert.deepEqual((await b.c.users.listFriends({})).friends, []);
+    // A new request from the sender is a request again.
+    await a.c.users.sendFriendRequest({ userId: b.userId });
+    assert.equal((await b.c.users.respondFriendRequest({ userId: a.userId, accept: true })).state, FriendshipState.FRIENDS);
+  });
+
+  it("still answers NOT_FOUND, as before, where there is no row at all", async () => {
+    const [a, b] = [await signUp(), await signUp()];
+    const err = await rpcError(() => b.c.users.respondFriendRequest({ userId: a.userId, accept: false }));
+    assert.deepEqual([err.code, err.rawMessage], [Code.NotFound, "no pending friend request from this user"]);
   });
 });

@@ -141,7 +141,15 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
         throw new ChatError("not_found", "no pending friend request from this user (already friends)");
       }
       if (!(await accounts.hasFriendRequest(them, me))) {
-        throw new ChatError("not_found", "no pending friend request from this user");
+        // The caller's own row may be left alone (a store of two rows, the sender's written last and
+        // deleted first: a withdrawal or a send cut short). It is in their list, so an answer to it
+        // takes it away. A decline is what they asked; an acceptance is refused: the sender
+        // withdrew it, or was told their send failed, and becomes nobody's friend unasked.
+        const lone = (await accounts.listFriendRequests(me)).some((r) => r.fromUserId === them && r.toUserId === me);
+        if (!lone) throw new ChatError("not_found", "no pending friend request from this user");
+        await accounts.deleteFriendRequest(them, me);
+        if (req.accept) throw new ChatError("not_found", "this friend request was withdrawn by its sender; it is taken off your list");
+        return { state: FriendshipState.NONE };
       }
       if (req.accept) {
         await befriend(me, them);
