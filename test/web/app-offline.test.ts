@@ -24,8 +24,8 @@ describe("web: the browser going offline and back online", () => {
     assert.notEqual(connection(), "open", "still shown online, its sends going to a socket that is closing");
 
     tell("online");
-    await waitFor(() => ScriptedSocket.all.length > before, "a new socket once back online", 5_000);
+    await waitFor(() => ScriptedSocket.all.length > before, "a new socket once back online");
     r.welcome();
-    await waitFor(() => connection() === "open", "online again", 5_000);
+    await waitFor(() => connection() === "open", "online again");
   });
 });

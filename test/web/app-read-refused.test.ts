@@ -28,7 +28,7 @@ describe("web: a read receipt the server refuses", () => {
     assert.equal(read!.seq, 3n);
 
     refuse(r, read!.ref, ErrorCode.UNAVAILABLE);
-    await waitFor(() => server.calls.some((c) => c.method === "markRead" && c.req.seq === 3n), "the refused read told again", 5_000);
+    await waitFor(() => server.calls.some((c) => c.method === "markRead" && c.req.seq === 3n), "the refused read told again");
   });
 
   it("does not tell again one refused because I am not in the chat", async () => {
