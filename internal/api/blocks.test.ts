@@ -167,7 +167,18 @@ describe("api: blocking users", () => {
 
     const open = await rpcError(() => pest.c.channels.openDirect({ userId: me.userId }));
     assert.deepEqual([open.code, open.chatCode], [Code.PermissionDenied, BLOCKED]);
-    assert.ok((await me.c.channels.openDirect({ userId: pest.userId })).channel, "the blocker may open the chat (its history is theirs)");
+    // Nor may the blocker start one (unblock first), and the blocked user hears nothing of it.
+    const mine = await rpcError(() => me.c.channels.openDirect({ userId: pest.userId }));
+    assert.deepEqual([mine.code, mine.chatCode, mine.rawMessage], [Code.PermissionDenied, BLOCKED, "you blocked this user: unblock them to open a chat with them"]);
+    assert.deepEqual(api.sessions.framesOf("channel").filter((p) => p.userIds.includes(pest.userId)), [], "nothing was pushed to the blocked user");
+    assert.deepEqual((await pest.c.channels.listChannels({})).channels, []);
+    // A chat they had before the block the blocker may open again (its history is theirs), telling nobody.
+    await me.c.users.unblockUser({ userId: pest.userId });
+    const dm = (await me.c.channels.openDirect({ userId: pest.userId })).channel!.channelId;
+    await me.c.users.blockUser({ userId: pest.userId });
+    const pushes = api.sessions.pushes.length;
+    assert.equal((await me.c.channels.openDirect({ userId: pest.userId })).channel!.channelId, dm, "the blocker may open the chat they had");
+    assert.equal(api.sessions.pushes.length, pushes);
 
     const create = await rpcError(() => pest.c.channels.createGroup({ title: "g", memberUserIds: [other.userId, me.userId] }));
     assert.equal(create.chatCode, BLOCKED);
@@ -178,8 +189,8 @@ describe("api: blocking users", () => {
     assert.equal((await pest.c.channels.listMembers({ channelId: group.channelId })).members.length, 2, "nobody was added");
 
     // The blocker chose to share a group: a block does not split groups.
-    const mine = (await me.c.channels.createGroup({ title: "mine", memberUserIds: [pest.userId] })).channel!;
-    assert.equal(mine.memberCount, 2);
+    const shared = (await me.c.channels.createGroup({ title: "mine", memberUserIds: [pest.userId] })).channel!;
+    assert.equal(shared.memberCount, 2);
   });
 
   it("checks an add against the blocks of the users it adds alone, however many blocked the caller", async () => {

@@ -229,9 +229,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const peer = v.id("user_id", req.userId);
       if (peer === me) throw new ChatError("invalid_argument", "cannot open a direct channel with yourself");
       await requireUsers([peer]);
-      // The blocker may still open the chat (its history stays theirs); sends are refused either way.
+      // The blocker may still open a chat they had (its history stays theirs); sends are refused either way.
+      // A new one they may not, as WhatsApp and Messenger ask to unblock first: made, it told the blocked
+      // user (JOINED) of someone who had blocked them, in a chat neither could send in.
       const blockers = await accounts.blockersBetween(me, peer);
-      if (blockers.includes(peer)) refuseIfBlocked(blockers, me, peer, "open a chat with");
+      if (blockers.includes(peer) || (blockers.includes(me) && !(await channels.hasDirect(me, peer)))) {
+        refuseIfBlocked(blockers, me, peer, "open a chat with");
+      }
       const giveBack = await deps.limits?.startDirect(me, () => channels.hasDirect(me, peer));
       const candidate: ChannelRecord = { channelId: deps.ids.next(), kind: "direct", title: "", createdAtMs: now(), createdBy: me };
       const channel = await channels.getOrCreateDirect(candidate, me, peer).catch(async (e: unknown) => {
