@@ -416,17 +416,32 @@ export class CassandraAccountStore implements AccountStore {
    * clocks: with the first row a compare-and-set (the node's clock) and the
    * rest plain writes (the api's), an api whose clock was behind could not
    * take that row away, and one ahead made rows no unfriending could.
+   *
+   * The two rows are two partitions, which no round spans: the row of the
+   * lower id, written first whichever side asks, says whether the friendship
+   * holds, and each change ends by making the other row agree with it, read
+   * after its own writes; else an unfriending run between a making's two rows
+   * (or a making between an unfriending's) left one user the other's friend
+   * and not the other way round.
    */
   async addFriendship(a: Id, b: Id, atMs: number): Promise<void> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
     // Keep the first friendship's date, as the SQLite adapter does; the compare-and-set tells whether there was one.
-    const first = await this.db.lwt(this.q.putFriend, [a, b, msCell(atMs)]);
+    const first = await this.db.lwt(this.q.putFriend, [lo, hi, msCell(atMs)]);
     const since = first.applied ? msCell(atMs) : big(first.row.get("since_ms"));
-    await this.db.lwt(this.q.putFriend, [b, a, since]);
+    await this.db.lwt(this.q.putFriend, [hi, lo, since]);
+    // An unfriending since the first row took it: this one's second row must go too.
+    if (!(await this.db.serialOne(this.q.friend, [lo, hi]))) await this.db.lwt(this.q.unfriend, [hi, lo]);
     await Promise.all([this.deleteFriendRequest(a, b), this.deleteFriendRequest(b, a)]);
   }
 
   async removeFriendship(a: Id, b: Id): Promise<void> {
-    await Promise.all([this.db.lwt(this.q.unfriend, [a, b]), this.db.lwt(this.q.unfriend, [b, a])]);
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    await this.db.lwt(this.q.unfriend, [lo, hi]);
+    await this.db.lwt(this.q.unfriend, [hi, lo]);
+    // A friendship made since the first delete holds: its second row, taken by this one's, goes back.
+    const made = await this.db.serialOne(this.q.friend, [lo, hi]);
+    if (made) await this.db.lwt(this.q.putFriend, [hi, lo, big(made.get("since_ms"))]);
   }
 
   async areFriends(a: Id, b: Id): Promise<boolean> {

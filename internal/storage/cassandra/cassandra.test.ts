@@ -1002,6 +1002,37 @@ describe("cassandra storage", function () {
         [true, 1, 1], "nothing taken: withdrawing again takes it whole");
     });
 
+    // A friendship's two rows are two partitions, which no Paxos round spans: an unfriending
+    // that ran between them (the other user unfriending as the request was accepted) left one
+    // user with the other as a friend and not the other way round, which no logged batch did.
+    it("a friendship made and ended at once ends on both sides or on neither, in either interleaving", async () => {
+      const here = new CassandraAccountStore(s().db);
+      const sides = async (a: bigint, b: bigint) => [await here.areFriends(a, b), await here.areFriends(b, a)];
+      {
+        // The unfriending runs whole between the friendship's two rows.
+        const [a, b] = [uniqueId(), uniqueId()];
+        let inserts = 0;
+        const making = new CassandraAccountStore(interleaved(async (q) => {
+          if (q.startsWith(`INSERT INTO ${keyspace}.friendships `) && ++inserts === 2) await here.removeFriendship(a, b);
+        }));
+        await making.addFriendship(a, b, 1_767_225_600_000);
+        assert.equal(inserts, 2, "interleaved");
+        assert.deepStrictEqual(await sides(a, b), [false, false], "ended on both sides");
+      }
+      {
+        // The friendship is made whole between the unfriending's two rows.
+        const [a, b] = [uniqueId(), uniqueId()];
+        await here.addFriendship(a, b, 1_767_225_600_000);
+        let deletes = 0;
+        const ending = new CassandraAccountStore(interleaved(async (q) => {
+          if (q.startsWith(`DELETE FROM ${keyspace}.friendships `) && ++deletes === 2) await here.addFriendship(b, a, 1_767_229_200_000);
+        }));
+        await ending.removeFriendship(a, b);
+        assert.equal(deletes, 2, "interleaved");
+        assert.deepStrictEqual(await sides(a, b), [true, true], "made again on both sides");
+      }
+    });
+
     it("a friend request ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
       const { here, pairs } = skewed();
       const seen = async (a: bigint, b: bigint) => [
