@@ -215,6 +215,28 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("counts lag from the partition's first record when the group's committed offset is older (records expired while it was away)", async () => {
+      const topic = uniqueName("expired");
+      const group = uniqueName("g");
+      made.groups.add(group);
+      await queue.ensureTopics([{ topic, partitions: 1 }]);
+      await queue.publish(topic, [...Array(8).keys()].map((i) => ({ key: "k", value: enc(`r${i}`) })));
+      const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        // The group handled 3 records and left; then the first 6 went, as retention takes them
+        // (deleteTopicRecords moves the log start offset as a retention pass does, without its wait).
+        await admin.setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: "3" }] });
+        await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "6" }] });
+        assert.equal((await admin.fetchTopicOffsets(topic))[0]!.low, "6");
+      } finally {
+        await admin.disconnect();
+      }
+      // What the group would read on return: the 2 records left, not the 3 gone as well.
+      assert.equal(await queue.consumerLag(group, topic), 2);
+    });
+
     it("splits a publish of several MB so no partition's batch exceeds what Kafka takes, keeping each key's order", async () => {
       // A 99,999-emoji text is ~400 kB; fanned out to a group it is one publish of
       // megabytes. Sent as one request, each partition's record batch was over the

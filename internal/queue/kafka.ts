@@ -277,8 +277,10 @@ export class KafkaQueue implements MessageQueue {
     let lag = 0n;
     for (const p of ends) {
       const c = done.get(p.partition) ?? -1n;
-      // -1: the group has committed nothing there yet, so all it holds is lag.
-      lag += BigInt(p.high) - (c < 0n ? BigInt(p.low) : c);
+      const low = BigInt(p.low);
+      // From the first record still there: -1 (nothing committed yet) or an offset retention has
+      // since passed (the group was away) resumes there, and what expired is no longer to be read.
+      lag += BigInt(p.high) - (c > low ? c : low);
     }
     return Number(lag);
   }
