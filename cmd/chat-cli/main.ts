@@ -102,7 +102,8 @@ Options:
 
 Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
 ~/.config/chat-cli), mode 0600.
-A call unanswered for 15 s is given up (follow asks again); $CHAT_CLI_CALL_TIMEOUT_MS
+A token refresh, a look-up of names and follow's reads unanswered for 15 s are given
+up (follow asks again; other calls wait for their answer); $CHAT_CLI_CALL_TIMEOUT_MS
 (100 to 15000 ms) gives up sooner.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
 
