@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { channelView, pushChannelEvent, receiptAudience, requireMember } from "./access.js";
+import { channelView, membersAsRead, pushChannelEvent, receiptAudience, requireMember } from "./access.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -151,13 +151,19 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         await deps.channels.changePlace(me, channel.channelId, { markedUnreadAtMs: null });
         await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, await channelView(deps, channel, member));
       }
+      // As the realtime ReadReceipt: the reader's own devices hear it either way (it was taken), the other
+      // members only when it moved what they are shown. That is the furthest of the stored position and
+      // the reader's own newest message (membersAsRead, as ListMembers has it): a receipt below their own
+      // message moved the other members' view of them back.
+      let audience = [me];
       if (readSeq > member.readSeq) {
-        const members = await receiptAudience(deps, channel, me);
-        const frame = create(ServerFrameSchema, {
-          kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },
-        });
-        await deps.sessions.pushToUsers(members, frame).catch((e: unknown) => deps.logger?.warn({ err: e }, "receipt push failed"));
+        const shown = (await membersAsRead(deps, channel.channelId)).find((m) => m.userId === me)?.readSeq ?? readSeq;
+        if (shown <= readSeq) audience = await receiptAudience(deps, channel, me);
       }
+      const frame = create(ServerFrameSchema, {
+        kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },
+      });
+      await deps.sessions.pushToUsers(audience, frame).catch((e: unknown) => deps.logger?.warn({ err: e }, "receipt push failed"));
       return { readSeq };
     },
   };

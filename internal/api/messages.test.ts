@@ -271,10 +271,11 @@ describe("api: MessageService", () => {
     assert.equal((await b.c.messages.markRead({ channelId, seq: 1n })).readSeq, 3n, "never backward");
     assert.equal((await b.c.messages.markRead({ channelId, seq: 99n })).readSeq, 4n, "never past the newest");
 
-    const receipts = api.sessions.framesOf("receipt");
-    assert.equal(receipts.length, 2, "no receipt when nothing moved");
-    assert.deepEqual(new Set(receipts[0]!.userIds), new Set([a.userId, b.userId]));
-    const ev = receipts[1]!.frame.kind.value as ReceiptEvent;
+    // b sent 2 and 4, so the others were shown b at 4 already: reading to 3 tells them nothing (it was a
+    // receipt that moved b back), nor does one that moved nothing; b's own devices hear each, as the realtime path has it.
+    const receipts = api.sessions.framesOf("receipt").map((r) => [r.userIds, (r.frame.kind.value as ReceiptEvent).seq]);
+    assert.deepEqual(receipts, [[[b.userId], 3n], [[b.userId], 3n], [[a.userId, b.userId], 4n]]);
+    const ev = api.sessions.framesOf("receipt")[2]!.frame.kind.value as ReceiptEvent;
     assert.deepEqual([ev.channelId, ev.userId, ev.seq], [channelId, b.userId, 4n]);
 
     const ch = (await b.c.channels.describeChannel({ channelId })).channel!;
@@ -283,6 +284,27 @@ describe("api: MessageService", () => {
 
     const outsider = await api.signUp();
     assert.equal((await rpcError(() => outsider.c.messages.markRead({ channelId, seq: 1n }))).code, Code.PermissionDenied);
+  });
+
+  it("never pushes the other members a receipt below what ListMembers shows them of the reader", async () => {
+    await sendMany(3); // a: 1, 3; b: 2
+    assert.equal((await a.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);
+    const shownOfA = async () => (await b.c.channels.listMembers({ channelId })).members.find((m) => m.userId === a.userId)!.readSeq;
+    assert.equal(await shownOfA(), 3n);
+    api.sessions.pushes = [];
+    // Below a's own stored position: nothing moved, nothing told to b.
+    await a.c.messages.markRead({ channelId, seq: 1n });
+    assert.equal(await shownOfA(), 3n);
+    for (const r of api.sessions.framesOf("receipt")) {
+      const seq = (r.frame.kind.value as ReceiptEvent).seq;
+      assert.ok(!r.userIds.includes(b.userId) || seq >= 3n, `b was pushed a's receipt at ${seq}, below the 3 ListMembers shows`);
+    }
+    await b.c.messages.sendMessage({ channelId, clientMsgId: "x", text: "four" });
+    await a.c.messages.sendMessage({ channelId, clientMsgId: "y", text: "five" });
+    api.sessions.pushes = [];
+    assert.equal((await a.c.messages.markRead({ channelId, seq: 4n })).readSeq, 4n);
+    assert.equal(await shownOfA(), 5n);
+    assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds), [[a.userId]], "a's own 5 shows a further already");
   });
 
   describe("uint64 values past the stores' signed 64 bits", () => {
