@@ -104,6 +104,7 @@ export class CassandraAccountStore implements AccountStore {
       moveRequest: `UPDATE ${t("friend_requests")} SET at_ms = ? WHERE user_id = ? AND other_user_id = ? AND outgoing = ? IF EXISTS`,
       deleteRequest: `DELETE FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = ? IF EXISTS`,
       request: `SELECT at_ms FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = true`,
+      requestRow: `SELECT at_ms FROM ${t("friend_requests")} WHERE user_id = ? AND other_user_id = ? AND outgoing = ?`,
       requests: `SELECT other_user_id, outgoing, at_ms FROM ${t("friend_requests")} WHERE user_id = ?`,
       putFriend: `INSERT INTO ${t("friendships")} (user_id, friend_user_id, since_ms) VALUES (?, ?, ?) IF NOT EXISTS`,
       unfriend: `DELETE FROM ${t("friendships")} WHERE user_id = ? AND friend_user_id = ? IF EXISTS`,
@@ -376,12 +377,17 @@ export class CassandraAccountStore implements AccountStore {
    * (read to tell whether the request exists, so a resend writes nothing) is
    * written after the recipient's and deleted before it, so one cut short
    * never leaves a request the recipient cannot see and a resend would not
-   * write again.
+   * write again. For a withdrawal (a decline) racing it the same: each reads
+   * the other's row back after its own writes (SERIAL) and takes the sender's
+   * row if the recipient's is gone; at worst the recipient's is left alone,
+   * which an answer takes away.
    */
   async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
     const at = msCell(atMs);
     await this.putRequestRow(toUserId, fromUserId, false, at);
     await this.putRequestRow(fromUserId, toUserId, true, at);
+    // A withdrawal between the two rows took the recipient's: the sender's, alone, would stay for good.
+    if (!(await this.db.serialOne(this.q.requestRow, [toUserId, fromUserId, false]))) await this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]);
   }
 
   /** Asking again moves the request's time, as in SQLite: Paxos has no upsert, so an update where the insert found a row. */
@@ -394,6 +400,8 @@ export class CassandraAccountStore implements AccountStore {
   async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
     await this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]);
     await this.db.lwt(this.q.deleteRequest, [toUserId, fromUserId, false]);
+    // A send whose sender's row landed after the first delete and its read of the recipient's before the second.
+    if (await this.db.serialOne(this.q.requestRow, [fromUserId, toUserId, true])) await this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]);
   }
 
   async hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean> {

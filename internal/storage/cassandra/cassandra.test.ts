@@ -1033,6 +1033,23 @@ describe("cassandra storage", function () {
       }
     });
 
+    // The same two partitions: a withdrawal or decline that ran between a request's two rows
+    // (the recipient declining it at once) took the recipient's row and left the sender's
+    // alone, pending on their list for good, and a resend (it writes only when that row is
+    // missing) never mended it.
+    it("a friend request withdrawn between its two rows leaves neither side", async () => {
+      const here = new CassandraAccountStore(s().db);
+      const [a, b] = [uniqueId(), uniqueId()];
+      let inserts = 0;
+      const asking = new CassandraAccountStore(interleaved(async (q) => {
+        if (q.startsWith(`INSERT INTO ${keyspace}.friend_requests `) && ++inserts === 2) await here.deleteFriendRequest(a, b);
+      }));
+      await asking.putFriendRequest(a, b, 1_767_225_600_000);
+      assert.equal(inserts, 2, "interleaved");
+      assert.deepStrictEqual([await here.hasFriendRequest(a, b), (await here.listFriendRequests(a)).length, (await here.listFriendRequests(b)).length],
+        [false, 0, 0]);
+    });
+
     it("a friend request ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
       const { here, pairs } = skewed();
       const seen = async (a: bigint, b: bigint) => [
