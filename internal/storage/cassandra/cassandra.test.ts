@@ -1037,7 +1037,7 @@ describe("cassandra storage", function () {
     // (the recipient declining it at once) took the recipient's row and left the sender's
     // alone, pending on their list for good, and a resend (it writes only when that row is
     // missing) never mended it.
-    it("a friend request withdrawn between its two rows leaves neither side", async () => {
+    it("a friend request withdrawn between its two rows, or sent between a withdrawal's, leaves no sender's row alone", async () => {
       const here = new CassandraAccountStore(s().db);
       const [a, b] = [uniqueId(), uniqueId()];
       let inserts = 0;
@@ -1048,6 +1048,15 @@ describe("cassandra storage", function () {
       assert.equal(inserts, 2, "interleaved");
       assert.deepStrictEqual([await here.hasFriendRequest(a, b), (await here.listFriendRequests(a)).length, (await here.listFriendRequests(b)).length],
         [false, 0, 0]);
+      // The send runs whole between the withdrawal's two rows: its read found the recipient's row still there.
+      const [c, d] = [uniqueId(), uniqueId()];
+      let deletes = 0;
+      const withdrawing = new CassandraAccountStore(interleaved(async (q) => {
+        if (q.startsWith(`DELETE FROM ${keyspace}.friend_requests `) && ++deletes === 2) await here.putFriendRequest(c, d, 1_767_225_600_000);
+      }));
+      await withdrawing.deleteFriendRequest(c, d);
+      assert.ok(deletes >= 2, "interleaved");
+      assert.deepStrictEqual([await here.hasFriendRequest(c, d), (await here.listFriendRequests(c)).length], [false, 0], "the sender's row not left alone");
     });
 
     it("a friend request ends on both sides whichever process made it and whichever ends it, their clocks an hour apart", async () => {
