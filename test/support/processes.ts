@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { engineScope, type EngineScope } from "./engine-scope.js";
 import { engineConfig } from "./engines.js";
+import { waitFor } from "./wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -94,6 +95,20 @@ export async function startRole(
 const running = new Set<ChildProcess>();
 
 /** Kills whatever a test left running (after a failure), so nothing outlives the suite. */
+/**
+ * An api, a chat server (and `more` roles, such as the pipeline) and a
+ * gateway of one deployment, resolved once the gateway sees the chat server:
+ * its /healthz answers 200.
+ */
+export async function startEdge(env: Record<string, string>, more: readonly string[] = []): Promise<{ api: RoleProcess; gateway: RoleProcess }> {
+  const api = await startRole("api", env);
+  await startRole("chat-server", env);
+  for (const role of more) await startRole(role, env);
+  const gateway = await startRole("gateway", env);
+  await waitFor(async () => (await fetch(`${String(gateway.info.http)}/healthz`)).ok, "the gateway to see the chat server", 60_000);
+  return { api, gateway };
+}
+
 export async function stopAll(): Promise<void> {
   await Promise.all(
     [...running].map(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { signUp } from "../support/api.js";
-import { startRole, useDeployment } from "../support/processes.js";
+import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -54,12 +54,8 @@ describe("gateway: a native session's frames in gRPC's JSON framing", function (
   let roles: { api: string; grpc: string };
 
   before(async () => {
-    const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
-    const api = await startRole("api", common);
-    await startRole("chat-server", common);
-    const gw = await startRole("gateway", common);
-    await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server");
-    roles = { api: String(api.info.http), grpc: String(gw.info.grpc) };
+    const { api, gateway } = await startEdge({ ...deployment.env, CHAT_OPS_PORT: "0" });
+    roles = { api: String(api.info.http), grpc: String(gateway.info.grpc) };
   });
 
   /** Sends `json` (built for a group of alice's) on a new native session of alice's; the answer under one of `refs`, or the stream's status. */

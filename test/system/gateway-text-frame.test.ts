@@ -5,7 +5,7 @@ import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { signUp } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
-import { startRole, useDeployment } from "../support/processes.js";
+import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -38,12 +38,8 @@ describe("a text frame on a chat.v1.proto session", function () {
   let roles: { api: string; ws: string };
 
   before(async () => {
-    const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
-    const api = await startRole("api", common);
-    await startRole("chat-server", common);
-    const gw = await startRole("gateway", common);
-    await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server");
-    roles = { api: String(api.info.http), ws: String(gw.info.ws) };
+    const { api, gateway } = await startEdge({ ...deployment.env, CHAT_OPS_PORT: "0" });
+    roles = { api: String(api.info.http), ws: String(gateway.info.ws) };
   });
 
   it("is refused INVALID_FRAME by chatd, not read as protobuf", async () => {

@@ -4,7 +4,7 @@ import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
-import { startRole, useDeployment } from "../support/processes.js";
+import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /** The frame is a SendAck; its message id and whether it says duplicate. */
@@ -84,12 +84,8 @@ describe("changes that change nothing: acked, and nothing for anyone", function 
     });
     const deployment = useDeployment("unchanged");
     it("the same, through Kafka, the Sequencer and Cassandra", async () => {
-      const api = await startRole("api", deployment.env);
-      await startRole("chat-server", deployment.env);
-      await startRole("pipeline", deployment.env);
-      const gw = await startRole("gateway", deployment.env);
-      await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server", 60_000);
-      await changesThatChangeNothing(String(api.info.http), String(gw.info.ws), devices);
+      const { api, gateway } = await startEdge(deployment.env, ["pipeline"]);
+      await changesThatChangeNothing(String(api.info.http), String(gateway.info.ws), devices);
     });
   });
 });
