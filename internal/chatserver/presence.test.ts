@@ -478,6 +478,14 @@ describe("chat server presence: a session at its frame rate", () => {
       assert.ok(refs.slice(HEARTBEAT_BURST).every((r) => limited(answer(r))));
       assert.equal(calls.filter((c) => c.hook === "alive").length, HEARTBEAT_BURST);
       assert.deepEqual(closes, []);
+      // Back after the wait it was told, a heartbeat finds its allowance again.
+      const told = answer(refs.at(-1)!)!;
+      const wait = told.kind.case === "error" ? told.kind.value.retryAfterMs : 0;
+      assert.ok(wait > 0 && wait <= 3_000, `told to come back in ${wait} ms`);
+      await new Promise((r) => setTimeout(r, wait));
+      handle.receive(hb(50n));
+      await waitFor(() => answer(50n), "the later heartbeat's answer");
+      assert.equal(answer(50n)!.kind.case, "heartbeatAck");
       for (let ref = 100n; ref < 400n && closes.length === 0; ref++) handle.receive(hb(ref));
       assert.deepEqual(closes, [4008], "a flood of heartbeats is a flood");
     } finally {

@@ -29,7 +29,7 @@ const FLOOD_FRAMES_BEFORE_CLOSE = 200;
  * that and for a few probes of a doubtful connection, and keeps a flood of
  * heartbeats from writing presence dozens of times a second.
  */
-const HEARTBEATS_PER_SECOND = 1;
+const HEARTBEAT_EVERY_MS = 1000;
 export const HEARTBEAT_BURST = 5;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
@@ -125,8 +125,13 @@ export class Session implements SessionHandle {
    */
   private lastFrameAtMono: number;
   private readonly frames: TokenBucket;
-  /** Heartbeats' allowance, apart from the frame rate (HEARTBEAT_BURST). */
-  private readonly heartbeats = new TokenBucket(HEARTBEATS_PER_SECOND, HEARTBEAT_BURST);
+  /**
+   * Heartbeats' allowance, apart from the frame rate (HEARTBEAT_BURST), as the
+   * cell rate algorithm keeps it: when the next heartbeat is due (monotonic ms),
+   * one number in the session where a TokenBucket was an object of its own for
+   * every idle session held.
+   */
+  private heartbeatDueAt = 0;
   /**
    * Frames that arrive before the welcome is out wait here, up to the rate
    * limit's burst and two largest frames of bytes; those past it are
@@ -191,15 +196,24 @@ export class Session implements SessionHandle {
    * heartbeats' allowance): the wait the limit asks (0 for none), or undefined
    * when the session was closed as a flood.
    */
-  private admit(bucket = this.frames): number | undefined {
+  private admit(heartbeat = false): number | undefined {
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
-    const retryAfterMs = bucket.take();
+    const retryAfterMs = heartbeat ? this.takeHeartbeat(this.lastFrameAtMono) : this.frames.take();
     if (retryAfterMs > 0 && this.refused() > 0) {
       this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       return undefined;
     }
     return retryAfterMs;
+  }
+
+  /** 0 when a heartbeat is within its allowance, else the milliseconds until one is. */
+  private takeHeartbeat(now: number): number {
+    const due = Math.max(this.heartbeatDueAt, now);
+    const early = due - now - (HEARTBEAT_BURST - 1) * HEARTBEAT_EVERY_MS;
+    if (early > 0) return Math.ceil(early);
+    this.heartbeatDueAt = due + HEARTBEAT_EVERY_MS;
+    return 0;
   }
 
   get userId() {
@@ -336,7 +350,7 @@ export class Session implements SessionHandle {
     } catch (err) {
       unreadable = err;
     }
-    const retryAfterMs = this.admit(frame?.kind.case === "heartbeat" ? this.heartbeats : this.frames);
+    const retryAfterMs = this.admit(frame?.kind.case === "heartbeat");
     if (retryAfterMs === undefined) return;
     if (frame === undefined) {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) return this.close(CloseCode.badFrames, "too many malformed frames");
