@@ -259,15 +259,9 @@ async function main(argv: string[]): Promise<void> {
 function refuseOtherServer(command: string, values: Values): void {
   const [raw, by] = values.server !== undefined ? [values.server, "--server"] : [process.env.CHAT_SERVER, "CHAT_SERVER"];
   if (!raw) return;
-  let saved: SavedLogin | undefined;
-  try {
-    saved = store.read();
-  } catch (err) {
-    // No login to compare with: the command's own read tells what is wrong with the file.
-    if (err instanceof DamagedLogin) return;
-    throw err;
-  }
-  if (!saved) return;
+  const saved = store.readOrDamaged();
+  // None, or none to compare with: the command's own read tells what is wrong with the file.
+  if (!saved || saved instanceof DamagedLogin) return;
   const asked = normalizeServer(raw, by);
   if (saved.server === asked) return;
   const named = by === "--server" ? `--server ${asked}` : `CHAT_SERVER=${asked}`;
@@ -302,14 +296,11 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
  * the account's device limit pruned it. Best effort, as a logout's is.
  */
 function replacedLogin(): SavedLogin | undefined {
-  try {
-    return store.read();
-  } catch (err) {
-    if (!(err instanceof DamagedLogin)) throw err;
-    // The login just made must be kept whatever was there: failing now would leave its device signed in, saved nowhere.
-    warn(`${err.file} ${err.reason}: the damaged file is replaced, and a device it held stays signed in until the account's device limit prunes it`);
-    return undefined;
-  }
+  const previous = store.readOrDamaged();
+  if (!(previous instanceof DamagedLogin)) return previous;
+  // The login just made must be kept whatever was there: failing now would leave its device signed in, saved nowhere.
+  warn(`${previous.file} ${previous.reason}: the damaged file is replaced, and a device it held stays signed in until the account's device limit prunes it`);
+  return undefined;
 }
 
 async function signOutReplaced(previous: SavedLogin | undefined, server: string): Promise<void> {
@@ -328,14 +319,11 @@ async function signOutReplaced(previous: SavedLogin | undefined, server: string)
 }
 
 async function logout(values: Values): Promise<void> {
-  let login: SavedLogin | undefined;
-  try {
-    login = store.read();
-  } catch (err) {
-    if (!(err instanceof DamagedLogin)) throw err;
+  const login = store.readOrDamaged();
+  if (login instanceof DamagedLogin) {
     store.remove();
     if (values.json) return json({ username: null, confirmed: false });
-    return out(`Removed the damaged ${err.file} (it ${err.reason}); a device it held was not signed out.`);
+    return out(`Removed the damaged ${login.file} (it ${login.reason}); a device it held was not signed out.`);
   }
   if (!login) return values.json ? json({ username: null, confirmed: false }) : out("Not logged in.");
   let confirmed = true;
@@ -854,13 +842,8 @@ async function blocked(values: Values): Promise<void> {
 // ------------------------------------------------------------------ helpers
 
 function session(): Session {
-  let login: SavedLogin | undefined;
-  try {
-    login = store.read();
-  } catch (err) {
-    if (err instanceof DamagedLogin) throw new CliError(err.message, 3);
-    throw err;
-  }
+  const login = store.readOrDamaged();
+  if (login instanceof DamagedLogin) throw new CliError(login.message, 3);
   if (!login) throw new CliError("not logged in; run: chat-cli login <username> (or signup)", 3);
   return new Session(store, login);
 }

@@ -83,6 +83,16 @@ export class LoginStore {
     return login as SavedLogin;
   }
 
+  /** As `read`, a damaged file given back rather than thrown: each command decides what one means to it. */
+  readOrDamaged(): SavedLogin | DamagedLogin | undefined {
+    try {
+      return this.read();
+    } catch (err) {
+      if (err instanceof DamagedLogin) return err;
+      throw err;
+    }
+  }
+
   write(login: SavedLogin): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.${process.pid}.tmp`;

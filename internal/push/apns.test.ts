@@ -20,6 +20,37 @@ const optionsFor = (server: http2.Http2Server) => ({
   url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
 });
 
+/**
+ * A stand-in APNs on loopback: a request whose device token `hold` picks waits
+ * in `held` until the test answers it, the others are answered 200 at once;
+ * `seen` hears of each request first.
+ */
+async function standInApns(
+  held: Map<string, http2.ServerHttp2Stream>,
+  hold: (device: string) => boolean,
+  seen?: (device: string, headers: http2.IncomingHttpHeaders) => void,
+): Promise<http2.Http2Server> {
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    stream.on("error", () => {});
+    stream.resume();
+    const device = String(headers[":path"]).split("/").pop()!;
+    seen?.(device, headers);
+    if (hold(device)) return void held.set(device, stream);
+    stream.respond({ ":status": 200 });
+    stream.end();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return server;
+}
+
+/** Closes the provider, then the requests the stand-in still holds, then the stand-in. */
+async function closeStandIn(provider: ApnsProvider, held: Map<string, http2.ServerHttp2Stream>, server: http2.Http2Server): Promise<void> {
+  await provider.close();
+  for (const s of held.values()) if (!s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
+  await new Promise<void>((r) => server.close(() => r()));
+}
+
 describe("APNs connection when streams time out", () => {
   let server: http2.Http2Server;
   let provider: ApnsProvider;
@@ -33,24 +64,11 @@ describe("APNs connection when streams time out", () => {
     sessions = 0;
     held.clear();
     holdPrefixes = ["00", "11"];
-    server = http2.createServer();
+    server = await standInApns(held, (token) => holdPrefixes.some((p) => token.startsWith(p)));
     server.on("session", () => sessions++);
-    server.on("stream", (stream, headers) => {
-      stream.on("error", () => {});
-      stream.resume();
-      const token = String(headers[":path"]).split("/").pop()!;
-      if (holdPrefixes.some((p) => token.startsWith(p))) return void held.set(token, stream);
-      stream.respond({ ":status": 200 });
-      stream.end();
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     provider = new ApnsProvider(optionsFor(server));
   });
-  afterEach(async () => {
-    await provider.close();
-    for (const s of held.values()) if (!s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  afterEach(() => closeStandIn(provider, held, server));
 
   const answer = (token: string) => {
     const s = held.get(token)!;
@@ -207,24 +225,10 @@ describe("APNs provider token", () => {
   beforeEach(async () => {
     held.clear();
     tokens.clear();
-    server = http2.createServer();
-    server.on("stream", (stream, headers) => {
-      stream.on("error", () => {});
-      stream.resume();
-      const device = String(headers[":path"]).split("/").pop()!;
-      tokens.set(device, String(headers.authorization));
-      if (device.startsWith("ee")) return void held.set(device, stream);
-      stream.respond({ ":status": 200 });
-      stream.end();
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    server = await standInApns(held, (device) => device.startsWith("ee"), (device, headers) => tokens.set(device, String(headers.authorization)));
     provider = new ApnsProvider(optionsFor(server));
   });
-  afterEach(async () => {
-    await provider.close();
-    for (const s of held.values()) if (!s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  afterEach(() => closeStandIn(provider, held, server));
 
   const expired = (device: string) => {
     const s = held.get(device)!;

@@ -677,6 +677,17 @@ describe("Notifier collapse windows on a faked clock", () => {
   }
   const shown = (n: PushNotification | undefined) => n && [n.body, n.data.count, n.data.seq];
 
+  /** The notifier again, pushing through `send`, its endpoints read by `listForUser` (the one endpoint, at once, unless given). */
+  async function renotify(send: PushProvider["send"], listForUser: () => Promise<PushEndpoint[]> = async () => [endpoint]): Promise<void> {
+    await notifier.stop();
+    notifier = new Notifier({
+      queue: {} as MessageQueue,
+      endpoints: { listForUser, removeIfAddress: async () => false } as unknown as PushEndpointStore,
+      providers: { web_push: { kind: "web_push", send } },
+      options: { collapseWindowMs: WINDOW },
+    });
+  }
+
   it("reports itself unhealthy while every notification's fan-out fails (the endpoint store down), and healthy after one goes through", async () => {
     let now = 0;
     let storeDown = true;
@@ -879,19 +890,10 @@ describe("Notifier collapse windows on a faked clock", () => {
 
   it("drops a retry of a chat's notification once a newer one of that chat went to the device: the older never replaces it", async () => {
     const tries: string[] = [];
-    await notifier.stop();
-    notifier = new Notifier({
-      queue: {} as MessageQueue,
-      endpoints: { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore,
-      providers: {
-        web_push: {
-          kind: "web_push",
-          // The first try answers 429 (retry in 10 s), the rest are taken.
-          send: async (_e, n) => (tries.push(n.body), tries.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 10_000, status: 429, reason: "slow down" } : (sent.push(n), { ok: true })),
-        },
-      },
-      options: { collapseWindowMs: WINDOW },
-    });
+    // The first try answers 429 (retry in 10 s), the rest are taken.
+    await renotify(async (_e, n) =>
+      (tries.push(n.body), tries.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 10_000, status: 429, reason: "slow down" } : (sent.push(n), { ok: true })),
+    );
     accept("first");
     mock.timers.tick(WINDOW);
     await settled(() => tries.length === 1 && notifier.pending === 1, "the first try, waiting to retry");
@@ -909,23 +911,12 @@ describe("Notifier collapse windows on a faked clock", () => {
     const taken: string[] = [];
     let answerFirst!: () => void;
     const firstAnswered = new Promise<void>((r) => (answerFirst = r));
-    await notifier.stop();
-    notifier = new Notifier({
-      queue: {} as MessageQueue,
-      endpoints: { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore,
-      providers: {
-        web_push: {
-          kind: "web_push",
-          // The first send is slow (a push service that takes it seconds later); the others are quick.
-          send: async (_e, n) => {
-            started.push(n.body);
-            if (started.length === 1) await firstAnswered;
-            taken.push(n.body);
-            return { ok: true };
-          },
-        },
-      },
-      options: { collapseWindowMs: WINDOW },
+    // The first send is slow (a push service that takes it seconds later); the others are quick.
+    await renotify(async (_e, n) => {
+      started.push(n.body);
+      if (started.length === 1) await firstAnswered;
+      taken.push(n.body);
+      return { ok: true };
     });
     accept("first");
     mock.timers.tick(WINDOW);
@@ -942,20 +933,14 @@ describe("Notifier collapse windows on a faked clock", () => {
     let reads = 0;
     let answerFirstRead!: () => void;
     const firstRead = new Promise<void>((r) => (answerFirstRead = r));
-    await notifier.stop();
-    notifier = new Notifier({
-      queue: {} as MessageQueue,
-      endpoints: {
-        // The first window's read is slow (a store node restarting); the second's is answered at once.
-        listForUser: async () => {
-          if (++reads === 1) await firstRead;
-          return [endpoint];
-        },
-        removeIfAddress: async () => false,
-      } as unknown as PushEndpointStore,
-      providers: { web_push: { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) } },
-      options: { collapseWindowMs: WINDOW },
-    });
+    // The first window's read is slow (a store node restarting); the second's is answered at once.
+    await renotify(
+      async (_e, n) => (sent.push(n), { ok: true }),
+      async () => {
+        if (++reads === 1) await firstRead;
+        return [endpoint];
+      },
+    );
     accept("first");
     mock.timers.tick(WINDOW);
     await settled(() => reads === 1, "the first window's read, under way");
