@@ -167,6 +167,7 @@ start.started(async () => {
   certificates?.close();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
   await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
+  routed.close();
   clients.close();
   // workerId.release() retires the generator first: nothing is minted once the number may be someone else's.
   await Promise.allSettled([presence.close(), push.close(), loginAttempts.close(), newDirects.close(), queue.close(), routes.close(), claims.close(), watch.close(), workerId.release()]);

@@ -141,6 +141,7 @@ start.started(async () => {
   await chat.drain();
   await presence.close().catch(() => {});
   await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), workerId.release(), ops.close()]);
+  directory.close();
   clients.close();
   await servers.close();
   await storage.close();

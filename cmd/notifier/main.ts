@@ -82,6 +82,7 @@ const stopper = start.started(async () => {
   // Stop consuming first (a consumer still joining its group leaves it once joined), then send
   // what it holds (Notifier.stop) while the stores are still open.
   await notifier.stop();
+  sessions.close();
   clients.close();
   await Promise.allSettled([push.close(), queue.close(), routes.close(), watch.close(), ops.close()]);
   await servers.close();

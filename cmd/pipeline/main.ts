@@ -68,6 +68,7 @@ const stopper = start.started(async () => {
   await joining;
   // Finish and commit the batches in hand, so the next owner starts after them.
   await Promise.all(workers.map((w) => w.stop()));
+  sessions.close();
   clients.close();
   await Promise.allSettled([queue.close(), routes.close(), watch.close(), ops.close()]);
   await servers.close();

@@ -44,6 +44,7 @@ const ops = start.stopping
   : await exitOnListenError("presence", () => startOpsServer(registry, { checks: [{ name: "redis", check: () => presence.store.ping() }], state: start }, config.host, config.opsPort));
 start.started(async () => {
   await presence.close();
+  directory.close();
   clients.close();
   await Promise.allSettled([routes.close(), watch.close(), ops.close()]);
   await servers.close();

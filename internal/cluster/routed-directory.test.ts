@@ -90,6 +90,28 @@ describe("RoutedSessionDirectory", () => {
     assert.deepStrictEqual(sent, [1, 2, 1], "the entry alone, once");
   });
 
+  it("once closed holds no second try and sends none, those waiting and those failing after", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]]]) } as unknown as SessionRoutes;
+    let sends = 0;
+    let answer: (o: BatchOutcome) => void = () => {};
+    const clients = {
+      deliveries: () => ({ send: () => (sends++, sends === 2 ? new Promise<BatchOutcome>((r) => (answer = r)) : Promise.resolve({ failed: "busy" } as BatchOutcome)) }),
+    } as unknown as ChatServerClients;
+    const directory = new RoutedSessionDirectory(routes, clients, undefined, { afterMs: 30 });
+    await directory.pushMany([{ userId: 1n, frame: entry(1n) }]);
+    // The second batch is still on its way when the directory closes, and fails after.
+    const late = directory.pushMany([{ userId: 1n, frame: entry(2n) }]);
+    await waitFor(() => sends === 2, "the second batch sent");
+    assert.ok(directory.heldForRedelivery > 0, "the first batch waits for its second try");
+    directory.close();
+    assert.equal(directory.heldForRedelivery, 0, "a closed directory holds nothing");
+    answer({ failed: "timeout" });
+    await late;
+    assert.equal(directory.heldForRedelivery, 0, "nor takes what fails after");
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(sends, 2, "and sends nothing more");
+  });
+
   it("forgets blocks on a best-effort basis: resolves when the routing table cannot be read", async () => {
     const routes = { lookup: async () => Promise.reject(new Error("redis away")) } as unknown as SessionRoutes;
     await new RoutedSessionDirectory(routes, {} as ChatServerClients).forgetBlocks([{ userId: 1n, otherUserId: 2n }]);

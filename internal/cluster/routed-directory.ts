@@ -34,6 +34,9 @@ const REDELIVER_MAX_HELD_BYTES = 8 * 1024 * 1024;
 export class RoutedSessionDirectory implements SessionDirectory {
   /** Bytes of failed batches waiting to be sent again. */
   private heldBytes = 0;
+  /** The second tries waiting for their moment, each with the bytes it holds. */
+  private readonly waiting = new Map<NodeJS.Timeout, number>();
+  private closed = false;
 
   constructor(
     private readonly routes: SessionRoutes,
@@ -126,8 +129,10 @@ export class RoutedSessionDirectory implements SessionDirectory {
       this.logger?.warn({ serverId, bytes }, "deliver failed and too much is waiting to be sent again; devices catch up at their next message or reconnect");
       return;
     }
+    if (this.closed) return;
     this.heldBytes += bytes;
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.waiting.delete(timer);
       const stream = this.clients.deliveries(serverId);
       const sent = stream ? stream.send(chunk) : Promise.resolve({ failed: "gone" } as const);
       void sent.then((outcome) => {
@@ -135,6 +140,27 @@ export class RoutedSessionDirectory implements SessionDirectory {
         if ("failed" in outcome) this.logger?.warn({ serverId, why: outcome.failed }, "deliver failed again; devices catch up at their next message or reconnect");
       });
     }, this.redelivery.afterMs ?? REDELIVER_AFTER_MS).unref();
+    this.waiting.set(timer, bytes);
+  }
+
+  /**
+   * Drops the second tries still waiting, and takes no more: once its process
+   * stops, a timer firing after the clients closed would open a stream to a
+   * chat server again (or hold the batches for nothing). Devices catch up
+   * from the inbox as for any missed push.
+   */
+  close(): void {
+    this.closed = true;
+    for (const [timer, bytes] of this.waiting) {
+      clearTimeout(timer);
+      this.heldBytes -= bytes;
+    }
+    this.waiting.clear();
+  }
+
+  /** Bytes of failed batches held for a second try (for tests and metrics). */
+  get heldForRedelivery(): number {
+    return this.heldBytes;
   }
 
   /**
