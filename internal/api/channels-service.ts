@@ -243,11 +243,16 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         throw e;
       });
       // Made meanwhile (by the peer, or by another open of the caller's): not a chat the caller started.
-      if (channel.channelId !== candidate.channelId) await giveBack?.();
-      await refuseIfDeletedSince(me, peer);
+      const made = channel.channelId === candidate.channelId;
+      if (!made) await giveBack?.();
+      // A refused open is no chat started, even though its row was written.
+      await refuseIfDeletedSince(me, peer).catch(async (e: unknown) => {
+        if (made) await giveBack?.();
+        throw e;
+      });
       const member = await channels.getMember(channel.channelId, me);
       const view = await channelView(deps, channel, member);
-      if (channel.channelId === candidate.channelId) {
+      if (made) {
         await pushChannelEvent(deps, [me, peer], ChannelEventKind.JOINED, view, peer);
         await tellCameTogether(deps, [peer], [me]);
         return { channel: channelToProto(view) };

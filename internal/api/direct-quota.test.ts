@@ -97,6 +97,25 @@ describe("api: a quota of new direct chats", () => {
     assert.equal((await counts.get(String(same!.userId))).count, creator === same!.userId ? 1 : 0);
   });
 
+  it("gives the count back when the open is refused because the peer was deleted meanwhile, or does not exist", async () => {
+    const counts = new MemoryWindowCounts(NEW_DIRECT_WINDOW_MS, { now });
+    await start(MAX, counts);
+    const [me, peer] = await users(2);
+    // The peer's account goes between the open's look at it and the chat being made.
+    const store = api.deps.channels;
+    const original = store.getOrCreateDirect;
+    store.getOrCreateDirect = async (...args: Parameters<typeof original>) => {
+      const made = await original.apply(store, args);
+      await api.storage.accounts.deleteUser(peer!.userId);
+      return made;
+    };
+    const refused = await rpcError(() => open(me!, peer!));
+    store.getOrCreateDirect = original;
+    assert.equal(refused.code, Code.NotFound);
+    assert.equal((await rpcError(() => me!.c.channels.openDirect({ userId: 987_654_321n }))).code, Code.NotFound);
+    assert.equal((await counts.get(String(me!.userId))).count, 0, "no refused open counts");
+  });
+
   it("lets new chats through, and warns, when the counter store fails", async () => {
     const down = () => Promise.reject(new Error("redis down"));
     const broken: WindowCounts = { get: down, add: down, takeBack: down, clear: down, close: async () => {} };
