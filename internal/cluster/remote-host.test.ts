@@ -429,6 +429,41 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     });
   }
 
+  it("counts no session a server refused towards its load: once it takes sessions again (its lease regained) it is the least loaded", async () => {
+    const [lapsed, busy] = servers as [FakeChatServer, FakeChatServer];
+    // The registry kept the lapsed server's entry (etcd away, its lease alive there), figure and all: only its own refusals tell.
+    const { watch, set } = listedWatch([
+      { serverId: "a", address: lapsed.address, load: 0 },
+      { serverId: "b", address: busy.address, load: 1 },
+    ]);
+    let now = 0;
+    const h = new RemoteSessionHost({ gatewayId: "gw10", watch, cooldownMs: 1_000, now: () => now, random: () => 0.5 });
+    try {
+      // A change seen since the figures were published (another server came or went, say).
+      set([
+        { serverId: "a", address: lapsed.address, load: 0 },
+        { serverId: "b", address: busy.address, load: 1 },
+      ]);
+      lapsed.refuseOpens = true;
+      for (let n = 1; n <= 3; n++) {
+        h.open(identity(n), fakeSink());
+        await waitFor(() => lapsed.opens.length === n && busy.opens.length === n, `session ${n} refused by a, placed on b`);
+        now += 60_000; // past any cooldown
+      }
+      // b publishes what it holds now (two of those sessions ended meanwhile); a never held any.
+      set([
+        { serverId: "a", address: lapsed.address, load: 0 },
+        { serverId: "b", address: busy.address, load: 2 },
+      ]);
+      lapsed.refuseOpens = false;
+      h.open(identity(4), fakeSink());
+      await waitFor(() => lapsed.opens.length + busy.opens.length === 7, "the next session placed");
+      assert.equal(lapsed.opens.at(-1)!.sessionId, 4n, "placed on the server holding no session, not on the one holding two");
+    } finally {
+      await h.close();
+    }
+  });
+
   it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
     await Promise.all(regs.map((r) => r.close()));
     const sink = fakeSink();

@@ -194,6 +194,10 @@ export class RemoteSessionHost implements SessionHost {
   refused(link: ServerLink, session: RemoteSession, reason: string): void {
     const now = this.now();
     const cooldownMs = this.cooldowns.failed(link.serverId);
+    // Not taken, so never in a figure it publishes: counted on, the refusals of a lease's lapse
+    // (etcd away, its entry kept) kept it looking loaded once it took sessions again.
+    const placed = this.placedSince.get(link.serverId) ?? 0;
+    if (placed > 0) this.placedSince.set(link.serverId, placed - 1);
     // The wait starts at the first refusal and only an answer ends it: a refusal
     // slower than the cooldown always finds some server free, and would go on for good.
     session.homelessSince ??= now;
