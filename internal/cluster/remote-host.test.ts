@@ -439,11 +439,6 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     let now = 0;
     const h = new RemoteSessionHost({ gatewayId: "gw10", watch, cooldownMs: 1_000, now: () => now, random: () => 0.5 });
     try {
-      // A change seen since the figures were published (another server came or went, say).
-      set([
-        { serverId: "a", address: lapsed.address, load: 0 },
-        { serverId: "b", address: busy.address, load: 1 },
-      ]);
       lapsed.refuseOpens = true;
       for (let n = 1; n <= 3; n++) {
         h.open(identity(n), fakeSink());
@@ -459,6 +454,30 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
       h.open(identity(4), fakeSink());
       await waitFor(() => lapsed.opens.length + busy.opens.length === 7, "the next session placed");
       assert.equal(lapsed.opens.at(-1)!.sessionId, 4n, "placed on the server holding no session, not on the one holding two");
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("keeps counting its placements on a server whose figure did not change when another's did, from its very first change", async () => {
+    const [placed, other] = servers as [FakeChatServer, FakeChatServer];
+    const { watch, set } = listedWatch([
+      { serverId: "a", address: placed.address, load: 0 },
+      { serverId: "b", address: other.address, load: 6 },
+    ]);
+    const h = new RemoteSessionHost({ gatewayId: "gw11", watch });
+    try {
+      // A freshly started gateway's devices all reconnecting at once: a is the least loaded for 6.
+      for (let n = 1; n <= 5; n++) h.open(identity(n), fakeSink());
+      await waitFor(() => placed.opens.length === 5, "five sessions placed on a");
+      // b's figure drops before a has published its own: a holds 5 as far as this gateway knows.
+      set([
+        { serverId: "a", address: placed.address, load: 0 },
+        { serverId: "b", address: other.address, load: 4 },
+      ]);
+      h.open(identity(6), fakeSink());
+      await waitFor(() => placed.opens.length + other.opens.length === 6, "the next session placed");
+      assert.equal(other.opens.length, 1, "placed on b (4), not on a (0 published, 5 placed since)");
     } finally {
       await h.close();
     }

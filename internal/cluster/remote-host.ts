@@ -114,6 +114,9 @@ export class RemoteSessionHost implements SessionHost {
       now: this.now,
       random: this.options.random,
     });
+    // The figures placements count from: unknown, the first change of any server's figure
+    // reset every count, dropping what a reconnecting crowd had just been placed.
+    for (const s of options.watch.servers()) this.publishedLoad.set(s.serverId, s.load);
     options.watch.onChange((servers) => this.onServers(servers));
   }
 
