@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
-import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import { ChatError } from "../model/errors.js";
+import { CloseCode } from "../model/close-codes.js";
 import type { Id, InboxEntry } from "../model/types.js";
 import { ChatServer, type SessionLimits } from "./server.js";
 import { REAUTH_GRACE_MS } from "./session.js";
@@ -595,6 +596,40 @@ describe("session back-pressure and early frames", () => {
       const channels = frames.flatMap((f) => (f.kind.case === "channel" ? [f.kind.value.userId] : []));
       assert.deepStrictEqual(channels, [2n, 3n]);
       server.drain();
+    });
+
+    it("for a session still starting past its room with channel events, drops an UPDATED a newer one of its channel replaces, else closes 1013 rather than drop the newest", async () => {
+      const updated = (channelId: bigint, title: string) =>
+        create(ServerFrameSchema, { kind: { case: "channel", value: { kind: ChannelEventKind.UPDATED, channel: { channelId, title } } } });
+      const joined = (userId: bigint) => create(ServerFrameSchema, { kind: { case: "channel", value: { kind: ChannelEventKind.JOINED, channel: { channelId: 9n }, userId } } });
+      let started!: () => void;
+      const checked = new Promise<boolean>((r) => (started = () => r(false)));
+      const { server, frames, closes } = openSession(inboxKeeping([]), undefined, undefined, () => checked);
+      server.deliverLocal(1n, [], updated(5n, "old"));
+      for (let i = 1n; i <= 63n; i++) server.deliverLocal(1n, [], joined(i));
+      // Full: the newer title of channel 5 takes the older one's place.
+      server.deliverLocal(1n, [], updated(5n, "new"));
+      assert.deepStrictEqual(closes, []);
+      started();
+      await waitFor(() => frames.length >= 65, "the welcome and what was held");
+      const titles = frames.flatMap((f) => (f.kind.case === "channel" && f.kind.value.kind === ChannelEventKind.UPDATED ? [f.kind.value.channel!.title] : []));
+      assert.deepStrictEqual(titles, ["new"]);
+      assert.equal(frames.at(-1)?.kind.case, "channel");
+      assert.equal(frames.filter((f) => f.kind.case === "channel" && f.kind.value.kind === ChannelEventKind.JOINED).length, 63);
+      server.drain();
+
+      // Nothing superseded to give way: the newest join is not dropped, the session reconnects for it.
+      let again!: () => void;
+      const checkedAgain = new Promise<boolean>((r) => (again = () => r(false)));
+      const later = openSession(inboxKeeping([]), undefined, undefined, () => checkedAgain);
+      for (let i = 1n; i <= 64n; i++) later.server.deliverLocal(1n, [], joined(i));
+      assert.deepStrictEqual(later.closes, []);
+      later.server.deliverLocal(1n, [], joined(65n));
+      assert.deepStrictEqual(later.closes, [CloseCode.tryAgain]);
+      again();
+      await new Promise((r) => setImmediate(r));
+      assert.deepStrictEqual(later.frames, [], "no welcome for a session closed");
+      later.server.drain();
     });
 
     it("sends what it holds before a newer presence that finds room before drained() is called, so no older status follows it", async () => {

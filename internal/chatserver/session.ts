@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
@@ -61,8 +61,15 @@ const refusalOf = (frame: ClientFrame): Refused => ({
   clientMsgId: frame.kind.case === "send" ? frame.kind.value.clientMsgId : "",
 });
 
-/** Shared frames kept for a session until its welcome is out (typing in half of them; presence apart, the latest per user); past these a start that slow loses hints, not messages. */
+/** Shared frames kept for a session until its welcome is out (typing in half of them; presence apart, the latest per user); past these a start that slow loses hints and superseded updates, or reconnects, never a change. */
 const HELD_SHARED_FRAMES = 64;
+
+/** Whether `later` makes `earlier` stale: both UPDATED events of one channel, the later one carrying it whole. */
+function replacesUpdate(later: ServerFrame, earlier: ServerFrame): boolean {
+  if (later.kind.case !== "channel" || earlier.kind.case !== "channel") return false;
+  const [a, b] = [later.kind.value, earlier.kind.value];
+  return a.kind === ChannelEventKind.UPDATED && b.kind === ChannelEventKind.UPDATED && a.channel !== undefined && a.channel.channelId === b.channel?.channelId;
+}
 
 /** A frame that could not be decoded: no ref, no kind. */
 const UNREADABLE: Refused = { ref: 0n, kind: 0, clientMsgId: "" };
@@ -759,9 +766,14 @@ export class Session implements SessionHandle {
         // Receipts alone could fill the room in a busy group, and a channel event past them (a removal,
         // a new title) is news the client has no other live word of: the oldest hint gives way instead,
         // typing first, then a receipt (later ones supersede it, and clients read positions on welcome).
+        // Then a channel's UPDATED that a newer one of the same channel replaces (each carries the whole
+        // channel). A join, a leave or a new title past all that is state the client would not learn
+        // live: with nothing superseded to give way, the session closes 1013 to reconnect and resync
+        // (the newest was dropped, and the client kept its old view of the channel for good).
         let i = held.findIndex((f) => f.frame.kind.case === "typing");
         if (i < 0) i = held.findIndex((f) => f.frame.kind.case === "receipt");
-        if (i < 0) return;
+        if (i < 0) i = held.findIndex((f, at) => [...held.slice(at + 1), encoded].some((later) => replacesUpdate(later.frame, f.frame)));
+        if (i < 0) return this.close(CloseCode.tryAgain, "too many channel events while the session started; reconnect to read them");
         held.splice(i, 1);
       }
       held.push(encoded);
