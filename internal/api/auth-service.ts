@@ -93,12 +93,12 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
   }
   /**
    * Signs out every device of the account but `keep`, listing them again
-   * until none is left: a login under way at the first listing makes its
-   * device after it. Returns the devices signed out.
+   * until none is left (at most `rounds` listings): a login under way at the
+   * first listing makes its device after it. Returns the devices signed out.
    */
-  async function signOutAll(userId: Id, keep: Id | undefined, reason: string): Promise<DeviceRecord[]> {
+  async function signOutAll(userId: Id, keep: Id | undefined, reason: string, rounds = SIGN_OUT_ROUNDS): Promise<DeviceRecord[]> {
     const out: DeviceRecord[] = [];
-    for (let round = 0; round < SIGN_OUT_ROUNDS; round++) {
+    for (let round = 0; round < rounds; round++) {
       const left = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
       if (left.length === 0) break;
       for (const d of left) await signOut(userId, d.deviceId, reason);
@@ -342,7 +342,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       v.password(req.newPassword);
       const user = await confirmPassword(me.userId, "current_password", req.currentPassword, clientAddress(ctx));
       await deps.accounts.updatePasswordHash(user.userId, await passwords.hash(req.newPassword));
-      const signedOut = req.keepOtherDevices ? [] : await signOutAll(user.userId, me.deviceId, "signed out: the account's password was changed");
+      // One listing, after the new password is stored: a login that checked the old one and makes its
+      // device after it reads the account again and undoes itself. A device a second listing found had
+      // signed in with the new password (its owner, on a device just signed out, while a slow chat
+      // server held up the sign-out of the others) and was signed out with the old ones.
+      const signedOut = req.keepOtherDevices ? [] : await signOutAll(user.userId, me.deviceId, "signed out: the account's password was changed", 1);
       count("password_changed");
       return { devicesSignedOut: signedOut.length };
     },

@@ -411,6 +411,27 @@ describe("api: AuthService", () => {
       assert.deepEqual((await me.c.auth.listDevices({})).devices.map((d) => d.deviceId), [me.deviceId]);
     });
 
+    it("keeps a device signed in with the new password while the other devices were being signed out", async () => {
+      const me = await api.signUp("olga", "old password");
+      const phone = (await api.anon.auth.login({ username: "olga", password: "old password" })).credentials!;
+      // A login that checked the old password, its device made only once the devices were listed.
+      const making = holdNext(api.storage.accounts, "createDevice");
+      const stale = rpcError(() => api.anon.auth.login({ username: "olga", password: "old password" }));
+      await making.reached;
+      // The phone's sessions closing: a chat server slow to answer holds the sign-out this long.
+      const held = holdNext(api.sessions, "closeDevice");
+      const change = me.c.auth.changePassword({ currentPassword: "old password", newPassword: "new password" });
+      await held.reached;
+      making.release();
+      assert.equal((await stale).code, Code.Unauthenticated, "the old password's login undoes itself");
+      const laptop = (await api.anon.auth.login({ username: "olga", password: "new password" })).credentials!;
+      held.release();
+      assert.equal((await change).devicesSignedOut, 1);
+      assert.deepEqual(api.sessions.closed.map((c) => c.deviceId), [phone.deviceId]);
+      assert.deepEqual((await me.c.auth.listDevices({})).devices.map((d) => d.deviceId).sort(), [me.deviceId, laptop.deviceId].sort());
+      assert.ok((await api.anon.auth.refresh({ refreshToken: laptop.refreshToken })).credentials, "the new password's device stays signed in");
+    });
+
     it("refuses a wrong current password and a new one too short, with clear messages, changing nothing", async () => {
       const me = await api.signUp("gina", "right password");
       const wrong = await rpcError(() => me.c.auth.changePassword({ currentPassword: "wrong password", newPassword: "new password" }));
