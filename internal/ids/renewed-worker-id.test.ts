@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import type { Etcd3 } from "etcd3";
 import pino from "pino";
 import { engineConfig, uniqueName, withTimeout } from "../../test/support/engines.js";
+import { TcpProxy } from "../../test/support/tcp-proxy.js";
 import { waitFor } from "../../test/support/wait.js";
 import { createEtcdClient } from "../etcd/client.js";
 import { EtcdWorkerIds } from "./etcd-lease.js";
@@ -67,6 +68,65 @@ describe("RenewedWorkerId", function () {
       assert.ok(holder, "the new number is held in etcd");
     } finally {
       await squatter.close();
+    }
+  });
+
+  it("a holder cut off from etcd past its TTL mints nothing its number's next holder mints, and mints under another number once back", async () => {
+    const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);
+    const cutOff = new EtcdWorkerIds({ endpoints: [proxy.address], prefix, ttlSeconds: 2, requestTimeoutMs: 500 });
+    let a: RenewedWorkerId | undefined;
+    try {
+      a = new RenewedWorkerId(cutOff, await cutOff.acquire(), { markIntervalMs: 200, retryFirstMs: 50, retryMaxMs: 200 });
+      await a.start();
+      const number = a.workerId;
+      const byA: bigint[] = [];
+      const byB: bigint[] = [];
+      const mint = (w: RenewedWorkerId, into: bigint[]) => {
+        try {
+          into.push(w.ids.next());
+        } catch (e) {
+          if (!unavailable(e as Error & { code?: string })) throw e;
+        }
+      };
+      // A minting all along, as a busy server does, the partition in the middle of it.
+      let b: RenewedWorkerId | undefined;
+      let minting = true;
+      const loop = (async () => {
+        while (minting) {
+          mint(a, byA);
+          if (b) mint(b, byB);
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await waitFor(() => byA.length > 100, "ids minted before the cut");
+      proxy.cut("blackhole");
+      // etcd lets the lease lapse on its own clock, and another process takes the number.
+      await waitFor(async () => (await admin.get(allocator.keyOf(number)).exec()).kvs.length === 0, "the number freed by etcd", 10_000, 50);
+      const next = new RenewedWorkerId(allocator, await allocator.acquire());
+      held.push(next);
+      assert.equal(next.workerId, number, "the number passed on");
+      await next.start();
+      b = next;
+      await waitFor(() => byB.length > 100, "ids minted by the number's next holder");
+      assert.equal(a.live, false);
+      const mintedCutOff = byA.length;
+      const renewing = new Promise<number>((resolve) => a!.onRenewed(resolve));
+      await proxy.restore();
+      const renewed = await renewing;
+      await waitFor(() => byA.length > mintedCutOff + 100, "ids minted again under a new number once etcd is back", 10_000);
+      minting = false;
+      await loop;
+      assert.notEqual(renewed, number);
+      const workerOf = (id: bigint) => Number((id >> 12n) & 0x3ffn);
+      const aOnNumber = byA.filter((id) => workerOf(id) === number);
+      assert.ok(aOnNumber.length > 0 && aOnNumber.length < byA.length);
+      const lastA = aOnNumber.reduce((m, id) => (id > m ? id : m));
+      assert.ok(byB.every((id) => id > lastA), "every id of the number's next holder above every id its cut-off holder minted under it");
+      assert.equal(new Set([...byA, ...byB]).size, byA.length + byB.length, "no id minted twice");
+    } finally {
+      await a?.release();
+      await proxy.close();
+      await cutOff.close().catch(() => {});
     }
   });
 
