@@ -483,6 +483,27 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     }
   });
 
+  it("places sessions at once on a server that registered afresh though its entry never left (etcd away: it refused them, its lease lost, meanwhile)", async () => {
+    const only = servers[0]!;
+    const { watch, set } = listedWatch([{ serverId: "a", address: only.address, load: 0, registration: "1" }]);
+    // The cooldown (60 s) is longer than the homeless timeout (1.5 s): a session kept off the server for it is closed.
+    const h = new RemoteSessionHost({ gatewayId: "gw12", watch, homelessTimeoutMs: 1500, cooldownMs: 60_000 });
+    try {
+      only.refuseOpens = true;
+      const sink = fakeSink();
+      h.open(identity(1), sink);
+      await waitFor(() => only.opens.length === 1, "refused once");
+      await waitFor(() => (h as unknown as { homeless: Set<unknown> }).homeless.size === 1, "the session waiting");
+      // etcd is back: the server wrote its entry under a new lease, and takes sessions again.
+      only.refuseOpens = false;
+      set([{ serverId: "a", address: only.address, load: 0, registration: "2" }]);
+      await waitFor(() => only.opens.length === 2, "placed again once the server registered afresh", 1_000);
+      assert.equal(sink.closed, undefined);
+    } finally {
+      await h.close();
+    }
+  });
+
   it("keeps a homeless session's frames until a server appears, then delivers them in order", async () => {
     await Promise.all(regs.map((r) => r.close()));
     const sink = fakeSink();

@@ -87,6 +87,8 @@ export class RemoteSessionHost implements SessionHost {
   private readonly cooldowns: ServerCooldowns;
   private readonly placedSince = new Map<string, number>();
   private readonly publishedLoad = new Map<string, number>();
+  /** The registration each server's entry was last seen written by (ServerInfo.registration). */
+  private readonly registrations = new Map<string, string | undefined>();
   private nextId = 1n;
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
@@ -116,7 +118,10 @@ export class RemoteSessionHost implements SessionHost {
     });
     // The figures placements count from: unknown, the first change of any server's figure
     // reset every count, dropping what a reconnecting crowd had just been placed.
-    for (const s of options.watch.servers()) this.publishedLoad.set(s.serverId, s.load);
+    for (const s of options.watch.servers()) {
+      this.publishedLoad.set(s.serverId, s.load);
+      this.registrations.set(s.serverId, s.registration);
+    }
     options.watch.onChange((servers) => this.onServers(servers));
   }
 
@@ -128,7 +133,7 @@ export class RemoteSessionHost implements SessionHost {
 
   /** @internal How many chat servers this gateway keeps figures for (cooldowns, placements): the live ones at most. */
   get serversTracked(): number {
-    return new Set([...this.cooldowns.servers(), ...this.placedSince.keys(), ...this.publishedLoad.keys()]).size;
+    return new Set([...this.cooldowns.servers(), ...this.placedSince.keys(), ...this.publishedLoad.keys(), ...this.registrations.keys()]).size;
   }
 
   get sessionCount(): number {
@@ -245,13 +250,18 @@ export class RemoteSessionHost implements SessionHost {
     // A server that left is forgotten: it gets a fresh start if it registers
     // again (a new lease), and a restart under a new id (the default) leaves
     // nothing behind, which every notification would otherwise walk.
-    for (const figures of [this.placedSince, this.publishedLoad]) {
+    for (const figures of [this.placedSince, this.publishedLoad, this.registrations]) {
       for (const id of figures.keys()) if (!live.has(id)) figures.delete(id);
     }
     for (const id of [...this.cooldowns.servers()]) if (!live.has(id)) this.cooldowns.forget(id);
     // Only a server that published a new figure has taken our placements
     // into account (as far as it knows); the others keep their estimates.
     for (const s of servers) {
+      // Registered afresh (etcd away for everyone keeps the entry through its lease's loss): serving
+      // again, so its refusals while the lease was lost keep it out of reach no longer.
+      const seen = this.registrations.get(s.serverId);
+      if (seen !== undefined && s.registration !== undefined && seen !== s.registration) this.cooldowns.forget(s.serverId);
+      this.registrations.set(s.serverId, s.registration);
       if (this.publishedLoad.get(s.serverId) !== s.load) {
         this.publishedLoad.set(s.serverId, s.load);
         this.placedSince.set(s.serverId, 0);

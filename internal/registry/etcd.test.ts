@@ -135,6 +135,7 @@ describe("EtcdServerRegistry on a real etcd", function () {
     const serverId = uniqueName("deleted");
     const reg = await registry.register({ serverId, address: "127.0.0.1:7020", load: 3 });
     await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "registered");
+    const { lease } = (await admin.get(registry.keyOf(serverId)).exec()).kvs[0]!;
     let lost = false;
     reg.onLost(() => (lost = true));
     const gone = vanished(serverId);
@@ -142,7 +143,7 @@ describe("EtcdServerRegistry on a real etcd", function () {
     await admin.delete().key(registry.keyOf(serverId)).exec();
     await withTimeout(gone, 5_000, "the deleted entry to leave the watch");
     await waitFor(() => watch.servers().find((s) => s.serverId === serverId), "the entry back in the watch", 5_000);
-    assert.deepEqual(watch.servers().find((s) => s.serverId === serverId), { serverId, address: "127.0.0.1:7020", load: 3 });
+    assert.deepEqual(watch.servers().find((s) => s.serverId === serverId), { serverId, address: "127.0.0.1:7020", load: 3, registration: lease });
     assert.equal(reg.live, true);
     assert.equal(lost, false, "a registration whose lease lives was never lost");
     await reg.close();
@@ -272,6 +273,31 @@ describe("EtcdServerRegistry on a real etcd", function () {
     } finally {
       Date.now = wall;
     }
+  });
+
+  it("tells watches of a registration regained though its entry never left (keepalives heard by etcd, answered too late): a new registration", async () => {
+    const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);
+    cleanups.push(() => proxy.close());
+    const client = createEtcdClient({ endpoints: [proxy.address] });
+    cleanups.push(() => client.close());
+    const registry = new EtcdServerRegistry({ client, prefix, ttlSeconds: 5 });
+    cleanups.push(() => registry.close());
+    const serverId = uniqueName("slow");
+    const reg = await registry.register({ serverId, address: "127.0.0.1:7030", load: 0 });
+    await waitFor(() => watch.servers().some((s) => s.serverId === serverId), "registered");
+    const first = watch.servers().find((s) => s.serverId === serverId)!.registration;
+    assert.equal(first, (await admin.get(registry.keyOf(serverId)).exec()).kvs[0]!.lease, "the lease that wrote the entry");
+    let left = false;
+    watch.onChange((servers) => void (left ||= !servers.some((s) => s.serverId === serverId)));
+    let lost = false;
+    reg.onLost(() => (lost = true));
+    // Past a keepalive's deadline: the server counts its lease lost (and refuses sessions), while etcd keeps it, and the entry.
+    proxy.answerDelayMs = 2_000;
+    await waitFor(() => lost, "the lease counted lost", 10_000);
+    proxy.answerDelayMs = 0;
+    await waitFor(() => reg.live, "regained", 10_000);
+    await waitFor(() => watch.servers().find((s) => s.serverId === serverId)?.registration !== first, "a new registration in the watch", 5_000);
+    assert.equal(left, false, "the entry never left the watch: only its registration tells gateways the server serves again");
   });
 
   it("a revoked lease vanishes at once and the registration is back within a keepalive interval", async () => {

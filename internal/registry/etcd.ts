@@ -511,7 +511,7 @@ class EtcdServerWatch implements ServerWatch {
       const v = JSON.parse(kv.value.toString()) as Partial<StoredValue>;
       // An empty address is no server's (register() refuses it), and grpc-js throws on it: picked, it threw out of the gateway's placement.
       if (typeof v.address !== "string" || v.address === "" || typeof v.load !== "number") throw new Error("missing address or load");
-      this.entries.set(serverId, { serverId, address: v.address, load: v.load });
+      this.entries.set(serverId, { serverId, address: v.address, load: v.load, registration: kv.lease });
       return true;
     } catch (err) {
       this.logger?.warn({ err, key: kv.key.toString() }, "ignoring a malformed registry entry");

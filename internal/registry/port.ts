@@ -10,6 +10,12 @@ export interface ServerInfo {
   address: string;
   /** Open sessions, or any number where lower means "send me more". */
   load: number;
+  /**
+   * Which registration wrote the entry, as watches report it (etcd: its lease); register()
+   * ignores it. A new one is the server registered afresh: serving again after its lease was
+   * lost, though the entry never left (etcd away for everyone keeps it).
+   */
+  registration?: string;
 }
 
 export interface Registration {
