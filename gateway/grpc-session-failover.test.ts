@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema } from "../gen/es/chat/v1/session_pb.js";
 import { ConnectRequest, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ErrorCode } from "../gen/ts-proto/chat/v1/types.js";
 import { ChatServerServiceService, type SessionRequest, type SessionResponse } from "../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { MemoryServerRegistry } from "../internal/registry/memory.js";
 import { RemoteSessionHost } from "../internal/cluster/remote-host.js";
@@ -327,7 +328,7 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
     }
   });
 
-  it("keeps no lost heartbeat or SyncRequest the client asked again after the move under a new ref: none is asked again at its half-close, so none piles up over moves", async () => {
+  it("keeps no lost heartbeat or SyncRequest the client asked again after the move under a new ref: none is asked again at its half-close, so none piles up over moves, and each lost ref is answered", async () => {
     const s = await nativeSessionOnDoomedServer();
     const heartbeat = (ref: bigint) => ConnectRequest.fromPartial({ frame: { ref, kind: { $case: "heartbeat", value: {} } } });
     const sync = (ref: bigint) => ConnectRequest.fromPartial({ frame: { ref, kind: { $case: "sync", value: { afterInboxSeq: 0n } } } });
@@ -350,7 +351,10 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       const { code } = await s.statusWithin(5_000);
       assert.equal(code, grpc.status.OK);
       assert.deepEqual([s.b.heartbeats.length, s.b.syncs.length], [1, 1], "each asked of b once");
-      assert.deepEqual(s.frames.filter((f) => f.kind?.$case !== "welcome").map((f) => [f.kind?.$case, f.ref]), [["heartbeatAck", 3n], ["syncBatch", 4n]]);
+      assert.deepEqual(s.frames.filter((f) => f.kind?.$case === "heartbeatAck" || f.kind?.$case === "syncBatch").map((f) => [f.kind?.$case, f.ref]), [["heartbeatAck", 3n], ["syncBatch", 4n]]);
+      // The lost ones are answered all the same, each under its own ref, naming why: a client waits on them.
+      const told = s.frames.flatMap((f) => (f.kind?.$case === "error" ? [[f.ref, f.kind.value.refusedKind, f.kind.value.code] as const] : []));
+      assert.deepEqual(told, [[1n, ClientFrameSchema.field.heartbeat!.number, ErrorCode.ERROR_CODE_SESSION_CLOSED], [2n, ClientFrameSchema.field.sync!.number, ErrorCode.ERROR_CODE_SESSION_CLOSED]]);
     } finally {
       await s.close();
     }

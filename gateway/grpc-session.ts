@@ -12,6 +12,7 @@ import {
   type ConnectResponse,
   type ServerFrame,
 } from "../gen/es/chat/v1/session_pb.js";
+import { ErrorCode } from "../gen/es/chat/v1/types_pb.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
 import { STRICT_JSON_OPTIONS } from "../internal/wire/json-integers.js";
@@ -179,7 +180,7 @@ class Unanswered {
     // needs answered (a newer sync supersedes an older one on the chat server too), and the
     // gateway cannot tell one asked again under a new ref from a new one. Kept, each such
     // lost ask stayed for the stream's life, one more with every move, and was asked again
-    // at a half-close, answered twice.
+    // at a half-close, answered twice. The caller answers the lost one's ref, which waits on no server now.
     const sameMessage = ask === "send";
     for (const [lostRef, list] of sameMessage && what === "" ? [[ref, asked] as const] : refs) {
       const lost = list.findIndex((a) => a.lost && (!sameMessage || a.what === what));
@@ -384,6 +385,16 @@ export function sessionService(
        */
       const syncRefs = new Map<bigint, bigint>();
       let nextSyncRef = 1n;
+      /** Answers, under the client's ref, an ask lost in a move that a newer one of its kind took the place of. */
+      const answerSuperseded = (ref: bigint, ask: Ask) => {
+        const refusedKind = ask === "kindless" ? 0 : ClientFrameSchema.field[ask]!.number;
+        const message = `the session moved to another chat server before this ${ask === "kindless" ? "frame" : ask} was answered, and a newer one took its place: that one's answer stands for both; no need to ask again or reconnect`;
+        const frame = create(ServerFrameSchema, { ref, kind: { case: "error", value: { code: ErrorCode.SESSION_CLOSED, message, refusedKind } } });
+        const bytes = toBinary(ServerFrameSchema, frame);
+        out.push(out.length === 0 ? { bytes, frame } : { bytes });
+        buffered += bytes.byteLength;
+        notify();
+      };
       let reauthenticator: Reauthenticator | undefined;
       // Reading the client's frames runs beside writing ours.
       const reading = (async () => {
@@ -398,6 +409,7 @@ export function sessionService(
             const frame = req.frame ?? create(ClientFrameSchema);
             let askAgain: () => void;
             let what = "";
+            const clientRef = frame.ref;
             if (frame.kind.case === "reauthenticate") {
               reauthenticator ??= new Reauthenticator(verifier, claims);
               // Asked again, the verdict is not checked again: the once-a-second limit would refuse it.
@@ -413,9 +425,15 @@ export function sessionService(
               askAgain = () => handle.receive(bytes);
             }
             const ask = askOf(frame.kind.case);
-            // The lost sync's answer will never come: its ref is not to be kept for it.
             const replaced = ask && awaiting.add(ask, frame.ref, what, askAgain);
-            if (replaced !== undefined && frame.kind.case === "sync") syncRefs.delete(replaced);
+            if (ask && replaced !== undefined) {
+              // The lost ask's answer will never come, nor is it asked again: a client waiting on its ref
+              // (one that numbers its frames asked anew under a new one) is told so now. Under the same
+              // ref the newer answer is its answer; a send's ack names its message, answering it under any.
+              const lostClientRef = frame.kind.case === "sync" ? syncRefs.get(replaced) : replaced;
+              if (frame.kind.case === "sync") syncRefs.delete(replaced);
+              if (ask !== "send" && lostClientRef !== undefined && lostClientRef !== clientRef) answerSuperseded(lostClientRef, ask);
+            }
             askAgain();
             if (inputHeld) await inputHeld.until;
           }
