@@ -36,7 +36,7 @@ export const CLOSE_LOGGED_OUT: number = CloseCode.loggedOut;
 const SIGN_OUT_ROUNDS = 5;
 /** Blockers of a deleted account unblocked a read at a time. */
 const BLOCKERS_PAGE = 500;
-/** Unblocks a deleted account's deletion has in flight at once: quick, without a burst on the store. */
+/** Unblocks a deleted account's deletion, and devices' sessions a sign-out of all of them closes, in flight at once: quick, without a burst. */
 export const DELETION_UNBLOCKS_IN_FLIGHT = 8;
 
 /**
@@ -71,9 +71,16 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
   const passwords = deps.passwords ?? new PasswordHasher();
   const count = (event: AuthEvent) => deps.metrics?.auth.inc({ event });
   async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
+    await revoke(userId, deviceId, reason);
+    await endSessions(userId, deviceId, reason);
+  }
+  async function revoke(userId: Id, deviceId: Id, reason: string): Promise<void> {
     // A signed-out device is done for good: the next login makes a new one.
     await deps.accounts.revokeDevice(userId, deviceId);
     devices?.forget(userId, deviceId, reason === ACCOUNT_DELETED ? ACCOUNT_DELETED : undefined);
+  }
+  /** What a device's sign-out ends once it is stored: its sessions, then its push endpoint. Never throws. */
+  async function endSessions(userId: Id, deviceId: Id, reason: string): Promise<void> {
     // Best effort once the sign-out is stored: failing the call would tell the client it did not
     // happen, and stop a sign-out of many devices part way. A session left open ends when its
     // access token expires (the chat server's sweep) and cannot reopen, since opening one checks
@@ -101,7 +108,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     for (let round = 0; round < rounds; round++) {
       const left = (await deps.accounts.listDevices(userId)).filter((d) => !d.revoked && d.deviceId !== keep);
       if (left.length === 0) break;
-      for (const d of left) await signOut(userId, d.deviceId, reason);
+      // Every one signed out before any session is closed, and those closed side by side: one device
+      // after another, each waited on the sessions of those before it (a chat server slow to answer
+      // holds a close up to 2 s), the last left signed in, sending and refreshing, for that long.
+      for (const d of left) await revoke(userId, d.deviceId, reason);
+      await eachBounded(left, (d) => endSessions(userId, d.deviceId, reason));
       out.push(...left);
     }
     return out;

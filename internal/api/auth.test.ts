@@ -457,6 +457,22 @@ describe("api: AuthService", () => {
       assert.ok(api.sessions.closed.some((c) => c.deviceId === ghost.deviceId));
     });
 
+    it("signs out every device before any of their sessions is closed, and closes them side by side", async () => {
+      const me = await api.signUp("pia", "my password");
+      const phone = (await api.anon.auth.login({ username: "pia", password: "my password" })).credentials!;
+      const tablet = (await api.anon.auth.login({ username: "pia", password: "my password" })).credentials!;
+      // The first device's sessions closing: a chat server slow to answer (up to 2 s) holds it this long.
+      const held = holdNext(api.sessions, "closeDevice");
+      const deletion = me.c.auth.deleteAccount({ password: "my password" });
+      await held.reached;
+      const devices = await api.storage.accounts.listDevices(me.userId);
+      assert.deepEqual(devices.filter((d) => !d.revoked).map((d) => d.deviceId), [], "none left signed in, sending and refreshing, behind a slow close");
+      assert.equal(api.sessions.closed.length, 2, "the other devices' sessions are not held up behind it");
+      held.release();
+      await deletion;
+      assert.deepEqual(api.sessions.closed.map((c) => c.deviceId).sort(), [me.deviceId, phone.deviceId, tablet.deviceId].sort());
+    });
+
     it("leaves a group it was added to while its deletion was under way", async () => {
       const me = await api.signUp("max", "my password");
       const admin = await api.signUp("ada");
