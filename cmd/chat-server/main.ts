@@ -62,6 +62,7 @@ const chat = new ChatServer({
   presence: presence.tracker,
   revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
   blocks,
+  log: storage.messages,
   limits: sessionLimitsOf(config),
   logger,
   metrics,

@@ -144,6 +144,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
     presence,
     revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
     blocks,
+    log: storage.messages,
     limits: {
       framesPerSecond: config.framesPerSecond,
       frameBurst: config.frameBurst,

@@ -7,6 +7,8 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Inbox } from "../messages/inbox.js";
+import type { MessageLog } from "../messages/log.js";
+import { readByItsActor } from "../messages/notes.js";
 import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
@@ -38,6 +40,8 @@ const TYPING_HINT_INTERVAL_MS = 1_000;
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** One subject's presence events to one user (to some of their devices, when named). */
 const presenceKey = (to: Id, about: Id, deviceIds: readonly Id[]) => `${to}>${about}${deviceIds.length > 0 ? `/${deviceIds.join(",")}` : ""}`;
+/** How far back a reader's own newest message is looked for, behind the channel's newest (as ListMembers looks). */
+const OWN_MESSAGE_WINDOW = 100n;
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;
 /**
@@ -121,6 +125,11 @@ export interface ChatServerDeps {
   revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /** Blocks between a direct chat's pair: typing there goes nowhere. Without it they are not checked. */
   blocks?: BlockCache;
+  /**
+   * The reader's own newest message, for a receipt's audience (see markRead). Without it every receipt
+   * that moves the stored position goes to all the members.
+   */
+  log?: Pick<MessageLog, "latest" | "lastSentBy">;
   limits?: Partial<SessionLimits>;
   logger?: Logger;
   metrics?: ChatServerMetrics;
@@ -600,14 +609,38 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // was a fan-out to the whole group each time. The reader's own devices hear it either way (it was taken).
     // Across a block in a direct chat only the reader's own devices hear of it: the pair tell each other nothing.
     // memberIds first: it learns the pair that isBlocked asks about.
+    // As MarkRead: one that moved the stored position below the reader's own newest message moved nothing
+    // the others are shown (ListMembers counts the reader's own message as read), and told, it moved their
+    // view of the reader back (a device behind the one that sent). Only the reader's devices hear it.
     const moved = readSeq > member.readSeq;
-    const memberIds = moved ? await this.members.memberIds(channelId) : [];
-    const members = moved && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
+    const [memberIds, ownAhead] = moved ? await Promise.all([this.members.memberIds(channelId), this.sentAfter(channelId, userId, readSeq)]) : [[], false];
+    const members = moved && !ownAhead && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
     // The position is stored: a push that fails (the routes unreadable) is logged, as MarkRead does, not
     // refused, since a retry would move nothing and so tell the other members nothing either.
     await (this.deps.directory ?? this)
       .pushToUsers(members, create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }))
       .catch((err: unknown) => this.logger?.warn({ err, userId: String(userId) }, "receipt push failed"));
+  }
+
+  /**
+   * Whether the user sent a message of the channel after `seq` (among its newest OWN_MESSAGE_WINDOW), a
+   * note of theirs counting as ListMembers counts it. Unreadable, it answers false: the receipt goes to
+   * everyone, as it did before this was asked.
+   */
+  private async sentAfter(channelId: Id, userId: Id, seq: bigint): Promise<boolean> {
+    const log = this.deps.log;
+    if (!log) return false;
+    try {
+      const last = (await log.latest([channelId])).get(channelId);
+      if (last === undefined || last.seq <= seq) return false;
+      if (last.senderUserId === userId && (!last.note || readByItsActor(last.note))) return true;
+      const windowStart = last.seq - OWN_MESSAGE_WINDOW + 1n;
+      const from = seq + 1n > windowStart ? seq + 1n : windowStart;
+      return from <= last.seq - 1n && (await log.lastSentBy(channelId, userId, from, last.seq - 1n)) !== undefined;
+    } catch (err) {
+      this.logger?.warn({ err, userId: String(userId) }, "receipt: could not read the reader's own newest message");
+      return false;
+    }
   }
 
   /** @internal */
