@@ -605,17 +605,20 @@ describe("session back-pressure and early frames", () => {
       let started!: () => void;
       const checked = new Promise<boolean>((r) => (started = () => r(false)));
       const { server, frames, closes } = openSession(inboxKeeping([]), undefined, undefined, () => checked);
+      // One naming a new owner is news the newer title does not carry: it stays.
+      const newOwner = create(ServerFrameSchema, { kind: { case: "channel", value: { kind: ChannelEventKind.UPDATED, channel: { channelId: 5n, title: "owned" }, userId: 7n } } });
+      server.deliverLocal(1n, [], newOwner);
       server.deliverLocal(1n, [], updated(5n, "old"));
-      for (let i = 1n; i <= 63n; i++) server.deliverLocal(1n, [], joined(i));
+      for (let i = 1n; i <= 62n; i++) server.deliverLocal(1n, [], joined(i));
       // Full: the newer title of channel 5 takes the older one's place.
       server.deliverLocal(1n, [], updated(5n, "new"));
       assert.deepStrictEqual(closes, []);
       started();
       await waitFor(() => frames.length >= 65, "the welcome and what was held");
       const titles = frames.flatMap((f) => (f.kind.case === "channel" && f.kind.value.kind === ChannelEventKind.UPDATED ? [f.kind.value.channel!.title] : []));
-      assert.deepStrictEqual(titles, ["new"]);
+      assert.deepStrictEqual(titles, ["owned", "new"]);
       assert.equal(frames.at(-1)?.kind.case, "channel");
-      assert.equal(frames.filter((f) => f.kind.case === "channel" && f.kind.value.kind === ChannelEventKind.JOINED).length, 63);
+      assert.equal(frames.filter((f) => f.kind.case === "channel" && f.kind.value.kind === ChannelEventKind.JOINED).length, 62);
       server.drain();
 
       // Nothing superseded to give way: the newest join is not dropped, the session reconnects for it.

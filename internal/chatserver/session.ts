@@ -64,11 +64,16 @@ const refusalOf = (frame: ClientFrame): Refused => ({
 /** Shared frames kept for a session until its welcome is out (typing in half of them; presence apart, the latest per user); past these a start that slow loses hints and superseded updates, or reconnects, never a change. */
 const HELD_SHARED_FRAMES = 64;
 
-/** Whether `later` makes `earlier` stale: both UPDATED events of one channel, the later one carrying it whole. */
+/**
+ * Whether `later` makes `earlier` stale: both UPDATED events of one channel, the later one carrying it
+ * whole. One naming a user (a group's new owner) tells what the channel does not, so only the same
+ * user's, or none, is stale.
+ */
 function replacesUpdate(later: ServerFrame, earlier: ServerFrame): boolean {
   if (later.kind.case !== "channel" || earlier.kind.case !== "channel") return false;
   const [a, b] = [later.kind.value, earlier.kind.value];
-  return a.kind === ChannelEventKind.UPDATED && b.kind === ChannelEventKind.UPDATED && a.channel !== undefined && a.channel.channelId === b.channel?.channelId;
+  if (a.kind !== ChannelEventKind.UPDATED || b.kind !== ChannelEventKind.UPDATED || a.channel === undefined) return false;
+  return a.channel.channelId === b.channel?.channelId && (b.userId === 0n || b.userId === a.userId);
 }
 
 /** A frame that could not be decoded: no ref, no kind. */
