@@ -543,6 +543,24 @@ describe("api: AuthService", () => {
       await assert.rejects(new DeviceGate(api.storage.accounts).check(me.userId, me.deviceId), /^ChatError: signed out: the account was deleted$/);
     });
 
+    it("tells GetMe, UpdateProfile, ChangePassword and DeleteAccount the account was deleted when this process's gate still trusts the device", async () => {
+      const me = await api.signUp("omar", "my password");
+      await me.c.users.getMe({});
+      // Deleted through another api process: this one's gate trusts the device it just saw for up to 10 s.
+      await api.storage.accounts.revokeDevice(me.userId, me.deviceId);
+      await api.storage.accounts.deleteUser(me.userId);
+      const calls = [
+        () => me.c.users.getMe({}),
+        () => me.c.users.updateProfile({ displayName: "Omar" }),
+        () => me.c.auth.changePassword({ currentPassword: "my password", newPassword: "new password" }),
+        () => me.c.auth.deleteAccount({ password: "my password" }),
+      ];
+      for (const call of calls) {
+        const err = await rpcError(call);
+        assert.deepEqual([err.code, err.rawMessage], [Code.Unauthenticated, "signed out: the account was deleted"]);
+      }
+    });
+
     it("refuses Refresh, and signs out, a device of a deleted account left signed in", async () => {
       const me = await api.signUp("lea", "my password");
       await me.c.auth.deleteAccount({ password: "my password" });

@@ -2,7 +2,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
-import { isDeletedUser } from "../accounts/store.js";
+import { ACCOUNT_DELETED, isDeletedUser } from "../accounts/store.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { presenceFrame } from "../presence/tracker.js";
 import { reaches } from "../presence/audience.js";
@@ -45,6 +45,17 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     return user;
   }
 
+  /**
+   * The caller's own account. One deleted through another api process, whose device this
+   * process's gate still trusts (for up to 10 s), is told so as its devices are: "no such
+   * user" (NOT_FOUND) sent its client looking for a bug instead of back to signing in.
+   */
+  async function mustGetMe(userId: Id): Promise<UserRecord> {
+    const user = await accounts.getUser(userId);
+    if (!user || isDeletedUser(user)) throw new ChatError("unauthenticated", ACCOUNT_DELETED);
+    return user;
+  }
+
   /** The other user of a friend operation: given, existing, and not the caller. */
   async function other(me: Id, userId: Id): Promise<Id> {
     v.id("user_id", userId);
@@ -55,17 +66,17 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
   return {
     async getMe(_req, ctx) {
-      return { user: userToProto(await mustGetUser(caller(ctx).userId)) };
+      return { user: userToProto(await mustGetMe(caller(ctx).userId)) };
     },
 
     async updateProfile(req, ctx) {
       const me = caller(ctx);
       const displayName = v.displayName(req.displayName);
       // The name it has already is no write (a Paxos round on Cassandra).
-      const user = await mustGetUser(me.userId);
+      const user = await mustGetMe(me.userId);
       if (user.displayName === displayName) return { user: userToProto(user) };
       await accounts.updateDisplayName(me.userId, displayName);
-      return { user: userToProto(await mustGetUser(me.userId)) };
+      return { user: userToProto(await mustGetMe(me.userId)) };
     },
 
     async getUsers(req, ctx) {
