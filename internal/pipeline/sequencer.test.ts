@@ -150,6 +150,21 @@ describe("Sequencer", function () {
     }
   });
 
+  it("counts a message handed again (a retried batch) as sequenced once: its fan-out is done again, its seq is not given again", async () => {
+    const registry = new Registry();
+    const p = await sequencerOn(storage, storage.channels, { metrics: pipelineMetrics(registry) });
+    try {
+      const m = message();
+      await p.submit(m);
+      await waitFor(() => p.appends().filter((a) => a.message.messageId === m.messageId).length === 2, "the first fan-out", 10_000);
+      await p.submit(m);
+      await waitFor(() => p.appends().filter((a) => a.message.messageId === m.messageId).length === 4, "the fan-out done again", 10_000);
+      assert.equal(await metricIn(await registry.metrics(), "chat_messages_sequenced_total"), 1);
+    } finally {
+      await p.stop();
+    }
+  });
+
   describe("changes that change nothing", () => {
     const change = (sender: Id, text: string, over: Partial<NewMessage> = {}) => message({ senderUserId: sender, text, targetSeq: 1n, ...over });
     const ids = (p: Awaited<ReturnType<typeof sequencerOn>>, u: Id) => p.appends().filter((a) => a.userId === u).map((a) => a.message.messageId);

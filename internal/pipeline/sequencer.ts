@@ -108,7 +108,8 @@ export class Sequencer {
     // With the same id it is this very record again (a retried batch), whose
     // fan-out may not have happened, so do it again; inboxes drop repeats.
     if (duplicate && message.messageId !== m.messageId) return undefined;
-    this.deps.metrics?.sequenced.inc();
+    // This very record again was given its seq the first time, and counted then.
+    if (!duplicate) this.deps.metrics?.sequenced.inc();
     return { entry: message, parts: [[]] };
   }
 
