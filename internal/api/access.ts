@@ -184,21 +184,23 @@ export async function pushLeft(deps: ApiDeps, members: readonly Id[], userId: Id
  */
 export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Sender): Promise<boolean> {
   const userId = by.userId;
-  // In the channel's turn, the leaving and its note (see writeNote).
-  const { removed, newOwner } = await deps.channels.changeInTurn(channel.channelId, async () => {
-    const removal = await deps.channels.removeMember(channel.channelId, userId);
-    if (removal.removed) await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: removal.newOwner !== undefined ? [removal.newOwner] : [] });
-    return removal;
+  // In the channel's turn, the leaving, its note and its events (see writeNote): told after the
+  // turn, the LEFT could reach the user after the JOINED of an add back that landed next.
+  const remaining = await deps.channels.changeInTurn(channel.channelId, async () => {
+    const { removed, newOwner } = await deps.channels.removeMember(channel.channelId, userId);
+    if (!removed) return undefined;
+    await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
+    await forgetOwnSettings(deps, userId, channel.channelId);
+    const view = await channelView(deps, channel);
+    const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+    // The last one out takes the invite link along: an empty group has nobody left to turn it off.
+    if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);
+    await pushLeft(deps, remaining, userId, view);
+    if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
+    return remaining;
   });
-  if (!removed) return false;
-  await forgetOwnSettings(deps, userId, channel.channelId);
-  const view = await channelView(deps, channel);
-  const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
-  // The last one out takes the invite link along: an empty group has nobody left to turn it off.
-  if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);
-  await pushLeft(deps, remaining, userId, view);
+  if (!remaining) return false;
   await tellGoneApart(deps, userId, remaining);
-  if (newOwner !== undefined) await pushChannelEvent(deps, remaining, ChannelEventKind.UPDATED, view, newOwner);
   return true;
 }
 

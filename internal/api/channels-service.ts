@@ -11,7 +11,7 @@ import { applyPlaceChange, compareListPositions, isArchived, type ListPosition }
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
 import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
-import { channelToProto, memberToProto } from "./convert.js";
+import { channelToProto, memberToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { DEFAULT_MAX_GROUPS_PER_USER } from "../throttle/config.js";
@@ -410,6 +410,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const channel = await invitedChannel(code);
       let member = await channels.getMember(channel.channelId, me);
       let joined = false;
+      let joinedView: ChannelView | undefined;
+      let everyone: Id[] = [];
       if (!member) {
         await refuseGroupLimit(me, [me]);
         // The history before them is not unread, but not read either (see addMembers).
@@ -431,18 +433,18 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
             throw groupLimitReached();
           }
           await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
+          // Told in the turn (see addMembers). The event carries only the shared fields of the view
+          // (pushChannelEvent leaves the caller's own out).
+          joinedView = await channelView(deps, channel, joining);
+          everyone = await memberIds(channel.channelId);
+          await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, joinedView, me);
           return true;
         });
         // Not added: a concurrent join (or an add) got there first.
         member = joined ? joining : await channels.getMember(channel.channelId, me);
       }
-      const view = await channelView(deps, channel, member);
-      // The event carries only the shared fields of the view (pushChannelEvent leaves the caller's own out).
-      if (joined) {
-        const everyone = await memberIds(channel.channelId);
-        await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, me);
-        await tellCameTogether(deps, [me], everyone);
-      }
+      const view = joinedView ?? (await channelView(deps, channel, member));
+      if (joined) await tellCameTogether(deps, [me], everyone);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
@@ -517,7 +519,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       // Nor is it read: their read position, which others are shown as what
       // they have seen, starts at nothing until their own receipts move it.
       // In the channel's turn, the add and its note (see writeNote).
-      const added = await channels.changeInTurn(channel.channelId, async () => {
+      // The events too: a user's own JOINED and LEFT decide whether their apps list the group, so of
+      // two changes of one user (added as they leave, removed and added back) the last to land is
+      // told last; told after the turn, either event could overtake the other.
+      const { added, view, everyone } = await channels.changeInTurn(channel.channelId, async () => {
         // Read in the turn: another change's note sequenced between this read and the turn
         // came before the joiners, yet counted as theirs to read.
         const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
@@ -529,14 +534,13 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         );
         const added = await withoutRefused(channel.channelId, me, written);
         if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
-        return added;
-      });
-      const view = await channelView(deps, channel, member);
-      if (added.length > 0) {
+        const view = await channelView(deps, channel, member);
+        if (added.length === 0) return { added, view, everyone: [] };
         const everyone = await memberIds(channel.channelId);
         for (const userId of added) await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, userId);
-        await tellCameTogether(deps, added, everyone);
-      }
+        return { added, view, everyone };
+      });
+      if (added.length > 0) await tellCameTogether(deps, added, everyone);
       return { channel: channelToProto(view) };
     },
 
@@ -556,17 +560,17 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       };
       // Barred from the link in the step that removes them: else they could walk back in at once.
       // In the channel's turn, the removal and its note (see writeNote).
-      const removed = await channels.changeInTurn(channel.channelId, async () => {
-        if (!(await channels.removeMember(channel.channelId, target, check, true)).removed) return false;
+      // The events too (see addMembers): told after the turn, this LEFT could reach the one
+      // removed after the JOINED of an add back that landed next, and their apps dropped the group.
+      const everyone = await channels.changeInTurn(channel.channelId, async () => {
+        if (!(await channels.removeMember(channel.channelId, target, check, true)).removed) return undefined;
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
-        return true;
-      });
-      if (removed) {
         await forgetOwnSettings(deps, target, channel.channelId);
         const everyone = await memberIds(channel.channelId);
         await pushLeft(deps, everyone, target, await channelView(deps, channel));
-        await tellGoneApart(deps, target, everyone);
-      }
+        return everyone;
+      });
+      if (everyone) await tellGoneApart(deps, target, everyone);
       return {};
     },
 
@@ -601,15 +605,16 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
       // The same title again (a retry, a second device) succeeds but tells nobody: up to 100 members' devices.
-      // In the channel's turn, the change and its note (see writeNote).
-      const changed = await channels.changeInTurn(channel.channelId, async () => {
-        if (!(await channels.updateTitle(channel.channelId, title, managerCheck(me)))) return false;
-        await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
-        return true;
+      // In the channel's turn, the change, its note and its event (see writeNote): told after the
+      // turn, the event of the rename that landed first could be told last, with its title.
+      const view = await channels.changeInTurn(channel.channelId, async () => {
+        const changed = await channels.updateTitle(channel.channelId, title, managerCheck(me));
+        if (changed) await writeNote(deps, caller(ctx), channel.channelId, { kind: "title_changed", userIds: [], title });
+        const view = await channelView(deps, { ...channel, title }, member);
+        // The event goes to every member, so it carries nobody's own settings; the answer carries the caller's.
+        if (changed) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
+        return view;
       });
-      const view = await channelView(deps, { ...channel, title }, member);
-      // The event goes to every member, so it carries nobody's own settings; the answer carries the caller's.
-      if (changed) await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 

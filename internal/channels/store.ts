@@ -129,8 +129,8 @@ export interface ChannelStore {
    */
   setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean>;
   /**
-   * Runs `work` (a group change and the writing of its note into the
-   * history) while no other work of the same channel runs, in this process
+   * Runs `work` (a group change, the writing of its note into the history
+   * and the pushing of its channel events) while no other work of the same channel runs, in this process
    * or any other on the same store; the others wait their turn. A change's
    * note is sequenced after whatever reached the channel's queue before it,
    * so changes whose store steps and notes did not overlap are told in the

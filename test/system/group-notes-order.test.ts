@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
+import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
 import { ChannelNoteKind, MemberRole, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { apiClients, signUp, type ApiClients, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
 import { engineConfig } from "../support/engines.js";
 import { startRole, useDeployment } from "../support/processes.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { waitFor } from "../support/wait.js";
 
 const ROUNDS = 10;
+
+/** x's sessions, closed after each test. */
+const sessions: TestDevice[] = [];
 
 /**
  * Races an owner's AddMembers of x (through `url(0)`) against an admin's
@@ -17,11 +22,16 @@ const ROUNDS = 10;
  * answers it, is what the notes in seq order say (the last MEMBERS_ADDED or
  * MEMBER_REMOVED naming x). Each round ends with a rename whose note is
  * published after both racers' (they are answered once theirs are), so the
- * history up to it holds every note of the round.
+ * history up to it holds every note of the round. And x's open session is
+ * told its JOINED and LEFT in the order of those notes: its apps list the
+ * group or drop it by the last one told.
  */
-async function raceAddsAndRemovals(url: (i: number) => string): Promise<void> {
+async function raceAddsAndRemovals(url: (i: number) => string, wsUrl: string): Promise<void> {
   const [owner, admin, x] = await Promise.all([0, 1, 0].map((i) => signUp(url(i), "ord")));
   const as = (i: number, u: TestUser): ApiClients => apiClients(url(i), u!.devices[0]!.token);
+  const device = new TestDevice(wsUrl, x!.devices[0]!.token);
+  sessions.push(device);
+  await device.connect();
   const channelId = (await as(0, owner!).channels.createGroup({ title: "order", memberUserIds: [admin!.userId, x!.userId] })).channel!.channelId;
   await as(0, owner!).channels.setMemberRole({ channelId, userId: admin!.userId, role: MemberRole.ADMIN });
   const inAfter: boolean[] = [];
@@ -65,14 +75,30 @@ async function raceAddsAndRemovals(url: (i: number) => string): Promise<void> {
   }
   assert.equal(round, ROUNDS);
   assert.deepEqual(wrong, []);
+  const notes = history.flatMap((m) => {
+    const note = m.note!;
+    if (!note.userIds.includes(x!.userId)) return [];
+    return note.kind === ChannelNoteKind.MEMBERS_ADDED ? ["JOINED"] : note.kind === ChannelNoteKind.MEMBER_REMOVED ? ["LEFT"] : [];
+  });
+  const events = () => device.frames.flatMap((f) => {
+    const e = f.kind.case === "channel" ? f.kind.value : undefined;
+    if (!e || e.userId !== x!.userId || (e.kind !== ChannelEventKind.JOINED && e.kind !== ChannelEventKind.LEFT)) return [];
+    return [ChannelEventKind[e.kind]];
+  });
+  await waitFor(() => events().length >= notes.length, `x's session told of its ${notes.length} changes`, 30_000);
+  assert.deepEqual(events(), notes, "x's session is told its JOINED and LEFT in the order of their notes");
 }
 
 describe("a group's history agrees with its membership under racing changes", function () {
   this.timeout(180_000);
+  afterEach(async () => {
+    await Promise.all(sessions.splice(0).map((d) => d.close()));
+  });
 
   describe("in the cluster: two api processes on the real engines", () => {
     const { env } = useDeployment("no");
     const apis: string[] = [];
+    let wsUrl = "";
     // The owner's api process reads Cassandra's answers over a slow link: its add's note is written
     // well after the add landed, long enough for the admin's removal through the other to land and be told.
     let slowLink: TcpProxy | undefined;
@@ -85,13 +111,17 @@ describe("a group's history agrees with its membership under racing changes", fu
       const slow = await startRole("api", { ...common, CHAT_CASSANDRA_CONTACT_POINTS: slowLink.address });
       apis.push(String(slow.info.http), String(direct.info.http));
       await startRole("pipeline", common);
+      await startRole("chat-server", common);
+      const gateway = await startRole("gateway", common);
+      wsUrl = String(gateway.info.ws);
+      await waitFor(async () => (await fetch(`${String(gateway.info.http)}/healthz`)).ok, "the gateway to see the chat server", 60_000);
     });
     after(async () => {
       await slowLink?.close();
     });
 
     it(`adds and removals of one user by two managers through two api processes, ${ROUNDS} rounds`, async () => {
-      await raceAddsAndRemovals((i) => apis[i]!);
+      await raceAddsAndRemovals((i) => apis[i]!, wsUrl);
     });
   });
 
@@ -106,7 +136,7 @@ describe("a group's history agrees with its membership under racing changes", fu
     });
 
     it(`adds and removals of one user by two managers at once, ${ROUNDS} rounds`, async () => {
-      await raceAddsAndRemovals(() => chatd!.httpUrl);
+      await raceAddsAndRemovals(() => chatd!.httpUrl, chatd!.wsUrl);
     });
   });
 });
