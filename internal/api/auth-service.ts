@@ -111,8 +111,16 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       // Every one signed out before any session is closed, and those closed side by side: one device
       // after another, each waited on the sessions of those before it (a chat server slow to answer
       // holds a close up to 2 s), the last left signed in, sending and refreshing, for that long.
-      for (const d of left) await revoke(userId, d.deviceId, reason);
-      await eachBounded(left, (d) => endSessions(userId, d.deviceId, reason));
+      // A sign-out that fails part way still closes the sessions of those signed out before it.
+      const revoked: DeviceRecord[] = [];
+      try {
+        for (const d of left) {
+          await revoke(userId, d.deviceId, reason);
+          revoked.push(d);
+        }
+      } finally {
+        await eachBounded(revoked, (d) => endSessions(userId, d.deviceId, reason));
+      }
       out.push(...left);
     }
     return out;

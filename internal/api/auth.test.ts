@@ -473,6 +473,26 @@ describe("api: AuthService", () => {
       assert.deepEqual(api.sessions.closed.map((c) => c.deviceId).sort(), [me.deviceId, phone.deviceId, tablet.deviceId].sort());
     });
 
+    it("closes the sessions of the devices it signed out before a sign-out failed", async () => {
+      const me = await api.signUp("quin", "my password");
+      await api.anon.auth.login({ username: "quin", password: "my password" });
+      const accounts = api.deps.accounts as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const revokeDevice = accounts.revokeDevice!;
+      let calls = 0;
+      accounts.revokeDevice = async (...args) => {
+        if (++calls === 2) throw new Error("store timed out");
+        return revokeDevice.apply(api.deps.accounts, args);
+      };
+      try {
+        await rpcError(() => me.c.auth.deleteAccount({ password: "my password" }));
+      } finally {
+        accounts.revokeDevice = revokeDevice;
+      }
+      const revoked = (await api.storage.accounts.listDevices(me.userId)).filter((d) => d.revoked).map((d) => d.deviceId);
+      assert.equal(revoked.length, 1);
+      assert.deepEqual(api.sessions.closed.map((c) => c.deviceId), revoked, "no device left signed out with its sessions open");
+    });
+
     it("leaves a group it was added to while its deletion was under way", async () => {
       const me = await api.signUp("max", "my password");
       const admin = await api.signUp("ada");
