@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import fs, { openSync, closeSync } from "node:fs";
+import { promisify } from "node:util";
 import { processMetricsRegistry } from "./process-metrics.js";
 
 /** The value of an unlabelled metric in a scrape. */
@@ -40,5 +42,24 @@ describe("processMetricsRegistry", () => {
       fs.readdirSync = readdirSync;
       for (const fd of fds) closeSync(fd);
     }
+  });
+
+  it("counts the descriptors open, not the one its own read of them takes", async function () {
+    if (process.platform !== "linux") this.skip();
+    const registry = processMetricsRegistry();
+    const counted = (await valueOf(registry.metrics(), "process_open_fds"))!;
+    // As prom-client's own does: readdirSync's descriptor is in its listing, and closed once it returns.
+    assert.equal(counted, fs.readdirSync("/proc/self/fd").length - 1);
+  });
+
+  it("still answers a scrape when the process is out of file descriptors: the count is left out, not every metric", async function () {
+    if (process.platform !== "linux") this.skip();
+    this.timeout(30_000);
+    // A process at its limit reads /proc/self/fd with EMFILE; /metrics then answered 500 (a scrape
+    // comes on a connection kept alive), and the limit it met showed as the target down.
+    const { stdout } = await promisify(execFile)("sh", ["-c", "ulimit -n 200 && exec node --import tsx internal/observability/testdata/fds-exhausted.ts"]);
+    const result = JSON.parse(stdout) as { held: number; scraped: boolean; heap?: boolean; err?: string };
+    assert.ok(result.held > 0, stdout);
+    assert.deepEqual({ scraped: result.scraped, heap: result.heap }, { scraped: true, heap: true }, stdout);
   });
 });

@@ -40,7 +40,12 @@ export function processMetricsRegistry(): Registry {
       help: "Number of open file descriptors.",
       registers: [registry],
       async collect() {
-        this.set((await readdir("/proc/self/fd")).length);
+        try {
+          // Less the descriptor the read itself holds, which is listed.
+          this.set((await readdir("/proc/self/fd")).length - 1);
+        } catch {
+          // EMFILE at the limit this counts toward: a collect that throws fails the whole scrape.
+        }
       },
     });
   }
