@@ -633,6 +633,38 @@ describe("api: AuthService", () => {
       assert.deepEqual(await api.storage.accounts.listBlocks(me.userId).then((b) => b.map((x) => x.userId)), [dmPeer.userId], "the peer's block stays");
     });
 
+    it("blocks its direct-chat peers side by side, at most DELETION_UNBLOCKS_IN_FLIGHT at once", async () => {
+      const me = await api.signUp("vera", "my password");
+      const peers: bigint[] = [];
+      for (let i = 0; i < 2 * DELETION_UNBLOCKS_IN_FLIGHT; i++) {
+        const peer = await api.signUp();
+        await me.c.channels.openDirect({ userId: peer.userId });
+        peers.push(peer.userId);
+      }
+      const accounts = api.deps.accounts as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const putBlock = accounts.putBlock!;
+      let [inFlight, most] = [0, 0];
+      accounts.putBlock = async (...args) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        try {
+          // A turn of the loop for the others to start, as a store round trip (on Cassandra three Paxos rounds) would give.
+          await new Promise((resolve) => setImmediate(resolve));
+          return await putBlock.apply(api.deps.accounts, args);
+        } finally {
+          inFlight--;
+        }
+      };
+      try {
+        await me.c.auth.deleteAccount({ password: "my password" });
+      } finally {
+        accounts.putBlock = putBlock;
+      }
+      assert.equal(most, DELETION_UNBLOCKS_IN_FLIGHT);
+      const blocked = (await api.storage.accounts.listBlocks(me.userId)).map((b) => b.userId);
+      assert.deepEqual(blocked.sort(), [...peers].sort(), "every peer's sends are refused, told the account is gone");
+    });
+
     it("signs out every device, leaves groups, drops friends and blocks, releases the name, and keeps the messages sent", async () => {
       const me = await api.signUp("ivan", "my password");
       const phone = (await api.anon.auth.login({ username: "ivan", password: "my password" })).credentials!;
