@@ -93,9 +93,17 @@ function connectCodeName(code: Code): string {
  * says so. A JSON body it cannot decode is INVALID_ARGUMENT already.
  */
 function undecodableRequest(e: ConnectError | undefined, method: DescMethod): ConnectError | undefined {
-  const m = e?.code === Code.Internal ? /^parse binary: (.*)$/s.exec(e.rawMessage) : null;
+  if (e?.code !== Code.Internal) return undefined;
+  // A gRPC or gRPC-web message flagged compressed in a request that names no grpc-encoding: the client's framing is wrong too.
+  if (e.rawMessage === COMPRESSED_WITHOUT_ENCODING) {
+    return new ConnectError("a request message is flagged compressed, but the request names no grpc-encoding", Code.InvalidArgument);
+  }
+  const m = /^parse binary: (.*)$/s.exec(e.rawMessage);
   return m ? new ConnectError(`the request is not a valid ${method.input.typeName} message: ${m[1]}`, Code.InvalidArgument) : undefined;
 }
+
+/** connect-es's words for an envelope flagged compressed with no encoding to read it by. */
+const COMPRESSED_WITHOUT_ENCODING = "received compressed envelope, but do not know how to decompress";
 
 /**
  * Errors that connect-node raises before the api's interceptor runs carry no
