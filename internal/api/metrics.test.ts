@@ -16,3 +16,16 @@ describe("chat_api_request_seconds", () => {
     assert.ok(twentyFive >= 25, `25 s read as ${twentyFive} s`);
   });
 });
+
+describe("chat_auth_events_total", () => {
+  it("has every event's series from the start at 0: the first refresh_reused of a process moves increase()", async () => {
+    // A series that first appears at 1 has no sample before it for increase() and rate() to start from:
+    // the one stolen refresh token of a week, the event worth an alert, never moved one.
+    const registry = new Registry();
+    apiMetrics(registry);
+    const text = await registry.metrics();
+    for (const event of ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted"]) {
+      assert.match(text, new RegExp(`^chat_auth_events_total\\{event="${event}"\\} 0$`, "m"), event);
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import { countedFromZero } from "../observability/metrics.js";
 
 export interface ApiMetrics {
   /** Every public api call by method ("AuthService/Login") and outcome ("ok" or the status, "resource_exhausted"). */
@@ -14,7 +15,8 @@ export interface ApiMetrics {
  * device signed out), device_pruned (signed out by a login past the device
  * limit). A surge of any of them is worth a look.
  */
-export type AuthEvent = "login_failed" | "login_throttled" | "refresh_reused" | "device_pruned" | "password_changed" | "account_deleted";
+const AUTH_EVENTS = ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted"] as const;
+export type AuthEvent = (typeof AUTH_EVENTS)[number];
 
 export function apiMetrics(registry: Registry): ApiMetrics {
   return {
@@ -33,11 +35,16 @@ export function apiMetrics(registry: Registry): ApiMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
-    auth: new Counter({
-      name: "chat_auth_events_total",
-      help: "Security events of the sign-in path: login_failed, login_throttled, refresh_reused, device_pruned",
-      labelNames: ["event"],
-      registers: [registry],
-    }),
+    // Each event at 0 from the start: the rare ones (a refresh token reused) are the ones to alert on.
+    auth: countedFromZero(
+      new Counter({
+        name: "chat_auth_events_total",
+        help: "Security events of the sign-in path: login_failed, login_throttled, refresh_reused, device_pruned, password_changed, account_deleted",
+        labelNames: ["event"],
+        registers: [registry],
+      }),
+      "event",
+      AUTH_EVENTS,
+    ),
   };
 }
