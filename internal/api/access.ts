@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError } from "../model/errors.js";
 import { readByItsActor } from "../messages/notes.js";
 import type { Sender } from "../messages/submit.js";
@@ -150,18 +150,47 @@ export async function pushChannelEvent(
   userId: Id = 0n,
 ): Promise<void> {
   if (to.length === 0) return;
-  const frame = create(ServerFrameSchema, {
+  try {
+    await deps.sessions.pushToUsers(to, channelEventFrame(kind, view, userId));
+  } catch (e) {
+    // Best effort: the change is stored; clients also learn of it on their next list.
+    deps.logger?.warn({ err: e }, "channel event push failed");
+  }
+}
+
+/**
+ * An event of `kind` about each of `userIds` (an add's JOINED), each to all of `to`, in that
+ * order, in one pushMany where the directory has it: a batch per chat server, not one per user.
+ * Pushed in a group's turn one after another, a chat server slow to answer (2 s a batch) held
+ * the turn that long per user added, up to 100 of them, past the lease's renewals, while
+ * every other change of the group waited for it.
+ */
+export async function pushChannelEvents(deps: ApiDeps, to: readonly Id[], kind: ChannelEventKind, view: ChannelView, userIds: readonly Id[]): Promise<void> {
+  const pushMany = deps.sessions.pushMany?.bind(deps.sessions);
+  if (!pushMany) {
+    for (const userId of userIds) await pushChannelEvent(deps, to, kind, view, userId);
+    return;
+  }
+  if (to.length === 0 || userIds.length === 0) return;
+  const items = userIds.flatMap((about) => {
+    const frame = channelEventFrame(kind, view, about);
+    return to.map((userId) => ({ userId, frame }));
+  });
+  try {
+    await pushMany(items);
+  } catch (e) {
+    deps.logger?.warn({ err: e }, "channel event push failed");
+  }
+}
+
+/** One frame for everyone, so its channel carries only the shared fields. */
+function channelEventFrame(kind: ChannelEventKind, view: ChannelView, userId: Id): ServerFrame {
+  return create(ServerFrameSchema, {
     kind: {
       case: "channel",
       value: create(ChannelEventSchema, { kind, userId, channel: channelToProto({ ...view, me: undefined, peerUserId: undefined }) }),
     },
   });
-  try {
-    await deps.sessions.pushToUsers(to, frame);
-  } catch (e) {
-    // Best effort: the change is stored; clients also learn of it on their next list.
-    deps.logger?.warn({ err: e }, "channel event push failed");
-  }
 }
 
 /**

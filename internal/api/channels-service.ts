@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushChannelEvents, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -537,7 +537,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         const view = await channelView(deps, channel, member);
         if (added.length === 0) return { added, view, everyone: [] };
         const everyone = await memberIds(channel.channelId);
-        for (const userId of added) await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, view, userId);
+        await pushChannelEvents(deps, everyone, ChannelEventKind.JOINED, view, added);
         return { added, view, everyone };
       });
       if (added.length > 0) await tellCameTogether(deps, added, everyone);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ChannelEventKind } from "../../gen/es/chat/v1/session_pb.js";
+import { ChannelEventKind, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Id } from "../model/types.js";
 import { TestApi, type TestUser } from "./testkit.js";
@@ -127,6 +127,33 @@ describe("api: group membership events", () => {
     );
     assert.equal(await api.storage.channels.getMember(channelId, out.userId), undefined, "removed");
     assert.deepEqual(ownEvents(out.userId), ["JOINED", "LEFT"]);
+  });
+
+  it("pushes an add's JOINED events in one batch where the directory batches, not one push per joiner in the group's turn", async () => {
+    const [owner, ...joiners] = await Promise.all([api.signUp(), api.signUp(), api.signUp(), api.signUp()]);
+    const channelId = await group(owner);
+    const sessions = api.sessions as SessionDirectory;
+    const batches: { userId: Id; frame: ServerFrame }[][] = [];
+    sessions.pushMany = async (items) => {
+      batches.push([...items]);
+      return new Set(items.map((i) => i.userId));
+    };
+    try {
+      api.sessions.pushes = [];
+      await owner.c.channels.addMembers({ channelId, userIds: joiners.map((j) => j.userId) });
+    } finally {
+      delete sessions.pushMany;
+    }
+    assert.deepEqual(api.sessions.framesOf("channel"), [], "no JOINED pushed one by one");
+    // Presence may go in batches of its own.
+    const joined = batches.filter((b) => b.some((i) => i.frame.kind.case === "channel"));
+    assert.equal(joined.length, 1);
+    // Each member is told of each joiner, in the order they were added.
+    for (const member of [owner, ...joiners].map((u) => u.userId)) {
+      const told = joined[0]!.flatMap((i) =>
+        i.userId === member && i.frame.kind.case === "channel" && i.frame.kind.value.kind === ChannelEventKind.JOINED ? [i.frame.kind.value.userId] : []);
+      assert.deepEqual(told, joiners.map((j) => j.userId));
+    }
   });
 
   it("tells every member the title a group ends with last when two renames land at once", async () => {
