@@ -63,7 +63,10 @@ const lenField = (field: number, body: number[]) => [...tag(field, 2), ...varint
 /** A ClientFrame built to be answered (send, sync, heartbeat, an unknown kind) with `ref`, and its expected ask. */
 function askingFrame(r: Rand, ref: bigint, channelId: bigint): ClientFrame {
   const id = () => (r() < 0.5 ? pick(r, EDGE_U64) : channelId);
-  switch (int(r, 4)) {
+  switch (int(r, 5)) {
+    case 4:
+      // A new token that is no token: refused by the gateway, under its ref.
+      return create(ClientFrameSchema, { ref, kind: { case: "reauthenticate", value: { accessToken: pick(r, ["", "x.y", "a".repeat(2000), "..", "\u0000.\u0000"]) } } });
     case 0:
       return create(ClientFrameSchema, {
         ref,
@@ -201,7 +204,7 @@ interface Episode {
  * barrier (a fresh session has its allowance). Resolves once the barrier is
  * answered or the socket closed.
  */
-async function wsEpisode(wsUrl: string, token: string, json: boolean, payloads: (Uint8Array | string)[], barrier: bigint, asks: bigint[]): Promise<Episode> {
+async function wsEpisode(wsUrl: string, token: string, json: boolean, payloads: (Uint8Array | string)[], barrier: bigint, asks: bigint[], early: boolean): Promise<Episode> {
   const ws = new WebSocket(wsUrl, [json ? "chat.v1.json" : "chat.v1.proto", `bearer.${token}`]);
   const ep: Episode = { frames: [] };
   ws.on("message", (data, isBinary) => {
@@ -214,7 +217,9 @@ async function wsEpisode(wsUrl: string, token: string, json: boolean, payloads: 
   });
   ws.on("error", () => undefined);
   try {
-    await waitFor(() => ep.frames.some((f) => f.kind.case === "welcome") || ep.closed, "the welcome", 10_000);
+    // Early: the frames go as soon as the socket is open, before the welcome (held by the session until it is out).
+    if (early) await waitFor(() => ws.readyState !== WebSocket.CONNECTING, "the socket to open", 10_000);
+    else await waitFor(() => ep.frames.some((f) => f.kind.case === "welcome") || ep.closed, "the welcome", 10_000);
     for (const p of payloads) ws.send(p, { binary: typeof p !== "string" });
     const hb = create(ClientFrameSchema, { ref: barrier, kind: { case: "heartbeat", value: {} } });
     if (ws.readyState === WebSocket.OPEN) ws.send(json ? toJsonString(ClientFrameSchema, hb) : toBinary(ClientFrameSchema, hb), { binary: !json });
@@ -372,7 +377,6 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
         const n = episodes++;
         const kind = (n + lane) % 4;
         const what = `seed ${SEED} episode ${n}`;
-        const t0 = performance.now();
         try {
           if (kind === 0 || kind === 1) {
             const json = kind === 1;
@@ -386,8 +390,9 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
               if (c.ask !== undefined) asks.push(c.ask);
               cases.push(`${c.what} [${ref}: ${("text" in c ? c.text : Buffer.from(c.bytes).toString("hex")).slice(0, 160)}]`);
             }
-            const ep = await wsEpisode(wsUrl, token, json, payloads, nextRef++, asks);
-            checkEpisode(ep, asks, `${what} (${json ? "json" : "proto"}: ${cases.join("; ")})`);
+            const early = r() < 0.3;
+            const ep = await wsEpisode(wsUrl, token, json, payloads, nextRef++, asks, early);
+            checkEpisode(ep, asks, `${what} (${json ? "json" : "proto"}${early ? ", early" : ""}: ${cases.join("; ")})`);
           } else if (kind === 2) {
             grpcCalls++;
             await nativeEpisode(grpcUrl, token, r, () => nextRef++, channelId, what);
@@ -398,7 +403,6 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
         } catch (err) {
           failures.push(`${what}: ${(err as Error).message}`);
         }
-        if (process.env.CHAT_FUZZ_SLOW && performance.now() - t0 > 300) console.log("slow", kind, Math.round(performance.now() - t0), what);
       }
     };
     await Promise.all([0, 1, 2, 3].map(run));
@@ -473,11 +477,27 @@ const UNCLEAR = new Set(["2", "13"]);
 async function nativeEpisode(grpcUrl: string, token: string, r: Rand, ref: () => bigint, channelId: bigint, what: string): Promise<void> {
   const asks: bigint[] = [];
   const cases: string[] = [];
-  const { call, done } = grpcCall(grpcUrl, "/chat.v1.SessionService/Connect", token, {}, (req) => {
-    for (let i = 0; i < 1 + int(r, 5); i++) {
-      const c = binaryCase(r, ref(), channelId);
+  // gRPC's JSON framing (application/grpc+json), read as the API's JSON is: a ConnectRequest around a JSON frame case.
+  const json = r() < 0.3;
+  const { call, done } = grpcCall(grpcUrl, "/chat.v1.SessionService/Connect", token, json ? { "content-type": "application/grpc+json" } : {}, (req) => {
+    if (json) {
+      for (let i = 0; i < 1 + int(r, 4); i++) {
+        const c = jsonCase(r, ref(), channelId);
+        cases.push(`json ${c.what}`);
+        if (c.ask !== undefined && decodesJson(c.text)) asks.push(c.ask);
+        req.write(envelope(Buffer.from(`{"frame":${c.text}}`)));
+      }
+      return req.end();
+    }
+    const n = 1 + int(r, 5);
+    // At most one envelope broken, in a quarter of the streams: it ends the stream there.
+    const broken = r() < 0.25 ? int(r, n) : -1;
+    for (let i = 0; i < n; i++) {
+      // Mostly frames a decoder reads: one that it cannot makes the whole ConnectRequest unreadable, which ends the stream.
+      let c = binaryCase(r, ref(), channelId);
+      for (let tries = 0; tries < 5 && !decodes(c.bytes) && r() < 0.85; tries++) c = binaryCase(r, ref(), channelId);
       cases.push(c.what);
-      const how = int(r, 8);
+      const how = i === broken ? int(r, 2) : 2;
       if (how === 0) {
         cases.push("compressed flag");
         req.write(envelope(connectRequest(c.bytes), 1));
@@ -495,7 +515,7 @@ async function nativeEpisode(grpcUrl: string, token: string, r: Rand, ref: () =>
   const label = `${what} (native: ${cases.join("; ")})`;
   assert.ok(call.status !== undefined, `${label}: no status`);
   assert.ok(!UNCLEAR.has(call.status), `${label}: status ${call.status} (${call.message})`);
-  const frames = serverFrames(call.data);
+  const frames = json ? jsonServerFrames(call.data) : serverFrames(call.data);
   for (const f of frames) {
     if (f.kind.case === "error") assert.notEqual(f.kind.value.code, ErrorCode.INTERNAL, `${label}: INTERNAL error frame: ${f.kind.value.message}`);
   }
@@ -597,4 +617,35 @@ function jsonOf(desc: DescMessage, msg: MessageShape<DescMessage>): string | und
   } catch {
     return undefined;
   }
+}
+
+function decodes(bytes: Uint8Array): boolean {
+  try {
+    fromBinary(ClientFrameSchema, bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function decodesJson(text: string): boolean {
+  try {
+    fromJsonString(ClientFrameSchema, text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Server frames in a gRPC+JSON response body. */
+function jsonServerFrames(data: Buffer[]): ServerFrame[] {
+  let buf = Buffer.concat(data);
+  const out: ServerFrame[] = [];
+  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+    const len = buf.readUInt32BE(1);
+    const res = fromJsonString(ConnectResponseSchema, buf.subarray(5, 5 + len).toString("utf8"));
+    if (res.frame) out.push(res.frame);
+    buf = buf.subarray(5 + len);
+  }
+  return out;
 }
