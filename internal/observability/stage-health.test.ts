@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { StageHealth } from "./stage-health.js";
+import { FAILURE_FORGOTTEN_MS, StageHealth } from "./stage-health.js";
 
 describe("StageHealth", () => {
   it("fails its check once batches have failed for stallMs with none succeeding, and recovers at the next success", async () => {
@@ -19,6 +19,37 @@ describe("StageHealth", () => {
     await assert.rejects(fail());
     clock.ms += 29_000;
     await h.check();
+  });
+
+  it("passes again once no batch has failed for FAILURE_FORGOTTEN_MS: none came since (a quiet notifier, a partition moved away), so none is stalled", async () => {
+    // Only a success ended a run of failures: a fan-out that failed for good, or a batch whose partition
+    // went to another worker, with nothing handed since, kept /readyz 503 for good ("every batch has failed
+    // for 3600 s"), and chatd's with it, whose balancer then sent nothing that could have cleared it.
+    const clock = { ms: 1_000 };
+    const h = new StageHealth("notifier", 30_000, () => clock.ms);
+    const fail = () => h.run(() => Promise.reject(new Error("endpoints unreadable")));
+    await assert.rejects(fail());
+    clock.ms += FAILURE_FORGOTTEN_MS + 1;
+    await h.check();
+    clock.ms += 3_600_000;
+    await h.check();
+    // A new failure starts a clock of its own.
+    await assert.rejects(fail());
+    clock.ms += 29_000;
+    await h.check();
+  });
+
+  it("keeps failing its check through a stall whose batch is handed again every few seconds, or retried within the notifier's longest backoff", async () => {
+    const clock = { ms: 1_000 };
+    const h = new StageHealth("sequencer", 30_000, () => clock.ms);
+    const fail = () => h.run(() => Promise.reject(new Error("cassandra unreachable")));
+    await assert.rejects(fail());
+    for (let i = 0; i < 10; i++) {
+      clock.ms += 60_000; // backoffMaxMs: the longest a due notification's endpoint read waits to be tried again
+      if (i > 0) await assert.rejects(h.check(), /every batch has failed/);
+      await assert.rejects(fail());
+      await assert.rejects(h.check(), /every batch has failed/);
+    }
   });
 
   it("fails its check once the consumer has failed (and retried) for stallMs with no batch to fail, and recovers when it consumes again", async () => {

@@ -1,14 +1,26 @@
 /**
+ * A run of failures with none for this long is over: a batch that fails is
+ * handed again within seconds (Kafka's backoff stops at 5 s), a due
+ * notification's endpoint read tried again within the notifier's longest
+ * backoff (60 s). Nothing failing since is nothing stalled: the batch's
+ * partition went to another worker, or a fan-out failed for good and no
+ * other came.
+ */
+export const FAILURE_FORGOTTEN_MS = 60_000;
+
+/**
  * Whether a consumer stage gets its work done. A batch that fails is
  * delivered again and again (an engine down, a record it cannot store) while
  * the process looks alive and consumes nothing; this turns that into a
  * failing health check once batches have failed for `stallMs` with none
- * succeeding, and a healthy one at the next success. A consumer the queue
+ * succeeding, and a healthy one at the next success (or once none has failed
+ * for FAILURE_FORGOTTEN_MS). A consumer the queue
  * gave up on (`consumerStopped`) fails the check for good and settles
  * `stopped`, on which the process exits to be started afresh.
  */
 export class StageHealth {
   private failingSince?: number;
+  private lastFailedAt = 0;
   private lastError?: unknown;
   private consumerFailingSince?: number;
   private consumerError?: Error;
@@ -31,7 +43,8 @@ export class StageHealth {
       this.lastError = undefined;
       return result;
     } catch (err) {
-      this.failingSince ??= this.now();
+      this.lastFailedAt = this.now();
+      this.failingSince ??= this.lastFailedAt;
       this.lastError = err;
       throw err;
     }
@@ -66,6 +79,11 @@ export class StageHealth {
       throw new Error(`${this.stage}: the consumer has failed for ${Math.round(ms / 1000)} s (last: ${this.consumerError?.message})`);
     }
     if (this.failingSince === undefined) return;
+    if (this.now() - this.lastFailedAt > FAILURE_FORGOTTEN_MS) {
+      this.failingSince = undefined;
+      this.lastError = undefined;
+      return;
+    }
     const ms = this.now() - this.failingSince;
     if (ms < this.stallMs) return;
     const why = this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
