@@ -626,6 +626,8 @@ describe("session back-pressure and early frames", () => {
       const checkedAgain = new Promise<boolean>((r) => (again = () => r(false)));
       const later = openSession(inboxKeeping([]), undefined, undefined, () => checkedAgain);
       for (let i = 1n; i <= 64n; i++) later.server.deliverLocal(1n, [], joined(i));
+      // A receipt then is the one to give way: the session stays.
+      later.server.deliverLocal(1n, [], create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId: 9n, userId: 3n, seq: 1n } } }));
       assert.deepStrictEqual(later.closes, []);
       later.server.deliverLocal(1n, [], joined(65n));
       assert.deepStrictEqual(later.closes, [CloseCode.tryAgain]);

@@ -778,6 +778,8 @@ export class Session implements SessionHandle {
         let i = held.findIndex((f) => f.frame.kind.case === "typing");
         if (i < 0) i = held.findIndex((f) => f.frame.kind.case === "receipt");
         if (i < 0) i = held.findIndex((f, at) => [...held.slice(at + 1), encoded].some((later) => replacesUpdate(later.frame, f.frame)));
+        // A receipt past all that is the hint to give way, not a reason to reconnect.
+        if (i < 0 && kind.case === "receipt") return;
         if (i < 0) return this.close(CloseCode.tryAgain, "too many channel events while the session started; reconnect to read them");
         held.splice(i, 1);
       }
