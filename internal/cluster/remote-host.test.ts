@@ -486,8 +486,9 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
   it("places sessions at once on a server that registered afresh though its entry never left (etcd away: it refused them, its lease lost, meanwhile)", async () => {
     const only = servers[0]!;
     const { watch, set } = listedWatch([{ serverId: "a", address: only.address, load: 0, registration: "1" }]);
-    // The cooldown (60 s) is longer than the homeless timeout (1.5 s): a session kept off the server for it is closed.
-    const h = new RemoteSessionHost({ gatewayId: "gw12", watch, homelessTimeoutMs: 1500, cooldownMs: 60_000 });
+    // The cooldown (60 s) is longer than the homeless timeout (30 s): a session kept off the server for it is closed.
+    // Both far past the wait below, so a loaded machine slow between the refusal and the new entry is no failure.
+    const h = new RemoteSessionHost({ gatewayId: "gw12", watch, homelessTimeoutMs: 30_000, cooldownMs: 60_000 });
     try {
       only.refuseOpens = true;
       const sink = fakeSink();
@@ -497,7 +498,7 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
       // etcd is back: the server wrote its entry under a new lease, and takes sessions again.
       only.refuseOpens = false;
       set([{ serverId: "a", address: only.address, load: 0, registration: "2" }]);
-      await waitFor(() => only.opens.length === 2, "placed again once the server registered afresh", 1_000);
+      await waitFor(() => only.opens.length === 2, "placed again once the server registered afresh", 10_000);
       assert.equal(sink.closed, undefined);
     } finally {
       await h.close();
