@@ -45,7 +45,9 @@ describe("StageHealth", () => {
     const fail = () => h.run(() => Promise.reject(new Error("cassandra unreachable")));
     await assert.rejects(fail());
     for (let i = 0; i < 10; i++) {
-      clock.ms += 60_000; // backoffMaxMs: the longest a due notification's endpoint read waits to be tried again
+      // backoffMaxMs, the longest a due notification's endpoint read waits to be tried again, and the read's
+      // own time until it fails (a timeout): the next failure comes past 60 s.
+      clock.ms += 60_000 + 12_000;
       if (i > 0) await assert.rejects(h.check(), /every batch has failed/);
       await assert.rejects(fail());
       await assert.rejects(h.check(), /every batch has failed/);

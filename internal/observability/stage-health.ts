@@ -4,9 +4,12 @@
  * notification's endpoint read tried again within the notifier's longest
  * backoff (60 s). Nothing failing since is nothing stalled: the batch's
  * partition went to another worker, or a fan-out failed for good and no
- * other came.
+ * other came. Twice that backoff: the next failure comes the backoff after
+ * the last plus the failing read's own time (a timeout), past 60 s, and
+ * forgotten at 60 s an outage's check passed between two failures and its
+ * stall clock started over.
  */
-export const FAILURE_FORGOTTEN_MS = 60_000;
+export const FAILURE_FORGOTTEN_MS = 120_000;
 
 /**
  * Whether a consumer stage gets its work done. A batch that fails is
