@@ -448,11 +448,15 @@ function grpcCall(url: string, path: string, token: string, headers: Record<stri
       call.chatCode = h["chat-error-code"] === undefined ? undefined : String(h["chat-error-code"]);
     }
   };
-  req.on("response", onStatus);
-  req.on("trailers", onStatus);
   req.on("data", (d: Buffer) => call.data.push(d));
   req.on("error", () => undefined);
-  const done = new Promise<void>((resolve) => req.on("close", () => (conn.close(), resolve())));
+  // Done at the status: a session that ended before reading all its requests keeps the stream a grace period (closeGraceMs).
+  const done = new Promise<void>((resolve) => {
+    const finish = () => (conn.destroy(), resolve());
+    req.on("response", (h) => (onStatus(h), call.status !== undefined && finish()));
+    req.on("trailers", (h) => (onStatus(h), finish()));
+    req.on("close", finish);
+  });
   write(req);
   return { call, done };
 }
@@ -530,7 +534,7 @@ async function apiEpisode(httpUrl: string, grpcUrl: string, token: string, r: Ra
   const base = isSend
     ? toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, { clientMsgId: `api-${int(r, 1e9)}`, channelId, text: "hi" }))
     : toBinary(ListMessagesRequestSchema, create(ListMessagesRequestSchema, { channelId, limit: 5 }));
-  const wire = pick(r, ["json", "proto", "grpc"] as const);
+  const wire = pick(r, ["json", "proto", "grpc", "grpc-web"] as const);
   let body: Uint8Array;
   let label: string;
   if (wire === "json") {
@@ -544,12 +548,24 @@ async function apiEpisode(httpUrl: string, grpcUrl: string, token: string, r: Ra
     body = r() < 0.5 ? c.bytes : mutate(r, base);
     label = `${wire} ${c.what}`;
   }
+  // The envelope's flags too: compressed with no encoding, a trailer's, bits no flag has.
+  const flag = r() < 0.3 ? pick(r, [1, 2, 0x40, 0x80, 0x81, 0xff]) : 0;
   if (wire === "grpc") {
-    const flag = r() < 0.1 ? 1 : 0;
     const { call, done } = grpcCall(grpcUrl, method, token, {}, (req) => req.end(envelope(body, flag)));
     await done;
     assert.ok(call.status !== undefined, `${what} (${method} ${label}): no status`);
-    assert.ok(!UNCLEAR.has(call.status), `${what} (${method} ${label}${flag ? ", compressed flag" : ""}): status ${call.status} (${call.message})`);
+    assert.ok(!UNCLEAR.has(call.status), `${what} (${method} ${label}, flags ${flag}): status ${call.status} (${call.message})`);
+    return;
+  }
+  if (wire === "grpc-web") {
+    const res = await fetch(new URL(method, httpUrl), {
+      method: "POST",
+      body: new Uint8Array(envelope(body, flag)),
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/grpc-web+proto" },
+    });
+    const all = Buffer.from(await res.arrayBuffer()).toString("latin1") + [...res.headers].map(([k, v]) => `\r\n${k}: ${v}`).join("");
+    const status = /grpc-status: *(\d+)/.exec(all)?.[1];
+    assert.ok(status !== undefined && !UNCLEAR.has(status), `${what} (${method} gRPC-web ${label}, flags ${flag}): status ${status} in ${all.slice(-200)}`);
     return;
   }
   const res = await fetch(new URL(method, httpUrl), {
