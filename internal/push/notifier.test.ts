@@ -382,6 +382,25 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual(skips, ["channel_muted"]);
   });
 
+  it("warns once that mutes cannot be read while every read fails, not once a notification, and says when they can be read again", async () => {
+    // A store away fails the mutes read of every due notification: a warning each buried the log.
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const subs = [1n, 2n, 3n, 4n].map(() => receiver.subscribe());
+    for (const [i, sub] of subs.entries()) await register(BigInt(i + 1), 20n + BigInt(i), sub);
+    await startNotifier({}, { logger });
+    for (const u of [1n, 2n, 3n]) await notify(u, UNREADABLE, "fails open");
+    await waitFor(() => subs.slice(0, 3).every((sub) => receiver.deliveredTo(sub).length === 1), "the pushes, notified anyway");
+    await notify(4n, 500n, "mutes readable again");
+    await waitFor(() => receiver.deliveredTo(subs[3]!).length === 1, "the push after");
+    await notifier!.idle();
+    const about = lines.filter((l) => /mutes/.test(l.msg)).map((l) => [l.level, l.msg]);
+    assert.deepEqual(about, [
+      [40, "channel mutes unreadable: notifying anyway"],
+      [30, "channel mutes readable again"],
+    ]);
+  });
+
   it("pushes a mention from a muted channel, also when it is collapsed with later messages that are not", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Id } from "../model/types.js";
 import { Slots } from "../model/slots.js";
+import { OutageLog } from "../observability/outage-log.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "../pipeline/topics.js";
 import type { BatchContext, MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
@@ -259,10 +260,18 @@ export class Notifier {
    * so a fan-out failing after it would otherwise go unseen.
    */
   readonly health: StageHealth;
+  /** A store away fails the mutes read of every due notification: one warning for the outage, not one each. */
+  private readonly mutesOutage: OutageLog;
 
   constructor(private readonly deps: NotifierDeps) {
     this.o = { ...defaultNotifierOptions, ...deps.options };
     this.health = new StageHealth("notifier", undefined, deps.now);
+    this.mutesOutage = new OutageLog({
+      logger: deps.logger,
+      failed: "channel mutes unreadable: notifying anyway",
+      failedAgain: "channel mutes still unreadable: notifying anyway",
+      recovered: "channel mutes readable again",
+    });
   }
 
   /** Joins the consumer group; after stop() (a SIGTERM at start-up) it joins none, and stop() waits for a join under way. */
@@ -523,9 +532,10 @@ export class Notifier {
     if (!this.deps.channelMutedUntil) return false;
     try {
       const until = await this.deps.channelMutedUntil(userId, channelId);
+      this.mutesOutage.succeeded();
       return until !== undefined && until > this.now();
     } catch (err) {
-      this.deps.logger?.warn({ err }, "channel mutes unreadable: notifying anyway");
+      this.mutesOutage.failed(err);
       return false;
     }
   }
