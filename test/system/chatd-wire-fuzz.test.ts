@@ -19,8 +19,8 @@ import { waitFor } from "../support/wait.js";
 /**
  * Malformed input thrown at a running chatd on every public wire (WebSocket in
  * both framings, the native gRPC session, the API over Connect JSON, Connect
- * binary and gRPC), from a seeded generator so a failure names the seed that
- * repeats it. Every answer must be a clear refusal (an Error frame that is not
+ * binary, gRPC and gRPC-web), from seeded generators so a failure names the
+ * seed and the episode that repeat it (CHAT_FUZZ_SEED). Every answer must be a clear refusal (an Error frame that is not
  * INTERNAL, a close code with a reason, a status that is not INTERNAL or
  * UNKNOWN), every ask a well-formed frame makes is answered under its ref, and
  * a well-behaved pair of sessions sends and receives throughout.
@@ -293,7 +293,6 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
     const user = await signUp(httpUrl, "fa");
     const token = user.devices[0]!.token;
     const ids = [channelId, fuzzer.userId, user.userId];
-    const r = seededRandom(SEED ^ 0x5eed);
     const methods = [ChannelService, MessageService, UserService, PresenceService, PushService, AuthService]
       .flatMap((s) => s.methods)
       // Those that end the session of the token or cost a password hash: not what this is about.
@@ -305,13 +304,15 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
     await Promise.all(
       [0, 1, 2, 3].map(async () => {
         while (performance.now() < deadline && failures.length < 5) {
+          // A generator per call, as per episode below: call n is the same in every run of the seed.
+          const n = calls++;
+          const r = seededRandom((SEED ^ 0x5eed ^ Math.imul(n + 1, 0x9e3779b1)) >>> 0);
           const method = pick(r, methods);
           const request = randomMessage(r, method.input, ids, 0);
           const json = jsonOf(method.input, request);
           const wire = pick(r, ["proto", json === undefined ? "proto" : "json", "grpc"] as const);
           const path = `/${method.parent.typeName}/${method.name}`;
-          const what = `${path} over ${wire}: ${(json ?? "(no JSON form)").slice(0, 300)}`;
-          calls++;
+          const what = `call ${n}: ${path} over ${wire}: ${(json ?? "(no JSON form)").slice(0, 300)}`;
           try {
             if (wire === "grpc") {
               const { call, done } = grpcCall(grpcUrl, path, token, {}, (req) => req.end(envelope(toBinary(method.input, request))));
@@ -366,16 +367,18 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
     })();
 
     const token = fuzzer.devices[0]!.token;
-    const r = seededRandom(SEED);
     const deadline = performance.now() + FUZZ_MS;
-    let nextRef = 1n;
     let episodes = 0;
     let grpcCalls = 0;
     const failures: string[] = [];
-    const run = async (lane: number) => {
+    const run = async () => {
       while (performance.now() < deadline && failures.length === 0) {
         const n = episodes++;
-        const kind = (n + lane) % 4;
+        // Each episode draws from a generator of its own, and its refs are its own: what episode n sends is the same
+        // in every run of the seed, whichever lane takes it and whenever.
+        const r = seededRandom((SEED ^ Math.imul(n + 1, 0x9e3779b1)) >>> 0);
+        let nextRef = BigInt(n) * 1000n + 1n;
+        const kind = n % 4;
         const what = `seed ${SEED} episode ${n}`;
         try {
           if (kind === 0 || kind === 1) {
@@ -405,7 +408,7 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
         }
       }
     };
-    await Promise.all([0, 1, 2, 3].map(run));
+    await Promise.all([run(), run(), run(), run()]);
     fuzzing = false;
     assert.deepEqual(failures, []);
     await chatting;
