@@ -86,6 +86,30 @@ describe("serveOps: /readyz, /healthz and /livez", () => {
     assert.equal(live.body.reason, "cannot go on: cannot start the sequencer stage");
   });
 
+  it("answers the probes of a public listener (its metrics on the ops port) naming what fails but not why: the reasons name engines' addresses", async () => {
+    const pub = http.createServer((req, res) => {
+      if (!serveOps(new Registry(), probes, req, res, { metrics: false })) res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => pub.listen(0, "127.0.0.1", r));
+    try {
+      const at = (path: string) => fetch(`http://127.0.0.1:${(pub.address() as AddressInfo).port}${path}`);
+      redisUp = false;
+      state = { stopping: true, failure: new Error("cannot reach 10.0.0.7:9042") };
+      const ready = await at("/readyz");
+      assert.equal(ready.status, 503);
+      assert.deepEqual(await ready.json(), { status: "unavailable", checks: { stopping: "unavailable", redis: "unavailable" } });
+      const live = await at("/livez");
+      assert.equal(live.status, 503);
+      assert.deepEqual(await live.json(), { status: "unavailable", reason: "unavailable (the reason is on the ops port)", eventLoopDelayMs: 3 });
+      assert.equal((await probe("/livez")).body.reason, "cannot go on: cannot reach 10.0.0.7:9042", "the ops listener tells why");
+      redisUp = true;
+      state = { stopping: false };
+      assert.deepEqual(await (await at("/readyz")).json(), { status: "ok", checks: { redis: "ok" } });
+    } finally {
+      await new Promise<void>((r) => pub.close(() => r()));
+    }
+  });
+
   it("leaves other paths, and /metrics when told, to the caller", async () => {
     assert.equal((await fetch(`${base}/live`)).status, 404);
     const req = { url: "/metrics" } as http.IncomingMessage;

@@ -104,10 +104,22 @@ export function liveness(probes: Probes, maxDelayMs = MAX_LOOP_DELAY_MS): { ok: 
 }
 
 /**
+ * A public listener's answer: which checks fail, not why. The reasons name
+ * engines' addresses and their errors, kept off the internet for the reason
+ * /metrics is (the ops port answers them whole).
+ */
+function withoutReasons(body: object): object {
+  const b = body as { status: string; checks?: Record<string, string>; reason?: string; eventLoopDelayMs?: number };
+  const checks = b.checks && Object.fromEntries(Object.entries(b.checks).map(([name, r]) => [name, r === "ok" ? "ok" : "unavailable"]));
+  return { ...b, ...(checks ? { checks } : {}), ...(b.reason ? { reason: "unavailable (the reason is on the ops port)" } : {}) };
+}
+
+/**
  * /metrics (Prometheus text); /readyz, and /healthz as its alias (what load
  * balancers and older configs probe); /livez. Returns false when the path is
  * not ours (/metrics too, with `metrics: false`: a public listener whose
- * metrics are served on a port of their own).
+ * metrics are served on a port of their own, which also answers the probes
+ * without their reasons).
  */
 export function serveOps(
   registry: Registry,
@@ -119,7 +131,7 @@ export function serveOps(
   const path = (req.url ?? "").split("?")[0];
   const answer = ({ ok, body }: { ok: boolean; body: object }) => {
     res.writeHead(ok ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
-    res.end(JSON.stringify(body));
+    res.end(JSON.stringify(options.metrics === false ? withoutReasons(body) : body));
   };
   if (path === "/metrics" && options.metrics !== false) {
     registry
