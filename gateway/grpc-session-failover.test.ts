@@ -354,7 +354,7 @@ describe("native gRPC session whose chat server dies (gateway failover)", functi
       assert.deepEqual(s.frames.filter((f) => f.kind?.$case === "heartbeatAck" || f.kind?.$case === "syncBatch").map((f) => [f.kind?.$case, f.ref]), [["heartbeatAck", 3n], ["syncBatch", 4n]]);
       // The lost ones are answered all the same, each under its own ref, naming why: a client waits on them.
       const told = s.frames.flatMap((f) => (f.kind?.$case === "error" ? [[f.ref, f.kind.value.refusedKind, f.kind.value.code] as const] : []));
-      assert.deepEqual(told, [[1n, ClientFrameSchema.field.heartbeat!.number, ErrorCode.ERROR_CODE_SESSION_CLOSED], [2n, ClientFrameSchema.field.sync!.number, ErrorCode.ERROR_CODE_SESSION_CLOSED]]);
+      assert.deepEqual(told, [[1n, ClientFrameSchema.field.heartbeat!.number, ErrorCode.ERROR_CODE_SUPERSEDED], [2n, ClientFrameSchema.field.sync!.number, ErrorCode.ERROR_CODE_SUPERSEDED]]);
     } finally {
       await s.close();
     }

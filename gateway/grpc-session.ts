@@ -389,7 +389,7 @@ export function sessionService(
       const answerSuperseded = (ref: bigint, ask: Ask) => {
         const refusedKind = ask === "kindless" ? 0 : ClientFrameSchema.field[ask]!.number;
         const message = `the session moved to another chat server before this ${ask === "kindless" ? "frame" : ask} was answered, and a newer one took its place: that one's answer stands for both; no need to ask again or reconnect`;
-        const frame = create(ServerFrameSchema, { ref, kind: { case: "error", value: { code: ErrorCode.SESSION_CLOSED, message, refusedKind } } });
+        const frame = create(ServerFrameSchema, { ref, kind: { case: "error", value: { code: ErrorCode.SUPERSEDED, message, refusedKind } } });
         const bytes = toBinary(ServerFrameSchema, frame);
         out.push(out.length === 0 ? { bytes, frame } : { bytes });
         buffered += bytes.byteLength;

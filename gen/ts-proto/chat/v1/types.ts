@@ -70,6 +70,13 @@ export enum ErrorCode {
    * message. The message says which.
    */
   ERROR_CODE_LIMIT_REACHED = 18,
+  /**
+   * ERROR_CODE_SUPERSEDED - A request left unanswered (a sync, heartbeat or reauthentication lost as
+   * the session moved between servers) whose place a newer one of the same
+   * kind took: that one's answer stands for both. Nothing to do; the session
+   * goes on.
+   */
+  ERROR_CODE_SUPERSEDED = 19,
   UNRECOGNIZED = -1,
 }
 
@@ -132,6 +139,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 18:
     case "ERROR_CODE_LIMIT_REACHED":
       return ErrorCode.ERROR_CODE_LIMIT_REACHED;
+    case 19:
+    case "ERROR_CODE_SUPERSEDED":
+      return ErrorCode.ERROR_CODE_SUPERSEDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -179,6 +189,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_BLOCKED";
     case ErrorCode.ERROR_CODE_LIMIT_REACHED:
       return "ERROR_CODE_LIMIT_REACHED";
+    case ErrorCode.ERROR_CODE_SUPERSEDED:
+      return "ERROR_CODE_SUPERSEDED";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
