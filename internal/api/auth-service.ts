@@ -265,12 +265,23 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       await deps.accounts.createUser(user).catch((e: unknown) => {
         throw isChatError(e) && e.code === "already_exists" ? new ChatError("already_exists", "username is taken") : e;
       });
-      const device = await newDevice(user, info);
-      // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
-      // Failures counted against the name before (it was free, or a deleted account's) were nobody's:
-      // forgotten, or the new owner would be refused its first logins.
-      await deps.limits?.signedIn(username, user.userId, clientAddress(ctx), true);
-      return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
+      let device: DeviceRecord | undefined;
+      try {
+        device = await newDevice(user, info);
+        // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
+        // Failures counted against the name before (it was free, or a deleted account's) were nobody's:
+        // forgotten, or the new owner would be refused its first logins.
+        await deps.limits?.signedIn(username, user.userId, clientAddress(ctx), true);
+        return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
+      } catch (e) {
+        // Its client was told the sign-up failed, and holds no token: kept, the account took its name,
+        // and the sign-up asked again was refused "username is taken". Best effort, as undoDevice.
+        if (device) await undoDevice(user.userId, device.deviceId);
+        await deps.accounts.deleteUser(user.userId).catch((err: unknown) => {
+          deps.logger?.warn({ err, userId: String(user.userId) }, "a failed sign-up's account not deleted; its name stays taken");
+        });
+        throw e;
+      }
     },
 
     async login(req, ctx) {

@@ -40,6 +40,23 @@ describe("api: a login that fails leaves no device behind", () => {
     });
   }
 
+  for (const [what, method, after] of [
+    ["the store of its refresh token", "putRefreshToken", false],
+    ["its device's create, which landed", "createDevice", true],
+    ["its device's create", "createDevice", false],
+  ] as const) {
+    it(`fails a sign-up UNAVAILABLE, its name free again, when ${what} fails`, async () => {
+      api = await TestApi.start();
+      failOnce(api.deps.accounts, method, after);
+      const e = await rpcError(() => api.anon.auth.signUp({ username: "lou", password: "my password", displayName: "" }));
+      assert.equal(e.code, Code.Unavailable, e.message);
+      // Before, the account kept the name: the sign-up asked again was refused "username is taken".
+      const again = (await api.anon.auth.signUp({ username: "lou", password: "my password", displayName: "" })).credentials!;
+      assert.equal((await api.deps.accounts.findUserByUsername("lou"))?.userId, again.userId);
+      assert.deepEqual(await signedIn(again.userId), [again.deviceId]);
+    });
+  }
+
   it("leaves the newer of two logins at once at the device limit signed in, where each saw the other's device", async () => {
     api = await TestApi.start({ maxDevicesPerAccount: 1 });
     const me = await api.signUp("lou", "my password");
