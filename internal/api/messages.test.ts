@@ -67,6 +67,9 @@ describe("api: MessageService", () => {
     const empty = await rpcError(() => a.c.messages.sendMessage({ channelId, clientMsgId: "k2", text: "  " }));
     assert.equal(empty.code, Code.InvalidArgument);
     assert.equal(empty.chatCode, "ERROR_CODE_TEXT_EMPTY");
+    // Nothing visible is empty too: a zero-width space, a Hangul filler.
+    const blank = await rpcError(() => a.c.messages.sendMessage({ channelId, clientMsgId: "k3", text: "\u200b\u3164" }));
+    assert.equal(blank.chatCode, "ERROR_CODE_TEXT_EMPTY");
   });
 
   it("pages history backward from the newest and forward from an anchor", async () => {

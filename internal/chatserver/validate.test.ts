@@ -45,3 +45,19 @@ describe("validateSend: text and client_msg_id are valid Unicode", () => {
     validateSend({ clientMsgId: "😀", channelId: 7n, text: "hi" });
   });
 });
+
+describe("validateSend: a text that shows nothing is empty", () => {
+  const empty = (e: unknown) => (e as { code?: string }).code === "text_empty";
+
+  it("refuses zero-width and other invisible characters alone, in a message, a reply and an edit, as it refuses spaces", () => {
+    for (const over of [{}, { replyToSeq: 1n }, { editSeq: 1n }]) {
+      for (const text of [" ", "\u200b", "\u200b\u200d\u2060", " \u200c ", "\u3164", "\u2800\u2800", "\u0301", "\u202e", "\u00ad", "\u0000", "\u001b\u0007"]) {
+        assert.throws(() => validateSend(send(text, over)), empty, JSON.stringify(text));
+      }
+    }
+  });
+
+  it("takes a text with anything visible in it, however much around it shows nothing", () => {
+    for (const text of ["\u200bhi\u200b", "👨‍👩‍👧", "e\u0301", "\u05D3\u200F", "\u3164\uAC00", "\u0000x"]) validateSend(send(text));
+  });
+});

@@ -35,6 +35,13 @@ export function namesChannel(channelId: Id): void {
 
 /** Half of a surrogate pair alone: in a /u pattern a whole pair is one code point, and no match. */
 const LONE_SURROGATE = /\p{Cs}/u;
+/**
+ * Something a reader sees, as a name must have (internal/api/validate.ts): a
+ * text of zero-width characters, marks with no letter, control characters or
+ * the Hangul fillers is a blank bubble (and a blank notification) to every
+ * reader, empty as a text of spaces is.
+ */
+const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/u;
 
 export function validateSend(cmd: SendCommand): void {
   // Characters as the contract says: code points, so 64 emoji fit.
@@ -70,7 +77,7 @@ export function validateSend(cmd: SendCommand): void {
     if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
     return;
   }
-  if (cmd.text.trim().length === 0) throw new ChatError("text_empty", "text is empty");
+  if (!VISIBLE.test(cmd.text)) throw new ChatError("text_empty", "text is empty: it has nothing visible, only spaces or zero-width characters");
   if (LONE_SURROGATE.test(cmd.text)) throw new ChatError("invalid_argument", "text is not valid Unicode: it holds a lone surrogate");
   if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
     throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);
