@@ -843,6 +843,26 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal(show(heard), "2:OFF", "the dead device goes then; the live one, touched again meanwhile, never flaps");
   });
 
+  it("holds sweeps off two heartbeat intervals by the monotonic clock: a wall clock stepped back an hour after the store answered (NTP at boot) sweeps nobody offline for that hour", async () => {
+    let mono = 0;
+    const mem = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const tr = tracker({ store: mem, directory: recorder(heard), heartbeatIntervalMs: HEARTBEAT, monotonicNow: () => mono });
+    await tr.getPresence([2n]); // the store's first answer: sweeps held off from here
+    t -= 3_600_000; // NTP sets the clock right, an hour back
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    tr.deviceDisconnected(1n, 10n, t); // its grace period runs on the clock as it now is
+    await tr.idle();
+    for (let i = 0; i < 3; i++) {
+      t += GRACE;
+      mono += GRACE;
+      await tr.sweep();
+      await tr.idle();
+    }
+    assert.equal(show(heard), "1:ON 1:OFF", "the device goes a grace period after its session ended, not an hour later");
+  });
+
   it("chatd: a chat.db whose last seens cannot be read holds no sweep off and fails no GetPresence (its memory store lost nothing)", async () => {
     const heard: Heard[] = [];
     const store = new MemoryPresenceStore({ lastSeenLog: { record: async () => {}, read: () => Promise.reject(new Error("disk I/O error")) } });

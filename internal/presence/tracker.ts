@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
+import { monotonicNow } from "../model/clock.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { Slots } from "../model/slots.js";
 import type { Id } from "../model/types.js";
@@ -42,6 +43,11 @@ export interface PresenceTrackerDeps {
   /** Backoff of an announcement that failed (audience read, push, store): first delay, cap, attempts. */
   retry?: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   now?: () => number;
+  /**
+   * The clock of the sweeps' hold-off (a duration, not a time the store
+   * keeps): the monotonic clock, or `now` where a test fakes that alone.
+   */
+  monotonicNow?: () => number;
   logger?: Logger;
   /** Also told about every flip this process made (a PresenceChanged topic, metrics, tests). */
   onChange?: (change: PresenceChange) => void;
@@ -106,6 +112,7 @@ const DEFAULT_RETRY = { firstDelayMs: 200, maxDelayMs: 30_000, attempts: 20 };
  */
 export class PresenceTracker {
   private readonly now: () => number;
+  private readonly monotonicNow: () => number;
   private readonly retry: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   private readonly untoldAfterMs: number;
   /** How long sweeps expire nobody once the store answers again after failing (see mayExpire). */
@@ -136,7 +143,7 @@ export class PresenceTracker {
   /** Ends the backoff waits of failed announcements at stop(). */
   private readonly stopping = new AbortController();
   /**
-   * Since when the store answers (first, or again after failing); undefined
+   * Since when (monotonic) the store answers (first, or again after failing); undefined
    * before its first answer and while it fails. A sweeper that starts just as
    * Redis comes back from a snapshot finds devices whose stored touches expired
    * while it was away, and their chat servers have not touched them again yet:
@@ -166,6 +173,7 @@ export class PresenceTracker {
   constructor(private readonly deps: PresenceTrackerDeps) {
     if (!(deps.graceMs > 0)) throw new Error("presence grace period must be positive");
     this.now = deps.now ?? Date.now;
+    this.monotonicNow = deps.monotonicNow ?? deps.now ?? monotonicNow;
     this.retry = deps.retry ?? DEFAULT_RETRY;
     this.untoldAfterMs = Math.max(deps.graceMs, UNTOLD_AFTER_MIN_MS);
     this.holdOffMs = Math.min(deps.graceMs, 2 * (deps.heartbeatIntervalMs ?? Infinity));
@@ -450,15 +458,15 @@ export class PresenceTracker {
 
   /** Nothing failed, so nothing to end or touch again: only sweeps are held off (see answeringSinceMs). */
   private firstAnswer(): void {
-    this.answeringSinceMs = this.now();
+    this.answeringSinceMs = this.monotonicNow();
     this.deps.logger?.info({ holdOffMs: this.holdOffMs }, "presence store answers: holding sweeps off until live sessions touched their devices again");
   }
 
   private storeAnswers(): void {
-    this.answeringSinceMs = this.now();
+    this.answeringSinceMs = this.monotonicNow();
     this.deps.logger?.info({ holdOffMs: this.holdOffMs }, "presence store answers again: touching live sessions, holding sweeps off");
     for (const l of this.recoveredListeners) l();
-    this.forgetEndedLately(this.answeringSinceMs);
+    this.forgetEndedLately(this.now());
     const ended = new Map([...this.endedLately, ...this.endedWhileAway]);
     for (const { userId, deviceId, lastAliveMs, silent } of ended.values()) {
       this.deviceDisconnected(userId, deviceId, lastAliveMs, silent);
@@ -486,7 +494,8 @@ export class PresenceTracker {
    */
   private async mayExpire(): Promise<boolean> {
     if (this.answeringSinceMs === undefined) await this.call((s) => s.ping());
-    return this.now() - this.answeringSinceMs! >= this.holdOffMs;
+    // Monotonic: a wall clock stepped back (NTP at boot) held every sweep off, and dead devices online, for the step.
+    return this.monotonicNow() - this.answeringSinceMs! >= this.holdOffMs;
   }
 
   /**
