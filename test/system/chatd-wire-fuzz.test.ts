@@ -184,6 +184,12 @@ function jsonCase(r: Rand, ref: bigint, channelId: bigint): { text: string; ask?
   }
 }
 
+/** A frame no session can read: a varint cut short after random bytes, or JSON that is no object. */
+function unreadable(r: Rand, json: boolean): { text: string; what: string; ask?: bigint } | { bytes: Uint8Array; what: string; ask?: bigint } {
+  if (json) return { text: pick(r, ["", "{", "[]", "null", "{\"ref\":", "\u0000"]), what: "unreadable JSON" };
+  return { bytes: Uint8Array.from([...Array.from({ length: int(r, 16) }, () => 0x32), 0x08, 0xff]), what: "unreadable bytes" };
+}
+
 /** Close codes a session may end with for bad input: each must come with a reason. */
 const CLEAR_CLOSES = new Set([1002, 1007, 1009, 4008, 4400]);
 
@@ -386,9 +392,11 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
             const asks: bigint[] = [];
             const payloads: (Uint8Array | string)[] = [];
             const cases: string[] = [];
-            for (let i = 0; i < 1 + int(r, 6); i++) {
+            // Now and then a run of ten malformed frames in a row or more, which closes the session (4400).
+            const burst = r() < 0.1;
+            for (let i = 0; i < (burst ? 10 + int(r, 20) : 1 + int(r, 6)); i++) {
               const ref = nextRef++;
-              const c = json ? jsonCase(r, ref, channelId) : binaryCase(r, ref, channelId);
+              const c = burst ? unreadable(r, json) : json ? jsonCase(r, ref, channelId) : binaryCase(r, ref, channelId);
               payloads.push("text" in c ? c.text : c.bytes);
               if (c.ask !== undefined) asks.push(c.ask);
               cases.push(`${c.what} [${ref}: ${("text" in c ? c.text : Buffer.from(c.bytes).toString("hex")).slice(0, 160)}]`);
