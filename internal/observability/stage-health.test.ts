@@ -39,6 +39,22 @@ describe("StageHealth", () => {
     await h.check();
   });
 
+  it("starts a new run's clock at a failure that comes FAILURE_FORGOTTEN_MS after the last, also when no check came between", async () => {
+    // Only a check forgot the old run: with no probe between the two failures, the second one continued
+    // it, and the next check said "every batch has failed for 3600 s" of a stage that had failed once.
+    const clock = { ms: 1_000 };
+    const h = new StageHealth("notifier", 30_000, () => clock.ms);
+    const fail = () => h.run(() => Promise.reject(new Error("endpoints unreadable")));
+    await assert.rejects(fail());
+    clock.ms += 3_600_000;
+    await assert.rejects(fail());
+    await h.check();
+    clock.ms += 29_000;
+    await h.check();
+    clock.ms += 1_000;
+    await assert.rejects(h.check(), /every batch has failed for 30 s/);
+  });
+
   it("keeps failing its check through a stall whose batch is handed again every few seconds, or retried within the notifier's longest backoff", async () => {
     const clock = { ms: 1_000 };
     const h = new StageHealth("sequencer", 30_000, () => clock.ms);

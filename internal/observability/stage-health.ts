@@ -46,8 +46,11 @@ export class StageHealth {
       this.lastError = undefined;
       return result;
     } catch (err) {
-      this.lastFailedAt = this.now();
-      this.failingSince ??= this.lastFailedAt;
+      const t = this.now();
+      // The run before is over, though no check came to forget it: this one starts a clock of its own.
+      if (t - this.lastFailedAt > FAILURE_FORGOTTEN_MS) this.failingSince = undefined;
+      this.lastFailedAt = t;
+      this.failingSince ??= t;
       this.lastError = err;
       throw err;
     }
