@@ -43,8 +43,13 @@ export function processMetricsRegistry(): Registry {
         try {
           // Less the descriptor the read itself holds, which is listed.
           this.set((await readdir("/proc/self/fd")).length - 1);
-        } catch {
-          // EMFILE at the limit this counts toward: a collect that throws fails the whole scrape.
+        } catch (err) {
+          // EMFILE at the limit this counts toward: a collect that throws fails the whole scrape. The
+          // count is then the limit; the last one read, below it, showed a process out of descriptors
+          // as one with room to spare.
+          if ((err as NodeJS.ErrnoException).code !== "EMFILE") return;
+          const max = (await registry.getSingleMetric("process_max_fds")?.get())?.values[0]?.value;
+          if (max !== undefined) this.set(max);
         }
       },
     });
