@@ -308,6 +308,39 @@ describe("KafkaQueue", function () {
       }
     });
 
+    it("keeps each key on its partition when partitions are added to a topic, and warns of the count it does not use", async () => {
+      const [topic, other] = [uniqueName("grown"), uniqueName("grown-other")];
+      await queue.ensureTopics([{ topic, partitions: 2 }, { topic: other, partitions: 1 }]);
+      const keys = Array.from({ length: 20 }, (_, i) => `channel-${i}`);
+      const publishAll = (q: KafkaQueue) => q.publish(topic, keys.map((key) => ({ key, value: enc(key) })));
+      await publishAll(queue);
+      const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+      const admin = kafka.admin();
+      await admin.connect();
+      const logged: { level: number; msg: string; topic?: string }[] = [];
+      const restarted = openQueue({ logger: pino({ level: "debug" }, { write: (line: string) => void logged.push(JSON.parse(line)) }) });
+      try {
+        // An operator adds partitions while the processes run (and the next ones start with them).
+        await admin.createPartitions({ topicPartitions: [{ topic, count: 8 }] });
+        // The producer's first record to another topic refreshes its metadata: it now knows 8 partitions.
+        await queue.publish(other, [{ key: "k", value: enc("v") }]);
+        await publishAll(queue);
+        await restarted.ensureTopics([{ topic, partitions: 2 }]);
+        await publishAll(restarted);
+        const ends = await admin.fetchTopicOffsets(topic);
+        const moved = ends.filter((p) => p.partition >= 2 && p.high !== "0");
+        assert.deepEqual(moved, [], "records of keys that lived on partitions 0-1 went to the added ones: their order is lost");
+        assert.equal(ends.filter((p) => p.partition < 2).reduce((n, p) => n + Number(p.high), 0), 3 * keys.length);
+        assert.ok(
+          logged.some((l) => l.level === 40 && l.topic === topic && /partitions/.test(l.msg)),
+          "no warning that the topic has partitions the processes do not use",
+        );
+      } finally {
+        await restarted.close();
+        await admin.disconnect();
+      }
+    });
+
     it("creates topics that take record batches larger than the broker's default, as a backstop", async () => {
       const topic = uniqueName("limits");
       await queue.ensureTopics([{ topic, partitions: 1 }]);

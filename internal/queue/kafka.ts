@@ -172,7 +172,17 @@ export class KafkaQueue implements MessageQueue {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: () => {
+        const murmur2 = Partitioners.DefaultPartitioner();
+        // A key's partition is taken over the count of partitions this process started with, not
+        // over partitions added since: otherwise a key's later records land on another partition,
+        // whose consumer may handle them before the earlier ones (a channel's messages reordered).
+        return ({ topic, partitionMetadata, message }) => {
+          const n = this.partitions.get(topic);
+          const used = n !== undefined && n < partitionMetadata.length ? partitionMetadata.filter((p) => p.partitionId < n) : partitionMetadata;
+          return murmur2({ topic, partitionMetadata: used, message });
+        };
+      },
       // Idempotence needs unlimited retries (kafkajs' default for it); publishTimeoutMs bounds the caller's wait.
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 50, maxRetryTime: 2_000 },
     });
@@ -221,7 +231,20 @@ export class KafkaQueue implements MessageQueue {
       if (theirs.length > 0) this.options.logger?.debug({ topics: theirs }, "kafka topics created meanwhile by another process");
     }
     const meta = await this.topicMetadata(topics.map((t) => t.topic));
-    for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);
+    const wanted = new Map(topics.map((t) => [t.topic, t.partitions]));
+    for (const t of meta.topics) {
+      const want = wanted.get(t.name) ?? t.partitions.length;
+      // Partitions added to a topic (by hand, or a larger count configured since) are left
+      // unused: keys move only if every producer moves them at the same moment, with nothing
+      // of theirs still unread on the old partitions.
+      if (t.partitions.length !== want) {
+        this.options.logger?.warn(
+          { topic: t.name, partitions: t.partitions.length, configured: want, used: Math.min(want, t.partitions.length) },
+          "kafka topic has another partition count than configured; keys stay on the partitions of the smaller count",
+        );
+      }
+      this.partitions.set(t.name, Math.min(want, t.partitions.length));
+    }
   }
 
   /** Creates one topic: true if this call created it, false if it exists already (another process was first). */
