@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { create } from "@bufbuild/protobuf";
 import { ChannelKind, ChannelSchema } from "../../gen/es/chat/v1/types_pb.js";
-import { preview } from "../../web/src/format.js";
+import { excerpt, preview } from "../../web/src/format.js";
 import { fakeBrowser } from "./fake-browser.js";
 
 // Texts cut for the chat list, a quote or the edit bar, and an avatar's
@@ -14,6 +14,14 @@ describe("web: the words of the chat list and avatars", () => {
     assert.equal(preview(`${before}🇯🇵🇫🇷 trip`), `${before}🇯🇵…`, "a flag is two code points");
     assert.equal(preview(`${before}e\u0301e\u0301 more`), `${before}e\u0301…`, "the accent stays with its letter");
     assert.equal(preview("👍🏽".repeat(80)), "👍🏽".repeat(80), "eighty characters fit, however many code points");
+  });
+
+  it("shows a search hit's match in a text with İ before it, whose lower case is two units", () => {
+    const text = `${"İSTANBUL ".repeat(30)}${"x ".repeat(60)}the needle, once`;
+    assert.match(excerpt(text, ["needle"]), /the needle, once$/);
+    // The server's search takes "istanbul" for "İSTANBUL" (its fold drops the dot): so does the excerpt.
+    assert.match(excerpt(`${"x ".repeat(100)}İSTANBUL trip`, ["istanbul"]), /İSTANBUL trip$/);
+    assert.match(excerpt(`${"x ".repeat(100)}İSTANBUL trip`, ["İstanbul"]), /İSTANBUL trip$/);
   });
 
   describe("in the page", () => {

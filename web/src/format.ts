@@ -83,8 +83,11 @@ export function preview(text: string, max = 80): string {
  */
 export function excerpt(text: string, words: string[], max = 160): string {
   const oneLine = text.replace(/\s+/g, " ").trim();
-  const lower = oneLine.toLowerCase();
-  const found = words.map((w) => lower.indexOf(w.toLowerCase())).filter((i) => i >= 0);
+  // "İ" lowers to two units ("i" and a dot): taken as "i", as the server's search folds it, every
+  // index into the lowered text is one into the text too, and "istanbul" finds "İSTANBUL" here as there.
+  const lowered = (s: string) => s.replaceAll("\u0130", "i").toLowerCase();
+  const lower = lowered(oneLine);
+  const found = words.map((w) => lower.indexOf(lowered(w))).filter((i) => i >= 0);
   const at = found.length > 0 ? Math.min(...found) : 0;
   // A little of what comes before the match, cut between whole characters.
   let from = 0;
