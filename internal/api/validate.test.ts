@@ -19,6 +19,9 @@ describe("names and titles", () => {
     refused(() => displayName("\u3164"), /visible/);
     refused(() => displayName("\u115F\u1160 \uFFA0"), /visible/);
     refused(() => groupTitle("\u2800\u2800"), /visible/);
+    // Unassigned, but default ignorable: shown as nothing, as Unicode asks of a renderer that does not know them.
+    refused(() => displayName("\u{E0080}\u{E0081}"), /visible/);
+    refused(() => groupTitle("\u2065 \uFFF0"), /visible/);
   });
 
   it("refuses line and paragraph separators, which break a name over lines as a newline does", () => {

@@ -48,9 +48,10 @@ const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/u;
  * Something a reader sees: not only spaces, format characters (zero-width
  * ones), combining marks, or the letters and symbols that draw nothing (the
  * Hangul fillers, the blank braille pattern), from which other apps' "blank
- * names" are made.
+ * names" are made; nor default ignorable code points not yet assigned
+ * (U+E0080), which a renderer shows as nothing too.
  */
-const VISIBLE = /[^\s\p{Z}\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/u;
+const VISIBLE = /[^\s\p{Z}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0\u2800]/u;
 /** Line and paragraph separators break a name over lines as a newline would, yet are no control characters. */
 const LINE_BREAKS = /[\u2028\u2029]/u;
 

@@ -51,7 +51,7 @@ describe("validateSend: a text that shows nothing is empty", () => {
 
   it("refuses zero-width and other invisible characters alone, in a message, a reply and an edit, as it refuses spaces", () => {
     for (const over of [{}, { replyToSeq: 1n }, { editSeq: 1n }]) {
-      for (const text of [" ", "\u200b", "\u200b\u200d\u2060", " \u200c ", "\u3164", "\u2800\u2800", "\u0301", "\u202e", "\u00ad", "\u0000", "\u001b\u0007"]) {
+      for (const text of [" ", "\u200b", "\u200b\u200d\u2060", " \u200c ", "\u3164", "\u2800\u2800", "\u0301", "\u202e", "\u00ad", "\u0000", "\u001b\u0007", "\u{E0080}\u2065"]) {
         assert.throws(() => validateSend(send(text, over)), empty, JSON.stringify(text));
       }
     }

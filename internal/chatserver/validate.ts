@@ -41,7 +41,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * the Hangul fillers is a blank bubble (and a blank notification) to every
  * reader, empty as a text of spaces is.
  */
-const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/u;
+const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0\u2800]/u;
 
 export function validateSend(cmd: SendCommand): void {
   // Characters as the contract says: code points, so 64 emoji fit.
