@@ -177,7 +177,7 @@ export class ChatApp {
   private flash?: { channelId: bigint; seq: bigint; until: number };
   /** The message whose reaction palette is open. */
   private reacting?: { channelId: bigint; seq: bigint };
-  /** channel -> user -> shown until (ms). */
+  /** channel -> user -> shown until (ms, on the monotonic clock). */
   private readonly typing = new Map<string, Map<string, number>>();
   /**
    * DescribeChannel calls by channel: the last one asked, and the last whose
@@ -244,7 +244,8 @@ export class ChatApp {
   private readonly dialogs = new Set<Modal>();
   private searchSeq = 0;
   private searchTimer?: number;
-  private lastTypingSent = 0;
+  /** On the monotonic clock, as the typing map's times: a wall clock stepped back held typing back, or kept it shown, for the step. */
+  private lastTypingSent = -Infinity;
   /** A bell click or the start-up refresh is under way. */
   private pushBusy = false;
   private maxTextCodePoints = 99_999;
@@ -681,8 +682,8 @@ export class ChatApp {
     ui.input.addEventListener("input", () => {
       this.autosize();
       this.renderCounter();
-      if (this.open && !this.editing && ui.input.value.trim() && Date.now() - this.lastTypingSent > TYPING_SEND_EVERY_MS) {
-        this.lastTypingSent = Date.now();
+      if (this.open && !this.editing && ui.input.value.trim() && performance.now() - this.lastTypingSent > TYPING_SEND_EVERY_MS) {
+        this.lastTypingSent = performance.now();
         this.session.typing(this.open.id);
       }
     });
@@ -1196,14 +1197,14 @@ export class ChatApp {
     if (userId === this.me) return;
     const k = key(channelId);
     const m = this.typing.get(k) ?? new Map<string, number>();
-    m.set(key(userId), Date.now() + TYPING_SHOW_MS);
+    m.set(key(userId), performance.now() + TYPING_SHOW_MS);
     this.typing.set(k, m);
     void this.ensureUsers([userId]).then(() => this.renderTyping());
     this.renderSidebar();
   }
 
   private expireTyping(): void {
-    const now = Date.now();
+    const now = performance.now();
     let changed = false;
     for (const [k, m] of this.typing) {
       for (const [u, until] of m) {
