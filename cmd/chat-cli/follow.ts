@@ -148,7 +148,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
         return await fn();
       } catch (err) {
         if (signal.aborted || !isTransient(err)) throw err;
-        const wait = Math.min(15_000, 500 * 2 ** attempt);
+        const wait = Math.max(backoffMs(attempt), retryAfterMs(err));
         opts.status(`could not ${what} (${describe(err)}); trying again in ${seconds(wait)}`);
         await sleep(wait, signal);
         if (signal.aborted) throw err;
@@ -260,7 +260,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     } catch (err) {
       // The server down past the token's lifetime (a restart, a network cut) is waited for like a lost connection; a signed-out device is not.
       if (!isTransient(err)) throw err;
-      const wait = Math.min(15_000, 500 * 2 ** attempts++);
+      const wait = Math.max(backoffMs(attempts++), retryAfterMs(err));
       opts.status(`cannot refresh the access token (${describe(err)}); trying again in ${seconds(wait)}`);
       await sleep(wait, signal);
       continue;
@@ -287,7 +287,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       // A token refused just after its refresh is no stale one: that server takes none the api
       // issues (a gateway reading other keys), and refreshing again at once looped without end.
       if (fresh) {
-        const wait = Math.min(15_000, 500 * 2 ** attempts++);
+        const wait = backoffMs(attempts++);
         opts.status(
           `${url} refused a fresh access token (close ${code}${reason ? `: ${reason}` : ""}): is it a gateway of the api at ${session.login.server} (the same CHAT_KEYS_DIR)? trying again in ${seconds(wait)}`,
         );
@@ -295,7 +295,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       }
       continue;
     }
-    const wait = Math.min(15_000, 500 * 2 ** attempts++);
+    const wait = backoffMs(attempts++);
     opts.status(`${lost(url, code, httpStatus, opened, error)}; reconnecting in ${seconds(wait)}`);
     await sleep(wait, signal);
   }
@@ -324,6 +324,24 @@ function lost(url: string, code: number, httpStatus: number | undefined, opened:
   if (!opened) return `cannot connect to ${url}${error ? ` (${error})` : ""}`;
   if (code === 1001) return `connection lost: the server is stopping or restarting (code 1001)`;
   return `connection lost (code ${code}${error ? `: ${error}` : ""})`;
+}
+
+/**
+ * The wait before try `attempt` (from 0) again: full jitter, anywhere up to 0.5 s doubling to 15 s.
+ * Each follower of a gateway that restarted, or of an api back from a stop, waited the same 0.5 s,
+ * 1 s, 2 s: all came back in one wave at each step, the load that had felled the server.
+ */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(15_000, 500 * 2 ** attempt);
+}
+
+/**
+ * How long the server asked to be left alone (a rate limit's, an overload's chat-retry-after-ms):
+ * asked again at 0.5 s, 1 s, 2 s meanwhile, each try was refused, and counted against the limit.
+ */
+function retryAfterMs(err: unknown): number {
+  const hinted = err instanceof ConnectError ? Number(err.metadata.get("chat-retry-after-ms")) : NaN;
+  return Number.isFinite(hinted) && hinted > 0 ? hinted : 0;
 }
 
 function seconds(ms: number): string {

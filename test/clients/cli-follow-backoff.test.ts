@@ -1,0 +1,132 @@
+// `follow` of chat-cli in this process, against a stand-in gateway that restarts: when its followers come back.
+import assert from "node:assert/strict";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Session } from "../../cmd/chat-cli/client.js";
+import { follow } from "../../cmd/chat-cli/follow.js";
+import { waitFor } from "../support/wait.js";
+import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
+
+/** A session whose api has nothing to add and whose token never needs a refresh. */
+function standInSession(): Session {
+  const login = { server: "http://127.0.0.1:1", accessToken: "t", accessExpiresAtMs: Date.now() + 3_600_000 };
+  return {
+    login,
+    userId: 1n,
+    accessToken: async () => "t",
+    refresh: async () => "t",
+    api: {
+      messages: { listMessages: async () => ({ messages: [], hasMore: false }) },
+      channels: { describeChannel: async () => ({}) },
+    },
+  } as unknown as Session;
+}
+
+describe("chat-cli follow after a gateway restart that drops every session at once", function () {
+  this.timeout(30_000);
+  let gateway: StandInGateway;
+  let stop: AbortController;
+  let following: Promise<void>[] = [];
+
+  beforeEach(async () => {
+    gateway = await startStandInGateway();
+    stop = new AbortController();
+    following = [];
+  });
+  afterEach(async () => {
+    stop.abort();
+    await Promise.all(following.map((f) => f.catch(() => undefined)));
+    await gateway.close();
+  });
+
+  it("spreads the reconnects over the backoff (full jitter), not all at the same moment", async () => {
+    const followers = 10;
+    const waits: string[][] = [];
+    for (let i = 0; i < followers; i++) {
+      const said: string[] = [];
+      waits.push(said);
+      following.push(
+        follow(standInSession(), {
+          channelId: 7n,
+          afterSeq: 0n,
+          signal: stop.signal,
+          wsUrl: gateway.url,
+          print: async () => {},
+          printChange: async () => {},
+          status: (line) => {
+            const wait = /reconnecting in (\S+)s$/.exec(line)?.[1];
+            if (wait !== undefined) said.push(wait);
+          },
+        }),
+      );
+    }
+    await waitFor(() => gateway.sockets.length === followers, "every follower connected");
+    for (const socket of gateway.sockets) socket.close(1001, "gateway shutting down");
+    await waitFor(() => waits.every((w) => w.length === 1), "every follower told its wait");
+    const first = waits.map((w) => Number(w[0]));
+    // The first wait is drawn from [0, 0.5 s): every follower waited exactly 0.5 s, and ten
+    // thousand devices of a restarted gateway came back in one wave at each step of the backoff.
+    assert.ok(first.every((s) => s >= 0 && s <= 0.5), `waits ${first.join(", ")}`);
+    assert.ok(new Set(first).size > 1, `every follower waited ${first[0]} s`);
+    await waitFor(() => gateway.sockets.length === 2 * followers, "every follower back");
+  });
+});
+
+describe("chat-cli follow told by the api to come back later", function () {
+  this.timeout(30_000);
+  let gateway: StandInGateway;
+  let stop: AbortController;
+  let following: Promise<void> | undefined;
+
+  beforeEach(async () => {
+    gateway = await startStandInGateway();
+    stop = new AbortController();
+  });
+  afterEach(async () => {
+    stop.abort();
+    await following?.catch(() => undefined);
+    await gateway.close();
+  });
+
+  const busy = () => new ConnectError("too many requests", Code.ResourceExhausted, new Headers({ "chat-retry-after-ms": "7000", "chat-error-code": "ERROR_CODE_RATE_LIMITED" }));
+
+  it("waits as long as a refused token refresh says before asking again", async () => {
+    const said: string[] = [];
+    let refreshes = 0;
+    const session = {
+      ...standInSession(),
+      accessToken: async () => {
+        refreshes++;
+        throw busy();
+      },
+    } as unknown as Session;
+    following = follow(session, { channelId: 7n, afterSeq: 0n, signal: stop.signal, wsUrl: gateway.url, print: async () => {}, printChange: async () => {}, status: (l) => void said.push(l) });
+    await waitFor(() => said.length === 1, "the refusal told");
+    // It asked again within half a second, into the limit that had just refused it, and again after a second, ...
+    assert.match(said[0]!, /trying again in 7s$/);
+    assert.equal(refreshes, 1);
+  });
+
+  it("waits as long as a refused history read says before reading again", async () => {
+    const said: string[] = [];
+    let reads = 0;
+    const base = standInSession();
+    const session = {
+      ...base,
+      api: {
+        ...base.api,
+        messages: {
+          listMessages: async () => {
+            reads++;
+            throw busy();
+          },
+        },
+      },
+    } as unknown as Session;
+    following = follow(session, { channelId: 7n, afterSeq: 0n, signal: stop.signal, wsUrl: gateway.url, print: async () => {}, printChange: async () => {}, status: (l) => void said.push(l) });
+    await waitFor(() => said.some((l) => l.startsWith("could not")), "the refusal told");
+    const refusals = said.filter((l) => l.startsWith("could not"));
+    assert.equal(refusals.length, 1, refusals.join("\n"));
+    assert.match(refusals[0]!, /^could not read the messages after #0 \(.*\); trying again in 7s$/);
+    assert.equal(reads, 1);
+  });
+});
