@@ -292,13 +292,18 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       if (!v.isUsername(req.username) || v.passwordTooLong(req.password)) throw fail;
       const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
-      // Read first: the addresses exempt from the account-wide refusal are the account's, not its name's.
-      const user = await deps.accounts.findUserByUsername(req.username);
-      const counted = await deps.limits?.checkLogin(req.username, address, user?.userId).catch((e: unknown) => {
-        count("login_throttled");
-        throw e;
-      });
-      const ok = user ? await passwords.verify(user.passwordHash, req.password) : await passwords.verifyNothing(req.password);
+      // Before the login is counted as a failure: one refused for the load (UNAVAILABLE) is no guess.
+      const release = passwords.reserve();
+      const { user, counted, ok } = await (async () => {
+        // Read first: the addresses exempt from the account-wide refusal are the account's, not its name's.
+        const user = await deps.accounts.findUserByUsername(req.username);
+        const counted = await deps.limits?.checkLogin(req.username, address, user?.userId).catch((e: unknown) => {
+          count("login_throttled");
+          throw e;
+        });
+        const ok = user ? await passwords.verify(user.passwordHash, req.password, true) : await passwords.verifyNothing(req.password, true);
+        return { user, counted, ok };
+      })().finally(release);
       // Unknown names stay counted as failures too, or the counter would tell which names exist.
       if (!user || !ok) {
         count("login_failed");
