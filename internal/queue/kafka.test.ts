@@ -3,6 +3,8 @@
 // partition not holding up the others, handing partitions over in a group). Fails (never
 // skips) when Kafka is unreachable. Topics and groups made here are deleted afterwards.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import kafkajs from "kafkajs";
 import { pino } from "pino";
 import { engineConfig, uniqueName } from "../../test/support/engines.js";
@@ -339,6 +341,12 @@ describe("KafkaQueue", function () {
         await restarted.close();
         await admin.disconnect();
       }
+    });
+
+    it("keeps publishing to a partition past 2^31 records: the producer is renewed before kafkajs wraps its sequence numbers wrongly", async () => {
+      // kafkajs' producer must be wrapped before kafkajs loads, so this runs in a process of its own.
+      const { stdout } = await promisify(execFile)("node", ["--import", "tsx", "internal/queue/testdata/kafka-sequence-wrap.ts"], { timeout: 60_000 });
+      assert.deepEqual(JSON.parse(stdout), { sent: 10 }, "kafkajs wrapped to 0 where Kafka expected 2^31 - 1: OUT_OF_ORDER_SEQUENCE_NUMBER, for good");
     });
 
     it("creates topics that take record batches larger than the broker's default, as a backstop", async () => {

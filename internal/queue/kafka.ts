@@ -28,6 +28,9 @@ mendKafkajsRequestQueue();
  */
 export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/** Kafka's sequence numbers (per producer and partition) are int32: a producer is renewed before any could wrap. */
+const PRODUCER_SEQUENCE_LIMIT = 2 ** 31 - 1;
+
 /** A record's share of a produce request besides key and value: record and batch framing, generously. */
 const RECORD_OVERHEAD_BYTES = 70;
 
@@ -148,7 +151,9 @@ interface PendingPublish {
 export class KafkaQueue implements MessageQueue {
   private readonly kafka: InstanceType<typeof Kafka>;
   private readonly admin: Admin;
-  private readonly producer: Producer;
+  private producer: Producer;
+  /** Records handed to `producer` so far: none of its partitions' sequence numbers is higher. */
+  private producerRecords = 0;
   private connecting: Promise<void> | undefined;
   private readonly partitions = new Map<string, number>();
   private pending: PendingPublish[] = [];
@@ -168,7 +173,11 @@ export class KafkaQueue implements MessageQueue {
       logCreator: logger ? pinoLogCreator(logger.child({ component: "kafkajs" })) : () => () => {},
     });
     this.admin = this.kafka.admin();
-    this.producer = this.kafka.producer({
+    this.producer = this.newProducer();
+  }
+
+  private newProducer(): Producer {
+    return this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
@@ -186,6 +195,21 @@ export class KafkaQueue implements MessageQueue {
       // Idempotence needs unlimited retries (kafkajs' default for it); publishTimeoutMs bounds the caller's wait.
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 50, maxRetryTime: 2_000 },
     });
+  }
+
+  /**
+   * A fresh producer (a new producer id, its sequence numbers from 0) in place of one that sent
+   * nearly 2^31 records: kafkajs 2.2.4 wraps a partition's sequence number to 0 where Kafka
+   * expects it to go on modulo 2^31, and the broker then refused every later record of that
+   * partition (OUT_OF_ORDER_SEQUENCE_NUMBER, not retried) until the process restarted: days
+   * of a busy partition. Between requests, so no record is in flight.
+   */
+  private async renewProducer(): Promise<void> {
+    this.options.logger?.info({ records: this.producerRecords }, "renewing the kafka producer before its sequence numbers wrap");
+    await this.producer.disconnect().catch(() => {});
+    this.producer = this.newProducer();
+    await this.producer.connect();
+    this.producerRecords = 0;
   }
 
   /** Connects the admin client and the producer (done on first use; call it to fail fast at start-up). */
@@ -371,6 +395,10 @@ export class KafkaQueue implements MessageQueue {
           }
           try {
             await this.connect();
+            const count = parts.reduce((n, { p, end }) => n + end - p.sent, 0);
+            if (this.producerRecords + count >= PRODUCER_SEQUENCE_LIMIT) await this.renewProducer();
+            // Counted before it is sent: one that fails may still have taken its sequence numbers.
+            this.producerRecords += count;
             await this.producer.sendBatch({
               acks: -1,
               timeout: 30_000,
