@@ -67,8 +67,11 @@ const GROUP_WINDOW_MS = 5 * 60_000;
 export function messageList(input: MessageListInput): Node[] {
   const out: Node[] = [];
   let prev: { sender: bigint; at: number } | undefined;
+  let lastAt = 0;
   for (const m of input.messages) {
-    const at = tsMs(m.sentAt) ?? 0;
+    // Shown no earlier than the message above: each time is the clock of the chat server that took
+    // it, and one a second behind another's put times, and across midnight the day, back and forth.
+    const at = (lastAt = Math.max(lastAt, tsMs(m.sentAt) ?? 0));
     if (!prev || !sameDay(prev.at, at)) {
       out.push(h("div", { class: "day", role: "separator" }, h("span", {}, dayLabel(at, input.now))));
       prev = undefined;
