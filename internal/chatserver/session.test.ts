@@ -1440,6 +1440,52 @@ describe("session start: routes and failed reads", () => {
     server.drain();
   });
 
+  it("reads a failed start again after a pause of its own, not in step with every session that failed with it (a failover's surge)", async () => {
+    const reads = new Map<Id, number[]>();
+    const inbox: Inbox = {
+      ...inboxKeeping([]),
+      getCursor: async (userId) => {
+        const at = reads.get(userId) ?? [];
+        reads.set(userId, [...at, performance.now()]);
+        if (at.length === 0) throw new Error("read timed out");
+        return 0n;
+      },
+    };
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
+    const users = Array.from({ length: 10 }, (_, i) => BigInt(i + 1));
+    for (const userId of users) {
+      server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: () => {} });
+    }
+    await waitFor(() => users.every((u) => reads.get(u)?.length === 2), "every start read again");
+    const pauses = users.map((u) => reads.get(u)![1]! - reads.get(u)![0]!);
+    // Each paused exactly 500 ms: the sessions a failover brought at once read again at once, as often as the store failed them.
+    assert.ok(Math.max(...pauses) - Math.min(...pauses) > 25, `pauses ${pauses.map(Math.round).join(", ")} ms`);
+    server.drain();
+  });
+
+  it("reads a failed catch-up again after a pause of its own, not in step with every session whose read failed with it", async () => {
+    const reads = new Map<Id, number[]>();
+    const kept = inboxKeeping([1n]);
+    const inbox: Inbox = {
+      ...kept,
+      readAfter: async (userId, after, limit) => {
+        const at = reads.get(userId) ?? [];
+        reads.set(userId, [...at, performance.now()]);
+        if (at.length === 0) throw new Error("read timed out");
+        return kept.readAfter(userId, after, limit);
+      },
+    };
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never });
+    const users = Array.from({ length: 10 }, (_, i) => BigInt(i + 1));
+    for (const userId of users) {
+      server.open({ userId, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => {}, bufferedBytes: () => 0, close: () => {} });
+    }
+    await waitFor(() => users.every((u) => (reads.get(u)?.length ?? 0) >= 2), "every catch-up read again");
+    const pauses = users.map((u) => reads.get(u)![1]! - reads.get(u)![0]!);
+    assert.ok(Math.max(...pauses) - Math.min(...pauses) > 25, `pauses ${pauses.map(Math.round).join(", ")} ms`);
+    server.drain();
+  });
+
   it("closes with 1013, not 1011, a session whose start reads keep failing, so a gateway opens it on another server", async () => {
     let heads = 0;
     const inbox: Inbox = {

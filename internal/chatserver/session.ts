@@ -34,6 +34,15 @@ export const HEARTBEAT_BURST = 5;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
 const READ_RETRY_MS = 500;
+/**
+ * The pause after `failures` failed reads in a row: READ_RETRY_MS doubling, anywhere in its upper
+ * half. The sessions a failover brings at once fail at once; each paused the same 500 ms, 1 s, 2 s,
+ * and all read again together, as often as the store failed them, till all closed together.
+ */
+function retryPause(failures: number): number {
+  const span = READ_RETRY_MS * 2 ** (failures - 1);
+  return span / 2 + Math.random() * (span / 2);
+}
 
 /**
  * How long past its token's expiry a session waits for a Reauthenticate the
@@ -345,7 +354,7 @@ export class Session implements SessionHandle {
           this.close(CloseCode.tryAgain, "could not read the session's state; try again");
           return undefined;
         }
-        await new Promise((r) => setTimeout(r, READ_RETRY_MS * 2 ** (attempt - 1)).unref());
+        await new Promise((r) => setTimeout(r, retryPause(attempt)).unref());
         if (!this.open) return undefined;
       }
     }
@@ -651,7 +660,7 @@ export class Session implements SessionHandle {
     this.pumpRetry = setTimeout(() => {
       this.pumpRetry = undefined;
       this.catchUp();
-    }, READ_RETRY_MS * 2 ** (this.pumpFailures - 1));
+    }, retryPause(this.pumpFailures));
     this.pumpRetry.unref?.();
   }
 
