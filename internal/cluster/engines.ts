@@ -31,7 +31,7 @@ export async function openStorage(e: ClusterEndpoints & CassandraEndpoints & Par
 }
 
 export async function openQueue(e: ClusterEndpoints & KafkaEndpoints, clientId: string, logger: Logger) {
-  const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, logger });
+  const queue = new KafkaQueue({ brokers: e.kafkaBrokers, clientId, namespace: e.kafkaNamespace, replicationFactor: e.kafkaReplication, logger });
   try {
     await startSteps(e, logger)("creating the Kafka topics", () => queue.ensureTopics(topicSpecs(e.kafkaPartitions)), `CHAT_KAFKA_BROKERS=${e.kafkaBrokers.join(",")}`);
   } catch (err) {

@@ -29,6 +29,11 @@ export interface KafkaEndpoints {
   kafkaPartitions: number;
   /** Prefix of the Kafka topics and consumer groups, for deployments sharing one Kafka ("" = none). */
   kafkaNamespace: string;
+  /**
+   * Replicas of each topic the processes create (with min.insync.replicas a majority of them);
+   * unset, the broker's defaults, which are one replica on a stock broker: an acked record on one disk.
+   */
+  kafkaReplication?: number;
 }
 
 export interface CassandraEndpoints {
@@ -76,6 +81,7 @@ export function readKafkaEndpoints(r: EnvReader): KafkaEndpoints {
     kafkaBrokers: r.list("CHAT_KAFKA_BROKERS", ["127.0.0.1:9092"]),
     kafkaPartitions: r.int("CHAT_KAFKA_PARTITIONS", 12, 1, 10_000),
     kafkaNamespace: r.string("CHAT_KAFKA_NAMESPACE", ""),
+    kafkaReplication: r.optionalInt("CHAT_KAFKA_REPLICATION", 1, 15),
   };
   if (!/^[A-Za-z0-9_-]*$/.test(e.kafkaNamespace)) {
     r.problems.push(`CHAT_KAFKA_NAMESPACE=${JSON.stringify(e.kafkaNamespace)}: expected letters, digits, '_' or '-'`);

@@ -11,7 +11,7 @@ import { engineConfig, uniqueName } from "../../test/support/engines.js";
 import { groupMembers, joinForeign } from "../../test/support/kafka-groups.js";
 import { waitFor } from "../../test/support/wait.js";
 import { messageQueueContract } from "./contract.js";
-import { isPermanentConsumerError, KafkaQueue, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
+import { isPermanentConsumerError, KafkaQueue, minInsyncReplicas, TOPIC_MAX_MESSAGE_BYTES, type KafkaQueueOptions } from "./kafka.js";
 import type { BatchHandler, QueueRecord, SubscribeOptions, Subscription, TopicSpec } from "./port.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -363,6 +363,29 @@ describe("KafkaQueue", function () {
         assert.equal(resources[0]!.configEntries[0]!.configValue, String(TOPIC_MAX_MESSAGE_BYTES));
       } finally {
         await admin.disconnect();
+      }
+    });
+
+    it("creates topics with the replication asked for and min.insync.replicas a majority of it, or refuses one more than the brokers, saying so", async () => {
+      assert.deepEqual([1, 2, 3, 4, 5].map(minInsyncReplicas), [1, 2, 2, 3, 3]);
+      const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+      const admin = kafka.admin();
+      await admin.connect();
+      const replicated = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, replicationFactor: 1 });
+      const tooMany = new KafkaQueue({ brokers: engineConfig().kafkaBrokers, replicationFactor: 2 });
+      try {
+        const topic = uniqueName("replicated");
+        await replicated.ensureTopics([{ topic, partitions: 1 }]);
+        const { resources } = await admin.describeConfigs({
+          includeSynonyms: false,
+          resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: ["min.insync.replicas"] }],
+        });
+        const entry = resources[0]!.configEntries[0]!;
+        // Set on the topic, not the broker's default standing in: a broker set to 2 would refuse a one-replica topic's writes.
+        assert.deepEqual([entry.configValue, entry.isDefault], ["1", false]);
+        await assert.rejects(tooMany.ensureTopics([{ topic: uniqueName("replicated"), partitions: 1 }]), /replication 2\) not created: .*more replicas than the cluster has brokers/);
+      } finally {
+        await Promise.all([replicated.close(), tooMany.close(), admin.disconnect()]);
       }
     });
 

@@ -28,6 +28,15 @@ mendKafkajsRequestQueue();
  */
 export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * A majority of a topic's replicas: with acks from all in-sync replicas, an acked record then
+ * outlives any minority of brokers, and a partition refuses writes (rather than ack them on one
+ * broker) once a majority is out of sync.
+ */
+export function minInsyncReplicas(replicationFactor: number): number {
+  return Math.floor(replicationFactor / 2) + 1;
+}
+
 /** Kafka's sequence numbers (per producer and partition) are int32: a producer is renewed before any could wrap. */
 const PRODUCER_SEQUENCE_LIMIT = 2 ** 31 - 1;
 
@@ -56,7 +65,11 @@ export interface KafkaQueueOptions {
   logger?: Logger;
   /** Lowest kafkajs level passed on to the logger (default "warn"). */
   kafkaLogLevel?: "error" | "warn" | "info" | "debug";
-  /** Replication factor of topics that ensureTopics creates (default: the broker's default.replication.factor). */
+  /**
+   * Replication factor of topics that ensureTopics creates, each with min.insync.replicas a
+   * majority of it, so a record acked by all in-sync replicas is on more than one broker whenever
+   * there are several (default: the broker's default.replication.factor and min.insync.replicas).
+   */
   replicationFactor?: number;
   /** Longest a publish waits for Kafka's ack before it is rejected (default 30 s). */
   publishTimeoutMs?: number;
@@ -281,7 +294,10 @@ export class KafkaQueue implements MessageQueue {
             topic: t.topic,
             numPartitions: t.partitions,
             replicationFactor: this.options.replicationFactor ?? -1,
-            configEntries: [{ name: "max.message.bytes", value: String(TOPIC_MAX_MESSAGE_BYTES) }],
+            configEntries: [
+              { name: "max.message.bytes", value: String(TOPIC_MAX_MESSAGE_BYTES) },
+              ...(this.options.replicationFactor === undefined ? [] : [{ name: "min.insync.replicas", value: String(minInsyncReplicas(this.options.replicationFactor)) }]),
+            ],
           },
         ],
       });
@@ -292,6 +308,14 @@ export class KafkaQueue implements MessageQueue {
       // A refusal other than "exists" (kafkajs answers that one with false), for a topic that exists
       // by now all the same: another process created it while this one asked.
       if ((await this.admin.listTopics()).includes(t.topic)) return false;
+      // kafkajs says only "Topic creation errors"; the broker's reason (more replicas than brokers,
+      // a partition count refused) is what the operator needs to read.
+      const reasons = ((err as { errors?: unknown[] }).errors ?? []).map((e) =>
+        (e as { type?: string }).type === "INVALID_REPLICATION_FACTOR"
+          ? `${(e as Error).message} (more replicas than the cluster has brokers?)`
+          : e instanceof Error ? e.message : String(e),
+      );
+      if (reasons.length > 0) throw new Error(`kafka topic ${t.topic} (${t.partitions} partitions, replication ${this.options.replicationFactor ?? "the broker's default"}) not created: ${reasons.join("; ")}`, { cause: err });
       throw err;
     }
   }

@@ -12,7 +12,7 @@ import { ConfigError } from "../../internal/config/env.js";
 describe("cluster roles read only their own settings", () => {
   const garbage = (names: string[]) => Object.fromEntries(names.map((n) => [n, "no such value:"]));
   const redis = ["CHAT_REDIS_URL"];
-  const kafka = ["CHAT_KAFKA_BROKERS", "CHAT_KAFKA_PARTITIONS", "CHAT_KAFKA_NAMESPACE"];
+  const kafka = ["CHAT_KAFKA_BROKERS", "CHAT_KAFKA_PARTITIONS", "CHAT_KAFKA_NAMESPACE", "CHAT_KAFKA_REPLICATION"];
   const cassandra = ["CHAT_CASSANDRA_CONTACT_POINTS", "CHAT_CASSANDRA_DC", "CHAT_CASSANDRA_KEYSPACE", "CHAT_CASSANDRA_REPLICATION", "CHAT_CASSANDRA_SERIAL"];
   const notifierOnly = ["CHAT_PUSH_COLLAPSE_MS", "CHAT_PUSH_TIMEOUT_MS", "CHAT_PUSH_CONCURRENCY", "CHAT_PUSH_MAX_ATTEMPTS", "CHAT_PUSH_BACKOFF_MS"];
   const refusedNaming = (read: (env: NodeJS.ProcessEnv) => unknown, name: string) =>
@@ -32,6 +32,15 @@ describe("cluster roles read only their own settings", () => {
   it("api: starts with garbage in the notifier's sending settings (it only registers endpoints)", () => {
     readApiConfig(garbage(notifierOnly));
     for (const name of notifierOnly) refusedNaming(readNotifierConfig, name);
+  });
+
+  it("every role with a queue reads CHAT_KAFKA_REPLICATION (unset: the broker's default), refusing one out of 1 to 15 by name", () => {
+    for (const read of [readApiConfig, readChatServerConfig, readNotifierConfig, readPipelineConfig]) {
+      assert.equal(read({ CHAT_KAFKA_REPLICATION: "3" }).engines.kafkaReplication, 3);
+      assert.equal(read({}).engines.kafkaReplication, undefined);
+      refusedNaming(read, "CHAT_KAFKA_REPLICATION");
+      assert.throws(() => read({ CHAT_KAFKA_REPLICATION: "16" }), (e) => e instanceof ConfigError && e.problems.some((p) => p.startsWith("CHAT_KAFKA_REPLICATION")));
+    }
   });
 
   it("only the pipeline (the inbox writer) reads CHAT_INBOX_RETENTION_S", () => {
