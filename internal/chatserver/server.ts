@@ -69,6 +69,12 @@ export interface SessionLimits {
   /** Sends a user's sessions on this server may make per second, together; 0: no limit (internal/throttle/send-rate.ts). */
   sendsPerSecond: number;
   sendBurst: number;
+  /**
+   * A session's sends waiting for their acks (the queue slow to take them) past which the next
+   * is refused UNAVAILABLE with a retry time: the rates alone let them pile up, each with its
+   * text, for as long as the queue held them.
+   */
+  maxSendsInFlight: number;
 }
 
 export const defaultLimits: SessionLimits = {
@@ -82,6 +88,8 @@ export const defaultLimits: SessionLimits = {
   maxSessionsPerUser: 1000,
   ...DEFAULT_TEXT_BUDGET,
   ...DEFAULT_SEND_RATE,
+  // Twice the web client's own cap (web/src/session.ts): a device that waits for its acks never meets it.
+  maxSendsInFlight: 64,
 };
 
 export interface PresenceHooks {

@@ -1719,3 +1719,47 @@ describe("live delivery of stored entries (pushEntries)", () => {
     server.drain();
   });
 });
+
+describe("session: sends waiting on a slow queue", () => {
+  it("keeps at most maxSendsInFlight of a session's sends waiting for their acks, refusing the rest UNAVAILABLE with a retry time, and takes sends again as those are acked", async () => {
+    const held: (() => void)[] = [];
+    let submitted = 0;
+    // The queue taking sends but acking none yet: a broker electing a leader, a publish retried.
+    const submitter = {
+      submit: async () => {
+        const n = ++submitted;
+        await new Promise<void>((r) => held.push(r));
+        return { messageId: BigInt(n), duplicate: false };
+      },
+    };
+    const limits: Partial<SessionLimits> = { maxSendsInFlight: 4, framesPerSecond: 1000, frameBurst: 1000, sendsPerSecond: 0 };
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: submitter as never, limits });
+    const frames: ServerFrame[] = [];
+    const closes: number[] = [];
+    const handle = server.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, {
+      send: (f) => void frames.push(fromBinary(ServerFrameSchema, f as Uint8Array)),
+      bufferedBytes: () => 0,
+      close: (code) => void closes.push(code),
+    });
+    await waitFor(() => frames.some((f) => f.kind.case === "welcome"), "the welcome");
+    const send = (ref: bigint) => handle.receive(frame({ ref, kind: { case: "send", value: { clientMsgId: `m${ref}`, channelId: 7n, text: "hi" } } }));
+    for (let ref = 1n; ref <= 20n; ref++) send(ref);
+    const refusals = () => frames.filter((f) => f.kind.case === "error");
+    await waitFor(() => refusals().length === 16, `16 refusals (${refusals().length})`);
+    // Each went to the queue, waiting there with its text for as long as the queue held them all.
+    assert.equal(submitted, 4);
+    for (const f of refusals()) {
+      assert.ok(f.kind.case === "error");
+      assert.equal(f.kind.value.code, ErrorCode.UNAVAILABLE);
+      assert.ok(f.kind.value.retryAfterMs > 0, `retry after ${f.kind.value.retryAfterMs}`);
+    }
+    for (const release of held.splice(0)) release();
+    await waitFor(() => frames.filter((f) => f.kind.case === "sendAck").length === 4, "the four acks");
+    send(21n);
+    await waitFor(() => submitted === 5, "the next send taken");
+    held.splice(0).forEach((r) => r());
+    await waitFor(() => frames.some((f) => f.ref === 21n && f.kind.case === "sendAck"), "its ack");
+    assert.deepStrictEqual(closes, []);
+    server.drain();
+  });
+});

@@ -34,6 +34,8 @@ export const HEARTBEAT_BURST = 5;
 /** Failed inbox reads in a row after which a session gives up, and the first pause between them (doubling): for the pump and for the start. */
 const READ_ATTEMPTS = 4;
 const READ_RETRY_MS = 500;
+/** The retry time told a send refused while the session's sends wait on the queue. */
+const SENDS_BACKED_UP_RETRY_MS = 1_000;
 /**
  * The pause after `failures` failed reads in a row: READ_RETRY_MS doubling, anywhere in its upper
  * half. The sessions a failover brings at once fail at once; each paused the same 500 ms, 1 s, 2 s,
@@ -190,6 +192,8 @@ export class Session implements SessionHandle {
   private moreToCome = false;
   /** Reauthenticates with a token the gateway took, not yet checked here (held for the welcome, or reading): see tokenExpired. */
   private reauthsInFlight = 0;
+  /** Sends handed to the submitter and not yet answered by it (limits.maxSendsInFlight). */
+  private sendsInFlight = 0;
 
   constructor(
     private readonly server: ChatServer,
@@ -390,6 +394,10 @@ export class Session implements SessionHandle {
     }
     this.badFrames = 0;
     if (frame.kind.case === "send") {
+      // Before the rates: a send refused for the queue's pace takes nothing from them.
+      if (this.sendsInFlight >= this.server.limits.maxSendsInFlight) {
+        return this.sendError(refusalOf(frame), new ChatError("unavailable", "too many sends waiting for their acks; send again later", SENDS_BACKED_UP_RETRY_MS));
+      }
       // Refused, not closed: a client that waits as told sends on. Not counted as a flood either,
       // as the frame rate bounds these refusals. Counted first: a send refused for the count
       // takes no text bytes.
@@ -503,7 +511,13 @@ export class Session implements SessionHandle {
           const { clientMsgId, channelId, editSeq, deleteSeq, replyToSeq, reactSeq } = kind.value;
           // The identity as the sender and the decoded frame as the command, not copies of them for every
           // send: the submitter only reads them (the SendMessage has SendCommand's fields, no others).
-          const result = await this.server.submitter.submit(this.identity, kind.value);
+          this.sendsInFlight++;
+          let result;
+          try {
+            result = await this.server.submitter.submit(this.identity, kind.value);
+          } finally {
+            this.sendsInFlight--;
+          }
           this.server.metrics?.messagesIn.inc();
           this.server.metrics?.sendsByKind[editSeq ? "edit" : deleteSeq ? "delete" : reactSeq ? "reaction" : replyToSeq ? "reply" : "message"].inc();
           // The message's own inbox copy follows in the next immediate
