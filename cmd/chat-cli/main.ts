@@ -1051,9 +1051,14 @@ function warn(line: string): void {
   process.stderr.write(`${printable(line)}\n`);
 }
 
-/** For scripts: JSON escapes the C0 controls itself, and a script gets every other character as it was sent. */
+/**
+ * For scripts: JSON escapes the C0 controls itself, and a script gets every other character as it was sent.
+ * DEL and the C1 controls (U+009B is CSI, U+009D OSC) are escaped here, as JSON allows: raw, they drove a
+ * terminal the output was read on as their ESC forms would, and escaped they parse back the same.
+ */
 function json(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+  const line = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v));
+  process.stdout.write(`${line.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`);
 }
 
 // A reader that went away (`chat-cli history 1 | head`) is not an error.
