@@ -1587,7 +1587,8 @@ export class ChatApp {
       channelId: open.id,
       text,
       state: this.session.state === "open" ? "sending" : "queued",
-      at: Date.now(),
+      // Shown as the time it was sent: by the server's clock, as the messages around it are.
+      at: this.session.serverNow(),
       replyToSeq,
     });
     this.session.send(open.id, text, clientMsgId, replyToSeq !== 0n ? { replyToSeq } : {});
@@ -1731,7 +1732,8 @@ export class ChatApp {
   private change(channelId: bigint, seq: bigint, text: string, kind: ChangeKind): void {
     const clientMsgId = newClientMsgId();
     const state = this.session.state === "open" ? "sending" : "queued";
-    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, kind, state, at: Date.now(), bar: 0n });
+    // An edit shows when it was made by the server's clock, as the server's copy will.
+    this.changes.set(clientMsgId, { clientMsgId, channelId, seq, text, kind, state, at: this.session.serverNow(), bar: 0n });
     const target = kind === "delete" ? { deleteSeq: seq } : kind === "reaction" ? { reactSeq: seq } : { editSeq: seq };
     this.session.send(channelId, text, clientMsgId, target);
     if (this.open?.id === channelId) this.rerenderMessages();
