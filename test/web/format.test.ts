@@ -36,6 +36,13 @@ describe("web: the words of the chat list and avatars", () => {
       assert.equal(avatar("e\u0301lodie", "1").textContent, "E\u0301");
     });
 
+    it("takes a word's first character that shows: a name may start with a right-to-left mark or a zero-width space", async () => {
+      const { avatar } = await import("../../web/src/dom.js");
+      assert.equal(avatar("\u200F\u05D3\u05E0\u05D9", "1").textContent, "\u05D3");
+      assert.equal(avatar("\u200Bbob \u2060smith", "1").textContent, "BS");
+      assert.equal(avatar("\u200B ann", "1").textContent, "A", "a word of nothing visible gives no initial");
+    });
+
     it("counts a new group's members in the chat list: one member, two members", async () => {
       const { channelItem } = await import("../../web/src/views/sidebar.js");
       const last = (memberCount: number) =>

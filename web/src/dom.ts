@@ -98,13 +98,18 @@ function hue(seed: string): number {
   return x % 360;
 }
 
+/** A character that draws something: not a format or control character, a mark alone, a space or another that shows nothing. */
+const SHOWS = /[^\p{Cc}\p{Cf}\p{M}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/u;
+
 export function avatar(name: string, seed: string, extraClass = ""): HTMLElement {
   const letters = name
     .split(/[\s._-]+/)
-    .filter(Boolean)
-    .slice(0, 2)
     // A whole first character: the first code point of a flag is a lone letter in a box, of an accented letter maybe the bare letter.
-    .map((w) => characters(w)[0]!.toUpperCase())
+    // The first that shows: a name may start with a right-to-left mark or a zero-width space, an initial of nothing.
+    .map((w) => characters(w).find((c) => SHOWS.test(c)))
+    .filter((c) => c !== undefined)
+    .slice(0, 2)
+    .map((c) => c.toUpperCase())
     .join("");
   const el = h("span", { class: `avatar ${extraClass}`.trim(), "aria-hidden": "true" }, letters || "?");
   el.style.setProperty("--avatar-hue", String(hue(seed)));
