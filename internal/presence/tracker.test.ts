@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { Id } from "../model/types.js";
@@ -861,6 +862,21 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
       await tr.idle();
     }
     assert.equal(show(heard), "1:ON 1:OFF", "the device goes a grace period after its session ended, not an hour later");
+  });
+
+  it("logs a store failure again 10 s later by the monotonic clock, with the wall clock stepped back an hour meanwhile", async () => {
+    let mono = 0;
+    const warned: string[] = [];
+    const logger = { warn: (_: unknown, msg: string) => warned.push(msg), info: () => {}, debug: () => {}, error: () => {} } as unknown as Logger;
+    const tr = tracker({ store: storeOver(() => new MemoryPresenceStore(), () => true), directory: recorder([]), logger, monotonicNow: () => mono });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    assert.equal(warned.length, 1, "the first failure logged");
+    t -= 3_600_000; // NTP sets the clock right, an hour back
+    mono += 11_000;
+    tr.deviceAlive(1n, 10n);
+    await tr.idle();
+    assert.equal(warned.length, 2, "a failure 11 s later logged too, not held back for the hour");
   });
 
   it("chatd: a chat.db whose last seens cannot be read holds no sweep off and fails no GetPresence (its memory store lost nothing)", async () => {

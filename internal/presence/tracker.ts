@@ -44,8 +44,9 @@ export interface PresenceTrackerDeps {
   retry?: { firstDelayMs: number; maxDelayMs: number; attempts: number };
   now?: () => number;
   /**
-   * The clock of the sweeps' hold-off (a duration, not a time the store
-   * keeps): the monotonic clock, or `now` where a test fakes that alone.
+   * The clock of the sweeps' hold-off and of the failure log's spacing
+   * (durations, not times the store keeps): the monotonic clock, or `now`
+   * where a test fakes that alone.
    */
   monotonicNow?: () => number;
   logger?: Logger;
@@ -422,7 +423,8 @@ export class PresenceTracker {
    */
   private engineError(op: PresenceEngineOp, err: unknown, msg: string, fields: Record<string, unknown> = {}): void {
     this.deps.onEngineError?.(op);
-    const now = this.now();
+    // Monotonic: a wall clock stepped back kept every failure unlogged for the step.
+    const now = this.monotonicNow();
     const last = this.errorLog.get(op);
     if (last && now - last.atMs < ENGINE_ERROR_LOG_MS) {
       last.unlogged++;
