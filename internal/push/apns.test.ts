@@ -206,6 +206,20 @@ describe("APNs connection when streams time out", () => {
       assert.equal(closedLinks, 1, "the dead one closed");
     });
 
+    it("a connection idle past idlePingAfterMs is pinged before reuse with the wall clock stepped back an hour meanwhile (NTP): idle time is monotonic", async () => {
+      await connectionIdlePastThreshold();
+      const realNow = Date.now;
+      Date.now = () => realNow() - 3_600_000;
+      try {
+        silenceOpen();
+        assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 1000), { ok: true });
+        assert.equal(sessions, 2, "connections opened");
+        assert.equal(closedLinks, 1, "the dead one closed");
+      } finally {
+        Date.now = realNow;
+      }
+    });
+
     it("a connection idle past idlePingAfterMs that answers the PING is reused", async () => {
       await connectionIdlePastThreshold();
       assert.deepEqual(await provider.send(endpoint("33".repeat(32)), notification, 2000), { ok: true });

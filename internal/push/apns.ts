@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import http2 from "node:http2";
 import { createPrivateKey, type KeyObject } from "node:crypto";
+import { monotonicNow } from "../model/clock.js";
 import { signJwt } from "./jwt.js";
 import { networkFailure, type PushEndpoint, type PushNotification, type PushProvider, type SendOutcome } from "./port.js";
 
@@ -48,7 +49,7 @@ const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopi
 export class ApnsProvider implements PushProvider {
   readonly kind = "apns" as const;
   private session?: http2.ClientHttp2Session;
-  /** When this.session last answered anything (a response, a PING ack), or was opened. */
+  /** When (monotonic: a wall clock stepped back skipped every idle PING for the step) this.session last answered anything (a response, a PING ack), or was opened. */
   private lastHeardMs = 0;
   /** The PING under way on a session, shared by every send that wants to know whether it is alive. */
   private probing?: { session: http2.ClientHttp2Session; alive: Promise<boolean> };
@@ -81,7 +82,7 @@ export class ApnsProvider implements PushProvider {
     });
     s.unref();
     this.session = s;
-    this.lastHeardMs = Date.now();
+    this.lastHeardMs = monotonicNow();
     return s;
   }
 
@@ -116,7 +117,7 @@ export class ApnsProvider implements PushProvider {
     }).then((ok) => {
       if (this.probing?.session === session) this.probing = undefined;
       if (ok) {
-        if (this.session === session) this.lastHeardMs = Date.now();
+        if (this.session === session) this.lastHeardMs = monotonicNow();
         this.options.logger?.debug({ kind: "apns" }, "APNs connection answered a PING: kept");
       } else if (!session.destroyed) {
         this.options.logger?.warn({ kind: "apns", deadlineMs }, "APNs connection did not answer a PING in time: closed, the next send opens another");
@@ -139,7 +140,7 @@ export class ApnsProvider implements PushProvider {
   private async usableConnection(timeoutMs: number): Promise<http2.ClientHttp2Session> {
     const session = this.connection();
     const idleAfter = this.options.idlePingAfterMs ?? IDLE_PING_AFTER_MS;
-    if (!session.connecting && Date.now() - this.lastHeardMs > idleAfter) {
+    if (!session.connecting && monotonicNow() - this.lastHeardMs > idleAfter) {
       // At most half the push's time, so that after a dead one the push still has the rest on a new connection.
       if (!(await this.probe(session, pingDeadline(timeoutMs / 2)))) return this.connection();
     }
@@ -169,7 +170,7 @@ export class ApnsProvider implements PushProvider {
     try {
       // The caller's timeout covers the whole send, an idle PING included.
       const { status, text } = await request(session, headers, body, Math.max(1, timeoutMs - (Date.now() - startedMs)));
-      if (this.session === session) this.lastHeardMs = Date.now();
+      if (this.session === session) this.lastHeardMs = monotonicNow();
       if (status === 200) {
         this.deliveredTopics.add(topic);
         return { ok: true };
