@@ -286,18 +286,21 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
 
     async login(req, ctx) {
       const fail = new ChatError("unauthenticated", "wrong username or password");
+      // Typed in an East Asian keyboard's wide mode ("ａｌｉｃｅ"), a name is the ASCII one, as SearchUsers
+      // takes it: NFKC makes it so, one character for one (longer than any name, it is none either way).
+      const username = req.username.length <= 32 ? req.username.normalize("NFKC") : req.username;
       // No account has a name sign-up refuses, so one is answered at once and counted against
       // nobody: the answer reveals only the public format, and a made-up name cannot fill
       // another account's count.
-      if (!v.isUsername(req.username) || v.passwordTooLong(req.password)) throw fail;
+      if (!v.isUsername(username) || v.passwordTooLong(req.password)) throw fail;
       const info = deviceInfo(req.device);
       const address = clientAddress(ctx);
       // Before the login is counted as a failure: one refused for the load (UNAVAILABLE) is no guess.
       const release = passwords.reserve();
       const { user, counted, ok } = await (async () => {
         // Read first: the addresses exempt from the account-wide refusal are the account's, not its name's.
-        const user = await deps.accounts.findUserByUsername(req.username);
-        const counted = await deps.limits?.checkLogin(req.username, address, user?.userId).catch((e: unknown) => {
+        const user = await deps.accounts.findUserByUsername(username);
+        const counted = await deps.limits?.checkLogin(username, address, user?.userId).catch((e: unknown) => {
           count("login_throttled");
           throw e;
         });
@@ -309,7 +312,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         count("login_failed");
         throw fail;
       }
-      await deps.limits?.signedIn(req.username, user.userId, address, counted?.failures);
+      await deps.limits?.signedIn(username, user.userId, address, counted?.failures);
       const device = await newDevice(user, info);
       try {
         // The password may have changed, or the account been deleted, since it was read: a sign-out of

@@ -47,6 +47,10 @@ describe("api: AuthService", () => {
     assert.equal(current.deviceId, creds.deviceId);
     assert.equal(current.name, "laptop");
     assert.equal(current.platform, DevicePlatform.DESKTOP);
+
+    // Typed in an East Asian keyboard's wide mode, as SearchUsers takes it: NFKC makes it ASCII.
+    const wide = await api.anon.auth.login({ username: "ＡＬＩＣＥ．ｂ", password: "hunter2hunter2" });
+    assert.equal(wide.credentials?.userId, creds.userId);
   });
 
   it("refuses a wrong password and an unknown user alike", async () => {
