@@ -330,7 +330,8 @@ export class Session {
 
   /** The user called "@alice" (case-insensitive), or a CliError naming who is missing. */
   async findUser(ref: string): Promise<User> {
-    const name = ref.replace(/^@/, "").toLowerCase();
+    // NFKC as the server's search: "＠ａｌｉｃｅ", typed in an East Asian keyboard's wide mode, is @alice.
+    const name = ref.normalize("NFKC").replace(/^@/, "").toLowerCase();
     // The server's words for an empty search ("query is required") named no argument.
     if (!name.trim()) throw new CliError(`"${ref}" names no user: write @username`, 2);
     const res = await this.api.users.searchUsers({ query: name, limit: 20 });

@@ -106,4 +106,14 @@ describe("chat-cli's names of users", function () {
       assert.ok(asked.length > senders, `names let go asked for again (${asked.length} lookups)`);
     });
   });
+
+  it("finds @ａｌｉｃｅ, typed in an East Asian keyboard's wide mode, as the server's search does", async () => {
+    const { s } = session(3);
+    const alice = create(UserSchema, { userId: 9n, username: "alice" });
+    (s as unknown as { api: { users: { searchUsers: unknown } } }).api.users.searchUsers = async ({ query }: { query: string }) => ({
+      users: query.normalize("NFKC").toLowerCase() === "alice" ? [alice] : [],
+    });
+    assert.equal((await s.findUser("＠ＡＬＩＣＥ")).userId, 9n);
+    assert.equal((await s.findUser("@ａｌｉｃｅ")).userId, 9n);
+  });
 });
