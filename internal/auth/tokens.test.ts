@@ -106,6 +106,25 @@ describe("auth: key files", () => {
     await assert.rejects(loadPublicKeys(dir, 0), (e: Error) => e.message.startsWith(`${join(dir, PUBLIC_KEY_FILE)} is not an Ed25519 public key in SPKI PEM (`));
   });
 
+  it("waits its time for the public key by the monotonic clock: a wall clock stepped forward an hour at boot (NTP) fails no gateway at once", async () => {
+    const realNow = Date.now;
+    let wallReads = 0;
+    // From its second read on, the wall clock is an hour ahead: set right while the gateway waits.
+    Date.now = () => realNow() + (wallReads++ > 0 ? 3_600_000 : 0);
+    try {
+      let settled = false;
+      const loading = loadPublicKeys(dir, 30_000).finally(() => (settled = true));
+      loading.catch(() => {});
+      // Long enough for polls (every 200 ms) to have looked at their deadline; not waitFor, which reads the wall clock.
+      for (const t0 = performance.now(); !settled && performance.now() - t0 < 400; ) await new Promise((r) => setTimeout(r, 10));
+      const keys = await loadOrCreateKeys(dir); // the api starts
+      const [published] = await loading;
+      assert.equal(keyIdOf(published!), keys.keyId);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it("agrees on one key when two starts race", async () => {
     const [x, y] = await Promise.all([loadOrCreateKeys(dir), loadOrCreateKeys(dir)]);
     assert.equal(x.keyId, y.keyId);

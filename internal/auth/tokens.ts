@@ -10,6 +10,7 @@ import {
 } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile, link } from "node:fs/promises";
 import { join } from "node:path";
+import { monotonicNow } from "../model/clock.js";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 
@@ -250,7 +251,8 @@ export class MissingKeyError extends Error {
  */
 export async function loadPublicKeys(dir: string, waitMs = 60_000, signal?: AbortSignal): Promise<KeyObject[]> {
   const path = join(dir, PUBLIC_KEY_FILE);
-  const deadline = Date.now() + waitMs;
+  // Monotonic: a wall clock set right while a gateway waits at boot (stepped forward by hours) ended the wait at once.
+  const deadline = monotonicNow() + waitMs;
   for (;;) {
     const pem = await readFile(path).catch((e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT") return undefined;
@@ -258,7 +260,7 @@ export async function loadPublicKeys(dir: string, waitMs = 60_000, signal?: Abor
     });
     // Empty: written by a build that wrote it in place, not yet filled.
     if (pem && pem.length > 0) return [keyFromFile(path, "an Ed25519 public key in SPKI PEM", () => publicKeyFromPem(pem))];
-    if (Date.now() > deadline) throw new MissingKeyError(path, waitMs);
+    if (monotonicNow() > deadline) throw new MissingKeyError(path, waitMs);
     signal?.throwIfAborted();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
