@@ -558,7 +558,8 @@ export enum ErrorCode {
   TEXT_TOO_LONG = 3,
 
   /**
-   * An empty or whitespace-only text.
+   * A text with nothing visible: empty, or only spaces, zero-width, format,
+   * control or other default-ignorable characters.
    *
    * @generated from enum value: ERROR_CODE_TEXT_EMPTY = 4;
    */

@@ -25,7 +25,10 @@ export enum ErrorCode {
   ERROR_CODE_FRAME_TOO_LARGE = 2,
   /** ERROR_CODE_TEXT_TOO_LONG - A text of 100,000 Unicode code points or more. */
   ERROR_CODE_TEXT_TOO_LONG = 3,
-  /** ERROR_CODE_TEXT_EMPTY - An empty or whitespace-only text. */
+  /**
+   * ERROR_CODE_TEXT_EMPTY - A text with nothing visible: empty, or only spaces, zero-width, format,
+   * control or other default-ignorable characters.
+   */
   ERROR_CODE_TEXT_EMPTY = 4,
   /**
    * ERROR_CODE_NOT_A_MEMBER - The caller is not a member of the channel, or the channel does not exist
