@@ -866,6 +866,25 @@ describe("Notifier collapse windows on a faked clock", () => {
     await settled(() => sent.length === 2, "the other recipient's notification");
   });
 
+  it("sends nothing for a record that comes again within the repeat window by the monotonic clock, the wall clock stepped an hour forward meanwhile (NTP)", async () => {
+    let wall = 1_767_225_600_000;
+    let mono = 0;
+    await notifier.stop();
+    const provider: PushProvider = { kind: "web_push", send: async (_e, n) => (sent.push(n), { ok: true }) };
+    const endpoints = { listForUser: async () => [endpoint], removeIfAddress: async () => false } as unknown as PushEndpointStore;
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: { web_push: provider }, now: () => wall, monotonicNow: () => mono, options: { collapseWindowMs: WINDOW } });
+    accept("first");
+    const again = { ...lastAccepted! };
+    mock.timers.tick(WINDOW);
+    await settled(() => sent.length === 1, "the window's notification");
+    wall += 3_600_000;
+    mono += WINDOW;
+    notifier.accept(again); // a batch published again, a minute later
+    mock.timers.tick(WINDOW);
+    await drain();
+    assert.deepEqual(sent.map(shown), [["first", "1", String(seq)]], "no second push");
+  });
+
   it("sends nothing for a message deleted before its record came (the emptied inbox copy a batch handled again hands on)", async () => {
     const skips: SkipReason[] = [];
     await notifier.stop();

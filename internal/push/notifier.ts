@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { monotonicNow } from "../model/clock.js";
 import type { Id } from "../model/types.js";
 import { Slots } from "../model/slots.js";
 import { OutageLog } from "../observability/outage-log.js";
@@ -69,6 +70,8 @@ export interface NotifierDeps {
   /** Until when the user muted the channel's pushes (ChannelService/MuteChannel); checked when a notification is due. */
   channelMutedUntil?: (userId: Id, channelId: Id) => Promise<number | undefined>;
   now?: () => number;
+  /** The repeat window's clock (a duration): the monotonic clock, or `now` where a test fakes that alone. */
+  monotonicNow?: () => number;
   options?: Partial<NotifierOptions>;
   logger?: Logger;
   /** Reports what happened to each send (metrics, tests). */
@@ -444,7 +447,8 @@ export class Notifier {
       this.wakeWaiters();
       return;
     }
-    const until = this.now() + this.o.repeatWindowMs;
+    // Monotonic: a wall clock stepped forward past the window forgot every message notified, and a record that came again was pushed twice.
+    const until = this.monotonicNow() + this.o.repeatWindowMs;
     for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, { until, origin: c.origin });
     this.forgetNotified();
     const fanOut = () => this.health.run(() => this.fanOut(c.latest, c.count, c.origin));
@@ -752,9 +756,13 @@ export class Notifier {
     return (this.deps.now ?? Date.now)();
   }
 
+  private monotonicNow(): number {
+    return (this.deps.monotonicNow ?? this.deps.now ?? monotonicNow)();
+  }
+
   /** Forgets the notified messages past their repeat window, and the oldest beyond NOTIFIED_MAX. */
   private forgetNotified(): void {
-    const now = this.now();
+    const now = this.monotonicNow();
     for (const [key, { until }] of this.notified) {
       if (until > now && this.notified.size <= NOTIFIED_MAX) break;
       this.notified.delete(key);
