@@ -464,6 +464,57 @@ describe("session sync requests", () => {
     }
   });
 
+  it("keeps one cursor write in flight while the store is slow, and writes the newest acked cursor once it answers", async () => {
+    const { inbox, state } = controlledInbox(60);
+    const { server, handle, next } = openSession(inbox, undefined, { framesPerSecond: 1000, frameBurst: 1000 });
+    await next("welcome");
+    for (let sent = 0n; sent < 60n; ) {
+      const b = await next("syncBatch");
+      if (b.kind.case === "syncBatch") for (const e of b.kind.value.entries) sent = e.inboxSeq;
+    }
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    inbox.advanceCursor = async (_u: Id, _d: Id, seq: bigint) => {
+      state.cursors.push(seq);
+      await held;
+    };
+    for (let seq = 1n; seq <= 50n; seq++) handle.receive(frame({ ref: seq, kind: { case: "deliveryAck", value: { inboxSeq: seq } } }));
+    handle.receive(frame({ ref: 99n, kind: { case: "heartbeat", value: {} } }));
+    await next("heartbeatAck");
+    assert.deepStrictEqual(state.cursors, [1n], "one write while the store holds the first");
+    release();
+    await waitFor(() => state.cursors.at(-1) === 50n, "the newest cursor written");
+    assert.ok(state.cursors.length <= 2, `${state.cursors.length} writes for 50 acks`);
+    // A later ack, with the store free, is written as before.
+    handle.receive(frame({ ref: 51n, kind: { case: "deliveryAck", value: { inboxSeq: 51n } } }));
+    await waitFor(() => state.cursors.at(-1) === 51n, "a later ack written");
+    server.drain();
+  });
+
+  it("never writes a cursor older than one still waiting to be written", async () => {
+    const { inbox, state } = controlledInbox(10);
+    const { server, handle, next } = openSession(inbox);
+    await next("welcome");
+    for (let sent = 0n; sent < 10n; ) {
+      const b = await next("syncBatch");
+      if (b.kind.case === "syncBatch") for (const e of b.kind.value.entries) sent = e.inboxSeq;
+    }
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    inbox.advanceCursor = async (_u: Id, _d: Id, seq: bigint) => {
+      state.cursors.push(seq);
+      await held;
+    };
+    for (const seq of [2n, 9n, 4n]) handle.receive(frame({ ref: seq, kind: { case: "deliveryAck", value: { inboxSeq: seq } } }));
+    handle.receive(frame({ ref: 99n, kind: { case: "heartbeat", value: {} } }));
+    await next("heartbeatAck");
+    // Closed before the store answers: what was acked is still written.
+    server.drain();
+    release();
+    await waitFor(() => state.cursors.length >= 2, "the waiting cursor written");
+    assert.deepStrictEqual(state.cursors, [2n, 9n]);
+  });
+
   it("splits a catch-up of long texts into pages of about a megabyte", async () => {
     const { inbox } = controlledInbox(30, "x".repeat(99_999));
     const { server, next } = openSession(inbox);

@@ -194,6 +194,9 @@ export class Session implements SessionHandle {
   private reauthsInFlight = 0;
   /** Sends handed to the submitter and not yet answered by it (limits.maxSendsInFlight). */
   private sendsInFlight = 0;
+  /** A cursor write is out (see acked), and the newest ack that came meanwhile, to be written after it. */
+  private ackWriting = false;
+  private ackWaiting: { seq: bigint; frame: ClientFrame } | undefined;
 
   constructor(
     private readonly server: ChatServer,
@@ -411,19 +414,42 @@ export class Session implements SessionHandle {
       }
     }
     // A delivery ack (about one a message) is a cursor write with no answer: not worth an async function's frame.
-    if (frame.kind.case === "deliveryAck") this.acked(frame.kind.value.inboxSeq).catch((err) => this.sendError(refusalOf(frame), err));
+    if (frame.kind.case === "deliveryAck") this.acked(frame.kind.value.inboxSeq, frame);
     else void this.handle(frame);
   }
 
-  /** A DeliveryAck: the device's cursor moves to `inboxSeq`, or to what it was sent if less. */
-  private acked(inboxSeq: bigint): Promise<void> {
+  /**
+   * A DeliveryAck: the device's cursor moves to `inboxSeq`, or to what it was sent if less.
+   * Only the newest cursor matters, so while one write is out the acks that come
+   * meanwhile wait as one, the highest: with the store slow, writes one per ack
+   * would pile up at the frame rate. A failed write is answered to the ack whose
+   * cursor it wrote; the ones it covered asked for no more than it did.
+   */
+  private acked(inboxSeq: bigint, frame: ClientFrame): void {
     // A device can only acknowledge what it has been sent.
     const seq = inboxSeq < this.sentUpTo ? inboxSeq : this.sentUpTo;
+    if (this.ackWaiting === undefined || seq > this.ackWaiting.seq) this.ackWaiting = { seq, frame };
+    if (!this.ackWriting) this.writeCursor();
+  }
+
+  /** Writes the waiting cursor, then the one that came meanwhile; also after the session closed, so its last ack is kept. */
+  private writeCursor(): void {
+    const ack = this.ackWaiting;
+    if (ack === undefined) return;
+    this.ackWaiting = undefined;
+    this.ackWriting = true;
+    let write: Promise<void>;
     try {
-      return this.server.inbox.advanceCursor(this.userId, this.deviceId, seq);
+      write = this.server.inbox.advanceCursor(this.userId, this.deviceId, ack.seq);
     } catch (err) {
-      return Promise.reject(err);
+      write = Promise.reject(err);
     }
+    write
+      .catch((err) => this.sendError(refusalOf(ack.frame), err))
+      .finally(() => {
+        this.ackWriting = false;
+        this.writeCursor();
+      });
   }
 
   /**
@@ -570,7 +596,7 @@ export class Session implements SessionHandle {
           return;
         }
         case "deliveryAck":
-          return await this.acked(kind.value.inboxSeq);
+          return this.acked(kind.value.inboxSeq, frame);
         case "read": {
           namesChannel(kind.value.channelId);
           // A seq past any there can be reads as "everything", as the store caps it at the newest.
