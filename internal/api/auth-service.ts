@@ -184,11 +184,17 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     const user = await deps.accounts.getUser(userId);
     // Deleted through another api process, whose device this one's gate still trusts: told as its devices are.
     if (!user || isDeletedUser(user)) throw new ChatError("unauthenticated", ACCOUNT_DELETED);
-    const counted = await deps.limits?.checkLogin(user.username, address, user.userId).catch((e: unknown) => {
-      count("login_throttled");
-      throw e;
-    });
-    const ok = !v.passwordTooLong(password) && (await passwords.verify(user.passwordHash, password));
+    // Taken before the check counts a failure, as a login's: refused for the load it is no guess, and
+    // counted, the owner's confirmations a storm refused locked the owner out.
+    const release = passwords.reserve();
+    const { counted, ok } = await (async () => {
+      const counted = await deps.limits?.checkLogin(user.username, address, user.userId).catch((e: unknown) => {
+        count("login_throttled");
+        throw e;
+      });
+      const ok = !v.passwordTooLong(password) && (await passwords.verify(user.passwordHash, password, true));
+      return { counted, ok };
+    })().finally(release);
     if (!ok) {
       count("login_failed");
       throw new ChatError("permission_denied", `${field} is wrong`);

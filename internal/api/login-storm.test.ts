@@ -37,4 +37,20 @@ describe("api: a login storm", () => {
     await api.anon.auth.login({ username: "ona", password: "right password" });
     await api.anon.auth.signUp({ username: "pia", password: "right password" });
   });
+
+  it("refuses a password confirmation (ChangePassword, DeleteAccount) past them before it is counted as a failed login", async () => {
+    const passwords = new PasswordHasher(LIGHT_PASSWORD_PARAMS, 1);
+    api = await TestApi.start({ passwords, limits: new ApiLimiter(LIMITS, new MemoryLoginAttempts(LIMITS.loginWindowMs)) });
+    const me = await api.signUp("ona", "right password");
+    const release = passwords.reserve();
+    // Past the loginMaxFailures of 3, had they counted.
+    for (let i = 0; i < 4; i++) {
+      const err = await rpcError(() => me.c.auth.changePassword({ currentPassword: "right password", newPassword: "new password", keepOtherDevices: true }));
+      // Counted before: each refused for the load took one of the owner's failures, and the fourth was RESOURCE_EXHAUSTED.
+      assert.equal(err.code, Code.Unavailable, err.message);
+    }
+    release();
+    await me.c.auth.changePassword({ currentPassword: "right password", newPassword: "new password", keepOtherDevices: true });
+    await api.anon.auth.login({ username: "ona", password: "new password" });
+  });
 });
