@@ -331,7 +331,7 @@ function lost(url: string, code: number, httpStatus: number | undefined, opened:
  * Each follower of a gateway that restarted, or of an api back from a stop, waited the same 0.5 s,
  * 1 s, 2 s: all came back in one wave at each step, the load that had felled the server.
  */
-function backoffMs(attempt: number): number {
+export function backoffMs(attempt: number): number {
   return Math.random() * Math.min(15_000, 500 * 2 ** attempt);
 }
 
@@ -339,7 +339,7 @@ function backoffMs(attempt: number): number {
  * How long the server asked to be left alone (a rate limit's, an overload's chat-retry-after-ms):
  * asked again at 0.5 s, 1 s, 2 s meanwhile, each try was refused, and counted against the limit.
  */
-function retryAfterMs(err: unknown): number {
+export function retryAfterMs(err: unknown): number {
   const hinted = err instanceof ConnectError ? Number(err.metadata.get("chat-retry-after-ms")) : NaN;
   return Number.isFinite(hinted) && hinted > 0 ? hinted : 0;
 }

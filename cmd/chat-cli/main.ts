@@ -9,7 +9,7 @@ import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
 import { CliError, MAX_ID, Session, callTimeoutMs, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
-import { follow } from "./follow.js";
+import { backoffMs, follow, retryAfterMs } from "./follow.js";
 import { DamagedLogin, LoginStore, type SavedLogin } from "./store.js";
 import { displayWidth, padEnd, truncated } from "./width.js";
 
@@ -484,8 +484,8 @@ async function submit(s: Session, req: { channelId: bigint; text: string; editSe
       }
       const retryable = err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.ResourceExhausted);
       if (!retryable || attempt >= 5) throw err;
-      const hinted = Number((err as ConnectError).metadata.get("chat-retry-after-ms") ?? 0);
-      await new Promise((r) => setTimeout(r, Math.max(hinted, 200 * 2 ** attempt)));
+      // Jittered as follow's retries are: every CLI an overloaded server refused came back at the same 400 ms, 800 ms, ...
+      await new Promise((r) => setTimeout(r, Math.max(backoffMs(attempt - 1), retryAfterMs(err))));
     }
   }
 }
