@@ -60,4 +60,11 @@ describe("validateSend: a text that shows nothing is empty", () => {
   it("takes a text with anything visible in it, however much around it shows nothing", () => {
     for (const text of ["\u200bhi\u200b", "👨‍👩‍👧", "e\u0301", "\u05D3\u200F", "\u3164\uAC00", "\u0000x"]) validateSend(send(text));
   });
+
+  it("takes a text of a format character that draws a sign (an end of ayah, a number sign), and emoji of every kind", () => {
+    // Cf, yet each drawn as a mark of its own: refused as blank before, "۝" alone was TEXT_EMPTY.
+    for (const text of ["\u06DD", "\u0600", "\u070F", "\u08E2", "\u{110BD}", "1\uFE0F\u20E3", "#\uFE0F\u20E3", "🇯🇵", "🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}", "🏻"]) {
+      validateSend(send(text));
+    }
+  });
 });

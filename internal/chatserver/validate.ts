@@ -39,9 +39,11 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * Something a reader sees, as a name must have (internal/api/validate.ts): a
  * text of zero-width characters, marks with no letter, control characters or
  * the Hangul fillers is a blank bubble (and a blank notification) to every
- * reader, empty as a text of spaces is.
+ * reader, empty as a text of spaces is. The prepended concatenation marks
+ * (U+0600-0605, U+06DD end of ayah, ...) are format characters drawn as a
+ * sign of their own, alone too: those are something to see.
  */
-const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0\u2800]/u;
+const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0\u2800]|[\u0600-\u0605\u06DD\u070F\u0890\u0891\u08E2\u{110BD}\u{110CD}]/u;
 
 export function validateSend(cmd: SendCommand): void {
   // Characters as the contract says: code points, so 64 emoji fit.
