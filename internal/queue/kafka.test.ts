@@ -329,7 +329,23 @@ describe("KafkaQueue", function () {
         await publishAll(queue);
         await restarted.ensureTopics([{ topic, partitions: 2 }]);
         await publishAll(restarted);
-        const ends = await admin.fetchTopicOffsets(topic);
+        // The added partitions' leaders are elected a moment after createPartitions answers: until the
+        // admin's metadata names them, a read of their offsets is refused (NOT_LEADER_FOR_PARTITION).
+        const ends = await waitFor(
+          async () => {
+            try {
+              const offsets = await admin.fetchTopicOffsets(topic);
+              return offsets.length === 8 && offsets;
+            } catch (err) {
+              if (!(err as { retriable?: boolean }).retriable) throw err;
+              await admin.fetchTopicMetadata({ topics: [topic] });
+              return undefined;
+            }
+          },
+          "the offsets of the topic's 8 partitions",
+          30_000,
+          100,
+        );
         const moved = ends.filter((p) => p.partition >= 2 && p.high !== "0");
         assert.deepEqual(moved, [], "records of keys that lived on partitions 0-1 went to the added ones: their order is lost");
         assert.equal(ends.filter((p) => p.partition < 2).reduce((n, p) => n + Number(p.high), 0), 3 * keys.length);
