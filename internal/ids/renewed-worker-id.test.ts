@@ -75,6 +75,9 @@ describe("RenewedWorkerId", function () {
     const proxy = await TcpProxy.start(engineConfig().etcdEndpoints[0]!);
     const cutOff = new EtcdWorkerIds({ endpoints: [proxy.address], prefix, ttlSeconds: 2, requestTimeoutMs: 500 });
     let a: RenewedWorkerId | undefined;
+    // The minting loop below, stopped in the finally too: left spinning after a failure it kept mocha's process alive for good.
+    let minting = false;
+    let loop: Promise<void> | undefined;
     try {
       a = new RenewedWorkerId(cutOff, await cutOff.acquire(), { markIntervalMs: 200, retryFirstMs: 50, retryMaxMs: 200 });
       await a.start();
@@ -90,8 +93,8 @@ describe("RenewedWorkerId", function () {
       };
       // A minting all along, as a busy server does, the partition in the middle of it.
       let b: RenewedWorkerId | undefined;
-      let minting = true;
-      const loop = (async () => {
+      minting = true;
+      loop = (async () => {
         while (minting) {
           mint(a, byA);
           if (b) mint(b, byB);
@@ -124,6 +127,8 @@ describe("RenewedWorkerId", function () {
       assert.ok(byB.every((id) => id > lastA), "every id of the number's next holder above every id its cut-off holder minted under it");
       assert.equal(new Set([...byA, ...byB]).size, byA.length + byB.length, "no id minted twice");
     } finally {
+      minting = false;
+      await loop?.catch(() => {});
       await a?.release();
       await proxy.close();
       await cutOff.close().catch(() => {});
