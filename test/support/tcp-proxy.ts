@@ -17,6 +17,8 @@ export type CutMode =
 interface Pair {
   client: net.Socket;
   upstream: net.Socket | undefined;
+  /** Answers held back by answerDelayMs, in the order they came, each with when it is due (performance.now()). */
+  held?: { at: number; chunk: Buffer }[];
 }
 
 export class TcpProxy {
@@ -44,6 +46,11 @@ export class TcpProxy {
     });
     proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port, { host, port });
     return proxy;
+  }
+
+  /** Answers held back by answerDelayMs, not yet written to their clients. */
+  heldAnswers(): number {
+    return [...this.pairs].reduce((n, p) => n + (p.held?.length ?? 0), 0);
   }
 
   get address(): string {
@@ -108,10 +115,28 @@ export class TcpProxy {
     });
     upstream.on("data", (chunk) => {
       if (this.mode === "blackhole") pair.holed = true;
-      // Timers of one delay fire in the order they were set: the stream keeps its order.
-      else if (this.answerDelayMs > 0) setTimeout(() => this.pairs.has(pair) && client.write(chunk), this.answerDelayMs);
-      else client.write(chunk);
+      else this.answer(pair, chunk);
     });
+  }
+
+  /**
+   * Writes `chunk` to the client answerDelayMs from now, and never before an answer held before it,
+   * also once the delay is lowered (to 0: a link healed) while some are held: bytes out of order
+   * broke the client's stream (HTTP/2).
+   */
+  private answer(pair: Pair, chunk: Buffer): void {
+    const held = (pair.held ??= []);
+    if (held.length === 0 && this.answerDelayMs <= 0) return void pair.client.write(chunk);
+    held.push({ at: performance.now() + this.answerDelayMs, chunk });
+    if (held.length > 1) return;
+    const release = () => {
+      if (!this.pairs.has(pair)) return;
+      // The first is due (its timer fired); those after it as they fall due, in order.
+      do pair.client.write(held.shift()!.chunk);
+      while (held.length > 0 && held[0]!.at <= performance.now());
+      if (held.length > 0) setTimeout(release, Math.max(0, Math.ceil(held[0]!.at - performance.now())));
+    };
+    setTimeout(release, this.answerDelayMs);
   }
 
   private drop(pair: Pair): void {
