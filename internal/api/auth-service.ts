@@ -283,9 +283,19 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         // Its client was told the sign-up failed, and holds no token: kept, the account took its name,
         // and the sign-up asked again was refused "username is taken". Best effort, as undoDevice.
         if (device) await undoDevice(user.userId, device.deviceId);
-        await deps.accounts.deleteUser(user.userId).catch((err: unknown) => {
-          deps.logger?.warn({ err, userId: String(user.userId) }, "a failed sign-up's account not deleted; its name stays taken");
-        });
+        // Unless its owner holds it by now: a client that gave up on a slow sign-up, told "username is
+        // taken" when it asked again, logs in; a device of that login is theirs, the account with it.
+        // Unread, it is kept too: a name left taken is the lesser loss. (A login whose device lands
+        // after this read re-reads the account after making it, and fails if deleted by then.)
+        const held = await deps.accounts.listDevices(user.userId).then(
+          (ds) => ds.some((d) => !d.revoked && d.deviceId !== device?.deviceId),
+          () => true,
+        );
+        if (!held) {
+          await deps.accounts.deleteUser(user.userId).catch((err: unknown) => {
+            deps.logger?.warn({ err, userId: String(user.userId) }, "a failed sign-up's account not deleted; its name stays taken");
+          });
+        }
         throw e;
       }
     },

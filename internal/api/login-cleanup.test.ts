@@ -57,6 +57,24 @@ describe("api: a login that fails leaves no device behind", () => {
     });
   }
 
+  it("keeps the account of a failed sign-up that its owner signed in to meanwhile (a retry told 'username is taken', then a login)", async () => {
+    api = await TestApi.start();
+    const accounts = api.deps.accounts;
+    const real = accounts.putRefreshToken.bind(accounts);
+    let held: Awaited<ReturnType<typeof api.anon.auth.login>>["credentials"];
+    // The sign-up's last step slow, then failing: its client gave up on it meanwhile and logged in.
+    accounts.putRefreshToken = async () => {
+      accounts.putRefreshToken = real;
+      held = (await api.anon.auth.login({ username: "lou", password: "my password" })).credentials!;
+      throw outage();
+    };
+    const e = await rpcError(() => api.anon.auth.signUp({ username: "lou", password: "my password", displayName: "" }));
+    assert.equal(e.code, Code.Unavailable, e.message);
+    // Deleted before: the login's device was left on an account without a name, its next refresh told 'the account was deleted'.
+    assert.equal((await accounts.findUserByUsername("lou"))?.userId, held!.userId);
+    assert.deepEqual(await signedIn(held!.userId), [held!.deviceId]);
+  });
+
   it("leaves the newer of two logins at once at the device limit signed in, where each saw the other's device", async () => {
     api = await TestApi.start({ maxDevicesPerAccount: 1 });
     const me = await api.signUp("lou", "my password");
