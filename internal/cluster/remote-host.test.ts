@@ -21,6 +21,10 @@ import { ErrorCode } from "../../gen/ts-proto/chat/v1/types.js";
 class FakeChatServer {
   readonly opens: { sessionId: bigint; resumed: boolean; tokenExpiresAtMs?: number }[] = [];
   readonly frames: string[] = [];
+  /** Opens ("open <id>") and client frames ("frame <text>") in the order they arrived. */
+  readonly seen: string[] = [];
+  /** Each open is answered at once with a frame, as a chat server's welcome. */
+  welcomeOpens = false;
   /** Sessions the gateway said it closed. */
   readonly closes: bigint[] = [];
   readonly streams = new Set<ServerDuplexStream<SessionRequest, SessionResponse>>();
@@ -39,6 +43,8 @@ class FakeChatServer {
           const k = req.kind;
           if (k?.$case === "open") {
             this.opens.push({ sessionId: req.sessionId, resumed: k.value.resumed, tokenExpiresAtMs: k.value.tokenExpiresAt?.getTime() });
+            this.seen.push(`open ${req.sessionId}`);
+            if (this.welcomeOpens) call.write({ sessionId: req.sessionId, kind: { $case: "serverFrame", value: Buffer.from("welcome") } });
             if (this.refuseOpens) {
               const refuse = () => call.write({ sessionId: req.sessionId, kind: { $case: "closed", value: { code: 1013, reason: "draining" } } });
               if (this.refuseAfterMs > 0) setTimeout(refuse, this.refuseAfterMs);
@@ -52,6 +58,7 @@ class FakeChatServer {
           }
           if (k?.$case === "clientFrame") {
             this.frames.push(k.value.toString());
+            this.seen.push(`frame ${k.value}`);
             call.write({ sessionId: req.sessionId, kind: { $case: "serverFrame", value: Buffer.from(`${this.id}:${k.value}`) } });
           }
         });
@@ -68,6 +75,11 @@ class FakeChatServer {
       this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     this.address = `127.0.0.1:${port}`;
+  }
+
+  /** Answers every session opened so far with a frame, as its welcome. */
+  welcome(): void {
+    for (const call of this.streams) for (const o of this.opens) call.write({ sessionId: o.sessionId, kind: { $case: "serverFrame", value: Buffer.from("welcome") } });
   }
 
   /** Stops (or starts again) reading the gateway streams, as a chat server in a long pause. */
@@ -500,6 +512,55 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
       set([{ serverId: "a", address: only.address, load: 0, registration: "2" }]);
       await waitFor(() => only.opens.length === 2, "placed again once the server registered afresh", 10_000);
       assert.equal(sink.closed, undefined);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("opens at most maxOpensInFlight sessions at once on a server that comes back, the rest as those are answered", async () => {
+    await Promise.all(regs.map((r) => r.close()));
+    const h = new RemoteSessionHost({ gatewayId: "gw-burst", watch: await registry.watch(), homelessTimeoutMs: 60_000, maxOpensInFlight: 4 });
+    try {
+      const sinks = Array.from({ length: 20 }, () => fakeSink());
+      const handles = sinks.map((sink, i) => h.open(identity(200 + i), sink));
+      const back = servers[0]!;
+      await registry.register({ serverId: back.id, address: back.address, load: 0 });
+      await waitFor(() => back.opens.length >= 4, "the first opens, at once");
+      // A frame of a session already opened goes on the stream after every open written before it:
+      // each homeless session's open was, in the sweep that placed them all, so 20 came at once.
+      handles[0]!.receive(new TextEncoder().encode("probe"));
+      await waitFor(() => back.seen.includes("frame probe"), "the probe");
+      const before = back.seen.slice(0, back.seen.indexOf("frame probe")).filter((e) => e.startsWith("open"));
+      assert.equal(before.length, 4, `${before.length} opens at once`);
+      // One waiting its turn that closes meanwhile is never opened.
+      handles[19]!.closed();
+      back.welcomeOpens = true;
+      back.welcome();
+      await waitFor(() => back.opens.length === 19, "the rest, as the first were answered");
+      await waitFor(() => sinks.slice(0, 19).every((s) => s.sent.includes("welcome")), "every session answered");
+      assert.ok(sinks.every((s) => s.closed === undefined));
+      assert.equal(new Set(back.opens.map((o) => o.sessionId)).size, 19);
+      assert.equal(h.sessionCount, 19);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("places elsewhere the sessions waiting their turn on a server whose stream breaks", async () => {
+    const [a, b] = servers as [FakeChatServer, FakeChatServer];
+    await regs[1]!.close();
+    const h = new RemoteSessionHost({ gatewayId: "gw-burst2", watch: await registry.watch(), homelessTimeoutMs: 60_000, cooldownMs: 60_000, maxOpensInFlight: 2 });
+    try {
+      const sinks = Array.from({ length: 6 }, () => fakeSink());
+      sinks.forEach((sink, i) => h.open(identity(300 + i), sink));
+      await waitFor(() => a.opens.length === 2, "the first two");
+      b.welcomeOpens = true;
+      await registry.register({ serverId: b.id, address: b.address, load: 0 });
+      await waitFor(() => h.options.watch.servers().length === 2, "the second server seen");
+      a.breakStreams();
+      await waitFor(() => b.opens.length === 6, "every session on the other server");
+      await waitFor(() => sinks.every((s) => s.sent.includes("welcome")), "every session answered");
+      assert.ok(sinks.every((s) => s.closed === undefined));
     } finally {
       await h.close();
     }

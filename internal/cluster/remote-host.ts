@@ -38,6 +38,13 @@ export interface RemoteSessionHostOptions {
   cooldownMs?: number;
   /** The longest cooldown, however many failures in a row. Default 8 × cooldownMs. */
   maxCooldownMs?: number;
+  /**
+   * Opens a server has not answered yet, at most, per server: the rest wait
+   * their turn here, opened as those are answered. A server that comes back
+   * is every homeless session's pick in the one sweep, and got all their
+   * opens (each a start read of the store) at once.
+   */
+  maxOpensInFlight?: number;
   /** The monotonic clock cooldowns and waits are timed on (tests). */
   now?: () => number;
   /** Where in its range each cooldown falls, in [0, 1) (tests). */
@@ -105,6 +112,7 @@ export class RemoteSessionHost implements SessionHost {
       homelessTimeoutMs: 30_000,
       cooldownMs,
       maxCooldownMs: 8 * cooldownMs,
+      maxOpensInFlight: 32,
       now: monotonicNow,
       random: Math.random,
       ...options,
@@ -138,7 +146,7 @@ export class RemoteSessionHost implements SessionHost {
 
   get sessionCount(): number {
     let n = this.homeless.size;
-    for (const l of this.links.values()) n += l.sessions.size;
+    for (const l of this.links.values()) n += l.sessions.size + l.waitingCount;
     return n;
   }
 
@@ -315,7 +323,7 @@ export class RemoteSessionHost implements SessionHost {
     this.closed = true;
     clearTimeout(this.retryTimer);
     const sessions = [...this.homeless];
-    for (const link of this.links.values()) sessions.push(...link.sessions.values());
+    for (const link of this.links.values()) sessions.push(...link.sessions.values(), ...link.waitingSessions());
     this.homeless.clear();
     for (const s of sessions) s.sink.close(CloseCode.goingAway, "gateway shutting down");
     for (const link of this.links.values()) link.shutdown();
@@ -337,6 +345,10 @@ class ServerLink {
    * DESIGN's write()/drain pitfall asks, rather than grpc-js buffering them all.
    */
   holding = false;
+  /** Sessions opened on the server and not yet answered (maxOpensInFlight). */
+  private readonly opening = new Set<RemoteSession>();
+  /** Sessions placed here waiting for a free open, in order, with whether each resumes. */
+  private readonly waiting = new Map<RemoteSession, boolean>();
 
   constructor(
     private readonly host: RemoteSessionHost,
@@ -356,7 +368,42 @@ class ServerLink {
     this.stream.on("end", () => this.fail("stream ended"));
   }
 
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
+  waitingSessions(): RemoteSession[] {
+    return [...this.waiting.keys()];
+  }
+
+  /**
+   * Opens the session here, or, with maxOpensInFlight unanswered, queues it: until its
+   * turn it has no link, and what its device sends waits in its bounded queue as a homeless one's.
+   */
   attach(session: RemoteSession, resumed: boolean): void {
+    if (this.failed || this.opening.size < this.host.options.maxOpensInFlight) return this.open(session, resumed);
+    session.queuedOn = this;
+    this.waiting.set(session, resumed);
+  }
+
+  /** A session waiting its turn closed: it is opened nowhere. */
+  unqueue(session: RemoteSession): void {
+    this.waiting.delete(session);
+  }
+
+  /** The server answered the session, refused it, or it ended: its open is in flight no more. */
+  settled(session: RemoteSession): void {
+    if (!this.opening.delete(session)) return;
+    for (const [next, resumed] of this.waiting) {
+      if (this.failed || this.opening.size >= this.host.options.maxOpensInFlight) return;
+      this.waiting.delete(next);
+      next.queuedOn = undefined;
+      this.open(next, resumed);
+    }
+  }
+
+  private open(session: RemoteSession, resumed: boolean): void {
+    this.opening.add(session);
     session.link = this;
     this.sessions.set(session.id, session);
     const { identity } = session;
@@ -411,6 +458,7 @@ class ServerLink {
     }
     this.sessions.delete(res.sessionId);
     session.link = undefined;
+    this.settled(session);
     const { code, reason } = res.kind.value;
     if (code === TRY_ELSEWHERE) {
       // What the device sent meanwhile went to a server without its session: it goes along.
@@ -429,6 +477,7 @@ class ServerLink {
 
   detach(session: RemoteSession): void {
     if (this.sessions.delete(session.id)) this.write({ sessionId: session.id, kind: { $case: "close", value: { code: 1000 } } });
+    this.settled(session);
   }
 
   fail(reason: string, why: "failed" | "moved" = "failed"): void {
@@ -436,7 +485,12 @@ class ServerLink {
     this.failed = true;
     const moved = [...this.sessions.values()];
     this.sessions.clear();
+    this.opening.clear();
     for (const s of moved) s.link = undefined;
+    // Never opened here: placed again with the rest, with nothing sent to take back or to tell the edge of.
+    const queued = [...this.waiting.keys()];
+    this.waiting.clear();
+    for (const s of queued) s.queuedOn = undefined;
     // What a session sent before its server said a word went down with the stream, as with a
     // refusal, and its device, which will see only the next server's Welcome, has no cue to send
     // it again: it goes along (a send is idempotent by client_msg_id; the rest repeat harmlessly).
@@ -446,7 +500,7 @@ class ServerLink {
     for (const s of dropped) s.lostUnanswered();
     this.stream.cancel();
     this.client.close();
-    this.host.linkFailed(this, moved, reason, why);
+    this.host.linkFailed(this, [...moved, ...queued], reason, why);
     // Once placed: what the edge sends again goes straight to the new server, and only a
     // session with none waits with it in its bounded queue. A session whose frames went along
     // lost nothing, and an edge told otherwise would ask the same again.
@@ -462,6 +516,8 @@ class ServerLink {
 
 class RemoteSession implements SessionHandle {
   private current?: ServerLink;
+  /** The server it was placed on, while it waits there for a free open (ServerLink.attach). */
+  queuedOn?: ServerLink;
   private inputHeld = false;
   homelessSince?: number;
   private pending: Upward[] = [];
@@ -582,7 +638,10 @@ class RemoteSession implements SessionHandle {
     this.droppedUnanswered = false;
     if (this.placedUnanswered) {
       this.placedUnanswered = false;
-      if (this.link) this.host.answered(this.link);
+      if (this.link) {
+        this.host.answered(this.link);
+        this.link.settled(this);
+      }
     }
     // Only a server that answers ends the wait: one that refuses, or breaks
     // first, must not restart the clock, or the 1013 never comes while every
@@ -625,6 +684,8 @@ class RemoteSession implements SessionHandle {
     this.ended = true;
     this.link?.detach(this);
     this.link = undefined;
+    this.queuedOn?.unqueue(this);
+    this.queuedOn = undefined;
     this.host.forget(this);
   }
 }
