@@ -269,4 +269,16 @@ describe("APNs provider token", () => {
     // Apple refuses tokens renewed more than once in 20 minutes (TooManyProviderTokenUpdates).
     assert.equal(tokens.get("22".repeat(32)), renewed, "the renewed token kept");
   });
+
+  it("keeps its token when the wall clock steps forward an hour (NTP): its age is monotonic, and a renewal within 20 minutes Apple refuses", async () => {
+    assert.deepEqual(await provider.send(endpoint("11".repeat(32)), notification, 5000), { ok: true });
+    const realNow = Date.now;
+    Date.now = () => realNow() + 3_600_000;
+    try {
+      assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 5000), { ok: true });
+    } finally {
+      Date.now = realNow;
+    }
+    assert.equal(tokens.get("22".repeat(32)), tokens.get("11".repeat(32)), "the token renewed 50 minutes early by the wall clock");
+  });
 });

@@ -63,11 +63,14 @@ export class ApnsProvider implements PushProvider {
   }
 
   private providerToken(): string {
-    const now = Date.now();
-    if (!this.token || now - this.token.atMs > 50 * 60_000) {
+    // Its age on the monotonic clock: a wall clock stepped forward renewed it early, and Apple
+    // refuses a token renewed more than once in 20 minutes (TooManyProviderTokenUpdates); one
+    // stepped back kept it past the hour Apple takes it for. Its iat is the wall clock, Apple's.
+    const age = monotonicNow();
+    if (!this.token || age - this.token.atMs > 50 * 60_000) {
       this.token = {
-        jwt: signJwt("ES256", this.key, { kid: this.options.keyId }, { iss: this.options.teamId, iat: Math.floor(now / 1000) }),
-        atMs: now,
+        jwt: signJwt("ES256", this.key, { kid: this.options.keyId }, { iss: this.options.teamId, iat: Math.floor(Date.now() / 1000) }),
+        atMs: age,
       };
     }
     return this.token.jwt;
@@ -165,11 +168,11 @@ export class ApnsProvider implements PushProvider {
       "apns-collapse-id": n.collapseKey,
       "content-type": "application/json",
     };
-    const startedMs = Date.now();
+    const startedMs = monotonicNow();
     const session = await this.usableConnection(timeoutMs);
     try {
       // The caller's timeout covers the whole send, an idle PING included.
-      const { status, text } = await request(session, headers, body, Math.max(1, timeoutMs - (Date.now() - startedMs)));
+      const { status, text } = await request(session, headers, body, Math.max(1, timeoutMs - (monotonicNow() - startedMs)));
       if (this.session === session) this.lastHeardMs = monotonicNow();
       if (status === 200) {
         this.deliveredTopics.add(topic);
