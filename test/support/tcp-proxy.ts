@@ -19,6 +19,7 @@ interface Pair {
   upstream: net.Socket | undefined;
   /** Answers held back by answerDelayMs, in the order they came, each with when it is due (performance.now()). */
   held?: { at: number; chunk: Buffer }[];
+  releasing?: NodeJS.Timeout;
 }
 
 export class TcpProxy {
@@ -26,8 +27,28 @@ export class TcpProxy {
   private mode: CutMode | undefined;
   /** Connections accepted so far, those a cut drops at once too: how often a client tried. */
   accepted = 0;
+  private delayMs = 0;
+
   /** How much later each answer from the target reaches the client (a slow link); 0: at once. */
-  answerDelayMs = 0;
+  get answerDelayMs(): number {
+    return this.delayMs;
+  }
+
+  /**
+   * Lowered (a slow link healing), the answers already held are due no later than the new delay
+   * from now, still in order: a grant asked just before etcd's link healed is answered once it has.
+   */
+  set answerDelayMs(ms: number) {
+    const lowered = ms < this.delayMs;
+    this.delayMs = ms;
+    if (!lowered) return;
+    const due = performance.now() + ms;
+    for (const pair of this.pairs) {
+      if (!pair.held?.length) continue;
+      for (const h of pair.held) h.at = Math.min(h.at, due);
+      this.releaseHeld(pair);
+    }
+  }
 
   private constructor(
     private readonly server: net.Server,
@@ -121,26 +142,31 @@ export class TcpProxy {
 
   /**
    * Writes `chunk` to the client answerDelayMs from now, and never before an answer held before it,
-   * also once the delay is lowered (to 0: a link healed) while some are held: bytes out of order
-   * broke the client's stream (HTTP/2).
+   * also once the delay is lowered while some are held: bytes out of order broke the client's
+   * stream (HTTP/2).
    */
   private answer(pair: Pair, chunk: Buffer): void {
     const held = (pair.held ??= []);
-    if (held.length === 0 && this.answerDelayMs <= 0) return void pair.client.write(chunk);
-    held.push({ at: performance.now() + this.answerDelayMs, chunk });
-    if (held.length > 1) return;
-    const release = () => {
+    if (held.length === 0 && this.delayMs <= 0) return void pair.client.write(chunk);
+    held.push({ at: performance.now() + this.delayMs, chunk });
+    if (held.length === 1) this.releaseHeld(pair);
+  }
+
+  /** Writes the first answer held when it is due, and those after it as they fall due, in order. */
+  private releaseHeld(pair: Pair): void {
+    const held = pair.held!;
+    clearTimeout(pair.releasing);
+    pair.releasing = setTimeout(() => {
       if (!this.pairs.has(pair)) return;
-      // The first is due (its timer fired); those after it as they fall due, in order.
       do pair.client.write(held.shift()!.chunk);
       while (held.length > 0 && held[0]!.at <= performance.now());
-      if (held.length > 0) setTimeout(release, Math.max(0, Math.ceil(held[0]!.at - performance.now())));
-    };
-    setTimeout(release, this.answerDelayMs);
+      if (held.length > 0) this.releaseHeld(pair);
+    }, Math.max(0, Math.ceil(held[0]!.at - performance.now())));
   }
 
   private drop(pair: Pair): void {
     if (!this.pairs.delete(pair)) return;
+    clearTimeout(pair.releasing);
     pair.client.destroy();
     pair.upstream?.destroy();
   }
