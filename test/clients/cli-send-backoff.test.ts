@@ -78,7 +78,10 @@ describe("chat-cli send refused for an overload, then taken", function () {
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     const w = waits();
     assert.equal(w.length, 8);
-    assert.ok(w.every((ms) => ms >= 0 && ms < 700), `waits ${w.map(Math.round).join(", ")} ms`);
+    // Timed at this server, each wait carries its CLI process's own lag too: eight starting at once on a
+    // loaded two-core machine came back up to 924 ms after a draw of at most 500 ms. The spread below is what
+    // tells jitter from one fixed wait; this bound only that no wait is of another order.
+    assert.ok(w.every((ms) => ms >= 0 && ms < 2_500), `waits ${w.map(Math.round).join(", ")} ms`);
     // Every client refused by a server that was overloaded came back at the same 400 ms, 800 ms, ... into it again.
     assert.ok(Math.max(...w) - Math.min(...w) > 100, `waits ${w.map(Math.round).join(", ")} ms: all at once`);
   });
