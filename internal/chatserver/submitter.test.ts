@@ -321,6 +321,17 @@ describe("QueueSubmitter", () => {
       await assert.rejects(gone.submit(ALICE, { ...send, text: "👍", reactSeq: 4n }), (e: Error & { code?: string }) => e.code === "not_found");
     });
 
+    it("publishes a reaction's emoji in its one spelling: ❤ and ❤️ are one reaction in the cluster too", async () => {
+      const out: ReturnType<typeof decodeSubmitted>[] = [];
+      const s = submitter({ get: async () => stored(2n), findChange: async () => undefined, findByClientMsgId: async () => assert.fail("not a message") }, records(out));
+      const sent = { ...send, text: "\u2764", reactSeq: 4n };
+      await s.submit(ALICE, sent);
+      await s.submit(ALICE, { ...send, clientMsgId: "again", text: "\u2764\uFE0F", reactSeq: 4n });
+      await s.submit(ALICE, { ...send, clientMsgId: "joined", text: "👍\u200D", reactSeq: 4n });
+      assert.deepStrictEqual(out.map((m) => m.text), ["\u2764\uFE0F", "\u2764\uFE0F", "👍"]);
+      assert.equal(sent.text, "\u2764", "the session's frame is left as it was");
+    });
+
     it("answers a resend of a stored change with the change's id (its extra record the sequencer drops by its key)", async () => {
       const s = submitter({ get: async () => stored(ALICE.userId), findChange: async () => 77n }, async () => {});
       assert.deepStrictEqual(await s.submit(ALICE, { ...send, text: "new", editSeq: 4n }), { messageId: 77n, duplicate: true });

@@ -55,7 +55,7 @@ export class QueueSubmitter implements MessageSubmitter {
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
-    validateSend(cmd);
+    cmd = validateSend(cmd);
     const { log, queue, ids } = this.deps;
     // Reserve the key before any await, so two copies of one send racing
     // each other get one message id.

@@ -68,3 +68,53 @@ describe("validateSend: a text that shows nothing is empty", () => {
     }
   });
 });
+
+describe("validateSend: a reaction's emoji in one spelling", () => {
+  const react = (text: string) => validateSend({ clientMsgId: "c", channelId: 7n, text, reactSeq: 3n }).text;
+  const u = (s: string) => [...s].map((c) => c.codePointAt(0)!.toString(16)).join(" ");
+
+  it("gives a text-default emoji its emoji presentation, however it was spelled: ❤ and ❤️ are one reaction", () => {
+    for (const text of ["\u2764", "\u2764\uFE0F", "\u2764\uFE0E", "\u2764\uFE0F\uFE0F", "\u2764\u200D", "\u2764\uFE0F\u200D"]) assert.equal(u(react(text)), u("\u2764\uFE0F"), u(text));
+    assert.equal(u(react("\u00A9")), u("\u00A9\uFE0F"));
+  });
+
+  it("drops a variation selector or a joiner after an emoji drawn as one anyway", () => {
+    for (const text of ["👍\uFE0F", "👍\uFE0E", "👍\u200D", "👍\u200D\u200D"]) assert.equal(u(react(text)), u("👍"), u(text));
+  });
+
+  it("leaves keycaps, flags, ZWJ sequences and skin tones as keyboards send them, and makes their other spellings that one", () => {
+    const same: [string, string[]][] = [
+      ["1\uFE0F\u20E3", ["1\u20E3", "1\uFE0E\u20E3"]],
+      ["#\uFE0F\u20E3", ["#\u20E3"]],
+      ["🇯🇵", ["🇯🇵\uFE0F"]],
+      ["🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}", []],
+      ["👨‍👩‍👧‍👦", ["👨‍👩‍👧‍👦\u200D"]],
+      ["👍🏽", ["👍\uFE0F🏽"]],
+      ["\u261D🏽", ["\u261D\uFE0F🏽"]],
+      ["🏳\uFE0F\u200D🌈", ["🏳\u200D🌈"]],
+      ["\u2764\uFE0F\u200D🔥", ["\u2764\u200D🔥"]],
+      ["👁\uFE0F\u200D🗨\uFE0F", ["👁\u200D🗨", "👁\uFE0F\u200D🗨"]],
+      ["⛹🏽\u200D\u2640\uFE0F", ["⛹🏽\u200D\u2640"]],
+    ];
+    for (const [canonical, others] of same) {
+      assert.equal(u(react(canonical)), u(canonical), `${u(canonical)} unchanged`);
+      for (const other of others) assert.equal(u(react(other)), u(canonical), u(other));
+    }
+  });
+
+  it("keeps taking a reaction back empty, and touches no message's text", () => {
+    assert.equal(react(""), "");
+    // The session hands its decoded frame and reads it again for the ack.
+    const frame = { clientMsgId: "c", channelId: 7n, text: "\u2764", reactSeq: 3n };
+    assert.equal(validateSend(frame).text, "\u2764\uFE0F");
+    assert.equal(frame.text, "\u2764", "the command passed is left as it was");
+    assert.equal(validateSend(send("\u2764")).text, "\u2764");
+    assert.equal(validateSend(send("\u2764", { editSeq: 2n })).text, "\u2764");
+  });
+
+  it("refuses what is no emoji once its selectors and joiners are gone, and a text padded past the limit", () => {
+    for (const text of ["\uFE0F", "\u200D", "\uFE0F\u200D", "a\uFE0F", "👍" + "\uFE0F".repeat(64)]) {
+      assert.throws(() => react(text), (e: unknown) => (e as { code?: string }).code === "invalid_argument", u(text));
+    }
+  });
+});

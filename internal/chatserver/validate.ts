@@ -45,7 +45,13 @@ const LONE_SURROGATE = /\p{Cs}/u;
  */
 const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0\u2800]|[\u0600-\u0605\u06DD\u070F\u0890\u0891\u08E2\u{110BD}\u{110CD}]/u;
 
-export function validateSend(cmd: SendCommand): void {
+/**
+ * Checks a send, and returns it as it is to be stored: the same command but
+ * for a reaction's emoji, which is put in its one spelling
+ * (`canonicalReaction`). The command passed is not changed (a session hands
+ * its decoded frame, which it reads again for the ack).
+ */
+export function validateSend(cmd: SendCommand): SendCommand {
   // Characters as the contract says: code points, so 64 emoji fit.
   if (cmd.clientMsgId.length === 0 || codePointsAtLeast(cmd.clientMsgId, MAX_CLIENT_MSG_ID_LENGTH + 1)) {
     throw new ChatError("invalid_argument", `client_msg_id must be 1 to ${MAX_CLIENT_MSG_ID_LENGTH} characters`);
@@ -70,20 +76,23 @@ export function validateSend(cmd: SendCommand): void {
     throw new ChatError("invalid_argument", "reply_to_seq is for a new message, not an edit, a delete or a reaction");
   }
   if (cmd.reactSeq) {
-    if (cmd.text.length > 0 && !isOneEmoji(cmd.text)) {
+    if (cmd.text.length === 0) return cmd;
+    const emoji = canonicalReaction(cmd.text);
+    if (emoji === undefined || !isOneEmoji(emoji)) {
       throw new ChatError("invalid_argument", "a reaction's text must be one emoji (or empty to take the reaction back)");
     }
-    return;
+    return emoji === cmd.text ? cmd : { ...cmd, text: emoji };
   }
   if (cmd.deleteSeq) {
     if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
-    return;
+    return cmd;
   }
   if (!VISIBLE.test(cmd.text)) throw new ChatError("text_empty", "text is empty: it has nothing visible, only spaces or zero-width characters");
   if (LONE_SURROGATE.test(cmd.text)) throw new ChatError("invalid_argument", "text is not valid Unicode: it holds a lone surrogate");
   if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
     throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);
   }
+  return cmd;
 }
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
@@ -96,4 +105,33 @@ export function isOneEmoji(text: string): boolean {
   const it = graphemes.segment(text)[Symbol.iterator]();
   const first = it.next();
   return !first.done && first.value.segment.length === text.length;
+}
+
+const VARIATION_SELECTORS = /[\uFE0E\uFE0F]/gu;
+const TRAILING_JOINERS = /\u200D+$/u;
+/** Drawn as text unless U+FE0F follows: ❤ © ☝ ⛹, the keycap digits, #, *. */
+const TEXT_DEFAULT = /^(?=\p{Emoji})\P{Emoji_Presentation}$/u;
+const MODIFIER = /^\p{Emoji_Modifier}$/u;
+
+/**
+ * A reaction's emoji in one spelling, so that one emoji is one reaction: the
+ * web palette's ❤️ (U+2764 U+FE0F) and a keyboard's or chat-cli's ❤ (U+2764)
+ * were two chips, counted apart in history. Every U+FE0E/U+FE0F is dropped,
+ * then each text-default code point gets U+FE0F back unless a skin tone
+ * follows it (Unicode's fully-qualified form: ❤️, 1️⃣, 🏳️‍🌈, ☝🏽), so it is
+ * drawn as an emoji everywhere and keycaps, flags, ZWJ sequences and skin
+ * tones sent as keyboards send them are kept as they are. A trailing ZWJ,
+ * invisible, is dropped: "👍" + U+200D was a second 👍 chip. Undefined for a
+ * text padded past any emoji's length (not worth the work).
+ */
+export function canonicalReaction(text: string): string | undefined {
+  // Each code point of a reaction may carry one selector, so no spelling of one is longer than this.
+  if (text.length > 2 * MAX_REACTION_UNITS) return undefined;
+  const bare = [...text.replace(VARIATION_SELECTORS, "").replace(TRAILING_JOINERS, "")];
+  let out = "";
+  for (let i = 0; i < bare.length; i++) {
+    out += bare[i];
+    if (TEXT_DEFAULT.test(bare[i]!) && !(i + 1 < bare.length && MODIFIER.test(bare[i + 1]!))) out += "\uFE0F";
+  }
+  return out;
 }

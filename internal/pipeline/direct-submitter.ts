@@ -79,7 +79,7 @@ export class DirectSubmitter implements MessageSubmitter {
   }
 
   async submit(sender: Sender, cmd: SendCommand): Promise<SubmitResult> {
-    validateSend(cmd);
+    cmd = validateSend(cmd);
     const { ids } = this.deps;
     // Only an edit can have been answered from memory: a plain send builds no key here (its hot path).
     const key = cmd.editSeq ? sendKey(sender.userId, sender.deviceId, cmd.channelId, cmd.clientMsgId) : undefined;

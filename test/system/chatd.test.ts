@@ -361,6 +361,44 @@ describe("chatd system (real WebSocket clients against a running chatd)", functi
     assert.deepEqual(reacted.reactions.map((r) => [r.userId, r.emoji]), [[bob.userId, "🙏"]]);
   });
 
+  it("takes an emoji in either spelling as one reaction (❤ and ❤️): one chip live and in history; the other spelling again changes nothing", async () => {
+    const [owner, bob, carol, dan] = await Promise.all(["spell", "heartfe0f", "heartbare", "heartapi"].map((n) => signUp(chatd.httpUrl, n))) as [TestUser, TestUser, TestUser, TestUser];
+    const group = (await owner.api.channels.createGroup({ title: "hearts", memberUserIds: [bob.userId, carol.userId, dan.userId] })).channel!.channelId;
+    const o = await device(chatd.wsUrl, owner.devices[0]!.token);
+    const b = await device(chatd.wsUrl, bob.devices[0]!.token);
+    const c = await device(chatd.wsUrl, carol.devices[0]!.token, { json: true });
+    assert.equal((await o.send(group, "dinner?")).kind.case, "sendAck");
+    // Bob's web palette sends U+2764 U+FE0F, Carol's keyboard (a JSON session) U+2764 alone, Dan's SendMessage U+2764 U+FE0E.
+    assert.equal((await b.react(group, 1n, "\u2764\uFE0F")).kind.case, "sendAck");
+    assert.equal((await c.react(group, 1n, "\u2764")).kind.case, "sendAck");
+    await dan.api.messages.sendMessage({ channelId: group, clientMsgId: "api-heart", text: "\u2764\uFE0E", reactSeq: 1n });
+    // An emoji with a joiner after it is that emoji.
+    assert.equal((await o.react(group, 1n, "👍\u200D")).kind.case, "sendAck");
+
+    const heart = "\u2764\uFE0F";
+    const expected = [`${heart}:${bob.userId}`, `${heart}:${carol.userId}`, `${heart}:${dan.userId}`, `👍:${owner.userId}`].sort();
+    const history = async () => (await carol.api.messages.listMessages({ channelId: group, limit: 10 })).messages.find((m) => m.seq === 1n)!.reactions.map((r) => `${r.emoji}:${r.userId}`).sort();
+    for (const d of [o, b, c]) {
+      await d.waitForMessages(5, "a message and 4 reactions");
+      assert.deepEqual(d.reactionsShown(group), new Map([[1n, expected]]), "live: one heart chip, three of them");
+    }
+    assert.deepEqual(await history(), expected, "history: one heart chip, three of them");
+
+    // The heart again in Bob's spelling is Carol's reaction as it stands: no entry for anyone. Taken back, it goes.
+    assert.equal((await c.react(group, 1n, heart)).kind.case, "sendAck");
+    assert.equal((await c.react(group, 1n, "")).kind.case, "sendAck");
+    // And Bob's, in Carol's spelling, is his as it stands too.
+    assert.equal((await b.react(group, 1n, "\u2764")).kind.case, "sendAck");
+    assert.equal((await o.send(group, "marker")).kind.case, "sendAck");
+    const after = expected.filter((r) => r !== `${heart}:${carol.userId}`);
+    for (const d of [o, b, c]) {
+      await d.waitForMessages(7, "a take-back and a marker");
+      assert.deepEqual(d.messagesIn(group).slice(5).map((m) => [m.reaction, m.text, m.senderUserId]), [[true, "", carol.userId], [false, "marker", owner.userId]], "no entry for a reaction that stood");
+      assert.deepEqual(d.reactionsShown(group), new Map([[1n, after]]));
+    }
+    assert.deepEqual(await history(), after);
+  });
+
   it("brings an offline device up to date, in order, on reconnect", async () => {
     const alice = await signUp(chatd.httpUrl, "alice");
     const bob = await signUp(chatd.httpUrl, "bob");
