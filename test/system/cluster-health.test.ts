@@ -105,10 +105,15 @@ describe("distributed mode: health", function () {
     // No chat server registers under this suite's etcd prefix.
     const gateway = await startRole("gateway", common);
     for (let i = 0; i < 2; i++) {
+      // The public port names the failing check, its reason only the ops port (08eda4d).
       const res = await fetch(`${gateway.info.http}/healthz`);
       const body = await res.text();
       assert.equal(res.status, 503, body);
-      assert.match(body, /chat-servers.*no chat server registered/);
+      assert.match(body, /"chat-servers":"unavailable"/);
+      const ops = await fetch(`http://127.0.0.1:${gateway.info.ops}/healthz`);
+      const opsBody = await ops.text();
+      assert.equal(ops.status, 503, opsBody);
+      assert.match(opsBody, /chat-servers.*no chat server registered/);
     }
     await waitForGrpcHealth(gateway.info.grpc, ServingStatus.NOT_SERVING);
     assert.equal(gateway.child.exitCode, null, "a failing check is an answer, not a crash");
@@ -130,7 +135,7 @@ describe("distributed mode: health", function () {
       assert.ok(etcd.refused() > 0);
       etcd.open();
       gateway = await starting;
-      const res = await fetch(`${gateway.info.http}/healthz`);
+      const res = await fetch(`http://127.0.0.1:${gateway.info.ops}/healthz`);
       assert.match(await res.text(), /no chat server registered/, "it reads the registry through the late etcd");
     } finally {
       await gateway?.stop();
