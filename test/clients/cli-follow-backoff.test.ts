@@ -4,22 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Session } from "../../cmd/chat-cli/client.js";
 import { follow } from "../../cmd/chat-cli/follow.js";
 import { waitFor } from "../support/wait.js";
-import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
-
-/** A session whose api has nothing to add and whose token never needs a refresh. */
-function standInSession(): Session {
-  const login = { server: "http://127.0.0.1:1", accessToken: "t", accessExpiresAtMs: Date.now() + 3_600_000 };
-  return {
-    login,
-    userId: 1n,
-    accessToken: async () => "t",
-    refresh: async () => "t",
-    api: {
-      messages: { listMessages: async () => ({ messages: [], hasMore: false }) },
-      channels: { describeChannel: async () => ({}) },
-    },
-  } as unknown as Session;
-}
+import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 describe("chat-cli follow after a gateway restart that drops every session at once", function () {
   this.timeout(30_000);

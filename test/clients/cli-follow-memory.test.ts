@@ -5,28 +5,12 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import type { Session } from "../../cmd/chat-cli/client.js";
 import { FollowMemory, follow } from "../../cmd/chat-cli/follow.js";
 import { waitFor } from "../support/wait.js";
-import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
+import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 const CHANNEL = 7n;
 const PEER = 99n;
-
-/** A session whose api has nothing to add (the gateway brings every message) and whose token never needs a refresh. */
-function standInSession(): Session {
-  const login = { server: "http://127.0.0.1:1", accessToken: "t", accessExpiresAtMs: Date.now() + 3_600_000 };
-  return {
-    login,
-    userId: 1n,
-    accessToken: async () => "t",
-    refresh: async () => "t",
-    api: {
-      messages: { listMessages: async () => ({ messages: [], hasMore: false }) },
-      channels: { describeChannel: async () => ({}) },
-    },
-  } as unknown as Session;
-}
 
 describe("chat-cli follow's memory of what it printed", function () {
   this.timeout(60_000);

@@ -4,6 +4,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
+import type { Session } from "../../cmd/chat-cli/client.js";
 
 /** A WebSocket gateway that welcomes every connection and then sends only what the test writes on `sockets`. */
 export interface StandInGateway {
@@ -26,4 +27,19 @@ export async function startStandInGateway(): Promise<StandInGateway> {
     sockets,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** A session whose api has nothing to add (the gateway brings every message) and whose token never needs a refresh. */
+export function standInSession(): Session {
+  const login = { server: "http://127.0.0.1:1", accessToken: "t", accessExpiresAtMs: Date.now() + 3_600_000 };
+  return {
+    login,
+    userId: 1n,
+    accessToken: async () => "t",
+    refresh: async () => "t",
+    api: {
+      messages: { listMessages: async () => ({ messages: [], hasMore: false }) },
+      channels: { describeChannel: async () => ({}) },
+    },
+  } as unknown as Session;
 }
