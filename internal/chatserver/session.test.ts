@@ -464,12 +464,13 @@ describe("session sync requests", () => {
     }
   });
 
-  it("keeps one cursor write in flight while the store is slow, and writes the newest acked cursor once it answers", async () => {
-    const { inbox, state } = controlledInbox(60);
-    const { server, handle, next } = openSession(inbox, undefined, { framesPerSecond: 1000, frameBurst: 1000 });
-    await next("welcome");
-    for (let sent = 0n; sent < 60n; ) {
-      const b = await next("syncBatch");
+  /** A session sent all `count` entries of its inbox, whose cursor writes the store holds (each recorded) until `release`. */
+  async function caughtUpWithCursorsHeld(count: number, limits?: Parameters<typeof openSession>[2]) {
+    const { inbox, state } = controlledInbox(count);
+    const opened = openSession(inbox, undefined, limits);
+    await opened.next("welcome");
+    for (let sent = 0n; sent < BigInt(count); ) {
+      const b = await opened.next("syncBatch");
       if (b.kind.case === "syncBatch") for (const e of b.kind.value.entries) sent = e.inboxSeq;
     }
     let release!: () => void;
@@ -478,6 +479,11 @@ describe("session sync requests", () => {
       state.cursors.push(seq);
       await held;
     };
+    return { ...opened, state, release };
+  }
+
+  it("keeps one cursor write in flight while the store is slow, and writes the newest acked cursor once it answers", async () => {
+    const { server, handle, next, state, release } = await caughtUpWithCursorsHeld(60, { framesPerSecond: 1000, frameBurst: 1000 });
     for (let seq = 1n; seq <= 50n; seq++) handle.receive(frame({ ref: seq, kind: { case: "deliveryAck", value: { inboxSeq: seq } } }));
     handle.receive(frame({ ref: 99n, kind: { case: "heartbeat", value: {} } }));
     await next("heartbeatAck");
@@ -492,19 +498,7 @@ describe("session sync requests", () => {
   });
 
   it("never writes a cursor older than one still waiting to be written", async () => {
-    const { inbox, state } = controlledInbox(10);
-    const { server, handle, next } = openSession(inbox);
-    await next("welcome");
-    for (let sent = 0n; sent < 10n; ) {
-      const b = await next("syncBatch");
-      if (b.kind.case === "syncBatch") for (const e of b.kind.value.entries) sent = e.inboxSeq;
-    }
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    inbox.advanceCursor = async (_u: Id, _d: Id, seq: bigint) => {
-      state.cursors.push(seq);
-      await held;
-    };
+    const { server, handle, next, state, release } = await caughtUpWithCursorsHeld(10);
     for (const seq of [2n, 9n, 4n]) handle.receive(frame({ ref: seq, kind: { case: "deliveryAck", value: { inboxSeq: seq } } }));
     handle.receive(frame({ ref: 99n, kind: { case: "heartbeat", value: {} } }));
     await next("heartbeatAck");
