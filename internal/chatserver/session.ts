@@ -826,7 +826,7 @@ export class Session implements SessionHandle {
         // (the newest was dropped, and the client kept its old view of the channel for good).
         let i = held.findIndex((f) => f.frame.kind.case === "typing");
         if (i < 0) i = held.findIndex((f) => f.frame.kind.case === "receipt");
-        if (i < 0) i = held.findIndex((f, at) => [...held.slice(at + 1), encoded].some((later) => replacesUpdate(later.frame, f.frame)));
+        if (i < 0) i = held.findIndex((f, at) => replacesUpdate(encoded.frame, f.frame) || held.some((later, j) => j > at && replacesUpdate(later.frame, f.frame)));
         // A receipt past all that is the hint to give way, not a reason to reconnect.
         if (i < 0 && kind.case === "receipt") return;
         if (i < 0) return this.close(CloseCode.tryAgain, "too many channel events while the session started; reconnect to read them");
