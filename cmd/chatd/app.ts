@@ -36,6 +36,7 @@ import { SqliteLastSeenLog } from "../../internal/presence/sqlite.js";
 import { RedisPresenceStore } from "../../internal/presence/redis.js";
 import { tellIfRedisAway } from "../../internal/config/engines.js";
 import { presenceMetrics } from "../../internal/presence/metrics.js";
+import { ThrottledWarning } from "../../internal/observability/outage-log.js";
 import { PresenceTracker } from "../../internal/presence/tracker.js";
 import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
@@ -96,7 +97,9 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   // every CHAT_PRESENCE_LAST_SEEN_WRITE_MS, so neither a restart nor a crash forgets them; in Redis
   // (which keeps its users' last heartbeats), each flip to offline, so a Redis restarted empty does not.
   const lastSeenLog = new SqliteLastSeenLog(storage.db);
-  const onLastSeenLogError = (err: unknown) => logger.warn({ err }, "last seen not written to or read from chat.db; only a restart forgets it");
+  // Warned once a minute at most: a chat.db refusing writes (a full disk) fails every flip and every GetPresence.
+  const lastSeenLogErrors = new ThrottledWarning({ logger, message: "last seen not written to or read from chat.db; only a restart forgets it" });
+  const onLastSeenLogError = (err: unknown) => lastSeenLogErrors.warn({ err });
   const presenceStore =
     config.presence.store === "redis"
       ? new RedisPresenceStore({ redis: config.presence.redisUrl, lastSeenLog, onLastSeenLogError })

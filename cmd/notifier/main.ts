@@ -7,6 +7,7 @@ import { RoutedSessionDirectory } from "../../internal/cluster/routed-directory.
 import { startOpsServer } from "../../internal/observability/lifecycle.js";
 import { consumerLagGauge } from "../../internal/queue/metrics.js";
 import { createLogger } from "../../internal/observability/logger.js";
+import { ThrottledWarning } from "../../internal/observability/outage-log.js";
 import { ConsumerGroups, Topics } from "../../internal/pipeline/topics.js";
 import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
 import { Notifier } from "../../internal/push/notifier.js";
@@ -51,6 +52,8 @@ const servers = openRegistry(e, logger);
 const watch = await watchServers(servers, e, logger);
 const clients = new ChatServerClients(watch, logger);
 const sessions = new RoutedSessionDirectory(routes, clients, logger);
+// Warned once a minute at most: with Redis away every notification's lookup fails, thousands a second.
+const routesAway = new ThrottledWarning({ logger, message: "routing table unreachable: treating the user as offline" });
 const notifier: Notifier = new Notifier({
   queue,
   endpoints: engineErrors.counted("endpoints", new CassandraPushEndpointStore(storage.db)),
@@ -61,7 +64,7 @@ const notifier: Notifier = new Notifier({
       (online) => online.has(userId),
       (err) => {
         engineErrors.count("online");
-        logger.warn({ err }, "routing table unreachable: treating the user as offline");
+        routesAway.warn({ err });
         return false;
       },
     ),

@@ -21,6 +21,7 @@ import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { monotonicNow } from "../model/clock.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
+import { ThrottledWarning } from "../observability/outage-log.js";
 import { DEFAULT_TEXT_BUDGET } from "../throttle/text-budget.js";
 import { DEFAULT_SEND_RATE, SendRateLimiter } from "../throttle/send-rate.js";
 
@@ -154,6 +155,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly submitter: MessageSubmitter;
   readonly limits: SessionLimits;
   readonly logger?: Logger;
+  /**
+   * Its sessions' read failures, warned of together: an inbox outage fails
+   * every session in the same second, a line each (ThrottledWarning).
+   */
+  readonly startReadFailed: ThrottledWarning;
+  readonly syncFailed: ThrottledWarning;
   readonly metrics?: ChatServerMetrics;
   readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
@@ -239,6 +246,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.textBudgets = new KeyedBuckets(this.limits.textBytesPerSecond, this.limits.textBurstBytes);
     this.sendRates = new SendRateLimiter(this.limits);
     this.logger = deps.logger;
+    this.startReadFailed = new ThrottledWarning({ logger: deps.logger, message: "session start: a read failed" });
+    this.syncFailed = new ThrottledWarning({ logger: deps.logger, message: "sync failed" });
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);

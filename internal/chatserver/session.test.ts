@@ -1808,3 +1808,34 @@ describe("session: sends waiting on a slow queue", () => {
     server.drain();
   });
 });
+
+describe("session: an inbox outage's warnings", () => {
+  /** `count` sessions, of users 1.., on a server over `inbox`, its warnings kept. */
+  function openMany(inbox: Inbox, count: number) {
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, logger: logger as never });
+    const sink: SessionSink = { send: () => {}, bufferedBytes: () => 0, close: () => {} };
+    for (let u = 1n; u <= BigInt(count); u++) server.open({ userId: u, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
+    return { server, warned };
+  }
+
+  // At 50,000 sessions a line each was 50,000 lines in the second the store went away.
+  it("warns once, not once per session, when every session's start read fails", async () => {
+    let reads = 0;
+    const inbox = { ...inboxKeeping([]), getCursor: () => (reads++, Promise.reject(new Error("store away"))) };
+    const { server, warned } = openMany(inbox, 50);
+    await waitFor(() => reads >= 50, "every session tried its start");
+    assert.deepStrictEqual(warned, ["session start: a read failed"]);
+    server.drain();
+  });
+
+  it("warns once, not once per session, when every session's sync fails", async () => {
+    let reads = 0;
+    const inbox = { ...inboxKeeping([1n]), readAfter: () => (reads++, Promise.reject(new Error("store away"))) };
+    const { server, warned } = openMany(inbox, 50);
+    await waitFor(() => reads >= 50, "every session tried its sync");
+    assert.deepStrictEqual(warned, ["sync failed"]);
+    server.drain();
+  });
+});

@@ -356,7 +356,7 @@ export class Session implements SessionHandle {
         ]);
         return { cursor, head, signedOut };
       } catch (err) {
-        this.server.logger?.warn({ err, userId: String(this.userId), attempt }, "session start: a read failed");
+        this.server.startReadFailed.warn({ err, userId: String(this.userId), attempt });
         if (attempt >= READ_ATTEMPTS) {
           this.close(CloseCode.tryAgain, "could not read the session's state; try again");
           return undefined;
@@ -689,7 +689,7 @@ export class Session implements SessionHandle {
    * the device reconnects and syncs from its cursor, as after any outage.
    */
   private pumpFailed(err: unknown): void {
-    this.server.logger?.warn({ err, userId: String(this.userId) }, "sync failed");
+    this.server.syncFailed.warn({ err, userId: String(this.userId) });
     if (!this.open) return;
     const ref = this.syncRef ?? this.pumpRef;
     this.syncRef = this.pumpRef = undefined;

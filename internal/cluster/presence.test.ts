@@ -9,7 +9,7 @@ import type { Id } from "../model/types.js";
 import { RedisPresenceStore } from "../presence/redis.js";
 import { PresenceTracker, presenceFrame, type PresenceChange } from "../presence/tracker.js";
 import { BatchingDirectory } from "./batching-directory.js";
-import { withLogoutPresence } from "./presence.js";
+import { openClusterPresence, withLogoutPresence } from "./presence.js";
 
 const GRACE = 1_000;
 
@@ -228,5 +228,39 @@ describe("BatchingDirectory", () => {
     assert.deepEqual(watcher, ["offline", "online"], "the user's latest state landed last");
     assert.equal(calls, 2, "the two pushes made while the first batch was out went together");
     await d.close();
+  });
+});
+
+describe("openClusterPresence: the last-seen log's failures", function () {
+  this.timeout(30_000);
+
+  // Spaced on the wall clock, a clock stepped forward (NTP, a restored VM) let a line per failure through.
+  it("are warned once a minute on the monotonic clock, however the wall clock steps", async () => {
+    const warned: string[] = [];
+    const log = (_o: unknown, msg: string) => void warned.push(msg);
+    const logger = { warn: log, error: () => {}, info: () => {}, debug: () => {}, child: () => logger };
+    const db = { t: (name: string) => name, rows: () => Promise.reject(new Error("cassandra away")), write: () => Promise.reject(new Error("cassandra away")) };
+    const prefix = `${uniqueName("test:cluster-presence-log")}:`;
+    const presence = openClusterPresence({
+      redisUrl: engineConfig().redisUrl,
+      keyPrefix: prefix,
+      storage: { accounts: {} as never, channels: {} as never, db: db as never },
+      directory: { pushMany: async () => {} },
+      config: { graceMs: 1_000, sweepIntervalMs: 0, batchWindowMs: 10 },
+      logger: logger as never,
+    });
+    const realNow = Date.now;
+    let wall = realNow();
+    Date.now = () => wall;
+    try {
+      for (let i = 0; i < 5; i++) {
+        await presence.store.latest(newId()); // Redis holds nothing of the user: the log is read, and fails
+        wall += 120_000;
+      }
+    } finally {
+      Date.now = realNow;
+      await presence.close();
+    }
+    assert.deepStrictEqual(warned, ["last seen not written to or read from Cassandra (written: lost only if Redis loses it too)"]);
   });
 });

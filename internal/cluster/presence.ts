@@ -13,6 +13,7 @@ import { RedisPresenceStore } from "../presence/redis.js";
 import type { Db } from "../storage/cassandra/session.js";
 import { PresenceTracker } from "../presence/tracker.js";
 import { BatchingDirectory } from "./batching-directory.js";
+import { ThrottledWarning } from "../observability/outage-log.js";
 
 export interface ClusterPresenceDeps {
   redisUrl: string;
@@ -55,18 +56,14 @@ export const presenceKeyPrefix = (etcdPrefix: string): string => `${etcdPrefix}:
  */
 export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence {
   const logger = deps.logger.child({ component: "presence" });
-  let lastLogErrorMs = -Infinity;
+  const logErrors = new ThrottledWarning({ logger, message: "last seen not written to or read from Cassandra (written: lost only if Redis loses it too)" });
   const store = new RedisPresenceStore({
     redis: deps.redisUrl,
     prefix: deps.keyPrefix,
     ...(deps.storage.db && {
       lastSeenLog: new CassandraLastSeenLog(deps.storage.db),
       // Logged once a minute at most: during a Cassandra outage every sweep's flips fail it.
-      onLastSeenLogError: (err: unknown) => {
-        if (Date.now() - lastLogErrorMs < 60_000) return;
-        lastLogErrorMs = Date.now();
-        logger.warn({ err }, "last seen not written to or read from Cassandra (written: lost only if Redis loses it too)");
-      },
+      onLastSeenLogError: (err: unknown) => logErrors.warn({ err }),
     }),
   });
   const batching = new BatchingDirectory(deps.directory, { windowMs: deps.config.batchWindowMs });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { pino } from "pino";
-import { OutageLog, type OutageLogOptions } from "./outage-log.js";
+import { OutageLog, ThrottledWarning, type OutageLogOptions, type ThrottledWarningOptions } from "./outage-log.js";
+import { waitFor } from "../../test/support/wait.js";
 
 type Line = Record<string, unknown> & { level: number; msg: string };
 
@@ -71,5 +72,51 @@ describe("OutageLog", () => {
     log.succeeded();
     const fields = lines.map(({ level, msg, err, ...rest }) => rest);
     assert.deepEqual(fields, [{ dir: "/a/" }, { dir: "/b/" }, { dir: "/b/", outageMs: 42 }]);
+  });
+});
+
+describe("ThrottledWarning", () => {
+  function throttled(options: Partial<ThrottledWarningOptions> = {}) {
+    const lines: Line[] = [];
+    const logger = pino({ level: "debug", base: undefined, timestamp: false }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const clock = { ms: 1_000 };
+    const log = new ThrottledWarning({ logger, message: "x failed", now: () => clock.ms, ...options });
+    return { log, lines, clock };
+  }
+
+  it("warns the first event, and with the next one past the window the count of those held back", () => {
+    const { log, lines, clock } = throttled({ everyMs: 60_000 });
+    for (let i = 0; i < 50_000; i++) log.warn({ userId: String(i) });
+    assert.equal(lines.length, 1, "one line for 50,000 events in a window");
+    assert.deepEqual([lines[0]!.level, lines[0]!.msg, lines[0]!.userId, lines[0]!.suppressed], [40, "x failed", "0", undefined]);
+    clock.ms += 60_000;
+    log.warn({ userId: "last" });
+    assert.equal(lines.length, 2);
+    assert.deepEqual([lines[1]!.userId, lines[1]!.suppressed], ["last", 49_999]);
+  });
+
+  it("tells the count of an outage that ended as its window ends, with no event after it", async () => {
+    const { log, lines } = throttled({ everyMs: 20, now: undefined });
+    log.warn({ n: 1 });
+    log.warn({ n: 2 });
+    log.warn({ n: 3 });
+    await waitFor(() => lines.length === 2, "the count at the window's end");
+    assert.deepEqual([lines[1]!.n, lines[1]!.suppressed], [3, 2]);
+  });
+
+  it("is timed on the monotonic clock: a wall clock stepped forward lets no flood through", () => {
+    const realNow = Date.now;
+    const { log, lines } = throttled({ now: undefined });
+    let wall = realNow();
+    Date.now = () => wall;
+    try {
+      for (let i = 0; i < 5; i++) {
+        log.warn({ i });
+        wall += 3_600_000;
+      }
+    } finally {
+      Date.now = realNow;
+    }
+    assert.equal(lines.length, 1);
   });
 });

@@ -58,3 +58,63 @@ export class OutageLog {
     this.failures = 0;
   }
 }
+
+export interface ThrottledWarningOptions {
+  logger: Logger | undefined;
+  /** Warned at the first event, and as the line counting those held back after it. */
+  message: string;
+  /** A warning at most this often (ms); the events between are counted, not written. Default 60 s. */
+  everyMs?: number;
+  /** A monotonic clock in ms (tests). Default performance.now. */
+  now?: () => number;
+}
+
+/**
+ * The log of a failure told once per event (a session's read, a push's
+ * lookup, a write per user) with no success to end it as OutageLog's: during
+ * an engine outage each of 50,000 sessions fails in the same second, and a
+ * line each buried the log and cost the process its CPU. The first event is
+ * warned at once; those in the next `everyMs` are counted, and the count,
+ * with the last one's fields, is warned as the window ends, so an outage's
+ * start and size are told and an outage that ended leaves no count untold.
+ * Timed on the monotonic clock: on the wall clock a step back silenced it
+ * for as long, and a step forward let every event through.
+ */
+export class ThrottledWarning {
+  private lastMs: number | undefined;
+  private suppressed = 0;
+  private lastFields: Record<string, unknown> = {};
+  private timer: NodeJS.Timeout | undefined;
+  private readonly everyMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: ThrottledWarningOptions) {
+    this.everyMs = options.everyMs ?? 60_000;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  warn(fields: Record<string, unknown>): void {
+    const t = this.now();
+    if (this.lastMs === undefined || t - this.lastMs >= this.everyMs) {
+      if (this.suppressed > 0) return this.flush(fields);
+      this.lastMs = t;
+      return void this.options.logger?.warn(fields, this.options.message);
+    }
+    this.suppressed++;
+    this.lastFields = fields;
+    // One timer per window, let go as it fires: nothing held once the failures stop.
+    this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.lastMs + this.everyMs - t)).unref();
+  }
+
+  private flush(latest?: Record<string, unknown>): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    // Held back since the last line; the event given, if any, is this line's own.
+    const suppressed = this.suppressed;
+    const fields = latest ?? this.lastFields;
+    this.suppressed = 0;
+    this.lastFields = {};
+    this.lastMs = this.now();
+    this.options.logger?.warn({ ...fields, suppressed }, this.options.message);
+  }
+}
