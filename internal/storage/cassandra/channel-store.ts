@@ -169,8 +169,11 @@ export class CassandraChannelStore implements ChannelStore {
       kindsAsMember: `SELECT kind, role FROM ${ch} WHERE channel_id IN ? AND user_id = ?`,
       putMute: `INSERT INTO ${t("channel_mutes")} (user_id, channel_id, until_ms) VALUES (?, ?, ?)`,
       deleteMute: `DELETE FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
+      mute: `SELECT until_ms FROM ${t("channel_mutes")} WHERE user_id = ? AND channel_id = ?`,
       mutes: `SELECT channel_id, until_ms FROM ${t("channel_mutes")} WHERE user_id = ?`,
       deletePlace: `DELETE FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
+      // Any column: a row with a setting, or with the marker of an INSERT (listPlaces), comes back.
+      place: `SELECT pinned_at_ms FROM ${t("channel_places")} WHERE user_id = ? AND channel_id = ?`,
       places: `SELECT channel_id, pinned_at_ms, archived_at_ms, marked_unread_at_ms FROM ${t("channel_places")} WHERE user_id = ?`,
       inviteOf: `SELECT code FROM ${t("channel_invites")} WHERE channel_id = ?`,
       putInviteOf: `INSERT INTO ${t("channel_invites")} (channel_id, code) VALUES (?, ?)`,
@@ -513,8 +516,12 @@ export class CassandraChannelStore implements ChannelStore {
 
   async setMute(userId: Id, channelId: Id, untilMs: number | undefined): Promise<void> {
     // Plain writes: only the user mutes their own channels, so the last write wins.
-    if (untilMs === undefined) await this.db.write(this.q.deleteMute, [userId, channelId]);
-    else await this.db.write(this.q.putMute, [userId, channelId, msCell(untilMs)]);
+    if (untilMs !== undefined) return void (await this.db.write(this.q.putMute, [userId, channelId, msCell(untilMs)]));
+    // Deleted only when there: every leave unmutes, and a delete of nothing is still a tombstone,
+    // read past by every listMutes of the user's partition. A mute that lands after this read is
+    // the later write either way; a leave's own racing mute is forgotten by the mute's membership
+    // check after its write (api requireStillMember), which reads it.
+    if (await this.db.one(this.q.mute, [userId, channelId])) await this.db.write(this.q.deleteMute, [userId, channelId]);
   }
 
   async listMutes(userId: Id): Promise<Map<Id, number>> {
@@ -531,7 +538,8 @@ export class CassandraChannelStore implements ChannelStore {
     // written; an UPDATE writes no row marker, so a row left all null is gone.
     const named = PLACE_COLUMNS.filter(([setting]) => change[setting] !== undefined);
     if (named.length === PLACE_COLUMNS.length && named.every(([setting]) => change[setting] === null)) {
-      await this.db.write(this.q.deletePlace, [userId, channelId]);
+      // Only when there, as a mute's (setMute): every leave clears the place.
+      if (await this.db.one(this.q.place, [userId, channelId])) await this.db.write(this.q.deletePlace, [userId, channelId]);
       return;
     }
     if (named.length === 0) return;

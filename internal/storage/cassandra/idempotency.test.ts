@@ -25,7 +25,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   channel: {
     again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
       "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
-      "putMute", "deleteMute", "mutes", "deletePlace", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
+      "putMute", "deleteMute", "mute", "mutes", "deletePlace", "place", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
       "dropInviteCode", "channelOfCode", "barred", "barredAt"],
     once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect", "bar", "liftBar", "takeTurn", "giveTurn", "keepTurn"],
   },
