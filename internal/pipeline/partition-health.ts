@@ -57,7 +57,10 @@ export class PartitionedStageHealth {
     } catch (err) {
       this.onFailed?.();
       const t = this.now();
-      this.partitions.set(partition, { since: this.partitions.get(partition)?.since ?? t, last: t, err });
+      const before = this.partitions.get(partition);
+      // The run before is over, though no check came to forget it: this one starts a clock of its own.
+      const since = before !== undefined && t - before.last <= PARTITION_FORGOTTEN_MS ? before.since : t;
+      this.partitions.set(partition, { since, last: t, err });
       throw err;
     }
   }
