@@ -106,8 +106,11 @@ start.started(async () => {
   certificates?.close();
   // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
   // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
-  await gateway.close();
+  // The host's at once, not once every socket answered its close (up to 2 s): meanwhile
+  // the chat servers kept every session, and a native stream opened then was welcomed, then cut.
+  const socketsClosed = gateway.close();
   await host.close();
+  await socketsClosed;
   // No grace (the probes are all it serves now), and done with a TLS connection still in its
   // handshake, which close() alone waited for past the stop's bound.
   await drainHttpServer(httpServer, 0);
