@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, namesMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import { SendOrder } from "../messages/send-order.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -84,6 +84,11 @@ export class QueueSubmitter implements MessageSubmitter {
           throw e;
         }),
       ]);
+      // A group's roster read before a wait (the named message's read, a send of the device's ahead
+      // of this one) may be stale: the Sequencer checks no sender, so a sender removed meanwhile was
+      // published after the removal's note and shown in the group after it. Read again once the turn
+      // comes, as DirectSubmitter does; a direct pair is fixed.
+      const recheck = (namesMessage(cmd) || turn.waiting) && this.members.knownMemberIds(cmd.channelId) === undefined;
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a send already stored is then
       // one more record, which the sequencer drops as a duplicate (a change
@@ -93,9 +98,24 @@ export class QueueSubmitter implements MessageSubmitter {
       const [stored, published] = await Promise.allSettled([
         storedUnderKey(log, sender, cmd),
         turn.ready.then(() => {
-          const publishing = queue.publish(Topics.submitted, [record]);
-          turn.done();
-          return publishing;
+          const publish = () => {
+            const publishing = queue.publish(Topics.submitted, [record]);
+            turn.done();
+            return publishing;
+          };
+          if (!recheck) return publish();
+          return this.members.isMember(cmd.channelId, sender.userId).then(
+            (still) => {
+              if (still) return publish();
+              // Refused, the send lets the sends behind go on at once, as a publish does; so does a failed read.
+              turn.done();
+              throw new ChatError("not_a_member", "not a member of this channel");
+            },
+            (err: unknown) => {
+              turn.done();
+              throw err;
+            },
+          );
         }),
       ]);
       if (stored.status === "fulfilled" && stored.value !== undefined) {

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import type { ChannelStore } from "../channels/store.js";
+import type { IdGenerator } from "../ids/snowflake.js";
+import type { MessageLog } from "../messages/log.js";
+import type { MemberRecord, StoredMessage } from "../model/types.js";
+import { decodeSubmitted } from "../pipeline/records.js";
+import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
+import { QueueSubmitter } from "./submitter.js";
+
+const GROUP = 10n;
+const BOB = { userId: 2n, deviceId: 21n };
+
+/**
+ * A group of Alice and Bob whose roster the test changes, as the api's
+ * removal does (its store step, then its note), while a send of Bob's is
+ * between its membership read and its publish.
+ */
+function group(log: Partial<MessageLog> = {}) {
+  const members = new Set([1n, BOB.userId]);
+  const row = (userId: bigint): MemberRecord => ({ channelId: GROUP, userId, role: userId === 1n ? "owner" : "member", joinedAtMs: 1, readSeq: 0n });
+  let memberReads = 0;
+  const channels = {
+    getChannel: async () => ({ channelId: GROUP, kind: "group", title: "g", createdAtMs: 1, createdBy: 1n }),
+    listMembers: async () => [...members].map(row),
+    getMember: async (_c: bigint, userId: bigint) => {
+      memberReads++;
+      return members.has(userId) ? row(userId) : undefined;
+    },
+  } as unknown as ChannelStore;
+  const published: string[] = [];
+  let id = 100n;
+  const s = new QueueSubmitter({
+    queue: {
+      publish: async (_t: string, rs: readonly OutgoingRecord[]) => void published.push(...rs.map((r) => decodeSubmitted(r.value).text)),
+    } as MessageQueue,
+    channels,
+    log: { editsOf: async () => [], findByClientMsgId: async () => undefined, findChange: async () => undefined, ...log } as MessageLog,
+    ids: { next: () => ++id } as unknown as IdGenerator,
+  });
+  return {
+    s,
+    published,
+    memberReads: () => memberReads,
+    remove: (userId: bigint) => members.delete(userId),
+    /** The first send learns the channel is a group: later ones read the sender's member row. */
+    warmUp: async () => {
+      await s.submit(BOB, { channelId: GROUP, clientMsgId: "w", text: "warm-up" });
+      published.length = 0;
+    },
+  };
+}
+
+const until = async (cond: () => boolean) => {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+};
+
+describe("QueueSubmitter, a group's sender removed while the send waits", () => {
+  it("refuses a reply whose target's read outlasted the membership read, when the sender was removed meanwhile", async () => {
+    let answerTarget!: (m: StoredMessage) => void;
+    let targetAsked = false;
+    const g = group({
+      get: () => {
+        targetAsked = true;
+        return new Promise<StoredMessage>((r) => (answerTarget = r));
+      },
+    });
+    await g.warmUp();
+    const reads = g.memberReads();
+    const reply = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
+    await until(() => targetAsked && g.memberReads() > reads);
+    // The removal lands (the api's store step; its note follows into the queue) while the target is read.
+    g.remove(BOB.userId);
+    answerTarget({ channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "q", text: "question", sentAtMs: 1 });
+    await assert.rejects(reply, (e: Error & { code?: string }) => e.code === "not_a_member");
+    assert.deepStrictEqual(g.published, [], "published after the sender's removal, to be sequenced after its note");
+  });
+
+  it("refuses a send that waited in its device's line behind a slower check, when the sender was removed meanwhile", async () => {
+    let answerTarget!: (m: StoredMessage) => void;
+    let targetAsked = false;
+    const g = group({
+      get: () => {
+        targetAsked = true;
+        return new Promise<StoredMessage>((r) => (answerTarget = r));
+      },
+    });
+    await g.warmUp();
+    const reads = g.memberReads();
+    const reply = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
+    const plain = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "p", text: "plain" });
+    // Both membership reads answered: the plain send, checked, waits for the reply ahead of it.
+    await until(() => targetAsked && g.memberReads() >= reads + 2);
+    g.remove(BOB.userId);
+    answerTarget({ channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "q", text: "question", sentAtMs: 1 });
+    for (const sent of [reply, plain]) await assert.rejects(sent, (e: Error & { code?: string }) => e.code === "not_a_member");
+    assert.deepStrictEqual(g.published, []);
+  });
+
+  it("reads the roster once for a plain send with nothing ahead of it", async () => {
+    const g = group();
+    await g.warmUp();
+    const reads = g.memberReads();
+    await g.s.submit(BOB, { channelId: GROUP, clientMsgId: "p", text: "plain" });
+    assert.equal(g.memberReads() - reads, 1);
+    assert.deepStrictEqual(g.published, ["plain"]);
+  });
+});
