@@ -70,7 +70,7 @@ export interface NotifierDeps {
   /** Until when the user muted the channel's pushes (ChannelService/MuteChannel); checked when a notification is due. */
   channelMutedUntil?: (userId: Id, channelId: Id) => Promise<number | undefined>;
   now?: () => number;
-  /** The repeat window's clock (a duration): the monotonic clock, or `now` where a test fakes that alone. */
+  /** The clock of durations (the repeat window, a push's wait for a slot): the monotonic clock, or `now` where a test fakes that alone. */
   monotonicNow?: () => number;
   options?: Partial<NotifierOptions>;
   logger?: Logger;
@@ -594,7 +594,7 @@ export class Notifier {
 
   /** `first`: back to the head of the queue, the place it had (a job asked again after waiting). */
   private enqueue(job: Job, first = false): void {
-    job.readyAtMs = this.now();
+    job.readyAtMs = this.monotonicNow();
     if (first) this.ready.unshift(job);
     else this.ready.push(job);
     this.waiting(job.host, 1);
@@ -628,7 +628,7 @@ export class Notifier {
         continue;
       }
       this.dequeue(i);
-      if (this.now() - (job.readyAtMs ?? 0) > STALE_READY_MS) {
+      if (this.monotonicNow() - (job.readyAtMs ?? 0) > STALE_READY_MS) {
         this.askAgain(job, job, true);
         continue;
       }
