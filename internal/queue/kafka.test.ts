@@ -132,7 +132,10 @@ describe("KafkaQueue", function () {
           }
           assert.ok(pct(e2e, 0.5) < longPollMs / 5, `publish-to-handler p50 ${pct(e2e, 0.5).toFixed(0)} ms with a ${longPollMs} ms long poll`);
         } finally {
-          await sub.stop();
+          // The stop waits for the fetch in flight: a record ends it rather than the long poll.
+          const stopped = sub.stop();
+          await own.publish(topic, [{ key: "wake", value: enc("wake") }]);
+          await stopped;
         }
       } finally {
         await own.close();
@@ -229,7 +232,20 @@ describe("KafkaQueue", function () {
       try {
         // The group handled 3 records and left; then the first 6 went, as retention takes them
         // (deleteTopicRecords moves the log start offset as a retention pass does, without its wait).
-        await admin.setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: "3" }] });
+        // A member commits and leaves: admin.setOffsets waited out a 5 s fetch of kafkajs' own.
+        const member = kafka.consumer({ groupId: group, maxWaitTimeInMs: 100 });
+        try {
+          let joined = false;
+          member.on(member.events.GROUP_JOIN, () => (joined = true));
+          await member.connect();
+          await member.subscribe({ topics: [topic] });
+          await member.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async () => {} });
+          await waitFor(() => joined, "the member in the group");
+          await member.commitOffsets([{ topic, partition: 0, offset: "3" }]);
+        } finally {
+          await member.disconnect();
+        }
+        assert.deepEqual(await admin.fetchOffsets({ groupId: group, topics: [topic] }), [{ topic, partitions: [{ partition: 0, offset: "3", metadata: null }] }]);
         await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "6" }] });
         assert.equal((await admin.fetchTopicOffsets(topic))[0]!.low, "6");
       } finally {

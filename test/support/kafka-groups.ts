@@ -33,7 +33,9 @@ const foreignAssigner: kafkajs.PartitionAssigner = (config) => ({ ...kafkajs.Par
  */
 export async function joinForeign(group: string, topic: string): Promise<kafkajs.Consumer | undefined> {
   const kafka = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: group, partitionAssigners: [foreignAssigner], retry: { retries: 0 } });
+  // A short long poll: disconnect() waits for the fetch in flight, which kafkajs' default
+  // (5 s) kept a test waiting on once the member had done its part.
+  const consumer = kafka.consumer({ groupId: group, partitionAssigners: [foreignAssigner], retry: { retries: 0 }, maxWaitTimeInMs: 100 });
   let outcome: "joined" | "refused" | undefined;
   consumer.on(consumer.events.GROUP_JOIN, () => (outcome = "joined"));
   consumer.on(consumer.events.CRASH, (e) => void (e.payload.restart || (outcome = "refused")));
