@@ -9,7 +9,8 @@ import { FakeEvent, settle, type FakeElement, type ScriptedSocket } from "./fake
 // with a way to retry, its text kept, and it goes again by itself after a
 // reconnect (the session's outbox keeps unacked sends for that).
 describe("web: a send the server keeps refusing as unavailable", () => {
-  const { browser, start } = appSuite();
+  // The client's five tries back off for 3.75 s in all: its time runs ten times faster here.
+  const { browser, start } = appSuite({ speed: 10 });
   let run: Running | undefined;
   const stops: (() => void)[] = [];
   afterEach(() => {
@@ -83,7 +84,8 @@ describe("web: a send the server keeps refusing as unavailable", () => {
     assert.ok(button(el, "Discard"), "a way to give up");
     const tries = sendsOf(socket, id).length;
     assert.ok(tries <= 6, `sent ${tries} times`);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Past when a sixth try would go, its backoff doubled again to 4 s of the page's time.
+    await new Promise((resolve) => setTimeout(resolve, 6_000 / browser.speed));
     assert.equal(sendsOf(socket, id).length, tries, "sent again and again on the same connection");
     assert.equal(pending(r)?.dataset.state, "failed");
   });

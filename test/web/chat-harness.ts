@@ -177,10 +177,10 @@ export interface Running {
  * For a describe block of app tests: the fake browser, installed only while
  * they run (the other suites in this process must not think they are in a
  * browser), and `start`, which runs the app against a server and stops it
- * after the test.
+ * after the test. `speed`: see fakeBrowser.
  */
-export function appSuite(): { browser: FakeBrowser; start(server: FakeServer): Promise<Running> } {
-  const browser = fakeBrowser();
+export function appSuite(options: { speed?: number } = {}): { browser: FakeBrowser; start(server: FakeServer): Promise<Running> } {
+  const browser = fakeBrowser(options);
   let running: Running | undefined;
   before(() => browser.install());
   after(() => browser.uninstall());

@@ -343,6 +343,8 @@ export interface FakeBrowser {
   go(hash: string): void;
   /** A fresh page: nothing stored, no hash. */
   reset(): void;
+  /** How many times faster than real time this browser's timers and monotonic clock run (1 unless asked). */
+  speed: number;
   install(): void;
   uninstall(): void;
 }
@@ -366,7 +368,15 @@ const unref = <T>(t: T): T => {
   return t;
 };
 
-export function fakeBrowser(): FakeBrowser {
+/**
+ * `speed` above 1 runs the page's time that many times faster: its timers
+ * (window.setTimeout, setInterval) fire after ms / speed, and its monotonic
+ * clock (performance.now) advances speed ms a real one. Both together, so
+ * the page sees a consistent world that only runs fast: for suites whose
+ * behaviour waits on the client's own backoffs and timeouts of seconds.
+ * Date.now (the wall clock, which a test may step) is left alone.
+ */
+export function fakeBrowser({ speed = 1 }: { speed?: number } = {}): FakeBrowser {
   const document = new FakeDocument();
   const window = new Emitter() as Emitter & Record<string, unknown>;
   const stored = new Map<string, string>();
@@ -387,10 +397,11 @@ export function fakeBrowser(): FakeBrowser {
       setTimeout(() => window.dispatchEvent(new FakeEvent("hashchange")), 0);
     },
   };
+  const fast = (ms?: number) => (ms === undefined ? ms : ms / speed);
   Object.assign(window, {
-    setTimeout: (f: () => void, ms?: number) => unref(setTimeout(f, ms)),
+    setTimeout: (f: () => void, ms?: number) => unref(setTimeout(f, fast(ms))),
     clearTimeout,
-    setInterval: (f: () => void, ms?: number) => unref(setInterval(f, ms)),
+    setInterval: (f: () => void, ms?: number) => unref(setInterval(f, fast(ms))),
     clearInterval,
     confirm: () => true,
     location,
@@ -407,11 +418,17 @@ export function fakeBrowser(): FakeBrowser {
     HTMLInputElement: FakeInput,
     HTMLTextAreaElement: FakeTextArea,
   };
+  if (speed !== 1) {
+    const real = performance;
+    const origin = real.now();
+    globals.performance = { timeOrigin: real.timeOrigin, now: () => origin + (real.now() - origin) * speed };
+  }
   const root = document.createElement("div");
   const saved = new Map<string, PropertyDescriptor | undefined>();
   return {
     document,
     root,
+    speed,
     go: (h) => (location.hash = h),
     reset: () => {
       stored.clear();
