@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { AsyncLocalStorage } from "node:async_hooks";
 import WebSocket from "ws";
 import type { InboxEntry } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, apiClients, signUp } from "../support/api.js";
@@ -7,9 +8,17 @@ import { waitFor } from "../support/wait.js";
 
 // The web client's realtime session and Auth in Node, against a real chatd
 // whose access tokens last 10 s: ws stands in for the browser's WebSocket.
-const stored = new Map<string, string>();
+// Each test waits out a token's life, so the two run at once, each as a page
+// of its own: its localStorage (where Auth keeps the device's tokens) is the
+// one of the async context it runs in.
+const pages = new AsyncLocalStorage<Map<string, string>>();
+const page = (): Map<string, string> => {
+  const stored = pages.getStore();
+  if (!stored) throw new Error("localStorage used outside a test's page");
+  return stored;
+};
 const browserGlobals = (origin: string): Record<string, unknown> => ({
-  localStorage: { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => void stored.set(k, v), removeItem: (k: string) => void stored.delete(k) },
+  localStorage: { getItem: (k: string) => page().get(k) ?? null, setItem: (k: string, v: string) => void page().set(k, v), removeItem: (k: string) => void page().delete(k) },
   window: { addEventListener() {}, removeEventListener() {}, setTimeout, clearTimeout, setInterval, clearInterval },
   location: { href: `${origin}/`, origin, protocol: "http:" },
   // No Web Locks: a refresh runs at once.
@@ -17,12 +26,21 @@ const browserGlobals = (origin: string): Record<string, unknown> => ({
   WebSocket,
 });
 
+/** What a test run in the background came to: its error, if it failed. */
+const outcome = (run: () => Promise<void>): Promise<unknown> =>
+  pages.run(new Map(), run).then(
+    () => undefined,
+    (err: unknown) => err ?? new Error("failed"),
+  );
+
 describe("web: the realtime session with access tokens of 10 s", function () {
   this.timeout(60_000);
   let chatd: ChatdProcess;
   const saved = new Map<string, PropertyDescriptor | undefined>();
   let RealtimeSession: typeof import("../../web/src/session.js").RealtimeSession;
   let Auth: typeof import("../../web/src/auth.js").Auth;
+  /** Both tests, started together once chatd is up. */
+  let runs: { expiry?: Promise<unknown>; halfWay?: Promise<unknown> } = {};
 
   before(async () => {
     chatd = await startChatd({ env: { CHAT_ACCESS_TOKEN_TTL_S: "10" } });
@@ -33,18 +51,19 @@ describe("web: the realtime session with access tokens of 10 s", function () {
     }
     ({ RealtimeSession } = await import("../../web/src/session.js"));
     ({ Auth } = await import("../../web/src/auth.js"));
+    runs = { expiry: outcome(refreshedBeforeExpiry), halfWay: outcome(refreshedHalfWay) };
   });
   after(async () => {
+    await Promise.all(Object.values(runs));
     for (const [name, before] of saved) {
       if (before) Object.defineProperty(globalThis, name, before);
       else delete (globalThis as Record<string, unknown>)[name];
     }
-    stored.clear();
     await chatd?.stop();
     if (chatd) removeDataDir(chatd.dataDir);
   });
 
-  it("hands the open socket a fresh token before its token expires, and goes on receiving in the same session past that expiry", async () => {
+  async function refreshedBeforeExpiry(): Promise<void> {
     const peer = await signUp(chatd.httpUrl, "peer");
     const me = await signUp(chatd.httpUrl, "web");
     const auth = new Auth();
@@ -81,9 +100,9 @@ describe("web: the realtime session with access tokens of 10 s", function () {
     } finally {
       session.stop();
     }
-  });
+  }
 
-  it("hands over a fresh token once a good part of the token's life is gone, not every second while the token is shorter than a minute", async () => {
+  async function refreshedHalfWay(): Promise<void> {
     const me = await signUp(chatd.httpUrl, "web");
     const auth = new Auth();
     const login = await apiClients(chatd.httpUrl).auth.login({ username: me.username, password: me.password, device: { name: "web" } });
@@ -102,5 +121,15 @@ describe("web: the realtime session with access tokens of 10 s", function () {
     } finally {
       session.stop();
     }
+  }
+
+  it("hands the open socket a fresh token before its token expires, and goes on receiving in the same session past that expiry", async () => {
+    const err = await runs.expiry;
+    if (err) throw err;
+  });
+
+  it("hands over a fresh token once a good part of the token's life is gone, not every second while the token is shorter than a minute", async () => {
+    const err = await runs.halfWay;
+    if (err) throw err;
   });
 });
