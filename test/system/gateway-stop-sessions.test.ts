@@ -115,6 +115,8 @@ describe("gateway: SIGTERM with a WebSocket device that never answers the close"
 
       gw.child.kill("SIGTERM");
       await waitFor(() => silent.closeFrameSeen(), "the gateway's close to the WebSocket device");
+      // Opened at once: the stop's wait for the silent device's answer (2 s) is the window it falls in.
+      const late = openNative();
 
       const a = await first.ended;
       assert.ok(a.err, "the gRPC stream ended without a status");
@@ -126,7 +128,6 @@ describe("gateway: SIGTERM with a WebSocket device that never answers the close"
       await waitFor(async () => (await scrapeMetric(chatMetrics, "chat_sessions")) === 0 || silent.closed(), "the chat server to let the sessions go");
       assert.equal(silent.closed(), false, "the chat server kept the sessions until the gateway cut the silent socket");
 
-      const late = openNative();
       const b = await late.ended;
       assert.ok(b.silentOpen, "the late stream was opened and ended while the gateway was stopping");
       assert.deepEqual(late.frames.map((f) => f.kind.case), [], "a stream opened during the stop was welcomed");
