@@ -12,6 +12,9 @@ const toUser = (r: Row): UserRecord => ({
   createdAtMs: ms(r.get("created_at_ms")),
 });
 
+/** The chain a token row belongs to: the hash of the token issued at sign-in; its own for a token an older build wrote. */
+const chainOf = (r: Row, tokenHash: string): string => (r.get("chain") as string | null | undefined) ?? tokenHash;
+
 const toTokenRecord = (r: Row): RefreshTokenRecord => ({
   userId: big(r.get("user_id")),
   deviceId: big(r.get("device_id")),
@@ -82,11 +85,14 @@ export class CassandraAccountStore implements AccountStore {
 
       // At the lowest timestamp, as the user row: the take (a compare-and-set)
       // and a sign-out's delete must win over it whatever the writer's clock said.
-      putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?)
+      putToken: `INSERT INTO ${t("refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, chain) VALUES (?, ?, ?, ?, ?)
                  USING TTL ? AND TIMESTAMP 1`,
-      putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash, expires_at_ms) VALUES (?, ?, ?, ?)
-                      USING TTL ?`,
-      token: `SELECT user_id, device_id, expires_at_ms FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
+      // Keyed by the chain (the hash of the token issued at sign-in), so each refresh overwrites its
+      // chain's row: a row per token, deleted at its take, left a tombstone per refresh in the
+      // device's partition, which a sign-out read past.
+      putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash, current_hash, expires_at_ms)
+                      VALUES (?, ?, ?, ?, ?) USING TTL ?`,
+      token: `SELECT user_id, device_id, expires_at_ms, chain FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
       takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
       deleteToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
       markUsed: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
@@ -96,8 +102,7 @@ export class CassandraAccountStore implements AccountStore {
       // No use time nor successor, so no retry takes anything after it; the columns left out keep a racing take's.
       markRevoked: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?) USING TTL ?`,
       moveSuccessor: `UPDATE ${t("used_refresh_tokens")} USING TTL ? SET successor_hash = ? WHERE token_hash = ?`,
-      deviceTokens: `SELECT token_hash, expires_at_ms FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
-      unindexToken: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ? AND token_hash = ?`,
+      deviceTokens: `SELECT token_hash, current_hash, expires_at_ms FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
       unindexDevice: `DELETE FROM ${t("refresh_tokens_by_device")} WHERE user_id = ? AND device_id = ?`,
 
       putRequest: `INSERT INTO ${t("friend_requests")} (user_id, other_user_id, outgoing, at_ms) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
@@ -254,7 +259,8 @@ export class CassandraAccountStore implements AccountStore {
     // signed out (and why), not a token it never heard of. The mark, then the delete, not both in
     // one batch: a replica could then show a take the token gone before a quorum holds its mark.
     await mapLimit(tokens, FANOUT, async (r) => {
-      const h = r.get("token_hash") as string;
+      // A row an older build wrote names its own token alone (no current_hash).
+      const h = (r.get("current_hash") as string | null | undefined) ?? (r.get("token_hash") as string);
       // The index row carries the expiry, so no read of the token: a sign-out cost a read per
       // token. Only a row an older build indexed lacks it, and that token's row is read instead.
       // A token taken since (its index row not yet deleted) is marked again with what its take
@@ -278,7 +284,7 @@ export class CassandraAccountStore implements AccountStore {
 
   async putRefreshToken(tokenHash: string, r: RefreshTokenRecord): Promise<void> {
     // Logged: a token that exists is always reachable from its device (for revocation).
-    await this.db.batch(this.putTokenStatements(tokenHash, r), { logged: true });
+    await this.db.batch(this.putTokenStatements(tokenHash, r, tokenHash), { logged: true });
   }
 
   async takeRefreshToken(tokenHash: string, use: RefreshTokenUse): Promise<RefreshTokenTake | undefined> {
@@ -306,11 +312,11 @@ export class CassandraAccountStore implements AccountStore {
     const successor = use.successorExpiresAtMs !== undefined && rec.expiresAtMs > use.atMs
       ? { tokenHash: use.successorHash, record: { ...rec, expiresAtMs: use.successorExpiresAtMs } }
       : undefined;
-    await this.mark(tokenHash, rec, use.atMs, use.successorHash, successor);
+    await this.mark(tokenHash, rec, use.atMs, use.successorHash, successor, chainOf(row, tokenHash));
     // The loser gets no time or successor: of two holders using the token at
-    // once, one must be a thief, whatever the grace.
+    // once, one must be a thief, whatever the grace. The index row is left:
+    // the successor's overwrote it (or, with none, it runs out with the token).
     if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return { record: rec, reused: true };
-    await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, tokenHash]);
     return { record: rec, reused: false };
   }
 
@@ -328,9 +334,8 @@ export class CassandraAccountStore implements AccountStore {
     const stored = next.successorExpiresAtMs !== undefined
       ? { tokenHash: next.successorHash, record: { ...rec, expiresAtMs: next.successorExpiresAtMs } }
       : undefined;
-    await this.mark(successorHash, rec, next.atMs, null, stored);
+    await this.mark(successorHash, rec, next.atMs, null, stored, chainOf(row, successorHash));
     if (!(await this.db.lwt(this.q.takeToken, [successorHash])).applied) return false;
-    await this.db.write(this.q.unindexToken, [rec.userId, rec.deviceId, successorHash]);
     // Only the winner moves the mark on. With the used token's own TTL: a
     // cell written without one would outlive the rest of its row.
     const used = await this.db.one(this.q.usedToken, [tokenHash]);
@@ -347,19 +352,21 @@ export class CassandraAccountStore implements AccountStore {
     usedAtMs: number,
     successorHash: string | null,
     successor?: { tokenHash: string; record: RefreshTokenRecord },
+    chain = tokenHash,
   ): Promise<void> {
     const markParams = [
       tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), msCell(usedAtMs), successorHash, this.tokenTtlS(rec.expiresAtMs),
     ];
     if (!successor) return void (await this.db.write(this.q.markUsed, markParams));
-    await this.db.batch([{ query: this.q.markUsed, params: markParams }, ...this.putTokenStatements(successor.tokenHash, successor.record)], { logged: true });
+    await this.db.batch([{ query: this.q.markUsed, params: markParams }, ...this.putTokenStatements(successor.tokenHash, successor.record, chain)], { logged: true });
   }
 
-  private putTokenStatements(tokenHash: string, r: RefreshTokenRecord) {
+  /** The token's row and its chain's index row, which names it from then on. */
+  private putTokenStatements(tokenHash: string, r: RefreshTokenRecord, chain: string) {
     const ttl = this.tokenTtlS(r.expiresAtMs);
     return [
-      { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), ttl] },
-      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, tokenHash, msCell(r.expiresAtMs), ttl] },
+      { query: this.q.putToken, params: [tokenHash, r.userId, r.deviceId, msCell(r.expiresAtMs), chain, ttl] },
+      { query: this.q.putTokenIndex, params: [r.userId, r.deviceId, chain, tokenHash, msCell(r.expiresAtMs), ttl] },
     ];
   }
 

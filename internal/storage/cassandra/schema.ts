@@ -246,7 +246,13 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   used_refresh_tokens: { used_at_ms: "bigint", successor_hash: "text" },
   // A sign-out marks the device's tokens from their index rows, likewise: an index row an older
   // build wrote has none, and the sign-out reads that token's row for it, as before.
-  refresh_tokens_by_device: { expires_at_ms: "bigint" },
+  refresh_tokens_by_device: { expires_at_ms: "bigint", current_hash: "text" },
+  // A device's refreshes overwrite one index row, keyed by their chain (the token issued at
+  // sign-in), likewise: a token an older build issued is its own chain, and its successor
+  // overwrites its row; an older build beside this one indexes its tokens a row each, as before,
+  // and its sign-out may miss one this build issued (named in current_hash, which it does not
+  // read), whose take then finds the device signed out.
+  refresh_tokens: { chain: "text" },
 };
 
 /**
