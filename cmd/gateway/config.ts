@@ -20,6 +20,8 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     opsPort: r.optionalInt("CHAT_OPS_PORT", 0, 65535),
     keysDir: r.string("CHAT_KEYS_DIR", ".data/keys"),
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
+    /** Session opens a chat server has not answered, at most, per server (RemoteSessionHost's maxOpensInFlight). */
+    maxOpensInFlight: r.int("CHAT_GATEWAY_MAX_OPENS_IN_FLIGHT", 32, 1, 10_000),
     corsOrigins: readCorsOrigins(r),
     logLevel: readLogLevel(r),
     /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */

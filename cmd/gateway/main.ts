@@ -44,7 +44,7 @@ const verifier = new TokenVerifier(
 );
 const servers = openRegistry(config.engines, logger);
 const watch = await watchServers(servers, config.engines, logger);
-const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger });
+const host = new RemoteSessionHost({ gatewayId: config.gatewayId, watch, logger, maxOpensInFlight: config.maxOpensInFlight });
 // gateway_connections counts WebSockets only: native apps' gRPC streams carry sessions too.
 new Gauge({
   name: "gateway_sessions",

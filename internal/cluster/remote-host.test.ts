@@ -546,6 +546,35 @@ describe("RemoteSessionHost (the gateway's side of the session stream)", functio
     }
   });
 
+  // A server that took its first opens and answered none held every session after them waiting
+  // for good: each device's socket open, its frames queued, its session counted, with no word.
+  it("closes with 1013 a session that waited its turn to open past the homeless timeout, and opens it nowhere", async () => {
+    const [a] = servers as [FakeChatServer];
+    await regs[1]!.close();
+    const h = new RemoteSessionHost({ gatewayId: "gw-burst3", watch: await registry.watch(), homelessTimeoutMs: 300, maxOpensInFlight: 2 });
+    try {
+      await waitFor(() => h.options.watch.servers().length === 1, "one server seen");
+      const sinks = Array.from({ length: 6 }, () => fakeSink());
+      sinks.forEach((sink, i) => h.open(identity(400 + i), sink));
+      await waitFor(() => a.opens.length === 2, "the first two");
+      await waitFor(() => sinks.slice(2).every((s) => s.closed !== undefined), "those waiting their turn closed", 5_000);
+      assert.deepEqual(sinks.slice(2).map((s) => s.closed!.code), [1013, 1013, 1013, 1013]);
+      assert.match(sinks[2]!.closed!.reason, /try again|reconnect/);
+      assert.equal(h.sessionCount, 2, "only the two opens in flight held");
+      // Their turn never comes: the server answering the first two opens no more.
+      a.welcomeOpens = true;
+      a.welcome();
+      await waitFor(() => sinks.slice(0, 2).every((s) => s.sent.includes("welcome")), "the first two answered");
+      const probe = fakeSink();
+      h.open(identity(499), probe);
+      await waitFor(() => probe.sent.includes("welcome"), "a later session opened and answered");
+      assert.equal(a.opens.length, 3);
+      assert.ok(sinks.slice(0, 2).every((s) => s.closed === undefined));
+    } finally {
+      await h.close();
+    }
+  });
+
   it("places elsewhere the sessions waiting their turn on a server whose stream breaks", async () => {
     const [a, b] = servers as [FakeChatServer, FakeChatServer];
     await regs[1]!.close();

@@ -26,7 +26,11 @@ export interface RemoteSessionHostOptions {
   maxPendingFrames?: number;
   /** Their bytes: with large frames the count alone let one device hold tens of MiB here. */
   maxPendingBytes?: number;
-  /** A session with no chat server for this long is closed with 1013 (try again later). */
+  /**
+   * A session with no chat server for this long is closed with 1013 (try
+   * again later): one with none to place it on, and one placed that waits its
+   * turn to open there (maxOpensInFlight).
+   */
   homelessTimeoutMs?: number;
   /**
    * A server whose stream broke, or that refused a session, is not picked
@@ -349,6 +353,8 @@ class ServerLink {
   private readonly opening = new Set<RemoteSession>();
   /** Sessions placed here waiting for a free open, in order, with whether each resumes. */
   private readonly waiting = new Map<RemoteSession, boolean>();
+  /** Closes those that waited past homelessTimeoutMs; set while any waits. */
+  private waitTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly host: RemoteSessionHost,
@@ -383,7 +389,25 @@ class ServerLink {
   attach(session: RemoteSession, resumed: boolean): void {
     if (this.failed || this.opening.size < this.host.options.maxOpensInFlight) return this.open(session, resumed);
     session.queuedOn = this;
+    // Its wait is bounded as a homeless one's: a server that answers none of its opens in
+    // flight (stuck on its store) gave the sessions behind them no turn, and no word, for good.
+    session.homelessSince ??= this.host.options.now();
     this.waiting.set(session, resumed);
+    this.sweepWaitingLater();
+  }
+
+  private sweepWaitingLater(): void {
+    if (this.waitTimer || this.failed || this.waiting.size === 0) return;
+    const { homelessTimeoutMs } = this.host.options;
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = undefined;
+      const now = this.host.options.now();
+      for (const s of [...this.waiting.keys()]) {
+        if (now - (s.homelessSince ?? now) > homelessTimeoutMs) s.end(TRY_ELSEWHERE, "no chat server answered in time; try again");
+      }
+      this.sweepWaitingLater();
+    }, Math.min(1_000, homelessTimeoutMs / 4));
+    this.waitTimer.unref();
   }
 
   /** A session waiting its turn closed: it is opened nowhere. */
@@ -490,6 +514,8 @@ class ServerLink {
     // Never opened here: placed again with the rest, with nothing sent to take back or to tell the edge of.
     const queued = [...this.waiting.keys()];
     this.waiting.clear();
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
     for (const s of queued) s.queuedOn = undefined;
     // What a session sent before its server said a word went down with the stream, as with a
     // refusal, and its device, which will see only the next server's Welcome, has no cue to send
@@ -509,6 +535,7 @@ class ServerLink {
 
   shutdown(): void {
     this.failed = true;
+    clearTimeout(this.waitTimer);
     this.stream.end();
     this.client.close();
   }
