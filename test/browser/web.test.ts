@@ -45,10 +45,14 @@ describe("web client in headless Chromium", function () {
   before(async function () {
     // A fresh machine installs chromium through apt-get first.
     this.timeout(900_000);
-    await buildWebClient();
-    browser = await launchChromium();
-    // Short heartbeats and presence grace, so "offline" shows within seconds of a page closing.
-    chatd = await startChatd({ env: { CHAT_HEARTBEAT_INTERVAL_MS: "1000", CHAT_PRESENCE_GRACE_MS: "3000" } });
+    // All three at once: chatd reads web/dist on each request, so it need not wait for the build.
+    const started = await Promise.allSettled([
+      buildWebClient(),
+      launchChromium().then((b) => (browser = b)),
+      // Short heartbeats and presence grace, so "offline" shows within seconds of a page closing.
+      startChatd({ env: { CHAT_HEARTBEAT_INTERVAL_MS: "1000", CHAT_PRESENCE_GRACE_MS: "3000" } }).then((c) => (chatd = c)),
+    ]);
+    for (const r of started) if (r.status === "rejected") throw r.reason;
   });
 
   after(async () => {
