@@ -161,6 +161,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
    */
   readonly startReadFailed: ThrottledWarning;
   readonly syncFailed: ThrottledWarning;
+  /** As those: the routing store away fails every session's route as it opens and closes. */
+  private readonly routeChangeFailed: Record<"add" | "remove", ThrottledWarning>;
   readonly metrics?: ChatServerMetrics;
   readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
@@ -248,6 +250,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
     this.logger = deps.logger;
     this.startReadFailed = new ThrottledWarning({ logger: deps.logger, message: "session start: a read failed" });
     this.syncFailed = new ThrottledWarning({ logger: deps.logger, message: "sync failed" });
+    this.routeChangeFailed = {
+      add: new ThrottledWarning({ logger: deps.logger, message: "could not add a route" }),
+      remove: new ThrottledWarning({ logger: deps.logger, message: "could not remove a route" }),
+    };
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
@@ -431,7 +437,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       .then(
         () => void (what === "add" ? this.unrouted.delete(userId) : this.unremoved.delete(userId)),
         (err) => {
-          this.logger?.warn({ err }, `could not ${what} a route`);
+          this.routeChangeFailed[what].warn({ err });
           if (what === "add") this.unrouted.add(userId);
           // Unless the user came back meanwhile: their add is chained after this.
           else if (!this.byUser.has(userId)) this.unremoved.add(userId);

@@ -1811,10 +1811,10 @@ describe("session: sends waiting on a slow queue", () => {
 
 describe("session: an inbox outage's warnings", () => {
   /** `count` sessions, of users 1.., on a server over `inbox`, its warnings kept. */
-  function openMany(inbox: Inbox, count: number) {
+  function openMany(inbox: Inbox, count: number, routes?: SessionRoutes) {
     const warned: string[] = [];
     const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
-    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, logger: logger as never });
+    const server = new ChatServer({ serverId: "t", inbox, channels: {} as never, submitter: {} as never, logger: logger as never, routes });
     const sink: SessionSink = { send: () => {}, bufferedBytes: () => 0, close: () => {} };
     for (let u = 1n; u <= BigInt(count); u++) server.open({ userId: u, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
     return { server, warned };
@@ -1827,6 +1827,23 @@ describe("session: an inbox outage's warnings", () => {
     const { server, warned } = openMany(inbox, 50);
     await waitFor(() => reads >= 50, "every session tried its start");
     assert.deepStrictEqual(warned, ["session start: a read failed"]);
+    server.drain();
+  });
+
+  it("warns once, not once per session, when the routing store refuses every session's route", async () => {
+    let adds = 0;
+    const routes: SessionRoutes = {
+      add: () => (adds++, Promise.reject(new Error("redis away"))),
+      remove: async () => {},
+      refresh: async () => {},
+      lookup: async () => new Map(),
+      close: async () => {},
+    };
+    let welcomed = 0;
+    const inbox = { ...inboxKeeping([]), getCursor: async () => (welcomed++, 0n) };
+    const { server, warned } = openMany(inbox, 50, routes);
+    await waitFor(() => adds >= 50 && welcomed >= 50, "every session's route tried, and its start read");
+    assert.deepStrictEqual(warned, ["could not add a route"]);
     server.drain();
   });
 
