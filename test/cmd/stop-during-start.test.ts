@@ -75,6 +75,33 @@ async function holdPort(): Promise<{ port: number; close(): Promise<void> }> {
   return { port: (server.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
+/**
+ * The tests of a group each run a role process of their own to its exit, independent of the
+ * others, and most of their time is that process's start (node, tsx): a test starts its own run
+ * and the next test's, so two run at once, and awaits its own. after() awaits a run started for a
+ * test that did not run (--grep), which stops its process as a test's does.
+ */
+function twoAtATime<T>(names: readonly string[], run: (name: string) => Promise<T>): (name: string) => Promise<T> {
+  const runs = new Map<string, Promise<T>>();
+  const start = (name: string) => {
+    let r = runs.get(name);
+    if (!r) {
+      r = run(name);
+      // Its own test awaits it; this only keeps a failure of a run started ahead from going unhandled meanwhile.
+      r.catch(() => {});
+      runs.set(name, r);
+    }
+    return r;
+  };
+  after(() => Promise.allSettled(runs.values()));
+  return (name) => {
+    const own = start(name);
+    const next = names[names.indexOf(name) + 1];
+    if (next !== undefined) start(next);
+    return own;
+  };
+}
+
 /** chatd needs no engine: its token key is a FIFO, which its read waits on until the test writes the key. */
 async function keyFileGate(dataDir: string): Promise<Gate> {
   mkdirSync(join(dataDir, "keys"), { recursive: true });
@@ -184,35 +211,27 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
   // role tries to listen on ends it with status 1 and the setting named, a certain sign. (The
   // chat server, the pipeline, presence and the notifier read CHAT_HTTP_PORT not at all, and
   // only the chat server CHAT_GRPC_PORT.)
-  for (const role of ["api", "gateway", "chat-server", "pipeline", "presence", "notifier"]) {
-    it(`${role}: never listens on its ports`, async () => {
-      const held = await Promise.all([0, 1, 2].map(() => holdPort()));
-      try {
-        const [http, grpc, ops] = held.map((h) => String(h.port)) as [string, string, string];
-        const gate = await etcdGate({ ...common, CHAT_HTTP_PORT: http, CHAT_GRPC_PORT: grpc, CHAT_OPS_PORT: ops });
-        const { code, stdout, stderr } = await stopAtGate(role, gate);
-        assert.equal(code, 0, stderr);
-        assert.doesNotMatch(stderr, /CHAT_(HTTP|GRPC|OPS)_PORT/);
-        assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
-      } finally {
-        await Promise.all(held.map((h) => h.close()));
-      }
-    });
-  }
-
-  it("chatd: never listens on its ports", async () => {
+  const listeners = ["api", "gateway", "chat-server", "pipeline", "presence", "notifier", "chatd"];
+  const stoppedHoldingPorts = twoAtATime(listeners, async (role) => {
     const held = await Promise.all([0, 1, 2].map(() => holdPort()));
     try {
       const [http, grpc, ops] = held.map((h) => String(h.port)) as [string, string, string];
+      const ports = { CHAT_HTTP_PORT: http, CHAT_GRPC_PORT: grpc, CHAT_OPS_PORT: ops };
+      if (role !== "chatd") return await stopAtGate(role, await etcdGate({ ...common, ...ports }));
       const gate = await keyFileGate(mkdtempSync(join(dir, "chatd-")));
-      const { code, stdout, stderr } = await stopAtGate("chatd", { ...gate, env: { ...gate.env, CHAT_HTTP_PORT: http, CHAT_GRPC_PORT: grpc, CHAT_OPS_PORT: ops } });
-      assert.equal(code, 0, stderr);
-      assert.doesNotMatch(stderr, /CHAT_(HTTP|GRPC|OPS)_PORT/);
-      assert.doesNotMatch(stdout, /chatd listening/);
+      return await stopAtGate("chatd", { ...gate, env: { ...gate.env, ...ports } });
     } finally {
       await Promise.all(held.map((h) => h.close()));
     }
   });
+  for (const role of listeners) {
+    it(`${role}: never listens on its ports`, async () => {
+      const { code, stdout, stderr } = await stoppedHoldingPorts(role);
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stderr, /CHAT_(HTTP|GRPC|OPS)_PORT/);
+      assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
+    });
+  }
 
   /** Runs `role` until its log says it waits (`waiting`), sends SIGTERM: its exit, and how long after the signal. */
   async function stopWhileWaiting(role: string, env: Record<string, string>, waiting: RegExp): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
@@ -238,12 +257,34 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
 
   // A role waiting on an engine that is down went on trying for CHAT_START_TIMEOUT_S after the
   // signal, past the stop's own 25 s bound, on which it then exited 1 ("did not stop").
-  for (const role of ["api", "gateway", "chat-server", "presence", "pipeline", "notifier"]) {
+  const waiting = ["api", "gateway", "chat-server", "presence", "pipeline", "notifier", "gateway-key", "chatd-stuck"];
+  const stoppedWhileWaiting = twoAtATime(waiting, async (name) => {
+    if (name === "gateway-key") {
+      const env = { ...common, CHAT_KEYS_DIR: mkdtempSync(join(dir, "no-keys-")) };
+      return stopWhileWaiting("gateway", env, /waiting for the api to write its token key/);
+    }
+    if (name === "chatd-stuck") {
+      const dataDir = mkdtempSync(join(dir, "chatd-stuck-"));
+      const storage = openSqliteStorage(join(dataDir, "chat.db"));
+      // Every store of a message fails, as on a chat.db that keeps failing that write.
+      storage.db.exec("CREATE TRIGGER stuck BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'stuck for the test'); END");
+      await storage.close();
+      const queue = new SqliteQueue({ path: join(dataDir, "queue.db") });
+      await queue.ensureTopics(topicSpecs(8));
+      const acked = { messageId: 1n, clientMsgId: "old-1", channelId: 2n, senderUserId: 3n, senderDeviceId: 4n, text: "acked, not stored", sentAtMs: Date.now() };
+      await queue.publish(Topics.submitted, [{ key: "2", value: encodeSubmitted(acked) }]);
+      await queue.close();
+      const env = { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
+      return stopWhileWaiting("chatd", env, /finishing the sends an older chatd acked/);
+    }
+    // Nothing listens there: Cassandra for those that open it first, etcd for the gateway.
+    const [cassandra, etcd] = await Promise.all([freePort(), freePort()]);
+    const env = { ...common, CHAT_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${cassandra}`, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${etcd}` };
+    return stopWhileWaiting(name, env, /failed; trying again/);
+  });
+  for (const role of waiting.slice(0, 6)) {
     it(`${role}: while it waits on an engine that is down, stops at once, exit 0`, async () => {
-      // Nothing listens there: Cassandra for those that open it first, etcd for the gateway.
-      const [cassandra, etcd] = await Promise.all([freePort(), freePort()]);
-      const env = { ...common, CHAT_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${cassandra}`, CHAT_ETCD_ENDPOINTS: `127.0.0.1:${etcd}` };
-      const { code, stdout, stderr, ms } = await stopWhileWaiting(role, env, /failed; trying again/);
+      const { code, stdout, stderr, ms } = await stoppedWhileWaiting(role);
       assert.equal(code, 0, stderr);
       assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
       assert.match(stderr, new RegExp(`^${role}: stopped during start-up \\(.*not tried again, the process is stopping`, "m"));
@@ -252,8 +293,7 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
   }
 
   it("gateway: while it waits for the api's token key, stops at once, exit 0", async () => {
-    const env = { ...common, CHAT_KEYS_DIR: mkdtempSync(join(dir, "no-keys-")) };
-    const { code, stderr, ms } = await stopWhileWaiting("gateway", env, /waiting for the api to write its token key/);
+    const { code, stderr, ms } = await stoppedWhileWaiting("gateway-key");
     assert.equal(code, 0, stderr);
     assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
     assert.match(stderr, /^gateway: stopped during start-up \(waiting for the token key at /m);
@@ -262,27 +302,16 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
   // Its step finishing the sends an older chatd left in queue.db waits, while they make no
   // progress, 30 s before it serves: a SIGTERM then ran into the stop's 25 s bound, exit 1.
   it("chatd: while the sends an older chatd left are stuck, stops at once, exit 0", async () => {
-    const dataDir = mkdtempSync(join(dir, "chatd-stuck-"));
-    const storage = openSqliteStorage(join(dataDir, "chat.db"));
-    // Every store of a message fails, as on a chat.db that keeps failing that write.
-    storage.db.exec("CREATE TRIGGER stuck BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'stuck for the test'); END");
-    await storage.close();
-    const queue = new SqliteQueue({ path: join(dataDir, "queue.db") });
-    await queue.ensureTopics(topicSpecs(8));
-    const acked = { messageId: 1n, clientMsgId: "old-1", channelId: 2n, senderUserId: 3n, senderDeviceId: 4n, text: "acked, not stored", sentAtMs: Date.now() };
-    await queue.publish(Topics.submitted, [{ key: "2", value: encodeSubmitted(acked) }]);
-    await queue.close();
-
-    const env = { CHAT_DATA_DIR: dataDir, CHAT_HTTP_PORT: "0", CHAT_GRPC_PORT: "0" };
-    const { code, stdout, stderr, ms } = await stopWhileWaiting("chatd", env, /finishing the sends an older chatd acked/);
+    const { code, stdout, stderr, ms } = await stoppedWhileWaiting("chatd-stuck");
     assert.equal(code, 0, stderr);
     assert.ok(ms < 10_000, `stopped ${Math.round(ms)} ms after the signal`);
     assert.doesNotMatch(stdout, /did not stop|chatd listening/);
   });
 
-  for (const [role, gateOf] of Object.entries(cases)) {
+  const stoppedAtGate = twoAtATime(Object.keys(cases), async (role) => stopAtGate(role, await cases[role]!()));
+  for (const role of Object.keys(cases)) {
     it(role, async () => {
-      const { code, stdout, stderr } = await stopAtGate(role, await gateOf());
+      const { code, stdout, stderr } = await stoppedAtGate(role);
       assert.equal(code, 0, stderr);
       assert.doesNotMatch(stdout, new RegExp(`${role} listening`));
     });
