@@ -93,6 +93,11 @@ export interface SessionServiceOptions {
    * listener.
    */
   closeGraceMs?: number;
+  /**
+   * Aborted as the gateway stops: every stream ends with close 1001 at once, as every WebSocket
+   * is told, and one opened after is refused so, never placed on a chat server.
+   */
+  stopping?: AbortSignal;
 }
 
 /**
@@ -243,7 +248,7 @@ class Unanswered {
 export function sessionService(
   host: SessionHost,
   verifier: AccessTokenVerifier,
-  { closeGraceMs = 5_000 }: SessionServiceOptions = {},
+  { closeGraceMs = 5_000, stopping }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
@@ -283,6 +288,7 @@ export function sessionService(
         const expired = isChatError(err, "token_expired");
         throw refuse(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
+      if (stopping?.aborted) throw refuse(CloseCode.goingAway, "gateway shutting down");
 
       /**
        * Frames waiting for the client to read, as the chat server encoded them, decoded again as
@@ -453,6 +459,8 @@ export function sessionService(
       })();
       const onAbort = () => end(CloseCode.normal, "client cancelled");
       ctx.signal.addEventListener("abort", onAbort);
+      const onStop = () => end(CloseCode.goingAway, "gateway shutting down");
+      stopping?.addEventListener("abort", onStop);
 
       try {
         for (;;) {
@@ -472,6 +480,7 @@ export function sessionService(
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        stopping?.removeEventListener("abort", onStop);
         holdInput(false);
         release();
         void reading;

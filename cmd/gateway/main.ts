@@ -57,6 +57,8 @@ new Gauge({
 const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
 // grpc.health.v1 says what /readyz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
+/** Aborted as the stop begins: native gRPC sessions end, and none opens. */
+const stopping = new AbortController();
 
 // Once a stop is asked, no port opens, not even for the moment before the stop runs: a balancer
 // probing it would count in a process that is going. (No CHAT_OPS_PORT is no listener of its own.)
@@ -83,7 +85,7 @@ const grpcHandler = withSpecGrpcMessages(
     jsonOptions: SESSION_JSON_OPTIONS,
     contextValues: withCallStream(),
     routes: (router) => {
-      router.service(SessionService, sessionService(host, verifier));
+      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal }));
       registerReflectionAndHealth(router, { health });
     },
   }),
@@ -105,12 +107,12 @@ start.started(async () => {
   healthFollower.stop();
   certificates?.close();
   // Every device hears 1001 and reconnects elsewhere: WebSocket sessions from
-  // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the host.
-  // The host's at once, not once every socket answered its close (up to 2 s): meanwhile
-  // the chat servers kept every session, and a native stream opened then was welcomed, then cut.
-  const socketsClosed = gateway.close();
+  // the gateway, native gRPC streams (UNAVAILABLE "close 1001") from the session
+  // service at once, not once every socket answered its close (up to 2 s): meanwhile
+  // their sessions stayed on the chat servers, and a stream opened then was welcomed, then cut.
+  stopping.abort();
+  await gateway.close();
   await host.close();
-  await socketsClosed;
   // No grace (the probes are all it serves now), and done with a TLS connection still in its
   // handshake, which close() alone waited for past the stop's bound.
   await drainHttpServer(httpServer, 0);
