@@ -163,6 +163,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
   readonly syncFailed: ThrottledWarning;
   /** As those: the routing store away fails every session's route as it opens and closes. */
   private readonly routeChangeFailed: Record<"add" | "remove", ThrottledWarning>;
+  /** And every read receipt's fan-out. */
+  private readonly receiptPushFailed: ThrottledWarning;
   readonly metrics?: ChatServerMetrics;
   readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
@@ -254,6 +256,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       add: new ThrottledWarning({ logger: deps.logger, message: "could not add a route" }),
       remove: new ThrottledWarning({ logger: deps.logger, message: "could not remove a route" }),
     };
+    this.receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
@@ -642,7 +645,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // refused, since a retry would move nothing and so tell the other members nothing either.
     await (this.deps.directory ?? this)
       .pushToUsers(members, create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }))
-      .catch((err: unknown) => this.logger?.warn({ err, userId: String(userId) }, "receipt push failed"));
+      .catch((err: unknown) => this.receiptPushFailed.warn({ err, userId: String(userId) }));
   }
 
   /**

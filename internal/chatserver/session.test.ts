@@ -324,6 +324,19 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
     server.drain();
   });
 
+  // Each read receipt of each session during a routing store outage was a line of its own.
+  it("is warned of once, not once per receipt, while the routes stay unreadable", async () => {
+    const { server, handle, stored, logged } = await openWithRoutesAway();
+    for (let seq = 1n; seq <= 20n; seq++) {
+      handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: seq, kind: { case: "read", value: { channelId: 7n, seq } } })));
+    }
+    await waitFor(() => stored.length === 20, "every receipt's position stored");
+    await waitFor(() => logged.length > 0, "the failed fan-out logged");
+    await new Promise((r) => setImmediate(r));
+    assert.deepStrictEqual(logged.filter((m) => m === "receipt push failed"), ["receipt push failed"]);
+    server.drain();
+  });
+
   it("is not answered for a typing hint, a hint having no answer: the next one, a few seconds on, is the retry", async () => {
     const { server, handle, logged, errors } = await openWithRoutesAway();
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "typing", value: { channelId: 7n } } })));
