@@ -81,6 +81,29 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       assert.equal(await store.updateSettings(u, 2n, { hidePreview: true, muted: false }, 5000), false);
     });
 
+    it("remembers since when an endpoint's sends fail, from the first failure, until one goes through or it is registered again", async () => {
+      const u = id();
+      const e = web(u, 1n);
+      await store.put(e);
+      assert.equal((await store.get(u, 1n))?.failingSinceMs, undefined);
+      // Only for the address the failure was of: a device registered anew since is not blamed.
+      await store.markFailing(u, 1n, "https://push.example/old", 7000);
+      assert.deepEqual(await store.get(u, 1n), e);
+      await store.markFailing(u, 1n, e.address, 7000);
+      await store.markFailing(u, 1n, e.address, 9000);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 7000 });
+      assert.deepEqual(await store.listForUser(u), [{ ...e, failingSinceMs: 7000 }]);
+      await store.clearFailing(u, 1n, e.address);
+      assert.deepEqual(await store.get(u, 1n), e);
+      await store.markFailing(u, 1n, e.address, 11_000);
+      await store.put({ ...e, updatedAtMs: 12_000 });
+      assert.deepEqual(await store.get(u, 1n), { ...e, updatedAtMs: 12_000 });
+      // Neither makes an endpoint for a device without one.
+      await store.markFailing(u, 2n, e.address, 7000);
+      await store.clearFailing(u, 3n, e.address);
+      assert.deepEqual(await store.listForUser(u), [{ ...e, updatedAtMs: 12_000 }]);
+    });
+
     it("keeps 64-bit ids exact", async () => {
       const u = (1n << 63n) - 5n;
       await store.put(web(u, (1n << 62n) + 1n));

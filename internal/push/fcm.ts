@@ -30,7 +30,8 @@ const SCOPE = "https://www.googleapis.com/auth/firebase.messaging";
  * FCM HTTP v1 (projects/<id>/messages:send) with an OAuth2 access token from
  * a service account (JWT bearer grant, RS256), cached until shortly before it
  * expires and fetched once for all the sends that find it expired.
- * UNREGISTERED (404) tokens are reported gone.
+ * UNREGISTERED (404) tokens are reported gone, and so are those FCM
+ * refuses as no registration token (INVALID_ARGUMENT on message.token).
  */
 export class FcmProvider implements PushProvider {
   readonly kind = "fcm" as const;
@@ -93,6 +94,11 @@ export class FcmProvider implements PushProvider {
       // Only FCM's own word makes a token gone: a 404 alone also comes from a
       // wrong project id or CHAT_FCM_URL, and would remove every token it is sent for.
       if (fcmErrorCode(text) === "UNREGISTERED") return { ok: false, gone: true, retryable: false, status: res.status, reason };
+      // FCM's word for a token that is no registration token at all (a malformed or truncated one):
+      // INVALID_ARGUMENT naming the token's field. Naming another field, the message was ours to fix.
+      if (fcmErrorCode(text) === "INVALID_ARGUMENT" && refusedFields(text).includes("message.token")) {
+        return { ok: false, gone: true, retryable: false, status: res.status, reason };
+      }
       if (res.status === 401) return { ok: false, gone: false, retryable: true, status: 401, reason };
       if (res.status === 404 || res.status === 410) return { ok: false, gone: false, retryable: false, status: res.status, reason };
       return outcomeOfStatus(res.status, reason, res.headers.get("retry-after"));
@@ -110,6 +116,18 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     if (signal.aborted) onAbort();
   });
+}
+
+/** The fields an FCM v1 error body's BadRequest detail names (`error.details[].fieldViolations[].field`). */
+function refusedFields(text: string): string[] {
+  try {
+    const details = (JSON.parse(text) as { error?: { details?: { fieldViolations?: { field?: unknown }[] }[] } }).error?.details;
+    if (!Array.isArray(details)) return [];
+    return details.flatMap((d) => (Array.isArray(d?.fieldViolations) ? d.fieldViolations.map((v) => v?.field) : []))
+      .filter((f): f is string => typeof f === "string");
+  } catch {
+    return [];
+  }
 }
 
 /** The FcmError code of an FCM v1 error body (`error.details[].errorCode`), if it has one. */

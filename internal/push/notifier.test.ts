@@ -707,6 +707,93 @@ describe("Notifier collapse windows on a faked clock", () => {
     });
   }
 
+  describe("endpoints whose sends keep failing", () => {
+    const DAY = 24 * 3_600_000;
+    const good = pushEndpoint({ userId: 1n, deviceId: 10n, address: "https://push.example/good" });
+    const bad = pushEndpoint({ userId: 1n, deviceId: 11n, address: "https://push.example/bad" });
+    const refused: SendOutcome = { ok: false, gone: false, retryable: false, status: 403, reason: "push service answered 403" };
+    let db: SqliteDatabase;
+    let store: SqlitePushEndpointStore;
+    let now: number;
+    let results: SendResult[];
+    beforeEach(async () => {
+      db = openDatabase(":memory:");
+      store = new SqlitePushEndpointStore(db);
+      await store.put(good);
+      await store.put(bad);
+      now = 1_767_225_600_000;
+      results = [];
+    });
+    afterEach(() => db.close());
+
+    /** The notifier again on the store, `send` answering for the bad endpoint once the good one's send was told of. */
+    async function renotifyOn(badSend: () => SendOutcome, goodSend: () => SendOutcome = () => ({ ok: true })): Promise<void> {
+      await notifier.stop();
+      let goodDone: () => void;
+      let goodTold = new Promise<void>((r) => (goodDone = r));
+      notifier = new Notifier({
+        queue: {} as MessageQueue,
+        endpoints: store,
+        providers: {
+          web_push: {
+            kind: "web_push",
+            send: async (e) => {
+              if (e.deviceId === good.deviceId) return goodSend();
+              await goodTold;
+              return badSend();
+            },
+          },
+        },
+        now: () => now,
+        options: { collapseWindowMs: WINDOW, maxAttempts: 1 },
+        onResult: (r) => {
+          results.push(r);
+          if (r.endpoint.deviceId !== good.deviceId) return;
+          goodDone();
+          goodTold = new Promise<void>((r) => (goodDone = r));
+        },
+      });
+    }
+    async function notifyOnce(text: string): Promise<SendResult> {
+      const before = results.length;
+      accept(text);
+      mock.timers.tick(WINDOW);
+      await settled(() => results.length === before + 2 && notifier.pending === 0, `both devices' sends of ${text}`);
+      return results.slice(before).find((r) => r.endpoint.deviceId === bad.deviceId)!;
+    }
+
+    it("removes one whose every send failed for failingRemoveAfterMs while its push service delivered to others", async () => {
+      await renotifyOn(() => refused);
+      assert.equal((await notifyOnce("first")).action, "dropped");
+      assert.equal((await store.get(1n, bad.deviceId))?.failingSinceMs, now, "failing from the first failure");
+      const since = now;
+      now += 6 * DAY;
+      assert.equal((await notifyOnce("second")).action, "dropped");
+      assert.equal((await store.get(1n, bad.deviceId))?.failingSinceMs, since);
+      now += DAY;
+      assert.equal((await notifyOnce("third")).action, "removed");
+      assert.equal(await store.get(1n, bad.deviceId), undefined);
+      assert.ok(await store.get(1n, good.deviceId), "the device whose sends go through keeps its endpoint");
+    });
+
+    it("forgets the failures at a delivery, and counts none while the push service delivers to nobody (its outage, or our settings)", async () => {
+      let answer: SendOutcome = refused;
+      await renotifyOn(() => answer);
+      await notifyOnce("first");
+      now += 8 * DAY;
+      answer = { ok: true };
+      assert.equal((await notifyOnce("second")).action, "delivered");
+      assert.equal((await store.get(1n, bad.deviceId))?.failingSinceMs, undefined);
+      // Every send of the service refused, the good endpoint's too: nobody is blamed.
+      await renotifyOn(() => refused, () => refused);
+      for (let i = 0; i < 3; i++) {
+        now += 8 * DAY;
+        assert.equal((await notifyOnce(`down ${i}`)).action, "dropped");
+      }
+      assert.deepEqual((await store.listForUser(1n)).map((e) => e.failingSinceMs), [undefined, undefined]);
+    });
+  });
+
   it("reports itself unhealthy while every notification's fan-out fails (the endpoint store down), and healthy after one goes through", async () => {
     let now = 0;
     let storeDown = true;

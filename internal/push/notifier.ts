@@ -42,6 +42,11 @@ export interface NotifierOptions {
    * published again, a redelivery) sends nothing. Default 10 minutes.
    */
   repeatWindowMs: number;
+  /**
+   * An endpoint whose every send failed for this long (PushEndpoint.failingSinceMs), while its
+   * push service delivered to others, is removed at its next failure. Default 7 days.
+   */
+  failingRemoveAfterMs: number;
 }
 
 export const defaultNotifierOptions: NotifierOptions = {
@@ -56,6 +61,7 @@ export const defaultNotifierOptions: NotifierOptions = {
   ttlSeconds: 24 * 3600,
   drainMs: 5_000,
   repeatWindowMs: 10 * 60_000,
+  failingRemoveAfterMs: 7 * 24 * 3_600_000,
 };
 
 export interface NotifierDeps {
@@ -166,6 +172,15 @@ const RETRY_AFTER_MAX_MS = 10 * 60_000;
 const STALE_READY_MS = 5_000;
 /** Fan-outs, and asks whether a push that waited is still due, reading the stores (online, mutes, endpoints, devices) at once. */
 const FANOUTS_AT_ONCE = 64;
+/**
+ * A failed send counts against its endpoint only while its push service
+ * (host) delivered to another within this, by the monotonic clock: a service
+ * down, or settings of ours it refuses (expired credentials, a wrong project),
+ * fail every endpoint alike, and must not remove them all.
+ */
+const SERVICE_PROVEN_MS = 3_600_000;
+/** Push service hosts remembered as having delivered, at most. */
+const PROVEN_HOSTS_MAX = 1_024;
 /** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
 const NOTIFIED_MAX = 100_000;
 
@@ -226,6 +241,8 @@ export class Notifier {
    */
   private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
+  /** When each push service (host) last took a send, by the monotonic clock (SERVICE_PROVEN_MS). */
+  private readonly deliveredByHost = new Map<string, number>();
   /**
    * The (device, chat)s a send is under way to. A newer notification waits
    * for it: sent beside it, the older one could reach the push service last
@@ -680,6 +697,15 @@ export class Notifier {
       this.waiting(job.host, 1);
       job.retryTimer = t;
     } else action = "dropped";
+    if (outcome.ok) {
+      // Newest last, the oldest forgotten past PROVEN_HOSTS_MAX (Web Push hosts are any public one).
+      this.deliveredByHost.delete(job.host);
+      this.deliveredByHost.set(job.host, this.monotonicNow());
+      if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
+      if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
+    } else if (action === "dropped" && !outcome.goneUnconfirmed && this.serviceProven(job.host)) {
+      action = await this.failing(job, "failed");
+    }
     if (action !== "retry") this.finished(job);
     if (!outcome.ok && outcome.goneUnconfirmed) {
       this.deps.logger?.warn(
@@ -693,6 +719,39 @@ export class Notifier {
       );
     }
     this.deps.onResult?.({ endpoint: job.endpoint, notification: job.notification, attempt: job.attempt, outcome, action });
+  }
+
+  /**
+   * Keeps the endpoint's failing streak: cleared by a delivery; started by a
+   * failure (one that no retry follows); and past failingRemoveAfterMs of
+   * nothing but failures the endpoint is removed, "removed". A 403 or 400
+   * that never changes, or a host that always times out, was otherwise tried
+   * at every notification for good.
+   */
+  private async failing(job: Job, what: "clear" | "failed"): Promise<SendResult["action"]> {
+    const { userId, deviceId, address, failingSinceMs } = job.endpoint;
+    const at = this.now();
+    try {
+      if (what === "clear") await this.deps.endpoints.clearFailing(userId, deviceId, address);
+      else if (failingSinceMs === undefined) await this.deps.endpoints.markFailing(userId, deviceId, address, at);
+      else if (at - failingSinceMs >= this.o.failingRemoveAfterMs) {
+        await this.deps.endpoints.removeIfAddress(userId, deviceId, address);
+        this.deps.logger?.info(
+          { userId: String(userId), deviceId: String(deviceId), kind: job.endpoint.kind, failingSinceMs },
+          "push endpoint removed: every send to it failed for too long",
+        );
+        return "removed";
+      }
+    } catch (err) {
+      this.deps.logger?.warn({ err }, "could not keep a push endpoint's failing streak");
+    }
+    return "dropped";
+  }
+
+  /** Whether the push service took a send to some endpoint lately (SERVICE_PROVEN_MS). */
+  private serviceProven(host: string): boolean {
+    const at = this.deliveredByHost.get(host);
+    return at !== undefined && this.monotonicNow() - at <= SERVICE_PROVEN_MS;
   }
 
   /** Asks whether `job` is still due and queues `next` (back at the head when `first`) if it is. */

@@ -23,6 +23,12 @@ export interface PushEndpoint extends PushSettings {
   /** APNs only: the app's bundle id (apns-topic); empty = the server's default. */
   apnsTopic: string;
   updatedAtMs: number;
+  /**
+   * Since when every send to it failed, unless the push service said it is
+   * gone (that removes it at once): from the first failure after a delivery
+   * or a registration. The notifier removes an endpoint failing for long.
+   */
+  failingSinceMs?: number;
 }
 
 /**
@@ -48,6 +54,14 @@ export interface PushEndpointStore {
    * registration.
    */
   removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean>;
+  /**
+   * Records a failed send to the device's endpoint at `atMs`, while it still
+   * has this address and no earlier failure is recorded (the first failure
+   * counts). Registering the endpoint again (put) forgets it.
+   */
+  markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void>;
+  /** Forgets the endpoint's failures (a send went through), while it still has this address. */
+  clearFailing(userId: Id, deviceId: Id, address: string): Promise<void>;
   /** Returns false when the device has no endpoint. */
   updateSettings(userId: Id, deviceId: Id, settings: PushSettings, atMs: number): Promise<boolean>;
 }

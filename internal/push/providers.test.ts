@@ -206,6 +206,8 @@ describe("push providers against local stand-ins of their services", () => {
     let server: http.Server;
     let base = "";
     let sendStatus = 200;
+    /** What a 400 says: FCM's error, with the field it refused. */
+    let badRequestField = "message.token";
     let tokensIssued = 0;
     const sends: { auth: string; body: { message: Record<string, unknown> } }[] = [];
     let provider: FcmProvider;
@@ -227,6 +229,12 @@ describe("push providers against local stand-ins of their services", () => {
           if (req.url === "/v1/projects/proj-1/messages:send") {
             sends.push({ auth: String(req.headers.authorization), body: JSON.parse(body) });
             if (sendStatus === 404) res.writeHead(404).end(JSON.stringify({ error: { status: "NOT_FOUND", details: [{ errorCode: "UNREGISTERED" }] } }));
+            else if (sendStatus === 400) {
+              res.writeHead(400).end(JSON.stringify({ error: { code: 400, status: "INVALID_ARGUMENT", details: [
+                { "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", errorCode: "INVALID_ARGUMENT" },
+                { "@type": "type.googleapis.com/google.rpc.BadRequest", fieldViolations: [{ field: badRequestField, description: "Invalid value" }] },
+              ] } }));
+            }
             else res.writeHead(sendStatus).end("{}");
             return;
           }
@@ -270,6 +278,18 @@ describe("push providers against local stand-ins of their services", () => {
       sendStatus = 200;
       await provider.send(endpoint("fcm", "x"), notification, 2000);
       assert.equal(sends.at(-1)!.auth, "Bearer tok2");
+    });
+
+    it("reports a token FCM calls not a valid registration token (INVALID_ARGUMENT on message.token) as gone; another field refused keeps it", async () => {
+      sendStatus = 400;
+      badRequestField = "message.token";
+      const bad = await provider.send(endpoint("fcm", "not-a-token"), notification, 2000);
+      assert.ok(!bad.ok && bad.gone && !bad.retryable, JSON.stringify(bad));
+      // The message was wrong (ours), not the token: kept.
+      badRequestField = "message.data";
+      const ours = await provider.send(endpoint("fcm", "live-token"), notification, 2000);
+      assert.ok(!ours.ok && !ours.gone && !ours.retryable, JSON.stringify(ours));
+      sendStatus = 200;
     });
 
     it("keeps a token that a 404 without FCM's UNREGISTERED answers (a wrong project id or URL would otherwise remove them all)", async () => {

@@ -15,6 +15,7 @@ const toEndpoint = (r: Row): PushEndpoint => ({
   hidePreview: r.hide_preview === 1n,
   muted: r.muted === 1n,
   updatedAtMs: Number(r.updated_at_ms),
+  ...(r.failing_since_ms !== null && r.failing_since_ms !== undefined && { failingSinceMs: Number(r.failing_since_ms) }),
 });
 
 /** PushEndpointStore on the shared SQLite database (table from schema version 2). */
@@ -30,12 +31,16 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET kind = excluded.kind, address = excluded.address,
                    p256dh = excluded.p256dh, auth = excluded.auth, apns_topic = excluded.apns_topic,
-                   hide_preview = excluded.hide_preview, muted = excluded.muted, updated_at_ms = excluded.updated_at_ms`),
+                   hide_preview = excluded.hide_preview, muted = excluded.muted, updated_at_ms = excluded.updated_at_ms,
+                   failing_since_ms = NULL`),
       get: p("SELECT * FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       list: p("SELECT * FROM push_endpoints WHERE user_id = ? ORDER BY device_id"),
       remove: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       removeIf: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ?"),
       settings: p("UPDATE push_endpoints SET hide_preview = ?, muted = ?, updated_at_ms = ? WHERE user_id = ? AND device_id = ?"),
+      markFailing: p(`UPDATE push_endpoints SET failing_since_ms = ?
+                      WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms IS NULL`),
+      clearFailing: p("UPDATE push_endpoints SET failing_since_ms = NULL WHERE user_id = ? AND device_id = ? AND address = ?"),
     };
     this.putTx = db.transaction((e: PushEndpoint) => {
       this.s.freeAddress.run(e.kind, e.address, e.userId, e.deviceId);
@@ -62,6 +67,14 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
 
   async removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean> {
     return this.s.removeIf.run(userId, deviceId, address).changes > 0;
+  }
+
+  async markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void> {
+    this.s.markFailing.run(atMs, userId, deviceId, address);
+  }
+
+  async clearFailing(userId: Id, deviceId: Id, address: string): Promise<void> {
+    this.s.clearFailing.run(userId, deviceId, address);
   }
 
   async updateSettings(userId: Id, deviceId: Id, settings: PushSettings, atMs: number): Promise<boolean> {

@@ -3,6 +3,8 @@ import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "..
 import { big, ms, msCell, type Db, type Row } from "./session.js";
 
 const COLUMNS = "user_id, device_id, kind, address, p256dh, auth, apns_topic, hide_preview, muted, updated_at_ms";
+/** What a read returns: the columns a registration writes, and failing_since_ms. */
+const READ = `${COLUMNS}, failing_since_ms`;
 
 const toEndpoint = (r: Row): PushEndpoint => ({
   userId: big(r.get("user_id")),
@@ -15,6 +17,7 @@ const toEndpoint = (r: Row): PushEndpoint => ({
   hidePreview: r.get("hide_preview") === true,
   muted: r.get("muted") === true,
   updatedAtMs: ms(r.get("updated_at_ms")),
+  ...(r.get("failing_since_ms") !== null && r.get("failing_since_ms") !== undefined && { failingSinceMs: ms(r.get("failing_since_ms")) }),
 });
 
 /** How often put() retries a compare-and-set that lost a race before giving up. */
@@ -51,16 +54,20 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
   constructor(private readonly db: Db) {
     const t = (n: string) => db.t(n);
     this.q = {
-      get: `SELECT ${COLUMNS} FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ?`,
-      list: `SELECT ${COLUMNS} FROM ${t("push_endpoints")} WHERE user_id = ?`,
+      get: `SELECT ${READ} FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ?`,
+      list: `SELECT ${READ} FROM ${t("push_endpoints")} WHERE user_id = ?`,
       update: `UPDATE ${t("push_endpoints")} SET kind = ?, address = ?, p256dh = ?, auth = ?, apns_topic = ?,
-               hide_preview = ?, muted = ?, updated_at_ms = ? WHERE user_id = ? AND device_id = ? IF EXISTS`,
+               hide_preview = ?, muted = ?, updated_at_ms = ?, failing_since_ms = null WHERE user_id = ? AND device_id = ? IF EXISTS`,
       insert: `INSERT INTO ${t("push_endpoints")} (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
       remove: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF EXISTS`,
       removeIf: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ?`,
       removeIfKindAddress: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF kind = ? AND address = ?`,
       settings: `UPDATE ${t("push_endpoints")} SET hide_preview = ?, muted = ?, updated_at_ms = ?
                  WHERE user_id = ? AND device_id = ? IF EXISTS`,
+      // The first failure only (a missing row's address is null: none made); compare-and-set, as every write of the row.
+      markFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = ? WHERE user_id = ? AND device_id = ?
+                    IF address = ? AND failing_since_ms = null`,
+      clearFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = null WHERE user_id = ? AND device_id = ? IF address = ?`,
       claim: `INSERT INTO ${t("push_addresses")} (kind, address, user_id, device_id) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
       takeOver: `UPDATE ${t("push_addresses")} SET user_id = ?, device_id = ? WHERE kind = ? AND address = ?
                  IF user_id = ? AND device_id = ?`,
@@ -121,6 +128,14 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
     const { applied } = await this.db.lwt(this.q.removeIf, [userId, deviceId, address]);
     if (applied) await this.release(current);
     return applied;
+  }
+
+  async markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void> {
+    await this.db.lwt(this.q.markFailing, [msCell(atMs), userId, deviceId, address]);
+  }
+
+  async clearFailing(userId: Id, deviceId: Id, address: string): Promise<void> {
+    await this.db.lwt(this.q.clearFailing, [userId, deviceId, address]);
   }
 
   async updateSettings(userId: Id, deviceId: Id, settings: PushSettings, atMs: number): Promise<boolean> {

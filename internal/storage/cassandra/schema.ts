@@ -253,6 +253,9 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // and its sign-out may miss one this build issued (named in current_hash, which it does not
   // read), whose take then finds the device signed out.
   refresh_tokens: { chain: "text" },
+  // Since when every send to an endpoint failed (PushEndpoint.failingSinceMs), likewise: an
+  // older build beside this one neither writes nor clears it, and removes only dead endpoints.
+  push_endpoints: { failing_since_ms: "bigint" },
 };
 
 /**

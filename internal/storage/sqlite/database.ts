@@ -429,6 +429,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE channel_bars ADD COLUMN bar_order INTEGER NOT NULL DEFAULT 0;
   CREATE INDEX channel_bars_by_order ON channel_bars (channel_id, bar_order);
   `,
+  // 22: since when every send to a push endpoint failed (PushEndpoint.failingSinceMs), so the
+  // notifier removes one failing for long. NULL: none since its last delivery or registration.
+  `
+  ALTER TABLE push_endpoints ADD COLUMN failing_since_ms INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
