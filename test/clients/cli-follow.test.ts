@@ -17,10 +17,10 @@ import { freePort } from "../support/ports.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
+import { cliArgs } from "./cli-bundle.js";
 import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "cmd/chat-cli/main.ts");
 const PASSWORD = "correct horse battery";
 /**
  * chat-cli's call deadline where a silent network is the test (CHAT_CLI_CALL_TIMEOUT_MS): each of those
@@ -37,7 +37,7 @@ class CliUser {
   ) {}
 
   spawn(args: string[], env: Record<string, string> = {}): ChildProcess {
-    return spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+    return spawn(process.execPath, cliArgs(...args), {
       cwd: ROOT,
       env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -78,14 +78,15 @@ function harness(env: Record<string, string> = {}) {
     proxy: undefined as unknown as TcpProxy,
     cleanups: [] as (() => unknown)[],
     /** A CLI user signed in through the proxy, and someone (over the API) in a 1:1 chat with them. */
-    async pair(): Promise<{ me: CliUser; peer: TestUser; channelId: bigint }> {
+    async pair(): Promise<{ me: CliUser; myId: bigint; peer: TestUser; channelId: bigint }> {
       const me = new CliUser(`fol${n++}_${suffix}`, `http://${h.proxy.address}`);
       h.cleanups.push(() => me.cleanup());
-      await me.ok("signup", me.username);
+      // The id from signup's --json, not another chat-cli start. The peer signs up after: under a
+      // 10 s CHAT_ACCESS_TOKEN_TTL_S its token must last into the test.
+      const myId = BigInt(JSON.parse(await me.ok("signup", me.username, "--json")).userId);
       const peer = await signUp(h.chatd.httpUrl, "peer");
-      const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
       const { channelId } = (await peer.api.channels.openDirect({ userId: myId })).channel!;
-      return { me, peer, channelId };
+      return { me, myId, peer, channelId };
     },
     /** A stand-in gateway (the api stays chatd, through the proxy): it welcomes each connection, then sends what the test says on its sockets. */
     async standInGateway(): Promise<StandInGateway> {
@@ -170,8 +171,7 @@ describe("chat-cli follow through a connection that drops", function () {
   });
 
   it("gives up a new sender's name lookup that a silent network never answers, and asks again, printing what came after it in order", async () => {
-    const { me, peer } = await h.pair();
-    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+    const { me, myId, peer } = await h.pair();
     const third = await signUp(h.chatd.httpUrl, "third");
     const { channelId } = (await peer.api.channels.createGroup({ title: "Trio", memberUserIds: [myId, third.userId] })).channel!;
     const { url, sockets } = await h.standInGateway();
@@ -503,8 +503,7 @@ describe("chat-cli follow of a group I am no longer in", function () {
   const h = harness();
 
   it("stops with exit 1, saying so, when I am taken out of the group or leave it with another chat-cli", async () => {
-    const { me, peer } = await h.pair();
-    const myId = BigInt(JSON.parse(await me.ok("whoami", "--json")).userId);
+    const { me, myId, peer } = await h.pair();
     const { channelId } = (await peer.api.channels.createGroup({ title: "Crew", memberUserIds: [myId] })).channel!;
     const follower = h.follow(me, String(channelId), "--last", "0");
     await follower.started();
