@@ -42,22 +42,50 @@ describe("web client in headless Chromium", function () {
   const contexts: BrowserContext[] = [];
   const problems: string[] = [];
 
+  /**
+   * The chatds of the describes below that need settings of their own: started in the
+   * suite's before beside its own, as a startup is seconds that a describe's before would
+   * wait alone. Each describe stops its own after it; the suite's after, any left.
+   */
+  const otherSettings = {
+    // The text rate holds the history written at once.
+    bigChats: { CHAT_TEXT_BURST_BYTES: String(16 << 20), CHAT_TEXT_BYTES_PER_SEC: String(16 << 20) },
+    shortTokens: { CHAT_ACCESS_TOKEN_TTL_S: "10" },
+    editWindow: { CHAT_EDIT_WINDOW_S: "1" },
+  };
+  const others = new Map<keyof typeof otherSettings, Promise<ChatdProcess>>();
+  const otherChatd = (name: keyof typeof otherSettings): Promise<ChatdProcess> => others.get(name) ?? Promise.reject(new Error(`no chatd ${name}`));
+  async function stopOther(name: keyof typeof otherSettings): Promise<void> {
+    const started = others.get(name);
+    others.delete(name);
+    const c = await started?.catch(() => undefined);
+    await c?.stop();
+    if (c) removeDataDir(c.dataDir);
+  }
+
   before(async function () {
     // A fresh machine installs chromium through apt-get first.
     this.timeout(900_000);
-    // All three at once: chatd reads web/dist on each request, so it need not wait for the build.
+    for (const [name, env] of Object.entries(otherSettings)) {
+      const starting = startChatd({ env });
+      starting.catch(() => undefined); // its describe's before reports a failure
+      others.set(name as keyof typeof otherSettings, starting);
+    }
+    // All at once: chatd reads web/dist on each request, so it need not wait for the build.
     const started = await Promise.allSettled([
+      ...others.values(),
       buildWebClient(),
       launchChromium().then((b) => (browser = b)),
       // Short heartbeats and presence grace, so "offline" shows within seconds of a page closing.
       startChatd({ env: { CHAT_HEARTBEAT_INTERVAL_MS: "1000", CHAT_PRESENCE_GRACE_MS: "3000" } }).then((c) => (chatd = c)),
     ]);
-    for (const r of started) if (r.status === "rejected") throw r.reason;
+    for (const r of started.slice(others.size)) if (r.status === "rejected") throw r.reason;
   });
 
   after(async () => {
     for (const c of contexts) await c.close().catch(() => undefined);
     await browser?.close();
+    for (const name of [...others.keys()]) await stopOther(name);
     await chatd?.stop();
     if (chatd) removeDataDir(chatd.dataDir);
   });
@@ -1554,14 +1582,12 @@ describe("web client in headless Chromium", function () {
     let bigChatd: ChatdProcess;
     let opened = 0;
     before(async () => {
-      // The text rate holds the history written at once.
-      bigChatd = await startChatd({ env: { CHAT_TEXT_BURST_BYTES: String(16 << 20), CHAT_TEXT_BYTES_PER_SEC: String(16 << 20) } });
+      bigChatd = await otherChatd("bigChats");
       opened = contexts.length;
     });
     after(async () => {
       for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
-      await bigChatd?.stop();
-      if (bigChatd) removeDataDir(bigChatd.dataDir);
+      await stopOther("bigChats");
     });
 
     it("says no match yet, not none, where the scan stopped, and searches older messages for the words of that search", async () => {
@@ -1655,14 +1681,13 @@ describe("web client in headless Chromium", function () {
     let shortChatd: ChatdProcess;
     let opened = 0;
     before(async () => {
-      shortChatd = await startChatd({ env: { CHAT_ACCESS_TOKEN_TTL_S: "10" } });
+      shortChatd = await otherChatd("shortTokens");
       opened = contexts.length;
     });
     after(async () => {
       // Its pages first: left open, they would try to reconnect to the chatd stopped and log it in the next test.
       for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
-      await shortChatd?.stop();
-      if (shortChatd) removeDataDir(shortChatd.dataDir);
+      await stopOther("shortTokens");
     });
 
     it("refreshes the token before it runs out, hands it to its open socket, and keeps receiving on it", async () => {
@@ -1752,13 +1777,12 @@ describe("web client in headless Chromium", function () {
     let windowed: ChatdProcess;
     let opened = 0;
     before(async () => {
-      windowed = await startChatd({ env: { CHAT_EDIT_WINDOW_S: "1" } });
+      windowed = await otherChatd("editWindow");
       opened = contexts.length;
     });
     after(async () => {
       for (const c of contexts.slice(opened)) await c.close().catch(() => undefined);
-      await windowed?.stop();
-      if (windowed) removeDataDir(windowed.dataDir);
+      await stopOther("editWindow");
     });
 
     it("keeps what was typed for it in the edit box, with the server's reason, once the edit window has passed", async () => {
