@@ -33,8 +33,8 @@ export async function requireMember(
  * a direct chat, where only `me`'s own devices do: the pair tell each other
  * nothing while it stands.
  */
-export async function receiptAudience(deps: ApiDeps, channel: ChannelRecord, me: Id): Promise<Id[]> {
-  const members = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
+export async function receiptAudience(deps: ApiDeps, channel: ChannelRecord, me: Id, read?: readonly MemberRecord[]): Promise<Id[]> {
+  const members = (read ?? (await deps.channels.listMembers(channel.channelId))).map((m) => m.userId);
   return (await blockedPair(deps, channel, me, members)) ? [me] : members;
 }
 
@@ -135,6 +135,22 @@ export async function membersAsRead(deps: ApiDeps, channelId: Id): Promise<Membe
     const own = sent.get(m.userId);
     return own !== undefined && own > m.readSeq ? { ...m, readSeq: own } : m;
   });
+}
+
+/**
+ * Whether `userId` sent a message of the channel after `seq`, among its newest
+ * OWN_MESSAGE_WINDOW (a note of theirs counting as membersAsRead counts it):
+ * then membersAsRead shows them past `seq`. Of one member, where membersAsRead
+ * reads every member's newest (a group's whole list, and the senders of up to
+ * a hundred seqs).
+ */
+export async function sentAfter(deps: ApiDeps, channelId: Id, userId: Id, seq: bigint): Promise<boolean> {
+  const last = (await deps.log.latest([channelId])).get(channelId);
+  if (!last || last.seq <= seq) return false;
+  if (last.senderUserId === userId && (!last.note || readByItsActor(last.note))) return true;
+  const windowStart = last.seq - OWN_MESSAGE_WINDOW + 1n;
+  const from = seq + 1n > windowStart ? seq + 1n : windowStart;
+  return from <= last.seq - 1n && (await deps.log.lastSentBy(channelId, userId, from, last.seq - 1n)) !== undefined;
 }
 
 /**

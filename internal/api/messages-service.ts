@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { channelView, membersAsRead, pushChannelEvent, receiptAudience, requireMember } from "./access.js";
+import { channelView, pushChannelEvent, receiptAudience, requireMember, sentAfter } from "./access.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -155,10 +155,13 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // members only when it moved what they are shown. That is the furthest of the stored position and
       // the reader's own newest message (membersAsRead, as ListMembers has it): a receipt below their own
       // message moved the other members' view of them back.
+      // The reader's alone is asked of (sentAfter), beside the member list the receipt goes to: membersAsRead
+      // read that list a second time, and every member's newest message, at every read mark.
       let audience = [me];
       if (readSeq > member.readSeq) {
-        const shown = (await membersAsRead(deps, channel.channelId)).find((m) => m.userId === me)?.readSeq ?? readSeq;
-        if (shown <= readSeq) audience = await receiptAudience(deps, channel, me);
+        const [members, ownAhead] = await Promise.all([deps.channels.listMembers(channel.channelId), sentAfter(deps, channel.channelId, me, readSeq)]);
+        const stored = members.find((m) => m.userId === me)?.readSeq ?? readSeq;
+        if (stored <= readSeq && !ownAhead) audience = await receiptAudience(deps, channel, me, members);
       }
       const frame = create(ServerFrameSchema, {
         kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },

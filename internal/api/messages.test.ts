@@ -310,6 +310,19 @@ describe("api: MessageService", () => {
     assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds), [[a.userId]], "a's own 5 shows a further already");
   });
 
+  it("a read mark reads the channel's member list once (whom to tell) and no other member's messages", async () => {
+    await sendMany(3); // a: 1, 3; b: 2
+    const { channels, messages: log } = api.storage;
+    const calls = { listMembers: 0, newestBySender: 0 };
+    const [listMembers, newestBySender] = [channels.listMembers.bind(channels), log.newestBySender.bind(log)];
+    channels.listMembers = async (...args) => (calls.listMembers++, listMembers(...args));
+    log.newestBySender = async (...args) => (calls.newestBySender++, newestBySender(...args));
+    api.sessions.pushes = [];
+    assert.equal((await b.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);
+    assert.deepEqual(calls, { listMembers: 1, newestBySender: 0 });
+    assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds.length), [2], "a moved receipt still goes to both");
+  });
+
   describe("uint64 values past the stores' signed 64 bits", () => {
     const HUGE = (1n << 64n) - 1n;
 
