@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { IncomingMessage } from "node:http";
 import http2, { type Http2ServerRequest, type ServerHttp2Stream } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -250,6 +251,8 @@ export function sessionService(
   verifier: AccessTokenVerifier,
   { closeGraceMs = 5_000, stopping }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
+  // Each open stream listens on it: past ten, Node warned of a listener leak that was none.
+  if (stopping) setMaxListeners(0, stopping);
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
       const callStream = ctx.values.get(callStreamKey);
