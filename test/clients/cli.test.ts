@@ -14,9 +14,9 @@ import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { Follower } from "../support/chat-cli.js";
 import { waitFor } from "../support/wait.js";
+import { cliArgs } from "./cli-bundle.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CLI = join(ROOT, "cmd/chat-cli/main.ts");
 const PASSWORD = "correct horse battery";
 
 interface Run {
@@ -48,7 +48,7 @@ class CliUser {
   }
 
   spawn(args: string[], input?: string): ChildProcess {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+    const child = spawn(process.execPath, cliArgs(...args), {
       cwd: ROOT,
       env: { ...process.env, CHAT_CLI_HOME: this.home, CHAT_SERVER: this.server, CHAT_PASSWORD: PASSWORD },
       stdio: ["pipe", "pipe", "pipe"],
@@ -168,7 +168,7 @@ describe("chat-cli against chatd", function () {
     const config = mkdtempSync(join(tmpdir(), "chat-cli-xdg-"));
     try {
       const env = { ...process.env, CHAT_CLI_HOME: "", XDG_CONFIG_HOME: config, CHAT_SERVER: chatd.httpUrl, CHAT_PASSWORD: PASSWORD };
-      const r = spawn(process.execPath, ["--import", "tsx", CLI, "login", alice.username], { cwd: ROOT, env, stdio: "ignore" });
+      const r = spawn(process.execPath, cliArgs("login", alice.username), { cwd: ROOT, env, stdio: "ignore" });
       assert.equal((await once(r, "close"))[0], 0);
       assert.equal(JSON.parse(readFileSync(join(config, "chat-cli", "credentials.json"), "utf8")).username, alice.username);
     } finally {
@@ -332,8 +332,7 @@ describe("chat-cli against chatd", function () {
     await once(web, "listening");
     const ws = `ws://127.0.0.1:${(web.address() as AddressInfo).port}/wrong`;
     try {
-      await nina.ok("signup", nina.username);
-      await omar.ok("signup", omar.username);
+      await Promise.all([nina.ok("signup", nina.username), omar.ok("signup", omar.username)]);
       const busy = nina.follow(`@${omar.username}`, "--ws", ws);
       await busy.said(/answered HTTP 503; reconnecting/);
       busy.interrupt();
@@ -429,9 +428,9 @@ describe("chat-cli against chatd", function () {
     assert.equal(edited.code, 1);
     assert.match(edited.stderr, /was deleted/);
     // Usage mistakes exit 2 before reaching the server.
-    for (const args of [["edit", bobChat, "3"], ["edit", bobChat, "x", "text"], ["delete", bobChat], ["delete", bobChat, "3", "extra"], ["edit", bobChat, "0", "text"]]) {
-      assert.equal((await alice.run(...args)).code, 2, args.join(" "));
-    }
+    const mistakes = [["edit", bobChat, "3"], ["edit", bobChat, "x", "text"], ["delete", bobChat], ["delete", bobChat, "3", "extra"], ["edit", bobChat, "0", "text"]];
+    const codes = await Promise.all(mistakes.map(async (args) => (await alice.run(...args)).code));
+    assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
     assert.match(await alice.ok("--help"), /edit <chat> <seq> <text\.\.\.>[\s\S]*delete <chat> <seq>/);
   });
 
@@ -479,9 +478,9 @@ describe("chat-cli against chatd", function () {
     assert.equal(toNone.code, 1);
     assert.match(toNone.stderr, /no message with seq 99999/);
     // Usage mistakes exit 2 before reaching the server.
-    for (const args of [["send", aliceChat, "--reply", "x", "text"], ["send", aliceChat, "--reply", "0", "text"], ["send", aliceChat, "--reply", asked.seq], ["edit", aliceChat, asked.seq, "text", "--reply", asked.seq]]) {
-      assert.equal((await bob.run(...args)).code, 2, args.join(" "));
-    }
+    const mistakes = [["send", aliceChat, "--reply", "x", "text"], ["send", aliceChat, "--reply", "0", "text"], ["send", aliceChat, "--reply", asked.seq], ["edit", aliceChat, asked.seq, "text", "--reply", asked.seq]];
+    const codes = await Promise.all(mistakes.map(async (args) => (await bob.run(...args)).code));
+    assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
     assert.match(await bob.ok("--help"), /--reply SEQ/);
   });
 
@@ -549,9 +548,9 @@ describe("chat-cli against chatd", function () {
     assert.match(gone.stderr, /was deleted/);
     assert.match(await bob.ok("history", aliceChat, "--limit", "2"), new RegExp(`#${seq} ${alice.username}: \\[deleted\\]\n`), "a deleted message shows no reactions");
     // Usage mistakes exit 2 before reaching the server.
-    for (const args of [["react", aliceChat, seq], ["react", aliceChat, "0", "👍"], ["react", aliceChat, seq, "👍", "extra"], ["unreact", aliceChat, seq, "👍"]]) {
-      assert.equal((await bob.run(...args)).code, 2, args.join(" "));
-    }
+    const mistakes = [["react", aliceChat, seq], ["react", aliceChat, "0", "👍"], ["react", aliceChat, seq, "👍", "extra"], ["unreact", aliceChat, seq, "👍"]];
+    const codes = await Promise.all(mistakes.map(async (args) => (await bob.run(...args)).code));
+    assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
     assert.match(await bob.ok("--help"), /react <chat> <seq> <emoji>[\s\S]*unreact <chat> <seq>/);
   });
 
@@ -623,8 +622,7 @@ describe("chat-cli against chatd", function () {
     const win = new CliUser(`win_${suffix}`, chatd.httpUrl);
     const lin = new CliUser(`lin_${suffix}`, chatd.httpUrl);
     try {
-      await win.ok("signup", win.username);
-      await lin.ok("signup", lin.username);
+      await Promise.all([win.ok("signup", win.username), lin.ok("signup", lin.username)]);
       const texts = async () => (await lin.ok("history", `@${win.username}`, "--json")).trim().split("\n").map((l) => JSON.parse(l).text as string);
       // As a file saved on Windows arrives through a pipe, and through "$(cat file)", which keeps all but the last newline.
       const piped = await win.runWithInput("from windows\r\nsecond line\r\n", "send", `@${lin.username}`, "-");
@@ -681,10 +679,9 @@ describe("chat-cli against chatd", function () {
     const tty = new CliUser(`tty_${suffix}`, chatd.httpUrl);
     const peer = new CliUser(`ttp_${suffix}`, chatd.httpUrl);
     try {
-      await tty.ok("signup", tty.username);
-      await peer.ok("signup", peer.username);
+      await Promise.all([tty.ok("signup", tty.username), peer.ok("signup", peer.username)]);
       // util-linux's script gives the CLI a terminal of its own, as a person at one has; what is written to script is typed there.
-      const child = spawn("script", ["-qec", `'${process.execPath}' --import tsx '${CLI}' send @${peer.username} -`, "/dev/null"], {
+      const child = spawn("script", ["-qec", [process.execPath, ...cliArgs("send", `@${peer.username}`, "-")].map((a) => `'${a}'`).join(" "), "/dev/null"], {
         cwd: ROOT,
         env: { ...process.env, CHAT_CLI_HOME: tty.home, CHAT_SERVER: chatd.httpUrl },
         stdio: ["pipe", "pipe", "pipe"],
@@ -785,8 +782,7 @@ describe("chat-cli against chatd", function () {
     // Users of their own: the clear would take the others' messages out of later tests.
     const [cleo, dan] = [new CliUser(`cleo_${suffix}`, chatd.httpUrl), new CliUser(`dan_${suffix}`, chatd.httpUrl)];
     try {
-      await cleo.ok("signup", cleo.username);
-      await dan.ok("signup", dan.username);
+      await Promise.all([cleo.ok("signup", cleo.username), dan.ok("signup", dan.username)]);
       const [cleoChat, danChat] = [`@${dan.username}`, `@${cleo.username}`];
       await cleo.ok("send", cleoChat, "the old plan");
       await dan.ok("send", danChat, "agreed, the old plan");
@@ -815,7 +811,9 @@ describe("chat-cli against chatd", function () {
       assert.match(cleared.channelId, /^\d+$/);
       assert.match(await dan.ok("history", danChat), /#1 .*the old plan\n.*#2 .*agreed, the old plan\n.*#3 .*a new plan\n$/);
 
-      for (const args of [["clear"], ["clear", cleoChat, "extra"]]) assert.equal((await cleo.run(...args)).code, 2, args.join(" "));
+      const mistakes = [["clear"], ["clear", cleoChat, "extra"]];
+      const codes = await Promise.all(mistakes.map(async (args) => (await cleo.run(...args)).code));
+      assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
       assert.match(await cleo.ok("--help"), /unarchive <chat>.*\n\s+clear <chat>/);
     } finally {
       cleo.cleanup();
@@ -827,8 +825,7 @@ describe("chat-cli against chatd", function () {
     // Users of their own: the mark would show in the others' lists.
     const [uma, vic] = [new CliUser(`uma_${suffix}`, chatd.httpUrl), new CliUser(`vic_${suffix}`, chatd.httpUrl)];
     try {
-      await uma.ok("signup", uma.username);
-      await vic.ok("signup", vic.username);
+      await Promise.all([uma.ok("signup", uma.username), vic.ok("signup", vic.username)]);
       const [umaChat, vicChat] = [`@${vic.username}`, `@${uma.username}`];
       await vic.ok("send", vicChat, "read this later");
       // Sending reads the chat: nothing is left to count, so only the mark says it is unread.
@@ -860,7 +857,9 @@ describe("chat-cli against chatd", function () {
       assert.equal(JSON.parse(await uma.ok("read", umaChat, "--json")).markedUnread, false);
       assert.doesNotMatch(await uma.ok("chats"), /marked unread/);
 
-      for (const args of [["unread"], ["read", umaChat, "extra"]]) assert.equal((await uma.run(...args)).code, 2, args.join(" "));
+      const mistakes = [["unread"], ["read", umaChat, "extra"]];
+      const codes = await Promise.all(mistakes.map(async (args) => (await uma.run(...args)).code));
+      assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
       assert.match(await uma.ok("--help"), /unmute <chat>.*\n\s+unread <chat>.*\n(?:\s{20,}.*\n)*\s+read <chat>.*\n\s+pin <chat>/);
     } finally {
       uma.cleanup();
@@ -1000,9 +999,9 @@ describe("chat-cli against chatd", function () {
     assert.equal(garbled.code, 1);
     assert.match(garbled.stderr, /22 characters/);
     // Usage mistakes exit 2 before reaching the server.
-    for (const args of [["invite", group, "--reset", "--revoke"], ["invite", `@${bob.username}`], ["invite"], ["join"], ["join", link.url, "extra"], ["chats", "--reset"]]) {
-      assert.equal((await alice.run(...args)).code, 2, args.join(" "));
-    }
+    const mistakes = [["invite", group, "--reset", "--revoke"], ["invite", `@${bob.username}`], ["invite"], ["join"], ["join", link.url, "extra"], ["chats", "--reset"]];
+    const codes = await Promise.all(mistakes.map(async (args) => (await alice.run(...args)).code));
+    assert.deepEqual(codes, mistakes.map(() => 2), mistakes.map((args) => args.join(" ")).join("; "));
     assert.match(await alice.ok("--help"), /invite <group>[\s\S]*join <link>/);
   });
 
