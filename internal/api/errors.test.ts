@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { withErrorCodeHeader } from "./errors.js";
+import { Code } from "@connectrpc/connect";
+import Database from "better-sqlite3";
+import type { Logger } from "pino";
+import { ERROR_CODE_HEADER, RETRY_AFTER_HEADER, toConnectError, withErrorCodeHeader } from "./errors.js";
 
 /** A gRPC-web frame: flags, big-endian length, payload. */
 function frame(flags: number, payload: string | Uint8Array): Buffer {
@@ -50,5 +53,37 @@ describe("withErrorCodeHeader on gRPC-web", () => {
   it("sets the header of a trailers-only answer", async () => {
     const { res } = await served([], { "grpc-status": "3" });
     assert.equal(res.header?.get("chat-error-code"), "ERROR_CODE_INVALID_ARGUMENT");
+  });
+});
+
+describe("toConnectError: an engine that did not answer", () => {
+  const SqliteError = Database.SqliteError;
+  function logs() {
+    const lines: [string, string][] = [];
+    const at = (level: string) => (_o: unknown, msg: string) => void lines.push([level, msg]);
+    return { lines, logger: { warn: at("warn"), error: at("error"), info: () => {}, debug: () => {} } as unknown as Logger };
+  }
+
+  // SQLite's locked file (chatd's api) went out INTERNAL, which a client takes as final, where the session answers UNAVAILABLE.
+  it("is UNAVAILABLE with chat-retry-after-ms, as the session answers it", () => {
+    const { lines, logger } = logs();
+    const e = toConnectError(new SqliteError("database is locked", "SQLITE_BUSY"), logger);
+    assert.equal(e.code, Code.Unavailable);
+    assert.equal(e.metadata.get(ERROR_CODE_HEADER), "ERROR_CODE_UNAVAILABLE");
+    assert.ok(Number(e.metadata.get(RETRY_AFTER_HEADER)) > 0);
+    assert.deepStrictEqual(lines.filter(([level]) => level === "error"), []);
+  });
+
+  it("is warned of once for an outage's RPCs, not once each", () => {
+    const { lines, logger } = logs();
+    for (let i = 0; i < 20; i++) toConnectError(new Error("Connection is closed."), logger);
+    assert.equal(lines.length, 1);
+  });
+
+  it("leaves a bug INTERNAL, logged at error", () => {
+    const { lines, logger } = logs();
+    const e = toConnectError(new TypeError("x is undefined"), logger);
+    assert.equal(e.code, Code.Internal);
+    assert.deepStrictEqual(lines, [["error", "unexpected error in rpc"]]);
   });
 });

@@ -6,7 +6,9 @@ import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol
 import { trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { engineOutageError } from "../model/engine-errors.js";
 import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors.js";
+import { ThrottledWarning } from "../observability/outage-log.js";
 
 /**
  * Every RPC error carries the chat.v1.ErrorCode as the "chat-error-code"
@@ -56,7 +58,8 @@ export function chatToConnectError(e: ChatError): ConnectError {
 
 /**
  * The one place where errors leave the api: ChatErrors become their status,
- * ConnectErrors pass through, anything else is a bug and is logged, not shown.
+ * ConnectErrors pass through, an engine that did not answer is UNAVAILABLE
+ * (isEngineOutage), anything else is a bug and is logged, not shown.
  */
 export function toConnectError(e: unknown, logger?: Logger): ConnectError {
   if (isChatError(e)) {
@@ -67,8 +70,23 @@ export function toConnectError(e: unknown, logger?: Logger): ConnectError {
     if (!e.metadata.has(ERROR_CODE_HEADER)) e.metadata.set(ERROR_CODE_HEADER, connectCodeName(e.code));
     return e;
   }
+  // An engine's timeout or lost connection is answered as the session answers it: retryable, and
+  // warned of once for an outage, whose every RPC fails alike.
+  const outage = engineOutageError(e);
+  if (outage) {
+    if (logger) outageWarningOf(logger).warn({ err: e });
+    return chatToConnectError(outage);
+  }
   logger?.error({ err: e }, "unexpected error in rpc");
   return new ConnectError("internal error", Code.Internal, { [ERROR_CODE_HEADER]: "ERROR_CODE_INTERNAL" });
+}
+
+const outageWarnings = new WeakMap<Logger, ThrottledWarning>();
+
+function outageWarningOf(logger: Logger): ThrottledWarning {
+  let w = outageWarnings.get(logger);
+  if (!w) outageWarnings.set(logger, (w = new ThrottledWarning({ logger, message: "rpc refused: a store did not answer" })));
+  return w;
 }
 
 function connectCodeName(code: Code): string {

@@ -165,6 +165,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private readonly routeChangeFailed: Record<"add" | "remove", ThrottledWarning>;
   /** And every read receipt's fan-out. */
   private readonly receiptPushFailed: ThrottledWarning;
+  /** And every frame whose store did not answer (answered UNAVAILABLE). */
+  readonly frameEngineFailed: ThrottledWarning;
   readonly metrics?: ChatServerMetrics;
   readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
@@ -257,6 +259,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       remove: new ThrottledWarning({ logger: deps.logger, message: "could not remove a route" }),
     };
     this.receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
+    this.frameEngineFailed = new ThrottledWarning({ logger: deps.logger, message: "session frame refused: a store did not answer" });
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);

@@ -10,6 +10,7 @@ import { ChatServer, type SessionLimits } from "./server.js";
 import { REAUTH_GRACE_MS } from "./session.js";
 import type { SessionIdentity, SessionSink } from "./port.js";
 import type { SessionRoutes } from "../routing/port.js";
+import Database from "better-sqlite3";
 import { waitFor } from "../../test/support/wait.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { encodeServerFrame } from "./codec.js";
@@ -1866,6 +1867,53 @@ describe("session: an inbox outage's warnings", () => {
     const { server, warned } = openMany(inbox, 50);
     await waitFor(() => reads >= 50, "every session tried its sync");
     assert.deepStrictEqual(warned, ["sync failed"]);
+    server.drain();
+  });
+});
+
+describe("session: a frame whose store did not answer", () => {
+  /** A session of user 1 in group 7 whose read positions fail with `err`, logging to `logged`. */
+  async function openWithReadsFailing(err: Error) {
+    const channels = {
+      getMember: async () => ({ userId: 1n, readSeq: 0n }),
+      advanceReadSeq: () => Promise.reject(err),
+    };
+    const logged: { level: string; msg: string }[] = [];
+    const at = (level: string) => (_o: unknown, msg: string) => void logged.push({ level, msg });
+    const logger = { warn: at("warn"), error: at("error"), info: () => {}, debug: () => {} };
+    const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: channels as never, submitter: {} as never, logger: logger as never });
+    const opened = await openWelcomed(server, 1n);
+    const read = (ref: bigint) => opened.handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    return { server, read, logged, ...opened };
+  }
+
+  // SQLite's "database is locked" past busy_timeout (a checkpoint or a backup holding the file): answered INTERNAL, which clients take as final.
+  it("answers an engine's timeout or lost connection UNAVAILABLE with a retry time, so the client asks again", async () => {
+    const busy = new Database.SqliteError("database is locked", "SQLITE_BUSY");
+    const { server, read, errors, logged } = await openWithReadsFailing(busy);
+    read(1n);
+    await waitFor(() => errors.length > 0, "the read answered");
+    const e = errors[0]!;
+    assert.deepStrictEqual(e.kind.case === "error" && [e.ref, e.kind.value.code, e.kind.value.retryAfterMs > 0], [1n, ErrorCode.UNAVAILABLE, true]);
+    assert.deepStrictEqual(logged.filter((l) => l.level === "error"), []);
+    server.drain();
+  });
+
+  it("still answers a bug INTERNAL, logged at error", async () => {
+    const { server, read, errors, logged } = await openWithReadsFailing(new TypeError("Cannot read properties of undefined (reading 'readSeq')"));
+    read(1n);
+    await waitFor(() => errors.length > 0, "the read answered");
+    assert.equal(errors[0]!.kind.case === "error" && errors[0]!.kind.value.code, ErrorCode.INTERNAL);
+    assert.deepStrictEqual(logged.map((l) => [l.level, l.msg]), [["error", "session frame failed"]]);
+    server.drain();
+  });
+
+  // During an outage every frame of every session fails: one line, not one each.
+  it("warns of the outage once, not once per frame", async () => {
+    const { server, read, errors, logged } = await openWithReadsFailing(new Error("Connection is closed."));
+    for (let ref = 1n; ref <= 20n; ref++) read(ref);
+    await waitFor(() => errors.length === 20, "every read answered");
+    assert.equal(logged.length, 1);
     server.drain();
   });
 });
