@@ -19,6 +19,8 @@ export const MAX_PAGE_ROWS = 32;
 export interface Slice {
   query: string;
   params: Params;
+  /** The most rows it can hold (a bucket's slice of seqs: one row each), if known. */
+  rows?: number;
 }
 
 /**
@@ -42,12 +44,18 @@ export async function readSlices<T>(
   }
   const items: T[] = [];
   const budget = new TextBudget(textBytes);
-  for (const { query, params } of slices) {
+  for (const { query, params, rows: most } of slices) {
     let pageState: string | undefined;
+    let here = 0;
     do {
       const read = items.length;
-      const fetchSize = Math.min(MAX_PAGE_ROWS, Math.max(FIRST_PAGE_ROWS - read, read, 1));
+      let fetchSize = Math.min(MAX_PAGE_ROWS, Math.max(FIRST_PAGE_ROWS - read, read, 1));
+      // A request for exactly the rows left comes back full, with a page
+      // state that costs one more request to learn the slice is done; asking
+      // one more than can be left ends the slice in this one.
+      if (most !== undefined && fetchSize === most - here) fetchSize++;
       const page = await db.page(query, params, fetchSize, pageState);
+      here += page.rows.length;
       for (const r of page.rows) {
         const item = toItem(r);
         items.push(item);

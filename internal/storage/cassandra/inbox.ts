@@ -156,7 +156,7 @@ export class CassandraInbox implements Inbox {
   private async readKept(userId: Id, lo: bigint, hi: bigint, head: bigint, textBytes: number | undefined): Promise<InboxEntry[]> {
     const { items: entries, complete } = await readSlices(
       this.db,
-      bucketSlices(lo, hi, this.bucketSize).map((b) => ({ query: this.q.range, params: [userId, b.bucket, b.from, b.to] })),
+      bucketSlices(lo, hi, this.bucketSize).map((b) => ({ query: this.q.range, params: [userId, b.bucket, b.from, b.to], rows: Number(b.to - b.from + 1n) })),
       textBytes,
       (r) => toEntry(r, big(r.get("inbox_seq"))),
       (e) => e.message.text,

@@ -251,6 +251,7 @@ export class CassandraMessageLog implements MessageLog {
       bucketSlices(lo, hi, this.bucketSize, backward).map((b) => ({
         query: backward ? this.q.range : this.q.rangeAscending,
         params: [channelId, b.bucket, b.from, b.to],
+        rows: Number(b.to - b.from + 1n),
       })),
       q.textBytes,
       (r) => fromLogRow(r, channelId, big(r.get("seq"))),
