@@ -4,6 +4,7 @@ import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 import { decodeEach, decodeInboxAppend } from "./records.js";
 import { failedBatches, skippedRecords } from "./metrics.js";
+import { monotonicNow } from "../model/clock.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import { allSettledOrFirstFailure } from "./settle.js";
@@ -30,7 +31,7 @@ export class InboxWriter {
 
   constructor(private readonly deps: InboxWriterDeps) {
     this.skip = skippedRecords(deps.metrics, deps.logger, "inbox-writer");
-    this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs, Date.now, failedBatches(deps.metrics, "inbox-writer"));
+    this.health = new PartitionedStageHealth("inbox-writer", deps.stallMs, monotonicNow, failedBatches(deps.metrics, "inbox-writer"));
   }
 
   async start(): Promise<void> {

@@ -8,6 +8,7 @@ import type { MessageQueue, OutgoingRecord, QueueRecord, Subscription } from "..
 import { decodeEach, decodeSubmitted, emptiedParts, encodeInboxAppends } from "./records.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 import { failedBatches, skippedRecords, type PipelineMetrics } from "./metrics.js";
+import { monotonicNow } from "../model/clock.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 import { allSettledOrFirstFailure } from "./settle.js";
 
@@ -36,7 +37,7 @@ export class Sequencer {
   constructor(private readonly deps: SequencerDeps) {
     this.members = new ChannelMembers(deps.channels);
     this.skip = skippedRecords(deps.metrics, deps.logger, "sequencer");
-    this.health = new PartitionedStageHealth("sequencer", deps.stallMs, Date.now, failedBatches(deps.metrics, "sequencer"));
+    this.health = new PartitionedStageHealth("sequencer", deps.stallMs, monotonicNow, failedBatches(deps.metrics, "sequencer"));
   }
 
   async start(): Promise<void> {
