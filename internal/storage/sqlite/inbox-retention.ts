@@ -32,7 +32,8 @@ type Row = { id: bigint; user_id: bigint; inbox_seq: bigint; sent_at_ms: bigint 
  * than the retention gets `expired_through` and pages history instead.
  *
  * Rows are walked in rowid order, which is the order they were written in,
- * so the oldest come first and a sweep stops at the first one still kept.
+ * so the oldest come first and a sweep stops at the first one still kept
+ * (one stamped ahead of the clock apart: see step).
  * Each inbox keeps its newest entry whatever its age: the next entry's seq is
  * taken from it, and seqs never go back.
  */
@@ -86,29 +87,60 @@ export class SqliteInboxRetention {
   }
 
   private async sweepAll(): Promise<number> {
-    const cutoff = BigInt((this.o.now ?? Date.now)() - this.o.retentionMs);
-    let after = 0n;
+    const nowMs = (this.o.now ?? Date.now)();
+    const walk: Walk = { now: BigInt(nowMs), cutoff: BigInt(nowMs - this.o.retentionMs), after: 0n, through: 0n };
     let removed = 0;
     while (!this.stopped) {
-      const step = await this.commits.run(() => this.step(after, cutoff));
+      const step = await this.commits.run(() => this.step(walk));
       removed += step.removed;
       if (step.done) break;
-      after = step.last;
     }
     return removed;
   }
 
-  private step(after: bigint, cutoff: bigint): { last: bigint; removed: number; done: boolean } {
-    const rows = this.scan.all(after, STEP_ROWS) as Row[];
+  /**
+   * One step of the walk, moving it on. A row stamped ahead of this clock
+   * (sent while the clock ran ahead, before it was set back) tells nothing
+   * of when it was written: it neither stops the walk, which stalled every
+   * sweep until that future time (years, for a clock a year out), nor goes
+   * at once. It is held, and goes with the first row written after it that
+   * expired: the walk goes back to it and takes everything up to that row,
+   * so what expired stays a prefix of each inbox, as reads expect
+   * (`expiredThrough`).
+   */
+  private step(w: Walk): { removed: number; done: boolean } {
+    const rows = this.scan.all(w.after, STEP_ROWS) as Row[];
     let removed = 0;
-    let last = after;
     for (const r of rows) {
-      if (r.sent_at_ms >= cutoff) return { last, removed, done: true };
-      last = r.id;
+      if (r.id > w.through) {
+        if (r.sent_at_ms > w.now) {
+          w.heldFrom ??= r.id;
+          w.after = r.id;
+          continue;
+        }
+        if (r.sent_at_ms >= w.cutoff) return { removed, done: true };
+        if (w.heldFrom !== undefined) {
+          w.after = w.heldFrom - 1n;
+          w.through = r.id;
+          w.heldFrom = undefined;
+          return { removed, done: false };
+        }
+      }
+      w.after = r.id;
       if (r.inbox_seq === (this.newest.get(r.user_id) as bigint)) continue;
       this.remove.run(r.id);
       removed++;
     }
-    return { last, removed, done: rows.length < STEP_ROWS };
+    return { removed, done: rows.length < STEP_ROWS };
   }
+}
+
+/** Where a sweep is: rows after `after` are still to look at; those up to `through` go whatever their time. */
+interface Walk {
+  now: bigint;
+  cutoff: bigint;
+  after: bigint;
+  through: bigint;
+  /** The first of the rows stamped ahead of the clock walked past since the last one that expired. */
+  heldFrom?: bigint;
 }
