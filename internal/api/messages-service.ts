@@ -10,6 +10,7 @@ import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { ChatError } from "../model/errors.js";
+import { ThrottledWarning } from "../observability/outage-log.js";
 import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 
 /** Messages one SearchMessages call reads at most: a bound on what a call costs the store. */
@@ -54,6 +55,8 @@ function searchWords(query: string): string[] {
 }
 
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
+  // The routes unreadable fail every MarkRead's push: one line for them, not one each.
+  const receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
   return {
     async listMessages(req, ctx) {
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
@@ -166,7 +169,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const frame = create(ServerFrameSchema, {
         kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },
       });
-      await deps.sessions.pushToUsers(audience, frame).catch((e: unknown) => deps.logger?.warn({ err: e }, "receipt push failed"));
+      await deps.sessions.pushToUsers(audience, frame).catch((e: unknown) => receiptPushFailed.warn({ err: e }));
       return { readSeq };
     },
   };

@@ -289,6 +289,21 @@ describe("api: MessageService", () => {
     assert.equal((await rpcError(() => outsider.c.messages.markRead({ channelId, seq: 1n }))).code, Code.PermissionDenied);
   });
 
+  // With the routes unreadable every MarkRead of every user was a line of its own.
+  it("warns of a receipt whose push fails once, not once per MarkRead", async () => {
+    await api.close();
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {}, child: () => logger };
+    api = await TestApi.start({ logger: logger as never });
+    a = await api.signUp();
+    b = await api.signUp();
+    channelId = (await a.c.channels.openDirect({ userId: b.userId })).channel!.channelId;
+    await sendMany(10);
+    api.sessions.pushToUsers = () => Promise.reject(new Error("routes could not be read"));
+    for (let seq = 1n; seq <= 10n; seq++) assert.equal((await b.c.messages.markRead({ channelId, seq })).readSeq, seq);
+    assert.deepEqual(warned.filter((m) => m === "receipt push failed"), ["receipt push failed"]);
+  });
+
   it("never pushes the other members a receipt below what ListMembers shows them of the reader", async () => {
     await sendMany(3); // a: 1, 3; b: 2
     assert.equal((await a.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);

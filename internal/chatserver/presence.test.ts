@@ -493,3 +493,26 @@ describe("chat server presence: a session at its frame rate", () => {
     }
   });
 });
+
+describe("chat server presence events whose block check fails", () => {
+  // During a block store outage every held event of every recipient failed its check: a line each.
+  it("warns once, not once per event dropped", async () => {
+    let checks = 0;
+    const blocks = { blockersBetween: () => (checks++, Promise.reject(new Error("block store unavailable"))), forget: () => {} };
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    const server = new ChatServer({ serverId: "t", inbox: emptyInbox, channels: {} as never, submitter: {} as never, blocks: blocks as never, logger: logger as never });
+    const recipients = Array.from({ length: 20 }, (_, i) => BigInt(i + 10));
+    let welcomed = 0;
+    for (const userId of recipients) {
+      server.open({ userId, deviceId: 7n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, { send: () => void welcomed++, bufferedBytes: () => 0, close: () => {} });
+      server.forgetBlock(userId, 2n);
+    }
+    await waitFor(() => welcomed >= recipients.length, "every welcome");
+    await server.pushToUsers(recipients, presenceFrame({ userId: 2n, online: true }));
+    await waitFor(() => checks >= recipients.length, "every event's check");
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(warned.filter((m) => m.startsWith("presence event held for a block check dropped")).length, 1);
+    server.drain();
+  });
+});

@@ -167,6 +167,10 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private readonly receiptPushFailed: ThrottledWarning;
   /** And every frame whose store did not answer (answered UNAVAILABLE). */
   readonly frameEngineFailed: ThrottledWarning;
+  /** And every moved receipt's read of the reader's own newest message, the message log away. */
+  private readonly receiptOwnReadFailed: ThrottledWarning;
+  /** And every presence event held for a block check, the block store away. */
+  private readonly heldPresenceDropped: ThrottledWarning;
   readonly metrics?: ChatServerMetrics;
   readonly revoked?: (userId: Id, deviceId: Id) => Promise<boolean | string>;
   /**
@@ -260,6 +264,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     };
     this.receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
     this.frameEngineFailed = new ThrottledWarning({ logger: deps.logger, message: "session frame refused: a store did not answer" });
+    this.receiptOwnReadFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt: could not read the reader's own newest message" });
+    this.heldPresenceDropped = new ThrottledWarning({
+      logger: deps.logger,
+      message: "presence event held for a block check dropped: the check or its delivery failed",
+    });
     this.metrics = deps.metrics;
     this.revoked = deps.revoked;
     this.members = new ChannelMembers(deps.channels, undefined, deps.blocks);
@@ -548,7 +557,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       })
       .catch((err: unknown) => {
         latest();
-        this.logger?.warn({ err, userId: String(userId) }, "presence event held for a block check dropped: the check or its delivery failed");
+        this.heldPresenceDropped.warn({ err, userId: String(userId) });
       });
     return this.startedSessions(userId, deviceIds);
   }
@@ -667,7 +676,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       const from = seq + 1n > windowStart ? seq + 1n : windowStart;
       return from <= last.seq - 1n && (await log.lastSentBy(channelId, userId, from, last.seq - 1n)) !== undefined;
     } catch (err) {
-      this.logger?.warn({ err, userId: String(userId) }, "receipt: could not read the reader's own newest message");
+      this.receiptOwnReadFailed.warn({ err, userId: String(userId) });
       return false;
     }
   }

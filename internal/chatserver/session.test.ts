@@ -338,6 +338,39 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
     server.drain();
   });
 
+  // Each moved receipt of each session with the message log away was a line of its own.
+  it("warns once, not once per receipt, while the reader's own newest message cannot be read", async () => {
+    let readSeq = 0n;
+    const channels = {
+      getMember: async () => ({ userId: 1n, readSeq }),
+      getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+      listMembers: async () => [{ userId: 1n }, { userId: 2n }],
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (readSeq = seq),
+    };
+    let reads = 0;
+    const log = { latest: () => (reads++, Promise.reject(new Error("message log away"))) };
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    let pushes = 0;
+    const server = new ChatServer({
+      serverId: "t",
+      inbox: inboxKeeping([]),
+      channels: channels as never,
+      submitter: {} as never,
+      log: log as never,
+      directory: { pushToUsers: async () => void pushes++ } as never,
+      logger: logger as never,
+    });
+    const { handle } = await openWelcomed(server, 1n);
+    for (let seq = 1n; seq <= 20n; seq++) {
+      handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: seq, kind: { case: "read", value: { channelId: 7n, seq } } })));
+    }
+    await waitFor(() => pushes === 20, "every receipt pushed");
+    assert.ok(reads >= 2, `${reads} reads of the newest message`);
+    assert.deepStrictEqual(warned.filter((m) => m === "receipt: could not read the reader's own newest message"), ["receipt: could not read the reader's own newest message"]);
+    server.drain();
+  });
+
   it("is not answered for a typing hint, a hint having no answer: the next one, a few seconds on, is the retry", async () => {
     const { server, handle, logged, errors } = await openWithRoutesAway();
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "typing", value: { channelId: 7n } } })));
