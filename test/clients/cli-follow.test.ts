@@ -138,11 +138,13 @@ async function followAGapThroughACut(h: ReturnType<typeof harness>, cut: "reset"
   await follower.started();
   await follower.printed("one\n");
 
+  // Under a 10 s CHAT_ACCESS_TOKEN_TTL_S the peer's sign-up token can run out by now on a loaded machine: a fresh one.
+  const { messages } = apiClients(h.chatd.httpUrl, (await addDevice(h.chatd.httpUrl, peer)).token);
   h.proxy.cut(cut);
   const cutAt = Date.now();
-  await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-2`, text: "two" });
-  await peer.api.messages.sendMessage({ channelId, clientMsgId: `${key}-3`, text: "three" });
-  const [three] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+  await messages.sendMessage({ channelId, clientMsgId: `${key}-2`, text: "two" });
+  await messages.sendMessage({ channelId, clientMsgId: `${key}-3`, text: "three" });
+  const [three] = (await messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
   assert.equal(three!.seq, 3n);
   sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: three } } } })));
   await follower.said(/could not read the messages after #1 \(.+\); trying again/);
@@ -409,7 +411,9 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
     await follower.said(/cannot refresh the access token \(.+\); trying again in/, 2);
     h.proxy.restore();
     await follower.said(/reconnected/);
-    await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
+    // The peer's 10 s token can run out meanwhile on a loaded machine: it signs in anew.
+    const { token } = await addDevice(h.chatd.httpUrl, peer);
+    await apiClients(h.chatd.httpUrl, token).messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
     await follower.printed("back again\n");
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
