@@ -70,6 +70,20 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       assert.equal(await store.remove(u, 1n), false);
     });
 
+    it("removes an endpoint for its failures only while its failing streak is the one named", async () => {
+      const u = id();
+      const e = web(u, 1n);
+      await store.put(e);
+      // Not failing at all (a delivery ended the streak), or failing since another time (a new streak): kept.
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, 7000), false);
+      await store.markFailing(u, 1n, e.address, 9000);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, 7000), false);
+      assert.equal(await store.removeIfAddress(u, 1n, "https://push.example/old", 9000), false);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 9000 });
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, 9000), true);
+      assert.equal(await store.get(u, 1n), undefined);
+    });
+
     it("updates settings of a registered device only", async () => {
       const u = id();
       await store.put(web(u, 1n));

@@ -727,30 +727,41 @@ describe("Notifier collapse windows on a faked clock", () => {
     afterEach(() => db.close());
 
     /** The notifier again on the store, `send` answering for the bad endpoint once the good one's send was told of. */
-    async function renotifyOn(badSend: () => SendOutcome, goodSend: () => SendOutcome = () => ({ ok: true })): Promise<void> {
+    async function renotifyOn(
+      badSend: (n: PushNotification) => SendOutcome | Promise<SendOutcome>,
+      goodSend: () => SendOutcome = () => ({ ok: true }),
+      options: Partial<NotifierOptions> = {},
+    ): Promise<void> {
       await notifier.stop();
-      let goodDone: () => void;
-      let goodTold = new Promise<void>((r) => (goodDone = r));
+      // By the notification's message id: the bad endpoint's answer to a notification follows the good one's.
+      const goodTold = new Map<string, { told: Promise<void>; done: () => void }>();
+      const toldOf = (n: PushNotification) => {
+        let t = goodTold.get(n.data.messageId!);
+        if (!t) {
+          let done = () => {};
+          t = { told: new Promise<void>((r) => (done = r)), done: () => done() };
+          goodTold.set(n.data.messageId!, t);
+        }
+        return t;
+      };
       notifier = new Notifier({
         queue: {} as MessageQueue,
         endpoints: store,
         providers: {
           web_push: {
             kind: "web_push",
-            send: async (e) => {
+            send: async (e, n) => {
               if (e.deviceId === good.deviceId) return goodSend();
-              await goodTold;
-              return badSend();
+              await toldOf(n).told;
+              return badSend(n);
             },
           },
         },
         now: () => now,
-        options: { collapseWindowMs: WINDOW, maxAttempts: 1 },
+        options: { collapseWindowMs: WINDOW, maxAttempts: 1, ...options },
         onResult: (r) => {
           results.push(r);
-          if (r.endpoint.deviceId !== good.deviceId) return;
-          goodDone();
-          goodTold = new Promise<void>((r) => (goodDone = r));
+          if (r.endpoint.deviceId === good.deviceId) toldOf(r.notification).done();
         },
       });
     }
@@ -791,6 +802,59 @@ describe("Notifier collapse windows on a faked clock", () => {
         assert.equal((await notifyOnce(`down ${i}`)).action, "dropped");
       }
       assert.deepEqual((await store.listForUser(1n)).map((e) => e.failingSinceMs), [undefined, undefined]);
+    });
+
+    it("counts no failure the notifier gave up on itself while the push service had retries left (stopping, a newer push of the chat)", async () => {
+      const unavailable: SendOutcome = { ok: false, gone: false, retryable: true, status: 503, reason: "push service answered 503" };
+      const since = now - 8 * DAY;
+      await store.markFailing(1n, bad.deviceId, bad.address, since);
+      const held: (() => void)[] = [];
+      const release = () => held.splice(0).forEach((r) => r());
+      await renotifyOn(() => new Promise<SendOutcome>((r) => held.push(() => r(unavailable))), undefined, { maxAttempts: 3 });
+      try {
+        // A newer push of the chat comes while the first is in flight: the 503 is not retried, for the newer.
+        accept("first");
+        mock.timers.tick(WINDOW);
+        await settled(() => results.length === 1, "the good device's send of first");
+        accept("second");
+        mock.timers.tick(WINDOW);
+        await settled(() => results.length === 2, "the good device's send of second");
+        release();
+        await settled(() => results.length === 3, "the bad device's send of first");
+        assert.equal(results[2]!.action, "dropped");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since }, "the superseded 503 neither removes nor restarts");
+        // The newer one's 503 while stopping: no retry, since the notifier stops.
+        await settled(() => notifier.pending === 1, "the bad device's send of second in flight");
+        const stopping = notifier.stop();
+        release();
+        await settled(() => results.length === 4, "the bad device's send of second");
+        await stopping;
+        assert.equal(results[3]!.action, "dropped");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since }, "the 503 cut short by the stop neither removes nor restarts");
+      } finally {
+        release();
+      }
+    });
+
+    it("removes none whose failing streak a delivery ended while a failed send to it was under way", async () => {
+      await store.markFailing(1n, bad.deviceId, bad.address, now - 8 * DAY);
+      let release = () => {};
+      const otherChat = new Promise<SendOutcome>((r) => (release = () => r(refused)));
+      await renotifyOn((n) => (n.data.channelId === "501" ? otherChat : { ok: true }));
+      try {
+        accept("first");
+        notifier.accept({ ...lastAccepted!, message: { ...lastAccepted!.message, messageId: 9001n, channelId: 501n } });
+        mock.timers.tick(WINDOW);
+        // Both fan-outs read the endpoint failing for 8 days; chat 500's push to it goes through.
+        await settled(() => results.some((r) => r.endpoint.deviceId === bad.deviceId), "the bad device's send of chat 500");
+        assert.equal((await store.get(1n, bad.deviceId))?.failingSinceMs, undefined, "the delivery ended the streak");
+        release();
+        await settled(() => results.length === 4 && notifier.pending === 0, "every send");
+        assert.equal(results[3]!.action, "dropped");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: now }, "kept, failing since this failure");
+      } finally {
+        release();
+      }
     });
   });
 

@@ -703,7 +703,8 @@ export class Notifier {
       this.deliveredByHost.set(job.host, this.monotonicNow());
       if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
       if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
-    } else if (action === "dropped" && !outcome.goneUnconfirmed && this.serviceProven(job.host)) {
+    } else if (action === "dropped" && !outcome.goneUnconfirmed && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(job.host)) {
+      // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through.
       action = await this.failing(job, "failed");
     }
     if (action !== "retry") this.finished(job);
@@ -735,12 +736,16 @@ export class Notifier {
       if (what === "clear") await this.deps.endpoints.clearFailing(userId, deviceId, address);
       else if (failingSinceMs === undefined) await this.deps.endpoints.markFailing(userId, deviceId, address, at);
       else if (at - failingSinceMs >= this.o.failingRemoveAfterMs) {
-        await this.deps.endpoints.removeIfAddress(userId, deviceId, address);
-        this.deps.logger?.info(
-          { userId: String(userId), deviceId: String(deviceId), kind: job.endpoint.kind, failingSinceMs },
-          "push endpoint removed: every send to it failed for too long",
-        );
-        return "removed";
+        // Only while still failing since then: read at fan-out, the streak may have been ended since
+        // (a delivery beside this send, a registration again), and this failure then starts a new one.
+        if (await this.deps.endpoints.removeIfAddress(userId, deviceId, address, failingSinceMs)) {
+          this.deps.logger?.info(
+            { userId: String(userId), deviceId: String(deviceId), kind: job.endpoint.kind, failingSinceMs },
+            "push endpoint removed: every send to it failed for too long",
+          );
+          return "removed";
+        }
+        await this.deps.endpoints.markFailing(userId, deviceId, address, at);
       }
     } catch (err) {
       this.deps.logger?.warn({ err }, "could not keep a push endpoint's failing streak");

@@ -51,9 +51,10 @@ export interface PushEndpointStore {
   /**
    * Removes the device's endpoint only while it still has this address: a
    * push service saying "gone" about an old address never deletes a newer
-   * registration.
+   * registration. With `failingSinceMs`, only while its failing streak is
+   * still that one (PushEndpoint.failingSinceMs): none ended it since.
    */
-  removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean>;
+  removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean>;
   /**
    * Records a failed send to the device's endpoint at `atMs`, while it still
    * has this address and no earlier failure is recorded (the first failure

@@ -37,6 +37,7 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
       list: p("SELECT * FROM push_endpoints WHERE user_id = ? ORDER BY device_id"),
       remove: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       removeIf: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ?"),
+      removeIfFailing: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms = ?"),
       settings: p("UPDATE push_endpoints SET hide_preview = ?, muted = ?, updated_at_ms = ? WHERE user_id = ? AND device_id = ?"),
       markFailing: p(`UPDATE push_endpoints SET failing_since_ms = ?
                       WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms IS NULL`),
@@ -65,7 +66,8 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
     return this.s.remove.run(userId, deviceId).changes > 0;
   }
 
-  async removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean> {
+  async removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean> {
+    if (failingSinceMs !== undefined) return this.s.removeIfFailing.run(userId, deviceId, address, failingSinceMs).changes > 0;
     return this.s.removeIf.run(userId, deviceId, address).changes > 0;
   }
 

@@ -61,6 +61,7 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
       insert: `INSERT INTO ${t("push_endpoints")} (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
       remove: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF EXISTS`,
       removeIf: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ?`,
+      removeIfFailing: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ? AND failing_since_ms = ?`,
       removeIfKindAddress: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF kind = ? AND address = ?`,
       settings: `UPDATE ${t("push_endpoints")} SET hide_preview = ?, muted = ?, updated_at_ms = ?
                  WHERE user_id = ? AND device_id = ? IF EXISTS`,
@@ -122,10 +123,13 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
     return applied;
   }
 
-  async removeIfAddress(userId: Id, deviceId: Id, address: string): Promise<boolean> {
+  async removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean> {
     const current = await this.get(userId, deviceId);
     if (!current || current.address !== address) return false;
-    const { applied } = await this.db.lwt(this.q.removeIf, [userId, deviceId, address]);
+    if (failingSinceMs !== undefined && current.failingSinceMs !== failingSinceMs) return false;
+    const { applied } = failingSinceMs === undefined
+      ? await this.db.lwt(this.q.removeIf, [userId, deviceId, address])
+      : await this.db.lwt(this.q.removeIfFailing, [userId, deviceId, address, msCell(failingSinceMs)]);
     if (applied) await this.release(current);
     return applied;
   }
