@@ -836,6 +836,41 @@ describe("Notifier collapse windows on a faked clock", () => {
       }
     });
 
+    it("blames no endpoint of an app (APNs topic) that APNs refuses while it delivers to another app's (our settings for that app)", async () => {
+      const appA = pushEndpoint({ userId: 2n, deviceId: 20n, kind: "apns", address: "a".repeat(64), apnsTopic: "chat.app.a" });
+      const appB = pushEndpoint({ userId: 2n, deviceId: 21n, kind: "apns", address: "b".repeat(64), apnsTopic: "chat.app.b" });
+      await store.put(appA);
+      await store.put(appB);
+      const disallowed: SendOutcome = { ok: false, gone: false, retryable: false, status: 400, reason: "APNs answered 400 TopicDisallowed" };
+      await notifier.stop();
+      let aDone = () => {};
+      let aTold = new Promise<void>((r) => (aDone = r));
+      notifier = new Notifier({
+        queue: {} as MessageQueue,
+        endpoints: store,
+        providers: { apns: { kind: "apns", send: async (e) => (e.deviceId === appA.deviceId ? { ok: true } : (await aTold, disallowed)) } },
+        now: () => now,
+        options: { collapseWindowMs: WINDOW, maxAttempts: 1 },
+        onResult: (r) => {
+          results.push(r);
+          if (r.endpoint.deviceId !== appA.deviceId) return;
+          aDone();
+          aTold = new Promise<void>((r) => (aDone = r));
+        },
+      });
+      for (const [i, text] of ["first", "second"].entries()) {
+        seq++;
+        const message = { messageId: 1000n + seq, channelId: 500n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: 0 };
+        notifier.accept({ userId: 2n, senderName: "Bob", channelTitle: "", message });
+        mock.timers.tick(WINDOW);
+        await settled(() => results.length === 2 * (i + 1) && notifier.pending === 0, `both apps' sends of ${text}`);
+        assert.equal(results.at(-1)!.endpoint.deviceId, appB.deviceId);
+        assert.equal(results.at(-1)!.action, "dropped");
+        now += 8 * DAY;
+      }
+      assert.deepEqual(await store.get(2n, appB.deviceId), appB, "kept, and not failing");
+    });
+
     it("removes none whose failing streak a delivery ended while a failed send to it was under way", async () => {
       await store.markFailing(1n, bad.deviceId, bad.address, now - 8 * DAY);
       let release = () => {};

@@ -241,7 +241,7 @@ export class Notifier {
    */
   private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
-  /** When each push service (host) last took a send, by the monotonic clock (SERVICE_PROVEN_MS). */
+  /** When each push service (host; for APNs, and app: serviceOf) last took a send, by the monotonic clock (SERVICE_PROVEN_MS). */
   private readonly deliveredByHost = new Map<string, number>();
   /**
    * The (device, chat)s a send is under way to. A newer notification waits
@@ -699,11 +699,11 @@ export class Notifier {
     } else action = "dropped";
     if (outcome.ok) {
       // Newest last, the oldest forgotten past PROVEN_HOSTS_MAX (Web Push hosts are any public one).
-      this.deliveredByHost.delete(job.host);
-      this.deliveredByHost.set(job.host, this.monotonicNow());
+      this.deliveredByHost.delete(serviceOf(job));
+      this.deliveredByHost.set(serviceOf(job), this.monotonicNow());
       if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
       if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
-    } else if (action === "dropped" && !outcome.goneUnconfirmed && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(job.host)) {
+    } else if (action === "dropped" && !outcome.goneUnconfirmed && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
       // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through.
       action = await this.failing(job, "failed");
     }
@@ -860,6 +860,15 @@ function isNewer(a: NotificationRequest, b: NotificationRequest): boolean {
 /** One device, one chat: what a newer notification replaces. */
 function newestKey(job: Job): string {
   return `${job.endpoint.userId}:${job.endpoint.deviceId}:${job.notification.collapseKey}`;
+}
+
+/**
+ * What a failed send's answer is weighed against (SERVICE_PROVEN_MS): its host, and for APNs
+ * the app (topic) too, since our settings can be wrong for one app alone (a key not entitled
+ * to its topic: TopicDisallowed for every one of its devices while the other app's deliver).
+ */
+function serviceOf(job: Job): string {
+  return job.endpoint.kind === "apns" ? `${job.host}:${job.endpoint.apnsTopic}` : job.host;
 }
 
 function hostOf(e: PushEndpoint): string {
