@@ -118,9 +118,11 @@ export interface AccountStore {
   /**
    * `userId` blocks `blockedUserId` (directed; blocking again keeps one block
    * and its first time). The store keeps only the block: what a block undoes
-   * (a friendship, pending requests) is the caller's to remove.
+   * (a friendship, pending requests) is the caller's to remove. True when
+   * this call stored the block, false when it was there already: only the
+   * call that stored it may take it back (the block limit's second look).
    */
-  putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void>;
+  putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<boolean>;
   deleteBlock(userId: Id, blockedUserId: Id): Promise<void>;
   /** Whom the user blocked, with when, newest first (ties by user id). */
   listBlocks(userId: Id): Promise<{ userId: Id; atMs: number }[]>;

@@ -212,8 +212,10 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       // pass, so a new one looks again once written and goes past the limit (as friend requests do).
       const isNew = !(await accounts.listBlocks(me)).some((b) => b.userId === them);
       if (isNew) await refuseBlocksPast(me, maxBlocked);
-      await accounts.putBlock(me, them, now());
-      if (isNew) {
+      // Only the call that stored the block may take it back: a repeat from another device, which read
+      // it as new too, found it stored by a call already answered OK.
+      const stored = await accounts.putBlock(me, them, now());
+      if (isNew && stored) {
         await refuseBlocksPast(me, maxBlocked + 1).catch(async (e: unknown) => {
           await accounts.deleteBlock(me, them);
           await forgetBlock(deps, me, them);

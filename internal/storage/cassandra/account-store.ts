@@ -491,12 +491,13 @@ export class CassandraAccountStore implements AccountStore {
    * presence) from missing a block that holds. It may hold a row for a block
    * gone (a failure between the writes): that refuses more, never less.
    */
-  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void> {
+  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<boolean> {
     // Indexed first, so a failure before the block row leaves no block unindexed; the first block's time is kept.
     await this.db.lwt(this.q.putBlocker, [blockedUserId, userId]);
-    await this.db.lwt(this.q.putBlock, [userId, blockedUserId, msCell(atMs)]);
+    const { applied } = await this.db.lwt(this.q.putBlock, [userId, blockedUserId, msCell(atMs)]);
     // Again once the block holds: an unblock racing this one may have taken the row in between.
     await this.db.lwt(this.q.putBlocker, [blockedUserId, userId]);
+    return applied;
   }
 
   async deleteBlock(userId: Id, blockedUserId: Id): Promise<void> {

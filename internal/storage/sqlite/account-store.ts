@@ -307,8 +307,8 @@ export class SqliteAccountStore implements AccountStore {
     return (this.s.friends.all(userId) as Row[]).map((r) => r.friend_user_id as bigint);
   }
 
-  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<void> {
-    this.s.putBlock.run(userId, blockedUserId, atMs);
+  async putBlock(userId: Id, blockedUserId: Id, atMs: number): Promise<boolean> {
+    return this.s.putBlock.run(userId, blockedUserId, atMs).changes > 0;
   }
 
   async deleteBlock(userId: Id, blockedUserId: Id): Promise<void> {

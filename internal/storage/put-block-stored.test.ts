@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { engineConfig } from "../../test/support/engines.js";
+import type { AccountStore } from "../accounts/store.js";
+import type { UserRecord } from "../model/types.js";
+import { openCassandraStorage, type CassandraStorage } from "./cassandra/index.js";
+import { uniqueId, uniqueName } from "./contract/helpers.js";
+import { openDatabase, SqliteAccountStore, type SqliteDatabase } from "./sqlite/index.js";
+
+// The block limit's second look (BlockUser) takes a block back only if its own call stored it:
+// putBlock must tell a block it stored from one that was there already, on both stores.
+function putBlockTellsStored(store: () => AccountStore) {
+  it("putBlock answers true for the block it stored, false for one there already (keeping its first time)", async () => {
+    const s = store();
+    const newUser = async (): Promise<UserRecord> => {
+      const u: UserRecord = { userId: uniqueId(), username: uniqueName("User_"), displayName: "u", passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$abc$def", createdAtMs: 1_767_225_600_123 };
+      await s.createUser(u);
+      return u;
+    };
+    const [a, b] = [await newUser(), await newUser()];
+    assert.equal(await s.putBlock(a.userId, b.userId, 1000), true);
+    assert.equal(await s.putBlock(a.userId, b.userId, 2000), false);
+    assert.deepEqual(await s.listBlocks(a.userId), [{ userId: b.userId, atMs: 1000 }]);
+    await s.deleteBlock(a.userId, b.userId);
+    assert.equal(await s.putBlock(a.userId, b.userId, 3000), true, "blocked again after an unblock: stored anew");
+  });
+}
+
+describe("putBlock tells whether it stored the block", function () {
+  this.timeout(120_000);
+
+  describe("sqlite", () => {
+    let dir = "";
+    let db: SqliteDatabase | undefined;
+    before(() => {
+      dir = mkdtempSync(join(tmpdir(), "chatd-sqlite-"));
+      db = openDatabase(join(dir, "chat.db"));
+    });
+    after(() => {
+      db?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    putBlockTellsStored(() => new SqliteAccountStore(db!));
+  });
+
+  describe("cassandra", () => {
+    const keyspace = `chat_test_${randomBytes(5).toString("hex")}`;
+    let storage: CassandraStorage | undefined;
+    before(async () => {
+      const cfg = engineConfig();
+      storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
+    });
+    after(async () => {
+      if (!storage) return;
+      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+      await storage.close();
+    });
+    putBlockTellsStored(() => storage!.accounts);
+  });
+});
