@@ -140,7 +140,14 @@ export class CassandraInbox implements Inbox {
     for (;;) {
       const hi = lo + BigInt(limit) - 1n < head ? lo + BigInt(limit) - 1n : head;
       if (hi < lo) return [];
-      const entries = await this.readKept(userId, lo, hi, head, textBytes);
+      const entries = afterLastHole(await this.readKept(userId, lo, hi, head, textBytes));
+      // A page that began among expired rows comes back short of its limit,
+      // which the session and SyncInbox take for the end of the inbox: read
+      // it again from its first kept row.
+      if (entries.length > 0 && entries.length < limit && entries[0]!.inboxSeq > lo && hi < head) {
+        lo = entries[0]!.inboxSeq;
+        continue;
+      }
       if (entries.length > 0 || hi === head) return entries;
       // The whole page is past retention (rows expire oldest first): go on
       // from the first entry still kept instead of answering "nothing".
@@ -177,7 +184,8 @@ export class CassandraInbox implements Inbox {
    * own row) when none has. Rows expire oldest first, so the buckets without
    * one are a prefix: a binary search finds the first bucket that has one in
    * a few reads, even for a new device (cursor 0) of a user with millions of
-   * entries.
+   * entries. A row written late breaks the prefix: the search then finds it
+   * or a row past it, and the read drops kept rows below a hole either way.
    */
   private async firstKeptAfter(userId: Id, after: bigint, head: bigint): Promise<bigint> {
     let lo = bucketOf(after + 1n, this.bucketSize);
@@ -270,3 +278,18 @@ function entryTimestamp(messageId: Id): bigint {
 }
 
 const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
+/**
+ * The entries above the last seq missing between two of them. Every seq up to
+ * the head has a row until it expires, so a missing one expired; but a row
+ * written late (its writer stalled after taking the seq, another wrote it and
+ * went on) carries its TTL from that write and outlives the rows after it.
+ * Kept rows below an expired one go too: what a read skips must be a prefix,
+ * the only thing `expiredThrough` can tell a device.
+ */
+function afterLastHole(entries: InboxEntry[]): InboxEntry[] {
+  for (let i = entries.length - 1; i > 0; i--) {
+    if (entries[i]!.inboxSeq > entries[i - 1]!.inboxSeq + 1n) return entries.slice(i);
+  }
+  return entries;
+}
