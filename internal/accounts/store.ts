@@ -103,8 +103,12 @@ export interface AccountStore {
   /** The user a refresh token, unused or used, was issued to; undefined for one never issued or forgotten. Writes nothing. */
   refreshTokenOwner(tokenHash: string): Promise<Id | undefined>;
 
-  /** A pending request from one user to another (directed). */
-  putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void>;
+  /**
+   * A pending request from one user to another (directed). True when this
+   * call stored it, false when it was waiting already: only the call that
+   * stored it may withdraw it (the pending limit's second look).
+   */
+  putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<boolean>;
   deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void>;
   hasFriendRequest(fromUserId: Id, toUserId: Id): Promise<boolean>;
   /** Both directions: { fromUserId, toUserId } with userId on one side. */

@@ -111,12 +111,14 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       const full = isNew ? await pendingFull(me, them, limits.maxPendingRequests) : undefined;
       if (full) throw full;
       // Sent again while it waits: it keeps the time it was first sent.
-      if (isNew) await accounts.putFriendRequest(me, them, now());
+      // Only the call that stored the request may withdraw it past the limit: a repeat from another
+      // device, which read it as new too, found it stored by a call already answered as sent.
+      const stored = isNew && (await accounts.putFriendRequest(me, them, now()));
       await undoIfDeleted(me, them, () => accounts.deleteFriendRequest(me, them));
       // Read, then written: requests sent at the same moment (many senders to one user) each passed the
       // read above, so each looks again once written and withdraws itself past a limit. The last to
       // land sees every other; those that all go leave the room a retry finds.
-      if (isNew) {
+      if (stored) {
         const past = await pendingFull(me, them, limits.maxPendingRequests + 1);
         if (past) {
           await accounts.deleteFriendRequest(me, them);

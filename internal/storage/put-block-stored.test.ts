@@ -10,8 +10,8 @@ import { openCassandraStorage, type CassandraStorage } from "./cassandra/index.j
 import { uniqueId, uniqueName } from "./contract/helpers.js";
 import { openDatabase, SqliteAccountStore, type SqliteDatabase } from "./sqlite/index.js";
 
-// The block limit's second look (BlockUser) takes a block back only if its own call stored it:
-// putBlock must tell a block it stored from one that was there already, on both stores.
+// The block and pending-request limits' second looks (BlockUser, SendFriendRequest) take a row back
+// only if their own call stored it: the store must tell a row it stored from one there already.
 function putBlockTellsStored(store: () => AccountStore) {
   it("putBlock answers true for the block it stored, false for one there already (keeping its first time)", async () => {
     const s = store();
@@ -27,9 +27,25 @@ function putBlockTellsStored(store: () => AccountStore) {
     await s.deleteBlock(a.userId, b.userId);
     assert.equal(await s.putBlock(a.userId, b.userId, 3000), true, "blocked again after an unblock: stored anew");
   });
+
+  it("putFriendRequest answers true for the request it stored, false for one waiting already", async () => {
+    const s = store();
+    const newUser = async (): Promise<UserRecord> => {
+      const u: UserRecord = { userId: uniqueId(), username: uniqueName("User_"), displayName: "u", passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$abc$def", createdAtMs: 1_767_225_600_123 };
+      await s.createUser(u);
+      return u;
+    };
+    const [a, b] = [await newUser(), await newUser()];
+    assert.equal(await s.putFriendRequest(a.userId, b.userId, 1000), true);
+    assert.equal(await s.putFriendRequest(a.userId, b.userId, 2000), false);
+    assert.equal(await s.putFriendRequest(b.userId, a.userId, 2000), true, "the other way is another request");
+    await s.deleteFriendRequest(a.userId, b.userId);
+    assert.equal(await s.putFriendRequest(a.userId, b.userId, 3000), true, "sent again after a withdrawal: stored anew");
+    assert.equal(await s.hasFriendRequest(a.userId, b.userId), true);
+  });
 }
 
-describe("putBlock tells whether it stored the block", function () {
+describe("putBlock and putFriendRequest tell whether they stored the row", function () {
   this.timeout(120_000);
 
   describe("sqlite", () => {

@@ -389,19 +389,25 @@ export class CassandraAccountStore implements AccountStore {
    * row if the recipient's is gone; at worst the recipient's is left alone,
    * which an answer takes away.
    */
-  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
+  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<boolean> {
     const at = msCell(atMs);
     await this.putRequestRow(toUserId, fromUserId, false, at);
-    await this.putRequestRow(fromUserId, toUserId, true, at);
+    // The sender's row is the one hasFriendRequest reads: stored by this call when its insert applied.
+    const stored = await this.putRequestRow(fromUserId, toUserId, true, at);
     // A withdrawal between the two rows took the recipient's: the sender's, alone, would stay for good.
     if (!(await this.db.serialOne(this.q.requestRow, [toUserId, fromUserId, false]))) await this.db.lwt(this.q.deleteRequest, [fromUserId, toUserId, true]);
+    return stored;
   }
 
-  /** Asking again moves the request's time, as in SQLite: Paxos has no upsert, so an update where the insert found a row. */
-  private async putRequestRow(userId: Id, otherUserId: Id, outgoing: boolean, at: bigint): Promise<void> {
-    if ((await this.db.lwt(this.q.putRequest, [userId, otherUserId, outgoing, at])).applied) return;
+  /**
+   * Asking again moves the request's time, as in SQLite: Paxos has no upsert, so an update where the insert found a row.
+   * True when the row was inserted, false when one was there (its time moved).
+   */
+  private async putRequestRow(userId: Id, otherUserId: Id, outgoing: boolean, at: bigint): Promise<boolean> {
+    if ((await this.db.lwt(this.q.putRequest, [userId, otherUserId, outgoing, at])).applied) return true;
     // Not applied when a withdrawal took the row after the insert found it: the request was made again, then withdrawn.
     await this.db.lwt(this.q.moveRequest, [at, userId, otherUserId, outgoing]);
+    return false;
   }
 
   async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {

@@ -258,8 +258,11 @@ export class SqliteAccountStore implements AccountStore {
     return (this.s.tokenOwner.get(tokenHash, tokenHash) as Row | undefined)?.user_id as bigint | undefined;
   }
 
-  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<void> {
+  async putFriendRequest(fromUserId: Id, toUserId: Id, atMs: number): Promise<boolean> {
+    // One synchronous step: no other call of this process runs between the look and the write.
+    const waiting = this.s.hasRequest.get(fromUserId, toUserId) !== undefined;
     this.s.putRequest.run(fromUserId, toUserId, atMs);
+    return !waiting;
   }
 
   async deleteFriendRequest(fromUserId: Id, toUserId: Id): Promise<void> {
