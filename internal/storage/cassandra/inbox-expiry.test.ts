@@ -7,8 +7,13 @@ import { bucketOf } from "./buckets.js";
 import { CassandraInbox, type Db } from "./index.js";
 
 const BUCKET = 4;
-/** Seconds an entry is kept: long enough for the late write to land well after the others. */
-const RETENTION_S = 4;
+/**
+ * Seconds an entry is kept: long enough for the late write to land well after the others. The
+ * late row outlives the others by RETENTION_S - 1 (less up to a second of Cassandra's whole-second
+ * expiry), the time the test has to see them expire and page through the inbox: 3 s of it left a
+ * loaded engine's reads (a JVM pause) too little.
+ */
+const RETENTION_S = 7;
 
 /** Resolves once `cond` holds, polling; fails past `ms`. */
 async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
