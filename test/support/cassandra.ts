@@ -18,8 +18,13 @@ export function scratchCassandra(): () => CassandraStorage {
   after(async function () {
     this.timeout(120_000);
     if (!storage) return;
-    await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-    await storage.close();
+    // A schema change on a loaded node outlasts the driver's 12 s request timeout; and a failed
+    // drop still closes the client, which would otherwise hold mocha (no --exit) open for good.
+    try {
+      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 100_000 });
+    } finally {
+      await storage.close();
+    }
   });
   return () => {
     if (!storage) throw new Error("scratchCassandra: the storage is open only while the suite runs");
