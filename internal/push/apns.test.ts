@@ -257,7 +257,8 @@ describe("APNs provider token", () => {
     await waitFor(() => held.size === 2, "both requests held by the stand-in");
     assert.equal(tokens.get(a), tokens.get(b), "one token for both");
     expired(a);
-    assert.ok(!(await first).ok);
+    const refused = await first;
+    assert.ok(!refused.ok && refused.ours, "ExpiredProviderToken refuses our token, not the device's");
     assert.deepEqual(await provider.send(endpoint("11".repeat(32)), notification, 5000), { ok: true });
     const renewed = tokens.get("11".repeat(32));
     assert.notEqual(renewed, tokens.get(a), "a new token after ExpiredProviderToken");
@@ -268,6 +269,16 @@ describe("APNs provider token", () => {
     assert.deepEqual(await provider.send(endpoint("22".repeat(32)), notification, 5000), { ok: true });
     // Apple refuses tokens renewed more than once in 20 minutes (TooManyProviderTokenUpdates).
     assert.equal(tokens.get("22".repeat(32)), renewed, "the renewed token kept");
+  });
+
+  it("a provider token it cannot sign (a key that cannot sign ES256) is a failure of ours, not a throw nor the device's", async () => {
+    const p = new ApnsProvider({ ...optionsFor(server), key: generateKeyPairSync("ed25519").privateKey });
+    try {
+      const o = await p.send(endpoint("11".repeat(32)), notification, 5000);
+      assert.ok(!o.ok && o.ours && !o.gone, JSON.stringify(o));
+    } finally {
+      await p.close();
+    }
   });
 
   it("keeps its token when the wall clock steps forward an hour (NTP): its age is monotonic, and a renewal within 20 minutes Apple refuses", async () => {

@@ -38,6 +38,8 @@ const DEAD_TOKEN = new Set(["Unregistered", "ExpiredToken"]);
  * its first pushes: the endpoint is kept and the push dropped.
  */
 const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopic"]);
+/** APNs's 403 reasons refusing our provider token (the JWT), not the device's. */
+const PROVIDER_TOKEN_REFUSED = new Set(["ExpiredProviderToken", "InvalidProviderToken", "MissingProviderToken"]);
 
 /**
  * APNs over HTTP/2 with token-based (JWT, ES256) provider authentication.
@@ -156,7 +158,13 @@ export class ApnsProvider implements PushProvider {
       ...n.data,
     });
     const topic = endpoint.apnsTopic || this.options.topic;
-    const jwt = this.providerToken();
+    let jwt: string;
+    try {
+      jwt = this.providerToken();
+    } catch (err) {
+      // Our key cannot sign: APNs was not asked about the device.
+      return { ok: false, gone: false, retryable: false, reason: `APNs provider token not signed: ${(err as Error).message}`, ours: true };
+    }
     const headers = {
       ":method": "POST",
       ":path": `/3/device/${encodeURIComponent(endpoint.address)}`,
@@ -195,7 +203,8 @@ export class ApnsProvider implements PushProvider {
       // since, and Apple refuses a token renewed more than once in 20 minutes (TooManyProviderTokenUpdates).
       if (status === 403 && reason === "ExpiredProviderToken" && this.token?.jwt === jwt) this.token = undefined;
       const retryable = status === 429 || status >= 500 || reason === "ExpiredProviderToken";
-      return { ok: false, gone: false, retryable, status, reason: what };
+      // Our provider token refused (expired, invalid, missing): nothing said of the device.
+      return { ok: false, gone: false, retryable, status, reason: what, ...(PROVIDER_TOKEN_REFUSED.has(reason) && { ours: true }) };
     } catch (err) {
       // A timed-out stream was cancelled alone (RST_STREAM) and a reset one
       // says nothing about the connection: a slow APNs must not cost a new

@@ -79,7 +79,7 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       await store.markFailing(u, 1n, e.address, 9000);
       assert.equal(await store.removeIfAddress(u, 1n, e.address, 7000), false);
       assert.equal(await store.removeIfAddress(u, 1n, "https://push.example/old", 9000), false);
-      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 9000 });
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 9000, failedSends: 1 });
       assert.equal(await store.removeIfAddress(u, 1n, e.address, 9000), true);
       assert.equal(await store.get(u, 1n), undefined);
     });
@@ -105,8 +105,8 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       assert.deepEqual(await store.get(u, 1n), e);
       await store.markFailing(u, 1n, e.address, 7000);
       await store.markFailing(u, 1n, e.address, 9000);
-      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 7000 });
-      assert.deepEqual(await store.listForUser(u), [{ ...e, failingSinceMs: 7000 }]);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 7000, failedSends: 2 });
+      assert.deepEqual(await store.listForUser(u), [{ ...e, failingSinceMs: 7000, failedSends: 2 }]);
       await store.clearFailing(u, 1n, e.address);
       assert.deepEqual(await store.get(u, 1n), e);
       await store.markFailing(u, 1n, e.address, 11_000);
@@ -116,6 +116,23 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       await store.markFailing(u, 2n, e.address, 7000);
       await store.clearFailing(u, 3n, e.address);
       assert.deepEqual(await store.listForUser(u), [{ ...e, updatedAtMs: 12_000 }]);
+    });
+
+    it("counts the failed sends of a streak, from one at its start, until one goes through or it is registered again", async () => {
+      const u = id();
+      const e = web(u, 1n);
+      await store.put(e);
+      for (const at of [7000, 8000, 9000]) await store.markFailing(u, 1n, e.address, at);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 7000, failedSends: 3 });
+      await store.markFailing(u, 1n, "https://push.example/old", 9500);
+      assert.equal((await store.get(u, 1n))?.failedSends, 3, "a failure of another address is not this one's");
+      await store.clearFailing(u, 1n, e.address);
+      await store.markFailing(u, 1n, e.address, 10_000);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 10_000, failedSends: 1 }, "a new streak counts from one");
+      await store.markFailing(u, 1n, e.address, 11_000);
+      await store.put(e);
+      await store.markFailing(u, 1n, e.address, 12_000);
+      assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 12_000, failedSends: 1 }, "a registration forgets the count");
     });
 
     it("keeps 64-bit ids exact", async () => {

@@ -68,8 +68,15 @@ export class FcmProvider implements PushProvider {
   async send(endpoint: PushEndpoint, n: PushNotification, timeoutMs: number): Promise<SendOutcome> {
     // One deadline for the token and the send: the provider gives up after timeoutMs in all.
     const signal = AbortSignal.timeout(timeoutMs);
+    let token: string;
     try {
-      const token = await this.accessToken(timeoutMs, signal);
+      token = await this.accessToken(timeoutMs, signal);
+    } catch (err) {
+      // Our credentials, or our way to Google's token endpoint: FCM was not asked about the device.
+      const o = networkFailure(err);
+      return o.ok ? o : { ...o, ours: true };
+    }
+    try {
       const message = {
         message: {
           token: endpoint.address,
@@ -99,7 +106,8 @@ export class FcmProvider implements PushProvider {
       if (fcmErrorCode(text) === "INVALID_ARGUMENT" && refusedFields(text).includes("message.token")) {
         return { ok: false, gone: true, retryable: false, status: res.status, reason };
       }
-      if (res.status === 401) return { ok: false, gone: false, retryable: true, status: 401, reason };
+      // Our access token refused: nothing said of the device.
+      if (res.status === 401) return { ok: false, gone: false, retryable: true, status: 401, reason, ours: true };
       if (res.status === 404 || res.status === 410) return { ok: false, gone: false, retryable: false, status: res.status, reason };
       return outcomeOfStatus(res.status, reason, res.headers.get("retry-after"));
     } catch (err) {

@@ -787,6 +787,28 @@ describe("Notifier collapse windows on a faked clock", () => {
       assert.ok(await store.get(1n, good.deviceId), "the device whose sends go through keeps its endpoint");
     });
 
+    it("removes none for fewer than 3 failed sends, however far apart (a device whose user is online elsewhere gets few pushes)", async () => {
+      await renotifyOn(() => refused);
+      assert.equal((await notifyOnce("first")).action, "dropped");
+      const since = now;
+      now += 8 * DAY;
+      assert.equal((await notifyOnce("second")).action, "dropped", "one failure a week ago and one now: kept");
+      assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since, failedSends: 2 });
+      now += DAY;
+      assert.equal((await notifyOnce("third")).action, "removed");
+      assert.equal(await store.get(1n, bad.deviceId), undefined);
+    });
+
+    it("counts no failure on our side (an FCM access token not fetched, an APNs token not signed) against the endpoint", async () => {
+      const ours: SendOutcome = { ok: false, gone: false, retryable: true, reason: "OAuth token endpoint answered 500", ours: true };
+      await renotifyOn(() => ours);
+      for (let i = 0; i < 4; i++) {
+        assert.equal((await notifyOnce(`no token ${i}`)).action, "dropped");
+        now += 8 * DAY;
+      }
+      assert.deepEqual(await store.get(1n, bad.deviceId), bad, "kept, and not failing");
+    });
+
     it("forgets the failures at a delivery, and counts none while the push service delivers to nobody (its outage, or our settings)", async () => {
       let answer: SendOutcome = refused;
       await renotifyOn(() => answer);
@@ -822,7 +844,7 @@ describe("Notifier collapse windows on a faked clock", () => {
         release();
         await settled(() => results.length === 3, "the bad device's send of first");
         assert.equal(results[2]!.action, "dropped");
-        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since }, "the superseded 503 neither removes nor restarts");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since, failedSends: 1 }, "the superseded 503 neither removes nor restarts");
         // The newer one's 503 while stopping: no retry, since the notifier stops.
         await settled(() => notifier.pending === 1, "the bad device's send of second in flight");
         const stopping = notifier.stop();
@@ -830,7 +852,7 @@ describe("Notifier collapse windows on a faked clock", () => {
         await settled(() => results.length === 4, "the bad device's send of second");
         await stopping;
         assert.equal(results[3]!.action, "dropped");
-        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since }, "the 503 cut short by the stop neither removes nor restarts");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: since, failedSends: 1 }, "the 503 cut short by the stop neither removes nor restarts");
       } finally {
         release();
       }
@@ -886,7 +908,7 @@ describe("Notifier collapse windows on a faked clock", () => {
         release();
         await settled(() => results.length === 4 && notifier.pending === 0, "every send");
         assert.equal(results[3]!.action, "dropped");
-        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: now }, "kept, failing since this failure");
+        assert.deepEqual(await store.get(1n, bad.deviceId), { ...bad, failingSinceMs: now, failedSends: 1 }, "kept, failing since this failure");
       } finally {
         release();
       }

@@ -179,6 +179,12 @@ const FANOUTS_AT_ONCE = 64;
  * fail every endpoint alike, and must not remove them all.
  */
 const SERVICE_PROVEN_MS = 3_600_000;
+/**
+ * Failed sends in a failing streak, the removing one included, before it removes the endpoint:
+ * two failures 7 days apart, with nothing sent between (its user online on another device), are
+ * no proof that it is dead; one may have been a transient error.
+ */
+const FAILING_REMOVE_MIN_SENDS = 3;
 /** Push service hosts remembered as having delivered, at most. */
 const PROVEN_HOSTS_MAX = 1_024;
 /** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
@@ -703,8 +709,9 @@ export class Notifier {
       this.deliveredByHost.set(serviceOf(job), this.monotonicNow());
       if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
       if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
-    } else if (action === "dropped" && !outcome.goneUnconfirmed && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
-      // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through.
+    } else if (action === "dropped" && !outcome.goneUnconfirmed && !outcome.ours && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
+      // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through;
+      // and a failure of ours (our credentials, our network) says nothing of the endpoint.
       action = await this.failing(job, "failed");
     }
     if (action !== "retry") this.finished(job);
@@ -724,18 +731,20 @@ export class Notifier {
 
   /**
    * Keeps the endpoint's failing streak: cleared by a delivery; started by a
-   * failure (one that no retry follows); and past failingRemoveAfterMs of
-   * nothing but failures the endpoint is removed, "removed". A 403 or 400
+   * failure (one that no retry follows), each counted; and past
+   * failingRemoveAfterMs of nothing but failures, FAILING_REMOVE_MIN_SENDS of
+   * them at least, the endpoint is removed, "removed". A 403 or 400
    * that never changes, or a host that always times out, was otherwise tried
    * at every notification for good.
    */
   private async failing(job: Job, what: "clear" | "failed"): Promise<SendResult["action"]> {
-    const { userId, deviceId, address, failingSinceMs } = job.endpoint;
+    const { userId, deviceId, address, failingSinceMs, failedSends } = job.endpoint;
     const at = this.now();
     try {
       if (what === "clear") await this.deps.endpoints.clearFailing(userId, deviceId, address);
       else if (failingSinceMs === undefined) await this.deps.endpoints.markFailing(userId, deviceId, address, at);
-      else if (at - failingSinceMs >= this.o.failingRemoveAfterMs) {
+      // This failure is one more than the streak's read at fan-out (none, or one, by a build before the count).
+      else if (at - failingSinceMs >= this.o.failingRemoveAfterMs && (failedSends ?? 1) + 1 >= FAILING_REMOVE_MIN_SENDS) {
         // Only while still failing since then: read at fan-out, the streak may have been ended since
         // (a delivery beside this send, a registration again), and this failure then starts a new one.
         if (await this.deps.endpoints.removeIfAddress(userId, deviceId, address, failingSinceMs)) {
@@ -746,7 +755,7 @@ export class Notifier {
           return "removed";
         }
         await this.deps.endpoints.markFailing(userId, deviceId, address, at);
-      }
+      } else await this.deps.endpoints.markFailing(userId, deviceId, address, at);
     } catch (err) {
       this.deps.logger?.warn({ err }, "could not keep a push endpoint's failing streak");
     }

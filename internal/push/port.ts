@@ -29,6 +29,11 @@ export interface PushEndpoint extends PushSettings {
    * or a registration. The notifier removes an endpoint failing for long.
    */
   failingSinceMs?: number;
+  /**
+   * The failed sends of that streak (with failingSinceMs): a long streak of
+   * one or two failures, days apart, is no proof that the endpoint is dead.
+   */
+  failedSends?: number;
 }
 
 /**
@@ -57,8 +62,9 @@ export interface PushEndpointStore {
   removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean>;
   /**
    * Records a failed send to the device's endpoint at `atMs`, while it still
-   * has this address and no earlier failure is recorded (the first failure
-   * counts). Registering the endpoint again (put) forgets it.
+   * has this address: the first failure since a delivery or a registration
+   * starts the streak (failingSinceMs), and each adds one to failedSends.
+   * Registering the endpoint again (put) forgets them.
    */
   markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void>;
   /** Forgets the endpoint's failures (a send went through), while it still has this address. */
@@ -97,6 +103,13 @@ export type SendOutcome =
        * them by a delivery: the endpoint is kept.
        */
       goneUnconfirmed?: string;
+      /**
+       * Our side failed, not the endpoint: our credentials (an access token
+       * not fetched or refused, a provider token not signed), or our network
+       * before the push service answered about the device. Never counted
+       * against the endpoint (PushEndpoint.failingSinceMs).
+       */
+      ours?: boolean;
     };
 
 /** One push service (Web Push, APNs, FCM) behind the same interface. */

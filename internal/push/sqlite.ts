@@ -15,7 +15,11 @@ const toEndpoint = (r: Row): PushEndpoint => ({
   hidePreview: r.hide_preview === 1n,
   muted: r.muted === 1n,
   updatedAtMs: Number(r.updated_at_ms),
-  ...(r.failing_since_ms !== null && r.failing_since_ms !== undefined && { failingSinceMs: Number(r.failing_since_ms) }),
+  ...(r.failing_since_ms !== null && r.failing_since_ms !== undefined && {
+    failingSinceMs: Number(r.failing_since_ms),
+    // Marked failing before migration 23: one failure at least.
+    failedSends: r.failed_sends === null || r.failed_sends === undefined ? 1 : Number(r.failed_sends),
+  }),
 });
 
 /** PushEndpointStore on the shared SQLite database (table from schema version 2). */
@@ -32,16 +36,18 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
                  ON CONFLICT (user_id, device_id) DO UPDATE SET kind = excluded.kind, address = excluded.address,
                    p256dh = excluded.p256dh, auth = excluded.auth, apns_topic = excluded.apns_topic,
                    hide_preview = excluded.hide_preview, muted = excluded.muted, updated_at_ms = excluded.updated_at_ms,
-                   failing_since_ms = NULL`),
+                   failing_since_ms = NULL, failed_sends = NULL`),
       get: p("SELECT * FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       list: p("SELECT * FROM push_endpoints WHERE user_id = ? ORDER BY device_id"),
       remove: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       removeIf: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ?"),
       removeIfFailing: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms = ?"),
       settings: p("UPDATE push_endpoints SET hide_preview = ?, muted = ?, updated_at_ms = ? WHERE user_id = ? AND device_id = ?"),
-      markFailing: p(`UPDATE push_endpoints SET failing_since_ms = ?
-                      WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms IS NULL`),
-      clearFailing: p("UPDATE push_endpoints SET failing_since_ms = NULL WHERE user_id = ? AND device_id = ? AND address = ?"),
+      // The first failure starts the streak; each counts (the right-hand sides read the row before).
+      markFailing: p(`UPDATE push_endpoints SET failing_since_ms = COALESCE(failing_since_ms, ?),
+                        failed_sends = CASE WHEN failing_since_ms IS NULL THEN 1 ELSE COALESCE(failed_sends, 1) + 1 END
+                      WHERE user_id = ? AND device_id = ? AND address = ?`),
+      clearFailing: p("UPDATE push_endpoints SET failing_since_ms = NULL, failed_sends = NULL WHERE user_id = ? AND device_id = ? AND address = ?"),
     };
     this.putTx = db.transaction((e: PushEndpoint) => {
       this.s.freeAddress.run(e.kind, e.address, e.userId, e.deviceId);

@@ -3,8 +3,8 @@ import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "..
 import { big, ms, msCell, type Db, type Row } from "./session.js";
 
 const COLUMNS = "user_id, device_id, kind, address, p256dh, auth, apns_topic, hide_preview, muted, updated_at_ms";
-/** What a read returns: the columns a registration writes, and failing_since_ms. */
-const READ = `${COLUMNS}, failing_since_ms`;
+/** What a read returns: the columns a registration writes, and the failing streak. */
+const READ = `${COLUMNS}, failing_since_ms, failed_sends`;
 
 const toEndpoint = (r: Row): PushEndpoint => ({
   userId: big(r.get("user_id")),
@@ -17,7 +17,11 @@ const toEndpoint = (r: Row): PushEndpoint => ({
   hidePreview: r.get("hide_preview") === true,
   muted: r.get("muted") === true,
   updatedAtMs: ms(r.get("updated_at_ms")),
-  ...(r.get("failing_since_ms") !== null && r.get("failing_since_ms") !== undefined && { failingSinceMs: ms(r.get("failing_since_ms")) }),
+  ...(r.get("failing_since_ms") !== null && r.get("failing_since_ms") !== undefined && {
+    failingSinceMs: ms(r.get("failing_since_ms")),
+    // Marked failing by a build before failed_sends: one failure at least.
+    failedSends: r.get("failed_sends") === null || r.get("failed_sends") === undefined ? 1 : Number(r.get("failed_sends")),
+  }),
 });
 
 /** How often put() retries a compare-and-set that lost a race before giving up. */
@@ -57,7 +61,7 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
       get: `SELECT ${READ} FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ?`,
       list: `SELECT ${READ} FROM ${t("push_endpoints")} WHERE user_id = ?`,
       update: `UPDATE ${t("push_endpoints")} SET kind = ?, address = ?, p256dh = ?, auth = ?, apns_topic = ?,
-               hide_preview = ?, muted = ?, updated_at_ms = ?, failing_since_ms = null WHERE user_id = ? AND device_id = ? IF EXISTS`,
+               hide_preview = ?, muted = ?, updated_at_ms = ?, failing_since_ms = null, failed_sends = null WHERE user_id = ? AND device_id = ? IF EXISTS`,
       insert: `INSERT INTO ${t("push_endpoints")} (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
       remove: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF EXISTS`,
       removeIf: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ?`,
@@ -66,9 +70,12 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
       settings: `UPDATE ${t("push_endpoints")} SET hide_preview = ?, muted = ?, updated_at_ms = ?
                  WHERE user_id = ? AND device_id = ? IF EXISTS`,
       // The first failure only (a missing row's address is null: none made); compare-and-set, as every write of the row.
-      markFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = ? WHERE user_id = ? AND device_id = ?
+      markFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = ?, failed_sends = 1 WHERE user_id = ? AND device_id = ?
                     IF address = ? AND failing_since_ms = null`,
-      clearFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = null WHERE user_id = ? AND device_id = ? IF address = ?`,
+      // A later failure of the same streak (the one read): a count, compare-and-set on the streak.
+      countFailing: `UPDATE ${t("push_endpoints")} SET failed_sends = ? WHERE user_id = ? AND device_id = ?
+                     IF address = ? AND failing_since_ms = ?`,
+      clearFailing: `UPDATE ${t("push_endpoints")} SET failing_since_ms = null, failed_sends = null WHERE user_id = ? AND device_id = ? IF address = ?`,
       claim: `INSERT INTO ${t("push_addresses")} (kind, address, user_id, device_id) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
       takeOver: `UPDATE ${t("push_addresses")} SET user_id = ?, device_id = ? WHERE kind = ? AND address = ?
                  IF user_id = ? AND device_id = ?`,
@@ -135,7 +142,14 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
   }
 
   async markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void> {
-    await this.db.lwt(this.q.markFailing, [msCell(atMs), userId, deviceId, address]);
+    if ((await this.db.lwt(this.q.markFailing, [msCell(atMs), userId, deviceId, address])).applied) return;
+    // Already failing: one more, read then written (an LWT cannot add to an int). Two failures
+    // counted at once may both read n and write n + 1: a lost increment, accepted, as it only
+    // puts a removal off by one more failed send. The condition on the streak keeps a count
+    // from landing in a streak a delivery or a registration started since the read.
+    const current = await this.get(userId, deviceId);
+    if (!current || current.address !== address || current.failingSinceMs === undefined) return;
+    await this.db.lwt(this.q.countFailing, [(current.failedSends ?? 1) + 1, userId, deviceId, address, msCell(current.failingSinceMs)]);
   }
 
   async clearFailing(userId: Id, deviceId: Id, address: string): Promise<void> {

@@ -255,7 +255,9 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   refresh_tokens: { chain: "text" },
   // Since when every send to an endpoint failed (PushEndpoint.failingSinceMs), likewise: an
   // older build beside this one neither writes nor clears it, and removes only dead endpoints.
-  push_endpoints: { failing_since_ms: "bigint" },
+  // failed_sends: that streak's failed sends (PushEndpoint.failedSends); null beside a
+  // failing_since_ms an older build set reads as one.
+  push_endpoints: { failing_since_ms: "bigint", failed_sends: "int" },
 };
 
 /**

@@ -434,6 +434,11 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE push_endpoints ADD COLUMN failing_since_ms INTEGER;
   `,
+  // 23: the failed sends of that streak (PushEndpoint.failedSends), so a streak of one or two
+  // failures days apart removes nothing. NULL with failing_since_ms set: marked before 23, one.
+  `
+  ALTER TABLE push_endpoints ADD COLUMN failed_sends INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
