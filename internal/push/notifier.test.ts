@@ -943,6 +943,29 @@ describe("Notifier collapse windows on a faked clock", () => {
     assert.equal(await healthy(), true);
   });
 
+  it("times a failing fan-out's stall on the monotonic clock: a wall clock stepped a minute forward fakes none", async () => {
+    let wall = 0;
+    let mono = 0;
+    const endpoints = {
+      listForUser: async () => {
+        throw new Error("endpoint store unreachable");
+      },
+      removeIfAddress: async () => false,
+    } as unknown as PushEndpointStore;
+    await notifier.stop();
+    notifier = new Notifier({ queue: {} as MessageQueue, endpoints, providers: {}, now: () => wall, monotonicNow: () => mono, options: { collapseWindowMs: WINDOW, maxAttempts: 1 } });
+    const healthy = () => notifier.health.check().then(() => true, () => false);
+
+    accept("first");
+    mock.timers.tick(WINDOW);
+    await settled(() => notifier.pending === 0, "the failed fan-out");
+    wall += 60_000;
+    mono += 1_000;
+    assert.equal(await healthy(), true, "one second of failures is no stall, whatever the wall clock says");
+    mono += 31_000;
+    assert.equal(await healthy(), false, "31 s of them is");
+  });
+
   it("reads the endpoint store again, with backoff, when it is away at a window's close: the push goes once it answers; a stop ends the wait", async () => {
     const skips: SkipReason[] = [];
     let failures = 2;

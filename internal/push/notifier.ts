@@ -291,7 +291,7 @@ export class Notifier {
 
   constructor(private readonly deps: NotifierDeps) {
     this.o = { ...defaultNotifierOptions, ...deps.options };
-    this.health = new StageHealth("notifier", undefined, deps.now);
+    this.health = new StageHealth("notifier", undefined, () => this.monotonicNow());
     this.mutesOutage = new OutageLog({
       logger: deps.logger,
       failed: "channel mutes unreadable: notifying anyway",
