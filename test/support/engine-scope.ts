@@ -48,7 +48,8 @@ export function engineScope(engines: EngineConfig, label: string, run = Math.ran
 async function dropKeyspace(engines: EngineConfig, keyspace: string): Promise<void> {
   const client = new CassandraClient({ contactPoints: engines.cassandraContactPoints, localDataCenter: engines.cassandraDc });
   try {
-    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+    // A schema change on a loaded node outlasts the driver's 12 s request timeout (see scratchCassandra).
+    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 100_000 });
   } finally {
     await client.shutdown();
   }

@@ -137,7 +137,9 @@ export function useDeployment(label: string): { scope: EngineScope; run: string;
   const dir = join(tmpdir(), `chat-${label}-${randomBytes(6).toString("hex")}`);
   const keysDir = join(dir, "keys");
   before(() => mkdirSync(keysDir, { recursive: true }));
-  after(async () => {
+  after(async function () {
+    // The keyspace drop may wait up to 100 s on a loaded node (see engineScope).
+    this.timeout(150_000);
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
     await scope.drop();
