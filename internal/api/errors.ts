@@ -6,9 +6,8 @@ import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol
 import { trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
-import { engineOutageError } from "../model/engine-errors.js";
 import { isChatError, type ChatError, type ErrorCodeName } from "../model/errors.js";
-import { ThrottledWarning } from "../observability/outage-log.js";
+import { EngineOutageWarning } from "../observability/outage-log.js";
 
 /**
  * Every RPC error carries the chat.v1.ErrorCode as the "chat-error-code"
@@ -72,20 +71,21 @@ export function toConnectError(e: unknown, logger?: Logger): ConnectError {
   }
   // An engine's timeout or lost connection is answered as the session answers it: retryable, and
   // warned of once for an outage, whose every RPC fails alike.
-  const outage = engineOutageError(e);
-  if (outage) {
-    if (logger) outageWarningOf(logger).warn({ err: e });
-    return chatToConnectError(outage);
-  }
+  const outage = outageWarningOf(logger).refusal(e);
+  if (outage) return chatToConnectError(outage);
   logger?.error({ err: e }, "unexpected error in rpc");
   return new ConnectError("internal error", Code.Internal, { [ERROR_CODE_HEADER]: "ERROR_CODE_INTERNAL" });
 }
 
-const outageWarnings = new WeakMap<Logger, ThrottledWarning>();
+const OUTAGE_MESSAGE = "rpc refused: a store did not answer";
+const outageWarnings = new WeakMap<Logger, EngineOutageWarning>();
+/** Without a logger nothing is said, and a WeakMap takes no undefined key. */
+const unloggedOutage = new EngineOutageWarning({ logger: undefined, message: OUTAGE_MESSAGE });
 
-function outageWarningOf(logger: Logger): ThrottledWarning {
+function outageWarningOf(logger: Logger | undefined): EngineOutageWarning {
+  if (!logger) return unloggedOutage;
   let w = outageWarnings.get(logger);
-  if (!w) outageWarnings.set(logger, (w = new ThrottledWarning({ logger, message: "rpc refused: a store did not answer" })));
+  if (!w) outageWarnings.set(logger, (w = new EngineOutageWarning({ logger, message: OUTAGE_MESSAGE })));
   return w;
 }
 

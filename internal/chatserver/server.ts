@@ -21,7 +21,7 @@ import type { ChatServerMetrics } from "./metrics.js";
 import type { SessionRoutes } from "../routing/port.js";
 import { monotonicNow } from "../model/clock.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
-import { ThrottledWarning } from "../observability/outage-log.js";
+import { EngineOutageWarning, ThrottledWarning } from "../observability/outage-log.js";
 import { DEFAULT_TEXT_BUDGET } from "../throttle/text-budget.js";
 import { DEFAULT_SEND_RATE, SendRateLimiter } from "../throttle/send-rate.js";
 
@@ -166,7 +166,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** And every read receipt's fan-out. */
   private readonly receiptPushFailed: ThrottledWarning;
   /** And every frame whose store did not answer (answered UNAVAILABLE). */
-  readonly frameEngineFailed: ThrottledWarning;
+  readonly frameEngineFailed: EngineOutageWarning;
   /** And every moved receipt's read of the reader's own newest message, the message log away. */
   private readonly receiptOwnReadFailed: ThrottledWarning;
   /** And every presence event held for a block check, the block store away. */
@@ -263,7 +263,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       remove: new ThrottledWarning({ logger: deps.logger, message: "could not remove a route" }),
     };
     this.receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
-    this.frameEngineFailed = new ThrottledWarning({ logger: deps.logger, message: "session frame refused: a store did not answer" });
+    this.frameEngineFailed = new EngineOutageWarning({ logger: deps.logger, message: "session frame refused: a store did not answer" });
     this.receiptOwnReadFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt: could not read the reader's own newest message" });
     this.heldPresenceDropped = new ThrottledWarning({
       logger: deps.logger,

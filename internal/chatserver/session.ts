@@ -2,7 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
-import { engineOutageError } from "../model/engine-errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
@@ -872,11 +871,10 @@ export class Session implements SessionHandle {
   sendError({ ref, kind, clientMsgId }: Refused, err: unknown): void {
     // An engine's timeout or lost connection untranslated by its store (SQLite's locked file, a Redis or
     // Kafka error) is retryable: INTERNAL told the client to give the frame up, a send included.
-    const outage = isChatError(err) ? undefined : engineOutageError(err);
+    const outage = isChatError(err) ? undefined : this.server.frameEngineFailed.refusal(err, { userId: String(this.userId) });
     const e = isChatError(err) ? err : outage ?? new ChatError("internal", "internal error");
     this.server.metrics?.refused.inc({ code: e.code });
-    if (outage) this.server.frameEngineFailed.warn({ err, userId: String(this.userId) });
-    else if (!isChatError(err)) this.server.logger?.error({ err, userId: String(this.userId) }, "session frame failed");
+    if (!outage && !isChatError(err)) this.server.logger?.error({ err, userId: String(this.userId) }, "session frame failed");
     this.send(
       create(ServerFrameSchema, {
         ref,

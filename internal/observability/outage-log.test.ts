@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { pino } from "pino";
-import { OutageLog, ThrottledWarning, type OutageLogOptions, type ThrottledWarningOptions } from "./outage-log.js";
+import { EngineOutageWarning, OutageLog, ThrottledWarning, type OutageLogOptions, type ThrottledWarningOptions } from "./outage-log.js";
 import { waitFor } from "../../test/support/wait.js";
 
 type Line = Record<string, unknown> & { level: number; msg: string };
@@ -120,5 +120,32 @@ describe("ThrottledWarning", () => {
       Date.now = realNow;
     }
     assert.equal(lines.length, 1);
+  });
+});
+
+describe("EngineOutageWarning", () => {
+  function outageWarning() {
+    const lines: Line[] = [];
+    const logger = pino({ level: "debug", base: undefined, timestamp: false }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const clock = { ms: 1_000 };
+    const w = new EngineOutageWarning({ logger, message: "refused: a store did not answer", now: () => clock.ms });
+    return { w, lines };
+  }
+  const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9042"), { code: "ECONNREFUSED" });
+
+  it("answers an engine outage with the retryable refusal and warns once a window, with the fields given", () => {
+    const { w, lines } = outageWarning();
+    for (let i = 0; i < 3; i++) {
+      const e = w.refusal(refused(), { userId: String(i) });
+      assert.deepEqual([e?.code, e?.retryAfterMs], ["unavailable", 1_000]);
+    }
+    assert.equal(lines.length, 1);
+    assert.deepEqual([lines[0]!.level, lines[0]!.msg, lines[0]!.userId, (lines[0]!.err as { code?: string }).code], [40, "refused: a store did not answer", "0", "ECONNREFUSED"]);
+  });
+
+  it("answers anything else undefined and says nothing of it", () => {
+    const { w, lines } = outageWarning();
+    assert.equal(w.refusal(new Error("a bug"), { userId: "1" }), undefined);
+    assert.equal(lines.length, 0);
   });
 });

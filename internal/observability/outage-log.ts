@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import { engineOutageError } from "../model/engine-errors.js";
+import type { ChatError } from "../model/errors.js";
 
 export interface OutageLogOptions {
   logger: Logger | undefined;
@@ -116,5 +118,26 @@ export class ThrottledWarning {
     this.lastFields = {};
     this.lastMs = this.now();
     this.options.logger?.warn({ ...fields, suppressed }, this.options.message);
+  }
+}
+
+/**
+ * The refusal of an engine that did not answer (engineOutageError), warned of
+ * through a ThrottledWarning: in an outage every RPC and every session frame
+ * fails alike, and a line each buried the log. The api's RPCs and the
+ * sessions' frames answer an outage the same way, with this.
+ */
+export class EngineOutageWarning {
+  private readonly warning: ThrottledWarning;
+
+  constructor(options: ThrottledWarningOptions) {
+    this.warning = new ThrottledWarning(options);
+  }
+
+  /** The retryable refusal for `err` if it is an engine outage, warned of with `fields`; undefined, and nothing said, if not. */
+  refusal(err: unknown, fields?: Record<string, unknown>): ChatError | undefined {
+    const outage = engineOutageError(err);
+    if (outage) this.warning.warn({ err, ...fields });
+    return outage;
   }
 }
