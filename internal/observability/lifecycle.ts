@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { measuringLoop, serveOps, type Probes } from "./http.js";
 import { listen } from "./listen.js";
+import { ThrottledWarning } from "./outage-log.js";
 
 /**
  * Under Kubernetes' default 30 s grace before SIGKILL, so a stop that hangs
@@ -33,17 +34,23 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options
   const timeoutMs = options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   let stopping = false;
   let failure: Error | undefined;
+  // The counts ThrottledWarnings hold back for up to a minute would go with the process:
+  // the last burst of an outage, the stop's own failures (a stop cut short by its bound most of all).
+  const exit = (code: 0 | 1): never => {
+    ThrottledWarning.closeAll();
+    return process.exit(code);
+  };
   const begin = (exitCode: 0 | 1) => {
     stopping = true;
     setTimeout(() => {
       logger.error({ timeoutMs }, `did not stop within ${timeoutMs} ms: exiting`);
-      process.exit(1);
+      exit(1);
     }, timeoutMs).unref();
     stop().then(
-      () => process.exit(exitCode),
+      () => exit(exitCode),
       (err) => {
         logger.error({ err }, "did not stop cleanly");
-        process.exit(1);
+        exit(1);
       },
     );
   };
@@ -51,7 +58,7 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options
     process.on(signal, () => {
       if (stopping) {
         logger.warn({ signal }, "second signal while stopping: exiting now");
-        process.exit(1);
+        exit(1);
       }
       logger.info({ signal }, "stopping");
       begin(0);

@@ -71,6 +71,9 @@ export interface ThrottledWarningOptions {
   now?: () => number;
 }
 
+/** The ThrottledWarnings holding a count, for closeAll(): each leaves as it writes the count, so none is kept past its window. */
+const holding = new Set<ThrottledWarning>();
+
 /**
  * The log of a failure told once per event (a session's read, a push's
  * lookup, a write per user) with no success to end it as OutageLog's: during
@@ -106,11 +109,33 @@ export class ThrottledWarning {
     this.lastFields = fields;
     // One timer per window, let go as it fires: nothing held once the failures stop.
     this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.lastMs + this.everyMs - t)).unref();
+    holding.add(this);
+  }
+
+  /**
+   * Warns the count held back now rather than as the window ends. The window's
+   * timer does not keep the process up, so a process stopping within a minute
+   * of an outage's last burst never told its size: the one line of it that
+   * says how far the outage went. A new window starts, as after any count.
+   */
+  close(): void {
+    if (this.suppressed > 0) this.flush();
+  }
+
+  /**
+   * close() on every ThrottledWarning holding a count, as the process ends:
+   * some have no stop of their own (the api's, one per logger and service),
+   * and failures during a stop (a route not removed, a write refused at
+   * close) come after any owner's.
+   */
+  static closeAll(): void {
+    for (const w of [...holding]) w.close();
   }
 
   private flush(latest?: Record<string, unknown>): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    holding.delete(this);
     // Held back since the last line; the event given, if any, is this line's own.
     const suppressed = this.suppressed;
     const fields = latest ?? this.lastFields;
