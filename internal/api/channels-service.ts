@@ -200,6 +200,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     channel: ChannelRecord,
     member: MemberRecord,
     change: (place: ChannelPlace | undefined, places: ReadonlyMap<Id, ChannelPlace>) => Promise<PlaceChange>,
+    written?: (was: ChannelPlace | undefined, wanted: PlaceChange) => Promise<void>,
   ) {
     const [places, mutes] = await Promise.all([channels.listPlaces(me), channels.listMutes(me)]);
     const wanted = await change(places.get(channel.channelId), places);
@@ -207,6 +208,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     if (changed) {
       await channels.changePlace(me, channel.channelId, wanted);
       await requireStillMember(me, channel.channelId);
+      await written?.(places.get(channel.channelId), wanted);
     }
     const view = await channelView(deps, channel, member);
     if (changed) await pushChannelEvent(deps, [me], ChannelEventKind.UPDATED, view);
@@ -326,19 +328,26 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async pinChannel(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
+      const pinnedElsewhere = async (places: ReadonlyMap<Id, ChannelPlace>) => {
+        const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
+        return [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
+      };
+      // LIMIT_REACHED, as for friends: the request is well formed, the caller's pins are what refuse it.
+      const limitReached = () => new ChatError("limit_reached", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
       return movePlace(me, channel, member, async (place, places) => {
         if (!req.pinned) return { pinnedAtMs: null };
-        // Only chats the user is in count: a pin left behind by a removal that raced it can no longer be unpinned.
-        const mine = new Set((await channels.listMemberships(me)).map((m) => m.channelId));
-        const pinned = [...places].filter(([id, p]) => p.pinnedAtMs !== undefined && id !== channel.channelId && mine.has(id)).length;
-        // Read, then written: two pins at once may both pass. A sixth pin is harmless; the limit keeps the list's top short.
-        // LIMIT_REACHED, as for friends: the request is well formed, the caller's pins are what refuse it.
-        if (pinned >= MAX_PINNED_CHANNELS) {
-          throw new ChatError("limit_reached", `at most ${MAX_PINNED_CHANNELS} chats can be pinned; unpin one first`);
-        }
+        if ((await pinnedElsewhere(places)) >= MAX_PINNED_CHANNELS) throw limitReached();
         // Pinning a pinned channel again keeps its time, and so its place among the pinned.
         if (place?.pinnedAtMs !== undefined) return {};
         return { pinnedAtMs: now(), archivedAtMs: null };
+      }, async (was, wanted) => {
+        // Read, then written: pins sent at once (a client firing many) all passed that read, so each
+        // looks again once written and takes itself back past the limit. Of pins racing for the last
+        // place, the one written last reads every other's, so all that stay fit (a retry finds room).
+        if (!wanted.pinnedAtMs || (await pinnedElsewhere(await channels.listPlaces(me))) < MAX_PINNED_CHANNELS) return;
+        await channels.changePlace(me, channel.channelId, { pinnedAtMs: null, archivedAtMs: was?.archivedAtMs ?? null });
+        throw limitReached();
       });
     },
 
