@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import cassandra from "cassandra-driver";
 import { LruMap } from "../../cache/lru-map.js";
+import { ENGINE_RETRY_AFTER_MS } from "../../model/engine-errors.js";
 import { ChatError } from "../../model/errors.js";
 
 const { types, errors } = cassandra;
@@ -112,7 +113,12 @@ function serialLevel(s: SerialLevel | undefined): number {
   return s === "serial" ? types.consistencies.serial : types.consistencies.localSerial;
 }
 
-/** The failure of a request to Cassandra, as the domain sees it. */
+/**
+ * The failure of a request to Cassandra, as the domain sees it. It carries the
+ * retry time of any engine outage (engineOutageError): without one the api
+ * answered no `chat-retry-after-ms` and a session's Error frame a retry of 0,
+ * where an untranslated engine error got 1 s.
+ */
 export class StorageUnavailable extends ChatError {
   constructor(
     message: string,
@@ -120,7 +126,7 @@ export class StorageUnavailable extends ChatError {
     readonly unknownOutcome: boolean,
     override readonly cause: unknown,
   ) {
-    super("unavailable", message);
+    super("unavailable", message, ENGINE_RETRY_AFTER_MS);
   }
 }
 
