@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, namesMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, isModerator, namesMessage, notModerator, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import { SendOrder } from "../messages/send-order.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -73,13 +73,14 @@ export class QueueSubmitter implements MessageSubmitter {
     try {
       // A claim made for a send then refused is harmless: a resend is published under that id.
       const membership = this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd));
+      const found: { byModerator?: boolean } = {};
       // Whether an edit or a reaction changes anything only the Sequencer knows, which has applied
       // the changes queued before it (this read may not have: an edit back to the text read here).
       const [, messageId] = await Promise.all([
         membership,
         this.claim(recentKey, minted),
         // Its refusal waits for the membership's: a non-member would otherwise learn which seqs the channel holds.
-        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()).catch(async (e: unknown) => {
+        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found).catch(async (e: unknown) => {
           await membership;
           throw e;
         }),
@@ -87,7 +88,8 @@ export class QueueSubmitter implements MessageSubmitter {
       // A group's roster read before a wait (the named message's read, a send of the device's ahead
       // of this one) may be stale: the Sequencer checks no sender, so a sender removed meanwhile was
       // published after the removal's note and shown in the group after it. Read again once the turn
-      // comes, as DirectSubmitter does; a direct pair is fixed.
+      // comes, as DirectSubmitter does; a direct pair is fixed. So is an admin's role, for a delete it
+      // alone allowed: the Sequencer checks none either, and one demoted meanwhile deleted as a plain member.
       const recheck = (namesMessage(cmd) || turn.waiting) && this.members.knownMemberIds(cmd.channelId) === undefined;
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a send already stored is then
@@ -104,12 +106,13 @@ export class QueueSubmitter implements MessageSubmitter {
             return publishing;
           };
           if (!recheck) return publish();
-          return this.members.isMember(cmd.channelId, sender.userId).then(
-            (still) => {
-              if (still) return publish();
+          const moderating = found.byModerator ? isModerator(this.deps.channels, cmd.channelId, sender.userId) : true;
+          return Promise.all([this.members.isMember(cmd.channelId, sender.userId), moderating]).then(
+            ([still, allowed]) => {
+              if (still && allowed) return publish();
               // Refused, the send lets the sends behind go on at once, as a publish does; so does a failed read.
               turn.done();
-              throw new ChatError("not_a_member", "not a member of this channel");
+              throw still ? notModerator() : new ChatError("not_a_member", "not a member of this channel");
             },
             (err: unknown) => {
               turn.done();

@@ -78,6 +78,9 @@ export const namesMessage = (cmd: SendCommand): boolean => !!namedSeq(cmd);
  * This reads the current state; the MessageLog's single writer orders the
  * changes that race past it (a delete and an edit at once: the edit finds
  * the message deleted and is dropped, never resurrecting the text).
+ * A delete allowed by the sender's role alone sets `found.byModerator`: the
+ * role can be taken away before the write, which the caller then checks
+ * again (isModerator) where it reads the roster again.
  */
 export async function checkNamedMessage(
   log: MessageLog,
@@ -86,6 +89,7 @@ export async function checkNamedMessage(
   cmd: SendCommand,
   windows: ChangeWindows = NO_CHANGE_WINDOWS,
   nowMs: number = Date.now(),
+  found: { byModerator?: boolean } = {},
 ): Promise<boolean> {
   const seq = namedSeq(cmd);
   if (!seq) return false;
@@ -110,15 +114,20 @@ export async function checkNamedMessage(
       return unchanged;
     }
     // Past their window, a group's admins may still delete their own message, as anyone's.
-    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) return false;
+    if (cmd.deleteSeq && (await isModerator(channels, cmd.channelId, sender.userId))) {
+      found.byModerator = true;
+      return false;
+    }
     throw new ChatError("permission_denied", `a message can only be ${what} within ${duration(window)} of sending it`);
   }
   if (cmd.editSeq) throw new ChatError("permission_denied", "only its sender can edit a message");
-  if (!(await isModerator(channels, cmd.channelId, sender.userId))) {
-    throw new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
-  }
+  if (!(await isModerator(channels, cmd.channelId, sender.userId))) throw notModerator();
+  found.byModerator = true;
   return false;
 }
+
+/** The refusal of a delete of someone else's message by one who is not (or no longer) an admin or the owner of its group. */
+export const notModerator = () => new ChatError("permission_denied", "only its sender, or an admin of the group, can delete a message");
 
 /** What of a change decides whether it changes anything. */
 export type ChangeLike = Pick<NewMessage, "senderUserId" | "text" | "deleted" | "reaction">;
@@ -146,7 +155,7 @@ export function changesNothing(change: ChangeLike, target: StoredMessage): boole
 }
 
 /** A group's admin or owner. Direct chats have no admins: both members are plain members. */
-async function isModerator(channels: ChannelStore, channelId: Id, userId: Id): Promise<boolean> {
+export async function isModerator(channels: ChannelStore, channelId: Id, userId: Id): Promise<boolean> {
   const role = (await channels.getMember(channelId, userId))?.role;
   return role === "admin" || role === "owner";
 }

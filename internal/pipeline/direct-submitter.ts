@@ -4,7 +4,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, namesMessage, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, namesMessage, isModerator, notModerator, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { SendOrder, type SendTurn } from "../messages/send-order.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -101,6 +101,7 @@ export class DirectSubmitter implements MessageSubmitter {
         memberIds = await this.members.memberIds(cmd.channelId);
       }
       let unchanged = false;
+      const found: { byModerator?: boolean } = {};
       /** Whether the send waited for something since the roster was read. */
       let stale = false;
       try {
@@ -112,7 +113,7 @@ export class DirectSubmitter implements MessageSubmitter {
           stale = true;
           [, unchanged = false] = await Promise.all([
             blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
-            named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)()) : undefined,
+            named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found) : undefined,
           ]);
         }
       } catch (err) {
@@ -135,11 +136,19 @@ export class DirectSubmitter implements MessageSubmitter {
       // then took a seq before this send's, missed it in the middle of their membership (the inbox is
       // the sync queue: no sync fills that in), and one removed got it after their removal. Read
       // again, with no wait between it and the write, it is the roster as of the send's seq.
+      // So is an admin's role, for a delete it alone allowed: one demoted meanwhile deleted as a plain member.
       if (stale && this.members.knownMemberIds(cmd.channelId) === undefined) {
-        memberIds = await this.members.memberIds(cmd.channelId);
-        if (!memberIds.includes(sender.userId)) {
+        let moderating: boolean | undefined;
+        [memberIds, moderating] = await Promise.all([
+          this.members.memberIds(cmd.channelId),
+          found.byModerator ? isModerator(this.deps.channels, cmd.channelId, sender.userId) : undefined,
+        ]);
+        const refusal = !memberIds.includes(sender.userId)
+          ? new ChatError("not_a_member", "not a member of this channel")
+          : moderating === false ? notModerator() : undefined;
+        if (refusal) {
           const stored = await storedUnderKey(this.deps.log, sender, cmd).catch(() => undefined);
-          if (stored === undefined) throw new ChatError("not_a_member", "not a member of this channel");
+          if (stored === undefined) throw refusal;
           return { messageId: stored, duplicate: true };
         }
       }
