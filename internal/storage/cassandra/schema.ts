@@ -214,8 +214,9 @@ export const TABLE_NAMES = Object.keys(TABLES);
 
 /**
  * Columns added to tables after they were first created, with their types
- * ("<type> static" for a static column; also in TABLES, for new keyspaces).
- * CREATE TABLE IF NOT EXISTS leaves an existing table as it is, so
+ * ("<type> static" for a static column). A new table is created with them
+ * (tableBody), whether TABLES lists them or not, so a new keyspace waits on
+ * no ALTER; CREATE TABLE IF NOT EXISTS leaves an existing table as it is, so
  * applySchema adds these where missing.
  */
 export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
@@ -273,7 +274,8 @@ export async function applySchema(client: Client, o: SchemaOptions): Promise<Sch
   const wait = o.agreementTimeoutMs ?? 60_000;
   const replication = o.replication ?? { class: "SimpleStrategy", replication_factor: 1 };
   await ddl(client, `CREATE KEYSPACE IF NOT EXISTS ${ks} WITH replication = ${cqlMap(replication)}`, wait);
-  for (const [name, body] of Object.entries(TABLES)) {
+  for (const name of TABLE_NAMES) {
+    const body = tableBody(name);
     const withId = body.includes(" WITH ") ? " AND" : " WITH";
     await ddl(client, `CREATE TABLE IF NOT EXISTS ${ks}.${name} ${body}${withId} ID = ${tableId(ks, name)}`, wait);
   }
@@ -397,6 +399,49 @@ async function awaitAgreement(client: Client, timeoutMs: number, cql: string): P
     if (Date.now() > deadline) throw new Error(`no schema agreement within ${timeoutMs} ms after: ${cql.slice(0, 80)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * The CREATE TABLE body of a table: its TABLES entry with the columns of
+ * ADDED_COLUMNS it does not declare. `added: false` gives the table as a
+ * build before those columns made it, for tests of the upgrade.
+ */
+export function tableBody(name: string, o: { added?: boolean } = {}): string {
+  const body = TABLES[name];
+  if (body === undefined) throw new Error(`no table ${name}`);
+  const added = ADDED_COLUMNS[name] ?? {};
+  const { parts, rest } = splitDefinitions(body);
+  const declared = new Set(parts.map(columnOf));
+  const kept = o.added === false
+    ? parts.filter((p) => !Object.hasOwn(added, columnOf(p)))
+    : [...parts, ...Object.entries(added).filter(([c]) => !declared.has(c)).map(([c, type]) => `${c} ${type}`)];
+  return `(${kept.join(", ")})${rest}`;
+}
+
+/** The definitions between a body's outer parentheses (commas inside <...> and (...) are not theirs), and what follows. */
+function splitDefinitions(body: string): { parts: string[]; rest: string } {
+  if (!body.startsWith("(")) throw new Error(`table body must start with "(": ${body.slice(0, 40)}`);
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 1;
+  for (let i = 0; i < body.length; i++) {
+    const ch = body[i];
+    if (ch === "(" || ch === "<") depth++;
+    else if (ch === ">") depth--;
+    else if (ch === "," && depth === 1) {
+      parts.push(body.slice(start, i).trim());
+      start = i + 1;
+    } else if (ch === ")" && --depth === 0) {
+      parts.push(body.slice(start, i).trim());
+      return { parts, rest: body.slice(i + 1) };
+    }
+  }
+  throw new Error(`unbalanced table body: ${body.slice(0, 40)}`);
+}
+
+/** The column a definition declares; "" for the PRIMARY KEY clause. */
+function columnOf(definition: string): string {
+  return /^PRIMARY\s+KEY\b/i.test(definition) ? "" : definition.split(/\s+/, 1)[0]!;
 }
 
 /** A name-based (version 3) UUID of keyspace.table. */
