@@ -136,7 +136,7 @@ start.started(async () => {
   health.shutdown();
   healthFollower.stop();
   await registration?.close().catch(() => {});
-  service.endAll();
+  await service.endAll();
   await stopGrpcServer(grpcServer);
   // Before the routing store closes: a route it did not remove names a server that is gone.
   await chat.drain();

@@ -61,6 +61,12 @@ export const CHAT_SERVER_MAX_CONCURRENT_STREAMS = 100;
  */
 export { DELIVER_STREAM_BATCHES_IN_FLIGHT };
 
+/**
+ * How long a draining chat server waits for the gateways to end their streams (they do once they see
+ * it leave the registry) before it ends them itself: inside stopGrpcServer's and the process's stop.
+ */
+export const GATEWAY_STREAMS_GRACE_MS = 3_000;
+
 type GatewayStream = ServerDuplexStream<SessionRequest, SessionResponse>;
 type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamResponse>;
 
@@ -160,8 +166,14 @@ class StreamedSession implements SessionSink {
  * ChatServer, and the stream only carries frames. When the stream breaks,
  * the sessions on it end here, and the gateway opens them again elsewhere.
  */
-export function chatServerService(chat: ChatServer, logger?: Logger): ChatServerServiceServer & { endAll(): void } {
+export function chatServerService(
+  chat: ChatServer,
+  logger?: Logger,
+  { gatewayStreamsGraceMs = GATEWAY_STREAMS_GRACE_MS } = {},
+): ChatServerServiceServer & { endAll(): Promise<void> } {
   const streams = new Set<GatewayStream>();
+  /** Set while endAll waits for the gateways to end their streams: called as each goes. */
+  let streamGone: (() => void) | undefined;
   const deliveryStreams = new Map<DeliveryCall, { batches: number; ending: boolean }>();
   const endDeliveryStream = (call: DeliveryCall) => {
     deliveryStreams.delete(call);
@@ -237,6 +249,7 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
         streams.delete(call);
         for (const s of sessions.values()) s.handle.closed();
         sessions.clear();
+        streamGone?.();
       };
       call.on("end", () => {
         endAllSessions();
@@ -313,20 +326,37 @@ export function chatServerService(chat: ChatServer, logger?: Logger): ChatServer
     },
 
     /**
-     * Ends every gateway stream with UNAVAILABLE, so gateways move the
-     * sessions elsewhere, and every delivery stream once its batches are
-     * answered (the grpc-js server's shutdown waits for open calls).
+     * Ends every delivery stream once its batches are answered (the grpc-js
+     * server's shutdown waits for open calls), and lets the gateways end
+     * theirs, up to `gatewayStreamsGraceMs`: a gateway that sees this server leave the
+     * registry half-closes its stream, and every frame it sent before is
+     * handled here before the stream ends (an UNAVAILABLE at once lost the
+     * ones not yet read: a read receipt, a typing hint, a delivery ack,
+     * which nothing sends again). Then the rest end with UNAVAILABLE, so
+     * their gateways move the sessions elsewhere.
      */
     endAll() {
       for (const [call, state] of [...deliveryStreams]) {
         state.ending = true;
         if (state.batches === 0) endDeliveryStream(call);
       }
-      for (const call of [...streams]) {
-        streams.delete(call);
-        // grpc-js turns an emitted error into the stream's final status.
-        call.emit("error", { code: status.UNAVAILABLE, details: "chat server stopped serving" });
-      }
+      return new Promise<void>((resolve) => {
+        const breakRest = () => {
+          clearTimeout(timer);
+          streamGone = undefined;
+          for (const call of [...streams]) {
+            streams.delete(call);
+            // grpc-js turns an emitted error into the stream's final status.
+            call.emit("error", { code: status.UNAVAILABLE, details: "chat server stopped serving" });
+          }
+          resolve();
+        };
+        const timer = setTimeout(breakRest, gatewayStreamsGraceMs);
+        streamGone = () => {
+          if (streams.size === 0) breakRest();
+        };
+        streamGone();
+      });
     },
   };
 }

@@ -49,6 +49,13 @@ export interface RemoteSessionHostOptions {
    * opens (each a start read of the store) at once.
    */
   maxOpensInFlight?: number;
+  /**
+   * How long a stream to a server that left the registry (draining, or its lease lost) may take
+   * to end once this gateway half-closed it: the server reads every frame sent before the
+   * half-close, then ends it, and only then are its sessions placed elsewhere. Past this it is
+   * cancelled, as one that broke.
+   */
+  retireTimeoutMs?: number;
   /** The monotonic clock cooldowns and waits are timed on (tests). */
   now?: () => number;
   /** Where in its range each cooldown falls, in [0, 1) (tests). */
@@ -117,6 +124,7 @@ export class RemoteSessionHost implements SessionHost {
       cooldownMs,
       maxCooldownMs: 8 * cooldownMs,
       maxOpensInFlight: 32,
+      retireTimeoutMs: 3_000,
       now: monotonicNow,
       random: Math.random,
       ...options,
@@ -195,7 +203,8 @@ export class RemoteSessionHost implements SessionHost {
 
   private linkFor(server: ServerInfo): ServerLink {
     const link = this.links.get(server.serverId);
-    if (link?.address === server.address) return link;
+    // A link being retired takes nothing new: a server back in the registry gets a stream of its own.
+    if (link?.address === server.address && !link.retiring) return link;
     if (link) {
       // Its sessions, placed again as it ends, may already have opened the link to the new address.
       link.fail("server moved to a new address", "moved");
@@ -239,8 +248,15 @@ export class RemoteSessionHost implements SessionHost {
    * up at its new address (a new process there, which its predecessor's
    * failures say nothing of), and its sessions may go straight back to it.
    */
-  linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string, why: "failed" | "moved"): void {
+  linkFailed(link: ServerLink, sessions: RemoteSession[], reason: string, why: "failed" | "moved" | "retired"): void {
     if (this.links.get(link.serverId) === link) this.links.delete(link.serverId);
+    if (why === "retired") {
+      // It left the registry, where its figures went with it; ending the stream asked of it is no failure.
+      this.cooldowns.forget(link.serverId);
+      if (sessions.length > 0) this.options.logger?.info({ serverId: link.serverId, sessions: sessions.length, reason }, "chat server left the registry; moving its sessions");
+      for (const s of sessions) this.place(s, true);
+      return;
+    }
     if (why === "moved") {
       this.cooldowns.forget(link.serverId);
       if (sessions.length > 0) this.options.logger?.info({ serverId: link.serverId, sessions: sessions.length }, "chat server moved to a new address; moving its sessions");
@@ -283,7 +299,7 @@ export class RemoteSessionHost implements SessionHost {
     // still answers: it may be partitioned from etcd and about to stop.
     for (const link of [...this.links.values()]) {
       const info = live.get(link.serverId);
-      if (!info) link.fail("server left the registry");
+      if (!info) link.retire("server left the registry");
       else if (info.address !== link.address) link.fail("server moved to a new address", "moved");
       // Its failure set a cooldown after the figures were forgotten: a server that lost its
       // lease and registered again (same id) was kept out of reach for it, its sessions homeless.
@@ -355,6 +371,12 @@ class ServerLink {
   private readonly waiting = new Map<RemoteSession, boolean>();
   /** Closes those that waited past homelessTimeoutMs; set while any waits. */
   private waitTimer?: NodeJS.Timeout;
+  /**
+   * Half-closed because its server left the registry (retire): nothing more is written to it, and
+   * its sessions' frames wait in their queues until the server has ended it.
+   */
+  retiring = false;
+  private retireTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly host: RemoteSessionHost,
@@ -454,12 +476,12 @@ class ServerLink {
   }
 
   write(req: SessionRequest): void {
-    if (!this.failed) this.stream.write(req);
+    if (!this.failed && !this.retiring) this.stream.write(req);
   }
 
   /** A device's frame, counted towards the stream's backlog. */
   writeFrame(req: SessionRequest, bytes: number): void {
-    if (this.failed) return;
+    if (this.failed || this.retiring) return;
     this.queuedBytes += bytes;
     this.stream.write(req, () => {
       this.queuedBytes -= bytes;
@@ -504,9 +526,34 @@ class ServerLink {
     this.settled(session);
   }
 
+  /**
+   * Its server left the registry (it drains, or lost its lease). Cancelled, the stream lost the
+   * frames still on their way to the server or not yet read there (a read receipt, a typing hint,
+   * a delivery ack: nothing asks for those again). Half-closed instead, it ends only once the
+   * server has read every frame sent before (its sessions end there as the gateway's stream
+   * does), and then its sessions move, what their devices sent meanwhile queued for the next
+   * server. Bounded: a server that does not end it is taken for one that broke.
+   */
+  retire(reason: string): void {
+    if (this.failed || this.retiring) return;
+    this.retiring = true;
+    for (const s of this.waiting.keys()) s.queuedOn = undefined;
+    const queued = [...this.waiting.keys()];
+    this.waiting.clear();
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    this.stream.end();
+    this.retireTimer = setTimeout(() => this.fail(`${reason}; its stream did not end in time`), this.host.options.retireTimeoutMs);
+    this.retireTimer.unref();
+    // Never opened here: they go elsewhere now.
+    for (const s of queued) this.host.place(s, true);
+  }
+
   fail(reason: string, why: "failed" | "moved" = "failed"): void {
     if (this.failed) return;
     this.failed = true;
+    clearTimeout(this.retireTimer);
+    const retired = this.retiring;
     const moved = [...this.sessions.values()];
     this.sessions.clear();
     this.opening.clear();
@@ -526,7 +573,7 @@ class ServerLink {
     for (const s of dropped) s.lostUnanswered();
     this.stream.cancel();
     this.client.close();
-    this.host.linkFailed(this, [...moved, ...queued], reason, why);
+    this.host.linkFailed(this, [...moved, ...queued], reason, retired && why === "failed" ? "retired" : why);
     // Once placed: what the edge sends again goes straight to the new server, and only a
     // session with none waits with it in its bounded queue. A session whose frames went along
     // lost nothing, and an edge told otherwise would ask the same again.
@@ -536,6 +583,7 @@ class ServerLink {
   shutdown(): void {
     this.failed = true;
     clearTimeout(this.waitTimer);
+    clearTimeout(this.retireTimer);
     this.stream.end();
     this.client.close();
   }
@@ -601,7 +649,8 @@ class RemoteSession implements SessionHandle {
   private forward(frame: Upward): void {
     if (this.ended) return;
     const { maxPendingFrames, maxPendingBytes } = this.host.options;
-    if (!this.link) {
+    // A link being retired takes no more: the frame waits for the next server (ServerLink.retire).
+    if (!this.link || this.link.retiring) {
       if (this.pending.length >= maxPendingFrames || bytesOf(this.pending) + bytesOf([frame]) > maxPendingBytes) {
         return this.end(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
       }
