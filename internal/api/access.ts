@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { ChannelEventKind, ChannelEventSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError } from "../model/errors.js";
 import { readByItsActor } from "../messages/notes.js";
+import { OWN_MESSAGE_WINDOW } from "../messages/own-messages.js";
 import type { Sender } from "../messages/submit.js";
 import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRecord, type StoredMessage } from "../model/types.js";
 import { blockedEitherWay } from "../accounts/blocks.js";
@@ -44,12 +45,6 @@ export async function blockedPair(deps: ApiDeps, channel: ChannelRecord, me: Id,
   const peer = memberIds.find((id) => id !== me);
   return peer !== undefined && (await deps.accounts.blockersBetween(me, peer)).length > 0;
 }
-
-/**
- * How far back a view looks for the caller's own newest message among the
- * unread ones: past it the count is large anyway, and clients show "99+".
- */
-const OWN_MESSAGE_WINDOW = 100n;
 
 /** Everything channelToProto needs, looked up for one channel. */
 export async function channelView(deps: ApiDeps, channel: ChannelRecord, me?: MemberRecord): Promise<ChannelView> {
@@ -135,22 +130,6 @@ export async function membersAsRead(deps: ApiDeps, channelId: Id): Promise<Membe
     const own = sent.get(m.userId);
     return own !== undefined && own > m.readSeq ? { ...m, readSeq: own } : m;
   });
-}
-
-/**
- * Whether `userId` sent a message of the channel after `seq`, among its newest
- * OWN_MESSAGE_WINDOW (a note of theirs counting as membersAsRead counts it):
- * then membersAsRead shows them past `seq`. Of one member, where membersAsRead
- * reads every member's newest (a group's whole list, and the senders of up to
- * a hundred seqs).
- */
-export async function sentAfter(deps: ApiDeps, channelId: Id, userId: Id, seq: bigint): Promise<boolean> {
-  const last = (await deps.log.latest([channelId])).get(channelId);
-  if (!last || last.seq <= seq) return false;
-  if (last.senderUserId === userId && (!last.note || readByItsActor(last.note))) return true;
-  const windowStart = last.seq - OWN_MESSAGE_WINDOW + 1n;
-  const from = seq + 1n > windowStart ? seq + 1n : windowStart;
-  return from <= last.seq - 1n && (await deps.log.lastSentBy(channelId, userId, from, last.seq - 1n)) !== undefined;
 }
 
 /**

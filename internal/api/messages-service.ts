@@ -2,13 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { MessageService, PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ReceiptEventSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { channelView, pushChannelEvent, receiptAudience, requireMember, sentAfter } from "./access.js";
+import { channelView, pushChannelEvent, receiptAudience, requireMember } from "./access.js";
 import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
+import { sentAfter } from "../messages/own-messages.js";
 import { ChatError } from "../model/errors.js";
 import { ThrottledWarning } from "../observability/outage-log.js";
 import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
@@ -148,7 +149,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
       // The store stops it at the newest message, as for the realtime ReadReceipt.
-      const [readSeq, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, v.bound(req.seq)), deps.channels.listPlaces(me)]);
+      const [{ readSeq, newest }, places] = await Promise.all([deps.channels.advanceReadSeq(channel.channelId, me, v.bound(req.seq)), deps.channels.listPlaces(me)]);
       // Reading takes away the caller's mark (MarkUnread), and their other devices stop showing it.
       if (places.get(channel.channelId)?.markedUnreadAtMs !== undefined) {
         await deps.channels.changePlace(me, channel.channelId, { markedUnreadAtMs: null });
@@ -162,7 +163,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // read that list a second time, and every member's newest message, at every read mark.
       let audience = [me];
       if (readSeq > member.readSeq) {
-        const [members, ownAhead] = await Promise.all([deps.channels.listMembers(channel.channelId), sentAfter(deps, channel.channelId, me, readSeq)]);
+        const [members, ownAhead] = await Promise.all([deps.channels.listMembers(channel.channelId), sentAfter(deps.log, channel.channelId, me, readSeq, newest)]);
         const stored = members.find((m) => m.userId === me)?.readSeq ?? readSeq;
         if (stored <= readSeq && !ownAhead) audience = await receiptAudience(deps, channel, me, members);
       }

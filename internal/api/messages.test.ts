@@ -5,6 +5,7 @@ import type { ReceiptEvent } from "../../gen/es/chat/v1/session_pb.js";
 import { PAGE_TEXT_BYTES } from "../messages/page-bytes.js";
 import { utf8BytesAtMost } from "../model/types.js";
 import { SEARCH_SCAN_TEXT_BYTES } from "./messages-service.js";
+import { SqliteMessageLog } from "../storage/sqlite/message-log.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
 
 describe("api: MessageService", () => {
@@ -336,6 +337,25 @@ describe("api: MessageService", () => {
     assert.equal((await b.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);
     assert.deepEqual(calls, { listMembers: 1, newestBySender: 0 });
     assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds.length), [2], "a moved receipt still goes to both");
+  });
+
+  it("a moved read mark reads the channel's newest message once: the store's read that capped it, asked again of whether the reader sent after it", async () => {
+    await sendMany(3); // a: 1, 3; b: 2
+    // On the prototype: the channel store caps by a log of its own, beside the api's.
+    const latest = SqliteMessageLog.prototype.latest;
+    let reads = 0;
+    SqliteMessageLog.prototype.latest = function (this: SqliteMessageLog, ...args) {
+      reads++;
+      return latest.apply(this, args);
+    };
+    try {
+      assert.equal((await b.c.messages.markRead({ channelId, seq: 2n })).readSeq, 2n);
+    } finally {
+      SqliteMessageLog.prototype.latest = latest;
+    }
+    assert.equal(reads, 1);
+    // a's 3 is after b's 2, and not b's own: the receipt still goes to both.
+    assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds.length), [2]);
   });
 
   describe("uint64 values past the stores' signed 64 bits", () => {

@@ -1,5 +1,5 @@
 import { ChatError } from "../model/errors.js";
-import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../model/types.js";
+import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange, StoredMessage } from "../model/types.js";
 
 /**
  * A rule a membership change must pass, run on the channel's members (in join
@@ -143,9 +143,10 @@ export interface ChannelStore {
   /**
    * Moves the read position forward only, and never past the channel's
    * newest message: a position beyond it would hide every later message from
-   * the unread count. Returns the position after the call.
+   * the unread count. Returns the position after the call, and the newest
+   * message as it read it to cap the position.
    */
-  advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
+  advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<ReadAdvance>;
   /**
    * Clears the channel's history for one member through `seq`: moves the
    * member's `clearedSeq` forward only, never past the newest message, and
@@ -216,4 +217,16 @@ export interface ChannelStore {
   inviteCodeOf(channelId: Id): Promise<string | undefined>;
   /** The group an invite code leads to, while it is that group's code. */
   channelOfInvite(code: string): Promise<Id | undefined>;
+}
+
+/** What advanceReadSeq did. */
+export interface ReadAdvance {
+  /** The read position after the call. */
+  readSeq: bigint;
+  /**
+   * The channel's newest message as the call read it (undefined: none yet):
+   * a receipt's caller asks it whether the reader sent after the position
+   * (sentAfter), where reading it again cost every receipt a second read.
+   */
+  newest: StoredMessage | undefined;
 }

@@ -8,11 +8,11 @@ import type { ChannelStore } from "../channels/store.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { Inbox } from "../messages/inbox.js";
 import type { MessageLog } from "../messages/log.js";
-import { readByItsActor } from "../messages/notes.js";
+import { sentAfter } from "../messages/own-messages.js";
 import type { MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import { CloseCode } from "../model/close-codes.js";
-import type { Id, InboxEntry } from "../model/types.js";
+import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
 import { LruMap } from "../cache/lru-map.js";
 import { EncodedFrame, EntryFrame, StoredMessageBytes } from "./codec.js";
 import type { SessionHandle, SessionHost, SessionIdentity, SessionSink } from "./port.js";
@@ -41,8 +41,6 @@ const TYPING_HINT_INTERVAL_MS = 1_000;
 const pairKey = (a: Id, b: Id) => (a < b ? `${a}:${b}` : `${b}:${a}`);
 /** One subject's presence events to one user (to some of their devices, when named). */
 const presenceKey = (to: Id, about: Id, deviceIds: readonly Id[]) => `${to}>${about}${deviceIds.length > 0 ? `/${deviceIds.join(",")}` : ""}`;
-/** How far back a reader's own newest message is looked for, behind the channel's newest (as ListMembers looks). */
-const OWN_MESSAGE_WINDOW = 100n;
 /** The idle sweep's ticks a second, each looking at that fraction of the users. */
 const SWEEP_SLICES = 10;
 /**
@@ -642,7 +640,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     const channels = this.deps.channels;
     const member = await channels.getMember(channelId, userId);
     if (!member) throw new ChatError("not_a_member", "not a member of this channel");
-    const readSeq = await channels.advanceReadSeq(channelId, userId, seq);
+    const { readSeq, newest } = await channels.advanceReadSeq(channelId, userId, seq);
     // Only a receipt that moved the position is news to the other members: one that moves nothing, repeated,
     // was a fan-out to the whole group each time. The reader's own devices hear it either way (it was taken).
     // Across a block in a direct chat only the reader's own devices hear of it: the pair tell each other nothing.
@@ -651,7 +649,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // the others are shown (ListMembers counts the reader's own message as read), and told, it moved their
     // view of the reader back (a device behind the one that sent). Only the reader's devices hear it.
     const moved = readSeq > member.readSeq;
-    const [memberIds, ownAhead] = moved ? await Promise.all([this.members.memberIds(channelId), this.sentAfter(channelId, userId, readSeq)]) : [[], false];
+    const [memberIds, ownAhead] = moved ? await Promise.all([this.members.memberIds(channelId), this.sentAfter(channelId, userId, readSeq, newest)]) : [[], false];
     const members = moved && !ownAhead && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
     // The position is stored: a push that fails (the routes unreadable) is logged, as MarkRead does, not
     // refused, since a retry would move nothing and so tell the other members nothing either.
@@ -661,20 +659,15 @@ export class ChatServer implements SessionHost, SessionDirectory {
   }
 
   /**
-   * Whether the user sent a message of the channel after `seq` (among its newest OWN_MESSAGE_WINDOW), a
-   * note of theirs counting as ListMembers counts it. Unreadable, it answers false: the receipt goes to
+   * Whether the user sent a message of the channel after `seq` (sentAfter), `newest` being the channel's
+   * newest message as advanceReadSeq read it. Unreadable, it answers false: the receipt goes to
    * everyone, as it did before this was asked.
    */
-  private async sentAfter(channelId: Id, userId: Id, seq: bigint): Promise<boolean> {
+  private async sentAfter(channelId: Id, userId: Id, seq: bigint, newest: StoredMessage | undefined): Promise<boolean> {
     const log = this.deps.log;
     if (!log) return false;
     try {
-      const last = (await log.latest([channelId])).get(channelId);
-      if (last === undefined || last.seq <= seq) return false;
-      if (last.senderUserId === userId && (!last.note || readByItsActor(last.note))) return true;
-      const windowStart = last.seq - OWN_MESSAGE_WINDOW + 1n;
-      const from = seq + 1n > windowStart ? seq + 1n : windowStart;
-      return from <= last.seq - 1n && (await log.lastSentBy(channelId, userId, from, last.seq - 1n)) !== undefined;
+      return await sentAfter(log, channelId, userId, seq, newest);
     } catch (err) {
       this.receiptOwnReadFailed.warn({ err, userId: String(userId) });
       return false;

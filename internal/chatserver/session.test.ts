@@ -300,7 +300,7 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
       getMember: async () => ({ userId: 1n, readSeq: 0n }),
       getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
       listMembers: async () => [{ userId: 1n }, { userId: 2n }],
-      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (stored.push(seq), seq),
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (stored.push(seq), { readSeq: seq, newest: undefined }),
     };
     const logged: string[] = [];
     const log = (_o: unknown, msg: string) => void logged.push(msg);
@@ -338,36 +338,61 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
     server.drain();
   });
 
-  // Each moved receipt of each session with the message log away was a line of its own.
-  it("warns once, not once per receipt, while the reader's own newest message cannot be read", async () => {
+  /** The channel's newest message, another member's, far past the reader's receipts. */
+  const NEWEST = { channelId: 7n, seq: 100n, senderUserId: 2n };
+
+  /**
+   * A session of user 1 in group 7 (with user 2) that sends read receipts at 1 to `receipts`, each
+   * moving the position; advanceReadSeq answers NEWEST with it, a read of it counted in `newestReads`.
+   */
+  async function sendReceipts(receipts: bigint, deps: { log: object; directory: object; logger?: object }, newestReads = { n: 0 }) {
     let readSeq = 0n;
     const channels = {
       getMember: async () => ({ userId: 1n, readSeq }),
       getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
       listMembers: async () => [{ userId: 1n }, { userId: 2n }],
-      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (readSeq = seq),
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => (newestReads.n++, { readSeq: (readSeq = seq), newest: NEWEST }),
     };
-    let reads = 0;
-    const log = { latest: () => (reads++, Promise.reject(new Error("message log away"))) };
-    const warned: string[] = [];
-    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
-    let pushes = 0;
     const server = new ChatServer({
       serverId: "t",
       inbox: inboxKeeping([]),
       channels: channels as never,
       submitter: {} as never,
-      log: log as never,
-      directory: { pushToUsers: async () => void pushes++ } as never,
-      logger: logger as never,
+      log: deps.log as never,
+      directory: deps.directory as never,
+      logger: deps.logger as never,
     });
     const { handle } = await openWelcomed(server, 1n);
-    for (let seq = 1n; seq <= 20n; seq++) {
+    for (let seq = 1n; seq <= receipts; seq++) {
       handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: seq, kind: { case: "read", value: { channelId: 7n, seq } } })));
     }
+    return server;
+  }
+
+  // Each moved receipt of each session with the message log away was a line of its own.
+  it("warns once, not once per receipt, while the reader's own newest message cannot be read", async () => {
+    let reads = 0;
+    const log = { lastSentBy: () => (reads++, Promise.reject(new Error("message log away"))) };
+    const warned: string[] = [];
+    const logger = { warn: (_o: unknown, msg: string) => void warned.push(msg), error: () => {}, info: () => {}, debug: () => {} };
+    let pushes = 0;
+    const server = await sendReceipts(20n, { log, directory: { pushToUsers: async () => void pushes++ }, logger });
     await waitFor(() => pushes === 20, "every receipt pushed");
-    assert.ok(reads >= 2, `${reads} reads of the newest message`);
+    assert.ok(reads >= 2, `${reads} reads of the reader's own newest message`);
     assert.deepStrictEqual(warned.filter((m) => m === "receipt: could not read the reader's own newest message"), ["receipt: could not read the reader's own newest message"]);
+    server.drain();
+  });
+
+  // advanceReadSeq reads the channel's newest message to cap the position; the server read it a second
+  // time to ask whether the reader had sent after it, a storage read more per moved receipt.
+  it("reads the channel's newest message once per moved receipt, in advanceReadSeq, not again", async () => {
+    const newestReads = { n: 0 };
+    const log = { latest: async () => (newestReads.n++, new Map([[7n, NEWEST]])), lastSentBy: async () => undefined };
+    const pushed: Id[][] = [];
+    const server = await sendReceipts(3n, { log, directory: { pushToUsers: async (to: Id[]) => void pushed.push(to) } }, newestReads);
+    await waitFor(() => pushed.length === 3, "every receipt pushed");
+    // The reader sent nothing after the position: each moved receipt goes to both members, as before.
+    assert.deepStrictEqual([newestReads.n, pushed], [3, [[1n, 2n], [1n, 2n], [1n, 2n]]]);
     server.drain();
   });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type ReadAdvance, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
@@ -447,19 +447,20 @@ export class CassandraChannelStore implements ChannelStore {
     }
   }
 
-  async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+  async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<ReadAdvance> {
     // The newest seq only grows, so capping at one read a moment ago is safe.
-    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
-    const to = seq < newest ? seq : newest;
+    const newest = (await this.log.latest([channelId])).get(channelId);
+    const top = newest?.seq ?? 0n;
+    const to = seq < top ? seq : top;
     // One LWT: moves forward only, creates no row for a non-member, and when
     // not applied returns the current position.
     const r = await this.db.lwt(this.q.advanceRead, [to, channelId, userId, to]);
-    if (r.applied) return to;
+    if (r.applied) return { readSeq: to, newest };
     const now = r.row.get("read_seq") as bigint | null | undefined;
     if (now === null || now === undefined) {
       throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
     }
-    return now;
+    return { readSeq: now, newest };
   }
 
   async clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {

@@ -300,7 +300,7 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.getMember(c.channelId, joiner.userId), joiner);
         assert.deepStrictEqual((await s.listMembers(c.channelId)).at(-1), joiner);
         // Reading moves the read position alone.
-        assert.equal(await s.advanceReadSeq(c.channelId, joiner.userId, 1n), 1n);
+        assert.equal((await s.advanceReadSeq(c.channelId, joiner.userId, 1n)).readSeq, 1n);
         assert.deepStrictEqual(await s.getMember(c.channelId, joiner.userId), { ...joiner, readSeq: 1n });
         await s.removeMember(c.channelId, joiner.userId);
         const { joinedSeq: _, ...plain } = joiner;
@@ -393,11 +393,13 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
       it("advanceReadSeq never moves past the channel's newest message", async () => {
         const { c, members } = await newGroup(1);
         const u = members[1]!.userId;
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 0n, "no messages yet");
+        assert.deepStrictEqual(await s.advanceReadSeq(c.channelId, u, 5n), { readSeq: 0n, newest: undefined }, "no messages yet");
         await post(c.channelId, 3);
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 1_000_000_000n), 3n);
+        // The newest message it capped by comes back with the position: a receipt reads it no second time.
+        const capped = await s.advanceReadSeq(c.channelId, u, 1_000_000_000n);
+        assert.deepStrictEqual([capped.readSeq, capped.newest?.seq, capped.newest?.channelId], [3n, 3n, c.channelId]);
         await post(c.channelId, 2);
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 4n), 4n);
+        assert.equal((await s.advanceReadSeq(c.channelId, u, 4n)).readSeq, 4n);
         assert.equal((await s.getMember(c.channelId, u))?.readSeq, 4n);
       });
 
@@ -405,10 +407,10 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         const { c, members } = await newGroup(1);
         await post(c.channelId, 9);
         const u = members[1]!.userId;
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 5n);
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 3n), 5n);
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 5n), 5n);
-        assert.equal(await s.advanceReadSeq(c.channelId, u, 9n), 9n);
+        assert.equal((await s.advanceReadSeq(c.channelId, u, 5n)).readSeq, 5n);
+        assert.equal((await s.advanceReadSeq(c.channelId, u, 3n)).readSeq, 5n);
+        assert.equal((await s.advanceReadSeq(c.channelId, u, 5n)).readSeq, 5n);
+        assert.equal((await s.advanceReadSeq(c.channelId, u, 9n)).readSeq, 9n);
         assert.equal((await s.getMember(c.channelId, u))?.readSeq, 9n);
         assert.equal((await s.getMember(c.channelId, members[0]!.userId))?.readSeq, 0n);
       });

@@ -1,5 +1,5 @@
 import { applyPlaceChange } from "../../channels/places.js";
-import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type Removal } from "../../channels/store.js";
+import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type ReadAdvance, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
@@ -298,12 +298,13 @@ export class SqliteChannelStore implements ChannelStore {
     return this.turns.run(channelId, work);
   }
 
-  async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
+  async advanceReadSeq(channelId: Id, userId: Id, seq: bigint): Promise<ReadAdvance> {
     // The newest seq only grows, so capping at one read a moment ago is safe.
-    const newest = (await this.log.latest([channelId])).get(channelId)?.seq ?? 0n;
-    const r = this.s.advanceRead.get(seq < newest ? seq : newest, channelId, userId) as Row | undefined;
+    const newest = (await this.log.latest([channelId])).get(channelId);
+    const top = newest?.seq ?? 0n;
+    const r = this.s.advanceRead.get(seq < top ? seq : top, channelId, userId) as Row | undefined;
     if (!r) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
-    return r.read_seq as bigint;
+    return { readSeq: r.read_seq as bigint, newest };
   }
 
   async clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint> {
