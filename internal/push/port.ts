@@ -105,8 +105,9 @@ export type SendOutcome =
       goneUnconfirmed?: string;
       /**
        * Our side failed, not the endpoint: our credentials (an access token
-       * not fetched or refused, a provider token not signed), or our network
-       * before the push service answered about the device. Never counted
+       * not fetched or refused, a provider token not signed), or our DNS or
+       * network before a connection to the push service was made
+       * (neverConnected): the service was not asked about the device. Never counted
        * against the endpoint (PushEndpoint.failingSinceMs).
        */
       ours?: boolean;
@@ -137,9 +138,33 @@ function parseRetryAfter(v: string | null | undefined): number | undefined {
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
 }
 
-/** A failure that never reached an answer (connection refused, timeout): worth retrying. */
+/**
+ * A failure that never reached an answer (connection refused, timeout): worth
+ * retrying. One that never connected (neverConnected) is ours: the push
+ * service was not asked about the device, so it says nothing of the endpoint.
+ */
 export function networkFailure(err: unknown): SendOutcome {
   const e = err as { name?: string; message?: string; cause?: { code?: string } };
   const reason = e?.name === "TimeoutError" || e?.name === "AbortError" ? "timed out" : (e?.cause?.code ?? e?.message ?? String(err));
-  return { ok: false, gone: false, retryable: true, reason };
+  return { ok: false, gone: false, retryable: true, reason, ...(neverConnected(err) && { ours: true }) };
+}
+
+/** Node's codes for a name not resolved or a connection not made (undici's connect timeout too). */
+const CONNECT_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "ECONNREFUSED", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "UND_ERR_CONNECT_TIMEOUT"]);
+
+/**
+ * Whether `err` is our DNS or network failing before the push service took
+ * the request: its name not resolved, the connection refused, unreachable or
+ * timed out while connecting. Found on the error or its causes, as each
+ * client wraps it (fetch's TypeError, http2's cancelled pending stream, an
+ * AggregateError of the addresses tried). A reset or a timeout once connected
+ * is not: the request may have reached the service. Only the codes Node gives
+ * a connect or a lookup count (an established socket's ETIMEDOUT is a read's).
+ */
+export function neverConnected(err: unknown, depth = 0): boolean {
+  if (err === null || typeof err !== "object" || depth > 4) return false;
+  const { code, syscall, cause, errors } = err as { code?: unknown; syscall?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === "string" && CONNECT_CODES.has(code) && (syscall === undefined || syscall === "connect" || syscall === "getaddrinfo")) return true;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((x) => neverConnected(x, depth + 1))) return true;
+  return neverConnected(cause, depth + 1);
 }
