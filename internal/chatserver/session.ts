@@ -544,8 +544,12 @@ export class Session implements SessionHandle {
           } finally {
             this.sendsInFlight--;
           }
-          this.server.metrics?.messagesIn.inc();
-          this.server.metrics?.sendsByKind[editSeq ? "edit" : deleteSeq ? "delete" : reactSeq ? "reaction" : replyToSeq ? "reply" : "message"].inc();
+          // A resend of one accepted before (a lost ack, a move to another chat server) was counted then,
+          // maybe on another server: counted again, every failover inflated the sends' rate.
+          if (!result.duplicate) {
+            this.server.metrics?.messagesIn.inc();
+            this.server.metrics?.sendsByKind[editSeq ? "edit" : deleteSeq ? "delete" : reactSeq ? "reaction" : replyToSeq ? "reply" : "message"].inc();
+          }
           // The message's own inbox copy follows in the next immediate
           // (live delivery): both frames then cost one write.
           if (!result.duplicate) this.sink.holdWrites?.();
