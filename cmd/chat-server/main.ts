@@ -138,7 +138,8 @@ start.started(async () => {
   await registration?.close().catch(() => {});
   await service.endAll();
   await stopGrpcServer(grpcServer);
-  // Before the routing store closes: a route it did not remove names a server that is gone.
+  // Before the routing store closes: a route it did not remove names a server that is gone. And before
+  // the stores and the queue: the work the ended streams' last frames started (a receipt, a cursor) runs on.
   await chat.drain();
   await presence.close().catch(() => {});
   await Promise.allSettled([queue.close(), routes.close(), claims.close(), watch.close(), workerId.release(), ops.close()]);

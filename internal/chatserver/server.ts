@@ -49,6 +49,14 @@ const SWEEP_SLICES = 10;
  * Well inside the process's stop timeout.
  */
 export const DRAIN_ROUTES_MS = 5_000;
+/**
+ * How long a drain waits for the work its sessions' frames started (a read receipt's two store
+ * writes, a send being checked and published, a cursor write): the owner closes the stores after
+ * the drain, and that work then failed, a receipt or a cursor lost (a send is sent again by its
+ * client, a receipt never). Waited beside the routes, so a drain takes no longer at worst, and
+ * well inside the process's 25 s stop.
+ */
+export const DRAIN_FRAMES_MS = 5_000;
 
 export interface SessionLimits {
   /** Frames a session may send per second, sustained. */
@@ -243,6 +251,14 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private routesWrittenAt = monotonicNow();
   private refreshAgain?: Promise<void>;
   private count = 0;
+  /**
+   * Frames' work under way (frameWorkStarted), of sessions still open or closed meanwhile: a
+   * session closed with its stream leaves it running. A count, not a set of promises: it is
+   * taken for every frame.
+   */
+  private framesInFlight = 0;
+  /** Drains waiting for framesInFlight to reach 0. */
+  private framesSettled: (() => void)[] = [];
   /** False while this server must not take new sessions (lost its registration, or draining). */
   accepting = true;
 
@@ -390,6 +406,16 @@ export class ChatServer implements SessionHost, SessionDirectory {
       session.close(CloseCode.internal, "could not start the session");
     });
     return session;
+  }
+
+  /** @internal A session started work for a frame (its handler, a cursor write): a drain waits for it, until frameWorkDone. */
+  frameWorkStarted(): void {
+    this.framesInFlight++;
+  }
+
+  /** @internal */
+  frameWorkDone(): void {
+    if (--this.framesInFlight === 0) for (const settled of this.framesSettled.splice(0)) settled();
   }
 
   /** @internal Takes `bytes` of text from the user's budget: 0 when allowed, else the milliseconds to wait. */
@@ -729,22 +755,41 @@ export class ChatServer implements SessionHost, SessionDirectory {
 
   /**
    * Closes every session with 1001 so devices reconnect elsewhere. Resolves
-   * once the routes naming this server are removed (true), or after
-   * `routesWithinMs` (false). The caller closes the routing store only then:
-   * a remove still chained behind another change, or a refresh's, was lost
-   * with it, and the route left behind sent the users' messages to a server
-   * that is gone, and kept them "online" (no push) until it expired.
+   * once the routes naming this server are removed and the work its
+   * sessions' frames started is done (true), or after `routesWithinMs` and
+   * `framesWithinMs` (false). The caller closes the stores only then: a
+   * remove still chained behind another change, or a refresh's, was lost
+   * with the routing store, and the route left behind sent the users'
+   * messages to a server that is gone, and kept them "online" (no push)
+   * until it expired; a read receipt or a cursor write under way failed,
+   * and nothing writes it again.
    */
-  drain(reason = "server shutting down", routesWithinMs = DRAIN_ROUTES_MS): Promise<boolean> {
+  async drain(reason = "server shutting down", routesWithinMs = DRAIN_ROUTES_MS, framesWithinMs = DRAIN_FRAMES_MS): Promise<boolean> {
     this.accepting = false;
     clearInterval(this.idleSweep);
     clearInterval(this.routesRefresh);
     for (const list of this.byUser.values()) for (const s of list) s.close(CloseCode.goingAway, reason);
     const routes = this.deps.routes;
-    if (!routes) return Promise.resolve(true);
     // No refresh comes to retry the removes that failed before.
-    for (const u of this.unremoved) if (!this.byUser.has(u)) void this.changeRoute(u, "remove", () => routes.remove(u, this.serverId));
-    return this.routesSettled(routesWithinMs);
+    if (routes) for (const u of this.unremoved) if (!this.byUser.has(u)) void this.changeRoute(u, "remove", () => routes.remove(u, this.serverId));
+    const [routed, handled] = await Promise.all([routes ? this.routesSettled(routesWithinMs) : true, this.framesDone(framesWithinMs)]);
+    return routed && handled;
+  }
+
+  /** Waits until no frame's work is under way (framesInFlight), at most `withinMs`. */
+  private async framesDone(withinMs: number): Promise<boolean> {
+    if (this.framesInFlight === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    let settled: (() => void) | undefined;
+    const done = await new Promise<boolean>((resolve) => {
+      settled = () => resolve(true);
+      this.framesSettled.push(settled);
+      timer = setTimeout(() => resolve(false), withinMs);
+    });
+    clearTimeout(timer);
+    this.framesSettled = this.framesSettled.filter((s) => s !== settled);
+    if (!done) this.logger?.warn({ frames: this.framesInFlight, withinMs }, "draining: frames' work not done in time; it may fail as the stores close");
+    return done;
   }
 
   /** Waits until no route change or refresh is under way (those may chain more), at most `withinMs`. */

@@ -438,6 +438,7 @@ export class Session implements SessionHandle {
     if (ack === undefined) return;
     this.ackWaiting = undefined;
     this.ackWriting = true;
+    this.server.frameWorkStarted();
     let write: Promise<void>;
     try {
       write = this.server.inbox.advanceCursor(this.userId, this.deviceId, ack.seq);
@@ -448,7 +449,9 @@ export class Session implements SessionHandle {
       .catch((err) => this.sendError(refusalOf(ack.frame), err))
       .finally(() => {
         this.ackWriting = false;
+        // The next write counts itself before this one is done: a drain sees no gap between them.
         this.writeCursor();
+        this.server.frameWorkDone();
       });
   }
 
@@ -474,10 +477,12 @@ export class Session implements SessionHandle {
     this.badFrames = 0;
     if ("refused" in verdict) return this.sendError(refused, verdict.refused);
     this.reauthsInFlight++;
+    this.server.frameWorkStarted();
     this.extendToken(verdict.ref, verdict.expiresAtMs)
       .catch((err) => this.sendError(refused, err))
       .finally(() => {
         this.reauthsInFlight--;
+        this.server.frameWorkDone();
         // A check that failed leaves the session on the token it had: expired meanwhile, it ends now.
         if (this.tokenExpired(Date.now())) this.close(CloseCode.tokenExpired, "access token expired");
       });
@@ -528,9 +533,13 @@ export class Session implements SessionHandle {
     }
   }
 
-  /** A frame's work; whatever fails in it is answered here (an Error frame naming it), so the caller keeps no promise of it. */
+  /**
+   * A frame's work; whatever fails in it is answered here (an Error frame naming it), so the caller keeps no
+   * promise of it. Counted on the server till it is done, also once the session closed: a drain waits for it.
+   */
   private async handle(frame: ClientFrame): Promise<void> {
     const { kind, ref } = frame;
+    this.server.frameWorkStarted();
     try {
       switch (kind.case) {
         case "send": {
@@ -625,6 +634,8 @@ export class Session implements SessionHandle {
       }
     } catch (err) {
       this.sendError(refusalOf(frame), err);
+    } finally {
+      this.server.frameWorkDone();
     }
   }
 

@@ -54,10 +54,13 @@ function streamTo(address: string, timeoutMs: number) {
   return { client, stream, close };
 }
 
-/** A chat server on loopback (on `port`, or a free one) with one binary session of user 1 open on a gateway stream; what the session receives. */
-async function chatServerWithSession(port = 0) {
+/**
+ * A chat server on loopback (on `port`, or a free one) with one binary session of user 1 open on a gateway stream; what the session receives.
+ * `gatewayStreamsGraceMs`: how long its endAll lets the gateway end that stream, which this raw one never does.
+ */
+async function chatServerWithSession(port = 0, gatewayStreamsGraceMs?: number) {
   const chat = new ChatServer({ serverId: "t", inbox: stubInbox(), channels: {} as never, submitter: {} as never });
-  const service = chatServerService(chat);
+  const service = chatServerService(chat, undefined, { gatewayStreamsGraceMs });
   const { server, address } = await listen(service as unknown as UntypedServiceImplementation, port);
   const client = new ChatServerServiceClient(address, credentials.createInsecure());
   const gateway = client.session();
@@ -291,13 +294,15 @@ describe("DeliveryStream (ChatServerService/DeliverStream)", () => {
   });
 
   it("lets the server shut down gracefully: endAll ends the delivery streams once their batches are answered", async () => {
-    const cs = await chatServerWithSession();
+    // Its gateway stream, never half-closed as a gateway's would be, is ended by endAll after this grace.
+    const cs = await chatServerWithSession(0, 50);
     const { stream, close } = streamTo(cs.address, 5_000);
     try {
       assert.deepStrictEqual(await stream.send([to(1n, bytesOf(delivery(1n, "x")))]), { sessions: 1, missed: [] });
-      cs.service.endAll();
+      const ended = cs.service.endAll();
       // tryShutdown completes only when no call is open: the gateway's stream was ended by endAll, the delivery stream too.
       await new Promise<void>((resolve) => cs.server.tryShutdown(() => resolve()));
+      await ended;
     } finally {
       close();
       cs.stop();

@@ -28,7 +28,7 @@ async function chatServerOnLoopback(id: string, stored: bigint[], gatewayStreams
     listMembers: async () => [{ userId: 1n }, { userId: 2n }],
     advanceReadSeq: async (_c: bigint, _u: bigint, seq: bigint) => {
       stored.push(seq);
-      return seq;
+      return { readSeq: seq, newest: undefined };
     },
   };
   const chat = new ChatServer({
