@@ -458,6 +458,10 @@ export class CassandraAccountStore implements AccountStore {
 
   async removeFriendship(a: Id, b: Id): Promise<void> {
     const [lo, hi] = a < b ? [a, b] : [b, a];
+    // The asker's row goes last, as it does when the asker is hi: one cut short (a timeout, the
+    // process killed) leaves it, where the asker's retry lists the friend (a deletion reads only
+    // the account's own rows; one stopped after its own row left the friend's for good).
+    if (a === lo) await this.db.lwt(this.q.unfriend, [hi, lo]);
     await this.db.lwt(this.q.unfriend, [lo, hi]);
     await this.db.lwt(this.q.unfriend, [hi, lo]);
     // A friendship made since the first delete holds: its second row, taken by this one's, goes back.

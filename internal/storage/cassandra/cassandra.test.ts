@@ -1020,7 +1020,20 @@ describe("cassandra storage", function () {
         assert.deepStrictEqual(await sides(a, b), [false, false], "ended on both sides");
       }
       {
-        // The friendship is made whole between the unfriending's two rows.
+        // The friendship is made whole between the unfriending's two rows (a's, the lower, is its
+        // second delete: the first takes b's, so that the asker's goes last).
+        const [a, b] = [uniqueId(), uniqueId()];
+        await here.addFriendship(a, b, 1_767_225_600_000);
+        let deletes = 0;
+        const ending = new CassandraAccountStore(interleaved(async (q) => {
+          if (q.startsWith(`DELETE FROM ${keyspace}.friendships `) && ++deletes === 3) await here.addFriendship(b, a, 1_767_229_200_000);
+        }));
+        await ending.removeFriendship(a, b);
+        assert.equal(deletes, 3, "interleaved");
+        assert.deepStrictEqual(await sides(a, b), [true, true], "made again on both sides");
+      }
+      {
+        // Made whole after the asker's first delete (b's row), before a's: the unfriending lands after it.
         const [a, b] = [uniqueId(), uniqueId()];
         await here.addFriendship(a, b, 1_767_225_600_000);
         let deletes = 0;
@@ -1028,8 +1041,27 @@ describe("cassandra storage", function () {
           if (q.startsWith(`DELETE FROM ${keyspace}.friendships `) && ++deletes === 2) await here.addFriendship(b, a, 1_767_229_200_000);
         }));
         await ending.removeFriendship(a, b);
-        assert.equal(deletes, 2, "interleaved");
-        assert.deepStrictEqual(await sides(a, b), [true, true], "made again on both sides");
+        assert.equal(deletes, 3, "interleaved");
+        assert.deepStrictEqual(await sides(a, b), [false, false], "ended on both sides");
+      }
+    });
+
+    // An account's deletion reads its own friendship rows alone: one cut short after the
+    // asker's row left the other's row, naming a deleted account, where no retry found it.
+    it("an unfriending cut short after its first row leaves the asker's row, whichever id is the lower", async () => {
+      const here = new CassandraAccountStore(s().db);
+      for (const lower of [true, false]) {
+        const [lo, hi] = [uniqueId(), uniqueId()];
+        const [asker, other] = lower ? [lo, hi] : [hi, lo];
+        await here.addFriendship(lo, hi, 1_767_225_600_000);
+        let deletes = 0;
+        const failing = new CassandraAccountStore(interleaved(async (q) => {
+          if (q.startsWith(`DELETE FROM ${keyspace}.friendships `) && ++deletes === 2) throw new Error("cut short");
+        }));
+        await assert.rejects(failing.removeFriendship(asker, other), /cut short/);
+        assert.deepStrictEqual(await here.listFriends(asker), [other], `asker's row kept (asker ${lower ? "lower" : "higher"})`);
+        await here.removeFriendship(asker, other);
+        assert.deepStrictEqual([await here.listFriends(asker), await here.listFriends(other)], [[], []]);
       }
     });
 
