@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { QueueRecord } from "../queue/port.js";
+import { FAILURE_FORGOTTEN_MS } from "../observability/stage-health.js";
 import { PartitionedStageHealth } from "./partition-health.js";
 
 describe("PartitionedStageHealth", () => {
@@ -29,5 +30,72 @@ describe("PartitionedStageHealth", () => {
       await ok(1);
     }
     await assert.rejects(health.check(), /every batch of partition 3 has failed for 31 s/);
+  });
+
+  // Its failures timed apart over 30 s, each one (a Cassandra read timing out, retried, ~35 s)
+  // started a fresh run, and the partition never stalled while the others kept /healthz passing.
+  it("reports a partition whose every batch fails as stalled however long each takes to fail", async () => {
+    const clock = { ms: 1_000_000 };
+    const health = new PartitionedStageHealth("sequencer", 30_000, () => clock.ms);
+    const slowFailure = () =>
+      health
+        .runBatch(batch(3), async () => {
+          clock.ms += 35_000;
+          throw new Error("read timed out");
+        })
+        .catch(() => {});
+    const ok = (partition: number) => health.runBatch(batch(partition), async () => {});
+    await slowFailure();
+    for (let i = 0; i < 4; i++) {
+      clock.ms += 5_000; // Kafka's backoff
+      await ok(1);
+      await slowFailure();
+    }
+    await assert.rejects(health.check(), /^Error: sequencer: every batch of partition 3 has failed for 160 s \(last: read timed out\)/);
+    // A success ends the run.
+    await ok(3);
+    await health.check();
+  });
+
+  it("counts a batch in hand toward its partition's run, however long it has been running", async () => {
+    const clock = { ms: 1_000_000 };
+    const health = new PartitionedStageHealth("inbox-writer", 30_000, () => clock.ms);
+    await health.runBatch(batch(3), () => Promise.reject(new Error("refused"))).catch(() => {});
+    clock.ms += 5_000;
+    let end!: (err: Error) => void;
+    const slow = health.runBatch(batch(3), () => new Promise<void>((_, reject) => (end = reject))).catch(() => {});
+    clock.ms += 200_000; // past FAILURE_FORGOTTEN_MS since the last failure, with the retry still in hand
+    await health.runBatch(batch(1), async () => {});
+    await assert.rejects(health.check(), /inbox-writer: every batch of partition 3 has failed for 205 s/);
+    end(new Error("timed out"));
+    await slow;
+    await assert.rejects(health.check(), /partition 3 has failed for 205 s \(last: timed out\)/);
+  });
+
+  it("forgets a partition's failures once no batch of it came for FAILURE_FORGOTTEN_MS, or at a rejoin of the group", async () => {
+    const clock = { ms: 1_000_000 };
+    const health = new PartitionedStageHealth("sequencer", 30_000, () => clock.ms);
+    const fail = (partition: number) => health.runBatch(batch(partition), () => Promise.reject(new Error("refused"))).catch(() => {});
+    const ok = (partition: number) => health.runBatch(batch(partition), async () => {});
+    // Moved to another worker with no rejoin told (or the queue's next batch long in coming).
+    await fail(3);
+    clock.ms += 31_000;
+    await ok(1);
+    await assert.rejects(health.check(), /partition 3/);
+    clock.ms += FAILURE_FORGOTTEN_MS;
+    await health.check();
+    // A rejoin: the partition may be another worker's now; if still ours, its next failure starts afresh.
+    await fail(5);
+    clock.ms += 31_000;
+    await ok(1);
+    await assert.rejects(health.check(), /partition 5/);
+    health.consumerTrouble(undefined);
+    await health.check();
+    await fail(5);
+    clock.ms += 29_000;
+    await ok(1);
+    await health.check();
+    clock.ms += 2_000;
+    await assert.rejects(health.check(), /partition 5 has failed for 31 s/);
   });
 });

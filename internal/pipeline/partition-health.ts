@@ -1,12 +1,5 @@
-import { StageHealth } from "../observability/stage-health.js";
+import { FAILURE_FORGOTTEN_MS, StageHealth } from "../observability/stage-health.js";
 import type { QueueRecord } from "../queue/port.js";
-
-/**
- * A partition that has failed no batch for this long is taken as no longer
- * this worker's (a rebalance moved it): the queue delivers a failing batch
- * again within seconds (Kafka's backoff stops at 5 s, SQLite's at 2 s).
- */
-const PARTITION_FORGOTTEN_MS = 30_000;
 
 /**
  * A pipeline stage's health, its batches also told apart by partition.
@@ -17,10 +10,22 @@ const PARTITION_FORGOTTEN_MS = 30_000;
  * batches kept /healthz passing, and only the lag told. Here each partition
  * also keeps its own clock, and the check fails once any one has failed
  * every batch for `stallMs`.
+ *
+ * A partition's run lasts however long each of its batches takes to fail (a
+ * Cassandra read timing out, retried): it is over at a success, at a rejoin
+ * of the group (the partition may be another worker's now), or once no batch
+ * of it has been in hand for FAILURE_FORGOTTEN_MS since its last failure (no
+ * rejoin told of the move, or the next batch came long after: past the
+ * queue's backoff, it may wait behind other partitions' batches failing as
+ * slowly, a few handled at once). Timed from failure to failure over 30 s,
+ * a partition whose batch took 40 s to fail started a fresh run at each and
+ * never stalled, /healthz passing while it made no progress.
  */
 export class PartitionedStageHealth {
   private readonly whole: StageHealth;
   private readonly partitions = new Map<number, { since: number; last: number; err: unknown }>();
+  /** Batches being worked on, by partition: one in hand is still this worker's, however long it takes. */
+  private readonly inHand = new Map<number, number>();
   readonly stage: string;
   /** As StageHealth's: settles once the stage's consumer stopped for good. */
   readonly stopped: Promise<Error>;
@@ -38,7 +43,12 @@ export class PartitionedStageHealth {
     this.stage = stage;
     this.stopped = this.whole.stopped;
     this.consumerStopped = this.whole.consumerStopped;
-    this.consumerTrouble = this.whole.consumerTrouble;
+    this.consumerTrouble = (err) => {
+      // Told at each join of the group (port.ts): the assignment is new, and a partition
+      // moved away sends no success to end its run. One still ours starts afresh at its next failure.
+      if (err === undefined) this.partitions.clear();
+      this.whole.consumerTrouble(err);
+    };
   }
 
   /** A health check (`/healthz`): throws while the stage, or one of its partitions, is stalled. */
@@ -50,6 +60,10 @@ export class PartitionedStageHealth {
   /** Runs one batch's work (records of one partition), noting whether it failed, for the stage and for its partition. */
   async runBatch<T>(records: readonly QueueRecord[], work: () => Promise<T>): Promise<T> {
     const partition = records[0]?.partition ?? 0;
+    const before = this.partitions.get(partition);
+    // The run before is over, though no check came to forget it: a failure of this batch starts a clock of its own.
+    if (before !== undefined && this.now() - before.last > FAILURE_FORGOTTEN_MS) this.partitions.delete(partition);
+    this.inHand.set(partition, (this.inHand.get(partition) ?? 0) + 1);
     try {
       const result = await this.whole.run(work);
       this.partitions.delete(partition);
@@ -57,18 +71,19 @@ export class PartitionedStageHealth {
     } catch (err) {
       this.onFailed?.();
       const t = this.now();
-      const before = this.partitions.get(partition);
-      // The run before is over, though no check came to forget it: this one starts a clock of its own.
-      const since = before !== undefined && t - before.last <= PARTITION_FORGOTTEN_MS ? before.since : t;
-      this.partitions.set(partition, { since, last: t, err });
+      this.partitions.set(partition, { since: this.partitions.get(partition)?.since ?? t, last: t, err });
       throw err;
+    } finally {
+      const n = this.inHand.get(partition)! - 1;
+      if (n > 0) this.inHand.set(partition, n);
+      else this.inHand.delete(partition);
     }
   }
 
   private checkPartitions(): void {
     const t = this.now();
     for (const [partition, f] of this.partitions) {
-      if (t - f.last > PARTITION_FORGOTTEN_MS) {
+      if (!this.inHand.has(partition) && t - f.last > FAILURE_FORGOTTEN_MS) {
         this.partitions.delete(partition);
         continue;
       }
