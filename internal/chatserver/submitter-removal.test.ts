@@ -50,48 +50,53 @@ function group(log: Partial<MessageLog> = {}) {
   };
 }
 
+/**
+ * The group, warmed up, whose log holds a reply's target read until `answerTarget()`; `reads` is
+ * the member reads so far. The reply is sent by `sendReply`, so that a test can send more in the same tick.
+ */
+async function groupWithTargetReadHung() {
+  let answer!: (m: StoredMessage) => void;
+  let targetAsked = false;
+  const g = group({
+    get: () => {
+      targetAsked = true;
+      return new Promise<StoredMessage>((r) => (answer = r));
+    },
+  });
+  await g.warmUp();
+  return {
+    g,
+    reads: g.memberReads(),
+    targetAsked: () => targetAsked,
+    answerTarget: () => answer({ channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "q", text: "question", sentAtMs: 1 }),
+    sendReply: () => g.s.submit(BOB, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n }),
+  };
+}
+
 const until = async (cond: () => boolean) => {
   while (!cond()) await new Promise((r) => setImmediate(r));
 };
 
 describe("QueueSubmitter, a group's sender removed while the send waits", () => {
   it("refuses a reply whose target's read outlasted the membership read, when the sender was removed meanwhile", async () => {
-    let answerTarget!: (m: StoredMessage) => void;
-    let targetAsked = false;
-    const g = group({
-      get: () => {
-        targetAsked = true;
-        return new Promise<StoredMessage>((r) => (answerTarget = r));
-      },
-    });
-    await g.warmUp();
-    const reads = g.memberReads();
-    const reply = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
-    await until(() => targetAsked && g.memberReads() > reads);
+    const { g, reads, targetAsked, answerTarget, sendReply } = await groupWithTargetReadHung();
+    const reply = sendReply();
+    await until(() => targetAsked() && g.memberReads() > reads);
     // The removal lands (the api's store step; its note follows into the queue) while the target is read.
     g.remove(BOB.userId);
-    answerTarget({ channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "q", text: "question", sentAtMs: 1 });
+    answerTarget();
     await assert.rejects(reply, (e: Error & { code?: string }) => e.code === "not_a_member");
     assert.deepStrictEqual(g.published, [], "published after the sender's removal, to be sequenced after its note");
   });
 
   it("refuses a send that waited in its device's line behind a slower check, when the sender was removed meanwhile", async () => {
-    let answerTarget!: (m: StoredMessage) => void;
-    let targetAsked = false;
-    const g = group({
-      get: () => {
-        targetAsked = true;
-        return new Promise<StoredMessage>((r) => (answerTarget = r));
-      },
-    });
-    await g.warmUp();
-    const reads = g.memberReads();
-    const reply = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "r", text: "answer", replyToSeq: 1n });
+    const { g, reads, targetAsked, answerTarget, sendReply } = await groupWithTargetReadHung();
+    const reply = sendReply();
     const plain = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "p", text: "plain" });
     // Both membership reads answered: the plain send, checked, waits for the reply ahead of it.
-    await until(() => targetAsked && g.memberReads() >= reads + 2);
+    await until(() => targetAsked() && g.memberReads() >= reads + 2);
     g.remove(BOB.userId);
-    answerTarget({ channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: 1n, senderDeviceId: 11n, clientMsgId: "q", text: "question", sentAtMs: 1 });
+    answerTarget();
     for (const sent of [reply, plain]) await assert.rejects(sent, (e: Error & { code?: string }) => e.code === "not_a_member");
     assert.deepStrictEqual(g.published, []);
   });

@@ -12,6 +12,7 @@ import { metricIn } from "../../test/support/metrics.js";
 import { InboxWriter } from "./inbox-writer.js";
 import { pipelineMetrics } from "./metrics.js";
 import { encodeInboxAppends } from "./records.js";
+import { stallTimedOnTheMonotonicClock } from "./stage-health-clock.test-support.js";
 import { ConsumerGroups, Topics } from "./topics.js";
 
 const message: StoredMessage = {
@@ -152,55 +153,19 @@ describe("InboxWriter", () => {
     }
   });
 
-  // Timed on the wall clock, a step forward (NTP, a restored VM) made seconds of failures a stall, and a step back hid one for its length.
-  it("times a stall on the monotonic clock: a wall clock stepped forward a minute fakes none", async () => {
+  stallTimedOnTheMonotonicClock(async (stallMs) => {
     const inbox = flakyInbox(0n);
     let failures = 0;
     const failing: Inbox = { ...inbox, append: () => (failures++, Promise.reject(new Error("storage down"))) };
     const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
     const queue = new SqliteQueue({ path: ":memory:" });
     await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
-    // Installed before the stage reads its clock, as a step of the system clock reaches every reader.
-    const wallNow = Date.now;
-    let stepMs = 0;
-    Date.now = () => wallNow() + stepMs;
-    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 30_000 });
-    try {
-      await writer.start();
-      await queue.publish(Topics.inbox, [{ key: "1", value: encodeInboxAppends([1n], message)[0]! }]);
-      await waitFor(() => failures >= 2, "two batches failed", 10_000);
-      stepMs = 60_000;
-      await writer.health.check();
-    } finally {
-      Date.now = wallNow;
-      await writer.stop();
-      await queue.close();
-    }
-  });
-
-  it("times a stall on the monotonic clock: a wall clock stepped back an hour hides none", async () => {
-    const inbox = flakyInbox(0n);
-    let failures = 0;
-    const failing: Inbox = { ...inbox, append: () => (failures++, Promise.reject(new Error("storage down"))) };
-    const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
-    const queue = new SqliteQueue({ path: ":memory:" });
-    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
-    // Installed before the stage reads its clock, as a step of the system clock reaches every reader.
-    const wallNow = Date.now;
-    let stepMs = 0;
-    Date.now = () => wallNow() + stepMs;
-    const writer = new InboxWriter({ queue, inbox: failing, sessions, stallMs: 200 });
-    try {
-      await writer.start();
-      await queue.publish(Topics.inbox, [{ key: "1", value: encodeInboxAppends([1n], message)[0]! }]);
-      await waitFor(() => failures >= 2, "two batches failed", 10_000);
-      stepMs = -3_600_000;
-      await waitFor(() => writer.health.check().then(() => false, () => true), "the stall reported", 10_000);
-    } finally {
-      Date.now = wallNow;
-      await writer.stop();
-      await queue.close();
-    }
+    return {
+      stage: new InboxWriter({ queue, inbox: failing, sessions, stallMs }),
+      failures: () => failures,
+      publishOne: () => queue.publish(Topics.inbox, [{ key: "1", value: encodeInboxAppends([1n], message)[0]! }]),
+      close: () => queue.close(),
+    };
   });
 
   it("reports itself stalled while every batch fails, and healthy once they go through, counting each failed batch", async () => {

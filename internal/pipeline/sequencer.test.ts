@@ -12,6 +12,7 @@ import { waitFor } from "../../test/support/wait.js";
 import { InboxWriter } from "./inbox-writer.js";
 import { decodeInboxAppend, encodeSubmitted, MAX_EMPTIED_PER_APPEND, type DecodedInboxAppend } from "./records.js";
 import { Sequencer, type SequencerDeps } from "./sequencer.js";
+import { stallTimedOnTheMonotonicClock } from "./stage-health-clock.test-support.js";
 import { Topics } from "./topics.js";
 
 const GROUP = 10n;
@@ -58,53 +59,18 @@ describe("Sequencer", function () {
   });
   afterEach(() => storage.close());
 
-  // Timed on the wall clock, a step forward (NTP, a restored VM) made seconds of failures a stall, and a step back hid one for its length.
-  it("times a stall on the monotonic clock: a wall clock stepped forward a minute fakes none", async () => {
+  stallTimedOnTheMonotonicClock(async (stallMs) => {
     let failures = 0;
     const log = Object.create(storage.messages) as typeof storage.messages;
     log.append = () => (failures++, Promise.reject(new Error("storage down")));
     const queue = new SqliteQueue({ path: ":memory:" });
     await queue.ensureTopics([{ topic: Topics.submitted, partitions: 1 }, { topic: Topics.inbox, partitions: 1 }]);
-    // Installed before the stage reads its clock, as a step of the system clock reaches every reader.
-    const wallNow = Date.now;
-    let stepMs = 0;
-    Date.now = () => wallNow() + stepMs;
-    const sequencer = new Sequencer({ queue, log, channels: storage.channels, stallMs: 30_000 });
-    try {
-      await sequencer.start();
-      await queue.publish(Topics.submitted, [{ key: String(GROUP), value: encodeSubmitted(message()) }]);
-      await waitFor(() => failures >= 2, "two batches failed", 10_000);
-      stepMs = 60_000;
-      await sequencer.health.check();
-    } finally {
-      Date.now = wallNow;
-      await sequencer.stop();
-      await queue.close();
-    }
-  });
-
-  it("times a stall on the monotonic clock: a wall clock stepped back an hour hides none", async () => {
-    let failures = 0;
-    const log = Object.create(storage.messages) as typeof storage.messages;
-    log.append = () => (failures++, Promise.reject(new Error("storage down")));
-    const queue = new SqliteQueue({ path: ":memory:" });
-    await queue.ensureTopics([{ topic: Topics.submitted, partitions: 1 }, { topic: Topics.inbox, partitions: 1 }]);
-    // Installed before the stage reads its clock, as a step of the system clock reaches every reader.
-    const wallNow = Date.now;
-    let stepMs = 0;
-    Date.now = () => wallNow() + stepMs;
-    const sequencer = new Sequencer({ queue, log, channels: storage.channels, stallMs: 200 });
-    try {
-      await sequencer.start();
-      await queue.publish(Topics.submitted, [{ key: String(GROUP), value: encodeSubmitted(message()) }]);
-      await waitFor(() => failures >= 2, "two batches failed", 10_000);
-      stepMs = -3_600_000;
-      await waitFor(() => sequencer.health.check().then(() => false, () => true), "the stall reported", 10_000);
-    } finally {
-      Date.now = wallNow;
-      await sequencer.stop();
-      await queue.close();
-    }
+    return {
+      stage: new Sequencer({ queue, log, channels: storage.channels, stallMs }),
+      failures: () => failures,
+      publishOne: () => queue.publish(Topics.submitted, [{ key: String(GROUP), value: encodeSubmitted(message()) }]),
+      close: () => queue.close(),
+    };
   });
 
   it("reads a group's roster once per batch, after its appends: a member added meanwhile gets all of the batch or none of it", async () => {

@@ -100,13 +100,13 @@ const running = new Set<ChildProcess>();
  * gateway of one deployment, resolved once the gateway sees the chat server:
  * its /healthz answers 200.
  */
-export async function startEdge(env: Record<string, string>, more: readonly string[] = []): Promise<{ api: RoleProcess; gateway: RoleProcess }> {
+export async function startEdge(env: Record<string, string>, more: readonly string[] = []): Promise<{ api: RoleProcess; chatServer: RoleProcess; gateway: RoleProcess }> {
   const api = await startRole("api", env);
-  await startRole("chat-server", env);
+  const chatServer = await startRole("chat-server", env);
   for (const role of more) await startRole(role, env);
   const gateway = await startRole("gateway", env);
   await waitFor(async () => (await fetch(`${String(gateway.info.http)}/healthz`)).ok, "the gateway to see the chat server", 60_000);
-  return { api, gateway };
+  return { api, chatServer, gateway };
 }
 
 export async function stopAll(): Promise<void> {

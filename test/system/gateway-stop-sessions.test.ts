@@ -5,7 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SessionService, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { signUp } from "../support/api.js";
 import { scrapeMetric } from "../support/metrics.js";
-import { startRole, useDeployment } from "../support/processes.js";
+import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -76,11 +76,7 @@ describe("gateway: SIGTERM with a WebSocket device that never answers the close"
   const deployment = useDeployment("gwstop");
 
   it("ends the native gRPC streams and their sessions on the chat servers at once, and welcomes no native stream opened during the stop", async () => {
-    const common = { ...deployment.env, CHAT_OPS_PORT: "0" };
-    const api = await startRole("api", common);
-    const chatServer = await startRole("chat-server", common);
-    const gw = await startRole("gateway", common);
-    await waitFor(async () => (await fetch(`${String(gw.info.http)}/healthz`)).ok, "the gateway to see the chat server", 60_000);
+    const { api, chatServer, gateway: gw } = await startEdge({ ...deployment.env, CHAT_OPS_PORT: "0" });
     const chatMetrics = `http://127.0.0.1:${String(chatServer.info.ops)}/metrics`;
     const user = await signUp(String(api.info.http), "gwstop");
     const token = user.devices[0]!.token;
