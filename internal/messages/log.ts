@@ -19,6 +19,11 @@ export interface Amended {
   message: StoredMessage;
   /** False when the change left the target as it was (`changesNothing`). */
   changed: boolean;
+  /**
+   * This very change was applied before (a retried record): its work was done, and counted, then.
+   * Its fan-out is still done again (`changed`), as a message's handed again is.
+   */
+  again?: true;
 }
 
 /**

@@ -133,7 +133,8 @@ export class Sequencer {
     const amended = await log.amendIfChanges(change);
     if (!amended?.changed) return undefined;
     const target = amended.message;
-    this.deps.metrics?.sequenced.inc();
+    // Applied and counted the first time its record came (its fan-out, maybe lost then, is done again).
+    if (!amended.again) this.deps.metrics?.sequenced.inc();
     // A delete also takes the text out of the inbox copies of the message and
     // of its edits: the inbox writers empty them as they append the delete.
     // A message with more edits than a record may name gets its delete's

@@ -366,8 +366,10 @@ export class CassandraMessageLog implements MessageLog {
     if (!target) return undefined;
     const { message, current, reactions } = target;
     if (change.reaction) {
+      // Its cell already names it: applied before (the key is written first, so it alone does not tell).
+      const again = reactions.get(change.senderUserId)?.changeId === change.messageId;
       const reacted = await this.react(change, applyChange(message, current), reactions, bucket);
-      return reacted && { message: reacted, changed: !unchanged };
+      return reacted && { message: reacted, changed: !unchanged, ...(again && { again: true as const }) };
     }
     const newest = head.seq === seq;
     if (current?.changedBy === change.messageId) {
@@ -379,7 +381,7 @@ export class CassandraMessageLog implements MessageLog {
         newest ? this.db.write(this.q.changeHead, [seq, encodeChange(current), channelId]) : undefined,
         change.deleted ? undefined : this.db.write(this.q.putEdit, [channelId, seq, change.messageId]),
       ]);
-      return { message: withReactions(applyChange(message, current), reactions), changed: true };
+      return { message: withReactions(applyChange(message, current), reactions), changed: true, again: true };
     }
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.

@@ -196,11 +196,12 @@ function build(db: SqliteDatabase) {
     }
     if (change.reaction) {
       const reacted = react(change, r);
-      return reacted && { message: reacted, changed: true };
+      // Its key is written in the transaction that applies it: held, it was applied.
+      return reacted && { message: reacted, changed: true, ...(keyed && { again: true as const }) };
     }
     const changedBy = r.changed_by as bigint;
     // The change that made the row what it is, replayed (a retried record): its result again.
-    if (changedBy === change.messageId) return { message: withReactions(change.channelId, [toMessage(r)])[0]!, changed: true };
+    if (changedBy === change.messageId) return { message: withReactions(change.channelId, [toMessage(r)])[0]!, changed: true, again: true };
     // A delete wins over any edit, even one minted after it: it was acked as
     // "deleted for everyone". Edits are ordered by their ids.
     if (r.deleted || (!change.deleted && change.messageId < changedBy)) return undefined;
