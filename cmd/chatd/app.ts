@@ -326,10 +326,12 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
         health.shutdown();
         healthFollower.stop();
         certificates?.close();
-        chat.drain();
+        // The sessions close at once; the work their last frames started (a read receipt, a cursor, a send) runs
+        // on, and fails if the stores close under it, the receipt or cursor never written again.
+        const drained = chat.drain();
         await gateway.close();
         // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
+        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close(), drained]);
         await oldPipeline.stop();
         await notifier.stop();
         await push.close();
