@@ -13,7 +13,7 @@ import { EngineOutageWarning } from "../observability/outage-log.js";
  * Every RPC error carries the chat.v1.ErrorCode as the "chat-error-code"
  * header (a trailer on gRPC), valued with the proto enum name, for example
  * "ERROR_CODE_GROUP_FULL", so clients branch on it rather than on messages.
- * Rate-limited errors also carry "chat-retry-after-ms". An error no chat
+ * Rate-limited and unavailable errors also carry "chat-retry-after-ms". An error no chat
  * code fits (Unimplemented; FailedPrecondition for a push kind this server
  * has not configured; a cancelled call) is "ERROR_CODE_UNSPECIFIED"; the
  * proto has no code for them, and the status says enough.

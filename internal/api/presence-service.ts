@@ -5,6 +5,7 @@ import { PresenceService, PresenceSettingsSchema } from "../../gen/es/chat/v1/pr
 import { PresenceSchema, PresenceStatus, PresenceVisibility as PbVisibility } from "../../gen/es/chat/v1/types_pb.js";
 import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
 import { audienceFor, coMembersOf, readReach } from "../presence/audience.js";
@@ -65,7 +66,7 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
         if (isChatError(err)) throw err;
         // The store's own error (Redis away) would be INTERNAL, a bug to the client, not a retry.
         deps.logger?.warn({ err }, "presence store unavailable");
-        throw new ChatError("unavailable", "presence is not available right now; retry");
+        throw new ChatError("unavailable", "presence is not available right now; retry", ENGINE_RETRY_AFTER_MS);
       });
       const known = new Map(states.map((p) => [p.userId, p]));
       return {

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
 import { PresenceStatus, PresenceVisibility } from "../../gen/es/chat/v1/types_pb.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
+import { RETRY_AFTER_HEADER } from "./errors.js";
 import { FixedPresence, rpcError, TestApi, UnreachableSessions } from "./testkit.js";
 
 describe("api: UserService and PresenceService", () => {
@@ -61,6 +63,8 @@ describe("api: UserService and PresenceService", () => {
       const err = await rpcError(() => a.c.presence.getPresence({ userIds: [a.userId, b.userId] }));
       assert.deepEqual([err.code, err.chatCode], [Code.Unavailable, "ERROR_CODE_UNAVAILABLE"]);
       assert.match(err.rawMessage, /presence is not available right now; retry/);
+      // With no retry time a client either asked again at once or gave up.
+      assert.equal(err.metadata.get(RETRY_AFTER_HEADER), String(ENGINE_RETRY_AFTER_MS));
     });
 
     it("answers a friendship, an unblocking and a presence setting with the change stored", async () => {

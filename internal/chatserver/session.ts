@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatError, isChatError } from "../model/errors.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { CloseCode } from "../model/close-codes.js";
 import { atMostMaxId, MAX_TEXT_CODE_POINTS } from "../model/types.js";
 import { expiredThrough } from "../messages/inbox.js";
@@ -494,7 +495,7 @@ export class Session implements SessionHandle {
       signedOut = await (this.server.revoked?.(this.userId, this.deviceId) ?? false);
     } catch (err) {
       this.server.logger?.warn({ err, userId: String(this.userId) }, "reauthenticate: could not read the device");
-      throw new ChatError("unavailable", "could not check the device now; try again shortly");
+      throw new ChatError("unavailable", "could not check the device now; try again shortly", ENGINE_RETRY_AFTER_MS);
     }
     // A token signed before the device was signed out stays valid until it
     // expires; a session whose close was missed (the routing table down)

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
 import { BlockCache } from "../accounts/blocks.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { MAX_EDITS_PER_MESSAGE } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import type { MemberRole, StoredMessage } from "../model/types.js";
 import { decodeSubmitted } from "../pipeline/records.js";
 import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
@@ -175,6 +177,14 @@ describe("QueueSubmitter", () => {
     assert.deepStrictEqual(await readFails.submit(ALICE, send), { messageId: 101n, duplicate: false });
     const publishFails = submitter({ findByClientMsgId: async () => undefined }, async () => assert.fail("kafka away"));
     await assert.rejects(publishFails.submit(ALICE, send), (e: Error & { code?: string }) => e.code === "unavailable");
+  });
+
+  // Refused with no retry time: the api answered no chat-retry-after-ms, a session's Error frame a retry of 0.
+  it("refuses a send or a note whose publish failed with an engine outage's retry time", async () => {
+    const publishFails = submitter({ findByClientMsgId: async () => undefined }, () => Promise.reject(new Error("kafka away")));
+    const retryOnApi = (e: unknown) => toConnectError(e).metadata.get(RETRY_AFTER_HEADER);
+    assert.equal(retryOnApi(await publishFails.submit(ALICE, send).catch((e: unknown) => e)), String(ENGINE_RETRY_AFTER_MS), "a send");
+    assert.equal(retryOnApi(await publishFails.note(ALICE, CHANNEL, { kind: "member_left", userIds: [] }).catch((e: unknown) => e)), String(ENGINE_RETRY_AFTER_MS), "a note");
   });
 
   it("refuses a send in a direct chat where either blocked the other, publishing nothing and minting the resend afresh", async () => {

@@ -8,6 +8,7 @@ import { checkNamedMessage, isModerator, namesMessage, notModerator, storedUnder
 import { SendOrder } from "../messages/send-order.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError } from "../model/errors.js";
 import type { ChannelNote, Id } from "../model/types.js";
 import { encodeSubmitted } from "../pipeline/records.js";
@@ -139,8 +140,9 @@ export class QueueSubmitter implements MessageSubmitter {
         return { messageId: stored, duplicate: true };
       }
       this.recent.delete(recentKey);
+      // Not a check's refusal: the queue or the send claims did not answer, an engine's outage to the client.
       const refusal =
-        err instanceof ChatError ? err : new ChatError("unavailable", "the message was not accepted; send it again");
+        err instanceof ChatError ? err : new ChatError("unavailable", "the message was not accepted; send it again", ENGINE_RETRY_AFTER_MS);
       settle(refusal);
       throw refusal;
     } finally {
@@ -154,7 +156,7 @@ export class QueueSubmitter implements MessageSubmitter {
     try {
       await this.deps.queue.publish(Topics.submitted, [{ key: channelId.toString(), value: encodeSubmitted(m) }]);
     } catch {
-      throw new ChatError("unavailable", "the note was not written");
+      throw new ChatError("unavailable", "the note was not written", ENGINE_RETRY_AFTER_MS);
     }
     return { messageId, duplicate: false };
   }

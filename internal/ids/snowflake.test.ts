@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { Snowflake, snowflakeTimeMs, EPOCH_MS } from "./snowflake.js";
 
 describe("Snowflake", () => {
@@ -90,6 +92,24 @@ describe("Snowflake", () => {
     g.next();
     g.retire();
     assert.throws(() => g.next(), (e: Error & { code?: string }) => e.code === "unavailable");
+  });
+
+  // Both were refused with no retry time: the api answered no chat-retry-after-ms, a session's Error frame a retry of 0.
+  it("refuses paused or retired with an engine outage's retry time, as etcd ends either", () => {
+    const retryOnApi = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return toConnectError(e).metadata.get(RETRY_AFTER_HEADER);
+      }
+      assert.fail("minted");
+    };
+    const g = new Snowflake(3, () => EPOCH_MS + 10);
+    g.limitTo(EPOCH_MS + 10);
+    assert.equal(retryOnApi(() => g.next()), String(ENGINE_RETRY_AFTER_MS), "paused at the mark");
+    g.limitTo(Number.POSITIVE_INFINITY);
+    g.retire("this server lost its worker id and is leasing another");
+    assert.equal(retryOnApi(() => g.next()), String(ENGINE_RETRY_AFTER_MS), "retired");
   });
 
   it("refuses a worker number out of range", () => {

@@ -1,3 +1,4 @@
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError } from "../model/errors.js";
 
 /**
@@ -80,8 +81,14 @@ export class Snowflake implements IdGenerator {
     return this.lastMs;
   }
 
+  /**
+   * Both refusals carry an engine outage's retry time, as etcd ends them: a
+   * number leased again (tried every 250 ms to 5 s) or a mark that lands
+   * (tried every 2 s), not the clock moving on (the next mark reaches past
+   * the last id minted, however far ahead of the clock that is).
+   */
   next(): bigint {
-    if (this.retired !== undefined) throw new ChatError("unavailable", `${this.retired}; try again`);
+    if (this.retired !== undefined) throw new ChatError("unavailable", `${this.retired}; try again`, ENGINE_RETRY_AFTER_MS);
     // A clock before the epoch (a host up before its clock was set) would mint negative ids;
     // and the epoch's own first id, on worker 0, would be 0, an id that means none.
     let ms = Math.max(this.now(), EPOCH_MS + 1);
@@ -95,7 +102,7 @@ export class Snowflake implements IdGenerator {
       if (seq === 0) ms = this.lastMs + 1;
     }
     // Refused before any state moves: the next call mints exactly what this one would have.
-    if (ms >= this.ceilingMs) throw new ChatError("unavailable", "ids are paused until the worker id's mark is renewed; try again");
+    if (ms >= this.ceilingMs) throw new ChatError("unavailable", "ids are paused until the worker id's mark is renewed; try again", ENGINE_RETRY_AFTER_MS);
     this.lastMs = ms;
     this.seq = seq;
     return (BigInt(ms - EPOCH_MS) << 22n) | (this.worker << 12n) | BigInt(this.seq);

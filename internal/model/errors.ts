@@ -34,6 +34,16 @@ export class ChatError extends Error {
   }
 }
 
+/**
+ * How long a client refused because its change kept losing to other changes
+ * of the same thing (a group's membership, a cleared history, a direct
+ * chat's claim) waits before it asks again: those are done within a few
+ * round trips, so a short wait, spread by the client's own jitter, meets the
+ * row free; only the few clients of that one row ask again, so no herd
+ * follows.
+ */
+export const CONTENDED_RETRY_AFTER_MS = 200;
+
 export function isChatError(e: unknown, code?: ErrorCodeName): e is ChatError {
   return e instanceof ChatError && (code === undefined || e.code === code);
 }

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import Database from "better-sqlite3";
+import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { IdGenerator } from "../ids/snowflake.js";
 import { MAX_EDITS_PER_MESSAGE } from "../messages/changes.js";
+import type { MessageWriter } from "../messages/writer.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import type { SendCommand, Sender } from "../messages/submit.js";
 import { openSqliteStorage, type SqliteStorage } from "../storage/sqlite/index.js";
 import { DirectSubmitter } from "./direct-submitter.js";
@@ -50,6 +54,15 @@ describe("DirectSubmitter", () => {
     assert.deepStrictEqual(await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" }), { messageId: bobs!.messageId, duplicate: true }, "sent, then left");
     await assert.rejects(submitter.submit(BOB, { channelId: GROUP, clientMsgId: "new", text: "after leaving" }), (e: Error & { code?: string }) => e.code === "not_a_member");
     await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
+  });
+
+  // Refused with no retry time: the api answered no chat-retry-after-ms, a session's Error frame a retry of 0.
+  it("refuses a send whose write failed (the file locked) with an engine outage's retry time", async () => {
+    const locked = { write: () => Promise.reject(new Database.SqliteError("database is locked", "SQLITE_BUSY")) } as unknown as MessageWriter;
+    const failing = new DirectSubmitter({ ...deps(), writer: locked });
+    const e = await failing.submit(ALICE, { channelId: GROUP, clientMsgId: "m", text: "hi" }).catch((x: unknown) => x);
+    assert.equal((e as { code?: string }).code, "unavailable");
+    assert.equal(toConnectError(e).metadata.get(RETRY_AFTER_HEADER), String(ENGINE_RETRY_AFTER_MS));
   });
 
   it(`refuses an edit of a message edited ${MAX_EDITS_PER_MESSAGE} times with limit_reached, and still deletes it, emptying every copy`, async () => {

@@ -9,6 +9,7 @@ import type { MessageLog } from "../messages/log.js";
 import { SendOrder, type SendTurn } from "../messages/send-order.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
 import type { MessageWriter } from "../messages/writer.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError } from "../model/errors.js";
 import type { ChannelNote, Id, NewMessage } from "../model/types.js";
 import { sendKey } from "../sendclaims/port.js";
@@ -196,7 +197,8 @@ export class DirectSubmitter implements MessageSubmitter {
     } catch (err) {
       if (err instanceof ChatError) throw err;
       this.deps.logger?.warn({ err }, "message write failed");
-      throw new ChatError("unavailable", "the message was not accepted; send it again");
+      // The store's write failed (SQLite's file locked or failing): retried as any engine outage.
+      throw new ChatError("unavailable", "the message was not accepted; send it again", ENGINE_RETRY_AFTER_MS);
     }
     if (written.duplicate) return { messageId: written.message.messageId, duplicate: true };
     // A reaction that changed nothing: stored for its key, for no one's inbox.

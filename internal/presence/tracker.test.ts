@@ -3,6 +3,8 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
+import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { MemoryPresenceStore } from "./memory.js";
@@ -256,6 +258,14 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
   });
   const tracker = (deps: Partial<PresenceTrackerDeps> & Pick<PresenceTrackerDeps, "store" | "directory">) =>
     new PresenceTracker({ audience: async () => [99n], graceMs: GRACE, sweepIntervalMs: 0, now: () => t, ...deps });
+
+  // Refused with no retry time: the api answered no chat-retry-after-ms, so a client asked again at once or gave up.
+  it("refuses GetPresence and a tell, with the store away, with an engine outage's retry time", async () => {
+    const tr = tracker({ store: storeOver(() => new MemoryPresenceStore(), () => true), directory: recorder([]) });
+    const retryOnApi = (e: unknown) => toConnectError(e).metadata.get(RETRY_AFTER_HEADER);
+    assert.equal(retryOnApi(await tr.getPresence([1n]).catch((e: unknown) => e)), String(ENGINE_RETRY_AFTER_MS), "GetPresence");
+    assert.equal(retryOnApi(await tr.tellLatest(1n, [2n]).catch((e: unknown) => e)), String(ENGINE_RETRY_AFTER_MS), "a tell");
+  });
 
   it("does not follow a reconnect made while the sweep still walked the store with a stale OFFLINE", async () => {
     const mem = new MemoryPresenceStore();

@@ -6,6 +6,7 @@ import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/sessio
 import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { monotonicNow } from "../model/clock.js";
+import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { Slots } from "../model/slots.js";
 import type { Id } from "../model/types.js";
@@ -438,7 +439,7 @@ export class PresenceTracker {
   private unavailable(op: "get" | "tell", err: unknown): ChatError {
     if (isChatError(err)) return err;
     this.engineError(op, err, op === "get" ? "presence store unavailable" : "presence not told: an engine failed");
-    return new ChatError("unavailable", "presence is not available right now; retry");
+    return new ChatError("unavailable", "presence is not available right now; retry", ENGINE_RETRY_AFTER_MS);
   }
 
   /** A store call, noting whether the store answers. */

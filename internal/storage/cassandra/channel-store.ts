@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type ReadAdvance, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
-import { ChatError } from "../../model/errors.js";
+import { ChatError, CONTENDED_RETRY_AFTER_MS } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
 import { big, FANOUT, inParts, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row, type Statement } from "./session.js";
 
@@ -218,7 +218,8 @@ export class CassandraChannelStore implements ChannelStore {
     if (winner === undefined) {
       // Never applied (the serial read settled that): nobody should be left with the candidate.
       await this.db.write(this.q.deleteChannel, [c.channelId]);
-      throw new ChatError("unavailable", "could not open the direct chat now; try again");
+      // A claim that timed out with nobody's landed (most often both users' rounds at once): asked again soon, it wins or finds the other's.
+      throw new ChatError("unavailable", "could not open the direct chat now; try again", CONTENDED_RETRY_AFTER_MS);
     }
     // The same candidate can win twice: a retry after a claim that timed out but was applied.
     if (winner !== c.channelId) {
@@ -442,7 +443,8 @@ export class CassandraChannelStore implements ChannelStore {
       const r = await this.db.lwt(this.q.takeTurn, [channelId, holder, this.turnTtlS]);
       // Held by this very holder: an earlier attempt that timed out had landed.
       if (r.applied || r.row.get("holder") === holder) return;
-      if (Date.now() > deadline) throw new ChatError("unavailable", `channel ${channelId}: another change of the group held it too long; try again`);
+      // Soon: the change asked again waits for the turn here once more, and takes it as it comes free.
+      if (Date.now() > deadline) throw new ChatError("unavailable", `channel ${channelId}: another change of the group held it too long; try again`, CONTENDED_RETRY_AFTER_MS);
       await sleep(Math.min(50, 2 * 2 ** attempt) * (0.5 + Math.random()));
     }
   }
@@ -476,7 +478,7 @@ export class CassandraChannelStore implements ChannelStore {
       const r = await this.db.lwt(this.q.clearThrough, [to, channelId, userId, now ?? null]);
       if (r.applied) return to;
     }
-    throw new ChatError("unavailable", `clearing the history of channel ${channelId} kept racing; try again`);
+    throw new ChatError("unavailable", `clearing the history of channel ${channelId} kept racing; try again`, CONTENDED_RETRY_AFTER_MS);
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
@@ -709,7 +711,7 @@ export class CassandraChannelStore implements ChannelStore {
       ], { logged: false, conditional: true });
       if (r.applied) return p.result;
     }
-    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`);
+    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`, CONTENDED_RETRY_AFTER_MS);
   }
 
   /**
