@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { Code } from "@connectrpc/connect";
+import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
 import { CassandraAccountStore, CassandraChannelStore } from "../storage/cassandra/index.js";
 import { StorageUnavailable, type Db } from "../storage/cassandra/session.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
@@ -16,11 +18,11 @@ describe("api: a deletion cut short, asked again", function () {
   const cassandra = scratchCassandra();
   const name = (prefix: string) => `${prefix}${randomBytes(4).toString("hex")}`;
 
-  /** A Db whose lwt fails, once armed, on the `nth` statement matching `pattern` (a timeout: it may not have landed). */
+  /** A Db whose lwt fails, once armed, on the `nth` statements matching `pattern` (a timeout: it may not have landed). */
   function failingDb(db: Db) {
-    const fault = { pattern: /$^/, nth: 0, seen: 0 };
+    const fault = { pattern: /$^/, nth: [] as number[], seen: 0 };
     const lwt: Db["lwt"] = async (query, params) => {
-      if (fault.pattern.test(query) && ++fault.seen === fault.nth) throw new StorageUnavailable("injected timeout", true, undefined);
+      if (fault.pattern.test(query) && fault.nth.includes(++fault.seen)) throw new StorageUnavailable("injected timeout", true, undefined);
       return db.lwt(query, params);
     };
     return { db: Object.create(db, { lwt: { value: lwt } }) as Db, fault };
@@ -39,12 +41,54 @@ describe("api: a deletion cut short, asked again", function () {
       await doomed.c.users.sendFriendRequest({ userId: friend.userId });
       await friend.c.users.respondFriendRequest({ userId: doomed.userId, accept: true });
       // The unfriending's second row (the friend's) times out: one row of the pair is gone.
-      Object.assign(fault, { pattern: /^DELETE FROM \S+friendships /, nth: 2 });
+      Object.assign(fault, { pattern: /^DELETE FROM \S+friendships /, nth: [2] });
       await rpcError(() => doomed.c.auth.deleteAccount({ password: "my password" }));
       const again = (await api.anon.auth.login({ username: doomedName, password: "my password" })).credentials!;
       await api.clients(again.accessToken).auth.deleteAccount({ password: "my password" });
       assert.deepEqual(await api.deps.accounts.listFriends(friend.userId), []);
       assert.deepEqual(await api.deps.accounts.listFriends(doomed.userId), []);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it("lets the recipients answer requests the account sent, left on their side by a deletion stopped between their two rows", async () => {
+    const storage = cassandra();
+    const { db, fault } = failingDb(storage.db);
+    const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
+    const api = await TestApi.start(overrides);
+    try {
+      const doomedName = name("d");
+      const doomed = await api.signUp(doomedName, "my password");
+      const [declining, accepting] = [await api.signUp(name("p")), await api.signUp(name("p"))];
+      await doomed.c.users.sendFriendRequest({ userId: declining.userId });
+      await doomed.c.users.sendFriendRequest({ userId: accepting.userId });
+      // Each withdrawal takes the sender's row first; the recipient's, second, times out: one per
+      // run, the first run stopping at the first request and the second at the other.
+      Object.assign(fault, { pattern: /^DELETE FROM \S+friend_requests /, nth: [2, 4] });
+      for (let run = 0; ; run++) {
+        const again = (await api.anon.auth.login({ username: doomedName, password: "my password" })).credentials!;
+        const deletion = api.clients(again.accessToken).auth.deleteAccount({ password: "my password" });
+        if (run === 2) {
+          await deletion;
+          break;
+        }
+        await rpcError(() => deletion);
+      }
+      // The retries read the account's own rows, where the requests are gone; the recipients' lists still show them.
+      for (const peer of [declining, accepting]) {
+        const [left] = (await peer.c.users.listFriendRequests({})).requests;
+        assert.equal(left?.user?.deleted, true);
+      }
+      // An answer takes a lone request away (the store's rule): one from a deleted account too.
+      const declined = await declining.c.users.respondFriendRequest({ userId: doomed.userId, accept: false });
+      assert.equal(declined.state, FriendshipState.NONE);
+      const accept = await rpcError(() => accepting.c.users.respondFriendRequest({ userId: doomed.userId, accept: true }));
+      assert.equal(accept.code, Code.NotFound);
+      for (const peer of [declining, accepting]) {
+        assert.deepEqual((await peer.c.users.listFriendRequests({})).requests, []);
+        assert.deepEqual(await api.deps.accounts.listFriends(peer.userId), []);
+      }
     } finally {
       await api.close();
     }

@@ -148,7 +148,17 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
 
     async respondFriendRequest(req, ctx) {
       const me = caller(ctx).userId;
-      const them = await other(me, req.userId);
+      const them = await other(me, req.userId).catch(async (e: unknown) => {
+        // A deleted account's request, left on the caller's side alone (its deletion cut short between
+        // the request's two rows, and the retry reads only the account's own): an answer takes it away,
+        // as it does any lone one below, else it stayed on the list for good.
+        if (!(isChatError(e) && e.code === "not_found")) throw e;
+        if (!(await accounts.listFriendRequests(me)).some((r) => r.fromUserId === req.userId && r.toUserId === me)) throw e;
+        await accounts.deleteFriendRequest(req.userId, me);
+        if (req.accept) throw new ChatError("not_found", "this account was deleted; its friend request is taken off your list");
+        return undefined;
+      });
+      if (them === undefined) return { state: FriendshipState.NONE };
       if (await accounts.areFriends(me, them)) {
         if (req.accept) return { state: FriendshipState.FRIENDS };
         throw new ChatError("not_found", "no pending friend request from this user (already friends)");
