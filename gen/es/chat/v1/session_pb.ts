@@ -657,7 +657,9 @@ export type Error = Message<"chat.v1.Error"> & {
   clientMsgId: string;
 
   /**
-   * For RATE_LIMITED: wait at least this long before retrying.
+   * For RATE_LIMITED and UNAVAILABLE: wait at least this long before
+   * retrying (a rate limit's window; 1 s for an engine away, 200 ms for a
+   * change that lost to others). 0: no hint; retry with the client's backoff.
    *
    * @generated from field: uint32 retry_after_ms = 4;
    */

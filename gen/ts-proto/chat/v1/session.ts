@@ -275,7 +275,11 @@ export interface Error {
   message: string;
   /** For send errors: the client_msg_id of the refused message. */
   clientMsgId: string;
-  /** For RATE_LIMITED: wait at least this long before retrying. */
+  /**
+   * For RATE_LIMITED and UNAVAILABLE: wait at least this long before
+   * retrying (a rate limit's window; 1 s for an engine away, 200 ms for a
+   * change that lost to others). 0: no hint; retry with the client's backoff.
+   */
   retryAfterMs: number;
   /**
    * Which kind of frame this refuses: the number of the field the refused

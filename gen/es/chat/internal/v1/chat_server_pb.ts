@@ -161,7 +161,7 @@ export type Reauthentication = Message<"chat.internal.v1.Reauthentication"> & {
 
   /**
    * Why it was refused (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED,
-   * RATE_LIMITED), for the session's Error to the device.
+   * RATE_LIMITED, UNAVAILABLE), for the session's Error to the device.
    *
    * @generated from field: chat.v1.ErrorCode refused_code = 3;
    */
@@ -173,7 +173,7 @@ export type Reauthentication = Message<"chat.internal.v1.Reauthentication"> & {
   refusedReason: string;
 
   /**
-   * For RATE_LIMITED.
+   * For RATE_LIMITED and UNAVAILABLE: the Error's retry_after_ms.
    *
    * @generated from field: uint32 retry_after_ms = 5;
    */

@@ -84,11 +84,11 @@ export interface Reauthentication {
     | undefined;
   /**
    * Why it was refused (UNAUTHENTICATED, TOKEN_EXPIRED, PERMISSION_DENIED,
-   * RATE_LIMITED), for the session's Error to the device.
+   * RATE_LIMITED, UNAVAILABLE), for the session's Error to the device.
    */
   refusedCode: ErrorCode;
   refusedReason: string;
-  /** For RATE_LIMITED. */
+  /** For RATE_LIMITED and UNAVAILABLE: the Error's retry_after_ms. */
   retryAfterMs: number;
 }
 
