@@ -148,7 +148,11 @@ export class Session implements SessionHandle {
    * silent and close them all.
    */
   private lastFrameAtMono: number;
-  private readonly frames: TokenBucket;
+  /**
+   * The frame rate's bucket, made at the first frame it counts (see frameRate): until then it would be
+   * full whenever asked, and a session that only heartbeats (an idle one) never needs it.
+   */
+  private frames: TokenBucket | undefined;
   /**
    * Heartbeats' allowance, apart from the frame rate (HEARTBEAT_BURST), as the
    * cell rate algorithm keeps it: when the next heartbeat is due (monotonic ms),
@@ -164,7 +168,7 @@ export class Session implements SessionHandle {
    */
   private early: (Uint8Array | string | Reauthentication)[] | undefined = [];
   private earlyBytes = 0;
-  private earlyRefused: Refused[] = [];
+  private earlyRefused: Refused[] | undefined;
   /**
    * A SyncRequest that came while the pump was running: its ref is answered
    * by the next page. Refs are the client's, 0 (a field left unset) as well,
@@ -204,10 +208,13 @@ export class Session implements SessionHandle {
     readonly identity: SessionIdentity,
     private readonly sink: SessionSink,
   ) {
-    const limits = server.limits;
-    this.frames = new TokenBucket(limits.framesPerSecond, limits.frameBurst);
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
+  }
+
+  private frameRate(): TokenBucket {
+    const { limits } = this.server;
+    return (this.frames ??= new TokenBucket(limits.framesPerSecond, limits.frameBurst));
   }
 
   /**
@@ -228,7 +235,7 @@ export class Session implements SessionHandle {
   private admit(heartbeat = false): number | undefined {
     this.lastFrameAtMs = Date.now();
     this.lastFrameAtMono = performance.now();
-    const retryAfterMs = heartbeat ? this.takeHeartbeat(this.lastFrameAtMono) : this.frames.take();
+    const retryAfterMs = heartbeat ? this.takeHeartbeat(this.lastFrameAtMono) : this.frameRate().take();
     if (retryAfterMs > 0 && this.refused() > 0) {
       this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
       return undefined;
@@ -333,10 +340,11 @@ export class Session implements SessionHandle {
         this.reauthenticate(f);
       }
     }
-    for (const refused of this.earlyRefused) {
-      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frames.later()));
+    const earlyRefused = this.earlyRefused ?? [];
+    this.earlyRefused = undefined;
+    for (const refused of earlyRefused) {
+      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frameRate().later()));
     }
-    this.earlyRefused = [];
     if (head > cursor || this.missedLive) this.pump();
   }
 
@@ -468,7 +476,7 @@ export class Session implements SessionHandle {
         this.early.push(verdict);
         if ("expiresAtMs" in verdict) this.reauthsInFlight++;
       } else if (this.refused() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-      else this.earlyRefused.push(refused);
+      else (this.earlyRefused ??= []).push(refused);
       return;
     }
     const retryAfterMs = this.admit();
@@ -528,7 +536,7 @@ export class Session implements SessionHandle {
     if (this.refused() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
-      this.earlyRefused.push(refusalOf(frame));
+      (this.earlyRefused ??= []).push(refusalOf(frame));
     } catch {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) this.close(CloseCode.badFrames, "too many malformed frames");
     }
