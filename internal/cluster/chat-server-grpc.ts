@@ -11,7 +11,7 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
-import type { FrameEncoding, SessionHandle, SessionSink } from "../chatserver/port.js";
+import type { SessionHandle, SessionSink } from "../chatserver/port.js";
 import type { ChatServer } from "../chatserver/server.js";
 import { fromTsProto } from "./frames.js";
 import { errorNameOf } from "../chatserver/errors.js";
@@ -76,6 +76,8 @@ type DeliveryCall = ServerDuplexStream<DeliverStreamRequest, DeliverStreamRespon
  * own writableLength counts messages, which says nothing about memory.
  */
 class GatewayLink {
+  /** The stream's sessions by the gateway's id for them. */
+  readonly sessions = new Map<bigint, StreamedSession>();
   queuedBytes = 0;
   /**
    * A session saw the backlog past its high-water mark (and so may have
@@ -130,9 +132,7 @@ class StreamedSession implements SessionSink {
 
   constructor(
     private readonly link: GatewayLink,
-    private readonly sessions: Map<bigint, StreamedSession>,
     readonly id: bigint,
-    readonly encoding: FrameEncoding,
   ) {}
 
   send(frame: Uint8Array | string): void {
@@ -155,7 +155,7 @@ class StreamedSession implements SessionSink {
   }
 
   close(code: number, reason: string): void {
-    this.sessions.delete(this.id);
+    this.link.sessions.delete(this.id);
     this.link.write({ sessionId: this.id, kind: { $case: "closed", value: { code, reason } } }, reason.length + 16);
   }
 }
@@ -182,11 +182,11 @@ export function chatServerService(
   return {
     session(call) {
       streams.add(call);
-      const sessions = new Map<bigint, StreamedSession>();
       const drainAll = () => {
         for (const s of sessions.values()) if (!s.holding) s.handle.drained();
       };
       const link = new GatewayLink(call, chat.limits.highWaterBytes, drainAll);
+      const { sessions } = link;
       call.on("drain", drainAll);
       call.on("data", (req: SessionRequest) => {
         const id = req.sessionId;
@@ -200,14 +200,14 @@ export function chatServerService(
               return;
             }
             const o = kind.value;
-            const session = new StreamedSession(link, sessions, id, o.encoding === "json" ? "json" : "proto");
+            const session = new StreamedSession(link, id);
             sessions.set(id, session);
             session.handle = chat.open(
               {
                 userId: o.userId,
                 deviceId: o.deviceId,
                 tokenExpiresAtMs: o.tokenExpiresAt ? o.tokenExpiresAt.getTime() : 0,
-                encoding: session.encoding,
+                encoding: o.encoding === "json" ? "json" : "proto",
               },
               session,
             );

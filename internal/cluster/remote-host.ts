@@ -595,7 +595,8 @@ class RemoteSession implements SessionHandle {
   queuedOn?: ServerLink;
   private inputHeld = false;
   homelessSince?: number;
-  private pending: Upward[] = [];
+  /** Frames waiting for a server (a move, a turn to open): made when one waits, as most sessions never have one. */
+  private pending: Upward[] | undefined;
   /**
    * Frames sent to the current server before it said anything of the
    * session: a server that then refuses it (1013) dropped them, and they go
@@ -651,10 +652,11 @@ class RemoteSession implements SessionHandle {
     const { maxPendingFrames, maxPendingBytes } = this.host.options;
     // A link being retired takes no more: the frame waits for the next server (ServerLink.retire).
     if (!this.link || this.link.retiring) {
-      if (this.pending.length >= maxPendingFrames || bytesOf(this.pending) + bytesOf([frame]) > maxPendingBytes) {
+      const pending = (this.pending ??= []);
+      if (pending.length >= maxPendingFrames || bytesOf(pending) + bytesOf([frame]) > maxPendingBytes) {
         return this.end(TRY_ELSEWHERE, "chat server unavailable; reconnect later");
       }
-      this.pending.push(frame);
+      pending.push(frame);
       return;
     }
     if (this.unanswered) {
@@ -698,13 +700,13 @@ class RemoteSession implements SessionHandle {
 
   /** The frames the refusing server dropped, back in front of those waiting for a server. */
   takeBackUnanswered(): void {
-    this.pending = [...(this.unanswered ?? []), ...this.pending];
+    if (this.unanswered?.length) this.pending = [...this.unanswered, ...(this.pending ?? [])];
     this.unanswered = undefined;
   }
 
   flushPending(): void {
-    const frames = this.pending;
-    this.pending = [];
+    const frames = this.pending ?? [];
+    this.pending = undefined;
     for (const f of frames) this.forward(f);
   }
 
