@@ -70,6 +70,79 @@ describe("StageHealth", () => {
     }
   });
 
+  // Timed from failure to failure, a stage whose every batch took ~2 min to fail (a Cassandra read timing
+  // out, retried, then Kafka's backoff) started a fresh run at each failure: /healthz passed from 120 s
+  // after a failure until 30 s after the next, and always with a stallMs past 120 s, while nothing moved.
+  it("reports a stage whose every batch fails as stalled however long each takes to fail", async () => {
+    const clock = { ms: 1_000_000 };
+    const h = new StageHealth("sequencer", 30_000, () => clock.ms);
+    const slowFailure = (during: () => Promise<void> = async () => {}) =>
+      h
+        .run(async () => {
+          clock.ms += 116_000;
+          await during();
+          clock.ms += 2_000;
+          throw new Error("read timed out");
+        })
+        .catch((err: Error) => {
+          if (err.message !== "read timed out") throw err; // the check's, in hand
+        });
+    await slowFailure();
+    for (let i = 0; i < 4; i++) {
+      clock.ms += 5_000; // Kafka's backoff
+      // 121 s since the last failure, the retry still in hand.
+      await slowFailure(() => assert.rejects(h.check(), /^Error: sequencer: every batch has failed for \d+ s \(last: read timed out\)/));
+      await assert.rejects(h.check(), /^Error: sequencer: every batch has failed for \d+ s/);
+    }
+    await assert.rejects(h.check(), /every batch has failed for 492 s \(last: read timed out\)/);
+    // A success ends the run.
+    await h.run(async () => {});
+    await h.check();
+
+    // Nor did it ever with a stallMs past FAILURE_FORGOTTEN_MS.
+    const long = new StageHealth("inbox-writer", 300_000, () => clock.ms);
+    const failAfter = (ms: number) =>
+      long
+        .run(async () => {
+          clock.ms += ms;
+          throw new Error("write timed out");
+        })
+        .catch(() => {});
+    await failAfter(0);
+    for (let i = 0; i < 3; i++) {
+      clock.ms += 5_000;
+      await failAfter(118_000);
+    }
+    await assert.rejects(long.check(), /inbox-writer: every batch has failed for 369 s/);
+  });
+
+  it("counts a batch in hand toward the run however long it has been running, and forgets the run FAILURE_FORGOTTEN_MS after its last failure with none in hand", async () => {
+    const clock = { ms: 1_000_000 };
+    const h = new StageHealth("notifier", 30_000, () => clock.ms);
+    await assert.rejects(h.run(() => Promise.reject(new Error("refused"))));
+    clock.ms += 5_000;
+    let end!: (err?: Error) => void;
+    const inHand = () => h.run(() => new Promise<void>((resolve, reject) => (end = (err) => (err ? reject(err) : resolve()))));
+    let slow = inHand().catch(() => {});
+    clock.ms += 200_000; // past FAILURE_FORGOTTEN_MS since the last failure, with the retry still in hand
+    await assert.rejects(h.check(), /notifier: every batch has failed for 205 s \(last: refused\)/);
+    end(new Error("timed out"));
+    await slow;
+    await assert.rejects(h.check(), /every batch has failed for 205 s \(last: timed out\)/);
+    clock.ms += FAILURE_FORGOTTEN_MS; // nothing in hand since: the run is over
+    await assert.rejects(h.check(), /every batch has failed for 325 s/);
+    clock.ms += 1;
+    await h.check();
+    // A batch in hand that goes through ends the run all the same.
+    await assert.rejects(h.run(() => Promise.reject(new Error("refused"))));
+    slow = inHand();
+    clock.ms += 200_000;
+    await assert.rejects(h.check(), /every batch has failed for 200 s/);
+    end();
+    await slow;
+    await h.check();
+  });
+
   it("fails its check once the consumer has failed (and retried) for stallMs with no batch to fail, and recovers when it consumes again", async () => {
     const clock = { ms: 1_000 };
     const h = new StageHealth("notifier", 30_000, () => clock.ms);

@@ -7,7 +7,9 @@
  * other came. Twice that backoff: the next failure comes the backoff after
  * the last plus the failing read's own time (a timeout), past 60 s, and
  * forgotten at 60 s an outage's check passed between two failures and its
- * stall clock started over.
+ * stall clock started over. Counted only while no batch is in hand: one
+ * taking longer than this to fail (a Cassandra timeout, retried) is the
+ * stall going on, not over.
  */
 export const FAILURE_FORGOTTEN_MS = 120_000;
 
@@ -17,7 +19,9 @@ export const FAILURE_FORGOTTEN_MS = 120_000;
  * the process looks alive and consumes nothing; this turns that into a
  * failing health check once batches have failed for `stallMs` with none
  * succeeding, and a healthy one at the next success (or once none has failed
- * for FAILURE_FORGOTTEN_MS). A consumer the queue
+ * for FAILURE_FORGOTTEN_MS with none in hand). Timed from failure to failure
+ * alone, a stage whose every batch took ~2 min to fail started a fresh run at
+ * each failure, and /healthz passed between them while nothing moved. A consumer the queue
  * gave up on (`consumerStopped`) fails the check for good and settles
  * `stopped`, on which the process exits to be started afresh.
  */
@@ -25,6 +29,8 @@ export class StageHealth {
   private failingSince?: number;
   private lastFailedAt = 0;
   private lastError?: unknown;
+  /** Batches (or fan-outs) being worked on: while one is, the run of failures is not over, however long it takes. */
+  private inHand = 0;
   private consumerFailingSince?: number;
   private consumerError?: Error;
   private stoppedBy?: Error;
@@ -40,6 +46,9 @@ export class StageHealth {
 
   /** Runs one batch's work, noting whether it failed. */
   async run<T>(work: () => Promise<T>): Promise<T> {
+    // The run before is over, though no check came to forget it: a failure of this batch starts a clock of its own.
+    this.forgetIfOver();
+    this.inHand++;
     try {
       const result = await work();
       this.failingSince = undefined;
@@ -47,13 +56,19 @@ export class StageHealth {
       return result;
     } catch (err) {
       const t = this.now();
-      // The run before is over, though no check came to forget it: this one starts a clock of its own.
-      if (t - this.lastFailedAt > FAILURE_FORGOTTEN_MS) this.failingSince = undefined;
       this.lastFailedAt = t;
       this.failingSince ??= t;
       this.lastError = err;
       throw err;
+    } finally {
+      this.inHand--;
     }
+  }
+
+  private forgetIfOver(): void {
+    if (this.inHand > 0 || this.now() - this.lastFailedAt <= FAILURE_FORGOTTEN_MS) return;
+    this.failingSince = undefined;
+    this.lastError = undefined;
   }
 
   /**
@@ -84,12 +99,8 @@ export class StageHealth {
       const ms = this.now() - this.consumerFailingSince;
       throw new Error(`${this.stage}: the consumer has failed for ${Math.round(ms / 1000)} s (last: ${this.consumerError?.message})`);
     }
+    this.forgetIfOver();
     if (this.failingSince === undefined) return;
-    if (this.now() - this.lastFailedAt > FAILURE_FORGOTTEN_MS) {
-      this.failingSince = undefined;
-      this.lastError = undefined;
-      return;
-    }
     const ms = this.now() - this.failingSince;
     if (ms < this.stallMs) return;
     const why = this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
