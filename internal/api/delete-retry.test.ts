@@ -21,11 +21,16 @@ describe("api: a deletion cut short, asked again", function () {
   /** A Db whose lwt fails, once armed, on the `nth` statements matching `pattern` (a timeout: it may not have landed). */
   function failingDb(db: Db) {
     const fault = { pattern: /$^/, nth: [] as number[], seen: 0 };
+    const failing = (query: string) => fault.pattern.test(query) && fault.nth.includes(++fault.seen);
     const lwt: Db["lwt"] = async (query, params) => {
-      if (fault.pattern.test(query) && fault.nth.includes(++fault.seen)) throw new StorageUnavailable("injected timeout", true, undefined);
+      if (failing(query)) throw new StorageUnavailable("injected timeout", true, undefined);
       return db.lwt(query, params);
     };
-    return { db: Object.create(db, { lwt: { value: lwt } }) as Db, fault };
+    const write: Db["write"] = async (query, params) => {
+      if (failing(query)) throw new StorageUnavailable("injected timeout", true, undefined);
+      return db.write(query, params);
+    };
+    return { db: Object.create(db, { lwt: { value: lwt }, write: { value: write } }) as Db, fault };
   }
 
   it("drops a friendship whose unfriending stopped after the account's own row (its id the lower)", async () => {
@@ -89,6 +94,36 @@ describe("api: a deletion cut short, asked again", function () {
         assert.deepEqual((await peer.c.users.listFriendRequests({})).requests, []);
         assert.deepEqual(await api.deps.accounts.listFriends(peer.userId), []);
       }
+    } finally {
+      await api.close();
+    }
+  });
+
+  it("leaves an account whose deletion stopped before emptying its row findable by search, and one deleted findable by no search", async () => {
+    const storage = cassandra();
+    const { db, fault } = failingDb(storage.db);
+    const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
+    const api = await TestApi.start(overrides);
+    try {
+      const seeker = await api.signUp(name("s"));
+      const found = async (username: string) => (await seeker.c.users.searchUsers({ query: username })).users.map((u) => u.userId);
+      // The row's emptying times out: the account is not deleted (its owner signs in, and may keep it).
+      const keptName = name("k");
+      const kept = await api.signUp(keptName, "my password");
+      Object.assign(fault, { pattern: /^UPDATE \S+users SET username = ''/, nth: [1], seen: 0 });
+      await rpcError(() => kept.c.auth.deleteAccount({ password: "my password" }));
+      await api.anon.auth.login({ username: keptName, password: "my password" });
+      assert.deepEqual(await found(keptName), [kept.userId]);
+      // Its row emptied, the search row's removal times out: deleted, and found by no search.
+      const goneName = name("g");
+      const gone = await api.signUp(goneName, "my password");
+      Object.assign(fault, { pattern: /^DELETE FROM \S+user_search /, nth: [1], seen: 0 });
+      await rpcError(() => gone.c.auth.deleteAccount({ password: "my password" }));
+      assert.deepEqual(await found(goneName), []);
+      assert.equal((await rpcError(() => api.anon.auth.login({ username: goneName, password: "my password" }))).code, Code.Unauthenticated);
+      // Its name is free, and found under its new owner.
+      const next = await api.signUp(goneName);
+      assert.deepEqual(await found(goneName), [next.userId]);
     } finally {
       await api.close();
     }

@@ -204,16 +204,18 @@ export class CassandraAccountStore implements AccountStore {
     const u = await this.getUser(userId);
     if (!u || isDeletedUser(u)) return;
     const lower = u.username.toLowerCase();
-    // Out of search first: a deletion cut short before the row is emptied
-    // is run again whole, whereas one cut short after it stops above, the
-    // row no longer naming what search holds.
-    const leave = this.search.deleteStatement(lower);
-    await this.db.write(leave.query, leave.params);
     // A compare-and-set, as every other change of the row: a plain write
     // racing a change of the display name or password hash in the same
     // millisecond ties with its Paxos commit on the timestamp, and the
     // greater value, never the empty one, wins the tie.
     await this.db.lwt(this.q.deleteUser, [userId]);
+    // Out of search once the row is emptied: one cut short between them leaves
+    // a search row that searchUsers reads past (the row says deleted), where
+    // the other order left an account still in use (its owner signed in again
+    // rather than retry, or a failed sign-up's undo) that no search found.
+    // Before the name is free, so this never takes a new owner's search row.
+    const leave = this.search.deleteStatement(lower);
+    await this.db.write(leave.query, leave.params);
     // Last, so the name is never free while the row still carries it; if this
     // never runs, claimUsername takes the claim over from the deleted holder.
     await this.db.lwt(this.q.release, [lower, userId]);
