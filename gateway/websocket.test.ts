@@ -6,7 +6,9 @@ import WebSocket from "ws";
 import type { SessionHandle, SessionSink } from "../internal/chatserver/port.js";
 import { ChatError } from "../internal/model/errors.js";
 import { waitFor } from "../test/support/wait.js";
-import { JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
+import { Registry } from "prom-client";
+import { seriesAt, seriesOf } from "../test/support/series.js";
+import { HANDSHAKE_REJECTIONS, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 
 /** A gateway on loopback whose host hands each session's sink to the test. */
 async function gatewayWithSinks(): Promise<{ server: Server; url: string; sinks: SessionSink[]; gateway: WebSocketGateway }> {
@@ -45,6 +47,22 @@ function countWrites(socket: Duplex): { calls: number } {
 }
 
 describe("websocket gateway", () => {
+  it("scrapes every reason of gateway_handshakes_rejected_total at 0 before any handshake: a process's first refusal moves increase()", async () => {
+    const registry = new Registry();
+    const gateway = new WebSocketGateway({
+      path: "/ws",
+      verifier: { verify: () => assert.fail("no handshake") },
+      host: { open: () => assert.fail("no session") },
+      maxFrameBytes: 64 * 1024,
+      registry,
+    });
+    try {
+      assert.deepEqual(await seriesOf(registry, "gateway_handshakes_rejected_total", ["reason"]), seriesAt(0, { reason: HANDSHAKE_REJECTIONS }));
+    } finally {
+      await gateway.close();
+    }
+  });
+
   it("sends a held session's frames of one turn and the deliveries queued before the hold in one write", async () => {
     const { server, url, sinks, gateway } = await gatewayWithSinks();
     const client = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);

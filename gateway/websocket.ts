@@ -7,6 +7,7 @@ import type { FrameEncoding, SessionHandle, SessionHost, SessionIdentity, Sessio
 import { CloseCode } from "../internal/model/close-codes.js";
 import { ChatError, isChatError } from "../internal/model/errors.js";
 import { monotonicNow } from "../internal/model/clock.js";
+import { countedFromZero } from "../internal/observability/metrics.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator, reauthenticateIn } from "./reauth.js";
 
@@ -14,6 +15,13 @@ export const PROTO_SUBPROTOCOL = "chat.v1.proto";
 export const JSON_SUBPROTOCOL = "chat.v1.json";
 /** Browsers cannot set headers on a WebSocket: the token may ride as a sub-protocol "bearer.<token>". */
 const BEARER_PREFIX = "bearer.";
+
+/**
+ * Why a handshake was refused, each a series of gateway_handshakes_rejected_total at 0 from the
+ * start: a bad URL, an origin not allowed, no framing offered, a token expired or otherwise refused.
+ */
+export const HANDSHAKE_REJECTIONS = ["url", "origin", "subprotocol", "expired", "token"] as const;
+type HandshakeRejection = (typeof HANDSHAKE_REJECTIONS)[number];
 
 export interface WebSocketGatewayOptions {
   path: string;
@@ -42,7 +50,7 @@ export class WebSocketGateway {
   private readonly refused = new Set<WebSocket>();
   /** Stopping: upgrades still answered are told 1001 at once, never placed on a chat server. */
   private closing = false;
-  private readonly metrics?: { connections: Gauge; rejected: Counter };
+  private readonly metrics?: { connections: Gauge; rejected: { inc(labels: { reason: HandshakeRejection }): void } };
 
   constructor(private readonly options: WebSocketGatewayOptions) {
     this.wss = new WebSocketServer({
@@ -63,12 +71,16 @@ export class WebSocketGateway {
     if (options.registry) {
       this.metrics = {
         connections: new Gauge({ name: "gateway_connections", help: "Open device WebSockets", registers: [options.registry] }),
-        rejected: new Counter({
-          name: "gateway_handshakes_rejected_total",
-          help: "WebSocket handshakes refused",
-          labelNames: ["reason"],
-          registers: [options.registry],
-        }),
+        rejected: countedFromZero(
+          new Counter({
+            name: "gateway_handshakes_rejected_total",
+            help: "WebSocket handshakes refused",
+            labelNames: ["reason"],
+            registers: [options.registry],
+          }),
+          "reason",
+          HANDSHAKE_REJECTIONS,
+        ),
       };
     }
   }

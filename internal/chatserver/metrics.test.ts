@@ -1,9 +1,19 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { metricIn } from "../../test/support/metrics.js";
-import { chatServerMetrics } from "./metrics.js";
+import { seriesAt, seriesOf } from "../../test/support/series.js";
+import { ERROR_CODE_NAMES } from "../model/errors.js";
+import { chatServerMetrics, SEND_KINDS } from "./metrics.js";
 
 describe("chat server metrics", () => {
+  it("scrape every series of their labelled counters at 0 before anything happened: a process's first refusal moves increase()", async () => {
+    const registry = new Registry();
+    chatServerMetrics(registry);
+    assert.deepEqual(await seriesOf(registry, "chat_sends_total", ["kind"]), seriesAt(0, { kind: SEND_KINDS }));
+    assert.deepEqual(await seriesOf(registry, "chat_frames_refused_total", ["code"]), seriesAt(0, { code: ERROR_CODE_NAMES }));
+    assert.deepEqual(await seriesOf(registry, "chat_send_claims_total", ["outcome"]), seriesAt(0, { outcome: ["new", "held", "failed"] }));
+  });
+
   it("scrape what the tallies counted since the start, each count once, by kind for sends", async () => {
     const registry = new Registry();
     const m = chatServerMetrics(registry);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, type CounterConfiguration, type Registry } from "prom-client";
 import { countedFromZero } from "../observability/metrics.js";
+import { ERROR_CODE_NAMES, type ErrorCodeName } from "../model/errors.js";
 
 export interface ChatServerMetrics {
   sessions: Gauge;
@@ -9,13 +10,15 @@ export interface ChatServerMetrics {
   sendsByKind: Record<SendKind, Tally>;
   /** Inbox entries sent to devices, live or by catch-up. */
   entriesOut: Tally;
-  /** Frames refused: malformed, rate-limited, or refused sends, by error code. */
-  refused: Counter<"code">;
+  /** Frames refused: malformed, rate-limited, or refused sends, by error code (each at 0 from the start). */
+  refused: { inc(labels: { code: ErrorCodeName }): void };
   /** Cross-server send claims by outcome (distributed mode only). */
   sendClaims: Counter<"outcome">;
 }
 
-export type SendKind = "message" | "reply" | "edit" | "delete" | "reaction";
+/** The kinds chat_sends_total counts, each from 0. */
+export const SEND_KINDS = ["message", "reply", "edit", "delete", "reaction"] as const;
+export type SendKind = (typeof SEND_KINDS)[number];
 
 /**
  * A count made for every message or entry sent: kept in a number and added to
@@ -50,30 +53,38 @@ function tallied(registry: Registry, config: CounterConfiguration<never>): Tally
 }
 
 export function chatServerMetrics(registry: Registry): ChatServerMetrics {
-  const sends: Record<SendKind, Counted> = { message: new Counted(), reply: new Counted(), edit: new Counted(), delete: new Counted(), reaction: new Counted() };
-  new Counter({
-    name: "chat_sends_total",
-    help: "Sends accepted from devices, by kind: message, reply, edit, delete, reaction",
-    labelNames: ["kind"],
-    registers: [registry],
-    collect() {
-      for (const [kind, t] of Object.entries(sends)) {
-        if (t.n > 0) this.inc({ kind }, t.n);
-        t.n = 0;
-      }
-    },
-  });
+  const sends = Object.fromEntries(SEND_KINDS.map((kind) => [kind, new Counted()])) as Record<SendKind, Counted>;
+  countedFromZero(
+    new Counter({
+      name: "chat_sends_total",
+      help: "Sends accepted from devices, by kind: message, reply, edit, delete, reaction",
+      labelNames: ["kind"],
+      registers: [registry],
+      collect() {
+        for (const [kind, t] of Object.entries(sends)) {
+          if (t.n > 0) this.inc({ kind }, t.n);
+          t.n = 0;
+        }
+      },
+    }),
+    "kind",
+    SEND_KINDS,
+  );
   return {
     sessions: new Gauge({ name: "chat_sessions", help: "Open device sessions on this chat server", registers: [registry] }),
     messagesIn: tallied(registry, { name: "chat_messages_in_total", help: "Messages accepted from devices" }),
     sendsByKind: sends,
     entriesOut: tallied(registry, { name: "chat_entries_out_total", help: "Inbox entries sent to devices" }),
-    refused: new Counter({
-      name: "chat_frames_refused_total",
-      help: "Frames answered with an error, by code",
-      labelNames: ["code"],
-      registers: [registry],
-    }),
+    refused: countedFromZero(
+      new Counter({
+        name: "chat_frames_refused_total",
+        help: "Frames answered with an error, by code",
+        labelNames: ["code"],
+        registers: [registry],
+      }),
+      "code",
+      ERROR_CODE_NAMES,
+    ),
     sendClaims: countedFromZero(
       new Counter({
         name: "chat_send_claims_total",

@@ -1,27 +1,30 @@
 /**
  * Domain errors. Every layer below the edges throws ChatError; the edges map
  * the code to a Connect/gRPC status, a realtime Error frame or a WebSocket
- * close code (see internal/model/codes.ts and gateway/close-codes.ts).
+ * close code (see internal/model/codes.ts and gateway/close-codes.ts). Each
+ * code is also a series of chat_frames_refused_total, at 0 from the start.
  */
-export type ErrorCodeName =
-  | "invalid_frame"
-  | "frame_too_large"
-  | "text_too_long"
-  | "text_empty"
-  | "not_a_member"
-  | "group_full"
-  | "rate_limited"
-  | "unauthenticated"
-  | "token_expired"
-  | "permission_denied"
-  | "not_found"
-  | "already_exists"
-  | "invalid_argument"
-  | "unavailable"
-  | "internal"
-  | "session_closed"
-  | "blocked"
-  | "limit_reached";
+export const ERROR_CODE_NAMES = [
+  "invalid_frame",
+  "frame_too_large",
+  "text_too_long",
+  "text_empty",
+  "not_a_member",
+  "group_full",
+  "rate_limited",
+  "unauthenticated",
+  "token_expired",
+  "permission_denied",
+  "not_found",
+  "already_exists",
+  "invalid_argument",
+  "unavailable",
+  "internal",
+  "session_closed",
+  "blocked",
+  "limit_reached",
+] as const;
+export type ErrorCodeName = (typeof ERROR_CODE_NAMES)[number];
 
 export class ChatError extends Error {
   constructor(

@@ -4,7 +4,7 @@ import http2 from "node:http2";
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import { monotonicNow } from "../model/clock.js";
 import { signJwt } from "./jwt.js";
-import { networkFailure, type PushEndpoint, type PushNotification, type PushProvider, type SendOutcome } from "./port.js";
+import { networkFailure, UNCONFIRMED_GONE_REASONS, type PushEndpoint, type PushNotification, type PushProvider, type SendOutcome, type UnconfirmedGoneReason } from "./port.js";
 
 export interface ApnsOptions {
   /** The .p8 signing key (PEM) from the Apple developer account. */
@@ -37,7 +37,8 @@ const DEAD_TOKEN = new Set(["Unregistered", "ExpiredToken"]);
  * misconfigured notifier, which would otherwise remove every iOS endpoint on
  * its first pushes: the endpoint is kept and the push dropped.
  */
-const DEAD_TOKEN_ONCE_PROVEN = new Set(["BadDeviceToken", "DeviceTokenNotForTopic"]);
+const DEAD_TOKEN_ONCE_PROVEN: ReadonlySet<string> = new Set(UNCONFIRMED_GONE_REASONS);
+const unconfirmedGone = (reason: string): reason is UnconfirmedGoneReason => DEAD_TOKEN_ONCE_PROVEN.has(reason);
 /** APNs's 403 reasons refusing our provider token (the JWT), not the device's. */
 const PROVIDER_TOKEN_REFUSED = new Set(["ExpiredProviderToken", "InvalidProviderToken", "MissingProviderToken"]);
 
@@ -194,7 +195,7 @@ export class ApnsProvider implements PushProvider {
       }
       const what = `APNs answered ${status}${reason ? ` ${reason}` : ""}`;
       if (status === 410 || DEAD_TOKEN.has(reason)) return { ok: false, gone: true, retryable: false, status, reason: what };
-      if (DEAD_TOKEN_ONCE_PROVEN.has(reason)) {
+      if (unconfirmedGone(reason)) {
         const proven = reason === "BadDeviceToken" ? this.deliveredTopics.size > 0 : this.deliveredTopics.has(topic);
         if (proven) return { ok: false, gone: true, retryable: false, status, reason: what };
         return { ok: false, gone: false, retryable: false, status, reason: what, goneUnconfirmed: reason };

@@ -1,5 +1,7 @@
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { NotifierDeps } from "./notifier.js";
+import { SEND_ACTIONS, SKIP_REASONS, type NotifierDeps } from "./notifier.js";
+import { PUSH_KINDS, UNCONFIRMED_GONE_REASONS } from "./port.js";
+import { countedFromZero } from "../observability/metrics.js";
 
 /**
  * The notifier's Prometheus metrics, the same in chatd and cmd/notifier:
@@ -14,18 +16,26 @@ export function pushMetrics(registry: Registry, pending: () => number): Required
     labelNames: ["kind", "action"],
     registers: [registry],
   });
-  const skipped = new Counter({
-    name: "chat_push_skipped_total",
-    help: "Notifications due and not sent (per endpoint for muted, no_provider, revoked_device, superseded, backlog and stopped; reassigned per window or endpoint), by reason",
-    labelNames: ["reason"],
-    registers: [registry],
-  });
+  // Every series at 0 from the start (12 of them): the first dropped push of a process moves increase().
+  for (const kind of PUSH_KINDS) for (const action of SEND_ACTIONS) sends.inc({ kind, action }, 0);
+  const skipped = countedFromZero(
+    new Counter({
+      name: "chat_push_skipped_total",
+      help: "Notifications due and not sent (per endpoint for muted, no_provider, revoked_device, superseded, backlog and stopped; reassigned per window or endpoint), by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    "reason",
+    SKIP_REASONS,
+  );
   const goneUnconfirmed = new Counter({
     name: "chat_push_gone_unconfirmed_total",
     help: "Endpoints kept though their push service called them dead, in words that can also mean wrong settings of ours (APNs BadDeviceToken, DeviceTokenNotForTopic), before a push went through since start",
     labelNames: ["kind", "reason"],
     registers: [registry],
   });
+  // APNs's only: no other service answers in such words, and web_push or fcm series would stay 0 for good.
+  for (const reason of UNCONFIRMED_GONE_REASONS) goneUnconfirmed.inc({ kind: "apns", reason }, 0);
   // Its own name rather than chat_pipeline_records_skipped_total{stage="notifier"}: chatd registers
   // both the pipeline's metrics and these in one registry, and a name is registered once.
   const recordsSkipped = new Counter({

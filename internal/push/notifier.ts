@@ -100,19 +100,26 @@ export interface NotifierDeps {
  * notifier, or this one was dropped from the group): whoever reads them again
  * sends it.
  */
-export type SkipReason =
-  | "online"
-  | "channel_muted"
-  | "no_endpoint"
-  | "muted"
-  | "no_provider"
-  | "revoked_device"
-  | "expired"
-  | "deleted"
-  | "superseded"
-  | "backlog"
-  | "stopped"
-  | "reassigned";
+export type SkipReason = (typeof SKIP_REASONS)[number];
+/** Every SkipReason, which chat_push_skipped_total counts from 0. */
+export const SKIP_REASONS = [
+  "online",
+  "channel_muted",
+  "no_endpoint",
+  "muted",
+  "no_provider",
+  "revoked_device",
+  "expired",
+  "deleted",
+  "superseded",
+  "backlog",
+  "stopped",
+  "reassigned",
+] as const;
+
+/** What the notifier did about a push service's answer (SendResult.action). */
+export const SEND_ACTIONS = ["delivered", "retry", "removed", "dropped"] as const;
+export type SendAction = (typeof SEND_ACTIONS)[number];
 
 export interface SendResult {
   endpoint: PushEndpoint;
@@ -120,7 +127,7 @@ export interface SendResult {
   attempt: number;
   outcome: SendOutcome;
   /** What the notifier did about it. */
-  action: "delivered" | "retry" | "removed" | "dropped";
+  action: SendAction;
 }
 
 /**

@@ -1,7 +1,17 @@
 import type { Id } from "../model/types.js";
 
+/** The push services, one each: also the kinds chat_push_sends_total counts from 0. */
+export const PUSH_KINDS = ["web_push", "apns", "fcm"] as const;
 /** Which push service an endpoint belongs to. */
-export type PushKind = "web_push" | "apns" | "fcm";
+export type PushKind = (typeof PUSH_KINDS)[number];
+
+/**
+ * The reasons a push service gives for a dead endpoint that can also mean
+ * wrong settings of ours (see SendOutcome.goneUnconfirmed): only APNs has
+ * such words, BadDeviceToken and DeviceTokenNotForTopic.
+ */
+export const UNCONFIRMED_GONE_REASONS = ["BadDeviceToken", "DeviceTokenNotForTopic"] as const;
+export type UnconfirmedGoneReason = (typeof UNCONFIRMED_GONE_REASONS)[number];
 
 export interface PushSettings {
   /** Notifications say who wrote in which channel, not the text. */
@@ -102,7 +112,7 @@ export type SendOutcome =
        * a token of the other environment) and the provider has not yet proven
        * them by a delivery: the endpoint is kept.
        */
-      goneUnconfirmed?: string;
+      goneUnconfirmed?: UnconfirmedGoneReason;
       /**
        * Our side failed, not the endpoint: our credentials (an access token
        * not fetched or refused, a provider token not signed), or our DNS or

@@ -5,7 +5,8 @@ import { Registry } from "prom-client";
 import { chatServerMetrics } from "../../internal/chatserver/metrics.js";
 import { pipelineMetrics } from "../../internal/pipeline/metrics.js";
 import { presenceMetrics } from "../../internal/presence/metrics.js";
-import { notifierEngineErrors } from "../../internal/push/metrics.js";
+import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
+import { WebSocketGateway } from "../../gateway/websocket.js";
 
 // docs/architecture.md's metrics table is what operators build dashboards and alerts
 // from: a metric renamed, added or given other labels in the code must show there, and
@@ -108,6 +109,15 @@ describe("docs/architecture.md's metrics table", () => {
     pipelineMetrics(registry);
     presenceMetrics(registry);
     notifierEngineErrors(registry);
+    pushMetrics(registry, () => 0);
+    const gateway = new WebSocketGateway({
+      path: "/ws",
+      verifier: { verify: () => assert.fail("no handshake") },
+      host: { open: () => assert.fail("no session") },
+      maxFrameBytes: 1024,
+      registry,
+    });
+    await gateway.close();
     const table = metricsTable();
     const missing: string[] = [];
     for (const metric of await registry.getMetricsAsJSON()) {
