@@ -303,6 +303,10 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async muteChannel(req, ctx) {
       const me = caller(ctx).userId;
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), me);
+      // Out of the Timestamp's range, nanos would move the end by whole seconds (2e9 is 2 s more): no time a client meant.
+      if (req.mutedUntil && !(req.mutedUntil.nanos >= 0 && req.mutedUntil.nanos <= 999_999_999)) {
+        throw new ChatError("invalid_argument", "muted_until.nanos must be 0 to 999,999,999");
+      }
       const until = req.mutedUntil ? timestampMs(req.mutedUntil) : undefined;
       if (until !== undefined && !(until <= LATEST_MUTE_MS)) throw new ChatError("invalid_argument", "muted_until must be before the year 10000");
       const mutedUntilMs = until !== undefined && until > now() ? until : undefined;
