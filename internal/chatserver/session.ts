@@ -94,6 +94,31 @@ const SYNC_KIND = ClientFrameSchema.field.sync!.number;
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 
 /**
+ * What a session needs only while it starts, dropped at the welcome (which
+ * `ready` reads): as fields of the session, every one held six for good.
+ */
+interface Starting {
+  /**
+   * Frames that arrive before the welcome is out wait here, up to the rate
+   * limit's burst and two largest frames of bytes; those past it are
+   * answered RATE_LIMITED once the welcome is out, as they would have been
+   * after it.
+   */
+  early: (Uint8Array | string | Reauthentication)[];
+  earlyBytes: number;
+  earlyRefused: Refused[] | undefined;
+  /**
+   * Shared frames (typing, receipts, presence) pushed while the session
+   * starts: sent after the welcome, which is every session's first frame
+   * (a gateway takes any frame as the server's answer), and never to a
+   * device the start finds signed out.
+   */
+  heldShared: EncodedFrame[] | undefined;
+  /** A live entry came before the welcome was out: the pump reads it after. */
+  missedLive: boolean;
+}
+
+/**
  * One device's live session on this chat server. It keeps `sentUpTo`, the
  * highest inbox seq this device has been sent, and never sends out of order:
  * a live entry that is not the next one (the device is still catching up, or
@@ -103,21 +128,13 @@ const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
  */
 export class Session implements SessionHandle {
   sentUpTo = 0n;
-  private ready = false;
+  /** Until the welcome is out; undefined after (ready). */
+  private starting: Starting | undefined = { early: [], earlyBytes: 0, earlyRefused: undefined, heldShared: undefined, missedLive: false };
   private announced = false;
   private open = true;
   private pumping = false;
   private pumpAgain = false;
   private stalled = false;
-  /** A live entry came before the welcome was out: the pump reads it after. */
-  private missedLive = false;
-  /**
-   * Shared frames (typing, receipts, presence) pushed while the session
-   * starts: sent after the welcome, which is every session's first frame
-   * (a gateway takes any frame as the server's answer), and never to a
-   * device the start finds signed out.
-   */
-  private heldShared: EncodedFrame[] | undefined;
   /**
    * Presence events that came while the transport was backed up, the
    * latest per user it is about, sent once it drains. Presence is soft
@@ -160,15 +177,6 @@ export class Session implements SessionHandle {
    * every idle session held.
    */
   private heartbeatDueAt = 0;
-  /**
-   * Frames that arrive before the welcome is out wait here, up to the rate
-   * limit's burst and two largest frames of bytes; those past it are
-   * answered RATE_LIMITED once the welcome is out, as they would have been
-   * after it.
-   */
-  private early: (Uint8Array | string | Reauthentication)[] | undefined = [];
-  private earlyBytes = 0;
-  private earlyRefused: Refused[] | undefined;
   /**
    * A SyncRequest that came while the pump was running: its ref is answered
    * by the next page. Refs are the client's, 0 (a field left unset) as well,
@@ -252,6 +260,11 @@ export class Session implements SessionHandle {
     return 0;
   }
 
+  /** The welcome is out: frames go to the device, not into `starting`. */
+  private get ready(): boolean {
+    return this.starting === undefined;
+  }
+
   get userId() {
     return this.identity.userId;
   }
@@ -326,13 +339,10 @@ export class Session implements SessionHandle {
         },
       }),
     );
-    this.ready = true;
-    const held = this.heldShared ?? [];
-    this.heldShared = undefined;
-    for (const f of held) this.sendShared(f);
+    const { heldShared, early, earlyRefused, missedLive } = this.starting!;
+    this.starting = undefined;
+    for (const f of heldShared ?? []) this.sendShared(f);
     if (this.heldPresence !== undefined && !this.isBackedUp()) this.sendHeldPresence();
-    const early = this.early ?? [];
-    this.early = undefined;
     for (const f of early) {
       if (typeof f === "string" || f instanceof Uint8Array) this.receive(f);
       else {
@@ -340,12 +350,10 @@ export class Session implements SessionHandle {
         this.reauthenticate(f);
       }
     }
-    const earlyRefused = this.earlyRefused ?? [];
-    this.earlyRefused = undefined;
-    for (const refused of earlyRefused) {
+    for (const refused of earlyRefused ?? []) {
       this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frameRate().later()));
     }
-    if (head > cursor || this.missedLive) this.pump();
+    if (head > cursor || missedLive) this.pump();
   }
 
   /**
@@ -378,7 +386,7 @@ export class Session implements SessionHandle {
 
   receive(data: Uint8Array | string): void {
     if (!this.open) return;
-    if (this.early) return this.receiveEarly(data);
+    if (this.starting) return this.receiveEarly(this.starting, data);
     // Decoded before it is counted, as a heartbeat is counted apart; a frame refused is decoded all the same, for its ref.
     let frame: ClientFrame | undefined;
     let unreadable: unknown;
@@ -471,12 +479,13 @@ export class Session implements SessionHandle {
   reauthenticate(verdict: Reauthentication): void {
     if (!this.open) return;
     const refused: Refused = { ref: verdict.ref, kind: REAUTHENTICATE_KIND, clientMsgId: "" };
-    if (this.early) {
-      if (this.early.length < this.server.limits.frameBurst) {
-        this.early.push(verdict);
+    const { starting } = this;
+    if (starting) {
+      if (starting.early.length < this.server.limits.frameBurst) {
+        starting.early.push(verdict);
         if ("expiresAtMs" in verdict) this.reauthsInFlight++;
       } else if (this.refused() > 0) this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
-      else (this.earlyRefused ??= []).push(refused);
+      else (starting.earlyRefused ??= []).push(refused);
       return;
     }
     const retryAfterMs = this.admit();
@@ -525,18 +534,18 @@ export class Session implements SessionHandle {
     );
   }
 
-  private receiveEarly(data: Uint8Array | string): void {
+  private receiveEarly(starting: Starting, data: Uint8Array | string): void {
     const { frameBurst, maxFrameBytes } = this.server.limits;
     const bytes = typeof data === "string" ? data.length : data.byteLength;
-    if (this.early!.length < frameBurst && this.earlyBytes + bytes <= 2 * maxFrameBytes) {
-      this.early!.push(data);
-      this.earlyBytes += bytes;
+    if (starting.early.length < frameBurst && starting.earlyBytes + bytes <= 2 * maxFrameBytes) {
+      starting.early.push(data);
+      starting.earlyBytes += bytes;
       return;
     }
     if (this.refused() > 0) return this.close(CloseCode.rateLimited, "too many frames: rate limit exceeded");
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
-      (this.earlyRefused ??= []).push(refusalOf(frame));
+      (starting.earlyRefused ??= []).push(refusalOf(frame));
     } catch {
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) this.close(CloseCode.badFrames, "too many malformed frames");
     }
@@ -655,9 +664,9 @@ export class Session implements SessionHandle {
    */
   deliverLive(inboxSeq: bigint, encoded: FrameBytes): void {
     if (!this.open) return;
-    if (!this.ready) {
+    if (this.starting) {
       // The cursor and head being read may be from before this entry.
-      this.missedLive = true;
+      this.starting.missedLive = true;
       return;
     }
     if (inboxSeq <= this.sentUpTo) return;
@@ -830,12 +839,12 @@ export class Session implements SessionHandle {
   sendShared(encoded: EncodedFrame): void {
     if (!this.open) return;
     const { kind } = encoded.frame;
-    if (!this.ready) {
+    if (this.starting) {
       // A slow start in a busy group (a failover's surge) must not spend the held frames on
       // chatter and lose a channel event past them: presence keeps the latest per user, as for a
       // backed-up socket, and typing hints take at most half the room.
       if (kind.case === "presence") return this.holdPresence(encoded);
-      const held = (this.heldShared ??= []);
+      const held = (this.starting.heldShared ??= []);
       if (kind.case === "typing") {
         if (held.length < HELD_SHARED_FRAMES / 2) held.push(encoded);
         return;
