@@ -17,7 +17,7 @@ import { addressKey, lastForwarded } from "../throttle/address.js";
 import { toConnectError } from "./errors.js";
 import type { DeviceGate } from "./device-gate.js";
 import type { ApiLimiter } from "./limits.js";
-import type { ApiMetrics } from "./metrics.js";
+import { methodLabel, type ApiMetrics } from "./metrics.js";
 
 export interface Caller {
   userId: Id;
@@ -76,7 +76,7 @@ export function apiInterceptor(o: {
   const { verifier, devices, limits, metrics, logger } = o;
   return (next) => async (req) => {
     if (!metrics) return handle(next, req);
-    const method = `${req.service.name}/${req.method.name}`;
+    const method = methodLabel(req.method);
     const stop = metrics.seconds.startTimer({ method });
     try {
       const res = await handle(next, req);

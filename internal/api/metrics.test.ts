@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { bucketOf } from "../../test/support/metrics.js";
-import { apiMetrics } from "./metrics.js";
+import { bucketOf, metricIn } from "../../test/support/metrics.js";
+import { seriesAt, seriesOf } from "../../test/support/series.js";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { API_FAILURE_CODES, apiMetrics } from "./metrics.js";
+import { TestApi } from "./testkit.js";
 
 describe("chat_api_request_seconds", () => {
   it("tells a call that took 8 s or 25 s from one of 3 s, as histogram_quantile reads its buckets", async () => {
@@ -26,6 +34,23 @@ describe("chat_auth_events_total", () => {
     const text = await registry.metrics();
     for (const event of ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted"]) {
       assert.match(text, new RegExp(`^chat_auth_events_total\\{event="${event}"\\} 0$`, "m"), event);
+    }
+  });
+});
+
+describe("chat_api_requests_total", () => {
+  it("has each served method's failure series (unavailable, internal) from the start at 0, under the label its calls are counted by", async () => {
+    const registry = new Registry();
+    const api = await TestApi.start({ metrics: apiMetrics(registry) });
+    try {
+      const services = [AuthService, UserService, ChannelService, MessageService, PresenceService, PushService];
+      const methods = services.flatMap((s) => s.methods.map((m) => `${s.name}/${m.name}`));
+      assert.ok(methods.length > 40, `only ${methods.length} methods`);
+      assert.deepEqual(await seriesOf(registry, "chat_api_requests_total", ["method", "code"]), seriesAt(0, { method: methods, code: API_FAILURE_CODES }));
+      await api.signUp();
+      assert.equal(metricIn(await registry.metrics(), "chat_api_requests_total", 'method="AuthService/SignUp",code="ok"'), 1);
+    } finally {
+      await api.close();
     }
   });
 });

@@ -46,5 +46,6 @@ export function registerPublicApi(router: ConnectRouter, deps: ApiDeps): Connect
     .service(PushService, pushService(deps), options);
   // The adapter serves router.handlers as they are once the routes are registered.
   for (let i = first; i < router.handlers.length; i++) router.handlers[i] = withErrorCodeHeader(router.handlers[i]!);
+  deps.metrics?.served(router.handlers.slice(first).map((h) => h.method));
   return router;
 }
