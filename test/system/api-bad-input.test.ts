@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
 import { Code as GrpcCode, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type DescMethod, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
@@ -319,5 +320,29 @@ describe("chatd system: bad input to the public api", function () {
     const history = await bob.api.messages.listMessages({ channelId: bobsGroup });
     assert.deepEqual(history.messages.map((m) => m.text), ["bob's secret"]);
     assert.equal((await alice.api.channels.listChannels({})).channels.filter((c) => c.title === "t").length, 3, "one group of two for each leg of the 10,000 duplicates");
+
+    // A history cleared and a read mark moved "through 2^64-1" stopped at the newest message: what comes next is shown, and unread.
+    await carol.api.messages.sendMessage({ clientMsgId: "after", channelId: alicesGroup, text: "after the clear" });
+    const after = await alice.api.messages.listMessages({ channelId: alicesGroup });
+    // ("hi" is the send under the client_msg_id "\u0000", taken once over the three legs.)
+    assert.deepEqual(after.messages.map((m) => m.text).filter((t) => t !== ""), ["after the clear", "hi"], "newest first");
+    assert.equal((await alice.api.channels.describeChannel({ channelId: alicesGroup })).channel!.unreadCount, 1n);
+  });
+
+  it("refuses a request body past the limit, as sent or once inflated, with RESOURCE_EXHAUSTED", async () => {
+    const url = `${suite.chatd.httpUrl}/chat.v1.UserService/UpdateProfile`;
+    const headers = { "content-type": "application/json", authorization: `Bearer ${alice.devices[0]!.token}` };
+    // 64 MiB of spaces, 64 KiB once gzipped: the limit is the inflated size's, not the wire's.
+    const huge = `{"displayName":"a"${" ".repeat(64 * 1024 * 1024)}}`;
+    for (const [name, body, extra] of [
+      ["as sent", huge, {}],
+      ["inflated", gzipSync(huge), { "content-encoding": "gzip" }],
+    ] as const) {
+      const res = await fetch(url, { method: "POST", headers: { ...headers, ...extra }, body, signal: AbortSignal.timeout(30_000) });
+      const err = (await res.json().catch(() => ({ code: `http ${res.status}` }))) as { code?: string; message?: string };
+      assert.equal(err.code, "resource_exhausted", `${name}: ${res.status} ${JSON.stringify(err)}`);
+    }
+    // The server is still answering, and alice's name is as it was.
+    assert.equal((await alice.api.users.getMe({})).user!.displayName, alice.username);
   });
 });
