@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { Inbox } from "../messages/inbox.js";
+import { CloseCode } from "../model/close-codes.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { ChatServer, type ChatServerDeps } from "./server.js";
@@ -156,6 +157,56 @@ describe("ChatServer.drain: the work its sessions' frames started", function () 
     submits.release();
     assert.equal(await drained, true);
     assert.deepStrictEqual(submitted, ["c1"]);
+  });
+
+  /** A server whose sessions' starts wait on their cursor read (`reads`), and whose read positions land in `stored`. */
+  function startingServer() {
+    const reads = gate();
+    const stored: bigint[] = [];
+    let storesClosed = false;
+    const channels = {
+      ...members,
+      getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => {
+        assert.ok(!storesClosed, "the position written after the stores closed");
+        stored.push(seq);
+        return { readSeq: seq, newest: undefined };
+      },
+    };
+    const inbox = { ...inboxOf(0, async () => {}), getCursor: () => reads.pass().then(() => 0n) };
+    const server = new ChatServer({ serverId: "t", inbox, channels: channels as never, submitter: {} as never, directory: { pushToUsers: async () => {} } as never });
+    const handle = server.open(
+      { userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" },
+      { send: () => {}, bufferedBytes: () => 0, close: () => {} },
+    );
+    const drain = () => server.drain().then((done) => ((storesClosed = true), done));
+    return { server, handle, reads, stored, drain };
+  }
+
+  it("handles a read receipt held for the welcome of a session whose stream ended while it started, and waits for it", async () => {
+    const { handle, reads, stored, drain } = startingServer();
+    await waitFor(() => reads.entered === 1, "the start reading the cursor");
+    // Sent right after the socket opened: held until the welcome.
+    handle.receive(frame({ ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } }));
+    handle.receive(frame({ ref: 2n, kind: { case: "heartbeat", value: {} } }));
+    // The gateway moves the session (this server left the registry): its stream ends before the welcome.
+    handle.closed();
+    const drained = drain();
+    assert.ok(await pendingAfterATurn(drained), "drain resolved with a receipt held for a start still reading");
+    reads.release();
+    assert.equal(await drained, true);
+    assert.deepStrictEqual(stored, [5n]);
+  });
+
+  it("handles no frame held by a session refused while it started (its device signed out)", async () => {
+    const { server, handle, reads, stored, drain } = startingServer();
+    await waitFor(() => reads.entered === 1, "the start reading the cursor");
+    handle.receive(frame({ ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } }));
+    await server.closeDevice(1n, 1n, CloseCode.loggedOut, "signed out");
+    const drained = drain();
+    reads.release();
+    assert.equal(await drained, true);
+    assert.deepStrictEqual(stored, []);
   });
 
   it("gives up after its bound on work that never ends, says so, and resolves false", async () => {

@@ -116,6 +116,11 @@ interface Starting {
   heldShared: EncodedFrame[] | undefined;
   /** A live entry came before the welcome was out: the pump reads it after. */
   missedLive: boolean;
+  /**
+   * A frame is held in `early`: counted on the server as frame work until the start ends, so a drain
+   * waits for the reads that hand it on (the stores close after the drain).
+   */
+  held: boolean;
 }
 
 /**
@@ -129,7 +134,7 @@ interface Starting {
 export class Session implements SessionHandle {
   sentUpTo = 0n;
   /** Until the welcome is out; undefined after (ready). */
-  private starting: Starting | undefined = { early: [], earlyBytes: 0, earlyRefused: undefined, heldShared: undefined, missedLive: false };
+  private starting: Starting | undefined = { early: [], earlyBytes: 0, earlyRefused: undefined, heldShared: undefined, missedLive: false, held: false };
   private announced = false;
   private open = true;
   private pumping = false;
@@ -298,6 +303,16 @@ export class Session implements SessionHandle {
 
   /** Sends the welcome, then catches the device up from its cursor. */
   async start(): Promise<void> {
+    const starting = this.starting!;
+    try {
+      await this.begin();
+    } finally {
+      // After begin handed the held frames on, whose handlers count themselves: a drain sees no gap.
+      if (starting.held) this.server.frameWorkDone();
+    }
+  }
+
+  private async begin(): Promise<void> {
     const { limits } = this.server;
     // Later expiry is the server's once-a-second sweep: one timer per
     // session would cost more memory than the rest of an idle session.
@@ -311,7 +326,7 @@ export class Session implements SessionHandle {
       await this.server.closeDevice(this.userId, this.deviceId, CloseCode.loggedOut, closeReasonOf(signedOut));
       return;
     }
-    if (!this.open) return;
+    if (!this.open) return this.handleHeld(this.starting!.early);
     // Never past the head, as a SyncRequest: a cursor further on (an inbox put
     // back by a restore) would drop the next entries as sent already, and a
     // client taking the welcome's cursor as its own would drop them too. An
@@ -354,6 +369,27 @@ export class Session implements SessionHandle {
       this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frameRate().later()));
     }
     if (head > cursor || missedLive) this.pump();
+  }
+
+  /**
+   * The session closed while it started, as its stream ended (the gateway moved it: its server left the
+   * registry or drains) or its drain closed it, and its device was found not signed out: the read receipts
+   * it held are handled all the same, as they would have been after the welcome, or they were lost, as
+   * nothing sends them again. The rest are not: a send unacked is sent again; an ack moves the cursor no
+   * further than it was, a sync and typing are this session's; a heartbeat would touch a device it never
+   * said was online.
+   */
+  private handleHeld(early: Starting["early"]): void {
+    for (const f of early) {
+      if (typeof f !== "string" && !(f instanceof Uint8Array)) continue;
+      let frame: ClientFrame;
+      try {
+        frame = decodeClientFrame(f, this.identity.encoding);
+      } catch {
+        continue;
+      }
+      if (frame.kind.case === "read") void this.handle(frame);
+    }
   }
 
   /**
@@ -538,6 +574,8 @@ export class Session implements SessionHandle {
     const { frameBurst, maxFrameBytes } = this.server.limits;
     const bytes = typeof data === "string" ? data.length : data.byteLength;
     if (starting.early.length < frameBurst && starting.earlyBytes + bytes <= 2 * maxFrameBytes) {
+      if (!starting.held) this.server.frameWorkStarted();
+      starting.held = true;
       starting.early.push(data);
       starting.earlyBytes += bytes;
       return;
@@ -922,6 +960,9 @@ export class Session implements SessionHandle {
   close(code: number, reason: string): void {
     if (!this.open) return;
     this.open = false;
+    // Refused (signed out, a flood, a token expired, its reads failed): what it held is not handled. A drain's
+    // close is no refusal: its device reconnects elsewhere, and nothing sends those frames again (handleHeld).
+    if (this.starting && code !== CloseCode.goingAway) this.starting.early = [];
     clearTimeout(this.pumpRetry);
     this.server.detach(this, code);
     this.sink.close(code, reason);
