@@ -11,6 +11,8 @@ import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { signUp, type TestUser } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
+import { waitFor } from "../support/wait.js";
+import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
 
 /**
  * Hostile but well-formed requests to every public RPC, each answered with a
@@ -73,10 +75,38 @@ async function call(baseUrl: string, method: DescMethod, body: Uint8Array | stri
   return { code: err.code ?? `http ${res.status}`, message: err.message ?? "" };
 }
 
-describe("chatd system: bad input to the public api", function () {
-  this.timeout(180_000);
-  // Several hundred calls of one account in a few seconds: no per-account call rate here.
-  const suite = useChatd({ env: { CHAT_API_CALLS_PER_SEC: "100000", CHAT_API_CALL_BURST: "100000" } });
+// Several hundred calls of one account in a few seconds: no per-account call rate here.
+const NO_CALL_RATE = { CHAT_API_CALLS_PER_SEC: "100000", CHAT_API_CALL_BURST: "100000" };
+
+badInput("chatd system (SQLite)", () => {
+  const suite = useChatd({ env: NO_CALL_RATE });
+  return {
+    get target() {
+      return suite.chatd;
+    },
+  };
+});
+
+// The cluster's api role on Cassandra, with a pipeline to sequence the sends.
+badInput("cluster (api on Cassandra)", () => {
+  const { env } = useDeployment("bad");
+  let api: RoleProcess | undefined;
+  before(async () => {
+    api = await startRole("api", { ...env, ...NO_CALL_RATE });
+    await startRole("pipeline", env);
+  });
+  return {
+    get target() {
+      if (!api) throw new Error("started by the suite's before hook");
+      return { httpUrl: String(api.info.http), grpcUrl: String(api.info.grpc) };
+    },
+  };
+});
+
+function badInput(label: string, useTarget: () => { readonly target: { httpUrl: string; grpcUrl: string } }): void {
+describe(`${label}: bad input to the public api`, function () {
+  this.timeout(300_000);
+  const suite = useTarget();
   let alice: TestUser;
   let bob: TestUser;
   let carol: TestUser;
@@ -85,7 +115,7 @@ describe("chatd system: bad input to the public api", function () {
   let direct: bigint;
 
   before(async () => {
-    const url = suite.chatd.httpUrl;
+    const url = suite.target.httpUrl;
     [alice, bob, carol] = await Promise.all([signUp(url, "alice"), signUp(url, "bob"), signUp(url, "carol")]);
     alicesGroup = (await alice.api.channels.createGroup({ title: "alice's", memberUserIds: [carol.userId] })).channel!.channelId;
     bobsGroup = (await bob.api.channels.createGroup({ title: "bob's", memberUserIds: [carol.userId] })).channel!.channelId;
@@ -265,8 +295,8 @@ describe("chatd system: bad input to the public api", function () {
   };
 
   it("refuses each with a clear code, over Connect's binary and JSON and over gRPC", async () => {
-    const url = suite.chatd.httpUrl;
-    const grpc = createGrpcTransport({ baseUrl: suite.chatd.grpcUrl });
+    const url = suite.target.httpUrl;
+    const grpc = createGrpcTransport({ baseUrl: suite.target.grpcUrl });
     const grpcCall = async (method: DescMethod, body: Uint8Array, token: string | undefined): Promise<Answer> => {
       const client = createClient(method.parent, grpc) as unknown as Record<string, (req: unknown, options: object) => Promise<unknown>>;
       const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
@@ -317,20 +347,27 @@ describe("chatd system: bad input to the public api", function () {
     const bobs = await bob.api.channels.describeChannel({ channelId: bobsGroup });
     assert.equal(bobs.channel!.title, "bob's");
     assert.equal(bobs.channel!.memberCount, 2);
-    const history = await bob.api.messages.listMessages({ channelId: bobsGroup });
+    const history = await waitFor(async () => {
+      const page = await bob.api.messages.listMessages({ channelId: bobsGroup });
+      return page.messages.length > 0 && page;
+    }, "bob's message to be stored");
     assert.deepEqual(history.messages.map((m) => m.text), ["bob's secret"]);
     assert.equal((await alice.api.channels.listChannels({})).channels.filter((c) => c.title === "t").length, 3, "one group of two for each leg of the 10,000 duplicates");
 
     // A history cleared and a read mark moved "through 2^64-1" stopped at the newest message: what comes next is shown, and unread.
     await carol.api.messages.sendMessage({ clientMsgId: "after", channelId: alicesGroup, text: "after the clear" });
-    const after = await alice.api.messages.listMessages({ channelId: alicesGroup });
+    // On the cluster a send is acked once queued, and stored a moment later by the pipeline.
+    const after = await waitFor(async () => {
+      const page = await alice.api.messages.listMessages({ channelId: alicesGroup });
+      return page.messages.some((m) => m.text === "after the clear") && page;
+    }, "carol's message after the clear to be shown to alice");
     // ("hi" is the send under the client_msg_id "\u0000", taken once over the three legs.)
     assert.deepEqual(after.messages.map((m) => m.text).filter((t) => t !== ""), ["after the clear", "hi"], "newest first");
     assert.equal((await alice.api.channels.describeChannel({ channelId: alicesGroup })).channel!.unreadCount, 1n);
   });
 
   it("refuses a request body past the limit, as sent or once inflated, with RESOURCE_EXHAUSTED", async () => {
-    const url = `${suite.chatd.httpUrl}/chat.v1.UserService/UpdateProfile`;
+    const url = `${suite.target.httpUrl}/chat.v1.UserService/UpdateProfile`;
     const headers = { "content-type": "application/json", authorization: `Bearer ${alice.devices[0]!.token}` };
     // 64 MiB of spaces, 64 KiB once gzipped: the limit is the inflated size's, not the wire's.
     const huge = `{"displayName":"a"${" ".repeat(64 * 1024 * 1024)}}`;
@@ -346,3 +383,4 @@ describe("chatd system: bad input to the public api", function () {
     assert.equal((await alice.api.users.getMe({})).user!.displayName, alice.username);
   });
 });
+}
