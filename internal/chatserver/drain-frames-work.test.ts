@@ -3,6 +3,9 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { Inbox } from "../messages/inbox.js";
 import { CloseCode } from "../model/close-codes.js";
+import { MemoryPresenceStore } from "../presence/memory.js";
+import type { PresenceStore } from "../presence/port.js";
+import { PresenceTracker } from "../presence/tracker.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
 import { ChatServer, type ChatServerDeps } from "./server.js";
@@ -207,6 +210,34 @@ describe("ChatServer.drain: the work its sessions' frames started", function () 
     reads.release();
     assert.equal(await drained, true);
     assert.deepStrictEqual(stored, []);
+  });
+
+  it("leaves a closed session's 'left' write to the presence tracker's stop, which the owners await after the drain and before the store closes", async () => {
+    const touches = gate();
+    const store = new MemoryPresenceStore();
+    let storeClosed = false;
+    const left: bigint[] = [];
+    const gated: PresenceStore = Object.assign(Object.create(store) as PresenceStore, {
+      touch: async (...args: Parameters<PresenceStore["touch"]>) => {
+        if (!args[4]?.ifAlive) return store.touch(...args);
+        await touches.pass();
+        assert.ok(!storeClosed, "the device's 'left' written after the presence store closed");
+        left.push(args[1]);
+        return store.touch(...args);
+      },
+    });
+    const tracker = new PresenceTracker({ store: gated, audience: async () => [], directory: { pushToUsers: async () => {} }, graceMs: 60_000, sweepIntervalMs: 0 });
+    const server = new ChatServer({ serverId: "t", inbox: inboxOf(0, async () => {}), channels: {} as never, submitter: {} as never, presence: tracker });
+    await openCaughtUp(server, 0);
+    await tracker.idle();
+    await server.drain();
+    await waitFor(() => touches.entered === 1, "the device's 'left' write started");
+    // cmd/chat-server and chatd: the tracker stops, waiting for its writes, before the store closes.
+    const stopped = tracker.stop().then(() => (storeClosed = true));
+    assert.ok(await pendingAfterATurn(stopped), "the tracker stopped with the 'left' write under way");
+    touches.release();
+    await stopped;
+    assert.deepStrictEqual(left, [1n]);
   });
 
   it("gives up after its bound on work that never ends, says so, and resolves false", async () => {
