@@ -43,7 +43,7 @@ interface Case {
   /** What the refusal's message must say (the field, most often). */
   says?: RegExp;
   /** Whose token: the default is alice's. */
-  as?: "alice" | "nobody";
+  as?: "alice" | "carol" | "nobody";
   /** Not over gRPC: refused by HTTP/2 before any handler (a header list past the server's). */
   noGrpc?: boolean;
   /** A bearer token sent as it is, instead of alice's. */
@@ -113,6 +113,8 @@ describe(`${label}: bad input to the public api`, function () {
   let alicesGroup: bigint;
   let bobsGroup: bigint;
   let direct: bigint;
+  /** A message of carol's in alice's group. */
+  let carolsSeq: bigint;
 
   before(async () => {
     const url = suite.target.httpUrl;
@@ -122,6 +124,8 @@ describe(`${label}: bad input to the public api`, function () {
     direct = (await alice.api.channels.openDirect({ userId: carol.userId })).channel!.channelId;
     await alice.api.messages.sendMessage({ clientMsgId: "m1", channelId: alicesGroup, text: "hello" });
     await bob.api.messages.sendMessage({ clientMsgId: "m1", channelId: bobsGroup, text: "bob's secret" });
+    await carol.api.messages.sendMessage({ clientMsgId: "c1", channelId: alicesGroup, text: "carol's" });
+    carolsSeq = await waitFor(async () => (await alice.api.messages.listMessages({ channelId: alicesGroup })).messages.find((m) => m.text === "carol's")?.seq, "carol's message to be stored");
   });
 
   const cases = (): Case[] => {
@@ -236,6 +240,14 @@ describe(`${label}: bad input to the public api`, function () {
       { name: "GetInviteLink another's", method: methodOf(C, "getInviteLink"), req: { channelId: bobsGroup }, expect: NF },
       { name: "GetInviteLink of a direct chat", method: methodOf(C, "getInviteLink"), req: { channelId: direct }, expect: ["failed_precondition", "invalid_argument"] },
       { name: "RevokeInviteLink another's", method: methodOf(C, "revokeInviteLink"), req: { channelId: bobsGroup }, expect: NF },
+      { name: "GetInviteLink as a plain member", method: methodOf(C, "getInviteLink"), req: { channelId: alicesGroup }, expect: ["permission_denied"], as: "carol" },
+      { name: "AddMembers as a plain member", method: methodOf(C, "addMembers"), req: { channelId: alicesGroup, userIds: [bob.userId] }, expect: ["permission_denied"], as: "carol" },
+      { name: "RemoveMember the owner as a plain member", method: methodOf(C, "removeMember"), req: { channelId: alicesGroup, userId: alice.userId }, expect: ["permission_denied"], as: "carol" },
+      { name: "SetMemberRole self to owner as a plain member", method: methodOf(C, "setMemberRole"), req: { channelId: alicesGroup, userId: carol.userId, role: 3 }, expect: ["permission_denied", "invalid_argument"], as: "carol" },
+      { name: "UpdateGroup as a plain member", method: methodOf(C, "updateGroup"), req: { channelId: alicesGroup, title: "carol's now" }, expect: ["permission_denied"], as: "carol" },
+      { name: "UpdateGroup of a direct chat", method: methodOf(C, "updateGroup"), req: { channelId: direct, title: "x" }, expect: ["failed_precondition", "invalid_argument"] },
+      { name: "LeaveGroup of a direct chat", method: methodOf(C, "leaveGroup"), req: { channelId: direct }, expect: ["failed_precondition", "invalid_argument"] },
+      { name: "SetMemberRole in a direct chat", method: methodOf(C, "setMemberRole"), req: { channelId: direct, userId: carol.userId, role: 2 }, expect: ["failed_precondition", "invalid_argument"] },
       { name: "DescribeInvite empty", method: methodOf(C, "describeInvite"), req: { code: "" }, expect: IA, says: /code/ },
       { name: "DescribeInvite 100,001", method: methodOf(C, "describeInvite"), req: { code: LONG }, expect: IA, says: /code/ },
       { name: "DescribeInvite well-shaped, none", method: methodOf(C, "describeInvite"), req: { code: "A".repeat(22) }, expect: ["not_found"] },
@@ -257,6 +269,10 @@ describe(`${label}: bad input to the public api`, function () {
       { name: "SendMessage edit 2^64-1", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w5", channelId: alicesGroup, text: "hi", editSeq: MAX_U64 }, expect: ["invalid_argument", "not_found"] },
       { name: "SendMessage reply to 2^64-1", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w6", channelId: alicesGroup, text: "hi", replyToSeq: MAX_U64 }, expect: ["invalid_argument", "not_found"] },
       { name: "SendMessage react to 2^64-1", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w7", channelId: alicesGroup, text: "👍", reactSeq: MAX_U64 }, expect: ["invalid_argument", "not_found"] },
+      { name: "SendMessage an edit of another's message", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w9", channelId: alicesGroup, text: "mine now", editSeq: carolsSeq }, expect: ["permission_denied"] },
+      { name: "SendMessage reaction of 1,000 characters", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w10", channelId: alicesGroup, text: "👍".repeat(1_000), reactSeq: carolsSeq }, expect: IA },
+      { name: "SendMessage reaction of a word", method: methodOf(M, "sendMessage"), req: { clientMsgId: "w11", channelId: alicesGroup, text: "yes", reactSeq: carolsSeq }, expect: IA },
+      { name: "SendMessage the server's own key", method: methodOf(M, "sendMessage"), req: { clientMsgId: "note:1", channelId: alicesGroup, text: "hi" }, expect: IA, says: /client_msg_id/ },
       { name: "SendMessage lone surrogate", method: methodOf(M, "sendMessage"), req: {}, json: `{"clientMsgId":"w8","channelId":"${"CHANNEL"}","text":"\\ud83d"}`, expect: IA },
       { name: "SyncInbox after 2^64-1, limit 2^32-1", method: methodOf(M, "syncInbox"), req: { afterInboxSeq: MAX_U64, limit: 0xffffffff }, expect: ["ok", "invalid_argument"] },
       { name: "MarkRead 2^64-1", method: methodOf(M, "markRead"), req: { channelId: alicesGroup, seq: MAX_U64 }, expect: ["ok", "invalid_argument"] },
@@ -310,7 +326,7 @@ describe(`${label}: bad input to the public api`, function () {
     };
     const failures: string[] = [];
     for (const c of cases()) {
-      const token = c.token ?? (c.as === "nobody" ? undefined : alice.devices[0]!.token);
+      const token = c.token ?? (c.as === "nobody" ? undefined : (c.as === "carol" ? carol : alice).devices[0]!.token);
       const schema = c.method.input as DescMessage;
       const legs: [string, Uint8Array | string][] = [];
       if (c.json !== undefined) {
