@@ -1,7 +1,9 @@
 /**
  * The pipeline's topics. Keys decide the single writer: a channel's messages
  * are sequenced by whoever owns its partition of `submitted`, a user's inbox
- * is written by whoever owns its partition of `inbox`.
+ * is written by whoever owns its partition of `inbox`. On Kafka a record waits
+ * for its group 7 days (TOPIC_RETENTION_MS in internal/queue/kafka.ts): a stage
+ * down or behind for longer loses acked records (chat_queue_records_lost_total).
  */
 export const Topics = {
   /** MessageSubmitted, key = channel id. */

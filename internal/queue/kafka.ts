@@ -6,6 +6,7 @@ import type {
   MessageQueue,
   OutgoingRecord,
   QueueRecord,
+  RecordsLost,
   SubscribeOptions,
   Subscription,
   TopicSpec,
@@ -27,6 +28,24 @@ mendKafkajsRequestQueue();
  * so the broker needs no setting of its own for it.
  */
 export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * retention.ms of the topics ensureTopics creates: how long an acked record
+ * waits for a consumer group that is down or behind before Kafka deletes it
+ * unread. Set here rather than left to the broker's log.retention.hours, so a
+ * broker configured for shorter-lived topics cannot shorten it. What bounds it
+ * is disk: every broker holding a replica keeps a week of the topic's writes.
+ * retention.bytes stays unset (-1): a size cap would delete unread records
+ * during a burst, when a stage is most likely to be behind.
+ */
+export const TOPIC_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * How long a consumer that joined its group waits, its partitions paused, for
+ * its group's committed offsets and the partitions' first offsets (to tell
+ * records deleted unread) before it consumes all the same.
+ */
+const RETENTION_CHECK_TIMEOUT_MS = 5_000;
 
 /**
  * A majority of a topic's replicas: with acks from all in-sync replicas, an acked record then
@@ -172,6 +191,7 @@ export class KafkaQueue implements MessageQueue {
   private pending: PendingPublish[] = [];
   private pumping: Promise<void> | undefined;
   private readonly subscriptions = new Set<KafkaSubscription>();
+  private readonly lostListeners = new Set<(loss: RecordsLost) => void>();
   private closed = false;
 
   constructor(private readonly options: KafkaQueueOptions) {
@@ -296,6 +316,7 @@ export class KafkaQueue implements MessageQueue {
             replicationFactor: this.options.replicationFactor ?? -1,
             configEntries: [
               { name: "max.message.bytes", value: String(TOPIC_MAX_MESSAGE_BYTES) },
+              { name: "retention.ms", value: String(TOPIC_RETENTION_MS) },
               ...(this.options.replicationFactor === undefined ? [] : [{ name: "min.insync.replicas", value: String(minInsyncReplicas(this.options.replicationFactor)) }]),
             ],
           },
@@ -338,22 +359,32 @@ export class KafkaQueue implements MessageQueue {
   }
 
   async consumerLag(groupName: string, topicName: string): Promise<number> {
-    const [group, topic] = [this.named(groupName), this.named(topicName)];
+    const { partitions, committed } = await this.groupOffsets(this.named(groupName), this.named(topicName));
+    let lag = 0n;
+    for (const { partition, low, high } of partitions) {
+      const c = committed.get(partition) ?? -1n;
+      // From the first record still there: -1 (nothing committed yet) or an offset retention has
+      // since passed (the group was away) resumes there, and what expired is no longer to be read.
+      lag += high - (c > low ? c : low);
+    }
+    return Number(lag);
+  }
+
+  onRecordsLost(listener: (loss: RecordsLost) => void): void {
+    this.lostListeners.add(listener);
+  }
+
+  /** A group's committed offsets of a topic (Kafka names), and each partition's first and next offset. */
+  private async groupOffsets(group: string, topic: string): Promise<GroupOffsets> {
     await this.connect();
     const [ends, committed] = await Promise.all([
       this.admin.fetchTopicOffsets(topic),
       this.admin.fetchOffsets({ groupId: group, topics: [topic] }),
     ]);
-    const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
-    let lag = 0n;
-    for (const p of ends) {
-      const c = done.get(p.partition) ?? -1n;
-      const low = BigInt(p.low);
-      // From the first record still there: -1 (nothing committed yet) or an offset retention has
-      // since passed (the group was away) resumes there, and what expired is no longer to be read.
-      lag += BigInt(p.high) - (c > low ? c : low);
-    }
-    return Number(lag);
+    return {
+      partitions: ends.map((p) => ({ partition: p.partition, low: BigInt(p.low), high: BigInt(p.high) })),
+      committed: new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)])),
+    };
   }
 
   /** Partition count of a topic, from the cache or the cluster; rejects for a topic that does not exist. */
@@ -477,8 +508,19 @@ export class KafkaQueue implements MessageQueue {
           restartOnFailure: async () => !sub.isStopping,
         },
       });
-    const sub: KafkaSubscription = new KafkaSubscription(newConsumer, group, topic, topicName, handler, options, this.options, () =>
-      this.subscriptions.delete(sub),
+    const sub: KafkaSubscription = new KafkaSubscription(
+      newConsumer,
+      group,
+      topic,
+      topicName,
+      handler,
+      options,
+      this.options,
+      () => this.subscriptions.delete(sub),
+      () => this.groupOffsets(group, topic),
+      (loss) => {
+        for (const listener of this.lostListeners) listener(loss);
+      },
     );
     this.subscriptions.add(sub);
     try {
@@ -582,6 +624,15 @@ class KafkaSubscription implements Subscription {
   private starting = false;
   /** Aborted once a heartbeat says the partitions of this join may move (BatchContext.revoked); one per join. */
   private generation = new AbortController();
+  /**
+   * The offset each partition's next record should have (this join's commit, then past each
+   * chunk handled): a batch that starts later had records deleted before they were read.
+   */
+  private readonly expected = new Map<number, bigint>();
+  /** Partitions paused for a handler's backoff, which the retention check must not resume early. */
+  private readonly backingOff = new Set<number>();
+  /** Partitions paused until the retention check has read their offsets, which a backoff must not resume early. */
+  private checking = new Set<number>();
 
   constructor(
     private readonly newConsumer: () => Consumer,
@@ -593,6 +644,8 @@ class KafkaSubscription implements Subscription {
     private readonly subscribeOptions: SubscribeOptions,
     private readonly options: KafkaQueueOptions,
     private readonly onStopped: () => void,
+    private readonly readOffsets: () => Promise<GroupOffsets>,
+    private readonly onRecordsLost: (loss: RecordsLost) => void,
   ) {
     this.maxBatch = subscribeOptions.maxBatch ?? 256;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
@@ -619,6 +672,7 @@ class KafkaSubscription implements Subscription {
       this.joins++;
       this.generation = new AbortController();
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
+      this.checkRetention(consumer);
       // Offsets of the previous join can no longer be committed: their handlers learn it now
       // (`lost`), not at the next commit, which waits for a record that may not come.
       if (this.uncommitted.size > 0) void this.commit();
@@ -704,6 +758,80 @@ class KafkaSubscription implements Subscription {
     }
   }
 
+  /**
+   * Tells records Kafka deleted before this group read them (it was down or
+   * behind for longer than the topic's retention): kafkajs, finding the
+   * committed offset out of range, resets it to the partition's first record
+   * without a word, and acked messages are gone unseen. The partitions just
+   * assigned stay paused until the group's commits and the partitions' first
+   * offsets are read: once kafkajs has fetched, its reset has overwritten the
+   * commit. Called from GROUP_JOIN, before kafkajs' first fetch of the join.
+   */
+  private checkRetention(consumer: Consumer): void {
+    this.expected.clear();
+    const partitions = [...this.assigned];
+    if (partitions.length === 0) return;
+    const joins = this.joins;
+    try {
+      consumer.pause([{ topic: this.topic, partitions }]);
+    } catch {
+      return; // kafkajs has no group for it (never seen in a join): nothing to hold
+    }
+    this.checking = new Set(partitions);
+    void (async () => {
+      try {
+        const read = this.readOffsets();
+        read.catch(() => {});
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), RETENTION_CHECK_TIMEOUT_MS)));
+        const offsets = await Promise.race([read, late]).finally(() => clearTimeout(timer));
+        if (!offsets) throw new Error(`no answer within ${RETENTION_CHECK_TIMEOUT_MS} ms`);
+        // A later join checks its own assignment.
+        if (joins !== this.joins) return;
+        const lows = new Map(offsets.partitions.map((p) => [p.partition, p.low]));
+        for (const p of partitions) {
+          const committed = offsets.committed.get(p);
+          const low = lows.get(p);
+          // Below 0: nothing committed yet, a new group, which starts at the first record by design.
+          if (committed === undefined || low === undefined || committed < 0n) continue;
+          if (committed < low) this.recordsLost(p, committed, low);
+          this.expected.set(p, committed > low ? committed : low);
+        }
+      } catch (err) {
+        this.options.logger?.warn(
+          { err, group: this.group, topic: this.topic },
+          "could not read the group's offsets to tell records deleted unread; consuming all the same",
+        );
+      } finally {
+        if (joins === this.joins && consumer === this.consumer) {
+          this.checking = new Set();
+          try {
+            consumer.resume([{ topic: this.topic, partitions: partitions.filter((p) => !this.backingOff.has(p)) }]);
+          } catch {
+            // The consumer is gone (stopped or replaced): its successor joins and checks again.
+          }
+        }
+      }
+    })();
+  }
+
+  /** Logs and counts records of `partition` from `committed` up to `logStart` that Kafka deleted unread. */
+  private recordsLost(partition: number, committed: bigint, logStart: bigint): void {
+    const records = Number(logStart - committed);
+    this.options.logger?.error(
+      {
+        group: this.group,
+        topic: this.topic,
+        partition,
+        committedOffset: committed.toString(),
+        logStartOffset: logStart.toString(),
+        records,
+      },
+      "kafka deleted records this consumer group had not read (down or behind for longer than the topic's retention): acked messages lost; going on from the partition's first record",
+    );
+    this.onRecordsLost({ topic: this.recordTopic, partition, committedOffset: committed, logStartOffset: logStart, records });
+  }
+
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     this.batchesInHand++;
     try {
@@ -732,6 +860,15 @@ class KafkaSubscription implements Subscription {
       key: m.key?.toString() ?? "",
       value: m.value ? new Uint8Array(m.value.buffer, m.value.byteOffset, m.value.byteLength) : new Uint8Array(0),
     }));
+    // Offsets run without gaps here (no transactions, no compaction): a first record past the one
+    // expected means kafkajs found its position deleted meanwhile (a consumer behind by more than
+    // the retention) and reset it to the partition's first record, which this batch starts at.
+    const expected = this.expected.get(partition);
+    if (expected !== undefined && records.length > 0 && records[0]!.offset > expected) {
+      this.recordsLost(partition, expected, records[0]!.offset);
+      // Once told: a chunk of this batch that fails is fetched again from here.
+      this.expected.set(partition, records[0]!.offset);
+    }
     for (let i = 0; i < records.length; i += this.maxBatch) {
       // Stopping, or the partition moved: leave the rest unresolved, it is fetched again (here or by the new owner).
       if (!isRunning() || isStale() || this.stopping) return;
@@ -761,9 +898,11 @@ class KafkaSubscription implements Subscription {
         );
         if (!this.stopping) {
           const resume = pause();
+          this.backingOff.add(partition);
           const t = setTimeout(() => {
             this.resumeTimers.delete(t);
-            resume();
+            this.backingOff.delete(partition);
+            if (!this.checking.has(partition)) resume();
           }, wait);
           this.resumeTimers.add(t);
         }
@@ -774,6 +913,7 @@ class KafkaSubscription implements Subscription {
       this.backoff.delete(partition);
       const last = chunk[chunk.length - 1]!.offset;
       resolveOffset(last.toString());
+      this.expected.set(partition, last + 1n);
       if (this.joins !== joinsAtStart || !this.assigned.has(partition)) {
         // Rebalanced while the handler ran: the partition may be someone else's now. Do not
         // commit for them; whoever owns it re-reads from the last commit (at least once).
@@ -924,6 +1064,12 @@ class KafkaSubscription implements Subscription {
       this.onStopped();
     }
   }
+}
+
+/** A group's committed offset of each partition it committed, and each partition's first (`low`) and next (`high`) offset. */
+interface GroupOffsets {
+  partitions: { partition: number; low: bigint; high: bigint }[];
+  committed: Map<number, bigint>;
 }
 
 /** A handled offset not yet committed: the next offset of a partition, the join it was handled in, and the `lost` signals of the chunks it commits. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { consumerLagGauge } from "./metrics.js";
-import type { MessageQueue } from "./port.js";
+import { consumerLagGauge, recordsLostCounter } from "./metrics.js";
+import type { MessageQueue, RecordsLost } from "./port.js";
 
 /** A queue with only what the gauge reads: the lag, answered by `lag`. */
 function queueWithLag(lag: () => Promise<number>): MessageQueue {
@@ -33,5 +33,28 @@ describe("consumerLagGauge", () => {
     await registry.metrics();
     fail = true;
     assert.match(await registry.metrics(), /^chat_queue_consumer_lag\{group="g",topic="t"\} 3$/m);
+  });
+});
+
+describe("recordsLostCounter", () => {
+  it("counts the records a queue lost by topic, each topic's series at 0 from the start", async () => {
+    let tell: ((loss: RecordsLost) => void) | undefined;
+    const queue = { onRecordsLost: (listener: (loss: RecordsLost) => void) => void (tell = listener) } as unknown as MessageQueue;
+    const registry = new Registry();
+    recordsLostCounter(registry, queue, ["a", "b"]);
+    assert.match(await registry.metrics(), /^chat_queue_records_lost_total\{topic="a"\} 0$/m);
+    assert.match(await registry.metrics(), /^chat_queue_records_lost_total\{topic="b"\} 0$/m);
+    tell!({ topic: "a", partition: 2, committedOffset: 3n, logStartOffset: 10n, records: 7 });
+    assert.match(await registry.metrics(), /^chat_queue_records_lost_total\{topic="a"\} 7$/m);
+  });
+
+  it("registers it beside the lag gauge, and none for a queue that loses nothing unread", async () => {
+    const kafkaLike = { consumerLag: async () => 0, onRecordsLost: () => {} } as unknown as MessageQueue;
+    const withLoss = new Registry();
+    consumerLagGauge(withLoss, kafkaLike, [["g", "t"]]);
+    assert.match(await withLoss.metrics(), /^chat_queue_records_lost_total\{topic="t"\} 0$/m);
+    const sqliteLike = new Registry();
+    consumerLagGauge(sqliteLike, queueWithLag(async () => 0), [["g", "t"]]);
+    assert.doesNotMatch(await sqliteLike.metrics(), /chat_queue_records_lost_total/);
   });
 });

@@ -47,6 +47,18 @@ export interface BatchContext {
   lost: AbortSignal;
 }
 
+/** Records Kafka deleted (past the topic's retention) before the consumer group read them. */
+export interface RecordsLost {
+  /** The topic as the caller names it. */
+  topic: string;
+  partition: number;
+  /** Where the group was: its commit, or the record after the last one it handled. */
+  committedOffset: bigint;
+  /** The partition's first record still there, where the group goes on. */
+  logStartOffset: bigint;
+  records: number;
+}
+
 export interface TopicSpec {
   topic: string;
   partitions: number;
@@ -92,6 +104,13 @@ export interface MessageQueue {
   subscribe(group: string, topic: string, handler: BatchHandler, options?: SubscribeOptions): Promise<Subscription>;
   /** Records of the topic the group has not committed yet (for the consumer-lag metric). */
   consumerLag?(group: string, topic: string): Promise<number>;
+  /**
+   * Calls `listener` each time a subscription finds records it never read
+   * deleted (its group was down or behind for longer than the retention), as
+   * it goes on from the partition's first record. Queues that delete nothing
+   * unread (sqlite) have none.
+   */
+  onRecordsLost?(listener: (loss: RecordsLost) => void): void;
   close(): Promise<void>;
 }
 

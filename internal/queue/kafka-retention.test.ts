@@ -1,0 +1,159 @@
+// A consumer group down or behind for longer than a topic's retention, on the real Kafka of
+// scripts/engines.sh: kafkajs finds the group's position deleted and resets it to the
+// partition's first record without a word, so acked records are gone unseen. The queue must
+// say so (an error line, chat_queue_records_lost_total) and go on from the log start.
+// deleteTopicRecords moves the log start offset as a retention pass does, without its wait.
+// Topics and groups made here are deleted afterwards.
+import assert from "node:assert/strict";
+import kafkajs from "kafkajs";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { engineConfig, uniqueName } from "../../test/support/engines.js";
+import { waitFor } from "../../test/support/wait.js";
+import { KafkaQueue, TOPIC_RETENTION_MS } from "./kafka.js";
+import { recordsLostCounter } from "./metrics.js";
+import type { QueueRecord, RecordsLost, Subscription } from "./port.js";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const LOST_LINE = /deleted records this consumer group had not read/;
+
+describe("KafkaQueue past a topic's retention", function () {
+  this.timeout(90_000);
+  let queue: KafkaQueue;
+  let admin: kafkajs.Admin;
+  let lines: Record<string, unknown>[];
+  let losses: RecordsLost[];
+  let registry: Registry;
+  const subs: Subscription[] = [];
+  const made = { topics: [] as string[], groups: [] as string[] };
+
+  beforeEach(async () => {
+    lines = [];
+    losses = [];
+    queue = new KafkaQueue({
+      brokers: engineConfig().kafkaBrokers,
+      clientId: "retention-test",
+      logger: pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l)) }),
+    });
+    await queue.connect();
+    queue.onRecordsLost((loss) => losses.push(loss));
+    admin = new kafkajs.Kafka({ brokers: engineConfig().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+    await admin.connect();
+  });
+
+  afterEach(async () => {
+    await Promise.all(subs.splice(0).map((s) => s.stop()));
+    await queue.close();
+    if (made.groups.length) await admin.deleteGroups(made.groups.splice(0)).catch(() => {});
+    if (made.topics.length) await admin.deleteTopics({ topics: made.topics.splice(0) }).catch(() => {});
+    await admin.disconnect();
+  });
+
+  async function topicWithRecords(n: number): Promise<{ topic: string; group: string }> {
+    const topic = uniqueName("retention");
+    const group = uniqueName("g");
+    made.topics.push(topic);
+    made.groups.push(group);
+    await queue.ensureTopics([{ topic, partitions: 1 }]);
+    registry = new Registry();
+    recordsLostCounter(registry, queue, [topic]);
+    await publish(topic, 0, n);
+    return { topic, group };
+  }
+
+  const publish = (topic: string, from: number, to: number) =>
+    queue.publish(topic, [...Array(to - from).keys()].map((i) => ({ key: "k", value: enc(`r${from + i}`) })));
+
+  async function deleteBelow(topic: string, offset: number): Promise<void> {
+    // kafkajs' deleteTopicRecords finds the leaders in metadata it does not load itself.
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: String(offset) }] });
+    assert.equal((await admin.fetchTopicOffsets(topic))[0]!.low, String(offset));
+  }
+
+  function assertLost(topic: string, committed: number, logStart: number): void {
+    assert.deepEqual(losses, [{ topic, partition: 0, committedOffset: BigInt(committed), logStartOffset: BigInt(logStart), records: logStart - committed }]);
+    const said = lines.filter((l) => LOST_LINE.test(String(l.msg)));
+    assert.equal(said.length, 1, `lines: ${JSON.stringify(lines.map((l) => l.msg))}`);
+    assert.equal(said[0]!.level, 50, "logged at error");
+    assert.deepEqual(
+      [said[0]!.topic, said[0]!.partition, said[0]!.committedOffset, said[0]!.logStartOffset, said[0]!.records],
+      [topic, 0, String(committed), String(logStart), logStart - committed],
+    );
+  }
+
+  async function assertCounted(topic: string, records: number): Promise<void> {
+    assert.match(await registry.metrics(), new RegExp(`^chat_queue_records_lost_total\\{topic="${topic}"\\} ${records}$`, "m"));
+  }
+
+  it("creates its topics with the retention it documents, not the broker's", async () => {
+    const { topic } = await topicWithRecords(0);
+    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: ["retention.ms"] }] });
+    const entry = described.resources[0]!.configEntries.find((e) => e.configName === "retention.ms")!;
+    assert.equal(entry.configValue, String(TOPIC_RETENTION_MS));
+    assert.equal(entry.isDefault, false);
+    assert.ok(TOPIC_RETENTION_MS >= 7 * 86_400_000, "a week at least");
+  });
+
+  it("says so when records a group committed up to were deleted while it was away, and goes on from the log start", async () => {
+    const { topic, group } = await topicWithRecords(3);
+    await assertCounted(topic, 0);
+    const first: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
+    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
+    await subs.pop()!.stop();
+
+    // Away: 7 more records come, and the first 6 of all go past the retention.
+    await publish(topic, 3, 10);
+    await deleteBelow(topic, 6);
+
+    const again: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void again.push(...batch)));
+    await waitFor(() => again.length >= 4, "the group to read what is left");
+    assert.deepEqual(again.map((r) => Number(r.offset)), [6, 7, 8, 9], "from the log start, nothing twice");
+    assertLost(topic, 3, 6);
+    await assertCounted(topic, 3);
+  });
+
+  it("says so, once, when a group falls behind by more than the retention while it runs, and goes on from the log start", async () => {
+    const { topic, group } = await topicWithRecords(3);
+    const got: QueueRecord[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let inHand = false;
+    let failed = false;
+    subs.push(
+      await queue.subscribe(group, topic, async (batch) => {
+        inHand = true;
+        // The first batch (offsets 0-2) takes long: meanwhile the records after it are deleted.
+        await held;
+        // The first batch after the gap fails once: delivered again, it is no second loss.
+        if (batch[0]!.offset === 6n && !failed) {
+          failed = true;
+          throw new Error("failing once");
+        }
+        got.push(...batch);
+      }),
+    );
+    await waitFor(() => inHand, "the first batch in hand");
+    await publish(topic, 3, 10);
+    await deleteBelow(topic, 6);
+    release();
+    await waitFor(() => got.length >= 7, "the group to read what is left");
+    assert.deepEqual(got.map((r) => Number(r.offset)), [0, 1, 2, 6, 7, 8, 9]);
+    assert.ok(failed);
+    assertLost(topic, 3, 6);
+    await assertCounted(topic, 3);
+  });
+
+  it("says nothing of a new group, which starts at the log start by design", async () => {
+    const { topic, group } = await topicWithRecords(6);
+    await deleteBelow(topic, 4);
+    const got: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void got.push(...batch)));
+    await waitFor(() => got.length >= 2, "the group to read what is left");
+    assert.deepEqual(got.map((r) => Number(r.offset)), [4, 5]);
+    assert.deepEqual(losses, []);
+    await assertCounted(topic, 0);
+  });
+});
