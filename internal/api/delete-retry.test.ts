@@ -33,12 +33,21 @@ describe("api: a deletion cut short, asked again", function () {
     return { db: Object.create(db, { lwt: { value: lwt }, write: { value: write } }) as Db, fault };
   }
 
-  it("drops a friendship whose unfriending stopped after the account's own row (its id the lower)", async () => {
+  /** A TestApi whose account store goes through failingDb, for `body` to arm the fault; closed after it, whatever it throws. */
+  async function withFailingApi(body: (api: TestApi, fault: ReturnType<typeof failingDb>["fault"]) => Promise<void>) {
     const storage = cassandra();
     const { db, fault } = failingDb(storage.db);
     const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
     const api = await TestApi.start(overrides);
     try {
+      await body(api, fault);
+    } finally {
+      await api.close();
+    }
+  }
+
+  it("drops a friendship whose unfriending stopped after the account's own row (its id the lower)", () =>
+    withFailingApi(async (api, fault) => {
       const doomedName = name("d");
       const doomed = await api.signUp(doomedName, "my password");
       const friend = await api.signUp(name("f"));
@@ -52,17 +61,10 @@ describe("api: a deletion cut short, asked again", function () {
       await api.clients(again.accessToken).auth.deleteAccount({ password: "my password" });
       assert.deepEqual(await api.deps.accounts.listFriends(friend.userId), []);
       assert.deepEqual(await api.deps.accounts.listFriends(doomed.userId), []);
-    } finally {
-      await api.close();
-    }
-  });
+    }));
 
-  it("lets the recipients answer requests the account sent, left on their side by a deletion stopped between their two rows", async () => {
-    const storage = cassandra();
-    const { db, fault } = failingDb(storage.db);
-    const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
-    const api = await TestApi.start(overrides);
-    try {
+  it("lets the recipients answer requests the account sent, left on their side by a deletion stopped between their two rows", () =>
+    withFailingApi(async (api, fault) => {
       const doomedName = name("d");
       const doomed = await api.signUp(doomedName, "my password");
       const [declining, accepting] = [await api.signUp(name("p")), await api.signUp(name("p"))];
@@ -94,17 +96,10 @@ describe("api: a deletion cut short, asked again", function () {
         assert.deepEqual((await peer.c.users.listFriendRequests({})).requests, []);
         assert.deepEqual(await api.deps.accounts.listFriends(peer.userId), []);
       }
-    } finally {
-      await api.close();
-    }
-  });
+    }));
 
-  it("leaves an account whose deletion stopped before emptying its row findable by search, and one deleted findable by no search", async () => {
-    const storage = cassandra();
-    const { db, fault } = failingDb(storage.db);
-    const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
-    const api = await TestApi.start(overrides);
-    try {
+  it("leaves an account whose deletion stopped before emptying its row findable by search, and one deleted findable by no search", () =>
+    withFailingApi(async (api, fault) => {
       const seeker = await api.signUp(name("s"));
       const found = async (username: string) => (await seeker.c.users.searchUsers({ query: username })).users.map((u) => u.userId);
       // The row's emptying times out: the account is not deleted (its owner signs in, and may keep it).
@@ -124,8 +119,5 @@ describe("api: a deletion cut short, asked again", function () {
       // Its name is free, and found under its new owner.
       const next = await api.signUp(goneName);
       assert.deepEqual(await found(goneName), [next.userId]);
-    } finally {
-      await api.close();
-    }
-  });
+    }));
 });

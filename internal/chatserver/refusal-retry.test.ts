@@ -2,22 +2,14 @@ import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
-import type { Inbox } from "../messages/inbox.js";
 import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
+import { stubInbox } from "../../test/support/inbox.js";
 import { waitFor } from "../../test/support/wait.js";
 import type { SessionSink } from "./port.js";
 import { ChatServer } from "./server.js";
 
 /** An empty inbox: the session starts and has nothing to catch up. */
-const emptyInbox = {
-  append: () => Promise.reject(new Error("not in this test")),
-  readAfter: async () => [],
-  head: async () => 0n,
-  getCursor: async () => 0n,
-  advanceCursor: async () => {},
-  dropCursor: async () => {},
-  emptyTexts: async () => {},
-} as unknown as Inbox;
+const emptyInbox = stubInbox();
 
 describe("session: an UNAVAILABLE refusal carries a retry time", () => {
   // The device's sign-out read failing (the accounts store away) was refused with a retry of 0: the

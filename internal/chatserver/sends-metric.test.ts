@@ -2,22 +2,14 @@ import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
-import type { Inbox } from "../messages/inbox.js";
+import { stubInbox } from "../../test/support/inbox.js";
 import { metricIn } from "../../test/support/metrics.js";
 import { waitFor } from "../../test/support/wait.js";
 import { chatServerMetrics } from "./metrics.js";
 import { ChatServer } from "./server.js";
 import type { SessionSink } from "./port.js";
 
-const emptyInbox: Inbox = {
-  append: () => Promise.reject(new Error("not in this test")),
-  readAfter: async () => [],
-  head: async () => 0n,
-  getCursor: async () => 0n,
-  advanceCursor: async () => {},
-  dropCursor: async () => {},
-  emptyTexts: async () => {},
-};
+const emptyInbox = stubInbox();
 
 describe("chat server metrics: sends counted once", () => {
   it("counts a resend of a send already accepted (duplicate, as after a move or a lost ack) in neither chat_messages_in_total nor chat_sends_total", async () => {

@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
-import type { ChannelStore } from "../channels/store.js";
-import type { IdGenerator } from "../ids/snowflake.js";
-import type { MessageLog } from "../messages/log.js";
-import type { MemberRecord, MemberRole, StoredMessage } from "../model/types.js";
-import { decodeSubmitted } from "../pipeline/records.js";
-import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
-import { QueueSubmitter } from "./submitter.js";
+import type { MemberRole, StoredMessage } from "../model/types.js";
+import { GROUP, groupSubmitter } from "./group-submitter.test-support.js";
 
-const GROUP = 10n;
 const BOB = 2n;
 const CAROL = { userId: 3n, deviceId: 31n };
 
@@ -23,26 +17,16 @@ const until = async (cond: () => boolean) => {
  */
 function group() {
   const roles = new Map<bigint, MemberRole>([[1n, "owner"], [BOB, "member"], [CAROL.userId, "admin"]]);
-  const row = (userId: bigint): MemberRecord => ({ channelId: GROUP, userId, role: roles.get(userId)!, joinedAtMs: 1, readSeq: 0n });
   let carolReads = 0;
-  const channels = {
-    getChannel: async () => ({ channelId: GROUP, kind: "group", title: "g", createdAtMs: 1, createdBy: 1n }),
-    listMembers: async () => [...roles.keys()].map(row),
-    getMember: async (_c: bigint, userId: bigint) => {
-      if (userId === CAROL.userId) carolReads++;
-      return roles.has(userId) ? row(userId) : undefined;
-    },
-  } as unknown as ChannelStore;
   const bobs: StoredMessage = { channelId: GROUP, seq: 1n, messageId: 50n, senderUserId: BOB, senderDeviceId: 21n, clientMsgId: "q", text: "question", sentAtMs: 1 };
   let answerTarget: (() => void) | undefined;
   let held = false;
-  const published: string[] = [];
-  let id = 100n;
-  const s = new QueueSubmitter({
-    queue: {
-      publish: async (_t: string, rs: readonly OutgoingRecord[]) => void published.push(...rs.map((r) => decodeSubmitted(r.value).clientMsgId)),
-    } as MessageQueue,
-    channels,
+  const { s, published } = groupSubmitter({
+    roster: roles,
+    pick: (m) => m.clientMsgId,
+    onMemberRead: (userId) => {
+      if (userId === CAROL.userId) carolReads++;
+    },
     log: {
       // The first read of a message waits for answerTarget; the others are answered at once.
       get: async () => {
@@ -52,11 +36,7 @@ function group() {
         }
         return bobs;
       },
-      editsOf: async () => [],
-      findByClientMsgId: async () => undefined,
-      findChange: async () => undefined,
-    } as unknown as MessageLog,
-    ids: { next: () => ++id } as unknown as IdGenerator,
+    },
   });
   return {
     published,

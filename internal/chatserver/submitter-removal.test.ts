@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
-import type { ChannelStore } from "../channels/store.js";
-import type { IdGenerator } from "../ids/snowflake.js";
 import type { MessageLog } from "../messages/log.js";
-import type { MemberRecord, StoredMessage } from "../model/types.js";
-import { decodeSubmitted } from "../pipeline/records.js";
-import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
-import { QueueSubmitter } from "./submitter.js";
+import type { MemberRole, StoredMessage } from "../model/types.js";
+import { GROUP, groupSubmitter } from "./group-submitter.test-support.js";
 
-const GROUP = 10n;
 const BOB = { userId: 2n, deviceId: 21n };
 
 /**
@@ -16,32 +11,14 @@ const BOB = { userId: 2n, deviceId: 21n };
  * between its membership read and its publish.
  */
 function group(log: Partial<MessageLog> = {}) {
-  const members = new Set([1n, BOB.userId]);
-  const row = (userId: bigint): MemberRecord => ({ channelId: GROUP, userId, role: userId === 1n ? "owner" : "member", joinedAtMs: 1, readSeq: 0n });
+  const roster = new Map<bigint, MemberRole>([[1n, "owner"], [BOB.userId, "member"]]);
   let memberReads = 0;
-  const channels = {
-    getChannel: async () => ({ channelId: GROUP, kind: "group", title: "g", createdAtMs: 1, createdBy: 1n }),
-    listMembers: async () => [...members].map(row),
-    getMember: async (_c: bigint, userId: bigint) => {
-      memberReads++;
-      return members.has(userId) ? row(userId) : undefined;
-    },
-  } as unknown as ChannelStore;
-  const published: string[] = [];
-  let id = 100n;
-  const s = new QueueSubmitter({
-    queue: {
-      publish: async (_t: string, rs: readonly OutgoingRecord[]) => void published.push(...rs.map((r) => decodeSubmitted(r.value).text)),
-    } as MessageQueue,
-    channels,
-    log: { editsOf: async () => [], findByClientMsgId: async () => undefined, findChange: async () => undefined, ...log } as MessageLog,
-    ids: { next: () => ++id } as unknown as IdGenerator,
-  });
+  const { s, published } = groupSubmitter({ roster, pick: (m) => m.text, log, onMemberRead: () => memberReads++ });
   return {
     s,
     published,
     memberReads: () => memberReads,
-    remove: (userId: bigint) => members.delete(userId),
+    remove: (userId: bigint) => roster.delete(userId),
     /** The first send learns the channel is a group: later ones read the sender's member row. */
     warmUp: async () => {
       await s.submit(BOB, { channelId: GROUP, clientMsgId: "w", text: "warm-up" });
