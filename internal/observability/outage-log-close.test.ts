@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -55,13 +55,18 @@ describe("ThrottledWarning.close", () => {
     ]);
   });
 
+  let child: ChildProcess | undefined;
+  // Also when the test timed out waiting: a child that never got ready or ignored the signal lives on
+  // (its interval), and its pipe holds mocha open after its summary.
+  after(() => void (child?.exitCode === null && child.signalCode === null && child.kill("SIGKILL")));
+
   it("a process stopped on a signal (stopOnSignals) warns the count held back before it exits", async function () {
     this.timeout(30_000);
-    const child = spawn(process.execPath, ["--import", "tsx", THROTTLED_STOP], { stdio: ["ignore", "pipe", "inherit"] });
+    child = spawn(process.execPath, ["--import", "tsx", THROTTLED_STOP], { stdio: ["ignore", "pipe", "inherit"] });
     const lines: string[] = [];
-    const ready = new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => (lines.push(l), l === "ready" && resolve())));
+    const ready = new Promise<void>((resolve) => createInterface({ input: child!.stdout! }).on("line", (l) => (lines.push(l), l === "ready" && resolve())));
     const exited = once(child, "exit") as Promise<[number | null]>;
-    await ready;
+    await Promise.race([ready, exited.then(([c]) => Promise.reject(new Error(`exited (${c}) before ready: ${lines.join("\n")}`)))]);
     child.kill("SIGTERM");
     const [code] = await exited;
     assert.equal(code, 0, lines.join("\n"));

@@ -43,7 +43,7 @@ describe("Sequencer: chat_messages_sequenced_total for changes handed again", fu
     await sequencer.start();
     const submit = (m: NewMessage) => queue.publish(Topics.submitted, [{ key: String(GROUP), value: encodeSubmitted(m) }]);
     const fannedOut = (m: NewMessage, times: number) =>
-      waitFor(() => published.filter((id) => id === m.messageId).length === 2 * times, `${m.clientMsgId} fanned out ${times} times`, 10_000);
+      waitFor(() => published.filter((id) => id === m.messageId).length === 2 * times, `${m.clientMsgId} fanned out ${times} times`);
     try {
       const first = message();
       await submit(first);
