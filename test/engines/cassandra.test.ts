@@ -2,16 +2,20 @@
 // never skips, when Cassandra is unreachable.
 import assert from 'node:assert/strict';
 import cassandra from 'cassandra-driver';
+import { dropKeyspace, SCHEMA_CHANGE_TIMEOUT_MS } from '../support/cassandra.js';
 import { engineConfig, uniqueName } from '../support/engines.js';
 
 describe('engines: cassandra (cassandra-driver)', function () {
-  this.timeout(60_000);
+  // Schema changes on a loaded node take up to SCHEMA_CHANGE_TIMEOUT_MS each (see dropKeyspace).
+  this.timeout(4 * SCHEMA_CHANGE_TIMEOUT_MS);
   let client: cassandra.Client | undefined;
   let keyspace: string | undefined;
 
   after(async () => {
-    if (client && keyspace) await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await client?.shutdown();
+    const open = client;
+    if (!open) return;
+    if (keyspace) await dropKeyspace(open, keyspace, () => open.shutdown());
+    else await open.shutdown();
   });
 
   it('creates a keyspace and table, writes and reads at LOCAL_QUORUM, drops the keyspace', async () => {
@@ -24,11 +28,16 @@ describe('engines: cassandra (cassandra-driver)', function () {
     await client.connect();
 
     keyspace = uniqueName('smoke').toLowerCase();
+    const ddl = { readTimeout: SCHEMA_CHANGE_TIMEOUT_MS };
     await client.execute(
       `CREATE KEYSPACE ${keyspace} WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
+      [],
+      ddl,
     );
     await client.execute(
       `CREATE TABLE ${keyspace}.messages (chat_id text, seq bigint, body text, PRIMARY KEY (chat_id, seq))`,
+      [],
+      ddl,
     );
 
     const q = cassandra.types.consistencies.localQuorum;
@@ -53,7 +62,7 @@ describe('engines: cassandra (cassandra-driver)', function () {
       ],
     );
 
-    await client.execute(`DROP KEYSPACE ${keyspace}`);
+    await client.execute(`DROP KEYSPACE ${keyspace}`, [], ddl);
     const left = await client.execute('SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?', [
       keyspace,
     ]);

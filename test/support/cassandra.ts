@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type cassandra from "cassandra-driver";
 import { openCassandraStorage, type CassandraStorage, type Db } from "../../internal/storage/cassandra/index.js";
 import { engineConfig } from "./engines.js";
 
@@ -11,25 +12,41 @@ export function scratchCassandra(): () => CassandraStorage {
   const keyspace = `chat_test_${randomBytes(5).toString("hex")}`;
   let storage: CassandraStorage | undefined;
   before(async function () {
-    this.timeout(120_000);
+    this.timeout(5 * SCHEMA_CHANGE_TIMEOUT_MS);
     const cfg = engineConfig();
-    storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
+    // Its schema's creation (and the drop) outlast the driver's 12 s per request on a loaded node.
+    storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace, readTimeoutMs: SCHEMA_CHANGE_TIMEOUT_MS });
   });
   after(async function () {
-    this.timeout(120_000);
+    this.timeout(2 * SCHEMA_CHANGE_TIMEOUT_MS);
     if (!storage) return;
-    // A schema change on a loaded node outlasts the driver's 12 s request timeout; and a failed
-    // drop still closes the client, which would otherwise hold mocha (no --exit) open for good.
-    try {
-      await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 100_000 });
-    } finally {
-      await storage.close();
-    }
+    const open = storage;
+    await dropKeyspace(open.client, keyspace, () => open.close());
   });
   return () => {
     if (!storage) throw new Error("scratchCassandra: the storage is open only while the suite runs");
     return storage;
   };
+}
+
+/**
+ * How long a test's schema change (DROP KEYSPACE, CREATE TABLE) may take on a loaded node, where one
+ * outlasts the driver's 12 s request timeout; a hook or test making one needs a mocha timeout above it.
+ */
+export const SCHEMA_CHANGE_TIMEOUT_MS = 100_000;
+
+/**
+ * Drops a test's keyspace, then runs `close` (the client's shutdown) even when the drop failed:
+ * a client left open holds mocha (no --exit) after its summary for good. A schema change on a
+ * loaded node (CI: 2 cores, every engine busy) outlasts the driver's 12 s request timeout, so
+ * the drop waits up to SCHEMA_CHANGE_TIMEOUT_MS.
+ */
+export async function dropKeyspace(client: Pick<cassandra.Client, "execute">, keyspace: string, close?: () => Promise<unknown>): Promise<void> {
+  try {
+    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: SCHEMA_CHANGE_TIMEOUT_MS });
+  } finally {
+    await close?.();
+  }
 }
 
 /** A Db whose reads (requests) are counted. */

@@ -7,6 +7,7 @@
 import { Client as CassandraClient } from 'cassandra-driver';
 import { Etcd3 } from 'etcd3';
 import { Kafka, logLevel } from 'kafkajs';
+import { dropKeyspace as dropCassandraKeyspace } from './cassandra.js';
 import type { EngineConfig } from './engines.js';
 
 export interface EngineScope {
@@ -47,12 +48,7 @@ export function engineScope(engines: EngineConfig, label: string, run = Math.ran
 
 async function dropKeyspace(engines: EngineConfig, keyspace: string): Promise<void> {
   const client = new CassandraClient({ contactPoints: engines.cassandraContactPoints, localDataCenter: engines.cassandraDc });
-  try {
-    // A schema change on a loaded node outlasts the driver's 12 s request timeout (see scratchCassandra).
-    await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`, [], { readTimeout: 100_000 });
-  } finally {
-    await client.shutdown();
-  }
+  await dropCassandraKeyspace(client, keyspace, () => client.shutdown());
 }
 
 async function dropKafkaNamespace(engines: EngineConfig, namespace: string): Promise<void> {

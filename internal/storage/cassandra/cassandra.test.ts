@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import cassandra from "cassandra-driver";
 import { randomBytes } from "node:crypto";
+import { dropKeyspace, SCHEMA_CHANGE_TIMEOUT_MS } from "../../../test/support/cassandra.js";
 import { engineConfig } from "../../../test/support/engines.js";
 import { MAX_BARS, type MembershipCheck } from "../../channels/store.js";
 import { ChatError } from "../../model/errors.js";
@@ -35,8 +36,11 @@ const MAX_INT64 = (1n << 63n) - 1n;
 function connection() {
   // Throws (fails the run) when the engines are not up: never a skip.
   const cfg = engineConfig();
-  return { contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc };
+  // Schema changes (applySchema, a keyspace's drop) outlast the driver's 12 s on a loaded node.
+  return { contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, readTimeoutMs: SCHEMA_CHANGE_TIMEOUT_MS };
 }
+/** A test that makes (and drops) a keyspace of its own: a few schema changes of up to SCHEMA_CHANGE_TIMEOUT_MS. */
+const KEYSPACE_TEST_TIMEOUT_MS = 5 * SCHEMA_CHANGE_TIMEOUT_MS;
 
 const newKeyspace = () => `chat_test_${randomBytes(5).toString("hex")}`;
 
@@ -54,8 +58,8 @@ describe("cassandra storage", function () {
   });
   after(async () => {
     if (!storage) return;
-    await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-    await storage.close();
+    const open = storage;
+    await dropKeyspace(open.client, keyspace, () => open.close());
   });
 
   // Fresh adapter objects per suite (cold caches), one shared keyspace.
@@ -270,7 +274,8 @@ describe("cassandra storage", function () {
       await meta(String(SCHEMA_VERSION));
     });
 
-    it("an upgrade that a later build's upgrade overtook (both read the older version) refuses the keyspace, never moves its version back", async () => {
+    it("an upgrade that a later build's upgrade overtook (both read the older version) refuses the keyspace, never moves its version back", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const ks = newKeyspace();
       const client = createClient(connection());
       const version = async () =>
@@ -297,8 +302,7 @@ describe("cassandra storage", function () {
         assert.ok(overtaken);
         assert.equal(await version(), later);
       } finally {
-        await client.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
-        await client.shutdown();
+        await dropKeyspace(client, ks, () => client.shutdown());
       }
     });
 
@@ -349,7 +353,8 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(seqs(await late.page(channelId, { anchorSeq: 0n, direction: "forward", limit: 10 })), range(1, 3));
     });
 
-    it("adds the columns of schema 4 to a keyspace of schema 3 (two processes at once); again is harmless; old rows take changes", async () => {
+    it("adds the columns of schema 4 to a keyspace of schema 3 (two processes at once); again is harmless; old rows take changes", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const ks = newKeyspace();
       const [a, b] = [createClient(connection()), createClient(connection())];
       const cql = (q: string, params: unknown[] = []) => a.execute(q, params, { prepare: true });
@@ -423,8 +428,7 @@ describe("cassandra storage", function () {
         await inbox.append(u, change);
         assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [{ inboxSeq: 1n, message: old }, { inboxSeq: 2n, message: change }]);
       } finally {
-        await a.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
-        await Promise.all([a.shutdown(), b.shutdown()]);
+        await dropKeyspace(a, ks, () => Promise.all([a.shutdown(), b.shutdown()]));
       }
     });
 
@@ -565,7 +569,8 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(newest, await reader.get(channelId, 2n));
     });
 
-    it("two processes applying the schema to a new keyspace at once agree", async () => {
+    it("two processes applying the schema to a new keyspace at once agree", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const ks = newKeyspace();
       const [a, b] = [createClient(connection()), createClient(connection())];
       try {
@@ -580,8 +585,7 @@ describe("cassandra storage", function () {
         const upgraded = await a.execute(`SELECT value FROM ${ks}.meta WHERE key = ?`, [DEVICE_DEDUP_SINCE], { prepare: true });
         assert.equal(upgraded.rowLength, 0, "a keyspace created at schema 3 never reads message_dedup");
       } finally {
-        await a.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
-        await Promise.all([a.shutdown(), b.shutdown()]);
+        await dropKeyspace(a, ks, () => Promise.all([a.shutdown(), b.shutdown()]));
       }
     });
 
@@ -1523,7 +1527,8 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await st.accounts.findUserByUsername(name), first);
     });
 
-    it("searchUsers walks partitions in order for prefixes shorter than a partition key", async () => {
+    it("searchUsers walks partitions in order for prefixes shorter than a partition key", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       // A keyspace of its own: short prefixes span every name in it.
       const ks = newKeyspace();
       const own = await openCassandraStorage({ ...connection(), keyspace: ks });
@@ -1542,8 +1547,7 @@ describe("cassandra storage", function () {
         assert.deepStrictEqual(await find("q"), []);
         assert.equal((await own.accounts.getUser((await own.accounts.findUserByUsername("BO"))!.userId))?.displayName, "");
       } finally {
-        await own.client.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
-        await own.close();
+        await dropKeyspace(own.client, ks, () => own.close());
       }
     });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { dropKeyspace, SCHEMA_CHANGE_TIMEOUT_MS } from "../../../test/support/cassandra.js";
 import { engineConfig } from "../../../test/support/engines.js";
 import { pushEndpointStoreContract } from "../../push/contract.js";
 import { openCassandraStorage, type CassandraStorage } from "./index.js";
@@ -15,12 +16,13 @@ describe("cassandra push endpoint store", function () {
 
   before(async () => {
     const cfg = engineConfig(); // throws when the engines are not up: never a skip
-    storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace });
+    // Its schema's creation outlasts the driver's 12 s per request on a loaded node.
+    storage = await openCassandraStorage({ contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, keyspace, readTimeoutMs: SCHEMA_CHANGE_TIMEOUT_MS });
   });
   after(async () => {
     if (!storage) return;
-    await storage.client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-    await storage.close();
+    const open = storage;
+    await dropKeyspace(open.client, keyspace, () => open.close());
   });
 
   pushEndpointStoreContract("cassandra", async () => {
