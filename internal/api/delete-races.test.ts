@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { CassandraAccountStore, CassandraChannelStore } from "../storage/cassandra/index.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
-import type { ApiDeps } from "./deps.js";
+import { cassandraStores } from "./cassandra-stores.test-support.js";
 import { holdNext, rpcError, TestApi } from "./testkit.js";
 
 /**
@@ -152,10 +151,6 @@ describe("api: deleting an account while others befriend it or open a chat with 
   describe("on Cassandra", () => {
     const cassandra = scratchCassandra();
     // Fresh adapter objects per api, one keyspace: accounts and channels are the stores under test.
-    deletionRaces(() => {
-      const storage = cassandra();
-      const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(storage.db), channels: new CassandraChannelStore(storage.db, storage.messages) };
-      return TestApi.start(overrides);
-    });
+    deletionRaces(() => TestApi.start(cassandraStores(cassandra())));
   });
 });

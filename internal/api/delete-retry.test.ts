@@ -2,10 +2,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { FriendshipState } from "../../gen/es/chat/v1/users_pb.js";
-import { CassandraAccountStore, CassandraChannelStore } from "../storage/cassandra/index.js";
 import { StorageUnavailable, type Db } from "../storage/cassandra/session.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
-import type { ApiDeps } from "./deps.js";
+import { cassandraStores } from "./cassandra-stores.test-support.js";
 import { rpcError, TestApi } from "./testkit.js";
 
 /**
@@ -37,8 +36,7 @@ describe("api: a deletion cut short, asked again", function () {
   async function withFailingApi(body: (api: TestApi, fault: ReturnType<typeof failingDb>["fault"]) => Promise<void>) {
     const storage = cassandra();
     const { db, fault } = failingDb(storage.db);
-    const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(db), channels: new CassandraChannelStore(storage.db, storage.messages) };
-    const api = await TestApi.start(overrides);
+    const api = await TestApi.start(cassandraStores(storage, db));
     try {
       await body(api, fault);
     } finally {

@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { MAX_PINNED_CHANNELS, type Id } from "../model/types.js";
-import { CassandraAccountStore, CassandraChannelStore } from "../storage/cassandra/index.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
-import type { ApiDeps } from "./deps.js";
+import { cassandraStores } from "./cassandra-stores.test-support.js";
 import { holdNext, rpcError, TestApi, type TestUser } from "./testkit.js";
 
 /**
@@ -61,10 +60,6 @@ describe("api: pins made at once and the pin limit", function () {
 
   describe("on Cassandra", () => {
     const cassandra = scratchCassandra();
-    pinRaces(() => {
-      const storage = cassandra();
-      const overrides: Partial<ApiDeps> = { accounts: new CassandraAccountStore(storage.db), channels: new CassandraChannelStore(storage.db, storage.messages) };
-      return TestApi.start(overrides);
-    });
+    pinRaces(() => TestApi.start(cassandraStores(cassandra())));
   });
 });
