@@ -39,7 +39,7 @@ function connection() {
   // Schema changes (applySchema, a keyspace's drop) outlast the driver's 12 s on a loaded node.
   return { contactPoints: cfg.cassandraContactPoints, localDataCenter: cfg.cassandraDc, readTimeoutMs: SCHEMA_CHANGE_TIMEOUT_MS };
 }
-/** A test that makes (and drops) a keyspace of its own: a few schema changes of up to SCHEMA_CHANGE_TIMEOUT_MS. */
+/** A test that applies a schema (or makes and drops a keyspace of its own): schema changes of up to SCHEMA_CHANGE_TIMEOUT_MS. */
 const KEYSPACE_TEST_TIMEOUT_MS = 5 * SCHEMA_CHANGE_TIMEOUT_MS;
 
 const newKeyspace = () => `chat_test_${randomBytes(5).toString("hex")}`;
@@ -250,7 +250,8 @@ describe("cassandra storage", function () {
       }
     });
 
-    it("applySchema again is harmless: data and the keyspace's bucket size stay", async () => {
+    it("applySchema again is harmless: data and the keyspace's bucket size stay", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const st = s();
       const channelId = uniqueId();
       const first = (await st.messages.append(msg(channelId))).message;
@@ -260,7 +261,8 @@ describe("cassandra storage", function () {
       assert.deepStrictEqual(await st.messages.page(channelId, { anchorSeq: 0n, direction: "backward", limit: 5 }), [first]);
     });
 
-    it("upgrades a keyspace of schema 1 in place and refuses one newer than the build", async () => {
+    it("upgrades a keyspace of schema 1 in place and refuses one newer than the build", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const st = s();
       const meta = (v: string) =>
         st.client.execute(`UPDATE ${keyspace}.meta SET value = ? WHERE key = 'schema_version'`, [v], { prepare: true });
@@ -306,7 +308,8 @@ describe("cassandra storage", function () {
       }
     });
 
-    it("upgrades a keyspace of schema 2 to per-device dedup: for a day, a send from before is still caught, by its own device only", async () => {
+    it("upgrades a keyspace of schema 2 to per-device dedup: for a day, a send from before is still caught, by its own device only", async function () {
+      this.timeout(KEYSPACE_TEST_TIMEOUT_MS);
       const st = s();
       const cql = (q: string, params: unknown[] = []) => st.client.execute(q, params, { prepare: true });
       const marker = async () =>
