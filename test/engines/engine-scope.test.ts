@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { Client as CassandraClient } from 'cassandra-driver';
 import { Etcd3 } from 'etcd3';
 import { Kafka, logLevel } from 'kafkajs';
+import { SCHEMA_CHANGE_TIMEOUT_MS } from '../support/cassandra.js';
 import { engineScope } from '../support/engine-scope.js';
 import { createTopic, engineConfig } from '../support/engines.js';
 
 describe('engine scope (a throwaway deployment on the shared engines)', function () {
-  this.timeout(120_000);
+  // A schema change (the CREATE here, the scope's DROP) can take minutes on a loaded node.
+  this.timeout(400_000);
   const engines = engineConfig();
 
   it('names its own keyspace, Kafka namespace and etcd prefix, and drop() removes them all', async () => {
@@ -24,6 +26,8 @@ describe('engine scope (a throwaway deployment on the shared engines)', function
       // What a deployment leaves behind: a keyspace, a topic with a committed group, a key.
       await cassandra.execute(
         `CREATE KEYSPACE ${keyspace} WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
+        [],
+        { readTimeout: SCHEMA_CHANGE_TIMEOUT_MS },
       );
       await admin.connect();
       const topic = `${ns}.things`;

@@ -20,10 +20,13 @@ function recordStatements(client: Client): string[] {
   const execute = client.execute.bind(client) as (...a: unknown[]) => unknown;
   (client as unknown as { execute: (...a: unknown[]) => unknown }).execute = (query: unknown, ...rest: unknown[]) => {
     sent.push(String(query));
+    if (/^\s*(CREATE|ALTER)\b/i.test(String(query))) ddlTimeouts.push((rest[1] as { readTimeout?: number } | undefined)?.readTimeout);
     return execute(query, ...rest);
   };
   return sent;
 }
+/** The request timeout each schema change was sent with, by every recording client. */
+const ddlTimeouts: (number | undefined)[] = [];
 
 const addedColumns = Object.entries(ADDED_COLUMNS).flatMap(([t, cs]) => Object.entries(cs).map(([c, type]) => `${t}.${c} ${type}`));
 const alters = (sent: string[]) => sent.filter((q) => /^\s*ALTER\b/i.test(q));
@@ -67,6 +70,8 @@ describe("cassandra schema: a new table has its added columns, an old one gets t
       const sent = recordStatements(a);
       await applySchema(a, { keyspace: fresh });
       assert.deepEqual(alters(sent), [], "a fresh keyspace is altered");
+      // The driver's 12 s default failed role starts on a loaded node, where the change still landed.
+      assert.ok(ddlTimeouts.length > 0 && ddlTimeouts.every((t) => t === 60_000), `schema changes sent with readTimeout ${ddlTimeouts}`);
       const freshColumns = await columnsOf(a, fresh);
       const have = typed(freshColumns);
       for (const c of addedColumns) assert.ok(have.has(c), `${c} in the fresh keyspace`);

@@ -386,7 +386,10 @@ async function claimMeta(client: Client, ks: string, key: string, value: string)
 async function ddl(client: Client, cql: string, timeoutMs: number): Promise<void> {
   // DDL is not prepared; the driver waits for agreement itself up to
   // maxSchemaAgreementWaitSeconds, and this keeps waiting if it gave up.
-  const rs = await client.execute(cql);
+  // A schema change on a loaded node can take longer than the driver's 12 s
+  // request timeout and still land; failing it there failed the start of
+  // every role on a fresh keyspace, so it gets as long as the agreement.
+  const rs = await client.execute(cql, [], { readTimeout: timeoutMs });
   // isSchemaInAgreement and checkSchemaAgreement exist at runtime (driver 4.x) but not in its typings.
   if ((rs.info as { isSchemaInAgreement?: boolean }).isSchemaInAgreement) return;
   await awaitAgreement(client, timeoutMs, cql);
