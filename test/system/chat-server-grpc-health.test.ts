@@ -36,7 +36,8 @@ describe("chat-server: gRPC health follows its registration", function () {
     });
     starting.catch(() => {});
     const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
-    await waitFor(() => refused, "a registration refused while the id is held");
+    // Its first try comes once the process has started (tsx, Cassandra, Kafka): the start's own 90 s, not 30.
+    await waitFor(() => refused, "a registration refused while the id is held", 90_000);
     const before = await waitFor(async () => {
       try {
         return (await health.check({ service: "" })).status;
