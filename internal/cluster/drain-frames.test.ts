@@ -4,21 +4,11 @@ import { credentials, Server, ServerCredentials, status as grpcStatus, type Serv
 import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { ChatServerServiceClient, ChatServerServiceService, type SessionRequest, type SessionResponse } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { ChatServer } from "../chatserver/server.js";
-import type { Inbox } from "../messages/inbox.js";
 import { MemoryServerRegistry } from "../registry/memory.js";
+import { stubInbox } from "../../test/support/inbox.js";
 import { waitFor } from "../../test/support/wait.js";
 import { chatServerService } from "./chat-server-grpc.js";
 import { RemoteSessionHost } from "./remote-host.js";
-
-const emptyInbox: Inbox = {
-  append: () => Promise.reject(new Error("not in this test")),
-  readAfter: async () => [],
-  head: async () => 0n,
-  getCursor: async () => 0n,
-  advanceCursor: async () => {},
-  dropCursor: async () => {},
-  emptyTexts: async () => {},
-};
 
 /** A real chat server (ChatServer behind its gRPC service) on loopback, its gateway streams kept for the test to pause. */
 async function chatServerOnLoopback(id: string, stored: bigint[], gatewayStreamsGraceMs = 5_000) {
@@ -33,7 +23,7 @@ async function chatServerOnLoopback(id: string, stored: bigint[], gatewayStreams
   };
   const chat = new ChatServer({
     serverId: id,
-    inbox: emptyInbox,
+    inbox: stubInbox(),
     channels: channels as never,
     submitter: {} as never,
     directory: { pushToUsers: async () => {} } as never,
@@ -76,6 +66,27 @@ function deviceSink() {
   return sink;
 }
 
+/** Chat servers a (registered) and b (not yet) on loopback, and a gateway's host watching the registry. */
+async function twoServersAndAGateway(stored: bigint[], hostOptions: { retireTimeoutMs?: number } = {}) {
+  const registry = new MemoryServerRegistry();
+  const a = await chatServerOnLoopback("a", stored);
+  const b = await chatServerOnLoopback("b", stored);
+  const regA = await registry.register({ serverId: a.id, address: a.address, load: 0 });
+  const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), homelessTimeoutMs: 5_000, cooldownMs: 100, ...hostOptions });
+  const sink = deviceSink();
+  return {
+    registry, a, b, regA, host, sink,
+    open: () => host.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink),
+    registerB: () => registry.register({ serverId: b.id, address: b.address, load: 0 }),
+    async close() {
+      await host.close();
+      a.stop();
+      b.stop();
+      await registry.close();
+    },
+  };
+}
+
 const welcomes = (sink: ReturnType<typeof deviceSink>) => sink.kinds.filter((k) => k === "welcome").length;
 const read = (seq: bigint) => toBinary(ClientFrameSchema, create(ClientFrameSchema, { kind: { case: "read", value: { channelId: 7n, seq } } }));
 
@@ -85,18 +96,14 @@ describe("a session moved off a chat server that drains or loses its lease: the 
   for (const how of ["drains (SIGTERM)", "loses its lease"] as const) {
     it(`handles a read receipt the server had received but not yet read when it ${how}, before the session moves`, async () => {
       const stored: bigint[] = [];
-      const registry = new MemoryServerRegistry();
-      const a = await chatServerOnLoopback("a", stored);
-      const b = await chatServerOnLoopback("b", stored);
-      const regA = await registry.register({ serverId: a.id, address: a.address, load: 0 });
-      const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), homelessTimeoutMs: 5_000, cooldownMs: 100 });
+      const t = await twoServersAndAGateway(stored);
+      const { a, regA, sink } = t;
       try {
-        const sink = deviceSink();
-        const handle = host.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
+        const handle = t.open();
         await waitFor(() => welcomes(sink) === 1, "the session welcomed on a");
         handle.receive(read(3n));
         await waitFor(() => stored.includes(3n), "a receipt handled on a before the drain");
-        await registry.register({ serverId: b.id, address: b.address, load: 0 });
+        await t.registerB();
         // The receipt reaches a while it reads nothing: received, not handled, as the drain starts.
         for (const call of a.calls) call.pause();
         handle.receive(read(5n));
@@ -111,36 +118,25 @@ describe("a session moved off a chat server that drains or loses its lease: the 
         await waitFor(() => stored.includes(5n), "the receipt's read position stored", 15_000);
         assert.equal(sink.closed, undefined);
       } finally {
-        await host.close();
-        a.stop();
-        b.stop();
-        await registry.close();
+        await t.close();
       }
     });
   }
 
   it("moves the sessions of a server that left the registry but never ends the stream the gateway half-closed, after retireTimeoutMs", async () => {
-    const stored: bigint[] = [];
-    const registry = new MemoryServerRegistry();
-    const a = await chatServerOnLoopback("a", stored);
-    const b = await chatServerOnLoopback("b", stored);
-    const regA = await registry.register({ serverId: a.id, address: a.address, load: 0 });
-    const host = new RemoteSessionHost({ gatewayId: "gw", watch: await registry.watch(), homelessTimeoutMs: 5_000, cooldownMs: 100, retireTimeoutMs: 200 });
+    const t = await twoServersAndAGateway([], { retireTimeoutMs: 200 });
+    const { a, regA, sink } = t;
     try {
-      const sink = deviceSink();
-      host.open({ userId: 1n, deviceId: 1n, tokenExpiresAtMs: Date.now() + 60_000, encoding: "proto" }, sink);
+      t.open();
       await waitFor(() => welcomes(sink) === 1, "the session welcomed on a");
-      await registry.register({ serverId: b.id, address: b.address, load: 0 });
+      await t.registerB();
       // Stuck: it never reads the half-close, so never ends the stream.
       for (const call of a.calls) call.pause();
       await regA.close();
       await waitFor(() => welcomes(sink) === 2, "the session moved to b", 5_000);
       assert.equal(sink.closed, undefined);
     } finally {
-      await host.close();
-      a.stop();
-      b.stop();
-      await registry.close();
+      await t.close();
     }
   });
 

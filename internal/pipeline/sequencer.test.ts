@@ -180,6 +180,34 @@ describe("Sequencer", function () {
     }
   });
 
+  // A batch retried after its publish to the inbox topic failed hands every change again: its fan-out is
+  // done again, as a message's is, but it was applied (and counted) the first time.
+  it("counts an edit, a reaction and a delete handed again (a retried batch) once each, as a message", async () => {
+    const registry = new Registry();
+    const p = await sequencerOn(storage, storage.channels, { metrics: pipelineMetrics(registry) });
+    const fannedOut = (m: NewMessage, times: number) =>
+      waitFor(() => p.appends().filter((a) => a.message.messageId === m.messageId).length === 2 * times, `${m.clientMsgId} fanned out ${times} times`);
+    try {
+      const first = message();
+      await p.submit(first);
+      await fannedOut(first, 1);
+      const changes = [
+        message({ targetSeq: 1n, text: "edited" }),
+        message({ targetSeq: 1n, text: "👍", reaction: true, senderUserId: BOB, senderDeviceId: 21n }),
+        message({ targetSeq: 1n, text: "", deleted: true }),
+      ];
+      for (const c of changes) {
+        await p.submit(c);
+        await fannedOut(c, 1);
+        await p.submit(c);
+        await fannedOut(c, 2);
+      }
+      assert.equal(metricIn(await registry.metrics(), "chat_messages_sequenced_total"), 4, "a message and three changes");
+    } finally {
+      await p.stop();
+    }
+  });
+
   describe("changes that change nothing", () => {
     const change = (sender: Id, text: string, over: Partial<NewMessage> = {}) => message({ senderUserId: sender, text, targetSeq: 1n, ...over });
     const ids = (p: Awaited<ReturnType<typeof sequencerOn>>, u: Id) => p.appends().filter((a) => a.userId === u).map((a) => a.message.messageId);
