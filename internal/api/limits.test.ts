@@ -127,6 +127,18 @@ describe("api: limits", () => {
       assert.equal((await alice.c.messages.sendMessage({ channelId, clientMsgId: "a3", text: long })).duplicate, false);
     });
 
+    it("takes nothing from the text budget for a text refused for its length", async () => {
+      await start({});
+      const [alice, bob] = [await api.signUp("alice"), await api.signUp("bob")];
+      const channelId = (await alice.c.channels.openDirect({ userId: bob.userId })).channel!.channelId;
+      const tooLong = await rpcError(() => alice.c.messages.sendMessage({ channelId, clientMsgId: "a0", text: "😀".repeat(100_000) }));
+      assert.equal(tooLong.chatCode, "ERROR_CODE_TEXT_TOO_LONG");
+      // Two of the longest texts fit in the 1 MiB burst only if the 400,000 bytes refused took none of it.
+      const long = "😀".repeat(99_999);
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a1", text: long });
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a2", text: long });
+    });
+
     it("holds Refresh to its account's rate before it rotates, a retry of a used token too: each stores a token kept for its life", async () => {
       await start({ callsPerSec: 1, callBurst: 2 });
       const me = await api.signUp("jill");

@@ -890,6 +890,18 @@ describe("session: text budget", () => {
     server.drain();
   });
 
+  it("charges nothing for a text refused for its length: the next send that fits the budget goes through", async () => {
+    const { server, stored, open } = serverStoring({ textBurstBytes: 150_000, textBytesPerSecond: 1 });
+    const a = open(1n);
+    await a.ready();
+    const refused = await a.send(1n, "x".repeat(100_000));
+    assert.ok(refused.kind.case === "error" && refused.kind.value.code === ErrorCode.TEXT_TOO_LONG, refused.kind.case);
+    // Charged, the 100,000 bytes left 50,000 of the burst, too few for this one.
+    assert.equal((await a.send(2n, "x".repeat(99_999))).kind.case, "sendAck");
+    assert.equal(stored.length, 1);
+    server.drain();
+  });
+
   it("lets a send through again once the budget has refilled for it", async () => {
     const { server, open } = serverStoring({ textBurstBytes: 1000, textBytesPerSecond: 20_000 });
     const a = open(1n);

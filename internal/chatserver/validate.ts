@@ -89,10 +89,19 @@ export function validateSend(cmd: SendCommand): SendCommand {
   }
   if (!VISIBLE.test(cmd.text)) throw new ChatError("text_empty", "text is empty: it has nothing visible, only spaces or zero-width characters");
   if (LONE_SURROGATE.test(cmd.text)) throw new ChatError("invalid_argument", "text is not valid Unicode: it holds a lone surrogate");
-  if (codePointsAtLeast(cmd.text, MAX_TEXT_CODE_POINTS)) {
-    throw new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`);
-  }
+  const tooLong = tooLongText(cmd.text);
+  if (tooLong) throw tooLong;
   return cmd;
+}
+
+/**
+ * The refusal of a text of MAX_TEXT_CODE_POINTS or more, if this is one.
+ * Asked before a send is charged to its sender's text budget too: a text
+ * refused for its length (up to a frame of bytes) took a burst's worth of
+ * the budget, so the sender's next, valid send was refused as well.
+ */
+export function tooLongText(text: string): ChatError | undefined {
+  return codePointsAtLeast(text, MAX_TEXT_CODE_POINTS) ? new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`) : undefined;
 }
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
