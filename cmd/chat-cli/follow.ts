@@ -6,6 +6,7 @@ import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema } from "../../ge
 import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callTimeoutMs, CliError, describe, isTransient, type Session } from "./client.js";
+import { ServerClock } from "./server-clock.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -114,12 +115,11 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   let startedMs: number | undefined;
   /**
    * The server's clock when the history shown was read, as near as this
-   * machine can tell (its clock set by the first Welcome's server time; off
-   * by a trip or so, towards printing a reaction twice rather than never).
+   * machine can tell (by the first Welcome; off by a trip or so, towards
+   * printing a reaction twice rather than never).
    */
   let shownServerMs: number | undefined;
-  /** The server's clock less this machine's, as the last Welcome told. */
-  let skewMs = 0;
+  const clock = new ServerClock();
   const memory = opts.memory ?? new FollowMemory();
   /**
    * The recent printed messages as printed, so that a replayed change one
@@ -219,7 +219,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       // Taken before asking (each try), as the history shown is: towards printing a reaction twice rather than never.
       let readMs = 0;
       const res = await patiently(`read the messages after #${anchorSeq}`, () => {
-        readMs = Date.now() + skewMs;
+        readMs = clock.now();
         return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() });
       });
       if (res.messages.length === 0) return;
@@ -267,16 +267,15 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
-      skewMs = serverTimeMs - Date.now();
       startedMs ??= serverTimeMs;
-      shownServerMs ??= (opts.shownAtMs ?? Date.now()) + (serverTimeMs - Date.now());
+      shownServerMs ??= clock.toServer(opts.shownAtMs ?? Date.now());
       // What was sent while it was away comes from history, not from the
       // inbox replay alone: another chat-cli of this device (a follow of
       // another chat) may have acked it, moving the cursor past it.
       step(() => fill());
     };
     const url = opts.wsUrl ?? wsUrl(session.login.server);
-    const { code, reason, httpStatus, opened, error } = await connectOnce(url, session, token, take, welcomed, left, signal, opts);
+    const { code, reason, httpStatus, opened, error } = await connectOnce(url, session, token, clock, take, welcomed, left, signal, opts);
     if (signal.aborted) break;
     if (httpStatus !== undefined && refusedForGood(httpStatus)) {
       throw new CliError(`${url} answered HTTP ${httpStatus}, not a chat WebSocket (a cluster serves it on a gateway: --ws ws://host:8090/ws)`);
@@ -371,7 +370,9 @@ function connectOnce(
   url: string,
   session: Session,
   token: string,
+  clock: ServerClock,
   take: (m: Message[]) => void,
+  /** After the Welcome's server time is in `clock`. */
   welcomed: (serverTimeMs: number) => void,
   left: () => void,
   signal: AbortSignal,
@@ -398,8 +399,6 @@ function connectOnce(
     /** The token the session runs on, and when it expires (this machine's clock); unknown for a token no longer the saved one. */
     let usedToken = token;
     let expiresMs = session.login.accessToken === token ? session.login.accessExpiresAtMs : undefined;
-    /** The server's clock less this machine's, as the Welcome told. */
-    let skewMs = 0;
     let reauthTimer: NodeJS.Timeout | undefined;
     /** The Reauthenticate waiting for its answer. */
     let asked: { ref: bigint; token: string; sinceMs: number } | undefined;
@@ -437,10 +436,14 @@ function connectOnce(
         return;
       }
       const k = frame.kind;
+      if (k.case === "heartbeatAck") {
+        if (k.value.serverTime) clock.sample(timestampMs(k.value.serverTime));
+        return;
+      }
       if (k.case === "welcome") {
-        welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : Date.now());
+        if (k.value.serverTime) clock.sample(timestampMs(k.value.serverTime));
+        welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : clock.now());
         cursor = k.value.deviceCursor;
-        skewMs = k.value.serverTime ? timestampMs(k.value.serverTime) - Date.now() : 0;
         scheduleReauthenticate(Date.now());
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
         clearInterval(heartbeat);
@@ -457,7 +460,7 @@ function connectOnce(
       if (k.case === "reauthenticated" && frame.ref === asked?.ref) {
         usedToken = asked.token;
         // The server's word on when the session ends now, on this machine's clock.
-        if (k.value.tokenExpiresAt) expiresMs = timestampMs(k.value.tokenExpiresAt) - skewMs;
+        if (k.value.tokenExpiresAt) expiresMs = timestampMs(k.value.tokenExpiresAt) - clock.offsetMs();
         scheduleReauthenticate(asked.sinceMs);
         asked = undefined;
         return;
