@@ -203,6 +203,10 @@ export class WebSocketGateway {
     this.handle!.closed();
   }
 
+  get maxFrameBytes(): number {
+    return this.options.maxFrameBytes;
+  }
+
   get connectionCount(): number {
     return this.sockets.size;
   }
@@ -231,6 +235,31 @@ class DeviceSocket extends WebSocket {
   identity?: SessionIdentity;
   /** Made on the session's first Reauthenticate only, so an idle session pays nothing for it. */
   reauthenticator?: Reauthenticator;
+
+  /**
+   * ws closes a socket whose frame breaks its rules with the code alone (receiverOnError), before
+   * its error says why: the device was told 1009 or 1007 and not what it did wrong.
+   */
+  override close(code?: number, reason?: string | Buffer): void {
+    const why = reason === undefined && code !== undefined ? socketLayerReason(code, this.gateway) : undefined;
+    super.close(code, why ?? reason);
+  }
+}
+
+/** The reason of a close ws makes for a frame it refuses (1002, 1007, 1008, 1009), as the close code table tells it. */
+function socketLayerReason(code: number, gateway: WebSocketGateway | undefined): string | undefined {
+  switch (code) {
+    case 1002:
+      return "the frame breaks the WebSocket protocol";
+    case 1007:
+      return "a text frame that is not UTF-8";
+    case 1008:
+      return "a message in too many fragments";
+    case 1009:
+      return `a frame larger than max_frame_bytes (${gateway?.maxFrameBytes ?? "the limit"})`;
+    default:
+      return undefined;
+  }
 }
 
 /**

@@ -1,0 +1,502 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import WebSocket from "ws";
+import { ClientFrameSchema, ConnectResponseSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
+import { signUp, type TestUser } from "../support/api.js";
+import { useChatd } from "../support/chatd.js";
+import { TestDevice } from "../support/device.js";
+import { startEdge, useDeployment } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
+
+/**
+ * The realtime session's answer to each class of bad input, case by case (the
+ * seeded fuzz of chatd-wire-fuzz.test.ts checks only that answers are clear):
+ * the code a client is told, and that the session, the server and a
+ * well-behaved pair of other sessions all carry on after it.
+ */
+
+const MAX_FRAME_BYTES = 512 * 1024;
+
+type Answer = { frame?: ServerFrame; close?: { code: number; reason: string } };
+
+/** The first frame after `from` that answers `ref` (an ack, an error, a sync's last page, a heartbeat's or a token's answer), or the close. */
+async function answerOf(d: TestDevice, ref: bigint, from = 0, timeoutMs = 15_000): Promise<Answer> {
+  const frame = await waitFor(
+    () =>
+      d.frames.slice(from).find((f) => {
+        if (f.ref !== ref) return false;
+        const k = f.kind;
+        return k.case === "sendAck" || k.case === "error" || k.case === "heartbeatAck" || k.case === "reauthenticated" || (k.case === "syncBatch" && !k.value.hasMore);
+      }) ?? (d.closeCode !== undefined ? "closed" : undefined),
+    `the answer to ref ${ref}`,
+    timeoutMs,
+  );
+  if (frame === "closed") return { close: { code: d.closeCode!, reason: d.closeReason ?? "" } };
+  return { frame };
+}
+
+function assertError(answer: Answer | ServerFrame, code: ErrorCode, message: RegExp, what: string): void {
+  const a: Answer = "kind" in answer ? { frame: answer } : answer;
+  assert.equal(a.close, undefined, `${what}: closed ${a.close?.code} (${a.close?.reason})`);
+  const k = a.frame!.kind;
+  assert.equal(k.case, "error", `${what}: answered ${k.case}, not refused`);
+  assert.equal(k.case === "error" && ErrorCode[k.value.code], ErrorCode[code], `${what}: ${k.case === "error" ? k.value.message : ""}`);
+  assert.match(k.case === "error" ? k.value.message : "", message, what);
+}
+
+/** A ref of a frame sent raw (hand-written JSON or bytes), beyond the ones TestDevice numbers from 1. */
+let rawRef = 1_000_000n;
+
+describe("session bad input: each class of bad frame is refused clearly, and the server and other sessions carry on", function () {
+  this.timeout(180_000);
+  const suite = useChatd();
+  let alice: TestUser;
+  let bob: TestUser;
+  let group: bigint;
+  let json: TestDevice;
+  let proto: TestDevice;
+  let bobDevice: TestDevice;
+  // The bystanders: carol sends to dave after every case.
+  let carol: TestDevice;
+  let dave: TestDevice;
+  let calm: bigint;
+  let calmSent = 0;
+
+  before(async () => {
+    const { httpUrl, wsUrl } = suite.chatd;
+    alice = await signUp(httpUrl, "bad");
+    bob = await signUp(httpUrl, "bad");
+    const c = await signUp(httpUrl, "calm");
+    const d = await signUp(httpUrl, "calm");
+    group = (await alice.api.channels.createGroup({ title: "bad", memberUserIds: [bob.userId] })).channel!.channelId;
+    calm = (await c.api.channels.createGroup({ title: "calm", memberUserIds: [d.userId] })).channel!.channelId;
+    json = await new TestDevice(wsUrl, alice.devices[0]!.token, { json: true }).connect();
+    proto = await new TestDevice(wsUrl, alice.devices[0]!.token).connect();
+    bobDevice = await new TestDevice(wsUrl, bob.devices[0]!.token).connect();
+    carol = await new TestDevice(wsUrl, c.devices[0]!.token).connect();
+    dave = await new TestDevice(wsUrl, d.devices[0]!.token).connect();
+    suite.devices.push(json, proto, bobDevice, carol, dave);
+  });
+
+  /** The bystanders still chat, and the sessions under test are still open and answer. */
+  afterEach(async function () {
+    if (this.currentTest?.state !== "passed") return;
+    const text = `calm ${calmSent++}`;
+    const reply = await carol.send(calm, text);
+    assert.equal(reply.kind.case, "sendAck", "a bystander's send is acked");
+    await waitFor(() => dave.messagesIn(calm).some((m) => m.text === text), "the bystander's message to arrive");
+    for (const d of [json, proto]) {
+      if (d.closeCode !== undefined) continue;
+      let a: Answer;
+      for (;;) {
+        a = await answerOf(d, d.sendFrame({ kind: { case: "heartbeat", value: {} } }));
+        // Heartbeats have an allowance of their own (one a second, bursts of five): waited out as told.
+        if (a.frame?.kind.case !== "error" || a.frame.kind.value.code !== ErrorCode.RATE_LIMITED) break;
+        await new Promise((r) => setTimeout(r, (a.frame!.kind.value as { retryAfterMs: number }).retryAfterMs));
+      }
+      assert.equal(a.frame?.kind.case, "heartbeatAck", `the session under test still answers (closed ${a.close?.code})`);
+    }
+  });
+
+  /** Sends a JSON text on alice's chat.v1.json session under a fresh ref; resolves with its answer. */
+  async function jsonFrame(body: (ref: bigint) => string): Promise<Answer> {
+    const ref = rawRef++;
+    const from = json.frames.length;
+    json.sendRaw(body(ref));
+    // A frame refused unread is answered under ref 0.
+    const unread = () => json.frames.slice(from).find((f) => f.ref === 0n && f.kind.case === "error");
+    await waitFor(() => unread() ?? json.frames.slice(from).some((f) => f.ref === ref) ?? json.closeCode, `the answer to ref ${ref}`);
+    const refused = unread();
+    return refused ? { frame: refused } : answerOf(json, ref, from);
+  }
+
+  /** Sends something no session can read; resolves with the refusal (ref 0) it gets. */
+  async function unreadable(d: TestDevice, data: Uint8Array | string): Promise<Answer> {
+    const from = d.frames.length;
+    d.sendRaw(data);
+    return answerOf(d, 0n, from);
+  }
+
+  const send = (ref: bigint, fields: string) => `{"ref":"${ref}","send":{${fields}}}`;
+
+  it("undecodable binary: INVALID_FRAME under ref 0", async () => {
+    for (const bytes of [[0x08, 0xff], [0x12, 0x7f, 0x01], [0xff, 0xff, 0xff, 0xff], [0x0f]]) {
+      assertError(await unreadable(proto, Uint8Array.from(bytes)), ErrorCode.INVALID_FRAME, /./, `bytes ${Buffer.from(bytes).toString("hex")}`);
+    }
+  });
+
+  it("JSON that is no frame, or whose values are of the wrong type: INVALID_FRAME", async () => {
+    for (const text of ["{", "[]", "null", '"x"', `{"ref":"1","send":{"channelId":true}}`, `{"ref":"1","send":{"text":5}}`, `{"ref":"1","send":[]}`, `{"ref":{},"heartbeat":{}}`]) {
+      assertError(await unreadable(json, text), ErrorCode.INVALID_FRAME, /./, text);
+    }
+  });
+
+  it("JSON with a field the frame does not have: INVALID_FRAME naming it, not dropped", async () => {
+    const a = await unreadable(json, `{"ref":"5","heartbeat":{},"bogusField":1}`);
+    assertError(a, ErrorCode.INVALID_FRAME, /bogusField/, "an unknown top-level key");
+    const b = await unreadable(json, send(6n, `"clientMsgId":"u1","channelId":"${group}","text":"hi","bogusInner":1`));
+    assertError(b, ErrorCode.INVALID_FRAME, /bogusInner/, "an unknown key in the send");
+  });
+
+  it("ids as huge, fractional or negative numbers: INVALID_FRAME; 0: channel_id is required; past 2^63-1: INVALID_ARGUMENT", async () => {
+    for (const id of ["1e400", "123456789012345678901234567890", "1.5", "-1", '"-1"', "18446744073709551616", '"18446744073709551616"']) {
+      assertError(await unreadable(json, send(7n, `"clientMsgId":"n","channelId":${id},"text":"hi"`)), ErrorCode.INVALID_FRAME, /./, `channelId ${id}`);
+    }
+    assertError(await jsonFrame((ref) => send(ref, `"clientMsgId":"z","channelId":"0","text":"hi"`)), ErrorCode.INVALID_ARGUMENT, /channel_id is required/, "channel 0");
+    for (const id of ["9223372036854775808", "18446744073709551615", '"9223372036854775808"']) {
+      assertError(await jsonFrame((ref) => send(ref, `"clientMsgId":"big","channelId":${id},"text":"hi"`)), ErrorCode.INVALID_ARGUMENT, /channel_id must be at most/, `channelId ${id}`);
+    }
+    for (const field of ["editSeq", "deleteSeq", "reactSeq", "replyToSeq"]) {
+      const a = await jsonFrame((ref) => send(ref, `"clientMsgId":"big-${field}","channelId":"${group}","text":"","${field}":"9223372036854775808"`));
+      assertError(a, ErrorCode.INVALID_ARGUMENT, /must be at most/, field);
+    }
+    // An id written as a JSON number past 2^53 is read exactly, not rounded to another channel.
+    const exact = await jsonFrame((ref) => send(ref, `"clientMsgId":"exact","channelId":${group},"text":"exact id"`));
+    assert.equal(exact.frame?.kind.case, "sendAck", `exact id: ${exact.frame?.kind.case === "error" ? exact.frame.kind.value.message : ""}`);
+  });
+
+  it("text that is not valid Unicode: a lone surrogate refused, not stored as U+FFFD; bytes that are not UTF-8 INVALID_FRAME", async () => {
+    for (const text of ["\\ud800", "a\\udc00b", "\\ud83d"]) {
+      const a = await jsonFrame((ref) => send(ref, `"clientMsgId":"sur-${text.length}-${rawRef}","channelId":"${group}","text":"${text}"`));
+      // Refused by the JSON reader, unread: validateSend's own check is for a reader that lets one through.
+      assertError(a, ErrorCode.INVALID_FRAME, /invalid UTF8/, text);
+    }
+    const idSurrogate = await jsonFrame((ref) => send(ref, `"clientMsgId":"\\udfff","channelId":"${group}","text":"hi"`));
+    assertError(idSurrogate, ErrorCode.INVALID_FRAME, /invalid UTF8/, "client_msg_id with a lone surrogate");
+    // A send whose text field holds 0xff: no protobuf string.
+    const body = [0x0a, 0x01, 0x78, 0x10, ...varint(group), 0x1a, 0x02, 0xff, 0xfe];
+    const bytes = Uint8Array.from([0x08, 0x09, 0x12, body.length, ...body]);
+    assertError(await unreadable(proto, bytes), ErrorCode.INVALID_FRAME, /./, "text of bytes that are not UTF-8");
+    const stored = (await alice.api.messages.listMessages({ channelId: group })).messages.map((m) => m.text);
+    assert.ok(!stored.some((t) => t.includes("\ufffd")), `nothing stored with U+FFFD: ${stored.join(" | ")}`);
+  });
+
+  it("empty text, or text with nothing visible: TEXT_EMPTY", async () => {
+    for (const text of ["", "   ", "\\u200b", "\\u3164"]) {
+      assertError(await jsonFrame((ref) => send(ref, `"clientMsgId":"e${rawRef}","channelId":"${group}","text":"${text}"`)), ErrorCode.TEXT_EMPTY, /empty/, JSON.stringify(text));
+    }
+  });
+
+  it("text of 99,999 code points taken and of 100,000 refused TEXT_TOO_LONG, astral characters counting as one", async () => {
+    // Its own user: two texts of 400 KB take most of an account's text budget.
+    const user = await signUp(suite.chatd.httpUrl, "long");
+    const { channel } = await user.api.channels.createGroup({ title: "long", memberUserIds: [alice.userId] });
+    const d = await new TestDevice(suite.chatd.wsUrl, user.devices[0]!.token, { json: true }).connect();
+    suite.devices.push(d);
+    for (const [unit, n, ok] of [["😀", 100_000, false], ["a", 100_000, false], ["😀", 99_999, true]] as const) {
+      const ref = rawRef++;
+      d.sendRaw(send(ref, `"clientMsgId":"long-${ref}","channelId":"${channel!.channelId}","text":"${unit.repeat(n)}"`));
+      const a = await answerOf(d, ref);
+      if (ok) assert.equal(a.frame?.kind.case, "sendAck", `${n} ${unit}: ${a.frame?.kind.case === "error" ? a.frame.kind.value.message : a.close?.reason}`);
+      else assertError(a, ErrorCode.TEXT_TOO_LONG, /100000/, `${n} ${unit}`);
+    }
+  });
+
+  it("client_msg_id empty or past 64 characters: INVALID_ARGUMENT; 64 emoji taken", async () => {
+    for (const id of ["", "x".repeat(65), "😀".repeat(65)]) {
+      assertError(await jsonFrame((ref) => send(ref, `"clientMsgId":"${id}","channelId":"${group}","text":"hi"`)), ErrorCode.INVALID_ARGUMENT, /client_msg_id must be 1 to 64/, `id of ${id.length} units`);
+    }
+    const ok = await jsonFrame((ref) => send(ref, `"clientMsgId":"${"😀".repeat(64)}","channelId":"${group}","text":"hi"`));
+    assert.equal(ok.frame?.kind.case, "sendAck");
+  });
+
+  it("a send to a channel that does not exist or whose member one is not: NOT_A_MEMBER, and nothing stored there", async () => {
+    const other = await signUp(suite.chatd.httpUrl, "other");
+    const { channel } = await other.api.channels.createGroup({ title: "theirs", memberUserIds: [bob.userId] });
+    for (const [what, id] of [["no such channel", 987654321n], ["not a member", channel!.channelId]] as const) {
+      assertError(await proto.send(id, "sneak"), ErrorCode.NOT_A_MEMBER, /./, what);
+      const read = proto.sendFrame({ kind: { case: "read", value: { channelId: id, seq: 1n } } });
+      assertError(await answerOf(proto, read), ErrorCode.NOT_A_MEMBER, /./, `${what}: read receipt`);
+      const typing = proto.sendFrame({ kind: { case: "typing", value: { channelId: id } } });
+      assertError(await answerOf(proto, typing), ErrorCode.NOT_A_MEMBER, /./, `${what}: typing`);
+    }
+    const theirs = (await other.api.messages.listMessages({ channelId: channel!.channelId })).messages.filter((m) => m.note === undefined);
+    assert.deepEqual(theirs, []);
+  });
+
+  it("a sync from past the head is answered with the head and moves nothing; a negative cursor is INVALID_FRAME", async () => {
+    const head = proto.welcome()!.headInboxSeq;
+    const ref = proto.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: 2n ** 64n - 1n, limit: 10 } } });
+    const a = await answerOf(proto, ref);
+    assert.equal(a.frame?.kind.case, "syncBatch");
+    assert.ok(a.frame.kind.case === "syncBatch" && a.frame.kind.value.headInboxSeq >= head && a.frame.kind.value.entries.length === 0);
+    for (const c of ['"-1"', "-1", "-9223372036854775808"]) {
+      assertError(await unreadable(json, `{"ref":"3","sync":{"afterInboxSeq":${c}}}`), ErrorCode.INVALID_FRAME, /./, `cursor ${c}`);
+    }
+    // The session still gets what comes next: its place was not moved past it.
+    const text = `after the far sync ${rawRef++}`;
+    assert.equal((await bobDevice.send(group, text)).kind.case, "sendAck");
+    await waitFor(() => proto.messagesIn(group).some((m) => m.text === text), "the next message on the session that synced past the head");
+  });
+
+  it("a delivery ack past what was sent moves the cursor no further than that: a new session still gets the next message", async () => {
+    const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token, { autoAck: false }).connect();
+    suite.devices.push(d);
+    const head = d.welcome()!.headInboxSeq;
+    d.sendFrame({ kind: { case: "deliveryAck", value: { inboxSeq: 2n ** 63n - 1n } } });
+    d.sendFrame({ kind: { case: "deliveryAck", value: { inboxSeq: 2n ** 64n - 1n } } });
+    // A heartbeat behind the acks: answered after they were taken.
+    assert.equal((await answerOf(d, d.sendFrame({ kind: { case: "heartbeat", value: {} } }))).frame?.kind.case, "heartbeatAck");
+    assert.deepEqual(d.errors(), []);
+    await d.close();
+    const again = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token, { autoAck: false }).connect();
+    suite.devices.push(again);
+    assert.ok(again.welcome()!.deviceCursor <= head, `cursor ${again.welcome()!.deviceCursor} past the head ${head}`);
+    await again.close();
+  });
+
+  it("a read receipt for a seq past the channel's newest is capped at it; one past 2^63 too; the read position never passes the newest", async () => {
+    const newest = (await alice.api.messages.listMessages({ channelId: group, limit: 1 })).messages.at(-1)!.seq;
+    for (const seq of [newest + 1_000_000n, 2n ** 64n - 1n]) {
+      const from = bobDevice.frames.length;
+      bobDevice.sendFrame({ kind: { case: "read", value: { channelId: group, seq } } });
+      await waitFor(() => bobDevice.frames.slice(from).find((f) => f.kind.case === "receipt" || f.kind.case === "error"), "the receipt");
+    }
+    assert.deepEqual(bobDevice.errors(), []);
+    const receipts = [json, proto, bobDevice].flatMap((d) => d.frames.flatMap((f) => (f.kind.case === "receipt" ? [f.kind.value.seq] : [])));
+    assert.ok(receipts.every((s) => s <= newest), `receipts ${receipts.join(",")} past the newest ${newest}`);
+  });
+
+  it("reactions that are no emoji: INVALID_ARGUMENT; to a seq that does not exist: NOT_FOUND", async () => {
+    const target = await proto.send(group, "react to me");
+    assert.equal(target.kind.case, "sendAck");
+    const seq = (await alice.api.messages.listMessages({ channelId: group, limit: 1 })).messages.at(-1)!.seq;
+    for (const emoji of ["a", "👍👍", "👍 ", ":+1:", "\u200d", "x".repeat(1000)]) {
+      assertError(await proto.react(group, seq, emoji), ErrorCode.INVALID_ARGUMENT, /one emoji/, JSON.stringify(emoji));
+    }
+    assertError(await proto.react(group, seq + 1_000_000n, "👍"), ErrorCode.NOT_FOUND, /./, "a seq past the newest");
+  });
+
+  it("edits and deletes of another's message: PERMISSION_DENIED; of a seq that does not exist: NOT_FOUND; nothing changed", async () => {
+    // Alice owns the group (a manager may delete any message): bob is a plain member.
+    const text = `alice's own ${rawRef++}`;
+    assert.equal((await proto.send(group, text)).kind.case, "sendAck");
+    const seq = (await alice.api.messages.listMessages({ channelId: group, limit: 1 })).messages.at(-1)!.seq;
+    assertError(await bobDevice.edit(group, seq, "bob's words"), ErrorCode.PERMISSION_DENIED, /./, "edit of another's");
+    assertError(await bobDevice.deleteMessage(group, seq), ErrorCode.PERMISSION_DENIED, /./, "delete of another's by a plain member");
+    assertError(await proto.edit(group, seq + 1_000_000n, "nothing"), ErrorCode.NOT_FOUND, /./, "edit of a seq past the newest");
+    assertError(await proto.deleteMessage(group, seq + 1_000_000n), ErrorCode.NOT_FOUND, /./, "delete of a seq past the newest");
+    assertError(await proto.send(group, "x", undefined, { replyToSeq: seq + 1_000_000n }), ErrorCode.NOT_FOUND, /./, "reply to a seq past the newest");
+    assertError(await proto.send(group, "x", undefined, { editSeq: seq, deleteSeq: seq }), ErrorCode.INVALID_ARGUMENT, /at most one/, "edit and delete at once");
+    assertError(await proto.send(group, "text", undefined, { deleteSeq: seq }), ErrorCode.INVALID_ARGUMENT, /text must be empty/, "delete with text");
+    const m = (await alice.api.messages.listMessages({ channelId: group })).messages.find((x) => x.seq === seq)!;
+    assert.deepEqual([m.text, m.deleted, m.editedAt], [text, false, undefined]);
+  });
+
+  it("a frame of exactly max_frame_bytes is read; one byte more closes that session alone with 1009 and a reason", async () => {
+    const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token).connect();
+    suite.devices.push(d);
+    assert.equal(d.welcome()!.maxFrameBytes, MAX_FRAME_BYTES);
+    const at = paddedHeartbeat(77n, MAX_FRAME_BYTES);
+    assert.equal(at.length, MAX_FRAME_BYTES);
+    d.sendRaw(at);
+    assert.equal((await answerOf(d, 77n)).frame?.kind.case, "heartbeatAck", "the frame at the limit");
+    d.sendRaw(paddedHeartbeat(78n, MAX_FRAME_BYTES + 1));
+    assert.equal(await d.waitClosed(), 1009);
+    assert.match(d.closeReason ?? "", /max_frame_bytes/, "a reason");
+    assert.equal(d.frames.find((f) => f.ref === 78n), undefined);
+  });
+
+  it("a text frame that is not UTF-8 on a chat.v1.json session closes that session alone with 1007 and a reason", async () => {
+    const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token, { json: true }).connect();
+    suite.devices.push(d);
+    d.ws!.send(Buffer.from('{"ref":"1","heartbeat":{}}\xff', "latin1"), { binary: false });
+    assert.equal(await d.waitClosed(), 1007);
+    assert.match(d.closeReason ?? "", /UTF-8/, "a reason");
+  });
+
+  it("frames sent before the Welcome are answered after it, in order, bad ones refused as ever", async () => {
+    const ws = new WebSocket(suite.chatd.wsUrl, ["chat.v1.proto", `bearer.${alice.devices[0]!.token}`]);
+    const frames: ServerFrame[] = [];
+    ws.on("message", (data) => frames.push(fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))));
+    ws.on("error", () => undefined);
+    await new Promise((r) => ws.once("open", r));
+    ws.send(Uint8Array.from([0x08, 0xff]));
+    ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 41n, kind: { case: "heartbeat", value: {} } })));
+    ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 42n, kind: { case: "send", value: { clientMsgId: "", channelId: group, text: "early" } } })));
+    try {
+      await waitFor(() => frames.some((f) => f.ref === 42n), "the answer to the early send");
+      const kinds = frames.map((f) => `${f.ref}:${f.kind.case}${f.kind.case === "error" ? `:${ErrorCode[f.kind.value.code]}` : ""}`);
+      assert.deepEqual(kinds.slice(0, 4), ["0:welcome", "0:error:INVALID_FRAME", "41:heartbeatAck", "42:error:INVALID_ARGUMENT"]);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  it("a heartbeat flood is refused RATE_LIMITED and closed with 4008 and a reason; the user's other sessions carry on", async () => {
+    const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token).connect();
+    suite.devices.push(d);
+    const hb = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 9n, kind: { case: "heartbeat", value: {} } }));
+    for (let i = 0; i < 400; i++) d.sendRaw(hb);
+    assert.equal(await d.waitClosed(), 4008);
+    assert.match(d.closeReason ?? "", /too many frames/);
+    assert.ok(d.errors().some((e) => e.code === ErrorCode.RATE_LIMITED && e.retryAfterMs > 0));
+  });
+
+  it("a Reauthenticate with garbage is UNAUTHENTICATED, with another user's token PERMISSION_DENIED; the session stays the user's", async () => {
+    const garbage = await proto.reauthenticate("not.a.token");
+    assertError({ frame: garbage }, ErrorCode.UNAUTHENTICATED, /./, "garbage");
+    assert.equal(garbage.kind.case === "error" && garbage.kind.value.refusedKind, 8);
+    // The next is refused for the rate (one a second per session): waited out as told.
+    let other = await proto.reauthenticate(bob.devices[0]!.token);
+    if (other.kind.case === "error" && other.kind.value.code === ErrorCode.RATE_LIMITED) {
+      await new Promise((r) => setTimeout(r, (other.kind.value as { retryAfterMs: number }).retryAfterMs));
+      other = await proto.reauthenticate(bob.devices[0]!.token);
+    }
+    assertError({ frame: other }, ErrorCode.PERMISSION_DENIED, /./, "another user's token");
+    // Still alice's: a send goes out under her id.
+    const text = `still alice ${rawRef++}`;
+    assert.equal((await proto.send(group, text)).kind.case, "sendAck");
+    await waitFor(() => bobDevice.messagesIn(group).find((m) => m.text === text), "bob to get it");
+    assert.equal(bobDevice.messagesIn(group).find((m) => m.text === text)!.senderUserId, alice.userId);
+  });
+
+  describe("over the native gRPC session", () => {
+    it("with no token, or a bad one: UNAUTHENTICATED with close 4001 and a reason", async () => {
+      for (const auth of [undefined, "Bearer nonsense", "Bearer a.b.c", "Basic dXNlcjpwYXNz"]) {
+        const call = await grpcSession(suite.chatd.grpcUrl, auth, [heartbeatRequest(1n)]);
+        assert.equal(call.status, "16", `${auth}: status ${call.status} (${call.message})`);
+        assert.deepEqual(call.closeCode, "4001", `${auth}`);
+        assert.match(call.message, /^close 4001: ./, `${auth}`);
+      }
+    });
+
+    it("a request that is no ConnectRequest: INVALID_ARGUMENT with close 1007; a ConnectRequest around bytes no frame: INVALID_FRAME, the stream goes on", async () => {
+      const token = `Bearer ${alice.devices[0]!.token}`;
+      const bad = await grpcSession(suite.chatd.grpcUrl, token, [Uint8Array.from([0x0a, 0x7f])]);
+      assert.equal(bad.status, "3", bad.message);
+      assert.equal(bad.closeCode, "1007");
+      // A frame of no kind this server knows (a ref, and an unknown field 15).
+      const inner = await grpcSession(suite.chatd.grpcUrl, token, [Uint8Array.from([0x0a, 0x04, 0x08, 0x04, 0x78, 0x01]), heartbeatRequest(5n)]);
+      assert.equal(inner.status, "0", inner.message);
+      const kinds = inner.frames.map((f) => `${f.ref}:${f.kind.case}${f.kind.case === "error" ? `:${ErrorCode[f.kind.value.code]}` : ""}`);
+      assert.ok(kinds.includes("5:heartbeatAck"), kinds.join(", "));
+      assert.ok(kinds.includes("4:error:INVALID_FRAME"), kinds.join(", "));
+    });
+
+    it("a send to a channel not one's own and a reaction that is no emoji: refused under their refs, as on the WebSocket", async () => {
+      const token = `Bearer ${alice.devices[0]!.token}`;
+      const frames = [
+        connectRequest(create(ClientFrameSchema, { ref: 1n, kind: { case: "send", value: { clientMsgId: "g1", channelId: 987654321n, text: "x" } } })),
+        connectRequest(create(ClientFrameSchema, { ref: 2n, kind: { case: "send", value: { clientMsgId: "g2", channelId: group, text: "nope", reactSeq: 1n } } })),
+      ];
+      const call = await grpcSession(suite.chatd.grpcUrl, token, frames);
+      assert.equal(call.status, "0", call.message);
+      const codes = call.frames.filter((f) => f.kind.case === "error").map((f) => `${f.ref}:${f.kind.case === "error" ? ErrorCode[f.kind.value.code] : ""}`);
+      assert.deepEqual(codes.sort(), ["1:NOT_A_MEMBER", "2:INVALID_ARGUMENT"]);
+    });
+  });
+});
+
+describe("session bad input through a gateway and a chat server", function () {
+  this.timeout(180_000);
+  const deployment = useDeployment("sessionbad");
+  let roles: { api: string; ws: string };
+  const devices: TestDevice[] = [];
+
+  before(async () => {
+    const { api, gateway } = await startEdge(deployment.env, ["pipeline"]);
+    roles = { api: String(api.info.http), ws: String(gateway.info.ws) };
+  });
+  after(async () => {
+    await Promise.all(devices.map((d) => d.close()));
+  });
+
+  it("refuses the same cases with the same codes, and a bystander pair chats on", async () => {
+    const alice = await signUp(roles.api, "gbad");
+    const bob = await signUp(roles.api, "gbad");
+    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
+    const a = await new TestDevice(roles.ws, alice.devices[0]!.token, { json: true }).connect();
+    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
+    devices.push(a, b);
+    const cases: [string, string, ErrorCode][] = [
+      ["unknown key", `{"ref":"0","heartbeat":{},"bogusField":1}`, ErrorCode.INVALID_FRAME],
+      ["channel 0", `{"ref":"11","send":{"clientMsgId":"z","channelId":"0","text":"hi"}}`, ErrorCode.INVALID_ARGUMENT],
+      ["channel past 2^63-1", `{"ref":"12","send":{"clientMsgId":"z","channelId":"9223372036854775808","text":"hi"}}`, ErrorCode.INVALID_ARGUMENT],
+      ["no such channel", `{"ref":"13","send":{"clientMsgId":"z","channelId":"987654321","text":"hi"}}`, ErrorCode.NOT_A_MEMBER],
+      ["empty text", `{"ref":"14","send":{"clientMsgId":"z","channelId":"${group}","text":" "}}`, ErrorCode.TEXT_EMPTY],
+      ["lone surrogate", `{"ref":"0","send":{"clientMsgId":"z","channelId":"${group}","text":"a\\ud800"}}`, ErrorCode.INVALID_FRAME],
+      ["bad emoji", `{"ref":"16","send":{"clientMsgId":"z","channelId":"${group}","text":"a","reactSeq":"1"}}`, ErrorCode.INVALID_ARGUMENT],
+      ["garbage token", `{"ref":"17","reauthenticate":{"accessToken":"x.y.z"}}`, ErrorCode.UNAUTHENTICATED],
+    ];
+    for (const [what, text, code] of cases) {
+      const ref = BigInt(/"ref":"(\d+)"/.exec(text)![1]!);
+      const from = a.frames.length;
+      a.sendRaw(text);
+      // A frame refused unread is answered under ref 0.
+      const answer = await answerOf(a, ref, from).catch(() => ({ frame: a.frames.slice(from).find((f) => f.ref === 0n && f.kind.case === "error") }));
+      assertError(answer, code, /./, what);
+      const msg = `calm ${what}`;
+      assert.equal((await b.send(group, msg)).kind.case, "sendAck", what);
+      await waitFor(() => a.messagesIn(group).some((m) => m.text === msg), `alice to get "${msg}"`);
+    }
+  });
+});
+
+function varint(v: bigint): number[] {
+  const out: number[] = [];
+  for (;;) {
+    if (v < 0x80n) return [...out, Number(v)];
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+}
+
+/** A Heartbeat with `ref` and an unknown bytes field (a newer client's) padding the frame to exactly `size` bytes. */
+function paddedHeartbeat(ref: bigint, size: number): Uint8Array {
+  const head = [0x08, ...varint(ref), 0x32, 0x00];
+  // Field 15, wire type 2: tag 0x7a, then the length's varint and the bytes.
+  for (let len = size - head.length - 1 - 3; len <= size; len++) {
+    const total = head.length + 1 + varint(BigInt(len)).length + len;
+    if (total === size) return Uint8Array.from([...head, 0x7a, ...varint(BigInt(len)), ...new Uint8Array(len)]);
+  }
+  throw new Error(`no padding makes ${size} bytes`);
+}
+
+const connectRequest = (frame: ReturnType<typeof create<typeof ClientFrameSchema>>) => {
+  const bytes = toBinary(ClientFrameSchema, frame);
+  return Uint8Array.from([0x0a, ...varint(BigInt(bytes.length)), ...bytes]);
+};
+const heartbeatRequest = (ref: bigint) => connectRequest(create(ClientFrameSchema, { ref, kind: { case: "heartbeat", value: {} } }));
+
+/** One SessionService/Connect stream: the requests (ConnectRequest bytes, or any bytes) each in its envelope, a half-close, its status, frames and close code. */
+async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[]): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
+  const conn = http2.connect(url);
+  conn.on("error", () => undefined);
+  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": "application/grpc", te: "trailers" };
+  if (authorization !== undefined) headers.authorization = authorization;
+  const req = conn.request(headers);
+  const out: { status?: string; message: string; closeCode?: string; frames: ServerFrame[] } = { message: "", frames: [] };
+  const data: Buffer[] = [];
+  const onHeaders = (h: http2.IncomingHttpHeaders) => {
+    if (h["grpc-status"] === undefined) return;
+    out.status = String(h["grpc-status"]);
+    out.message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+    if (h["chat-close-code"] !== undefined) out.closeCode = String(h["chat-close-code"]);
+  };
+  req.on("data", (d: Buffer) => data.push(d));
+  req.on("error", () => undefined);
+  const done = new Promise<void>((resolve) => {
+    const finish = () => (conn.destroy(), resolve());
+    req.on("response", (h) => (onHeaders(h), out.status !== undefined && finish()));
+    req.on("trailers", (h) => (onHeaders(h), finish()));
+    req.on("close", finish);
+  });
+  for (const r of requests) {
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(r.length, 1);
+    req.write(Buffer.concat([head, r]));
+  }
+  req.end();
+  await done;
+  let buf = Buffer.concat(data);
+  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+    const len = buf.readUInt32BE(1);
+    const res = fromBinary(ConnectResponseSchema, buf.subarray(5, 5 + len));
+    if (res.frame) out.frames.push(res.frame);
+    buf = buf.subarray(5 + len);
+  }
+  return out;
+}
