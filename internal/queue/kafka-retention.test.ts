@@ -82,6 +82,31 @@ describe("KafkaQueue past a topic's retention", function () {
     );
   }
 
+  /**
+   * Holds the queue's admin reads of offsets (a slow or unreachable admin connection) until
+   * `release`; `settled` counts those that answered since.
+   */
+  function holdAdminOffsetReads(): { release: () => void; calls: () => number; settled: () => number } {
+    const held = (queue as unknown as { admin: kafkajs.Admin }).admin;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    let settled = 0;
+    for (const name of ["fetchOffsets", "fetchTopicOffsets"] as const) {
+      const original = held[name].bind(held) as (...args: unknown[]) => Promise<unknown>;
+      (held as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+        calls++;
+        try {
+          await released;
+          return await original(...args);
+        } finally {
+          settled++;
+        }
+      };
+    }
+    return { release, calls: () => calls, settled: () => settled };
+  }
+
   async function assertCounted(topic: string, records: number): Promise<void> {
     assert.match(await registry.metrics(), new RegExp(`^chat_queue_records_lost_total\\{topic="${topic}"\\} ${records}$`, "m"));
   }
@@ -144,6 +169,75 @@ describe("KafkaQueue past a topic's retention", function () {
     assert.ok(failed);
     assertLost(topic, 3, 6);
     await assertCounted(topic, 3);
+  });
+
+  // Each join paused its partitions until the group's commits and the partitions' first offsets
+  // were read: kafkajs, all its partitions paused, slept a whole long poll (500 ms) before its
+  // first fetch, so every join held its records ~510 ms (12 joins: 507-555 ms, against 4-62 ms
+  // since), and with the admin reads slow, until they answered or 5 s passed.
+  it("hands the first record after each join at once, though the admin's offset reads do not answer", async () => {
+    const { topic, group } = await topicWithRecords(0);
+    const admin = holdAdminOffsetReads();
+    try {
+      for (let i = 0; i < 3; i++) {
+        await publish(topic, i, i + 1);
+        let handledAt: number | undefined;
+        const sub = await queue.subscribe(group, topic, async () => void (handledAt ??= performance.now()));
+        subs.push(sub);
+        const joinedAt = performance.now();
+        await waitFor(() => handledAt !== undefined, `the first record after join ${i + 1}`);
+        assert.ok(handledAt! - joinedAt < 2_500, `join ${i + 1}: first record ${Math.round(handledAt! - joinedAt)} ms after the join`);
+        await subs.pop()!.stop();
+      }
+    } finally {
+      admin.release();
+    }
+    assert.deepEqual(losses, []);
+  });
+
+  it("hands the records after a loss at once, though the admin does not answer, and tells the loss once", async () => {
+    const { topic, group } = await topicWithRecords(3);
+    const first: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
+    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
+    await subs.pop()!.stop();
+    await publish(topic, 3, 10);
+    await deleteBelow(topic, 6);
+
+    const admin = holdAdminOffsetReads();
+    const again: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void again.push(...batch)));
+    await waitFor(() => again.length >= 4, "the group to read what is left");
+    assert.deepEqual(again.map((r) => Number(r.offset)), [6, 7, 8, 9]);
+    assertLost(topic, 3, 6);
+    // The read of the first offset (for a partition no record may come to) answers after the batch told it: not told again.
+    assert.ok(admin.calls() > 0, "the log start was asked");
+    admin.release();
+    await waitFor(() => admin.settled() === admin.calls(), "the admin reads to answer");
+    await new Promise((r) => setImmediate(r));
+    assertLost(topic, 3, 6);
+    await assertCounted(topic, 3);
+  });
+
+  it("says so when every record after the group's commit was deleted while it was away and none came since", async () => {
+    const { topic, group } = await topicWithRecords(3);
+    const first: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
+    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
+    await subs.pop()!.stop();
+    await publish(topic, 3, 6);
+    await deleteBelow(topic, 6);
+
+    const again: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void again.push(...batch)));
+    await waitFor(() => losses.length > 0, "the loss to be told");
+    assertLost(topic, 3, 6);
+    await assertCounted(topic, 3);
+    // Records after it are read, and are no second loss.
+    await publish(topic, 6, 8);
+    await waitFor(() => again.length >= 2, "the records published after the loss");
+    assert.deepEqual(again.map((r) => Number(r.offset)), [6, 7]);
+    assertLost(topic, 3, 6);
   });
 
   it("says nothing of a new group, which starts at the log start by design", async () => {

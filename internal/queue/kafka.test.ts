@@ -562,6 +562,22 @@ describe("KafkaQueue", function () {
       console.log(`      group hand-over: ${seenBy[0]!.size} + ${seenBy[1]!.size} records by the two members, ${dup} delivered twice`);
     });
 
+    it("tells each member at every join of its group the partitions it holds from then on", async () => {
+      const topic = uniqueName("assigned");
+      const group = uniqueName("g");
+      await queue.ensureTopics([{ topic, partitions: 4 }]);
+      const told: number[][][] = [[], []];
+      const member = (i: number) => queue.subscribe(group, topic, async () => {}, { onAssigned: (ps) => void told[i]!.push([...ps].sort()) });
+      subs.push(await member(0));
+      await waitFor(() => told[0]!.length === 1, "the first member's join");
+      assert.deepEqual(told[0], [[0, 1, 2, 3]]);
+      subs.push(await member(1));
+      // Both rejoin; between them they hold each partition once.
+      const last = (i: number) => told[i]!.at(-1) ?? [];
+      await waitFor(() => told[0]!.length >= 2 && last(0).length > 0 && last(1).length > 0 && last(0).length + last(1).length === 4, "both members' joins");
+      assert.deepEqual([...last(0), ...last(1)].sort(), [0, 1, 2, 3], JSON.stringify(told));
+    });
+
     it("tells a handler when a rebalance begins, and commits what it finishes then before rejoining, so the next owner does not redo it", async () => {
       // The commit interval outlasts the test: only the commit made on the rebalance can land.
       // kafkajs rejoins only once the batch in hand is done; offsets handled in the old

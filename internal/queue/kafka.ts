@@ -13,9 +13,11 @@ import type {
 } from "./port.js";
 import { mendKafkajsRequestQueue } from "./kafkajs-request-queue.js";
 import { pinoLogCreator } from "./kafkajs-log.js";
+import { onOffsetReset, watchKafkajsOffsetResets, type OffsetReset } from "./kafkajs-offset-reset.js";
 
 const { Kafka, Partitioners, logLevel: KafkaLogLevel } = kafkajs;
 mendKafkajsRequestQueue();
+watchKafkajsOffsetResets();
 
 /**
  * max.message.bytes of the topics ensureTopics creates: the largest record
@@ -40,12 +42,8 @@ export const TOPIC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
  */
 export const TOPIC_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
-/**
- * How long a consumer that joined its group waits, its partitions paused, for
- * its group's committed offsets and the partitions' first offsets (to tell
- * records deleted unread) before it consumes all the same.
- */
-const RETENTION_CHECK_TIMEOUT_MS = 5_000;
+/** The pause before the first offsets of a reset partition are asked again, doubling while Kafka does not answer. */
+const LOG_START_RETRY_MS = { initial: 1_000, max: 30_000 };
 
 /**
  * A majority of a topic's replicas: with acks from all in-sync replicas, an acked record then
@@ -517,7 +515,10 @@ export class KafkaQueue implements MessageQueue {
       options,
       this.options,
       () => this.subscriptions.delete(sub),
-      () => this.groupOffsets(group, topic),
+      async () => {
+        await this.connect();
+        return new Map((await this.admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.low)]));
+      },
       (loss) => {
         for (const listener of this.lostListeners) listener(loss);
       },
@@ -625,14 +626,19 @@ class KafkaSubscription implements Subscription {
   /** Aborted once a heartbeat says the partitions of this join may move (BatchContext.revoked); one per join. */
   private generation = new AbortController();
   /**
-   * The offset each partition's next record should have (this join's commit, then past each
-   * chunk handled): a batch that starts later had records deleted before they were read.
+   * The offset each partition's next record should have (past each chunk handled this join,
+   * or where kafkajs was when it reset the partition): a batch that starts later had records
+   * deleted before they were read.
    */
   private readonly expected = new Map<number, bigint>();
-  /** Partitions paused for a handler's backoff, which the retention check must not resume early. */
-  private readonly backingOff = new Set<number>();
-  /** Partitions paused until the retention check has read their offsets, which a backoff must not resume early. */
-  private checking = new Set<number>();
+  /**
+   * Partitions kafkajs reset whose loss is not told yet, by the offset it reset from: told by
+   * the first batch after it, or once the partition's first offset is read (no record may
+   * come). Kept across joins: the reset overwrote the group's commit, so no one else can.
+   */
+  private readonly untold = new Map<number, bigint>();
+  /** Stops listening for kafkajs' resets of this member (replaced at each join). */
+  private unwatchResets: (() => void) | undefined;
 
   constructor(
     private readonly newConsumer: () => Consumer,
@@ -644,7 +650,8 @@ class KafkaSubscription implements Subscription {
     private readonly subscribeOptions: SubscribeOptions,
     private readonly options: KafkaQueueOptions,
     private readonly onStopped: () => void,
-    private readonly readOffsets: () => Promise<GroupOffsets>,
+    /** Each partition's first offset. */
+    private readonly readLogStarts: () => Promise<Map<number, bigint>>,
     private readonly onRecordsLost: (loss: RecordsLost) => void,
   ) {
     this.maxBatch = subscribeOptions.maxBatch ?? 256;
@@ -672,10 +679,14 @@ class KafkaSubscription implements Subscription {
       this.joins++;
       this.generation = new AbortController();
       this.assigned = new Set(e.payload.memberAssignment[this.topic] ?? []);
-      this.checkRetention(consumer);
+      // Where a partition of the last join was says nothing of where it is now (another member
+      // may have had it since); a reset of this join tells its own (watchResets).
+      this.expected.clear();
+      this.watchResets(consumer, e.payload.groupId, e.payload.memberId);
       // Offsets of the previous join can no longer be committed: their handlers learn it now
       // (`lost`), not at the next commit, which waits for a record that may not come.
       if (this.uncommitted.size > 0) void this.commit();
+      this.subscribeOptions.onAssigned?.([...this.assigned]);
       this.subscribeOptions.onConsumerTrouble?.(undefined);
       log?.debug({ group: this.group, topic: this.topic, partitions: [...this.assigned] }, "kafka group joined");
     });
@@ -762,57 +773,52 @@ class KafkaSubscription implements Subscription {
    * Tells records Kafka deleted before this group read them (it was down or
    * behind for longer than the topic's retention): kafkajs, finding the
    * committed offset out of range, resets it to the partition's first record
-   * without a word, and acked messages are gone unseen. The partitions just
-   * assigned stay paused until the group's commits and the partitions' first
-   * offsets are read: once kafkajs has fetched, its reset has overwritten the
-   * commit. Called from GROUP_JOIN, before kafkajs' first fetch of the join.
+   * without a word, and acked messages are gone unseen. Its reset says where
+   * the partition was; nothing is held meanwhile (a consumer joining its
+   * group paused its partitions until it had read the group's commits, and
+   * kafkajs, with all of them paused, slept a whole long poll: every join
+   * held its records ~500 ms).
    */
-  private checkRetention(consumer: Consumer): void {
-    this.expected.clear();
-    const partitions = [...this.assigned];
-    if (partitions.length === 0) return;
-    const joins = this.joins;
-    try {
-      consumer.pause([{ topic: this.topic, partitions }]);
-    } catch {
-      return; // kafkajs has no group for it (never seen in a join): nothing to hold
-    }
-    this.checking = new Set(partitions);
-    void (async () => {
+  private watchResets(consumer: Consumer, groupId: string, memberId: string): void {
+    this.unwatchResets?.();
+    this.unwatchResets = onOffsetReset(groupId, memberId, (reset) => {
+      if (consumer === this.consumer && reset.topic === this.topic) this.offsetReset(reset);
+    });
+  }
+
+  private offsetReset({ partition, offset }: OffsetReset): void {
+    this.expected.set(partition, offset);
+    const already = this.untold.has(partition);
+    this.untold.set(partition, offset);
+    if (!already) void this.tellWithoutRecords(partition);
+  }
+
+  /**
+   * Tells the loss of a reset partition from its first offset, should no batch
+   * tell it first: one may never come (everything after the group's commit
+   * deleted, nothing new since).
+   */
+  private async tellWithoutRecords(partition: number): Promise<void> {
+    // Once at least, stopping or not: the reset overwrote the group's commit, so no later member can tell it.
+    for (let wait = LOG_START_RETRY_MS.initial; this.untold.has(partition); wait = Math.min(wait * 2, LOG_START_RETRY_MS.max)) {
       try {
-        const read = this.readOffsets();
-        read.catch(() => {});
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), RETENTION_CHECK_TIMEOUT_MS)));
-        const offsets = await Promise.race([read, late]).finally(() => clearTimeout(timer));
-        if (!offsets) throw new Error(`no answer within ${RETENTION_CHECK_TIMEOUT_MS} ms`);
-        // A later join checks its own assignment.
-        if (joins !== this.joins) return;
-        const lows = new Map(offsets.partitions.map((p) => [p.partition, p.low]));
-        for (const p of partitions) {
-          const committed = offsets.committed.get(p);
-          const low = lows.get(p);
-          // Below 0: nothing committed yet, a new group, which starts at the first record by design.
-          if (committed === undefined || low === undefined || committed < 0n) continue;
-          if (committed < low) this.recordsLost(p, committed, low);
-          this.expected.set(p, committed > low ? committed : low);
-        }
+        const low = (await this.readLogStarts()).get(partition);
+        const from = this.untold.get(partition);
+        if (from === undefined) return; // a batch told it meanwhile
+        this.untold.delete(partition);
+        if (low === undefined || low <= from) return; // reset past its end (a topic made afresh): nothing deleted
+        this.recordsLost(partition, from, low);
+        if (this.expected.get(partition) === from) this.expected.set(partition, low);
+        return;
       } catch (err) {
         this.options.logger?.warn(
-          { err, group: this.group, topic: this.topic },
-          "could not read the group's offsets to tell records deleted unread; consuming all the same",
+          { err, group: this.group, topic: this.topic, partition, retryInMs: wait },
+          "could not read a reset partition's first offset to tell the records deleted unread; trying again",
         );
-      } finally {
-        if (joins === this.joins && consumer === this.consumer) {
-          this.checking = new Set();
-          try {
-            consumer.resume([{ topic: this.topic, partitions: partitions.filter((p) => !this.backingOff.has(p)) }]);
-          } catch {
-            // The consumer is gone (stopped or replaced): its successor joins and checks again.
-          }
-        }
+        if (this.stopping) return;
+        await new Promise((r) => setTimeout(r, wait).unref());
       }
-    })();
+    }
   }
 
   /** Logs and counts records of `partition` from `committed` up to `logStart` that Kafka deleted unread. */
@@ -865,6 +871,7 @@ class KafkaSubscription implements Subscription {
     // the retention) and reset it to the partition's first record, which this batch starts at.
     const expected = this.expected.get(partition);
     if (expected !== undefined && records.length > 0 && records[0]!.offset > expected) {
+      this.untold.delete(partition);
       this.recordsLost(partition, expected, records[0]!.offset);
       // Once told: a chunk of this batch that fails is fetched again from here.
       this.expected.set(partition, records[0]!.offset);
@@ -898,11 +905,9 @@ class KafkaSubscription implements Subscription {
         );
         if (!this.stopping) {
           const resume = pause();
-          this.backingOff.add(partition);
           const t = setTimeout(() => {
             this.resumeTimers.delete(t);
-            this.backingOff.delete(partition);
-            if (!this.checking.has(partition)) resume();
+            resume();
           }, wait);
           this.resumeTimers.add(t);
         }
@@ -1031,6 +1036,7 @@ class KafkaSubscription implements Subscription {
         if (settled) return left;
         this.options.logger?.warn({ group: this.group, topic: this.topic, timeoutMs }, "kafka consumer did not leave its group in time; giving it up");
         this.forgetUncommitted("stopped before its commit");
+        this.unwatchResets?.();
         this.onStopped();
       });
     }
@@ -1061,6 +1067,7 @@ class KafkaSubscription implements Subscription {
     } finally {
       // What a failed last commit left: the next member of the group reads it again.
       this.forgetUncommitted("stopped before its commit");
+      this.unwatchResets?.();
       this.onStopped();
     }
   }

@@ -84,6 +84,12 @@ export interface SubscribeOptions {
    * queue that is away from one that is idle.
    */
   onConsumerTrouble?: (err: Error | undefined) => void;
+  /**
+   * Called at each join of the consumer group with the partitions this
+   * consumer holds from then on (a rebalance may move any of them away, or
+   * leave them here). Adapters that never move a partition (sqlite) never call it.
+   */
+  onAssigned?: (partitions: readonly number[]) => void;
 }
 
 export interface Subscription {
