@@ -38,6 +38,7 @@ export class InboxWriter {
     this.sub = await this.deps.queue.subscribe(ConsumerGroups.inboxWriter, Topics.inbox, (rs) => this.health.runBatch(rs, () => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
       onConsumerTrouble: this.health.consumerTrouble,
+      onAssigned: this.health.assigned,
     });
   }
 

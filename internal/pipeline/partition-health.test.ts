@@ -72,7 +72,36 @@ describe("PartitionedStageHealth", () => {
     await assert.rejects(health.check(), /partition 3 has failed for 205 s \(last: timed out\)/);
   });
 
-  it("forgets a partition's failures once no batch of it came for FAILURE_FORGOTTEN_MS, or at a rejoin of the group", async () => {
+  // Each join of the group (told through consumerTrouble(undefined)) forgot every partition's
+  // run, so a partition whose batches kept failing through rebalances every few seconds (a
+  // rolling deploy, a member flapping) started afresh at each and never reported a stall.
+  it("keeps a partition's run through rejoins that leave the partition here, however often they come", async () => {
+    const clock = { ms: 1_000_000 };
+    const health = new PartitionedStageHealth("sequencer", 30_000, () => clock.ms);
+    const fail = () => health.runBatch(batch(3), () => Promise.reject(new Error("refused"))).catch(() => {});
+    const ok = () => health.runBatch(batch(1), async () => {});
+    for (let i = 0; i < 8; i++) {
+      await fail();
+      await ok();
+      clock.ms += 4_000;
+      health.consumerTrouble(undefined);
+      health.assigned([1, 3]);
+      await health.check().catch(() => {});
+    }
+    await assert.rejects(health.check(), /every batch of partition 3 has failed for 32 s/);
+    // Moved to another worker, where its batches may well go through: not this worker's stall.
+    health.consumerTrouble(undefined);
+    health.assigned([1]);
+    await health.check();
+    // Back here: a run of its own from its next failure.
+    health.assigned([1, 3]);
+    await fail();
+    await ok();
+    clock.ms += 29_000;
+    await health.check();
+  });
+
+  it("forgets a partition's failures once no batch of it came for FAILURE_FORGOTTEN_MS, or at a rejoin that moved it away", async () => {
     const clock = { ms: 1_000_000 };
     const health = new PartitionedStageHealth("sequencer", 30_000, () => clock.ms);
     const fail = (partition: number) => health.runBatch(batch(partition), () => Promise.reject(new Error("refused"))).catch(() => {});
@@ -84,13 +113,15 @@ describe("PartitionedStageHealth", () => {
     await assert.rejects(health.check(), /partition 3/);
     clock.ms += FAILURE_FORGOTTEN_MS;
     await health.check();
-    // A rejoin: the partition may be another worker's now; if still ours, its next failure starts afresh.
+    // A rejoin that moved it away: another worker's now; if it comes back, its next failure starts afresh.
     await fail(5);
     clock.ms += 31_000;
     await ok(1);
     await assert.rejects(health.check(), /partition 5/);
     health.consumerTrouble(undefined);
+    health.assigned([1, 2]);
     await health.check();
+    health.assigned([1, 5]);
     await fail(5);
     clock.ms += 29_000;
     await ok(1);

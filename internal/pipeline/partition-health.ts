@@ -13,11 +13,13 @@ import type { QueueRecord } from "../queue/port.js";
  *
  * A partition's run lasts however long each of its batches takes to fail (a
  * Cassandra read timing out, retried): it is over at a success, at a rejoin
- * of the group (the partition may be another worker's now), or once no batch
+ * of the group that moved the partition to another worker, or once no batch
  * of it has been in hand for FAILURE_FORGOTTEN_MS since its last failure (no
  * rejoin told of the move, or the next batch came long after: past the
  * queue's backoff, it may wait behind other partitions' batches failing as
- * slowly, a few handled at once). Timed from failure to failure over 30 s,
+ * slowly, a few handled at once). A rejoin that leaves it here goes on with
+ * its run: forgotten at every rejoin, a partition whose batches kept failing
+ * through rebalances every few seconds never stalled. Timed from failure to failure over 30 s,
  * a partition whose batch took 40 s to fail started a fresh run at each and
  * never stalled, /healthz passing while it made no progress.
  */
@@ -43,13 +45,18 @@ export class PartitionedStageHealth {
     this.stage = stage;
     this.stopped = this.whole.stopped;
     this.consumerStopped = this.whole.consumerStopped;
-    this.consumerTrouble = (err) => {
-      // Told at each join of the group (port.ts): the assignment is new, and a partition
-      // moved away sends no success to end its run. One still ours starts afresh at its next failure.
-      if (err === undefined) this.partitions.clear();
-      this.whole.consumerTrouble(err);
-    };
+    this.consumerTrouble = this.whole.consumerTrouble;
   }
+
+  /**
+   * The partitions this worker holds after a join of its group (port.ts: `onAssigned`): a
+   * partition moved away sends no success to end its run, and may well go through where it
+   * went. One still here keeps its run, however often the group rebalances.
+   */
+  readonly assigned = (partitions: readonly number[]): void => {
+    const held = new Set(partitions);
+    for (const p of this.partitions.keys()) if (!held.has(p)) this.partitions.delete(p);
+  };
 
   /** A health check (`/healthz`): throws while the stage, or one of its partitions, is stalled. */
   readonly check = async (): Promise<void> => {

@@ -44,6 +44,7 @@ export class Sequencer {
     this.sub = await this.deps.queue.subscribe(ConsumerGroups.sequencer, Topics.submitted, (rs) => this.health.runBatch(rs, () => this.handle(rs)), {
       onGiveUp: this.health.consumerStopped,
       onConsumerTrouble: this.health.consumerTrouble,
+      onAssigned: this.health.assigned,
     });
   }
 
