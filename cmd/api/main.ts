@@ -5,7 +5,8 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import type { PushApiDeps } from "../../internal/api/push-service.js";
-import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
+import { DeletionSweeper } from "../../internal/api/deletion-sweeper.js";
+import { ApiLimiter, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi, type ApiDeps } from "../../internal/api/router.js";
 import { NEW_DIRECT_WINDOW_MS } from "../../internal/api/limits.js";
 import { TokenSigner, TokenVerifier, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { QueueSubmitter } from "../../internal/chatserver/submitter.js";
@@ -95,33 +96,37 @@ const blocks = new BlockCache(storage.accounts, { ttlMs: config.blockCacheTtlSec
 
 // grpc.health.v1 says what /readyz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
-const routesFn = (router: ConnectRouter) => {
-  registerPublicApi(router, {
-    accounts: storage.accounts,
-    channels: storage.channels,
-    log: storage.messages,
-    inbox: storage.inbox,
-    submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, blocks, changeWindows: config.changeWindows }),
-    blocks: {
-      // A block made here holds at once, here and on the chat servers holding either user's sessions.
-      async forget(a: bigint, b: bigint) {
-        blocks.forget(a, b);
-        await routed.forgetBlocks([{ userId: a, otherUserId: b }]);
-      },
+const apiDeps: ApiDeps & PushApiDeps = {
+  accounts: storage.accounts,
+  channels: storage.channels,
+  log: storage.messages,
+  inbox: storage.inbox,
+  submitter: new QueueSubmitter({ queue, channels: storage.channels, log: storage.messages, ids, claims, blocks, changeWindows: config.changeWindows }),
+  blocks: {
+    // A block made here holds at once, here and on the chat servers holding either user's sessions.
+    async forget(a: bigint, b: bigint) {
+      blocks.forget(a, b);
+      await routed.forgetBlocks([{ userId: a, otherUserId: b }]);
     },
-    sessions,
-    presence: presence.tracker,
-    ...pushApi,
-    ids,
-    signer,
-    verifier,
-    limits,
-    maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
-    maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
-    refreshReuseGraceMs: config.refreshReuseGraceMs,
-    metrics: apiCalls,
-    logger,
-  });
+  },
+  sessions,
+  presence: presence.tracker,
+  ...pushApi,
+  ids,
+  signer,
+  verifier,
+  limits,
+  maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+  maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
+  refreshReuseGraceMs: config.refreshReuseGraceMs,
+  metrics: apiCalls,
+  logger,
+};
+// Finishes account deletions whose api process died after marking the account (every api process
+// sweeps; the steps may run twice, side by side).
+const deletions = new DeletionSweeper(apiDeps);
+const routesFn = (router: ConnectRouter) => {
+  registerPublicApi(router, apiDeps);
   registerReflectionAndHealth(router, { health });
 };
 // A request body past the limit is refused before it is read whole.
@@ -161,12 +166,14 @@ await exitOnListenError("api", async () => {
   if (start.stopping) return;
   await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
 });
+if (!start.stopping) deletions.start();
 start.started(async () => {
   health.shutdown();
   healthFollower.stop();
   certificates?.close();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-  await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close()]);
+  // A sweep under way stops after the deletion it is finishing (the next sweep, anywhere, takes the rest).
+  await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close(), deletions.close()]);
   routed.close();
   clients.close();
   // workerId.release() retires the generator first: nothing is minted once the number may be someone else's.

@@ -11,7 +11,8 @@ import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
-import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi } from "../../internal/api/router.js";
+import { DeletionSweeper } from "../../internal/api/deletion-sweeper.js";
+import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi, type ApiDeps } from "../../internal/api/router.js";
 import { followChecks } from "../../internal/grpc/follow-checks.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { watchTlsFiles } from "../../internal/config/tls-reload.js";
@@ -209,29 +210,32 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   // and a sign-out through one listener must shut its token out of both.
   const apiCalls = apiMetrics(registry);
   const devices = new DeviceGate(storage.accounts);
+  const apiDeps: ApiDeps & PushApiDeps = {
+    accounts: storage.accounts,
+    channels: storage.channels,
+    log: storage.messages,
+    inbox: storage.inbox,
+    submitter,
+    // The chat server forgets the pair in the shared cache, and checks presence between the pair for a while.
+    blocks: { forget: (a: bigint, b: bigint) => chat.forgetBlock(a, b) },
+    sessions: chat,
+    presence,
+    ...pushApi,
+    ids,
+    signer,
+    verifier,
+    limits,
+    maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
+    maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
+    refreshReuseGraceMs: config.refreshReuseGraceMs,
+    metrics: apiCalls,
+    devices,
+    logger: apiLogger,
+  };
+  // Finishes account deletions cut short (the process killed) after marking the account.
+  const deletions = new DeletionSweeper(apiDeps, {}, devices);
   const routes = (router: ConnectRouter) => {
-    registerPublicApi(router, {
-      accounts: storage.accounts,
-      channels: storage.channels,
-      log: storage.messages,
-      inbox: storage.inbox,
-      submitter,
-      // The chat server forgets the pair in the shared cache, and checks presence between the pair for a while.
-      blocks: { forget: (a: bigint, b: bigint) => chat.forgetBlock(a, b) },
-      sessions: chat,
-      presence,
-      ...pushApi,
-      ids,
-      signer,
-      verifier,
-      limits,
-      maxDevicesPerAccount: config.apiLimits.maxDevicesPerAccount,
-      maxGroupsPerUser: config.apiLimits.maxGroupsPerUser,
-      refreshReuseGraceMs: config.refreshReuseGraceMs,
-      metrics: apiCalls,
-      devices,
-      logger: apiLogger,
-    });
+    registerPublicApi(router, apiDeps);
     router.service(SessionService, sessionService(chat, verifier));
   };
   // A request body past the frame limit is refused before it is read whole.
@@ -310,6 +314,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
 
   if (!stopped?.aborted) await listen(httpServer, config.host, config.httpPort, "CHAT_HTTP_PORT");
   if (!stopped?.aborted) await listen(grpcServer, config.host, config.grpcPort, "CHAT_GRPC_PORT");
+  if (!stopped?.aborted) deletions.start();
   // Not listening (a stop came first): the ports asked for, in URLs nobody is told.
   const httpPort = (httpServer.address() as AddressInfo | null)?.port ?? config.httpPort;
   const grpcPort = (grpcServer.address() as AddressInfo | null)?.port ?? config.grpcPort;
@@ -331,7 +336,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
         const drained = chat.drain();
         await gateway.close();
         // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close(), drained]);
+        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close(), drained, deletions.close()]);
         await oldPipeline.stop();
         await notifier.stop();
         await push.close();

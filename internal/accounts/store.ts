@@ -30,6 +30,19 @@ export interface RefreshTokenUse {
 }
 
 /**
+ * An account deletion recorded before its account is marked deleted, kept
+ * until its final pass has run: what the deletion sweeper finishes when the
+ * process that ran it died in between (internal/api/deletion-sweeper.ts).
+ */
+export interface PendingDeletion {
+  userId: Id;
+  /** The device that asked: the one the sweep's notes of leaving its groups name. */
+  deviceId: Id;
+  /** When it was recorded; also which attempt of the deletion it is (removePendingDeletion). */
+  atMs: number;
+}
+
+/**
  * AccountStore keeps users, their devices, refresh tokens and the friend
  * graph. Adapters: sqlite (embedded), cassandra (distributed).
  */
@@ -54,6 +67,16 @@ export interface AccountStore {
    * Deleting again, or an unknown user, does nothing.
    */
   deleteUser(userId: Id): Promise<void>;
+  /**
+   * Records the account's deletion as pending, replacing a record of an
+   * earlier attempt (cut short before the mark): a sweep that read that one
+   * and drops it (removePendingDeletion with its atMs) leaves this one.
+   */
+  putPendingDeletion(pending: PendingDeletion): Promise<void>;
+  /** Pending deletions recorded at or before `recordedBy`, at most `limit` (oldest first where the store can tell). */
+  listPendingDeletions(recordedBy: number, limit: number): Promise<PendingDeletion[]>;
+  /** Removes the account's pending deletion if it is still the one recorded at `atMs` (a later attempt's stays). */
+  removePendingDeletion(userId: Id, atMs: number): Promise<void>;
   /** Each user's presence setting; users who never chose one are left out (they have the default). */
   getPresenceVisibility(userIds: readonly Id[]): Promise<Map<Id, PresenceVisibility>>;
   setPresenceVisibility(userId: Id, visibility: PresenceVisibility): Promise<void>;

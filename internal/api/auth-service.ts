@@ -2,14 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AuthService, CredentialsSchema, type Credentials, type DeviceInfo } from "../../gen/es/chat/v1/auth_pb.js";
-import { ACCOUNT_DELETED, isDeletedUser } from "../accounts/store.js";
+import { ACCOUNT_DELETED, isDeletedUser, type PendingDeletion } from "../accounts/store.js";
 import { PasswordHasher } from "../auth/passwords.js";
 import { RefreshTokens } from "../auth/refresh.js";
 import { CloseCode } from "../model/close-codes.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import type { ChannelRecord, DeviceRecord, Id, UserRecord } from "../model/types.js";
 import { DEFAULT_MAX_DEVICES_PER_ACCOUNT } from "../throttle/config.js";
-import { caller, clientAddress } from "./context.js";
+import { caller, clientAddress, type Caller } from "./context.js";
 import { deviceToProto, platformFromProto, userToProto } from "./convert.js";
 import type { DeviceGate } from "./device-gate.js";
 import type { AuthEvent } from "./metrics.js";
@@ -66,10 +66,8 @@ async function eachBounded<T>(items: readonly T[], fn: (item: T) => Promise<unkn
 /** How far apart the clocks of the api processes may be, beside a token's lifetime. */
 const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60_000;
 
-export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
-  const now = deps.now ?? Date.now;
-  const passwords = deps.passwords ?? new PasswordHasher();
-  const count = (event: AuthEvent) => deps.metrics?.auth.inc({ event });
+/** The sign-outs of devices, and of an account's push endpoints, that AuthService and the deletion sweeper share. */
+function signOuts(deps: ApiDeps & PushApiDeps, devices?: DeviceGate) {
   async function signOut(userId: Id, deviceId: Id, reason: string): Promise<void> {
     await revoke(userId, deviceId, reason);
     await endSessions(userId, deviceId, reason);
@@ -125,13 +123,6 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     }
     return out;
   }
-  /**
-   * At a login: forgets the devices signed out long enough ago that none of
-   * their access tokens can still be valid (an account that signs in and out
-   * every day would otherwise pile up rows), and past the account's device
-   * limit signs out the devices seen least recently (never `keep`, the one
-   * just made, nor one made after it).
-   */
   /** Every push endpoint of the account: its devices', and those of devices already forgotten (tidyDevices). */
   async function removeEndpoints(userId: Id): Promise<void> {
     const endpoints = deps.push?.endpoints;
@@ -139,6 +130,100 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     for (const e of await endpoints.listForUser(userId)) await endpoints.remove(userId, e.deviceId);
   }
 
+  return { signOut, signOutAll, removeEndpoints };
+}
+
+/**
+ * The steps of an account's deletion that AuthService.deleteAccount and the
+ * deletion sweeper share. Every one of them may run again, and side by side
+ * with another run of itself (in another api process): each write is one that
+ * finds its work done (a revoked device, a friendship or membership gone, a
+ * block there) and then changes nothing.
+ */
+function deletionSteps(deps: ApiDeps & PushApiDeps, devices?: DeviceGate) {
+  const now = deps.now ?? Date.now;
+  const { signOutAll, removeEndpoints } = signOuts(deps, devices);
+  /** Friendships and friend requests; the friends go into `parted`. */
+  async function dropFriends(me: Id, parted: Set<Id>): Promise<void> {
+    for (const m of await deps.accounts.listFriends(me)) {
+      parted.add(m);
+      await deps.accounts.removeFriendship(me, m);
+    }
+    for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
+  }
+  /** Blocks the account's direct-chat peers (into `parted`) and leaves its groups, as `by`. */
+  async function leaveChats(me: Id, by: Caller, parted: Set<Id>): Promise<void> {
+    const groups: ChannelRecord[] = [];
+    // Side by side, as the unblocks of deleteAccount: one after another, an account with thousands of
+    // direct chats took minutes on Cassandra (each block three Paxos rounds, and this runs twice).
+    await eachBounded(await deps.channels.listMemberships(me), async (m) => {
+      const channel = await deps.channels.getChannel(m.channelId);
+      if (channel?.kind === "group") groups.push(channel);
+      if (channel?.kind !== "direct") return;
+      // Direct chats stay, their history being the other member's too; the
+      // account blocks the peer, so that sends to it are refused (and told
+      // it is gone) rather than stored for nobody.
+      for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
+        if (userId === me) continue;
+        parted.add(userId);
+        await deps.accounts.putBlock(me, userId, now());
+        await forgetBlock(deps, me, userId);
+      }
+    });
+    // One after another: each leaving tells the members it leaves apart, read from the groups the
+    // account is still in; side by side, one shared in two groups could be told by neither.
+    for (const channel of groups) await leaveGroup(deps, channel, by);
+  }
+  /**
+   * What runs once the account is marked deleted. A login that read the
+   * account before it was marked may have made its device since; an add to a
+   * group, a new direct chat, a friend request or a friendship that checked
+   * the account before may have landed since. Each of those looks at the
+   * account again after it writes, and undoes itself if it finds it marked;
+   * what landed before the mark is found here.
+   */
+  async function finalPass(me: Id, by: Caller, parted: Set<Id>): Promise<void> {
+    await signOutAll(me, undefined, ACCOUNT_DELETED);
+    await removeEndpoints(me);
+    await dropFriends(me, parted);
+    await leaveChats(me, by, parted);
+    // The sign-outs above announce the account offline, but read who to tell later, maybe after the
+    // friendships and chats are gone: one missed would keep it online on their screens for good.
+    // Told here as an unfriending or a block tells, with no last seen (a group's members are told
+    // by leaving it). Best effort: the deletion stands.
+    if (parted.size > 0) {
+      await deps.sessions.pushToUsers([...parted], presenceFrame({ userId: me, online: false })).catch((err: unknown) => {
+        deps.logger?.warn({ err }, "presence after an account's deletion not told");
+      });
+    }
+  }
+  return { dropFriends, leaveChats, finalPass };
+}
+
+/**
+ * The final pass of a deletion recorded pending (deleteAccount), for the
+ * sweep to run when the process that marked the account died before it
+ * ended. Those told the account is offline are the peers and friends it
+ * finds; friends a first pass already dropped are known to that pass alone.
+ */
+export function deletionFinisher(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): (pending: PendingDeletion) => Promise<void> {
+  const { finalPass } = deletionSteps(deps, devices);
+  return (p) => finalPass(p.userId, { userId: p.userId, deviceId: p.deviceId }, new Set());
+}
+
+export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
+  const now = deps.now ?? Date.now;
+  const passwords = deps.passwords ?? new PasswordHasher();
+  const count = (event: AuthEvent) => deps.metrics?.auth.inc({ event });
+  const { signOut, signOutAll, removeEndpoints } = signOuts(deps, devices);
+  const deletion = deletionSteps(deps, devices);
+  /**
+   * At a login: forgets the devices signed out long enough ago that none of
+   * their access tokens can still be valid (an account that signs in and out
+   * every day would otherwise pile up rows), and past the account's device
+   * limit signs out the devices seen least recently (never `keep`, the one
+   * just made, nor one made after it).
+   */
   async function tidyDevices(userId: Id, keep: DeviceRecord): Promise<void> {
     const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
     const devices = await deps.accounts.listDevices(userId);
@@ -407,25 +492,18 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     },
 
     async deleteAccount(req, ctx) {
-      const me = caller(ctx).userId;
+      const by = caller(ctx);
+      const me = by.userId;
       await confirmPassword(me, "password", req.password, clientAddress(ctx));
       // Signed out first, so that nothing the account does races its deletion.
-      // Every step below can be run again: a deletion cut short is finished
-      // by signing in (the password still works until the last step) and
-      // asking again.
-      const reason = ACCOUNT_DELETED;
-      await signOutAll(me, undefined, reason);
+      // Every step below can be run again: a deletion cut short before the
+      // mark (deleteUser) is finished by signing in (the password still works
+      // until then) and asking again; one cut short after it, by the sweep.
+      await signOutAll(me, undefined, ACCOUNT_DELETED);
       await removeEndpoints(me);
       /** Friends and direct-chat peers: those whose view of the account's presence ends here, and who are told so below. */
       const parted = new Set<Id>();
-      const dropFriends = async () => {
-        for (const m of await deps.accounts.listFriends(me)) {
-          parted.add(m);
-          await deps.accounts.removeFriendship(me, m);
-        }
-        for (const r of await deps.accounts.listFriendRequests(me)) await deps.accounts.deleteFriendRequest(r.fromUserId, r.toUserId);
-      };
-      await dropFriends();
+      await deletion.dropFriends(me, parted);
       // Side by side: on Cassandra each unblock is several Paxos rounds, one after another minutes for
       // an account with thousands. Each batch ends before the next read and before leaveChats, whose
       // blocks of the direct-chat peers no unblock here may then take away.
@@ -437,47 +515,19 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         if (blockers.length < BLOCKERS_PAGE) break;
         after = blockers[blockers.length - 1];
       }
-      const leaveChats = async () => {
-        const groups: ChannelRecord[] = [];
-        // Side by side, as the unblocks above: one after another, an account with thousands of direct
-        // chats took minutes on Cassandra (each block three Paxos rounds, and this runs twice).
-        await eachBounded(await deps.channels.listMemberships(me), async (m) => {
-          const channel = await deps.channels.getChannel(m.channelId);
-          if (channel?.kind === "group") groups.push(channel);
-          if (channel?.kind !== "direct") return;
-          // Direct chats stay, their history being the other member's too; the
-          // account blocks the peer, so that sends to it are refused (and told
-          // it is gone) rather than stored for nobody.
-          for (const { userId } of await deps.channels.listMembers(channel.channelId)) {
-            if (userId === me) continue;
-            parted.add(userId);
-            await deps.accounts.putBlock(me, userId, now());
-            await forgetBlock(deps, me, userId);
-          }
-        });
-        // One after another: each leaving tells the members it leaves apart, read from the groups the
-        // account is still in; side by side, one shared in two groups could be told by neither.
-        for (const channel of groups) await leaveGroup(deps, channel, caller(ctx));
-      };
-      await leaveChats();
+      await deletion.leaveChats(me, by, parted);
+      // Past the mark nobody can ask again (the password no longer works): recorded first, so that
+      // a process dying before the final pass has run leaves the deletion to the sweep
+      // (deletion-sweeper.ts), which finishes it. Just before the mark, not at the start: an
+      // attempt cut short before it left an account its owner may still keep.
+      const pending = { userId: me, deviceId: by.deviceId, atMs: now() };
+      await deps.accounts.putPendingDeletion(pending);
       await deps.accounts.deleteUser(me);
-      // A login that read the account before it was marked deleted may have made its device since;
-      // an add to a group, a new direct chat, a friend request or a friendship that checked the
-      // account before may have landed since. Each of those looks at the account again after it
-      // writes, and undoes itself if it finds it marked; what landed before the mark is found here.
-      await signOutAll(me, undefined, reason);
-      await removeEndpoints(me);
-      await dropFriends();
-      await leaveChats();
-      // The sign-outs above announce the account offline, but read who to tell later, maybe after the
-      // friendships and chats are gone: one missed would keep it online on their screens for good.
-      // Told here as an unfriending or a block tells, with no last seen (a group's members are told
-      // by leaving it). Best effort: the deletion stands.
-      if (parted.size > 0) {
-        await deps.sessions.pushToUsers([...parted], presenceFrame({ userId: me, online: false })).catch((err: unknown) => {
-          deps.logger?.warn({ err }, "presence after an account's deletion not told");
-        });
-      }
+      await deletion.finalPass(me, by, parted);
+      // Best effort: the deletion is done, and a record left makes the sweep run the final pass again.
+      await deps.accounts.removePendingDeletion(me, pending.atMs).catch((err: unknown) => {
+        deps.logger?.warn({ err, userId: String(me) }, "finished deletion's pending record not removed; the sweep removes it");
+      });
       count("account_deleted");
       return {};
     },

@@ -32,7 +32,7 @@ describe("chat_auth_events_total", () => {
     const registry = new Registry();
     apiMetrics(registry);
     const text = await registry.metrics();
-    for (const event of ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted"]) {
+    for (const event of ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted", "deletion_swept"]) {
       assert.match(text, new RegExp(`^chat_auth_events_total\\{event="${event}"\\} 0$`, "m"), event);
     }
   });

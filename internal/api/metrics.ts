@@ -27,9 +27,11 @@ export const API_FAILURE_CODES = ["unavailable", "internal"] as const;
  * login_failed (a wrong password or unknown name), login_throttled (refused
  * for too many failures), refresh_reused (a refresh token used twice: its
  * device signed out), device_pruned (signed out by a login past the device
- * limit). A surge of any of them is worth a look.
+ * limit). A surge of any of them is worth a look. deletion_swept: an account
+ * deletion whose process died after marking the account, finished by the
+ * deletion sweep (deletion-sweeper.ts).
  */
-const AUTH_EVENTS = ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted"] as const;
+const AUTH_EVENTS = ["login_failed", "login_throttled", "refresh_reused", "device_pruned", "password_changed", "account_deleted", "deletion_swept"] as const;
 export type AuthEvent = (typeof AUTH_EVENTS)[number];
 
 export function apiMetrics(registry: Registry): ApiMetrics {
@@ -57,7 +59,7 @@ export function apiMetrics(registry: Registry): ApiMetrics {
     auth: countedFromZero(
       new Counter({
         name: "chat_auth_events_total",
-        help: "Security events of the sign-in path: login_failed, login_throttled, refresh_reused, device_pruned, password_changed, account_deleted",
+        help: "Security events of the sign-in path: login_failed, login_throttled, refresh_reused, device_pruned, password_changed, account_deleted, deletion_swept",
         labelNames: ["event"],
         registers: [registry],
       }),

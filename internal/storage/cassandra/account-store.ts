@@ -1,4 +1,4 @@
-import { isDeletedUser, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../../accounts/store.js";
+import { isDeletedUser, type AccountStore, type PendingDeletion, type RefreshTokenTake, type RefreshTokenUse } from "../../accounts/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { big, FANOUT, inParts, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row } from "./session.js";
@@ -30,6 +30,12 @@ const toDevice = (r: Row): DeviceRecord => ({
   lastSeenAtMs: ms(r.get("last_seen_at_ms")),
   revoked: r.get("revoked") === true,
 });
+
+/** Partitions of pending_deletions (schema.ts); fixed for good, as a row's bucket is computed from its user id. */
+export const PENDING_DELETION_BUCKETS = 16;
+const pendingBucket = (userId: Id): number => Number(BigInt.asUintN(64, userId) % BigInt(PENDING_DELETION_BUCKETS));
+/** Tries of putPendingDeletion against racing changes of the record before it gives up (throws). */
+const PENDING_PUT_TRIES = 5;
 
 /** A claim older than this without its user row was left by a creator that died. */
 const STALE_CLAIM_MS = 60_000;
@@ -71,6 +77,14 @@ export class CassandraAccountStore implements AccountStore {
       displayName: `UPDATE ${t("users")} SET display_name = ? WHERE user_id = ? IF username > ''`,
       passwordHash: `UPDATE ${t("users")} SET password_hash = ? WHERE user_id = ? IF username > ''`,
       deleteUser: `UPDATE ${t("users")} SET username = '', display_name = '', password_hash = '' WHERE user_id = ? IF EXISTS`,
+
+      // Compare-and-sets, all of them: the sweep's removal of a record left by an attempt cut short
+      // before the mark must not take a retry's (IF at_ms), and a plain write's timestamp (the api's
+      // clock) could land under that removal's tombstone (the ballot's).
+      putPending: `INSERT INTO ${t("pending_deletions")} (bucket, user_id, device_id, at_ms) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
+      movePending: `UPDATE ${t("pending_deletions")} SET device_id = ?, at_ms = ? WHERE bucket = ? AND user_id = ? IF at_ms = ?`,
+      dropPending: `DELETE FROM ${t("pending_deletions")} WHERE bucket = ? AND user_id = ? IF at_ms = ?`,
+      pendingIn: `SELECT user_id, device_id, at_ms FROM ${t("pending_deletions")} WHERE bucket = ? LIMIT ?`,
 
       insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
@@ -219,6 +233,36 @@ export class CassandraAccountStore implements AccountStore {
     // Last, so the name is never free while the row still carries it; if this
     // never runs, claimUsername takes the claim over from the deleted holder.
     await this.db.lwt(this.q.release, [lower, userId]);
+  }
+
+  async putPendingDeletion(d: PendingDeletion): Promise<void> {
+    const bucket = pendingBucket(d.userId);
+    for (let i = 0; i < PENDING_PUT_TRIES; i++) {
+      const put = await this.db.lwt(this.q.putPending, [bucket, d.userId, d.deviceId, msCell(d.atMs)]);
+      if (put.applied) return;
+      // An earlier attempt's record: moved to this one's time, so that a sweep dropping the earlier
+      // one (compared on its time) leaves it. Not applied when that drop, or another attempt, came
+      // first: read again.
+      const seen = big(put.row.get("at_ms"));
+      if ((await this.db.lwt(this.q.movePending, [d.deviceId, msCell(d.atMs), bucket, d.userId, seen])).applied) return;
+    }
+    throw new StorageUnavailable(`pending deletion of user ${d.userId} not recorded: its record kept changing`, false, undefined);
+  }
+
+  async listPendingDeletions(recordedBy: number, limit: number): Promise<PendingDeletion[]> {
+    if (limit <= 0) return [];
+    const buckets = Array.from({ length: PENDING_DELETION_BUCKETS }, (_, b) => b);
+    // Each bucket read up to the limit: the oldest may be in any of them.
+    const rows = (await mapLimit(buckets, FANOUT, (b) => this.db.rows(this.q.pendingIn, [b, limit]))).flat();
+    return rows
+      .map((r) => ({ userId: big(r.get("user_id")), deviceId: big(r.get("device_id")), atMs: ms(r.get("at_ms")) }))
+      .filter((d) => d.atMs <= recordedBy)
+      .sort((x, y) => x.atMs - y.atMs || cmp(x.userId, y.userId))
+      .slice(0, limit);
+  }
+
+  async removePendingDeletion(userId: Id, atMs: number): Promise<void> {
+    await this.db.lwt(this.q.dropPending, [pendingBucket(userId), userId, msCell(atMs)]);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

@@ -18,9 +18,11 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   account: {
     again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken", "markUsed",
       "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexDevice", "request", "requestRow",
-      "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "block", "blocks", "blockers", "blockersAmong"],
+      "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "block", "blocks", "blockers", "blockersAmong",
+      "pendingIn"],
     once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget", "dropDevice",
-      "takeToken", "putFriend", "unfriend", "putRequest", "moveRequest", "deleteRequest", "putBlock", "putBlocker", "deleteBlock", "deleteBlocker"],
+      "takeToken", "putFriend", "unfriend", "putRequest", "moveRequest", "deleteRequest", "putBlock", "putBlocker", "deleteBlock", "deleteBlocker",
+      "putPending", "movePending", "dropPending"],
   },
   channel: {
     again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",

@@ -101,6 +101,16 @@ const TABLES: Record<string, string> = {
   blockers: `(user_id bigint, blocker_user_id bigint, PRIMARY KEY ((user_id), blocker_user_id))`,
   // Who may see a user's presence, for users who chose (a table of its own, so no column is added to users).
   presence_settings: `(user_id bigint PRIMARY KEY, visibility text)`,
+  // Account deletions recorded before the account is marked deleted, removed once their final pass
+  // ran (AccountStore.putPendingDeletion); what the deletion sweeper of the api role finishes when
+  // the process running one died in between. Spread over PENDING_DELETION_BUCKETS partitions by
+  // user id, so no one of them takes every write; a sweep reads them all. A row is short-lived, and
+  // one brought back by a replica that missed its delete past the short gc grace costs one sweep
+  // that finds the deletion done (every step of it may run again), so tombstones are dropped soon.
+  // Added to existing keyspaces by the IF NOT EXISTS on start-up; an older build beside this one
+  // records none, its deletions cut short left as before.
+  pending_deletions: `(bucket int, user_id bigint, device_id bigint, at_ms bigint, PRIMARY KEY ((bucket), user_id))
+             WITH gc_grace_seconds = 10800`,
   // Last-seen times beyond Redis (internal/presence/cassandra.ts), added to existing keyspaces by the
   // IF NOT EXISTS on start-up: each written with its time as the write timestamp, the latest wins.
   presence_last_seen: `(user_id bigint PRIMARY KEY, at_ms bigint)`,

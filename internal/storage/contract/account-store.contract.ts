@@ -487,6 +487,49 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
       });
     });
 
+    describe("pending deletions", () => {
+      // The table is shared with other tests and runs: each test reads back its own users alone.
+      const mine = async (ids: bigint[], recordedBy: number) =>
+        (await s.listPendingDeletions(recordedBy, 10_000)).filter((d) => ids.includes(d.userId));
+
+      it("lists those recorded by a time, oldest first, across every user, until each is removed as recorded", async () => {
+        const base = 1_700_000_000_000;
+        // Enough users to land in several partitions where the store spreads them.
+        const pending = Array.from({ length: 20 }, (_, i) => ({ userId: uniqueId(), deviceId: uniqueId(), atMs: base + 19 - i }));
+        for (const p of pending) await s.putPendingDeletion(p);
+        const ids = pending.map((p) => p.userId);
+        const byTime = [...pending].sort((x, y) => x.atMs - y.atMs);
+        assert.deepStrictEqual(await mine(ids, base + 19), byTime);
+        // Recorded after the time asked: left out.
+        assert.deepStrictEqual(await mine(ids, base + 9), byTime.slice(0, 10));
+        assert.deepStrictEqual(await s.listPendingDeletions(base + 19, 0), []);
+        // Removed only as recorded: another time is another attempt's record.
+        await s.removePendingDeletion(pending[0]!.userId, pending[0]!.atMs - 1);
+        assert.equal((await mine(ids, base + 19)).length, 20);
+        for (const p of pending) await s.removePendingDeletion(p.userId, p.atMs);
+        assert.deepStrictEqual(await mine(ids, base + 19), []);
+        // Removing again, or what was never recorded, does nothing.
+        await s.removePendingDeletion(pending[0]!.userId, pending[0]!.atMs);
+        await s.removePendingDeletion(uniqueId(), base);
+      });
+
+      it("a new attempt replaces an earlier one's record, which a removal of the earlier then leaves", async () => {
+        const userId = uniqueId();
+        const first = { userId, deviceId: uniqueId(), atMs: 1_700_000_000_000 };
+        const again = { userId, deviceId: uniqueId(), atMs: 1_700_000_060_000 };
+        await s.putPendingDeletion(first);
+        await s.putPendingDeletion(again);
+        await s.removePendingDeletion(userId, first.atMs);
+        assert.deepStrictEqual(await mine([userId], again.atMs), [again]);
+        // After a removal, recorded again.
+        await s.removePendingDeletion(userId, again.atMs);
+        await s.putPendingDeletion(first);
+        assert.deepStrictEqual(await mine([userId], again.atMs), [first]);
+        await s.removePendingDeletion(userId, first.atMs);
+        assert.deepStrictEqual(await mine([userId], again.atMs), []);
+      });
+    });
+
     describe("blocks", () => {
       // blockersBetween promises no order.
       const sortedIds = (ids: bigint[]) => [...ids].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));

@@ -1,4 +1,4 @@
-import type { AccountStore, RefreshTokenTake, RefreshTokenUse } from "../../accounts/store.js";
+import type { AccountStore, PendingDeletion, RefreshTokenTake, RefreshTokenUse } from "../../accounts/store.js";
 import type { DeviceRecord, Id, Platform, PresenceVisibility, RefreshTokenRecord, UserRecord } from "../../model/types.js";
 import { prepare, translateError, type SqliteDatabase } from "./database.js";
 
@@ -54,6 +54,9 @@ function build(db: SqliteDatabase) {
                    display_name = '', password_hash = '' WHERE user_id = ?`),
     // Its last seen goes with the account (SqliteLastSeenLog writes none for a deleted one).
     forgetLastSeen: p("DELETE FROM presence_last_seen WHERE user_id = ?"),
+    putPending: p("INSERT OR REPLACE INTO pending_deletions (user_id, device_id, at_ms) VALUES (?, ?, ?)"),
+    pending: p("SELECT user_id, device_id, at_ms FROM pending_deletions WHERE at_ms <= ? ORDER BY at_ms, user_id LIMIT ?"),
+    dropPending: p("DELETE FROM pending_deletions WHERE user_id = ? AND at_ms = ?"),
 
     insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?)`),
@@ -211,6 +214,23 @@ export class SqliteAccountStore implements AccountStore {
 
   async deleteUser(userId: Id): Promise<void> {
     this.s.deleteUserTx.immediate(userId);
+  }
+
+  async putPendingDeletion(d: PendingDeletion): Promise<void> {
+    this.s.putPending.run(d.userId, d.deviceId, d.atMs);
+  }
+
+  async listPendingDeletions(recordedBy: number, limit: number): Promise<PendingDeletion[]> {
+    if (limit <= 0) return [];
+    return (this.s.pending.all(recordedBy, limit) as Row[]).map((r) => ({
+      userId: r.user_id as bigint,
+      deviceId: r.device_id as bigint,
+      atMs: Number(r.at_ms),
+    }));
+  }
+
+  async removePendingDeletion(userId: Id, atMs: number): Promise<void> {
+    this.s.dropPending.run(userId, atMs);
   }
 
   async createDevice(d: DeviceRecord): Promise<void> {

@@ -439,6 +439,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE push_endpoints ADD COLUMN failed_sends INTEGER;
   `,
+  // 24: account deletions recorded before the account is marked deleted and removed once their
+  // final pass ran (AccountStore.putPendingDeletion): a process that died in between leaves the
+  // record, and the deletion sweeper finishes the deletion. By time: the sweep reads the oldest.
+  `
+  CREATE TABLE pending_deletions (
+    user_id   INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    at_ms     INTEGER NOT NULL
+  );
+  CREATE INDEX pending_deletions_by_time ON pending_deletions (at_ms);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
