@@ -787,6 +787,12 @@ class KafkaSubscription implements Subscription {
   }
 
   private offsetReset({ partition, offset }: OffsetReset): void {
+    // Logged at once, before how many is known: kafkajs has overwritten the group's commit, so a
+    // process that died before a batch or the first-offset read told the count left no trace else.
+    this.options.logger?.error(
+      { group: this.group, topic: this.topic, partition, committedOffset: offset.toString() },
+      "kafka has no records from this consumer group's position on (deleted unread after the topic's retention): acked messages lost; kafkajs goes on from the partition's first record, how many were lost is told next",
+    );
     this.expected.set(partition, offset);
     const already = this.untold.has(partition);
     this.untold.set(partition, offset);
