@@ -20,6 +20,7 @@ import { STRICT_JSON_OPTIONS } from "../internal/wire/json-integers.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator } from "./reauth.js";
+import type { SessionSlots } from "./session-slots.js";
 
 /** How a session's close code ends a gRPC stream. */
 function statusOf(code: number): Code {
@@ -29,6 +30,7 @@ function statusOf(code: number): Code {
     case CloseCode.loggedOut:
       return Code.Unauthenticated;
     case CloseCode.rateLimited:
+    case CloseCode.tooManySessions:
     case CloseCode.tooSlow:
     case CloseCode.tooBig:
       return Code.ResourceExhausted;
@@ -99,6 +101,8 @@ export interface SessionServiceOptions {
    * is told, and one opened after is refused so, never placed on a chat server.
    */
   stopping?: AbortSignal;
+  /** The process's caps on open sessions per device and account, shared with its WebSocket gateway. */
+  slots?: SessionSlots;
 }
 
 /**
@@ -249,7 +253,7 @@ class Unanswered {
 export function sessionService(
   host: SessionHost,
   verifier: AccessTokenVerifier,
-  { closeGraceMs = 5_000, stopping }: SessionServiceOptions = {},
+  { closeGraceMs = 5_000, stopping, slots }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
   // Each open stream listens on it: past ten, Node warned of a listener leak that was none.
   if (stopping) setMaxListeners(0, stopping);
@@ -292,6 +296,8 @@ export function sessionService(
         throw refuse(expired ? CloseCode.tokenExpired : CloseCode.unauthenticated, isChatError(err) ? err.message : "invalid access token");
       }
       if (stopping?.aborted) throw refuse(CloseCode.goingAway, "gateway shutting down");
+      const full = slots?.take(claims.userId, claims.deviceId);
+      if (full !== undefined) throw refuse(CloseCode.tooManySessions, full);
 
       /**
        * Frames waiting for the client to read, as the chat server encoded them, decoded again as
@@ -328,6 +334,7 @@ export function sessionService(
       const release = () => {
         if (released) return;
         released = true;
+        slots?.release(claims.userId, claims.deviceId);
         handle.closed();
       };
       /**

@@ -10,6 +10,7 @@ import { monotonicNow } from "../internal/model/clock.js";
 import { countedFromZero } from "../internal/observability/metrics.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator, reauthenticateIn } from "./reauth.js";
+import type { SessionSlots } from "./session-slots.js";
 
 export const PROTO_SUBPROTOCOL = "chat.v1.proto";
 export const JSON_SUBPROTOCOL = "chat.v1.json";
@@ -33,6 +34,8 @@ export interface WebSocketGatewayOptions {
   allowedOrigins?: readonly string[];
   logger?: Logger;
   registry?: Registry;
+  /** The process's caps on open sessions per device and account, shared with its gRPC session service. */
+  slots?: SessionSlots;
 }
 
 /**
@@ -146,6 +149,12 @@ export class WebSocketGateway {
         this.refuseSocket(ws, CloseCode.goingAway, "gateway shutting down");
         return;
       }
+      // Upgraded and then closed, as a bad token is, so a browser can read why: a handshake refused with 429 it cannot.
+      const full = this.options.slots?.take(claims.userId, claims.deviceId);
+      if (full !== undefined) {
+        this.refuseSocket(ws, CloseCode.tooManySessions, full);
+        return;
+      }
       const encoding: FrameEncoding = ws.protocol === JSON_SUBPROTOCOL ? "json" : "proto";
       this.accept(ws, req, { ...claims, encoding });
     });
@@ -200,6 +209,7 @@ export class WebSocketGateway {
     const gateway = this.gateway!;
     gateway.sockets.delete(this);
     gateway.metrics?.connections.dec();
+    gateway.options.slots?.release(this.identity!.userId, this.identity!.deviceId);
     this.handle!.closed();
   }
 

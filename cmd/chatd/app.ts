@@ -10,6 +10,7 @@ import { Counter } from "prom-client";
 import { SessionService } from "../../gen/es/chat/v1/session_pb.js";
 import { readMaxBytesFor, sessionService, withCallStream } from "../../gateway/grpc-session.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
+import { SessionSlots } from "../../gateway/session-slots.js";
 import { BlockCache } from "../../internal/accounts/blocks.js";
 import { DeletionSweeper } from "../../internal/api/deletion-sweeper.js";
 import { ApiLimiter, DeviceGate, apiMetrics, clientAddressValues, PUBLIC_API_JSON_OPTIONS, registerPublicApi, type ApiDeps } from "../../internal/api/router.js";
@@ -71,6 +72,8 @@ export interface RunningChatd {
 export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: AbortSignal): Promise<RunningChatd> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const registry = processMetricsRegistry();
+  // One count for both transports: a device's WebSockets and native streams share its cap.
+  const slots = new SessionSlots(config.sessionCaps, registry);
 
   const expired = new Counter({ name: "chat_inbox_entries_expired_total", help: "Inbox entries past CHAT_INBOX_RETENTION_S taken away", registers: [registry] });
   const storage = openSqliteStorage(join(config.dataDir, "chat.db"), {
@@ -236,7 +239,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   const deletions = new DeletionSweeper(apiDeps, {}, devices);
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, apiDeps);
-    router.service(SessionService, sessionService(chat, verifier));
+    router.service(SessionService, sessionService(chat, verifier, { slots }));
   };
   // A request body past the frame limit is refused before it is read whole.
   // The limit is the frame's (what the Welcome tells) plus the ConnectRequest
@@ -302,6 +305,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
     allowedOrigins: config.corsOrigins,
     logger: logger.child({ component: "gateway" }),
     registry,
+    slots,
   });
   gateway.attach(httpServer);
   // Native apps and grpcurl: h2c, which browsers never speak and which

@@ -10,6 +10,7 @@ import { readNotifierPushConfig, type NotifierPushConfig } from "../../internal/
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
 import { readSendRate, type SendRate } from "../../internal/throttle/send-rate.js";
 import { readTextBudget, type TextBudget } from "../../internal/throttle/text-budget.js";
+import { readSessionCaps, type SessionCaps } from "../../gateway/session-slots.js";
 import { readLogLevel } from "../shared.js";
 
 export interface ChatdConfig {
@@ -33,6 +34,8 @@ export interface ChatdConfig {
   framesPerSecond: number;
   frameBurst: number;
   maxFrameBytes: number;
+  /** CHAT_MAX_SESSIONS_PER_DEVICE and CHAT_MAX_SESSIONS_PER_ACCOUNT (gateway/session-slots.ts). */
+  sessionCaps: SessionCaps;
   heartbeatIntervalMs: number;
   corsOrigins: string[];
   /** CHAT_API_*, CHAT_LOGIN_*, CHAT_MAX_*, CHAT_CLIENT_IP_HEADER (internal/throttle/config.ts). */
@@ -72,6 +75,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     framesPerSecond: r.int("CHAT_RATE_FRAMES_PER_SEC", 50, 1, 100_000),
     frameBurst: r.int("CHAT_RATE_FRAME_BURST", 100, 1, 100_000),
     maxFrameBytes,
+    sessionCaps: readSessionCaps(r),
     heartbeatIntervalMs: r.int("CHAT_HEARTBEAT_INTERVAL_MS", 25_000, 100, 600_000),
     corsOrigins: readCorsOrigins(r),
     apiLimits: readApiLimits(r),

@@ -4,6 +4,7 @@ import { readTls } from "../../internal/config/tls.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { SERVER_ID } from "../../internal/registry/port.js";
+import { readSessionCaps } from "../../gateway/session-slots.js";
 import { readLogLevel } from "../shared.js";
 
 /** The gateway's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -22,6 +23,8 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     maxFrameBytes: r.int("CHAT_MAX_FRAME_BYTES", 512 * 1024, 1024, 16 * 1024 * 1024),
     /** Session opens a chat server has not answered, at most, per server (RemoteSessionHost's maxOpensInFlight). */
     maxOpensInFlight: r.int("CHAT_GATEWAY_MAX_OPENS_IN_FLIGHT", 32, 1, 10_000),
+    /** Open sessions per device and per account on this gateway (gateway/session-slots.ts). */
+    sessionCaps: readSessionCaps(r),
     corsOrigins: readCorsOrigins(r),
     logLevel: readLogLevel(r),
     /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */

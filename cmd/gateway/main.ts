@@ -8,6 +8,7 @@ import { watchTlsFiles } from "../../internal/config/tls-reload.js";
 import { createGrpcListener } from "../../internal/grpc/listener.js";
 import { withSpecGrpcMessages } from "../../internal/grpc/status-message.js";
 import { WebSocketGateway } from "../../gateway/websocket.js";
+import { SessionSlots } from "../../gateway/session-slots.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PUBLIC_KEY_FILE, TokenVerifier, loadPublicKeys } from "../../internal/auth/tokens.js";
@@ -54,6 +55,8 @@ new Gauge({
     this.set(host.sessionCount);
   },
 });
+// One count for both transports: a device's WebSockets and native streams share its cap.
+const slots = new SessionSlots(config.sessionCaps, registry);
 const checks = [conditionCheck("chat-servers", () => watch.servers().length > 0, "no chat server registered")];
 // grpc.health.v1 says what /readyz says, and NOT_SERVING from the first moment of a stop.
 const health = new HealthStatus();
@@ -76,6 +79,7 @@ const gateway = new WebSocketGateway({
   allowedOrigins: config.corsOrigins,
   logger,
   registry,
+  slots,
 });
 gateway.attach(httpServer);
 // Native apps: the same session as a gRPC bidi stream (h2c, or HTTP/2 over TLS).
@@ -85,7 +89,7 @@ const grpcHandler = withSpecGrpcMessages(
     jsonOptions: SESSION_JSON_OPTIONS,
     contextValues: withCallStream(),
     routes: (router) => {
-      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal }));
+      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal, slots }));
       registerReflectionAndHealth(router, { health });
     },
   }),
