@@ -12,6 +12,13 @@ import { ServerClock } from "./server-clock.js";
 const CLOSE_UNAUTHENTICATED = 4001;
 const CLOSE_TOKEN_EXPIRED = 4002;
 const CLOSE_LOGGED_OUT = 4003;
+/** The device or the account holds its most open sessions on the gateway (CHAT_MAX_SESSIONS_PER_*). */
+const CLOSE_TOO_MANY_SESSIONS = 4029;
+/**
+ * The least wait before trying again after 4029: a slot frees only when another session of the
+ * device closes, which the backoff's first steps (under a second) would not wait for.
+ */
+const TOO_MANY_SESSIONS_WAIT_MS = 10_000;
 /** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
@@ -292,6 +299,12 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
         );
         await sleep(wait, signal);
       }
+      continue;
+    }
+    if (code === CLOSE_TOO_MANY_SESSIONS) {
+      const wait = TOO_MANY_SESSIONS_WAIT_MS + backoffMs(attempts++);
+      opts.status(`${url} refused the session: ${reason || "too many sessions open"} (close ${code}); trying again in ${seconds(wait)}`);
+      await sleep(wait, signal);
       continue;
     }
     const wait = backoffMs(attempts++);

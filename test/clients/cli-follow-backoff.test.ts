@@ -54,6 +54,28 @@ describe("chat-cli follow after a gateway restart that drops every session at on
     assert.ok(new Set(first).size > 1, `every follower waited ${first[0]} s`);
     await waitFor(() => gateway.sockets.length === 2 * followers, "every follower back");
   });
+
+  it("says why a session refused for too many sessions (4029) was, and waits at least 10 s before trying again, not the backoff's first half-second", async () => {
+    const said: string[] = [];
+    following.push(
+      follow(standInSession(), {
+        channelId: 7n,
+        afterSeq: 0n,
+        signal: stop.signal,
+        wsUrl: gateway.url,
+        print: async () => {},
+        printChange: async () => {},
+        status: (line) => said.push(line),
+      }),
+    );
+    await waitFor(() => gateway.sockets.length === 1, "connected");
+    gateway.sockets[0]!.close(4029, "too many sessions of this device (at most 8, CHAT_MAX_SESSIONS_PER_DEVICE)");
+    const line = await waitFor(() => said.find((l) => l.includes("4029")), "a line about the refusal");
+    assert.match(line, /refused the session: too many sessions of this device \(at most 8, CHAT_MAX_SESSIONS_PER_DEVICE\) \(close 4029\); trying again in \S+s$/);
+    const wait = Number(/trying again in (\S+)s$/.exec(line)![1]);
+    assert.ok(wait >= 10 && wait <= 10.5, `waits ${wait} s`);
+    assert.equal(gateway.sockets.length, 1, "not connected again meanwhile");
+  });
 });
 
 describe("chat-cli follow told by the api to come back later", function () {

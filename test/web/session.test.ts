@@ -297,6 +297,30 @@ describe("web: the realtime session", () => {
     assert.equal(session.has("big"), false, "out of the outbox: a reconnect does not send it");
   });
 
+  it("shows a refusal for too many sessions (4029) and waits at least 10 s before trying again, where another close waits under a second", async () => {
+    const waits: number[] = [];
+    const realSetTimeout = browserGlobals.window.setTimeout;
+    // Recorded, not run: the wait is what is checked, and no socket opens behind the test's back.
+    browserGlobals.window.setTimeout = ((f: () => void, ms?: number) => (waits.push(ms ?? 0), 0)) as unknown as typeof setTimeout;
+    try {
+      const shown: [string, string | undefined][] = [];
+      const { socket } = startSession({ handlers: { state: (s, detail) => shown.push([s, detail]) } });
+      const why = "too many sessions of this device (at most 8, CHAT_MAX_SESSIONS_PER_DEVICE)";
+      (await socket()).onclose!({ code: 4029, reason: why });
+      await waitFor(() => waits.length > 0, "a try planned");
+      assert.deepEqual(shown.at(-1), ["offline", why]);
+      assert.ok(waits.at(-1)! >= 10_000 && waits.at(-1)! <= 20_000, `waits ${waits.at(-1)} ms`);
+
+      const other = startSession({ deviceId: "11" });
+      const before = waits.length;
+      (await other.socket()).onclose!({ code: 1011, reason: "" });
+      await waitFor(() => waits.length > before, "a try planned");
+      assert.ok(waits.at(-1)! < 1_000, `waits ${waits.at(-1)} ms`);
+    } finally {
+      browserGlobals.window.setTimeout = realSetTimeout;
+    }
+  });
+
   it("shows itself offline, not connecting, while it cannot get a token to connect with (the refresh cannot reach the server)", async () => {
     let asked = 0;
     const auth = {

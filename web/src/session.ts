@@ -19,6 +19,14 @@ import { tsMs } from "./format.js";
 const CLOSE_UNAUTHENTICATED = 4001;
 const CLOSE_TOKEN_EXPIRED = 4002;
 const CLOSE_LOGGED_OUT = 4003;
+/** The device (its other tabs, say) or the account holds its most open sessions on the gateway. */
+const CLOSE_TOO_MANY_SESSIONS = 4029;
+/**
+ * The least wait before trying again after 4029: a slot frees only when another of its sessions
+ * closes, which the usual backoff's first steps (0.5 s, 1 s, 2 s) would not wait for, each try
+ * counted on the gateway as refused. Jittered up to twice it, so a browser's tabs spread out.
+ */
+const TOO_MANY_SESSIONS_WAIT_MS = 10_000;
 
 export type ConnectionState = "connecting" | "open" | "offline";
 
@@ -381,6 +389,10 @@ export class RealtimeSession {
         }
       }
       return this.reconnectSoon(this.attempts === 0 ? 0 : undefined);
+    }
+    if (code === CLOSE_TOO_MANY_SESSIONS) {
+      this.setState("offline", reason || "too many sessions open on this device or account: close another tab");
+      return this.reconnectSoon(TOO_MANY_SESSIONS_WAIT_MS * (1 + Math.random()));
     }
     this.setState("offline", reason || undefined);
     this.reconnectSoon();
