@@ -4,8 +4,9 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import WebSocket from "ws";
 import { ClientFrameSchema, ConnectResponseSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
-import { signUp, type TestUser } from "../support/api.js";
+import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
+import { scrapeMetric } from "../support/metrics.js";
 import { TestDevice } from "../support/device.js";
 import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
@@ -353,6 +354,35 @@ describe("session bad input: each class of bad frame is refused clearly, and the
     assert.equal(bobDevice.messagesIn(group).find((m) => m.text === text)!.senderUserId, alice.userId);
   });
 
+  it("a Reauthenticate with the token of another device of the same user: PERMISSION_DENIED", async () => {
+    const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token).connect();
+    suite.devices.push(d);
+    const second = await addDevice(suite.chatd.httpUrl, alice);
+    assertError(await d.reauthenticate(second.token), ErrorCode.PERMISSION_DENIED, /another device/, "another device's token");
+  });
+
+  it("a flood of frames before the Welcome is answered RATE_LIMITED past the burst, or closed 4008, and held frames are answered after it", async () => {
+    const ws = new WebSocket(suite.chatd.wsUrl, ["chat.v1.proto", `bearer.${alice.devices[0]!.token}`]);
+    const frames: ServerFrame[] = [];
+    let closed: { code: number; reason: string } | undefined;
+    ws.on("message", (data) => frames.push(fromBinary(ServerFrameSchema, new Uint8Array(data as Buffer))));
+    ws.on("close", (code, reason) => (closed = { code, reason: String(reason) }));
+    ws.on("error", () => undefined);
+    await new Promise((r) => ws.once("open", r));
+    for (let i = 1; i <= 300; i++) ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: BigInt(i), kind: { case: "typing", value: { channelId: group } } })));
+    ws.send(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 999n, kind: { case: "heartbeat", value: {} } })));
+    try {
+      await waitFor(() => closed ?? frames.some((f) => f.ref === 999n), "the flood's end");
+      if (closed) {
+        assert.equal(closed.code, 4008, closed.reason);
+        assert.match(closed.reason, /too many frames/);
+      }
+      for (const f of frames) if (f.kind.case === "error") assert.ok(f.kind.value.code === ErrorCode.RATE_LIMITED && f.kind.value.message.length > 0, `${f.ref}: ${ErrorCode[f.kind.value.code]}`);
+    } finally {
+      ws.terminate();
+    }
+  });
+
   describe("over the native gRPC session", () => {
     it("with no token, or a bad one: UNAUTHENTICATED with close 4001 and a reason", async () => {
       for (const auth of [undefined, "Bearer nonsense", "Bearer a.b.c", "Basic dXNlcjpwYXNz"]) {
@@ -376,6 +406,23 @@ describe("session bad input: each class of bad frame is refused clearly, and the
       assert.ok(kinds.includes("4:error:INVALID_FRAME"), kinds.join(", "));
     });
 
+    it("a heartbeat flood: RATE_LIMITED, then RESOURCE_EXHAUSTED with close 4008", async () => {
+      const hbs = Array.from({ length: 400 }, (_, i) => heartbeatRequest(BigInt(i + 1)));
+      const call = await grpcSession(suite.chatd.grpcUrl, `Bearer ${alice.devices[0]!.token}`, hbs, true);
+      assert.equal(call.status, "8", call.message);
+      assert.equal(call.closeCode, "4008");
+      assert.match(call.message, /^close 4008: too many frames/);
+      assert.ok(call.frames.some((f) => f.kind.case === "error" && f.kind.value.code === ErrorCode.RATE_LIMITED));
+    });
+
+    it("a Reauthenticate with another user's token or garbage: refused under its ref, the stream goes on", async () => {
+      const reauth = (ref: bigint, accessToken: string) => connectRequest(create(ClientFrameSchema, { ref, kind: { case: "reauthenticate", value: { accessToken } } }));
+      const call = await grpcSession(suite.chatd.grpcUrl, `Bearer ${alice.devices[0]!.token}`, [reauth(1n, bob.devices[0]!.token), heartbeatRequest(2n)]);
+      assert.equal(call.status, "0", call.message);
+      const kinds = call.frames.map((f) => `${f.ref}:${f.kind.case}${f.kind.case === "error" ? `:${ErrorCode[f.kind.value.code]}` : ""}`);
+      assert.ok(kinds.includes("1:error:PERMISSION_DENIED") && kinds.includes("2:heartbeatAck"), kinds.join(", "));
+    });
+
     it("a send to a channel not one's own and a reaction that is no emoji: refused under their refs, as on the WebSocket", async () => {
       const token = `Bearer ${alice.devices[0]!.token}`;
       const frames = [
@@ -386,6 +433,16 @@ describe("session bad input: each class of bad frame is refused clearly, and the
       assert.equal(call.status, "0", call.message);
       const codes = call.frames.filter((f) => f.kind.case === "error").map((f) => `${f.ref}:${f.kind.case === "error" ? ErrorCode[f.kind.value.code] : ""}`);
       assert.deepEqual(codes.sort(), ["1:NOT_A_MEMBER", "2:INVALID_ARGUMENT"]);
+    });
+  });
+
+  describe("after every case", () => {
+    it("holds no session or socket of those it closed or that ended: only the bystanders' are left", async () => {
+      const bystanders = [carol, dave];
+      await Promise.all(suite.devices.filter((d) => !bystanders.includes(d)).map((d) => d.close()));
+      const metrics = `${suite.chatd.httpUrl}/metrics`;
+      await waitFor(async () => (await scrapeMetric(metrics, "chat_sessions")) === bystanders.length, "chat_sessions to come down to the bystanders'");
+      await waitFor(async () => (await scrapeMetric(metrics, "gateway_connections")) === bystanders.length, "gateway_connections to come down to the bystanders'");
     });
   });
 });
@@ -433,6 +490,45 @@ describe("session bad input through a gateway and a chat server", function () {
       await waitFor(() => a.messagesIn(group).some((m) => m.text === msg), `alice to get "${msg}"`);
     }
   });
+
+  it("reads frames of exactly max_frame_bytes, several at once, and closes one past it with 1009 and a reason; the gateway's other sessions carry on", async () => {
+    const alice = await signUp(roles.api, "gbig");
+    const bob = await signUp(roles.api, "gbig");
+    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
+    const big = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const a = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
+    devices.push(big, a, b);
+    assert.equal(big.welcome()!.maxFrameBytes, MAX_FRAME_BYTES);
+    for (const ref of [81n, 82n, 83n]) big.sendRaw(paddedHeartbeat(ref, MAX_FRAME_BYTES));
+    for (const ref of [81n, 82n, 83n]) assert.equal((await answerOf(big, ref)).frame?.kind.case, "heartbeatAck", `the frame ${ref} at the limit`);
+    big.sendRaw(paddedHeartbeat(84n, MAX_FRAME_BYTES + 1));
+    assert.equal(await big.waitClosed(), 1009);
+    assert.match(big.closeReason ?? "", /max_frame_bytes/);
+    assert.equal((await b.send(group, "still here")).kind.case, "sendAck");
+    await waitFor(() => a.messagesIn(group).some((m) => m.text === "still here"), "alice's other session to get it");
+    assert.equal(a.closeCode, undefined);
+  });
+
+  it("refuses undecodable bytes, and a Reauthenticate with another user's token, as chatd does; a delivery ack past what was sent moves the cursor no further", async () => {
+    const alice = await signUp(roles.api, "gbin");
+    const bob = await signUp(roles.api, "gbin");
+    const d = await new TestDevice(roles.ws, alice.devices[0]!.token, { autoAck: false }).connect();
+    devices.push(d);
+    const head = d.welcome()!.headInboxSeq;
+    let from = d.frames.length;
+    d.sendRaw(Uint8Array.from([0x08, 0xff]));
+    assertError(await answerOf(d, 0n, from), ErrorCode.INVALID_FRAME, /malformed/, "undecodable bytes");
+    const other = await d.reauthenticate(bob.devices[0]!.token);
+    assertError(other, ErrorCode.PERMISSION_DENIED, /./, "another user's token");
+    from = d.frames.length;
+    d.sendFrame({ kind: { case: "deliveryAck", value: { inboxSeq: 2n ** 63n - 1n } } });
+    assert.equal((await answerOf(d, d.sendFrame({ kind: { case: "heartbeat", value: {} } }), from)).frame?.kind.case, "heartbeatAck");
+    await d.close();
+    const again = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    devices.push(again);
+    assert.ok(again.welcome()!.deviceCursor <= head, `cursor ${again.welcome()!.deviceCursor} past the head ${head}`);
+  });
 });
 
 function varint(v: bigint): number[] {
@@ -462,7 +558,7 @@ const connectRequest = (frame: ReturnType<typeof create<typeof ClientFrameSchema
 const heartbeatRequest = (ref: bigint) => connectRequest(create(ClientFrameSchema, { ref, kind: { case: "heartbeat", value: {} } }));
 
 /** One SessionService/Connect stream: the requests (ConnectRequest bytes, or any bytes) each in its envelope, a half-close, its status, frames and close code. */
-async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[]): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
+async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[], keepOpen = false): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
   const conn = http2.connect(url);
   conn.on("error", () => undefined);
   const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": "application/grpc", te: "trailers" };
@@ -489,7 +585,8 @@ async function grpcSession(url: string, authorization: string | undefined, reque
     head.writeUInt32BE(r.length, 1);
     req.write(Buffer.concat([head, r]));
   }
-  req.end();
+  // Kept open, the stream ends only at the server's close.
+  if (!keepOpen) req.end();
   await done;
   let buf = Buffer.concat(data);
   while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
