@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, toBinary } from "@bufbuild/protobuf";
 import WebSocket from "ws";
 import { ClientFrameSchema, ConnectResponseSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
@@ -406,6 +406,28 @@ describe("session bad input: each class of bad frame is refused clearly, and the
       assert.ok(kinds.includes("4:error:INVALID_FRAME"), kinds.join(", "));
     });
 
+    it("nesting past any decoder's depth (protobuf groups, JSON arrays) refused INVALID_FRAME on the WebSocket, 1007 on the stream", async () => {
+      const token = `Bearer ${alice.devices[0]!.token}`;
+      // 200,000 unknown groups (field 15) one inside the other: a decoder skipping them recursively overflows its stack.
+      const groups = Uint8Array.from([0x08, 0x03, ...new Array(200_000).fill(0x7b), ...new Array(200_000).fill(0x7c)]);
+      const arrays = `{"ref":"1","send":${"[".repeat(250_000)}${"]".repeat(250_000)}}`;
+      const call = await grpcSession(suite.chatd.grpcUrl, token, [Uint8Array.from([0x0a, ...varint(BigInt(groups.length)), ...groups])]);
+      assert.deepEqual([call.status, call.closeCode], ["3", "1007"], call.message);
+      const jsonCall = await grpcSession(suite.chatd.grpcUrl, token, [Buffer.from(`{"frame":${arrays}}`)], false, "application/grpc+json");
+      assert.deepEqual([jsonCall.status, jsonCall.closeCode], ["3", "1007"], jsonCall.message);
+      assertError(await unreadable(proto, groups), ErrorCode.INVALID_FRAME, /recursion depth/, "nested groups");
+      assertError(await unreadable(json, arrays), ErrorCode.INVALID_FRAME, /malformed/, "nested arrays");
+    });
+
+    it("a JSON request whose unknown key is 100,000 characters long: still a status with close 1007, its message cut short, not a stream reset with none", async () => {
+      const token = `Bearer ${alice.devices[0]!.token}`;
+      const call = await grpcSession(suite.chatd.grpcUrl, token, [Buffer.from(`{"frame":{"ref":"1","heartbeat":{},"${"k".repeat(100_000)}":1}}`)], false, "application/grpc+json");
+      assert.deepEqual([call.status, call.closeCode], ["3", "1007"], call.message.slice(0, 200));
+      assert.match(call.message, /^close 1007: not a ConnectRequest: .*key "kkk/);
+      // Well within what grpc-java takes in all its headers by default (8 KiB).
+      assert.ok(Buffer.byteLength(call.message) <= 1024, `a message of ${call.message.length} characters`);
+    });
+
     it("a heartbeat flood: RATE_LIMITED, then RESOURCE_EXHAUSTED with close 4008", async () => {
       const hbs = Array.from({ length: 400 }, (_, i) => heartbeatRequest(BigInt(i + 1)));
       const call = await grpcSession(suite.chatd.grpcUrl, `Bearer ${alice.devices[0]!.token}`, hbs, true);
@@ -450,12 +472,12 @@ describe("session bad input: each class of bad frame is refused clearly, and the
 describe("session bad input through a gateway and a chat server", function () {
   this.timeout(180_000);
   const deployment = useDeployment("sessionbad");
-  let roles: { api: string; ws: string };
+  let roles: { api: string; ws: string; grpc: string };
   const devices: TestDevice[] = [];
 
   before(async () => {
     const { api, gateway } = await startEdge(deployment.env, ["pipeline"]);
-    roles = { api: String(api.info.http), ws: String(gateway.info.ws) };
+    roles = { api: String(api.info.http), ws: String(gateway.info.ws), grpc: String(gateway.info.grpc) };
   });
   after(async () => {
     await Promise.all(devices.map((d) => d.close()));
@@ -529,6 +551,25 @@ describe("session bad input through a gateway and a chat server", function () {
     devices.push(again);
     assert.ok(again.welcome()!.deviceCursor <= head, `cursor ${again.welcome()!.deviceCursor} past the head ${head}`);
   });
+
+  it("over the native gRPC session: no token or a bad one 4001, a request that is no ConnectRequest 1007, a frame of exactly the limit read and one past it 1009", async () => {
+    for (const auth of [undefined, "Bearer nonsense"]) {
+      const call = await grpcSession(roles.grpc, auth, [heartbeatRequest(1n)]);
+      assert.deepEqual([call.status, call.closeCode], ["16", "4001"], `${auth}: ${call.message}`);
+    }
+    const user = await signUp(roles.api, "ggrpc");
+    const token = `Bearer ${user.devices[0]!.token}`;
+    const bad = await grpcSession(roles.grpc, token, [Uint8Array.from([0x0a, 0x7f])]);
+    assert.deepEqual([bad.status, bad.closeCode], ["3", "1007"], bad.message);
+    const frame = paddedHeartbeat(3n, MAX_FRAME_BYTES);
+    const at = await grpcSession(roles.grpc, token, [Uint8Array.from([0x0a, ...varint(BigInt(frame.length)), ...frame]), heartbeatRequest(4n)]);
+    assert.equal(at.status, "0", at.message);
+    assert.deepEqual(at.frames.filter((f) => f.kind.case === "heartbeatAck").map((f) => f.ref), [3n, 4n]);
+    const past = paddedHeartbeat(5n, MAX_FRAME_BYTES + 1);
+    const over = await grpcSession(roles.grpc, token, [Uint8Array.from([0x0a, ...varint(BigInt(past.length)), ...past])]);
+    assert.deepEqual([over.status, over.closeCode], ["8", "1009"], over.message);
+    assert.match(over.message, /^close 1009: ./);
+  });
 });
 
 function varint(v: bigint): number[] {
@@ -558,10 +599,10 @@ const connectRequest = (frame: ReturnType<typeof create<typeof ClientFrameSchema
 const heartbeatRequest = (ref: bigint) => connectRequest(create(ClientFrameSchema, { ref, kind: { case: "heartbeat", value: {} } }));
 
 /** One SessionService/Connect stream: the requests (ConnectRequest bytes, or any bytes) each in its envelope, a half-close, its status, frames and close code. */
-async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[], keepOpen = false): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
+async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[], keepOpen = false, contentType = "application/grpc"): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
   const conn = http2.connect(url);
   conn.on("error", () => undefined);
-  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": "application/grpc", te: "trailers" };
+  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": contentType, te: "trailers" };
   if (authorization !== undefined) headers.authorization = authorization;
   const req = conn.request(headers);
   const out: { status?: string; message: string; closeCode?: string; frames: ServerFrame[] } = { message: "", frames: [] };
@@ -591,7 +632,7 @@ async function grpcSession(url: string, authorization: string | undefined, reque
   let buf = Buffer.concat(data);
   while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
     const len = buf.readUInt32BE(1);
-    const res = fromBinary(ConnectResponseSchema, buf.subarray(5, 5 + len));
+    const res = contentType === "application/grpc" ? fromBinary(ConnectResponseSchema, buf.subarray(5, 5 + len)) : fromJsonString(ConnectResponseSchema, buf.subarray(5, 5 + len).toString());
     if (res.frame) out.frames.push(res.frame);
     buf = buf.subarray(5 + len);
   }
