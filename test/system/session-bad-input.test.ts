@@ -19,6 +19,7 @@ import { waitFor } from "../support/wait.js";
  */
 
 const MAX_FRAME_BYTES = 512 * 1024;
+const MAX_ID = 2n ** 63n - 1n;
 
 type Answer = { frame?: ServerFrame; close?: { code: number; reason: string } };
 
@@ -286,6 +287,27 @@ describe("session bad input: each class of bad frame is refused clearly, and the
     assert.deepEqual([m.text, m.deleted, m.editedAt], [text, false, undefined]);
   });
 
+  it("ids of 2^63-1, the largest a store holds, are looked up: NOT_A_MEMBER, NOT_FOUND, a receipt and a sync capped at the newest", async () => {
+    const id = String(MAX_ID);
+    const cases: [string, string, ErrorCode][] = [
+      ["send to channel 2^63-1", send(0n, `"clientMsgId":"m1","channelId":"${id}","text":"hi"`), ErrorCode.NOT_A_MEMBER],
+      ["reaction to seq 2^63-1", send(0n, `"clientMsgId":"m2","channelId":"${group}","text":"👍","reactSeq":"${id}"`), ErrorCode.NOT_FOUND],
+      ["reply to seq 2^63-1", send(0n, `"clientMsgId":"m3","channelId":"${group}","text":"x","replyToSeq":"${id}"`), ErrorCode.NOT_FOUND],
+      ["edit of seq 2^63-1", send(0n, `"clientMsgId":"m4","channelId":"${group}","text":"x","editSeq":"${id}"`), ErrorCode.NOT_FOUND],
+      ["delete of seq 2^63-1", send(0n, `"clientMsgId":"m5","channelId":"${group}","text":"","deleteSeq":"${id}"`), ErrorCode.NOT_FOUND],
+      ["typing in channel 2^63-1", `{"ref":"0","typing":{"channelId":"${id}"}}`, ErrorCode.NOT_A_MEMBER],
+      ["read receipt in channel 2^63-1", `{"ref":"0","read":{"channelId":"${id}","seq":"${id}"}}`, ErrorCode.NOT_A_MEMBER],
+    ];
+    for (const [what, text, code] of cases) {
+      assertError(await jsonFrame((ref) => text.replace('"ref":"0"', `"ref":"${ref}"`)), code, /./, what);
+    }
+    const from = json.frames.length;
+    json.sendRaw(`{"ref":"31","read":{"channelId":"${group}","seq":"${id}"}}`);
+    await waitFor(() => json.frames.slice(from).find((f) => f.kind.case === "receipt" || f.kind.case === "error"), "the receipt");
+    assert.equal((await answerOf(json, json.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: MAX_ID } } }), from)).frame?.kind.case, "syncBatch");
+    assert.deepEqual(json.frames.slice(from).filter((f) => f.kind.case === "error"), []);
+  });
+
   it("a frame of exactly max_frame_bytes is read; one byte more closes that session alone with 1009 and a reason", async () => {
     const d = await new TestDevice(suite.chatd.wsUrl, alice.devices[0]!.token).connect();
     suite.devices.push(d);
@@ -499,6 +521,14 @@ describe("session bad input through a gateway and a chat server", function () {
       ["lone surrogate", `{"ref":"0","send":{"clientMsgId":"z","channelId":"${group}","text":"a\\ud800"}}`, ErrorCode.INVALID_FRAME],
       ["bad emoji", `{"ref":"16","send":{"clientMsgId":"z","channelId":"${group}","text":"a","reactSeq":"1"}}`, ErrorCode.INVALID_ARGUMENT],
       ["garbage token", `{"ref":"17","reauthenticate":{"accessToken":"x.y.z"}}`, ErrorCode.UNAUTHENTICATED],
+      // The largest id a store holds (Cassandra's signed bigint here): looked up, not refused as out of range.
+      ["channel 2^63-1", `{"ref":"18","send":{"clientMsgId":"z","channelId":"${MAX_ID}","text":"hi"}}`, ErrorCode.NOT_A_MEMBER],
+      ["reaction to seq 2^63-1", `{"ref":"19","send":{"clientMsgId":"z1","channelId":"${group}","text":"👍","reactSeq":"${MAX_ID}"}}`, ErrorCode.NOT_FOUND],
+      ["reply to seq 2^63-1", `{"ref":"20","send":{"clientMsgId":"z2","channelId":"${group}","text":"x","replyToSeq":"${MAX_ID}"}}`, ErrorCode.NOT_FOUND],
+      ["edit of seq 2^63-1", `{"ref":"21","send":{"clientMsgId":"z3","channelId":"${group}","text":"x","editSeq":"${MAX_ID}"}}`, ErrorCode.NOT_FOUND],
+      ["delete of seq 2^63-1", `{"ref":"22","send":{"clientMsgId":"z4","channelId":"${group}","text":"","deleteSeq":"${MAX_ID}"}}`, ErrorCode.NOT_FOUND],
+      ["typing in channel 2^63-1", `{"ref":"23","typing":{"channelId":"${MAX_ID}"}}`, ErrorCode.NOT_A_MEMBER],
+      ["read receipt in channel 2^63-1", `{"ref":"24","read":{"channelId":"${MAX_ID}","seq":"1"}}`, ErrorCode.NOT_A_MEMBER],
     ];
     for (const [what, text, code] of cases) {
       const ref = BigInt(/"ref":"(\d+)"/.exec(text)![1]!);
@@ -511,6 +541,15 @@ describe("session bad input through a gateway and a chat server", function () {
       assert.equal((await b.send(group, msg)).kind.case, "sendAck", what);
       await waitFor(() => a.messagesIn(group).some((m) => m.text === msg), `alice to get "${msg}"`);
     }
+    // A read receipt and a sync past any seq are capped at the newest, not refused, nor an engine's error.
+    for (const seq of [MAX_ID, 2n ** 64n - 1n]) {
+      const from = a.frames.length;
+      a.sendRaw(`{"ref":"30","read":{"channelId":"${group}","seq":"${seq}"}}`);
+      await waitFor(() => a.frames.slice(from).find((f) => f.kind.case === "receipt" || f.kind.case === "error"), `the receipt of seq ${seq}`, 5_000).catch(() => undefined);
+      const sync = a.sendFrame({ kind: { case: "sync", value: { afterInboxSeq: seq } } });
+      assert.equal((await answerOf(a, sync, from)).frame?.kind.case, "syncBatch", `a sync after ${seq}`);
+    }
+    assert.deepEqual(a.errors().filter((e) => e.code === ErrorCode.INTERNAL || e.code === ErrorCode.UNAVAILABLE), []);
   });
 
   it("reads frames of exactly max_frame_bytes, several at once, and closes one past it with 1009 and a reason; the gateway's other sessions carry on", async () => {
