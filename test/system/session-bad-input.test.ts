@@ -609,6 +609,23 @@ describe("session bad input through a gateway and a chat server", function () {
     assert.deepEqual([over.status, over.closeCode], ["8", "1009"], over.message);
     assert.match(over.message, /^close 1009: ./);
   });
+
+  it("closes a heartbeat flood with 4008 and a reason, and the user's other session on the same gateway carries on", async () => {
+    const alice = await signUp(roles.api, "gflood");
+    const bob = await signUp(roles.api, "gflood");
+    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
+    const flood = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const a = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
+    devices.push(flood, a, b);
+    const hb = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 9n, kind: { case: "heartbeat", value: {} } }));
+    for (let i = 0; i < 400; i++) flood.sendRaw(hb);
+    assert.equal(await flood.waitClosed(), 4008);
+    assert.match(flood.closeReason ?? "", /too many frames/);
+    assert.equal((await b.send(group, "after the flood")).kind.case, "sendAck");
+    await waitFor(() => a.messagesIn(group).some((m) => m.text === "after the flood"), "alice's other session to get it");
+    assert.equal(a.closeCode, undefined);
+  });
 });
 
 function varint(v: bigint): number[] {
