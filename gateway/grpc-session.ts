@@ -53,23 +53,8 @@ export const CLOSE_CODE_TRAILER = "chat-close-code";
  * leaves the ":" that Connect encoded as %3A.
  */
 function closed(code: number, reason: string): ConnectError {
-  return new ConnectError(`close ${code}: ${atMostBytes(reason, MAX_CLOSE_REASON_BYTES)}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
-}
-
-/**
- * A close's reason rides in the grpc-message trailer, and a decoder's may quote the client's own
- * input (a JSON key of 100,000 characters): past the client's header list limit (8 KiB by default in grpc-java,
- * 64 KiB in Node's HTTP/2) the trailers were refused and the stream reset with no status.
- */
-const MAX_CLOSE_REASON_BYTES = 1000;
-
-/** `text` cut to at most `max` UTF-8 bytes, between characters, and "..." after a cut. */
-function atMostBytes(text: string, max: number): string {
-  const bytes = Buffer.from(text);
-  if (bytes.byteLength <= max) return text;
-  let end = max;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  return `${bytes.subarray(0, end).toString("utf8")}...`;
+  // A decoder's reason may quote the client's own input at any length: grpc-message is cut (withSpecGrpcMessages).
+  return new ConnectError(`close ${code}: ${reason}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
 }
 
 /**

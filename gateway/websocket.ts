@@ -7,6 +7,7 @@ import type { FrameEncoding, SessionHandle, SessionHost, SessionIdentity, Sessio
 import { CloseCode } from "../internal/model/close-codes.js";
 import { ChatError, isChatError } from "../internal/model/errors.js";
 import { monotonicNow } from "../internal/model/clock.js";
+import { cutToUtf8Bytes } from "../internal/model/types.js";
 import { countedFromZero } from "../internal/observability/metrics.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator, reauthenticateIn } from "./reauth.js";
@@ -318,11 +319,7 @@ class WebSocketSink implements SessionSink {
 const MAX_CLOSE_REASON_BYTES = 123;
 
 function sendableReason(reason: string): string {
-  const bytes = Buffer.from(reason);
-  if (bytes.byteLength <= MAX_CLOSE_REASON_BYTES) return reason;
-  let end = MAX_CLOSE_REASON_BYTES;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString("utf8");
+  return cutToUtf8Bytes(reason, MAX_CLOSE_REASON_BYTES);
 }
 
 /** A code a close frame may carry (RFC 6455 7.4), as ws checks it; any other is sent as 1011. */

@@ -1,4 +1,14 @@
 import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } from "node:http2";
+import { cutToUtf8Bytes } from "../model/types.js";
+
+/**
+ * The most of a status message's text sent in `grpc-message`. An error may
+ * quote the client's own input (a JSON decoder names an unknown key of
+ * 100,000 characters): past the client's header list limit (8 KiB by default
+ * in grpc-java, 64 KiB in Node's HTTP/2) the trailers were refused and the
+ * stream reset with no status at all.
+ */
+export const MAX_GRPC_MESSAGE_BYTES = 1000;
 
 /**
  * The `grpc-message` of a status, encoded as the gRPC spec asks
@@ -11,7 +21,8 @@ import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } fro
  * escapes in place, so a native client saw "close 1009%3A message size ..."
  * and "already taken%2C pick another". Escaping only what the spec says
  * reads the same in every decoder: grpc-go, grpc-java, `decodeURIComponent`
- * (Connect, grpcurl) and `decodeURI` alike.
+ * (Connect, grpcurl) and `decodeURI` alike. A text past MAX_GRPC_MESSAGE_BYTES
+ * is cut, "..." marking the cut.
  */
 export function specGrpcMessage(connectEncoded: string): string {
   let text: string;
@@ -21,7 +32,7 @@ export function specGrpcMessage(connectEncoded: string): string {
     return connectEncoded; // not ours to mend
   }
   let out = "";
-  for (const byte of Buffer.from(text, "utf8")) {
+  for (const byte of Buffer.from(cutToUtf8Bytes(text, MAX_GRPC_MESSAGE_BYTES, "..."), "utf8")) {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }
   return out;

@@ -12,6 +12,16 @@ export const MAX_TEXT_CODE_POINTS = 100_000; // a text must have fewer than this
  * is at most 3 bytes (a surrogate pair, 2 units, is 4). For sizing frames.
  */
 export const utf8BytesAtMost = (text: string): number => text.length * 3;
+
+/** `text` cut to at most `maxBytes` of UTF-8, between characters, with `mark` (counted) after a cut. */
+export function cutToUtf8Bytes(text: string, maxBytes: number, mark = ""): string {
+  if (utf8BytesAtMost(text) <= maxBytes) return text;
+  const bytes = Buffer.from(text);
+  if (bytes.byteLength <= maxBytes) return text;
+  let end = maxBytes - Buffer.byteLength(mark);
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8") + mark;
+}
 export const MAX_GROUP_MEMBERS = 100;
 export const MAX_CLIENT_MSG_ID_LENGTH = 64;
 /** A reaction's emoji: one grapheme cluster of at most this many UTF-16 units (a family, a flag with tags). */

@@ -450,6 +450,14 @@ describe("session bad input: each class of bad frame is refused clearly, and the
       assert.ok(Buffer.byteLength(call.message) <= 1024, `a message of ${call.message.length} characters`);
     });
 
+    it("the same key in a JSON request to the API's gRPC: INVALID_ARGUMENT with its message cut short, not a stream reset with no status", async () => {
+      const token = `Bearer ${alice.devices[0]!.token}`;
+      const call = await grpcSession(suite.chatd.grpcUrl, token, [Buffer.from(`{"channelId":"1","${"k".repeat(100_000)}":1}`)], false, "application/grpc+json", "/chat.v1.MessageService/ListMessages");
+      assert.equal(call.status, "3", call.message.slice(0, 200));
+      assert.match(call.message, /kkk\.\.\.$/);
+      assert.ok(Buffer.byteLength(call.message) <= 1024, `a message of ${call.message.length} characters`);
+    });
+
     it("a heartbeat flood: RATE_LIMITED, then RESOURCE_EXHAUSTED with close 4008", async () => {
       const hbs = Array.from({ length: 400 }, (_, i) => heartbeatRequest(BigInt(i + 1)));
       const call = await grpcSession(suite.chatd.grpcUrl, `Bearer ${alice.devices[0]!.token}`, hbs, true);
@@ -655,10 +663,17 @@ const connectRequest = (frame: ReturnType<typeof create<typeof ClientFrameSchema
 const heartbeatRequest = (ref: bigint) => connectRequest(create(ClientFrameSchema, { ref, kind: { case: "heartbeat", value: {} } }));
 
 /** One SessionService/Connect stream: the requests (ConnectRequest bytes, or any bytes) each in its envelope, a half-close, its status, frames and close code. */
-async function grpcSession(url: string, authorization: string | undefined, requests: Uint8Array[], keepOpen = false, contentType = "application/grpc"): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
+async function grpcSession(
+  url: string,
+  authorization: string | undefined,
+  requests: Uint8Array[],
+  keepOpen = false,
+  contentType = "application/grpc",
+  path = "/chat.v1.SessionService/Connect",
+): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
   const conn = http2.connect(url);
   conn.on("error", () => undefined);
-  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/chat.v1.SessionService/Connect", "content-type": contentType, te: "trailers" };
+  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" };
   if (authorization !== undefined) headers.authorization = authorization;
   const req = conn.request(headers);
   const out: { status?: string; message: string; closeCode?: string; frames: ServerFrame[] } = { message: "", frames: [] };
