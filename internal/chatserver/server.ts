@@ -383,7 +383,8 @@ export class ChatServer implements SessionHost, SessionDirectory {
     if (list !== undefined && list.length >= this.limits.maxSessionsPerUser) {
       // Each open and close copies the user's list (copy-on-write): one account's sockets by the
       // ten thousand made those quadratic, 50,000 of them a minute of event loop held from everyone.
-      session.close(CloseCode.rateLimited, `too many sessions of this user (at most ${this.limits.maxSessionsPerUser} on a server)`);
+      // Told as the gateways' caps are (4029: back off), not as a flood (4008), which it is not.
+      session.close(CloseCode.tooManySessions, `too many sessions of this user (at most ${this.limits.maxSessionsPerUser} on a server)`);
       return session;
     }
     const firstHere = list === undefined;

@@ -1780,7 +1780,7 @@ describe("session on a draining server", () => {
 });
 
 describe("session: a user's sessions on one server", () => {
-  it("refuses one past the bound with 4008, never welcomed, and takes one again once another ended; other users are not counted", async () => {
+  it("refuses one past the bound with 4029 (too many sessions, as the gateways' caps), never welcomed, and takes one again once another ended; other users are not counted", async () => {
     const server = new ChatServer({ serverId: "t", inbox: inboxKeeping([]), channels: {} as never, submitter: {} as never, limits: { maxSessionsPerUser: 3 } });
     const opened = (userId: bigint) => {
       const s = { welcomed: false, closes: [] as number[] };
@@ -1793,7 +1793,7 @@ describe("session: a user's sessions on one server", () => {
     };
     const mine = [opened(1n), opened(1n), opened(1n)];
     const past = opened(1n);
-    assert.deepStrictEqual(past.closes, [4008]);
+    assert.deepStrictEqual(past.closes, [4029]);
     const other = opened(2n);
     await waitFor(() => [...mine, other].every((s) => s.welcomed), "the sessions within the bound welcomed");
     assert.equal(past.welcomed, false);

@@ -17,7 +17,7 @@ export const CloseCode = {
   loggedOut: 4003, // logout or device revoked: this device must sign in again
   rateLimited: 4008, // a flood well past the per-connection rate
   tooSlow: 4009, // the client does not read its socket; its buffer hit the cap
-  tooManySessions: 4029, // as HTTP 429: the device or account holds its most open sessions on this gateway; back off
+  tooManySessions: 4029, // as HTTP 429: the device or account holds its most open sessions on this gateway (or the user on a chat server); back off
   badFrames: 4400, // too many malformed frames in a row
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
