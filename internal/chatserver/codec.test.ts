@@ -5,7 +5,7 @@ import type { Id } from "../model/types.js";
 import { deliverLive } from "../pipeline/live-delivery.js";
 import { messageToProto } from "../wire/messages.js";
 import { awkwardMessage } from "../wire/testdata.js";
-import { EncodedFrame, encodeServerFrame } from "./codec.js";
+import { decodeClientFrame, EncodedFrame, encodeServerFrame, MAX_DECODE_ERROR_BYTES } from "./codec.js";
 
 /** The same bytes, whether a Buffer (the fast encoders) or a plain Uint8Array (toBinary). */
 const bytesOf = (b: Uint8Array | string) => (typeof b === "string" ? b : new Uint8Array(b));
@@ -78,5 +78,13 @@ describe("session codec", () => {
     ];
     for (const f of frames) assert.deepEqual(bytesOf(encodeServerFrame(f, "proto")), toBinary(ServerFrameSchema, f));
     assert.equal(typeof encodeServerFrame(frames[0]!, "json"), "string");
+  });
+
+  it("cuts a decoder's complaint quoting the frame to MAX_DECODE_ERROR_BYTES: a JSON key of 500 KB went back whole", () => {
+    const key = "k".repeat(500_000);
+    assert.throws(
+      () => decodeClientFrame(`{"ref":"1","heartbeat":{},"${key}":1}`, "json"),
+      (err: Error) => err.message.startsWith("malformed ClientFrame: ") && err.message.endsWith("kkk...") && Buffer.byteLength(err.message) <= MAX_DECODE_ERROR_BYTES,
+    );
   });
 });

@@ -2,7 +2,7 @@ import { create, fromBinary, fromJsonString, toBinary, toJsonString } from "@buf
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { Message } from "../../gen/es/chat/v1/types_pb.js";
 import { ChatError } from "../model/errors.js";
-import type { InboxEntry, StoredMessage } from "../model/types.js";
+import { cutToUtf8Bytes, type InboxEntry, type StoredMessage } from "../model/types.js";
 import { encodeDeliveryFrame, encodeMessage, encodeStoredMessage } from "../wire/message-bytes.js";
 import { inboxEntryToProto } from "../wire/messages.js";
 import { readClientFrame } from "../wire/client-frame-read.js";
@@ -16,6 +16,12 @@ import type { FrameEncoding } from "./port.js";
  */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
+/**
+ * The most of a decoder's complaint an error frame carries: it may quote the
+ * frame (a JSON key of 500 KB), and the whole of it went back to the client.
+ */
+export const MAX_DECODE_ERROR_BYTES = 1000;
+
 export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEncoding): ClientFrame {
   try {
     if (encoding === "json") {
@@ -25,7 +31,7 @@ export function decodeClientFrame(data: Uint8Array | string, encoding: FrameEnco
     if (typeof data === "string") throw new Error("text frame on a binary (chat.v1.proto) session");
     return readClientFrame(data) ?? fromBinary(ClientFrameSchema, data);
   } catch (err) {
-    throw new ChatError("invalid_frame", `malformed ClientFrame: ${(err as Error).message}`);
+    throw new ChatError("invalid_frame", cutToUtf8Bytes(`malformed ClientFrame: ${(err as Error).message}`, MAX_DECODE_ERROR_BYTES, "..."));
   }
 }
 
