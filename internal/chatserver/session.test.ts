@@ -796,6 +796,22 @@ describe("session back-pressure and early frames", () => {
     assert.equal(limited.length, 50);
     server.drain();
   });
+
+  it("answers an unreadable frame past the early buffer INVALID_FRAME once the welcome is out, as after it", async () => {
+    const { inbox, state } = controlledInbox(0);
+    let open!: () => void;
+    state.gate = new Promise<void>((r) => (open = r));
+    const { server, handle, next, frames, closes } = openSession(inbox);
+    for (let i = 1; i <= 100; i++) handle.receive(frame({ ref: BigInt(i), kind: { case: "typing", value: {} } }));
+    handle.receive(new Uint8Array([0xff, 0xff, 0xff]));
+    open();
+    await next("welcome");
+    await waitFor(() => frames.filter((f) => f.kind.case === "error").length >= 101, "an answer to every frame");
+    const unreadable = frames.filter((f) => f.kind.case === "error" && f.kind.value.code === ErrorCode.INVALID_FRAME);
+    assert.equal(unreadable.length, 1);
+    assert.deepStrictEqual(closes, []);
+    server.drain();
+  });
 });
 
 describe("session: rate limit", () => {

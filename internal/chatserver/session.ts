@@ -106,7 +106,8 @@ interface Starting {
    */
   early: (Uint8Array | string | Reauthentication)[];
   earlyBytes: number;
-  earlyRefused: Refused[] | undefined;
+  /** Frames past the early buffer, answered once the welcome is out: RATE_LIMITED, or `unreadable`'s error for one that could not be decoded. */
+  earlyRefused: Array<Refused & { unreadable?: unknown }> | undefined;
   /**
    * Shared frames (typing, receipts, presence) pushed while the session
    * starts: sent after the welcome, which is every session's first frame
@@ -366,7 +367,7 @@ export class Session implements SessionHandle {
       }
     }
     for (const refused of earlyRefused ?? []) {
-      this.sendError(refused, new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frameRate().later()));
+      this.sendError(refused, refused.unreadable ?? new ChatError("rate_limited", "too many frames before the welcome; retry later", this.frameRate().later()));
     }
     if (head > cursor || missedLive) this.pump();
   }
@@ -586,8 +587,10 @@ export class Session implements SessionHandle {
     try {
       const frame = decodeClientFrame(data, this.identity.encoding);
       (starting.earlyRefused ??= []).push(refusalOf(frame));
-    } catch {
+    } catch (err) {
+      // Answered as one after the welcome is (INVALID_FRAME): unanswered, a client never learnt why.
       if (++this.badFrames >= BAD_FRAMES_BEFORE_CLOSE) this.close(CloseCode.badFrames, "too many malformed frames");
+      else (starting.earlyRefused ??= []).push({ ...UNREADABLE, unreadable: err });
     }
   }
 
