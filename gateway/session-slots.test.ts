@@ -52,6 +52,10 @@ async function gatewayWith(caps: SessionCaps, host?: SessionHost) {
   const grpcServer = http2.createServer(
     connectNodeAdapter({ contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(sessions, verifier, { slots })) }),
   );
+  // Node's HTTP/2 server lists no sessions of its own: kept here to end at close, whose server side
+  // otherwise holds the client's (idle, unref'd) connection open and mocha with it.
+  const grpcSessions = new Set<http2.ServerHttp2Session>();
+  grpcServer.on("session", (s) => grpcSessions.add(s));
   await new Promise<void>((r) => httpServer.listen(0, "127.0.0.1", r));
   await new Promise<void>((r) => grpcServer.listen(0, "127.0.0.1", r));
   const wsUrl = `ws://127.0.0.1:${(httpServer.address() as AddressInfo).port}/ws`;
@@ -109,7 +113,7 @@ async function gatewayWith(caps: SessionCaps, host?: SessionHost) {
     await gateway.close();
     await new Promise((r) => httpServer.close(r));
     grpcServer.close();
-    for (const s of (grpcServer as unknown as { sessions?: Set<http2.Http2Session> }).sessions ?? []) s.destroy();
+    for (const s of grpcSessions) s.destroy();
   };
   return { slots, registry, opened, openSocket, accepted, refusedSocket, openStream, close };
 }

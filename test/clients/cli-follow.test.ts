@@ -328,7 +328,8 @@ describe("chat-cli follow through a connection that drops", function () {
     const cursor = other.cursor;
     await waitFor(async () => {
       const probe = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
-      probe.ws?.close();
+      // Closed before the next poll: probes left closing pile up against the device's session cap (8).
+      await probe.close();
       return probe.welcome()!.deviceCursor >= cursor;
     }, "the ack stored");
 
