@@ -2,16 +2,12 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import * as grpc from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
-import { ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
-import { ChatServerServiceService, type SessionRequest, type SessionResponse } from "../gen/ts-proto/chat/internal/v1/chat_server.js";
+import { SessionService } from "../gen/es/chat/v1/session_pb.js";
 import type { SessionHandle, SessionHost, SessionIdentity } from "../internal/chatserver/port.js";
-import { INTERNAL_MESSAGE_LIMITS } from "../internal/cluster/message-limits.js";
 import { RemoteSessionHost } from "../internal/cluster/remote-host.js";
 import { EnvReader } from "../internal/config/env.js";
 import { CloseCode } from "../internal/model/close-codes.js";
@@ -20,6 +16,7 @@ import { seriesAt, seriesOf } from "../test/support/series.js";
 import { waitFor } from "../test/support/wait.js";
 import { CLOSE_CODE_TRAILER, sessionService, withCallStream } from "./grpc-session.js";
 import { readSessionCaps, SESSION_CAP_LIMITS, SessionSlots, type SessionCaps } from "./session-slots.js";
+import { FramedChatServer } from "./testing.js";
 import { PROTO_SUBPROTOCOL, WebSocketGateway } from "./websocket.js";
 
 /** Takes a token "<user>.<device>" as that user's device: tests open sessions of several. */
@@ -220,8 +217,8 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
   });
 
   it("counts a session moved to another chat server (failover) once: still one slot after the move, none after its close", async () => {
-    const a = new WelcomingChatServer("a");
-    const b = new WelcomingChatServer("b");
+    const a = new FramedChatServer("a", false);
+    const b = new FramedChatServer("b", false);
     await Promise.all([a.start(), b.start()]);
     const servers = new MemoryServerRegistry();
     await servers.register({ serverId: a.id, address: a.address, load: 0 });
@@ -287,42 +284,3 @@ describe("CHAT_MAX_SESSIONS_PER_DEVICE and CHAT_MAX_SESSIONS_PER_ACCOUNT", () =>
     assert.match(problems[0]!, /^CHAT_MAX_SESSIONS_PER_ACCOUNT=5: must be at least CHAT_MAX_SESSIONS_PER_DEVICE=10/);
   });
 });
-
-/** A stand-in chat server: a Welcome for every session opened on it, and a way to die. */
-class WelcomingChatServer {
-  readonly server = new grpc.Server(INTERNAL_MESSAGE_LIMITS);
-  readonly streams = new Set<grpc.ServerDuplexStream<SessionRequest, SessionResponse>>();
-  readonly opened: bigint[] = [];
-  address = "";
-
-  constructor(readonly id: string) {
-    this.server.addService(ChatServerServiceService, {
-      session: (call: grpc.ServerDuplexStream<SessionRequest, SessionResponse>) => {
-        this.streams.add(call);
-        call.on("data", (req: SessionRequest) => {
-          if (req.kind?.$case !== "open") return;
-          this.opened.push(req.sessionId);
-          const welcome = toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "welcome", value: { sessionId: this.id } } }));
-          call.write({ sessionId: req.sessionId, kind: { $case: "serverFrame", value: Buffer.from(welcome) } });
-        });
-        call.on("error", () => {});
-        call.on("end", () => call.end());
-      },
-      deliver: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
-      closeDeviceSessions: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
-    });
-  }
-
-  async start(): Promise<void> {
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
-    this.address = `127.0.0.1:${port}`;
-  }
-
-  /** Ends every gateway stream with UNAVAILABLE, as a chat server that dies does. */
-  breakStreams(): void {
-    for (const s of this.streams) s.emit("error", { code: grpc.status.UNAVAILABLE, details: "gone" });
-    this.streams.clear();
-  }
-}

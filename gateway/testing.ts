@@ -1,10 +1,13 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { SessionService } from "../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, SessionService } from "../gen/es/chat/v1/session_pb.js";
+import { ChatServerServiceService, type SessionRequest, type SessionResponse } from "../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { SessionServiceClient, type ConnectResponse, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
+import { INTERNAL_MESSAGE_LIMITS } from "../internal/cluster/message-limits.js";
 import { waitFor } from "../test/support/wait.js";
 import { sessionService, withCallStream } from "./grpc-session.js";
 
@@ -35,4 +38,74 @@ export async function nativeClientOn(host: SessionHost, { readMaxBytes }: { read
   /** The status, failing past `ms`: for a stream that should have ended by then. */
   const statusWithin = (ms: number) => waitFor(() => native.ended, "the stream's status", ms);
   return Object.assign(native, { status, statusWithin });
+}
+
+/**
+ * A stand-in chat server that speaks real ServerFrames: a Welcome on every
+ * open, and, while `answering`, a SendAck or HeartbeatAck for each ask (a
+ * silent one keeps its sends in flight, as one about to die does).
+ */
+export class FramedChatServer {
+  readonly server = new grpc.Server(INTERNAL_MESSAGE_LIMITS);
+  readonly streams = new Set<grpc.ServerDuplexStream<SessionRequest, SessionResponse>>();
+  /** The client_msg_id of every send that reached this server. */
+  readonly sends: string[] = [];
+  /** The sessions opened here. */
+  readonly opened: bigint[] = [];
+  /** The ref of every SyncRequest that reached this server, for the test to answer. */
+  readonly syncs: bigint[] = [];
+  /** The ref of every heartbeat that reached this server. */
+  readonly heartbeats: bigint[] = [];
+
+  address = "";
+  /** Opens are left unanswered, for refuseAll to refuse (1013) once the test has seen what it needs. */
+  refusing = false;
+
+  constructor(
+    readonly id: string,
+    public answering: boolean,
+  ) {
+    this.server.addService(ChatServerServiceService, {
+      session: (call: grpc.ServerDuplexStream<SessionRequest, SessionResponse>) => {
+        this.streams.add(call);
+        const reply = (sessionId: bigint, frame: Parameters<typeof create<typeof ServerFrameSchema>>[1]) =>
+          call.write({ sessionId, kind: { $case: "serverFrame", value: Buffer.from(toBinary(ServerFrameSchema, create(ServerFrameSchema, frame))) } });
+        call.on("data", (req: SessionRequest) => {
+          const k = req.kind; 
+          if (k?.$case === "open") this.opened.push(req.sessionId);
+          if (k?.$case === "open" && !this.refusing) reply(req.sessionId, { kind: { case: "welcome", value: { sessionId: this.id } } });
+          if (k?.$case !== "clientFrame") return;
+          const frame = fromBinary(ClientFrameSchema, k.value);
+          if (frame.kind.case === "send") this.sends.push(frame.kind.value.clientMsgId);
+          if (frame.kind.case === "sync") this.syncs.push(frame.ref);
+          if (frame.kind.case === "heartbeat") this.heartbeats.push(frame.ref);
+          if (!this.answering) return;
+          if (frame.kind.case === "send") reply(req.sessionId, { ref: frame.ref, kind: { case: "sendAck", value: { clientMsgId: frame.kind.value.clientMsgId } } });
+          if (frame.kind.case === "heartbeat") reply(req.sessionId, { ref: frame.ref, kind: { case: "heartbeatAck", value: {} } });
+        });
+        call.on("error", () => {});
+        call.on("end", () => call.end());
+      },
+      deliver: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+      closeDeviceSessions: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { sessions: 0 }),
+    });
+  }
+
+  async start(): Promise<void> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  /** Refuses every session opened here (1013), as a server whose start reads kept failing does. */
+  refuseAll(): void {
+    for (const s of this.streams) for (const sessionId of this.opened) s.write({ sessionId, kind: { $case: "closed", value: { code: 1013, reason: "try again" } } });
+  }
+
+  /** Ends every gateway stream with UNAVAILABLE, as a chat server that dies does. */
+  breakStreams(): void {
+    for (const s of this.streams) s.emit("error", { code: grpc.status.UNAVAILABLE, details: "gone" });
+    this.streams.clear();
+  }
 }
