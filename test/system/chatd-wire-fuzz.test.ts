@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { create, fromBinary, fromJsonString, ScalarType, toBinary, toJsonString, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import WebSocket from "ws";
-import { ClientFrameSchema, ConnectResponseSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ListMessagesRequestSchema, MessageService, SendMessageRequestSchema } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
@@ -15,6 +15,7 @@ import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { seededRandom } from "../support/random.js";
 import { waitFor } from "../support/wait.js";
+import { envelope, rawGrpcCall, serverFramesOf, varint } from "../support/grpc-wire.js";
 
 /**
  * Malformed input thrown at a running chatd on every public wire (WebSocket in
@@ -39,15 +40,6 @@ const int = (r: Rand, n: number) => Math.floor(r() * n);
 
 const EDGE_U64 = [0n, 1n, 2n ** 53n + 1n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n];
 const TEXTS = ["hi", "", " ", "\u0000", "\ufeff", "é", "👋", "\u202e", "x".repeat(300)];
-
-function varint(v: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    if (v < 0x80n) return [...out, Number(v)];
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
-  }
-}
 
 /** A varint padded to ten or eleven bytes with continuation bytes: over-long, as no encoder writes it. */
 function overlongVarint(v: bigint, bytes: number): number[] {
@@ -432,60 +424,11 @@ describe("chatd system: malformed input on every wire is refused clearly, and th
   });
 });
 
-/** A gRPC message: flag, length, bytes. */
-function envelope(bytes: Uint8Array, flag = 0): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = flag;
-  head.writeUInt32BE(bytes.length, 1);
-  return Buffer.concat([head, bytes]);
-}
-
 /** A ConnectRequest around `frame`'s bytes (field 1), whatever they are. */
 const connectRequest = (frame: Uint8Array) => Uint8Array.from(lenField(1, [...frame]));
 
-interface Call {
-  status?: string;
-  chatCode?: string;
-  message: string;
-  data: Buffer[];
-}
-
-function grpcCall(url: string, path: string, token: string, headers: Record<string, string>, write: (req: http2.ClientHttp2Stream) => void): { call: Call; done: Promise<void> } {
-  const conn = http2.connect(url);
-  conn.on("error", () => undefined);
-  const req = conn.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${token}`, ...headers });
-  const call: Call = { message: "", data: [] };
-  const onStatus = (h: http2.IncomingHttpHeaders) => {
-    if (h["grpc-status"] !== undefined) {
-      call.status = String(h["grpc-status"]);
-      call.message = decodeURIComponent(String(h["grpc-message"] ?? ""));
-      call.chatCode = h["chat-error-code"] === undefined ? undefined : String(h["chat-error-code"]);
-    }
-  };
-  req.on("data", (d: Buffer) => call.data.push(d));
-  req.on("error", () => undefined);
-  // Done at the status: a session that ended before reading all its requests keeps the stream a grace period (closeGraceMs).
-  const done = new Promise<void>((resolve) => {
-    const finish = () => (conn.destroy(), resolve());
-    req.on("response", (h) => (onStatus(h), call.status !== undefined && finish()));
-    req.on("trailers", (h) => (onStatus(h), finish()));
-    req.on("close", finish);
-  });
-  write(req);
-  return { call, done };
-}
-
-/** Server frames in a gRPC response body. */
-function serverFrames(data: Buffer[]): ServerFrame[] {
-  let buf = Buffer.concat(data);
-  const out: ServerFrame[] = [];
-  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-    const len = buf.readUInt32BE(1);
-    const res = fromBinary(ConnectResponseSchema, buf.subarray(5, 5 + len));
-    if (res.frame) out.push(res.frame);
-    buf = buf.subarray(5 + len);
-  }
-  return out;
+function grpcCall(url: string, path: string, token: string, headers: Record<string, string>, write: (req: http2.ClientHttp2Stream) => void) {
+  return rawGrpcCall(url, path, { authorization: `Bearer ${token}`, ...headers }, write);
 }
 
 /** gRPC statuses no malformed input may end with: UNKNOWN and INTERNAL. */
@@ -533,7 +476,7 @@ async function nativeEpisode(grpcUrl: string, token: string, r: Rand, ref: () =>
   const label = `${what} (native: ${cases.join("; ")})`;
   assert.ok(call.status !== undefined, `${label}: no status`);
   assert.ok(!UNCLEAR.has(call.status), `${label}: status ${call.status} (${call.message})`);
-  const frames = json ? jsonServerFrames(call.data) : serverFrames(call.data);
+  const frames = serverFramesOf(call.data, json);
   for (const f of frames) {
     if (f.kind.case === "error") assert.notEqual(f.kind.value.code, ErrorCode.INTERNAL, `${label}: INTERNAL error frame: ${f.kind.value.message}`);
   }
@@ -665,17 +608,4 @@ function decodesJson(text: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Server frames in a gRPC+JSON response body. */
-function jsonServerFrames(data: Buffer[]): ServerFrame[] {
-  let buf = Buffer.concat(data);
-  const out: ServerFrame[] = [];
-  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-    const len = buf.readUInt32BE(1);
-    const res = fromJsonString(ConnectResponseSchema, buf.subarray(5, 5 + len).toString("utf8"));
-    if (res.frame) out.push(res.frame);
-    buf = buf.subarray(5 + len);
-  }
-  return out;
 }

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import http2 from "node:http2";
-import { create, fromBinary, fromJsonString, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import WebSocket from "ws";
-import { ClientFrameSchema, ConnectResponseSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode } from "../../gen/es/chat/v1/types_pb.js";
 import { addDevice, signUp, type TestUser } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
+import { envelope, rawGrpcCall, serverFramesOf, varint } from "../support/grpc-wire.js";
 import { scrapeMetric } from "../support/metrics.js";
 import { TestDevice } from "../support/device.js";
 import { startEdge, useDeployment } from "../support/processes.js";
@@ -637,15 +637,6 @@ describe("session bad input through a gateway and a chat server", function () {
   });
 });
 
-function varint(v: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    if (v < 0x80n) return [...out, Number(v)];
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
-  }
-}
-
 /** A Heartbeat with `ref` and an unknown bytes field (a newer client's) padding the frame to exactly `size` bytes. */
 function paddedHeartbeat(ref: bigint, size: number): Uint8Array {
   const head = [0x08, ...varint(ref), 0x32, 0x00];
@@ -672,41 +663,12 @@ async function grpcSession(
   contentType = "application/grpc",
   path = "/chat.v1.SessionService/Connect",
 ): Promise<{ status?: string; message: string; closeCode?: string; frames: ServerFrame[] }> {
-  const conn = http2.connect(url);
-  conn.on("error", () => undefined);
-  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" };
-  if (authorization !== undefined) headers.authorization = authorization;
-  const req = conn.request(headers);
-  const out: { status?: string; message: string; closeCode?: string; frames: ServerFrame[] } = { message: "", frames: [] };
-  const data: Buffer[] = [];
-  const onHeaders = (h: http2.IncomingHttpHeaders) => {
-    if (h["grpc-status"] === undefined) return;
-    out.status = String(h["grpc-status"]);
-    out.message = decodeURIComponent(String(h["grpc-message"] ?? ""));
-    if (h["chat-close-code"] !== undefined) out.closeCode = String(h["chat-close-code"]);
-  };
-  req.on("data", (d: Buffer) => data.push(d));
-  req.on("error", () => undefined);
-  const done = new Promise<void>((resolve) => {
-    const finish = () => (conn.destroy(), resolve());
-    req.on("response", (h) => (onHeaders(h), out.status !== undefined && finish()));
-    req.on("trailers", (h) => (onHeaders(h), finish()));
-    req.on("close", finish);
+  const headers = { "content-type": contentType, ...(authorization === undefined ? {} : { authorization }) };
+  const { call, done } = rawGrpcCall(url, path, headers, (req) => {
+    for (const r of requests) req.write(envelope(r));
+    // Kept open, the stream ends only at the server's close.
+    if (!keepOpen) req.end();
   });
-  for (const r of requests) {
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(r.length, 1);
-    req.write(Buffer.concat([head, r]));
-  }
-  // Kept open, the stream ends only at the server's close.
-  if (!keepOpen) req.end();
   await done;
-  let buf = Buffer.concat(data);
-  while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
-    const len = buf.readUInt32BE(1);
-    const res = contentType === "application/grpc" ? fromBinary(ConnectResponseSchema, buf.subarray(5, 5 + len)) : fromJsonString(ConnectResponseSchema, buf.subarray(5, 5 + len).toString());
-    if (res.frame) out.frames.push(res.frame);
-    buf = buf.subarray(5 + len);
-  }
-  return out;
+  return { status: call.status, message: call.message, closeCode: call.closeCode, frames: serverFramesOf(call.data, contentType !== "application/grpc") };
 }
