@@ -73,6 +73,22 @@ describe("KafkaQueue past a topic's retention", function () {
     assert.equal((await admin.fetchTopicOffsets(topic))[0]!.low, String(offset));
   }
 
+  /**
+   * A group that handled and committed offsets 0-2 of a new topic, then was away while the topic
+   * went on to `upTo` and everything below 6 went past the retention.
+   */
+  async function groupAwayPastRetention(upTo: number): Promise<{ topic: string; group: string }> {
+    const { topic, group } = await topicWithRecords(3);
+    await assertCounted(topic, 0);
+    const first: QueueRecord[] = [];
+    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
+    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
+    await subs.pop()!.stop();
+    await publish(topic, 3, upTo);
+    await deleteBelow(topic, 6);
+    return { topic, group };
+  }
+
   function assertLost(topic: string, committed: number, logStart: number): void {
     assert.deepEqual(losses, [{ topic, partition: 0, committedOffset: BigInt(committed), logStartOffset: BigInt(logStart), records: logStart - committed }]);
     const said = lines.filter((l) => LOST_LINE.test(String(l.msg)));
@@ -126,16 +142,8 @@ describe("KafkaQueue past a topic's retention", function () {
   });
 
   it("says so when records a group committed up to were deleted while it was away, and goes on from the log start", async () => {
-    const { topic, group } = await topicWithRecords(3);
-    await assertCounted(topic, 0);
-    const first: QueueRecord[] = [];
-    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
-    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
-    await subs.pop()!.stop();
-
     // Away: 7 more records come, and the first 6 of all go past the retention.
-    await publish(topic, 3, 10);
-    await deleteBelow(topic, 6);
+    const { topic, group } = await groupAwayPastRetention(10);
 
     const again: QueueRecord[] = [];
     subs.push(await queue.subscribe(group, topic, async (batch) => void again.push(...batch)));
@@ -201,13 +209,7 @@ describe("KafkaQueue past a topic's retention", function () {
   });
 
   it("hands the records after a loss at once, though the admin does not answer, and tells the loss once", async () => {
-    const { topic, group } = await topicWithRecords(3);
-    const first: QueueRecord[] = [];
-    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
-    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
-    await subs.pop()!.stop();
-    await publish(topic, 3, 10);
-    await deleteBelow(topic, 6);
+    const { topic, group } = await groupAwayPastRetention(10);
 
     const admin = holdAdminOffsetReads();
     const again: QueueRecord[] = [];
@@ -225,13 +227,7 @@ describe("KafkaQueue past a topic's retention", function () {
   });
 
   it("says so when every record after the group's commit was deleted while it was away and none came since", async () => {
-    const { topic, group } = await topicWithRecords(3);
-    const first: QueueRecord[] = [];
-    subs.push(await queue.subscribe(group, topic, async (batch) => void first.push(...batch)));
-    await waitFor(async () => first.length === 3 && (await queue.consumerLag(group, topic)) === 0, "the group to handle and commit offsets 0-2");
-    await subs.pop()!.stop();
-    await publish(topic, 3, 6);
-    await deleteBelow(topic, 6);
+    const { topic, group } = await groupAwayPastRetention(6);
 
     const again: QueueRecord[] = [];
     subs.push(await queue.subscribe(group, topic, async (batch) => void again.push(...batch)));
