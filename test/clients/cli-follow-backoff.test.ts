@@ -6,6 +6,10 @@ import { follow } from "../../cmd/chat-cli/follow.js";
 import { waitFor } from "../support/wait.js";
 import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 
+/** `follow` of channel 7 from its start on `gateway` until `signal`, printing nothing: its status lines go to `status`. */
+const followOn = (gateway: StandInGateway, signal: AbortSignal, status: (line: string) => void, session: Session = standInSession()) =>
+  follow(session, { channelId: 7n, afterSeq: 0n, signal, wsUrl: gateway.url, print: async () => {}, printChange: async () => {}, status });
+
 describe("chat-cli follow after a gateway restart that drops every session at once", function () {
   this.timeout(30_000);
   let gateway: StandInGateway;
@@ -30,17 +34,9 @@ describe("chat-cli follow after a gateway restart that drops every session at on
       const said: string[] = [];
       waits.push(said);
       following.push(
-        follow(standInSession(), {
-          channelId: 7n,
-          afterSeq: 0n,
-          signal: stop.signal,
-          wsUrl: gateway.url,
-          print: async () => {},
-          printChange: async () => {},
-          status: (line) => {
-            const wait = /reconnecting in (\S+)s$/.exec(line)?.[1];
-            if (wait !== undefined) said.push(wait);
-          },
+        followOn(gateway, stop.signal, (line) => {
+          const wait = /reconnecting in (\S+)s$/.exec(line)?.[1];
+          if (wait !== undefined) said.push(wait);
         }),
       );
     }
@@ -57,17 +53,7 @@ describe("chat-cli follow after a gateway restart that drops every session at on
 
   it("says why a session refused for too many sessions (4029) was, and waits at least 10 s before trying again, not the backoff's first half-second", async () => {
     const said: string[] = [];
-    following.push(
-      follow(standInSession(), {
-        channelId: 7n,
-        afterSeq: 0n,
-        signal: stop.signal,
-        wsUrl: gateway.url,
-        print: async () => {},
-        printChange: async () => {},
-        status: (line) => said.push(line),
-      }),
-    );
+    following.push(followOn(gateway, stop.signal, (line) => said.push(line)));
     await waitFor(() => gateway.sockets.length === 1, "connected");
     gateway.sockets[0]!.close(4029, "too many sessions of this device (at most 8, CHAT_MAX_SESSIONS_PER_DEVICE)");
     const line = await waitFor(() => said.find((l) => l.includes("4029")), "a line about the refusal");
@@ -106,7 +92,7 @@ describe("chat-cli follow told by the api to come back later", function () {
         throw busy();
       },
     } as unknown as Session;
-    following = follow(session, { channelId: 7n, afterSeq: 0n, signal: stop.signal, wsUrl: gateway.url, print: async () => {}, printChange: async () => {}, status: (l) => void said.push(l) });
+    following = followOn(gateway, stop.signal, (l) => void said.push(l), session);
     await waitFor(() => said.length === 1, "the refusal told");
     // It asked again within half a second, into the limit that had just refused it, and again after a second, ...
     assert.match(said[0]!, /trying again in 7s$/);
@@ -129,7 +115,7 @@ describe("chat-cli follow told by the api to come back later", function () {
         },
       },
     } as unknown as Session;
-    following = follow(session, { channelId: 7n, afterSeq: 0n, signal: stop.signal, wsUrl: gateway.url, print: async () => {}, printChange: async () => {}, status: (l) => void said.push(l) });
+    following = followOn(gateway, stop.signal, (l) => void said.push(l), session);
     await waitFor(() => said.some((l) => l.startsWith("could not")), "the refusal told");
     const refusals = said.filter((l) => l.startsWith("could not"));
     assert.equal(refusals.length, 1, refusals.join("\n"));
