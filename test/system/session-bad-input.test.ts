@@ -514,6 +514,21 @@ describe("session bad input through a gateway and a chat server", function () {
     await Promise.all(devices.map((d) => d.close()));
   });
 
+  /**
+   * Two new users in a group: alice's session under test, her other session on the same gateway
+   * and bob's, to tell that what befalls the first leaves the others be.
+   */
+  async function sessionsBesideOne(prefix: string) {
+    const alice = await signUp(roles.api, prefix);
+    const bob = await signUp(roles.api, prefix);
+    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
+    const underTest = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const a = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
+    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
+    devices.push(underTest, a, b);
+    return { group, underTest, a, b };
+  }
+
   it("refuses the same cases with the same codes, and a bystander pair chats on", async () => {
     const alice = await signUp(roles.api, "gbad");
     const bob = await signUp(roles.api, "gbad");
@@ -562,13 +577,7 @@ describe("session bad input through a gateway and a chat server", function () {
   });
 
   it("reads frames of exactly max_frame_bytes, several at once, and closes one past it with 1009 and a reason; the gateway's other sessions carry on", async () => {
-    const alice = await signUp(roles.api, "gbig");
-    const bob = await signUp(roles.api, "gbig");
-    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
-    const big = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
-    const a = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
-    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
-    devices.push(big, a, b);
+    const { group, underTest: big, a, b } = await sessionsBesideOne("gbig");
     assert.equal(big.welcome()!.maxFrameBytes, MAX_FRAME_BYTES);
     for (const ref of [81n, 82n, 83n]) big.sendRaw(paddedHeartbeat(ref, MAX_FRAME_BYTES));
     for (const ref of [81n, 82n, 83n]) assert.equal((await answerOf(big, ref)).frame?.kind.case, "heartbeatAck", `the frame ${ref} at the limit`);
@@ -620,13 +629,7 @@ describe("session bad input through a gateway and a chat server", function () {
   });
 
   it("closes a heartbeat flood with 4008 and a reason, and the user's other session on the same gateway carries on", async () => {
-    const alice = await signUp(roles.api, "gflood");
-    const bob = await signUp(roles.api, "gflood");
-    const group = (await alice.api.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
-    const flood = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
-    const a = await new TestDevice(roles.ws, alice.devices[0]!.token).connect();
-    const b = await new TestDevice(roles.ws, bob.devices[0]!.token).connect();
-    devices.push(flood, a, b);
+    const { group, underTest: flood, a, b } = await sessionsBesideOne("gflood");
     const hb = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 9n, kind: { case: "heartbeat", value: {} } }));
     for (let i = 0; i < 400; i++) flood.sendRaw(hb);
     assert.equal(await flood.waitClosed(), 4008);
