@@ -115,12 +115,21 @@ async function gatewayWith(caps: SessionCaps, host?: SessionHost) {
   return { slots, registry, opened, openSocket, accepted, refusedSocket, openStream, close };
 }
 
+/** Runs `test` on a gatewayWith(caps), closed after it whatever it did. */
+async function onGateway(caps: SessionCaps, test: (g: Awaited<ReturnType<typeof gatewayWith>>) => Promise<void>): Promise<void> {
+  const g = await gatewayWith(caps);
+  try {
+    await test(g);
+  } finally {
+    await g.close();
+  }
+}
+
 describe("session caps per device and per account (gateway/session-slots.ts)", function () {
   this.timeout(20_000);
 
-  it("refuses a device's WebSocket past CHAT_MAX_SESSIONS_PER_DEVICE with 4029 naming the limit, and takes one again once a session of it closed", async () => {
-    const g = await gatewayWith({ maxPerDevice: 2, maxPerAccount: 10 });
-    try {
+  it("refuses a device's WebSocket past CHAT_MAX_SESSIONS_PER_DEVICE with 4029 naming the limit, and takes one again once a session of it closed", () =>
+    onGateway({ maxPerDevice: 2, maxPerAccount: 10 }, async (g) => {
       const first = await g.accepted("1.1");
       await g.accepted("1.1");
       const refused = await g.refusedSocket("1.1");
@@ -137,14 +146,10 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
       assert.equal(g.slots.ofDevice(1n, 1n), 2);
       // Another device of the same account is not held to this one's cap.
       await g.accepted("1.2");
-    } finally {
-      await g.close();
-    }
-  });
+    }));
 
-  it("refuses an account's session past CHAT_MAX_SESSIONS_PER_ACCOUNT over two devices, while another account opens", async () => {
-    const g = await gatewayWith({ maxPerDevice: 2, maxPerAccount: 3 });
-    try {
+  it("refuses an account's session past CHAT_MAX_SESSIONS_PER_ACCOUNT over two devices, while another account opens", () =>
+    onGateway({ maxPerDevice: 2, maxPerAccount: 3 }, async (g) => {
       await g.accepted("1.1");
       await g.accepted("1.1");
       const other = await g.accepted("1.2");
@@ -156,14 +161,10 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
       await other.closed;
       await waitFor(() => g.slots.ofDevice(1n, 2n) === 0, "device 2's slot released");
       await g.accepted("1.2");
-    } finally {
-      await g.close();
-    }
-  });
+    }));
 
-  it("ends a native stream past the cap with RESOURCE_EXHAUSTED naming the limit, counting WebSockets and streams together, and releases a stream's slot at its end", async () => {
-    const g = await gatewayWith({ maxPerDevice: 2, maxPerAccount: 10 });
-    try {
+  it("ends a native stream past the cap with RESOURCE_EXHAUSTED naming the limit, counting WebSockets and streams together, and releases a stream's slot at its end", () =>
+    onGateway({ maxPerDevice: 2, maxPerAccount: 10 }, async (g) => {
       await g.accepted("1.1");
       const stream = g.openStream("1.1");
       await waitFor(() => g.opened.length === 2, "the native session opened");
@@ -179,14 +180,10 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
       await stream.ended;
       await waitFor(() => g.slots.ofDevice(1n, 1n) === 1, "the stream's slot released");
       await g.accepted("1.1");
-    } finally {
-      await g.close();
-    }
-  });
+    }));
 
-  it("counts gateway_sessions_refused_total from 0 for each limit, and by the limit that refused", async () => {
-    const g = await gatewayWith({ maxPerDevice: 1, maxPerAccount: 2 });
-    try {
+  it("counts gateway_sessions_refused_total from 0 for each limit, and by the limit that refused", () =>
+    onGateway({ maxPerDevice: 1, maxPerAccount: 2 }, async (g) => {
       assert.deepEqual(await seriesOf(g.registry, "gateway_sessions_refused_total", ["limit"]), seriesAt(0, { limit: SESSION_CAP_LIMITS }));
       await g.accepted("1.1");
       await g.refusedSocket("1.1");
@@ -195,14 +192,10 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
       await g.openStream("1.3").ended;
       const series = await seriesOf(g.registry, "gateway_sessions_refused_total", ["limit"]);
       assert.deepEqual(series, new Map([['limit="device"', 1], ['limit="account"', 2]]));
-    } finally {
-      await g.close();
-    }
-  });
+    }));
 
-  it("keeps no entry for an account once all its sessions closed, however many opened and were refused", async () => {
-    const g = await gatewayWith({ maxPerDevice: 2, maxPerAccount: 3 });
-    try {
+  it("keeps no entry for an account once all its sessions closed, however many opened and were refused", () =>
+    onGateway({ maxPerDevice: 2, maxPerAccount: 3 }, async (g) => {
       const open = [await g.accepted("1.1"), await g.accepted("1.1"), await g.accepted("1.2")];
       await g.refusedSocket("1.2");
       const stream = g.openStream("2.1");
@@ -211,10 +204,7 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
       stream.abort.abort();
       await Promise.all(open.map((s) => s.closed));
       await waitFor(() => g.slots.accountCount === 0, "every slot released, no account left");
-    } finally {
-      await g.close();
-    }
-  });
+    }));
 
   it("counts a session moved to another chat server (failover) once: still one slot after the move, none after its close", async () => {
     const a = new FramedChatServer("a", false);
