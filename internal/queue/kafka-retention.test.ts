@@ -199,7 +199,9 @@ describe("KafkaQueue past a topic's retention", function () {
         subs.push(sub);
         const joinedAt = performance.now();
         await waitFor(() => handledAt !== undefined, `the first record after join ${i + 1}`);
-        assert.ok(handledAt! - joinedAt < 2_500, `join ${i + 1}: first record ${Math.round(handledAt! - joinedAt)} ms after the join`);
+        // The admin never answers here: a join that waited on it would hand nothing until its 5 s gave up.
+        // Under that, and far over the 4-62 ms seen, for a loaded machine's stalls.
+        assert.ok(handledAt! - joinedAt < 4_000, `join ${i + 1}: first record ${Math.round(handledAt! - joinedAt)} ms after the join`);
         await subs.pop()!.stop();
       }
     } finally {
