@@ -7,6 +7,7 @@ import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { scrapeMetric } from "../support/metrics.js";
 import { runToExit } from "../support/processes.js";
+import { waitFor } from "../support/wait.js";
 
 // CHAT_MAX_SESSIONS_PER_DEVICE / _PER_ACCOUNT as cmd/chatd wires them: its WebSocket gateway and
 // its native SessionService count against the same slots (gateway/session-slots.test.ts has the rest).
@@ -54,6 +55,8 @@ describe("chatd system: caps on a device's and an account's open sessions", func
     assert.equal(await scrapeMetric(metrics, "gateway_sessions_refused_total", 'limit="account"'), 1);
 
     await one.close();
+    // The client's close can come before chatd's: its slot goes with the socket, counted here.
+    await waitFor(async () => (await scrapeMetric(metrics, "gateway_connections")) === 2, "chatd to see the session closed");
     assert.ok((await connect(phone)).welcome(), "the closed session's slot is taken again");
   });
 
