@@ -243,6 +243,32 @@ describe("session caps per device and per account (gateway/session-slots.ts)", f
   });
 });
 
+describe("SessionSlots: an account's count as its devices come and go", () => {
+  it("keeps each device's count and cap through a second device's arrival and departure", () => {
+    const slots = new SessionSlots({ maxPerDevice: 2, maxPerAccount: 5 });
+    const [user, a, b] = [1n, 10n, 20n];
+    assert.equal(slots.take(user, a), undefined);
+    assert.equal(slots.take(user, a), undefined);
+    assert.match(slots.take(user, a) ?? "", /CHAT_MAX_SESSIONS_PER_DEVICE/);
+    assert.equal(slots.take(user, b), undefined);
+    assert.deepEqual([slots.ofDevice(user, a), slots.ofDevice(user, b)], [2, 1]);
+    slots.release(user, b);
+    // Back to one device: its count and its cap as they were.
+    assert.deepEqual([slots.ofDevice(user, a), slots.ofDevice(user, b)], [2, 0]);
+    assert.match(slots.take(user, a) ?? "", /CHAT_MAX_SESSIONS_PER_DEVICE/);
+    slots.release(user, a);
+    assert.equal(slots.take(user, b), undefined);
+    assert.deepEqual([slots.ofDevice(user, a), slots.ofDevice(user, b)], [1, 1]);
+    // A release of a device with no session takes nothing from the others.
+    slots.release(user, 30n);
+    slots.release(2n, a);
+    assert.deepEqual([slots.ofDevice(user, a), slots.ofDevice(user, b)], [1, 1]);
+    slots.release(user, a);
+    slots.release(user, b);
+    assert.equal(slots.accountCount, 0);
+  });
+});
+
 describe("CHAT_MAX_SESSIONS_PER_DEVICE and CHAT_MAX_SESSIONS_PER_ACCOUNT", () => {
   const read = (env: NodeJS.ProcessEnv) => {
     const r = new EnvReader(env);

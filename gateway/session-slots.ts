@@ -42,11 +42,12 @@ export function readSessionCaps(r: EnvReader): SessionCaps {
 /** Which cap refused a session: each a series of gateway_sessions_refused_total at 0 from the start. */
 export const SESSION_CAP_LIMITS = ["device", "account"] as const;
 
-/** An account's open sessions, in all and by device. */
-interface AccountSessions {
-  count: number;
-  byDevice: Map<bigint, number>;
-}
+/**
+ * An account's open sessions: one device's alone, as most accounts hold (no map: a gateway keeps
+ * one of these per account it serves, and a Map per account was most of 190 bytes a session),
+ * or, once a second device opens, in all and by device.
+ */
+type AccountSessions = { deviceId: bigint; count: number } | { count: number; byDevice: Map<bigint, number> };
 
 /**
  * The slots of a gateway process's open sessions. One is shared by the WebSocket gateway and the
@@ -81,7 +82,7 @@ export class SessionSlots {
    */
   take(userId: bigint, deviceId: bigint): string | undefined {
     const account = this.accounts.get(userId);
-    const ofDevice = account?.byDevice.get(deviceId) ?? 0;
+    const ofDevice = this.ofDevice(userId, deviceId);
     if (ofDevice >= this.caps.maxPerDevice) {
       this.refused?.inc({ limit: "device" });
       return `too many sessions of this device (at most ${this.caps.maxPerDevice}, CHAT_MAX_SESSIONS_PER_DEVICE)`;
@@ -90,11 +91,15 @@ export class SessionSlots {
       this.refused?.inc({ limit: "account" });
       return `too many sessions of this account (at most ${this.caps.maxPerAccount}, CHAT_MAX_SESSIONS_PER_ACCOUNT)`;
     }
-    if (account) {
+    if (account === undefined) {
+      this.accounts.set(userId, { deviceId, count: 1 });
+    } else if ("byDevice" in account) {
       account.count++;
       account.byDevice.set(deviceId, ofDevice + 1);
+    } else if (account.deviceId === deviceId) {
+      account.count++;
     } else {
-      this.accounts.set(userId, { count: 1, byDevice: new Map([[deviceId, 1]]) });
+      this.accounts.set(userId, { count: account.count + 1, byDevice: new Map([[account.deviceId, account.count], [deviceId, 1]]) });
     }
     return undefined;
   }
@@ -102,16 +107,27 @@ export class SessionSlots {
   /** Gives back the slot of a session that ended. */
   release(userId: bigint, deviceId: bigint): void {
     const account = this.accounts.get(userId);
-    const ofDevice = account?.byDevice.get(deviceId);
-    if (account === undefined || ofDevice === undefined) return;
+    const ofDevice = this.ofDevice(userId, deviceId);
+    if (account === undefined || ofDevice === 0) return;
     if (--account.count === 0) this.accounts.delete(userId);
-    else if (ofDevice <= 1) account.byDevice.delete(deviceId);
-    else account.byDevice.set(deviceId, ofDevice - 1);
+    else if (!("byDevice" in account)) return;
+    else if (ofDevice > 1) account.byDevice.set(deviceId, ofDevice - 1);
+    else {
+      account.byDevice.delete(deviceId);
+      // Down to one device again: its compact form.
+      if (account.byDevice.size === 1) {
+        const [[only, count]] = account.byDevice;
+        this.accounts.set(userId, { deviceId: only!, count: count! });
+      }
+    }
   }
 
   /** Sessions of the device holding a slot. */
   ofDevice(userId: bigint, deviceId: bigint): number {
-    return this.accounts.get(userId)?.byDevice.get(deviceId) ?? 0;
+    const account = this.accounts.get(userId);
+    if (account === undefined) return 0;
+    if ("byDevice" in account) return account.byDevice.get(deviceId) ?? 0;
+    return account.deviceId === deviceId ? account.count : 0;
   }
 
   /** Accounts with a session holding a slot: none left behind once all have closed. */
