@@ -12,6 +12,15 @@ export interface PageQuery {
    * knows more follow.
    */
   textBytes?: number;
+  /**
+   * A backward page that goes on with a scan (SearchMessages): how many
+   * messages the scan's pages before this one held, `anchorSeq` being the
+   * oldest of them. The page is then read as the rest of one read would be:
+   * on Cassandra the head is not read again (the anchor is below it) and the
+   * fetch size goes on growing rather than starting over at its first small
+   * request, a scan of short texts costing what one long page does.
+   */
+  scanned?: number;
 }
 
 /** A change `amendIfChanges` applied (or judged to change nothing): its target as it now is. */

@@ -29,7 +29,8 @@ export interface Slice {
  * item after it, as a read of everything then throughTextBytes would return,
  * with nothing read past it beyond the request it came in. Without, every
  * slice at once (FANOUT at a time), in whatever order. `complete` when every
- * slice was read to its end.
+ * slice was read to its end. `readBefore`: rows an earlier read of the same
+ * scan held, which the fetch size grows from as if this read had them.
  */
 export async function readSlices<T>(
   db: Db,
@@ -37,6 +38,7 @@ export async function readSlices<T>(
   textBytes: number | undefined,
   toItem: (r: Row) => T,
   textOf: (item: T) => string,
+  readBefore = 0,
 ): Promise<{ items: T[]; complete: boolean }> {
   if (textBytes === undefined) {
     const parts = await mapLimit(slices, FANOUT, (s) => db.rows(s.query, s.params));
@@ -48,7 +50,7 @@ export async function readSlices<T>(
     let pageState: string | undefined;
     let here = 0;
     do {
-      const read = items.length;
+      const read = readBefore + items.length;
       let fetchSize = Math.min(MAX_PAGE_ROWS, Math.max(FIRST_PAGE_ROWS - read, read, 1));
       // A request for exactly the rows left comes back full, with a page
       // state that costs one more request to learn the slice is done; asking

@@ -105,6 +105,24 @@ describe("cassandra: paging a history years long", function () {
     assert.ok((count.get("SELECT messages") ?? 0) <= 2 * 5, `${count.get("SELECT messages")} reads of messages`);
   });
 
+  it("a scan's later pages (scanned): the same messages as a page read afresh, without reading the head again", async () => {
+    const { log, channelId, count } = await history();
+    for (let limit = 1; limit <= 2 * BUCKET + 1; limit++) {
+      for (let anchor = 1n; anchor <= BigInt(N); anchor++) {
+        const where = `from ${anchor}, limit ${limit}`;
+        const afresh = await log.page(channelId, { anchorSeq: anchor, direction: "backward", limit, textBytes: 1 << 20 });
+        count.clear();
+        const goingOn = await log.page(channelId, { anchorSeq: anchor, direction: "backward", limit, textBytes: 1 << 20, scanned: 40 });
+        assert.deepEqual(goingOn, afresh, where);
+        assert.equal(count.get("SELECT channel_newest") ?? 0, 0, where);
+        const hi = anchor - 1n;
+        const lo = hi - BigInt(limit) + 1n < 1n ? 1n : hi - BigInt(limit) + 1n;
+        // A fetch already grown to 32 rows reads each bucket's slice in one request.
+        assert.equal(count.get("SELECT messages") ?? 0, bucketsOf(lo, hi), where);
+      }
+    }
+  });
+
   it("an edit, a reaction and a delete of the oldest message, years on, find its bucket with one read", async () => {
     const { log, channelId, count } = await history();
     const change = (i: number, c: Partial<NewMessage>): NewMessage => ({ ...msg(channelId, 100 + i), targetSeq: 1n, sentAtMs: T + 30 * YEAR, ...c });

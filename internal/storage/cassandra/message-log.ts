@@ -231,11 +231,17 @@ export class CassandraMessageLog implements MessageLog {
 
   async page(channelId: Id, q: PageQuery): Promise<StoredMessage[]> {
     if (q.limit <= 0) return [];
-    const head = await this.headSeq(channelId);
+    const backward = q.direction === "backward";
+    const scanned = backward && q.anchorSeq > 0n ? (q.scanned ?? 0) : 0;
+    // A scan going on from a seq it read is below the head: no need to read it again.
+    const head = scanned > 0 ? undefined : await this.headSeq(channelId);
     const limit = BigInt(q.limit);
     let lo: bigint;
     let hi: bigint;
-    if (q.direction === "backward") {
+    if (head === undefined) {
+      hi = q.anchorSeq - 1n;
+      lo = hi - limit + 1n;
+    } else if (backward) {
       hi = q.anchorSeq === 0n || q.anchorSeq > head ? head : q.anchorSeq - 1n;
       lo = hi - limit + 1n;
     } else {
@@ -244,7 +250,6 @@ export class CassandraMessageLog implements MessageLog {
     }
     if (lo < 1n) lo = 1n;
     if (hi < lo) return [];
-    const backward = q.direction === "backward";
     // Bucket by bucket in the page's order, so that a budget stops the read where the page ends.
     const { items: rows, complete } = await readSlices(
       this.db,
@@ -256,11 +261,12 @@ export class CassandraMessageLog implements MessageLog {
       q.textBytes,
       (r) => fromLogRow(r, channelId, big(r.get("seq"))),
       (m) => m.text,
+      scanned,
     );
     // A head from before schema 2 may have no row yet (its writer died after
     // the compare-and-set); its copy stands in until the next append writes it.
     // A backward page starts with it; a forward one stopped by its budget never reaches it.
-    if ((complete || backward) && hi === head && !rows.some((m) => m.seq === head)) {
+    if (head !== undefined && (complete || backward) && hi === head && !rows.some((m) => m.seq === head)) {
       const h = await this.readHead(channelId);
       if (h && h.seq === head) rows.push(h.entry);
     }
