@@ -194,6 +194,29 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.equal(receiver.pushesTo(muted).length, 0);
   });
 
+  it("cuts a long preview between user-perceived characters, never inside a flag, an emoji sequence or an accented letter", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await startNotifier();
+    // 120 code points is the budget: 2 a flag, 7 a family, 2 an "e" with its accent; a cut at 119 fell inside each.
+    const flags = "🇫🇷".repeat(100);
+    const families = "👨‍👩‍👧‍👦".repeat(40);
+    const accents = "e\u0301".repeat(100);
+    for (const text of [flags, families, accents]) await notify(1n, 500n + BigInt(text.length), text);
+    await waitFor(() => receiver.deliveredTo(sub).length === 3, "three pushes");
+    const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+    for (const push of receiver.deliveredTo(sub)) {
+      const body = String(push.json!.body);
+      assert.ok(body.endsWith("…"), body);
+      const kept = body.slice(0, -1);
+      const whole = [flags, families, accents].find((t) => t.startsWith(kept));
+      assert.ok(whole, `the preview is a prefix of its text: ${body}`);
+      const boundaries = new Set([...segmenter.segment(whole)].map((s) => s.index));
+      assert.ok(boundaries.has(kept.length), `cut inside a character: ${JSON.stringify(kept.slice(-8))}`);
+      assert.ok([...kept].length <= 119 && [...kept].length > 100, `${[...kept].length} code points kept`);
+    }
+  });
+
   it("collapses several messages of a channel in a short window into one notification per channel", async () => {
     const sub = receiver.subscribe();
     await register(1n, 10n, sub);

@@ -929,7 +929,22 @@ export function buildNotification(req: NotificationRequest, count: number, hideP
   };
 }
 
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
 function preview(text: string): string {
-  const cps = [...text.replace(/\s+/g, " ").trim()];
-  return cps.length <= PREVIEW_CODE_POINTS ? cps.join("") : `${cps.slice(0, PREVIEW_CODE_POINTS - 1).join("")}…`;
+  const t = text.replace(/\s+/g, " ").trim();
+  const cps = [...t];
+  if (cps.length <= PREVIEW_CODE_POINTS) return t;
+  // Cut where a character the reader sees ends: by code points, a flag showed as a lone letter,
+  // a family as one person and a joiner, an accented letter bare. Only a first character longer
+  // than the whole budget (a pile of combining marks) is cut inside.
+  let kept = 0;
+  let end = 0;
+  for (const { segment, index } of graphemes.segment(cps.slice(0, PREVIEW_CODE_POINTS).join(""))) {
+    const n = [...segment].length;
+    if (kept + n > PREVIEW_CODE_POINTS - 1) break;
+    kept += n;
+    end = index + segment.length;
+  }
+  return `${end > 0 ? t.slice(0, end) : cps.slice(0, PREVIEW_CODE_POINTS - 1).join("")}…`;
 }
