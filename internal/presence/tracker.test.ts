@@ -595,6 +595,25 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.deepEqual(await mem.get([2n], t), [{ userId: 2n, online: false }], "a device back meanwhile is not ended again here");
   });
 
+  it("after a restart that lost the data mid-grace, ends the session again as of its end: last seen and the grace period are not moved to the restart", async () => {
+    let mem = new MemoryPresenceStore();
+    const resets: (() => void)[] = [];
+    const heard: Heard[] = [];
+    const tr = tracker({ store: { ...storeOver(() => mem), onReset: (l) => resets.push(l) }, directory: recorder(heard), heartbeatIntervalMs: HEARTBEAT });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    t += 1_000;
+    const ended = t;
+    tr.deviceDisconnected(1n, 10n, ended);
+    await tr.idle();
+    t += GRACE / 2;
+    mem = new MemoryPresenceStore(); // Redis restarted empty, mid-grace
+    for (const reset of resets) reset();
+    await tr.idle();
+    t = ended + GRACE;
+    assert.deepEqual(await tr.getPresence([1n]), [{ userId: 1n, online: false, lastSeenAtMs: ended }], "its grace period ended where it would have");
+  });
+
   it("ends again, once the store answers, a session that ended while it failed: the watchers hear the user go, whatever the store kept", async () => {
     for (const lostData of [false, true]) {
       let mem = new MemoryPresenceStore();

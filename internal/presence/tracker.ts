@@ -224,12 +224,21 @@ export class PresenceTracker {
    * `silent` session, whose end the server made when it stopped hearing it.
    */
   deviceDisconnected(userId: Id, deviceId: Id, lastAliveMs?: number, silent = false): void {
+    this.sessionEnded(userId, deviceId, lastAliveMs, silent);
+  }
+
+  /**
+   * `endedAtMs`: a session ended again (the store failed, or came back empty,
+   * after its end), as of its end. As of the replay, a restart mid-grace put
+   * the device's last seen at the restart and ran its grace period on from there.
+   */
+  private sessionEnded(userId: Id, deviceId: Id, lastAliveMs: number | undefined, silent: boolean, endedAtMs?: number): void {
     const key = `${userId}/${deviceId}`;
     if (this.droppedWhileAway.has(key)) return; // logged out: its drop is replayed, and no grace period may outlive it
     this.run(userId, async () => {
       const now = this.now();
-      const recent = lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
-      const aliveAt = silent && lastAliveMs !== undefined ? Math.min(lastAliveMs, now) : now;
+      const aliveAt = endedAtMs ?? (silent && lastAliveMs !== undefined ? Math.min(lastAliveMs, now) : now);
+      const recent = endedAtMs !== undefined ? endedAtMs + this.deps.graceMs > now : lastAliveMs !== undefined && lastAliveMs + this.deps.graceMs > now;
       let flip: PresenceFlip | undefined;
       try {
         flip = await this.call((s) =>
@@ -238,12 +247,12 @@ export class PresenceTracker {
       } catch (err) {
         // No grace period was started, and no session is left to touch the
         // device again: ended again once the store answers (it may come back empty).
-        this.endedWhileAway.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent });
+        this.endedWhileAway.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent, endedAtMs: aliveAt });
         throw err;
       }
       this.endedWhileAway.delete(key);
       this.endedLately.delete(key); // re-inserted last: the map stays in order of graceEndsMs, nearly
-      this.endedLately.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent, graceEndsMs: aliveAt + this.deps.graceMs });
+      this.endedLately.set(key, { userId, deviceId, lastAliveMs: lastAliveMs ?? now, silent, endedAtMs: aliveAt, graceEndsMs: aliveAt + this.deps.graceMs });
       this.forgetEndedLately(now);
       if (flip) return void this.announce(flip);
       if (recent) return;
@@ -252,7 +261,7 @@ export class PresenceTracker {
       // and no sweep will ever find it. Told offline here, unless a flip comes
       // first (version 0 loses to any).
       if ((await this.call((s) => s.latest(userId))).version === 0) {
-        void this.announce({ userId, online: false, lastSeenAtMs: lastAliveMs ?? now, version: 0 }, false);
+        void this.announce({ userId, online: false, lastSeenAtMs: endedAtMs ?? lastAliveMs ?? now, version: 0 }, false);
       }
     });
   }
@@ -471,8 +480,8 @@ export class PresenceTracker {
     for (const l of this.recoveredListeners) l();
     this.forgetEndedLately(this.now());
     const ended = new Map([...this.endedLately, ...this.endedWhileAway]);
-    for (const { userId, deviceId, lastAliveMs, silent } of ended.values()) {
-      this.deviceDisconnected(userId, deviceId, lastAliveMs, silent);
+    for (const { userId, deviceId, lastAliveMs, silent, endedAtMs } of ended.values()) {
+      this.sessionEnded(userId, deviceId, lastAliveMs, silent, endedAtMs);
     }
     for (const { userId, deviceId, atMs } of [...this.droppedWhileAway.values()]) this.dropDevice(userId, deviceId, atMs, true);
   }
@@ -607,6 +616,8 @@ interface EndedSession {
   deviceId: Id;
   lastAliveMs: number;
   silent: boolean;
+  /** When its grace period began: the device was alive until then. */
+  endedAtMs: number;
 }
 
 /** What an audience heard from one telling: whom a push was tried to (none: nothing pushed yet), and the version it last took. */
