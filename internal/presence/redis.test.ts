@@ -171,6 +171,36 @@ describe("RedisPresenceStore: recovery after a Redis restart", function () {
     }
   });
 
+  it("after a restart that lost the data mid-grace, keeps the ended session's last seen and grace period as of its end, not of the restart", async () => {
+    const GRACE = 60_000;
+    const T = 1_700_000_000_000;
+    let t = T;
+    const redis = new Redis({ port: own.port, host: "127.0.0.1", ...defaultRedisOptions() });
+    redis.on("error", () => {});
+    const store = new RedisPresenceStore({ redis, prefix: "p4:", shards: 2 });
+    const tracker = new PresenceTracker({ store, audience: async () => [], directory: { pushToUsers: async () => {} }, graceMs: GRACE, sweepIntervalMs: 0, now: () => t });
+    let resets = 0;
+    tracker.onStoreRecovered(() => resets++);
+    try {
+      tracker.deviceConnected(9n, 1n);
+      await tracker.idle();
+      t += 1_000;
+      const ended = t;
+      tracker.deviceDisconnected(9n, 1n, ended);
+      await tracker.idle();
+      t += GRACE / 2;
+      await own.kill();
+      await own.start(); // empty
+      await waitFor(() => resets > 0, "the store to report the reconnect", 10_000);
+      await tracker.idle();
+      t = ended + GRACE;
+      assert.deepEqual(await tracker.getPresence([9n]), [{ userId: 9n, online: false, lastSeenAtMs: ended }]);
+    } finally {
+      await tracker.stop();
+      redis.disconnect();
+    }
+  });
+
   it("keeps the last seen of users offline across a restart that lost the data: each flip to offline also goes to the log", async () => {
     const T = 1_700_000_000_000;
     const GRACE = 60_000;
