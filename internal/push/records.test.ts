@@ -18,6 +18,13 @@ describe("push records", () => {
     assert.equal(mentions("@", ""), false, "a deleted account (no username) is never mentioned");
   });
 
+  it("reads a letter outside the BMP, or an accent, beside the name as part of a word, as a letter of the BMP is", () => {
+    // "x@bob" is an address and "@bobé" another name: so are these, a letter of U+1D4xx or a combining mark written there.
+    const no = ["𝓍@bob", "@bob𝓍", "@bob\u0301", "e\u0301@bob", "@bob.𝓍"];
+    for (const t of no) assert.equal(mentions(t, "bob"), false, JSON.stringify(t));
+    for (const t of ["😀@bob", "@bob😀", "hi @bob 𝓍", "❤️@bob", "1️⃣@bob", "@bob❤️"]) assert.equal(mentions(t, "bob"), true, JSON.stringify(t));
+  });
+
   it("carries the mention flag only when set", () => {
     const base = { userId: 5n, message: awkwardMessage, senderName: "Alice", channelTitle: "" };
     assert.deepStrictEqual(decodeNotificationRequested(encodeNotificationRequested(base)), base);

@@ -27,12 +27,20 @@ export function mentions(text: string, username: string): boolean {
   const lower = text.toLowerCase();
   const name = `@${username.toLowerCase()}`;
   // Usernames are a-z, 0-9, '_' and '.'; a trailing '.' ends a sentence, not a name.
-  const nameChar = /[\p{L}\p{N}_]/u;
+  // A combining mark changes the letter it follows ("@bob\u0301" reads "@bób"); not an emoji's
+  // presentation selector or keycap ("❤️@bob"). Compared by code point: a letter outside the BMP
+  // is two UTF-16 units, and its halves matched none of these.
+  const nameChar = /^(?![\uFE00-\uFE0F\u20E3\u{E0100}-\u{E01EF}])[\p{L}\p{N}\p{M}_]$/u;
+  const at = (j: number) => {
+    const cp = lower.codePointAt(j);
+    return cp === undefined ? "" : String.fromCodePoint(cp);
+  };
   for (let i = lower.indexOf(name); i >= 0; i = lower.indexOf(name, i + 1)) {
-    const before = i === 0 ? "" : lower[i - 1]!;
-    const after = lower.slice(i + name.length);
+    const before = i === 0 ? "" : ([...lower.slice(Math.max(0, i - 2), i)].pop() ?? "");
+    const end = i + name.length;
+    const after = at(end);
     if (before !== "" && (nameChar.test(before) || before === ".")) continue;
-    if (nameChar.test(after[0] ?? "") || (after[0] === "." && nameChar.test(after[1] ?? ""))) continue;
+    if (nameChar.test(after) || (after === "." && nameChar.test(at(end + 1)))) continue;
     return true;
   }
   return false;
