@@ -614,6 +614,30 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.deepEqual(await tr.getPresence([1n]), [{ userId: 1n, online: false, lastSeenAtMs: ended }], "its grace period ended where it would have");
   });
 
+  it("after a restart that lost the data, keeps the grace period of a device whose session ended here though another device of the user lives on here: its logout flips nobody offline", async () => {
+    let mem = new MemoryPresenceStore();
+    const resets: (() => void)[] = [];
+    const heard: Heard[] = [];
+    const tr = tracker({ store: { ...storeOver(() => mem), onReset: (l) => resets.push(l) }, directory: recorder(heard), heartbeatIntervalMs: HEARTBEAT });
+    // The chat server: the laptop's session lives on, and is touched again when the store resets.
+    tr.onStoreRecovered(() => tr.deviceAlive(1n, 10n, t));
+    tr.deviceConnected(1n, 10n); // the laptop
+    tr.deviceConnected(1n, 11n); // the phone
+    await tr.idle();
+    t += 1_000;
+    tr.deviceDisconnected(1n, 11n, t); // the phone's network dropped: its grace period runs
+    await tr.idle();
+    t += GRACE / 2;
+    mem = new MemoryPresenceStore(); // Redis restarted empty
+    for (const reset of resets) reset();
+    await tr.idle();
+    t += 1_000;
+    tr.deviceLoggedOut(1n, 10n);
+    await tr.idle();
+    assert.deepEqual(await tr.getPresence([1n]), [{ userId: 1n, online: true }], "the phone is still in its grace period");
+    assert.equal(lastHeard(heard, 99n, 1n), true, `heard ${show(heard)}`);
+  });
+
   it("ends again, once the store answers, a session that ended while it failed: the watchers hear the user go, whatever the store kept", async () => {
     for (const lostData of [false, true]) {
       let mem = new MemoryPresenceStore();

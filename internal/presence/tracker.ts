@@ -477,12 +477,15 @@ export class PresenceTracker {
   private storeAnswers(): void {
     this.answeringSinceMs = this.monotonicNow();
     this.deps.logger?.info({ holdOffMs: this.holdOffMs }, "presence store answers again: touching live sessions, holding sweeps off");
-    for (const l of this.recoveredListeners) l();
     this.forgetEndedLately(this.now());
     const ended = new Map([...this.endedLately, ...this.endedWhileAway]);
     for (const { userId, deviceId, lastAliveMs, silent, endedAtMs } of ended.values()) {
       this.sessionEnded(userId, deviceId, lastAliveMs, silent, endedAtMs);
     }
+    // After the ended sessions, in each user's chain: a store that came back
+    // empty writes an ended device only while it holds nothing of its user,
+    // and a live device of theirs touched first lost it its grace period.
+    for (const l of this.recoveredListeners) l();
     for (const { userId, deviceId, atMs } of [...this.droppedWhileAway.values()]) this.dropDevice(userId, deviceId, atMs, true);
   }
 
