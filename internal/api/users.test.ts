@@ -255,6 +255,30 @@ describe("api: UserService and PresenceService", () => {
     assert.deepEqual(res.presences.map((p) => p.status), [PresenceStatus.ONLINE, PresenceStatus.ONLINE, PresenceStatus.OFFLINE]);
   });
 
+  it("answers GetPresence for duplicates, unknown ids, blocked users and deleted accounts without showing any online or with a last seen", async () => {
+    api = await TestApi.start({ presence: new FixedPresence({ online: false, lastSeenAtMs: Date.UTC(2026, 4, 1) }) });
+    const me = await api.signUp();
+    const [friend, peer, member, blocked, gone] = [await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp(), await api.signUp()];
+    await me.c.users.sendFriendRequest({ userId: friend.userId });
+    await friend.c.users.respondFriendRequest({ userId: me.userId, accept: true });
+    await me.c.channels.openDirect({ userId: peer.userId });
+    await me.c.channels.createGroup({ title: "g", memberUserIds: [member.userId, blocked.userId, gone.userId] });
+    await me.c.users.sendFriendRequest({ userId: gone.userId });
+    await gone.c.users.respondFriendRequest({ userId: me.userId, accept: true });
+    await gone.c.channels.openDirect({ userId: me.userId });
+    await blocked.c.users.blockUser({ userId: me.userId });
+    await gone.c.auth.deleteAccount({ password: "correct horse" });
+    const ids = [friend.userId, gone.userId, blocked.userId, 123_456_789n, member.userId, friend.userId, peer.userId, gone.userId];
+    const res = await me.c.presence.getPresence({ userIds: ids });
+    const seen = new Map(res.presences.map((p) => [p.userId, p.lastSeenAt !== undefined]));
+    assert.deepEqual(
+      [...new Set(ids)].map((id) => seen.get(id)),
+      [true, false, false, false, true, true],
+      "friend, deleted, blocked, unknown, member, peer",
+    );
+    assert.ok(res.presences.every((p) => p.status === PresenceStatus.OFFLINE));
+  });
+
   describe("presence settings", () => {
     const statuses = async (viewer: { c: { presence: { getPresence(r: { userIds: bigint[] }): Promise<{ presences: { status: PresenceStatus }[] }> } } }, ids: bigint[]) =>
       (await viewer.c.presence.getPresence({ userIds: ids })).presences.map((p) => p.status);
