@@ -465,6 +465,19 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual([results.map((r) => r.notification.body), skips], [["new"], ["expired"]]);
   });
 
+  it("asks the push service to hold a notification only for what is left of the message's TTL, not a whole TTL from the send", async () => {
+    const sub = receiver.subscribe();
+    await register(1n, 10n, sub);
+    await startNotifier({ ttlSeconds: 3600 });
+    seq++;
+    // 50 minutes old (a backlog after an outage): held a whole hour more, it would show 110 minutes after it was sent.
+    const message = { messageId: 1000n + seq, channelId: 600n, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text: "late", sentAtMs: Date.now() - 50 * 60_000 };
+    await queue.publish(Topics.notifications, [{ key: "1", value: encodeNotificationRequested({ userId: 1n, senderName: "Bob", channelTitle: "", message }) }]);
+    await waitFor(() => receiver.deliveredTo(sub).length === 1, "the push");
+    const ttl = receiver.deliveredTo(sub)[0]!.ttl!;
+    assert.ok(ttl > 500 && ttl <= 600, `TTL ${ttl} s`);
+  });
+
   it("gives a batch waiting for room its turn when the retries holding it end unsent (their user came online)", async () => {
     const sub = receiver.subscribe({ kind: "status", status: 503 });
     await register(1n, 10n, sub);

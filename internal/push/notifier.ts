@@ -158,6 +158,8 @@ interface Job {
   origin: Origin;
   notification: PushNotification;
   channelId: Id;
+  /** When its newest message was sent: the push service holds it for what is left of ttlSeconds since. */
+  sentAtMs: number;
   /** The user is named in it: sent through a mute of the chat. */
   mentioned: boolean;
   /** Both versions, small: a retry picks the one the device's setting asks for by then. */
@@ -549,7 +551,7 @@ export class Notifier {
       }
       const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
-      const job: Job = { endpoint, origin, notification, channelId: req.message.channelId, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
+      const job: Job = { endpoint, origin, notification, channelId: req.message.channelId, sentAtMs: req.message.sentAtMs, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
       if (!this.hasRoomFor(job.host)) {
         skipped("backlog");
         continue;
@@ -683,9 +685,14 @@ export class Notifier {
 
   private async run(job: Job): Promise<void> {
     const provider = this.deps.providers[job.endpoint.kind]!;
+    // A whole TTL from each send (a backlog's, a retry's) kept a message on a device's way for up
+    // to twice the TTL after it was sent, past the age at which take() calls it noise.
+    // Past it (a retry near the end), 0: delivered only to a device reachable at once, not held.
+    const ttlLeft = Math.max(0, Math.min(this.o.ttlSeconds, Math.floor((job.sentAtMs + this.o.ttlSeconds * 1000 - this.now()) / 1000)));
+    const notification = ttlLeft === job.notification.ttlSeconds ? job.notification : { ...job.notification, ttlSeconds: ttlLeft };
     let outcome: SendOutcome;
     try {
-      outcome = await provider.send(job.endpoint, job.notification, this.o.timeoutMs);
+      outcome = await provider.send(job.endpoint, notification, this.o.timeoutMs);
     } catch (err) {
       outcome = { ok: false, gone: false, retryable: true, reason: String(err) };
     }
