@@ -82,7 +82,7 @@ export class SessionSlots {
    */
   take(userId: bigint, deviceId: bigint): string | undefined {
     const account = this.accounts.get(userId);
-    const ofDevice = this.ofDevice(userId, deviceId);
+    const ofDevice = countOf(account, deviceId);
     if (ofDevice >= this.caps.maxPerDevice) {
       this.refused?.inc({ limit: "device" });
       return `too many sessions of this device (at most ${this.caps.maxPerDevice}, CHAT_MAX_SESSIONS_PER_DEVICE)`;
@@ -107,7 +107,7 @@ export class SessionSlots {
   /** Gives back the slot of a session that ended. */
   release(userId: bigint, deviceId: bigint): void {
     const account = this.accounts.get(userId);
-    const ofDevice = this.ofDevice(userId, deviceId);
+    const ofDevice = countOf(account, deviceId);
     if (account === undefined || ofDevice === 0) return;
     if (--account.count === 0) this.accounts.delete(userId);
     else if (!("byDevice" in account)) return;
@@ -124,14 +124,18 @@ export class SessionSlots {
 
   /** Sessions of the device holding a slot. */
   ofDevice(userId: bigint, deviceId: bigint): number {
-    const account = this.accounts.get(userId);
-    if (account === undefined) return 0;
-    if ("byDevice" in account) return account.byDevice.get(deviceId) ?? 0;
-    return account.deviceId === deviceId ? account.count : 0;
+    return countOf(this.accounts.get(userId), deviceId);
   }
 
   /** Accounts with a session holding a slot: none left behind once all have closed. */
   get accountCount(): number {
     return this.accounts.size;
   }
+}
+
+/** The device's open sessions in its account's entry (one map lookup per open or close, not two). */
+function countOf(account: AccountSessions | undefined, deviceId: bigint): number {
+  if (account === undefined) return 0;
+  if ("byDevice" in account) return account.byDevice.get(deviceId) ?? 0;
+  return account.deviceId === deviceId ? account.count : 0;
 }

@@ -296,7 +296,7 @@ class WebSocketSink implements SessionSink {
   close(code: number, reason: string): void {
     // A chat server's close (another build's, say) is no reason for ws to throw, out of a stream's
     // listener: that was the end of the gateway and of every socket on it.
-    this.ws.close(sendableCode(code), sendableReason(reason));
+    this.ws.close(sendableCode(code), cutToUtf8Bytes(reason, MAX_CLOSE_REASON_BYTES));
   }
 
   holdInput(held: boolean): void {
@@ -317,10 +317,6 @@ class WebSocketSink implements SessionSink {
 
 /** A close frame's reason is at most 123 bytes (RFC 6455 5.5): a longer one is cut, between characters. */
 const MAX_CLOSE_REASON_BYTES = 123;
-
-function sendableReason(reason: string): string {
-  return cutToUtf8Bytes(reason, MAX_CLOSE_REASON_BYTES);
-}
 
 /** A code a close frame may carry (RFC 6455 7.4), as ws checks it; any other is sent as 1011. */
 function sendableCode(code: number): number {

@@ -454,8 +454,9 @@ function connectOnce(
         return;
       }
       if (k.case === "welcome") {
-        if (k.value.serverTime) clock.sample(timestampMs(k.value.serverTime));
-        welcomed(k.value.serverTime ? timestampMs(k.value.serverTime) : clock.now());
+        const serverTimeMs = k.value.serverTime ? timestampMs(k.value.serverTime) : undefined;
+        if (serverTimeMs !== undefined) clock.sample(serverTimeMs);
+        welcomed(serverTimeMs ?? clock.now());
         cursor = k.value.deviceCursor;
         scheduleReauthenticate(Date.now());
         const every = Math.max(1000, k.value.heartbeatIntervalMs || 25_000);
