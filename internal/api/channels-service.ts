@@ -554,7 +554,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         return { added, view, everyone };
       });
       if (added.length > 0) await tellCameTogether(deps, added, everyone);
-      return { channel: channelToProto(view) };
+      // The caller's own settings, as every other answer of a channel carries them: without them a client
+      // taking the answer for the group showed a muted, pinned group unmuted and unpinned.
+      return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },
 
     async removeMember(req, ctx) {

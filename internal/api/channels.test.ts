@@ -1210,4 +1210,19 @@ describe("api: ChannelService", () => {
     const seen = (await a.c.channels.describeChannel({ channelId: dm })).channel!;
     assert.deepEqual([seen.pinnedAt !== undefined, seen.markedUnread], [true, true]);
   });
+
+  it("answers AddMembers with the group as the caller has it: their mute, pin and unread mark", async () => {
+    const [owner, a, b] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [a!.userId] })).channel!.channelId;
+    const until = timestampFromMs(api.clock.ms + 600_000);
+    await owner!.c.channels.muteChannel({ channelId, mutedUntil: until });
+    await owner!.c.channels.pinChannel({ channelId, pinned: true });
+    await owner!.c.channels.markUnread({ channelId, unread: true });
+    const described = (await owner!.c.channels.describeChannel({ channelId })).channel!;
+    const added = (await owner!.c.channels.addMembers({ channelId, userIds: [b!.userId] })).channel!;
+    assert.deepEqual(added.mutedUntil, until);
+    assert.deepEqual(added.pinnedAt, described.pinnedAt);
+    assert.equal(added.markedUnread, true);
+    assert.equal(added.memberCount, 3);
+  });
 });
