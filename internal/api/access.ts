@@ -46,6 +46,16 @@ export async function blockedPair(deps: ApiDeps, channel: ChannelRecord, me: Id,
   return peer !== undefined && (await deps.accounts.blockersBetween(me, peer)).length > 0;
 }
 
+/**
+ * The channel as it is now, for the view a change tells inside its turn: the
+ * record the caller read before the turn may predate a rename that landed
+ * meanwhile, whose UPDATED was told first, and the change's event then told
+ * the old title last.
+ */
+export async function channelNow(deps: ApiDeps, channel: ChannelRecord): Promise<ChannelRecord> {
+  return (await deps.channels.getChannel(channel.channelId)) ?? channel;
+}
+
 /** Everything channelToProto needs, looked up for one channel. */
 export async function channelView(deps: ApiDeps, channel: ChannelRecord, me?: MemberRecord): Promise<ChannelView> {
   return (await channelViews(deps, [{ channel, me }]))[0]!;
@@ -215,7 +225,7 @@ export async function leaveGroup(deps: ApiDeps, channel: ChannelRecord, by: Send
     if (!removed) return undefined;
     await writeNote(deps, by, channel.channelId, { kind: "member_left", userIds: newOwner !== undefined ? [newOwner] : [] });
     await forgetOwnSettings(deps, userId, channel.channelId);
-    const view = await channelView(deps, channel);
+    const view = await channelView(deps, await channelNow(deps, channel));
     const remaining = (await deps.channels.listMembers(channel.channelId)).map((m) => m.userId);
     // The last one out takes the invite link along: an empty group has nobody left to turn it off.
     if (remaining.length === 0) await deps.channels.setInviteCode(channel.channelId, undefined);

@@ -9,7 +9,7 @@ import { ChatError } from "../model/errors.js";
 import { newInviteCode } from "../channels/invite-code.js";
 import { applyPlaceChange, compareListPositions, isArchived, type ListPosition } from "../channels/places.js";
 import { MAX_GROUP_MEMBERS, MAX_PINNED_CHANNELS, type ChannelPlace, type ChannelRecord, type Id, type MemberRecord, type PlaceChange } from "../model/types.js";
-import { blockedPair, ChannelEventKind, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushChannelEvents, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
+import { blockedPair, ChannelEventKind, channelNow, channelView, channelViews, forgetBlock, forgetOwnSettings, leaveGroup, membersAsRead, pushChannelEvent, pushChannelEvents, pushLeft, requireMember, tellCameTogether, tellGoneApart, writeNote } from "./access.js";
 import { caller } from "./context.js";
 import { channelToProto, memberToProto, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
@@ -448,7 +448,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           await writeNote(deps, caller(ctx), channel.channelId, { kind: "joined_by_invite", userIds: [] });
           // Told in the turn (see addMembers). The event carries only the shared fields of the view
           // (pushChannelEvent leaves the caller's own out).
-          joinedView = await channelView(deps, channel, joining);
+          joinedView = await channelView(deps, await channelNow(deps, channel), joining);
           everyone = await memberIds(channel.channelId);
           await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, joinedView, me);
           return true;
@@ -547,7 +547,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         );
         const added = await withoutRefused(channel.channelId, me, written);
         if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
-        const view = await channelView(deps, channel, member);
+        const view = await channelView(deps, await channelNow(deps, channel), member);
         if (added.length === 0) return { added, view, everyone: [] };
         const everyone = await memberIds(channel.channelId);
         await pushChannelEvents(deps, everyone, ChannelEventKind.JOINED, view, added);
@@ -582,7 +582,7 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "member_removed", userIds: [target] });
         await forgetOwnSettings(deps, target, channel.channelId);
         const everyone = await memberIds(channel.channelId);
-        await pushLeft(deps, everyone, target, await channelView(deps, channel));
+        await pushLeft(deps, everyone, target, await channelView(deps, await channelNow(deps, channel)));
         return everyone;
       });
       if (everyone) await tellGoneApart(deps, target, everyone);
@@ -602,15 +602,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
         targetIn(members, target);
       };
-      // In the channel's turn, the change and its note (see writeNote).
-      const changed = await channels.changeInTurn(channel.channelId, async () => {
-        if (!(await channels.setRole(channel.channelId, target, role, check))) return false;
+      // In the channel's turn, the change, its note and its event (see writeNote): told after the
+      // turn, its event could follow a rename's and tell the title the group had before it.
+      await channels.changeInTurn(channel.channelId, async () => {
+        if (!(await channels.setRole(channel.channelId, target, role, check))) return;
         await writeNote(deps, caller(ctx), channel.channelId, { kind: "role_changed", userIds: [target], role });
-        return true;
+        const view = await channelView(deps, await channelNow(deps, channel));
+        await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, view, target);
       });
-      if (changed) {
-        await pushChannelEvent(deps, await memberIds(channel.channelId), ChannelEventKind.UPDATED, await channelView(deps, channel), target);
-      }
       return {};
     },
 

@@ -8,7 +8,7 @@ import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
 import type { Id } from "../model/types.js";
-import { FixedPresence, rpcError, TestApi, type TestUser } from "./testkit.js";
+import { FixedPresence, holdNext, rpcError, TestApi, type TestUser } from "./testkit.js";
 
 describe("api: ChannelService", () => {
   let api: TestApi;
@@ -1224,5 +1224,31 @@ describe("api: ChannelService", () => {
     assert.deepEqual(added.pinnedAt, described.pinnedAt);
     assert.equal(added.markedUnread, true);
     assert.equal(added.memberCount, 3);
+  });
+
+  it("tells the title a group has as each change lands: no event of a change asked before a rename carries the old title after the rename's", async () => {
+    const [owner, a, b, c, d] = await Promise.all([1, 2, 3, 4, 5].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "old", memberUserIds: [a!.userId, c!.userId] })).channel!.channelId;
+    await owner!.c.channels.setMemberRole({ channelId, userId: a!.userId, role: MemberRole.ADMIN });
+    const lastTitle = () => {
+      const events = api.sessions.framesOf("channel").map((p) => p.frame.kind.value as { channel?: { title: string } });
+      return events[events.length - 1]?.channel?.title;
+    };
+    // Each change is held after its caller's checks, before its turn, while the group is renamed.
+    const renamedWhile = async (change: () => Promise<unknown>, held: keyof ChannelStore & string, title: string) => {
+      const hold = holdNext(api.storage.channels, held);
+      const changing = change();
+      await hold.reached;
+      await a!.c.channels.updateGroup({ channelId, title });
+      hold.release();
+      await changing;
+      assert.equal(lastTitle(), title);
+    };
+    await renamedWhile(() => owner!.c.channels.addMembers({ channelId, userIds: [b!.userId] }), "inGroupsAtLeast", "after add");
+    await renamedWhile(() => owner!.c.channels.removeMember({ channelId, userId: b!.userId }), "changeInTurn", "after removal");
+    await renamedWhile(() => owner!.c.channels.setMemberRole({ channelId, userId: c!.userId, role: MemberRole.ADMIN }), "changeInTurn", "after role");
+    await renamedWhile(() => owner!.c.channels.leaveGroup({ channelId }), "changeInTurn", "after leaving");
+    const code = (await a!.c.channels.getInviteLink({ channelId })).code;
+    await renamedWhile(() => d!.c.channels.joinByInvite({ code }), "inGroupsAtLeast", "after join");
   });
 });
