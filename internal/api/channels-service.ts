@@ -455,6 +455,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         });
         // Not added: a concurrent join (or an add) got there first.
         member = joined ? joining : await channels.getMember(channel.channelId, me);
+        // And out again since (removed, or left from another device): the view would show one out of
+        // the group its newest message, maybe one sent after a removal.
+        if (!member) throw new ChatError("not_a_member", "not a member of this channel");
       }
       const view = joinedView ?? (await channelView(deps, channel, member));
       if (joined) await tellCameTogether(deps, [me], everyone);

@@ -1251,4 +1251,24 @@ describe("api: ChannelService", () => {
     const code = (await a!.c.channels.getInviteLink({ channelId })).code;
     await renamedWhile(() => d!.c.channels.joinByInvite({ code }), "inGroupsAtLeast", "after join");
   });
+
+  it("shows nothing of a group to one whose join by link found them in it and who was out again before it answered", async () => {
+    const [owner, joiner] = await Promise.all([1, 2].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [] })).channel!.channelId;
+    const { code } = await owner!.c.channels.getInviteLink({ channelId });
+    // Two devices join at once: the second finds the joiner in already, and before it answers they are removed.
+    const checked = holdNext(api.storage.channels, "inGroupsAtLeast");
+    const second = joiner!.c.channels.joinByInvite({ code });
+    await checked.reached;
+    await joiner!.c.channels.joinByInvite({ code });
+    const answering = holdNext(api.storage.channels, "getMember");
+    checked.release();
+    await answering.reached;
+    await owner!.c.channels.removeMember({ channelId, userId: joiner!.userId });
+    await send(owner!, channelId, "said after the removal");
+    answering.release();
+    const err = await rpcError(() => second);
+    assert.equal(err.code, Code.PermissionDenied);
+    assert.equal(err.chatCode, "ERROR_CODE_NOT_A_MEMBER");
+  });
 });
