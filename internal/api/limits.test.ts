@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "../auth/passwords.js";
+import { HeldPasswords } from "../../test/support/held-passwords.js";
+import { LIGHT_PASSWORD_PARAMS } from "../auth/passwords.js";
 import { addressKey, lastForwarded } from "../throttle/address.js";
 import type { ApiLimitsConfig } from "../throttle/config.js";
 import { MemoryLoginAttempts } from "../throttle/memory.js";
@@ -219,26 +220,14 @@ describe("api: limits", () => {
       assert.equal((await rpcError(() => login("hank", "right password", "10.0.0.9"))).code, Code.ResourceExhausted, "as its logins from there are");
     });
 
-    // Each check takes a while, as argon2id does, so that all 30 are under way before the first is done.
-    class SlowPasswords extends PasswordHasher {
-      verified = 0;
-      override async verify(passwordHash: string, password: string): Promise<boolean> {
-        this.verified++;
-        await new Promise((r) => setTimeout(r, 100));
-        return super.verify(passwordHash, password);
-      }
-      override async verifyNothing(password: string): Promise<false> {
-        this.verified++;
-        await new Promise((r) => setTimeout(r, 100));
-        return super.verifyNothing(password);
-      }
-    }
-
     it("checks no more concurrent wrong logins than the allowance", async () => {
-      const passwords = new SlowPasswords(LIGHT_PASSWORD_PARAMS);
+      // All 30 under way before the first check is done.
+      const passwords = new HeldPasswords(LIGHT_PASSWORD_PARAMS, 30);
       await start({ loginMaxFailures: 10 }, undefined, { passwords });
       await api.signUp("ivan", "right password");
-      const codes = await Promise.all(Array.from({ length: 30 }, (_, i) => rpcError(() => login("ivan", `guess ${i}`, "10.0.0.1")).then((e) => e.code)));
+      const codes = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => rpcError(() => login("ivan", `guess ${i}`, "10.0.0.1")).then((e) => (passwords.answered(), e.code))),
+      );
       assert.equal(passwords.verified, 10);
       assert.equal(codes.filter((c) => c === Code.Unauthenticated).length, 10, "checked");
       assert.equal(codes.filter((c) => c === Code.ResourceExhausted).length, 20, "refused");
@@ -246,12 +235,14 @@ describe("api: limits", () => {
     });
 
     it("checks no more concurrent wrong current passwords of ChangePassword than the allowance", async () => {
-      const passwords = new SlowPasswords(LIGHT_PASSWORD_PARAMS);
+      const passwords = new HeldPasswords(LIGHT_PASSWORD_PARAMS, 30);
       await start({ loginMaxFailures: 10 }, undefined, { passwords });
       const me = await api.signUp("judy", "right password");
       const c = api.clients(me.accessToken, "10.0.0.9").auth;
       const codes = await Promise.all(
-        Array.from({ length: 30 }, (_, i) => rpcError(() => c.changePassword({ currentPassword: `guess ${i}`, newPassword: "new password" })).then((e) => e.code)),
+        Array.from({ length: 30 }, (_, i) =>
+          rpcError(() => c.changePassword({ currentPassword: `guess ${i}`, newPassword: "new password" })).then((e) => (passwords.answered(), e.code)),
+        ),
       );
       assert.equal(passwords.verified, 10);
       assert.equal(codes.filter((c) => c === Code.PermissionDenied).length, 10, "checked");

@@ -4,7 +4,8 @@ import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import type { SessionRoutes } from "../routing/port.js";
 import type { ChatServerClients } from "./client-pool.js";
 import type { BatchOutcome } from "./delivery-stream.js";
-import { waitFor } from "../../test/support/wait.js";
+import { mock } from "node:test";
+import { drain, settled } from "../../test/support/settle.js";
 import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
 
 const sized = (userId: number, bytes: number) => ({ userId: BigInt(userId), bytes });
@@ -32,6 +33,11 @@ const entry = (inboxSeq: bigint, text = "hi") =>
   create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq, message: { text } } } } });
 
 describe("RoutedSessionDirectory", () => {
+  // Second tries wait on setTimeout: faked, one is due when the test moves the clock, and "no
+  // more" is checked past every timer that could still fire, not after a guess at how long.
+  beforeEach(() => mock.timers.enable({ apis: ["setTimeout"] }));
+  afterEach(() => mock.timers.reset());
+
   it("counts as reached only users on a chat server that queued their frame on a session: not those routed only to one gone, failing, or without their sessions", async () => {
     const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]], [7n, ["a"]]]) } as unknown as SessionRoutes;
     const stream = (outcome: BatchOutcome) => ({ send: async () => outcome });
@@ -60,8 +66,13 @@ describe("RoutedSessionDirectory", () => {
     const reached = await directory.pushMany([1n, 2n].map((userId) => ({ userId, frame: entry(1n) })));
     assert.deepStrictEqual([...reached], [], "neither is reached now: both are notified");
     assert.deepStrictEqual(sent, { a: [[1n]], b: [[2n]] }, "the push did not wait for the second try");
-    await waitFor(() => sent.a!.length === 2 && sent.b!.length === 2, "each batch sent once more");
-    await new Promise((r) => setTimeout(r, 50));
+    mock.timers.tick(9);
+    await drain();
+    assert.deepStrictEqual(sent, { a: [[1n]], b: [[2n]] }, "no second try before its moment");
+    mock.timers.tick(1);
+    await settled(() => sent.a!.length === 2 && sent.b!.length === 2, "each batch sent once more");
+    mock.timers.tick(60_000);
+    await drain();
     assert.deepStrictEqual(sent, { a: [[1n], [1n]], b: [[2n], [2n]] }, "and no more");
   });
 
@@ -72,8 +83,10 @@ describe("RoutedSessionDirectory", () => {
     // Each batch is a text of 100 bytes and some framing: two fit under 300, three do not.
     const directory = new RoutedSessionDirectory(routes, clients, undefined, { afterMs: 10, maxHeldBytes: 300 });
     for (const seq of [1n, 2n, 3n]) await directory.pushMany([{ userId: 1n, frame: entry(seq, "x".repeat(100)) }]);
-    await waitFor(() => sends >= 5, "the second tries");
-    await new Promise((r) => setTimeout(r, 50));
+    mock.timers.tick(10);
+    await settled(() => sends >= 5, "the second tries");
+    mock.timers.tick(60_000);
+    await drain();
     assert.equal(sends, 5, "three batches and two second tries");
   });
 
@@ -85,8 +98,10 @@ describe("RoutedSessionDirectory", () => {
     const presence = create(ServerFrameSchema, { kind: { case: "presence", value: { presence: { userId: 2n } } } });
     await directory.pushMany([{ userId: 1n, frame: presence }]);
     await directory.pushMany([{ userId: 1n, frame: presence }, { userId: 1n, frame: entry(4n) }]);
-    await waitFor(() => sent.length === 3, "the entry's second try");
-    await new Promise((r) => setTimeout(r, 50));
+    mock.timers.tick(1);
+    await settled(() => sent.length === 3, "the entry's second try");
+    mock.timers.tick(60_000);
+    await drain();
     assert.deepStrictEqual(sent, [1, 2, 1], "the entry alone, once");
   });
 
@@ -101,14 +116,15 @@ describe("RoutedSessionDirectory", () => {
     await directory.pushMany([{ userId: 1n, frame: entry(1n) }]);
     // The second batch is still on its way when the directory closes, and fails after.
     const late = directory.pushMany([{ userId: 1n, frame: entry(2n) }]);
-    await waitFor(() => sends === 2, "the second batch sent");
+    await settled(() => sends === 2, "the second batch sent");
     assert.ok(directory.heldForRedelivery > 0, "the first batch waits for its second try");
     directory.close();
     assert.equal(directory.heldForRedelivery, 0, "a closed directory holds nothing");
     answer({ failed: "timeout" });
     await late;
     assert.equal(directory.heldForRedelivery, 0, "nor takes what fails after");
-    await new Promise((r) => setTimeout(r, 100));
+    mock.timers.tick(60_000);
+    await drain();
     assert.equal(sends, 2, "and sends nothing more");
   });
 
