@@ -40,6 +40,14 @@ export interface PendingDeletion {
   deviceId: Id;
   /** When it was recorded; also which attempt of the deletion it is (removePendingDeletion). */
   atMs: number;
+  /**
+   * Whom to tell the account is offline that a later pass may no longer
+   * find: its friends, recorded before the friendships are dropped. Those
+   * told are read when the offline notice goes out, and a sweep finishing a
+   * deletion whose process died finds no friendship left to read them from.
+   * Left out when none (ascending when listed).
+   */
+  tellOffline?: readonly Id[];
 }
 
 /**
@@ -70,9 +78,12 @@ export interface AccountStore {
   /**
    * Records the account's deletion as pending, replacing a record of an
    * earlier attempt (cut short before the mark): a sweep that read that one
-   * and drops it (removePendingDeletion with its atMs) leaves this one.
+   * and drops it (removePendingDeletion with its atMs) leaves this one. The
+   * earlier record's tellOffline is kept, with this one's added: friends an
+   * attempt cut short had dropped are no longer found by the next. Returns
+   * the tellOffline now recorded.
    */
-  putPendingDeletion(pending: PendingDeletion): Promise<void>;
+  putPendingDeletion(pending: PendingDeletion): Promise<Id[]>;
   /** Pending deletions recorded at or before `recordedBy`, at most `limit` (oldest first where the store can tell). */
   listPendingDeletions(recordedBy: number, limit: number): Promise<PendingDeletion[]>;
   /** Removes the account's pending deletion if it is still the one recorded at `atMs` (a later attempt's stays). */

@@ -204,11 +204,12 @@ function deletionSteps(deps: ApiDeps & PushApiDeps, devices?: DeviceGate) {
  * The final pass of a deletion recorded pending (deleteAccount), for the
  * sweep to run when the process that marked the account died before it
  * ended. Those told the account is offline are the peers and friends it
- * finds; friends a first pass already dropped are known to that pass alone.
+ * finds, and the friends recorded with the deletion: those a first pass had
+ * already dropped are found nowhere else.
  */
 export function deletionFinisher(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): (pending: PendingDeletion) => Promise<void> {
   const { finalPass } = deletionSteps(deps, devices);
-  return (p) => finalPass(p.userId, { userId: p.userId, deviceId: p.deviceId }, new Set());
+  return (p) => finalPass(p.userId, { userId: p.userId, deviceId: p.deviceId }, new Set(p.tellOffline));
 }
 
 export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): Partial<ServiceImpl<typeof AuthService>> {
@@ -495,15 +496,23 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const by = caller(ctx);
       const me = by.userId;
       await confirmPassword(me, "password", req.password, clientAddress(ctx));
-      // Signed out first, so that nothing the account does races its deletion.
       // Every step below can be run again: a deletion cut short before the
       // mark (deleteUser) is finished by signing in (the password still works
       // until then) and asking again; one cut short after it, by the sweep.
+      // Recorded pending first, with the friends: once their friendships are dropped nothing else
+      // names them, and a sweep finishing this deletion after its process died (or a later attempt,
+      // after this one was cut short) told them nothing, their sessions showing the account online.
+      // (Direct-chat peers stay members, found again; a group's members are told as it is left.)
+      // Recorded again, at a new time, just before the mark (below).
+      const pending = { userId: me, deviceId: by.deviceId, atMs: now() };
+      const earlier = await deps.accounts.putPendingDeletion({ ...pending, tellOffline: await deps.accounts.listFriends(me) });
+      // Signed out before anything is dropped, so that nothing the account does races its deletion.
       await signOutAll(me, undefined, ACCOUNT_DELETED);
       await removeEndpoints(me);
       /** Friends and direct-chat peers: those whose view of the account's presence ends here, and who are told so below. */
-      const parted = new Set<Id>();
+      const parted = new Set<Id>(earlier);
       await deletion.dropFriends(me, parted);
+      const friends = [...parted];
       // Side by side: on Cassandra each unblock is several Paxos rounds, one after another minutes for
       // an account with thousands. Each batch ends before the next read and before leaveChats, whose
       // blocks of the direct-chat peers no unblock here may then take away.
@@ -516,12 +525,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         after = blockers[blockers.length - 1];
       }
       await deletion.leaveChats(me, by, parted);
-      // Past the mark nobody can ask again (the password no longer works): recorded first, so that
-      // a process dying before the final pass has run leaves the deletion to the sweep
-      // (deletion-sweeper.ts), which finishes it. Just before the mark, not at the start: an
-      // attempt cut short before it left an account its owner may still keep.
-      const pending = { userId: me, deviceId: by.deviceId, atMs: now() };
-      await deps.accounts.putPendingDeletion(pending);
+      // Past the mark nobody can ask again (the password no longer works): recorded, so that a
+      // process dying before the final pass has run leaves the deletion to the sweep
+      // (deletion-sweeper.ts), which finishes it. Its time moved to just before the mark: the sweep
+      // leaves a record for DELETION_SWEEP_GRACE_MS to a deletion still running, and the first pass
+      // may take a minute. With the friends the first pass dropped (one made since the first record).
+      pending.atMs = now();
+      for (const id of await deps.accounts.putPendingDeletion({ ...pending, tellOffline: friends })) parted.add(id);
       await deps.accounts.deleteUser(me);
       await deletion.finalPass(me, by, parted);
       // Best effort: the deletion is done, and a record left makes the sweep run the final pass again.

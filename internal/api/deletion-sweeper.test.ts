@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
+import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import type { AccountStore } from "../accounts/store.js";
 import { scratchCassandra } from "../../test/support/cassandra.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -79,6 +80,12 @@ function sweeps(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
     return { friend, group, lateDeviceId: late.deviceId };
   }
 
+  /** The pushes telling `to` that `userId` is offline, with no last seen (as a deletion tells). */
+  const offlineTo = (to: bigint, userId: bigint) =>
+    api.sessions.framesOf("presence").filter((p) => {
+      const presence = p.frame.kind.case === "presence" ? p.frame.kind.value.presence : undefined;
+      return p.userIds.includes(to) && presence?.userId === userId && presence.status === PresenceStatus.OFFLINE && !presence.lastSeenAt;
+    });
   const isMember = async (channelId: bigint, userId: bigint) => (await api.deps.channels.listMembers(channelId)).some((m) => m.userId === userId);
 
   it("finishes what the final pass would have: the racing login signed out, the friendship dropped, the group left, the record gone", async () => {
@@ -109,6 +116,46 @@ function sweeps(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
     assert.equal(await swept(), 1);
     // Done: the next sweep finds nothing.
     assert.equal(await sweeper.sweep(), 0);
+  });
+
+  it("tells the account offline to the friends the first pass had dropped, whom no friendship names any more", async () => {
+    const doomed = await api.signUp(name("d"), "my password");
+    const friend = await api.signUp(name("f"));
+    await doomed.c.users.sendFriendRequest({ userId: friend.userId });
+    await friend.c.users.respondFriendRequest({ userId: doomed.userId, accept: true });
+    const { wrapper, cut } = cutAfterMark(accounts, "listDevices");
+    Object.assign(api.deps, { accounts: wrapper });
+    await rpcError(() => doomed.c.auth.deleteAccount({ password: "my password" }));
+    assert.ok(cut.thrown, "the final pass was cut short");
+    Object.assign(api.deps, { accounts });
+    // The first pass dropped the friendship, and its process died before telling the friend.
+    assert.deepEqual(await accounts.listFriends(friend.userId), []);
+    assert.equal(offlineTo(friend.userId, doomed.userId).length, 0);
+    api.clock.ms += DELETION_SWEEP_GRACE_MS;
+    assert.equal(await new DeletionSweeper(api.deps).sweep(), 1);
+    assert.equal(offlineTo(friend.userId, doomed.userId).length, 1, "the friend told the deleted account is offline");
+    assert.deepEqual(await accounts.listPendingDeletions(api.clock.ms, 10), []);
+  });
+
+  it("tells the friends an attempt cut short before the mark had dropped, when its owner asks again", async () => {
+    const doomedName = name("d");
+    const doomed = await api.signUp(doomedName, "my password");
+    const friend = await api.signUp(name("f"));
+    await doomed.c.users.sendFriendRequest({ userId: friend.userId });
+    await friend.c.users.respondFriendRequest({ userId: doomed.userId, accept: true });
+    // Armed at once: the mark itself fails, after the friendships were dropped.
+    const failing = cutAfterMark(accounts, "deleteUser");
+    failing.cut.marked = true;
+    Object.assign(api.deps, { accounts: failing.wrapper });
+    await rpcError(() => doomed.c.auth.deleteAccount({ password: "my password" }));
+    Object.assign(api.deps, { accounts });
+    assert.deepEqual(await accounts.listFriends(friend.userId), []);
+    assert.equal(offlineTo(friend.userId, doomed.userId).length, 0);
+    // The next attempt finds no friendship; the first one's record names the friend.
+    const again = (await api.anon.auth.login({ username: doomedName, password: "my password" })).credentials!;
+    await api.clients(again.accessToken).auth.deleteAccount({ password: "my password" });
+    assert.equal(offlineTo(friend.userId, doomed.userId).length, 1, "the friend told the deleted account is offline");
+    assert.deepEqual(await accounts.listPendingDeletions(api.clock.ms, 10), []);
   });
 
   it("sweeps at start-up, and a sweep that fails on one deletion tries it again at the next", async () => {
@@ -152,6 +199,34 @@ function sweeps(start: (overrides: Partial<ApiDeps>) => Promise<TestApi>) {
     assert.deepEqual(await accounts.listPendingDeletions(api.clock.ms, 10), []);
     assert.equal((await accounts.getDevice(doomed.userId, again.deviceId))?.revoked, false);
     assert.equal(await swept(), 0);
+  });
+
+  it("tells the friends an abandoned deletion had dropped, and no longer reached, offline as it drops the record", async () => {
+    const keptName = name("k");
+    const kept = await api.signUp(keptName, "my password");
+    const [dropped, befriendedAgain] = [await api.signUp(name("f")), await api.signUp(name("f"))];
+    for (const f of [dropped, befriendedAgain]) {
+      await kept.c.users.sendFriendRequest({ userId: f.userId });
+      await f.c.users.respondFriendRequest({ userId: kept.userId, accept: true });
+    }
+    const failing = cutAfterMark(accounts, "deleteUser");
+    failing.cut.marked = true;
+    Object.assign(api.deps, { accounts: failing.wrapper });
+    await rpcError(() => kept.c.auth.deleteAccount({ password: "my password" }));
+    Object.assign(api.deps, { accounts });
+    // The owner keeps the account, and makes one of the friendships again.
+    const again = api.clients((await api.anon.auth.login({ username: keptName, password: "my password" })).credentials!.accessToken);
+    await again.users.sendFriendRequest({ userId: befriendedAgain.userId });
+    await befriendedAgain.c.users.respondFriendRequest({ userId: kept.userId, accept: true });
+    const sweeper = new DeletionSweeper(api.deps);
+    api.clock.ms += DELETION_SWEEP_GRACE_MS;
+    assert.equal(await sweeper.sweep(), 0);
+    assert.equal(offlineTo(dropped.userId, kept.userId).length, 0, "told while the owner may still ask again");
+    api.clock.ms += ABANDONED_DELETION_MS;
+    assert.equal(await sweeper.sweep(), 0);
+    assert.deepEqual(await accounts.listPendingDeletions(api.clock.ms, 10), []);
+    assert.equal(offlineTo(dropped.userId, kept.userId).length, 1, "the friend dropped told");
+    assert.equal(offlineTo(befriendedAgain.userId, kept.userId).length, 0, "a friend again told offline");
   });
 }
 

@@ -1,4 +1,6 @@
 import { isDeletedUser, type PendingDeletion } from "../accounts/store.js";
+import { storeAudience } from "../presence/audience.js";
+import { presenceFrame } from "../presence/tracker.js";
 import { deletionFinisher } from "./auth-service.js";
 import type { ApiDeps } from "./deps.js";
 import type { DeviceGate } from "./device-gate.js";
@@ -15,8 +17,9 @@ export const DELETION_SWEEP_INTERVAL_MS = 60_000;
 export const DELETION_SWEEP_GRACE_MS = 2 * 60_000;
 /**
  * A deletion recorded whose account was never marked deleted (its process
- * died between the record and the mark, a moment apart) is its owner's to ask
- * again, or not: its record is dropped once this old.
+ * died in the first pass, before the mark) is its owner's to ask again, or
+ * not: its record is dropped once this old, its friends no longer reached told
+ * the account is offline.
  */
 export const ABANDONED_DELETION_MS = 60 * 60_000;
 /** Pending deletions one sweep reads; more wait for the next. */
@@ -97,6 +100,7 @@ export class DeletionSweeper {
       // Cut short before the mark: the account is its owner's, who may ask again (which records
       // the deletion anew, at another time, so this removal leaves that record).
       if (p.atMs <= now - (this.options.abandonedMs ?? ABANDONED_DELETION_MS)) {
+        await this.tellGone(p);
         await this.deps.accounts.removePendingDeletion(p.userId, p.atMs);
       }
       return false;
@@ -106,6 +110,24 @@ export class DeletionSweeper {
     this.deps.metrics?.auth.inc({ event: "deletion_swept" });
     this.deps.logger?.info({ userId: String(p.userId) }, "account deletion cut short after its mark finished by the sweep");
     return true;
+  }
+
+  /**
+   * An abandoned deletion may have dropped friendships before it was cut
+   * short, and told nobody: the friends recorded that the account no longer
+   * reaches (a friendship made again, or a chat shared, reaches them) are told
+   * it is offline, as an unfriending tells. Once: the record goes next. Best
+   * effort: the record is dropped either way.
+   */
+  private async tellGone(p: PendingDeletion): Promise<void> {
+    if (!p.tellOffline?.length) return;
+    try {
+      const audience = new Set(await storeAudience(this.deps)(p.userId));
+      const gone = p.tellOffline.filter((id) => !audience.has(id));
+      if (gone.length > 0) await this.deps.sessions.pushToUsers(gone, presenceFrame({ userId: p.userId, online: false }));
+    } catch (err) {
+      this.deps.logger?.warn({ err, userId: String(p.userId) }, "presence after an abandoned account deletion not told");
+    }
   }
 
   private schedule(delayMs: number): void {

@@ -34,6 +34,10 @@ const toDevice = (r: Row): DeviceRecord => ({
 /** Partitions of pending_deletions (schema.ts); fixed for good, as a row's bucket is computed from its user id. */
 export const PENDING_DELETION_BUCKETS = 16;
 const pendingBucket = (userId: Id): number => Number(BigInt.asUintN(64, userId) % BigInt(PENDING_DELETION_BUCKETS));
+/** A set<bigint> cell (null when empty, and in rows written before the column was added). */
+const idsOfSet = (cell: unknown): Id[] => ((cell as unknown[] | null | undefined) ?? []).map(big);
+/** Ascending, each once. */
+const sortedIds = (ids: readonly Id[]): Id[] => [...new Set(ids)].sort(cmp);
 /** Tries of putPendingDeletion against racing changes of the record before it gives up (throws). */
 const PENDING_PUT_TRIES = 5;
 
@@ -81,10 +85,11 @@ export class CassandraAccountStore implements AccountStore {
       // Compare-and-sets, all of them: the sweep's removal of a record left by an attempt cut short
       // before the mark must not take a retry's (IF at_ms), and a plain write's timestamp (the api's
       // clock) could land under that removal's tombstone (the ballot's).
-      putPending: `INSERT INTO ${t("pending_deletions")} (bucket, user_id, device_id, at_ms) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
-      movePending: `UPDATE ${t("pending_deletions")} SET device_id = ?, at_ms = ? WHERE bucket = ? AND user_id = ? IF at_ms = ?`,
+      // tell_offline is added to, never replaced: an earlier attempt's ids stay (putPendingDeletion).
+      putPending: `INSERT INTO ${t("pending_deletions")} (bucket, user_id, device_id, at_ms, tell_offline) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`,
+      movePending: `UPDATE ${t("pending_deletions")} SET device_id = ?, at_ms = ?, tell_offline = tell_offline + ? WHERE bucket = ? AND user_id = ? IF at_ms = ?`,
       dropPending: `DELETE FROM ${t("pending_deletions")} WHERE bucket = ? AND user_id = ? IF at_ms = ?`,
-      pendingIn: `SELECT user_id, device_id, at_ms FROM ${t("pending_deletions")} WHERE bucket = ? LIMIT ?`,
+      pendingIn: `SELECT user_id, device_id, at_ms, tell_offline FROM ${t("pending_deletions")} WHERE bucket = ? LIMIT ?`,
 
       insertDevice: `INSERT INTO ${t("devices")} (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
                      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
@@ -235,16 +240,19 @@ export class CassandraAccountStore implements AccountStore {
     await this.db.lwt(this.q.release, [lower, userId]);
   }
 
-  async putPendingDeletion(d: PendingDeletion): Promise<void> {
+  async putPendingDeletion(d: PendingDeletion): Promise<Id[]> {
     const bucket = pendingBucket(d.userId);
+    const mine = sortedIds(d.tellOffline ?? []);
     for (let i = 0; i < PENDING_PUT_TRIES; i++) {
-      const put = await this.db.lwt(this.q.putPending, [bucket, d.userId, d.deviceId, msCell(d.atMs)]);
-      if (put.applied) return;
+      const put = await this.db.lwt(this.q.putPending, [bucket, d.userId, d.deviceId, msCell(d.atMs), mine]);
+      if (put.applied) return mine;
       // An earlier attempt's record: moved to this one's time, so that a sweep dropping the earlier
       // one (compared on its time) leaves it. Not applied when that drop, or another attempt, came
       // first: read again.
       const seen = big(put.row.get("at_ms"));
-      if ((await this.db.lwt(this.q.movePending, [d.deviceId, msCell(d.atMs), bucket, d.userId, seen])).applied) return;
+      if ((await this.db.lwt(this.q.movePending, [d.deviceId, msCell(d.atMs), mine, bucket, d.userId, seen])).applied) {
+        return sortedIds([...idsOfSet(put.row.get("tell_offline")), ...mine]);
+      }
     }
     throw new StorageUnavailable(`pending deletion of user ${d.userId} not recorded: its record kept changing`, false, undefined);
   }
@@ -255,7 +263,10 @@ export class CassandraAccountStore implements AccountStore {
     // Each bucket read up to the limit: the oldest may be in any of them.
     const rows = (await mapLimit(buckets, FANOUT, (b) => this.db.rows(this.q.pendingIn, [b, limit]))).flat();
     return rows
-      .map((r) => ({ userId: big(r.get("user_id")), deviceId: big(r.get("device_id")), atMs: ms(r.get("at_ms")) }))
+      .map((r) => {
+        const tell = sortedIds(idsOfSet(r.get("tell_offline")));
+        return { userId: big(r.get("user_id")), deviceId: big(r.get("device_id")), atMs: ms(r.get("at_ms")), ...(tell.length > 0 ? { tellOffline: tell } : {}) };
+      })
       .filter((d) => d.atMs <= recordedBy)
       .sort((x, y) => x.atMs - y.atMs || cmp(x.userId, y.userId))
       .slice(0, limit);

@@ -269,6 +269,10 @@ export const ADDED_COLUMNS: Record<string, Record<string, string>> = {
   // failed_sends: that streak's failed sends (PushEndpoint.failedSends); null beside a
   // failing_since_ms an older build set reads as one.
   push_endpoints: { failing_since_ms: "bigint", failed_sends: "int" },
+  // Whom a pending deletion tells the account is offline (PendingDeletion.tellOffline), recorded
+  // before its friendships are dropped, likewise: an older build beside this one records none and
+  // leaves those recorded (its move of the record keeps them), its sweep telling only those it finds.
+  pending_deletions: { tell_offline: "set<bigint>" },
 };
 
 /**

@@ -528,6 +528,27 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.removePendingDeletion(userId, first.atMs);
         assert.deepStrictEqual(await mine([userId], again.atMs), []);
       });
+
+      it("keeps whom to tell offline that an earlier attempt recorded, with a new attempt's added; a removal takes them too", async () => {
+        const userId = uniqueId();
+        const [f1, f2, f3] = [uniqueId(), uniqueId(), uniqueId()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        const first = { userId, deviceId: uniqueId(), atMs: 1_700_000_000_000 };
+        assert.deepStrictEqual(await s.putPendingDeletion({ ...first, tellOffline: [f2!, f1!] }), [f1, f2]);
+        assert.deepStrictEqual(await mine([userId], first.atMs), [{ ...first, tellOffline: [f1, f2] }]);
+        // The next attempt finds one friendship the first left (or made since), none of those it dropped.
+        const again = { userId, deviceId: uniqueId(), atMs: 1_700_000_060_000 };
+        assert.deepStrictEqual(await s.putPendingDeletion({ ...again, tellOffline: [f3!, f2!] }), [f1, f2, f3]);
+        assert.deepStrictEqual(await mine([userId], again.atMs), [{ ...again, tellOffline: [f1, f2, f3] }]);
+        // Recorded again with none: those recorded stay.
+        const last = { userId, deviceId: again.deviceId, atMs: 1_700_000_090_000 };
+        assert.deepStrictEqual(await s.putPendingDeletion(last), [f1, f2, f3]);
+        await s.removePendingDeletion(userId, last.atMs);
+        assert.deepStrictEqual(await mine([userId], last.atMs), []);
+        // A record made after the removal starts from none.
+        assert.deepStrictEqual(await s.putPendingDeletion({ ...first, tellOffline: [] }), []);
+        assert.deepStrictEqual(await mine([userId], first.atMs), [first]);
+        await s.removePendingDeletion(userId, first.atMs);
+      });
     });
 
     describe("blocks", () => {

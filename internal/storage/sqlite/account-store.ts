@@ -4,6 +4,11 @@ import { prepare, translateError, type SqliteDatabase } from "./database.js";
 
 type Row = Record<string, unknown>;
 
+/** pending_deletions.tell_offline: ids in decimal, space-separated; NULL for none (and in rows from before migration 25). */
+const idsOfCell = (cell: unknown): Id[] => (typeof cell === "string" && cell !== "" ? cell.split(" ").map(BigInt) : []);
+/** Ascending, each once. */
+const sortedIds = (ids: readonly Id[]): Id[] => [...new Set(ids)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
 const toUser = (r: Row): UserRecord => ({
   userId: r.user_id as bigint,
   username: r.username as string,
@@ -54,8 +59,9 @@ function build(db: SqliteDatabase) {
                    display_name = '', password_hash = '' WHERE user_id = ?`),
     // Its last seen goes with the account (SqliteLastSeenLog writes none for a deleted one).
     forgetLastSeen: p("DELETE FROM presence_last_seen WHERE user_id = ?"),
-    putPending: p("INSERT OR REPLACE INTO pending_deletions (user_id, device_id, at_ms) VALUES (?, ?, ?)"),
-    pending: p("SELECT user_id, device_id, at_ms FROM pending_deletions WHERE at_ms <= ? ORDER BY at_ms, user_id LIMIT ?"),
+    putPending: p("INSERT OR REPLACE INTO pending_deletions (user_id, device_id, at_ms, tell_offline) VALUES (?, ?, ?, ?)"),
+    pendingTell: p("SELECT tell_offline FROM pending_deletions WHERE user_id = ?"),
+    pending: p("SELECT user_id, device_id, at_ms, tell_offline FROM pending_deletions WHERE at_ms <= ? ORDER BY at_ms, user_id LIMIT ?"),
     dropPending: p("DELETE FROM pending_deletions WHERE user_id = ? AND at_ms = ?"),
 
     insertDevice: p(`INSERT INTO devices (user_id, device_id, name, platform, created_at_ms, last_seen_at_ms, revoked)
@@ -157,7 +163,14 @@ function build(db: SqliteDatabase) {
     s.deleteUser.run(userId);
     s.forgetLastSeen.run(userId);
   });
-  return { ...s, takeTokenTx, takeSuccessorTx, revokeTx, addFriendshipTx, removeFriendshipTx, deleteUserTx };
+  // Read and written in one transaction: an earlier attempt's ids are kept (AccountStore.putPendingDeletion).
+  const putPendingTx = db.transaction((d: PendingDeletion): Id[] => {
+    const earlier = s.pendingTell.get(d.userId) as Row | undefined;
+    const tell = sortedIds([...idsOfCell(earlier?.tell_offline), ...(d.tellOffline ?? [])]);
+    s.putPending.run(d.userId, d.deviceId, d.atMs, tell.length > 0 ? tell.join(" ") : null);
+    return tell;
+  });
+  return { ...s, takeTokenTx, takeSuccessorTx, revokeTx, addFriendshipTx, removeFriendshipTx, deleteUserTx, putPendingTx };
 }
 
 export class SqliteAccountStore implements AccountStore {
@@ -216,17 +229,21 @@ export class SqliteAccountStore implements AccountStore {
     this.s.deleteUserTx.immediate(userId);
   }
 
-  async putPendingDeletion(d: PendingDeletion): Promise<void> {
-    this.s.putPending.run(d.userId, d.deviceId, d.atMs);
+  async putPendingDeletion(d: PendingDeletion): Promise<Id[]> {
+    return this.s.putPendingTx.immediate(d);
   }
 
   async listPendingDeletions(recordedBy: number, limit: number): Promise<PendingDeletion[]> {
     if (limit <= 0) return [];
-    return (this.s.pending.all(recordedBy, limit) as Row[]).map((r) => ({
-      userId: r.user_id as bigint,
-      deviceId: r.device_id as bigint,
-      atMs: Number(r.at_ms),
-    }));
+    return (this.s.pending.all(recordedBy, limit) as Row[]).map((r) => {
+      const tell = idsOfCell(r.tell_offline);
+      return {
+        userId: r.user_id as bigint,
+        deviceId: r.device_id as bigint,
+        atMs: Number(r.at_ms),
+        ...(tell.length > 0 ? { tellOffline: tell } : {}),
+      };
+    });
   }
 
   async removePendingDeletion(userId: Id, atMs: number): Promise<void> {

@@ -450,6 +450,12 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX pending_deletions_by_time ON pending_deletions (at_ms);
   `,
+  // 25: whom a pending deletion tells the account is offline (PendingDeletion.tellOffline), recorded
+  // before its friendships are dropped: a sweep finishing it finds none left to read them from.
+  // NULL in a record from before: its sweep tells only those it finds, as before.
+  `
+  ALTER TABLE pending_deletions ADD COLUMN tell_offline TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

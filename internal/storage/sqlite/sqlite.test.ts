@@ -121,6 +121,21 @@ describe("sqlite storage", () => {
       s.close();
     });
 
+    it("upgrades a version 24 database: a deletion recorded before then lists none to tell, and a new attempt's are added to it", async () => {
+      const path = join(dir, "chat.db");
+      const v24 = new Database(path);
+      v24.exec(MIGRATIONS.slice(0, 24).join(""));
+      v24.pragma("user_version = 24");
+      v24.prepare("INSERT INTO pending_deletions (user_id, device_id, at_ms) VALUES (7, 8, 1000)").run();
+      v24.close();
+
+      const s = openSqliteStorage(path);
+      assert.deepStrictEqual(await s.accounts.listPendingDeletions(2000, 10), [{ userId: 7n, deviceId: 8n, atMs: 1000 }]);
+      assert.deepStrictEqual(await s.accounts.putPendingDeletion({ userId: 7n, deviceId: 9n, atMs: 1500, tellOffline: [12n, 11n] }), [11n, 12n]);
+      assert.deepStrictEqual(await s.accounts.listPendingDeletions(2000, 10), [{ userId: 7n, deviceId: 9n, atMs: 1500, tellOffline: [11n, 12n] }]);
+      s.close();
+    });
+
     it("upgrades a version 2 database: logs and inboxes go on from their newest rows, one page of dedup index per message", async () => {
       const path = join(dir, "chat.db");
       const v2 = new Database(path);
