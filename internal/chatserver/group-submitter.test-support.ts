@@ -4,6 +4,7 @@ import type { MessageLog } from "../messages/log.js";
 import type { MemberRecord, MemberRole, NewMessage } from "../model/types.js";
 import { decodeSubmitted } from "../pipeline/records.js";
 import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
+import type { SendClaims } from "../sendclaims/port.js";
 import { QueueSubmitter } from "./submitter.js";
 
 export const GROUP = 10n;
@@ -18,6 +19,7 @@ export function groupSubmitter(opts: {
   pick: (m: NewMessage) => string;
   log?: Partial<MessageLog>;
   onMemberRead?: (userId: bigint) => void;
+  claims?: SendClaims;
 }) {
   const { roster } = opts;
   const row = (userId: bigint): MemberRecord => ({ channelId: GROUP, userId, role: roster.get(userId)!, joinedAtMs: 1, readSeq: 0n });
@@ -38,6 +40,7 @@ export function groupSubmitter(opts: {
     channels,
     log: { editsOf: async () => [], findByClientMsgId: async () => undefined, findChange: async () => undefined, ...opts.log } as MessageLog,
     ids: { next: () => ++id } as unknown as IdGenerator,
+    claims: opts.claims,
   });
   return { s, published };
 }

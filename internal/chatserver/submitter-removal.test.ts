@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { MessageLog } from "../messages/log.js";
 import type { MemberRole, StoredMessage } from "../model/types.js";
+import type { SendClaims } from "../sendclaims/port.js";
 import { GROUP, groupSubmitter } from "./group-submitter.test-support.js";
 
 const BOB = { userId: 2n, deviceId: 21n };
@@ -10,10 +11,10 @@ const BOB = { userId: 2n, deviceId: 21n };
  * removal does (its store step, then its note), while a send of Bob's is
  * between its membership read and its publish.
  */
-function group(log: Partial<MessageLog> = {}) {
+function group(log: Partial<MessageLog> = {}, claims?: SendClaims) {
   const roster = new Map<bigint, MemberRole>([[1n, "owner"], [BOB.userId, "member"]]);
   let memberReads = 0;
-  const { s, published } = groupSubmitter({ roster, pick: (m) => m.text, log, onMemberRead: () => memberReads++ });
+  const { s, published } = groupSubmitter({ roster, pick: (m) => m.text, log, onMemberRead: () => memberReads++, claims });
   return {
     s,
     published,
@@ -76,6 +77,41 @@ describe("QueueSubmitter, a group's sender removed while the send waits", () => 
     answerTarget();
     for (const sent of [reply, plain]) await assert.rejects(sent, (e: Error & { code?: string }) => e.code === "not_a_member");
     assert.deepStrictEqual(g.published, []);
+  });
+
+  it("refuses a plain send whose send claim outlasted the membership read, when the sender was removed meanwhile", async () => {
+    // The claim (Redis in the cluster) answers once the test says so; the first, the warm-up's, at once.
+    let held = false;
+    let answer!: () => void;
+    const claims: SendClaims = {
+      claim: async (_key, messageId) => {
+        if (held) await new Promise<void>((r) => (answer = r));
+        return messageId;
+      },
+      close: async () => {},
+    };
+    const g = group({}, claims);
+    await g.warmUp();
+    held = true;
+    const reads = g.memberReads();
+    const plain = g.s.submit(BOB, { channelId: GROUP, clientMsgId: "p", text: "plain" });
+    await until(() => g.memberReads() > reads && answer !== undefined);
+    // Let the membership read's answer be taken before the removal lands.
+    await new Promise((r) => setImmediate(r));
+    g.remove(BOB.userId);
+    answer();
+    await assert.rejects(plain, (e: Error & { code?: string }) => e.code === "not_a_member");
+    assert.deepStrictEqual(g.published, [], "published after the sender's removal, to be sequenced after its note");
+  });
+
+  it("reads the roster once for a plain send whose send claim answered before its membership read", async () => {
+    const claims: SendClaims = { claim: async (_key, messageId) => messageId, close: async () => {} };
+    const g = group({}, claims);
+    await g.warmUp();
+    const reads = g.memberReads();
+    await g.s.submit(BOB, { channelId: GROUP, clientMsgId: "p", text: "plain" });
+    assert.equal(g.memberReads() - reads, 1);
+    assert.deepStrictEqual(g.published, ["plain"]);
   });
 
   it("reads the roster once for a plain send with nothing ahead of it", async () => {

@@ -72,14 +72,23 @@ export class QueueSubmitter implements MessageSubmitter {
     this.recent.set(recentKey, accepted);
     const turn = this.order.take(sender, cmd.channelId);
     try {
+      // Which of the membership read and the send claim answered last: a claim that outlasted the read
+      // (Redis slower than the store for once) is a wait after it, as a named message's read is.
+      let answers = 0;
+      let checkedAt = 0;
+      let claimedAt = 0;
       // A claim made for a send then refused is harmless: a resend is published under that id.
       const membership = this.members.requireSender(cmd.channelId, sender.userId, blocksApplyTo(cmd));
+      void membership.then(() => (checkedAt = ++answers), () => undefined);
       const found: { byModerator?: boolean } = {};
       // Whether an edit or a reaction changes anything only the Sequencer knows, which has applied
       // the changes queued before it (this read may not have: an edit back to the text read here).
       const [, messageId] = await Promise.all([
         membership,
-        this.claim(recentKey, minted),
+        this.claim(recentKey, minted).then((id) => {
+          claimedAt = ++answers;
+          return id;
+        }),
         // Its refusal waits for the membership's: a non-member would otherwise learn which seqs the channel holds.
         checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found).catch(async (e: unknown) => {
           await membership;
@@ -87,11 +96,12 @@ export class QueueSubmitter implements MessageSubmitter {
         }),
       ]);
       // A group's roster read before a wait (the named message's read, a send of the device's ahead
-      // of this one) may be stale: the Sequencer checks no sender, so a sender removed meanwhile was
+      // of this one, a send claim slower than the read) may be stale: the Sequencer checks no sender, so a sender removed meanwhile was
       // published after the removal's note and shown in the group after it. Read again once the turn
       // comes, as DirectSubmitter does; a direct pair is fixed. So is an admin's role, for a delete it
       // alone allowed: the Sequencer checks none either, and one demoted meanwhile deleted as a plain member.
-      const recheck = (namesMessage(cmd) || turn.waiting) && this.members.knownMemberIds(cmd.channelId) === undefined;
+      const claimWaited = this.deps.claims !== undefined && claimedAt > checkedAt;
+      const recheck = (namesMessage(cmd) || turn.waiting || claimWaited) && this.members.knownMemberIds(cmd.channelId) === undefined;
       // The dedup read and the publish go out together, so the ack waits for
       // one round trip, not two. A resend of a send already stored is then
       // one more record, which the sequencer drops as a duplicate (a change
