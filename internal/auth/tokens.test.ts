@@ -108,20 +108,25 @@ describe("auth: key files", () => {
 
   it("waits its time for the public key by the monotonic clock: a wall clock stepped forward an hour at boot (NTP) fails no gateway at once", async () => {
     const realNow = Date.now;
+    const realMono = performance.now.bind(performance);
     let wallReads = 0;
+    let monoReads = 0;
     // From its second read on, the wall clock is an hour ahead: set right while the gateway waits.
     Date.now = () => realNow() + (wallReads++ > 0 ? 3_600_000 : 0);
+    performance.now = () => (monoReads++, realMono());
     try {
       let settled = false;
       const loading = loadPublicKeys(dir, 30_000).finally(() => (settled = true));
       loading.catch(() => {});
-      // Long enough for polls (every 200 ms) to have looked at their deadline; not waitFor, which reads the wall clock.
-      for (const t0 = performance.now(); !settled && performance.now() - t0 < 400; ) await new Promise((r) => setTimeout(r, 10));
+      // Until a poll after the first (every 200 ms) has looked at its deadline: the third read of the
+      // monotonic clock, after the deadline's and the first poll's. Not waitFor, which reads the wall clock.
+      while (!settled && monoReads < 3) await new Promise((r) => setTimeout(r, 10));
       const keys = await loadOrCreateKeys(dir); // the api starts
       const [published] = await loading;
       assert.equal(keyIdOf(published!), keys.keyId);
     } finally {
       Date.now = realNow;
+      performance.now = realMono;
     }
   });
 

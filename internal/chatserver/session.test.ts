@@ -816,39 +816,68 @@ describe("session back-pressure and early frames", () => {
 
 describe("session: rate limit", () => {
   it("never closes a client that resends each RATE_LIMITED frame after its retry_after_ms, with many in flight at once", async () => {
-    const { server, handle, next, frames, closes } = openSession(inboxKeeping([]), undefined, { framesPerSecond: 200, frameBurst: 10 });
-    await next("welcome");
-    // Ten frames in flight at a time, 600 in all; each waits exactly as told before it goes again.
-    const answers = new Map<bigint, ServerFrame>();
-    const answerTo = (r: bigint) => {
-      for (const f of frames.splice(0)) if (f.ref) answers.set(f.ref, f);
-      return answers.get(r);
-    };
-    let ref = 0n;
-    let refused = 0;
-    const one = async () => {
-      for (;;) {
-        const r = ++ref;
-        // A typing hint that names no channel: answered INVALID_ARGUMENT at once when let through (a heartbeat is not counted against the frame rate).
-        handle.receive(frame({ ref: r, kind: { case: "typing", value: {} } }));
-        const answer = await waitFor(() => (closes.length > 0 ? "closed" : answerTo(r)), "an answer");
-        if (answer === "closed") return;
-        const { kind } = answer;
-        assert.ok(kind.case === "error", kind.case);
-        if (kind.value.code === ErrorCode.INVALID_ARGUMENT) return;
-        assert.equal(kind.value.code, ErrorCode.RATE_LIMITED);
-        refused++;
-        await new Promise((done) => setTimeout(done, kind.value.retryAfterMs));
+    // The limits' monotonic clock moves only when the test moves it: to the earliest retry once every
+    // worker waits out one, so each goes again exactly as told. On timers a loaded machine ran some
+    // late (refilling the bucket meanwhile) and some early, as the event loop's cached time lags.
+    const monoNow = performance.now.bind(performance);
+    let now = monoNow();
+    performance.now = () => now;
+    const sleepers: { at: number; wake: () => void }[] = [];
+    let awake = 10;
+    const advance = () => {
+      if (awake > 0 || sleepers.length === 0) return;
+      now = Math.max(now, Math.min(...sleepers.map((s) => s.at)));
+      for (const s of sleepers.filter((s) => s.at <= now)) {
+        sleepers.splice(sleepers.indexOf(s), 1);
+        awake++;
+        s.wake();
       }
     };
-    let sent = 0;
-    const worker = async () => {
-      for (; sent < 600 && closes.length === 0; sent++) await one();
-    };
-    await Promise.all(Array.from({ length: 10 }, worker));
-    assert.deepStrictEqual(closes, [], `closed after ${refused} refusals`);
-    assert.ok(refused > 100, `the limit was reached (${refused} refusals)`);
-    server.drain();
+    const waitOutOnClock = (ms: number) =>
+      new Promise<void>((wake) => {
+        sleepers.push({ at: now + ms, wake });
+        awake--;
+        advance();
+      });
+    try {
+      const { server, handle, next, frames, closes } = openSession(inboxKeeping([]), undefined, { framesPerSecond: 200, frameBurst: 10 });
+      await next("welcome");
+      // Ten frames in flight at a time, 600 in all; each waits exactly as told before it goes again.
+      const answers = new Map<bigint, ServerFrame>();
+      const answerTo = (r: bigint) => {
+        for (const f of frames.splice(0)) if (f.ref) answers.set(f.ref, f);
+        return answers.get(r);
+      };
+      let ref = 0n;
+      let refused = 0;
+      const one = async () => {
+        for (;;) {
+          const r = ++ref;
+          // A typing hint that names no channel: answered INVALID_ARGUMENT at once when let through (a heartbeat is not counted against the frame rate).
+          handle.receive(frame({ ref: r, kind: { case: "typing", value: {} } }));
+          const answer = await waitFor(() => (closes.length > 0 ? "closed" : answerTo(r)), "an answer");
+          if (answer === "closed") return;
+          const { kind } = answer;
+          assert.ok(kind.case === "error", kind.case);
+          if (kind.value.code === ErrorCode.INVALID_ARGUMENT) return;
+          assert.equal(kind.value.code, ErrorCode.RATE_LIMITED);
+          refused++;
+          await waitOutOnClock(kind.value.retryAfterMs);
+        }
+      };
+      let sent = 0;
+      const worker = async () => {
+        for (; sent < 600 && closes.length === 0; sent++) await one();
+        awake--;
+        advance();
+      };
+      await Promise.all(Array.from({ length: 10 }, worker));
+      assert.deepStrictEqual(closes, [], `closed after ${refused} refusals`);
+      assert.ok(refused > 100, `the limit was reached (${refused} refusals)`);
+      server.drain();
+    } finally {
+      performance.now = monoNow;
+    }
   });
 });
 
@@ -1179,12 +1208,21 @@ describe("session sync answers end with has_more = false", () => {
 
   it("keeps answering a SyncRequest's ref and limit after its pages stalled on back-pressure", async () => {
     let backlog = () => 0;
-    const { server, handle, next, log } = openSession(inboxKeeping(upTo(950), 950n), () => backlog());
+    const inbox = inboxKeeping(upTo(950), 950n);
+    let reads = 0;
+    const { server, handle, next, log } = openSession({ ...inbox, readAfter: (...args) => (reads++, inbox.readAfter(...args)) }, () => backlog());
     await next("welcome");
-    backlog = () => (pagesIn(log).length >= 2 ? 2 * 1024 * 1024 : 0);
+    let readsWhenBackedUp: number | undefined;
+    backlog = () => {
+      if (pagesIn(log).length < 2) return 0;
+      readsWhenBackedUp ??= reads;
+      return 2 * 1024 * 1024;
+    };
     handle.receive(sync(7n, 0n, 300));
-    await waitFor(() => pagesIn(log).length >= 2, "two pages");
-    await new Promise((r) => setTimeout(r, 50));
+    // The pump looks at the socket before each read: the first look that finds it backed up comes
+    // after the second page, and a pump going on regardless would read again in the same turn.
+    await waitFor(() => readsWhenBackedUp !== undefined, "the pump to find the socket backed up");
+    assert.equal(reads, readsWhenBackedUp, "no read while backed up");
     assert.equal(pagesIn(log).length, 2, "no page while backed up");
     backlog = () => 0;
     handle.drained();

@@ -242,11 +242,11 @@ describe("InboxWriter", () => {
       const append = (userId: bigint, messageId: bigint) =>
         queue.publish(Topics.inbox, [{ key: String(userId), value: encodeInboxAppends([userId], { ...message, messageId })[0]! }]);
       await append(stuck, 1n);
-      // The other partition keeps going through the whole time.
+      // The other partition keeps going through the whole time: each record in turn, once the one before is written.
       const others = (async () => {
         for (let id = 2n; flowing; id++) {
           await append(fine, id);
-          await new Promise((r) => setTimeout(r, 20));
+          await waitFor(async () => !flowing || (await inbox.head(fine)) >= id - 1n, `the other partition's record ${id} written`, 10_000);
         }
       })();
       await waitFor(

@@ -450,8 +450,14 @@ describe("KafkaQueue", function () {
           chunked ? { maxBatch: 1 } : {},
         );
         await waitFor(() => entered, `${held} in hand`, 30_000);
+        // The batch is released once stop is under way: kafkajs' runner is stopped as the disconnect
+        // starts (consumer.commitOffsets does nothing from then on), which stop() reaches with the batch in hand.
+        const consumer = (sub as unknown as { consumer: { disconnect(): Promise<void> } }).consumer;
+        const disconnect = consumer.disconnect;
+        let disconnecting = false;
+        consumer.disconnect = () => ((disconnecting = true), disconnect());
         const stopped = sub.stop();
-        await new Promise((r) => setTimeout(r, 200)); // stop is under way: the runner no longer runs
+        await waitFor(() => disconnecting, "stop() to disconnect the consumer", 30_000);
         release();
         await stopped;
         const again: string[] = [];

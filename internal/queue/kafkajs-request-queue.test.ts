@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { waitFor } from "../../test/support/wait.js";
 import { kafkajsRequestQueue } from "./kafkajs-request-queue.js";
 // Importing the adapter is what puts the mend in place, as in every process that uses Kafka.
 import "./kafka.js";
@@ -67,7 +68,7 @@ describe("kafkajs request queue (mended)", () => {
     q.fulfillRequest({ correlationId: 4, payload: null, size: 0 });
     // The check push() armed for the held request runs once and arms no other
     // (unmended, it re-arms itself every millisecond and this never ends).
-    while (q.throttleCheckTimeoutId !== null) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => q.throttleCheckTimeoutId === null, "the check to run and arm no other", 5_000, 5);
     q.destroy();
   });
 });

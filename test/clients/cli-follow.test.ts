@@ -13,6 +13,7 @@ import { ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/sessi
 import { addDevice, apiClients, signUp, type TestUser } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
+import { scrapeMetric } from "../support/metrics.js";
 import { freePort } from "../support/ports.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { Follower } from "../support/chat-cli.js";
@@ -408,11 +409,15 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
 
   it("waits for the server to refresh its token, and follows on once it is back", async () => {
     const { me, peer, channelId } = await h.pair();
+    const listed = async () => (await scrapeMetric(`${h.chatd.httpUrl}/metrics`, "chat_api_requests_total", 'method="MessageService/ListMessages",code="ok"')) ?? 0;
+    const listedBefore = await listed();
     const follower = h.follow(me, String(channelId), "--last", "0");
     await follower.started();
-    // Its first read of history (after a refresh, as every call) done: a refresh the cut answers
-    // no more would have spent its refresh token, and the server would sign the device out.
-    await new Promise((r) => setTimeout(r, 1000));
+    // Its first read of history (after a refresh, as every call) done, the one list of `--last 0`,
+    // at the Welcome: a refresh the cut answers no more would have spent its refresh token, and the
+    // server would sign the device out. Once the server answered the list, the refresh before it was
+    // answered to chat-cli.
+    await waitFor(async () => (await listed()) > listedBefore, "chat-cli's read of history after its Welcome", 30_000, 50);
 
     h.proxy.cut("reset");
     await follower.said(/cannot refresh the access token \(.+\); trying again in/, 2);

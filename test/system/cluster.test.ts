@@ -10,7 +10,7 @@ import { TestDevice } from "../support/device.js";
 import { connectRedis, engineConfig } from "../support/engines.js";
 import { metricIn } from "../support/metrics.js";
 import { startRole, useDeployment, type RoleProcess } from "../support/processes.js";
-import { waitFor } from "../support/wait.js";
+import { waitFor, waitOut } from "../support/wait.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { TokenSigner, loadOrCreateKeys } from "../../internal/auth/tokens.js";
 import { Etcd3 } from "etcd3";
@@ -294,8 +294,11 @@ describe("distributed mode on the real engines (separate processes)", function (
     let rejoining = rejoin;
     const rejoiners = devs.map(async (d, i) => {
       while (rejoining) {
-        if (d.closeCode !== undefined) await d.connect(gatewayWs(i)).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 50));
+        await waitFor(() => !rejoining || d.closeCode !== undefined, `device ${i}'s socket closed`, 600_000);
+        if (!rejoining) break;
+        await d.connect(gatewayWs(i)).catch(() => undefined);
+        // A reconnect refused (its gateway the one that went away) goes again after a client's pause, not in a hot loop.
+        if (d.closeCode !== undefined) await waitOut(50);
       }
     });
     await waitFor(() => acked.size >= 20, "traffic before the disruption", 60_000);

@@ -75,19 +75,35 @@ describe("web: a send the server keeps refusing as unavailable", () => {
   it("shows the message as not sent, with its text and a way to retry, and stops sending it on that connection", async () => {
     const server = new FakeServer();
     const r = await openChat(server, 95n);
-    const { id, socket } = await sendRefused(r, "hello while the server is down");
+    // The page's timers from the send on, kept track of: a try planned before it showed as not sent is one of them.
+    const page = globalThis.window as unknown as { setTimeout: typeof setTimeout; clearTimeout: typeof clearTimeout };
+    const { setTimeout: pageSetTimeout, clearTimeout: pageClearTimeout } = page;
+    const planned = new Set<unknown>();
+    page.setTimeout = ((f: () => void, ms?: number) => {
+      const id = pageSetTimeout(() => (planned.delete(id), f()), ms);
+      planned.add(id);
+      return id;
+    }) as typeof setTimeout;
+    page.clearTimeout = ((id: NodeJS.Timeout) => (planned.delete(id), pageClearTimeout(id))) as typeof clearTimeout;
+    try {
+      const { id, socket } = await sendRefused(r, "hello while the server is down");
+      const plannedBefore = [...planned];
 
-    const el = pending(r)!;
-    assert.match(el.textContent, /hello while the server is down/);
-    assert.match(el.textContent, /Not sent/);
-    assert.ok(button(el, "Retry"), "a way to retry");
-    assert.ok(button(el, "Discard"), "a way to give up");
-    const tries = sendsOf(socket, id).length;
-    assert.ok(tries <= 6, `sent ${tries} times`);
-    // Past when a sixth try would go, its backoff doubled again to 4 s of the page's time.
-    await new Promise((resolve) => setTimeout(resolve, 6_000 / browser.speed));
-    assert.equal(sendsOf(socket, id).length, tries, "sent again and again on the same connection");
-    assert.equal(pending(r)?.dataset.state, "failed");
+      const el = pending(r)!;
+      assert.match(el.textContent, /hello while the server is down/);
+      assert.match(el.textContent, /Not sent/);
+      assert.ok(button(el, "Retry"), "a way to retry");
+      assert.ok(button(el, "Discard"), "a way to give up");
+      const tries = sendsOf(socket, id).length;
+      assert.ok(tries <= 6, `sent ${tries} times`);
+      // Past every try planned before it showed as not sent: a sixth would be one of them.
+      await waitFor(() => plannedBefore.every((t) => !planned.has(t)), "every timer the page had planned to have run", 15_000);
+      assert.equal(sendsOf(socket, id).length, tries, "sent again and again on the same connection");
+      assert.equal(pending(r)?.dataset.state, "failed");
+    } finally {
+      page.setTimeout = pageSetTimeout;
+      page.clearTimeout = pageClearTimeout;
+    }
   });
 
   it("sends it again by itself after a reconnect, and shows it sent once taken", async () => {

@@ -240,25 +240,44 @@ describe("web: the realtime session", () => {
       accessToken: async () => auth.current.accessToken,
       refresh: async () => (auth.current = life(`t${++refreshes}`, 60_000)),
     };
-    const socket = await startSession({ auth }).welcomed();
-    const asks = () => socket.frames().flatMap((f) => (f.kind.case === "reauthenticate" ? [{ ref: f.ref, token: f.kind.value.accessToken }] : []));
-    await waitFor(() => asks().length === 1, "a Reauthenticate before the token's expiry", 5_000);
-    assert.equal(asks()[0]!.token, "t1");
+    // The page's timers, kept track of: at the end, every one still planned is run at once, as if its time had come.
+    const planned = new Map<unknown, () => void>();
+    const { setTimeout: realSetTimeout, clearTimeout: realClearTimeout } = browserGlobals.window;
+    browserGlobals.window.setTimeout = ((f: () => void, ms?: number) => {
+      const id = realSetTimeout(() => (planned.delete(id), f()), ms);
+      planned.set(id, f);
+      return id;
+    }) as typeof setTimeout;
+    browserGlobals.window.clearTimeout = ((id: NodeJS.Timeout) => (planned.delete(id), realClearTimeout(id))) as typeof clearTimeout;
+    try {
+      const socket = await startSession({ auth }).welcomed();
+      const asks = () => socket.frames().flatMap((f) => (f.kind.case === "reauthenticate" ? [{ ref: f.ref, token: f.kind.value.accessToken }] : []));
+      await waitFor(() => asks().length === 1, "a Reauthenticate before the token's expiry", 5_000);
+      assert.equal(asks()[0]!.token, "t1");
 
-    socket.push({ ref: asks()[0]!.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, refusedKind: 8, retryAfterMs: 200 } } });
-    await waitFor(() => asks().length === 2, "the Reauthenticate again", 5_000);
-    assert.equal(asks()[1]!.token, "t1", "the token it had refreshed, not another");
+      socket.push({ ref: asks()[0]!.ref, kind: { case: "error", value: { code: ErrorCode.RATE_LIMITED, refusedKind: 8, retryAfterMs: 200 } } });
+      await waitFor(() => asks().length === 2, "the Reauthenticate again", 5_000);
+      assert.equal(asks()[1]!.token, "t1", "the token it had refreshed, not another");
 
-    // Taken: the session now runs on t1 until the time the server says, and is handed the next before then.
-    socket.push({ ref: asks()[1]!.ref, kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(Date.now() + 1500) } } });
-    await waitFor(() => asks().length === 3, "the next Reauthenticate", 5_000);
-    assert.equal(asks()[2]!.token, "t2");
+      // Taken: the session now runs on t1 until the time the server says, and is handed the next before then.
+      socket.push({ ref: asks()[1]!.ref, kind: { case: "reauthenticated", value: { tokenExpiresAt: timestampFromMs(Date.now() + 1500) } } });
+      await waitFor(() => asks().length === 3, "the next Reauthenticate", 5_000);
+      assert.equal(asks()[2]!.token, "t2");
 
-    socket.push({ ref: asks()[2]!.ref, kind: { case: "error", value: { code: ErrorCode.PERMISSION_DENIED, refusedKind: 8 } } });
-    // Past when it would ask again (the token it runs on ends within the second): the 4002 close at that expiry takes over.
-    await new Promise((r) => setTimeout(r, 2000));
-    assert.equal(asks().length, 3);
-    assert.equal(refreshes, 2);
+      socket.push({ ref: asks()[2]!.ref, kind: { case: "error", value: { code: ErrorCode.PERMISSION_DENIED, refusedKind: 8 } } });
+      // Past when it would ask again, whenever that is (the token it runs on ends within the second): the 4002 close at that expiry takes over.
+      for (const [id, f] of [...planned]) {
+        realClearTimeout(id as NodeJS.Timeout);
+        planned.delete(id);
+        f();
+      }
+      await settle();
+      assert.equal(asks().length, 3);
+      assert.equal(refreshes, 2);
+    } finally {
+      browserGlobals.window.setTimeout = realSetTimeout;
+      browserGlobals.window.clearTimeout = realClearTimeout;
+    }
   });
 
   it("keeps at most 32 sends out at once, sends the rest of the outbox as they are acked, in order, and retries a rate-limited one as told", async () => {

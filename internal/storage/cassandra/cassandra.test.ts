@@ -3,6 +3,7 @@ import cassandra from "cassandra-driver";
 import { randomBytes } from "node:crypto";
 import { dropKeyspace, SCHEMA_CHANGE_TIMEOUT_MS } from "../../../test/support/cassandra.js";
 import { engineConfig } from "../../../test/support/engines.js";
+import { waitFor, waitOut } from "../../../test/support/wait.js";
 import { MAX_BARS, type MembershipCheck } from "../../channels/store.js";
 import { ChatError } from "../../model/errors.js";
 import type { ChannelRecord, MemberRecord, NewMessage, StoredMessage } from "../../model/types.js";
@@ -173,7 +174,6 @@ describe("cassandra storage", function () {
       const n = BUCKET * 5 + 3;
       for (let i = 0; i < n; i++) await shortLived.append(u, { ...msg(uniqueId()), seq: 1n });
       const reader = new CassandraInbox(s().db, BUCKET);
-      const deadline = Date.now() + 30_000;
       // Waits on the rows themselves: a read through the inbox cannot tell the
       // newest row from the head's copy standing in for it, and the rows were
       // written across a second boundary at times, so the newest may outlive the rest.
@@ -181,10 +181,7 @@ describe("cassandra storage", function () {
       const buckets = Array.from({ length: Number(bucketOf(BigInt(n), BUCKET)) + 1 }, (_, b) => BigInt(b));
       const liveRows = async () =>
         (await Promise.all(buckets.map((b) => db.rows(`SELECT inbox_seq FROM ${db.t("inbox")} WHERE user_id = ? AND bucket = ?`, [u, b])))).flat().length;
-      while ((await liveRows()) > 0) {
-        if (Date.now() > deadline) assert.fail("inbox rows with a one-second TTL did not expire in 30 s");
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitFor(async () => (await liveRows()) === 0, "inbox rows with a one-second TTL to expire", 30_000, 100);
       assert.deepStrictEqual((await reader.readAfter(u, 0n, 3)).map((e) => e.inboxSeq), [BigInt(n)]);
       // Later entries take the next seqs, and reads from any cursor below them
       // skip the expired pages, the newest entry before the silence too once
@@ -757,13 +754,24 @@ describe("cassandra storage", function () {
 
     it("gives a channel's turn (changeInTurn) to one process at a time, by its lease", async () => {
       const st = s();
+      let refusals = 0;
+      const watching = Object.create(st.db) as Db;
+      watching.lwt = async (...args: Parameters<Db["lwt"]>) => {
+        const r = await st.db.lwt(...args);
+        if (args[0].includes("channel_turns") && args[0].includes("INSERT") && !r.applied) refusals++;
+        return r;
+      };
       // Two stores are two processes: each has its own line of turns, and only the lease keeps them apart.
-      const [one, two] = [0, 1].map(() => new CassandraChannelStore(st.db, new CassandraMessageLog(st.db, BUCKET)));
+      const [one, two] = [0, 1].map(() => new CassandraChannelStore(watching, new CassandraMessageLog(st.db, BUCKET)));
       const id = uniqueId();
       const seen: string[] = [];
       const work = (name: string) => async () => {
         seen.push(`${name} in`);
-        await new Promise((r) => setTimeout(r, 50));
+        // The first in holds its turn until the other has been refused it since (or has wrongly come in).
+        if (seen.length === 1) {
+          const before = refusals;
+          await waitFor(() => refusals > before || seen.length > 1, "the other process refused the turn meanwhile");
+        }
         seen.push(`${name} out`);
       };
       await Promise.all([one!.changeInTurn(id, work("a")), two!.changeInTurn(id, work("b"))]);
@@ -801,9 +809,9 @@ describe("cassandra storage", function () {
         seen.push("a out");
       });
       await oneIn;
-      // The change stalls past its lease (a store step or a note write slow to answer).
-      const pastLease = Date.now() + TURN_TTL_S * 1000 + 1_500;
-      while (Date.now() < pastLease) await new Promise((r) => setTimeout(r, 100));
+      // The change stalls past its lease (a store step or a note write slow to answer). A wait of time
+      // itself: the lease is a TTL on Cassandra's own clock, which no test clock moves.
+      await waitOut(TURN_TTL_S * 1000 + 1_500);
       const second = two.changeInTurn(id, async () => {
         seen.push("b in");
         seen.push("b out");
