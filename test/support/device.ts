@@ -2,7 +2,7 @@ import { create, fromBinary, fromJsonString, toBinary, toJsonString, type Messag
 import WebSocket from "ws";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { ErrorCode, type InboxEntry, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import { waitFor } from "./wait.js";
+import { waitFor, waitOut } from "./wait.js";
 
 /**
  * A test device: one WebSocket session that behaves like a real client. It
@@ -105,8 +105,7 @@ export class TestDevice {
       const ref = this.sendFrame({ kind: { case: "send", value: { channelId, text, clientMsgId, ...change } } });
       const reply = await this.reply(ref);
       if (reply.kind.case === "error" && reply.kind.value.code === ErrorCode.RATE_LIMITED) {
-        const wait = reply.kind.value.retryAfterMs;
-        await new Promise((r) => setTimeout(r, wait));
+        await waitOut(reply.kind.value.retryAfterMs);
         continue;
       }
       return reply;
