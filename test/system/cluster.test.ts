@@ -34,9 +34,8 @@ async function sendReliably(d: TestDevice, channelId: bigint, text: string, key:
       continue;
     }
     if (reply.kind.case === "sendAck") return reply.kind.value.messageId;
-    if (reply.kind.case === "error") {
-      await new Promise((r) => setTimeout(r, Math.max(100, reply.kind.case === "error" ? reply.kind.value.retryAfterMs : 0)));
-    }
+    // As a client does: after the server's retry_after_ms (by the monotonic clock, which a timer can beat), or a pause.
+    if (reply.kind.case === "error") await waitOut(Math.max(100, reply.kind.value.retryAfterMs));
   }
   throw new Error(`send ${key} never acked`);
 }
