@@ -100,8 +100,11 @@ describe("native gRPC session (SessionService.Connect)", () => {
   });
 
   it("answers a Reauthenticate sent before the half-close, however late its check comes, then ends with OK", async () => {
-    // The device's check (is it signed out?) takes a while, as a store read in another process does.
-    const s = await nativeSession(4096, undefined, { revoked: () => new Promise((r) => setTimeout(() => r(false), 100)) });
+    // The device's check (is it signed out?) answers only once the session has seen the half-close,
+    // as a store read in another process can.
+    let halfClosed: Promise<unknown> | undefined;
+    const s = await nativeSession(4096, undefined, { revoked: async () => (await halfClosed, false) });
+    halfClosed = s.halfClosed;
     s.stream.write({ frame: { ref: 7n, kind: { $case: "heartbeat", value: {} } } });
     s.stream.write({ frame: { ref: 9n, kind: { $case: "reauthenticate", value: { accessToken: "any" } } } });
     s.stream.end();
