@@ -70,17 +70,38 @@ export function pushEndpointStoreContract(name: string, make: () => Promise<Push
       assert.equal(await store.remove(u, 1n), false);
     });
 
+    it("removes an endpoint found gone only while it is still the registration the send used: the same address registered again stays", async () => {
+      const u = id();
+      const e = { ...web(u, 1n), kind: "apns" as const, address: "cd".repeat(32), p256dh: "", auth: "", apnsTopic: "com.example.chat" };
+      await store.put(e);
+      // The app registered its token again after APNs called it inactive, between the send and the removal.
+      const again = { ...e, updatedAtMs: 5000 };
+      await store.put(again);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { updatedAtMs: e.updatedAtMs }), false);
+      assert.deepEqual(await store.get(u, 1n), again);
+      // So with a failing streak: both must match.
+      await store.markFailing(u, 1n, e.address, 9000);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { updatedAtMs: e.updatedAtMs, failingSinceMs: 9000 }), false);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { updatedAtMs: 5000, failingSinceMs: 7000 }), false);
+      assert.ok(await store.get(u, 1n));
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { updatedAtMs: 5000, failingSinceMs: 9000 }), true);
+      assert.equal(await store.get(u, 1n), undefined);
+      await store.put(again);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { updatedAtMs: 5000 }), true);
+      assert.equal(await store.get(u, 1n), undefined);
+    });
+
     it("removes an endpoint for its failures only while its failing streak is the one named", async () => {
       const u = id();
       const e = web(u, 1n);
       await store.put(e);
       // Not failing at all (a delivery ended the streak), or failing since another time (a new streak): kept.
-      assert.equal(await store.removeIfAddress(u, 1n, e.address, 7000), false);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { failingSinceMs: 7000 }), false);
       await store.markFailing(u, 1n, e.address, 9000);
-      assert.equal(await store.removeIfAddress(u, 1n, e.address, 7000), false);
-      assert.equal(await store.removeIfAddress(u, 1n, "https://push.example/old", 9000), false);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { failingSinceMs: 7000 }), false);
+      assert.equal(await store.removeIfAddress(u, 1n, "https://push.example/old", { failingSinceMs: 9000 }), false);
       assert.deepEqual(await store.get(u, 1n), { ...e, failingSinceMs: 9000, failedSends: 1 });
-      assert.equal(await store.removeIfAddress(u, 1n, e.address, 9000), true);
+      assert.equal(await store.removeIfAddress(u, 1n, e.address, { failingSinceMs: 9000 }), true);
       assert.equal(await store.get(u, 1n), undefined);
     });
 

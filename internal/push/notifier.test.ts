@@ -326,6 +326,43 @@ describe("Notifier with Web Push against a loopback push service", function () {
     });
   }
 
+  it("keeps an endpoint found gone when its address was registered again before the removal (an APNs token the app got back)", async () => {
+    const dead = receiver.subscribe({ kind: "status", status: 410 });
+    await register(1n, 10n, dead, { updatedAtMs: 1000 });
+    // The device registers the same address again while the push service is answering 410 to the old registration.
+    const again = { ...(await endpoints.get(1n, 10n))!, updatedAtMs: 2000 };
+    const send: PushProvider["send"] = async (e, n, t) => {
+      const outcome = await provider.send(e, n, t);
+      await endpoints.put(again);
+      return outcome;
+    };
+    await startNotifier({}, { providers: { web_push: { kind: "web_push", send } } });
+    await notify(1n, 500n, "hello");
+    await waitFor(() => results.length === 1, "the send");
+    await notifier!.idle();
+    assert.equal(results[0]!.outcome.ok === false && results[0]!.outcome.gone, true, "the push service called it gone");
+    assert.equal(results[0]!.action, "dropped", "not removed, nor counted as removed");
+    assert.deepEqual(await endpoints.get(1n, 10n), again, "the registration made after the send stays");
+  });
+
+  it("holds new notifications' first tries to a push service host until its Retry-After passes, then sends them", async () => {
+    const limited = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });
+    const other = receiver.subscribe();
+    await register(1n, 10n, limited);
+    await register(2n, 20n, other);
+    await startNotifier({ backoffBaseMs: 20, backoffMaxMs: 5_000 });
+    await notify(1n, 500n, "rate limited");
+    await waitFor(() => results.length === 1, "the 429");
+    const refusedAt = receiver.pushesTo(limited)[0]!.at;
+    // A new notification to another subscription on the same host, told while the host holds.
+    await notify(2n, 500n, "after the 429");
+    await waitFor(() => receiver.deliveredTo(other).length === 1, "the held first try, once the Retry-After passed", 10_000);
+    const sentAt = receiver.pushesTo(other)[0]!.at;
+    assert.ok(sentAt - refusedAt >= 950, `first try sent ${sentAt - refusedAt} ms after the 429, Retry-After was 1 s`);
+    await waitFor(() => receiver.deliveredTo(limited).length === 1, "the retry after Retry-After");
+    assert.equal(receiver.pushesTo(other).length, 1, "sent once, not lost nor tried into the 429");
+  });
+
   it("keeps going when a push service never answers (timeouts, bounded concurrency)", async () => {
     const hung = receiver.subscribe({ kind: "hang" });
     await register(1n, 10n, hung);
@@ -1195,9 +1232,10 @@ describe("Notifier collapse windows on a faked clock", () => {
 
   it("drops a retry of a chat's notification once a newer one of that chat went to the device: the older never replaces it", async () => {
     const tries: string[] = [];
-    // The first try answers 429 (retry in 10 s), the rest are taken.
+    // The first try answers 500 with a Retry-After (retry in 10 s), the rest are taken. A 500's holds
+    // that retry alone; a 429's would hold the newer window's first try too.
     await renotify(async (_e, n) =>
-      (tries.push(n.body), tries.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 10_000, status: 429, reason: "slow down" } : (sent.push(n), { ok: true })),
+      (tries.push(n.body), tries.length === 1 ? { ok: false, gone: false, retryable: true, retryAfterMs: 10_000, status: 500, reason: "try later" } : (sent.push(n), { ok: true })),
     );
     accept("first");
     mock.timers.tick(WINDOW);

@@ -256,6 +256,14 @@ export class Notifier {
    */
   private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
+  /**
+   * Hosts that answered 429 or 503 with a Retry-After, until it passes (by the
+   * monotonic clock; its timer ends the hold). Only the retries of the
+   * notification told so waited for it, and first tries of new ones to the host
+   * went on into the same refusal, perHostConcurrency at a time: held too, they
+   * wait in `ready` (waitingByHost caps them) and go when it ends.
+   */
+  private readonly heldHosts = new Map<string, { untilMs: number; timer: NodeJS.Timeout }>();
   /** When each push service (host; for APNs, and app: serviceOf) last took a send, by the monotonic clock (SERVICE_PROVEN_MS). */
   private readonly deliveredByHost = new Map<string, number>();
   /**
@@ -364,6 +372,8 @@ export class Notifier {
     }
     clearTimeout(timer);
     this.stopped = true;
+    for (const { timer: held } of this.heldHosts.values()) clearTimeout(held);
+    this.heldHosts.clear();
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     for (const job of this.ready) if (!job.superseded) this.deps.onSkipped?.("stopped");
     this.ready.length = 0;
@@ -655,7 +665,7 @@ export class Notifier {
       }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
       const key = newestKey(job);
-      if (hostLoad >= this.o.perHostConcurrency || this.sending.has(key)) {
+      if (hostLoad >= this.o.perHostConcurrency || this.sending.has(key) || this.heldHosts.has(job.host)) {
         i++;
         continue;
       }
@@ -696,14 +706,19 @@ export class Notifier {
     } catch (err) {
       outcome = { ok: false, gone: false, retryable: true, reason: String(err) };
     }
+    if (!outcome.ok && outcome.retryAfterMs !== undefined && (outcome.status === 429 || outcome.status === 503)) this.hold(job.host, outcome.retryAfterMs);
     let action: SendResult["action"];
     if (outcome.ok) {
       action = "delivered";
       job.origin.sent = true;
     } else if (outcome.gone) {
-      action = "removed";
-      const { userId, deviceId, address } = job.endpoint;
-      await this.deps.endpoints.removeIfAddress(userId, deviceId, address).catch((err) => this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
+      const { userId, deviceId, address, updatedAtMs } = job.endpoint;
+      // Only the registration this send used: the same address registered again meanwhile (an APNs
+      // token the app got back after APNs called it inactive, a subscription renewed) is a live one.
+      const removed = await this.deps.endpoints
+        .removeIfAddress(userId, deviceId, address, { updatedAtMs })
+        .catch((err) => void this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
+      action = removed ? "removed" : "dropped";
     } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining && !job.superseded && this.hasRoomFor(job.host)) {
       action = "retry";
       const delay = this.backoff(job.attempt, outcome.retryAfterMs);
@@ -723,7 +738,7 @@ export class Notifier {
       this.deliveredByHost.set(serviceOf(job), this.monotonicNow());
       if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
       if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
-    } else if (action === "dropped" && !outcome.goneUnconfirmed && !outcome.ours && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
+    } else if (action === "dropped" && !outcome.gone && !outcome.goneUnconfirmed && !outcome.ours && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
       // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through;
       // and a failure of ours (our credentials, our network) says nothing of the endpoint.
       action = await this.failing(job, "failed");
@@ -752,7 +767,7 @@ export class Notifier {
    * at every notification for good.
    */
   private async failing(job: Job, what: "clear" | "failed"): Promise<SendResult["action"]> {
-    const { userId, deviceId, address, failingSinceMs, failedSends } = job.endpoint;
+    const { userId, deviceId, address, updatedAtMs, failingSinceMs, failedSends } = job.endpoint;
     const at = this.now();
     try {
       if (what === "clear") await this.deps.endpoints.clearFailing(userId, deviceId, address);
@@ -761,7 +776,7 @@ export class Notifier {
       else if (at - failingSinceMs >= this.o.failingRemoveAfterMs && (failedSends ?? 1) + 1 >= FAILING_REMOVE_MIN_SENDS) {
         // Only while still failing since then: read at fan-out, the streak may have been ended since
         // (a delivery beside this send, a registration again), and this failure then starts a new one.
-        if (await this.deps.endpoints.removeIfAddress(userId, deviceId, address, failingSinceMs)) {
+        if (await this.deps.endpoints.removeIfAddress(userId, deviceId, address, { updatedAtMs, failingSinceMs })) {
           this.deps.logger?.info(
             { userId: String(userId), deviceId: String(deviceId), kind: job.endpoint.kind, failingSinceMs },
             "push endpoint removed: every send to it failed for too long",
@@ -774,6 +789,21 @@ export class Notifier {
       this.deps.logger?.warn({ err }, "could not keep a push endpoint's failing streak");
     }
     return "dropped";
+  }
+
+  /** Holds every send to `host` for its Retry-After (RETRY_AFTER_MAX_MS at most), or for the longer hold it has already. */
+  private hold(host: string, retryAfterMs: number): void {
+    const ms = Math.min(RETRY_AFTER_MAX_MS, retryAfterMs);
+    if (ms <= 0 || this.stopped) return;
+    const untilMs = this.monotonicNow() + ms;
+    const held = this.heldHosts.get(host);
+    if (held && held.untilMs >= untilMs) return;
+    if (held) clearTimeout(held.timer);
+    const timer = setTimeout(() => {
+      this.heldHosts.delete(host);
+      this.pump();
+    }, ms);
+    this.heldHosts.set(host, { untilMs, timer });
   }
 
   /** Whether the push service took a send to some endpoint lately (SERVICE_PROVEN_MS). */

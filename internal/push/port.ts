@@ -66,10 +66,14 @@ export interface PushEndpointStore {
   /**
    * Removes the device's endpoint only while it still has this address: a
    * push service saying "gone" about an old address never deletes a newer
-   * registration. With `failingSinceMs`, only while its failing streak is
-   * still that one (PushEndpoint.failingSinceMs): none ended it since.
+   * registration. With `expect.updatedAtMs`, only while it is still the
+   * registration read (PushEndpoint.updatedAtMs): the same address (an APNs
+   * token, a Web Push subscription) registered again since the send that
+   * found it gone is a live one, and stays. With `expect.failingSinceMs`, only
+   * while its failing streak is still that one (PushEndpoint.failingSinceMs):
+   * none ended it since.
    */
-  removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean>;
+  removeIfAddress(userId: Id, deviceId: Id, address: string, expect?: RemovalExpectation): Promise<boolean>;
   /**
    * Records a failed send to the device's endpoint at `atMs`, while it still
    * has this address: the first failure since a delivery or a registration
@@ -81,6 +85,14 @@ export interface PushEndpointStore {
   clearFailing(userId: Id, deviceId: Id, address: string): Promise<void>;
   /** Returns false when the device has no endpoint. */
   updateSettings(userId: Id, deviceId: Id, settings: PushSettings, atMs: number): Promise<boolean>;
+}
+
+/** What removeIfAddress compares the stored endpoint with, besides its address. */
+export interface RemovalExpectation {
+  /** The registration the send used (PushEndpoint.updatedAtMs). */
+  updatedAtMs?: number;
+  /** The failing streak read (PushEndpoint.failingSinceMs). */
+  failingSinceMs?: number;
 }
 
 /** What a provider is asked to deliver: one (possibly collapsed) notification. */

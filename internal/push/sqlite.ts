@@ -1,6 +1,6 @@
 import type { Id } from "../model/types.js";
 import { prepare, type SqliteDatabase } from "../storage/sqlite/database.js";
-import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "./port.js";
+import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings, RemovalExpectation } from "./port.js";
 
 type Row = Record<string, unknown>;
 
@@ -40,8 +40,9 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
       get: p("SELECT * FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
       list: p("SELECT * FROM push_endpoints WHERE user_id = ? ORDER BY device_id"),
       remove: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ?"),
-      removeIf: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ?"),
-      removeIfFailing: p("DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ? AND failing_since_ms = ?"),
+      // A condition left null is not asked (RemovalExpectation).
+      removeIf: p(`DELETE FROM push_endpoints WHERE user_id = ? AND device_id = ? AND address = ?
+                   AND (? IS NULL OR updated_at_ms = ?) AND (? IS NULL OR failing_since_ms = ?)`),
       settings: p("UPDATE push_endpoints SET hide_preview = ?, muted = ?, updated_at_ms = ? WHERE user_id = ? AND device_id = ?"),
       // The first failure starts the streak; each counts (the right-hand sides read the row before).
       markFailing: p(`UPDATE push_endpoints SET failing_since_ms = COALESCE(failing_since_ms, ?),
@@ -72,9 +73,10 @@ export class SqlitePushEndpointStore implements PushEndpointStore {
     return this.s.remove.run(userId, deviceId).changes > 0;
   }
 
-  async removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean> {
-    if (failingSinceMs !== undefined) return this.s.removeIfFailing.run(userId, deviceId, address, failingSinceMs).changes > 0;
-    return this.s.removeIf.run(userId, deviceId, address).changes > 0;
+  async removeIfAddress(userId: Id, deviceId: Id, address: string, expect: RemovalExpectation = {}): Promise<boolean> {
+    const updated = expect.updatedAtMs ?? null;
+    const failing = expect.failingSinceMs ?? null;
+    return this.s.removeIf.run(userId, deviceId, address, updated, updated, failing, failing).changes > 0;
   }
 
   async markFailing(userId: Id, deviceId: Id, address: string, atMs: number): Promise<void> {

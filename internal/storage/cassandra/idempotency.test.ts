@@ -42,7 +42,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   },
   push: {
     again: ["get", "list", "owner"],
-    once: ["update", "insert", "remove", "removeIf", "removeIfFailing", "removeIfKindAddress", "settings", "markFailing", "countFailing", "clearFailing", "claim", "takeOver", "release"],
+    once: ["update", "insert", "remove", "removeIf", "removeIfFailing", "removeIfRegistration", "removeIfRegistrationFailing", "removeIfKindAddress", "settings", "markFailing", "countFailing", "clearFailing", "claim", "takeOver", "release"],
   },
   search: { again: ["put", "delete", "putDir", "find", "findAfter", "children"], once: [] },
   newest: { again: ["row", "legacyRow", "seq", "legacySeq"], once: [] },

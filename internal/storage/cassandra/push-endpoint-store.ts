@@ -1,5 +1,5 @@
 import type { Id } from "../../model/types.js";
-import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings } from "../../push/port.js";
+import type { PushEndpoint, PushEndpointStore, PushKind, PushSettings, RemovalExpectation } from "../../push/port.js";
 import { big, ms, msCell, type Db, type Row } from "./session.js";
 
 const COLUMNS = "user_id, device_id, kind, address, p256dh, auth, apns_topic, hide_preview, muted, updated_at_ms";
@@ -66,6 +66,10 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
       remove: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF EXISTS`,
       removeIf: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ?`,
       removeIfFailing: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ? AND failing_since_ms = ?`,
+      // The registration a send found gone, and no newer one of the same address (RemovalExpectation).
+      removeIfRegistration: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF address = ? AND updated_at_ms = ?`,
+      removeIfRegistrationFailing: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ?
+                                    IF address = ? AND updated_at_ms = ? AND failing_since_ms = ?`,
       removeIfKindAddress: `DELETE FROM ${t("push_endpoints")} WHERE user_id = ? AND device_id = ? IF kind = ? AND address = ?`,
       settings: `UPDATE ${t("push_endpoints")} SET hide_preview = ?, muted = ?, updated_at_ms = ?
                  WHERE user_id = ? AND device_id = ? IF EXISTS`,
@@ -130,13 +134,21 @@ export class CassandraPushEndpointStore implements PushEndpointStore {
     return applied;
   }
 
-  async removeIfAddress(userId: Id, deviceId: Id, address: string, failingSinceMs?: number): Promise<boolean> {
+  async removeIfAddress(userId: Id, deviceId: Id, address: string, expect: RemovalExpectation = {}): Promise<boolean> {
+    const { updatedAtMs, failingSinceMs } = expect;
     const current = await this.get(userId, deviceId);
     if (!current || current.address !== address) return false;
+    if (updatedAtMs !== undefined && current.updatedAtMs !== updatedAtMs) return false;
     if (failingSinceMs !== undefined && current.failingSinceMs !== failingSinceMs) return false;
-    const { applied } = failingSinceMs === undefined
-      ? await this.db.lwt(this.q.removeIf, [userId, deviceId, address])
-      : await this.db.lwt(this.q.removeIfFailing, [userId, deviceId, address, msCell(failingSinceMs)]);
+    // The read above only spares a Paxos round; the condition is the compare-and-set.
+    const { applied } =
+      updatedAtMs === undefined
+        ? failingSinceMs === undefined
+          ? await this.db.lwt(this.q.removeIf, [userId, deviceId, address])
+          : await this.db.lwt(this.q.removeIfFailing, [userId, deviceId, address, msCell(failingSinceMs)])
+        : failingSinceMs === undefined
+          ? await this.db.lwt(this.q.removeIfRegistration, [userId, deviceId, address, msCell(updatedAtMs)])
+          : await this.db.lwt(this.q.removeIfRegistrationFailing, [userId, deviceId, address, msCell(updatedAtMs), msCell(failingSinceMs)]);
     if (applied) await this.release(current);
     return applied;
   }
