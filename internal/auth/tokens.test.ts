@@ -118,9 +118,9 @@ describe("auth: key files", () => {
       let settled = false;
       const loading = loadPublicKeys(dir, 30_000).finally(() => (settled = true));
       loading.catch(() => {});
-      // Until a poll after the first (every 200 ms) has looked at its deadline: the third read of the
-      // monotonic clock, after the deadline's and the first poll's. Not waitFor, which reads the wall clock.
-      while (!settled && monoReads < 3) await new Promise((r) => setTimeout(r, 10));
+      // Until two polls after the first (every 200 ms) have looked at their deadline: the fourth read of
+      // the monotonic clock, after the deadline's and the first poll's. Not waitFor, which reads the wall clock.
+      while (!settled && monoReads < 4) await new Promise((r) => setTimeout(r, 10));
       const keys = await loadOrCreateKeys(dir); // the api starts
       const [published] = await loading;
       assert.equal(keyIdOf(published!), keys.keyId);
