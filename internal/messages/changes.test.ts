@@ -138,10 +138,10 @@ describe("changes that change nothing", () => {
 });
 
 describe("notifiedOfChange", () => {
-  it("names the author of a message someone else reacted to, and nobody otherwise", () => {
+  it("names the author of a message someone else reacted to or took a reaction back from, and nobody otherwise", () => {
     const change = { ...message, messageId: 60n, senderUserId: 2n, text: "👍", targetSeq: 4n, reaction: true };
     assert.equal(notifiedOfChange(change, message), 1n);
-    assert.equal(notifiedOfChange({ ...change, text: "" }, message), undefined, "taken back");
+    assert.equal(notifiedOfChange({ ...change, text: "" }, message), 1n, "taken back: its push withdrawn");
     assert.equal(notifiedOfChange({ ...change, senderUserId: 1n }, message), undefined, "to one's own message");
     assert.equal(notifiedOfChange({ ...change, reaction: undefined, text: "edit" }, message), undefined, "an edit");
   });

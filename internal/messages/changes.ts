@@ -170,12 +170,13 @@ function duration(ms: number): string {
 }
 
 /**
- * Who hears of this change by a push when none of their devices is online:
- * the author of a message someone else reacted to (not when a reaction is
- * taken back). Nobody for an edit or a delete: a device learns those at its
- * next sync.
+ * Whose notifier hears of this change when none of their devices is online:
+ * the author of a message someone else reacted to, pushed the reaction, or
+ * told it was taken back (its push, if still held, is dropped). Nobody for an
+ * edit: a device learns it at its next sync (a delete goes to every member's
+ * notifier without a mark: each may hold the message's push).
  */
 export function notifiedOfChange(change: NewMessage, target: StoredMessage): Id | undefined {
-  if (!change.reaction || change.text === "" || target.senderUserId === change.senderUserId) return undefined;
+  if (!change.reaction || target.senderUserId === change.senderUserId) return undefined;
   return target.senderUserId;
 }

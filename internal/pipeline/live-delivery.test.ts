@@ -89,6 +89,15 @@ describe("deliverLive", () => {
     assert.deepEqual(offline, [], "no notification for a change");
   });
 
+  it("hands a delete to the notifier hook for every offline member (their push of the message may still be held), not for the online ones", async () => {
+    const { dir, pushed } = directory([1n], true);
+    const offline: [Id, InboxEntry][] = [];
+    const del: InboxEntry = { inboxSeq: 9n, message: { ...message, messageId: 904n, seq: 0n, targetSeq: 3n, text: "", deleted: true } };
+    await deliverLive({ sessions: dir, onOffline: async (u, e) => void offline.push([u, e]) }, [1n, 2n, 3n].map((userId) => ({ userId, entry: del })));
+    assert.deepEqual(pushed.map((p) => p.userId), [1n]);
+    assert.deepEqual(offline, [[2n, del], [3n, del]]);
+  });
+
   it("pushes a note about the chat to live sessions but never notifies it", async () => {
     const { dir, pushed } = directory([1n], true);
     const offline: Id[] = [];

@@ -9,13 +9,20 @@ import type { PipelineMetrics } from "./metrics.js";
 
 export interface LiveDeliveryDeps {
   sessions: SessionDirectory;
-  /** Called for entries of users with no session online (push notifications). */
+  /**
+   * Called for entries of users with no session online: those to push, and
+   * those that withdraw a push the notifier may hold (a delete, a reaction
+   * taken back, marked `notify`), after the user's earlier ones.
+   */
   onOffline?: (userId: Id, entry: InboxEntry) => Promise<void>;
   logger?: Logger;
   metrics?: PipelineMetrics;
 }
 
-/** A stored inbox entry and its user; `notify` on a change that is pushed to an offline user (a reaction, to its author). */
+/**
+ * A stored inbox entry and its user; `notify` on a change the notifier hears of for an offline
+ * user: a reaction, pushed to its author, or one taken back, withdrawn from the author's pushes.
+ */
 export interface LiveEntry {
   userId: Id;
   entry: InboxEntry;
@@ -24,8 +31,9 @@ export interface LiveEntry {
 
 /**
  * Hands stored inbox entries to their users' live sessions, and those of
- * users with no session to `onOffline`: messages (not notes), and changes
- * marked `notify`. An entry may come again (a redelivered batch): a session
+ * users with no session to `onOffline`: messages (not notes), changes
+ * marked `notify`, and deletes (the deleted message's push may still be
+ * collapsing or waiting to retry). An entry may come again (a redelivered batch): a session
  * drops an inbox seq it already sent.
  *
  * The live push is best effort and never throws: the entries are stored, and
@@ -111,8 +119,9 @@ async function notifyOffline(
   fresh: readonly LiveEntry[],
   online: ReadonlySet<Id> | undefined,
 ): Promise<void> {
-  // An edit or a delete is no news to push: the device learns it at its next sync.
-  const news = fresh.filter((f) => f.notify || (!isChange(f.entry.message) && !f.entry.message.note));
+  // An edit is no news to push: the device learns it at its next sync. A delete is none either, but
+  // the notifier may still hold the deleted message's push, which it then drops.
+  const news = fresh.filter((f) => f.notify || (isChange(f.entry.message) ? f.entry.message.deleted === true : !f.entry.message.note));
   if (news.length === 0) return;
   // The push's own lookup says who is online (in the distributed mode one Redis round trip, not two).
   const reached = online ?? (await whoIsOnline(deps, [...new Set(news.map((f) => f.userId))]));

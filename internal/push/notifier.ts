@@ -1,13 +1,13 @@
 import type { Logger } from "pino";
 import { monotonicNow } from "../model/clock.js";
-import type { Id } from "../model/types.js";
+import type { Id, StoredMessage } from "../model/types.js";
 import { Slots } from "../model/slots.js";
 import { OutageLog } from "../observability/outage-log.js";
 import { StageHealth } from "../observability/stage-health.js";
 import { ConsumerGroups, Topics } from "../pipeline/topics.js";
 import type { BatchContext, MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import type { PushEndpoint, PushEndpointStore, PushKind, PushNotification, PushProvider, SendOutcome } from "./port.js";
-import { decodeNotificationRequested, type NotificationRequest } from "./records.js";
+import { decodeNotificationRecord, type NotificationRequest } from "./records.js";
 
 export interface NotifierOptions {
   /** Messages of one channel within this window become one notification. Default 2000 ms. */
@@ -90,7 +90,8 @@ export interface NotifierDeps {
 
 /**
  * Why a due notification is not sent: its user is online again, muted its
- * channel, has no endpoint, its message was deleted before it came, or the endpoint is muted, of a push service not
+ * channel, has no endpoint, its message was deleted before it came or before it was
+ * sent (every message it held deleted, or its reaction taken back), or the endpoint is muted, of a push service not
  * configured here, or of a logged-out device (then also removed); or, not
  * yet sent for good, a newer one of the same chat was made for the device;
  * or its push service is too far behind (see waitingByHost); or the notifier
@@ -145,17 +146,76 @@ class Origin {
 }
 
 interface Collapsing {
-  latest: NotificationRequest;
-  origin: Origin;
-  count: number;
-  /** The messages counted, so a record the queue delivers again is not counted twice. */
-  messageIds: Set<Id>;
+  held: Held;
   timer: NodeJS.Timeout;
+}
+
+/**
+ * What one (user, chat) window collapsed, shared by its fan-out and the jobs
+ * it makes: a withdrawal (a delete, a reaction taken back) takes a message
+ * out, and they send what is left, its count and newest message, or nothing.
+ */
+class Held {
+  /** By message id, so a record the queue delivers again is not counted twice; a long text kept as its preview. */
+  readonly requests = new Map<Id, NotificationRequest>();
+  /** The newest request, mentioned when any is (a mention reaches through a mute). */
+  latest: NotificationRequest;
+  /** Changed by each request taken in or out: a job made before rebuilds its notification. */
+  version = 0;
+  /** The open window or its fan-out (one), and each job not done with: at 0 it is out of heldByChat. */
+  refs = 1;
+  private built?: { version: number; versions: Job["versions"] };
+
+  constructor(
+    readonly key: string,
+    first: NotificationRequest,
+    readonly origin: Origin,
+  ) {
+    this.latest = first;
+    this.add(first);
+  }
+
+  add(req: NotificationRequest): void {
+    const m = req.message;
+    // Only the preview is shown: a window of long texts held whole was up to 99,999 characters each.
+    if (!m.reaction && m.text.length > 4 * PREVIEW_CODE_POINTS) req = { ...req, message: { ...m, text: preview(m.text) } };
+    this.requests.set(m.messageId, req);
+    const mentioned = this.latest.mentioned || req.mentioned;
+    if (isNewer(req, this.latest)) this.latest = req;
+    if (mentioned) this.latest = { ...this.latest, mentioned: true };
+    this.version++;
+  }
+
+  /** Takes out what `change` withdraws; the message ids taken out. */
+  withdraw(change: StoredMessage): Id[] {
+    const gone: Id[] = [];
+    for (const [id, req] of this.requests) if (withdraws(change, req)) gone.push(id);
+    if (gone.length === 0) return gone;
+    for (const id of gone) this.requests.delete(id);
+    const left = [...this.requests.values()];
+    if (left.length > 0) {
+      this.latest = left.reduce((a, b) => (isNewer(b, a) ? b : a));
+      if (left.some((r) => r.mentioned)) this.latest = { ...this.latest, mentioned: true };
+    }
+    this.version++;
+    return gone;
+  }
+
+  versions(ttlSeconds: number): Job["versions"] {
+    if (this.built?.version !== this.version) {
+      const count = this.requests.size;
+      this.built = { version: this.version, versions: { preview: buildNotification(this.latest, count, false, ttlSeconds), noPreview: buildNotification(this.latest, count, true, ttlSeconds) } };
+    }
+    return this.built.versions;
+  }
 }
 
 interface Job {
   endpoint: PushEndpoint;
   origin: Origin;
+  /** What it tells of; `heldVersion` the version its notification was built from. */
+  held: Held;
+  heldVersion: number;
   notification: PushNotification;
   channelId: Id;
   /** When its newest message was sent: the push service holds it for what is left of ttlSeconds since. */
@@ -212,6 +272,11 @@ const NOTIFIED_MAX = 100_000;
  *   concurrency overall and per push-service host, and retries with
  *   exponential backoff and jitter (honouring Retry-After). Endpoints that
  *   answer 404/410 (or otherwise say they are gone) are removed.
+ * - Withdraw: a delete, or a reaction taken back (a withdrawal record, after
+ *   the requests it withdraws on the user's key), takes its message out of
+ *   what the chat holds unsent (collapsing, fanning out, queued, retrying);
+ *   what is left goes with its count and newest preview, nothing if nothing
+ *   is. A push sent, or being sent, is not recalled.
  * - Consuming pauses only while maxPending notifications are in memory.
  * - A record is committed once held, so a stop must not drop what it holds:
  *   every deploy would swallow the pushes of the last collapse window. stop()
@@ -229,6 +294,12 @@ export class Notifier {
   private readonly o: NotifierOptions;
   private sub?: Subscription;
   private readonly collapsing = new Map<string, Collapsing>();
+  /**
+   * What each (user, chat) holds that a withdrawal can still take out: its
+   * open window, and earlier windows still fanning out, queued or retrying.
+   * A withdrawal for a chat with none is dropped on this one lookup.
+   */
+  private readonly heldByChat = new Map<string, Set<Held>>();
   /**
    * The messages of closed windows, by "user:message", with when they are
    * forgotten (oldest first, as inserted). A record that comes again after
@@ -420,9 +491,9 @@ export class Notifier {
 
   private take(records: QueueRecord[], lost?: AbortSignal): void {
     for (const record of records) {
-      let req: NotificationRequest;
+      let req: ReturnType<typeof decodeNotificationRecord>;
       try {
-        req = decodeNotificationRequested(record.value);
+        req = decodeNotificationRecord(record.value);
       } catch (err) {
         // Retried, it would fail the same way for ever. Worded and counted as the pipeline stages'
         // skips (skippedRecords), so one log search and one alert find them all.
@@ -431,6 +502,10 @@ export class Notifier {
           { err, stage: "notifier", topic: record.topic, partition: record.partition, offset: record.offset.toString(), bytes: record.value.length },
           "skipping an undecodable record",
         );
+        continue;
+      }
+      if ("withdrawal" in req) {
+        this.withdraw(req.userId, req.withdrawal);
         continue;
       }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
@@ -445,6 +520,8 @@ export class Notifier {
 
   /** Takes one request into its (user, channel) collapse window; `lost`: its batch's (BatchContext). */
   accept(req: NotificationRequest, lost?: AbortSignal): void {
+    // A reaction taken back handed on as a request (by a pipeline built before withdrawals) is one.
+    if (req.message.reaction && req.message.text === "") return this.withdraw(req.userId, req.message);
     if (req.message.senderUserId === req.userId) return;
     // No message is sent empty: this is an inbox copy emptied by a delete for everyone, which a
     // batch the inbox writer handles again hands on. Deletes are never pushed, nor is nothing.
@@ -458,48 +535,100 @@ export class Notifier {
     if (notified && (notified.origin.sent || !notified.origin.reassigned)) return;
     const key = `${req.userId}:${req.message.channelId}`;
     let c = this.collapsing.get(key);
-    if (c?.origin.reassigned) {
+    if (c?.held.origin.reassigned) {
       clearTimeout(c.timer);
       this.collapsing.delete(key);
+      this.release(c.held);
       this.deps.onSkipped?.("reassigned");
       this.wakeWaiters();
       c = undefined;
     }
     if (c) {
-      if (lost && !c.origin.batches.includes(lost)) c.origin.batches.push(lost);
-      if (c.messageIds.has(req.message.messageId)) return;
-      c.messageIds.add(req.message.messageId);
-      c.count++;
+      if (lost && !c.held.origin.batches.includes(lost)) c.held.origin.batches.push(lost);
       // A mention among the collapsed messages still reaches through a mute.
-      const mentioned = c.latest.mentioned || req.mentioned;
-      if (isNewer(req, c.latest)) c.latest = req;
-      if (mentioned) c.latest = { ...c.latest, mentioned: true };
+      if (!c.held.requests.has(req.message.messageId)) c.held.add(req);
       return;
     }
     const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
-    this.collapsing.set(key, { latest: req, origin: new Origin(lost ? [lost] : []), count: 1, messageIds: new Set([req.message.messageId]), timer });
+    const held = new Held(key, req, new Origin(lost ? [lost] : []));
+    this.collapsing.set(key, { held, timer });
+    const ofChat = this.heldByChat.get(key);
+    if (ofChat) ofChat.add(held);
+    else this.heldByChat.set(key, new Set([held]));
+  }
+
+  /**
+   * A delete, or a reaction taken back: the chat's pushes not sent yet leave
+   * out what it withdraws and send the rest; one left with nothing is
+   * dropped (counted as "deleted"). A push already sent stays.
+   */
+  private withdraw(userId: Id, change: StoredMessage): void {
+    const key = `${userId}:${change.channelId}`;
+    const ofChat = this.heldByChat.get(key);
+    if (!ofChat) return;
+    for (const held of ofChat) {
+      const gone = held.withdraw(change);
+      if (gone.length === 0) continue;
+      // A record of it that comes again (a batch published again) is not pushed either.
+      this.forgetNotified();
+      const until = this.monotonicNow() + this.o.repeatWindowMs;
+      for (const messageId of gone) this.notified.set(`${userId}:${messageId}`, { until, origin: held.origin });
+      if (held.requests.size > 0) continue;
+      const c = this.collapsing.get(key);
+      if (c?.held === held) {
+        clearTimeout(c.timer);
+        this.collapsing.delete(key);
+        this.release(held);
+        this.deps.onSkipped?.("deleted");
+      }
+      // A fan-out under way, a job queued or asking again see it themselves; a retry waiting is
+      // given up now rather than hold its place for its backoff. Each such job is the newest of its
+      // device's chat (a newer one superseded it, and stopped its timer).
+      if (held.refs === 0) continue;
+      for (const job of this.newest.values()) {
+        if (job.held !== held || !job.retryTimer || !this.retryTimers.delete(job.retryTimer)) continue;
+        clearTimeout(job.retryTimer);
+        job.retryTimer = undefined;
+        this.waiting(job.host, -1);
+        this.finished(job);
+        this.deps.onSkipped?.("deleted");
+      }
+    }
+    this.pump();
+    this.wakeWaiters();
+  }
+
+  /** One less use of `held` (its window, or a job); unused, a withdrawal no longer looks at it. */
+  private release(held: Held): void {
+    if (--held.refs > 0) return;
+    const ofChat = this.heldByChat.get(held.key);
+    ofChat?.delete(held);
+    if (ofChat?.size === 0) this.heldByChat.delete(held.key);
   }
 
   private flush(key: string): void {
     const c = this.collapsing.get(key);
     if (!c) return;
-    if (c.origin.reassigned) {
+    const { held } = c;
+    if (held.origin.reassigned) {
       this.collapsing.delete(key);
+      this.release(held);
       this.deps.onSkipped?.("reassigned");
       this.wakeWaiters();
       return;
     }
     // Monotonic: a wall clock stepped forward past the window forgot every message notified, and a record that came again was pushed twice.
     const until = this.monotonicNow() + this.o.repeatWindowMs;
-    for (const messageId of c.messageIds) this.notified.set(`${c.latest.userId}:${messageId}`, { until, origin: c.origin });
+    for (const messageId of held.requests.keys()) this.notified.set(`${held.latest.userId}:${messageId}`, { until, origin: held.origin });
     this.forgetNotified();
-    const fanOut = () => this.health.run(() => this.fanOut(c.latest, c.count, c.origin));
+    const fanOut = () => this.health.run(() => this.fanOut(held));
     const before = this.fanningOut.get(key);
     const p = (before ? before.then(fanOut) : fanOut())
-      .catch((err) => this.deps.logger?.warn({ err, userId: String(c.latest.userId) }, "push notification failed"))
+      .catch((err) => this.deps.logger?.warn({ err, userId: String(held.latest.userId) }, "push notification failed"))
       .finally(() => {
         this.flushing.delete(p);
         if (this.fanningOut.get(key) === p) this.fanningOut.delete(key);
+        this.release(held);
         this.wakeWaiters();
       });
     this.flushing.add(p);
@@ -508,18 +637,22 @@ export class Notifier {
   }
 
   /** Fans out in a store slot; a wait to read the endpoints again holds none. */
-  private async fanOut(req: NotificationRequest, count: number, origin: Origin): Promise<void> {
+  private async fanOut(held: Held): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.storeSlots.run(() => this.fanOutOnce(req, count, origin, attempt));
+      const outcome = await this.storeSlots.run(() => this.fanOutOnce(held, attempt));
       if (outcome !== "again") return;
       if (!(await this.pause(this.backoff(attempt)))) return this.deps.onSkipped?.("stopped");
     }
   }
 
   /** "again" when the endpoints could not be read and may be asked for again after a backoff. */
-  private async fanOutOnce(req: NotificationRequest, count: number, origin: Origin, attempt: number): Promise<"again" | void> {
+  private async fanOutOnce(held: Held, attempt: number): Promise<"again" | void> {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
+    // Every message of it deleted (or reaction taken back) while it waited for a store slot.
+    if (held.requests.size === 0) return skipped("deleted");
+    const req = held.latest;
+    const { origin } = held;
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
     if (!req.mentioned && (await this.channelMuted(req.userId, req.message.channelId))) return skipped("channel_muted");
     let endpoints: PushEndpoint[];
@@ -538,6 +671,7 @@ export class Notifier {
     // A device whose login cannot be checked gets nothing (it may be logged
     // out), the others theirs; the failure is thrown once they are under way.
     let failure: unknown;
+    let withdrawn = false;
     for (const endpoint of endpoints) {
       if (endpoint.muted) {
         skipped("muted");
@@ -559,16 +693,36 @@ export class Notifier {
         failure ??= err;
         continue;
       }
-      const versions = { preview: buildNotification(req, count, false, this.o.ttlSeconds), noPreview: buildNotification(req, count, true, this.o.ttlSeconds) };
+      // Withdrawn while the stores were read: what is left, as it is now.
+      if (held.requests.size === 0) {
+        withdrawn = true;
+        break;
+      }
+      const { latest } = held;
+      const versions = held.versions(this.o.ttlSeconds);
       const notification = endpoint.hidePreview ? versions.noPreview : versions.preview;
-      const job: Job = { endpoint, origin, notification, channelId: req.message.channelId, sentAtMs: req.message.sentAtMs, mentioned: req.mentioned === true, versions, attempt: 1, host: hostOf(endpoint) };
+      const job: Job = {
+        endpoint,
+        origin,
+        held,
+        heldVersion: held.version,
+        notification,
+        channelId: latest.message.channelId,
+        sentAtMs: latest.message.sentAtMs,
+        mentioned: latest.mentioned === true,
+        versions,
+        attempt: 1,
+        host: hostOf(endpoint),
+      };
       if (!this.hasRoomFor(job.host)) {
         skipped("backlog");
         continue;
       }
+      held.refs++;
       this.supersede(job);
       this.enqueue(job);
     }
+    if (withdrawn) skipped("deleted");
     this.pump();
     if (failure !== undefined) throw failure;
   }
@@ -612,16 +766,30 @@ export class Notifier {
     older.superseded = true;
     if (older.retryTimer && this.retryTimers.delete(older.retryTimer)) {
       clearTimeout(older.retryTimer);
+      this.finished(older);
       this.waiting(older.host, -1);
       this.deps.onSkipped?.("superseded");
       this.wakeWaiters();
     }
   }
 
-  /** The job is done with (sent, given up, skipped): it no longer supersedes anything. */
+  /** The job is done with (sent, given up, skipped): it no longer supersedes anything, nor holds its messages for a withdrawal. */
   private finished(job: Job): void {
     const key = newestKey(job);
     if (this.newest.get(key) === job) this.newest.delete(key);
+    this.release(job.held);
+  }
+
+  /** The job's notification made again from what a withdrawal left; false when it left nothing. */
+  private rebuilt(job: Job): boolean {
+    const { held } = job;
+    if (held.requests.size === 0) return false;
+    job.versions = held.versions(this.o.ttlSeconds);
+    job.notification = job.endpoint.hidePreview ? job.versions.noPreview : job.versions.preview;
+    job.sentAtMs = held.latest.message.sentAtMs;
+    job.mentioned = held.latest.mentioned === true;
+    job.heldVersion = held.version;
+    return true;
   }
 
   private hasRoomFor(host: string): boolean {
@@ -653,6 +821,7 @@ export class Notifier {
       const job = this.ready[i]!;
       if (job.superseded) {
         this.dequeue(i);
+        this.finished(job);
         this.deps.onSkipped?.("superseded");
         continue;
       }
@@ -661,6 +830,13 @@ export class Notifier {
         this.dequeue(i);
         this.finished(job);
         this.deps.onSkipped?.("reassigned");
+        continue;
+      }
+      // A message of it deleted (or a reaction taken back) since it was made: the rest goes.
+      if (job.heldVersion !== job.held.version && !this.rebuilt(job)) {
+        this.dequeue(i);
+        this.finished(job);
+        this.deps.onSkipped?.("deleted");
         continue;
       }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
@@ -841,6 +1017,8 @@ export class Notifier {
       this.finished(job);
       this.deps.onSkipped?.(reason);
     };
+    // Everything it told of deleted meanwhile: nothing to ask about.
+    if (job.held.requests.size === 0) return skipped("deleted");
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
       if (!job.mentioned && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
@@ -908,6 +1086,18 @@ export class Notifier {
 function isNewer(a: NotificationRequest, b: NotificationRequest): boolean {
   if (a.message.seq === 0n || b.message.seq === 0n) return a.message.sentAtMs >= b.message.sentAtMs;
   return a.message.seq >= b.message.seq;
+}
+
+/**
+ * Whether `change` withdraws `req`'s push: a delete, of its message or of the
+ * message it reacts to; a reaction taken back, of that reactor's reaction to
+ * the same message (one they replaced too).
+ */
+function withdraws(change: StoredMessage, req: NotificationRequest): boolean {
+  const m = req.message;
+  if (m.channelId !== change.channelId) return false;
+  if (m.reaction) return m.targetSeq === change.targetSeq && (change.deleted === true || m.senderUserId === change.senderUserId);
+  return change.deleted === true && m.seq === change.targetSeq;
 }
 
 /** One device, one chat: what a newer notification replaces. */

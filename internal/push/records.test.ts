@@ -2,9 +2,16 @@ import assert from "node:assert/strict";
 import { awkwardMessage } from "../wire/testdata.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
-import type { Id } from "../model/types.js";
+import type { Id, StoredMessage } from "../model/types.js";
 import type { MessageQueue, OutgoingRecord } from "../queue/port.js";
-import { decodeNotificationRequested, encodeNotificationRequested, mentions, publishOfflineNotifications } from "./records.js";
+import {
+  decodeNotificationRecord,
+  decodeNotificationRequested,
+  encodeNotificationRequested,
+  encodeNotificationWithdrawal,
+  mentions,
+  publishOfflineNotifications,
+} from "./records.js";
 
 describe("push records", () => {
   it("tells a mention of a username from a longer name, an address and a sentence's end", () => {
@@ -67,5 +74,53 @@ describe("push records", () => {
     await hook(2n, { inboxSeq: 2n, message });
     assert.deepEqual(reads, { users: 2, channels: 2 }, "nothing kept once answered");
     assert.equal(decodeNotificationRequested(published.at(-1)!.value).channelTitle, "Bouldering");
+  });
+
+  it("carries a withdrawal (a delete, a reaction taken back) apart from a request", () => {
+    const withdrawal: StoredMessage = { ...awkwardMessage, seq: 0n, text: "", targetSeq: 4n, deleted: true };
+    assert.deepStrictEqual(decodeNotificationRecord(encodeNotificationWithdrawal({ userId: 5n, withdrawal })), { userId: 5n, withdrawal });
+    const base = { userId: 5n, message: awkwardMessage, senderName: "Alice", channelTitle: "" };
+    assert.deepStrictEqual(decodeNotificationRecord(encodeNotificationRequested(base)), base);
+    assert.throws(() => decodeNotificationRequested(encodeNotificationWithdrawal({ userId: 5n, withdrawal })), /without a message/, "what a notifier built before withdrawals skips");
+  });
+
+  it("publishes a delete or a reaction taken back as a withdrawal, with no read, after the user's notifications still reading", async () => {
+    let release!: () => void;
+    const slowRead = new Promise<void>((r) => (release = r));
+    let reads = 0;
+    const accounts = {
+      getUser: async (id: Id) => {
+        reads++;
+        await slowRead;
+        return { id, username: `u${id}`, displayName: "Alice" };
+      },
+    } as unknown as AccountStore;
+    const channels = { getChannel: async (id: Id) => ({ id, kind: "direct" }) } as unknown as ChannelStore;
+    const published: OutgoingRecord[] = [];
+    const queue = { publish: async (_topic: string, records: readonly OutgoingRecord[]) => void published.push(...records) } as unknown as MessageQueue;
+    const hook = publishOfflineNotifications({ queue, accounts, channels });
+    const message = { ...awkwardMessage, senderUserId: 1n, seq: 4n, text: "oops" };
+    const del: StoredMessage = { ...message, messageId: message.messageId + 1n, seq: 0n, text: "", targetSeq: 4n, deleted: true };
+    const { deleted: _, ...change } = del;
+    const takeBack: StoredMessage = { ...change, reaction: true, targetSeq: 3n };
+    const sent = hook(2n, { inboxSeq: 1n, message });
+    const withdrawn = hook(2n, { inboxSeq: 2n, message: del });
+    // Another user's withdrawal waits for nothing of user 2's.
+    await hook(3n, { inboxSeq: 1n, message: takeBack });
+    assert.deepEqual(published.map((r) => r.key), ["3"]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(published.map((r) => r.key), ["3"], "user 2's withdrawal waits for the notification it withdraws");
+    release();
+    await Promise.all([sent, withdrawn]);
+    const records = published.map((r) => [r.key, decodeNotificationRecord(r.value)] as const);
+    assert.deepEqual(records, [
+      ["3", { userId: 3n, withdrawal: takeBack }],
+      ["2", { userId: 2n, message, senderName: "Alice", channelTitle: "" }],
+      ["2", { userId: 2n, withdrawal: del }],
+    ]);
+    assert.equal(reads, 1, "the sender's, for the message alone");
+    // A user's own delete is withdrawn too: they may hold the push of a message they deleted as an admin.
+    await hook(1n, { inboxSeq: 3n, message: del });
+    assert.equal(published.length, 4);
   });
 });

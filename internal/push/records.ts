@@ -1,8 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { NotificationRequestedSchema } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
+import { NotificationRequestedSchema, type NotificationRequested } from "../../gen/es/chat/internal/v1/pipeline_pb.js";
 import type { AccountStore } from "../accounts/store.js";
 import type { ChannelStore } from "../channels/store.js";
-import type { Id, InboxEntry, StoredMessage } from "../model/types.js";
+import { isChange, type Id, type InboxEntry, type StoredMessage } from "../model/types.js";
 import { messageFromProto, messageToProto } from "../wire/messages.js";
 import { Topics } from "../pipeline/topics.js";
 import type { MessageQueue } from "../queue/port.js";
@@ -46,6 +46,33 @@ export function mentions(text: string, username: string): boolean {
   return false;
 }
 
+/**
+ * A change that takes back what `userId` may still be notified of (the
+ * NotificationRequested record with `withdrawal` set): a delete, whose
+ * message's push (and those of reactions to it) is dropped, or a reaction
+ * taken back, whose push of that reactor's reaction is.
+ */
+export interface NotificationWithdrawal {
+  userId: Id;
+  withdrawal: StoredMessage;
+}
+
+/** Whether the change withdraws a push the notifier may hold: a delete, or a reaction taken back. */
+export function isWithdrawal(m: StoredMessage): boolean {
+  return isChange(m) && (m.deleted === true || (m.reaction === true && m.text === ""));
+}
+
+export function encodeNotificationWithdrawal(w: NotificationWithdrawal): Uint8Array {
+  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: w.userId, withdrawal: messageToProto(w.withdrawal) }));
+}
+
+/** A record of the notifications topic: a request, or a withdrawal. */
+export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal {
+  const r = fromBinary(NotificationRequestedSchema, bytes);
+  if (r.withdrawal) return { userId: r.userId, withdrawal: messageFromProto(r.withdrawal) };
+  return requestOf(r);
+}
+
 export function encodeNotificationRequested(n: NotificationRequest): Uint8Array {
   return toBinary(
     NotificationRequestedSchema,
@@ -60,7 +87,10 @@ export function encodeNotificationRequested(n: NotificationRequest): Uint8Array 
 }
 
 export function decodeNotificationRequested(bytes: Uint8Array): NotificationRequest {
-  const r = fromBinary(NotificationRequestedSchema, bytes);
+  return requestOf(fromBinary(NotificationRequestedSchema, bytes));
+}
+
+function requestOf(r: NotificationRequested): NotificationRequest {
   if (!r.message) throw new Error("NotificationRequested without a message");
   const n: NotificationRequest = { userId: r.userId, message: messageFromProto(r.message), senderName: r.senderName, channelTitle: r.channelTitle };
   if (r.mentioned) n.mentioned = true;
@@ -78,6 +108,11 @@ export function decodeNotificationRequested(bytes: Uint8Array): NotificationRequ
  * side: calls that overlap share one read of the sender and one of the
  * channel (99 members were 198 reads of the same two rows). Nothing is kept
  * once a read is answered, so a rename shows in the next message's push.
+ *
+ * A delete, or a reaction taken back, is published as a withdrawal (no
+ * read), after the user's notifications still being published: those wait
+ * for their reads, and one of the withdrawn message, published after its
+ * withdrawal, would be pushed all the same.
  */
 export function publishOfflineNotifications(deps: {
   queue: MessageQueue;
@@ -86,9 +121,15 @@ export function publishOfflineNotifications(deps: {
 }): (userId: Id, entry: InboxEntry) => Promise<void> {
   const readUser = sharedWhileReading((id: Id) => deps.accounts.getUser(id));
   const readChannel = sharedWhileReading((id: Id) => deps.channels.getChannel(id));
-  return async (userId, entry) => {
-    const m = entry.message;
-    if (m.senderUserId === userId) return;
+  /** Each user's notifications being published (only while some are). */
+  const publishing = new Map<Id, Set<Promise<void>>>();
+  const publish = (userId: Id, value: Uint8Array) => deps.queue.publish(Topics.notifications, [{ key: String(userId), value }]);
+  const withdraw = async (userId: Id, withdrawal: StoredMessage) => {
+    const before = publishing.get(userId);
+    if (before) await Promise.allSettled(before);
+    await publish(userId, encodeNotificationWithdrawal({ userId, withdrawal }));
+  };
+  const notify = async (userId: Id, m: StoredMessage) => {
     const [sender, channel, recipient] = await Promise.all([
       readUser(m.senderUserId),
       readChannel(m.channelId),
@@ -101,9 +142,27 @@ export function publishOfflineNotifications(deps: {
       channelTitle: channel?.kind === "group" ? channel.title : "",
     };
     if (recipient && mentions(m.text, recipient.username)) request.mentioned = true;
-    await deps.queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRequested(request) }]);
+    await publish(userId, encodeNotificationRequested(request));
+  };
+  return (userId, entry) => {
+    const m = entry.message;
+    if (isWithdrawal(m)) return withdraw(userId, m);
+    if (m.senderUserId === userId) return DONE;
+    // Registered before its first await: a withdrawal handed on after it must find it.
+    const p = notify(userId, m);
+    let mine = publishing.get(userId);
+    if (!mine) publishing.set(userId, (mine = new Set()));
+    mine.add(p);
+    const forget = () => {
+      mine.delete(p);
+      if (mine.size === 0 && publishing.get(userId) === mine) publishing.delete(userId);
+    };
+    p.then(forget, forget);
+    return p;
   };
 }
+
+const DONE = Promise.resolve();
 
 /** `read`, with the calls for one id that overlap a read under way given that read's answer. */
 function sharedWhileReading<T>(read: (id: Id) => Promise<T>): (id: Id) => Promise<T> {

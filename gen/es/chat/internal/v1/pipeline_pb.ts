@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKKAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCCI2Cg9QcmVzZW5jZUNoYW5nZWQSIwoIcHJlc2VuY2UYASABKAsyES5jaGF0LnYxLlByZXNlbmNlYgZwcm90bzM", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKwAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -132,9 +132,12 @@ export type InboxAppend = Message<"chat.internal.v1.InboxAppend"> & {
   emptyMessageIds: bigint[];
 
   /**
-   * Push this change to the user when none of their devices is online: set
-   * on a reaction's entry for the author of the message reacted to. A
-   * message is pushed without it; other changes never are.
+   * Tell the notifier of this change when none of the user's devices is
+   * online: set on a reaction's entry for the author of the message reacted
+   * to, which is pushed, and on a reaction taken back for that author, which
+   * withdraws the reaction's push if the notifier still holds it. A message
+   * is pushed without it, and a delete withdraws without it; other changes
+   * never reach the notifier.
    *
    * @generated from field: bool notify = 4;
    */
@@ -161,6 +164,8 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
   userId: bigint;
 
   /**
+   * Unset on a withdrawal.
+   *
    * @generated from field: chat.v1.Message message = 2;
    */
   message?: Message$1 | undefined;
@@ -182,6 +187,18 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
    * @generated from field: bool mentioned = 5;
    */
   mentioned: boolean;
+
+  /**
+   * Set instead of message: a change (a delete, or a reaction taken back)
+   * that withdraws what the user may still be notified of. The notifier
+   * drops that message's (or reaction's) push while it collapses or waits to
+   * retry, and sends the rest of its chat's; a push already sent stays. On
+   * the same key and after the notifications it withdraws. A notifier built
+   * before this finds no message and skips the record.
+   *
+   * @generated from field: chat.v1.Message withdrawal = 6;
+   */
+  withdrawal?: Message$1 | undefined;
 };
 
 /**

@@ -66,9 +66,12 @@ export interface InboxAppend {
    */
   emptyMessageIds: bigint[];
   /**
-   * Push this change to the user when none of their devices is online: set
-   * on a reaction's entry for the author of the message reacted to. A
-   * message is pushed without it; other changes never are.
+   * Tell the notifier of this change when none of the user's devices is
+   * online: set on a reaction's entry for the author of the message reacted
+   * to, which is pushed, and on a reaction taken back for that author, which
+   * withdraws the reaction's push if the notifier still holds it. A message
+   * is pushed without it, and a delete withdraws without it; other changes
+   * never reach the notifier.
    */
   notify: boolean;
 }
@@ -79,6 +82,7 @@ export interface InboxAppend {
  */
 export interface NotificationRequested {
   userId: bigint;
+  /** Unset on a withdrawal. */
   message?: Message | undefined;
   senderName: string;
   channelTitle: string;
@@ -87,6 +91,15 @@ export interface NotificationRequested {
    * user muted the channel.
    */
   mentioned: boolean;
+  /**
+   * Set instead of message: a change (a delete, or a reaction taken back)
+   * that withdraws what the user may still be notified of. The notifier
+   * drops that message's (or reaction's) push while it collapses or waits to
+   * retry, and sends the rest of its chat's; a push already sent stays. On
+   * the same key and after the notifications it withdraws. A notifier built
+   * before this finds no message and skips the record.
+   */
+  withdrawal?: Message | undefined;
 }
 
 /** PresenceChanged is published when a user's aggregate presence flips. */
@@ -554,7 +567,7 @@ export const InboxAppend: MessageFns<InboxAppend> = {
 };
 
 function createBaseNotificationRequested(): NotificationRequested {
-  return { userId: 0n, message: undefined, senderName: "", channelTitle: "", mentioned: false };
+  return { userId: 0n, message: undefined, senderName: "", channelTitle: "", mentioned: false, withdrawal: undefined };
 }
 
 export const NotificationRequested: MessageFns<NotificationRequested> = {
@@ -576,6 +589,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     }
     if (message.mentioned !== false) {
       writer.uint32(40).bool(message.mentioned);
+    }
+    if (message.withdrawal !== undefined) {
+      Message.encode(message.withdrawal, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -633,6 +649,14 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
             message.mentioned = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.withdrawal = Message.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -660,6 +684,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
         ? globalThis.String(object.channel_title)
         : "",
       mentioned: isSet(object.mentioned) ? globalThis.Boolean(object.mentioned) : false,
+      withdrawal: isSet(object.withdrawal) ? Message.fromJSON(object.withdrawal) : undefined,
     };
   },
 
@@ -680,6 +705,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     if (message.mentioned !== false) {
       obj.mentioned = message.mentioned;
     }
+    if (message.withdrawal !== undefined) {
+      obj.withdrawal = Message.toJSON(message.withdrawal);
+    }
     return obj;
   },
 
@@ -695,6 +723,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     message.senderName = object.senderName ?? "";
     message.channelTitle = object.channelTitle ?? "";
     message.mentioned = object.mentioned ?? false;
+    message.withdrawal = (object.withdrawal !== undefined && object.withdrawal !== null)
+      ? Message.fromPartial(object.withdrawal)
+      : undefined;
     return message;
   },
 };
