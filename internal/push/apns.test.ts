@@ -293,3 +293,28 @@ describe("APNs provider token", () => {
     assert.equal(tokens.get("22".repeat(32)), tokens.get("11".repeat(32)), "the token renewed 50 minutes early by the wall clock");
   });
 });
+
+describe("APNs 410 timestamp", () => {
+  it("tells since when APNs holds the token dead (its 410's timestamp), and nothing when it gives none", async () => {
+    let body = "";
+    const server = http2.createServer();
+    server.on("stream", (stream) => {
+      stream.on("error", () => {});
+      stream.resume();
+      stream.respond({ ":status": 410, "content-type": "application/json" });
+      stream.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const provider = new ApnsProvider(optionsFor(server));
+    try {
+      body = JSON.stringify({ reason: "Unregistered", timestamp: 1_767_225_600_000 });
+      const o = await provider.send(endpoint("33".repeat(32)), notification, 5000);
+      assert.ok(!o.ok && o.gone && o.goneSinceMs === 1_767_225_600_000, JSON.stringify(o));
+      body = JSON.stringify({ reason: "Unregistered" });
+      const without = await provider.send(endpoint("33".repeat(32)), notification, 5000);
+      assert.ok(!without.ok && without.gone && without.goneSinceMs === undefined, JSON.stringify(without));
+    } finally {
+      await closeStandIn(provider, new Map(), server);
+    }
+  });
+});

@@ -188,13 +188,18 @@ export class ApnsProvider implements PushProvider {
         return { ok: true };
       }
       let reason = "";
+      let timestamp: unknown;
       try {
-        reason = (JSON.parse(text) as { reason?: string }).reason ?? "";
+        ({ reason = "", timestamp } = JSON.parse(text) as { reason?: string; timestamp?: unknown });
       } catch {
         // not JSON
       }
       const what = `APNs answered ${status}${reason ? ` ${reason}` : ""}`;
-      if (status === 410 || DEAD_TOKEN.has(reason)) return { ok: false, gone: true, retryable: false, status, reason: what };
+      if (status === 410 || DEAD_TOKEN.has(reason)) {
+        // Since when the token is no longer valid for the topic: one the app registered after that is its own again.
+        const goneSinceMs = typeof timestamp === "number" && Number.isFinite(timestamp) && timestamp > 0 ? timestamp : undefined;
+        return { ok: false, gone: true, retryable: false, status, reason: what, ...(goneSinceMs !== undefined && { goneSinceMs }) };
+      }
       if (unconfirmedGone(reason)) {
         const proven = reason === "BadDeviceToken" ? this.deliveredTopics.size > 0 : this.deliveredTopics.has(topic);
         if (proven) return { ok: false, gone: true, retryable: false, status, reason: what };

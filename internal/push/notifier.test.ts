@@ -345,6 +345,30 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual(await endpoints.get(1n, 10n), again, "the registration made after the send stays");
   });
 
+  it("keeps an endpoint registered after the time the push service says its address went dead (APNs's 410 timestamp), counting the failure", async () => {
+    const [before, after, working] = [receiver.subscribe(), receiver.subscribe(), receiver.subscribe()];
+    await register(1n, 10n, before, { updatedAtMs: 1000 });
+    await register(1n, 11n, after, { updatedAtMs: 3000 });
+    await register(1n, 12n, working);
+    // Answered once the service took a send to another device: a failure then counts against the endpoint.
+    const send: PushProvider["send"] = async (e) => {
+      if (e.deviceId === 12n) return { ok: true };
+      await waitFor(() => results.some((r) => r.endpoint.deviceId === 12n), "the delivery to the working device");
+      return { ok: false, gone: true, retryable: false, status: 410, reason: "Unregistered", goneSinceMs: 2000 };
+    };
+    await startNotifier({}, { providers: { web_push: { kind: "web_push", send } } });
+    const at = Date.now();
+    await notify(1n, 500n, "hello");
+    await waitFor(() => results.length === 3, "the three sends");
+    await notifier!.idle();
+    assert.equal(await endpoints.get(1n, 10n), undefined, "registered before it went dead: removed");
+    const kept = await endpoints.get(1n, 11n);
+    assert.equal(kept?.updatedAtMs, 3000, "registered since: kept");
+    assert.ok(kept.failedSends === 1 && kept.failingSinceMs! >= at, `its failure counted: ${JSON.stringify(kept, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+    const actions = results.map((r) => `${r.endpoint.deviceId}:${r.action}`).sort();
+    assert.deepEqual(actions, ["10:removed", "11:dropped", "12:delivered"]);
+  });
+
   it("holds new notifications' first tries to a push service host until its Retry-After passes, then sends them", async () => {
     const limited = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });
     const other = receiver.subscribe();

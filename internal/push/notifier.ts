@@ -884,16 +884,23 @@ export class Notifier {
     }
     if (!outcome.ok && outcome.retryAfterMs !== undefined && (outcome.status === 429 || outcome.status === 503)) this.hold(job.host, outcome.retryAfterMs);
     let action: SendResult["action"];
+    /** Gone by the service's word, but registered again after the time it says it went (APNs's timestamp). */
+    let registeredSince = false;
     if (outcome.ok) {
       action = "delivered";
       job.origin.sent = true;
     } else if (outcome.gone) {
       const { userId, deviceId, address, updatedAtMs } = job.endpoint;
+      // A registration after it is the app's again (a token given back after APNs called it inactive):
+      // kept, and the failure counted, so a token that stays dead still goes after failingRemoveAfterMs.
+      registeredSince = outcome.goneSinceMs !== undefined && updatedAtMs > outcome.goneSinceMs;
       // Only the registration this send used: the same address registered again meanwhile (an APNs
       // token the app got back after APNs called it inactive, a subscription renewed) is a live one.
-      const removed = await this.deps.endpoints
-        .removeIfAddress(userId, deviceId, address, { updatedAtMs })
-        .catch((err) => void this.deps.logger?.warn({ err }, "could not remove a dead endpoint"));
+      const removed =
+        !registeredSince &&
+        (await this.deps.endpoints
+          .removeIfAddress(userId, deviceId, address, { updatedAtMs })
+          .catch((err) => void this.deps.logger?.warn({ err }, "could not remove a dead endpoint")));
       action = removed ? "removed" : "dropped";
     } else if (outcome.retryable && job.attempt < this.o.maxAttempts && !this.draining && !job.superseded && this.hasRoomFor(job.host)) {
       action = "retry";
@@ -914,7 +921,7 @@ export class Notifier {
       this.deliveredByHost.set(serviceOf(job), this.monotonicNow());
       if (this.deliveredByHost.size > PROVEN_HOSTS_MAX) this.deliveredByHost.delete(this.deliveredByHost.keys().next().value!);
       if (job.endpoint.failingSinceMs !== undefined) await this.failing(job, "clear");
-    } else if (action === "dropped" && !outcome.gone && !outcome.goneUnconfirmed && !outcome.ours && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
+    } else if (action === "dropped" && (!outcome.gone || registeredSince) && !outcome.goneUnconfirmed && !outcome.ours && (!outcome.retryable || job.attempt >= this.o.maxAttempts) && this.serviceProven(serviceOf(job))) {
       // Only the push service's last word counts: a retry we gave up (stopping, a newer push of the chat, no room) might have gone through;
       // and a failure of ours (our credentials, our network) says nothing of the endpoint.
       action = await this.failing(job, "failed");

@@ -113,6 +113,12 @@ export type SendOutcome =
       ok: false;
       /** The endpoint is dead (404/410, unregistered token): remove it. */
       gone: boolean;
+      /**
+       * With gone, since when the service holds the address dead (APNs's 410
+       * `timestamp`): a registration of it after that (PushEndpoint.updatedAtMs) is
+       * the app's again, and kept.
+       */
+      goneSinceMs?: number;
       /** Worth trying again later (timeouts, 429, 5xx). */
       retryable: boolean;
       retryAfterMs?: number;
