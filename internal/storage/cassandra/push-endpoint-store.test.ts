@@ -54,4 +54,31 @@ describe("cassandra push endpoint store", function () {
       assert.equal(holders.length, 1, `round ${round}: ${holders.length} devices hold the address`);
     }
   });
+
+  it("removes an endpoint found gone only by compare-and-set on its registration: one registered again after the removal's read stays", async () => {
+    const store = new CassandraPushEndpointStore(storage!.db);
+    const id = () => BigInt(`0x${randomBytes(7).toString("hex")}`);
+    const e: PushEndpoint = {
+      userId: id(),
+      deviceId: 1n,
+      kind: "apns",
+      address: "ef".repeat(32),
+      p256dh: "",
+      auth: "",
+      apnsTopic: "com.example.chat",
+      hidePreview: false,
+      muted: false,
+      updatedAtMs: 1000,
+    };
+    await store.put(e);
+    // The removal's read sees the old registration; the app registers the token again before its delete.
+    const racing = new CassandraPushEndpointStore(storage!.db);
+    racing.get = async (userId, deviceId) => {
+      const seen = await store.get(userId, deviceId);
+      await store.put({ ...e, updatedAtMs: 2000 });
+      return seen;
+    };
+    assert.equal(await racing.removeIfAddress(e.userId, e.deviceId, e.address, { updatedAtMs: 1000 }), false);
+    assert.equal((await store.get(e.userId, e.deviceId))?.updatedAtMs, 2000, "the registration made after the read stays");
+  });
 });
