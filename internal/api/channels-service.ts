@@ -427,6 +427,8 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       let everyone: Id[] = [];
       if (!member) {
         await refuseGroupLimit(me, [me]);
+        // Its note goes to every member's inbox, as a send does (takeGroupChange).
+        deps.limits?.takeGroupChange(me);
         // The history before them is not unread, but not read either (see addMembers).
         const joining: MemberRecord = { channelId: channel.channelId, userId: me, role: "member", joinedAtMs: now(), readSeq: 0n };
         // Checked on the members the store writes to: a group everyone has left is nobody's to join, its link left behind or not.
@@ -529,6 +531,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const fresh = wanted.filter((id) => !already.has(id));
       await refuseBlockers(me, fresh);
       await refuseGroupLimit(me, fresh);
+      // Its note goes to every member's inbox, as a send does (takeGroupChange); an add of
+      // those in already writes none, and is not taken.
+      if (fresh.length > 0) deps.limits?.takeGroupChange(me);
       const t = now();
       // The history before joiners is not unread for them: it was never theirs
       // to catch up on (a message sent while they are being added may still count).
@@ -567,6 +572,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel } = await requireGroup(req.channelId, me);
       const target = v.id("user_id", req.userId);
       if (target === me) throw new ChatError("invalid_argument", "use LeaveGroup to leave a group");
+      // Its note goes to every member's inbox, as a send does (takeGroupChange); a removal of one
+      // out already (a retry, a manager removing again until it takes) writes none, and is not taken.
+      if (await channels.getMember(channel.channelId, target)) deps.limits?.takeGroupChange(me);
       const check: MembershipCheck = (members) => {
         const mine = callerIn(members, me);
         requireManager(mine);
@@ -600,6 +608,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         throw new ChatError("invalid_argument", "role must be MEMBER or ADMIN; ownership moves only by leaving");
       }
       const role = req.role === PbMemberRole.ADMIN ? "admin" : "member";
+      // Its note goes to every member's inbox, as a send does (takeGroupChange); the role they
+      // have already writes none, and is not taken.
+      if ((await channels.getMember(channel.channelId, target))?.role !== role) deps.limits?.takeGroupChange(me);
       const check: MembershipCheck = (members) => {
         if (callerIn(members, me).role !== "owner") throw new ChatError("permission_denied", "only the owner can change roles");
         if (target === me) throw new ChatError("invalid_argument", "the owner's role changes only by leaving");
@@ -621,6 +632,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       const { channel, member } = await requireGroup(req.channelId, me);
       requireManager(member); // Early and cheap; the store checks again as it writes.
       const title = v.groupTitle(req.title);
+      // Its note goes to every member's inbox, as a send does, its title stored as a text is
+      // (takeGroupChange); the same title again writes none, and is not taken.
+      if (title !== channel.title) deps.limits?.takeGroupChange(me, title);
       // The same title again (a retry, a second device) succeeds but tells nobody: up to 100 members' devices.
       // In the channel's turn, the change, its note and its event (see writeNote): told after the
       // turn, the event of the rename that landed first could be told last, with its title.
@@ -638,6 +652,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
     async leaveGroup(req, ctx) {
       const me = caller(ctx).userId;
       const { channel } = await requireGroup(req.channelId, me);
+      // Its note goes to every member's inbox, as a send does (takeGroupChange); a deletion's
+      // leaving is not taken: it must not be refused.
+      deps.limits?.takeGroupChange(me);
       await leaveGroup(deps, channel, caller(ctx));
       return {};
     },

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { HeldPasswords } from "../../test/support/held-passwords.js";
+import { MemberRole } from "../../gen/es/chat/v1/types_pb.js";
 import { LIGHT_PASSWORD_PARAMS } from "../auth/passwords.js";
 import { addressKey, lastForwarded } from "../throttle/address.js";
 import type { ApiLimitsConfig } from "../throttle/config.js";
@@ -108,6 +109,66 @@ describe("api: limits", () => {
       clock.ms += 1_000;
       // Not a duplicate: the refused send was not stored.
       assert.equal((await alice.c.messages.sendMessage({ channelId, clientMsgId: "a4", text: "more" })).duplicate, false);
+    });
+
+    it("takes group changes that write a note from the account's send rate, with its sends: refused RATE_LIMITED with a retry time, unmade", async () => {
+      api = await TestApi.start({ limits: new ApiLimiter(OFF, new MemoryLoginAttempts(60_000, { now }), { now, sendRate: { sendsPerSecond: 1, sendBurst: 3 } }) });
+      const [alice, bob, carol, dave] = [await api.signUp("alice"), await api.signUp("bob"), await api.signUp("carol"), await api.signUp("dave")];
+      const channelId = (await alice.c.channels.createGroup({ title: "g", memberUserIds: [bob.userId] })).channel!.channelId;
+      const { code } = await alice.c.channels.getInviteLink({ channelId });
+      await alice.c.channels.updateGroup({ channelId, title: "g2" });
+      // Changes that change nothing write no note, and are not taken.
+      await alice.c.channels.updateGroup({ channelId, title: "g2" });
+      await alice.c.channels.addMembers({ channelId, userIds: [carol.userId] });
+      await alice.c.channels.addMembers({ channelId, userIds: [carol.userId] });
+      await alice.c.messages.sendMessage({ channelId, clientMsgId: "a1", text: "hi" });
+      const history = async () => (await bob.c.messages.listMessages({ channelId, limit: 200 })).messages.length;
+      const before = await history();
+      const refusals: [string, () => Promise<unknown>][] = [
+        ["rename", () => alice.c.channels.updateGroup({ channelId, title: "g3" })],
+        ["add", () => alice.c.channels.addMembers({ channelId, userIds: [dave.userId] })],
+        ["removal", () => alice.c.channels.removeMember({ channelId, userId: carol.userId })],
+        ["role change", () => alice.c.channels.setMemberRole({ channelId, userId: bob.userId, role: MemberRole.ADMIN })],
+        ["leaving", () => alice.c.channels.leaveGroup({ channelId })],
+        ["send", () => alice.c.messages.sendMessage({ channelId, clientMsgId: "a2", text: "more" })],
+      ];
+      for (const [i, [what, call]] of refusals.entries()) {
+        const err = await rpcError(call);
+        assert.deepEqual([err.code, err.chatCode], [Code.ResourceExhausted, "ERROR_CODE_RATE_LIMITED"], what);
+        assert.match(err.rawMessage, /too many messages/, what);
+        if (i === 0) assert.equal(err.metadata.get(RETRY_AFTER_HEADER), "1000", what);
+        else assert.ok(Number(err.metadata.get(RETRY_AFTER_HEADER)) > 0, what);
+      }
+      // Nor are these, which change nothing either: one out removed, a role they have.
+      await alice.c.channels.removeMember({ channelId, userId: dave.userId });
+      await alice.c.channels.setMemberRole({ channelId, userId: bob.userId, role: MemberRole.MEMBER });
+      // Nothing of them was made: no note, the group as it was.
+      assert.equal(await history(), before);
+      const members = (await bob.c.channels.listMembers({ channelId })).members.map((m) => [m.userId, m.role]);
+      assert.deepEqual(members, [[alice.userId, MemberRole.OWNER], [bob.userId, MemberRole.MEMBER], [carol.userId, MemberRole.MEMBER]]);
+      assert.equal((await bob.c.channels.describeChannel({ channelId })).channel!.title, "g2");
+      // A join by link and a leaving are taken from the joiner's own: others change on meanwhile.
+      await dave.c.channels.joinByInvite({ code });
+      await dave.c.channels.leaveGroup({ channelId });
+      await dave.c.channels.joinByInvite({ code });
+      assert.equal((await rpcError(() => dave.c.channels.leaveGroup({ channelId }))).chatCode, "ERROR_CODE_RATE_LIMITED");
+      await bob.c.messages.sendMessage({ channelId, clientMsgId: "b1", text: "hello" });
+      clock.ms += 1_000;
+      await dave.c.channels.leaveGroup({ channelId });
+      assert.equal((await rpcError(() => dave.c.channels.joinByInvite({ code }))).chatCode, "ERROR_CODE_RATE_LIMITED");
+      assert.equal(await api.storage.channels.getMember(channelId, dave.userId), undefined);
+      await alice.c.channels.updateGroup({ channelId, title: "g3" });
+    });
+
+    it("takes a rename's title from the account's text budget", async () => {
+      api = await TestApi.start({ limits: new ApiLimiter(OFF, new MemoryLoginAttempts(60_000, { now }), { now, textBudget: { textBurstBytes: 8, textBytesPerSecond: 1 } }) });
+      const alice = await api.signUp("alice");
+      const channelId = (await alice.c.channels.createGroup({ title: "g", memberUserIds: [] })).channel!.channelId;
+      await alice.c.channels.updateGroup({ channelId, title: "12345" });
+      const err = await rpcError(() => alice.c.channels.updateGroup({ channelId, title: "6789" }));
+      assert.deepEqual([err.code, err.chatCode], [Code.ResourceExhausted, "ERROR_CODE_RATE_LIMITED"]);
+      assert.match(err.rawMessage, /too much text sent by this account/);
+      assert.equal((await alice.c.channels.describeChannel({ channelId })).channel!.title, "12345");
     });
 
     it("refuses SendMessage past the account's text budget (UTF-8 bytes), unstored and with a retry time, while others send on", async () => {

@@ -86,6 +86,24 @@ export class ApiLimiter {
   takeSend(userId: Id, text: string): void {
     const sendWait = this.sends.take(userId);
     if (sendWait > 0) throw new ChatError("rate_limited", `too many messages sent by this account; retry in ${seconds(sendWait)}`, sendWait);
+    this.takeText(userId, text);
+  }
+
+  /**
+   * A group change that writes a note (a rename, an add, a removal, a role
+   * change, a join by link, a leaving): taken from the account's send rate,
+   * as a send is, and a rename's title from its text budget. Each note goes
+   * into the history and every member's inbox as a message does, so under
+   * the call rate alone an admin could write 50 renames a second into up to
+   * a hundred inboxes. Taken before the change: a refused one changes nothing.
+   */
+  takeGroupChange(userId: Id, title?: string): void {
+    const wait = this.sends.take(userId);
+    if (wait > 0) throw new ChatError("rate_limited", `too many messages and group changes by this account; retry in ${seconds(wait)}`, wait);
+    if (title !== undefined) this.takeText(userId, title);
+  }
+
+  private takeText(userId: Id, text: string): void {
     const wait = this.texts.take(String(userId), textCost(text));
     if (wait > 0) throw new ChatError("rate_limited", `too much text sent by this account; retry in ${seconds(wait)}`, wait);
   }
