@@ -64,14 +64,17 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
    * or who blocked `by` since they were checked (they are taken out again):
    * a deletion leaves the groups it finds after marking the account, a block
    * is stored before anything looks for it, and this add may have landed
-   * after either.
+   * after either. `barred`: those of them barred from the invite link before
+   * the add (which lifted it): one taken out again is barred again in the
+   * step that takes them out, else an add that did not stand let them in by
+   * the link.
    */
-  async function withoutRefused(channelId: Id, by: Id, added: readonly Id[]): Promise<Id[]> {
+  async function withoutRefused(channelId: Id, by: Id, added: readonly Id[], barred: readonly Id[] = []): Promise<Id[]> {
     if (added.length === 0) return [];
     const [users, blockers, past] = await Promise.all([accounts.getUsers(added), accounts.blockersAmong(by, added), pastGroupLimit(added)]);
     const blocking = new Set(blockers);
     const refused = new Set([...users.filter(isDeletedUser).map((u) => u.userId), ...added.filter((id) => blocking.has(id)), ...past]);
-    for (const userId of refused) await channels.removeMember(channelId, userId);
+    for (const userId of refused) await channels.removeMember(channelId, userId, undefined, barred.includes(userId));
     return added.filter((id) => !refused.has(id));
   }
 
@@ -547,13 +550,16 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
         // Read in the turn: another change's note sequenced between this read and the turn
         // came before the joiners, yet counted as theirs to read.
         const joinedSeq = (await deps.log.latest([channel.channelId])).get(channel.channelId)?.seq ?? 0n;
+        // Read in the turn too: bars are made and lifted only by changes in it (a removal, an
+        // add), so these are the bars this add lifts, to be put back if it is undone.
+        const barred = await channels.barredAmong(channel.channelId, wanted);
         const written = await channels.addMembers(
           channel.channelId,
           wanted.map((userId): MemberRecord => ({ channelId: channel.channelId, userId, role: "member", joinedAtMs: t, readSeq: 0n, joinedSeq })),
           MAX_GROUP_MEMBERS,
           managerCheck(me),
         );
-        const added = await withoutRefused(channel.channelId, me, written);
+        const added = await withoutRefused(channel.channelId, me, written, barred);
         if (added.length > 0) await writeNote(deps, caller(ctx), channel.channelId, { kind: "members_added", userIds: [...added] });
         const view = await channelView(deps, await channelNow(deps, channel), member);
         if (added.length === 0) return { added, view, everyone: [] };

@@ -121,6 +121,8 @@ export interface ChannelStore {
   removeMember(channelId: Id, userId: Id, check?: MembershipCheck, bar?: boolean): Promise<Removal>;
   /** Whether the user is barred from joining the group by its invite link (see removeMember). */
   isBarred(channelId: Id, userId: Id): Promise<boolean>;
+  /** Of `userIds`, those barred from the group's invite link (see removeMember), in one read. */
+  barredAmong(channelId: Id, userIds: readonly Id[]): Promise<Id[]>;
   /**
    * Makes a member an admin or a plain member, after `check` passes; returns
    * whether the role changed (false for a non-member). Refuses with

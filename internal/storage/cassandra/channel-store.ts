@@ -359,6 +359,11 @@ export class CassandraChannelStore implements ChannelStore {
     return (await this.barredOf(channelId)).has(userId);
   }
 
+  async barredAmong(channelId: Id, userIds: readonly Id[]): Promise<Id[]> {
+    const barred = await this.barredOf(channelId);
+    return userIds.filter((userId) => barred.has(userId));
+  }
+
   /**
    * The writes that bar userId at version `next`, and lift the oldest bars
    * past MAX_BARS (why a cap, and why the oldest: MAX_BARS).

@@ -698,6 +698,7 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual(await s.removeMember(g, removed.userId, undefined, true), { removed: true });
         await s.removeMember(g, leaver.userId);
         assert.deepStrictEqual([await s.isBarred(g, removed.userId), await s.isBarred(g, leaver.userId)], [true, false]);
+        assert.deepStrictEqual(await s.barredAmong(g, [leaver.userId, removed.userId, stays.userId]), [removed.userId]);
         await rejectsWith(s.addMembers(g, [back(removed)], 100, undefined, link), "permission_denied", "an admin removed you");
         assert.equal(await s.getMember(g, removed.userId), undefined);
         assert.deepStrictEqual(await s.addMembers(g, [back(leaver)], 100, undefined, link), [leaver.userId], "one who left comes back by the link");

@@ -289,6 +289,10 @@ export class SqliteChannelStore implements ChannelStore {
     return this.s.bar.get(channelId, userId) !== undefined;
   }
 
+  async barredAmong(channelId: Id, userIds: readonly Id[]): Promise<Id[]> {
+    return userIds.filter((userId) => this.s.bar.get(channelId, userId) !== undefined);
+  }
+
   async setRole(channelId: Id, userId: Id, role: Exclude<MemberRole, "owner">, check?: MembershipCheck): Promise<boolean> {
     if ((role as MemberRole) === "owner") throw ownerRoleFixed();
     return this.s.setRoleTx.immediate(channelId, userId, role, check);
