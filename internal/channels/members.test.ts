@@ -46,6 +46,40 @@ describe("ChannelMembers", () => {
     assert.equal(total(), afterFirst);
   });
 
+  it("keeps a direct channel's pair only once the pair's claim names it, and takes no one in before", async () => {
+    const [a, b] = [id(), id()];
+    const c = await store.getOrCreateDirect(channel("direct", a), a, b);
+    // As Cassandra reads a candidate before its claim lands, or one that lost the race to another channel.
+    let claim: Id | undefined = id();
+    const { wrapped, reads } = counted(store);
+    wrapped.directChannelOf = async () => claim;
+    const members = new ChannelMembers(wrapped);
+    assert.deepStrictEqual(await members.memberIds(c.channelId), []);
+    assert.equal(await members.isMember(c.channelId, a), false);
+    assert.equal(await members.admits(c.channelId), false);
+    assert.equal(members.knownMemberIds(c.channelId), undefined);
+    claim = undefined;
+    assert.equal(await members.isMember(c.channelId, a), false, "a claim still under way");
+    claim = c.channelId;
+    assert.equal(await members.isMember(c.channelId, a), true);
+    const afterSettled = reads.listMembers + reads.getChannel;
+    assert.equal(members.admits(c.channelId), true, "answered at once");
+    assert.deepStrictEqual([...members.knownMemberIds(c.channelId)!].sort(), [a, b].sort());
+    assert.equal(reads.listMembers + reads.getChannel, afterSettled);
+  });
+
+  it("admits a group by its kind alone, and no channel that does not exist", async () => {
+    const owner = id();
+    const g = channel("group", owner);
+    await store.createGroup(g, [{ ...member(g.channelId, owner), role: "owner" }]);
+    const { wrapped, reads } = counted(store);
+    const members = new ChannelMembers(wrapped);
+    assert.equal(await members.admits(g.channelId), true);
+    assert.equal(members.admits(g.channelId), true, "answered at once");
+    assert.deepStrictEqual([reads.getChannel, reads.listMembers], [1, 0]);
+    assert.equal(await members.admits(id()), false);
+  });
+
   it("reads a group's roster on every message, so joins and leaves show at once", async () => {
     const [owner, x, y] = [id(), id(), id()];
     const g = channel("group", owner);

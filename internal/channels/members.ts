@@ -11,9 +11,9 @@ type Known = { kind: "group" } | { kind: "direct"; memberIds: readonly Id[] };
  * The two membership questions every message asks (may this user send here,
  * who receives it), answered without a read where the answer cannot change.
  * A direct channel's pair is fixed when it is created (the store writes the
- * channel and both member rows before the pair is claimed), so it is read once
- * and kept; a group's roster changes through other processes (the api role),
- * so it is read on every message, as before. A channel's kind never changes,
+ * channel and both member rows before the pair is claimed), so it is read
+ * once, with the pair's claim (see settledPair), and kept; a group's roster changes
+ * through other processes (the api role), so it is read on every message. A channel's kind never changes,
  * so knowing it costs a group nothing after its first message.
  *
  * On a 1:1 message this removes the membership reads: one SQLite query in
@@ -33,19 +33,65 @@ export class ChannelMembers {
     this.known = new LruMap(capacity);
   }
 
-  /** The member user ids in join order; empty for a channel that does not exist. */
+  /**
+   * The member user ids in join order; empty for a channel that does not
+   * exist, and for a direct chat's candidate that is not its pair's channel.
+   */
   async memberIds(channelId: Id): Promise<readonly Id[]> {
     const known = this.known.get(channelId);
     if (known?.kind === "direct") return known.memberIds;
     if (known?.kind === "group") return (await this.channels.listMembers(channelId)).map((m) => m.userId);
+    return this.learn(channelId);
+  }
+
+  /**
+   * Whether a message may be stored in the channel: a group (one everyone
+   * left too: the last one's note), or the pair's own direct channel. A
+   * known channel answers at once (no promise); a group unknown here costs
+   * its kind's read, not its roster's. False for a channel that does not
+   * exist and for a direct chat's candidate that is not its pair's channel
+   * (see settledPair): a message stored there went to nobody, under a
+   * channel id that leads nowhere.
+   */
+  admits(channelId: Id): boolean | Promise<boolean> {
+    if (this.known.get(channelId) !== undefined) return true;
+    return this.channels.getChannel(channelId).then(async (channel) => {
+      if (channel?.kind === "group") {
+        this.known.set(channelId, { kind: "group" });
+        return true;
+      }
+      if (channel?.kind !== "direct") return false;
+      const memberIds = (await this.channels.listMembers(channelId)).map((m) => m.userId);
+      return (await this.settledPair(channelId, memberIds)).length > 0;
+    });
+  }
+
+  /** Reads a channel not known here, and keeps what can be kept of it. */
+  private async learn(channelId: Id): Promise<readonly Id[]> {
     const [channel, members] = await Promise.all([
       this.channels.getChannel(channelId),
       this.channels.listMembers(channelId),
     ]);
     const memberIds = members.map((m) => m.userId);
     if (channel?.kind === "group") this.known.set(channelId, { kind: "group" });
+    return channel?.kind === "direct" ? this.settledPair(channelId, memberIds) : memberIds;
+  }
+
+  /**
+   * A direct channel's pair, kept from now on, once the pair's claim names
+   * this channel; empty (and nothing kept) until then. Cassandra writes a
+   * direct chat's candidate (channel and pair) before it claims the pair, and
+   * the loser of two opens at once deletes its own after: read in between,
+   * or left by a creator that died there, a candidate looks like the pair's
+   * chat. Kept here, it let the pair send for good into a channel that is
+   * gone, or never theirs. One read more, once per channel and process.
+   */
+  private async settledPair(channelId: Id, memberIds: readonly Id[]): Promise<readonly Id[]> {
     // An empty roster is a channel not (yet) readable here: ask again next time.
-    if (channel?.kind === "direct" && memberIds.length > 0) this.known.set(channelId, { kind: "direct", memberIds });
+    if (memberIds.length === 0) return memberIds;
+    const claimed = await this.channels.directChannelOf(memberIds[0]!, memberIds[memberIds.length - 1]!);
+    if (claimed !== channelId) return [];
+    this.known.set(channelId, { kind: "direct", memberIds });
     return memberIds;
   }
 

@@ -76,6 +76,13 @@ export interface ChannelStore {
   getOrCreateDirect(candidate: ChannelRecord, a: Id, b: Id): Promise<ChannelRecord>;
   /** Whether the pair has its direct channel: opening it again starts nothing new (the daily quota of new ones). */
   hasDirect(a: Id, b: Id): Promise<boolean>;
+  /**
+   * The pair's direct channel, the one its claim names (undefined before it
+   * has one). On Cassandra a candidate's rows are readable before its claim,
+   * and a candidate that lost the race, or whose creator died before deleting
+   * it, can be read as a direct channel of the pair without being this one.
+   */
+  directChannelOf(a: Id, b: Id): Promise<Id | undefined>;
   /** Creates a group with its first members (the creator as owner among them). */
   createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void>;
   getChannel(channelId: Id): Promise<ChannelRecord | undefined>;

@@ -30,6 +30,7 @@ function submitter(
     getChannel: async () => ({ channelId: CHANNEL, kind, title: "", createdAtMs: 1, createdBy: 1n }),
     listMembers: async () => [{ userId: 1n }, { userId: 2n }],
     getMember: async (_c: bigint, userId: bigint) => ({ channelId: CHANNEL, userId, role, joinedAtMs: 1, readSeq: 0n }),
+    directChannelOf: async () => CHANNEL,
   } as unknown as ChannelStore;
   let id = firstId;
   const ids = { next: () => ++id } as unknown as IdGenerator;

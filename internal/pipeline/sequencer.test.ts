@@ -165,6 +165,31 @@ describe("Sequencer", function () {
     }
   });
 
+  it("stores nothing for a channel that does not exist, or a direct chat that is not its pair's, and sequences the batch's others", async () => {
+    // A direct chat's candidate whose creation race was lost: as Cassandra leaves one readable
+    // (its rows written before the pair's claim), here a pair whose claim names another channel.
+    const [dave, erin] = [40n, 41n];
+    const candidate = 20n;
+    await storage.channels.getOrCreateDirect({ channelId: candidate, kind: "direct", title: "", createdAtMs: 1, createdBy: dave }, dave, erin);
+    const channels = Object.create(storage.channels) as typeof storage.channels;
+    channels.directChannelOf = async () => 21n;
+    const lines: { msg: string }[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const p = await sequencerOn(storage, channels, { logger });
+    try {
+      const gone = message({ channelId: 30n });
+      const lost = message({ channelId: candidate, senderUserId: dave });
+      const next = message({ text: "after" });
+      await p.submit(gone, lost, next);
+      await waitFor(() => p.appends().some((a) => a.message.messageId === next.messageId), "the group's message", 10_000);
+      assert.deepEqual(p.appends().map((a) => a.message.messageId), [next.messageId, next.messageId]);
+      assert.deepEqual([...(await storage.messages.latest([30n, candidate])).keys()], []);
+      assert.equal(lines.filter((l) => /dropping a record/.test(l.msg)).length, 2, JSON.stringify(lines));
+    } finally {
+      await p.stop();
+    }
+  });
+
   it("counts a message handed again (a retried batch) as sequenced once: its fan-out is done again, its seq is not given again", async () => {
     const registry = new Registry();
     const p = await sequencerOn(storage, storage.channels, { metrics: pipelineMetrics(registry) });

@@ -60,12 +60,24 @@ export class Sequencer {
     // A channel's changes one after the other: whether one changes anything is
     // read after the one before it applied.
     const lastChange = new Map<Id, Promise<Fanout | undefined>>();
+    // A channel this process does not know yet is read before anything is
+    // stored in it: a send checked against a direct chat's candidate that then
+    // lost its creation race (or by a chat server that kept such a candidate)
+    // is dropped, not stored under a channel id that leads nowhere. A known
+    // channel answers at once, and its records go on without a wait.
+    const admitted = new Map<Id, boolean | Promise<boolean>>();
+    for (const m of submitted) if (!admitted.has(m.channelId)) admitted.set(m.channelId, this.members.admits(m.channelId));
     const steps = submitted.map((m) => {
-      if (!isChange(m)) return this.append(m);
-      const before = lastChange.get(m.channelId);
-      const step = before ? before.then(() => this.amend(m)) : this.amend(m);
-      lastChange.set(m.channelId, step);
-      return step;
+      const store = (): Promise<Fanout | undefined> => {
+        if (!isChange(m)) return this.append(m);
+        const before = lastChange.get(m.channelId);
+        const step = before ? before.then(() => this.amend(m)) : this.amend(m);
+        lastChange.set(m.channelId, step);
+        return step;
+      };
+      const admits = admitted.get(m.channelId)!;
+      // Every record of the channel waits on the one answer, so they still reach the log in batch order.
+      return admits === true ? store() : Promise.resolve(admits).then((ok) => (ok ? store() : this.drop(m)));
     });
     // Each channel's roster is read once, after all of its appends and changes
     // of the batch, and fans out every one of them. Read per message, side by
@@ -100,6 +112,15 @@ export class Sequencer {
       }
     }
     await queue.publish(Topics.inbox, out);
+  }
+
+  /** A record for a channel that does not exist (or is not its pair's direct chat): stored nowhere, told to nobody. */
+  private drop(m: NewMessage): undefined {
+    this.deps.logger?.warn(
+      { channelId: m.channelId.toString(), messageId: m.messageId.toString() },
+      "dropping a record for a channel that does not exist (a direct chat's candidate that lost its creation race?)",
+    );
+    return undefined;
   }
 
   /** A message: stored with the channel's next seq, then copied to every member's inbox. */

@@ -234,6 +234,12 @@ export class CassandraChannelStore implements ChannelStore {
     return (await this.db.one(this.q.directOf, [lo, hi])) !== undefined;
   }
 
+  async directChannelOf(a: Id, b: Id): Promise<Id | undefined> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    const row = await this.db.one(this.q.directOf, [lo, hi]);
+    return row ? big(row.get("channel_id")) : undefined;
+  }
+
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     const unique = new Map<Id, MemberRecord>();
     for (const m of members) if (!unique.has(m.userId)) unique.set(m.userId, m);

@@ -97,6 +97,15 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.deepStrictEqual([await s.hasDirect(a, b), await s.hasDirect(b, a), await s.hasDirect(a, c)], [true, true, false]);
       });
 
+      it("names the pair's claimed channel, in either order, and none before it has one", async () => {
+        const [a, b] = [uniqueId(), uniqueId()];
+        assert.equal(await s.directChannelOf(a, b), undefined);
+        const first = await s.getOrCreateDirect(channel("direct", a), a, b);
+        await s.getOrCreateDirect(channel("direct", b), b, a);
+        assert.deepStrictEqual([await s.directChannelOf(a, b), await s.directChannelOf(b, a)], [first.channelId, first.channelId]);
+        assert.equal(await s.directChannelOf(a, uniqueId()), undefined);
+      });
+
       it("concurrent first calls meet in one channel", async () => {
         const [a, b] = [uniqueId(), uniqueId()];
         const got = await Promise.all(

@@ -232,6 +232,11 @@ export class SqliteChannelStore implements ChannelStore {
     return this.s.directOf.get(lo, hi) !== undefined;
   }
 
+  async directChannelOf(a: Id, b: Id): Promise<Id | undefined> {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    return (this.s.directOf.get(lo, hi) as Row | undefined)?.channel_id as Id | undefined;
+  }
+
   async createGroup(channel: ChannelRecord, members: readonly MemberRecord[]): Promise<void> {
     try {
       this.s.groupTx.immediate(channel, members);
