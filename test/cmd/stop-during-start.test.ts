@@ -266,6 +266,10 @@ describe("a SIGTERM during start-up: a clean stop, exit 0, never 'listening'", f
     if (name === "chatd-stuck") {
       const dataDir = mkdtempSync(join(dir, "chatd-stuck-"));
       const storage = openSqliteStorage(join(dataDir, "chat.db"));
+      // The send's channel exists: the Sequencer drops a record for one that does not, storing nothing.
+      await storage.channels.createGroup({ channelId: 2n, kind: "group", title: "g", createdAtMs: 1, createdBy: 3n }, [
+        { channelId: 2n, userId: 3n, role: "owner", joinedAtMs: 1, readSeq: 0n },
+      ]);
       // Every store of a message fails, as on a chat.db that keeps failing that write.
       storage.db.exec("CREATE TRIGGER stuck BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'stuck for the test'); END");
       await storage.close();
