@@ -56,6 +56,22 @@ describe("DirectSubmitter", () => {
     await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
   });
 
+  it("refuses a send to a direct chat that is not its pair's (a candidate that lost its creation race), writing nothing, and keeps no pair for it", async () => {
+    const dm = (await storage.channels.getOrCreateDirect({ channelId: 20n, kind: "direct", title: "", createdAtMs: 1, createdBy: ALICE.userId }, ALICE.userId, BOB.userId)).channelId;
+    // As Cassandra reads a candidate between its rows and its lost claim: the pair's claim names another channel.
+    let claim = 21n;
+    const channels = Object.create(storage.channels) as typeof storage.channels;
+    channels.directChannelOf = async () => claim;
+    const s = new DirectSubmitter({ ...deps(), channels });
+    for (const clientMsgId of ["m1", "m2"]) {
+      await assert.rejects(s.submit(ALICE, { channelId: dm, clientMsgId, text: "hi" }), (e: Error & { code?: string }) => e.code === "not_a_member");
+    }
+    assert.deepStrictEqual([...(await storage.messages.latest([dm])).keys()], []);
+    claim = dm;
+    const sent = await s.submit(ALICE, { channelId: dm, clientMsgId: "m3", text: "hi" });
+    assert.equal((await storage.messages.latest([dm])).get(dm)?.messageId, sent.messageId);
+  });
+
   // Refused with no retry time: the api answered no chat-retry-after-ms, a session's Error frame a retry of 0.
   it("refuses a send whose write failed (the file locked) with an engine outage's retry time", async () => {
     const locked = { write: () => Promise.reject(new Database.SqliteError("database is locked", "SQLITE_BUSY")) } as unknown as MessageWriter;
