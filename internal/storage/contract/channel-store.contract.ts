@@ -3,6 +3,7 @@ import { MAX_BARS, type ChannelStore, type MembershipCheck } from "../../channel
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError } from "../../model/errors.js";
 import { NO_PLACE, type ChannelRecord, type Id, type MemberRecord, type MemberRole } from "../../model/types.js";
+import { waitFor } from "../../../test/support/wait.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
 /** A channel store and the message log of the same engine, whose newest message bounds read positions. */
@@ -253,23 +254,48 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
     });
 
     describe("changeInTurn", () => {
-      /** Runs a work of each of `ids` at once, each logging its start and its end around a pause. */
-      const twoAtOnce = async (ids: [Id, Id]) => {
+      /**
+       * Asks for a turn of each of `ids` at once, each work logging its start and its end. The
+       * first in keeps its turn until `held` (given the log) resolves, so the log shows whether
+       * the other came in while it was in, with no pause standing for "long enough".
+       */
+      const twoAtOnce = async (ids: [Id, Id], held: (seen: readonly string[]) => Promise<unknown>) => {
         const seen: string[] = [];
+        let release!: () => void;
+        const released = new Promise<void>((r) => (release = r));
         const work = (name: string) => async () => {
           seen.push(`${name} in`);
-          await new Promise((r) => setTimeout(r, 30));
+          if (seen.length === 1) await released;
           seen.push(`${name} out`);
         };
-        await Promise.all([s.changeInTurn(ids[0], work("a")), s.changeInTurn(ids[1], work("b"))]);
+        const both = Promise.all([s.changeInTurn(ids[0], work("a")), s.changeInTurn(ids[1], work("b"))]);
+        try {
+          // A turn that failed fails the test, rather than leave `held` waiting on it.
+          await Promise.race([both, (async () => {
+            await waitFor(() => seen.length > 0, "a first work to come in", 10_000);
+            await held(seen);
+          })()]);
+        } finally {
+          release();
+        }
+        await both;
         return seen;
       };
+      const inOut = (seen: string[]) => seen.map((e) => e.slice(2));
 
       it("runs one work of a channel at a time, another channel's beside it", async () => {
+        // Another channel's comes in while the first is still in: held until it has. First, as the
+        // check below relies on other channels' turns being given beside a held one.
+        const cameIn = (seen: readonly string[]) => waitFor(() => seen.length > 1, "the other channel's work to come in beside the first", 10_000);
+        assert.deepStrictEqual(inOut(await twoAtOnce([uniqueId(), uniqueId()], cameIn)), ["in", "in", "out", "out"]);
+        // The other of the same channel has been made to wait once the store has given two turns
+        // of other channels, each asked for after it, while it still had not come in: a turn not
+        // made to wait comes in as soon as one of those would. Ends at once if it came in (wrongly).
+        const madeToWait = async (seen: readonly string[]) => {
+          for (let given = 0; given < 2 && seen.length === 1; given++) await s.changeInTurn(uniqueId(), async () => undefined);
+        };
         const id = uniqueId();
-        const inOut = (seen: string[]) => seen.map((e) => e.slice(2));
-        assert.deepStrictEqual(inOut(await twoAtOnce([id, id])), ["in", "out", "in", "out"]);
-        assert.deepStrictEqual(inOut(await twoAtOnce([uniqueId(), uniqueId()])), ["in", "in", "out", "out"]);
+        assert.deepStrictEqual(inOut(await twoAtOnce([id, id], madeToWait)), ["in", "out", "in", "out"]);
       });
 
       it("runs work nested in a turn of the channel at once, and a work that threw lets the next one in", async () => {
