@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { waitFor } from "../../test/support/wait.js";
 import type { MessageQueue, QueueRecord } from "./port.js";
 
 export interface QueueFixture {
@@ -12,13 +13,9 @@ export interface QueueFixture {
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
-/** Resolves when `check` returns true, polling on a short interval; rejects after the deadline. */
+/** Resolves when `check` returns true; rejects after the deadline (waitFor, polled often: handlers count in memory). */
 export async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(check, what, timeoutMs, 5);
 }
 
 /**
