@@ -369,23 +369,81 @@ describe("Notifier with Web Push against a loopback push service", function () {
     assert.deepEqual(actions, ["10:removed", "11:dropped", "12:delivered"]);
   });
 
-  it("holds new notifications' first tries to a push service host until its Retry-After passes, then sends them", async () => {
-    const limited = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });
+  it("holds only the endpoint that answered 429 with a Retry-After: another endpoint's first try on the same host goes at once", async () => {
+    // A Retry-After far past the wait below: held with the limited endpoint, the other push would not come in time.
+    const limited = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 600 });
     const other = receiver.subscribe();
     await register(1n, 10n, limited);
     await register(2n, 20n, other);
     await startNotifier({ backoffBaseMs: 20, backoffMaxMs: 5_000 });
+    await notify(1n, 500n, "over this device's quota");
+    await waitFor(() => results.length === 1, "the 429");
+    await notify(2n, 500n, "to another device of the same push service");
+    await waitFor(() => receiver.deliveredTo(other).length === 1, "the other endpoint's first try, not held by the 429 of one device");
+    assert.equal(receiver.pushesTo(limited).length, 1, "the limited endpoint waits for its Retry-After");
+  });
+
+  it("holds no host for 429s from fewer than 3 endpoints, nor for a third after a delivery to the host between", async () => {
+    // Held with the limited endpoints, the others' pushes would not come in time.
+    const limited = [0, 1, 2].map(() => receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 600 }));
+    const others = [receiver.subscribe(), receiver.subscribe()];
+    for (const [i, sub] of limited.entries()) await register(BigInt(i + 1), 10n, sub);
+    for (const [i, sub] of others.entries()) await register(BigInt(i + 8), 80n, sub);
+    await startNotifier({ backoffBaseMs: 20, backoffMaxMs: 5_000 });
+    await notify(1n, 500n, "over this device's quota");
+    await notify(2n, 500n, "and this one's");
+    await waitFor(() => results.length === 2, "two 429s");
+    await notify(8n, 500n, "to a third device");
+    await waitFor(() => receiver.deliveredTo(others[0]!).length === 1, "the first try after two endpoints' 429s");
+    // The delivery says the host takes sends: a third endpoint's 429 is the third device's own.
+    await notify(3n, 500n, "over a third device's quota");
+    await waitFor(() => results.length === 4, "the third 429");
+    await notify(9n, 500n, "to a fourth device");
+    await waitFor(() => receiver.deliveredTo(others[1]!).length === 1, "the first try after a third 429 that followed a delivery");
+    assert.deepEqual(limited.map((sub) => receiver.pushesTo(sub).length), [1, 1, 1], "the limited endpoints wait for their Retry-After");
+  });
+
+  it("holds the 429'd endpoint's new notification until its Retry-After passes, then sends it and the retry", async () => {
+    const limited = receiver.subscribe({ kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 1 });
+    await register(1n, 10n, limited);
+    await startNotifier({ backoffBaseMs: 20, backoffMaxMs: 5_000 });
     await notify(1n, 500n, "rate limited");
     await waitFor(() => results.length === 1, "the 429");
     const refusedAt = receiver.pushesTo(limited)[0]!.at;
-    // A new notification to another subscription on the same host, told while the host holds.
-    await notify(2n, 500n, "after the 429");
-    await waitFor(() => receiver.deliveredTo(other).length === 1, "the held first try, once the Retry-After passed", 10_000);
-    const sentAt = receiver.pushesTo(other)[0]!.at;
-    assert.ok(sentAt - refusedAt >= 950, `first try sent ${sentAt - refusedAt} ms after the 429, Retry-After was 1 s`);
-    await waitFor(() => receiver.deliveredTo(limited).length === 1, "the retry after Retry-After");
-    assert.equal(receiver.pushesTo(other).length, 1, "sent once, not lost nor tried into the 429");
+    // Another chat's, so the retry is not superseded by it: both must go.
+    await notify(1n, 501n, "told while the endpoint is held");
+    await waitFor(() => receiver.deliveredTo(limited).length === 2, "the held first try and the retry, once the Retry-After passed", 10_000);
+    for (const push of receiver.pushesTo(limited).slice(1)) assert.ok(push.at - refusedAt >= 950, `sent ${push.at - refusedAt} ms after the 429, Retry-After was 1 s`);
+    assert.deepEqual(
+      receiver.deliveredTo(limited).map((p) => (p.json as { body: string }).body).sort(),
+      ["rate limited", "told while the endpoint is held"],
+      "neither lost nor tried into the 429",
+    );
+    assert.equal(receiver.pushesTo(limited).length, 3);
   });
+
+  for (const [what, refusing] of [
+    ["429s from 3 endpoints", [429, 429, 429]],
+    ["a 503", [503]],
+  ] as const) {
+    it(`holds every first try to a push service host after ${what} with a Retry-After, until it passes`, async () => {
+      const refused = refusing.map((status) => receiver.subscribe({ kind: "failFirst", times: 1, status, retryAfterSeconds: 1 }));
+      const other = receiver.subscribe();
+      for (const [i, sub] of refused.entries()) await register(BigInt(i + 1), 10n, sub);
+      await register(9n, 90n, other);
+      await startNotifier({ backoffBaseMs: 20, backoffMaxMs: 5_000 });
+      for (let i = 0; i < refused.length; i++) await notify(BigInt(i + 1), 500n, "the service is limiting");
+      await waitFor(() => results.length === refused.length, "the refusals");
+      const refusedAt = Math.max(...refused.map((sub) => receiver.pushesTo(sub)[0]!.at));
+      // A new notification to another subscription on the same host, told while the host holds.
+      await notify(9n, 500n, "after the refusals");
+      await waitFor(() => receiver.deliveredTo(other).length === 1, "the held first try, once the Retry-After passed", 10_000);
+      const sentAt = receiver.pushesTo(other)[0]!.at;
+      assert.ok(sentAt - refusedAt >= 950, `first try sent ${sentAt - refusedAt} ms after the last refusal, Retry-After was 1 s`);
+      await waitFor(() => refused.every((sub) => receiver.deliveredTo(sub).length === 1), "the retries after Retry-After");
+      assert.equal(receiver.pushesTo(other).length, 1, "sent once, not lost nor tried into the refusal");
+    });
+  }
 
   it("keeps going when a push service never answers (timeouts, bounded concurrency)", async () => {
     const hung = receiver.subscribe({ kind: "hang" });

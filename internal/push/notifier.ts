@@ -237,6 +237,20 @@ interface Job {
 const PREVIEW_CODE_POINTS = 120;
 /** The longest Retry-After honoured: a retry held longer is more likely lost to a restart than worth the wait. */
 const RETRY_AFTER_MAX_MS = 10 * 60_000;
+/**
+ * 429s from this many distinct endpoints of one host within HOST_LIMITED_WINDOW_MS,
+ * with no delivery to the host between, hold the whole host: the service limits
+ * us, not a device. One device's quota (FCM's QUOTA_EXCEEDED, a Web Push service's
+ * per-subscription limit) is one endpoint's; a busy group can put two members'
+ * devices over theirs at once, rarely three with nothing delivered between.
+ */
+const HOST_LIMITED_ENDPOINTS = 3;
+/**
+ * Short: per-device 429s spread over minutes (devices that each ran through their
+ * own quota) are no sign of a service-wide limit, and a service limiting us
+ * refuses every send at once, perHostConcurrency of them within a round trip.
+ */
+const HOST_LIMITED_WINDOW_MS = 10_000;
 /** A job that waited longer than this for a free slot (a slow or backlogged push service) is asked again whether it is still due, as a retry is. */
 const STALE_READY_MS = 5_000;
 /** Fan-outs, and asks whether a push that waited is still due, reading the stores (online, mutes, endpoints, devices) at once. */
@@ -328,13 +342,25 @@ export class Notifier {
   private readonly newest = new Map<string, Job>();
   private readonly inflightByHost = new Map<string, number>();
   /**
-   * Hosts that answered 429 or 503 with a Retry-After, until it passes (by the
-   * monotonic clock; its timer ends the hold). Only the retries of the
-   * notification told so waited for it, and first tries of new ones to the host
-   * went on into the same refusal, perHostConcurrency at a time: held too, they
-   * wait in `ready` (waitingByHost caps them) and go when it ends.
+   * Endpoints (host and address) that answered 429 or 503 with a Retry-After,
+   * until it passes (by the monotonic clock; its timer ends the hold). Only the
+   * retries of the notification told so waited for it, and a new notification's
+   * first try to the same endpoint went on into the same refusal: held too, it
+   * waits in `ready` and goes when the hold ends. FCM (QUOTA_EXCEEDED for one
+   * device) and Web Push services limit single devices and subscriptions, so
+   * one endpoint's 429 holds that endpoint alone.
+   */
+  private readonly heldEndpoints = new Map<string, { untilMs: number; timer: NodeJS.Timeout }>();
+  /**
+   * Hosts held as a whole: the service said it limits every send, by a 503
+   * with a Retry-After, or by 429s from HOST_LIMITED_ENDPOINTS distinct
+   * endpoints within HOST_LIMITED_WINDOW_MS with no delivery between (see
+   * limitedBy). Their first tries would go on into the same refusal,
+   * perHostConcurrency at a time: they wait in `ready` (waitingByHost caps them).
    */
   private readonly heldHosts = new Map<string, { untilMs: number; timer: NodeJS.Timeout }>();
+  /** By host, the endpoints that answered 429 lately and when (by the monotonic clock), oldest first. */
+  private readonly limitedByHost = new Map<string, Map<string, number>>();
   /** When each push service (host; for APNs, and app: serviceOf) last took a send, by the monotonic clock (SERVICE_PROVEN_MS). */
   private readonly deliveredByHost = new Map<string, number>();
   /**
@@ -443,8 +469,11 @@ export class Notifier {
     }
     clearTimeout(timer);
     this.stopped = true;
-    for (const { timer: held } of this.heldHosts.values()) clearTimeout(held);
-    this.heldHosts.clear();
+    for (const holds of [this.heldHosts, this.heldEndpoints]) {
+      for (const { timer: held } of holds.values()) clearTimeout(held);
+      holds.clear();
+    }
+    this.limitedByHost.clear();
     if (this.ready.length > 0) this.deps.logger?.warn({ notifications: this.ready.length }, "stopping: pushes not sent within the drain time dropped");
     for (const job of this.ready) if (!job.superseded) this.deps.onSkipped?.("stopped");
     this.ready.length = 0;
@@ -841,7 +870,7 @@ export class Notifier {
       }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
       const key = newestKey(job);
-      if (hostLoad >= this.o.perHostConcurrency || this.sending.has(key) || this.heldHosts.has(job.host)) {
+      if (hostLoad >= this.o.perHostConcurrency || this.sending.has(key) || this.heldHosts.has(job.host) || this.heldEndpoints.has(endpointKeyOf(job))) {
         i++;
         continue;
       }
@@ -882,7 +911,7 @@ export class Notifier {
     } catch (err) {
       outcome = { ok: false, gone: false, retryable: true, reason: String(err) };
     }
-    if (!outcome.ok && outcome.retryAfterMs !== undefined && (outcome.status === 429 || outcome.status === 503)) this.hold(job.host, outcome.retryAfterMs);
+    if (!outcome.ok && outcome.retryAfterMs !== undefined && (outcome.status === 429 || outcome.status === 503)) this.rateLimited(job, outcome.status, outcome.retryAfterMs);
     let action: SendResult["action"];
     /** Gone by the service's word, but registered again after the time it says it went (APNs's timestamp). */
     let registeredSince = false;
@@ -916,6 +945,8 @@ export class Notifier {
       job.retryTimer = t;
     } else action = "dropped";
     if (outcome.ok) {
+      // The host takes sends: the 429s counted so far were of single endpoints.
+      this.limitedByHost.delete(job.host);
       // Newest last, the oldest forgotten past PROVEN_HOSTS_MAX (Web Push hosts are any public one).
       this.deliveredByHost.delete(serviceOf(job));
       this.deliveredByHost.set(serviceOf(job), this.monotonicNow());
@@ -974,19 +1005,45 @@ export class Notifier {
     return "dropped";
   }
 
-  /** Holds every send to `host` for its Retry-After (RETRY_AFTER_MAX_MS at most), or for the longer hold it has already. */
-  private hold(host: string, retryAfterMs: number): void {
+  /**
+   * A 429 or 503 with a Retry-After: the endpoint's sends wait for it; the
+   * whole host's only when the service limits itself (see heldHosts).
+   */
+  private rateLimited(job: Job, status: 429 | 503, retryAfterMs: number): void {
+    this.hold(this.heldEndpoints, endpointKeyOf(job), retryAfterMs);
+    if (status === 503) return this.hold(this.heldHosts, job.host, retryAfterMs);
+    const now = this.monotonicNow();
+    let limited = this.limitedByHost.get(job.host);
+    if (!limited) {
+      limited = new Map();
+      this.limitedByHost.set(job.host, limited);
+      // Web Push hosts are any public one: the oldest forgotten past PROVEN_HOSTS_MAX.
+      if (this.limitedByHost.size > PROVEN_HOSTS_MAX) this.limitedByHost.delete(this.limitedByHost.keys().next().value!);
+    }
+    limited.delete(endpointKeyOf(job));
+    limited.set(endpointKeyOf(job), now);
+    for (const [key, at] of limited) {
+      if (now - at <= HOST_LIMITED_WINDOW_MS) break;
+      limited.delete(key);
+    }
+    if (limited.size < HOST_LIMITED_ENDPOINTS) return;
+    this.limitedByHost.delete(job.host);
+    this.hold(this.heldHosts, job.host, retryAfterMs);
+  }
+
+  /** Holds every send to `key` of `holds` for its Retry-After (RETRY_AFTER_MAX_MS at most), or for the longer hold it has already. */
+  private hold(holds: Map<string, { untilMs: number; timer: NodeJS.Timeout }>, key: string, retryAfterMs: number): void {
     const ms = Math.min(RETRY_AFTER_MAX_MS, retryAfterMs);
     if (ms <= 0 || this.stopped) return;
     const untilMs = this.monotonicNow() + ms;
-    const held = this.heldHosts.get(host);
+    const held = holds.get(key);
     if (held && held.untilMs >= untilMs) return;
     if (held) clearTimeout(held.timer);
     const timer = setTimeout(() => {
-      this.heldHosts.delete(host);
+      holds.delete(key);
       this.pump();
     }, ms);
-    this.heldHosts.set(host, { untilMs, timer });
+    holds.set(key, { untilMs, timer });
   }
 
   /** Whether the push service took a send to some endpoint lately (SERVICE_PROVEN_MS). */
@@ -1119,6 +1176,11 @@ function newestKey(job: Job): string {
  */
 function serviceOf(job: Job): string {
   return job.endpoint.kind === "apns" ? `${job.host}:${job.endpoint.apnsTopic}` : job.host;
+}
+
+/** One endpoint as its push service knows it: a device registered again at another address is another. */
+function endpointKeyOf(job: Job): string {
+  return `${job.host} ${job.endpoint.address}`;
 }
 
 function hostOf(e: PushEndpoint): string {
