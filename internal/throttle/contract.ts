@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { waitFor } from "../../test/support/wait.js";
 import type { LoginAttempts, WindowCounts } from "./port.js";
 
 export interface AttemptsFixture {
@@ -58,11 +59,7 @@ export function loginAttemptsContract(name: string, makeFixture: (windowMs: numb
       assert.equal(await a.succeededBefore(other), false);
       await a.clear(k); // forgetting failures keeps the success
       assert.equal(await a.succeededBefore(k), true);
-      const deadline = Date.now() + 10_000;
-      while (await a.succeededBefore(k)) {
-        assert.ok(Date.now() < deadline, "the success was never forgotten");
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitFor(async () => !(await a.succeededBefore(k)), "the success to be forgotten", 10_000, 25);
     });
 
     it("starts over when the window closes, and later failures do not stretch it", async () => {
@@ -75,11 +72,7 @@ export function loginAttemptsContract(name: string, makeFixture: (windowMs: numb
       let last = await a.fail(k);
       while (Date.now() - opened < 600) last = await a.fail(k);
       assert.ok(last.resetInMs <= windowMs - (Date.now() - opened) + 150, `window stretched: ${last.resetInMs} ms left`);
-      const deadline = Date.now() + 10_000;
-      while ((await a.get(k)).failures > 0) {
-        assert.ok(Date.now() < deadline, "the window never closed");
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitFor(async () => (await a.get(k)).failures === 0, "the window to close", 10_000, 25);
       assert.equal((await a.fail(k)).failures, 1);
     });
   });
@@ -148,11 +141,7 @@ export function windowCountsContract(name: string, makeFixture: (windowMs: numbe
       const k = key();
       await c.add(k);
       const counted = await c.add(k);
-      const deadline = Date.now() + 10_000;
-      while ((await c.get(k)).count > 0) {
-        assert.ok(Date.now() < deadline, "the window never closed");
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitFor(async () => (await c.get(k)).count === 0, "the window to close", 10_000, 25);
       await c.takeBack(k, counted);
       const fresh = await c.add(k);
       assert.equal(fresh.count, 1);
@@ -163,11 +152,7 @@ export function windowCountsContract(name: string, makeFixture: (windowMs: numbe
       const c = await open(300);
       const k = key();
       const counted = await c.add(k);
-      const deadline = Date.now() + 10_000;
-      while ((await c.get(k)).count > 0) {
-        assert.ok(Date.now() < deadline, "the window never closed");
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitFor(async () => (await c.get(k)).count === 0, "the window to close", 10_000, 25);
       // Another's add opens the next window; the late take-back is of the closed one.
       assert.equal((await c.add(k)).count, 1);
       await c.takeBack(k, counted);
