@@ -38,11 +38,24 @@ function client(options: RedisOptions): { redis: Redis; owned: boolean } {
 // then (ARGV[1], PEXPIRETIME): one opened since ends later.
 const TAKE_BACK = `if tonumber(redis.call("GET", KEYS[1]) or "0") > 0 and redis.call("PTTL", KEYS[1]) > 0 and redis.call("PEXPIRETIME", KEYS[1]) == tonumber(ARGV[1]) then redis.call("DECR", KEYS[1]) end return 0`;
 
+// Redis keeps a key until the millisecond after its expiry, answering PTTL 0
+// meanwhile: a window that get() already reads as closed. An add in that
+// millisecond opens the next window rather than counting in the closing one,
+// where it would be reported as no count at all (and a take-back of it skipped).
+// PTTL is read once: Redis 7.0 expires keys on the script's start time but
+// answers PTTL on the running clock, so a second read could say 0 of the
+// window this add just counted in.
+const ADD = `local ttl = redis.call("PTTL", KEYS[1])
+if ttl == 0 then redis.call("DEL", KEYS[1]) end
+local count = redis.call("INCR", KEYS[1])
+if ttl <= 0 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) ttl = tonumber(ARGV[1]) end
+return {count, ttl, redis.call("PEXPIRETIME", KEYS[1])}`;
+
 /**
  * One counter per key, `<prefix><name>:<key>`, that expires with its window:
- * INCR, and PEXPIRE NX sets the expiry only on the event that opened the
- * window, so later ones never stretch it. Single-key commands, so it works
- * on Redis Cluster too.
+ * INCR, and the expiry is set only by the event that opened the window, so
+ * later ones never stretch it (one script, so nothing runs between the two).
+ * Single-key commands, so it works on Redis Cluster too.
  */
 export class RedisWindowCounts implements WindowCounts {
   private readonly redis: Redis;
@@ -62,7 +75,7 @@ export class RedisWindowCounts implements WindowCounts {
 
   async add(key: string): Promise<Counted> {
     const k = this.prefix + key;
-    const [count, , ttl, endsAt] = await this.redis.multi().incr(k).pexpire(k, this.options.windowMs, "NX").pttl(k).pexpiretime(k).exec().then(results);
+    const [count, ttl, endsAt] = (await this.redis.eval(ADD, 1, k, this.options.windowMs)) as [number, number, number];
     return { ...toCount(Number(count), Number(ttl)), windowEndsAt: Number(endsAt) };
   }
 
