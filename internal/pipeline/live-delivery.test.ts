@@ -80,13 +80,13 @@ describe("deliverLive", () => {
     assert.equal(calls.onlineUsers, 1);
   });
 
-  it("pushes an edit or a delete to live sessions but never notifies it", async () => {
+  it("hands an edit to the notifier hook for every offline member (their push of the message may still be held), not for the online ones", async () => {
     const { dir, pushed } = directory([1n], true);
-    const offline: Id[] = [];
+    const offline: [Id, InboxEntry][] = [];
     const edit: InboxEntry = { inboxSeq: 9n, message: { ...message, messageId: 901n, seq: 0n, targetSeq: 3n, text: "edited" } };
-    await deliverLive({ sessions: dir, onOffline: async (u) => void offline.push(u) }, [{ userId: 1n, entry: edit }, { userId: 2n, entry: edit }]);
+    await deliverLive({ sessions: dir, onOffline: async (u, e) => void offline.push([u, e]) }, [1n, 2n].map((userId) => ({ userId, entry: edit })));
     assert.deepEqual(pushed.map((p) => p.userId), [1n]);
-    assert.deepEqual(offline, [], "no notification for a change");
+    assert.deepEqual(offline, [[2n, edit]]);
   });
 
   it("hands a delete to the notifier hook for every offline member (their push of the message may still be held), not for the online ones", async () => {

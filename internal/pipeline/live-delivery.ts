@@ -11,8 +11,8 @@ export interface LiveDeliveryDeps {
   sessions: SessionDirectory;
   /**
    * Called for entries of users with no session online: those to push, and
-   * those that withdraw a push the notifier may hold (a delete, a reaction
-   * taken back, marked `notify`), after the user's earlier ones.
+   * those that change a push the notifier may hold (an edit, a delete, a
+   * reaction taken back, marked `notify`), after the user's earlier ones.
    */
   onOffline?: (userId: Id, entry: InboxEntry) => Promise<void>;
   logger?: Logger;
@@ -32,7 +32,7 @@ export interface LiveEntry {
 /**
  * Hands stored inbox entries to their users' live sessions, and those of
  * users with no session to `onOffline`: messages (not notes), changes
- * marked `notify`, and deletes (the deleted message's push may still be
+ * marked `notify`, edits and deletes (the message's push may still be
  * collapsing or waiting to retry). An entry may come again (a redelivered batch): a session
  * drops an inbox seq it already sent.
  *
@@ -119,9 +119,9 @@ async function notifyOffline(
   fresh: readonly LiveEntry[],
   online: ReadonlySet<Id> | undefined,
 ): Promise<void> {
-  // An edit is no news to push: the device learns it at its next sync. A delete is none either, but
-  // the notifier may still hold the deleted message's push, which it then drops.
-  const news = fresh.filter((f) => f.notify || (isChange(f.entry.message) ? f.entry.message.deleted === true : !f.entry.message.note));
+  // An edit or a delete is no news to push (the device learns it at its next sync), but the notifier
+  // may still hold the message's push, which it then sends with the new text, or drops.
+  const news = fresh.filter((f) => f.notify || (isChange(f.entry.message) ? f.entry.message.reaction !== true : !f.entry.message.note));
   if (news.length === 0) return;
   // The push's own lookup says who is online (in the distributed mode one Redis round trip, not two).
   const reached = online ?? (await whoIsOnline(deps, [...new Set(news.map((f) => f.userId))]));

@@ -160,7 +160,9 @@ class Held {
   readonly requests = new Map<Id, NotificationRequest>();
   /** The newest request, mentioned when any is (a mention reaches through a mute). */
   latest: NotificationRequest;
-  /** Changed by each request taken in or out: a job made before rebuilds its notification. */
+  /** By message id, the id of the last edit given to it. */
+  private readonly edits = new Map<Id, Id>();
+  /** Changed by each request taken in, out or edited: a job made before rebuilds its notification. */
   version = 0;
   /** The open window or its fan-out (one), and each job not done with: at 0 it is out of heldByChat. */
   refs = 1;
@@ -199,6 +201,26 @@ class Held {
     }
     this.version++;
     return gone;
+  }
+
+  /** Gives the message `change` edits its new text, if held; a record that comes again changes nothing. */
+  edit(change: StoredMessage): void {
+    for (const [id, req] of this.requests) {
+      const m = req.message;
+      if (m.reaction || m.channelId !== change.channelId || m.seq !== change.targetSeq) continue;
+      // An older edit that comes again (a batch published again) after a newer one: edits of one
+      // message are ordered by their ids (snowflakes), as the MessageLog applies them.
+      const last = this.edits.get(id);
+      if (last !== undefined && last >= change.messageId) return;
+      this.edits.set(id, change.messageId);
+      const edited = { ...req, message: { ...m, text: change.text, editedAtMs: change.sentAtMs } };
+      if (edited.message.text.length > 4 * PREVIEW_CODE_POINTS) edited.message.text = preview(edited.message.text);
+      if (edited.message.text === m.text) return;
+      this.requests.set(id, edited);
+      if (this.latest.message.messageId === id) this.latest = { ...edited, mentioned: this.latest.mentioned };
+      this.version++;
+      return;
+    }
   }
 
   versions(ttlSeconds: number): Job["versions"] {
@@ -291,6 +313,8 @@ const NOTIFIED_MAX = 100_000;
  *   what the chat holds unsent (collapsing, fanning out, queued, retrying);
  *   what is left goes with its count and newest preview, nothing if nothing
  *   is. A push sent, or being sent, is not recalled.
+ * - Edit: an edit record (after the request it edits, on the user's key)
+ *   gives what the chat holds unsent of that message its new text.
  * - Consuming pauses only while maxPending notifications are in memory.
  * - A record is committed once held, so a stop must not drop what it holds:
  *   every deploy would swallow the pushes of the last collapse window. stop()
@@ -537,6 +561,10 @@ export class Notifier {
         this.withdraw(req.userId, req.withdrawal);
         continue;
       }
+      if ("edit" in req) {
+        this.edit(req.userId, req.edit);
+        continue;
+      }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
       // outage, or the topic read from its beginning by a notifier group's first start, stays quiet.
       if (this.now() - req.message.sentAtMs > this.o.ttlSeconds * 1000) {
@@ -625,6 +653,20 @@ export class Notifier {
     }
     this.pump();
     this.wakeWaiters();
+  }
+
+  /**
+   * An edit: the chat's pushes not sent yet that tell of the message go with
+   * its new text (a job rebuilds its notification when it is next taken from
+   * the queue: a retry's after its backoff). A push already sent stays; an
+   * edit of a message nothing holds (the usual case) is dropped on one lookup.
+   * Whether it names the user is as the message first said: telling a
+   * mention anew would cost a read of the user per edit.
+   */
+  private edit(userId: Id, change: StoredMessage): void {
+    const ofChat = this.heldByChat.get(`${userId}:${change.channelId}`);
+    if (!ofChat) return;
+    for (const held of ofChat) held.edit(change);
   }
 
   /** One less use of `held` (its window, or a job); unused, a withdrawal no longer looks at it. */

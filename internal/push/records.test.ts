@@ -8,6 +8,7 @@ import {
   decodeNotificationRecord,
   decodeNotificationRequested,
   encodeNotificationRequested,
+  encodeNotificationEdit,
   encodeNotificationWithdrawal,
   mentions,
   publishOfflineNotifications,
@@ -122,5 +123,41 @@ describe("push records", () => {
     // A user's own delete is withdrawn too: they may hold the push of a message they deleted as an admin.
     await hook(1n, { inboxSeq: 3n, message: del });
     assert.equal(published.length, 4);
+  });
+
+  it("publishes an edit as an edit record, with no read, after the user's notifications still reading, and none to its author", async () => {
+    let release!: () => void;
+    const slowRead = new Promise<void>((r) => (release = r));
+    let reads = 0;
+    const accounts = {
+      getUser: async (id: Id) => {
+        reads++;
+        await slowRead;
+        return { id, username: `u${id}`, displayName: "Alice" };
+      },
+    } as unknown as AccountStore;
+    const channels = { getChannel: async (id: Id) => ({ id, kind: "direct" }) } as unknown as ChannelStore;
+    const published: OutgoingRecord[] = [];
+    const queue = { publish: async (_topic: string, records: readonly OutgoingRecord[]) => void published.push(...records) } as unknown as MessageQueue;
+    const hook = publishOfflineNotifications({ queue, accounts, channels });
+    const message = { ...awkwardMessage, senderUserId: 1n, seq: 4n, text: "teh text" };
+    const edit: StoredMessage = { ...message, messageId: message.messageId + 1n, seq: 0n, text: "the text", targetSeq: 4n };
+    const sent = hook(2n, { inboxSeq: 1n, message });
+    const edited = hook(2n, { inboxSeq: 2n, message: edit });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(published.length, 0, "the edit waits for the notification it edits");
+    release();
+    await Promise.all([sent, edited]);
+    assert.deepEqual(
+      published.map((r) => [r.key, decodeNotificationRecord(r.value)]),
+      [
+        ["2", { userId: 2n, message, senderName: "Alice", channelTitle: "" }],
+        ["2", { userId: 2n, edit }],
+      ],
+    );
+    assert.equal(reads, 1, "the sender's, for the message alone");
+    await hook(1n, { inboxSeq: 3n, message: edit });
+    assert.equal(published.length, 2, "the author holds no push of their own message");
+    assert.throws(() => decodeNotificationRequested(encodeNotificationEdit({ userId: 5n, edit })), /without a message/, "what a notifier built before edit records skips");
   });
 });

@@ -66,10 +66,30 @@ export function encodeNotificationWithdrawal(w: NotificationWithdrawal): Uint8Ar
   return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: w.userId, withdrawal: messageToProto(w.withdrawal) }));
 }
 
-/** A record of the notifications topic: a request, or a withdrawal. */
-export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal {
+/**
+ * An edit of a message `userId` may still be notified of (the
+ * NotificationRequested record with `edit` set): a push of it the notifier
+ * still holds goes with the new text.
+ */
+export interface NotificationEdit {
+  userId: Id;
+  edit: StoredMessage;
+}
+
+/** Whether the change is an edit (of a message's text). */
+export function isEdit(m: StoredMessage): boolean {
+  return isChange(m) && m.deleted !== true && m.reaction !== true;
+}
+
+export function encodeNotificationEdit(e: NotificationEdit): Uint8Array {
+  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: e.userId, edit: messageToProto(e.edit) }));
+}
+
+/** A record of the notifications topic: a request, a withdrawal or an edit. */
+export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal | NotificationEdit {
   const r = fromBinary(NotificationRequestedSchema, bytes);
   if (r.withdrawal) return { userId: r.userId, withdrawal: messageFromProto(r.withdrawal) };
+  if (r.edit) return { userId: r.userId, edit: messageFromProto(r.edit) };
   return requestOf(r);
 }
 
@@ -112,7 +132,9 @@ function requestOf(r: NotificationRequested): NotificationRequest {
  * A delete, or a reaction taken back, is published as a withdrawal (no
  * read), after the user's notifications still being published: those wait
  * for their reads, and one of the withdrawn message, published after its
- * withdrawal, would be pushed all the same.
+ * withdrawal, would be pushed all the same. So is an edit, as an edit
+ * record: published before the message's own request, it would find
+ * nothing held and the push would go with the old text.
  */
 export function publishOfflineNotifications(deps: {
   queue: MessageQueue;
@@ -124,10 +146,10 @@ export function publishOfflineNotifications(deps: {
   /** Each user's notifications being published (only while some are). */
   const publishing = new Map<Id, Set<Promise<void>>>();
   const publish = (userId: Id, value: Uint8Array) => deps.queue.publish(Topics.notifications, [{ key: String(userId), value }]);
-  const withdraw = async (userId: Id, withdrawal: StoredMessage) => {
+  const afterPending = async (userId: Id, value: Uint8Array) => {
     const before = publishing.get(userId);
     if (before) await Promise.allSettled(before);
-    await publish(userId, encodeNotificationWithdrawal({ userId, withdrawal }));
+    await publish(userId, value);
   };
   const notify = async (userId: Id, m: StoredMessage) => {
     const [sender, channel, recipient] = await Promise.all([
@@ -146,8 +168,10 @@ export function publishOfflineNotifications(deps: {
   };
   return (userId, entry) => {
     const m = entry.message;
-    if (isWithdrawal(m)) return withdraw(userId, m);
+    if (isWithdrawal(m)) return afterPending(userId, encodeNotificationWithdrawal({ userId, withdrawal: m }));
+    // An edit's sender is the message's author, whose own message is never pushed to them.
     if (m.senderUserId === userId) return DONE;
+    if (isEdit(m)) return afterPending(userId, encodeNotificationEdit({ userId, edit: m }));
     // Registered before its first await: a withdrawal handed on after it must find it.
     const p = notify(userId, m);
     let mine = publishing.get(userId);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKwAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCLQAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -199,6 +199,17 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
    * @generated from field: chat.v1.Message withdrawal = 6;
    */
   withdrawal?: Message$1 | undefined;
+
+  /**
+   * Set instead of message: an edit (the change, with the new text) of a
+   * message whose push the notifier may still hold (collapsing or waiting to
+   * retry); that push then goes with the new text. Dropped when nothing of
+   * the chat is held. On the same key and after the notifications it edits.
+   * A notifier built before this finds no message and skips the record.
+   *
+   * @generated from field: chat.v1.Message edit = 7;
+   */
+  edit?: Message$1 | undefined;
 };
 
 /**

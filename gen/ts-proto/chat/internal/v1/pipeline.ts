@@ -99,7 +99,17 @@ export interface NotificationRequested {
    * the same key and after the notifications it withdraws. A notifier built
    * before this finds no message and skips the record.
    */
-  withdrawal?: Message | undefined;
+  withdrawal?:
+    | Message
+    | undefined;
+  /**
+   * Set instead of message: an edit (the change, with the new text) of a
+   * message whose push the notifier may still hold (collapsing or waiting to
+   * retry); that push then goes with the new text. Dropped when nothing of
+   * the chat is held. On the same key and after the notifications it edits.
+   * A notifier built before this finds no message and skips the record.
+   */
+  edit?: Message | undefined;
 }
 
 /** PresenceChanged is published when a user's aggregate presence flips. */
@@ -567,7 +577,15 @@ export const InboxAppend: MessageFns<InboxAppend> = {
 };
 
 function createBaseNotificationRequested(): NotificationRequested {
-  return { userId: 0n, message: undefined, senderName: "", channelTitle: "", mentioned: false, withdrawal: undefined };
+  return {
+    userId: 0n,
+    message: undefined,
+    senderName: "",
+    channelTitle: "",
+    mentioned: false,
+    withdrawal: undefined,
+    edit: undefined,
+  };
 }
 
 export const NotificationRequested: MessageFns<NotificationRequested> = {
@@ -592,6 +610,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     }
     if (message.withdrawal !== undefined) {
       Message.encode(message.withdrawal, writer.uint32(50).fork()).join();
+    }
+    if (message.edit !== undefined) {
+      Message.encode(message.edit, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -657,6 +678,14 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
             message.withdrawal = Message.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.edit = Message.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -685,6 +714,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
         : "",
       mentioned: isSet(object.mentioned) ? globalThis.Boolean(object.mentioned) : false,
       withdrawal: isSet(object.withdrawal) ? Message.fromJSON(object.withdrawal) : undefined,
+      edit: isSet(object.edit) ? Message.fromJSON(object.edit) : undefined,
     };
   },
 
@@ -708,6 +738,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     if (message.withdrawal !== undefined) {
       obj.withdrawal = Message.toJSON(message.withdrawal);
     }
+    if (message.edit !== undefined) {
+      obj.edit = Message.toJSON(message.edit);
+    }
     return obj;
   },
 
@@ -726,6 +759,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     message.withdrawal = (object.withdrawal !== undefined && object.withdrawal !== null)
       ? Message.fromPartial(object.withdrawal)
       : undefined;
+    message.edit = (object.edit !== undefined && object.edit !== null) ? Message.fromPartial(object.edit) : undefined;
     return message;
   },
 };
