@@ -35,8 +35,12 @@ export function lockDataDir(dir: string, options: { restoring?: boolean } = {}):
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "EEXIST") throw problem(`cannot create ${path} (${code ?? (err as Error).message})`);
     const holder = lockHolder(path);
-    if (holder === undefined) throw problem(`locked by ${path}, which names no process; remove it if no chatd uses the directory`);
-    if (holds(holder, path)) throw inUse(holder, path);
+    if (holder === undefined) {
+      // The lock is never flushed to the disk: a power cut soon after a start can leave it created but
+      // empty, which kept chatd off after the reboot until removed by hand. Made before this boot, no
+      // start is still writing into it; one made since may be a start's between its create and its write.
+      if (!writtenBeforeBoot(path)) throw problem(`locked by ${path}, which names no process; remove it if no chatd uses the directory`);
+    } else if (holds(holder, path)) throw inUse(holder, path);
     takeOver(path, holder, problem, inUse);
   }
   let released = false;
@@ -57,14 +61,14 @@ export function lockDataDir(dir: string, options: { restoring?: boolean } = {}):
 }
 
 /**
- * Replaces the lock of `stale`, a chatd that is gone, with ours. Two starts
+ * Replaces the lock of `stale`, a chatd that is gone (undefined: an empty lock from before this boot), with ours. Two starts
  * that both found it stale must not both remove it (the later removal would
  * delete the earlier one's fresh lock), so the removal happens under
  * `chatd.lock.takeover`, created exclusively, and only while the lock still
  * names `stale`. A takeover guard left by a start that died during its
  * takeover is removed once, like a stale lock.
  */
-function takeOver(path: string, stale: number, problem: (why: string) => Error, inUse: (pid: number, file: string) => Error): void {
+function takeOver(path: string, stale: number | undefined, problem: (why: string) => Error, inUse: (pid: number, file: string) => Error): void {
   const guard = `${path}.takeover`;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -146,6 +150,16 @@ function holds(pid: number, path: string): boolean {
   if (started === undefined) return true;
   // A second of slack: the start time is in clock ticks, the mtime in the file system's resolution.
   return started <= statSync(path).mtimeMs + 1_000;
+}
+
+/** Whether the file at `path` was last written before this machine booted; false where that cannot be told (no /proc). */
+function writtenBeforeBoot(path: string): boolean {
+  try {
+    const bootSec = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
+    return Number.isFinite(bootSec) && statSync(path).mtimeMs < bootSec * 1000;
+  } catch {
+    return false;
+  }
 }
 
 /** The identity (processIdentity) a lock names on its second line; undefined in one of an older build. */
