@@ -97,6 +97,8 @@ export function addHealthToGrpcJs(server: Pick<grpc.Server, "addService">, healt
           return;
         }
         full = !call.write(checkResponse(s));
+        // Told NOT_SERVING, a watcher of a draining server is done: an open Watch held tryShutdown until its grace ran out.
+        if (health.draining) call.emit("error", { code: grpc.status.UNAVAILABLE, details: "server shutting down" });
       };
       call.on("drain", () => {
         full = false;

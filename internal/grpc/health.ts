@@ -60,6 +60,11 @@ export class HealthStatus {
     return this.statuses;
   }
 
+  /** True from shutdown() until resume(). */
+  get draining(): boolean {
+    return this.shuttingDown;
+  }
+
   /** Marks everything NOT_SERVING (a draining server) and ignores set() until resume(). */
   shutdown(): void {
     this.shuttingDown = true;
@@ -155,6 +160,9 @@ export function healthConnect(health: HealthStatus): ServiceImpl<typeof Health> 
           const s = await latest.next(ctx.signal);
           if (s === undefined) return;
           yield checkResponse(s);
+          // Told NOT_SERVING, a watcher of a draining server is done: an open Watch held the
+          // listener's close (GOAWAY waits for open streams) until its grace ran out, and was reset.
+          if (health.draining) throw new ConnectError("server shutting down", Code.Unavailable);
         }
       } finally {
         stop();
