@@ -8,8 +8,9 @@ import {
   verify,
   type KeyObject,
 } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile, link } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, link } from "node:fs/promises";
 import { join } from "node:path";
+import { flushDir, unusableKeyFile, writeFlushed } from "../config/key-files.js";
 import { monotonicNow } from "../model/clock.js";
 import { ChatError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
@@ -171,7 +172,7 @@ function keyFromFile<T>(path: string, what: string, parse: () => T): T {
   try {
     return parse();
   } catch (e) {
-    throw new Error(`${path} is not ${what} (${(e as Error).message})`);
+    throw unusableKeyFile(path, what, e);
   }
 }
 
@@ -201,7 +202,7 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   await mkdir(dir, { recursive: true });
   const keys = generateKeys();
   const tmp = `${privatePath}.${randomBytes(6).toString("hex")}.tmp`;
-  await writeFile(tmp, keys.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+  await writeFlushed(tmp, keys.privateKey.export({ format: "pem", type: "pkcs8" }));
   try {
     await link(tmp, privatePath);
   } catch (e) {
@@ -212,6 +213,7 @@ export async function loadOrCreateKeys(dir: string): Promise<TokenKeys> {
   } finally {
     await rm(tmp, { force: true });
   }
+  await flushDir(dir);
   await writePublicKey(dir, keys);
   return keys;
 }
@@ -228,8 +230,9 @@ async function writePublicKey(dir: string, keys: TokenKeys): Promise<void> {
   if (there?.equals(pem)) return;
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   try {
-    await writeFile(tmp, pem);
+    await writeFlushed(tmp, pem, 0o644);
     await rename(tmp, path);
+    await flushDir(dir);
   } finally {
     await rm(tmp, { force: true });
   }

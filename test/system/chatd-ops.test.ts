@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -209,6 +209,17 @@ describe("chatd operations", function () {
       started.push(chatd);
       assert.equal(readFileSync(lock, "utf8").split("\n")[0], String(chatd.child.pid));
       assert.ok(!existsSync(`${lock}.takeover`), "the guard is gone");
+    });
+
+    // An empty key file is what a power cut soon after the first start left when the file was not flushed before its link.
+    it("refuses a key file it cannot use (empty, damaged), exit 2 naming CHAT_DATA_DIR and the file, not a stack trace", async () => {
+      const vapid = tempDir("chatd-vapid-");
+      writeFileSync(join(vapid, "vapid.json"), "");
+      await refused(vapid, /chatd: CHAT_DATA_DIR=".*": .*vapid\.json is not a VAPID key file \(/);
+      const token = tempDir("chatd-token-key-");
+      mkdirSync(join(token, "keys"), { mode: 0o700 });
+      writeFileSync(join(token, "keys", "token-ed25519.key.pem"), "", { mode: 0o600 });
+      await refused(token, /chatd: CHAT_DATA_DIR=".*": .*token-ed25519\.key\.pem is not an Ed25519 private key/);
     });
 
     it("refuses a path that is a file, exit 2 naming CHAT_DATA_DIR", async () => {
