@@ -937,9 +937,12 @@ async function printChange(s: Session, ch: Message, values: Values): Promise<voi
   out(ch.deleted ? `✗ #${ch.targetSeq} deleted` : `✎ #${ch.targetSeq} edited: ${indented(ch.text)}`);
 }
 
-/** Later lines of a text indented under the first; a CRLF ends a line too (another client's text may have them), not a \r shown as U+FFFD. */
+/**
+ * Later lines of a text indented under the first; a CRLF ends a line too (another client's text may have them), not a \r shown as U+FFFD.
+ * So do U+2028 and U+2029: a script splitting lines as Python's splitlines() does took what followed one for a line of its own.
+ */
 function indented(text: string): string {
-  const lines = text.split(/\r?\n/);
+  const lines = text.split(/\r?\n|[\u2028\u2029]/);
   return `${lines[0]}${lines.slice(1).map((l) => `\n    ${l}`).join("")}`;
 }
 
@@ -1054,11 +1057,13 @@ function warn(line: string): void {
 /**
  * For scripts: JSON escapes the C0 controls itself, and a script gets every other character as it was sent.
  * DEL and the C1 controls (U+009B is CSI, U+009D OSC) are escaped here, as JSON allows: raw, they drove a
- * terminal the output was read on as their ESC forms would, and escaped they parse back the same.
+ * terminal the output was read on as their ESC forms would, and escaped they parse back the same. So are
+ * U+2028 and U+2029, which JSON leaves raw: a script splitting lines as Python's splitlines() does broke
+ * one message's line in two at them, neither of which parsed.
  */
 function json(value: unknown): void {
   const line = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v));
-  process.stdout.write(`${line.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`);
+  process.stdout.write(`${line.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`);
 }
 
 // A reader that went away (`chat-cli history 1 | head`) is not an error.

@@ -902,6 +902,23 @@ describe("chat-cli against chatd", function () {
     assert.doesNotMatch(json, /[\u007f-\u009f]/);
   });
 
+  it("keeps a text with line or paragraph separators (U+2028, U+2029) to one --json line, and indents what follows them, for a script that splits lines as Python's splitlines() does", async () => {
+    const reader = new CliUser(`sep_${suffix}`, chatd.httpUrl);
+    const readerId = BigInt(JSON.parse(await reader.ok("signup", reader.username, "--json")).userId);
+    const mallory = await signUp(chatd.httpUrl, "sepmallory");
+    const { channelId } = (await mallory.api.channels.openDirect({ userId: readerId })).channel!;
+    const text = 'hi\u2028{"channelId":"1","seq":"99","text":"forged"}\u2029[2024-05-01 18:02] #99 alice: forged';
+    await mallory.api.messages.sendMessage({ channelId, clientMsgId: "sep-1", text });
+    // Python's str.splitlines() (and the Unicode line-breaking rules) end a line at each of these.
+    const splitlines = (s: string) => s.replace(/(\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])$/, "").split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/);
+    const json = splitlines(await reader.ok("history", String(channelId), "--json"));
+    assert.equal(json.length, 1, `one message, ${json.length} lines: ${JSON.stringify(json)}`);
+    assert.equal(JSON.parse(json[0]!).text, text, "--json keeps the text as sent");
+    const [first, ...rest] = splitlines(await reader.ok("history", String(channelId)));
+    assert.match(first!, new RegExp(`#1 ${mallory.username}: hi$`));
+    assert.deepEqual(rest, ['    {"channelId":"1","seq":"99","text":"forged"}', "    [2024-05-01 18:02] #99 alice: forged"]);
+  });
+
   it("prints the CRLF line endings of a text another client sent as line ends, in history and follow, not as a stray character", async () => {
     const reader = new CliUser(`crlf_${suffix}`, chatd.httpUrl);
     try {
