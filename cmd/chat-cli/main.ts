@@ -105,7 +105,9 @@ Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
 A token refresh, a look-up of names and follow's reads unanswered for 15 s are given
 up (follow asks again; other calls wait for their answer); $CHAT_CLI_CALL_TIMEOUT_MS
 (100 to 15000 ms) gives up sooner.
-Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in.`;
+Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in; 130 (Ctrl+C) or 143 (SIGTERM)
+with a line saying so when a send, edit, delete or reaction was interrupted before
+the server answered: it may have been taken or not.`;
 
 const OPTIONS = {
   server: { type: "string" },
@@ -407,7 +409,7 @@ async function send(args: string[], values: Values): Promise<void> {
   if (!text.trim()) throw new CliError("the message is empty", 2);
   const s = session();
   const channel = await s.resolveChannel(ref);
-  const res = await submit(s, { channelId: channel.channelId, text, replyToSeq });
+  const res = await submit(s, { channelId: channel.channelId, text, replyToSeq }, `the message may have been sent or not; see chat-cli history ${shellWord(ref)} before sending it again`);
   if (values.json) return json({ channelId: channel.channelId, messageId: res.messageId, duplicate: res.duplicate, replyToSeq: replyToSeq === 0n ? null : replyToSeq });
   const reply = replyToSeq === 0n ? "" : ` as a reply to #${replyToSeq}`;
   out(`sent to ${await s.channelName(channel)}${reply} (channel ${channel.channelId}, message ${res.messageId})`);
@@ -426,7 +428,11 @@ async function changeCommand(command: "edit" | "delete", args: string[], values:
   }
   const s = session();
   const channel = await s.resolveChannel(ref);
-  const res = await submit(s, { channelId: channel.channelId, text, ...(command === "edit" ? { editSeq: seq } : { deleteSeq: seq }) });
+  const res = await submit(
+    s,
+    { channelId: channel.channelId, text, ...(command === "edit" ? { editSeq: seq } : { deleteSeq: seq }) },
+    `the ${command} may have been made or not; see chat-cli history ${shellWord(ref)}`,
+  );
   if (values.json) return json({ channelId: channel.channelId, seq, messageId: res.messageId, duplicate: res.duplicate });
   out(`${command === "edit" ? "edited" : "deleted"} message #${seq} in ${await s.channelName(channel)}`);
 }
@@ -440,7 +446,7 @@ async function reactCommand(command: "react" | "unreact", args: string[], values
   const text = command === "react" ? emoji!.trim() : "";
   const s = session();
   const channel = await s.resolveChannel(ref);
-  const res = await submit(s, { channelId: channel.channelId, text, reactSeq: seq });
+  const res = await submit(s, { channelId: channel.channelId, text, reactSeq: seq }, `the reaction${text ? "" : "'s taking back"} may have been made or not; see chat-cli history ${shellWord(ref)}`);
   if (values.json) return json({ channelId: channel.channelId, seq, emoji: text || null, messageId: res.messageId, duplicate: res.duplicate });
   const where = await s.channelName(channel);
   out(text ? `reacted ${text} to message #${seq} in ${where}` : `took back your reaction to message #${seq} in ${where}`);
@@ -469,8 +475,32 @@ function seqArgument(raw: string, option?: string): bigint {
   return BigInt(raw);
 }
 
-/** MessageService/SendMessage: a message (or a reply), or an edit or delete of, or a reaction to, one. */
-async function submit(s: Session, req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint; reactSeq?: bigint }) {
+/**
+ * MessageService/SendMessage: a message (or a reply), or an edit or delete of, or a reaction to, one.
+ * `unknown`: what to say when interrupted (Ctrl+C, a script's timeout) before an answer.
+ */
+async function submit(
+  s: Session,
+  req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint; reactSeq?: bigint },
+  unknown: string,
+) {
+  // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
+  // whether the server took it, and a second `send` to be sure made the message twice when it had.
+  const interrupted = (signal: NodeJS.Signals) => {
+    warn(`chat-cli: interrupted before the server answered: ${unknown}`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
+  try {
+    return await submitTries(s, req);
+  } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+  }
+}
+
+async function submitTries(s: Session, req: Parameters<typeof submit>[1]) {
   // One key for every try: a retry after a lost answer is never a second message.
   const clientMsgId = `cli-${randomUUID()}`;
   for (let attempt = 1; ; attempt++) {

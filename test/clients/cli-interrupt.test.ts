@@ -1,0 +1,91 @@
+// Ctrl+C while chat-cli waits for the server to take a send, edit, delete or reaction.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
+import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { waitFor } from "../support/wait.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "cmd/chat-cli/main.ts");
+
+describe("chat-cli interrupted while a send waits for its answer", function () {
+  this.timeout(60_000);
+  let server: Server;
+  let url: string;
+  /** How the stand-in answers a send: never (held), or refused as overloaded (the CLI waits, then tries again). */
+  let answer: "hold" | "overloaded" = "hold";
+  let sends = 0;
+  const homes: string[] = [];
+
+  before(async () => {
+    const routes = (router: ConnectRouter) => {
+      router.service(ChannelService, {
+        describeChannel: (req) => ({ channel: { channelId: req.channelId, kind: ChannelKind.GROUP, title: "ops" } }),
+      });
+      router.service(MessageService, {
+        sendMessage: (_req, ctx) => {
+          sends++;
+          if (answer === "overloaded") throw new ConnectError("overloaded", Code.Unavailable, new Headers({ "chat-retry-after-ms": "30000" }));
+          // Held until the CLI goes away.
+          return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
+        },
+      });
+    };
+    server = createServer(connectNodeAdapter({ routes }));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  beforeEach(() => (sends = 0));
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    for (const home of homes) rmSync(home, { recursive: true, force: true });
+  });
+
+  async function interrupted(args: string[], signal: NodeJS.Signals = "SIGINT"): Promise<{ code: number | null; stderr: string }> {
+    const home = mkdtempSync(join(tmpdir(), "chat-cli-interrupt-"));
+    homes.push(home);
+    new LoginStore({ CHAT_CLI_HOME: home }).write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" });
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { cwd: ROOT, env: { ...process.env, CHAT_CLI_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const closed = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
+    await waitFor(() => sends > 0, "the send at the server");
+    child.kill(signal);
+    return { code: await closed, stderr };
+  }
+
+  // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
+  // whether the message went, and a second `send` to be sure made it twice when it had.
+  it("exits 130 saying the message may have been sent, and where to look before sending it again", async () => {
+    answer = "hold";
+    const r = await interrupted(["send", "7", "hello"]);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^chat-cli: interrupted before the server answered: the message may have been sent or not; see chat-cli history 7 before sending it again\n$/);
+  });
+
+  it("says so of an edit too, and of an interrupt during the wait to try again after an overload", async () => {
+    answer = "overloaded";
+    const r = await interrupted(["edit", "7", "3", "fixed"]);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /chat-cli: interrupted before the server answered: the edit may have been made or not; see chat-cli history 7\n$/);
+  });
+
+  it("exits 143 for a SIGTERM (a script's timeout), saying the same", async () => {
+    answer = "hold";
+    const r = await interrupted(["react", "7", "3", "👍"], "SIGTERM");
+    assert.equal(r.code, 143, r.stderr);
+    assert.match(r.stderr, /chat-cli: interrupted before the server answered: the reaction may have been made or not; see chat-cli history 7\n$/);
+  });
+});
