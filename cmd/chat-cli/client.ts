@@ -207,6 +207,51 @@ function isSameDevice(a: SavedLogin, b: SavedLogin): boolean {
   return a.deviceId === b.deviceId && a.server === b.server;
 }
 
+const HELD_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+/**
+ * Runs `fn` with Ctrl+C and SIGTERM held until it is done, then acted on as
+ * they would have been (by the listeners there were, else by ending the
+ * process). A refresh spends the saved refresh token at the server as it is
+ * answered: killed before the new one was saved, the home kept the spent
+ * one, and its next use past the server's reuse grace signed the device out
+ * as a stolen token's. A second signal is acted on at once.
+ */
+let holding = false;
+export async function withSignalsHeld<T>(fn: () => Promise<T>): Promise<T> {
+  // Held already (another session's refresh at the same time): that hold's listeners are not ours to put back.
+  if (holding) return fn();
+  holding = true;
+  // Wrappers and all, as registered: a `once` listener put back stays a once.
+  const before = new Map(HELD_SIGNALS.map((sig) => [sig, process.rawListeners(sig) as Array<(...args: unknown[]) => void>]));
+  let got: NodeJS.Signals | undefined;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    holding = false;
+    for (const sig of HELD_SIGNALS) {
+      process.off(sig, hold);
+      for (const listener of before.get(sig)!) process.on(sig, listener);
+    }
+    if (got) process.kill(process.pid, got);
+  };
+  const hold = (sig: NodeJS.Signals) => {
+    if (got) return release();
+    got = sig;
+    process.stderr.write("chat-cli: saving the access token refresh under way first (Ctrl+C again stops at once, and may sign this device out)\n");
+  };
+  for (const sig of HELD_SIGNALS) {
+    process.removeAllListeners(sig);
+    process.on(sig, hold);
+  }
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
 /** How many users a session keeps by id: a follow of a busy group for days met a new sender every few minutes. */
 export const USERS_REMEMBERED = 4_000;
 
@@ -270,6 +315,10 @@ export class Session {
   }
 
   private refreshLocked(force: boolean, used: string): Promise<string> {
+    return withSignalsHeld(() => this.refreshUnderLock(force, used));
+  }
+
+  private refreshUnderLock(force: boolean, used: string): Promise<string> {
     return this.store.locked(async () => {
       // Another chat-cli may have refreshed while we waited.
       const onDisk = this.store.read();

@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
@@ -25,10 +27,25 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   /** How the stand-in answers a send: never (held), or refused as overloaded (the CLI waits, then tries again). */
   let answer: "hold" | "overloaded" = "hold";
   let sends = 0;
+  /** Refreshes asked, each answered when the test says. */
+  const refreshes: Array<{ refreshToken: string; answer: () => void }> = [];
   const homes: string[] = [];
 
   before(async () => {
     const routes = (router: ConnectRouter) => {
+      router.service(AuthService, {
+        // Spent at once, as the server does: the old token is gone whether or not the answer arrives.
+        refresh: (req) =>
+          new Promise((answered) =>
+            refreshes.push({
+              refreshToken: req.refreshToken,
+              answer: () =>
+                answered({
+                  credentials: { accessToken: "a2", accessTokenExpiresAt: timestampFromMs(Date.now() + 900_000), refreshToken: `${req.refreshToken}>2`, userId: 1n, deviceId: 2n },
+                }),
+            }),
+          ),
+      });
       router.service(ChannelService, {
         describeChannel: (req) => ({ channel: { channelId: req.channelId, kind: ChannelKind.GROUP, title: "ops" } }),
       });
@@ -46,7 +63,10 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
     await once(server, "listening");
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  beforeEach(() => (sends = 0));
+  beforeEach(() => {
+    sends = 0;
+    refreshes.length = 0;
+  });
   after(async () => {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
@@ -87,5 +107,40 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
     const r = await interrupted(["react", "7", "3", "👍"], "SIGTERM");
     assert.equal(r.code, 143, r.stderr);
     assert.match(r.stderr, /chat-cli: interrupted before the server answered: the reaction may have been made or not; see chat-cli history 7\n$/);
+  });
+
+  // The server rotates a refresh token as it answers: killed before the new one was saved, the
+  // home kept the spent one, and a chat-cli run past the server's reuse grace (60 s) presented it
+  // again, which signs the device out as a stolen token's reuse.
+  it("saves a token refresh under way before it stops, saying so; a second Ctrl+C stops at once", async () => {
+    const home = mkdtempSync(join(tmpdir(), "chat-cli-interrupt-"));
+    homes.push(home);
+    const store = new LoginStore({ CHAT_CLI_HOME: home });
+    store.write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: 0, refreshToken: "r" });
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "history", "7"], { cwd: ROOT, env: { ...process.env, CHAT_CLI_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const closed = new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on("close", (code, signal) => done([code, signal])));
+    await waitFor(() => refreshes.length > 0, "the refresh at the server");
+    child.kill("SIGINT");
+    await waitFor(() => /refresh/.test(stderr), `a word of the refresh on stderr (got: ${stderr})`);
+    refreshes[0]!.answer();
+    const [code, signal] = await closed;
+    assert.ok(code === 130 || signal === "SIGINT", `ended by ${code ?? signal}: ${stderr}`);
+    assert.equal(store.read()!.refreshToken, "r>2", "the token the server issued is saved");
+
+    // Once more, pressed twice: the person who insists is not kept waiting on the server.
+    store.write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: 0, refreshToken: "s" });
+    refreshes.length = 0;
+    const again = spawn(process.execPath, ["--import", "tsx", CLI, "history", "7"], { cwd: ROOT, env: { ...process.env, CHAT_CLI_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let said = "";
+    again.stderr!.on("data", (d) => (said += d));
+    const gone = new Promise((done) => again.on("close", done));
+    await waitFor(() => refreshes.length > 0, "the refresh at the server");
+    again.kill("SIGINT");
+    await waitFor(() => /refresh/.test(said), `a word of the refresh on stderr (got: ${said})`);
+    again.kill("SIGINT");
+    await gone;
+    refreshes[0]!.answer();
   });
 });
