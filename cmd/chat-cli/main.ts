@@ -1032,10 +1032,19 @@ function normalizeWs(raw: string | undefined, by: string): string | undefined {
   return u.toString();
 }
 
+/**
+ * Stdin as UTF-8 text, without the byte order mark a file saved on Windows starts with (an invisible
+ * U+FEFF at the start of a message; a password with it was refused as wrong, without a hint).
+ * Other bytes (a Latin-1 file) are refused: they were sent as U+FFFD in their place, without a word.
+ */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new CliError("stdin is not UTF-8 text (a file in another encoding? convert it first, as with: iconv -f latin1 -t utf-8)", 2);
+  }
 }
 
 async function readPassword(values: Values, confirm: boolean): Promise<string> {
