@@ -101,7 +101,8 @@ Options:
   -h, --help          this help
 
 Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
-~/.config/chat-cli), mode 0600.
+~/.config/chat-cli), mode 0600; a folder another user owns or others may write in
+is refused.
 A token refresh, a look-up of names and follow's reads unanswered for 15 s are given
 up (follow asks again; other calls wait for their answer); $CHAT_CLI_CALL_TIMEOUT_MS
 (100 to 15000 ms) gives up sooner.
@@ -278,6 +279,8 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
   if (!username || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <username>`, 2);
   const server =
     values.server !== undefined ? normalizeServer(values.server) : process.env.CHAT_SERVER ? normalizeServer(process.env.CHAT_SERVER, "CHAT_SERVER") : "http://127.0.0.1:8080";
+  // Before the server makes a device that could be saved nowhere.
+  store.checkHome();
   const password = await readPassword(values, command === "signup");
   const api = publicApi(server);
   const device = { name: `chat-cli on ${process.env.HOSTNAME || "a terminal"}`.slice(0, 64), platform: DevicePlatform.CLI };

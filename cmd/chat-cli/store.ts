@@ -39,6 +39,14 @@ export class DamagedLogin extends Error {
   }
 }
 
+/**
+ * The home is another user's, or others may write in it: they could swap the credentials file for
+ * one of their own (a login on their server, which every later command would send to), or plant a
+ * link where it is written. The README's own examples put homes in /tmp, where anyone may make a
+ * folder of that name first.
+ */
+export class UnsafeHome extends Error {}
+
 const LOGIN_STRINGS = ["server", "username", "userId", "deviceId", "accessToken", "refreshToken"] as const;
 
 /**
@@ -61,7 +69,25 @@ export class LoginStore {
     return join(this.dir, "credentials.json");
   }
 
+  /** Throws UnsafeHome for a home another user owns or others may write in; none there yet is fine. */
+  checkHome(): void {
+    let st;
+    try {
+      st = statSync(this.dir);
+    } catch {
+      return;
+    }
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) {
+      throw new UnsafeHome(`${this.dir} belongs to another user (uid ${st.uid}): chat-cli keeps no credentials there; set CHAT_CLI_HOME to a folder of your own`);
+    }
+    if ((st.mode & 0o022) !== 0) {
+      throw new UnsafeHome(`${this.dir} may be written by others (mode ${(st.mode & 0o777).toString(8)}): chat-cli keeps no credentials there; chmod 700 ${this.dir}`);
+    }
+  }
+
   read(): SavedLogin | undefined {
+    this.checkHome();
     let raw: string;
     try {
       raw = readFileSync(this.file, "utf8");
@@ -95,6 +121,7 @@ export class LoginStore {
 
   write(login: SavedLogin): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.checkHome();
     const tmp = `${this.file}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(login, null, 2)}\n`, { mode: 0o600 });
     renameSync(tmp, this.file);
@@ -111,6 +138,7 @@ export class LoginStore {
   /** Runs `fn` holding the refresh lock (a lock older than 30 s is taken as left behind by a dead process). */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.checkHome();
     const lock = join(this.dir, "refresh.lock");
     const deadline = Date.now() + this.lockWaitMs;
     for (;;) {
