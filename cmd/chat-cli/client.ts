@@ -83,7 +83,9 @@ export function describe(err: unknown): string {
     if (code === "EPIPE" || code?.startsWith("HPE_")) {
       return `the server${at} does not answer as chatd's HTTP API does (${code}): is that its gRPC port? chat-cli takes the HTTP one (8080 by default)`;
     }
-    if (err.code === Code.Unavailable || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return `cannot reach the server${at}`;
+    // An UNAVAILABLE the server answered with its own words (an overload, an engine down: "presence is not
+    // available right now; retry") was said as "cannot reach the server", sending the reader to check it runs.
+    if ((err.code === Code.Unavailable && code !== undefined) || /ECONNREFUSED|fetch failed/i.test(err.rawMessage)) return `cannot reach the server${at}`;
     return err.rawMessage;
   }
   return err instanceof Error ? err.message : String(err);

@@ -503,6 +503,9 @@ async function submit(
   }
 }
 
+/** The longest wait before a send is tried again; a server asking for longer is told back at once, in its words. */
+const SEND_WAIT_MAX_MS = 15_000;
+
 async function submitTries(s: Session, req: Parameters<typeof submit>[1]) {
   // One key for every try: a retry after a lost answer is never a second message.
   const clientMsgId = `cli-${randomUUID()}`;
@@ -518,7 +521,11 @@ async function submitTries(s: Session, req: Parameters<typeof submit>[1]) {
       const retryable = err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.ResourceExhausted);
       if (!retryable || attempt >= 5) throw err;
       // Jittered as follow's retries are: every CLI an overloaded server refused came back at the same 400 ms, 800 ms, ...
-      await new Promise((r) => setTimeout(r, Math.max(backoffMs(attempt - 1), retryAfterMs(err))));
+      const wait = Math.max(backoffMs(attempt - 1), retryAfterMs(err));
+      // A spent text budget is refused for minutes: waited out four times over in silence, it looked like a hang.
+      if (wait > SEND_WAIT_MAX_MS) throw err;
+      if (wait >= 1_000) warn(`chat-cli: ${describe(err)}; trying again in ${Math.ceil(wait / 1000)} s`);
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 }

@@ -52,7 +52,7 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
       router.service(MessageService, {
         sendMessage: (_req, ctx) => {
           sends++;
-          if (answer === "overloaded") throw new ConnectError("overloaded", Code.Unavailable, new Headers({ "chat-retry-after-ms": "30000" }));
+          if (answer === "overloaded") throw new ConnectError("overloaded", Code.Unavailable, new Headers({ "chat-retry-after-ms": "10000" }));
           // Held until the CLI goes away.
           return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
         },

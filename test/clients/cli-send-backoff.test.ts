@@ -86,11 +86,22 @@ describe("chat-cli send refused for an overload, then taken", function () {
     assert.ok(Math.max(...w) - Math.min(...w) > 100, `waits ${w.map(Math.round).join(", ")} ms: all at once`);
   });
 
-  it("waits no less than the refusal's chat-retry-after-ms", async () => {
+  it("waits no less than the refusal's chat-retry-after-ms, saying so", async () => {
     refusal = { "chat-retry-after-ms": "1500" };
     const r = await send();
     assert.equal(r.code, 0, r.stderr);
     const [w] = waits();
     assert.ok(w! >= 1500, `tried again after ${Math.round(w!)} ms`);
+    // A second and more of silence looked like a hang.
+    assert.match(r.stderr, /^chat-cli: overloaded; trying again in 2 s\n$/);
+  });
+
+  // A text budget spent is refused for minutes: the CLI waited them out, four times over, in silence.
+  it("gives up at once, with the server's words, when the refusal asks for more than 15 s", async () => {
+    refusal = { "chat-retry-after-ms": "600000" };
+    const r = await send();
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, "chat-cli: overloaded\n");
+    assert.deepEqual(waits(), [NaN], "one try only");
   });
 });
