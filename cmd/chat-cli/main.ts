@@ -1073,14 +1073,23 @@ function promptHidden(question: string): Promise<string> {
     const mutable = rl as unknown as { _writeToOutput?: (s: string) => void };
     process.stderr.write(question);
     mutable._writeToOutput = () => {};
+    let answered = false;
     rl.question("", (answer) => {
+      answered = true;
       rl.close();
       process.stderr.write("\n");
       resolve(answer);
     });
     rl.on("SIGINT", () => {
+      answered = true;
       rl.close();
       reject(new CliError("cancelled", 130));
+    });
+    // Ctrl+D: closed with no answer, the promise was left pending and the process ended with exit 0, without a word.
+    rl.on("close", () => {
+      if (answered) return;
+      process.stderr.write("\n");
+      reject(new CliError("no password given (the input ended)", 2));
     });
   });
 }
