@@ -3,7 +3,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelEventKind, ClientFrameSchema, ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import { ErrorCode, type Message } from "../../gen/es/chat/v1/types_pb.js";
+import { ErrorCode, MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callTimeoutMs, CliError, describe, isTransient, type Session } from "./client.js";
 import { ServerClock } from "./server-clock.js";
@@ -241,6 +241,32 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   };
 
   /**
+   * The edits and deletes of the messages printed (the last 200 of them, as they are now), each
+   * one not yet shown printed as its change would be. Another chat-cli of this device may have
+   * acked their inbox entries while this one was away, and no replay brings them then.
+   */
+  const recheck = async () => {
+    if (lastSeq === 0n) return;
+    const upTo = lastSeq;
+    const res = await patiently(`read the messages up to #${upTo}`, () =>
+      session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: upTo + 1n, direction: PageDirection.BACKWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() }),
+    );
+    for (const m of [...res.messages].sort((a, b) => (a.seq < b.seq ? -1 : 1))) {
+      const was = printed.get(m.seq);
+      if (!was || was.deleted) continue;
+      const editedMs = m.editedAt ? timestampMs(m.editedAt) : 0;
+      if (!m.deleted && editedMs <= was.editedMs) continue;
+      // Who deleted it (its sender, or a group's admin) history does not tell: no sender.
+      const change = m.deleted
+        ? create(MessageSchema, { channelId: m.channelId, targetSeq: m.seq, deleted: true })
+        : create(MessageSchema, { channelId: m.channelId, targetSeq: m.seq, text: m.text, senderUserId: m.senderUserId, sentAt: m.editedAt });
+      await patiently(`print the change to #${m.seq}`, () => opts.printChange(change));
+      // As the replayed change would leave it: that one is not news again.
+      printed.set(m.seq, { ...was, deleted: m.deleted, editedMs: m.deleted ? was.editedMs : editedMs });
+    }
+  };
+
+  /**
    * I left the chat (on another device), or was taken out: nothing more
    * comes for it, and following on in silence looked like a quiet chat.
    * Asked of the server after what came before is printed: a LEFT followed
@@ -274,12 +300,15 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     }
     const welcomed = (serverTimeMs: number) => {
       attempts = 0;
+      const again = startedMs !== undefined;
       startedMs ??= serverTimeMs;
       shownServerMs ??= clock.toServer(opts.shownAtMs ?? Date.now());
       // What was sent while it was away comes from history, not from the
       // inbox replay alone: another chat-cli of this device (a follow of
-      // another chat) may have acked it, moving the cursor past it.
+      // another chat) may have acked it, moving the cursor past it. So do
+      // the changes made meanwhile to what was printed (none before the first: the history shown is new).
       step(() => fill());
+      if (again) step(() => recheck());
     };
     const url = opts.wsUrl ?? wsUrl(session.login.server);
     const { code, reason, httpStatus, opened, error } = await connectOnce(url, session, token, clock, take, welcomed, left, signal, opts);

@@ -964,8 +964,9 @@ async function printChange(s: Session, ch: Message, values: Values): Promise<voi
       channelId: ch.channelId,
       targetSeq: ch.targetSeq,
       change: ch.deleted ? "delete" : ch.reaction ? "reaction" : "edit",
-      senderId: ch.senderUserId,
-      sender: await s.username(ch.senderUserId),
+      // None on a delete read from history, which does not say who deleted it.
+      senderId: ch.senderUserId === 0n ? null : ch.senderUserId,
+      sender: ch.senderUserId === 0n ? null : await s.username(ch.senderUserId),
       text: ch.text,
       at: iso(ch.sentAt),
     });

@@ -343,6 +343,51 @@ describe("chat-cli follow through a connection that drops", function () {
     assert.equal(await follower.exited, 0, follower.err);
   });
 
+  it("prints an edit and a delete made while it reconnected, though another chat-cli of the device acked them meanwhile, once each", async () => {
+    const { me, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "e1", text: "first" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "e2", text: "second" });
+    const follower = h.follow(me, String(channelId), "--last", "2");
+    const scripted = h.follow(me, String(channelId), "--last", "2", "--json");
+    await Promise.all([follower.started(), scripted.started()]);
+    await follower.printed("second\n");
+
+    h.proxy.cut("reset");
+    await Promise.all([follower.said(/connection lost/), scripted.said(/connection lost/)]);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "e3", text: "first, fixed", editSeq: 1n });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "e4", text: "", deleteSeq: 2n });
+    // The same device, as another `chat-cli follow` of it would be: it gets both changes and acks them.
+    const other = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken).connect();
+    h.cleanups.push(() => other.ws?.close());
+    await waitFor(() => other.messages().length >= 2, "the other session's replay");
+    const cursor = other.cursor;
+    await waitFor(async () => {
+      const probe = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
+      await probe.close();
+      return probe.welcome()!.deviceCursor >= cursor;
+    }, "the ack stored");
+
+    h.proxy.restore();
+    await follower.said(/reconnected/);
+    // Each was lost: no replay brought it, and the history read after a reconnect looked only past #2.
+    await follower.printed("✗ #2 deleted\n");
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "e5", text: "third" });
+    await follower.printed("third\n");
+    assert.match(follower.out, /#1 \S+: first\n\[[^\]]+\] #2 \S+: second\n✎ #1 edited: first, fixed\n✗ #2 deleted\n\[[^\]]+\] #3 \S+: third\n$/);
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+    await scripted.printed('"text":"third"');
+    const changes = scripted.out.trim().split("\n").map((l) => JSON.parse(l)).filter((j) => j.change);
+    // Who deleted it history does not say: no sender rather than the author's name.
+    assert.deepEqual(
+      changes.map((c) => [c.change, c.targetSeq, c.text, c.sender]),
+      [
+        ["edit", "1", "first, fixed", peer.username],
+        ["delete", "2", "", null],
+      ],
+    );
+  });
+
   it("prints a reaction made while it reconnected once: on the message it reads from history, not again as news", async () => {
     const { me, peer, channelId } = await h.pair();
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "r1", text: "before" });
