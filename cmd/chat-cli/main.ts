@@ -1059,7 +1059,9 @@ async function readStdin(): Promise<string> {
 }
 
 async function readPassword(values: Values, confirm: boolean): Promise<string> {
-  if (values["password-stdin"]) return (await readStdin()).replace(/\r?\n$/, "");
+  // At a terminal, read as piped text, what was typed was echoed there (its scrollback, a screen share) until Ctrl+D.
+  if (values["password-stdin"] && !process.stdin.isTTY) return (await readStdin()).replace(/\r?\n$/, "");
+  if (values["password-stdin"]) return promptHidden("Password: ");
   if (process.env.CHAT_PASSWORD) return process.env.CHAT_PASSWORD;
   if (!process.stdin.isTTY) throw new CliError("no password: use --password-stdin, set CHAT_PASSWORD, or run in a terminal", 2);
   const first = await promptHidden("Password: ");

@@ -35,4 +35,26 @@ describe("chat-cli's password prompt", function () {
     }
     assert.match(screen, /chat-cli: no password given \(the input ended\)/);
   });
+
+  // Read as piped text, what was typed at the terminal was echoed there (its scrollback, a screen share) until Ctrl+D.
+  it("does not echo a password typed at a terminal for --password-stdin", async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CHAT_CLI_HOME: home, CHAT_SERVER: "http://127.0.0.1:1" };
+    delete env.CHAT_PASSWORD;
+    const command = [process.execPath, "--import", "tsx", CLI, "login", "someone", "--password-stdin"].map((a) => `'${a}'`).join(" ");
+    const child = spawn("script", ["-qec", command, "/dev/null"], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+    let screen = "";
+    child.stdout!.on("data", (d) => (screen += d));
+    child.stderr!.on("data", (d) => (screen += d));
+    const exited = new Promise<number | null>((done) => child.on("close", done));
+    try {
+      await waitFor(() => screen.includes("Password: "), `a prompt (got: ${screen})`);
+      child.stdin!.write("secret-typed-here\r");
+      // Past the password: the login it was for, at a server nothing listens on.
+      assert.equal(await exited, 1, screen);
+    } finally {
+      child.kill();
+    }
+    assert.match(screen, /cannot reach the server/);
+    assert.doesNotMatch(screen, /secret-typed-here/);
+  });
 });
