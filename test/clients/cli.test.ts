@@ -164,7 +164,7 @@ describe("chat-cli against chatd", function () {
   });
 
   it("keeps its credentials where --help says: in $XDG_CONFIG_HOME/chat-cli when CHAT_CLI_HOME is unset", async () => {
-    assert.match(await alice.ok("--help"), /Credentials live in \$CHAT_CLI_HOME \(default \$XDG_CONFIG_HOME\/chat-cli, else\n~\/\.config\/chat-cli\), mode 0600\./);
+    assert.match(await alice.ok("--help"), /Credentials live in \$CHAT_CLI_HOME \(default \$XDG_CONFIG_HOME\/chat-cli, else\n~\/\.config\/chat-cli\), mode 0600; a folder another user owns or others may write in\nis refused\./);
     const config = mkdtempSync(join(tmpdir(), "chat-cli-xdg-"));
     try {
       const env = { ...process.env, CHAT_CLI_HOME: "", XDG_CONFIG_HOME: config, CHAT_SERVER: chatd.httpUrl, CHAT_PASSWORD: PASSWORD };
