@@ -47,6 +47,15 @@ export class DamagedLogin extends Error {
  */
 export class UnsafeHome extends Error {}
 
+function isHttpUrl(raw: string): boolean {
+  try {
+    const u = new URL(raw);
+    return u.protocol === "http:" || u.protocol === "https:";
+  } catch {
+    return false;
+  }
+}
+
 const LOGIN_STRINGS = ["server", "username", "userId", "deviceId", "accessToken", "refreshToken"] as const;
 
 /**
@@ -106,6 +115,8 @@ export class LoginStore {
       if (typeof fields[name] !== "string" || fields[name] === "") throw new DamagedLogin(this.file, `has no ${name}`);
     }
     if (typeof fields.accessExpiresAtMs !== "number") throw new DamagedLogin(this.file, "has no accessExpiresAtMs");
+    // Else every call failed in the HTTP library's words ("Invalid URL"), naming neither the file nor what to do.
+    if (!isHttpUrl(fields.server as string)) throw new DamagedLogin(this.file, "has no server URL");
     return login as SavedLogin;
   }
 

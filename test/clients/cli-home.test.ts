@@ -1,7 +1,7 @@
 // chat-cli's home (CHAT_CLI_HOME) where others could swap the credentials kept in it.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
@@ -49,5 +49,14 @@ describe("chat-cli: a home others may write in", function () {
     const r = await run(home, ["whoami"]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /not logged in/);
+  });
+
+  // Edited by hand, or cut short: "chat-cli: Invalid URL" (exit 1) named neither the file nor what to do.
+  it("takes a credentials file whose server is no http(s) URL as damaged: exit 3 naming it", async () => {
+    const login = { server: "garbage", username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" };
+    writeFileSync(join(home, "credentials.json"), JSON.stringify(login), { mode: 0o600 });
+    const r = await run(home, ["chats"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, `chat-cli: ${join(home, "credentials.json")} has no server URL; remove it and log in again\n`);
   });
 });
