@@ -117,6 +117,10 @@ export class LoginStore {
     if (typeof fields.accessExpiresAtMs !== "number") throw new DamagedLogin(this.file, "has no accessExpiresAtMs");
     // Else every call failed in the HTTP library's words ("Invalid URL"), naming neither the file nor what to do.
     if (!isHttpUrl(fields.server as string)) throw new DamagedLogin(this.file, "has no server URL");
+    // Else "Cannot convert x to a BigInt" at the first use of either.
+    for (const name of ["userId", "deviceId"] as const) {
+      if (!/^\d+$/.test(fields[name] as string)) throw new DamagedLogin(this.file, `has no ${name}`);
+    }
     return login as SavedLogin;
   }
 

@@ -52,11 +52,16 @@ describe("chat-cli: a home others may write in", function () {
   });
 
   // Edited by hand, or cut short: "chat-cli: Invalid URL" (exit 1) named neither the file nor what to do.
-  it("takes a credentials file whose server is no http(s) URL as damaged: exit 3 naming it", async () => {
+  it("takes a credentials file whose server is no http(s) URL, or whose ids are no numbers, as damaged: exit 3 naming it", async () => {
     const login = { server: "garbage", username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" };
     writeFileSync(join(home, "credentials.json"), JSON.stringify(login), { mode: 0o600 });
     const r = await run(home, ["chats"]);
     assert.equal(r.code, 3, r.stderr);
     assert.equal(r.stderr, `chat-cli: ${join(home, "credentials.json")} has no server URL; remove it and log in again\n`);
+    // Nor an id that is no number: "Cannot convert x to a BigInt" at its first use.
+    writeFileSync(join(home, "credentials.json"), JSON.stringify({ ...login, server: "http://127.0.0.1:1", userId: "me" }), { mode: 0o600 });
+    const ids = await run(home, ["send", "@someone", "hi"]);
+    assert.equal(ids.code, 3, ids.stderr);
+    assert.match(ids.stderr, /credentials\.json has no userId; remove it and log in again\n$/);
   });
 });
