@@ -224,6 +224,12 @@ export class ChatServer implements SessionHost, SessionDirectory {
   /** When each user's last typing hint in each channel went out here (monotonic), for TYPING_HINT_INTERVAL_MS. */
   private readonly typedAt = new LruMap<Id, Map<Id, number>>(100_000);
   /**
+   * Read positions stored here whose fan-out never started ("channel:user"): a read after the write
+   * (the member list, a block) failed and the receipt was refused. Its retry moves nothing, so without
+   * this it went to the reader alone and the other members were never told.
+   */
+  private readonly untoldReads = new LruMap<string, true>(10_000);
+  /**
    * Presence events waiting for their block check, by recipient and subject
    * (presenceKey): the one of each pair that came last. A newer event about
    * the same subject takes its place, and the older one, once checked, goes
@@ -675,9 +681,19 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // As MarkRead: one that moved the stored position below the reader's own newest message moved nothing
     // the others are shown (ListMembers counts the reader's own message as read), and told, it moved their
     // view of the reader back (a device behind the one that sent). Only the reader's devices hear it.
-    const moved = readSeq > member.readSeq;
-    const [memberIds, ownAhead] = moved ? await Promise.all([this.members.memberIds(channelId), this.sentAfter(channelId, userId, readSeq, newest)]) : [[], false];
-    const members = moved && !ownAhead && !(await this.members.isBlocked(channelId, userId)) ? memberIds : [userId];
+    const untold = `${channelId}:${userId}`;
+    const moved = readSeq > member.readSeq || this.untoldReads.peek(untold) !== undefined;
+    let members: readonly Id[] = [userId];
+    if (moved) {
+      try {
+        const [memberIds, ownAhead] = await Promise.all([this.members.memberIds(channelId), this.sentAfter(channelId, userId, readSeq, newest)]);
+        if (!ownAhead && !(await this.members.isBlocked(channelId, userId))) members = memberIds;
+      } catch (err) {
+        this.untoldReads.set(untold, true);
+        throw err;
+      }
+      this.untoldReads.delete(untold);
+    }
     // The position is stored: a push that fails (the routes unreadable) is logged, as MarkRead does, not
     // refused, since a retry would move nothing and so tell the other members nothing either.
     await (this.deps.directory ?? this)

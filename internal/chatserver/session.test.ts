@@ -396,6 +396,42 @@ describe("session: a read receipt or typing hint whose fan-out fails", () => {
     server.drain();
   });
 
+  // The position was stored before the member list failed to read: the retry moved nothing, so it went to
+  // the reader alone, and the others were never told of it live.
+  it("tells the other members on the retry of a receipt whose member list could not be read once it was stored", async () => {
+    let readSeq = 0n;
+    let listFails = 1;
+    const channels = {
+      getMember: async () => ({ userId: 1n, readSeq }),
+      getChannel: async () => ({ channelId: 7n, kind: "group", title: "g", createdAtMs: 1, createdBy: 2n }),
+      listMembers: async () => {
+        if (listFails-- > 0) throw new ChatError("unavailable", "member list away", 100);
+        return [{ userId: 1n }, { userId: 2n }];
+      },
+      advanceReadSeq: async (_c: Id, _u: Id, seq: bigint) => ({ readSeq: (readSeq = seq > readSeq ? seq : readSeq), newest: undefined }),
+    };
+    const pushed: [Id[], bigint][] = [];
+    const server = new ChatServer({
+      serverId: "t",
+      inbox: inboxKeeping([]),
+      channels: channels as never,
+      submitter: {} as never,
+      directory: { pushToUsers: async (to: Id[], f: ServerFrame) => void pushed.push([to, f.kind.case === "receipt" ? f.kind.value.seq : -1n]) } as never,
+    });
+    const { handle, errors } = await openWelcomed(server, 1n);
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    await waitFor(() => errors.length === 1, "the receipt refused");
+    assert.deepStrictEqual([readSeq, pushed], [5n, []]);
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 2n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    await waitFor(() => pushed.length === 1, "the retry pushed");
+    assert.deepStrictEqual(pushed, [[[1n, 2n], 5n]]);
+    // Told once: a repeat after that moves nothing, and goes to the reader alone again.
+    handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 3n, kind: { case: "read", value: { channelId: 7n, seq: 5n } } })));
+    await waitFor(() => pushed.length === 2, "the repeat pushed");
+    assert.deepStrictEqual(pushed[1], [[1n], 5n]);
+    server.drain();
+  });
+
   it("is not answered for a typing hint, a hint having no answer: the next one, a few seconds on, is the retry", async () => {
     const { server, handle, logged, errors } = await openWithRoutesAway();
     handle.receive(toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 1n, kind: { case: "typing", value: { channelId: 7n } } })));
