@@ -223,9 +223,10 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
    * their access tokens can still be valid (an account that signs in and out
    * every day would otherwise pile up rows), and past the account's device
    * limit signs out the devices seen least recently (never `keep`, the one
-   * just made, nor one made after it).
+   * just made, nor a racing login's made after it). `existed`: the devices
+   * listed before `keep` was made.
    */
-  async function tidyDevices(userId: Id, keep: DeviceRecord): Promise<void> {
+  async function tidyDevices(userId: Id, keep: DeviceRecord, existed: ReadonlySet<Id>): Promise<void> {
     const max = deps.maxDevicesPerAccount ?? DEFAULT_MAX_DEVICES_PER_ACCOUNT;
     const devices = await deps.accounts.listDevices(userId);
     // A device's newest access token was signed when it was last seen (its login or last refresh).
@@ -243,8 +244,11 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     // Never one made after this login's: a racing login made it, and prunes this one if need be
     // (it lists after its own create, so sees this one). Two at a limit of 1 each signed the other out.
     // By when it was made, not last seen: one refreshed on a process whose clock is ahead is no racing login.
+    // And only among those not listed before this login made its device: one that was, made on a process
+    // whose clock is ahead, is stamped "after" yet no racing login's, and was spared for good, the account
+    // past its limit by one such login after another.
     const madeBefore = (d: DeviceRecord) => d.createdAtMs - keep.createdAtMs || (d.deviceId < keep.deviceId ? -1 : d.deviceId > keep.deviceId ? 1 : 0);
-    const oldest = active.filter((d) => madeBefore(d) < 0).sort(byAge).slice(0, excess);
+    const oldest = active.filter((d) => existed.has(d.deviceId) || madeBefore(d) < 0).sort(byAge).slice(0, excess);
     for (const d of oldest) {
       count("device_pruned");
       await signOut(userId, d.deviceId, `signed out: the account signed in on more than ${max} devices`);
@@ -415,6 +419,8 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         throw fail;
       }
       await deps.limits?.signedIn(username, user.userId, address, counted?.failures);
+      // Before the device is made: whatever is listed here is no racing login's (tidyDevices).
+      const existed = new Set((await deps.accounts.listDevices(user.userId)).map((d) => d.deviceId));
       const device = await newDevice(user, info);
       try {
         // The password may have changed, or the account been deleted, since it was read: a sign-out of
@@ -424,7 +430,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
           await deps.accounts.revokeDevice(user.userId, device.deviceId);
           throw fail;
         }
-        await tidyDevices(user.userId, device);
+        await tidyDevices(user.userId, device, existed);
         return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
       } catch (e) {
         // A login that fails leaves no device signed in: its client never got the tokens, and the

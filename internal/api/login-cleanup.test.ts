@@ -11,10 +11,11 @@ describe("api: a login that fails leaves no device behind", () => {
   afterEach(async () => api.close());
 
   const outage = () => new ChatError("unavailable", "store away");
-  /** Makes the store's `method` fail its next call (after doing it when `after`). */
-  function failOnce<K extends keyof AccountStore>(store: AccountStore, method: K, after = false): void {
+  /** Makes the store's `method` fail its next call past `skip` (after doing it when `after`). */
+  function failOnce<K extends keyof AccountStore>(store: AccountStore, method: K, after = false, skip = 0): void {
     const real = store[method] as (...args: unknown[]) => Promise<unknown>;
     (store as unknown as Record<K, unknown>)[method] = async (...args: unknown[]) => {
+      if (skip-- > 0) return real.apply(store, args);
       (store as unknown as Record<K, unknown>)[method] = real;
       if (after) await real.apply(store, args);
       throw outage();
@@ -22,15 +23,16 @@ describe("api: a login that fails leaves no device behind", () => {
   }
   const signedIn = async (userId: Id) => (await api.deps.accounts.listDevices(userId)).filter((d) => !d.revoked).map((d) => d.deviceId);
 
-  for (const [what, method, after] of [
-    ["its clean-up of the account's devices", "listDevices", false],
-    ["the store of its refresh token", "putRefreshToken", false],
-    ["its device's create, which landed", "createDevice", true],
+  for (const [what, method, after, skip] of [
+    // Past the listing before its device is made (whose failure leaves nothing to undo).
+    ["its clean-up of the account's devices", "listDevices", false, 1],
+    ["the store of its refresh token", "putRefreshToken", false, 0],
+    ["its device's create, which landed", "createDevice", true, 0],
   ] as const) {
     it(`fails UNAVAILABLE, its device signed out, when ${what} fails`, async () => {
       api = await TestApi.start({ maxDevicesPerAccount: 2 });
       const me = await api.signUp("lou", "my password");
-      failOnce(api.deps.accounts, method, after);
+      failOnce(api.deps.accounts, method, after, skip);
       const e = await rpcError(() => api.anon.auth.login({ username: "lou", password: "my password" }));
       assert.equal(e.code, Code.Unavailable, e.message);
       // Before, the device stayed signed in, counting toward the limit, though its client got no tokens.
@@ -80,19 +82,33 @@ describe("api: a login that fails leaves no device behind", () => {
     const me = await api.signUp("lou", "my password");
     // Both clean-ups list the devices once both logins made theirs.
     const store = api.deps.accounts;
-    const listDevices = store.listDevices;
-    let waiting = 0;
+    const createDevice = store.createDevice;
+    let created = 0;
     let release!: () => void;
     const both = new Promise<void>((r) => (release = r));
-    store.listDevices = async (userId) => {
-      if (++waiting === 2) release();
+    store.createDevice = async (device) => {
+      await createDevice.call(store, device);
+      if (++created === 2) release();
       await both;
-      return listDevices.call(store, userId);
     };
     const logins = await Promise.all([1, 2].map(() => api.anon.auth.login({ username: "lou", password: "my password" })));
     const made = logins.map((l) => l.credentials!.deviceId).sort((a, b) => (a < b ? -1 : 1));
     // Before, each signed the other's out with the old device: none was left signed in.
     assert.deepEqual(await signedIn(me.userId), [made[1]]);
+  });
+
+  it("signs out at the device limit the device of an earlier login on an api process whose clock is ahead of this one's", async () => {
+    api = await TestApi.start({ maxDevicesPerAccount: 1 });
+    const me = await api.signUp("lou", "my password");
+    // A login on a process a minute ahead (within the clocks' allowed skew)...
+    api.clock.ms += 60_000;
+    const first = (await api.anon.auth.login({ username: "lou", password: "my password" })).credentials!;
+    assert.deepEqual(await signedIn(me.userId), [first.deviceId]);
+    // ...then one on this process, later in real time: the device stamped "later" was there before it began, no racing login's.
+    api.clock.ms -= 30_000;
+    const next = (await api.anon.auth.login({ username: "lou", password: "my password" })).credentials!;
+    // Before, it was spared as made after this login's device: two signed in at a limit of 1, and as many more as such logins.
+    assert.deepEqual(await signedIn(me.userId), [next.deviceId], "the limit of 1 kept");
   });
 
   it("signs out at the device limit a device refreshed on an api process whose clock is ahead of this one's", async () => {
