@@ -13,6 +13,7 @@ import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { sentAfter } from "../messages/own-messages.js";
 import { ChatError } from "../model/errors.js";
 import { ThrottledWarning } from "../observability/outage-log.js";
+import { LruMap } from "../cache/lru-map.js";
 import { utf8BytesAtMost, type StoredMessage } from "../model/types.js";
 
 /** Messages one SearchMessages call reads at most: a bound on what a call costs the store. */
@@ -59,6 +60,9 @@ function searchWords(query: string): string[] {
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
   // The routes unreadable fail every MarkRead's push: one line for them, not one each.
   const receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
+  // Read marks stored whose fan-out never started ("channel:user"): the member list failed to read after the
+  // write and the call was refused. Its retry moves nothing, so without this it told the reader alone.
+  const untoldReads = new LruMap<string, true>(10_000);
   return {
     async listMessages(req, ctx) {
       const { channel, member } = await requireMember(deps, v.id("channel_id", req.channelId), caller(ctx).userId);
@@ -167,10 +171,17 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // The reader's alone is asked of (sentAfter), beside the member list the receipt goes to: membersAsRead
       // read that list a second time, and every member's newest message, at every read mark.
       let audience = [me];
-      if (readSeq > member.readSeq) {
-        const [members, ownAhead] = await Promise.all([deps.channels.listMembers(channel.channelId), sentAfter(deps.log, channel.channelId, me, readSeq, newest)]);
-        const stored = members.find((m) => m.userId === me)?.readSeq ?? readSeq;
-        if (stored <= readSeq && !ownAhead) audience = await receiptAudience(deps, channel, me, members);
+      const untold = `${channel.channelId}:${me}`;
+      if (readSeq > member.readSeq || untoldReads.peek(untold) !== undefined) {
+        try {
+          const [members, ownAhead] = await Promise.all([deps.channels.listMembers(channel.channelId), sentAfter(deps.log, channel.channelId, me, readSeq, newest)]);
+          const stored = members.find((m) => m.userId === me)?.readSeq ?? readSeq;
+          if (stored <= readSeq && !ownAhead) audience = await receiptAudience(deps, channel, me, members);
+        } catch (e) {
+          untoldReads.set(untold, true);
+          throw e;
+        }
+        untoldReads.delete(untold);
       }
       const frame = create(ServerFrameSchema, {
         kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },

@@ -6,6 +6,7 @@ import { PAGE_TEXT_BYTES } from "../messages/page-bytes.js";
 import { utf8BytesAtMost } from "../model/types.js";
 import { SEARCH_SCAN_TEXT_BYTES } from "./messages-service.js";
 import { SqliteMessageLog } from "../storage/sqlite/message-log.js";
+import { ChatError } from "../model/errors.js";
 import { rpcError, TestApi, type TestUser } from "./testkit.js";
 
 describe("api: MessageService", () => {
@@ -303,6 +304,26 @@ describe("api: MessageService", () => {
     api.sessions.pushToUsers = () => Promise.reject(new Error("routes could not be read"));
     for (let seq = 1n; seq <= 10n; seq++) assert.equal((await b.c.messages.markRead({ channelId, seq })).readSeq, seq);
     assert.deepEqual(warned.filter((m) => m === "receipt push failed"), ["receipt push failed"]);
+  });
+
+  // The position was stored before the member list failed to read: the retry moved nothing, so it went to
+  // the reader alone, and the peer was never told of it live.
+  it("tells the other members on the retry of a read mark whose member list could not be read once it was stored", async () => {
+    await sendMany(3); // a: 1, 3; b: 2
+    const { channels } = api.storage;
+    const listMembers = channels.listMembers.bind(channels);
+    let fails = 1;
+    channels.listMembers = async (...args) => {
+      if (fails-- > 0) throw new ChatError("unavailable", "member list away", 100);
+      return listMembers(...args);
+    };
+    api.sessions.pushes = [];
+    assert.equal((await rpcError(() => b.c.messages.markRead({ channelId, seq: 3n }))).code, Code.Unavailable);
+    assert.equal((await b.c.messages.markRead({ channelId, seq: 3n })).readSeq, 3n);
+    assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds), [[a.userId, b.userId]]);
+    // Told once: a repeat moves nothing and goes to the reader alone.
+    await b.c.messages.markRead({ channelId, seq: 3n });
+    assert.deepEqual(api.sessions.framesOf("receipt").map((r) => r.userIds), [[a.userId, b.userId], [b.userId]]);
   });
 
   it("never pushes the other members a receipt below what ListMembers shows them of the reader", async () => {
