@@ -1101,10 +1101,17 @@ function promptHidden(question: string): Promise<string> {
  * Control characters (C0 but tab and newline, DEL, C1) shown as U+FFFD: a
  * text, a name or a title is someone else's words, and an escape sequence
  * in them would otherwise drive the reader's terminal (retitle it, hide
- * lines, fake a prompt).
+ * lines, fake a prompt). The bidi embeddings, overrides and isolates are
+ * shown as <U+202E>, where they were: a terminal that applies bidi (GNOME's)
+ * showed "invoice\u202egpj.exe" as "invoice exe.jpg" and reordered the rest of
+ * the line, the sender's name with it. The marks (U+200E, U+200F, U+061C)
+ * stay: right-to-left writing needs them, and they only set the direction
+ * of the punctuation beside them, not of whole runs of text.
  */
 export function printable(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "\ufffd");
+  return text
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "\ufffd")
+    .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `<U+${c.charCodeAt(0).toString(16).toUpperCase()}>`);
 }
 
 function out(line: string): void {

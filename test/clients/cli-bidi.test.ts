@@ -1,0 +1,89 @@
+// chat-cli printing someone else's words that carry bidi controls (Trojan Source's trick, in a chat).
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
+import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
+import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
+import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { LoginStore } from "../../cmd/chat-cli/store.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CLI = join(ROOT, "cmd/chat-cli/main.ts");
+
+/** Every explicit embedding, override and isolate, and its ending: U+202A to U+202E, U+2066 to U+2069. */
+const BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069";
+
+describe("chat-cli output of texts with bidi controls", function () {
+  this.timeout(60_000);
+  let server: Server;
+  let home: string;
+  // U+202E shows "gpj.exe" as "exe.jpg"; the others each reorder what follows them up to a U+202C or U+2069.
+  const text = `see invoice\u202egpj.exe ${BIDI}end`;
+  const title = `ops\u202e (admin)`;
+
+  before(async () => {
+    const routes = (router: ConnectRouter) => {
+      router.service(ChannelService, {
+        describeChannel: (req) => ({ channel: { channelId: req.channelId, kind: ChannelKind.GROUP, title, memberCount: 2 } }),
+        leaveGroup: () => ({}),
+      });
+      router.service(MessageService, {
+        listMessages: (req) => ({ messages: [{ channelId: req.channelId, seq: 1n, messageId: 11n, senderUserId: 5n, text, sentAt: timestampFromMs(Date.now()) }] }),
+      });
+      router.service(UserService, {
+        getUsers: () => ({ users: [{ userId: 5n, username: "mallory", displayName: "\u2067yrollam" }] }),
+      });
+    };
+    server = createServer(connectNodeAdapter({ routes }));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    home = mkdtempSync(join(tmpdir(), "chat-cli-bidi-"));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    new LoginStore({ CHAT_CLI_HOME: home }).write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" });
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((done) => {
+      const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { cwd: ROOT, env: { ...process.env, CHAT_CLI_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+      let [stdout, stderr] = ["", ""];
+      child.stdout!.on("data", (d) => (stdout += d));
+      child.stderr!.on("data", (d) => (stderr += d));
+      child.on("close", (code) => done({ code, stdout, stderr }));
+    });
+  }
+
+  // Raw, a sender's U+202E made "gpj.exe" read "exe.jpg" on the reader's terminal (those that apply
+  // bidi, as GNOME's does), and reordered the line's other words, the sender's name among them.
+  it("shows each control escaped where it was, as <U+202E>, in a printed text", async () => {
+    const r = await cli("history", "7");
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /[\u202a-\u202e\u2066-\u2069]/u);
+    assert.match(r.stdout, / #1 mallory: see invoice<U\+202E>gpj\.exe <U\+202A><U\+202B><U\+202C><U\+202D><U\+202E><U\+2066><U\+2067><U\+2068><U\+2069>end\n$/);
+  });
+
+  it("escapes them in a group's title, as a confirming line names it", async () => {
+    const r = await cli("leave", "7");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'left "ops<U+202E> (admin)"\n');
+  });
+
+  it("keeps the exact text in --json, for scripts", async () => {
+    const r = await cli("history", "7", "--json");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).text, text);
+  });
+});
