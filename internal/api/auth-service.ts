@@ -278,7 +278,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
     // counted, the owner's confirmations a storm refused locked the owner out.
     const release = passwords.reserve();
     const { counted, ok } = await (async () => {
-      const counted = await deps.limits?.checkLogin(user.username, address, user.userId).catch((e: unknown) => {
+      const counted = await deps.limits?.checkLogin(user.username, address, user).catch((e: unknown) => {
         count("login_throttled");
         throw e;
       });
@@ -289,7 +289,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       count("login_failed");
       throw new ChatError("permission_denied", `${field} is wrong`);
     }
-    await deps.limits?.signedIn(user.username, user.userId, address, counted?.failures);
+    await deps.limits?.signedIn(user.username, user, address, counted?.failures);
     return user;
   }
 
@@ -367,7 +367,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         // Where an account was made is its owner's: a guesser spread over other addresses never locks it.
         // Failures counted against the name before (it was free, or a deleted account's) were nobody's:
         // forgotten, or the new owner would be refused its first logins.
-        await deps.limits?.signedIn(username, user.userId, clientAddress(ctx), true);
+        await deps.limits?.signedIn(username, user, clientAddress(ctx), true);
         return { credentials: await credentials(user.userId, device.deviceId), user: userToProto(user) };
       } catch (e) {
         // Its client was told the sign-up failed, and holds no token: kept, the account took its name,
@@ -406,7 +406,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const { user, counted, ok } = await (async () => {
         // Read first: the addresses exempt from the account-wide refusal are the account's, not its name's.
         const user = await deps.accounts.findUserByUsername(username);
-        const counted = await deps.limits?.checkLogin(username, address, user?.userId).catch((e: unknown) => {
+        const counted = await deps.limits?.checkLogin(username, address, user).catch((e: unknown) => {
           count("login_throttled");
           throw e;
         });
@@ -418,7 +418,7 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
         count("login_failed");
         throw fail;
       }
-      await deps.limits?.signedIn(username, user.userId, address, counted?.failures);
+      await deps.limits?.signedIn(username, user, address, counted?.failures);
       // Before the device is made: whatever is listed here is no racing login's (tidyDevices).
       const existed = new Set((await deps.accounts.listDevices(user.userId)).map((d) => d.deviceId));
       const device = await newDevice(user, info);
@@ -487,8 +487,13 @@ export function authService(deps: ApiDeps & PushApiDeps, devices?: DeviceGate): 
       const me = caller(ctx);
       // Checked first: a new password that would be refused costs no hash and counts no failure.
       v.password(req.newPassword);
-      const user = await confirmPassword(me.userId, "current_password", req.currentPassword, clientAddress(ctx));
-      await deps.accounts.updatePasswordHash(user.userId, await passwords.hash(req.newPassword));
+      const address = clientAddress(ctx);
+      const user = await confirmPassword(me.userId, "current_password", req.currentPassword, address);
+      const passwordHash = await passwords.hash(req.newPassword);
+      await deps.accounts.updatePasswordHash(user.userId, passwordHash);
+      // The addresses known before are so with the old password alone (limits.ts, knownKey): the one
+      // whose holder just proved it and chose the new one stays the account's.
+      await deps.limits?.signedIn(user.username, { userId: user.userId, passwordHash }, address);
       // One listing, after the new password is stored: a login that checked the old one and makes its
       // device after it reads the account again and undoes itself. A device a second listing found had
       // signed in with the new password (its owner, on a device just signed out, while a slow chat

@@ -385,6 +385,18 @@ describe("api: limits", () => {
       assert.equal((await rpcError(() => login("hana", "correct horse", "10.0.9.2"))).code, Code.ResourceExhausted);
     });
 
+    it("trusts none of the addresses the account signed in from before a password change, except the one it was changed from", async () => {
+      await start({ loginMaxFailures: 2 });
+      const me = (await signUp("kira", "10.0.9.1")).credentials!; // made at home
+      await login("kira", "correct horse", "10.6.6.6"); // the password stolen: a thief signs in from afar
+      await api.clients(me.accessToken, "10.0.9.1").auth.changePassword({ currentPassword: "correct horse", newPassword: "new password!" });
+      for (let a = 1; a <= 10; a++) {
+        for (let i = 0; i < 2; i++) assert.equal((await rpcError(() => login("kira", "wrong", `10.0.1.${a}`))).code, Code.Unauthenticated);
+      }
+      assert.equal((await rpcError(() => login("kira", "a guess", "10.6.6.6"))).code, Code.ResourceExhausted, "the thief's address is no longer the account's");
+      await login("kira", "new password!", "10.0.9.1");
+    });
+
     it("lets logins through when the counter store fails", async () => {
       const broken: LoginAttempts = {
         get: () => Promise.reject(new Error("down")),

@@ -1,6 +1,7 @@
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { ChatError } from "../model/errors.js";
-import type { Id } from "../model/types.js";
+import type { Id, UserRecord } from "../model/types.js";
 import { DEFAULT_MAX_NEW_DIRECT_PER_DAY, type ApiLimitsConfig } from "../throttle/config.js";
 import { KeyedBuckets } from "../throttle/keyed-buckets.js";
 import { DEFAULT_SEND_RATE, SendRateLimiter, type SendRate } from "../throttle/send-rate.js";
@@ -29,7 +30,8 @@ const NOTHING_TO_GIVE_BACK = async () => {};
  * stopped early while the owner elsewhere still gets in, and one spread over
  * many addresses is stopped too, except on the addresses the account signed
  * up or in from within KNOWN_ADDRESS_MS, so that a guesser spread over many
- * cannot lock the owner out of a new device at home. While refused, a login
+ * cannot lock the owner out of a new device at home (until the password
+ * changes: the account may have been taken over from one of them). While refused, a login
  * is answered RATE_LIMITED without checking the password, right or wrong, so
  * refusals tell a guesser nothing.
  *
@@ -114,10 +116,10 @@ export class ApiLimiter {
    * so that concurrent guesses cannot all get past a count none of them has
    * added to yet. `signedIn` forgets it again if the password was right.
    * Says whether it was counted (only then has a success anything to clear).
-   * `userId`: the account the name is now, if any, whose addresses are exempt
+   * `owner`: the account the name is now, if any, whose addresses are exempt
    * from the account-wide refusal.
    */
-  async checkLogin(username: string, address: string, userId?: Id): Promise<{ failures: boolean }> {
+  async checkLogin(username: string, address: string, owner?: KnownAccount): Promise<{ failures: boolean }> {
     const max = this.config.loginMaxFailures;
     if (max <= 0) return { failures: false };
     const key = pairKey(username, address);
@@ -126,7 +128,7 @@ export class ApiLimiter {
         Promise.all([
           this.attempts.get(key),
           this.attempts.get(accountKey(username)),
-          userId === undefined ? false : this.attempts.succeededBefore(knownKey(userId, address)),
+          owner === undefined ? false : this.attempts.succeededBefore(knownKey(owner, address)),
         ]),
       [NONE, NONE, false] as const,
     );
@@ -145,16 +147,17 @@ export class ApiLimiter {
   }
 
   /**
-   * A sign-up or a login of account `userId` under `username` succeeded: the
-   * address is remembered as the account's, and the failures, this login's
-   * among them when `checkLogin` counted it, forgotten.
+   * A sign-up or a login of `account` under `username` succeeded (or its
+   * password was changed from `address`): the address is remembered as the
+   * account's with that password, and the failures, this login's among them
+   * when `checkLogin` counted it, forgotten.
    */
-  async signedIn(username: string, userId: Id, address: string, hadFailures = false): Promise<void> {
+  async signedIn(username: string, account: KnownAccount, address: string, hadFailures = false): Promise<void> {
     if (this.config.loginMaxFailures <= 0) return;
     const key = pairKey(username, address);
     await this.guarded(async () => {
       const forget = hadFailures ? [this.attempts.clear(key), this.attempts.clear(accountKey(username))] : [];
-      await Promise.all([this.attempts.rememberSuccess(knownKey(userId, address), KNOWN_ADDRESS_MS), ...forget]);
+      await Promise.all([this.attempts.rememberSuccess(knownKey(account, address), KNOWN_ADDRESS_MS), ...forget]);
     }, undefined);
   }
 
@@ -206,7 +209,12 @@ const accountKey = (username: string) => `account:${username.toLowerCase()}`;
 const pairKey = (username: string, address: string) => `pair:${username.toLowerCase()}|${address}`;
 // An address the account signed in from is the account's, not its name's: a name freed by a deleted
 // account and taken by a new one would otherwise exempt the old owner's addresses from the new one's refusal.
-const knownKey = (userId: Id, address: string) => `known:${userId}|${address}`;
+// And its password's: a password change (the account perhaps taken over from one of them) leaves
+// every address trusted before unknown, with no list of them to go through. Keys of an older build
+// (no password in them) are found by none: after an upgrade the owner's addresses count once more.
+export type KnownAccount = Pick<UserRecord, "userId" | "passwordHash">;
+const knownKey = ({ userId, passwordHash }: KnownAccount, address: string) =>
+  `known:${userId}|${createHash("sha256").update(passwordHash).digest("base64url").slice(0, 16)}|${address}`;
 
 /** Milliseconds until `count`'s window ends when it holds `limit` failures or more; else 0. */
 function full(count: FailureCount, limit: number): number {
