@@ -117,4 +117,32 @@ describe("validateSend: a reaction's emoji in one spelling", () => {
       assert.throws(() => react(text), (e: unknown) => (e as { code?: string }).code === "invalid_argument", u(text));
     }
   });
+
+  // One grapheme cluster with a pictograph in it was taken for an emoji: 👍 under 30 stacked accents (a
+  // chip towering over the row), 👍 with an invisible grapheme joiner or tag characters after it (a second
+  // 👍 chip, as the trailing ZWJ made), and any letter, space or blank filler in a keycap.
+  it("refuses one cluster that is no emoji: marks or invisible characters after an emoji, a keycap of no digit", () => {
+    for (const text of [
+      "👍" + "\u0301".repeat(30),
+      "👍\u0301",
+      "👍\u034F",
+      "👍\u{E0041}\u{E0042}",
+      "👍\u{E0067}\u{E0062}\u{E007F}",
+      "a\u20E3",
+      " \u20E3",
+      "\u3164\u20E3",
+      "\u00A9\u20E3",
+      "👍\u20E3",
+      "\u20E3",
+    ]) {
+      assert.throws(() => react(text), (e: unknown) => (e as { code?: string }).code === "invalid_argument", u(text));
+    }
+  });
+
+  it("still takes every kind of emoji: flags, keycaps, skin tones, hair, ZWJ sequences old and new, a pictograph newer than this runtime", () => {
+    for (const text of ["🇯🇵", "🇦", "1\uFE0F\u20E3", "*\u20E3", "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}", "🏴\u200D\u2620\uFE0F",
+      "🧑🏻\u200D\u2764\uFE0F\u200D💋\u200D🧑🏼", "👨\u200D🦰", "🐦\u200D🔥", "\u{1FAE9}", "\u{1FADF}", "👨‍👩‍👧‍👦", "\u261D🏽"]) {
+      react(text);
+    }
+  });
 });

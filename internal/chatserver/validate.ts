@@ -108,9 +108,19 @@ const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 // Pictographs (most emoji), regional-indicator flags, and keycaps (a digit, # or * with U+20E3).
 const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3/u;
 
+/**
+ * One emoji of UTS #51's "possible emoji" shape, in the spelling canonicalReaction leaves: pictographs
+ * (with U+FE0F or a skin tone), joined by ZWJ; a flag's pair; a keycap of a digit, # or *; a tag sequence
+ * of 🏴 (the only base Unicode gives one). A grapheme cluster alone let anything follow a pictograph:
+ * 👍 under dozens of stacked accents, or with an invisible U+034F or tag characters after it (a second
+ * 👍 chip), and a letter or a space in a keycap. A pictograph this runtime does not know yet is still one.
+ */
+const ELEMENT = String.raw`(?:\p{Regional_Indicator}{1,2}|[0-9#*]\uFE0F\u20E3|\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}|(?:\p{Extended_Pictographic}|(?![0-9#*])\p{Emoji})(?:\uFE0F|\p{Emoji_Modifier})?)`;
+const EMOJI_SHAPE = new RegExp(String.raw`^${ELEMENT}(?:\u200D${ELEMENT})*$`, "u");
+
 /** One grapheme cluster, short, that is an emoji: what clients show as one reaction. */
 export function isOneEmoji(text: string): boolean {
-  if (text.length > MAX_REACTION_UNITS || !EMOJI.test(text)) return false;
+  if (text.length > MAX_REACTION_UNITS || !EMOJI.test(text) || !EMOJI_SHAPE.test(text)) return false;
   const it = graphemes.segment(text)[Symbol.iterator]();
   const first = it.next();
   return !first.done && first.value.segment.length === text.length;
