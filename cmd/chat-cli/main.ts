@@ -107,8 +107,9 @@ A token refresh, a look-up of names and follow's reads unanswered for 15 s are g
 up (follow asks again; other calls wait for their answer); $CHAT_CLI_CALL_TIMEOUT_MS
 (100 to 15000 ms) gives up sooner.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in; 130 (Ctrl+C) or 143 (SIGTERM)
-with a line saying so when a send, edit, delete or reaction was interrupted before
-the server answered: it may have been taken or not.`;
+with a line saying so when a send, edit, delete, reaction or group was interrupted
+before the server answered: it may have been taken or not. A signup or login
+interrupted is saved first (a second Ctrl+C stops at once).`;
 
 const OPTIONS = {
   server: { type: "string" },
@@ -284,15 +285,41 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
   const password = await readPassword(values, command === "signup");
   const api = publicApi(server);
   const device = { name: `chat-cli on ${process.env.HOSTNAME || "a terminal"}`.slice(0, 64), platform: DevicePlatform.CLI };
-  const res =
-    command === "signup"
-      ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
-      : await api.auth.login({ username, password, device });
-  const user = res.user!;
-  await signOutReplaced(replacedLogin(), server);
-  store.write(toSavedLogin(server, user.username, res.credentials!));
-  if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
-  out(`${command === "signup" ? "Signed up and logged in" : "Logged in"} as @${user.username} on ${server}`);
+  const done = command === "signup" ? "Signed up and logged in" : "Logged in";
+  // Killed in silence while the server made the account or device, the login was saved nowhere: a
+  // signup run again was refused as a name taken, and the device stayed signed in, unseen, until pruned.
+  // The signal waits for the answer and the save; a second one stops at once, saying what may be left.
+  let interrupted: NodeJS.Signals | undefined;
+  const hold = (signal: NodeJS.Signals) => {
+    if (interrupted) {
+      warn(`chat-cli: stopped before the server answered: ${command === "signup" ? "the account may have been made" : "a device may have been signed in"}, saved nowhere here; see: chat-cli login ${username}`);
+      process.exit(exitCodeOf(signal));
+    }
+    interrupted = signal;
+    warn(`chat-cli: interrupted; saving the ${command} the server is making first (Ctrl+C again stops at once)`);
+  };
+  process.on("SIGINT", hold);
+  process.on("SIGTERM", hold);
+  try {
+    const res =
+      command === "signup"
+        ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
+        : await api.auth.login({ username, password, device });
+    const user = res.user!;
+    await signOutReplaced(replacedLogin(), server);
+    store.write(toSavedLogin(server, user.username, res.credentials!));
+    if (interrupted) throw new CliError(`interrupted, once the ${command} was saved: ${done} as @${user.username} on ${server}`, exitCodeOf(interrupted));
+    if (values.json) return json({ userId: user.userId, username: user.username, deviceId: res.credentials!.deviceId, server });
+    out(`${done} as @${user.username} on ${server}`);
+  } finally {
+    process.off("SIGINT", hold);
+    process.off("SIGTERM", hold);
+  }
+}
+
+/** A shell's exit code for a process a signal ended: 128 plus its number. */
+function exitCodeOf(signal: NodeJS.Signals): number {
+  return signal === "SIGINT" ? 130 : 143;
 }
 
 /**
@@ -487,16 +514,24 @@ async function submit(
   req: { channelId: bigint; text: string; editSeq?: bigint; deleteSeq?: bigint; replyToSeq?: bigint; reactSeq?: bigint },
   unknown: string,
 ) {
+  return unsureIfInterrupted(unknown, () => submitTries(s, req));
+}
+
+/**
+ * `fn`, a change asked of the server, with Ctrl+C and SIGTERM before its answer said as such: `unknown`
+ * tells what may have been made or not and where to look (exit 130 or 143).
+ */
+async function unsureIfInterrupted<T>(unknown: string, fn: () => Promise<T>): Promise<T> {
   // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
   // whether the server took it, and a second `send` to be sure made the message twice when it had.
   const interrupted = (signal: NodeJS.Signals) => {
     warn(`chat-cli: interrupted before the server answered: ${unknown}`);
-    process.exit(signal === "SIGINT" ? 130 : 143);
+    process.exit(exitCodeOf(signal));
   };
   process.once("SIGINT", interrupted);
   process.once("SIGTERM", interrupted);
   try {
-    return await submitTries(s, req);
+    return await fn();
   } finally {
     process.off("SIGINT", interrupted);
     process.off("SIGTERM", interrupted);
@@ -648,7 +683,8 @@ async function group(args: string[], values: Values): Promise<void> {
   const s = session();
   const ids: bigint[] = [];
   for (const m of members) ids.push((await s.findUser(m)).userId);
-  const c = (await s.api.channels.createGroup({ title, memberUserIds: ids })).channel!;
+  // A second `group` to be sure made two groups of the same name.
+  const c = (await unsureIfInterrupted(`the group may have been created or not; see chat-cli chats`, () => s.api.channels.createGroup({ title, memberUserIds: ids }))).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, members: c.memberCount });
   out(`created group "${c.title}" (channel ${c.channelId}, ${memberCount(c)})`);
 }

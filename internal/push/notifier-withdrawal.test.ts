@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../../test/support/wait.js";
 import type { Id, StoredMessage } from "../model/types.js";
-import { encodeNotificationRequested, encodeNotificationWithdrawal } from "./records.js";
+import { encodeNotificationChange, encodeNotificationRequested } from "./records.js";
 import { heldPushHarness } from "./testing.js";
 
 /** A delete, or a reaction taken back, while the push it withdraws collapses or waits to retry (a loopback Web Push service). */
@@ -13,7 +13,7 @@ describe("Notifier withdrawals (deletes, reactions taken back)", function () {
   /** A change of `channelId` withdrawing what names `targetSeq`: a delete unless `extra` says otherwise. */
   async function withdraw(userId: Id, channelId: Id, targetSeq: bigint, extra: Partial<StoredMessage> = { deleted: true }): Promise<void> {
     const withdrawal = h.change(channelId, targetSeq, extra);
-    await publish(userId, encodeNotificationWithdrawal({ userId, withdrawal }));
+    await publish(userId, encodeNotificationChange({ userId, withdrawal }));
   }
 
   it("pushes nothing for a message deleted, or a reaction taken back, within its collapse window, and the rest of a window without the deleted one", async () => {

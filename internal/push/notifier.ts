@@ -203,8 +203,12 @@ class Held {
     return gone;
   }
 
-  /** Gives the message `change` edits its new text, if held; a record that comes again changes nothing. */
-  edit(change: StoredMessage): void {
+  /**
+   * Gives the message `change` edits its new text, and whether it now names
+   * the user (`mentioned`, unless the record did not say), if held; a record
+   * that comes again changes nothing.
+   */
+  edit(change: StoredMessage, mentioned?: boolean): void {
     for (const [id, req] of this.requests) {
       const m = req.message;
       if (m.reaction || m.channelId !== change.channelId || m.seq !== change.targetSeq) continue;
@@ -213,11 +217,17 @@ class Held {
       const last = this.edits.get(id);
       if (last !== undefined && last >= change.messageId) return;
       this.edits.set(id, change.messageId);
-      const edited = { ...req, message: { ...m, text: change.text, editedAtMs: change.sentAtMs } };
+      const edited: NotificationRequest = { ...req, message: { ...m, text: change.text, editedAtMs: change.sentAtMs } };
       if (edited.message.text.length > 4 * PREVIEW_CODE_POINTS) edited.message.text = preview(edited.message.text);
-      if (edited.message.text === m.text) return;
+      if (mentioned === true) edited.mentioned = true;
+      else if (mentioned === false) delete edited.mentioned;
+      // A mention past the preview's end changes the flag alone.
+      if (edited.message.text === m.text && edited.mentioned === req.mentioned) return;
       this.requests.set(id, edited);
-      if (this.latest.message.messageId === id) this.latest = { ...edited, mentioned: this.latest.mentioned };
+      // The newest as it now reads, mentioned while any message still names the user.
+      const newest = this.latest.message.messageId === id ? edited : this.latest;
+      this.latest = { ...newest, mentioned: [...this.requests.values()].some((r) => r.mentioned === true) };
+      if (!this.latest.mentioned) delete this.latest.mentioned;
       this.version++;
       return;
     }
@@ -242,8 +252,6 @@ interface Job {
   channelId: Id;
   /** When its newest message was sent: the push service holds it for what is left of ttlSeconds since. */
   sentAtMs: number;
-  /** The user is named in it: sent through a mute of the chat. */
-  mentioned: boolean;
   /** Both versions, small: a retry picks the one the device's setting asks for by then. */
   versions: { preview: PushNotification; noPreview: PushNotification };
   attempt: number;
@@ -314,7 +322,8 @@ const NOTIFIED_MAX = 100_000;
  *   what is left goes with its count and newest preview, nothing if nothing
  *   is. A push sent, or being sent, is not recalled.
  * - Edit: an edit record (after the request it edits, on the user's key)
- *   gives what the chat holds unsent of that message its new text.
+ *   gives what the chat holds unsent of that message its new text, and
+ *   whether it names the user as the new text does.
  * - Consuming pauses only while maxPending notifications are in memory.
  * - A record is committed once held, so a stop must not drop what it holds:
  *   every deploy would swallow the pushes of the last collapse window. stop()
@@ -562,7 +571,7 @@ export class Notifier {
         continue;
       }
       if ("edit" in req) {
-        this.edit(req.userId, req.edit);
+        this.edit(req.userId, req.edit, req.mentioned);
         continue;
       }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
@@ -660,13 +669,13 @@ export class Notifier {
    * its new text (a job rebuilds its notification when it is next taken from
    * the queue: a retry's after its backoff). A push already sent stays; an
    * edit of a message nothing holds (the usual case) is dropped on one lookup.
-   * Whether it names the user is as the message first said: telling a
-   * mention anew would cost a read of the user per edit.
+   * Whether it names the user follows the edited text, as the record tells
+   * (one by a pipeline built before it does not: as the message first said).
    */
-  private edit(userId: Id, change: StoredMessage): void {
+  private edit(userId: Id, change: StoredMessage, mentioned?: boolean): void {
     const ofChat = this.heldByChat.get(`${userId}:${change.channelId}`);
     if (!ofChat) return;
-    for (const held of ofChat) held.edit(change);
+    for (const held of ofChat) held.edit(change, mentioned);
   }
 
   /** One less use of `held` (its window, or a job); unused, a withdrawal no longer looks at it. */
@@ -780,7 +789,6 @@ export class Notifier {
         notification,
         channelId: latest.message.channelId,
         sentAtMs: latest.message.sentAtMs,
-        mentioned: latest.mentioned === true,
         versions,
         attempt: 1,
         host: hostOf(endpoint),
@@ -858,7 +866,6 @@ export class Notifier {
     job.versions = held.versions(this.o.ttlSeconds);
     job.notification = job.endpoint.hidePreview ? job.versions.noPreview : job.versions.preview;
     job.sentAtMs = held.latest.message.sentAtMs;
-    job.mentioned = held.latest.mentioned === true;
     job.heldVersion = held.version;
     return true;
   }
@@ -1127,7 +1134,8 @@ export class Notifier {
     if (job.held.requests.size === 0) return skipped("deleted");
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
-      if (!job.mentioned && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
+      // As its messages read now: an edit or a delete since it was made may have taken the mention out.
+      if (job.held.latest.mentioned !== true && (await this.channelMuted(userId, job.channelId))) return skipped("channel_muted");
       if (this.deps.isDeviceActive && !(await this.deps.isDeviceActive(userId, deviceId))) {
         // As a first try does: kept, it would be read and asked about at every later notification.
         await this.deps.endpoints

@@ -8,8 +8,7 @@ import {
   decodeNotificationRecord,
   decodeNotificationRequested,
   encodeNotificationRequested,
-  encodeNotificationEdit,
-  encodeNotificationWithdrawal,
+  encodeNotificationChange,
   mentions,
   publishOfflineNotifications,
 } from "./records.js";
@@ -79,10 +78,10 @@ describe("push records", () => {
 
   it("carries a withdrawal (a delete, a reaction taken back) apart from a request", () => {
     const withdrawal: StoredMessage = { ...awkwardMessage, seq: 0n, text: "", targetSeq: 4n, deleted: true };
-    assert.deepStrictEqual(decodeNotificationRecord(encodeNotificationWithdrawal({ userId: 5n, withdrawal })), { userId: 5n, withdrawal });
+    assert.deepStrictEqual(decodeNotificationRecord(encodeNotificationChange({ userId: 5n, withdrawal })), { userId: 5n, withdrawal });
     const base = { userId: 5n, message: awkwardMessage, senderName: "Alice", channelTitle: "" };
     assert.deepStrictEqual(decodeNotificationRecord(encodeNotificationRequested(base)), base);
-    assert.throws(() => decodeNotificationRequested(encodeNotificationWithdrawal({ userId: 5n, withdrawal })), /without a message/, "what a notifier built before withdrawals skips");
+    assert.throws(() => decodeNotificationRequested(encodeNotificationChange({ userId: 5n, withdrawal })), /without a message/, "what a notifier built before withdrawals skips");
   });
 
   it("publishes a delete or a reaction taken back as a withdrawal, with no read, after the user's notifications still reading", async () => {
@@ -125,7 +124,7 @@ describe("push records", () => {
     assert.equal(published.length, 4);
   });
 
-  it("publishes an edit as an edit record, with no read, after the user's notifications still reading, and none to its author", async () => {
+  it("publishes an edit as an edit record, reading the user only for a text with an '@', after the user's notifications still reading, and none to its author", async () => {
     let release!: () => void;
     const slowRead = new Promise<void>((r) => (release = r));
     let reads = 0;
@@ -152,12 +151,27 @@ describe("push records", () => {
       published.map((r) => [r.key, decodeNotificationRecord(r.value)]),
       [
         ["2", { userId: 2n, message, senderName: "Alice", channelTitle: "" }],
-        ["2", { userId: 2n, edit }],
+        ["2", { userId: 2n, edit, mentioned: false }],
       ],
     );
     assert.equal(reads, 1, "the sender's, for the message alone");
     await hook(1n, { inboxSeq: 3n, message: edit });
     assert.equal(published.length, 2, "the author holds no push of their own message");
-    assert.throws(() => decodeNotificationRequested(encodeNotificationEdit({ userId: 5n, edit })), /without a message/, "what a notifier built before edit records skips");
+    // Whether the push still held names the user follows the edited text: told, at a read of the user for a text with an '@'.
+    const named = { ...edit, messageId: edit.messageId + 1n, text: "the text, @u2" };
+    const other = { ...edit, messageId: edit.messageId + 2n, text: "the text, @u3" };
+    await hook(2n, { inboxSeq: 4n, message: named });
+    await hook(2n, { inboxSeq: 5n, message: other });
+    assert.deepEqual(
+      published.slice(2).map((r) => decodeNotificationRecord(r.value)),
+      [
+        { userId: 2n, edit: named, mentioned: true },
+        { userId: 2n, edit: other, mentioned: false },
+      ],
+    );
+    assert.equal(reads, 3, "the recipient's, for each edit with an '@'");
+    const untold = decodeNotificationRecord(encodeNotificationChange({ userId: 5n, edit }));
+    assert.deepStrictEqual(untold, { userId: 5n, edit }, "an edit that does not tell (an older pipeline's) leaves the push as the message first said");
+    assert.throws(() => decodeNotificationRequested(encodeNotificationChange({ userId: 5n, edit })), /without a message/, "what a notifier built before edit records skips");
   });
 });

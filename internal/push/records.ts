@@ -62,10 +62,6 @@ export function isWithdrawal(m: StoredMessage): boolean {
   return isChange(m) && (m.deleted === true || (m.reaction === true && m.text === ""));
 }
 
-export function encodeNotificationWithdrawal(w: NotificationWithdrawal): Uint8Array {
-  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: w.userId, withdrawal: messageToProto(w.withdrawal) }));
-}
-
 /**
  * An edit of a message `userId` may still be notified of (the
  * NotificationRequested record with `edit` set): a push of it the notifier
@@ -74,6 +70,8 @@ export function encodeNotificationWithdrawal(w: NotificationWithdrawal): Uint8Ar
 export interface NotificationEdit {
   userId: Id;
   edit: StoredMessage;
+  /** Whether the new text names the user; unset when the record does not say (a pipeline built before it). */
+  mentioned?: boolean;
 }
 
 /** Whether the change is an edit (of a message's text). */
@@ -81,15 +79,21 @@ export function isEdit(m: StoredMessage): boolean {
   return isChange(m) && m.deleted !== true && m.reaction !== true;
 }
 
-export function encodeNotificationEdit(e: NotificationEdit): Uint8Array {
-  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: e.userId, edit: messageToProto(e.edit) }));
+/** A withdrawal or an edit record: the change itself, in place of a message. */
+export function encodeNotificationChange(c: NotificationWithdrawal | NotificationEdit): Uint8Array {
+  const change = "withdrawal" in c ? { withdrawal: messageToProto(c.withdrawal) } : { edit: messageToProto(c.edit), editMentioned: c.mentioned };
+  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: c.userId, ...change }));
 }
 
 /** A record of the notifications topic: a request, a withdrawal or an edit. */
 export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal | NotificationEdit {
   const r = fromBinary(NotificationRequestedSchema, bytes);
   if (r.withdrawal) return { userId: r.userId, withdrawal: messageFromProto(r.withdrawal) };
-  if (r.edit) return { userId: r.userId, edit: messageFromProto(r.edit) };
+  if (r.edit) {
+    const e: NotificationEdit = { userId: r.userId, edit: messageFromProto(r.edit) };
+    if (r.editMentioned !== undefined) e.mentioned = r.editMentioned;
+    return e;
+  }
   return requestOf(r);
 }
 
@@ -134,7 +138,10 @@ function requestOf(r: NotificationRequested): NotificationRequest {
  * for their reads, and one of the withdrawn message, published after its
  * withdrawal, would be pushed all the same. So is an edit, as an edit
  * record: published before the message's own request, it would find
- * nothing held and the push would go with the old text.
+ * nothing held and the push would go with the old text. An edit tells
+ * whether its new text names the user (a read of the user for a text with
+ * an '@', as a message's), so an edit that drops or adds the mention
+ * changes whether the held push reaches through a mute.
  */
 export function publishOfflineNotifications(deps: {
   queue: MessageQueue;
@@ -146,10 +153,16 @@ export function publishOfflineNotifications(deps: {
   /** Each user's notifications being published (only while some are). */
   const publishing = new Map<Id, Set<Promise<void>>>();
   const publish = (userId: Id, value: Uint8Array) => deps.queue.publish(Topics.notifications, [{ key: String(userId), value }]);
-  const afterPending = async (userId: Id, value: Uint8Array) => {
+  const afterPending = async (userId: Id, record: () => Uint8Array | Promise<Uint8Array>) => {
     const before = publishing.get(userId);
     if (before) await Promise.allSettled(before);
-    await publish(userId, value);
+    await publish(userId, await record());
+  };
+  // Whether the held push is a mention follows the edited text: one that drops the @name must not
+  // reach through a mute, one that adds it must. A read of the user only for a text with an '@'.
+  const editRecord = async (userId: Id, m: StoredMessage) => {
+    const recipient = m.text.includes("@") ? await deps.accounts.getUser(userId) : undefined;
+    return encodeNotificationChange({ userId, edit: m, mentioned: recipient !== undefined && mentions(m.text, recipient.username) });
   };
   const notify = async (userId: Id, m: StoredMessage) => {
     const [sender, channel, recipient] = await Promise.all([
@@ -168,10 +181,10 @@ export function publishOfflineNotifications(deps: {
   };
   return (userId, entry) => {
     const m = entry.message;
-    if (isWithdrawal(m)) return afterPending(userId, encodeNotificationWithdrawal({ userId, withdrawal: m }));
+    if (isWithdrawal(m)) return afterPending(userId, () => encodeNotificationChange({ userId, withdrawal: m }));
     // An edit's sender is the message's author, whose own message is never pushed to them.
     if (m.senderUserId === userId) return DONE;
-    if (isEdit(m)) return afterPending(userId, encodeNotificationEdit({ userId, edit: m }));
+    if (isEdit(m)) return afterPending(userId, () => editRecord(userId, m));
     // Registered before its first await: a withdrawal handed on after it must find it.
     const p = notify(userId, m);
     let mine = publishing.get(userId);

@@ -21,12 +21,14 @@ export interface HeldPushHarness {
   /** Every send's outcome and every skip, in order, since the test began. */
   results: SendResult[];
   skips: SkipReason[];
+  /** Until when each `${userId}:${channelId}` is muted (channelMutedUntil). */
+  mutes: Map<string, number>;
   startNotifier(options: Partial<NotifierOptions>): Promise<Notifier>;
   register(userId: Id, deviceId: Id, sub: TestSubscription, hidePreview?: boolean): Promise<void>;
   /** A record on the notifications topic, keyed by the user as the pipeline keys it. */
   publish(userId: Id, value: Uint8Array): Promise<void>;
   /** A message of `channelId` to `userId`'s notifier; its seq. */
-  notify(userId: Id, channelId: Id, text: string, extra?: Partial<StoredMessage>): Promise<bigint>;
+  notify(userId: Id, channelId: Id, text: string, extra?: Partial<StoredMessage>, mentioned?: boolean): Promise<bigint>;
   /** A change (edit, delete, reaction taken back) of what `targetSeq` names, with the next seq's ids. */
   change(channelId: Id, targetSeq: bigint, extra: Partial<StoredMessage>): StoredMessage;
 }
@@ -43,6 +45,7 @@ export function heldPushHarness(name: string): HeldPushHarness {
     notifier: undefined,
     results: [],
     skips: [],
+    mutes: new Map(),
     async startNotifier(options) {
       h.notifier = new Notifier({
         queue,
@@ -50,6 +53,7 @@ export function heldPushHarness(name: string): HeldPushHarness {
         providers: { web_push: provider },
         onSkipped: (reason) => h.skips.push(reason),
         onResult: (r) => h.results.push(r),
+        channelMutedUntil: async (userId, channelId) => h.mutes.get(`${userId}:${channelId}`),
         options: { backoffBaseMs: 50, backoffMaxMs: 200, timeoutMs: 2_000, ...options },
       });
       await h.notifier.start();
@@ -70,10 +74,10 @@ export function heldPushHarness(name: string): HeldPushHarness {
       });
     },
     publish: (userId, value) => queue.publish(Topics.notifications, [{ key: String(userId), value }]),
-    async notify(userId, channelId, text, extra = {}) {
+    async notify(userId, channelId, text, extra = {}, mentioned = false) {
       seq++;
       const message = { messageId: 1000n + seq, channelId, seq, senderUserId: 77n, senderDeviceId: 1n, clientMsgId: `c${seq}`, text, sentAtMs: Date.now(), ...extra };
-      await h.publish(userId, encodeNotificationRequested({ userId, senderName: "Bob", channelTitle: "", message }));
+      await h.publish(userId, encodeNotificationRequested({ userId, senderName: "Bob", channelTitle: "", message, mentioned }));
       return seq;
     },
     change(channelId, targetSeq, extra) {
@@ -92,6 +96,7 @@ export function heldPushHarness(name: string): HeldPushHarness {
     provider = new WebPushProvider({ vapid: loadOrCreateVapidKeys(join(dir, "vapid.json")), subject: "mailto:ops@chat.test", allowLocalEndpoints: true });
     h.results = [];
     h.skips = [];
+    h.mutes = new Map();
   });
   afterEach(async () => {
     await h.notifier?.stop();

@@ -27,6 +27,9 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   /** How the stand-in answers a send: never (held), or refused as overloaded (the CLI waits, then tries again). */
   let answer: "hold" | "overloaded" = "hold";
   let sends = 0;
+  /** Sign-ups asked, each answered when the test says; groups asked, never answered. */
+  const signUps: Array<() => void> = [];
+  let groups = 0;
   /** Refreshes asked, each answered when the test says. */
   const refreshes: Array<{ refreshToken: string; answer: () => void }> = [];
   const homes: string[] = [];
@@ -34,6 +37,15 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   before(async () => {
     const routes = (router: ConnectRouter) => {
       router.service(AuthService, {
+        signUp: (req) =>
+          new Promise((answered) =>
+            signUps.push(() =>
+              answered({
+                user: { userId: 1n, username: req.username },
+                credentials: { accessToken: "a", accessTokenExpiresAt: timestampFromMs(Date.now() + 900_000), refreshToken: "r", userId: 1n, deviceId: 2n },
+              }),
+            ),
+          ),
         // Spent at once, as the server does: the old token is gone whether or not the answer arrives.
         refresh: (req) =>
           new Promise((answered) =>
@@ -48,6 +60,10 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
       });
       router.service(ChannelService, {
         describeChannel: (req) => ({ channel: { channelId: req.channelId, kind: ChannelKind.GROUP, title: "ops" } }),
+        createGroup: (_req, ctx) => {
+          groups++;
+          return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
+        },
       });
       router.service(MessageService, {
         sendMessage: (_req, ctx) => {
@@ -65,6 +81,8 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   });
   beforeEach(() => {
     sends = 0;
+    groups = 0;
+    signUps.length = 0;
     refreshes.length = 0;
   });
   after(async () => {
@@ -73,7 +91,7 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
     for (const home of homes) rmSync(home, { recursive: true, force: true });
   });
 
-  async function interrupted(args: string[], signal: NodeJS.Signals = "SIGINT"): Promise<{ code: number | null; stderr: string }> {
+  async function interrupted(args: string[], signal: NodeJS.Signals = "SIGINT", asked = () => sends > 0): Promise<{ code: number | null; stderr: string }> {
     const home = mkdtempSync(join(tmpdir(), "chat-cli-interrupt-"));
     homes.push(home);
     new LoginStore({ CHAT_CLI_HOME: home }).write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" });
@@ -81,10 +99,55 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
     let stderr = "";
     child.stderr!.on("data", (d) => (stderr += d));
     const closed = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
-    await waitFor(() => sends > 0, "the send at the server");
+    await waitFor(asked, "the change at the server");
     child.kill(signal);
     return { code: await closed, stderr };
   }
+
+  /** `chat-cli signup newbie` in a home with no login yet, at the stand-in, and what it said. */
+  function signingUp(): { home: string; child: ReturnType<typeof spawn>; said: () => string; closed: Promise<number | null> } {
+    const home = mkdtempSync(join(tmpdir(), "chat-cli-interrupt-"));
+    homes.push(home);
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "signup", "newbie"], {
+      cwd: ROOT,
+      env: { ...process.env, CHAT_CLI_HOME: home, CHAT_SERVER: url, CHAT_PASSWORD: "pw-pw-pw-pw" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const closed = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
+    return { home, child, said: () => stderr, closed };
+  }
+
+  // Killed in silence while the server made the account, the login was saved nowhere: signup again
+  // was refused as a name taken, and the device stayed signed in, unseen, until the limit pruned it.
+  it("saves a signup the server is making before it stops, exit 130, saying so", async () => {
+    const run = signingUp();
+    await waitFor(() => signUps.length > 0, "the signup at the server");
+    run.child.kill("SIGINT");
+    await waitFor(() => /saving the signup/.test(run.said()), `a word of the save on stderr (got: ${run.said()})`);
+    signUps[0]!();
+    assert.equal(await run.closed, 130, run.said());
+    assert.match(run.said(), /chat-cli: interrupted, once the signup was saved: Signed up and logged in as @newbie on http:\/\/127\.0\.0\.1:\d+\n$/);
+    assert.equal(new LoginStore({ CHAT_CLI_HOME: run.home }).read()?.username, "newbie");
+  });
+
+  it("stops at a second Ctrl+C, exit 130, saying the account may have been made and how to log in", async () => {
+    const run = signingUp();
+    await waitFor(() => signUps.length > 0, "the signup at the server");
+    run.child.kill("SIGINT");
+    await waitFor(() => /saving the signup/.test(run.said()), `a word of the save on stderr (got: ${run.said()})`);
+    run.child.kill("SIGINT");
+    assert.equal(await run.closed, 130, run.said());
+    assert.match(run.said(), /chat-cli: stopped before the server answered: the account may have been made, saved nowhere here; see: chat-cli login newbie\n$/);
+    signUps[0]!();
+  });
+
+  it("says a group may have been created or not when interrupted before the server answered", async () => {
+    const r = await interrupted(["group", "standup"], "SIGINT", () => groups > 0);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^chat-cli: interrupted before the server answered: the group may have been created or not; see chat-cli chats\n$/);
+  });
 
   // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
   // whether the message went, and a second `send` to be sure made it twice when it had.

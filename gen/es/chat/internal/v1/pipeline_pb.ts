@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCLQAQoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2UiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKAAgoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USGwoOZWRpdF9tZW50aW9uZWQYCCABKAhIAIgBAUIRCg9fZWRpdF9tZW50aW9uZWQiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -210,6 +210,16 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
    * @generated from field: chat.v1.Message edit = 7;
    */
   edit?: Message$1 | undefined;
+
+  /**
+   * With edit: whether the new text names the user (@username), so the push
+   * still held is a mention, or no longer one, as the edited message is.
+   * Unset by a pipeline built before it: the push stays as the message first
+   * said.
+   *
+   * @generated from field: optional bool edit_mentioned = 8;
+   */
+  editMentioned?: boolean | undefined;
 };
 
 /**

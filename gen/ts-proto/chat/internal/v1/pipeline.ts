@@ -109,7 +109,16 @@ export interface NotificationRequested {
    * the chat is held. On the same key and after the notifications it edits.
    * A notifier built before this finds no message and skips the record.
    */
-  edit?: Message | undefined;
+  edit?:
+    | Message
+    | undefined;
+  /**
+   * With edit: whether the new text names the user (@username), so the push
+   * still held is a mention, or no longer one, as the edited message is.
+   * Unset by a pipeline built before it: the push stays as the message first
+   * said.
+   */
+  editMentioned?: boolean | undefined;
 }
 
 /** PresenceChanged is published when a user's aggregate presence flips. */
@@ -585,6 +594,7 @@ function createBaseNotificationRequested(): NotificationRequested {
     mentioned: false,
     withdrawal: undefined,
     edit: undefined,
+    editMentioned: undefined,
   };
 }
 
@@ -613,6 +623,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     }
     if (message.edit !== undefined) {
       Message.encode(message.edit, writer.uint32(58).fork()).join();
+    }
+    if (message.editMentioned !== undefined) {
+      writer.uint32(64).bool(message.editMentioned);
     }
     return writer;
   },
@@ -686,6 +699,14 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
             message.edit = Message.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.editMentioned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -715,6 +736,11 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
       mentioned: isSet(object.mentioned) ? globalThis.Boolean(object.mentioned) : false,
       withdrawal: isSet(object.withdrawal) ? Message.fromJSON(object.withdrawal) : undefined,
       edit: isSet(object.edit) ? Message.fromJSON(object.edit) : undefined,
+      editMentioned: isSet(object.editMentioned)
+        ? globalThis.Boolean(object.editMentioned)
+        : isSet(object.edit_mentioned)
+        ? globalThis.Boolean(object.edit_mentioned)
+        : undefined,
     };
   },
 
@@ -741,6 +767,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     if (message.edit !== undefined) {
       obj.edit = Message.toJSON(message.edit);
     }
+    if (message.editMentioned !== undefined) {
+      obj.editMentioned = message.editMentioned;
+    }
     return obj;
   },
 
@@ -760,6 +789,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
       ? Message.fromPartial(object.withdrawal)
       : undefined;
     message.edit = (object.edit !== undefined && object.edit !== null) ? Message.fromPartial(object.edit) : undefined;
+    message.editMentioned = object.editMentioned ?? undefined;
     return message;
   },
 };
