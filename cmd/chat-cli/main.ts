@@ -1122,7 +1122,9 @@ function promptHidden(question: string): Promise<string> {
     rl.on("SIGINT", () => {
       answered = true;
       rl.close();
-      reject(new CliError("cancelled", 130));
+      // On a line of its own: "cancelled" alone was written after the prompt, and named nothing.
+      process.stderr.write("\n");
+      reject(new CliError("cancelled at the password prompt; nothing was asked of the server", 130));
     });
     // Ctrl+D: closed with no answer, the promise was left pending and the process ended with exit 0, without a word.
     rl.on("close", () => {
