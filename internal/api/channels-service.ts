@@ -539,7 +539,9 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
       if (fresh.length > 0) deps.limits?.takeGroupChange(me);
       const t = now();
       // The history before joiners is not unread for them: it was never theirs
-      // to catch up on (a message sent while they are being added may still count).
+      // to catch up on. Their join point is the newest seq read here until the note of
+      // the add is stored, whose writer moves it to the note (ChannelStore.markJoined):
+      // in the cluster messages acked before this read may be sequenced after it.
       // Nor is it read: their read position, which others are shown as what
       // they have seen, starts at nothing until their own receipts move it.
       // In the channel's turn, the add and its note (see writeNote).

@@ -835,10 +835,10 @@ describe("api: ChannelService", () => {
     }
     await owner!.c.channels.addMembers({ channelId, userIds: [late!.userId] });
     const view = async () => (await late!.c.channels.describeChannel({ channelId })).channel!;
-    // The history before them is read; the note of adding them is news.
-    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [1n, 3n]);
+    // The history before them is read, and so is the note of adding them: it tells them nothing they missed.
+    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [0n, 4n]);
     await send(b!, channelId, "four");
-    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [2n, 3n]);
+    assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [1n, 4n]);
   });
 
   /**
@@ -875,13 +875,13 @@ describe("api: ChannelService", () => {
       const history = (await owner!.c.messages.listMessages({ channelId })).messages;
       const joinNote = history.find((m) => m.note?.kind === (how === "added" ? ChannelNoteKind.MEMBERS_ADDED : ChannelNoteKind.JOINED_BY_INVITE))!;
       const ch = (await late!.c.channels.describeChannel({ channelId })).channel!;
-      // Everything from the note of their join on is theirs to read, nothing before it.
-      assert.equal(ch.unreadCount, ch.lastSeq - joinNote.seq + 1n);
-      assert.equal(ch.readSeq, joinNote.seq - 1n);
+      // Everything after the note of their join is theirs to read, nothing before it, nor the note.
+      assert.equal(ch.unreadCount, ch.lastSeq - joinNote.seq);
+      assert.equal(ch.readSeq, joinNote.seq);
     });
   }
 
-  it("counts a message sequenced between a join by link and its note as unread, in the list as in ListMembers", async () => {
+  it("counts nothing up to a join by link's note as unread, a message sequenced between the join and it included, and ListMembers shows it unread", async () => {
     const [owner, b, joiner] = await Promise.all([1, 2, 3].map(() => api.signUp()));
     const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
     const code = (await owner!.c.channels.getInviteLink({ channelId })).code;
@@ -901,12 +901,13 @@ describe("api: ChannelService", () => {
     const listed = async () => (await joiner!.c.channels.listChannels({})).channels.find((ch) => ch.channelId === channelId)!;
     const described = async () => (await joiner!.c.channels.describeChannel({ channelId })).channel!;
     const membersRead = async () => (await owner!.c.channels.listMembers({ channelId })).members.find((m) => m.userId === joiner!.userId)!.readSeq;
-    // Neither b's message nor their own note is read: nothing moved their position past where they joined.
-    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [2n, before]);
+    // b's message shows above the note of their join, as what came before them: neither is theirs to catch up on.
+    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [0n, before + 2n]);
+    // Others are shown what they read, not where they joined: nothing.
     assert.equal(await membersRead(), 0n);
-    // Nor once someone else's is the newest (their own newest is looked for then).
+    // What comes after the note is unread.
     await send(owner!, channelId, "welcome");
-    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [3n, before]);
+    for (const ch of [await listed(), await described()]) assert.deepEqual([ch.unreadCount, ch.readSeq], [1n, before + 2n]);
     assert.equal(await membersRead(), 0n);
   });
 
@@ -924,9 +925,9 @@ describe("api: ChannelService", () => {
     // join (3) is not its joiner's reading of what came before them.
     assert.deepEqual([...(await readBy())].map(([u, seq]) => [u, seq]), [[owner!.userId, 2n], [b!.userId, 0n], [added!.userId, 0n], [joiner!.userId, 0n]]);
     assert.equal((await owner!.c.channels.describeChannel({ channelId })).channel!.readSeq, 2n);
-    // Their own view still starts after what came before them; the note of their join is news to either, as
-    // ListMembers has it (the joiner's is not read as a send is: a message may come between the join and it).
-    for (const [u, readSeq] of [[added!, 1n], [joiner!, 2n]] as const) {
+    // Their own view still starts after what came before them, the note of their coming included (ListMembers
+    // tells only what they read: the joiner's note is not read as a send is, nor anything before it).
+    for (const [u, readSeq] of [[added!, 2n], [joiner!, 3n]] as const) {
       const ch = (await u.c.channels.describeChannel({ channelId })).channel!;
       assert.equal(ch.readSeq, readSeq);
       assert.equal(ch.unreadCount, ch.lastSeq - readSeq);
@@ -934,7 +935,8 @@ describe("api: ChannelService", () => {
     // Their receipts move what others see, as anyone's.
     await added!.c.messages.markRead({ channelId, seq: 1n });
     assert.equal((await readBy()).get(added!.userId), 1n);
-    assert.equal((await added!.c.channels.describeChannel({ channelId })).channel!.readSeq, 1n);
+    // Their own view keeps its floor at the note of their add.
+    assert.equal((await added!.c.channels.describeChannel({ channelId })).channel!.readSeq, 2n);
   });
 
   it("lists channels by last activity with unread counts, in pages", async () => {

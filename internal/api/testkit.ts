@@ -23,6 +23,7 @@ import { LIGHT_PASSWORD_PARAMS, PasswordHasher } from "../auth/passwords.js";
 import { generateKeys, TokenSigner, TokenVerifier } from "../auth/tokens.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import { Snowflake } from "../ids/snowflake.js";
+import { joinersOf } from "../channels/joins.js";
 import { noteMessage, type MessageSubmitter } from "../messages/submit.js";
 import { ChatError } from "../model/errors.js";
 import type { Id, NewMessage } from "../model/types.js";
@@ -73,6 +74,8 @@ function directSubmitter(storage: SqliteStorage, ids: Snowflake, now: () => numb
     const { message, duplicate } = await storage.messages.append(m);
     if (!duplicate) {
       for (const member of await storage.channels.listMembers(m.channelId)) await storage.inbox.append(member.userId, message);
+      // As the Sequencer and chatd's writer: the note of an add or a join is where the joiners' unread starts.
+      await storage.channels.markJoined(m.channelId, joinersOf(message), message.seq);
     }
     return { messageId: message.messageId, duplicate };
   };

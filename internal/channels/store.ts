@@ -164,6 +164,16 @@ export interface ChannelStore {
    * with nothing cleared.
    */
   clearHistory(channelId: Id, userId: Id, seq: bigint): Promise<bigint>;
+  /**
+   * Moves the join point (`joinedSeq`) of those of `userIds` still in the
+   * channel forward to `seq`, the note of their add or join by link, never
+   * back: its writer calls it once the note has its seq. The api records the
+   * newest seq it read as it adds, but in the cluster messages acked before
+   * the add (and the note itself) are sequenced after that read, and were
+   * counted unread for one who never saw them. Nobody out of the channel is
+   * written (no membership comes back with it).
+   */
+  markJoined(channelId: Id, userIds: readonly Id[], seq: bigint): Promise<void>;
 
   /**
    * Many channels at once, as getChannel, memberCount and listMembers tell

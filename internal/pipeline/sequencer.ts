@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { ChannelMembers } from "../channels/members.js";
+import { joinersOf } from "../channels/joins.js";
 import { notifiedOfChange } from "../messages/changes.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { MessageLog } from "../messages/log.js";
@@ -131,6 +132,9 @@ export class Sequencer {
     // With the same id it is this very record again (a retried batch), whose
     // fan-out may not have happened, so do it again; inboxes drop repeats.
     if (duplicate && message.messageId !== m.messageId) return undefined;
+    // Before the batch is committed: a retry moves it again (forward only), a failure retries the batch.
+    const joiners = joinersOf(message);
+    if (joiners.length > 0) await this.deps.channels.markJoined(message.channelId, joiners, message.seq);
     // This very record again was given its seq the first time, and counted then.
     if (!duplicate) this.deps.metrics?.sequenced.inc();
     return { entry: message, parts: [[]] };

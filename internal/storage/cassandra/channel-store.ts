@@ -156,6 +156,8 @@ export class CassandraChannelStore implements ChannelStore {
       advanceRead: `UPDATE ${ch} SET read_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq < ?`,
       // read_seq is set on every member row: the condition also refuses to make a row for a non-member.
       clearThrough: `UPDATE ${ch} SET cleared_seq = ? WHERE channel_id = ? AND user_id = ? IF read_seq >= 0 AND cleared_seq = ?`,
+      // Conditional: a plain UPDATE of a member gone since would write a row back (an upsert).
+      markJoined: `UPDATE ${ch} SET joined_seq = ? WHERE channel_id = ? AND user_id = ? IF joined_seq < ?`,
       takeTurn: `INSERT INTO ${t("channel_turns")} (channel_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?`,
       giveTurn: `DELETE FROM ${t("channel_turns")} WHERE channel_id = ? IF holder = ?`,
       keepTurn: `UPDATE ${t("channel_turns")} USING TTL ? SET holder = ? WHERE channel_id = ? IF holder = ?`,
@@ -490,6 +492,11 @@ export class CassandraChannelStore implements ChannelStore {
       if (r.applied) return to;
     }
     throw new ChatError("unavailable", `clearing the history of channel ${channelId} kept racing; try again`, CONTENDED_RETRY_AFTER_MS);
+  }
+
+  async markJoined(channelId: Id, userIds: readonly Id[], seq: bigint): Promise<void> {
+    // Not applied for one out of the channel, or whose join point is past it already (a retried batch).
+    await Promise.all(userIds.map((userId) => this.db.lwt(this.q.markJoined, [seq, channelId, userId, seq])));
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {

@@ -29,7 +29,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
       "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
       "putMute", "deleteMute", "mute", "mutes", "deletePlace", "place", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
       "dropInviteCode", "channelOfCode", "barred", "barredAt"],
-    once: ["insertMeta", "bump", "advanceRead", "clearThrough", "claimDirect", "bar", "liftBar", "takeTurn", "giveTurn", "keepTurn"],
+    once: ["insertMeta", "bump", "advanceRead", "clearThrough", "markJoined", "claimDirect", "bar", "liftBar", "takeTurn", "giveTurn", "keepTurn"],
   },
   inbox: {
     again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "dedupsOf", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText"],

@@ -343,6 +343,22 @@ export function channelStoreContract(makeStore: MakeStore<ChannelStoreUnderTest>
         assert.equal((await s.getMember(c.channelId, joiner.userId))?.joinedSeq, undefined);
       });
 
+      it("markJoined moves a member's join point forward only, and writes nobody out of the channel back in", async () => {
+        const { c, members } = await newGroup(1);
+        const joiner = { ...member(c, "member", c.createdAtMs + 10), joinedSeq: 3n };
+        await s.addMembers(c.channelId, [joiner], 100);
+        await s.markJoined(c.channelId, [joiner.userId], 5n);
+        assert.deepStrictEqual(await s.getMember(c.channelId, joiner.userId), { ...joiner, joinedSeq: 5n });
+        // A retried batch's older note moves nothing back.
+        await s.markJoined(c.channelId, [joiner.userId], 4n);
+        assert.equal((await s.getMember(c.channelId, joiner.userId))?.joinedSeq, 5n);
+        // A note stored after its joiner was out again: no member row comes back.
+        await s.removeMember(c.channelId, members[1]!.userId);
+        await s.markJoined(c.channelId, [members[1]!.userId], 6n);
+        assert.equal(await s.getMember(c.channelId, members[1]!.userId), undefined);
+        assert.deepStrictEqual((await s.listMembers(c.channelId)).map((m) => m.userId), [members[0]!.userId, joiner.userId]);
+      });
+
       it("setRole changes only the role and says whether it changed it", async () => {
         const { c, members } = await newGroup(1);
         assert.equal(await s.setRole(c.channelId, members[1]!.userId, "admin"), true);

@@ -47,6 +47,7 @@ function build(db: SqliteDatabase) {
                     WHERE channel_id = ? AND user_id = ? RETURNING read_seq`),
     clearThrough: p(`UPDATE channel_members SET cleared_seq = max(cleared_seq, ?)
                      WHERE channel_id = ? AND user_id = ? RETURNING cleared_seq`),
+    markJoined: p("UPDATE channel_members SET joined_seq = max(joined_seq, ?) WHERE channel_id = ? AND user_id = ?"),
     memberships: p("SELECT * FROM channel_members WHERE user_id = ? ORDER BY joined_at_ms, rowid"),
     groupCount: p(`SELECT count(*) AS n FROM channel_members m JOIN channels c ON c.channel_id = m.channel_id
                    WHERE m.user_id = ? AND c.kind = 'group'`),
@@ -321,6 +322,10 @@ export class SqliteChannelStore implements ChannelStore {
     const r = this.s.clearThrough.get(seq < newest ? seq : newest, channelId, userId) as Row | undefined;
     if (!r) throw new ChatError("not_a_member", `user ${userId} is not a member of channel ${channelId}`);
     return r.cleared_seq as bigint;
+  }
+
+  async markJoined(channelId: Id, userIds: readonly Id[], seq: bigint): Promise<void> {
+    for (const userId of userIds) this.s.markJoined.run(seq, channelId, userId);
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {

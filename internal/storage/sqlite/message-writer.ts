@@ -1,3 +1,4 @@
+import { joinersOf } from "../../channels/joins.js";
 import { notifiedOfChange } from "../../messages/changes.js";
 import type { MessageWriter, WrittenMessage } from "../../messages/writer.js";
 import { ChatError } from "../../model/errors.js";
@@ -26,12 +27,16 @@ export class SqliteMessageWriter implements MessageWriter {
 
   constructor(db: SqliteDatabase, log: SqliteMessageLog, inbox: SqliteInbox) {
     this.commits = groupCommitOf(db);
+    // As SqliteChannelStore.markJoined: forward only, and only a member's row.
+    const markJoined = prepare(db, "UPDATE channel_members SET joined_seq = max(joined_seq, ?) WHERE channel_id = ? AND user_id = ?");
     this.writeTx = db.transaction((message: NewMessage, memberIds: readonly Id[]): WrittenMessage => {
       const stored = log.appendInTransaction(message);
       // Stored before: its inbox copies were written in that same transaction.
       if (stored.duplicate) return { ...stored, entries: [] };
       // A message the log did not have is in no inbox either (they are written together).
       const entries = memberIds.map((userId) => ({ userId, entry: inbox.appendNewInTransaction(userId, stored.message) }));
+      // With the note of an add or a join, in its transaction: no list reads the note without the join point it sets.
+      for (const userId of joinersOf(stored.message)) markJoined.run(stored.message.seq, stored.message.channelId, userId);
       return { message: stored.message, duplicate: false, entries };
     });
 
