@@ -40,6 +40,56 @@ async function addedWhileMessagesInFlight(url: string): Promise<void> {
   assert.deepEqual([after.unreadCount, after.lastMessage?.text], [1n, "welcome"]);
 }
 
+/** The channel as `u`'s list shows it once its newest seq is `seq` (in the cluster a send is stored a moment after its ack). */
+async function listedAt(u: TestUser, channelId: bigint, seq: bigint) {
+  return waitFor(async () => {
+    const ch = (await u.api.channels.listChannels({})).channels.find((c) => c.channelId === channelId);
+    return ch && ch.lastSeq === seq ? ch : undefined;
+  }, `seq ${seq} in the list`, 30_000, 50);
+}
+
+/**
+ * One removed and added back, one who left, and a message deleted: the list
+ * of each, as chatd and the cluster must both show it.
+ */
+async function removedAddedBackAndLeft(url: string): Promise<void> {
+  const [owner, b, x, leaver] = await Promise.all(["o", "b", "x", "v"].map((p) => signUp(url, `r${p}`)));
+  const say = (u: TestUser | undefined, text: string) => u!.api.messages.sendMessage({ channelId, clientMsgId: text, text });
+  const channelId = (await owner!.api.channels.createGroup({ title: "again", memberUserIds: [b!.userId, x!.userId, leaver!.userId] })).channel!.channelId;
+  await say(b, "one");
+  await listedAt(x!, channelId, 1n);
+  await x!.api.messages.markRead({ channelId, seq: 1n });
+  await owner!.api.channels.removeMember({ channelId, userId: x!.userId }); // 2
+  await say(b, "while x is out"); // 3
+  await leaver!.api.channels.leaveGroup({ channelId }); // 4
+  await say(b, "after the leaving"); // 5
+  await owner!.api.channels.addMembers({ channelId, userIds: [x!.userId] }); // 6
+  const back = await listedAt(x!, channelId, 6n);
+  // Back, they read what was said while they were out (history), but none of it is unread, nor the note of their add.
+  assert.deepEqual([back.unreadCount, back.readSeq, back.lastMessage?.note?.kind], [0n, 6n, ChannelNoteKind.MEMBERS_ADDED]);
+  const history = (await x!.api.messages.listMessages({ channelId })).messages.map((m) => m.seq);
+  assert.deepEqual(history, [6n, 5n, 4n, 3n, 2n, 1n]);
+  // The one who left lists the group no more, and no later message reaches what they list.
+  assert.equal((await leaver!.api.channels.listChannels({})).channels.some((c) => c.channelId === channelId), false);
+  await say(b, "secret"); // 7
+  const unreadSecret = await listedAt(x!, channelId, 7n);
+  assert.deepEqual([unreadSecret.unreadCount, unreadSecret.lastMessage?.text], [1n, "secret"]);
+  // Deleted, the newest shows deleted with no text, in the list as in the history.
+  await b!.api.messages.sendMessage({ channelId, clientMsgId: "take it back", text: "", deleteSeq: 7n });
+  const gone = await waitFor(async () => {
+    const ch = (await x!.api.channels.listChannels({})).channels.find((c) => c.channelId === channelId);
+    return ch?.lastMessage?.deleted ? ch : undefined;
+  }, "the delete in the list", 30_000, 50);
+  assert.deepEqual([gone.lastSeq, gone.lastMessage?.text, gone.lastMessage?.seq], [7n, "", 7n]);
+  const described = (await x!.api.channels.describeChannel({ channelId })).channel!;
+  assert.deepEqual([described.lastMessage?.deleted, described.lastMessage?.text, described.unreadCount], [true, "", gone.unreadCount]);
+  // Removed and back once more: the join point is the newest note of their add, whatever the first one set.
+  await owner!.api.channels.removeMember({ channelId, userId: x!.userId }); // 8
+  await owner!.api.channels.addMembers({ channelId, userIds: [x!.userId] }); // 9
+  const again = await listedAt(x!, channelId, 9n);
+  assert.deepEqual([again.unreadCount, again.readSeq], [0n, 9n]);
+}
+
 describe("a member's chat list around their add, alike in chatd and the cluster", function () {
   this.timeout(180_000);
 
@@ -55,6 +105,10 @@ describe("a member's chat list around their add, alike in chatd and the cluster"
     it("counts nothing from before the add as unread for the one added, messages still queued included", async () => {
       await addedWhileMessagesInFlight(url);
     });
+
+    it("lists a member removed and added back, one who left, and a deleted newest message", async () => {
+      await removedAddedBackAndLeft(url);
+    });
   });
 
   describe("in chatd: one process on SQLite", () => {
@@ -69,6 +123,10 @@ describe("a member's chat list around their add, alike in chatd and the cluster"
 
     it("counts nothing from before the add as unread for the one added", async () => {
       await addedWhileMessagesInFlight(chatd!.httpUrl);
+    });
+
+    it("lists a member removed and added back, one who left, and a deleted newest message", async () => {
+      await removedAddedBackAndLeft(chatd!.httpUrl);
     });
   });
 });
