@@ -9,7 +9,8 @@ export interface RefreshTokenTake {
    * issued in its place, as that take recorded them: what tells a client
    * retrying after a lost reply from a second holder. Either may be missing
    * (a token taken before they were kept, or a successor a retry took), and
-   * a take that lost a race to another gets neither.
+   * a take that lost a race to another gets the winner's (a client's retry
+   * sent while its first request was under way is a retry all the same).
    */
   usedAtMs?: number;
   successorHash?: string;
@@ -117,8 +118,8 @@ export interface AccountStore {
    * record with `reused: false`; the token is then remembered as used until
    * it would have expired, with `use` (the mark is one write), and every
    * later take (racing ones included) gets the record with `reused: true`
-   * and, from the mark, that use's time and successor; a take that lost a
-   * race for the token itself may get neither. The caller can then sign the
+   * and, from the mark, that use's time and successor, a take that lost a
+   * race for the token itself too. The caller can then sign the
    * device out: one of two holders of the token is a thief. Undefined for a
    * token never issued, or forgotten once it would have expired.
    */

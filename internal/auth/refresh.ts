@@ -39,8 +39,10 @@ function newToken(): { token: string; hash: string } {
  * unused, the successor is taken (so the chain keeps one live token) and a
  * new one issued in its place. The successor taken counts as used: it never
  * reached its owner as far as the server knows, so whoever presents it later
- * is a second holder. A reuse after the grace, once the successor was used
- * (whoever holds it moved the chain on), or racing the first use's take still signs
+ * is a second holder. A retry racing the first use's take (sent while it was
+ * still under way) is answered the same way: the store gives the loser the
+ * winner's mark. A reuse after the grace, or once the successor was used
+ * (whoever holds it moved the chain on), still signs
  * the device out; one of a device signed out already is refused as that.
  */
 export class RefreshTokens {

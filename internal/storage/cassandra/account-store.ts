@@ -49,7 +49,7 @@ const MAX_TTL_S = 10 * 365 * 86_400;
 
 /**
  * AccountStore on Cassandra. Username uniqueness is an LWT claim in
- * `usernames`; refresh tokens are single-use through an LWT delete; friend
+ * `usernames`; refresh tokens are single-use through an LWT mark of their use; friend
  * requests, friendships and blocks are stored once per side so each user's
  * view is one partition, every write of them a Paxos round (see addFriendship
  * and putBlock).
@@ -112,10 +112,12 @@ export class CassandraAccountStore implements AccountStore {
       putTokenIndex: `INSERT INTO ${t("refresh_tokens_by_device")} (user_id, device_id, token_hash, current_hash, expires_at_ms)
                       VALUES (?, ?, ?, ?, ?) USING TTL ?`,
       token: `SELECT user_id, device_id, expires_at_ms, chain FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
-      takeToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ? IF EXISTS`,
       deleteToken: `DELETE FROM ${t("refresh_tokens")} WHERE token_hash = ?`,
-      markUsed: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
-                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`,
+      // The take itself: of racing takes the one whose mark lands first has the token, and a loser
+      // is answered that mark (its use time and successor), as a later reuse reads it. A mark
+      // already there from a sign-out (markRevoked) refuses every take too.
+      markFirst: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
+                  VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
       usedToken: `SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM ${t("used_refresh_tokens")}
                   WHERE token_hash = ?`,
       // No use time nor successor, so no retry takes anything after it; the columns left out keep a racing take's.
@@ -349,32 +351,23 @@ export class CassandraAccountStore implements AccountStore {
     if (!row) {
       const used = await this.db.one(this.q.usedToken, [tokenHash]);
       if (!used) return undefined;
-      const usedAt = used.get("used_at_ms");
-      const successor = used.get("successor_hash");
-      return {
-        record: toTokenRecord(used),
-        reused: true,
-        ...(usedAt !== null && usedAt !== undefined && { usedAtMs: ms(usedAt) }),
-        ...(typeof successor === "string" && { successorHash: successor }),
-      };
+      return { record: toTokenRecord(used), reused: true, ...this.markRead(used) };
     }
     const rec = toTokenRecord(row);
-    // The mark goes first: a racing take that finds the token gone finds the
-    // mark, and of racing takes only one LWT delete applies. Racing takes
-    // each write their own successor into it, so the mark may name the
-    // loser's, which is never issued: a retry then finds no successor to
-    // take, and the loser signs the device out anyway.
-    // The successor, when asked for, is stored with the mark (one logged batch), before the
-    // take: a loser's is never issued, and the loser's sign-out deletes it with the device's tokens.
-    const successor = use.successorExpiresAtMs !== undefined && rec.expiresAtMs > use.atMs
-      ? { tokenHash: use.successorHash, record: { ...rec, expiresAtMs: use.successorExpiresAtMs } }
-      : undefined;
-    await this.mark(tokenHash, rec, use.atMs, use.successorHash, successor, chainOf(row, tokenHash));
-    // The loser gets no time or successor: of two holders using the token at
-    // once, one must be a thief, whatever the grace. The index row is left:
-    // the successor's overwrote it (or, with none, it runs out with the token).
-    if (!(await this.db.lwt(this.q.takeToken, [tokenHash])).applied) return { record: rec, reused: true };
-    return { record: rec, reused: false };
+    // The successor, when asked for, is stored before the take: a failure after the take (a store
+    // timeout, a crash) then leaves one that the client's retry takes. A loser's is stored again
+    // by its takeSuccessor when it is a retry (the same hash), and never issued otherwise.
+    if (use.successorExpiresAtMs !== undefined && rec.expiresAtMs > use.atMs) {
+      const successor = { ...rec, expiresAtMs: use.successorExpiresAtMs };
+      await this.db.batch(this.putTokenStatements(use.successorHash, successor, chainOf(row, tokenHash)), { logged: true });
+    }
+    // Decided by the mark, not by the delete: a loser of a delete learnt nothing of the winner, and the
+    // last of racing plain marks might name the loser's successor, so a client whose retry raced its
+    // first request (still under way on a slow store) was signed out where SQLite, one take after the
+    // other, answers it as a retry. The delete after it is for tidiness: the mark refuses every take.
+    const taken = await this.markFirst(tokenHash, rec, use.atMs, use.successorHash);
+    await this.db.write(this.q.deleteToken, [tokenHash]);
+    return taken === true ? { record: rec, reused: false } : { record: rec, reused: true, ...this.markRead(taken) };
   }
 
   async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
@@ -386,13 +379,12 @@ export class CassandraAccountStore implements AccountStore {
     const row = await this.db.one(this.q.token, [successorHash]);
     if (!row) return false;
     const rec = toTokenRecord(row);
-    // As in takeRefreshToken: the mark first, then the LWT delete that only
-    // one of racing takes (retries, or the successor's own holder) wins.
-    const stored = next.successorExpiresAtMs !== undefined
-      ? { tokenHash: next.successorHash, record: { ...rec, expiresAtMs: next.successorExpiresAtMs } }
-      : undefined;
-    await this.mark(successorHash, rec, next.atMs, null, stored, chainOf(row, successorHash));
-    if (!(await this.db.lwt(this.q.takeToken, [successorHash])).applied) return false;
+    if (next.successorExpiresAtMs !== undefined) {
+      await this.db.batch(this.putTokenStatements(next.successorHash, { ...rec, expiresAtMs: next.successorExpiresAtMs }, chainOf(row, successorHash)), { logged: true });
+    }
+    // As in takeRefreshToken: the first mark takes it, of racing retries and the successor's own holder.
+    if ((await this.markFirst(successorHash, rec, next.atMs, null)) !== true) return false;
+    await this.db.write(this.q.deleteToken, [successorHash]);
     // Only the winner moves the mark on. With the used token's own TTL: a
     // cell written without one would outlive the rest of its row.
     const used = await this.db.one(this.q.usedToken, [tokenHash]);
@@ -402,20 +394,22 @@ export class CassandraAccountStore implements AccountStore {
     return true;
   }
 
-  /** Marks a token used; with `successor`, stores that token in the same logged batch. */
-  private async mark(
-    tokenHash: string,
-    rec: RefreshTokenRecord,
-    usedAtMs: number,
-    successorHash: string | null,
-    successor?: { tokenHash: string; record: RefreshTokenRecord },
-    chain = tokenHash,
-  ): Promise<void> {
-    const markParams = [
+  /** Marks a token used unless marked already: true when this mark landed, else the mark found. */
+  private async markFirst(tokenHash: string, rec: RefreshTokenRecord, usedAtMs: number, successorHash: string | null): Promise<true | Row> {
+    const r = await this.db.lwt(this.q.markFirst, [
       tokenHash, rec.userId, rec.deviceId, msCell(rec.expiresAtMs), msCell(usedAtMs), successorHash, this.tokenTtlS(rec.expiresAtMs),
-    ];
-    if (!successor) return void (await this.db.write(this.q.markUsed, markParams));
-    await this.db.batch([{ query: this.q.markUsed, params: markParams }, ...this.putTokenStatements(successor.tokenHash, successor.record, chain)], { logged: true });
+    ]);
+    return r.applied ? true : r.row;
+  }
+
+  /** A mark's use time and successor, as a reuse is answered them (either may be missing). */
+  private markRead(used: Row | undefined): Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> {
+    const usedAt = used?.get("used_at_ms");
+    const successor = used?.get("successor_hash");
+    return {
+      ...(usedAt !== null && usedAt !== undefined && { usedAtMs: ms(usedAt) }),
+      ...(typeof successor === "string" && { successorHash: successor }),
+    };
   }
 
   /** The token's row and its chain's index row, which names it from then on. */

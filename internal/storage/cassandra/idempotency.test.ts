@@ -16,12 +16,12 @@ import { UserSearch } from "./user-search.js";
  */
 const DECIDED: Record<string, { again: string[]; once: string[] }> = {
   account: {
-    again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken", "markUsed",
+    again: ["byName", "insertUser", "user", "usersIn", "device", "devices", "putToken", "putTokenIndex", "token", "deleteToken",
       "usedToken", "markRevoked", "moveSuccessor", "deviceTokens", "unindexDevice", "request", "requestRow",
       "requests", "visibility", "visibilityIn", "setVisibility", "friend", "friends", "block", "blocks", "blockers", "blockersAmong",
       "pendingIn"],
     once: ["claim", "takeOver", "release", "displayName", "passwordHash", "deleteUser", "insertDevice", "touch", "revoke", "forget", "dropDevice",
-      "takeToken", "putFriend", "unfriend", "putRequest", "moveRequest", "deleteRequest", "putBlock", "putBlocker", "deleteBlock", "deleteBlocker",
+      "markFirst", "putFriend", "unfriend", "putRequest", "moveRequest", "deleteRequest", "putBlock", "putBlocker", "deleteBlock", "deleteBlocker",
       "putPending", "movePending", "dropPending"],
   },
   channel: {

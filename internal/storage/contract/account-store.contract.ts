@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore, type RefreshTokenUse } from "../../accounts/store.js";
+import { hashRefreshToken, RefreshTokens } from "../../auth/refresh.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -293,6 +294,38 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const got = await Promise.all([s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use())]);
         assert.equal(got.filter((r) => r?.reused === false).length, 1);
         assert.equal(got.filter((r) => r?.reused === true).length, 2);
+      });
+
+      it("racing takes of one token: each that sees it reused gets the fresh take's use time and successor, as a later reuse would", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const t = uniqueName("tok_");
+        await s.putRefreshToken(t, rec);
+        const uses = [1, 2].map((i) => ({ ...use(1_800_000_000_000 + i), successorExpiresAtMs: 1_900_000_000_000 }));
+        const got = await Promise.all(uses.map((u) => s.takeRefreshToken(t, u)));
+        const winner = got.findIndex((r) => r?.reused === false);
+        assert.notEqual(winner, -1);
+        const loser = got[1 - winner];
+        assert.deepStrictEqual(loser, { record: rec, reused: true, usedAtMs: uses[winner]!.atMs, successorHash: uses[winner]!.successorHash });
+        // The winner's successor is there for the loser, a client's retry, to take.
+        assert.equal(await s.takeSuccessor(t, uses[winner]!.successorHash, uses[1 - winner]!), true);
+      });
+
+      it("racing rotations of one token (a retry while the first is under way) both answer, the device signed in, one token live", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const signedOut: unknown[] = [];
+        const tokens = new RefreshTokens(s, { onReuse: async (r) => void signedOut.push(r) });
+        const { token } = await tokens.issue(u.userId, d.deviceId);
+        const got = await Promise.allSettled([tokens.rotate(token), tokens.rotate(token)]);
+        assert.deepEqual(got.map((r) => r.status), ["fulfilled", "fulfilled"], String(got.map((r) => r.status === "rejected" && r.reason)));
+        assert.deepEqual(signedOut, []);
+        assert.equal(await isRevoked(s, u.userId, d.deviceId), false);
+        const issued = got.map((r) => (r as PromiseFulfilledResult<{ token: string }>).value.token);
+        // One of the two is the chain's live token; the other was taken by the retry (or the retry's by the other).
+        const takes = await Promise.all(issued.map((t) => s.takeRefreshToken(hashRefreshToken(t), use())));
+        assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
       });
 
       it("an unknown token is undefined", async () => {
