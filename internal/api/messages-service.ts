@@ -7,7 +7,7 @@ import { caller } from "./context.js";
 import { inboxEntryToProto, messageToProto } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
-import { tooLongText } from "../chatserver/validate.js";
+import { refusedUncharged } from "../chatserver/validate.js";
 import { expiredThrough } from "../messages/inbox.js";
 import { PAGE_TEXT_BYTES, withinTextBytes } from "../messages/page-bytes.js";
 import { sentAfter } from "../messages/own-messages.js";
@@ -121,9 +121,9 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
 
     async sendMessage(req, ctx) {
       // The submitter checks ids, seqs, membership, text and client_msg_id (validateSend), as on the realtime path;
-      // the length before the rates, as there, so that a text refused for it takes none of the budget.
-      const tooLong = tooLongText(req.text);
-      if (tooLong) throw tooLong;
+      // a text no check could take (its length, a reaction's or a delete's) before the rates, as there, so that it takes none of the budget.
+      const refusal = refusedUncharged(req);
+      if (refusal) throw refusal;
       deps.limits?.takeSend(caller(ctx).userId, req.text);
       const result = await deps.submitter.submit(caller(ctx), {
         clientMsgId: req.clientMsgId,

@@ -983,6 +983,23 @@ describe("session: text budget", () => {
     server.drain();
   });
 
+  // A text pasted into a reaction or a delete was refused (INVALID_ARGUMENT) only by the submitter, after
+  // the session had taken its bytes: up to 400 KB of the burst gone, and the sender's next message refused.
+  it("charges nothing for a reaction longer than any emoji or a delete with text: refused at once, the next send goes through", async () => {
+    const { server, stored, open } = serverStoring({ textBurstBytes: 150_000, textBytesPerSecond: 1 });
+    const a = open(1n);
+    await a.ready();
+    for (const [ref, change] of [[1n, { reactSeq: 1n }], [2n, { deleteSeq: 1n }]] as const) {
+      const refused = await a.send(ref, "x".repeat(99_999), change);
+      assert.ok(refused.kind.case === "error" && refused.kind.value.code === ErrorCode.INVALID_ARGUMENT, refused.kind.case);
+      assert.equal(refused.kind.value.clientMsgId, `m${ref}`);
+    }
+    // Charged, the first 99,999 bytes left 50,001 of the burst, too few for this one.
+    assert.equal((await a.send(3n, "x".repeat(99_999))).kind.case, "sendAck");
+    assert.equal(stored.length, 1);
+    server.drain();
+  });
+
   it("lets a send through again once the budget has refilled for it", async () => {
     const { server, open } = serverStoring({ textBurstBytes: 1000, textBytesPerSecond: 20_000 });
     const a = open(1n);

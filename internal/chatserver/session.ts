@@ -11,7 +11,7 @@ import { inboxEntryToProto } from "../wire/messages.js";
 import { encodeSendAckFrame } from "../wire/message-bytes.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame, type FrameBytes } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
-import { namesChannel, tooLongText } from "./validate.js";
+import { namesChannel, refusedUncharged } from "./validate.js";
 import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
 import { textCost } from "../throttle/text-budget.js";
@@ -451,8 +451,8 @@ export class Session implements SessionHandle {
     }
     this.badFrames = 0;
     if (frame.kind.case === "send") {
-      const tooLong = tooLongText(frame.kind.value.text);
-      if (tooLong) return this.sendError(refusalOf(frame), tooLong);
+      const refusal = refusedUncharged(frame.kind.value);
+      if (refusal) return this.sendError(refusalOf(frame), refusal);
       // Before the rates: a send refused for the queue's pace takes nothing from them.
       if (this.sendsInFlight >= this.server.limits.maxSendsInFlight) {
         return this.sendError(refusalOf(frame), new ChatError("unavailable", "too many sends waiting for their acks; send again later", SENDS_BACKED_UP_RETRY_MS));

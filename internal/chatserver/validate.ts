@@ -78,13 +78,11 @@ export function validateSend(cmd: SendCommand): SendCommand {
   if (cmd.reactSeq) {
     if (cmd.text.length === 0) return cmd;
     const emoji = canonicalReaction(cmd.text);
-    if (emoji === undefined || !isOneEmoji(emoji)) {
-      throw new ChatError("invalid_argument", "a reaction's text must be one emoji (or empty to take the reaction back)");
-    }
+    if (emoji === undefined || !isOneEmoji(emoji)) throw notOneEmoji();
     return emoji === cmd.text ? cmd : { ...cmd, text: emoji };
   }
   if (cmd.deleteSeq) {
-    if (cmd.text.length > 0) throw new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
+    if (cmd.text.length > 0) throw deleteWithText();
     return cmd;
   }
   if (!VISIBLE.test(cmd.text)) throw new ChatError("text_empty", "text is empty: it has nothing visible, only spaces or zero-width characters");
@@ -102,6 +100,23 @@ export function validateSend(cmd: SendCommand): SendCommand {
  */
 export function tooLongText(text: string): ChatError | undefined {
   return codePointsAtLeast(text, MAX_TEXT_CODE_POINTS) ? new ChatError("text_too_long", `text must be shorter than ${MAX_TEXT_CODE_POINTS} code points`) : undefined;
+}
+
+const notOneEmoji = () => new ChatError("invalid_argument", "a reaction's text must be one emoji (or empty to take the reaction back)");
+const deleteWithText = () => new ChatError("invalid_argument", "text must be empty when deleting a message (delete_seq)");
+
+/**
+ * The refusal of a send whose text no check could take, asked before the
+ * send is charged to its sender's budgets (as validateSend would refuse it,
+ * with no scan past its length): a text too long for any send, a reaction
+ * longer than any spelling of one emoji, a delete with text. A text pasted
+ * into a reaction or a delete took up to 400 KB of the text budget before
+ * the submitter refused it, and the sender's next message was refused too.
+ */
+export function refusedUncharged(cmd: Pick<SendCommand, "text" | "reactSeq" | "deleteSeq">): ChatError | undefined {
+  if (cmd.reactSeq && cmd.text.length > 2 * MAX_REACTION_UNITS) return notOneEmoji();
+  if (cmd.deleteSeq && cmd.text.length > 0) return deleteWithText();
+  return tooLongText(cmd.text);
 }
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
