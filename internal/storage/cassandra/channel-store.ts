@@ -496,7 +496,9 @@ export class CassandraChannelStore implements ChannelStore {
 
   async markJoined(channelId: Id, userIds: readonly Id[], seq: bigint): Promise<void> {
     // Not applied for one out of the channel, or whose join point is past it already (a retried batch).
-    await Promise.all(userIds.map((userId) => this.db.lwt(this.q.markJoined, [seq, channelId, userId, seq])));
+    // One after the other: all on one partition, side by side they would contend for its Paxos
+    // round (an add of 100 timing out), and an add names a few users as a rule.
+    for (const userId of userIds) await this.db.lwt(this.q.markJoined, [seq, channelId, userId, seq]);
   }
 
   async listMemberships(userId: Id): Promise<MemberRecord[]> {
