@@ -110,7 +110,7 @@ export class ChannelMembers {
   /**
    * Refuses a sender who may not post: not a member (`not_a_member`), or in a
    * direct chat where either of the pair blocked the other, unless the send
-   * is a delete (`blocksApply` false: see blocksApplyTo in messages/submit.ts). One call, so a
+   * is a delete or takes back a reaction (`blocksApply` false: see blocksApplyTo in messages/submit.ts). One call, so a
    * caller can run both checks beside its other round trips.
    */
   async requireSender(channelId: Id, senderId: Id, blocksApply = true): Promise<void> {

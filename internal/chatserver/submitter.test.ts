@@ -220,6 +220,19 @@ describe("QueueSubmitter", () => {
     assert.equal(published, 1);
   });
 
+  // Taking back one's ❤️ is taking one's own words back, as a delete is: refused as a reaction, it stayed on
+  // the blocker's message for good after the falling-out.
+  it("lets a member take back their reaction in a blocked direct chat, and make no other", async () => {
+    const blocks = new BlockCache({ blockersBetween: async () => [2n], getUser: async (userId) => ({ userId, username: "bob", displayName: "", passwordHash: "", createdAtMs: 1 }) }, { ttlMs: 0 });
+    const theirs: StoredMessage = { messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId: 2n, senderDeviceId: 21n, clientMsgId: "x", text: "old", sentAtMs: 1,
+      reactions: [{ userId: ALICE.userId, emoji: "❤️" }] };
+    const out: ReturnType<typeof decodeSubmitted>[] = [];
+    const s = submitter({ get: async () => theirs, findChange: async () => undefined }, async (_t, rs) => void out.push(...rs.map((r) => decodeSubmitted(r.value))), undefined, 100n, blocks);
+    assert.deepStrictEqual(await s.submit(ALICE, { ...send, clientMsgId: "back", text: "", reactSeq: 4n }), { messageId: 101n, duplicate: false });
+    await assert.rejects(s.submit(ALICE, { ...send, clientMsgId: "again", text: "👍", reactSeq: 4n }), (e: Error & { code?: string }) => e.code === "blocked");
+    assert.deepStrictEqual(out.map((m) => [m.targetSeq, m.reaction, m.text]), [[4n, true, ""]]);
+  });
+
   describe("edits, deletes, replies and reactions", () => {
     const stored = (senderUserId: bigint, over: Partial<StoredMessage> = {}): StoredMessage => ({
       messageId: 50n, channelId: CHANNEL, seq: 4n, senderUserId, senderDeviceId: 21n, clientMsgId: "x", text: "old", sentAtMs: 1, ...over,

@@ -17,9 +17,11 @@ export interface SendCommand {
 /**
  * Whether a block between a direct chat's pair refuses this send. A delete
  * is never refused: in a direct chat only a message's sender deletes it, and
- * taking one's own words back must stay possible after a falling-out.
+ * taking one's own words back must stay possible after a falling-out. Nor is
+ * taking back one's reaction (`react_seq` with no emoji), for the same
+ * reason: refused, a ❤️ stayed on the blocker's message for good.
  */
-export const blocksApplyTo = (cmd: SendCommand): boolean => !cmd.deleteSeq;
+export const blocksApplyTo = (cmd: SendCommand): boolean => !cmd.deleteSeq && !(cmd.reactSeq && cmd.text === "");
 
 export interface Sender {
   userId: Id;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
+import { BlockCache } from "../accounts/blocks.js";
 import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
 import type { SessionDirectory } from "../delivery/port.js";
 import type { IdGenerator } from "../ids/snowflake.js";
@@ -54,6 +55,22 @@ describe("DirectSubmitter", () => {
     assert.deepStrictEqual(await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" }), { messageId: bobs!.messageId, duplicate: true }, "sent, then left");
     await assert.rejects(submitter.submit(BOB, { channelId: GROUP, clientMsgId: "new", text: "after leaving" }), (e: Error & { code?: string }) => e.code === "not_a_member");
     await assert.rejects(submitter.submit(ALICE, { ...reply, clientMsgId: "r2" }), (e: Error & { code?: string }) => e.code === "not_found");
+  });
+
+  // Taking back one's ❤️ is taking one's own words back, as a delete is: refused as a reaction, it stayed on
+  // the blocker's message in history and on every device for good after the falling-out.
+  it("lets a member take back their reaction in a blocked direct chat, history and the other's inbox losing it; a new one stays refused", async () => {
+    const dm = (await storage.channels.getOrCreateDirect({ channelId: 20n, kind: "direct", title: "", createdAtMs: 1, createdBy: ALICE.userId }, ALICE.userId, BOB.userId)).channelId;
+    for (const u of [ALICE, BOB]) await storage.accounts.createUser({ userId: u.userId, username: `u${u.userId}`, displayName: "", passwordHash: "", createdAtMs: 1 });
+    const s = new DirectSubmitter({ ...deps(), blocks: new BlockCache(storage.accounts, { ttlMs: 0 }) });
+    await s.submit(BOB, { channelId: dm, clientMsgId: "m", text: "hi" });
+    await s.submit(ALICE, { channelId: dm, clientMsgId: "love", text: "❤️", reactSeq: 1n });
+    await storage.accounts.putBlock(BOB.userId, ALICE.userId, 2);
+    await assert.rejects(s.submit(ALICE, { channelId: dm, clientMsgId: "like", text: "👍", reactSeq: 1n }), (e: Error & { code?: string }) => e.code === "blocked");
+    assert.equal((await s.submit(ALICE, { channelId: dm, clientMsgId: "back", text: "", reactSeq: 1n })).duplicate, false);
+    assert.equal((await storage.messages.get(dm, 1n))!.reactions, undefined, "history shows no reaction");
+    const last = (await storage.inbox.readAfter(BOB.userId, 0n, 10)).at(-1)!.message;
+    assert.deepStrictEqual([last.targetSeq, last.reaction, last.text], [1n, true, ""], "the blocker's devices are told");
   });
 
   it("refuses a send to a direct chat that is not its pair's (a candidate that lost its creation race), writing nothing, and keeps no pair for it", async () => {
