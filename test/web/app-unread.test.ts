@@ -39,16 +39,30 @@ describe("web: unread of the open chat", () => {
     assert.equal(row(r, 40n)?.unread, "");
   });
 
-  it("counts my own note of a join by link as unread, as the server does, and my own message as read", async () => {
+  it("counts the note of my own join by link or add, and what came before it, as read, as the server does", async () => {
     const server = new FakeServer();
     server.addChat(41n, {}, 2);
+    server.addChat(42n, {}, 2);
     run = await start(server);
     const r = run;
-    await waitFor(() => row(r, 41n) !== undefined, "the chat listed");
-    const joined = Object.assign(message(41n, 3n, "", ME), { note: create(ChannelNoteSchema, { kind: ChannelNoteKind.JOINED_BY_INVITE }) });
+    await waitFor(() => row(r, 41n) !== undefined && row(r, 42n) !== undefined, "the chats listed");
+    // In the cluster the chat is listed before the note is stored: a message queued before the join lands first.
+    r.deliver(message(41n, 3n, "before you", 7n));
+    await waitFor(() => row(r, 41n)?.unread === "1", "a message unread");
+    const joined = Object.assign(message(41n, 4n, "", ME), { note: create(ChannelNoteSchema, { kind: ChannelNoteKind.JOINED_BY_INVITE }) });
     r.deliver(joined);
-    await waitFor(() => row(r, 41n)?.unread === "1", "the join note unread");
-    r.deliver(message(41n, 4n, "mine", ME));
-    await waitFor(() => row(r, 41n)?.unread === "", "my message read");
+    await waitFor(() => row(r, 41n)?.unread === "", "nothing unread up to the join note");
+    r.deliver(message(41n, 5n, "welcome", 7n));
+    await waitFor(() => row(r, 41n)?.unread === "1", "what follows unread");
+    // Added by someone else to another group: the note naming me is where I came in.
+    r.deliver(message(42n, 3n, "before you", 7n));
+    await waitFor(() => row(r, 42n)?.unread === "1", "a message unread");
+    const addNote = (seq: bigint, who: bigint) =>
+      Object.assign(message(42n, seq, "", 7n), { note: create(ChannelNoteSchema, { kind: ChannelNoteKind.MEMBERS_ADDED, userIds: [who] }) });
+    r.deliver(addNote(4n, ME));
+    await waitFor(() => row(r, 42n)?.unread === "", "nothing unread up to the note of my add");
+    // Someone else's add is news.
+    r.deliver(addNote(5n, 9n));
+    await waitFor(() => row(r, 42n)?.unread === "1", "another's add unread");
   });
 });

@@ -1046,8 +1046,10 @@ export class ChatApp {
           openUnarchived ||= this.open?.id === c.channelId;
         }
         // Unread even in the open chat: markRead, below, takes it away only when it tells the server (the reader is at the bottom).
-        // My note of a join by link is no reading of mine, as the server counts it (it lies past my join point).
-        if (mine && m.note?.kind !== ChannelNoteKind.JOINED_BY_INVITE) {
+        // The note of my own add or join by link is my join point, as the server counts it: what came
+        // before it and it are not unread (its writer moves my join point to it).
+        const myJoin = (m.note?.kind === ChannelNoteKind.MEMBERS_ADDED && m.note.userIds.includes(this.me)) || (mine && m.note?.kind === ChannelNoteKind.JOINED_BY_INVITE);
+        if (mine || myJoin) {
           c.readSeq = m.seq;
           c.unreadCount = 0n;
         } else if (m.seq > c.readSeq) {
