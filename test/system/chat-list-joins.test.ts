@@ -38,6 +38,15 @@ async function addedWhileMessagesInFlight(url: string): Promise<void> {
     return ch && ch.lastSeq === BigInt(BURST + 2) ? ch : undefined;
   }, "the welcome in the history", 30_000, 50);
   assert.deepEqual([after.unreadCount, after.lastMessage?.text], [1n, "welcome"]);
+
+  // The same for one who joins by link: their own note is where they came in.
+  const joiner = await signUp(url, "jj");
+  const { code } = await api(owner).channels.getInviteLink({ channelId });
+  await Promise.all([...Array(BURST).keys()].map((i) => api(b).messages.sendMessage({ channelId, clientMsgId: `again-${i}`, text: `again ${i}` })));
+  await joiner.api.channels.joinByInvite({ code });
+  const top = BigInt(2 * BURST + 3);
+  const joined = await listedAt(joiner, channelId, top);
+  assert.deepEqual([joined.lastMessage?.note?.kind, joined.unreadCount, joined.readSeq], [ChannelNoteKind.JOINED_BY_INVITE, 0n, top]);
 }
 
 /** The channel as `u`'s list shows it once its newest seq is `seq` (in the cluster a send is stored a moment after its ack). */
