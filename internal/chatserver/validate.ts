@@ -113,9 +113,12 @@ const deleteWithText = () => new ChatError("invalid_argument", "text must be emp
  * into a reaction or a delete took up to 400 KB of the text budget before
  * the submitter refused it, and the sender's next message was refused too.
  */
-export function refusedUncharged(cmd: Pick<SendCommand, "text" | "reactSeq" | "deleteSeq">): ChatError | undefined {
-  if (cmd.reactSeq && cmd.text.length > 2 * MAX_REACTION_UNITS) return notOneEmoji();
-  if (cmd.deleteSeq && cmd.text.length > 0) return deleteWithText();
+export function refusedUncharged(cmd: Pick<SendCommand, "text" | "editSeq" | "reactSeq" | "deleteSeq" | "replyToSeq">): ChatError | undefined {
+  // A send of two kinds at once is validateSend's to refuse, saying so.
+  if (!cmd.editSeq && !cmd.replyToSeq && !(cmd.reactSeq && cmd.deleteSeq)) {
+    if (cmd.reactSeq && cmd.text.length > 2 * MAX_REACTION_UNITS) return notOneEmoji();
+    if (cmd.deleteSeq && cmd.text.length > 0) return deleteWithText();
+  }
   return tooLongText(cmd.text);
 }
 
