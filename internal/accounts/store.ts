@@ -14,6 +14,14 @@ export interface RefreshTokenTake {
    */
   usedAtMs?: number;
   successorHash?: string;
+  /**
+   * How long before this take the first one was, measured on the store's
+   * own clock where it keeps one (Cassandra's: api processes share no
+   * clock, and the taker's against `usedAtMs`, another api's, judged the
+   * reuse grace by their skew). Missing where the store has none of its own
+   * (SQLite: one process, whose clock wrote `usedAtMs`).
+   */
+  usedAgoMs?: number;
 }
 
 /** A refresh token's use: when, and the hash of the token the caller will issue in its place. */

@@ -131,7 +131,10 @@ export class RefreshTokens {
   private async retried(tokenHash: string, taken: RefreshTokenTake, next: RefreshTokenUse): Promise<boolean> {
     if (taken.usedAtMs === undefined || taken.successorHash === undefined) return false;
     // A grace of 0 is none, also for a reuse within the same millisecond.
-    if (this.reuseGraceMs <= 0 || next.atMs - taken.usedAtMs > this.reuseGraceMs) return false;
+    // On the store's clock when it measured it: this process's clock against the one that wrote
+    // usedAtMs judged retries by their skew.
+    const elapsedMs = taken.usedAgoMs ?? next.atMs - taken.usedAtMs;
+    if (this.reuseGraceMs <= 0 || elapsedMs > this.reuseGraceMs) return false;
     return this.accounts.takeSuccessor(tokenHash, taken.successorHash, next);
   }
 }

@@ -118,8 +118,12 @@ export class CassandraAccountStore implements AccountStore {
       // already there from a sign-out (markRevoked) refuses every take too.
       markFirst: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms, used_at_ms, successor_hash)
                   VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
-      usedToken: `SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash FROM ${t("used_refresh_tokens")}
-                  WHERE token_hash = ?`,
+      // With how long ago the mark was written, on Cassandra's clocks alone: a take's mark is a Paxos
+      // write, timestamped by its coordinator (markRevoked and moveSuccessor, plain writes, leave
+      // used_at_ms alone). The api's own clock against another api's used_at_ms judged a retry by
+      // their skew: 5 minutes ahead refused every retry, behind accepted replays past the grace.
+      usedToken: `SELECT user_id, device_id, expires_at_ms, used_at_ms, successor_hash, WRITETIME(used_at_ms) AS used_at_us,
+                  toUnixTimestamp(currentTimestamp()) AS now_ms FROM ${t("used_refresh_tokens")} WHERE token_hash = ?`,
       // No use time nor successor, so no retry takes anything after it; the columns left out keep a racing take's.
       markRevoked: `INSERT INTO ${t("used_refresh_tokens")} (token_hash, user_id, device_id, expires_at_ms) VALUES (?, ?, ?, ?) USING TTL ?`,
       moveSuccessor: `UPDATE ${t("used_refresh_tokens")} USING TTL ? SET successor_hash = ? WHERE token_hash = ?`,
@@ -367,7 +371,9 @@ export class CassandraAccountStore implements AccountStore {
     // other, answers it as a retry. The delete after it is for tidiness: the mark refuses every take.
     const taken = await this.markFirst(tokenHash, rec, use.atMs, use.successorHash);
     await this.db.write(this.q.deleteToken, [tokenHash]);
-    return taken === true ? { record: rec, reused: false } : { record: rec, reused: true, ...this.markRead(taken) };
+    if (taken === true) return { record: rec, reused: false };
+    // Read again for how long ago it was marked (a reuse only: the LWT's answer has no clock).
+    return { record: rec, reused: true, ...this.markRead((await this.db.one(this.q.usedToken, [tokenHash])) ?? taken) };
   }
 
   async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
@@ -403,12 +409,16 @@ export class CassandraAccountStore implements AccountStore {
   }
 
   /** A mark's use time and successor, as a reuse is answered them (either may be missing). */
-  private markRead(used: Row | undefined): Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> {
-    const usedAt = used?.get("used_at_ms");
-    const successor = used?.get("successor_hash");
+  private markRead(used: Row): Pick<RefreshTokenTake, "usedAtMs" | "successorHash" | "usedAgoMs"> {
+    const usedAt = used.get("used_at_ms");
+    const successor = used.get("successor_hash");
+    const [writtenUs, nowMs] = [used.get("used_at_us"), used.get("now_ms")];
     return {
       ...(usedAt !== null && usedAt !== undefined && { usedAtMs: ms(usedAt) }),
       ...(typeof successor === "string" && { successorHash: successor }),
+      ...(usedAt !== null && usedAt !== undefined && writtenUs != null && nowMs != null && {
+        usedAgoMs: Math.max(0, ms(nowMs) - Math.floor(ms(writtenUs) / 1000)),
+      }),
     };
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore, type RefreshTokenUse } from "../../accounts/store.js";
+import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../../accounts/store.js";
 import { hashRefreshToken, RefreshTokens } from "../../auth/refresh.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
@@ -25,6 +25,14 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
       };
       await s.createUser(u);
       return u;
+    };
+    /** A take, less how long ago a reuse's first take was (only some stores measure it, each on its own clock). */
+    const take = async (tokenHash: string, u: RefreshTokenUse): Promise<Omit<RefreshTokenTake, "usedAgoMs"> | undefined> => {
+      const taken = await s.takeRefreshToken(tokenHash, u);
+      if (!taken) return undefined;
+      const { usedAgoMs, ...rest } = taken;
+      assert.ok(usedAgoMs === undefined || (taken.reused && taken.usedAtMs !== undefined && usedAgoMs >= 0), `usedAgoMs ${usedAgoMs}`);
+      return rest;
     };
     /** A use of a refresh token, with a successor nobody holds unless the test puts it. */
     const use = (atMs = 1_800_000_000_000, successorHash = uniqueName("next_")): RefreshTokenUse => ({ atMs, successorHash });
@@ -227,9 +235,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         await s.revokeDevice(u.userId, d.deviceId);
         assert.deepStrictEqual(await s.getDevice(u.userId, d.deviceId), { ...d, revoked: true });
         // Refused as a reuse that names the device, whose sign-out the caller then finds (and why).
-        assert.deepStrictEqual(await s.takeRefreshToken(t1, use()), { record: rec, reused: true });
-        assert.deepStrictEqual(await s.takeRefreshToken(t2, use()), { record: rec, reused: true });
-        assert.deepStrictEqual(await s.takeRefreshToken(t3, use()), { record: { ...rec, deviceId: other.deviceId }, reused: false });
+        assert.deepStrictEqual(await take(t1, use()), { record: rec, reused: true });
+        assert.deepStrictEqual(await take(t2, use()), { record: rec, reused: true });
+        assert.deepStrictEqual(await take(t3, use()), { record: { ...rec, deviceId: other.deviceId }, reused: false });
         assert.equal((await s.getDevice(u.userId, other.deviceId))?.revoked, false);
       });
 
@@ -279,9 +287,9 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, rec);
-        assert.deepStrictEqual(await s.takeRefreshToken(t, use()), { record: rec, reused: false });
+        assert.deepStrictEqual(await take(t, use()), { record: rec, reused: false });
         for (const _ of [1, 2]) {
-          const again = await s.takeRefreshToken(t, use());
+          const again = await take(t, use());
           assert.deepStrictEqual([again?.record, again?.reused], [rec, true]);
         }
       });
@@ -291,7 +299,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const d = await newDevice(u.userId);
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 });
-        const got = await Promise.all([s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use()), s.takeRefreshToken(t, use())]);
+        const got = await Promise.all([take(t, use()), take(t, use()), take(t, use())]);
         assert.equal(got.filter((r) => r?.reused === false).length, 1);
         assert.equal(got.filter((r) => r?.reused === true).length, 2);
       });
@@ -303,7 +311,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, rec);
         const uses = [1, 2].map((i) => ({ ...use(1_800_000_000_000 + i), successorExpiresAtMs: 1_900_000_000_000 }));
-        const got = await Promise.all(uses.map((u) => s.takeRefreshToken(t, u)));
+        const got = await Promise.all(uses.map((u) => take(t, u)));
         const winner = got.findIndex((r) => r?.reused === false);
         assert.notEqual(winner, -1);
         const loser = got[1 - winner];
@@ -324,12 +332,12 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.equal(await isRevoked(s, u.userId, d.deviceId), false);
         const issued = got.map((r) => (r as PromiseFulfilledResult<{ token: string }>).value.token);
         // One of the two is the chain's live token; the other was taken by the retry (or the retry's by the other).
-        const takes = await Promise.all(issued.map((t) => s.takeRefreshToken(hashRefreshToken(t), use())));
+        const takes = await Promise.all(issued.map((t) => take(hashRefreshToken(t), use())));
         assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
       });
 
       it("an unknown token is undefined", async () => {
-        assert.equal(await s.takeRefreshToken(uniqueName("tok_"), use()), undefined);
+        assert.equal(await take(uniqueName("tok_"), use()), undefined);
       });
 
       it("the first take's mark keeps when it was and the successor: every reuse returns them", async () => {
@@ -339,10 +347,10 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const t = uniqueName("tok_");
         await s.putRefreshToken(t, rec);
         const first = use(1_800_000_000_000);
-        assert.deepStrictEqual(await s.takeRefreshToken(t, first), { record: rec, reused: false });
+        assert.deepStrictEqual(await take(t, first), { record: rec, reused: false });
         const reuse = { record: rec, reused: true, usedAtMs: first.atMs, successorHash: first.successorHash };
-        assert.deepStrictEqual(await s.takeRefreshToken(t, use(1_800_000_005_000)), reuse);
-        assert.deepStrictEqual(await s.takeRefreshToken(t, use(1_800_000_009_000)), reuse, "a reuse leaves the mark as it was");
+        assert.deepStrictEqual(await take(t, use(1_800_000_005_000)), reuse);
+        assert.deepStrictEqual(await take(t, use(1_800_000_009_000)), reuse, "a reuse leaves the mark as it was");
       });
 
       it("takeSuccessor takes an unused successor, marked used with no successor, and moves the mark on", async () => {
@@ -351,13 +359,13 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const [t, next, after] = [uniqueName("tok_"), uniqueName("next_"), uniqueName("after_")];
         await s.putRefreshToken(t, rec);
-        await s.takeRefreshToken(t, use(1_800_000_000_000, next));
+        await take(t, use(1_800_000_000_000, next));
         const nextRec = { ...rec, expiresAtMs: 1_900_000_000_001 };
         await s.putRefreshToken(next, nextRec);
 
         assert.equal(await s.takeSuccessor(t, next, use(1_800_000_003_000, after)), true);
-        assert.deepStrictEqual(await s.takeRefreshToken(t, use()), { record: rec, reused: true, usedAtMs: 1_800_000_000_000, successorHash: after });
-        assert.deepStrictEqual(await s.takeRefreshToken(next, use()), { record: nextRec, reused: true, usedAtMs: 1_800_000_003_000 });
+        assert.deepStrictEqual(await take(t, use()), { record: rec, reused: true, usedAtMs: 1_800_000_000_000, successorHash: after });
+        assert.deepStrictEqual(await take(next, use()), { record: nextRec, reused: true, usedAtMs: 1_800_000_003_000 });
         assert.equal(await s.takeSuccessor(t, next, use()), false, "taken once");
       });
 
@@ -367,20 +375,20 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const [used, next] = [uniqueName("tok_"), uniqueName("next_")];
         await s.putRefreshToken(used, rec);
-        await s.takeRefreshToken(used, use(1_800_000_000_000, next));
+        await take(used, use(1_800_000_000_000, next));
         await s.putRefreshToken(next, rec);
-        await s.takeRefreshToken(next, use());
+        await take(next, use());
         assert.equal(await s.takeSuccessor(used, next, use()), false);
-        assert.equal((await s.takeRefreshToken(used, use()))?.successorHash, next);
+        assert.equal((await take(used, use()))?.successorHash, next);
 
         const [lost, never] = [uniqueName("tok_"), uniqueName("never_")];
         await s.putRefreshToken(lost, rec);
-        await s.takeRefreshToken(lost, use(1_800_000_000_000, never));
+        await take(lost, use(1_800_000_000_000, never));
         assert.equal(await s.takeSuccessor(lost, never, use()), false);
 
         const [gone, revoked] = [uniqueName("tok_"), uniqueName("next_")];
         await s.putRefreshToken(gone, rec);
-        await s.takeRefreshToken(gone, use(1_800_000_000_000, revoked));
+        await take(gone, use(1_800_000_000_000, revoked));
         await s.putRefreshToken(revoked, rec);
         await s.revokeDevice(u.userId, d.deviceId);
         assert.equal(await s.takeSuccessor(gone, revoked, use()), false);
@@ -393,25 +401,25 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const [t, next, after] = [uniqueName("tok_"), uniqueName("next_"), uniqueName("after_")];
         await s.putRefreshToken(t, rec);
         assert.deepStrictEqual(
-          await s.takeRefreshToken(t, { ...use(1_800_000_000_000, next), successorExpiresAtMs: 1_900_000_000_001 }),
+          await take(t, { ...use(1_800_000_000_000, next), successorExpiresAtMs: 1_900_000_000_001 }),
           { record: rec, reused: false },
         );
         // Stored, so that a retry takes it with nothing put in between.
         assert.equal(await s.takeSuccessor(t, next, { ...use(1_800_000_003_000, after), successorExpiresAtMs: 1_900_000_000_002 }), true);
-        assert.deepStrictEqual(await s.takeRefreshToken(next, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_001 }, reused: true, usedAtMs: 1_800_000_003_000 });
-        assert.deepStrictEqual(await s.takeRefreshToken(after, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_002 }, reused: false });
+        assert.deepStrictEqual(await take(next, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_001 }, reused: true, usedAtMs: 1_800_000_003_000 });
+        assert.deepStrictEqual(await take(after, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_002 }, reused: false });
 
         const [expired, none] = [uniqueName("tok_"), uniqueName("never_")];
         await s.putRefreshToken(expired, { ...rec, expiresAtMs: 1_800_000_000_000 });
-        await s.takeRefreshToken(expired, { ...use(1_800_000_000_000, none), successorExpiresAtMs: 1_900_000_000_000 });
-        assert.equal(await s.takeRefreshToken(none, use()), undefined);
+        await take(expired, { ...use(1_800_000_000_000, none), successorExpiresAtMs: 1_900_000_000_000 });
+        assert.equal(await take(none, use()), undefined);
 
         // Marked used with the device's tokens, as any other.
         const [last, stored] = [uniqueName("tok_"), uniqueName("next_")];
         await s.putRefreshToken(last, rec);
-        await s.takeRefreshToken(last, { ...use(1_800_000_000_000, stored), successorExpiresAtMs: 1_900_000_000_000 });
+        await take(last, { ...use(1_800_000_000_000, stored), successorExpiresAtMs: 1_900_000_000_000 });
         await s.revokeDevice(u.userId, d.deviceId);
-        assert.deepStrictEqual(await s.takeRefreshToken(stored, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_000 }, reused: true });
+        assert.deepStrictEqual(await take(stored, use()), { record: { ...rec, expiresAtMs: 1_900_000_000_000 }, reused: true });
       });
 
       it("racing takeSuccessor calls: exactly one takes the successor", async () => {
@@ -420,7 +428,7 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
         const [t, next] = [uniqueName("tok_"), uniqueName("next_")];
         await s.putRefreshToken(t, rec);
-        await s.takeRefreshToken(t, use(1_800_000_000_000, next));
+        await take(t, use(1_800_000_000_000, next));
         await s.putRefreshToken(next, rec);
         const got = await Promise.all([1, 2, 3].map(() => s.takeSuccessor(t, next, use())));
         assert.equal(got.filter(Boolean).length, 1);
