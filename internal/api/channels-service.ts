@@ -458,13 +458,14 @@ export function channelService(deps: ApiDeps): Partial<ServiceImpl<typeof Channe
           await pushChannelEvent(deps, everyone, ChannelEventKind.JOINED, joinedView, me);
           return true;
         });
-        // Not added: a concurrent join (or an add) got there first.
-        member = joined ? joining : await channels.getMember(channel.channelId, me);
+        // Not added: a concurrent join (or an add) got there first. Added: read again, with the join
+        // point the note's writer moved to the note (the answer showed the note unread, the list not).
+        member = joined ? ((await channels.getMember(channel.channelId, me)) ?? joining) : await channels.getMember(channel.channelId, me);
         // And out again since (removed, or left from another device): the view would show one out of
         // the group its newest message, maybe one sent after a removal.
         if (!member) throw new ChatError("not_a_member", "not a member of this channel");
       }
-      const view = joinedView ?? (await channelView(deps, channel, member));
+      const view = joinedView ? { ...joinedView, me: member } : await channelView(deps, channel, member);
       if (joined) await tellCameTogether(deps, [me], everyone);
       return { channel: channelToProto({ ...view, ...(await ownSettings(me, channel.channelId, view.last)) }) };
     },

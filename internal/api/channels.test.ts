@@ -841,6 +841,17 @@ describe("api: ChannelService", () => {
     assert.deepEqual([(await view()).unreadCount, (await view()).readSeq], [1n, 4n]);
   });
 
+  it("answers a join by link with the chat as the joiner's list then shows it: their own note is not unread", async () => {
+    const [owner, b, joiner] = await Promise.all([1, 2, 3].map(() => api.signUp()));
+    const channelId = (await owner!.c.channels.createGroup({ title: "g", memberUserIds: [b!.userId] })).channel!.channelId;
+    await send(b!, channelId, "one");
+    const { code } = await owner!.c.channels.getInviteLink({ channelId });
+    const answer = (await joiner!.c.channels.joinByInvite({ code })).channel!;
+    const listed = (await joiner!.c.channels.listChannels({})).channels.find((ch) => ch.channelId === channelId)!;
+    assert.deepEqual([listed.lastSeq, listed.unreadCount, listed.readSeq], [2n, 0n, 2n]);
+    assert.deepEqual([answer.lastSeq, answer.unreadCount, answer.readSeq], [listed.lastSeq, listed.unreadCount, listed.readSeq]);
+  });
+
   /**
    * Runs `change` the moment the next read of the log's newest messages has answered, before its answer is used:
    * awaited when that read runs outside the channel's turn, only started (and returned) when inside it, since the
