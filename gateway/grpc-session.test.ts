@@ -17,7 +17,7 @@ import { ChatServer } from "../internal/chatserver/server.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { waitFor } from "../test/support/wait.js";
 import { closeIdleConnections } from "../internal/grpc/idle-connections.js";
-import { CLOSE_CODE_TRAILER, readMaxBytesFor, sessionService, withCallStream } from "./grpc-session.js";
+import { CLOSE_CODE_TRAILER, SESSION_JSON_OPTIONS, readMaxBytesFor, sessionService, withCallStream } from "./grpc-session.js";
 import { nativeClientOn } from "./testing.js";
 
 /** An empty inbox whose cursor read waits for `cursorGate`. */
@@ -39,9 +39,10 @@ async function nativeSession(
   readMaxBytes = 4096,
   cursorGate?: Promise<void>,
   deps: { inbox?: Inbox; submitter?: MessageSubmitter; revoked?: () => Promise<boolean> } = {},
+  maxFrameBytes?: number,
 ) {
   const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(cursorGate), channels: {} as never, submitter: {} as never, ...deps });
-  const { server, client, stream, frames, status, statusWithin, halfClosed } = await nativeClientOn(chat, { readMaxBytes });
+  const { server, client, stream, frames, status, statusWithin, halfClosed } = await nativeClientOn(chat, { readMaxBytes, maxFrameBytes });
   const close = async () => {
     client.close();
     chat.drain();
@@ -56,10 +57,13 @@ async function nativeSession(
  * and one Connect call opened on it by a raw HTTP/2 client: for what only
  * the stream itself shows (its reset, flow control).
  */
-async function rawSessionCall(host: SessionHost) {
+async function rawSessionCall(
+  host: SessionHost,
+  { contentType = "application/grpc+proto", readMaxBytes, maxFrameBytes }: { contentType?: string; readMaxBytes?: number; maxFrameBytes?: number } = {},
+) {
   const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
-  const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100 }));
-  const server = http2.createServer(connectNodeAdapter({ contextValues: withCallStream(), routes }));
+  const routes = (r: ConnectRouter) => void r.service(SessionService, sessionService(host, verifier, { closeGraceMs: 100, maxFrameBytes }));
+  const server = http2.createServer(connectNodeAdapter({ readMaxBytes, jsonOptions: SESSION_JSON_OPTIONS, contextValues: withCallStream(), routes }));
   let serverStreamClosed = false;
   server.on("stream", (st) => st.on("close", () => (serverStreamClosed = true)));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -67,13 +71,29 @@ async function rawSessionCall(host: SessionHost) {
   const req = conn.request({
     ":method": "POST",
     ":path": "/chat.v1.SessionService/Connect",
-    "content-type": "application/grpc+proto",
+    "content-type": contentType,
     te: "trailers",
     authorization: "Bearer any",
   });
   req.on("error", () => undefined);
+  // The messages' bodies as text, and the status (trailers, or headers alone on an at-once error).
+  const messages: string[] = [];
+  let pending = Buffer.alloc(0);
+  req.on("data", (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      messages.push(pending.subarray(5, 5 + pending.readUInt32BE(1)).toString("utf8"));
+      pending = pending.subarray(5 + pending.readUInt32BE(1));
+    }
+  });
+  let status: http2.IncomingHttpHeaders | undefined;
+  const onStatus = (h: http2.IncomingHttpHeaders) => void (h["grpc-status"] !== undefined && (status = h));
+  req.on("response", onStatus);
+  req.on("trailers", onStatus);
   return {
     req,
+    messages: () => messages,
+    trailers: () => status,
     serverStreamClosed: () => serverStreamClosed,
     close: async () => {
       conn.destroy();
@@ -239,19 +259,50 @@ describe("native gRPC session (SessionService.Connect)", () => {
       assert.equal(TsClientFrame.encode(f).finish().length, bytes);
       return f;
     };
-    const fits = await nativeSession(readMaxBytesFor(maxFrameBytes));
+    const fits = await nativeSession(readMaxBytesFor(maxFrameBytes), undefined, {}, maxFrameBytes);
     fits.stream.write({ frame: frameOf(maxFrameBytes) });
     await waitFor(() => fits.frames.some((f) => f.ref === 1n), "the answer to the frame", 5_000);
     fits.stream.end();
     assert.notEqual((await fits.statusWithin(5_000)).code, grpc.status.RESOURCE_EXHAUSTED);
     await fits.close();
 
-    const over = await nativeSession(readMaxBytesFor(maxFrameBytes));
+    const over = await nativeSession(readMaxBytesFor(maxFrameBytes), undefined, {}, maxFrameBytes);
     over.stream.write({ frame: frameOf(maxFrameBytes + 1) });
     const { code, metadata } = await over.statusWithin(5_000);
     assert.equal(code, grpc.status.RESOURCE_EXHAUSTED);
     assert.deepEqual(metadata.get(CLOSE_CODE_TRAILER), ["1009"]);
     await over.close();
+  });
+
+  it("takes a JSON frame (gRPC's JSON framing) of exactly the size limit, wrapped in its ConnectRequest, and refuses one byte more with 1009", async () => {
+    const maxFrameBytes = 4096;
+    /** A send whose ClientFrame, as compact JSON, is `bytes` long. */
+    const frameOf = (bytes: number) => {
+      const around = (text: string) => `{"ref":"1","send":{"clientMsgId":"a","channelId":"1","text":"${text}"}}`;
+      const json = around("x".repeat(bytes - around("").length));
+      assert.equal(Buffer.byteLength(json), bytes);
+      return json;
+    };
+    const session = async (json: string) => {
+      const chat = new ChatServer({ serverId: "t", inbox: emptyInbox(), channels: {} as never, submitter: {} as never });
+      const call = await rawSessionCall(chat, { contentType: "application/grpc+json", readMaxBytes: readMaxBytesFor(maxFrameBytes), maxFrameBytes });
+      const body = Buffer.from(`{"frame":${json}}`);
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(body.length, 1);
+      call.req.write(Buffer.concat([head, body]));
+      return Object.assign(call, { chat });
+    };
+    const fits = await session(frameOf(maxFrameBytes));
+    await waitFor(() => fits.messages().some((m) => /"ref":"1"/.test(m)) || fits.trailers(), "the answer to the frame, or the stream's end", 5_000);
+    assert.equal(fits.trailers()?.["grpc-status"], undefined, `not ended: ${JSON.stringify(fits.trailers())}`);
+    await fits.close();
+    fits.chat.drain();
+
+    const over = await session(frameOf(maxFrameBytes + 1));
+    const trailers = await waitFor(() => over.trailers(), "the stream's status", 5_000);
+    assert.deepEqual([trailers["grpc-status"], trailers[CLOSE_CODE_TRAILER]], [String(grpc.status.RESOURCE_EXHAUSTED), "1009"]);
+    await over.close();
+    over.chat.drain();
   });
 
   it("ends with RESOURCE_EXHAUSTED and close 1009 on a frame past the size limit", async () => {

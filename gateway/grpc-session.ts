@@ -57,17 +57,23 @@ function closed(code: number, reason: string): ConnectError {
   return new ConnectError(`close ${code}: ${reason}`, statusOf(code), { [CLOSE_CODE_TRAILER]: String(code) });
 }
 
+/** What a ConnectRequest in JSON adds around its frame's JSON, as Connect writes it: `{"frame":` and `}`. */
+const JSON_WRAPPING_BYTES = '{"frame":}'.length;
+
 /**
  * The readMaxBytes of a listener serving SessionService whose sessions take
  * client frames of up to `maxFrameBytes` (the limit the Welcome tells, and a
- * WebSocket's maxPayload): a ConnectRequest is its ClientFrame and the
- * field's tag and length. At `maxFrameBytes` itself, a frame within the
- * limit the client was told was refused with 1009.
+ * WebSocket's maxPayload): a ConnectRequest is its ClientFrame and, in binary,
+ * the field's tag and length, in JSON `{"frame":` and `}`, the larger. At
+ * `maxFrameBytes` itself, a frame within the limit the client was told was
+ * refused with 1009 (a JSON one up to 6 bytes under it, when this counted
+ * the binary wrapping alone). A binary frame past the limit that the JSON
+ * room lets through is refused by the session (SessionServiceOptions.maxFrameBytes).
  */
 export function readMaxBytesFor(maxFrameBytes: number): number {
   let lengthBytes = 1;
   for (let n = maxFrameBytes; n >= 0x80; n = Math.floor(n / 0x80)) lengthBytes++;
-  return maxFrameBytes + 1 + lengthBytes;
+  return maxFrameBytes + Math.max(1 + lengthBytes, JSON_WRAPPING_BYTES);
 }
 
 /** connectNodeAdapter's `jsonOptions` for a listener serving SessionService: read as the api's and a WebSocket's JSON (STRICT_JSON_OPTIONS). */
@@ -104,6 +110,12 @@ export interface SessionServiceOptions {
   stopping?: AbortSignal;
   /** The process's caps on open sessions per device and account, shared with its WebSocket gateway. */
   slots?: SessionSlots;
+  /**
+   * The largest client frame taken (the limit the Welcome tells): a binary
+   * frame past it is refused with 1009 here, since the listener's
+   * readMaxBytesFor leaves room for the larger wrapping of a JSON one.
+   */
+  maxFrameBytes?: number;
 }
 
 /**
@@ -254,13 +266,14 @@ class Unanswered {
 export function sessionService(
   host: SessionHost,
   verifier: AccessTokenVerifier,
-  { closeGraceMs = 5_000, stopping, slots }: SessionServiceOptions = {},
+  { closeGraceMs = 5_000, stopping, slots, maxFrameBytes }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
   // Each open stream listens on it: past ten, Node warned of a listener leak that was none.
   if (stopping) setMaxListeners(0, stopping);
   return {
     async *connect(requests: AsyncIterable<ConnectRequest>, ctx): AsyncGenerator<ConnectResponse> {
       const callStream = ctx.values.get(callStreamKey);
+      const binary = maxFrameBytes !== undefined && !/json/i.test(ctx.requestHeader.get("content-type") ?? "");
       let resetTimer: NodeJS.Timeout | undefined;
       /**
        * A stream outlives its session by at most closeGraceMs, as a WebSocket
@@ -424,6 +437,12 @@ export function sessionService(
             // A request with no frame is an empty frame to the session, which counts it against
             // the rate and as a bad frame: skipped here, it let a client flood the stream unchecked.
             const frame = req.frame ?? create(ClientFrameSchema);
+            // Encoded again to the bytes the client sent (unknown fields are kept): the listener's
+            // limit has room for a JSON request's wrapping, larger than a binary one's.
+            const sent = binary ? toBinary(ClientFrameSchema, frame) : undefined;
+            if (sent && maxFrameBytes !== undefined && sent.byteLength > maxFrameBytes) {
+              throw new ConnectError(`a frame of ${sent.byteLength} bytes is larger than max_frame_bytes (${maxFrameBytes})`, Code.ResourceExhausted);
+            }
             let askAgain: () => void;
             let what = "";
             const clientRef = frame.ref;
@@ -438,7 +457,8 @@ export function sessionService(
                 syncRefs.set(nextSyncRef, frame.ref);
                 frame.ref = nextSyncRef++;
               }
-              const bytes = toBinary(ClientFrameSchema, frame);
+              // A sync's ref was renumbered above: its bytes are not the client's.
+              const bytes = sent && frame.kind.case !== "sync" ? sent : toBinary(ClientFrameSchema, frame);
               askAgain = () => handle.receive(bytes);
             }
             const ask = askOf(frame.kind.case);

@@ -17,10 +17,10 @@ import { sessionService, withCallStream } from "./grpc-session.js";
  * native client's stream opened on it. `ended` is the stream's status once
  * it has one.
  */
-export async function nativeClientOn(host: SessionHost, { readMaxBytes }: { readMaxBytes?: number } = {}) {
+export async function nativeClientOn(host: SessionHost, { readMaxBytes, maxFrameBytes }: { readMaxBytes?: number; maxFrameBytes?: number } = {}) {
   const verifier = { verify: () => ({ userId: 1n, deviceId: 1n, expiresAtMs: Date.now() + 60_000 }) };
   const server = http2.createServer(
-    connectNodeAdapter({ readMaxBytes, contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(host, verifier)) }),
+    connectNodeAdapter({ readMaxBytes, contextValues: withCallStream(), routes: (r) => void r.service(SessionService, sessionService(host, verifier, { maxFrameBytes })) }),
   );
   // The client's half-close as HTTP/2 saw it, a turn later (when the stream's reader has had it).
   const halfClosed = new Promise<void>((resolve) => server.on("stream", (st) => st.on("end", () => setImmediate(resolve))));

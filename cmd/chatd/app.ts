@@ -239,7 +239,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   const deletions = new DeletionSweeper(apiDeps, {}, devices);
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, apiDeps);
-    router.service(SessionService, sessionService(chat, verifier, { slots }));
+    router.service(SessionService, sessionService(chat, verifier, { slots, maxFrameBytes: config.maxFrameBytes }));
   };
   // A request body past the frame limit is refused before it is read whole.
   // The limit is the frame's (what the Welcome tells) plus the ConnectRequest

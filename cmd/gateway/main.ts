@@ -89,7 +89,7 @@ const grpcHandler = withSpecGrpcMessages(
     jsonOptions: SESSION_JSON_OPTIONS,
     contextValues: withCallStream(),
     routes: (router) => {
-      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal, slots }));
+      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal, slots, maxFrameBytes: config.maxFrameBytes }));
       registerReflectionAndHealth(router, { health });
     },
   }),

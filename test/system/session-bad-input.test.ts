@@ -628,6 +628,25 @@ describe("session bad input through a gateway and a chat server", function () {
     assert.match(over.message, /^close 1009: ./);
   });
 
+  it("in JSON, over a chat.v1.json WebSocket and in gRPC's JSON framing alike: a frame of exactly max_frame_bytes read, one byte more 1009", async () => {
+    const user = await signUp(roles.api, "gjsonmax");
+    const token = user.devices[0]!.token;
+    const ws = await new TestDevice(roles.ws, token, { json: true }).connect();
+    devices.push(ws);
+    assert.equal(ws.welcome()!.maxFrameBytes, MAX_FRAME_BYTES);
+    ws.sendRaw(paddedJsonHeartbeat(91n, MAX_FRAME_BYTES));
+    assert.equal((await answerOf(ws, 91n)).frame?.kind.case, "heartbeatAck", "the frame at the limit, over the WebSocket");
+    ws.sendRaw(paddedJsonHeartbeat(92n, MAX_FRAME_BYTES + 1));
+    assert.equal(await ws.waitClosed(), 1009);
+    // The ConnectRequest around it, as Connect's JSON writes it: {"frame":...}.
+    const request = (json: string) => Buffer.from(`{"frame":${json}}`);
+    const at = await grpcSession(roles.grpc, `Bearer ${token}`, [request(paddedJsonHeartbeat(93n, MAX_FRAME_BYTES))], false, "application/grpc+json");
+    assert.equal(at.status, "0", at.message);
+    assert.deepEqual(at.frames.filter((f) => f.kind.case === "heartbeatAck").map((f) => f.ref), [93n], "the frame at the limit, over gRPC");
+    const over = await grpcSession(roles.grpc, `Bearer ${token}`, [request(paddedJsonHeartbeat(94n, MAX_FRAME_BYTES + 1))], false, "application/grpc+json");
+    assert.deepEqual([over.status, over.closeCode], ["8", "1009"], over.message);
+  });
+
   it("closes a heartbeat flood with 4008 and a reason, and the user's other session on the same gateway carries on", async () => {
     const { group, underTest: flood, a, b } = await sessionsBesideOne("gflood");
     const hb = toBinary(ClientFrameSchema, create(ClientFrameSchema, { ref: 9n, kind: { case: "heartbeat", value: {} } }));
@@ -649,6 +668,12 @@ function paddedHeartbeat(ref: bigint, size: number): Uint8Array {
     if (total === size) return Uint8Array.from([...head, 0x7a, ...varint(BigInt(len)), ...new Uint8Array(len)]);
   }
   throw new Error(`no padding makes ${size} bytes`);
+}
+
+/** A heartbeat as JSON of exactly `size` bytes: the padding is whitespace, which JSON reads past. */
+function paddedJsonHeartbeat(ref: bigint, size: number): string {
+  const bare = `{"ref":"${ref}","heartbeat":{}}`;
+  return `${bare.slice(0, -1)}${" ".repeat(size - bare.length)}}`;
 }
 
 const connectRequest = (frame: ReturnType<typeof create<typeof ClientFrameSchema>>) => {
