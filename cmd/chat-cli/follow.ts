@@ -52,10 +52,18 @@ export class Recent<K, V> {
   }
 }
 
+/** A printed message as it was shown, with the changes to it shown since. */
+export interface Printed {
+  deleted: boolean;
+  editedMs: number;
+  readMs?: number;
+  reactions: Map<bigint, string>;
+}
+
 /** What following keeps in mind of what it printed, to tell a change that is news from one it showed already. */
 export class FollowMemory {
-  /** Each printed message as printed, by seq; `readMs` as `follow` tells. */
-  readonly printed: Recent<bigint, { deleted: boolean; editedMs: number; readMs?: number }>;
+  /** Each printed message as printed, by seq; `readMs` as `follow` tells; `reactions`, each user's emoji by user id, as shown since. */
+  readonly printed: Recent<bigint, Printed>;
   /** The changes printed, by message id. */
   readonly changes: Recent<bigint, true>;
   constructor(limit = REMEMBERED) {
@@ -136,7 +144,8 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
    * on it. Messages themselves need none of it: `lastSeq` tells a replayed one.
    */
   const printed = memory.printed;
-  const remember = (m: Message, readMs?: number) => printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0, readMs });
+  const remember = (m: Message, readMs?: number) =>
+    printed.set(m.seq, { deleted: m.deleted, editedMs: m.editedAt ? timestampMs(m.editedAt) : 0, readMs, reactions: new Map(m.reactions.map((r) => [r.userId, r.emoji])) });
   for (const m of opts.shown ?? []) remember(m);
   /**
    * The recent changes printed, by message id: one the server brings again
@@ -204,11 +213,15 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
           if (printedChanges.has(m.messageId) || !isNews(m)) continue;
           await patiently(`print the change to #${m.targetSeq}`, () => opts.printChange(m));
           printedChanges.set(m.messageId, true);
-          // A reaction changes neither the text nor whether it is deleted.
-          if (m.reaction) continue;
-          const at = m.sentAt ? timestampMs(m.sentAt) : 0;
           const was = printed.get(m.targetSeq);
-          printed.set(m.targetSeq, { deleted: m.deleted || !!was?.deleted, editedMs: m.deleted ? (was?.editedMs ?? 0) : at });
+          // A reaction changes neither the text nor whether it is deleted.
+          if (m.reaction) {
+            if (m.text) was?.reactions.set(m.senderUserId, m.text);
+            else was?.reactions.delete(m.senderUserId);
+            continue;
+          }
+          const at = m.sentAt ? timestampMs(m.sentAt) : 0;
+          printed.set(m.targetSeq, { ...was, deleted: m.deleted || !!was?.deleted, editedMs: m.deleted ? (was?.editedMs ?? 0) : at, reactions: was?.reactions ?? new Map() });
           continue;
         }
         if (m.seq <= lastSeq) continue;
@@ -241,19 +254,22 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   };
 
   /**
-   * The edits and deletes of the messages printed (the last 200 of them, as they are now), each
-   * one not yet shown printed as its change would be. Another chat-cli of this device may have
-   * acked their inbox entries while this one was away, and no replay brings them then.
+   * The edits, deletes and reactions of the messages printed (the last 200 of them, as they are
+   * now), each one not yet shown printed as its change would be. Another chat-cli of this device
+   * may have acked their inbox entries while this one was away, and no replay brings them then.
    */
   const recheck = async () => {
     if (lastSeq === 0n) return;
     const upTo = lastSeq;
-    const res = await patiently(`read the messages up to #${upTo}`, () =>
-      session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: upTo + 1n, direction: PageDirection.BACKWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() }),
-    );
+    let readMs = 0;
+    const res = await patiently(`read the messages up to #${upTo}`, () => {
+      readMs = clock.now();
+      return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: upTo + 1n, direction: PageDirection.BACKWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() });
+    });
     for (const m of [...res.messages].sort((a, b) => (a.seq < b.seq ? -1 : 1))) {
       const was = printed.get(m.seq);
       if (!was || was.deleted) continue;
+      if (!m.deleted) await recheckReactions(m, was, readMs);
       const editedMs = m.editedAt ? timestampMs(m.editedAt) : 0;
       if (!m.deleted && editedMs <= was.editedMs) continue;
       // Who deleted it (its sender, or a group's admin) history does not tell: no sender.
@@ -264,6 +280,25 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       // As the replayed change would leave it: that one is not news again.
       printed.set(m.seq, { ...was, deleted: m.deleted, editedMs: m.deleted ? was.editedMs : editedMs });
     }
+  };
+
+  /**
+   * Each user's reaction to `m` now that differs from the one shown, printed as its change would
+   * be (history does not say when each came: no time). A replayed one read here already is not news
+   * again: the read's time on `was` tells it, as on a message read to fill a gap.
+   */
+  const recheckReactions = async (m: Message, was: Printed, readMs: number) => {
+    const now = new Map(m.reactions.map((r) => [r.userId, r.emoji]));
+    const users = [...new Set([...was.reactions.keys(), ...now.keys()])].sort((a, b) => (a < b ? -1 : 1));
+    for (const userId of users) {
+      const emoji = now.get(userId) ?? "";
+      if ((was.reactions.get(userId) ?? "") === emoji) continue;
+      const change = create(MessageSchema, { channelId: m.channelId, targetSeq: m.seq, senderUserId: userId, text: emoji, reaction: true });
+      await patiently(`print the change to #${m.seq}`, () => opts.printChange(change));
+      if (emoji) was.reactions.set(userId, emoji);
+      else was.reactions.delete(userId);
+    }
+    was.readMs = Math.max(was.readMs ?? 0, readMs);
   };
 
   /**

@@ -215,7 +215,8 @@ describe("chat-cli follow through a connection that drops", function () {
     const follower = h.follow(me, String(channelId), "--last", "1", "--ws", url);
     await follower.started();
     await follower.printed("one\n");
-    // Made after following began: news the first time.
+    // Made after following began: news the first time. Made at the server too, as its history read after the reconnect shows it.
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "d2", text: "👍", reactSeq: 1n });
     const reaction = { messageId: 424242n, channelId, seq: 0n, targetSeq: 1n, reaction: true, text: "👍", senderUserId: peer.userId, sentAt: timestampNow() };
     const bring = (socket: WebSocket) =>
       socket.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "syncBatch", value: { entries: [{ inboxSeq: 1n, message: reaction }] } } })));
@@ -226,7 +227,8 @@ describe("chat-cli follow through a connection that drops", function () {
     await follower.said(/reconnected/);
     bring(sockets[1]!);
     // A newer reaction after it: entries are printed in order, so a second 👍 line, if one came, is out by then.
-    const newer = { ...reaction, messageId: 434343n, text: "🎉", sentAt: timestampNow() };
+    // The stand-in's alone, stamped past the history read after the reconnect, whenever that ran: news.
+    const newer = { ...reaction, messageId: 434343n, text: "🎉", sentAt: timestampFromMs(Date.now() + 60_000) };
     sockets[1]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 2n, message: newer } } } })));
     await follower.printed("reacted 🎉\n");
     assert.equal(follower.out.match(/reacted 👍/g)?.length, 1, follower.out);
@@ -384,6 +386,52 @@ describe("chat-cli follow through a connection that drops", function () {
       [
         ["edit", "1", "first, fixed", peer.username],
         ["delete", "2", "", null],
+      ],
+    );
+  });
+
+  it("prints a reaction made and one taken back while it reconnected, though another chat-cli of the device acked them meanwhile, once each", async () => {
+    const { me, myId, peer, channelId } = await h.pair();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "q1", text: "first" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "q2", text: "second" });
+    await me.ok("react", String(channelId), "2", "❤️");
+    const follower = h.follow(me, String(channelId), "--last", "2");
+    const scripted = h.follow(me, String(channelId), "--last", "2", "--json");
+    await Promise.all([follower.started(), scripted.started()]);
+    await follower.printed("second [❤️ 1]\n");
+
+    h.proxy.cut("reset");
+    await Promise.all([follower.said(/connection lost/), scripted.said(/connection lost/)]);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "q3", text: "👍", reactSeq: 1n });
+    // My own reaction taken back on another device (the api straight, as another chat-cli would).
+    const mine = apiClients(h.chatd.httpUrl, me.saved().accessToken);
+    await mine.messages.sendMessage({ channelId, clientMsgId: "q4", text: "", reactSeq: 2n });
+    const other = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken).connect();
+    h.cleanups.push(() => other.ws?.close());
+    await waitFor(() => other.messages().length >= 2, "the other session's replay");
+    const cursor = other.cursor;
+    await waitFor(async () => {
+      const probe = await new TestDevice(h.chatd.wsUrl, me.saved().accessToken, { autoAck: false }).connect();
+      await probe.close();
+      return probe.welcome()!.deviceCursor >= cursor;
+    }, "the ack stored");
+
+    h.proxy.restore();
+    await Promise.all([follower.said(/reconnected/), scripted.said(/reconnected/)]);
+    // Each was lost: no replay brought it, and the history read after a reconnect compared texts alone.
+    await Promise.all([follower.printed("took back their reaction\n"), scripted.printed('"change":"reaction","senderId":"' + myId + '"')]);
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "q5", text: "third" });
+    await follower.printed("third\n");
+    assert.match(follower.out, new RegExp(`#2 \\S+: second \\[❤️ 1\\]\\n☺ #1 ${peer.username} reacted 👍\\n☺ #2 ${me.username} took back their reaction\\n\\[[^\\]]+\\] #3 \\S+: third\\n$`));
+    follower.interrupt();
+    assert.equal(await follower.exited, 0, follower.err);
+    await scripted.printed('"text":"third"');
+    const changes = scripted.out.trim().split("\n").map((l) => JSON.parse(l)).filter((j) => j.change);
+    assert.deepEqual(
+      changes.map((c) => [c.change, c.targetSeq, c.text, c.senderId]),
+      [
+        ["reaction", "1", "👍", peer.userId.toString()],
+        ["reaction", "2", "", myId.toString()],
       ],
     );
   });
