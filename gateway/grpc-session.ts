@@ -17,6 +17,7 @@ import { ErrorCode } from "../gen/es/chat/v1/types_pb.js";
 import { CloseCode } from "../internal/model/close-codes.js";
 import { isChatError } from "../internal/model/errors.js";
 import { STRICT_JSON_OPTIONS } from "../internal/wire/json-integers.js";
+import { DRAIN_GRACE_MS } from "../internal/observability/lifecycle.js";
 import type { SessionHost } from "../internal/chatserver/port.js";
 import type { AccessTokenVerifier } from "./auth.js";
 import { Reauthenticator } from "./reauth.js";
@@ -100,7 +101,8 @@ export interface SessionServiceOptions {
    * How long after a session's close its stream may stay open: for the
    * client to be handed what is queued for it and the status, and to
    * half-close. Then the stream is reset. Needs `withCallStream` on the
-   * listener.
+   * listener. DRAIN_GRACE_MS by default: as long as a stopping listener
+   * waits before cutting its connections, so neither cuts the other short.
    */
   closeGraceMs?: number;
   /**
@@ -266,7 +268,7 @@ class Unanswered {
 export function sessionService(
   host: SessionHost,
   verifier: AccessTokenVerifier,
-  { closeGraceMs = 5_000, stopping, slots, maxFrameBytes }: SessionServiceOptions = {},
+  { closeGraceMs = DRAIN_GRACE_MS, stopping, slots, maxFrameBytes }: SessionServiceOptions = {},
 ): ServiceImpl<typeof SessionService> {
   // Each open stream listens on it: past ten, Node warned of a listener leak that was none.
   if (stopping) setMaxListeners(0, stopping);

@@ -144,6 +144,18 @@ export async function startPublicOps(
 }
 
 /**
+ * How long a stopping process's listeners, HTTP/1.1 and HTTP/2 (gRPC) alike,
+ * answer the requests in flight before cutting what is left: a sign-up still
+ * hashing its password comes seconds after a SIGTERM (a few hundred queued on
+ * the thread pool took 2.3 s and more), and one cut was stored with its reply
+ * lost. The same for both, since chatd's and the api's gRPC listeners serve the
+ * same unary calls as HTTP; a native session stream, ended at once by its
+ * process's stop, gets as long to hand over its queued frames and status
+ * (SessionServiceOptions.closeGraceMs).
+ */
+export const DRAIN_GRACE_MS = 5_000;
+
+/**
  * Stops an HTTP/1.1 listener without cutting the requests in flight: no new
  * connections, each open one closed as soon as it has no request in flight
  * (a keep-alive connection between requests at once), and after `graceMs`
@@ -151,7 +163,7 @@ export async function startPublicOps(
  * being answered, a sign-up among them: stored, its reply lost, and the
  * client's retry told the username was taken.
  */
-export function drainHttpServer(server: http.Server, graceMs = 5_000): Promise<void> {
+export function drainHttpServer(server: http.Server, graceMs = DRAIN_GRACE_MS): Promise<void> {
   return new Promise<void>((resolve) => {
     // Node has no event for a connection turning idle: looked for often, for the few the stop waits on.
     const idle = setInterval(() => server.closeIdleConnections(), 20);
@@ -180,7 +192,8 @@ export function drainHttpServer(server: http.Server, graceMs = 5_000): Promise<v
  * close() waits for every client to hang up, so the sessions are tracked from
  * the start. `close` refuses new connections, sends every open one a GOAWAY
  * (streams in flight finish, their statuses reach the client), and after
- * `graceMs` cuts what is left.
+ * `graceMs` (DRAIN_GRACE_MS, as an HTTP/1.1 listener's: at 2 s, chatd's cut
+ * native sign-ups still hashing that HTTP would have answered) cuts what is left.
  */
 export function closableHttp2(server: http2.Http2Server | http2.Http2SecureServer): { close(graceMs?: number): Promise<void> } {
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -189,7 +202,7 @@ export function closableHttp2(server: http2.Http2Server | http2.Http2SecureServe
     session.once("close", () => sessions.delete(session));
   });
   return {
-    close: (graceMs = 2_000) =>
+    close: (graceMs = DRAIN_GRACE_MS) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           for (const session of sessions) session.destroy();

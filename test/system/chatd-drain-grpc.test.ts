@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createClient, ConnectError } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { removeDataDir, startChatd } from "../support/chatd.js";
+
+/**
+ * chatd's gRPC listener serves the public API's unary calls beside the native
+ * sessions: sign-ups in flight on three native connections, SIGTERM once the
+ * first is answered, must all be answered, as over HTTP (chatd-drain.test.ts)
+ * and on the api's gRPC listener (api-drain-grpc.test.ts). Each hashes a
+ * password on the thread pool, so the last come seconds after the stop: past
+ * the 2 s the gRPC listener allowed, within the HTTP one's 5 s.
+ */
+describe("chatd: SIGTERM with native gRPC calls in flight", function () {
+  this.timeout(180_000);
+
+  it("answers every call it holds for as long as it answers HTTP requests, then exits 0", async () => {
+    const chatd = await startChatd();
+    try {
+      const clients = Array.from({ length: 3 }, () => createClient(AuthService, createGrpcTransport({ baseUrl: chatd.grpcUrl })));
+      const run = Date.now().toString(36);
+      // Under the 256 hashes pending at once past which a sign-up is refused.
+      const count = 240;
+      const inFlight = Array.from({ length: count }, (_, i) =>
+        clients[i % clients.length]!
+          .signUp({ username: `cdrain${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 })
+          .then(
+            () => "OK",
+            (err: unknown) => ConnectError.from(err).message,
+          ),
+      );
+      await Promise.race(inFlight);
+      const exited = once(chatd.child, "exit") as Promise<[number | null]>;
+      const stoppedAt = Date.now();
+      chatd.child.kill("SIGTERM");
+      const answers = await Promise.all(inFlight);
+      const lastAnswerMs = Date.now() - stoppedAt;
+      const failed = answers.filter((a) => a !== "OK");
+      assert.deepEqual(failed, [], `${failed.length} of ${count} sign-ups cut by the stop (the last answered ${lastAnswerMs} ms after it)`);
+      const [code] = await exited;
+      assert.equal(code, 0);
+    } finally {
+      await chatd.kill();
+      removeDataDir(chatd.dataDir);
+    }
+  });
+});
