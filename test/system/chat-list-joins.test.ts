@@ -24,8 +24,9 @@ async function addedWhileMessagesInFlight(url: string): Promise<void> {
   // Everything sent so far, and the note, is in the history.
   const settled = await waitFor(async () => {
     const ch = await listed();
-    return ch && ch.lastSeq === BigInt(BURST + 1) ? ch : undefined;
-  }, "the burst and the note in the history", 30_000, 50);
+    // In the cluster the note's writer moves the join point a moment after it stored the note.
+    return ch && ch.lastSeq === BigInt(BURST + 1) && ch.readSeq === ch.lastSeq ? ch : undefined;
+  }, "the burst and the note in the history, the join point at the note", 30_000, 50);
   assert.equal(settled.lastMessage?.note?.kind, ChannelNoteKind.MEMBERS_ADDED);
   // What came before their add is not theirs to catch up on, nor the note telling them they were added.
   assert.deepEqual([settled.unreadCount, settled.readSeq], [0n, BigInt(BURST + 1)]);
@@ -45,16 +46,20 @@ async function addedWhileMessagesInFlight(url: string): Promise<void> {
   await Promise.all([...Array(BURST).keys()].map((i) => api(b).messages.sendMessage({ channelId, clientMsgId: `again-${i}`, text: `again ${i}` })));
   await joiner.api.channels.joinByInvite({ code });
   const top = BigInt(2 * BURST + 3);
-  const joined = await listedAt(joiner, channelId, top);
+  const joined = await listedAt(joiner, channelId, top, top);
   assert.deepEqual([joined.lastMessage?.note?.kind, joined.unreadCount, joined.readSeq], [ChannelNoteKind.JOINED_BY_INVITE, 0n, top]);
 }
 
-/** The channel as `u`'s list shows it once its newest seq is `seq` (in the cluster a send is stored a moment after its ack). */
-async function listedAt(u: TestUser, channelId: bigint, seq: bigint) {
+/**
+ * The channel as `u`'s list shows it once its newest seq is `seq` (in the cluster a send is stored a
+ * moment after its ack) and, given `joinedAt`, their read floor is there (the note of their add or
+ * join stored, its writer moves the join point a moment after).
+ */
+async function listedAt(u: TestUser, channelId: bigint, seq: bigint, joinedAt?: bigint) {
   return waitFor(async () => {
     const ch = (await u.api.channels.listChannels({})).channels.find((c) => c.channelId === channelId);
-    return ch && ch.lastSeq === seq ? ch : undefined;
-  }, `seq ${seq} in the list`, 30_000, 50);
+    return ch && ch.lastSeq === seq && (joinedAt === undefined || ch.readSeq === joinedAt) ? ch : undefined;
+  }, `seq ${seq} in the list${joinedAt === undefined ? "" : `, read from ${joinedAt}`}`, 30_000, 50);
 }
 
 /**
@@ -73,7 +78,7 @@ async function removedAddedBackAndLeft(url: string): Promise<void> {
   await leaver!.api.channels.leaveGroup({ channelId }); // 4
   await say(b, "after the leaving"); // 5
   await owner!.api.channels.addMembers({ channelId, userIds: [x!.userId] }); // 6
-  const back = await listedAt(x!, channelId, 6n);
+  const back = await listedAt(x!, channelId, 6n, 6n);
   // Back, they read what was said while they were out (history), but none of it is unread, nor the note of their add.
   assert.deepEqual([back.unreadCount, back.readSeq, back.lastMessage?.note?.kind], [0n, 6n, ChannelNoteKind.MEMBERS_ADDED]);
   const history = (await x!.api.messages.listMessages({ channelId })).messages.map((m) => m.seq);
@@ -95,8 +100,24 @@ async function removedAddedBackAndLeft(url: string): Promise<void> {
   // Removed and back once more: the join point is the newest note of their add, whatever the first one set.
   await owner!.api.channels.removeMember({ channelId, userId: x!.userId }); // 8
   await owner!.api.channels.addMembers({ channelId, userIds: [x!.userId] }); // 9
-  const again = await listedAt(x!, channelId, 9n);
+  const again = await listedAt(x!, channelId, 9n, 9n);
   assert.deepEqual([again.unreadCount, again.readSeq], [0n, 9n]);
+}
+
+/** An add naming many users while messages are queued: each of them starts at its note. */
+async function manyAddedAtOnce(url: string): Promise<void> {
+  const [owner, b] = await Promise.all(["o", "b"].map((p) => signUp(url, `m${p}`)));
+  const added: TestUser[] = [];
+  for (let i = 0; i < 30; i += 10) added.push(...(await Promise.all([...Array(10).keys()].map(() => signUp(url, "ma")))));
+  const channelId = (await owner!.api.channels.createGroup({ title: "many", memberUserIds: [b!.userId] })).channel!.channelId;
+  await Promise.all([...Array(BURST).keys()].map((i) => b!.api.messages.sendMessage({ channelId, clientMsgId: `m-${i}`, text: `m ${i}` })));
+  await owner!.api.channels.addMembers({ channelId, userIds: added.map((u) => u.userId) });
+  const top = BigInt(BURST + 1);
+  const seen = await Promise.all(added.map(async (u) => {
+    const ch = await listedAt(u, channelId, top, top);
+    return [ch.unreadCount, ch.readSeq];
+  }));
+  assert.deepEqual(seen, added.map(() => [0n, top]));
 }
 
 describe("a member's chat list around their add, alike in chatd and the cluster", function () {
@@ -118,6 +139,10 @@ describe("a member's chat list around their add, alike in chatd and the cluster"
     it("lists a member removed and added back, one who left, and a deleted newest message", async () => {
       await removedAddedBackAndLeft(url);
     });
+
+    it("starts each of 30 users added at once at the note of their add", async () => {
+      await manyAddedAtOnce(url);
+    });
   });
 
   describe("in chatd: one process on SQLite", () => {
@@ -136,6 +161,10 @@ describe("a member's chat list around their add, alike in chatd and the cluster"
 
     it("lists a member removed and added back, one who left, and a deleted newest message", async () => {
       await removedAddedBackAndLeft(chatd!.httpUrl);
+    });
+
+    it("starts each of 30 users added at once at the note of their add", async () => {
+      await manyAddedAtOnce(chatd!.httpUrl);
     });
   });
 });
