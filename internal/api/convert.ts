@@ -27,6 +27,7 @@ import type {
 } from "../model/types.js";
 import { messageToProto } from "../wire/messages.js";
 import { readByItsActor } from "../messages/notes.js";
+import { joinersOf } from "../channels/joins.js";
 
 const PLATFORMS: [Platform, DevicePlatform][] = [
   ["unspecified", DevicePlatform.UNSPECIFIED],
@@ -110,9 +111,12 @@ export function channelToProto(v: ChannelView): Channel {
   // message on the hot path.
   // Not a join by link's note: its joiner read nothing before it (ListMembers has it so too).
   const sentLast = v.me !== undefined && v.last?.senderUserId === v.me.userId && (!v.last.note || readByItsActor(v.last.note));
+  // The note of the caller's own add or join is their join point (ChannelStore.markJoined): read from the
+  // newest message too, since in the cluster the Sequencer moves the stored point a moment after the note.
+  const joinedLast = v.me !== undefined && v.last !== undefined && joinersOf(v.last).includes(v.me.userId);
   // What came before the caller joined counts as read for them alone (others are shown their receipts' position).
   let readSeq = v.me ? readFloor(v.me) : 0n;
-  if (sentLast && lastSeq > readSeq) readSeq = lastSeq;
+  if ((sentLast || joinedLast) && lastSeq > readSeq) readSeq = lastSeq;
   if (v.me && v.ownNewestUnreadSeq !== undefined && v.ownNewestUnreadSeq > readSeq) readSeq = v.ownNewestUnreadSeq;
   // What the caller cleared is neither shown nor unread; their read position (what receipts tell others) stays.
   const clearedSeq = v.me?.clearedSeq ?? 0n;
