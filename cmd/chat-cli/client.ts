@@ -80,6 +80,7 @@ export function describe(err: unknown): string {
     if ((code === "ECONNRESET" || code === "EPIPE") && server?.startsWith("http:")) {
       return `the server${at} hung up without answering (${code}): if it serves TLS (chatd started with CHAT_TLS_CERT), use https://; if that is its gRPC port, chat-cli takes the HTTP one (8080 by default)`;
     }
+    if (isDeadline(err)) return `the server${at} did not answer within ${callTimeoutMs() / 1000} s${process.env.CHAT_CLI_CALL_TIMEOUT_MS ? " (CHAT_CLI_CALL_TIMEOUT_MS)" : ""}`;
     if (code === "EPIPE" || code?.startsWith("HPE_")) {
       return `the server${at} does not answer as chatd's HTTP API does (${code}): is that its gRPC port? chat-cli takes the HTTP one (8080 by default)`;
     }
@@ -89,6 +90,11 @@ export function describe(err: unknown): string {
     return err.rawMessage;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A call given up at its deadline, unanswered: what it asked may have been done or not. */
+export function isDeadline(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.DeadlineExceeded && !cliErrorOf(err);
 }
 
 /** A failure that may mend by itself: the server down or restarting, a connection cut, a rate limit. */
@@ -147,7 +153,9 @@ function clients(baseUrl: string, interceptors: Interceptor[] = []): Api {
       throw err;
     }
   };
-  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [where, ...interceptors] });
+  // Every call has the deadline, not only follow's and a refresh's: `chats` or `logout` at a server that
+  // stopped answering (a hung process, a silent network) waited without end, and a script with it.
+  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", defaultTimeoutMs: callTimeoutMs(), interceptors: [where, ...interceptors] });
   return {
     auth: createClient(AuthService, transport),
     users: createClient(UserService, transport),

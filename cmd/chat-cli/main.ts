@@ -8,7 +8,7 @@ import { ChannelKind, ChannelNoteKind, DevicePlatform, MemberRole } from "../../
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import type { Channel, ChannelNote, Message, User } from "../../gen/es/chat/v1/types_pb.js";
 import { listOf, noteSentence, peopleIn } from "../../web/src/notes.js";
-import { CliError, MAX_ID, Session, callTimeoutMs, cliErrorOf, describe, publicApi, toSavedLogin } from "./client.js";
+import { CliError, MAX_ID, Session, callTimeoutMs, cliErrorOf, describe, isDeadline, publicApi, toSavedLogin } from "./client.js";
 import { backoffMs, follow, retryAfterMs } from "./follow.js";
 import { DamagedLogin, LoginStore, type SavedLogin } from "./store.js";
 import { displayWidth, padEnd, truncated } from "./width.js";
@@ -103,9 +103,9 @@ Options:
 Credentials live in $CHAT_CLI_HOME (default $XDG_CONFIG_HOME/chat-cli, else
 ~/.config/chat-cli), mode 0600; a folder another user owns or others may write in
 is refused.
-A token refresh, a look-up of names and follow's reads unanswered for 15 s are given
-up (follow asks again; other calls wait for their answer); $CHAT_CLI_CALL_TIMEOUT_MS
-(100 to 15000 ms) gives up sooner.
+A call unanswered for 15 s is given up (follow asks again; a change so given up may
+have been made or not, as the error says); $CHAT_CLI_CALL_TIMEOUT_MS (100 to 15000 ms)
+gives up sooner.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in; 130 (Ctrl+C) or 143 (SIGTERM)
 with a line saying so when a send, edit, delete, reaction or group was interrupted
 before the server answered: it may have been taken or not. A signup or login
@@ -301,10 +301,13 @@ async function signIn(command: "signup" | "login", args: string[], values: Value
   process.on("SIGINT", hold);
   process.on("SIGTERM", hold);
   try {
-    const res =
-      command === "signup"
-        ? await api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
-        : await api.auth.login({ username, password, device });
+    const res = await (command === "signup"
+      ? api.auth.signUp({ username, password, displayName: values["display-name"] ?? "", device })
+      : api.auth.login({ username, password, device })
+    ).catch((err: unknown) => {
+      if (isDeadline(err)) throw new CliError(`${describe(err)}: ${command === "signup" ? "the account may have been made" : "a device may have been signed in"}; see: chat-cli login ${username}`);
+      throw err;
+    });
     const user = res.user!;
     await signOutReplaced(replacedLogin(), server);
     store.write(toSavedLogin(server, user.username, res.credentials!));
@@ -519,7 +522,8 @@ async function submit(
 
 /**
  * `fn`, a change asked of the server, with Ctrl+C and SIGTERM before its answer said as such: `unknown`
- * tells what may have been made or not and where to look (exit 130 or 143).
+ * tells what may have been made or not and where to look (exit 130 or 143). So does a call given up at
+ * its deadline (exit 1): the server may have made it and its answer been lost.
  */
 async function unsureIfInterrupted<T>(unknown: string, fn: () => Promise<T>): Promise<T> {
   // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
@@ -532,6 +536,9 @@ async function unsureIfInterrupted<T>(unknown: string, fn: () => Promise<T>): Pr
   process.once("SIGTERM", interrupted);
   try {
     return await fn();
+  } catch (err) {
+    if (isDeadline(err)) throw new CliError(`${describe(err)}: ${unknown}`);
+    throw err;
   } finally {
     process.off("SIGINT", interrupted);
     process.off("SIGTERM", interrupted);
