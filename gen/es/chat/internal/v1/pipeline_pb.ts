@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKAAgoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USGwoOZWRpdF9tZW50aW9uZWQYCCABKAhIAIgBAUIRCg9fZWRpdF9tZW50aW9uZWQiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKyAgoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USGwoOZWRpdF9tZW50aW9uZWQYCCABKAhIAIgBARIwCgRyZWFkGAkgASgLMiIuY2hhdC5pbnRlcm5hbC52MS5Ob3RpZmljYXRpb25SZWFkQhEKD19lZGl0X21lbnRpb25lZCIzChBOb3RpZmljYXRpb25SZWFkEhIKCmNoYW5uZWxfaWQYASABKAQSCwoDc2VxGAIgASgEIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -220,6 +220,19 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
    * @generated from field: optional bool edit_mentioned = 8;
    */
   editMentioned?: boolean | undefined;
+
+  /**
+   * Set instead of message: the user's read mark in a chat moved (a read
+   * receipt, MarkRead), published by whoever moved it, once per move. The
+   * notifier drops what it holds of the chat up to that seq (collapsing,
+   * fanning out, queued or waiting to retry) and, for a while, requests for
+   * messages at or below it that come after. Not ordered with the requests
+   * (another producer): a read only ever moves the notifier's mark forward.
+   * A notifier built before this finds no message and skips the record.
+   *
+   * @generated from field: chat.internal.v1.NotificationRead read = 9;
+   */
+  read?: NotificationRead | undefined;
 };
 
 /**
@@ -228,6 +241,32 @@ export type NotificationRequested = Message<"chat.internal.v1.NotificationReques
  */
 export const NotificationRequestedSchema: GenMessage<NotificationRequested> = /*@__PURE__*/
   messageDesc(file_chat_internal_v1_pipeline, 2);
+
+/**
+ * The user's read mark of a channel (NotificationRequested.read).
+ *
+ * @generated from message chat.internal.v1.NotificationRead
+ */
+export type NotificationRead = Message<"chat.internal.v1.NotificationRead"> & {
+  /**
+   * @generated from field: uint64 channel_id = 1;
+   */
+  channelId: bigint;
+
+  /**
+   * The user has read the channel's messages up to this seq, inclusive.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message chat.internal.v1.NotificationRead.
+ * Use `create(NotificationReadSchema)` to create a new message.
+ */
+export const NotificationReadSchema: GenMessage<NotificationRead> = /*@__PURE__*/
+  messageDesc(file_chat_internal_v1_pipeline, 3);
 
 /**
  * PresenceChanged is published when a user's aggregate presence flips.
@@ -246,5 +285,5 @@ export type PresenceChanged = Message<"chat.internal.v1.PresenceChanged"> & {
  * Use `create(PresenceChangedSchema)` to create a new message.
  */
 export const PresenceChangedSchema: GenMessage<PresenceChanged> = /*@__PURE__*/
-  messageDesc(file_chat_internal_v1_pipeline, 3);
+  messageDesc(file_chat_internal_v1_pipeline, 4);
 

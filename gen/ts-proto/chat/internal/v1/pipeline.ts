@@ -118,7 +118,26 @@ export interface NotificationRequested {
    * Unset by a pipeline built before it: the push stays as the message first
    * said.
    */
-  editMentioned?: boolean | undefined;
+  editMentioned?:
+    | boolean
+    | undefined;
+  /**
+   * Set instead of message: the user's read mark in a chat moved (a read
+   * receipt, MarkRead), published by whoever moved it, once per move. The
+   * notifier drops what it holds of the chat up to that seq (collapsing,
+   * fanning out, queued or waiting to retry) and, for a while, requests for
+   * messages at or below it that come after. Not ordered with the requests
+   * (another producer): a read only ever moves the notifier's mark forward.
+   * A notifier built before this finds no message and skips the record.
+   */
+  read?: NotificationRead | undefined;
+}
+
+/** The user's read mark of a channel (NotificationRequested.read). */
+export interface NotificationRead {
+  channelId: bigint;
+  /** The user has read the channel's messages up to this seq, inclusive. */
+  seq: bigint;
 }
 
 /** PresenceChanged is published when a user's aggregate presence flips. */
@@ -595,6 +614,7 @@ function createBaseNotificationRequested(): NotificationRequested {
     withdrawal: undefined,
     edit: undefined,
     editMentioned: undefined,
+    read: undefined,
   };
 }
 
@@ -626,6 +646,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     }
     if (message.editMentioned !== undefined) {
       writer.uint32(64).bool(message.editMentioned);
+    }
+    if (message.read !== undefined) {
+      NotificationRead.encode(message.read, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -707,6 +730,14 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
             message.editMentioned = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.read = NotificationRead.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -741,6 +772,7 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
         : isSet(object.edit_mentioned)
         ? globalThis.Boolean(object.edit_mentioned)
         : undefined,
+      read: isSet(object.read) ? NotificationRead.fromJSON(object.read) : undefined,
     };
   },
 
@@ -770,6 +802,9 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
     if (message.editMentioned !== undefined) {
       obj.editMentioned = message.editMentioned;
     }
+    if (message.read !== undefined) {
+      obj.read = NotificationRead.toJSON(message.read);
+    }
     return obj;
   },
 
@@ -790,6 +825,104 @@ export const NotificationRequested: MessageFns<NotificationRequested> = {
       : undefined;
     message.edit = (object.edit !== undefined && object.edit !== null) ? Message.fromPartial(object.edit) : undefined;
     message.editMentioned = object.editMentioned ?? undefined;
+    message.read = (object.read !== undefined && object.read !== null)
+      ? NotificationRead.fromPartial(object.read)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseNotificationRead(): NotificationRead {
+  return { channelId: 0n, seq: 0n };
+}
+
+export const NotificationRead: MessageFns<NotificationRead> = {
+  encode(message: NotificationRead, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channelId !== 0n) {
+      if (BigInt.asUintN(64, message.channelId) !== message.channelId) {
+        throw new globalThis.Error("value provided for field message.channelId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.channelId);
+    }
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.seq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NotificationRead {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNotificationRead();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.channelId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NotificationRead {
+    return {
+      channelId: isSet(object.channelId)
+        ? BigInt(object.channelId)
+        : isSet(object.channel_id)
+        ? BigInt(object.channel_id)
+        : 0n,
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+    };
+  },
+
+  toJSON(message: NotificationRead): unknown {
+    const obj: any = {};
+    if (message.channelId !== 0n) {
+      obj.channelId = message.channelId.toString();
+    }
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NotificationRead>, I>>(base?: I): NotificationRead {
+    return NotificationRead.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NotificationRead>, I>>(object: I): NotificationRead {
+    const message = createBaseNotificationRead();
+    message.channelId = (object.channelId !== undefined && object.channelId !== null) ? BigInt(object.channelId) : 0n;
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
     return message;
   },
 };
