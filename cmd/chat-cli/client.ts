@@ -32,6 +32,8 @@ export function cliErrorOf(err: unknown): CliError | undefined {
 
 /** The server each call that failed went to: what went wrong before any answer names it. */
 const failedAt = new WeakMap<ConnectError, string>();
+/** The servers that answered a call of this process: a hang-up from one is a cut connection, no wrong scheme or port. */
+const answeredBy = new Set<string>();
 
 /** The system's code of what failed under a call (ECONNREFUSED, HPE_…, a TLS check's), from its causes. */
 function systemCode(err: ConnectError): string | undefined {
@@ -75,6 +77,8 @@ export function describe(err: unknown): string {
       return `the TLS certificate of the server${at} is not trusted here (${err.rawMessage.trim()}); trust it with NODE_EXTRA_CA_CERTS=/path/to/cert.pem`;
     }
     if (code === "EPROTO" && /wrong version number/i.test(err.rawMessage)) return `the server${at} does not speak TLS: use http://, not https://`;
+    // Mid-follow (a restart, a proxy's reset), the advice below sent the reader to check a URL that had just worked.
+    if ((code === "ECONNRESET" || code === "EPIPE") && server && answeredBy.has(server)) return `the connection to the server${at} was cut (${code})`;
     // A TLS listener spoken to in plaintext hangs up without a byte, as a gRPC
     // port may before its HTTP/2 bytes arrive: both are likely, so name both.
     if ((code === "ECONNRESET" || code === "EPIPE") && server?.startsWith("http:")) {
@@ -147,7 +151,9 @@ export const MAX_ID = 2n ** 63n - 1n;
 function clients(baseUrl: string, interceptors: Interceptor[] = []): Api {
   const where: Interceptor = (next) => async (req) => {
     try {
-      return await next(req);
+      const res = await next(req);
+      answeredBy.add(baseUrl);
+      return res;
     } catch (err) {
       if (err instanceof ConnectError && !failedAt.has(err)) failedAt.set(err, baseUrl);
       throw err;
