@@ -1103,7 +1103,12 @@ async function readStdin(): Promise<string> {
 
 async function readPassword(values: Values, confirm: boolean): Promise<string> {
   // At a terminal, read as piped text, what was typed was echoed there (its scrollback, a screen share) until Ctrl+D.
-  if (values["password-stdin"] && !process.stdin.isTTY) return (await readStdin()).replace(/\r?\n$/, "");
+  if (values["password-stdin"] && !process.stdin.isTTY) {
+    const password = (await readStdin()).replace(/\r?\n$/, "");
+    // `< /dev/null` or an unset variable piped: sent, it was refused as a wrong password (too short, at signup), as if mistyped.
+    if (!password) throw new CliError("no password on stdin (it was empty)", 2);
+    return password;
+  }
   if (values["password-stdin"]) return promptHidden("Password: ");
   if (process.env.CHAT_PASSWORD) return process.env.CHAT_PASSWORD;
   if (!process.stdin.isTTY) throw new CliError("no password: use --password-stdin, set CHAT_PASSWORD, or run in a terminal", 2);

@@ -90,6 +90,17 @@ describe("chat-cli reading stdin", function () {
     assert.deepEqual(passwords, ["correct horse battery"]);
   });
 
+  // `< /dev/null`, or a password file's variable left unset: the empty password went to the server,
+  // which refused it as a wrong one (or, at signup, as too short), as if the person had mistyped.
+  it("refuses an empty password on stdin as a usage error, asking no server", async () => {
+    for (const input of ["", "\n", "\r\n"]) {
+      const r = await run(["login", "u", "--password-stdin"], Buffer.from(input), false);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, "chat-cli: no password on stdin (it was empty)\n");
+    }
+    assert.deepEqual(passwords, []);
+  });
+
   // Bytes that are not UTF-8 (a file in Latin-1 or Windows-1252) were sent as U+FFFD in their place, without a word.
   it("refuses a text that is not UTF-8 as a usage error, sending nothing", async () => {
     const r = await run(["send", "7", "-"], Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
