@@ -1177,11 +1177,12 @@ function warn(line: string): void {
  * DEL and the C1 controls (U+009B is CSI, U+009D OSC) are escaped here, as JSON allows: raw, they drove a
  * terminal the output was read on as their ESC forms would, and escaped they parse back the same. So are
  * U+2028 and U+2029, which JSON leaves raw: a script splitting lines as Python's splitlines() does broke
- * one message's line in two at them, neither of which parsed.
+ * one message's line in two at them, neither of which parsed. And the bidi controls `printable` shows
+ * escaped: a line read at a terminal (`| less`, a log) was reordered by them as a printed one was.
  */
 function json(value: unknown): void {
   const line = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v));
-  process.stdout.write(`${line.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`);
+  process.stdout.write(`${line.replace(/[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`);
 }
 
 // A reader that went away (`chat-cli history 1 | head`) is not an error.

@@ -81,9 +81,12 @@ describe("chat-cli output of texts with bidi controls", function () {
     assert.equal(r.stdout, 'left "ops<U+202E> (admin)"\n');
   });
 
-  it("keeps the exact text in --json, for scripts", async () => {
+  // JSON lines are read at a terminal too (`| less`, a log): escaped as JSON allows, they parse back the same.
+  it("keeps the exact text in --json, for scripts, each control written as its \\u escape", async () => {
     const r = await cli("history", "7", "--json");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).text, text);
+    assert.doesNotMatch(r.stdout, /[\u202a-\u202e\u2066-\u2069]/u);
+    assert.match(r.stdout, /see invoice\\u202egpj\.exe \\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069end/);
   });
 });
