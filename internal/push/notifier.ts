@@ -99,7 +99,8 @@ export interface NotifierDeps {
  * started within drainMs): its record is committed, so it is lost; or its
  * records went back to the queue uncommitted (the partition moved to another
  * notifier, or this one was dropped from the group): whoever reads them again
- * sends it.
+ * sends it; or its user read the chat up to its message (on another device,
+ * or before going offline) before it was sent, or before it came ("read").
  */
 export type SkipReason = (typeof SKIP_REASONS)[number];
 /** Every SkipReason, which chat_push_skipped_total counts from 0. */
@@ -116,6 +117,7 @@ export const SKIP_REASONS = [
   "backlog",
   "stopped",
   "reassigned",
+  "read",
 ] as const;
 
 /** What the notifier did about a push service's answer (SendResult.action). */
@@ -167,6 +169,8 @@ class Held {
   /** The open window or its fan-out (one), and each job not done with: at 0 it is out of heldByChat. */
   refs = 1;
   private built?: { version: number; versions: Job["versions"] };
+  /** What took out its last request, as a skip counts it when it finds nothing left. */
+  emptiedBy: "deleted" | "read" = "deleted";
 
   constructor(
     readonly key: string,
@@ -188,11 +192,12 @@ class Held {
     this.version++;
   }
 
-  /** Takes out what `change` withdraws; the message ids taken out. */
-  withdraw(change: StoredMessage): Id[] {
+  /** Takes out the requests `out` names (what a change withdraws, what a read mark covers); the message ids taken out. */
+  takeOut(out: (req: NotificationRequest) => boolean, by: "deleted" | "read"): Id[] {
     const gone: Id[] = [];
-    for (const [id, req] of this.requests) if (withdraws(change, req)) gone.push(id);
+    for (const [id, req] of this.requests) if (out(req)) gone.push(id);
     if (gone.length === 0) return gone;
+    this.emptiedBy = by;
     for (const id of gone) this.requests.delete(id);
     const left = [...this.requests.values()];
     if (left.length > 0) {
@@ -302,6 +307,8 @@ const FAILING_REMOVE_MIN_SENDS = 3;
 const PROVEN_HOSTS_MAX = 1_024;
 /** Messages remembered as notified at most (about 100 bytes each): a burst past it forgets the oldest early. */
 const NOTIFIED_MAX = 100_000;
+/** Read marks remembered at most (about 100 bytes each): a burst of reads past it forgets the oldest early. */
+const READ_MARKS_MAX = 100_000;
 
 /**
  * The notifier consumes NotificationRequested (topic chat.notifications.v1,
@@ -324,6 +331,10 @@ const NOTIFIED_MAX = 100_000;
  * - Edit: an edit record (after the request it edits, on the user's key)
  *   gives what the chat holds unsent of that message its new text, and
  *   whether it names the user as the new text does.
+ * - Read: a read mark that moved (a read record, on the user's key, from
+ *   whoever moved it) takes the chat's messages up to it out of what is held
+ *   unsent, as a withdrawal does, and for a while drops their requests that
+ *   come after it.
  * - Consuming pauses only while maxPending notifications are in memory.
  * - A record is committed once held, so a stop must not drop what it holds:
  *   every deploy would swallow the pushes of the last collapse window. stop()
@@ -354,6 +365,14 @@ export class Notifier {
    * same message a second time.
    */
   private readonly notified = new Map<string, { until: number; origin: Origin }>();
+  /**
+   * Each (user, chat)'s read mark, by "user:channel", for repeatWindowMs
+   * after it last moved (the time a late request of a message already read
+   * can still come, as a repeat can), least recently moved first, at most
+   * READ_MARKS_MAX. Only consulted when a request comes: what is held is
+   * taken out when the read comes.
+   */
+  private readonly readMarks = new Map<string, { seq: bigint; until: number }>();
   private readonly ready: Job[] = [];
   /**
    * Jobs waiting by host: in `ready`, or for a retry. A push service that
@@ -574,6 +593,10 @@ export class Notifier {
         this.edit(req.userId, req.edit, req.mentioned);
         continue;
       }
+      if ("read" in req) {
+        this.read(req.userId, req.read.channelId, req.read.seq);
+        continue;
+      }
       // Past the time a push service would hold it, a notification is noise: a backlog after a long
       // outage, or the topic read from its beginning by a notifier group's first start, stays quiet.
       if (this.now() - req.message.sentAtMs > this.o.ttlSeconds * 1000) {
@@ -593,6 +616,12 @@ export class Notifier {
     // batch the inbox writer handles again hands on. Deletes are never pushed, nor is nothing.
     if (!req.message.reaction && (req.message.deleted === true || req.message.text.trim() === "")) {
       this.deps.onSkipped?.("deleted");
+      return;
+    }
+    // Read (on another device, or just before the user went offline) before its request came: the
+    // read mark's producer is not ordered with the pipeline's requests.
+    if (readCovers(this.readMark(`${req.userId}:${req.message.channelId}`), req)) {
+      this.deps.onSkipped?.("read");
       return;
     }
     this.forgetNotified();
@@ -629,11 +658,52 @@ export class Notifier {
    * dropped (counted as "deleted"). A push already sent stays.
    */
   private withdraw(userId: Id, change: StoredMessage): void {
-    const key = `${userId}:${change.channelId}`;
+    this.takeOut(userId, change.channelId, (req) => withdraws(change, req), "deleted");
+  }
+
+  /**
+   * The user read the chat up to `seq` (a read receipt, MarkRead, on any
+   * device): the pushes not sent yet of messages up to it are taken out as a
+   * delete takes them, and a request for one that comes later (the read's
+   * producer is not ordered with the pipeline) is dropped while the mark is
+   * kept. The mark only moves forward: an older read that comes after a
+   * newer one changes nothing.
+   */
+  private read(userId: Id, channelId: Id, seq: bigint): void {
+    const key = `${userId}:${channelId}`;
+    const mark = this.readMark(key);
+    if (mark !== undefined && mark >= seq) return;
+    // Re-inserted, so the map stays oldest first and the bound forgets the least recently read.
+    this.readMarks.delete(key);
+    this.readMarks.set(key, { seq, until: this.monotonicNow() + this.o.repeatWindowMs });
+    this.forgetReadMarks();
+    this.takeOut(userId, channelId, (req) => readCovers(seq, req), "read");
+  }
+
+  /** The user's read mark of the chat ("user:channel") while kept. */
+  private readMark(key: string): bigint | undefined {
+    const mark = this.readMarks.get(key);
+    if (mark === undefined) return undefined;
+    if (mark.until > this.monotonicNow()) return mark.seq;
+    this.readMarks.delete(key);
+    return undefined;
+  }
+
+  private forgetReadMarks(): void {
+    const now = this.monotonicNow();
+    for (const [key, { until }] of this.readMarks) {
+      if (until > now && this.readMarks.size <= READ_MARKS_MAX) break;
+      this.readMarks.delete(key);
+    }
+  }
+
+  /** Takes what `out` names out of what the chat holds unsent; a push left with nothing is dropped (counted as `by`). */
+  private takeOut(userId: Id, channelId: Id, out: (req: NotificationRequest) => boolean, by: "deleted" | "read"): void {
+    const key = `${userId}:${channelId}`;
     const ofChat = this.heldByChat.get(key);
     if (!ofChat) return;
     for (const held of ofChat) {
-      const gone = held.withdraw(change);
+      const gone = held.takeOut(out, by);
       if (gone.length === 0) continue;
       // A record of it that comes again (a batch published again) is not pushed either.
       this.forgetNotified();
@@ -645,7 +715,7 @@ export class Notifier {
         clearTimeout(c.timer);
         this.collapsing.delete(key);
         this.release(held);
-        this.deps.onSkipped?.("deleted");
+        this.deps.onSkipped?.(by);
       }
       // A fan-out under way, a job queued or asking again see it themselves; a retry waiting is
       // given up now rather than hold its place for its backoff. Each such job is the newest of its
@@ -657,7 +727,7 @@ export class Notifier {
         job.retryTimer = undefined;
         this.waiting(job.host, -1);
         this.finished(job);
-        this.deps.onSkipped?.("deleted");
+        this.deps.onSkipped?.(by);
       }
     }
     this.pump();
@@ -730,7 +800,7 @@ export class Notifier {
     if (this.stopped) return;
     const skipped = (reason: SkipReason) => this.deps.onSkipped?.(reason);
     // Every message of it deleted (or reaction taken back) while it waited for a store slot.
-    if (held.requests.size === 0) return skipped("deleted");
+    if (held.requests.size === 0) return skipped(held.emptiedBy);
     const req = held.latest;
     const { origin } = held;
     if (this.deps.isOnline && (await this.deps.isOnline(req.userId))) return skipped("online");
@@ -801,7 +871,7 @@ export class Notifier {
       this.supersede(job);
       this.enqueue(job);
     }
-    if (withdrawn) skipped("deleted");
+    if (withdrawn) skipped(held.emptiedBy);
     this.pump();
     if (failure !== undefined) throw failure;
   }
@@ -914,7 +984,7 @@ export class Notifier {
       if (job.heldVersion !== job.held.version && !this.rebuilt(job)) {
         this.dequeue(i);
         this.finished(job);
-        this.deps.onSkipped?.("deleted");
+        this.deps.onSkipped?.(job.held.emptiedBy);
         continue;
       }
       const hostLoad = this.inflightByHost.get(job.host) ?? 0;
@@ -1131,7 +1201,7 @@ export class Notifier {
       this.deps.onSkipped?.(reason);
     };
     // Everything it told of deleted meanwhile: nothing to ask about.
-    if (job.held.requests.size === 0) return skipped("deleted");
+    if (job.held.requests.size === 0) return skipped(job.held.emptiedBy);
     try {
       if (this.deps.isOnline && (await this.deps.isOnline(userId))) return skipped("online");
       // As its messages read now: an edit or a delete since it was made may have taken the mention out.
@@ -1207,6 +1277,15 @@ function isNewer(a: NotificationRequest, b: NotificationRequest): boolean {
  * message it reacts to; a reaction taken back, of that reactor's reaction to
  * the same message (one they replaced too).
  */
+/**
+ * Whether a read mark covers `req`'s push: a message (not a change, a
+ * reaction having no seq of its own) at or below the seq read.
+ */
+function readCovers(readSeq: bigint | undefined, req: NotificationRequest): boolean {
+  const m = req.message;
+  return readSeq !== undefined && m.seq > 0n && (m.targetSeq === undefined || m.targetSeq === 0n) && m.seq <= readSeq;
+}
+
 function withdraws(change: StoredMessage, req: NotificationRequest): boolean {
   const m = req.message;
   if (m.channelId !== change.channelId) return false;

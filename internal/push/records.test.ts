@@ -11,6 +11,7 @@ import {
   encodeNotificationChange,
   mentions,
   publishOfflineNotifications,
+  publishReadMarks,
 } from "./records.js";
 
 describe("push records", () => {
@@ -173,5 +174,16 @@ describe("push records", () => {
     const untold = decodeNotificationRecord(encodeNotificationChange({ userId: 5n, edit }));
     assert.deepStrictEqual(untold, { userId: 5n, edit }, "an edit that does not tell (an older pipeline's) leaves the push as the message first said");
     assert.throws(() => decodeNotificationRequested(encodeNotificationChange({ userId: 5n, edit })), /without a message/, "what a notifier built before edit records skips");
+  });
+
+  it("publishes a read mark as a read record on the user's key", async () => {
+    const published: OutgoingRecord[] = [];
+    const queue = { publish: async (_topic: string, records: OutgoingRecord[]) => void published.push(...records) } as unknown as MessageQueue;
+    await publishReadMarks(queue)(7n, 500n, 42n);
+    assert.deepEqual(
+      published.map((r) => [r.key, decodeNotificationRecord(r.value)]),
+      [["7", { userId: 7n, read: { channelId: 500n, seq: 42n } }]],
+    );
+    assert.throws(() => decodeNotificationRequested(published[0]!.value), /without a message/, "what a notifier built before read records skips");
   });
 });

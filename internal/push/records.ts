@@ -85,9 +85,34 @@ export function encodeNotificationChange(c: NotificationWithdrawal | Notificatio
   return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: c.userId, ...change }));
 }
 
-/** A record of the notifications topic: a request, a withdrawal or an edit. */
-export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal | NotificationEdit {
+/**
+ * The user read a chat up to `seq` (the NotificationRequested record with
+ * `read` set): what the notifier holds of it up to there is not pushed.
+ */
+export interface NotificationReadMark {
+  userId: Id;
+  read: { channelId: Id; seq: bigint };
+}
+
+export function encodeNotificationRead(r: NotificationReadMark): Uint8Array {
+  return toBinary(NotificationRequestedSchema, create(NotificationRequestedSchema, { userId: r.userId, read: { channelId: r.read.channelId, seq: r.read.seq } }));
+}
+
+/**
+ * Publishes a user's read mark that moved (a read receipt, MarkRead) on the
+ * user's key of the notifications topic: one record per move, never per
+ * message. A held push of a message read on another device, or read just
+ * before the user went offline, is then not sent.
+ */
+export function publishReadMarks(queue: Pick<MessageQueue, "publish">): (userId: Id, channelId: Id, seq: bigint) => Promise<void> {
+  return (userId, channelId, seq) =>
+    queue.publish(Topics.notifications, [{ key: String(userId), value: encodeNotificationRead({ userId, read: { channelId, seq } }) }]);
+}
+
+/** A record of the notifications topic: a request, a withdrawal, an edit or a read mark. */
+export function decodeNotificationRecord(bytes: Uint8Array): NotificationRequest | NotificationWithdrawal | NotificationEdit | NotificationReadMark {
   const r = fromBinary(NotificationRequestedSchema, bytes);
+  if (r.read) return { userId: r.userId, read: { channelId: r.read.channelId, seq: r.read.seq } };
   if (r.withdrawal) return { userId: r.userId, withdrawal: messageFromProto(r.withdrawal) };
   if (r.edit) {
     const e: NotificationEdit = { userId: r.userId, edit: messageFromProto(r.edit) };
