@@ -28,7 +28,7 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
     again: ["channel", "insertMetaPlain", "insertMemberPlain", "insertMember", "deleteMember", "deleteChannel", "updateTitle", "member", "memberIn", "members",
       "state", "code", "setCode", "count", "channelsIn", "membersIn", "setRole", "directOf", "index", "unindex", "memberships", "membershipsOf", "kindsAsMember",
       "putMute", "deleteMute", "mute", "mutes", "deletePlace", "place", "places", "inviteOf", "putInviteOf", "dropInviteOf", "putInviteCode",
-      "dropInviteCode", "channelOfCode", "barred", "barredAt"],
+      "dropInviteCode", "channelOfCode", "barred", "barredAt", "joinPoints"],
     once: ["insertMeta", "bump", "advanceRead", "clearThrough", "markJoined", "claimDirect", "bar", "liftBar", "takeTurn", "giveTurn", "keepTurn"],
   },
   inbox: {
