@@ -456,8 +456,8 @@ function connectOnce(
   opts: FollowOptions,
 ): Promise<{ code: number; reason: string; httpStatus?: number; opened: boolean; error?: string }> {
   return new Promise((resolve) => {
-    // A handshake a dead network never answers fails too, and is tried again.
-    const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: 15_000 });
+    // A handshake a dead network never answers fails too, and is tried again: at the calls' deadline, which CHAT_CLI_CALL_TIMEOUT_MS shortens.
+    const ws = new WebSocket(url, ["chat.v1.proto", `bearer.${token}`], { handshakeTimeout: callTimeoutMs() });
     let ref = 1n;
     /** When the server was last heard from: a connection that went silent is given up. */
     let heardAt = Date.now();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -13,6 +13,7 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
 import { CALL_TIMEOUT_MS, CliError, readCallTimeoutMs } from "../../cmd/chat-cli/client.js";
 import { LOCK_WAIT_MS, LoginStore } from "../../cmd/chat-cli/store.js";
+import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
@@ -128,6 +129,33 @@ describe("chat-cli's calls to a server that never answers", function () {
     const r = await run(["signup", "newbie"], false);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /did not answer within 0\.5 s \(CHAT_CLI_CALL_TIMEOUT_MS\): the account may have been made; see: chat-cli login newbie\n$/);
+  });
+
+  // Its 15 s stayed when CHAT_CLI_CALL_TIMEOUT_MS, which the help says gives up sooner, was set.
+  it("gives up follow's WebSocket handshake that is never answered at the deadline too, and tries again", async () => {
+    const silent = createNetServer(() => {});
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    const home = mkdtempSync(join(tmpdir(), "chat-cli-timeout-"));
+    homes.push(home);
+    new LoginStore({ CHAT_CLI_HOME: home }).write({ server: url, username: "u", userId: "1", deviceId: "2", accessToken: "a", accessExpiresAtMs: Date.now() + 3_600_000, refreshToken: "r" });
+    const ws = `ws://127.0.0.1:${(silent.address() as AddressInfo).port}/ws`;
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "follow", "7", "--last", "0", "--ws", ws], {
+      cwd: ROOT,
+      env: { ...process.env, CHAT_CLI_HOME: home, CHAT_CLI_CALL_TIMEOUT_MS: "500" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    children.push(child);
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    try {
+      // A start of tsx and the channel's description, then 0.5 s: well under 10 s, against the 15 s before.
+      await waitFor(() => /cannot connect to .*handshake has timed out/.test(stderr), `the handshake given up (got: ${stderr})`, 10_000);
+    } finally {
+      child.kill("SIGINT");
+      await new Promise((r) => child.on("close", r));
+      silent.close();
+    }
   });
 
   it("removes the credentials of a logout the server does not confirm in time", async () => {
