@@ -40,9 +40,12 @@ export interface Inbox {
    * deleted for everyone and its edits), where the inbox still keeps them;
    * ids it does not hold are skipped. Idempotent. The entries keep their
    * seqs and every other field: a device syncing past them still gets them
-   * in order, and the delete after them.
+   * in order, and the delete after them. The entries of `deletedIds` (the
+   * deleted message itself, named in `messageIds` too) are also marked
+   * `deleted`, as chatd's delete marks its copies: a device that syncs up to
+   * one and no further shows the message deleted, not as an empty one.
    */
-  emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void>;
+  emptyTexts(userId: Id, messageIds: readonly Id[], deletedIds?: readonly Id[]): Promise<void>;
   /** The highest inbox seq, 0n when empty. */
   head(userId: Id): Promise<bigint>;
   /** The device's cursor, 0n when never set. */

@@ -55,8 +55,11 @@ function flakyInbox(failFor: Id): Inbox {
     },
     async advanceCursor() {},
     async dropCursor() {},
-    async emptyTexts(userId, ids) {
-      for (const e of entries.get(userId) ?? []) if (ids.includes(e.message.messageId)) e.message = { ...e.message, text: "" };
+    async emptyTexts(userId, ids, deletedIds = []) {
+      for (const e of entries.get(userId) ?? []) {
+        if (deletedIds.includes(e.message.messageId)) e.message = { ...e.message, text: "", deleted: true };
+        else if (ids.includes(e.message.messageId)) e.message = { ...e.message, text: "" };
+      }
     },
   };
 }
@@ -147,6 +150,36 @@ describe("InboxWriter", () => {
       await until(() => textWhenPushed.length > 0, "the delete pushed", 5_000);
       assert.deepEqual(textWhenPushed, [""]);
       assert.deepEqual((await inbox.readAfter(1n, 0n, 10)).map((e) => [e.message.messageId, e.message.text]), [[900n, ""], [901n, ""]]);
+    } finally {
+      await writer.stop();
+      await queue.close();
+    }
+  });
+
+  it("marks the deleted message's copy deleted as it empties it, and only empties the copies of a record from an older pipeline", async () => {
+    const inbox = flakyInbox(0n);
+    const sessions: SessionDirectory = { async pushToUsers() {}, async closeDevice() {}, onlineUsers: async () => new Set() };
+    const queue = new SqliteQueue({ path: ":memory:" });
+    await queue.ensureTopics([{ topic: Topics.inbox, partitions: 1 }]);
+    const writer = new InboxWriter({ queue, inbox, sessions });
+    try {
+      await writer.start();
+      const edit: StoredMessage = { ...message, messageId: 902n, seq: 0n, targetSeq: 1n, text: "hello!" };
+      const del: StoredMessage = { ...message, messageId: 903n, seq: 0n, targetSeq: 1n, deleted: true, text: "" };
+      const put = (u: Id, m: StoredMessage, empties: Id[] = [], deleted?: Id) =>
+        ({ key: String(u), value: encodeInboxAppends([u], m, empties, undefined, deleted)[0]! });
+      await queue.publish(Topics.inbox, [
+        ...[1n, 2n].flatMap((u) => [put(u, message), put(u, edit)]),
+        put(1n, del, [message.messageId, edit.messageId], message.messageId),
+        // Without deleted_message_id, as a Sequencer built before it wrote the record.
+        put(2n, del, [message.messageId, edit.messageId]),
+      ]);
+      const seen = (u: Id) => waitFor(async () => {
+        const es = await inbox.readAfter(u, 0n, 10);
+        return es.length === 3 && es.every((e) => e.message.text === "") ? es.map((e) => [e.message.messageId, e.message.deleted ?? false]) : undefined;
+      }, `user ${u}'s copies emptied`, 5_000);
+      assert.deepEqual(await seen(1n), [[900n, true], [902n, false], [903n, true]]);
+      assert.deepEqual(await seen(2n), [[900n, false], [902n, false], [903n, true]]);
     } finally {
       await writer.stop();
       await queue.close();

@@ -71,14 +71,20 @@ export class InboxWriter {
     // A delete's copies are emptied once the delete is in the inbox, and
     // before its devices hear of it: by then the text is gone from the sync
     // queue too. Done again with a retried batch; emptying is idempotent.
-    const empties = new Map<Id, Id[]>();
+    // The deleted message's own copy is marked deleted as well, as chatd
+    // marks it; a record of a pipeline built before `deleted_message_id`
+    // names none, and its copies are only emptied, as that build did.
+    const empties = new Map<Id, { ids: Id[]; deleted: Id[] }>();
     for (const a of appends) {
       if (!a.emptyMessageIds) continue;
-      const ids = empties.get(a.userId);
-      if (ids) ids.push(...a.emptyMessageIds);
-      else empties.set(a.userId, [...a.emptyMessageIds]);
+      let of = empties.get(a.userId);
+      if (!of) empties.set(a.userId, (of = { ids: [], deleted: [] }));
+      of.ids.push(...a.emptyMessageIds);
+      if (a.deletedMessageId !== undefined) of.deleted.push(a.deletedMessageId);
     }
-    if (empties.size > 0) await Promise.all([...empties].map(([userId, ids]) => this.deps.inbox.emptyTexts(userId, ids)));
+    if (empties.size > 0) {
+      await Promise.all([...empties].map(([userId, { ids, deleted }]) => this.deps.inbox.emptyTexts(userId, ids, deleted)));
+    }
     this.deps.metrics?.inboxAppends.inc(results.filter((r) => !r.duplicate).length);
     await deliverLive(this.deps, entries);
   }

@@ -36,6 +36,12 @@ describe("pipeline records", () => {
     const withEmpties = encodeInboxAppends([5n, 6n], { ...del, seq: 0n }, ids);
     assert.deepEqual(withEmpties[1], encodeInboxAppend(6n, { ...del, seq: 0n }, ids));
     assert.deepStrictEqual(decodeInboxAppend(withEmpties[0]!), { userId: 5n, message: { ...del, seq: 0n }, emptyMessageIds: ids });
+    // The part naming the deleted message says which it is, as toBinary writes the field; a record without it
+    // (a Sequencer built before it, as withEmpties) decodes without it.
+    const naming = encodeInboxAppends([5n, 6n], { ...del, seq: 0n }, ids, 6n, 2n ** 64n - 1n);
+    assert.deepEqual(naming[1], encodeInboxAppend(6n, { ...del, seq: 0n }, ids, true, 2n ** 64n - 1n));
+    assert.deepEqual(naming[0], encodeInboxAppend(5n, { ...del, seq: 0n }, ids, false, 2n ** 64n - 1n));
+    assert.deepStrictEqual(decodeInboxAppend(naming[0]!), { userId: 5n, message: { ...del, seq: 0n }, emptyMessageIds: ids, deletedMessageId: 2n ** 64n - 1n });
     // A reaction's entry is marked for its author alone, as toBinary writes the flag.
     const marked = encodeInboxAppends([5n, 6n, 7n], { ...reaction, seq: 0n }, [], 6n);
     assert.deepEqual(marked[1], encodeInboxAppend(6n, { ...reaction, seq: 0n }, [], true));

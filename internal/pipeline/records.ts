@@ -47,8 +47,17 @@ export function decodeSubmitted(bytes: Uint8Array): NewMessage {
   };
 }
 
-export function encodeInboxAppend(userId: Id, m: StoredMessage, emptyMessageIds: readonly Id[] = [], notify = false): Uint8Array {
-  return toBinary(InboxAppendSchema, create(InboxAppendSchema, { userId, message: messageToProto(m), emptyMessageIds: [...emptyMessageIds], notify }));
+export function encodeInboxAppend(
+  userId: Id,
+  m: StoredMessage,
+  emptyMessageIds: readonly Id[] = [],
+  notify = false,
+  deletedMessageId: Id = 0n,
+): Uint8Array {
+  return toBinary(
+    InboxAppendSchema,
+    create(InboxAppendSchema, { userId, message: messageToProto(m), emptyMessageIds: [...emptyMessageIds], notify, deletedMessageId }),
+  );
 }
 
 /**
@@ -64,6 +73,8 @@ export function encodeInboxAppends(
   emptyMessageIds: readonly Id[] = [],
   /** The one member whose copy says `notify` (a reaction's author), if any. */
   notifyUserId?: Id,
+  /** On a delete's part that names it: the deleted message, whose copies are marked deleted (`deleted_message_id`). */
+  deletedMessageId: Id = 0n,
 ): Uint8Array[] {
   const message = encodeMessage(messageToProto(m));
   return userIds.map((userId) => {
@@ -77,6 +88,7 @@ export function encodeInboxAppends(
       w.join();
     }
     if (userId === notifyUserId) w.tag(4, WireType.Varint).bool(true);
+    if (deletedMessageId !== 0n) w.tag(5, WireType.Varint).uint64(deletedMessageId);
     return w.finish();
   });
 }
@@ -110,6 +122,12 @@ export interface DecodedInboxAppend {
   emptyMessageIds?: Id[];
   /** Present (true) on a change to push to this user when none of their devices is online. */
   notify?: true;
+  /**
+   * Present on the delete's part that names the deleted message: that copy is
+   * marked deleted as well as emptied. Absent from a record of a pipeline built
+   * before the field, whose copies are then only emptied, as that build did.
+   */
+  deletedMessageId?: Id;
 }
 
 export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
@@ -118,6 +136,7 @@ export function decodeInboxAppend(bytes: Uint8Array): DecodedInboxAppend {
   const out: DecodedInboxAppend = { userId: r.userId, message: messageFromProto(r.message) };
   if (r.emptyMessageIds.length > 0) out.emptyMessageIds = r.emptyMessageIds;
   if (r.notify) out.notify = true;
+  if (r.deletedMessageId !== 0n) out.deletedMessageId = r.deletedMessageId;
   return out;
 }
 

@@ -135,10 +135,16 @@ describe("Sequencer", function () {
       for (const r of p.published) assert.ok(r.value.length <= MAX_EMPTIED_PER_APPEND * 10 + 1024, `a record of ${r.value.length} bytes`);
       for (const a of p.appends()) assert.equal(a.message.messageId, del.messageId);
       for (const u of [ALICE, BOB]) assert.deepEqual(named(u), [m1.messageId, ...edits.map((e) => e.messageId)], `user ${u}: each copy named once, in order`);
+      // The first part, which names the message itself, says it is the deleted one; the parts naming edits only do not.
+      for (const u of [ALICE, BOB]) {
+        assert.deepEqual(p.appends().filter((a) => a.userId === u).map((a) => a.deletedMessageId), [m1.messageId, undefined, undefined]);
+      }
       // Bob's inbox: the message, its edits, and the delete once, with no text left.
       await waitFor(async () => (await storage.inbox.readAfter(BOB, 0n, EDITS + 10)).every((e) => e.message.text === ""), "every copy emptied");
       const inbox = await storage.inbox.readAfter(BOB, 0n, EDITS + 10);
       assert.equal(inbox.length, EDITS + 2);
+      // The message's copy says deleted, as chatd's delete leaves it; its edits' copies are only emptied.
+      assert.deepEqual(inbox.filter((e) => e.message.deleted).map((e) => e.message.messageId), [m1.messageId, del.messageId]);
       assert.equal(inbox.filter((e) => e.message.messageId === del.messageId).length, 1);
     } finally {
       await writer.stop();

@@ -107,8 +107,9 @@ export class Sequencer {
     for (const f of fanouts) {
       if (!f) continue;
       const memberIds = await rosters.get(f.entry.channelId)!;
-      for (const empties of f.parts) {
-        const values = encodeInboxAppends(memberIds, f.entry, empties, f.notify);
+      for (const [i, empties] of f.parts.entries()) {
+        // The first part names the deleted message (emptiedParts keeps the order it is given).
+        const values = encodeInboxAppends(memberIds, f.entry, empties, f.notify, i === 0 ? f.deleted : undefined);
         memberIds.forEach((userId, i) => out.push({ key: userId.toString(), value: values[i]! }));
       }
     }
@@ -165,11 +166,14 @@ export class Sequencer {
     // of its edits: the inbox writers empty them as they append the delete.
     // A message with more edits than a record may name gets its delete's
     // entry once per part (each member's parts in order on their partition).
+    // The message's own copies are also marked deleted, as chatd marks them:
+    // a device syncing up to one, and no further, shows it deleted, not blank.
     const edits = change.deleted ? await log.editsOf(change.channelId, target.seq) : [];
     return {
       entry: { ...change, seq: 0n },
       parts: emptiedParts(change.deleted ? [target.messageId, ...edits] : []),
       notify: notifiedOfChange(change, target),
+      ...(change.deleted && { deleted: target.messageId }),
     };
   }
 }
@@ -180,4 +184,6 @@ interface Fanout {
   parts: Id[][];
   /** The member whose copy is marked `notify` (a reaction's author). */
   notify?: Id;
+  /** A delete's target: its copies are marked deleted (`deleted_message_id`, on the first part, which names it). */
+  deleted?: Id;
 }

@@ -669,6 +669,33 @@ describe("cassandra storage", function () {
       assert.equal(back?.message.text, "", "the text is not back");
     });
 
+    it("a deleted copy's mark expires with its row, never after it (no husk of an entry left)", async () => {
+      const inbox = new CassandraInbox(s().db, BUCKET, undefined, 3_600);
+      const u = uniqueId();
+      const m = { ...msg(uniqueId(), { text: "to be deleted" }), seq: 1n };
+      await inbox.append(u, m);
+      // The row was written a while ago: a TTL of the full retention on the mark would outlive the row by that long.
+      const key = [u, bucketOf(1n, BUCKET), 1n];
+      const written = (await s().client.execute(`SELECT WRITETIME(channel_id) AS at FROM ${keyspace}.inbox WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+        key, { prepare: true })).first().get("at") as bigint;
+      await s().client.execute(`UPDATE ${keyspace}.inbox USING TTL 1000 AND TIMESTAMP ? SET channel_id = ? WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+        [written + 1n, m.channelId, ...key], { prepare: true });
+      await inbox.emptyTexts(u, [m.messageId], [m.messageId]);
+      const r = (await s().client.execute(`SELECT deleted, text, TTL(deleted) AS left FROM ${keyspace}.inbox WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+        [u, bucketOf(1n, BUCKET), 1n], { prepare: true })).first();
+      assert.deepEqual([r.get("deleted"), r.get("text")], [true, null]);
+      const left = r.get("left") as number;
+      assert.ok(left > 0 && left <= 1000, `the mark's TTL (${left} s) is within the row's (1000 s)`);
+      // Kept forever (no retention), the mark is too.
+      const forever = new CassandraInbox(s().db, BUCKET);
+      const v = uniqueId();
+      await forever.append(v, m);
+      await forever.emptyTexts(v, [m.messageId], [m.messageId]);
+      const f = (await s().client.execute(`SELECT deleted, TTL(deleted) AS left FROM ${keyspace}.inbox WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+        [v, bucketOf(1n, BUCKET), 1n], { prepare: true })).first();
+      assert.deepEqual([f.get("deleted"), f.get("left")], [true, null]);
+    });
+
     it("finishes an append whose writer died between its rows and the head", async () => {
       const log = new CassandraMessageLog(s().db, BUCKET);
       const channelId = uniqueId();

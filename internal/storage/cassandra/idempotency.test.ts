@@ -32,7 +32,8 @@ const DECIDED: Record<string, { again: string[]; once: string[] }> = {
     once: ["insertMeta", "bump", "advanceRead", "clearThrough", "markJoined", "claimDirect", "bar", "liftBar", "takeTurn", "giveTurn", "keepTurn"],
   },
   inbox: {
-    again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "dedupsOf", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText"],
+    again: ["putHead", "insert", "one", "range", "firstKept", "dedup", "dedupsOf", "putDedup", "cursor", "putCursor", "dropCursor", "emptyText",
+      "ttlLeft", "markDeleted"],
     once: [],
   },
   log: {

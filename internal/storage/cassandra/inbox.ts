@@ -84,6 +84,13 @@ export class CassandraInbox implements Inbox {
       // A tombstone, not '': a live cell without the row's TTL would outlive
       // the rest of the row and leave a husk of an entry behind.
       emptyText: `DELETE text FROM ${t("inbox")} USING TIMESTAMP ? WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+      // What is left of the row's TTL (null when kept forever), and whether it is still there at all.
+      ttlLeft: `SELECT TTL(channel_id) AS ttl FROM ${t("inbox")} WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
+      // The deleted message's own copy: emptied as emptyText empties it, and marked deleted. The
+      // deleted cell carries what is left of the row's TTL: one that outlived the row would keep
+      // a husk of an entry (the key and `deleted`) readable after the entry expired.
+      markDeleted: `UPDATE ${t("inbox")} USING TTL ? AND TIMESTAMP ? SET text = null, deleted = true
+                    WHERE user_id = ? AND bucket = ? AND inbox_seq = ?`,
     };
     this.newest = new NewestEntries(db, { newest: "inbox_newest", legacy: "inbox_heads" }, "user_id", BASE, CHANGE_COLS);
     this.headSeqs = new GatheredReads(async (userIds) => {
@@ -112,18 +119,28 @@ export class CassandraInbox implements Inbox {
     return this.appender.append(userId, message);
   }
 
-  async emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void> {
+  async emptyTexts(userId: Id, messageIds: readonly Id[], deletedIds: readonly Id[] = []): Promise<void> {
+    const deleted = new Set(deletedIds);
     // At most FANOUT at a time: a delete names up to 101 ids per member (more for a message edited before the limit).
     await mapLimit(
-      messageIds,
+      [...new Set([...messageIds, ...deletedIds])],
       FANOUT,
       async (id) => {
         const d = await this.db.one(this.q.dedup, [userId, id]);
         if (!d) return; // never in this inbox, or expired with its entry
         const seq = big(d.get("inbox_seq"));
+        const bucket = bucketOf(seq, this.bucketSize);
         // Rows of older builds were written at the clock: the later of the two covers both.
         const at = maxBig(BigInt(Date.now()) * 1000n, entryTimestamp(id));
-        await this.db.write(this.q.emptyText, [at, userId, bucketOf(seq, this.bucketSize), seq]);
+        if (!deleted.has(id)) {
+          await this.db.write(this.q.emptyText, [at, userId, bucket, seq]);
+          return;
+        }
+        // One read more, for the deleted message's copy alone (not its edits'): its TTL.
+        const r = await this.db.one(this.q.ttlLeft, [userId, bucket, seq]);
+        if (!r) return; // expired since the dedup read
+        const ttl = r.get("ttl") as number | null;
+        await this.db.write(this.q.markDeleted, [ttl ?? 0, at, userId, bucket, seq]);
       },
     );
   }

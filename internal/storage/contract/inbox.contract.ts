@@ -134,6 +134,33 @@ export function inboxContract(makeStore: MakeStore<Inbox>): void {
         assert.equal(await inbox.head(u), 3n);
       });
 
+      it("marks the deleted message's entry deleted as it empties it, its edits' entries only emptied, in one user's inbox; idempotent", async () => {
+        const [u, other] = [uniqueId(), uniqueId()];
+        const target = message({ text: "secret" });
+        const edit = message({ seq: 0n, targetSeq: target.seq, text: "secret, edited" });
+        const kept = message({ text: "stays" });
+        for (const m of [target, edit, kept]) {
+          await inbox.append(u, m);
+          await inbox.append(other, m);
+        }
+        const del = message({ seq: 0n, targetSeq: target.seq, text: "", deleted: true });
+        await inbox.append(u, del);
+        await inbox.emptyTexts(u, [target.messageId, edit.messageId], [target.messageId]);
+        await inbox.emptyTexts(u, [target.messageId], [target.messageId]);
+        // Named only as deleted (a caller that left it out of the ids), or never in this inbox: the same.
+        await inbox.emptyTexts(u, [], [target.messageId, uniqueId()]);
+        assert.deepStrictEqual(await inbox.readAfter(u, 0n, 10), [
+          { inboxSeq: 1n, message: { ...target, text: "", deleted: true } },
+          { inboxSeq: 2n, message: { ...edit, text: "" } },
+          { inboxSeq: 3n, message: kept },
+          { inboxSeq: 4n, message: del },
+        ]);
+        assert.deepStrictEqual((await inbox.readAfter(other, 0n, 10)).map((e) => [e.message.text, e.message.deleted]), [
+          ["secret", undefined], ["secret, edited", undefined], ["stays", undefined],
+        ]);
+        assert.equal(await inbox.head(u), 4n);
+      });
+
       it("one message goes into many inboxes, each with its own seq", async () => {
         const [u, v] = [uniqueId(), uniqueId()];
         await fill(u, 2);

@@ -34,6 +34,8 @@ function build(db: SqliteDatabase) {
                         WHERE channel_id = ? AND target_seq = ? AND deleted = 0 AND reaction = 0)`),
     // On inbox_by_message (message_id, user_id).
     emptyText: p("UPDATE inbox SET text = '' WHERE message_id = ? AND user_id = ?"),
+    // The deleted message's own copy, as emptyDeleted leaves every copy of it.
+    emptyDeletedOf: p("UPDATE inbox SET text = '', deleted = 1 WHERE message_id = ? AND user_id = ?"),
     after: p(`SELECT ${COLUMNS} FROM inbox WHERE user_id = ? AND inbox_seq > ? ORDER BY inbox_seq LIMIT ?`),
     // The head is the newest row (schema version 3); the next entry takes head + 1.
     // Plucked: read for every entry written, and a row object each was garbage.
@@ -128,10 +130,11 @@ export class SqliteInbox implements Inbox {
     this.s.emptyEditsOf.run(channelId, seq);
   }
 
-  async emptyTexts(userId: Id, messageIds: readonly Id[]): Promise<void> {
-    if (messageIds.length === 0) return;
+  async emptyTexts(userId: Id, messageIds: readonly Id[], deletedIds: readonly Id[] = []): Promise<void> {
+    if (messageIds.length === 0 && deletedIds.length === 0) return;
     await this.commits.run(() => {
       for (const id of messageIds) this.s.emptyText.run(id, userId);
+      for (const id of deletedIds) this.s.emptyDeletedOf.run(id, userId);
     });
   }
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat/internal/v1/pipeline.proto.
  */
 export const file_chat_internal_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUibAoLSW5ib3hBcHBlbmQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhkKEWVtcHR5X21lc3NhZ2VfaWRzGAMgAygEEg4KBm5vdGlmeRgEIAEoCCKyAgoVTm90aWZpY2F0aW9uUmVxdWVzdGVkEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRITCgtzZW5kZXJfbmFtZRgDIAEoCRIVCg1jaGFubmVsX3RpdGxlGAQgASgJEhEKCW1lbnRpb25lZBgFIAEoCBIkCgp3aXRoZHJhd2FsGAYgASgLMhAuY2hhdC52MS5NZXNzYWdlEh4KBGVkaXQYByABKAsyEC5jaGF0LnYxLk1lc3NhZ2USGwoOZWRpdF9tZW50aW9uZWQYCCABKAhIAIgBARIwCgRyZWFkGAkgASgLMiIuY2hhdC5pbnRlcm5hbC52MS5Ob3RpZmljYXRpb25SZWFkQhEKD19lZGl0X21lbnRpb25lZCIzChBOb3RpZmljYXRpb25SZWFkEhIKCmNoYW5uZWxfaWQYASABKAQSCwoDc2VxGAIgASgEIjYKD1ByZXNlbmNlQ2hhbmdlZBIjCghwcmVzZW5jZRgBIAEoCzIRLmNoYXQudjEuUHJlc2VuY2ViBnByb3RvMw", [file_chat_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jaGF0L2ludGVybmFsL3YxL3BpcGVsaW5lLnByb3RvEhBjaGF0LmludGVybmFsLnYxIrQCChBNZXNzYWdlU3VibWl0dGVkEhIKCm1lc3NhZ2VfaWQYASABKAQSFQoNY2xpZW50X21zZ19pZBgCIAEoCRISCgpjaGFubmVsX2lkGAMgASgEEhYKDnNlbmRlcl91c2VyX2lkGAQgASgEEhgKEHNlbmRlcl9kZXZpY2VfaWQYBSABKAQSDAoEdGV4dBgGIAEoCRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRhcmdldF9zZXEYCCABKAQSDwoHZGVsZXRlZBgJIAEoCBIUCgxyZXBseV90b19zZXEYCiABKAQSEAoIcmVhY3Rpb24YCyABKAgSIgoEbm90ZRgMIAEoCzIULmNoYXQudjEuQ2hhbm5lbE5vdGUiiAEKC0luYm94QXBwZW5kEg8KB3VzZXJfaWQYASABKAQSIQoHbWVzc2FnZRgCIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIZChFlbXB0eV9tZXNzYWdlX2lkcxgDIAMoBBIOCgZub3RpZnkYBCABKAgSGgoSZGVsZXRlZF9tZXNzYWdlX2lkGAUgASgEIrICChVOb3RpZmljYXRpb25SZXF1ZXN0ZWQSDwoHdXNlcl9pZBgBIAEoBBIhCgdtZXNzYWdlGAIgASgLMhAuY2hhdC52MS5NZXNzYWdlEhMKC3NlbmRlcl9uYW1lGAMgASgJEhUKDWNoYW5uZWxfdGl0bGUYBCABKAkSEQoJbWVudGlvbmVkGAUgASgIEiQKCndpdGhkcmF3YWwYBiABKAsyEC5jaGF0LnYxLk1lc3NhZ2USHgoEZWRpdBgHIAEoCzIQLmNoYXQudjEuTWVzc2FnZRIbCg5lZGl0X21lbnRpb25lZBgIIAEoCEgAiAEBEjAKBHJlYWQYCSABKAsyIi5jaGF0LmludGVybmFsLnYxLk5vdGlmaWNhdGlvblJlYWRCEQoPX2VkaXRfbWVudGlvbmVkIjMKEE5vdGlmaWNhdGlvblJlYWQSEgoKY2hhbm5lbF9pZBgBIAEoBBILCgNzZXEYAiABKAQiNgoPUHJlc2VuY2VDaGFuZ2VkEiMKCHByZXNlbmNlGAEgASgLMhEuY2hhdC52MS5QcmVzZW5jZWIGcHJvdG8z", [file_chat_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * MessageSubmitted is produced by a chat server once a send passed
@@ -142,6 +142,19 @@ export type InboxAppend = Message<"chat.internal.v1.InboxAppend"> & {
    * @generated from field: bool notify = 4;
    */
   notify: boolean;
+
+  /**
+   * On a delete's entry, in the part whose empty_message_ids name it: the
+   * deleted message itself, whose copy in this inbox is marked deleted as it
+   * is emptied (as chatd marks it), so a device syncing from its cursor finds
+   * it deleted in its place and not as an empty message until the delete's
+   * entry after it. Its edits' copies are only emptied. Zero from a pipeline
+   * built before it: every named copy is then only emptied, as before; an
+   * InboxWriter built before it ignores it and does the same.
+   *
+   * @generated from field: uint64 deleted_message_id = 5;
+   */
+  deletedMessageId: bigint;
 };
 
 /**

@@ -74,6 +74,16 @@ export interface InboxAppend {
    * never reach the notifier.
    */
   notify: boolean;
+  /**
+   * On a delete's entry, in the part whose empty_message_ids name it: the
+   * deleted message itself, whose copy in this inbox is marked deleted as it
+   * is emptied (as chatd marks it), so a device syncing from its cursor finds
+   * it deleted in its place and not as an empty message until the delete's
+   * entry after it. Its edits' copies are only emptied. Zero from a pipeline
+   * built before it: every named copy is then only emptied, as before; an
+   * InboxWriter built before it ignores it and does the same.
+   */
+  deletedMessageId: bigint;
 }
 
 /**
@@ -462,7 +472,7 @@ export const MessageSubmitted: MessageFns<MessageSubmitted> = {
 };
 
 function createBaseInboxAppend(): InboxAppend {
-  return { userId: 0n, message: undefined, emptyMessageIds: [], notify: false };
+  return { userId: 0n, message: undefined, emptyMessageIds: [], notify: false, deletedMessageId: 0n };
 }
 
 export const InboxAppend: MessageFns<InboxAppend> = {
@@ -488,6 +498,12 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     }
     if (message.notify !== false) {
       writer.uint32(32).bool(message.notify);
+    }
+    if (message.deletedMessageId !== 0n) {
+      if (BigInt.asUintN(64, message.deletedMessageId) !== message.deletedMessageId) {
+        throw new globalThis.Error("value provided for field message.deletedMessageId of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.deletedMessageId);
     }
     return writer;
   },
@@ -547,6 +563,14 @@ export const InboxAppend: MessageFns<InboxAppend> = {
             message.notify = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deletedMessageId = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -569,6 +593,11 @@ export const InboxAppend: MessageFns<InboxAppend> = {
         ? object.empty_message_ids.map((e: any) => BigInt(e))
         : [],
       notify: isSet(object.notify) ? globalThis.Boolean(object.notify) : false,
+      deletedMessageId: isSet(object.deletedMessageId)
+        ? BigInt(object.deletedMessageId)
+        : isSet(object.deleted_message_id)
+        ? BigInt(object.deleted_message_id)
+        : 0n,
     };
   },
 
@@ -586,6 +615,9 @@ export const InboxAppend: MessageFns<InboxAppend> = {
     if (message.notify !== false) {
       obj.notify = message.notify;
     }
+    if (message.deletedMessageId !== 0n) {
+      obj.deletedMessageId = message.deletedMessageId.toString();
+    }
     return obj;
   },
 
@@ -600,6 +632,9 @@ export const InboxAppend: MessageFns<InboxAppend> = {
       : undefined;
     message.emptyMessageIds = object.emptyMessageIds?.map((e) => BigInt(e)) || [];
     message.notify = object.notify ?? false;
+    message.deletedMessageId = (object.deletedMessageId !== undefined && object.deletedMessageId !== null)
+      ? BigInt(object.deletedMessageId)
+      : 0n;
     return message;
   },
 };
