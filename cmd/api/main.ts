@@ -24,6 +24,7 @@ import { closableHttp2, createPublicHttpServer, drainHttpServer, startPublicOps 
 import { createLogger } from "../../internal/observability/logger.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
+import { publishReadMarks } from "../../internal/push/records.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
 import { corsHeaders } from "../chatd/cors.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
@@ -110,6 +111,8 @@ const apiDeps: ApiDeps & PushApiDeps = {
     },
   },
   sessions,
+  // A read mark that moved withdraws the pushes the notifier still holds of what was read.
+  readMoved: publishReadMarks(queue),
   presence: presence.tracker,
   ...pushApi,
   ids,

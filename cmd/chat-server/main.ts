@@ -20,6 +20,7 @@ import { bindGrpc } from "../../internal/observability/listen.js";
 import { exitOnConfigError, exitOnListenError, exitOnStartTimeout, stopOnSignalsFromStart } from "../shared.js";
 import { advertisedAddress, readChatServerConfig, sessionLimitsOf } from "./config.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
+import { publishReadMarks } from "../../internal/push/records.js";
 import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 exitOnStartTimeout("chat-server");
@@ -63,6 +64,8 @@ const chat = new ChatServer({
   revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
   blocks,
   log: storage.messages,
+  // A read mark that moved withdraws the pushes the notifier still holds of what was read.
+  readMoved: publishReadMarks(queue),
   limits: sessionLimitsOf(config),
   logger,
   metrics,

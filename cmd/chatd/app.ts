@@ -44,7 +44,7 @@ import { Notifier } from "../../internal/push/notifier.js";
 import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { notifierEngineErrors, pushMetrics } from "../../internal/push/metrics.js";
-import { channelMutes, publishOfflineNotifications } from "../../internal/push/records.js";
+import { channelMutes, publishOfflineNotifications, publishReadMarks } from "../../internal/push/records.js";
 import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
@@ -125,6 +125,8 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   const blocks = new BlockCache(storage.accounts);
   const pipeline = pipelineMetrics(registry, queue, [[ConsumerGroups.notifier, Topics.notifications]]);
   const onOffline = publishOfflineNotifications({ queue, accounts: storage.accounts, channels: storage.channels });
+  // A read mark that moved withdraws the pushes the notifier still holds of what was read.
+  const readMarks = publishReadMarks(queue);
   const submitter = new DirectSubmitter({
     channels: storage.channels,
     blocks,
@@ -152,6 +154,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
     revoked: (userId, deviceId) => signedOutReason(storage.accounts, userId, deviceId),
     blocks,
     log: storage.messages,
+    readMoved: readMarks,
     limits: {
       framesPerSecond: config.framesPerSecond,
       frameBurst: config.frameBurst,
@@ -222,6 +225,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
     // The chat server forgets the pair in the shared cache, and checks presence between the pair for a while.
     blocks: { forget: (a: bigint, b: bigint) => chat.forgetBlock(a, b) },
     sessions: chat,
+    readMoved: readMarks,
     presence,
     ...pushApi,
     ids,

@@ -33,6 +33,11 @@ export interface ApiDeps {
    */
   blocks?: { forget(a: Id, b: Id): void | Promise<void> };
   sessions: SessionDirectory;
+  /**
+   * Told once each time MarkRead moves a user's read mark (publishReadMarks): the notifier drops the
+   * pushes it still holds of what was read. Without it none are.
+   */
+  readMoved?: (userId: Id, channelId: Id, seq: bigint) => Promise<void>;
   ids: IdGenerator;
   signer: TokenSigner;
   verifier: TokenVerifier;

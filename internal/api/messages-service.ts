@@ -60,6 +60,7 @@ function searchWords(query: string): string[] {
 export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof MessageService>> {
   // The routes unreadable fail every MarkRead's push: one line for them, not one each.
   const receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
+  const readMarkPublishFailed = new ThrottledWarning({ logger: deps.logger, message: "read mark not told to the notifier: held pushes of what was read may still go" });
   // Read marks stored whose fan-out never started ("channel:user"): the member list failed to read after the
   // write and the call was refused. Its retry moves nothing, so without this it told the reader alone.
   const untoldReads = new LruMap<string, true>(10_000);
@@ -170,6 +171,11 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
       // message moved the other members' view of them back.
       // The reader's alone is asked of (sentAfter), beside the member list the receipt goes to: membersAsRead
       // read that list a second time, and every member's newest message, at every read mark.
+      // Once per move, beside the receipt's reads: best effort, as a push is; a failure refuses nothing.
+      const toldNotifier =
+        readSeq > member.readSeq && deps.readMoved
+          ? deps.readMoved(me, channel.channelId, readSeq).catch((e: unknown) => readMarkPublishFailed.warn({ err: e }))
+          : undefined;
       let audience = [me];
       const untold = `${channel.channelId}:${me}`;
       if (readSeq > member.readSeq || untoldReads.peek(untold) !== undefined) {
@@ -187,6 +193,7 @@ export function messageService(deps: ApiDeps): Partial<ServiceImpl<typeof Messag
         kind: { case: "receipt", value: create(ReceiptEventSchema, { channelId: channel.channelId, userId: me, seq: readSeq }) },
       });
       await deps.sessions.pushToUsers(audience, frame).catch((e: unknown) => receiptPushFailed.warn({ err: e }));
+      await toldNotifier;
       return { readSeq };
     },
   };

@@ -145,6 +145,11 @@ export interface ChatServerDeps {
    * that moves the stored position goes to all the members.
    */
   log?: Pick<MessageLog, "latest" | "lastSentBy">;
+  /**
+   * Told once each time a user's read mark moves (publishReadMarks): the notifier drops the pushes it
+   * still holds of what was read. Without it none are.
+   */
+  readMoved?: (userId: Id, channelId: Id, seq: bigint) => Promise<void>;
   limits?: Partial<SessionLimits>;
   logger?: Logger;
   metrics?: ChatServerMetrics;
@@ -171,6 +176,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
   private readonly routeChangeFailed: Record<"add" | "remove", ThrottledWarning>;
   /** And every read receipt's fan-out. */
   private readonly receiptPushFailed: ThrottledWarning;
+  private readonly readMarkPublishFailed: ThrottledWarning;
   /** And every frame whose store did not answer (answered UNAVAILABLE). */
   readonly frameEngineFailed: EngineOutageWarning;
   /** And every moved receipt's read of the reader's own newest message, the message log away. */
@@ -283,6 +289,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
       remove: new ThrottledWarning({ logger: deps.logger, message: "could not remove a route" }),
     };
     this.receiptPushFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt push failed" });
+    this.readMarkPublishFailed = new ThrottledWarning({ logger: deps.logger, message: "read mark not told to the notifier: held pushes of what was read may still go" });
     this.frameEngineFailed = new EngineOutageWarning({ logger: deps.logger, message: "session frame refused: a store did not answer" });
     this.receiptOwnReadFailed = new ThrottledWarning({ logger: deps.logger, message: "receipt: could not read the reader's own newest message" });
     this.heldPresenceDropped = new ThrottledWarning({
@@ -682,6 +689,11 @@ export class ChatServer implements SessionHost, SessionDirectory {
     // the others are shown (ListMembers counts the reader's own message as read), and told, it moved their
     // view of the reader back (a device behind the one that sent). Only the reader's devices hear it.
     const untold = `${channelId}:${userId}`;
+    // Once per move, beside the receipt's reads: best effort, as a push is; a failure refuses nothing.
+    const toldNotifier =
+      readSeq > member.readSeq && this.deps.readMoved
+        ? this.deps.readMoved(userId, channelId, readSeq).catch((err: unknown) => this.readMarkPublishFailed.warn({ err, userId: String(userId) }))
+        : undefined;
     const moved = readSeq > member.readSeq || this.untoldReads.peek(untold) !== undefined;
     let members: readonly Id[] = [userId];
     if (moved) {
@@ -699,6 +711,7 @@ export class ChatServer implements SessionHost, SessionDirectory {
     await (this.deps.directory ?? this)
       .pushToUsers(members, create(ServerFrameSchema, { kind: { case: "receipt", value: { channelId, userId, seq: readSeq } } }))
       .catch((err: unknown) => this.receiptPushFailed.warn({ err, userId: String(userId) }));
+    await toldNotifier;
   }
 
   /**
