@@ -372,9 +372,10 @@ describe("chat-cli follow through a connection that drops", function () {
     }, "the ack stored");
 
     h.proxy.restore();
-    await follower.said(/reconnected/);
+    // Both: a follower that reconnects after "third" is sent reads it first, and prints the changes after it.
+    await Promise.all([follower.said(/reconnected/), scripted.said(/reconnected/)]);
     // Each was lost: no replay brought it, and the history read after a reconnect looked only past #2.
-    await follower.printed("✗ #2 deleted\n");
+    await Promise.all([follower.printed("✗ #2 deleted\n"), scripted.printed('"change":"delete"')]);
     await peer.api.messages.sendMessage({ channelId, clientMsgId: "e5", text: "third" });
     await follower.printed("third\n");
     assert.match(follower.out, /#1 \S+: first\n\[[^\]]+\] #2 \S+: second\n✎ #1 edited: first, fixed\n✗ #2 deleted\n\[[^\]]+\] #3 \S+: third\n$/);
