@@ -398,4 +398,33 @@ describe("distributed mode: presence and push across processes", function () {
       await hung.stop();
     }
   });
+
+  it("gives up a push waiting on its retry when its chat is read, by MarkRead at the api or a receipt at a chat server (read records on Kafka)", async () => {
+    // Its own push service: the Retry-After below holds its endpoints, nothing of the other tests'.
+    const limited = await new PushReceiver().start();
+    try {
+      const reads = async () => (await scrapeMetric(metricsOf(notifier), "chat_push_skipped_total", 'reason="read"')) ?? 0;
+      const before = await reads();
+      // The first try refused with a Retry-After of a minute: the read comes long before the retry.
+      const refusedOnce = { kind: "failFirst", times: 1, status: 429, retryAfterSeconds: 60 } as const;
+      const viaApi = await pair(limited, refusedOnce);
+      assert.equal((await viaApi.a.device.send(viaApi.channelId, "read at the api")).kind.case, "sendAck");
+      await waitFor(() => limited.pushesTo(viaApi.sub).length === 1, "the first try", 30_000);
+      assert.equal((await viaApi.bob.api.messages.markRead({ channelId: viaApi.channelId, seq: 1n })).readSeq, 1n);
+      await waitFor(async () => (await reads()) === before + 1, "the retry given up at MarkRead", 30_000);
+
+      const viaReceipt = await pair(limited, refusedOnce);
+      assert.equal((await viaReceipt.a.device.send(viaReceipt.channelId, "read on the laptop")).kind.case, "sendAck");
+      await waitFor(() => limited.pushesTo(viaReceipt.sub).length === 1, "the first try", 30_000);
+      const laptop = await open(gateways[1]!, viaReceipt.bob.devices[0]!.token);
+      laptop.device.sendFrame({ kind: { case: "read", value: { channelId: viaReceipt.channelId, seq: 1n } } });
+      await waitFor(() => laptop.device.frames.find((f) => f.kind.case === "receipt" && f.kind.value.seq === 1n), "the receipt of the read", 30_000);
+      await laptop.close();
+      await waitFor(async () => (await reads()) === before + 2, "the retry given up at the receipt", 30_000);
+      await notifierSettled(metricsOf(notifier), 30_000, 100);
+      assert.deepEqual([limited.pushesTo(viaApi.sub).length, limited.pushesTo(viaReceipt.sub).length], [1, 1], "only the refused first tries");
+    } finally {
+      await limited.stop();
+    }
+  });
 });
