@@ -107,9 +107,10 @@ A call unanswered for 15 s is given up (follow asks again; a change so given up 
 have been made or not, as the error says); $CHAT_CLI_CALL_TIMEOUT_MS (100 to 15000 ms)
 gives up sooner.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not signed in; 130 (Ctrl+C) or 143 (SIGTERM)
-with a line saying so when a send, edit, delete, reaction or group was interrupted
-before the server answered: it may have been taken or not. A signup or login
-interrupted is saved first (a second Ctrl+C stops at once).`;
+with a line saying so when a send, edit, delete, reaction, group, a group's change
+(add, remove, rename, leave, admin, invite --reset/--revoke, join), a block, a clear
+or a logout was interrupted before the server answered: it may have been taken or
+not. A signup or login interrupted is saved first (a second Ctrl+C stops at once).`;
 
 const OPTIONS = {
   server: { type: "string" },
@@ -362,12 +363,22 @@ async function logout(values: Values): Promise<void> {
   }
   if (!login) return values.json ? json({ username: null, confirmed: false }) : out("Not logged in.");
   let confirmed = true;
+  // Interrupted, the login is kept: the person stopped the logout, and the device may still be signed in; a logout run again ends it either way.
+  const interrupted = (signal: NodeJS.Signals) => {
+    warn(`chat-cli: interrupted before the server answered: the device may have been signed out or not; the login is kept here: chat-cli logout ends it`);
+    process.exit(exitCodeOf(signal));
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   try {
     await new Session(store, login).api.auth.logout({});
   } catch (err) {
     // The server may be gone or the device already revoked: forget it locally all the same.
     warn(`server did not confirm the logout (${describe(err)}); credentials removed anyway`);
     confirmed = false;
+  } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
   }
   store.remove();
   if (values.json) return json({ username: login.username, deviceId: login.deviceId, confirmed });
@@ -739,7 +750,11 @@ async function addCommand(args: string[], values: Values): Promise<void> {
   }
   // Who is in already, to say so: the server adds the others and says nothing of them.
   const before = new Set((await s.api.channels.listMembers({ channelId })).members.map((m) => m.userId));
-  const c = (await s.api.channels.addMembers({ channelId, userIds: wanted.map((u) => u.userId) })).channel!;
+  const c = (
+    await unsureIfInterrupted(`the add may have been made or not; see chat-cli members ${shellWord(ref)}`, () =>
+      s.api.channels.addMembers({ channelId, userIds: wanted.map((u) => u.userId) }),
+    )
+  ).channel!;
   const added = wanted.filter((u) => !before.has(u.userId));
   const already = wanted.filter((u) => before.has(u.userId));
   if (values.json) {
@@ -759,7 +774,9 @@ async function removeCommand(args: string[], values: Values): Promise<void> {
   const group = await s.resolveChannel(ref);
   const user = await s.findUser(who);
   if (user.userId === s.userId) throw new CliError(`that is you; to leave the group: chat-cli leave ${ref}`, 2);
-  await s.api.channels.removeMember({ channelId: group.channelId, userId: user.userId });
+  await unsureIfInterrupted(`@${user.username} may have been removed or not; see chat-cli members ${shellWord(ref)}`, () =>
+    s.api.channels.removeMember({ channelId: group.channelId, userId: user.userId }),
+  );
   if (values.json) return json({ channelId: group.channelId, userId: user.userId, username: user.username });
   out(`removed @${user.username} from "${await s.channelName(group)}"`);
 }
@@ -769,7 +786,7 @@ async function leave(args: string[], values: Values): Promise<void> {
   if (!ref || ref.startsWith("@") || extra !== undefined) throw new CliError("usage: chat-cli leave <group>", 2);
   const s = session();
   const group = await s.resolveChannel(ref);
-  await s.api.channels.leaveGroup({ channelId: group.channelId });
+  await unsureIfInterrupted(`you may have left the group or not; see chat-cli chats`, () => s.api.channels.leaveGroup({ channelId: group.channelId }));
   if (values.json) return json({ channelId: group.channelId, title: group.title });
   out(`left "${await s.channelName(group)}"`);
 }
@@ -782,7 +799,9 @@ async function rename(args: string[], values: Values): Promise<void> {
   const s = session();
   const group = await s.resolveChannel(ref);
   // Whether the title fits (1 to 128 characters) is the server's call.
-  const c = (await s.api.channels.updateGroup({ channelId: group.channelId, title })).channel!;
+  const c = (
+    await unsureIfInterrupted(`the new title may have been set or not; see chat-cli chats`, () => s.api.channels.updateGroup({ channelId: group.channelId, title }))
+  ).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title, previousTitle: group.title });
   out(c.title === group.title ? `"${c.title}" is the group's title already` : `renamed "${group.title}" to "${c.title}"`);
 }
@@ -798,7 +817,9 @@ async function roleCommand(command: "admin" | "unadmin", args: string[], values:
   // Their role before, to say when nothing changed: the server changes nothing then and says nothing of it.
   const was = (await s.api.channels.listMembers({ channelId })).members.find((m) => m.userId === user.userId)?.role;
   // Who may (the owner), and whom (not the owner), is the server's call, with its reason.
-  await s.api.channels.setMemberRole({ channelId, userId: user.userId, role });
+  await unsureIfInterrupted(`the role of @${user.username} may have been changed or not; see chat-cli members ${shellWord(ref)}`, () =>
+    s.api.channels.setMemberRole({ channelId, userId: user.userId, role }),
+  );
   if (values.json) return json({ channelId, userId: user.userId, username: user.username, role: roleName(role), changed: was !== role });
   const name = await s.channelName(group);
   const what = role === MemberRole.ADMIN ? "an admin" : "a plain member";
@@ -814,11 +835,13 @@ async function invite(args: string[], values: Values): Promise<void> {
   const group = await s.resolveChannel(ref);
   const { channelId } = group;
   if (values.revoke) {
-    await s.api.channels.revokeInviteLink({ channelId });
+    await unsureIfInterrupted(`the invite link may have been turned off or not; to be sure: chat-cli invite ${shellWord(ref)} --revoke`, () => s.api.channels.revokeInviteLink({ channelId }));
     if (values.json) return json({ channelId, code: null, url: null });
     return out(`turned off the invite link of ${await s.channelName(group)}: nobody can join with it now`);
   }
-  const { code } = await s.api.channels.getInviteLink({ channelId, reset: values.reset });
+  // Only a reset changes anything: a plain ask shows the link (made on the first ask, which asking again finds).
+  const ask = () => s.api.channels.getInviteLink({ channelId, reset: values.reset });
+  const { code } = values.reset ? await unsureIfInterrupted(`a new invite link may have been made (the old one no longer working) or not; see chat-cli invite ${shellWord(ref)}`, ask) : await ask();
   const url = `${s.login.server}/#/join/${code}`;
   if (values.json) return json({ channelId, code, url });
   out(`${values.reset ? "new invite link (the old one no longer works)" : "invite link"} of ${await s.channelName(group)}: ${url}`);
@@ -829,7 +852,7 @@ async function join(args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref || extra !== undefined) throw new CliError("usage: chat-cli join <invite-link|code>", 2);
   const s = session();
-  const c = (await s.api.channels.joinByInvite({ code: inviteCode(ref) })).channel!;
+  const c = (await unsureIfInterrupted(`you may have joined the group or not; see chat-cli chats`, () => s.api.channels.joinByInvite({ code: inviteCode(ref) }))).channel!;
   if (values.json) return json({ channelId: c.channelId, title: c.title });
   out(`joined "${c.title}" (channel ${c.channelId}, ${memberCount(c)})`);
 }
@@ -845,8 +868,10 @@ async function blockCommand(command: "block" | "unblock", args: string[], values
   if (!ref?.startsWith("@") || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <@user>`, 2);
   const s = session();
   const user = await s.findUser(ref);
-  if (command === "block") await s.api.users.blockUser({ userId: user.userId });
-  else await s.api.users.unblockUser({ userId: user.userId });
+  await unsureIfInterrupted(`@${user.username} may have been ${command}ed or not; see chat-cli blocked`, async () => {
+    if (command === "block") await s.api.users.blockUser({ userId: user.userId });
+    else await s.api.users.unblockUser({ userId: user.userId });
+  });
   if (values.json) return json({ userId: user.userId, username: user.username, blocked: command === "block" });
   out(`${command}ed @${user.username}`);
 }
@@ -904,7 +929,7 @@ async function clearCommand(args: string[], values: Values): Promise<void> {
   if (!ref || extra !== undefined) throw new CliError("usage: chat-cli clear <channel-id|@username>", 2);
   const s = session();
   const { channelId } = await s.resolveChannel(ref);
-  const c = (await s.api.channels.clearHistory({ channelId })).channel!;
+  const c = (await unsureIfInterrupted(`the history may have been cleared or not; see chat-cli history ${shellWord(ref)}`, () => s.api.channels.clearHistory({ channelId }))).channel!;
   const name = await s.channelName(c);
   if (values.json) return json({ channelId, name, clearedThroughSeq: c.clearedThroughSeq });
   out(c.clearedThroughSeq === 0n ? `nothing to clear in ${name}` : `cleared the history of ${name} for you, through #${c.clearedThroughSeq} (the others keep theirs)`);
