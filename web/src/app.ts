@@ -6,7 +6,7 @@ import { ChannelKind, ChannelNoteKind, ChannelSchema, ErrorCode, MemberRole, Pre
 import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
-import { avatar, h, morph, placeChildren, replaceChildren, type Modal } from "./dom.js";
+import { avatar, bidi, h, isolate, isolateIfBidi, morph, placeChildren, replaceChildren, type Modal } from "./dom.js";
 import { codePoints, excerpt, lastSeen, preview, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
@@ -350,8 +350,8 @@ export class ChatApp {
           h(
             "button",
             { type: "button", class: "find-hit", "data-testid": "find-hit", "data-seq": String(m.seq), onclick: () => void this.jumpTo(m.seq) },
-            h("span", { class: "muted" }, `${this.name(m.senderUserId)} ·`),
-            excerpt(m.text, query.split(/\s+/)),
+            h("span", { class: "muted" }, bidi(this.name(m.senderUserId)), " ·"),
+            bidi(excerpt(m.text, query.split(/\s+/))),
             m.editedAt ? h("span", { class: "muted find-edited", "data-testid": "find-edited" }, "(edited)") : null,
           ),
         );
@@ -490,7 +490,7 @@ export class ChatApp {
     if (!c || c.kind !== ChannelKind.DIRECT || !this.blocked) return;
     const peer = c.peerUserId;
     const blocking = !this.blocked.has(key(peer));
-    if (blocking && !window.confirm(`Block ${this.name(peer)}? Neither of you can message the other here, and they stop seeing when you are online.`)) return;
+    if (blocking && !window.confirm(`Block ${isolate(this.name(peer))}? Neither of you can message the other here, and they stop seeing when you are online.`)) return;
     try {
       if (blocking) await this.api.users.blockUser({ userId: peer });
       else await this.api.users.unblockUser({ userId: peer });
@@ -1690,7 +1690,7 @@ export class ChatApp {
   private confirmDelete(m: Message): void {
     const open = this.open;
     if (!open || m.deleted || isNote(m)) return;
-    const whose = m.senderUserId === this.me ? "this message" : `${this.name(m.senderUserId)}’s message`;
+    const whose = m.senderUserId === this.me ? "this message" : `${isolate(this.name(m.senderUserId))}’s message`;
     if (!window.confirm(`Delete ${whose} for everyone? This cannot be undone.`)) return;
     const e = this.editing;
     if (e && e.channelId === open.id && e.seq === m.seq) this.endEdit();
@@ -1940,7 +1940,9 @@ export class ChatApp {
   }
 
   private noteText(m: Message & { note: ChannelNote }): string {
-    return noteSentence(m.note, this.name(m.senderUserId), (id) => this.name(id), this.me);
+    // Each name and a new title isolated in the sentence (as a string: the chat list shows it too, cut to a line).
+    const note = m.note.title ? { ...m.note, title: isolateIfBidi(m.note.title) } : m.note;
+    return noteSentence(note, isolateIfBidi(this.name(m.senderUserId)), (id) => isolateIfBidi(this.name(id)), this.me);
   }
 
   private channelName(c: Channel): string {
@@ -2055,7 +2057,7 @@ export class ChatApp {
     const c = this.channels.get(key(open.id));
     if (!c) return;
     const name = this.channelName(c);
-    replaceChildren(this.ui.chatTitle, name);
+    replaceChildren(this.ui.chatTitle, bidi(name));
     const pic = avatar(name, c.kind === ChannelKind.DIRECT ? c.peerUserId.toString() : c.channelId.toString(), c.kind === ChannelKind.GROUP ? "group" : "");
     this.ui.chatAvatar.replaceWith(pic);
     this.ui.chatAvatar = pic;
@@ -2093,7 +2095,7 @@ export class ChatApp {
       const online = open.members.filter((id) => id !== this.me && this.presenceOf(id)?.status === PresenceStatus.ONLINE).length;
       delete status.dataset.presence;
       replaceChildren(status, `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}${online > 0 ? `, ${online} online` : ""}`);
-      status.title = open.members.map((id) => this.name(id)).join(", ");
+      status.title = open.members.map((id) => isolate(this.name(id))).join(", ");
     }
   }
 
@@ -2218,7 +2220,7 @@ export class ChatApp {
     this.ui.replyBar.hidden = !started;
     if (!open || !started) return;
     const m = this.shownMessages(open).messages.find((x) => x.seq === started.seq) ?? this.quotes.get(quoteKey(open.id, started.seq)) ?? started;
-    replaceChildren(this.ui.replyName, `Replying to ${m.senderUserId === this.me ? "yourself" : this.name(m.senderUserId)}:`);
+    replaceChildren(this.ui.replyName, "Replying to ", m.senderUserId === this.me ? "yourself" : bidi(this.name(m.senderUserId)), ":");
     replaceChildren(this.ui.replyPreview, quoteExcerpt(m));
   }
 
@@ -2300,7 +2302,9 @@ export class ChatApp {
   private renderTyping(): void {
     const open = this.open;
     const who = open ? [...(this.typing.get(key(open.id))?.keys() ?? [])].map((u) => this.name(BigInt(u))) : [];
-    this.ui.typing.textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.slice(0, -1).join(", ")} and ${who.at(-1)} are typing…`;
+    // Each name isolated: a U+202E in one reordered the rest of the line.
+    const names = who.map((n, i) => (i === 0 ? [bidi(n)] : [i === who.length - 1 ? " and " : ", ", bidi(n)]));
+    replaceChildren(this.ui.typing, ...(who.length === 0 ? [] : [...names, who.length === 1 ? " is typing…" : " are typing…"]));
   }
 
   private renderCounter(): void {

@@ -35,6 +35,65 @@ function append(el: Node, children: Child[]): void {
   }
 }
 
+/** Where one embedding (LRE, RLE, LRO, RLO) or isolate (LRI, RLI, FSI) starts, and the two characters that end them. */
+const EMBED = /[\u202a\u202b\u202d\u202e]/;
+const ISOLATE = /[\u2066\u2067\u2068]/;
+const PDF = "\u202c";
+const PDI = "\u2069";
+
+/**
+ * `text` with its bidi controls balanced: each embedding, override or
+ * isolate it opens is closed at its end, and a closer that closes nothing of
+ * its own is dropped. A sender's U+202E then stops at the end of their name
+ * or message; and an isolate around it (`<bdi>`, `dir`, which Chromium makes
+ * FSI ... PDI in the line's text) cannot be ended early by a U+2069 in it,
+ * after which an override in the rest reordered the line to its end.
+ */
+export function balanced(text: string): string {
+  if (!/[\u202a-\u202e\u2066-\u2069]/.test(text)) return text;
+  const open: string[] = [];
+  let out = "";
+  for (const c of text) {
+    if (EMBED.test(c) || ISOLATE.test(c)) open.push(c);
+    else if (c === PDF) {
+      // Closes the innermost embedding, never across an isolate (as the bidi algorithm has it).
+      if (open.length === 0 || !EMBED.test(open.at(-1)!)) continue;
+      open.pop();
+    } else if (c === PDI) {
+      // Closes the innermost isolate and every embedding inside it.
+      let at = open.length - 1;
+      while (at >= 0 && !ISOLATE.test(open[at]!)) at--;
+      if (at < 0) continue;
+      open.length = at;
+    }
+    out += c;
+  }
+  for (let i = open.length - 1; i >= 0; i--) out += ISOLATE.test(open[i]!) ? PDI : PDF;
+  return out;
+}
+
+/** `text` as an isolate of its own inside a longer string (a tooltip, a confirm): FSI, the text balanced, PDI. */
+export function isolate(text: string): string {
+  return `\u2068${balanced(text)}${PDI}`;
+}
+
+/** A right-to-left letter, or a bidi control (LRM, RLM and ALM aside: they reorder nothing past themselves). */
+const BIDI = /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u202a-\u202e\u2066-\u2069]|[\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
+
+/** `isolate(text)` where `text` could reorder what is around it, else `text` as it is (a string searched or compared stays plain). */
+export function isolateIfBidi(text: string): string {
+  return BIDI.test(text) ? isolate(text) : text;
+}
+
+/**
+ * Text someone else chose (a name, a title, a message) as an element of its
+ * own, isolated from what is around it and its direction its own: `<bdi>`
+ * inline, or `dir="auto"` on the given block.
+ */
+export function bidi<K extends keyof HTMLElementTagNameMap = "bdi">(text: string, tag?: K, attrs: Attrs = {}): HTMLElementTagNameMap[K] {
+  return h((tag ?? "bdi") as K, { dir: "auto", ...attrs }, balanced(text));
+}
+
 export function clear(el: Element): void {
   while (el.firstChild) el.removeChild(el.firstChild);
 }

@@ -1,5 +1,5 @@
 import type { ChannelNote, Message } from "../../../gen/es/chat/v1/types_pb.js";
-import { avatar, h } from "../dom.js";
+import { avatar, balanced, bidi, h, isolate, isolateIfBidi } from "../dom.js";
 import { clock, dayLabel, preview, sameDay, tsMs } from "../format.js";
 import { isNote, noteSentence } from "../notes.js";
 import { myReaction, REACTION_CHOICES, reactionGroups } from "../reactions.js";
@@ -104,12 +104,12 @@ export function messageList(input: MessageListInput): Node[] {
         h(
           "div",
           { class: "bubble" },
-          showSender ? h("div", { class: "sender" }, input.name(m.senderUserId)) : null,
+          showSender ? bidi(input.name(m.senderUserId), "div", { class: "sender" }) : null,
           // A deleted reply keeps no trace of what it answered, as it keeps no text.
           m.replyToSeq !== 0n && !m.deleted ? quote(m.replyToSeq, input) : null,
           m.deleted
             ? h("div", { class: "text deleted-note", "data-testid": "message-text" }, "This message was deleted")
-            : h("div", { class: "text", "data-testid": "message-text" }, ...linkify(m.text)),
+            : h("div", { class: "text", "data-testid": "message-text", dir: "auto" }, ...linkify(balanced(m.text))),
           m.deleted ? null : reactionChips(m, input),
           h(
             "div",
@@ -146,7 +146,7 @@ export function messageList(input: MessageListInput): Node[] {
           "div",
           { class: "bubble" },
           p.replyToSeq !== 0n ? quote(p.replyToSeq, input) : null,
-          h("div", { class: "text" }, ...linkify(p.text)),
+          h("div", { class: "text", dir: "auto" }, ...linkify(balanced(p.text))),
           h("div", { class: "meta" }, status),
         ),
       ),
@@ -162,13 +162,17 @@ const SEEN_NAMES = 3;
 function seenByLine(seen: NonNullable<MessageListInput["seenBy"]>): HTMLElement {
   const { names } = seen;
   const more = names.length - SEEN_NAMES;
-  const who = seen.everyone ? "everyone" : more > 0 ? `${names.slice(0, SEEN_NAMES).join(", ")} and ${more} other${more > 1 ? "s" : ""}` : names.join(", ");
-  return h("div", { class: "seen-by", "data-testid": "seen-by", title: names.join(", ") }, `Seen by ${who}`);
+  // Each name isolated: a member's U+202E reordered the names after it.
+  const list = (shown: string[]) => shown.flatMap((n, i) => (i === 0 ? [bidi(n)] : [", ", bidi(n)]));
+  const who = seen.everyone ? ["everyone"] : more > 0 ? [...list(names.slice(0, SEEN_NAMES)), ` and ${more} other${more > 1 ? "s" : ""}`] : list(names);
+  return h("div", { class: "seen-by", "data-testid": "seen-by", title: names.map(isolate).join(", ") }, "Seen by ", ...who);
 }
 
 /** A note as a quiet line across the list: no bubble, no actions (the server refuses any on a note), no ticks. */
 function noteLine(m: Message & { note: ChannelNote }, at: number, input: MessageListInput): HTMLElement {
-  const sentence = noteSentence(m.note, input.name(m.senderUserId), input.name, input.me);
+  // Each name and a new title an isolate of its own in the sentence: a U+202E in one reversed the rest of the line.
+  const note = m.note.title ? { ...m.note, title: isolateIfBidi(m.note.title) } : m.note;
+  const sentence = noteSentence(note, isolateIfBidi(input.name(m.senderUserId)), (id) => isolateIfBidi(input.name(id)), input.me);
   // The line is cut to one line on a narrow screen; the tooltip has it whole.
   return h("div", { class: "note-line", "data-testid": "note", "data-seq": m.seq.toString(), title: `${sentence} · ${new Date(at).toLocaleString()}` }, sentence);
 }
@@ -186,8 +190,8 @@ function quote(seq: bigint, input: MessageListInput): HTMLElement {
       title: "Show the message this replies to",
       onclick: () => input.jump(seq),
     },
-    q ? h("span", { class: "quote-sender", "data-testid": "quote-sender" }, input.name(q.senderUserId)) : null,
-    h("span", { class: "quote-text", "data-testid": "quote-text" }, q ? quoteExcerpt(q) : "a message"),
+    q ? bidi(input.name(q.senderUserId), "span", { class: "quote-sender", "data-testid": "quote-sender" }) : null,
+    q ? bidi(quoteExcerpt(q), "span", { class: "quote-text", "data-testid": "quote-text" }) : h("span", { class: "quote-text", "data-testid": "quote-text" }, "a message"),
   );
 }
 
@@ -202,7 +206,7 @@ function reactionChips(m: Message, input: MessageListInput): HTMLElement | null 
     "div",
     { class: "reactions", "data-testid": "reactions" },
     groups.map((g) => {
-      const who = g.userIds.map((id) => input.name(id)).join(", ");
+      const who = g.userIds.map((id) => isolate(input.name(id))).join(", ");
       return h(
         "button",
         {

@@ -1,5 +1,5 @@
 import { ChannelKind, PresenceStatus, type Channel, type Presence, type User } from "../../../gen/es/chat/v1/types_pb.js";
-import { avatar, h } from "../dom.js";
+import { avatar, bidi, h } from "../dom.js";
 import { preview, shortWhen, tsMs } from "../format.js";
 
 export interface ChannelRow {
@@ -28,12 +28,17 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
   const online = row.presence?.status === PresenceStatus.ONLINE;
   const pic = avatar(row.name, c.kind === ChannelKind.DIRECT ? c.peerUserId.toString() : c.channelId.toString(), c.kind === ChannelKind.GROUP ? "group" : "");
   if (c.kind === ChannelKind.DIRECT) pic.append(h("span", { class: `dot ${online ? "on" : ""}`, "data-testid": "channel-presence", "data-presence": online ? "online" : "offline" }));
-  let text: string;
-  if (row.typing) text = "typing…";
-  else if (row.lastNote) text = preview(row.lastNote);
-  else if (last) text = `${row.mine ? "You: " : row.senderName && c.kind === ChannelKind.GROUP ? `${row.senderName}: ` : ""}${last.deleted ? "This message was deleted" : preview(last.text)}`;
-  else if (c.clearedThroughSeq > 0n) text = "History cleared";
-  else text = c.kind === ChannelKind.GROUP ? `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}` : "No messages yet";
+  // A sender's name and their text each isolated: a U+202E in the name reversed the text after it.
+  let text: (string | HTMLElement)[];
+  if (row.typing) text = ["typing…"];
+  else if (row.lastNote) text = [preview(row.lastNote)];
+  else if (last)
+    text = [
+      ...(row.mine ? ["You: "] : row.senderName && c.kind === ChannelKind.GROUP ? [bidi(row.senderName), ": "] : []),
+      last.deleted ? "This message was deleted" : bidi(preview(last.text)),
+    ];
+  else if (c.clearedThroughSeq > 0n) text = ["History cleared"];
+  else text = [c.kind === ChannelKind.GROUP ? `${c.memberCount} member${c.memberCount === 1 ? "" : "s"}` : "No messages yet"];
   const unread = Number(c.unreadCount);
   // The marks are named in the row's own title, its tooltip anywhere over it: a press lands on the row's button, not on what it holds (style.css), so a mark's title would never show.
   const marks = [row.pinned ? "Pinned" : null, row.muted ? "Notifications off" : null, unread === 0 && row.markedUnread ? "Marked unread" : null].filter((m) => m !== null);
@@ -57,11 +62,11 @@ export function channelItem(row: ChannelRow, open: (id: bigint) => void): HTMLEl
       h(
         "span",
         { class: "channel-main" },
-        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, row.name), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.lastActivityAt) ?? tsMs(c.createdAt), row.now))),
+        h("span", { class: "channel-top" }, bidi(row.name, "span", { class: "channel-name" }), h("span", { class: "channel-when" }, shortWhen(tsMs(last?.sentAt) ?? tsMs(c.lastActivityAt) ?? tsMs(c.createdAt), row.now))),
         h(
           "span",
           { class: "channel-bottom" },
-          h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, text),
+          h("span", { class: `channel-last ${row.typing ? "is-typing" : last?.deleted ? "is-deleted" : row.lastNote ? "is-note" : ""}`, "data-testid": "channel-last" }, ...text),
           row.pinned ? h("span", { class: "pinned-mark", "data-testid": "channel-pinned", "aria-label": "pinned" }, "📌") : null,
           row.muted ? h("span", { class: "muted-mark", "data-testid": "channel-muted", "aria-label": "muted" }, "🔕") : null,
           unread > 0
@@ -101,7 +106,7 @@ export function userItem(user: User, pick: (u: User) => void, extra?: string): H
       h(
         "span",
         { class: "channel-main" },
-        h("span", { class: "channel-top" }, h("span", { class: "channel-name" }, name)),
+        h("span", { class: "channel-top" }, bidi(name, "span", { class: "channel-name" })),
         h("span", { class: "channel-bottom" }, h("span", { class: "channel-last" }, `@${user.username}${extra ? ` · ${extra}` : ""}`)),
       ),
     ),
