@@ -94,7 +94,14 @@ function plain(res: ServerResponse, status: number, text: string): void {
 
 function notBuilt(res: ServerResponse): void {
   res
-    .writeHead(503, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" })
+    .writeHead(503, {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      // The page's own headers: chatd's HTML, framed by another site or sniffed, all the same; it needs only its inline styles.
+      "x-content-type-options": "nosniff",
+      "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+      "referrer-policy": "no-referrer",
+    })
     .end(
       `<!doctype html><meta charset="utf-8"><title>Chat: web client not built</title>` +
         `<body style="font-family:system-ui;max-width:40rem;margin:3rem auto;padding:0 1rem">` +
