@@ -1134,12 +1134,28 @@ async function readPassword(values: Values, confirm: boolean): Promise<string> {
     if (!password) throw new CliError("no password on stdin (it was empty)", 2);
     return password;
   }
-  if (values["password-stdin"]) return promptHidden("Password: ");
+  if (values["password-stdin"]) return promptPassword();
   if (process.env.CHAT_PASSWORD) return process.env.CHAT_PASSWORD;
   if (!process.stdin.isTTY) throw new CliError("no password: use --password-stdin, set CHAT_PASSWORD, or run in a terminal", 2);
-  const first = await promptHidden("Password: ");
+  const first = await promptPassword();
   if (confirm && (await promptHidden("Password again: ")) !== first) throw new CliError("the passwords differ", 2);
   return first;
+}
+
+/** How many times Enter alone at the password prompt is asked again before giving up. */
+const EMPTY_PASSWORD_TRIES = 3;
+
+/**
+ * A password typed at the terminal, asked again when Enter alone was pressed: sent, the empty one was
+ * refused by the server as a wrong password, as if mistyped (a signup's as too short, or asked again to confirm).
+ */
+async function promptPassword(): Promise<string> {
+  for (let i = 1; ; i++) {
+    const answer = await promptHidden("Password: ");
+    if (answer) return answer;
+    if (i >= EMPTY_PASSWORD_TRIES) throw new CliError("no password given (empty three times); nothing was asked of the server", 2);
+    warn("the password is empty; type it (Ctrl+C cancels)");
+  }
 }
 
 /** Asks on the terminal without echoing what is typed. */

@@ -54,6 +54,31 @@ describe("chat-cli's password prompt", function () {
     assert.doesNotMatch(t.screen(), /cannot reach/);
   });
 
+  const prompts = (screen: string) => screen.split("Password: ").length - 1;
+
+  // Sent as it was, an empty password was refused by the server as a wrong one, as if mistyped.
+  it("asks again when Enter alone is typed at the prompt, and logs in with what is typed then", async () => {
+    const t = atTerminal("login", "someone");
+    await waitFor(() => prompts(t.screen()) >= 1, `the prompt (got: ${t.screen()})`);
+    t.child.stdin!.write("\r");
+    await waitFor(() => /the password is empty/.test(t.screen()) && prompts(t.screen()) >= 2, `the prompt again (got: ${t.screen()})`);
+    t.child.stdin!.write("pw-typed\r");
+    // Past the password: the login it was for, at a server nothing listens on.
+    assert.equal(await t.exited, 1, t.screen());
+    assert.match(t.screen(), /cannot reach the server/);
+  });
+
+  it("ends with exit 2, asking no server, after three empty passwords", async () => {
+    const t = atTerminal("signup", "someone");
+    for (let i = 1; i <= 3; i++) {
+      await waitFor(() => prompts(t.screen()) >= i, `prompt ${i} (got: ${t.screen()})`);
+      t.child.stdin!.write("\r");
+    }
+    assert.equal(await t.exited, 2, t.screen());
+    assert.match(t.screen(), /chat-cli: no password given \(empty three times\); nothing was asked of the server/);
+    assert.doesNotMatch(t.screen(), /cannot reach|Password again/);
+  });
+
   // Read as piped text, what was typed at the terminal was echoed there (its scrollback, a screen share) until Ctrl+D.
   it("does not echo a password typed at a terminal for --password-stdin", async () => {
     const t = atTerminal("login", "someone", "--password-stdin");
