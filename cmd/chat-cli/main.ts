@@ -1066,9 +1066,12 @@ function table(rows: string[][]): string {
   return cells.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : padEnd(cell, widths[i]!))).join("  ").trimEnd()).join("\n");
 }
 
-/** A text on one line, in at most `max` columns. */
+/**
+ * A text on one line, in at most `max` columns as printed: cut after its bidi controls are shown as their
+ * <U+202E> markers, which take 8 columns each; cut before, the column ran past `max` by 7 for each.
+ */
 function oneLine(text: string, max: number): string {
-  return truncated(text.replace(/\s+/g, " ").trim(), max);
+  return truncated(printable(text.replace(/\s+/g, " ").trim()), max);
 }
 
 function intOption(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {

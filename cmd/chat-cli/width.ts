@@ -68,15 +68,30 @@ export function padEnd(text: string, width: number): string {
   return text + " ".repeat(Math.max(0, width - displayWidth(text)));
 }
 
-/** `text` in at most `max` columns, cut (with "…") between whole characters: half an emoji or an accent without its letter is noise. */
+/** The marker a printed text shows a bidi control as ("<U+202E>", main.ts's `printable`). */
+const MARKER = /(<U\+[0-9A-F]{4,6}>)/;
+
+/** A text's pieces that are cut whole: each character, and each marker. */
+function* units(text: string): Generator<string> {
+  for (const [i, part] of text.split(MARKER).entries()) {
+    // split puts the markers it captured at the odd places.
+    if (i % 2 === 1) yield part;
+    else for (const { segment } of graphemes.segment(part)) yield segment;
+  }
+}
+
+/**
+ * `text` in at most `max` columns, cut (with "…") between whole characters: half an emoji or an accent
+ * without its letter is noise. So is half a "<U+202E>" marker: it is cut before or kept whole.
+ */
 export function truncated(text: string, max: number): string {
   if (displayWidth(text) <= max) return text;
   let cut = "";
   let width = 0;
-  for (const { segment } of graphemes.segment(text)) {
-    width += clusterWidth(segment);
+  for (const unit of units(text)) {
+    width += displayWidth(unit);
     if (width > max - 1) break;
-    cut += segment;
+    cut += unit;
   }
   return `${cut}…`;
 }

@@ -15,6 +15,7 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { displayWidth } from "../../cmd/chat-cli/width.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");
@@ -29,12 +30,23 @@ describe("chat-cli output of texts with bidi controls", function () {
   // U+202E shows "gpj.exe" as "exe.jpg"; the others each reorder what follows them up to a U+202C or U+2069.
   const text = `see invoice\u202egpj.exe ${BIDI}end`;
   const title = `ops\u202e (admin)`;
+  /** Last messages of a chat list: a control where a cut at 50 columns keeps it, and one where the cut falls inside its marker. */
+  const lasts = [`${"x".repeat(40)}\u202eabcdefghijklmnop`, `${"王".repeat(22)}y\u202eabcdefghijklmnop`];
 
   before(async () => {
     const routes = (router: ConnectRouter) => {
       router.service(ChannelService, {
         describeChannel: (req) => ({ channel: { channelId: req.channelId, kind: ChannelKind.GROUP, title, memberCount: 2 } }),
         leaveGroup: () => ({}),
+        listChannels: () => ({
+          channels: lasts.map((last, i) => ({
+            channelId: BigInt(20 + i),
+            kind: ChannelKind.GROUP,
+            title: `g${i}`,
+            memberCount: 2,
+            lastMessage: { channelId: BigInt(20 + i), seq: 1n, messageId: BigInt(30 + i), senderUserId: 5n, text: last, sentAt: timestampFromMs(Date.now()) },
+          })),
+        }),
       });
       router.service(MessageService, {
         listMessages: (req) => ({ messages: [{ channelId: req.channelId, seq: 1n, messageId: 11n, senderUserId: 5n, text, sentAt: timestampFromMs(Date.now()) }] }),
@@ -79,6 +91,21 @@ describe("chat-cli output of texts with bidi controls", function () {
     const r = await cli("leave", "7");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'left "ops<U+202E> (admin)"\n');
+  });
+
+  // Cut to 50 columns before the controls were escaped, the column ran past 50 by 7 for each marker, or ended in half of one.
+  it("cuts a chat's last message to 50 columns with its markers in, never through one", async () => {
+    const r = await cli("chats");
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trimEnd().split("\n").slice(1);
+    assert.equal(rows.length, 2, r.stdout);
+    const cut = rows.map((row) => row.slice(row.indexOf("mallory: ") + "mallory: ".length));
+    for (const c of cut) {
+      assert.ok(displayWidth(c) <= 50, `${c}: ${displayWidth(c)} columns`);
+      assert.doesNotMatch(c, /<(U(\+[0-9A-F]{0,4})?)?…$/, "half a marker");
+    }
+    assert.equal(cut[0], `${"x".repeat(40)}<U+202E>a…`);
+    assert.equal(cut[1], `${"王".repeat(22)}y…`);
   });
 
   // JSON lines are read at a terminal too (`| less`, a log): escaped as JSON allows, they parse back the same.

@@ -38,5 +38,7 @@ describe("chat-cli display width", () => {
     assert.equal(truncated("ab👨‍👩‍👧cd", 5), "ab👨‍👩‍👧…", "the family whole");
     assert.equal(truncated("ab👨‍👩‍👧cd", 4), "ab…", "or not at all");
     assert.equal(truncated("cafe\u0301s and more", 5), "cafe\u0301…", "the accent stays with its letter");
+    assert.equal(truncated("ab<U+202E>cdefghijk", 12), "ab<U+202E>c…", "a bidi control's marker whole");
+    assert.equal(truncated("ab<U+202E>cdefghijk", 9), "ab…", "or not at all");
   });
 });
