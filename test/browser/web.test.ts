@@ -746,6 +746,39 @@ describe("web client in headless Chromium", function () {
     await page.locator('[data-testid=message][data-seq="1"]', { hasText: "where is the spare key?" }).waitFor({ timeout: 10_000 });
   });
 
+  it("keeps a message's bidi controls to its text: a search hit's (edited) stays after it, and a right-to-left message reads from the right", async () => {
+    const kim = await signUp(chatd.httpUrl, "kim");
+    const lee = await signUp(chatd.httpUrl, "lee");
+    const channel = (await kim.api.channels.openDirect({ userId: lee.userId })).channel!;
+    await sendWithRetry(kim, channel.channelId, "first draft");
+    // The PDI first: it closes the isolate Chromium makes of a <bdi> early, and the override after it ran to the line's end.
+    await sendWithRetry(kim, channel.channelId, "needle \u2069\u202eevil", { editSeq: 1n });
+    await sendWithRetry(kim, channel.channelId, "مرحبا بالعالم");
+
+    const { page } = await newPage("lee");
+    await logInInPage(page, chatd.httpUrl, lee.username, lee.password);
+    await page.locator(`[data-testid=channel][data-channel-id="${channel.channelId}"]`).click();
+    const arabic = page.locator("[data-testid=message-text]", { hasText: "مرحبا" });
+    await arabic.waitFor({ timeout: 10_000 });
+    assert.equal(await arabic.evaluate((el) => getComputedStyle(el).direction), "rtl", "the message's own direction");
+
+    await page.getByTestId("find").fill("needle");
+    await page.getByTestId("find").press("Enter");
+    const hit = page.getByTestId("find-hit").filter({ hasText: "needle" });
+    await hit.getByTestId("find-edited").waitFor({ timeout: 10_000 });
+    const at = await hit.evaluate((el) => {
+      const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      let text: Text | null = null;
+      while (walker.nextNode()) if (walker.currentNode.textContent!.includes("evil")) text = walker.currentNode as Text;
+      const range = document.createRange();
+      const from = text!.data.indexOf("evil");
+      range.setStart(text!, from);
+      range.setEnd(text!, from + 4);
+      return { evil: range.getBoundingClientRect().right, edited: el.querySelector("[data-testid=find-edited]")!.getBoundingClientRect().left };
+    });
+    assert.ok(at.edited >= at.evil - 1, `(edited) at ${at.edited}, after the text, which ends at ${at.evil}`);
+  });
+
   it("quotes an answered message that is not loaded from history, follows its edit, and loads it when the quote is clicked", async () => {
     const gina = await signUp(chatd.httpUrl, "gina");
     const hal = await signUp(chatd.httpUrl, "hal");
