@@ -32,6 +32,13 @@ const REAUTHENTICATE_RETRY_MS = 3_000;
  * towards printing it twice, never towards not at all.
  */
 export const REMEMBERED = 5_000;
+/**
+ * How long before a history read a reaction may have been stamped and still be missing from it: the
+ * server stamps it, then stores it (a moment later; longer through a cluster's pipeline), and the
+ * read's time is this machine's estimate of the server's clock, off by a trip. A reaction stamped in
+ * this span is news only if the message, read again, has it and what was shown does not.
+ */
+export const READ_OVERLAP_MS = 10_000;
 
 /** A map of at most `limit` entries: the one set longest ago goes first. */
 export class Recent<K, V> {
@@ -176,14 +183,24 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     remember(m, readMs);
   };
 
-  const isNews = (ch: Message): boolean => {
+  const isNews = async (ch: Message): Promise<boolean> => {
     const at = ch.sentAt ? timestampMs(ch.sentAt) : 0;
     const was = printed.get(ch.targetSeq);
     // A message's reactions leave no trace on it but the reactions
     // themselves (history gives them as they are, not when each came), so
-    // only the clock tells news from a replay. One to a message not printed
+    // the clock tells news from a replay. One to a message not printed
     // yet will show when it is.
-    if (ch.reaction) return !was?.deleted && ch.targetSeq <= lastSeq && shownServerMs !== undefined && at >= Math.max(shownServerMs, was?.readMs ?? 0);
+    if (ch.reaction) {
+      if (was?.deleted || ch.targetSeq > lastSeq || shownServerMs === undefined) return false;
+      const readMs = Math.max(shownServerMs, was?.readMs ?? 0);
+      if (at >= readMs) return true;
+      // Stamped just before the read, it may have been stored after it, and the read not shown it: told by
+      // the clock alone, it was skipped, and nothing else would bring it. A replay of what the read showed
+      // is shown already; one no longer so (changed since) is not what the message has now.
+      if (!was || at < readMs - READ_OVERLAP_MS || (was.reactions.get(ch.senderUserId) ?? "") === ch.text) return false;
+      const now = await reread(ch.targetSeq);
+      return !!now && !now.deleted && (now.reactions.find((r) => r.userId === ch.senderUserId)?.emoji ?? "") === ch.text;
+    }
     // A message printed unchanged cannot have had this change yet; an
     // edited one had every edit up to its edited_at (the edit's sent_at).
     if (was) return !was.deleted && (ch.deleted || at > was.editedMs);
@@ -210,7 +227,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     step(async () => {
       for (const m of here) {
         if (m.targetSeq !== 0n) {
-          if (printedChanges.has(m.messageId) || !isNews(m)) continue;
+          if (printedChanges.has(m.messageId) || !(await isNews(m))) continue;
           await patiently(`print the change to #${m.targetSeq}`, () => opts.printChange(m));
           printedChanges.set(m.messageId, true);
           const was = printed.get(m.targetSeq);
@@ -251,6 +268,14 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       }
       if (!res.hasMore) return;
     }
+  };
+
+  /** Message #seq as it is now, if the chat still has it. */
+  const reread = async (seq: bigint): Promise<Message | undefined> => {
+    const res = await patiently(`read message #${seq}`, () =>
+      session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: seq + 1n, direction: PageDirection.BACKWARD, limit: 1 }, { signal, timeoutMs: callTimeoutMs() }),
+    );
+    return res.messages.find((m) => m.seq === seq);
   };
 
   /**
