@@ -18,7 +18,7 @@ import { openGroupDialog } from "./views/group-dialog.js";
 import { openInviteDialog } from "./views/invite-dialog.js";
 import { openJoinDialog } from "./views/join-dialog.js";
 import { openMembersDialog } from "./views/members-dialog.js";
-import { messageList, quoteExcerpt, type MessageListInput, type PendingView } from "./views/messages.js";
+import { KeptMessages, messageList, quoteExcerpt, type MessageListInput, type PendingView } from "./views/messages.js";
 import { emptyContent, renderShell, type Shell } from "./views/shell.js";
 import { archivedItem, channelItem, chatsItem, sidebarNote, userItem, type ChannelRow } from "./views/sidebar.js";
 
@@ -147,6 +147,8 @@ export class ChatApp {
    */
   private readonly rowEls = new Map<string, HTMLElement>();
   private readonly listEls = new Map<string, HTMLElement>();
+  /** The open chat's message elements, kept between its redraws (`messageList`). */
+  private readonly keptMessages = new KeptMessages();
   private readonly users = new Map<string, User>();
   private readonly presence = new Map<string, Presence>();
   /** Users this account blocked; undefined until read. */
@@ -2206,9 +2208,10 @@ export class ChatApp {
       react: (m, emoji) => this.react(m, emoji),
       quoted: (seq) => bySeq.get(key(seq)) ?? this.fetchedQuote(open.id, seq),
       jump: (seq) => void this.jumpTo(seq),
-    });
+    }, this.keptMessages.of(open.id));
     if (open.loaded && items.length === 0 && !this.isCleared(open.id)) items.push(h("div", { class: "no-messages" }, "No messages yet. Say hello!"));
-    replaceChildren(this.ui.messages, items);
+    // Moved, not made anew: an unchanged message keeps its node (a click pressed on it still lands, and the browser lays out only what changed).
+    placeChildren(this.ui.messages, items);
     this.renderOlder();
     this.renderToBottom();
   }
