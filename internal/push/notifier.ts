@@ -141,6 +141,8 @@ export interface SendResult {
 class Origin {
   /** A push of it was delivered (to some device): its records are notified, also when read here again. */
   sent = false;
+  /** The partitions its records came from (none where the queue never moves one, or accept() was called alone). */
+  readonly partitions = new Set<number>();
   constructor(readonly batches: AbortSignal[]) {}
   get reassigned(): boolean {
     return this.batches.some((b) => b.aborted);
@@ -473,7 +475,12 @@ export class Notifier {
       ConsumerGroups.notifier,
       Topics.notifications,
       (records, batch) => this.handle(records, batch),
-      { onGiveUp: this.health.consumerStopped, onConsumerTrouble: this.health.consumerTrouble },
+      {
+        onGiveUp: this.health.consumerStopped,
+        onConsumerTrouble: this.health.consumerTrouble,
+        // After the GROUP_JOIN's own commit has dropped (BatchContext.lost) what this member can no longer commit.
+        onAssigned: (partitions) => void setImmediate(() => this.partitionsMoved(partitions)),
+      },
     );
     this.sub = await this.subscribing;
   }
@@ -603,12 +610,30 @@ export class Notifier {
         this.deps.onSkipped?.("expired");
         continue;
       }
-      this.accept(req, lost);
+      this.accept(req, lost, record.partition);
     }
   }
 
-  /** Takes one request into its (user, channel) collapse window; `lost`: its batch's (BatchContext). */
-  accept(req: NotificationRequest, lost?: AbortSignal): void {
+  /**
+   * A rebalance left this notifier with `assigned`: the collapse windows it
+   * holds of a partition that moved close now. Their records are committed,
+   * so only this notifier can send them, and the changes that come after
+   * (a delete, an edit, a read) go to the partition's new owner, which holds
+   * nothing to take them out of: held on until the window closed, a push went
+   * out for a message deleted or read meanwhile.
+   */
+  private partitionsMoved(assigned: readonly number[]): void {
+    if (this.draining) return;
+    const kept = new Set(assigned);
+    for (const [key, c] of this.collapsing) {
+      if (![...c.held.origin.partitions].some((p) => !kept.has(p))) continue;
+      clearTimeout(c.timer);
+      this.flush(key);
+    }
+  }
+
+  /** Takes one request into its (user, channel) collapse window; `lost`: its batch's (BatchContext); `partition`: its record's. */
+  accept(req: NotificationRequest, lost?: AbortSignal, partition?: number): void {
     // A reaction taken back handed on as a request (by a pipeline built before withdrawals) is one.
     if (req.message.reaction && req.message.text === "") return this.withdraw(req.userId, req.message);
     if (req.message.senderUserId === req.userId) return;
@@ -640,12 +665,14 @@ export class Notifier {
     }
     if (c) {
       if (lost && !c.held.origin.batches.includes(lost)) c.held.origin.batches.push(lost);
+      if (partition !== undefined) c.held.origin.partitions.add(partition);
       // A mention among the collapsed messages still reaches through a mute.
       if (!c.held.requests.has(req.message.messageId)) c.held.add(req);
       return;
     }
     const timer = setTimeout(() => this.flush(key), this.o.collapseWindowMs);
     const held = new Held(key, req, new Origin(lost ? [lost] : []));
+    if (partition !== undefined) held.origin.partitions.add(partition);
     this.collapsing.set(key, { held, timer });
     const ofChat = this.heldByChat.get(key);
     if (ofChat) ofChat.add(held);
