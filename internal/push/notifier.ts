@@ -620,7 +620,10 @@ export class Notifier {
    * so only this notifier can send them, and the changes that come after
    * (a delete, an edit, a read) go to the partition's new owner, which holds
    * nothing to take them out of: held on until the window closed, a push went
-   * out for a message deleted or read meanwhile.
+   * out for a message deleted or read meanwhile. One of a batch whose commit
+   * was in flight at the rebalance may go before its `lost` aborts, and so
+   * twice: the new owner reads it again (documented; the queue tells no
+   * commit's end to wait for).
    */
   private partitionsMoved(assigned: readonly number[]): void {
     if (this.draining) return;
