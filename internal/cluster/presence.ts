@@ -29,7 +29,11 @@ export interface ClusterPresenceDeps {
    */
   storage: { accounts: AccountStore; channels: ChannelStore; db?: Db };
   /** Reaches sessions on every chat server: the RoutedSessionDirectory. */
-  directory: { pushMany(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<unknown> };
+  directory: {
+    pushMany(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<unknown>;
+    /** Rejects with a PushFailedError for users whose chat server did not take the batch (the tracker retries them). */
+    pushPresence?(items: readonly { userId: Id; frame: Parameters<SessionDirectory["pushToUsers"]>[1] }[]): Promise<unknown>;
+  };
   config: ClusterPresenceConfig;
   logger: Logger;
   registry?: Registry;
@@ -66,7 +70,7 @@ export function openClusterPresence(deps: ClusterPresenceDeps): ClusterPresence 
       onLastSeenLogError: (err: unknown) => logErrors.warn({ err }),
     }),
   });
-  const batching = new BatchingDirectory(deps.directory, { windowMs: deps.config.batchWindowMs });
+  const batching = new BatchingDirectory({ pushMany: (items) => (deps.directory.pushPresence ?? deps.directory.pushMany).call(deps.directory, items) }, { windowMs: deps.config.batchWindowMs });
   const tracker = new PresenceTracker({
     store,
     audience: storeAudience(deps.storage),

@@ -6,7 +6,7 @@ import type { ChatServerClients } from "./client-pool.js";
 import type { BatchOutcome } from "./delivery-stream.js";
 import { mock } from "node:test";
 import { drain, settled } from "../../test/support/settle.js";
-import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
+import { chunksOf, PushFailedError, RoutedSessionDirectory } from "./routed-directory.js";
 
 const sized = (userId: number, bytes: number) => ({ userId: BigInt(userId), bytes });
 const sizeOf = (d: { bytes: number }) => d.bytes;
@@ -47,6 +47,20 @@ describe("RoutedSessionDirectory", () => {
     const frame = create(ServerFrameSchema, { kind: { case: "heartbeatAck", value: {} } });
     const reached = await directory.pushMany([1n, 2n, 3n, 4n, 5n, 6n, 7n].map((userId) => ({ userId, frame })));
     assert.deepStrictEqual([...reached].sort(), [1n, 4n]);
+  });
+
+  it("rejects a presence push with the users whose chat server did not take it or left the registry, not those reached elsewhere, routed nowhere, or without sessions", async () => {
+    const routes = { lookup: async () => new Map([[1n, ["a"]], [2n, ["b"]], [3n, ["gone"]], [4n, ["a", "b"]], [6n, ["restarted"]]]) } as unknown as SessionRoutes;
+    const stream = (outcome: BatchOutcome) => ({ send: async () => outcome });
+    const servers = { a: stream({ sessions: 2, missed: [] }), b: stream({ failed: "timeout" }), restarted: stream({ sessions: 0, missed: [6n] }) };
+    const clients = { deliveries: (id: string) => servers[id as keyof typeof servers] } as unknown as ChatServerClients;
+    const directory = new RoutedSessionDirectory(routes, clients);
+    const frame = create(ServerFrameSchema, { kind: { case: "presence", value: {} } });
+    const items = [1n, 2n, 3n, 4n, 5n, 6n].map((userId) => ({ userId, frame }));
+    await assert.rejects(directory.pushPresence(items), (err: PushFailedError) => (assert.deepStrictEqual([...err.userIds].sort(), [2n, 3n]), true));
+    servers.b = stream({ sessions: 1, missed: [] });
+    const moved = items.filter((i) => i.userId !== 3n);
+    assert.deepStrictEqual([...(await directory.pushPresence(moved))].sort(), [1n, 2n, 4n]);
   });
 
   it("sends a batch that failed once more a moment later, without waiting for it, and no more than once", async () => {

@@ -51,7 +51,30 @@ export class RoutedSessionDirectory implements SessionDirectory {
 
   /** Many (user, frame) pairs in one batch per chat server (more when they are large). */
   async pushMany(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
-    if (items.length === 0) return new Set();
+    return (await this.pushAll(items)).reached;
+  }
+
+  /**
+   * pushMany for presence events, which no inbox makes up for: a batch whose
+   * chat server did not take it (frozen, its stream broken) rejects with a
+   * PushFailedError naming the users it was for, so the caller tries them
+   * again; the route looked up then finds a session the gateway moved
+   * meanwhile. A user still routed to a server that left the registry fails
+   * too: a frozen server leaves it seconds before the gateway gives up on it
+   * and moves its sessions (and one killed leaves routes until they expire,
+   * a minute at most). A user routed nowhere was not failed: no session of
+   * theirs is there to tell.
+   */
+  async pushPresence(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<ReadonlySet<Id>> {
+    const { reached, failed } = await this.pushAll(items);
+    // Reached through another of their servers: that session heard it.
+    for (const id of reached) failed.delete(id);
+    if (failed.size > 0) throw new PushFailedError(failed);
+    return reached;
+  }
+
+  private async pushAll(items: readonly { userId: Id; frame: ServerFrame }[]): Promise<{ reached: Set<Id>; failed: Set<Id> }> {
+    if (items.length === 0) return { reached: new Set(), failed: new Set() };
     const routes = await this.routes.lookup([...new Set(items.map((i) => i.userId))]);
     const perServer = new Map<string, EncodedUserDelivery[]>();
     // A frame pushed to many users is encoded once; a group message's frames
@@ -74,6 +97,7 @@ export class RoutedSessionDirectory implements SessionDirectory {
     // through a live server that queued the frame on one of their sessions,
     // so the caller notifies the others instead of taking them for online.
     const reached = new Set<Id>();
+    const failed = new Set<Id>();
     // Only inbox entries are sent again: a session drops an entry it already sent, by its seq,
     // while a presence or channel event sent again could land after a newer one and undo it.
     const entries = new Set<Buffer>();
@@ -82,34 +106,39 @@ export class RoutedSessionDirectory implements SessionDirectory {
       [...perServer].map(async ([serverId, deliveries]) => {
         for (const chunk of chunksOf(deliveries, DELIVER_CHUNK_BYTES, (d) => d.serverFrame.byteLength + DELIVERY_FRAMING_BYTES)) {
           const missed = await this.deliver(serverId, chunk, entries);
-          if (missed === "all") continue;
+          if (missed === "failed" || missed === "gone") for (const d of chunk) failed.add(d.userId);
+          if (missed === "all" || missed === "failed" || missed === "gone") continue;
           for (const d of chunk) if (!missed.has(d.userId)) reached.add(d.userId);
         }
       }),
     );
-    return reached;
+    return { reached, failed };
   }
 
-  /** One batch to one chat server, on its stream (or as a Deliver call to a build without it); resolves with the users it did not reach. */
-  private async deliver(serverId: string, chunk: EncodedUserDelivery[], entries: ReadonlySet<Uint8Array>): Promise<ReadonlySet<Id> | "all"> {
+  /**
+   * One batch to one chat server, on its stream (or as a Deliver call to a build without it); resolves with the users
+   * it did not reach, "all" when the server holds none of them, "failed" when it did not take the batch, "gone" when it
+   * left the registry.
+   */
+  private async deliver(serverId: string, chunk: EncodedUserDelivery[], entries: ReadonlySet<Uint8Array>): Promise<ReadonlySet<Id> | "all" | "failed" | "gone"> {
     const stream = this.clients.deliveries(serverId);
-    if (!stream) return "all";
+    if (!stream) return "gone";
     const outcome = await stream.send(chunk);
     if ("sessions" in outcome) return outcome.sessions === 0 ? "all" : new Set(outcome.missed);
     if (outcome.failed !== "unimplemented") {
       const again = chunk.filter((d) => entries.has(d.serverFrame));
       this.logger?.warn({ serverId, why: outcome.failed, again: again.length }, "deliver failed; sending its inbox entries once more shortly");
       if (again.length > 0) this.redeliverLater(serverId, again);
-      return "all";
+      return "failed";
     }
     const client = this.clients.get(serverId);
-    if (!client) return "all";
+    if (!client) return "gone";
     const deliveries = chunk.map((d) => ({ userId: d.userId, deviceIds: d.deviceIds, frame: TsServerFrame.decode(d.serverFrame) }));
     // Deliver answers a count only: one session among the call's users counts them all.
     return new Promise((resolve) => {
       client.deliver({ deliveries }, new Metadata(), { deadline: Date.now() + DELIVER_TIMEOUT_MS }, (err, res) => {
         if (err) this.logger?.warn({ err: err.message, serverId }, "deliver failed; devices will catch up");
-        resolve(!err && res && res.sessions > 0 ? new Set() : "all");
+        resolve(err ? "failed" : res && res.sessions > 0 ? new Set() : "all");
       });
     });
   }
@@ -237,6 +266,14 @@ export class RoutedSessionDirectory implements SessionDirectory {
     const online = new Set<Id>();
     for (const [userId, servers] of routes) if (servers.some((id) => this.clients.get(id) !== undefined)) online.add(userId);
     return online;
+  }
+}
+
+/** A presence push some chat server did not take; `userIds` are those it was for. */
+export class PushFailedError extends Error {
+  constructor(readonly userIds: ReadonlySet<Id>) {
+    super(`push not taken by a chat server for ${userIds.size} user(s)`);
+    this.name = "PushFailedError";
   }
 }
 

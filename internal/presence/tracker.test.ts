@@ -998,6 +998,36 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.equal(lastHeard(heard, 99n, 2n), false, `heard ${show(heard)}`);
   });
 
+  it("tells again, with backoff, those of the audience whose chat server did not take a push, and only them, until it does", async () => {
+    const store = new MemoryPresenceStore();
+    const heard: Heard[] = [];
+    const pushedTo: Id[][] = [];
+    let refusing = 0;
+    const tr = tracker({
+      store,
+      audience: async () => [98n, 99n],
+      directory: {
+        async pushToUsers(to: readonly Id[], frame: ServerFrame) {
+          pushedTo.push([...to]);
+          const p = frame.kind.case === "presence" ? frame.kind.value.presence! : assert.fail("not a presence frame");
+          // 99's chat server is frozen; the error names users of other pushes batched with this one too.
+          if (refusing-- > 0) throw Object.assign(new Error("not taken"), { userIds: new Set([99n, 7n]) });
+          for (const u of to) heard.push({ to: u, userId: p.userId, online: p.status === PresenceStatus.ONLINE });
+        },
+      },
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 5 },
+    });
+    tr.deviceConnected(1n, 10n);
+    await tr.idle();
+    pushedTo.length = 0;
+    refusing = 2;
+    t += GRACE + 1;
+    await tr.sweep();
+    await tr.idle();
+    assert.equal(lastHeard(heard, 99n, 1n), false, `heard ${show(heard)}`);
+    assert.deepStrictEqual(pushedTo, [[98n, 99n], [99n], [99n]]);
+  });
+
   it("counts a sweep once its announcements were tried, without waiting for their retries", async () => {
     let swept = 0;
     let failing = false;

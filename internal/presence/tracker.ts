@@ -589,10 +589,31 @@ export class PresenceTracker {
       const stored = await this.call((s) => s.latest(userId));
       const latest = flip && stored.version <= flip.version ? flip : stored;
       if (told.reached.size === 0 && flip && latest.version !== flip.version) return;
-      if (latest.version === told.version) return;
-      for (const id of audience) told.reached.add(id);
-      await this.deps.directory.pushToUsers(audience, presenceFrame(latest));
+      // The version told already goes again only to whom a chat server did not take it from; a later one, to all.
+      const to = latest.version === told.version ? audience.filter((id) => told.missed?.has(id)) : audience;
+      if (to.length === 0) return;
+      for (const id of to) told.reached.add(id);
+      const missed = await this.pushTo(to, presenceFrame(latest));
       told.version = latest.version;
+      told.missed = missed;
+      // Thrown to retry with backoff: a frozen chat server's sessions take seconds to move to another.
+      if (missed.size > 0) throw new Error(`presence push not taken for ${missed.size} of the audience`);
+    }
+  }
+
+  /**
+   * Pushes, resolving with those of `to` whose chat server did not take the
+   * push (the directory's PushFailedError, which may name users of other
+   * pushes batched with it). Any other failure rejects.
+   */
+  private async pushTo(to: readonly Id[], frame: ServerFrame): Promise<Set<Id>> {
+    try {
+      await this.deps.directory.pushToUsers(to, frame);
+      return new Set();
+    } catch (err) {
+      const failed = (err as { userIds?: unknown } | undefined)?.userIds;
+      if (!(failed instanceof Set)) throw err;
+      return new Set(to.filter((id) => failed.has(id)));
     }
   }
 
@@ -610,7 +631,9 @@ export class PresenceTracker {
   private async tellLeftOut(userId: Id, told: Telling): Promise<void> {
     const audience = new Set(await this.deps.audience(userId));
     const leftOut = [...told.reached].filter((id) => !audience.has(id));
-    if (leftOut.length > 0) await this.deps.directory.pushToUsers(leftOut, presenceFrame({ userId, online: false }));
+    const missed = leftOut.length > 0 ? await this.pushTo(leftOut, presenceFrame({ userId, online: false })) : new Set();
+    // Retried whole: the steady state is told no one again, and the OFFLINE goes again to whoever is still left out.
+    if (missed.size > 0) throw new Error(`presence push not taken for ${missed.size} left out of the audience`);
   }
 }
 
@@ -627,4 +650,6 @@ interface EndedSession {
 interface Telling {
   reached: Set<Id>;
   version?: number;
+  /** Of the last push (of `version`), those whose chat server did not take it. */
+  missed?: ReadonlySet<Id>;
 }

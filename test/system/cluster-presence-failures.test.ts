@@ -86,7 +86,7 @@ describe("distributed mode: presence when processes fail", function () {
   });
   afterEach(async function () {
     if (this.currentTest?.state === "failed") {
-      for (const p of [...chatServers, ...gateways, ...others]) {
+      for (const p of [api, ...chatServers, ...gateways, ...others]) {
         const lines = p.output.filter((l) => /presence|sweep|deliver|moving|link/i.test(l));
         if (lines.length > 0) console.error(`--- ${p.role} ${String(p.info.serverId ?? p.info.gatewayId ?? "")}\n${lines.slice(-40).join("\n")}`);
       }
@@ -177,6 +177,23 @@ describe("distributed mode: presence when processes fail", function () {
     await sweptTwiceMore(sweepers());
     assert.equal(a.device.closeCode, undefined, "alice's socket stayed open");
     assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE], "no flap over the move");
+  });
+
+  it("tells a friend on a chat server frozen past its lease (session moved) that a user logged out meanwhile", async () => {
+    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(apiUrl(), n)));
+    await befriend(alice!, bob!);
+    const { w: b, server: bobServer } = await openWhere(gateways[0]!, bob!, () => true);
+    await openWhere(gateways[1]!, alice!, (s) => s !== bobServer);
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online", 10_000);
+    const frozen = chatServers.find((p) => p.info.serverId === bobServer)!;
+    frozen.child.kill("SIGSTOP");
+    await apiClients(apiUrl(), alice!.devices[0]!.token).auth.logout({});
+    try {
+      await waitFor(async () => (await serversOf(bob!.userId)).some((s) => s !== bobServer), "bob's session moved", 30_000, 50);
+    } finally {
+      frozen.child.kill("SIGCONT");
+    }
+    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after the logout", 20_000);
   });
 
   it("keeps offline a user who logged out while her chat server was dead and her gateway frozen, when the gateway comes back and moves her session", async () => {
