@@ -152,7 +152,9 @@ describe("distributed mode: presence when processes fail", function () {
     assert.ok(offlineAfter >= GRACE_MS - HEARTBEAT_MS, `carol offline ${offlineAfter} ms after the kill`);
     const seen = b.events(carol!.userId)[1]!.lastSeenAt!;
     const seenMs = Number(seen.seconds) * 1000 + Math.floor(seen.nanos / 1e6);
-    assert.ok(seenMs <= killedAt && seenMs > killedAt - 2 * HEARTBEAT_MS, `carol last seen ${killedAt - seenMs} ms before the kill`);
+    // The chat server stamps the end of a session when it hears of the broken stream, which on a busy
+    // machine can come a little after this process saw the gateway exit: hence the margin after the kill.
+    assert.ok(seenMs <= killedAt + 1_000 && seenMs > killedAt - 2 * HEARTBEAT_MS, `carol last seen ${killedAt - seenMs} ms before the kill`);
     await graceRanOut(sweepers(), GRACE_MS);
     await sweptTwiceMore(sweepers());
     assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE], "alice never flapped");
