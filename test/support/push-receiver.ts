@@ -9,6 +9,9 @@
 import { createECDH, createPublicKey, createDecipheriv, hkdfSync, randomBytes, verify, type ECDH } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 
 export type ReceiverBehaviour =
   | { kind: "accept" }
@@ -237,4 +240,17 @@ export function verifyVapid(authorization: string | undefined, audience: string)
   if (!claims.exp || claims.exp * 1000 < Date.now()) throw new Error("JWT expired");
   if (claims.exp * 1000 > Date.now() + 24 * 3600 * 1000 + 60_000) throw new Error("JWT expiry more than 24 h away");
   return { publicKey: k, subject: claims.sub ?? "" };
+}
+
+/** Registers `sub` as the Web Push endpoint of the device holding `token`, previews shown, not muted. */
+export async function registerWebPush(baseUrl: string, token: string, sub: TestSubscription): Promise<void> {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  const push = createClient(PushService, createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [auth] }));
+  await push.registerPushEndpoint({
+    endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
+    settings: { hidePreview: false, muted: false },
+  });
 }

@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { PushService } from "../../gen/es/chat/v1/push_pb.js";
-import { signUp, type TestUser } from "../support/api.js";
+import { signUp } from "../support/api.js";
 import { useChatd } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
 import { notifierSettled, scrapeMetric } from "../support/metrics.js";
-import { PushReceiver, type TestSubscription } from "../support/push-receiver.js";
+import { PushReceiver, registerWebPush } from "../support/push-receiver.js";
 import { waitFor } from "../support/wait.js";
 
 /** Long enough that a send and its read, each a round trip, land in one window even on a loaded machine. */
@@ -28,25 +25,13 @@ describe("chatd system: a chat read while its push collapses is not pushed", fun
   const metrics = () => `${suite.chatd.httpUrl}/metrics`;
   const readSkips = async () => (await scrapeMetric(metrics(), "chat_push_skipped_total", 'reason="read"')) ?? 0;
 
-  async function register(user: TestUser, sub: TestSubscription) {
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${user.devices[0]!.token}`);
-      return next(req);
-    };
-    const push = createClient(PushService, createConnectTransport({ baseUrl: suite.chatd.httpUrl, httpVersion: "1.1", interceptors: [auth] }));
-    await push.registerPushEndpoint({
-      endpoint: { case: "webPush", value: { endpoint: sub.endpoint, p256dh: sub.p256dh, auth: sub.auth } },
-      settings: { hidePreview: false, muted: false },
-    });
-  }
-
   /** Alice sending through the API; Bob offline, with a push endpoint; their direct chat. */
   async function pair() {
     const alice = await signUp(suite.chatd.httpUrl, "alice");
     const bob = await signUp(suite.chatd.httpUrl, "bob");
     const { channel } = await alice.api.channels.openDirect({ userId: bob.userId });
     const sub = receiver.subscribe();
-    await register(bob, sub);
+    await registerWebPush(suite.chatd.httpUrl, bob.devices[0]!.token, sub);
     let n = 0;
     const send = (text: string) => alice.api.messages.sendMessage({ channelId: channel!.channelId, clientMsgId: `a-${++n}`, text });
     return { bob, channelId: channel!.channelId, sub, send };
