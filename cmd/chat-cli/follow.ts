@@ -192,12 +192,15 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     // yet will show when it is.
     if (ch.reaction) {
       if (was?.deleted || ch.targetSeq > lastSeq || shownServerMs === undefined) return false;
+      // What is shown already is no news, however the clock reads: a reaction the recheck after a reconnect
+      // read from history, then brought live, was printed twice when the read was asked before it was stamped.
+      if (was && (was.reactions.get(ch.senderUserId) ?? "") === ch.text) return false;
       const readMs = Math.max(shownServerMs, was?.readMs ?? 0);
       if (at >= readMs) return true;
       // Stamped just before the read, it may have been stored after it, and the read not shown it: told by
       // the clock alone, it was skipped, and nothing else would bring it. A replay of what the read showed
       // is shown already; one no longer so (changed since) is not what the message has now.
-      if (!was || at < readMs - READ_OVERLAP_MS || (was.reactions.get(ch.senderUserId) ?? "") === ch.text) return false;
+      if (!was || at < readMs - READ_OVERLAP_MS) return false;
       const now = await reread(ch.targetSeq);
       return !!now && !now.deleted && (now.reactions.find((r) => r.userId === ch.senderUserId)?.emoji ?? "") === ch.text;
     }
