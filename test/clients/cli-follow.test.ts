@@ -78,6 +78,7 @@ function harness(env: Record<string, string> = {}) {
     chatd: undefined as unknown as ChatdProcess,
     proxy: undefined as unknown as TcpProxy,
     cleanups: [] as (() => unknown)[],
+    followers: [] as Follower[],
     /** A CLI user signed in through the proxy, and someone (over the API) in a 1:1 chat with them. */
     async pair(): Promise<{ me: CliUser; myId: bigint; peer: TestUser; channelId: bigint }> {
       const me = new CliUser(`fol${n++}_${suffix}`, `http://${h.proxy.address}`);
@@ -101,6 +102,7 @@ function harness(env: Record<string, string> = {}) {
     /** As follow, with these variables too. */
     followWith(env: Record<string, string>, me: CliUser, ...args: string[]): Follower {
       const f = me.follow(args, env);
+      h.followers.push(f);
       h.cleanups.push(async () => {
         f.interrupt();
         await f.exited;
@@ -112,8 +114,11 @@ function harness(env: Record<string, string> = {}) {
     h.chatd = await startChatd({ env });
     h.proxy = await TcpProxy.start(new URL(h.chatd.httpUrl).host);
   });
-  afterEach(async () => {
+  afterEach(async function () {
     h.proxy.restore();
+    // A test that timed out names no step: each follower's timed transcript tells where it was.
+    if (this.currentTest?.state === "failed") for (const f of h.followers) console.error(`chat-cli follow, as it went:\n${f.transcript()}`);
+    h.followers.length = 0;
     while (h.cleanups.length > 0) await h.cleanups.pop()!();
   });
   after(async () => {
@@ -515,13 +520,17 @@ describe("chat-cli follow with tokens that expire while the server is down", fun
     // answered to chat-cli.
     await waitFor(async () => (await listed()) > listedBefore, "chat-cli's read of history after its Welcome", 30_000, 50);
 
+    follower.step("cut");
     h.proxy.cut("reset");
     await follower.said(/cannot refresh the access token \(.+\); trying again in/, 2);
+    follower.step("restore");
     h.proxy.restore();
     await follower.said(/reconnected/);
     // The peer's 10 s token can run out meanwhile on a loaded machine: it signs in anew.
     const { token } = await addDevice(h.chatd.httpUrl, peer);
+    follower.step("peer signed in again");
     await apiClients(h.chatd.httpUrl, token).messages.sendMessage({ channelId, clientMsgId: "r1", text: "back again" });
+    follower.step("peer sent");
     await follower.printed("back again\n");
     follower.interrupt();
     assert.equal(await follower.exited, 0, follower.err);
