@@ -19,6 +19,8 @@ const CLOSE_TOO_MANY_SESSIONS = 4029;
  * device closes, which the backoff's first steps (under a second) would not wait for.
  */
 const TOO_MANY_SESSIONS_WAIT_MS = 10_000;
+/** How long a stop waits for the server to answer its close before letting the socket go. */
+const GOODBYE_WAIT_MS = 1_000;
 /** ClientFrame's field number of Reauthenticate, as an Error's refused_kind names it. */
 const REAUTHENTICATE_KIND = ClientFrameSchema.field.reauthenticate!.number;
 /** A fresh token that could not be had, or that the server could not take now, is tried again after this. */
@@ -527,8 +529,14 @@ function connectOnce(
       const sent = closed ? undefined : send({ kind: { case: "reauthenticate", value: { accessToken: fresh } } });
       if (sent !== undefined) asked = { ref: sent, token: fresh, sinceMs };
     };
-    const onAbort = () => ws.close(1000, "bye");
-    signal.addEventListener("abort", onAbort, { once: true });
+    let goodbyeTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      ws.close(1000, "bye");
+      // A silent network never answers the goodbye: Ctrl+C waited out ws's 30 s close timeout.
+      goodbyeTimer = setTimeout(() => ws.terminate(), GOODBYE_WAIT_MS);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
 
     ws.on("message", (data, isBinary) => {
       heardAt = Date.now();
@@ -617,6 +625,7 @@ function connectOnce(
       clearInterval(heartbeat);
       clearTimeout(ackTimer);
       clearTimeout(reauthTimer);
+      clearTimeout(goodbyeTimer);
       signal.removeEventListener("abort", onAbort);
       resolve({ code, reason: reason.toString(), httpStatus, opened, error });
     });

@@ -619,6 +619,22 @@ describe("chat-cli follow through a network that goes silent", function () {
   });
 });
 
+describe("chat-cli follow stopped while the network is silent", function () {
+  this.timeout(60_000);
+  const h = harness();
+
+  it("stops at Ctrl+C within a few seconds, not after waiting out the close handshake's 30 s", async () => {
+    const { me, channelId } = await h.pair();
+    const follower = h.follow(me, String(channelId), "--last", "0");
+    await follower.started();
+    h.proxy.cut("blackhole");
+    follower.interrupt();
+    // The goodbye a silent network never answers: the socket is let go, as the server's would be.
+    await waitFor(() => follower.exitCode !== undefined, `exit after Ctrl+C (stderr: ${follower.err})`, 10_000, 50);
+    assert.equal(follower.exitCode, 0, follower.err);
+  });
+});
+
 describe("chat-cli follow of a group I am no longer in", function () {
   this.timeout(120_000);
   const h = harness();

@@ -8,6 +8,8 @@ export class Follower {
   err = "";
   /** Its exit code, once it has exited. */
   readonly exited: Promise<number | null>;
+  /** Its exit code once it has exited (null: ended by a signal); undefined before. */
+  exitCode: number | null | undefined;
   /** What it wrote, each piece with when (ms since it started): a test that timed out says where it was by it. */
   private readonly timeline: string[] = [];
   private readonly startedAt = performance.now();
@@ -23,6 +25,7 @@ export class Follower {
     });
     this.exited = new Promise((r) =>
       child.on("close", (code, signal) => {
+        this.exitCode = code;
         this.note("exit", `${code ?? signal}`);
         r(code);
       }),
