@@ -405,7 +405,10 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     opts.status(`${lost(url, code, httpStatus, opened, error)}; reconnecting in ${seconds(wait)}`);
     await sleep(wait, signal);
   }
-  await chain;
+  // Stopped by Ctrl+C, a print waiting for an answer (a name asked of a silent network) is let go
+  // after a moment: the stop waited for the call's deadline (15 s).
+  if (fatal === undefined && opts.signal.aborted) await settledWithin(chain, GOODBYE_WAIT_MS);
+  else await chain;
   opts.signal.removeEventListener("abort", onAbort);
   if (fatal !== undefined) throw fatal;
 }
@@ -630,6 +633,13 @@ function connectOnce(
       resolve({ code, reason: reason.toString(), httpStatus, opened, error });
     });
   });
+}
+
+/** Resolves once `p` settles or `ms` have passed, whichever is first. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([p.then(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -633,6 +633,28 @@ describe("chat-cli follow stopped while the network is silent", function () {
     await waitFor(() => follower.exitCode !== undefined, `exit after Ctrl+C (stderr: ${follower.err})`, 10_000, 50);
     assert.equal(follower.exitCode, 0, follower.err);
   });
+
+  it("stops at Ctrl+C within a few seconds while a message waits for its sender's name from the silent api, not at the call's deadline", async () => {
+    const { me, myId, peer } = await h.pair();
+    const third = await signUp(h.chatd.httpUrl, "third");
+    const { channelId } = (await peer.api.channels.createGroup({ title: "Trio", memberUserIds: [myId, third.userId] })).channel!;
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    await follower.started();
+    h.proxy.cut("blackhole");
+    // The third member speaks for the first time: their name is asked of the api, whose answer never comes.
+    await third.api.messages.sendMessage({ channelId, clientMsgId: "q1", text: "unnamed" });
+    const [message] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    let acked = false;
+    sockets[0]!.on("message", (data: Buffer) => (acked ||= fromBinary(ClientFrameSchema, new Uint8Array(data)).kind.case === "deliveryAck"));
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message } } } })));
+    // Acked once taken, and taken into an idle chain: its print is asking for the name by now.
+    await waitFor(() => acked, "the delivery's ack", 10_000, 20);
+    assert.equal(follower.out, "");
+    follower.interrupt();
+    await waitFor(() => follower.exitCode !== undefined, `exit after Ctrl+C (stderr: ${follower.err})`, 8_000, 50);
+    assert.equal(follower.exitCode, 0, follower.err);
+  });
 });
 
 describe("chat-cli follow of a group I am no longer in", function () {
