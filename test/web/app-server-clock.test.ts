@@ -49,3 +49,37 @@ describe("web: times against the server's clock, with this browser's clock off i
     assert.match(browser.root.querySelector(".channel-when")!.textContent, /\d:\d\d/, "a time of day, not a weekday");
   });
 });
+
+// A page left open overnight: nothing else may draw the chat list or the open chat again for hours.
+describe("web: times in a page left open past midnight", () => {
+  const { browser, start } = appSuite({ speed: 20 });
+  const realNow = Date.now;
+  afterEach(() => (Date.now = realNow));
+
+  it("draws the chat's day line and the chat list's time again once the server's day is over", async () => {
+    const midnight = new Date(realNow() + 86_400_000).setHours(0, 0, 0, 0);
+    const server = new FakeServer();
+    const c = server.addChat(52n, {}, 0);
+    const m = message(52n, 1n);
+    m.sentAt = timestampFromMs(midnight - 40_000);
+    server.history.set("52", [m]);
+    c.lastSeq = 1n;
+    c.readSeq = 1n;
+    c.lastMessage = m;
+    const r = await start(server);
+    const socket = await r.reconnect(false);
+    socket.push({ kind: { case: "welcome", value: { userId: ME, deviceId: 11n, deviceCursor: r.inboxSeq, headInboxSeq: r.inboxSeq, heartbeatIntervalMs: 60_000, serverTime: timestampFromMs(midnight - 30_000) } } });
+    r.scroller().clientHeight = 400;
+    browser.go("#/c/52");
+    await waitFor(() => r.shownSeqs().length === 1, "the chat open");
+    const day = () => browser.root.querySelector(".day")?.textContent;
+    const when = () => browser.root.querySelector(".channel-when")!.textContent;
+    assert.equal(day(), "Today");
+    assert.match(when(), /\d:\d\d/);
+
+    // A minute on: the server's clock is past midnight.
+    Date.now = () => realNow() + 60_000;
+    await waitFor(() => day() === "Yesterday", `"Yesterday" on the day line (it says ${day()})`, 10_000);
+    assert.doesNotMatch(when(), /\d:\d\d/, "yesterday's message is shown by its weekday in the list");
+  });
+});

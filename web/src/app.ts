@@ -7,7 +7,7 @@ import { describeError, notAMember, unreachable, type Api } from "./api.js";
 import type { Auth } from "./auth.js";
 import { applyChange, applyLate, isChange, isOutdated, moreCurrent, outdatedBelow, type ChangeKind } from "./changes.js";
 import { avatar, bidi, h, isolate, isolateIfBidi, morph, placeChildren, replaceChildren, type Modal } from "./dom.js";
-import { codePoints, excerpt, lastSeen, preview, tsMs } from "./format.js";
+import { codePoints, excerpt, lastSeen, preview, startOfDay, tsMs } from "./format.js";
 import { isNote, noteSentence, peopleIn } from "./notes.js";
 import { chatToOpen, disablePush, enablePush, forgetPush, initialPushState, pushFailure, pushSupport, refreshPush, type PushState } from "./push.js";
 import { myReaction } from "./reactions.js";
@@ -252,6 +252,8 @@ export class ChatApp {
   private pushBusy = false;
   private maxTextCodePoints = 99_999;
   private destroyed = false;
+  /** The day (its midnight, by the server's clock) the chat list's times and the open chat's day lines were last drawn for. */
+  private drawnDay = 0;
 
   constructor(
     root: HTMLElement,
@@ -732,6 +734,13 @@ export class ChatApp {
     every(PRESENCE_POLL_MS, () => {
       if (this.open) void this.fetchPresence(this.presenceTargets(this.open.id));
       this.renderHeader();
+      // Past midnight, what said "Today" is yesterday's and a time in the chat list is no longer today's:
+      // they stayed so in a page left open until something else drew them again.
+      const today = startOfDay(this.session.serverNow());
+      if (today === this.drawnDay) return;
+      this.drawnDay = today;
+      this.renderSidebar();
+      this.renderMessages();
     });
     every(1000, () => this.expireTyping());
   }
