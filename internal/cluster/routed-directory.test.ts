@@ -6,7 +6,8 @@ import type { ChatServerClients } from "./client-pool.js";
 import type { BatchOutcome } from "./delivery-stream.js";
 import { mock } from "node:test";
 import { drain, settled } from "../../test/support/settle.js";
-import { chunksOf, PushFailedError, RoutedSessionDirectory } from "./routed-directory.js";
+import { PushFailedError } from "../delivery/port.js";
+import { chunksOf, RoutedSessionDirectory } from "./routed-directory.js";
 
 const sized = (userId: number, bytes: number) => ({ userId: BigInt(userId), bytes });
 const sizeOf = (d: { bytes: number }) => d.bytes;

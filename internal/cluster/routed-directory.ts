@@ -3,7 +3,7 @@ import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import type { EncodedUserDelivery } from "../../gen/ts-proto/chat/internal/v1/chat_server.js";
 import { ServerFrame as TsServerFrame } from "../../gen/ts-proto/chat/v1/session.js";
 import type { Logger } from "pino";
-import type { SessionDirectory } from "../delivery/port.js";
+import { PushFailedError, type SessionDirectory } from "../delivery/port.js";
 import { encodeServerFrame } from "../chatserver/codec.js";
 import type { Id } from "../model/types.js";
 import type { SessionRoutes } from "../routing/port.js";
@@ -266,14 +266,6 @@ export class RoutedSessionDirectory implements SessionDirectory {
     const online = new Set<Id>();
     for (const [userId, servers] of routes) if (servers.some((id) => this.clients.get(id) !== undefined)) online.add(userId);
     return online;
-  }
-}
-
-/** A presence push some chat server did not take; `userIds` are those it was for. */
-export class PushFailedError extends Error {
-  constructor(readonly userIds: ReadonlySet<Id>) {
-    super(`push not taken by a chat server for ${userIds.size} user(s)`);
-    this.name = "PushFailedError";
   }
 }
 

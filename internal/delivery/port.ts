@@ -31,3 +31,17 @@ export interface SessionDirectory {
   /** Users among the given ones with at least one open session. */
   onlineUsers(userIds: readonly Id[]): Promise<Set<Id>>;
 }
+
+/**
+ * A push some of whose users' sessions could not be told (their chat server
+ * did not take it: frozen, its stream broken); `userIds` are those it was
+ * for. A directory that tells it apart from a push that found no session
+ * (nothing to tell) throws it, so that what no inbox makes up for (presence)
+ * is tried again.
+ */
+export class PushFailedError extends Error {
+  constructor(readonly userIds: ReadonlySet<Id>) {
+    super(`push not taken by a chat server for ${userIds.size} user(s)`);
+    this.name = "PushFailedError";
+  }
+}

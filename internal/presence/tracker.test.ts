@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
 import { RETRY_AFTER_HEADER, toConnectError } from "../api/errors.js";
+import { PushFailedError } from "../delivery/port.js";
 import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import type { Id } from "../model/types.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -1011,7 +1012,7 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
           pushedTo.push([...to]);
           const p = frame.kind.case === "presence" ? frame.kind.value.presence! : assert.fail("not a presence frame");
           // 99's chat server is frozen; the error names users of other pushes batched with this one too.
-          if (refusing-- > 0) throw Object.assign(new Error("not taken"), { userIds: new Set([99n, 7n]) });
+          if (refusing-- > 0) throw new PushFailedError(new Set([99n, 7n]));
           for (const u of to) heard.push({ to: u, userId: p.userId, online: p.status === PresenceStatus.ONLINE });
         },
       },

@@ -4,7 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { ServerFrameSchema, type ServerFrame } from "../../gen/es/chat/v1/session_pb.js";
 import { PresenceSchema, PresenceStatus } from "../../gen/es/chat/v1/types_pb.js";
-import type { SessionDirectory } from "../delivery/port.js";
+import { PushFailedError, type SessionDirectory } from "../delivery/port.js";
 import { monotonicNow } from "../model/clock.js";
 import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError, isChatError } from "../model/errors.js";
@@ -611,9 +611,8 @@ export class PresenceTracker {
       await this.deps.directory.pushToUsers(to, frame);
       return new Set();
     } catch (err) {
-      const failed = (err as { userIds?: unknown } | undefined)?.userIds;
-      if (!(failed instanceof Set)) throw err;
-      return new Set(to.filter((id) => failed.has(id)));
+      if (!(err instanceof PushFailedError)) throw err;
+      return new Set(to.filter((id) => err.userIds.has(id)));
     }
   }
 
