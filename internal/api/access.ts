@@ -8,7 +8,7 @@ import { NO_PLACE, type ChannelNote, type ChannelRecord, type Id, type MemberRec
 import { blockedEitherWay } from "../accounts/blocks.js";
 import { presenceVisibility } from "../accounts/store.js";
 import { readReach } from "../presence/audience.js";
-import { presenceFrame } from "../presence/tracker.js";
+import { tellOffline } from "./tell-offline.js";
 import { channelToProto, readFloor, type ChannelView } from "./convert.js";
 import type { ApiDeps } from "./deps.js";
 
@@ -253,8 +253,8 @@ export async function tellGoneApart(deps: ApiDeps, userId: Id, members: readonly
     const apart = members.filter((id) => id !== userId && !still.has(id));
     if (apart.length === 0) return;
     await Promise.all([
-      deps.sessions.pushToUsers(apart, presenceFrame({ userId, online: false })),
-      ...apart.map((id) => deps.sessions.pushToUsers([userId], presenceFrame({ userId: id, online: false }))),
+      tellOffline(deps, userId, apart),
+      ...apart.map((id) => tellOffline(deps, id, [userId])),
     ]);
   } catch (e) {
     deps.logger?.warn({ err: e }, "presence after leaving a group not told");

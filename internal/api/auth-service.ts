@@ -15,7 +15,7 @@ import type { DeviceGate } from "./device-gate.js";
 import type { AuthEvent } from "./metrics.js";
 import type { ApiDeps } from "./deps.js";
 import { forgetBlock, leaveGroup } from "./access.js";
-import { presenceFrame } from "../presence/tracker.js";
+import { tellOffline } from "./tell-offline.js";
 import type { PushApiDeps } from "./push-service.js";
 import * as v from "./validate.js";
 
@@ -192,7 +192,7 @@ function deletionSteps(deps: ApiDeps & PushApiDeps, devices?: DeviceGate) {
     // Told here as an unfriending or a block tells, with no last seen (a group's members are told
     // by leaving it). Best effort: the deletion stands.
     if (parted.size > 0) {
-      await deps.sessions.pushToUsers([...parted], presenceFrame({ userId: me, online: false })).catch((err: unknown) => {
+      await tellOffline(deps, me, [...parted]).catch((err: unknown) => {
         deps.logger?.warn({ err }, "presence after an account's deletion not told");
       });
     }

@@ -1,6 +1,6 @@
 import { isDeletedUser, type PendingDeletion } from "../accounts/store.js";
 import { storeAudience } from "../presence/audience.js";
-import { presenceFrame } from "../presence/tracker.js";
+import { tellOffline } from "./tell-offline.js";
 import { deletionFinisher } from "./auth-service.js";
 import type { ApiDeps } from "./deps.js";
 import type { DeviceGate } from "./device-gate.js";
@@ -124,7 +124,7 @@ export class DeletionSweeper {
     try {
       const audience = new Set(await storeAudience(this.deps)(p.userId));
       const gone = p.tellOffline.filter((id) => !audience.has(id));
-      if (gone.length > 0) await this.deps.sessions.pushToUsers(gone, presenceFrame({ userId: p.userId, online: false }));
+      await tellOffline(this.deps, p.userId, gone);
     } catch (err) {
       this.deps.logger?.warn({ err, userId: String(p.userId) }, "presence after an abandoned account deletion not told");
     }

@@ -18,6 +18,8 @@ export interface PresenceSource {
   getPresence(userIds: Id[]): Promise<{ userId: Id; online: boolean; lastSeenAtMs?: number }[]>;
   /** Pushes the user's latest state to users who just came into their audience, again if a flip overtakes it. */
   tellLatest(userId: Id, to: readonly Id[]): Promise<void>;
+  /** Tells users just out of the user's audience that the user is offline, with no last seen, again to those not reached (resolves after the first try). */
+  tellGone(userId: Id, to: readonly Id[]): Promise<void>;
 }
 
 export interface ApiDeps {

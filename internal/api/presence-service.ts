@@ -9,7 +9,7 @@ import { ENGINE_RETRY_AFTER_MS } from "../model/engine-errors.js";
 import { ChatError, isChatError } from "../model/errors.js";
 import { DEFAULT_PRESENCE_VISIBILITY, type Id, type PresenceVisibility } from "../model/types.js";
 import { audienceFor, coMembersOf, readReach } from "../presence/audience.js";
-import { presenceFrame } from "../presence/tracker.js";
+import { tellOffline } from "./tell-offline.js";
 import { caller } from "./context.js";
 import type { ApiDeps } from "./deps.js";
 import * as v from "./validate.js";
@@ -104,7 +104,7 @@ export function presenceService(deps: ApiDeps): Partial<ServiceImpl<typeof Prese
       // Best effort, each: the setting is stored, and failing the call would tell the client it was not.
       const told = (telling: Promise<unknown> | undefined) =>
         telling?.catch((err: unknown) => deps.logger?.warn({ err }, "presence after a change of its setting not told"));
-      if (dropped.length > 0) await told(deps.sessions.pushToUsers(dropped, presenceFrame({ userId: me, online: false })));
+      if (dropped.length > 0) await told(tellOffline(deps, me, dropped));
       if (added.length > 0) await told(deps.presence?.tellLatest(me, added));
       return { settings: settingsToProto(visibility) };
     },

@@ -132,6 +132,10 @@ export class FixedPresence implements PresenceSource {
   async tellLatest(userId: Id, to: readonly Id[]): Promise<void> {
     if (to.length > 0) await this.directory?.pushToUsers(to, presenceFrame({ userId, ...this.state }));
   }
+
+  async tellGone(userId: Id, to: readonly Id[]): Promise<void> {
+    if (to.length > 0) await this.directory?.pushToUsers(to, presenceFrame({ userId, online: false }));
+  }
 }
 
 export class TestApi {

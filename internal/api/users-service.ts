@@ -4,7 +4,7 @@ import { FriendshipState, UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { refuseIfBlocked } from "../accounts/blocks.js";
 import { ACCOUNT_DELETED, isDeletedUser } from "../accounts/store.js";
 import { ChatError, isChatError } from "../model/errors.js";
-import { presenceFrame } from "../presence/tracker.js";
+import { tellOffline } from "./tell-offline.js";
 import { reaches } from "../presence/audience.js";
 import type { Id, UserRecord } from "../model/types.js";
 import { forgetBlock } from "./access.js";
@@ -243,10 +243,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
       // Neither keeps a stale "online" of the other: each is told offline, with no last seen.
       // Best effort: the block is stored, and holds whether or not this reaches anyone.
       try {
-        await Promise.all([
-          deps.sessions.pushToUsers([them], presenceFrame({ userId: me, online: false })),
-          deps.sessions.pushToUsers([me], presenceFrame({ userId: them, online: false })),
-        ]);
+        await Promise.all([tellOffline(deps, me, [them]), tellOffline(deps, them, [me])]);
       } catch (err) {
         deps.logger?.warn({ err }, "presence after a block not told");
       }
@@ -356,7 +353,7 @@ export function userService(deps: ApiDeps): Partial<ServiceImpl<typeof UserServi
     // Best effort, as after a block: the unfriending is stored already.
     try {
       if (await reaches(deps, userId, to)) return;
-      await deps.sessions.pushToUsers([to], presenceFrame({ userId, online: false }));
+      await tellOffline(deps, userId, [to]);
     } catch (err) {
       deps.logger?.warn({ err }, "presence after an unfriending not told");
     }

@@ -1029,6 +1029,53 @@ describe("PresenceTracker: announcements, failures and recovery", () => {
     assert.deepStrictEqual(pushedTo, [[98n, 99n], [99n], [99n]]);
   });
 
+  it("tells a user gone from the audience offline, without last seen, again with backoff to whoever's chat server did not take it, until it does", async () => {
+    const pushedTo: Id[][] = [];
+    const heard: Heard[] = [];
+    let refusing = 2;
+    const tr = tracker({
+      store: new MemoryPresenceStore(),
+      audience: async () => [],
+      directory: {
+        async pushToUsers(to: readonly Id[], frame: ServerFrame) {
+          pushedTo.push([...to]);
+          const p = frame.kind.case === "presence" ? frame.kind.value.presence! : assert.fail("not a presence frame");
+          assert.equal(p.lastSeenAt, undefined, "no last seen for one who may no longer see it");
+          // 99's chat server is frozen for two tries.
+          if (refusing-- > 0) throw new PushFailedError(new Set([99n]));
+          for (const u of to) heard.push({ to: u, userId: p.userId, online: p.status === PresenceStatus.ONLINE });
+        },
+      },
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 5 },
+    });
+    await tr.tellGone(1n, [98n, 99n]);
+    await tr.idle();
+    assert.deepStrictEqual(pushedTo, [[98n, 99n], [99n], [99n]]);
+    assert.deepStrictEqual(heard, [{ to: 99n, userId: 1n, online: false }]);
+  });
+
+  it("tells a retry of a user gone from the audience no one who came back into it meanwhile", async () => {
+    const pushedTo: Id[][] = [];
+    let audience: Id[] = [];
+    const tr = tracker({
+      store: new MemoryPresenceStore(),
+      audience: async () => audience,
+      directory: {
+        async pushToUsers(to: readonly Id[]) {
+          pushedTo.push([...to]);
+          // Friends again before the retry: the new friendship tells them the latest state.
+          audience = [99n];
+          throw new PushFailedError(new Set([98n, 99n]));
+        },
+      },
+      retry: { firstDelayMs: 1, maxDelayMs: 1, attempts: 5 },
+    });
+    await tr.tellGone(1n, [98n, 99n]);
+    await tr.idle();
+    assert.deepStrictEqual(pushedTo.slice(0, 2), [[98n, 99n], [98n]]);
+    assert.ok(pushedTo.every((to, i) => i === 0 || !to.includes(99n)), `pushed ${JSON.stringify(pushedTo.map(String))}`);
+  });
+
   it("counts a sweep once its announcements were tried, without waiting for their retries", async () => {
     let swept = 0;
     let failing = false;

@@ -533,9 +533,57 @@ export class PresenceTracker {
    */
   private announce(flip: PresenceFlip, made = true): Promise<void> {
     if (made) this.deps.onChange?.(flip);
+    /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
+    const told: Telling = { reached: new Set() };
+    return this.retried("presence announcement", flip.userId, async () => {
+      // Read at each attempt: retries last minutes, and a block or a narrower
+      // setting made meanwhile must keep this from those it now leaves out
+      // (the chat servers' guard of a block's pair lasts only a minute).
+      const audience = await this.deps.audience(flip.userId);
+      if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
+      // Not told, a later flip came first: its maker tells (and confirms) that one.
+      if (audience.length > 0 && told.reached.size === 0) return;
+      if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
+      await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
+    });
+  }
+
+  /**
+   * Tells `to`, just out of the user's audience (an unfriending, a block, a
+   * group left, a narrower setting, a deleted account), that the user is
+   * offline, with no last seen: a stale "online" stays on their screens for
+   * good otherwise. Retried with backoff, as an announcement is, to those
+   * whose chat server did not take it (frozen: its sessions move to another
+   * within seconds); each retry reads the audience again and leaves out
+   * whoever came back into it (told the latest state then). Resolves when
+   * the first attempt ended; never rejects.
+   */
+  tellGone(userId: Id, to: readonly Id[]): Promise<void> {
+    let left = [...to];
+    let attempt = 0;
+    return this.retried("presence of a user gone from the audience", userId, async () => {
+      // The first is told as its caller found it, who just read who is apart.
+      if (attempt++ > 0) {
+        const audience = new Set(await this.deps.audience(userId));
+        left = left.filter((id) => !audience.has(id));
+      }
+      if (left.length === 0) return;
+      const missed = await this.pushTo(left, presenceFrame({ userId, online: false }));
+      left = left.filter((id) => missed.has(id));
+      if (left.length > 0) throw new Error(`presence push not taken for ${left.length} gone from the audience`);
+    });
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, with the retry backoff, for at most the
+   * retry's attempts or until stop(); resolves when the first attempt ended
+   * (a sweep or an api call waits for that, not for retries that may last
+   * minutes while Cassandra is away), and never rejects.
+   */
+  private retried(what: string, userId: Id, attempt: () => Promise<void>): Promise<void> {
     let firstTried!: () => void;
     const tried = new Promise<void>((resolve) => (firstTried = resolve));
-    const p = this.tell(flip, firstTried).finally(() => {
+    const p = this.retrying(what, userId, attempt, firstTried).finally(() => {
       firstTried();
       this.announcing.delete(p);
     });
@@ -543,28 +591,16 @@ export class PresenceTracker {
     return tried;
   }
 
-  private async tell(flip: PresenceFlip, firstTried: () => void): Promise<void> {
+  private async retrying(what: string, userId: Id, run: () => Promise<void>, firstTried: () => void): Promise<void> {
     const { firstDelayMs, maxDelayMs, attempts } = this.retry;
-    /** Kept across attempts: once a push was tried, the latest state is told whatever it is. */
-    const told: Telling = { reached: new Set() };
     for (let attempt = 1, delay = firstDelayMs; ; attempt++, delay = Math.min(2 * delay, maxDelayMs)) {
       try {
-        return await this.attemptSlots.run(async () => {
-          // Read at each attempt: retries last minutes, and a block or a narrower
-          // setting made meanwhile must keep this from those it now leaves out
-          // (the chat servers' guard of a block's pair lasts only a minute).
-          const audience = await this.deps.audience(flip.userId);
-          if (audience.length > 0) await this.tellUntilSteady(flip.userId, audience, told, flip);
-          // Not told, a later flip came first: its maker tells (and confirms) that one.
-          if (audience.length > 0 && told.reached.size === 0) return;
-          if (told.reached.size > 0) await this.tellLeftOut(flip.userId, told);
-          await this.call((s) => s.told(flip.userId, told.version ?? flip.version));
-        });
+        return await this.attemptSlots.run(run);
       } catch (err) {
         this.deps.onEngineError?.("announce");
-        const log = { err, userId: String(flip.userId), attempt };
-        if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, "presence announcement failed; giving up");
-        this.deps.logger?.warn(log, "presence announcement failed; will retry");
+        const log = { err, userId: String(userId), attempt };
+        if (attempt >= attempts || this.stopped) return this.deps.logger?.error(log, `${what} failed; giving up`);
+        this.deps.logger?.warn(log, `${what} failed; will retry`);
         firstTried();
         try {
           await sleep(delay, undefined, { signal: this.stopping.signal, ref: false });
