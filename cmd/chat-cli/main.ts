@@ -883,7 +883,8 @@ async function muteCommand(command: "mute" | "unmute", args: string[], values: V
   const c = await s.resolveChannel(ref);
   // "Until unmuted" is the latest time the server takes.
   const mutedUntil = command === "mute" ? timestampFromMs(Date.UTC(9999, 11, 31)) : undefined;
-  await s.api.channels.muteChannel({ channelId: c.channelId, mutedUntil });
+  // Harmless twice, but a Ctrl+C in silence left the person not knowing whether to run it again.
+  await unsureIfInterrupted(`the chat may have been ${command}d or not; running it again is harmless`, () => s.api.channels.muteChannel({ channelId: c.channelId, mutedUntil }));
   if (values.json) return json({ channelId: c.channelId, name: await s.channelName(c), muted: command === "mute" });
   out(`${command}d ${await s.channelName(c)}`);
 }
@@ -898,19 +899,29 @@ const PLACED = {
   read: (name: string) => `took the unread mark off ${name}`,
 } as const;
 
+/** What may have been done, said of a Ctrl+C before the server answered. */
+const PLACED_UNSURE: Record<keyof typeof PLACED, string> = {
+  pin: "the chat may have been pinned",
+  unpin: "the chat may have been unpinned",
+  archive: "the chat may have been archived",
+  unarchive: "the chat may have been unarchived",
+  unread: "the chat may have been marked unread",
+  read: "the chat's unread mark may have been taken off",
+};
+
 /** Where a chat is in your own list: pinned at the top, put away in the archive, marked unread (and back). */
 async function placeCommand(command: keyof typeof PLACED, args: string[], values: Values): Promise<void> {
   const [ref, extra] = args;
   if (!ref || extra !== undefined) throw new CliError(`usage: chat-cli ${command} <channel-id|@username>`, 2);
   const s = session();
   const { channelId } = await s.resolveChannel(ref);
-  const c = (await place(s, command, channelId)).channel!;
+  const c = (await unsureIfInterrupted(`${PLACED_UNSURE[command]} or not; running it again is harmless`, () => place(s, command, channelId))).channel!;
   if (values.json) return json({ channelId, name: await s.channelName(c), pinnedAt: iso(c.pinnedAt), archived: c.archived, markedUnread: c.markedUnread });
   out(PLACED[command](await s.channelName(c)));
 }
 
 /** The server's call for each; "unread" puts its mark on, where the other "un"s take one off. */
-function place(s: Session, command: keyof typeof PLACED, channelId: bigint) {
+function place(s: Session, command: keyof typeof PLACED, channelId: bigint): Promise<{ channel?: Channel }> {
   switch (command) {
     case "pin":
     case "unpin":

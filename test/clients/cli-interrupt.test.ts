@@ -30,6 +30,8 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   /** Sign-ups asked, each answered when the test says; groups asked, never answered. */
   const signUps: Array<() => void> = [];
   let groups = 0;
+  /** Mutes and pins asked, never answered. */
+  let settings = 0;
   /** Refreshes asked, each answered when the test says. */
   const refreshes: Array<{ refreshToken: string; answer: () => void }> = [];
   const homes: string[] = [];
@@ -64,6 +66,14 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
           groups++;
           return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
         },
+        muteChannel: (_req, ctx) => {
+          settings++;
+          return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
+        },
+        pinChannel: (_req, ctx) => {
+          settings++;
+          return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(new ConnectError("gone", Code.Canceled))));
+        },
       });
       router.service(MessageService, {
         sendMessage: (_req, ctx) => {
@@ -82,6 +92,7 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
   beforeEach(() => {
     sends = 0;
     groups = 0;
+    settings = 0;
     signUps.length = 0;
     refreshes.length = 0;
   });
@@ -147,6 +158,16 @@ describe("chat-cli interrupted while a send waits for its answer", function () {
     const r = await interrupted(["group", "standup"], "SIGINT", () => groups > 0);
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /^chat-cli: interrupted before the server answered: the group may have been created or not; see chat-cli chats\n$/);
+  });
+
+  it("says a mute or a pin may have been made or not, and that running it again is harmless", async () => {
+    const muting = await interrupted(["mute", "7"], "SIGINT", () => settings > 0);
+    assert.equal(muting.code, 130, muting.stderr);
+    assert.match(muting.stderr, /^chat-cli: interrupted before the server answered: the chat may have been muted or not; running it again is harmless\n$/);
+    settings = 0;
+    const pinning = await interrupted(["pin", "7"], "SIGTERM", () => settings > 0);
+    assert.equal(pinning.code, 143, pinning.stderr);
+    assert.match(pinning.stderr, /^chat-cli: interrupted before the server answered: the chat may have been pinned or not; running it again is harmless\n$/);
   });
 
   // Killed by the signal in silence, it left the person (and a script, with no exit code) not knowing
