@@ -247,8 +247,8 @@ export async function withSignalsHeld<T>(fn: () => Promise<T>): Promise<T> {
     released = true;
     holding = false;
     for (const sig of HELD_SIGNALS) {
-      process.off(sig, hold);
       for (const listener of before.get(sig)!) process.on(sig, listener);
+      process.off(sig, hold);
     }
     if (got) process.kill(process.pid, got);
   };
@@ -257,9 +257,12 @@ export async function withSignalsHeld<T>(fn: () => Promise<T>): Promise<T> {
     got = sig;
     process.stderr.write("chat-cli: saving the access token refresh under way first (Ctrl+C again stops at once, and may sign this device out)\n");
   };
+  // Ours goes on before theirs come off, and theirs back before ours goes: the signal's handler
+  // stops with its last listener, and a signal it had caught but not yet handed over went with it
+  // (a Ctrl+C just before a refresh began was lost, and `follow` went on for good).
   for (const sig of HELD_SIGNALS) {
-    process.removeAllListeners(sig);
     process.on(sig, hold);
+    for (const listener of before.get(sig)!) process.removeListener(sig, listener);
   }
   try {
     return await fn();
