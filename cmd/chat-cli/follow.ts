@@ -254,6 +254,9 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       }
     });
   };
+  /** A page of the chat's history; refused because I am no longer in the chat, following ends saying so. */
+  const readHistory = (page: { anchorSeq: bigint; direction: PageDirection; limit: number }) =>
+    stillMember(session.api.messages.listMessages({ channelId: opts.channelId, ...page }, { signal, timeoutMs: callTimeoutMs() }));
   /** Prints the messages between lastSeq and upTo (without it: all the channel has after lastSeq), from history. */
   const fill = async (upTo?: bigint) => {
     while (upTo === undefined || lastSeq + 1n < upTo) {
@@ -262,7 +265,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
       let readMs = 0;
       const res = await patiently(`read the messages after #${anchorSeq}`, () => {
         readMs = clock.now();
-        return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq, direction: PageDirection.FORWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() });
+        return readHistory({ anchorSeq, direction: PageDirection.FORWARD, limit: 200 });
       });
       if (res.messages.length === 0) return;
       for (const m of res.messages) {
@@ -278,7 +281,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   /** Message #seq as it is now, if the chat still has it. */
   const reread = async (seq: bigint): Promise<Message | undefined> => {
     const res = await patiently(`read message #${seq}`, () =>
-      session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: seq + 1n, direction: PageDirection.BACKWARD, limit: 1 }, { signal, timeoutMs: callTimeoutMs() }),
+      readHistory({ anchorSeq: seq + 1n, direction: PageDirection.BACKWARD, limit: 1 }),
     );
     return res.messages.find((m) => m.seq === seq);
   };
@@ -294,7 +297,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
     let readMs = 0;
     const res = await patiently(`read the messages up to #${upTo}`, () => {
       readMs = clock.now();
-      return session.api.messages.listMessages({ channelId: opts.channelId, anchorSeq: upTo + 1n, direction: PageDirection.BACKWARD, limit: 200 }, { signal, timeoutMs: callTimeoutMs() });
+      return readHistory({ anchorSeq: upTo + 1n, direction: PageDirection.BACKWARD, limit: 200 });
     });
     for (const m of [...res.messages].sort((a, b) => (a.seq < b.seq ? -1 : 1))) {
       const was = printed.get(m.seq);
@@ -339,12 +342,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
    */
   const left = () =>
     step(async () => {
-      try {
-        await patiently("ask whether you are still in the chat", () => session.api.channels.describeChannel({ channelId: opts.channelId }, { signal, timeoutMs: callTimeoutMs() }));
-      } catch (err) {
-        if (err instanceof ConnectError && err.code === Code.PermissionDenied) throw new CliError("you are no longer a member of this chat (taken out, or you left it); stopped following");
-        throw err;
-      }
+      await patiently("ask whether you are still in the chat", () => stillMember(session.api.channels.describeChannel({ channelId: opts.channelId }, { signal, timeoutMs: callTimeoutMs() })));
     });
 
   let refused = false;
@@ -411,6 +409,16 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   else await chain;
   opts.signal.removeEventListener("abort", onAbort);
   if (fatal !== undefined) throw fatal;
+}
+
+/** `call`, whose refusal because I am not in the chat (taken out, or left on another device) says so in words. */
+async function stillMember<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.PermissionDenied) throw new CliError("you are no longer a member of this chat (taken out, or you left it); stopped following");
+    throw err;
+  }
 }
 
 /**

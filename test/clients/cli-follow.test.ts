@@ -661,6 +661,22 @@ describe("chat-cli follow of a group I am no longer in", function () {
   this.timeout(120_000);
   const h = harness();
 
+  it("says so too when a read of history is refused because I am no longer in it, not the server's bare refusal", async () => {
+    const { me, myId, peer } = await h.pair();
+    const { channelId } = (await peer.api.channels.createGroup({ title: "Crew", memberUserIds: [myId] })).channel!;
+    const { url, sockets } = await h.standInGateway();
+    const follower = h.follow(me, String(channelId), "--last", "0", "--ws", url);
+    await follower.started();
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g1", text: "one" });
+    await peer.api.messages.sendMessage({ channelId, clientMsgId: "g2", text: "two" });
+    const [newest] = (await peer.api.messages.listMessages({ channelId, anchorSeq: 0n, direction: PageDirection.BACKWARD, limit: 1 })).messages;
+    await peer.api.channels.removeMember({ channelId, userId: myId });
+    // The newest, live, without the one before it: the gap is read from history, which I may no longer read.
+    sockets[0]!.send(toBinary(ServerFrameSchema, create(ServerFrameSchema, { kind: { case: "message", value: { entry: { inboxSeq: 1n, message: newest } } } })));
+    assert.equal(await follower.exited, 1, follower.err);
+    assert.match(follower.err, /chat-cli: you are no longer a member of this chat \(taken out, or you left it\); stopped following\n$/);
+  });
+
   it("stops with exit 1, saying so, when I am taken out of the group or leave it with another chat-cli", async () => {
     const { me, myId, peer } = await h.pair();
     const { channelId } = (await peer.api.channels.createGroup({ title: "Crew", memberUserIds: [myId] })).channel!;
