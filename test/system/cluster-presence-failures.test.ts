@@ -129,7 +129,8 @@ describe("distributed mode: presence when processes fail", function () {
     const lastSeen = b.events(alice!.userId)[1]!.lastSeenAt;
     assert.ok(lastSeen, "a last seen");
     const lastSeenMs = Number(lastSeen.seconds) * 1000 + Math.floor(lastSeen.nanos / 1e6);
-    assert.ok(lastSeenMs <= closedAt + 500 && lastSeenMs > closedAt - 2 * HEARTBEAT_MS, `last seen ${closedAt - lastSeenMs} ms before the close`);
+    // Stamped when her chat server hears of the closed session, through the gateway: on a busy machine a while after this process closed it.
+    assert.ok(lastSeenMs <= closedAt + 1_000 && lastSeenMs > closedAt - 2 * HEARTBEAT_MS, `last seen ${closedAt - lastSeenMs} ms before the close`);
   });
 
   it("takes offline after the grace period the users of a gateway killed with -9, with last seen the kill, and shows no flap for one who reconnects through another gateway within it", async () => {
