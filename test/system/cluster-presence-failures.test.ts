@@ -194,40 +194,37 @@ describe("distributed mode: presence when processes fail", function () {
     assert.deepEqual(b.statuses(alice!.userId), [PresenceStatus.ONLINE], "no flap over the move");
   });
 
-  it("tells a friend on a chat server frozen past its lease (session moved) that a user logged out meanwhile", async () => {
-    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(apiUrl(), n)));
-    await befriend(alice!, bob!);
-    const { w: b, server: bobServer } = await openWhere(gateways[0]!, bob!, () => true);
-    await openWhere(gateways[1]!, alice!, (s) => s !== bobServer);
-    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online", 10_000);
+  /**
+   * Alice and bob, friends, online on different chat servers; `meanwhile` runs once bob's is frozen
+   * (SIGSTOP), which wakes once the gateway has moved his session to the other. Bob's watcher heard her online.
+   */
+  async function whileBobsServerFrozen(meanwhile: (alice: TestUser, bob: TestUser) => Promise<unknown>): Promise<{ alice: TestUser; b: PresenceWatcher }> {
+    const [alice, bob] = (await Promise.all(["alice", "bob"].map((n) => signUp(apiUrl(), n)))) as [TestUser, TestUser];
+    await befriend(alice, bob);
+    const { w: b, server: bobServer } = await openWhere(gateways[0]!, bob, () => true);
+    await openWhere(gateways[1]!, alice, (s) => s !== bobServer);
+    await b.hears(alice.userId, [PresenceStatus.ONLINE], "online", 10_000);
     const frozen = chatServers.find((p) => p.info.serverId === bobServer)!;
     frozen.child.kill("SIGSTOP");
-    await apiClients(apiUrl(), alice!.devices[0]!.token).auth.logout({});
     try {
-      await waitFor(async () => (await serversOf(bob!.userId)).some((s) => s !== bobServer), "bob's session moved", 30_000, 50);
+      await meanwhile(alice, bob);
+      await waitFor(async () => (await serversOf(bob.userId)).some((s) => s !== bobServer), "bob's session moved", 30_000, 50);
     } finally {
       frozen.child.kill("SIGCONT");
     }
-    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after the logout", 20_000);
+    return { alice, b };
+  }
+
+  it("tells a friend on a chat server frozen past its lease (session moved) that a user logged out meanwhile", async () => {
+    const { alice, b } = await whileBobsServerFrozen((alice) => apiClients(apiUrl(), alice.devices[0]!.token).auth.logout({}));
+    await b.hears(alice.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after the logout", 20_000);
   });
 
   it("tells an ex-friend on a chat server frozen past its lease (session moved) of an unfriending made meanwhile", async () => {
-    const [alice, bob] = await Promise.all(["alice", "bob"].map((n) => signUp(apiUrl(), n)));
-    await befriend(alice!, bob!);
-    const { w: b, server: bobServer } = await openWhere(gateways[0]!, bob!, () => true);
-    await openWhere(gateways[1]!, alice!, (s) => s !== bobServer);
-    await b.hears(alice!.userId, [PresenceStatus.ONLINE], "online", 10_000);
-    const frozen = chatServers.find((p) => p.info.serverId === bobServer)!;
-    frozen.child.kill("SIGSTOP");
-    try {
-      // Its "offline" to bob is not taken by his frozen chat server: told again once his session moved.
-      await alice!.api.users.removeFriend({ userId: bob!.userId });
-      await waitFor(async () => (await serversOf(bob!.userId)).some((s) => s !== bobServer), "bob's session moved", 30_000, 50);
-    } finally {
-      frozen.child.kill("SIGCONT");
-    }
-    await b.hears(alice!.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after the unfriending", 20_000);
-    assert.equal(b.events(alice!.userId)[1]!.lastSeenAt, undefined, "no last seen to an ex-friend");
+    // Its "offline" to bob is not taken by his frozen chat server: told again once his session moved.
+    const { alice, b } = await whileBobsServerFrozen((alice, bob) => alice.api.users.removeFriend({ userId: bob.userId }));
+    await b.hears(alice.userId, [PresenceStatus.ONLINE, PresenceStatus.OFFLINE], "offline after the unfriending", 20_000);
+    assert.equal(b.events(alice.userId)[1]!.lastSeenAt, undefined, "no last seen to an ex-friend");
   });
 
   it("keeps offline a user who logged out while her chat server was dead and her gateway frozen, when the gateway comes back and moves her session", async () => {
