@@ -2,6 +2,7 @@ import { REFRESH_REUSE_GRACE_MS } from "../../internal/auth/refresh.js";
 import { readCorsOrigins } from "../../internal/config/cors.js";
 import { readCassandraEndpoints, readClusterEndpoints, readKafkaEndpoints, readRedisEndpoint } from "../../internal/config/engines.js";
 import { readTls } from "../../internal/config/tls.js";
+import { readDrainGraceMs } from "../../internal/observability/lifecycle.js";
 import { checkDistinctPorts, EnvReader, readLogLevel } from "../../internal/config/env.js";
 import { readChangeWindows } from "../../internal/messages/changes.js";
 import { readPushConfig } from "../../internal/push/config.js";
@@ -33,6 +34,7 @@ export function readApiConfig(env: NodeJS.ProcessEnv = process.env) {
     blockCacheTtlSeconds: r.int("CHAT_BLOCK_CACHE_TTL_S", 5, 0, 300),
     changeWindows: readChangeWindows(r),
     sendClaimTtlSeconds: r.int("CHAT_SEND_CLAIM_TTL_S", 300, 1, 86_400),
+    drainGraceMs: readDrainGraceMs(r),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", c.httpPort], ["CHAT_GRPC_PORT", c.grpcPort], ["CHAT_OPS_PORT", c.opsPort]]);
   const textBudget = readTextBudget(r, c.maxFrameBytes);

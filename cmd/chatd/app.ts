@@ -243,7 +243,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
   const deletions = new DeletionSweeper(apiDeps, {}, devices);
   const routes = (router: ConnectRouter) => {
     registerPublicApi(router, apiDeps);
-    router.service(SessionService, sessionService(chat, verifier, { slots, maxFrameBytes: config.maxFrameBytes }));
+    router.service(SessionService, sessionService(chat, verifier, { slots, maxFrameBytes: config.maxFrameBytes, closeGraceMs: config.drainGraceMs }));
   };
   // A request body past the frame limit is refused before it is read whole.
   // The limit is the frame's (what the Welcome tells) plus the ConnectRequest
@@ -344,7 +344,7 @@ export async function startChatd(config: ChatdConfig, logger: Logger, stopped?: 
         const drained = chat.drain();
         await gateway.close();
         // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
-        await Promise.all([drainHttpServer(httpServer), grpcListener.close(), ops.close(), drained, deletions.close()]);
+        await Promise.all([drainHttpServer(httpServer, config.drainGraceMs), grpcListener.close(config.drainGraceMs), ops.close(), drained, deletions.close()]);
         await oldPipeline.stop();
         await notifier.stop();
         await push.close();

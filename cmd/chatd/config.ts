@@ -6,6 +6,7 @@ import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { readTls, type TlsFiles } from "../../internal/config/tls.js";
 import { readChangeWindows, type ChangeWindows } from "../../internal/messages/changes.js";
 import { checkPresenceConfig, readPresenceConfig, type PresenceConfig } from "../../internal/presence/config.js";
+import { readDrainGraceMs } from "../../internal/observability/lifecycle.js";
 import { readNotifierPushConfig, type NotifierPushConfig } from "../../internal/push/config.js";
 import { readApiLimits, type ApiLimitsConfig } from "../../internal/throttle/config.js";
 import { readSendRate, type SendRate } from "../../internal/throttle/send-rate.js";
@@ -51,6 +52,8 @@ export interface ChatdConfig {
   push: NotifierPushConfig;
   /** TLS on every listener (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */
   tls?: TlsFiles;
+  /** How long a stop lets calls in flight finish on every listener (CHAT_DRAIN_GRACE_MS); unset: DRAIN_GRACE_MS. */
+  drainGraceMs?: number;
 }
 
 /** Reads CHAT_* variables (documented in README.md) and fails naming every bad one. */
@@ -85,6 +88,7 @@ export function loadChatdConfig(env: NodeJS.ProcessEnv = process.env): ChatdConf
     presence: readPresenceConfig(r),
     push: readNotifierPushConfig(r),
     tls: readTls(r),
+    drainGraceMs: readDrainGraceMs(r),
   };
   checkDistinctPorts(r, [["CHAT_HTTP_PORT", config.httpPort], ["CHAT_GRPC_PORT", config.grpcPort], ["CHAT_OPS_PORT", config.opsPort]]);
   checkPresenceConfig(r, config.presence, config.heartbeatIntervalMs);

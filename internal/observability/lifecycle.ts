@@ -5,6 +5,7 @@ import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import type { EnvReader } from "../config/env.js";
 import { measuringLoop, serveOps, type Probes } from "./http.js";
 import { listen } from "./listen.js";
 import { ThrottledWarning } from "./outage-log.js";
@@ -154,6 +155,16 @@ export async function startPublicOps(
  * (SessionServiceOptions.closeGraceMs).
  */
 export const DRAIN_GRACE_MS = 5_000;
+
+/**
+ * CHAT_DRAIN_GRACE_MS, for the roles that answer unary calls (chatd, api):
+ * raised where sign-ups come in hundreds at once, lowered where the
+ * orchestrator allows less. At most 5 s under the stop's own bound, which the
+ * rest of a stop (queues, consumers, engines) needs after the listeners.
+ */
+export function readDrainGraceMs(r: EnvReader): number {
+  return r.int("CHAT_DRAIN_GRACE_MS", DRAIN_GRACE_MS, 0, DEFAULT_STOP_TIMEOUT_MS - 5_000);
+}
 
 /**
  * Stops an HTTP/1.1 listener without cutting the requests in flight: no new

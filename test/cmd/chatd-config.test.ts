@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readApiConfig } from "../../cmd/api/config.js";
 import { loadChatdConfig } from "../../cmd/chatd/config.js";
 import { ConfigError } from "../../internal/config/env.js";
 
@@ -9,6 +10,15 @@ describe("chatd configuration", () => {
     assert.equal(loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "0" }).refreshReuseGraceMs, 0);
     assert.equal(loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "5" }).refreshReuseGraceMs, 5_000);
     assert.throws(() => loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "3601" }), (e) => e instanceof ConfigError && /CHAT_REFRESH_REUSE_GRACE_S/.test(e.message));
+  });
+
+  it("CHAT_DRAIN_GRACE_MS: 5 s by default, as the api reads it; 0 cuts at once; past 20 s (the stop's bound less 5 s) refused", () => {
+    for (const read of [loadChatdConfig, readApiConfig]) {
+      assert.equal(read({}).drainGraceMs, 5_000);
+      assert.equal(read({ CHAT_DRAIN_GRACE_MS: "0" }).drainGraceMs, 0);
+      assert.equal(read({ CHAT_DRAIN_GRACE_MS: "20000" }).drainGraceMs, 20_000);
+      assert.throws(() => read({ CHAT_DRAIN_GRACE_MS: "20001" }), (e) => e instanceof ConfigError && /CHAT_DRAIN_GRACE_MS/.test(e.message));
+    }
   });
 
   it("CHAT_INBOX_RETENTION_S: 30 days by default, as in the cluster; 0 keeps entries forever; a negative one refused", () => {

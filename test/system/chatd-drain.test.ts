@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
+import { createClient, ConnectError } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { signUpsInFlight } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 
@@ -22,6 +25,35 @@ describe("chatd: SIGTERM with API requests in flight", function () {
       const answers = await Promise.all(inFlight);
       agent.destroy();
       assert.deepEqual(answers, answers.map(() => "200"), `every sign-up answered: ${answers.join(", ")}`);
+      const [code] = await exited;
+      assert.equal(code, 0);
+    } finally {
+      await chatd.kill();
+      removeDataDir(chatd.dataDir);
+    }
+  });
+
+  it("with CHAT_DRAIN_GRACE_MS=0 cuts what is in flight on both listeners at once, then exits 0", async () => {
+    const chatd = await startChatd({ env: { CHAT_DRAIN_GRACE_MS: "0" } });
+    try {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
+      const { answers: overHttp } = await signUpsInFlight(chatd.httpUrl, agent, 24);
+      const client = createClient(AuthService, createGrpcTransport({ baseUrl: chatd.grpcUrl }));
+      const run = Date.now().toString(36);
+      const overGrpc = Array.from({ length: 24 }, (_, i) =>
+        client.signUp({ username: `cut${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 }).then(
+          () => "OK",
+          (err: unknown) => ConnectError.from(err).message,
+        ),
+      );
+      // 48 hashes behind the thread pool's four threads: most still in flight when the first is answered.
+      await Promise.race([...overHttp, ...overGrpc]);
+      const exited = once(chatd.child, "exit") as Promise<[number | null]>;
+      chatd.child.kill("SIGTERM");
+      const [http1, grpc] = [await Promise.all(overHttp), await Promise.all(overGrpc)];
+      agent.destroy();
+      assert.ok(http1.some((a) => a !== "200"), `some HTTP sign-up cut: ${http1.join(", ")}`);
+      assert.ok(grpc.some((a) => a !== "OK"), `some gRPC sign-up cut: ${grpc.join(", ")}`);
       const [code] = await exited;
       assert.equal(code, 0);
     } finally {
