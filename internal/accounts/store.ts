@@ -145,6 +145,14 @@ export interface AccountStore {
   takeSuccessor(tokenHash: string, successorHash: string, next: RefreshTokenUse): Promise<boolean>;
   /** The user a refresh token, unused or used, was issued to; undefined for one never issued or forgotten. Writes nothing. */
   refreshTokenOwner(tokenHash: string): Promise<Id | undefined>;
+  /**
+   * A used token's mark, as a reuse of it is answered (`usedAtMs` missing for
+   * one marked at its device's sign-out, `successorHash` for one a retry took
+   * or marked so): how a retry that lost a race to another for the successor
+   * follows the mark the winner moved on. Undefined for a token unused, never
+   * issued or forgotten. Writes nothing.
+   */
+  refreshTokenMark(tokenHash: string): Promise<Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> | undefined>;
 
   /**
    * A pending request from one user to another (directed). True when this

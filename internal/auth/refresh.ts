@@ -26,6 +26,11 @@ function newToken(): { token: string; hash: string } {
   return { token, hash: hashRefreshToken(token) };
 }
 
+/** What `retried` answers for a retry that lost the successor to a racing one still under way. */
+const RACING = Symbol("racing retry");
+/** Retries of one token in flight at once that a loser follows, at most: more is a flood, not a phone. */
+const MAX_RACING_RETRIES = 8;
+
 /**
  * Refresh tokens are 32 random bytes (base64url), single-use: every refresh
  * takes the old one out of the store and issues a new one. A token used a
@@ -100,12 +105,14 @@ export class RefreshTokens {
     if (!taken) throw new ChatError("unauthenticated", "refresh token is unknown or already used; sign in again");
     const { record } = taken;
     if (record.expiresAtMs <= atMs) throw new ChatError("unauthenticated", "refresh token expired; sign in again");
-    if (taken.reused && !(await this.retried(tokenHash, taken, use))) {
+    const retry = taken.reused ? await this.retried(tokenHash, taken, use) : true;
+    if (retry !== true) {
       // A device signed out already (a logout or a revocation while a reply was lost, a reuse
       // before) has nothing left to sign out: telling it "used twice" would raise a thief alarm,
       // and count one, for a client that only retried.
       const signedOut = await this.signedOut(record);
       if (signedOut) throw deviceSignedOut(signedOut);
+      if (retry === RACING) throw new ChatError("unavailable", "a refresh with this token is still under way; try again in a moment");
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }
@@ -127,14 +134,32 @@ export class RefreshTokens {
    * Whether a reused token is a retry after a lost reply, whose successor is
    * then taken in favour of `next.successorHash`. The grace runs from the first use, not
    * from the last retry, so retries cannot keep a stolen copy usable.
+   *
+   * Retries racing each other (a phone's, each sent as the one before timed
+   * out on a slow store; tabs of a browser without Web Locks) race for the
+   * successor too: a loser follows the mark the winner moved on to the token
+   * it issued, as a retry after the winner's would, and the last answered
+   * holds the one live token. RACING when the winner has taken the successor
+   * but not yet moved the mark (Cassandra: a write after the take): the
+   * client is told to try again, not signed out.
    */
-  private async retried(tokenHash: string, taken: RefreshTokenTake, next: RefreshTokenUse): Promise<boolean> {
+  private async retried(tokenHash: string, taken: RefreshTokenTake, next: RefreshTokenUse): Promise<boolean | typeof RACING> {
     if (taken.usedAtMs === undefined || taken.successorHash === undefined) return false;
     // A grace of 0 is none, also for a reuse within the same millisecond.
     // On the store's clock when it measured it: this process's clock against the one that wrote
     // usedAtMs judged retries by their skew.
     const elapsedMs = taken.usedAgoMs ?? next.atMs - taken.usedAtMs;
     if (this.reuseGraceMs <= 0 || elapsedMs > this.reuseGraceMs) return false;
-    return this.accounts.takeSuccessor(tokenHash, taken.successorHash, next);
+    let successor = taken.successorHash;
+    for (let hop = 0; hop < MAX_RACING_RETRIES; hop++) {
+      if (await this.accounts.takeSuccessor(tokenHash, successor, next)) return true;
+      const moved = (await this.accounts.refreshTokenMark(tokenHash))?.successorHash;
+      if (moved === undefined || moved === successor) break;
+      successor = moved;
+    }
+    // Used by whoever held it, it names a successor of its own; taken by a retry, none.
+    const taker = await this.accounts.refreshTokenMark(successor);
+    return taker?.usedAtMs !== undefined && taker.successorHash === undefined ? RACING : false;
   }
 }
+

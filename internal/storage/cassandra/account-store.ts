@@ -376,6 +376,13 @@ export class CassandraAccountStore implements AccountStore {
     return { record: rec, reused: true, ...this.markRead((await this.db.one(this.q.usedToken, [tokenHash])) ?? taken) };
   }
 
+  async refreshTokenMark(tokenHash: string): Promise<Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> | undefined> {
+    const used = await this.db.one(this.q.usedToken, [tokenHash]);
+    if (!used) return undefined;
+    const { usedAtMs, successorHash } = this.markRead(used);
+    return { ...(usedAtMs !== undefined && { usedAtMs }), ...(successorHash !== undefined && { successorHash }) };
+  }
+
   async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
     const row = (await this.db.one(this.q.token, [tokenHash])) ?? (await this.db.one(this.q.usedToken, [tokenHash]));
     return row ? toTokenRecord(row).userId : undefined;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { isActiveDevice, isDeletedUser, isRevoked, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../../accounts/store.js";
 import { hashRefreshToken, RefreshTokens } from "../../auth/refresh.js";
+import { ChatError } from "../../model/errors.js";
 import type { DeviceRecord, UserRecord } from "../../model/types.js";
 import { rejectsWith, uniqueId, uniqueName, type MakeStore, type StoreHandle } from "./helpers.js";
 
@@ -334,6 +335,50 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         // One of the two is the chain's live token; the other was taken by the retry (or the retry's by the other).
         const takes = await Promise.all(issued.map((t) => take(hashRefreshToken(t), use())));
         assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
+      });
+
+      it("racing rotations of one token, several (a retry sent each time the one before timed out): none signs the device out, one token live", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const signedOut: unknown[] = [];
+        const tokens = new RefreshTokens(s, { onReuse: async (r) => void signedOut.push(r) });
+        const { token } = await tokens.issue(u.userId, d.deviceId);
+        // As a client does with "try again": a retry that lost the successor to one whose mark is still to move.
+        const rotateUntilAnswered = async (tries = 5): Promise<string> => {
+          try {
+            return (await tokens.rotate(token)).token;
+          } catch (err) {
+            if (tries > 1 && err instanceof ChatError && err.code === "unavailable") return rotateUntilAnswered(tries - 1);
+            throw err;
+          }
+        };
+        const got = await Promise.allSettled([1, 2, 3, 4].map(() => rotateUntilAnswered()));
+        assert.deepEqual(got.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled", "fulfilled"], String(got.map((r) => r.status === "rejected" && r.reason)));
+        assert.deepEqual(signedOut, []);
+        assert.equal(await isRevoked(s, u.userId, d.deviceId), false);
+        const issued = got.map((r) => (r as PromiseFulfilledResult<string>).value);
+        const takes = await Promise.all(issued.map((t) => take(hashRefreshToken(t), use())));
+        assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
+      });
+
+      it("refreshTokenMark reads a used token's mark as a reuse is answered it, and nothing of one unused", async () => {
+        const u = await newUser();
+        const d = await newDevice(u.userId);
+        const rec = { userId: u.userId, deviceId: d.deviceId, expiresAtMs: 1_900_000_000_000 };
+        const [t, next, after] = [uniqueName("tok_"), uniqueName("next_"), uniqueName("after_")];
+        await s.putRefreshToken(t, rec);
+        assert.equal(await s.refreshTokenMark(t), undefined, "unused");
+        assert.equal(await s.refreshTokenMark(uniqueName("tok_")), undefined, "never issued");
+        await take(t, use(1_800_000_000_000, next));
+        assert.deepStrictEqual(await s.refreshTokenMark(t), { usedAtMs: 1_800_000_000_000, successorHash: next });
+        await s.putRefreshToken(next, rec);
+        assert.equal(await s.takeSuccessor(t, next, use(1_800_000_003_000, after)), true);
+        assert.deepStrictEqual(await s.refreshTokenMark(t), { usedAtMs: 1_800_000_000_000, successorHash: after }, "moved on");
+        assert.deepStrictEqual(await s.refreshTokenMark(next), { usedAtMs: 1_800_000_003_000 }, "taken by a retry: no successor of its own");
+        const live = uniqueName("live_");
+        await s.putRefreshToken(live, rec);
+        await s.revokeDevice(u.userId, d.deviceId);
+        assert.deepStrictEqual(await s.refreshTokenMark(live), {}, "marked at its device's sign-out: no use time");
       });
 
       it("an unknown token is undefined", async () => {

@@ -291,6 +291,15 @@ export class SqliteAccountStore implements AccountStore {
     return this.s.takeSuccessorTx.immediate(tokenHash, successorHash, next);
   }
 
+  async refreshTokenMark(tokenHash: string): Promise<Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> | undefined> {
+    const used = this.s.usedToken.get(tokenHash) as Row | undefined;
+    if (!used) return undefined;
+    return {
+      ...(used.used_at_ms !== null && { usedAtMs: Number(used.used_at_ms) }),
+      ...(used.successor_hash !== null && { successorHash: used.successor_hash as string }),
+    };
+  }
+
   async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
     return (this.s.tokenOwner.get(tokenHash, tokenHash) as Row | undefined)?.user_id as bigint | undefined;
   }
