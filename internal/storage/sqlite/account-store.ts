@@ -33,6 +33,12 @@ const toTokenRecord = (r: Row): RefreshTokenRecord => ({
   expiresAtMs: Number(r.expires_at_ms),
 });
 
+/** A used token's mark: either part missing where the row has none (a sign-out's mark, one a retry took). */
+const toTokenMark = (r: Row): Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> => ({
+  ...(r.used_at_ms !== null && { usedAtMs: Number(r.used_at_ms) }),
+  ...(r.successor_hash !== null && { successorHash: r.successor_hash as string }),
+});
+
 // Above every code point, so [prefix, prefix + this) spans the prefix's range.
 const PREFIX_END = "\u{10FFFF}";
 /** Below every id: where a page of blockers with no `after` starts (as the Cassandra adapter, whose bigint is signed). */
@@ -127,12 +133,7 @@ function build(db: SqliteDatabase) {
     }
     const used = s.usedToken.get(tokenHash) as Row | undefined;
     if (!used) return undefined;
-    return {
-      record: toTokenRecord(used),
-      reused: true,
-      ...(used.used_at_ms !== null && { usedAtMs: Number(used.used_at_ms) }),
-      ...(used.successor_hash !== null && { successorHash: used.successor_hash as string }),
-    };
+    return { record: toTokenRecord(used), reused: true, ...toTokenMark(used) };
   });
   // One transaction too: of racing retries, one takes the successor and the
   // others find it gone.
@@ -293,11 +294,7 @@ export class SqliteAccountStore implements AccountStore {
 
   async refreshTokenMark(tokenHash: string): Promise<Pick<RefreshTokenTake, "usedAtMs" | "successorHash"> | undefined> {
     const used = this.s.usedToken.get(tokenHash) as Row | undefined;
-    if (!used) return undefined;
-    return {
-      ...(used.used_at_ms !== null && { usedAtMs: Number(used.used_at_ms) }),
-      ...(used.successor_hash !== null && { successorHash: used.successor_hash as string }),
-    };
+    return used && toTokenMark(used);
   }
 
   async refreshTokenOwner(tokenHash: string): Promise<Id | undefined> {
