@@ -293,7 +293,10 @@ class FakeDocument extends Emitter {
   /** Where modals go, apart from the app's root. */
   readonly body = new FakeElement("body");
   visibilityState = "visible";
+  /** Elements made so far: what a redraw cost. */
+  created = 0;
   createElement(tag: string): FakeElement {
+    this.created++;
     if (tag === "input") return new FakeInput(tag);
     if (tag === "textarea") return new FakeTextArea(tag);
     return new FakeElement(tag);

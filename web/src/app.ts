@@ -1213,23 +1213,23 @@ export class ChatApp {
     m.set(key(userId), performance.now() + TYPING_SHOW_MS);
     this.typing.set(k, m);
     void this.ensureUsers([userId]).then(() => this.renderTyping());
-    this.renderSidebar();
+    this.renderRowOf(k);
   }
 
   private expireTyping(): void {
     const now = performance.now();
-    let changed = false;
+    const changed: string[] = [];
     for (const [k, m] of this.typing) {
       for (const [u, until] of m) {
         if (until >= now) continue;
         m.delete(u);
-        changed = true;
+        if (changed.at(-1) !== k) changed.push(k);
       }
       if (m.size === 0) this.typing.delete(k);
     }
-    if (changed) {
+    if (changed.length > 0) {
       this.renderTyping();
-      this.renderSidebar();
+      for (const k of changed) this.renderRowOf(k);
     }
   }
 
@@ -2028,6 +2028,18 @@ export class ChatApp {
     }
     morph(kept.firstElementChild!, fresh.firstElementChild!);
     return kept;
+  }
+
+  /**
+   * One chat's row drawn again where nothing but what it shows changed (who
+   * is typing): the whole list, rebuilt and compared row by row, was drawn
+   * again at every typing event of every chat. A row not drawn yet is the
+   * whole list's to place.
+   */
+  private renderRowOf(k: string): void {
+    const c = this.channels.get(k);
+    if (!c || !this.rowEls.has(`c:${k}`)) return this.renderSidebar();
+    this.keptRow(`c:${k}`, channelItem(this.channelRow(c, this.session.serverNow()), (id) => this.go(id)));
   }
 
   private switchSidebar(archive: boolean): void {
