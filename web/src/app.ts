@@ -277,7 +277,10 @@ export class ChatApp {
       readRefused: (channelId, seq, err) => this.onReadRefused(channelId, seq, err.code),
       presence: (p) => {
         this.presenceAt.set(key(p.userId), ++this.presenceTurn);
-        this.setPresence([p]);
+        this.presence.set(key(p.userId), p);
+        // Only a direct chat's row shows its peer's presence: the whole list was drawn again at every event.
+        for (const c of this.channels.values()) if (c.kind === ChannelKind.DIRECT && c.peerUserId === p.userId) this.renderRowOf(key(c.channelId));
+        this.renderHeader();
       },
       channel: (ev) => {
         const c = ev.channel;
@@ -2032,9 +2035,9 @@ export class ChatApp {
 
   /**
    * One chat's row drawn again where nothing but what it shows changed (who
-   * is typing): the whole list, rebuilt and compared row by row, was drawn
-   * again at every typing event of every chat. A row not drawn yet is the
-   * whole list's to place.
+   * is typing, its peer's presence): the whole list, rebuilt and compared
+   * row by row, was drawn again at every such event of every chat. A row not
+   * drawn yet is the whole list's to place.
    */
   private renderRowOf(k: string): void {
     const c = this.channels.get(k);
