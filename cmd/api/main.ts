@@ -176,7 +176,7 @@ start.started(async () => {
   certificates?.close();
   // Requests in flight are answered (a client retrying one cut off might find it done: a sign-up, a new chat).
   // A sweep under way stops after the deletion it is finishing (the next sweep, anywhere, takes the rest).
-  // The gRPC listener's calls as long as the HTTP one's (5 s): at its default 2 s a native app's sign-ups still hashing were cut.
+  // The gRPC listener's calls as long as the HTTP one's (CHAT_DRAIN_GRACE_MS): at its default 2 s a native app's sign-ups still hashing were cut.
   await Promise.all([drainHttpServer(httpServer, config.drainGraceMs), grpcListener.close(config.drainGraceMs), ops.close(), deletions.close()]);
   routed.close();
   clients.close();

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import http from "node:http";
 import { ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
@@ -95,6 +95,25 @@ export async function signUpsInFlight(baseUrl: string, agent: http.Agent, count:
   });
   await Promise.all(sent.map((s) => s.finished));
   return { answers: sent.map((s) => s.answer) };
+}
+
+/**
+ * `count` sign-ups over native gRPC, spread over `connections` HTTP/2
+ * connections (each takes at most 100 streams at once), each answer "OK" or
+ * the message of the error that cut it: as signUpsInFlight, calls in flight
+ * for a stop to answer.
+ */
+export function grpcSignUpsInFlight(grpcUrl: string, count: number, connections = 1): Promise<string>[] {
+  const clients = Array.from({ length: connections }, () => createClient(AuthService, createGrpcTransport({ baseUrl: grpcUrl })));
+  const run = `g${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  return Array.from({ length: count }, (_, i) =>
+    clients[i % connections]!
+      .signUp({ username: `${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 })
+      .then(
+        () => "OK",
+        (err: unknown) => ConnectError.from(err).message,
+      ),
+  );
 }
 
 /** The ConnectError a call fails with; fails the test when the call succeeds. */

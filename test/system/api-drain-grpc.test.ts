@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import type { ChildProcess } from "node:child_process";
-import { createClient, ConnectError } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { grpcSignUpsInFlight } from "../support/api.js";
 import { startRole, useDeployment } from "../support/processes.js";
 
 /**
@@ -17,18 +15,9 @@ import { startRole, useDeployment } from "../support/processes.js";
 const GRACE_MS = 20_000;
 
 async function signUpsThroughStop(grpcUrl: string, child: ChildProcess): Promise<void> {
-  const clients = Array.from({ length: 3 }, () => createClient(AuthService, createGrpcTransport({ baseUrl: grpcUrl })));
-  const run = Date.now().toString(36);
   // Under the api's 256 hashes pending at once, past which a sign-up is refused.
   const count = 240;
-  const inFlight = Array.from({ length: count }, (_, i) =>
-    clients[i % clients.length]!
-      .signUp({ username: `gdrain${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 })
-      .then(
-        () => "OK",
-        (err: unknown) => ConnectError.from(err).message,
-      ),
-  );
+  const inFlight = grpcSignUpsInFlight(grpcUrl, count, 3);
   await Promise.race(inFlight);
   const exited = once(child, "exit") as Promise<[number | null]>;
   child.kill("SIGTERM");

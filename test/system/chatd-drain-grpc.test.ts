@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { createClient, ConnectError } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
+import { grpcSignUpsInFlight } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 
 /**
@@ -23,18 +21,9 @@ describe("chatd: SIGTERM with native gRPC calls in flight", function () {
   it("answers every call it holds for as long as it answers HTTP requests, then exits 0", async () => {
     const chatd = await startChatd({ env: { CHAT_DRAIN_GRACE_MS: String(GRACE_MS) } });
     try {
-      const clients = Array.from({ length: 3 }, () => createClient(AuthService, createGrpcTransport({ baseUrl: chatd.grpcUrl })));
-      const run = Date.now().toString(36);
       // Under the 256 hashes pending at once past which a sign-up is refused.
       const count = 240;
-      const inFlight = Array.from({ length: count }, (_, i) =>
-        clients[i % clients.length]!
-          .signUp({ username: `cdrain${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 })
-          .then(
-            () => "OK",
-            (err: unknown) => ConnectError.from(err).message,
-          ),
-      );
+      const inFlight = grpcSignUpsInFlight(chatd.grpcUrl, count, 3);
       await Promise.race(inFlight);
       const exited = once(chatd.child, "exit") as Promise<[number | null]>;
       const stoppedAt = Date.now();

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import http from "node:http";
-import { createClient, ConnectError } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
-import { signUpsInFlight } from "../support/api.js";
+import { grpcSignUpsInFlight, signUpsInFlight } from "../support/api.js";
 import { removeDataDir, startChatd } from "../support/chatd.js";
 
 // chatd stopped (SIGTERM, Ctrl+C) with API requests in flight: they were all reset (the
@@ -38,14 +35,7 @@ describe("chatd: SIGTERM with API requests in flight", function () {
     try {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
       const { answers: overHttp } = await signUpsInFlight(chatd.httpUrl, agent, 24);
-      const client = createClient(AuthService, createGrpcTransport({ baseUrl: chatd.grpcUrl }));
-      const run = Date.now().toString(36);
-      const overGrpc = Array.from({ length: 24 }, (_, i) =>
-        client.signUp({ username: `cut${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 }).then(
-          () => "OK",
-          (err: unknown) => ConnectError.from(err).message,
-        ),
-      );
+      const overGrpc = grpcSignUpsInFlight(chatd.grpcUrl, 24);
       // 48 hashes behind the thread pool's four threads: most still in flight when the first is answered.
       await Promise.race([...overHttp, ...overGrpc]);
       const exited = once(chatd.child, "exit") as Promise<[number | null]>;

@@ -2042,7 +2042,7 @@ export class ChatApp {
   private renderRowOf(k: string): void {
     const c = this.channels.get(k);
     if (!c || !this.rowEls.has(`c:${k}`)) return this.renderSidebar();
-    this.keptRow(`c:${k}`, channelItem(this.channelRow(c, this.session.serverNow()), (id) => this.go(id)));
+    this.keptChannelRow(c, this.session.serverNow());
   }
 
   private switchSidebar(archive: boolean): void {
@@ -2057,7 +2057,11 @@ export class ChatApp {
     for (const id of this.rowEls.keys()) if (id.startsWith("c:") && !this.channels.has(id.slice(2))) this.rowEls.delete(id);
     return list
       .sort((a, b) => pinned(b) - pinned(a) || activity(b) - activity(a))
-      .map((c) => this.keptRow(`c:${key(c.channelId)}`, channelItem(this.channelRow(c, now), (id) => this.go(id))));
+      .map((c) => this.keptChannelRow(c, now));
+  }
+
+  private keptChannelRow(c: Channel, now: number): HTMLElement {
+    return this.keptRow(`c:${key(c.channelId)}`, channelItem(this.channelRow(c, now), (id) => this.go(id)));
   }
 
   private channelRow(c: Channel, now: number): ChannelRow {

@@ -321,44 +321,38 @@ export function accountStoreContract(makeStore: MakeStore<AccountStore>): void {
         assert.equal(await s.takeSuccessor(t, uses[winner]!.successorHash, uses[1 - winner]!), true);
       });
 
-      it("racing rotations of one token (a retry while the first is under way) both answer, the device signed in, one token live", async () => {
+      /** `count` rotations of one token at once, each through `rotate`: every one answered, the device signed in, one token of theirs live. */
+      const racingRotations = async (count: number, rotate: (tokens: RefreshTokens, token: string) => Promise<string>) => {
         const u = await newUser();
         const d = await newDevice(u.userId);
         const signedOut: unknown[] = [];
         const tokens = new RefreshTokens(s, { onReuse: async (r) => void signedOut.push(r) });
         const { token } = await tokens.issue(u.userId, d.deviceId);
-        const got = await Promise.allSettled([tokens.rotate(token), tokens.rotate(token)]);
-        assert.deepEqual(got.map((r) => r.status), ["fulfilled", "fulfilled"], String(got.map((r) => r.status === "rejected" && r.reason)));
-        assert.deepEqual(signedOut, []);
-        assert.equal(await isRevoked(s, u.userId, d.deviceId), false);
-        const issued = got.map((r) => (r as PromiseFulfilledResult<{ token: string }>).value.token);
-        // One of the two is the chain's live token; the other was taken by the retry (or the retry's by the other).
-        const takes = await Promise.all(issued.map((t) => take(hashRefreshToken(t), use())));
-        assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
-      });
-
-      it("racing rotations of one token, several (a retry sent each time the one before timed out): none signs the device out, one token live", async () => {
-        const u = await newUser();
-        const d = await newDevice(u.userId);
-        const signedOut: unknown[] = [];
-        const tokens = new RefreshTokens(s, { onReuse: async (r) => void signedOut.push(r) });
-        const { token } = await tokens.issue(u.userId, d.deviceId);
-        // As a client does with "try again": a retry that lost the successor to one whose mark is still to move.
-        const rotateUntilAnswered = async (tries = 5): Promise<string> => {
-          try {
-            return (await tokens.rotate(token)).token;
-          } catch (err) {
-            if (tries > 1 && err instanceof ChatError && err.code === "unavailable") return rotateUntilAnswered(tries - 1);
-            throw err;
-          }
-        };
-        const got = await Promise.allSettled([1, 2, 3, 4].map(() => rotateUntilAnswered()));
-        assert.deepEqual(got.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled", "fulfilled"], String(got.map((r) => r.status === "rejected" && r.reason)));
+        const got = await Promise.allSettled(Array.from({ length: count }, () => rotate(tokens, token)));
+        assert.deepEqual(got.map((r) => r.status), got.map(() => "fulfilled"), String(got.map((r) => r.status === "rejected" && r.reason)));
         assert.deepEqual(signedOut, []);
         assert.equal(await isRevoked(s, u.userId, d.deviceId), false);
         const issued = got.map((r) => (r as PromiseFulfilledResult<string>).value);
+        // One is the chain's live token; each other one was taken by a retry after it.
         const takes = await Promise.all(issued.map((t) => take(hashRefreshToken(t), use())));
         assert.equal(takes.filter((r) => r?.reused === false).length, 1, JSON.stringify(takes.map((r) => r?.reused)));
+      };
+
+      it("racing rotations of one token (a retry while the first is under way) both answer, the device signed in, one token live", async () => {
+        await racingRotations(2, async (tokens, token) => (await tokens.rotate(token)).token);
+      });
+
+      it("racing rotations of one token, several (a retry sent each time the one before timed out): none signs the device out, one token live", async () => {
+        // As a client does with "try again": a retry that lost the successor to one whose mark is still to move.
+        const rotateUntilAnswered = async (tokens: RefreshTokens, token: string, tries = 5): Promise<string> => {
+          try {
+            return (await tokens.rotate(token)).token;
+          } catch (err) {
+            if (tries > 1 && err instanceof ChatError && err.code === "unavailable") return rotateUntilAnswered(tokens, token, tries - 1);
+            throw err;
+          }
+        };
+        await racingRotations(4, (tokens, token) => rotateUntilAnswered(tokens, token));
       });
 
       it("refreshTokenMark reads a used token's mark as a reuse is answered it, and nothing of one unused", async () => {
