@@ -220,6 +220,14 @@ describe("QueueSubmitter", () => {
     assert.equal(published, 1);
   });
 
+  it("refuses a reply, a reaction or an edit naming a missing message in a blocked direct chat as blocked, not as not found (as chatd does)", async () => {
+    const blocks = new BlockCache({ blockersBetween: async () => [2n], getUser: async (userId) => ({ userId, username: "bob", displayName: "", passwordHash: "", createdAtMs: 1 }) }, { ttlMs: 0 });
+    const s = submitter({ get: async () => undefined, findByClientMsgId: async () => undefined }, async () => {}, undefined, 100n, blocks);
+    for (const named of [{ replyToSeq: 9n, text: "re" }, { reactSeq: 9n, text: "👍" }, { editSeq: 9n, text: "x" }]) {
+      await assert.rejects(s.submit(ALICE, { ...send, clientMsgId: `n${Object.keys(named)[0]}`, ...named }), (e: Error & { code?: string }) => e.code === "blocked", Object.keys(named)[0]);
+    }
+  });
+
   // Taking back one's ❤️ is taking one's own words back, as a delete is: refused as a reaction, it stayed on
   // the blocker's message for good after the falling-out.
   it("lets a member take back their reaction in a blocked direct chat, and make no other", async () => {

@@ -73,6 +73,19 @@ describe("DirectSubmitter", () => {
     assert.deepStrictEqual([last.targetSeq, last.reaction, last.text], [1n, true, ""], "the blocker's devices are told");
   });
 
+  // As the chat server's: a named message's refusal waits for the block's, so the blocked learn they are
+  // blocked whatever they name, and one mode does not answer not_found where the other answers blocked.
+  it("refuses a reply, a reaction or an edit naming a missing message in a blocked direct chat as blocked, not as not found", async () => {
+    const dm = (await storage.channels.getOrCreateDirect({ channelId: 20n, kind: "direct", title: "", createdAtMs: 1, createdBy: ALICE.userId }, ALICE.userId, BOB.userId)).channelId;
+    for (const u of [ALICE, BOB]) await storage.accounts.createUser({ userId: u.userId, username: `u${u.userId}`, displayName: "", passwordHash: "", createdAtMs: 1 });
+    const s = new DirectSubmitter({ ...deps(), blocks: new BlockCache(storage.accounts, { ttlMs: 0 }) });
+    await s.submit(BOB, { channelId: dm, clientMsgId: "m", text: "hi" });
+    await storage.accounts.putBlock(BOB.userId, ALICE.userId, 2);
+    for (const named of [{ replyToSeq: 9n, text: "re" }, { reactSeq: 9n, text: "👍" }, { editSeq: 9n, text: "x" }]) {
+      await assert.rejects(s.submit(ALICE, { channelId: dm, clientMsgId: `n${Object.keys(named)[0]}`, ...named }), (e: Error & { code?: string }) => e.code === "blocked", Object.keys(named)[0]);
+    }
+  });
+
   it("refuses a send to a direct chat that is not its pair's (a candidate that lost its creation race), writing nothing, and keeps no pair for it", async () => {
     const dm = (await storage.channels.getOrCreateDirect({ channelId: 20n, kind: "direct", title: "", createdAtMs: 1, createdBy: ALICE.userId }, ALICE.userId, BOB.userId)).channelId;
     // As Cassandra reads a candidate between its rows and its lost claim: the pair's claim names another channel.

@@ -112,9 +112,17 @@ export class DirectSubmitter implements MessageSubmitter {
         if (blocked || named) {
           turn ??= this.order.take(sender, cmd.channelId);
           stale = true;
+          const refusing = blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined;
           [, unchanged = false] = await Promise.all([
-            blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined,
-            named ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found) : undefined,
+            refusing,
+            // Its refusal waits for the block's, as on the chat server: the blocked are told they are blocked
+            // whatever message they name, not sometimes not_found, by which read answered first.
+            named
+              ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found).catch(async (e: unknown) => {
+                  await refusing;
+                  throw e;
+                })
+              : undefined,
           ]);
         }
       } catch (err) {
