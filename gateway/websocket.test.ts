@@ -63,7 +63,7 @@ describe("websocket gateway", () => {
     }
   });
 
-  it("sends a held session's frames of one turn and the deliveries queued before the hold in one write", async () => {
+  it("sends a held session's frames and the deliveries of a tick queued before the hold in one write, before the next immediate", async () => {
     const { server, url, sinks, gateway } = await gatewayWithSinks();
     const client = new WebSocket(url, [PROTO_SUBPROTOCOL, "bearer.x"]);
     const received: Buffer[] = [];
@@ -77,18 +77,20 @@ describe("websocket gateway", () => {
     const sink = sinks[0]!;
     const writes = countWrites((sink as unknown as { socket: Duplex }).socket);
 
-    // Held: the ack now and the delivery one immediate later leave together.
-    setImmediate(() => sink.send(new Uint8Array([2])));
+    // Held: the ack now and the delivery of the commit's tick (queued before the ack) leave together,
+    // in this turn: an immediate would have let the next turn's input be read first.
+    let writtenByNextImmediate = -1;
+    setImmediate(() => (writtenByNextImmediate = writes.calls));
+    process.nextTick(() => sink.send(new Uint8Array([2])));
     sink.holdWrites!();
     sink.send(new Uint8Array([1]));
     await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
     assert.equal(writes.calls, 1);
+    assert.equal(writtenByNextImmediate, 1, "written before the next immediate");
 
     // Not held: a write call per frame.
-    setImmediate(() => sink.send(new Uint8Array([4])));
+    process.nextTick(() => sink.send(new Uint8Array([4])));
     sink.send(new Uint8Array([3]));
-    await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
     assert.equal(writes.calls, 3);
 

@@ -311,7 +311,9 @@ class WebSocketSink implements SessionSink {
     // a system call per frame is the largest single cost of a delivery.
     this.socket.cork();
     held.add(this.socket);
-    if (held.size === 1) setImmediate(releaseHeld);
+    // A tick queued now runs once the microtasks drain, after the deliveries' tick the commit queued
+    // before the acks: an immediate held the frames back a whole turn of the event loop.
+    if (held.size === 1) process.nextTick(releaseHeld);
   }
 }
 
@@ -324,7 +326,7 @@ function sendableCode(code: number): number {
   return Number.isInteger(code) && valid ? code : CloseCode.internal;
 }
 
-/** Sockets corked by holdWrites, all uncorked by one immediate queued after the deliveries they wait for. */
+/** Sockets corked by holdWrites, all uncorked by one tick queued after the deliveries they wait for. */
 const held = new Set<Duplex>();
 
 function releaseHeld(): void {

@@ -34,9 +34,10 @@ export interface SessionSink {
    */
   paused?(): boolean;
   /**
-   * Optional: holds this session's writes until the immediates queued so far
-   * have run, so that frames sent close together (a send's ack, then its
-   * own inbox copy, pushed one immediate later) leave in one write call.
+   * Optional: holds this session's writes until the ticks queued so far have
+   * run (`process.nextTick`, after the microtasks), so that frames sent close
+   * together (a send's ack, then its own inbox copy, pushed in the commit's
+   * delivery tick) leave in one write call, in the same turn of the event loop.
    */
   holdWrites?(): void;
   /**

@@ -38,6 +38,18 @@ describe("DirectSubmitter", () => {
   });
   afterEach(() => storage.close());
 
+  // A live delivery queued as an immediate from the commit's own immediate waited for the next turn,
+  // every socket's input read first: under load, a turn of latency on every message.
+  it("hands a commit's entries to the live sessions after the acks' continuations, in the commit's turn", async () => {
+    const delivered: bigint[] = [];
+    const sessions = { ...deps().sessions, pushEntries: (fresh: readonly { userId: bigint }[]) => (delivered.push(...fresh.map((f) => f.userId)), new Set<bigint>()) };
+    const s = new DirectSubmitter({ ...deps(), sessions: sessions as unknown as SessionDirectory });
+    await s.submit(ALICE, { channelId: GROUP, clientMsgId: "m", text: "hi" });
+    assert.deepStrictEqual(delivered, [], "not before the send's own continuation (its ack)");
+    await new Promise((r) => process.nextTick(r));
+    assert.deepStrictEqual(delivered.sort(), [ALICE.userId, BOB.userId]);
+  });
+
   it("acks with the stored id a resend that a check the first copy passed now refuses: its target deleted since, the sender gone", async () => {
     await submitter.submit(BOB, { channelId: GROUP, clientMsgId: "q", text: "question" });
     const del = { channelId: GROUP, clientMsgId: "d", text: "", deleteSeq: 1n };

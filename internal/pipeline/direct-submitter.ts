@@ -60,7 +60,7 @@ export class DirectSubmitter implements MessageSubmitter {
    */
   private readonly unchangedEdits = new LruMap<string, Id>(10_000);
 
-  /** The inbox entries of each message written since the last immediate, delivered in it. */
+  /** The inbox entries of each message written since the last delivery tick, delivered in the next. */
   private live: (readonly LiveEntry[])[] = [];
 
   private readonly deliverWritten = (): void => {
@@ -214,8 +214,10 @@ export class DirectSubmitter implements MessageSubmitter {
     metrics?.sequenced.inc();
     metrics?.inboxAppends.inc(written.entries.length);
     // After the ack (which the caller sends when this resolves), as on the queue's path: the
-    // messages of one commit all in the next immediate, each handed on as before.
-    if (this.live.push(written.entries) === 1) setImmediate(this.deliverWritten);
+    // messages of one commit all together, once the commit's continuations (the acks among them)
+    // have run. A tick, not an immediate: one queued from the commit's own immediate waited for
+    // the next turn's poll phase, every socket's input of that turn read first.
+    if (this.live.push(written.entries) === 1) process.nextTick(this.deliverWritten);
     return { messageId: written.message.messageId, duplicate: false };
   }
 }
