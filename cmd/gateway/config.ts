@@ -5,6 +5,7 @@ import { readCorsOrigins } from "../../internal/config/cors.js";
 import { checkDistinctPorts, EnvReader } from "../../internal/config/env.js";
 import { SERVER_ID } from "../../internal/registry/port.js";
 import { readSessionCaps } from "../../gateway/session-slots.js";
+import { readDrainGraceMs } from "../../internal/observability/lifecycle.js";
 import { readLogLevel } from "../shared.js";
 
 /** The gateway's configuration; throws a ConfigError naming every variable that is wrong. */
@@ -25,6 +26,8 @@ export function readGatewayConfig(env: NodeJS.ProcessEnv = process.env) {
     maxOpensInFlight: r.int("CHAT_GATEWAY_MAX_OPENS_IN_FLIGHT", 32, 1, 10_000),
     /** Open sessions per device and per account on this gateway (gateway/session-slots.ts). */
     sessionCaps: readSessionCaps(r),
+    /** How long a stop lets a native session stream hand over its last frames and status (CHAT_DRAIN_GRACE_MS). */
+    drainGraceMs: readDrainGraceMs(r),
     corsOrigins: readCorsOrigins(r),
     logLevel: readLogLevel(r),
     /** TLS on the public listeners (https/wss and gRPC over TLS) when CHAT_TLS_CERT and CHAT_TLS_KEY are set. */

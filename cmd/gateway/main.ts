@@ -89,7 +89,7 @@ const grpcHandler = withSpecGrpcMessages(
     jsonOptions: SESSION_JSON_OPTIONS,
     contextValues: withCallStream(),
     routes: (router) => {
-      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal, slots, maxFrameBytes: config.maxFrameBytes }));
+      router.service(SessionService, sessionService(host, verifier, { stopping: stopping.signal, slots, maxFrameBytes: config.maxFrameBytes, closeGraceMs: config.drainGraceMs }));
       registerReflectionAndHealth(router, { health });
     },
   }),
@@ -120,7 +120,8 @@ start.started(async () => {
   // No grace (the probes are all it serves now), and done with a TLS connection still in its
   // handshake, which close() alone waited for past the stop's bound.
   await drainHttpServer(httpServer, 0);
-  await grpcListener.close();
+  // The native streams' last frames and status as long as a stream is let wait for its device (CHAT_DRAIN_GRACE_MS).
+  await grpcListener.close(config.drainGraceMs);
   await ops.close();
   await watch.close();
   await servers.close();

@@ -157,8 +157,9 @@ export async function startPublicOps(
 export const DRAIN_GRACE_MS = 5_000;
 
 /**
- * CHAT_DRAIN_GRACE_MS, for the roles that answer unary calls (chatd, api):
- * raised where sign-ups come in hundreds at once, lowered where the
+ * CHAT_DRAIN_GRACE_MS, for the roles that answer unary calls (chatd, api)
+ * and those that hold native session streams (chatd, gateway): raised where
+ * sign-ups come in hundreds at once or devices read slowly, lowered where the
  * orchestrator allows less. At most 5 s under the stop's own bound, which the
  * rest of a stop (queues, consumers, engines) needs after the listeners.
  */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readApiConfig } from "../../cmd/api/config.js";
 import { loadChatdConfig } from "../../cmd/chatd/config.js";
+import { readGatewayConfig } from "../../cmd/gateway/config.js";
 import { ConfigError } from "../../internal/config/env.js";
 
 // chatd's configuration (cmd/chatd/config.ts): the settings read nowhere else.
@@ -12,8 +13,8 @@ describe("chatd configuration", () => {
     assert.throws(() => loadChatdConfig({ CHAT_REFRESH_REUSE_GRACE_S: "3601" }), (e) => e instanceof ConfigError && /CHAT_REFRESH_REUSE_GRACE_S/.test(e.message));
   });
 
-  it("CHAT_DRAIN_GRACE_MS: 5 s by default, as the api reads it; 0 cuts at once; past 20 s (the stop's bound less 5 s) refused", () => {
-    for (const read of [loadChatdConfig, readApiConfig]) {
+  it("CHAT_DRAIN_GRACE_MS: 5 s by default, as the api and a gateway read it; 0 cuts at once; past 20 s (the stop's bound less 5 s) refused", () => {
+    for (const read of [loadChatdConfig, readApiConfig, readGatewayConfig]) {
       assert.equal(read({}).drainGraceMs, 5_000);
       assert.equal(read({ CHAT_DRAIN_GRACE_MS: "0" }).drainGraceMs, 0);
       assert.equal(read({ CHAT_DRAIN_GRACE_MS: "20000" }).drainGraceMs, 20_000);
