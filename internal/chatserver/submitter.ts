@@ -4,7 +4,7 @@ import { LruMap } from "../cache/lru-map.js";
 import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, isModerator, namesMessage, notModerator, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, isModerator, namesMessage, notModerator, refusedAfterSenderCheck, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import { SendOrder } from "../messages/send-order.js";
 import type { MessageLog } from "../messages/log.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -89,11 +89,7 @@ export class QueueSubmitter implements MessageSubmitter {
           claimedAt = ++answers;
           return id;
         }),
-        // Its refusal waits for the membership's: a non-member would otherwise learn which seqs the channel holds.
-        checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found).catch(async (e: unknown) => {
-          await membership;
-          throw e;
-        }),
+        refusedAfterSenderCheck(membership, checkNamedMessage(log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found)),
       ]);
       // A group's roster read before a wait (the named message's read, a send of the device's ahead
       // of this one, a send claim slower than the read) may be stale: the Sequencer checks no sender, so a sender removed meanwhile was

@@ -62,6 +62,19 @@ const namedSeq = (cmd: SendCommand): bigint | undefined => cmd.editSeq || cmd.de
 export const namesMessage = (cmd: SendCommand): boolean => !!namedSeq(cmd);
 
 /**
+ * `named` (a checkNamedMessage), its refusal held until `senderCheck` (membership, blocks) has
+ * answered, so that a sender who may not post is told that whatever message the send names: a
+ * non-member would otherwise learn which seqs the channel holds, and the blocked would hear
+ * not_found or blocked by which read answered first. Both submitters ask the two side by side.
+ */
+export function refusedAfterSenderCheck<T>(senderCheck: Promise<unknown> | undefined, named: Promise<T>): Promise<T> {
+  return named.catch(async (e: unknown) => {
+    await senderCheck;
+    throw e;
+  });
+}
+
+/**
  * Refuses an edit, a delete, a reply or a reaction the sender may not make:
  * the message it names must be a message of the channel that is not
  * deleted; only its sender edits it, at most MAX_EDITS_PER_MESSAGE times

@@ -4,7 +4,7 @@ import { ChannelMembers } from "../channels/members.js";
 import type { ChannelStore } from "../channels/store.js";
 import { validateSend } from "../chatserver/validate.js";
 import type { IdGenerator } from "../ids/snowflake.js";
-import { checkNamedMessage, namesMessage, isModerator, notModerator, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
+import { checkNamedMessage, namesMessage, isModerator, notModerator, refusedAfterSenderCheck, storedUnderKey, type ChangeWindows } from "../messages/changes.js";
 import type { MessageLog } from "../messages/log.js";
 import { SendOrder, type SendTurn } from "../messages/send-order.js";
 import { blocksApplyTo, newMessage, noteMessage, type MessageSubmitter, type SendCommand, type Sender, type SubmitResult } from "../messages/submit.js";
@@ -115,13 +115,8 @@ export class DirectSubmitter implements MessageSubmitter {
           const refusing = blocked ? this.members.refuseIfBlocked(cmd.channelId, sender.userId) : undefined;
           [, unchanged = false] = await Promise.all([
             refusing,
-            // Its refusal waits for the block's, as on the chat server: the blocked are told they are blocked
-            // whatever message they name, not sometimes not_found, by which read answered first.
             named
-              ? checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found).catch(async (e: unknown) => {
-                  await refusing;
-                  throw e;
-                })
+              ? refusedAfterSenderCheck(refusing, checkNamedMessage(this.deps.log, this.deps.channels, sender, cmd, this.deps.changeWindows, (this.deps.now ?? Date.now)(), found))
               : undefined,
           ]);
         }

@@ -36,15 +36,26 @@ export interface RawGrpcCall {
 }
 
 /**
+ * A gRPC stream on a connection of its own, with application/grpc's headers under `headers`
+ * (content-type and authorization are the caller's). Errors of either are left to the caller to
+ * see in the stream's end: a test of a server that cuts connections expects them.
+ */
+export function openRawGrpcStream(url: string, path: string, headers: http2.OutgoingHttpHeaders): { conn: http2.ClientHttp2Session; req: http2.ClientHttp2Stream } {
+  const conn = http2.connect(url);
+  conn.on("error", () => undefined);
+  const req = conn.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+  req.on("error", () => undefined);
+  return { conn, req };
+}
+
+/**
  * One call on its own connection: `headers` over application/grpc's (content-type and
  * authorization are the caller's), `write` writes the body and ends it or not. `done` settles at
  * the status or the stream's close, and the connection is destroyed then: a session that ended
  * before reading all its requests keeps the stream a grace period (closeGraceMs).
  */
 export function rawGrpcCall(url: string, path: string, headers: http2.OutgoingHttpHeaders, write: (req: http2.ClientHttp2Stream) => void): { call: RawGrpcCall; done: Promise<void> } {
-  const conn = http2.connect(url);
-  conn.on("error", () => undefined);
-  const req = conn.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+  const { conn, req } = openRawGrpcStream(url, path, headers);
   const call: RawGrpcCall = { message: "", data: [] };
   const onStatus = (h: http2.IncomingHttpHeaders) => {
     if (h["grpc-status"] === undefined) return;
@@ -54,7 +65,6 @@ export function rawGrpcCall(url: string, path: string, headers: http2.OutgoingHt
     if (h["chat-close-code"] !== undefined) call.closeCode = String(h["chat-close-code"]);
   };
   req.on("data", (d: Buffer) => call.data.push(d));
-  req.on("error", () => undefined);
   const done = new Promise<void>((resolve) => {
     const finish = () => (conn.destroy(), resolve());
     req.on("response", (h) => (onStatus(h), call.status !== undefined && finish()));

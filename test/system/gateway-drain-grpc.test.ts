@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http2 from "node:http2";
 import { signUp } from "../support/api.js";
+import { openRawGrpcStream } from "../support/grpc-wire.js";
 import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -57,16 +58,7 @@ describe("gateway: SIGTERM with a native stream whose device has not half-closed
 
 /** A native session stream (gRPC over HTTP/2) and what its device has received of it so far. */
 async function openSession(url: string, token: string) {
-  const conn = http2.connect(url);
-  conn.on("error", () => undefined);
-  const req = conn.request({
-    ":method": "POST",
-    ":path": "/chat.v1.SessionService/Connect",
-    "content-type": "application/grpc",
-    te: "trailers",
-    authorization: `Bearer ${token}`,
-  });
-  req.on("error", () => undefined);
+  const { conn, req } = openRawGrpcStream(url, "/chat.v1.SessionService/Connect", { authorization: `Bearer ${token}` });
   const stream = { conn, req, bytes: 0, trailers: undefined as http2.IncomingHttpHeaders | undefined, closed: false };
   req.on("data", (d: Buffer) => (stream.bytes += d.length));
   req.on("trailers", (t) => (stream.trailers = t));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { signUp } from "../support/api.js";
+import { openRawGrpcStream } from "../support/grpc-wire.js";
 import { startEdge, useDeployment } from "../support/processes.js";
 import { waitFor } from "../support/wait.js";
 
@@ -10,16 +11,7 @@ import { waitFor } from "../support/wait.js";
  * is the bytes given, so they need not be UTF-8. Collects the responses and the status.
  */
 function jsonSession(baseUrl: string, token: string) {
-  const conn = http2.connect(baseUrl);
-  conn.on("error", () => undefined);
-  const req = conn.request({
-    ":method": "POST",
-    ":path": "/chat.v1.SessionService/Connect",
-    "content-type": "application/grpc+json",
-    te: "trailers",
-    authorization: `Bearer ${token}`,
-  });
-  req.on("error", () => undefined);
+  const { conn, req } = openRawGrpcStream(baseUrl, "/chat.v1.SessionService/Connect", { "content-type": "application/grpc+json", authorization: `Bearer ${token}` });
   const responses: { frame?: { ref?: string; sendAck?: unknown; error?: unknown; welcome?: unknown } }[] = [];
   let pending = Buffer.alloc(0);
   req.on("data", (chunk: Buffer) => {
