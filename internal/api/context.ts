@@ -11,7 +11,7 @@ import {
 } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { TokenVerifier } from "../auth/tokens.js";
-import { ChatError } from "../model/errors.js";
+import { ChatError, ContendedError } from "../model/errors.js";
 import type { Id } from "../model/types.js";
 import { addressKey, lastForwarded } from "../throttle/address.js";
 import { toConnectError } from "./errors.js";
@@ -83,7 +83,7 @@ export function apiInterceptor(o: {
       metrics.requests.inc({ method, code: "ok" });
       return res;
     } catch (e) {
-      metrics.requests.inc({ method, code: statusName((e as ConnectError).code) });
+      metrics.requests.inc({ method, code: outcomeOf(e as ConnectError) });
       throw e;
     } finally {
       stop();
@@ -109,6 +109,11 @@ export function apiInterceptor(o: {
 }
 
 /** "resource_exhausted" for Code.ResourceExhausted: the status as the gRPC and Connect protocols spell it. */
+/** A refusal for contention is no failure of the server's: counted apart from "unavailable", which alerts watch. */
+function outcomeOf(e: ConnectError): string {
+  return e.cause instanceof ContendedError ? "contended" : statusName(e.code);
+}
+
 function statusName(code: Code): string {
   return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i > 0 ? "_" : "") + c.toLowerCase());
 }

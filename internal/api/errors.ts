@@ -52,7 +52,8 @@ export function chatToConnectError(e: ChatError): ConnectError {
   if (e.retryAfterMs !== undefined) metadata[RETRY_AFTER_HEADER] = String(Math.ceil(e.retryAfterMs));
   // One message for "no such channel" and "not in it", so channel ids cannot be probed.
   const message = e.code === "not_a_member" ? "not a member of this channel" : e.message;
-  return new ConnectError(message, STATUS[e.code] ?? Code.Internal, metadata);
+  // The cause stays on this side of the wire: the api's metrics read it (see ContendedError).
+  return new ConnectError(message, STATUS[e.code] ?? Code.Internal, metadata, undefined, e);
 }
 
 /**

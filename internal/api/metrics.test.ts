@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Code, createContextValues, type ConnectError } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { bucketOf, metricIn } from "../../test/support/metrics.js";
 import { seriesAt, seriesOf } from "../../test/support/series.js";
@@ -8,6 +9,8 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { PushService } from "../../gen/es/chat/v1/push_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
+import { ChatError, ContendedError } from "../model/errors.js";
+import { apiInterceptor } from "./context.js";
 import { API_FAILURE_CODES, apiMetrics } from "./metrics.js";
 import { TestApi } from "./testkit.js";
 
@@ -52,5 +55,33 @@ describe("chat_api_requests_total", () => {
     } finally {
       await api.close();
     }
+  });
+});
+
+describe("chat_api_requests_total: a refusal for contention", () => {
+  /** The count of Refresh calls under each outcome after one call whose handler throws `thrown`. */
+  async function countedAs(thrown: Error): Promise<Record<string, number>> {
+    const registry = new Registry();
+    const metrics = apiMetrics(registry);
+    const call = apiInterceptor({ verifier: {} as never, devices: {} as never, metrics })(async () => {
+      throw thrown;
+    });
+    const req = {
+      service: AuthService,
+      method: AuthService.method.refresh,
+      header: new Headers(),
+      contextValues: createContextValues(),
+    };
+    const e = await call(req as never).then(() => assert.fail("not refused"), (x: unknown) => x as ConnectError);
+    assert.equal(e.code, Code.Unavailable, "still UNAVAILABLE to the client");
+    const text = await registry.metrics();
+    const counts: Record<string, number> = {};
+    for (const code of ["unavailable", "contended"]) counts[code] = metricIn(text, "chat_api_requests_total", `method="AuthService/Refresh",code="${code}"`) ?? 0;
+    return counts;
+  }
+
+  it("is counted as contended, not as the unavailable of an engine away that alerts watch", async () => {
+    assert.deepEqual(await countedAs(new ContendedError("a refresh with this token is still under way")), { unavailable: 0, contended: 1 });
+    assert.deepEqual(await countedAs(new ChatError("unavailable", "a store did not answer")), { unavailable: 1, contended: 0 });
   });
 });

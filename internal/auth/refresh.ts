@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { ACCOUNT_DELETED, isDeletedUser, type AccountStore, type RefreshTokenTake, type RefreshTokenUse } from "../accounts/store.js";
-import { ChatError, CONTENDED_RETRY_AFTER_MS } from "../model/errors.js";
+import { ChatError, ContendedError } from "../model/errors.js";
 import type { Id, RefreshTokenRecord } from "../model/types.js";
 
 export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 3_600_000;
@@ -112,7 +112,7 @@ export class RefreshTokens {
       // and count one, for a client that only retried.
       const signedOut = await this.signedOut(record);
       if (signedOut) throw deviceSignedOut(signedOut);
-      if (retry === RACING) throw new ChatError("unavailable", "a refresh with this token is still under way; try again in a moment", CONTENDED_RETRY_AFTER_MS);
+      if (retry === RACING) throw new ContendedError("a refresh with this token is still under way; try again in a moment");
       await this.onReuse?.(record);
       throw new ChatError("unauthenticated", "refresh token was already used: the device is signed out for safety; sign in again");
     }

@@ -47,6 +47,19 @@ export class ChatError extends Error {
  */
 export const CONTENDED_RETRY_AFTER_MS = 200;
 
+/**
+ * A change refused because it kept losing to others of the same thing:
+ * UNAVAILABLE with a short retry to the client, like an engine away, but
+ * nothing is wrong with the server, so the api counts it apart ("contended")
+ * from the failures its alerts are written on.
+ */
+export class ContendedError extends ChatError {
+  constructor(message: string) {
+    super("unavailable", message, CONTENDED_RETRY_AFTER_MS);
+    this.name = "ContendedError";
+  }
+}
+
 export function isChatError(e: unknown, code?: ErrorCodeName): e is ChatError {
   return e instanceof ChatError && (code === undefined || e.code === code);
 }

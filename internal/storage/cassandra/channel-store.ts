@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { deadInvite, heirOf, MAX_BARS, removedByAdmin, type ChannelStore, type MembershipCheck, type ReadAdvance, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
-import { ChatError, CONTENDED_RETRY_AFTER_MS } from "../../model/errors.js";
+import { ChatError, ContendedError } from "../../model/errors.js";
 import type { ChannelKind, ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
 import { big, FANOUT, inParts, mapLimit, ms, msCell, StorageUnavailable, type Db, type Row, type Statement } from "./session.js";
 
@@ -230,7 +230,7 @@ export class CassandraChannelStore implements ChannelStore {
       // Never applied (the serial read settled that): nobody should be left with the candidate.
       await this.db.write(this.q.deleteChannel, [c.channelId]);
       // A claim that timed out with nobody's landed (most often both users' rounds at once): asked again soon, it wins or finds the other's.
-      throw new ChatError("unavailable", "could not open the direct chat now; try again", CONTENDED_RETRY_AFTER_MS);
+      throw new ContendedError("could not open the direct chat now; try again");
     }
     // The same candidate can win twice: a retry after a claim that timed out but was applied.
     if (winner !== c.channelId) {
@@ -466,7 +466,7 @@ export class CassandraChannelStore implements ChannelStore {
       // Held by this very holder: an earlier attempt that timed out had landed.
       if (r.applied || r.row.get("holder") === holder) return;
       // Soon: the change asked again waits for the turn here once more, and takes it as it comes free.
-      if (Date.now() > deadline) throw new ChatError("unavailable", `channel ${channelId}: another change of the group held it too long; try again`, CONTENDED_RETRY_AFTER_MS);
+      if (Date.now() > deadline) throw new ContendedError(`channel ${channelId}: another change of the group held it too long; try again`);
       await sleep(Math.min(50, 2 * 2 ** attempt) * (0.5 + Math.random()));
     }
   }
@@ -500,7 +500,7 @@ export class CassandraChannelStore implements ChannelStore {
       const r = await this.db.lwt(this.q.clearThrough, [to, channelId, userId, now ?? null]);
       if (r.applied) return to;
     }
-    throw new ChatError("unavailable", `clearing the history of channel ${channelId} kept racing; try again`, CONTENDED_RETRY_AFTER_MS);
+    throw new ContendedError(`clearing the history of channel ${channelId} kept racing; try again`);
   }
 
   async markJoined(channelId: Id, userIds: readonly Id[], seq: bigint): Promise<void> {
@@ -761,7 +761,7 @@ export class CassandraChannelStore implements ChannelStore {
       ], { logged: false, conditional: true });
       if (r.applied) return p.result;
     }
-    throw new ChatError("unavailable", `channel ${channelId}: membership stayed contended, try again`, CONTENDED_RETRY_AFTER_MS);
+    throw new ContendedError(`channel ${channelId}: membership stayed contended, try again`);
   }
 
   /**
