@@ -26,7 +26,7 @@ import type { PushKind } from "../../internal/push/port.js";
 import { createPushProviders } from "../../internal/push/providers.js";
 import { publishReadMarks } from "../../internal/push/records.js";
 import { CassandraPushEndpointStore } from "../../internal/storage/cassandra/push-endpoint-store.js";
-import { corsHeaders } from "../chatd/cors.js";
+import { corsHeaders } from "../../internal/api/cors.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, exitOnStartTimeout, pushFiles, stopOnSignalsFromStart } from "../shared.js";
 import { readApiConfig } from "./config.js";
 import { listen } from "../../internal/observability/listen.js";

@@ -4,12 +4,12 @@ import { join, resolve } from "node:path";
 import { ConfigError, EnvReader } from "../../internal/config/env.js";
 import { removeAbandonedPartials } from "../../internal/storage/sqlite/backup.js";
 import { exitOnConfigError } from "../shared.js";
-import { restoreDataDir } from "./restore.js";
+import { restoreDataDir } from "../../internal/storage/sqlite/restore.js";
 
 // `npm run backup -- <new directory>`: a copy of chatd's data directory
 // (CHAT_DATA_DIR), also while chatd runs. `npm run backup -- --restore
 // <backup>`: the copy put back in place as CHAT_DATA_DIR, chatd stopped
-// (restore.ts).
+// (internal/storage/sqlite/restore.ts).
 const USAGE = [
   "usage: npm run backup -- <new directory>             (copies CHAT_DATA_DIR, default .data, also while chatd runs)",
   "       npm run backup -- --restore <backup directory> (puts a backup in place as CHAT_DATA_DIR; chatd stopped)",
@@ -35,7 +35,7 @@ if (args[0] === "--restore" && args.length === 2 && args[1] && !args[1].startsWi
     );
     process.exit(0);
   } catch (err) {
-    // The data directory's lock (cmd/chatd/data-dir.ts): held by a running chatd, or not to be had.
+    // The data directory's lock (internal/storage/sqlite/data-dir.ts): held by a running chatd, or not to be had.
     const why = err instanceof ConfigError ? err.problems.join("; ").replace(/; give each chatd its own directory$/, ": stop chatd first") : (err as Error).message;
     process.stderr.write(`restore: ${why}\n`);
     process.exit(1);

@@ -49,7 +49,7 @@ import { SqlitePushEndpointStore } from "../../internal/push/sqlite.js";
 import { MemoryLoginAttempts } from "../../internal/throttle/memory.js";
 import { isWebClientRequest, serveWebClient } from "../../web/serve.js";
 import type { ChatdConfig } from "./config.js";
-import { corsHeaders } from "./cors.js";
+import { corsHeaders } from "../../internal/api/cors.js";
 import { finishOldPipeline } from "./old-pipeline.js";
 import { processMetricsRegistry } from "../../internal/observability/process-metrics.js";
 

@@ -7,8 +7,8 @@ import { fcmOptionsFromFile } from "../../internal/push/fcm.js";
 import { exitOnConfigError, exitOnFileError, exitOnListenError, stopOnSignalsFromStart } from "../shared.js";
 import { loadChatdConfig } from "./config.js";
 import { startChatd } from "./app.js";
-import { lockDataDir } from "./data-dir.js";
-import { removeRestoreLeftovers } from "../chatd-backup/restore.js";
+import { lockDataDir } from "../../internal/storage/sqlite/data-dir.js";
+import { removeRestoreLeftovers } from "../../internal/storage/sqlite/restore.js";
 import { unknownVariablesHint, warnUnknownChatVariables } from "../variables.js";
 
 const config = exitOnConfigError("chatd", () => loadChatdConfig(), unknownVariablesHint);

@@ -6,7 +6,7 @@ import { signUp } from "../support/api.js";
 import { runBackup, wholeHistory } from "../support/backup.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { TestDevice } from "../support/device.js";
-import { restoreDataDir } from "../../cmd/chatd-backup/restore.js";
+import { restoreDataDir } from "../../internal/storage/sqlite/restore.js";
 
 // A restore moves the data directory's content out, then the backup's in. Across
 // file systems (a data directory that is a mount point, as a container's volume)

@@ -80,7 +80,7 @@ describe("backupDataDir", () => {
       () =>
         backupDataDir(data, target, Date.now, () => {}, (name) => {
           if (name !== "queue.db") return;
-          // What `--restore` does (cmd/chatd-backup/restore.ts): the content out, the backup's in.
+          // What `--restore` does (restore.ts): the content out, the backup's in.
           mkdirSync(join(base, "before"));
           for (const entry of ["chat.db", "queue.db", "vapid.json"]) renameSync(join(data, entry), join(base, "before", entry));
           for (const entry of ["chat.db", "vapid.json"]) renameSync(join(restored, entry), join(data, entry));

@@ -17,7 +17,7 @@ const DATABASE_COMPANION = /\.db-(wal|shm|journal)$/;
 
 /**
  * In a data directory while `--restore` moves content in and out
- * (cmd/chatd-backup/restore.ts): it holds half of each, which neither chatd
+ * (restore.ts): it holds half of each, which neither chatd
  * nor a backup may take for data.
  */
 export const RESTORE_MARK = "chatd.restoring";
@@ -72,7 +72,7 @@ export function backupDataDir(
     throw new Error(`the backup cannot go inside the data directory ${from}`);
   }
 
-  // A restore into the directory (cmd/chatd-backup/restore.ts) moves every file out and
+  // A restore into the directory (restore.ts) moves every file out and
   // others in, chat.db among them: one that ran while this copied would leave a backup
   // of old and new files mixed, whose keys sign no token its accounts hold.
   const identity = (): string => {
@@ -88,7 +88,7 @@ export function backupDataDir(
   try {
     const report: BackupReport = { target: to, databases: [], files: [], ms: 0 };
     for (const name of copyOrder(readdirSync(from))) {
-      // The running chatd's lock (cmd/chatd/data-dir.ts): copied, it would keep a chatd off the restored copy.
+      // The running chatd's lock (data-dir.ts): copied, it would keep a chatd off the restored copy.
       if (DATABASE_COMPANION.test(name) || name === "chatd.lock" || name === "chatd.lock.takeover") continue;
       if (DATABASE.test(name)) {
         try {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { lockDataDir } from "../../cmd/chatd/data-dir.js";
+import { lockDataDir } from "./data-dir.js";
 
 /** When this machine booted (ms since the epoch), as /proc/stat says. */
 function bootMs(): number {

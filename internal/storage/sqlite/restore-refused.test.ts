@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { restoreDataDir } from "../../cmd/chatd-backup/restore.js";
-import { lockDataDir } from "../../cmd/chatd/data-dir.js";
-import { openDatabase, SCHEMA_VERSION } from "../../internal/storage/sqlite/database.js";
+import { restoreDataDir } from "./restore.js";
+import { lockDataDir } from "./data-dir.js";
+import { openDatabase, SCHEMA_VERSION } from "./database.js";
 
 // A restore refused into a data directory that did not exist (a mistyped CHAT_DATA_DIR, a first
 // restore onto a new host) must not leave an empty one behind, which a chatd would start on as new.

@@ -1,9 +1,9 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { SCHEMA_VERSION } from "../../internal/storage/sqlite/database.js";
-import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk, syncTree } from "../../internal/storage/sqlite/backup.js";
-import { lockDataDir, type DataDirLock } from "../chatd/data-dir.js";
+import { SCHEMA_VERSION } from "./database.js";
+import { backupDataDir, removeAbandonedPartials, RESTORE_MARK, syncToDisk, syncTree } from "./backup.js";
+import { lockDataDir, type DataDirLock } from "./data-dir.js";
 
 export interface RestoreReport {
   /** The data directory, now holding the backup's content. */

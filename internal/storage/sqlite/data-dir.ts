@@ -1,7 +1,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../../internal/config/env.js";
-import { RESTORE_MARK } from "../../internal/storage/sqlite/backup.js";
+import { ConfigError } from "../../config/env.js";
+import { RESTORE_MARK } from "./backup.js";
 
 export interface DataDirLock {
   /** Removes the lock file (on a clean stop); a crash leaves it, for the next start to take over. */
@@ -52,7 +52,7 @@ export function lockDataDir(dir: string, options: { restoring?: boolean } = {}):
       if (lockHolder(path) === process.pid) rmSync(path, { force: true });
     },
   };
-  // A restore stopped midway (cmd/chatd-backup/restore.ts) left half of the old data and half of the backup.
+  // A restore stopped midway (restore.ts) left half of the old data and half of the backup.
   if (!options.restoring && existsSync(join(dir, RESTORE_MARK))) {
     lock.release();
     throw problem(`a restore into it did not finish (${RESTORE_MARK}); run npm run backup -- --restore <backup> again`);

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { moveEntry } from "../../cmd/chatd-backup/restore.js";
+import { moveEntry } from "./restore.js";
 
-// A restore's moves (cmd/chatd-backup/restore.ts) into or out of a data directory
+// A restore's moves (restore.ts) into or out of a data directory
 // that is a mount point cross file systems: each is a copy, then the original's
 // removal. Only a copy on the disk may outlive its original.
 describe("restore: a move across file systems", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";
-import { corsHeaders } from "../../cmd/chatd/cors.js";
+import { corsHeaders } from "./cors.js";
 
 const request = (origin?: string) => ({ headers: origin === undefined ? {} : { origin } }) as IncomingMessage;
 

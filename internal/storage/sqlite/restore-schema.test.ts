@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { restoreDataDir } from "../../cmd/chatd-backup/restore.js";
-import { openDatabase, SCHEMA_VERSION } from "../../internal/storage/sqlite/database.js";
+import { restoreDataDir } from "./restore.js";
+import { openDatabase, SCHEMA_VERSION } from "./database.js";
 
 // A backup made by a newer build (before a downgrade) is one this build's chatd refuses
 // to open: put in place, it would leave a data directory no chatd here starts on.

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from "node:http";
-import { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "../../internal/api/errors.js";
+import { ERROR_CODE_HEADER, RETRY_AFTER_HEADER } from "./errors.js";
 
 const ALLOWED_HEADERS = [
   "content-type",
