@@ -14,8 +14,8 @@ import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
-import { LoginStore } from "../../cmd/chat-cli/store.js";
-import { displayWidth } from "../../cmd/chat-cli/width.js";
+import { LoginStore } from "../../internal/cli/store.js";
+import { displayWidth } from "../../internal/cli/width.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");

@@ -11,8 +11,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
-import { CALL_TIMEOUT_MS, CliError, readCallTimeoutMs } from "../../cmd/chat-cli/client.js";
-import { LOCK_WAIT_MS, LoginStore } from "../../cmd/chat-cli/store.js";
+import { CALL_TIMEOUT_MS, CliError, readCallTimeoutMs } from "../../internal/cli/client.js";
+import { LOCK_WAIT_MS, LoginStore } from "../../internal/cli/store.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");

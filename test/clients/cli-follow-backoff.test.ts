@@ -1,8 +1,8 @@
 // `follow` of chat-cli in this process, against a stand-in gateway that restarts: when its followers come back.
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Session } from "../../cmd/chat-cli/client.js";
-import { follow } from "../../cmd/chat-cli/follow.js";
+import type { Session } from "../../internal/cli/client.js";
+import { follow } from "../../internal/cli/follow.js";
 import { waitFor } from "../support/wait.js";
 import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 

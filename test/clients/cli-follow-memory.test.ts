@@ -5,7 +5,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import { FollowMemory, follow } from "../../cmd/chat-cli/follow.js";
+import { FollowMemory, follow } from "../../internal/cli/follow.js";
 import { waitFor } from "../support/wait.js";
 import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 

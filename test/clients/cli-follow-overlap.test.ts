@@ -7,7 +7,7 @@ import type WebSocket from "ws";
 import { PageDirection } from "../../gen/es/chat/v1/messages_pb.js";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, ReactionSchema, type Message } from "../../gen/es/chat/v1/types_pb.js";
-import { follow } from "../../cmd/chat-cli/follow.js";
+import { follow } from "../../internal/cli/follow.js";
 import { waitFor } from "../support/wait.js";
 import { standInSession, startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 

@@ -461,7 +461,7 @@ describe("chat-cli follow through a connection that drops", function () {
     );
     // chat-cli tells a replayed reaction from news by the server's clock, as near as the server times
     // it has read let it judge (each late by however long its frame took to be read: towards printing
-    // twice rather than never; cmd/chat-cli/server-clock.ts). Away for 2 s, not the few ms a loaded
+    // twice rather than never; internal/cli/server-clock.ts). Away for 2 s, not the few ms a loaded
     // machine can lag by: one run in CI was not, when only the reconnect's Welcome counted.
     const storedAt = Date.now();
     await waitFor(() => Date.now() - storedAt >= 2_000, "the device away 2 s past the reaction");

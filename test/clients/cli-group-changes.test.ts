@@ -13,7 +13,7 @@ import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
 import { ChannelKind, MemberRole } from "../../gen/es/chat/v1/types_pb.js";
-import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { LoginStore } from "../../internal/cli/store.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");

@@ -14,7 +14,7 @@ import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
 import { ChannelService } from "../../gen/es/chat/v1/channels_pb.js";
 import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { ChannelKind } from "../../gen/es/chat/v1/types_pb.js";
-import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { LoginStore } from "../../internal/cli/store.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -240,7 +240,7 @@ describe("chat-cli's hold of Ctrl+C over a token refresh (withSignalsHeld)", fun
     const script = join(dir, "hold.mts");
     writeFileSync(
       script,
-      `import { withSignalsHeld } from ${JSON.stringify(join(ROOT, "cmd/chat-cli/client.ts"))};
+      `import { withSignalsHeld } from ${JSON.stringify(join(ROOT, "internal/cli/client.ts"))};
       let heard = 0;
       process.on("SIGINT", () => heard++);
       // Caught at once (a signal to oneself is), handed to listeners only when the event loop next polls.

@@ -6,9 +6,9 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type WebSocket from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
 import { MessageSchema, UserSchema } from "../../gen/es/chat/v1/types_pb.js";
-import { Session } from "../../cmd/chat-cli/client.js";
-import { follow } from "../../cmd/chat-cli/follow.js";
-import type { LoginStore } from "../../cmd/chat-cli/store.js";
+import { Session } from "../../internal/cli/client.js";
+import { follow } from "../../internal/cli/follow.js";
+import type { LoginStore } from "../../internal/cli/store.js";
 import { waitFor } from "../support/wait.js";
 import { startStandInGateway, type StandInGateway } from "./stand-in-gateway.js";
 

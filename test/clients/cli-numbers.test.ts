@@ -4,8 +4,8 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { CliError, Session } from "../../cmd/chat-cli/client.js";
-import type { LoginStore } from "../../cmd/chat-cli/store.js";
+import { CliError, Session } from "../../internal/cli/client.js";
+import type { LoginStore } from "../../internal/cli/store.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "cmd/chat-cli/main.ts");

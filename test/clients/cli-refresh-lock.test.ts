@@ -10,9 +10,9 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
-import { CALL_TIMEOUT_MS, isTransient, Session } from "../../cmd/chat-cli/client.js";
-import { follow } from "../../cmd/chat-cli/follow.js";
-import { LOCK_WAIT_MS, LoginStore } from "../../cmd/chat-cli/store.js";
+import { CALL_TIMEOUT_MS, isTransient, Session } from "../../internal/cli/client.js";
+import { follow } from "../../internal/cli/follow.js";
+import { LOCK_WAIT_MS, LoginStore } from "../../internal/cli/store.js";
 import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
 

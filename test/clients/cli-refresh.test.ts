@@ -10,8 +10,8 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/es/chat/v1/auth_pb.js";
-import { Session } from "../../cmd/chat-cli/client.js";
-import { LoginStore } from "../../cmd/chat-cli/store.js";
+import { Session } from "../../internal/cli/client.js";
+import { LoginStore } from "../../internal/cli/store.js";
 
 const ANSWER_MS = 1_500;
 /** The lock's wait here: the fifth of five refreshes waiting on the file lock, not on each other, would wait 4 × ANSWER_MS. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SERVER_CLOCK_WINDOW_MS, ServerClock } from "../../cmd/chat-cli/server-clock.js";
+import { SERVER_CLOCK_WINDOW_MS, ServerClock } from "../../internal/cli/server-clock.js";
 
 describe("chat-cli: the server's clock as the frames' server times tell it", () => {
   // This machine's clock, moved by the tests; the server's runs 10 s ahead of it.

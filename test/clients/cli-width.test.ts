@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { displayWidth, padEnd, truncated } from "../../cmd/chat-cli/width.js";
+import { displayWidth, padEnd, truncated } from "../../internal/cli/width.js";
 
 describe("chat-cli display width", () => {
   it("counts the columns a terminal gives each character, not its UTF-16 units", () => {

@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebSocketServer } from "ws";
-import { Session } from "../../cmd/chat-cli/client.js";
-import { LoginStore } from "../../cmd/chat-cli/store.js";
-import { displayWidth } from "../../cmd/chat-cli/width.js";
+import { Session } from "../../internal/cli/client.js";
+import { LoginStore } from "../../internal/cli/store.js";
+import { displayWidth } from "../../internal/cli/width.js";
 import { apiClients, signUp } from "../support/api.js";
 import { removeDataDir, startChatd, type ChatdProcess } from "../support/chatd.js";
 import { Follower } from "../support/chat-cli.js";

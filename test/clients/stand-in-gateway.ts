@@ -4,7 +4,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ServerFrameSchema } from "../../gen/es/chat/v1/session_pb.js";
-import type { Session } from "../../cmd/chat-cli/client.js";
+import type { Session } from "../../internal/cli/client.js";
 
 /** A WebSocket gateway that welcomes every connection and then sends only what the test writes on `sockets`. */
 export interface StandInGateway {

@@ -7,7 +7,7 @@ import { MessageService } from "../../gen/es/chat/v1/messages_pb.js";
 import { PresenceService } from "../../gen/es/chat/v1/presence_pb.js";
 import { ChannelKind, type Channel, type User } from "../../gen/es/chat/v1/types_pb.js";
 import { UserService } from "../../gen/es/chat/v1/users_pb.js";
-import { LruMap } from "../../internal/cache/lru-map.js";
+import { LruMap } from "../cache/lru-map.js";
 import { RefreshLockBusy, type LoginStore, type SavedLogin } from "./store.js";
 
 export class CliError extends Error {

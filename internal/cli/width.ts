@@ -68,7 +68,7 @@ export function padEnd(text: string, width: number): string {
   return text + " ".repeat(Math.max(0, width - displayWidth(text)));
 }
 
-/** The marker a printed text shows a bidi control as ("<U+202E>", main.ts's `printable`). */
+/** The marker a printed text shows a bidi control as ("<U+202E>", output.ts's `printable`). */
 const MARKER = /(<U\+[0-9A-F]{4,6}>)/;
 
 /** A text's pieces that are cut whole: each character, and each marker. */
