@@ -103,12 +103,12 @@ export async function signUpsInFlight(baseUrl: string, agent: http.Agent, count:
  * the message of the error that cut it: as signUpsInFlight, calls in flight
  * for a stop to answer.
  */
-export function grpcSignUpsInFlight(grpcUrl: string, count: number, connections = 1): Promise<string>[] {
+export function grpcSignUpsInFlight(grpcUrl: string, count: number, connections = 1, timeoutMs = 30_000): Promise<string>[] {
   const clients = Array.from({ length: connections }, () => createClient(AuthService, createGrpcTransport({ baseUrl: grpcUrl })));
   const run = `g${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   return Array.from({ length: count }, (_, i) =>
     clients[i % connections]!
-      .signUp({ username: `${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs: 30_000 })
+      .signUp({ username: `${run}${i}`, password: "correct horse battery", displayName: "d", device: { name: "d" } }, { timeoutMs })
       .then(
         () => "OK",
         (err: unknown) => ConnectError.from(err).message,

@@ -35,7 +35,9 @@ describe("chatd: SIGTERM with API requests in flight", function () {
     try {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 24 });
       const { answers: overHttp } = await signUpsInFlight(chatd.httpUrl, agent, 24);
-      const overGrpc = grpcSignUpsInFlight(chatd.grpcUrl, 24);
+      // connect-node's client leaves a call or two whose stream the GOAWAY overtook waiting for their
+      // deadline, long after chatd exited: a short one, since a cut call is all this asks of them.
+      const overGrpc = grpcSignUpsInFlight(chatd.grpcUrl, 24, 1, 8_000);
       // 48 hashes behind the thread pool's four threads: most still in flight when the first is answered.
       await Promise.race([...overHttp, ...overGrpc]);
       const exited = once(chatd.child, "exit") as Promise<[number | null]>;
@@ -43,7 +45,7 @@ describe("chatd: SIGTERM with API requests in flight", function () {
       const [http1, grpc] = [await Promise.all(overHttp), await Promise.all(overGrpc)];
       agent.destroy();
       assert.ok(http1.some((a) => a !== "200"), `some HTTP sign-up cut: ${http1.join(", ")}`);
-      assert.ok(grpc.some((a) => a !== "OK"), `some gRPC sign-up cut: ${grpc.join(", ")}`);
+      assert.ok(grpc.some((a) => a !== "OK" && !a.includes("deadline_exceeded")), `some gRPC sign-up cut by chatd: ${grpc.join(", ")}`);
       const [code] = await exited;
       assert.equal(code, 0);
     } finally {
