@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { engineScope, type EngineScope } from "./engine-scope.js";
 import { engineConfig } from "./engines.js";
+import { roleCommand } from "./role-bundle.js";
 import { waitFor } from "./wait.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -24,7 +25,7 @@ export interface RoleProcess {
 }
 
 /**
- * Starts `cmd/<role>/main.ts` as its own process and resolves when it logs
+ * Starts `cmd/<role>/main.ts` (bundled: see role-bundle.ts) as its own process and resolves when it logs
  * "<role> listening". Every process a test starts is stopped by `stopAll`.
  * `command` starts it some other way (`["npm", "start"]`); `detached` makes
  * the process the leader of its own process group; `onLine` sees each line
@@ -36,7 +37,7 @@ export async function startRole(
   timeoutMs = 90_000,
   options: { command?: readonly string[]; detached?: boolean; onLine?: (line: string) => void } = {},
 ): Promise<RoleProcess> {
-  const [file, ...args] = options.command ?? [process.execPath, "--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)];
+  const [file, ...args] = options.command ?? roleCommand(role);
   const child = spawn(file!, args, {
     cwd: ROOT,
     detached: options.detached ?? false,
@@ -156,7 +157,8 @@ export async function runToExit(
   env: Record<string, string>,
   started?: (child: ChildProcess) => void,
 ): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)], {
+  const [file, ...args] = roleCommand(role);
+  const child = spawn(file!, args, {
     cwd: ROOT,
     env: { ...process.env, GRPC_VERBOSITY: "NONE", ...env },
     stdio: ["ignore", "pipe", "pipe"],
