@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { isAlive } from "../../internal/storage/sqlite/process-alive.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const DIR = join(ROOT, "node_modules", ".cache", "chat-role-tests");
@@ -47,8 +48,7 @@ let built: Map<string, string> | undefined;
  * under tsx (stack traces that name the .ts files).
  */
 export function roleCommand(role: string): string[] {
-  const entry = join(ROOT, `cmd/${role}/main.ts`);
-  if (process.env.CHAT_TEST_TSX === "1") return [process.execPath, "--import", "tsx", entry];
+  if (process.env.CHAT_TEST_TSX === "1") return [process.execPath, "--import", "tsx", join(ROOT, `cmd/${role}/main.ts`)];
   built ??= buildRoles();
   const bundle = built.get(role);
   if (bundle === undefined) throw new Error(`no role ${role} under cmd/`);
@@ -79,15 +79,6 @@ function removeOrphans(): void {
   }
   for (const file of files) {
     const pid = Number(/-(\d+)\.mjs$/.exec(file)?.[1]);
-    if (pid > 0 && !alive(pid)) rmSync(join(DIR, file), { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if (pid > 0 && !isAlive(pid)) rmSync(join(DIR, file), { force: true });
   }
 }

@@ -1,6 +1,7 @@
 import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, truncateSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
+import { isAlive } from "./process-alive.js";
 
 export interface BackupReport {
   target: string;
@@ -179,16 +180,6 @@ export function removeAbandonedPartials(target: string, alive: (pid: number) => 
     removed.push(join(dirname(to), name));
   }
   return removed;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, another user's.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Every file under `path` (or `path` itself, a file), then each directory after what it holds. */

@@ -2,6 +2,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statS
 import { join } from "node:path";
 import { ConfigError } from "../../config/env.js";
 import { RESTORE_MARK } from "./backup.js";
+import { isAlive } from "./process-alive.js";
 
 export interface DataDirLock {
   /** Removes the lock file (on a clean stop); a crash leaves it, for the next start to take over. */
@@ -141,7 +142,7 @@ function lockHolder(path: string): number | undefined {
  * started), and a second chatd took the directory over.
  */
 function holds(pid: number, path: string): boolean {
-  if (!isAlive(pid)) return false;
+  if (!holderAlive(pid)) return false;
   const recorded = lockedBy(path);
   const current = processIdentity(pid);
   if (recorded && current) return recorded === current;
@@ -205,14 +206,7 @@ function processStartMs(pid: number): number | undefined {
 /** USER_HZ, 100 on every Linux architecture Node runs on. */
 const CLOCK_TICKS_PER_SEC = 100;
 
-function isAlive(pid: number): boolean {
+function holderAlive(pid: number): boolean {
   // Our own pid in a lock we do not hold yet is a previous life's (a container's pid 1 again).
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, another user's.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return pid !== process.pid && isAlive(pid);
 }
