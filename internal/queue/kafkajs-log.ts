@@ -93,3 +93,7 @@ export function pinoLogCreator(logger: Logger) {
       else logger.debug(fields, message);
     };
 }
+
+export function kafkaLevel(level: "error" | "warn" | "info" | "debug"): number {
+  return { error: KafkaLogLevel.ERROR, warn: KafkaLogLevel.WARN, info: KafkaLogLevel.INFO, debug: KafkaLogLevel.DEBUG }[level];
+}
