@@ -1192,23 +1192,25 @@ describe("web client in headless Chromium", function () {
     await page.evaluate(() =>
       document.addEventListener(
         "mousedown",
-        (e) => ((window as unknown as { pressed?: Element | null }).pressed = (e.target as Element).closest("[data-testid=channel]")?.querySelector(".channel-name")),
+        (e) => {
+          const w = window as unknown as { pressed?: Element | null; pressedOn?: string };
+          w.pressed = (e.target as Element).closest("[data-testid=channel]")?.querySelector(".channel-name");
+          w.pressedOn = (e.target as Element).outerHTML.slice(0, 200);
+        },
         { capture: true, once: true },
       ),
     );
-    const box = await readOne(
-      row(val).locator(".channel-name"),
-      (els) => els.map((el) => el.getBoundingClientRect()).map(({ x, y, width, height }) => ({ x, y, width, height })),
-      "val's name in the list",
-    );
-    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    // hover() waits until the name is still and nothing covers it (a toast, a list still settling) and leaves the
+    // pointer on it: a box measured first and pressed after could meet a list laid out anew in between.
+    await row(val).locator(".channel-name").hover();
     await page.mouse.down();
     const pressed = () =>
       page.evaluate(() => {
-        const el = (window as unknown as { pressed?: Element | null }).pressed;
-        return { row: el?.closest("[data-testid=channel]")?.getAttribute("data-name"), connected: el?.isConnected };
+        const w = window as unknown as { pressed?: Element | null; pressedOn?: string };
+        return { row: w.pressed?.closest("[data-testid=channel]")?.getAttribute("data-name"), connected: w.pressed?.isConnected, on: w.pressedOn };
       });
-    assert.equal((await pressed()).row, val.username, "the press landed on val's name");
+    const press = await pressed();
+    assert.equal(press.row, val.username, `the press landed on val's name, not on ${press.on}`);
     await sendWithRetry(uri, chatWith.get(uri)!, "meanwhile");
     await row(uri).getByTestId("channel-last").filter({ hasText: "meanwhile" }).waitFor({ timeout: 10_000 });
     assert.equal((await pressed()).connected, false, "the name pressed was drawn anew");
