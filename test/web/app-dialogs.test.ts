@@ -13,7 +13,7 @@ describe("web: dialogs", () => {
 
   it("lets go of a dialog once it is closed, and closes the one still open with the app", async () => {
     const r = await start(new FakeServer());
-    const kept = () => (r.app as unknown as { dialogs: Set<unknown> }).dialogs.size;
+    const kept = () => (r.app as unknown as { dialogs: { dialogs: Set<unknown> } }).dialogs.dialogs.size;
     const account = r.browser.root.querySelector("[data-testid=account]")!;
     for (let i = 0; i < 3; i++) {
       account.click();

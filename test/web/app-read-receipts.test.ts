@@ -21,7 +21,7 @@ describe("web: read receipts of a busy chat", () => {
   };
   afterEach(() => setVisible(true));
   /** Whether no chat's receipt window is open: the next read goes at once. */
-  const windowsOver = (r: Running) => (r.app as unknown as { readWindows: Map<string, unknown> }).readWindows.size === 0;
+  const windowsOver = (r: Running) => (r.app as unknown as { receipts: { readWindows: Map<string, unknown> } }).receipts.readWindows.size === 0;
 
   /** The app, with chat `channelId` (3 messages, all read) open and at its bottom. */
   async function openChat(channelId: bigint): Promise<Running> {
