@@ -74,29 +74,37 @@ function message(): [NewMessage, Id[]] {
   return [m, memberIds];
 }
 
-async function step(): Promise<void> {
+/** Each write's time from the call to its durable answer, ms: what a sender's ack waits for. */
+async function step(): Promise<number[]> {
   const total = rate * seconds;
   const start = performance.now();
   const writes: Promise<unknown>[] = [];
+  const latencies: number[] = [];
   for (let done = 0; done < total; ) {
     const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
-    for (; done < due; done++) writes.push(storage.writer.write(...message()));
+    for (; done < due; done++) {
+      const asked = performance.now();
+      writes.push(storage.writer.write(...message()).then(() => latencies.push(performance.now() - asked)));
+    }
     await sleep(Number(values["tick-ms"]));
   }
   await Promise.all(writes);
+  return latencies.sort((a, b) => a - b);
 }
+
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
 const rows = [
   `SQLite store, ${rate} msgs/s for ${seconds} s a step, a commit every ${values["tick-ms"]} ms, ${members} inboxes a message, ${channels} channels, page size ${values["page-size"]} B`,
   "",
-  "| step | messages stored | database MB (WAL MB) | event loop busy | event-loop µs/msg | process CPU µs/msg | KB written/msg | write() calls/msg | KB dirtied/msg |",
-  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  "| step | messages stored | database MB (WAL MB) | event loop busy | event-loop µs/msg | process CPU µs/msg | KB written/msg | write() calls/msg | KB dirtied/msg | write ms p50 / p99 / max |",
+  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
 for (let s = 0; s < Number(values.steps); s++) {
   const io0 = io();
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
-  await step();
+  const latencies = await step();
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
   const io1 = io();
@@ -111,6 +119,7 @@ for (let s = 0; s < Number(values.steps); s++) {
     ((io1.wchar - io0.wchar) / n / 1024).toFixed(1),
     ((io1.syscw - io0.syscw) / n).toFixed(1),
     ((io1.disk - io0.disk) / n / 1024).toFixed(1),
+    [0.5, 0.99, 1].map((q) => quantile(latencies, q).toFixed(1)).join(" / "),
   ];
   rows.push(`| ${cells.join(" | ")} |`);
   console.error(rows.at(-1));
