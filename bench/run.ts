@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { KEY_SPAN } from "./loadgen.js";
 import { heapProfileBytes } from "./profile.js";
 import { growthPer, tally, type Tally } from "./heap-diff.js";
-import type { PhaseReport, StormReport } from "./lib/ipc.js";
+import type { StormReport } from "./lib/ipc.js";
 import { renderMarkdown } from "./lib/report.js";
 import { now, type SessionSpec } from "./lib/session.js";
 import { median, round, summarize, type LatencySummary } from "./lib/stats.js";

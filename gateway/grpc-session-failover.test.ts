@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema } from "../gen/es/chat/v1/session_pb.js";
-import { ConnectRequest, type ServerFrame } from "../gen/ts-proto/chat/v1/session.js";
+import { ConnectRequest } from "../gen/ts-proto/chat/v1/session.js";
 import { ErrorCode } from "../gen/ts-proto/chat/v1/types.js";
 import { MemoryServerRegistry } from "../internal/registry/memory.js";
 import { RemoteSessionHost } from "../internal/cluster/remote-host.js";

@@ -1,4 +1,3 @@
-import type { Logger } from "pino";
 import type { ChannelStore } from "../../internal/channels/store.js";
 import type { Inbox } from "../../internal/messages/inbox.js";
 import type { MessageLog } from "../../internal/messages/log.js";

@@ -12,7 +12,6 @@ import {
   type Channel,
   type Device,
   type Member,
-  type Message,
   type User,
 } from "../../gen/es/chat/v1/types_pb.js";
 import type {

@@ -1,4 +1,3 @@
-import assert from "node:assert/strict";
 import type { AccountStore } from "../accounts/store.js";
 import { waitFor } from "../../test/support/wait.js";
 import { DeviceGate } from "./device-gate.js";

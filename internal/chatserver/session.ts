@@ -12,7 +12,7 @@ import { encodeSendAckFrame } from "../wire/message-bytes.js";
 import { decodeClientFrame, encodeServerFrame, type EncodedFrame, type FrameBytes } from "./codec.js";
 import { errorCodeOf } from "./errors.js";
 import { namesChannel, refusedUncharged } from "./validate.js";
-import type { FrameEncoding, Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
+import type { Reauthentication, SessionHandle, SessionIdentity, SessionSink } from "./port.js";
 import { TokenBucket } from "../throttle/token-bucket.js";
 import { textCost } from "../throttle/text-budget.js";
 import type { ChatServer } from "./server.js";

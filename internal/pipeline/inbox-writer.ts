@@ -1,5 +1,5 @@
 import type { Inbox } from "../messages/inbox.js";
-import type { Id, InboxEntry } from "../model/types.js";
+import type { Id } from "../model/types.js";
 import type { MessageQueue, QueueRecord, Subscription } from "../queue/port.js";
 import { deliverLive, type LiveDeliveryDeps, type LiveEntry } from "./live-delivery.js";
 import { decodeEach, decodeInboxAppend } from "./records.js";

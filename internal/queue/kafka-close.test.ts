@@ -6,7 +6,7 @@ import type { Producer } from "kafkajs";
 import { OwnKafka } from "../../test/support/own-kafka.js";
 import { waitFor } from "../../test/support/wait.js";
 import { KafkaQueue } from "./kafka.js";
-import type { QueueRecord, Subscription } from "./port.js";
+import type { QueueRecord } from "./port.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -23,11 +23,10 @@ describe("KafkaQueue.close() with Kafka away", function () {
   it("ends within its bound: publishes Kafka never acked fail, the consumer is given up at its deadline", async () => {
     const CLOSE_TIMEOUT_MS = 3_000;
     const queue = new KafkaQueue({ brokers: kafka.brokers, clientId: "close-test", closeTimeoutMs: CLOSE_TIMEOUT_MS });
-    let sub: Subscription | undefined;
     try {
       await queue.ensureTopics([{ topic: "events", partitions: 2 }]);
       const got: QueueRecord[] = [];
-      sub = await queue.subscribe("pipeline", "events", async (rs) => void got.push(...rs));
+      await queue.subscribe("pipeline", "events", async (rs) => void got.push(...rs));
       await queue.publish("events", [{ key: "a", value: enc("acked") }]);
       await waitFor(() => got.length === 1, "the acked record consumed", 60_000);
 

@@ -140,7 +140,7 @@ describe("web: a sync that skipped entries past the inbox's retention window", (
   }
 
   it("the session tells the app once the last page is in, and only of entries past the tab's own position", async () => {
-    const { session, told, sockets } = await sessionTellingCaughtUp("12");
+    const { session, told } = await sessionTellingCaughtUp("12");
     try {
       const socket = ScriptedSocket.all.at(-1)!;
       socket.push({ kind: { case: "welcome", value: { deviceCursor: 0n, headInboxSeq: 9n } } });

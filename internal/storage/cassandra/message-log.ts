@@ -13,7 +13,7 @@ import { NewestEntries } from "./newest.js";
 import { decodeReactions, encodeReaction, withReactions, type ReactionCell } from "./reaction-cell.js";
 import { DEVICE_DEDUP_SINCE, LEGACY_DEDUP_WINDOW_MS } from "./schema.js";
 import { SequencedAppender, type SequenceOps } from "./sequenced.js";
-import { big, FANOUT, IN_PARTITIONS, mapLimit, ms, msCell, type Db, type Row } from "./session.js";
+import { big, IN_PARTITIONS, ms, msCell, type Db, type Row } from "./session.js";
 
 /**
  * Channels whose newest rows one read of latest() names: a text may be
