@@ -7,6 +7,7 @@ import { ErrorCode, MessageSchema, type Message } from "../../gen/es/chat/v1/typ
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callTimeoutMs, CliError, describe, isTransient, type Session } from "./client.js";
 import { ServerClock } from "./server-clock.js";
+import { settlesWithin } from "../model/settles-within.js";
 
 // internal/model/close-codes.ts
 const CLOSE_UNAUTHENTICATED = 4001;
@@ -405,7 +406,7 @@ export async function follow(session: Session, opts: FollowOptions): Promise<voi
   }
   // Stopped by Ctrl+C, a print waiting for an answer (a name asked of a silent network) is let go
   // after a moment: the stop waited for the call's deadline (15 s).
-  if (fatal === undefined && opts.signal.aborted) await settledWithin(chain, GOODBYE_WAIT_MS);
+  if (fatal === undefined && opts.signal.aborted) await settlesWithin(chain, GOODBYE_WAIT_MS);
   else await chain;
   opts.signal.removeEventListener("abort", onAbort);
   if (fatal !== undefined) throw fatal;
@@ -641,13 +642,6 @@ function connectOnce(
       resolve({ code, reason: reason.toString(), httpStatus, opened, error });
     });
   });
-}
-
-/** Resolves once `p` settles or `ms` have passed, whichever is first. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([p.then(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

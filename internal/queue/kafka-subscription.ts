@@ -3,7 +3,7 @@ import type { BatchHandler, QueueRecord, RecordsLost, SubscribeOptions, Subscrip
 import { onOffsetReset, type OffsetReset } from "./kafkajs-offset-reset.js";
 import { isPermanentConsumerError, REVOKING_ERRORS } from "./kafka-consumer-errors.js";
 import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, type KafkaQueueOptions } from "./kafka-options.js";
-import { settlesWithin } from "./settles-within.js";
+import { settlesWithin } from "../model/settles-within.js";
 
 /** A handled offset not yet committed: the next offset of a partition, the join it was handled in, and the `lost` signals of the chunks it commits. */
 interface Handled {

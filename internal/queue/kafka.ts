@@ -16,7 +16,7 @@ import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, type KafkaQueu
 import { createTopic, topicMetadata } from "./kafka-topics.js";
 import { newProducer, nextRequest, PRODUCER_SEQUENCE_LIMIT, settle, toMessages, type PendingPublish } from "./kafka-publish.js";
 import { KafkaSubscription } from "./kafka-subscription.js";
-import { settlesWithin } from "./settles-within.js";
+import { settlesWithin } from "../model/settles-within.js";
 
 // What callers import from here.
 export type { KafkaQueueOptions } from "./kafka-options.js";

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { ContendedError } from "../../model/errors.js";
 import type { Id, MemberRecord } from "../../model/types.js";
 import type { ChannelQueries } from "./channel-queries.js";
@@ -74,8 +75,4 @@ export class ChannelFence {
       title: (first.get("title") as string | null | undefined) ?? "",
     };
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { deadInvite, heirOf, removedByAdmin, type ChannelStore, type MembershipCheck, type ReadAdvance, type Removal } from "../../channels/store.js";
 import { ChannelTurns } from "../../channels/turns.js";
 import type { MessageLog } from "../../messages/log.js";
 import { ChatError, ContendedError } from "../../model/errors.js";
 import type { ChannelPlace, ChannelRecord, Id, MemberRecord, MemberRole, PlaceChange } from "../../model/types.js";
-import { ChannelFence, sleep, type Plan } from "./channel-fence.js";
+import { ChannelFence, type Plan } from "./channel-fence.js";
 import { channelQueries, type ChannelQueries } from "./channel-queries.js";
 import { compareBigints, inJoinOrder, toChannel, toMember } from "./channel-rows.js";
 import { DirectChannels } from "./direct-channels.js";
