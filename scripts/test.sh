@@ -6,6 +6,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# How many suite files run at once (see below); checked before anything starts.
+jobs=${CHAT_TEST_JOBS:-2}
+if ! [[ $jobs =~ ^[1-9][0-9]*$ ]]; then
+  echo "test: CHAT_TEST_JOBS must be a whole number of 1 or more, got \"$jobs\""
+  echo "0 passed, 1 failed"
+  exit 2
+fi
+
 # Engines this run starts: the ones not running at all when it begins. One already
 # running, or still starting under another run, is waited for but never stopped here.
 started=()
@@ -54,18 +62,63 @@ if [ -f "$env_file" ]; then
   done <"$env_file"
 fi
 
-log=$(mktemp)
-npx mocha --reporter ./scripts/summary-reporter.cjs \
-  'internal/**/*.test.ts' 'gateway/**/*.test.ts' 'test/**/*.test.ts' "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+# Most suites wait far more than they compute (grace periods, lease TTLs, engines
+# answering, processes starting): half the CPU of a serial run sits idle. So they run
+# CHAT_TEST_JOBS files at a time (mocha --parallel, one worker process each), and the
+# few files that say "Runs alone" in a comment (they restart a shared engine, which
+# every other suite would feel) run afterwards, one by one. Extra arguments go to both.
+# Workers take files in this order: the long system and client suites first, so the
+# run does not end on one of them with the other worker idle.
+globs=('test/**/*.test.ts' 'internal/**/*.test.ts' 'gateway/**/*.test.ts')
+mapfile -t alone < <(grep -rlE '^// Runs alone' --include='*.test.ts' internal gateway test 2>/dev/null | sort)
+reporter=(--reporter ./scripts/summary-reporter.cjs)
+
+passed=0
+failed=0
+status=0
+# One mocha run, its output shown as it comes; adds its summary to the totals.
+phase() {
+  log=$(mktemp)
+  npx mocha "$@" 2>&1 | tee "$log"
+  local code=${PIPESTATUS[0]}
+  local summary
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+  rm -f "$log"
+  log=""
+  if [ -z "$summary" ]; then
+    # mocha died before it could report: that is a failure, never a pass.
+    summary="0 passed, 1 failed"
+    [ "$code" = 0 ] && code=1
+  fi
+  read -r p _ f _ <<<"$summary"
+  passed=$((passed + p))
+  failed=$((failed + f))
+  [ "$code" = 0 ] || status=$code
+}
+
+if ((jobs == 1)); then
+  phase "${reporter[@]}" "${globs[@]}" "$@"
+else
+  ignores=()
+  for file in "${alone[@]}"; do ignores+=(--ignore "$file"); done
+  phase --parallel --jobs "$jobs" "${reporter[@]}" "${globs[@]}" "${ignores[@]}" "$@"
+  if ((${#alone[@]})); then
+    phase "${reporter[@]}" "${alone[@]}" "$@"
+  fi
+fi
+
+# A worker mocha ends at the close of the parallel phase takes no children with it:
+# a role a suite failed to stop would live on unseen. Role bundles are the tests' own
+# (test/support/role-bundle.ts), so any still running is a leak to name.
+leaked=$(pgrep -af "$PWD/node_modules/.cache/chat-role-tests/" || true)
+if [ -n "$leaked" ]; then
+  echo "test: a suite left these processes running:"
+  echo "$leaked"
+  pkill -9 -f "$PWD/node_modules/.cache/chat-role-tests/" || true
+  failed=$((failed + 1))
+fi
+((failed == 0)) || [ "$status" != 0 ] || status=1
 
 stop_started
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-rm -f "$log"
-if [ -z "$summary" ]; then
-  # mocha died before it could report: that is a failure, never a pass.
-  summary="0 passed, 1 failed"
-  [ "$status" = 0 ] && status=1
-fi
-echo "$summary"
+echo "$passed passed, $failed failed"
 exit "$status"

@@ -35,16 +35,28 @@ case $cmd in
 esac
 `;
 
-// Stands in for \`npx mocha\`: records the CHAT_* variables it got, then either waits to be
-// signalled (STUB_MOCHA_WAIT) or prints $STUB_SUMMARY and exits $STUB_MOCHA_STATUS.
-const NPX_STUB = `#!/bin/sh
+// Stands in for \`npx mocha\`: records its arguments (one line per run) and the CHAT_*
+// variables it got, then either waits to be signalled (STUB_MOCHA_WAIT) or prints the
+// summary (STUB_SUMMARY_<n> for its n-th run, else STUB_SUMMARY) and exits
+// STUB_MOCHA_STATUS_<n>, else STUB_MOCHA_STATUS. STUB_LEAK leaves a role bundle running.
+const NPX_STUB = `#!/bin/bash
+echo "$*" >>"$STUB_DIR/mocha-calls"
+n=$(wc -l <"$STUB_DIR/mocha-calls")
 env | grep '^CHAT_' | sort >"$STUB_DIR/env"
 if [ -n "\${STUB_MOCHA_WAIT:-}" ]; then
   touch "$STUB_DIR/mocha-running"
   exec sleep 60
 fi
-[ -n "\${STUB_SUMMARY:-}" ] && echo "$STUB_SUMMARY"
-exit "\${STUB_MOCHA_STATUS:-0}"
+if [ -n "\${STUB_LEAK:-}" ]; then
+  mkdir -p node_modules/.cache/chat-role-tests
+  echo "setTimeout(() => {}, 60000);" >node_modules/.cache/chat-role-tests/gateway-1.mjs
+  setsid node "$PWD/node_modules/.cache/chat-role-tests/gateway-1.mjs" </dev/null >/dev/null 2>&1 &
+  until pgrep -f "$PWD/node_modules/.cache/chat-role-tests/" >/dev/null; do sleep 0.1; done
+fi
+summary_n=STUB_SUMMARY_$n status_n=STUB_MOCHA_STATUS_$n
+summary=\${!summary_n-\${STUB_SUMMARY:-}}
+[ -n "$summary" ] && echo "$summary"
+exit "\${!status_n:-\${STUB_MOCHA_STATUS:-0}}"
 `;
 
 interface Sandbox {
@@ -54,7 +66,7 @@ interface Sandbox {
 }
 
 /** A copy of scripts/test.sh next to the stub engines.sh, with the stub npx first on PATH. */
-function sandbox(states: Partial<Record<(typeof ENGINES)[number], State>>, env: Record<string, string> = {}): Sandbox {
+function sandbox(states: Partial<Record<(typeof ENGINES)[number], State>>, env: Record<string, string> = {}, files: Record<string, string> = {}): Sandbox {
   const dir = mkdtempSync(join(tmpdir(), "chatd-test-sh-"));
   const stub = join(dir, "stub");
   mkdirSync(join(dir, "scripts"));
@@ -65,6 +77,10 @@ function sandbox(states: Partial<Record<(typeof ENGINES)[number], State>>, env: 
   writeFileSync(join(dir, "bin/npx"), NPX_STUB);
   chmodSync(join(dir, "bin/npx"), 0o755);
   for (const e of ENGINES) writeFileSync(join(stub, e), `${states[e] ?? "up"}\n`);
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  }
   // Nothing of the environment this suite runs in (npm test exports the engines' CHAT_* addresses).
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CHAT_")));
   return { dir, stub, env: { ...clean, PATH: `${join(dir, "bin")}:${process.env.PATH}`, STUB_DIR: stub, STUB_SUMMARY: "3 passed, 0 failed", ...env } };
@@ -79,6 +95,12 @@ function run(s: Sandbox): { status: number | null; lines: string[] } {
 function upsAndDowns(s: Sandbox): string[] {
   const calls = existsSync(join(s.stub, "calls")) ? readFileSync(join(s.stub, "calls"), "utf8").trim().split("\n") : [];
   return calls.filter((c) => /^(up|down)\b/.test(c));
+}
+
+/** The arguments of each mocha run test.sh made, in order. */
+function mochaRuns(s: Sandbox): string[] {
+  const file = join(s.stub, "mocha-calls");
+  return existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").map((a) => a.replace(/^mocha /, "")) : [];
 }
 
 function state(s: Sandbox, engine: string): string {
@@ -184,5 +206,81 @@ describe("scripts/test.sh (against a stub engines.sh and mocha)", function () {
     } finally {
       rmSync(enginesDir, { recursive: true, force: true });
     }
+  });
+
+  const SUITES = {
+    "test/system/restarts.test.ts": "// Runs alone (scripts/test.sh): it restarts the shared Redis.\nit('x', () => {});\n",
+    "internal/a/a.test.ts": "it('a', () => {});\n",
+    "test/system/b.test.ts": "it('b', () => {}); // Runs alone? No: the mark is a line of its own.\n",
+  };
+
+  it("runs the suites CHAT_TEST_JOBS at a time, then those that say they run alone, one by one, and sums both summaries", () => {
+    const s = make({}, { CHAT_TEST_JOBS: "3", STUB_SUMMARY_1: "5 passed, 0 failed", STUB_SUMMARY_2: "2 passed, 0 failed" }, SUITES);
+    const r = run(s);
+    const runs = mochaRuns(s);
+    assert.equal(runs.length, 2, runs.join("\n"));
+    assert.match(runs[0]!, /^--parallel --jobs 3 --reporter \S+ test\/\*\*\/\*\.test\.ts internal\/\*\*\/\*\.test\.ts gateway\/\*\*\/\*\.test\.ts --ignore test\/system\/restarts\.test\.ts$/);
+    assert.match(runs[1]!, /^--reporter \S+ test\/system\/restarts\.test\.ts$/);
+    assert.equal(r.lines.at(-1), "7 passed, 0 failed");
+    assert.equal(r.status, 0);
+  });
+
+  it("runs two at a time by default, and hands its own arguments to both runs", () => {
+    const s = make({}, {}, SUITES);
+    const r = spawnSync("bash", [join(s.dir, "scripts/test.sh"), "--grep", "x y"], { env: s.env, encoding: "utf8", timeout: 30_000 });
+    const runs = mochaRuns(s);
+    assert.match(runs[0]!, /^--parallel --jobs 2 .* --grep x y$/);
+    assert.match(runs[1]!, /restarts\.test\.ts --grep x y$/);
+    assert.equal(r.stdout.trimEnd().split("\n").at(-1), "6 passed, 0 failed");
+  });
+
+  it("fails when either run fails, with both runs' counts", () => {
+    const s = make({}, { STUB_SUMMARY_2: "1 passed, 1 failed", STUB_MOCHA_STATUS_2: "1" }, SUITES);
+    const r = run(s);
+    assert.equal(mochaRuns(s).length, 2);
+    assert.equal(r.lines.at(-1), "4 passed, 1 failed");
+    assert.equal(r.status, 1);
+  });
+
+  it("counts a run that died before its summary as a failure, and still runs the other", () => {
+    const s = make({}, { STUB_SUMMARY_1: "" }, SUITES);
+    const r = run(s);
+    assert.equal(mochaRuns(s).length, 2);
+    assert.equal(r.lines.at(-1), "3 passed, 1 failed");
+    assert.equal(r.status, 1);
+  });
+
+  it("runs everything in one serial mocha with CHAT_TEST_JOBS=1", () => {
+    const s = make({}, { CHAT_TEST_JOBS: "1" }, SUITES);
+    const r = run(s);
+    assert.deepEqual(
+      mochaRuns(s).map((a) => a.replace(/--reporter \S+ /, "")),
+      ["test/**/*.test.ts internal/**/*.test.ts gateway/**/*.test.ts"],
+    );
+    assert.equal(r.lines.at(-1), "3 passed, 0 failed");
+  });
+
+  for (const jobs of ["0", "two", "-1", "1.5"]) {
+    it(`refuses CHAT_TEST_JOBS="${jobs}", naming the variable, and starts nothing`, () => {
+      const s = make({ redis: "down" }, { CHAT_TEST_JOBS: jobs });
+      const r = run(s);
+      assert.deepEqual(mochaRuns(s), []);
+      assert.deepEqual(upsAndDowns(s), []);
+      assert.ok(r.lines.some((l) => l.includes("CHAT_TEST_JOBS")), r.lines.join("\n"));
+      assert.equal(r.lines.at(-1), "0 passed, 1 failed");
+      assert.notEqual(r.status, 0);
+    });
+  }
+
+  it("names and stops a role a suite left running, and fails the run", () => {
+    const s = make({}, { STUB_LEAK: "1" });
+    const r = run(s);
+    const at = r.lines.findIndex((l) => l.includes("left these processes running"));
+    assert.ok(at >= 0, r.lines.join("\n"));
+    assert.match(r.lines[at + 1]!, /chat-role-tests\/gateway-1\.mjs/);
+    assert.equal(r.lines.at(-1), "3 passed, 1 failed");
+    assert.equal(r.status, 1);
+    const left = spawnSync("pgrep", ["-f", join(s.dir, "node_modules/.cache/chat-role-tests/")]);
+    assert.equal(left.status, 1, "the leaked role is still running");
   });
 });

@@ -1,3 +1,4 @@
+// Runs alone (scripts/test.sh): it restarts the shared Redis, Kafka and etcd, which every suite running beside it would feel.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join, resolve } from "node:path";
