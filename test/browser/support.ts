@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import { withDirLock } from "../support/dir-lock.js";
 import { waitFor } from "../support/wait.js";
 
 const run = promisify(execFile);
@@ -42,16 +44,57 @@ export async function launchChromium(): Promise<Browser> {
   }
 }
 
-/** Builds web/ from the current sources into web/dist, which chatd serves. */
+const BUILD_DIR = resolve(ROOT, "node_modules/.cache/chat-web-build");
+/** What the web client's bundle is made of: its own sources, the generated code it imports, the locked packages. */
+const BUILD_INPUTS = ["web/src", "web/public", "web/index.html", "web/vite.config.ts", "gen/es", "package-lock.json"];
+
+/**
+ * Builds web/ from the current sources into web/dist, which chatd serves, unless web/dist
+ * was last built (by a suite, under the lock) from exactly these sources. The browser
+ * suites run side by side (npm test runs two files at once): a build empties web/dist
+ * while the other suite's pages load from it, so builds take turns and a second is skipped.
+ */
 export async function buildWebClient(): Promise<void> {
   const vite = resolve(ROOT, "node_modules/vite/bin/vite.js");
+  const stamp = join(BUILD_DIR, "inputs");
+  await withDirLock(join(BUILD_DIR, "lock"), "the web client's build", async () => {
+    const inputs = hashOf(BUILD_INPUTS);
+    if (existsSync(resolve(ROOT, "web/dist/index.html")) && readFileOr(stamp) === inputs) return;
+    rmSync(stamp, { force: true });
+    try {
+      await run(process.execPath, [vite, "build", "web", "--logLevel", "warn"], { cwd: ROOT, maxBuffer: 64 << 20 });
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`vite build failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+    }
+    writeFileSync(stamp, inputs);
+  });
+}
+
+/** A digest of every file under these paths (relative to the repository), names included. */
+function hashOf(paths: readonly string[]): string {
+  const hash = createHash("sha256");
+  const add = (path: string) => {
+    const full = resolve(ROOT, path);
+    if (!existsSync(full)) return;
+    if (statSync(full).isDirectory()) {
+      for (const entry of readdirSync(full).sort()) add(join(path, entry));
+      return;
+    }
+    hash.update(`${path}\0`).update(readFileSync(full)).update("\0");
+  };
+  for (const path of paths) add(path);
+  return hash.digest("hex");
+}
+
+function readFileOr(path: string): string | undefined {
   try {
-    await run(process.execPath, [vite, "build", "web", "--logLevel", "warn"], { cwd: ROOT, maxBuffer: 64 << 20 });
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`vite build failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
   }
 }
+
 
 /** Fails the test on anything the page logs as an error or throws. */
 export function watchPage(page: Page, name: string, problems: string[]): Page {
