@@ -67,9 +67,10 @@ fi
 # CHAT_TEST_JOBS files at a time (mocha --parallel, one worker process each), and the
 # few files that say "Runs alone" in a comment (they restart a shared engine, which
 # every other suite would feel) run afterwards, one by one. Extra arguments go to both.
-# Workers take files in this order: the long system and client suites first, so the
-# run does not end on one of them with the other worker idle.
-globs=('test/**/*.test.ts' 'internal/**/*.test.ts' 'gateway/**/*.test.ts')
+# Workers take files in this order. The unit and contract suites first: with the system
+# suites first, both workers ran those (CPU-bound: processes starting) side by side, and
+# the run took 24 minutes rather than 20.
+globs=('internal/**/*.test.ts' 'gateway/**/*.test.ts' 'test/**/*.test.ts')
 mapfile -t alone < <(grep -rlE '^// Runs alone' --include='*.test.ts' internal gateway test 2>/dev/null | sort)
 reporter=(--reporter ./scripts/summary-reporter.cjs)
 

@@ -219,7 +219,7 @@ describe("scripts/test.sh (against a stub engines.sh and mocha)", function () {
     const r = run(s);
     const runs = mochaRuns(s);
     assert.equal(runs.length, 2, runs.join("\n"));
-    assert.match(runs[0]!, /^--parallel --jobs 3 --reporter \S+ test\/\*\*\/\*\.test\.ts internal\/\*\*\/\*\.test\.ts gateway\/\*\*\/\*\.test\.ts --ignore test\/system\/restarts\.test\.ts$/);
+    assert.match(runs[0]!, /^--parallel --jobs 3 --reporter \S+ internal\/\*\*\/\*\.test\.ts gateway\/\*\*\/\*\.test\.ts test\/\*\*\/\*\.test\.ts --ignore test\/system\/restarts\.test\.ts$/);
     assert.match(runs[1]!, /^--reporter \S+ test\/system\/restarts\.test\.ts$/);
     assert.equal(r.lines.at(-1), "7 passed, 0 failed");
     assert.equal(r.status, 0);
@@ -255,7 +255,7 @@ describe("scripts/test.sh (against a stub engines.sh and mocha)", function () {
     const r = run(s);
     assert.deepEqual(
       mochaRuns(s).map((a) => a.replace(/--reporter \S+ /, "")),
-      ["test/**/*.test.ts internal/**/*.test.ts gateway/**/*.test.ts"],
+      ["internal/**/*.test.ts gateway/**/*.test.ts test/**/*.test.ts"],
     );
     assert.equal(r.lines.at(-1), "3 passed, 0 failed");
   });
