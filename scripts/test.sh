@@ -82,7 +82,7 @@ phase() {
   log=$(mktemp)
   npx mocha "$@" 2>&1 | tee "$log"
   local code=${PIPESTATUS[0]}
-  local summary
+  local summary p f
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
   rm -f "$log"
   log=""

@@ -59,7 +59,8 @@ export async function buildWebClient(): Promise<void> {
   const stamp = join(BUILD_DIR, "inputs");
   await withDirLock(join(BUILD_DIR, "lock"), "the web client's build", async () => {
     const inputs = hashOf(BUILD_INPUTS);
-    if (existsSync(resolve(ROOT, "web/dist/index.html")) && readFileOr(stamp) === inputs) return;
+    // Under the lock only a build writes the stamp, so it reads whole.
+    if (existsSync(resolve(ROOT, "web/dist/index.html")) && existsSync(stamp) && readFileSync(stamp, "utf8") === inputs) return;
     rmSync(stamp, { force: true });
     try {
       await run(process.execPath, [vite, "build", "web", "--logLevel", "warn"], { cwd: ROOT, maxBuffer: 64 << 20 });
@@ -86,15 +87,6 @@ function hashOf(paths: readonly string[]): string {
   for (const path of paths) add(path);
   return hash.digest("hex");
 }
-
-function readFileOr(path: string): string | undefined {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
-}
-
 
 /** Fails the test on anything the page logs as an error or throws. */
 export function watchPage(page: Page, name: string, problems: string[]): Page {
